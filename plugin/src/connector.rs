@@ -1,0 +1,313 @@
+//! The flows of the WAP-pay protocol, over a [`Transport`] the embedder provides (the component
+//! routes it through `wasi:http/outgoing-handler`; native callers bring their own).
+
+use crate::amount::Amount;
+use crate::model::{
+    ChannelList, FieldError, HttpMethod, Notification, OrderExpectation, PaymentRequest, PaymentStarted, PluginError,
+    PluginInfo, VerifiedReturn,
+};
+use crate::settings::{self, is_http_url, is_seller_account, Mode, Settings};
+use crate::transformers::{self as wire, CreateFields};
+
+/// One outbound HTTP request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: HttpMethod,
+    pub url: String,
+    pub content_type: Option<&'static str>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportError {
+    Timeout(String),
+    Failed(String),
+}
+
+/// Sends one HTTP request and returns the whole response.
+pub trait Transport {
+    fn send(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError>;
+}
+
+fn transport_error(what: &str, e: TransportError) -> PluginError {
+    match e {
+        TransportError::Timeout(m) => PluginError::Timeout(format!("{what}: {m}")),
+        TransportError::Failed(m) => PluginError::Transport(format!("{what}: {m}")),
+    }
+}
+
+/// The longest `out_trade_no` Alipay accepts.
+pub const MAX_OUT_TRADE_NO: usize = 64;
+pub const MAX_SUBJECT_CHARS: usize = 256;
+/// `pay_expire` in minutes: at most 15 days.
+pub const MAX_PAY_EXPIRE_MINUTES: u32 = 21_600;
+
+pub fn describe() -> PluginInfo {
+    PluginInfo {
+        id: "alipay-wap".into(),
+        name: "支付宝手机网站支付 (Alipay WAP pay)".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        provider: "alipay".into(),
+        settings: settings::schema(),
+        notify_ack: wire::NOTIFY_ACK.into(),
+        notify_retry: wire::NOTIFY_RETRY.into(),
+    }
+}
+
+/// Validates settings; returns the normalised pairs to store, or every bad field.
+pub fn validate_settings(pairs: &[(String, String)]) -> Result<Vec<(String, String)>, Vec<FieldError>> {
+    settings::validate(pairs).map(|(_, normalised)| normalised)
+}
+
+pub fn load_settings(pairs: &[(String, String)]) -> Result<Settings, PluginError> {
+    settings::validate(pairs)
+        .map(|(s, _)| s)
+        .map_err(PluginError::InvalidSettings)
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> PluginError {
+    PluginError::InvalidOrder(FieldError::new(field, reason))
+}
+
+fn is_printable(s: &str) -> bool {
+    !s.chars().any(char::is_control)
+}
+
+/// Checks an order and resolves its seller; returns the `req_data` fields.
+pub fn validate_order<'a>(settings: &'a Settings, order: &'a PaymentRequest) -> Result<CreateFields<'a>, PluginError> {
+    let out_trade_no = order.out_trade_no.as_str();
+    if out_trade_no.is_empty()
+        || out_trade_no.len() > MAX_OUT_TRADE_NO
+        || !out_trade_no.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(invalid(
+            "out_trade_no",
+            "must be 1 to 64 characters of letters, digits, '_' or '-'",
+        ));
+    }
+    let subject = order.subject.trim();
+    if subject.is_empty() {
+        return Err(invalid("subject", "must not be empty"));
+    }
+    if subject.chars().count() > MAX_SUBJECT_CHARS || !is_printable(subject) {
+        return Err(invalid("subject", "must be at most 256 characters with no control characters"));
+    }
+    let total_fee = Amount::parse(&order.total_fee).map_err(|e| invalid("total_fee", e.to_string()))?;
+    let seller = resolve_seller(settings, order.seller.as_deref())?;
+    for (field, url) in [("return_url", &order.return_url), ("notify_url", &order.notify_url)] {
+        if !is_http_url(url) || url.contains('?') {
+            return Err(invalid(field, "must be an absolute http or https URL without a query string"));
+        }
+    }
+    if let Some(m) = order.merchant_url.as_deref() {
+        if !is_http_url(m) {
+            return Err(invalid("merchant_url", "must be an absolute http or https URL"));
+        }
+    }
+    if let Some(p) = order.pay_expire {
+        if p == 0 || p > MAX_PAY_EXPIRE_MINUTES {
+            return Err(invalid("pay_expire", "must be between 1 and 21600 minutes"));
+        }
+    }
+    if let Some(u) = order.out_user.as_deref() {
+        if u.is_empty() || u.chars().count() > 64 || !is_printable(u) {
+            return Err(invalid("out_user", "must be 1 to 64 characters with no control characters"));
+        }
+    }
+    if let Some(c) = order.cashier_code.as_deref() {
+        if c.is_empty() || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+            return Err(invalid("cashier_code", "must be a cashier code such as DEBITCARD_ICBC (A-Z, 0-9, '_')"));
+        }
+    }
+    Ok(CreateFields {
+        notify_url: &order.notify_url,
+        call_back_url: &order.return_url,
+        seller_account_name: seller,
+        out_trade_no,
+        subject,
+        total_fee,
+        merchant_url: order.merchant_url.as_deref(),
+        pay_expire: order.pay_expire,
+        out_user: order.out_user.as_deref(),
+        cashier_code: order.cashier_code.as_deref(),
+    })
+}
+
+/// B2C: the configured account (an order may repeat it, not change it). C2C: the order's seller,
+/// or the configured default.
+fn resolve_seller<'a>(settings: &'a Settings, requested: Option<&'a str>) -> Result<&'a str, PluginError> {
+    let requested = requested.map(str::trim).filter(|s| !s.is_empty());
+    match settings.mode {
+        Mode::B2c => {
+            let configured = settings.seller_email.as_deref().unwrap_or(&settings.partner);
+            match requested {
+                Some(r) if !r.eq_ignore_ascii_case(configured) => Err(invalid(
+                    "seller_email",
+                    "this merchant is B2C: money always goes to the configured seller account (leave seller_email out, or switch the merchant to c2c)",
+                )),
+                _ => Ok(configured),
+            }
+        }
+        Mode::C2c => {
+            let seller = requested.or(settings.seller_email.as_deref()).ok_or_else(|| {
+                invalid("seller_email", "is required for a C2C merchant without a default seller")
+            })?;
+            if !is_seller_account(seller) {
+                return Err(invalid(
+                    "seller_email",
+                    "must be an email address, an 11-digit mobile number or a 2088… user id",
+                ));
+            }
+            Ok(seller)
+        }
+    }
+}
+
+/// Creates the trade (`alipay.wap.trade.create.direct`) and returns the signed cashier redirect.
+pub fn start_payment(
+    settings_pairs: &[(String, String)],
+    order: &PaymentRequest,
+    req_id: &str,
+    transport: &mut dyn Transport,
+) -> Result<PaymentStarted, PluginError> {
+    let settings = load_settings(settings_pairs)?;
+    let fields = validate_order(&settings, order)?;
+    let req_data = wire::create_req_data(&fields);
+    let params = wire::signed_gateway_params(&settings, wire::SERVICE_CREATE, req_id, &req_data)?;
+    let response = transport
+        .send(&HttpRequest {
+            method: HttpMethod::Post,
+            url: settings.gateway_url.clone(),
+            content_type: Some("application/x-www-form-urlencoded; charset=utf-8"),
+            body: wire::form_encode(&params).into_bytes(),
+        })
+        .map_err(|e| transport_error("create call to the gateway", e))?;
+    if response.status != 200 {
+        return Err(PluginError::Transport(format!(
+            "the gateway answered HTTP {} to the create call",
+            response.status
+        )));
+    }
+    let token = wire::parse_create_response(&settings, &response.body)?;
+    let redirect = wire::auth_redirect(&settings, req_id, &token)?;
+    Ok(PaymentStarted {
+        redirect,
+        token,
+        request_id: req_id.to_owned(),
+        total_fee: fields.total_fee.to_string(),
+        seller: fields.seller_account_name.to_owned(),
+    })
+}
+
+/// Verifies the buyer's synchronous return. It proves who signed it, not that money arrived:
+/// only a confirmed notification marks an order paid.
+pub fn verify_return(settings_pairs: &[(String, String)], query: &[(String, String)]) -> Result<VerifiedReturn, PluginError> {
+    let settings = load_settings(settings_pairs)?;
+    wire::verify_return(&settings, query)
+}
+
+/// Verifies the asynchronous notification's signature, then asks `notify_verify` whether Alipay
+/// sent it. Only a signature that matches **and** the answer `true` make it verified.
+pub fn verify_notification(
+    settings_pairs: &[(String, String)],
+    form: &[(String, String)],
+    transport: &mut dyn Transport,
+) -> Result<Notification, PluginError> {
+    let settings = load_settings(settings_pairs)?;
+    let signed = wire::verify_notify_signature(&settings, form)?.notification;
+    let response = transport
+        .send(&HttpRequest {
+            method: HttpMethod::Get,
+            url: wire::notify_verify_url(&settings, &signed.notify_id),
+            content_type: None,
+            body: Vec::new(),
+        })
+        .map_err(|e| transport_error("notify_verify", e))?;
+    if response.status != 200 {
+        return Err(PluginError::Transport(format!("notify_verify answered HTTP {}", response.status)));
+    }
+    if !wire::notify_verify_confirms(&response.body) {
+        let answer: String = String::from_utf8_lossy(&response.body[..response.body.len().min(40)])
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
+        return Err(PluginError::NotifyNotConfirmed(format!(
+            "notify_verify answered {answer:?} for notify_id {}",
+            signed.notify_id
+        )));
+    }
+    Ok(signed)
+}
+
+/// Checks a verified notification against the order it names: same order, same amount, same
+/// seller (by account or by 2088… id). Returns every mismatch.
+pub fn match_order(notification: &Notification, order: &OrderExpectation) -> Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if notification.out_trade_no != order.out_trade_no {
+        errors.push(FieldError::new("out_trade_no", "the notification names another order"));
+    }
+    let amounts_equal = match (Amount::parse(&notification.total_fee), Amount::parse(&order.total_fee)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !amounts_equal {
+        errors.push(FieldError::new(
+            "total_fee",
+            format!(
+                "the notification says {} but the order is {}",
+                notification.total_fee, order.total_fee
+            ),
+        ));
+    }
+    let expected = order.seller.trim();
+    let seller_matches = notification
+        .seller_email
+        .as_deref()
+        .is_some_and(|s| s.eq_ignore_ascii_case(expected))
+        || notification.seller_id.as_deref() == Some(expected);
+    if !seller_matches {
+        errors.push(FieldError::new(
+            "seller_email",
+            format!(
+                "the notification pays {} / {} but the order's seller is {expected}",
+                notification.seller_email.as_deref().unwrap_or("-"),
+                notification.seller_id.as_deref().unwrap_or("-"),
+            ),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Lists the pay channels the merchant may pre-select (`mobile.merchant.paychannel`).
+pub fn list_channels(
+    settings_pairs: &[(String, String)],
+    out_user: Option<&str>,
+    transport: &mut dyn Transport,
+) -> Result<ChannelList, PluginError> {
+    let settings = load_settings(settings_pairs)?;
+    let response = transport
+        .send(&HttpRequest {
+            method: HttpMethod::Get,
+            url: wire::paychannel_url(&settings, out_user)?,
+            content_type: None,
+            body: Vec::new(),
+        })
+        .map_err(|e| transport_error("pay-channel query", e))?;
+    if response.status != 200 {
+        return Err(PluginError::Transport(format!(
+            "the pay-channel query answered HTTP {}",
+            response.status
+        )));
+    }
+    wire::parse_paychannel_response(&settings, &response.body)
+}

@@ -1,0 +1,23 @@
+//! Alipay mobile-website pay (WAP pay, `wappaygw`) as a payment plugin.
+//!
+//! The protocol (see `shared/protocol/ALIPAY_WAP_PROTOCOL.md`): `alipay.wap.trade.create.direct`
+//! for a `request_token`, the signed `alipay.wap.auth.authAndExecute` redirect, the synchronous
+//! `call_back_url` return, the asynchronous notify with its fixed-order signature and
+//! `notify_verify`, and the `mobile.merchant.paychannel` query. MD5 and RSA (`sec_id=0001`).
+//!
+//! Layout: the wire format lives in [`transformers`] (with [`sign`], [`xml`], [`amount`]); the
+//! flows in [`connector`]; the WIT glue in `component` (wasm32 only). Everything but the glue
+//! compiles natively so the host can benchmark and fuzz the same code.
+
+pub mod amount;
+pub mod channels;
+pub mod connector;
+pub mod gbk;
+pub mod model;
+pub mod settings;
+pub mod sign;
+pub mod transformers;
+pub mod xml;
+
+#[cfg(target_arch = "wasm32")]
+mod component;

@@ -1,0 +1,226 @@
+//! Plain Rust types of the payment contract. They mirror the WIT records one to one, so the
+//! protocol code runs natively (tests, benchmarks, fuzzing) and the component glue only converts.
+
+/// A field that was refused, and why (the reason reads after the field name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, reason: impl Into<String>) -> Self {
+        FieldError {
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+/// An error reported by the provider's gateway (`res_error` of the create call).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayError {
+    pub code: String,
+    pub sub_code: String,
+    pub msg: String,
+    pub detail: String,
+}
+
+/// Every way a plugin call can fail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PluginError {
+    InvalidSettings(Vec<FieldError>),
+    InvalidOrder(FieldError),
+    Gateway(GatewayError),
+    BadSignature(String),
+    NotifyNotConfirmed(String),
+    Transport(String),
+    Timeout(String),
+    /// The provider's data could not be understood (malformed XML, missing fields).
+    Malformed(String),
+}
+
+impl std::fmt::Display for PluginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginError::InvalidSettings(errs) => {
+                f.write_str("invalid settings: ")?;
+                for (i, e) in errs.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{e}")?;
+                }
+                Ok(())
+            }
+            PluginError::InvalidOrder(e) => write!(f, "invalid order: {e}"),
+            PluginError::Gateway(g) => write!(
+                f,
+                "gateway error {} (sub_code {}): {} {}",
+                g.code, g.sub_code, g.msg, g.detail
+            ),
+            PluginError::BadSignature(m) => write!(f, "bad signature: {m}"),
+            PluginError::NotifyNotConfirmed(m) => write!(f, "notification not confirmed: {m}"),
+            PluginError::Transport(m) => write!(f, "transport failure: {m}"),
+            PluginError::Timeout(m) => write!(f, "timeout: {m}"),
+            PluginError::Malformed(m) => write!(f, "malformed provider data: {m}"),
+        }
+    }
+}
+
+/// How a setting is entered in an admin form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldKind {
+    Text,
+    Secret,
+    Select,
+    Pem,
+    Url,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SelectOption {
+    pub value: String,
+    pub label_zh: String,
+    pub label_en: String,
+}
+
+/// One field of the settings schema.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingField {
+    pub name: String,
+    pub label_zh: String,
+    pub label_en: String,
+    pub kind: FieldKind,
+    pub required: bool,
+    pub secret: bool,
+    /// The validation rule in words (English), as shown next to the field.
+    pub rule: String,
+    pub options: Vec<SelectOption>,
+    pub default_value: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginInfo {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub provider: String,
+    pub settings: Vec<SettingField>,
+    /// Body to answer a notification that was verified and processed.
+    pub notify_ack: String,
+    /// Body to answer a notification that must be sent again.
+    pub notify_retry: String,
+}
+
+/// An order to pay, as the shop gives it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PaymentRequest {
+    pub out_trade_no: String,
+    pub subject: String,
+    pub total_fee: String,
+    /// C2C: the seller receiving this order's money (email, mobile or 2088… id).
+    pub seller: Option<String>,
+    /// Where the provider sends the buyer's browser after paying (`call_back_url`).
+    pub return_url: String,
+    /// Where the provider posts the asynchronous notification (`notify_url`).
+    pub notify_url: String,
+    /// Where the buyer goes when leaving the cashier midway (`merchant_url`).
+    pub merchant_url: Option<String>,
+    /// Minutes until an unpaid trade is closed (`pay_expire`).
+    pub pay_expire: Option<u32>,
+    pub out_user: Option<String>,
+    pub cashier_code: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpMethod {
+    Get,
+    Post,
+}
+
+/// Where to send the buyer: a URL, or equivalently a form of `fields` sent with `method` to `action`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    pub url: String,
+    pub method: HttpMethod,
+    pub action: String,
+    pub fields: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentStarted {
+    pub redirect: Redirect,
+    /// The provider's token for this payment (`request_token`).
+    pub token: String,
+    /// The request id sent with the create call (`req_id`).
+    pub request_id: String,
+    /// The normalised amount sent (`total_fee`, two decimals).
+    pub total_fee: String,
+    /// The seller the money goes to.
+    pub seller: String,
+}
+
+/// A verified synchronous return (`call_back_url`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedReturn {
+    pub out_trade_no: String,
+    pub trade_no: String,
+    pub result: String,
+    pub request_token: String,
+    pub raw: Vec<(String, String)>,
+}
+
+/// A verified, confirmed asynchronous notification.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notification {
+    pub out_trade_no: String,
+    pub trade_no: String,
+    pub trade_status: String,
+    /// Normalised to two decimals.
+    pub total_fee: String,
+    pub seller_email: Option<String>,
+    pub seller_id: Option<String>,
+    pub buyer_email: Option<String>,
+    pub buyer_id: Option<String>,
+    pub notify_id: String,
+    pub notify_time: Option<String>,
+    pub gmt_create: Option<String>,
+    pub gmt_payment: Option<String>,
+    pub gmt_close: Option<String>,
+    /// True for `TRADE_SUCCESS` and `TRADE_FINISHED`.
+    pub paid: bool,
+    /// The (decrypted) `notify_data` elements, in document order.
+    pub fields: Vec<(String, String)>,
+    /// The exact body to answer the provider with.
+    pub reply: String,
+}
+
+/// What the shop expects a notification to match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderExpectation {
+    pub out_trade_no: String,
+    pub total_fee: String,
+    /// The seller the order was created for (B2C: the configured account).
+    pub seller: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayChannel {
+    pub name: String,
+    pub cashier_code: String,
+    /// The top-level channel's cashier code, for second-level channels (banks).
+    pub parent: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChannelList {
+    pub channels: Vec<PayChannel>,
+    pub last_used: Option<String>,
+}

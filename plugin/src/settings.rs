@@ -1,0 +1,511 @@
+//! The merchant settings: their schema (for admin forms) and their validation.
+//!
+//! Names are the ones of `payhost.toml`'s `[merchants.<id>]` tables. Values pasted with spaces or
+//! line breaks around them are trimmed; whatever is still malformed is refused with the field named.
+
+use crate::model::{FieldError, FieldKind, SelectOption, SettingField};
+use crate::sign;
+use rsa::{RsaPrivateKey, RsaPublicKey};
+
+pub const DEFAULT_GATEWAY_URL: &str = "https://wappaygw.alipay.com/service/rest.htm";
+pub const DEFAULT_NOTIFY_VERIFY_URL: &str = "https://mapi.alipay.com/gateway.do";
+pub const DEFAULT_PAYCHANNEL_URL: &str = "https://mapi.alipay.com/gateway.do";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// One seller: every order is paid to the configured account.
+    B2c,
+    /// A marketplace: each order names its own seller.
+    C2c,
+}
+
+#[derive(Clone, Debug)]
+pub enum Signer {
+    Md5 {
+        key: String,
+    },
+    Rsa {
+        private_key: Box<RsaPrivateKey>,
+        alipay_public_key: Box<RsaPublicKey>,
+    },
+}
+
+impl Signer {
+    /// The `sec_id` value for this signer.
+    pub fn sec_id(&self) -> &'static str {
+        match self {
+            Signer::Md5 { .. } => "MD5",
+            Signer::Rsa { .. } => "0001",
+        }
+    }
+}
+
+/// Validated merchant settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub partner: String,
+    pub seller_email: Option<String>,
+    pub mode: Mode,
+    pub signer: Signer,
+    pub gateway_url: String,
+    pub notify_verify_url: String,
+    pub paychannel_url: String,
+}
+
+struct FieldSpec {
+    name: &'static str,
+    label_zh: &'static str,
+    label_en: &'static str,
+    kind: FieldKind,
+    required: bool,
+    secret: bool,
+    rule: &'static str,
+    options: &'static [(&'static str, &'static str, &'static str)],
+    default_value: Option<&'static str>,
+}
+
+const FIELDS: &[FieldSpec] = &[
+    FieldSpec {
+        name: "partner",
+        label_zh: "合作者身份ID (partner)",
+        label_en: "Partner ID",
+        kind: FieldKind::Text,
+        required: true,
+        secret: false,
+        rule: "16 digits starting with 2088",
+        options: &[],
+        default_value: None,
+    },
+    FieldSpec {
+        name: "key",
+        label_zh: "交易安全校验码 (key)",
+        label_en: "Security key (MD5)",
+        kind: FieldKind::Secret,
+        required: false,
+        secret: true,
+        rule: "32 letters or digits; required when sign_type is MD5",
+        options: &[],
+        default_value: None,
+    },
+    FieldSpec {
+        name: "seller_email",
+        label_zh: "支付宝账户 (收款账号)",
+        label_en: "Alipay seller account",
+        kind: FieldKind::Text,
+        required: false,
+        secret: false,
+        rule: "an email address, an 11-digit mobile number or a 2088… user id; required in b2c mode",
+        options: &[],
+        default_value: None,
+    },
+    FieldSpec {
+        name: "mode",
+        label_zh: "收款模式",
+        label_en: "Seller mode",
+        kind: FieldKind::Select,
+        required: false,
+        secret: false,
+        rule: "b2c or c2c",
+        options: &[
+            ("b2c", "B2C：只有一个卖家，款项进入签约账号", "B2C: one seller, money goes to the configured account"),
+            ("c2c", "C2C：平台多卖家，每笔订单指定卖家账号", "C2C: marketplace, each order names its seller"),
+        ],
+        default_value: Some("b2c"),
+    },
+    FieldSpec {
+        name: "sign_type",
+        label_zh: "签名方式",
+        label_en: "Signature type",
+        kind: FieldKind::Select,
+        required: false,
+        secret: false,
+        rule: "MD5 or RSA (0001)",
+        options: &[("MD5", "MD5", "MD5"), ("RSA", "RSA (0001)", "RSA (0001)")],
+        default_value: Some("MD5"),
+    },
+    FieldSpec {
+        name: "private_key",
+        label_zh: "商户私钥 (RSA)",
+        label_en: "Merchant private key (RSA)",
+        kind: FieldKind::Pem,
+        required: false,
+        secret: true,
+        rule: "PEM (PKCS#8 or PKCS#1) or its base64 body; required when sign_type is RSA",
+        options: &[],
+        default_value: None,
+    },
+    FieldSpec {
+        name: "alipay_public_key",
+        label_zh: "支付宝公钥 (RSA)",
+        label_en: "Alipay public key (RSA)",
+        kind: FieldKind::Pem,
+        required: false,
+        secret: false,
+        rule: "PEM or its base64 body; required when sign_type is RSA",
+        options: &[],
+        default_value: None,
+    },
+    FieldSpec {
+        name: "gateway_url",
+        label_zh: "网关地址",
+        label_en: "Gateway URL",
+        kind: FieldKind::Url,
+        required: false,
+        secret: false,
+        rule: "an absolute http or https URL",
+        options: &[],
+        default_value: Some(DEFAULT_GATEWAY_URL),
+    },
+    FieldSpec {
+        name: "notify_verify_url",
+        label_zh: "通知验证地址",
+        label_en: "notify_verify URL",
+        kind: FieldKind::Url,
+        required: false,
+        secret: false,
+        rule: "an absolute http or https URL",
+        options: &[],
+        default_value: Some(DEFAULT_NOTIFY_VERIFY_URL),
+    },
+    FieldSpec {
+        name: "paychannel_url",
+        label_zh: "支付渠道查询地址",
+        label_en: "Pay-channel query URL",
+        kind: FieldKind::Url,
+        required: false,
+        secret: false,
+        rule: "an absolute http or https URL",
+        options: &[],
+        default_value: Some(DEFAULT_PAYCHANNEL_URL),
+    },
+];
+
+/// The schema shown by admin forms.
+pub fn schema() -> Vec<SettingField> {
+    FIELDS
+        .iter()
+        .map(|f| SettingField {
+            name: f.name.into(),
+            label_zh: f.label_zh.into(),
+            label_en: f.label_en.into(),
+            kind: f.kind,
+            required: f.required,
+            secret: f.secret,
+            rule: f.rule.into(),
+            options: f
+                .options
+                .iter()
+                .map(|(v, zh, en)| SelectOption {
+                    value: (*v).into(),
+                    label_zh: (*zh).into(),
+                    label_en: (*en).into(),
+                })
+                .collect(),
+            default_value: f.default_value.map(Into::into),
+        })
+        .collect()
+}
+
+/// True for a 16-digit id starting with 2088 (partner ids and Alipay user ids).
+pub fn is_alipay_user_id(s: &str) -> bool {
+    s.len() == 16 && s.starts_with("2088") && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A seller account: an email, an 11-digit mainland mobile number, or a 2088… user id.
+pub fn is_seller_account(s: &str) -> bool {
+    is_alipay_user_id(s) || is_mobile(s) || is_email(s)
+}
+
+fn is_mobile(s: &str) -> bool {
+    s.len() == 11 && s.starts_with('1') && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_email(s: &str) -> bool {
+    if s.len() > 100 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains("..")
+                && !s.contains(['<', '>', '&', '"', '\''])
+        }
+        None => false,
+    }
+}
+
+/// An absolute http(s) URL with a host, no spaces, no fragment.
+pub fn is_http_url(s: &str) -> bool {
+    let rest = match s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")) {
+        Some(r) => r,
+        None => return false,
+    };
+    let host_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..host_end];
+    !authority.is_empty()
+        && !authority.contains('@')
+        && !s.contains('#')
+        && s.len() <= 1024
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+}
+
+/// Trims every value as pasted (spaces and line breaks around it).
+fn trimmed<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// Validates a settings set and returns the typed settings plus the normalised pairs to store,
+/// or every bad field with its reason.
+pub fn validate(pairs: &[(String, String)]) -> Result<(Settings, Vec<(String, String)>), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    for (k, _) in pairs {
+        if !FIELDS.iter().any(|f| f.name == k) {
+            errors.push(FieldError::new(k, "is not a setting of this plugin"));
+        }
+    }
+    let get = |name: &str| trimmed(pairs, name);
+
+    let partner = match get("partner") {
+        None => {
+            errors.push(FieldError::new("partner", "is required (16 digits starting with 2088)"));
+            String::new()
+        }
+        Some(p) if !is_alipay_user_id(p) => {
+            errors.push(FieldError::new("partner", "must be 16 digits starting with 2088"));
+            String::new()
+        }
+        Some(p) => p.to_owned(),
+    };
+
+    let mode = match get("mode").map(|m| m.to_ascii_lowercase()) {
+        None => Mode::B2c,
+        Some(m) if m == "b2c" => Mode::B2c,
+        Some(m) if m == "c2c" => Mode::C2c,
+        Some(_) => {
+            errors.push(FieldError::new("mode", "must be b2c or c2c"));
+            Mode::B2c
+        }
+    };
+
+    let seller_email = match get("seller_email") {
+        None => {
+            if mode == Mode::B2c {
+                errors.push(FieldError::new(
+                    "seller_email",
+                    "is required in b2c mode (the account receiving the money)",
+                ));
+            }
+            None
+        }
+        Some(s) if !is_seller_account(s) => {
+            errors.push(FieldError::new(
+                "seller_email",
+                "must be an email address, an 11-digit mobile number or a 2088… user id",
+            ));
+            None
+        }
+        Some(s) => Some(s.to_owned()),
+    };
+
+    let sign_type = match get("sign_type").map(|s| s.to_ascii_uppercase()) {
+        None => "MD5".to_owned(),
+        Some(s) if s == "MD5" => s,
+        Some(s) if s == "RSA" || s == "0001" => "RSA".to_owned(),
+        Some(_) => {
+            errors.push(FieldError::new("sign_type", "must be MD5 or RSA"));
+            "MD5".to_owned()
+        }
+    };
+
+    let signer = if sign_type == "MD5" {
+        match get("key") {
+            None => {
+                errors.push(FieldError::new("key", "is required when sign_type is MD5 (32 letters or digits)"));
+                None
+            }
+            Some(k) if k.len() != 32 || !k.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                errors.push(FieldError::new(
+                    "key",
+                    format!("must be exactly 32 letters or digits (got {} characters)", k.chars().count()),
+                ));
+                None
+            }
+            Some(k) => Some(Signer::Md5 { key: k.to_owned() }),
+        }
+    } else {
+        let private_key = match get("private_key") {
+            None => {
+                errors.push(FieldError::new("private_key", "is required when sign_type is RSA"));
+                None
+            }
+            Some(pem) => match sign::parse_private_key(pem) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    errors.push(FieldError::new("private_key", e.to_string()));
+                    None
+                }
+            },
+        };
+        let public_key = match get("alipay_public_key") {
+            None => {
+                errors.push(FieldError::new("alipay_public_key", "is required when sign_type is RSA"));
+                None
+            }
+            Some(pem) => match sign::parse_public_key(pem) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    errors.push(FieldError::new("alipay_public_key", e.to_string()));
+                    None
+                }
+            },
+        };
+        match (private_key, public_key) {
+            (Some(p), Some(a)) => Some(Signer::Rsa {
+                private_key: Box::new(p),
+                alipay_public_key: Box::new(a),
+            }),
+            _ => None,
+        }
+    };
+
+    let mut url = |name: &str, default: &str| -> String {
+        match get(name) {
+            None => default.to_owned(),
+            Some(u) if is_http_url(u) => u.to_owned(),
+            Some(_) => {
+                errors.push(FieldError::new(name, "must be an absolute http or https URL"));
+                default.to_owned()
+            }
+        }
+    };
+    let gateway_url = url("gateway_url", DEFAULT_GATEWAY_URL);
+    let notify_verify_url = url("notify_verify_url", DEFAULT_NOTIFY_VERIFY_URL);
+    let paychannel_url = url("paychannel_url", DEFAULT_PAYCHANNEL_URL);
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let signer = signer.expect("no errors means the signer was built");
+    let mut normalised = vec![
+        ("partner".to_owned(), partner.clone()),
+        ("mode".to_owned(), if mode == Mode::B2c { "b2c" } else { "c2c" }.to_owned()),
+        ("sign_type".to_owned(), sign_type),
+    ];
+    if let Some(s) = &seller_email {
+        normalised.push(("seller_email".to_owned(), s.clone()));
+    }
+    for name in ["key", "private_key", "alipay_public_key"] {
+        if let Some(v) = get(name) {
+            normalised.push((name.to_owned(), v.to_owned()));
+        }
+    }
+    for (name, value, default) in [
+        ("gateway_url", &gateway_url, DEFAULT_GATEWAY_URL),
+        ("notify_verify_url", &notify_verify_url, DEFAULT_NOTIFY_VERIFY_URL),
+        ("paychannel_url", &paychannel_url, DEFAULT_PAYCHANNEL_URL),
+    ] {
+        if value != default {
+            normalised.push((name.to_owned(), value.clone()));
+        }
+    }
+    Ok((
+        Settings {
+            partner,
+            seller_email,
+            mode,
+            signer,
+            gateway_url,
+            notify_verify_url,
+            paychannel_url,
+        },
+        normalised,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn md5_b2c_with_stray_spaces_is_trimmed() {
+        let (s, norm) = validate(&pairs(&[
+            ("partner", "  2088101122136241 \n"),
+            ("key", "\t10000000000000000000000000000000  "),
+            ("seller_email", " shop@example.com "),
+        ]))
+        .unwrap();
+        assert_eq!(s.partner, "2088101122136241");
+        assert_eq!(s.mode, Mode::B2c);
+        assert!(matches!(&s.signer, Signer::Md5 { key } if key == "10000000000000000000000000000000"));
+        assert_eq!(s.gateway_url, DEFAULT_GATEWAY_URL);
+        assert!(norm.contains(&("seller_email".into(), "shop@example.com".into())));
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_at_once() {
+        let errs = validate(&pairs(&[
+            ("partner", "1088101122136241"),
+            ("key", "short"),
+            ("mode", "b2b"),
+            ("seller_email", "not an account"),
+            ("gateway_url", "ftp://x"),
+            ("colour", "red"),
+        ]))
+        .unwrap_err();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        for f in ["partner", "key", "mode", "seller_email", "gateway_url", "colour"] {
+            assert!(fields.contains(&f), "{f} missing from {errs:?}");
+        }
+    }
+
+    #[test]
+    fn rsa_needs_both_keys_and_c2c_needs_no_seller() {
+        let errs = validate(&pairs(&[("partner", "2088101122136241"), ("sign_type", "RSA"), ("mode", "c2c")]))
+            .unwrap_err();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, vec!["private_key", "alipay_public_key"]);
+        let (s, _) = validate(&pairs(&[
+            ("partner", "2088101122136241"),
+            ("sign_type", "0001"),
+            ("mode", "C2C"),
+            ("private_key", include_str!("../testdata/test_priv.pem")),
+            ("alipay_public_key", include_str!("../testdata/test_pub.pem")),
+        ]))
+        .unwrap();
+        assert_eq!(s.signer.sec_id(), "0001");
+        assert_eq!(s.mode, Mode::C2c);
+        assert_eq!(s.seller_email, None);
+    }
+
+    #[test]
+    fn seller_accounts() {
+        for ok in ["a@b.cn", "13800138000", "2088101122136241", "tbshop@zhinet.net"] {
+            assert!(is_seller_account(ok), "{ok}");
+        }
+        for bad in ["", "a@b", "@b.cn", "1380013800", "2088", "a b@c.cn", "<x>@y.cn", "23800138000"] {
+            assert!(!is_seller_account(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls() {
+        assert!(is_http_url("http://127.0.0.1:8080/alipay/m1/notify"));
+        assert!(is_http_url("https://wappaygw.alipay.com/service/rest.htm"));
+        for bad in ["", "javascript:alert(1)", "//evil.com", "https://", "https://u@evil.com/", "http://a b/"] {
+            assert!(!is_http_url(bad), "{bad}");
+        }
+    }
+}
