@@ -263,7 +263,7 @@ fn failed(what: impl std::fmt::Display) -> TransportError {
 fn send_wasi(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
     use wasip2::http::outgoing_handler;
     use wasip2::http::types::{
-        ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+        Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
     };
     use wasip2::io::streams::StreamError;
 
@@ -309,15 +309,24 @@ fn send_wasi(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
     let _ = options.set_between_bytes_timeout(Some(FIRST_BYTE_TIMEOUT_NS));
 
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(map_error_code)?;
+    // A refused request closes the body stream: the response future then says why.
+    let mut write_error = None;
     {
         let stream = body.write().map_err(|_| failed("request body stream unavailable"))?;
         for chunk in request.body.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| failed(format!("writing the request body: {e:?}")))?;
+            if let Err(e) = stream.blocking_write_and_flush(chunk) {
+                write_error = Some(format!("writing the request body: {e:?}"));
+                break;
+            }
         }
     }
-    OutgoingBody::finish(body, None).map_err(map_error_code)?;
+    if write_error.is_none() {
+        if let Err(code) = OutgoingBody::finish(body, None) {
+            write_error = Some(format!("finishing the request body: {code:?}"));
+        }
+    } else {
+        drop(body);
+    }
 
     future.subscribe().block();
     let response = match future.get() {
@@ -326,6 +335,9 @@ fn send_wasi(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         Some(Err(())) => return Err(failed("response already taken")),
         None => return Err(failed("response not ready")),
     };
+    if let Some(e) = write_error {
+        return Err(failed(e));
+    }
     let status = response.status();
     let incoming = response.consume().map_err(|_| failed("response body unavailable"))?;
     let mut buf = Vec::new();
@@ -350,7 +362,6 @@ fn send_wasi(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
             }
         }
     }
-    let _ = ErrorCode::InternalError(None);
     Ok(HttpResponse { status, body: buf })
 }
 

@@ -1,0 +1,15 @@
+//! Shared helpers of the conformance tests: where the repository is, a stub HTTP server on
+//! 127.0.0.1 that records what it receives, and the test keys.
+
+pub mod stub;
+
+use std::path::PathBuf;
+
+/// The repository root (the workspace folder).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The public 1024-bit test key pair of the protocol reference's vectors.
+pub const TEST_PRIVATE_KEY: &str = include_str!("../../plugin/testdata/test_priv.pem");
+pub const TEST_PUBLIC_KEY: &str = include_str!("../../plugin/testdata/test_pub.pem");

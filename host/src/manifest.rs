@@ -1,0 +1,222 @@
+//! `plugin.toml`: the payment component's manifest (identity, contract version, component file and
+//! checksum, settings schema, outbound hosts, resource limits). See the comments in `plugin.toml`.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// The contract versions this host can load, newest first.
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];
+pub const WIT_PACKAGE: &str = "payhost:payment";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    pub wit: WitRef,
+    pub component: ComponentRef,
+    #[serde(default)]
+    pub settings: Vec<SettingDoc>,
+    pub outbound: Outbound,
+    #[serde(default)]
+    pub limits: Limits,
+    /// The folder of the manifest file; relative paths are resolved against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitRef {
+    pub package: String,
+    pub version: String,
+    pub world: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentRef {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// A settings field as documented in the manifest. The component's own `describe` is the
+/// authority; the host checks the two agree when it loads the component.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingDoc {
+    pub name: String,
+    pub label_zh: String,
+    pub label_en: String,
+    pub kind: String,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub secret: bool,
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outbound {
+    /// Origins (`scheme://host[:port]`) the component may call.
+    pub allowed_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest linear memory of one instance, in MiB.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u32,
+    /// Wall-clock budget of one call, outbound HTTP included, in milliseconds.
+    #[serde(default = "default_call_timeout_ms")]
+    pub call_timeout_ms: u64,
+    /// CPU budget of one call, in wasm instructions (wasmtime fuel); waiting on HTTP costs none.
+    #[serde(default = "default_fuel_per_call")]
+    pub fuel_per_call: u64,
+    /// Largest number of instances alive at once (the pooling allocator's slots).
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+}
+
+fn default_memory_mib() -> u32 {
+    16
+}
+fn default_call_timeout_ms() -> u64 {
+    15_000
+}
+fn default_fuel_per_call() -> u64 {
+    500_000_000
+}
+fn default_max_instances() -> u32 {
+    128
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_mib: default_memory_mib(),
+            call_timeout_ms: default_call_timeout_ms(),
+            fuel_per_call: default_fuel_per_call(),
+            max_instances: default_max_instances(),
+        }
+    }
+}
+
+impl Manifest {
+    pub fn load(path: &Path) -> Result<Manifest> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the plugin manifest {}", path.display()))?;
+        let mut m: Manifest = toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid plugin manifest", path.display()))?;
+        m.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        m.check()?;
+        Ok(m)
+    }
+
+    /// Problems that make the manifest unusable, all at once.
+    fn check(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        if self.wit.package != WIT_PACKAGE {
+            problems.push(format!(
+                "wit.package is {:?}; this host implements {WIT_PACKAGE}",
+                self.wit.package
+            ));
+        }
+        if !SUPPORTED_WIT_VERSIONS.contains(&self.wit.version.as_str()) {
+            problems.push(format!(
+                "wit.version {} is not supported; this host loads {}",
+                self.wit.version,
+                SUPPORTED_WIT_VERSIONS.join(", ")
+            ));
+        }
+        if self.component.sha256.len() != 64 || !self.component.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            problems.push("component.sha256 must be 64 hex digits".into());
+        }
+        for h in &self.outbound.allowed_hosts {
+            if let Err(e) = crate::runtime::outbound::Origin::parse(h) {
+                problems.push(format!("outbound.allowed_hosts entry {h:?}: {e}"));
+            }
+        }
+        if self.limits.memory_mib == 0 || self.limits.memory_mib > 4096 {
+            problems.push("limits.memory_mib must be between 1 and 4096".into());
+        }
+        if self.limits.call_timeout_ms == 0 || self.limits.fuel_per_call == 0 {
+            problems.push("limits.call_timeout_ms and limits.fuel_per_call must be positive".into());
+        }
+        if self.limits.max_instances == 0 {
+            problems.push("limits.max_instances must be positive".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            bail!("plugin manifest problems:\n  - {}", problems.join("\n  - "))
+        }
+    }
+
+    pub fn component_path(&self) -> PathBuf {
+        self.base_dir.join(&self.component.path)
+    }
+
+    /// Reads the component and checks its checksum and binary header.
+    pub fn read_component(&self) -> Result<Vec<u8>> {
+        let path = self.component_path();
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "cannot read the component {} (build it with `cargo build --release --target wasm32-wasip2 -p alipay-wap-plugin`)",
+                path.display()
+            )
+        })?;
+        let actual = sha256_hex(&bytes);
+        if !actual.eq_ignore_ascii_case(&self.component.sha256) {
+            bail!(
+                "the component {} has sha256 {actual}, but plugin.toml pins {}; rebuild it from this tree or run `payhost pin-component` after a deliberate change",
+                path.display(),
+                self.component.sha256
+            );
+        }
+        if !is_component(&bytes) {
+            bail!("{} is not a WebAssembly component (wrong binary header)", path.display());
+        }
+        Ok(bytes)
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The component-model binary header: magic, then version 0x0d and layer 1.
+pub fn is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[0..4] == *b"\0asm" && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00]
+}
+
+/// Rewrites the `sha256 = "…"` line of the manifest's `[component]` table to the component's
+/// current checksum. Returns the new checksum.
+pub fn pin_component(manifest_path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(manifest_path)?;
+    let m: Manifest = toml::from_str(&text)?;
+    let base = manifest_path.parent().unwrap_or(Path::new("."));
+    let bytes = std::fs::read(base.join(&m.component.path))
+        .with_context(|| format!("cannot read {}", base.join(&m.component.path).display()))?;
+    if !is_component(&bytes) {
+        bail!("{} is not a WebAssembly component", m.component.path.display());
+    }
+    let sum = sha256_hex(&bytes);
+    let old = format!("sha256 = \"{}\"", m.component.sha256);
+    if !text.contains(&old) {
+        bail!("cannot find the line {old} in {}", manifest_path.display());
+    }
+    let new_text = text.replacen(&old, &format!("sha256 = \"{sum}\""), 1);
+    std::fs::write(manifest_path, new_text)?;
+    Ok(sum)
+}

@@ -1,0 +1,103 @@
+//! The wasmtime engine: pooling allocator, epoch interruption, and the on-disk cache of the
+//! compiled component (the next start deserialises instead of compiling).
+
+use anyhow::Result;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; CPU deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+pub fn new_engine(memory_bytes: usize, max_instances: u32) -> Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.consume_fuel(true);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(max_instances)
+        // A wasip2 component built by Rust has one main module plus small shims.
+        .max_core_instances_per_component(16)
+        .total_core_instances(max_instances * 16)
+        .max_memories_per_component(2)
+        .total_memories(max_instances * 2)
+        .max_tables_per_component(4)
+        .total_tables(max_instances * 4)
+        .total_stacks(max_instances)
+        .max_memory_size(memory_bytes);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // Linear memories need no 4 GiB reservation each with the pool's small cap.
+    config.memory_reservation(memory_bytes as u64);
+    config.memory_guard_size(64 << 10);
+    Engine::new(&config).map_err(|e| wt(e, "cannot create the wasmtime engine"))
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] for as long as the engine lives.
+pub fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("payhost-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        })
+        .expect("spawn the epoch thread");
+}
+
+fn cache_file(engine: &Engine, cache_dir: &Path, component_sha256: &str) -> PathBuf {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    cache_dir.join(format!("{}-{:016x}.cwasm", &component_sha256[..16], h.finish()))
+}
+
+/// Where the compiled component came from, for logs and start-up measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompileSource {
+    Compiled,
+    Cache,
+}
+
+/// Compiles the component, or loads it from `cache_dir` when a compatible artifact exists.
+pub fn load_component(
+    engine: &Engine,
+    bytes: &[u8],
+    sha256: &str,
+    cache_dir: Option<&Path>,
+) -> Result<(Component, CompileSource)> {
+    if let Some(dir) = cache_dir {
+        let path = cache_file(engine, dir, sha256);
+        if path.exists() {
+            // SAFETY: the file was written by `Component::serialize` of an engine with the same
+            // compatibility hash, into a directory only this host writes.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(c) => return Ok((c, CompileSource::Cache)),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring an unusable compile cache entry"),
+            }
+        }
+        let component = Component::new(engine, bytes).map_err(|e| wt(e, "cannot compile the component"))?;
+        if let Err(e) = write_cache(&component, dir, &path) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the compile cache");
+        }
+        return Ok((component, CompileSource::Compiled));
+    }
+    Ok((Component::new(engine, bytes).map_err(|e| wt(e, "cannot compile the component"))?, CompileSource::Compiled))
+}
+
+fn write_cache(component: &Component, dir: &Path, path: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let bytes = component.serialize().map_err(|e| wt(e, "cannot serialise the component"))?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// wasmtime's own error type, as an `anyhow` error with context.
+pub fn wt(e: wasmtime::Error, context: &str) -> anyhow::Error {
+    anyhow::anyhow!("{context}: {e:#}")
+}

@@ -1,0 +1,8 @@
+//! The payment component inside wasmtime: engine and compile cache, the outbound-HTTP door, and
+//! per-request sessions with limits.
+
+pub mod engine;
+pub mod outbound;
+pub mod plugin;
+
+pub use plugin::{pairs, CallError, Pairs, PluginRuntime, Session};

@@ -1,0 +1,425 @@
+//! Loading the payment component and calling it.
+//!
+//! One [`PluginRuntime`] per process: the engine, the compiled component and one `InstancePre`.
+//! Every request gets a [`Session`]: a fresh `Store` and instance with a memory cap, a fuel (CPU)
+//! budget, a wall-clock deadline, and outbound HTTP through [`OutboundHooks`]. A component that
+//! traps, loops or runs out of memory fails that session only.
+
+use super::engine::{self, wt, CompileSource, EPOCH_TICK};
+use super::outbound::{OutboundHooks, OutboundPolicy, Origin};
+use crate::manifest::Manifest;
+use anyhow::{bail, Result};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Bindings per contract version, as Zed does for its extension API: a host keeps serving plugins
+/// built against older versions.
+pub mod v0_1_0 {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.1.0",
+        world: "payhost:payment/payment-plugin",
+        exports: { default: async },
+        with: {
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+        },
+    });
+}
+
+pub use v0_1_0::payhost::payment::types;
+use v0_1_0::{PaymentPlugin, PaymentPluginPre};
+
+/// Bytes of the component's stderr kept for error messages (a Rust panic prints there).
+const STDERR_CAPTURE: usize = 4096;
+
+/// What the host keeps per store.
+pub struct HostState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: OutboundHooks,
+    limiter: Limiter,
+    stderr: MemoryOutputPipe,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Caps linear memory and remembers that it refused, so the error can say so.
+struct Limiter {
+    max_memory: usize,
+    memory_refused: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.memory_refused = true;
+            wasmtime::bail!("memory limit reached: the component asked for {desired} bytes");
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Why a call into the component failed (as opposed to the plugin answering with an error).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("the payment component did not finish within {0:?}")]
+    Timeout(Duration),
+    #[error("the payment component used up its CPU budget ({0} instructions)")]
+    Cpu(u64),
+    #[error("the payment component exceeded its memory limit of {0} MiB")]
+    Memory(u32),
+    #[error("the payment component trapped: {0}")]
+    Trap(String),
+    #[error("cannot instantiate the payment component: {0}")]
+    Instantiate(String),
+}
+
+impl CallError {
+    /// A short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::Timeout(_) => "timeout",
+            CallError::Cpu(_) => "cpu",
+            CallError::Memory(_) => "memory",
+            CallError::Trap(_) => "trap",
+            CallError::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    pub calls: AtomicU64,
+    pub failures: AtomicU64,
+    pub total_micros: AtomicU64,
+}
+
+pub struct PluginRuntime {
+    engine: Engine,
+    pre: PaymentPluginPre<HostState>,
+    manifest: Manifest,
+    policy: Arc<OutboundPolicy>,
+    pub info: types::PluginInfo,
+    pub compile_source: CompileSource,
+    pub stats: CallStats,
+}
+
+impl PluginRuntime {
+    /// Loads the manifest's component: checksum, contract version, compile (or cache), link,
+    /// then `describe` it and check that it agrees with the manifest.
+    pub async fn load(manifest: &Manifest, cache_dir: Option<&Path>) -> Result<PluginRuntime> {
+        let bytes = manifest.read_component()?;
+        let limits = &manifest.limits;
+        let memory_bytes = limits.memory_mib as usize * 1024 * 1024;
+        let engine = engine::new_engine(memory_bytes, limits.max_instances)?;
+        engine::start_epoch_ticker(&engine);
+        let (component, compile_source) =
+            engine::load_component(&engine, &bytes, &manifest.component.sha256, cache_dir)?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| wt(e, "cannot link WASI"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| wt(e, "cannot link wasi:http"))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| wt(e, "the component needs imports this host does not provide"))?;
+        let pre = PaymentPluginPre::new(pre)
+            .map_err(|e| wt(e, "the component does not export payhost:payment/plugin@0.1.0"))?;
+        let mut allowed = Vec::new();
+        for h in &manifest.outbound.allowed_hosts {
+            allowed.push(Origin::parse(h).map_err(|e| anyhow::anyhow!("outbound host {h}: {e}"))?);
+        }
+        let policy = OutboundPolicy::new(allowed, Duration::from_millis(limits.call_timeout_ms));
+        let mut runtime = PluginRuntime {
+            engine,
+            pre,
+            manifest: manifest.clone(),
+            policy,
+            info: placeholder_info(),
+            compile_source,
+            stats: CallStats::default(),
+        };
+        let info = runtime
+            .session()
+            .await
+            .map_err(anyhow::Error::from)?
+            .describe()
+            .await
+            .map_err(anyhow::Error::from)?;
+        check_manifest_agrees(manifest, &info)?;
+        runtime.info = info;
+        Ok(runtime)
+    }
+
+    /// The outbound policy; the host adds the origins of URLs the operator configured.
+    pub fn outbound(&self) -> &Arc<OutboundPolicy> {
+        &self.policy
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// A fresh store and instance for one request.
+    pub async fn session(&self) -> Result<Session<'_>, CallError> {
+        let limits = &self.manifest.limits;
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = HostState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: OutboundHooks {
+                policy: self.policy.clone(),
+            },
+            limiter: Limiter {
+                max_memory: limits.memory_mib as usize * 1024 * 1024,
+                memory_refused: false,
+            },
+            stderr,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store
+            .set_fuel(limits.fuel_per_call)
+            .map_err(|e| CallError::Instantiate(e.to_string()))?;
+        let timeout = Duration::from_millis(limits.call_timeout_ms);
+        store.set_epoch_deadline(timeout.as_millis() as u64 / EPOCH_TICK.as_millis() as u64 + 1);
+        store.epoch_deadline_trap();
+        let started = Instant::now();
+        let bindings = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        Ok(Session {
+            store,
+            bindings,
+            deadline: tokio::time::Instant::from_std(started + timeout),
+            timeout,
+            runtime: self,
+        })
+    }
+}
+
+fn placeholder_info() -> types::PluginInfo {
+    types::PluginInfo {
+        id: String::new(),
+        name: String::new(),
+        version: String::new(),
+        provider: String::new(),
+        settings: Vec::new(),
+        notify_ack: String::new(),
+        notify_retry: String::new(),
+    }
+}
+
+/// The manifest documents the settings schema; the component is the authority. They must agree on
+/// names, and on which fields are required and secret (secrets are masked from what the manifest says).
+fn check_manifest_agrees(manifest: &Manifest, info: &types::PluginInfo) -> Result<()> {
+    if info.id != manifest.id {
+        bail!("plugin.toml says id {:?} but the component says {:?}", manifest.id, info.id);
+    }
+    if info.version != manifest.version {
+        bail!(
+            "plugin.toml says version {} but the component says {}",
+            manifest.version,
+            info.version
+        );
+    }
+    let mut problems = Vec::new();
+    for field in &info.settings {
+        match manifest.settings.iter().find(|d| d.name == field.name) {
+            None => problems.push(format!("setting {} is not documented in plugin.toml", field.name)),
+            Some(d) if d.secret != field.secret || d.required != field.required => problems.push(format!(
+                "setting {}: plugin.toml says required={} secret={}, the component says required={} secret={}",
+                field.name, d.required, d.secret, field.required, field.secret
+            )),
+            Some(_) => {}
+        }
+    }
+    for d in &manifest.settings {
+        if !info.settings.iter().any(|f| f.name == d.name) {
+            problems.push(format!("plugin.toml documents setting {}, which the component does not have", d.name));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("plugin.toml and the component disagree:\n  - {}", problems.join("\n  - "))
+    }
+}
+
+/// One instance, for one request. Calls share the instance (e.g. verify then match an order).
+pub struct Session<'r> {
+    store: Store<HostState>,
+    bindings: PaymentPlugin,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    runtime: &'r PluginRuntime,
+}
+
+impl Session<'_> {
+    fn classify(&mut self, error: wasmtime::Error) -> CallError {
+        let limits = &self.runtime.manifest.limits;
+        let state = self.store.data();
+        if state.limiter.memory_refused {
+            return CallError::Memory(limits.memory_mib);
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => return CallError::Cpu(limits.fuel_per_call),
+            Some(Trap::Interrupt) => return CallError::Timeout(self.timeout),
+            _ => {}
+        }
+        let stderr = String::from_utf8_lossy(&state.stderr.contents()).trim().to_owned();
+        if stderr.is_empty() {
+            CallError::Trap(format!("{error:#}"))
+        } else {
+            CallError::Trap(format!("{error:#}; component stderr: {stderr}"))
+        }
+    }
+}
+
+/// Runs one export with the session's deadline and turns failures into [`CallError`].
+macro_rules! call_export {
+    ($self:ident, $method:ident $(, $arg:expr)*) => {{
+        let started = Instant::now();
+        let deadline = $self.deadline;
+        let result = {
+            let guest = $self.bindings.payhost_payment_plugin();
+            let fut = guest.$method(&mut $self.store $(, $arg)*);
+            tokio::time::timeout_at(deadline, fut).await
+        };
+        let stats = &$self.runtime.stats;
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        stats.total_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                let err = $self.classify(e);
+                tracing::error!(target: "payhost::sandbox", call = stringify!($method), kind = err.kind(), error = %err, "payment component call failed");
+                Err(err)
+            }
+            Err(_) => {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(target: "payhost::sandbox", call = stringify!($method), "payment component call timed out");
+                Err(CallError::Timeout($self.timeout))
+            }
+        }
+    }};
+}
+
+pub type Pairs = Vec<types::Pair>;
+
+pub fn pairs<K: AsRef<str>, V: AsRef<str>>(items: impl IntoIterator<Item = (K, V)>) -> Pairs {
+    items
+        .into_iter()
+        .map(|(k, v)| types::Pair {
+            key: k.as_ref().to_owned(),
+            value: v.as_ref().to_owned(),
+        })
+        .collect()
+}
+
+impl Session<'_> {
+    pub async fn describe(&mut self) -> Result<types::PluginInfo, CallError> {
+        call_export!(self, call_describe)
+    }
+
+    pub async fn validate_settings(&mut self, settings: &Pairs) -> Result<Result<Pairs, Vec<types::FieldError>>, CallError> {
+        call_export!(self, call_validate_settings, settings)
+    }
+
+    pub async fn start_payment(
+        &mut self,
+        settings: &Pairs,
+        order: &types::PaymentRequest,
+    ) -> Result<Result<types::PaymentStarted, types::PluginError>, CallError> {
+        call_export!(self, call_start_payment, settings, order)
+    }
+
+    pub async fn verify_return(
+        &mut self,
+        settings: &Pairs,
+        query: &Pairs,
+    ) -> Result<Result<types::VerifiedReturn, types::PluginError>, CallError> {
+        call_export!(self, call_verify_return, settings, query)
+    }
+
+    pub async fn verify_notification(
+        &mut self,
+        settings: &Pairs,
+        form: &Pairs,
+    ) -> Result<Result<types::Notification, types::PluginError>, CallError> {
+        call_export!(self, call_verify_notification, settings, form)
+    }
+
+    pub async fn match_order(
+        &mut self,
+        notification: &types::Notification,
+        order: &types::OrderExpectation,
+    ) -> Result<Result<(), Vec<types::FieldError>>, CallError> {
+        call_export!(self, call_match_order, notification, order)
+    }
+
+    pub async fn list_channels(
+        &mut self,
+        settings: &Pairs,
+        out_user: Option<&str>,
+    ) -> Result<Result<types::ChannelList, types::PluginError>, CallError> {
+        call_export!(self, call_list_channels, settings, out_user)
+    }
+}
+
+/// A readable one-line form of a plugin error (for logs and API messages).
+pub fn describe_plugin_error(e: &types::PluginError) -> String {
+    use types::PluginError as E;
+    match e {
+        E::InvalidSettings(fields) => format!(
+            "invalid settings: {}",
+            fields.iter().map(|f| format!("{}: {}", f.field, f.reason)).collect::<Vec<_>>().join("; ")
+        ),
+        E::InvalidOrder(f) => format!("invalid order: {}: {}", f.field, f.reason),
+        E::Gateway(g) => format!("gateway error {} ({}): {} {}", g.code, g.sub_code, g.msg, g.detail),
+        E::BadSignature(m) => format!("bad signature: {m}"),
+        E::NotifyNotConfirmed(m) => format!("notification not confirmed: {m}"),
+        E::Transport(m) => format!("transport failure: {m}"),
+        E::Timeout(m) => format!("timeout: {m}"),
+        E::Malformed(m) => format!("malformed provider data: {m}"),
+    }
+}

@@ -1,0 +1,395 @@
+//! The built component, loaded in wasmtime through payhost's runtime, with every export called.
+//! Outbound HTTP is answered by a stub server on 127.0.0.1.
+
+use alipay_wap_plugin::sign;
+use alipay_wap_plugin::transformers::form_encode;
+use base64::Engine as _;
+use conformance::stub::{Seen, StubServer};
+use conformance::{repo_root, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
+use payhost::manifest::Manifest;
+use payhost::runtime::outbound::Origin;
+use payhost::runtime::plugin::types::{self, PluginError};
+use payhost::runtime::{pairs, Pairs, PluginRuntime};
+use std::sync::atomic::Ordering;
+
+const PARTNER: &str = "2088101122136241";
+const KEY: &str = "10000000000000000000000000000000";
+const SELLER: &str = "seller@example.com";
+
+async fn runtime() -> PluginRuntime {
+    let manifest = Manifest::load(&repo_root().join("plugin.toml")).expect("plugin.toml loads");
+    PluginRuntime::load(&manifest, Some(&repo_root().join("target/payhost-test-cache"))).await.expect("the component loads")
+}
+
+fn md5_settings(stub: &StubServer) -> Pairs {
+    pairs([
+        ("partner", PARTNER),
+        ("key", KEY),
+        ("seller_email", SELLER),
+        ("gateway_url", &stub.url("/service/rest.htm")),
+        ("notify_verify_url", &stub.url("/gateway.do")),
+        ("paychannel_url", &stub.url("/gateway.do")),
+    ])
+}
+
+fn rsa_settings(stub: &StubServer) -> Pairs {
+    // The merchant and "Alipay" share the test key pair here: the stub signs with the private
+    // key and encrypts to the public key.
+    pairs([
+        ("partner", PARTNER),
+        ("sign_type", "RSA"),
+        ("seller_email", SELLER),
+        ("private_key", TEST_PRIVATE_KEY),
+        ("alipay_public_key", TEST_PUBLIC_KEY),
+        ("gateway_url", &stub.url("/service/rest.htm")),
+        ("notify_verify_url", &stub.url("/gateway.do")),
+    ])
+}
+
+fn order(stub: &StubServer, out_trade_no: &str, total_fee: &str) -> types::PaymentRequest {
+    types::PaymentRequest {
+        out_trade_no: out_trade_no.into(),
+        subject: "测试商品 & <礼物>".into(),
+        total_fee: total_fee.into(),
+        seller: None,
+        return_url: stub.url("/alipay/m1/return"),
+        notify_url: stub.url("/alipay/m1/notify"),
+        merchant_url: Some(stub.url("/shop")),
+        pay_expire: Some(30),
+        out_user: None,
+        cashier_code: None,
+    }
+}
+
+fn sorted(params: &[(String, String)]) -> String {
+    sign::sorted_link_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+fn encrypt_to_test_key(plain: &str) -> String {
+    use rsa::pkcs8::DecodePublicKey;
+    let key = rsa::RsaPublicKey::from_public_key_pem(TEST_PUBLIC_KEY).unwrap();
+    let mut out = Vec::new();
+    for chunk in plain.as_bytes().chunks(117) {
+        out.extend(key.encrypt(&mut rand_core::OsRng, rsa::Pkcs1v15Encrypt, chunk).unwrap());
+    }
+    base64::engine::general_purpose::STANDARD.encode(out)
+}
+
+/// A gateway that checks the create call like Alipay would and answers a signed token.
+fn gateway(rsa: bool) -> impl Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync + 'static {
+    move |seen: &Seen| {
+        if seen.path != "/service/rest.htm" || seen.method != "POST" {
+            return (404, b"not here".to_vec());
+        }
+        let params = seen.params();
+        let p = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
+        assert_eq!(p("service"), "alipay.wap.trade.create.direct");
+        assert_eq!(p("format"), "xml");
+        assert_eq!(p("v"), "2.0");
+        assert!(params.iter().all(|(k, _)| k != "sign_type"), "wappaygw calls carry no sign_type");
+        let content = sorted(&params);
+        let signed_ok = if rsa {
+            let key = sign::parse_public_key(TEST_PUBLIC_KEY).unwrap();
+            sign::rsa_verify(&content, &p("sign"), &key).unwrap()
+        } else {
+            sign::md5_verify(&content, KEY, &p("sign"))
+        };
+        if !signed_ok {
+            let err = "<?xml version=\"1.0\" encoding=\"utf-8\"?><err><code>0007</code><sub_code>0007</sub_code><msg>sign error</msg><detail>签名错误</detail></err>";
+            return (200, form_encode(&[("res_error".into(), err.into()), ("v".into(), "2.0".into())]).into_bytes());
+        }
+        let req_data = p("req_data");
+        if req_data.contains("<total_fee>999.00</total_fee>") {
+            let err = "<?xml version=\"1.0\" encoding=\"utf-8\"?><err><code>0005</code><sub_code>0005</sub_code><msg>partner illegal</msg><detail>合作伙伴没有开通接口访问权限</detail></err>";
+            return (200, form_encode(&[("partner".into(), PARTNER.into()), ("res_error".into(), err.into())]).into_bytes());
+        }
+        assert!(req_data.contains("<subject>测试商品 &amp; &lt;礼物&gt;</subject>"), "{req_data}");
+        let res_plain = "<?xml version=\"1.0\" encoding=\"utf-8\"?><direct_trade_create_res><request_token>20140101abcdef0123</request_token></direct_trade_create_res>";
+        let sec_id = if rsa { "0001" } else { "MD5" };
+        let mut answer: Vec<(String, String)> = vec![
+            ("service".into(), p("service")),
+            ("sec_id".into(), sec_id.into()),
+            ("partner".into(), PARTNER.into()),
+            ("req_id".into(), p("req_id")),
+            ("v".into(), "2.0".into()),
+            ("res_data".into(), res_plain.into()),
+        ];
+        let content = sorted(&answer);
+        let signature = if rsa {
+            sign::rsa_sign(&content, &sign::parse_private_key(TEST_PRIVATE_KEY).unwrap()).unwrap()
+        } else {
+            sign::md5_sign(&content, KEY)
+        };
+        if rsa {
+            answer[5].1 = encrypt_to_test_key(res_plain);
+        }
+        // Unsorted wire order of real captures: res_data, service, sec_id, partner, req_id, sign, v.
+        let wire = vec![
+            answer[5].clone(),
+            answer[0].clone(),
+            answer[1].clone(),
+            answer[2].clone(),
+            answer[3].clone(),
+            ("sign".into(), signature),
+            answer[4].clone(),
+        ];
+        (200, form_encode(&wire).into_bytes())
+    }
+}
+
+#[tokio::test]
+async fn describe_and_validate_settings() {
+    let rt = runtime().await;
+    assert_eq!(rt.info.id, "alipay-wap");
+    assert_eq!(rt.info.notify_ack, "success");
+    assert_eq!(rt.info.notify_retry, "fail");
+    let names: Vec<&str> = rt.info.settings.iter().map(|f| f.name.as_str()).collect();
+    for n in ["partner", "key", "seller_email", "mode", "sign_type", "private_key", "alipay_public_key"] {
+        assert!(names.contains(&n), "{n} missing");
+    }
+    assert!(rt.info.settings.iter().find(|f| f.name == "key").unwrap().secret);
+
+    let mut s = rt.session().await.unwrap();
+    let ok = s
+        .validate_settings(&pairs([("partner", " 2088101122136241\n"), ("key", KEY), ("seller_email", SELLER)]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ok.iter().any(|p| p.key == "partner" && p.value == PARTNER));
+    let bad = s
+        .validate_settings(&pairs([("partner", "12"), ("key", "x"), ("mode", "b2b")]))
+        .await
+        .unwrap()
+        .unwrap_err();
+    let fields: Vec<&str> = bad.iter().map(|f| f.field.as_str()).collect();
+    assert!(fields.contains(&"partner") && fields.contains(&"key") && fields.contains(&"mode"), "{bad:?}");
+}
+
+#[tokio::test]
+async fn start_payment_md5_and_gateway_errors() {
+    let rt = runtime().await;
+    let stub = StubServer::start(gateway(false)).await;
+    rt.outbound().allow(Origin::parse(&stub.url("/")).unwrap());
+    let settings = md5_settings(&stub);
+
+    let mut s = rt.session().await.unwrap();
+    let started = s.start_payment(&settings, &order(&stub, "20140101000001", "0.1")).await.unwrap().unwrap();
+    assert_eq!(started.token, "20140101abcdef0123");
+    assert_eq!(started.total_fee, "0.10");
+    assert_eq!(started.seller, SELLER);
+    assert!(started.redirect.url.starts_with(&stub.url("/service/rest.htm?service=alipay.wap.auth.authAndExecute")));
+    // The redirect is signed with the sorted rule.
+    let fields: Vec<(String, String)> = started.redirect.fields.iter().map(|p| (p.key.clone(), p.value.clone())).collect();
+    let sig = fields.iter().find(|(k, _)| k == "sign").unwrap().1.clone();
+    assert!(sign::md5_verify(&sorted(&fields), KEY, &sig));
+    let create = &stub.requests()[0];
+    assert_eq!(create.content_type.as_deref(), Some("application/x-www-form-urlencoded; charset=utf-8"));
+
+    let mut s = rt.session().await.unwrap();
+    let err = s.start_payment(&settings, &order(&stub, "20140101000002", "999.00")).await.unwrap().unwrap_err();
+    match err {
+        PluginError::Gateway(g) => {
+            assert_eq!(g.code, "0005");
+            assert_eq!(g.msg, "partner illegal");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A wrong key: the gateway answers sign error.
+    let mut wrong = settings.clone();
+    wrong.iter_mut().find(|p| p.key == "key").unwrap().value = "20000000000000000000000000000000".into();
+    let mut s = rt.session().await.unwrap();
+    let err = s.start_payment(&wrong, &order(&stub, "20140101000003", "1")).await.unwrap().unwrap_err();
+    assert!(matches!(err, PluginError::Gateway(ref g) if g.msg == "sign error"), "{err:?}");
+    // The gateway answering HTTP 500 is a transport failure.
+    stub.answer(|_| (500, b"oops".to_vec()));
+    let mut s = rt.session().await.unwrap();
+    let err = s.start_payment(&settings, &order(&stub, "20140101000004", "1")).await.unwrap().unwrap_err();
+    assert!(matches!(err, PluginError::Transport(ref m) if m.contains("500")), "{err:?}");
+}
+
+#[tokio::test]
+async fn invalid_orders_name_the_field() {
+    let rt = runtime().await;
+    let stub = StubServer::start(gateway(false)).await;
+    rt.outbound().allow(Origin::parse(&stub.url("/")).unwrap());
+    let settings = md5_settings(&stub);
+    for (fee, field) in [("1e3", "total_fee"), ("-1", "total_fee"), ("0.001", "total_fee"), ("abc", "total_fee")] {
+        let mut s = rt.session().await.unwrap();
+        let err = s.start_payment(&settings, &order(&stub, "X1", fee)).await.unwrap().unwrap_err();
+        assert!(matches!(err, PluginError::InvalidOrder(ref f) if f.field == field), "{fee}: {err:?}");
+    }
+    let mut o = order(&stub, "X1", "1");
+    o.seller = Some("other@example.com".into());
+    let mut s = rt.session().await.unwrap();
+    let err = s.start_payment(&settings, &o).await.unwrap().unwrap_err();
+    assert!(matches!(err, PluginError::InvalidOrder(ref f) if f.field == "seller_email"), "{err:?}");
+    assert!(stub.requests().is_empty(), "nothing reaches the gateway for invalid orders");
+}
+
+#[tokio::test]
+async fn start_payment_rsa_decrypts_and_verifies_the_response() {
+    let rt = runtime().await;
+    let stub = StubServer::start(gateway(true)).await;
+    rt.outbound().allow(Origin::parse(&stub.url("/")).unwrap());
+    let mut s = rt.session().await.unwrap();
+    let started = s.start_payment(&rsa_settings(&stub), &order(&stub, "R1", "12.5")).await.unwrap().unwrap();
+    assert_eq!(started.token, "20140101abcdef0123");
+    let sec_id = started.redirect.fields.iter().find(|p| p.key == "sec_id").unwrap();
+    assert_eq!(sec_id.value, "0001");
+}
+
+fn notify_data(out_trade_no: &str, total_fee: &str, notify_id: &str) -> String {
+    format!(
+        "<notify><payment_type>1</payment_type><subject>测试</subject><trade_no>2014010100001000000000000001</trade_no><buyer_email>buyer@example.com</buyer_email><gmt_create>2014-01-01 12:00:00</gmt_create><notify_type>trade_status_sync</notify_type><quantity>1</quantity><out_trade_no>{out_trade_no}</out_trade_no><notify_time>2014-01-01 12:00:10</notify_time><seller_id>{PARTNER}</seller_id><trade_status>TRADE_SUCCESS</trade_status><is_total_fee_adjust>N</is_total_fee_adjust><total_fee>{total_fee}</total_fee><gmt_payment>2014-01-01 12:00:10</gmt_payment><seller_email>{SELLER}</seller_email><price>{total_fee}</price><buyer_id>2088000000000000</buyer_id><notify_id>{notify_id}</notify_id><use_coupon>N</use_coupon></notify>"
+    )
+}
+
+fn md5_notify(data: &str) -> Pairs {
+    let content = sign::notify_link_string("alipay.wap.trade.create.direct", "1.0", "MD5", data);
+    pairs([
+        ("service", "alipay.wap.trade.create.direct"),
+        ("sign", &sign::md5_sign(&content, KEY)),
+        ("sec_id", "MD5"),
+        ("v", "1.0"),
+        ("notify_data", data),
+    ])
+}
+
+#[tokio::test]
+async fn verify_notification_asks_notify_verify() {
+    let rt = runtime().await;
+    let stub = StubServer::start(|seen: &Seen| {
+        let id = seen.param("notify_id").unwrap_or_default();
+        match id.as_str() {
+            "genuine" => (200, b"true".to_vec()),
+            "unknown" => (200, b"false".to_vec()),
+            _ => (500, b"down".to_vec()),
+        }
+    })
+    .await;
+    rt.outbound().allow(Origin::parse(&stub.url("/")).unwrap());
+    let settings = md5_settings(&stub);
+
+    let mut s = rt.session().await.unwrap();
+    let n = s.verify_notification(&settings, &md5_notify(&notify_data("O1", "0.01", "genuine"))).await.unwrap().unwrap();
+    assert_eq!(n.out_trade_no, "O1");
+    assert!(n.paid);
+    assert_eq!(n.reply, "success");
+    let verify = stub.requests().pop().unwrap();
+    assert_eq!(verify.method, "GET");
+    assert_eq!(verify.param("service").as_deref(), Some("notify_verify"));
+    assert_eq!(verify.param("partner").as_deref(), Some(PARTNER));
+
+    // The same session matches it against the stored order.
+    let expect = |fee: &str, seller: &str| types::OrderExpectation {
+        out_trade_no: "O1".into(),
+        total_fee: fee.into(),
+        seller: seller.into(),
+    };
+    s.match_order(&n, &expect("0.01", SELLER)).await.unwrap().unwrap();
+    s.match_order(&n, &expect("0.01", PARTNER)).await.unwrap().unwrap();
+    let errs = s.match_order(&n, &expect("100.00", "other@example.com")).await.unwrap().unwrap_err();
+    let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["total_fee", "seller_email"]);
+
+    let mut s = rt.session().await.unwrap();
+    let err = s.verify_notification(&settings, &md5_notify(&notify_data("O1", "0.01", "unknown"))).await.unwrap().unwrap_err();
+    assert!(matches!(err, PluginError::NotifyNotConfirmed(_)), "{err:?}");
+    let mut s = rt.session().await.unwrap();
+    let err = s.verify_notification(&settings, &md5_notify(&notify_data("O1", "0.01", "down"))).await.unwrap().unwrap_err();
+    assert!(matches!(err, PluginError::Transport(_)), "{err:?}");
+
+    // Forged: signed with another key; nothing is asked of notify_verify.
+    stub.clear();
+    let mut forged = md5_notify(&notify_data("O1", "0.01", "genuine"));
+    forged[1].value = sign::md5_sign("service=x", KEY);
+    let mut s = rt.session().await.unwrap();
+    let err = s.verify_notification(&settings, &forged).await.unwrap().unwrap_err();
+    assert!(matches!(err, PluginError::BadSignature(_)), "{err:?}");
+    assert!(stub.requests().is_empty());
+}
+
+#[tokio::test]
+async fn rsa_notification_encrypted() {
+    let rt = runtime().await;
+    let stub = StubServer::start(|_: &Seen| (200, b"true".to_vec())).await;
+    rt.outbound().allow(Origin::parse(&stub.url("/")).unwrap());
+    let data = notify_data("R2", "12.50", "n-rsa");
+    let content = sign::notify_link_string("alipay.wap.trade.create.direct", "1.0", "0001", &data);
+    let signature = sign::rsa_sign(&content, &sign::parse_private_key(TEST_PRIVATE_KEY).unwrap()).unwrap();
+    let form = pairs([
+        ("service", "alipay.wap.trade.create.direct"),
+        ("sign", signature.as_str()),
+        ("sec_id", "0001"),
+        ("v", "1.0"),
+        ("notify_data", &encrypt_to_test_key(&data)),
+    ]);
+    let mut s = rt.session().await.unwrap();
+    let n = s.verify_notification(&rsa_settings(&stub), &form).await.unwrap().unwrap();
+    assert_eq!(n.out_trade_no, "R2");
+    assert_eq!(n.total_fee, "12.50");
+}
+
+#[tokio::test]
+async fn verify_return_valid_and_forged() {
+    let rt = runtime().await;
+    let stub = StubServer::start(|_: &Seen| (404, Vec::new())).await;
+    let settings = md5_settings(&stub);
+    let mut q = vec![
+        ("out_trade_no".to_string(), "20140101000001".to_string()),
+        ("request_token".into(), "requestToken".into()),
+        ("result".into(), "success".into()),
+        ("trade_no".into(), "2014010100001000000000000001".into()),
+    ];
+    let signature = sign::md5_sign(&sorted(&q), KEY);
+    assert_eq!(signature, "c9746fb3a6b148a7beeb342c1cb7601f", "§12.2 call-back vector");
+    q.push(("sign".into(), signature));
+    q.push(("sign_type".into(), "MD5".into()));
+    let mut s = rt.session().await.unwrap();
+    let r = s.verify_return(&settings, &pairs(q.clone())).await.unwrap().unwrap();
+    assert_eq!(r.out_trade_no, "20140101000001");
+    q[0].1 = "20140101000002".into();
+    let err = s.verify_return(&settings, &pairs(q)).await.unwrap().unwrap_err();
+    assert!(matches!(err, PluginError::BadSignature(_)));
+}
+
+#[tokio::test]
+async fn list_channels_gbk_signed() {
+    let rt = runtime().await;
+    let result = r#"{"payChannleResult":{"supportedPayChannelList":{"supportTopPayChannel":[{"name":"信用卡快捷支付","cashierCode":"CREDITCARD","supportSecPayChannelList":{"supportSecPayChannel":[{"name":"建行","cashierCode":"CREDITCARD_CCB"}]}}]}}}"#;
+    let result_gbk = alipay_wap_plugin::gbk::encode(result);
+    let mut signed = b"result=".to_vec();
+    signed.extend_from_slice(&result_gbk);
+    let signature = sign::md5_sign_bytes(&signed, KEY.as_bytes());
+    let mut body = alipay_wap_plugin::gbk::encode(&format!(
+        "<?xml version=\"1.0\" encoding=\"GBK\"?><alipay><is_success>T</is_success><request><param name=\"service\">mobile.merchant.paychannel</param></request><response><alipay><result>"
+    ));
+    body.extend_from_slice(&result_gbk);
+    body.extend_from_slice(format!("</result></alipay></response><sign>{signature}</sign><sign_type>MD5</sign_type></alipay>").as_bytes());
+    let stub = StubServer::start(move |seen: &Seen| {
+        assert_eq!(seen.param("service").as_deref(), Some("mobile.merchant.paychannel"));
+        assert_eq!(seen.param("_input_charset").as_deref(), Some("GBK"));
+        (200, body.clone())
+    })
+    .await;
+    rt.outbound().allow(Origin::parse(&stub.url("/")).unwrap());
+    let mut s = rt.session().await.unwrap();
+    let list = s.list_channels(&md5_settings(&stub), Some("buyer-1")).await.unwrap().unwrap();
+    assert_eq!(list.channels.len(), 2);
+    assert_eq!(list.channels[0].name, "信用卡快捷支付");
+    assert_eq!(list.channels[1].parent.as_deref(), Some("CREDITCARD"));
+    let q = stub.requests().pop().unwrap();
+    assert_eq!(q.param("out_user").as_deref(), Some("buyer-1"));
+}
+
+#[tokio::test]
+async fn outbound_to_a_host_not_allowed_is_denied() {
+    let rt = runtime().await;
+    let stub = StubServer::start(gateway(false)).await;
+    // Not added to the allowed origins.
+    let mut s = rt.session().await.unwrap();
+    let err = s.start_payment(&md5_settings(&stub), &order(&stub, "D1", "1")).await.unwrap().unwrap_err();
+    assert!(matches!(err, PluginError::Transport(ref m) if m.contains("denied")), "{err:?}");
+    assert!(stub.requests().is_empty(), "no request left the host");
+    assert!(rt.outbound().denied.load(Ordering::Relaxed) >= 1);
+}

@@ -1,0 +1,101 @@
+//! A stub HTTP server on 127.0.0.1: every request is recorded and answered by a closure.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+
+/// One request as the stub saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// The query (GET) or form body (POST) as ordered pairs.
+    pub fn params(&self) -> Vec<(String, String)> {
+        let raw = if self.method == "GET" { self.query.as_bytes() } else { &self.body };
+        form_urlencoded::parse(raw).into_owned().collect()
+    }
+
+    pub fn param(&self, key: &str) -> Option<String> {
+        self.params().into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+pub type Handler = Arc<dyn Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync>;
+
+pub struct StubServer {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    handler: Arc<Mutex<Handler>>,
+}
+
+impl StubServer {
+    pub async fn start(handler: impl Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync + 'static) -> StubServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Mutex<Handler>> = Arc::new(Mutex::new(Arc::new(handler)));
+        let (seen2, handler2) = (seen.clone(), handler.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (seen, handler) = (seen2.clone(), handler2.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (seen, handler) = (seen.clone(), handler.clone());
+                        async move {
+                            let method = req.method().to_string();
+                            let path = req.uri().path().to_string();
+                            let query = req.uri().query().unwrap_or("").to_string();
+                            let content_type = req
+                                .headers()
+                                .get("content-type")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned);
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                            let s = Seen { method, path, query, content_type, body };
+                            seen.lock().unwrap().push(s.clone());
+                            let h = handler.lock().unwrap().clone();
+                            let (status, body) = h(&s);
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .body(Full::new(Bytes::from(body)))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        StubServer { addr, seen, handler }
+    }
+
+    /// Replaces how the stub answers.
+    pub fn answer(&self, handler: impl Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync + 'static) {
+        *self.handler.lock().unwrap() = Arc::new(handler);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn clear(&self) {
+        self.seen.lock().unwrap().clear();
+    }
+}
