@@ -357,13 +357,11 @@ async fn verify_return_valid_and_forged() {
 async fn list_channels_gbk_signed() {
     let rt = runtime().await;
     let result = r#"{"payChannleResult":{"supportedPayChannelList":{"supportTopPayChannel":[{"name":"信用卡快捷支付","cashierCode":"CREDITCARD","supportSecPayChannelList":{"supportSecPayChannel":[{"name":"建行","cashierCode":"CREDITCARD_CCB"}]}}]}}}"#;
-    let result_gbk = alipay_wap_plugin::gbk::encode(result);
+    let result_gbk = encoding_rs::GBK.encode(result).0.into_owned();
     let mut signed = b"result=".to_vec();
     signed.extend_from_slice(&result_gbk);
     let signature = sign::md5_sign_bytes(&signed, KEY.as_bytes());
-    let mut body = alipay_wap_plugin::gbk::encode(&format!(
-        "<?xml version=\"1.0\" encoding=\"GBK\"?><alipay><is_success>T</is_success><request><param name=\"service\">mobile.merchant.paychannel</param></request><response><alipay><result>"
-    ));
+    let mut body = b"<?xml version=\"1.0\" encoding=\"GBK\"?><alipay><is_success>T</is_success><request><param name=\"service\">mobile.merchant.paychannel</param></request><response><alipay><result>".to_vec();
     body.extend_from_slice(&result_gbk);
     body.extend_from_slice(format!("</result></alipay></response><sign>{signature}</sign><sign_type>MD5</sign_type></alipay>").as_bytes());
     let stub = StubServer::start(move |seen: &Seen| {

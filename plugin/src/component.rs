@@ -286,7 +286,7 @@ fn send_wasi(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
     if let Some(ct) = request.content_type {
         headers
             .set("content-type", &[ct.as_bytes().to_vec()])
-            .map_err(|e| failed(format!("content-type header refused: {e:?}")))?;
+            .map_err(|_| failed("content-type header refused"))?;
     }
     let outgoing = OutgoingRequest::new(headers);
     let method = match request.method {
@@ -314,15 +314,15 @@ fn send_wasi(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
     {
         let stream = body.write().map_err(|_| failed("request body stream unavailable"))?;
         for chunk in request.body.chunks(4096) {
-            if let Err(e) = stream.blocking_write_and_flush(chunk) {
-                write_error = Some(format!("writing the request body: {e:?}"));
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                write_error = Some("writing the request body failed".to_owned());
                 break;
             }
         }
     }
     if write_error.is_none() {
         if let Err(code) = OutgoingBody::finish(body, None) {
-            write_error = Some(format!("finishing the request body: {code:?}"));
+            write_error = Some(format!("finishing the request body: {}", error_code_name(&code)));
         }
     } else {
         drop(body);
@@ -369,11 +369,38 @@ fn map_error_code(code: wasip2::http::types::ErrorCode) -> TransportError {
     use wasip2::http::types::ErrorCode as C;
     match code {
         C::ConnectionTimeout | C::ConnectionReadTimeout | C::ConnectionWriteTimeout | C::HttpResponseTimeout => {
-            TransportError::Timeout(format!("{code:?}"))
+            TransportError::Timeout(error_code_name(&code).to_owned())
         }
         C::HttpRequestDenied => TransportError::Failed(
             "the host denied the request (host not in the plugin's allowed outbound hosts)".into(),
         ),
-        other => TransportError::Failed(format!("{other:?}")),
+        other => TransportError::Failed(error_code_name(&other).to_owned()),
+    }
+}
+
+/// A short name for a `wasi:http` error code (the derived Debug output costs the component KiBs).
+fn error_code_name(code: &wasip2::http::types::ErrorCode) -> &'static str {
+    use wasip2::http::types::ErrorCode as C;
+    match code {
+        C::DnsTimeout => "DNS timeout",
+        C::DnsError(_) => "DNS error",
+        C::DestinationNotFound => "destination not found",
+        C::DestinationUnavailable => "destination unavailable",
+        C::DestinationIpProhibited => "destination IP prohibited",
+        C::DestinationIpUnroutable => "destination IP unroutable",
+        C::ConnectionRefused => "connection refused",
+        C::ConnectionTerminated => "connection terminated",
+        C::ConnectionTimeout => "connection timeout",
+        C::ConnectionReadTimeout => "read timeout",
+        C::ConnectionWriteTimeout => "write timeout",
+        C::ConnectionLimitReached => "connection limit reached",
+        C::TlsProtocolError => "TLS protocol error",
+        C::TlsCertificateError => "TLS certificate error",
+        C::TlsAlertReceived(_) => "TLS alert received",
+        C::HttpRequestDenied => "request denied",
+        C::HttpResponseIncomplete => "response incomplete",
+        C::HttpResponseTimeout => "response timeout",
+        C::HttpProtocolError => "HTTP protocol error",
+        _ => "HTTP error",
     }
 }

@@ -62,7 +62,14 @@ pub fn describe() -> PluginInfo {
 
 /// Validates settings; returns the normalised pairs to store, or every bad field.
 pub fn validate_settings(pairs: &[(String, String)]) -> Result<Vec<(String, String)>, Vec<FieldError>> {
-    settings::validate(pairs).map(|(_, normalised)| normalised)
+    let (settings, normalised) = settings::validate(pairs)?;
+    // The full key check (one private operation) runs here, not on every protocol call.
+    if let settings::Signer::Rsa { private_key, .. } = &settings.signer {
+        private_key
+            .check()
+            .map_err(|e| vec![FieldError::new("private_key", e.to_string())])?;
+    }
+    Ok(normalised)
 }
 
 pub fn load_settings(pairs: &[(String, String)]) -> Result<Settings, PluginError> {

@@ -5,7 +5,7 @@
 
 use crate::model::{FieldError, FieldKind, SelectOption, SettingField};
 use crate::sign;
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use crate::rsa::{PrivateKey, PublicKey};
 
 pub const DEFAULT_GATEWAY_URL: &str = "https://wappaygw.alipay.com/service/rest.htm";
 pub const DEFAULT_NOTIFY_VERIFY_URL: &str = "https://mapi.alipay.com/gateway.do";
@@ -25,8 +25,8 @@ pub enum Signer {
         key: String,
     },
     Rsa {
-        private_key: Box<RsaPrivateKey>,
-        alipay_public_key: Box<RsaPublicKey>,
+        private_key: Box<PrivateKey>,
+        alipay_public_key: Box<PublicKey>,
     },
 }
 

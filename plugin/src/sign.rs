@@ -7,12 +7,9 @@
 //!
 //! Every comparison of a received signature is constant-time.
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
+use crate::b64;
+use crate::rsa::{self, PrivateKey, PublicKey};
 use md5::{Digest as _, Md5};
-use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
-use rsa::{Pkcs1v15Encrypt, Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
@@ -25,7 +22,14 @@ where
         .into_iter()
         .filter(|(k, v)| *k != "sign" && *k != "sign_type" && !v.is_empty())
         .collect();
-    kept.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    // Insertion sort: parameter lists are short, and the generic sorts cost the component ~8 KiB.
+    for i in 1..kept.len() {
+        let mut j = i;
+        while j > 0 && kept[j - 1].0.as_bytes() > kept[j].0.as_bytes() {
+            kept.swap(j - 1, j);
+            j -= 1;
+        }
+    }
     join_pairs(&kept)
 }
 
@@ -116,10 +120,10 @@ impl std::fmt::Display for RsaError {
 /// Parses a merchant private key: PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`),
 /// or the bare base64 body that Alipay's console shows. Line lengths, CRLF and stray spaces are
 /// tolerated, as keys are pasted by hand.
-pub fn parse_private_key(text: &str) -> Result<RsaPrivateKey, RsaError> {
+pub fn parse_private_key(text: &str) -> Result<PrivateKey, RsaError> {
     let (label, der) = pem_body(text)?;
-    let pkcs8 = || RsaPrivateKey::from_pkcs8_der(&der);
-    let pkcs1 = || RsaPrivateKey::from_pkcs1_der(&der);
+    let pkcs8 = || rsa::private_key_from_pkcs8_der(&der);
+    let pkcs1 = || rsa::private_key_from_pkcs1_der(&der);
     match label.as_deref() {
         Some("RSA PRIVATE KEY") => pkcs1().map_err(|_| RsaError::BadKey("the RSA PRIVATE KEY (PKCS#1) does not parse")),
         Some("PRIVATE KEY") => pkcs8().map_err(|_| RsaError::BadKey("the PRIVATE KEY (PKCS#8) does not parse")),
@@ -132,10 +136,10 @@ pub fn parse_private_key(text: &str) -> Result<RsaPrivateKey, RsaError> {
 
 /// Parses a public key: SPKI (`BEGIN PUBLIC KEY`), PKCS#1 (`BEGIN RSA PUBLIC KEY`), or the bare
 /// base64 body (as published by Alipay, sometimes with stray spaces or uneven lines).
-pub fn parse_public_key(text: &str) -> Result<RsaPublicKey, RsaError> {
+pub fn parse_public_key(text: &str) -> Result<PublicKey, RsaError> {
     let (label, der) = pem_body(text)?;
-    let spki = || RsaPublicKey::from_public_key_der(&der);
-    let pkcs1 = || RsaPublicKey::from_pkcs1_der(&der);
+    let spki = || rsa::public_key_from_spki_der(&der);
+    let pkcs1 = || rsa::public_key_from_pkcs1_der(&der);
     match label.as_deref() {
         Some("RSA PUBLIC KEY") => pkcs1().map_err(|_| RsaError::BadKey("the RSA PUBLIC KEY (PKCS#1) does not parse")),
         Some("PUBLIC KEY") => spki().map_err(|_| RsaError::BadKey("the PUBLIC KEY does not parse")),
@@ -167,53 +171,43 @@ fn pem_body(text: &str) -> Result<(Option<String>, Vec<u8>), RsaError> {
     if compact.is_empty() {
         return Err(RsaError::BadKey("empty"));
     }
-    let der = B64
-        .decode(compact.as_bytes())
-        .map_err(|_| RsaError::BadKey("the key body is not base64"))?;
+    let der = b64::decode(compact.as_bytes()).map_err(|_| RsaError::BadKey("the key body is not base64"))?;
     Ok((label, der))
 }
 
 /// SHA1withRSA (PKCS#1 v1.5) over UTF-8 bytes, standard base64.
-pub fn rsa_sign(content: &str, key: &RsaPrivateKey) -> Result<String, RsaError> {
-    let digest = Sha1::digest(content.as_bytes());
-    let sig = key
-        .sign(Pkcs1v15Sign::new::<Sha1>(), &digest)
-        .map_err(|_| RsaError::BadKey("key cannot sign"))?;
-    Ok(B64.encode(sig))
+pub fn rsa_sign(content: &str, key: &PrivateKey) -> Result<String, RsaError> {
+    let digest: [u8; 20] = Sha1::digest(content.as_bytes()).into();
+    let sig = key.sign_sha1(&digest).map_err(|_| RsaError::BadKey("key cannot sign"))?;
+    Ok(b64::encode(&sig))
 }
 
-/// Verifies a base64 SHA1withRSA signature. The RSA verify compares the padded digest in constant
-/// time inside the `rsa` crate.
-pub fn rsa_verify(content: &str, received_b64: &str, key: &RsaPublicKey) -> Result<bool, RsaError> {
+/// Verifies a base64 SHA1withRSA signature (the encoded digest is compared in constant time).
+pub fn rsa_verify(content: &str, received_b64: &str, key: &PublicKey) -> Result<bool, RsaError> {
     rsa_verify_bytes(content.as_bytes(), received_b64, key)
 }
 
 /// [`rsa_verify`] over raw bytes (the GBK pay-channel response).
-pub fn rsa_verify_bytes(content: &[u8], received_b64: &str, key: &RsaPublicKey) -> Result<bool, RsaError> {
+pub fn rsa_verify_bytes(content: &[u8], received_b64: &str, key: &PublicKey) -> Result<bool, RsaError> {
     let compact: String = received_b64.chars().filter(|c| !c.is_whitespace()).collect();
-    let sig = B64
-        .decode(compact.as_bytes())
-        .map_err(|_| RsaError::BadSignatureEncoding)?;
-    let digest = Sha1::digest(content);
-    Ok(key.verify(Pkcs1v15Sign::new::<Sha1>(), &digest, &sig).is_ok())
+    let sig = b64::decode(compact.as_bytes()).map_err(|_| RsaError::BadSignatureEncoding)?;
+    let digest: [u8; 20] = Sha1::digest(content).into();
+    Ok(key.verify_sha1(&digest, &sig))
 }
 
 /// Decrypts base64 ciphertext made of key-sized blocks (128 bytes for the 1024-bit keys of this
 /// product), PKCS#1 v1.5 each, and concatenates the plaintexts (§5.2).
-pub fn rsa_decrypt_blocks(cipher_b64: &str, key: &RsaPrivateKey) -> Result<Vec<u8>, RsaError> {
-    use rsa::traits::PublicKeyParts;
+pub fn rsa_decrypt_blocks(cipher_b64: &str, key: &PrivateKey) -> Result<Vec<u8>, RsaError> {
     let compact: String = cipher_b64.chars().filter(|c| !c.is_whitespace()).collect();
-    let cipher = B64
-        .decode(compact.as_bytes())
-        .map_err(|_| RsaError::Decrypt("ciphertext is not base64"))?;
-    let block = key.size();
+    let cipher = b64::decode(compact.as_bytes()).map_err(|_| RsaError::Decrypt("ciphertext is not base64"))?;
+    let block = key.public_key().size();
     if cipher.is_empty() || cipher.len() % block != 0 {
         return Err(RsaError::Decrypt("ciphertext length is not a multiple of the key size"));
     }
     let mut plain = Vec::with_capacity(cipher.len());
     for chunk in cipher.chunks(block) {
         let part = key
-            .decrypt(Pkcs1v15Encrypt, chunk)
+            .decrypt(chunk)
             .map_err(|_| RsaError::Decrypt("a block does not decrypt with the merchant key"))?;
         plain.extend_from_slice(&part);
     }
@@ -307,8 +301,10 @@ mod tests {
         let pkcs8 = parse_private_key(TEST_PRIV).unwrap();
         let body: String = TEST_PRIV.lines().filter(|l| !l.starts_with("-----")).collect::<Vec<_>>().join(" \n ");
         assert_eq!(parse_private_key(&body).unwrap(), pkcs8);
-        use rsa::pkcs1::EncodeRsaPrivateKey;
-        let pkcs1 = pkcs8.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+        use ::rsa::pkcs1::EncodeRsaPrivateKey;
+        use ::rsa::pkcs8::DecodePrivateKey;
+        let reference = ::rsa::RsaPrivateKey::from_pkcs8_pem(TEST_PRIV).unwrap();
+        let pkcs1 = reference.to_pkcs1_pem(::rsa::pkcs8::LineEnding::LF).unwrap();
         assert_eq!(parse_private_key(&pkcs1).unwrap(), pkcs8);
         // Alipay's published WAP key, with the stray spaces it ships with in public ports.
         let wap = include_str!("../testdata/wap_ali_pub.pem");
@@ -337,8 +333,8 @@ mod tests {
     fn rsa_decrypt_refuses_bad_input() {
         let key = parse_private_key(TEST_PRIV).unwrap();
         assert!(rsa_decrypt_blocks("not base64!", &key).is_err());
-        assert!(rsa_decrypt_blocks(&B64.encode([0u8; 100]), &key).is_err());
-        assert!(rsa_decrypt_blocks(&B64.encode([7u8; 128]), &key).is_err());
+        assert!(rsa_decrypt_blocks(&b64::encode(&[0u8; 100]), &key).is_err());
+        assert!(rsa_decrypt_blocks(&b64::encode(&[7u8; 128]), &key).is_err());
         assert!(rsa_decrypt_blocks("", &key).is_err());
     }
 }

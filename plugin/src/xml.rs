@@ -3,11 +3,11 @@
 //!
 //! Each is a root element holding simple text elements. The reader is strict on purpose: any
 //! DOCTYPE is refused (so no entity can be declared, let alone expanded), only the five predefined
-//! entities and character references are decoded, and nesting below the root's children is refused.
-
-use quick_xml::escape::resolve_predefined_entity;
-use quick_xml::events::Event;
-use quick_xml::Reader;
+//! entities and character references are decoded, processing instructions other than the XML
+//! declaration are refused, and nesting below the root's children is refused.
+//!
+//! It is written out rather than built on quick-xml (which the host and its sandbox use) because
+//! the component must fit in 256 KiB; the tests check it against quick-xml.
 
 /// Why an XML document was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,8 +19,8 @@ impl std::fmt::Display for XmlError {
     }
 }
 
-fn err(msg: impl Into<String>) -> XmlError {
-    XmlError(msg.into())
+fn err<T>(msg: &str) -> Result<T, XmlError> {
+    Err(XmlError(msg.to_owned()))
 }
 
 /// The children of a flat document, in document order.
@@ -40,9 +40,20 @@ impl FlatElements {
     }
 }
 
-/// Escapes text for an element body (`&`, `<`, `>`, and quotes for good measure).
+/// Escapes text for an element body.
 pub fn escape_text(s: &str) -> String {
-    quick_xml::escape::escape(s).into_owned()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// Builds `<root><k>v</k>…</root>` with every value escaped; children with empty values are left
@@ -70,106 +81,195 @@ pub fn build_flat(root: &str, children: &[(&str, &str)]) -> String {
     out
 }
 
-/// Parses a flat document whose root element must be `expected_root`.
-pub fn parse_flat(xml: &str, expected_root: &str) -> Result<FlatElements, XmlError> {
-    let mut reader = Reader::from_str(xml);
-    reader.config_mut().trim_text(false);
-    let mut out = FlatElements::default();
-    // depth 0: before the root; 1: inside the root; 2: inside a child.
-    let mut depth = 0usize;
-    let mut current: Option<(String, String)> = None;
-    let mut root_closed = false;
-    loop {
-        let event = reader
-            .read_event()
-            .map_err(|e| err(format!("malformed XML: {e}")))?;
-        match event {
-            Event::Decl(_) | Event::Comment(_) => {}
-            Event::PI(_) => return Err(err("processing instructions are not allowed")),
-            Event::DocType(_) => return Err(err("DOCTYPE is not allowed (entities are never expanded)")),
-            Event::Start(e) => {
-                if root_closed {
-                    return Err(err("content after the root element"));
-                }
-                let name = e.name().into_inner().to_owned();
-                match depth {
-                    0 => {
-                        if name != expected_root {
-                            return Err(err(format!("expected root <{expected_root}>, found <{name}>")));
-                        }
-                        out.root = name;
-                    }
-                    1 => current = Some((name, String::new())),
-                    _ => return Err(err(format!("unexpected nested element <{name}>"))),
-                }
-                depth += 1;
-            }
-            Event::Empty(e) => {
-                let name = e.name().into_inner().to_owned();
-                match depth {
-                    0 if name == expected_root && !root_closed => {
-                        out.root = name;
-                        root_closed = true;
-                    }
-                    0 => return Err(err(format!("expected root <{expected_root}>, found <{name}/>"))),
-                    1 => out.children.push((name, String::new())),
-                    _ => return Err(err(format!("unexpected nested element <{name}/>"))),
-                }
-            }
-            Event::End(_) => {
-                depth = depth.checked_sub(1).ok_or_else(|| err("unbalanced end tag"))?;
-                match depth {
-                    0 => root_closed = true,
-                    1 => {
-                        if let Some(child) = current.take() {
-                            out.children.push(child);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Event::Text(t) => {
-                let text = AsRef::<str>::as_ref(&t);
-                push_text(depth, &mut current, text)?;
-            }
-            Event::CData(t) => {
-                let text = AsRef::<str>::as_ref(&t);
-                push_text(depth, &mut current, text)?;
-            }
-            Event::GeneralRef(r) => {
-                let resolved = if r.is_char_ref() {
-                    let c = r
-                        .resolve_char_ref()
-                        .map_err(|e| err(format!("bad character reference: {e}")))?
-                        .ok_or_else(|| err("bad character reference"))?;
-                    c.to_string()
-                } else {
-                    let name = AsRef::<str>::as_ref(&r);
-                    resolve_predefined_entity(name)
-                        .ok_or_else(|| err(format!("unknown entity &{name}; (entities are never expanded)")))?
-                        .to_owned()
-                };
-                push_text(depth, &mut current, &resolved)?;
-            }
-            Event::Eof => break,
-        }
-    }
-    if !root_closed || depth != 0 {
-        return Err(err(format!("document does not hold a complete <{expected_root}> element")));
-    }
-    Ok(out)
+struct Reader<'a> {
+    s: &'a str,
+    i: usize,
 }
 
-fn push_text(depth: usize, current: &mut Option<(String, String)>, text: &str) -> Result<(), XmlError> {
-    match (depth, current) {
-        (2, Some((_, value))) => {
-            value.push_str(text);
-            Ok(())
-        }
-        // Whitespace between elements is harmless; other stray text is not.
-        _ if text.trim().is_empty() => Ok(()),
-        _ => Err(err("text outside a child element")),
+enum Tag<'a> {
+    Start(&'a str),
+    Empty(&'a str),
+    End(&'a str),
+}
+
+impl<'a> Reader<'a> {
+    fn rest(&self) -> &'a str {
+        &self.s[self.i..]
     }
+
+    fn skip_ws(&mut self) {
+        let rest = self.rest();
+        self.i += rest.len() - rest.trim_start_matches([' ', '\t', '\r', '\n']).len();
+    }
+
+    /// Skips whitespace and comments; refuses DOCTYPE and processing instructions.
+    fn skip_misc(&mut self) -> Result<(), XmlError> {
+        loop {
+            self.skip_ws();
+            let rest = self.rest();
+            if rest.starts_with("<!--") {
+                let end = rest[4..].find("-->").ok_or(XmlError("unterminated comment".into()))?;
+                self.i += 4 + end + 3;
+            } else if rest.starts_with("<!") {
+                return err("DOCTYPE and declarations are not allowed (entities are never expanded)");
+            } else if rest.starts_with("<?") {
+                return err("processing instructions are not allowed");
+            } else {
+                return Ok(());
+            }
+        }
+    }
+
+    fn name(&mut self) -> Result<&'a str, XmlError> {
+        let rest = self.rest();
+        let len = rest
+            .find(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
+            .unwrap_or(rest.len());
+        if len == 0 {
+            return err("expected an element name");
+        }
+        self.i += len;
+        Ok(&rest[..len])
+    }
+
+    /// Reads a tag at `<`; attributes are read and ignored.
+    fn tag(&mut self) -> Result<Tag<'a>, XmlError> {
+        if !self.rest().starts_with('<') {
+            return err("expected a tag");
+        }
+        self.i += 1;
+        let end_tag = self.rest().starts_with('/');
+        if end_tag {
+            self.i += 1;
+        }
+        let name = self.name()?;
+        loop {
+            self.skip_ws();
+            let rest = self.rest();
+            if rest.starts_with('>') {
+                self.i += 1;
+                return Ok(if end_tag { Tag::End(name) } else { Tag::Start(name) });
+            }
+            if rest.starts_with("/>") && !end_tag {
+                self.i += 2;
+                return Ok(Tag::Empty(name));
+            }
+            if end_tag {
+                return err("malformed end tag");
+            }
+            // name="value" or name='value'
+            self.name()?;
+            self.skip_ws();
+            if !self.rest().starts_with('=') {
+                return err("malformed attribute");
+            }
+            self.i += 1;
+            self.skip_ws();
+            let quote = self.rest().chars().next().filter(|c| *c == '"' || *c == '\'');
+            let quote = quote.ok_or(XmlError("attribute value must be quoted".into()))?;
+            let close = self.rest()[1..].find(quote).ok_or(XmlError("unterminated attribute".into()))?;
+            if self.rest()[1..1 + close].contains('<') {
+                return err("'<' in an attribute value");
+            }
+            self.i += close + 2;
+        }
+    }
+
+    /// Text up to the next `<` (CDATA sections included), with references decoded.
+    fn text(&mut self, out: &mut String) -> Result<(), XmlError> {
+        loop {
+            let rest = self.rest();
+            if rest.starts_with("<![CDATA[") {
+                let end = rest[9..].find("]]>").ok_or(XmlError("unterminated CDATA".into()))?;
+                out.push_str(&rest[9..9 + end]);
+                self.i += 9 + end + 3;
+                continue;
+            }
+            let stop = rest.find(['<', '&']).unwrap_or(rest.len());
+            out.push_str(&rest[..stop]);
+            self.i += stop;
+            if !self.rest().starts_with('&') {
+                return Ok(());
+            }
+            let rest = self.rest();
+            let end = rest.find(';').filter(|&e| e <= 12).ok_or(XmlError("unterminated reference".into()))?;
+            let name = &rest[1..end];
+            let c = match name {
+                "amp" => '&',
+                "lt" => '<',
+                "gt" => '>',
+                "quot" => '"',
+                "apos" => '\'',
+                _ => {
+                    let code = if let Some(hex) = name.strip_prefix("#x") {
+                        u32::from_str_radix(hex, 16).ok()
+                    } else if let Some(dec) = name.strip_prefix('#') {
+                        dec.parse().ok()
+                    } else {
+                        return Err(XmlError(format!("unknown entity &{name}; (entities are never expanded)")));
+                    };
+                    code.and_then(char::from_u32)
+                        .filter(|c| *c != '\0')
+                        .ok_or(XmlError("bad character reference".into()))?
+                }
+            };
+            out.push(c);
+            self.i += end + 1;
+        }
+    }
+}
+
+/// Parses a flat document whose root element must be `expected_root`.
+pub fn parse_flat(xml: &str, expected_root: &str) -> Result<FlatElements, XmlError> {
+    let mut r = Reader { s: xml.strip_prefix('\u{feff}').unwrap_or(xml), i: 0 };
+    if r.rest().starts_with("<?xml") {
+        let end = r.rest().find("?>").ok_or(XmlError("unterminated XML declaration".into()))?;
+        r.i += end + 2;
+    }
+    r.skip_misc()?;
+    let mut out = FlatElements::default();
+    match r.tag()? {
+        Tag::Start(name) if name == expected_root => out.root = name.to_owned(),
+        Tag::Empty(name) if name == expected_root => {
+            out.root = name.to_owned();
+            r.skip_misc()?;
+            return if r.rest().is_empty() { Ok(out) } else { err("content after the root element") };
+        }
+        _ => return Err(XmlError(format!("expected root <{expected_root}>"))),
+    }
+    loop {
+        let mut between = String::new();
+        r.text(&mut between)?;
+        if !between.trim().is_empty() {
+            return err("text outside a child element");
+        }
+        if r.rest().starts_with("<!--") || r.rest().starts_with("<!") || r.rest().starts_with("<?") {
+            r.skip_misc()?;
+            continue;
+        }
+        if r.rest().is_empty() {
+            return Err(XmlError(format!("document does not hold a complete <{expected_root}> element")));
+        }
+        match r.tag()? {
+            Tag::End(name) if name == out.root => break,
+            Tag::End(_) => return err("unbalanced end tag"),
+            Tag::Empty(name) => out.children.push((name.to_owned(), String::new())),
+            Tag::Start(name) => {
+                let mut value = String::new();
+                r.text(&mut value)?;
+                match r.tag()? {
+                    Tag::End(end) if end == name => out.children.push((name.to_owned(), value)),
+                    Tag::End(_) => return err("unbalanced end tag"),
+                    _ => return Err(XmlError(format!("unexpected nested element inside <{name}>"))),
+                }
+            }
+        }
+    }
+    r.skip_misc()?;
+    if !r.rest().is_empty() {
+        return err("content after the root element");
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -205,11 +305,57 @@ mod tests {
         );
     }
 
+    /// The same children as quick-xml reads, on well-formed flat documents.
+    #[test]
+    fn agrees_with_quick_xml() {
+        use quick_xml::events::Event;
+        let docs = [
+            "<notify><a>1</a><b>x&amp;y &lt;z&gt; &#20013;</b><c></c></notify>",
+            "<?xml version=\"1.0\"?>\n<notify>\n  <a>1</a>\n  <!-- note -->\n  <b attr=\"v\">two words</b>\n</notify>\n",
+            "<notify><subject>测试商品 &quot;q&quot; &apos;s&apos;</subject></notify>",
+        ];
+        for doc in docs {
+            let ours = parse_flat(doc, "notify").unwrap().children;
+            let mut reader = quick_xml::Reader::from_str(doc);
+            let mut theirs = Vec::new();
+            let mut depth = 0;
+            let mut current = None;
+            loop {
+                match reader.read_event().unwrap() {
+                    Event::Start(e) => {
+                        depth += 1;
+                        if depth == 2 {
+                            current = Some((e.name().into_inner().to_owned(), String::new()));
+                        }
+                    }
+                    Event::End(_) => {
+                        if depth == 2 {
+                            theirs.push(current.take().unwrap());
+                        }
+                        depth -= 1;
+                    }
+                    Event::Text(t) if depth == 2 => current.as_mut().unwrap().1.push_str(AsRef::<str>::as_ref(&t)),
+                    Event::GeneralRef(r) if depth == 2 => {
+                        let c = match r.resolve_char_ref().unwrap() {
+                            Some(c) => c.to_string(),
+                            None => quick_xml::escape::resolve_predefined_entity(AsRef::<str>::as_ref(&r)).unwrap().to_owned(),
+                        };
+                        current.as_mut().unwrap().1.push_str(&c);
+                    }
+                    Event::Eof => break,
+                    _ => {}
+                }
+            }
+            assert_eq!(ours, theirs, "{doc}");
+        }
+    }
+
     #[test]
     fn refuses_doctype_entities_nesting_and_garbage() {
         let attacks = [
             "<!DOCTYPE notify [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><notify><a>&x;</a></notify>",
             "<!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;\">]><notify><a>&lol2;</a></notify>",
+            "<notify><!DOCTYPE x><a>1</a></notify>",
             "<notify><a>&x;</a></notify>",
             "<notify><a><b>1</b></a></notify>",
             "<other><a>1</a></other>",
@@ -217,9 +363,15 @@ mod tests {
             "<notify><a>1</b></notify>",
             "<notify>stray<a>1</a></notify>",
             "<notify><a>1</a></notify><notify/>",
+            "<?php echo 1; ?><notify/>",
             "",
             "not xml at all",
             "<notify><a>&#xD800;</a></notify>",
+            "<notify><a>&#0;</a></notify>",
+            "<notify><a>&amp</a></notify>",
+            "<notify><a x=1>1</a></notify>",
+            "<notify><a>1</a",
+            "<notify><![CDATA[x</notify>",
         ];
         for a in attacks {
             assert!(parse_flat(a, "notify").is_err(), "accepted: {a}");
