@@ -67,8 +67,18 @@ fn main() {
     let mut out = String::new();
     writeln!(out, "/// Lead and trail 0xA1..=0xFE, row by row.").unwrap();
     writeln!(out, "static BLOCK: [u16; {}] = {:?};", block.len(), block).unwrap();
-    writeln!(out, "/// (index, code point) where the prediction does not hold.").unwrap();
-    writeln!(out, "static EXCEPTIONS: [(u16, u16); {}] = {:?};", exceptions.len(), exceptions).unwrap();
+    writeln!(
+        out,
+        "/// (index, code point) where the prediction does not hold."
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "static EXCEPTIONS: [(u16, u16); {}] = {:?};",
+        exceptions.len(),
+        exceptions
+    )
+    .unwrap();
     let path = std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("gbk_data.rs");
     std::fs::write(path, out).unwrap();
 }

@@ -18,7 +18,12 @@ const SELLER: &str = "seller@example.com";
 
 async fn runtime() -> PluginRuntime {
     let manifest = Manifest::load(&repo_root().join("plugin.toml")).expect("plugin.toml loads");
-    PluginRuntime::load(&manifest, Some(&repo_root().join("target/payhost-test-cache"))).await.expect("the component loads")
+    PluginRuntime::load(
+        &manifest,
+        Some(&repo_root().join("target/payhost-test-cache")),
+    )
+    .await
+    .expect("the component loads")
 }
 
 fn md5_settings(stub: &StubServer) -> Pairs {
@@ -70,7 +75,10 @@ fn encrypt_to_test_key(plain: &str) -> String {
     let key = rsa::RsaPublicKey::from_public_key_pem(TEST_PUBLIC_KEY).unwrap();
     let mut out = Vec::new();
     for chunk in plain.as_bytes().chunks(117) {
-        out.extend(key.encrypt(&mut rand_core::OsRng, rsa::Pkcs1v15Encrypt, chunk).unwrap());
+        out.extend(
+            key.encrypt(&mut rand_core::OsRng, rsa::Pkcs1v15Encrypt, chunk)
+                .unwrap(),
+        );
     }
     base64::engine::general_purpose::STANDARD.encode(out)
 }
@@ -82,11 +90,20 @@ fn gateway(rsa: bool) -> impl Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync + 'stati
             return (404, b"not here".to_vec());
         }
         let params = seen.params();
-        let p = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
+        let p = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
         assert_eq!(p("service"), "alipay.wap.trade.create.direct");
         assert_eq!(p("format"), "xml");
         assert_eq!(p("v"), "2.0");
-        assert!(params.iter().all(|(k, _)| k != "sign_type"), "wappaygw calls carry no sign_type");
+        assert!(
+            params.iter().all(|(k, _)| k != "sign_type"),
+            "wappaygw calls carry no sign_type"
+        );
         let content = sorted(&params);
         let signed_ok = if rsa {
             let key = sign::parse_public_key(TEST_PUBLIC_KEY).unwrap();
@@ -96,14 +113,28 @@ fn gateway(rsa: bool) -> impl Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync + 'stati
         };
         if !signed_ok {
             let err = "<?xml version=\"1.0\" encoding=\"utf-8\"?><err><code>0007</code><sub_code>0007</sub_code><msg>sign error</msg><detail>签名错误</detail></err>";
-            return (200, form_encode(&[("res_error".into(), err.into()), ("v".into(), "2.0".into())]).into_bytes());
+            return (
+                200,
+                form_encode(&[("res_error".into(), err.into()), ("v".into(), "2.0".into())])
+                    .into_bytes(),
+            );
         }
         let req_data = p("req_data");
         if req_data.contains("<total_fee>999.00</total_fee>") {
             let err = "<?xml version=\"1.0\" encoding=\"utf-8\"?><err><code>0005</code><sub_code>0005</sub_code><msg>partner illegal</msg><detail>合作伙伴没有开通接口访问权限</detail></err>";
-            return (200, form_encode(&[("partner".into(), PARTNER.into()), ("res_error".into(), err.into())]).into_bytes());
+            return (
+                200,
+                form_encode(&[
+                    ("partner".into(), PARTNER.into()),
+                    ("res_error".into(), err.into()),
+                ])
+                .into_bytes(),
+            );
         }
-        assert!(req_data.contains("<subject>测试商品 &amp; &lt;礼物&gt;</subject>"), "{req_data}");
+        assert!(
+            req_data.contains("<subject>测试商品 &amp; &lt;礼物&gt;</subject>"),
+            "{req_data}"
+        );
         let res_plain = "<?xml version=\"1.0\" encoding=\"utf-8\"?><direct_trade_create_res><request_token>20140101abcdef0123</request_token></direct_trade_create_res>";
         let sec_id = if rsa { "0001" } else { "MD5" };
         let mut answer: Vec<(String, String)> = vec![
@@ -116,7 +147,11 @@ fn gateway(rsa: bool) -> impl Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync + 'stati
         ];
         let content = sorted(&answer);
         let signature = if rsa {
-            sign::rsa_sign(&content, &sign::parse_private_key(TEST_PRIVATE_KEY).unwrap()).unwrap()
+            sign::rsa_sign(
+                &content,
+                &sign::parse_private_key(TEST_PRIVATE_KEY).unwrap(),
+            )
+            .unwrap()
         } else {
             sign::md5_sign(&content, KEY)
         };
@@ -144,14 +179,33 @@ async fn describe_and_validate_settings() {
     assert_eq!(rt.info.notify_ack, "success");
     assert_eq!(rt.info.notify_retry, "fail");
     let names: Vec<&str> = rt.info.settings.iter().map(|f| f.name.as_str()).collect();
-    for n in ["partner", "key", "seller_email", "mode", "sign_type", "private_key", "alipay_public_key"] {
+    for n in [
+        "partner",
+        "key",
+        "seller_email",
+        "mode",
+        "sign_type",
+        "private_key",
+        "alipay_public_key",
+    ] {
         assert!(names.contains(&n), "{n} missing");
     }
-    assert!(rt.info.settings.iter().find(|f| f.name == "key").unwrap().secret);
+    assert!(
+        rt.info
+            .settings
+            .iter()
+            .find(|f| f.name == "key")
+            .unwrap()
+            .secret
+    );
 
     let mut s = rt.session().await.unwrap();
     let ok = s
-        .validate_settings(&pairs([("partner", " 2088101122136241\n"), ("key", KEY), ("seller_email", SELLER)]))
+        .validate_settings(&pairs([
+            ("partner", " 2088101122136241\n"),
+            ("key", KEY),
+            ("seller_email", SELLER),
+        ]))
         .await
         .unwrap()
         .unwrap();
@@ -162,7 +216,10 @@ async fn describe_and_validate_settings() {
         .unwrap()
         .unwrap_err();
     let fields: Vec<&str> = bad.iter().map(|f| f.field.as_str()).collect();
-    assert!(fields.contains(&"partner") && fields.contains(&"key") && fields.contains(&"mode"), "{bad:?}");
+    assert!(
+        fields.contains(&"partner") && fields.contains(&"key") && fields.contains(&"mode"),
+        "{bad:?}"
+    );
 }
 
 #[tokio::test]
@@ -173,20 +230,39 @@ async fn start_payment_md5_and_gateway_errors() {
     let settings = md5_settings(&stub);
 
     let mut s = rt.session().await.unwrap();
-    let started = s.start_payment(&settings, &order(&stub, "20140101000001", "0.1")).await.unwrap().unwrap();
+    let started = s
+        .start_payment(&settings, &order(&stub, "20140101000001", "0.1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(started.token, "20140101abcdef0123");
     assert_eq!(started.total_fee, "0.10");
     assert_eq!(started.seller, SELLER);
-    assert!(started.redirect.url.starts_with(&stub.url("/service/rest.htm?service=alipay.wap.auth.authAndExecute")));
+    assert!(started
+        .redirect
+        .url
+        .starts_with(&stub.url("/service/rest.htm?service=alipay.wap.auth.authAndExecute")));
     // The redirect is signed with the sorted rule.
-    let fields: Vec<(String, String)> = started.redirect.fields.iter().map(|p| (p.key.clone(), p.value.clone())).collect();
+    let fields: Vec<(String, String)> = started
+        .redirect
+        .fields
+        .iter()
+        .map(|p| (p.key.clone(), p.value.clone()))
+        .collect();
     let sig = fields.iter().find(|(k, _)| k == "sign").unwrap().1.clone();
     assert!(sign::md5_verify(&sorted(&fields), KEY, &sig));
     let create = &stub.requests()[0];
-    assert_eq!(create.content_type.as_deref(), Some("application/x-www-form-urlencoded; charset=utf-8"));
+    assert_eq!(
+        create.content_type.as_deref(),
+        Some("application/x-www-form-urlencoded; charset=utf-8")
+    );
 
     let mut s = rt.session().await.unwrap();
-    let err = s.start_payment(&settings, &order(&stub, "20140101000002", "999.00")).await.unwrap().unwrap_err();
+    let err = s
+        .start_payment(&settings, &order(&stub, "20140101000002", "999.00"))
+        .await
+        .unwrap()
+        .unwrap_err();
     match err {
         PluginError::Gateway(g) => {
             assert_eq!(g.code, "0005");
@@ -196,15 +272,30 @@ async fn start_payment_md5_and_gateway_errors() {
     }
     // A wrong key: the gateway answers sign error.
     let mut wrong = settings.clone();
-    wrong.iter_mut().find(|p| p.key == "key").unwrap().value = "20000000000000000000000000000000".into();
+    wrong.iter_mut().find(|p| p.key == "key").unwrap().value =
+        "20000000000000000000000000000000".into();
     let mut s = rt.session().await.unwrap();
-    let err = s.start_payment(&wrong, &order(&stub, "20140101000003", "1")).await.unwrap().unwrap_err();
-    assert!(matches!(err, PluginError::Gateway(ref g) if g.msg == "sign error"), "{err:?}");
+    let err = s
+        .start_payment(&wrong, &order(&stub, "20140101000003", "1"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, PluginError::Gateway(ref g) if g.msg == "sign error"),
+        "{err:?}"
+    );
     // The gateway answering HTTP 500 is a transport failure.
     stub.answer(|_| (500, b"oops".to_vec()));
     let mut s = rt.session().await.unwrap();
-    let err = s.start_payment(&settings, &order(&stub, "20140101000004", "1")).await.unwrap().unwrap_err();
-    assert!(matches!(err, PluginError::Transport(ref m) if m.contains("500")), "{err:?}");
+    let err = s
+        .start_payment(&settings, &order(&stub, "20140101000004", "1"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, PluginError::Transport(ref m) if m.contains("500")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -213,17 +304,35 @@ async fn invalid_orders_name_the_field() {
     let stub = StubServer::start(gateway(false)).await;
     rt.outbound().allow(Origin::parse(&stub.url("/")).unwrap());
     let settings = md5_settings(&stub);
-    for (fee, field) in [("1e3", "total_fee"), ("-1", "total_fee"), ("0.001", "total_fee"), ("abc", "total_fee")] {
+    for (fee, field) in [
+        ("1e3", "total_fee"),
+        ("-1", "total_fee"),
+        ("0.001", "total_fee"),
+        ("abc", "total_fee"),
+    ] {
         let mut s = rt.session().await.unwrap();
-        let err = s.start_payment(&settings, &order(&stub, "X1", fee)).await.unwrap().unwrap_err();
-        assert!(matches!(err, PluginError::InvalidOrder(ref f) if f.field == field), "{fee}: {err:?}");
+        let err = s
+            .start_payment(&settings, &order(&stub, "X1", fee))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(err, PluginError::InvalidOrder(ref f) if f.field == field),
+            "{fee}: {err:?}"
+        );
     }
     let mut o = order(&stub, "X1", "1");
     o.seller = Some("other@example.com".into());
     let mut s = rt.session().await.unwrap();
     let err = s.start_payment(&settings, &o).await.unwrap().unwrap_err();
-    assert!(matches!(err, PluginError::InvalidOrder(ref f) if f.field == "seller_email"), "{err:?}");
-    assert!(stub.requests().is_empty(), "nothing reaches the gateway for invalid orders");
+    assert!(
+        matches!(err, PluginError::InvalidOrder(ref f) if f.field == "seller_email"),
+        "{err:?}"
+    );
+    assert!(
+        stub.requests().is_empty(),
+        "nothing reaches the gateway for invalid orders"
+    );
 }
 
 #[tokio::test]
@@ -232,9 +341,18 @@ async fn start_payment_rsa_decrypts_and_verifies_the_response() {
     let stub = StubServer::start(gateway(true)).await;
     rt.outbound().allow(Origin::parse(&stub.url("/")).unwrap());
     let mut s = rt.session().await.unwrap();
-    let started = s.start_payment(&rsa_settings(&stub), &order(&stub, "R1", "12.5")).await.unwrap().unwrap();
+    let started = s
+        .start_payment(&rsa_settings(&stub), &order(&stub, "R1", "12.5"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(started.token, "20140101abcdef0123");
-    let sec_id = started.redirect.fields.iter().find(|p| p.key == "sec_id").unwrap();
+    let sec_id = started
+        .redirect
+        .fields
+        .iter()
+        .find(|p| p.key == "sec_id")
+        .unwrap();
     assert_eq!(sec_id.value, "0001");
 }
 
@@ -271,7 +389,14 @@ async fn verify_notification_asks_notify_verify() {
     let settings = md5_settings(&stub);
 
     let mut s = rt.session().await.unwrap();
-    let n = s.verify_notification(&settings, &md5_notify(&notify_data("O1", "0.01", "genuine"))).await.unwrap().unwrap();
+    let n = s
+        .verify_notification(
+            &settings,
+            &md5_notify(&notify_data("O1", "0.01", "genuine")),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(n.out_trade_no, "O1");
     assert!(n.paid);
     assert_eq!(n.reply, "success");
@@ -286,17 +411,38 @@ async fn verify_notification_asks_notify_verify() {
         total_fee: fee.into(),
         seller: seller.into(),
     };
-    s.match_order(&n, &expect("0.01", SELLER)).await.unwrap().unwrap();
-    s.match_order(&n, &expect("0.01", PARTNER)).await.unwrap().unwrap();
-    let errs = s.match_order(&n, &expect("100.00", "other@example.com")).await.unwrap().unwrap_err();
+    s.match_order(&n, &expect("0.01", SELLER))
+        .await
+        .unwrap()
+        .unwrap();
+    s.match_order(&n, &expect("0.01", PARTNER))
+        .await
+        .unwrap()
+        .unwrap();
+    let errs = s
+        .match_order(&n, &expect("100.00", "other@example.com"))
+        .await
+        .unwrap()
+        .unwrap_err();
     let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(fields, ["total_fee", "seller_email"]);
 
     let mut s = rt.session().await.unwrap();
-    let err = s.verify_notification(&settings, &md5_notify(&notify_data("O1", "0.01", "unknown"))).await.unwrap().unwrap_err();
+    let err = s
+        .verify_notification(
+            &settings,
+            &md5_notify(&notify_data("O1", "0.01", "unknown")),
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
     assert!(matches!(err, PluginError::NotifyNotConfirmed(_)), "{err:?}");
     let mut s = rt.session().await.unwrap();
-    let err = s.verify_notification(&settings, &md5_notify(&notify_data("O1", "0.01", "down"))).await.unwrap().unwrap_err();
+    let err = s
+        .verify_notification(&settings, &md5_notify(&notify_data("O1", "0.01", "down")))
+        .await
+        .unwrap()
+        .unwrap_err();
     assert!(matches!(err, PluginError::Transport(_)), "{err:?}");
 
     // Forged: signed with another key; nothing is asked of notify_verify.
@@ -304,7 +450,11 @@ async fn verify_notification_asks_notify_verify() {
     let mut forged = md5_notify(&notify_data("O1", "0.01", "genuine"));
     forged[1].value = sign::md5_sign("service=x", KEY);
     let mut s = rt.session().await.unwrap();
-    let err = s.verify_notification(&settings, &forged).await.unwrap().unwrap_err();
+    let err = s
+        .verify_notification(&settings, &forged)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert!(matches!(err, PluginError::BadSignature(_)), "{err:?}");
     assert!(stub.requests().is_empty());
 }
@@ -316,7 +466,11 @@ async fn rsa_notification_encrypted() {
     rt.outbound().allow(Origin::parse(&stub.url("/")).unwrap());
     let data = notify_data("R2", "12.50", "n-rsa");
     let content = sign::notify_link_string("alipay.wap.trade.create.direct", "1.0", "0001", &data);
-    let signature = sign::rsa_sign(&content, &sign::parse_private_key(TEST_PRIVATE_KEY).unwrap()).unwrap();
+    let signature = sign::rsa_sign(
+        &content,
+        &sign::parse_private_key(TEST_PRIVATE_KEY).unwrap(),
+    )
+    .unwrap();
     let form = pairs([
         ("service", "alipay.wap.trade.create.direct"),
         ("sign", signature.as_str()),
@@ -325,7 +479,15 @@ async fn rsa_notification_encrypted() {
         ("notify_data", &encrypt_to_test_key(&data)),
     ]);
     let mut s = rt.session().await.unwrap();
-    let n = s.verify_notification(&rsa_settings(&stub), &form).await.unwrap().unwrap();
+    let n = s
+        .verify_notification(&rsa_settings(&stub), &form)
+        .await
+        .unwrap()
+        .unwrap();
+    eprintln!(
+        "RSA notify (7 blocks) used {} instructions of fuel",
+        s.fuel_consumed()
+    );
     assert_eq!(n.out_trade_no, "R2");
     assert_eq!(n.total_fee, "12.50");
 }
@@ -342,14 +504,25 @@ async fn verify_return_valid_and_forged() {
         ("trade_no".into(), "2014010100001000000000000001".into()),
     ];
     let signature = sign::md5_sign(&sorted(&q), KEY);
-    assert_eq!(signature, "c9746fb3a6b148a7beeb342c1cb7601f", "§12.2 call-back vector");
+    assert_eq!(
+        signature, "c9746fb3a6b148a7beeb342c1cb7601f",
+        "§12.2 call-back vector"
+    );
     q.push(("sign".into(), signature));
     q.push(("sign_type".into(), "MD5".into()));
     let mut s = rt.session().await.unwrap();
-    let r = s.verify_return(&settings, &pairs(q.clone())).await.unwrap().unwrap();
+    let r = s
+        .verify_return(&settings, &pairs(q.clone()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.out_trade_no, "20140101000001");
     q[0].1 = "20140101000002".into();
-    let err = s.verify_return(&settings, &pairs(q)).await.unwrap().unwrap_err();
+    let err = s
+        .verify_return(&settings, &pairs(q))
+        .await
+        .unwrap()
+        .unwrap_err();
     assert!(matches!(err, PluginError::BadSignature(_)));
 }
 
@@ -365,14 +538,21 @@ async fn list_channels_gbk_signed() {
     body.extend_from_slice(&result_gbk);
     body.extend_from_slice(format!("</result></alipay></response><sign>{signature}</sign><sign_type>MD5</sign_type></alipay>").as_bytes());
     let stub = StubServer::start(move |seen: &Seen| {
-        assert_eq!(seen.param("service").as_deref(), Some("mobile.merchant.paychannel"));
+        assert_eq!(
+            seen.param("service").as_deref(),
+            Some("mobile.merchant.paychannel")
+        );
         assert_eq!(seen.param("_input_charset").as_deref(), Some("GBK"));
         (200, body.clone())
     })
     .await;
     rt.outbound().allow(Origin::parse(&stub.url("/")).unwrap());
     let mut s = rt.session().await.unwrap();
-    let list = s.list_channels(&md5_settings(&stub), Some("buyer-1")).await.unwrap().unwrap();
+    let list = s
+        .list_channels(&md5_settings(&stub), Some("buyer-1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(list.channels.len(), 2);
     assert_eq!(list.channels[0].name, "信用卡快捷支付");
     assert_eq!(list.channels[1].parent.as_deref(), Some("CREDITCARD"));
@@ -386,8 +566,15 @@ async fn outbound_to_a_host_not_allowed_is_denied() {
     let stub = StubServer::start(gateway(false)).await;
     // Not added to the allowed origins.
     let mut s = rt.session().await.unwrap();
-    let err = s.start_payment(&md5_settings(&stub), &order(&stub, "D1", "1")).await.unwrap().unwrap_err();
-    assert!(matches!(err, PluginError::Transport(ref m) if m.contains("denied")), "{err:?}");
+    let err = s
+        .start_payment(&md5_settings(&stub), &order(&stub, "D1", "1"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, PluginError::Transport(ref m) if m.contains("denied")),
+        "{err:?}"
+    );
     assert!(stub.requests().is_empty(), "no request left the host");
     assert!(rt.outbound().denied.load(Ordering::Relaxed) >= 1);
 }

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "payhost", version, about = "Runs the Alipay WAP-pay payment component for self-hosted shops")]
+#[command(
+    name = "payhost",
+    version,
+    about = "Runs the Alipay WAP-pay payment component for self-hosted shops"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -92,7 +92,7 @@ fn default_call_timeout_ms() -> u64 {
     15_000
 }
 fn default_fuel_per_call() -> u64 {
-    500_000_000
+    2_000_000_000
 }
 fn default_max_instances() -> u32 {
     128
@@ -139,7 +139,9 @@ impl Manifest {
                 SUPPORTED_WIT_VERSIONS.join(", ")
             ));
         }
-        if self.component.sha256.len() != 64 || !self.component.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if self.component.sha256.len() != 64
+            || !self.component.sha256.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             problems.push("component.sha256 must be 64 hex digits".into());
         }
         for h in &self.outbound.allowed_hosts {
@@ -151,7 +153,8 @@ impl Manifest {
             problems.push("limits.memory_mib must be between 1 and 4096".into());
         }
         if self.limits.call_timeout_ms == 0 || self.limits.fuel_per_call == 0 {
-            problems.push("limits.call_timeout_ms and limits.fuel_per_call must be positive".into());
+            problems
+                .push("limits.call_timeout_ms and limits.fuel_per_call must be positive".into());
         }
         if self.limits.max_instances == 0 {
             problems.push("limits.max_instances must be positive".into());
@@ -185,7 +188,10 @@ impl Manifest {
             );
         }
         if !is_component(&bytes) {
-            bail!("{} is not a WebAssembly component (wrong binary header)", path.display());
+            bail!(
+                "{} is not a WebAssembly component (wrong binary header)",
+                path.display()
+            );
         }
         Ok(bytes)
     }
@@ -209,7 +215,10 @@ pub fn pin_component(manifest_path: &Path) -> Result<String> {
     let bytes = std::fs::read(base.join(&m.component.path))
         .with_context(|| format!("cannot read {}", base.join(&m.component.path).display()))?;
     if !is_component(&bytes) {
-        bail!("{} is not a WebAssembly component", m.component.path.display());
+        bail!(
+            "{} is not a WebAssembly component",
+            m.component.path.display()
+        );
     }
     let sum = sha256_hex(&bytes);
     let old = format!("sha256 = \"{}\"", m.component.sha256);

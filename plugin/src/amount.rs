@@ -8,7 +8,7 @@ use std::fmt;
 /// Smallest accepted amount, in fen (0.01 yuan).
 pub const MIN_FEN: u64 = 1;
 /// Largest accepted amount, in fen (100000000.00 yuan).
-pub const MAX_FEN: u64 = 100_000_000_00;
+pub const MAX_FEN: u64 = 10_000_000_000;
 
 /// An amount of money, in fen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

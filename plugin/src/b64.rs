@@ -6,7 +6,11 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 pub fn encode(input: &[u8]) -> String {
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -32,7 +36,7 @@ fn value(c: u8) -> Option<u32> {
 
 /// Decodes padded base64; refuses bad characters, bad length, bad padding and non-zero pad bits.
 pub fn decode(input: &[u8]) -> Result<Vec<u8>, &'static str> {
-    if input.len() % 4 != 0 {
+    if !input.len().is_multiple_of(4) {
         return Err("base64 length is not a multiple of 4");
     }
     let mut out = Vec::with_capacity(input.len() / 4 * 3);
@@ -71,7 +75,15 @@ mod tests {
             assert_eq!(ours, engine.encode(&data));
             assert_eq!(decode(ours.as_bytes()).unwrap(), data);
         }
-        for bad in ["A", "AB=C", "A===", "AB==CD==", "ab!d", "AB=="[..3].as_ref(), "AB\n=="] {
+        for bad in [
+            "A",
+            "AB=C",
+            "A===",
+            "AB==CD==",
+            "ab!d",
+            "AB=="[..3].as_ref(),
+            "AB\n==",
+        ] {
             assert!(decode(bad.as_bytes()).is_err(), "{bad:?}");
             assert!(engine.decode(bad).is_err(), "{bad:?} (reference)");
         }

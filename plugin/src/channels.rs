@@ -4,8 +4,8 @@
 //! "supportSecPayChannelList":{"supportSecPayChannel":[…]}}]}, "lastestPayChannel"?:{…}}}`
 //! (Alipay's own misspelling). A list with one entry may arrive as a bare object.
 
-use crate::model::{ChannelList, PayChannel, PluginError};
 use crate::json::Json as Value;
+use crate::model::{ChannelList, PayChannel, PluginError};
 
 fn as_list(v: Option<&Value>) -> Vec<&Value> {
     match v {
@@ -23,11 +23,14 @@ fn text(v: &Value, key: &str) -> String {
 }
 
 pub fn parse(json: &str) -> Result<ChannelList, PluginError> {
-    let root = Value::parse(json).map_err(|e| PluginError::Malformed(format!("pay-channel result is not JSON: {e}")))?;
+    let root = Value::parse(json)
+        .map_err(|e| PluginError::Malformed(format!("pay-channel result is not JSON: {e}")))?;
     let result = root
         .get("payChannleResult")
         .or_else(|| root.get("payChannelResult"))
-        .ok_or_else(|| PluginError::Malformed("pay-channel result has no payChannleResult".into()))?;
+        .ok_or_else(|| {
+            PluginError::Malformed("pay-channel result has no payChannleResult".into())
+        })?;
     let mut out = ChannelList::default();
     let top = result
         .get("supportedPayChannelList")
@@ -70,8 +73,21 @@ mod tests {
     fn reference_sample_and_single_object_lists() {
         let sample = r#"{"payChannleResult":{"supportedPayChannelList":{"supportTopPayChannel":[{"name":"信用卡快捷支付","cashierCode":"CREDITCARD","supportSecPayChannelList":{"supportSecPayChannel":[{"name":"建行","cashierCode":"CREDITCARD_CCB"},{"name":"工行","cashierCode":"CREDITCARD_ICBC"}]}},{"name":"借记卡快捷支付","cashierCode":"DEBITCARD","supportSecPayChannelList":{"supportSecPayChannel":{"name":"工行","cashierCode":"DEBITCARD_ICBC"}}}]},"lastestPayChannel":{"name":"工行","cashierCode":"DEBITCARD_ICBC"}}}"#;
         let list = parse(sample).unwrap();
-        let codes: Vec<_> = list.channels.iter().map(|c| c.cashier_code.as_str()).collect();
-        assert_eq!(codes, ["CREDITCARD", "CREDITCARD_CCB", "CREDITCARD_ICBC", "DEBITCARD", "DEBITCARD_ICBC"]);
+        let codes: Vec<_> = list
+            .channels
+            .iter()
+            .map(|c| c.cashier_code.as_str())
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                "CREDITCARD",
+                "CREDITCARD_CCB",
+                "CREDITCARD_ICBC",
+                "DEBITCARD",
+                "DEBITCARD_ICBC"
+            ]
+        );
         assert_eq!(list.channels[1].parent.as_deref(), Some("CREDITCARD"));
         assert_eq!(list.channels[0].name, "信用卡快捷支付");
         assert_eq!(list.last_used.as_deref(), Some("DEBITCARD_ICBC"));

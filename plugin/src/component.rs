@@ -32,7 +32,9 @@ fn pairs_in(p: Vec<wit::Pair>) -> Vec<(String, String)> {
 }
 
 fn pairs_out(p: Vec<(String, String)>) -> Vec<wit::Pair> {
-    p.into_iter().map(|(key, value)| wit::Pair { key, value }).collect()
+    p.into_iter()
+        .map(|(key, value)| wit::Pair { key, value })
+        .collect()
 }
 
 fn field_error(e: model::FieldError) -> wit::FieldError {
@@ -45,7 +47,9 @@ fn field_error(e: model::FieldError) -> wit::FieldError {
 fn plugin_error(e: model::PluginError) -> wit::PluginError {
     use model::PluginError as E;
     match e {
-        E::InvalidSettings(v) => wit::PluginError::InvalidSettings(v.into_iter().map(field_error).collect()),
+        E::InvalidSettings(v) => {
+            wit::PluginError::InvalidSettings(v.into_iter().map(field_error).collect())
+        }
         E::InvalidOrder(f) => wit::PluginError::InvalidOrder(field_error(f)),
         E::Gateway(g) => wit::PluginError::Gateway(wit::GatewayError {
             code: g.code,
@@ -173,7 +177,10 @@ impl Guest for Component {
             .map_err(|v| v.into_iter().map(field_error).collect())
     }
 
-    fn start_payment(settings: Vec<wit::Pair>, order: wit::PaymentRequest) -> Result<wit::PaymentStarted, wit::PluginError> {
+    fn start_payment(
+        settings: Vec<wit::Pair>,
+        order: wit::PaymentRequest,
+    ) -> Result<wit::PaymentStarted, wit::PluginError> {
         let order = model::PaymentRequest {
             out_trade_no: order.out_trade_no,
             subject: order.subject,
@@ -186,8 +193,13 @@ impl Guest for Component {
             out_user: order.out_user,
             cashier_code: order.cashier_code,
         };
-        let started = connector::start_payment(&pairs_in(settings), &order, &new_request_id(), &mut WasiHttp)
-            .map_err(plugin_error)?;
+        let started = connector::start_payment(
+            &pairs_in(settings),
+            &order,
+            &new_request_id(),
+            &mut WasiHttp,
+        )
+        .map_err(plugin_error)?;
         Ok(wit::PaymentStarted {
             redirect: wit::Redirect {
                 url: started.redirect.url,
@@ -202,8 +214,12 @@ impl Guest for Component {
         })
     }
 
-    fn verify_return(settings: Vec<wit::Pair>, query: Vec<wit::Pair>) -> Result<wit::VerifiedReturn, wit::PluginError> {
-        let r = connector::verify_return(&pairs_in(settings), &pairs_in(query)).map_err(plugin_error)?;
+    fn verify_return(
+        settings: Vec<wit::Pair>,
+        query: Vec<wit::Pair>,
+    ) -> Result<wit::VerifiedReturn, wit::PluginError> {
+        let r = connector::verify_return(&pairs_in(settings), &pairs_in(query))
+            .map_err(plugin_error)?;
         Ok(wit::VerifiedReturn {
             out_trade_no: r.out_trade_no,
             trade_no: r.trade_no,
@@ -213,13 +229,19 @@ impl Guest for Component {
         })
     }
 
-    fn verify_notification(settings: Vec<wit::Pair>, form: Vec<wit::Pair>) -> Result<wit::Notification, wit::PluginError> {
+    fn verify_notification(
+        settings: Vec<wit::Pair>,
+        form: Vec<wit::Pair>,
+    ) -> Result<wit::Notification, wit::PluginError> {
         connector::verify_notification(&pairs_in(settings), &pairs_in(form), &mut WasiHttp)
             .map(notification_out)
             .map_err(plugin_error)
     }
 
-    fn match_order(notification: wit::Notification, order: wit::OrderExpectation) -> Result<(), Vec<wit::FieldError>> {
+    fn match_order(
+        notification: wit::Notification,
+        order: wit::OrderExpectation,
+    ) -> Result<(), Vec<wit::FieldError>> {
         let order = model::OrderExpectation {
             out_trade_no: order.out_trade_no,
             total_fee: order.total_fee,
@@ -229,9 +251,13 @@ impl Guest for Component {
             .map_err(|v| v.into_iter().map(field_error).collect())
     }
 
-    fn list_channels(settings: Vec<wit::Pair>, out_user: Option<String>) -> Result<wit::ChannelList, wit::PluginError> {
-        let list = connector::list_channels(&pairs_in(settings), out_user.as_deref(), &mut WasiHttp)
-            .map_err(plugin_error)?;
+    fn list_channels(
+        settings: Vec<wit::Pair>,
+        out_user: Option<String>,
+    ) -> Result<wit::ChannelList, wit::PluginError> {
+        let list =
+            connector::list_channels(&pairs_in(settings), out_user.as_deref(), &mut WasiHttp)
+                .map_err(plugin_error)?;
         Ok(wit::ChannelList {
             channels: list
                 .channels
@@ -293,15 +319,21 @@ fn send_wasi(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         model::HttpMethod::Get => Method::Get,
         model::HttpMethod::Post => Method::Post,
     };
-    outgoing.set_method(&method).map_err(|_| failed("method refused"))?;
-    outgoing.set_scheme(Some(&scheme)).map_err(|_| failed("scheme refused"))?;
+    outgoing
+        .set_method(&method)
+        .map_err(|_| failed("method refused"))?;
+    outgoing
+        .set_scheme(Some(&scheme))
+        .map_err(|_| failed("scheme refused"))?;
     outgoing
         .set_authority(Some(authority))
         .map_err(|_| failed(format!("authority {authority} refused")))?;
     outgoing
         .set_path_with_query(Some(&path))
         .map_err(|_| failed("path refused"))?;
-    let body = outgoing.body().map_err(|_| failed("request body unavailable"))?;
+    let body = outgoing
+        .body()
+        .map_err(|_| failed("request body unavailable"))?;
 
     let options = RequestOptions::new();
     let _ = options.set_connect_timeout(Some(CONNECT_TIMEOUT_NS));
@@ -312,7 +344,9 @@ fn send_wasi(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
     // A refused request closes the body stream: the response future then says why.
     let mut write_error = None;
     {
-        let stream = body.write().map_err(|_| failed("request body stream unavailable"))?;
+        let stream = body
+            .write()
+            .map_err(|_| failed("request body stream unavailable"))?;
         for chunk in request.body.chunks(4096) {
             if stream.blocking_write_and_flush(chunk).is_err() {
                 write_error = Some("writing the request body failed".to_owned());
@@ -322,7 +356,10 @@ fn send_wasi(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
     }
     if write_error.is_none() {
         if let Err(code) = OutgoingBody::finish(body, None) {
-            write_error = Some(format!("finishing the request body: {}", error_code_name(&code)));
+            write_error = Some(format!(
+                "finishing the request body: {}",
+                error_code_name(&code)
+            ));
         }
     } else {
         drop(body);
@@ -339,10 +376,14 @@ fn send_wasi(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         return Err(failed(e));
     }
     let status = response.status();
-    let incoming = response.consume().map_err(|_| failed("response body unavailable"))?;
+    let incoming = response
+        .consume()
+        .map_err(|_| failed("response body unavailable"))?;
     let mut buf = Vec::new();
     {
-        let stream = incoming.stream().map_err(|_| failed("response stream unavailable"))?;
+        let stream = incoming
+            .stream()
+            .map_err(|_| failed("response stream unavailable"))?;
         loop {
             match stream.blocking_read(64 * 1024) {
                 Ok(chunk) => {
@@ -368,9 +409,10 @@ fn send_wasi(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
 fn map_error_code(code: wasip2::http::types::ErrorCode) -> TransportError {
     use wasip2::http::types::ErrorCode as C;
     match code {
-        C::ConnectionTimeout | C::ConnectionReadTimeout | C::ConnectionWriteTimeout | C::HttpResponseTimeout => {
-            TransportError::Timeout(error_code_name(&code).to_owned())
-        }
+        C::ConnectionTimeout
+        | C::ConnectionReadTimeout
+        | C::ConnectionWriteTimeout
+        | C::HttpResponseTimeout => TransportError::Timeout(error_code_name(&code).to_owned()),
         C::HttpRequestDenied => TransportError::Failed(
             "the host denied the request (host not in the plugin's allowed outbound hosts)".into(),
         ),

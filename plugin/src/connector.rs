@@ -3,8 +3,8 @@
 
 use crate::amount::Amount;
 use crate::model::{
-    ChannelList, FieldError, HttpMethod, Notification, OrderExpectation, PaymentRequest, PaymentStarted, PluginError,
-    PluginInfo, VerifiedReturn,
+    ChannelList, FieldError, HttpMethod, Notification, OrderExpectation, PaymentRequest,
+    PaymentStarted, PluginError, PluginInfo, VerifiedReturn,
 };
 use crate::settings::{self, is_http_url, is_seller_account, Mode, Settings};
 use crate::transformers::{self as wire, CreateFields};
@@ -61,7 +61,9 @@ pub fn describe() -> PluginInfo {
 }
 
 /// Validates settings; returns the normalised pairs to store, or every bad field.
-pub fn validate_settings(pairs: &[(String, String)]) -> Result<Vec<(String, String)>, Vec<FieldError>> {
+pub fn validate_settings(
+    pairs: &[(String, String)],
+) -> Result<Vec<(String, String)>, Vec<FieldError>> {
     let (settings, normalised) = settings::validate(pairs)?;
     // The full key check (one private operation) runs here, not on every protocol call.
     if let settings::Signer::Rsa { private_key, .. } = &settings.signer {
@@ -87,11 +89,16 @@ fn is_printable(s: &str) -> bool {
 }
 
 /// Checks an order and resolves its seller; returns the `req_data` fields.
-pub fn validate_order<'a>(settings: &'a Settings, order: &'a PaymentRequest) -> Result<CreateFields<'a>, PluginError> {
+pub fn validate_order<'a>(
+    settings: &'a Settings,
+    order: &'a PaymentRequest,
+) -> Result<CreateFields<'a>, PluginError> {
     let out_trade_no = order.out_trade_no.as_str();
     if out_trade_no.is_empty()
         || out_trade_no.len() > MAX_OUT_TRADE_NO
-        || !out_trade_no.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        || !out_trade_no
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
         return Err(invalid(
             "out_trade_no",
@@ -103,18 +110,31 @@ pub fn validate_order<'a>(settings: &'a Settings, order: &'a PaymentRequest) -> 
         return Err(invalid("subject", "must not be empty"));
     }
     if subject.chars().count() > MAX_SUBJECT_CHARS || !is_printable(subject) {
-        return Err(invalid("subject", "must be at most 256 characters with no control characters"));
+        return Err(invalid(
+            "subject",
+            "must be at most 256 characters with no control characters",
+        ));
     }
-    let total_fee = Amount::parse(&order.total_fee).map_err(|e| invalid("total_fee", e.to_string()))?;
+    let total_fee =
+        Amount::parse(&order.total_fee).map_err(|e| invalid("total_fee", e.to_string()))?;
     let seller = resolve_seller(settings, order.seller.as_deref())?;
-    for (field, url) in [("return_url", &order.return_url), ("notify_url", &order.notify_url)] {
+    for (field, url) in [
+        ("return_url", &order.return_url),
+        ("notify_url", &order.notify_url),
+    ] {
         if !is_http_url(url) || url.contains('?') {
-            return Err(invalid(field, "must be an absolute http or https URL without a query string"));
+            return Err(invalid(
+                field,
+                "must be an absolute http or https URL without a query string",
+            ));
         }
     }
     if let Some(m) = order.merchant_url.as_deref() {
         if !is_http_url(m) {
-            return Err(invalid("merchant_url", "must be an absolute http or https URL"));
+            return Err(invalid(
+                "merchant_url",
+                "must be an absolute http or https URL",
+            ));
         }
     }
     if let Some(p) = order.pay_expire {
@@ -124,12 +144,23 @@ pub fn validate_order<'a>(settings: &'a Settings, order: &'a PaymentRequest) -> 
     }
     if let Some(u) = order.out_user.as_deref() {
         if u.is_empty() || u.chars().count() > 64 || !is_printable(u) {
-            return Err(invalid("out_user", "must be 1 to 64 characters with no control characters"));
+            return Err(invalid(
+                "out_user",
+                "must be 1 to 64 characters with no control characters",
+            ));
         }
     }
     if let Some(c) = order.cashier_code.as_deref() {
-        if c.is_empty() || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
-            return Err(invalid("cashier_code", "must be a cashier code such as DEBITCARD_ICBC (A-Z, 0-9, '_')"));
+        if c.is_empty()
+            || c.len() > 64
+            || !c
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(invalid(
+                "cashier_code",
+                "must be a cashier code such as DEBITCARD_ICBC (A-Z, 0-9, '_')",
+            ));
         }
     }
     Ok(CreateFields {
@@ -148,11 +179,17 @@ pub fn validate_order<'a>(settings: &'a Settings, order: &'a PaymentRequest) -> 
 
 /// B2C: the configured account (an order may repeat it, not change it). C2C: the order's seller,
 /// or the configured default.
-fn resolve_seller<'a>(settings: &'a Settings, requested: Option<&'a str>) -> Result<&'a str, PluginError> {
+fn resolve_seller<'a>(
+    settings: &'a Settings,
+    requested: Option<&'a str>,
+) -> Result<&'a str, PluginError> {
     let requested = requested.map(str::trim).filter(|s| !s.is_empty());
     match settings.mode {
         Mode::B2c => {
-            let configured = settings.seller_email.as_deref().unwrap_or(&settings.partner);
+            let configured = settings
+                .seller_email
+                .as_deref()
+                .unwrap_or(&settings.partner);
             match requested {
                 Some(r) if !r.eq_ignore_ascii_case(configured) => Err(invalid(
                     "seller_email",
@@ -162,9 +199,14 @@ fn resolve_seller<'a>(settings: &'a Settings, requested: Option<&'a str>) -> Res
             }
         }
         Mode::C2c => {
-            let seller = requested.or(settings.seller_email.as_deref()).ok_or_else(|| {
-                invalid("seller_email", "is required for a C2C merchant without a default seller")
-            })?;
+            let seller = requested
+                .or(settings.seller_email.as_deref())
+                .ok_or_else(|| {
+                    invalid(
+                        "seller_email",
+                        "is required for a C2C merchant without a default seller",
+                    )
+                })?;
             if !is_seller_account(seller) {
                 return Err(invalid(
                     "seller_email",
@@ -214,7 +256,10 @@ pub fn start_payment(
 
 /// Verifies the buyer's synchronous return. It proves who signed it, not that money arrived:
 /// only a confirmed notification marks an order paid.
-pub fn verify_return(settings_pairs: &[(String, String)], query: &[(String, String)]) -> Result<VerifiedReturn, PluginError> {
+pub fn verify_return(
+    settings_pairs: &[(String, String)],
+    query: &[(String, String)],
+) -> Result<VerifiedReturn, PluginError> {
     let settings = load_settings(settings_pairs)?;
     wire::verify_return(&settings, query)
 }
@@ -237,7 +282,10 @@ pub fn verify_notification(
         })
         .map_err(|e| transport_error("notify_verify", e))?;
     if response.status != 200 {
-        return Err(PluginError::Transport(format!("notify_verify answered HTTP {}", response.status)));
+        return Err(PluginError::Transport(format!(
+            "notify_verify answered HTTP {}",
+            response.status
+        )));
     }
     if !wire::notify_verify_confirms(&response.body) {
         let answer: String = String::from_utf8_lossy(&response.body[..response.body.len().min(40)])
@@ -254,12 +302,21 @@ pub fn verify_notification(
 
 /// Checks a verified notification against the order it names: same order, same amount, same
 /// seller (by account or by 2088… id). Returns every mismatch.
-pub fn match_order(notification: &Notification, order: &OrderExpectation) -> Result<(), Vec<FieldError>> {
+pub fn match_order(
+    notification: &Notification,
+    order: &OrderExpectation,
+) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
     if notification.out_trade_no != order.out_trade_no {
-        errors.push(FieldError::new("out_trade_no", "the notification names another order"));
+        errors.push(FieldError::new(
+            "out_trade_no",
+            "the notification names another order",
+        ));
     }
-    let amounts_equal = match (Amount::parse(&notification.total_fee), Amount::parse(&order.total_fee)) {
+    let amounts_equal = match (
+        Amount::parse(&notification.total_fee),
+        Amount::parse(&order.total_fee),
+    ) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };

@@ -70,7 +70,11 @@ impl Table {
             let trail = *bytes.get(i + 1).ok_or("truncated GBK sequence")?;
             let idx = index(b, trail).ok_or("not a two-byte GBK sequence")?;
             let c = self.0[idx as usize];
-            out.push(char::from_u32(u32::from(c)).filter(|_| c != 0).ok_or("unmapped GBK code")?);
+            out.push(
+                char::from_u32(u32::from(c))
+                    .filter(|_| c != 0)
+                    .ok_or("unmapped GBK code")?,
+            );
             i += 2;
         }
         Ok(out)
@@ -99,9 +103,15 @@ mod tests {
                     continue;
                 }
                 let bytes = [lead, trail];
-                let expected = encoding_rs::GBK.decode_without_bom_handling_and_without_replacement(&bytes);
-                let expected = expected.filter(|s| s.chars().count() == 1 && s.chars().all(|c| (c as u32) <= 0xFFFF));
-                assert_eq!(table.decode(&bytes).ok(), expected.map(|s| s.into_owned()), "{lead:02X}{trail:02X}");
+                let expected =
+                    encoding_rs::GBK.decode_without_bom_handling_and_without_replacement(&bytes);
+                let expected = expected
+                    .filter(|s| s.chars().count() == 1 && s.chars().all(|c| (c as u32) <= 0xFFFF));
+                assert_eq!(
+                    table.decode(&bytes).ok(),
+                    expected.map(|s| s.into_owned()),
+                    "{lead:02X}{trail:02X}"
+                );
                 checked += 1;
             }
         }
@@ -110,6 +120,9 @@ mod tests {
         let (gbk, _, _) = encoding_rs::GBK.encode(text);
         assert_eq!(decode(&gbk).unwrap(), text);
         assert!(decode(&[0xB0]).is_err());
-        assert!(decode(&[0x81, 0x30, 0x81, 0x30]).is_err(), "four-byte GB18030 is refused");
+        assert!(
+            decode(&[0x81, 0x30, 0x81, 0x30]).is_err(),
+            "four-byte GB18030 is refused"
+        );
     }
 }

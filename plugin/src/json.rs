@@ -25,7 +25,10 @@ impl Json {
     }
 
     pub fn parse(text: &str) -> Result<Json, String> {
-        let mut p = Parser { s: text.as_bytes(), i: 0 };
+        let mut p = Parser {
+            s: text.as_bytes(),
+            i: 0,
+        };
         let v = p.value(0)?;
         p.ws();
         if p.i != p.s.len() {
@@ -127,17 +130,27 @@ impl Parser<'_> {
             Some(b'n') => self.literal("null", Json::Null),
             Some(b'-' | b'0'..=b'9') => {
                 let start = self.i;
-                while self.i < self.s.len() && matches!(self.s[self.i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                while self.i < self.s.len()
+                    && matches!(
+                        self.s[self.i],
+                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                    )
+                {
                     self.i += 1;
                 }
-                Ok(Json::Number(String::from_utf8_lossy(&self.s[start..self.i]).into_owned()))
+                Ok(Json::Number(
+                    String::from_utf8_lossy(&self.s[start..self.i]).into_owned(),
+                ))
             }
             _ => self.err("expected a value"),
         }
     }
 
     fn hex4(&mut self) -> Result<u32, String> {
-        let digits = self.s.get(self.i..self.i + 4).ok_or("truncated \\u escape")?;
+        let digits = self
+            .s
+            .get(self.i..self.i + 4)
+            .ok_or("truncated \\u escape")?;
         let text = std::str::from_utf8(digits).map_err(|_| "bad \\u escape".to_string())?;
         let v = u32::from_str_radix(text, 16).map_err(|_| "bad \\u escape".to_string())?;
         self.i += 4;
@@ -212,14 +225,27 @@ mod tests {
         let theirs: serde_json::Value = serde_json::from_str(text).unwrap();
         let a = ours.get("a").unwrap();
         let Json::Array(items) = a else { panic!() };
-        assert_eq!(items[5], Json::String(theirs["a"][5].as_str().unwrap().to_owned()));
+        assert_eq!(
+            items[5],
+            Json::String(theirs["a"][5].as_str().unwrap().to_owned())
+        );
         assert_eq!(items[1], Json::Number("-2.5e3".into()));
         assert_eq!(ours.get("b"), Some(&Json::Object(vec![])));
     }
 
     #[test]
     fn refuses_malformed_and_deep_input() {
-        for bad in ["", "{", "[1,]", "{\"a\" 1}", "\"\\ud800\"", "\"a\nb\"", "tru", "{} x", "\"\\q\""] {
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            "{\"a\" 1}",
+            "\"\\ud800\"",
+            "\"a\nb\"",
+            "tru",
+            "{} x",
+            "\"\\q\"",
+        ] {
             assert!(Json::parse(bad).is_err(), "{bad:?}");
         }
         let deep = "[".repeat(100) + &"]".repeat(100);

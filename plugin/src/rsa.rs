@@ -69,7 +69,9 @@ fn bit_len(a: &[u32]) -> usize {
 fn less_than(a: &[u32], b: &[u32]) -> bool {
     let mut borrow = 0u64;
     for i in 0..a.len() {
-        let d = u64::from(a[i]).wrapping_sub(u64::from(b[i])).wrapping_sub(borrow);
+        let d = u64::from(a[i])
+            .wrapping_sub(u64::from(b[i]))
+            .wrapping_sub(borrow);
         borrow = (d >> 63) & 1;
     }
     borrow == 1
@@ -79,7 +81,9 @@ fn less_than(a: &[u32], b: &[u32]) -> bool {
 fn sub_in_place(a: &mut [u32], b: &[u32]) -> u32 {
     let mut borrow = 0u64;
     for i in 0..a.len() {
-        let d = u64::from(a[i]).wrapping_sub(u64::from(b[i])).wrapping_sub(borrow);
+        let d = u64::from(a[i])
+            .wrapping_sub(u64::from(b[i]))
+            .wrapping_sub(borrow);
         a[i] = d as u32;
         borrow = (d >> 63) & 1;
     }
@@ -125,7 +129,9 @@ struct Modulus {
 impl Modulus {
     fn new(m: Limbs) -> Result<Modulus, Error> {
         if m.is_empty() || m[0] & 1 == 0 || bit_len(&m) < 64 {
-            return Err(Error::InvalidKey("a modulus must be odd and at least 64 bits"));
+            return Err(Error::InvalidKey(
+                "a modulus must be odd and at least 64 bits",
+            ));
         }
         // Newton's iteration for m⁻¹ mod 2³².
         let mut inv: u32 = 1;
@@ -170,21 +176,24 @@ impl Modulus {
     /// a·b·R⁻¹ mod m (CIOS), for a, b < m.
     fn mont_mul(&self, a: &[u32], b: &[u32]) -> Limbs {
         let n = self.limbs();
+        // Exact-length slices let the compiler drop the bounds checks of the inner loops.
+        let (a, b, m) = (&a[..n], &b[..n], &self.m[..n]);
         let mut t = vec![0u32; n + 2];
-        for &ai in a.iter().take(n) {
+        for &ai in a {
+            let ai = u64::from(ai);
             let mut carry = 0u64;
-            for j in 0..n {
-                let s = u64::from(t[j]) + u64::from(ai) * u64::from(b[j]) + carry;
-                t[j] = s as u32;
+            for (tj, &bj) in t[..n].iter_mut().zip(b) {
+                let s = u64::from(*tj) + ai * u64::from(bj) + carry;
+                *tj = s as u32;
                 carry = s >> 32;
             }
             let s = u64::from(t[n]) + carry;
             t[n] = s as u32;
             t[n + 1] = (s >> 32) as u32;
-            let k = t[0].wrapping_mul(self.m_inv);
-            let mut carry = (u64::from(t[0]) + u64::from(k) * u64::from(self.m[0])) >> 32;
+            let k = u64::from(t[0].wrapping_mul(self.m_inv));
+            let mut carry = (u64::from(t[0]) + k * u64::from(m[0])) >> 32;
             for j in 1..n {
-                let s = u64::from(t[j]) + u64::from(k) * u64::from(self.m[j]) + carry;
+                let s = u64::from(t[j]) + k * u64::from(m[j]) + carry;
                 t[j - 1] = s as u32;
                 carry = s >> 32;
             }
@@ -237,7 +246,7 @@ impl Modulus {
         self.mont_mul(a, &self.r2)
     }
 
-    fn from_mont(&self, a: &[u32]) -> Limbs {
+    fn out_of_mont(&self, a: &[u32]) -> Limbs {
         let mut one = vec![0u32; self.limbs()];
         one[0] = 1;
         self.mont_mul(a, &one)
@@ -264,16 +273,17 @@ impl Modulus {
                 acc = self.mont_mul(&acc, &acc);
             }
             let digit = (exp[w / 8] >> ((w % 8) * 4)) & 0xf;
+            // Read every entry; keep the one at `digit` through an all-ones mask.
             let mut chosen = vec![0u32; n];
             for (idx, entry) in table.iter().enumerate() {
-                let hit = (idx as u32).ct_eq(&digit);
-                for k in 0..n {
-                    chosen[k].conditional_assign(&entry[k], hit);
+                let mask = u32::conditional_select(&0, &u32::MAX, (idx as u32).ct_eq(&digit));
+                for (c, &e) in chosen.iter_mut().zip(entry) {
+                    *c |= e & mask;
                 }
             }
             acc = self.mont_mul(&acc, &chosen);
         }
-        self.from_mont(&acc)
+        self.out_of_mont(&acc)
     }
 }
 
@@ -313,7 +323,9 @@ impl PublicKey {
         }
         let e = integer_limbs(e);
         if e[0] & 1 == 0 || bit_len(&e) < 2 || bit_len(&e) > 64 {
-            return Err(Error::InvalidKey("the public exponent must be odd, above 1 and at most 64 bits"));
+            return Err(Error::InvalidKey(
+                "the public exponent must be odd, above 1 and at most 64 bits",
+            ));
         }
         Ok(PublicKey {
             n: Modulus::new(from_be_bytes(n, size.div_ceil(4)))?,
@@ -330,7 +342,9 @@ impl PublicKey {
     /// The raw public operation s^e mod n on a `size`-byte input.
     fn public_op(&self, input: &[u8]) -> Result<Vec<u8>, Error> {
         if input.len() != self.size {
-            return Err(Error::Invalid("input length differs from the modulus length"));
+            return Err(Error::Invalid(
+                "input length differs from the modulus length",
+            ));
         }
         let x = from_be_bytes(input, self.n.limbs());
         if !less_than(&x, &self.n.m) {
@@ -352,7 +366,11 @@ impl PublicKey {
 
     /// PKCS#1 v1.5 encryption (type 2 padding) with caller-provided nonzero random bytes, for
     /// tests and sandboxes that play the provider's side.
-    pub fn encrypt_with_padding(&self, message: &[u8], nonzero_random: &[u8]) -> Result<Vec<u8>, Error> {
+    pub fn encrypt_with_padding(
+        &self,
+        message: &[u8],
+        nonzero_random: &[u8],
+    ) -> Result<Vec<u8>, Error> {
         let k = self.size;
         if message.len() + 11 > k || nonzero_random.len() < k - 3 - message.len() {
             return Err(Error::Invalid("message too long for the key"));
@@ -421,7 +439,9 @@ impl PrivateKey {
     fn private_op_unchecked(&self, input: &[u8]) -> Result<Vec<u8>, Error> {
         let n = &self.public.n;
         if input.len() != self.public.size {
-            return Err(Error::Invalid("input length differs from the modulus length"));
+            return Err(Error::Invalid(
+                "input length differs from the modulus length",
+            ));
         }
         let c = from_be_bytes(input, n.limbs());
         if !less_than(&c, &n.m) {
@@ -454,7 +474,9 @@ impl PrivateKey {
         let out = self.private_op_unchecked(input)?;
         let back = self.public.public_op(&out)?;
         if !bool::from(back.ct_eq(input)) {
-            return Err(Error::Invalid("the private-key computation failed its check"));
+            return Err(Error::Invalid(
+                "the private-key computation failed its check",
+            ));
         }
         Ok(out)
     }
@@ -538,7 +560,9 @@ impl<'a> Der<'a> {
             }
             _ => return Err(Error::Encoding("unsupported DER length")),
         };
-        let end = header.checked_add(len).ok_or(Error::Encoding("DER length overflow"))?;
+        let end = header
+            .checked_add(len)
+            .ok_or(Error::Encoding("DER length overflow"))?;
         if end > b.len() {
             return Err(Error::Encoding("truncated DER element"));
         }
@@ -585,7 +609,9 @@ pub fn private_key_from_pkcs1_der(der: &[u8]) -> Result<PrivateKey, Error> {
     let mut seq = Der(outer.take(0x30)?);
     outer.done()?;
     if seq.integer()? != [0] {
-        return Err(Error::Encoding("only two-prime RSA keys (version 0) are supported"));
+        return Err(Error::Encoding(
+            "only two-prime RSA keys (version 0) are supported",
+        ));
     }
     let mut parts: [&[u8]; 8] = [&[]; 8];
     for part in parts.iter_mut() {
@@ -637,10 +663,16 @@ mod tests {
         // m = 2^64 + 13 (odd, 3 limbs); compare a·b mod m with u128 arithmetic.
         let m: u128 = (1u128 << 64) + 13;
         let limbs = |x: u128| vec![x as u32, (x >> 32) as u32, (x >> 64) as u32];
-        let value = |l: &[u32]| u128::from(l[0]) | (u128::from(l[1]) << 32) | (u128::from(l[2]) << 64);
+        let value =
+            |l: &[u32]| u128::from(l[0]) | (u128::from(l[1]) << 32) | (u128::from(l[2]) << 64);
         let md = Modulus::new(limbs(m)).unwrap();
-        for (a, b) in [(3u128, 5u128), (m - 1, m - 1), (123_456_789_012_345, 987_654_321_098_765), (m - 2, 2)] {
-            let prod = md.from_mont(&md.mont_mul(&md.to_mont(&limbs(a)), &md.to_mont(&limbs(b))));
+        for (a, b) in [
+            (3u128, 5u128),
+            (m - 1, m - 1),
+            (123_456_789_012_345, 987_654_321_098_765),
+            (m - 2, 2),
+        ] {
+            let prod = md.out_of_mont(&md.mont_mul(&md.to_mont(&limbs(a)), &md.to_mont(&limbs(b))));
             // (a·b) mod m with u128, splitting to avoid overflow.
             let expected = {
                 let mut r = 0u128;
@@ -667,7 +699,13 @@ mod tests {
 
     #[test]
     fn der_rejects_malformed_input() {
-        for bad in [&[][..], &[0x30], &[0x30, 0x05, 0x02], &[0x30, 0x85, 1, 1, 1, 1, 1], &[0x31, 0x00]] {
+        for bad in [
+            &[][..],
+            &[0x30],
+            &[0x30, 0x05, 0x02],
+            &[0x30, 0x85, 1, 1, 1, 1, 1],
+            &[0x31, 0x00],
+        ] {
             assert!(private_key_from_pkcs1_der(bad).is_err());
             assert!(public_key_from_spki_der(bad).is_err());
         }
@@ -684,30 +722,46 @@ mod tests {
         for bits in [1024usize, 2048] {
             let reference = RsaPrivateKey::new(&mut rng, bits).unwrap();
             let public_ref = reference.to_public_key();
-            let key = private_key_from_pkcs8_der(reference.to_pkcs8_der().unwrap().as_bytes()).unwrap();
-            let key1 = private_key_from_pkcs1_der(reference.to_pkcs1_der().unwrap().as_bytes()).unwrap();
+            let key =
+                private_key_from_pkcs8_der(reference.to_pkcs8_der().unwrap().as_bytes()).unwrap();
+            let key1 =
+                private_key_from_pkcs1_der(reference.to_pkcs1_der().unwrap().as_bytes()).unwrap();
             assert_eq!(key, key1);
             key.check().unwrap();
-            let public = public_key_from_spki_der(public_ref.to_public_key_der().unwrap().as_bytes()).unwrap();
-            let public1 = public_key_from_pkcs1_der(public_ref.to_pkcs1_der().unwrap().as_bytes()).unwrap();
+            let public =
+                public_key_from_spki_der(public_ref.to_public_key_der().unwrap().as_bytes())
+                    .unwrap();
+            let public1 =
+                public_key_from_pkcs1_der(public_ref.to_pkcs1_der().unwrap().as_bytes()).unwrap();
             assert_eq!(&public, key.public_key());
             assert_eq!(public, public1);
             for i in 0..8u8 {
                 let message = vec![i; 7 * i as usize + 1];
                 let digest: [u8; 20] = Sha1::digest(&message).into();
                 let ours = key.sign_sha1(&digest).unwrap();
-                let theirs = reference.sign(Pkcs1v15Sign::new::<Sha1>(), &digest).unwrap();
+                let theirs = reference
+                    .sign(Pkcs1v15Sign::new::<Sha1>(), &digest)
+                    .unwrap();
                 assert_eq!(ours, theirs, "{bits}-bit signature {i}");
                 assert!(public.verify_sha1(&digest, &theirs));
                 let mut tampered = theirs.clone();
                 tampered[i as usize] ^= 1;
                 assert!(!public.verify_sha1(&digest, &tampered));
-                let cipher = public_ref.encrypt(&mut rng, Pkcs1v15Encrypt, &message).unwrap();
-                assert_eq!(key.decrypt(&cipher).unwrap(), message, "{bits}-bit decrypt {i}");
+                let cipher = public_ref
+                    .encrypt(&mut rng, Pkcs1v15Encrypt, &message)
+                    .unwrap();
+                assert_eq!(
+                    key.decrypt(&cipher).unwrap(),
+                    message,
+                    "{bits}-bit decrypt {i}"
+                );
                 // Our padding decrypts with theirs.
                 let random = vec![0x5au8; key.public_key().size()];
                 let ours_cipher = public.encrypt_with_padding(&message, &random).unwrap();
-                assert_eq!(reference.decrypt(Pkcs1v15Encrypt, &ours_cipher).unwrap(), message);
+                assert_eq!(
+                    reference.decrypt(Pkcs1v15Encrypt, &ours_cipher).unwrap(),
+                    message
+                );
             }
             // A block that is not a valid type-2 encryption is refused.
             let not_encrypted = key.sign_sha1(&[1u8; 20]).unwrap();

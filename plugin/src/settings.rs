@@ -4,8 +4,8 @@
 //! line breaks around them are trimmed; whatever is still malformed is refused with the field named.
 
 use crate::model::{FieldError, FieldKind, SelectOption, SettingField};
-use crate::sign;
 use crate::rsa::{PrivateKey, PublicKey};
+use crate::sign;
 
 pub const DEFAULT_GATEWAY_URL: &str = "https://wappaygw.alipay.com/service/rest.htm";
 pub const DEFAULT_NOTIFY_VERIFY_URL: &str = "https://mapi.alipay.com/gateway.do";
@@ -94,7 +94,8 @@ const FIELDS: &[FieldSpec] = &[
         kind: FieldKind::Text,
         required: false,
         secret: false,
-        rule: "an email address, an 11-digit mobile number or a 2088… user id; required in b2c mode",
+        rule:
+            "an email address, an 11-digit mobile number or a 2088… user id; required in b2c mode",
         options: &[],
         default_value: None,
     },
@@ -107,8 +108,16 @@ const FIELDS: &[FieldSpec] = &[
         secret: false,
         rule: "b2c or c2c",
         options: &[
-            ("b2c", "B2C：只有一个卖家，款项进入签约账号", "B2C: one seller, money goes to the configured account"),
-            ("c2c", "C2C：平台多卖家，每笔订单指定卖家账号", "C2C: marketplace, each order names its seller"),
+            (
+                "b2c",
+                "B2C：只有一个卖家，款项进入签约账号",
+                "B2C: one seller, money goes to the configured account",
+            ),
+            (
+                "c2c",
+                "C2C：平台多卖家，每笔订单指定卖家账号",
+                "C2C: marketplace, each order names its seller",
+            ),
         ],
         default_value: Some("b2c"),
     },
@@ -240,7 +249,10 @@ fn is_email(s: &str) -> bool {
 
 /// An absolute http(s) URL with a host, no spaces, no fragment.
 pub fn is_http_url(s: &str) -> bool {
-    let rest = match s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")) {
+    let rest = match s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    {
         Some(r) => r,
         None => return false,
     };
@@ -250,7 +262,9 @@ pub fn is_http_url(s: &str) -> bool {
         && !authority.contains('@')
         && !s.contains('#')
         && s.len() <= 1024
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
 }
 
 /// Trims every value as pasted (spaces and line breaks around it).
@@ -263,9 +277,12 @@ fn trimmed<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// Validated settings and the normalised pairs to store.
+pub type Validated = (Settings, Vec<(String, String)>);
+
 /// Validates a settings set and returns the typed settings plus the normalised pairs to store,
 /// or every bad field with its reason.
-pub fn validate(pairs: &[(String, String)]) -> Result<(Settings, Vec<(String, String)>), Vec<FieldError>> {
+pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>> {
     let mut errors = Vec::new();
     for (k, _) in pairs {
         if !FIELDS.iter().any(|f| f.name == k) {
@@ -276,11 +293,17 @@ pub fn validate(pairs: &[(String, String)]) -> Result<(Settings, Vec<(String, St
 
     let partner = match get("partner") {
         None => {
-            errors.push(FieldError::new("partner", "is required (16 digits starting with 2088)"));
+            errors.push(FieldError::new(
+                "partner",
+                "is required (16 digits starting with 2088)",
+            ));
             String::new()
         }
         Some(p) if !is_alipay_user_id(p) => {
-            errors.push(FieldError::new("partner", "must be 16 digits starting with 2088"));
+            errors.push(FieldError::new(
+                "partner",
+                "must be 16 digits starting with 2088",
+            ));
             String::new()
         }
         Some(p) => p.to_owned(),
@@ -329,13 +352,19 @@ pub fn validate(pairs: &[(String, String)]) -> Result<(Settings, Vec<(String, St
     let signer = if sign_type == "MD5" {
         match get("key") {
             None => {
-                errors.push(FieldError::new("key", "is required when sign_type is MD5 (32 letters or digits)"));
+                errors.push(FieldError::new(
+                    "key",
+                    "is required when sign_type is MD5 (32 letters or digits)",
+                ));
                 None
             }
             Some(k) if k.len() != 32 || !k.bytes().all(|b| b.is_ascii_alphanumeric()) => {
                 errors.push(FieldError::new(
                     "key",
-                    format!("must be exactly 32 letters or digits (got {} characters)", k.chars().count()),
+                    format!(
+                        "must be exactly 32 letters or digits (got {} characters)",
+                        k.chars().count()
+                    ),
                 ));
                 None
             }
@@ -344,7 +373,10 @@ pub fn validate(pairs: &[(String, String)]) -> Result<(Settings, Vec<(String, St
     } else {
         let private_key = match get("private_key") {
             None => {
-                errors.push(FieldError::new("private_key", "is required when sign_type is RSA"));
+                errors.push(FieldError::new(
+                    "private_key",
+                    "is required when sign_type is RSA",
+                ));
                 None
             }
             Some(pem) => match sign::parse_private_key(pem) {
@@ -357,7 +389,10 @@ pub fn validate(pairs: &[(String, String)]) -> Result<(Settings, Vec<(String, St
         };
         let public_key = match get("alipay_public_key") {
             None => {
-                errors.push(FieldError::new("alipay_public_key", "is required when sign_type is RSA"));
+                errors.push(FieldError::new(
+                    "alipay_public_key",
+                    "is required when sign_type is RSA",
+                ));
                 None
             }
             Some(pem) => match sign::parse_public_key(pem) {
@@ -382,7 +417,10 @@ pub fn validate(pairs: &[(String, String)]) -> Result<(Settings, Vec<(String, St
             None => default.to_owned(),
             Some(u) if is_http_url(u) => u.to_owned(),
             Some(_) => {
-                errors.push(FieldError::new(name, "must be an absolute http or https URL"));
+                errors.push(FieldError::new(
+                    name,
+                    "must be an absolute http or https URL",
+                ));
                 default.to_owned()
             }
         }
@@ -397,7 +435,10 @@ pub fn validate(pairs: &[(String, String)]) -> Result<(Settings, Vec<(String, St
     let signer = signer.expect("no errors means the signer was built");
     let mut normalised = vec![
         ("partner".to_owned(), partner.clone()),
-        ("mode".to_owned(), if mode == Mode::B2c { "b2c" } else { "c2c" }.to_owned()),
+        (
+            "mode".to_owned(),
+            if mode == Mode::B2c { "b2c" } else { "c2c" }.to_owned(),
+        ),
         ("sign_type".to_owned(), sign_type),
     ];
     if let Some(s) = &seller_email {
@@ -410,7 +451,11 @@ pub fn validate(pairs: &[(String, String)]) -> Result<(Settings, Vec<(String, St
     }
     for (name, value, default) in [
         ("gateway_url", &gateway_url, DEFAULT_GATEWAY_URL),
-        ("notify_verify_url", &notify_verify_url, DEFAULT_NOTIFY_VERIFY_URL),
+        (
+            "notify_verify_url",
+            &notify_verify_url,
+            DEFAULT_NOTIFY_VERIFY_URL,
+        ),
         ("paychannel_url", &paychannel_url, DEFAULT_PAYCHANNEL_URL),
     ] {
         if value != default {
@@ -436,7 +481,10 @@ mod tests {
     use super::*;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -449,7 +497,9 @@ mod tests {
         .unwrap();
         assert_eq!(s.partner, "2088101122136241");
         assert_eq!(s.mode, Mode::B2c);
-        assert!(matches!(&s.signer, Signer::Md5 { key } if key == "10000000000000000000000000000000"));
+        assert!(
+            matches!(&s.signer, Signer::Md5 { key } if key == "10000000000000000000000000000000")
+        );
         assert_eq!(s.gateway_url, DEFAULT_GATEWAY_URL);
         assert!(norm.contains(&("seller_email".into(), "shop@example.com".into())));
     }
@@ -466,15 +516,26 @@ mod tests {
         ]))
         .unwrap_err();
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
-        for f in ["partner", "key", "mode", "seller_email", "gateway_url", "colour"] {
+        for f in [
+            "partner",
+            "key",
+            "mode",
+            "seller_email",
+            "gateway_url",
+            "colour",
+        ] {
             assert!(fields.contains(&f), "{f} missing from {errs:?}");
         }
     }
 
     #[test]
     fn rsa_needs_both_keys_and_c2c_needs_no_seller() {
-        let errs = validate(&pairs(&[("partner", "2088101122136241"), ("sign_type", "RSA"), ("mode", "c2c")]))
-            .unwrap_err();
+        let errs = validate(&pairs(&[
+            ("partner", "2088101122136241"),
+            ("sign_type", "RSA"),
+            ("mode", "c2c"),
+        ]))
+        .unwrap_err();
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, vec!["private_key", "alipay_public_key"]);
         let (s, _) = validate(&pairs(&[
@@ -482,7 +543,10 @@ mod tests {
             ("sign_type", "0001"),
             ("mode", "C2C"),
             ("private_key", include_str!("../testdata/test_priv.pem")),
-            ("alipay_public_key", include_str!("../testdata/test_pub.pem")),
+            (
+                "alipay_public_key",
+                include_str!("../testdata/test_pub.pem"),
+            ),
         ]))
         .unwrap();
         assert_eq!(s.signer.sec_id(), "0001");
@@ -492,10 +556,24 @@ mod tests {
 
     #[test]
     fn seller_accounts() {
-        for ok in ["a@b.cn", "13800138000", "2088101122136241", "tbshop@zhinet.net"] {
+        for ok in [
+            "a@b.cn",
+            "13800138000",
+            "2088101122136241",
+            "tbshop@zhinet.net",
+        ] {
             assert!(is_seller_account(ok), "{ok}");
         }
-        for bad in ["", "a@b", "@b.cn", "1380013800", "2088", "a b@c.cn", "<x>@y.cn", "23800138000"] {
+        for bad in [
+            "",
+            "a@b",
+            "@b.cn",
+            "1380013800",
+            "2088",
+            "a b@c.cn",
+            "<x>@y.cn",
+            "23800138000",
+        ] {
             assert!(!is_seller_account(bad), "{bad}");
         }
     }
@@ -504,7 +582,14 @@ mod tests {
     fn urls() {
         assert!(is_http_url("http://127.0.0.1:8080/alipay/m1/notify"));
         assert!(is_http_url("https://wappaygw.alipay.com/service/rest.htm"));
-        for bad in ["", "javascript:alert(1)", "//evil.com", "https://", "https://u@evil.com/", "http://a b/"] {
+        for bad in [
+            "",
+            "javascript:alert(1)",
+            "//evil.com",
+            "https://",
+            "https://u@evil.com/",
+            "http://a b/",
+        ] {
             assert!(!is_http_url(bad), "{bad}");
         }
     }

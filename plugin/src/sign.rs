@@ -125,9 +125,15 @@ pub fn parse_private_key(text: &str) -> Result<PrivateKey, RsaError> {
     let pkcs8 = || rsa::private_key_from_pkcs8_der(&der);
     let pkcs1 = || rsa::private_key_from_pkcs1_der(&der);
     match label.as_deref() {
-        Some("RSA PRIVATE KEY") => pkcs1().map_err(|_| RsaError::BadKey("the RSA PRIVATE KEY (PKCS#1) does not parse")),
-        Some("PRIVATE KEY") => pkcs8().map_err(|_| RsaError::BadKey("the PRIVATE KEY (PKCS#8) does not parse")),
-        Some(_) => Err(RsaError::BadKey("expected BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY")),
+        Some("RSA PRIVATE KEY") => {
+            pkcs1().map_err(|_| RsaError::BadKey("the RSA PRIVATE KEY (PKCS#1) does not parse"))
+        }
+        Some("PRIVATE KEY") => {
+            pkcs8().map_err(|_| RsaError::BadKey("the PRIVATE KEY (PKCS#8) does not parse"))
+        }
+        Some(_) => Err(RsaError::BadKey(
+            "expected BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY",
+        )),
         None => pkcs8()
             .or_else(|_| pkcs1())
             .map_err(|_| RsaError::BadKey("the base64 body is neither PKCS#8 nor PKCS#1")),
@@ -141,9 +147,13 @@ pub fn parse_public_key(text: &str) -> Result<PublicKey, RsaError> {
     let spki = || rsa::public_key_from_spki_der(&der);
     let pkcs1 = || rsa::public_key_from_pkcs1_der(&der);
     match label.as_deref() {
-        Some("RSA PUBLIC KEY") => pkcs1().map_err(|_| RsaError::BadKey("the RSA PUBLIC KEY (PKCS#1) does not parse")),
+        Some("RSA PUBLIC KEY") => {
+            pkcs1().map_err(|_| RsaError::BadKey("the RSA PUBLIC KEY (PKCS#1) does not parse"))
+        }
         Some("PUBLIC KEY") => spki().map_err(|_| RsaError::BadKey("the PUBLIC KEY does not parse")),
-        Some(_) => Err(RsaError::BadKey("expected BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY")),
+        Some(_) => Err(RsaError::BadKey(
+            "expected BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY",
+        )),
         None => spki()
             .or_else(|_| pkcs1())
             .map_err(|_| RsaError::BadKey("the base64 body is neither SPKI nor PKCS#1")),
@@ -159,10 +169,12 @@ fn pem_body(text: &str) -> Result<(Option<String>, Vec<u8>), RsaError> {
                 .split_once("-----")
                 .ok_or(RsaError::BadKey("the BEGIN line is not closed with -----"))?;
             let end = format!("-----END {label}-----");
-            let body = rest
-                .split_once(end.as_str())
-                .map(|(body, _)| body)
-                .ok_or(RsaError::BadKey("the END line does not match the BEGIN line"))?;
+            let body =
+                rest.split_once(end.as_str())
+                    .map(|(body, _)| body)
+                    .ok_or(RsaError::BadKey(
+                        "the END line does not match the BEGIN line",
+                    ))?;
             (Some(label.to_owned()), body)
         }
         None => (None, text),
@@ -171,14 +183,17 @@ fn pem_body(text: &str) -> Result<(Option<String>, Vec<u8>), RsaError> {
     if compact.is_empty() {
         return Err(RsaError::BadKey("empty"));
     }
-    let der = b64::decode(compact.as_bytes()).map_err(|_| RsaError::BadKey("the key body is not base64"))?;
+    let der = b64::decode(compact.as_bytes())
+        .map_err(|_| RsaError::BadKey("the key body is not base64"))?;
     Ok((label, der))
 }
 
 /// SHA1withRSA (PKCS#1 v1.5) over UTF-8 bytes, standard base64.
 pub fn rsa_sign(content: &str, key: &PrivateKey) -> Result<String, RsaError> {
     let digest: [u8; 20] = Sha1::digest(content.as_bytes()).into();
-    let sig = key.sign_sha1(&digest).map_err(|_| RsaError::BadKey("key cannot sign"))?;
+    let sig = key
+        .sign_sha1(&digest)
+        .map_err(|_| RsaError::BadKey("key cannot sign"))?;
     Ok(b64::encode(&sig))
 }
 
@@ -188,8 +203,15 @@ pub fn rsa_verify(content: &str, received_b64: &str, key: &PublicKey) -> Result<
 }
 
 /// [`rsa_verify`] over raw bytes (the GBK pay-channel response).
-pub fn rsa_verify_bytes(content: &[u8], received_b64: &str, key: &PublicKey) -> Result<bool, RsaError> {
-    let compact: String = received_b64.chars().filter(|c| !c.is_whitespace()).collect();
+pub fn rsa_verify_bytes(
+    content: &[u8],
+    received_b64: &str,
+    key: &PublicKey,
+) -> Result<bool, RsaError> {
+    let compact: String = received_b64
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     let sig = b64::decode(compact.as_bytes()).map_err(|_| RsaError::BadSignatureEncoding)?;
     let digest: [u8; 20] = Sha1::digest(content).into();
     Ok(key.verify_sha1(&digest, &sig))
@@ -199,10 +221,13 @@ pub fn rsa_verify_bytes(content: &[u8], received_b64: &str, key: &PublicKey) -> 
 /// product), PKCS#1 v1.5 each, and concatenates the plaintexts (§5.2).
 pub fn rsa_decrypt_blocks(cipher_b64: &str, key: &PrivateKey) -> Result<Vec<u8>, RsaError> {
     let compact: String = cipher_b64.chars().filter(|c| !c.is_whitespace()).collect();
-    let cipher = b64::decode(compact.as_bytes()).map_err(|_| RsaError::Decrypt("ciphertext is not base64"))?;
+    let cipher = b64::decode(compact.as_bytes())
+        .map_err(|_| RsaError::Decrypt("ciphertext is not base64"))?;
     let block = key.public_key().size();
     if cipher.is_empty() || cipher.len() % block != 0 {
-        return Err(RsaError::Decrypt("ciphertext length is not a multiple of the key size"));
+        return Err(RsaError::Decrypt(
+            "ciphertext length is not a multiple of the key size",
+        ));
     }
     let mut plain = Vec::with_capacity(cipher.len());
     for chunk in cipher.chunks(block) {
@@ -225,12 +250,21 @@ mod tests {
     // §12.1, from chloerei/alipay's test suite.
     #[test]
     fn md5_known_answers() {
-        assert_eq!(md5_sign("partner=123&service=test", KEY), "bbd13b52823b576291595f472ebcfbc2");
         assert_eq!(
-            md5_sign("partner=123&service=test", "20000000000000000000000000000000"),
+            md5_sign("partner=123&service=test", KEY),
+            "bbd13b52823b576291595f472ebcfbc2"
+        );
+        assert_eq!(
+            md5_sign(
+                "partner=123&service=test",
+                "20000000000000000000000000000000"
+            ),
             "6d581af270c023fdaaca6880491e9bf7"
         );
-        assert_eq!(md5_sign("notify_id=1234", KEY), "22fc7e38e5acdfede396aa463870d111");
+        assert_eq!(
+            md5_sign("notify_id=1234", KEY),
+            "22fc7e38e5acdfede396aa463870d111"
+        );
         assert_eq!(
             md5_sign("service=test&v=1.0&sec_id=MD5&notify_data=notify_data", KEY),
             "d6ba38f47329b7f44c28a6c6c3b53174"
@@ -269,7 +303,10 @@ mod tests {
             ("seller_id", "1000000000000000"),
             ("sign_type", "MD5"),
         ];
-        assert_eq!(md5_sign(&sorted_link_string(pairs), KEY), "682ad02280fca7d4c0fd22678fdddeef");
+        assert_eq!(
+            md5_sign(&sorted_link_string(pairs), KEY),
+            "682ad02280fca7d4c0fd22678fdddeef"
+        );
     }
 
     #[test]
@@ -299,21 +336,36 @@ mod tests {
     fn keys_parse_in_every_accepted_form() {
         // PKCS#8 PEM, bare base64 body with stray spaces (as copied from a console), PKCS#1 PEM.
         let pkcs8 = parse_private_key(TEST_PRIV).unwrap();
-        let body: String = TEST_PRIV.lines().filter(|l| !l.starts_with("-----")).collect::<Vec<_>>().join(" \n ");
+        let body: String = TEST_PRIV
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .join(" \n ");
         assert_eq!(parse_private_key(&body).unwrap(), pkcs8);
         use ::rsa::pkcs1::EncodeRsaPrivateKey;
         use ::rsa::pkcs8::DecodePrivateKey;
         let reference = ::rsa::RsaPrivateKey::from_pkcs8_pem(TEST_PRIV).unwrap();
-        let pkcs1 = reference.to_pkcs1_pem(::rsa::pkcs8::LineEnding::LF).unwrap();
+        let pkcs1 = reference
+            .to_pkcs1_pem(::rsa::pkcs8::LineEnding::LF)
+            .unwrap();
         assert_eq!(parse_private_key(&pkcs1).unwrap(), pkcs8);
         // Alipay's published WAP key, with the stray spaces it ships with in public ports.
         let wap = include_str!("../testdata/wap_ali_pub.pem");
         parse_public_key(wap).unwrap();
         let spaced = "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCQwpCPC4oB+clYNBkKQx3gfyFlUt3cpRr5oErtOypLKh6j1UmTDSpfsac29h1kC0HIvLmxWbPuoxcsKDlclgRPeWnIxrpSF9k5Fu6SRy3+AOdIKrDOSHQ7VwUsNih2OnPbztMSMplGnQCBa1iec2r+38Udmh5Ua2xg6IEfk493VQIDAQAB";
         let spaced = format!(" {} {} ", &spaced[..40], &spaced[40..]);
-        assert_eq!(parse_public_key(&spaced).unwrap(), parse_public_key(wap).unwrap());
-        assert!(matches!(parse_private_key("not a key"), Err(RsaError::BadKey(_))));
-        assert!(matches!(parse_public_key("-----BEGIN CERTIFICATE-----"), Err(RsaError::BadKey(_))));
+        assert_eq!(
+            parse_public_key(&spaced).unwrap(),
+            parse_public_key(wap).unwrap()
+        );
+        assert!(matches!(
+            parse_private_key("not a key"),
+            Err(RsaError::BadKey(_))
+        ));
+        assert!(matches!(
+            parse_public_key("-----BEGIN CERTIFICATE-----"),
+            Err(RsaError::BadKey(_))
+        ));
     }
 
     // §12.3: the 797-byte notify_data encrypted in 117-byte chunks decrypts block by block.
@@ -324,7 +376,9 @@ mod tests {
         let plain = rsa_decrypt_blocks(cipher, &key).unwrap();
         assert_eq!(plain.len(), 797);
         let text = String::from_utf8(plain).unwrap();
-        assert!(text.starts_with("<notify><payment_type>1</payment_type><subject>测试商品</subject>"));
+        assert!(
+            text.starts_with("<notify><payment_type>1</payment_type><subject>测试商品</subject>")
+        );
         assert!(text.ends_with("<use_coupon>N</use_coupon></notify>"));
         assert!(text.contains("<notify_id>0123456789abcdef0123456789abcdef00</notify_id>"));
     }

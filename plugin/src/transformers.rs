@@ -3,7 +3,8 @@
 
 use crate::amount::Amount;
 use crate::model::{
-    ChannelList, GatewayError, HttpMethod, Notification, PayChannel, PluginError, Redirect, VerifiedReturn,
+    ChannelList, GatewayError, HttpMethod, Notification, PayChannel, PluginError, Redirect,
+    VerifiedReturn,
 };
 use crate::settings::{Settings, Signer};
 use crate::{sign, xml};
@@ -23,18 +24,22 @@ fn pair(k: &str, v: &str) -> (String, String) {
 }
 
 fn find<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Signs a string with the merchant's signer (MD5 hex or RSA base64).
 pub fn sign_string(signer: &Signer, content: &str) -> Result<String, PluginError> {
     match signer {
         Signer::Md5 { key } => Ok(sign::md5_sign(content, key)),
-        Signer::Rsa { private_key, .. } => {
-            sign::rsa_sign(content, private_key).map_err(|e| PluginError::InvalidSettings(vec![
-                crate::model::FieldError::new("private_key", e.to_string()),
-            ]))
-        }
+        Signer::Rsa { private_key, .. } => sign::rsa_sign(content, private_key).map_err(|e| {
+            PluginError::InvalidSettings(vec![crate::model::FieldError::new(
+                "private_key",
+                e.to_string(),
+            )])
+        }),
     }
 }
 
@@ -43,9 +48,9 @@ pub fn sign_string(signer: &Signer, content: &str) -> Result<String, PluginError
 pub fn verify_string(signer: &Signer, content: &str, received: &str) -> bool {
     match signer {
         Signer::Md5 { key } => sign::md5_verify(content, key, received),
-        Signer::Rsa { alipay_public_key, .. } => {
-            sign::rsa_verify(content, received, alipay_public_key).unwrap_or(false)
-        }
+        Signer::Rsa {
+            alipay_public_key, ..
+        } => sign::rsa_verify(content, received, alipay_public_key).unwrap_or(false),
     }
 }
 
@@ -141,8 +146,17 @@ pub fn url_with_query(base: &str, query: &str) -> String {
 
 /// The buyer's redirect to the cashier (`alipay.wap.auth.authAndExecute`), as a URL and as the
 /// equivalent GET form.
-pub fn auth_redirect(settings: &Settings, req_id: &str, request_token: &str) -> Result<Redirect, PluginError> {
-    let params = signed_gateway_params(settings, SERVICE_AUTH, req_id, &auth_req_data(request_token))?;
+pub fn auth_redirect(
+    settings: &Settings,
+    req_id: &str,
+    request_token: &str,
+) -> Result<Redirect, PluginError> {
+    let params = signed_gateway_params(
+        settings,
+        SERVICE_AUTH,
+        req_id,
+        &auth_req_data(request_token),
+    )?;
     let url = url_with_query(&settings.gateway_url, &form_encode(&params));
     Ok(Redirect {
         url,
@@ -180,7 +194,8 @@ pub fn parse_create_response(settings: &Settings, body: &[u8]) -> Result<String,
                 *v = res_data.clone();
             }
         }
-        let content = sign::sorted_link_string(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let content =
+            sign::sorted_link_string(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         if !verify_string(&settings.signer, &content, received) {
             return Err(PluginError::BadSignature(
                 "the create response's sign does not match (check the key or the Alipay public key)".into(),
@@ -191,7 +206,9 @@ pub fn parse_create_response(settings: &Settings, body: &[u8]) -> Result<String,
         .map_err(|e| PluginError::Malformed(format!("res_data: {e}")))?;
     match doc.get("request_token") {
         Some(t) if !t.is_empty() => Ok(t.to_owned()),
-        _ => Err(PluginError::Malformed("res_data holds no request_token".into())),
+        _ => Err(PluginError::Malformed(
+            "res_data holds no request_token".into(),
+        )),
     }
 }
 
@@ -202,7 +219,9 @@ fn decrypt_if_needed(settings: &Settings, value: &str, field: &str) -> Result<St
         Signer::Rsa { private_key, .. } if !value.trim_start().starts_with('<') => {
             let plain = sign::rsa_decrypt_blocks(value, private_key)
                 .map_err(|e| PluginError::BadSignature(format!("{field}: {e}")))?;
-            String::from_utf8(plain).map_err(|_| PluginError::Malformed(format!("{field}: decrypted text is not UTF-8")))
+            String::from_utf8(plain).map_err(|_| {
+                PluginError::Malformed(format!("{field}: decrypted text is not UTF-8"))
+            })
         }
         _ => Ok(value.to_owned()),
     }
@@ -234,21 +253,28 @@ fn check_sign_type(settings: &Settings, received: Option<&str>) -> Result<(), Pl
 }
 
 /// Verifies the synchronous return (§6): the sorted rule over every received parameter.
-pub fn verify_return(settings: &Settings, query: &[(String, String)]) -> Result<VerifiedReturn, PluginError> {
+pub fn verify_return(
+    settings: &Settings,
+    query: &[(String, String)],
+) -> Result<VerifiedReturn, PluginError> {
     let received = find(query, "sign")
         .filter(|s| !s.is_empty())
         .ok_or_else(|| PluginError::BadSignature("the return carries no sign".into()))?;
     check_sign_type(settings, find(query, "sign_type"))?;
     let content = sign::sorted_link_string(query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     if !verify_string(&settings.signer, &content, received) {
-        return Err(PluginError::BadSignature("the return's sign does not match".into()));
+        return Err(PluginError::BadSignature(
+            "the return's sign does not match".into(),
+        ));
     }
     let out_trade_no = find(query, "out_trade_no")
         .filter(|s| !s.is_empty())
         .ok_or_else(|| PluginError::Malformed("the return carries no out_trade_no".into()))?;
     let result = find(query, "result").unwrap_or("");
     if result != "success" {
-        return Err(PluginError::Malformed(format!("the return's result is {result:?}, not \"success\"")));
+        return Err(PluginError::Malformed(format!(
+            "the return's result is {result:?}, not \"success\""
+        )));
     }
     Ok(VerifiedReturn {
         out_trade_no: out_trade_no.to_owned(),
@@ -284,13 +310,16 @@ pub fn verify_notify_signature(
     let content = sign::notify_link_string(service, v, sec_id, &notify_data);
     if !verify_string(&settings.signer, &content, received) {
         return Err(PluginError::BadSignature(
-            "the notification's sign does not match (fixed order service, v, sec_id, notify_data)".into(),
+            "the notification's sign does not match (fixed order service, v, sec_id, notify_data)"
+                .into(),
         ));
     }
     let doc = xml::parse_flat(&notify_data, "notify")
         .map_err(|e| PluginError::Malformed(format!("notify_data: {e}")))?;
     let get = |name: &str| doc.get(name).filter(|s| !s.is_empty()).map(str::to_owned);
-    let require = |name: &str| get(name).ok_or_else(|| PluginError::Malformed(format!("notify_data has no {name}")));
+    let require = |name: &str| {
+        get(name).ok_or_else(|| PluginError::Malformed(format!("notify_data has no {name}")))
+    };
     let notify_id = require("notify_id")?;
     let out_trade_no = require("out_trade_no")?;
     let trade_status = require("trade_status")?;
@@ -348,11 +377,17 @@ pub fn paychannel_url(settings: &Settings, out_user: Option<&str>) -> Result<Str
     let content = sign::sorted_link_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let signature = sign_string(&settings.signer, &content)?;
     params.push(pair("sign", &signature));
-    params.push(pair("sign_type", match settings.signer {
-        Signer::Md5 { .. } => "MD5",
-        Signer::Rsa { .. } => "0001",
-    }));
-    Ok(url_with_query(&settings.paychannel_url, &form_encode(&params)))
+    params.push(pair(
+        "sign_type",
+        match settings.signer {
+            Signer::Md5 { .. } => "MD5",
+            Signer::Rsa { .. } => "0001",
+        },
+    ));
+    Ok(url_with_query(
+        &settings.paychannel_url,
+        &form_encode(&params),
+    ))
 }
 
 /// The raw bytes between `<tag>` and `</tag>`. Safe on GBK bytes: `<` and `/` are never GBK
@@ -371,7 +406,10 @@ fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Parses and verifies the GBK pay-channel response: the signature is MD5 (or RSA) over
 /// `result=<result text>` in GBK bytes, exactly as received.
-pub fn parse_paychannel_response(settings: &Settings, body: &[u8]) -> Result<ChannelList, PluginError> {
+pub fn parse_paychannel_response(
+    settings: &Settings,
+    body: &[u8],
+) -> Result<ChannelList, PluginError> {
     let is_success = element_bytes(body, "is_success").unwrap_or(b"");
     if is_success != b"T" {
         let code = element_bytes(body, "error").map(|e| String::from_utf8_lossy(e).into_owned());
@@ -390,19 +428,23 @@ pub fn parse_paychannel_response(settings: &Settings, body: &[u8]) -> Result<Cha
         .rposition(|w| w == b"<sign>")
         .ok_or_else(|| PluginError::BadSignature("pay-channel response carries no sign".into()))?;
     let received = element_bytes(&body[sign_pos..], "sign").unwrap_or(b"");
-    let received = std::str::from_utf8(received).map_err(|_| PluginError::BadSignature("sign is not ASCII".into()))?;
+    let received = std::str::from_utf8(received)
+        .map_err(|_| PluginError::BadSignature("sign is not ASCII".into()))?;
     let mut signed = b"result=".to_vec();
     signed.extend_from_slice(result);
     let valid = match &settings.signer {
         Signer::Md5 { key } => sign::md5_verify_bytes(&signed, key.as_bytes(), received),
-        Signer::Rsa { alipay_public_key, .. } => {
-            sign::rsa_verify_bytes(&signed, received, alipay_public_key).unwrap_or(false)
-        }
+        Signer::Rsa {
+            alipay_public_key, ..
+        } => sign::rsa_verify_bytes(&signed, received, alipay_public_key).unwrap_or(false),
     };
     if !valid {
-        return Err(PluginError::BadSignature("the pay-channel response's sign does not match".into()));
+        return Err(PluginError::BadSignature(
+            "the pay-channel response's sign does not match".into(),
+        ));
     }
-    let text = crate::gbk::decode(result).map_err(|e| PluginError::Malformed(format!("pay-channel result: {e}")))?;
+    let text = crate::gbk::decode(result)
+        .map_err(|e| PluginError::Malformed(format!("pay-channel result: {e}")))?;
     let text = unescape_xml_text(&text);
     crate::channels::parse(&text)
 }
@@ -451,8 +493,12 @@ mod tests {
         s.partner = "1000000000000000".into();
         if sec_id == "0001" {
             s.signer = Signer::Rsa {
-                private_key: Box::new(sign::parse_private_key(include_str!("../testdata/test_priv.pem")).unwrap()),
-                alipay_public_key: Box::new(sign::parse_public_key(include_str!("../testdata/test_pub.pem")).unwrap()),
+                private_key: Box::new(
+                    sign::parse_private_key(include_str!("../testdata/test_priv.pem")).unwrap(),
+                ),
+                alipay_public_key: Box::new(
+                    sign::parse_public_key(include_str!("../testdata/test_pub.pem")).unwrap(),
+                ),
             };
         }
         s
@@ -476,10 +522,25 @@ mod tests {
             cashier_code: None,
         });
         assert_eq!(req_data, VECTOR_REQ_DATA);
-        let md5 = signed_gateway_params(&vector_settings("MD5"), SERVICE_CREATE, "20140101120000", &req_data).unwrap();
+        let md5 = signed_gateway_params(
+            &vector_settings("MD5"),
+            SERVICE_CREATE,
+            "20140101120000",
+            &req_data,
+        )
+        .unwrap();
         assert_eq!(find(&md5, "sign"), Some("5275a57f79c755ab32f7b45266be3f37"));
-        assert!(find(&md5, "sign_type").is_none(), "wappaygw calls never send sign_type");
-        let rsa = signed_gateway_params(&vector_settings("0001"), SERVICE_CREATE, "20140101120000", &req_data).unwrap();
+        assert!(
+            find(&md5, "sign_type").is_none(),
+            "wappaygw calls never send sign_type"
+        );
+        let rsa = signed_gateway_params(
+            &vector_settings("0001"),
+            SERVICE_CREATE,
+            "20140101120000",
+            &req_data,
+        )
+        .unwrap();
         assert_eq!(
             find(&rsa, "sign"),
             Some("QUYQ5rU9aXNpWtjQA/Kx+yCyvyLpOsWWecnRGqKBmd6231paU1OOfMfyqaTON5lYqJ3jqyxDOk7TLzwVev0/DEg7IJsUjdq42JNjlnhLkjSOHHNDDVigW/jyNB0t8x3XsKuA1MYUtevFt6VQ9pO8jY5+U2nkP2wcohkQIJIjKWY=")
@@ -503,7 +564,8 @@ mod tests {
         assert!(req_data.contains("<notify_url>http://example.com/n?a=1&amp;b=2</notify_url>"));
         assert!(req_data.contains("<subject>T&amp;C &lt;b&gt;</subject>"));
         assert!(req_data.contains("<total_fee>1.00</total_fee>"));
-        assert!(req_data.contains("<pay_expire>30</pay_expire><cashier_code>DEBITCARD_ICBC</cashier_code>"));
+        assert!(req_data
+            .contains("<pay_expire>30</pay_expire><cashier_code>DEBITCARD_ICBC</cashier_code>"));
         assert!(!req_data.contains("merchant_url"));
         xml::parse_flat(&req_data, "direct_trade_create_req").unwrap();
     }
@@ -512,8 +574,16 @@ mod tests {
     #[test]
     fn auth_redirect_vectors() {
         let s = vector_settings("MD5");
-        let r = auth_redirect(&s, "20140101120000", "20140101abcdef0123456789abcdef01234567").unwrap();
-        assert_eq!(find(&r.fields, "sign"), Some("168fdfa7eaf037b46a67b89408b62aa8"));
+        let r = auth_redirect(
+            &s,
+            "20140101120000",
+            "20140101abcdef0123456789abcdef01234567",
+        )
+        .unwrap();
+        assert_eq!(
+            find(&r.fields, "sign"),
+            Some("168fdfa7eaf037b46a67b89408b62aa8")
+        );
         assert_eq!(r.method, HttpMethod::Get);
         assert!(r.url.starts_with("https://wappaygw.alipay.com/service/rest.htm?service=alipay.wap.auth.authAndExecute&format=xml&v=2.0"));
         assert!(r.url.contains("req_data=%3Cauth_and_execute_req%3E%3Crequest_token%3E20140101abcdef0123456789abcdef01234567%3C%2Frequest_token%3E%3C%2Fauth_and_execute_req%3E"));
@@ -526,7 +596,10 @@ mod tests {
             ("v", "2.0"),
             ("sec_id", "MD5"),
         ]);
-        assert_eq!(sign::md5_sign(&chloerei, KEY), "3efe60d4a9b7960ba599da6764c959df");
+        assert_eq!(
+            sign::md5_sign(&chloerei, KEY),
+            "3efe60d4a9b7960ba599da6764c959df"
+        );
     }
 
     fn md5_response(settings: &Settings, res_data: &str) -> String {
@@ -549,16 +622,25 @@ mod tests {
         let s = md5_settings();
         let res = "<?xml version=\"1.0\" encoding=\"utf-8\"?><direct_trade_create_res><request_token>UTP5b94db4a3e6d$00</request_token></direct_trade_create_res>";
         let body = md5_response(&s, res);
-        assert_eq!(parse_create_response(&s, body.as_bytes()).unwrap(), "UTP5b94db4a3e6d$00");
+        assert_eq!(
+            parse_create_response(&s, body.as_bytes()).unwrap(),
+            "UTP5b94db4a3e6d$00"
+        );
         // Tampered token: the signature no longer matches.
         let tampered = body.replace("UTP5b94", "UTP6b94");
-        assert!(matches!(parse_create_response(&s, tampered.as_bytes()), Err(PluginError::BadSignature(_))));
+        assert!(matches!(
+            parse_create_response(&s, tampered.as_bytes()),
+            Err(PluginError::BadSignature(_))
+        ));
         // Unsigned responses (2012 demos do not check) are accepted.
         let unsigned = form_encode(&[pair("res_data", res), pair("v", "2.0")]);
         assert!(parse_create_response(&s, unsigned.as_bytes()).is_ok());
         // The doc-style raw, sorted sample: unencoded XML inside the value.
         let raw = "partner=2088101000137799&req_id=1282889689836&res_data=<?xml version=\"1.0\" encoding=\"utf-8\"?><direct_trade_create_res><request_token>20100830e8085e3e0868a466b822350ede5886e8</request_token></direct_trade_create_res>&sec_id=MD5&service=alipay.wap.trade.create.direct&v=2.0";
-        assert_eq!(parse_create_response(&s, raw.as_bytes()).unwrap(), "20100830e8085e3e0868a466b822350ede5886e8");
+        assert_eq!(
+            parse_create_response(&s, raw.as_bytes()).unwrap(),
+            "20100830e8085e3e0868a466b822350ede5886e8"
+        );
         let err = "partner=208810100013779&req_id=1282889689836&res_error=<?xml version=\"1.0\" encoding=\"utf-8\"?><err><code>0005</code><sub_code>0005</sub_code><msg>partner illegal</msg><detail>合作伙伴没有开通接口访问权限</detail></err>&sec_id=0001&service=alipay.wap.trade.create.direct&v=2.0";
         assert_eq!(
             parse_create_response(&s, err.as_bytes()),
@@ -569,7 +651,12 @@ mod tests {
                 detail: "合作伙伴没有开通接口访问权限".into()
             }))
         );
-        for garbage in [&b""[..], b"<html>502 Bad Gateway</html>", b"res_data=<notxml", b"\xff\xfe\x00"] {
+        for garbage in [
+            &b""[..],
+            b"<html>502 Bad Gateway</html>",
+            b"res_data=<notxml",
+            b"\xff\xfe\x00",
+        ] {
             assert!(parse_create_response(&s, garbage).is_err());
         }
     }
@@ -596,12 +683,24 @@ mod tests {
         assert_eq!(r.out_trade_no, "20140101000001");
         assert_eq!(r.trade_no, "2014010100001000000000000001");
         verify_return(&s, &q(good, None)).unwrap();
-        assert!(matches!(verify_return(&s, &q("c9746fb3a6b148a7beeb342c1cb7601e", None)), Err(PluginError::BadSignature(_))));
-        assert!(matches!(verify_return(&s, &q(good, Some("0001"))), Err(PluginError::BadSignature(_))));
-        assert!(matches!(verify_return(&s, &q("", None)), Err(PluginError::BadSignature(_))));
+        assert!(matches!(
+            verify_return(&s, &q("c9746fb3a6b148a7beeb342c1cb7601e", None)),
+            Err(PluginError::BadSignature(_))
+        ));
+        assert!(matches!(
+            verify_return(&s, &q(good, Some("0001"))),
+            Err(PluginError::BadSignature(_))
+        ));
+        assert!(matches!(
+            verify_return(&s, &q("", None)),
+            Err(PluginError::BadSignature(_))
+        ));
         let mut extra = q(good, None);
         extra.push(pair("result", "fail"));
-        assert!(verify_return(&s, &extra).is_err(), "an added parameter changes the signed string");
+        assert!(
+            verify_return(&s, &extra).is_err(),
+            "an added parameter changes the signed string"
+        );
     }
 
     pub(crate) const VECTOR_NOTIFY_DATA: &str = "<notify><payment_type>1</payment_type><subject>测试商品</subject><trade_no>2014010100001000000000000001</trade_no><buyer_email>buyer@example.com</buyer_email><gmt_create>2014-01-01 12:00:00</gmt_create><notify_type>trade_status_sync</notify_type><quantity>1</quantity><out_trade_no>20140101000001</out_trade_no><notify_time>2014-01-01 12:00:10</notify_time><seller_id>1000000000000000</seller_id><trade_status>TRADE_FINISHED</trade_status><is_total_fee_adjust>N</is_total_fee_adjust><total_fee>0.01</total_fee><gmt_payment>2014-01-01 12:00:10</gmt_payment><seller_email>seller@example.com</seller_email><gmt_close>2014-01-01 12:00:10</gmt_close><price>0.01</price><buyer_id>2088000000000000</buyer_id><notify_id>0123456789abcdef0123456789abcdef00</notify_id><use_coupon>N</use_coupon></notify>";
@@ -621,7 +720,11 @@ mod tests {
     #[test]
     fn notify_vectors_fixed_order_not_sorted() {
         let s = md5_settings();
-        let good = notify_form("4f6ad165e1a9686249d1cd3be8503d14", VECTOR_NOTIFY_DATA, "MD5");
+        let good = notify_form(
+            "4f6ad165e1a9686249d1cd3be8503d14",
+            VECTOR_NOTIFY_DATA,
+            "MD5",
+        );
         let n = verify_notify_signature(&s, &good).unwrap().notification;
         assert_eq!(n.out_trade_no, "20140101000001");
         assert_eq!(n.notify_id, "0123456789abcdef0123456789abcdef00");
@@ -631,13 +734,22 @@ mod tests {
         assert_eq!(n.fields.len(), 20);
         assert_eq!(n.reply, "success");
         // Signed over the sorted string instead: refused.
-        let sorted = notify_form("6d763ceeab18eacd21bdd5e5de3e3424", VECTOR_NOTIFY_DATA, "MD5");
-        assert!(matches!(verify_notify_signature(&s, &sorted), Err(PluginError::BadSignature(_))));
+        let sorted = notify_form(
+            "6d763ceeab18eacd21bdd5e5de3e3424",
+            VECTOR_NOTIFY_DATA,
+            "MD5",
+        );
+        assert!(matches!(
+            verify_notify_signature(&s, &sorted),
+            Err(PluginError::BadSignature(_))
+        ));
         // chloerei's notify vector: its notify_data is not a real notify, so the signature passes
         // and reading the trade fails cleanly.
         let chloerei = "<notify><notify_id>notify_id_test</notify_id><other_key>other_value</other_key></notify>";
         let f = notify_form("c2ea243955050051d790d86a4ad5fa38", chloerei, "MD5");
-        assert!(matches!(verify_notify_signature(&s, &f), Err(PluginError::Malformed(m)) if m.contains("out_trade_no")));
+        assert!(
+            matches!(verify_notify_signature(&s, &f), Err(PluginError::Malformed(m)) if m.contains("out_trade_no"))
+        );
     }
 
     #[test]
@@ -655,31 +767,58 @@ mod tests {
     fn rsa_notify_encrypted_or_plain() {
         let s = vector_settings("0001");
         let content = sign::notify_link_string(SERVICE_CREATE, "1.0", "0001", VECTOR_NOTIFY_DATA);
-        let Signer::Rsa { private_key, .. } = &s.signer else { unreachable!() };
+        let Signer::Rsa { private_key, .. } = &s.signer else {
+            unreachable!()
+        };
         let sig = sign::rsa_sign(&content, private_key).unwrap();
         // Encrypted notify_data: the §12.3 ciphertext of the same XML.
         let cipher = include_str!("../testdata/notify_cipher.b64").trim();
-        let n = verify_notify_signature(&s, &notify_form(&sig, cipher, "0001")).unwrap().notification;
+        let n = verify_notify_signature(&s, &notify_form(&sig, cipher, "0001"))
+            .unwrap()
+            .notification;
         assert_eq!(n.out_trade_no, "20140101000001");
         // Plain notify_data (chloerei's environment) with the same signature.
         verify_notify_signature(&s, &notify_form(&sig, VECTOR_NOTIFY_DATA, "0001")).unwrap();
         // An MD5-signed notify to an RSA merchant is a downgrade: refused.
-        assert!(verify_notify_signature(&s, &notify_form("4f6ad165e1a9686249d1cd3be8503d14", VECTOR_NOTIFY_DATA, "MD5")).is_err());
+        assert!(verify_notify_signature(
+            &s,
+            &notify_form(
+                "4f6ad165e1a9686249d1cd3be8503d14",
+                VECTOR_NOTIFY_DATA,
+                "MD5"
+            )
+        )
+        .is_err());
     }
 
     #[test]
     fn notify_refuses_missing_notify_id_and_bad_amounts() {
         let s = md5_settings();
         for (from, to) in [
-            ("<notify_id>0123456789abcdef0123456789abcdef00</notify_id>", ""),
+            (
+                "<notify_id>0123456789abcdef0123456789abcdef00</notify_id>",
+                "",
+            ),
             ("<total_fee>0.01</total_fee>", "<total_fee>1e2</total_fee>"),
-            ("<total_fee>0.01</total_fee>", "<total_fee>-0.01</total_fee>"),
-            ("<total_fee>0.01</total_fee>", "<total_fee>0.001</total_fee>"),
+            (
+                "<total_fee>0.01</total_fee>",
+                "<total_fee>-0.01</total_fee>",
+            ),
+            (
+                "<total_fee>0.01</total_fee>",
+                "<total_fee>0.001</total_fee>",
+            ),
         ] {
             let data = VECTOR_NOTIFY_DATA.replace(from, to);
             let content = sign::notify_link_string(SERVICE_CREATE, "1.0", "MD5", &data);
             let form = notify_form(&sign::md5_sign(&content, KEY), &data, "MD5");
-            assert!(matches!(verify_notify_signature(&s, &form), Err(PluginError::Malformed(_))), "{to}");
+            assert!(
+                matches!(
+                    verify_notify_signature(&s, &form),
+                    Err(PluginError::Malformed(_))
+                ),
+                "{to}"
+            );
         }
         let mut missing = notify_form("x", VECTOR_NOTIFY_DATA, "MD5");
         missing.retain(|(k, _)| k != "sign");
@@ -690,8 +829,20 @@ mod tests {
     fn notify_verify_answer_must_be_exactly_true() {
         assert!(notify_verify_confirms(b"true"));
         assert!(notify_verify_confirms(b"true\n"));
-        for no in [&b"false"[..], b"invalid", b"xtrue", b"TRUE", b"<html>true</html>", b"", b"true true"] {
-            assert!(!notify_verify_confirms(no), "{:?}", String::from_utf8_lossy(no));
+        for no in [
+            &b"false"[..],
+            b"invalid",
+            b"xtrue",
+            b"TRUE",
+            b"<html>true</html>",
+            b"",
+            b"true true",
+        ] {
+            assert!(
+                !notify_verify_confirms(no),
+                "{:?}",
+                String::from_utf8_lossy(no)
+            );
         }
         let url = notify_verify_url(&md5_settings(), "abc&d");
         assert_eq!(
@@ -704,6 +855,9 @@ mod tests {
     fn url_joining() {
         assert_eq!(url_with_query("http://a/b", "x=1"), "http://a/b?x=1");
         assert_eq!(url_with_query("http://a/b?", "x=1"), "http://a/b?x=1");
-        assert_eq!(url_with_query("http://a/b?c=d", "x=1"), "http://a/b?c=d&x=1");
+        assert_eq!(
+            url_with_query("http://a/b?c=d", "x=1"),
+            "http://a/b?c=d&x=1"
+        );
     }
 }

@@ -107,11 +107,15 @@ impl<'a> Reader<'a> {
         loop {
             self.skip_ws();
             let rest = self.rest();
-            if rest.starts_with("<!--") {
-                let end = rest[4..].find("-->").ok_or(XmlError("unterminated comment".into()))?;
+            if let Some(body) = rest.strip_prefix("<!--") {
+                let end = body
+                    .find("-->")
+                    .ok_or(XmlError("unterminated comment".into()))?;
                 self.i += 4 + end + 3;
             } else if rest.starts_with("<!") {
-                return err("DOCTYPE and declarations are not allowed (entities are never expanded)");
+                return err(
+                    "DOCTYPE and declarations are not allowed (entities are never expanded)",
+                );
             } else if rest.starts_with("<?") {
                 return err("processing instructions are not allowed");
             } else {
@@ -148,7 +152,11 @@ impl<'a> Reader<'a> {
             let rest = self.rest();
             if rest.starts_with('>') {
                 self.i += 1;
-                return Ok(if end_tag { Tag::End(name) } else { Tag::Start(name) });
+                return Ok(if end_tag {
+                    Tag::End(name)
+                } else {
+                    Tag::Start(name)
+                });
             }
             if rest.starts_with("/>") && !end_tag {
                 self.i += 2;
@@ -165,9 +173,15 @@ impl<'a> Reader<'a> {
             }
             self.i += 1;
             self.skip_ws();
-            let quote = self.rest().chars().next().filter(|c| *c == '"' || *c == '\'');
+            let quote = self
+                .rest()
+                .chars()
+                .next()
+                .filter(|c| *c == '"' || *c == '\'');
             let quote = quote.ok_or(XmlError("attribute value must be quoted".into()))?;
-            let close = self.rest()[1..].find(quote).ok_or(XmlError("unterminated attribute".into()))?;
+            let close = self.rest()[1..]
+                .find(quote)
+                .ok_or(XmlError("unterminated attribute".into()))?;
             if self.rest()[1..1 + close].contains('<') {
                 return err("'<' in an attribute value");
             }
@@ -179,9 +193,11 @@ impl<'a> Reader<'a> {
     fn text(&mut self, out: &mut String) -> Result<(), XmlError> {
         loop {
             let rest = self.rest();
-            if rest.starts_with("<![CDATA[") {
-                let end = rest[9..].find("]]>").ok_or(XmlError("unterminated CDATA".into()))?;
-                out.push_str(&rest[9..9 + end]);
+            if let Some(body) = rest.strip_prefix("<![CDATA[") {
+                let end = body
+                    .find("]]>")
+                    .ok_or(XmlError("unterminated CDATA".into()))?;
+                out.push_str(&body[..end]);
                 self.i += 9 + end + 3;
                 continue;
             }
@@ -192,7 +208,10 @@ impl<'a> Reader<'a> {
                 return Ok(());
             }
             let rest = self.rest();
-            let end = rest.find(';').filter(|&e| e <= 12).ok_or(XmlError("unterminated reference".into()))?;
+            let end = rest
+                .find(';')
+                .filter(|&e| e <= 12)
+                .ok_or(XmlError("unterminated reference".into()))?;
             let name = &rest[1..end];
             let c = match name {
                 "amp" => '&',
@@ -206,7 +225,9 @@ impl<'a> Reader<'a> {
                     } else if let Some(dec) = name.strip_prefix('#') {
                         dec.parse().ok()
                     } else {
-                        return Err(XmlError(format!("unknown entity &{name}; (entities are never expanded)")));
+                        return Err(XmlError(format!(
+                            "unknown entity &{name}; (entities are never expanded)"
+                        )));
                     };
                     code.and_then(char::from_u32)
                         .filter(|c| *c != '\0')
@@ -221,9 +242,15 @@ impl<'a> Reader<'a> {
 
 /// Parses a flat document whose root element must be `expected_root`.
 pub fn parse_flat(xml: &str, expected_root: &str) -> Result<FlatElements, XmlError> {
-    let mut r = Reader { s: xml.strip_prefix('\u{feff}').unwrap_or(xml), i: 0 };
+    let mut r = Reader {
+        s: xml.strip_prefix('\u{feff}').unwrap_or(xml),
+        i: 0,
+    };
     if r.rest().starts_with("<?xml") {
-        let end = r.rest().find("?>").ok_or(XmlError("unterminated XML declaration".into()))?;
+        let end = r
+            .rest()
+            .find("?>")
+            .ok_or(XmlError("unterminated XML declaration".into()))?;
         r.i += end + 2;
     }
     r.skip_misc()?;
@@ -233,7 +260,11 @@ pub fn parse_flat(xml: &str, expected_root: &str) -> Result<FlatElements, XmlErr
         Tag::Empty(name) if name == expected_root => {
             out.root = name.to_owned();
             r.skip_misc()?;
-            return if r.rest().is_empty() { Ok(out) } else { err("content after the root element") };
+            return if r.rest().is_empty() {
+                Ok(out)
+            } else {
+                err("content after the root element")
+            };
         }
         _ => return Err(XmlError(format!("expected root <{expected_root}>"))),
     }
@@ -243,12 +274,15 @@ pub fn parse_flat(xml: &str, expected_root: &str) -> Result<FlatElements, XmlErr
         if !between.trim().is_empty() {
             return err("text outside a child element");
         }
-        if r.rest().starts_with("<!--") || r.rest().starts_with("<!") || r.rest().starts_with("<?") {
+        if r.rest().starts_with("<!--") || r.rest().starts_with("<!") || r.rest().starts_with("<?")
+        {
             r.skip_misc()?;
             continue;
         }
         if r.rest().is_empty() {
-            return Err(XmlError(format!("document does not hold a complete <{expected_root}> element")));
+            return Err(XmlError(format!(
+                "document does not hold a complete <{expected_root}> element"
+            )));
         }
         match r.tag()? {
             Tag::End(name) if name == out.root => break,
@@ -260,7 +294,11 @@ pub fn parse_flat(xml: &str, expected_root: &str) -> Result<FlatElements, XmlErr
                 match r.tag()? {
                     Tag::End(end) if end == name => out.children.push((name.to_owned(), value)),
                     Tag::End(_) => return err("unbalanced end tag"),
-                    _ => return Err(XmlError(format!("unexpected nested element inside <{name}>"))),
+                    _ => {
+                        return Err(XmlError(format!(
+                            "unexpected nested element inside <{name}>"
+                        )))
+                    }
                 }
             }
         }
@@ -280,7 +318,11 @@ mod tests {
     fn builds_with_escaping_and_drops_empty_children() {
         let xml = build_flat(
             "direct_trade_create_req",
-            &[("subject", "A&B <c> \"d\""), ("merchant_url", ""), ("total_fee", "0.01")],
+            &[
+                ("subject", "A&B <c> \"d\""),
+                ("merchant_url", ""),
+                ("total_fee", "0.01"),
+            ],
         );
         assert_eq!(
             xml,
@@ -334,11 +376,19 @@ mod tests {
                         }
                         depth -= 1;
                     }
-                    Event::Text(t) if depth == 2 => current.as_mut().unwrap().1.push_str(AsRef::<str>::as_ref(&t)),
+                    Event::Text(t) if depth == 2 => current.as_mut().unwrap().1.push_str(AsRef::<
+                        str,
+                    >::as_ref(
+                        &t
+                    )),
                     Event::GeneralRef(r) if depth == 2 => {
                         let c = match r.resolve_char_ref().unwrap() {
                             Some(c) => c.to_string(),
-                            None => quick_xml::escape::resolve_predefined_entity(AsRef::<str>::as_ref(&r)).unwrap().to_owned(),
+                            None => quick_xml::escape::resolve_predefined_entity(
+                                AsRef::<str>::as_ref(&r),
+                            )
+                            .unwrap()
+                            .to_owned(),
                         };
                         current.as_mut().unwrap().1.push_str(&c);
                     }
@@ -382,6 +432,13 @@ mod tests {
     fn a_megabyte_field_is_fine() {
         let big = "x".repeat(1 << 20);
         let xml = format!("<notify><subject>{big}</subject></notify>");
-        assert_eq!(parse_flat(&xml, "notify").unwrap().get("subject").unwrap().len(), 1 << 20);
+        assert_eq!(
+            parse_flat(&xml, "notify")
+                .unwrap()
+                .get("subject")
+                .unwrap()
+                .len(),
+            1 << 20
+        );
     }
 }

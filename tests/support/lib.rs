@@ -7,7 +7,10 @@ use std::path::PathBuf;
 
 /// The repository root (the workspace folder).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// The public 1024-bit test key pair of the protocol reference's vectors.

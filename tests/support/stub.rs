@@ -22,12 +22,19 @@ pub struct Seen {
 impl Seen {
     /// The query (GET) or form body (POST) as ordered pairs.
     pub fn params(&self) -> Vec<(String, String)> {
-        let raw = if self.method == "GET" { self.query.as_bytes() } else { &self.body };
+        let raw = if self.method == "GET" {
+            self.query.as_bytes()
+        } else {
+            &self.body
+        };
         form_urlencoded::parse(raw).into_owned().collect()
     }
 
     pub fn param(&self, key: &str) -> Option<String> {
-        self.params().into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.params()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 }
 
@@ -40,15 +47,21 @@ pub struct StubServer {
 }
 
 impl StubServer {
-    pub async fn start(handler: impl Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync + 'static) -> StubServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+    pub async fn start(
+        handler: impl Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync + 'static,
+    ) -> StubServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Mutex<Handler>> = Arc::new(Mutex::new(Arc::new(handler)));
         let (seen2, handler2) = (seen.clone(), handler.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (seen, handler) = (seen2.clone(), handler2.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -62,8 +75,19 @@ impl StubServer {
                                 .get("content-type")
                                 .and_then(|v| v.to_str().ok())
                                 .map(str::to_owned);
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-                            let s = Seen { method, path, query, content_type, body };
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes().to_vec())
+                                .unwrap_or_default();
+                            let s = Seen {
+                                method,
+                                path,
+                                query,
+                                content_type,
+                                body,
+                            };
                             seen.lock().unwrap().push(s.clone());
                             let h = handler.lock().unwrap().clone();
                             let (status, body) = h(&s);
@@ -75,11 +99,17 @@ impl StubServer {
                             )
                         }
                     });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
-        StubServer { addr, seen, handler }
+        StubServer {
+            addr,
+            seen,
+            handler,
+        }
     }
 
     /// Replaces how the stub answers.

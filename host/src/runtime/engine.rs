@@ -52,7 +52,11 @@ pub fn start_epoch_ticker(engine: &Engine) {
 fn cache_file(engine: &Engine, cache_dir: &Path, component_sha256: &str) -> PathBuf {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
-    cache_dir.join(format!("{}-{:016x}.cwasm", &component_sha256[..16], h.finish()))
+    cache_dir.join(format!(
+        "{}-{:016x}.cwasm",
+        &component_sha256[..16],
+        h.finish()
+    ))
 }
 
 /// Where the compiled component came from, for logs and start-up measurements.
@@ -76,21 +80,29 @@ pub fn load_component(
             // compatibility hash, into a directory only this host writes.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(c) => return Ok((c, CompileSource::Cache)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring an unusable compile cache entry"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring an unusable compile cache entry")
+                }
             }
         }
-        let component = Component::new(engine, bytes).map_err(|e| wt(e, "cannot compile the component"))?;
+        let component =
+            Component::new(engine, bytes).map_err(|e| wt(e, "cannot compile the component"))?;
         if let Err(e) = write_cache(&component, dir, &path) {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot write the compile cache");
         }
         return Ok((component, CompileSource::Compiled));
     }
-    Ok((Component::new(engine, bytes).map_err(|e| wt(e, "cannot compile the component"))?, CompileSource::Compiled))
+    Ok((
+        Component::new(engine, bytes).map_err(|e| wt(e, "cannot compile the component"))?,
+        CompileSource::Compiled,
+    ))
 }
 
 fn write_cache(component: &Component, dir: &Path, path: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let bytes = component.serialize().map_err(|e| wt(e, "cannot serialise the component"))?;
+    let bytes = component
+        .serialize()
+        .map_err(|e| wt(e, "cannot serialise the component"))?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;

@@ -8,7 +8,9 @@ use http::uri::Scheme;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime_wasi_http::{default_send_request, Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+use wasmtime_wasi_http::{
+    default_send_request, Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks,
+};
 
 /// `scheme://host:port`, compared exactly (host case-insensitively).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -31,7 +33,11 @@ impl Origin {
         if authority.as_str().contains('@') {
             return Err("must not carry user information".into());
         }
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         if host.is_empty() {
             return Err("has no host".into());
         }
@@ -46,7 +52,11 @@ impl Origin {
             _ => return None,
         };
         let authority = uri.authority()?;
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         Some(Origin { https, host, port })
     }
@@ -163,12 +173,27 @@ mod tests {
     #[test]
     fn origins_parse_and_compare_exactly() {
         let a = Origin::parse("https://wappaygw.alipay.com").unwrap();
-        assert_eq!(a, Origin::parse("https://WAPPAYGW.alipay.com:443/service/rest.htm?x=1").unwrap());
+        assert_eq!(
+            a,
+            Origin::parse("https://WAPPAYGW.alipay.com:443/service/rest.htm?x=1").unwrap()
+        );
         assert_ne!(a, Origin::parse("http://wappaygw.alipay.com").unwrap());
-        assert_ne!(a, Origin::parse("https://wappaygw.alipay.com:8443").unwrap());
-        assert_ne!(a, Origin::parse("https://wappaygw.alipay.com.evil.example").unwrap());
+        assert_ne!(
+            a,
+            Origin::parse("https://wappaygw.alipay.com:8443").unwrap()
+        );
+        assert_ne!(
+            a,
+            Origin::parse("https://wappaygw.alipay.com.evil.example").unwrap()
+        );
         assert_eq!(Origin::parse("http://127.0.0.1:9/").unwrap().port, 9);
-        for bad in ["ftp://x", "wappaygw.alipay.com", "https://user@host", "", "https://"] {
+        for bad in [
+            "ftp://x",
+            "wappaygw.alipay.com",
+            "https://user@host",
+            "",
+            "https://",
+        ] {
             assert!(Origin::parse(bad).is_err(), "{bad}");
         }
     }

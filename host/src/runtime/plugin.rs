@@ -6,7 +6,7 @@
 //! traps, loops or runs out of memory fails that session only.
 
 use super::engine::{self, wt, CompileSource, EPOCH_TICK};
-use super::outbound::{OutboundHooks, OutboundPolicy, Origin};
+use super::outbound::{Origin, OutboundHooks, OutboundPolicy};
 use crate::manifest::Manifest;
 use anyhow::{bail, Result};
 use std::path::Path;
@@ -76,7 +76,12 @@ struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_memory {
             self.memory_refused = true;
             wasmtime::bail!("memory limit reached: the component asked for {desired} bytes");
@@ -84,7 +89,12 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -147,13 +157,19 @@ impl PluginRuntime {
         let (component, compile_source) =
             engine::load_component(&engine, &bytes, &manifest.component.sha256, cache_dir)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| wt(e, "cannot link WASI"))?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| wt(e, "cannot link wasi:http"))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| wt(e, "cannot link WASI"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| wt(e, "cannot link wasi:http"))?;
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| wt(e, "the component needs imports this host does not provide"))?;
-        let pre = PaymentPluginPre::new(pre)
-            .map_err(|e| wt(e, "the component does not export payhost:payment/plugin@0.1.0"))?;
+        let pre = PaymentPluginPre::new(pre).map_err(|e| {
+            wt(
+                e,
+                "the component does not export payhost:payment/plugin@0.1.0",
+            )
+        })?;
         let mut allowed = Vec::new();
         for h in &manifest.outbound.allowed_hosts {
             allowed.push(Origin::parse(h).map_err(|e| anyhow::anyhow!("outbound host {h}: {e}"))?);
@@ -252,7 +268,11 @@ fn placeholder_info() -> types::PluginInfo {
 /// names, and on which fields are required and secret (secrets are masked from what the manifest says).
 fn check_manifest_agrees(manifest: &Manifest, info: &types::PluginInfo) -> Result<()> {
     if info.id != manifest.id {
-        bail!("plugin.toml says id {:?} but the component says {:?}", manifest.id, info.id);
+        bail!(
+            "plugin.toml says id {:?} but the component says {:?}",
+            manifest.id,
+            info.id
+        );
     }
     if info.version != manifest.version {
         bail!(
@@ -274,13 +294,19 @@ fn check_manifest_agrees(manifest: &Manifest, info: &types::PluginInfo) -> Resul
     }
     for d in &manifest.settings {
         if !info.settings.iter().any(|f| f.name == d.name) {
-            problems.push(format!("plugin.toml documents setting {}, which the component does not have", d.name));
+            problems.push(format!(
+                "plugin.toml documents setting {}, which the component does not have",
+                d.name
+            ));
         }
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        bail!("plugin.toml and the component disagree:\n  - {}", problems.join("\n  - "))
+        bail!(
+            "plugin.toml and the component disagree:\n  - {}",
+            problems.join("\n  - ")
+        )
     }
 }
 
@@ -294,6 +320,11 @@ pub struct Session<'r> {
 }
 
 impl Session<'_> {
+    /// Instructions (fuel) this session's calls used so far.
+    pub fn fuel_consumed(&self) -> u64 {
+        self.runtime.manifest.limits.fuel_per_call - self.store.get_fuel().unwrap_or(0)
+    }
+
     fn classify(&mut self, error: wasmtime::Error) -> CallError {
         let limits = &self.runtime.manifest.limits;
         let state = self.store.data();
@@ -305,7 +336,9 @@ impl Session<'_> {
             Some(Trap::Interrupt) => return CallError::Timeout(self.timeout),
             _ => {}
         }
-        let stderr = String::from_utf8_lossy(&state.stderr.contents()).trim().to_owned();
+        let stderr = String::from_utf8_lossy(&state.stderr.contents())
+            .trim()
+            .to_owned();
         if stderr.is_empty() {
             CallError::Trap(format!("{error:#}"))
         } else {
@@ -361,7 +394,10 @@ impl Session<'_> {
         call_export!(self, call_describe)
     }
 
-    pub async fn validate_settings(&mut self, settings: &Pairs) -> Result<Result<Pairs, Vec<types::FieldError>>, CallError> {
+    pub async fn validate_settings(
+        &mut self,
+        settings: &Pairs,
+    ) -> Result<Result<Pairs, Vec<types::FieldError>>, CallError> {
         call_export!(self, call_validate_settings, settings)
     }
 
@@ -412,10 +448,17 @@ pub fn describe_plugin_error(e: &types::PluginError) -> String {
     match e {
         E::InvalidSettings(fields) => format!(
             "invalid settings: {}",
-            fields.iter().map(|f| format!("{}: {}", f.field, f.reason)).collect::<Vec<_>>().join("; ")
+            fields
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
         ),
         E::InvalidOrder(f) => format!("invalid order: {}: {}", f.field, f.reason),
-        E::Gateway(g) => format!("gateway error {} ({}): {} {}", g.code, g.sub_code, g.msg, g.detail),
+        E::Gateway(g) => format!(
+            "gateway error {} ({}): {} {}",
+            g.code, g.sub_code, g.msg, g.detail
+        ),
         E::BadSignature(m) => format!("bad signature: {m}"),
         E::NotifyNotConfirmed(m) => format!("notification not confirmed: {m}"),
         E::Transport(m) => format!("transport failure: {m}"),
