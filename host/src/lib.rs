@@ -2,5 +2,12 @@
 //! and notifications durably, and serves the shop API, the provider's return and notify endpoints,
 //! and an admin page.
 
+pub mod config;
+pub mod http;
 pub mod manifest;
+pub mod metrics;
 pub mod runtime;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod webhooks;

@@ -1,6 +1,7 @@
 //! The `payhost` command line.
 
 use clap::{Parser, Subcommand};
+use payhost::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,7 +9,10 @@ use std::process::ExitCode;
 #[command(
     name = "payhost",
     version,
-    about = "Runs the Alipay WAP-pay payment component for self-hosted shops"
+    about = "Runs the Alipay WAP-pay payment component for self-hosted shops",
+    long_about = "payhost loads the Alipay WAP-pay WebAssembly component named by plugin.toml, keeps orders and \
+                  notifications in SQLite, and serves the shop API (/v1), Alipay's notify and return endpoints \
+                  (/alipay/{merchant}/notify, /alipay/{merchant}/return) and an admin page (/admin)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -17,26 +21,119 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serves shops and Alipay with the given configuration until SIGTERM or SIGINT.
+    Serve {
+        /// The configuration file (payhost.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Checks a configuration, the plugin manifest, the component and every merchant's settings;
+    /// lists every problem and exits non-zero if there is any.
+    CheckConfig {
+        /// The configuration file (payhost.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Writes the component's current sha256 into the manifest (after a deliberate rebuild).
     PinComponent {
         /// The plugin manifest to update.
-        #[arg(long, default_value = "plugin.toml")]
+        #[arg(long, default_value = "plugin.toml", value_name = "FILE")]
         manifest: PathBuf,
     },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYHOST_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("start the async runtime")
+}
+
+fn fail(e: anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::from(2)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve { config } => {
+            init_logging();
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            runtime().block_on(async {
+                let app = match payhost::server::build_app(config).await {
+                    Ok(a) => a,
+                    Err(e) => return fail(e),
+                };
+                let running = match payhost::server::start(
+                    app,
+                    payhost::server::termination_signal(),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(e) => return fail(e),
+                };
+                match running.wait().await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(e),
+                }
+            })
+        }
+        Command::CheckConfig { config } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            runtime().block_on(async {
+                let manifest = match payhost::manifest::Manifest::load(&config.manifest) {
+                    Ok(m) => m,
+                    Err(e) => return fail(e),
+                };
+                let rt =
+                    match payhost::runtime::PluginRuntime::load(&manifest, Some(&config.cache_dir))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(e) => return fail(e),
+                    };
+                let problems = payhost::server::check_merchants(&config, &rt).await;
+                if problems.is_empty() {
+                    println!(
+                        "configuration OK: {} merchant(s), component {} {}",
+                        config.merchants.len(),
+                        rt.info.id,
+                        rt.info.version
+                    );
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!(
+                        "error: merchant settings problems:\n  - {}",
+                        problems.join("\n  - ")
+                    );
+                    ExitCode::from(2)
+                }
+            })
+        }
         Command::PinComponent { manifest } => match payhost::manifest::pin_component(&manifest) {
             Ok(sum) => {
                 println!("{}: component sha256 = {sum}", manifest.display());
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
+            Err(e) => fail(e),
         },
     }
 }

@@ -1,6 +1,8 @@
 //! Shared helpers of the conformance tests: where the repository is, a stub HTTP server on
 //! 127.0.0.1 that records what it receives, and the test keys.
 
+pub mod alipay;
+pub mod host;
 pub mod stub;
 
 use std::path::PathBuf;

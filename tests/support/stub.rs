@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 /// One request as the stub saw it.
 #[derive(Clone, Debug)]
 pub struct Seen {
+    pub headers: Vec<(String, String)>,
     pub method: String,
     pub path: String,
     pub query: String,
@@ -28,6 +29,13 @@ impl Seen {
             &self.body
         };
         form_urlencoded::parse(raw).into_owned().collect()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
     }
 
     pub fn param(&self, key: &str) -> Option<String> {
@@ -75,6 +83,11 @@ impl StubServer {
                                 .get("content-type")
                                 .and_then(|v| v.to_str().ok())
                                 .map(str::to_owned);
+                            let headers = req
+                                .headers()
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                                .collect();
                             let body = req
                                 .into_body()
                                 .collect()
@@ -82,6 +95,7 @@ impl StubServer {
                                 .map(|b| b.to_bytes().to_vec())
                                 .unwrap_or_default();
                             let s = Seen {
+                                headers,
                                 method,
                                 path,
                                 query,

@@ -69,10 +69,15 @@ impl std::fmt::Display for Origin {
     }
 }
 
+/// Answers an allowed request in-process (benchmarks and tests measure the component without
+/// sockets); `None` sends it for real.
+pub type Responder = Arc<dyn Fn(&http::Uri) -> Option<(u16, bytes::Bytes)> + Send + Sync>;
+
 /// Which origins the component may reach, and what it tried.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct OutboundPolicy {
     allowed: std::sync::RwLock<Vec<Origin>>,
+    responder: std::sync::RwLock<Option<Responder>>,
     pub sent: AtomicU64,
     pub denied: AtomicU64,
     /// Upper bound for the guest's connect / first-byte / between-bytes timeouts.
@@ -83,6 +88,7 @@ impl OutboundPolicy {
     pub fn new(allowed: Vec<Origin>, max_timeout: Duration) -> Arc<Self> {
         Arc::new(OutboundPolicy {
             allowed: std::sync::RwLock::new(allowed),
+            responder: std::sync::RwLock::new(None),
             sent: AtomicU64::new(0),
             denied: AtomicU64::new(0),
             max_timeout,
@@ -103,6 +109,19 @@ impl OutboundPolicy {
 
     pub fn allowed(&self) -> Vec<Origin> {
         self.allowed.read().expect("policy lock").clone()
+    }
+
+    /// Answers allowed requests in-process (after the allow-list check, like a real send).
+    pub fn set_responder(&self, responder: Option<Responder>) {
+        *self.responder.write().expect("policy lock") = responder;
+    }
+}
+
+impl std::fmt::Debug for OutboundPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundPolicy")
+            .field("allowed", &self.allowed())
+            .finish()
     }
 }
 
@@ -148,6 +167,29 @@ impl WasiHttpHooks for OutboundHooks {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         policy.sent.fetch_add(1, Ordering::Relaxed);
+        let canned = policy
+            .responder
+            .read()
+            .expect("policy lock")
+            .as_ref()
+            .and_then(|r| r(request.uri()));
+        if let Some((status, body)) = canned {
+            return Box::new(async move {
+                use http_body_util::{BodyExt, Full};
+                let body = Full::new(body)
+                    .map_err(|never| match never {})
+                    .boxed_unsync();
+                let response = http::Response::builder()
+                    .status(status)
+                    .body(body)
+                    .map_err(|_| HttpError::InternalError(Some("bad canned response".into())))?;
+                Ok((
+                    response,
+                    Box::new(async { Ok(()) })
+                        as Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
+                ))
+            });
+        }
         let max = policy.max_timeout;
         let options = options.unwrap_or_default();
         let options = RequestOptions {

@@ -1,0 +1,175 @@
+//! Per-call cost of the protocol, natively and through the component.
+//!
+//! "native": the plugin crate's logic compiled for the host. "component": a fresh instance from
+//! the `InstancePre` (pooling allocator) plus the call, as payhost does per request. The
+//! `notify_verify` answer comes from an in-process responder on both sides, so the numbers are the
+//! protocol's and the sandbox's cost, not loopback HTTP.
+//!
+//! Run: `cargo bench -p payhost --bench plugin_calls` (after building the component).
+
+use alipay_wap_plugin::connector::{self, HttpRequest, HttpResponse, Transport, TransportError};
+use alipay_wap_plugin::sign;
+use criterion::{criterion_group, criterion_main, Criterion};
+use payhost::manifest::Manifest;
+use payhost::runtime::{pairs, PluginRuntime};
+use std::path::Path;
+use std::sync::Arc;
+
+const KEY: &str = "10000000000000000000000000000000";
+const PRIV: &str = include_str!("../../plugin/testdata/test_priv.pem");
+const PUB: &str = include_str!("../../plugin/testdata/test_pub.pem");
+const CIPHER: &str = include_str!("../../plugin/testdata/notify_cipher.b64");
+
+struct AnswerTrue;
+impl Transport for AnswerTrue {
+    fn send(&mut self, _: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        Ok(HttpResponse {
+            status: 200,
+            body: b"true".to_vec(),
+        })
+    }
+}
+
+fn notify_data() -> String {
+    "<notify><payment_type>1</payment_type><subject>测试商品</subject><trade_no>2014010100001000000000000001</trade_no><buyer_email>buyer@example.com</buyer_email><gmt_create>2014-01-01 12:00:00</gmt_create><notify_type>trade_status_sync</notify_type><quantity>1</quantity><out_trade_no>20140101000001</out_trade_no><notify_time>2014-01-01 12:00:10</notify_time><seller_id>1000000000000000</seller_id><trade_status>TRADE_FINISHED</trade_status><is_total_fee_adjust>N</is_total_fee_adjust><total_fee>0.01</total_fee><gmt_payment>2014-01-01 12:00:10</gmt_payment><seller_email>seller@example.com</seller_email><gmt_close>2014-01-01 12:00:10</gmt_close><price>0.01</price><buyer_id>2088000000000000</buyer_id><notify_id>0123456789abcdef0123456789abcdef00</notify_id><use_coupon>N</use_coupon></notify>".to_owned()
+}
+
+fn settings_md5() -> Vec<(String, String)> {
+    [
+        ("partner", "2088101122136241"),
+        ("key", KEY),
+        ("seller_email", "seller@example.com"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn settings_rsa() -> Vec<(String, String)> {
+    [
+        ("partner", "2088101122136241"),
+        ("sign_type", "RSA"),
+        ("seller_email", "seller@example.com"),
+        ("private_key", PRIV),
+        ("alipay_public_key", PUB),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn md5_form() -> Vec<(String, String)> {
+    let data = notify_data();
+    let content = sign::notify_link_string("alipay.wap.trade.create.direct", "1.0", "MD5", &data);
+    vec![
+        ("service".into(), "alipay.wap.trade.create.direct".into()),
+        ("sign".into(), sign::md5_sign(&content, KEY)),
+        ("sec_id".into(), "MD5".into()),
+        ("v".into(), "1.0".into()),
+        ("notify_data".into(), data),
+    ]
+}
+
+fn rsa_form() -> Vec<(String, String)> {
+    let data = notify_data();
+    let content = sign::notify_link_string("alipay.wap.trade.create.direct", "1.0", "0001", &data);
+    let key = sign::parse_private_key(PRIV).unwrap();
+    vec![
+        ("service".into(), "alipay.wap.trade.create.direct".into()),
+        ("sign".into(), sign::rsa_sign(&content, &key).unwrap()),
+        ("sec_id".into(), "0001".into()),
+        ("v".into(), "1.0".into()),
+        ("notify_data".into(), CIPHER.trim().to_owned()),
+    ]
+}
+
+fn return_query() -> Vec<(String, String)> {
+    let mut q: Vec<(String, String)> = [
+        ("out_trade_no", "20140101000001"),
+        ("request_token", "requestToken"),
+        ("result", "success"),
+        ("trade_no", "2014010100001000000000000001"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let s = sign::sorted_link_string(q.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    q.push(("sign".into(), sign::md5_sign(&s, KEY)));
+    q
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let manifest = Manifest::load(&root.join("plugin.toml")).expect("plugin.toml");
+    let runtime = rt
+        .block_on(PluginRuntime::load(
+            &manifest,
+            Some(&root.join("target/payhost-test-cache")),
+        ))
+        .expect("build the component first");
+    runtime
+        .outbound()
+        .set_responder(Some(Arc::new(|_uri: &http::Uri| {
+            Some((200, bytes::Bytes::from_static(b"true")))
+        })));
+
+    let (md5, md5_f, rsa, rsa_f, ret) = (
+        settings_md5(),
+        md5_form(),
+        settings_rsa(),
+        rsa_form(),
+        return_query(),
+    );
+    let mut g = c.benchmark_group("verify_notify_md5");
+    g.bench_function("native", |b| {
+        b.iter(|| connector::verify_notification(&md5, &md5_f, &mut AnswerTrue).unwrap())
+    });
+    let (wm, wf) = (pairs(md5.clone()), pairs(md5_f.clone()));
+    g.bench_function("component", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut s = runtime.session().await.unwrap();
+                s.verify_notification(&wm, &wf).await.unwrap().unwrap()
+            })
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("verify_return_md5");
+    g.bench_function("native", |b| {
+        b.iter(|| connector::verify_return(&md5, &ret).unwrap())
+    });
+    let wr = pairs(ret.clone());
+    g.bench_function("component", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut s = runtime.session().await.unwrap();
+                s.verify_return(&wm, &wr).await.unwrap().unwrap()
+            })
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("verify_notify_rsa_7_blocks");
+    g.sample_size(20);
+    g.bench_function("native", |b| {
+        b.iter(|| connector::verify_notification(&rsa, &rsa_f, &mut AnswerTrue).unwrap())
+    });
+    let (wrs, wrf) = (pairs(rsa.clone()), pairs(rsa_f.clone()));
+    g.bench_function("component", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut s = runtime.session().await.unwrap();
+                s.verify_notification(&wrs, &wrf).await.unwrap().unwrap()
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(plugin_calls, benches);
+criterion_main!(plugin_calls);

@@ -1,0 +1,345 @@
+//! `payhost.toml`. The names are a contract (shops, adapters and tests are written against them):
+//! `listen`, `public_url`, `database`, `api_token`, `[plugin] manifest`, and `[merchants.<id>]`
+//! tables with the merchant settings.
+//!
+//! Values pasted with spaces or line breaks around them are trimmed; anything still malformed is
+//! reported with the field named and the rule it broke, every problem at once.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    public_url: Option<String>,
+    database: Option<String>,
+    api_token: Option<String>,
+    cache_dir: Option<String>,
+    #[serde(default)]
+    plugin: RawPlugin,
+    #[serde(default)]
+    merchants: BTreeMap<String, RawMerchant>,
+    #[serde(default)]
+    webhooks: RawWebhooks,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    manifest: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhooks {
+    retry_base_ms: Option<u64>,
+    retry_max_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+}
+
+/// A merchant table as written in the file (every field optional here; validation says what is
+/// missing).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawMerchant {
+    pub partner: Option<String>,
+    pub key: Option<String>,
+    pub seller_email: Option<String>,
+    pub mode: Option<String>,
+    pub sign_type: Option<String>,
+    pub private_key_file: Option<String>,
+    pub alipay_public_key_file: Option<String>,
+    /// PEM text instead of a file (the admin page and `PUT /v1/merchants/{id}` use these).
+    pub private_key: Option<String>,
+    pub alipay_public_key: Option<String>,
+    pub gateway_url: Option<String>,
+    pub notify_verify_url: Option<String>,
+    pub paychannel_url: Option<String>,
+    pub shop_webhook_url: Option<String>,
+    pub shop_webhook_secret: Option<String>,
+}
+
+/// The plugin settings of a merchant (keys of the component's settings schema) and the host's own
+/// per-merchant settings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MerchantSettings {
+    /// Passed to the component with every call.
+    pub plugin: Vec<(String, String)>,
+    pub shop_webhook_url: Option<String>,
+    pub shop_webhook_secret: Option<String>,
+}
+
+impl MerchantSettings {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.plugin
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub database: PathBuf,
+    pub api_token: String,
+    pub cache_dir: PathBuf,
+    pub manifest: PathBuf,
+    pub merchants: BTreeMap<String, MerchantSettings>,
+    pub webhooks: WebhookConfig,
+}
+
+fn trimmed(v: &Option<String>) -> Option<String> {
+    v.as_ref()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// A merchant id appears in URLs: letters, digits, '_' and '-', up to 64.
+pub fn valid_merchant_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn is_http_url(u: &str) -> bool {
+    (u.starts_with("http://") || u.starts_with("https://"))
+        && u.parse::<http::Uri>().is_ok_and(|x| x.host().is_some())
+}
+
+/// Turns a merchant table into settings, reading key files relative to `base`. Problems are
+/// pushed as `merchants.<id>.<field>: <rule>`.
+pub fn merchant_settings(
+    id: &str,
+    raw: &RawMerchant,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> MerchantSettings {
+    let mut plugin = Vec::new();
+    let mut put = |name: &str, v: &Option<String>| {
+        if let Some(v) = trimmed(v) {
+            plugin.push((name.to_owned(), v));
+        }
+    };
+    put("partner", &raw.partner);
+    put("key", &raw.key);
+    put("seller_email", &raw.seller_email);
+    put("mode", &raw.mode);
+    put("sign_type", &raw.sign_type);
+    put("gateway_url", &raw.gateway_url);
+    put("notify_verify_url", &raw.notify_verify_url);
+    put("paychannel_url", &raw.paychannel_url);
+    put("private_key", &raw.private_key);
+    put("alipay_public_key", &raw.alipay_public_key);
+    for (file_field, setting) in [
+        ("private_key_file", &raw.private_key_file),
+        ("alipay_public_key_file", &raw.alipay_public_key_file),
+    ] {
+        if let Some(path) = trimmed(setting) {
+            let full = base.join(&path);
+            match std::fs::read_to_string(&full) {
+                Ok(pem) => plugin.push((file_field.trim_end_matches("_file").to_owned(), pem)),
+                Err(e) => problems.push(format!(
+                    "merchants.{id}.{file_field}: cannot read {} ({e})",
+                    full.display()
+                )),
+            }
+        }
+    }
+    let shop_webhook_url = trimmed(&raw.shop_webhook_url);
+    if let Some(u) = &shop_webhook_url {
+        if !is_http_url(u) {
+            problems.push(format!(
+                "merchants.{id}.shop_webhook_url: must be an absolute http or https URL"
+            ));
+        }
+    }
+    let shop_webhook_secret = trimmed(&raw.shop_webhook_secret);
+    if shop_webhook_secret.as_ref().is_some_and(|s| s.len() < 16) {
+        problems.push(format!(
+            "merchants.{id}.shop_webhook_secret: must be at least 16 characters"
+        ));
+    }
+    if shop_webhook_url.is_some() && shop_webhook_secret.is_none() {
+        problems.push(format!(
+            "merchants.{id}.shop_webhook_secret: is required when shop_webhook_url is set (webhooks are signed with it)"
+        ));
+    }
+    MerchantSettings {
+        plugin,
+        shop_webhook_url,
+        shop_webhook_secret,
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parses and checks a configuration; relative paths are resolved against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).context("not a valid payhost configuration")?;
+        let mut problems = Vec::new();
+
+        let listen_text = trimmed(&raw.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+            problems.push(format!(
+                "listen: {listen_text:?} is not an address such as 127.0.0.1:8080"
+            ));
+            "127.0.0.1:8080".parse().unwrap()
+        });
+        let public_url = match trimmed(&raw.public_url) {
+            Some(u) if is_http_url(&u) && !u.contains('?') => u.trim_end_matches('/').to_owned(),
+            Some(_) => {
+                problems.push(
+                    "public_url: must be an absolute http or https URL without a query".into(),
+                );
+                String::new()
+            }
+            None => {
+                problems.push(
+                    "public_url: is required (the base of the notify and call-back URLs given to Alipay)".into(),
+                );
+                String::new()
+            }
+        };
+        let database = base.join(trimmed(&raw.database).unwrap_or_else(|| "payhost.db".into()));
+        let api_token = match trimmed(&raw.api_token) {
+            Some(t) if t.len() >= 16 && !t.chars().any(char::is_whitespace) => t,
+            Some(_) => {
+                problems.push("api_token: must be at least 16 characters without spaces".into());
+                String::new()
+            }
+            None => {
+                problems.push("api_token: is required (bearer token of /v1 and /admin)".into());
+                String::new()
+            }
+        };
+        let cache_dir = match trimmed(&raw.cache_dir) {
+            Some(d) => base.join(d),
+            None => {
+                let mut d = database.clone().into_os_string();
+                d.push(".cache");
+                PathBuf::from(d)
+            }
+        };
+        let manifest =
+            base.join(trimmed(&raw.plugin.manifest).unwrap_or_else(|| "plugin.toml".into()));
+        let mut merchants = BTreeMap::new();
+        for (id, m) in &raw.merchants {
+            if !valid_merchant_id(id) {
+                problems.push(format!(
+                    "merchants.{id}: the id must be 1 to 64 letters, digits, '_' or '-'"
+                ));
+                continue;
+            }
+            merchants.insert(id.clone(), merchant_settings(id, m, base, &mut problems));
+        }
+        let webhooks = WebhookConfig {
+            retry_base_ms: raw.webhooks.retry_base_ms.unwrap_or(1_000).max(1),
+            retry_max_ms: raw.webhooks.retry_max_ms.unwrap_or(3_600_000).max(1),
+            timeout_ms: raw.webhooks.timeout_ms.unwrap_or(10_000).max(1),
+        };
+        if !problems.is_empty() {
+            bail!("configuration problems:\n  - {}", problems.join("\n  - "));
+        }
+        Ok(Config {
+            listen,
+            public_url,
+            database,
+            api_token,
+            cache_dir,
+            manifest,
+            merchants,
+            webhooks,
+        })
+    }
+
+    /// `{public_url}/alipay/{id}/notify`
+    pub fn notify_url(&self, merchant: &str) -> String {
+        format!("{}/alipay/{merchant}/notify", self.public_url)
+    }
+
+    /// `{public_url}/alipay/{id}/return`
+    pub fn return_url(&self, merchant: &str) -> String {
+        format!("{}/alipay/{merchant}/return", self.public_url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_pasted_values_and_reports_every_problem() {
+        let ok = Config::parse(
+            r#"
+            listen = "127.0.0.1:9000"
+            public_url = " https://pay.example.com/ "
+            api_token = "  0123456789abcdef0123  "
+            [merchants.shop1]
+            partner = " 2088101122136241\n"
+            key = "\t10000000000000000000000000000000 "
+            seller_email = "s@example.com"
+            "#,
+            Path::new("/tmp"),
+        )
+        .unwrap();
+        assert_eq!(ok.public_url, "https://pay.example.com");
+        assert_eq!(ok.api_token, "0123456789abcdef0123");
+        let m = &ok.merchants["shop1"];
+        assert_eq!(m.get("partner"), Some("2088101122136241"));
+        assert_eq!(m.get("key"), Some("10000000000000000000000000000000"));
+        assert_eq!(
+            ok.notify_url("shop1"),
+            "https://pay.example.com/alipay/shop1/notify"
+        );
+
+        let err = Config::parse(
+            r#"
+            listen = "nowhere"
+            public_url = "ftp://x"
+            api_token = "short"
+            [merchants."bad id"]
+            [merchants.m2]
+            private_key_file = "/nonexistent.pem"
+            shop_webhook_url = "https://shop.example/hook"
+            "#,
+            Path::new("/tmp"),
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        for needle in [
+            "listen:",
+            "public_url:",
+            "api_token:",
+            "merchants.bad id:",
+            "merchants.m2.private_key_file",
+            "merchants.m2.shop_webhook_secret",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+        assert!(
+            Config::parse("colour = 1", Path::new(".")).is_err(),
+            "unknown keys are refused"
+        );
+    }
+}

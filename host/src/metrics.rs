@@ -1,0 +1,102 @@
+//! Counters for `GET /metrics` (Prometheus text format).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    notifies: Mutex<BTreeMap<&'static str, u64>>,
+    returns: Mutex<BTreeMap<&'static str, u64>>,
+    pub payments_created: Counter,
+    pub webhooks_delivered: Counter,
+    pub webhooks_failed: Counter,
+}
+
+impl Metrics {
+    pub fn request(&self, route: &str, status: u16) {
+        *self
+            .requests
+            .lock()
+            .unwrap()
+            .entry((route.to_owned(), status))
+            .or_default() += 1;
+    }
+
+    pub fn notify(&self, outcome: &'static str) {
+        *self.notifies.lock().unwrap().entry(outcome).or_default() += 1;
+    }
+
+    pub fn returns(&self, outcome: &'static str) {
+        *self.returns.lock().unwrap().entry(outcome).or_default() += 1;
+    }
+
+    /// Count of notifications that ended with this outcome.
+    pub fn notify_count(&self, outcome: &str) -> u64 {
+        self.notifies
+            .lock()
+            .unwrap()
+            .get(outcome)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn render(
+        &self,
+        component: &crate::runtime::plugin::CallStats,
+        pending_webhooks: u64,
+    ) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP payhost_http_requests_total HTTP requests by route and status.\n# TYPE payhost_http_requests_total counter\n");
+        for ((route, status), n) in self.requests.lock().unwrap().iter() {
+            out.push_str(&format!(
+                "payhost_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}\n"
+            ));
+        }
+        out.push_str("# HELP payhost_notifications_total Alipay notifications by outcome.\n# TYPE payhost_notifications_total counter\n");
+        for (outcome, n) in self.notifies.lock().unwrap().iter() {
+            out.push_str(&format!(
+                "payhost_notifications_total{{outcome=\"{outcome}\"}} {n}\n"
+            ));
+        }
+        out.push_str("# HELP payhost_returns_total Buyer returns by outcome.\n# TYPE payhost_returns_total counter\n");
+        for (outcome, n) in self.returns.lock().unwrap().iter() {
+            out.push_str(&format!(
+                "payhost_returns_total{{outcome=\"{outcome}\"}} {n}\n"
+            ));
+        }
+        let calls = component.calls.load(Ordering::Relaxed);
+        let micros = component.total_micros.load(Ordering::Relaxed);
+        out.push_str(&format!(
+            "# HELP payhost_component_calls_total Calls into the payment component.\n# TYPE payhost_component_calls_total counter\npayhost_component_calls_total {calls}\n\
+             # HELP payhost_component_call_failures_total Calls that trapped, timed out or ran out of fuel or memory.\n# TYPE payhost_component_call_failures_total counter\npayhost_component_call_failures_total {}\n\
+             # HELP payhost_component_call_seconds_total Time spent in component calls.\n# TYPE payhost_component_call_seconds_total counter\npayhost_component_call_seconds_total {:.6}\n",
+            component.failures.load(Ordering::Relaxed),
+            micros as f64 / 1e6
+        ));
+        out.push_str(&format!(
+            "# TYPE payhost_payments_created_total counter\npayhost_payments_created_total {}\n\
+             # TYPE payhost_webhooks_delivered_total counter\npayhost_webhooks_delivered_total {}\n\
+             # TYPE payhost_webhook_attempts_failed_total counter\npayhost_webhook_attempts_failed_total {}\n\
+             # TYPE payhost_webhooks_pending gauge\npayhost_webhooks_pending {pending_webhooks}\n",
+            self.payments_created.get(),
+            self.webhooks_delivered.get(),
+            self.webhooks_failed.get()
+        ));
+        out
+    }
+}

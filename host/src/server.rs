@@ -1,0 +1,163 @@
+//! Putting payhost together: configuration, store, component, merchants, HTTP server and the
+//! webhook worker.
+
+use crate::config::Config;
+use crate::manifest::Manifest;
+use crate::metrics::Metrics;
+use crate::runtime::{pairs, PluginRuntime};
+use crate::service::App;
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+use anyhow::{bail, Result};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// Loads the component and the store, and checks and seeds the configured merchants. Every
+/// problem is reported at once.
+pub async fn build_app(config: Config) -> Result<Arc<App>> {
+    let started = Instant::now();
+    let manifest = Manifest::load(&config.manifest)?;
+    let runtime = PluginRuntime::load(&manifest, Some(&config.cache_dir)).await?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database)?);
+    let problems = check_merchants(&config, &runtime).await;
+    if !problems.is_empty() {
+        bail!(
+            "merchant settings problems:\n  - {}",
+            problems.join("\n  - ")
+        );
+    }
+    let app = Arc::new(App {
+        config,
+        runtime,
+        store,
+        metrics: Metrics::default(),
+    });
+    for (id, settings) in &app.config.merchants {
+        let mut s = settings.clone();
+        let mut session = app.runtime.session().await?;
+        if let Ok(Ok(normalised)) = session.validate_settings(&pairs(s.plugin.clone())).await {
+            s.plugin = normalised.into_iter().map(|p| (p.key, p.value)).collect();
+        }
+        let hash = hex::encode(Sha256::digest(serde_json::to_vec(settings)?));
+        if app.store.seed_merchant(id, &s, &hash)? {
+            tracing::info!(merchant = %id, "merchant settings applied from the configuration");
+        }
+    }
+    for id in app.store.merchant_ids()? {
+        if let Some(m) = app.store.merchant(&id)? {
+            app.allow_merchant_origins(&m);
+        }
+    }
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        compile = ?app.runtime.compile_source,
+        merchants = app.store.merchant_ids()?.len(),
+        "payhost ready"
+    );
+    Ok(app)
+}
+
+/// Every configured merchant, validated by the component.
+pub async fn check_merchants(config: &Config, runtime: &PluginRuntime) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (id, m) in &config.merchants {
+        let mut session = match runtime.session().await {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(format!("merchants.{id}: {e}"));
+                continue;
+            }
+        };
+        match session.validate_settings(&pairs(m.plugin.clone())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(fields)) => {
+                for f in fields {
+                    let field = match f.field.as_str() {
+                        "private_key" if m.plugin.iter().any(|(k, _)| k == "private_key") => {
+                            "private_key(_file)"
+                        }
+                        "alipay_public_key" => "alipay_public_key(_file)",
+                        other => other,
+                    };
+                    problems.push(format!("merchants.{id}.{field}: {}", f.reason));
+                }
+            }
+            Err(e) => problems.push(format!("merchants.{id}: {e}")),
+        }
+    }
+    problems
+}
+
+/// A running payhost (tests and the demo start it in-process).
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    pub app: Arc<App>,
+    stop: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<Result<()>>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Serves until the shutdown future given to [`start`] resolves, then stops the worker.
+    pub async fn wait(self) -> Result<()> {
+        let result = self.server.await?;
+        let _ = self.stop.send(true);
+        let _ = self.worker.await;
+        result
+    }
+
+    /// Stops accepting, lets in-flight requests finish, stops the webhook worker.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        let result = self.server.await?;
+        let _ = self.worker.await;
+        result
+    }
+}
+
+/// Binds the configured address and serves until `shutdown` resolves or [`Running::shutdown`].
+pub async fn start(
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Running> {
+    let listener = TcpListener::bind(app.config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", app.config.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let wake = Arc::new(Notify::new());
+    let worker = tokio::spawn(crate::webhooks::run(app.clone(), wake, stop_rx.clone()));
+    let mut stop_server = stop_rx;
+    let server = tokio::spawn(crate::http::serve(app.clone(), listener, async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stop_server.wait_for(|stopped| *stopped) => {}
+        }
+    }));
+    tracing::info!(%addr, "listening");
+    Ok(Running {
+        addr,
+        app,
+        stop,
+        server,
+        worker,
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

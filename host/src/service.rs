@@ -1,0 +1,741 @@
+//! What payhost does with money, independent of HTTP: configure merchants, create payments, process
+//! notifications and returns. The HTTP layer only translates.
+
+use crate::config::{Config, MerchantSettings};
+use crate::metrics::Metrics;
+use crate::runtime::plugin::{describe_plugin_error, types};
+use crate::runtime::{pairs, CallError, Pairs, PluginRuntime};
+use crate::store::{
+    self, Applied, Inserted, NotificationEffect, NotificationRecord, Payment, Store,
+};
+use anyhow::Result;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::sync::Arc;
+
+/// Everything a request handler needs.
+pub struct App {
+    pub config: Config,
+    pub runtime: PluginRuntime,
+    pub store: Arc<dyn Store>,
+    pub metrics: Metrics,
+}
+
+/// An error for the API: HTTP status, code, field, message.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: String,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.into(),
+            field: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn field(status: u16, code: &str, field: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.into(),
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        ApiError::new(500, "internal", "internal error; see the payhost log")
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        ApiError::new(502, "plugin_failed", e.to_string())
+    }
+}
+
+fn plugin_error_to_api(e: types::PluginError) -> ApiError {
+    use types::PluginError as E;
+    match e {
+        E::InvalidOrder(f) => ApiError::field(
+            400,
+            "invalid_order",
+            &f.field,
+            format!("{}: {}", f.field, f.reason),
+        ),
+        E::InvalidSettings(fields) => {
+            let first = fields.first().map(|f| f.field.clone()).unwrap_or_default();
+            ApiError::field(
+                500,
+                "merchant_misconfigured",
+                &first,
+                describe_plugin_error(&E::InvalidSettings(fields)),
+            )
+        }
+        E::Gateway(g) => ApiError {
+            status: 502,
+            code: format!(
+                "gateway_{}",
+                if g.code.is_empty() { "error" } else { &g.code }
+            ),
+            field: None,
+            message: format!(
+                "Alipay refused the request: {} ({}) {} {}",
+                g.msg,
+                g.sub_code,
+                g.detail,
+                gateway_hint(&g)
+            )
+            .trim()
+            .to_owned(),
+        },
+        E::Timeout(m) => ApiError::new(504, "gateway_timeout", m),
+        E::Transport(m) => ApiError::new(502, "gateway_unreachable", m),
+        E::BadSignature(m) => ApiError::new(502, "gateway_bad_signature", m),
+        E::NotifyNotConfirmed(m) | E::Malformed(m) => ApiError::new(502, "gateway_malformed", m),
+    }
+}
+
+/// Plain-language help for the gateway errors shop owners meet (integration guide, §9).
+pub fn gateway_hint(g: &types::GatewayError) -> &'static str {
+    let text = format!("{} {} {}", g.code, g.sub_code, g.msg).to_ascii_lowercase();
+    if text.contains("has_no_privilege") || text.contains("partner illegal") || g.code == "0005" {
+        "— the partner ID has no permission for the WAP-pay interface: check the signed contract type in the Alipay merchant service (合同列表) and that the partner ID is the one of that contract (请确认签约的接口类型与合作者身份ID)."
+    } else if text.contains("sign") {
+        "— the signature was refused: the key does not belong to this partner ID, or it was pasted with extra characters (交易安全校验码与合作者身份ID不匹配，粘贴时不要带空格)."
+    } else if text.contains("0001") || text.contains("params illegal") {
+        "— a required parameter was missing or malformed."
+    } else {
+        ""
+    }
+}
+
+/// The request to create a payment, as the shop sends it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePayment {
+    pub out_trade_no: Option<String>,
+    pub subject: Option<String>,
+    pub total_fee: Option<serde_json::Value>,
+    pub return_url: Option<String>,
+    pub seller_email: Option<String>,
+    pub merchant_url: Option<String>,
+    pub pay_expire: Option<u32>,
+    pub out_user: Option<String>,
+    pub cashier_code: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PaymentCreated {
+    pub out_trade_no: String,
+    pub status: String,
+    pub pay_url: Option<String>,
+    pub request_token: Option<String>,
+    pub total_fee: String,
+    pub seller_email: String,
+}
+
+/// How a notification ended, and what to answer the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyOutcome {
+    pub outcome: &'static str,
+    pub reply: String,
+    pub status: u16,
+}
+
+fn is_http_url(u: &str) -> bool {
+    (u.starts_with("http://") || u.starts_with("https://"))
+        && u.parse::<http::Uri>().is_ok_and(|x| x.host().is_some())
+}
+
+impl App {
+    pub fn merchant(&self, id: &str) -> Result<MerchantSettings, ApiError> {
+        match self.store.merchant(id) {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(ApiError::new(
+                404,
+                "unknown_merchant",
+                format!("no merchant {id:?}"),
+            )),
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    }
+
+    /// Lets the component reach the URLs the operator configured for this merchant.
+    pub fn allow_merchant_origins(&self, m: &MerchantSettings) {
+        for name in ["gateway_url", "notify_verify_url", "paychannel_url"] {
+            if let Some(u) = m.get(name) {
+                if let Ok(o) = crate::runtime::outbound::Origin::parse(u) {
+                    self.runtime.outbound().allow(o);
+                }
+            }
+        }
+    }
+
+    /// Validates settings with the component and stores them (trimmed, normalised).
+    pub async fn configure_merchant(
+        &self,
+        id: &str,
+        settings: MerchantSettings,
+    ) -> Result<MerchantSettings, Vec<types::FieldError>> {
+        let mut session = self.runtime.session().await.map_err(|e| {
+            vec![types::FieldError {
+                field: "plugin".into(),
+                reason: e.to_string(),
+            }]
+        })?;
+        let normalised = session
+            .validate_settings(&pairs(settings.plugin.clone()))
+            .await
+            .map_err(|e| {
+                vec![types::FieldError {
+                    field: "plugin".into(),
+                    reason: e.to_string(),
+                }]
+            })??;
+        let stored = MerchantSettings {
+            plugin: normalised.into_iter().map(|p| (p.key, p.value)).collect(),
+            shop_webhook_url: settings.shop_webhook_url,
+            shop_webhook_secret: settings.shop_webhook_secret,
+        };
+        self.store.save_merchant(id, &stored).map_err(|e| {
+            vec![types::FieldError {
+                field: "store".into(),
+                reason: e.to_string(),
+            }]
+        })?;
+        self.allow_merchant_origins(&stored);
+        tracing::info!(merchant = id, "merchant settings saved");
+        Ok(stored)
+    }
+
+    pub async fn create_payment(
+        &self,
+        merchant_id: &str,
+        req: CreatePayment,
+    ) -> Result<(u16, PaymentCreated), ApiError> {
+        let merchant = self.merchant(merchant_id)?;
+        let required = |v: &Option<String>, name: &str| -> Result<String, ApiError> {
+            v.as_ref()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| {
+                    ApiError::field(400, "invalid_request", name, format!("{name}: is required"))
+                })
+        };
+        let out_trade_no = required(&req.out_trade_no, "out_trade_no")?;
+        let subject = required(&req.subject, "subject")?;
+        let return_url = required(&req.return_url, "return_url")?;
+        if !is_http_url(&return_url) {
+            return Err(ApiError::field(
+                400,
+                "invalid_request",
+                "return_url",
+                "return_url: must be an absolute http or https URL",
+            ));
+        }
+        // total_fee is a decimal string; a JSON number is accepted only as its exact text.
+        let total_fee = match &req.total_fee {
+            Some(serde_json::Value::String(s)) => s.trim().to_owned(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(_) => {
+                return Err(ApiError::field(
+                    400,
+                    "invalid_request",
+                    "total_fee",
+                    "total_fee: must be a decimal string such as \"12.50\"",
+                ))
+            }
+            None => {
+                return Err(ApiError::field(
+                    400,
+                    "invalid_request",
+                    "total_fee",
+                    "total_fee: is required",
+                ))
+            }
+        };
+        let total_fen = alipay_amount_fen(&total_fee).map_err(|reason| {
+            ApiError::field(
+                400,
+                "invalid_order",
+                "total_fee",
+                format!("total_fee: {reason}"),
+            )
+        })?;
+        let order = types::PaymentRequest {
+            out_trade_no: out_trade_no.clone(),
+            subject: subject.clone(),
+            total_fee: total_fee.clone(),
+            seller: req
+                .seller_email
+                .clone()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
+            return_url: self.config.return_url(merchant_id),
+            notify_url: self.config.notify_url(merchant_id),
+            merchant_url: req.merchant_url.clone().filter(|s| !s.trim().is_empty()),
+            pay_expire: req.pay_expire,
+            out_user: req.out_user.clone().filter(|s| !s.trim().is_empty()),
+            cashier_code: req.cashier_code.clone().filter(|s| !s.trim().is_empty()),
+        };
+
+        // The same out_trade_no again: same amount and seller → the existing payment; else 409.
+        let expected_seller = self.expected_seller(&merchant, order.seller.as_deref());
+        if let Some(existing) = self
+            .store
+            .payment(merchant_id, &out_trade_no)
+            .map_err(ApiError::internal)?
+        {
+            if existing.total_fen != total_fen
+                || !existing.seller.eq_ignore_ascii_case(&expected_seller)
+            {
+                return Err(ApiError::field(
+                    409,
+                    "conflict",
+                    "out_trade_no",
+                    format!(
+                        "out_trade_no {out_trade_no} exists with total_fee {} and seller {}",
+                        existing.total_fee(),
+                        existing.seller
+                    ),
+                ));
+            }
+            if existing.status != store::WAIT_BUYER_PAY {
+                return Ok((200, created(&existing)));
+            }
+        }
+
+        self.allow_merchant_origins(&merchant);
+        let mut session = self.runtime.session().await?;
+        let started = session
+            .start_payment(&pairs(merchant.plugin.clone()), &order)
+            .await?
+            .map_err(plugin_error_to_api)?;
+        let now = store::now_rfc3339();
+        let payment = Payment {
+            merchant_id: merchant_id.to_owned(),
+            out_trade_no: out_trade_no.clone(),
+            subject,
+            total_fen,
+            seller: started.seller.clone(),
+            return_url,
+            status: store::WAIT_BUYER_PAY.into(),
+            request_token: Some(started.token.clone()),
+            pay_url: Some(started.redirect.url.clone()),
+            trade_no: None,
+            buyer_email: None,
+            paid_at: None,
+            review: None,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        match self
+            .store
+            .insert_payment(&payment)
+            .map_err(ApiError::internal)?
+        {
+            Inserted::New => {
+                self.metrics.payments_created.inc();
+                tracing::info!(merchant = merchant_id, out_trade_no = %out_trade_no, total_fee = %payment.total_fee(), "payment created");
+                Ok((201, created(&payment)))
+            }
+            Inserted::Existing(existing) => {
+                if existing.total_fen != total_fen
+                    || !existing.seller.eq_ignore_ascii_case(&payment.seller)
+                {
+                    return Err(ApiError::field(
+                        409,
+                        "conflict",
+                        "out_trade_no",
+                        "out_trade_no exists with another amount or seller",
+                    ));
+                }
+                self.store
+                    .set_payment_token(
+                        merchant_id,
+                        &out_trade_no,
+                        &started.token,
+                        &started.redirect.url,
+                    )
+                    .map_err(ApiError::internal)?;
+                let refreshed = self
+                    .store
+                    .payment(merchant_id, &out_trade_no)
+                    .map_err(ApiError::internal)?
+                    .unwrap_or(*existing);
+                Ok((200, created(&refreshed)))
+            }
+        }
+    }
+
+    /// B2C: the configured account (or the partner); C2C: the order's seller or the default.
+    fn expected_seller(&self, m: &MerchantSettings, requested: Option<&str>) -> String {
+        let configured = m
+            .get("seller_email")
+            .or(m.get("partner"))
+            .unwrap_or("")
+            .to_owned();
+        if m.get("mode") == Some("c2c") {
+            requested.map(str::to_owned).unwrap_or(configured)
+        } else {
+            configured
+        }
+    }
+
+    /// Processes an asynchronous notification (§7): stored raw first, then verified, confirmed,
+    /// matched against the order and applied once. Answers `success` only when nothing is left to
+    /// retry.
+    pub async fn handle_notify(
+        &self,
+        merchant_id: &str,
+        remote: Option<&str>,
+        body: &[u8],
+    ) -> NotifyOutcome {
+        let ack = self.runtime.info.notify_ack.clone();
+        let retry = self.runtime.info.notify_retry.clone();
+        let done = |outcome: &'static str, reply: &str, status: u16| NotifyOutcome {
+            outcome,
+            reply: reply.to_owned(),
+            status,
+        };
+        let raw_id = match self
+            .store
+            .record_raw_notification(merchant_id, remote, body)
+        {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(merchant = merchant_id, error = %e, "cannot store a notification; asking Alipay to retry");
+                self.metrics.notify("store_failed");
+                return done("store_failed", &retry, 500);
+            }
+        };
+        let mut record = NotificationRecord {
+            raw_id,
+            merchant_id: merchant_id.to_owned(),
+            received_at: String::new(),
+            notify_id: None,
+            out_trade_no: None,
+            trade_status: None,
+            outcome: None,
+            detail: None,
+        };
+        let result = self.process_notify(merchant_id, body, &mut record).await;
+        let (outcome, reply, status) = match &result {
+            Ok(o) => (*o, ack.as_str(), 200),
+            Err((o, status)) => (*o, retry.as_str(), *status),
+        };
+        record.outcome = Some(outcome.to_owned());
+        if let Err(e) = self.store.record_notification_result(&record) {
+            tracing::error!(error = %e, "cannot record a notification's result");
+        }
+        self.metrics.notify(outcome);
+        done(outcome, reply, status)
+    }
+
+    /// Ok(outcome) → acknowledge; Err((outcome, status)) → ask for a retry.
+    async fn process_notify(
+        &self,
+        merchant_id: &str,
+        body: &[u8],
+        record: &mut NotificationRecord,
+    ) -> Result<&'static str, (&'static str, u16)> {
+        let merchant = match self.store.merchant(merchant_id) {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                record.detail = Some("unknown merchant".into());
+                return Err(("unknown_merchant", 404));
+            }
+            Err(e) => {
+                record.detail = Some(e.to_string());
+                return Err(("store_failed", 500));
+            }
+        };
+        let form: Pairs = pairs(form_urlencoded::parse(body).into_owned());
+        self.allow_merchant_origins(&merchant);
+        let mut session = match self.runtime.session().await {
+            Ok(s) => s,
+            Err(e) => {
+                record.detail = Some(e.to_string());
+                return Err(("plugin_failed", 503));
+            }
+        };
+        let verified = match session
+            .verify_notification(&pairs(merchant.plugin.clone()), &form)
+            .await
+        {
+            Err(e) => {
+                record.detail = Some(e.to_string());
+                return Err(("plugin_failed", 503));
+            }
+            Ok(Err(e)) => {
+                use types::PluginError as E;
+                let outcome = match &e {
+                    E::BadSignature(_) => "bad_signature",
+                    E::NotifyNotConfirmed(_) => "not_confirmed",
+                    E::Transport(_) | E::Timeout(_) => "verify_unreachable",
+                    E::InvalidSettings(_) => "merchant_misconfigured",
+                    _ => "malformed",
+                };
+                record.detail = Some(describe_plugin_error(&e));
+                tracing::warn!(merchant = merchant_id, outcome, detail = %describe_plugin_error(&e), "notification refused");
+                return Err((
+                    outcome,
+                    if outcome == "bad_signature" || outcome == "malformed" {
+                        400
+                    } else {
+                        503
+                    },
+                ));
+            }
+            Ok(Ok(n)) => n,
+        };
+        record.notify_id = Some(verified.notify_id.clone());
+        record.out_trade_no = Some(verified.out_trade_no.clone());
+        record.trade_status = Some(verified.trade_status.clone());
+
+        let payment = match self.store.payment(merchant_id, &verified.out_trade_no) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                // Genuine, but for no order we know: stored for a human, not retried for a day.
+                tracing::error!(
+                    target: "payhost::alert",
+                    merchant = merchant_id,
+                    out_trade_no = %verified.out_trade_no,
+                    "ALERT: a confirmed notification names an unknown order"
+                );
+                record.detail = Some("confirmed, but the order is unknown".into());
+                return Ok("unknown_order");
+            }
+            Err(e) => {
+                record.detail = Some(e.to_string());
+                return Err(("store_failed", 500));
+            }
+        };
+        let expectation = types::OrderExpectation {
+            out_trade_no: payment.out_trade_no.clone(),
+            total_fee: payment.total_fee(),
+            seller: payment.seller.clone(),
+        };
+        match session.match_order(&verified, &expectation).await {
+            Err(e) => {
+                record.detail = Some(e.to_string());
+                return Err(("plugin_failed", 503));
+            }
+            Ok(Err(mismatches)) => {
+                let reason = mismatches
+                    .iter()
+                    .map(|m| format!("{}: {}", m.field, m.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                tracing::error!(
+                    target: "payhost::alert",
+                    merchant = merchant_id,
+                    out_trade_no = %payment.out_trade_no,
+                    reason = %reason,
+                    "ALERT: a confirmed notification does not match its order; flagged for review, not paid"
+                );
+                if let Err(e) =
+                    self.store
+                        .flag_for_review(merchant_id, &payment.out_trade_no, &reason)
+                {
+                    record.detail = Some(e.to_string());
+                    return Err(("store_failed", 500));
+                }
+                record.detail = Some(reason);
+                return Ok("mismatch");
+            }
+            Ok(Ok(())) => {}
+        }
+        let effect = NotificationEffect {
+            merchant_id,
+            notify_id: &verified.notify_id,
+            out_trade_no: &verified.out_trade_no,
+            trade_status: &verified.trade_status,
+            trade_no: &verified.trade_no,
+            buyer_email: verified.buyer_email.as_deref(),
+            paid_at: verified
+                .gmt_payment
+                .as_deref()
+                .or(verified.notify_time.as_deref()),
+            webhook_url: merchant.shop_webhook_url.as_deref(),
+        };
+        match self.store.apply_notification(&effect) {
+            Ok(Applied::Changed { from, to }) => {
+                tracing::info!(merchant = merchant_id, out_trade_no = %verified.out_trade_no, %from, %to, "payment status changed");
+                record.detail = Some(format!("{from} -> {to}"));
+                Ok("applied")
+            }
+            Ok(Applied::NoChange) => Ok("no_change"),
+            Ok(Applied::Duplicate) => Ok("duplicate"),
+            Ok(Applied::UnknownOrder) => Ok("unknown_order"),
+            Err(e) => {
+                record.detail = Some(e.to_string());
+                Err(("store_failed", 500))
+            }
+        }
+    }
+
+    /// The key that signs what the host sends the shop (return redirects, webhooks).
+    pub fn shop_key(&self, merchant: &MerchantSettings) -> String {
+        merchant
+            .shop_webhook_secret
+            .clone()
+            .unwrap_or_else(|| self.config.api_token.clone())
+    }
+
+    /// Verifies the buyer's return (§6) and builds the signed redirect to the shop's return_url:
+    /// `out_trade_no`, `result` (Alipay's), `status` (the host's, from confirmed notifications
+    /// only), `ts`, `sign` = hex HMAC-SHA256 over the sorted `k=v&…` string.
+    pub async fn handle_return(&self, merchant_id: &str, query: &[u8]) -> Result<String, ApiError> {
+        let merchant = self.merchant(merchant_id)?;
+        let q = pairs(form_urlencoded::parse(query).into_owned());
+        let mut session = self.runtime.session().await?;
+        let verified = match session
+            .verify_return(&pairs(merchant.plugin.clone()), &q)
+            .await?
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(merchant = merchant_id, detail = %describe_plugin_error(&e), "refused a return");
+                self.metrics.returns("refused");
+                return Err(ApiError::new(400, "bad_return", describe_plugin_error(&e)));
+            }
+        };
+        let payment = self
+            .store
+            .payment(merchant_id, &verified.out_trade_no)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::new(
+                    404,
+                    "unknown_order",
+                    "the return names an order this host does not know",
+                )
+            })?;
+        self.metrics.returns("verified");
+        let params = vec![
+            ("out_trade_no".to_owned(), payment.out_trade_no.clone()),
+            ("result".to_owned(), verified.result.clone()),
+            ("status".to_owned(), payment.status.clone()),
+            ("total_fee".to_owned(), payment.total_fee()),
+            ("ts".to_owned(), (store::now_ms() / 1000).to_string()),
+        ];
+        let signed = sign_params(&self.shop_key(&merchant), &params);
+        let sep = if payment.return_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        Ok(format!("{}{sep}{signed}", payment.return_url))
+    }
+}
+
+fn created(p: &Payment) -> PaymentCreated {
+    PaymentCreated {
+        out_trade_no: p.out_trade_no.clone(),
+        status: p.status.clone(),
+        pay_url: p
+            .pay_url
+            .clone()
+            .filter(|_| p.status == store::WAIT_BUYER_PAY),
+        request_token: p.request_token.clone(),
+        total_fee: p.total_fee(),
+        seller_email: p.seller.clone(),
+    }
+}
+
+/// The host's own amount check (the component checks again): fen, or why not.
+pub fn alipay_amount_fen(s: &str) -> Result<u64, String> {
+    alipay_wap_plugin::amount::Amount::parse(s)
+        .map(|a| a.fen())
+        .map_err(|e| e.to_string())
+}
+
+/// `k=v&…` sorted by key, then `&sign=<hex HMAC-SHA256>`; values percent-encoded.
+pub fn sign_params(key: &str, params: &[(String, String)]) -> String {
+    let mut sorted = params.to_vec();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let canonical = sorted
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
+    mac.update(canonical.as_bytes());
+    let sig = hex::encode(mac.finalize().into_bytes());
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &sorted {
+        out.append_pair(k, v);
+    }
+    out.append_pair("sign", &sig);
+    out.finish()
+}
+
+/// Hex HMAC-SHA256 of a body (webhooks: `X-Payhost-Signature: sha256=<hex>`).
+pub fn hmac_hex(key: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Secrets shown in API answers and the admin page: the last four characters only.
+pub fn mask(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() <= 8 {
+        "****".into()
+    } else {
+        format!(
+            "****{}",
+            chars[chars.len() - 4..].iter().collect::<String>()
+        )
+    }
+}
+
+/// The masked view of a merchant's settings.
+pub fn masked_settings(m: &MerchantSettings, secret_names: &[String]) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (k, v) in &m.plugin {
+        let value = if k == "private_key" {
+            serde_json::Value::String("(set)".into())
+        } else if secret_names.contains(k) {
+            serde_json::Value::String(mask(v))
+        } else if k == "alipay_public_key" {
+            serde_json::Value::String("(set)".into())
+        } else {
+            serde_json::Value::String(v.clone())
+        };
+        out.insert(k.clone(), value);
+    }
+    if let Some(u) = &m.shop_webhook_url {
+        out.insert("shop_webhook_url".into(), u.clone().into());
+    }
+    if let Some(s) = &m.shop_webhook_secret {
+        out.insert("shop_webhook_secret".into(), mask(s).into());
+    }
+    serde_json::Value::Object(out)
+}
+
+pub type SharedApp = Arc<App>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_params_are_sorted_and_verifiable() {
+        let s = sign_params("k", &[("b".into(), "2 3".into()), ("a".into(), "1".into())]);
+        assert!(s.starts_with("a=1&b=2+3&sign="));
+        let expected = hmac_hex("k", b"a=1&b=2 3");
+        assert!(s.ends_with(&expected));
+        assert_eq!(mask("10000000000000000000000000000abc"), "****0abc");
+        assert_eq!(mask("short"), "****");
+    }
+}

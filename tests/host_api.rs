@@ -1,0 +1,766 @@
+//! The real `payhost` binary on loopback, with a stub Alipay and a stub shop, over real HTTP:
+//! every rule of the shop API, the notify and return endpoints, durability and secrecy.
+
+use conformance::alipay::{self, AlipayStub, Trade, MD5_KEY};
+use conformance::host::{free_port, get, post_form, request, send_json, temp_dir, Payhost};
+use conformance::stub::{Seen, StubServer};
+use conformance::{repo_root, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "test-api-token-0123456789";
+const PARTNER: &str = "2088101122136241";
+const SELLER: &str = "seller@example.com";
+const HOOK_SECRET: &str = "shop-webhook-secret-0123";
+
+struct World {
+    host: Payhost,
+    alipay: AlipayStub,
+    shop: StubServer,
+}
+
+async fn world(name: &str) -> World {
+    let alipay = AlipayStub::start().await;
+    let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
+    let dir = temp_dir(name);
+    std::fs::write(dir.join("merchant_private.pem"), TEST_PRIVATE_KEY).unwrap();
+    std::fs::write(dir.join("alipay_public.pem"), TEST_PUBLIC_KEY).unwrap();
+    let port = free_port();
+    let root = repo_root();
+    let config = format!(
+        r#"
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+database = "payhost.db"
+api_token = "{TOKEN}"
+cache_dir = "{cache}"
+
+[plugin]
+manifest = "{manifest}"
+
+[webhooks]
+retry_base_ms = 50
+retry_max_ms = 400
+
+[merchants.shop]
+partner = " {PARTNER} "
+key = "{MD5_KEY}\n"
+seller_email = "{SELLER}"
+gateway_url = "{gw}"
+notify_verify_url = "{verify}"
+shop_webhook_url = "{hook}"
+shop_webhook_secret = "{HOOK_SECRET}"
+
+[merchants.market]
+partner = "{PARTNER}"
+key = "{MD5_KEY}"
+mode = "c2c"
+gateway_url = "{gw}"
+notify_verify_url = "{verify}"
+
+[merchants.rsa]
+partner = "{PARTNER}"
+sign_type = "RSA"
+seller_email = "{SELLER}"
+private_key_file = "merchant_private.pem"
+alipay_public_key_file = "alipay_public.pem"
+gateway_url = "{gw}"
+notify_verify_url = "{verify}"
+"#,
+        cache = root.join("target/payhost-test-cache").display(),
+        manifest = root.join("plugin.toml").display(),
+        gw = alipay.gateway_url(),
+        verify = alipay.verify_url(),
+        hook = shop.url("/hook"),
+    );
+    let host = Payhost::start(&dir, &config);
+    World { host, alipay, shop }
+}
+
+async fn create(w: &World, merchant: &str, body: serde_json::Value) -> conformance::host::Reply {
+    send_json(
+        "POST",
+        &w.host.url(&format!("/v1/merchants/{merchant}/payments")),
+        Some(TOKEN),
+        &body,
+    )
+    .await
+}
+
+fn order(no: &str, fee: &str) -> serde_json::Value {
+    json!({"out_trade_no": no, "subject": "测试商品", "total_fee": fee, "return_url": "https://shop.example/return?x=1"})
+}
+
+async fn payment(w: &World, merchant: &str, no: &str) -> serde_json::Value {
+    get(
+        &w.host
+            .url(&format!("/v1/merchants/{merchant}/payments/{no}")),
+        Some(TOKEN),
+    )
+    .await
+    .json()
+}
+
+async fn notify(w: &World, merchant: &str, body: &str) -> conformance::host::Reply {
+    post_form(&w.host.url(&format!("/alipay/{merchant}/notify")), body).await
+}
+
+fn trade<'a>(no: &'a str, fee: &'a str, notify_id: &'a str) -> Trade<'a> {
+    Trade {
+        out_trade_no: no,
+        total_fee: fee,
+        notify_id,
+        seller_email: SELLER,
+        seller_id: PARTNER,
+        trade_status: "TRADE_SUCCESS",
+    }
+}
+
+async fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn hooks(w: &World) -> Vec<Seen> {
+    w.shop
+        .requests()
+        .into_iter()
+        .filter(|s| s.path == "/hook")
+        .collect()
+}
+
+fn hmac_hex(key: &str, body: &[u8]) -> String {
+    payhost::service::hmac_hex(key, body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_pay_notify_webhook_and_return() {
+    let w = world("flow").await;
+    eprintln!(
+        "payhost serve started in {:?} (warm compile cache)",
+        w.host.started_in
+    );
+    let r = create(&w, "shop", order("A1", "0.01")).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let c = r.json();
+    assert_eq!(c["status"], "WAIT_BUYER_PAY");
+    assert_eq!(c["out_trade_no"], "A1");
+    assert!(c["request_token"].as_str().unwrap().starts_with("token-"));
+    let pay_url = c["pay_url"].as_str().unwrap();
+    assert!(pay_url.starts_with(&format!(
+        "{}?service=alipay.wap.auth.authAndExecute",
+        w.alipay.gateway_url()
+    )));
+    // The create call told Alipay our notify and call-back URLs.
+    let create_call = w
+        .alipay
+        .server
+        .requests()
+        .into_iter()
+        .find(|s| s.path == "/service/rest.htm")
+        .unwrap();
+    let req_data = create_call.param("req_data").unwrap();
+    assert!(req_data.contains(&format!(
+        "<notify_url>{}</notify_url>",
+        w.host.url("/alipay/shop/notify")
+    )));
+    assert!(req_data.contains(&format!(
+        "<call_back_url>{}</call_back_url>",
+        w.host.url("/alipay/shop/return")
+    )));
+
+    assert_eq!(payment(&w, "shop", "A1").await["status"], "WAIT_BUYER_PAY");
+    w.alipay.issue("n-A1");
+    let r = notify(
+        &w,
+        "shop",
+        &alipay::md5_notify_body(&trade("A1", "0.01", "n-A1"), MD5_KEY),
+    )
+    .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "success"));
+    let p = payment(&w, "shop", "A1").await;
+    assert_eq!(p["status"], "TRADE_SUCCESS");
+    assert_eq!(p["trade_no"], "2014A1");
+    assert_eq!(p["buyer_email"], "buyer@example.com");
+    assert_eq!(p["notifications"][0]["outcome"], "applied");
+
+    wait_for(|| hooks(&w).len() == 1, "the shop webhook").await;
+    let hook = &hooks(&w)[0];
+    let event: serde_json::Value = serde_json::from_slice(&hook.body).unwrap();
+    assert_eq!(event["type"], "payment.paid");
+    assert_eq!(event["out_trade_no"], "A1");
+    assert_eq!(event["total_fee"], "0.01");
+
+    // The buyer's return: verified, then sent on to the shop's return_url, signed by the host.
+    let r = get(
+        &w.host.url(&format!(
+            "/alipay/shop/return?{}",
+            alipay::md5_return_query("A1", MD5_KEY)
+        )),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    let location = r.header("location").unwrap();
+    assert!(
+        location.starts_with("https://shop.example/return?x=1&"),
+        "{location}"
+    );
+    let query = location.split_once("?x=1&").unwrap().1;
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let get_p = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    assert_eq!(get_p("status"), "TRADE_SUCCESS");
+    assert_eq!(get_p("result"), "success");
+    let canonical = params
+        .iter()
+        .filter(|(k, _)| k != "sign")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    assert_eq!(get_p("sign"), hmac_hex(HOOK_SECRET, canonical.as_bytes()));
+
+    // A forged return: an error page, nothing changes.
+    let forged = alipay::md5_return_query("A1", "20000000000000000000000000000000");
+    let r = get(&w.host.url(&format!("/alipay/shop/return?{forged}")), None).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("支付结果无法确认"));
+    assert_eq!(payment(&w, "shop", "A1").await["status"], "TRADE_SUCCESS");
+    // Webhook signature.
+    let sig = hook.headers_signature();
+    assert_eq!(sig, format!("sha256={}", hmac_hex(HOOK_SECRET, &hook.body)));
+}
+
+trait SeenExt {
+    fn headers_signature(&self) -> String;
+}
+
+impl SeenExt for Seen {
+    fn headers_signature(&self) -> String {
+        self.header("x-payhost-signature").unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicates_and_50_concurrent_duplicates_apply_once() {
+    let w = world("dupes").await;
+    assert_eq!(create(&w, "shop", order("D1", "12.50")).await.status, 201);
+    w.alipay.issue("n-D1");
+    let body = alipay::md5_notify_body(&trade("D1", "12.50", "n-D1"), MD5_KEY);
+    let url = w.host.url("/alipay/shop/notify");
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (url, body) = (url.clone(), body.clone());
+        tasks.push(tokio::spawn(async move { post_form(&url, &body).await }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "success"));
+    }
+    // Sequential duplicates after the storm.
+    for _ in 0..3 {
+        assert_eq!(notify(&w, "shop", &body).await.text(), "success");
+    }
+    let p = payment(&w, "shop", "D1").await;
+    assert_eq!(p["status"], "TRADE_SUCCESS");
+    let outcomes: Vec<&str> = p["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), 53, "every notification is stored");
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "applied").count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(outcomes
+        .iter()
+        .all(|o| *o == "applied" || *o == "duplicate"));
+    wait_for(|| !hooks(&w).is_empty(), "the webhook").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hooks(&w).len(), 1, "one transition, one webhook");
+    // TRADE_FINISHED later moves it on, once.
+    w.alipay.issue("n-D1-finished");
+    let mut t = trade("D1", "12.50", "n-D1-finished");
+    t.trade_status = "TRADE_FINISHED";
+    assert_eq!(
+        notify(&w, "shop", &alipay::md5_notify_body(&t, MD5_KEY))
+            .await
+            .text(),
+        "success"
+    );
+    assert_eq!(payment(&w, "shop", "D1").await["status"], "TRADE_FINISHED");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_wrongly_sorted_and_unconfirmed_notifies_are_refused() {
+    let w = world("refused").await;
+    assert_eq!(create(&w, "shop", order("F1", "1.00")).await.status, 201);
+    w.alipay.issue("n-F1");
+    let t = trade("F1", "1.00", "n-F1");
+    // Forged: signed with another key.
+    let r = notify(
+        &w,
+        "shop",
+        &alipay::md5_notify_body(&t, "20000000000000000000000000000000"),
+    )
+    .await;
+    assert_eq!(r.text(), "fail");
+    // Signed over the sorted string (a common port bug).
+    let r = notify(&w, "shop", &alipay::md5_notify_body_sorted(&t, MD5_KEY)).await;
+    assert_eq!(r.text(), "fail");
+    // Correctly signed, but notify_verify does not know the id.
+    let r = notify(
+        &w,
+        "shop",
+        &alipay::md5_notify_body(&trade("F1", "1.00", "n-never-issued"), MD5_KEY),
+    )
+    .await;
+    assert_eq!(r.text(), "fail");
+    let p = payment(&w, "shop", "F1").await;
+    assert_eq!(p["status"], "WAIT_BUYER_PAY");
+    // Each refusal is stored raw; outcomes recorded.
+    let log = get(&w.host.url("/metrics"), None).await.text();
+    assert!(
+        log.contains("payhost_notifications_total{outcome=\"bad_signature\"} 2"),
+        "{log}"
+    );
+    assert!(
+        log.contains("payhost_notifications_total{outcome=\"not_confirmed\"} 1"),
+        "{log}"
+    );
+    // The genuine one still goes through afterwards.
+    assert_eq!(
+        notify(&w, "shop", &alipay::md5_notify_body(&t, MD5_KEY))
+            .await
+            .text(),
+        "success"
+    );
+    assert_eq!(payment(&w, "shop", "F1").await["status"], "TRADE_SUCCESS");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn amount_and_c2c_seller_mismatches_are_flagged_not_paid() {
+    let w = world("mismatch").await;
+    assert_eq!(create(&w, "shop", order("M1", "100.00")).await.status, 201);
+    w.alipay.issue("n-M1");
+    let r = notify(
+        &w,
+        "shop",
+        &alipay::md5_notify_body(&trade("M1", "0.01", "n-M1"), MD5_KEY),
+    )
+    .await;
+    assert_eq!(
+        r.text(),
+        "success",
+        "genuine: acknowledged, recorded, not retried"
+    );
+    let p = payment(&w, "shop", "M1").await;
+    assert_eq!(p["status"], "WAIT_BUYER_PAY");
+    assert!(p["review"].as_str().unwrap().contains("total_fee"), "{p}");
+    assert!(w.host.log_text().contains("ALERT"));
+
+    // C2C: the order names its seller; a notify paying another seller is flagged.
+    let mut o = order("C1", "5.00");
+    o["seller_email"] = json!("13800138000");
+    let r = create(&w, "market", o).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["seller_email"], "13800138000");
+    w.alipay.issue("n-C1");
+    let mut t = trade("C1", "5.00", "n-C1");
+    t.seller_email = "thief@example.com";
+    t.seller_id = "2088999999999999";
+    assert_eq!(
+        notify(&w, "market", &alipay::md5_notify_body(&t, MD5_KEY))
+            .await
+            .text(),
+        "success"
+    );
+    let p = payment(&w, "market", "C1").await;
+    assert_eq!(p["status"], "WAIT_BUYER_PAY");
+    assert!(
+        p["review"].as_str().unwrap().contains("seller_email"),
+        "{p}"
+    );
+    // The right seller pays it.
+    w.alipay.issue("n-C1b");
+    let mut t = trade("C1", "5.00", "n-C1b");
+    t.seller_email = "13800138000";
+    assert_eq!(
+        notify(&w, "market", &alipay::md5_notify_body(&t, MD5_KEY))
+            .await
+            .text(),
+        "success"
+    );
+    assert_eq!(payment(&w, "market", "C1").await["status"], "TRADE_SUCCESS");
+    // C2C without a seller and without a default: 400 naming the field.
+    let r = create(&w, "market", order("C2", "5.00")).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["field"], "seller_email");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rsa_merchant_end_to_end() {
+    let w = world("rsa").await;
+    let r = create(&w, "rsa", order("R1", "9.99")).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(r.json()["pay_url"]
+        .as_str()
+        .unwrap()
+        .contains("sec_id=0001"));
+    w.alipay.issue("n-R1");
+    let r = notify(
+        &w,
+        "rsa",
+        &alipay::rsa_notify_body(&trade("R1", "9.99", "n-R1")),
+    )
+    .await;
+    assert_eq!(r.text(), "success");
+    assert_eq!(payment(&w, "rsa", "R1").await["status"], "TRADE_SUCCESS");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_errors_name_the_field_and_use_the_right_status() {
+    let w = world("errors").await;
+    let url = w.host.url("/v1/merchants/shop/payments");
+    assert_eq!(
+        send_json("POST", &url, None, &order("E1", "1"))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        send_json(
+            "POST",
+            &url,
+            Some("wrong-token-wrong-token"),
+            &order("E1", "1")
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(create(&w, "nobody", order("E1", "1")).await.status, 404);
+    for (fee, field) in [
+        ("1e3", "total_fee"),
+        ("-1", "total_fee"),
+        ("0.001", "total_fee"),
+        ("abc", "total_fee"),
+    ] {
+        let r = create(&w, "shop", order("E1", fee)).await;
+        assert_eq!(r.status, 400, "{fee}");
+        let e = r.json();
+        assert_eq!(e["error"]["field"], field, "{e}");
+        assert!(e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("total_fee"));
+    }
+    let mut missing = order("E1", "1");
+    missing.as_object_mut().unwrap().remove("subject");
+    assert_eq!(
+        create(&w, "shop", missing).await.json()["error"]["field"],
+        "subject"
+    );
+    let r = create(&w, "shop", order("bad no!", "1")).await;
+    assert_eq!(
+        (r.status, r.json()["error"]["field"].clone()),
+        (400, json!("out_trade_no"))
+    );
+    // Idempotent create; another amount is a conflict.
+    let first = create(&w, "shop", order("E2", "3.00")).await;
+    assert_eq!(first.status, 201);
+    let again = create(&w, "shop", order("E2", "3.00")).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json()["out_trade_no"], "E2");
+    let conflict = create(&w, "shop", order("E2", "3.01")).await;
+    assert_eq!(conflict.status, 409);
+    assert_eq!(conflict.json()["error"]["code"], "conflict");
+    assert_eq!(
+        get(&w.host.url("/v1/merchants/shop/payments/NOPE"), Some(TOKEN))
+            .await
+            .status,
+        404
+    );
+    // A gateway refusal is a 502 with the provider's code.
+    let put = send_json(
+        "PUT",
+        &w.host.url("/v1/merchants/wrongkey"),
+        Some(TOKEN),
+        &json!({"partner": PARTNER, "key": "20000000000000000000000000000000", "seller_email": SELLER,
+                "gateway_url": w.alipay.gateway_url(), "notify_verify_url": w.alipay.verify_url()}),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let r = create(&w, "wrongkey", order("G1", "1")).await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.json()["error"]["code"], "gateway_0007");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn merchant_settings_through_the_api_are_trimmed_validated_and_masked() {
+    let w = world("merchant").await;
+    let url = w.host.url("/v1/merchants/newshop");
+    let r = send_json(
+        "PUT",
+        &url,
+        Some(TOKEN),
+        &json!({"partner": "  2088101122136241 \n", "key": " 10000000000000000000000000000abc\t", "seller_email": " a@b.cn ",
+                "shop_webhook_url": "https://shop.example/hook", "shop_webhook_secret": "0123456789abcdefXYZ"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let m = r.json();
+    assert_eq!(m["partner"], PARTNER);
+    assert_eq!(m["key"], "****0abc");
+    assert_eq!(m["shop_webhook_secret"], "****fXYZ");
+    let again = get(&url, Some(TOKEN)).await;
+    assert!(!again.text().contains("10000000000000000000000000000abc"));
+    let bad = send_json(
+        "PUT",
+        &url,
+        Some(TOKEN),
+        &json!({"partner": "12", "key": "short", "mode": "b2b"}),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    let fields: Vec<String> = bad.json()["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap().to_owned())
+        .collect();
+    for f in ["partner", "key", "mode"] {
+        assert!(fields.contains(&f.to_owned()), "{f} in {fields:?}");
+    }
+    assert_eq!(send_json("PUT", &url, None, &json!({})).await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_and_oversized_bodies_never_cost_a_5xx_or_the_host() {
+    let w = world("garbage").await;
+    let url = w.host.url("/alipay/shop/notify");
+    let big = "a".repeat(300 * 1024);
+    for body in [
+        &b""[..],
+        b"\xff\xfe\x00garbage",
+        b"service=x&sign=y",
+        b"notify_data=%3C!DOCTYPE%20x%20%5B%3C!ENTITY%20e%20SYSTEM%20%22file%3A%2F%2F%2Fetc%2Fpasswd%22%3E%5D%3E",
+        big.as_bytes(),
+    ] {
+        let r = request("POST", &url, &[("content-type", "application/x-www-form-urlencoded")], body.to_vec()).await;
+        assert!(r.status < 500, "{} for a {}-byte body", r.status, body.len());
+        assert_eq!(r.text(), "fail");
+    }
+    let r = request(
+        "POST",
+        &w.host.url("/v1/merchants/shop/payments"),
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        b"{not json".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let r = request(
+        "POST",
+        &w.host.url("/v1/merchants/shop/payments"),
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        big.into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        get(&w.host.url("/alipay/shop/return?garbage=%ff"), None)
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        get(&w.host.url("/healthz"), None).await.status,
+        200,
+        "still serving"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_and_restart_lose_nothing_and_deliver_the_webhook_once() {
+    let mut w = world("kill9").await;
+    // The shop is down at first: the webhook stays in the outbox.
+    w.shop.answer(|_| (503, b"down".to_vec()));
+    assert_eq!(create(&w, "shop", order("K1", "2.00")).await.status, 201);
+    w.alipay.issue("n-K1");
+    assert_eq!(
+        notify(
+            &w,
+            "shop",
+            &alipay::md5_notify_body(&trade("K1", "2.00", "n-K1"), MD5_KEY)
+        )
+        .await
+        .text(),
+        "success"
+    );
+    wait_for(|| !hooks(&w).is_empty(), "a first (failed) attempt").await;
+    w.host.kill9();
+    w.shop.clear();
+    w.shop.answer(|_| (200, b"ok".to_vec()));
+    w.host.restart();
+    let p = payment(&w, "shop", "K1").await;
+    assert_eq!(
+        p["status"], "TRADE_SUCCESS",
+        "the transition survived kill -9"
+    );
+    assert_eq!(p["notifications"].as_array().unwrap().len(), 1);
+    wait_for(|| hooks(&w).len() == 1, "the webhook after restart").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(hooks(&w).len(), 1, "delivered once");
+    // A retried notify after the restart is a duplicate.
+    assert_eq!(
+        notify(
+            &w,
+            "shop",
+            &alipay::md5_notify_body(&trade("K1", "2.00", "n-K1"), MD5_KEY)
+        )
+        .await
+        .text(),
+        "success"
+    );
+    let p = payment(&w, "shop", "K1").await;
+    assert_eq!(p["notifications"][1]["outcome"], "duplicate");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_appears_in_logs_or_answers() {
+    let w = world("secrets").await;
+    let mut answers = String::new();
+    answers.push_str(
+        &get(&w.host.url("/v1/merchants/shop"), Some(TOKEN))
+            .await
+            .text(),
+    );
+    answers.push_str(
+        &get(&w.host.url("/v1/merchants/rsa"), Some(TOKEN))
+            .await
+            .text(),
+    );
+    answers.push_str(&create(&w, "shop", order("S1", "1.00")).await.text());
+    answers.push_str(&create(&w, "rsa", order("S2", "1.00")).await.text());
+    answers.push_str(&create(&w, "shop", order("S3", "1e3")).await.text());
+    answers.push_str(&get(&w.host.url("/metrics"), None).await.text());
+    w.alipay.issue("n-S1");
+    notify(
+        &w,
+        "shop",
+        &alipay::md5_notify_body(&trade("S1", "1.00", "n-S1"), MD5_KEY),
+    )
+    .await;
+    notify(
+        &w,
+        "shop",
+        &alipay::md5_notify_body(
+            &trade("S1", "1.00", "n-S1"),
+            "20000000000000000000000000000000",
+        ),
+    )
+    .await;
+    let login = post_form(&w.host.url("/admin/login"), &format!("token={TOKEN}")).await;
+    let cookie = login.header("set-cookie").unwrap();
+    let cookie = cookie.split(';').next().unwrap();
+    answers.push_str(
+        &request(
+            "GET",
+            &w.host.url("/admin?m=shop"),
+            &[("cookie", cookie)],
+            Vec::new(),
+        )
+        .await
+        .text(),
+    );
+    answers.push_str(
+        &request(
+            "GET",
+            &w.host.url("/admin?m=rsa"),
+            &[("cookie", cookie)],
+            Vec::new(),
+        )
+        .await
+        .text(),
+    );
+    let log = w.host.log_text();
+    let private_body: String = TEST_PRIVATE_KEY.lines().nth(3).unwrap().to_owned();
+    for secret in [MD5_KEY, TOKEN, HOOK_SECRET, private_body.as_str()] {
+        assert!(!log.contains(secret), "the log contains a secret");
+        assert!(!answers.contains(secret), "an answer contains a secret");
+    }
+    assert!(log.contains("payment created"), "the log is not empty");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_lists_every_problem_and_exits_non_zero() {
+    let dir = temp_dir("check");
+    let config = dir.join("bad.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:1\"\npublic_url = \"https://pay.example\"\napi_token = \"{TOKEN}\"\n[plugin]\nmanifest = \"{}\"\n\
+             [merchants.a]\npartner = \"1234\"\nkey = \"short\"\nmode = \"b2b\"\n[merchants.b]\npartner = \"{PARTNER}\"\nsign_type = \"RSA\"\n",
+            repo_root().join("plugin.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(conformance::host::payhost_binary())
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "merchants.a.partner",
+        "merchants.a.key",
+        "merchants.a.mode",
+        "merchants.a.seller_email",
+        "merchants.b.private_key",
+        "merchants.b.alipay_public_key",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from:\n{err}");
+    }
+    // A good one passes.
+    std::fs::write(
+        &config,
+        format!(
+            "public_url = \"https://pay.example\"\napi_token = \"{TOKEN}\"\ncache_dir = \"{}\"\n[plugin]\nmanifest = \"{}\"\n[merchants.a]\npartner = \"{PARTNER}\"\nkey = \"{MD5_KEY}\"\nseller_email = \"{SELLER}\"\n",
+            repo_root().join("target/payhost-test-cache").display(),
+            repo_root().join("plugin.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(conformance::host::payhost_binary())
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_the_host_exit_cleanly() {
+    let mut w = world("sigterm").await;
+    assert_eq!(create(&w, "shop", order("T1", "1.00")).await.status, 201);
+    let status = w.host.terminate();
+    assert!(status.success(), "{status}");
+}

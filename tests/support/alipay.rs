@@ -1,0 +1,211 @@
+//! A stub of Alipay for host tests: answers the create call with a signed token (MD5 or RSA,
+//! chosen by the request's `sec_id`), answers `notify_verify` with `true` only for notify_ids it
+//! issued, and builds signed notifications and returns.
+
+use crate::stub::{Seen, StubServer};
+use crate::{TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
+use alipay_wap_plugin::sign;
+use alipay_wap_plugin::transformers::form_encode;
+use base64::Engine as _;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+pub const MD5_KEY: &str = "10000000000000000000000000000000";
+
+pub struct AlipayStub {
+    pub server: StubServer,
+    pub issued: Arc<Mutex<HashSet<String>>>,
+}
+
+fn sorted(params: &[(String, String)]) -> String {
+    sign::sorted_link_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+pub fn encrypt_to_test_key(plain: &str) -> String {
+    use rsa::pkcs8::DecodePublicKey;
+    let key = rsa::RsaPublicKey::from_public_key_pem(TEST_PUBLIC_KEY).unwrap();
+    let mut out = Vec::new();
+    for chunk in plain.as_bytes().chunks(117) {
+        out.extend(
+            key.encrypt(&mut rand_core::OsRng, rsa::Pkcs1v15Encrypt, chunk)
+                .unwrap(),
+        );
+    }
+    base64::engine::general_purpose::STANDARD.encode(out)
+}
+
+fn answer(seen: &Seen, issued: &Mutex<HashSet<String>>) -> (u16, Vec<u8>) {
+    let params = seen.params();
+    let p = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    match (seen.method.as_str(), seen.path.as_str()) {
+        ("GET", "/gateway.do") if p("service") == "notify_verify" => {
+            let ok = issued.lock().unwrap().contains(&p("notify_id"));
+            (
+                200,
+                if ok {
+                    b"true".to_vec()
+                } else {
+                    b"false".to_vec()
+                },
+            )
+        }
+        ("POST", "/service/rest.htm") => {
+            let rsa = p("sec_id") == "0001";
+            let content = sorted(&params);
+            let valid = if rsa {
+                sign::rsa_verify(
+                    &content,
+                    &p("sign"),
+                    &sign::parse_public_key(TEST_PUBLIC_KEY).unwrap(),
+                )
+                .unwrap_or(false)
+            } else {
+                sign::md5_verify(&content, MD5_KEY, &p("sign"))
+            };
+            if !valid {
+                let err = "<?xml version=\"1.0\" encoding=\"utf-8\"?><err><code>0007</code><sub_code>0007</sub_code><msg>sign error</msg><detail>签名错误</detail></err>";
+                return (
+                    200,
+                    form_encode(&[("res_error".into(), err.into())]).into_bytes(),
+                );
+            }
+            let token = format!("token-{}", p("req_id"));
+            let res_plain = format!(
+                "<?xml version=\"1.0\" encoding=\"utf-8\"?><direct_trade_create_res><request_token>{token}</request_token></direct_trade_create_res>"
+            );
+            let mut reply: Vec<(String, String)> = vec![
+                ("res_data".into(), res_plain.clone()),
+                ("service".into(), p("service")),
+                ("sec_id".into(), p("sec_id")),
+                ("partner".into(), p("partner")),
+                ("req_id".into(), p("req_id")),
+                ("v".into(), "2.0".into()),
+            ];
+            let content = sorted(&reply);
+            let signature = if rsa {
+                sign::rsa_sign(
+                    &content,
+                    &sign::parse_private_key(TEST_PRIVATE_KEY).unwrap(),
+                )
+                .unwrap()
+            } else {
+                sign::md5_sign(&content, MD5_KEY)
+            };
+            if rsa {
+                reply[0].1 = encrypt_to_test_key(&res_plain);
+            }
+            reply.insert(5, ("sign".into(), signature));
+            (200, form_encode(&reply).into_bytes())
+        }
+        _ => (404, b"unknown".to_vec()),
+    }
+}
+
+impl AlipayStub {
+    pub async fn start() -> AlipayStub {
+        let issued: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let i2 = issued.clone();
+        let server = StubServer::start(move |seen: &Seen| answer(seen, &i2)).await;
+        AlipayStub { server, issued }
+    }
+
+    pub fn gateway_url(&self) -> String {
+        self.server.url("/service/rest.htm")
+    }
+
+    pub fn verify_url(&self) -> String {
+        self.server.url("/gateway.do")
+    }
+
+    /// Makes `notify_verify` answer `true` for this id.
+    pub fn issue(&self, notify_id: &str) {
+        self.issued.lock().unwrap().insert(notify_id.to_owned());
+    }
+}
+
+/// What a notification says.
+pub struct Trade<'a> {
+    pub out_trade_no: &'a str,
+    pub total_fee: &'a str,
+    pub notify_id: &'a str,
+    pub seller_email: &'a str,
+    pub seller_id: &'a str,
+    pub trade_status: &'a str,
+}
+
+pub fn notify_data(t: &Trade<'_>) -> String {
+    format!(
+        "<notify><payment_type>1</payment_type><subject>测试</subject><trade_no>2014{no}</trade_no><buyer_email>buyer@example.com</buyer_email><gmt_create>2014-01-01 12:00:00</gmt_create><notify_type>trade_status_sync</notify_type><quantity>1</quantity><out_trade_no>{no}</out_trade_no><notify_time>2014-01-01 12:00:10</notify_time><seller_id>{sid}</seller_id><trade_status>{st}</trade_status><is_total_fee_adjust>N</is_total_fee_adjust><total_fee>{fee}</total_fee><gmt_payment>2014-01-01 12:00:10</gmt_payment><seller_email>{se}</seller_email><price>{fee}</price><buyer_id>2088000000000000</buyer_id><notify_id>{nid}</notify_id><use_coupon>N</use_coupon></notify>",
+        no = t.out_trade_no,
+        sid = t.seller_id,
+        st = t.trade_status,
+        fee = t.total_fee,
+        se = t.seller_email,
+        nid = t.notify_id
+    )
+}
+
+/// The form body of an MD5 notification, in captured wire order, signed in the fixed order.
+pub fn md5_notify_body(t: &Trade<'_>, key: &str) -> String {
+    let data = notify_data(t);
+    let content = sign::notify_link_string("alipay.wap.trade.create.direct", "1.0", "MD5", &data);
+    form_encode(&[
+        ("service".into(), "alipay.wap.trade.create.direct".into()),
+        ("sign".into(), sign::md5_sign(&content, key)),
+        ("sec_id".into(), "MD5".into()),
+        ("v".into(), "1.0".into()),
+        ("notify_data".into(), data),
+    ])
+}
+
+/// The same notification signed over the (wrong) sorted string.
+pub fn md5_notify_body_sorted(t: &Trade<'_>, key: &str) -> String {
+    let data = notify_data(t);
+    let params: Vec<(String, String)> = vec![
+        ("service".into(), "alipay.wap.trade.create.direct".into()),
+        ("v".into(), "1.0".into()),
+        ("sec_id".into(), "MD5".into()),
+        ("notify_data".into(), data.clone()),
+    ];
+    let mut all = params.clone();
+    all.push(("sign".into(), sign::md5_sign(&sorted(&params), key)));
+    form_encode(&all)
+}
+
+/// An RSA notification: notify_data encrypted to the merchant key, signed over the plaintext.
+pub fn rsa_notify_body(t: &Trade<'_>) -> String {
+    let data = notify_data(t);
+    let content = sign::notify_link_string("alipay.wap.trade.create.direct", "1.0", "0001", &data);
+    let signature = sign::rsa_sign(
+        &content,
+        &sign::parse_private_key(TEST_PRIVATE_KEY).unwrap(),
+    )
+    .unwrap();
+    form_encode(&[
+        ("service".into(), "alipay.wap.trade.create.direct".into()),
+        ("sign".into(), signature),
+        ("sec_id".into(), "0001".into()),
+        ("v".into(), "1.0".into()),
+        ("notify_data".into(), encrypt_to_test_key(&data)),
+    ])
+}
+
+/// The query of a signed MD5 call-back.
+pub fn md5_return_query(out_trade_no: &str, key: &str) -> String {
+    let mut q: Vec<(String, String)> = vec![
+        ("out_trade_no".into(), out_trade_no.into()),
+        ("request_token".into(), "requestToken".into()),
+        ("result".into(), "success".into()),
+        ("trade_no".into(), format!("2014{out_trade_no}")),
+    ];
+    let signature = sign::md5_sign(&sorted(&q), key);
+    q.push(("sign".into(), signature));
+    q.push(("sign_type".into(), "MD5".into()));
+    form_encode(&q)
+}

@@ -1,0 +1,245 @@
+//! Running the real `payhost` binary on loopback, and talking to it over HTTP.
+
+use crate::repo_root;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The release binary (built by `./scripts/test` before the tests run).
+pub fn payhost_binary() -> PathBuf {
+    let p = repo_root().join("target/release/payhost");
+    assert!(
+        p.exists(),
+        "build payhost first: cargo build --release -p payhost"
+    );
+    p
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fresh directory under target/ for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = repo_root().join("target/test-tmp").join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub struct Payhost {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub started_in: Duration,
+}
+
+impl Payhost {
+    /// Writes `payhost.toml` into `dir` and starts `payhost serve` with it.
+    pub fn start(dir: &Path, config_toml: &str) -> Payhost {
+        let config = dir.join("payhost.toml");
+        std::fs::write(&config, config_toml).unwrap();
+        let addr: SocketAddr = toml_listen(config_toml);
+        let mut p = Payhost {
+            addr,
+            dir: dir.to_path_buf(),
+            config,
+            child: None,
+            log: dir.join("payhost.log"),
+            started_in: Duration::ZERO,
+        };
+        p.spawn();
+        p
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let started = Instant::now();
+        let child = Command::new(payhost_binary())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("PAYHOST_LOG", "debug,wasmtime=warn,cranelift=warn")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn payhost");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if std::net::TcpStream::connect(self.addr).is_ok() {
+                break;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "payhost exited with {status} while starting:\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "payhost did not start:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.started_in = started.elapsed();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`: no chance to flush or finish anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        c.wait().unwrap()
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+}
+
+impl Drop for Payhost {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn toml_listen(config: &str) -> SocketAddr {
+    for line in config.lines() {
+        if let Some(v) = line.trim().strip_prefix("listen") {
+            let v = v.trim().trim_start_matches('=').trim().trim_matches('"');
+            return v.parse().unwrap();
+        }
+    }
+    panic!("the test config needs a listen line")
+}
+
+/// A response as the client saw it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection.
+pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Reply {
+    let uri: http::Uri = url.parse().unwrap();
+    let authority = uri.authority().unwrap().to_string();
+    let stream = tokio::net::TcpStream::connect(&authority)
+        .await
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .header("host", authority);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let response = sender
+        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn get(url: &str, token: Option<&str>) -> Reply {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    request("GET", url, &headers, Vec::new()).await
+}
+
+pub async fn send_json(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+) -> Reply {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a.as_str()));
+    }
+    request(method, url, &headers, body.to_string().into_bytes()).await
+}
+
+pub async fn post_form(url: &str, body: &str) -> Reply {
+    request(
+        "POST",
+        url,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        body.as_bytes().to_vec(),
+    )
+    .await
+}
