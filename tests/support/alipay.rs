@@ -44,6 +44,17 @@ fn answer(seen: &Seen, issued: &Mutex<HashSet<String>>) -> (u16, Vec<u8>) {
             .unwrap_or_default()
     };
     match (seen.method.as_str(), seen.path.as_str()) {
+        ("GET", "/gateway.do") if p("service") == "mobile.merchant.paychannel" => {
+            let result = r#"{"payChannleResult":{"supportedPayChannelList":{"supportTopPayChannel":[{"name":"借记卡快捷支付","cashierCode":"DEBITCARD","supportSecPayChannelList":{"supportSecPayChannel":[{"name":"工行","cashierCode":"DEBITCARD_ICBC"}]}}]}}}"#;
+            let gbk = encoding_rs::GBK.encode(result).0.into_owned();
+            let mut signed = b"result=".to_vec();
+            signed.extend_from_slice(&gbk);
+            let signature = sign::md5_sign_bytes(&signed, MD5_KEY.as_bytes());
+            let mut body = b"<?xml version=\"1.0\" encoding=\"GBK\"?><alipay><is_success>T</is_success><response><alipay><result>".to_vec();
+            body.extend_from_slice(&gbk);
+            body.extend_from_slice(format!("</result></alipay></response><sign>{signature}</sign><sign_type>MD5</sign_type></alipay>").as_bytes());
+            (200, body)
+        }
         ("GET", "/gateway.do") if p("service") == "notify_verify" => {
             let ok = issued.lock().unwrap().contains(&p("notify_id"));
             (
