@@ -769,7 +769,11 @@ async fn sigterm_lets_the_host_exit_cleanly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn channels_are_listed_from_the_gbk_response() {
     let w = world("channels").await;
-    let r = get(&w.host.url("/v1/merchants/shop/channels?out_user=u1"), Some(TOKEN)).await;
+    let r = get(
+        &w.host.url("/v1/merchants/shop/channels?out_user=u1"),
+        Some(TOKEN),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let c = r.json();
     assert_eq!(c["channels"][0]["name"], "借记卡快捷支付");
@@ -780,12 +784,21 @@ async fn channels_are_listed_from_the_gbk_response() {
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_login_save_with_stray_spaces_then_masked() {
     let w = world("admin").await;
-    assert!(get(&w.host.url("/admin"), None).await.text().contains("name=\"token\""));
+    assert!(get(&w.host.url("/admin"), None)
+        .await
+        .text()
+        .contains("name=\"token\""));
     let bad = post_form(&w.host.url("/admin/login"), "token=wrong").await;
     assert_eq!(bad.status, 401);
     let login = post_form(&w.host.url("/admin/login"), &format!("token={TOKEN}")).await;
     assert_eq!(login.status, 302);
-    let cookie = login.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    let cookie = login
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let form = format!(
         "partner=+{PARTNER}+%0A&key=%09{MD5_KEY}++&seller_email=+a%40b.cn&mode=b2c&sign_type=MD5&gateway_url={}&notify_verify_url={}",
         form_urlencoded::byte_serialize(w.alipay.gateway_url().as_bytes()).collect::<String>(),
@@ -794,7 +807,10 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
     let saved = request(
         "POST",
         &w.host.url("/admin/merchants/pasted"),
-        &[("cookie", &cookie), ("content-type", "application/x-www-form-urlencoded")],
+        &[
+            ("cookie", &cookie),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
         form.into_bytes(),
     )
     .await;
@@ -802,22 +818,47 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
     assert!(page.contains("Saved and validated"), "{page}");
     assert!(page.contains("****0000"), "the key is shown masked");
     assert!(!page.contains(MD5_KEY));
-    let m = get(&w.host.url("/v1/merchants/pasted"), Some(TOKEN)).await.json();
+    let m = get(&w.host.url("/v1/merchants/pasted"), Some(TOKEN))
+        .await
+        .json();
     assert_eq!(m["partner"], PARTNER);
     // Test connection against the stub gateway.
-    let tested = request("POST", &w.host.url("/admin/merchants/pasted/test"), &[("cookie", &cookie)], Vec::new()).await;
+    let tested = request(
+        "POST",
+        &w.host.url("/admin/merchants/pasted/test"),
+        &[("cookie", &cookie)],
+        Vec::new(),
+    )
+    .await;
     assert!(tested.text().contains("Connection OK"), "{}", tested.text());
     // A bad key is refused with the field named, and nothing is stored.
     let bad_form = "partner=2088101122136241&key=short&seller_email=a%40b.cn";
     let refused = request(
         "POST",
         &w.host.url("/admin/merchants/other"),
-        &[("cookie", &cookie), ("content-type", "application/x-www-form-urlencoded")],
+        &[
+            ("cookie", &cookie),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
         bad_form.as_bytes().to_vec(),
     )
     .await;
-    assert!(refused.text().contains("<code>key</code>"), "{}", refused.text());
-    assert_eq!(get(&w.host.url("/v1/merchants/other"), Some(TOKEN)).await.status, 404);
+    assert!(
+        refused.text().contains("<code>key</code>"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(
+        get(&w.host.url("/v1/merchants/other"), Some(TOKEN))
+            .await
+            .status,
+        404
+    );
     // Without the cookie, nothing.
-    assert_eq!(request("POST", &w.host.url("/admin/merchants/x"), &[], Vec::new()).await.status, 401);
+    assert_eq!(
+        request("POST", &w.host.url("/admin/merchants/x"), &[], Vec::new())
+            .await
+            .status,
+        401
+    );
 }

@@ -3,10 +3,13 @@
 //! and an admin page.
 
 pub mod config;
+pub mod demo;
 pub mod http;
+pub mod http_client;
 pub mod manifest;
 pub mod metrics;
 pub mod runtime;
+pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod store;

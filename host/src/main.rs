@@ -34,6 +34,38 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Runs payhost on its built-in defaults with a sandbox Alipay gateway and a demo shop: a B2C
+    /// merchant, a C2C marketplace merchant and an RSA merchant, already configured.
+    Demo {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// The plugin manifest.
+        #[arg(long, default_value = "plugin.toml", value_name = "FILE")]
+        manifest: PathBuf,
+        /// The database file (default: a new temporary file).
+        #[arg(long, value_name = "FILE")]
+        database: Option<PathBuf>,
+        /// The API and admin token (default: random, printed at start).
+        #[arg(long, value_name = "TOKEN")]
+        api_token: Option<String>,
+        /// Sandbox seconds per real second (notify retries: 2m, 10m, … compressed).
+        #[arg(long, default_value_t = 1.0, value_name = "N")]
+        sandbox_speed: f64,
+    },
+    /// Runs only the sandbox Alipay gateway (create, cashier, notify and retries, notify_verify,
+    /// pay channels) under /sandbox.
+    Sandbox {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8090", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// An MD5 merchant the gateway knows, as PARTNER:KEY (repeatable).
+        #[arg(long = "md5-merchant", value_name = "PARTNER:KEY")]
+        md5_merchants: Vec<String>,
+        /// Sandbox seconds per real second.
+        #[arg(long, default_value_t = 1.0, value_name = "N")]
+        speed: f64,
+    },
     /// Writes the component's current sha256 into the manifest (after a deliberate rebuild).
     PinComponent {
         /// The plugin manifest to update.
@@ -88,6 +120,83 @@ fn main() -> ExitCode {
                     Err(e) => return fail(e),
                 };
                 match running.wait().await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(e),
+                }
+            })
+        }
+        Command::Demo {
+            listen,
+            manifest,
+            database,
+            api_token,
+            sandbox_speed,
+        } => {
+            init_logging();
+            let opts = payhost::demo::DemoOptions {
+                listen,
+                manifest,
+                database,
+                api_token,
+                sandbox_speed,
+            };
+            runtime().block_on(async {
+                let (config, sandbox, shop) = match payhost::demo::build(&opts) {
+                    Ok(x) => x,
+                    Err(e) => return fail(e),
+                };
+                sandbox.start_delivery();
+                let token = config.api_token.clone();
+                let app = match payhost::server::build_app_with(config, Some(sandbox), Some(shop)).await {
+                    Ok(a) => a,
+                    Err(e) => return fail(e),
+                };
+                let running = match payhost::server::start(app, payhost::server::termination_signal()).await {
+                    Ok(r) => r,
+                    Err(e) => return fail(e),
+                };
+                println!(
+                    "\npayhost demo is running.\n  Shop (open this on a phone-sized window): http://{0}/shop\n  Admin: http://{0}/admin  (token: {token})\n  Sandbox gateway: http://{0}/sandbox/gateway\nPress Ctrl-C to stop.\n",
+                    running.addr
+                );
+                match running.wait().await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(e),
+                }
+            })
+        }
+        Command::Sandbox {
+            listen,
+            md5_merchants,
+            speed,
+        } => {
+            init_logging();
+            runtime().block_on(async move {
+                let sandbox = payhost::sandbox::Sandbox::new(
+                    "/sandbox",
+                    &format!("http://{listen}/sandbox"),
+                    speed,
+                );
+                for m in &md5_merchants {
+                    let Some((partner, key)) = m.split_once(':') else {
+                        return fail(anyhow::anyhow!(
+                            "--md5-merchant {m:?}: expected PARTNER:KEY"
+                        ));
+                    };
+                    sandbox.add_merchant(payhost::sandbox::SandboxMerchant {
+                        partner: partner.trim().into(),
+                        keys: payhost::sandbox::wire::Keys::Md5(key.trim().into()),
+                        privileged: true,
+                    });
+                }
+                sandbox.start_delivery();
+                match payhost::sandbox::serve(
+                    sandbox,
+                    listen,
+                    payhost::server::termination_signal(),
+                )
+                .await
+                {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(e),
                 }

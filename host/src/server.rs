@@ -18,6 +18,15 @@ use tokio::sync::Notify;
 /// Loads the component and the store, and checks and seeds the configured merchants. Every
 /// problem is reported at once.
 pub async fn build_app(config: Config) -> Result<Arc<App>> {
+    build_app_with(config, None, None).await
+}
+
+/// [`build_app`] with the sandbox gateway and the demo shop mounted (`payhost demo`).
+pub async fn build_app_with(
+    config: Config,
+    sandbox: Option<Arc<crate::sandbox::Sandbox>>,
+    demo: Option<Arc<crate::demo::DemoShop>>,
+) -> Result<Arc<App>> {
     let started = Instant::now();
     let manifest = Manifest::load(&config.manifest)?;
     let runtime = PluginRuntime::load(&manifest, Some(&config.cache_dir)).await?;
@@ -34,6 +43,8 @@ pub async fn build_app(config: Config) -> Result<Arc<App>> {
         runtime,
         store,
         metrics: Metrics::default(),
+        sandbox,
+        demo,
     });
     for (id, settings) in &app.config.merchants {
         let mut s = settings.clone();

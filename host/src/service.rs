@@ -19,6 +19,10 @@ pub struct App {
     pub runtime: PluginRuntime,
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
+    /// The sandbox gateway, served under `/sandbox` (`payhost demo`).
+    pub sandbox: Option<Arc<crate::sandbox::Sandbox>>,
+    /// The demo shop, served under `/shop` (`payhost demo`).
+    pub demo: Option<Arc<crate::demo::DemoShop>>,
 }
 
 /// An error for the API: HTTP status, code, field, message.

@@ -6,8 +6,6 @@
 
 use crate::service::{hmac_hex, App};
 use crate::store::now_ms;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -88,34 +86,22 @@ async fn post(
     timeout_ms: u64,
 ) -> Result<(), String> {
     let signature = format!("sha256={}", hmac_hex(key, body.as_bytes()));
-    let request = http::Request::post(url)
-        .header("content-type", "application/json")
-        .header("user-agent", concat!("payhost/", env!("CARGO_PKG_VERSION")))
-        .header("x-payhost-event-id", event_id)
-        .header("x-payhost-signature", signature)
-        .body(Full::new(Bytes::from(body.to_owned())).map_err(|never| match never {}))
-        .map_err(|e| format!("bad webhook request: {e}"))?;
-    let timeout = Duration::from_millis(timeout_ms);
-    let options = wasmtime_wasi_http::RequestOptions {
-        connect_timeout: Some(timeout),
-        first_byte_timeout: Some(timeout),
-        between_bytes_timeout: Some(timeout),
-    };
-    let attempt = async {
-        let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options))
-            .await
-            .map_err(|e| format!("{e:?}"))?;
-        let worker = tokio::spawn(io);
-        let status = response.status();
-        let _ = response.into_body().collect().await;
-        worker.abort();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("the shop answered HTTP {}", status.as_u16()))
-        }
-    };
-    tokio::time::timeout(timeout * 2, attempt)
-        .await
-        .unwrap_or_else(|_| Err("timed out".into()))
+    let headers = [
+        ("content-type", "application/json".to_owned()),
+        ("x-payhost-event-id", event_id.to_owned()),
+        ("x-payhost-signature", signature),
+    ];
+    let answer = crate::http_client::send(
+        "POST",
+        url,
+        &headers,
+        body.as_bytes().to_vec(),
+        Duration::from_millis(timeout_ms),
+    )
+    .await?;
+    if (200..300).contains(&answer.status) {
+        Ok(())
+    } else {
+        Err(format!("the shop answered HTTP {}", answer.status))
+    }
 }

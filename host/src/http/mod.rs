@@ -192,6 +192,14 @@ async fn route(
             ("alipay_return", alipay_return(app, id, &req).await)
         }
         (_, ["admin", ..]) => ("admin", admin::handle(app, req).await),
+        (_, ["sandbox", ..]) if app.sandbox.is_some() => {
+            let sandbox = app.sandbox.clone().expect("checked");
+            ("sandbox", sandbox.handle(req).await)
+        }
+        (_, ["shop", ..]) if app.demo.is_some() => {
+            let shop = app.demo.clone().expect("checked");
+            ("shop", shop.handle(app, req).await)
+        }
         (&Method::GET, []) => ("root", redirect("/admin")),
         _ => (
             "other",

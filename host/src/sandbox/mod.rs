@@ -1,0 +1,805 @@
+//! A sandbox of Alipay's WAP-pay side, exact enough to refuse what the real gateway refuses:
+//!
+//! * `POST {base}/gateway` — `alipay.wap.trade.create.direct`: checks every common parameter, the
+//!   signature (MD5 or RSA), `req_data` and its fields; answers `res_data` with a fresh token in the
+//!   unsorted wire order of real captures (RSA: encrypted to the merchant), or `res_error`.
+//! * `GET {base}/gateway?service=alipay.wap.auth.authAndExecute…` — a phone-sized cashier page where
+//!   the tester pays or cancels. Paying sends the signed notify (fixed-order signature, `v=1.0`, the
+//!   20 `notify_data` fields) and redirects to `call_back_url` with the signed return.
+//! * `GET {base}/mapi?service=notify_verify` (and `mobile.merchant.paychannel`).
+//! * Notify retries on Alipay's schedule (2m, 10m, 10m, 1h, 2h, 6h, 15h after the first; at most 8
+//!   sends; stop at `success`) on a clock that tests speed up (`speed`).
+//! * Fault switches (`POST {base}/faults`), and `GET {base}/state` for tests.
+//!
+//! Written from the protocol reference only (see `wire.rs`); it shares no code with the component.
+
+pub mod cashier;
+pub mod wire;
+
+use crate::http::{html, json, redirect, text, Body};
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wire::Keys;
+
+/// Offsets of the 8 sends from the first one, in sandbox seconds: 0, then 2m, 10m, 10m, 1h, 2h,
+/// 6h, 15h apart.
+pub const RETRY_OFFSETS_SECS: [u64; 8] = [0, 120, 720, 1_320, 4_920, 12_120, 33_720, 87_720];
+
+/// Errors the sandbox answers, as `res_error` codes. 0000, 0001 and 0005 are Alipay's own
+/// (reference §3.2); the others are the sandbox's, for failures whose real code was never captured.
+pub mod codes {
+    pub const SYSTEM: (&str, &str) = ("0000", "system exception");
+    pub const PARAMS: (&str, &str) = ("0001", "common params illegal");
+    pub const PARTNER: (&str, &str) = ("0005", "partner illegal");
+    pub const SIGN: (&str, &str) = ("0007", "sign error");
+    pub const REQ_DATA: (&str, &str) = ("0009", "req_data illegal");
+    pub const DUPLICATE: (&str, &str) = ("0010", "out_trade_no duplicate");
+}
+
+#[derive(Clone)]
+pub struct SandboxMerchant {
+    pub partner: String,
+    pub keys: Keys,
+    /// False answers `0005 partner illegal` (no permission for the interface).
+    pub privileged: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Trade {
+    pub partner: String,
+    pub token: String,
+    pub out_trade_no: String,
+    pub subject: String,
+    pub total_fee: String,
+    pub seller: String,
+    pub notify_url: Option<String>,
+    pub call_back_url: String,
+    pub merchant_url: Option<String>,
+    /// Sandbox second at which an unpaid trade closes.
+    pub expires_at: Option<u64>,
+    pub status: String,
+    pub trade_no: Option<String>,
+    pub buyer_email: Option<String>,
+    pub created_at: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NotifyDelivery {
+    pub notify_id: String,
+    pub out_trade_no: String,
+    pub trade_status: String,
+    pub url: String,
+    /// Sandbox seconds of the first send.
+    pub first_at: u64,
+    pub sends: u32,
+    pub acknowledged: bool,
+    /// Sandbox seconds of each send.
+    pub sent_at: Vec<u64>,
+    pub last_reply: Option<String>,
+    #[serde(skip)]
+    pub body: String,
+    /// Being sent right now (so two loops never send the same attempt).
+    #[serde(skip)]
+    pub in_flight: bool,
+}
+
+/// Switches for tests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// The first N notify sends are lost on the way.
+    pub drop_first_notifies: u32,
+    /// Every gateway and mapi answer waits this long.
+    pub delay_ms: u64,
+    /// The gateway answers HTTP 500.
+    pub answer_500: bool,
+    /// Paying waits for the first notify to be answered before redirecting the buyer.
+    pub notify_before_return: bool,
+    /// Paying redirects the buyer and sends no notify at all.
+    pub return_without_notify: bool,
+}
+
+pub struct Sandbox {
+    /// Path prefix, e.g. `/sandbox`.
+    pub base: String,
+    /// Public URL of `base`, for the cashier's form actions.
+    pub public_base: String,
+    merchants: Mutex<HashMap<String, SandboxMerchant>>,
+    trades: Mutex<HashMap<String, Trade>>,
+    notifies: Mutex<Vec<NotifyDelivery>>,
+    faults: Mutex<Faults>,
+    dropped: Mutex<u32>,
+    /// Sandbox seconds per real second.
+    speed: f64,
+    started: Instant,
+    counter: Mutex<u64>,
+}
+
+impl Sandbox {
+    pub fn new(base: &str, public_base: &str, speed: f64) -> Arc<Sandbox> {
+        Arc::new(Sandbox {
+            base: base.trim_end_matches('/').to_owned(),
+            public_base: public_base.trim_end_matches('/').to_owned(),
+            merchants: Mutex::default(),
+            trades: Mutex::default(),
+            notifies: Mutex::default(),
+            faults: Mutex::default(),
+            dropped: Mutex::new(0),
+            speed: speed.max(1.0),
+            started: Instant::now(),
+            counter: Mutex::new(0),
+        })
+    }
+
+    pub fn add_merchant(&self, m: SandboxMerchant) {
+        self.merchants.lock().unwrap().insert(m.partner.clone(), m);
+    }
+
+    /// Sandbox seconds since start.
+    pub fn now(&self) -> u64 {
+        (self.started.elapsed().as_secs_f64() * self.speed) as u64
+    }
+
+    fn next_id(&self) -> u64 {
+        let mut c = self.counter.lock().unwrap();
+        *c += 1;
+        *c
+    }
+
+    pub fn trade(&self, token: &str) -> Option<Trade> {
+        self.trades.lock().unwrap().get(token).cloned()
+    }
+
+    /// Spawns the delivery loop (call once, inside a tokio runtime).
+    pub fn start_delivery(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                me.deliver_due().await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+    }
+
+    async fn deliver_due(self: &Arc<Self>) {
+        let now = self.now();
+        let due: Vec<(usize, NotifyDelivery)> = {
+            let mut list = self.notifies.lock().unwrap();
+            list.iter_mut()
+                .enumerate()
+                .filter(|(_, n)| {
+                    !n.acknowledged
+                        && !n.in_flight
+                        && (n.sends as usize) < RETRY_OFFSETS_SECS.len()
+                        && now >= n.first_at + RETRY_OFFSETS_SECS[n.sends as usize]
+                })
+                .map(|(i, n)| {
+                    n.in_flight = true;
+                    (i, n.clone())
+                })
+                .collect()
+        };
+        for (i, n) in due {
+            let reply = self.send_notify(&n).await;
+            let mut list = self.notifies.lock().unwrap();
+            let entry = &mut list[i];
+            entry.sends += 1;
+            entry.sent_at.push(now);
+            entry.acknowledged = reply.as_deref() == Some("success");
+            entry.last_reply = reply;
+            entry.in_flight = false;
+        }
+    }
+
+    /// One send; `None` when it was dropped or the merchant did not answer.
+    async fn send_notify(&self, n: &NotifyDelivery) -> Option<String> {
+        {
+            let faults = self.faults.lock().unwrap().clone();
+            let mut dropped = self.dropped.lock().unwrap();
+            if *dropped < faults.drop_first_notifies {
+                *dropped += 1;
+                return None;
+            }
+        }
+        let answer = crate::http_client::send(
+            "POST",
+            &n.url,
+            &[(
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
+            )],
+            n.body.clone().into_bytes(),
+            Duration::from_secs(10),
+        )
+        .await
+        .ok()?;
+        Some(String::from_utf8_lossy(&answer.body).into_owned())
+    }
+
+    fn res_error(&self, code: (&str, &str), detail: &str, partner: &str) -> Response<Body> {
+        let err = format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>{}",
+            wire::build_xml(
+                "err",
+                &[
+                    ("code", code.0.to_owned()),
+                    ("sub_code", code.0.to_owned()),
+                    ("msg", code.1.to_owned()),
+                    ("detail", detail.to_owned()),
+                ]
+            )
+        );
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        if !partner.is_empty() {
+            s.append_pair("partner", partner);
+        }
+        s.append_pair("res_error", &err);
+        s.append_pair("service", "alipay.wap.trade.create.direct");
+        s.append_pair("v", "2.0");
+        text(200, s.finish())
+    }
+
+    /// Checks the common parameters and the signature of a wappaygw call; the merchant or the
+    /// error to answer.
+    fn check_call(
+        &self,
+        params: &[(String, String)],
+        service: &str,
+    ) -> Result<SandboxMerchant, ((&'static str, &'static str), String)> {
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        for (k, v) in params {
+            if v.is_empty() {
+                return Err((
+                    codes::PARAMS,
+                    format!("参数 {k} 为空 (empty parameters must not be sent)"),
+                ));
+            }
+        }
+        for k in [
+            "service", "format", "v", "partner", "req_id", "sec_id", "req_data", "sign",
+        ] {
+            if get(k).is_none() {
+                return Err((codes::PARAMS, format!("通用参数中少了 {k}")));
+            }
+        }
+        if get("service") != Some(service)
+            || get("format") != Some("xml")
+            || get("v") != Some("2.0")
+        {
+            return Err((
+                codes::PARAMS,
+                "service, format=xml and v=2.0 are required".into(),
+            ));
+        }
+        if let Some(cs) = get("_input_charset") {
+            if !cs.eq_ignore_ascii_case("utf-8") {
+                return Err((
+                    codes::PARAMS,
+                    format!("_input_charset {cs} is not supported"),
+                ));
+            }
+        }
+        let partner = get("partner").unwrap_or("");
+        let merchant = self
+            .merchants
+            .lock()
+            .unwrap()
+            .get(partner)
+            .cloned()
+            .ok_or((codes::PARTNER, "合作伙伴没有开通接口访问权限".to_owned()))?;
+        if !merchant.privileged {
+            return Err((codes::PARTNER, "合作伙伴没有开通接口访问权限".into()));
+        }
+        if get("sec_id") != Some(merchant.keys.sec_id()) {
+            return Err((
+                codes::SIGN,
+                format!("sec_id must be {} for this partner", merchant.keys.sec_id()),
+            ));
+        }
+        // Every parameter sent but sign and sign_type is signed (so is _input_charset when sent).
+        if !wire::verify_merchant(
+            &merchant.keys,
+            &wire::presign_sorted(params),
+            get("sign").unwrap_or(""),
+        ) {
+            return Err((codes::SIGN, "签名错误".into()));
+        }
+        Ok(merchant)
+    }
+
+    async fn create(&self, params: Vec<(String, String)>) -> Response<Body> {
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let partner = get("partner");
+        let merchant = match self.check_call(&params, "alipay.wap.trade.create.direct") {
+            Ok(m) => m,
+            Err((code, detail)) => return self.res_error(code, &detail, &partner),
+        };
+        let fields = match wire::parse_req_data(&get("req_data"), "direct_trade_create_req") {
+            Ok(f) => f,
+            Err(e) => return self.res_error(codes::REQ_DATA, &e, &partner),
+        };
+        let field = |k: &str| {
+            fields
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        for required in [
+            "subject",
+            "out_trade_no",
+            "total_fee",
+            "seller_account_name",
+            "call_back_url",
+        ] {
+            if field(required).is_none() {
+                return self.res_error(
+                    codes::REQ_DATA,
+                    &format!("req_data 缺少 {required}"),
+                    &partner,
+                );
+            }
+        }
+        let Some(total_fee) = field("total_fee").and_then(|f| wire::canonical_fee(&f)) else {
+            return self.res_error(
+                codes::REQ_DATA,
+                "total_fee 取值范围为[0.01，100000000.00]，精确到小数点后两位",
+                &partner,
+            );
+        };
+        let out_trade_no = field("out_trade_no").unwrap_or_default();
+        let call_back_url = field("call_back_url").unwrap_or_default();
+        if call_back_url.contains('?') {
+            return self.res_error(
+                codes::REQ_DATA,
+                "call_back_url 不允许加?id=123这类自定义参数",
+                &partner,
+            );
+        }
+        let now = self.now();
+        let token = format!(
+            "{:x}{:08x}",
+            now,
+            self.next_id() * 2_654_435_761 % 0xffff_ffff
+        );
+        let trade = Trade {
+            partner: partner.clone(),
+            token: token.clone(),
+            out_trade_no: out_trade_no.clone(),
+            subject: field("subject").unwrap_or_default(),
+            total_fee: total_fee.clone(),
+            seller: field("seller_account_name").unwrap_or_default(),
+            notify_url: field("notify_url"),
+            call_back_url,
+            merchant_url: field("merchant_url"),
+            expires_at: field("pay_expire")
+                .and_then(|m| m.parse::<u64>().ok())
+                .map(|m| now + m * 60),
+            status: "WAIT_BUYER_PAY".into(),
+            trade_no: None,
+            buyer_email: None,
+            created_at: now,
+        };
+        {
+            let mut trades = self.trades.lock().unwrap();
+            // The same out_trade_no may be created again only with the same amount and seller.
+            if let Some(existing) = trades
+                .values()
+                .find(|t| t.partner == partner && t.out_trade_no == out_trade_no)
+            {
+                if existing.total_fee != trade.total_fee || existing.seller != trade.seller {
+                    drop(trades);
+                    return self.res_error(
+                        codes::DUPLICATE,
+                        "同一商户订单号的金额或卖家不一致",
+                        &partner,
+                    );
+                }
+                if existing.status != "WAIT_BUYER_PAY" {
+                    drop(trades);
+                    return self.res_error(
+                        codes::DUPLICATE,
+                        "交易已经结束 (TRADE_HAS_SUCCESS or TRADE_HAS_CLOSE)",
+                        &partner,
+                    );
+                }
+            }
+            trades.insert(token.clone(), trade);
+        }
+        let res_data = format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>{}",
+            wire::build_xml("direct_trade_create_res", &[("request_token", token)])
+        );
+        let signed: Vec<(String, String)> = vec![
+            ("res_data".into(), res_data.clone()),
+            ("service".into(), get("service")),
+            ("sec_id".into(), get("sec_id")),
+            ("partner".into(), partner.clone()),
+            ("req_id".into(), get("req_id")),
+            ("v".into(), "2.0".into()),
+        ];
+        let sign = wire::sign_as_alipay(&merchant.keys, wire::presign_sorted(&signed).as_bytes());
+        let res_data_wire = match &merchant.keys {
+            Keys::Rsa {
+                merchant_public, ..
+            } => wire::encrypt_for_merchant(merchant_public, &res_data),
+            Keys::Md5(_) => res_data,
+        };
+        // Wire order of real captures: res_data, service, sec_id, partner, req_id, sign, v.
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        s.append_pair("res_data", &res_data_wire);
+        s.append_pair("service", &get("service"));
+        s.append_pair("sec_id", &get("sec_id"));
+        s.append_pair("partner", &partner);
+        s.append_pair("req_id", &get("req_id"));
+        s.append_pair("sign", &sign);
+        s.append_pair("v", "2.0");
+        text(200, s.finish())
+    }
+
+    fn auth(&self, params: &[(String, String)]) -> Response<Body> {
+        if let Err((code, detail)) = self.check_call(params, "alipay.wap.auth.authAndExecute") {
+            return html(
+                400,
+                cashier::error_page(&format!("{} {}: {}", code.0, code.1, detail)),
+            );
+        }
+        let req_data = params
+            .iter()
+            .find(|(k, _)| k == "req_data")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let token = match wire::parse_req_data(&req_data, "auth_and_execute_req") {
+            Ok(f) => f
+                .into_iter()
+                .find(|(k, _)| k == "request_token")
+                .map(|(_, v)| v),
+            Err(e) => return html(400, cashier::error_page(&e)),
+        };
+        let Some(trade) = token.and_then(|t| self.trade(&t)) else {
+            return html(
+                400,
+                cashier::error_page("request_token 无效或已过期 (unknown token)"),
+            );
+        };
+        let trade = self.close_if_expired(trade);
+        html(200, cashier::page(&self.public_base, &trade))
+    }
+
+    fn close_if_expired(&self, trade: Trade) -> Trade {
+        if trade.status == "WAIT_BUYER_PAY" && trade.expires_at.is_some_and(|e| self.now() >= e) {
+            let mut trades = self.trades.lock().unwrap();
+            if let Some(t) = trades.get_mut(&trade.token) {
+                t.status = "TRADE_CLOSED".into();
+                let closed = t.clone();
+                drop(trades);
+                self.queue_notify(&closed, "TRADE_CLOSED");
+                return closed;
+            }
+        }
+        trade
+    }
+
+    fn notify_data(&self, t: &Trade, status: &str, notify_id: &str) -> String {
+        let now = crate::store::format_unix(1_700_000_000 + t.created_at)
+            .replace('T', " ")
+            .replace('Z', "");
+        let mut fields: Vec<(&str, String)> = vec![
+            ("payment_type", "1".into()),
+            ("subject", t.subject.clone()),
+            ("trade_no", t.trade_no.clone().unwrap_or_default()),
+            (
+                "buyer_email",
+                t.buyer_email
+                    .clone()
+                    .unwrap_or_else(|| "buyer@sandbox.example".into()),
+            ),
+            ("gmt_create", now.clone()),
+            ("notify_type", "trade_status_sync".into()),
+            ("quantity", "1".into()),
+            ("out_trade_no", t.out_trade_no.clone()),
+            ("notify_time", now.clone()),
+            ("seller_id", t.partner.clone()),
+            ("trade_status", status.into()),
+            ("is_total_fee_adjust", "N".into()),
+            ("total_fee", t.total_fee.clone()),
+            ("gmt_payment", now.clone()),
+            ("seller_email", t.seller.clone()),
+            ("gmt_close", now),
+            ("price", t.total_fee.clone()),
+            ("buyer_id", "2088102000000001".into()),
+            ("notify_id", notify_id.into()),
+            ("use_coupon", "N".into()),
+        ];
+        if status == "TRADE_CLOSED" {
+            fields.retain(|(k, _)| *k != "gmt_payment");
+        }
+        wire::build_xml("notify", &fields)
+    }
+
+    /// Queues the notify for a trade's new status (sent by the delivery loop).
+    fn queue_notify(&self, t: &Trade, status: &str) {
+        let Some(url) = t.notify_url.clone() else {
+            return;
+        };
+        let Some(merchant) = self.merchants.lock().unwrap().get(&t.partner).cloned() else {
+            return;
+        };
+        let notify_id = format!(
+            "{:032x}{:02x}",
+            self.next_id().wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            self.now() % 256
+        );
+        let data = self.notify_data(t, status, &notify_id);
+        let sec_id = merchant.keys.sec_id();
+        let presign = wire::presign_notify("alipay.wap.trade.create.direct", "1.0", sec_id, &data);
+        let sign = wire::sign_as_alipay(&merchant.keys, presign.as_bytes());
+        let notify_data = match &merchant.keys {
+            Keys::Rsa {
+                merchant_public, ..
+            } => wire::encrypt_for_merchant(merchant_public, &data),
+            Keys::Md5(_) => data,
+        };
+        // Wire order as captured: service, sign, sec_id, v, notify_data.
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        s.append_pair("service", "alipay.wap.trade.create.direct");
+        s.append_pair("sign", &sign);
+        s.append_pair("sec_id", sec_id);
+        s.append_pair("v", "1.0");
+        s.append_pair("notify_data", &notify_data);
+        self.notifies.lock().unwrap().push(NotifyDelivery {
+            notify_id,
+            out_trade_no: t.out_trade_no.clone(),
+            trade_status: status.into(),
+            url,
+            first_at: self.now(),
+            sends: 0,
+            acknowledged: false,
+            sent_at: Vec::new(),
+            last_reply: None,
+            body: s.finish(),
+            in_flight: false,
+        });
+    }
+
+    fn return_url(&self, t: &Trade) -> Option<String> {
+        let merchant = self.merchants.lock().unwrap().get(&t.partner).cloned()?;
+        let params: Vec<(String, String)> = vec![
+            ("out_trade_no".into(), t.out_trade_no.clone()),
+            ("request_token".into(), "requestToken".into()),
+            ("result".into(), "success".into()),
+            ("trade_no".into(), t.trade_no.clone().unwrap_or_default()),
+        ];
+        let sign = wire::sign_as_alipay(&merchant.keys, wire::presign_sorted(&params).as_bytes());
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &params {
+            s.append_pair(k, v);
+        }
+        s.append_pair("sign", &sign);
+        s.append_pair("sign_type", merchant.keys.sec_id());
+        Some(format!("{}?{}", t.call_back_url, s.finish()))
+    }
+
+    async fn pay(self: &Arc<Self>, form: Vec<(String, String)>) -> Response<Body> {
+        let get = |k: &str| {
+            form.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let Some(trade) = self.trade(&get("token")) else {
+            return html(400, cashier::error_page("unknown token"));
+        };
+        let trade = self.close_if_expired(trade);
+        if trade.status != "WAIT_BUYER_PAY" {
+            return html(200, cashier::closed_page(&trade));
+        }
+        let buyer = Some(get("buyer"))
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| "buyer@sandbox.example".into());
+        let paid = {
+            let mut trades = self.trades.lock().unwrap();
+            let t = trades.get_mut(&trade.token).expect("trade exists");
+            t.status = "TRADE_SUCCESS".into();
+            t.trade_no = Some(format!("2026{:012}{:012}", self.now(), self.next_id()));
+            t.buyer_email = Some(buyer);
+            t.clone()
+        };
+        let faults = self.faults.lock().unwrap().clone();
+        if !faults.return_without_notify {
+            self.queue_notify(&paid, "TRADE_SUCCESS");
+            if faults.notify_before_return {
+                // Deliver now and wait for the first answer.
+                self.deliver_due().await;
+            }
+        }
+        match self.return_url(&paid) {
+            Some(url) => redirect(&url),
+            None => html(500, cashier::error_page("merchant vanished")),
+        }
+    }
+
+    fn cancel(&self, form: Vec<(String, String)>) -> Response<Body> {
+        let token = form
+            .iter()
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        match self.trade(&token) {
+            Some(t) => match &t.merchant_url {
+                Some(u) => redirect(u),
+                None => html(200, cashier::cancelled_page(&t)),
+            },
+            None => html(400, cashier::error_page("unknown token")),
+        }
+    }
+
+    fn mapi(&self, params: &[(String, String)]) -> Response<Body> {
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("")
+        };
+        match get("service") {
+            "notify_verify" => {
+                let id = get("notify_id");
+                if get("partner").is_empty() || id.is_empty() {
+                    return text(200, "invalid");
+                }
+                // true for an issued notify_id not yet acknowledged with `success`.
+                let genuine = self
+                    .notifies
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|n| n.notify_id == id && !n.acknowledged && (n.sends > 0 || n.in_flight));
+                text(200, if genuine { "true" } else { "false" })
+            }
+            "mobile.merchant.paychannel" => {
+                let partner = get("partner");
+                let Some(m) = self.merchants.lock().unwrap().get(partner).cloned() else {
+                    return text(200, "<?xml version=\"1.0\" encoding=\"GBK\"?><alipay><is_success>F</is_success><error>NOT_EXIST_PARTNER_TYPE_CODE</error></alipay>");
+                };
+                let presign = wire::presign_sorted(params);
+                if !wire::verify_merchant(&m.keys, &presign, get("sign")) {
+                    return text(200, "<?xml version=\"1.0\" encoding=\"GBK\"?><alipay><is_success>F</is_success><error>ILLEGAL_SIGN</error></alipay>");
+                }
+                Response::builder()
+                    .status(200)
+                    .header("content-type", "text/xml; charset=GBK")
+                    .body(http_body_util::Full::new(Bytes::from(wire::paychannel_response(&m.keys, partner))))
+                    .expect("valid response")
+            }
+            other => text(200, format!("<?xml version=\"1.0\" encoding=\"GBK\"?><alipay><is_success>F</is_success><error>ILLEGAL_SERVICE {}</error></alipay>", crate::http::admin::esc(other))),
+        }
+    }
+
+    /// The sandbox's state, for tests and the curious.
+    pub fn state(&self) -> serde_json::Value {
+        serde_json::json!({
+            "now": self.now(),
+            "trades": self.trades.lock().unwrap().values().cloned().collect::<Vec<_>>(),
+            "notifies": self.notifies.lock().unwrap().clone(),
+            "faults": self.faults.lock().unwrap().clone(),
+        })
+    }
+
+    /// Serves a request whose path starts with `base`.
+    pub async fn handle(self: &Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+        let method = req.method().clone();
+        let path = req
+            .uri()
+            .path()
+            .strip_prefix(&self.base)
+            .unwrap_or("")
+            .to_owned();
+        let query: Vec<(String, String)> = req
+            .uri()
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let body = match http_body_util::Limited::new(req.into_body(), 1 << 20)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return text(413, "too large"),
+        };
+        let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+        let faults = self.faults.lock().unwrap().clone();
+        let provider_call = matches!(path.as_str(), "/gateway" | "/mapi");
+        if provider_call && faults.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(faults.delay_ms)).await;
+        }
+        if provider_call && faults.answer_500 {
+            return text(500, "<html><body>500 Internal Server Error</body></html>");
+        }
+        match (method, path.as_str()) {
+            (Method::POST, "/gateway") => self.create(form).await,
+            (Method::GET, "/gateway") => {
+                let service = query
+                    .iter()
+                    .find(|(k, _)| k == "service")
+                    .map(|(_, v)| v.as_str());
+                match service {
+                    Some("alipay.wap.auth.authAndExecute") => self.auth(&query),
+                    Some("alipay.wap.trade.create.direct") => self.create(query).await,
+                    _ => text(400, "unknown service"),
+                }
+            }
+            (Method::GET, "/mapi") => self.mapi(&query),
+            (Method::POST, "/cashier/pay") => self.pay(form).await,
+            (Method::POST, "/cashier/cancel") => self.cancel(form),
+            (Method::GET, "/state") => json(200, &self.state()),
+            (Method::POST, "/faults") => match serde_json::from_slice::<Faults>(&body) {
+                Ok(f) => {
+                    *self.faults.lock().unwrap() = f;
+                    *self.dropped.lock().unwrap() = 0;
+                    json(
+                        200,
+                        &serde_json::to_value(self.faults.lock().unwrap().clone())
+                            .expect("serialisable"),
+                    )
+                }
+                Err(e) => text(400, format!("bad faults: {e}")),
+            },
+            _ => text(404, "no such sandbox page"),
+        }
+    }
+}
+
+/// Serves the sandbox alone (`payhost sandbox`) until `shutdown` resolves.
+pub async fn serve(
+    sandbox: Arc<Sandbox>,
+    listen: std::net::SocketAddr,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "sandbox gateway listening");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let sandbox = sandbox.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let sandbox = sandbox.clone();
+                        async move {
+                            let response = if req.uri().path().starts_with(&sandbox.base) {
+                                sandbox.handle(req).await
+                            } else {
+                                text(404, "the sandbox lives under /sandbox")
+                            };
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            _ = &mut shutdown => return Ok(()),
+        }
+    }
+}
