@@ -188,6 +188,10 @@ impl Sandbox {
             let reply = self.send_notify(&n).await;
             let mut list = self.notifies.lock().unwrap();
             let entry = &mut list[i];
+            if entry.sends == 0 {
+                // The schedule counts from the first send.
+                entry.first_at = now;
+            }
             entry.sends += 1;
             entry.sent_at.push(now);
             entry.acknowledged = reply.as_deref() == Some("success");
