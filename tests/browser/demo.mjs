@@ -1,0 +1,72 @@
+// Walks `payhost demo` in headless Chromium on a phone-sized screen, as a buyer and as a shop
+// owner. Usage: node demo.mjs <base-url> <api-token> <artifacts-dir>
+import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+
+const [base, token, artifacts] = process.argv.slice(2);
+mkdirSync(artifacts, { recursive: true });
+const shot = (page, name) => page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true });
+const expectText = async (locator, text) => {
+  await locator.waitFor();
+  const got = await locator.innerText();
+  if (!got.includes(text)) throw new Error(`expected "${text}", found "${got}"`);
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+         '--disable-component-update', '--disable-sync'],
+});
+try {
+  const phone = await browser.newContext({
+    viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, locale: 'zh-CN',
+  });
+  const page = await phone.newPage();
+
+  // The buyer: product → cashier → pay → back on the shop, paid. Once per merchant kind.
+  for (const product of ['tea', 'papercut', 'cup']) {
+    await page.goto(`${base}/shop`);
+    if (product === 'tea') await shot(page, '1-shop');
+    await page.click(`#buy-${product}`);
+    await page.waitForURL(/sandbox\/gateway/);
+    await expectText(page.locator('#pay'), '确认付款');
+    if (product === 'tea') await shot(page, '2-cashier');
+    await page.fill('#buyer', '13900001111');
+    await page.click('#pay');
+    await page.waitForURL(/\/shop\/return/);
+    // The page shows "waiting" until Alipay's notify is confirmed, refreshing itself each second.
+    await page.locator('#order-status', { hasText: '支付成功' }).waitFor({ timeout: 20000 });
+    if (product === 'tea') await shot(page, '3-paid');
+  }
+
+  // The shop owner: log in, paste a partner ID and key with stray spaces, save, see them masked.
+  const desk = await browser.newContext({ viewport: { width: 1200, height: 900 }, locale: 'zh-CN' });
+  const admin = await desk.newPage();
+  await admin.goto(`${base}/admin`);
+  await admin.fill('#token', token);
+  await admin.click('#login');
+  await admin.goto(`${base}/admin?m=pasted`);
+  await admin.fill('#partner', '  2088000000000009 \n');
+  await admin.fill('#key', ' 1234567890abcdef1234567890abcdef  ');
+  await admin.fill('#seller_email', ' owner@demo.example ');
+  await admin.click('#save');
+  await expectText(admin.locator('#flash'), 'Saved and validated');
+  await expectText(admin.locator('#key-saved'), '****cdef');
+  const partner = await admin.inputValue('#partner');
+  if (partner !== '2088000000000009') throw new Error(`partner not trimmed: "${partner}"`);
+  if ((await admin.content()).includes('1234567890abcdef1234567890abcdef')) throw new Error('the key is shown in full');
+  await shot(admin, '4-admin-saved');
+  // A key of the wrong length is refused with the field named.
+  await admin.fill('#key', 'too-short');
+  await admin.click('#save');
+  await expectText(admin.locator('#errors'), 'key');
+  await shot(admin, '5-admin-refused');
+  // The demo merchant's payments and notifications are listed.
+  await admin.goto(`${base}/admin?m=demo`);
+  await expectText(admin.locator('#payments'), 'TRADE_SUCCESS');
+  await expectText(admin.locator('#notifications'), 'applied');
+  await shot(admin, '6-admin-payments');
+  console.log('browser walk: ok');
+} finally {
+  await browser.close();
+}
