@@ -1,0 +1,144 @@
+//! Sandbox escapes: a hostile component (`tests/hostile`) loops, hoards memory, calls a host it may
+//! not, or panics. The runtime stops each within the manifest's limits, answers a clear error, and
+//! keeps serving other calls. Measured times are printed (`--no-capture`).
+
+use conformance::host::temp_dir;
+use conformance::repo_root;
+use payhost::manifest::{sha256_hex, Manifest};
+use payhost::runtime::plugin::types;
+use payhost::runtime::{pairs, CallError, PluginRuntime};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+async fn runtime(fuel: u64, timeout_ms: u64) -> PluginRuntime {
+    let wasm = repo_root().join("target/wasm32-wasip2/release/hostile_plugin.wasm");
+    let bytes = std::fs::read(&wasm)
+        .expect("build it: cargo build --release --target wasm32-wasip2 -p hostile-plugin");
+    let dir = temp_dir("hostile");
+    std::fs::write(
+        dir.join("plugin.toml"),
+        format!(
+            "id = \"hostile\"\nname = \"hostile\"\nversion = \"0.1.0\"\n[wit]\npackage = \"payhost:payment\"\nversion = \"0.1.0\"\nworld = \"payment-plugin\"\n\
+             [component]\npath = \"{}\"\nsha256 = \"{}\"\n[outbound]\nallowed_hosts = [\"https://example.invalid\"]\n\
+             [limits]\nmemory_mib = 16\ncall_timeout_ms = {timeout_ms}\nfuel_per_call = {fuel}\nmax_instances = 16\n",
+            wasm.display(),
+            sha256_hex(&bytes)
+        ),
+    )
+    .unwrap();
+    let manifest = Manifest::load(&dir.join("plugin.toml")).unwrap();
+    PluginRuntime::load(
+        &manifest,
+        Some(&repo_root().join("target/payhost-test-cache")),
+    )
+    .await
+    .unwrap()
+}
+
+fn order() -> types::PaymentRequest {
+    types::PaymentRequest {
+        out_trade_no: "H1".into(),
+        subject: "s".into(),
+        total_fee: "1.00".into(),
+        seller: None,
+        return_url: "http://shop.example/r".into(),
+        notify_url: "http://shop.example/n".into(),
+        merchant_url: None,
+        pay_expire: None,
+        out_user: None,
+        cashier_code: None,
+    }
+}
+
+async fn call(
+    rt: &PluginRuntime,
+    how: &str,
+) -> (
+    Result<Result<types::PaymentStarted, types::PluginError>, CallError>,
+    Duration,
+) {
+    let started = Instant::now();
+    let mut s = rt.session().await.unwrap();
+    let r = s.start_payment(&pairs([("hostile", how)]), &order()).await;
+    (r, started.elapsed())
+}
+
+async fn still_serves(rt: &PluginRuntime) {
+    let (r, took) = call(rt, "ok").await;
+    assert_eq!(r.unwrap().unwrap().redirect.url, "behaved");
+    assert!(took < Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_loop_is_stopped_by_the_fuel_budget() {
+    let rt = runtime(200_000_000, 10_000).await;
+    let (r, took) = call(&rt, "loop").await;
+    eprintln!("endless loop stopped after {took:?} (fuel_per_call = 200M)");
+    assert!(matches!(r, Err(CallError::Cpu(200_000_000))), "{r:?}");
+    assert!(took < Duration::from_secs(5));
+    still_serves(&rt).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_loop_is_stopped_by_the_wall_clock_when_fuel_is_plenty() {
+    let rt = runtime(u64::MAX / 2, 300).await;
+    let (r, took) = call(&rt, "loop").await;
+    eprintln!("endless loop stopped after {took:?} (call_timeout_ms = 300)");
+    assert!(matches!(r, Err(CallError::Timeout(_))), "{r:?}");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    still_serves(&rt).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_4_gib_allocation_hits_the_memory_cap() {
+    let rt = runtime(2_000_000_000, 10_000).await;
+    let (r, took) = call(&rt, "alloc").await;
+    eprintln!("4 GiB allocation stopped after {took:?} (memory_mib = 16)");
+    assert!(matches!(r, Err(CallError::Memory(16))), "{r:?}");
+    still_serves(&rt).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outbound_call_to_a_host_not_allowed_is_denied_before_a_socket() {
+    let rt = runtime(200_000_000, 10_000).await;
+    let (r, took) = call(&rt, "outbound").await;
+    eprintln!("outbound call denied after {took:?}");
+    match r {
+        Ok(Err(types::PluginError::Transport(m))) => assert!(m.contains("Denied"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rt.outbound().denied.load(Ordering::Relaxed), 1);
+    assert_eq!(rt.outbound().sent.load(Ordering::Relaxed), 0);
+    still_serves(&rt).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_is_a_clear_error() {
+    let rt = runtime(200_000_000, 10_000).await;
+    let (r, _) = call(&rt, "panic").await;
+    match r {
+        Err(CallError::Trap(m)) => assert!(m.contains("panics on purpose"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    still_serves(&rt).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn other_calls_are_served_while_one_runs_away() {
+    let rt = std::sync::Arc::new(runtime(u64::MAX / 2, 1_500).await);
+    let rt2 = rt.clone();
+    let runaway = tokio::spawn(async move { call(&rt2, "loop").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..20 {
+        still_serves(&rt).await;
+    }
+    assert!(
+        !runaway.is_finished(),
+        "the runaway call is still running while others are served"
+    );
+    let (r, _) = runaway.await.unwrap();
+    assert!(matches!(r, Err(CallError::Timeout(_))));
+}
