@@ -76,6 +76,9 @@ pub struct DemoOptions {
     pub database: Option<PathBuf>,
     pub api_token: Option<String>,
     pub sandbox_speed: f64,
+    /// More MD5 merchants the sandbox knows, as (partner, key): shops that configure payhost
+    /// themselves (the adapters) pay through the sandbox with them.
+    pub sandbox_merchants: Vec<(String, String)>,
 }
 
 /// The demo configuration, the sandbox that plays Alipay, and the shop.
@@ -96,6 +99,13 @@ pub fn build(opts: &DemoOptions) -> anyhow::Result<(Config, Arc<Sandbox>, Arc<De
         keys: Keys::Md5(md5_c2c.clone()),
         privileged: true,
     });
+    for (partner, key) in &opts.sandbox_merchants {
+        sandbox.add_merchant(SandboxMerchant {
+            partner: partner.clone(),
+            keys: Keys::Md5(key.clone()),
+            privileged: true,
+        });
+    }
     // RSA: the merchant's key pair and the sandbox's own "Alipay" key pair.
     let merchant_key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 1024)?;
     let alipay_key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 1024)?;

@@ -52,6 +52,10 @@ enum Command {
         /// Sandbox seconds per real second (notify retries: 2m, 10m, … compressed).
         #[arg(long, default_value_t = 1.0, value_name = "N")]
         sandbox_speed: f64,
+        /// Another MD5 merchant the sandbox knows, as PARTNER:KEY (repeatable): for shops that
+        /// configure payhost themselves, such as the ecshop and shopex adapters.
+        #[arg(long = "sandbox-merchant", value_name = "PARTNER:KEY")]
+        sandbox_merchants: Vec<String>,
     },
     /// Runs only the sandbox Alipay gateway (create, cashier, notify and retries, notify_verify,
     /// pay channels) under /sandbox.
@@ -131,14 +135,27 @@ fn main() -> ExitCode {
             database,
             api_token,
             sandbox_speed,
+            sandbox_merchants,
         } => {
             init_logging();
+            let mut extra = Vec::new();
+            for m in &sandbox_merchants {
+                match m.split_once(':') {
+                    Some((p, k)) => extra.push((p.trim().to_owned(), k.trim().to_owned())),
+                    None => {
+                        return fail(anyhow::anyhow!(
+                            "--sandbox-merchant {m:?}: expected PARTNER:KEY"
+                        ))
+                    }
+                }
+            }
             let opts = payhost::demo::DemoOptions {
                 listen,
                 manifest,
                 database,
                 api_token,
                 sandbox_speed,
+                sandbox_merchants: extra,
             };
             runtime().block_on(async {
                 let (config, sandbox, shop) = match payhost::demo::build(&opts) {

@@ -187,8 +187,22 @@ impl App {
     pub async fn configure_merchant(
         &self,
         id: &str,
-        settings: MerchantSettings,
+        mut settings: MerchantSettings,
     ) -> Result<MerchantSettings, Vec<types::FieldError>> {
+        // In `payhost demo` every merchant talks to the built-in sandbox unless told otherwise.
+        if let Some(sandbox) = &self.sandbox {
+            for (name, path) in [
+                ("gateway_url", "/gateway"),
+                ("notify_verify_url", "/mapi"),
+                ("paychannel_url", "/mapi"),
+            ] {
+                if settings.get(name).is_none() {
+                    settings
+                        .plugin
+                        .push((name.to_owned(), format!("{}{path}", sandbox.public_base)));
+                }
+            }
+        }
         let mut session = self.runtime.session().await.map_err(|e| {
             vec![types::FieldError {
                 field: "plugin".into(),

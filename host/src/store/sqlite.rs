@@ -364,6 +364,7 @@ impl Store for SqliteStore {
                 "type": kind,
                 "merchant_id": e.merchant_id,
                 "out_trade_no": e.out_trade_no,
+                "subject": payment.subject,
                 "status": next,
                 "previous_status": payment.status,
                 "total_fee": payment.total_fee(),
