@@ -270,3 +270,149 @@ async fn ecshop_gbk_edition_converts_the_subject() {
     .await;
     let _ = send_json("GET", &format!("{demo}/healthz"), None, &json!({})).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_plugin_install_pay_and_callbacks() {
+    let dir = temp_dir("shopex");
+    let (_demo, demo) = start_demo(&dir);
+    let state_file = dir.join("shopex-state.json");
+    std::fs::write(
+        &state_file,
+        json!({
+            "shop_name": "剪纸工坊",
+            // As pasted into ShopEx's plugin form.
+            "plugin_config": {
+                "member_id": format!(" {PARTNER}\n"),
+                "PrivateKey": format!("{KEY}  "),
+                "seller_account": " seller@shopex.example",
+                "seller_mode": "b2c",
+                "payhost_url": demo,
+                "payhost_token": TOKEN,
+            },
+            "payments": {"17900000000001": {"order_no": "20261123001", "amount": 8.8, "status": "ready"}},
+            "results": [],
+            "paid_calls": [],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (_php, shop) = start_php("shopex", &state_file, "utf-8");
+    let submit = get(
+        &format!("{shop}/submit.php?payment_id=17900000000001"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(
+        submit["fieldset"]["member_id"]["label"],
+        "合作者身份(parterID)"
+    );
+    assert_eq!(
+        submit["fieldset"]["PrivateKey"]["label"],
+        "交易安全校验码(key)"
+    );
+    assert_eq!(submit["method"], "GET");
+    assert_eq!(
+        submit["fields"]["service"], "alipay.wap.auth.authAndExecute",
+        "{submit}"
+    );
+    let merchant = get(
+        &format!("{demo}/v1/merchants/shopex-{PARTNER}"),
+        Some(TOKEN),
+    )
+    .await
+    .json();
+    assert_eq!(merchant["partner"], PARTNER, "trimmed");
+    let payment = get(
+        &format!("{demo}/v1/merchants/shopex-{PARTNER}/payments/17900000000001"),
+        Some(TOKEN),
+    )
+    .await
+    .json();
+    assert_eq!(payment["total_fee"], "8.80");
+    assert_eq!(payment["subject"], "剪纸工坊 20261123001");
+
+    // The browser submits the GET form to the cashier.
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in submit["fields"].as_object().unwrap() {
+        query.append_pair(k, v.as_str().unwrap());
+    }
+    let pay_url = format!("{}?{}", submit["action"].as_str().unwrap(), query.finish());
+    let callback = pay_in_cashier(&pay_url, &demo).await;
+    let landing = get(&callback, None).await.header("location").unwrap();
+    assert!(
+        landing.starts_with(&format!("{shop}/callback.php?")),
+        "{landing}"
+    );
+    wait_for(
+        || {
+            !state(&state_file)["paid_calls"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        },
+        "serverCallback to pay",
+    )
+    .await;
+    assert_eq!(get(&landing, None).await.text(), "PAY_SUCCESS");
+    let s = state(&state_file);
+    assert_eq!(
+        s["paid_calls"].as_array().unwrap().len(),
+        1,
+        "paid once: {s}"
+    );
+    assert_eq!(s["payments"]["17900000000001"]["status"], "succ");
+
+    // Forgeries get PAY_ERROR and change nothing.
+    let forged = landing.replace("total_fee=8.80", "total_fee=0.01");
+    assert_eq!(get(&forged, None).await.text(), "PAY_ERROR");
+    let r = request(
+        "POST",
+        &format!("{shop}/server.php"),
+        &[
+            ("content-type", "application/json"),
+            ("x-payhost-signature", "sha256=00"),
+        ],
+        json!({"out_trade_no": "17900000000001", "type": "payment.paid"})
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(r.text(), "PAY_ERROR");
+    assert_eq!(
+        state(&state_file)["paid_calls"].as_array().unwrap().len(),
+        1
+    );
+}
+
+#[test]
+fn every_php_file_passes_php_lint() {
+    let mut files = Vec::new();
+    for root in ["adapters", "tests/php"] {
+        let mut stack = vec![repo_root().join(root)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "php") {
+                    files.push(p);
+                }
+            }
+        }
+    }
+    assert!(files.len() >= 10, "{files:?}");
+    for f in files {
+        let out = Command::new("php")
+            .arg("-l")
+            .arg(&f)
+            .output()
+            .expect("php -l");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
