@@ -151,6 +151,18 @@ impl Sandbox {
         *c
     }
 
+    /// The signed call-back URL of a trade (what the cashier redirects the buyer to).
+    pub fn trade_return_url(&self, out_trade_no: &str) -> Option<String> {
+        let trade = self
+            .trades
+            .lock()
+            .unwrap()
+            .values()
+            .find(|t| t.out_trade_no == out_trade_no)
+            .cloned()?;
+        self.return_url(&trade)
+    }
+
     pub fn trade(&self, token: &str) -> Option<Trade> {
         self.trades.lock().unwrap().get(token).cloned()
     }
