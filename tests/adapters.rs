@@ -4,7 +4,9 @@
 //! (webhook and return → order_paid exactly once), forgeries refused, GBK subject, stray spaces.
 
 use base64::Engine as _;
-use conformance::host::{free_port, get, request, send_json, temp_dir};
+use conformance::host::{
+    free_port, get, request, send_json, spawn_payhost, temp_dir, wait_port, Demo,
+};
 use conformance::repo_root;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -23,35 +25,23 @@ impl Drop for Proc {
     }
 }
 
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} did not open");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn start_demo(dir: &Path) -> (Proc, String) {
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("demo.log")).unwrap();
-    let child = Command::new(conformance::host::payhost_binary())
-        .current_dir(repo_root())
-        .args([
+fn start_demo(dir: &Path) -> (Demo, String) {
+    let db = dir.join("demo.db").display().to_string();
+    let extra = format!("{PARTNER}:{KEY}");
+    let demo = spawn_payhost(
+        dir,
+        &[
             "demo",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
             "--api-token",
             TOKEN,
-        ])
-        .args(["--sandbox-merchant", &format!("{PARTNER}:{KEY}")])
-        .arg("--database")
-        .arg(dir.join("demo.db"))
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    wait_port(port);
-    (Proc(child), format!("http://127.0.0.1:{port}"))
+            "--sandbox-merchant",
+            &extra,
+            "--database",
+            &db,
+        ],
+    );
+    let base = demo.base.clone();
+    (demo, base)
 }
 
 /// `php -S` serving a platform harness, with the adapter's files and the shop state.
@@ -69,7 +59,8 @@ fn start_php(platform: &str, state: &Path, charset: &str) -> (Proc, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("php runs (apt-get install php-cli)");
-    wait_port(port);
+    let mut child = child;
+    wait_port(port, &mut child, state);
     (Proc(child), base)
 }
 

@@ -3,7 +3,7 @@
 
 use alipay_wap_plugin::sign;
 use alipay_wap_plugin::transformers::form_encode;
-use base64::Engine as _;
+use conformance::alipay::encrypt_to_test_key;
 use conformance::stub::{Seen, StubServer};
 use conformance::{repo_root, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
 use payhost::manifest::Manifest;
@@ -68,19 +68,6 @@ fn order(stub: &StubServer, out_trade_no: &str, total_fee: &str) -> types::Payme
 
 fn sorted(params: &[(String, String)]) -> String {
     sign::sorted_link_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-}
-
-fn encrypt_to_test_key(plain: &str) -> String {
-    use rsa::pkcs8::DecodePublicKey;
-    let key = rsa::RsaPublicKey::from_public_key_pem(TEST_PUBLIC_KEY).unwrap();
-    let mut out = Vec::new();
-    for chunk in plain.as_bytes().chunks(117) {
-        out.extend(
-            key.encrypt(&mut rand_core::OsRng, rsa::Pkcs1v15Encrypt, chunk)
-                .unwrap(),
-        );
-    }
-    base64::engine::general_purpose::STANDARD.encode(out)
 }
 
 /// A gateway that checks the create call like Alipay would and answers a signed token.

@@ -3,72 +3,32 @@
 //! protocol reference that the sandbox must refuse.
 
 use alipay_wap_plugin::sign;
-use conformance::host::{free_port, get, post_form, request, send_json, temp_dir, Reply};
+use conformance::host::{
+    free_port, get, post_form, request, send_json, spawn_payhost, temp_dir, Demo, Reply,
+};
 use conformance::repo_root;
 use conformance::stub::{Seen, StubServer};
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "demo-test-token-0123456789";
 
-struct Demo {
-    base: String,
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_port(port: u16, child: &mut Child, log: &std::path::Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(s)) = child.try_wait() {
-            panic!(
-                "exited with {s}:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// `payhost demo` on a free port, with a fast sandbox clock.
 fn demo(name: &str, speed: u32) -> Demo {
     let dir = temp_dir(name);
-    let port = free_port();
-    let log = dir.join("demo.log");
-    let f = std::fs::File::create(&log).unwrap();
-    let mut child = Command::new(conformance::host::payhost_binary())
-        .current_dir(repo_root())
-        .args([
+    let db = dir.join("demo.db").display().to_string();
+    spawn_payhost(
+        &dir,
+        &[
             "demo",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
             "--api-token",
             TOKEN,
             "--sandbox-speed",
             &speed.to_string(),
-        ])
-        .arg("--database")
-        .arg(dir.join("demo.db"))
-        .env("PAYHOST_LOG", "info")
-        .stdout(Stdio::from(f.try_clone().unwrap()))
-        .stderr(Stdio::from(f))
-        .spawn()
-        .unwrap();
-    wait_port(port, &mut child, &log);
-    Demo {
-        base: format!("http://127.0.0.1:{port}"),
-        child,
-        log,
-    }
+            "--database",
+            &db,
+        ],
+    )
 }
 
 fn location(r: &Reply) -> String {
@@ -196,7 +156,7 @@ async fn b2c_c2c_and_rsa_through_the_sandbox() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn notifies_are_retried_on_the_real_schedule_until_acknowledged() {
-    let d = demo("retries", 2_000);
+    let d = demo("retries", 500);
     // The first three sends are lost: the 4th (at +22 minutes of sandbox time) gets through.
     faults(&d, json!({"drop_first_notifies": 3})).await;
     let (no, _) = buy_and_pay(&d, "tea").await;
@@ -362,40 +322,13 @@ async fn an_expired_trade_is_closed() {
 const PARTNER: &str = "2088000000009999";
 const KEY: &str = "abcdefghijklmnopqrstuvwxyz012345";
 
-struct Sandbox {
-    base: String,
-    child: Child,
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sandbox() -> Sandbox {
-    let port = free_port();
-    let dir = temp_dir("sandbox");
-    let log = dir.join("sandbox.log");
-    let f = std::fs::File::create(&log).unwrap();
-    let mut child = Command::new(conformance::host::payhost_binary())
-        .args([
-            "sandbox",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--md5-merchant",
-            &format!("{PARTNER}:{KEY}"),
-        ])
-        .stdout(Stdio::from(f.try_clone().unwrap()))
-        .stderr(Stdio::from(f))
-        .spawn()
-        .unwrap();
-    wait_port(port, &mut child, &log);
-    Sandbox {
-        base: format!("http://127.0.0.1:{port}/sandbox"),
-        child,
-    }
+fn sandbox() -> Demo {
+    let mut d = spawn_payhost(
+        &temp_dir("sandbox"),
+        &["sandbox", "--md5-merchant", &format!("{PARTNER}:{KEY}")],
+    );
+    d.base.push_str("/sandbox");
+    d
 }
 
 fn req_data(subject: &str, notify_url: &str) -> String {
@@ -407,7 +340,7 @@ fn req_data(subject: &str, notify_url: &str) -> String {
 
 /// A create call: `signed` are the pairs the signature covers, `sent` what goes on the wire.
 async fn create_raw(
-    s: &Sandbox,
+    s: &Demo,
     sent: &[(&str, String)],
     signed: &[(&str, String)],
 ) -> Vec<(String, String)> {

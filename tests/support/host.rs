@@ -243,3 +243,53 @@ pub async fn post_form(url: &str, body: &str) -> Reply {
     )
     .await
 }
+
+/// Waits until something listens on the loopback port; fails if `child` exits first.
+pub fn wait_port(port: u16, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "exited with {status} while starting:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A `payhost demo` (or `payhost sandbox`) process, killed on drop.
+pub struct Demo {
+    pub base: String,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `payhost <args…> --listen 127.0.0.1:<free port>` from the repository root, logging into `dir`.
+pub fn spawn_payhost(dir: &Path, args: &[&str]) -> Demo {
+    let port = free_port();
+    let log = dir.join("payhost.log");
+    let f = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new(payhost_binary())
+        .current_dir(repo_root())
+        .args(args)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::from(f.try_clone().unwrap()))
+        .stderr(Stdio::from(f))
+        .spawn()
+        .expect("spawn payhost");
+    wait_port(port, &mut child, &log);
+    Demo {
+        base: format!("http://127.0.0.1:{port}"),
+        log,
+        child,
+    }
+}
