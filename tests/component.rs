@@ -243,6 +243,20 @@ async fn start_payment_md5_and_gateway_errors() {
         create.content_type.as_deref(),
         Some("application/x-www-form-urlencoded; charset=utf-8")
     );
+    // Every create call carries a new req_id (Alipay refuses a repeated one).
+    let mut s = rt.session().await.unwrap();
+    s.start_payment(&settings, &order(&stub, "20140101000001", "0.1"))
+        .await
+        .unwrap()
+        .unwrap();
+    let ids: Vec<String> = stub
+        .requests()
+        .iter()
+        .filter_map(|r| r.param("req_id"))
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1], "req_id must be unique per request");
+    stub.clear();
 
     let mut s = rt.session().await.unwrap();
     let err = s

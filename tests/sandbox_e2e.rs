@@ -127,6 +127,20 @@ async fn b2c_c2c_and_rsa_through_the_sandbox() {
     assert!(trades
         .iter()
         .any(|t| t["seller"] == "13800138000" && t["status"] == "TRADE_SUCCESS"));
+    // The pay channels come from the sandbox's GBK mobile.merchant.paychannel answer.
+    let channels = get(
+        &format!("{}/v1/merchants/demo/channels", d.base),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(channels.status, 200, "{}", channels.text());
+    let c = channels.json();
+    assert_eq!(c["channels"][0]["name"], "信用卡快捷支付");
+    assert!(c["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["cashier_code"] == "DEBITCARD_ABC" && x["parent"] == "DEBITCARD"));
     // Admin shows the payments and notifications.
     let login = post_form(
         &format!("{}/admin/login", d.base),
