@@ -4,6 +4,7 @@
 //! (webhook and return → order_paid exactly once), forgeries refused, GBK subject, stray spaces.
 
 use base64::Engine as _;
+use conformance::alipay::cashier_token;
 use conformance::host::{
     free_port, get, request, send_json, spawn_payhost, temp_dir, wait_port, Demo,
 };
@@ -78,14 +79,7 @@ fn html_unescape(s: &str) -> String {
 /// Pays a pay_url in the sandbox cashier; returns the payhost return URL the browser lands on.
 async fn pay_in_cashier(pay_url: &str, demo: &str) -> String {
     let page = get(pay_url, None).await.text();
-    let token = page
-        .split("name=\"token\" value=\"")
-        .nth(1)
-        .expect("cashier page")
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let token = cashier_token(&page);
     let r = request(
         "POST",
         &format!("{demo}/sandbox/cashier/pay"),

@@ -3,7 +3,7 @@
 
 use alipay_wap_plugin::sign;
 use alipay_wap_plugin::transformers::form_encode;
-use conformance::alipay::encrypt_to_test_key;
+use conformance::alipay::{encrypt_to_test_key, signed_create_reply};
 use conformance::stub::{Seen, StubServer};
 use conformance::{repo_root, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
 use payhost::manifest::Manifest;
@@ -122,40 +122,7 @@ fn gateway(rsa: bool) -> impl Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync + 'stati
             req_data.contains("<subject>测试商品 &amp; &lt;礼物&gt;</subject>"),
             "{req_data}"
         );
-        let res_plain = "<?xml version=\"1.0\" encoding=\"utf-8\"?><direct_trade_create_res><request_token>20140101abcdef0123</request_token></direct_trade_create_res>";
-        let sec_id = if rsa { "0001" } else { "MD5" };
-        let mut answer: Vec<(String, String)> = vec![
-            ("service".into(), p("service")),
-            ("sec_id".into(), sec_id.into()),
-            ("partner".into(), PARTNER.into()),
-            ("req_id".into(), p("req_id")),
-            ("v".into(), "2.0".into()),
-            ("res_data".into(), res_plain.into()),
-        ];
-        let content = sorted(&answer);
-        let signature = if rsa {
-            sign::rsa_sign(
-                &content,
-                &sign::parse_private_key(TEST_PRIVATE_KEY).unwrap(),
-            )
-            .unwrap()
-        } else {
-            sign::md5_sign(&content, KEY)
-        };
-        if rsa {
-            answer[5].1 = encrypt_to_test_key(res_plain);
-        }
-        // Unsorted wire order of real captures: res_data, service, sec_id, partner, req_id, sign, v.
-        let wire = vec![
-            answer[5].clone(),
-            answer[0].clone(),
-            answer[1].clone(),
-            answer[2].clone(),
-            answer[3].clone(),
-            ("sign".into(), signature),
-            answer[4].clone(),
-        ];
-        (200, form_encode(&wire).into_bytes())
+        (200, signed_create_reply(&params, "20140101abcdef0123", KEY))
     }
 }
 

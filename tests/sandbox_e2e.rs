@@ -3,6 +3,7 @@
 //! protocol reference that the sandbox must refuse.
 
 use alipay_wap_plugin::sign;
+use conformance::alipay::cashier_token;
 use conformance::host::{
     free_port, get, post_form, request, send_json, spawn_payhost, temp_dir, Demo, Reply,
 };
@@ -45,14 +46,7 @@ async fn buy_and_pay(d: &Demo, product: &str) -> (String, String) {
     assert_eq!(cashier.status, 200);
     let page = cashier.text();
     assert!(page.contains("确认付款") && page.contains("取消"), "{page}");
-    let token = page
-        .split("name=\"token\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let token = cashier_token(&page);
     let callback = location(
         &post_form(
             &format!("{}/sandbox/cashier/pay", d.base),
@@ -199,14 +193,7 @@ async fn notifies_are_retried_on_the_real_schedule_until_acknowledged() {
     faults(&d, json!({})).await;
     let pay_url = location(&post_form(&format!("{}/shop/buy/tea", d.base), "").await);
     let page = get(&pay_url, None).await.text();
-    let token = page
-        .split("name=\"token\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let token = cashier_token(&page);
     faults(&d, json!({"answer_500": true})).await;
     let cb = location(
         &post_form(

@@ -12,6 +12,55 @@ use std::sync::{Arc, Mutex};
 
 pub const MD5_KEY: &str = "10000000000000000000000000000000";
 
+/// Alipay's answer to a create call: `res_data` with the token, signed (MD5 with `md5_key`, or RSA
+/// with the test key and `res_data` encrypted when the request's sec_id is 0001), in the unsorted
+/// wire order of real captures: res_data, service, sec_id, partner, req_id, sign, v.
+pub fn signed_create_reply(request: &[(String, String)], token: &str, md5_key: &str) -> Vec<u8> {
+    let p = |k: &str| {
+        request
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let rsa = p("sec_id") == "0001";
+    let res_plain = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><direct_trade_create_res><request_token>{token}</request_token></direct_trade_create_res>"
+    );
+    let mut reply: Vec<(String, String)> = vec![
+        ("res_data".into(), res_plain.clone()),
+        ("service".into(), p("service")),
+        ("sec_id".into(), p("sec_id")),
+        ("partner".into(), p("partner")),
+        ("req_id".into(), p("req_id")),
+        ("v".into(), "2.0".into()),
+    ];
+    let content = sorted(&reply);
+    let signature = if rsa {
+        sign::rsa_sign(
+            &content,
+            &sign::parse_private_key(TEST_PRIVATE_KEY).unwrap(),
+        )
+        .unwrap()
+    } else {
+        sign::md5_sign(&content, md5_key)
+    };
+    if rsa {
+        reply[0].1 = encrypt_to_test_key(&res_plain);
+    }
+    reply.insert(5, ("sign".into(), signature));
+    form_encode(&reply).into_bytes()
+}
+
+/// The hidden token of the sandbox cashier page.
+pub fn cashier_token(page: &str) -> String {
+    page.split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no cashier token in: {page}"))
+        .to_owned()
+}
+
 pub struct AlipayStub {
     pub server: StubServer,
     pub issued: Arc<Mutex<HashSet<String>>>,
@@ -87,32 +136,7 @@ fn answer(seen: &Seen, issued: &Mutex<HashSet<String>>) -> (u16, Vec<u8>) {
                 );
             }
             let token = format!("token-{}", p("req_id"));
-            let res_plain = format!(
-                "<?xml version=\"1.0\" encoding=\"utf-8\"?><direct_trade_create_res><request_token>{token}</request_token></direct_trade_create_res>"
-            );
-            let mut reply: Vec<(String, String)> = vec![
-                ("res_data".into(), res_plain.clone()),
-                ("service".into(), p("service")),
-                ("sec_id".into(), p("sec_id")),
-                ("partner".into(), p("partner")),
-                ("req_id".into(), p("req_id")),
-                ("v".into(), "2.0".into()),
-            ];
-            let content = sorted(&reply);
-            let signature = if rsa {
-                sign::rsa_sign(
-                    &content,
-                    &sign::parse_private_key(TEST_PRIVATE_KEY).unwrap(),
-                )
-                .unwrap()
-            } else {
-                sign::md5_sign(&content, MD5_KEY)
-            };
-            if rsa {
-                reply[0].1 = encrypt_to_test_key(&res_plain);
-            }
-            reply.insert(5, ("sign".into(), signature));
-            (200, form_encode(&reply).into_bytes())
+            (200, signed_create_reply(&params, &token, MD5_KEY))
         }
         _ => (404, b"unknown".to_vec()),
     }
