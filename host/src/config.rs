@@ -31,6 +31,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawPlugin {
     manifest: Option<String>,
+    call_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -97,6 +98,9 @@ pub struct Config {
     pub api_token: String,
     pub cache_dir: PathBuf,
     pub manifest: PathBuf,
+    /// `[plugin] call_timeout_ms`: a tighter wall-clock limit per component call than the
+    /// manifest's (never a looser one).
+    pub call_timeout_ms: Option<u64>,
     pub merchants: BTreeMap<String, MerchantSettings>,
     pub webhooks: WebhookConfig,
 }
@@ -243,6 +247,11 @@ impl Config {
         };
         let manifest =
             base.join(trimmed(&raw.plugin.manifest).unwrap_or_else(|| "plugin.toml".into()));
+        let call_timeout_ms = raw.plugin.call_timeout_ms;
+        if call_timeout_ms.is_some_and(|t| !(100..=600_000).contains(&t)) {
+            problems
+                .push("plugin.call_timeout_ms: must be between 100 and 600000 milliseconds".into());
+        }
         let mut merchants = BTreeMap::new();
         for (id, m) in &raw.merchants {
             if !valid_merchant_id(id) {
@@ -268,6 +277,7 @@ impl Config {
             api_token,
             cache_dir,
             manifest,
+            call_timeout_ms,
             merchants,
             webhooks,
         })

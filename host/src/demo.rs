@@ -166,6 +166,7 @@ pub fn build(opts: &DemoOptions) -> anyhow::Result<(Config, Arc<Sandbox>, Arc<De
         api_token,
         cache_dir: std::env::temp_dir().join("payhost-demo-cache"),
         manifest: opts.manifest.clone(),
+        call_timeout_ms: None,
         merchants,
         webhooks: WebhookConfig {
             retry_base_ms: 500,

@@ -28,7 +28,11 @@ pub async fn build_app_with(
     demo: Option<Arc<crate::demo::DemoShop>>,
 ) -> Result<Arc<App>> {
     let started = Instant::now();
-    let manifest = Manifest::load(&config.manifest)?;
+    let mut manifest = Manifest::load(&config.manifest)?;
+    if let Some(t) = config.call_timeout_ms {
+        // The operator may tighten the component's limit, never loosen it.
+        manifest.limits.call_timeout_ms = manifest.limits.call_timeout_ms.min(t);
+    }
     let runtime = PluginRuntime::load(&manifest, Some(&config.cache_dir)).await?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database)?);
     let problems = check_merchants(&config, &runtime).await;

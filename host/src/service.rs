@@ -450,9 +450,12 @@ impl App {
             Ok(o) => (*o, ack.as_str(), 200),
             Err((o, status)) => (*o, retry.as_str(), *status),
         };
-        record.outcome = Some(outcome.to_owned());
-        if let Err(e) = self.store.record_notification_result(&record) {
-            tracing::error!(error = %e, "cannot record a notification's result");
+        // An applied effect was recorded in its own transaction; every other outcome here.
+        if record.outcome.is_none() {
+            record.outcome = Some(outcome.to_owned());
+            if let Err(e) = self.store.record_notification_result(&record) {
+                tracing::error!(error = %e, "cannot record a notification's result");
+            }
         }
         self.metrics.notify(outcome);
         done(outcome, reply, status)
@@ -585,15 +588,16 @@ impl App {
                 .or(verified.notify_time.as_deref()),
             webhook_url: merchant.shop_webhook_url.as_deref(),
         };
-        match self.store.apply_notification(&effect) {
-            Ok(Applied::Changed { from, to }) => {
-                tracing::info!(merchant = merchant_id, out_trade_no = %verified.out_trade_no, %from, %to, "payment status changed");
-                record.detail = Some(format!("{from} -> {to}"));
-                Ok("applied")
+        match self.store.apply_notification(&effect, record) {
+            Ok(applied) => {
+                if let Applied::Changed { from, to } = &applied {
+                    tracing::info!(merchant = merchant_id, out_trade_no = %verified.out_trade_no, %from, %to, "payment status changed");
+                }
+                let (outcome, detail) = applied.outcome();
+                record.outcome = Some(outcome.to_owned());
+                record.detail = detail;
+                Ok(outcome)
             }
-            Ok(Applied::NoChange) => Ok("no_change"),
-            Ok(Applied::Duplicate) => Ok("duplicate"),
-            Ok(Applied::UnknownOrder) => Ok("unknown_order"),
             Err(e) => {
                 record.detail = Some(e.to_string());
                 Err(("store_failed", 500))

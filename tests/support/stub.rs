@@ -52,6 +52,7 @@ pub struct StubServer {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     handler: Arc<Mutex<Handler>>,
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl StubServer {
@@ -64,16 +65,17 @@ impl StubServer {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Mutex<Handler>> = Arc::new(Mutex::new(Arc::new(handler)));
-        let (seen2, handler2) = (seen.clone(), handler.clone());
+        let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (seen2, handler2, delay2) = (seen.clone(), handler.clone(), delay_ms.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (seen, handler) = (seen2.clone(), handler2.clone());
+                let (seen, handler, delay) = (seen2.clone(), handler2.clone(), delay2.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (seen, handler) = (seen.clone(), handler.clone());
+                        let (seen, handler, delay) = (seen.clone(), handler.clone(), delay.clone());
                         async move {
                             let method = req.method().to_string();
                             let path = req.uri().path().to_string();
@@ -103,6 +105,10 @@ impl StubServer {
                                 body,
                             };
                             seen.lock().unwrap().push(s.clone());
+                            let wait = delay.load(std::sync::atomic::Ordering::Relaxed);
+                            if wait > 0 {
+                                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                            }
                             let h = handler.lock().unwrap().clone();
                             let (status, body) = h(&s);
                             Ok::<_, std::convert::Infallible>(
@@ -123,12 +129,19 @@ impl StubServer {
             addr,
             seen,
             handler,
+            delay_ms,
         }
     }
 
     /// Replaces how the stub answers.
     pub fn answer(&self, handler: impl Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync + 'static) {
         *self.handler.lock().unwrap() = Arc::new(handler);
+    }
+
+    /// Holds every answer back this long (a slow provider).
+    pub fn delay(&self, d: std::time::Duration) {
+        self.delay_ms
+            .store(d.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn url(&self, path: &str) -> String {

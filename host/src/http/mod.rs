@@ -165,6 +165,10 @@ async fn route(
                     "v1_get_payment",
                     into_response(get_payment(app, id, &percent_decode(no)).await),
                 ),
+                (&Method::GET, ["merchants", id, "notifications"]) => (
+                    "v1_notifications",
+                    into_response(list_notifications(app, id, &req)),
+                ),
                 (&Method::GET, ["merchants", id, "channels"]) => {
                     ("v1_channels", into_response(channels(app, id, &req).await))
                 }
@@ -278,14 +282,57 @@ async fn get_payment(
             "paid_at": p.paid_at,
             "review": p.review,
             "created_at": p.created_at,
-            "notifications": notifications.iter().map(|n| serde_json::json!({
-                "id": n.raw_id,
-                "received_at": n.received_at,
-                "notify_id": n.notify_id,
-                "trade_status": n.trade_status,
-                "outcome": n.outcome,
-                "detail": n.detail,
-            })).collect::<Vec<_>>(),
+            "notifications": notifications.iter().map(notification_json).collect::<Vec<_>>(),
+        }),
+    ))
+}
+
+fn notification_json(n: &crate::store::NotificationRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": n.raw_id,
+        "received_at": n.received_at,
+        "notify_id": n.notify_id,
+        "out_trade_no": n.out_trade_no,
+        "trade_status": n.trade_status,
+        "outcome": n.outcome,
+        "detail": n.detail,
+    })
+}
+
+/// `GET /v1/merchants/{id}/notifications?limit=N`: the latest notifications as received, newest
+/// first, with what processing concluded (including the ones never verified).
+fn list_notifications(
+    app: &Arc<App>,
+    id: &str,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    app.merchant(id)?;
+    let limit = match req.uri().query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "limit")
+            .map(|(_, v)| v.into_owned())
+    }) {
+        None => 50,
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(ApiError::field(
+                    400,
+                    "invalid_request",
+                    "limit",
+                    "limit: must be a whole number from 1 to 1000",
+                ))
+            }
+        },
+    };
+    let list = app
+        .store
+        .recent_notifications(Some(id), limit)
+        .map_err(ApiError::internal)?;
+    Ok(json(
+        200,
+        &serde_json::json!({
+            "notifications": list.iter().map(notification_json).collect::<Vec<_>>(),
         }),
     ))
 }

@@ -26,7 +26,10 @@ pub fn new_engine(memory_bytes: usize, max_instances: u32) -> Result<Engine> {
         .max_tables_per_component(4)
         .total_tables(max_instances * 4)
         .total_stacks(max_instances)
-        .max_memory_size(memory_bytes);
+        .max_memory_size(memory_bytes)
+        // Reset freed slots in batches: one madvise round (and one TLB shootdown) per 32 slots
+        // instead of one per request, which measurably lowers kernel time under load.
+        .decommit_batch_size(32);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     // Linear memories need no 4 GiB reservation each with the pool's small cap.
     config.memory_reservation(memory_bytes as u64);

@@ -1,6 +1,7 @@
 //! The payment component inside wasmtime: engine and compile cache, the outbound-HTTP door, and
 //! per-request sessions with limits.
 
+pub mod connections;
 pub mod engine;
 pub mod outbound;
 pub mod plugin;

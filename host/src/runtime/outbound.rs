@@ -4,13 +4,12 @@
 //! The URL is checked after wasmtime-wasi-http parsed it into scheme, host and port; the guest
 //! cannot set `Host` (a forbidden header), so a relative URL cannot be steered elsewhere.
 
+use super::connections::ConnectionPool;
 use http::uri::Scheme;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime_wasi_http::{
-    default_send_request, Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks,
-};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// `scheme://host:port`, compared exactly (host case-insensitively).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -74,7 +73,6 @@ impl std::fmt::Display for Origin {
 pub type Responder = Arc<dyn Fn(&http::Uri) -> Option<(u16, bytes::Bytes)> + Send + Sync>;
 
 /// Which origins the component may reach, and what it tried.
-#[derive(Default)]
 pub struct OutboundPolicy {
     allowed: std::sync::RwLock<Vec<Origin>>,
     responder: std::sync::RwLock<Option<Responder>>,
@@ -82,6 +80,8 @@ pub struct OutboundPolicy {
     pub denied: AtomicU64,
     /// Upper bound for the guest's connect / first-byte / between-bytes timeouts.
     pub max_timeout: Duration,
+    /// Keep-alive connections to the allowed origins.
+    connections: Arc<ConnectionPool>,
 }
 
 impl OutboundPolicy {
@@ -92,6 +92,7 @@ impl OutboundPolicy {
             sent: AtomicU64::new(0),
             denied: AtomicU64::new(0),
             max_timeout,
+            connections: ConnectionPool::new(),
         })
     }
 
@@ -201,12 +202,21 @@ impl WasiHttpHooks for OutboundHooks {
             first_byte_timeout: cap(options.first_byte_timeout, max),
             between_bytes_timeout: cap(options.between_bytes_timeout, max),
         };
+        let pool = policy.connections.clone();
+        let origin = origin.expect("checked above");
         Box::new(async move {
-            use http_body_util::BodyExt;
-            let (response, io) = default_send_request(request, Some(options)).await?;
+            let response = pool
+                .send(
+                    origin,
+                    request,
+                    options.connect_timeout.unwrap_or(max),
+                    options.first_byte_timeout.unwrap_or(max),
+                )
+                .await?;
             Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
+                response,
+                Box::new(async { Ok(()) })
+                    as Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
             ))
         })
     }

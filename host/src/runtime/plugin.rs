@@ -174,7 +174,12 @@ impl PluginRuntime {
         for h in &manifest.outbound.allowed_hosts {
             allowed.push(Origin::parse(h).map_err(|e| anyhow::anyhow!("outbound host {h}: {e}"))?);
         }
-        let policy = OutboundPolicy::new(allowed, Duration::from_millis(limits.call_timeout_ms));
+        // Outbound waits end before the call's own deadline, so a slow gateway comes back to the
+        // component as a timeout it can report (504) instead of the call being cut off.
+        let policy = OutboundPolicy::new(
+            allowed,
+            Duration::from_millis(limits.call_timeout_ms * 4 / 5),
+        );
         let mut runtime = PluginRuntime {
             engine,
             pre,

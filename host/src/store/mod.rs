@@ -79,6 +79,18 @@ pub enum Applied {
     UnknownOrder,
 }
 
+impl Applied {
+    /// The outcome and detail recorded for the notification.
+    pub fn outcome(&self) -> (&'static str, Option<String>) {
+        match self {
+            Applied::Changed { from, to } => ("applied", Some(format!("{from} -> {to}"))),
+            Applied::NoChange => ("no_change", None),
+            Applied::Duplicate => ("duplicate", None),
+            Applied::UnknownOrder => ("unknown_order", None),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct WebhookJob {
     pub id: i64,
@@ -140,8 +152,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<NotificationRecord>>;
     fn raw_notification_count(&self) -> Result<u64>;
 
-    /// In one transaction: claims the notify_id, moves the payment, queues the webhook.
-    fn apply_notification(&self, effect: &NotificationEffect<'_>) -> Result<Applied>;
+    /// In one transaction: claims the notify_id, moves the payment, queues the webhook and stores
+    /// `record` (the raw notification's result) with the outcome and detail of what happened, so
+    /// a crash can never leave an applied notification without its record.
+    fn apply_notification(
+        &self,
+        effect: &NotificationEffect<'_>,
+        record: &NotificationRecord,
+    ) -> Result<Applied>;
 
     fn due_webhooks(&self, now_ms: i64, limit: u32) -> Result<Vec<WebhookJob>>;
     fn webhook_delivered(&self, id: i64) -> Result<()>;

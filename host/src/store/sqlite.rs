@@ -1,71 +1,213 @@
-//! The embedded SQLite store: WAL journal, `synchronous=FULL` (a commit survives power loss), one
-//! connection behind a mutex (SQLite has one writer anyway), migrations from `host/migrations`.
+//! The embedded SQLite store: WAL journal, `synchronous=FULL` (a commit survives power loss),
+//! migrations from `host/migrations`.
+//!
+//! Writes go to one writer thread that owns the write connection and commits in groups: it takes
+//! every write waiting in its queue, runs each in its own savepoint inside one transaction, commits
+//! once (one fsync for the group) and only then answers each caller. A caller's write is durable
+//! when its call returns, as before; under load many writes share one fsync instead of queueing
+//! for one each. Reads use a small pool of their own connections (WAL readers never wait for the
+//! writer). A caller on the async runtime waits with `block_in_place`, so a worker thread waiting
+//! for a commit does not stall the other requests.
 
 use super::*;
-use anyhow::{bail, Context};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use anyhow::{anyhow, bail, Context};
+use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::Mutex;
 
 /// Migrations, in order; the version is the position + 1.
 const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
 
+/// Read connections (WAL lets them read while the writer commits).
+const READERS: usize = 4;
+/// Most writes one commit carries.
+const MAX_GROUP: usize = 256;
+
+/// Called with the group's commit result once the group is committed (or not).
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// One write: runs on the writer's connection inside the group transaction (or, given None, does
+/// not run at all); says whether it succeeded (else its savepoint is rolled back) and how to
+/// answer its caller.
+type WriteJob = Box<dyn FnOnce(Option<&Connection>) -> (bool, Finish) + Send>;
+
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    writer: mpsc::Sender<WriteJob>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    commits: std::sync::Arc<AtomicUsize>,
 }
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore> {
-        let conn = Connection::open(path)
-            .with_context(|| format!("cannot open the database {}", path.display()))?;
+        let open = || {
+            Connection::open(path)
+                .with_context(|| format!("cannot open the database {}", path.display()))
+        };
+        let conn = open()?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             // The database holds merchant keys: readable by the owner only.
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
-        Self::init(conn)
-    }
-
-    pub fn open_in_memory() -> Result<SqliteStore> {
-        Self::init(Connection::open_in_memory()?)
-    }
-
-    fn init(conn: Connection) -> Result<SqliteStore> {
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        if mode != "wal" && mode != "memory" {
-            bail!("the database cannot use WAL journaling (journal_mode is {mode})");
+        configure(&conn)?;
+        migrate(&conn)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = open()?;
+            configure(&r)?;
+            readers.push(Mutex::new(r));
         }
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
-        conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")?;
-        let current: i64 = conn.query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |r| r.get(0),
-        )?;
-        if current as usize > MIGRATIONS.len() {
-            bail!("the database schema (version {current}) is newer than this payhost knows; upgrade payhost");
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            let tx = conn.unchecked_transaction()?;
-            tx.execute_batch(sql)
-                .with_context(|| format!("migration {}", i + 1))?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-                params![i as i64 + 1, now_rfc3339()],
-            )?;
-            tx.commit()?;
-        }
+        let (writer, queue) = mpsc::channel::<WriteJob>();
+        let commits = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = commits.clone();
+        std::thread::Builder::new()
+            .name("payhost-store-writer".into())
+            .spawn(move || write_loop(conn, queue, counter))
+            .context("cannot start the store's writer thread")?;
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
+            writer,
+            readers,
+            next_reader: AtomicUsize::new(0),
+            commits,
         })
     }
 
+    /// How many group commits the writer has made (for tests and metrics).
+    pub fn commit_count(&self) -> usize {
+        self.commits.load(Ordering::Relaxed)
+    }
+
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a half-applied transaction (it rolls back on
-        // drop), so a poisoned lock is safe to keep using.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..READERS {
+            if let Ok(c) = self.readers[(start + i) % READERS].try_lock() {
+                return c;
+            }
+        }
+        // A panic while holding the lock cannot leave a transaction open (reads only), so a
+        // poisoned lock is safe to keep using.
+        let lock = &self.readers[start % READERS];
+        wait(|| lock.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Runs `f` on the writer's connection in the next group; returns once the group is durable.
+    fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let (tx, rx) = mpsc::sync_channel::<Result<R>>(1);
+        let job: WriteJob = Box::new(move |conn| {
+            let result = match conn {
+                Some(conn) => f(conn),
+                None => Err(anyhow!("the store could not start a transaction")),
+            };
+            let ok = result.is_ok();
+            let finish: Finish = Box::new(move |committed| {
+                let _ = tx.send(match committed {
+                    Ok(()) => result,
+                    Err(e) => Err(anyhow!("the store could not commit: {e}")),
+                });
+            });
+            (ok, finish)
+        });
+        let stopped = || anyhow!("the store's writer thread has stopped");
+        self.writer.send(job).map_err(|_| stopped())?;
+        wait(|| rx.recv()).map_err(|_| stopped())?
+    }
+}
+
+/// Blocks in a way that lets the async runtime move its other tasks elsewhere meanwhile.
+fn wait<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if mode != "wal" {
+        bail!("the database cannot use WAL journaling (journal_mode is {mode})");
+    }
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+    Ok(())
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    if current as usize > MIGRATIONS.len() {
+        bail!("the database schema (version {current}) is newer than this payhost knows; upgrade payhost");
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("migration {}", i + 1))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![i as i64 + 1, now_rfc3339()],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The writer thread: waits for a write, takes every other write already queued (up to
+/// MAX_GROUP), runs each in a savepoint of one transaction, commits once, answers everyone.
+/// Ends when the store is dropped (the queue closes).
+fn write_loop(
+    conn: Connection,
+    queue: mpsc::Receiver<WriteJob>,
+    commits: std::sync::Arc<AtomicUsize>,
+) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = e.to_string();
+            for job in group {
+                // Not run: answered with the error, the database untouched.
+                let (_, finish) = job(None);
+                finish(Err(e.clone()));
+            }
+            continue;
+        }
+        let mut finishes = Vec::with_capacity(group.len());
+        for job in group {
+            let savepoint = conn.execute_batch("SAVEPOINT job");
+            let (ok, finish) = job(Some(&conn));
+            if savepoint.is_ok() {
+                if !ok {
+                    let _ = conn.execute_batch("ROLLBACK TO job");
+                }
+                let _ = conn.execute_batch("RELEASE job");
+            }
+            finishes.push(finish);
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        } else {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
+        for finish in finishes {
+            finish(committed.clone());
+        }
     }
 }
 
@@ -102,6 +244,181 @@ fn notification_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Notification
     })
 }
 
+fn insert_payment(conn: &Connection, p: &Payment) -> Result<Inserted> {
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO payments (merchant_id, out_trade_no, subject, total_fen, seller, return_url, status,
+             request_token, pay_url, trade_no, buyer_email, paid_at, review, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, NULL, NULL, ?10, ?10)",
+        params![
+            p.merchant_id,
+            p.out_trade_no,
+            p.subject,
+            p.total_fen as i64,
+            p.seller,
+            p.return_url,
+            p.status,
+            p.request_token,
+            p.pay_url,
+            p.created_at
+        ],
+    )?;
+    if n == 1 {
+        return Ok(Inserted::New);
+    }
+    let existing = conn
+        .query_row(
+            "SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2",
+            params![p.merchant_id, p.out_trade_no],
+            payment_from_row,
+        )
+        .context("payment vanished while inserting")?;
+    Ok(Inserted::Existing(Box::new(existing)))
+}
+
+fn insert_result(conn: &Connection, rec: &NotificationRecord) -> Result<()> {
+    conn.execute(
+        "INSERT INTO notification_results (raw_id, merchant_id, notify_id, out_trade_no, trade_status, outcome, detail, processed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            rec.raw_id,
+            rec.merchant_id,
+            rec.notify_id,
+            rec.out_trade_no,
+            rec.trade_status,
+            rec.outcome,
+            rec.detail,
+            now_rfc3339()
+        ],
+    )?;
+    Ok(())
+}
+
+/// Claims the notify_id, moves the payment and queues the webhook (inside the writer's group
+/// transaction, in the job's own savepoint).
+fn apply_notification(conn: &Connection, e: &NotificationEffect<'_>) -> Result<Applied> {
+    let payment = conn
+        .query_row(
+            "SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2",
+            params![e.merchant_id, e.out_trade_no],
+            payment_from_row,
+        )
+        .optional()?;
+    let Some(payment) = payment else {
+        return Ok(Applied::UnknownOrder);
+    };
+    let now = now_rfc3339();
+    let claimed = conn.execute(
+        "INSERT OR IGNORE INTO applied_notifications (merchant_id, notify_id, out_trade_no, applied_at) VALUES (?1, ?2, ?3, ?4)",
+        params![e.merchant_id, e.notify_id, e.out_trade_no, now],
+    )?;
+    if claimed == 0 {
+        return Ok(Applied::Duplicate);
+    }
+    let Some(next) = next_status(&payment.status, e.trade_status) else {
+        return Ok(Applied::NoChange);
+    };
+    let paid_at = if next == TRADE_CLOSED {
+        None
+    } else {
+        Some(
+            payment
+                .paid_at
+                .clone()
+                .unwrap_or_else(|| e.paid_at.map(str::to_owned).unwrap_or_else(|| now.clone())),
+        )
+    };
+    conn.execute(
+        "UPDATE payments SET status = ?3, trade_no = COALESCE(?4, trade_no), buyer_email = COALESCE(?5, buyer_email),
+             paid_at = ?6, updated_at = ?7 WHERE merchant_id = ?1 AND out_trade_no = ?2",
+        params![
+            e.merchant_id,
+            e.out_trade_no,
+            next,
+            Some(e.trade_no).filter(|t| !t.is_empty()),
+            e.buyer_email,
+            paid_at,
+            now
+        ],
+    )?;
+    if let Some(url) = e.webhook_url {
+        let kind = match next {
+            TRADE_SUCCESS => "payment.paid",
+            TRADE_FINISHED => "payment.finished",
+            _ => "payment.closed",
+        };
+        let event_id = format!(
+            "evt_{}_{}_{}",
+            e.merchant_id,
+            e.out_trade_no,
+            next.to_ascii_lowercase()
+        );
+        let body = serde_json::json!({
+            "id": event_id,
+            "type": kind,
+            "merchant_id": e.merchant_id,
+            "out_trade_no": e.out_trade_no,
+            "subject": payment.subject,
+            "status": next,
+            "previous_status": payment.status,
+            "total_fee": payment.total_fee(),
+            "seller_email": payment.seller,
+            "trade_no": Some(e.trade_no).filter(|t| !t.is_empty()).or(payment.trade_no.as_deref()),
+            "buyer_email": e.buyer_email.or(payment.buyer_email.as_deref()),
+            "paid_at": paid_at,
+            "created_at": now,
+        })
+        .to_string();
+        conn.execute(
+            "INSERT OR IGNORE INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![event_id, e.merchant_id, url, body, now_ms()],
+        )?;
+    }
+    Ok(Applied::Changed {
+        from: payment.status,
+        to: next.to_owned(),
+    })
+}
+
+/// A NotificationEffect that owns its strings, to travel to the writer thread.
+struct OwnedEffect {
+    merchant_id: String,
+    notify_id: String,
+    out_trade_no: String,
+    trade_status: String,
+    trade_no: String,
+    buyer_email: Option<String>,
+    paid_at: Option<String>,
+    webhook_url: Option<String>,
+}
+
+impl OwnedEffect {
+    fn from(e: &NotificationEffect<'_>) -> OwnedEffect {
+        OwnedEffect {
+            merchant_id: e.merchant_id.to_owned(),
+            notify_id: e.notify_id.to_owned(),
+            out_trade_no: e.out_trade_no.to_owned(),
+            trade_status: e.trade_status.to_owned(),
+            trade_no: e.trade_no.to_owned(),
+            buyer_email: e.buyer_email.map(str::to_owned),
+            paid_at: e.paid_at.map(str::to_owned),
+            webhook_url: e.webhook_url.map(str::to_owned),
+        }
+    }
+
+    fn borrow(&self) -> NotificationEffect<'_> {
+        NotificationEffect {
+            merchant_id: &self.merchant_id,
+            notify_id: &self.notify_id,
+            out_trade_no: &self.out_trade_no,
+            trade_status: &self.trade_status,
+            trade_no: &self.trade_no,
+            buyer_email: self.buyer_email.as_deref(),
+            paid_at: self.paid_at.as_deref(),
+            webhook_url: self.webhook_url.as_deref(),
+        }
+    }
+}
+
 const NOTIFICATION_SELECT: &str = "SELECT n.id, n.merchant_id, n.received_at, r.notify_id, r.out_trade_no, r.trade_status, r.outcome, r.detail
      FROM raw_notifications n LEFT JOIN notification_results r ON r.raw_id = n.id";
 
@@ -128,12 +445,15 @@ impl Store for SqliteStore {
 
     fn save_merchant(&self, id: &str, settings: &MerchantSettings) -> Result<()> {
         let json = serde_json::to_string(settings)?;
-        self.conn().execute(
-            "INSERT INTO merchants (id, settings, source, config_hash, updated_at) VALUES (?1, ?2, 'api', NULL, ?3)
-             ON CONFLICT(id) DO UPDATE SET settings = excluded.settings, source = 'api', updated_at = excluded.updated_at",
-            params![id, json, now_rfc3339()],
-        )?;
-        Ok(())
+        let id = id.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO merchants (id, settings, source, config_hash, updated_at) VALUES (?1, ?2, 'api', NULL, ?3)
+                 ON CONFLICT(id) DO UPDATE SET settings = excluded.settings, source = 'api', updated_at = excluded.updated_at",
+                params![id, json, now_rfc3339()],
+            )?;
+            Ok(())
+        })
     }
 
     fn seed_merchant(
@@ -143,46 +463,22 @@ impl Store for SqliteStore {
         config_hash: &str,
     ) -> Result<bool> {
         let json = serde_json::to_string(settings)?;
-        let changed = self.conn().execute(
-            "INSERT INTO merchants (id, settings, source, config_hash, updated_at) VALUES (?1, ?2, 'config', ?3, ?4)
-             ON CONFLICT(id) DO UPDATE SET settings = excluded.settings, source = 'config',
-                 config_hash = excluded.config_hash, updated_at = excluded.updated_at
-             WHERE merchants.config_hash IS NOT excluded.config_hash",
-            params![id, json, config_hash, now_rfc3339()],
-        )?;
-        Ok(changed > 0)
+        let (id, config_hash) = (id.to_owned(), config_hash.to_owned());
+        self.write(move |conn| {
+            let changed = conn.execute(
+                "INSERT INTO merchants (id, settings, source, config_hash, updated_at) VALUES (?1, ?2, 'config', ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET settings = excluded.settings, source = 'config',
+                     config_hash = excluded.config_hash, updated_at = excluded.updated_at
+                 WHERE merchants.config_hash IS NOT excluded.config_hash",
+                params![id, json, config_hash, now_rfc3339()],
+            )?;
+            Ok(changed > 0)
+        })
     }
 
     fn insert_payment(&self, p: &Payment) -> Result<Inserted> {
-        let conn = self.conn();
-        let n = conn.execute(
-            "INSERT OR IGNORE INTO payments (merchant_id, out_trade_no, subject, total_fen, seller, return_url, status,
-                 request_token, pay_url, trade_no, buyer_email, paid_at, review, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, NULL, NULL, ?10, ?10)",
-            params![
-                p.merchant_id,
-                p.out_trade_no,
-                p.subject,
-                p.total_fen as i64,
-                p.seller,
-                p.return_url,
-                p.status,
-                p.request_token,
-                p.pay_url,
-                p.created_at
-            ],
-        )?;
-        if n == 1 {
-            return Ok(Inserted::New);
-        }
-        let existing = conn
-            .query_row(
-                "SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2",
-                params![p.merchant_id, p.out_trade_no],
-                payment_from_row,
-            )
-            .context("payment vanished while inserting")?;
-        Ok(Inserted::Existing(Box::new(existing)))
+        let p = p.clone();
+        self.write(move |conn| insert_payment(conn, &p))
     }
 
     fn set_payment_token(
@@ -192,12 +488,15 @@ impl Store for SqliteStore {
         token: &str,
         pay_url: &str,
     ) -> Result<()> {
-        self.conn().execute(
-            "UPDATE payments SET request_token = ?3, pay_url = ?4, updated_at = ?5
-             WHERE merchant_id = ?1 AND out_trade_no = ?2 AND status = 'WAIT_BUYER_PAY'",
-            params![merchant, out_trade_no, token, pay_url, now_rfc3339()],
-        )?;
-        Ok(())
+        let args = [merchant, out_trade_no, token, pay_url].map(str::to_owned);
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE payments SET request_token = ?3, pay_url = ?4, updated_at = ?5
+                 WHERE merchant_id = ?1 AND out_trade_no = ?2 AND status = 'WAIT_BUYER_PAY'",
+                params![args[0], args[1], args[2], args[3], now_rfc3339()],
+            )?;
+            Ok(())
+        })
     }
 
     fn payment(&self, merchant: &str, out_trade_no: &str) -> Result<Option<Payment>> {
@@ -223,11 +522,14 @@ impl Store for SqliteStore {
     }
 
     fn flag_for_review(&self, merchant: &str, out_trade_no: &str, reason: &str) -> Result<()> {
-        self.conn().execute(
-            "UPDATE payments SET review = ?3, updated_at = ?4 WHERE merchant_id = ?1 AND out_trade_no = ?2",
-            params![merchant, out_trade_no, reason, now_rfc3339()],
-        )?;
-        Ok(())
+        let args = [merchant, out_trade_no, reason].map(str::to_owned);
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE payments SET review = ?3, updated_at = ?4 WHERE merchant_id = ?1 AND out_trade_no = ?2",
+                params![args[0], args[1], args[2], now_rfc3339()],
+            )?;
+            Ok(())
+        })
     }
 
     fn record_raw_notification(
@@ -236,30 +538,23 @@ impl Store for SqliteStore {
         remote: Option<&str>,
         body: &[u8],
     ) -> Result<i64> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO raw_notifications (merchant_id, received_at, remote_addr, body) VALUES (?1, ?2, ?3, ?4)",
-            params![merchant, now_rfc3339(), remote, body],
-        )?;
-        Ok(conn.last_insert_rowid())
+        let (merchant, remote, body) = (
+            merchant.to_owned(),
+            remote.map(str::to_owned),
+            body.to_vec(),
+        );
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO raw_notifications (merchant_id, received_at, remote_addr, body) VALUES (?1, ?2, ?3, ?4)",
+                params![merchant, now_rfc3339(), remote, body],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
     }
 
     fn record_notification_result(&self, rec: &NotificationRecord) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO notification_results (raw_id, merchant_id, notify_id, out_trade_no, trade_status, outcome, detail, processed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                rec.raw_id,
-                rec.merchant_id,
-                rec.notify_id,
-                rec.out_trade_no,
-                rec.trade_status,
-                rec.outcome,
-                rec.detail,
-                now_rfc3339()
-            ],
-        )?;
-        Ok(())
+        let rec = rec.clone();
+        self.write(move |conn| insert_result(conn, &rec))
     }
 
     fn notifications_for(
@@ -299,91 +594,20 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
-    fn apply_notification(&self, e: &NotificationEffect<'_>) -> Result<Applied> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let payment = tx
-            .query_row(
-                "SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2",
-                params![e.merchant_id, e.out_trade_no],
-                payment_from_row,
-            )
-            .optional()?;
-        let Some(payment) = payment else {
-            return Ok(Applied::UnknownOrder);
-        };
-        let now = now_rfc3339();
-        let claimed = tx.execute(
-            "INSERT OR IGNORE INTO applied_notifications (merchant_id, notify_id, out_trade_no, applied_at) VALUES (?1, ?2, ?3, ?4)",
-            params![e.merchant_id, e.notify_id, e.out_trade_no, now],
-        )?;
-        if claimed == 0 {
-            return Ok(Applied::Duplicate);
-        }
-        let Some(next) = next_status(&payment.status, e.trade_status) else {
-            tx.commit()?;
-            return Ok(Applied::NoChange);
-        };
-        let paid_at = if next == TRADE_CLOSED {
-            None
-        } else {
-            Some(
-                payment
-                    .paid_at
-                    .clone()
-                    .unwrap_or_else(|| e.paid_at.map(str::to_owned).unwrap_or_else(|| now.clone())),
-            )
-        };
-        tx.execute(
-            "UPDATE payments SET status = ?3, trade_no = COALESCE(?4, trade_no), buyer_email = COALESCE(?5, buyer_email),
-                 paid_at = ?6, updated_at = ?7 WHERE merchant_id = ?1 AND out_trade_no = ?2",
-            params![
-                e.merchant_id,
-                e.out_trade_no,
-                next,
-                Some(e.trade_no).filter(|t| !t.is_empty()),
-                e.buyer_email,
-                paid_at,
-                now
-            ],
-        )?;
-        if let Some(url) = e.webhook_url {
-            let kind = match next {
-                TRADE_SUCCESS => "payment.paid",
-                TRADE_FINISHED => "payment.finished",
-                _ => "payment.closed",
-            };
-            let event_id = format!(
-                "evt_{}_{}_{}",
-                e.merchant_id,
-                e.out_trade_no,
-                next.to_ascii_lowercase()
-            );
-            let body = serde_json::json!({
-                "id": event_id,
-                "type": kind,
-                "merchant_id": e.merchant_id,
-                "out_trade_no": e.out_trade_no,
-                "subject": payment.subject,
-                "status": next,
-                "previous_status": payment.status,
-                "total_fee": payment.total_fee(),
-                "seller_email": payment.seller,
-                "trade_no": Some(e.trade_no).filter(|t| !t.is_empty()).or(payment.trade_no.as_deref()),
-                "buyer_email": e.buyer_email.or(payment.buyer_email.as_deref()),
-                "paid_at": paid_at,
-                "created_at": now,
-            })
-            .to_string();
-            tx.execute(
-                "INSERT OR IGNORE INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![event_id, e.merchant_id, url, body, now_ms()],
-            )?;
-        }
-        tx.commit()?;
-        Ok(Applied::Changed {
-            from: payment.status,
-            to: next.to_owned(),
+    fn apply_notification(
+        &self,
+        e: &NotificationEffect<'_>,
+        record: &NotificationRecord,
+    ) -> Result<Applied> {
+        let e = OwnedEffect::from(e);
+        let mut record = record.clone();
+        self.write(move |conn| {
+            let applied = apply_notification(conn, &e.borrow())?;
+            let (outcome, detail) = applied.outcome();
+            record.outcome = Some(outcome.to_owned());
+            record.detail = detail.or(record.detail);
+            insert_result(conn, &record)?;
+            Ok(applied)
         })
     }
 
@@ -409,19 +633,24 @@ impl Store for SqliteStore {
     }
 
     fn webhook_delivered(&self, id: i64) -> Result<()> {
-        self.conn().execute(
-            "UPDATE webhook_outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
-            params![id, now_rfc3339()],
-        )?;
-        Ok(())
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE webhook_outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+                params![id, now_rfc3339()],
+            )?;
+            Ok(())
+        })
     }
 
     fn webhook_failed(&self, id: i64, next_attempt_ms: i64, error: &str) -> Result<()> {
-        self.conn().execute(
-            "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1",
-            params![id, next_attempt_ms, error],
-        )?;
-        Ok(())
+        let error = error.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1",
+                params![id, next_attempt_ms, error],
+            )?;
+            Ok(())
+        })
     }
 
     fn pending_webhooks(&self) -> Result<u64> {
@@ -471,6 +700,19 @@ mod tests {
         }
     }
 
+    fn record() -> NotificationRecord {
+        NotificationRecord {
+            raw_id: 1,
+            merchant_id: "m1".into(),
+            received_at: String::new(),
+            notify_id: None,
+            out_trade_no: Some("o1".into()),
+            trade_status: None,
+            outcome: None,
+            detail: None,
+        }
+    }
+
     #[test]
     fn one_transition_per_notify_id_and_one_webhook() {
         let dir = std::env::temp_dir().join(format!("payhost-store-{}", std::process::id()));
@@ -485,7 +727,7 @@ mod tests {
             Inserted::Existing(_)
         ));
         assert_eq!(
-            s.apply_notification(&effect("n1", "TRADE_SUCCESS"))
+            s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &record())
                 .unwrap(),
             Applied::Changed {
                 from: WAIT_BUYER_PAY.into(),
@@ -493,23 +735,26 @@ mod tests {
             }
         );
         assert_eq!(
-            s.apply_notification(&effect("n1", "TRADE_SUCCESS"))
+            s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &record())
                 .unwrap(),
             Applied::Duplicate
         );
         assert_eq!(
-            s.apply_notification(&effect("n2", "TRADE_SUCCESS"))
+            s.apply_notification(&effect("n2", "TRADE_SUCCESS"), &record())
                 .unwrap(),
             Applied::NoChange
         );
         assert!(matches!(
-            s.apply_notification(&effect("n3", "TRADE_FINISHED"))
+            s.apply_notification(&effect("n3", "TRADE_FINISHED"), &record())
                 .unwrap(),
             Applied::Changed { .. }
         ));
         let mut e = effect("n4", "TRADE_SUCCESS");
         e.out_trade_no = "nope";
-        assert_eq!(s.apply_notification(&e).unwrap(), Applied::UnknownOrder);
+        assert_eq!(
+            s.apply_notification(&e, &record()).unwrap(),
+            Applied::UnknownOrder
+        );
         let p = s.payment("m1", "o1").unwrap().unwrap();
         assert_eq!(p.status, TRADE_FINISHED);
         assert_eq!(p.paid_at.as_deref(), Some("2014-01-01 12:00:10"));
