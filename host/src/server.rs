@@ -49,6 +49,7 @@ pub async fn build_app_with(
         metrics: Metrics::default(),
         sandbox,
         demo,
+        admission: tokio::sync::Semaphore::new(crate::service::admission_permits()),
     });
     for (id, settings) in &app.config.merchants {
         let mut s = settings.clone();

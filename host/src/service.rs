@@ -23,6 +23,15 @@ pub struct App {
     pub sandbox: Option<Arc<crate::sandbox::Sandbox>>,
     /// The demo shop, served under `/shop` (`payhost demo`).
     pub demo: Option<Arc<crate::demo::DemoShop>>,
+    /// Admission to the component and the store: a few requests work at a time, the rest wait
+    /// in arrival order. More at once only adds thread hand-offs and lengthens the tail.
+    pub admission: tokio::sync::Semaphore,
+}
+
+/// How many payment and notify requests are worked on at once: enough to overlap one request's
+/// outbound call and commit with another's computation.
+pub fn admission_permits() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 8
 }
 
 /// An error for the API: HTTP status, code, field, message.
@@ -239,6 +248,7 @@ impl App {
         merchant_id: &str,
         req: CreatePayment,
     ) -> Result<(u16, PaymentCreated), ApiError> {
+        let _permit = self.admission.acquire().await.map_err(ApiError::internal)?;
         let merchant = self.merchant(merchant_id)?;
         let required = |v: &Option<String>, name: &str| -> Result<String, ApiError> {
             v.as_ref()
@@ -417,6 +427,7 @@ impl App {
         remote: Option<&str>,
         body: &[u8],
     ) -> NotifyOutcome {
+        let _permit = self.admission.acquire().await;
         let ack = self.runtime.info.notify_ack.clone();
         let retry = self.runtime.info.notify_retry.clone();
         let done = |outcome: &'static str, reply: &str, status: u16| NotifyOutcome {

@@ -29,13 +29,17 @@ if (!hash_equals(md5($content . $key), strtolower($sign))) {
     exit;
 }
 
-$doc = @simplexml_load_string($notifyData);
-if ($doc === false || !isset($doc->notify_id)) {
+// notify_data is flat XML; the demo's ports read the fields by element name.
+function field($xml, $name)
+{
+    return preg_match('/<' . $name . '>(.*?)<\/' . $name . '>/s', $xml, $m) ? $m[1] : null;
+}
+$notifyId = field($notifyData, 'notify_id');
+if ($notifyId === null || $notifyId === '') {
     http_response_code(400);
     echo 'fail';
     exit;
 }
-$notifyId = (string) $doc->notify_id;
 
 // Ask Alipay whether it sent this notification.
 $url = $verifyUrl . '?service=notify_verify&partner=' . urlencode($partner) . '&notify_id=' . urlencode($notifyId);
@@ -48,7 +52,8 @@ if (trim((string) $answer) !== 'true') {
 
 file_put_contents(
     $log,
-    date('c') . ' ' . $doc->out_trade_no . ' ' . $doc->trade_status . ' ' . $doc->total_fee . "\n",
+    date('c') . ' ' . field($notifyData, 'out_trade_no') . ' ' . field($notifyData, 'trade_status') . ' '
+        . field($notifyData, 'total_fee') . "\n",
     FILE_APPEND | LOCK_EX
 );
 echo 'success';
