@@ -20,6 +20,90 @@ const PRIV: &str = include_str!("../../plugin/testdata/test_priv.pem");
 const PUB: &str = include_str!("../../plugin/testdata/test_pub.pem");
 const CIPHER: &str = include_str!("../../plugin/testdata/notify_cipher.b64");
 
+/// Answers the create call with a canned, correctly signed reply (the plugin does not tie the
+/// reply to the request's req_id), anything else with `true`.
+struct Canned(Vec<u8>);
+impl Transport for Canned {
+    fn send(&mut self, r: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let body = if r.url.contains("rest.htm") {
+            self.0.clone()
+        } else {
+            b"true".to_vec()
+        };
+        Ok(HttpResponse { status: 200, body })
+    }
+}
+
+/// The gateway's answer to create.direct: MD5-signed, or RSA-signed with res_data encrypted to
+/// the merchant's (test) key.
+fn create_reply(rsa: bool) -> Vec<u8> {
+    let xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><direct_trade_create_res><request_token>20100830e8085e3e0868a466b822350ede5886e8</request_token></direct_trade_create_res>";
+    let sec_id = if rsa { "0001" } else { "MD5" };
+    let mut params: Vec<(String, String)> = [
+        ("res_data", xml),
+        ("service", "alipay.wap.trade.create.direct"),
+        ("sec_id", sec_id),
+        ("partner", "2088101122136241"),
+        ("req_id", "1"),
+        ("v", "2.0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let content = sign::sorted_link_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let signature = if rsa {
+        sign::rsa_sign(&content, &sign::parse_private_key(PRIV).unwrap()).unwrap()
+    } else {
+        sign::md5_sign(&content, KEY)
+    };
+    if rsa {
+        use base64::Engine as _;
+        use rsa::pkcs8::DecodePublicKey;
+        let key = rsa::RsaPublicKey::from_public_key_pem(PUB).unwrap();
+        let mut out = Vec::new();
+        for chunk in xml.as_bytes().chunks(117) {
+            out.extend(
+                key.encrypt(&mut rand_core::OsRng, rsa::Pkcs1v15Encrypt, chunk)
+                    .unwrap(),
+            );
+        }
+        params[0].1 = base64::engine::general_purpose::STANDARD.encode(out);
+    }
+    params.push(("sign".into(), signature));
+    alipay_wap_plugin::transformers::form_encode(&params).into_bytes()
+}
+
+fn order() -> alipay_wap_plugin::model::PaymentRequest {
+    alipay_wap_plugin::model::PaymentRequest {
+        out_trade_no: "20140101000001".into(),
+        subject: "测试商品".into(),
+        total_fee: "0.01".into(),
+        seller: None,
+        return_url: "https://pay.example/alipay/shop/return".into(),
+        notify_url: "https://pay.example/alipay/shop/notify".into(),
+        merchant_url: None,
+        pay_expire: None,
+        out_user: None,
+        cashier_code: None,
+    }
+}
+
+fn wit_order() -> payhost::runtime::plugin::types::PaymentRequest {
+    let o = order();
+    payhost::runtime::plugin::types::PaymentRequest {
+        out_trade_no: o.out_trade_no,
+        subject: o.subject,
+        total_fee: o.total_fee,
+        seller: o.seller,
+        return_url: o.return_url,
+        notify_url: o.notify_url,
+        merchant_url: o.merchant_url,
+        pay_expire: o.pay_expire,
+        out_user: o.out_user,
+        cashier_code: o.cashier_code,
+    }
+}
+
 struct AnswerTrue;
 impl Transport for AnswerTrue {
     fn send(&mut self, _: &HttpRequest) -> Result<HttpResponse, TransportError> {
@@ -111,10 +195,16 @@ fn benches(c: &mut Criterion) {
             Some(&root.join("target/payhost-test-cache")),
         ))
         .expect("build the component first");
+    let create_answer = Arc::new(std::sync::Mutex::new(bytes::Bytes::new()));
+    let answer = create_answer.clone();
     runtime
         .outbound()
-        .set_responder(Some(Arc::new(|_uri: &http::Uri| {
-            Some((200, bytes::Bytes::from_static(b"true")))
+        .set_responder(Some(Arc::new(move |uri: &http::Uri| {
+            if uri.path().ends_with("rest.htm") {
+                Some((200, answer.lock().unwrap().clone()))
+            } else {
+                Some((200, bytes::Bytes::from_static(b"true")))
+            }
         })));
 
     let (md5, md5_f, rsa, rsa_f, ret) = (
@@ -124,6 +214,47 @@ fn benches(c: &mut Criterion) {
         rsa_form(),
         return_query(),
     );
+    // Signing alone (native only: the component exports whole protocol steps, not a sign call)…
+    let content = sign::sorted_link_string(md5_f.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    c.bench_function("md5_sign/native", |b| {
+        b.iter(|| sign::md5_sign(&content, KEY))
+    });
+    let private = sign::parse_private_key(PRIV).unwrap();
+    c.bench_function("rsa_sign/native", |b| {
+        b.iter(|| sign::rsa_sign(&content, &private).unwrap())
+    });
+
+    // …and the protocol step that signs: start-payment = sign the create call, verify (and for
+    // RSA decrypt) the token answer, sign the authAndExecute redirect.
+    let wo = wit_order();
+    for (name, settings, rsa) in [
+        ("start_payment_md5", &md5, false),
+        ("start_payment_rsa", &rsa, true),
+    ] {
+        let reply = create_reply(rsa);
+        *create_answer.lock().unwrap() = bytes::Bytes::from(reply.clone());
+        let mut g = c.benchmark_group(name);
+        if rsa {
+            g.sample_size(20);
+        }
+        g.bench_function("native", |b| {
+            b.iter(|| {
+                connector::start_payment(settings, &order(), "1", &mut Canned(reply.clone()))
+                    .unwrap()
+            })
+        });
+        let ws = pairs(settings.clone());
+        g.bench_function("component", |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let mut s = runtime.session().await.unwrap();
+                    s.start_payment(&ws, &wo).await.unwrap().unwrap()
+                })
+            })
+        });
+        g.finish();
+    }
+
     let mut g = c.benchmark_group("verify_notify_md5");
     g.bench_function("native", |b| {
         b.iter(|| connector::verify_notification(&md5, &md5_f, &mut AnswerTrue).unwrap())

@@ -181,6 +181,8 @@ impl WasiHttpHooks for OutboundHooks {
         if let Some((status, body)) = canned {
             return Box::new(async move {
                 use http_body_util::{BodyExt, Full};
+                // Read what the guest sends, as a server would, so its body write completes.
+                let _ = request.into_body().collect().await;
                 let body = Full::new(body)
                     .map_err(|never| match never {})
                     .boxed_unsync();

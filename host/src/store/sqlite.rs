@@ -718,6 +718,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("payhost-store-{}", std::process::id()));
         let _ = std::fs::remove_file(&dir);
         let s = SqliteStore::open(&dir).unwrap();
+        // The results below belong to this raw notification (id 1).
+        assert_eq!(s.record_raw_notification("m1", None, b"raw").unwrap(), 1);
         assert!(matches!(
             s.insert_payment(&payment("o1")).unwrap(),
             Inserted::New
@@ -769,6 +771,63 @@ mod tests {
             s.payment("m1", "o1").unwrap().unwrap().status,
             TRADE_FINISHED
         );
+        let recorded = s.notifications_for("m1", "o1").unwrap();
+        let outcomes: Vec<_> = recorded.iter().filter_map(|r| r.outcome.clone()).collect();
+        assert_eq!(
+            outcomes,
+            [
+                "applied",
+                "duplicate",
+                "no_change",
+                "applied",
+                "unknown_order"
+            ],
+            "each apply records its result in the same transaction"
+        );
         let _ = std::fs::remove_file(&dir);
+    }
+
+    #[test]
+    fn concurrent_writes_share_commits_and_a_failed_write_spoils_only_itself() {
+        let path = std::env::temp_dir().join(format!("payhost-group-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let s = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
+        let before = s.commit_count();
+        let threads: Vec<_> = (0..32)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..20 {
+                        s.insert_payment(&payment(&format!("g{t}-{i}"))).unwrap();
+                        // A write that fails (foreign key) inside the same groups.
+                        let mut bad = NotificationRecord {
+                            raw_id: 1_000_000 + i,
+                            merchant_id: "m1".into(),
+                            received_at: String::new(),
+                            notify_id: None,
+                            out_trade_no: None,
+                            trade_status: None,
+                            outcome: Some("x".into()),
+                            detail: None,
+                        };
+                        assert!(s.record_notification_result(&bad).is_err());
+                        bad.raw_id = s.record_raw_notification("m1", None, b"x").unwrap();
+                        s.record_notification_result(&bad).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let commits = s.commit_count() - before;
+        // 32 × 20 × 4 writes; with 32 writers at a time they share commits.
+        assert!(commits < 32 * 20 * 4, "{commits} commits");
+        drop(s);
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.recent_payments(Some("m1"), 1000).unwrap().len(), 640);
+        assert_eq!(s.raw_notification_count().unwrap(), 640);
+        assert_eq!(s.recent_notifications(Some("m1"), 1000).unwrap().len(), 640);
+        let _ = std::fs::remove_file(&path);
     }
 }
