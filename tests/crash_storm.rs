@@ -5,8 +5,9 @@
 //! every shop webhook event reaches the shop (the receiver counts them by event id).
 
 use conformance::alipay::{cashier_token, MD5_KEY};
-use conformance::host::{free_port, get, post_form, send_json, spawn_payhost, temp_dir, Payhost};
-use conformance::repo_root;
+use conformance::host::{
+    config_head, free_port, get, post_form, send_json, spawn_payhost, temp_dir, Payhost,
+};
 use conformance::stub::{Seen, StubServer};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -71,17 +72,9 @@ async fn a_thousand_orders_survive_six_kill_9s() {
     // The shop's webhook receiver counts deliveries per event id.
     let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
     let port = free_port();
-    let config = format!(
-        r#"
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-database = "payhost.db"
-api_token = "{TOKEN}"
-cache_dir = "{cache}"
-
-[plugin]
-manifest = "{manifest}"
-
+    let config = config_head(port, TOKEN, "")
+        + &format!(
+            r#"
 [webhooks]
 retry_base_ms = 50
 retry_max_ms = 500
@@ -95,11 +88,9 @@ notify_verify_url = "{sandbox}/sandbox/mapi"
 shop_webhook_url = "{hook}"
 shop_webhook_secret = "storm-webhook-secret"
 "#,
-        cache = repo_root().join("target/payhost-test-cache").display(),
-        manifest = repo_root().join("plugin.toml").display(),
-        sandbox = sandbox.base,
-        hook = shop.url("/hook"),
-    );
+            sandbox = sandbox.base,
+            hook = shop.url("/hook"),
+        );
     let mut host = Payhost::start(&dir, &config);
     let base = format!("http://127.0.0.1:{port}");
     let db = dir.join("payhost.db");

@@ -3,8 +3,9 @@
 //! to retry what it could not confirm, and keeps serving.
 
 use conformance::alipay::{md5_notify_body, signed_create_reply, Trade, MD5_KEY};
-use conformance::host::{free_port, get, post_form, send_json, temp_dir, Payhost, Reply};
-use conformance::repo_root;
+use conformance::host::{
+    config_head, free_port, get, post_form, send_json, temp_dir, Payhost, Reply,
+};
 use conformance::stub::{Seen, StubServer};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -38,18 +39,9 @@ async fn world(name: &str) -> World {
     let closed = free_port();
     let dir = temp_dir(name);
     let port = free_port();
-    let config = format!(
-        r#"
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-database = "payhost.db"
-api_token = "{TOKEN}"
-cache_dir = "{cache}"
-
-[plugin]
-manifest = "{manifest}"
-call_timeout_ms = {CALL_TIMEOUT_MS}
-
+    let config = config_head(port, TOKEN, &format!("call_timeout_ms = {CALL_TIMEOUT_MS}"))
+        + &format!(
+            r#"
 [merchants.shop]
 partner = "{PARTNER}"
 key = "{MD5_KEY}"
@@ -64,11 +56,9 @@ seller_email = "{SELLER}"
 gateway_url = "http://127.0.0.1:{closed}/service/rest.htm"
 notify_verify_url = "http://127.0.0.1:{closed}/gateway.do"
 "#,
-        cache = repo_root().join("target/payhost-test-cache").display(),
-        manifest = repo_root().join("plugin.toml").display(),
-        gw = gateway.url("/service/rest.htm"),
-        verify = gateway.url("/gateway.do"),
-    );
+            gw = gateway.url("/service/rest.htm"),
+            verify = gateway.url("/gateway.do"),
+        );
     World {
         host: Payhost::start(&dir, &config),
         gateway,

@@ -2,7 +2,9 @@
 //! every rule of the shop API, the notify and return endpoints, durability and secrecy.
 
 use conformance::alipay::{self, AlipayStub, Trade, MD5_KEY};
-use conformance::host::{free_port, get, post_form, request, send_json, temp_dir, Payhost};
+use conformance::host::{
+    config_head, free_port, get, post_form, request, send_json, temp_dir, Payhost,
+};
 use conformance::stub::{Seen, StubServer};
 use conformance::{repo_root, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
 use serde_json::json;
@@ -26,18 +28,9 @@ async fn world(name: &str) -> World {
     std::fs::write(dir.join("merchant_private.pem"), TEST_PRIVATE_KEY).unwrap();
     std::fs::write(dir.join("alipay_public.pem"), TEST_PUBLIC_KEY).unwrap();
     let port = free_port();
-    let root = repo_root();
-    let config = format!(
-        r#"
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-database = "payhost.db"
-api_token = "{TOKEN}"
-cache_dir = "{cache}"
-
-[plugin]
-manifest = "{manifest}"
-
+    let config = config_head(port, TOKEN, "")
+        + &format!(
+            r#"
 [webhooks]
 retry_base_ms = 50
 retry_max_ms = 400
@@ -68,12 +61,10 @@ alipay_public_key_file = "alipay_public.pem"
 gateway_url = "{gw}"
 notify_verify_url = "{verify}"
 "#,
-        cache = root.join("target/payhost-test-cache").display(),
-        manifest = root.join("plugin.toml").display(),
-        gw = alipay.gateway_url(),
-        verify = alipay.verify_url(),
-        hook = shop.url("/hook"),
-    );
+            gw = alipay.gateway_url(),
+            verify = alipay.verify_url(),
+            hook = shop.url("/hook"),
+        );
     let host = Payhost::start(&dir, &config);
     World { host, alipay, shop }
 }

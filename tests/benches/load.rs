@@ -18,7 +18,7 @@
 
 use bytes::Bytes;
 use conformance::alipay::{md5_notify_body, Trade, MD5_KEY};
-use conformance::host::{free_port, spawn_payhost, temp_dir, wait_port, Payhost};
+use conformance::host::{config_head, free_port, spawn_payhost, temp_dir, wait_port, Payhost};
 use conformance::repo_root;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
@@ -303,17 +303,9 @@ async fn main() {
         let db = dir.join("payhost.db");
         seed_orders(&db, seeded);
         let port = free_port();
-        let config = format!(
-            r#"
-listen = "127.0.0.1:{port}"
-public_url = "http://127.0.0.1:{port}"
-database = "payhost.db"
-api_token = "{TOKEN}"
-cache_dir = "{cache}"
-
-[plugin]
-manifest = "{manifest}"
-
+        let config = config_head(port, TOKEN, "")
+            + &format!(
+                r#"
 [merchants.load]
 partner = "{PARTNER}"
 key = "{MD5_KEY}"
@@ -321,10 +313,8 @@ seller_email = "{SELLER}"
 gateway_url = "{sandbox}/sandbox/gateway"
 notify_verify_url = "http://{verify}/gateway.do"
 "#,
-            cache = repo_root().join("target/payhost-test-cache").display(),
-            manifest = repo_root().join("plugin.toml").display(),
-            sandbox = sandbox.base,
-        );
+                sandbox = sandbox.base,
+            );
         let host = Payhost::start(&dir, &config);
         let pid = host.pid().expect("running");
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -39,6 +39,27 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The top of a test `payhost.toml`: loopback `listen` and `public_url` on `port`, the database in
+/// the test's folder, the shared compile cache, and a `[plugin]` table naming the repository's
+/// plugin.toml plus `plugin_extra` lines. Merchant tables follow.
+pub fn config_head(port: u16, api_token: &str, plugin_extra: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+database = "payhost.db"
+api_token = "{api_token}"
+cache_dir = "{cache}"
+
+[plugin]
+manifest = "{manifest}"
+{plugin_extra}
+"#,
+        cache = repo_root().join("target/payhost-test-cache").display(),
+        manifest = repo_root().join("plugin.toml").display(),
+    )
+}
+
 pub struct Payhost {
     pub addr: SocketAddr,
     pub dir: PathBuf,
