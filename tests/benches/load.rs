@@ -315,7 +315,8 @@ notify_verify_url = "http://{verify}/gateway.do"
 "#,
                 sandbox = sandbox.base,
             );
-        let host = Payhost::start(&dir, &config);
+        // Logging as in production (info), not the tests' debug.
+        let host = Payhost::start_logging(&dir, &config, "info,wasmtime=warn,cranelift=warn");
         let pid = host.pid().expect("running");
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (idle, _) = rss_kib(pid);

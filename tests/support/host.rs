@@ -67,11 +67,18 @@ pub struct Payhost {
     child: Option<Child>,
     pub log: PathBuf,
     pub started_in: Duration,
+    /// `PAYHOST_LOG` of the process (tests log at debug; the load benchmark as in production).
+    log_filter: String,
 }
 
 impl Payhost {
     /// Writes `payhost.toml` into `dir` and starts `payhost serve` with it.
     pub fn start(dir: &Path, config_toml: &str) -> Payhost {
+        Self::start_logging(dir, config_toml, "debug,wasmtime=warn,cranelift=warn")
+    }
+
+    /// [`Payhost::start`] with another `PAYHOST_LOG` filter.
+    pub fn start_logging(dir: &Path, config_toml: &str, log_filter: &str) -> Payhost {
         let config = dir.join("payhost.toml");
         std::fs::write(&config, config_toml).unwrap();
         let addr: SocketAddr = toml_listen(config_toml);
@@ -82,6 +89,7 @@ impl Payhost {
             child: None,
             log: dir.join("payhost.log"),
             started_in: Duration::ZERO,
+            log_filter: log_filter.to_owned(),
         };
         p.spawn();
         p
@@ -97,7 +105,7 @@ impl Payhost {
         let child = Command::new(payhost_binary())
             .args(["serve", "--config"])
             .arg(&self.config)
-            .env("PAYHOST_LOG", "debug,wasmtime=warn,cranelift=warn")
+            .env("PAYHOST_LOG", &self.log_filter)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()

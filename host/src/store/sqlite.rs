@@ -189,13 +189,19 @@ fn write_loop(
         }
         let mut finishes = Vec::with_capacity(group.len());
         for job in group {
-            let savepoint = conn.execute_batch("SAVEPOINT job");
+            let savepoint = conn
+                .prepare_cached("SAVEPOINT job")
+                .and_then(|mut s| s.execute([]));
             let (ok, finish) = job(Some(&conn));
             if savepoint.is_ok() {
                 if !ok {
-                    let _ = conn.execute_batch("ROLLBACK TO job");
+                    let _ = conn
+                        .prepare_cached("ROLLBACK TO job")
+                        .and_then(|mut s| s.execute([]));
                 }
-                let _ = conn.execute_batch("RELEASE job");
+                let _ = conn
+                    .prepare_cached("RELEASE job")
+                    .and_then(|mut s| s.execute([]));
             }
             finishes.push(finish);
         }
@@ -245,11 +251,9 @@ fn notification_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Notification
 }
 
 fn insert_payment(conn: &Connection, p: &Payment) -> Result<Inserted> {
-    let n = conn.execute(
-        "INSERT OR IGNORE INTO payments (merchant_id, out_trade_no, subject, total_fen, seller, return_url, status,
+    let n = conn.prepare_cached("INSERT OR IGNORE INTO payments (merchant_id, out_trade_no, subject, total_fen, seller, return_url, status,
              request_token, pay_url, trade_no, buyer_email, paid_at, review, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, NULL, NULL, ?10, ?10)",
-        params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, NULL, NULL, ?10, ?10)")?.execute(params![
             p.merchant_id,
             p.out_trade_no,
             p.subject,
@@ -266,20 +270,15 @@ fn insert_payment(conn: &Connection, p: &Payment) -> Result<Inserted> {
         return Ok(Inserted::New);
     }
     let existing = conn
-        .query_row(
-            "SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2",
-            params![p.merchant_id, p.out_trade_no],
-            payment_from_row,
-        )
+        .prepare_cached("SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2")?
+        .query_row(params![p.merchant_id, p.out_trade_no], payment_from_row)
         .context("payment vanished while inserting")?;
     Ok(Inserted::Existing(Box::new(existing)))
 }
 
 fn insert_result(conn: &Connection, rec: &NotificationRecord) -> Result<()> {
-    conn.execute(
-        "INSERT INTO notification_results (raw_id, merchant_id, notify_id, out_trade_no, trade_status, outcome, detail, processed_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
+    conn.prepare_cached("INSERT INTO notification_results (raw_id, merchant_id, notify_id, out_trade_no, trade_status, outcome, detail, processed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![
             rec.raw_id,
             rec.merchant_id,
             rec.notify_id,
@@ -297,19 +296,14 @@ fn insert_result(conn: &Connection, rec: &NotificationRecord) -> Result<()> {
 /// transaction, in the job's own savepoint).
 fn apply_notification(conn: &Connection, e: &NotificationEffect<'_>) -> Result<Applied> {
     let payment = conn
-        .query_row(
-            "SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2",
-            params![e.merchant_id, e.out_trade_no],
-            payment_from_row,
-        )
+        .prepare_cached("SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2")?
+        .query_row(params![e.merchant_id, e.out_trade_no], payment_from_row)
         .optional()?;
     let Some(payment) = payment else {
         return Ok(Applied::UnknownOrder);
     };
     let now = now_rfc3339();
-    let claimed = conn.execute(
-        "INSERT OR IGNORE INTO applied_notifications (merchant_id, notify_id, out_trade_no, applied_at) VALUES (?1, ?2, ?3, ?4)",
-        params![e.merchant_id, e.notify_id, e.out_trade_no, now],
+    let claimed = conn.prepare_cached("INSERT OR IGNORE INTO applied_notifications (merchant_id, notify_id, out_trade_no, applied_at) VALUES (?1, ?2, ?3, ?4)")?.execute(params![e.merchant_id, e.notify_id, e.out_trade_no, now],
     )?;
     if claimed == 0 {
         return Ok(Applied::Duplicate);
@@ -327,10 +321,8 @@ fn apply_notification(conn: &Connection, e: &NotificationEffect<'_>) -> Result<A
                 .unwrap_or_else(|| e.paid_at.map(str::to_owned).unwrap_or_else(|| now.clone())),
         )
     };
-    conn.execute(
-        "UPDATE payments SET status = ?3, trade_no = COALESCE(?4, trade_no), buyer_email = COALESCE(?5, buyer_email),
-             paid_at = ?6, updated_at = ?7 WHERE merchant_id = ?1 AND out_trade_no = ?2",
-        params![
+    conn.prepare_cached("UPDATE payments SET status = ?3, trade_no = COALESCE(?4, trade_no), buyer_email = COALESCE(?5, buyer_email),
+             paid_at = ?6, updated_at = ?7 WHERE merchant_id = ?1 AND out_trade_no = ?2")?.execute(params![
             e.merchant_id,
             e.out_trade_no,
             next,
@@ -368,9 +360,7 @@ fn apply_notification(conn: &Connection, e: &NotificationEffect<'_>) -> Result<A
             "created_at": now,
         })
         .to_string();
-        conn.execute(
-            "INSERT OR IGNORE INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![event_id, e.merchant_id, url, body, now_ms()],
+        conn.prepare_cached("INSERT OR IGNORE INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![event_id, e.merchant_id, url, body, now_ms()],
         )?;
     }
     Ok(Applied::Changed {
@@ -426,9 +416,8 @@ impl Store for SqliteStore {
     fn merchant(&self, id: &str) -> Result<Option<MerchantSettings>> {
         let json: Option<String> = self
             .conn()
-            .query_row("SELECT settings FROM merchants WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT settings FROM merchants WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
             .optional()?;
         json.map(|j| serde_json::from_str(&j).context("stored merchant settings are corrupt"))
             .transpose()
@@ -447,10 +436,8 @@ impl Store for SqliteStore {
         let json = serde_json::to_string(settings)?;
         let id = id.to_owned();
         self.write(move |conn| {
-            conn.execute(
-                "INSERT INTO merchants (id, settings, source, config_hash, updated_at) VALUES (?1, ?2, 'api', NULL, ?3)
-                 ON CONFLICT(id) DO UPDATE SET settings = excluded.settings, source = 'api', updated_at = excluded.updated_at",
-                params![id, json, now_rfc3339()],
+            conn.prepare_cached("INSERT INTO merchants (id, settings, source, config_hash, updated_at) VALUES (?1, ?2, 'api', NULL, ?3)
+                 ON CONFLICT(id) DO UPDATE SET settings = excluded.settings, source = 'api', updated_at = excluded.updated_at")?.execute(params![id, json, now_rfc3339()],
             )?;
             Ok(())
         })
@@ -465,12 +452,10 @@ impl Store for SqliteStore {
         let json = serde_json::to_string(settings)?;
         let (id, config_hash) = (id.to_owned(), config_hash.to_owned());
         self.write(move |conn| {
-            let changed = conn.execute(
-                "INSERT INTO merchants (id, settings, source, config_hash, updated_at) VALUES (?1, ?2, 'config', ?3, ?4)
+            let changed = conn.prepare_cached("INSERT INTO merchants (id, settings, source, config_hash, updated_at) VALUES (?1, ?2, 'config', ?3, ?4)
                  ON CONFLICT(id) DO UPDATE SET settings = excluded.settings, source = 'config',
                      config_hash = excluded.config_hash, updated_at = excluded.updated_at
-                 WHERE merchants.config_hash IS NOT excluded.config_hash",
-                params![id, json, config_hash, now_rfc3339()],
+                 WHERE merchants.config_hash IS NOT excluded.config_hash")?.execute(params![id, json, config_hash, now_rfc3339()],
             )?;
             Ok(changed > 0)
         })
@@ -490,11 +475,11 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let args = [merchant, out_trade_no, token, pay_url].map(str::to_owned);
         self.write(move |conn| {
-            conn.execute(
+            conn.prepare_cached(
                 "UPDATE payments SET request_token = ?3, pay_url = ?4, updated_at = ?5
                  WHERE merchant_id = ?1 AND out_trade_no = ?2 AND status = 'WAIT_BUYER_PAY'",
-                params![args[0], args[1], args[2], args[3], now_rfc3339()],
-            )?;
+            )?
+            .execute(params![args[0], args[1], args[2], args[3], now_rfc3339()])?;
             Ok(())
         })
     }
@@ -502,11 +487,8 @@ impl Store for SqliteStore {
     fn payment(&self, merchant: &str, out_trade_no: &str) -> Result<Option<Payment>> {
         Ok(self
             .conn()
-            .query_row(
-                "SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2",
-                params![merchant, out_trade_no],
-                payment_from_row,
-            )
+            .prepare_cached("SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2")?
+            .query_row(params![merchant, out_trade_no], payment_from_row)
             .optional()?)
     }
 
@@ -524,9 +506,7 @@ impl Store for SqliteStore {
     fn flag_for_review(&self, merchant: &str, out_trade_no: &str, reason: &str) -> Result<()> {
         let args = [merchant, out_trade_no, reason].map(str::to_owned);
         self.write(move |conn| {
-            conn.execute(
-                "UPDATE payments SET review = ?3, updated_at = ?4 WHERE merchant_id = ?1 AND out_trade_no = ?2",
-                params![args[0], args[1], args[2], now_rfc3339()],
+            conn.prepare_cached("UPDATE payments SET review = ?3, updated_at = ?4 WHERE merchant_id = ?1 AND out_trade_no = ?2")?.execute(params![args[0], args[1], args[2], now_rfc3339()],
             )?;
             Ok(())
         })
@@ -544,9 +524,7 @@ impl Store for SqliteStore {
             body.to_vec(),
         );
         self.write(move |conn| {
-            conn.execute(
-                "INSERT INTO raw_notifications (merchant_id, received_at, remote_addr, body) VALUES (?1, ?2, ?3, ?4)",
-                params![merchant, now_rfc3339(), remote, body],
+            conn.prepare_cached("INSERT INTO raw_notifications (merchant_id, received_at, remote_addr, body) VALUES (?1, ?2, ?3, ?4)")?.execute(params![merchant, now_rfc3339(), remote, body],
             )?;
             Ok(conn.last_insert_rowid())
         })
@@ -590,7 +568,8 @@ impl Store for SqliteStore {
     fn raw_notification_count(&self) -> Result<u64> {
         let n: i64 = self
             .conn()
-            .query_row("SELECT COUNT(*) FROM raw_notifications", [], |r| r.get(0))?;
+            .prepare_cached("SELECT COUNT(*) FROM raw_notifications")?
+            .query_row([], |r| r.get(0))?;
         Ok(n as u64)
     }
 
@@ -634,9 +613,7 @@ impl Store for SqliteStore {
 
     fn webhook_delivered(&self, id: i64) -> Result<()> {
         self.write(move |conn| {
-            conn.execute(
-                "UPDATE webhook_outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
-                params![id, now_rfc3339()],
+            conn.prepare_cached("UPDATE webhook_outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1")?.execute(params![id, now_rfc3339()],
             )?;
             Ok(())
         })
@@ -645,20 +622,17 @@ impl Store for SqliteStore {
     fn webhook_failed(&self, id: i64, next_attempt_ms: i64, error: &str) -> Result<()> {
         let error = error.to_owned();
         self.write(move |conn| {
-            conn.execute(
-                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1",
-                params![id, next_attempt_ms, error],
+            conn.prepare_cached("UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1")?.execute(params![id, next_attempt_ms, error],
             )?;
             Ok(())
         })
     }
 
     fn pending_webhooks(&self) -> Result<u64> {
-        let n: i64 = self.conn().query_row(
-            "SELECT COUNT(*) FROM webhook_outbox WHERE delivered_at IS NULL",
-            [],
-            |r| r.get(0),
-        )?;
+        let n: i64 = self
+            .conn()
+            .prepare_cached("SELECT COUNT(*) FROM webhook_outbox WHERE delivered_at IS NULL")?
+            .query_row([], |r| r.get(0))?;
         Ok(n as u64)
     }
 }
