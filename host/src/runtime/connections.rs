@@ -201,3 +201,81 @@ impl Body for PooledBody {
         self.incoming.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Empty};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn get(url: &str) -> http::Request<WasiBody> {
+        http::Request::get(url)
+            .body(Empty::new().map_err(|never| match never {}).boxed_unsync())
+            .unwrap()
+    }
+
+    /// A plain HTTP/1.1 server answering `ok` with keep-alive; counts accepted connections.
+    async fn server() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if s.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    #[tokio::test]
+    async fn connections_are_reused_after_the_body_is_read() {
+        let (port, accepted) = server().await;
+        let pool = ConnectionPool::new();
+        let origin = Origin::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        for _ in 0..5 {
+            let r = pool
+                .send(
+                    origin.clone(),
+                    get(&format!("http://127.0.0.1:{port}/gateway.do?x=1")),
+                    Duration::from_secs(2),
+                    Duration::from_secs(2),
+                )
+                .await
+                .unwrap();
+            let body = r.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"ok");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn https_origins_speak_tls() {
+        // A plain-text server behind an https origin: the pool must attempt TLS and fail with a
+        // TLS error, never send the request in clear text.
+        let (port, _) = server().await;
+        let pool = ConnectionPool::new();
+        let origin = Origin::parse(&format!("https://127.0.0.1:{port}")).unwrap();
+        let r = pool
+            .send(
+                origin,
+                get(&format!("https://127.0.0.1:{port}/")),
+                Duration::from_secs(2),
+                Duration::from_secs(2),
+            )
+            .await;
+        assert!(matches!(r, Err(HttpError::Tls(_))), "{r:?}");
+    }
+}
