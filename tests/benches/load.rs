@@ -25,6 +25,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -399,6 +400,8 @@ async fn php_peer(dir: &std::path::Path, verify: SocketAddr, o: &Options) {
         .env("PEER_LOG", dir.join("php-notify.log"))
         .stdout(std::process::Stdio::from(f.try_clone().unwrap()))
         .stderr(std::process::Stdio::from(f))
+        // Its own process group: the server forks PHP_CLI_SERVER_WORKERS workers.
+        .process_group(0)
         .spawn()
         .expect("php -S (install php-cli)");
     wait_port(port, &mut child, &log);
@@ -418,6 +421,9 @@ async fn php_peer(dir: &std::path::Path, verify: SocketAddr, o: &Options) {
         .await;
         println!("{}", stats.line("php", c));
     }
-    let _ = child.kill();
+    // The whole group: the workers outlive a killed parent otherwise.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
     let _ = child.wait();
 }
