@@ -30,14 +30,13 @@ pub async fn run(app: Arc<App>, wake: Arc<Notify>, mut stop: tokio::sync::watch:
 
 /// Delivers what is due; true if anything was attempted.
 async fn deliver_due(app: &Arc<App>) -> bool {
-    let store = app.store.clone();
-    let jobs = match tokio::task::spawn_blocking(move || store.due_webhooks(now_ms(), 16)).await {
-        Ok(Ok(j)) => j,
-        Ok(Err(e)) => {
+    // Store calls wait for their commit without stalling the runtime (see store::sqlite).
+    let jobs = match app.store.due_webhooks(now_ms(), 16) {
+        Ok(j) => j,
+        Err(e) => {
             tracing::error!(error = %e, "cannot read the webhook outbox");
             return false;
         }
-        Err(_) => return false,
     };
     if jobs.is_empty() {
         return false;
@@ -51,12 +50,13 @@ async fn deliver_due(app: &Arc<App>) -> bool {
                 _ => app.config.api_token.clone(),
             };
             let result = post(&job.url, &job.event_id, &job.body, &key, app.config.webhooks.timeout_ms).await;
-            let store = app.store.clone();
             match result {
                 Ok(()) => {
                     app.metrics.webhooks_delivered.inc();
                     tracing::info!(event = %job.event_id, "webhook delivered");
-                    let _ = tokio::task::spawn_blocking(move || store.webhook_delivered(job.id)).await;
+                    if let Err(e) = app.store.webhook_delivered(job.id) {
+                        tracing::error!(event = %job.event_id, error = %e, "cannot mark a webhook delivered; it will be sent again");
+                    }
                 }
                 Err(e) => {
                     app.metrics.webhooks_failed.inc();
@@ -67,7 +67,9 @@ async fn deliver_due(app: &Arc<App>) -> bool {
                         .min(cfg.retry_max_ms);
                     tracing::warn!(event = %job.event_id, attempt = job.attempts + 1, retry_in_ms = backoff, error = %e, "webhook not delivered");
                     let next = now_ms() + backoff as i64;
-                    let _ = tokio::task::spawn_blocking(move || store.webhook_failed(job.id, next, &e)).await;
+                    if let Err(err) = app.store.webhook_failed(job.id, next, &e) {
+                        tracing::error!(event = %job.event_id, error = %err, "cannot record a webhook failure");
+                    }
                 }
             }
         }));
