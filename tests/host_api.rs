@@ -230,7 +230,19 @@ async fn create_pay_notify_webhook_and_return() {
     assert_eq!(payment(&w, "shop", "A1").await["status"], "TRADE_SUCCESS");
     // Webhook signature.
     let sig = hook.headers_signature();
-    assert_eq!(sig, format!("sha256={}", hmac_hex(HOOK_SECRET, &hook.body)));
+    let (t, v1) = sig
+        .strip_prefix("t=")
+        .and_then(|r| r.split_once(",v1="))
+        .expect("X-Payhost-Signature: t=<unix>,v1=<hex>");
+    let t: i64 = t.parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - t).abs() < 300, "t is the send time");
+    let mut signed = format!("{t}.").into_bytes();
+    signed.extend_from_slice(&hook.body);
+    assert_eq!(v1, hmac_hex(HOOK_SECRET, &signed));
 }
 
 trait SeenExt {

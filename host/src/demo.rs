@@ -217,10 +217,14 @@ impl DemoShop {
                     .await
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
-                let expected = format!("sha256={}", hmac_hex(&self.webhook_secret, &body));
-                if expected.len() != signature.len()
-                    || !bool::from(expected.as_bytes().ct_eq(signature.as_bytes()))
-                {
+                let now = crate::store::now_ms() / 1000;
+                if !crate::webhooks::verify_signature_header(
+                    &self.webhook_secret,
+                    &signature,
+                    &body,
+                    now,
+                    300,
+                ) {
                     return text(401, "bad signature");
                 }
                 if let Ok(v) = serde_json::from_slice(&body) {

@@ -1,6 +1,7 @@
 //! Delivers the outbox of shop webhooks: `POST shop_webhook_url` with the event JSON and
-//! `X-Payhost-Signature: sha256=<hex HMAC-SHA256 of the body>` (key: the merchant's
-//! `shop_webhook_secret`), retried with exponential backoff until a 2xx. The outbox lives in the
+//! `X-Payhost-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` (key: the merchant's
+//! `shop_webhook_secret`; Stripe's scheme: receivers refuse a `t` more than 300 s away from their clock,
+//! so a captured webhook cannot be replayed later), retried with exponential backoff until a 2xx. The outbox lives in the
 //! store, so deliveries survive restarts; each event carries a stable `id` (also in
 //! `X-Payhost-Event-Id`) for receivers that must not act twice.
 
@@ -87,7 +88,7 @@ async fn post(
     key: &str,
     timeout_ms: u64,
 ) -> Result<(), String> {
-    let signature = format!("sha256={}", hmac_hex(key, body.as_bytes()));
+    let signature = signature_header(key, now_ms() / 1000, body.as_bytes());
     let headers = [
         ("content-type", "application/json".to_owned()),
         ("x-payhost-event-id", event_id.to_owned()),
@@ -105,5 +106,79 @@ async fn post(
         Ok(())
     } else {
         Err(format!("the shop answered HTTP {}", answer.status))
+    }
+}
+
+/// The `X-Payhost-Signature` value for a body sent at `unix` seconds.
+pub fn signature_header(key: &str, unix: i64, body: &[u8]) -> String {
+    let mut signed = format!("{unix}.").into_bytes();
+    signed.extend_from_slice(body);
+    format!("t={unix},v1={}", hmac_hex(key, &signed))
+}
+
+/// Checks an `X-Payhost-Signature` value (as a receiver would): the HMAC in constant time and `t`
+/// within `tolerance_s` of `now_unix`.
+pub fn verify_signature_header(
+    key: &str,
+    header: &str,
+    body: &[u8],
+    now_unix: i64,
+    tolerance_s: i64,
+) -> bool {
+    use subtle::ConstantTimeEq;
+    let mut t = None;
+    let mut v1 = None;
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", v)) => t = v.parse::<i64>().ok(),
+            Some(("v1", v)) => v1 = Some(v),
+            _ => {}
+        }
+    }
+    let (Some(t), Some(v1)) = (t, v1) else {
+        return false;
+    };
+    if (now_unix - t).abs() > tolerance_s {
+        return false;
+    }
+    let expected = signature_header(key, t, body);
+    let expected = &expected[expected.find(",v1=").map(|i| i + 4).unwrap_or(0)..];
+    expected.len() == v1.len() && bool::from(expected.as_bytes().ct_eq(v1.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_header_is_hmac_of_t_dot_body_and_expires() {
+        let h = signature_header("k", 1_700_000_000, b"{}");
+        assert_eq!(
+            h,
+            format!("t=1700000000,v1={}", hmac_hex("k", b"1700000000.{}"))
+        );
+        assert!(verify_signature_header("k", &h, b"{}", 1_700_000_100, 300));
+        assert!(!verify_signature_header("k", &h, b"{}", 1_700_000_301, 300));
+        assert!(!verify_signature_header(
+            "k",
+            &h,
+            b"{ }",
+            1_700_000_000,
+            300
+        ));
+        assert!(!verify_signature_header(
+            "other",
+            &h,
+            b"{}",
+            1_700_000_000,
+            300
+        ));
+        assert!(!verify_signature_header(
+            "k",
+            "sha256=00",
+            b"{}",
+            1_700_000_000,
+            300
+        ));
     }
 }
