@@ -8,7 +8,7 @@ use conformance::stub::{Seen, StubServer};
 use conformance::{repo_root, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
 use payhost::manifest::Manifest;
 use payhost::runtime::outbound::Origin;
-use payhost::runtime::plugin::types::{self, PluginError};
+use payhost::runtime::types::{self, PluginError};
 use payhost::runtime::{pairs, Pairs, PluginRuntime};
 use std::sync::atomic::Ordering;
 

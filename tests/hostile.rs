@@ -5,7 +5,7 @@
 use conformance::host::temp_dir;
 use conformance::repo_root;
 use payhost::manifest::{sha256_hex, Manifest};
-use payhost::runtime::plugin::types;
+use payhost::runtime::types;
 use payhost::runtime::{pairs, CallError, PluginRuntime};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

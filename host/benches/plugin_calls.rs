@@ -88,9 +88,9 @@ fn order() -> alipay_wap_plugin::model::PaymentRequest {
     }
 }
 
-fn wit_order() -> payhost::runtime::plugin::types::PaymentRequest {
+fn wit_order() -> payhost::runtime::types::PaymentRequest {
     let o = order();
-    payhost::runtime::plugin::types::PaymentRequest {
+    payhost::runtime::types::PaymentRequest {
         out_trade_no: o.out_trade_no,
         subject: o.subject,
         total_fee: o.total_fee,

@@ -25,6 +25,14 @@ struct RawConfig {
     merchants: BTreeMap<String, RawMerchant>,
     #[serde(default)]
     webhooks: RawWebhooks,
+    #[serde(default)]
+    outbound: RawOutbound,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutbound {
+    allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -103,6 +111,9 @@ pub struct Config {
     pub call_timeout_ms: Option<u64>,
     pub merchants: BTreeMap<String, MerchantSettings>,
     pub webhooks: WebhookConfig,
+    /// `[outbound] allowed_origins`: origins the operator allows explicitly (provider URLs saved
+    /// through the API or the admin page must use one of them; they may be private addresses).
+    pub allowed_origins: Vec<crate::net::Origin>,
 }
 
 fn trimmed(v: &Option<String>) -> Option<String> {
@@ -267,6 +278,19 @@ impl Config {
             retry_max_ms: raw.webhooks.retry_max_ms.unwrap_or(3_600_000).max(1),
             timeout_ms: raw.webhooks.timeout_ms.unwrap_or(10_000).max(1),
         };
+        let mut allowed_origins = Vec::new();
+        for (i, o) in raw
+            .outbound
+            .allowed_origins
+            .iter()
+            .flatten()
+            .enumerate()
+        {
+            match crate::net::Origin::parse(o) {
+                Ok(origin) => allowed_origins.push(origin),
+                Err(e) => problems.push(format!("outbound.allowed_origins[{i}]: {o:?} {e}")),
+            }
+        }
         if !problems.is_empty() {
             bail!("configuration problems:\n  - {}", problems.join("\n  - "));
         }
@@ -280,6 +304,7 @@ impl Config {
             call_timeout_ms,
             merchants,
             webhooks,
+            allowed_origins,
         })
     }
 

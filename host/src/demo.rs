@@ -173,6 +173,8 @@ pub fn build(opts: &DemoOptions) -> anyhow::Result<(Config, Arc<Sandbox>, Arc<De
             retry_max_ms: 30_000,
             timeout_ms: 5_000,
         },
+        // The demo shop's webhook endpoint and the sandbox are this process itself.
+        allowed_origins: vec![crate::net::Origin::parse(&public).map_err(anyhow::Error::msg)?],
     };
     let shop = Arc::new(DemoShop {
         public,

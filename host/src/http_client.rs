@@ -1,14 +1,21 @@
-//! The host's own outbound HTTP (shop webhooks, the sandbox's notifications): one request, whole
-//! response, http or https, with a timeout. Built on wasmtime-wasi-http's sender, which payhost
-//! already links for the component.
+//! Outbound HTTP for payhost's tools (the sandbox gateway's notifications, the embedding example):
+//! one request, whole response, through [`net`](crate::net) with the destination allowed
+//! explicitly, since the tool was told where to send. The host's own calls (provider requests,
+//! shop webhooks) go through `net` under a merchant's policy instead.
 
+use crate::net::{self, Client, Origin, Policy};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub struct Answer {
     pub status: u16,
     pub body: Bytes,
+}
+
+fn client() -> &'static Arc<Client> {
+    static CLIENT: OnceLock<Arc<Client>> = OnceLock::new();
+    CLIENT.get_or_init(Client::new)
 }
 
 /// Sends `method url` with headers and body; errors are one readable line.
@@ -19,38 +26,33 @@ pub async fn send(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Answer, String> {
-    let mut builder = http::Request::builder().method(method).uri(url);
-    builder = builder.header("user-agent", concat!("payhost/", env!("CARGO_PKG_VERSION")));
-    for (k, v) in headers {
-        builder = builder.header(*k, v.as_str());
-    }
-    let request = builder
-        .body(Full::new(Bytes::from(body)).map_err(|never| match never {}))
-        .map_err(|e| format!("bad request to {url}: {e}"))?;
-    let options = wasmtime_wasi_http::RequestOptions {
-        connect_timeout: Some(timeout),
-        first_byte_timeout: Some(timeout),
-        between_bytes_timeout: Some(timeout),
+    let origin = Origin::parse(url).map_err(|e| format!("{url}: {e}"))?;
+    let mut policy = Policy::default();
+    policy.allow_explicitly(origin);
+    let request = net::Request {
+        method: if method.eq_ignore_ascii_case("POST") {
+            net::Method::Post
+        } else {
+            net::Method::Get
+        },
+        url: url.to_owned(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+        body,
     };
-    let attempt = async {
-        let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options))
-            .await
-            .map_err(|e| format!("{e:?}"))?;
-        let worker = tokio::spawn(io);
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .map_err(|e| format!("reading the answer: {e:?}"));
-        worker.abort();
-        Ok(Answer {
-            status,
-            body: body?,
-        })
+    let limits = net::Limits {
+        connect_timeout: timeout,
+        answer_timeout: timeout * 2,
+        max_response_bytes: 4 << 20,
     };
-    tokio::time::timeout(timeout * 2, attempt)
+    let r = client()
+        .send(&policy, &request, limits)
         .await
-        .unwrap_or_else(|_| Err(format!("no answer from {url} within {timeout:?}")))
+        .map_err(|e| e.to_string())?;
+    Ok(Answer {
+        status: r.status,
+        body: r.body,
+    })
 }

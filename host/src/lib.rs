@@ -8,6 +8,7 @@ pub mod http;
 pub mod http_client;
 pub mod manifest;
 pub mod metrics;
+pub mod net;
 pub mod runtime;
 pub mod sandbox;
 pub mod server;

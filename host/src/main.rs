@@ -229,10 +229,13 @@ fn main() -> ExitCode {
                     Ok(m) => m,
                     Err(e) => return fail(e),
                 };
-                let rt =
-                    match payhost::runtime::PluginRuntime::load(&manifest, Some(&config.cache_dir))
-                        .await
-                    {
+                let rt = match payhost::runtime::PluginRuntime::load(
+                    &manifest,
+                    Some(&config.cache_dir),
+                    payhost::net::Client::new(),
+                )
+                .await
+                {
                         Ok(r) => r,
                         Err(e) => return fail(e),
                     };

@@ -7,7 +7,8 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The contract versions this host can load, newest first.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.1.0"];
+/// v0.1.0 (the component did its own `wasi:http` I/O) is retired: see CHANGELOG.md.
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &["0.2.0"];
 pub const WIT_PACKAGE: &str = "payhost:payment";
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,7 +146,7 @@ impl Manifest {
             problems.push("component.sha256 must be 64 hex digits".into());
         }
         for h in &self.outbound.allowed_hosts {
-            if let Err(e) = crate::runtime::outbound::Origin::parse(h) {
+            if let Err(e) = crate::net::Origin::parse(h) {
                 problems.push(format!("outbound.allowed_hosts entry {h:?}: {e}"));
             }
         }

@@ -33,7 +33,8 @@ pub async fn build_app_with(
         // The operator may tighten the component's limit, never loosen it.
         manifest.limits.call_timeout_ms = manifest.limits.call_timeout_ms.min(t);
     }
-    let runtime = PluginRuntime::load(&manifest, Some(&config.cache_dir)).await?;
+    let runtime =
+        PluginRuntime::load(&manifest, Some(&config.cache_dir), crate::net::Client::new()).await?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database)?);
     let problems = check_merchants(&config, &runtime).await;
     if !problems.is_empty() {
@@ -42,7 +43,9 @@ pub async fn build_app_with(
             problems.join("\n  - ")
         );
     }
+    let operator_origins = operator_origins(&config, &runtime, sandbox.as_deref());
     let app = Arc::new(App {
+        operator_origins,
         config,
         runtime,
         store,
@@ -62,11 +65,6 @@ pub async fn build_app_with(
             tracing::info!(merchant = %id, "merchant settings applied from the configuration");
         }
     }
-    for id in app.store.merchant_ids()? {
-        if let Some(m) = app.store.merchant(&id)? {
-            app.allow_merchant_origins(&m);
-        }
-    }
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         compile = ?app.runtime.compile_source,
@@ -74,6 +72,44 @@ pub async fn build_app_with(
         "payhost ready"
     );
     Ok(app)
+}
+
+/// The origins the operator allowed explicitly: `[outbound] allowed_origins`, every URL written in
+/// a `payhost.toml` merchant table (provider URLs and the shop webhook), and the demo's sandbox.
+fn operator_origins(
+    config: &Config,
+    runtime: &PluginRuntime,
+    sandbox: Option<&crate::sandbox::Sandbox>,
+) -> Vec<crate::net::Origin> {
+    let url_settings: Vec<&str> = runtime
+        .info
+        .settings
+        .iter()
+        .filter(|f| f.kind == crate::runtime::types::FieldKind::Url)
+        .map(|f| f.name.as_str())
+        .collect();
+    let mut origins = config.allowed_origins.clone();
+    let mut add = |url: &str| {
+        if let Ok(o) = crate::net::Origin::parse(url) {
+            if !origins.contains(&o) {
+                origins.push(o);
+            }
+        }
+    };
+    for m in config.merchants.values() {
+        for (k, v) in &m.plugin {
+            if url_settings.contains(&k.as_str()) {
+                add(v);
+            }
+        }
+        if let Some(u) = &m.shop_webhook_url {
+            add(u);
+        }
+    }
+    if let Some(s) = sandbox {
+        add(&s.public_base);
+    }
+    origins
 }
 
 /// Every configured merchant, validated by the component.

@@ -3,7 +3,9 @@
 
 use crate::config::{Config, MerchantSettings};
 use crate::metrics::Metrics;
-use crate::runtime::plugin::{describe_plugin_error, types};
+use crate::net::{Origin, Policy};
+use crate::runtime::plugin::describe_plugin_error;
+use crate::runtime::types;
 use crate::runtime::{pairs, CallError, Pairs, PluginRuntime};
 use crate::store::{
     self, Applied, Inserted, NotificationEffect, NotificationRecord, Payment, Store,
@@ -23,6 +25,11 @@ pub struct App {
     pub sandbox: Option<Arc<crate::sandbox::Sandbox>>,
     /// The demo shop, served under `/shop` (`payhost demo`).
     pub demo: Option<Arc<crate::demo::DemoShop>>,
+    /// Origins the operator allowed explicitly (`[outbound] allowed_origins`, URLs written in
+    /// `payhost.toml` merchant tables, the demo's sandbox): they may resolve to non-public
+    /// addresses, and provider URLs saved through the API or the admin page must use one of
+    /// them (or a manifest origin).
+    pub operator_origins: Vec<Origin>,
     /// Admission to the component and the store: a few requests work at a time, the rest wait
     /// in arrival order. More at once only adds thread hand-offs and lengthens the tail.
     pub admission: tokio::sync::Semaphore,
@@ -109,11 +116,31 @@ fn plugin_error_to_api(e: types::PluginError) -> ApiError {
             .trim()
             .to_owned(),
         },
-        E::Timeout(m) => ApiError::new(504, "gateway_timeout", m),
-        E::Transport(m) => ApiError::new(502, "gateway_unreachable", m),
-        E::BadSignature(m) => ApiError::new(502, "gateway_bad_signature", m),
-        E::NotifyNotConfirmed(m) | E::Malformed(m) => ApiError::new(502, "gateway_malformed", m),
+        // What the provider (or whatever answered) sent is never echoed to the caller: a fixed
+        // message and a correlation id; the detail goes to the log under that id.
+        E::Timeout(m) => upstream_error(504, "gateway_timeout", "the provider did not answer in time", &m),
+        E::Transport(m) => upstream_error(502, "gateway_unreachable", "the provider could not be reached or answered with an HTTP error", &m),
+        E::BadSignature(m) => upstream_error(502, "gateway_bad_signature", "the provider's answer carries a signature that does not match the configured keys", &m),
+        E::NotifyNotConfirmed(m) | E::Malformed(m) => upstream_error(502, "gateway_malformed", "the provider's answer could not be understood", &m),
     }
+}
+
+/// An API error about the provider's answer: fixed text plus a correlation id; the detail is logged.
+pub fn upstream_error(status: u16, code: &str, message: &str, detail: &str) -> ApiError {
+    let id = correlation_id();
+    tracing::warn!(correlation_id = %id, code, detail = %detail, "provider call failed");
+    ApiError::new(status, code, format!("{message} (correlation id {id}; the detail is in the payhost log)"))
+}
+
+fn correlation_id() -> String {
+    use rand::Rng;
+    format!("{:016x}", rand::rng().random::<u64>())
+}
+
+/// A request id for the provider, unique per merchant: milliseconds and 48 random bits, `[0-9a-z]`.
+pub fn new_request_id() -> String {
+    use rand::Rng;
+    format!("{}{:012x}", store::now_ms(), rand::rng().random::<u64>() & 0xffff_ffff_ffff)
 }
 
 /// Plain-language help for the gateway errors shop owners meet (integration guide, §9).
@@ -181,15 +208,71 @@ impl App {
         }
     }
 
-    /// Lets the component reach the URLs the operator configured for this merchant.
-    pub fn allow_merchant_origins(&self, m: &MerchantSettings) {
-        for name in ["gateway_url", "notify_verify_url", "paychannel_url"] {
-            if let Some(u) = m.get(name) {
-                if let Ok(o) = crate::runtime::outbound::Origin::parse(u) {
-                    self.runtime.outbound().allow(o);
+    /// The merchant's provider URLs (settings of kind `url` in the component's schema).
+    fn provider_urls<'m>(&self, m: &'m MerchantSettings) -> impl Iterator<Item = (&'m str, &'m str)> + 'm {
+        let names: Vec<String> = self
+            .runtime
+            .info
+            .settings
+            .iter()
+            .filter(|f| f.kind == types::FieldKind::Url)
+            .map(|f| f.name.clone())
+            .collect();
+        m.plugin
+            .iter()
+            .filter(move |(k, _)| names.contains(k))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Where this merchant's provider calls may go: the manifest's origins and the merchant's own
+    /// provider URLs; only operator-allowed origins may resolve to non-public addresses.
+    pub fn merchant_policy(&self, m: &MerchantSettings) -> Policy {
+        let mut policy = self.runtime.base_policy();
+        for (_, url) in self.provider_urls(m) {
+            if let Ok(o) = Origin::parse(url) {
+                if self.operator_origins.contains(&o) {
+                    policy.allow_explicitly(o);
+                } else {
+                    policy.allow(o);
                 }
             }
         }
+        policy
+    }
+
+    /// Where a shop webhook may go: its own origin, public addresses only unless the operator
+    /// allowed that origin.
+    pub fn webhook_policy(&self, url: &str) -> Policy {
+        let mut policy = Policy::default();
+        if let Ok(o) = Origin::parse(url) {
+            if self.operator_origins.contains(&o) {
+                policy.allow_explicitly(o);
+            } else {
+                policy.allow(o);
+            }
+        }
+        policy
+    }
+
+    /// Provider URLs that arrive through the API or the admin page must use an origin the
+    /// operator allowed (or the manifest's): every other one is named with the rule.
+    fn check_provider_origins(&self, m: &MerchantSettings) -> Vec<types::FieldError> {
+        let base = self.runtime.base_policy();
+        self.provider_urls(m)
+            .filter_map(|(name, url)| {
+                let reason = match Origin::parse(url) {
+                    Err(e) => format!("{e}"),
+                    Ok(o) if base.allows(&o) || self.operator_origins.contains(&o) => return None,
+                    Ok(o) => format!(
+                        "the origin {o} is not allowed: the operator must list it in payhost.toml under [outbound] allowed_origins"
+                    ),
+                };
+                Some(types::FieldError {
+                    field: name.to_owned(),
+                    reason,
+                })
+            })
+            .collect()
     }
 
     /// Validates settings with the component and stores them (trimmed, normalised).
@@ -211,6 +294,10 @@ impl App {
                         .push((name.to_owned(), format!("{}{path}", sandbox.public_base)));
                 }
             }
+        }
+        let refused = self.check_provider_origins(&settings);
+        if !refused.is_empty() {
+            return Err(refused);
         }
         let mut session = self.runtime.session().await.map_err(|e| {
             vec![types::FieldError {
@@ -238,7 +325,6 @@ impl App {
                 reason: e.to_string(),
             }]
         })?;
-        self.allow_merchant_origins(&stored);
         tracing::info!(merchant = id, "merchant settings saved");
         Ok(stored)
     }
@@ -313,6 +399,7 @@ impl App {
             pay_expire: req.pay_expire,
             out_user: req.out_user.clone().filter(|s| !s.trim().is_empty()),
             cashier_code: req.cashier_code.clone().filter(|s| !s.trim().is_empty()),
+            request_id: new_request_id(),
         };
 
         // The same out_trade_no again: same amount and seller → the existing payment; else 409.
@@ -341,10 +428,10 @@ impl App {
             }
         }
 
-        self.allow_merchant_origins(&merchant);
+        let policy = self.merchant_policy(&merchant);
         let mut session = self.runtime.session().await?;
         let started = session
-            .start_payment(&pairs(merchant.plugin.clone()), &order)
+            .start_payment(&policy, &pairs(merchant.plugin.clone()), &order)
             .await?
             .map_err(plugin_error_to_api)?;
         let now = store::now_rfc3339();
@@ -491,7 +578,7 @@ impl App {
             }
         };
         let form: Pairs = pairs(form_urlencoded::parse(body).into_owned());
-        self.allow_merchant_origins(&merchant);
+        let policy = self.merchant_policy(&merchant);
         let mut session = match self.runtime.session().await {
             Ok(s) => s,
             Err(e) => {
@@ -500,7 +587,7 @@ impl App {
             }
         };
         let verified = match session
-            .verify_notification(&pairs(merchant.plugin.clone()), &form)
+            .verify_notification(&policy, &pairs(merchant.plugin.clone()), &form)
             .await
         {
             Err(e) => {

@@ -50,7 +50,7 @@ async fn deliver_due(app: &Arc<App>) -> bool {
                 Ok(Some(m)) => app.shop_key(&m),
                 _ => app.config.api_token.clone(),
             };
-            let result = post(&job.url, &job.event_id, &job.body, &key, app.config.webhooks.timeout_ms).await;
+            let result = post(&app, &job.url, &job.event_id, &job.body, &key).await;
             match result {
                 Ok(()) => {
                     app.metrics.webhooks_delivered.inc();
@@ -81,27 +81,33 @@ async fn deliver_due(app: &Arc<App>) -> bool {
     true
 }
 
-async fn post(
-    url: &str,
-    event_id: &str,
-    body: &str,
-    key: &str,
-    timeout_ms: u64,
-) -> Result<(), String> {
+/// The most of a shop's reply that is read; a longer reply counts as a failed delivery.
+const MAX_REPLY_BYTES: usize = 64 << 10;
+
+async fn post(app: &App, url: &str, event_id: &str, body: &str, key: &str) -> Result<(), String> {
     let signature = signature_header(key, now_ms() / 1000, body.as_bytes());
-    let headers = [
-        ("content-type", "application/json".to_owned()),
-        ("x-payhost-event-id", event_id.to_owned()),
-        ("x-payhost-signature", signature),
-    ];
-    let answer = crate::http_client::send(
-        "POST",
-        url,
-        &headers,
-        body.as_bytes().to_vec(),
-        Duration::from_millis(timeout_ms),
-    )
-    .await?;
+    let request = crate::net::Request {
+        method: crate::net::Method::Post,
+        url: url.to_owned(),
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-payhost-event-id".into(), event_id.to_owned()),
+            ("x-payhost-signature".into(), signature),
+        ],
+        body: body.as_bytes().to_vec(),
+    };
+    let timeout = Duration::from_millis(app.config.webhooks.timeout_ms);
+    let limits = crate::net::Limits {
+        connect_timeout: timeout,
+        answer_timeout: timeout,
+        max_response_bytes: MAX_REPLY_BYTES,
+    };
+    let answer = app
+        .runtime
+        .net()
+        .send(&app.webhook_policy(url), &request, limits)
+        .await
+        .map_err(|e| e.to_string())?;
     if (200..300).contains(&answer.status) {
         Ok(())
     } else {

@@ -1,31 +1,19 @@
-//! The component's side of the WIT contract: converts between WIT records and the model, and
-//! sends the protocol's HTTP requests through `wasi:http/outgoing-handler`.
+//! The component's side of the WIT contract (`payhost:payment@0.2.0`): converts between WIT
+//! records and the model. It performs no I/O: flows hand their requests to the host.
 
 wit_bindgen::generate!({
     world: "payment-plugin",
-    path: "../wit/v0.1.0",
-    with: {
-        "wasi:http/types@0.2.12": wasip2::http::types,
-        "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
-        "wasi:io/poll@0.2.12": wasip2::io::poll,
-        "wasi:io/error@0.2.12": wasip2::io::error,
-        "wasi:io/streams@0.2.12": wasip2::io::streams,
-        "wasi:clocks/monotonic-clock@0.2.12": wasip2::clocks::monotonic_clock,
-    },
+    path: "../wit/v0.2.0",
 });
 
-use crate::connector::{self, HttpRequest, HttpResponse, Transport, TransportError};
+use crate::connector;
+use crate::flow::{HttpResponse, Pending, SendFailure, Step};
 use crate::model;
 use exports::payhost::payment::plugin::Guest;
 use payhost::payment::types as wit;
 
 struct Component;
 export!(Component);
-
-/// Largest response body the plugin reads; the protocol's answers are a few KiB.
-const MAX_RESPONSE_BYTES: usize = 1 << 20;
-const CONNECT_TIMEOUT_NS: u64 = 5_000_000_000;
-const FIRST_BYTE_TIMEOUT_NS: u64 = 10_000_000_000;
 
 fn pairs_in(p: Vec<wit::Pair>) -> Vec<(String, String)> {
     p.into_iter().map(|p| (p.key, p.value)).collect()
@@ -65,8 +53,24 @@ fn plugin_error(e: model::PluginError) -> wit::PluginError {
     }
 }
 
+fn event_out(e: model::TradeEvent) -> wit::TradeEvent {
+    use model::TradeEvent as E;
+    match e {
+        E::Waiting => wit::TradeEvent::Waiting,
+        E::Paid => wit::TradeEvent::Paid,
+        E::Finished => wit::TradeEvent::Finished,
+        E::Closed => wit::TradeEvent::Closed,
+        E::Refunded => wit::TradeEvent::Refunded,
+        E::PartiallyRefunded => wit::TradeEvent::PartiallyRefunded,
+    }
+}
+
 fn notification_out(n: model::Notification) -> wit::Notification {
+    let event = event_out(n.event());
+    let refund_fee = n.refund_fee();
     wit::Notification {
+        event,
+        refund_fee,
         out_trade_no: n.out_trade_no,
         trade_no: n.trade_no,
         trade_status: n.trade_status,
@@ -87,6 +91,7 @@ fn notification_out(n: model::Notification) -> wit::Notification {
 }
 
 fn notification_in(n: wit::Notification) -> model::Notification {
+    // `event` and `refund_fee` are derived from the fields; the model recomputes them.
     model::Notification {
         out_trade_no: n.out_trade_no,
         trade_no: n.trade_no,
@@ -124,15 +129,76 @@ fn field_kind(k: model::FieldKind) -> wit::FieldKind {
     }
 }
 
-/// A request id unique per partner: UTC seconds plus 48 random bits.
-fn new_request_id() -> String {
-    let now = wasip2::clocks::wall_clock::now();
-    let random = wasip2::random::random::get_random_bytes(6);
-    let mut id = now.seconds.to_string();
-    for b in random {
-        id.push_str(&format!("{b:02x}"));
+fn pending_out(p: Pending) -> wit::Pending {
+    wit::Pending {
+        request: wit::OutgoingRequest {
+            method: method_out(p.request.method),
+            url: p.request.url,
+            headers: pairs_out(p.request.headers),
+            body: p.request.body,
+        },
+        continuation: p.continuation,
     }
-    id
+}
+
+fn response_in(r: Result<wit::IncomingResponse, wit::SendFailure>) -> Result<HttpResponse, SendFailure> {
+    match r {
+        Ok(r) => Ok(HttpResponse {
+            status: r.status,
+            headers: pairs_in(r.headers),
+            body: r.body,
+        }),
+        Err(wit::SendFailure::Timeout(m)) => Err(SendFailure::Timeout(m)),
+        Err(wit::SendFailure::Refused(m)) => Err(SendFailure::Refused(m)),
+        Err(wit::SendFailure::Failed(m)) => Err(SendFailure::Failed(m)),
+    }
+}
+
+fn started_out(started: model::PaymentStarted) -> wit::PaymentStarted {
+    wit::PaymentStarted {
+        redirect: wit::Redirect {
+            url: started.redirect.url,
+            method: method_out(started.redirect.method),
+            action: started.redirect.action,
+            fields: pairs_out(started.redirect.fields),
+        },
+        token: started.token,
+        request_id: started.request_id,
+        total_fee: started.total_fee,
+        seller: started.seller,
+    }
+}
+
+fn payment_step(s: Step<model::PaymentStarted>) -> wit::PaymentStep {
+    match s {
+        Step::Send(p) => wit::PaymentStep::Send(pending_out(p)),
+        Step::Done(d) => wit::PaymentStep::Done(started_out(d)),
+    }
+}
+
+fn notification_step(s: Step<model::Notification>) -> wit::NotificationStep {
+    match s {
+        Step::Send(p) => wit::NotificationStep::Send(pending_out(p)),
+        Step::Done(d) => wit::NotificationStep::Done(notification_out(d)),
+    }
+}
+
+fn channels_step(s: Step<model::ChannelList>) -> wit::ChannelsStep {
+    match s {
+        Step::Send(p) => wit::ChannelsStep::Send(pending_out(p)),
+        Step::Done(list) => wit::ChannelsStep::Done(wit::ChannelList {
+            channels: list
+                .channels
+                .into_iter()
+                .map(|c| wit::PayChannel {
+                    name: c.name,
+                    cashier_code: c.cashier_code,
+                    parent: c.parent,
+                })
+                .collect(),
+            last_used: list.last_used,
+        }),
+    }
 }
 
 impl Guest for Component {
@@ -180,7 +246,7 @@ impl Guest for Component {
     fn start_payment(
         settings: Vec<wit::Pair>,
         order: wit::PaymentRequest,
-    ) -> Result<wit::PaymentStarted, wit::PluginError> {
+    ) -> Result<wit::PaymentStep, wit::PluginError> {
         let order = model::PaymentRequest {
             out_trade_no: order.out_trade_no,
             subject: order.subject,
@@ -192,26 +258,21 @@ impl Guest for Component {
             pay_expire: order.pay_expire,
             out_user: order.out_user,
             cashier_code: order.cashier_code,
+            request_id: order.request_id,
         };
-        let started = connector::start_payment(
-            &pairs_in(settings),
-            &order,
-            &new_request_id(),
-            &mut WasiHttp,
-        )
-        .map_err(plugin_error)?;
-        Ok(wit::PaymentStarted {
-            redirect: wit::Redirect {
-                url: started.redirect.url,
-                method: method_out(started.redirect.method),
-                action: started.redirect.action,
-                fields: pairs_out(started.redirect.fields),
-            },
-            token: started.token,
-            request_id: started.request_id,
-            total_fee: started.total_fee,
-            seller: started.seller,
-        })
+        connector::start_payment(&pairs_in(settings), &order)
+            .map(payment_step)
+            .map_err(plugin_error)
+    }
+
+    fn resume_payment(
+        settings: Vec<wit::Pair>,
+        continuation: Vec<u8>,
+        response: Result<wit::IncomingResponse, wit::SendFailure>,
+    ) -> Result<wit::PaymentStep, wit::PluginError> {
+        connector::resume_payment(&pairs_in(settings), &continuation, response_in(response))
+            .map(payment_step)
+            .map_err(plugin_error)
     }
 
     fn verify_return(
@@ -232,9 +293,19 @@ impl Guest for Component {
     fn verify_notification(
         settings: Vec<wit::Pair>,
         form: Vec<wit::Pair>,
-    ) -> Result<wit::Notification, wit::PluginError> {
-        connector::verify_notification(&pairs_in(settings), &pairs_in(form), &mut WasiHttp)
-            .map(notification_out)
+    ) -> Result<wit::NotificationStep, wit::PluginError> {
+        connector::verify_notification(&pairs_in(settings), &pairs_in(form))
+            .map(notification_step)
+            .map_err(plugin_error)
+    }
+
+    fn resume_notification(
+        settings: Vec<wit::Pair>,
+        continuation: Vec<u8>,
+        response: Result<wit::IncomingResponse, wit::SendFailure>,
+    ) -> Result<wit::NotificationStep, wit::PluginError> {
+        connector::resume_notification(&pairs_in(settings), &continuation, response_in(response))
+            .map(notification_step)
             .map_err(plugin_error)
     }
 
@@ -254,195 +325,19 @@ impl Guest for Component {
     fn list_channels(
         settings: Vec<wit::Pair>,
         out_user: Option<String>,
-    ) -> Result<wit::ChannelList, wit::PluginError> {
-        let list =
-            connector::list_channels(&pairs_in(settings), out_user.as_deref(), &mut WasiHttp)
-                .map_err(plugin_error)?;
-        Ok(wit::ChannelList {
-            channels: list
-                .channels
-                .into_iter()
-                .map(|c| wit::PayChannel {
-                    name: c.name,
-                    cashier_code: c.cashier_code,
-                    parent: c.parent,
-                })
-                .collect(),
-            last_used: list.last_used,
-        })
-    }
-}
-
-/// The transport of the component: one blocking `wasi:http` request at a time.
-struct WasiHttp;
-
-impl Transport for WasiHttp {
-    fn send(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        send_wasi(request)
-    }
-}
-
-fn failed(what: impl std::fmt::Display) -> TransportError {
-    TransportError::Failed(what.to_string())
-}
-
-fn send_wasi(request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-    use wasip2::http::outgoing_handler;
-    use wasip2::http::types::{
-        Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
-    };
-    use wasip2::io::streams::StreamError;
-
-    let (scheme, rest) = if let Some(r) = request.url.strip_prefix("https://") {
-        (Scheme::Https, r)
-    } else if let Some(r) = request.url.strip_prefix("http://") {
-        (Scheme::Http, r)
-    } else {
-        return Err(failed(format!("unsupported URL {}", request.url)));
-    };
-    let split = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..split];
-    let path = match &rest[split..] {
-        "" => "/".to_owned(),
-        p if p.starts_with('?') => format!("/{p}"),
-        p => p.to_owned(),
-    };
-
-    let headers = Fields::new();
-    if let Some(ct) = request.content_type {
-        headers
-            .set("content-type", &[ct.as_bytes().to_vec()])
-            .map_err(|_| failed("content-type header refused"))?;
-    }
-    let outgoing = OutgoingRequest::new(headers);
-    let method = match request.method {
-        model::HttpMethod::Get => Method::Get,
-        model::HttpMethod::Post => Method::Post,
-    };
-    outgoing
-        .set_method(&method)
-        .map_err(|_| failed("method refused"))?;
-    outgoing
-        .set_scheme(Some(&scheme))
-        .map_err(|_| failed("scheme refused"))?;
-    outgoing
-        .set_authority(Some(authority))
-        .map_err(|_| failed(format!("authority {authority} refused")))?;
-    outgoing
-        .set_path_with_query(Some(&path))
-        .map_err(|_| failed("path refused"))?;
-    let body = outgoing
-        .body()
-        .map_err(|_| failed("request body unavailable"))?;
-
-    let options = RequestOptions::new();
-    let _ = options.set_connect_timeout(Some(CONNECT_TIMEOUT_NS));
-    let _ = options.set_first_byte_timeout(Some(FIRST_BYTE_TIMEOUT_NS));
-    let _ = options.set_between_bytes_timeout(Some(FIRST_BYTE_TIMEOUT_NS));
-
-    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(map_error_code)?;
-    // A refused request closes the body stream: the response future then says why.
-    let mut write_error = None;
-    {
-        let stream = body
-            .write()
-            .map_err(|_| failed("request body stream unavailable"))?;
-        for chunk in request.body.chunks(4096) {
-            if stream.blocking_write_and_flush(chunk).is_err() {
-                write_error = Some("writing the request body failed".to_owned());
-                break;
-            }
-        }
-    }
-    if write_error.is_none() {
-        if let Err(code) = OutgoingBody::finish(body, None) {
-            write_error = Some(format!(
-                "finishing the request body: {}",
-                error_code_name(&code)
-            ));
-        }
-    } else {
-        drop(body);
+    ) -> Result<wit::ChannelsStep, wit::PluginError> {
+        connector::list_channels(&pairs_in(settings), out_user.as_deref())
+            .map(channels_step)
+            .map_err(plugin_error)
     }
 
-    future.subscribe().block();
-    let response = match future.get() {
-        Some(Ok(Ok(r))) => r,
-        Some(Ok(Err(code))) => return Err(map_error_code(code)),
-        Some(Err(())) => return Err(failed("response already taken")),
-        None => return Err(failed("response not ready")),
-    };
-    if let Some(e) = write_error {
-        return Err(failed(e));
-    }
-    let status = response.status();
-    let incoming = response
-        .consume()
-        .map_err(|_| failed("response body unavailable"))?;
-    let mut buf = Vec::new();
-    {
-        let stream = incoming
-            .stream()
-            .map_err(|_| failed("response stream unavailable"))?;
-        loop {
-            match stream.blocking_read(64 * 1024) {
-                Ok(chunk) => {
-                    buf.extend_from_slice(&chunk);
-                    if buf.len() > MAX_RESPONSE_BYTES {
-                        return Err(failed("response larger than 1 MiB"));
-                    }
-                }
-                Err(StreamError::Closed) => break,
-                Err(StreamError::LastOperationFailed(e)) => {
-                    let detail = e.to_debug_string();
-                    return Err(match wasip2::http::types::http_error_code(&e) {
-                        Some(code) => map_error_code(code),
-                        None => failed(format!("reading the response: {detail}")),
-                    });
-                }
-            }
-        }
-    }
-    Ok(HttpResponse { status, body: buf })
-}
-
-fn map_error_code(code: wasip2::http::types::ErrorCode) -> TransportError {
-    use wasip2::http::types::ErrorCode as C;
-    match code {
-        C::ConnectionTimeout
-        | C::ConnectionReadTimeout
-        | C::ConnectionWriteTimeout
-        | C::HttpResponseTimeout => TransportError::Timeout(error_code_name(&code).to_owned()),
-        C::HttpRequestDenied => TransportError::Failed(
-            "the host denied the request (host not in the plugin's allowed outbound hosts)".into(),
-        ),
-        other => TransportError::Failed(error_code_name(&other).to_owned()),
-    }
-}
-
-/// A short name for a `wasi:http` error code (the derived Debug output costs the component KiBs).
-fn error_code_name(code: &wasip2::http::types::ErrorCode) -> &'static str {
-    use wasip2::http::types::ErrorCode as C;
-    match code {
-        C::DnsTimeout => "DNS timeout",
-        C::DnsError(_) => "DNS error",
-        C::DestinationNotFound => "destination not found",
-        C::DestinationUnavailable => "destination unavailable",
-        C::DestinationIpProhibited => "destination IP prohibited",
-        C::DestinationIpUnroutable => "destination IP unroutable",
-        C::ConnectionRefused => "connection refused",
-        C::ConnectionTerminated => "connection terminated",
-        C::ConnectionTimeout => "connection timeout",
-        C::ConnectionReadTimeout => "read timeout",
-        C::ConnectionWriteTimeout => "write timeout",
-        C::ConnectionLimitReached => "connection limit reached",
-        C::TlsProtocolError => "TLS protocol error",
-        C::TlsCertificateError => "TLS certificate error",
-        C::TlsAlertReceived(_) => "TLS alert received",
-        C::HttpRequestDenied => "request denied",
-        C::HttpResponseIncomplete => "response incomplete",
-        C::HttpResponseTimeout => "response timeout",
-        C::HttpProtocolError => "HTTP protocol error",
-        _ => "HTTP error",
+    fn resume_channels(
+        settings: Vec<wit::Pair>,
+        continuation: Vec<u8>,
+        response: Result<wit::IncomingResponse, wit::SendFailure>,
+    ) -> Result<wit::ChannelsStep, wit::PluginError> {
+        connector::resume_channels(&pairs_in(settings), &continuation, response_in(response))
+            .map(channels_step)
+            .map_err(plugin_error)
     }
 }

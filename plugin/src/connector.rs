@@ -1,5 +1,6 @@
-//! The flows of the WAP-pay protocol, over a [`Transport`] the embedder provides (the component
-//! routes it through `wasi:http/outgoing-handler`; native callers bring their own).
+//! The flows of the WAP-pay protocol, sans-IO: a flow that needs Alipay returns the request to send
+//! ([`Step::Send`]) with a continuation, and its `resume_*` function takes the answer. The embedder
+//! (payhost, or a native caller) sends every request; this code performs no I/O.
 
 use crate::amount::Amount;
 use crate::model::{
@@ -9,37 +10,32 @@ use crate::model::{
 use crate::settings::{self, is_http_url, is_seller_account, Mode, Settings};
 use crate::transformers::{self as wire, CreateFields};
 
-/// One outbound HTTP request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpRequest {
-    pub method: HttpMethod,
-    pub url: String,
-    pub content_type: Option<&'static str>,
-    pub body: Vec<u8>,
-}
+pub use crate::flow::{HttpRequest, HttpResponse, Pending, SendFailure, Step};
+use crate::flow::{self, Continuation};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub body: Vec<u8>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TransportError {
-    Timeout(String),
-    Failed(String),
-}
-
-/// Sends one HTTP request and returns the whole response.
-pub trait Transport {
-    fn send(&mut self, request: &HttpRequest) -> Result<HttpResponse, TransportError>;
-}
-
-fn transport_error(what: &str, e: TransportError) -> PluginError {
+fn send_failure(what: &str, e: SendFailure) -> PluginError {
     match e {
-        TransportError::Timeout(m) => PluginError::Timeout(format!("{what}: {m}")),
-        TransportError::Failed(m) => PluginError::Transport(format!("{what}: {m}")),
+        SendFailure::Timeout(m) => PluginError::Timeout(format!("{what}: {m}")),
+        SendFailure::Refused(m) => PluginError::Transport(format!(
+            "{what}: the host refused the destination ({m})"
+        )),
+        SendFailure::Failed(m) => PluginError::Transport(format!("{what}: {m}")),
     }
+}
+
+/// The provider's answer, or why there is none, checked for HTTP 200.
+fn answered(
+    what: &str,
+    response: Result<HttpResponse, SendFailure>,
+) -> Result<HttpResponse, PluginError> {
+    let response = response.map_err(|e| send_failure(what, e))?;
+    if response.status != 200 {
+        return Err(PluginError::Transport(format!(
+            "{what}: the provider answered HTTP {}",
+            response.status
+        )));
+    }
+    Ok(response)
 }
 
 /// The longest `out_trade_no` Alipay accepts.
@@ -218,40 +214,73 @@ fn resolve_seller<'a>(
     }
 }
 
-/// Creates the trade (`alipay.wap.trade.create.direct`) and returns the signed cashier redirect.
+/// Starts a payment: checks the order and returns the create call
+/// (`alipay.wap.trade.create.direct`) to send; [`resume_payment`] takes its answer.
 pub fn start_payment(
     settings_pairs: &[(String, String)],
     order: &PaymentRequest,
-    req_id: &str,
-    transport: &mut dyn Transport,
-) -> Result<PaymentStarted, PluginError> {
+) -> Result<Step<PaymentStarted>, PluginError> {
     let settings = load_settings(settings_pairs)?;
     let fields = validate_order(&settings, order)?;
+    let req_id = order.request_id.as_str();
+    if req_id.is_empty()
+        || req_id.len() > 32
+        || !req_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    {
+        return Err(invalid(
+            "request_id",
+            "must be 1 to 32 characters of 0-9 and a-z",
+        ));
+    }
     let req_data = wire::create_req_data(&fields);
     let params = wire::signed_gateway_params(&settings, wire::SERVICE_CREATE, req_id, &req_data)?;
-    let response = transport
-        .send(&HttpRequest {
+    Ok(Step::Send(Pending {
+        request: HttpRequest {
             method: HttpMethod::Post,
             url: settings.gateway_url.clone(),
-            content_type: Some("application/x-www-form-urlencoded; charset=utf-8"),
+            headers: vec![(
+                "content-type".into(),
+                "application/x-www-form-urlencoded; charset=utf-8".into(),
+            )],
             body: wire::form_encode(&params).into_bytes(),
-        })
-        .map_err(|e| transport_error("create call to the gateway", e))?;
-    if response.status != 200 {
-        return Err(PluginError::Transport(format!(
-            "the gateway answered HTTP {} to the create call",
-            response.status
-        )));
-    }
+        },
+        continuation: Continuation::Payment {
+            request_id: req_id.to_owned(),
+            total_fee: fields.total_fee.to_string(),
+            seller: fields.seller_account_name.to_owned(),
+        }
+        .encode(),
+    }))
+}
+
+/// Continues [`start_payment`] with the create call's answer: the token, then the signed cashier
+/// redirect (`alipay.wap.auth.authAndExecute`).
+pub fn resume_payment(
+    settings_pairs: &[(String, String)],
+    continuation: &[u8],
+    response: Result<HttpResponse, SendFailure>,
+) -> Result<Step<PaymentStarted>, PluginError> {
+    let settings = load_settings(settings_pairs)?;
+    let Continuation::Payment {
+        request_id,
+        total_fee,
+        seller,
+    } = Continuation::decode(continuation)?
+    else {
+        return Err(flow::foreign_continuation("resume-payment"));
+    };
+    let response = answered("create call to the gateway", response)?;
     let token = wire::parse_create_response(&settings, &response.body)?;
-    let redirect = wire::auth_redirect(&settings, req_id, &token)?;
-    Ok(PaymentStarted {
+    let redirect = wire::auth_redirect(&settings, &request_id, &token)?;
+    Ok(Step::Done(PaymentStarted {
         redirect,
         token,
-        request_id: req_id.to_owned(),
-        total_fee: fields.total_fee.to_string(),
-        seller: fields.seller_account_name.to_owned(),
-    })
+        request_id,
+        total_fee,
+        seller,
+    }))
 }
 
 /// Verifies the buyer's synchronous return. It proves who signed it, not that money arrived:
@@ -264,29 +293,39 @@ pub fn verify_return(
     wire::verify_return(&settings, query)
 }
 
-/// Verifies the asynchronous notification's signature, then asks `notify_verify` whether Alipay
-/// sent it. Only a signature that matches **and** the answer `true` make it verified.
+/// Verifies the asynchronous notification's signature, then returns the `notify_verify` request
+/// that asks whether Alipay sent it. Only a signature that matches **and** the answer `true`
+/// ([`resume_notification`]) make it verified.
 pub fn verify_notification(
     settings_pairs: &[(String, String)],
     form: &[(String, String)],
-    transport: &mut dyn Transport,
-) -> Result<Notification, PluginError> {
+) -> Result<Step<Notification>, PluginError> {
     let settings = load_settings(settings_pairs)?;
     let signed = wire::verify_notify_signature(&settings, form)?.notification;
-    let response = transport
-        .send(&HttpRequest {
+    Ok(Step::Send(Pending {
+        request: HttpRequest {
             method: HttpMethod::Get,
             url: wire::notify_verify_url(&settings, &signed.notify_id),
-            content_type: None,
+            headers: Vec::new(),
             body: Vec::new(),
-        })
-        .map_err(|e| transport_error("notify_verify", e))?;
-    if response.status != 200 {
-        return Err(PluginError::Transport(format!(
-            "notify_verify answered HTTP {}",
-            response.status
-        )));
-    }
+        },
+        continuation: Continuation::Notification(signed).encode(),
+    }))
+}
+
+/// Continues [`verify_notification`] with `notify_verify`'s answer.
+pub fn resume_notification(
+    settings_pairs: &[(String, String)],
+    continuation: &[u8],
+    response: Result<HttpResponse, SendFailure>,
+) -> Result<Step<Notification>, PluginError> {
+    // The settings are not needed to read the answer, but a merchant whose settings became
+    // unusable meanwhile must not get a notification through.
+    load_settings(settings_pairs)?;
+    let Continuation::Notification(signed) = Continuation::decode(continuation)? else {
+        return Err(flow::foreign_continuation("resume-notification"));
+    };
+    let response = answered("notify_verify", response)?;
     if !wire::notify_verify_confirms(&response.body) {
         let answer: String = String::from_utf8_lossy(&response.body[..response.body.len().min(40)])
             .chars()
@@ -297,7 +336,7 @@ pub fn verify_notification(
             signed.notify_id
         )));
     }
-    Ok(signed)
+    Ok(Step::Done(signed))
 }
 
 /// Checks a verified notification against the order it names: same order, same amount, same
@@ -352,26 +391,34 @@ pub fn match_order(
     }
 }
 
-/// Lists the pay channels the merchant may pre-select (`mobile.merchant.paychannel`).
+/// Lists the pay channels the merchant may pre-select (`mobile.merchant.paychannel`): returns
+/// the query to send; [`resume_channels`] reads its answer.
 pub fn list_channels(
     settings_pairs: &[(String, String)],
     out_user: Option<&str>,
-    transport: &mut dyn Transport,
-) -> Result<ChannelList, PluginError> {
+) -> Result<Step<ChannelList>, PluginError> {
     let settings = load_settings(settings_pairs)?;
-    let response = transport
-        .send(&HttpRequest {
+    Ok(Step::Send(Pending {
+        request: HttpRequest {
             method: HttpMethod::Get,
             url: wire::paychannel_url(&settings, out_user)?,
-            content_type: None,
+            headers: Vec::new(),
             body: Vec::new(),
-        })
-        .map_err(|e| transport_error("pay-channel query", e))?;
-    if response.status != 200 {
-        return Err(PluginError::Transport(format!(
-            "the pay-channel query answered HTTP {}",
-            response.status
-        )));
-    }
-    wire::parse_paychannel_response(&settings, &response.body)
+        },
+        continuation: Continuation::Channels.encode(),
+    }))
+}
+
+/// Continues [`list_channels`] with the query's answer.
+pub fn resume_channels(
+    settings_pairs: &[(String, String)],
+    continuation: &[u8],
+    response: Result<HttpResponse, SendFailure>,
+) -> Result<Step<ChannelList>, PluginError> {
+    let settings = load_settings(settings_pairs)?;
+    let Continuation::Channels = Continuation::decode(continuation)? else {
+        return Err(flow::foreign_continuation("resume-channels"));
+    };
+    let response = answered("pay-channel query", response)?;
+    wire::parse_paychannel_response(&settings, &response.body).map(Step::Done)
 }

@@ -13,6 +13,7 @@ pub mod amount;
 pub mod b64;
 pub mod channels;
 pub mod connector;
+pub mod flow;
 pub mod gbk;
 pub mod json;
 pub mod model;

@@ -137,6 +137,8 @@ pub struct PaymentRequest {
     pub pay_expire: Option<u32>,
     pub out_user: Option<String>,
     pub cashier_code: Option<String>,
+    /// Unique per merchant, made by the embedder: 1 to 32 characters of `[0-9a-z]`.
+    pub request_id: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,4 +225,47 @@ pub struct PayChannel {
 pub struct ChannelList {
     pub channels: Vec<PayChannel>,
     pub last_used: Option<String>,
+}
+
+/// What a notification means for the payment, in the embedder's terms (WIT `trade-event`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TradeEvent {
+    Waiting,
+    Paid,
+    Finished,
+    Closed,
+    Refunded,
+    PartiallyRefunded,
+}
+
+impl Notification {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Alipay's statuses in the embedder's terms (`ALIPAY_EXTRA_PROTOCOLS.md` §4.4):
+    /// `TRADE_CLOSED` + `refund_status=REFUND_SUCCESS` is a full refund, `TRADE_SUCCESS` +
+    /// `REFUND_SUCCESS` a partial one, `TRADE_FINISHED` is final whatever refund field it carries,
+    /// a bare `TRADE_CLOSED` a close (the embedder treats it as a refund when the order was paid).
+    pub fn event(&self) -> TradeEvent {
+        let refunded = self.field("refund_status") == Some("REFUND_SUCCESS");
+        match self.trade_status.as_str() {
+            "TRADE_SUCCESS" if refunded => TradeEvent::PartiallyRefunded,
+            "TRADE_SUCCESS" => TradeEvent::Paid,
+            "TRADE_FINISHED" => TradeEvent::Finished,
+            "TRADE_CLOSED" if refunded => TradeEvent::Refunded,
+            "TRADE_CLOSED" => TradeEvent::Closed,
+            _ => TradeEvent::Waiting,
+        }
+    }
+
+    /// The refunded amount when the notification carries one (`refund_fee`), normalised.
+    pub fn refund_fee(&self) -> Option<String> {
+        self.field("refund_fee")
+            .and_then(|v| crate::amount::Amount::parse(v).ok())
+            .map(|a| a.to_string())
+    }
 }

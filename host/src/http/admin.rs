@@ -5,7 +5,7 @@
 
 use super::{html, read_body, redirect, Body, MAX_API_BODY};
 use crate::config::{valid_merchant_id, MerchantSettings};
-use crate::runtime::plugin::types;
+use crate::runtime::types;
 use crate::service::{gateway_hint, hmac_hex, mask, App};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
@@ -316,7 +316,7 @@ async fn test_connection(app: &Arc<App>, id: &str) -> Response<Body> {
     let Ok(Some(merchant)) = app.store.merchant(id) else {
         return dashboard(app, None, Some(Flash::err("unknown merchant"))).await;
     };
-    app.allow_merchant_origins(&merchant);
+    let policy = app.merchant_policy(&merchant);
     let order = types::PaymentRequest {
         out_trade_no: format!("PAYHOSTTEST{}", crate::store::now_ms()),
         subject: "payhost 连接测试 connection test".into(),
@@ -328,10 +328,11 @@ async fn test_connection(app: &Arc<App>, id: &str) -> Response<Body> {
         pay_expire: Some(1),
         out_user: None,
         cashier_code: None,
+        request_id: crate::service::new_request_id(),
     };
     let flash = match app.runtime.session().await {
         Err(e) => Flash::err(&e.to_string()),
-        Ok(mut s) => match s.start_payment(&crate::runtime::pairs(merchant.plugin.clone()), &order).await {
+        Ok(mut s) => match s.start_payment(&policy, &crate::runtime::pairs(merchant.plugin.clone()), &order).await {
             Err(e) => Flash::err(&e.to_string()),
             Ok(Ok(_)) => Flash::ok("连接正常：网关签发了令牌 / Connection OK: the gateway accepted a signed request and issued a token."),
             Ok(Err(types::PluginError::Gateway(g))) => Flash::err(&format!(

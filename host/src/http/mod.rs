@@ -348,19 +348,21 @@ async fn channels(
             .find(|(k, _)| k == "out_user")
             .map(|(_, v)| v.into_owned())
     });
-    app.allow_merchant_origins(&merchant);
+    let policy = app.merchant_policy(&merchant);
     let mut session = app.runtime.session().await?;
     let list = session
         .list_channels(
+            &policy,
             &crate::runtime::pairs(merchant.plugin.clone()),
             out_user.as_deref(),
         )
         .await?
         .map_err(|e| {
-            ApiError::new(
+            crate::service::upstream_error(
                 502,
                 "gateway_error",
-                crate::runtime::plugin::describe_plugin_error(&e),
+                "the pay-channel query failed",
+                &crate::runtime::plugin::describe_plugin_error(&e),
             )
         })?;
     Ok(json(

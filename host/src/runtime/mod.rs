@@ -1,9 +1,10 @@
-//! The payment component inside wasmtime: engine and compile cache, the outbound-HTTP door, and
-//! per-request sessions with limits.
+//! The payment component inside wasmtime: engine and compile cache, versioned bindings, and
+//! per-request sessions with limits that drive the component's flows, sending their requests
+//! through `net`.
 
-pub mod connections;
+pub mod bindings;
 pub mod engine;
-pub mod outbound;
 pub mod plugin;
 
+pub use bindings::v0_2_0::types;
 pub use plugin::{pairs, CallError, Pairs, PluginRuntime, Session};

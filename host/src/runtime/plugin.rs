@@ -2,12 +2,15 @@
 //!
 //! One [`PluginRuntime`] per process: the engine, the compiled component and one `InstancePre`.
 //! Every request gets a [`Session`]: a fresh `Store` and instance with a memory cap, a fuel (CPU)
-//! budget, a wall-clock deadline, and outbound HTTP through [`OutboundHooks`]. A component that
-//! traps, loops or runs out of memory fails that session only.
+//! budget per call and a wall-clock deadline. The component performs no I/O: when a flow asks for
+//! a request, the session sends it through [`net`](crate::net) under the caller's policy and
+//! resumes the flow with the answer. A component that traps, loops or runs out of memory fails
+//! that session only.
 
+use super::bindings::v0_2_0::{types, PaymentPlugin, PaymentPluginPre};
 use super::engine::{self, wt, CompileSource, EPOCH_TICK};
-use super::outbound::{Origin, OutboundHooks, OutboundPolicy};
 use crate::manifest::Manifest;
+use crate::net::{self, Origin, Policy};
 use anyhow::{bail, Result};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,25 +20,6 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
-
-/// Bindings per contract version, as Zed does for its extension API: a host keeps serving plugins
-/// built against older versions.
-pub mod v0_1_0 {
-    wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
-        world: "payhost:payment/payment-plugin",
-        exports: { default: async },
-        with: {
-            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-            "wasi:io": wasmtime_wasi::p2::bindings::io,
-            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-        },
-    });
-}
-
-pub use v0_1_0::payhost::payment::types;
-use v0_1_0::{PaymentPlugin, PaymentPluginPre};
 
 /// Bytes of the component's stderr kept for error messages (a Rust panic prints there).
 const STDERR_CAPTURE: usize = 4096;
@@ -43,9 +27,7 @@ const STDERR_CAPTURE: usize = 4096;
 /// What the host keeps per store.
 pub struct HostState {
     wasi: WasiCtx,
-    http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: OutboundHooks,
     limiter: Limiter,
     stderr: MemoryOutputPipe,
 }
@@ -55,16 +37,6 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for HostState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
         }
     }
 }
@@ -112,6 +84,8 @@ pub enum CallError {
     Trap(String),
     #[error("cannot instantiate the payment component: {0}")]
     Instantiate(String),
+    #[error("the payment component broke the contract: {0}")]
+    Protocol(String),
 }
 
 impl CallError {
@@ -123,6 +97,7 @@ impl CallError {
             CallError::Memory(_) => "memory",
             CallError::Trap(_) => "trap",
             CallError::Instantiate(_) => "instantiate",
+            CallError::Protocol(_) => "protocol",
         }
     }
 }
@@ -139,16 +114,45 @@ pub struct PluginRuntime {
     engine: Engine,
     pre: PaymentPluginPre<HostState>,
     manifest: Manifest,
-    policy: Arc<OutboundPolicy>,
+    /// The manifest's origins: every merchant's policy starts with them.
+    manifest_origins: Vec<Origin>,
+    net: Arc<net::Client>,
     pub info: types::PluginInfo,
     pub compile_source: CompileSource,
     pub stats: CallStats,
 }
 
+/// Interfaces a component built for `wasm32-wasip2` may import for its language runtime (stdio
+/// for panic messages, clocks, random seeds, exit). Anything else it imports (filesystem,
+/// environment, sockets, `wasi:http`) is linked to a trap: the host gives it no such capability.
+fn link_runtime_imports(linker: &mut Linker<HostState>) -> Result<()> {
+    use wasmtime_wasi::p2::bindings::{cli, random};
+    wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(linker)
+        .map_err(|e| wt(e, "cannot link WASI"))?;
+    random::insecure::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(linker, |t| {
+        t.wasi.random()
+    })
+    .map_err(|e| wt(e, "cannot link wasi:random/insecure"))?;
+    random::insecure_seed::add_to_linker::<HostState, wasmtime_wasi::random::WasiRandom>(
+        linker,
+        |t| t.wasi.random(),
+    )
+    .map_err(|e| wt(e, "cannot link wasi:random/insecure-seed"))?;
+    cli::exit::add_to_linker::<HostState, wasmtime_wasi::cli::WasiCli>(linker, |t| {
+        wasmtime_wasi::cli::WasiCliView::cli(t)
+    })
+    .map_err(|e| wt(e, "cannot link wasi:cli/exit"))?;
+    Ok(())
+}
+
 impl PluginRuntime {
     /// Loads the manifest's component: checksum, contract version, compile (or cache), link,
     /// then `describe` it and check that it agrees with the manifest.
-    pub async fn load(manifest: &Manifest, cache_dir: Option<&Path>) -> Result<PluginRuntime> {
+    pub async fn load(
+        manifest: &Manifest,
+        cache_dir: Option<&Path>,
+        net: Arc<net::Client>,
+    ) -> Result<PluginRuntime> {
         let bytes = manifest.read_component()?;
         let limits = &manifest.limits;
         let memory_bytes = limits.memory_mib as usize * 1024 * 1024;
@@ -157,34 +161,30 @@ impl PluginRuntime {
         let (component, compile_source) =
             engine::load_component(&engine, &bytes, &manifest.component.sha256, cache_dir)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| wt(e, "cannot link WASI"))?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(|e| wt(e, "cannot link wasi:http"))?;
+        link_runtime_imports(&mut linker)?;
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .map_err(|e| wt(e, "cannot link the component's other imports"))?;
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| wt(e, "the component needs imports this host does not provide"))?;
         let pre = PaymentPluginPre::new(pre).map_err(|e| {
             wt(
                 e,
-                "the component does not export payhost:payment/plugin@0.1.0",
+                "the component does not export payhost:payment/plugin@0.2.0",
             )
         })?;
-        let mut allowed = Vec::new();
+        let mut manifest_origins = Vec::new();
         for h in &manifest.outbound.allowed_hosts {
-            allowed.push(Origin::parse(h).map_err(|e| anyhow::anyhow!("outbound host {h}: {e}"))?);
+            manifest_origins
+                .push(Origin::parse(h).map_err(|e| anyhow::anyhow!("outbound host {h}: {e}"))?);
         }
-        // Outbound waits end before the call's own deadline, so a slow gateway comes back to the
-        // component as a timeout it can report (504) instead of the call being cut off.
-        let policy = OutboundPolicy::new(
-            allowed,
-            Duration::from_millis(limits.call_timeout_ms * 4 / 5),
-        );
         let mut runtime = PluginRuntime {
             engine,
             pre,
             manifest: manifest.clone(),
-            policy,
+            manifest_origins,
+            net,
             info: placeholder_info(),
             compile_source,
             stats: CallStats::default(),
@@ -201,13 +201,33 @@ impl PluginRuntime {
         Ok(runtime)
     }
 
-    /// The outbound policy; the host adds the origins of URLs the operator configured.
-    pub fn outbound(&self) -> &Arc<OutboundPolicy> {
-        &self.policy
+    /// A policy with the manifest's origins (public addresses only); the caller adds the
+    /// merchant's own.
+    pub fn base_policy(&self) -> Policy {
+        let mut policy = Policy::default();
+        for o in &self.manifest_origins {
+            policy.allow(o.clone());
+        }
+        policy
+    }
+
+    pub fn net(&self) -> &Arc<net::Client> {
+        &self.net
     }
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// Limits of the requests a flow asks for: they end before the call's own deadline, so a
+    /// slow gateway comes back to the component as a timeout it can report (504).
+    fn outbound_limits(&self) -> net::Limits {
+        let budget = Duration::from_millis(self.manifest.limits.call_timeout_ms * 4 / 5);
+        net::Limits {
+            connect_timeout: budget.min(Duration::from_secs(5)),
+            answer_timeout: budget,
+            max_response_bytes: 1 << 20,
+        }
     }
 
     /// A fresh store and instance for one request.
@@ -222,11 +242,7 @@ impl PluginRuntime {
             .build();
         let state = HostState {
             wasi,
-            http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: OutboundHooks {
-                policy: self.policy.clone(),
-            },
             limiter: Limiter {
                 max_memory: limits.memory_mib as usize * 1024 * 1024,
                 memory_refused: false,
@@ -239,9 +255,10 @@ impl PluginRuntime {
             .set_fuel(limits.fuel_per_call)
             .map_err(|e| CallError::Instantiate(e.to_string()))?;
         let timeout = Duration::from_millis(limits.call_timeout_ms);
-        store.set_epoch_deadline(timeout.as_millis() as u64 / EPOCH_TICK.as_millis() as u64 + 1);
-        store.epoch_deadline_trap();
         let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(started + timeout);
+        set_epoch_deadline(&mut store, deadline);
+        store.epoch_deadline_trap();
         let bindings = self
             .pre
             .instantiate_async(&mut store)
@@ -250,11 +267,18 @@ impl PluginRuntime {
         Ok(Session {
             store,
             bindings,
-            deadline: tokio::time::Instant::from_std(started + timeout),
+            deadline,
             timeout,
             runtime: self,
         })
     }
+}
+
+/// The store traps once the epoch passes `deadline` (counted from now: the ticker runs whether or
+/// not the guest does, so this is set again before every call).
+fn set_epoch_deadline(store: &mut Store<HostState>, deadline: tokio::time::Instant) {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    store.set_epoch_deadline(left.as_millis() as u64 / EPOCH_TICK.as_millis() as u64 + 1);
 }
 
 fn placeholder_info() -> types::PluginInfo {
@@ -326,7 +350,7 @@ pub struct Session<'r> {
 
 impl Session<'_> {
     /// Instructions (fuel) this session's calls used so far.
-    pub fn fuel_consumed(&self) -> u64 {
+    pub fn fuel_consumed_by_last_call(&self) -> u64 {
         self.runtime.manifest.limits.fuel_per_call - self.store.get_fuel().unwrap_or(0)
     }
 
@@ -357,6 +381,10 @@ macro_rules! call_export {
     ($self:ident, $method:ident $(, $arg:expr)*) => {{
         let started = Instant::now();
         let deadline = $self.deadline;
+        // Fuel and the CPU deadline are per call: time spent waiting for the provider between
+        // two steps is not the component's.
+        let _ = $self.store.set_fuel($self.runtime.manifest.limits.fuel_per_call);
+        set_epoch_deadline(&mut $self.store, deadline);
         let result = {
             let guest = $self.bindings.payhost_payment_plugin();
             let fut = guest.$method(&mut $self.store $(, $arg)*);
@@ -394,6 +422,113 @@ pub fn pairs<K: AsRef<str>, V: AsRef<str>>(items: impl IntoIterator<Item = (K, V
         .collect()
 }
 
+/// A flow's step, whichever flow it is.
+enum Flow<T> {
+    Send(types::Pending),
+    Done(T),
+}
+
+impl From<types::PaymentStep> for Flow<types::PaymentStarted> {
+    fn from(s: types::PaymentStep) -> Self {
+        match s {
+            types::PaymentStep::Send(p) => Flow::Send(p),
+            types::PaymentStep::Done(d) => Flow::Done(d),
+        }
+    }
+}
+
+impl From<types::NotificationStep> for Flow<types::Notification> {
+    fn from(s: types::NotificationStep) -> Self {
+        match s {
+            types::NotificationStep::Send(p) => Flow::Send(p),
+            types::NotificationStep::Done(d) => Flow::Done(d),
+        }
+    }
+}
+
+impl From<types::ChannelsStep> for Flow<types::ChannelList> {
+    fn from(s: types::ChannelsStep) -> Self {
+        match s {
+            types::ChannelsStep::Send(p) => Flow::Send(p),
+            types::ChannelsStep::Done(d) => Flow::Done(d),
+        }
+    }
+}
+
+/// A flow asks for at most this many requests (Alipay's need one): a component that keeps asking
+/// is cut off.
+const MAX_REQUESTS_PER_FLOW: usize = 4;
+
+/// Runs a flow: the first call, then for every `send` the request through `net` and the flow's
+/// resume call with the answer, until `done`.
+macro_rules! drive_flow {
+    ($self:ident, $policy:expr, $settings:expr, $first:expr, $resume:ident) => {{
+        let mut step = $first;
+        let mut sent = 0;
+        loop {
+            let pending = match step {
+                Ok(Ok(s)) => match Flow::from(s) {
+                    Flow::Done(d) => break Ok(Ok(d)),
+                    Flow::Send(p) => p,
+                },
+                Ok(Err(e)) => break Ok(Err(e)),
+                Err(e) => break Err(e),
+            };
+            sent += 1;
+            if sent > MAX_REQUESTS_PER_FLOW {
+                break Err(CallError::Protocol(format!(
+                    "a flow asked for more than {MAX_REQUESTS_PER_FLOW} requests"
+                )));
+            }
+            // The store stays untouched (and unborrowed) while the request is out.
+            let runtime: &PluginRuntime = $self.runtime;
+            let answer = send(runtime, &$policy, &pending.request).await;
+            step = call_export!(
+                $self,
+                $resume,
+                $settings,
+                &pending.continuation,
+                answer.as_ref()
+            );
+        }
+    }};
+}
+
+/// Sends one request a flow asked for, under `policy`, and shapes the answer for the resume call.
+async fn send(
+    runtime: &PluginRuntime,
+    policy: &Policy,
+    request: &types::OutgoingRequest,
+) -> Result<types::IncomingResponse, types::SendFailure> {
+    let request = net::Request {
+        method: match request.method {
+            types::HttpMethod::Get => net::Method::Get,
+            types::HttpMethod::Post => net::Method::Post,
+        },
+        url: request.url.clone(),
+        headers: request
+            .headers
+            .iter()
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect(),
+        body: request.body.clone(),
+    };
+    match runtime
+        .net
+        .send(policy, &request, runtime.outbound_limits())
+        .await
+    {
+        Ok(r) => Ok(types::IncomingResponse {
+            status: r.status,
+            headers: pairs(r.headers),
+            body: r.body.to_vec(),
+        }),
+        Err(net::SendError::Timeout(m)) => Err(types::SendFailure::Timeout(m)),
+        Err(net::SendError::Refused(m)) => Err(types::SendFailure::Refused(m)),
+        Err(net::SendError::Failed(m)) => Err(types::SendFailure::Failed(m)),
+    }
+}
+
 impl Session<'_> {
     pub async fn describe(&mut self) -> Result<types::PluginInfo, CallError> {
         call_export!(self, call_describe)
@@ -406,12 +541,15 @@ impl Session<'_> {
         call_export!(self, call_validate_settings, settings)
     }
 
+    /// Starts a payment: the component's create call goes out under `policy`.
     pub async fn start_payment(
         &mut self,
+        policy: &Policy,
         settings: &Pairs,
         order: &types::PaymentRequest,
     ) -> Result<Result<types::PaymentStarted, types::PluginError>, CallError> {
-        call_export!(self, call_start_payment, settings, order)
+        let first = call_export!(self, call_start_payment, settings, order);
+        drive_flow!(self, policy, settings, first, call_resume_payment)
     }
 
     pub async fn verify_return(
@@ -422,12 +560,15 @@ impl Session<'_> {
         call_export!(self, call_verify_return, settings, query)
     }
 
+    /// Verifies a notification, its confirmation request (`notify_verify`) sent under `policy`.
     pub async fn verify_notification(
         &mut self,
+        policy: &Policy,
         settings: &Pairs,
         form: &Pairs,
     ) -> Result<Result<types::Notification, types::PluginError>, CallError> {
-        call_export!(self, call_verify_notification, settings, form)
+        let first = call_export!(self, call_verify_notification, settings, form);
+        drive_flow!(self, policy, settings, first, call_resume_notification)
     }
 
     pub async fn match_order(
@@ -440,10 +581,12 @@ impl Session<'_> {
 
     pub async fn list_channels(
         &mut self,
+        policy: &Policy,
         settings: &Pairs,
         out_user: Option<&str>,
     ) -> Result<Result<types::ChannelList, types::PluginError>, CallError> {
-        call_export!(self, call_list_channels, settings, out_user)
+        let first = call_export!(self, call_list_channels, settings, out_user);
+        drive_flow!(self, policy, settings, first, call_resume_channels)
     }
 }
 

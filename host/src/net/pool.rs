@@ -1,4 +1,4 @@
-//! Keep-alive connections for the component's outbound HTTP.
+//! Keep-alive connections for outbound HTTP.
 //!
 //! Every notify asks Alipay's `notify_verify`; opening a TCP (and TLS) connection for each one
 //! costs more than the verification itself. The pool keeps idle HTTP/1.1 connections per origin
@@ -7,17 +7,18 @@
 //! not one the server is closing). A connection goes back to the pool only after its response
 //! body has been read to the end.
 
-use super::outbound::Origin;
+use super::{Origin, SendError};
 use bytes::Bytes;
+use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
-use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 /// Idle connections kept per origin.
 const MAX_IDLE_PER_ORIGIN: usize = 64;
@@ -25,7 +26,7 @@ const MAX_IDLE_PER_ORIGIN: usize = 64;
 const MAX_IDLE: Duration = Duration::from_secs(2);
 
 struct Idle {
-    sender: SendRequest<WasiBody>,
+    sender: SendRequest<Full<Bytes>>,
     since: Instant,
 }
 
@@ -55,40 +56,32 @@ impl ConnectionPool {
         })
     }
 
-    /// Sends `request` to `origin` on an idle connection or a new one.
+    /// Sends `request` (its URI the path only) to `origin` on an idle connection or a new one
+    /// to one of `addresses` (already resolved and checked by the policy).
     pub async fn send(
         self: &Arc<Self>,
-        origin: Origin,
-        mut request: http::Request<WasiBody>,
+        origin: &Origin,
+        addresses: &[SocketAddr],
+        request: http::Request<Full<Bytes>>,
         connect_timeout: Duration,
-        first_byte_timeout: Duration,
-    ) -> Result<http::Response<WasiBody>, HttpError> {
-        let mut sender = match self.take(&origin) {
+    ) -> Result<http::Response<PooledBody>, SendError> {
+        let mut sender = match self.take(origin) {
             Some(s) => s,
-            None => self.connect(&origin, connect_timeout).await?,
+            None => self.connect(origin, addresses, connect_timeout).await?,
         };
-        // On the wire the request line carries the path only (no proxy in between).
-        *request.uri_mut() = request
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .parse()
-            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
-        let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
+        let response = sender
+            .send_request(request)
             .await
-            .map_err(|_| HttpError::ConnectionReadTimeout)?
-            .map_err(HttpError::from)?;
+            .map_err(|e| SendError::Failed(format!("{origin}: {e}")))?;
         let pool = self.clone();
-        Ok(response.map(|incoming| {
-            http_body_util::BodyExt::boxed_unsync(PooledBody {
-                incoming,
-                give_back: Some((pool, origin, sender)),
-            })
+        let origin = origin.clone();
+        Ok(response.map(|incoming| PooledBody {
+            incoming,
+            give_back: Some((pool, origin, sender)),
         }))
     }
 
-    fn take(&self, origin: &Origin) -> Option<SendRequest<WasiBody>> {
+    fn take(&self, origin: &Origin) -> Option<SendRequest<Full<Bytes>>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(origin)?;
         while let Some(c) = list.pop() {
@@ -99,7 +92,7 @@ impl ConnectionPool {
         None
     }
 
-    fn give_back(&self, origin: Origin, sender: SendRequest<WasiBody>) {
+    fn give_back(&self, origin: Origin, sender: SendRequest<Full<Bytes>>) {
         if !sender.is_ready() {
             return;
         }
@@ -117,20 +110,22 @@ impl ConnectionPool {
     async fn connect(
         &self,
         origin: &Origin,
+        addresses: &[SocketAddr],
         timeout: Duration,
-    ) -> Result<SendRequest<WasiBody>, HttpError> {
+    ) -> Result<SendRequest<Full<Bytes>>, SendError> {
+        let failed = |what: String| SendError::Failed(format!("{origin}: {what}"));
         let connect = async {
-            let tcp = tokio::net::TcpStream::connect((origin.host.as_str(), origin.port))
+            let tcp = tokio::net::TcpStream::connect(addresses)
                 .await
-                .map_err(HttpError::Connect)?;
+                .map_err(|e| failed(format!("connect: {e}")))?;
             let _ = tcp.set_nodelay(true);
             let stream: Box<dyn Stream> = if origin.https {
                 let name = rustls::pki_types::ServerName::try_from(origin.host.clone())
-                    .map_err(HttpError::InvalidDnsNameError)?;
+                    .map_err(|e| failed(format!("TLS name: {e}")))?;
                 let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
                     .connect(name, tcp)
                     .await
-                    .map_err(HttpError::Tls)?;
+                    .map_err(|e| failed(format!("TLS: {e}")))?;
                 Box::new(tls)
             } else {
                 Box::new(tcp)
@@ -138,7 +133,7 @@ impl ConnectionPool {
             let (sender, conn) =
                 hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                     .await
-                    .map_err(HttpError::from)?;
+                    .map_err(|e| failed(format!("handshake: {e}")))?;
             // The connection task ends when the connection closes (or the pool drops it).
             tokio::spawn(async move {
                 let _ = conn.await;
@@ -147,14 +142,14 @@ impl ConnectionPool {
         };
         tokio::time::timeout(timeout, connect)
             .await
-            .map_err(|_| HttpError::ConnectionTimeout)?
+            .map_err(|_| SendError::Timeout(format!("connecting to {origin}")))?
     }
 }
 
 /// A response body that returns its connection to the pool once read to the end.
-struct PooledBody {
+pub struct PooledBody {
     incoming: Incoming,
-    give_back: Option<(Arc<ConnectionPool>, Origin, SendRequest<WasiBody>)>,
+    give_back: Option<(Arc<ConnectionPool>, Origin, SendRequest<Full<Bytes>>)>,
 }
 
 impl Drop for PooledBody {
@@ -170,12 +165,12 @@ impl Drop for PooledBody {
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = HttpError;
+    type Error = hyper::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.incoming).poll_frame(cx);
         match polled {
             Poll::Ready(None) => {
@@ -187,9 +182,9 @@ impl Body for PooledBody {
             Poll::Ready(Some(Err(e))) => {
                 // A broken response: the connection is not reused.
                 self.give_back = None;
-                Poll::Ready(Some(Err(HttpError::from(e))))
+                Poll::Ready(Some(Err(e)))
             }
-            other => other.map(|f| f.map(|r| r.map_err(HttpError::from))),
+            other => other,
         }
     }
 
@@ -205,19 +200,20 @@ impl Body for PooledBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::{BodyExt, Empty};
+    use http_body_util::BodyExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    fn get(url: &str) -> http::Request<WasiBody> {
-        http::Request::get(url)
-            .body(Empty::new().map_err(|never| match never {}).boxed_unsync())
+    fn get(path: &str) -> http::Request<Full<Bytes>> {
+        http::Request::get(path)
+            .header("host", "127.0.0.1")
+            .body(Full::new(Bytes::new()))
             .unwrap()
     }
 
     /// A plain HTTP/1.1 server answering `ok` with keep-alive; counts accepted connections.
-    async fn server() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    async fn server() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = accepted.clone();
         tokio::spawn(async move {
@@ -237,22 +233,17 @@ mod tests {
                 });
             }
         });
-        (port, accepted)
+        (addr, accepted)
     }
 
     #[tokio::test]
     async fn connections_are_reused_after_the_body_is_read() {
-        let (port, accepted) = server().await;
+        let (addr, accepted) = server().await;
         let pool = ConnectionPool::new();
-        let origin = Origin::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let origin = Origin::parse(&format!("http://{addr}")).unwrap();
         for _ in 0..5 {
             let r = pool
-                .send(
-                    origin.clone(),
-                    get(&format!("http://127.0.0.1:{port}/gateway.do?x=1")),
-                    Duration::from_secs(2),
-                    Duration::from_secs(2),
-                )
+                .send(&origin, &[addr], get("/gateway.do?x=1"), Duration::from_secs(2))
                 .await
                 .unwrap();
             let body = r.into_body().collect().await.unwrap().to_bytes();
@@ -265,17 +256,16 @@ mod tests {
     async fn https_origins_speak_tls() {
         // A plain-text server behind an https origin: the pool must attempt TLS and fail with a
         // TLS error, never send the request in clear text.
-        let (port, _) = server().await;
+        let (addr, _) = server().await;
         let pool = ConnectionPool::new();
-        let origin = Origin::parse(&format!("https://127.0.0.1:{port}")).unwrap();
+        let origin = Origin::parse(&format!("https://{addr}")).unwrap();
         let r = pool
-            .send(
-                origin,
-                get(&format!("https://127.0.0.1:{port}/")),
-                Duration::from_secs(2),
-                Duration::from_secs(2),
-            )
+            .send(&origin, &[addr], get("/"), Duration::from_secs(2))
             .await;
-        assert!(matches!(r, Err(HttpError::Tls(_))), "{r:?}");
+        assert!(
+            matches!(&r, Err(SendError::Failed(m)) if m.contains("TLS")),
+            "{:?}",
+            r.err()
+        );
     }
 }
