@@ -10,13 +10,10 @@
 //! compiles natively so the host can benchmark and fuzz the same code.
 
 pub mod amount;
-pub mod b64;
 pub mod channels;
 pub mod connector;
 pub mod gbk;
-pub mod json;
 pub mod model;
-pub mod rsa;
 pub mod settings;
 pub mod sign;
 pub mod transformers;
