@@ -93,5 +93,8 @@ mod tests {
         assert_eq!(list.last_used.as_deref(), Some("DEBITCARD_ICBC"));
         assert!(parse("{}").is_err());
         assert!(parse("not json").is_err());
+        // serde_json's recursion limit refuses absurd nesting.
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert!(parse(&deep).is_err());
     }
 }

@@ -849,6 +849,89 @@ mod tests {
         .is_err());
     }
 
+    /// Whatever is wrong with an encrypted notify_data or res_data (not base64, not whole blocks,
+    /// too many blocks, a block with bad padding, the wrong key, a signature that does not match
+    /// the decrypted text, no signature at all), the caller gets one and the same answer.
+    #[test]
+    fn encrypted_failures_answer_one_error() {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let s = vector_settings("0001");
+        let content = sign::notify_link_string(SERVICE_CREATE, "1.0", "0001", VECTOR_NOTIFY_DATA);
+        let Signer::Rsa { private_key, .. } = &s.signer else {
+            unreachable!()
+        };
+        let sig = sign::rsa_sign(&content, private_key).unwrap();
+        let cipher_b64 = include_str!("../testdata/notify_cipher.b64").trim();
+        let cipher = engine.decode(cipher_b64).unwrap();
+        let mut bad_first_block = cipher.clone();
+        bad_first_block[5] ^= 0x40;
+        let mut out_of_range = cipher.clone();
+        out_of_range[..128].fill(0xff);
+        let cases = [
+            "not base64!".to_owned(),
+            engine.encode(&cipher[..100]),
+            engine.encode(vec![7u8; 128 * (sign::MAX_CIPHER_BLOCKS + 1)]),
+            engine.encode(&bad_first_block),
+            engine.encode(&out_of_range),
+            engine.encode([7u8; 128]),
+        ];
+        let expected = PluginError::BadSignature(format!("notify_data {DECRYPT_OR_SIGN_FAILED}"));
+        for case in &cases {
+            let form = notify_form(&sig, case, "0001");
+            let err = verify_notify_signature(&s, &form).err();
+            assert_eq!(err.as_ref(), Some(&expected), "{case:.40}");
+        }
+        // The right ciphertext with a signature over other text: the same answer.
+        let other = sign::rsa_sign("other", private_key).unwrap();
+        let form = notify_form(&other, cipher_b64, "0001");
+        assert_eq!(verify_notify_signature(&s, &form).err(), Some(expected));
+        // res_data: encrypted text must come signed; every failure is one answer too.
+        let res =
+            "<direct_trade_create_res><request_token>T1</request_token></direct_trade_create_res>";
+        let encrypted = {
+            let public = private_key.to_public_key();
+            let block = public.as_rsa().pkcs1v15_encrypt(res.as_bytes()).unwrap();
+            engine.encode(block)
+        };
+        let expected = PluginError::BadSignature(format!("res_data {DECRYPT_OR_SIGN_FAILED}"));
+        let signed = |res_data: &str, signed_text: &str| {
+            let mut pairs = vec![
+                pair("res_data", signed_text),
+                pair("service", SERVICE_CREATE),
+                pair("sec_id", "0001"),
+                pair("partner", "1000000000000000"),
+                pair("req_id", "1"),
+                pair("v", "2.0"),
+            ];
+            let content =
+                sign::sorted_link_string(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            pairs.push(pair(
+                "sign",
+                &sign::rsa_sign(&content, private_key).unwrap(),
+            ));
+            pairs[0].1 = res_data.to_owned();
+            form_encode(&pairs)
+        };
+        assert_eq!(
+            parse_create_response(&s, signed(&encrypted, res).as_bytes()).unwrap(),
+            "T1"
+        );
+        let unsigned = form_encode(&[pair("res_data", &encrypted), pair("v", "2.0")]);
+        for body in [
+            unsigned,
+            signed(&encrypted, "<other/>"),
+            signed("!!!!", res),
+            signed(&engine.encode([7u8; 128]), res),
+        ] {
+            assert_eq!(
+                parse_create_response(&s, body.as_bytes()).err().as_ref(),
+                Some(&expected),
+                "{body:.60}"
+            );
+        }
+    }
+
     #[test]
     fn notify_refuses_missing_notify_id_and_bad_amounts() {
         let s = md5_settings();
