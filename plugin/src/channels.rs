@@ -4,8 +4,8 @@
 //! "supportSecPayChannelList":{"supportSecPayChannel":[…]}}]}, "lastestPayChannel"?:{…}}}`
 //! (Alipay's own misspelling). A list with one entry may arrive as a bare object.
 
-use crate::json::Json as Value;
 use crate::model::{ChannelList, PayChannel, PluginError};
+use serde_json::Value;
 
 fn as_list(v: Option<&Value>) -> Vec<&Value> {
     match v {
@@ -23,7 +23,7 @@ fn text(v: &Value, key: &str) -> String {
 }
 
 pub fn parse(json: &str) -> Result<ChannelList, PluginError> {
-    let root = Value::parse(json)
+    let root: Value = serde_json::from_str(json)
         .map_err(|e| PluginError::Malformed(format!("pay-channel result is not JSON: {e}")))?;
     let result = root
         .get("payChannleResult")
@@ -93,5 +93,8 @@ mod tests {
         assert_eq!(list.last_used.as_deref(), Some("DEBITCARD_ICBC"));
         assert!(parse("{}").is_err());
         assert!(parse("not json").is_err());
+        // serde_json's recursion limit refuses absurd nesting.
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert!(parse(&deep).is_err());
     }
 }

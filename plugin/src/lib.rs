@@ -10,14 +10,11 @@
 //! compiles natively so the host can benchmark and fuzz the same code.
 
 pub mod amount;
-pub mod b64;
 pub mod channels;
 pub mod connector;
 pub mod flow;
 pub mod gbk;
-pub mod json;
 pub mod model;
-pub mod rsa;
 pub mod settings;
 pub mod sign;
 pub mod transformers;

@@ -4,8 +4,8 @@
 //! line breaks around them are trimmed; whatever is still malformed is refused with the field named.
 
 use crate::model::{FieldError, FieldKind, SelectOption, SettingField};
-use crate::rsa::{PrivateKey, PublicKey};
 use crate::sign;
+use crate::sign::{PrivateKey, PublicKey};
 
 pub const DEFAULT_GATEWAY_URL: &str = "https://wappaygw.alipay.com/service/rest.htm";
 pub const DEFAULT_NOTIFY_VERIFY_URL: &str = "https://mapi.alipay.com/gateway.do";

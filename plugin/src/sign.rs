@@ -7,10 +7,14 @@
 //!
 //! Every comparison of a received signature is constant-time.
 
-use crate::b64;
-use crate::rsa::{self, PrivateKey, PublicKey};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use md5::{Digest as _, Md5};
+use rsa::pkcs1::{DecodeRsaPrivateKey as _, DecodeRsaPublicKey as _};
+use rsa::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _};
+use rsa::traits::PublicKeyParts as _;
 use sha1::Sha1;
+use std::borrow::Cow;
 use subtle::ConstantTimeEq;
 
 /// The sorted link string of §5.1: `sign`, `sign_type` and empty values left out, keys in byte order.
@@ -101,7 +105,8 @@ fn hex_lower(bytes: &[u8]) -> String {
 pub enum RsaError {
     /// The PEM text (or bare base64 body) is not a PKCS#8 or PKCS#1 RSA key.
     BadKey(&'static str),
-    /// Decryption failed (wrong key, corrupted ciphertext, or not a multiple of the block size).
+    /// Decryption failed. Always [`DECRYPT_FAILED`], whatever the cause (bad base64, bad length,
+    /// too many blocks, a block the key refuses), so the answer tells an attacker nothing.
     Decrypt(&'static str),
     /// The signature is not base64.
     BadSignatureEncoding,
@@ -117,47 +122,121 @@ impl std::fmt::Display for RsaError {
     }
 }
 
+/// The one reason every failed decryption gives.
+pub const DECRYPT_FAILED: &str = "the ciphertext does not decrypt with the merchant key";
+
+/// The most ciphertext blocks [`rsa_decrypt_blocks`] accepts: 32 blocks are 4 KiB of ciphertext
+/// with the 1024-bit keys of this product, ~3.6 KiB of plaintext (117 bytes a block), four times
+/// a real `notify_data` (797 bytes → 7 blocks) or `res_data`. Anything longer is refused before
+/// any private-key operation, so one request costs at most 32 of them.
+pub const MAX_CIPHER_BLOCKS: usize = 32;
+
+/// A merchant private key (the `rsa` crate's, whose private operations are constant-time and
+/// blinded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrivateKey(rsa::PrivateKey);
+
+/// An RSA public key (Alipay's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicKey(rsa::PublicKey);
+
+impl PrivateKey {
+    /// The modulus length in bytes (128 for the 1024-bit keys of this product).
+    pub fn size(&self) -> usize {
+        self.0.size()
+    }
+
+    /// The matching public key.
+    pub fn to_public_key(&self) -> PublicKey {
+        PublicKey(self.0.to_public_key())
+    }
+
+    /// The `rsa` crate's key.
+    pub fn as_rsa(&self) -> &rsa::PrivateKey {
+        &self.0
+    }
+
+    /// Refuses a key whose parameters do not belong together: the crate's consistency checks,
+    /// then one (blinded, fault-checked) signature. Settings validation calls it; the protocol
+    /// calls skip it.
+    pub fn check(&self) -> Result<(), RsaError> {
+        self.0
+            .validate()
+            .map_err(|_| RsaError::BadKey("the key's parameters do not match"))?;
+        self.0
+            .pkcs1v15_sign::<Sha1>(b"")
+            .map(|_| ())
+            .map_err(|_| RsaError::BadKey("the key cannot sign"))
+    }
+}
+
+impl From<rsa::PrivateKey> for PrivateKey {
+    fn from(key: rsa::PrivateKey) -> Self {
+        PrivateKey(key)
+    }
+}
+
+impl PublicKey {
+    /// The modulus length in bytes.
+    pub fn size(&self) -> usize {
+        self.0.size()
+    }
+
+    /// The `rsa` crate's key.
+    pub fn as_rsa(&self) -> &rsa::PublicKey {
+        &self.0
+    }
+}
+
+impl From<rsa::PublicKey> for PublicKey {
+    fn from(key: rsa::PublicKey) -> Self {
+        PublicKey(key)
+    }
+}
+
 /// Parses a merchant private key: PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`),
 /// or the bare base64 body that Alipay's console shows. Line lengths, CRLF and stray spaces are
 /// tolerated, as keys are pasted by hand.
 pub fn parse_private_key(text: &str) -> Result<PrivateKey, RsaError> {
     let (label, der) = pem_body(text)?;
-    let pkcs8 = || rsa::private_key_from_pkcs8_der(&der);
-    let pkcs1 = || rsa::private_key_from_pkcs1_der(&der);
-    match label.as_deref() {
-        Some("RSA PRIVATE KEY") => {
-            pkcs1().map_err(|_| RsaError::BadKey("the RSA PRIVATE KEY (PKCS#1) does not parse"))
-        }
+    let pkcs8 = || rsa::PrivateKey::from_pkcs8_der(&der).ok();
+    let pkcs1 = || rsa::PrivateKey::from_pkcs1_der(&der).ok();
+    let key = match label.as_deref() {
+        Some("RSA PRIVATE KEY") => pkcs1().ok_or(RsaError::BadKey(
+            "the RSA PRIVATE KEY (PKCS#1) does not parse",
+        )),
         Some("PRIVATE KEY") => {
-            pkcs8().map_err(|_| RsaError::BadKey("the PRIVATE KEY (PKCS#8) does not parse"))
+            pkcs8().ok_or(RsaError::BadKey("the PRIVATE KEY (PKCS#8) does not parse"))
         }
         Some(_) => Err(RsaError::BadKey(
             "expected BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY",
         )),
-        None => pkcs8()
-            .or_else(|_| pkcs1())
-            .map_err(|_| RsaError::BadKey("the base64 body is neither PKCS#8 nor PKCS#1")),
-    }
+        None => pkcs8().or_else(pkcs1).ok_or(RsaError::BadKey(
+            "the base64 body is neither PKCS#8 nor PKCS#1",
+        )),
+    }?;
+    Ok(PrivateKey(key))
 }
 
 /// Parses a public key: SPKI (`BEGIN PUBLIC KEY`), PKCS#1 (`BEGIN RSA PUBLIC KEY`), or the bare
 /// base64 body (as published by Alipay, sometimes with stray spaces or uneven lines).
 pub fn parse_public_key(text: &str) -> Result<PublicKey, RsaError> {
     let (label, der) = pem_body(text)?;
-    let spki = || rsa::public_key_from_spki_der(&der);
-    let pkcs1 = || rsa::public_key_from_pkcs1_der(&der);
-    match label.as_deref() {
-        Some("RSA PUBLIC KEY") => {
-            pkcs1().map_err(|_| RsaError::BadKey("the RSA PUBLIC KEY (PKCS#1) does not parse"))
-        }
-        Some("PUBLIC KEY") => spki().map_err(|_| RsaError::BadKey("the PUBLIC KEY does not parse")),
+    let spki = || rsa::PublicKey::from_public_key_der(&der).ok();
+    let pkcs1 = || rsa::PublicKey::from_pkcs1_der(&der).ok();
+    let key = match label.as_deref() {
+        Some("RSA PUBLIC KEY") => pkcs1().ok_or(RsaError::BadKey(
+            "the RSA PUBLIC KEY (PKCS#1) does not parse",
+        )),
+        Some("PUBLIC KEY") => spki().ok_or(RsaError::BadKey("the PUBLIC KEY does not parse")),
         Some(_) => Err(RsaError::BadKey(
             "expected BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY",
         )),
-        None => spki()
-            .or_else(|_| pkcs1())
-            .map_err(|_| RsaError::BadKey("the base64 body is neither SPKI nor PKCS#1")),
-    }
+        None => spki().or_else(pkcs1).ok_or(RsaError::BadKey(
+            "the base64 body is neither SPKI nor PKCS#1",
+        )),
+    }?;
+    Ok(PublicKey(key))
 }
 
 /// The label of a PEM armor (if any) and the DER bytes of its body.
@@ -179,25 +258,36 @@ fn pem_body(text: &str) -> Result<(Option<String>, Vec<u8>), RsaError> {
         }
         None => (None, text),
     };
-    let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    let compact = without_whitespace(body);
     if compact.is_empty() {
         return Err(RsaError::BadKey("empty"));
     }
-    let der = b64::decode(compact.as_bytes())
+    let der = BASE64
+        .decode(compact.as_bytes())
         .map_err(|_| RsaError::BadKey("the key body is not base64"))?;
     Ok((label, der))
 }
 
-/// SHA1withRSA (PKCS#1 v1.5) over UTF-8 bytes, standard base64.
-pub fn rsa_sign(content: &str, key: &PrivateKey) -> Result<String, RsaError> {
-    let digest: [u8; 20] = Sha1::digest(content.as_bytes()).into();
-    let sig = key
-        .sign_sha1(&digest)
-        .map_err(|_| RsaError::BadKey("key cannot sign"))?;
-    Ok(b64::encode(&sig))
+/// The text without its whitespace; borrowed when there is none (the usual case on the wire).
+fn without_whitespace(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_whitespace()) {
+        Cow::Owned(s.chars().filter(|c| !c.is_ascii_whitespace()).collect())
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
-/// Verifies a base64 SHA1withRSA signature (the encoded digest is compared in constant time).
+/// SHA1withRSA (PKCS#1 v1.5) over UTF-8 bytes, standard base64. Blinded; the signature is
+/// deterministic all the same.
+pub fn rsa_sign(content: &str, key: &PrivateKey) -> Result<String, RsaError> {
+    let sig = key
+        .0
+        .pkcs1v15_sign::<Sha1>(content.as_bytes())
+        .map_err(|_| RsaError::BadKey("key cannot sign"))?;
+    Ok(BASE64.encode(sig))
+}
+
+/// Verifies a base64 SHA1withRSA signature.
 pub fn rsa_verify(content: &str, received_b64: &str, key: &PublicKey) -> Result<bool, RsaError> {
     rsa_verify_bytes(content.as_bytes(), received_b64, key)
 }
@@ -208,35 +298,81 @@ pub fn rsa_verify_bytes(
     received_b64: &str,
     key: &PublicKey,
 ) -> Result<bool, RsaError> {
-    let compact: String = received_b64
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    let sig = b64::decode(compact.as_bytes()).map_err(|_| RsaError::BadSignatureEncoding)?;
-    let digest: [u8; 20] = Sha1::digest(content).into();
-    Ok(key.verify_sha1(&digest, &sig))
+    // A signature is the modulus length: 1024 bytes at most (8192-bit keys). Decoded on the stack.
+    let mut sig = [0u8; 1024];
+    let compact = without_whitespace(received_b64);
+    let len = match BASE64.decode_slice(compact.as_bytes(), &mut sig) {
+        Ok(len) => len,
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => return Ok(false),
+        Err(base64::DecodeSliceError::DecodeError(_)) => {
+            return Err(RsaError::BadSignatureEncoding)
+        }
+    };
+    Ok(key.0.pkcs1v15_verify::<Sha1>(content, &sig[..len]).is_ok())
 }
 
 /// Decrypts base64 ciphertext made of key-sized blocks (128 bytes for the 1024-bit keys of this
 /// product), PKCS#1 v1.5 each, and concatenates the plaintexts (§5.2).
+///
+/// Every block is decrypted, whatever happens to the others, and the answer is one error
+/// ([`DECRYPT_FAILED`]) for every failure. The `rsa` crate's decryption uses implicit rejection:
+/// a block with bad padding yields a pseudo-random message, not an error, so a wrong key or a
+/// forged block shows up as plaintext whose signature does not verify. The caller must
+/// authenticate the result before using it.
 pub fn rsa_decrypt_blocks(cipher_b64: &str, key: &PrivateKey) -> Result<Vec<u8>, RsaError> {
-    let compact: String = cipher_b64.chars().filter(|c| !c.is_whitespace()).collect();
-    let cipher = b64::decode(compact.as_bytes())
-        .map_err(|_| RsaError::Decrypt("ciphertext is not base64"))?;
-    let block = key.public_key().size();
-    if cipher.is_empty() || cipher.len() % block != 0 {
-        return Err(RsaError::Decrypt(
-            "ciphertext length is not a multiple of the key size",
-        ));
-    }
-    let mut plain = Vec::with_capacity(cipher.len());
-    for chunk in cipher.chunks(block) {
-        let part = key
-            .decrypt(chunk)
-            .map_err(|_| RsaError::Decrypt("a block does not decrypt with the merchant key"))?;
-        plain.extend_from_slice(&part);
-    }
+    let mut plain = Vec::new();
+    rsa_decrypt_blocks_into(cipher_b64, key, &mut plain)?;
     Ok(plain)
+}
+
+/// [`rsa_decrypt_blocks`], appending to `out` (left as it was on failure).
+pub fn rsa_decrypt_blocks_into(
+    cipher_b64: &str,
+    key: &PrivateKey,
+    out: &mut Vec<u8>,
+) -> Result<(), RsaError> {
+    decrypt_blocks_with(cipher_b64, key.size(), out, |block| {
+        key.0.pkcs1v15_decrypt(block)
+    })
+}
+
+/// The block loop, with the private operation passed in (the tests count its calls).
+fn decrypt_blocks_with<F>(
+    cipher_b64: &str,
+    block_len: usize,
+    out: &mut Vec<u8>,
+    mut decrypt_block: F,
+) -> Result<(), RsaError>
+where
+    F: FnMut(&[u8]) -> Result<Vec<u8>, rsa::Error>,
+{
+    const FAILED: RsaError = RsaError::Decrypt(DECRYPT_FAILED);
+    let compact = without_whitespace(cipher_b64);
+    // Public checks first, before any private operation: size, base64, whole blocks.
+    let max_len = MAX_CIPHER_BLOCKS * block_len;
+    if compact.is_empty() || compact.len() > max_len.div_ceil(3) * 4 {
+        return Err(FAILED);
+    }
+    let cipher = BASE64.decode(compact.as_bytes()).map_err(|_| FAILED)?;
+    if block_len == 0 || cipher.is_empty() || cipher.len() % block_len != 0 {
+        return Err(FAILED);
+    }
+    let start = out.len();
+    out.reserve(cipher.len());
+    // Every block, no early exit: the work does not depend on any block's content.
+    let mut ok = true;
+    for block in cipher.chunks_exact(block_len) {
+        match decrypt_block(block) {
+            Ok(part) => out.extend_from_slice(&part),
+            Err(_) => ok = false,
+        }
+    }
+    if ok {
+        Ok(())
+    } else {
+        out.truncate(start);
+        Err(FAILED)
+    }
 }
 
 #[cfg(test)]
@@ -246,6 +382,23 @@ mod tests {
     const KEY: &str = "10000000000000000000000000000000";
     const TEST_PRIV: &str = include_str!("../testdata/test_priv.pem");
     const TEST_PUB: &str = include_str!("../testdata/test_pub.pem");
+    /// Another 1024-bit key (`openssl genpkey`), for the wrong-key cases.
+    const OTHER_PRIV: &str = "-----BEGIN PRIVATE KEY-----\n\
+MIICdgIBADANBgkqhkiG9w0BAQEFAASCAmAwggJcAgEAAoGBAMJlLNXvfTHQlBr/\n\
+3fL/0FqZ6rquf+FTtHJq16PCEwGq3D3ICxHJDDoXV7GJmrblypnC24CZe0FruQn1\n\
+iAzADwN5XGDvW5xRyiXSkWnOWBEfhoaaElyZUMHjKu2n9EQE0yMs/l6LN1PiQQq7\n\
+pIrZIZbrTkYWgtvo1T7xOqpbNWovAgMBAAECgYB+vUgGEyYknEBzee5Sx8Yny8Hm\n\
+BG8LkW9MSaxd7+JEbAk7nnjZF6MJHL7n2Tctl5QHu6swpOBfPsRdYd9ZsL4X+VG7\n\
+JbBjlOaAZCS66w6CheuE2AfULQOmTef00iknnwYleDAnoh3zFmyIrsdGlGIlNb1i\n\
+iSllfwroaccpdCu9AQJBAPdE8+gq4XvvIB+X7IOtucukaxiU9KbKNANUkY7xrgm7\n\
+W/1sUvfnd+S0WXFBBOze2jkmhiHQXbkNmiucxfs6rR8CQQDJQkwmnKm9fnvJFoqR\n\
+4ehjePpdOdiOck6xHWzcY67/8oI5Ezh5J/MRJ9nSCLWj7aZcV9K0o0JFJ5revDaO\n\
+iZDxAkEArOZ4LsWdOc3xhmXzKfhWTIFBqcSuddo6GIIP7gYsjf2Gy2PteA9QlIlP\n\
+aZPvX7pMmV3IuOg8QOO0A/7xqURUPQJAMjjLC++YI+NGPH3VgmXfOcNcppriwVkg\n\
+7e2r1qtBZjk76cY0F3eynhtVraXivc917iE0QUNkLCGf8ekBrDwD4QJAT7VqHZ2T\n\
+bz5l6kyAfrdb08r1TYVod22H09Eh1D8iyjCQ+7sWzT2uu3rLOPRiuKmWdIqqOjbw\n\
+R34UErW6XcHpog==\n\
+-----END PRIVATE KEY-----";
 
     // §12.1, from chloerei/alipay's test suite.
     #[test]
@@ -342,13 +495,27 @@ mod tests {
             .collect::<Vec<_>>()
             .join(" \n ");
         assert_eq!(parse_private_key(&body).unwrap(), pkcs8);
-        use ::rsa::pkcs1::EncodeRsaPrivateKey;
-        use ::rsa::pkcs8::DecodePrivateKey;
-        let reference = ::rsa::RsaPrivateKey::from_pkcs8_pem(TEST_PRIV).unwrap();
-        let pkcs1 = reference
-            .to_pkcs1_pem(::rsa::pkcs8::LineEnding::LF)
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        let pkcs1 = pkcs8
+            .as_rsa()
+            .to_pkcs1_pem(rsa::pkcs8::LineEnding::CRLF)
             .unwrap();
+        assert!(pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
         assert_eq!(parse_private_key(&pkcs1).unwrap(), pkcs8);
+        pkcs8.check().unwrap();
+        // PKCS#1 public key, and the public half of the private key.
+        use rsa::pkcs1::EncodeRsaPublicKey;
+        let public = parse_public_key(TEST_PUB).unwrap();
+        assert_eq!(pkcs8.to_public_key(), public);
+        let public_pkcs1 = public
+            .as_rsa()
+            .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
+            .unwrap();
+        assert!(public_pkcs1.starts_with("-----BEGIN RSA PUBLIC KEY-----"));
+        assert_eq!(parse_public_key(&public_pkcs1).unwrap(), public);
+        // A PKCS#1 body under the PKCS#8 label (and the reverse) is refused.
+        let mislabelled = pkcs1.replace("RSA PRIVATE KEY", "PRIVATE KEY");
+        assert!(parse_private_key(&mislabelled).is_err());
         // Alipay's published WAP key, with the stray spaces it ships with in public ports.
         let wap = include_str!("../testdata/wap_ali_pub.pem");
         parse_public_key(wap).unwrap();
@@ -386,9 +553,111 @@ mod tests {
     #[test]
     fn rsa_decrypt_refuses_bad_input() {
         let key = parse_private_key(TEST_PRIV).unwrap();
-        assert!(rsa_decrypt_blocks("not base64!", &key).is_err());
-        assert!(rsa_decrypt_blocks(&b64::encode(&[0u8; 100]), &key).is_err());
-        assert!(rsa_decrypt_blocks(&b64::encode(&[7u8; 128]), &key).is_err());
-        assert!(rsa_decrypt_blocks("", &key).is_err());
+        let failed = Err(RsaError::Decrypt(DECRYPT_FAILED));
+        // Bad base64, bad length, a block the key refuses (not below the modulus), too many
+        // blocks, nothing: one error.
+        assert_eq!(rsa_decrypt_blocks("not base64!", &key), failed);
+        assert_eq!(rsa_decrypt_blocks(&BASE64.encode([0u8; 100]), &key), failed);
+        assert_eq!(
+            rsa_decrypt_blocks(&BASE64.encode([0xffu8; 128]), &key),
+            failed
+        );
+        assert_eq!(rsa_decrypt_blocks("", &key), failed);
+        assert_eq!(rsa_decrypt_blocks(" \n", &key), failed);
+        let too_many = BASE64.encode(vec![7u8; 128 * (MAX_CIPHER_BLOCKS + 1)]);
+        assert_eq!(rsa_decrypt_blocks(&too_many, &key), failed);
+        // Bad padding (implicit rejection): no error, but not the plaintext either — and not a
+        // text whose signature verifies.
+        let forged = rsa_decrypt_blocks(&BASE64.encode([7u8; 128]), &key).unwrap();
+        let again = rsa_decrypt_blocks(&BASE64.encode([7u8; 128]), &key).unwrap();
+        assert_eq!(forged, again, "the synthetic message is deterministic");
+        // The wrong key: the real ciphertext decrypts to something else, never an error that
+        // differs from the bad-padding case.
+        let other = parse_private_key(OTHER_PRIV).unwrap();
+        let cipher = include_str!("../testdata/notify_cipher.b64");
+        match rsa_decrypt_blocks(cipher, &other) {
+            Ok(plain) => assert!(!plain.starts_with(b"<notify>")),
+            Err(e) => assert_eq!(e, RsaError::Decrypt(DECRYPT_FAILED)),
+        }
+    }
+
+    /// The block loop decrypts every block even when the first one is bad (padding or range):
+    /// the work is the same whatever a block holds, and the answer comes once, at the end.
+    #[test]
+    fn a_bad_first_block_does_not_short_circuit() {
+        let key = parse_private_key(TEST_PRIV).unwrap();
+        let cipher_b64 = include_str!("../testdata/notify_cipher.b64");
+        let mut cipher = BASE64.decode(cipher_b64.trim()).unwrap();
+        let blocks = cipher.len() / 128;
+        assert_eq!(blocks, 7);
+        let run = |cipher: &[u8]| {
+            let mut calls = 0;
+            let mut out = Vec::new();
+            let result = decrypt_blocks_with(&BASE64.encode(cipher), 128, &mut out, |block| {
+                calls += 1;
+                key.as_rsa().pkcs1v15_decrypt(block)
+            });
+            (calls, result.map(|()| out))
+        };
+        let (calls, good) = run(&cipher);
+        assert_eq!(calls, blocks);
+        let good = good.unwrap();
+        assert_eq!(good.len(), 797);
+        // First block with bad padding (a random value below the modulus): every block is still
+        // decrypted, and the result is not the plaintext.
+        for b in cipher[1..128].iter_mut() {
+            *b = b.wrapping_mul(31).wrapping_add(7);
+        }
+        cipher[0] = 0;
+        let (calls, forged) = run(&cipher);
+        assert_eq!(calls, blocks, "a bad first block must not stop the loop");
+        let forged = forged.unwrap();
+        assert_ne!(forged, good);
+        assert_eq!(forged[forged.len() - 600..], good[good.len() - 600..]);
+        // First block not below the modulus (refused by the key): still every block, one error.
+        cipher[..128].fill(0xff);
+        let (calls, refused) = run(&cipher);
+        assert_eq!(
+            calls, blocks,
+            "a refused first block must not stop the loop"
+        );
+        assert_eq!(refused, Err(RsaError::Decrypt(DECRYPT_FAILED)));
+    }
+
+    /// The hand-written RSA this crate used before the `rsa` crate, on the same inputs (its
+    /// signatures were also checked against `openssl dgst -sha1 -sign`): PKCS#1 v1.5 signing is
+    /// deterministic, so the bytes must not change.
+    #[test]
+    fn signatures_are_byte_identical_to_the_previous_implementation() {
+        let key = parse_private_key(TEST_PRIV).unwrap();
+        let public = parse_public_key(TEST_PUB).unwrap();
+        let notify = format!(
+            "service=alipay.wap.trade.create.direct&v=1.0&sec_id=0001&notify_data={}",
+            crate::transformers::VECTOR_NOTIFY_DATA_FOR_TESTS
+        );
+        let pinned: [(&str, &str); 3] = [
+            ("partner=123&service=test", "TaVXdP/0ia5NxIv9T76v6vGOrtgoaFrwnchKIWP9PQeX1UkUVxaq6ejDFmXFrFR+Plk+E/XzfV2DYJSVt0Am0qJRSgeg+PuvK+yWGCGm9GJgUJlS4Eyta3g+8DWwRWTjUyh5yzlf9JoSnbNjYpBolnMRD7B/u1JLkTMJuMx2TVM="),
+            ("", "OLOVc37dnVm3lPCzhWSrKx+LT6W+iN9ovGjvT0lBVMLTe3Pqf47mEEDcyK7N/6MOUXsVZUb484PCQ0cU3TWE/xkN95LvK7+FwdCOO6ptkGP40Il/8+wWyNPzNMEcyVae59lNINbjwk68RUcBpVQ9y55CKJ4tZIpB0iFA/2b9Pak="),
+            (&notify, "MGpznL1zZdl4bIcwvgKtB2HImcE78ShP7+LASVBbOhsYRWIdUVLqFyo3aYT98e9r74x3o+zu9i+gY3Zbyld+gDjTSMffQowYw1SU3O+KOC/s/X47MlRI/9TD9onP+5qRwsLAwgzL5YTqHeczX8htmlAuoeZxQGqfR1iGNHmZreA="),
+        ];
+        for (content, expected) in pinned {
+            assert_eq!(rsa_sign(content, &key).unwrap(), expected, "{content:?}");
+            // Blinding is random; the signature is not.
+            assert_eq!(rsa_sign(content, &key).unwrap(), expected);
+            assert!(rsa_verify(content, expected, &public).unwrap());
+            // Line-wrapped base64 (as some gateways send it) verifies too.
+            let wrapped = format!("{}\n{}", &expected[..64], &expected[64..]);
+            assert!(rsa_verify(content, &wrapped, &public).unwrap());
+            let mut tampered = expected.as_bytes().to_vec();
+            tampered[10] = if tampered[10] == b'A' { b'B' } else { b'A' };
+            let tampered = String::from_utf8(tampered).unwrap();
+            assert!(!rsa_verify(content, &tampered, &public).unwrap());
+        }
+        assert_eq!(
+            rsa_verify("x", "not base64!", &public),
+            Err(RsaError::BadSignatureEncoding)
+        );
+        assert!(!rsa_verify("x", "", &public).unwrap());
+        assert!(!rsa_verify("x", &BASE64.encode([1u8; 2000]), &public).unwrap());
     }
 }

@@ -8,6 +8,7 @@ use crate::model::{
 };
 use crate::settings::{Settings, Signer};
 use crate::{sign, xml};
+use std::borrow::Cow;
 
 pub const SERVICE_CREATE: &str = "alipay.wap.trade.create.direct";
 pub const SERVICE_AUTH: &str = "alipay.wap.auth.authAndExecute";
@@ -186,22 +187,40 @@ pub fn parse_create_response(settings: &Settings, body: &[u8]) -> Result<String,
             preview(body)
         ))
     })?;
-    let res_data = decrypt_if_needed(settings, res_data, "res_data")?;
-    if let Some(received) = find(&pairs, "sign") {
-        let mut signed: Pairs = pairs.clone();
-        for (k, v) in signed.iter_mut() {
-            if k == "res_data" {
-                *v = res_data.clone();
+    let received = find(&pairs, "sign");
+    let res_data = match encrypted(settings, res_data) {
+        Some(private_key) => {
+            // Decrypted text is only used once its signature verifies: the sign is required.
+            let plain = sign::rsa_decrypt_blocks(res_data, private_key);
+            let verified = match (&plain, received) {
+                (Ok(plain), Some(received)) => {
+                    let plain = String::from_utf8_lossy(plain);
+                    let content = sign::sorted_link_string(pairs.iter().map(|(k, v)| {
+                        if k == "res_data" {
+                            (k.as_str(), &*plain)
+                        } else {
+                            (k.as_str(), v.as_str())
+                        }
+                    }));
+                    verify_string(&settings.signer, &content, received)
+                }
+                _ => false,
+            };
+            Cow::Owned(authenticated_plaintext(plain, verified, "res_data")?)
+        }
+        None => {
+            if let Some(received) = received {
+                let content =
+                    sign::sorted_link_string(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                if !verify_string(&settings.signer, &content, received) {
+                    return Err(PluginError::BadSignature(
+                        "the create response's sign does not match (check the key or the Alipay public key)".into(),
+                    ));
+                }
             }
+            Cow::Borrowed(res_data)
         }
-        let content =
-            sign::sorted_link_string(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        if !verify_string(&settings.signer, &content, received) {
-            return Err(PluginError::BadSignature(
-                "the create response's sign does not match (check the key or the Alipay public key)".into(),
-            ));
-        }
-    }
+    };
     let doc = xml::parse_flat(&res_data, "direct_trade_create_res")
         .map_err(|e| PluginError::Malformed(format!("res_data: {e}")))?;
     match doc.get("request_token") {
@@ -213,17 +232,35 @@ pub fn parse_create_response(settings: &Settings, body: &[u8]) -> Result<String,
 }
 
 /// With `sec_id=0001` the provider may encrypt XML to the merchant's public key; XML is detected
-/// by its leading `<` (§7.2, §11.5), anything else is decrypted in key-sized blocks.
-fn decrypt_if_needed(settings: &Settings, value: &str, field: &str) -> Result<String, PluginError> {
+/// by its leading `<` (§7.2, §11.5), anything else is decrypted in key-sized blocks. Returns the
+/// key to decrypt with, if the value is encrypted.
+fn encrypted<'a>(settings: &'a Settings, value: &str) -> Option<&'a sign::PrivateKey> {
     match &settings.signer {
         Signer::Rsa { private_key, .. } if !value.trim_start().starts_with('<') => {
-            let plain = sign::rsa_decrypt_blocks(value, private_key)
-                .map_err(|e| PluginError::BadSignature(format!("{field}: {e}")))?;
-            String::from_utf8(plain).map_err(|_| {
-                PluginError::Malformed(format!("{field}: decrypted text is not UTF-8"))
-            })
+            Some(private_key)
         }
-        _ => Ok(value.to_owned()),
+        _ => None,
+    }
+}
+
+/// The one answer to an encrypted value that does not decrypt, or whose decrypted text's
+/// signature does not verify: the two are told apart by nobody (PKCS#1 v1.5 decryption with
+/// implicit rejection turns bad padding into text whose signature fails).
+pub const DECRYPT_OR_SIGN_FAILED: &str =
+    "does not decrypt and verify with the merchant's and Alipay's keys";
+
+/// The decrypted text once its signature has been checked (`verified`), or the one error.
+fn authenticated_plaintext(
+    plain: Result<Vec<u8>, sign::RsaError>,
+    verified: bool,
+    field: &str,
+) -> Result<String, PluginError> {
+    match plain {
+        Ok(plain) if verified => String::from_utf8(plain)
+            .map_err(|_| PluginError::Malformed(format!("{field}: decrypted text is not UTF-8"))),
+        _ => Err(PluginError::BadSignature(format!(
+            "{field} {DECRYPT_OR_SIGN_FAILED}"
+        ))),
     }
 }
 
@@ -306,14 +343,32 @@ pub fn verify_notify_signature(
     let notify_data_raw = field("notify_data")?;
     let received = field("sign")?;
     check_sign_type(settings, Some(sec_id))?;
-    let notify_data = decrypt_if_needed(settings, notify_data_raw, "notify_data")?;
-    let content = sign::notify_link_string(service, v, sec_id, &notify_data);
-    if !verify_string(&settings.signer, &content, received) {
-        return Err(PluginError::BadSignature(
-            "the notification's sign does not match (fixed order service, v, sec_id, notify_data)"
-                .into(),
-        ));
-    }
+    let notify_data = match encrypted(settings, notify_data_raw) {
+        Some(private_key) => {
+            // Every block is decrypted and the signature is checked over whatever came out
+            // (padding failures give pseudo-random text): one path, one error.
+            let plain = sign::rsa_decrypt_blocks(notify_data_raw, private_key);
+            let verified = match &plain {
+                Ok(plain) => {
+                    let plain = String::from_utf8_lossy(plain);
+                    let content = sign::notify_link_string(service, v, sec_id, &plain);
+                    verify_string(&settings.signer, &content, received)
+                }
+                Err(_) => false,
+            };
+            Cow::Owned(authenticated_plaintext(plain, verified, "notify_data")?)
+        }
+        None => {
+            let content = sign::notify_link_string(service, v, sec_id, notify_data_raw);
+            if !verify_string(&settings.signer, &content, received) {
+                return Err(PluginError::BadSignature(
+                    "the notification's sign does not match (fixed order service, v, sec_id, notify_data)"
+                        .into(),
+                ));
+            }
+            Cow::Borrowed(notify_data_raw)
+        }
+    };
     let doc = xml::parse_flat(&notify_data, "notify")
         .map_err(|e| PluginError::Malformed(format!("notify_data: {e}")))?;
     let get = |name: &str| doc.get(name).filter(|s| !s.is_empty()).map(str::to_owned);
@@ -469,6 +524,9 @@ pub fn channel(name: &str, code: &str, parent: Option<&str>) -> PayChannel {
         parent: parent.map(Into::into),
     }
 }
+
+#[cfg(test)]
+pub(crate) use tests::VECTOR_NOTIFY_DATA as VECTOR_NOTIFY_DATA_FOR_TESTS;
 
 #[cfg(test)]
 mod tests {
@@ -789,6 +847,89 @@ mod tests {
             )
         )
         .is_err());
+    }
+
+    /// Whatever is wrong with an encrypted notify_data or res_data (not base64, not whole blocks,
+    /// too many blocks, a block with bad padding, the wrong key, a signature that does not match
+    /// the decrypted text, no signature at all), the caller gets one and the same answer.
+    #[test]
+    fn encrypted_failures_answer_one_error() {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let s = vector_settings("0001");
+        let content = sign::notify_link_string(SERVICE_CREATE, "1.0", "0001", VECTOR_NOTIFY_DATA);
+        let Signer::Rsa { private_key, .. } = &s.signer else {
+            unreachable!()
+        };
+        let sig = sign::rsa_sign(&content, private_key).unwrap();
+        let cipher_b64 = include_str!("../testdata/notify_cipher.b64").trim();
+        let cipher = engine.decode(cipher_b64).unwrap();
+        let mut bad_first_block = cipher.clone();
+        bad_first_block[5] ^= 0x40;
+        let mut out_of_range = cipher.clone();
+        out_of_range[..128].fill(0xff);
+        let cases = [
+            "not base64!".to_owned(),
+            engine.encode(&cipher[..100]),
+            engine.encode(vec![7u8; 128 * (sign::MAX_CIPHER_BLOCKS + 1)]),
+            engine.encode(&bad_first_block),
+            engine.encode(&out_of_range),
+            engine.encode([7u8; 128]),
+        ];
+        let expected = PluginError::BadSignature(format!("notify_data {DECRYPT_OR_SIGN_FAILED}"));
+        for case in &cases {
+            let form = notify_form(&sig, case, "0001");
+            let err = verify_notify_signature(&s, &form).err();
+            assert_eq!(err.as_ref(), Some(&expected), "{case:.40}");
+        }
+        // The right ciphertext with a signature over other text: the same answer.
+        let other = sign::rsa_sign("other", private_key).unwrap();
+        let form = notify_form(&other, cipher_b64, "0001");
+        assert_eq!(verify_notify_signature(&s, &form).err(), Some(expected));
+        // res_data: encrypted text must come signed; every failure is one answer too.
+        let res =
+            "<direct_trade_create_res><request_token>T1</request_token></direct_trade_create_res>";
+        let encrypted = {
+            let public = private_key.to_public_key();
+            let block = public.as_rsa().pkcs1v15_encrypt(res.as_bytes()).unwrap();
+            engine.encode(block)
+        };
+        let expected = PluginError::BadSignature(format!("res_data {DECRYPT_OR_SIGN_FAILED}"));
+        let signed = |res_data: &str, signed_text: &str| {
+            let mut pairs = vec![
+                pair("res_data", signed_text),
+                pair("service", SERVICE_CREATE),
+                pair("sec_id", "0001"),
+                pair("partner", "1000000000000000"),
+                pair("req_id", "1"),
+                pair("v", "2.0"),
+            ];
+            let content =
+                sign::sorted_link_string(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            pairs.push(pair(
+                "sign",
+                &sign::rsa_sign(&content, private_key).unwrap(),
+            ));
+            pairs[0].1 = res_data.to_owned();
+            form_encode(&pairs)
+        };
+        assert_eq!(
+            parse_create_response(&s, signed(&encrypted, res).as_bytes()).unwrap(),
+            "T1"
+        );
+        let unsigned = form_encode(&[pair("res_data", &encrypted), pair("v", "2.0")]);
+        for body in [
+            unsigned,
+            signed(&encrypted, "<other/>"),
+            signed("!!!!", res),
+            signed(&engine.encode([7u8; 128]), res),
+        ] {
+            assert_eq!(
+                parse_create_response(&s, body.as_bytes()).err().as_ref(),
+                Some(&expected),
+                "{body:.60}"
+            );
+        }
     }
 
     #[test]
