@@ -5,9 +5,9 @@ use alipay_wap_plugin::sign;
 use alipay_wap_plugin::transformers::form_encode;
 use conformance::alipay::{encrypt_to_test_key, signed_create_reply};
 use conformance::stub::{Seen, StubServer};
-use conformance::{repo_root, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
+use conformance::{repo_root, target_dir, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
 use payhost::manifest::Manifest;
-use payhost::runtime::outbound::Origin;
+use payhost::net::{Origin, Policy};
 use payhost::runtime::types::{self, PluginError};
 use payhost::runtime::{pairs, Pairs, PluginRuntime};
 use std::sync::atomic::Ordering;
@@ -20,10 +20,18 @@ async fn runtime() -> PluginRuntime {
     let manifest = Manifest::load(&repo_root().join("plugin.toml")).expect("plugin.toml loads");
     PluginRuntime::load(
         &manifest,
-        Some(&repo_root().join("target/payhost-test-cache")),
+        Some(&target_dir().join("payhost-test-cache")),
+        payhost::net::Client::new(),
     )
     .await
     .expect("the component loads")
+}
+
+/// The manifest's origins plus the stub's (allowed explicitly: it listens on loopback).
+fn stub_policy(rt: &PluginRuntime, stub: &StubServer) -> Policy {
+    let mut policy = rt.base_policy();
+    policy.allow_explicitly(Origin::parse(&stub.url("/")).unwrap());
+    policy
 }
 
 fn md5_settings(stub: &StubServer) -> Pairs {
@@ -63,6 +71,7 @@ fn order(stub: &StubServer, out_trade_no: &str, total_fee: &str) -> types::Payme
         pay_expire: Some(30),
         out_user: None,
         cashier_code: None,
+        request_id: "req1".into(),
     }
 }
 
@@ -180,12 +189,12 @@ async fn describe_and_validate_settings() {
 async fn start_payment_md5_and_gateway_errors() {
     let rt = runtime().await;
     let stub = StubServer::start(gateway(false)).await;
-    rt.outbound().allow(Origin::parse(&stub.url("/")).unwrap());
+    let policy = stub_policy(&rt, &stub);
     let settings = md5_settings(&stub);
 
     let mut s = rt.session().await.unwrap();
     let started = s
-        .start_payment(&settings, &order(&stub, "20140101000001", "0.1"))
+        .start_payment(&policy, &settings, &order(&stub, "20140101000001", "0.1"))
         .await
         .unwrap()
         .unwrap();
@@ -212,7 +221,7 @@ async fn start_payment_md5_and_gateway_errors() {
     );
     // Every create call carries a new req_id (Alipay refuses a repeated one).
     let mut s = rt.session().await.unwrap();
-    s.start_payment(&settings, &order(&stub, "20140101000001", "0.1"))
+    s.start_payment(&policy, &settings, &order(&stub, "20140101000001", "0.1"))
         .await
         .unwrap()
         .unwrap();
@@ -227,7 +236,7 @@ async fn start_payment_md5_and_gateway_errors() {
 
     let mut s = rt.session().await.unwrap();
     let err = s
-        .start_payment(&settings, &order(&stub, "20140101000002", "999.00"))
+        .start_payment(&policy, &settings, &order(&stub, "20140101000002", "999.00"))
         .await
         .unwrap()
         .unwrap_err();
@@ -244,7 +253,7 @@ async fn start_payment_md5_and_gateway_errors() {
         "20000000000000000000000000000000".into();
     let mut s = rt.session().await.unwrap();
     let err = s
-        .start_payment(&wrong, &order(&stub, "20140101000003", "1"))
+        .start_payment(&policy, &wrong, &order(&stub, "20140101000003", "1"))
         .await
         .unwrap()
         .unwrap_err();
@@ -256,7 +265,7 @@ async fn start_payment_md5_and_gateway_errors() {
     stub.answer(|_| (500, b"oops".to_vec()));
     let mut s = rt.session().await.unwrap();
     let err = s
-        .start_payment(&settings, &order(&stub, "20140101000004", "1"))
+        .start_payment(&policy, &settings, &order(&stub, "20140101000004", "1"))
         .await
         .unwrap()
         .unwrap_err();
@@ -270,7 +279,7 @@ async fn start_payment_md5_and_gateway_errors() {
 async fn invalid_orders_name_the_field() {
     let rt = runtime().await;
     let stub = StubServer::start(gateway(false)).await;
-    rt.outbound().allow(Origin::parse(&stub.url("/")).unwrap());
+    let policy = stub_policy(&rt, &stub);
     let settings = md5_settings(&stub);
     for (fee, field) in [
         ("1e3", "total_fee"),
@@ -280,7 +289,7 @@ async fn invalid_orders_name_the_field() {
     ] {
         let mut s = rt.session().await.unwrap();
         let err = s
-            .start_payment(&settings, &order(&stub, "X1", fee))
+            .start_payment(&policy, &settings, &order(&stub, "X1", fee))
             .await
             .unwrap()
             .unwrap_err();
@@ -292,7 +301,7 @@ async fn invalid_orders_name_the_field() {
     let mut o = order(&stub, "X1", "1");
     o.seller = Some("other@example.com".into());
     let mut s = rt.session().await.unwrap();
-    let err = s.start_payment(&settings, &o).await.unwrap().unwrap_err();
+    let err = s.start_payment(&policy, &settings, &o).await.unwrap().unwrap_err();
     assert!(
         matches!(err, PluginError::InvalidOrder(ref f) if f.field == "seller_email"),
         "{err:?}"
@@ -307,10 +316,10 @@ async fn invalid_orders_name_the_field() {
 async fn start_payment_rsa_decrypts_and_verifies_the_response() {
     let rt = runtime().await;
     let stub = StubServer::start(gateway(true)).await;
-    rt.outbound().allow(Origin::parse(&stub.url("/")).unwrap());
+    let policy = stub_policy(&rt, &stub);
     let mut s = rt.session().await.unwrap();
     let started = s
-        .start_payment(&rsa_settings(&stub), &order(&stub, "R1", "12.5"))
+        .start_payment(&policy, &rsa_settings(&stub), &order(&stub, "R1", "12.5"))
         .await
         .unwrap()
         .unwrap();
@@ -353,12 +362,13 @@ async fn verify_notification_asks_notify_verify() {
         }
     })
     .await;
-    rt.outbound().allow(Origin::parse(&stub.url("/")).unwrap());
+    let policy = stub_policy(&rt, &stub);
     let settings = md5_settings(&stub);
 
     let mut s = rt.session().await.unwrap();
     let n = s
         .verify_notification(
+            &policy,
             &settings,
             &md5_notify(&notify_data("O1", "0.01", "genuine")),
         )
@@ -398,6 +408,7 @@ async fn verify_notification_asks_notify_verify() {
     let mut s = rt.session().await.unwrap();
     let err = s
         .verify_notification(
+            &policy,
             &settings,
             &md5_notify(&notify_data("O1", "0.01", "unknown")),
         )
@@ -407,7 +418,7 @@ async fn verify_notification_asks_notify_verify() {
     assert!(matches!(err, PluginError::NotifyNotConfirmed(_)), "{err:?}");
     let mut s = rt.session().await.unwrap();
     let err = s
-        .verify_notification(&settings, &md5_notify(&notify_data("O1", "0.01", "down")))
+        .verify_notification(&policy, &settings, &md5_notify(&notify_data("O1", "0.01", "down")))
         .await
         .unwrap()
         .unwrap_err();
@@ -419,7 +430,7 @@ async fn verify_notification_asks_notify_verify() {
     forged[1].value = sign::md5_sign("service=x", KEY);
     let mut s = rt.session().await.unwrap();
     let err = s
-        .verify_notification(&settings, &forged)
+        .verify_notification(&policy, &settings, &forged)
         .await
         .unwrap()
         .unwrap_err();
@@ -431,7 +442,7 @@ async fn verify_notification_asks_notify_verify() {
 async fn rsa_notification_encrypted() {
     let rt = runtime().await;
     let stub = StubServer::start(|_: &Seen| (200, b"true".to_vec())).await;
-    rt.outbound().allow(Origin::parse(&stub.url("/")).unwrap());
+    let policy = stub_policy(&rt, &stub);
     let data = notify_data("R2", "12.50", "n-rsa");
     let content = sign::notify_link_string("alipay.wap.trade.create.direct", "1.0", "0001", &data);
     let signature = sign::rsa_sign(
@@ -448,13 +459,13 @@ async fn rsa_notification_encrypted() {
     ]);
     let mut s = rt.session().await.unwrap();
     let n = s
-        .verify_notification(&rsa_settings(&stub), &form)
+        .verify_notification(&policy, &rsa_settings(&stub), &form)
         .await
         .unwrap()
         .unwrap();
     eprintln!(
         "RSA notify (7 blocks) used {} instructions of fuel",
-        s.fuel_consumed()
+        s.fuel_consumed_by_last_call()
     );
     assert_eq!(n.out_trade_no, "R2");
     assert_eq!(n.total_fee, "12.50");
@@ -514,10 +525,10 @@ async fn list_channels_gbk_signed() {
         (200, body.clone())
     })
     .await;
-    rt.outbound().allow(Origin::parse(&stub.url("/")).unwrap());
+    let policy = stub_policy(&rt, &stub);
     let mut s = rt.session().await.unwrap();
     let list = s
-        .list_channels(&md5_settings(&stub), Some("buyer-1"))
+        .list_channels(&policy, &md5_settings(&stub), Some("buyer-1"))
         .await
         .unwrap()
         .unwrap();
@@ -529,20 +540,62 @@ async fn list_channels_gbk_signed() {
 }
 
 #[tokio::test]
-async fn outbound_to_a_host_not_allowed_is_denied() {
+async fn outbound_to_a_host_not_allowed_is_refused() {
     let rt = runtime().await;
     let stub = StubServer::start(gateway(false)).await;
-    // Not added to the allowed origins.
+    // Not added to the policy: the request is refused before a socket is opened.
+    let policy = rt.base_policy();
     let mut s = rt.session().await.unwrap();
     let err = s
-        .start_payment(&md5_settings(&stub), &order(&stub, "D1", "1"))
+        .start_payment(&policy, &md5_settings(&stub), &order(&stub, "D1", "1"))
         .await
         .unwrap()
         .unwrap_err();
     assert!(
-        matches!(err, PluginError::Transport(ref m) if m.contains("denied")),
+        matches!(err, PluginError::Transport(ref m) if m.contains("refused")),
         "{err:?}"
     );
     assert!(stub.requests().is_empty(), "no request left the host");
-    assert!(rt.outbound().denied.load(Ordering::Relaxed) >= 1);
+    assert!(rt.net().refused.load(Ordering::Relaxed) >= 1);
+    // Allowed for public addresses only (as a URL saved through the API would be): the stub is
+    // on loopback, so it is refused too.
+    let mut policy = rt.base_policy();
+    policy.allow(Origin::parse(&stub.url("/")).unwrap());
+    let err = rt
+        .session()
+        .await
+        .unwrap()
+        .start_payment(&policy, &md5_settings(&stub), &order(&stub, "D2", "1"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, PluginError::Transport(ref m) if m.contains("non-public")),
+        "{err:?}"
+    );
+    assert!(stub.requests().is_empty(), "no request left the host");
+}
+
+#[test]
+fn the_component_imports_no_wasi_http_and_no_filesystem() {
+    let manifest = Manifest::load(&repo_root().join("plugin.toml")).unwrap();
+    let bytes = manifest.read_component().unwrap();
+    let engine = wasmtime::Engine::default();
+    let component = wasmtime::component::Component::new(&engine, &bytes).unwrap();
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(&engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    eprintln!("the component imports: {imports:?}");
+    for i in &imports {
+        assert!(
+            !i.starts_with("wasi:http/")
+                && !i.starts_with("wasi:sockets/")
+                && !i.starts_with("wasi:filesystem/"),
+            "the pure component must not import {i}"
+        );
+    }
+    // Its size: compiled once and cached by the host, but still bounded.
+    assert!(bytes.len() <= 1 << 20, "{} bytes", bytes.len());
 }

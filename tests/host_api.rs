@@ -6,7 +6,7 @@ use conformance::host::{
     config_head, free_port, get, post_form, request, send_json, temp_dir, Payhost,
 };
 use conformance::stub::{Seen, StubServer};
-use conformance::{repo_root, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
+use conformance::{repo_root, target_dir, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -744,7 +744,7 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
         &config,
         format!(
             "public_url = \"https://pay.example\"\napi_token = \"{TOKEN}\"\ncache_dir = \"{}\"\n[plugin]\nmanifest = \"{}\"\n[merchants.a]\npartner = \"{PARTNER}\"\nkey = \"{MD5_KEY}\"\nseller_email = \"{SELLER}\"\n",
-            repo_root().join("target/payhost-test-cache").display(),
+            target_dir().join("payhost-test-cache").display(),
             repo_root().join("plugin.toml").display()
         ),
     )

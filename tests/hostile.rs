@@ -1,9 +1,9 @@
-//! Sandbox escapes: a hostile component (`tests/hostile`) loops, hoards memory, calls a host it may
-//! not, or panics. The runtime stops each within the manifest's limits, answers a clear error, and
+//! Sandbox escapes: a hostile component (`tests/hostile`) loops, hoards memory, asks for requests to
+//! a host it may not reach (once, or without end), reads a file, or panics. The runtime stops each within the manifest's limits, answers a clear error, and
 //! keeps serving other calls. Measured times are printed (`--no-capture`).
 
 use conformance::host::temp_dir;
-use conformance::repo_root;
+use conformance::{repo_root, target_dir};
 use payhost::manifest::{sha256_hex, Manifest};
 use payhost::runtime::types;
 use payhost::runtime::{pairs, CallError, PluginRuntime};
@@ -11,14 +11,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 async fn runtime(fuel: u64, timeout_ms: u64) -> PluginRuntime {
-    let wasm = repo_root().join("target/wasm32-wasip2/release/hostile_plugin.wasm");
+    let wasm = target_dir().join("wasm32-wasip2/release/hostile_plugin.wasm");
     let bytes = std::fs::read(&wasm)
         .expect("build it: cargo build --release --target wasm32-wasip2 -p hostile-plugin");
     let dir = temp_dir("hostile");
     std::fs::write(
         dir.join("plugin.toml"),
         format!(
-            "id = \"hostile\"\nname = \"hostile\"\nversion = \"0.1.0\"\n[wit]\npackage = \"payhost:payment\"\nversion = \"0.1.0\"\nworld = \"payment-plugin\"\n\
+            "id = \"hostile\"\nname = \"hostile\"\nversion = \"0.1.0\"\n[wit]\npackage = \"payhost:payment\"\nversion = \"0.2.0\"\nworld = \"payment-plugin\"\n\
              [component]\npath = \"{}\"\nsha256 = \"{}\"\n[outbound]\nallowed_hosts = [\"https://example.invalid\"]\n\
              [limits]\nmemory_mib = 16\ncall_timeout_ms = {timeout_ms}\nfuel_per_call = {fuel}\nmax_instances = 16\n",
             wasm.display(),
@@ -29,7 +29,8 @@ async fn runtime(fuel: u64, timeout_ms: u64) -> PluginRuntime {
     let manifest = Manifest::load(&dir.join("plugin.toml")).unwrap();
     PluginRuntime::load(
         &manifest,
-        Some(&repo_root().join("target/payhost-test-cache")),
+        Some(&target_dir().join("payhost-test-cache")),
+        payhost::net::Client::new(),
     )
     .await
     .unwrap()
@@ -47,6 +48,7 @@ fn order() -> types::PaymentRequest {
         pay_expire: None,
         out_user: None,
         cashier_code: None,
+        request_id: "h1".into(),
     }
 }
 
@@ -59,7 +61,10 @@ async fn call(
 ) {
     let started = Instant::now();
     let mut s = rt.session().await.unwrap();
-    let r = s.start_payment(&pairs([("hostile", how)]), &order()).await;
+    let policy = rt.base_policy();
+    let r = s
+        .start_payment(&policy, &pairs([("hostile", how)]), &order())
+        .await;
     (r, started.elapsed())
 }
 
@@ -102,16 +107,40 @@ async fn a_4_gib_allocation_hits_the_memory_cap() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_outbound_call_to_a_host_not_allowed_is_denied_before_a_socket() {
+async fn a_request_to_a_host_not_allowed_is_refused_before_a_socket() {
     let rt = runtime(200_000_000, 10_000).await;
     let (r, took) = call(&rt, "outbound").await;
-    eprintln!("outbound call denied after {took:?}");
+    eprintln!("outbound request refused after {took:?}");
     match r {
-        Ok(Err(types::PluginError::Transport(m))) => assert!(m.contains("Denied"), "{m}"),
+        Ok(Err(types::PluginError::Transport(m))) => {
+            assert!(m.contains("refused") && m.contains("not an allowed origin"), "{m}")
+        }
         other => panic!("{other:?}"),
     }
-    assert_eq!(rt.outbound().denied.load(Ordering::Relaxed), 1);
-    assert_eq!(rt.outbound().sent.load(Ordering::Relaxed), 0);
+    assert_eq!(rt.net().refused.load(Ordering::Relaxed), 1);
+    assert_eq!(rt.net().sent.load(Ordering::Relaxed), 0);
+    still_serves(&rt).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flow_that_asks_for_requests_without_end_is_cut_off() {
+    let rt = runtime(200_000_000, 10_000).await;
+    let (r, _) = call(&rt, "endless").await;
+    assert!(matches!(&r, Err(CallError::Protocol(m)) if m.contains("more than 4")), "{r:?}");
+    assert_eq!(rt.net().sent.load(Ordering::Relaxed), 0);
+    still_serves(&rt).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_links_no_filesystem() {
+    let rt = runtime(200_000_000, 10_000).await;
+    let (r, _) = call(&rt, "fs").await;
+    // The filesystem imports are linked to traps: reading a file ends the call, never succeeds.
+    match r {
+        Err(CallError::Trap(_)) => {}
+        Ok(Err(types::PluginError::Transport(m))) => assert!(m.contains("no file"), "{m}"),
+        other => panic!("the component must not read a file: {other:?}"),
+    }
     still_serves(&rt).await;
 }
 

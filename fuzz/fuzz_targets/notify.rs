@@ -1,7 +1,8 @@
 //! The asynchronous notification: form parsing, the fixed-order signature (MD5 and RSA with
 //! block decryption), the notify_data XML reader, the notify_verify answer.
 //! Mode byte 0: the raw form body as received. 1: the input is notify_data, signed correctly
-//! (reaches the XML reader and the trade fields). 2: the raw form with RSA settings.
+//! (reaches the XML reader and the trade fields). 2: the raw form with RSA settings. 3: the input
+//! is a continuation handed back to `resume-notification` (a host passing back foreign bytes).
 #![no_main]
 
 use alipay_wap_fuzz::*;
@@ -13,11 +14,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (body, verify_answer) = split(rest);
-    let mut transport = Canned(200, verify_answer.to_vec());
-    match mode % 3 {
+    match mode % 4 {
         0 => {
             let form = transformers::form_decode(body);
-            let _ = connector::verify_notification(&md5_pairs(), &form, &mut transport);
+            let _ = verify_notification(&md5_pairs(), &form, 200, verify_answer);
         }
         1 => {
             let notify_data = String::from_utf8_lossy(body).into_owned();
@@ -37,16 +37,24 @@ fuzz_target!(|data: &[u8]| {
                 ("v".to_owned(), "1.0".to_owned()),
                 ("notify_data".to_owned(), notify_data),
             ];
-            let verified = connector::verify_notification(&md5_pairs(), &form, &mut transport);
+            let verified = verify_notification(&md5_pairs(), &form, 200, verify_answer);
             if let Ok(n) = verified {
                 // A verified notification always names an order and a notify_id.
                 assert!(!n.out_trade_no.is_empty() && !n.notify_id.is_empty());
             }
         }
-        _ => {
+        2 => {
             // RSA: block decryption of notify_data and the signature (settings parsed once).
             let form = transformers::form_decode(body);
             let _ = transformers::verify_notify_signature(rsa_settings(), &form);
+        }
+        _ => {
+            let answer = connector::HttpResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: verify_answer.to_vec(),
+            };
+            let _ = connector::resume_notification(&md5_pairs(), body, Ok(answer));
         }
     }
 });

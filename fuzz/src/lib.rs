@@ -1,7 +1,8 @@
 //! What the fuzz targets share: merchant settings (MD5 and RSA, from the protocol reference's
-//! test vectors) and a transport that answers `notify_verify` without a network.
+//! test vectors) and a driver that answers the flows' requests (`notify_verify`) without a network.
 
-use alipay_wap_plugin::connector::{HttpRequest, HttpResponse, Transport, TransportError};
+use alipay_wap_plugin::connector::{self, HttpResponse, Step};
+use alipay_wap_plugin::model::{Notification, PluginError};
 use alipay_wap_plugin::settings::Settings;
 use std::sync::OnceLock;
 
@@ -49,16 +50,28 @@ pub fn rsa_settings() -> &'static Settings {
     })
 }
 
-/// Answers every request with the given status and body.
-pub struct Canned(pub u16, pub Vec<u8>);
-
-impl Transport for Canned {
-    fn send(&mut self, _request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        Ok(HttpResponse {
-            status: self.0,
-            body: self.1.clone(),
-        })
+/// Verifies a notification, answering its `notify_verify` request with `status` and `body`.
+pub fn verify_notification(
+    settings: &[(String, String)],
+    form: &[(String, String)],
+    status: u16,
+    body: &[u8],
+) -> Result<Notification, PluginError> {
+    let mut step = connector::verify_notification(settings, form)?;
+    for _ in 0..4 {
+        match step {
+            Step::Done(n) => return Ok(n),
+            Step::Send(p) => {
+                let answer = HttpResponse {
+                    status,
+                    headers: Vec::new(),
+                    body: body.to_vec(),
+                };
+                step = connector::resume_notification(settings, &p.continuation, Ok(answer))?;
+            }
+        }
     }
+    panic!("the notification flow asked for more than four requests");
 }
 
 /// Splits fuzz input at the first 0xFF byte (two independent inputs from one).

@@ -1,13 +1,15 @@
 //! Per-call cost of the protocol, natively and through the component.
 //!
-//! "native": the plugin crate's logic compiled for the host. "component": a fresh instance from
-//! the `InstancePre` (pooling allocator) plus the call, as payhost does per request. The
-//! `notify_verify` answer comes from an in-process responder on both sides, so the numbers are the
-//! protocol's and the sandbox's cost, not loopback HTTP.
+//! "native": the plugin crate's logic compiled for the host, its flow driven by a loop that answers
+//! each request in-process. "component": a fresh instance from the `InstancePre` (pooling
+//! allocator) plus every step of the flow, as payhost does per request; the requests the flow asks
+//! for go through payhost's `net` policy check and an in-process responder (no loopback HTTP).
+//! "component_warm": the same steps on one instance kept across iterations: the wasm code alone.
+//! "instantiate": a fresh instance and nothing else.
 //!
 //! Run: `cargo bench -p payhost --bench plugin_calls` (after building the component).
 
-use alipay_wap_plugin::connector::{self, HttpRequest, HttpResponse, Transport, TransportError};
+use alipay_wap_plugin::connector::{self, HttpRequest, HttpResponse, SendFailure, Step};
 use alipay_wap_plugin::sign;
 use criterion::{criterion_group, criterion_main, Criterion};
 use payhost::manifest::Manifest;
@@ -20,17 +22,37 @@ const PRIV: &str = include_str!("../../plugin/testdata/test_priv.pem");
 const PUB: &str = include_str!("../../plugin/testdata/test_pub.pem");
 const CIPHER: &str = include_str!("../../plugin/testdata/notify_cipher.b64");
 
-/// Answers the create call with a canned, correctly signed reply (the plugin does not tie the
-/// reply to the request's req_id), anything else with `true`.
-struct Canned(Vec<u8>);
-impl Transport for Canned {
-    fn send(&mut self, r: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        let body = if r.url.contains("rest.htm") {
-            self.0.clone()
-        } else {
-            b"true".to_vec()
-        };
-        Ok(HttpResponse { status: 200, body })
+/// Drives a native flow: answers the create call with `create_reply`, anything else with `true`.
+fn drive<T>(
+    first: Result<Step<T>, alipay_wap_plugin::model::PluginError>,
+    create_reply: &[u8],
+    resume: impl Fn(&[u8], Result<HttpResponse, SendFailure>) -> Result<Step<T>, alipay_wap_plugin::model::PluginError>,
+) -> T {
+    let mut step = first.unwrap();
+    loop {
+        match step {
+            Step::Done(d) => return d,
+            Step::Send(p) => {
+                let body = answer(&p.request, create_reply);
+                step = resume(
+                    &p.continuation,
+                    Ok(HttpResponse {
+                        status: 200,
+                        headers: Vec::new(),
+                        body,
+                    }),
+                )
+                .unwrap();
+            }
+        }
+    }
+}
+
+fn answer(r: &HttpRequest, create_reply: &[u8]) -> Vec<u8> {
+    if r.url.contains("rest.htm") {
+        create_reply.to_vec()
+    } else {
+        b"true".to_vec()
     }
 }
 
@@ -85,6 +107,7 @@ fn order() -> alipay_wap_plugin::model::PaymentRequest {
         pay_expire: None,
         out_user: None,
         cashier_code: None,
+        request_id: "1".into(),
     }
 }
 
@@ -101,16 +124,7 @@ fn wit_order() -> payhost::runtime::types::PaymentRequest {
         pay_expire: o.pay_expire,
         out_user: o.out_user,
         cashier_code: o.cashier_code,
-    }
-}
-
-struct AnswerTrue;
-impl Transport for AnswerTrue {
-    fn send(&mut self, _: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        Ok(HttpResponse {
-            status: 200,
-            body: b"true".to_vec(),
-        })
+        request_id: o.request_id,
     }
 }
 
@@ -193,19 +207,26 @@ fn benches(c: &mut Criterion) {
         .block_on(PluginRuntime::load(
             &manifest,
             Some(&root.join("target/payhost-test-cache")),
+            payhost::net::Client::new(),
         ))
         .expect("build the component first");
     let create_answer = Arc::new(std::sync::Mutex::new(bytes::Bytes::new()));
-    let answer = create_answer.clone();
+    let canned = create_answer.clone();
     runtime
-        .outbound()
-        .set_responder(Some(Arc::new(move |uri: &http::Uri| {
-            if uri.path().ends_with("rest.htm") {
-                Some((200, answer.lock().unwrap().clone()))
+        .net()
+        .set_responder(Some(Arc::new(move |r: &payhost::net::Request| {
+            if r.url.contains("rest.htm") {
+                Some((200, canned.lock().unwrap().clone()))
             } else {
                 Some((200, bytes::Bytes::from_static(b"true")))
             }
         })));
+    // The manifest's origins (the production gateways the settings default to).
+    let policy = runtime.base_policy();
+
+    c.bench_function("instantiate/component", |b| {
+        b.iter(|| rt.block_on(async { runtime.session().await.unwrap() }))
+    });
 
     let (md5, md5_f, rsa, rsa_f, ret) = (
         settings_md5(),
@@ -237,10 +258,12 @@ fn benches(c: &mut Criterion) {
         if rsa {
             g.sample_size(20);
         }
+        let o = order();
         g.bench_function("native", |b| {
             b.iter(|| {
-                connector::start_payment(settings, &order(), "1", &mut Canned(reply.clone()))
-                    .unwrap()
+                drive(connector::start_payment(settings, &o), &reply, |c, r| {
+                    connector::resume_payment(settings, c, r)
+                })
             })
         });
         let ws = pairs(settings.clone());
@@ -248,7 +271,7 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 rt.block_on(async {
                     let mut s = runtime.session().await.unwrap();
-                    s.start_payment(&ws, &wo).await.unwrap().unwrap()
+                    s.start_payment(&policy, &ws, &wo).await.unwrap().unwrap()
                 })
             })
         });
@@ -257,14 +280,29 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("verify_notify_md5");
     g.bench_function("native", |b| {
-        b.iter(|| connector::verify_notification(&md5, &md5_f, &mut AnswerTrue).unwrap())
+        b.iter(|| {
+            drive(connector::verify_notification(&md5, &md5_f), b"", |c, r| {
+                connector::resume_notification(&md5, c, r)
+            })
+        })
     });
     let (wm, wf) = (pairs(md5.clone()), pairs(md5_f.clone()));
     g.bench_function("component", |b| {
         b.iter(|| {
             rt.block_on(async {
                 let mut s = runtime.session().await.unwrap();
-                s.verify_notification(&wm, &wf).await.unwrap().unwrap()
+                s.verify_notification(&policy, &wm, &wf).await.unwrap().unwrap()
+            })
+        })
+    });
+    let mut warm = rt.block_on(runtime.session()).unwrap();
+    g.bench_function("component_warm", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                warm.verify_notification(&policy, &wm, &wf)
+                    .await
+                    .unwrap()
+                    .unwrap()
             })
         })
     });
@@ -283,19 +321,26 @@ fn benches(c: &mut Criterion) {
             })
         })
     });
+    g.bench_function("component_warm", |b| {
+        b.iter(|| rt.block_on(async { warm.verify_return(&wm, &wr).await.unwrap().unwrap() }))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("verify_notify_rsa_7_blocks");
     g.sample_size(20);
     g.bench_function("native", |b| {
-        b.iter(|| connector::verify_notification(&rsa, &rsa_f, &mut AnswerTrue).unwrap())
+        b.iter(|| {
+            drive(connector::verify_notification(&rsa, &rsa_f), b"", |c, r| {
+                connector::resume_notification(&rsa, c, r)
+            })
+        })
     });
     let (wrs, wrf) = (pairs(rsa.clone()), pairs(rsa_f.clone()));
     g.bench_function("component", |b| {
         b.iter(|| {
             rt.block_on(async {
                 let mut s = runtime.session().await.unwrap();
-                s.verify_notification(&wrs, &wrf).await.unwrap().unwrap()
+                s.verify_notification(&policy, &wrs, &wrf).await.unwrap().unwrap()
             })
         })
     });

@@ -167,7 +167,15 @@ impl Manifest {
         }
     }
 
+    /// The component file. A path under `target/` (cargo's default target directory) follows
+    /// `CARGO_TARGET_DIR` when that is set, so a build with a relocated target directory is found.
     pub fn component_path(&self) -> PathBuf {
+        if let (Ok(rest), Some(dir)) = (
+            Path::new(&self.component.path).strip_prefix("target"),
+            std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()),
+        ) {
+            return self.base_dir.join(dir).join(rest);
+        }
         self.base_dir.join(&self.component.path)
     }
 

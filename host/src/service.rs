@@ -505,9 +505,11 @@ impl App {
         }
     }
 
-    /// Processes an asynchronous notification (§7): stored raw first, then verified, confirmed,
-    /// matched against the order and applied once. Answers `success` only when nothing is left to
-    /// retry.
+    /// Processes an asynchronous notification (§7): verified, confirmed, matched against the
+    /// order and applied once; stored raw with its outcome in one commit (with the effect, when
+    /// there is one). Answers `success` only once that commit is durable and nothing is left to
+    /// retry; a notification whose processing is cut short is not acknowledged, so the provider
+    /// sends it again. A notification for no known merchant is answered 404 and stored nowhere.
     pub async fn handle_notify(
         &self,
         merchant_id: &str,
@@ -522,19 +524,25 @@ impl App {
             reply: reply.to_owned(),
             status,
         };
-        let raw_id = match self
-            .store
-            .record_raw_notification(merchant_id, remote, body)
-        {
-            Ok(id) => id,
+        let merchant = match self.store.merchant(merchant_id) {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                self.metrics.notify("unknown_merchant");
+                return done("unknown_merchant", &retry, 404);
+            }
             Err(e) => {
-                tracing::error!(merchant = merchant_id, error = %e, "cannot store a notification; asking Alipay to retry");
+                tracing::error!(merchant = merchant_id, error = %e, "cannot read the merchant; asking Alipay to retry");
                 self.metrics.notify("store_failed");
                 return done("store_failed", &retry, 500);
             }
         };
+        let raw = store::RawNotification {
+            merchant_id,
+            remote,
+            body,
+        };
         let mut record = NotificationRecord {
-            raw_id,
+            raw_id: 0,
             merchant_id: merchant_id.to_owned(),
             received_at: String::new(),
             notify_id: None,
@@ -543,16 +551,19 @@ impl App {
             outcome: None,
             detail: None,
         };
-        let result = self.process_notify(merchant_id, body, &mut record).await;
-        let (outcome, reply, status) = match &result {
+        let result = self
+            .process_notify(merchant_id, &merchant, &raw, &mut record)
+            .await;
+        let (mut outcome, mut reply, mut status) = match &result {
             Ok(o) => (*o, ack.as_str(), 200),
             Err((o, status)) => (*o, retry.as_str(), *status),
         };
-        // An applied effect was recorded in its own transaction; every other outcome here.
+        // An applied effect was stored with its raw notification; every other outcome here.
         if record.outcome.is_none() {
             record.outcome = Some(outcome.to_owned());
-            if let Err(e) = self.store.record_notification_result(&record) {
-                tracing::error!(error = %e, "cannot record a notification's result");
+            if let Err(e) = self.store.record_notification(&raw, &record) {
+                tracing::error!(merchant = merchant_id, error = %e, "cannot store a notification; asking Alipay to retry");
+                (outcome, reply, status) = ("store_failed", retry.as_str(), 500);
             }
         }
         self.metrics.notify(outcome);
@@ -563,22 +574,12 @@ impl App {
     async fn process_notify(
         &self,
         merchant_id: &str,
-        body: &[u8],
+        merchant: &MerchantSettings,
+        raw: &store::RawNotification<'_>,
         record: &mut NotificationRecord,
     ) -> Result<&'static str, (&'static str, u16)> {
-        let merchant = match self.store.merchant(merchant_id) {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                record.detail = Some("unknown merchant".into());
-                return Err(("unknown_merchant", 404));
-            }
-            Err(e) => {
-                record.detail = Some(e.to_string());
-                return Err(("store_failed", 500));
-            }
-        };
-        let form: Pairs = pairs(form_urlencoded::parse(body).into_owned());
-        let policy = self.merchant_policy(&merchant);
+        let form: Pairs = pairs(form_urlencoded::parse(raw.body).into_owned());
+        let policy = self.merchant_policy(merchant);
         let mut session = match self.runtime.session().await {
             Ok(s) => s,
             Err(e) => {
@@ -686,7 +687,7 @@ impl App {
                 .or(verified.notify_time.as_deref()),
             webhook_url: merchant.shop_webhook_url.as_deref(),
         };
-        match self.store.apply_notification(&effect, record) {
+        match self.store.apply_notification(&effect, raw, record) {
             Ok(applied) => {
                 if let Applied::Changed { from, to } = &applied {
                     tracing::info!(merchant = merchant_id, out_trade_no = %verified.out_trade_no, %from, %to, "payment status changed");

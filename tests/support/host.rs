@@ -1,6 +1,6 @@
 //! Running the real `payhost` binary on loopback, and talking to it over HTTP.
 
-use crate::repo_root;
+use crate::{repo_root, target_dir};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// The release binary (built by `./scripts/test` before the tests run).
 pub fn payhost_binary() -> PathBuf {
-    let p = repo_root().join("target/release/payhost");
+    let p = target_dir().join("release/payhost");
     assert!(
         p.exists(),
         "build payhost first: cargo build --release -p payhost"
@@ -29,7 +29,7 @@ pub fn free_port() -> u16 {
 
 /// A fresh directory under target/ for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = repo_root().join("target/test-tmp").join(format!(
+    let dir = target_dir().join("test-tmp").join(format!(
         "{name}-{}-{}",
         std::process::id(),
         free_port()
@@ -55,7 +55,7 @@ cache_dir = "{cache}"
 manifest = "{manifest}"
 {plugin_extra}
 "#,
-        cache = repo_root().join("target/payhost-test-cache").display(),
+        cache = target_dir().join("payhost-test-cache").display(),
         manifest = repo_root().join("plugin.toml").display(),
     )
 }

@@ -15,6 +15,15 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` when set (relative to the repository), else
+/// `<repo>/target`. Built binaries and components are found here.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => repo_root().join(d),
+        _ => repo_root().join("target"),
+    }
+}
+
 /// The public 1024-bit test key pair of the protocol reference's vectors.
 pub const TEST_PRIVATE_KEY: &str = include_str!("../../plugin/testdata/test_priv.pem");
 pub const TEST_PUBLIC_KEY: &str = include_str!("../../plugin/testdata/test_pub.pem");

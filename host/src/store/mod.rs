@@ -1,5 +1,6 @@
-//! Durable state: merchants, payments, raw notifications (append-only, stored before anything is
-//! done with them), the applied notify_ids, and the outbox of shop webhooks.
+//! Durable state: merchants, payments, raw notifications (append-only, each stored with the
+//! outcome of its processing in one commit), the applied notify_ids, and the outbox of shop
+//! webhooks.
 //!
 //! [`Store`] is small on purpose so a PostgreSQL implementation can sit beside [`sqlite`] for hosts
 //! that run several replicas. Every state change happens in one transaction with its dedupe key
@@ -51,6 +52,14 @@ pub struct NotificationRecord {
     pub trade_status: Option<String>,
     pub outcome: Option<String>,
     pub detail: Option<String>,
+}
+
+/// A notification exactly as received.
+#[derive(Debug, Clone, Copy)]
+pub struct RawNotification<'a> {
+    pub merchant_id: &'a str,
+    pub remote: Option<&'a str>,
+    pub body: &'a [u8],
 }
 
 /// The verified facts a notification carries into a state change.
@@ -132,14 +141,15 @@ pub trait Store: Send + Sync + 'static {
     fn recent_payments(&self, merchant: Option<&str>, limit: u32) -> Result<Vec<Payment>>;
     fn flag_for_review(&self, merchant: &str, out_trade_no: &str, reason: &str) -> Result<()>;
 
-    /// Stores a notification exactly as received; returns its id. Called before anything else.
-    fn record_raw_notification(
+    /// Stores a notification exactly as received together with the result of its processing
+    /// (`record`, whose `raw_id` is filled in), in one commit; returns the raw notification's id.
+    /// One durable commit per notification: one whose processing is cut short is neither stored
+    /// nor acknowledged, so the provider sends it again.
+    fn record_notification(
         &self,
-        merchant: &str,
-        remote: Option<&str>,
-        body: &[u8],
+        raw: &RawNotification<'_>,
+        record: &NotificationRecord,
     ) -> Result<i64>;
-    fn record_notification_result(&self, record: &NotificationRecord) -> Result<()>;
     fn notifications_for(
         &self,
         merchant: &str,
@@ -152,12 +162,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<NotificationRecord>>;
     fn raw_notification_count(&self) -> Result<u64>;
 
-    /// In one transaction: claims the notify_id, moves the payment, queues the webhook and stores
-    /// `record` (the raw notification's result) with the outcome and detail of what happened, so
-    /// a crash can never leave an applied notification without its record.
+    /// In one transaction: stores the raw notification, claims the notify_id, moves the payment,
+    /// queues the webhook and stores `record` with the outcome and detail of what happened, so a
+    /// crash can never leave an applied notification without its raw form and record.
     fn apply_notification(
         &self,
         effect: &NotificationEffect<'_>,
+        raw: &RawNotification<'_>,
         record: &NotificationRecord,
     ) -> Result<Applied>;
 

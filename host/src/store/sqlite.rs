@@ -276,6 +276,29 @@ fn insert_payment(conn: &Connection, p: &Payment) -> Result<Inserted> {
     Ok(Inserted::Existing(Box::new(existing)))
 }
 
+/// A raw notification owned by the writer thread's job.
+struct OwnedRaw {
+    merchant_id: String,
+    remote: Option<String>,
+    body: Vec<u8>,
+}
+
+impl From<&RawNotification<'_>> for OwnedRaw {
+    fn from(r: &RawNotification<'_>) -> Self {
+        OwnedRaw {
+            merchant_id: r.merchant_id.to_owned(),
+            remote: r.remote.map(str::to_owned),
+            body: r.body.to_vec(),
+        }
+    }
+}
+
+fn insert_raw(conn: &Connection, raw: &OwnedRaw) -> Result<i64> {
+    conn.prepare_cached("INSERT INTO raw_notifications (merchant_id, received_at, remote_addr, body) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![raw.merchant_id, now_rfc3339(), raw.remote, raw.body])?;
+    Ok(conn.last_insert_rowid())
+}
+
 fn insert_result(conn: &Connection, rec: &NotificationRecord) -> Result<()> {
     conn.prepare_cached("INSERT INTO notification_results (raw_id, merchant_id, notify_id, out_trade_no, trade_status, outcome, detail, processed_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![
@@ -512,27 +535,18 @@ impl Store for SqliteStore {
         })
     }
 
-    fn record_raw_notification(
+    fn record_notification(
         &self,
-        merchant: &str,
-        remote: Option<&str>,
-        body: &[u8],
+        raw: &RawNotification<'_>,
+        rec: &NotificationRecord,
     ) -> Result<i64> {
-        let (merchant, remote, body) = (
-            merchant.to_owned(),
-            remote.map(str::to_owned),
-            body.to_vec(),
-        );
+        let raw = OwnedRaw::from(raw);
+        let mut rec = rec.clone();
         self.write(move |conn| {
-            conn.prepare_cached("INSERT INTO raw_notifications (merchant_id, received_at, remote_addr, body) VALUES (?1, ?2, ?3, ?4)")?.execute(params![merchant, now_rfc3339(), remote, body],
-            )?;
-            Ok(conn.last_insert_rowid())
+            rec.raw_id = insert_raw(conn, &raw)?;
+            insert_result(conn, &rec)?;
+            Ok(rec.raw_id)
         })
-    }
-
-    fn record_notification_result(&self, rec: &NotificationRecord) -> Result<()> {
-        let rec = rec.clone();
-        self.write(move |conn| insert_result(conn, &rec))
     }
 
     fn notifications_for(
@@ -576,11 +590,14 @@ impl Store for SqliteStore {
     fn apply_notification(
         &self,
         e: &NotificationEffect<'_>,
+        raw: &RawNotification<'_>,
         record: &NotificationRecord,
     ) -> Result<Applied> {
         let e = OwnedEffect::from(e);
+        let raw = OwnedRaw::from(raw);
         let mut record = record.clone();
         self.write(move |conn| {
+            record.raw_id = insert_raw(conn, &raw)?;
             let applied = apply_notification(conn, &e.borrow())?;
             let (outcome, detail) = applied.outcome();
             record.outcome = Some(outcome.to_owned());
@@ -687,13 +704,19 @@ mod tests {
         }
     }
 
+    fn raw() -> RawNotification<'static> {
+        RawNotification {
+            merchant_id: "m1",
+            remote: None,
+            body: b"raw",
+        }
+    }
+
     #[test]
     fn one_transition_per_notify_id_and_one_webhook() {
         let dir = std::env::temp_dir().join(format!("payhost-store-{}", std::process::id()));
         let _ = std::fs::remove_file(&dir);
         let s = SqliteStore::open(&dir).unwrap();
-        // The results below belong to this raw notification (id 1).
-        assert_eq!(s.record_raw_notification("m1", None, b"raw").unwrap(), 1);
         assert!(matches!(
             s.insert_payment(&payment("o1")).unwrap(),
             Inserted::New
@@ -703,7 +726,7 @@ mod tests {
             Inserted::Existing(_)
         ));
         assert_eq!(
-            s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &record())
+            s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
                 .unwrap(),
             Applied::Changed {
                 from: WAIT_BUYER_PAY.into(),
@@ -711,24 +734,24 @@ mod tests {
             }
         );
         assert_eq!(
-            s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &record())
+            s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
                 .unwrap(),
             Applied::Duplicate
         );
         assert_eq!(
-            s.apply_notification(&effect("n2", "TRADE_SUCCESS"), &record())
+            s.apply_notification(&effect("n2", "TRADE_SUCCESS"), &raw(), &record())
                 .unwrap(),
             Applied::NoChange
         );
         assert!(matches!(
-            s.apply_notification(&effect("n3", "TRADE_FINISHED"), &record())
+            s.apply_notification(&effect("n3", "TRADE_FINISHED"), &raw(), &record())
                 .unwrap(),
             Applied::Changed { .. }
         ));
         let mut e = effect("n4", "TRADE_SUCCESS");
         e.out_trade_no = "nope";
         assert_eq!(
-            s.apply_notification(&e, &record()).unwrap(),
+            s.apply_notification(&e, &raw(), &record()).unwrap(),
             Applied::UnknownOrder
         );
         let p = s.payment("m1", "o1").unwrap().unwrap();
@@ -745,6 +768,7 @@ mod tests {
             s.payment("m1", "o1").unwrap().unwrap().status,
             TRADE_FINISHED
         );
+        assert_eq!(s.raw_notification_count().unwrap(), 5, "each with its raw form");
         let recorded = s.notifications_for("m1", "o1").unwrap();
         let outcomes: Vec<_> = recorded.iter().filter_map(|r| r.outcome.clone()).collect();
         assert_eq!(
@@ -773,20 +797,15 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..20 {
                         s.insert_payment(&payment(&format!("g{t}-{i}"))).unwrap();
-                        // A write that fails (foreign key) inside the same groups.
-                        let mut bad = NotificationRecord {
-                            raw_id: 1_000_000 + i,
-                            merchant_id: "m1".into(),
-                            received_at: String::new(),
-                            notify_id: None,
-                            out_trade_no: None,
-                            trade_status: None,
+                        // A write that fails (CHECK total_fen > 0) inside the same groups.
+                        let mut zero = payment(&format!("z{t}-{i}"));
+                        zero.total_fen = 0;
+                        assert!(s.insert_payment(&zero).is_err());
+                        let rec = NotificationRecord {
                             outcome: Some("x".into()),
-                            detail: None,
+                            ..record()
                         };
-                        assert!(s.record_notification_result(&bad).is_err());
-                        bad.raw_id = s.record_raw_notification("m1", None, b"x").unwrap();
-                        s.record_notification_result(&bad).unwrap();
+                        s.record_notification(&raw(), &rec).unwrap();
                     }
                 })
             })
@@ -795,8 +814,8 @@ mod tests {
             t.join().unwrap();
         }
         let commits = s.commit_count() - before;
-        // 32 × 20 × 4 writes; with 32 writers at a time they share commits.
-        assert!(commits < 32 * 20 * 4, "{commits} commits");
+        // 32 × 20 × 3 writes; with 32 writers at a time they share commits.
+        assert!(commits < 32 * 20 * 3, "{commits} commits");
         drop(s);
         let s = SqliteStore::open(&path).unwrap();
         assert_eq!(s.recent_payments(Some("m1"), 1000).unwrap().len(), 640);

@@ -1,21 +1,15 @@
-//! A hostile payment component: it implements the payment contract, and its `start-payment`
-//! misbehaves as the `hostile` setting says: `loop` (never returns), `alloc` (grows memory towards
-//! 4 GiB), `outbound` (calls a host it is not allowed to), `panic`, or `ok` (behaves).
-//! The host must stop each within the manifest's limits and keep serving.
+//! A hostile payment component: it implements the payment contract (v0.2.0), and its
+//! `start-payment` misbehaves as the `hostile` setting says: `loop` (never returns), `alloc` (grows
+//! memory towards 4 GiB), `outbound` (asks the host to send to the cloud metadata address),
+//! `endless` (asks for one request after another), `fs` (reads a file: the host links no
+//! filesystem), `panic`, or `ok` (behaves). The host must stop each within the manifest's limits
+//! and keep serving.
 
 #[cfg(target_arch = "wasm32")]
 mod component {
     wit_bindgen::generate!({
         world: "payment-plugin",
-        path: "../../wit/v0.1.0",
-        with: {
-            "wasi:http/types@0.2.12": wasip2::http::types,
-            "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
-            "wasi:io/poll@0.2.12": wasip2::io::poll,
-            "wasi:io/error@0.2.12": wasip2::io::error,
-            "wasi:io/streams@0.2.12": wasip2::io::streams,
-            "wasi:clocks/monotonic-clock@0.2.12": wasip2::clocks::monotonic_clock,
-        },
+        path: "../../wit/v0.2.0",
     });
 
     use exports::payhost::payment::plugin::Guest;
@@ -32,14 +26,41 @@ mod component {
             .unwrap_or_default()
     }
 
-    fn misbehave(how: &str) -> Result<String, wit::PluginError> {
+    fn metadata_request() -> wit::PaymentStep {
+        wit::PaymentStep::Send(wit::Pending {
+            request: wit::OutgoingRequest {
+                method: wit::HttpMethod::Get,
+                url: "http://169.254.169.254/latest/meta-data/".into(),
+                headers: Vec::new(),
+                body: Vec::new(),
+            },
+            continuation: b"again".to_vec(),
+        })
+    }
+
+    fn done(url: String, order_no: String) -> wit::PaymentStep {
+        wit::PaymentStep::Done(wit::PaymentStarted {
+            redirect: wit::Redirect {
+                url,
+                method: wit::HttpMethod::Get,
+                action: String::new(),
+                fields: Vec::new(),
+            },
+            token: order_no,
+            request_id: String::new(),
+            total_fee: String::new(),
+            seller: String::new(),
+        })
+    }
+
+    fn misbehave(how: &str, order_no: String) -> Result<wit::PaymentStep, wit::PluginError> {
         match how {
             "loop" => {
                 let mut x: u64 = 1;
                 loop {
                     x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
                     if x == 0 {
-                        return Ok("never".into());
+                        return Ok(done("never".into(), order_no));
                     }
                 }
             }
@@ -51,30 +72,15 @@ mod component {
                     chunk[12345] = 1;
                     hoard.push(chunk);
                 }
-                Ok(format!("hoarded {}", hoard.len()))
+                Ok(done(format!("hoarded {}", hoard.len()), order_no))
             }
-            "outbound" => {
-                use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
-                let req = OutgoingRequest::new(Fields::new());
-                let _ = req.set_scheme(Some(&Scheme::Http));
-                let _ = req.set_authority(Some("169.254.169.254"));
-                let _ = req.set_path_with_query(Some("/latest/meta-data/"));
-                match wasip2::http::outgoing_handler::handle(req, None) {
-                    Err(e) => Err(wit::PluginError::Transport(format!(
-                        "denied at once: {e:?}"
-                    ))),
-                    Ok(f) => {
-                        f.subscribe().block();
-                        match f.get() {
-                            Some(Ok(Ok(r))) => Ok(format!("reached it: HTTP {}", r.status())),
-                            Some(Ok(Err(e))) => Err(wit::PluginError::Transport(format!("{e:?}"))),
-                            _ => Err(wit::PluginError::Transport("no answer".into())),
-                        }
-                    }
-                }
-            }
+            "outbound" | "endless" => Ok(metadata_request()),
+            "fs" => match std::fs::read_to_string("/etc/passwd") {
+                Ok(text) => Ok(done(format!("read {} bytes", text.len()), order_no)),
+                Err(e) => Err(wit::PluginError::Transport(format!("no file: {e}"))),
+            },
             "panic" => panic!("the hostile component panics on purpose"),
-            _ => Ok("behaved".into()),
+            _ => Ok(done("behaved".into(), order_no)),
         }
     }
 
@@ -100,20 +106,23 @@ mod component {
         fn start_payment(
             settings: Vec<wit::Pair>,
             order: wit::PaymentRequest,
-        ) -> Result<wit::PaymentStarted, wit::PluginError> {
-            let outcome = misbehave(&setting(&settings, "hostile"))?;
-            Ok(wit::PaymentStarted {
-                redirect: wit::Redirect {
-                    url: outcome,
-                    method: wit::HttpMethod::Get,
-                    action: String::new(),
-                    fields: Vec::new(),
-                },
-                token: order.out_trade_no,
-                request_id: String::new(),
-                total_fee: order.total_fee,
-                seller: String::new(),
-            })
+        ) -> Result<wit::PaymentStep, wit::PluginError> {
+            misbehave(&setting(&settings, "hostile"), order.out_trade_no)
+        }
+
+        fn resume_payment(
+            settings: Vec<wit::Pair>,
+            _continuation: Vec<u8>,
+            response: Result<wit::IncomingResponse, wit::SendFailure>,
+        ) -> Result<wit::PaymentStep, wit::PluginError> {
+            match (setting(&settings, "hostile").as_str(), response) {
+                ("endless", _) => Ok(metadata_request()),
+                (_, Ok(r)) => Ok(done(format!("reached it: HTTP {}", r.status), String::new())),
+                (_, Err(wit::SendFailure::Refused(m))) => {
+                    Err(wit::PluginError::Transport(format!("refused: {m}")))
+                }
+                (_, Err(e)) => Err(wit::PluginError::Transport(format!("{e:?}"))),
+            }
         }
 
         fn verify_return(
@@ -128,7 +137,17 @@ mod component {
         fn verify_notification(
             _: Vec<wit::Pair>,
             _: Vec<wit::Pair>,
-        ) -> Result<wit::Notification, wit::PluginError> {
+        ) -> Result<wit::NotificationStep, wit::PluginError> {
+            Err(wit::PluginError::Malformed(
+                "the hostile component does not verify".into(),
+            ))
+        }
+
+        fn resume_notification(
+            _: Vec<wit::Pair>,
+            _: Vec<u8>,
+            _: Result<wit::IncomingResponse, wit::SendFailure>,
+        ) -> Result<wit::NotificationStep, wit::PluginError> {
             Err(wit::PluginError::Malformed(
                 "the hostile component does not verify".into(),
             ))
@@ -144,11 +163,19 @@ mod component {
         fn list_channels(
             _: Vec<wit::Pair>,
             _: Option<String>,
-        ) -> Result<wit::ChannelList, wit::PluginError> {
-            Ok(wit::ChannelList {
+        ) -> Result<wit::ChannelsStep, wit::PluginError> {
+            Ok(wit::ChannelsStep::Done(wit::ChannelList {
                 channels: Vec::new(),
                 last_used: None,
-            })
+            }))
+        }
+
+        fn resume_channels(
+            _: Vec<wit::Pair>,
+            _: Vec<u8>,
+            _: Result<wit::IncomingResponse, wit::SendFailure>,
+        ) -> Result<wit::ChannelsStep, wit::PluginError> {
+            Err(wit::PluginError::Malformed("no channels".into()))
         }
     }
 }
