@@ -19,6 +19,18 @@ pub async fn send(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Answer, String> {
+    send_limited(method, url, headers, body, timeout, 16 << 20).await
+}
+
+/// [`send`], reading at most `max_body` bytes of the answer (a longer answer is an error).
+pub async fn send_limited(
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Answer, String> {
     let mut builder = http::Request::builder().method(method).uri(url);
     builder = builder.header("user-agent", concat!("payhost/", env!("CARGO_PKG_VERSION")));
     for (k, v) in headers {
@@ -38,12 +50,19 @@ pub async fn send(
             .map_err(|e| format!("{e:?}"))?;
         let worker = tokio::spawn(io);
         let status = response.status().as_u16();
-        let body = response
-            .into_body()
+        let body = http_body_util::Limited::new(response.into_body(), max_body)
             .collect()
             .await
             .map(|b| b.to_bytes())
-            .map_err(|e| format!("reading the answer: {e:?}"));
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    format!("the answer is longer than {max_body} bytes")
+                } else {
+                    format!("reading the answer: {e:?}")
+                }
+            });
         worker.abort();
         Ok(Answer {
             status,
