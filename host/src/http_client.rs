@@ -22,7 +22,8 @@ pub async fn send(
     send_limited(method, url, headers, body, timeout, 16 << 20).await
 }
 
-/// [`send`], reading at most `max_body` bytes of the answer (a longer answer is an error).
+/// [`send`], reading at most `max_body` bytes of the answer (a longer answer's body is dropped
+/// unread: the status still counts).
 pub async fn send_limited(
     method: &str,
     url: &str,
@@ -54,13 +55,14 @@ pub async fn send_limited(
             .collect()
             .await
             .map(|b| b.to_bytes())
-            .map_err(|e| {
+            .or_else(|e| {
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some()
                 {
-                    format!("the answer is longer than {max_body} bytes")
+                    // The status has arrived; the rest of an over-long answer is not read.
+                    Ok(Bytes::new())
                 } else {
-                    format!("reading the answer: {e:?}")
+                    Err(format!("reading the answer: {e:?}"))
                 }
             });
         worker.abort();
