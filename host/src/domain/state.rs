@@ -136,7 +136,15 @@ mod tests {
 
     #[test]
     fn every_row_of_the_table() {
-        let rows: &[(&str, &str, Option<&str>, Option<&str>, &[Event])] = &[
+        // (current, trade_status, refund_status, new status, events)
+        type Row<'a> = (
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            &'a [Event],
+        );
+        let rows: &[Row<'_>] = &[
             (
                 WAIT_BUYER_PAY,
                 TRADE_SUCCESS,
