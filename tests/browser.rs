@@ -21,13 +21,25 @@ fn demo_walk_in_headless_chromium() {
     let dir = temp_dir("browser");
     let token = "browser-test-token-0123456789";
     let db = dir.join("demo.db").display().to_string();
-    let demo = spawn_payhost(&dir, &["demo", "--api-token", token, "--database", &db]);
+    let password = conformance::host::ADMIN_PASSWORD;
+    let demo = spawn_payhost(
+        &dir,
+        &[
+            "demo",
+            "--api-token",
+            token,
+            "--admin-password",
+            password,
+            "--database",
+            &db,
+        ],
+    );
     let artifacts = repo_root().join("tests/artifacts");
     let out = Command::new("node")
         .current_dir(&browser_dir)
         .arg("demo.mjs")
         .arg(&demo.base)
-        .arg(token)
+        .arg(password)
         .arg(&artifacts)
         .env("CHROMIUM", &chromium)
         .output()

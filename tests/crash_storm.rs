@@ -270,10 +270,25 @@ shop_webhook_secret = "storm-webhook-secret"
     })
     .await;
     let mut per_event: HashMap<String, usize> = HashMap::new();
+    // (out_trade_no, type) → the distinct event ids delivered for it.
+    let mut per_order: HashMap<(String, String), std::collections::HashSet<String>> =
+        HashMap::new();
     for s in shop.requests() {
-        *per_event
-            .entry(s.header("x-payhost-event-id").unwrap())
-            .or_default() += 1;
+        let id = s.header("x-payhost-event-id").unwrap();
+        let event: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+        assert_eq!(
+            event["id"],
+            id.as_str(),
+            "the header names the body's event"
+        );
+        per_order
+            .entry((
+                event["out_trade_no"].as_str().unwrap().to_owned(),
+                event["type"].as_str().unwrap().to_owned(),
+            ))
+            .or_default()
+            .insert(id.clone());
+        *per_event.entry(id).or_default() += 1;
     }
     let deliveries: usize = per_event.values().sum();
     eprintln!(
@@ -282,8 +297,12 @@ shop_webhook_secret = "storm-webhook-secret"
         deliveries - per_event.len()
     );
     assert_eq!(per_event.len(), ORDERS, "one webhook event per order");
+    assert_eq!(per_order.len(), ORDERS, "one (order, type) per order");
     for i in 0..ORDERS {
-        assert!(per_event.contains_key(&format!("evt_storm_S{i:05}_trade_success")));
+        let ids = per_order
+            .get(&(format!("S{i:05}"), "payment.paid".to_owned()))
+            .unwrap_or_else(|| panic!("no payment.paid for S{i:05}"));
+        assert_eq!(ids.len(), 1, "one event id for S{i:05}'s payment.paid");
     }
     // A delivery is repeated only when a kill fell between the shop's 2xx and the outbox commit
     // (at most one batch of 16 per kill).

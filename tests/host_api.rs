@@ -3,7 +3,8 @@
 
 use conformance::alipay::{self, AlipayStub, Trade, MD5_KEY};
 use conformance::host::{
-    config_head, free_port, get, post_form, request, send_json, temp_dir, Payhost,
+    admin_login, config_head, free_port, get, post_form, request, send_json, temp_dir, Payhost,
+    ADMIN_PASSWORD,
 };
 use conformance::stub::{Seen, StubServer};
 use conformance::{repo_root, target_dir, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
@@ -336,7 +337,8 @@ async fn forged_wrongly_sorted_and_unconfirmed_notifies_are_refused() {
     let p = payment(&w, "shop", "F1").await;
     assert_eq!(p["status"], "WAIT_BUYER_PAY");
     // Each refusal is stored raw; outcomes recorded.
-    let log = get(&w.host.url("/metrics"), None).await.text();
+    assert_eq!(get(&w.host.url("/metrics"), None).await.status, 401);
+    let log = get(&w.host.url("/metrics"), Some(TOKEN)).await.text();
     assert!(
         log.contains("payhost_notifications_total{outcome=\"bad_signature\"} 2"),
         "{log}"
@@ -660,7 +662,7 @@ async fn no_secret_appears_in_logs_or_answers() {
     answers.push_str(&create(&w, "shop", order("S1", "1.00")).await.text());
     answers.push_str(&create(&w, "rsa", order("S2", "1.00")).await.text());
     answers.push_str(&create(&w, "shop", order("S3", "1e3")).await.text());
-    answers.push_str(&get(&w.host.url("/metrics"), None).await.text());
+    answers.push_str(&get(&w.host.url("/metrics"), Some(TOKEN)).await.text());
     w.alipay.issue("n-S1");
     notify(
         &w,
@@ -677,9 +679,8 @@ async fn no_secret_appears_in_logs_or_answers() {
         ),
     )
     .await;
-    let login = post_form(&w.host.url("/admin/login"), &format!("token={TOKEN}")).await;
-    let cookie = login.header("set-cookie").unwrap();
-    let cookie = cookie.split(';').next().unwrap();
+    let (cookie, _) = admin_login(&w.host.url(""), ADMIN_PASSWORD).await;
+    let cookie = cookie.as_str();
     answers.push_str(
         &request(
             "GET",
@@ -790,20 +791,15 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
     assert!(get(&w.host.url("/admin"), None)
         .await
         .text()
-        .contains("name=\"token\""));
-    let bad = post_form(&w.host.url("/admin/login"), "token=wrong").await;
+        .contains("name=\"password\""));
+    let bad = post_form(&w.host.url("/admin/login"), "password=wrong").await;
     assert_eq!(bad.status, 401);
-    let login = post_form(&w.host.url("/admin/login"), &format!("token={TOKEN}")).await;
-    assert_eq!(login.status, 302);
-    let cookie = login
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    // The API token is not the admin password.
+    let bad = post_form(&w.host.url("/admin/login"), &format!("password={TOKEN}")).await;
+    assert_eq!(bad.status, 401);
+    let (cookie, csrf) = admin_login(&w.host.url(""), ADMIN_PASSWORD).await;
     let form = format!(
-        "partner=+{PARTNER}+%0A&key=%09{MD5_KEY}++&seller_email=+a%40b.cn&mode=b2c&sign_type=MD5&gateway_url={}&notify_verify_url={}",
+        "csrf={csrf}&partner=+{PARTNER}+%0A&key=%09{MD5_KEY}++&seller_email=+a%40b.cn&mode=b2c&sign_type=MD5&gateway_url={}&notify_verify_url={}",
         form_urlencoded::byte_serialize(w.alipay.gateway_url().as_bytes()).collect::<String>(),
         form_urlencoded::byte_serialize(w.alipay.verify_url().as_bytes()).collect::<String>()
     );
@@ -829,13 +825,16 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
     let tested = request(
         "POST",
         &w.host.url("/admin/merchants/pasted/test"),
-        &[("cookie", &cookie)],
-        Vec::new(),
+        &[
+            ("cookie", &cookie),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={csrf}").into_bytes(),
     )
     .await;
     assert!(tested.text().contains("Connection OK"), "{}", tested.text());
     // A bad key is refused with the field named, and nothing is stored.
-    let bad_form = "partner=2088101122136241&key=short&seller_email=a%40b.cn";
+    let bad_form = format!("csrf={csrf}&partner=2088101122136241&key=short&seller_email=a%40b.cn");
     let refused = request(
         "POST",
         &w.host.url("/admin/merchants/other"),

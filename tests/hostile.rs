@@ -3,7 +3,7 @@
 //! keeps serving other calls. Measured times are printed (`--no-capture`).
 
 use conformance::host::temp_dir;
-use conformance::{repo_root, target_dir};
+use conformance::target_dir;
 use payhost::manifest::{sha256_hex, Manifest};
 use payhost::runtime::types;
 use payhost::runtime::{pairs, CallError, PluginRuntime};

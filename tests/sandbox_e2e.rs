@@ -5,7 +5,8 @@
 use alipay_wap_plugin::sign;
 use conformance::alipay::cashier_token;
 use conformance::host::{
-    free_port, get, post_form, request, send_json, spawn_payhost, temp_dir, Demo, Reply,
+    admin_login, free_port, get, post_form, request, send_json, spawn_payhost, temp_dir, Demo,
+    Reply, ADMIN_PASSWORD,
 };
 use conformance::repo_root;
 use conformance::stub::{Seen, StubServer};
@@ -24,6 +25,8 @@ fn demo(name: &str, speed: u32) -> Demo {
             "demo",
             "--api-token",
             TOKEN,
+            "--admin-password",
+            ADMIN_PASSWORD,
             "--sandbox-speed",
             &speed.to_string(),
             "--database",
@@ -136,18 +139,7 @@ async fn b2c_c2c_and_rsa_through_the_sandbox() {
         .iter()
         .any(|x| x["cashier_code"] == "DEBITCARD_ABC" && x["parent"] == "DEBITCARD"));
     // Admin shows the payments and notifications.
-    let login = post_form(
-        &format!("{}/admin/login", d.base),
-        &format!("token={TOKEN}"),
-    )
-    .await;
-    let cookie = login
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (cookie, _) = admin_login(&d.base, ADMIN_PASSWORD).await;
     let admin = request(
         "GET",
         &format!("{}/admin?m=demo", d.base),
@@ -236,7 +228,9 @@ async fn notifies_are_retried_on_the_real_schedule_until_acknowledged() {
         "{outcomes:?}"
     );
     // The refused attempts are stored too; unverified, they name no order, so they are counted.
-    let metrics = get(&format!("{}/metrics", d.base), None).await.text();
+    let metrics = get(&format!("{}/metrics", d.base), Some(TOKEN))
+        .await
+        .text();
     assert!(
         metrics.contains("payhost_notifications_total{outcome=\"verify_unreachable\"}"),
         "{metrics}"

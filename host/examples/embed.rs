@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         ],
         shop_webhook_url: None,
         shop_webhook_secret: None,
+        shop_origins: Vec::new(),
     };
     app.configure_merchant("rust-shop", settings)
         .await

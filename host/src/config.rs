@@ -19,8 +19,17 @@ struct RawConfig {
     database: Option<String>,
     api_token: Option<String>,
     cache_dir: Option<String>,
+    admin_password_hash: Option<String>,
+    trust_proxy: Option<bool>,
+    metrics_listen: Option<String>,
     #[serde(default)]
     plugin: RawPlugin,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
+    admin: RawAdmin,
     #[serde(default)]
     merchants: BTreeMap<String, RawMerchant>,
     #[serde(default)]
@@ -48,6 +57,35 @@ struct RawWebhooks {
     retry_base_ms: Option<u64>,
     retry_max_ms: Option<u64>,
     timeout_ms: Option<u64>,
+    give_up_after_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    keep_alive_idle_ms: Option<u64>,
+    notify_per_ip_per_s: Option<u32>,
+    notify_per_merchant_per_s: Option<u32>,
+    return_per_ip_per_s: Option<u32>,
+    admin_per_ip_per_s: Option<u32>,
+    api_per_ip_per_s: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    raw_notification_days: Option<u32>,
+    prune_interval_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    session_ttl_s: Option<u64>,
+    login_failures_per_minute: Option<u32>,
 }
 
 /// A merchant table as written in the file (every field optional here; validation says what is
@@ -70,6 +108,8 @@ pub struct RawMerchant {
     pub paychannel_url: Option<String>,
     pub shop_webhook_url: Option<String>,
     pub shop_webhook_secret: Option<String>,
+    /// Origins (`https://shop.example`) a payment's `return_url` may point to; any when empty.
+    pub shop_origins: Option<Vec<String>>,
 }
 
 /// The plugin settings of a merchant (keys of the component's settings schema) and the host's own
@@ -80,6 +120,10 @@ pub struct MerchantSettings {
     pub plugin: Vec<(String, String)>,
     pub shop_webhook_url: Option<String>,
     pub shop_webhook_secret: Option<String>,
+    /// The shop's origins: a payment's `return_url` must be on one of them when any is set.
+    /// Left out of the stored JSON when empty, so the seed hash of older tables is unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shop_origins: Vec<String>,
 }
 
 impl MerchantSettings {
@@ -89,6 +133,31 @@ impl MerchantSettings {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// Whether `url` may be a payment's `return_url`: always when no shop origin is set, else
+    /// only on one of them (scheme, host and port compared).
+    pub fn return_url_allowed(&self, url: &str) -> bool {
+        self.shop_origins.is_empty()
+            || origin_of(url)
+                .is_some_and(|o| self.shop_origins.iter().any(|s| s.eq_ignore_ascii_case(&o)))
+    }
+}
+
+/// `scheme://host[:port]` of an absolute http(s) URL, the port left out when it is the default.
+pub fn origin_of(url: &str) -> Option<String> {
+    let uri = url.trim().parse::<http::Uri>().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let host = uri.host()?.to_ascii_lowercase();
+    let port = uri
+        .port_u16()
+        .filter(|p| !matches!((scheme.as_str(), p), ("http", 80) | ("https", 443)));
+    Some(match port {
+        Some(p) => format!("{scheme}://{host}:{p}"),
+        None => format!("{scheme}://{host}"),
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +165,82 @@ pub struct WebhookConfig {
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
     pub timeout_ms: u64,
+    /// A webhook still undelivered this long after it was queued is dead-lettered (default 3
+    /// days, as Stripe); the admin page lists it with a resend button.
+    pub give_up_after_ms: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            retry_base_ms: 1_000,
+            retry_max_ms: 3_600_000,
+            timeout_ms: 10_000,
+            give_up_after_ms: 3 * 86_400_000,
+        }
+    }
+}
+
+/// `[limits]`: connections, deadlines and request rates (token buckets, burst = one second).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_read_timeout_ms: u64,
+    pub body_read_timeout_ms: u64,
+    pub keep_alive_idle_ms: u64,
+    pub notify_per_ip_per_s: u32,
+    pub notify_per_merchant_per_s: u32,
+    pub return_per_ip_per_s: u32,
+    pub admin_per_ip_per_s: u32,
+    pub api_per_ip_per_s: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            header_read_timeout_ms: 30_000,
+            body_read_timeout_ms: 10_000,
+            keep_alive_idle_ms: 60_000,
+            notify_per_ip_per_s: 10_000,
+            notify_per_merchant_per_s: 10_000,
+            return_per_ip_per_s: 1_000,
+            admin_per_ip_per_s: 100,
+            api_per_ip_per_s: 10_000,
+        }
+    }
+}
+
+/// `[retention]`: how long raw notifications are kept.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub raw_notification_days: u32,
+    pub prune_interval_s: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            raw_notification_days: 180,
+            prune_interval_s: 600,
+        }
+    }
+}
+
+/// `[admin]`: sessions and login throttling.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub session_ttl_s: u64,
+    pub login_failures_per_minute: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            session_ttl_s: 8 * 3600,
+            login_failures_per_minute: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +259,16 @@ pub struct Config {
     /// `[outbound] allowed_origins`: origins the operator allows explicitly (provider URLs saved
     /// through the API or the admin page must use one of them; they may be private addresses).
     pub allowed_origins: Vec<crate::net::Origin>,
+    /// The argon2 hash (PHC string) of the admin password; without one the admin page cannot be
+    /// logged into (`payhost admin-password` makes one).
+    pub admin_password_hash: Option<String>,
+    /// Believe `X-Forwarded-Proto` / `X-Forwarded-For` from the peer (a reverse proxy).
+    pub trust_proxy: bool,
+    /// Serve `/metrics` without a token on this separate address (else it needs the API token).
+    pub metrics_listen: Option<SocketAddr>,
+    pub limits: Limits,
+    pub retention: Retention,
+    pub admin: AdminConfig,
 }
 
 fn trimmed(v: &Option<String>) -> Option<String> {
@@ -194,10 +349,24 @@ pub fn merchant_settings(
             "merchants.{id}.shop_webhook_secret: is required when shop_webhook_url is set (webhooks are signed with it)"
         ));
     }
+    let mut shop_origins = Vec::new();
+    for o in raw.shop_origins.iter().flatten() {
+        let text = o.trim().trim_end_matches('/');
+        let bare = text
+            .split_once("://")
+            .is_some_and(|(_, rest)| !rest.contains(['/', '?', '#', '@']));
+        match origin_of(text) {
+            Some(origin) if bare => shop_origins.push(origin),
+            _ => problems.push(format!(
+                "merchants.{id}.shop_origins: {o:?} is not an origin such as https://shop.example"
+            )),
+        }
+    }
     MerchantSettings {
         plugin,
         shop_webhook_url,
         shop_webhook_secret,
+        shop_origins,
     }
 }
 
@@ -273,10 +442,85 @@ impl Config {
             }
             merchants.insert(id.clone(), merchant_settings(id, m, base, &mut problems));
         }
+        let dw = WebhookConfig::default();
         let webhooks = WebhookConfig {
-            retry_base_ms: raw.webhooks.retry_base_ms.unwrap_or(1_000).max(1),
-            retry_max_ms: raw.webhooks.retry_max_ms.unwrap_or(3_600_000).max(1),
-            timeout_ms: raw.webhooks.timeout_ms.unwrap_or(10_000).max(1),
+            retry_base_ms: raw
+                .webhooks
+                .retry_base_ms
+                .unwrap_or(dw.retry_base_ms)
+                .max(1),
+            retry_max_ms: raw.webhooks.retry_max_ms.unwrap_or(dw.retry_max_ms).max(1),
+            timeout_ms: raw.webhooks.timeout_ms.unwrap_or(dw.timeout_ms).max(1),
+            give_up_after_ms: raw
+                .webhooks
+                .give_up_after_ms
+                .unwrap_or(dw.give_up_after_ms)
+                .max(1),
+        };
+        let admin_password_hash = trimmed(&raw.admin_password_hash);
+        if let Some(h) = &admin_password_hash {
+            if let Err(e) = crate::auth::check_password_hash(h) {
+                problems.push(format!(
+                    "admin_password_hash: not an argon2 hash ({e}); make one with `payhost admin-password`"
+                ));
+            }
+        }
+        let metrics_listen = trimmed(&raw.metrics_listen).and_then(|m| match m.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problems.push(format!(
+                    "metrics_listen: {m:?} is not an address such as 127.0.0.1:9090"
+                ));
+                None
+            }
+        });
+        let dl = Limits::default();
+        let rl = &raw.limits;
+        let limits = Limits {
+            max_connections: rl.max_connections.unwrap_or(dl.max_connections).max(1),
+            header_read_timeout_ms: rl
+                .header_read_timeout_ms
+                .unwrap_or(dl.header_read_timeout_ms)
+                .max(1),
+            body_read_timeout_ms: rl
+                .body_read_timeout_ms
+                .unwrap_or(dl.body_read_timeout_ms)
+                .max(1),
+            keep_alive_idle_ms: rl
+                .keep_alive_idle_ms
+                .unwrap_or(dl.keep_alive_idle_ms)
+                .max(1),
+            notify_per_ip_per_s: rl.notify_per_ip_per_s.unwrap_or(dl.notify_per_ip_per_s),
+            notify_per_merchant_per_s: rl
+                .notify_per_merchant_per_s
+                .unwrap_or(dl.notify_per_merchant_per_s),
+            return_per_ip_per_s: rl.return_per_ip_per_s.unwrap_or(dl.return_per_ip_per_s),
+            admin_per_ip_per_s: rl.admin_per_ip_per_s.unwrap_or(dl.admin_per_ip_per_s),
+            api_per_ip_per_s: rl.api_per_ip_per_s.unwrap_or(dl.api_per_ip_per_s),
+        };
+        let dr = Retention::default();
+        let retention = Retention {
+            raw_notification_days: raw
+                .retention
+                .raw_notification_days
+                .unwrap_or(dr.raw_notification_days),
+            prune_interval_s: raw
+                .retention
+                .prune_interval_s
+                .unwrap_or(dr.prune_interval_s)
+                .max(1),
+        };
+        if retention.raw_notification_days == 0 {
+            problems.push("retention.raw_notification_days: must be at least 1".into());
+        }
+        let da = AdminConfig::default();
+        let admin = AdminConfig {
+            session_ttl_s: raw.admin.session_ttl_s.unwrap_or(da.session_ttl_s).max(60),
+            login_failures_per_minute: raw
+                .admin
+                .login_failures_per_minute
+                .unwrap_or(da.login_failures_per_minute)
+                .max(1),
         };
         let mut allowed_origins = Vec::new();
         for (i, o) in raw
@@ -305,6 +549,12 @@ impl Config {
             merchants,
             webhooks,
             allowed_origins,
+            admin_password_hash,
+            trust_proxy: raw.trust_proxy.unwrap_or(false),
+            metrics_listen,
+            limits,
+            retention,
+            admin,
         })
     }
 

@@ -75,6 +75,8 @@ pub struct DemoOptions {
     pub manifest: PathBuf,
     pub database: Option<PathBuf>,
     pub api_token: Option<String>,
+    /// The admin page's password (`payhost demo` hashes it at start).
+    pub admin_password: String,
     pub sandbox_speed: f64,
     /// More MD5 merchants the sandbox knows, as (partner, key): shops that configure payhost
     /// themselves (the adapters) pay through the sandbox with them.
@@ -129,6 +131,7 @@ pub fn build(opts: &DemoOptions) -> anyhow::Result<(Config, Arc<Sandbox>, Arc<De
         plugin: m,
         shop_webhook_url: Some(format!("{public}/shop/webhook")),
         shop_webhook_secret: Some(webhook_secret.clone()),
+        shop_origins: Vec::new(),
     };
     let mut merchants = BTreeMap::new();
     let mut b2c = common(B2C_PARTNER);
@@ -172,9 +175,16 @@ pub fn build(opts: &DemoOptions) -> anyhow::Result<(Config, Arc<Sandbox>, Arc<De
             retry_base_ms: 500,
             retry_max_ms: 30_000,
             timeout_ms: 5_000,
+            ..WebhookConfig::default()
         },
         // The demo shop's webhook endpoint and the sandbox are this process itself.
         allowed_origins: vec![crate::net::Origin::parse(&public).map_err(anyhow::Error::msg)?],
+        admin_password_hash: Some(crate::auth::hash_password(&opts.admin_password)?),
+        trust_proxy: false,
+        metrics_listen: None,
+        limits: Default::default(),
+        retention: Default::default(),
+        admin: Default::default(),
     };
     let shop = Arc::new(DemoShop {
         public,

@@ -46,6 +46,7 @@ pub async fn send(
         connect_timeout: timeout,
         answer_timeout: timeout * 2,
         max_response_bytes: 4 << 20,
+        truncate: false,
     };
     let r = client()
         .send(&policy, &request, limits)

@@ -2,8 +2,10 @@
 //! and notifications durably, and serves the shop API, the provider's return and notify endpoints,
 //! and an admin page.
 
+pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod domain;
 pub mod http;
 pub mod http_client;
 pub mod manifest;

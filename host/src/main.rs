@@ -46,9 +46,12 @@ enum Command {
         /// The database file (default: a new temporary file).
         #[arg(long, value_name = "FILE")]
         database: Option<PathBuf>,
-        /// The API and admin token (default: random, printed at start).
+        /// The API token (default: random, printed at start).
         #[arg(long, value_name = "TOKEN")]
         api_token: Option<String>,
+        /// The admin page's password (default: random, printed at start).
+        #[arg(long, value_name = "PASSWORD")]
+        admin_password: Option<String>,
         /// Sandbox seconds per real second (notify retries: 2m, 10m, … compressed).
         #[arg(long, default_value_t = 1.0, value_name = "N")]
         sandbox_speed: f64,
@@ -70,12 +73,167 @@ enum Command {
         #[arg(long, default_value_t = 1.0, value_name = "N")]
         speed: f64,
     },
+    /// Makes the admin password's argon2 hash: reads the password from standard input (one line),
+    /// or with --generate makes a random one and prints it; prints the `admin_password_hash = "…"`
+    /// line for payhost.toml, and with --config writes it into that file.
+    AdminPassword {
+        /// Make a random password (printed once) instead of reading one.
+        #[arg(long)]
+        generate: bool,
+        /// Put the hash into this payhost.toml (replacing an `admin_password_hash` line).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Per-merchant API tokens (a shop adapter gets one instead of the operator's api_token).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Writes the component's current sha256 into the manifest (after a deliberate rebuild).
     PinComponent {
         /// The plugin manifest to update.
         #[arg(long, default_value = "plugin.toml", value_name = "FILE")]
         manifest: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Creates a token for one merchant and prints it (only its hash is stored).
+    Create {
+        #[arg(long, value_name = "ID")]
+        merchant: String,
+        /// A label to recognise it by (e.g. "ecshop").
+        #[arg(long, default_value = "")]
+        label: String,
+        #[arg(long, default_value = "payhost.toml", value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Lists the tokens (id, merchant, label, created, revoked).
+    List {
+        #[arg(long, value_name = "ID")]
+        merchant: Option<String>,
+        #[arg(long, default_value = "payhost.toml", value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Revokes a token by its id.
+    Revoke {
+        #[arg(long)]
+        id: i64,
+        #[arg(long, default_value = "payhost.toml", value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+fn admin_password(generate: bool, config: Option<PathBuf>) -> ExitCode {
+    let password = if generate {
+        payhost::auth::random_token()[..24].to_owned()
+    } else {
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line).is_err() {
+            return fail(anyhow::anyhow!(
+                "cannot read the password from standard input"
+            ));
+        }
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.chars().count() < 12 {
+        return fail(anyhow::anyhow!(
+            "the admin password must be at least 12 characters"
+        ));
+    }
+    let hash = match payhost::auth::hash_password(&password) {
+        Ok(h) => h,
+        Err(e) => return fail(e),
+    };
+    let line = format!("admin_password_hash = \"{hash}\"");
+    if generate {
+        println!("admin password: {password}");
+    }
+    println!("{line}");
+    if let Some(path) = config {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => return fail(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        };
+        // Top-level keys come before the first table.
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("admin_password_hash"))
+            .map(str::to_owned)
+            .collect();
+        let at = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with('['))
+            .unwrap_or(lines.len());
+        lines.insert(at, line);
+        if let Err(e) = std::fs::write(&path, lines.join("\n") + "\n") {
+            return fail(anyhow::anyhow!("cannot write {}: {e}", path.display()));
+        }
+        eprintln!("written into {}", path.display());
+    }
+    ExitCode::SUCCESS
+}
+
+fn token(action: TokenAction) -> ExitCode {
+    use payhost::store::Store;
+    let path = match &action {
+        TokenAction::Create { config, .. }
+        | TokenAction::List { config, .. }
+        | TokenAction::Revoke { config, .. } => config.clone(),
+    };
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let store = match payhost::store::sqlite::SqliteStore::open(&config.database) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    match action {
+        TokenAction::Create {
+            merchant, label, ..
+        } => {
+            let known = store.merchant(&merchant).ok().flatten().is_some()
+                || config.merchants.contains_key(&merchant);
+            if !known {
+                return fail(anyhow::anyhow!("no merchant {merchant:?}"));
+            }
+            let token = payhost::auth::new_merchant_token();
+            match store.create_token(&merchant, &payhost::auth::token_hash(&token), label.trim()) {
+                Ok(id) => {
+                    eprintln!("token #{id} for merchant {merchant} (shown only this once):");
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        TokenAction::List { merchant, .. } => match store.tokens(merchant.as_deref()) {
+            Ok(list) => {
+                for t in list {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        t.id,
+                        t.merchant_id,
+                        t.label,
+                        t.created_at,
+                        t.revoked_at.as_deref().unwrap_or("live")
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        TokenAction::Revoke { id, .. } => match store.revoke_token(id, None) {
+            Ok(true) => {
+                println!("token #{id} revoked");
+                ExitCode::SUCCESS
+            }
+            Ok(false) => fail(anyhow::anyhow!("no live token #{id}")),
+            Err(e) => fail(e),
+        },
+    }
 }
 
 fn init_logging() {
@@ -134,6 +292,7 @@ fn main() -> ExitCode {
             manifest,
             database,
             api_token,
+            admin_password,
             sandbox_speed,
             sandbox_merchants,
         } => {
@@ -149,11 +308,14 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            let admin_password =
+                admin_password.unwrap_or_else(|| payhost::auth::random_token()[..16].to_owned());
             let opts = payhost::demo::DemoOptions {
                 listen,
                 manifest,
                 database,
                 api_token,
+                admin_password: admin_password.clone(),
                 sandbox_speed,
                 sandbox_merchants: extra,
             };
@@ -173,7 +335,7 @@ fn main() -> ExitCode {
                     Err(e) => return fail(e),
                 };
                 println!(
-                    "\npayhost demo is running.\n  Shop (open this on a phone-sized window): http://{0}/shop\n  Admin: http://{0}/admin  (token: {token})\n  Sandbox gateway: http://{0}/sandbox/gateway\nPress Ctrl-C to stop.\n",
+                    "\npayhost demo is running.\n  Shop (open this on a phone-sized window): http://{0}/shop\n  Admin: http://{0}/admin  (password: {admin_password})\n  API token: {token}\n  Sandbox gateway: http://{0}/sandbox/gateway\nPress Ctrl-C to stop.\n",
                     running.addr
                 );
                 match running.wait().await {
@@ -257,6 +419,8 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::AdminPassword { generate, config } => admin_password(generate, config),
+        Command::Token { action } => token(action),
         Command::PinComponent { manifest } => match payhost::manifest::pin_component(&manifest) {
             Ok(sum) => {
                 println!("{}: component sha256 = {sum}", manifest.display());

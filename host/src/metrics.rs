@@ -25,6 +25,9 @@ pub struct Metrics {
     pub payments_created: Counter,
     pub webhooks_delivered: Counter,
     pub webhooks_failed: Counter,
+    pub webhooks_dead: Counter,
+    pub rate_limited: Counter,
+    pub connections_refused: Counter,
 }
 
 impl Metrics {
@@ -92,10 +95,14 @@ impl Metrics {
             "# TYPE payhost_payments_created_total counter\npayhost_payments_created_total {}\n\
              # TYPE payhost_webhooks_delivered_total counter\npayhost_webhooks_delivered_total {}\n\
              # TYPE payhost_webhook_attempts_failed_total counter\npayhost_webhook_attempts_failed_total {}\n\
-             # TYPE payhost_webhooks_pending gauge\npayhost_webhooks_pending {pending_webhooks}\n",
+             # TYPE payhost_webhooks_pending gauge\npayhost_webhooks_pending {pending_webhooks}\n\
+             # TYPE payhost_webhooks_dead_total counter\npayhost_webhooks_dead_total {}\n\
+             # TYPE payhost_rate_limited_total counter\npayhost_rate_limited_total {}\n",
             self.payments_created.get(),
             self.webhooks_delivered.get(),
-            self.webhooks_failed.get()
+            self.webhooks_failed.get(),
+            self.webhooks_dead.get(),
+            self.rate_limited.get()
         ));
         out
     }

@@ -44,6 +44,7 @@ pub async fn build_app_with(
         );
     }
     let operator_origins = operator_origins(&config, &runtime, sandbox.as_deref());
+    let guards = crate::auth::Guards::new(&config);
     let app = Arc::new(App {
         operator_origins,
         config,
@@ -53,6 +54,7 @@ pub async fn build_app_with(
         sandbox,
         demo,
         admission: tokio::sync::Semaphore::new(crate::service::admission_permits()),
+        guards,
     });
     for (id, settings) in &app.config.merchants {
         let mut s = settings.clone();
@@ -182,6 +184,21 @@ pub async fn start(
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let wake = Arc::new(Notify::new());
     let worker = tokio::spawn(crate::webhooks::run(app.clone(), wake, stop_rx.clone()));
+    tokio::spawn(prune_loop(app.clone(), stop_rx.clone()));
+    if let Some(metrics_addr) = app.config.metrics_listen {
+        let metrics_listener = TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on metrics_listen {metrics_addr}: {e}"))?;
+        tracing::info!(addr = %metrics_listener.local_addr()?, "serving /metrics");
+        let mut stop_metrics = stop_rx.clone();
+        tokio::spawn(crate::http::serve_metrics(
+            app.clone(),
+            metrics_listener,
+            async move {
+                let _ = stop_metrics.wait_for(|stopped| *stopped).await;
+            },
+        ));
+    }
     let mut stop_server = stop_rx;
     let server = tokio::spawn(crate::http::serve(app.clone(), listener, async move {
         tokio::select! {
@@ -197,6 +214,40 @@ pub async fn start(
         server,
         worker,
     })
+}
+
+/// Deletes raw notifications older than `[retention] raw_notification_days`, every
+/// `prune_interval_s`, in batches of 500 with a pause between them so the writer stays free for
+/// live traffic.
+async fn prune_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let interval = std::time::Duration::from_secs(app.config.retention.prune_interval_s);
+    loop {
+        let keep_s = app.config.retention.raw_notification_days as u64 * 86_400;
+        let now_s = (crate::store::now_ms() / 1000).max(0) as u64;
+        let before = crate::store::format_unix(now_s.saturating_sub(keep_s));
+        let mut total = 0u64;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            match app.store.prune_raw_notifications(&before, 500) {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot prune old raw notifications");
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        if total > 0 {
+            tracing::info!(deleted = total, %before, "pruned raw notifications past the retention");
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -33,6 +33,8 @@ pub struct App {
     /// Admission to the component and the store: a few requests work at a time, the rest wait
     /// in arrival order. More at once only adds thread hand-offs and lengthens the tail.
     pub admission: tokio::sync::Semaphore,
+    /// Rate limits and login throttling (see `auth`).
+    pub guards: crate::auth::Guards,
 }
 
 /// How many payment and notify requests are worked on at once: enough to overlap one request's
@@ -318,6 +320,7 @@ impl App {
             plugin: normalised.into_iter().map(|p| (p.key, p.value)).collect(),
             shop_webhook_url: settings.shop_webhook_url,
             shop_webhook_secret: settings.shop_webhook_secret,
+            shop_origins: settings.shop_origins,
         };
         self.store.save_merchant(id, &stored).map_err(|e| {
             vec![types::FieldError {
@@ -686,6 +689,8 @@ impl App {
                 .as_deref()
                 .or(verified.notify_time.as_deref()),
             webhook_url: merchant.shop_webhook_url.as_deref(),
+            refund_status: field(&verified.fields, "refund_status"),
+            gmt_refund: field(&verified.fields, "gmt_refund"),
         };
         match self.store.apply_notification(&effect, raw, record) {
             Ok(applied) => {
@@ -757,6 +762,15 @@ impl App {
         };
         Ok(format!("{}{sep}{signed}", payment.return_url))
     }
+}
+
+/// A field of a verified notification, by name.
+fn field<'a>(fields: &'a [types::Pair], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|p| p.key == name)
+        .map(|p| p.value.as_str())
+        .filter(|v| !v.is_empty())
 }
 
 fn created(p: &Payment) -> PaymentCreated {

@@ -1,15 +1,21 @@
 //! Delivers the outbox of shop webhooks: `POST shop_webhook_url` with the event JSON and
 //! `X-Payhost-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` (key: the merchant's
 //! `shop_webhook_secret`; Stripe's scheme: receivers refuse a `t` more than 300 s away from their clock,
-//! so a captured webhook cannot be replayed later), retried with exponential backoff until a 2xx. The outbox lives in the
-//! store, so deliveries survive restarts; each event carries a stable `id` (also in
-//! `X-Payhost-Event-Id`) for receivers that must not act twice.
+//! so a captured webhook cannot be replayed later), retried with exponential backoff until a 2xx,
+//! for at most `[webhooks] give_up_after_ms` (3 days by default, as Stripe) after it was queued;
+//! then it is dead-lettered and listed on the admin page with a resend button. The shop's answer
+//! is read up to [`MAX_REPLY_BYTES`]. The outbox lives in the store, so deliveries survive
+//! restarts; each event carries a stable `id` (also in `X-Payhost-Event-Id`) for receivers that
+//! must not act twice.
 
 use crate::service::{hmac_hex, App};
 use crate::store::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+
+/// The most of a shop's answer that is read.
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 
 /// Runs until `stop` turns true.
 pub async fn run(app: Arc<App>, wake: Arc<Notify>, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -68,7 +74,14 @@ async fn deliver_due(app: &Arc<App>) -> bool {
                         .min(cfg.retry_max_ms);
                     tracing::warn!(event = %job.event_id, attempt = job.attempts + 1, retry_in_ms = backoff, error = %e, "webhook not delivered");
                     let next = now_ms() + backoff as i64;
-                    if let Err(err) = app.store.webhook_failed(job.id, next, &e) {
+                    let recorded = if next - job.created_ms > cfg.give_up_after_ms as i64 {
+                        app.metrics.webhooks_dead.inc();
+                        tracing::error!(event = %job.event_id, merchant = %job.merchant_id, attempts = job.attempts + 1, "webhook given up after the retry window (dead letter); resend it from the admin page");
+                        app.store.webhook_dead(job.id, &e)
+                    } else {
+                        app.store.webhook_failed(job.id, next, &e)
+                    };
+                    if let Err(err) = recorded {
                         tracing::error!(event = %job.event_id, error = %err, "cannot record a webhook failure");
                     }
                 }
@@ -81,8 +94,6 @@ async fn deliver_due(app: &Arc<App>) -> bool {
     true
 }
 
-/// The most of a shop's reply that is read; a longer reply counts as a failed delivery.
-const MAX_REPLY_BYTES: usize = 64 << 10;
 
 async fn post(app: &App, url: &str, event_id: &str, body: &str, key: &str) -> Result<(), String> {
     let signature = signature_header(key, now_ms() / 1000, body.as_bytes());
@@ -101,6 +112,7 @@ async fn post(app: &App, url: &str, event_id: &str, body: &str, key: &str) -> Re
         connect_timeout: timeout,
         answer_timeout: timeout,
         max_response_bytes: MAX_REPLY_BYTES,
+        truncate: true,
     };
     let answer = app
         .runtime

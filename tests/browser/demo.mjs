@@ -1,9 +1,9 @@
 // Walks `payhost demo` in headless Chromium on a phone-sized screen, as a buyer and as a shop
-// owner. Usage: node demo.mjs <base-url> <api-token> <artifacts-dir>
+// owner. Usage: node demo.mjs <base-url> <admin-password> <artifacts-dir>
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 
-const [base, token, artifacts] = process.argv.slice(2);
+const [base, password, artifacts] = process.argv.slice(2);
 mkdirSync(artifacts, { recursive: true });
 const shot = (page, name) => page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true });
 const expectText = async (locator, text) => {
@@ -43,7 +43,7 @@ try {
   const desk = await browser.newContext({ viewport: { width: 1200, height: 900 }, locale: 'zh-CN' });
   const admin = await desk.newPage();
   await admin.goto(`${base}/admin`);
-  await admin.fill('#token', token);
+  await admin.fill('#password', password);
   await admin.click('#login');
   await admin.goto(`${base}/admin?m=pasted`);
   await admin.fill('#partner', '  2088000000000009 \n');

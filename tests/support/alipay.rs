@@ -186,9 +186,24 @@ pub fn notify_data(t: &Trade<'_>) -> String {
     )
 }
 
+/// [`md5_notify_body`] with more elements in `notify_data` (e.g. `refund_status`, `gmt_refund`).
+pub fn md5_notify_body_extra(t: &Trade<'_>, key: &str, extra: &[(&str, &str)]) -> String {
+    let more: String = extra
+        .iter()
+        .map(|(k, v)| format!("<{k}>{v}</{k}>"))
+        .collect();
+    md5_notify_body_of(
+        notify_data(t).replace("</notify>", &format!("{more}</notify>")),
+        key,
+    )
+}
+
 /// The form body of an MD5 notification, in captured wire order, signed in the fixed order.
 pub fn md5_notify_body(t: &Trade<'_>, key: &str) -> String {
-    let data = notify_data(t);
+    md5_notify_body_of(notify_data(t), key)
+}
+
+fn md5_notify_body_of(data: String, key: &str) -> String {
     let content = sign::notify_link_string("alipay.wap.trade.create.direct", "1.0", "MD5", &data);
     form_encode(&[
         ("service".into(), "alipay.wap.trade.create.direct".into()),

@@ -39,9 +39,21 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The admin password of every test configuration ([`config_head`]) and of the demos the tests
+/// start (`--admin-password`).
+pub const ADMIN_PASSWORD: &str = "test-admin-password-0123";
+
+/// The argon2 hash of [`ADMIN_PASSWORD`] (made once per test process).
+pub fn admin_password_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| payhost::auth::hash_password(ADMIN_PASSWORD).unwrap())
+        .clone()
+}
+
 /// The top of a test `payhost.toml`: loopback `listen` and `public_url` on `port`, the database in
-/// the test's folder, the shared compile cache, and a `[plugin]` table naming the repository's
-/// plugin.toml plus `plugin_extra` lines. Merchant tables follow.
+/// the test's folder, the shared compile cache, the admin password hash of [`ADMIN_PASSWORD`], and
+/// a `[plugin]` table naming the repository's plugin.toml plus `plugin_extra` lines. Merchant
+/// tables follow.
 pub fn config_head(port: u16, api_token: &str, plugin_extra: &str) -> String {
     format!(
         r#"
@@ -50,6 +62,7 @@ public_url = "http://127.0.0.1:{port}"
 database = "payhost.db"
 api_token = "{api_token}"
 cache_dir = "{cache}"
+admin_password_hash = "{hash}"
 
 [plugin]
 manifest = "{manifest}"
@@ -57,7 +70,44 @@ manifest = "{manifest}"
 "#,
         cache = target_dir().join("payhost-test-cache").display(),
         manifest = repo_root().join("plugin.toml").display(),
+        hash = admin_password_hash(),
     )
+}
+
+/// Logs into `base`'s admin page with `password`: the session cookie (`name=value`) and the CSRF
+/// token of its forms.
+pub async fn admin_login(base: &str, password: &str) -> (String, String) {
+    let body = format!(
+        "password={}",
+        form_urlencoded::byte_serialize(password.as_bytes()).collect::<String>()
+    );
+    let login = post_form(&format!("{base}/admin/login"), &body).await;
+    assert_eq!(login.status, 302, "admin login: {}", login.text());
+    let cookie = login
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = request(
+        "GET",
+        &format!("{base}/admin"),
+        &[("cookie", &cookie)],
+        Vec::new(),
+    )
+    .await
+    .text();
+    (cookie, csrf_of(&page))
+}
+
+/// The CSRF token in an admin page's forms.
+pub fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the admin page has a CSRF field")
+        .to_owned()
 }
 
 pub struct Payhost {

@@ -1,14 +1,21 @@
-//! The admin page: a shop owner logs in with the API token, pastes the partner ID and key for each
+//! The admin page: a shop owner logs in with the admin password (argon2 hash in
+//! `admin_password_hash`, never the API token), pastes the partner ID and key for each
 //! merchant (masked after saving, never shown again in full), picks B2C/C2C and the sign type,
 //! pastes or loads RSA keys, and tests the connection. Recent payments and notifications are
-//! listed newest first.
+//! listed newest first, with dead-lettered webhooks (resend button) and the merchant's API tokens.
+//!
+//! Sessions are random ids kept (hashed) in the database with an expiry and revoked at logout; the
+//! cookie is `HttpOnly; SameSite=Strict`, and `Secure` when the page is served over https. Every
+//! form carries the session's CSRF token, and a post with a foreign or `null` Origin is refused.
+//! Failed logins are throttled per IP (`[admin] login_failures_per_minute`, then 429).
 
 use super::{html, read_body, redirect, Body, MAX_API_BODY};
 use crate::config::{valid_merchant_id, MerchantSettings};
 use crate::runtime::types;
-use crate::service::{gateway_hint, hmac_hex, mask, App};
+use crate::service::{gateway_hint, mask, App};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
+use std::net::IpAddr;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -51,26 +58,52 @@ pub fn page(title: &str, body: &str) -> String {
     )
 }
 
-fn session_value(app: &App) -> String {
-    hmac_hex(&app.config.api_token, b"payhost admin session v1")
-}
-
-fn logged_in(app: &App, req: &Request<Incoming>) -> bool {
-    let expected = session_value(app);
+/// The session cookie's value, if any.
+fn cookie_value(req: &Request<Incoming>) -> Option<String> {
     req.headers()
         .get_all("cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .any(|(k, v)| {
-            k == COOKIE
-                && v.len() == expected.len()
-                && bool::from(v.as_bytes().ct_eq(expected.as_bytes()))
-        })
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| !v.is_empty())
 }
 
-/// Refuses form posts from other sites (the cookie is SameSite=Strict too).
+/// The session (its id hash and CSRF token) of a request, if it has a live one.
+fn session(app: &App, req: &Request<Incoming>) -> Option<(String, String)> {
+    let id = cookie_value(req)?;
+    let hash = crate::auth::token_hash(&id);
+    let csrf = app
+        .store
+        .session(&hash, crate::store::now_ms())
+        .ok()
+        .flatten()?;
+    Some((hash, csrf))
+}
+
+/// Whether the browser reached this page over https: `public_url` is https and the request is
+/// for its host, or a trusted proxy (`trust_proxy = true`) says `X-Forwarded-Proto: https`.
+fn over_https(app: &App, req: &Request<Incoming>) -> bool {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if app.config.trust_proxy
+        && header("x-forwarded-proto").is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+    {
+        return true;
+    }
+    app.config
+        .public_url
+        .parse::<http::Uri>()
+        .ok()
+        .filter(|u| u.scheme_str() == Some("https"))
+        .and_then(|u| u.authority().map(|a| a.as_str().to_ascii_lowercase()))
+        .is_some_and(|a| header("host").is_some_and(|h| h.eq_ignore_ascii_case(&a)))
+}
+
+/// Refuses posts from other sites: an `Origin` must name this host (`null`, sent by sandboxed
+/// frames and some redirects, is refused). Browsers send Origin with every POST; other clients
+/// may leave it out and rely on the CSRF token.
 fn same_origin(req: &Request<Incoming>) -> bool {
     let host = req
         .headers()
@@ -78,18 +111,48 @@ fn same_origin(req: &Request<Incoming>) -> bool {
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     match req.headers().get("origin").and_then(|o| o.to_str().ok()) {
-        None | Some("null") => true,
-        Some(origin) => origin.split("://").nth(1) == Some(host),
+        None => true,
+        Some(origin) => origin.split_once("://").map(|(_, h)| h) == Some(host),
     }
 }
 
-pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
+fn forbidden(message: &str) -> Response<Body> {
+    html(
+        403,
+        page(
+            "Forbidden",
+            &format!(
+                "<main><div class=\"card err\" id=\"forbidden\">{}</div></main>",
+                esc(message)
+            ),
+        ),
+    )
+}
+
+pub async fn handle(app: &Arc<App>, ip: IpAddr, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let method = req.method().clone();
-    if method == Method::POST && path == "/admin/login" {
-        return login(app, req).await;
+    if method == Method::POST && !same_origin(&req) {
+        return forbidden("Cross-site form post refused.");
     }
+    if method == Method::POST && path == "/admin/login" {
+        return login(app, ip, req).await;
+    }
+    let current = session(app, &req);
     if path == "/admin/logout" {
+        // Revoked server-side: the old cookie is worthless even if it was copied.
+        if let Some((hash, csrf)) = &current {
+            let allowed = method == Method::GET || {
+                let form = form_of(req).await;
+                csrf_ok(&form, csrf)
+            };
+            if allowed {
+                if let Err(e) = app.store.delete_session(hash) {
+                    tracing::error!(error = %e, "cannot delete an admin session");
+                }
+                tracing::info!("admin logged out");
+            }
+        }
         return Response::builder()
             .status(302)
             .header("location", "/admin")
@@ -100,18 +163,12 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
             .body(Body::default())
             .expect("valid response");
     }
-    if !logged_in(app, &req) {
-        return html(if path == "/admin" { 200 } else { 401 }, login_page(None));
-    }
-    if method == Method::POST && !same_origin(&req) {
+    let Some((_, csrf)) = current else {
         return html(
-            403,
-            page(
-                "Forbidden",
-                "<main><div class=\"card err\">Cross-site form post refused.</div></main>",
-            ),
+            if path == "/admin" { 200 } else { 401 },
+            login_page(app, None),
         );
-    }
+    };
     let selected = req.uri().query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "m")
@@ -122,6 +179,19 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
+    let form = if method == Method::POST {
+        let form = form_of(req).await;
+        if !csrf_ok(&form, &csrf) {
+            tracing::warn!(%ip, "admin post without a valid CSRF token refused");
+            return forbidden(
+                "The form's CSRF token is missing or wrong: reload the page and try again.",
+            );
+        }
+        form
+    } else {
+        Vec::new()
+    };
+    let ctx = Ctx { csrf: &csrf };
     match (
         method,
         segs.iter()
@@ -129,21 +199,62 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
             .collect::<Vec<_>>()
             .as_slice(),
     ) {
-        (Method::GET, ["admin"]) => dashboard(app, selected.as_deref(), None).await,
+        (Method::GET, ["admin"]) => dashboard(app, &ctx, selected.as_deref(), None).await,
         (Method::POST, ["admin", "merchants"]) => {
-            let form = form_of(req).await;
             let id = field(&form, "id").trim().to_owned();
             if !valid_merchant_id(&id) {
                 let msg = Flash::err("商户编号只能包含字母、数字、_ 和 - / The merchant id must be 1 to 64 letters, digits, '_' or '-'.");
-                return dashboard(app, None, Some(msg)).await;
+                return dashboard(app, &ctx, None, Some(msg)).await;
             }
             redirect(&format!("/admin?m={id}"))
         }
-        (Method::POST, ["admin", "merchants", id]) => {
-            let form = form_of(req).await;
-            save(app, id, &form).await
+        (Method::POST, ["admin", "merchants", id]) => save(app, &ctx, id, &form).await,
+        (Method::POST, ["admin", "merchants", id, "test"]) => test_connection(app, &ctx, id).await,
+        (Method::POST, ["admin", "merchants", id, "tokens"]) => {
+            let flash = if app.store.merchant(id).ok().flatten().is_none() {
+                Flash::err("unknown merchant")
+            } else {
+                match super::new_merchant_token(app, id, field(&form, "label")) {
+                    Ok((tid, token)) => Flash {
+                        ok: true,
+                        html: format!(
+                            "新的 API 令牌 (只显示这一次) / New API token #{tid} for {} — shown only this once, store it in the shop: <code id=\"new-token\">{}</code>",
+                            esc(id),
+                            esc(&token)
+                        ),
+                    },
+                    Err(e) => Flash::err(&e.message),
+                }
+            };
+            dashboard(app, &ctx, Some(id), Some(flash)).await
         }
-        (Method::POST, ["admin", "merchants", id, "test"]) => test_connection(app, id).await,
+        (Method::POST, ["admin", "merchants", id, "tokens", tid, "revoke"]) => {
+            let ok = tid
+                .parse::<i64>()
+                .ok()
+                .map(|t| app.store.revoke_token(t, Some(id)).unwrap_or(false))
+                .unwrap_or(false);
+            let flash = if ok {
+                Flash::ok("令牌已吊销 / Token revoked.")
+            } else {
+                Flash::err("no such live token")
+            };
+            dashboard(app, &ctx, Some(id), Some(flash)).await
+        }
+        (Method::POST, ["admin", "merchants", id, "webhooks", wid, "resend"]) => {
+            let ok = wid
+                .parse::<i64>()
+                .ok()
+                .map(|w| app.store.resend_webhook(id, w).unwrap_or(false))
+                .unwrap_or(false);
+            let flash = if ok {
+                tracing::info!(merchant = %id, webhook = %wid, "dead-lettered webhook queued again from the admin page");
+                Flash::ok("已重新排队 / Queued for delivery again.")
+            } else {
+                Flash::err("no such dead-lettered webhook")
+            };
+            dashboard(app, &ctx, Some(id), Some(flash)).await
+        }
         _ => html(
             404,
             page(
@@ -152,6 +263,28 @@ pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
             ),
         ),
     }
+}
+
+/// What every page of a session needs.
+struct Ctx<'a> {
+    csrf: &'a str,
+}
+
+impl Ctx<'_> {
+    /// The hidden CSRF field of a form.
+    fn field(&self) -> String {
+        format!(
+            "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+            esc(self.csrf)
+        )
+    }
+}
+
+fn csrf_ok(form: &[(String, String)], expected: &str) -> bool {
+    let given = field(form, "csrf");
+    !expected.is_empty()
+        && given.len() == expected.len()
+        && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
 async fn form_of(req: Request<Incoming>) -> Vec<(String, String)> {
@@ -168,30 +301,66 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-async fn login(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
-    let form = form_of(req).await;
-    let given = field(&form, "token").trim();
-    let expected = app.config.api_token.as_bytes();
-    if given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected)) {
-        Response::builder()
-            .status(302)
-            .header("location", "/admin")
-            .header(
-                "set-cookie",
-                format!(
-                    "{COOKIE}={}; Path=/admin; HttpOnly; SameSite=Strict",
-                    session_value(app)
-                ),
-            )
-            .body(Body::default())
-            .expect("valid response")
-    } else {
-        tracing::warn!("admin login refused");
-        html(401, login_page(Some("令牌不正确 / Wrong token")))
+async fn login(app: &Arc<App>, ip: IpAddr, req: Request<Incoming>) -> Response<Body> {
+    if let Some(wait) = app.guards.logins.blocked(ip) {
+        tracing::warn!(%ip, "admin login throttled");
+        let mut r = html(
+            429,
+            login_page(
+                app,
+                Some(&format!(
+                    "登录失败次数过多，请 {wait} 秒后再试 / Too many failed logins: try again in {wait} s"
+                )),
+            ),
+        );
+        r.headers_mut()
+            .insert("retry-after", http::HeaderValue::from(wait));
+        return r;
     }
+    let Some(hash) = app.config.admin_password_hash.clone() else {
+        return html(403, login_page(app, None));
+    };
+    let secure_cookie = over_https(app, &req);
+    let form = form_of(req).await;
+    let given = field(&form, "password").to_owned();
+    // argon2 takes tens of milliseconds: off the async workers.
+    let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&given, &hash))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        app.guards.logins.failed(ip);
+        tracing::warn!(%ip, "admin login refused");
+        return html(401, login_page(app, Some("密码不正确 / Wrong password")));
+    }
+    app.guards.logins.succeeded(ip);
+    let id = crate::auth::random_token();
+    let csrf = crate::auth::random_token();
+    let ttl = app.config.admin.session_ttl_s;
+    if let Err(e) = app.store.create_session(
+        &crate::auth::token_hash(&id),
+        &csrf,
+        crate::store::now_ms() + ttl as i64 * 1000,
+    ) {
+        tracing::error!(error = %e, "cannot store an admin session");
+        return html(
+            500,
+            login_page(app, Some("internal error; see the payhost log")),
+        );
+    }
+    tracing::info!(%ip, "admin logged in");
+    let mut c = format!("{COOKIE}={id}; Path=/admin; Max-Age={ttl}; HttpOnly; SameSite=Strict");
+    if secure_cookie {
+        c.push_str("; Secure");
+    }
+    Response::builder()
+        .status(302)
+        .header("location", "/admin")
+        .header("set-cookie", c)
+        .body(Body::default())
+        .expect("valid response")
 }
 
-fn login_page(error: Option<&str>) -> String {
+fn login_page(app: &App, error: Option<&str>) -> String {
     let err = error
         .map(|e| {
             format!(
@@ -200,13 +369,18 @@ fn login_page(error: Option<&str>) -> String {
             )
         })
         .unwrap_or_default();
+    let form = if app.config.admin_password_hash.is_some() {
+        "<form method=\"post\" action=\"/admin/login\"><label for=\"password\">管理密码 Admin password</label>\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\" id=\"login\">登录 Log in</button></form>"
+    } else {
+        "<p id=\"login-off\">管理登录未开启 / The admin login is off: no <code>admin_password_hash</code> is configured. \
+         Run <code>payhost admin-password</code> and put the printed line into payhost.toml.</p>"
+    };
     page(
         "payhost 管理登录",
         &format!(
-            "<header><strong>payhost 支付宝手机网站支付</strong></header><main>{err}<div class=\"card\"><h2>管理登录 Admin login</h2>\
-             <form method=\"post\" action=\"/admin/login\"><label for=\"token\">API 令牌 (api_token)</label>\
-             <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required>\
-             <button type=\"submit\" id=\"login\">登录 Log in</button></form></div></main>"
+            "<header><strong>payhost 支付宝手机网站支付</strong></header><main>{err}<div class=\"card\"><h2>管理登录 Admin login</h2>{form}</div></main>"
         ),
     )
 }
@@ -232,9 +406,14 @@ impl Flash {
     }
 }
 
-async fn save(app: &Arc<App>, id: &str, form: &[(String, String)]) -> Response<Body> {
+async fn save(
+    app: &Arc<App>,
+    ctx: &Ctx<'_>,
+    id: &str,
+    form: &[(String, String)],
+) -> Response<Body> {
     if !valid_merchant_id(id) {
-        return dashboard(app, None, Some(Flash::err("bad merchant id"))).await;
+        return dashboard(app, ctx, None, Some(Flash::err("bad merchant id"))).await;
     }
     let existing = app.store.merchant(id).ok().flatten();
     let mut plugin = Vec::new();
@@ -261,6 +440,19 @@ async fn save(app: &Arc<App>, id: &str, form: &[(String, String)]) -> Response<B
                 .and_then(|m| m.shop_webhook_secret.clone())
         });
     let mut problems = Vec::new();
+    let raw_origins: Vec<String> = field(form, "shop_origins")
+        .split(['\n', ',', ' '])
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let probe = crate::config::RawMerchant {
+        shop_origins: Some(raw_origins),
+        ..Default::default()
+    };
+    let shop_origins =
+        crate::config::merchant_settings(id, &probe, std::path::Path::new("."), &mut problems)
+            .shop_origins;
     if let Some(u) = &webhook_url {
         if !(u.starts_with("http://") || u.starts_with("https://")) {
             problems.push("shop_webhook_url: must be an absolute http or https URL".to_owned());
@@ -274,17 +466,19 @@ async fn save(app: &Arc<App>, id: &str, form: &[(String, String)]) -> Response<B
     }
     if !problems.is_empty() {
         let msg = Flash::err(&problems.join("\n"));
-        return dashboard(app, Some(id), Some(msg)).await;
+        return dashboard(app, ctx, Some(id), Some(msg)).await;
     }
     let settings = MerchantSettings {
         plugin,
         shop_webhook_url: webhook_url,
         shop_webhook_secret: webhook_secret,
+        shop_origins,
     };
     match app.configure_merchant(id, settings).await {
         Ok(_) => {
             dashboard(
                 app,
+                ctx,
                 Some(id),
                 Some(Flash::ok("已保存并校验 / Saved and validated.")),
             )
@@ -307,14 +501,14 @@ async fn save(app: &Arc<App>, id: &str, form: &[(String, String)]) -> Response<B
                     "未保存，请修改以下字段 / Not saved, please fix:<ul id=\"errors\">{list}</ul>"
                 ),
             };
-            dashboard(app, Some(id), Some(flash)).await
+            dashboard(app, ctx, Some(id), Some(flash)).await
         }
     }
 }
 
-async fn test_connection(app: &Arc<App>, id: &str) -> Response<Body> {
+async fn test_connection(app: &Arc<App>, ctx: &Ctx<'_>, id: &str) -> Response<Body> {
     let Ok(Some(merchant)) = app.store.merchant(id) else {
-        return dashboard(app, None, Some(Flash::err("unknown merchant"))).await;
+        return dashboard(app, ctx, None, Some(Flash::err("unknown merchant"))).await;
     };
     let policy = app.merchant_policy(&merchant);
     let order = types::PaymentRequest {
@@ -345,18 +539,25 @@ async fn test_connection(app: &Arc<App>, id: &str) -> Response<Body> {
             Ok(Err(e)) => Flash::err(&crate::runtime::plugin::describe_plugin_error(&e)),
         },
     };
-    dashboard(app, Some(id), Some(flash)).await
+    dashboard(app, ctx, Some(id), Some(flash)).await
 }
 
-async fn dashboard(app: &Arc<App>, selected: Option<&str>, flash: Option<Flash>) -> Response<Body> {
+async fn dashboard(
+    app: &Arc<App>,
+    ctx: &Ctx<'_>,
+    selected: Option<&str>,
+    flash: Option<Flash>,
+) -> Response<Body> {
     let ids = app.store.merchant_ids().unwrap_or_default();
     let selected = selected
         .map(str::to_owned)
         .or_else(|| ids.first().cloned())
         .unwrap_or_default();
-    let mut body = String::from(
-        "<header><strong>payhost 支付宝手机网站支付 · 管理</strong><a href=\"/admin/logout\">退出 Log out</a></header><main>",
-    );
+    let mut body = String::from("<header><strong>payhost 支付宝手机网站支付 · 管理</strong>");
+    body.push_str(&format!(
+        "<form method=\"post\" action=\"/admin/logout\" style=\"margin:0\">{}<button class=\"secondary\" type=\"submit\" id=\"logout\" style=\"margin:0\">退出 Log out</button></form></header><main>",
+        ctx.field()
+    ));
     if let Some(f) = flash {
         body.push_str(&format!(
             "<div class=\"card {}\" id=\"flash\">{}</div>",
@@ -368,26 +569,28 @@ async fn dashboard(app: &Arc<App>, selected: Option<&str>, flash: Option<Flash>)
     for id in &ids {
         body.push_str(&format!("<a href=\"/admin?m={0}\">{0}</a> · ", esc(id)));
     }
-    body.push_str(
-        "<form method=\"post\" action=\"/admin/merchants\" style=\"display:inline\"><input name=\"id\" placeholder=\"新商户编号 new merchant id\" style=\"width:200px\"> \
+    body.push_str(&format!(
+        "<form method=\"post\" action=\"/admin/merchants\" style=\"display:inline\">{}<input name=\"id\" placeholder=\"新商户编号 new merchant id\" style=\"width:200px\"> \
          <button class=\"secondary\" type=\"submit\">添加 Add</button></form></div>",
-    );
+        ctx.field()
+    ));
     if !selected.is_empty() {
         let merchant = app.store.merchant(&selected).ok().flatten();
-        body.push_str(&merchant_form(app, &selected, merchant.as_ref()));
-        body.push_str(&recent(app, &selected));
+        body.push_str(&merchant_form(app, ctx, &selected, merchant.as_ref()));
+        body.push_str(&recent(app, ctx, &selected));
     }
     body.push_str("</main>");
     html(200, page("payhost 管理", &body))
 }
 
-fn merchant_form(app: &App, id: &str, m: Option<&MerchantSettings>) -> String {
+fn merchant_form(app: &App, ctx: &Ctx<'_>, id: &str, m: Option<&MerchantSettings>) -> String {
     let mut f = format!(
         "<div class=\"card\"><h2>商户 {0}</h2><p class=\"muted\">Alipay 通知地址 notify_url: <code>{1}</code><br>返回地址 call_back_url: <code>{2}</code></p>\
-         <form method=\"post\" action=\"/admin/merchants/{0}\" id=\"settings\">",
+         <form method=\"post\" action=\"/admin/merchants/{0}\" id=\"settings\">{3}",
         esc(id),
         esc(&app.config.notify_url(id)),
-        esc(&app.config.return_url(id))
+        esc(&app.config.return_url(id)),
+        ctx.field()
     );
     for s in &app.runtime.info.settings {
         let current = m.and_then(|m| m.get(&s.name)).unwrap_or("");
@@ -475,18 +678,22 @@ fn merchant_form(app: &App, id: &str, m: Option<&MerchantSettings>) -> String {
          <input id=\"shop_webhook_url\" name=\"shop_webhook_url\" value=\"{}\">\
          <label for=\"shop_webhook_secret\">商城通知密钥 <span class=\"rule\">Shop webhook secret — 16+ characters</span></label>\
          <input id=\"shop_webhook_secret\" name=\"shop_webhook_secret\" type=\"password\" autocomplete=\"off\" placeholder=\"{}\">\
+         <label for=\"shop_origins\">商城地址 <span class=\"rule\">Shop origins — optional, one per line (https://shop.example): return_url must be on one of them</span></label>\
+         <textarea id=\"shop_origins\" name=\"shop_origins\" style=\"height:50px\">{}</textarea>\
          <p class=\"muted\">粘贴合作者身份ID和安全校验码时不要带空格（多余的空格会被自动去掉）。Pasted values are trimmed.</p>\
          <button type=\"submit\" id=\"save\">保存 Save</button></form>\
-         <form method=\"post\" action=\"/admin/merchants/{}/test\"><button class=\"secondary\" type=\"submit\" id=\"test\">测试连接 Test connection</button></form></div>\
+         <form method=\"post\" action=\"/admin/merchants/{}/test\">{}<button class=\"secondary\" type=\"submit\" id=\"test\">测试连接 Test connection</button></form></div>\
          <script>document.querySelectorAll('.pemfile').forEach(function(i){{i.addEventListener('change',function(){{var f=i.files[0];if(!f)return;var r=new FileReader();r.onload=function(){{document.getElementById(i.dataset.target).value=r.result}};r.readAsText(f)}})}})</script>",
         esc(&hook),
         esc(&if secret.is_empty() { String::new() } else { format!("{secret} — 留空保持不变 / leave empty to keep") }),
-        esc(id)
+        esc(&m.map(|m| m.shop_origins.join("\n")).unwrap_or_default()),
+        esc(id),
+        ctx.field()
     ));
     f
 }
 
-fn recent(app: &App, id: &str) -> String {
+fn recent(app: &App, ctx: &Ctx<'_>, id: &str) -> String {
     let mut out = String::from("<div class=\"card\"><h3>最近的支付 Recent payments</h3><table id=\"payments\"><tr><th>订单号</th><th>金额</th><th>状态</th><th>卖家</th><th>支付宝交易号</th><th>创建</th></tr>");
     for p in app.store.recent_payments(Some(id), 20).unwrap_or_default() {
         out.push_str(&format!(
@@ -518,5 +725,49 @@ fn recent(app: &App, id: &str) -> String {
         ));
     }
     out.push_str("</table></div>");
+    let dead = app.store.dead_webhooks(Some(id), 50).unwrap_or_default();
+    out.push_str("<div class=\"card\"><h3>未送达的商城通知 Dead-lettered webhooks</h3><table id=\"dead-webhooks\"><tr><th>#</th><th>事件</th><th>类型</th><th>尝试</th><th>放弃于</th><th>最后错误</th><th></th></tr>");
+    for w in &dead {
+        out.push_str(&format!(
+            "<tr><td>{0}</td><td><code>{1}</code></td><td>{2}</td><td>{3}</td><td>{4}</td><td>{5}</td><td><form method=\"post\" action=\"/admin/merchants/{6}/webhooks/{0}/resend\">{7}<button class=\"secondary\" type=\"submit\">重发 Resend</button></form></td></tr>",
+            w.id,
+            esc(&w.event_id),
+            esc(&w.event_type),
+            w.attempts,
+            esc(&w.dead_at),
+            esc(w.last_error.as_deref().unwrap_or("")),
+            esc(id),
+            ctx.field()
+        ));
+    }
+    if dead.is_empty() {
+        out.push_str("<tr><td colspan=\"7\" class=\"muted\">none</td></tr>");
+    }
+    out.push_str("</table></div>");
+    out.push_str("<div class=\"card\"><h3>API 令牌 API tokens</h3><p class=\"muted\">A merchant token reaches only this merchant's payments, notifications and channels: give it to the shop instead of the operator's api_token.</p><table id=\"tokens\"><tr><th>#</th><th>标签 Label</th><th>创建 Created</th><th>吊销 Revoked</th><th></th></tr>");
+    for t in app.store.tokens(Some(id)).unwrap_or_default() {
+        let action = if t.revoked_at.is_none() {
+            format!(
+                "<form method=\"post\" action=\"/admin/merchants/{}/tokens/{}/revoke\">{}<button class=\"secondary\" type=\"submit\">吊销 Revoke</button></form>",
+                esc(id),
+                t.id,
+                ctx.field()
+            )
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+            t.id,
+            esc(&t.label),
+            esc(&t.created_at),
+            esc(t.revoked_at.as_deref().unwrap_or(""))
+        ));
+    }
+    out.push_str(&format!(
+        "</table><form method=\"post\" action=\"/admin/merchants/{}/tokens\">{}<input name=\"label\" placeholder=\"标签 label (e.g. ecshop)\" style=\"width:240px\"> <button type=\"submit\" id=\"new-token-button\">新建令牌 New token</button></form></div>",
+        esc(id),
+        ctx.field()
+    ));
     out
 }

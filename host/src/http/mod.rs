@@ -20,7 +20,16 @@ use tokio::net::TcpListener;
 pub type Body = Full<Bytes>;
 
 /// Largest notification body Alipay sends is a few KiB; anything above this is refused (413).
-pub const MAX_NOTIFY_BODY: usize = 64 * 1024;
+pub const MAX_NOTIFY_BODY: usize = 32 * 1024;
+/// The buyer's return carries a dozen short fields in its query; a longer one is refused (414).
+pub const MAX_RETURN_QUERY: usize = 8 * 1024;
+
+/// How long a request body may take to arrive (`[limits] body_read_timeout_ms`; set by [`serve`]).
+static BODY_DEADLINE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(10_000);
+
+fn body_deadline() -> Duration {
+    Duration::from_millis(BODY_DEADLINE_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
 /// API bodies carry PEM keys at most.
 pub const MAX_API_BODY: usize = 256 * 1024;
 
@@ -65,9 +74,21 @@ pub fn error(e: &ApiError) -> Response<Body> {
     )
 }
 
-/// Reads the body up to `limit` bytes; a larger one is a 413.
+/// Reads the body up to `limit` bytes within the body deadline; a larger one is a 413, a late one
+/// a 408 (and the connection is closed, the rest of the body unread).
 pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
+    let read = tokio::time::timeout(body_deadline(), Limited::new(body, limit).collect()).await;
+    let Ok(read) = read else {
+        return Err(ApiError::new(
+            408,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} ms",
+                body_deadline().as_millis()
+            ),
+        ));
+    };
+    match read {
         Ok(b) => Ok(b.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -87,21 +108,69 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> 
     }
 }
 
-/// Constant-time check of `Authorization: Bearer <api_token>`.
-fn authorized(app: &App, req: &Request<Incoming>) -> bool {
-    let Some(value) = req
-        .headers()
+/// Who a `/v1` request comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The operator's `api_token`: all of `/v1`.
+    Operator,
+    /// A per-merchant token: that merchant's payments, notifications and channels only.
+    Merchant(String),
+}
+
+fn bearer(req: &Request<Incoming>) -> Option<&str> {
+    req.headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(token) = value.strip_prefix("Bearer ") else {
-        return false;
-    };
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// Whether `token` is the operator's `api_token` (constant time).
+pub fn is_operator_token(app: &App, token: &str) -> bool {
     let expected = app.config.api_token.as_bytes();
-    let given = token.trim().as_bytes();
+    let given = token.as_bytes();
     given.len() == expected.len() && bool::from(given.ct_eq(expected))
+}
+
+/// The caller of a `/v1` request, from `Authorization: Bearer <token>`: the operator token, or a
+/// live per-merchant token (looked up by its SHA-256).
+fn caller(app: &App, req: &Request<Incoming>) -> Option<Caller> {
+    let token = bearer(req)?;
+    if is_operator_token(app, token) {
+        return Some(Caller::Operator);
+    }
+    if !token.starts_with("phm_") {
+        return None;
+    }
+    app.store
+        .token_merchant(&crate::auth::token_hash(token))
+        .ok()
+        .flatten()
+        .map(Caller::Merchant)
+}
+
+/// The client's address: the peer, or with `trust_proxy` the last `X-Forwarded-For` entry (the
+/// one the proxy added).
+pub fn client_ip(app: &App, remote: SocketAddr, req: &Request<Incoming>) -> std::net::IpAddr {
+    if app.config.trust_proxy {
+        if let Some(ip) = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse().ok())
+        {
+            return ip;
+        }
+    }
+    remote.ip()
+}
+
+pub fn too_many(message: &str, retry_after_s: u64) -> Response<Body> {
+    let mut r = error(&ApiError::new(429, "rate_limited", message));
+    r.headers_mut()
+        .insert("retry-after", http::HeaderValue::from(retry_after_s));
+    r
 }
 
 fn segments(path: &str) -> Vec<&str> {
@@ -139,22 +208,52 @@ async fn route(
     match (&method, segs.as_slice()) {
         (&Method::GET, ["healthz"]) => ("healthz", healthz(app).await),
         (&Method::GET, ["metrics"]) => {
-            let pending = app.store.pending_webhooks().unwrap_or(0);
-            (
-                "metrics",
-                text(200, app.metrics.render(&app.runtime.stats, pending)),
-            )
+            if !bearer(&req).is_some_and(|t| is_operator_token(app, t)) {
+                return (
+                    "metrics",
+                    error(&ApiError::new(
+                        401,
+                        "unauthorized",
+                        "/metrics needs Authorization: Bearer <api_token> (or serve it on metrics_listen)",
+                    )),
+                );
+            }
+            ("metrics", metrics(app))
         }
         (_, ["v1", ..]) => {
-            if !authorized(app, &req) {
+            if !app.guards.api_ip.allow(&client_ip(app, remote, &req)) {
+                app.metrics.rate_limited.inc();
+                return ("v1", too_many("too many API requests from this address", 1));
+            }
+            let Some(who) = caller(app, &req) else {
                 return (
                     "v1",
                     error(&ApiError::new(
                         401,
                         "unauthorized",
-                        "missing or wrong bearer token (Authorization: Bearer <api_token>)",
+                        "missing or wrong bearer token (Authorization: Bearer <api_token or merchant token>)",
                     )),
                 );
+            };
+            if let Caller::Merchant(own) = &who {
+                // A merchant token reaches its own payments, notifications and channels only.
+                let allowed = match (&method, &segs[1..]) {
+                    (&Method::POST, ["merchants", id, "payments"])
+                    | (&Method::GET, ["merchants", id, "payments", _])
+                    | (&Method::GET, ["merchants", id, "notifications"])
+                    | (&Method::GET, ["merchants", id, "channels"]) => id == own,
+                    _ => false,
+                };
+                if !allowed {
+                    return (
+                        "v1",
+                        error(&ApiError::new(
+                            403,
+                            "forbidden",
+                            "this token belongs to another merchant or may not use this route",
+                        )),
+                    );
+                }
             }
             match (&method, &segs[1..]) {
                 (&Method::POST, ["merchants", id, "payments"]) => (
@@ -179,6 +278,15 @@ async fn route(
                 (&Method::GET, ["merchants", id]) => {
                     ("v1_get_merchant", into_response(get_merchant(app, id)))
                 }
+                (&Method::POST, ["merchants", id, "tokens"]) => {
+                    ("v1_tokens", into_response(create_token(app, id, req).await))
+                }
+                (&Method::GET, ["merchants", id, "tokens"]) => {
+                    ("v1_tokens", into_response(list_tokens(app, id)))
+                }
+                (&Method::DELETE, ["merchants", id, "tokens", tid]) => {
+                    ("v1_tokens", into_response(revoke_token(app, id, tid)))
+                }
                 _ => (
                     "v1",
                     error(&ApiError::new(
@@ -193,9 +301,26 @@ async fn route(
             ("alipay_notify", notify(app, id, remote, req).await)
         }
         (&Method::GET, ["alipay", id, "return"]) => {
+            if !app.guards.return_ip.allow(&client_ip(app, remote, &req)) {
+                app.metrics.rate_limited.inc();
+                return (
+                    "alipay_return",
+                    too_many("too many returns from this address", 1),
+                );
+            }
             ("alipay_return", alipay_return(app, id, &req).await)
         }
-        (_, ["admin", ..]) => ("admin", admin::handle(app, req).await),
+        (_, ["admin", ..]) => {
+            let ip = client_ip(app, remote, &req);
+            if !app.guards.admin_ip.allow(&ip) {
+                app.metrics.rate_limited.inc();
+                return (
+                    "admin",
+                    too_many("too many admin requests from this address", 1),
+                );
+            }
+            ("admin", admin::handle(app, ip, req).await)
+        }
         (_, ["sandbox", ..]) if app.sandbox.is_some() => {
             let sandbox = app.sandbox.clone().expect("checked");
             ("sandbox", sandbox.handle(req).await)
@@ -220,6 +345,12 @@ fn into_response(r: Result<Response<Body>, ApiError>) -> Response<Body> {
     r.unwrap_or_else(|e| error(&e))
 }
 
+/// The Prometheus text of `/metrics`.
+pub fn metrics(app: &App) -> Response<Body> {
+    let pending = app.store.pending_webhooks().unwrap_or(0);
+    text(200, app.metrics.render(&app.runtime.stats, pending))
+}
+
 async fn healthz(app: &App) -> Response<Body> {
     match app.store.pending_webhooks() {
         Ok(_) => text(200, "ok\n"),
@@ -240,6 +371,18 @@ async fn create_payment(
             format!("the body is not the expected JSON object: {e}"),
         )
     })?;
+    if let Some(url) = request.return_url.as_deref().map(str::trim) {
+        if let Ok(m) = app.merchant(id) {
+            if !m.return_url_allowed(url) {
+                return Err(ApiError::field(
+                    400,
+                    "invalid_request",
+                    "return_url",
+                    "return_url: must be on one of the merchant's shop_origins",
+                ));
+            }
+        }
+    }
     let (status, created) = app.create_payment(id, request).await?;
     Ok(json(
         status,
@@ -440,6 +583,68 @@ async fn put_merchant(
     }
 }
 
+/// `POST /v1/merchants/{id}/tokens` `{"label"?}`: a new per-merchant token, shown once.
+async fn create_token(
+    app: &Arc<App>,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    app.merchant(id)?;
+    let body = read_body(req.into_body(), MAX_API_BODY).await?;
+    let label = if body.is_empty() {
+        String::new()
+    } else {
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("label").and_then(|l| l.as_str()).map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let (tid, token) = new_merchant_token(app, id, &label)?;
+    Ok(json(
+        201,
+        &serde_json::json!({"id": tid, "merchant_id": id, "token": token, "label": label}),
+    ))
+}
+
+/// Creates and stores (hashed) a per-merchant token; returns its id and value.
+pub fn new_merchant_token(app: &App, id: &str, label: &str) -> Result<(i64, String), ApiError> {
+    let token = crate::auth::new_merchant_token();
+    let label: String = label.trim().chars().take(100).collect();
+    let tid = app
+        .store
+        .create_token(id, &crate::auth::token_hash(&token), &label)
+        .map_err(ApiError::internal)?;
+    tracing::info!(merchant = id, token_id = tid, "merchant API token created");
+    Ok((tid, token))
+}
+
+fn list_tokens(app: &Arc<App>, id: &str) -> Result<Response<Body>, ApiError> {
+    app.merchant(id)?;
+    let list = app.store.tokens(Some(id)).map_err(ApiError::internal)?;
+    Ok(json(
+        200,
+        &serde_json::json!({"tokens": list.iter().map(|t| serde_json::json!({
+            "id": t.id, "label": t.label, "created_at": t.created_at, "revoked_at": t.revoked_at
+        })).collect::<Vec<_>>()}),
+    ))
+}
+
+fn revoke_token(app: &Arc<App>, id: &str, tid: &str) -> Result<Response<Body>, ApiError> {
+    let tid: i64 = tid
+        .parse()
+        .map_err(|_| ApiError::new(404, "unknown_token", "no such token"))?;
+    if app
+        .store
+        .revoke_token(tid, Some(id))
+        .map_err(ApiError::internal)?
+    {
+        tracing::info!(merchant = id, token_id = tid, "merchant API token revoked");
+        Ok(json(200, &serde_json::json!({"id": tid, "revoked": true})))
+    } else {
+        Err(ApiError::new(404, "unknown_token", "no such live token"))
+    }
+}
+
 fn get_merchant(app: &Arc<App>, id: &str) -> Result<Response<Body>, ApiError> {
     let m = app.merchant(id)?;
     Ok(json(200, &masked_settings(&m, &secret_names(app))))
@@ -452,6 +657,27 @@ async fn notify(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let retry = app.runtime.info.notify_retry.clone();
+    let ip = client_ip(app, remote, &req);
+    if !app.guards.notify_ip.allow(&ip) || !app.guards.notify_merchant.allow(&id.to_owned()) {
+        app.metrics.rate_limited.inc();
+        app.metrics.notify("rate_limited");
+        let mut r = text(429, retry);
+        r.headers_mut()
+            .insert("retry-after", http::HeaderValue::from_static("1"));
+        return r;
+    }
+    // Unknown merchant: refused before the body is read or anything is stored.
+    match app.store.merchant(id) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            app.metrics.notify("unknown_merchant");
+            return text(404, retry);
+        }
+        Err(e) => {
+            tracing::error!(merchant = id, error = %e, "cannot read the merchant");
+            return text(500, retry);
+        }
+    }
     let body = match read_body(req.into_body(), MAX_NOTIFY_BODY).await {
         Ok(b) => b,
         Err(e) => {
@@ -459,14 +685,15 @@ async fn notify(
             return text(e.status, retry);
         }
     };
-    let outcome = app
-        .handle_notify(id, Some(&remote.ip().to_string()), &body)
-        .await;
+    let outcome = app.handle_notify(id, Some(&ip.to_string()), &body).await;
     text(outcome.status, outcome.reply)
 }
 
 async fn alipay_return(app: &Arc<App>, id: &str, req: &Request<Incoming>) -> Response<Body> {
     let query = req.uri().query().unwrap_or("").as_bytes().to_vec();
+    if query.len() > MAX_RETURN_QUERY {
+        return text(414, "the return query is too long\n");
+    }
     match app.handle_return(id, &query).await {
         Ok(location) => redirect(&location),
         Err(e) => html(
@@ -483,15 +710,153 @@ async fn alipay_return(app: &Arc<App>, id: &str, req: &Request<Incoming>) -> Res
     }
 }
 
+/// A connection's socket with an idle deadline: when no request is being handled and nothing
+/// was read or written for `idle`, the next read fails and hyper closes the connection (the
+/// keep-alive idle timeout; a request that is being handled has its own body deadline).
+struct GuardedIo {
+    inner: tokio::net::TcpStream,
+    idle: Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl GuardedIo {
+    fn touch(&mut self) {
+        let at = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(at);
+    }
+}
+
+impl tokio::io::AsyncRead for GuardedIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    self.touch();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                if self.busy.load(std::sync::atomic::Ordering::Acquire) == 0
+                    && self.deadline.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "idle connection closed",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for GuardedIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Counts a request as in flight on its connection while it lives.
+struct Busy(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Busy {
+    fn new(counter: &Arc<std::sync::atomic::AtomicUsize>) -> Busy {
+        counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Busy(counter.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Serves until `shutdown` resolves, then lets in-flight requests finish (up to 30 s).
+///
+/// Each connection has a header deadline (`[limits] header_read_timeout_ms`), a body deadline
+/// (`body_read_timeout_ms`, in [`read_body`]) and an idle deadline between requests
+/// (`keep_alive_idle_ms`); at most `max_connections` are open at once: past that, new
+/// connections wait in the listen backlog until one closes (logged).
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let limits = app.config.limits.clone();
+    BODY_DEADLINE_MS.store(
+        limits.body_read_timeout_ms,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut last_full_log: Option<std::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                app.metrics.connections_refused.inc();
+                if last_full_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached: {} connections open; new connections wait until one closes ([limits] max_connections)",
+                        limits.max_connections
+                    );
+                    last_full_log = Some(std::time::Instant::now());
+                }
+                tokio::select! {
+                    p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                    _ = &mut shutdown => break,
+                }
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, remote) = match accepted {
@@ -503,17 +868,31 @@ pub async fn serve(
                     }
                 };
                 let app = app.clone();
+                let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let idle = Duration::from_millis(limits.keep_alive_idle_ms);
+                let io = GuardedIo {
+                    inner: stream,
+                    idle,
+                    deadline: Box::pin(tokio::time::sleep(idle)),
+                    busy: busy.clone(),
+                };
                 let service = hyper::service::service_fn(move |req| {
                     let app = app.clone();
-                    async move { Ok::<_, Infallible>(handle(app, remote, req).await) }
+                    let guard = Busy::new(&busy);
+                    async move {
+                        let r = handle(app, remote, req).await;
+                        drop(guard);
+                        Ok::<_, Infallible>(r)
+                    }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), service);
+                    .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+                    .serve_connection(TokioIo::new(io), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
+                    drop(permit);
                 });
             }
             _ = &mut shutdown => break,
@@ -524,6 +903,47 @@ pub async fn serve(
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all requests finished"),
         _ = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("gave up waiting for in-flight requests after 30 s"),
+    }
+    Ok(())
+}
+
+/// Serves `GET /metrics` alone, without a token, on `metrics_listen` (an address only the
+/// monitoring system reaches).
+pub async fn serve_metrics(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let app = app.clone();
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let app = app.clone();
+                    async move {
+                        Ok::<_, Infallible>(if req.uri().path() == "/metrics" {
+                            metrics(&app)
+                        } else {
+                            text(404, "only /metrics here\n")
+                        })
+                    }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
     }
     Ok(())
 }

@@ -151,6 +151,9 @@ pub struct Limits {
     /// From the request written to the whole response read.
     pub answer_timeout: Duration,
     pub max_response_bytes: usize,
+    /// Past `max_response_bytes`: false fails the request; true keeps the status and what was
+    /// read, and reads no further (a shop's webhook reply: only its status matters).
+    pub truncate: bool,
 }
 
 /// Answers an allowed request in-process (benchmarks and tests measure the rest of the path
@@ -260,20 +263,25 @@ impl Client {
                 .iter()
                 .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
                 .collect();
-            let body = http_body_util::Limited::new(response.into_body(), limits.max_response_bytes)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        SendError::Failed(format!(
-                            "the answer is larger than {} bytes",
-                            limits.max_response_bytes
-                        ))
-                    } else {
-                        SendError::Failed(format!("reading the answer: {e}"))
-                    }
-                })?
-                .to_bytes();
+            let body = match http_body_util::Limited::new(
+                response.into_body(),
+                limits.max_response_bytes,
+            )
+            .collect()
+            .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() && limits.truncate => {
+                    Bytes::new()
+                }
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Err(SendError::Failed(format!(
+                        "the answer is larger than {} bytes",
+                        limits.max_response_bytes
+                    )))
+                }
+                Err(e) => return Err(SendError::Failed(format!("reading the answer: {e}"))),
+            };
             Ok(Response {
                 status,
                 headers,
@@ -362,6 +370,7 @@ mod tests {
             connect_timeout: Duration::from_secs(2),
             answer_timeout: Duration::from_secs(2),
             max_response_bytes: 1 << 20,
+            truncate: false,
         }
     }
 

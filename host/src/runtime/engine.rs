@@ -79,12 +79,21 @@ pub fn load_component(
     if let Some(dir) = cache_dir {
         let path = cache_file(engine, dir, sha256);
         if path.exists() {
-            // SAFETY: the file was written by `Component::serialize` of an engine with the same
-            // compatibility hash, into a directory only this host writes.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(c) => return Ok((c, CompileSource::Cache)),
+            // The artifact is native code: it is deserialised only when its bytes match the
+            // sha256 written beside it, and from those very bytes (no second read of the file).
+            match verified_cache(&path) {
+                Ok(bytes) => {
+                    // SAFETY: the bytes were written by `Component::serialize` of an engine with
+                    // the same compatibility hash and match their recorded sha256.
+                    match unsafe { Component::deserialize(engine, &bytes) } {
+                        Ok(c) => return Ok((c, CompileSource::Cache)),
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), error = %e, "ignoring an unusable compile cache entry")
+                        }
+                    }
+                }
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "ignoring an unusable compile cache entry")
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring a compile cache entry that fails its integrity check")
                 }
             }
         }
@@ -101,13 +110,49 @@ pub fn load_component(
     ))
 }
 
+/// `<artifact>.sha256`: the hex sha256 of the artifact's bytes.
+fn sum_file(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".sha256");
+    PathBuf::from(p)
+}
+
+/// The artifact's bytes, if they match the sha256 stored beside them.
+fn verified_cache(path: &Path) -> Result<Vec<u8>> {
+    use sha2::{Digest, Sha256};
+    let expected = std::fs::read_to_string(sum_file(path))
+        .map_err(|e| anyhow::anyhow!("no readable {}: {e}", sum_file(path).display()))?;
+    let bytes = std::fs::read(path)?;
+    let actual = hex::encode(Sha256::digest(&bytes));
+    if actual != expected.trim() {
+        anyhow::bail!(
+            "sha256 {actual} differs from the recorded {}",
+            expected.trim()
+        );
+    }
+    Ok(bytes)
+}
+
 fn write_cache(component: &Component, dir: &Path, path: &Path) -> Result<()> {
+    use sha2::{Digest, Sha256};
     std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Only this host's user may write native code it will load.
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
     let bytes = component
         .serialize()
         .map_err(|e| wt(e, "cannot serialise the component"))?;
+    let sum = hex::encode(Sha256::digest(&bytes));
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let tmp_sum = path.with_extension(format!("sumtmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
+    std::fs::write(&tmp_sum, sum)?;
+    // The sum first: a reader that sees the new artifact also sees its sum (a reader that sees
+    // the new sum with the old artifact recompiles, which is safe).
+    std::fs::rename(&tmp_sum, sum_file(path))?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }

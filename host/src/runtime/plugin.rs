@@ -227,6 +227,7 @@ impl PluginRuntime {
             connect_timeout: budget.min(Duration::from_secs(5)),
             answer_timeout: budget,
             max_response_bytes: 1 << 20,
+            truncate: false,
         }
     }
 

@@ -12,10 +12,9 @@ use crate::config::MerchantSettings;
 use anyhow::Result;
 use serde::Serialize;
 
-pub const WAIT_BUYER_PAY: &str = "WAIT_BUYER_PAY";
-pub const TRADE_SUCCESS: &str = "TRADE_SUCCESS";
-pub const TRADE_FINISHED: &str = "TRADE_FINISHED";
-pub const TRADE_CLOSED: &str = "TRADE_CLOSED";
+pub use crate::domain::state::{
+    REFUNDED, TRADE_CLOSED, TRADE_FINISHED, TRADE_SUCCESS, WAIT_BUYER_PAY,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Payment {
@@ -74,12 +73,18 @@ pub struct NotificationEffect<'a> {
     pub paid_at: Option<&'a str>,
     /// Where the shop wants events, if anywhere.
     pub webhook_url: Option<&'a str>,
+    /// `refund_status` of the notification (`REFUND_SUCCESS` for a refund), if any.
+    pub refund_status: Option<&'a str>,
+    /// `gmt_refund` of the notification, if any.
+    pub gmt_refund: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     /// The payment moved from one status to another; a webhook was queued if configured.
     Changed { from: String, to: String },
+    /// The status stays, but an event was recorded (a partial refund); webhooks queued.
+    Recorded { status: String, events: Vec<String> },
     /// Genuine and new, but it does not move the payment (e.g. TRADE_SUCCESS after TRADE_FINISHED).
     NoChange,
     /// This notify_id was applied before: nothing changed.
@@ -93,6 +98,9 @@ impl Applied {
     pub fn outcome(&self) -> (&'static str, Option<String>) {
         match self {
             Applied::Changed { from, to } => ("applied", Some(format!("{from} -> {to}"))),
+            Applied::Recorded { status, events } => {
+                ("applied", Some(format!("{status}: {}", events.join(", "))))
+            }
             Applied::NoChange => ("no_change", None),
             Applied::Duplicate => ("duplicate", None),
             Applied::UnknownOrder => ("unknown_order", None),
@@ -108,6 +116,30 @@ pub struct WebhookJob {
     pub url: String,
     pub body: String,
     pub attempts: u32,
+    /// When it was queued (or last resent from the admin page), ms since the epoch.
+    pub created_ms: i64,
+}
+
+/// A webhook given up on after the retry window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadWebhook {
+    pub id: i64,
+    pub event_id: String,
+    pub merchant_id: String,
+    pub event_type: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub dead_at: String,
+}
+
+/// A per-merchant API token (never its value: only its hash is stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub merchant_id: String,
+    pub label: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
 }
 
 pub enum Inserted {
@@ -175,18 +207,31 @@ pub trait Store: Send + Sync + 'static {
     fn due_webhooks(&self, now_ms: i64, limit: u32) -> Result<Vec<WebhookJob>>;
     fn webhook_delivered(&self, id: i64) -> Result<()>;
     fn webhook_failed(&self, id: i64, next_attempt_ms: i64, error: &str) -> Result<()>;
+    /// Gives up on a webhook (dead letter): it is no longer due, and listed on the admin page.
+    fn webhook_dead(&self, id: i64, error: &str) -> Result<()>;
+    /// Webhooks not delivered and not given up on.
     fn pending_webhooks(&self) -> Result<u64>;
-}
+    fn dead_webhooks(&self, merchant: Option<&str>, limit: u32) -> Result<Vec<DeadWebhook>>;
+    /// Queues a dead-lettered webhook again (a fresh retry window); false if there is none.
+    fn resend_webhook(&self, merchant: &str, id: i64) -> Result<bool>;
 
-/// The next status for a provider's trade_status, or None when it does not move the payment.
-/// Paid orders never go back; a paid order is never closed by a notification.
-pub fn next_status(current: &str, trade_status: &str) -> Option<&'static str> {
-    match (current, trade_status) {
-        (WAIT_BUYER_PAY, "TRADE_SUCCESS") => Some(TRADE_SUCCESS),
-        (WAIT_BUYER_PAY | TRADE_SUCCESS, "TRADE_FINISHED") => Some(TRADE_FINISHED),
-        (WAIT_BUYER_PAY, "TRADE_CLOSED") => Some(TRADE_CLOSED),
-        _ => None,
-    }
+    /// Deletes up to `batch` of the oldest raw notifications received before `before`
+    /// (RFC 3339), with their results; returns how many.
+    fn prune_raw_notifications(&self, before: &str, batch: u32) -> Result<u64>;
+
+    /// Admin sessions: stored by the hash of the cookie's random id.
+    fn create_session(&self, id_hash: &str, csrf: &str, expires_ms: i64) -> Result<()>;
+    /// The session's CSRF token, if the session exists and has not expired.
+    fn session(&self, id_hash: &str, now_ms: i64) -> Result<Option<String>>;
+    fn delete_session(&self, id_hash: &str) -> Result<()>;
+
+    /// Per-merchant API tokens, stored by hash.
+    fn create_token(&self, merchant: &str, token_hash: &str, label: &str) -> Result<i64>;
+    /// The merchant of a live (unrevoked) token.
+    fn token_merchant(&self, token_hash: &str) -> Result<Option<String>>;
+    fn tokens(&self, merchant: Option<&str>) -> Result<Vec<TokenInfo>>;
+    /// Revokes a token (of `merchant` when given); false if there was no such live token.
+    fn revoke_token(&self, id: i64, merchant: Option<&str>) -> Result<bool>;
 }
 
 pub fn now_rfc3339() -> String {
@@ -230,22 +275,6 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn transitions_only_move_forward() {
-        assert_eq!(
-            next_status(WAIT_BUYER_PAY, "TRADE_SUCCESS"),
-            Some(TRADE_SUCCESS)
-        );
-        assert_eq!(
-            next_status(TRADE_SUCCESS, "TRADE_FINISHED"),
-            Some(TRADE_FINISHED)
-        );
-        assert_eq!(next_status(TRADE_FINISHED, "TRADE_SUCCESS"), None);
-        assert_eq!(next_status(TRADE_SUCCESS, "TRADE_CLOSED"), None);
-        assert_eq!(next_status(WAIT_BUYER_PAY, "WAIT_BUYER_PAY"), None);
-        assert_eq!(next_status(TRADE_CLOSED, "TRADE_SUCCESS"), None);
-    }
 
     #[test]
     fn dates() {

@@ -18,7 +18,10 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 
 /// Migrations, in order; the version is the position + 1.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_hardening.sql"),
+];
 
 /// Read connections (WAL lets them read while the writer commits).
 const READERS: usize = 4;
@@ -331,9 +334,11 @@ fn apply_notification(conn: &Connection, e: &NotificationEffect<'_>) -> Result<A
     if claimed == 0 {
         return Ok(Applied::Duplicate);
     }
-    let Some(next) = next_status(&payment.status, e.trade_status) else {
+    let t = crate::domain::state::transition(&payment.status, e.trade_status, e.refund_status);
+    if t.is_none() {
         return Ok(Applied::NoChange);
-    };
+    }
+    let next = t.to.unwrap_or(payment.status.as_str());
     let paid_at = if next == TRADE_CLOSED {
         None
     } else {
@@ -356,40 +361,66 @@ fn apply_notification(conn: &Connection, e: &NotificationEffect<'_>) -> Result<A
         ],
     )?;
     if let Some(url) = e.webhook_url {
-        let kind = match next {
-            TRADE_SUCCESS => "payment.paid",
-            TRADE_FINISHED => "payment.finished",
-            _ => "payment.closed",
-        };
-        let event_id = format!(
-            "evt_{}_{}_{}",
-            e.merchant_id,
-            e.out_trade_no,
-            next.to_ascii_lowercase()
-        );
-        let body = serde_json::json!({
-            "id": event_id,
-            "type": kind,
-            "merchant_id": e.merchant_id,
-            "out_trade_no": e.out_trade_no,
-            "subject": payment.subject,
-            "status": next,
-            "previous_status": payment.status,
-            "total_fee": payment.total_fee(),
-            "seller_email": payment.seller,
-            "trade_no": Some(e.trade_no).filter(|t| !t.is_empty()).or(payment.trade_no.as_deref()),
-            "buyer_email": e.buyer_email.or(payment.buyer_email.as_deref()),
-            "paid_at": paid_at,
-            "created_at": now,
-        })
-        .to_string();
-        conn.prepare_cached("INSERT OR IGNORE INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![event_id, e.merchant_id, url, body, now_ms()],
-        )?;
+        for event in &t.events {
+            let kind = event.name();
+            let event_id = event_id(
+                e.merchant_id,
+                e.out_trade_no,
+                kind,
+                event.repeatable().then_some(e.notify_id),
+            );
+            let body = serde_json::json!({
+                "id": event_id,
+                "type": kind,
+                "merchant_id": e.merchant_id,
+                "out_trade_no": e.out_trade_no,
+                "subject": payment.subject,
+                "status": next,
+                "previous_status": payment.status,
+                "total_fee": payment.total_fee(),
+                "seller_email": payment.seller,
+                "trade_no": Some(e.trade_no).filter(|t| !t.is_empty()).or(payment.trade_no.as_deref()),
+                "buyer_email": e.buyer_email.or(payment.buyer_email.as_deref()),
+                "paid_at": paid_at,
+                "refund_status": e.refund_status,
+                "gmt_refund": e.gmt_refund,
+                "created_at": now,
+            })
+            .to_string();
+            let at = now_ms();
+            // No OR IGNORE: ids are unique by construction, so a conflict is a bug to see (the
+            // notification fails and is retried), never a webhook silently dropped.
+            conn.prepare_cached("INSERT INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms, created_ms, event_type) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)")?
+                .execute(params![event_id, e.merchant_id, url, body, at, kind])
+                .with_context(|| format!("webhook event id conflict for {event_id} ({kind} of {}/{})", e.merchant_id, e.out_trade_no))?;
+        }
     }
-    Ok(Applied::Changed {
-        from: payment.status,
-        to: next.to_owned(),
+    Ok(match t.to {
+        Some(to) => Applied::Changed {
+            from: payment.status,
+            to: to.to_owned(),
+        },
+        None => Applied::Recorded {
+            status: payment.status,
+            events: t.events.iter().map(|e| e.name().to_owned()).collect(),
+        },
     })
+}
+
+/// `evt_` and the hex SHA-256 over the length-prefixed merchant id, order number, event type and
+/// (for events that may repeat, such as partial refunds) the notify_id: unique by construction,
+/// whatever characters the parts contain.
+pub fn event_id(merchant: &str, out_trade_no: &str, kind: &str, notify_id: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [Some(merchant), Some(out_trade_no), Some(kind), notify_id]
+        .into_iter()
+        .flatten()
+    {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    format!("evt_{}", hex::encode(h.finalize()))
 }
 
 /// A NotificationEffect that owns its strings, to travel to the writer thread.
@@ -402,6 +433,8 @@ struct OwnedEffect {
     buyer_email: Option<String>,
     paid_at: Option<String>,
     webhook_url: Option<String>,
+    refund_status: Option<String>,
+    gmt_refund: Option<String>,
 }
 
 impl OwnedEffect {
@@ -415,6 +448,8 @@ impl OwnedEffect {
             buyer_email: e.buyer_email.map(str::to_owned),
             paid_at: e.paid_at.map(str::to_owned),
             webhook_url: e.webhook_url.map(str::to_owned),
+            refund_status: e.refund_status.map(str::to_owned),
+            gmt_refund: e.gmt_refund.map(str::to_owned),
         }
     }
 
@@ -428,6 +463,8 @@ impl OwnedEffect {
             buyer_email: self.buyer_email.as_deref(),
             paid_at: self.paid_at.as_deref(),
             webhook_url: self.webhook_url.as_deref(),
+            refund_status: self.refund_status.as_deref(),
+            gmt_refund: self.gmt_refund.as_deref(),
         }
     }
 }
@@ -610,8 +647,8 @@ impl Store for SqliteStore {
     fn due_webhooks(&self, now_ms: i64, limit: u32) -> Result<Vec<WebhookJob>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, event_id, merchant_id, url, body, attempts FROM webhook_outbox
-             WHERE delivered_at IS NULL AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT ?2",
+            "SELECT id, event_id, merchant_id, url, body, attempts, COALESCE(created_ms, next_attempt_ms) FROM webhook_outbox
+             WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT ?2",
         )?;
         let rows = stmt
             .query_map(params![now_ms, limit], |r| {
@@ -622,6 +659,7 @@ impl Store for SqliteStore {
                     url: r.get(3)?,
                     body: r.get(4)?,
                     attempts: r.get::<_, i64>(5)? as u32,
+                    created_ms: r.get(6)?,
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -645,12 +683,165 @@ impl Store for SqliteStore {
         })
     }
 
+    fn webhook_dead(&self, id: i64, error: &str) -> Result<()> {
+        let error = error.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE webhook_outbox SET attempts = attempts + 1, dead_at = ?2, last_error = ?3 WHERE id = ?1")?
+                .execute(params![id, now_rfc3339(), error])?;
+            Ok(())
+        })
+    }
+
     fn pending_webhooks(&self) -> Result<u64> {
         let n: i64 = self
             .conn()
-            .prepare_cached("SELECT COUNT(*) FROM webhook_outbox WHERE delivered_at IS NULL")?
+            .prepare_cached("SELECT COUNT(*) FROM webhook_outbox WHERE delivered_at IS NULL AND dead_at IS NULL")?
             .query_row([], |r| r.get(0))?;
         Ok(n as u64)
+    }
+
+    fn dead_webhooks(&self, merchant: Option<&str>, limit: u32) -> Result<Vec<DeadWebhook>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, event_id, merchant_id, COALESCE(event_type, ''), attempts, last_error, dead_at FROM webhook_outbox
+             WHERE dead_at IS NOT NULL AND delivered_at IS NULL AND (?1 IS NULL OR merchant_id = ?1) ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![merchant, limit], |r| {
+                Ok(DeadWebhook {
+                    id: r.get(0)?,
+                    event_id: r.get(1)?,
+                    merchant_id: r.get(2)?,
+                    event_type: r.get(3)?,
+                    attempts: r.get::<_, i64>(4)? as u32,
+                    last_error: r.get(5)?,
+                    dead_at: r.get(6)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn resend_webhook(&self, merchant: &str, id: i64) -> Result<bool> {
+        let merchant = merchant.to_owned();
+        self.write(move |conn| {
+            let at = now_ms();
+            let n = conn
+                .prepare_cached("UPDATE webhook_outbox SET dead_at = NULL, attempts = 0, next_attempt_ms = ?3, created_ms = ?3
+                     WHERE id = ?1 AND merchant_id = ?2 AND dead_at IS NOT NULL AND delivered_at IS NULL")?
+                .execute(params![id, merchant, at])?;
+            Ok(n > 0)
+        })
+    }
+
+    fn prune_raw_notifications(&self, before: &str, batch: u32) -> Result<u64> {
+        let before = before.to_owned();
+        self.write(move |conn| {
+            // The oldest rows first (ids grow with time): the batch costs the same however large
+            // the table is.
+            let ids: Vec<i64> = conn
+                .prepare_cached(
+                    "SELECT id, received_at FROM raw_notifications ORDER BY id LIMIT ?1",
+                )?
+                .query_map(params![batch], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+                .into_iter()
+                .take_while(|(_, at)| at.as_str() < before.as_str())
+                .map(|(id, _)| id)
+                .collect();
+            let Some(last) = ids.last().copied() else {
+                return Ok(0);
+            };
+            let first = ids[0];
+            conn.prepare_cached("DELETE FROM notification_results WHERE raw_id BETWEEN ?1 AND ?2")?
+                .execute(params![first, last])?;
+            let n = conn
+                .prepare_cached("DELETE FROM raw_notifications WHERE id BETWEEN ?1 AND ?2")?
+                .execute(params![first, last])?;
+            Ok(n as u64)
+        })
+    }
+
+    fn create_session(&self, id_hash: &str, csrf: &str, expires_ms: i64) -> Result<()> {
+        let (id_hash, csrf) = (id_hash.to_owned(), csrf.to_owned());
+        self.write(move |conn| {
+            let now = now_ms();
+            // Expired sessions go when a new one is made.
+            conn.prepare_cached("DELETE FROM admin_sessions WHERE expires_ms <= ?1")?
+                .execute(params![now])?;
+            conn.prepare_cached("INSERT INTO admin_sessions (id_hash, csrf, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![id_hash, csrf, now, expires_ms])?;
+            Ok(())
+        })
+    }
+
+    fn session(&self, id_hash: &str, now_ms: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT csrf FROM admin_sessions WHERE id_hash = ?1 AND expires_ms > ?2",
+            )?
+            .query_row(params![id_hash, now_ms], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn delete_session(&self, id_hash: &str) -> Result<()> {
+        let id_hash = id_hash.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM admin_sessions WHERE id_hash = ?1")?
+                .execute(params![id_hash])?;
+            Ok(())
+        })
+    }
+
+    fn create_token(&self, merchant: &str, token_hash: &str, label: &str) -> Result<i64> {
+        let args = [merchant, token_hash, label].map(str::to_owned);
+        self.write(move |conn| {
+            conn.prepare_cached("INSERT INTO api_tokens (merchant_id, token_sha256, label, created_at) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![args[0], args[1], args[2], now_rfc3339()])?;
+            Ok(conn.last_insert_rowid())
+        })
+    }
+
+    fn token_merchant(&self, token_hash: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .prepare_cached(
+                "SELECT merchant_id FROM api_tokens WHERE token_sha256 = ?1 AND revoked_at IS NULL",
+            )?
+            .query_row(params![token_hash], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn tokens(&self, merchant: Option<&str>) -> Result<Vec<TokenInfo>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, merchant_id, label, created_at, revoked_at FROM api_tokens WHERE (?1 IS NULL OR merchant_id = ?1) ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map(params![merchant], |r| {
+                Ok(TokenInfo {
+                    id: r.get(0)?,
+                    merchant_id: r.get(1)?,
+                    label: r.get(2)?,
+                    created_at: r.get(3)?,
+                    revoked_at: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn revoke_token(&self, id: i64, merchant: Option<&str>) -> Result<bool> {
+        let merchant = merchant.map(str::to_owned);
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached("UPDATE api_tokens SET revoked_at = ?3 WHERE id = ?1 AND (?2 IS NULL OR merchant_id = ?2) AND revoked_at IS NULL")?
+                .execute(params![id, merchant, now_rfc3339()])?;
+            Ok(n > 0)
+        })
     }
 }
 
@@ -688,6 +879,8 @@ mod tests {
             buyer_email: Some("b@example.com"),
             paid_at: Some("2014-01-01 12:00:10"),
             webhook_url: Some("https://shop/hook"),
+            refund_status: None,
+            gmt_refund: None,
         }
     }
 
@@ -821,6 +1014,156 @@ mod tests {
         assert_eq!(s.recent_payments(Some("m1"), 1000).unwrap().len(), 640);
         assert_eq!(s.raw_notification_count().unwrap(), 640);
         assert_eq!(s.recent_notifications(Some("m1"), 1000).unwrap().len(), 640);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    fn open_temp(name: &str) -> (SqliteStore, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("payhost-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        (SqliteStore::open(&path).unwrap(), path)
+    }
+
+    #[test]
+    fn event_ids_are_unambiguous_and_colliding_ids_never_drop_a_webhook() {
+        // merchant "a" / order "b_c" and merchant "a_b" / order "c" used to share an id.
+        assert_ne!(
+            event_id("a", "b_c", "payment.paid", None),
+            event_id("a_b", "c", "payment.paid", None)
+        );
+        assert_ne!(
+            event_id("m", "o", "payment.partially_refunded", Some("n1")),
+            event_id("m", "o", "payment.partially_refunded", Some("n2"))
+        );
+        let (s, path) = open_temp("collide");
+        for (m, o) in [("a", "b_c"), ("a_b", "c")] {
+            let mut p = payment(o);
+            p.merchant_id = m.into();
+            s.insert_payment(&p).unwrap();
+            let mut e = effect("n", "TRADE_SUCCESS");
+            e.merchant_id = m;
+            e.out_trade_no = o;
+            let r = record();
+            assert!(matches!(
+                s.apply_notification(&e, &raw(), &r).unwrap(),
+                Applied::Changed { .. }
+            ));
+        }
+        let jobs = s.due_webhooks(now_ms() + 1, 10).unwrap();
+        assert_eq!(jobs.len(), 2, "both shops get their webhook");
+        drop(s);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn refunds_move_a_paid_payment_to_refunded_with_webhooks() {
+        let (s, path) = open_temp("refund");
+        s.insert_payment(&payment("o1")).unwrap();
+        let r = record();
+        s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &r)
+            .unwrap();
+        let mut partial = effect("n2", "TRADE_SUCCESS");
+        partial.refund_status = Some("REFUND_SUCCESS");
+        assert!(matches!(
+            s.apply_notification(&partial, &raw(), &r).unwrap(),
+            Applied::Recorded { .. }
+        ));
+        assert_eq!(
+            s.payment("m1", "o1").unwrap().unwrap().status,
+            TRADE_SUCCESS
+        );
+        let mut full = effect("n3", "TRADE_CLOSED");
+        full.refund_status = Some("REFUND_SUCCESS");
+        assert_eq!(
+            s.apply_notification(&full, &raw(), &r).unwrap(),
+            Applied::Changed {
+                from: TRADE_SUCCESS.into(),
+                to: REFUNDED.into()
+            }
+        );
+        assert_eq!(
+            s.apply_notification(&effect("n4", "TRADE_FINISHED"), &raw(), &r)
+                .unwrap(),
+            Applied::NoChange,
+            "TRADE_FINISHED after a refund undoes nothing"
+        );
+        let p = s.payment("m1", "o1").unwrap().unwrap();
+        assert_eq!(p.status, REFUNDED);
+        assert!(p.paid_at.is_some(), "refunded, never unpaid");
+        let types: Vec<String> = s
+            .due_webhooks(now_ms() + 1, 10)
+            .unwrap()
+            .iter()
+            .map(|j| {
+                serde_json::from_str::<serde_json::Value>(&j.body).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "payment.paid",
+                "payment.partially_refunded",
+                "payment.refunded"
+            ]
+        );
+        drop(s);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn dead_letters_sessions_tokens_and_pruning() {
+        let (s, path) = open_temp("hardening");
+        s.insert_payment(&payment("o1")).unwrap();
+        let r = record();
+        s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &r)
+            .unwrap();
+        let job = s.due_webhooks(now_ms() + 1, 10).unwrap().remove(0);
+        s.webhook_dead(job.id, "HTTP 500").unwrap();
+        assert_eq!(s.pending_webhooks().unwrap(), 0);
+        assert!(s.due_webhooks(now_ms() + 1, 10).unwrap().is_empty());
+        let dead = s.dead_webhooks(Some("m1"), 10).unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].event_type, "payment.paid");
+        assert!(!s.resend_webhook("other", job.id).unwrap());
+        assert!(s.resend_webhook("m1", job.id).unwrap());
+        assert_eq!(s.due_webhooks(now_ms() + 1, 10).unwrap().len(), 1);
+
+        s.create_session("h1", "csrf1", now_ms() + 60_000).unwrap();
+        s.create_session("h2", "csrf2", now_ms() - 1).unwrap();
+        assert_eq!(s.session("h1", now_ms()).unwrap().as_deref(), Some("csrf1"));
+        assert_eq!(s.session("h2", now_ms()).unwrap(), None, "expired");
+        s.delete_session("h1").unwrap();
+        assert_eq!(s.session("h1", now_ms()).unwrap(), None, "revoked");
+
+        let id = s.create_token("m1", "hash1", "ecshop").unwrap();
+        assert_eq!(s.token_merchant("hash1").unwrap().as_deref(), Some("m1"));
+        assert!(!s.revoke_token(id, Some("m2")).unwrap());
+        assert!(s.revoke_token(id, Some("m1")).unwrap());
+        assert_eq!(s.token_merchant("hash1").unwrap(), None);
+
+        for _ in 0..3 {
+            s.record_notification(&raw(), &record()).unwrap();
+        }
+        assert_eq!(s.raw_notification_count().unwrap(), 4);
+        assert_eq!(
+            s.prune_raw_notifications("1970-01-02T00:00:00Z", 10)
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            s.prune_raw_notifications("9999-01-01T00:00:00Z", 2)
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            s.prune_raw_notifications("9999-01-01T00:00:00Z", 10)
+                .unwrap(),
+            2
+        );
+        assert_eq!(s.raw_notification_count().unwrap(), 0);
+        drop(s);
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -1,0 +1,231 @@
+//! Credentials and abuse limits: the admin password (argon2), admin sessions and their CSRF
+//! tokens (random, stored hashed in the database), per-merchant API tokens (random, stored as
+//! SHA-256), login throttling per IP, and token-bucket rate limits per IP and per merchant.
+
+use anyhow::{anyhow, Result};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The argon2id PHC string of a password (`$argon2id$v=19$m=19456,t=2,p=1$…`).
+pub fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+        .map_err(|e| anyhow!("cannot make a salt: {e}"))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow!("cannot hash the password: {e}"))
+}
+
+/// Whether `hash` is a PHC string argon2 can check.
+pub fn check_password_hash(hash: &str) -> Result<()> {
+    let parsed = PasswordHash::new(hash).map_err(|e| anyhow!("{e}"))?;
+    if !parsed.algorithm.as_str().starts_with("argon2") {
+        return Err(anyhow!("the algorithm is {}, not argon2", parsed.algorithm));
+    }
+    Ok(())
+}
+
+/// Checks a password against its PHC hash (argon2's comparison is constant-time).
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// 32 random bytes, hex.
+pub fn random_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// A new per-merchant API token: `phm_` and 64 hex digits.
+pub fn new_merchant_token() -> String {
+    format!("phm_{}", random_token())
+}
+
+/// How tokens and session ids are stored: hex SHA-256 (they are random 32-byte values, so a
+/// slow hash adds nothing).
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Token buckets by key: `rate` requests a second, a burst of one second's worth. A rate of 0
+/// turns the limit off.
+pub struct RateLimiter<K> {
+    rate: f64,
+    buckets: Mutex<HashMap<K, (f64, Instant)>>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
+    pub fn new(rate_per_s: u32) -> Self {
+        RateLimiter {
+            rate: rate_per_s as f64,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `key`; false when the bucket is empty (answer 429).
+    pub fn allow(&self, key: &K) -> bool {
+        if self.rate <= 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 100_000 {
+            // Forget the buckets that have refilled: they hold no information.
+            let rate = self.rate;
+            map.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < rate
+            });
+        }
+        let (tokens, at) = map.entry(key.clone()).or_insert((self.rate, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.rate);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Failed admin logins per IP in the last minute.
+pub struct LoginThrottle {
+    max_failures: u32,
+    window: Duration,
+    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+}
+
+impl LoginThrottle {
+    pub fn new(max_failures_per_minute: u32) -> Self {
+        LoginThrottle {
+            max_failures: max_failures_per_minute.max(1),
+            window: Duration::from_secs(60),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Some(seconds)` to wait when this IP has failed too often in the last minute.
+    pub fn blocked(&self, ip: IpAddr) -> Option<u64> {
+        let now = Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let list = map.get_mut(&ip)?;
+        while list
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            list.pop_front();
+        }
+        if list.len() as u32 >= self.max_failures {
+            let oldest = *list.front().expect("not empty");
+            let wait = self.window.saturating_sub(now.duration_since(oldest));
+            Some(wait.as_secs().max(1))
+        } else {
+            None
+        }
+    }
+
+    pub fn failed(&self, ip: IpAddr) {
+        let now = Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 100_000 {
+            let window = self.window;
+            map.retain(|_, l| l.back().is_some_and(|t| now.duration_since(*t) < window));
+        }
+        let list = map.entry(ip).or_default();
+        list.push_back(now);
+        while list.len() > self.max_failures as usize * 2 {
+            list.pop_front();
+        }
+    }
+
+    pub fn succeeded(&self, ip: IpAddr) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ip);
+    }
+}
+
+/// The abuse limits of one running host.
+pub struct Guards {
+    pub notify_ip: RateLimiter<IpAddr>,
+    pub notify_merchant: RateLimiter<String>,
+    pub return_ip: RateLimiter<IpAddr>,
+    pub admin_ip: RateLimiter<IpAddr>,
+    pub api_ip: RateLimiter<IpAddr>,
+    pub logins: LoginThrottle,
+}
+
+impl Guards {
+    pub fn new(config: &crate::config::Config) -> Self {
+        let l = &config.limits;
+        Guards {
+            notify_ip: RateLimiter::new(l.notify_per_ip_per_s),
+            notify_merchant: RateLimiter::new(l.notify_per_merchant_per_s),
+            return_ip: RateLimiter::new(l.return_per_ip_per_s),
+            admin_ip: RateLimiter::new(l.admin_per_ip_per_s),
+            api_ip: RateLimiter::new(l.api_per_ip_per_s),
+            logins: LoginThrottle::new(config.admin.login_failures_per_minute),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_hash_round_trip() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        check_password_hash(&h).unwrap();
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong horse", &h));
+        assert!(check_password_hash("plain").is_err());
+        assert!(!verify_password("x", "plain"));
+    }
+
+    #[test]
+    fn bucket_allows_a_burst_then_refuses() {
+        let r = RateLimiter::new(5);
+        let k = "a".to_owned();
+        assert!((0..5).all(|_| r.allow(&k)));
+        assert!(!r.allow(&k));
+        assert!(r.allow(&"b".to_owned()), "buckets are per key");
+        let off = RateLimiter::new(0);
+        assert!((0..1000).all(|_| off.allow(&k)));
+    }
+
+    #[test]
+    fn logins_are_throttled_after_failures() {
+        let t = LoginThrottle::new(3);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..3 {
+            assert!(t.blocked(ip).is_none());
+            t.failed(ip);
+        }
+        let wait = t.blocked(ip).unwrap();
+        assert!((1..=60).contains(&wait));
+        assert!(t.blocked("10.0.0.2".parse().unwrap()).is_none());
+        t.succeeded(ip);
+        assert!(t.blocked(ip).is_none());
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let a = new_merchant_token();
+        assert!(a.starts_with("phm_") && a.len() == 68);
+        assert_ne!(a, new_merchant_token());
+        assert_eq!(token_hash(&a).len(), 64);
+    }
+}

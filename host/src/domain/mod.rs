@@ -1,0 +1,3 @@
+//! Pure domain logic, without I/O.
+
+pub mod state;

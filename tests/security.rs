@@ -1,0 +1,764 @@
+//! The hardening issue's findings, each reproduced over real sockets against the real `payhost`
+//! binary, with the fix asserted: unauthenticated disk filling, oversized and too-frequent
+//! notifies, stalled bodies, colliding webhook ids, invisible refunds, admin sessions (logout,
+//! CSRF, throttling), per-merchant tokens, /metrics, return_url origins, dead-lettered webhooks and
+//! the compile cache's integrity check. See docs/SECURITY.md.
+
+use conformance::alipay::{self, AlipayStub, Trade, MD5_KEY};
+use conformance::host::{
+    admin_login, config_head, free_port, get, post_form, request, send_json, temp_dir, Payhost,
+    ADMIN_PASSWORD,
+};
+use conformance::stub::{Seen, StubServer};
+use serde_json::json;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "security-api-token-0123456789";
+const PARTNER: &str = "2088101122136241";
+const SELLER: &str = "seller@example.com";
+const HOOK_SECRET: &str = "shop-webhook-secret-0123";
+
+struct World {
+    host: Payhost,
+    alipay: AlipayStub,
+    shop: StubServer,
+}
+
+/// A host with merchants `shop`, `a` and `a_b` (all webhooking to the stub shop), plus `extra`
+/// top-level lines and `tables`.
+async fn world(name: &str, top: &str, tables: &str) -> World {
+    let alipay = AlipayStub::start().await;
+    let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
+    let dir = temp_dir(name);
+    let port = free_port();
+    let mut config = config_head(port, TOKEN, "");
+    // Top-level keys go before the first table.
+    config = config.replacen("\n[plugin]", &format!("\n{top}\n[plugin]"), 1);
+    for (id, hook) in [("shop", "/hook"), ("a", "/hook-a"), ("a_b", "/hook-a_b")] {
+        config.push_str(&format!(
+            r#"
+[merchants.{id}]
+partner = "{PARTNER}"
+key = "{MD5_KEY}"
+seller_email = "{SELLER}"
+gateway_url = "{gw}"
+notify_verify_url = "{verify}"
+paychannel_url = "{verify}"
+shop_webhook_url = "{hook}"
+shop_webhook_secret = "{HOOK_SECRET}"
+"#,
+            gw = alipay.gateway_url(),
+            verify = alipay.verify_url(),
+            hook = shop.url(hook),
+        ));
+    }
+    config.push_str(tables);
+    let host = Payhost::start(&dir, &config);
+    World { host, alipay, shop }
+}
+
+fn trade<'a>(no: &'a str, notify_id: &'a str, status: &'a str) -> Trade<'a> {
+    Trade {
+        out_trade_no: no,
+        total_fee: "1.00",
+        notify_id,
+        seller_email: SELLER,
+        seller_id: PARTNER,
+        trade_status: status,
+    }
+}
+
+async fn create(w: &World, merchant: &str, no: &str) {
+    let r = send_json(
+        "POST",
+        &w.host.url(&format!("/v1/merchants/{merchant}/payments")),
+        Some(TOKEN),
+        &json!({"out_trade_no": no, "subject": "s", "total_fee": "1.00", "return_url": "https://shop.example/r"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+async fn notify(w: &World, merchant: &str, body: &str) -> conformance::host::Reply {
+    post_form(&w.host.url(&format!("/alipay/{merchant}/notify")), body).await
+}
+
+async fn status(w: &World, merchant: &str, no: &str) -> String {
+    get(
+        &w.host
+            .url(&format!("/v1/merchants/{merchant}/payments/{no}")),
+        Some(TOKEN),
+    )
+    .await
+    .json()["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn events(w: &World, path: &str) -> Vec<serde_json::Value> {
+    w.shop
+        .requests()
+        .into_iter()
+        .filter(|s| s.path == path)
+        .map(|s| serde_json::from_slice(&s.body).unwrap())
+        .collect()
+}
+
+fn db_bytes(w: &World) -> u64 {
+    ["payhost.db", "payhost.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(w.host.dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn raw_count(w: &World) -> i64 {
+    let db = rusqlite::Connection::open(w.host.dir.join("payhost.db")).unwrap();
+    db.query_row("SELECT COUNT(*) FROM raw_notifications", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Finding 2: notifies for unknown merchants are refused before anything is stored; a body
+/// over 32 KiB is a 413 and is not stored either.
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_merchants_and_oversized_bodies_store_nothing() {
+    let w = world("sec-disk", "", "").await;
+    let before = db_bytes(&w);
+    let body = "x".repeat(30 * 1024);
+    for i in 0..100 {
+        let r = notify(&w, &format!("no-such-merchant-{i}"), &body).await;
+        assert_eq!(r.status, 404);
+    }
+    let grown = db_bytes(&w).saturating_sub(before);
+    assert!(
+        grown < 64 * 1024,
+        "100 unknown-merchant notifies grew the database by {grown} bytes"
+    );
+    assert_eq!(raw_count(&w), 0);
+    let r = notify(&w, "shop", &"x".repeat(33 * 1024)).await;
+    assert_eq!(r.status, 413);
+    assert_eq!(raw_count(&w), 0, "an oversized body is not stored");
+}
+
+/// Finding 2: per-IP rate limit (configured low here) answers 429 with Retry-After.
+#[tokio::test(flavor = "multi_thread")]
+async fn notify_rate_limit_answers_429() {
+    let w = world("sec-rate", "", "\n[limits]\nnotify_per_ip_per_s = 5\n").await;
+    let mut limited = 0;
+    for _ in 0..30 {
+        let r = notify(&w, "shop", "garbage=1").await;
+        if r.status == 429 {
+            limited += 1;
+            assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+        }
+    }
+    assert!(limited >= 20, "only {limited} of 30 were limited");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_ne!(
+        notify(&w, "shop", "garbage=1").await.status,
+        429,
+        "refilled"
+    );
+}
+
+/// Finding 3: connections whose body never arrives are closed at the body deadline, the
+/// connection cap is logged when reached, and /healthz keeps answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_bodies_are_closed_and_healthz_answers() {
+    let w = world(
+        "sec-slow",
+        "",
+        "\n[limits]\nbody_read_timeout_ms = 500\nkeep_alive_idle_ms = 1000\nheader_read_timeout_ms = 1000\nmax_connections = 40\n",
+    )
+    .await;
+    let started = Instant::now();
+    let mut stalled = Vec::new();
+    for _ in 0..50 {
+        let mut s = std::net::TcpStream::connect(w.host.addr).unwrap();
+        s.write_all(b"POST /alipay/shop/notify HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10000\r\n\r\nnotify")
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stalled.push(s);
+    }
+    // An idle connection that sends nothing at all.
+    let mut idle = std::net::TcpStream::connect(w.host.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let h = tokio::time::timeout(Duration::from_secs(5), get(&w.host.url("/healthz"), None))
+        .await
+        .expect("/healthz answers while 50 bodies stall");
+    assert_eq!(h.status, 200);
+    let answered = started.elapsed();
+    let stalled = tokio::task::spawn_blocking(move || {
+        for mut s in stalled {
+            let mut buf = Vec::new();
+            // The host answers 408 and closes: read_to_end ends (no timeout error).
+            s.read_to_end(&mut buf)
+                .expect("closed by the host, not by our timeout");
+            let text = String::from_utf8_lossy(&buf);
+            assert!(
+                text.is_empty() || text.starts_with("HTTP/1.1 408"),
+                "{text}"
+            );
+        }
+        let mut buf = Vec::new();
+        idle.read_to_end(&mut buf)
+            .expect("the idle connection is closed");
+    });
+    stalled.await.unwrap();
+    eprintln!(
+        "healthz answered after {answered:?}; every stalled connection closed after {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(w.host.log_text().contains("connection limit reached"));
+    assert_eq!(get(&w.host.url("/healthz"), None).await.status, 200);
+}
+
+/// Finding 4: merchant `a` / order `b_c` and merchant `a_b` / order `c` both get their webhook,
+/// with different event ids.
+#[tokio::test(flavor = "multi_thread")]
+async fn colliding_ids_both_shops_get_their_webhook() {
+    let w = world("sec-collide", "", "").await;
+    for (m, no, nid) in [("a", "b_c", "n-a"), ("a_b", "c", "n-ab")] {
+        create(&w, m, no).await;
+        w.alipay.issue(nid);
+        let r = notify(
+            &w,
+            m,
+            &alipay::md5_notify_body(&trade(no, nid, "TRADE_SUCCESS"), MD5_KEY),
+        )
+        .await;
+        assert_eq!(r.text(), "success");
+    }
+    wait_for(
+        || events(&w, "/hook-a").len() == 1 && events(&w, "/hook-a_b").len() == 1,
+        "both shops' webhooks",
+    )
+    .await;
+    let (a, ab) = (&events(&w, "/hook-a")[0], &events(&w, "/hook-a_b")[0]);
+    assert_eq!(a["type"], "payment.paid");
+    assert_eq!(ab["type"], "payment.paid");
+    assert_eq!(
+        (a["out_trade_no"].as_str(), ab["out_trade_no"].as_str()),
+        (Some("b_c"), Some("c"))
+    );
+    assert_ne!(a["id"], ab["id"]);
+    assert!(a["id"].as_str().unwrap().starts_with("evt_"));
+}
+
+/// Finding 5: a partial refund and a full refund after payment reach the shop; the payment ends
+/// REFUNDED (never unpaid) and a later TRADE_FINISHED changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn refunds_reach_the_shop() {
+    let w = world("sec-refund", "", "").await;
+    create(&w, "shop", "R1").await;
+    let send = |nid: &'static str, st: &'static str, refund: bool| {
+        w.alipay.issue(nid);
+        let extra: &[(&str, &str)] = if refund {
+            &[
+                ("refund_status", "REFUND_SUCCESS"),
+                ("gmt_refund", "2014-01-02 10:00:00"),
+            ]
+        } else {
+            &[]
+        };
+        alipay::md5_notify_body_extra(&trade("R1", nid, st), MD5_KEY, extra)
+    };
+    let paid = send("n-R1-paid", "TRADE_SUCCESS", false);
+    assert_eq!(notify(&w, "shop", &paid).await.text(), "success");
+    let partial = send("n-R1-partial", "TRADE_SUCCESS", true);
+    assert_eq!(notify(&w, "shop", &partial).await.text(), "success");
+    assert_eq!(status(&w, "shop", "R1").await, "TRADE_SUCCESS");
+    let full = send("n-R1-full", "TRADE_CLOSED", true);
+    assert_eq!(notify(&w, "shop", &full).await.text(), "success");
+    assert_eq!(status(&w, "shop", "R1").await, "REFUNDED");
+    // Duplicates change nothing; TRADE_FINISHED after the refund undoes nothing.
+    assert_eq!(notify(&w, "shop", &full).await.text(), "success");
+    let finished = send("n-R1-finished", "TRADE_FINISHED", false);
+    assert_eq!(notify(&w, "shop", &finished).await.text(), "success");
+    assert_eq!(status(&w, "shop", "R1").await, "REFUNDED");
+    wait_for(|| events(&w, "/hook").len() >= 3, "three webhooks").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Due events are delivered concurrently: compare them as a set, one of each.
+    let mut types: Vec<String> = events(&w, "/hook")
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "payment.paid",
+            "payment.partially_refunded",
+            "payment.refunded"
+        ]
+    );
+    let refunded = events(&w, "/hook")
+        .into_iter()
+        .find(|e| e["type"] == "payment.refunded")
+        .unwrap();
+    assert_eq!(refunded["status"], "REFUNDED");
+    assert_eq!(refunded["previous_status"], "TRADE_SUCCESS");
+    assert_eq!(refunded["refund_status"], "REFUND_SUCCESS");
+}
+
+/// Finding 6: sessions are revoked at logout, posts need the CSRF token and a same-site
+/// Origin, failed logins are throttled, the cookie is HttpOnly/SameSite=Strict (Secure only
+/// behind a trusted https proxy).
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_sessions_csrf_and_throttling() {
+    let w = world("sec-admin", "", "").await;
+    let base = w.host.url("");
+    let login = post_form(
+        &w.host.url("/admin/login"),
+        &format!("password={ADMIN_PASSWORD}"),
+    )
+    .await;
+    let set = login.header("set-cookie").unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    assert!(
+        !set.contains("Secure"),
+        "plain http, no trusted proxy: {set}"
+    );
+    // Without trust_proxy, X-Forwarded-Proto is not believed.
+    let spoofed = request(
+        "POST",
+        &w.host.url("/admin/login"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("x-forwarded-proto", "https"),
+        ],
+        format!("password={ADMIN_PASSWORD}").into_bytes(),
+    )
+    .await;
+    assert!(!spoofed.header("set-cookie").unwrap().contains("Secure"));
+
+    let (cookie, csrf) = admin_login(&base, ADMIN_PASSWORD).await;
+    let post = |body: String, origin: Option<&'static str>| {
+        let cookie = cookie.clone();
+        let url = w.host.url("/admin/merchants");
+        async move {
+            let mut headers = vec![
+                ("cookie", cookie.as_str()),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ];
+            if let Some(o) = origin {
+                headers.push(("origin", o));
+            }
+            request("POST", &url, &headers, body.into_bytes()).await
+        }
+    };
+    assert_eq!(
+        post("id=new1".into(), None).await.status,
+        403,
+        "no CSRF token"
+    );
+    assert_eq!(
+        post(format!("csrf={csrf}x&id=new1"), None).await.status,
+        403,
+        "wrong CSRF token"
+    );
+    assert_eq!(
+        post(format!("csrf={csrf}&id=new1"), Some("null"))
+            .await
+            .status,
+        403,
+        "Origin: null"
+    );
+    assert_eq!(
+        post(format!("csrf={csrf}&id=new1"), Some("https://evil.example"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(post(format!("csrf={csrf}&id=new1"), None).await.status, 302);
+
+    // Logout revokes the session server-side: the copied cookie is worthless afterwards.
+    let out = request(
+        "POST",
+        &w.host.url("/admin/logout"),
+        &[
+            ("cookie", &cookie),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={csrf}").into_bytes(),
+    )
+    .await;
+    assert_eq!(out.status, 302);
+    let after = request(
+        "GET",
+        &w.host.url("/admin"),
+        &[("cookie", &cookie)],
+        Vec::new(),
+    )
+    .await;
+    assert!(
+        after.text().contains("name=\"password\""),
+        "back to the login page"
+    );
+    assert_eq!(post(format!("csrf={csrf}&id=new2"), None).await.status, 401);
+
+    // Throttling: 5 failures a minute, then 429 with Retry-After, even for the right password.
+    for _ in 0..5 {
+        assert_eq!(
+            post_form(&w.host.url("/admin/login"), "password=wrong")
+                .await
+                .status,
+            401
+        );
+    }
+    let throttled = post_form(
+        &w.host.url("/admin/login"),
+        &format!("password={ADMIN_PASSWORD}"),
+    )
+    .await;
+    assert_eq!(throttled.status, 429);
+    let wait: u64 = throttled.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait));
+}
+
+/// Behind a proxy the operator trusts, `X-Forwarded-Proto: https` makes the cookie Secure.
+#[tokio::test(flavor = "multi_thread")]
+async fn secure_cookie_behind_a_trusted_proxy() {
+    let w = world("sec-proxy", "trust_proxy = true", "").await;
+    let r = request(
+        "POST",
+        &w.host.url("/admin/login"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("x-forwarded-proto", "https"),
+        ],
+        format!("password={ADMIN_PASSWORD}").into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 302);
+    assert!(r.header("set-cookie").unwrap().contains("; Secure"));
+}
+
+/// Per-merchant tokens reach their own merchant only; the CLI makes them too; revoked tokens
+/// stop working. /metrics needs the operator token.
+#[tokio::test(flavor = "multi_thread")]
+async fn merchant_tokens_are_scoped_and_metrics_need_the_token() {
+    let w = world("sec-tokens", "", "").await;
+    let made = send_json(
+        "POST",
+        &w.host.url("/v1/merchants/shop/tokens"),
+        Some(TOKEN),
+        &json!({"label": "ecshop"}),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.text());
+    let token = made.json()["token"].as_str().unwrap().to_owned();
+    let tid = made.json()["id"].as_i64().unwrap();
+    let t = Some(token.as_str());
+    assert_eq!(
+        get(&w.host.url("/v1/merchants/shop/notifications"), t)
+            .await
+            .status,
+        200
+    );
+    let r = send_json(
+        "POST",
+        &w.host.url("/v1/merchants/shop/payments"),
+        t,
+        &json!({"out_trade_no": "T1", "subject": "s", "total_fee": "1.00", "return_url": "https://shop.example/r"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        get(&w.host.url("/v1/merchants/shop/payments/T1"), t)
+            .await
+            .status,
+        200
+    );
+    for (method, path) in [
+        ("GET", "/v1/merchants/a/notifications"),
+        ("GET", "/v1/merchants/a/payments/T1"),
+        ("GET", "/v1/merchants/shop"),
+        ("PUT", "/v1/merchants/shop"),
+        ("POST", "/v1/merchants/shop/tokens"),
+    ] {
+        let r = send_json(method, &w.host.url(path), t, &json!({})).await;
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
+    }
+    assert_eq!(get(&w.host.url("/metrics"), t).await.status, 401);
+    assert_eq!(get(&w.host.url("/metrics"), None).await.status, 401);
+    let m = get(&w.host.url("/metrics"), Some(TOKEN)).await;
+    assert_eq!(m.status, 200);
+    assert!(m.text().contains("payhost_http_requests_total"));
+
+    // The CLI: printed once, usable at once (the running host reads the same database).
+    let out = std::process::Command::new(conformance::host::payhost_binary())
+        .args(["token", "create", "--merchant", "a", "--config"])
+        .arg(&w.host.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli_token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(cli_token.starts_with("phm_"));
+    assert_eq!(
+        get(
+            &w.host.url("/v1/merchants/a/notifications"),
+            Some(&cli_token)
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        get(
+            &w.host.url("/v1/merchants/shop/notifications"),
+            Some(&cli_token)
+        )
+        .await
+        .status,
+        403
+    );
+
+    let revoked = request(
+        "DELETE",
+        &w.host.url(&format!("/v1/merchants/shop/tokens/{tid}")),
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(revoked.status, 200);
+    assert_eq!(
+        get(&w.host.url("/v1/merchants/shop/notifications"), t)
+            .await
+            .status,
+        401
+    );
+    // The database holds hashes only.
+    let db = rusqlite::Connection::open(w.host.dir.join("payhost.db")).unwrap();
+    let n: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM api_tokens WHERE token_sha256 = ?1 OR token_sha256 = ?2",
+            [&token, &cli_token],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+/// `metrics_listen`: /metrics without a token on its own address.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_on_a_separate_address() {
+    let port = free_port();
+    let w = world(
+        "sec-metrics",
+        &format!("metrics_listen = \"127.0.0.1:{port}\""),
+        "",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = get(&format!("http://127.0.0.1:{port}/metrics"), None).await;
+    assert_eq!(m.status, 200);
+    assert!(m.text().contains("payhost_webhooks_pending"));
+    assert_eq!(get(&w.host.url("/metrics"), None).await.status, 401);
+}
+
+/// Finding 7: return_url is restricted to the merchant's shop_origins when set.
+#[tokio::test(flavor = "multi_thread")]
+async fn return_url_must_be_on_a_shop_origin() {
+    let w = world("sec-origins", "", "").await;
+    let alipay_gw = w.alipay.gateway_url();
+    let verify = w.alipay.verify_url();
+    let r = send_json(
+        "PUT",
+        &w.host.url("/v1/merchants/limited"),
+        Some(TOKEN),
+        &json!({"partner": PARTNER, "key": MD5_KEY, "seller_email": SELLER, "gateway_url": alipay_gw,
+                "notify_verify_url": verify, "shop_origins": ["https://shop.example", "http://127.0.0.1:8000/"]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let pay = |url: &str, no: &str| {
+        let (target, body) = (
+            w.host.url("/v1/merchants/limited/payments"),
+            json!({"out_trade_no": no, "subject": "s", "total_fee": "1.00", "return_url": url}),
+        );
+        async move { send_json("POST", &target, Some(TOKEN), &body).await }
+    };
+    let bad = pay("https://evil.example/r", "O1").await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"]["field"], "return_url");
+    assert_eq!(
+        pay("https://shop.example.evil.example/r", "O1")
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        pay("https://shop.example/return?x=1", "O1").await.status,
+        201
+    );
+    assert_eq!(pay("http://127.0.0.1:8000/r", "O2").await.status, 201);
+    let bad_origin = send_json(
+        "PUT",
+        &w.host.url("/v1/merchants/limited"),
+        Some(TOKEN),
+        &json!({"partner": PARTNER, "key": MD5_KEY, "seller_email": SELLER, "shop_origins": ["https://shop.example/path"]}),
+    )
+    .await;
+    assert_eq!(bad_origin.status, 400);
+}
+
+/// Finding 7: failed webhooks are retried for the configured window, then dead-lettered and
+/// listed on the admin page, where "resend" queues them again; a huge answer is not read whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_are_dead_lettered_then_resent_from_the_admin_page() {
+    let w = world(
+        "sec-dead",
+        "",
+        "\n[webhooks]\nretry_base_ms = 50\nretry_max_ms = 100\ngive_up_after_ms = 400\n",
+    )
+    .await;
+    w.shop.answer(|_: &Seen| (500, b"down".to_vec()));
+    create(&w, "shop", "W1").await;
+    w.alipay.issue("n-W1");
+    let r = notify(
+        &w,
+        "shop",
+        &alipay::md5_notify_body(&trade("W1", "n-W1", "TRADE_SUCCESS"), MD5_KEY),
+    )
+    .await;
+    assert_eq!(r.text(), "success");
+    let (cookie, csrf) = admin_login(&w.host.url(""), ADMIN_PASSWORD).await;
+    let page = || async {
+        request(
+            "GET",
+            &w.host.url("/admin?m=shop"),
+            &[("cookie", &cookie)],
+            Vec::new(),
+        )
+        .await
+        .text()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut text = page().await;
+    while !text.contains("/resend") {
+        assert!(Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        text = page().await;
+    }
+    let attempts = events(&w, "/hook").len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        events(&w, "/hook").len(),
+        attempts,
+        "no retries after the dead letter"
+    );
+    let wid = text
+        .split("/webhooks/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    // The shop is back, answering 200 with 1 MiB: delivered, the answer not read whole.
+    w.shop.answer(|_: &Seen| (200, vec![b'x'; 1 << 20]));
+    let resent = request(
+        "POST",
+        &w.host
+            .url(&format!("/admin/merchants/shop/webhooks/{wid}/resend")),
+        &[
+            ("cookie", &cookie),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={csrf}").into_bytes(),
+    )
+    .await;
+    assert!(
+        resent.text().contains("Queued for delivery again"),
+        "{}",
+        resent.text()
+    );
+    let db = rusqlite::Connection::open(w.host.dir.join("payhost.db")).unwrap();
+    wait_for(
+        || {
+            db.query_row(
+                "SELECT COUNT(*) FROM webhook_outbox WHERE delivered_at IS NOT NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+                == 1
+        },
+        "the resent webhook delivered",
+    )
+    .await;
+}
+
+/// Finding 7: the compile cache is deserialised only when it matches the sha256 beside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_compile_cache_is_recompiled_not_loaded() {
+    let alipay = AlipayStub::start().await;
+    let dir = temp_dir("sec-cache");
+    let cache = dir.join("cache");
+    let port = free_port();
+    let shared = conformance::repo_root().join("target/payhost-test-cache");
+    let config = config_head(port, TOKEN, "").replace(
+        &format!("cache_dir = \"{}\"", shared.display()),
+        &format!("cache_dir = \"{}\"", cache.display()),
+    ) + &format!(
+        "\n[merchants.shop]\npartner = \"{PARTNER}\"\nkey = \"{MD5_KEY}\"\nseller_email = \"{SELLER}\"\ngateway_url = \"{}\"\n",
+        alipay.gateway_url()
+    );
+    let mut host = Payhost::start(&dir, &config);
+    host.terminate();
+    let artifact = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .expect("a cached artifact");
+    assert!(std::path::Path::new(&format!("{}.sha256", artifact.display())).exists());
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&artifact, bytes).unwrap();
+    let mut host = Payhost::start(&dir, &config);
+    assert!(
+        host.log_text().contains("integrity check"),
+        "{}",
+        host.log_text()
+    );
+    assert_eq!(get(&host.url("/healthz"), None).await.status, 200);
+    let r = send_json(
+        "POST",
+        &host.url("/v1/merchants/shop/payments"),
+        Some(TOKEN),
+        &json!({"out_trade_no": "C1", "subject": "s", "total_fee": "1.00", "return_url": "https://shop.example/r"}),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        201,
+        "the recompiled component works: {}",
+        r.text()
+    );
+    host.terminate();
+}
