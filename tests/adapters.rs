@@ -34,7 +34,7 @@ struct Proc(Child);
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.0.id())])
+            .args(["-s", "TERM", "--", &format!("-{}", self.0.id())])
             .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -174,10 +174,12 @@ fn start_shop(platform: &str, dir: &Path, charset: &str, db: &Value, env: &[(&st
 }
 
 fn html_unescape(s: &str) -> String {
-    s.replace("&amp;", "&")
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
         .replace("&#039;", "'")
         .replace("&quot;", "\"")
         .replace("\\/", "/")
+        .replace("&amp;", "&")
 }
 
 /// Pays a pay_url in the sandbox cashier; returns payhost's return URL the browser goes to next.
@@ -641,14 +643,29 @@ async fn ecshop_topup_race(no_locks: bool) -> (String, usize) {
         "payhost to get Alipay's notify",
     )
     .await;
+    // After three refusals payhost's next retry is 2 s away: the requests below meet each other,
+    // not a retry that got there first.
+    wait_until(
+        || async { demo_log(&demo).matches("the shop answered HTTP 503").count() >= 3 },
+        "three refused deliveries",
+    )
+    .await;
     get(&shop.url("_state.php?shop_closed=0"), None).await;
     let event = json!({"type": "payment.paid", "out_trade_no": out_trade_no, "subject": "30 Tea", "total_fee": "50.00"});
     let hook = shop.url("payhost_notify.php");
     let secret = ecshop_secret();
+    // 40 ms apart: a php -S worker busy in PHP accepts no connection, so each request gets its
+    // own worker (sent in one burst, one worker may take them all and run them one by one).
     let (a, b, c) = tokio::join!(
-        get(&landing, None),
+        async {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            get(&landing, None).await
+        },
         signed_webhook(&hook, &secret, now_unix(), &event),
-        signed_webhook(&hook, &secret, now_unix(), &event),
+        async {
+            tokio::time::sleep(Duration::from_millis(80)).await;
+            signed_webhook(&hook, &secret, now_unix(), &event).await
+        },
     );
     assert!(
         message_of(&a.body, "utf-8").starts_with("您此次的支付操作已成功！"),

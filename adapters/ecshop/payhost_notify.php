@@ -10,6 +10,9 @@
 
 define('IN_ECS', true);
 
+// Until the module has decided: init.php ends the request with its own page when the shop is
+// closed (and on other early exits); payhost must see those as not delivered.
+header('HTTP/1.1 503 Service Unavailable', true, 503);
 require(dirname(__FILE__) . '/includes/init.php');
 require_once(ROOT_PATH . 'includes/lib_payment.php');
 require_once(ROOT_PATH . 'includes/lib_order.php');

@@ -3,7 +3,7 @@
  * Harness of ecshop 2.7.3 `admin/payment.php`:
  *  - act=install&code=X: includes ../includes/modules/payment/X.php with $set_modules = true and
  *    lists the module's config fields with their language labels (what the install form shows);
- *  - act=insert (POST pay_code, pay_name, cfg_name[], cfg_type[], cfg_value[]): after init.php's
+ *  - act=insert / act=update (POST pay_code, pay_name, cfg_name[], cfg_type[], cfg_value[]): after init.php's
  *    addslashes_deep, each entry becomes array(name => trim, type => trim, value => trim), the list
  *    is serialize()d and written into the payment row inside a SQL string literal, so MySQL strips
  *    the backslashes again (emulated with stripslashes on the serialized text); the payment is
@@ -29,7 +29,7 @@ if ($act === 'install') {
     $json = json_encode(array('code' => $modules[0]['code'], 'name' => $_LANG[$modules[0]['code']],
         'desc' => $_LANG[$modules[0]['desc']], 'fields' => $fields), JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE);
     echo $json;
-} elseif ($act === 'insert') {
+} elseif ($act === 'insert' || $act === 'update') {
     $pay_config = array();
     for ($i = 0; $i < count($_POST['cfg_value']); $i++) {
         $pay_config[] = array('name' => trim($_POST['cfg_name'][$i]), 'type' => trim($_POST['cfg_type'][$i]),
@@ -38,7 +38,8 @@ if ($act === 'install') {
     $stored = stripslashes(serialize($pay_config));
     $code = stripslashes($_POST['pay_code']);
     hdb_tx(function (&$t) use ($code, $stored) {
-        $id = count($t['payment']) + 1;
+        // act=update keeps the row (and its pay_id) of an installed module.
+        $id = isset($t['payment'][$code]) ? $t['payment'][$code]['pay_id'] : count($t['payment']) + 1;
         $t['payment'][$code] = array('pay_id' => $id, 'pay_code' => $code, 'pay_name' => $code,
             'pay_config' => $stored, 'enabled' => 1, 'is_online' => 1);
     });

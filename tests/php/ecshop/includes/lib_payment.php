@@ -8,8 +8,8 @@
  *  - order_paid($log_id, $pay_status): reads the pay_log row, and when is_paid == 0 sets is_paid = 1
  *    in a later statement, then marks the order paid (PAY_ORDER) or credits the balance top-up
  *    (PAY_SURPLUS, guarded only by a read of user_account.is_paid). Between the read and the writes
- *    nothing is locked: two requests can both pass. RACE_WINDOW_MS widens that gap so the tests
- *    see what a busy MySQL would do.
+ *    nothing is locked: two requests can both pass. RACE_WINDOW_MS widens each read-then-write gap
+ *    (pay_log, then user_account) so the tests see what a busy MySQL would do.
  * Written for the tests from the functions' behaviour; no ecshop code.
  */
 if (!defined('IN_ECS')) {
@@ -56,10 +56,7 @@ function order_paid($log_id, $pay_status = PS_PAYED, $note = '')
     if (!$pay_log || $pay_log['is_paid'] != 0) {
         return;
     }
-    $window = (int)getenv('RACE_WINDOW_MS');
-    if ($window > 0) {
-        usleep($window * 1000);
-    }
+    harness_race_window();
     hdb_tx(function (&$t) use ($log_id) { $t['pay_log'][$log_id]['is_paid'] = 1; });
     if ($pay_log['order_type'] == PAY_ORDER) {
         $order_sn = hdb_tx(function (&$t) use ($pay_log, $pay_status) {
@@ -75,8 +72,17 @@ function order_paid($log_id, $pay_status = PS_PAYED, $note = '')
         $t = hdb_read();
         $account = $t['user_account'][$pay_log['order_id']];
         if ($account['is_paid'] != 1) {
+            harness_race_window();
             hdb_tx(function (&$t) use ($pay_log) { $t['user_account'][$pay_log['order_id']]['is_paid'] = 1; });
             log_account_change($account['user_id'], $account['amount'], 0, 0, 0, 'surplus_type_0');
         }
+    }
+}
+
+function harness_race_window()
+{
+    $window = (int)getenv('RACE_WINDOW_MS');
+    if ($window > 0) {
+        usleep($window * 1000);
     }
 }

@@ -157,7 +157,9 @@ class pay_payhost extends paymentPlugin
     }
 
     /** doPay(): the fields of the cashier's GET form; an error is shown on the page. */
-    function toSubmit($payment)
+    /* The parameters have defaults: ShopEx's base class declares toSubmit() and callback() without
+       any, and PHP 8 refuses an override that requires more. */
+    function toSubmit($payment = null)
     {
         $s = $this->payhost_settings($payment['M_OrderId']);
         list($status, $answer) = $this->payhost_call($s, 'PUT', '/v1/merchants/' . rawurlencode($s['merchant']), array(
@@ -207,7 +209,7 @@ class pay_payhost extends paymentPlugin
     }
 
     /** The buyer's return (the app dispatcher, then progress()): payhost's signed query. */
-    function callback($in, &$paymentId, &$money, &$message, &$tradeno)
+    function callback($in = null, &$paymentId = null, &$money = null, &$message = null, &$tradeno = null)
     {
         $id = isset($in['out_trade_no']) ? (string)$in['out_trade_no'] : '';
         $s = $this->payhost_settings($id);
