@@ -9,6 +9,8 @@
  */
 
 define('IN_ECS', true);
+// The same bootstrap as respond.php (no INIT_NO_SMARTY / INIT_NO_USERS): order_paid() ships virtual
+// goods and sends mail with the template engine, as it does when Alipay's notify hits respond.php.
 
 // Until the module has decided: init.php ends the request with its own page when the shop is
 // closed (and on other early exits); payhost must see those as not delivered.
