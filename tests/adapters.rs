@@ -507,6 +507,10 @@ async fn ecshop_install_pay_return_after_notify_and_forgeries() {
     // The same event, correctly signed now, is applied (the order really is that amount).
     let (status, text) = signed_webhook(&hook, &ecshop_secret(), now_unix(), &event).await;
     assert_eq!((status, text.as_str()), (200, "ok"));
+    // Events ecshop has nothing to do for are acknowledged.
+    let closed = json!({"type": "payment.closed", "out_trade_no": "x1", "total_fee": "1.00"});
+    let (status, _) = signed_webhook(&hook, &ecshop_secret(), now_unix(), &closed).await;
+    assert_eq!(status, 200);
     // A wrong amount is never acknowledged: payhost keeps retrying and the owner sees it there.
     let (_, page3) = ecshop_checkout(&shop, 3).await;
     let log3 = page3
@@ -1123,6 +1127,35 @@ async fn shopex_return_before_notify_is_confirming_then_paid() {
         shop.state().await["payed_calls"].as_array().unwrap().len(),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_stock_dispatcher_breaks_an_ident_with_underscore() {
+    // Why the ident is "payhost": ShopEx's own app dispatcher (harness of
+    // plugins/app/pay_alipay/paymentPlugin.php) splits pay_payhost_alipay.php on '_' and looks for
+    // pay_payhost.php, which that app does not have: HTTP 500, the return is lost.
+    let dir = temp_dir("shopex-underscore");
+    let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &[]);
+    let app = shop.root.join("plugins/app/pay_payhost_alipay");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(
+        shop.root.join("_stock/paymentPlugin.php"),
+        app.join("paymentPlugin.php"),
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("pay_payhost_alipay.php"),
+        "<?php\nrequire_once('paymentPlugin.php');\nclass pay_payhost_alipay {}\n",
+    )
+    .unwrap();
+    let r = get(
+        &shop.url("plugins/app/pay_payhost_alipay/pay_payhost_alipay.php?out_trade_no=1"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    let log = std::fs::read_to_string(dir.join("php.log")).unwrap();
+    assert!(log.contains("pay_payhost.php"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
