@@ -1,11 +1,31 @@
 <?php
-// respond.php?code=payhost_alipay: the landing point of the return and of payhost's webhook.
-require __DIR__ . '/lib.php';
-if (($_GET['code'] ?? '') !== 'payhost_alipay') { http_response_code(404); exit('unknown code'); }
-load_module();
-$module = new payhost_alipay();
-$ok = $module->respond();
-$s = state_load();
-$s['responds'][] = array('method' => $_SERVER['REQUEST_METHOD'], 'ok' => $ok);
-state_save($s);
-echo $ok ? '支付成功' : '支付失败';
+/*
+ * Harness of ecshop 2.7.3 `respond.php`: the landing page of payment returns and notifies. The
+ * module named by ?code= must be an enabled payment; it is included from
+ * includes/modules/payment/<code>.php and `$msg = (@$payment->respond()) ? pay_success : pay_fail`;
+ * the message is shown in the respond.dwt page, always with HTTP 200 (whatever respond() decided).
+ * Written for the tests; no ecshop code.
+ */
+define('IN_ECS', true);
+require(dirname(__FILE__) . '/includes/init.php');
+require(ROOT_PATH . 'includes/lib_payment.php');
+require(ROOT_PATH . 'includes/lib_order.php');
+
+$pay_code = !empty($_REQUEST['code']) ? trim($_REQUEST['code']) : '';
+if (empty($pay_code)) {
+    $msg = $_LANG['pay_not_exist'];
+} elseif (!get_payment($pay_code)) {
+    $msg = $_LANG['pay_disabled'];
+} else {
+    $plugin_file = 'includes/modules/payment/' . $pay_code . '.php';
+    if (file_exists($plugin_file)) {
+        include_once($plugin_file);
+        $payment = new $pay_code();
+        $msg = (@$payment->respond()) ? $_LANG['pay_success'] : $_LANG['pay_fail'];
+    } else {
+        $msg = $_LANG['pay_not_exist'];
+    }
+}
+header('Content-type: text/html; charset=' . EC_CHARSET);
+echo '<html><head><meta http-equiv="Content-Type" content="text/html; charset=' . EC_CHARSET . '" /></head><body>'
+    . '<div id="message">' . $msg . '</div></body></html>';

@@ -1,14 +1,21 @@
 <?php
 /**
- * ECSHOP 支付宝手机网站支付 (payhost) — a payment module in ecshop's own shape.
+ * ECSHOP payment module: Alipay WAP pay through payhost (支付宝手机网站支付).
  *
- * The shop owner fills in the fields known from ecshop's Alipay module (支付宝帐户 alipay_account,
- * 交易安全校验码 alipay_key, 合作者身份ID alipay_partner) plus the B2C/C2C mode and where payhost runs.
- * The first payment configures payhost (PUT /v1/merchants/{id}); get_code() creates the payment
- * through payhost and renders the pay button; respond() (respond.php?code=payhost_alipay) accepts
- * only payhost's HMAC-signed return and webhook, checks the amount with check_money() and calls
- * order_paid() once. out_trade_no is order_sn . log_id and the subject starts with order_sn, as in
- * ecshop's own module; a GBK shop's subject is converted to UTF-8 before it reaches payhost.
+ * Runs on ecshop 2.7.x with PHP 5.2 up to 8.x (no syntax newer than PHP 5.2; `php -l` and the
+ * syntax scan in tests/php/php52_scan.php check it), UTF-8 and GBK editions.
+ *
+ * - get_code($order, $payment): configures payhost (PUT /v1/merchants/{id}), creates the payment
+ *   (out_trade_no = order_sn . log_id, as ecshop's own Alipay module) and renders the pay button.
+ * - respond() (respond.php?code=payhost_alipay): the buyer's return, signed by payhost. It asks
+ *   payhost for the payment's status; while Alipay's notify is still pending the buyer is told the
+ *   payment is being confirmed and the page re-checks a few times, never "failed".
+ * - webhook() (payhost_notify.php, its own endpoint): payhost's signed webhook. It answers 2xx only
+ *   when the order is paid in the shop, so payhost retries anything that could not be applied.
+ *
+ * The order is paid once: order_paid() runs under a MySQL named lock per pay_log row, and only the
+ * caller that saw pay_log.is_paid change from 0 to 1 counts as having paid it (see settle()).
+ * Every signature is compared in constant time (payhost_alipay_equals()); no secret is logged.
  */
 
 if (!defined('IN_ECS')) {
@@ -21,7 +28,7 @@ if (file_exists($payment_lang)) {
     include_once($payment_lang);
 }
 
-/* 模块的基本信息 */
+/* 模块的基本信息 (the admin's list of payment modules) */
 if (isset($set_modules) && $set_modules == true) {
     $i = isset($modules) ? count($modules) : 0;
     $modules[$i]['code'] = basename(__FILE__, '.php');
@@ -30,43 +37,67 @@ if (isset($set_modules) && $set_modules == true) {
     $modules[$i]['is_online'] = '1';
     $modules[$i]['author'] = 'payhost';
     $modules[$i]['website'] = 'https://www.alipay.com';
-    $modules[$i]['version'] = '0.1.0';
+    $modules[$i]['version'] = '0.2.0';
     $modules[$i]['config'] = array(
         array('name' => 'alipay_account', 'type' => 'text', 'value' => ''),
         array('name' => 'alipay_key', 'type' => 'text', 'value' => ''),
         array('name' => 'alipay_partner', 'type' => 'text', 'value' => ''),
         array('name' => 'alipay_mode', 'type' => 'select', 'value' => 'b2c'),
+        array('name' => 'c2c_sellers', 'type' => 'text', 'value' => ''),
         array('name' => 'payhost_url', 'type' => 'text', 'value' => 'http://127.0.0.1:8080'),
-        array('name' => 'payhost_token', 'type' => 'text', 'value' => ''),
+        array('name' => 'payhost_api_token', 'type' => 'text', 'value' => ''),
     );
     return;
 }
 
+/** Constant-time comparison of two strings (PHP 5.2 has no hash_equals). */
+function payhost_alipay_equals($known, $given)
+{
+    $known = (string)$known;
+    $given = (string)$given;
+    $n = strlen($known);
+    $diff = $n ^ strlen($given);
+    for ($i = 0; $i < $n; $i++) {
+        $g = $i < strlen($given) ? ord($given[$i]) : 0;
+        $diff |= ord($known[$i]) ^ $g;
+    }
+    return $diff === 0;
+}
+
 class payhost_alipay
 {
-    public function __construct()
+    /** PHP 5 and later call __construct; ecshop's own modules keep the PHP 4 name too. */
+    function __construct()
     {
     }
 
-    /** The values as pasted, without the spaces and line breaks around them. */
-    private function settings($payment)
+    function payhost_alipay()
+    {
+        $this->__construct();
+    }
+
+    /* ---------------------------------------------------------------- settings and HTTP */
+
+    /** The values as saved in the admin, trimmed; the payhost merchant id and webhook key. */
+    function settings($payment)
     {
         $s = array();
-        foreach (array('alipay_account', 'alipay_key', 'alipay_partner', 'alipay_mode', 'payhost_url', 'payhost_token') as $name) {
-            $s[$name] = isset($payment[$name]) ? trim($payment[$name]) : '';
+        $names = array('alipay_account', 'alipay_key', 'alipay_partner', 'alipay_mode', 'c2c_sellers', 'payhost_url', 'payhost_api_token');
+        foreach ($names as $name) {
+            $s[$name] = (is_array($payment) && isset($payment[$name])) ? trim($payment[$name]) : '';
         }
         $s['payhost_url'] = rtrim($s['payhost_url'], '/');
         $s['merchant'] = 'ecshop-' . preg_replace('/[^0-9A-Za-z]/', '', $s['alipay_partner']);
-        // The key of payhost's signed returns and webhooks, derived from the Alipay key so it is
-        // never typed in twice.
+        // The key of payhost's signed returns and webhooks, derived from the Alipay key so that it is
+        // never typed in twice (HMAC: the Alipay key cannot be recovered from it).
         $s['webhook_secret'] = hash_hmac('sha256', 'payhost-shop-webhook:' . $s['merchant'], $s['alipay_key']);
         return $s;
     }
 
-    /** One JSON call to payhost; array(status, decoded body). */
-    private function call($s, $method, $path, $body = null)
+    /** One JSON call to payhost: array(HTTP status or 0, decoded body or null). */
+    function call($s, $method, $path, $body = null)
     {
-        $headers = "Authorization: Bearer " . $s['payhost_token'] . "\r\nAccept: application/json\r\n";
+        $headers = "Authorization: Bearer " . $s['payhost_api_token'] . "\r\nAccept: application/json\r\n";
         if ($body !== null) {
             $headers .= "Content-Type: application/json\r\n";
         }
@@ -79,77 +110,256 @@ class payhost_alipay
         )));
         $raw = @file_get_contents($s['payhost_url'] . $path, false, $context);
         $status = 0;
-        if (isset($http_response_header[0]) && preg_match('#^HTTP/\S+\s+(\d{3})#', $http_response_header[0], $m)) {
-            $status = (int)$m[1];
+        if (isset($http_response_header) && is_array($http_response_header)) {
+            foreach ($http_response_header as $line) {
+                if (preg_match('#^HTTP/\S+\s+(\d{3})#', $line, $m)) {
+                    $status = (int)$m[1];
+                }
+            }
         }
-        return array($status, $raw === false ? null : json_decode($raw, true));
+        $decoded = ($raw === false || $raw === '') ? null : json_decode($raw, true);
+        return array($status, is_array($decoded) ? $decoded : null);
+    }
+
+    /** payhost's error message (UTF-8), or the HTTP status. */
+    function error_text($status, $answer)
+    {
+        if (is_array($answer) && isset($answer['error']['message'])) {
+            return $answer['error']['message'];
+        }
+        if ($status == 0) {
+            return 'payhost is not reachable';
+        }
+        return 'payhost answered HTTP ' . $status;
+    }
+
+    function shop_charset()
+    {
+        $charset = defined('EC_CHARSET') ? strtolower(EC_CHARSET) : 'utf-8';
+        return $charset === 'utf8' ? 'utf-8' : $charset;
     }
 
     /** Text in the shop's charset, as UTF-8 for payhost. */
-    private function utf8($text)
+    function to_utf8($text)
     {
-        $charset = defined('EC_CHARSET') ? strtolower(EC_CHARSET) : 'utf-8';
-        if ($charset === 'utf-8' || $charset === 'utf8') {
-            return $text;
-        }
-        $converted = iconv($charset, 'UTF-8//IGNORE', $text);
-        return $converted === false ? $text : $converted;
+        return $this->convert($this->shop_charset(), 'utf-8', $text);
     }
 
-    /** Configures payhost with the fields of the admin form. */
-    private function configure($s)
+    /** UTF-8 text (payhost's messages), in the shop's charset. */
+    function from_utf8($text)
+    {
+        return $this->convert('utf-8', $this->shop_charset(), $text);
+    }
+
+    function convert($from, $to, $text)
+    {
+        if ($from === $to || $text === '' || !preg_match('/[\x80-\xFF]/', $text)) {
+            return $text;
+        }
+        if (function_exists('ecs_iconv')) {
+            return ecs_iconv($from, $to, $text);
+        }
+        if (function_exists('iconv')) {
+            $converted = @iconv($from, $to . '//IGNORE', $text);
+            if ($converted !== false) {
+                return $converted;
+            }
+        }
+        if (function_exists('mb_convert_encoding')) {
+            return mb_convert_encoding($text, $to, $from);
+        }
+        return $text;
+    }
+
+    /**
+     * HTML escaping that works in any ASCII-compatible shop charset: GBK and UTF-8 multi-byte
+     * sequences never contain the five escaped bytes, so no charset has to be named (naming
+     * 'UTF-8' for GBK text makes htmlspecialchars() return an empty string).
+     */
+    function esc($text)
+    {
+        return str_replace(array('&', '<', '>', '"', "'"), array('&amp;', '&lt;', '&gt;', '&quot;', '&#039;'), (string)$text);
+    }
+
+    /** A language entry (the language file is in the shop's charset). */
+    function lang($key)
+    {
+        return isset($GLOBALS['_LANG'][$key]) ? $GLOBALS['_LANG'][$key] : $key;
+    }
+
+    /** A message for the buyer or the owner: the language entry and payhost's own words. */
+    function message_box($lang_key, $detail_utf8)
+    {
+        $text = $this->lang($lang_key);
+        if ($detail_utf8 !== '') {
+            $text .= $this->from_utf8($detail_utf8);
+        }
+        return '<div class="payhost-error" style="text-align:center;color:#c00">' . $this->esc($text) . '</div>';
+    }
+
+    /** ecshop's root URL (ends with '/'). */
+    function shop_url()
+    {
+        return $GLOBALS['ecs']->url();
+    }
+
+    /* ---------------------------------------------------------------- paying */
+
+    /** Configures payhost with the fields of the admin form; true or payhost's message. */
+    function configure($s)
     {
         list($status, $answer) = $this->call($s, 'PUT', '/v1/merchants/' . rawurlencode($s['merchant']), array(
             'partner' => $s['alipay_partner'],
             'key' => $s['alipay_key'],
             'seller_email' => $s['alipay_account'],
             'mode' => $s['alipay_mode'] === 'c2c' ? 'c2c' : 'b2c',
-            'shop_webhook_url' => return_url(basename(__FILE__, '.php')),
+            'shop_webhook_url' => $this->shop_url() . 'payhost_notify.php',
             'shop_webhook_secret' => $s['webhook_secret'],
         ));
         if ($status != 200) {
-            $message = isset($answer['error']['message']) ? $answer['error']['message'] : ('payhost answered HTTP ' . $status);
-            return $message;
+            return $this->error_text($status, $answer);
         }
         return true;
     }
 
     /**
-     * 生成支付代码
-     * @param array $order 订单信息
-     * @param array $payment 支付方式信息
+     * C2C: the seller of an order. ecshop sells through 供货商 (suppliers, goods.suppliers_id); the
+     * admin maps each supplier to its Alipay account in c2c_sellers ("1=seller@example.com,
+     * 2=13800000000"). Goods without a supplier (0) are the shop's own: alipay_account.
+     * Returns array(account, '') or array('', error language key).
      */
-    public function get_code($order, $payment)
+    function c2c_seller($s, $order)
+    {
+        $map = array();
+        foreach (preg_split('/[,;\s]+/', $s['c2c_sellers']) as $pair) {
+            $kv = explode('=', $pair, 2);
+            if (count($kv) == 2 && trim($kv[0]) !== '' && trim($kv[1]) !== '') {
+                $map[intval($kv[0])] = trim($kv[1]);
+            }
+        }
+        if (empty($order['order_id'])) {
+            // A balance top-up (user.php) has no goods: the shop's own account.
+            return array($s['alipay_account'], '');
+        }
+        $ids = $GLOBALS['db']->getCol('SELECT DISTINCT g.suppliers_id FROM ' . $GLOBALS['ecs']->table('order_goods') . ' AS og LEFT JOIN '
+            . $GLOBALS['ecs']->table('goods') . " AS g ON g.goods_id = og.goods_id WHERE og.order_id = '" . intval($order['order_id']) . "'");
+        $sellers = array();
+        foreach ((array)$ids as $id) {
+            $id = intval($id);
+            if ($id > 0 && !isset($map[$id])) {
+                return array('', 'payhost_c2c_unmapped');
+            }
+            $sellers[$id > 0 ? $map[$id] : $s['alipay_account']] = true;
+        }
+        if (count($sellers) > 1) {
+            return array('', 'payhost_c2c_mixed');
+        }
+        $keys = array_keys($sellers);
+        return array(count($keys) ? $keys[0] : $s['alipay_account'], '');
+    }
+
+    /**
+     * 生成支付代码 (flow.php?step=done, user.php): the pay button, or a visible message.
+     * @param array $order   订单信息 (order_sn, log_id, order_amount[, order_id])
+     * @param array $payment 支付方式信息 (the saved settings)
+     */
+    function get_code($order, $payment)
     {
         $s = $this->settings($payment);
         $configured = $this->configure($s);
         if ($configured !== true) {
-            return '<div style="text-align:center;color:#c00">' . htmlspecialchars($GLOBALS['_LANG']['payhost_config_error'] . $configured, ENT_QUOTES, 'UTF-8') . '</div>';
+            return $this->message_box('payhost_config_error', $configured);
         }
-        $subject = $this->utf8($order['order_sn'] . ' ' . $GLOBALS['_CFG']['shop_name']);
         $request = array(
             'out_trade_no' => $order['order_sn'] . $order['log_id'],
-            'subject' => $subject,
+            'subject' => $this->to_utf8($order['order_sn'] . ' ' . $GLOBALS['_CFG']['shop_name']),
             'total_fee' => number_format((float)$order['order_amount'], 2, '.', ''),
             'return_url' => return_url(basename(__FILE__, '.php')),
+            'user_agent' => isset($_SERVER['HTTP_USER_AGENT']) ? $this->to_utf8($_SERVER['HTTP_USER_AGENT']) : '',
+            'product' => 'auto',
         );
-        if ($s['alipay_mode'] === 'c2c' && !empty($order['seller_email'])) {
-            $request['seller_email'] = trim($order['seller_email']);
+        if ($s['alipay_mode'] === 'c2c') {
+            list($seller, $problem) = $this->c2c_seller($s, $order);
+            if ($problem !== '') {
+                return $this->message_box($problem, '');
+            }
+            $request['seller_email'] = $seller;
         }
-        list($status, $answer) = $this->call($s, 'POST', '/v1/merchants/' . rawurlencode($s['merchant']) . '/payments', $request);
-        if (($status != 201 && $status != 200) || empty($answer['pay_url'])) {
-            $message = isset($answer['error']['message']) ? $answer['error']['message'] : ('payhost answered HTTP ' . $status);
-            return '<div style="text-align:center;color:#c00">' . htmlspecialchars($message, ENT_QUOTES, 'UTF-8') . '</div>';
+        $path = '/v1/merchants/' . rawurlencode($s['merchant']) . '/payments';
+        list($status, $answer) = $this->call($s, 'POST', $path, $request);
+        if ($status == 400 && isset($answer['error']['message']) && strpos($answer['error']['message'], 'unknown field') !== false) {
+            // A payhost that predates user_agent/product: the same request without them.
+            unset($request['user_agent'], $request['product']);
+            list($status, $answer) = $this->call($s, 'POST', $path, $request);
+        }
+        if ($status != 201 && $status != 200) {
+            return $this->message_box('payhost_pay_error', $this->error_text($status, $answer));
+        }
+        if (empty($answer['pay_url'])) {
+            return $this->message_box('payhost_already_paid', '');
         }
         return '<div style="text-align:center"><input type="button" onclick="window.open(\''
-            . htmlspecialchars(addslashes($answer['pay_url']), ENT_QUOTES, 'UTF-8')
-            . '\')" value="' . $GLOBALS['_LANG']['pay_button'] . '" /></div>';
+            . $this->esc(addslashes($answer['pay_url']))
+            . '\')" value="' . $this->esc($this->lang('pay_button')) . '" /></div>';
     }
 
-    /** The sorted k=v&… string payhost signs (everything but sign and ecshop's code). */
-    private function signed_string($params)
+    /** payhost's view of a payment: the decoded body, or null. */
+    function payment_at_payhost($s, $out_trade_no)
     {
-        unset($params['sign'], $params['code']);
+        list($status, $p) = $this->call($s, 'GET', '/v1/merchants/' . rawurlencode($s['merchant']) . '/payments/' . rawurlencode($out_trade_no));
+        return ($status == 200 && is_array($p) && isset($p['status'])) ? $p : null;
+    }
+
+    /**
+     * Pays the pay_log row of out_trade_no (order_sn . log_id, subject "order_sn …") once.
+     * Returns 'paid' (now or before), 'amount' (check_money refused), 'unknown' or 'busy'.
+     *
+     * order_paid() reads is_paid and writes it later, so two requests at once could both pay (a
+     * balance top-up would credit twice). MyISAM has no transactions; a MySQL named lock per row
+     * serialises order_paid() for this module, and the row's is_paid going 0 -> 1 under the lock
+     * tells which call paid it.
+     */
+    function settle($out_trade_no, $subject, $total_fee)
+    {
+        $parts = explode(' ', (string)$subject, 2);
+        $order_sn = $parts[0];
+        if ($order_sn === '' || strpos($out_trade_no, $order_sn) !== 0) {
+            return 'unknown';
+        }
+        $log_id = substr($out_trade_no, strlen($order_sn));
+        if (!preg_match('/^[0-9]+$/', $log_id)) {
+            return 'unknown';
+        }
+        $table = $GLOBALS['ecs']->table('pay_log');
+        $before = $GLOBALS['db']->getOne('SELECT is_paid FROM ' . $table . " WHERE log_id = '" . intval($log_id) . "'");
+        if ($before === false || $before === null) {
+            return 'unknown';
+        }
+        if ($before == 1) {
+            return 'paid';
+        }
+        if (!check_money($log_id, $total_fee)) {
+            return 'amount';
+        }
+        $lock = addslashes('payhost:' . $table . ':' . intval($log_id));
+        if ($GLOBALS['db']->getOne("SELECT GET_LOCK('" . $lock . "', 10)") != 1) {
+            return 'busy';
+        }
+        $before = $GLOBALS['db']->getOne('SELECT is_paid FROM ' . $table . " WHERE log_id = '" . intval($log_id) . "'");
+        if ($before == 0) {
+            order_paid($log_id, 2);
+        }
+        $after = $GLOBALS['db']->getOne('SELECT is_paid FROM ' . $table . " WHERE log_id = '" . intval($log_id) . "'");
+        $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
+        return $after == 1 ? 'paid' : 'busy';
+    }
+
+    /* ---------------------------------------------------------------- the buyer's return */
+
+    /** The sorted k=v&… string payhost signs (all but sign, ecshop's code and our re-check count). */
+    function signed_string($params)
+    {
+        unset($params['sign'], $params['code'], $params['payhost_wait']);
         ksort($params);
         $parts = array();
         foreach ($params as $k => $v) {
@@ -158,59 +368,115 @@ class payhost_alipay
         return implode('&', $parts);
     }
 
-    /** Pays the order once: check_money() then order_paid(). */
-    private function settle($s, $out_trade_no)
-    {
-        list($status, $p) = $this->call($s, 'GET', '/v1/merchants/' . rawurlencode($s['merchant']) . '/payments/' . rawurlencode($out_trade_no));
-        if ($status != 200 || !in_array($p['status'], array('TRADE_SUCCESS', 'TRADE_FINISHED'), true)) {
-            return false;
-        }
-        // As in ecshop's own module: the subject starts with order_sn, out_trade_no is order_sn . log_id.
-        $parts = explode(' ', $p['subject'], 2);
-        $order_sn = $parts[0];
-        if ($order_sn === '' || strpos($out_trade_no, $order_sn) !== 0) {
-            return false;
-        }
-        $log_id = substr($out_trade_no, strlen($order_sn));
-        if (!check_money($log_id, $p['total_fee'])) {
-            return false;
-        }
-        $is_paid = $GLOBALS['db']->getOne('SELECT is_paid FROM ' . $GLOBALS['ecs']->table('pay_log') . " WHERE log_id = '" . intval($log_id) . "'");
-        if ($is_paid != 1) {
-            order_paid($log_id, 2);
-        }
-        return true;
-    }
-
     /**
-     * 响应操作: payhost's webhook (POST, JSON, X-Payhost-Signature) or the buyer's return (GET,
-     * signed query). Anything else is refused.
+     * 响应操作 (respond.php?code=payhost_alipay): payhost's signed return. True when the order is
+     * paid; while Alipay's notify is pending, the "failed" text respond.php would show is replaced
+     * by "being confirmed" with a re-check, the way order_paid() amends $_LANG['pay_success'].
      */
-    public function respond()
+    function respond()
     {
         $payment = get_payment(basename(__FILE__, '.php'));
         $s = $this->settings($payment);
-        $header = isset($_SERVER['HTTP_X_PAYHOST_SIGNATURE']) ? $_SERVER['HTTP_X_PAYHOST_SIGNATURE'] : '';
-        if ($header !== '') {
-            $body = file_get_contents('php://input');
-            $expected = 'sha256=' . hash_hmac('sha256', $body, $s['webhook_secret']);
-            if (!hash_equals($expected, $header)) {
-                return false;
-            }
-            $event = json_decode($body, true);
-            if (!is_array($event) || empty($event['out_trade_no'])) {
-                return false;
-            }
-            return $this->settle($s, $event['out_trade_no']);
+        $params = array();
+        foreach ($_GET as $k => $v) {
+            // init.php ran addslashes_deep() over $_GET.
+            $params[stripslashes($k)] = is_array($v) ? '' : stripslashes($v);
         }
-        $params = $_GET;
         if (!isset($params['sign'], $params['out_trade_no'], $params['ts'])) {
             return false;
         }
         $expected = hash_hmac('sha256', $this->signed_string($params), $s['webhook_secret']);
-        if (!hash_equals($expected, (string)$params['sign'])) {
+        if (!payhost_alipay_equals($expected, $params['sign'])) {
             return false;
         }
-        return $this->settle($s, $params['out_trade_no']);
+        $p = $this->payment_at_payhost($s, $params['out_trade_no']);
+        $status = $p === null ? '' : $p['status'];
+        if ($status === 'TRADE_SUCCESS' || $status === 'TRADE_FINISHED') {
+            $result = $this->settle($p['out_trade_no'], $p['subject'], $p['total_fee']);
+            if ($result === 'paid') {
+                return true;
+            }
+            if ($result !== 'busy') {
+                return false;
+            }
+        } elseif ($status === 'TRADE_CLOSED') {
+            return false;
+        }
+        // Paid at Alipay but not yet confirmed to payhost (or payhost briefly unreachable).
+        $this->pending_page($params);
+        return false;
+    }
+
+    /** Replaces respond.php's failure text by "being confirmed", re-checking up to 5 times. */
+    function pending_page($params)
+    {
+        $wait = isset($params['payhost_wait']) ? intval($params['payhost_wait']) : 0;
+        if ($wait >= 5) {
+            $GLOBALS['_LANG']['pay_fail'] = '<div id="payhost-pending">' . $this->lang('payhost_pending_later') . '</div>';
+            return;
+        }
+        $query = $params;
+        $query['code'] = basename(__FILE__, '.php');
+        $query['payhost_wait'] = $wait + 1;
+        $pairs = array();
+        foreach ($query as $k => $v) {
+            $pairs[] = rawurlencode($k) . '=' . rawurlencode($v);
+        }
+        $url = $this->shop_url() . 'respond.php?' . implode('&', $pairs);
+        $GLOBALS['_LANG']['pay_fail'] = '<div id="payhost-pending">' . $this->lang('payhost_pending') . '</div>'
+            . '<meta http-equiv="refresh" content="2;url=' . $this->esc($url) . '" />'
+            . '<script type="text/javascript">setTimeout(function () { location.replace("' . $this->esc(addslashes($url)) . '"); }, 2500);</script>';
+    }
+
+    /* ---------------------------------------------------------------- payhost's webhook */
+
+    /**
+     * payhost_notify.php: checks X-Payhost-Signature (t=<unix>,v1=<HMAC-SHA256 of "<t>.<body>">,
+     * t within 300 s) and applies the event. Returns array(HTTP status, text); 2xx only when the
+     * shop has the payment (payhost retries everything else).
+     */
+    function webhook($body, $header, $now)
+    {
+        $payment = get_payment(basename(__FILE__, '.php'));
+        if (!$payment) {
+            return array(503, 'payment module not enabled');
+        }
+        $s = $this->settings($payment);
+        $t = null;
+        $v1 = null;
+        foreach (explode(',', (string)$header) as $part) {
+            $kv = explode('=', trim($part), 2);
+            if (count($kv) == 2 && $kv[0] === 't' && preg_match('/^[0-9]{1,12}$/', $kv[1])) {
+                $t = (int)$kv[1];
+            } elseif (count($kv) == 2 && $kv[0] === 'v1') {
+                $v1 = $kv[1];
+            }
+        }
+        if ($t === null || $v1 === null || abs($now - $t) > 300) {
+            return array(401, 'bad signature');
+        }
+        if (!payhost_alipay_equals(hash_hmac('sha256', $t . '.' . $body, $s['webhook_secret']), $v1)) {
+            return array(401, 'bad signature');
+        }
+        $event = json_decode($body, true);
+        if (!is_array($event) || empty($event['type']) || empty($event['out_trade_no'])) {
+            return array(400, 'not an event');
+        }
+        if ($event['type'] !== 'payment.paid' && $event['type'] !== 'payment.finished') {
+            // payment.closed, payment.refunded: nothing changes in ecshop; acknowledged.
+            return array(200, 'ignored');
+        }
+        $subject = isset($event['subject']) ? $event['subject'] : '';
+        $fee = isset($event['total_fee']) ? $event['total_fee'] : '';
+        switch ($this->settle($event['out_trade_no'], $subject, $fee)) {
+            case 'paid':
+                return array(200, 'ok');
+            case 'amount':
+                return array(409, 'amount differs from the order');
+            case 'unknown':
+                return array(404, 'unknown order');
+            default:
+                return array(503, 'busy, retry');
+        }
     }
 }

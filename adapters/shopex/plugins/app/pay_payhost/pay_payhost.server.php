@@ -1,0 +1,8 @@
+<?php
+/**
+ * ShopEx 4.8.5: the server notify URL of the payhost app (serverCallbackUrl, where payhost sends its
+ * webhook). Requested directly, the first statement runs the app's dispatcher, which includes this
+ * file again and calls pay_payhost::pay_payhost_callback(); the class itself is in pay_payhost.php.
+ */
+require_once('paymentPlugin.php');
+require_once(dirname(__FILE__) . '/pay_payhost.php');

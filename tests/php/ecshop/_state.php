@@ -1,0 +1,10 @@
+<?php
+/* Test-only (no ecshop counterpart): the harness database as JSON, and shop_closed switching. */
+define('IN_ECS', true);
+require(dirname(__FILE__) . '/includes/cls_mysql.php');
+if (isset($_GET['shop_closed'])) {
+    $v = (int)$_GET['shop_closed'];
+    hdb_tx(function (&$t) use ($v) { $t['shop_config']['shop_closed'] = $v; });
+}
+header('Content-Type: application/json');
+echo json_encode(hdb_read(), JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE);

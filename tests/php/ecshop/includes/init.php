@@ -1,0 +1,58 @@
+<?php
+/*
+ * Harness of ecshop 2.7.3 `includes/init.php` (the front end's bootstrap, included by respond.php,
+ * flow.php, user.php and the module's payhost_notify.php): ROOT_PATH, EC_CHARSET (data/config.php;
+ * here SHOP_CHARSET), the library files, addslashes_deep() over $_GET, $_POST, $_COOKIE and
+ * $_REQUEST (magic_quotes_gpc is off on PHP >= 5.4), the ECS object (table(), url()), the database
+ * object, $_CFG = load_config(), the common language file, and the "shop closed" page, which
+ * init.php prints with HTTP 200 and then exits.
+ *
+ * Written for the tests from the file's behaviour; no ecshop code.
+ */
+if (!defined('IN_ECS')) {
+    die('Hacking attempt');
+}
+error_reporting(E_ALL);
+define('ROOT_PATH', str_replace('\\', '/', dirname(dirname(__FILE__))) . '/');
+define('EC_CHARSET', getenv('SHOP_CHARSET') ?: 'utf-8');
+define('PAY_ORDER', 0);
+define('PAY_SURPLUS', 1);
+define('PS_UNPAYED', 0);
+define('PS_PAYING', 1);
+define('PS_PAYED', 2);
+define('OS_CONFIRMED', 1);
+
+require(ROOT_PATH . 'includes/lib_base.php');
+require(ROOT_PATH . 'includes/cls_mysql.php');
+
+if (!empty($_GET)) { $_GET = addslashes_deep($_GET); }
+if (!empty($_POST)) { $_POST = addslashes_deep($_POST); }
+$_COOKIE = addslashes_deep($_COOKIE);
+$_REQUEST = addslashes_deep($_REQUEST);
+
+class ECS
+{
+    var $db_name = 'ecshop';
+    var $prefix = 'ecs_';
+    function table($str) { return '`' . $this->db_name . '`.`' . $this->prefix . $str . '`'; }
+    function url() { return rtrim(getenv('SHOP_BASE'), '/') . '/'; }
+}
+$ecs = new ECS();
+$db = new cls_mysql();
+
+/** lib_common.php load_config(): the shop_config table as name => value. */
+function load_config()
+{
+    $t = hdb_read();
+    $cfg = $t['shop_config'];
+    $cfg['shop_name'] = base64_decode($cfg['shop_name_b64']);
+    return $cfg;
+}
+$_CFG = load_config();
+$_LANG = array();
+require(ROOT_PATH . 'languages/' . $_CFG['lang'] . '/common.php');
+
+if ($_CFG['shop_closed'] == 1) {
+    header('Content-type: text/html; charset=' . EC_CHARSET);
+    die('<div style="margin: 150px; text-align: center; font-size: 14px"><p>' . $_LANG['shop_closed'] . '</p><p>' . $_CFG['close_comment'] . '</p></div>');
+}

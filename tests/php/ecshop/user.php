@@ -1,0 +1,27 @@
+<?php
+/*
+ * Harness of ecshop 2.7.3 `user.php?act=act_account` (a balance top-up, 预付款): a user_account row
+ * (is_paid 0), `insert_pay_log($surplus['rec_id'], $amount, PAY_SURPLUS, 0)`, an $order with
+ * order_sn = rec_id, user_name, surplus_amount, order_amount and log_id (no order_id), and
+ * get_code($order, unserialize_config($payment_info['pay_config'])). No ecshop code.
+ */
+define('IN_ECS', true);
+require(dirname(__FILE__) . '/includes/init.php');
+require(ROOT_PATH . 'includes/lib_payment.php');
+require(ROOT_PATH . 'includes/lib_order.php');
+
+$user_id = intval($_GET['user_id']);
+$amount = $_GET['amount'];
+$rec_id = hdb_tx(function (&$t) use ($user_id, $amount) {
+    $id = $t['next_account_id']++;
+    $t['user_account'][$id] = array('id' => $id, 'user_id' => $user_id, 'amount' => $amount, 'is_paid' => 0);
+    return $id;
+});
+$payment_info = payment_info($_GET['payment_id']);
+$order = array('order_sn' => $rec_id, 'user_name' => 'buyer', 'surplus_amount' => $amount, 'order_amount' => $amount);
+$order['log_id'] = insert_pay_log($rec_id, $order['order_amount'], PAY_SURPLUS, 0);
+include_once(ROOT_PATH . 'includes/modules/payment/' . $payment_info['pay_code'] . '.php');
+$pay_obj = new $payment_info['pay_code'];
+$pay_button = $pay_obj->get_code($order, unserialize_config($payment_info['pay_config']));
+header('Content-type: text/html; charset=' . EC_CHARSET);
+echo '<html><body><div id="log_id">' . $order['log_id'] . '</div><div id="pay_online">' . $pay_button . '</div></body></html>';

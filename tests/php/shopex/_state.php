@@ -1,0 +1,9 @@
+<?php
+/* Test-only (no ShopEx counterpart): the harness database as JSON; ?db_down=1|0 switches failing writes. */
+require(dirname(__FILE__) . '/core/include_v5/harness_db.php');
+if (isset($_GET['db_down'])) {
+    $v = (int)$_GET['db_down'];
+    hdb_tx(function (&$t) use ($v) { $t['db_down'] = $v; });
+}
+header('Content-Type: application/json');
+echo json_encode(hdb_read(), JSON_UNESCAPED_UNICODE);

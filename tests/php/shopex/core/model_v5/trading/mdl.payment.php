@@ -1,0 +1,198 @@
+<?php
+/*
+ * Harness of ShopEx 4.8.5 `core/model_v5/trading/mdl.payment.php` (class mdl_payment), with the
+ * behaviour of rev 55324:
+ *  - the PAY_* result codes (PAY_FAILED -1, PAY_TIMEOUT 0, PAY_SUCCESS 1, PAY_CANCEL 2, PAY_ERROR 3,
+ *    PAY_PROGRESS 4, PAY_INVALID 5);
+ *  - loadMethod($ident): only plugins/app/pay_<ident>/pay_<ident>.php, `new pay_<ident>($system)`
+ *    (nothing else is looked at: a file in plugins/payment/ is never loaded);
+ *  - doPay(): toCreate() a payment (status ready), `$payObj->_payment = $this->payment`,
+ *    `$toSubmit = $payObj->toSubmit($this->getPaymentInfo())`, then an auto-submitting
+ *    <form action="$payObj->submitUrl" method="$payObj->method"> with one hidden input per returned
+ *    entry (name urldecode()d, value htmlspecialchars()) — an error array returned by toSubmit()
+ *    becomes hidden fields too; the page is echoed and the request ends;
+ *  - setPayStatus($paymentId, $status, &$info): E_USER_ERROR without a payment; true at once when
+ *    it is already succ; otherwise the new status is written with
+ *    `UPDATE ... WHERE payment_id = .. AND status != 'succ'` and onSuccess() (order payed()) runs only
+ *    when that changed one row — the platform's own "paid once" guard. RACE_WINDOW_MS widens the gap
+ *    between the read and the update;
+ *  - progress(): setPayStatus(), then the auto-posting form to the payment centre's result page;
+ *  - insertPay()/updatePay(): the plugin's getfields(), each value trim()med, serialize()d into
+ *    sdb_payment_cfg.config.
+ * Written for the tests from the model's behaviour; no ShopEx code.
+ */
+define('PAY_FAILED', -1);
+define('PAY_TIMEOUT', 0);
+define('PAY_SUCCESS', 1);
+define('PAY_CANCEL', 2);
+define('PAY_ERROR', 3);
+define('PAY_PROGRESS', 4);
+define('PAY_INVALID', 5);
+
+class mdl_payment
+{
+    var $system;
+    var $payment;
+    var $type;
+    var $money;
+    var $order_id;
+    var $currency = 'CNY';
+    var $pay_type = 'online';
+
+    function __construct(&$system) { $this->system = &$system; }
+
+    function loadMethod($payPlugin)
+    {
+        if (file_exists(PLUGIN_DIR . '/app/pay_' . $payPlugin . '/pay_' . $payPlugin . '.php')) {
+            require_once(PLUGIN_DIR . '/app/pay_' . $payPlugin . '/pay_' . $payPlugin . '.php');
+            $className = 'pay_' . $payPlugin;
+            return new $className($this->system);
+        }
+        return null;
+    }
+
+    function getById($paymentId)
+    {
+        $t = hdb_read();
+        return isset($t['payments'][(string)$paymentId]) ? $t['payments'][(string)$paymentId] : false;
+    }
+
+    function getPaymentById($id)
+    {
+        $t = hdb_read();
+        return isset($t['payment_cfg'][(string)intval($id)]) ? $t['payment_cfg'][(string)intval($id)] : false;
+    }
+
+    function setPayStatus($paymentId, $status, &$payInfo)
+    {
+        if (!$paymentId) {
+            trigger_error('单据号传递出错', E_USER_ERROR);
+        }
+        $aPayInfo = $this->getById($paymentId);
+        if (!$aPayInfo) {
+            trigger_error('支付记录不存在，可能参数传递出错', E_USER_ERROR);
+        }
+        if ($aPayInfo['status'] == 'succ') {
+            return true;
+        }
+        if ($aPayInfo['status'] == 'progress' && $status == PAY_PROGRESS) {
+            return true;
+        }
+        switch ($status) {
+            case PAY_FAILED: $payInfo['status'] = 'failed'; break;
+            case PAY_TIMEOUT: $payInfo['status'] = 'timeout'; break;
+            case PAY_PROGRESS: $aPayInfo['pay_assure'] = true; $payInfo['status'] = 'progress'; break;
+            case PAY_SUCCESS: $payInfo['status'] = 'succ'; break;
+            case PAY_CANCEL: $payInfo['status'] = 'cancel'; break;
+            case PAY_ERROR: $payInfo['status'] = 'error'; break;
+        }
+        $payInfo['t_end'] = time();
+        $window = (int)getenv('RACE_WINDOW_MS');
+        if ($window > 0) {
+            usleep($window * 1000);
+        }
+        $info = $payInfo;
+        $affected = hdb_tx(function (&$t) use ($paymentId, $info) {
+            if (!empty($t['db_down'])) {
+                return false;
+            }
+            $row = &$t['payments'][(string)$paymentId];
+            if ($row['status'] === 'succ') {
+                return 0;
+            }
+            foreach ($info as $k => $v) {
+                if ($v !== null) {
+                    $row[$k] = $v;
+                }
+            }
+            return 1;
+        });
+        if ($affected === 1) {
+            if ($status == PAY_PROGRESS || $status == PAY_SUCCESS) {
+                if (!$this->onSuccess($aPayInfo, $payInfo['memo'])) {
+                    return false;
+                }
+            }
+            return true;
+        }
+        return false;
+    }
+
+    function onSuccess($info, &$message)
+    {
+        $order = $this->system->loadModel('trading/order');
+        return $order->payed($info, $message);
+    }
+
+    function progress($paymentId, $status, $info)
+    {
+        $base_url = $this->system->base_url();
+        $base_url = substr(substr($base_url, 0, strrpos($base_url, '/')), 0, strrpos(substr($base_url, 0, strrpos($base_url, '/')), '/')) . '/';
+        $url = $base_url . 'index.php?ctl=paycenter&act=result';
+        $this->setPayStatus($paymentId, $status, $info);
+        echo '<html><head></head><body>Redirecting...<form id="payment" action="' . $url . '" method="post">'
+            . '<input type="hidden" name="payment_id" value="' . $paymentId . '"></form>'
+            . '<script language="javascript">document.getElementById(\'payment\').submit();</script></html>';
+    }
+
+    function toCreate()
+    {
+        $payment_id = time() . str_pad(rand(1, 9999), 4, '0', STR_PAD_LEFT);
+        $row = array('payment_id' => $payment_id, 'order_id' => $this->order_id, 'money' => $this->money,
+            'cur_money' => $this->money, 'currency' => $this->currency, 'payment' => $this->payment,
+            'pay_type' => $this->pay_type, 'status' => 'ready', 'memo' => '');
+        hdb_tx(function (&$t) use ($row) { $t['payments'][$row['payment_id']] = $row; });
+        $this->payment_id = $payment_id;
+        return $payment_id;
+    }
+
+    function getPaymentInfo($method = '')
+    {
+        $t = hdb_read();
+        $p = $t['payments'][$this->payment_id];
+        return array('M_OrderId' => $p['payment_id'], 'M_OrderNO' => $p['order_id'], 'M_Amount' => $p['money'],
+            'M_Def_Amount' => $p['money'], 'M_Currency' => 'CNY', 'M_Remark' => '', 'M_Time' => time(), 'M_Language' => 'zh_CN');
+    }
+
+    function doPay($method = '', $order_id = null)
+    {
+        $payObj = $this->loadMethod($this->type);
+        if ($this->toCreate()) {
+            if ($payObj->head_charset) {
+                header('Content-Type: text/html;charset=' . $payObj->head_charset);
+            }
+            $html = '<!DOCTYPE html><html><head></head><body><div>Redirecting...</div>';
+            $payObj->_payment = $this->payment;
+            $toSubmit = $payObj->toSubmit($this->getPaymentInfo($method));
+            $html .= '<form id="payment" action="' . $payObj->submitUrl . '" method="' . $payObj->method . '">';
+            foreach ($toSubmit as $k => $v) {
+                if ($k <> 'ikey') {
+                    $html .= '<input name="' . urldecode($k) . '" type="hidden" value="' . htmlspecialchars($v) . '" />';
+                }
+            }
+            $html .= '</form><script language="javascript">document.getElementById(\'payment\').submit();</script></html>';
+        } else {
+            $html = '<html><script language="javascript">alert(\'创建支付流水号错误！\');</script></html>';
+        }
+        echo $html;
+        exit;
+    }
+
+    function updatePay($aData, &$msg)
+    {
+        $obj = $this->loadMethod($aData['pay_type']);
+        $aTemp = array();
+        foreach ($obj->getfields() as $key => $val) {
+            $aTemp[$key] = trim($aData[$key]);
+        }
+        $aTemp['method'] = isset($aData['paymethod']) ? $aData['paymethod'] : '';
+        $config = serialize($aTemp);
+        $id = (string)intval($aData['id']);
+        hdb_tx(function (&$t) use ($id, $config) {
+            $t['payment_cfg'][$id]['config'] = $config;
+            $t['payment_cfg'][$id]['disabled'] = 'false';
+        });
+        $msg = '保存成功！';
+        return true;
+    }
+}

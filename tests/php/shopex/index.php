@@ -1,0 +1,34 @@
+<?php
+/*
+ * Harness of ShopEx 4.8.5's shop front for paying: `core/shop/controller/ctl.paycenter.php`
+ *  - act=order (order_id, payment): _init(): the payment method (sdb_payment_cfg row), its
+ *    pay_type as the model's type, then doPay();
+ *  - act=result (payment_id): the result page (`core/shop/view/paycenter/result.html`): succ
+ *    "支付成功", progress "支付成功 … 已经收到付款，请等待发货", failed/error/cancel/timeout "支付失败",
+ *    ready "请稍候 支付过程尚未开始".
+ * Written for the tests; no ShopEx code.
+ */
+define('PHP_SELF', $_SERVER['PHP_SELF']);
+require(dirname(__FILE__) . '/config/config.php');
+define('CORE_INCLUDE_DIR', CORE_DIR . '/include_v5');
+require(CORE_INCLUDE_DIR . '/shopCore.php');
+require_once(CORE_DIR . '/model_v5/trading/mdl.payment.php');
+$system = new shopCore();
+$req = array_merge($_GET, $_POST);
+if ($req['act'] === 'order') {
+    $oPay = $system->loadModel('trading/payment');
+    $cfg = $oPay->getPaymentById($req['payment']);
+    $t = hdb_read();
+    $order = $t['orders'][$req['order_id']];
+    $oPay->type = $cfg['pay_type'];
+    $oPay->payment = $cfg['id'];
+    $oPay->order_id = $order['order_id'];
+    $oPay->money = $order['total_amount'];
+    $oPay->doPay('', $order['order_id']);
+} elseif ($req['act'] === 'result') {
+    $p = $system->loadModel('trading/payment')->getById($req['payment_id']);
+    $texts = array('succ' => '支付成功', 'progress' => '支付成功 已经收到付款，请等待发货', 'failed' => '支付失败',
+        'error' => '支付失败 支付过程发生错误', 'cancel' => '支付失败', 'timeout' => '支付失败', 'ready' => '请稍候 支付过程尚未开始');
+    header('Content-Type: text/html; charset=utf-8');
+    echo '<div id="result">' . $texts[$p['status']] . '</div>';
+}
