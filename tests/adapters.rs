@@ -46,10 +46,17 @@ fn start_demo(dir: &Path, speed: u32) -> Demo {
     let db = dir.join("demo.db").display().to_string();
     let extra = format!("{PARTNER}:{KEY}");
     let speed = speed.to_string();
+    // The shop runs on loopback: the operator allows its origin, as payhost.toml's
+    // `[outbound] allowed_origins` would (webhooks to non-public addresses are refused otherwise).
+    let shop_port = free_port();
+    std::fs::write(dir.join("shop.port"), shop_port.to_string()).unwrap();
+    let shop_origin = format!("http://127.0.0.1:{shop_port}");
     spawn_payhost(
         dir,
         &[
             "demo",
+            "--allow-origin",
+            &shop_origin,
             "--api-token",
             TOKEN,
             "--sandbox-merchant",
@@ -147,7 +154,14 @@ fn start_shop(platform: &str, dir: &Path, charset: &str, db: &Value, env: &[(&st
         std::fs::write(&common, encoding_rs::GBK.encode(&text).0).unwrap();
         run_readme(platform, "install-gbk", &root);
     }
-    let port = free_port();
+    // The port the demo was told to allow (start_demo), once; else any free one.
+    let port = std::fs::read_to_string(dir.join("shop.port"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .inspect(|_| {
+            let _ = std::fs::remove_file(dir.join("shop.port"));
+        })
+        .unwrap_or_else(free_port);
     let base = format!("http://127.0.0.1:{port}");
     let log = std::fs::File::create(dir.join("php.log")).unwrap();
     let mut cmd = Command::new("php");

@@ -59,6 +59,12 @@ fn rsa_settings(stub: &StubServer) -> Pairs {
     ])
 }
 
+/// The host makes request ids (the component has no clock or randomness): unique per call here.
+fn next_request_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    format!("req{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 fn order(stub: &StubServer, out_trade_no: &str, total_fee: &str) -> types::PaymentRequest {
     types::PaymentRequest {
         out_trade_no: out_trade_no.into(),
@@ -71,7 +77,7 @@ fn order(stub: &StubServer, out_trade_no: &str, total_fee: &str) -> types::Payme
         pay_expire: Some(30),
         out_user: None,
         cashier_code: None,
-        request_id: "req1".into(),
+        request_id: next_request_id(),
     }
 }
 
@@ -236,7 +242,11 @@ async fn start_payment_md5_and_gateway_errors() {
 
     let mut s = rt.session().await.unwrap();
     let err = s
-        .start_payment(&policy, &settings, &order(&stub, "20140101000002", "999.00"))
+        .start_payment(
+            &policy,
+            &settings,
+            &order(&stub, "20140101000002", "999.00"),
+        )
         .await
         .unwrap()
         .unwrap_err();
@@ -301,7 +311,11 @@ async fn invalid_orders_name_the_field() {
     let mut o = order(&stub, "X1", "1");
     o.seller = Some("other@example.com".into());
     let mut s = rt.session().await.unwrap();
-    let err = s.start_payment(&policy, &settings, &o).await.unwrap().unwrap_err();
+    let err = s
+        .start_payment(&policy, &settings, &o)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert!(
         matches!(err, PluginError::InvalidOrder(ref f) if f.field == "seller_email"),
         "{err:?}"
@@ -418,7 +432,11 @@ async fn verify_notification_asks_notify_verify() {
     assert!(matches!(err, PluginError::NotifyNotConfirmed(_)), "{err:?}");
     let mut s = rt.session().await.unwrap();
     let err = s
-        .verify_notification(&policy, &settings, &md5_notify(&notify_data("O1", "0.01", "down")))
+        .verify_notification(
+            &policy,
+            &settings,
+            &md5_notify(&notify_data("O1", "0.01", "down")),
+        )
         .await
         .unwrap()
         .unwrap_err();

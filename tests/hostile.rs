@@ -113,7 +113,10 @@ async fn a_request_to_a_host_not_allowed_is_refused_before_a_socket() {
     eprintln!("outbound request refused after {took:?}");
     match r {
         Ok(Err(types::PluginError::Transport(m))) => {
-            assert!(m.contains("refused") && m.contains("not an allowed origin"), "{m}")
+            assert!(
+                m.contains("refused") && m.contains("not an allowed origin"),
+                "{m}"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -126,7 +129,10 @@ async fn a_request_to_a_host_not_allowed_is_refused_before_a_socket() {
 async fn a_flow_that_asks_for_requests_without_end_is_cut_off() {
     let rt = runtime(200_000_000, 10_000).await;
     let (r, _) = call(&rt, "endless").await;
-    assert!(matches!(&r, Err(CallError::Protocol(m)) if m.contains("more than 4")), "{r:?}");
+    assert!(
+        matches!(&r, Err(CallError::Protocol(m)) if m.contains("more than 4")),
+        "{r:?}"
+    );
     assert_eq!(rt.net().sent.load(Ordering::Relaxed), 0);
     still_serves(&rt).await;
 }

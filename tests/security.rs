@@ -1,5 +1,6 @@
 //! The hardening issue's findings, each reproduced over real sockets against the real `payhost`
-//! binary, with the fix asserted: unauthenticated disk filling, oversized and too-frequent
+//! binary, with the fix asserted: SSRF through provider and webhook URLs, unauthenticated disk
+//! filling, oversized and too-frequent
 //! notifies, stalled bodies, colliding webhook ids, invisible refunds, admin sessions (logout,
 //! CSRF, throttling), per-merchant tokens, /metrics, return_url origins, dead-lettered webhooks and
 //! the compile cache's integrity check. See docs/SECURITY.md.
@@ -720,7 +721,7 @@ async fn a_tampered_compile_cache_is_recompiled_not_loaded() {
     let dir = temp_dir("sec-cache");
     let cache = dir.join("cache");
     let port = free_port();
-    let shared = conformance::repo_root().join("target/payhost-test-cache");
+    let shared = conformance::target_dir().join("payhost-test-cache");
     let config = config_head(port, TOKEN, "").replace(
         &format!("cache_dir = \"{}\"", shared.display()),
         &format!("cache_dir = \"{}\"", cache.display()),
@@ -761,4 +762,95 @@ async fn a_tampered_compile_cache_is_recompiled_not_loaded() {
         r.text()
     );
     host.terminate();
+}
+
+/// Finding 1: SSRF with the answer read back. Provider URLs that arrive through the API must use
+/// an origin the operator allowed; a loopback service nobody allowed receives nothing, whether it
+/// is named as a provider URL or as a shop webhook; and what an upstream answered is never echoed
+/// to the API caller.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_and_webhook_urls_cannot_reach_internal_services() {
+    // The "internal service" (a metadata endpoint) on loopback, holding a secret.
+    let internal =
+        StubServer::start(|_: &Seen| (200, b"SECRET-INSTANCE-CREDENTIALS".to_vec())).await;
+    // `internal` below is written in payhost.toml by the operator: it may reach the stub.
+    let operator_table = format!(
+        "\n[merchants.internal]\npartner = \"{PARTNER}\"\nkey = \"{MD5_KEY}\"\nseller_email = \"{SELLER}\"\npaychannel_url = \"{}\"\n",
+        internal.url("/latest/meta-data/")
+    );
+    let w = world("sec-ssrf", "", &operator_table).await;
+    let internal_other_port = StubServer::start(|_: &Seen| (200, b"SECRET-2".to_vec())).await;
+
+    // 1. Through the API, provider URLs to origins nobody allowed are refused, naming the field.
+    for (field, url) in [
+        (
+            "paychannel_url",
+            internal_other_port.url("/latest/meta-data/"),
+        ),
+        (
+            "notify_verify_url",
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+        ),
+        ("gateway_url", internal_other_port.url("/gw")),
+    ] {
+        let mut body = json!({"partner": PARTNER, "key": MD5_KEY, "seller_email": SELLER});
+        body[field] = json!(url);
+        let r = send_json("PUT", &w.host.url("/v1/merchants/evil"), Some(TOKEN), &body).await;
+        assert_eq!(r.status, 400, "{field}: {}", r.text());
+        assert!(
+            r.text().contains(field) && r.text().contains("allowed_origins"),
+            "{}",
+            r.text()
+        );
+    }
+    assert!(internal_other_port.requests().is_empty());
+
+    // 2. An operator-configured URL may reach loopback, but what it answered is not echoed.
+    let r = get(&w.host.url("/v1/merchants/internal/channels"), Some(TOKEN)).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(!r.text().contains("SECRET"), "{}", r.text());
+    assert!(r.text().contains("correlation id"), "{}", r.text());
+    assert_eq!(
+        internal.requests().len(),
+        1,
+        "the operator allowed this one"
+    );
+
+    // 3. A shop webhook URL saved through the API that resolves to loopback (not allowed by the
+    //    operator) is refused at connect time: the payment is applied, the stub receives nothing.
+    let r = send_json(
+        "PUT",
+        &w.host.url("/v1/merchants/hooked"),
+        Some(TOKEN),
+        &json!({"partner": PARTNER, "key": MD5_KEY, "seller_email": SELLER,
+                "gateway_url": w.alipay.gateway_url(), "notify_verify_url": w.alipay.verify_url(),
+                "shop_webhook_url": internal_other_port.url("/hook"),
+                "shop_webhook_secret": HOOK_SECRET}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    create(&w, "hooked", "SSRF1").await;
+    w.alipay.issue("n-SSRF1");
+    let body = alipay::md5_notify_body(&trade("SSRF1", "n-SSRF1", "TRADE_SUCCESS"), MD5_KEY);
+    assert_eq!(notify(&w, "hooked", &body).await.text(), "success");
+    let db = w.host.dir.join("payhost.db");
+    wait_for(
+        || {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            conn.query_row(
+                "SELECT last_error FROM webhook_outbox WHERE merchant_id = 'hooked'",
+                [],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .ok()
+            .flatten()
+            .is_some_and(|e| e.contains("non-public"))
+        },
+        "the refused webhook attempt",
+    )
+    .await;
+    assert!(
+        internal_other_port.requests().is_empty(),
+        "no request reached the internal service"
+    );
 }

@@ -26,7 +26,10 @@ const CIPHER: &str = include_str!("../../plugin/testdata/notify_cipher.b64");
 fn drive<T>(
     first: Result<Step<T>, alipay_wap_plugin::model::PluginError>,
     create_reply: &[u8],
-    resume: impl Fn(&[u8], Result<HttpResponse, SendFailure>) -> Result<Step<T>, alipay_wap_plugin::model::PluginError>,
+    resume: impl Fn(
+        &[u8],
+        Result<HttpResponse, SendFailure>,
+    ) -> Result<Step<T>, alipay_wap_plugin::model::PluginError>,
 ) -> T {
     let mut step = first.unwrap();
     loop {
@@ -291,7 +294,10 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             rt.block_on(async {
                 let mut s = runtime.session().await.unwrap();
-                s.verify_notification(&policy, &wm, &wf).await.unwrap().unwrap()
+                s.verify_notification(&policy, &wm, &wf)
+                    .await
+                    .unwrap()
+                    .unwrap()
             })
         })
     });
@@ -340,7 +346,10 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             rt.block_on(async {
                 let mut s = runtime.session().await.unwrap();
-                s.verify_notification(&policy, &wrs, &wrf).await.unwrap().unwrap()
+                s.verify_notification(&policy, &wrs, &wrf)
+                    .await
+                    .unwrap()
+                    .unwrap()
             })
         })
     });

@@ -91,6 +91,8 @@ async fn main() -> anyhow::Result<()> {
                 pay_expire: Some(30),
                 out_user: None,
                 cashier_code: None,
+                product: None,
+                user_agent: None,
             },
         )
         .await

@@ -523,13 +523,7 @@ impl Config {
                 .max(1),
         };
         let mut allowed_origins = Vec::new();
-        for (i, o) in raw
-            .outbound
-            .allowed_origins
-            .iter()
-            .flatten()
-            .enumerate()
-        {
+        for (i, o) in raw.outbound.allowed_origins.iter().flatten().enumerate() {
             match crate::net::Origin::parse(o) {
                 Ok(origin) => allowed_origins.push(origin),
                 Err(e) => problems.push(format!("outbound.allowed_origins[{i}]: {o:?} {e}")),

@@ -81,6 +81,8 @@ pub struct DemoOptions {
     /// More MD5 merchants the sandbox knows, as (partner, key): shops that configure payhost
     /// themselves (the adapters) pay through the sandbox with them.
     pub sandbox_merchants: Vec<(String, String)>,
+    /// Origins allowed besides the demo itself (`--allow-origin`), e.g. a local shop's webhook.
+    pub allowed_origins: Vec<String>,
 }
 
 /// The demo configuration, the sandbox that plays Alipay, and the shop.
@@ -178,7 +180,13 @@ pub fn build(opts: &DemoOptions) -> anyhow::Result<(Config, Arc<Sandbox>, Arc<De
             ..WebhookConfig::default()
         },
         // The demo shop's webhook endpoint and the sandbox are this process itself.
-        allowed_origins: vec![crate::net::Origin::parse(&public).map_err(anyhow::Error::msg)?],
+        allowed_origins: std::iter::once(public.as_str())
+            .chain(opts.allowed_origins.iter().map(String::as_str))
+            .map(|o| {
+                crate::net::Origin::parse(o)
+                    .map_err(|e| anyhow::anyhow!("--allow-origin {o:?}: {e}"))
+            })
+            .collect::<anyhow::Result<_>>()?,
         admin_password_hash: Some(crate::auth::hash_password(&opts.admin_password)?),
         trust_proxy: false,
         metrics_listen: None,
@@ -297,6 +305,8 @@ impl DemoShop {
             pay_expire: Some(30),
             out_user: None,
             cashier_code: None,
+            product: None,
+            user_agent: None,
         };
         match app.create_payment(p.merchant, request).await {
             Ok((_, created)) => match created.pay_url {

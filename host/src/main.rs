@@ -59,6 +59,11 @@ enum Command {
         /// configure payhost themselves, such as the ecshop and shopex adapters.
         #[arg(long = "sandbox-merchant", value_name = "PARTNER:KEY")]
         sandbox_merchants: Vec<String>,
+        /// An origin the demo may reach although it is not public (repeatable), as
+        /// `[outbound] allowed_origins` in payhost.toml: e.g. a shop on this machine whose webhook
+        /// endpoint the demo calls (http://127.0.0.1:8000).
+        #[arg(long = "allow-origin", value_name = "ORIGIN")]
+        allow_origins: Vec<String>,
     },
     /// Runs only the sandbox Alipay gateway (create, cashier, notify and retries, notify_verify,
     /// pay channels) under /sandbox.
@@ -295,6 +300,7 @@ fn main() -> ExitCode {
             admin_password,
             sandbox_speed,
             sandbox_merchants,
+            allow_origins,
         } => {
             init_logging();
             let mut extra = Vec::new();
@@ -318,6 +324,7 @@ fn main() -> ExitCode {
                 admin_password: admin_password.clone(),
                 sandbox_speed,
                 sandbox_merchants: extra,
+                allowed_origins: allow_origins,
             };
             runtime().block_on(async {
                 let (config, sandbox, shop) = match payhost::demo::build(&opts) {
@@ -398,9 +405,9 @@ fn main() -> ExitCode {
                 )
                 .await
                 {
-                        Ok(r) => r,
-                        Err(e) => return fail(e),
-                    };
+                    Ok(r) => r,
+                    Err(e) => return fail(e),
+                };
                 let problems = payhost::server::check_merchants(&config, &rt).await;
                 if problems.is_empty() {
                     println!(

@@ -219,10 +219,13 @@ pub fn is_component(bytes: &[u8]) -> bool {
 /// current checksum. Returns the new checksum.
 pub fn pin_component(manifest_path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(manifest_path)?;
-    let m: Manifest = toml::from_str(&text)?;
-    let base = manifest_path.parent().unwrap_or(Path::new("."));
-    let bytes = std::fs::read(base.join(&m.component.path))
-        .with_context(|| format!("cannot read {}", base.join(&m.component.path).display()))?;
+    let mut m: Manifest = toml::from_str(&text)?;
+    m.base_dir = manifest_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let path = m.component_path();
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     if !is_component(&bytes) {
         bail!(
             "{} is not a WebAssembly component",

@@ -33,8 +33,12 @@ pub async fn build_app_with(
         // The operator may tighten the component's limit, never loosen it.
         manifest.limits.call_timeout_ms = manifest.limits.call_timeout_ms.min(t);
     }
-    let runtime =
-        PluginRuntime::load(&manifest, Some(&config.cache_dir), crate::net::Client::new()).await?;
+    let runtime = PluginRuntime::load(
+        &manifest,
+        Some(&config.cache_dir),
+        crate::net::Client::new(),
+    )
+    .await?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database)?);
     let problems = check_merchants(&config, &runtime).await;
     if !problems.is_empty() {

@@ -118,12 +118,24 @@ fn plugin_error_to_api(e: types::PluginError) -> ApiError {
             .trim()
             .to_owned(),
         },
-        // What the provider (or whatever answered) sent is never echoed to the caller: a fixed
-        // message and a correlation id; the detail goes to the log under that id.
-        E::Timeout(m) => upstream_error(504, "gateway_timeout", "the provider did not answer in time", &m),
-        E::Transport(m) => upstream_error(502, "gateway_unreachable", "the provider could not be reached or answered with an HTTP error", &m),
-        E::BadSignature(m) => upstream_error(502, "gateway_bad_signature", "the provider's answer carries a signature that does not match the configured keys", &m),
-        E::NotifyNotConfirmed(m) | E::Malformed(m) => upstream_error(502, "gateway_malformed", "the provider's answer could not be understood", &m),
+        // Timeouts and transport failures are described by the connection and the HTTP status
+        // alone, never by what came back. Anything else the provider (or whatever answered) sent
+        // is never echoed to the caller: a fixed message and a correlation id; the detail goes to
+        // the log under that id.
+        E::Timeout(m) => ApiError::new(504, "gateway_timeout", m),
+        E::Transport(m) => ApiError::new(502, "gateway_unreachable", m),
+        E::BadSignature(m) => upstream_error(
+            502,
+            "gateway_bad_signature",
+            "the provider's answer carries a signature that does not match the configured keys",
+            &m,
+        ),
+        E::NotifyNotConfirmed(m) | E::Malformed(m) => upstream_error(
+            502,
+            "gateway_malformed",
+            "the provider's answer could not be understood",
+            &m,
+        ),
     }
 }
 
@@ -131,7 +143,11 @@ fn plugin_error_to_api(e: types::PluginError) -> ApiError {
 pub fn upstream_error(status: u16, code: &str, message: &str, detail: &str) -> ApiError {
     let id = correlation_id();
     tracing::warn!(correlation_id = %id, code, detail = %detail, "provider call failed");
-    ApiError::new(status, code, format!("{message} (correlation id {id}; the detail is in the payhost log)"))
+    ApiError::new(
+        status,
+        code,
+        format!("{message} (correlation id {id}; the detail is in the payhost log)"),
+    )
 }
 
 fn correlation_id() -> String {
@@ -142,7 +158,11 @@ fn correlation_id() -> String {
 /// A request id for the provider, unique per merchant: milliseconds and 48 random bits, `[0-9a-z]`.
 pub fn new_request_id() -> String {
     use rand::Rng;
-    format!("{}{:012x}", store::now_ms(), rand::rng().random::<u64>() & 0xffff_ffff_ffff)
+    format!(
+        "{}{:012x}",
+        store::now_ms(),
+        rand::rng().random::<u64>() & 0xffff_ffff_ffff
+    )
 }
 
 /// Plain-language help for the gateway errors shop owners meet (integration guide, §9).
@@ -172,6 +192,11 @@ pub struct CreatePayment {
     pub pay_expire: Option<u32>,
     pub out_user: Option<String>,
     pub cashier_code: Option<String>,
+    /// Which of the provider's products pays this order: `wap` (the default) or `auto` (the
+    /// host picks by `user_agent`; today every buyer gets the phone cashier).
+    pub product: Option<String>,
+    /// The buyer's browser `User-Agent`, as the shop received it (for `product = "auto"`).
+    pub user_agent: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -211,7 +236,10 @@ impl App {
     }
 
     /// The merchant's provider URLs (settings of kind `url` in the component's schema).
-    fn provider_urls<'m>(&self, m: &'m MerchantSettings) -> impl Iterator<Item = (&'m str, &'m str)> + 'm {
+    fn provider_urls<'m>(
+        &self,
+        m: &'m MerchantSettings,
+    ) -> impl Iterator<Item = (&'m str, &'m str)> + 'm {
         let names: Vec<String> = self
             .runtime
             .info
@@ -347,6 +375,27 @@ impl App {
                     ApiError::field(400, "invalid_request", name, format!("{name}: is required"))
                 })
         };
+        match req.product.as_deref().map(str::trim) {
+            None | Some("") | Some("wap") | Some("auto") => {}
+            Some(other) => {
+                return Err(ApiError::field(
+                    400,
+                    "invalid_request",
+                    "product",
+                    format!(
+                        "product: {other:?} is not offered by this host; use \"wap\" or \"auto\""
+                    ),
+                ))
+            }
+        }
+        if req.user_agent.as_ref().is_some_and(|u| u.len() > 1024) {
+            return Err(ApiError::field(
+                400,
+                "invalid_request",
+                "user_agent",
+                "user_agent: must be at most 1024 bytes",
+            ));
+        }
         let out_trade_no = required(&req.out_trade_no, "out_trade_no")?;
         let subject = required(&req.subject, "subject")?;
         let return_url = required(&req.return_url, "return_url")?;

@@ -94,7 +94,6 @@ async fn deliver_due(app: &Arc<App>) -> bool {
     true
 }
 
-
 async fn post(app: &App, url: &str, event_id: &str, body: &str, key: &str) -> Result<(), String> {
     let signature = signature_header(key, now_ms() / 1000, body.as_bytes());
     let request = crate::net::Request {

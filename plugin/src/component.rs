@@ -141,7 +141,9 @@ fn pending_out(p: Pending) -> wit::Pending {
     }
 }
 
-fn response_in(r: Result<wit::IncomingResponse, wit::SendFailure>) -> Result<HttpResponse, SendFailure> {
+fn response_in(
+    r: Result<wit::IncomingResponse, wit::SendFailure>,
+) -> Result<HttpResponse, SendFailure> {
     match r {
         Ok(r) => Ok(HttpResponse {
             status: r.status,

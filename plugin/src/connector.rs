@@ -10,15 +10,15 @@ use crate::model::{
 use crate::settings::{self, is_http_url, is_seller_account, Mode, Settings};
 use crate::transformers::{self as wire, CreateFields};
 
-pub use crate::flow::{HttpRequest, HttpResponse, Pending, SendFailure, Step};
 use crate::flow::{self, Continuation};
+pub use crate::flow::{HttpRequest, HttpResponse, Pending, SendFailure, Step};
 
 fn send_failure(what: &str, e: SendFailure) -> PluginError {
     match e {
         SendFailure::Timeout(m) => PluginError::Timeout(format!("{what}: {m}")),
-        SendFailure::Refused(m) => PluginError::Transport(format!(
-            "{what}: the host refused the destination ({m})"
-        )),
+        SendFailure::Refused(m) => {
+            PluginError::Transport(format!("{what}: the host refused the destination ({m})"))
+        }
         SendFailure::Failed(m) => PluginError::Transport(format!("{what}: {m}")),
     }
 }

@@ -121,7 +121,12 @@ impl Continuation {
         let (tag, rest) = bytes.split_at(split);
         let tag = std::str::from_utf8(tag).map_err(|_| bad())?;
         let pairs: Vec<(String, String)> = form_urlencoded::parse(rest).into_owned().collect();
-        let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
         let need = |k: &str| get(k).ok_or_else(bad);
         match tag {
             PAYMENT => Ok(Continuation::Payment {
@@ -189,7 +194,12 @@ mod tests {
         ] {
             assert_eq!(Continuation::decode(&c.encode()).unwrap(), c);
         }
-        for bad in [&b""[..], b"x\n", b"payhost-alipay/payment/1\nrequest_id=1", b"\xff\n"] {
+        for bad in [
+            &b""[..],
+            b"x\n",
+            b"payhost-alipay/payment/1\nrequest_id=1",
+            b"\xff\n",
+        ] {
             assert!(matches!(
                 Continuation::decode(bad),
                 Err(PluginError::Malformed(_))

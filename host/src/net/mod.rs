@@ -202,8 +202,8 @@ impl Client {
             .url
             .parse()
             .map_err(|_| self.refuse(format!("{:?} is not a URL", request.url)))?;
-        let origin = Origin::of_uri(&uri)
-            .map_err(|e| self.refuse(format!("{}: {e}", request.url)))?;
+        let origin =
+            Origin::of_uri(&uri).map_err(|e| self.refuse(format!("{}: {e}", request.url)))?;
         if !policy.allows(&origin) {
             return Err(self.refuse(format!("{origin} is not an allowed origin")));
         }
@@ -263,25 +263,23 @@ impl Client {
                 .iter()
                 .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
                 .collect();
-            let body = match http_body_util::Limited::new(
-                response.into_body(),
-                limits.max_response_bytes,
-            )
-            .collect()
-            .await
-            {
-                Ok(b) => b.to_bytes(),
-                Err(e) if e.is::<http_body_util::LengthLimitError>() && limits.truncate => {
-                    Bytes::new()
-                }
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    return Err(SendError::Failed(format!(
-                        "the answer is larger than {} bytes",
-                        limits.max_response_bytes
-                    )))
-                }
-                Err(e) => return Err(SendError::Failed(format!("reading the answer: {e}"))),
-            };
+            let body =
+                match http_body_util::Limited::new(response.into_body(), limits.max_response_bytes)
+                    .collect()
+                    .await
+                {
+                    Ok(b) => b.to_bytes(),
+                    Err(e) if e.is::<http_body_util::LengthLimitError>() && limits.truncate => {
+                        Bytes::new()
+                    }
+                    Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                        return Err(SendError::Failed(format!(
+                            "the answer is larger than {} bytes",
+                            limits.max_response_bytes
+                        )))
+                    }
+                    Err(e) => return Err(SendError::Failed(format!("reading the answer: {e}"))),
+                };
             Ok(Response {
                 status,
                 headers,
@@ -326,10 +324,7 @@ async fn resolve(origin: &Origin, any_address: bool) -> Result<Vec<SocketAddr>, 
         .map_err(|e| SendError::Failed(format!("cannot resolve {}: {e}", origin.host)))?
         .collect();
     if found.is_empty() {
-        return Err(SendError::Failed(format!(
-            "{} has no address",
-            origin.host
-        )));
+        return Err(SendError::Failed(format!("{} has no address", origin.host)));
     }
     if !any_address {
         if let Some(bad) = found.iter().find(|a| !is_public(a.ip())) {
@@ -354,13 +349,22 @@ mod tests {
             Origin::parse("https://WAPPAYGW.alipay.com:443/service/rest.htm?x=1").unwrap()
         );
         assert_ne!(a, Origin::parse("http://wappaygw.alipay.com").unwrap());
-        assert_ne!(a, Origin::parse("https://wappaygw.alipay.com:8443").unwrap());
+        assert_ne!(
+            a,
+            Origin::parse("https://wappaygw.alipay.com:8443").unwrap()
+        );
         assert_ne!(
             a,
             Origin::parse("https://wappaygw.alipay.com.evil.example").unwrap()
         );
         assert_eq!(Origin::parse("http://127.0.0.1:9/").unwrap().port, 9);
-        for bad in ["ftp://x", "wappaygw.alipay.com", "https://user@host", "", "https://"] {
+        for bad in [
+            "ftp://x",
+            "wappaygw.alipay.com",
+            "https://user@host",
+            "",
+            "https://",
+        ] {
             assert!(Origin::parse(bad).is_err(), "{bad}");
         }
     }

@@ -243,7 +243,12 @@ mod tests {
         let origin = Origin::parse(&format!("http://{addr}")).unwrap();
         for _ in 0..5 {
             let r = pool
-                .send(&origin, &[addr], get("/gateway.do?x=1"), Duration::from_secs(2))
+                .send(
+                    &origin,
+                    &[addr],
+                    get("/gateway.do?x=1"),
+                    Duration::from_secs(2),
+                )
                 .await
                 .unwrap();
             let body = r.into_body().collect().await.unwrap().to_bytes();

@@ -123,8 +123,9 @@ pub struct PluginRuntime {
 }
 
 /// Interfaces a component built for `wasm32-wasip2` may import for its language runtime (stdio
-/// for panic messages, clocks, random seeds, exit). Anything else it imports (filesystem,
-/// environment, sockets, `wasi:http`) is linked to a trap: the host gives it no such capability.
+/// for panic messages, clocks, random seeds, exit, an empty environment, no terminal). Anything
+/// else it imports (filesystem, sockets, `wasi:http`) is linked to a trap: the host gives it no
+/// such capability.
 fn link_runtime_imports(linker: &mut Linker<HostState>) -> Result<()> {
     use wasmtime_wasi::p2::bindings::{cli, random};
     wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(linker)
@@ -138,10 +139,99 @@ fn link_runtime_imports(linker: &mut Linker<HostState>) -> Result<()> {
         |t| t.wasi.random(),
     )
     .map_err(|e| wt(e, "cannot link wasi:random/insecure-seed"))?;
-    cli::exit::add_to_linker::<HostState, wasmtime_wasi::cli::WasiCli>(linker, |t| {
-        wasmtime_wasi::cli::WasiCliView::cli(t)
-    })
-    .map_err(|e| wt(e, "cannot link wasi:cli/exit"))?;
+    // Rust's std asks these when it panics (RUST_BACKTRACE, is stderr a terminal?): the component
+    // gets an empty environment and no terminal, so a panic prints its message to stderr.
+    cli::exit::add_to_linker::<HostState, wasmtime_wasi::cli::WasiCli>(linker, cli_view)
+        .map_err(|e| wt(e, "cannot link wasi:cli/exit"))?;
+    cli::environment::add_to_linker::<HostState, wasmtime_wasi::cli::WasiCli>(linker, cli_view)
+        .map_err(|e| wt(e, "cannot link wasi:cli/environment"))?;
+    cli::terminal_input::add_to_linker::<HostState, wasmtime_wasi::cli::WasiCli>(linker, cli_view)
+        .map_err(|e| wt(e, "cannot link wasi:cli/terminal-input"))?;
+    cli::terminal_output::add_to_linker::<HostState, wasmtime_wasi::cli::WasiCli>(linker, cli_view)
+        .map_err(|e| wt(e, "cannot link wasi:cli/terminal-output"))?;
+    cli::terminal_stdin::add_to_linker::<HostState, wasmtime_wasi::cli::WasiCli>(linker, cli_view)
+        .map_err(|e| wt(e, "cannot link wasi:cli/terminal-stdin"))?;
+    cli::terminal_stdout::add_to_linker::<HostState, wasmtime_wasi::cli::WasiCli>(linker, cli_view)
+        .map_err(|e| wt(e, "cannot link wasi:cli/terminal-stdout"))?;
+    cli::terminal_stderr::add_to_linker::<HostState, wasmtime_wasi::cli::WasiCli>(linker, cli_view)
+        .map_err(|e| wt(e, "cannot link wasi:cli/terminal-stderr"))?;
+    Ok(())
+}
+
+fn cli_view(t: &mut HostState) -> wasmtime_wasi::cli::WasiCliCtxView<'_> {
+    wasmtime_wasi::cli::WasiCliView::cli(t)
+}
+
+/// The interfaces [`link_runtime_imports`] links (any version).
+const LINKED_INTERFACES: &[&str] = &[
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/exit",
+    "wasi:cli/environment",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+];
+
+/// Every other interface the component imports gets functions that trap when called (Rust's std
+/// imports `wasi:filesystem` or `wasi:cli/environment` even when it never uses them): the
+/// component links, and anything that reaches for a file, a socket or the environment fails.
+/// (wasmtime's `define_unknown_imports_as_traps` would also stub the versions of the interfaces
+/// linked above that it does not match exactly, e.g. `wasi:random/random@0.2.6`.)
+fn stub_unlinked_imports(
+    linker: &mut Linker<HostState>,
+    component: &wasmtime::component::Component,
+    engine: &Engine,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::types::ComponentItem;
+    for (name, import) in component.component_type().imports(engine) {
+        let interface = name.split('@').next().unwrap_or(name);
+        if LINKED_INTERFACES.contains(&interface) {
+            continue;
+        }
+        let ComponentItem::ComponentInstance(instance) = import.ty else {
+            continue;
+        };
+        let mut linked = linker.instance(name)?;
+        for (item, export) in instance.exports(engine) {
+            match export.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    let what = format!("{name}#{item}");
+                    linked.func_new(item, move |_, _, _, _| {
+                        wasmtime::bail!("the host gives the payment component no {what}")
+                    })?;
+                }
+                ComponentItem::Resource(_) => {
+                    use wasmtime::component::ResourceType;
+                    use wasmtime_wasi::p2::{
+                        DynInputStream, DynOutputStream, DynPollable, IoError,
+                    };
+                    // Resources the interface takes from `wasi:io` (linked above) must be the
+                    // same types; its own (a file descriptor, a socket) are empty stand-ins.
+                    let ty = match item {
+                        "input-stream" => ResourceType::host::<DynInputStream>(),
+                        "output-stream" => ResourceType::host::<DynOutputStream>(),
+                        "pollable" => ResourceType::host::<DynPollable>(),
+                        "error" => ResourceType::host::<IoError>(),
+                        _ => ResourceType::host::<()>(),
+                    };
+                    linked.resource(item, ty, |_, _| Ok(()))?;
+                }
+                _ => {}
+            }
+        }
+    }
     Ok(())
 }
 
@@ -162,8 +252,7 @@ impl PluginRuntime {
             engine::load_component(&engine, &bytes, &manifest.component.sha256, cache_dir)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         link_runtime_imports(&mut linker)?;
-        linker
-            .define_unknown_imports_as_traps(&component)
+        stub_unlinked_imports(&mut linker, &component, &engine)
             .map_err(|e| wt(e, "cannot link the component's other imports"))?;
         let pre = linker
             .instantiate_pre(&component)

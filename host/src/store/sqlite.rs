@@ -961,7 +961,11 @@ mod tests {
             s.payment("m1", "o1").unwrap().unwrap().status,
             TRADE_FINISHED
         );
-        assert_eq!(s.raw_notification_count().unwrap(), 5, "each with its raw form");
+        assert_eq!(
+            s.raw_notification_count().unwrap(),
+            5,
+            "each with its raw form"
+        );
         let recorded = s.notifications_for("m1", "o1").unwrap();
         let outcomes: Vec<_> = recorded.iter().filter_map(|r| r.outcome.clone()).collect();
         assert_eq!(
@@ -1144,7 +1148,11 @@ mod tests {
         assert_eq!(s.token_merchant("hash1").unwrap(), None);
 
         for _ in 0..3 {
-            s.record_notification(&raw(), &record()).unwrap();
+            let rec = NotificationRecord {
+                outcome: Some("bad_signature".into()),
+                ..record()
+            };
+            s.record_notification(&raw(), &rec).unwrap();
         }
         assert_eq!(s.raw_notification_count().unwrap(), 4);
         assert_eq!(
