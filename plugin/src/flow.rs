@@ -50,13 +50,18 @@ pub(crate) enum Continuation {
         total_fee: String,
         seller: String,
     },
-    Notification(Notification),
+    Notification(Box<Notification>),
     Channels,
+    /// `single_trade_query` for this order.
+    Query {
+        out_trade_no: String,
+    },
 }
 
 const PAYMENT: &str = "payhost-alipay/payment/1\n";
 const NOTIFICATION: &str = "payhost-alipay/notification/1\n";
 const CHANNELS: &str = "payhost-alipay/channels/1\n";
+const QUERY: &str = "payhost-alipay/query/1\n";
 /// Prefix of a notification's own fields, kept in document order.
 const FIELD: &str = "f:";
 
@@ -109,6 +114,10 @@ impl Continuation {
                 NOTIFICATION
             }
             Continuation::Channels => CHANNELS,
+            Continuation::Query { out_trade_no } => {
+                out.append_pair("out_trade_no", out_trade_no);
+                QUERY
+            }
         };
         let mut bytes = tag.as_bytes().to_vec();
         bytes.extend_from_slice(out.finish().as_bytes());
@@ -121,7 +130,12 @@ impl Continuation {
         let (tag, rest) = bytes.split_at(split);
         let tag = std::str::from_utf8(tag).map_err(|_| bad())?;
         let pairs: Vec<(String, String)> = form_urlencoded::parse(rest).into_owned().collect();
-        let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
         let need = |k: &str| get(k).ok_or_else(bad);
         match tag {
             PAYMENT => Ok(Continuation::Payment {
@@ -129,7 +143,7 @@ impl Continuation {
                 total_fee: need("total_fee")?,
                 seller: need("seller")?,
             }),
-            NOTIFICATION => Ok(Continuation::Notification(Notification {
+            NOTIFICATION => Ok(Continuation::Notification(Box::new(Notification {
                 out_trade_no: need("out_trade_no")?,
                 trade_no: need("trade_no")?,
                 trade_status: need("trade_status")?,
@@ -149,8 +163,11 @@ impl Continuation {
                     .filter_map(|(k, v)| k.strip_prefix(FIELD).map(|k| (k.to_owned(), v.clone())))
                     .collect(),
                 reply: need("reply")?,
-            })),
+            }))),
             CHANNELS => Ok(Continuation::Channels),
+            QUERY => Ok(Continuation::Query {
+                out_trade_no: need("out_trade_no")?,
+            }),
             _ => Err(bad()),
         }
     }
@@ -179,17 +196,25 @@ mod tests {
             ..Default::default()
         };
         for c in [
-            Continuation::Notification(n),
+            Continuation::Notification(Box::new(n)),
             Continuation::Payment {
                 request_id: "r1".into(),
                 total_fee: "1.00".into(),
                 seller: "2088".into(),
             },
             Continuation::Channels,
+            Continuation::Query {
+                out_trade_no: "20140101000001".into(),
+            },
         ] {
             assert_eq!(Continuation::decode(&c.encode()).unwrap(), c);
         }
-        for bad in [&b""[..], b"x\n", b"payhost-alipay/payment/1\nrequest_id=1", b"\xff\n"] {
+        for bad in [
+            &b""[..],
+            b"x\n",
+            b"payhost-alipay/payment/1\nrequest_id=1",
+            b"\xff\n",
+        ] {
             assert!(matches!(
                 Continuation::decode(bad),
                 Err(PluginError::Malformed(_))

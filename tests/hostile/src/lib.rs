@@ -50,6 +50,7 @@ mod component {
             request_id: String::new(),
             total_fee: String::new(),
             seller: String::new(),
+            order_string: None,
         })
     }
 
@@ -117,7 +118,10 @@ mod component {
         ) -> Result<wit::PaymentStep, wit::PluginError> {
             match (setting(&settings, "hostile").as_str(), response) {
                 ("endless", _) => Ok(metadata_request()),
-                (_, Ok(r)) => Ok(done(format!("reached it: HTTP {}", r.status), String::new())),
+                (_, Ok(r)) => Ok(done(
+                    format!("reached it: HTTP {}", r.status),
+                    String::new(),
+                )),
                 (_, Err(wit::SendFailure::Refused(m))) => {
                     Err(wit::PluginError::Transport(format!("refused: {m}")))
                 }
@@ -176,6 +180,31 @@ mod component {
             _: Result<wit::IncomingResponse, wit::SendFailure>,
         ) -> Result<wit::ChannelsStep, wit::PluginError> {
             Err(wit::PluginError::Malformed("no channels".into()))
+        }
+
+        fn query_trade(_: Vec<wit::Pair>, _: String) -> Result<wit::QueryStep, wit::PluginError> {
+            Err(wit::PluginError::Malformed(
+                "the hostile component does not query".into(),
+            ))
+        }
+
+        fn resume_query(
+            _: Vec<wit::Pair>,
+            _: Vec<u8>,
+            _: Result<wit::IncomingResponse, wit::SendFailure>,
+        ) -> Result<wit::QueryStep, wit::PluginError> {
+            Err(wit::PluginError::Malformed(
+                "the hostile component does not query".into(),
+            ))
+        }
+
+        fn verify_app_result(
+            _: Vec<wit::Pair>,
+            _: String,
+        ) -> Result<wit::AppResult, wit::PluginError> {
+            Err(wit::PluginError::Malformed(
+                "the hostile component does not verify".into(),
+            ))
         }
     }
 }
