@@ -660,3 +660,7 @@ pub fn parse_query_response(
         notification: Some(notification),
     })
 }
+
+#[cfg(test)]
+#[path = "mapi_tests.rs"]
+mod tests;
