@@ -1,6 +1,7 @@
-//! The flows of the WAP-pay protocol, sans-IO: a flow that needs Alipay returns the request to send
-//! ([`Step::Send`]) with a continuation, and its `resume_*` function takes the answer. The embedder
-//! (payhost, or a native caller) sends every request; this code performs no I/O.
+//! The flows of Alipay's WAP, PC and app products and of `single_trade_query`, sans-IO: a flow
+//! that needs Alipay returns the request to send ([`Step::Send`]) with a continuation, and its
+//! `resume_*` function takes the answer. The embedder (payhost, or a native caller) sends every
+//! request; this code performs no I/O.
 
 use crate::amount::Amount;
 use crate::mapi::{self, NotifyKind, OrderFields};

@@ -118,10 +118,7 @@ mod component {
         ) -> Result<wit::PaymentStep, wit::PluginError> {
             match (setting(&settings, "hostile").as_str(), response) {
                 ("endless", _) => Ok(metadata_request()),
-                (_, Ok(r)) => Ok(done(
-                    format!("reached it: HTTP {}", r.status),
-                    String::new(),
-                )),
+                (_, Ok(r)) => Ok(done(format!("reached it: HTTP {}", r.status), String::new())),
                 (_, Err(wit::SendFailure::Refused(m))) => {
                     Err(wit::PluginError::Transport(format!("refused: {m}")))
                 }
