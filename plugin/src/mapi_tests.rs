@@ -1175,3 +1175,111 @@ fn openssl_agrees_with_every_new_signature_rule() {
         Some(false)
     );
 }
+
+/// §5, the listed disagreements, each side tested.
+#[test]
+fn disagreements_both_sides() {
+    // 1. Quoted vs unquoted signing (mytharcher): our signature covers the quotes, so it does not
+    //    verify over the unquoted string.
+    let s = done(connector::start_payment(&rsa_pairs(), &order(Product::App)).unwrap())
+        .order_string
+        .unwrap();
+    let (content, tail) = s.split_once("&sign=\"").unwrap();
+    let raw: String =
+        form_urlencoded::parse(format!("s={}", tail.split_once('"').unwrap().0).as_bytes())
+            .next()
+            .unwrap()
+            .1
+            .into_owned();
+    let public = sign::parse_public_key(TEST_PUB).unwrap();
+    assert!(sign::rsa_verify(content, &raw, &public).unwrap());
+    let unquoted = content.replace('"', "");
+    assert!(!sign::rsa_verify(&unquoted, &raw, &public).unwrap());
+    // 2. Fixed vs sorted order of a result's content: the content is verified as received, in
+    //    whatever order it was signed.
+    let sorted = sign::sorted_link_string(
+        parse_quoted(CHLOEREI_ORDER)
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    let requoted: Vec<(&str, &str)> = sorted
+        .split('&')
+        .map(|kv| kv.split_once('=').unwrap())
+        .collect();
+    let content = format!("{}&success=\"true\"", quoted_link_string(&requoted));
+    let sig = sign::rsa_sign(&content, &test_key()).unwrap();
+    let settings = vector_settings(&rsa_pairs());
+    verify_app_result(&settings, &sdk_result("9000", &content, &sig)).unwrap();
+    // 7. notify_id missing: a notify needs it (ATN), a PC return does not (signature only).
+    let no_id: String = FLAT_SORTED
+        .split('&')
+        .filter(|kv| !kv.starts_with("notify_id="))
+        .collect::<Vec<_>>()
+        .join("&");
+    let form = flat_form(&no_id, &sign::md5_sign(&no_id, KEY), "MD5");
+    assert!(matches!(
+        connector::verify_notification(&md5_pairs(), &form),
+        Err(PluginError::Malformed(m)) if m.contains("notify_id")
+    ));
+    let mut q = pc_return(|c| sign::md5_sign(c, KEY), "MD5");
+    q.retain(|(k, _)| k != "notify_id");
+    let content = sign::sorted_link_string(q.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    q.iter_mut().find(|(k, _)| k == "sign").unwrap().1 = sign::md5_sign(&content, KEY);
+    connector::verify_return(&md5_pairs(), &q).unwrap();
+    // 8. A notify_id with `+` and `/` is URL-encoded in the notify_verify URL.
+    let odd = FLAT_SORTED.replace(
+        "notify_id=0123456789abcdef0123456789abcdef01",
+        "notify_id=RqPnCoPT3K9/vwbh3I+ODmZS9o4",
+    );
+    let form = flat_form(&odd, &sign::md5_sign(&odd, KEY), "MD5");
+    let pending = sent(connector::verify_notification(&md5_pairs(), &form).unwrap());
+    assert!(pending
+        .request
+        .url
+        .ends_with("notify_id=RqPnCoPT3K9%2Fvwbh3I%2BODmZS9o4"));
+    // 10. DSA is implemented nowhere: refused for MD5 and RSA merchants alike.
+    for pairs in [md5_pairs(), rsa_pairs()] {
+        let form = flat_form(FLAT_SORTED, FLAT_MD5, "DSA");
+        assert!(matches!(
+            connector::verify_notification(&pairs, &form),
+            Err(PluginError::BadSignature(_))
+        ));
+    }
+}
+
+/// The new parsers never panic on mangled input (a cheap stand-in for the fuzz targets, which
+/// live outside this crate): truncations and byte flips of real inputs.
+#[test]
+fn mangled_inputs_are_errors_not_panics() {
+    let md5 = settings(&md5_pairs());
+    let rsa = app_a_settings();
+    let result = sdk_result("9000", REAL_RESULT_CONTENT, REAL_RESULT_SIGN);
+    let query = query_answer(PAID_TRADE, Some("00"));
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..600 {
+        for input in [&result, &query, &APP_A_XML.to_owned()] {
+            let mut bytes = input.as_bytes().to_vec();
+            if round % 2 == 0 {
+                bytes.truncate((next() as usize) % (bytes.len() + 1));
+            }
+            for _ in 0..(round % 5) {
+                let i = (next() as usize) % bytes.len().max(1);
+                if let Some(b) = bytes.get_mut(i) {
+                    *b = b"{}<>&=\"/ ax\xff"[(next() as usize) % 12];
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let _ = verify_app_result(&rsa, &text);
+            let _ = parse_query_response(&md5, "20140101000001", &bytes);
+            let _ = verify_app_a_notify(&rsa, &app_a_form(&text, APP_A_SIGN));
+            let _ = connector::verify_notification(&md5_pairs(), &[p("notify_data", &text)]);
+        }
+    }
+}
