@@ -168,6 +168,7 @@ fn started_out(started: model::PaymentStarted) -> wit::PaymentStarted {
         request_id: started.request_id,
         total_fee: started.total_fee,
         seller: started.seller,
+        order_string: started.order_string,
     }
 }
 
@@ -182,6 +183,36 @@ fn notification_step(s: Step<model::Notification>) -> wit::NotificationStep {
     match s {
         Step::Send(p) => wit::NotificationStep::Send(pending_out(p)),
         Step::Done(d) => wit::NotificationStep::Done(notification_out(d)),
+    }
+}
+
+fn query_step(s: Step<model::TradeQuery>) -> wit::QueryStep {
+    match s {
+        Step::Send(p) => wit::QueryStep::Send(pending_out(p)),
+        Step::Done(q) => wit::QueryStep::Done(wit::TradeQuery {
+            found: q.found,
+            out_trade_no: q.out_trade_no,
+            trade_no: q.trade_no,
+            trade_status: q.trade_status,
+            event: event_out(q.event),
+            total_fee: q.total_fee,
+            refund_fee: q.refund_fee,
+            seller_email: q.seller_email,
+            seller_id: q.seller_id,
+            buyer_email: q.buyer_email,
+            gmt_payment: q.gmt_payment,
+            signature_verified: q.signature_verified,
+            fields: pairs_out(q.fields),
+            notification: q.notification.map(notification_out),
+        }),
+    }
+}
+
+fn product_in(p: wit::PaymentProduct) -> model::Product {
+    match p {
+        wit::PaymentProduct::Wap => model::Product::Wap,
+        wit::PaymentProduct::Pc => model::Product::Pc,
+        wit::PaymentProduct::App => model::Product::App,
     }
 }
 
@@ -250,6 +281,7 @@ impl Guest for Component {
         order: wit::PaymentRequest,
     ) -> Result<wit::PaymentStep, wit::PluginError> {
         let order = model::PaymentRequest {
+            product: product_in(order.product),
             out_trade_no: order.out_trade_no,
             subject: order.subject,
             total_fee: order.total_fee,
@@ -341,5 +373,40 @@ impl Guest for Component {
         connector::resume_channels(&pairs_in(settings), &continuation, response_in(response))
             .map(channels_step)
             .map_err(plugin_error)
+    }
+
+    fn query_trade(
+        settings: Vec<wit::Pair>,
+        out_trade_no: String,
+    ) -> Result<wit::QueryStep, wit::PluginError> {
+        connector::query_trade(&pairs_in(settings), &out_trade_no)
+            .map(query_step)
+            .map_err(plugin_error)
+    }
+
+    fn resume_query(
+        settings: Vec<wit::Pair>,
+        continuation: Vec<u8>,
+        response: Result<wit::IncomingResponse, wit::SendFailure>,
+    ) -> Result<wit::QueryStep, wit::PluginError> {
+        connector::resume_query(&pairs_in(settings), &continuation, response_in(response))
+            .map(query_step)
+            .map_err(plugin_error)
+    }
+
+    fn verify_app_result(
+        settings: Vec<wit::Pair>,
+        result: String,
+    ) -> Result<wit::AppResult, wit::PluginError> {
+        let r = connector::verify_app_result(&pairs_in(settings), &result).map_err(plugin_error)?;
+        Ok(wit::AppResult {
+            result_status: r.result_status,
+            memo: r.memo,
+            partner: r.partner,
+            out_trade_no: r.out_trade_no,
+            total_fee: r.total_fee,
+            seller_id: r.seller_id,
+            fields: pairs_out(r.fields),
+        })
     }
 }

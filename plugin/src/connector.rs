@@ -1,11 +1,13 @@
-//! The flows of the WAP-pay protocol, sans-IO: a flow that needs Alipay returns the request to send
-//! ([`Step::Send`]) with a continuation, and its `resume_*` function takes the answer. The embedder
-//! (payhost, or a native caller) sends every request; this code performs no I/O.
+//! The flows of Alipay's WAP, PC and app products and of `single_trade_query`, sans-IO: a flow
+//! that needs Alipay returns the request to send ([`Step::Send`]) with a continuation, and its
+//! `resume_*` function takes the answer. The embedder (payhost, or a native caller) sends every
+//! request; this code performs no I/O.
 
 use crate::amount::Amount;
+use crate::mapi::{self, NotifyKind, OrderFields};
 use crate::model::{
-    ChannelList, FieldError, HttpMethod, Notification, OrderExpectation, PaymentRequest,
-    PaymentStarted, PluginError, PluginInfo, VerifiedReturn,
+    AppResult, ChannelList, FieldError, HttpMethod, Notification, OrderExpectation, PaymentRequest,
+    PaymentStarted, PluginError, PluginInfo, Product, Redirect, TradeQuery, VerifiedReturn,
 };
 use crate::settings::{self, is_http_url, is_seller_account, Mode, Settings};
 use crate::transformers::{self as wire, CreateFields};
@@ -118,6 +120,10 @@ pub fn validate_order<'a>(
         ("return_url", &order.return_url),
         ("notify_url", &order.notify_url),
     ] {
+        // The app SDK has no use for a return page: an app order may leave it out.
+        if field == "return_url" && order.product == Product::App && url.is_empty() {
+            continue;
+        }
         if !is_http_url(url) || url.contains('?') {
             return Err(invalid(
                 field,
@@ -214,8 +220,14 @@ fn resolve_seller<'a>(
     }
 }
 
-/// Starts a payment: checks the order and returns the create call
-/// (`alipay.wap.trade.create.direct`) to send; [`resume_payment`] takes its answer.
+/// Starts a payment with the order's product:
+/// * `wap`: checks the order and returns the create call (`alipay.wap.trade.create.direct`) to
+///   send; [`resume_payment`] takes its answer;
+/// * `pc`: returns the signed `create_direct_pay_by_user` redirect at once (no provider call);
+/// * `app`: returns the RSA-signed `mobile.securitypay.pay` order string at once
+///   (`order_string`; the redirect is empty). An MD5 merchant is refused (`sign_type`).
+///
+/// `cashier_code`, `out_user` and `merchant_url` are WAP-only and ignored by `pc` and `app`.
 pub fn start_payment(
     settings_pairs: &[(String, String)],
     order: &PaymentRequest,
@@ -233,6 +245,37 @@ pub fn start_payment(
             "request_id",
             "must be 1 to 32 characters of 0-9 and a-z",
         ));
+    }
+    if order.product != Product::Wap {
+        let f = OrderFields {
+            out_trade_no: fields.out_trade_no,
+            subject: fields.subject,
+            total_fee: fields.total_fee,
+            seller: fields.seller_account_name,
+            notify_url: fields.notify_url,
+            return_url: fields.call_back_url,
+            pay_expire: fields.pay_expire,
+        };
+        let (redirect, order_string) = match order.product {
+            Product::Pc => (mapi::pc_redirect(&settings, &f)?, None),
+            _ => (
+                Redirect {
+                    url: String::new(),
+                    method: HttpMethod::Get,
+                    action: String::new(),
+                    fields: Vec::new(),
+                },
+                Some(mapi::app_order(&settings, &f)?),
+            ),
+        };
+        return Ok(Step::Done(PaymentStarted {
+            redirect,
+            token: String::new(),
+            request_id: req_id.to_owned(),
+            total_fee: f.total_fee.to_string(),
+            seller: f.seller.to_owned(),
+            order_string,
+        }));
     }
     let req_data = wire::create_req_data(&fields);
     let params = wire::signed_gateway_params(&settings, wire::SERVICE_CREATE, req_id, &req_data)?;
@@ -280,28 +323,46 @@ pub fn resume_payment(
         request_id,
         total_fee,
         seller,
+        order_string: None,
     }))
 }
 
 /// Verifies the buyer's synchronous return. It proves who signed it, not that money arrived:
-/// only a confirmed notification marks an order paid.
+/// only a confirmed notification marks an order paid. A WAP call-back (`result`,
+/// `request_token`) and a PC return (`is_success`, `exterface`, `notify_*`, `trade_status`; its
+/// `result` is then the `trade_status`) are told apart by their fields; both use the sorted rule.
 pub fn verify_return(
     settings_pairs: &[(String, String)],
     query: &[(String, String)],
 ) -> Result<VerifiedReturn, PluginError> {
     let settings = load_settings(settings_pairs)?;
-    wire::verify_return(&settings, query)
+    if mapi::is_pc_return(query) {
+        mapi::verify_pc_return(&settings, query)
+    } else {
+        wire::verify_return(&settings, query)
+    }
 }
 
-/// Verifies the asynchronous notification's signature, then returns the `notify_verify` request
-/// that asks whether Alipay sent it. Only a signature that matches **and** the answer `true`
-/// ([`resume_notification`]) make it verified.
+/// Verifies an asynchronous notification of any product, told apart by its fields
+/// (`ALIPAY_EXTRA_PROTOCOLS.md` §1.4.3, §2.4):
+/// * `notify_data` + `sec_id`: WAP (fixed-order signature);
+/// * `notify_data` alone: app generation A (RSA over `notify_data=<xml>` with Alipay's app key).
+///   It has no `notify_id` and Alipay offers no `notify_verify` for it: the step is `done` at once,
+///   with the synthetic `notify_id` `app:<trade_no>:<trade_status>`;
+/// * anything else: a flat notify (PC, app generation B), sorted rule, MD5 or RSA (mapi key).
+///
+/// Every kind but generation A then returns the `notify_verify` request; only a signature that
+/// matches **and** the answer `true` ([`resume_notification`]) make it verified.
 pub fn verify_notification(
     settings_pairs: &[(String, String)],
     form: &[(String, String)],
 ) -> Result<Step<Notification>, PluginError> {
     let settings = load_settings(settings_pairs)?;
-    let signed = wire::verify_notify_signature(&settings, form)?.notification;
+    let signed = match mapi::notify_kind(form) {
+        NotifyKind::Wap => wire::verify_notify_signature(&settings, form)?.notification,
+        NotifyKind::AppA => return mapi::verify_app_a_notify(&settings, form).map(Step::Done),
+        NotifyKind::Flat => mapi::verify_flat_notify(&settings, form)?,
+    };
     Ok(Step::Send(Pending {
         request: HttpRequest {
             method: HttpMethod::Get,
@@ -309,7 +370,7 @@ pub fn verify_notification(
             headers: Vec::new(),
             body: Vec::new(),
         },
-        continuation: Continuation::Notification(signed).encode(),
+        continuation: Continuation::Notification(Box::new(signed)).encode(),
     }))
 }
 
@@ -325,6 +386,7 @@ pub fn resume_notification(
     let Continuation::Notification(signed) = Continuation::decode(continuation)? else {
         return Err(flow::foreign_continuation("resume-notification"));
     };
+    let signed = *signed;
     let response = answered("notify_verify", response)?;
     if !wire::notify_verify_confirms(&response.body) {
         let answer: String = String::from_utf8_lossy(&response.body[..response.body.len().min(40)])
@@ -421,4 +483,53 @@ pub fn resume_channels(
     };
     let response = answered("pay-channel query", response)?;
     wire::parse_paychannel_response(&settings, &response.body).map(Step::Done)
+}
+
+/// Asks `single_trade_query` about one order (lost-notify recovery, protocol §3.4): returns the
+/// signed GET to send; [`resume_query`] reads its answer.
+pub fn query_trade(
+    settings_pairs: &[(String, String)],
+    out_trade_no: &str,
+) -> Result<Step<TradeQuery>, PluginError> {
+    let settings = load_settings(settings_pairs)?;
+    if out_trade_no.is_empty() || out_trade_no.len() > MAX_OUT_TRADE_NO {
+        return Err(invalid("out_trade_no", "must be 1 to 64 characters"));
+    }
+    Ok(Step::Send(Pending {
+        request: HttpRequest {
+            method: HttpMethod::Get,
+            url: mapi::query_url(&settings, "out_trade_no", out_trade_no)?,
+            headers: Vec::new(),
+            body: Vec::new(),
+        },
+        continuation: Continuation::Query {
+            out_trade_no: out_trade_no.to_owned(),
+        }
+        .encode(),
+    }))
+}
+
+/// Continues [`query_trade`] with the answer: `found: false` for `TRADE_NOT_EXIST`, a gateway
+/// error for any other error code, else the trade (and its notification view).
+pub fn resume_query(
+    settings_pairs: &[(String, String)],
+    continuation: &[u8],
+    response: Result<HttpResponse, SendFailure>,
+) -> Result<Step<TradeQuery>, PluginError> {
+    let settings = load_settings(settings_pairs)?;
+    let Continuation::Query { out_trade_no } = Continuation::decode(continuation)? else {
+        return Err(flow::foreign_continuation("resume-query"));
+    };
+    let response = answered("single_trade_query", response)?;
+    mapi::parse_query_response(&settings, &out_trade_no, &response.body).map(Step::Done)
+}
+
+/// Verifies the app SDK's synchronous result string (`resultStatus={…};memo={…};result={…}`),
+/// signed by Alipay. A verified result is only a hint: the notify or the query is authoritative.
+pub fn verify_app_result(
+    settings_pairs: &[(String, String)],
+    result: &str,
+) -> Result<AppResult, PluginError> {
+    let settings = load_settings(settings_pairs)?;
+    mapi::verify_app_result(&settings, result)
 }

@@ -50,13 +50,18 @@ pub(crate) enum Continuation {
         total_fee: String,
         seller: String,
     },
-    Notification(Notification),
+    Notification(Box<Notification>),
     Channels,
+    /// `single_trade_query` for this order.
+    Query {
+        out_trade_no: String,
+    },
 }
 
 const PAYMENT: &str = "payhost-alipay/payment/1\n";
 const NOTIFICATION: &str = "payhost-alipay/notification/1\n";
 const CHANNELS: &str = "payhost-alipay/channels/1\n";
+const QUERY: &str = "payhost-alipay/query/1\n";
 /// Prefix of a notification's own fields, kept in document order.
 const FIELD: &str = "f:";
 
@@ -109,6 +114,10 @@ impl Continuation {
                 NOTIFICATION
             }
             Continuation::Channels => CHANNELS,
+            Continuation::Query { out_trade_no } => {
+                out.append_pair("out_trade_no", out_trade_no);
+                QUERY
+            }
         };
         let mut bytes = tag.as_bytes().to_vec();
         bytes.extend_from_slice(out.finish().as_bytes());
@@ -134,7 +143,7 @@ impl Continuation {
                 total_fee: need("total_fee")?,
                 seller: need("seller")?,
             }),
-            NOTIFICATION => Ok(Continuation::Notification(Notification {
+            NOTIFICATION => Ok(Continuation::Notification(Box::new(Notification {
                 out_trade_no: need("out_trade_no")?,
                 trade_no: need("trade_no")?,
                 trade_status: need("trade_status")?,
@@ -154,8 +163,11 @@ impl Continuation {
                     .filter_map(|(k, v)| k.strip_prefix(FIELD).map(|k| (k.to_owned(), v.clone())))
                     .collect(),
                 reply: need("reply")?,
-            })),
+            }))),
             CHANNELS => Ok(Continuation::Channels),
+            QUERY => Ok(Continuation::Query {
+                out_trade_no: need("out_trade_no")?,
+            }),
             _ => Err(bad()),
         }
     }
@@ -184,13 +196,16 @@ mod tests {
             ..Default::default()
         };
         for c in [
-            Continuation::Notification(n),
+            Continuation::Notification(Box::new(n)),
             Continuation::Payment {
                 request_id: "r1".into(),
                 total_fee: "1.00".into(),
                 seller: "2088".into(),
             },
             Continuation::Channels,
+            Continuation::Query {
+                out_trade_no: "20140101000001".into(),
+            },
         ] {
             assert_eq!(Continuation::decode(&c.encode()).unwrap(), c);
         }

@@ -1,4 +1,6 @@
-//! Alipay mobile-website pay (WAP pay, `wappaygw`) as a payment plugin.
+//! Alipay mobile-website pay (WAP pay, `wappaygw`) as a payment plugin, with PC instant pay
+//! (`create_direct_pay_by_user`), app secure pay (`mobile.securitypay.pay`) and
+//! `single_trade_query` (see `shared/protocol/ALIPAY_EXTRA_PROTOCOLS.md`; wire format in [`mapi`]).
 //!
 //! The protocol (see `shared/protocol/ALIPAY_WAP_PROTOCOL.md`): `alipay.wap.trade.create.direct`
 //! for a `request_token`, the signed `alipay.wap.auth.authAndExecute` redirect, the synchronous
@@ -14,6 +16,7 @@ pub mod channels;
 pub mod connector;
 pub mod flow;
 pub mod gbk;
+pub mod mapi;
 pub mod model;
 pub mod settings;
 pub mod sign;

@@ -119,9 +119,24 @@ pub struct PluginInfo {
     pub notify_retry: String,
 }
 
+/// Which Alipay product pays an order (WIT `payment-product`). The host resolves "auto" (WAP for
+/// phones, PC for desktops, by User-Agent) itself; the component always gets a concrete one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Product {
+    /// Mobile-website pay (`alipay.wap.trade.create.direct` + `alipay.wap.auth.authAndExecute`).
+    #[default]
+    Wap,
+    /// PC instant pay (`create_direct_pay_by_user`): a signed redirect, no provider call.
+    Pc,
+    /// App secure pay (`mobile.securitypay.pay`): a signed order string for the app SDK.
+    App,
+}
+
 /// An order to pay, as the shop gives it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PaymentRequest {
+    /// The product that pays it.
+    pub product: Product,
     pub out_trade_no: String,
     pub subject: String,
     pub total_fee: String,
@@ -167,6 +182,8 @@ pub struct PaymentStarted {
     pub total_fee: String,
     /// The seller the money goes to.
     pub seller: String,
+    /// App pay: the signed order string to hand to the app SDK (`redirect.url` is then empty).
+    pub order_string: Option<String>,
 }
 
 /// A verified synchronous return (`call_back_url`).
@@ -228,8 +245,9 @@ pub struct ChannelList {
 }
 
 /// What a notification means for the payment, in the embedder's terms (WIT `trade-event`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TradeEvent {
+    #[default]
     Waiting,
     Paid,
     Finished,
@@ -249,14 +267,23 @@ impl Notification {
     /// Alipay's statuses in the embedder's terms (`ALIPAY_EXTRA_PROTOCOLS.md` §4.4):
     /// `TRADE_CLOSED` + `refund_status=REFUND_SUCCESS` is a full refund, `TRADE_SUCCESS` +
     /// `REFUND_SUCCESS` a partial one, `TRADE_FINISHED` is final whatever refund field it carries,
-    /// a bare `TRADE_CLOSED` a close (the embedder treats it as a refund when the order was paid).
+    /// a `TRADE_CLOSED` that shows a payment (`gmt_payment`, or a `to_buyer_fee` above zero as
+    /// `single_trade_query` reports it, §3.4) a full refund too, a bare `TRADE_CLOSED` a close
+    /// (the embedder treats it as a refund when the order was paid). The same for every product
+    /// (WAP, PC and app notifies, and the query).
     pub fn event(&self) -> TradeEvent {
         let refunded = self.field("refund_status") == Some("REFUND_SUCCESS");
+        let was_paid = self.gmt_payment.as_deref().is_some_and(|g| !g.is_empty())
+            || self.field("gmt_payment").is_some_and(|g| !g.is_empty())
+            || self
+                .field("to_buyer_fee")
+                .and_then(|v| crate::amount::Amount::parse(v).ok())
+                .is_some();
         match self.trade_status.as_str() {
             "TRADE_SUCCESS" if refunded => TradeEvent::PartiallyRefunded,
             "TRADE_SUCCESS" => TradeEvent::Paid,
             "TRADE_FINISHED" => TradeEvent::Finished,
-            "TRADE_CLOSED" if refunded => TradeEvent::Refunded,
+            "TRADE_CLOSED" if refunded || was_paid => TradeEvent::Refunded,
             "TRADE_CLOSED" => TradeEvent::Closed,
             _ => TradeEvent::Waiting,
         }
@@ -268,4 +295,50 @@ impl Notification {
             .and_then(|v| crate::amount::Amount::parse(v).ok())
             .map(|a| a.to_string())
     }
+}
+
+/// What `single_trade_query` says about one order (WIT `trade-query`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TradeQuery {
+    /// False when Alipay answered `TRADE_NOT_EXIST` (the buyer never reached the cashier, or
+    /// another partner's order): every other field is then empty.
+    pub found: bool,
+    pub out_trade_no: String,
+    pub trade_no: String,
+    pub trade_status: String,
+    pub event: TradeEvent,
+    /// Normalised to two decimals (empty when not found).
+    pub total_fee: String,
+    pub refund_fee: Option<String>,
+    pub seller_email: Option<String>,
+    pub seller_id: Option<String>,
+    pub buyer_email: Option<String>,
+    pub gmt_payment: Option<String>,
+    /// True when the answer carried a `<sign>` that matched the sorted rule over `<trade>`.
+    /// The signed string is not established (protocol §3.2, §7.3), so a mismatch is reported
+    /// here, not refused.
+    pub signature_verified: bool,
+    /// The `<trade>` elements in document order.
+    pub fields: Vec<(String, String)>,
+    /// The same trade as a notification, for the host's match-order + transition path, with the
+    /// synthetic, stable `notify_id` `query:<trade_no>:<trade_status>` (plus
+    /// `:<refund_status>:<refund_fee>` when a refund is shown). `None` when not found.
+    pub notification: Option<Notification>,
+}
+
+/// A verified app SDK result string (WIT `app-result`): Alipay signed it, so it is a hint that the
+/// buyer paid; the notify (or the query) stays authoritative.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppResult {
+    /// `resultStatus`, e.g. `9000` (paid), `8000` (being confirmed).
+    pub result_status: String,
+    pub memo: String,
+    pub partner: String,
+    pub out_trade_no: String,
+    /// Normalised to two decimals.
+    pub total_fee: String,
+    /// `seller_id` (or the 2011 SDK's `seller`).
+    pub seller_id: String,
+    /// The signed content's fields, quotes removed, in the received order.
+    pub fields: Vec<(String, String)>,
 }

@@ -10,6 +10,11 @@ use crate::sign::{PrivateKey, PublicKey};
 pub const DEFAULT_GATEWAY_URL: &str = "https://wappaygw.alipay.com/service/rest.htm";
 pub const DEFAULT_NOTIFY_VERIFY_URL: &str = "https://mapi.alipay.com/gateway.do";
 pub const DEFAULT_PAYCHANNEL_URL: &str = "https://mapi.alipay.com/gateway.do";
+/// The mapi gateway: the PC cashier (`create_direct_pay_by_user`) and `single_trade_query`.
+pub const DEFAULT_MAPI_URL: &str = "https://mapi.alipay.com/gateway.do";
+/// Alipay's common mapi RSA public key (2013+; `ALIPAY_EXTRA_PROTOCOLS.md` §1.3): it verifies real
+/// generation-B app notifies and app SDK results (§6.3). Not the WAP key.
+pub const DEFAULT_MAPI_PUBLIC_KEY: &str = "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCnxj/9qwVfgoUh/y2W89L6BkRAFljhNhgPdyPuBV64bfQNN1PjbCzkIM6qRdKBoLPXmKKMiFYnkd6rAoprih3/PrQEB/VsW8OoM8fxn67UDYuyBTqA23MML9q1+ilIZwBC2AQ2UBVOrFXfFl75p6/B5KsiNG9zpgmLCUYuLkxpLQIDAQAB";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -50,6 +55,25 @@ pub struct Settings {
     pub gateway_url: String,
     pub notify_verify_url: String,
     pub paychannel_url: String,
+    /// The mapi gateway (PC cashier, `single_trade_query`).
+    pub mapi_url: String,
+    /// Verifies Alipay's RSA signatures on the mapi side: PC returns and notifies, generation-B app
+    /// notifies, app SDK results.
+    pub mapi_public_key: Box<PublicKey>,
+    /// The per-merchant Alipay key of the 2011–2013 app era (ms.alipay.com 密钥管理), for
+    /// generation-A app notifies and results; when unset, `mapi_public_key` is used.
+    pub app_public_key: Option<Box<PublicKey>>,
+}
+
+impl Settings {
+    /// The Alipay keys an app-era signature (generation-A notify, SDK result) may verify with:
+    /// the per-merchant key first when configured, then the mapi key.
+    pub fn app_keys(&self) -> impl Iterator<Item = &PublicKey> {
+        self.app_public_key
+            .as_deref()
+            .into_iter()
+            .chain(std::iter::once(&*self.mapi_public_key))
+    }
 }
 
 struct FieldSpec {
@@ -186,6 +210,39 @@ const FIELDS: &[FieldSpec] = &[
         rule: "an absolute http or https URL",
         options: &[],
         default_value: Some(DEFAULT_PAYCHANNEL_URL),
+    },
+    FieldSpec {
+        name: "mapi_url",
+        label_zh: "即时到账/查询网关地址",
+        label_en: "mapi gateway URL (PC pay, trade query)",
+        kind: FieldKind::Url,
+        required: false,
+        secret: false,
+        rule: "an absolute http or https URL",
+        options: &[],
+        default_value: Some(DEFAULT_MAPI_URL),
+    },
+    FieldSpec {
+        name: "mapi_public_key",
+        label_zh: "支付宝公钥 (即时到账/移动支付 RSA)",
+        label_en: "Alipay public key for PC and app pay (RSA)",
+        kind: FieldKind::Pem,
+        required: false,
+        secret: false,
+        rule: "PEM or its base64 body; defaults to Alipay's common mapi key (MIGfMA0…nxj/9…)",
+        options: &[],
+        default_value: None,
+    },
+    FieldSpec {
+        name: "app_alipay_public_key",
+        label_zh: "支付宝公钥 (安全支付，商户专属)",
+        label_en: "Per-merchant Alipay public key for app pay (2011–2013)",
+        kind: FieldKind::Pem,
+        required: false,
+        secret: false,
+        rule: "PEM or its base64 body, from ms.alipay.com; verifies notify_data app notifies and SDK results (else the mapi key does)",
+        options: &[],
+        default_value: None,
     },
 ];
 
@@ -428,6 +485,19 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
     let gateway_url = url("gateway_url", DEFAULT_GATEWAY_URL);
     let notify_verify_url = url("notify_verify_url", DEFAULT_NOTIFY_VERIFY_URL);
     let paychannel_url = url("paychannel_url", DEFAULT_PAYCHANNEL_URL);
+    let mapi_url = url("mapi_url", DEFAULT_MAPI_URL);
+    let mut optional_key = |name: &str| match get(name) {
+        None => None,
+        Some(pem) => match sign::parse_public_key(pem) {
+            Ok(k) => Some(Box::new(k)),
+            Err(e) => {
+                errors.push(FieldError::new(name, e.to_string()));
+                None
+            }
+        },
+    };
+    let mapi_public_key = optional_key("mapi_public_key");
+    let app_public_key = optional_key("app_alipay_public_key");
 
     if !errors.is_empty() {
         return Err(errors);
@@ -444,7 +514,13 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
     if let Some(s) = &seller_email {
         normalised.push(("seller_email".to_owned(), s.clone()));
     }
-    for name in ["key", "private_key", "alipay_public_key"] {
+    for name in [
+        "key",
+        "private_key",
+        "alipay_public_key",
+        "mapi_public_key",
+        "app_alipay_public_key",
+    ] {
         if let Some(v) = get(name) {
             normalised.push((name.to_owned(), v.to_owned()));
         }
@@ -457,6 +533,7 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
             DEFAULT_NOTIFY_VERIFY_URL,
         ),
         ("paychannel_url", &paychannel_url, DEFAULT_PAYCHANNEL_URL),
+        ("mapi_url", &mapi_url, DEFAULT_MAPI_URL),
     ] {
         if value != default {
             normalised.push((name.to_owned(), value.clone()));
@@ -471,6 +548,14 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
             gateway_url,
             notify_verify_url,
             paychannel_url,
+            mapi_url,
+            mapi_public_key: mapi_public_key.unwrap_or_else(|| {
+                Box::new(
+                    sign::parse_public_key(DEFAULT_MAPI_PUBLIC_KEY)
+                        .expect("the built-in mapi key parses"),
+                )
+            }),
+            app_public_key,
         },
         normalised,
     ))

@@ -227,6 +227,150 @@ pub fn parse_flat(xml: &str, expected_root: &str) -> Result<FlatElements, XmlErr
     }
 }
 
+/// The leaves of a small nested document (the `single_trade_query` answer): each element without
+/// child elements as (`path`, text), in document order. The path is relative to the root, joined
+/// with `/`; an element with a `name` attribute gets `@<name>` (`request/param@partner`). The same
+/// strictness as [`parse_flat`] (no DOCTYPE, no entities but the five predefined ones, no
+/// processing instructions), and at most `max_depth` levels below the root.
+pub fn parse_leaves(
+    xml: &str,
+    expected_root: &str,
+    max_depth: usize,
+) -> Result<Vec<(String, String)>, XmlError> {
+    let mut reader = Reader::from_str(xml.strip_prefix('\u{feff}').unwrap_or(xml));
+    let config = reader.config_mut();
+    config.check_end_names = true;
+    config.allow_dangling_amp = false;
+    config.allow_unmatched_ends = false;
+    config.expand_empty_elements = false;
+
+    // Open elements below the root: (path segment, saw a child element).
+    let mut stack: Vec<(String, bool)> = Vec::new();
+    let mut in_root = false;
+    let mut done = false;
+    let mut first = true;
+    let mut value = String::new();
+    let mut out = Vec::new();
+    let wrong_root = || XmlError(format!("expected root <{expected_root}>"));
+    let segment = |e: &BytesStart<'_>| -> Result<String, XmlError> {
+        check_attributes(e)?;
+        let mut seg = name_of(e)?.to_owned();
+        for attr in e.attributes().flatten() {
+            if attr.key.into_inner() == "name" {
+                // Parameter names are plain; anything with references or separators is refused.
+                if attr.value.contains(['&', '/', '@']) {
+                    return err("unexpected name attribute");
+                }
+                seg.push('@');
+                seg.push_str(&attr.value);
+            }
+        }
+        Ok(seg)
+    };
+    let path = |stack: &[(String, bool)], last: &str| -> String {
+        let mut p = String::new();
+        for (seg, _) in stack {
+            p.push_str(seg);
+            p.push('/');
+        }
+        p.push_str(last);
+        p
+    };
+    loop {
+        let event = reader.read_event()?;
+        let at_start = std::mem::replace(&mut first, false);
+        match event {
+            Event::DocType(_) => {
+                return err(
+                    "DOCTYPE and declarations are not allowed (entities are never expanded)",
+                )
+            }
+            Event::PI(_) => return err("processing instructions are not allowed"),
+            Event::Decl(_) if at_start => {}
+            Event::Decl(_) => return err("misplaced XML declaration"),
+            Event::Comment(_) => {}
+            Event::Start(e) => {
+                if done {
+                    return err("content after the root element");
+                }
+                if !in_root {
+                    if name_of(&e)? != expected_root {
+                        return Err(wrong_root());
+                    }
+                    check_attributes(&e)?;
+                    in_root = true;
+                    continue;
+                }
+                if stack.len() >= max_depth {
+                    return err("the document is nested too deeply");
+                }
+                if let Some(parent) = stack.last_mut() {
+                    parent.1 = true;
+                }
+                if !value.trim_matches([' ', '\t', '\r', '\n']).is_empty() {
+                    return err("text mixed with elements");
+                }
+                value.clear();
+                stack.push((segment(&e)?, false));
+            }
+            Event::Empty(e) => {
+                if done {
+                    return err("content after the root element");
+                }
+                if !in_root {
+                    if name_of(&e)? != expected_root {
+                        return Err(wrong_root());
+                    }
+                    check_attributes(&e)?;
+                    done = true;
+                    continue;
+                }
+                if let Some(parent) = stack.last_mut() {
+                    parent.1 = true;
+                }
+                let seg = segment(&e)?;
+                out.push((path(&stack, &seg), String::new()));
+            }
+            Event::End(_) => match stack.pop() {
+                Some((seg, had_children)) => {
+                    let text = std::mem::take(&mut value);
+                    if !had_children {
+                        out.push((path(&stack, &seg), text));
+                    } else if !text.trim_matches([' ', '\t', '\r', '\n']).is_empty() {
+                        return err("text mixed with elements");
+                    }
+                }
+                None if in_root && !done => done = true,
+                None => return err("unbalanced end tag"),
+            },
+            Event::Text(t) => {
+                if stack.is_empty() {
+                    if !t.trim_matches([' ', '\t', '\r', '\n']).is_empty() {
+                        return err("text outside a child element");
+                    }
+                } else {
+                    value.push_str(&t);
+                }
+            }
+            Event::CData(c) if !stack.is_empty() => value.push_str(&c),
+            Event::CData(_) => return err("text outside a child element"),
+            Event::GeneralRef(r) if !stack.is_empty() => push_reference(&r, &mut value)?,
+            Event::GeneralRef(_) => return err("text outside a child element"),
+            Event::Eof => {
+                return if done {
+                    Ok(out)
+                } else if in_root {
+                    Err(XmlError(format!(
+                        "document does not hold a complete <{expected_root}> element"
+                    )))
+                } else {
+                    Err(wrong_root())
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +433,39 @@ mod tests {
         ];
         for a in attacks {
             assert!(parse_flat(a, "notify").is_err(), "accepted: {a}");
+        }
+    }
+
+    #[test]
+    fn leaves_of_a_nested_document() {
+        let xml = "<?xml version=\"1.0\" encoding=\"GBK\"?>\n<alipay>\n  <is_success>T</is_success>\n  <request><param name=\"partner\">2088</param><param name=\"out_trade_no\">1</param></request>\n  <response><trade><a>1</a><b/><c>x&amp;y</c></trade></response>\n  <sign>ab</sign>\n</alipay>";
+        let leaves = parse_leaves(xml, "alipay", 3).unwrap();
+        let l = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(
+            leaves,
+            vec![
+                l("is_success", "T"),
+                l("request/param@partner", "2088"),
+                l("request/param@out_trade_no", "1"),
+                l("response/trade/a", "1"),
+                l("response/trade/b", ""),
+                l("response/trade/c", "x&y"),
+                l("sign", "ab"),
+            ]
+        );
+        assert_eq!(parse_leaves("<alipay/>", "alipay", 3).unwrap(), vec![]);
+        for bad in [
+            "<!DOCTYPE a [<!ENTITY x \"y\">]><alipay><a>&x;</a></alipay>",
+            "<alipay><a><b><c><d>1</d></c></b></a></alipay>",
+            "<other><a>1</a></other>",
+            "<alipay><a>1</a>",
+            "<alipay><a>t<b>1</b></a></alipay>",
+            "<alipay>stray</alipay>",
+            "<alipay/><alipay/>",
+            "<alipay><a>1</a></alipay><b/>",
+            "",
+        ] {
+            assert!(parse_leaves(bad, "alipay", 3).is_err(), "accepted: {bad}");
         }
     }
 

@@ -50,6 +50,7 @@ mod component {
             request_id: String::new(),
             total_fee: String::new(),
             seller: String::new(),
+            order_string: None,
         })
     }
 
@@ -179,6 +180,31 @@ mod component {
             _: Result<wit::IncomingResponse, wit::SendFailure>,
         ) -> Result<wit::ChannelsStep, wit::PluginError> {
             Err(wit::PluginError::Malformed("no channels".into()))
+        }
+
+        fn query_trade(_: Vec<wit::Pair>, _: String) -> Result<wit::QueryStep, wit::PluginError> {
+            Err(wit::PluginError::Malformed(
+                "the hostile component does not query".into(),
+            ))
+        }
+
+        fn resume_query(
+            _: Vec<wit::Pair>,
+            _: Vec<u8>,
+            _: Result<wit::IncomingResponse, wit::SendFailure>,
+        ) -> Result<wit::QueryStep, wit::PluginError> {
+            Err(wit::PluginError::Malformed(
+                "the hostile component does not query".into(),
+            ))
+        }
+
+        fn verify_app_result(
+            _: Vec<wit::Pair>,
+            _: String,
+        ) -> Result<wit::AppResult, wit::PluginError> {
+            Err(wit::PluginError::Malformed(
+                "the hostile component does not verify".into(),
+            ))
         }
     }
 }
