@@ -67,6 +67,7 @@ fn next_request_id() -> String {
 
 fn order(stub: &StubServer, out_trade_no: &str, total_fee: &str) -> types::PaymentRequest {
     types::PaymentRequest {
+        product: types::PaymentProduct::Wap,
         out_trade_no: out_trade_no.into(),
         subject: "测试商品 & <礼物>".into(),
         total_fee: total_fee.into(),

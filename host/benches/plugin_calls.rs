@@ -100,6 +100,7 @@ fn create_reply(rsa: bool) -> Vec<u8> {
 
 fn order() -> alipay_wap_plugin::model::PaymentRequest {
     alipay_wap_plugin::model::PaymentRequest {
+        product: alipay_wap_plugin::model::Product::Wap,
         out_trade_no: "20140101000001".into(),
         subject: "测试商品".into(),
         total_fee: "0.01".into(),
@@ -117,6 +118,7 @@ fn order() -> alipay_wap_plugin::model::PaymentRequest {
 fn wit_order() -> payhost::runtime::types::PaymentRequest {
     let o = order();
     payhost::runtime::types::PaymentRequest {
+        product: payhost::runtime::types::PaymentProduct::Wap,
         out_trade_no: o.out_trade_no,
         subject: o.subject,
         total_fee: o.total_fee,

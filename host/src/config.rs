@@ -29,6 +29,8 @@ struct RawConfig {
     #[serde(default)]
     retention: RawRetention,
     #[serde(default)]
+    recovery: RawRecovery,
+    #[serde(default)]
     admin: RawAdmin,
     #[serde(default)]
     merchants: BTreeMap<String, RawMerchant>,
@@ -83,6 +85,15 @@ struct RawRetention {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawRecovery {
+    enabled: Option<bool>,
+    after_s: Option<u64>,
+    interval_s: Option<u64>,
+    max_age_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawAdmin {
     session_ttl_s: Option<u64>,
     login_failures_per_minute: Option<u32>,
@@ -106,6 +117,11 @@ pub struct RawMerchant {
     pub gateway_url: Option<String>,
     pub notify_verify_url: Option<String>,
     pub paychannel_url: Option<String>,
+    /// PC instant pay and the trade query (`mapi.alipay.com`), and their RSA key.
+    pub mapi_url: Option<String>,
+    pub mapi_public_key: Option<String>,
+    /// App pay, generation A: the merchant's own Alipay public key.
+    pub app_alipay_public_key: Option<String>,
     pub shop_webhook_url: Option<String>,
     pub shop_webhook_secret: Option<String>,
     /// Origins (`https://shop.example`) a payment's `return_url` may point to; any when empty.
@@ -218,6 +234,31 @@ pub struct Retention {
     pub prune_interval_s: u64,
 }
 
+/// `[recovery]`: lost-notify recovery by trade query (`single_trade_query`). A payment still
+/// waiting `after_s` after it was created is queried, then again with doubling gaps (from
+/// `interval_s`, at most 6 hours), until it is paid, closed or older than `max_age_s`.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    pub enabled: bool,
+    pub after_s: u64,
+    pub interval_s: u64,
+    pub max_age_s: u64,
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Recovery {
+            enabled: true,
+            // Alipay's own notify retries start at 2 minutes (4m, 10m… 25 h): give them the
+            // first ten minutes.
+            after_s: 600,
+            interval_s: 60,
+            // WAP trades close after at most 15 days (pay_expire); two days covers the default.
+            max_age_s: 2 * 86_400,
+        }
+    }
+}
+
 impl Default for Retention {
     fn default() -> Self {
         Retention {
@@ -268,6 +309,7 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub limits: Limits,
     pub retention: Retention,
+    pub recovery: Recovery,
     pub admin: AdminConfig,
 }
 
@@ -313,6 +355,9 @@ pub fn merchant_settings(
     put("gateway_url", &raw.gateway_url);
     put("notify_verify_url", &raw.notify_verify_url);
     put("paychannel_url", &raw.paychannel_url);
+    put("mapi_url", &raw.mapi_url);
+    put("mapi_public_key", &raw.mapi_public_key);
+    put("app_alipay_public_key", &raw.app_alipay_public_key);
     put("private_key", &raw.private_key);
     put("alipay_public_key", &raw.alipay_public_key);
     for (file_field, setting) in [
@@ -498,6 +543,13 @@ impl Config {
             admin_per_ip_per_s: rl.admin_per_ip_per_s.unwrap_or(dl.admin_per_ip_per_s),
             api_per_ip_per_s: rl.api_per_ip_per_s.unwrap_or(dl.api_per_ip_per_s),
         };
+        let dv = Recovery::default();
+        let recovery = Recovery {
+            enabled: raw.recovery.enabled.unwrap_or(dv.enabled),
+            after_s: raw.recovery.after_s.unwrap_or(dv.after_s),
+            interval_s: raw.recovery.interval_s.unwrap_or(dv.interval_s).max(1),
+            max_age_s: raw.recovery.max_age_s.unwrap_or(dv.max_age_s),
+        };
         let dr = Retention::default();
         let retention = Retention {
             raw_notification_days: raw
@@ -548,6 +600,7 @@ impl Config {
             metrics_listen,
             limits,
             retention,
+            recovery,
             admin,
         })
     }

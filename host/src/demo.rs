@@ -159,6 +159,13 @@ pub fn build(opts: &DemoOptions) -> anyhow::Result<(Config, Arc<Sandbox>, Arc<De
                 .to_public_key()
                 .to_public_key_pem(LineEnding::LF)?,
         ),
+        // PC pay and the trade query are signed by the same sandbox key.
+        (
+            "mapi_public_key".into(),
+            alipay_key
+                .to_public_key()
+                .to_public_key_pem(LineEnding::LF)?,
+        ),
     ]);
     merchants.insert("rsa-shop".to_owned(), hook(rsa_m));
     let database = opts.database.clone().unwrap_or_else(|| {
@@ -192,6 +199,7 @@ pub fn build(opts: &DemoOptions) -> anyhow::Result<(Config, Arc<Sandbox>, Arc<De
         metrics_listen: None,
         limits: Default::default(),
         retention: Default::default(),
+        recovery: Default::default(),
         admin: Default::default(),
     };
     let shop = Arc::new(DemoShop {
@@ -221,7 +229,13 @@ impl DemoShop {
         match (req.method().clone(), path.as_str()) {
             (Method::GET, "/shop") => self.index(app),
             (Method::POST, p) if p.starts_with("/shop/buy/") => {
-                self.buy(app, &p["/shop/buy/".len()..]).await
+                // The buyer's browser decides the cashier: phones WAP, desktops PC (product auto).
+                let ua = req
+                    .headers()
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                self.buy(app, &p["/shop/buy/".len()..], ua).await
             }
             (Method::GET, "/shop/return") => self.returned(app, &query),
             (Method::POST, "/shop/webhook") => {
@@ -286,7 +300,7 @@ impl DemoShop {
         html(200, page("payhost 演示商城", &body))
     }
 
-    async fn buy(&self, app: &Arc<App>, product: &str) -> Response<Body> {
+    async fn buy(&self, app: &Arc<App>, product: &str, user_agent: Option<String>) -> Response<Body> {
         let Some(p) = PRODUCTS.iter().find(|p| p.id == product) else {
             return text(404, "no such product");
         };
@@ -305,8 +319,8 @@ impl DemoShop {
             pay_expire: Some(30),
             out_user: None,
             cashier_code: None,
-            product: None,
-            user_agent: None,
+            product: Some("auto".into()),
+            user_agent,
         };
         match app.create_payment(p.merchant, request).await {
             Ok((_, created)) => match created.pay_url {

@@ -189,6 +189,7 @@ pub async fn start(
     let wake = Arc::new(Notify::new());
     let worker = tokio::spawn(crate::webhooks::run(app.clone(), wake, stop_rx.clone()));
     tokio::spawn(prune_loop(app.clone(), stop_rx.clone()));
+    tokio::spawn(crate::recovery::run(app.clone(), stop_rx.clone()));
     if let Some(metrics_addr) = app.config.metrics_listen {
         let metrics_listener = TcpListener::bind(metrics_addr)
             .await

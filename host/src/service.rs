@@ -207,6 +207,24 @@ pub struct PaymentCreated {
     pub request_token: Option<String>,
     pub total_fee: String,
     pub seller_email: String,
+    /// The product that pays it: `wap`, `pc` or `app` (`auto` resolved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    /// App pay: the signed order string the app hands to the Alipay SDK.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_string: Option<String>,
+}
+
+/// What a trade query found and did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SyncResult {
+    /// False when the provider has no such trade (the buyer never opened the cashier).
+    pub found: bool,
+    pub trade_status: Option<String>,
+    /// `applied`, `duplicate`, `no_change`, `mismatch` or `not_found`.
+    pub outcome: String,
+    /// The payment's status after the query.
+    pub status: String,
 }
 
 /// How a notification ended, and what to answer the provider.
@@ -317,6 +335,7 @@ impl App {
                 ("gateway_url", "/gateway"),
                 ("notify_verify_url", "/mapi"),
                 ("paychannel_url", "/mapi"),
+                ("mapi_url", "/mapi"),
             ] {
                 if settings.get(name).is_none() {
                     settings
@@ -375,19 +394,26 @@ impl App {
                     ApiError::field(400, "invalid_request", name, format!("{name}: is required"))
                 })
         };
-        match req.product.as_deref().map(str::trim) {
-            None | Some("") | Some("wap") | Some("auto") => {}
+        let product = match req.product.as_deref().map(str::trim) {
+            None | Some("") | Some("wap") => types::PaymentProduct::Wap,
+            Some("pc") => types::PaymentProduct::Pc,
+            Some("app") => types::PaymentProduct::App,
+            // Phone and tablet browsers get the WAP cashier, desktops the PC one (domain::device).
+            Some("auto") => match req.user_agent.as_deref().map(str::trim) {
+                Some(ua) if !ua.is_empty() && !crate::domain::device::is_phone_browser(ua) => {
+                    types::PaymentProduct::Pc
+                }
+                _ => types::PaymentProduct::Wap,
+            },
             Some(other) => {
                 return Err(ApiError::field(
                     400,
                     "invalid_request",
                     "product",
-                    format!(
-                        "product: {other:?} is not offered by this host; use \"wap\" or \"auto\""
-                    ),
+                    format!("product: {other:?} is not one of \"wap\", \"pc\", \"app\", \"auto\""),
                 ))
             }
-        }
+        };
         if req.user_agent.as_ref().is_some_and(|u| u.len() > 1024) {
             return Err(ApiError::field(
                 400,
@@ -437,6 +463,7 @@ impl App {
             )
         })?;
         let order = types::PaymentRequest {
+            product,
             out_trade_no: out_trade_no.clone(),
             subject: subject.clone(),
             total_fee: total_fee.clone(),
@@ -495,8 +522,8 @@ impl App {
             seller: started.seller.clone(),
             return_url,
             status: store::WAIT_BUYER_PAY.into(),
-            request_token: Some(started.token.clone()),
-            pay_url: Some(started.redirect.url.clone()),
+            request_token: Some(started.token.clone()).filter(|t| !t.is_empty()),
+            pay_url: Some(started.redirect.url.clone()).filter(|u| !u.is_empty()),
             trade_no: None,
             buyer_email: None,
             paid_at: None,
@@ -512,7 +539,7 @@ impl App {
             Inserted::New => {
                 self.metrics.payments_created.inc();
                 tracing::info!(merchant = merchant_id, out_trade_no = %out_trade_no, total_fee = %payment.total_fee(), "payment created");
-                Ok((201, created(&payment)))
+                Ok((201, created_now(&payment, product, &started)))
             }
             Inserted::Existing(existing) => {
                 if existing.total_fen != total_fen
@@ -538,7 +565,7 @@ impl App {
                     .payment(merchant_id, &out_trade_no)
                     .map_err(ApiError::internal)?
                     .unwrap_or(*existing);
-                Ok((200, created(&refreshed)))
+                Ok((200, created_now(&refreshed, product, &started)))
             }
         }
     }
@@ -758,6 +785,149 @@ impl App {
         }
     }
 
+    /// Lost-notify recovery (掉单补偿, ALIPAY_EXTRA_PROTOCOLS.md §3.4): asks the provider's trade
+    /// query about one payment and, when it shows the trade paid (or refunded), applies it through
+    /// the same match and one-transaction transition as a notification: recorded with its
+    /// source (`query`), deduplicated against the notification that may still come, one webhook.
+    /// A trade the provider does not have, and every error, is reported, never guessed.
+    pub async fn sync_payment(
+        &self,
+        merchant_id: &str,
+        out_trade_no: &str,
+    ) -> Result<SyncResult, ApiError> {
+        let _permit = self.admission.acquire().await.map_err(ApiError::internal)?;
+        let merchant = self.merchant(merchant_id)?;
+        let payment = self
+            .store
+            .payment(merchant_id, out_trade_no)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::new(404, "unknown_order", format!("no payment {out_trade_no:?}")))?;
+        let policy = self.merchant_policy(&merchant);
+        let settings = pairs(merchant.plugin.clone());
+        let mut session = self.runtime.session().await?;
+        let query = session
+            .query_trade(&policy, &settings, out_trade_no)
+            .await?
+            .map_err(plugin_error_to_api)?;
+        self.metrics.notify(if query.found { "query_found" } else { "query_not_found" });
+        let Some(verified) = query.notification.filter(|_| query.found) else {
+            return Ok(SyncResult {
+                found: false,
+                trade_status: None,
+                outcome: "not_found".into(),
+                status: payment.status,
+            });
+        };
+        let expectation = types::OrderExpectation {
+            out_trade_no: payment.out_trade_no.clone(),
+            total_fee: payment.total_fee(),
+            seller: payment.seller.clone(),
+        };
+        // Stored like a notification, its source named: what the query answered, as fields.
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query.fields.iter().map(|p| (&p.key, &p.value)))
+            .finish();
+        let raw = store::RawNotification {
+            merchant_id,
+            remote: Some("query:single_trade_query"),
+            body: body.as_bytes(),
+        };
+        let mut record = NotificationRecord {
+            raw_id: 0,
+            merchant_id: merchant_id.to_owned(),
+            received_at: String::new(),
+            notify_id: Some(verified.notify_id.clone()),
+            out_trade_no: Some(verified.out_trade_no.clone()),
+            trade_status: Some(verified.trade_status.clone()),
+            outcome: None,
+            detail: Some("source: query".into()),
+        };
+        let outcome = match session.match_order(&verified, &expectation).await? {
+            Err(mismatches) => {
+                let reason = mismatches
+                    .iter()
+                    .map(|m| format!("{}: {}", m.field, m.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no, reason = %reason, "ALERT: the trade query does not match its order; flagged for review, not paid");
+                self.store
+                    .flag_for_review(merchant_id, out_trade_no, &reason)
+                    .map_err(ApiError::internal)?;
+                record.outcome = Some("mismatch".into());
+                record.detail = Some(format!("source: query; {reason}"));
+                self.store
+                    .record_notification(&raw, &record)
+                    .map_err(ApiError::internal)?;
+                "mismatch".to_owned()
+            }
+            Ok(()) => {
+                let effect = NotificationEffect {
+                    merchant_id,
+                    notify_id: &verified.notify_id,
+                    out_trade_no: &verified.out_trade_no,
+                    trade_status: &verified.trade_status,
+                    trade_no: &verified.trade_no,
+                    buyer_email: verified.buyer_email.as_deref(),
+                    paid_at: verified.gmt_payment.as_deref(),
+                    webhook_url: merchant.shop_webhook_url.as_deref(),
+                    refund_status: field(&verified.fields, "refund_status"),
+                    gmt_refund: field(&verified.fields, "gmt_refund"),
+                };
+                let applied = self
+                    .store
+                    .apply_notification(&effect, &raw, &record)
+                    .map_err(ApiError::internal)?;
+                if let Applied::Changed { from, to } = &applied {
+                    tracing::info!(merchant = merchant_id, out_trade_no, %from, %to, source = "query", "payment status changed");
+                }
+                applied.outcome().0.to_owned()
+            }
+        };
+        let status = self
+            .store
+            .payment(merchant_id, out_trade_no)
+            .map_err(ApiError::internal)?
+            .map(|p| p.status)
+            .unwrap_or_default();
+        Ok(SyncResult {
+            found: true,
+            trade_status: Some(verified.trade_status),
+            outcome,
+            status,
+        })
+    }
+
+    /// Verifies an app SDK's synchronous result string for one of this merchant's payments: a
+    /// hint for the app to show, never a payment (only a notification or a query marks paid).
+    pub async fn app_result(
+        &self,
+        merchant_id: &str,
+        out_trade_no: &str,
+        result: &str,
+    ) -> Result<serde_json::Value, ApiError> {
+        let merchant = self.merchant(merchant_id)?;
+        let payment = self
+            .store
+            .payment(merchant_id, out_trade_no)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::new(404, "unknown_order", format!("no payment {out_trade_no:?}")))?;
+        let mut session = self.runtime.session().await?;
+        let verified = session
+            .verify_app_result(&pairs(merchant.plugin.clone()), result)
+            .await?;
+        Ok(match verified {
+            Ok(r) if r.out_trade_no == out_trade_no => serde_json::json!({
+                "verified": true,
+                "result_status": r.result_status,
+                "memo": r.memo,
+                "status": payment.status,
+                "note": "a verified SDK result is a hint: the payment is marked paid only by Alipay's notification or a trade query",
+            }),
+            Ok(r) => serde_json::json!({"verified": false, "reason": format!("the result is for order {}", r.out_trade_no), "status": payment.status}),
+            Err(e) => serde_json::json!({"verified": false, "reason": describe_plugin_error(&e), "status": payment.status}),
+        })
+    }
+
     /// The key that signs what the host sends the shop (return redirects, webhooks).
     pub fn shop_key(&self, merchant: &MerchantSettings) -> String {
         merchant
@@ -822,6 +992,26 @@ fn field<'a>(fields: &'a [types::Pair], name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// A payment just (re)started: with its product and, for app pay, the order string.
+fn created_now(
+    p: &Payment,
+    product: types::PaymentProduct,
+    started: &types::PaymentStarted,
+) -> PaymentCreated {
+    PaymentCreated {
+        product: Some(
+            match product {
+                types::PaymentProduct::Wap => "wap",
+                types::PaymentProduct::Pc => "pc",
+                types::PaymentProduct::App => "app",
+            }
+            .to_owned(),
+        ),
+        order_string: started.order_string.clone(),
+        ..created(p)
+    }
+}
+
 fn created(p: &Payment) -> PaymentCreated {
     PaymentCreated {
         out_trade_no: p.out_trade_no.clone(),
@@ -833,6 +1023,8 @@ fn created(p: &Payment) -> PaymentCreated {
         request_token: p.request_token.clone(),
         total_fee: p.total_fee(),
         seller_email: p.seller.clone(),
+        product: None,
+        order_string: None,
     }
 }
 

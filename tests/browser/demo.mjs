@@ -1,5 +1,5 @@
-// Walks `payhost demo` in headless Chromium on a phone-sized screen, as a buyer and as a shop
-// owner. Usage: node demo.mjs <base-url> <admin-password> <artifacts-dir>
+// Walks `payhost demo` in headless Chromium as a buyer on a phone (WAP cashier) and on a desktop
+// (PC cashier: `product = "auto"` picks by User-Agent), and as a shop owner. Usage: node demo.mjs <base-url> <admin-password> <artifacts-dir>
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 
@@ -20,6 +20,7 @@ const browser = await chromium.launch({
 try {
   const phone = await browser.newContext({
     viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, locale: 'zh-CN',
+    userAgent: 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1',
   });
   const page = await phone.newPage();
 
@@ -39,8 +40,26 @@ try {
     if (product === 'tea') await shot(page, '3-paid');
   }
 
+  // A desktop buyer gets the PC cashier (create_direct_pay_by_user), a phone never does.
+  const desk = await browser.newContext({
+    viewport: { width: 1200, height: 900 }, locale: 'zh-CN',
+    userAgent: 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36',
+  });
+  const buyer = await desk.newPage();
+  for (const product of ['tea', 'papercut', 'cup']) {
+    await buyer.goto(`${base}/shop`);
+    await buyer.click(`#buy-${product}`);
+    await buyer.waitForURL(/sandbox\/mapi\?.*create_direct_pay_by_user/);
+    await expectText(buyer.locator('#pay'), '确认付款');
+    if (product === 'tea') await shot(buyer, '7-desktop-pc-cashier');
+    await buyer.fill('#buyer', 'desk@example.com');
+    await buyer.click('#pay');
+    await buyer.waitForURL(/\/shop\/return/);
+    await buyer.locator('#order-status', { hasText: '支付成功' }).waitFor({ timeout: 20000 });
+    if (product === 'tea') await shot(buyer, '8-desktop-paid');
+  }
+
   // The shop owner: log in, paste a partner ID and key with stray spaces, save, see them masked.
-  const desk = await browser.newContext({ viewport: { width: 1200, height: 900 }, locale: 'zh-CN' });
   const admin = await desk.newPage();
   await admin.goto(`${base}/admin`);
   await admin.fill('#password', password);

@@ -1,3 +1,4 @@
 //! Pure domain logic, without I/O.
 
+pub mod device;
 pub mod state;

@@ -241,6 +241,22 @@ pub async fn handle(app: &Arc<App>, ip: IpAddr, req: Request<Incoming>) -> Respo
             };
             dashboard(app, &ctx, Some(id), Some(flash)).await
         }
+        (Method::POST, ["admin", "merchants", id, "payments", no, "sync"]) => {
+            let no = super::percent_decode(no);
+            let flash = match app.sync_payment(id, &no).await {
+                Ok(r) if !r.found => Flash::err(&format!(
+                    "支付宝没有这笔交易 / Alipay has no trade {no} (TRADE_NOT_EXIST: the buyer never opened the cashier)"
+                )),
+                Ok(r) => Flash::ok(&format!(
+                    "查询完成 / Queried {no}: Alipay says {}; {} (payment now {})",
+                    r.trade_status.as_deref().unwrap_or("-"),
+                    r.outcome,
+                    r.status
+                )),
+                Err(e) => Flash::err(&format!("查询失败 / The trade query failed: {}", e.message)),
+            };
+            dashboard(app, &ctx, Some(id), Some(flash)).await
+        }
         (Method::POST, ["admin", "merchants", id, "webhooks", wid, "resend"]) => {
             let ok = wid
                 .parse::<i64>()
@@ -512,6 +528,7 @@ async fn test_connection(app: &Arc<App>, ctx: &Ctx<'_>, id: &str) -> Response<Bo
     };
     let policy = app.merchant_policy(&merchant);
     let order = types::PaymentRequest {
+        product: types::PaymentProduct::Wap,
         out_trade_no: format!("PAYHOSTTEST{}", crate::store::now_ms()),
         subject: "payhost 连接测试 connection test".into(),
         total_fee: "0.01".into(),
@@ -694,10 +711,21 @@ fn merchant_form(app: &App, ctx: &Ctx<'_>, id: &str, m: Option<&MerchantSettings
 }
 
 fn recent(app: &App, ctx: &Ctx<'_>, id: &str) -> String {
-    let mut out = String::from("<div class=\"card\"><h3>最近的支付 Recent payments</h3><table id=\"payments\"><tr><th>订单号</th><th>金额</th><th>状态</th><th>卖家</th><th>支付宝交易号</th><th>创建</th></tr>");
+    let mut out = String::from("<div class=\"card\"><h3>最近的支付 Recent payments</h3><table id=\"payments\"><tr><th>订单号</th><th>金额</th><th>状态</th><th>卖家</th><th>支付宝交易号</th><th>创建</th><th></th></tr>");
     for p in app.store.recent_payments(Some(id), 20).unwrap_or_default() {
+        // A waiting payment can be asked about at once (lost-notify recovery).
+        let sync = if p.status == crate::store::WAIT_BUYER_PAY {
+            format!(
+                "<form method=\"post\" action=\"/admin/merchants/{}/payments/{}/sync\">{}<button class=\"secondary\" type=\"submit\">查询 Sync</button></form>",
+                esc(id),
+                esc(&form_urlencoded::byte_serialize(p.out_trade_no.as_bytes()).collect::<String>()),
+                ctx.field()
+            )
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td class=\"status-{}\">{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"status-{}\">{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{sync}</td></tr>",
             esc(&p.out_trade_no),
             esc(&p.total_fee()),
             esc(&p.status),

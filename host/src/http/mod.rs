@@ -180,7 +180,7 @@ fn segments(path: &str) -> Vec<&str> {
         .collect()
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
@@ -240,6 +240,8 @@ async fn route(
                 let allowed = match (&method, &segs[1..]) {
                     (&Method::POST, ["merchants", id, "payments"])
                     | (&Method::GET, ["merchants", id, "payments", _])
+                    | (&Method::POST, ["merchants", id, "payments", _, "sync"])
+                    | (&Method::POST, ["merchants", id, "payments", _, "app-result"])
                     | (&Method::GET, ["merchants", id, "notifications"])
                     | (&Method::GET, ["merchants", id, "channels"]) => id == own,
                     _ => false,
@@ -263,6 +265,18 @@ async fn route(
                 (&Method::GET, ["merchants", id, "payments", no]) => (
                     "v1_get_payment",
                     into_response(get_payment(app, id, &percent_decode(no)).await),
+                ),
+                (&Method::POST, ["merchants", id, "payments", no, "sync"]) => (
+                    "v1_sync_payment",
+                    into_response(
+                        app.sync_payment(id, &percent_decode(no))
+                            .await
+                            .map(|r| json(200, &serde_json::json!(r))),
+                    ),
+                ),
+                (&Method::POST, ["merchants", id, "payments", no, "app-result"]) => (
+                    "v1_app_result",
+                    into_response(app_result(app, id, &percent_decode(no), req).await),
                 ),
                 (&Method::GET, ["merchants", id, "notifications"]) => (
                     "v1_notifications",
@@ -478,6 +492,27 @@ fn list_notifications(
             "notifications": list.iter().map(notification_json).collect::<Vec<_>>(),
         }),
     ))
+}
+
+/// `POST …/payments/{no}/app-result` with `{"result": "<the SDK's result string>"}`.
+async fn app_result(
+    app: &Arc<App>,
+    id: &str,
+    no: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let body = read_body(req.into_body(), MAX_API_BODY).await?;
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(400, "invalid_json", format!("the body is not JSON: {e}")))?;
+    let result = v["result"].as_str().ok_or_else(|| {
+        ApiError::field(
+            400,
+            "invalid_request",
+            "result",
+            "result: is required (the SDK's result string)",
+        )
+    })?;
+    Ok(json(200, &app.app_result(id, no, result).await?))
 }
 
 async fn channels(

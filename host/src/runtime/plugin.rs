@@ -545,6 +545,15 @@ impl From<types::ChannelsStep> for Flow<types::ChannelList> {
     }
 }
 
+impl From<types::QueryStep> for Flow<types::TradeQuery> {
+    fn from(s: types::QueryStep) -> Self {
+        match s {
+            types::QueryStep::Send(p) => Flow::Send(p),
+            types::QueryStep::Done(d) => Flow::Done(d),
+        }
+    }
+}
+
 /// A flow asks for at most this many requests (Alipay's need one): a component that keeps asking
 /// is cut off.
 const MAX_REQUESTS_PER_FLOW: usize = 4;
@@ -667,6 +676,26 @@ impl Session<'_> {
         order: &types::OrderExpectation,
     ) -> Result<Result<(), Vec<types::FieldError>>, CallError> {
         call_export!(self, call_match_order, notification, order)
+    }
+
+    /// Asks the provider what it knows of one order (lost-notify recovery).
+    pub async fn query_trade(
+        &mut self,
+        policy: &Policy,
+        settings: &Pairs,
+        out_trade_no: &str,
+    ) -> Result<Result<types::TradeQuery, types::PluginError>, CallError> {
+        let first = call_export!(self, call_query_trade, settings, out_trade_no);
+        drive_flow!(self, policy, settings, first, call_resume_query)
+    }
+
+    /// Verifies an app SDK's synchronous result (a hint, never a payment).
+    pub async fn verify_app_result(
+        &mut self,
+        settings: &Pairs,
+        result: &str,
+    ) -> Result<Result<types::AppResult, types::PluginError>, CallError> {
+        call_export!(self, call_verify_app_result, settings, result)
     }
 
     pub async fn list_channels(

@@ -6,7 +6,8 @@
 //! * `GET {base}/gateway?service=alipay.wap.auth.authAndExecute…` — a phone-sized cashier page where
 //!   the tester pays or cancels. Paying sends the signed notify (fixed-order signature, `v=1.0`, the
 //!   20 `notify_data` fields) and redirects to `call_back_url` with the signed return.
-//! * `GET {base}/mapi?service=notify_verify` (and `mobile.merchant.paychannel`).
+//! * `GET {base}/mapi?service=notify_verify` (and `mobile.merchant.paychannel`,
+//!   `single_trade_query`).
 //! * Notify retries on Alipay's schedule (2m, 10m, 10m, 1h, 2h, 6h, 15h after the first; at most 8
 //!   sends; stop at `success`) on a clock that tests speed up (`speed`).
 //! * Fault switches (`POST {base}/faults`), and `GET {base}/state` for tests.
@@ -66,6 +67,9 @@ pub struct Trade {
     pub trade_no: Option<String>,
     pub buyer_email: Option<String>,
     pub created_at: u64,
+    /// Created by PC instant pay (`create_direct_pay_by_user`): its notify and return are the
+    /// flat, sorted-signed PC forms (reference §2.3), not the WAP ones.
+    pub pc: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,6 +106,8 @@ pub struct Faults {
     pub notify_before_return: bool,
     /// Paying redirects the buyer and sends no notify at all.
     pub return_without_notify: bool,
+    /// Every notify send is lost (a 掉单 storm): only `single_trade_query` can find the payments.
+    pub drop_all_notifies: bool,
 }
 
 pub struct Sandbox {
@@ -217,7 +223,7 @@ impl Sandbox {
         {
             let faults = self.faults.lock().unwrap().clone();
             let mut dropped = self.dropped.lock().unwrap();
-            if *dropped < faults.drop_first_notifies {
+            if faults.drop_all_notifies || *dropped < faults.drop_first_notifies {
                 *dropped += 1;
                 return None;
             }
@@ -411,6 +417,7 @@ impl Sandbox {
             trade_no: None,
             buyer_email: None,
             created_at: now,
+            pc: false,
         };
         {
             let mut trades = self.trades.lock().unwrap();
@@ -562,6 +569,23 @@ impl Sandbox {
             self.next_id().wrapping_mul(0x9E37_79B9_7F4A_7C15),
             self.now() % 256
         );
+        if t.pc {
+            let body = Self::signed_pc_form(&merchant.keys, self.pc_fields(t, status, &notify_id));
+            self.notifies.lock().unwrap().push(NotifyDelivery {
+                notify_id,
+                out_trade_no: t.out_trade_no.clone(),
+                trade_status: status.into(),
+                url,
+                first_at: self.now(),
+                sends: 0,
+                acknowledged: false,
+                sent_at: Vec::new(),
+                last_reply: None,
+                body,
+                in_flight: false,
+            });
+            return;
+        }
         let data = self.notify_data(t, status, &notify_id);
         let sec_id = merchant.keys.sec_id();
         let presign = wire::presign_notify("alipay.wap.trade.create.direct", "1.0", sec_id, &data);
@@ -596,6 +620,18 @@ impl Sandbox {
 
     fn return_url(&self, t: &Trade) -> Option<String> {
         let merchant = self.merchants.lock().unwrap().get(&t.partner).cloned()?;
+        if t.pc {
+            // The PC return (reference §2.3): the notify's fields plus is_success and exterface.
+            let mut fields = self.pc_fields(t, &t.status, &format!("return{}", self.next_id()));
+            fields.push(("exterface".into(), "create_direct_pay_by_user".into()));
+            fields.push(("is_success".into(), "T".into()));
+            let sep = if t.call_back_url.contains('?') { '&' } else { '?' };
+            return Some(format!(
+                "{}{sep}{}",
+                t.call_back_url,
+                Self::signed_pc_form(&merchant.keys, fields)
+            ));
+        }
         let params: Vec<(String, String)> = vec![
             ("out_trade_no".into(), t.out_trade_no.clone()),
             ("request_token".into(), "requestToken".into()),
@@ -704,8 +740,218 @@ impl Sandbox {
                     .body(http_body_util::Full::new(Bytes::from(wire::paychannel_response(&m.keys, partner))))
                     .expect("valid response")
             }
+            "single_trade_query" => self.single_trade_query(params),
+            "create_direct_pay_by_user" => self.pc_cashier(params),
             other => text(200, format!("<?xml version=\"1.0\" encoding=\"GBK\"?><alipay><is_success>F</is_success><error>ILLEGAL_SERVICE {}</error></alipay>", crate::http::admin::esc(other))),
         }
+    }
+
+    /// PC instant pay (reference §2.1-2.2): the buyer's browser arrives with the signed redirect;
+    /// the sandbox checks it (sorted MD5 over every parameter but `sign` and `sign_type`), opens
+    /// the trade and shows the cashier. Paying sends the PC notify and return (§2.3).
+    fn pc_cashier(&self, params: &[(String, String)]) -> Response<Body> {
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let partner = get("partner");
+        let Some(merchant) = self.merchants.lock().unwrap().get(&partner).cloned() else {
+            return html(400, cashier::error_page("ILLEGAL_PARTNER 合作伙伴没有开通接口访问权限"));
+        };
+        let signed: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| k != "sign" && k != "sign_type")
+            .cloned()
+            .collect();
+        if !wire::verify_merchant(&merchant.keys, &wire::presign_sorted(&signed), &get("sign")) {
+            return html(400, cashier::error_page("ILLEGAL_SIGN 签名不正确"));
+        }
+        let (out_trade_no, total_fee) = (get("out_trade_no"), get("total_fee"));
+        if out_trade_no.is_empty() || total_fee.is_empty() || get("payment_type") != "1" {
+            return html(400, cashier::error_page("ILLEGAL_ARGUMENT 参数不正确"));
+        }
+        let seller = Some(get("seller_email"))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| get("seller_id"));
+        let existing = self
+            .trades
+            .lock()
+            .unwrap()
+            .values()
+            .find(|t| t.partner == partner && t.out_trade_no == out_trade_no)
+            .cloned();
+        let trade = match existing {
+            Some(t) if t.total_fee != total_fee => {
+                return html(400, cashier::error_page("同一商户订单号的金额不一致 (DUPLICATE)"))
+            }
+            Some(t) => self.close_if_expired(t),
+            None => {
+                let now = self.now();
+                let token = format!("pc{:x}{:08x}", now, self.next_id() * 2_654_435_761 % 0xffff_ffff);
+                let trade = Trade {
+                    partner: partner.clone(),
+                    token: token.clone(),
+                    out_trade_no,
+                    subject: get("subject"),
+                    total_fee,
+                    seller,
+                    notify_url: Some(get("notify_url")).filter(|u| !u.is_empty()),
+                    call_back_url: get("return_url"),
+                    merchant_url: None,
+                    expires_at: None,
+                    status: "WAIT_BUYER_PAY".into(),
+                    trade_no: None,
+                    buyer_email: None,
+                    created_at: now,
+                    pc: true,
+                };
+                self.trades.lock().unwrap().insert(token, trade.clone());
+                trade
+            }
+        };
+        html(200, cashier::page(&self.public_base, &trade))
+    }
+
+    /// The PC notify (reference §2.3): flat form fields, signed sorted, with `notify_id` for
+    /// `notify_verify`.
+    fn pc_fields(&self, t: &Trade, status: &str, notify_id: &str) -> Vec<(String, String)> {
+        let when = crate::store::format_unix(1_700_000_000 + t.created_at)
+            .replace('T', " ")
+            .replace('Z', "");
+        vec![
+            ("buyer_email".into(), t.buyer_email.clone().unwrap_or_default()),
+            ("buyer_id".into(), "2088102000000001".into()),
+            ("gmt_create".into(), when.clone()),
+            ("gmt_payment".into(), when.clone()),
+            ("is_total_fee_adjust".into(), "N".into()),
+            ("notify_id".into(), notify_id.into()),
+            ("notify_time".into(), when),
+            ("notify_type".into(), "trade_status_sync".into()),
+            ("out_trade_no".into(), t.out_trade_no.clone()),
+            ("payment_type".into(), "1".into()),
+            ("price".into(), t.total_fee.clone()),
+            ("quantity".into(), "1".into()),
+            ("seller_email".into(), t.seller.clone()),
+            ("seller_id".into(), t.partner.clone()),
+            ("subject".into(), t.subject.clone()),
+            ("total_fee".into(), t.total_fee.clone()),
+            ("trade_no".into(), t.trade_no.clone().unwrap_or_default()),
+            ("trade_status".into(), status.into()),
+            ("use_coupon".into(), "N".into()),
+        ]
+    }
+
+    fn signed_pc_form(keys: &Keys, mut fields: Vec<(String, String)>) -> String {
+        let sign = wire::sign_as_alipay(keys, wire::presign_sorted(&fields).as_bytes());
+        fields.push(("sign".into(), sign));
+        fields.push((
+            "sign_type".into(),
+            if matches!(keys, Keys::Md5(_)) { "MD5" } else { "RSA" }.into(),
+        ));
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &fields {
+            s.append_pair(k, v);
+        }
+        s.finish()
+    }
+
+    /// `single_trade_query` (reference §3): the trade by `out_trade_no` (or `trade_no`), its
+    /// `<trade>` children in alphabetical order, signed (MD5 or RSA) over them sorted as
+    /// `k=v&…`; `TRADE_NOT_EXIST` for a trade this partner does not have.
+    fn single_trade_query(&self, params: &[(String, String)]) -> Response<Body> {
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("")
+        };
+        let error = |code: &str| {
+            text(
+                200,
+                format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><alipay><is_success>F</is_success><error>{code}</error></alipay>"),
+            )
+        };
+        let partner = get("partner");
+        let Some(m) = self.merchants.lock().unwrap().get(partner).cloned() else {
+            return error("ILLEGAL_PARTNER");
+        };
+        let signed: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| k != "sign" && k != "sign_type")
+            .cloned()
+            .collect();
+        if !wire::verify_merchant(&m.keys, &wire::presign_sorted(&signed), get("sign")) {
+            return error("ILLEGAL_SIGN");
+        }
+        let (out_trade_no, trade_no) = (get("out_trade_no"), get("trade_no"));
+        let found = self
+            .trades
+            .lock()
+            .unwrap()
+            .values()
+            .find(|t| {
+                t.partner == partner
+                    && ((!out_trade_no.is_empty() && t.out_trade_no == out_trade_no)
+                        || (!trade_no.is_empty() && t.trade_no.as_deref() == Some(trade_no)))
+            })
+            .cloned();
+        let Some(t) = found.map(|t| self.close_if_expired(t)) else {
+            return error("TRADE_NOT_EXIST");
+        };
+        let when = crate::store::format_unix(1_700_000_000 + t.created_at)
+            .replace('T', " ")
+            .replace('Z', "");
+        let paid = t.status != "WAIT_BUYER_PAY" && t.trade_no.is_some();
+        let mut fields: Vec<(&str, String)> = vec![
+            ("buyer_email", t.buyer_email.clone().unwrap_or_default()),
+            ("buyer_id", if paid { "2088102000000001".into() } else { String::new() }),
+            ("discount", "0.00".into()),
+            ("flag_trade_locked", "0".into()),
+            ("gmt_create", when.clone()),
+            ("gmt_last_modified_time", when.clone()),
+            ("is_total_fee_adjust", "F".into()),
+            ("operator_role", "B".into()),
+            ("out_trade_no", t.out_trade_no.clone()),
+            ("payment_type", "1".into()),
+            ("price", t.total_fee.clone()),
+            ("quantity", "1".into()),
+            ("seller_email", t.seller.clone()),
+            ("seller_id", t.partner.clone()),
+            ("subject", t.subject.clone()),
+            ("to_buyer_fee", "0.00".into()),
+            ("to_seller_fee", if paid { t.total_fee.clone() } else { "0.00".into() }),
+            ("total_fee", t.total_fee.clone()),
+            ("trade_no", t.trade_no.clone().unwrap_or_default()),
+            ("trade_status", t.status.clone()),
+            ("use_coupon", "F".into()),
+        ];
+        if paid {
+            fields.push(("gmt_payment", when));
+        }
+        fields.sort_by(|a, b| a.0.cmp(b.0));
+        let presign = fields
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let sign = wire::sign_as_alipay(&m.keys, presign.as_bytes());
+        let trade = wire::build_xml("trade", &fields);
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><alipay><is_success>T</is_success><request><param name=\"service\">single_trade_query</param><param name=\"partner\">{}</param><param name=\"_input_charset\">utf-8</param><param name=\"out_trade_no\">{}</param></request><response>{trade}</response><sign>{sign}</sign><sign_type>{}</sign_type></alipay>",
+            crate::http::admin::esc(partner),
+            crate::http::admin::esc(out_trade_no),
+            if matches!(m.keys, Keys::Md5(_)) { "MD5" } else { "RSA" },
+        );
+        Response::builder()
+            .status(200)
+            .header("content-type", "text/xml; charset=utf-8")
+            .body(http_body_util::Full::new(Bytes::from(body)))
+            .expect("valid response")
     }
 
     /// The sandbox's state, for tests and the curious.

@@ -171,6 +171,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     fn payment(&self, merchant: &str, out_trade_no: &str) -> Result<Option<Payment>>;
     fn recent_payments(&self, merchant: Option<&str>, limit: u32) -> Result<Vec<Payment>>;
+    /// Payments still `WAIT_BUYER_PAY` created between `created_after` and `created_before`
+    /// (RFC 3339), oldest first: the candidates of lost-notify recovery.
+    fn waiting_payments(
+        &self,
+        created_after: &str,
+        created_before: &str,
+        limit: u32,
+    ) -> Result<Vec<Payment>>;
     fn flag_for_review(&self, merchant: &str, out_trade_no: &str, reason: &str) -> Result<()>;
 
     /// Stores a notification exactly as received together with the result of its processing

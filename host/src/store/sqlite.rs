@@ -563,6 +563,22 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn waiting_payments(
+        &self,
+        created_after: &str,
+        created_before: &str,
+        limit: u32,
+    ) -> Result<Vec<Payment>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT * FROM payments WHERE status = 'WAIT_BUYER_PAY' AND created_at > ?1 AND created_at <= ?2 ORDER BY created_at, rowid LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![created_after, created_before, limit], payment_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
     fn flag_for_review(&self, merchant: &str, out_trade_no: &str, reason: &str) -> Result<()> {
         let args = [merchant, out_trade_no, reason].map(str::to_owned);
         self.write(move |conn| {

@@ -1,0 +1,97 @@
+//! Lost-notify recovery (掉单补偿): payments still waiting some time after they were created are
+//! asked about with the provider's trade query ([`App::sync_payment`]), on a schedule with
+//! doubling gaps, until they are paid, closed or too old (`[recovery]` in payhost.toml). A paid
+//! trade is applied exactly as a notification would be, so the shop gets its webhook once.
+//!
+//! The schedule is per process: with several replicas each may query the same payment; the
+//! store's notify dedupe keeps the effect single.
+
+use crate::service::App;
+use crate::store::{format_unix, now_ms};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest gap between two queries of one payment.
+const MAX_GAP_S: u64 = 6 * 3_600;
+/// Payments looked at per round.
+const BATCH: u32 = 200;
+
+/// When a payment is next due, and how many times it was asked about.
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    at_s: u64,
+    attempts: u32,
+}
+
+/// Runs until `stop` turns true.
+pub async fn run(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let cfg = app.config.recovery.clone();
+    if !cfg.enabled {
+        return;
+    }
+    let mut schedule: HashMap<(String, String), Due> = HashMap::new();
+    // Rounds come often enough for short test schedules, at most every 10 s.
+    let tick = Duration::from_secs(cfg.interval_s.clamp(1, 10));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        round(&app, &mut schedule).await;
+    }
+}
+
+async fn round(app: &Arc<App>, schedule: &mut HashMap<(String, String), Due>) {
+    let cfg = &app.config.recovery;
+    let now_s = (now_ms() / 1000) as u64;
+    let after = format_unix(now_s.saturating_sub(cfg.max_age_s));
+    let before = format_unix(now_s.saturating_sub(cfg.after_s));
+    let waiting = match app.store.waiting_payments(&after, &before, BATCH) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "recovery: cannot list waiting payments");
+            return;
+        }
+    };
+    let keys: Vec<(String, String)> = waiting
+        .iter()
+        .map(|p| (p.merchant_id.clone(), p.out_trade_no.clone()))
+        .collect();
+    // Forget payments that are no longer waiting.
+    schedule.retain(|k, _| keys.contains(k));
+    for key in keys {
+        let due = *schedule.entry(key.clone()).or_insert(Due {
+            at_s: now_s,
+            attempts: 0,
+        });
+        if due.at_s > now_s {
+            continue;
+        }
+        let (merchant, out_trade_no) = &key;
+        let outcome = app.sync_payment(merchant, out_trade_no).await;
+        match &outcome {
+            Ok(r) if r.status != crate::store::WAIT_BUYER_PAY => {
+                tracing::info!(merchant = %merchant, out_trade_no = %out_trade_no, status = %r.status, outcome = %r.outcome, "recovery: the trade query settled a waiting payment");
+                schedule.remove(&key);
+                continue;
+            }
+            Ok(r) => tracing::debug!(merchant = %merchant, out_trade_no = %out_trade_no, found = r.found, "recovery: still waiting"),
+            Err(e) => tracing::warn!(merchant = %merchant, out_trade_no = %out_trade_no, code = %e.code, error = %e.message, "recovery: the trade query failed; trying later"),
+        }
+        let gap = cfg
+            .interval_s
+            .saturating_mul(1u64 << due.attempts.min(20))
+            .min(MAX_GAP_S);
+        schedule.insert(
+            key,
+            Due {
+                at_s: now_s + gap,
+                attempts: due.attempts + 1,
+            },
+        );
+    }
+}

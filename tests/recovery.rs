@@ -1,0 +1,278 @@
+//! Lost-notify recovery (掉单补偿) end to end: the sandbox gateway (a separate `payhost sandbox`
+//! process) loses every notify, 1,000 buyers pay, and payhost's trade-query schedule
+//! (`single_trade_query`) finds every payment: each ends paid exactly once, recorded with its
+//! source, with one webhook. Then a notify that arrives late changes nothing, and
+//! `POST …/payments/{no}/sync` answers for a payment on demand.
+
+use conformance::alipay::{cashier_token, MD5_KEY};
+use conformance::host::{
+    config_head, free_port, get, post_form, send_json, spawn_payhost, temp_dir, Payhost,
+};
+use conformance::stub::{Seen, StubServer};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "recovery-api-token-0123456789";
+const PARTNER: &str = "2088101122136241";
+const SELLER: &str = "seller@example.com";
+const ORDERS: usize = 1_000;
+
+fn db_count(db: &std::path::Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_lost_notifies_are_recovered_by_trade_query() {
+    let dir = temp_dir("recovery");
+    let sandbox = spawn_payhost(
+        &dir,
+        &[
+            "sandbox",
+            "--md5-merchant",
+            &format!("{PARTNER}:{MD5_KEY}"),
+            "--speed",
+            "600",
+        ],
+    );
+    // Every notify is lost on the way: the 掉单 storm.
+    let r = send_json(
+        "POST",
+        &format!("{}/sandbox/faults", sandbox.base),
+        None,
+        &serde_json::json!({"drop_all_notifies": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
+    let port = free_port();
+    let config = |recovery: &str| {
+        config_head(port, TOKEN, "")
+            + &format!(
+                r#"
+[recovery]
+{recovery}
+
+[webhooks]
+retry_base_ms = 50
+retry_max_ms = 500
+
+[merchants.rec]
+partner = "{PARTNER}"
+key = "{MD5_KEY}"
+seller_email = "{SELLER}"
+gateway_url = "{sandbox}/sandbox/gateway"
+notify_verify_url = "{sandbox}/sandbox/mapi"
+mapi_url = "{sandbox}/sandbox/mapi"
+shop_webhook_url = "{hook}"
+shop_webhook_secret = "recovery-webhook-secret"
+"#,
+                sandbox = sandbox.base,
+                hook = shop.url("/hook"),
+            )
+    };
+    // Phase 1: recovery off while the orders are created and paid.
+    let mut host = Payhost::start(&dir, &config("enabled = false"));
+    let base = host.url("");
+    let db = dir.join("payhost.db");
+    let pay_urls = Arc::new(std::sync::Mutex::new(vec![String::new(); ORDERS]));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (base, pay_urls, next) = (base.clone(), pay_urls.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= ORDERS {
+                    return;
+                }
+                let r = send_json(
+                    "POST",
+                    &format!("{base}/v1/merchants/rec/payments"),
+                    Some(TOKEN),
+                    &serde_json::json!({"out_trade_no": format!("R{i:05}"), "subject": "掉单", "total_fee": format!("{}.{:02}", 1 + i / 100, i % 100), "return_url": "https://shop.example/r"}),
+                )
+                .await;
+                assert_eq!(r.status, 201, "{}", r.text());
+                pay_urls.lock().unwrap()[i] = r.json()["pay_url"].as_str().unwrap().to_owned();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // The last order stays unpaid: the query finds it waiting.
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (pay_urls, next, sandbox_base) = (pay_urls.clone(), next.clone(), sandbox.base.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= ORDERS - 1 {
+                    return;
+                }
+                let pay_url = pay_urls.lock().unwrap()[i].clone();
+                let page = get(&pay_url, None).await;
+                assert_eq!(page.status, 200, "{}", page.text());
+                let token = cashier_token(&page.text());
+                let r = post_form(
+                    &format!("{sandbox_base}/sandbox/cashier/pay"),
+                    &format!("token={token}&buyer=13900001111"),
+                )
+                .await;
+                assert!(r.status == 302 || r.status == 303, "{}", r.text());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        db_count(
+            &db,
+            "SELECT COUNT(*) FROM payments WHERE status = 'TRADE_SUCCESS'"
+        ),
+        0,
+        "every notify was lost: nothing is paid yet"
+    );
+
+    // On demand: the unpaid order is found waiting, nothing changes.
+    let r = send_json(
+        "POST",
+        &host.url(&format!(
+            "/v1/merchants/rec/payments/R{:05}/sync",
+            ORDERS - 1
+        )),
+        Some(TOKEN),
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["found"], true, "{}", r.text());
+    assert_eq!(r.json()["trade_status"], "WAIT_BUYER_PAY");
+    assert_eq!(r.json()["status"], "WAIT_BUYER_PAY");
+    // On demand: a paid one is applied at once.
+    let r = send_json(
+        "POST",
+        &host.url("/v1/merchants/rec/payments/R00000/sync"),
+        Some(TOKEN),
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["outcome"], "applied", "{}", r.text());
+    assert_eq!(r.json()["status"], "TRADE_SUCCESS");
+
+    // Phase 2: the schedule queries every waiting payment.
+    host.terminate();
+    std::fs::write(
+        dir.join("payhost.toml"),
+        config("after_s = 0\ninterval_s = 1"),
+    )
+    .unwrap();
+    host.restart();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(120);
+    loop {
+        let paid = db_count(
+            &db,
+            "SELECT COUNT(*) FROM payments WHERE status = 'TRADE_SUCCESS'",
+        );
+        if paid as usize == ORDERS - 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {paid} recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "{} payments recovered by trade query in {:.1} s",
+        ORDERS - 1,
+        started.elapsed().as_secs_f64()
+    );
+    // Exactly once, recorded with its source.
+    assert_eq!(
+        db_count(
+            &db,
+            "SELECT COUNT(*) FROM notification_results WHERE outcome = 'applied'"
+        ),
+        (ORDERS - 1) as i64
+    );
+    assert_eq!(
+        db_count(
+            &db,
+            "SELECT COUNT(*) FROM raw_notifications n JOIN notification_results r ON r.raw_id = n.id WHERE r.outcome = 'applied' AND n.remote_addr = 'query:single_trade_query'"
+        ),
+        (ORDERS - 1) as i64,
+        "every recovery is recorded with its source"
+    );
+    // One webhook per order, once the outbox has drained.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while db_count(
+        &db,
+        "SELECT COUNT(*) FROM webhook_outbox WHERE delivered_at IS NULL",
+    ) > 0
+    {
+        assert!(Instant::now() < deadline, "webhooks still pending");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut per_order: HashMap<String, usize> = HashMap::new();
+    for s in shop.requests() {
+        let v: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+        assert_eq!(v["type"], "payment.paid");
+        *per_order
+            .entry(v["out_trade_no"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        per_order.len(),
+        ORDERS - 1,
+        "one webhook event per paid order"
+    );
+    assert!(per_order.values().all(|n| *n == 1), "delivered once each");
+    // The unpaid one is still waiting (queried, never guessed).
+    let r = get(
+        &host.url(&format!("/v1/merchants/rec/payments/R{:05}", ORDERS - 1)),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(r.json()["status"], "WAIT_BUYER_PAY");
+
+    // A notify that arrives late (the sandbox's retries resume): paid stays paid, no new webhook.
+    let r = send_json(
+        "POST",
+        &format!("{}/sandbox/faults", sandbox.base),
+        None,
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db_count(
+        &db,
+        "SELECT COUNT(*) FROM notification_results WHERE outcome = 'no_change'",
+    ) == 0
+    {
+        assert!(Instant::now() < deadline, "no late notify arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        db_count(
+            &db,
+            "SELECT COUNT(*) FROM notification_results WHERE outcome = 'applied'"
+        ),
+        (ORDERS - 1) as i64,
+        "a late notify applies nothing twice"
+    );
+    assert_eq!(
+        shop.requests().len(),
+        ORDERS - 1,
+        "and sends no second webhook"
+    );
+    drop(host);
+}
