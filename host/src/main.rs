@@ -245,8 +245,11 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYHOST_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
     });
+    // Colours only on a terminal: a log written to a file or a pipe stays plain text.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

@@ -343,6 +343,8 @@ async fn route(
             let shop = app.demo.clone().expect("checked");
             ("shop", shop.handle(app, req).await)
         }
+        // `payhost demo` opens on its shop; a production host on its admin page.
+        (&Method::GET, []) if app.demo.is_some() => ("root", redirect("/shop")),
         (&Method::GET, []) => ("root", redirect("/admin")),
         _ => (
             "other",
