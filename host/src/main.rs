@@ -176,7 +176,6 @@ fn admin_password(generate: bool, config: Option<PathBuf>) -> ExitCode {
 }
 
 fn token(action: TokenAction) -> ExitCode {
-    use payhost::store::Store;
     let path = match &action {
         TokenAction::Create { config, .. }
         | TokenAction::List { config, .. }
@@ -186,7 +185,7 @@ fn token(action: TokenAction) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let store = match payhost::store::sqlite::SqliteStore::open(&config.database) {
+    let store = match payhost::store::open(&config) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -398,9 +397,9 @@ fn main() -> ExitCode {
                 )
                 .await
                 {
-                        Ok(r) => r,
-                        Err(e) => return fail(e),
-                    };
+                    Ok(r) => r,
+                    Err(e) => return fail(e),
+                };
                 let problems = payhost::server::check_merchants(&config, &rt).await;
                 if problems.is_empty() {
                     println!(

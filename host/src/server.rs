@@ -6,7 +6,6 @@ use crate::manifest::Manifest;
 use crate::metrics::Metrics;
 use crate::runtime::{pairs, PluginRuntime};
 use crate::service::App;
-use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
@@ -33,9 +32,13 @@ pub async fn build_app_with(
         // The operator may tighten the component's limit, never loosen it.
         manifest.limits.call_timeout_ms = manifest.limits.call_timeout_ms.min(t);
     }
-    let runtime =
-        PluginRuntime::load(&manifest, Some(&config.cache_dir), crate::net::Client::new()).await?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database)?);
+    let runtime = PluginRuntime::load(
+        &manifest,
+        Some(&config.cache_dir),
+        crate::net::Client::new(),
+    )
+    .await?;
+    let store: Arc<dyn Store> = crate::store::open(&config)?;
     let problems = check_merchants(&config, &runtime).await;
     if !problems.is_empty() {
         bail!(
