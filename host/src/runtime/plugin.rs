@@ -145,6 +145,63 @@ fn link_runtime_imports(linker: &mut Linker<HostState>) -> Result<()> {
     Ok(())
 }
 
+/// The interfaces [`link_runtime_imports`] provides (any 0.2.x version of them).
+const PROVIDED: &[&str] = &[
+    "wasi:clocks/wall-clock",
+    "wasi:clocks/monotonic-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/exit",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+];
+
+/// Links every other import of the component to a trap. Unlike wasmtime's
+/// `define_unknown_imports_as_traps`, an import of a provided interface at another 0.2.x version
+/// (a toolchain's std imports `wasi:random/random@0.2.6`, this host provides 0.2.12) is left to
+/// the linker's semver matching instead of being shadowed by a trap under its exact name.
+fn stub_other_imports(
+    linker: &mut Linker<HostState>,
+    component: &wasmtime::component::Component,
+    engine: &wasmtime::Engine,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::types::ComponentItem;
+    for (name, item) in component.component_type().imports(engine) {
+        let base = name.split('@').next().unwrap_or(name);
+        if PROVIDED.contains(&base) {
+            continue;
+        }
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        let mut li = linker.instance(name)?;
+        for (export, ty) in instance.exports(engine) {
+            match ty.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    let full = format!("{name}#{export}");
+                    li.func_new(export, move |_, _, _, _| {
+                        wasmtime::bail!("unknown import: `{full}` has not been defined")
+                    })?;
+                }
+                ComponentItem::Resource(_) => {
+                    li.resource(
+                        export,
+                        wasmtime::component::ResourceType::host::<()>(),
+                        |_, _| Ok(()),
+                    )?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 impl PluginRuntime {
     /// Loads the manifest's component: checksum, contract version, compile (or cache), link,
     /// then `describe` it and check that it agrees with the manifest.
@@ -162,8 +219,7 @@ impl PluginRuntime {
             engine::load_component(&engine, &bytes, &manifest.component.sha256, cache_dir)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         link_runtime_imports(&mut linker)?;
-        linker
-            .define_unknown_imports_as_traps(&component)
+        stub_other_imports(&mut linker, &component, &engine)
             .map_err(|e| wt(e, "cannot link the component's other imports"))?;
         let pre = linker
             .instantiate_pre(&component)
