@@ -298,13 +298,16 @@ impl Balancer {
                 format!("    server r{i} 127.0.0.1:{p} check inter 200ms fall 2 rise 1\n")
             })
             .collect();
-        // retry-on: a request that reached a replica killed before answering is not resent (it
-        // may have been applied); only connection failures are retried on the other replica.
+        // A replica killed under a request: haproxy sends the request to the other one when the
+        // connection failed or closed without an answer (every payhost write is idempotent:
+        // notify_id, out_trade_no). X-Forwarded-For carries the client's address (the replicas
+        // run with trust_proxy = true, so per-IP limits see clients, not the balancer).
         let cfg = format!(
             "global
     maxconn 4096
 defaults
     mode http
+    option forwardfor
     timeout connect 2s
     timeout client 60s
     timeout server 60s
