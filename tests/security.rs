@@ -720,7 +720,7 @@ async fn a_tampered_compile_cache_is_recompiled_not_loaded() {
     let dir = temp_dir("sec-cache");
     let cache = dir.join("cache");
     let port = free_port();
-    let shared = conformance::repo_root().join("target/payhost-test-cache");
+    let shared = conformance::target_dir().join("payhost-test-cache");
     let config = config_head(port, TOKEN, "").replace(
         &format!("cache_dir = \"{}\"", shared.display()),
         &format!("cache_dir = \"{}\"", cache.display()),

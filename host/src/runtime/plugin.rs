@@ -123,8 +123,8 @@ pub struct PluginRuntime {
 }
 
 /// Interfaces a component built for `wasm32-wasip2` may import for its language runtime (stdio
-/// for panic messages, clocks, random seeds, exit). Anything else it imports (filesystem,
-/// environment, sockets, `wasi:http`) is linked to a trap: the host gives it no such capability.
+/// for panic messages, clocks, random seeds, exit, an empty environment). Anything else it imports
+/// (filesystem, sockets, `wasi:http`) is linked to a trap: the host gives it no such capability.
 fn link_runtime_imports(linker: &mut Linker<HostState>) -> Result<()> {
     use wasmtime_wasi::p2::bindings::{cli, random};
     wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(linker)
@@ -138,6 +138,12 @@ fn link_runtime_imports(linker: &mut Linker<HostState>) -> Result<()> {
         |t| t.wasi.random(),
     )
     .map_err(|e| wt(e, "cannot link wasi:random/insecure-seed"))?;
+    // An empty environment (no variables, no arguments): Rust's std asks for RUST_BACKTRACE
+    // when it panics, and a trap there would hide the panic message.
+    cli::environment::add_to_linker::<HostState, wasmtime_wasi::cli::WasiCli>(linker, |t| {
+        wasmtime_wasi::cli::WasiCliView::cli(t)
+    })
+    .map_err(|e| wt(e, "cannot link wasi:cli/environment"))?;
     cli::exit::add_to_linker::<HostState, wasmtime_wasi::cli::WasiCli>(linker, |t| {
         wasmtime_wasi::cli::WasiCliView::cli(t)
     })
@@ -156,6 +162,7 @@ const PROVIDED: &[&str] = &[
     "wasi:cli/stdout",
     "wasi:cli/stderr",
     "wasi:cli/exit",
+    "wasi:cli/environment",
     "wasi:io/error",
     "wasi:io/poll",
     "wasi:io/streams",
@@ -189,11 +196,18 @@ fn stub_other_imports(
                     })?;
                 }
                 ComponentItem::Resource(_) => {
-                    li.resource(
-                        export,
-                        wasmtime::component::ResourceType::host::<()>(),
-                        |_, _| Ok(()),
-                    )?;
+                    // Interfaces such as wasi:filesystem/types re-export wasi:io's resources:
+                    // those keep wasi:io's host types, every other resource is a stand-in.
+                    use wasmtime::component::ResourceType;
+                    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, IoError};
+                    let ty = match export {
+                        "input-stream" => ResourceType::host::<DynInputStream>(),
+                        "output-stream" => ResourceType::host::<DynOutputStream>(),
+                        "pollable" => ResourceType::host::<DynPollable>(),
+                        "error" => ResourceType::host::<IoError>(),
+                        _ => ResourceType::host::<()>(),
+                    };
+                    li.resource(export, ty, |_, _| Ok(()))?;
                 }
                 _ => {}
             }
