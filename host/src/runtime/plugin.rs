@@ -199,7 +199,9 @@ fn stub_other_imports(
                     // Interfaces such as wasi:filesystem/types re-export wasi:io's resources:
                     // those keep wasi:io's host types, every other resource is a stand-in.
                     use wasmtime::component::ResourceType;
-                    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, IoError};
+                    use wasmtime_wasi::p2::{
+                        DynInputStream, DynOutputStream, DynPollable, IoError,
+                    };
                     let ty = match export {
                         "input-stream" => ResourceType::host::<DynInputStream>(),
                         "output-stream" => ResourceType::host::<DynOutputStream>(),
