@@ -672,4 +672,45 @@ mod tests {
             "unknown keys are refused"
         );
     }
+
+    #[test]
+    fn database_is_a_sqlite_file_or_a_postgres_url() {
+        let head = r#"
+            listen = "127.0.0.1:9000"
+            public_url = "https://pay.example.com"
+            api_token = "0123456789abcdef0123"
+        "#;
+        let sqlite = Config::parse(head, Path::new("/srv")).unwrap();
+        assert_eq!(sqlite.database, Path::new("/srv/payhost.db"));
+        assert_eq!(sqlite.database_url, None);
+        let pg = Config::parse(
+            &format!("{head}\ndatabase = \" postgres://payhost@db.internal/payhost \""),
+            Path::new("/srv"),
+        )
+        .unwrap();
+        assert_eq!(
+            pg.database_url.as_deref(),
+            Some("postgres://payhost@db.internal/payhost")
+        );
+        assert_eq!(pg.cache_dir, Path::new("/srv/payhost.db.cache"));
+        let table = Config::parse(
+            &format!("{head}\n[database]\nurl = \"postgresql://u:pw@db/p\"\npool_size = 4"),
+            Path::new("/srv"),
+        )
+        .unwrap();
+        assert_eq!(
+            table.database_url.as_deref(),
+            Some("postgresql://u:pw@db/p")
+        );
+        assert_eq!(table.database_pool_size, 4);
+        let bad = Config::parse(
+            &format!("{head}\n[database]\nurl = \"postgres://u:secret@db/p?sslmode=bogus\"\npool_size = 0"),
+            Path::new("/srv"),
+        )
+        .unwrap_err();
+        let text = format!("{bad:#}");
+        assert!(text.contains("database.pool_size"), "{text}");
+        assert!(text.contains("not a valid PostgreSQL URL"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
 }
