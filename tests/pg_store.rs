@@ -282,8 +282,16 @@ fn dead_letters_sessions_tokens_and_pruning() {
     assert_eq!(s.token_merchant("hash1").unwrap(), None);
     assert!(s.tokens(None).unwrap()[0].revoked_at.is_some());
 
+    let rec = NotificationRecord {
+        outcome: Some("bad_signature".into()),
+        ..record()
+    };
+    assert!(
+        s.record_notification(&raw(), &record()).is_err(),
+        "a result needs its outcome (NOT NULL, as in SQLite); nothing is stored"
+    );
     for _ in 0..3 {
-        s.record_notification(&raw(), &record()).unwrap();
+        s.record_notification(&raw(), &rec).unwrap();
     }
     assert_eq!(s.raw_notification_count().unwrap(), 4);
     assert_eq!(

@@ -382,7 +382,6 @@ async fn insert_result(tx: &Tx<'_>, rec: &NotificationRecord) -> Result<()> {
         .prepare_cached("INSERT INTO notification_results (raw_id, merchant_id, notify_id, out_trade_no, trade_status, outcome, detail, processed_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .await?;
-    let outcome = rec.outcome.clone().unwrap_or_default();
     tx.execute(
         &st,
         &[
@@ -391,7 +390,7 @@ async fn insert_result(tx: &Tx<'_>, rec: &NotificationRecord) -> Result<()> {
             &rec.notify_id,
             &rec.out_trade_no,
             &rec.trade_status,
-            &outcome,
+            &rec.outcome,
             &rec.detail,
             &now_rfc3339(),
         ],

@@ -1083,8 +1083,12 @@ mod tests {
         assert!(s.revoke_token(id, Some("m1")).unwrap());
         assert_eq!(s.token_merchant("hash1").unwrap(), None);
 
+        let rec = NotificationRecord {
+            outcome: Some("bad_signature".into()),
+            ..record()
+        };
         for _ in 0..3 {
-            s.record_notification(&raw(), &record()).unwrap();
+            s.record_notification(&raw(), &rec).unwrap();
         }
         assert_eq!(s.raw_notification_count().unwrap(), 4);
         assert_eq!(
