@@ -282,6 +282,28 @@ shop_webhook_secret = "{HOOK_SECRET}"
         401
     );
 
+    // `payhost token create` against the PostgreSQL config: usable through the balancer at once.
+    let out = std::process::Command::new(conformance::host::payhost_binary())
+        .args(["token", "create", "--merchant", "shop", "--config"])
+        .arg(&a.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli_token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(cli_token.starts_with("phm_"), "{cli_token}");
+    for _ in 0..2 {
+        assert_eq!(
+            get(&r.lb("/v1/merchants/shop/payments/R1"), Some(&cli_token))
+                .await
+                .status,
+            200
+        );
+    }
+
     // An admin session made on one replica is valid on the other (sessions are in the database).
     let (cookie, _csrf) = admin_login(&a.url(""), ADMIN_PASSWORD).await;
     let page = request("GET", &b.url("/admin"), &[("cookie", &cookie)], Vec::new()).await;
