@@ -11,12 +11,28 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// `database = "payhost.db"` / `database = "postgres://…"`, or `[database] url = "…"` with
+/// `pool_size`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawDatabase {
+    Name(String),
+    Table(RawDatabaseTable),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabaseTable {
+    url: String,
+    pool_size: Option<usize>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
     public_url: Option<String>,
-    database: Option<String>,
+    database: Option<RawDatabase>,
     api_token: Option<String>,
     cache_dir: Option<String>,
     admin_password_hash: Option<String>,
@@ -288,7 +304,12 @@ impl Default for AdminConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub public_url: String,
+    /// The SQLite file (when `database_url` is None).
     pub database: PathBuf,
+    /// `database = "postgres://…"`: PostgreSQL instead of the SQLite file (several replicas).
+    pub database_url: Option<String>,
+    /// Connections of this replica's PostgreSQL pool.
+    pub database_pool_size: usize,
     pub api_token: String,
     pub cache_dir: PathBuf,
     pub manifest: PathBuf,
@@ -450,7 +471,35 @@ impl Config {
                 String::new()
             }
         };
-        let database = base.join(trimmed(&raw.database).unwrap_or_else(|| "payhost.db".into()));
+        let (db_name, pool_size) = match &raw.database {
+            Some(RawDatabase::Name(n)) => (trimmed(&Some(n.clone())), None),
+            Some(RawDatabase::Table(t)) => (trimmed(&Some(t.url.clone())), t.pool_size),
+            None => (None, None),
+        };
+        let database_pool_size = pool_size.unwrap_or(crate::store::postgres::DEFAULT_POOL_SIZE);
+        if !(1..=1000).contains(&database_pool_size) {
+            problems.push("database.pool_size: must be between 1 and 1000".into());
+        }
+        let database_url = db_name
+            .clone()
+            .filter(|n| crate::store::postgres::is_postgres_url(n));
+        if let Some(url) = &database_url {
+            if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                problems.push(format!(
+                    "database: not a valid PostgreSQL URL ({}): {e}",
+                    crate::store::postgres::redact_url(url)
+                ));
+            }
+        } else if pool_size.is_some() {
+            problems.push("database.pool_size: only for a PostgreSQL url".into());
+        }
+        // With PostgreSQL the compile cache defaults to payhost.db.cache beside the config (per
+        // replica: each machine compiles once).
+        let database = base.join(
+            db_name
+                .filter(|_| database_url.is_none())
+                .unwrap_or_else(|| "payhost.db".into()),
+        );
         let api_token = match trimmed(&raw.api_token) {
             Some(t) if t.len() >= 16 && !t.chars().any(char::is_whitespace) => t,
             Some(_) => {
@@ -588,6 +637,8 @@ impl Config {
             listen,
             public_url,
             database,
+            database_url,
+            database_pool_size,
             api_token,
             cache_dir,
             manifest,
@@ -673,5 +724,46 @@ mod tests {
             Config::parse("colour = 1", Path::new(".")).is_err(),
             "unknown keys are refused"
         );
+    }
+
+    #[test]
+    fn database_is_a_sqlite_file_or_a_postgres_url() {
+        let head = r#"
+            listen = "127.0.0.1:9000"
+            public_url = "https://pay.example.com"
+            api_token = "0123456789abcdef0123"
+        "#;
+        let sqlite = Config::parse(head, Path::new("/srv")).unwrap();
+        assert_eq!(sqlite.database, Path::new("/srv/payhost.db"));
+        assert_eq!(sqlite.database_url, None);
+        let pg = Config::parse(
+            &format!("{head}\ndatabase = \" postgres://payhost@db.internal/payhost \""),
+            Path::new("/srv"),
+        )
+        .unwrap();
+        assert_eq!(
+            pg.database_url.as_deref(),
+            Some("postgres://payhost@db.internal/payhost")
+        );
+        assert_eq!(pg.cache_dir, Path::new("/srv/payhost.db.cache"));
+        let table = Config::parse(
+            &format!("{head}\n[database]\nurl = \"postgresql://u:pw@db/p\"\npool_size = 4"),
+            Path::new("/srv"),
+        )
+        .unwrap();
+        assert_eq!(
+            table.database_url.as_deref(),
+            Some("postgresql://u:pw@db/p")
+        );
+        assert_eq!(table.database_pool_size, 4);
+        let bad = Config::parse(
+            &format!("{head}\n[database]\nurl = \"postgres://u:secret@db/p?sslmode=bogus\"\npool_size = 0"),
+            Path::new("/srv"),
+        )
+        .unwrap_err();
+        let text = format!("{bad:#}");
+        assert!(text.contains("database.pool_size"), "{text}");
+        assert!(text.contains("not a valid PostgreSQL URL"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
     }
 }

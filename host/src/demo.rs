@@ -175,6 +175,8 @@ pub fn build(opts: &DemoOptions) -> anyhow::Result<(Config, Arc<Sandbox>, Arc<De
         listen: opts.listen,
         public_url: public.clone(),
         database,
+        database_url: None,
+        database_pool_size: crate::store::postgres::DEFAULT_POOL_SIZE,
         api_token,
         cache_dir: std::env::temp_dir().join("payhost-demo-cache"),
         manifest: opts.manifest.clone(),

@@ -181,7 +181,6 @@ fn admin_password(generate: bool, config: Option<PathBuf>) -> ExitCode {
 }
 
 fn token(action: TokenAction) -> ExitCode {
-    use payhost::store::Store;
     let path = match &action {
         TokenAction::Create { config, .. }
         | TokenAction::List { config, .. }
@@ -191,7 +190,7 @@ fn token(action: TokenAction) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let store = match payhost::store::sqlite::SqliteStore::open(&config.database) {
+    let store = match payhost::store::open(&config) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };

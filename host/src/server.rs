@@ -6,7 +6,6 @@ use crate::manifest::Manifest;
 use crate::metrics::Metrics;
 use crate::runtime::{pairs, PluginRuntime};
 use crate::service::App;
-use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
@@ -39,7 +38,7 @@ pub async fn build_app_with(
         crate::net::Client::new(),
     )
     .await?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database)?);
+    let store: Arc<dyn Store> = crate::store::open(&config)?;
     let problems = check_merchants(&config, &runtime).await;
     if !problems.is_empty() {
         bail!(

@@ -309,7 +309,7 @@ impl App {
         self.provider_urls(m)
             .filter_map(|(name, url)| {
                 let reason = match Origin::parse(url) {
-                    Err(e) => format!("{e}"),
+                    Err(e) => e.to_string(),
                     Ok(o) if base.allows(&o) || self.operator_origins.contains(&o) => return None,
                     Ok(o) => format!(
                         "the origin {o} is not allowed: the operator must list it in payhost.toml under [outbound] allowed_origins"

@@ -43,6 +43,8 @@ pub enum Step<T> {
 }
 
 /// What a flow must remember between its request and the answer.
+/// One lives per flow, briefly: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Continuation {
     Payment {

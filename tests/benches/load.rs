@@ -14,7 +14,9 @@
 //!
 //! Prints throughput, p50/p90/p99/max latency, the host's RSS idle and under load, and the
 //! number of paid orders the store holds. Options: `--seconds N`, `--concurrency 1,16,64`,
-//! `--only notify|payments|php`, `--php`.
+//! `--only notify|payments|php`, `--php`, `--database sqlite,postgres` (each store in turn, in the
+//! same run; PostgreSQL is a cluster the benchmark starts, as the tests do) and `--replicas 1,2`
+//! (with PostgreSQL: that many `payhost serve` replicas, behind haproxy when more than one).
 
 use bytes::Bytes;
 use conformance::alipay::{md5_notify_body, Trade, MD5_KEY};
@@ -40,6 +42,10 @@ struct Options {
     notify: bool,
     payments: bool,
     php: bool,
+    /// `--database sqlite,postgres`: the stores to measure, one after the other in this run.
+    databases: Vec<String>,
+    /// `--replicas 1,2`: with PostgreSQL, how many replicas (more than one: behind haproxy).
+    replicas: Vec<usize>,
 }
 
 fn options() -> Options {
@@ -49,6 +55,8 @@ fn options() -> Options {
         notify: true,
         payments: true,
         php: false,
+        databases: vec!["sqlite".into()],
+        replicas: vec![1],
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -67,6 +75,21 @@ fn options() -> Options {
                 i += 1;
             }
             "--php" => o.php = true,
+            "--database" => {
+                o.databases = value().split(',').map(|d| d.trim().to_owned()).collect();
+                assert!(
+                    o.databases.iter().all(|d| d == "sqlite" || d == "postgres"),
+                    "--database: sqlite, postgres or both (sqlite,postgres)"
+                );
+                i += 1;
+            }
+            "--replicas" => {
+                o.replicas = value()
+                    .split(',')
+                    .map(|c| c.trim().parse().expect("--replicas: e.g. 1,2"))
+                    .collect();
+                i += 1;
+            }
             "--only" => {
                 let v = value();
                 o.notify = v == "notify";
@@ -288,10 +311,11 @@ async fn main() {
     let dir = temp_dir("load");
     let verify = verify_stub().await;
     println!(
-        "machine: {} cores; {} s per level; store {} (synchronous=FULL)",
+        "machine: {} cores; {} s per level; stores: {} (replicas with PostgreSQL: {:?})",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         o.seconds,
-        dir.join("payhost.db").display()
+        o.databases.join(", "),
+        o.replicas
     );
 
     if o.notify || o.payments {
@@ -301,86 +325,225 @@ async fn main() {
         );
         // Enough unpaid orders for 3,000 notifies/s at every level.
         let seeded = 3_000 * o.seconds * o.concurrency.len() as u64 + 1_000;
-        let db = dir.join("payhost.db");
-        seed_orders(&db, seeded);
-        let port = free_port();
-        let config = config_head(port, TOKEN, "")
-            + &format!(
-                r#"
+        let pg = o
+            .databases
+            .iter()
+            .any(|d| d == "postgres")
+            .then(|| conformance::postgres::PgCluster::start("load"));
+        for database in &o.databases {
+            let replicas: &[usize] = if database == "postgres" {
+                &o.replicas
+            } else {
+                &[1]
+            };
+            for &n in replicas {
+                let setup = Setup::start(
+                    &dir,
+                    database,
+                    n,
+                    pg.as_ref(),
+                    seeded,
+                    &sandbox.base,
+                    verify,
+                );
+                println!("== {}", setup.label);
+                run_legs(&o, &setup, seeded, duration).await;
+            }
+        }
+        drop(sandbox);
+    }
+
+    if o.php {
+        php_peer(&dir, verify, &o).await;
+    }
+}
+
+/// One store configuration under load: SQLite and one host, or PostgreSQL and `n` replicas
+/// (behind haproxy when more than one).
+struct Setup {
+    label: String,
+    addr: SocketAddr,
+    hosts: Vec<Payhost>,
+    _balancer: Option<conformance::postgres::Balancer>,
+    paid: Box<dyn Fn() -> u64>,
+}
+
+impl Setup {
+    fn start(
+        dir: &std::path::Path,
+        database: &str,
+        n: usize,
+        pg: Option<&conformance::postgres::PgCluster>,
+        seeded: u64,
+        sandbox: &str,
+        verify: SocketAddr,
+    ) -> Setup {
+        let tables = format!(
+            r#"
 [merchants.load]
 partner = "{PARTNER}"
 key = "{MD5_KEY}"
 seller_email = "{SELLER}"
 gateway_url = "{sandbox}/sandbox/gateway"
 notify_verify_url = "http://{verify}/gateway.do"
-"#,
-                sandbox = sandbox.base,
-            );
-        // Logging as in production (info), not the tests' debug.
-        let host = Payhost::start_logging(&dir, &config, "info,wasmtime=warn,cranelift=warn");
-        let pid = host.pid().expect("running");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let (idle, _) = rss_kib(pid);
-        println!("payhost RSS idle: {:.1} MiB", idle as f64 / 1024.0);
-        let addr = host.addr;
-
-        if o.notify {
-            let next = Arc::new(AtomicU64::new(0));
-            let path = "/alipay/load/notify";
-            for &c in &o.concurrency {
-                let make: MakeRequest =
-                    Arc::new(move |n| (n < seeded).then(|| notify_request(addr, path, n)));
-                let before = next.load(Ordering::Relaxed);
-                let stats = drive(addr, c, duration, next.clone(), make, |s, b| {
-                    s == 200 && b == b"success"
-                })
-                .await;
-                let sent = next.load(Ordering::Relaxed) - before;
-                let (rss, hwm) = rss_kib(pid);
-                println!(
-                    "{}  RSS {:.1} MiB (peak {:.1})",
-                    stats.line("notify", c),
-                    rss as f64 / 1024.0,
-                    hwm as f64 / 1024.0
-                );
-                assert!(sent >= stats.ok);
-            }
-            let confirmed = paid_orders(&db);
-            println!("store: {confirmed} orders paid by the notifies above (each exactly once)");
+"#
+        );
+        if database == "sqlite" {
+            let dir = dir.join("sqlite");
+            std::fs::create_dir_all(&dir).unwrap();
+            let db = dir.join("payhost.db");
+            seed_orders(&db, seeded);
+            let port = free_port();
+            let config = config_head(port, TOKEN, "") + &tables;
+            // Logging as in production (info), not the tests' debug.
+            let host = Payhost::start_logging(&dir, &config, "info,wasmtime=warn,cranelift=warn");
+            return Setup {
+                label: format!("SQLite, 1 replica ({}, synchronous=FULL)", db.display()),
+                addr: host.addr,
+                hosts: vec![host],
+                _balancer: None,
+                paid: Box::new(move || paid_orders(&db)),
+            };
         }
-
-        if o.payments {
-            let next = Arc::new(AtomicU64::new(0));
-            for &c in &o.concurrency {
-                let make: MakeRequest = Arc::new(move |n| {
-                    let body = format!(
-                        r#"{{"out_trade_no":"P{n:08}","subject":"压测","total_fee":"0.01","return_url":"https://shop.example/r"}}"#
-                    );
-                    Some(
-                        http::Request::post("/v1/merchants/load/payments")
-                            .header("host", addr.to_string())
-                            .header("content-type", "application/json")
-                            .header("authorization", format!("Bearer {TOKEN}"))
-                            .body(Full::new(Bytes::from(body)))
-                            .unwrap(),
-                    )
-                });
-                let stats = drive(addr, c, duration, next.clone(), make, |s, _| s == 201).await;
-                let (rss, hwm) = rss_kib(pid);
-                println!(
-                    "{}  RSS {:.1} MiB (peak {:.1})",
-                    stats.line("payments", c),
-                    rss as f64 / 1024.0,
-                    hwm as f64 / 1024.0
-                );
-            }
+        let pg = pg.expect("a PostgreSQL cluster");
+        let name = format!("load_r{n}");
+        let url = pg.create_database(&name);
+        // The schema, then the orders straight into the database.
+        drop(
+            payhost::store::postgres::PostgresStore::open(&url, &Default::default())
+                .expect("create the schema"),
+        );
+        pg.psql(
+            &name,
+            &format!(
+                "INSERT INTO payments (merchant_id, out_trade_no, subject, total_fen, seller, return_url, status, created_at, updated_at)
+                 SELECT 'load', 'L' || lpad(g::text, 8, '0'), 'load test', 1, '{SELLER}', 'https://shop.example/r', 'WAIT_BUYER_PAY', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z'
+                 FROM generate_series(0, {}) g",
+                seeded - 1
+            ),
+        );
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let balancer = (n > 1).then(|| conformance::postgres::Balancer::start("load", &ports));
+        let mut hosts = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let dir = dir.join(format!("pg-r{n}-{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let config = config_head(*port, TOKEN, "").replace(
+                "database = \"payhost.db\"",
+                &format!("database = \"{url}\"\ntrust_proxy = true"),
+            ) + &tables;
+            hosts.push(Payhost::start_logging(
+                &dir,
+                &config,
+                "info,wasmtime=warn,cranelift=warn",
+            ));
         }
-        drop(host);
-        drop(sandbox);
+        let addr = match &balancer {
+            Some(b) => {
+                b.wait_ready("/readyz");
+                SocketAddr::from(([127, 0, 0, 1], b.port))
+            }
+            None => hosts[0].addr,
+        };
+        let (pg_port, psql_name) = (pg.port, name.clone());
+        let count_sql = "SELECT COUNT(*) FROM payments WHERE merchant_id = 'load' AND status = 'TRADE_SUCCESS' AND out_trade_no LIKE 'L%'";
+        let pg_dir = pg.dir.clone();
+        Setup {
+            label: format!(
+                "PostgreSQL, {n} replica{}{} (synchronous_commit=on, fsync=on, same machine)",
+                if n > 1 { "s" } else { "" },
+                if n > 1 { " behind haproxy" } else { "" }
+            ),
+            addr,
+            hosts,
+            _balancer: balancer,
+            paid: Box::new(move || {
+                let out = std::process::Command::new(conformance::postgres::pg_bin().join("psql"))
+                    .current_dir(&pg_dir)
+                    .args([
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        &pg_port.to_string(),
+                        "-U",
+                        "payhost",
+                    ])
+                    .args(["-d", &psql_name, "-X", "-A", "-t", "-c", count_sql])
+                    .output()
+                    .expect("psql");
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .parse()
+                    .unwrap_or(0)
+            }),
+        }
     }
 
-    if o.php {
-        php_peer(&dir, verify, &o).await;
+    /// RSS of every replica, summed (now, peak).
+    fn rss_kib(&self) -> (u64, u64) {
+        self.hosts
+            .iter()
+            .filter_map(|h| h.pid())
+            .map(rss_kib)
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    }
+}
+
+/// The notify and payments legs against one setup.
+async fn run_legs(o: &Options, setup: &Setup, seeded: u64, duration: Duration) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (idle, _) = setup.rss_kib();
+    println!("payhost RSS idle: {:.1} MiB", idle as f64 / 1024.0);
+    let addr = setup.addr;
+    if o.notify {
+        let next = Arc::new(AtomicU64::new(0));
+        let path = "/alipay/load/notify";
+        for &c in &o.concurrency {
+            let make: MakeRequest =
+                Arc::new(move |n| (n < seeded).then(|| notify_request(addr, path, n)));
+            let before = next.load(Ordering::Relaxed);
+            let stats = drive(addr, c, duration, next.clone(), make, |s, b| {
+                s == 200 && b == b"success"
+            })
+            .await;
+            let sent = next.load(Ordering::Relaxed) - before;
+            let (rss, hwm) = setup.rss_kib();
+            println!(
+                "{}  RSS {:.1} MiB (peak {:.1})",
+                stats.line("notify", c),
+                rss as f64 / 1024.0,
+                hwm as f64 / 1024.0
+            );
+            assert!(sent >= stats.ok);
+        }
+        let confirmed = (setup.paid)();
+        println!("store: {confirmed} orders paid by the notifies above (each exactly once)");
+    }
+    if o.payments {
+        let next = Arc::new(AtomicU64::new(0));
+        for &c in &o.concurrency {
+            let make: MakeRequest = Arc::new(move |n| {
+                let body = format!(
+                    r#"{{"out_trade_no":"P{n:08}","subject":"压测","total_fee":"0.01","return_url":"https://shop.example/r"}}"#
+                );
+                Some(
+                    http::Request::post("/v1/merchants/load/payments")
+                        .header("host", addr.to_string())
+                        .header("content-type", "application/json")
+                        .header("authorization", format!("Bearer {TOKEN}"))
+                        .body(Full::new(Bytes::from(body)))
+                        .unwrap(),
+                )
+            });
+            let stats = drive(addr, c, duration, next.clone(), make, |s, _| s == 201).await;
+            let (rss, hwm) = setup.rss_kib();
+            println!(
+                "{}  RSS {:.1} MiB (peak {:.1})",
+                stats.line("payments", c),
+                rss as f64 / 1024.0,
+                hwm as f64 / 1024.0
+            );
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod alipay;
 pub mod host;
+pub mod postgres;
 pub mod stub;
 
 use std::path::PathBuf;

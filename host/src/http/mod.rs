@@ -1,5 +1,5 @@
 //! The HTTP server: the shop API (`/v1`), Alipay's return and notify endpoints (`/alipay`), the
-//! admin page (`/admin`), `/healthz` and `/metrics`. hyper 1 with graceful shutdown: on SIGTERM or
+//! admin page (`/admin`), `/healthz`, `/readyz` and `/metrics`. hyper 1 with graceful shutdown: on SIGTERM or
 //! SIGINT the listener closes and in-flight requests finish.
 
 pub mod admin;
@@ -207,6 +207,7 @@ async fn route(
     let segs = segments(&path);
     match (&method, segs.as_slice()) {
         (&Method::GET, ["healthz"]) => ("healthz", healthz(app).await),
+        (&Method::GET, ["readyz"]) => ("readyz", readyz(app).await),
         (&Method::GET, ["metrics"]) => {
             if !bearer(&req).is_some_and(|t| is_operator_token(app, t)) {
                 return (
@@ -367,10 +368,22 @@ pub fn metrics(app: &App) -> Response<Body> {
     text(200, app.metrics.render(&app.runtime.stats, pending))
 }
 
-async fn healthz(app: &App) -> Response<Body> {
-    match app.store.pending_webhooks() {
-        Ok(_) => text(200, "ok\n"),
-        Err(e) => text(503, format!("store unavailable: {e}\n")),
+/// Liveness: the process serves requests. It does not ask the database, so an outage of a
+/// shared PostgreSQL does not make an orchestrator restart every replica (that is `/readyz`).
+async fn healthz(_app: &App) -> Response<Body> {
+    text(200, "ok\n")
+}
+
+/// Readiness, for load balancers: the database answers and the component is loaded (an `App`
+/// exists only once its component is compiled and instantiable). 503 otherwise, so the balancer
+/// sends requests to the other replicas.
+async fn readyz(app: &App) -> Response<Body> {
+    match app.store.ready() {
+        Ok(()) => text(200, "ready\n"),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "not ready: the database does not answer");
+            text(503, "not ready: the database does not answer\n")
+        }
     }
 }
 

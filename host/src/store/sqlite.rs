@@ -334,93 +334,29 @@ fn apply_notification(conn: &Connection, e: &NotificationEffect<'_>) -> Result<A
     if claimed == 0 {
         return Ok(Applied::Duplicate);
     }
-    let t = crate::domain::state::transition(&payment.status, e.trade_status, e.refund_status);
-    if t.is_none() {
+    let Some(plan) = plan_notification(&payment, e, &now) else {
         return Ok(Applied::NoChange);
-    }
-    let next = t.to.unwrap_or(payment.status.as_str());
-    let paid_at = if next == TRADE_CLOSED {
-        None
-    } else {
-        Some(
-            payment
-                .paid_at
-                .clone()
-                .unwrap_or_else(|| e.paid_at.map(str::to_owned).unwrap_or_else(|| now.clone())),
-        )
     };
     conn.prepare_cached("UPDATE payments SET status = ?3, trade_no = COALESCE(?4, trade_no), buyer_email = COALESCE(?5, buyer_email),
              paid_at = ?6, updated_at = ?7 WHERE merchant_id = ?1 AND out_trade_no = ?2")?.execute(params![
             e.merchant_id,
             e.out_trade_no,
-            next,
+            plan.next,
             Some(e.trade_no).filter(|t| !t.is_empty()),
             e.buyer_email,
-            paid_at,
+            plan.paid_at,
             now
         ],
     )?;
-    if let Some(url) = e.webhook_url {
-        for event in &t.events {
-            let kind = event.name();
-            let event_id = event_id(
-                e.merchant_id,
-                e.out_trade_no,
-                kind,
-                event.repeatable().then_some(e.notify_id),
-            );
-            let body = serde_json::json!({
-                "id": event_id,
-                "type": kind,
-                "merchant_id": e.merchant_id,
-                "out_trade_no": e.out_trade_no,
-                "subject": payment.subject,
-                "status": next,
-                "previous_status": payment.status,
-                "total_fee": payment.total_fee(),
-                "seller_email": payment.seller,
-                "trade_no": Some(e.trade_no).filter(|t| !t.is_empty()).or(payment.trade_no.as_deref()),
-                "buyer_email": e.buyer_email.or(payment.buyer_email.as_deref()),
-                "paid_at": paid_at,
-                "refund_status": e.refund_status,
-                "gmt_refund": e.gmt_refund,
-                "created_at": now,
-            })
-            .to_string();
-            let at = now_ms();
-            // No OR IGNORE: ids are unique by construction, so a conflict is a bug to see (the
-            // notification fails and is retried), never a webhook silently dropped.
-            conn.prepare_cached("INSERT INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms, created_ms, event_type) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)")?
-                .execute(params![event_id, e.merchant_id, url, body, at, kind])
-                .with_context(|| format!("webhook event id conflict for {event_id} ({kind} of {}/{})", e.merchant_id, e.out_trade_no))?;
-        }
+    for w in &plan.webhooks {
+        let at = now_ms();
+        // No OR IGNORE: ids are unique by construction, so a conflict is a bug to see (the
+        // notification fails and is retried), never a webhook silently dropped.
+        conn.prepare_cached("INSERT INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms, created_ms, event_type) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)")?
+            .execute(params![w.event_id, e.merchant_id, w.url, w.body, at, w.kind])
+            .with_context(|| format!("webhook event id conflict for {} ({} of {}/{})", w.event_id, w.kind, e.merchant_id, e.out_trade_no))?;
     }
-    Ok(match t.to {
-        Some(to) => Applied::Changed {
-            from: payment.status,
-            to: to.to_owned(),
-        },
-        None => Applied::Recorded {
-            status: payment.status,
-            events: t.events.iter().map(|e| e.name().to_owned()).collect(),
-        },
-    })
-}
-
-/// `evt_` and the hex SHA-256 over the length-prefixed merchant id, order number, event type and
-/// (for events that may repeat, such as partial refunds) the notify_id: unique by construction,
-/// whatever characters the parts contain.
-pub fn event_id(merchant: &str, out_trade_no: &str, kind: &str, notify_id: Option<&str>) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for part in [Some(merchant), Some(out_trade_no), Some(kind), notify_id]
-        .into_iter()
-        .flatten()
-    {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
-    }
-    format!("evt_{}", hex::encode(h.finalize()))
+    Ok(plan.applied)
 }
 
 /// A NotificationEffect that owns its strings, to travel to the writer thread.
@@ -1163,11 +1099,11 @@ mod tests {
         assert!(s.revoke_token(id, Some("m1")).unwrap());
         assert_eq!(s.token_merchant("hash1").unwrap(), None);
 
+        let rec = NotificationRecord {
+            outcome: Some("bad_signature".into()),
+            ..record()
+        };
         for _ in 0..3 {
-            let rec = NotificationRecord {
-                outcome: Some("bad_signature".into()),
-                ..record()
-            };
             s.record_notification(&raw(), &rec).unwrap();
         }
         assert_eq!(s.raw_notification_count().unwrap(), 4);

@@ -1,0 +1,511 @@
+//! The PostgreSQL store against a real PostgreSQL cluster started by the test
+//! (`support::postgres::PgCluster`): the SQLite store's semantics, migrations applied once when
+//! several replicas start together, concurrent duplicate notifies from two store instances → one
+//! transition, and the webhook outbox leased by two instances → one delivery per event, with a
+//! lease that expires when its holder dies.
+
+use conformance::postgres::PgCluster;
+use payhost::store::postgres::{PgOptions, PostgresStore};
+use payhost::store::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn payment(merchant: &str, no: &str) -> Payment {
+    Payment {
+        merchant_id: merchant.into(),
+        out_trade_no: no.into(),
+        subject: "s".into(),
+        total_fen: 1,
+        seller: "s@example.com".into(),
+        return_url: "https://shop/r".into(),
+        status: WAIT_BUYER_PAY.into(),
+        request_token: Some("t".into()),
+        pay_url: Some("https://pay".into()),
+        trade_no: None,
+        buyer_email: None,
+        paid_at: None,
+        review: None,
+        created_at: now_rfc3339(),
+        updated_at: now_rfc3339(),
+    }
+}
+
+fn effect<'a>(notify_id: &'a str, status: &'a str) -> NotificationEffect<'a> {
+    NotificationEffect {
+        merchant_id: "m1",
+        notify_id,
+        out_trade_no: "o1",
+        trade_status: status,
+        trade_no: "2014",
+        buyer_email: Some("b@example.com"),
+        paid_at: Some("2014-01-01 12:00:10"),
+        webhook_url: Some("https://shop/hook"),
+        refund_status: None,
+        gmt_refund: None,
+    }
+}
+
+fn record() -> NotificationRecord {
+    NotificationRecord {
+        raw_id: 1,
+        merchant_id: "m1".into(),
+        received_at: String::new(),
+        notify_id: None,
+        out_trade_no: Some("o1".into()),
+        trade_status: None,
+        outcome: None,
+        detail: None,
+    }
+}
+
+fn raw() -> RawNotification<'static> {
+    RawNotification {
+        merchant_id: "m1",
+        remote: Some("127.0.0.1"),
+        body: b"raw \xff bytes",
+    }
+}
+
+fn open(url: &str) -> PostgresStore {
+    PostgresStore::open(
+        url,
+        &PgOptions {
+            pool_size: 8,
+            lease: Duration::from_secs(2),
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn same_semantics_as_sqlite() {
+    let pg = PgCluster::start("semantics");
+    let url = pg.create_database("semantics");
+    let s = open(&url);
+    assert!(matches!(
+        s.insert_payment(&payment("m1", "o1")).unwrap(),
+        Inserted::New
+    ));
+    assert!(matches!(
+        s.insert_payment(&payment("m1", "o1")).unwrap(),
+        Inserted::Existing(_)
+    ));
+    let mut zero = payment("m1", "z");
+    zero.total_fen = 0;
+    assert!(s.insert_payment(&zero).is_err(), "CHECK total_fen > 0");
+    assert_eq!(
+        s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
+            .unwrap(),
+        Applied::Changed {
+            from: WAIT_BUYER_PAY.into(),
+            to: TRADE_SUCCESS.into()
+        }
+    );
+    assert_eq!(
+        s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
+            .unwrap(),
+        Applied::Duplicate
+    );
+    assert_eq!(
+        s.apply_notification(&effect("n2", "TRADE_SUCCESS"), &raw(), &record())
+            .unwrap(),
+        Applied::NoChange
+    );
+    assert!(matches!(
+        s.apply_notification(&effect("n3", "TRADE_FINISHED"), &raw(), &record())
+            .unwrap(),
+        Applied::Changed { .. }
+    ));
+    let mut e = effect("n4", "TRADE_SUCCESS");
+    e.out_trade_no = "nope";
+    assert_eq!(
+        s.apply_notification(&e, &raw(), &record()).unwrap(),
+        Applied::UnknownOrder
+    );
+    let p = s.payment("m1", "o1").unwrap().unwrap();
+    assert_eq!(p.status, TRADE_FINISHED);
+    assert_eq!(p.paid_at.as_deref(), Some("2014-01-01 12:00:10"));
+    assert_eq!(p.trade_no.as_deref(), Some("2014"));
+    let jobs = s.due_webhooks(now_ms() + 1, 10).unwrap();
+    assert_eq!(jobs.len(), 2);
+    s.webhook_delivered(jobs[0].id).unwrap();
+    assert_eq!(s.pending_webhooks().unwrap(), 1);
+    // Reopening keeps everything; migrations are not applied twice.
+    drop(s);
+    let s = open(&url);
+    assert_eq!(
+        s.payment("m1", "o1").unwrap().unwrap().status,
+        TRADE_FINISHED
+    );
+    assert_eq!(
+        pg.psql("semantics", "SELECT COUNT(*) FROM schema_migrations"),
+        "1"
+    );
+    assert_eq!(
+        pg.psql("semantics", "SHOW synchronous_commit"),
+        "on",
+        "the server runs with durable commits"
+    );
+    assert_eq!(s.raw_notification_count().unwrap(), 5);
+    let outcomes: Vec<_> = s
+        .notifications_for("m1", "o1")
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.outcome.clone())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "applied",
+            "duplicate",
+            "no_change",
+            "applied",
+            "unknown_order"
+        ]
+    );
+    let recent = s.recent_notifications(Some("m1"), 2).unwrap();
+    assert_eq!(recent.len(), 2);
+    assert!(recent[0].raw_id > recent[1].raw_id, "newest first");
+    assert_eq!(
+        pg.psql(
+            "semantics",
+            "SELECT encode(body, 'hex') FROM raw_notifications ORDER BY id LIMIT 1"
+        ),
+        "72617720ff206279746573",
+        "raw bytes kept exactly"
+    );
+
+    // Refunds.
+    s.insert_payment(&payment("m1", "r1")).unwrap();
+    let mut e = effect("r-n1", "TRADE_SUCCESS");
+    e.out_trade_no = "r1";
+    s.apply_notification(&e, &raw(), &record()).unwrap();
+    let mut partial = effect("r-n2", "TRADE_SUCCESS");
+    partial.out_trade_no = "r1";
+    partial.refund_status = Some("REFUND_SUCCESS");
+    assert!(matches!(
+        s.apply_notification(&partial, &raw(), &record()).unwrap(),
+        Applied::Recorded { .. }
+    ));
+    let mut full = effect("r-n3", "TRADE_CLOSED");
+    full.out_trade_no = "r1";
+    full.refund_status = Some("REFUND_SUCCESS");
+    assert_eq!(
+        s.apply_notification(&full, &raw(), &record()).unwrap(),
+        Applied::Changed {
+            from: TRADE_SUCCESS.into(),
+            to: REFUNDED.into()
+        }
+    );
+    assert_eq!(s.payment("m1", "r1").unwrap().unwrap().status, REFUNDED);
+
+    // Merchants: seeded, kept when the table did not change, API saves win until it does.
+    let settings = payhost::config::MerchantSettings {
+        plugin: vec![("partner".into(), "2088".into())],
+        shop_webhook_url: None,
+        shop_webhook_secret: None,
+        shop_origins: Vec::new(),
+    };
+    assert!(s.seed_merchant("shop", &settings, "h1").unwrap());
+    assert!(!s.seed_merchant("shop", &settings, "h1").unwrap());
+    s.save_merchant("shop", &settings).unwrap();
+    assert!(s.seed_merchant("shop", &settings, "h2").unwrap());
+    assert_eq!(s.merchant_ids().unwrap(), ["shop"]);
+    assert!(s.merchant("shop").unwrap().is_some());
+    assert!(s.merchant("other").unwrap().is_none());
+
+    // Payments list, review flag, token update.
+    s.flag_for_review("m1", "o1", "amount").unwrap();
+    assert_eq!(
+        s.payment("m1", "o1").unwrap().unwrap().review.as_deref(),
+        Some("amount")
+    );
+    s.insert_payment(&payment("m1", "o9")).unwrap();
+    s.set_payment_token("m1", "o9", "tok2", "https://pay2")
+        .unwrap();
+    assert_eq!(
+        s.payment("m1", "o9")
+            .unwrap()
+            .unwrap()
+            .request_token
+            .as_deref(),
+        Some("tok2")
+    );
+    let recent = s.recent_payments(Some("m1"), 10).unwrap();
+    assert_eq!(recent.len(), 3);
+    assert_eq!(recent[0].out_trade_no, "o9", "newest first");
+    assert!(s.recent_payments(Some("m2"), 10).unwrap().is_empty());
+    assert_eq!(s.recent_payments(None, 1).unwrap().len(), 1);
+    s.ready().unwrap();
+}
+
+#[test]
+fn dead_letters_sessions_tokens_and_pruning() {
+    let pg = PgCluster::start("hardening");
+    let s = open(&pg.create_database("hardening"));
+    s.insert_payment(&payment("m1", "o1")).unwrap();
+    s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
+        .unwrap();
+    let job = s.due_webhooks(now_ms() + 1, 10).unwrap().remove(0);
+    s.webhook_dead(job.id, "HTTP 500").unwrap();
+    assert_eq!(s.pending_webhooks().unwrap(), 0);
+    assert!(s.due_webhooks(now_ms() + 1, 10).unwrap().is_empty());
+    let dead = s.dead_webhooks(Some("m1"), 10).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].event_type, "payment.paid");
+    assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 500"));
+    assert!(!s.resend_webhook("other", job.id).unwrap());
+    assert!(s.resend_webhook("m1", job.id).unwrap());
+    let again = s.due_webhooks(now_ms() + 1, 10).unwrap();
+    assert_eq!(again.len(), 1, "resent: due again, lease dropped");
+    s.webhook_failed(again[0].id, now_ms() - 1, "timeout")
+        .unwrap();
+    assert_eq!(
+        s.due_webhooks(now_ms() + 1, 10).unwrap().len(),
+        1,
+        "a failed attempt drops the lease"
+    );
+
+    s.create_session("h1", "csrf1", now_ms() + 60_000).unwrap();
+    s.create_session("h2", "csrf2", now_ms() - 1).unwrap();
+    assert_eq!(s.session("h1", now_ms()).unwrap().as_deref(), Some("csrf1"));
+    assert_eq!(s.session("h2", now_ms()).unwrap(), None, "expired");
+    s.delete_session("h1").unwrap();
+    assert_eq!(s.session("h1", now_ms()).unwrap(), None, "revoked");
+
+    let id = s.create_token("m1", "hash1", "ecshop").unwrap();
+    assert_eq!(s.token_merchant("hash1").unwrap().as_deref(), Some("m1"));
+    assert_eq!(s.tokens(Some("m1")).unwrap().len(), 1);
+    assert!(s.tokens(Some("m2")).unwrap().is_empty());
+    assert!(!s.revoke_token(id, Some("m2")).unwrap());
+    assert!(s.revoke_token(id, Some("m1")).unwrap());
+    assert_eq!(s.token_merchant("hash1").unwrap(), None);
+    assert!(s.tokens(None).unwrap()[0].revoked_at.is_some());
+
+    let rec = NotificationRecord {
+        outcome: Some("bad_signature".into()),
+        ..record()
+    };
+    assert!(
+        s.record_notification(&raw(), &record()).is_err(),
+        "a result needs its outcome (NOT NULL, as in SQLite); nothing is stored"
+    );
+    for _ in 0..3 {
+        s.record_notification(&raw(), &rec).unwrap();
+    }
+    assert_eq!(s.raw_notification_count().unwrap(), 4);
+    assert_eq!(
+        s.prune_raw_notifications("1970-01-02T00:00:00Z", 10)
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.prune_raw_notifications("9999-01-01T00:00:00Z", 2)
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.prune_raw_notifications("9999-01-01T00:00:00Z", 10)
+            .unwrap(),
+        2
+    );
+    assert_eq!(s.raw_notification_count().unwrap(), 0);
+}
+
+/// Two "replicas" (store instances with their own pools) open the same new database at once (the
+/// migration runs once), then 64 duplicate notifies spread over both → one transition, one
+/// webhook; each raw notification stored with its result.
+#[test]
+fn concurrent_duplicates_over_two_replicas_make_one_transition() {
+    let pg = PgCluster::start("dupes");
+    let url = pg.create_database("dupes");
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || open(&url))
+        })
+        .collect();
+    let stores: Vec<Arc<PostgresStore>> = opened
+        .into_iter()
+        .map(|t| Arc::new(t.join().unwrap()))
+        .collect();
+    assert_eq!(
+        pg.psql("dupes", "SELECT COUNT(*) FROM schema_migrations"),
+        "1"
+    );
+    let (a, b) = (stores[0].clone(), stores[1].clone());
+    for i in 0..8 {
+        a.insert_payment(&payment("m1", &format!("o{i}"))).unwrap();
+    }
+    // 8 orders × 64 duplicates each (half through each replica), all at once.
+    let barrier = Arc::new(std::sync::Barrier::new(64));
+    let threads: Vec<_> = (0..64)
+        .map(|t| {
+            let s = if t % 2 == 0 { a.clone() } else { b.clone() };
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut changed = 0;
+                for i in 0..8 {
+                    let no = format!("o{i}");
+                    let nid = format!("n{i}");
+                    let mut e = effect(&nid, "TRADE_SUCCESS");
+                    e.out_trade_no = &no;
+                    match s.apply_notification(&e, &raw(), &record()).unwrap() {
+                        Applied::Changed { .. } => changed += 1,
+                        Applied::Duplicate => {}
+                        other => panic!("{other:?}"),
+                    }
+                }
+                changed
+            })
+        })
+        .collect();
+    let changed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(changed, 8, "one transition per order");
+    assert_eq!(a.raw_notification_count().unwrap(), 64 * 8);
+    assert_eq!(b.pending_webhooks().unwrap(), 8, "one webhook per order");
+    assert_eq!(
+        pg.psql(
+            "dupes",
+            "SELECT COUNT(*) FROM notification_results WHERE outcome = 'duplicate'"
+        ),
+        (63 * 8).to_string()
+    );
+    for i in 0..8 {
+        assert_eq!(
+            b.payment("m1", &format!("o{i}")).unwrap().unwrap().status,
+            TRADE_SUCCESS
+        );
+    }
+}
+
+/// Two replicas poll the outbox at once: every event is leased to exactly one of them; an event
+/// leased by a replica that dies (never reports) is taken by the other once the lease expires.
+#[test]
+fn webhook_outbox_is_leased_to_one_replica_and_expires_when_it_dies() {
+    let pg = PgCluster::start("lease");
+    let url = pg.create_database("lease");
+    let (a, b) = (Arc::new(open(&url)), Arc::new(open(&url)));
+    for i in 0..200 {
+        let no = format!("o{i}");
+        a.insert_payment(&payment("m1", &no)).unwrap();
+        let nid = format!("n{i}");
+        let mut e = effect(&nid, "TRADE_SUCCESS");
+        e.out_trade_no = &no;
+        a.apply_notification(&e, &raw(), &record()).unwrap();
+    }
+    let delivered = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let workers: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .map(|s| {
+            let delivered = delivered.clone();
+            std::thread::spawn(move || loop {
+                let jobs = s.due_webhooks(now_ms(), 16).unwrap();
+                if jobs.is_empty() {
+                    if s.pending_webhooks().unwrap() == 0 {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                for j in jobs {
+                    delivered.lock().unwrap().push(j.event_id.clone());
+                    s.webhook_delivered(j.id).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let mut d = delivered.lock().unwrap().clone();
+    assert_eq!(d.len(), 200, "each event delivered once");
+    d.sort();
+    d.dedup();
+    assert_eq!(d.len(), 200, "no event delivered twice");
+
+    // A replica leases an event and dies: the other cannot take it until the lease (2 s) expires.
+    a.insert_payment(&payment("m1", "late")).unwrap();
+    let mut e = effect("n-late", "TRADE_SUCCESS");
+    e.out_trade_no = "late";
+    a.apply_notification(&e, &raw(), &record()).unwrap();
+    let leased = a.due_webhooks(now_ms(), 16).unwrap();
+    assert_eq!(leased.len(), 1);
+    drop(a); // "dies" holding the lease
+    assert!(b.due_webhooks(now_ms(), 16).unwrap().is_empty(), "leased");
+    std::thread::sleep(Duration::from_millis(2300));
+    let taken = b.due_webhooks(now_ms(), 16).unwrap();
+    assert_eq!(
+        taken.len(),
+        1,
+        "the lease expired: another replica delivers"
+    );
+    assert_eq!(taken[0].event_id, leased[0].event_id);
+    b.webhook_delivered(taken[0].id).unwrap();
+    assert_eq!(b.pending_webhooks().unwrap(), 0);
+}
+
+/// The store is called from async handlers: from a multi-threaded runtime (block_in_place) and
+/// from a current-thread runtime, no call panics with nested runtimes; dropping the store inside a
+/// runtime does not panic either.
+#[test]
+fn callable_from_any_runtime() {
+    let pg = PgCluster::start("runtimes");
+    let url = pg.create_database("runtimes");
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let u = url.clone();
+    multi.block_on(async move {
+        let s = Arc::new(open(&u));
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.insert_payment(&payment("m1", &format!("a{i}"))).unwrap();
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(s.recent_payments(None, 100).unwrap().len(), 16);
+        drop(s);
+    });
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    current.block_on(async move {
+        let s = open(&url);
+        s.insert_payment(&payment("m1", "c1")).unwrap();
+        assert_eq!(s.recent_payments(None, 100).unwrap().len(), 17);
+        drop(s);
+    });
+}
+
+/// A database that is down: open fails with a clear error (password never shown), and a store
+/// whose server goes away answers errors (not panics), then `ready()` fails.
+#[test]
+fn unreachable_database_is_an_error() {
+    let port = conformance::host::free_port();
+    let err = PostgresStore::open(
+        &format!("postgres://payhost:secret@127.0.0.1:{port}/x"),
+        &PgOptions::default(),
+    )
+    .err()
+    .expect("nothing listens there");
+    let text = format!("{err:#}");
+    assert!(!text.contains("secret"), "{text}");
+    assert!(text.contains("***"), "{text}");
+
+    let mut pg = PgCluster::start("down");
+    let s = open(&pg.create_database("down"));
+    s.ready().unwrap();
+    pg.stop();
+    assert!(s.ready().is_err());
+    assert!(s.payment("m1", "o1").is_err());
+}
