@@ -127,6 +127,7 @@ pub fn build(opts: &DemoOptions) -> anyhow::Result<(Config, Arc<Sandbox>, Arc<De
             ("gateway_url".into(), format!("{public}/sandbox/gateway")),
             ("notify_verify_url".into(), format!("{public}/sandbox/mapi")),
             ("paychannel_url".into(), format!("{public}/sandbox/mapi")),
+            ("mapi_url".into(), format!("{public}/sandbox/mapi")),
         ]
     };
     let hook = |m: Vec<(String, String)>| MerchantSettings {
@@ -302,7 +303,12 @@ impl DemoShop {
         html(200, page("payhost 演示商城", &body))
     }
 
-    async fn buy(&self, app: &Arc<App>, product: &str, user_agent: Option<String>) -> Response<Body> {
+    async fn buy(
+        &self,
+        app: &Arc<App>,
+        product: &str,
+        user_agent: Option<String>,
+    ) -> Response<Body> {
         let Some(p) = PRODUCTS.iter().find(|p| p.id == product) else {
             return text(404, "no such product");
         };

@@ -79,8 +79,12 @@ async fn round(app: &Arc<App>, schedule: &mut HashMap<(String, String), Due>) {
                 schedule.remove(&key);
                 continue;
             }
-            Ok(r) => tracing::debug!(merchant = %merchant, out_trade_no = %out_trade_no, found = r.found, "recovery: still waiting"),
-            Err(e) => tracing::warn!(merchant = %merchant, out_trade_no = %out_trade_no, code = %e.code, error = %e.message, "recovery: the trade query failed; trying later"),
+            Ok(r) => {
+                tracing::debug!(merchant = %merchant, out_trade_no = %out_trade_no, found = r.found, "recovery: still waiting")
+            }
+            Err(e) => {
+                tracing::warn!(merchant = %merchant, out_trade_no = %out_trade_no, code = %e.code, error = %e.message, "recovery: the trade query failed; trying later")
+            }
         }
         let gap = cfg
             .interval_s

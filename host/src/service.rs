@@ -801,7 +801,9 @@ impl App {
             .store
             .payment(merchant_id, out_trade_no)
             .map_err(ApiError::internal)?
-            .ok_or_else(|| ApiError::new(404, "unknown_order", format!("no payment {out_trade_no:?}")))?;
+            .ok_or_else(|| {
+                ApiError::new(404, "unknown_order", format!("no payment {out_trade_no:?}"))
+            })?;
         let policy = self.merchant_policy(&merchant);
         let settings = pairs(merchant.plugin.clone());
         let mut session = self.runtime.session().await?;
@@ -809,7 +811,11 @@ impl App {
             .query_trade(&policy, &settings, out_trade_no)
             .await?
             .map_err(plugin_error_to_api)?;
-        self.metrics.notify(if query.found { "query_found" } else { "query_not_found" });
+        self.metrics.notify(if query.found {
+            "query_found"
+        } else {
+            "query_not_found"
+        });
         let Some(verified) = query.notification.filter(|_| query.found) else {
             return Ok(SyncResult {
                 found: false,
@@ -910,7 +916,9 @@ impl App {
             .store
             .payment(merchant_id, out_trade_no)
             .map_err(ApiError::internal)?
-            .ok_or_else(|| ApiError::new(404, "unknown_order", format!("no payment {out_trade_no:?}")))?;
+            .ok_or_else(|| {
+                ApiError::new(404, "unknown_order", format!("no payment {out_trade_no:?}"))
+            })?;
         let mut session = self.runtime.session().await?;
         let verified = session
             .verify_app_result(&pairs(merchant.plugin.clone()), result)
@@ -923,8 +931,12 @@ impl App {
                 "status": payment.status,
                 "note": "a verified SDK result is a hint: the payment is marked paid only by Alipay's notification or a trade query",
             }),
-            Ok(r) => serde_json::json!({"verified": false, "reason": format!("the result is for order {}", r.out_trade_no), "status": payment.status}),
-            Err(e) => serde_json::json!({"verified": false, "reason": describe_plugin_error(&e), "status": payment.status}),
+            Ok(r) => {
+                serde_json::json!({"verified": false, "reason": format!("the result is for order {}", r.out_trade_no), "status": payment.status})
+            }
+            Err(e) => {
+                serde_json::json!({"verified": false, "reason": describe_plugin_error(&e), "status": payment.status})
+            }
         })
     }
 

@@ -31,6 +31,7 @@ try {
     await page.click(`#buy-${product}`);
     await page.waitForURL(/sandbox\/gateway/);
     await expectText(page.locator('#pay'), '确认付款');
+    await expectText(page.locator('#cashier-kind'), '手机收银台');
     if (product === 'tea') await shot(page, '2-cashier');
     await page.fill('#buyer', '13900001111');
     await page.click('#pay');
@@ -51,6 +52,7 @@ try {
     await buyer.click(`#buy-${product}`);
     await buyer.waitForURL(/sandbox\/mapi\?.*create_direct_pay_by_user/);
     await expectText(buyer.locator('#pay'), '确认付款');
+    await expectText(buyer.locator('#cashier-kind'), '即时到账');
     if (product === 'tea') await shot(buyer, '7-desktop-pc-cashier');
     await buyer.fill('#buyer', 'desk@example.com');
     await buyer.click('#pay');

@@ -1,5 +1,6 @@
-//! The sandbox's phone-sized WAP cashier (收银台), in Chinese like the real one: merchant, subject,
-//! amount, the buyer's account, 确认付款 and 取消.
+//! The sandbox's cashier (收银台), in Chinese like the real one: merchant, subject, amount, the
+//! buyer's account, 确认付款 and 取消. The phone cashier for WAP trades, the desktop one (即时到账)
+//! for PC trades.
 
 use super::Trade;
 use crate::http::admin::esc;
@@ -13,9 +14,18 @@ button{width:100%;padding:12px;border:0;border-radius:4px;font-size:17px;margin-
 .note{color:#999;font-size:12px;text-align:center;margin:12px}";
 
 fn shell(title: &str, body: &str) -> String {
+    shell_for(false, title, body)
+}
+
+fn shell_for(pc: bool, title: &str, body: &str) -> String {
+    let bar = if pc {
+        "支付宝 · 即时到账收银台 (沙箱)"
+    } else {
+        "支付宝 · 手机收银台 (沙箱)"
+    };
     format!(
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{}</title><style>{STYLE}</style></head><body><div class=\"bar\">支付宝 · 手机收银台 (沙箱)</div>{body}\
+         <title>{}</title><style>{STYLE}</style></head><body><div class=\"bar\" id=\"cashier-kind\">{bar}</div>{body}\
          <div class=\"note\">这是 payhost 沙箱，不会产生真实扣款。Sandbox: no real money moves.</div></body></html>",
         esc(title)
     )
@@ -26,7 +36,8 @@ pub fn page(public_base: &str, t: &Trade) -> String {
         return closed_page(t);
     }
     let base = esc(public_base);
-    shell(
+    shell_for(
+        t.pc,
         "确认付款",
         &format!(
             "<div class=\"box\"><div class=\"amount\" id=\"amount\">￥{fee}</div>\

@@ -625,7 +625,11 @@ impl Sandbox {
             let mut fields = self.pc_fields(t, &t.status, &format!("return{}", self.next_id()));
             fields.push(("exterface".into(), "create_direct_pay_by_user".into()));
             fields.push(("is_success".into(), "T".into()));
-            let sep = if t.call_back_url.contains('?') { '&' } else { '?' };
+            let sep = if t.call_back_url.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
             return Some(format!(
                 "{}{sep}{}",
                 t.call_back_url,
@@ -759,7 +763,10 @@ impl Sandbox {
         };
         let partner = get("partner");
         let Some(merchant) = self.merchants.lock().unwrap().get(&partner).cloned() else {
-            return html(400, cashier::error_page("ILLEGAL_PARTNER 合作伙伴没有开通接口访问权限"));
+            return html(
+                400,
+                cashier::error_page("ILLEGAL_PARTNER 合作伙伴没有开通接口访问权限"),
+            );
         };
         let signed: Vec<(String, String)> = params
             .iter()
@@ -785,12 +792,19 @@ impl Sandbox {
             .cloned();
         let trade = match existing {
             Some(t) if t.total_fee != total_fee => {
-                return html(400, cashier::error_page("同一商户订单号的金额不一致 (DUPLICATE)"))
+                return html(
+                    400,
+                    cashier::error_page("同一商户订单号的金额不一致 (DUPLICATE)"),
+                )
             }
             Some(t) => self.close_if_expired(t),
             None => {
                 let now = self.now();
-                let token = format!("pc{:x}{:08x}", now, self.next_id() * 2_654_435_761 % 0xffff_ffff);
+                let token = format!(
+                    "pc{:x}{:08x}",
+                    now,
+                    self.next_id() * 2_654_435_761 % 0xffff_ffff
+                );
                 let trade = Trade {
                     partner: partner.clone(),
                     token: token.clone(),
@@ -822,7 +836,10 @@ impl Sandbox {
             .replace('T', " ")
             .replace('Z', "");
         vec![
-            ("buyer_email".into(), t.buyer_email.clone().unwrap_or_default()),
+            (
+                "buyer_email".into(),
+                t.buyer_email.clone().unwrap_or_default(),
+            ),
             ("buyer_id".into(), "2088102000000001".into()),
             ("gmt_create".into(), when.clone()),
             ("gmt_payment".into(), when.clone()),
@@ -849,7 +866,12 @@ impl Sandbox {
         fields.push(("sign".into(), sign));
         fields.push((
             "sign_type".into(),
-            if matches!(keys, Keys::Md5(_)) { "MD5" } else { "RSA" }.into(),
+            if matches!(keys, Keys::Md5(_)) {
+                "MD5"
+            } else {
+                "RSA"
+            }
+            .into(),
         ));
         let mut s = form_urlencoded::Serializer::new(String::new());
         for (k, v) in &fields {
@@ -908,7 +930,14 @@ impl Sandbox {
         let paid = t.status != "WAIT_BUYER_PAY" && t.trade_no.is_some();
         let mut fields: Vec<(&str, String)> = vec![
             ("buyer_email", t.buyer_email.clone().unwrap_or_default()),
-            ("buyer_id", if paid { "2088102000000001".into() } else { String::new() }),
+            (
+                "buyer_id",
+                if paid {
+                    "2088102000000001".into()
+                } else {
+                    String::new()
+                },
+            ),
             ("discount", "0.00".into()),
             ("flag_trade_locked", "0".into()),
             ("gmt_create", when.clone()),
@@ -923,7 +952,14 @@ impl Sandbox {
             ("seller_id", t.partner.clone()),
             ("subject", t.subject.clone()),
             ("to_buyer_fee", "0.00".into()),
-            ("to_seller_fee", if paid { t.total_fee.clone() } else { "0.00".into() }),
+            (
+                "to_seller_fee",
+                if paid {
+                    t.total_fee.clone()
+                } else {
+                    "0.00".into()
+                },
+            ),
             ("total_fee", t.total_fee.clone()),
             ("trade_no", t.trade_no.clone().unwrap_or_default()),
             ("trade_status", t.status.clone()),

@@ -510,7 +510,10 @@ impl Store for SqliteStore {
             "SELECT * FROM payments WHERE status = 'WAIT_BUYER_PAY' AND created_at > ?1 AND created_at <= ?2 ORDER BY created_at, rowid LIMIT ?3",
         )?;
         let rows = stmt
-            .query_map(params![created_after, created_before, limit], payment_from_row)?
+            .query_map(
+                params![created_after, created_before, limit],
+                payment_from_row,
+            )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
