@@ -571,20 +571,7 @@ impl Sandbox {
         );
         if t.pc {
             let body = Self::signed_pc_form(&merchant.keys, self.pc_fields(t, status, &notify_id));
-            self.notifies.lock().unwrap().push(NotifyDelivery {
-                notify_id,
-                out_trade_no: t.out_trade_no.clone(),
-                trade_status: status.into(),
-                url,
-                first_at: self.now(),
-                sends: 0,
-                acknowledged: false,
-                sent_at: Vec::new(),
-                last_reply: None,
-                body,
-                in_flight: false,
-            });
-            return;
+            return self.push_notify(notify_id, t, status, url, body);
         }
         let data = self.notify_data(t, status, &notify_id);
         let sec_id = merchant.keys.sec_id();
@@ -603,6 +590,11 @@ impl Sandbox {
         s.append_pair("sec_id", sec_id);
         s.append_pair("v", "1.0");
         s.append_pair("notify_data", &notify_data);
+        self.push_notify(notify_id, t, status, url, s.finish());
+    }
+
+    /// Queues one notify body for the delivery loop (first send now, retries on the schedule).
+    fn push_notify(&self, notify_id: String, t: &Trade, status: &str, url: String, body: String) {
         self.notifies.lock().unwrap().push(NotifyDelivery {
             notify_id,
             out_trade_no: t.out_trade_no.clone(),
@@ -613,7 +605,7 @@ impl Sandbox {
             acknowledged: false,
             sent_at: Vec::new(),
             last_reply: None,
-            body: s.finish(),
+            body,
             in_flight: false,
         });
     }
