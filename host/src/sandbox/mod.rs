@@ -70,6 +70,9 @@ pub struct Trade {
     /// Created by PC instant pay (`create_direct_pay_by_user`): its notify and return are the
     /// flat, sorted-signed PC forms (reference §2.3), not the WAP ones.
     pub pc: bool,
+    /// After a refund (`POST {base}/refund`): `REFUND_SUCCESS`, and the refunded amount so far.
+    pub refund_status: Option<String>,
+    pub refund_fee: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -418,6 +421,8 @@ impl Sandbox {
             buyer_email: None,
             created_at: now,
             pc: false,
+            refund_status: None,
+            refund_fee: None,
         };
         {
             let mut trades = self.trades.lock().unwrap();
@@ -523,6 +528,7 @@ impl Sandbox {
         let now = crate::store::format_unix(1_700_000_000 + t.created_at)
             .replace('T', " ")
             .replace('Z', "");
+        let refunded_at = now.clone();
         let mut fields: Vec<(&str, String)> = vec![
             ("payment_type", "1".into()),
             ("subject", t.subject.clone()),
@@ -550,8 +556,14 @@ impl Sandbox {
             ("notify_id", notify_id.into()),
             ("use_coupon", "N".into()),
         ];
-        if status == "TRADE_CLOSED" {
+        if status == "TRADE_CLOSED" && t.refund_status.is_none() {
             fields.retain(|(k, _)| *k != "gmt_payment");
+        }
+        // A refund is reported as an ordinary trade_status_sync with refund_status and gmt_refund
+        // (reference §4.2); the legacy notify carries no refund amount.
+        if let Some(r) = &t.refund_status {
+            fields.push(("refund_status", r.clone()));
+            fields.push(("gmt_refund", refunded_at));
         }
         wire::build_xml("notify", &fields)
     }
@@ -742,6 +754,44 @@ impl Sandbox {
         }
     }
 
+    /// A refund the merchant made in Alipay's back office (reference §4): `out_trade_no`, `partner`
+    /// and `refund_fee` (the whole amount when left out). The whole amount closes the trade
+    /// (`TRADE_CLOSED` + `refund_status=REFUND_SUCCESS`); part of it keeps it `TRADE_SUCCESS` with
+    /// `REFUND_SUCCESS`. Either way a notify goes to the original `notify_url`.
+    fn refund(&self, form: Vec<(String, String)>) -> Response<Body> {
+        let get = |k: &str| {
+            form.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let (partner, out_trade_no) = (get("partner"), get("out_trade_no"));
+        let updated = {
+            let mut trades = self.trades.lock().unwrap();
+            let Some(t) = trades
+                .values_mut()
+                .find(|t| t.partner == partner && t.out_trade_no == out_trade_no)
+            else {
+                return text(404, "TRADE_NOT_EXIST");
+            };
+            if t.status != "TRADE_SUCCESS" {
+                return text(409, format!("cannot refund a trade in {}", t.status));
+            }
+            let fee = Some(get("refund_fee"))
+                .filter(|f| !f.is_empty())
+                .unwrap_or_else(|| t.total_fee.clone());
+            let full = fee == t.total_fee;
+            t.refund_status = Some("REFUND_SUCCESS".into());
+            t.refund_fee = Some(fee);
+            if full {
+                t.status = "TRADE_CLOSED".into();
+            }
+            t.clone()
+        };
+        self.queue_notify(&updated, &updated.status);
+        json(200, &serde_json::to_value(&updated).expect("serialisable"))
+    }
+
     /// PC instant pay (reference §2.1-2.2): the buyer's browser arrives with the signed redirect;
     /// the sandbox checks it (sorted MD5 over every parameter but `sign` and `sign_type`), opens
     /// the trade and shows the cashier. Paying sends the PC notify and return (§2.3).
@@ -813,6 +863,8 @@ impl Sandbox {
                     buyer_email: None,
                     created_at: now,
                     pc: true,
+                    refund_status: None,
+                    refund_fee: None,
                 };
                 self.trades.lock().unwrap().insert(token, trade.clone());
                 trade
@@ -851,6 +903,13 @@ impl Sandbox {
             ("trade_status".into(), status.into()),
             ("use_coupon".into(), "N".into()),
         ]
+        .into_iter()
+        .chain(
+            t.refund_status
+                .iter()
+                .map(|r| ("refund_status".to_owned(), r.clone())),
+        )
+        .collect()
     }
 
     fn signed_pc_form(keys: &Keys, mut fields: Vec<(String, String)>) -> String {
@@ -957,6 +1016,12 @@ impl Sandbox {
             ("trade_status", t.status.clone()),
             ("use_coupon", "F".into()),
         ];
+        if let (Some(status), Some(fee)) = (&t.refund_status, &t.refund_fee) {
+            fields.push(("refund_status", status.clone()));
+            fields.push(("refund_fee", fee.clone()));
+            fields.retain(|(k, _)| *k != "to_buyer_fee");
+            fields.push(("to_buyer_fee", fee.clone()));
+        }
         if paid {
             fields.push(("gmt_payment", when));
         }
@@ -1038,6 +1103,7 @@ impl Sandbox {
             (Method::GET, "/mapi") => self.mapi(&query),
             (Method::POST, "/cashier/pay") => self.pay(form).await,
             (Method::POST, "/cashier/cancel") => self.cancel(form),
+            (Method::POST, "/refund") => self.refund(form),
             (Method::GET, "/state") => json(200, &self.state()),
             (Method::POST, "/faults") => match serde_json::from_slice::<Faults>(&body) {
                 Ok(f) => {

@@ -1,0 +1,158 @@
+//! Refunds end to end (ALIPAY_EXTRA_PROTOCOLS.md §4.4): the sandbox gateway (a separate
+//! `payhost sandbox` process) refunds paid trades the way Alipay reports them — a partial refund
+//! as `TRADE_SUCCESS` + `refund_status=REFUND_SUCCESS`, a full one as `TRADE_CLOSED` +
+//! `REFUND_SUCCESS` — and the shop gets `payment.partially_refunded` and `payment.refunded`
+//! webhooks once each; a refunded payment is never "unpaid", and the trade query agrees.
+
+use conformance::alipay::{cashier_token, MD5_KEY};
+use conformance::host::{
+    config_head, free_port, get, post_form, send_json, spawn_payhost, temp_dir, Payhost,
+};
+use conformance::stub::{Seen, StubServer};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "refunds-api-token-0123456789";
+const PARTNER: &str = "2088101122136241";
+
+async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partial_and_full_refunds_reach_the_shop() {
+    let dir = temp_dir("refunds");
+    let sandbox = spawn_payhost(
+        &dir,
+        &[
+            "sandbox",
+            "--md5-merchant",
+            &format!("{PARTNER}:{MD5_KEY}"),
+            "--speed",
+            "600",
+        ],
+    );
+    let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
+    let port = free_port();
+    let config = config_head(port, TOKEN, "")
+        + &format!(
+            r#"
+[merchants.ref]
+partner = "{PARTNER}"
+key = "{MD5_KEY}"
+seller_email = "seller@example.com"
+gateway_url = "{sb}/sandbox/gateway"
+notify_verify_url = "{sb}/sandbox/mapi"
+mapi_url = "{sb}/sandbox/mapi"
+shop_webhook_url = "{hook}"
+shop_webhook_secret = "refunds-webhook-secret"
+"#,
+            sb = sandbox.base,
+            hook = shop.url("/hook"),
+        );
+    let host = Payhost::start(&dir, &config);
+    let status = async |no: &str| -> String {
+        get(
+            &host.url(&format!("/v1/merchants/ref/payments/{no}")),
+            Some(TOKEN),
+        )
+        .await
+        .json()["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let types = || -> Vec<(String, String)> {
+        shop.requests()
+            .iter()
+            .map(|s| {
+                let v: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+                (
+                    v["out_trade_no"].as_str().unwrap().to_owned(),
+                    v["type"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    for no in ["RF1", "RF2"] {
+        let r = send_json(
+            "POST",
+            &host.url("/v1/merchants/ref/payments"),
+            Some(TOKEN),
+            &serde_json::json!({"out_trade_no": no, "subject": "退款", "total_fee": "10.00", "return_url": "https://shop.example/r"}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let page = get(r.json()["pay_url"].as_str().unwrap(), None).await;
+        let token = cashier_token(&page.text());
+        post_form(
+            &format!("{}/sandbox/cashier/pay", sandbox.base),
+            &format!("token={token}"),
+        )
+        .await;
+        wait_for("paid", async || status(no).await == "TRADE_SUCCESS").await;
+    }
+
+    // A partial refund: still paid, the shop hears of it.
+    let r = post_form(
+        &format!("{}/sandbox/refund", sandbox.base),
+        &format!("partner={PARTNER}&out_trade_no=RF1&refund_fee=3.00"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_for("the partial refund webhook", async || {
+        types().contains(&("RF1".into(), "payment.partially_refunded".into()))
+    })
+    .await;
+    assert_eq!(
+        status("RF1").await,
+        "TRADE_SUCCESS",
+        "a partial refund keeps it paid"
+    );
+
+    // A full refund closes the trade: refunded, never unpaid.
+    let r = post_form(
+        &format!("{}/sandbox/refund", sandbox.base),
+        &format!("partner={PARTNER}&out_trade_no=RF2"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_for("the refund webhook", async || {
+        types().contains(&("RF2".into(), "payment.refunded".into()))
+    })
+    .await;
+    assert_eq!(status("RF2").await, "REFUNDED");
+    let p = get(&host.url("/v1/merchants/ref/payments/RF2"), Some(TOKEN))
+        .await
+        .json();
+    assert!(!p["paid_at"].is_null(), "refunded, never unpaid: {p}");
+
+    // The trade query agrees and changes nothing.
+    let r = send_json(
+        "POST",
+        &host.url("/v1/merchants/ref/payments/RF2/sync"),
+        Some(TOKEN),
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["trade_status"], "TRADE_CLOSED");
+    assert_eq!(r.json()["status"], "REFUNDED");
+
+    // Once the outbox is empty: each event exactly once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut seen = types();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("RF1".to_owned(), "payment.paid".to_owned()),
+            ("RF1".to_owned(), "payment.partially_refunded".to_owned()),
+            ("RF2".to_owned(), "payment.paid".to_owned()),
+            ("RF2".to_owned(), "payment.refunded".to_owned()),
+        ]
+    );
+}
