@@ -267,3 +267,60 @@ seller_email = "seller@example.com"
     assert_eq!(r.json()["verified"], false);
     assert_eq!(r.json()["status"], "WAIT_BUYER_PAY");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn app_pay_through_the_sandbox_sdk_in_both_notify_generations() {
+    let d = demo("app-sandbox");
+    for (no, generation, final_status) in [
+        ("APPB1", "B", "TRADE_SUCCESS"),
+        ("APPA1", "A", "TRADE_FINISHED"),
+    ] {
+        let created = create(
+            &d,
+            "rsa-shop",
+            json!({"out_trade_no": no, "subject": "应用内购买", "total_fee": "6.00", "return_url": "https://shop.example/r", "product": "app"}),
+        )
+        .await;
+        let order = created["order_string"].as_str().unwrap().to_owned();
+        // The app hands the order string to the SDK; the sandbox's stand-in checks its signature,
+        // pays, and answers the SDK's synchronous result.
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("order_string", &order)
+            .append_pair("generation", generation)
+            .finish();
+        let r = post_form(&format!("{}/sandbox/app/pay", d.base), &body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let result = r.text();
+        assert!(result.starts_with("resultStatus={9000}"), "{result}");
+        // The notify of that generation (A: notify_data, no notify_verify; B: flat sorted +
+        // notify_verify) pays the order.
+        wait_status(&d, "rsa-shop", no, final_status).await;
+        // The SDK's result, posted by the app: verified, a hint only.
+        let r = send_json(
+            "POST",
+            &format!("{}/v1/merchants/rsa-shop/payments/{no}/app-result", d.base),
+            Some(TOKEN),
+            &json!({ "result": result }),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["verified"], true, "{}", r.text());
+        assert_eq!(r.json()["result_status"], "9000");
+    }
+    // A tampered order string is refused by the SDK stand-in, and nothing is paid.
+    let created = create(
+        &d,
+        "rsa-shop",
+        json!({"out_trade_no": "APPX", "subject": "s", "total_fee": "6.00", "return_url": "https://shop.example/r", "product": "app"}),
+    )
+    .await;
+    let tampered = created["order_string"]
+        .as_str()
+        .unwrap()
+        .replace("total_fee=\"6.00\"", "total_fee=\"0.01\"");
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("order_string", &tampered)
+        .finish();
+    let r = post_form(&format!("{}/sandbox/app/pay", d.base), &body).await;
+    assert!(r.text().starts_with("resultStatus={4001}"), "{}", r.text());
+}

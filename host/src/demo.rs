@@ -241,6 +241,9 @@ impl DemoShop {
                 self.buy(app, &p["/shop/buy/".len()..], ua).await
             }
             (Method::GET, "/shop/return") => self.returned(app, &query),
+            (Method::POST, p) if p.starts_with("/shop/app/") => {
+                self.app_checkout(app, &p["/shop/app/".len()..]).await
+            }
             (Method::POST, "/shop/webhook") => {
                 let signature = req
                     .headers()
@@ -280,11 +283,20 @@ impl DemoShop {
         for p in PRODUCTS {
             body.push_str(&format!(
                 "<div class=\"card\"><h3>{}</h3><p style=\"font-size:22px;color:#ff6a00\">￥{}</p>\
-                 <form method=\"post\" action=\"/shop/buy/{}\"><button type=\"submit\" id=\"buy-{}\">支付宝付款 Pay with Alipay</button></form></div>",
+                 <form method=\"post\" action=\"/shop/buy/{}\"><button type=\"submit\" id=\"buy-{}\">支付宝付款 Pay with Alipay</button></form>{}</div>",
                 esc(p.name),
                 esc(p.price),
                 esc(p.id),
-                esc(p.id)
+                esc(p.id),
+                // App secure pay needs an RSA merchant: the RSA shop's product also sells in "the app".
+                if p.merchant == "rsa-shop" {
+                    format!(
+                        "<form method=\"post\" action=\"/shop/app/{0}\"><button class=\"secondary\" type=\"submit\" id=\"app-{0}\">在 App 中购买 Buy in the app (SDK)</button></form>",
+                        esc(p.id)
+                    )
+                } else {
+                    String::new()
+                }
             ));
         }
         body.push_str("<div class=\"card\"><h3>我的订单 My orders</h3><table id=\"orders\"><tr><th>订单号</th><th>金额</th><th>状态</th></tr>");
@@ -335,6 +347,63 @@ impl DemoShop {
                 Some(url) => redirect(&url),
                 None => html(200, page("已支付", "<main><div class=\"card ok\">该订单已支付 / already paid</div></main>")),
             },
+            Err(e) => html(
+                e.status,
+                page("下单失败", &format!("<main><div class=\"card err\">下单失败 Could not start the payment: {}</div></main>", esc(&e.message))),
+            ),
+        }
+    }
+
+    /// The shop's app checkout, played in the browser: the shop's server asks payhost for the signed
+    /// order string (`product = "app"`), and the page hands it to the SDK, here the sandbox's
+    /// stand-in (`POST /sandbox/app/pay`), which pays and notifies as Alipay would.
+    async fn app_checkout(&self, app: &Arc<App>, product: &str) -> Response<Body> {
+        let Some(p) = PRODUCTS
+            .iter()
+            .find(|p| p.id == product && p.merchant == "rsa-shop")
+        else {
+            return text(404, "no such app product");
+        };
+        let request = CreatePayment {
+            out_trade_no: Some(format!(
+                "APP{}{}",
+                crate::store::now_ms(),
+                rand_core::OsRng.next_u32() % 1000
+            )),
+            subject: Some(p.name.to_owned()),
+            total_fee: Some(serde_json::Value::String(p.price.to_owned())),
+            return_url: Some(format!("{}/shop/return?m={}", self.public, p.merchant)),
+            seller_email: None,
+            merchant_url: None,
+            pay_expire: Some(30),
+            out_user: None,
+            cashier_code: None,
+            product: Some("app".into()),
+            user_agent: None,
+        };
+        match app.create_payment(p.merchant, request).await {
+            Ok((_, created)) => {
+                let order = created.order_string.unwrap_or_default();
+                html(
+                    200,
+                    page(
+                        "App 支付",
+                        &format!(
+                            "<main><div class=\"card\"><h3>App 支付 (安全支付 SDK)</h3>\
+                             <p>订单号 <code id=\"app-order\">{no}</code> ￥{fee}</p>\
+                             <p>服务器签好的订单信息串 / the order string signed by the shop's server:</p>\
+                             <pre id=\"order-string\" style=\"white-space:pre-wrap;word-break:break-all;font-size:12px\">{order}</pre>\
+                             <form method=\"post\" action=\"/sandbox/app/pay\"><input type=\"hidden\" name=\"order_string\" value=\"{order}\">\
+                             <label>通知方式 Notify <select name=\"generation\"><option value=\"B\">B (2014+)</option><option value=\"A\">A (2011–2013)</option></select></label>\
+                             <button type=\"submit\" id=\"sdk-pay\">用支付宝 SDK 付款 Pay in the SDK</button></form>\
+                             <p><a href=\"/shop\">回到商城 Back to the shop</a> (订单状态 / order status)</p></div></main>",
+                            no = esc(&created.out_trade_no),
+                            fee = esc(&created.total_fee),
+                            order = esc(&order),
+                        ),
+                    ),
+                )
+            }
             Err(e) => html(
                 e.status,
                 page("下单失败", &format!("<main><div class=\"card err\">下单失败 Could not start the payment: {}</div></main>", esc(&e.message))),
@@ -406,6 +475,7 @@ fn status_label(s: &str) -> &'static str {
     match s {
         "TRADE_SUCCESS" | "TRADE_FINISHED" => "已支付 paid",
         "TRADE_CLOSED" => "已关闭 closed",
+        "REFUNDED" => "已退款 refunded",
         _ => "待支付 waiting",
     }
 }

@@ -61,6 +61,23 @@ try {
     if (product === 'tea') await shot(buyer, '8-desktop-paid');
   }
 
+  // The app checkout: the shop's server signs the order string, the SDK stand-in pays it, and the
+  // order turns paid by the notify alone.
+  await buyer.goto(`${base}/shop`);
+  await buyer.click('#app-cup');
+  await expectText(buyer.locator('#order-string'), 'service="mobile.securitypay.pay"');
+  const appOrder = await buyer.locator('#app-order').innerText();
+  await shot(buyer, '9-app-order-string');
+  await buyer.click('#sdk-pay');
+  await expectText(buyer.locator('body'), 'resultStatus={9000}');
+  for (let i = 0; ; i++) {
+    await buyer.goto(`${base}/shop`);
+    const row = buyer.locator('#orders tr', { hasText: appOrder });
+    if ((await row.innerText()).includes('已支付')) break;
+    if (i > 40) throw new Error(`app order ${appOrder} not paid`);
+    await buyer.waitForTimeout(250);
+  }
+
   // The shop owner: log in, paste a partner ID and key with stray spaces, save, see them masked.
   const admin = await desk.newPage();
   await admin.goto(`${base}/admin`);

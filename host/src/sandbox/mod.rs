@@ -73,6 +73,9 @@ pub struct Trade {
     /// After a refund (`POST {base}/refund`): `REFUND_SUCCESS`, and the refunded amount so far.
     pub refund_status: Option<String>,
     pub refund_fee: Option<String>,
+    /// Paid through the app SDK stand-in with a generation-A notify (`notify_data` XML signed as
+    /// `notify_data=<xml>`, no notify_verify; reference §1.4.1).
+    pub app_generation_a: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -423,6 +426,7 @@ impl Sandbox {
             pc: false,
             refund_status: None,
             refund_fee: None,
+            app_generation_a: false,
         };
         {
             let mut trades = self.trades.lock().unwrap();
@@ -584,6 +588,25 @@ impl Sandbox {
         if t.pc {
             let body = Self::signed_pc_form(&merchant.keys, self.pc_fields(t, status, &notify_id));
             return self.push_notify(notify_id, t, status, url, body);
+        }
+        if t.app_generation_a {
+            // Generation A: the captured element order, plaintext, signed as "notify_data=<xml>".
+            let mut ordered = vec![("partner".to_owned(), t.partner.clone())];
+            ordered.extend(
+                self.pc_fields(t, status, &notify_id)
+                    .into_iter()
+                    .filter(|(k, _)| {
+                        !matches!(k.as_str(), "notify_id" | "notify_type" | "notify_time")
+                    }),
+            );
+            let xml = wire::build_xml("notify", &ordered);
+            let sign =
+                wire::sign_as_alipay(&merchant.keys, format!("notify_data={xml}").as_bytes());
+            let mut s = form_urlencoded::Serializer::new(String::new());
+            s.append_pair("notify_data", &xml);
+            s.append_pair("sign", &sign);
+            s.append_pair("sign_type", "RSA");
+            return self.push_notify(notify_id, t, status, url, s.finish());
         }
         let data = self.notify_data(t, status, &notify_id);
         let sec_id = merchant.keys.sec_id();
@@ -754,6 +777,106 @@ impl Sandbox {
         }
     }
 
+    /// The app SDK's stand-in (reference §1): `POST {base}/app/pay` with the merchant's
+    /// `order_string` (as the app hands it to the SDK) and `generation` (`A` or `B`, default B).
+    /// It checks the order string's RSA-SHA1 signature with the merchant's public key (the part
+    /// before `&sign="`), pays the trade, queues the notify of that generation, and answers the
+    /// SDK's synchronous result string signed by "Alipay" (§1.5).
+    fn app_pay(&self, form: Vec<(String, String)>) -> Response<Body> {
+        let get = |k: &str| {
+            form.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let failure = |code: &str, memo: &str| {
+            text(
+                200,
+                format!("resultStatus={{{code}}};memo={{{memo}}};result={{}}"),
+            )
+        };
+        let order = get("order_string");
+        let Some((content, tail)) = order.split_once("&sign=\"") else {
+            return failure("4001", "订单信息缺少签名 (no sign)");
+        };
+        let Some((sign_enc, rest)) = tail.split_once('"') else {
+            return failure("4001", "签名格式错误");
+        };
+        if rest != "&sign_type=\"RSA\"" {
+            return failure("4001", "sign_type 必须是 RSA");
+        }
+        let sign: String = form_urlencoded::parse(format!("s={sign_enc}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let fields: Vec<(String, String)> = content
+            .split('&')
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                Some((k.to_owned(), v.trim_matches('"').to_owned()))
+            })
+            .collect();
+        let field = |k: &str| {
+            fields
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let partner = field("partner");
+        let Some(merchant) = self.merchants.lock().unwrap().get(&partner).cloned() else {
+            return failure("4001", "合作伙伴不存在 (unknown partner)");
+        };
+        if !matches!(merchant.keys, Keys::Rsa { .. }) {
+            return failure("4001", "app pay needs an RSA merchant");
+        }
+        if !wire::verify_merchant(&merchant.keys, content, &sign) {
+            return failure("4001", "签名验证失败 (bad signature)");
+        }
+        if field("service") != "mobile.securitypay.pay" {
+            return failure("4001", "service 必须是 mobile.securitypay.pay");
+        }
+        let now = self.now();
+        let generation_a = get("generation").eq_ignore_ascii_case("A");
+        let trade = Trade {
+            partner: partner.clone(),
+            token: format!("app{:x}{:08x}", now, self.next_id()),
+            out_trade_no: field("out_trade_no"),
+            subject: field("subject"),
+            total_fee: field("total_fee"),
+            seller: field("seller_id"),
+            notify_url: Some(field("notify_url")).filter(|u| !u.is_empty()),
+            call_back_url: String::new(),
+            merchant_url: None,
+            expires_at: None,
+            // Generation A captures carry TRADE_FINISHED; generation B TRADE_SUCCESS.
+            status: if generation_a {
+                "TRADE_FINISHED"
+            } else {
+                "TRADE_SUCCESS"
+            }
+            .into(),
+            trade_no: Some(format!("2026{:012}{:012}", now, self.next_id())),
+            buyer_email: Some("app-buyer@sandbox.example".into()),
+            created_at: now,
+            pc: !generation_a,
+            refund_status: None,
+            refund_fee: None,
+            app_generation_a: generation_a,
+        };
+        self.trades
+            .lock()
+            .unwrap()
+            .insert(trade.token.clone(), trade.clone());
+        self.queue_notify(&trade, &trade.status);
+        let signed = format!("{content}&success=\"true\"");
+        let alipay_sign = wire::sign_as_alipay(&merchant.keys, signed.as_bytes());
+        text(
+            200,
+            format!("resultStatus={{9000}};memo={{}};result={{{signed}&sign_type=\"RSA\"&sign=\"{alipay_sign}\"}}"),
+        )
+    }
+
     /// A refund the merchant made in Alipay's back office (reference §4): `out_trade_no`, `partner`
     /// and `refund_fee` (the whole amount when left out). The whole amount closes the trade
     /// (`TRADE_CLOSED` + `refund_status=REFUND_SUCCESS`); part of it keeps it `TRADE_SUCCESS` with
@@ -865,6 +988,7 @@ impl Sandbox {
                     pc: true,
                     refund_status: None,
                     refund_fee: None,
+                    app_generation_a: false,
                 };
                 self.trades.lock().unwrap().insert(token, trade.clone());
                 trade
@@ -1104,6 +1228,7 @@ impl Sandbox {
             (Method::POST, "/cashier/pay") => self.pay(form).await,
             (Method::POST, "/cashier/cancel") => self.cancel(form),
             (Method::POST, "/refund") => self.refund(form),
+            (Method::POST, "/app/pay") => self.app_pay(form),
             (Method::GET, "/state") => json(200, &self.state()),
             (Method::POST, "/faults") => match serde_json::from_slice::<Faults>(&body) {
                 Ok(f) => {

@@ -125,16 +125,17 @@ pub fn encrypt_for_merchant(public: &RsaPublicKey, plain: &str) -> String {
 }
 
 /// Builds `<root><k>v</k>…</root>` with quick-xml's writer (values escaped).
-pub fn build_xml(root: &str, children: &[(&str, String)]) -> String {
+pub fn build_xml<K: AsRef<str>>(root: &str, children: &[(K, String)]) -> String {
     let mut w = quick_xml::Writer::new(Vec::new());
     w.write_event(Event::Start(BytesStart::new(root)))
         .expect("in-memory write");
     for (k, v) in children {
-        w.write_event(Event::Start(BytesStart::new(*k)))
+        let k = k.as_ref();
+        w.write_event(Event::Start(BytesStart::new(k)))
             .expect("in-memory write");
         w.write_event(Event::Text(BytesText::new(v)))
             .expect("in-memory write");
-        w.write_event(Event::End(BytesEnd::new(*k)))
+        w.write_event(Event::End(BytesEnd::new(k)))
             .expect("in-memory write");
     }
     w.write_event(Event::End(BytesEnd::new(root)))
