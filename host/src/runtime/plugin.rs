@@ -187,9 +187,9 @@ const LINKED_INTERFACES: &[&str] = &[
 /// Every other interface the component imports gets functions that trap when called (Rust's std
 /// imports `wasi:filesystem` or `wasi:cli/environment` even when it never uses them): the
 /// component links, and anything that reaches for a file, a socket or the environment fails.
-/// (wasmtime's `define_unknown_imports_as_traps` would also stub the versions of the interfaces
+/// (wasmtime's `define_unknown_imports_as_traps` would also replace the versions of the interfaces
 /// linked above that it does not match exactly, e.g. `wasi:random/random@0.2.6`.)
-fn stub_unlinked_imports(
+fn trap_unlinked_imports(
     linker: &mut Linker<HostState>,
     component: &wasmtime::component::Component,
     engine: &Engine,
@@ -252,7 +252,7 @@ impl PluginRuntime {
             engine::load_component(&engine, &bytes, &manifest.component.sha256, cache_dir)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         link_runtime_imports(&mut linker)?;
-        stub_unlinked_imports(&mut linker, &component, &engine)
+        trap_unlinked_imports(&mut linker, &component, &engine)
             .map_err(|e| wt(e, "cannot link the component's other imports"))?;
         let pre = linker
             .instantiate_pre(&component)
