@@ -4,13 +4,11 @@
 //! every order is paid exactly once, every notification the host acknowledged is stored, and
 //! every shop webhook event reaches the shop (the receiver counts them by event id).
 
-use conformance::alipay::{cashier_token, MD5_KEY};
-use conformance::host::{
-    config_head, free_port, get, post_form, send_json, spawn_payhost, temp_dir, Payhost,
-};
+use conformance::alipay::MD5_KEY;
+use conformance::host::{config_head, free_port, get, spawn_payhost, temp_dir, Payhost};
 use conformance::stub::{Seen, StubServer};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,32 +100,7 @@ shop_webhook_secret = "storm-webhook-secret"
     let db = dir.join("payhost.db");
 
     // 1. The shop creates 1,000 orders (host up).
-    let pay_urls = Arc::new(std::sync::Mutex::new(vec![String::new(); ORDERS]));
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (base, pay_urls, next) = (base.clone(), pay_urls.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= ORDERS {
-                    return;
-                }
-                let r = send_json(
-                    "POST",
-                    &format!("{base}/v1/merchants/storm/payments"),
-                    Some(TOKEN),
-                    &serde_json::json!({"out_trade_no": format!("S{i:05}"), "subject": "风暴", "total_fee": format!("{}.{:02}", 1 + i / 100, i % 100), "return_url": "https://shop.example/r"}),
-                )
-                .await;
-                assert_eq!(r.status, 201, "{}", r.text());
-                pay_urls.lock().unwrap()[i] = r.json()["pay_url"].as_str().unwrap().to_owned();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let pay_urls = conformance::orders::create_many(&base, "storm", TOKEN, "S", ORDERS, 16).await;
 
     // 2. Buyers pay all of them in the sandbox cashier while the host is killed and restarted.
     let paying = Arc::new(AtomicBool::new(true));
@@ -150,34 +123,8 @@ shop_webhook_secret = "storm-webhook-secret"
             (host, kills, kills_while_paying)
         })
     };
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (pay_urls, next, sandbox_base) = (pay_urls.clone(), next.clone(), sandbox.base.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= ORDERS {
-                    return;
-                }
-                let pay_url = pay_urls.lock().unwrap()[i].clone();
-                let page = get(&pay_url, None).await;
-                assert_eq!(page.status, 200, "{}", page.text());
-                let token = cashier_token(&page.text());
-                let r = post_form(
-                    &format!("{sandbox_base}/sandbox/cashier/pay"),
-                    &format!("token={token}&buyer=13900001111"),
-                )
-                .await;
-                assert!(r.status == 302 || r.status == 303, "{}", r.text());
-                // Pace the buyers so the storm outlasts the kills.
-                tokio::time::sleep(Duration::from_millis(12)).await;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    // Buyers are paced so the storm outlasts the kills.
+    conformance::orders::pay_all(&sandbox.base, &pay_urls, 4, Duration::from_millis(12)).await;
     paying.store(false, Ordering::Relaxed);
     let (host, kills, kills_while_paying) = killer.await.unwrap();
     eprintln!("{kills} kill -9s, {kills_while_paying} of them while buyers were paying");

@@ -4,14 +4,10 @@
 //! source, with one webhook. Then a notify that arrives late changes nothing, and
 //! `POST …/payments/{no}/sync` answers for a payment on demand.
 
-use conformance::alipay::{cashier_token, MD5_KEY};
-use conformance::host::{
-    config_head, free_port, get, post_form, send_json, spawn_payhost, temp_dir, Payhost,
-};
+use conformance::alipay::MD5_KEY;
+use conformance::host::{config_head, free_port, get, send_json, spawn_payhost, temp_dir, Payhost};
 use conformance::stub::{Seen, StubServer};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "recovery-api-token-0123456789";
@@ -78,59 +74,9 @@ shop_webhook_secret = "recovery-webhook-secret"
     let mut host = Payhost::start(&dir, &config("enabled = false"));
     let base = host.url("");
     let db = dir.join("payhost.db");
-    let pay_urls = Arc::new(std::sync::Mutex::new(vec![String::new(); ORDERS]));
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let (base, pay_urls, next) = (base.clone(), pay_urls.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= ORDERS {
-                    return;
-                }
-                let r = send_json(
-                    "POST",
-                    &format!("{base}/v1/merchants/rec/payments"),
-                    Some(TOKEN),
-                    &serde_json::json!({"out_trade_no": format!("R{i:05}"), "subject": "掉单", "total_fee": format!("{}.{:02}", 1 + i / 100, i % 100), "return_url": "https://shop.example/r"}),
-                )
-                .await;
-                assert_eq!(r.status, 201, "{}", r.text());
-                pay_urls.lock().unwrap()[i] = r.json()["pay_url"].as_str().unwrap().to_owned();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let pay_urls = conformance::orders::create_many(&base, "rec", TOKEN, "R", ORDERS, 8).await;
     // The last order stays unpaid: the query finds it waiting.
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (pay_urls, next, sandbox_base) = (pay_urls.clone(), next.clone(), sandbox.base.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= ORDERS - 1 {
-                    return;
-                }
-                let pay_url = pay_urls.lock().unwrap()[i].clone();
-                let page = get(&pay_url, None).await;
-                assert_eq!(page.status, 200, "{}", page.text());
-                let token = cashier_token(&page.text());
-                let r = post_form(
-                    &format!("{sandbox_base}/sandbox/cashier/pay"),
-                    &format!("token={token}&buyer=13900001111"),
-                )
-                .await;
-                assert!(r.status == 302 || r.status == 303, "{}", r.text());
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    conformance::orders::pay_all(&sandbox.base, &pay_urls[..ORDERS - 1], 4, Duration::ZERO).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         db_count(

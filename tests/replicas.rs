@@ -5,7 +5,7 @@
 //! replica used on the other, `/readyz` following the database; and the crash storm: 1,000
 //! orders paid through the balancer while one replica is killed with `kill -9` again and again.
 
-use conformance::alipay::{self, cashier_token, AlipayStub, Trade, MD5_KEY};
+use conformance::alipay::{self, AlipayStub, Trade, MD5_KEY};
 use conformance::host::{
     admin_login, config_head, free_port, get, post_form, request, send_json, spawn_payhost,
     temp_dir, Payhost, ADMIN_PASSWORD,
@@ -14,7 +14,7 @@ use conformance::postgres::{Balancer, PgCluster};
 use conformance::stub::{Seen, StubServer};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -394,32 +394,7 @@ shop_webhook_secret = "storm-webhook-secret"
     let started = Instant::now();
 
     // 1. The shop creates 1,000 orders through the balancer.
-    let pay_urls = Arc::new(std::sync::Mutex::new(vec![String::new(); ORDERS]));
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (lb, pay_urls, next) = (lb.clone(), pay_urls.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= ORDERS {
-                    return;
-                }
-                let r = send_json(
-                    "POST",
-                    &format!("{lb}/v1/merchants/storm/payments"),
-                    Some(TOKEN),
-                    &json!({"out_trade_no": format!("S{i:05}"), "subject": "风暴", "total_fee": format!("{}.{:02}", 1 + i / 100, i % 100), "return_url": "https://shop.example/r"}),
-                )
-                .await;
-                assert_eq!(r.status, 201, "{}", r.text());
-                pay_urls.lock().unwrap()[i] = r.json()["pay_url"].as_str().unwrap().to_owned();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let pay_urls = conformance::orders::create_many(&lb, "storm", TOKEN, "S", ORDERS, 16).await;
     eprintln!(
         "{ORDERS} orders created in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -454,34 +429,8 @@ shop_webhook_secret = "storm-webhook-secret"
             (victim, kills, while_paying)
         })
     };
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (pay_urls, next, sb) = (pay_urls.clone(), next.clone(), sandbox.base.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= ORDERS {
-                    return;
-                }
-                let pay_url = pay_urls.lock().unwrap()[i].clone();
-                let page = get(&pay_url, None).await;
-                assert_eq!(page.status, 200, "{}", page.text());
-                let token = cashier_token(&page.text());
-                let r = post_form(
-                    &format!("{sb}/sandbox/cashier/pay"),
-                    &format!("token={token}&buyer=13900001111"),
-                )
-                .await;
-                assert!(r.status == 302 || r.status == 303, "{}", r.text());
-                // Pace the buyers so the storm outlasts several kills.
-                tokio::time::sleep(Duration::from_millis(15)).await;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    // Buyers are paced so the storm outlasts several kills.
+    conformance::orders::pay_all(&sandbox.base, &pay_urls, 4, Duration::from_millis(15)).await;
     paying.store(false, Ordering::Relaxed);
     let (victim, kills, while_paying) = killer.await.unwrap();
     eprintln!(

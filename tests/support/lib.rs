@@ -3,6 +3,7 @@
 
 pub mod alipay;
 pub mod host;
+pub mod orders;
 pub mod postgres;
 pub mod stub;
 
