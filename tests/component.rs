@@ -8,7 +8,7 @@ use conformance::stub::{Seen, StubServer};
 use conformance::{repo_root, target_dir, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
 use payhost::manifest::Manifest;
 use payhost::net::{Origin, Policy};
-use payhost::runtime::types::{self, PluginError};
+use payhost::runtime::plugin_api::{self as types, PluginError};
 use payhost::runtime::{pairs, Pairs, PluginRuntime};
 use std::sync::atomic::Ordering;
 
@@ -67,7 +67,7 @@ fn next_request_id() -> String {
 
 fn order(stub: &StubServer, out_trade_no: &str, total_fee: &str) -> types::PaymentRequest {
     types::PaymentRequest {
-        product: types::PaymentProduct::Wap,
+        product: types::Product::Wap,
         out_trade_no: out_trade_no.into(),
         subject: "测试商品 & <礼物>".into(),
         total_fee: total_fee.into(),
@@ -179,7 +179,7 @@ async fn describe_and_validate_settings() {
         .await
         .unwrap()
         .unwrap();
-    assert!(ok.iter().any(|p| p.key == "partner" && p.value == PARTNER));
+    assert!(ok.iter().any(|p| p.0 == "partner" && p.1 == PARTNER));
     let bad = s
         .validate_settings(&pairs([("partner", "12"), ("key", "x"), ("mode", "b2b")]))
         .await
@@ -217,7 +217,7 @@ async fn start_payment_md5_and_gateway_errors() {
         .redirect
         .fields
         .iter()
-        .map(|p| (p.key.clone(), p.value.clone()))
+        .map(|p| (p.0.clone(), p.1.clone()))
         .collect();
     let sig = fields.iter().find(|(k, _)| k == "sign").unwrap().1.clone();
     assert!(sign::md5_verify(&sorted(&fields), KEY, &sig));
@@ -260,7 +260,7 @@ async fn start_payment_md5_and_gateway_errors() {
     }
     // A wrong key: the gateway answers sign error.
     let mut wrong = settings.clone();
-    wrong.iter_mut().find(|p| p.key == "key").unwrap().value =
+    wrong.iter_mut().find(|p| p.0 == "key").unwrap().1 =
         "20000000000000000000000000000000".into();
     let mut s = rt.session().await.unwrap();
     let err = s
@@ -343,9 +343,9 @@ async fn start_payment_rsa_decrypts_and_verifies_the_response() {
         .redirect
         .fields
         .iter()
-        .find(|p| p.key == "sec_id")
+        .find(|p| p.0 == "sec_id")
         .unwrap();
-    assert_eq!(sec_id.value, "0001");
+    assert_eq!(sec_id.1, "0001");
 }
 
 fn notify_data(out_trade_no: &str, total_fee: &str, notify_id: &str) -> String {
@@ -446,7 +446,7 @@ async fn verify_notification_asks_notify_verify() {
     // Forged: signed with another key; nothing is asked of notify_verify.
     stub.clear();
     let mut forged = md5_notify(&notify_data("O1", "0.01", "genuine"));
-    forged[1].value = sign::md5_sign("service=x", KEY);
+    forged[1].1 = sign::md5_sign("service=x", KEY);
     let mut s = rt.session().await.unwrap();
     let err = s
         .verify_notification(&policy, &settings, &forged)

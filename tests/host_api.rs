@@ -158,11 +158,11 @@ async fn create_pay_notify_webhook_and_return() {
     let req_data = create_call.param("req_data").unwrap();
     assert!(req_data.contains(&format!(
         "<notify_url>{}</notify_url>",
-        w.host.url("/alipay/shop/notify")
+        w.host.url("/notify/shop")
     )));
     assert!(req_data.contains(&format!(
         "<call_back_url>{}</call_back_url>",
-        w.host.url("/alipay/shop/return")
+        w.host.url("/return/shop")
     )));
 
     assert_eq!(payment(&w, "shop", "A1").await["status"], "WAIT_BUYER_PAY");

@@ -5,7 +5,7 @@
 use conformance::host::temp_dir;
 use conformance::target_dir;
 use payhost::manifest::{sha256_hex, Manifest};
-use payhost::runtime::types;
+use payhost::runtime::plugin_api as types;
 use payhost::runtime::{pairs, CallError, PluginRuntime};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ async fn runtime(fuel: u64, timeout_ms: u64) -> PluginRuntime {
 
 fn order() -> types::PaymentRequest {
     types::PaymentRequest {
-        product: types::PaymentProduct::Wap,
+        product: types::Product::Wap,
         out_trade_no: "H1".into(),
         subject: "s".into(),
         total_fee: "1.00".into(),

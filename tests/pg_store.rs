@@ -36,6 +36,12 @@ fn effect<'a>(notify_id: &'a str, status: &'a str) -> NotificationEffect<'a> {
         notify_id,
         out_trade_no: "o1",
         trade_status: status,
+        event: match status {
+            "TRADE_SUCCESS" => TradeEvent::Paid,
+            "TRADE_FINISHED" => TradeEvent::Finished,
+            "TRADE_CLOSED" => TradeEvent::Closed,
+            _ => TradeEvent::Waiting,
+        },
         trade_no: "2014",
         buyer_email: Some("b@example.com"),
         paid_at: Some("2014-01-01 12:00:10"),
@@ -183,6 +189,7 @@ fn same_semantics_as_sqlite() {
     let mut partial = effect("r-n2", "TRADE_SUCCESS");
     partial.out_trade_no = "r1";
     partial.refund_status = Some("REFUND_SUCCESS");
+    partial.event = TradeEvent::PartiallyRefunded;
     assert!(matches!(
         s.apply_notification(&partial, &raw(), &record()).unwrap(),
         Applied::Recorded { .. }
@@ -190,6 +197,7 @@ fn same_semantics_as_sqlite() {
     let mut full = effect("r-n3", "TRADE_CLOSED");
     full.out_trade_no = "r1";
     full.refund_status = Some("REFUND_SUCCESS");
+    full.event = TradeEvent::Refunded;
     assert_eq!(
         s.apply_notification(&full, &raw(), &record()).unwrap(),
         Applied::Changed {
@@ -201,7 +209,9 @@ fn same_semantics_as_sqlite() {
 
     // Merchants: seeded, kept when the table did not change, API saves win until it does.
     let settings = payhost::config::MerchantSettings {
-        plugin: vec![("partner".into(), "2088".into())],
+        settings: vec![("partner".into(), "2088".into())],
+        plugin_id: "alipay-wap".into(),
+        from_files: Vec::new(),
         shop_webhook_url: None,
         shop_webhook_secret: None,
         shop_origins: Vec::new(),

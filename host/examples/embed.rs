@@ -4,8 +4,8 @@
 //!
 //!     cargo run --release -p payhost --example embed
 //!
-//! A shop with its own HTTP server routes `POST /alipay/{id}/notify` to [`App::handle_notify`] and
-//! `GET /alipay/{id}/return` to [`App::handle_return`]; this example lets payhost's own server do
+//! A shop with its own HTTP server routes `POST /notify/{id}` to [`App::handle_notify`] and
+//! `GET /return/{id}` to [`App::handle_return`]; this example lets payhost's own server do
 //! that (`server::start`) and calls the same functions directly to show them.
 
 use payhost::config::{Config, MerchantSettings};
@@ -56,12 +56,16 @@ async fn main() -> anyhow::Result<()> {
     let app: Arc<App> = server::build_app_with(config, Some(sandbox.clone()), None).await?;
     println!(
         "component {} {} loaded ({:?})",
-        app.runtime.info.id, app.runtime.info.version, app.runtime.compile_source
+        app.plugins.ids().join(","),
+        app.plugins.first().map(|p| p.info.version.clone()).unwrap_or_default(),
+        app.plugins.first().map(|p| p.compile_source)
     );
 
     // 3. Configure a merchant: the component validates the settings (trimmed, every bad field named).
     let settings = MerchantSettings {
-        plugin: vec![
+        plugin_id: "alipay-wap".into(),
+        from_files: Vec::new(),
+        settings: vec![
             ("partner".into(), format!(" {PARTNER} ")),
             ("key".into(), KEY.into()),
             ("seller_email".into(), "rust-shop@example.com".into()),

@@ -1,6 +1,9 @@
 //! `payhost.toml`. The names are a contract (shops, adapters and tests are written against them):
-//! `listen`, `public_url`, `database`, `api_token`, `[plugin] manifest`, and `[merchants.<id>]`
-//! tables with the merchant settings.
+//! `listen`, `public_url`, `database`, `api_token`, `[plugins.<id>] manifest` (or the single
+//! `[plugin] manifest`), and `[merchants.<id>]` tables: `plugin` (which component pays for that
+//! merchant) and `settings` (that component's schema; the host checks nothing but what the
+//! component's `validate-settings` says). The older flat form (settings as the merchant table's
+//! own keys) is still read.
 //!
 //! Values pasted with spaces or line breaks around them are trimmed; anything still malformed is
 //! reported with the field named and the rule it broke, every problem at once.
@@ -40,6 +43,8 @@ struct RawConfig {
     metrics_listen: Option<String>,
     #[serde(default)]
     plugin: RawPlugin,
+    #[serde(default)]
+    plugins: BTreeMap<String, RawPlugin>,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
@@ -115,41 +120,72 @@ struct RawAdmin {
     login_failures_per_minute: Option<u32>,
 }
 
-/// A merchant table as written in the file (every field optional here; validation says what is
-/// missing).
+/// A merchant table as written in the file or sent to `PUT /v1/merchants/{id}` (every field
+/// optional here; validation says what is missing).
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
 pub struct RawMerchant {
-    pub partner: Option<String>,
-    pub key: Option<String>,
-    pub seller_email: Option<String>,
-    pub mode: Option<String>,
-    pub sign_type: Option<String>,
-    pub private_key_file: Option<String>,
-    pub alipay_public_key_file: Option<String>,
-    /// PEM text instead of a file (the admin page and `PUT /v1/merchants/{id}` use these).
-    pub private_key: Option<String>,
-    pub alipay_public_key: Option<String>,
-    pub gateway_url: Option<String>,
-    pub notify_verify_url: Option<String>,
-    pub paychannel_url: Option<String>,
-    /// PC instant pay and the trade query (`mapi.alipay.com`), and their RSA key.
-    pub mapi_url: Option<String>,
-    pub mapi_public_key: Option<String>,
-    /// App pay, generation A: the merchant's own Alipay public key.
-    pub app_alipay_public_key: Option<String>,
+    /// The id of the component that pays for this merchant (`[plugins.<id>]`); may be left out
+    /// when the host has one.
+    pub plugin: Option<String>,
+    /// The component's settings. `<name>_file` reads a setting of kind `pem` from a file
+    /// (relative to payhost.toml; not through the API).
+    pub settings: Option<BTreeMap<String, SettingValue>>,
     pub shop_webhook_url: Option<String>,
     pub shop_webhook_secret: Option<String>,
     /// Origins (`https://shop.example`) a payment's `return_url` may point to; any when empty.
     pub shop_origins: Option<Vec<String>>,
+    /// The older flat form: every other key is a setting.
+    #[serde(flatten)]
+    pub flat: BTreeMap<String, SettingValue>,
+}
+
+/// A setting's value as written: text, or a number or boolean taken as its text.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum SettingValue {
+    Text(String),
+    Integer(i64),
+    Bool(bool),
+}
+
+impl SettingValue {
+    pub fn text(&self) -> String {
+        match self {
+            SettingValue::Text(s) => s.clone(),
+            SettingValue::Integer(i) => i.to_string(),
+            SettingValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+impl RawMerchant {
+    /// Every setting, from `settings` and the flat form, trimmed (empty values left out).
+    pub fn setting_values(&self) -> Vec<(String, String)> {
+        self.settings
+            .iter()
+            .flatten()
+            .chain(self.flat.iter())
+            .map(|(k, v)| (k.clone(), v.text().trim().to_owned()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect()
+    }
 }
 
 /// The plugin settings of a merchant (keys of the component's settings schema) and the host's own
 /// per-merchant settings.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MerchantSettings {
-    /// Passed to the component with every call.
-    pub plugin: Vec<(String, String)>,
+    /// The component's settings, passed with every call. (Stored under the key `plugin`, as
+    /// older versions did, so their rows and seed hashes stay valid.)
+    #[serde(rename = "plugin")]
+    pub settings: Vec<(String, String)>,
+    /// The component that pays for this merchant; empty in rows written before hosts had several
+    /// (the host's first component).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub plugin_id: String,
+    /// Settings read from `<name>_file` (checked to be of kind `pem` once the component is loaded).
+    #[serde(skip)]
+    pub from_files: Vec<String>,
     pub shop_webhook_url: Option<String>,
     pub shop_webhook_secret: Option<String>,
     /// The shop's origins: a payment's `return_url` must be on one of them when any is set.
@@ -160,7 +196,7 @@ pub struct MerchantSettings {
 
 impl MerchantSettings {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.plugin
+        self.settings
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
@@ -265,7 +301,8 @@ impl Default for Recovery {
     fn default() -> Self {
         Recovery {
             enabled: true,
-            // Alipay's own notify retries start at 2 minutes (4m, 10m… 25 h): give them the
+            // Providers resend a notification for a day or more, the first time after minutes:
+            // give them the
             // first ten minutes.
             after_s: 600,
             interval_s: 60,
@@ -300,6 +337,16 @@ impl Default for AdminConfig {
     }
 }
 
+/// `[plugins.<id>]` (or `[plugin]`): a component's manifest.
+#[derive(Debug, Clone)]
+pub struct PluginSource {
+    /// The table's key; None for the single `[plugin]` table (the id is the manifest's).
+    pub id: Option<String>,
+    pub manifest: PathBuf,
+    /// A tighter wall-clock limit per call than the manifest's (never a looser one).
+    pub call_timeout_ms: Option<u64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -312,7 +359,8 @@ pub struct Config {
     pub database_pool_size: usize,
     pub api_token: String,
     pub cache_dir: PathBuf,
-    pub manifest: PathBuf,
+    /// The components, in the order configured (`[plugin]` first).
+    pub plugins: Vec<PluginSource>,
     /// `[plugin] call_timeout_ms`: a tighter wall-clock limit per component call than the
     /// manifest's (never a looser one).
     pub call_timeout_ms: Option<u64>,
@@ -362,38 +410,23 @@ pub fn merchant_settings(
     base: &Path,
     problems: &mut Vec<String>,
 ) -> MerchantSettings {
-    let mut plugin = Vec::new();
-    let mut put = |name: &str, v: &Option<String>| {
-        if let Some(v) = trimmed(v) {
-            plugin.push((name.to_owned(), v));
-        }
-    };
-    put("partner", &raw.partner);
-    put("key", &raw.key);
-    put("seller_email", &raw.seller_email);
-    put("mode", &raw.mode);
-    put("sign_type", &raw.sign_type);
-    put("gateway_url", &raw.gateway_url);
-    put("notify_verify_url", &raw.notify_verify_url);
-    put("paychannel_url", &raw.paychannel_url);
-    put("mapi_url", &raw.mapi_url);
-    put("mapi_public_key", &raw.mapi_public_key);
-    put("app_alipay_public_key", &raw.app_alipay_public_key);
-    put("private_key", &raw.private_key);
-    put("alipay_public_key", &raw.alipay_public_key);
-    for (file_field, setting) in [
-        ("private_key_file", &raw.private_key_file),
-        ("alipay_public_key_file", &raw.alipay_public_key_file),
-    ] {
-        if let Some(path) = trimmed(setting) {
-            let full = base.join(&path);
-            match std::fs::read_to_string(&full) {
-                Ok(pem) => plugin.push((file_field.trim_end_matches("_file").to_owned(), pem)),
-                Err(e) => problems.push(format!(
-                    "merchants.{id}.{file_field}: cannot read {} ({e})",
-                    full.display()
-                )),
+    let mut settings = Vec::new();
+    let mut from_files = Vec::new();
+    for (name, value) in raw.setting_values() {
+        let Some(setting) = name.strip_suffix("_file") else {
+            settings.push((name, value));
+            continue;
+        };
+        let full = base.join(&value);
+        match std::fs::read_to_string(&full) {
+            Ok(pem) => {
+                from_files.push(setting.to_owned());
+                settings.push((setting.to_owned(), pem));
             }
+            Err(e) => problems.push(format!(
+                "merchants.{id}.{name}: cannot read {} ({e})",
+                full.display()
+            )),
         }
     }
     let shop_webhook_url = trimmed(&raw.shop_webhook_url);
@@ -429,7 +462,9 @@ pub fn merchant_settings(
         }
     }
     MerchantSettings {
-        plugin,
+        settings,
+        plugin_id: trimmed(&raw.plugin).unwrap_or_default(),
+        from_files,
         shop_webhook_url,
         shop_webhook_secret,
         shop_origins,
@@ -466,7 +501,7 @@ impl Config {
             }
             None => {
                 problems.push(
-                    "public_url: is required (the base of the notify and call-back URLs given to Alipay)".into(),
+                    "public_url: is required (the base of the notify and return URLs given to the payment provider)".into(),
                 );
                 String::new()
             }
@@ -519,12 +554,43 @@ impl Config {
                 PathBuf::from(d)
             }
         };
-        let manifest =
-            base.join(trimmed(&raw.plugin.manifest).unwrap_or_else(|| "plugin.toml".into()));
         let call_timeout_ms = raw.plugin.call_timeout_ms;
-        if call_timeout_ms.is_some_and(|t| !(100..=600_000).contains(&t)) {
-            problems
-                .push("plugin.call_timeout_ms: must be between 100 and 600000 milliseconds".into());
+        let mut plugins = Vec::new();
+        let single = raw.plugin.manifest.is_some() || raw.plugins.is_empty();
+        if single {
+            plugins.push(PluginSource {
+                id: None,
+                manifest: base
+                    .join(trimmed(&raw.plugin.manifest).unwrap_or_else(|| "plugin.toml".into())),
+                call_timeout_ms,
+            });
+        }
+        for (id, p) in &raw.plugins {
+            let Some(manifest) = trimmed(&p.manifest) else {
+                problems.push(format!("plugins.{id}.manifest: is required (the component's plugin.toml)"));
+                continue;
+            };
+            if !valid_merchant_id(id) {
+                problems.push(format!(
+                    "plugins.{id}: the id must be 1 to 64 letters, digits, '_' or '-' (the component's id)"
+                ));
+            }
+            plugins.push(PluginSource {
+                id: Some(id.clone()),
+                manifest: base.join(manifest),
+                call_timeout_ms: p.call_timeout_ms.or(call_timeout_ms),
+            });
+        }
+        for (name, t) in std::iter::once(("plugin".to_owned(), call_timeout_ms)).chain(
+            raw.plugins
+                .iter()
+                .map(|(id, p)| (format!("plugins.{id}"), p.call_timeout_ms)),
+        ) {
+            if t.is_some_and(|t| !(100..=600_000).contains(&t)) {
+                problems.push(format!(
+                    "{name}.call_timeout_ms: must be between 100 and 600000 milliseconds"
+                ));
+            }
         }
         let mut merchants = BTreeMap::new();
         for (id, m) in &raw.merchants {
@@ -641,7 +707,7 @@ impl Config {
             database_pool_size,
             api_token,
             cache_dir,
-            manifest,
+            plugins,
             call_timeout_ms,
             merchants,
             webhooks,
@@ -656,14 +722,14 @@ impl Config {
         })
     }
 
-    /// `{public_url}/alipay/{id}/notify`
+    /// `{public_url}/notify/{id}`: where the provider sends this merchant's notifications.
     pub fn notify_url(&self, merchant: &str) -> String {
-        format!("{}/alipay/{merchant}/notify", self.public_url)
+        format!("{}/notify/{merchant}", self.public_url)
     }
 
-    /// `{public_url}/alipay/{id}/return`
+    /// `{public_url}/return/{id}`: where the provider sends this merchant's buyers back.
     pub fn return_url(&self, merchant: &str) -> String {
-        format!("{}/alipay/{merchant}/return", self.public_url)
+        format!("{}/return/{merchant}", self.public_url)
     }
 }
 
@@ -693,7 +759,7 @@ mod tests {
         assert_eq!(m.get("key"), Some("10000000000000000000000000000000"));
         assert_eq!(
             ok.notify_url("shop1"),
-            "https://pay.example.com/alipay/shop1/notify"
+            "https://pay.example.com/notify/shop1"
         );
 
         let err = Config::parse(
@@ -724,6 +790,80 @@ mod tests {
             Config::parse("colour = 1", Path::new(".")).is_err(),
             "unknown keys are refused"
         );
+    }
+
+    #[test]
+    fn merchants_name_a_plugin_and_carry_its_settings() {
+        let dir = std::env::temp_dir().join(format!("payhost-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("k.pem"), "-----BEGIN PRIVATE KEY-----\nAA\n").unwrap();
+        let c = Config::parse(
+            r#"
+            public_url = "https://pay.example.com"
+            api_token = "0123456789abcdef0123"
+            [plugins.alipay-wap]
+            manifest = "plugin.toml"
+            [plugins.testpay]
+            manifest = "testpay/plugin.toml"
+            call_timeout_ms = 2000
+            [merchants.a]
+            plugin = "testpay"
+            shop_origins = ["https://shop.example"]
+            [merchants.a.settings]
+            merchant_no = " M1 "
+            api_secret = "0123456789abcdef"
+            retries = 3
+            [merchants.b]
+            partner = "2088101122136241"
+            private_key_file = "k.pem"
+            "#,
+            &dir,
+        )
+        .unwrap();
+        assert_eq!(c.plugins.len(), 2, "no [plugin] table: only [plugins.*]");
+        assert_eq!(c.plugins[0].id.as_deref(), Some("alipay-wap"));
+        assert_eq!(c.plugins[1].manifest, dir.join("testpay/plugin.toml"));
+        assert_eq!(c.plugins[1].call_timeout_ms, Some(2000));
+        let a = &c.merchants["a"];
+        assert_eq!(a.plugin_id, "testpay");
+        assert_eq!(a.get("merchant_no"), Some("M1"), "trimmed");
+        assert_eq!(a.get("retries"), Some("3"), "numbers are taken as text");
+        let b = &c.merchants["b"];
+        assert_eq!(b.plugin_id, "", "the flat form names no plugin");
+        assert!(b.get("private_key").unwrap().starts_with("-----BEGIN"));
+        assert_eq!(b.from_files, ["private_key"]);
+
+        let single = Config::parse(
+            r#"
+            public_url = "https://pay.example.com"
+            api_token = "0123456789abcdef0123"
+            [plugin]
+            manifest = "p.toml"
+            "#,
+            &dir,
+        )
+        .unwrap();
+        assert_eq!(single.plugins.len(), 1);
+        assert_eq!(single.plugins[0].id, None);
+        assert_eq!(single.plugins[0].manifest, dir.join("p.toml"));
+
+        let err = Config::parse(
+            r#"
+            public_url = "https://pay.example.com"
+            api_token = "0123456789abcdef0123"
+            [plugins.x]
+            call_timeout_ms = 5
+            [merchants.m]
+            cert_file = "missing.pem"
+            "#,
+            &dir,
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        for needle in ["plugins.x.manifest: is required", "plugins.x.call_timeout_ms", "merchants.m.cert_file: cannot read"] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

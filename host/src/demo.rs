@@ -131,7 +131,9 @@ pub fn build(opts: &DemoOptions) -> anyhow::Result<(Config, Arc<Sandbox>, Arc<De
         ]
     };
     let hook = |m: Vec<(String, String)>| MerchantSettings {
-        plugin: m,
+        settings: m,
+        plugin_id: String::new(),
+        from_files: Vec::new(),
         shop_webhook_url: Some(format!("{public}/shop/webhook")),
         shop_webhook_secret: Some(webhook_secret.clone()),
         shop_origins: Vec::new(),
@@ -180,7 +182,11 @@ pub fn build(opts: &DemoOptions) -> anyhow::Result<(Config, Arc<Sandbox>, Arc<De
         database_pool_size: crate::store::postgres::DEFAULT_POOL_SIZE,
         api_token,
         cache_dir: std::env::temp_dir().join("payhost-demo-cache"),
-        manifest: opts.manifest.clone(),
+        plugins: vec![crate::config::PluginSource {
+            id: None,
+            manifest: opts.manifest.clone(),
+            call_timeout_ms: None,
+        }],
         call_timeout_ms: None,
         merchants,
         webhooks: WebhookConfig {

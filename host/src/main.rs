@@ -396,27 +396,20 @@ fn main() -> ExitCode {
                 Err(e) => return fail(e),
             };
             runtime().block_on(async {
-                let manifest = match payhost::manifest::Manifest::load(&config.manifest) {
-                    Ok(m) => m,
+                let plugins = match payhost::server::load_plugins(&config).await {
+                    Ok(p) => p,
                     Err(e) => return fail(e),
                 };
-                let rt = match payhost::runtime::PluginRuntime::load(
-                    &manifest,
-                    Some(&config.cache_dir),
-                    payhost::net::Client::new(),
-                )
-                .await
-                {
-                    Ok(r) => r,
-                    Err(e) => return fail(e),
-                };
-                let problems = payhost::server::check_merchants(&config, &rt).await;
+                let problems = payhost::server::check_merchants(&config, &plugins).await;
                 if problems.is_empty() {
+                    let components: Vec<String> = plugins
+                        .iter()
+                        .map(|p| format!("{} {}", p.info.id, p.info.version))
+                        .collect();
                     println!(
-                        "configuration OK: {} merchant(s), component {} {}",
+                        "configuration OK: {} merchant(s), component(s) {}",
                         config.merchants.len(),
-                        rt.info.id,
-                        rt.info.version
+                        components.join(", ")
                     );
                     ExitCode::SUCCESS
                 } else {

@@ -29,6 +29,10 @@ pub struct Manifest {
     /// The folder of the manifest file; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// Made up for a bare component (`payhost conformance --component X.wasm` without a
+    /// manifest): identity and settings are taken from the component's `describe`.
+    #[serde(skip)]
+    pub synthetic: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -124,6 +128,36 @@ impl Manifest {
         Ok(m)
     }
 
+    /// A manifest for a bare component file: its checksum, the newest contract, default limits,
+    /// no outbound origins; identity and settings come from the component itself.
+    pub fn synthetic(component: &Path) -> Result<Manifest> {
+        let bytes = std::fs::read(component)
+            .with_context(|| format!("cannot read the component {}", component.display()))?;
+        let path = std::path::absolute(component)?;
+        Ok(Manifest {
+            id: String::new(),
+            name: String::new(),
+            version: String::new(),
+            description: String::new(),
+            wit: WitRef {
+                package: WIT_PACKAGE.into(),
+                version: SUPPORTED_WIT_VERSIONS[0].into(),
+                world: "payment-plugin".into(),
+            },
+            component: ComponentRef {
+                path,
+                sha256: sha256_hex(&bytes),
+            },
+            settings: Vec::new(),
+            outbound: Outbound {
+                allowed_hosts: Vec::new(),
+            },
+            limits: Limits::default(),
+            base_dir: PathBuf::from("/"),
+            synthetic: true,
+        })
+    }
+
     /// Problems that make the manifest unusable, all at once.
     fn check(&self) -> Result<()> {
         let mut problems = Vec::new();
@@ -184,7 +218,7 @@ impl Manifest {
         let path = self.component_path();
         let bytes = std::fs::read(&path).with_context(|| {
             format!(
-                "cannot read the component {} (build it with `cargo build --release --target wasm32-wasip2 -p alipay-wap-plugin`)",
+                "cannot read the component {} (build the component the manifest names first, e.g. `cargo build --release --target wasm32-wasip2 -p <its package>`, then `payhost pin-component`)",
                 path.display()
             )
         })?;

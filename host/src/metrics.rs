@@ -60,7 +60,7 @@ impl Metrics {
 
     pub fn render(
         &self,
-        component: &crate::runtime::plugin::CallStats,
+        components: &[&crate::runtime::plugin::CallStats],
         pending_webhooks: u64,
     ) -> String {
         let mut out = String::new();
@@ -70,7 +70,7 @@ impl Metrics {
                 "payhost_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}\n"
             ));
         }
-        out.push_str("# HELP payhost_notifications_total Alipay notifications by outcome.\n# TYPE payhost_notifications_total counter\n");
+        out.push_str("# HELP payhost_notifications_total Provider notifications by outcome.\n# TYPE payhost_notifications_total counter\n");
         for (outcome, n) in self.notifies.lock().unwrap().iter() {
             out.push_str(&format!(
                 "payhost_notifications_total{{outcome=\"{outcome}\"}} {n}\n"
@@ -82,13 +82,18 @@ impl Metrics {
                 "payhost_returns_total{{outcome=\"{outcome}\"}} {n}\n"
             ));
         }
-        let calls = component.calls.load(Ordering::Relaxed);
-        let micros = component.total_micros.load(Ordering::Relaxed);
+        // Summed over the loaded components.
+        let sum = |f: fn(&crate::runtime::plugin::CallStats) -> u64| -> u64 {
+            components.iter().map(|c| f(c)).sum()
+        };
+        let calls = sum(|c| c.calls.load(Ordering::Relaxed));
+        let micros = sum(|c| c.total_micros.load(Ordering::Relaxed));
+        let failures = sum(|c| c.failures.load(Ordering::Relaxed));
         out.push_str(&format!(
-            "# HELP payhost_component_calls_total Calls into the payment component.\n# TYPE payhost_component_calls_total counter\npayhost_component_calls_total {calls}\n\
+            "# HELP payhost_component_calls_total Calls into the payment components.\n# TYPE payhost_component_calls_total counter\npayhost_component_calls_total {calls}\n\
              # HELP payhost_component_call_failures_total Calls that trapped, timed out or ran out of fuel or memory.\n# TYPE payhost_component_call_failures_total counter\npayhost_component_call_failures_total {}\n\
              # HELP payhost_component_call_seconds_total Time spent in component calls.\n# TYPE payhost_component_call_seconds_total counter\npayhost_component_call_seconds_total {:.6}\n",
-            component.failures.load(Ordering::Relaxed),
+            failures,
             micros as f64 / 1e6
         ));
         out.push_str(&format!(

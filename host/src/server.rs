@@ -4,20 +4,56 @@
 use crate::config::Config;
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
-use crate::runtime::{pairs, PluginRuntime};
+use crate::runtime::plugin_api::FieldKind;
+use crate::runtime::{PluginRuntime, Plugins};
 use crate::service::App;
 use crate::store::Store;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-/// Loads the component and the store, and checks and seeds the configured merchants. Every
+/// Loads the components and the store, and checks and seeds the configured merchants. Every
 /// problem is reported at once.
 pub async fn build_app(config: Config) -> Result<Arc<App>> {
     build_app_with(config, None, None).await
+}
+
+/// Loads every configured component (`[plugins.<id>]` / `[plugin]`): its manifest, the operator's
+/// tighter call limit, and the id its table names, which must be the component's.
+pub async fn load_plugins(config: &Config) -> Result<Plugins> {
+    let net = crate::net::Client::new();
+    let mut list: Vec<PluginRuntime> = Vec::new();
+    for source in &config.plugins {
+        let mut manifest = Manifest::load(&source.manifest)?;
+        if let Some(t) = source.call_timeout_ms {
+            // The operator may tighten the component's limit, never loosen it.
+            manifest.limits.call_timeout_ms = manifest.limits.call_timeout_ms.min(t);
+        }
+        let table = match &source.id {
+            Some(id) => format!("plugins.{id}"),
+            None => "plugin".to_owned(),
+        };
+        if let Some(id) = &source.id {
+            if *id != manifest.id {
+                bail!(
+                    "{table}: the table is named {id:?} but {} is the manifest of {:?} (name the table after the component's id)",
+                    source.manifest.display(),
+                    manifest.id
+                );
+            }
+        }
+        if list.iter().any(|p| p.info.id == manifest.id) {
+            bail!("{table}: the component {:?} is configured twice", manifest.id);
+        }
+        let runtime = PluginRuntime::load(&manifest, Some(&config.cache_dir), net.clone())
+            .await
+            .with_context(|| format!("{table}: cannot load {}", source.manifest.display()))?;
+        list.push(runtime);
+    }
+    Ok(Plugins::new(list, net))
 }
 
 /// [`build_app`] with the sandbox gateway and the demo shop mounted (`payhost demo`).
@@ -27,31 +63,31 @@ pub async fn build_app_with(
     demo: Option<Arc<crate::demo::DemoShop>>,
 ) -> Result<Arc<App>> {
     let started = Instant::now();
-    let mut manifest = Manifest::load(&config.manifest)?;
-    if let Some(t) = config.call_timeout_ms {
-        // The operator may tighten the component's limit, never loosen it.
-        manifest.limits.call_timeout_ms = manifest.limits.call_timeout_ms.min(t);
-    }
-    let runtime = PluginRuntime::load(
-        &manifest,
-        Some(&config.cache_dir),
-        crate::net::Client::new(),
-    )
-    .await?;
+    let plugins = load_plugins(&config).await?;
     let store: Arc<dyn Store> = crate::store::open(&config)?;
-    let problems = check_merchants(&config, &runtime).await;
+    let problems = check_merchants(&config, &plugins).await;
     if !problems.is_empty() {
         bail!(
             "merchant settings problems:\n  - {}",
             problems.join("\n  - ")
         );
     }
-    let operator_origins = operator_origins(&config, &runtime, sandbox.as_deref());
+    let operator_origins = operator_origins(&config, &plugins, sandbox.as_deref());
     let guards = crate::auth::Guards::new(&config);
+    let setting_defaults = match &sandbox {
+        Some(s) => vec![
+            ("gateway_url".to_owned(), format!("{}/gateway", s.public_base)),
+            ("notify_verify_url".to_owned(), format!("{}/mapi", s.public_base)),
+            ("paychannel_url".to_owned(), format!("{}/mapi", s.public_base)),
+            ("mapi_url".to_owned(), format!("{}/mapi", s.public_base)),
+        ],
+        None => Vec::new(),
+    };
     let app = Arc::new(App {
         operator_origins,
         config,
-        runtime,
+        plugins,
+        setting_defaults,
         store,
         metrics: Metrics::default(),
         sandbox,
@@ -61,18 +97,25 @@ pub async fn build_app_with(
     });
     for (id, settings) in &app.config.merchants {
         let mut s = settings.clone();
-        let mut session = app.runtime.session().await?;
-        if let Ok(Ok(normalised)) = session.validate_settings(&pairs(s.plugin.clone())).await {
-            s.plugin = normalised.into_iter().map(|p| (p.key, p.value)).collect();
+        let plugin = app
+            .plugins
+            .for_merchant(&s)
+            .expect("checked by check_merchants");
+        s.plugin_id = plugin.info.id.clone();
+        let mut session = plugin.session().await?;
+        if let Ok(Ok(normalised)) = session.validate_settings(&s.settings).await {
+            s.settings = normalised;
         }
+        // The hash of the table as written: a row changes when the table does.
         let hash = hex::encode(Sha256::digest(serde_json::to_vec(settings)?));
         if app.store.seed_merchant(id, &s, &hash)? {
-            tracing::info!(merchant = %id, "merchant settings applied from the configuration");
+            tracing::info!(merchant = %id, plugin = %s.plugin_id, "merchant settings applied from the configuration");
         }
     }
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
-        compile = ?app.runtime.compile_source,
+        plugins = %app.plugins.ids().join(","),
+        compile = ?app.plugins.iter().map(|p| p.compile_source).collect::<Vec<_>>(),
         merchants = app.store.merchant_ids()?.len(),
         "payhost ready"
     );
@@ -80,19 +123,13 @@ pub async fn build_app_with(
 }
 
 /// The origins the operator allowed explicitly: `[outbound] allowed_origins`, every URL written in
-/// a `payhost.toml` merchant table (provider URLs and the shop webhook), and the demo's sandbox.
+/// a `payhost.toml` merchant table (settings of kind `url` and the shop webhook), and the demo's
+/// sandbox.
 fn operator_origins(
     config: &Config,
-    runtime: &PluginRuntime,
+    plugins: &Plugins,
     sandbox: Option<&crate::sandbox::Sandbox>,
 ) -> Vec<crate::net::Origin> {
-    let url_settings: Vec<&str> = runtime
-        .info
-        .settings
-        .iter()
-        .filter(|f| f.kind == crate::runtime::types::FieldKind::Url)
-        .map(|f| f.name.as_str())
-        .collect();
     let mut origins = config.allowed_origins.clone();
     let mut add = |url: &str| {
         if let Ok(o) = crate::net::Origin::parse(url) {
@@ -102,9 +139,11 @@ fn operator_origins(
         }
     };
     for m in config.merchants.values() {
-        for (k, v) in &m.plugin {
-            if url_settings.contains(&k.as_str()) {
-                add(v);
+        if let Some(p) = plugins.for_merchant(m) {
+            for (k, v) in &m.settings {
+                if p.info.field(k).is_some_and(|f| f.kind == FieldKind::Url) {
+                    add(v);
+                }
             }
         }
         if let Some(u) = &m.shop_webhook_url {
@@ -117,29 +156,52 @@ fn operator_origins(
     origins
 }
 
-/// Every configured merchant, validated by the component.
-pub async fn check_merchants(config: &Config, runtime: &PluginRuntime) -> Vec<String> {
+/// Every configured merchant: its plugin exists, its `<name>_file` settings are of kind `pem`,
+/// and its component validates its settings.
+pub async fn check_merchants(config: &Config, plugins: &Plugins) -> Vec<String> {
     let mut problems = Vec::new();
+    let ids = plugins.ids();
     for (id, m) in &config.merchants {
-        let mut session = match runtime.session().await {
+        if m.plugin_id.is_empty() && ids.len() > 1 {
+            problems.push(format!(
+                "merchants.{id}.plugin: is required when several plugins are configured (one of {})",
+                ids.join(", ")
+            ));
+            continue;
+        }
+        let Some(plugin) = plugins.for_merchant(m) else {
+            problems.push(format!(
+                "merchants.{id}.plugin: {:?} is not configured (configured: {})",
+                m.plugin_id,
+                ids.join(", ")
+            ));
+            continue;
+        };
+        for name in &m.from_files {
+            if plugin.info.field(name).is_none_or(|f| f.kind != FieldKind::Pem) {
+                problems.push(format!(
+                    "merchants.{id}.{name}_file: only settings of kind pem are read from files, and {:?} has no pem setting {name:?}",
+                    plugin.info.id
+                ));
+            }
+        }
+        let mut session = match plugin.session().await {
             Ok(s) => s,
             Err(e) => {
                 problems.push(format!("merchants.{id}: {e}"));
                 continue;
             }
         };
-        match session.validate_settings(&pairs(m.plugin.clone())).await {
+        match session.validate_settings(&m.settings).await {
             Ok(Ok(_)) => {}
             Ok(Err(fields)) => {
                 for f in fields {
-                    let field = match f.field.as_str() {
-                        "private_key" if m.plugin.iter().any(|(k, _)| k == "private_key") => {
-                            "private_key(_file)"
-                        }
-                        "alipay_public_key" => "alipay_public_key(_file)",
-                        other => other,
+                    let suffix = if m.from_files.contains(&f.field) {
+                        "_file"
+                    } else {
+                        ""
                     };
-                    problems.push(format!("merchants.{id}.{field}: {}", f.reason));
+                    problems.push(format!("merchants.{id}.{}{suffix}: {}", f.field, f.reason));
                 }
             }
             Err(e) => problems.push(format!("merchants.{id}: {e}")),
@@ -164,6 +226,11 @@ impl Running {
         let _ = self.stop.send(true);
         let _ = self.worker.await;
         result
+    }
+
+    /// Asks the server and its workers to stop, without waiting for them.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
     }
 
     /// Stops accepting, lets in-flight requests finish, stops the webhook worker.

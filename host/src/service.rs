@@ -2,14 +2,12 @@
 //! notifications and returns. The HTTP layer only translates.
 
 use crate::config::{Config, MerchantSettings};
+use crate::domain::amount::Amount;
 use crate::metrics::Metrics;
 use crate::net::{Origin, Policy};
-use crate::runtime::plugin::describe_plugin_error;
-use crate::runtime::types;
-use crate::runtime::{pairs, CallError, Pairs, PluginRuntime};
-use crate::store::{
-    self, Applied, Inserted, NotificationEffect, NotificationRecord, Payment, Store,
-};
+use crate::runtime::plugin_api::{self as api, FieldError, FieldKind, PluginError, Product};
+use crate::runtime::{CallError, PluginRuntime, Plugins};
+use crate::store::{self, Inserted, Payment, Store};
 use anyhow::Result;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -18,7 +16,11 @@ use std::sync::Arc;
 /// Everything a request handler needs.
 pub struct App {
     pub config: Config,
-    pub runtime: PluginRuntime,
+    /// The loaded components, by id; each merchant names one.
+    pub plugins: Plugins,
+    /// Settings every merchant saved through the API or the admin page gets when it leaves them
+    /// out and its component has them (`payhost demo`: the sandbox gateway's URLs).
+    pub setting_defaults: Vec<(String, String)>,
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
     /// The sandbox gateway, served under `/sandbox` (`payhost demo`).
@@ -83,8 +85,8 @@ impl From<CallError> for ApiError {
     }
 }
 
-fn plugin_error_to_api(e: types::PluginError) -> ApiError {
-    use types::PluginError as E;
+pub(crate) fn plugin_error_to_api(e: PluginError) -> ApiError {
+    use PluginError as E;
     match e {
         E::InvalidOrder(f) => ApiError::field(
             400,
@@ -98,7 +100,7 @@ fn plugin_error_to_api(e: types::PluginError) -> ApiError {
                 500,
                 "merchant_misconfigured",
                 &first,
-                describe_plugin_error(&E::InvalidSettings(fields)),
+                E::InvalidSettings(fields).to_string(),
             )
         }
         E::Gateway(g) => ApiError {
@@ -108,12 +110,10 @@ fn plugin_error_to_api(e: types::PluginError) -> ApiError {
                 if g.code.is_empty() { "error" } else { &g.code }
             ),
             field: None,
+            // `detail` is the component's plain-language help for the error.
             message: format!(
-                "Alipay refused the request: {} ({}) {} {}",
-                g.msg,
-                g.sub_code,
-                g.detail,
-                gateway_hint(&g)
+                "the payment provider refused the request: {} ({}) {}",
+                g.msg, g.sub_code, g.detail
             )
             .trim()
             .to_owned(),
@@ -165,20 +165,6 @@ pub fn new_request_id() -> String {
     )
 }
 
-/// Plain-language help for the gateway errors shop owners meet (integration guide, §9).
-pub fn gateway_hint(g: &types::GatewayError) -> &'static str {
-    let text = format!("{} {} {}", g.code, g.sub_code, g.msg).to_ascii_lowercase();
-    if text.contains("has_no_privilege") || text.contains("partner illegal") || g.code == "0005" {
-        "— the partner ID has no permission for the WAP-pay interface: check the signed contract type in the Alipay merchant service (合同列表) and that the partner ID is the one of that contract (请确认签约的接口类型与合作者身份ID)."
-    } else if text.contains("sign") {
-        "— the signature was refused: the key does not belong to this partner ID, or it was pasted with extra characters (交易安全校验码与合作者身份ID不匹配，粘贴时不要带空格)."
-    } else if text.contains("0001") || text.contains("params illegal") {
-        "— a required parameter was missing or malformed."
-    } else {
-        ""
-    }
-}
-
 /// The request to create a payment, as the shop sends it.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,7 +196,7 @@ pub struct PaymentCreated {
     /// The product that pays it: `wap`, `pc` or `app` (`auto` resolved).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub product: Option<String>,
-    /// App pay: the signed order string the app hands to the Alipay SDK.
+    /// App pay: the signed order string the app hands to the provider's SDK.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_string: Option<String>,
 }
@@ -225,14 +211,6 @@ pub struct SyncResult {
     pub outcome: String,
     /// The payment's status after the query.
     pub status: String,
-}
-
-/// How a notification ended, and what to answer the provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotifyOutcome {
-    pub outcome: &'static str,
-    pub reply: String,
-    pub status: u16,
 }
 
 fn is_http_url(u: &str) -> bool {
@@ -259,14 +237,11 @@ impl App {
         m: &'m MerchantSettings,
     ) -> impl Iterator<Item = (&'m str, &'m str)> + 'm {
         let names: Vec<String> = self
-            .runtime
-            .info
-            .settings
-            .iter()
-            .filter(|f| f.kind == types::FieldKind::Url)
-            .map(|f| f.name.clone())
-            .collect();
-        m.plugin
+            .plugins
+            .for_merchant(m)
+            .map(|p| p.info.names_of_kind(FieldKind::Url).map(str::to_owned).collect())
+            .unwrap_or_default();
+        m.settings
             .iter()
             .filter(move |(k, _)| names.contains(k))
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -275,7 +250,11 @@ impl App {
     /// Where this merchant's provider calls may go: the manifest's origins and the merchant's own
     /// provider URLs; only operator-allowed origins may resolve to non-public addresses.
     pub fn merchant_policy(&self, m: &MerchantSettings) -> Policy {
-        let mut policy = self.runtime.base_policy();
+        let mut policy = self
+            .plugins
+            .for_merchant(m)
+            .map(PluginRuntime::base_policy)
+            .unwrap_or_default();
         for (_, url) in self.provider_urls(m) {
             if let Ok(o) = Origin::parse(url) {
                 if self.operator_origins.contains(&o) {
@@ -304,8 +283,12 @@ impl App {
 
     /// Provider URLs that arrive through the API or the admin page must use an origin the
     /// operator allowed (or the manifest's): every other one is named with the rule.
-    fn check_provider_origins(&self, m: &MerchantSettings) -> Vec<types::FieldError> {
-        let base = self.runtime.base_policy();
+    fn check_provider_origins(&self, m: &MerchantSettings) -> Vec<FieldError> {
+        let base = self
+            .plugins
+            .for_merchant(m)
+            .map(PluginRuntime::base_policy)
+            .unwrap_or_default();
         self.provider_urls(m)
             .filter_map(|(name, url)| {
                 let reason = match Origin::parse(url) {
@@ -315,67 +298,80 @@ impl App {
                         "the origin {o} is not allowed: the operator must list it in payhost.toml under [outbound] allowed_origins"
                     ),
                 };
-                Some(types::FieldError {
-                    field: name.to_owned(),
-                    reason,
-                })
+                Some(FieldError::new(name, reason))
             })
             .collect()
     }
 
-    /// Validates settings with the component and stores them (trimmed, normalised).
+    /// The component that pays for a merchant (500 when it names none this host loaded).
+    pub fn plugin_for(&self, m: &MerchantSettings) -> Result<&PluginRuntime, ApiError> {
+        self.plugins.for_merchant(m).ok_or_else(|| {
+            ApiError::field(
+                500,
+                "merchant_misconfigured",
+                "plugin",
+                format!(
+                    "plugin: the merchant names {:?}, which this host has not loaded ({})",
+                    m.plugin_id,
+                    self.plugins.ids().join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Validates settings with the merchant's component and stores them (trimmed, normalised).
+    /// Settings the operator gave every merchant (`setting_defaults`, e.g. the demo's sandbox
+    /// URLs) fill in what is left out.
     pub async fn configure_merchant(
         &self,
         id: &str,
         mut settings: MerchantSettings,
-    ) -> Result<MerchantSettings, Vec<types::FieldError>> {
-        // In `payhost demo` every merchant talks to the built-in sandbox unless told otherwise.
-        if let Some(sandbox) = &self.sandbox {
-            for (name, path) in [
-                ("gateway_url", "/gateway"),
-                ("notify_verify_url", "/mapi"),
-                ("paychannel_url", "/mapi"),
-                ("mapi_url", "/mapi"),
-            ] {
-                if settings.get(name).is_none() {
-                    settings
-                        .plugin
-                        .push((name.to_owned(), format!("{}{path}", sandbox.public_base)));
+    ) -> Result<MerchantSettings, Vec<FieldError>> {
+        if settings.plugin_id.is_empty() {
+            // One plugin: it is implied. Several: the merchant must name one.
+            match self.plugins.ids().as_slice() {
+                [only] => settings.plugin_id = only.clone(),
+                ids => {
+                    return Err(vec![FieldError::new(
+                        "plugin",
+                        format!("is required: one of {}", ids.join(", ")),
+                    )])
                 }
+            }
+        }
+        let Some(plugin) = self.plugins.get(&settings.plugin_id) else {
+            return Err(vec![FieldError::new(
+                "plugin",
+                format!(
+                    "{:?} is not loaded by this host (loaded: {})",
+                    settings.plugin_id,
+                    self.plugins.ids().join(", ")
+                ),
+            )]);
+        };
+        for (name, value) in &self.setting_defaults {
+            if settings.get(name).is_none() && plugin.info.field(name).is_some() {
+                settings.settings.push((name.clone(), value.clone()));
             }
         }
         let refused = self.check_provider_origins(&settings);
         if !refused.is_empty() {
             return Err(refused);
         }
-        let mut session = self.runtime.session().await.map_err(|e| {
-            vec![types::FieldError {
-                field: "plugin".into(),
-                reason: e.to_string(),
-            }]
-        })?;
+        let plugin_failed = |e: CallError| vec![FieldError::new("plugin", e.to_string())];
+        let mut session = plugin.session().await.map_err(plugin_failed)?;
         let normalised = session
-            .validate_settings(&pairs(settings.plugin.clone()))
+            .validate_settings(&settings.settings)
             .await
-            .map_err(|e| {
-                vec![types::FieldError {
-                    field: "plugin".into(),
-                    reason: e.to_string(),
-                }]
-            })??;
+            .map_err(plugin_failed)??;
         let stored = MerchantSettings {
-            plugin: normalised.into_iter().map(|p| (p.key, p.value)).collect(),
-            shop_webhook_url: settings.shop_webhook_url,
-            shop_webhook_secret: settings.shop_webhook_secret,
-            shop_origins: settings.shop_origins,
+            settings: normalised,
+            ..settings
         };
-        self.store.save_merchant(id, &stored).map_err(|e| {
-            vec![types::FieldError {
-                field: "store".into(),
-                reason: e.to_string(),
-            }]
-        })?;
-        tracing::info!(merchant = id, "merchant settings saved");
+        self.store
+            .save_merchant(id, &stored)
+            .map_err(|e| vec![FieldError::new("store", e.to_string())])?;
+        tracing::info!(merchant = id, plugin = %stored.plugin_id, "merchant settings saved");
         Ok(stored)
     }
 
@@ -386,6 +382,7 @@ impl App {
     ) -> Result<(u16, PaymentCreated), ApiError> {
         let _permit = self.admission.acquire().await.map_err(ApiError::internal)?;
         let merchant = self.merchant(merchant_id)?;
+        let plugin = self.plugin_for(&merchant)?;
         let required = |v: &Option<String>, name: &str| -> Result<String, ApiError> {
             v.as_ref()
                 .map(|s| s.trim().to_owned())
@@ -395,15 +392,15 @@ impl App {
                 })
         };
         let product = match req.product.as_deref().map(str::trim) {
-            None | Some("") | Some("wap") => types::PaymentProduct::Wap,
-            Some("pc") => types::PaymentProduct::Pc,
-            Some("app") => types::PaymentProduct::App,
+            None | Some("") | Some("wap") => Product::Wap,
+            Some("pc") => Product::Pc,
+            Some("app") => Product::App,
             // Phone and tablet browsers get the WAP cashier, desktops the PC one (domain::device).
             Some("auto") => match req.user_agent.as_deref().map(str::trim) {
                 Some(ua) if !ua.is_empty() && !crate::domain::device::is_phone_browser(ua) => {
-                    types::PaymentProduct::Pc
+                    Product::Pc
                 }
-                _ => types::PaymentProduct::Wap,
+                _ => Product::Wap,
             },
             Some(other) => {
                 return Err(ApiError::field(
@@ -454,7 +451,7 @@ impl App {
                 ))
             }
         };
-        let total_fen = alipay_amount_fen(&total_fee).map_err(|reason| {
+        let total_fen = amount_minor(&total_fee).map_err(|reason| {
             ApiError::field(
                 400,
                 "invalid_order",
@@ -462,7 +459,7 @@ impl App {
                 format!("total_fee: {reason}"),
             )
         })?;
-        let order = types::PaymentRequest {
+        let order = api::PaymentRequest {
             product,
             out_trade_no: out_trade_no.clone(),
             subject: subject.clone(),
@@ -481,15 +478,18 @@ impl App {
             request_id: new_request_id(),
         };
 
-        // The same out_trade_no again: same amount and seller → the existing payment; else 409.
-        let expected_seller = self.expected_seller(&merchant, order.seller.as_deref());
+        // The same out_trade_no again: same amount (and the same seller, when the request names
+        // one) → the existing payment; else 409.
         if let Some(existing) = self
             .store
             .payment(merchant_id, &out_trade_no)
             .map_err(ApiError::internal)?
         {
             if existing.total_fen != total_fen
-                || !existing.seller.eq_ignore_ascii_case(&expected_seller)
+                || order
+                    .seller
+                    .as_deref()
+                    .is_some_and(|s| !existing.seller.eq_ignore_ascii_case(s))
             {
                 return Err(ApiError::field(
                     409,
@@ -508,9 +508,9 @@ impl App {
         }
 
         let policy = self.merchant_policy(&merchant);
-        let mut session = self.runtime.session().await?;
+        let mut session = plugin.session().await?;
         let started = session
-            .start_payment(&policy, &pairs(merchant.plugin.clone()), &order)
+            .start_payment(&policy, &merchant.settings, &order)
             .await?
             .map_err(plugin_error_to_api)?;
         let now = store::now_rfc3339();
@@ -570,339 +570,6 @@ impl App {
         }
     }
 
-    /// B2C: the configured account (or the partner); C2C: the order's seller or the default.
-    fn expected_seller(&self, m: &MerchantSettings, requested: Option<&str>) -> String {
-        let configured = m
-            .get("seller_email")
-            .or(m.get("partner"))
-            .unwrap_or("")
-            .to_owned();
-        if m.get("mode") == Some("c2c") {
-            requested.map(str::to_owned).unwrap_or(configured)
-        } else {
-            configured
-        }
-    }
-
-    /// Processes an asynchronous notification (§7): verified, confirmed, matched against the
-    /// order and applied once; stored raw with its outcome in one commit (with the effect, when
-    /// there is one). Answers `success` only once that commit is durable and nothing is left to
-    /// retry; a notification whose processing is cut short is not acknowledged, so the provider
-    /// sends it again. A notification for no known merchant is answered 404 and stored nowhere.
-    pub async fn handle_notify(
-        &self,
-        merchant_id: &str,
-        remote: Option<&str>,
-        body: &[u8],
-    ) -> NotifyOutcome {
-        let _permit = self.admission.acquire().await;
-        let ack = self.runtime.info.notify_ack.clone();
-        let retry = self.runtime.info.notify_retry.clone();
-        let done = |outcome: &'static str, reply: &str, status: u16| NotifyOutcome {
-            outcome,
-            reply: reply.to_owned(),
-            status,
-        };
-        let merchant = match self.store.merchant(merchant_id) {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                self.metrics.notify("unknown_merchant");
-                return done("unknown_merchant", &retry, 404);
-            }
-            Err(e) => {
-                tracing::error!(merchant = merchant_id, error = %e, "cannot read the merchant; asking Alipay to retry");
-                self.metrics.notify("store_failed");
-                return done("store_failed", &retry, 500);
-            }
-        };
-        let raw = store::RawNotification {
-            merchant_id,
-            remote,
-            body,
-        };
-        let mut record = NotificationRecord {
-            raw_id: 0,
-            merchant_id: merchant_id.to_owned(),
-            received_at: String::new(),
-            notify_id: None,
-            out_trade_no: None,
-            trade_status: None,
-            outcome: None,
-            detail: None,
-        };
-        let result = self
-            .process_notify(merchant_id, &merchant, &raw, &mut record)
-            .await;
-        let (mut outcome, mut reply, mut status) = match &result {
-            Ok(o) => (*o, ack.as_str(), 200),
-            Err((o, status)) => (*o, retry.as_str(), *status),
-        };
-        // An applied effect was stored with its raw notification; every other outcome here.
-        if record.outcome.is_none() {
-            record.outcome = Some(outcome.to_owned());
-            if let Err(e) = self.store.record_notification(&raw, &record) {
-                tracing::error!(merchant = merchant_id, error = %e, "cannot store a notification; asking Alipay to retry");
-                (outcome, reply, status) = ("store_failed", retry.as_str(), 500);
-            }
-        }
-        self.metrics.notify(outcome);
-        done(outcome, reply, status)
-    }
-
-    /// Ok(outcome) → acknowledge; Err((outcome, status)) → ask for a retry.
-    async fn process_notify(
-        &self,
-        merchant_id: &str,
-        merchant: &MerchantSettings,
-        raw: &store::RawNotification<'_>,
-        record: &mut NotificationRecord,
-    ) -> Result<&'static str, (&'static str, u16)> {
-        let form: Pairs = pairs(form_urlencoded::parse(raw.body).into_owned());
-        let policy = self.merchant_policy(merchant);
-        let mut session = match self.runtime.session().await {
-            Ok(s) => s,
-            Err(e) => {
-                record.detail = Some(e.to_string());
-                return Err(("plugin_failed", 503));
-            }
-        };
-        let verified = match session
-            .verify_notification(&policy, &pairs(merchant.plugin.clone()), &form)
-            .await
-        {
-            Err(e) => {
-                record.detail = Some(e.to_string());
-                return Err(("plugin_failed", 503));
-            }
-            Ok(Err(e)) => {
-                use types::PluginError as E;
-                let outcome = match &e {
-                    E::BadSignature(_) => "bad_signature",
-                    E::NotifyNotConfirmed(_) => "not_confirmed",
-                    E::Transport(_) | E::Timeout(_) => "verify_unreachable",
-                    E::InvalidSettings(_) => "merchant_misconfigured",
-                    _ => "malformed",
-                };
-                record.detail = Some(describe_plugin_error(&e));
-                tracing::warn!(merchant = merchant_id, outcome, detail = %describe_plugin_error(&e), "notification refused");
-                return Err((
-                    outcome,
-                    if outcome == "bad_signature" || outcome == "malformed" {
-                        400
-                    } else {
-                        503
-                    },
-                ));
-            }
-            Ok(Ok(n)) => n,
-        };
-        record.notify_id = Some(verified.notify_id.clone());
-        record.out_trade_no = Some(verified.out_trade_no.clone());
-        record.trade_status = Some(verified.trade_status.clone());
-
-        let payment = match self.store.payment(merchant_id, &verified.out_trade_no) {
-            Ok(Some(p)) => p,
-            Ok(None) => {
-                // Genuine, but for no order we know: stored for a human, not retried for a day.
-                tracing::error!(
-                    target: "payhost::alert",
-                    merchant = merchant_id,
-                    out_trade_no = %verified.out_trade_no,
-                    "ALERT: a confirmed notification names an unknown order"
-                );
-                record.detail = Some("confirmed, but the order is unknown".into());
-                return Ok("unknown_order");
-            }
-            Err(e) => {
-                record.detail = Some(e.to_string());
-                return Err(("store_failed", 500));
-            }
-        };
-        let expectation = types::OrderExpectation {
-            out_trade_no: payment.out_trade_no.clone(),
-            total_fee: payment.total_fee(),
-            seller: payment.seller.clone(),
-        };
-        match session.match_order(&verified, &expectation).await {
-            Err(e) => {
-                record.detail = Some(e.to_string());
-                return Err(("plugin_failed", 503));
-            }
-            Ok(Err(mismatches)) => {
-                let reason = mismatches
-                    .iter()
-                    .map(|m| format!("{}: {}", m.field, m.reason))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                tracing::error!(
-                    target: "payhost::alert",
-                    merchant = merchant_id,
-                    out_trade_no = %payment.out_trade_no,
-                    reason = %reason,
-                    "ALERT: a confirmed notification does not match its order; flagged for review, not paid"
-                );
-                if let Err(e) =
-                    self.store
-                        .flag_for_review(merchant_id, &payment.out_trade_no, &reason)
-                {
-                    record.detail = Some(e.to_string());
-                    return Err(("store_failed", 500));
-                }
-                record.detail = Some(reason);
-                return Ok("mismatch");
-            }
-            Ok(Ok(())) => {}
-        }
-        let effect = NotificationEffect {
-            merchant_id,
-            notify_id: &verified.notify_id,
-            out_trade_no: &verified.out_trade_no,
-            trade_status: &verified.trade_status,
-            trade_no: &verified.trade_no,
-            buyer_email: verified.buyer_email.as_deref(),
-            paid_at: verified
-                .gmt_payment
-                .as_deref()
-                .or(verified.notify_time.as_deref()),
-            webhook_url: merchant.shop_webhook_url.as_deref(),
-            refund_status: field(&verified.fields, "refund_status"),
-            gmt_refund: field(&verified.fields, "gmt_refund"),
-        };
-        match self.store.apply_notification(&effect, raw, record) {
-            Ok(applied) => {
-                if let Applied::Changed { from, to } = &applied {
-                    tracing::info!(merchant = merchant_id, out_trade_no = %verified.out_trade_no, %from, %to, "payment status changed");
-                }
-                let (outcome, detail) = applied.outcome();
-                record.outcome = Some(outcome.to_owned());
-                record.detail = detail;
-                Ok(outcome)
-            }
-            Err(e) => {
-                record.detail = Some(e.to_string());
-                Err(("store_failed", 500))
-            }
-        }
-    }
-
-    /// Lost-notify recovery (掉单补偿, ALIPAY_EXTRA_PROTOCOLS.md §3.4): asks the provider's trade
-    /// query about one payment and, when it shows the trade paid (or refunded), applies it through
-    /// the same match and one-transaction transition as a notification: recorded with its
-    /// source (`query`), deduplicated against the notification that may still come, one webhook.
-    /// A trade the provider does not have, and every error, is reported, never guessed.
-    pub async fn sync_payment(
-        &self,
-        merchant_id: &str,
-        out_trade_no: &str,
-    ) -> Result<SyncResult, ApiError> {
-        let _permit = self.admission.acquire().await.map_err(ApiError::internal)?;
-        let merchant = self.merchant(merchant_id)?;
-        let payment = self
-            .store
-            .payment(merchant_id, out_trade_no)
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| {
-                ApiError::new(404, "unknown_order", format!("no payment {out_trade_no:?}"))
-            })?;
-        let policy = self.merchant_policy(&merchant);
-        let settings = pairs(merchant.plugin.clone());
-        let mut session = self.runtime.session().await?;
-        let query = session
-            .query_trade(&policy, &settings, out_trade_no)
-            .await?
-            .map_err(plugin_error_to_api)?;
-        self.metrics.notify(if query.found {
-            "query_found"
-        } else {
-            "query_not_found"
-        });
-        let Some(verified) = query.notification.filter(|_| query.found) else {
-            return Ok(SyncResult {
-                found: false,
-                trade_status: None,
-                outcome: "not_found".into(),
-                status: payment.status,
-            });
-        };
-        let expectation = types::OrderExpectation {
-            out_trade_no: payment.out_trade_no.clone(),
-            total_fee: payment.total_fee(),
-            seller: payment.seller.clone(),
-        };
-        // Stored like a notification, its source named: what the query answered, as fields.
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(query.fields.iter().map(|p| (&p.key, &p.value)))
-            .finish();
-        let raw = store::RawNotification {
-            merchant_id,
-            remote: Some("query:single_trade_query"),
-            body: body.as_bytes(),
-        };
-        let mut record = NotificationRecord {
-            raw_id: 0,
-            merchant_id: merchant_id.to_owned(),
-            received_at: String::new(),
-            notify_id: Some(verified.notify_id.clone()),
-            out_trade_no: Some(verified.out_trade_no.clone()),
-            trade_status: Some(verified.trade_status.clone()),
-            outcome: None,
-            detail: Some("source: query".into()),
-        };
-        let outcome = match session.match_order(&verified, &expectation).await? {
-            Err(mismatches) => {
-                let reason = mismatches
-                    .iter()
-                    .map(|m| format!("{}: {}", m.field, m.reason))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no, reason = %reason, "ALERT: the trade query does not match its order; flagged for review, not paid");
-                self.store
-                    .flag_for_review(merchant_id, out_trade_no, &reason)
-                    .map_err(ApiError::internal)?;
-                record.outcome = Some("mismatch".into());
-                record.detail = Some(format!("source: query; {reason}"));
-                self.store
-                    .record_notification(&raw, &record)
-                    .map_err(ApiError::internal)?;
-                "mismatch".to_owned()
-            }
-            Ok(()) => {
-                let effect = NotificationEffect {
-                    merchant_id,
-                    notify_id: &verified.notify_id,
-                    out_trade_no: &verified.out_trade_no,
-                    trade_status: &verified.trade_status,
-                    trade_no: &verified.trade_no,
-                    buyer_email: verified.buyer_email.as_deref(),
-                    paid_at: verified.gmt_payment.as_deref(),
-                    webhook_url: merchant.shop_webhook_url.as_deref(),
-                    refund_status: field(&verified.fields, "refund_status"),
-                    gmt_refund: field(&verified.fields, "gmt_refund"),
-                };
-                let applied = self
-                    .store
-                    .apply_notification(&effect, &raw, &record)
-                    .map_err(ApiError::internal)?;
-                if let Applied::Changed { from, to } = &applied {
-                    tracing::info!(merchant = merchant_id, out_trade_no, %from, %to, source = "query", "payment status changed");
-                }
-                applied.outcome().0.to_owned()
-            }
-        };
-        let status = self
-            .store
-            .payment(merchant_id, out_trade_no)
-            .map_err(ApiError::internal)?
-            .map(|p| p.status)
-            .unwrap_or_default();
-        Ok(SyncResult {
-            found: true,
-            trade_status: Some(verified.trade_status),
-            outcome,
-            status,
-        })
-    }
-
     /// Verifies an app SDK's synchronous result string for one of this merchant's payments: a
     /// hint for the app to show, never a payment (only a notification or a query marks paid).
     pub async fn app_result(
@@ -919,9 +586,9 @@ impl App {
             .ok_or_else(|| {
                 ApiError::new(404, "unknown_order", format!("no payment {out_trade_no:?}"))
             })?;
-        let mut session = self.runtime.session().await?;
+        let mut session = self.plugin_for(&merchant)?.session().await?;
         let verified = session
-            .verify_app_result(&pairs(merchant.plugin.clone()), result)
+            .verify_app_result(&merchant.settings, result)
             .await?;
         Ok(match verified {
             Ok(r) if r.out_trade_no == out_trade_no => serde_json::json!({
@@ -929,13 +596,13 @@ impl App {
                 "result_status": r.result_status,
                 "memo": r.memo,
                 "status": payment.status,
-                "note": "a verified SDK result is a hint: the payment is marked paid only by Alipay's notification or a trade query",
+                "note": "a verified SDK result is a hint: the payment is marked paid only by the provider's notification or a trade query",
             }),
             Ok(r) => {
                 serde_json::json!({"verified": false, "reason": format!("the result is for order {}", r.out_trade_no), "status": payment.status})
             }
             Err(e) => {
-                serde_json::json!({"verified": false, "reason": describe_plugin_error(&e), "status": payment.status})
+                serde_json::json!({"verified": false, "reason": e.to_string(), "status": payment.status})
             }
         })
     }
@@ -949,21 +616,21 @@ impl App {
     }
 
     /// Verifies the buyer's return (§6) and builds the signed redirect to the shop's return_url:
-    /// `out_trade_no`, `result` (Alipay's), `status` (the host's, from confirmed notifications
+    /// `out_trade_no`, `result` (the provider's), `status` (the host's, from confirmed notifications
     /// only), `ts`, `sign` = hex HMAC-SHA256 over the sorted `k=v&…` string.
     pub async fn handle_return(&self, merchant_id: &str, query: &[u8]) -> Result<String, ApiError> {
         let merchant = self.merchant(merchant_id)?;
-        let q = pairs(form_urlencoded::parse(query).into_owned());
-        let mut session = self.runtime.session().await?;
+        let q: Vec<(String, String)> = form_urlencoded::parse(query).into_owned().collect();
+        let mut session = self.plugin_for(&merchant)?.session().await?;
         let verified = match session
-            .verify_return(&pairs(merchant.plugin.clone()), &q)
+            .verify_return(&merchant.settings, &q)
             .await?
         {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(merchant = merchant_id, detail = %describe_plugin_error(&e), "refused a return");
+                tracing::warn!(merchant = merchant_id, detail = %e.to_string(), "refused a return");
                 self.metrics.returns("refused");
-                return Err(ApiError::new(400, "bad_return", describe_plugin_error(&e)));
+                return Err(ApiError::new(400, "bad_return", e.to_string()));
             }
         };
         let payment = self
@@ -995,30 +662,14 @@ impl App {
     }
 }
 
-/// A field of a verified notification, by name.
-fn field<'a>(fields: &'a [types::Pair], name: &str) -> Option<&'a str> {
-    fields
-        .iter()
-        .find(|p| p.key == name)
-        .map(|p| p.value.as_str())
-        .filter(|v| !v.is_empty())
-}
-
 /// A payment just (re)started: with its product and, for app pay, the order string.
 fn created_now(
     p: &Payment,
-    product: types::PaymentProduct,
-    started: &types::PaymentStarted,
+    product: Product,
+    started: &api::PaymentStarted,
 ) -> PaymentCreated {
     PaymentCreated {
-        product: Some(
-            match product {
-                types::PaymentProduct::Wap => "wap",
-                types::PaymentProduct::Pc => "pc",
-                types::PaymentProduct::App => "app",
-            }
-            .to_owned(),
-        ),
+        product: Some(product.as_str().to_owned()),
         order_string: started.order_string.clone(),
         ..created(p)
     }
@@ -1040,11 +691,9 @@ fn created(p: &Payment) -> PaymentCreated {
     }
 }
 
-/// The host's own amount check (the component checks again): fen, or why not.
-pub fn alipay_amount_fen(s: &str) -> Result<u64, String> {
-    alipay_wap_plugin::amount::Amount::parse(s)
-        .map(|a| a.fen())
-        .map_err(|e| e.to_string())
+/// The host's own amount check (the component checks again): minor units, or why not.
+pub fn amount_minor(s: &str) -> Result<u64, String> {
+    Amount::parse(s).map(Amount::minor).map_err(|e| e.to_string())
 }
 
 /// `k=v&…` sorted by key, then `&sign=<hex HMAC-SHA256>`; values percent-encoded.
@@ -1087,26 +736,33 @@ pub fn mask(secret: &str) -> String {
     }
 }
 
-/// The masked view of a merchant's settings.
-pub fn masked_settings(m: &MerchantSettings, secret_names: &[String]) -> serde_json::Value {
-    let mut out = serde_json::Map::new();
-    for (k, v) in &m.plugin {
-        let value = if k == "private_key" {
-            serde_json::Value::String("(set)".into())
-        } else if secret_names.contains(k) {
-            serde_json::Value::String(mask(v))
-        } else if k == "alipay_public_key" {
-            serde_json::Value::String("(set)".into())
-        } else {
-            serde_json::Value::String(v.clone())
+/// The masked view of a merchant's settings: secrets show their last four characters, PEM keys
+/// only that they are set (by the component's schema). The settings appear both under `settings`
+/// and, as older clients read them, at the top level.
+pub fn masked_settings(m: &MerchantSettings, info: Option<&api::PluginInfo>) -> serde_json::Value {
+    let mut settings = serde_json::Map::new();
+    for (k, v) in &m.settings {
+        let field = info.and_then(|i| i.field(k));
+        let value = match field {
+            Some(f) if f.kind == FieldKind::Pem => "(set)".to_owned(),
+            Some(f) if f.secret || f.kind == FieldKind::Secret => mask(v),
+            Some(_) => v.clone(),
+            // Not in the schema (an older row): shown only as set.
+            None => "(set)".to_owned(),
         };
-        out.insert(k.clone(), value);
+        settings.insert(k.clone(), value.into());
     }
+    let mut out = settings.clone();
+    out.insert("plugin".into(), m.plugin_id.clone().into());
+    out.insert("settings".into(), serde_json::Value::Object(settings));
     if let Some(u) = &m.shop_webhook_url {
         out.insert("shop_webhook_url".into(), u.clone().into());
     }
     if let Some(s) = &m.shop_webhook_secret {
         out.insert("shop_webhook_secret".into(), mask(s).into());
+    }
+    if !m.shop_origins.is_empty() {
+        out.insert("shop_origins".into(), m.shop_origins.clone().into());
     }
     serde_json::Value::Object(out)
 }

@@ -114,7 +114,7 @@ async fn post(app: &App, url: &str, event_id: &str, body: &str, key: &str) -> Re
         truncate: true,
     };
     let answer = app
-        .runtime
+        .plugins
         .net()
         .send(&app.webhook_policy(url), &request, limits)
         .await

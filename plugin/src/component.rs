@@ -40,10 +40,10 @@ fn plugin_error(e: model::PluginError) -> wit::PluginError {
         }
         E::InvalidOrder(f) => wit::PluginError::InvalidOrder(field_error(f)),
         E::Gateway(g) => wit::PluginError::Gateway(wit::GatewayError {
+            detail: g.detail_with_hint(),
             code: g.code,
             sub_code: g.sub_code,
             msg: g.msg,
-            detail: g.detail,
         }),
         E::BadSignature(m) => wit::PluginError::BadSignature(m),
         E::NotifyNotConfirmed(m) => wit::PluginError::NotifyNotConfirmed(m),

@@ -32,6 +32,28 @@ pub struct GatewayError {
     pub detail: String,
 }
 
+impl GatewayError {
+    /// Plain-language help for the gateway errors shop owners meet (integration guide, §9),
+    /// appended to `detail`: the host shows it as it is and knows nothing of Alipay's codes.
+    pub fn hint(&self) -> &'static str {
+        let text = format!("{} {} {}", self.code, self.sub_code, self.msg).to_ascii_lowercase();
+        if text.contains("has_no_privilege") || text.contains("partner illegal") || self.code == "0005" {
+            "— the partner ID has no permission for the WAP-pay interface: check the signed contract type in the Alipay merchant service (合同列表) and that the partner ID is the one of that contract (请确认签约的接口类型与合作者身份ID)."
+        } else if text.contains("sign") {
+            "— the signature was refused: the key does not belong to this partner ID, or it was pasted with extra characters (交易安全校验码与合作者身份ID不匹配，粘贴时不要带空格)."
+        } else if text.contains("0001") || text.contains("params illegal") {
+            "— a required parameter was missing or malformed."
+        } else {
+            ""
+        }
+    }
+
+    /// `detail` with the hint after it.
+    pub fn detail_with_hint(&self) -> String {
+        format!("{} {}", self.detail, self.hint()).trim().to_owned()
+    }
+}
+
 /// Every way a plugin call can fail.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PluginError {

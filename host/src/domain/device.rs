@@ -1,8 +1,9 @@
-//! `product = "auto"`: which cashier a buyer's browser gets. Alipay's WAP cashier refuses desktop
-//! browsers and its PC cashier is unusable on a phone (ALIPAY_EXTRA_PROTOCOLS.md §2.4), so the host
-//! picks by the `User-Agent` the shop passes, as the public integrations do (Mobile Detect and its
-//! ports): a phone or tablet browser gets WAP, anything else PC. No User-Agent at all gets WAP,
-//! the product the host offered before the switch existed.
+//! `product = "auto"`: which cashier a buyer's browser gets. A provider's phone cashier may refuse
+//! desktop browsers and its desktop cashier be unusable on a phone, so the host picks by the
+//! `User-Agent` the shop passes, as the public integrations do (Mobile Detect and its ports): a
+//! phone or tablet browser gets WAP, anything else PC. No User-Agent at all gets WAP, the product
+//! the host offered before the switch existed. (In-app browsers carry their platform's tokens
+//! as well, e.g. `Android … Mobile`, so they need no marker of their own.)
 
 /// Markers of phone and tablet browsers (case-insensitive), from the families Mobile Detect
 /// recognises: platform names, the generic `Mobile` token, and Chinese in-app browsers.
@@ -19,7 +20,6 @@ const PHONE_MARKERS: &[&str] = &[
     "ucbrowser",
     "ucweb",
     "micromessenger",
-    "alipayclient",
     "midp",
     "harmonyos",
 ];
@@ -42,6 +42,7 @@ mod tests {
             "Mozilla/5.0 (iPad; CPU OS 16_0 like Mac OS X)",
             "Mozilla/5.0 (Linux; U; Android 4.4.2; zh-CN) UCBrowser/11.0",
             "Mozilla/5.0 (Linux; Android 10) MicroMessenger/8.0.40",
+            "Mozilla/5.0 (Linux; U; Android 9; zh-CN; MI 8) AppleWebKit/537.36 Chrome/57.0 Mobile Safari/537.36 NebulaSDK/1.8.100112",
             "Opera/9.80 (J2ME/MIDP; Opera Mini/9.80)",
         ] {
             assert!(is_phone_browser(phone), "{phone}");

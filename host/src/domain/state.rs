@@ -1,39 +1,48 @@
-//! The payment state machine: from (the payment's status, the notification's `trade_status`,
-//! its `refund_status`) to the new status and the shop webhook events. Pure: the store applies
-//! what it says inside the notification's transaction.
+//! The payment state machine: from (the payment's status, the provider's event as the component
+//! reported it) to the new status and the shop webhook events. Pure: the store applies what it
+//! says inside the notification's transaction. A paid payment never becomes unpaid.
 //!
-//! It follows the protocol reference's handling rules (ALIPAY_EXTRA_PROTOCOLS.md §4.4): a full
-//! refund arrives as `TRADE_CLOSED` with `refund_status=REFUND_SUCCESS`, a partial one as
-//! `TRADE_SUCCESS` with `refund_status=REFUND_SUCCESS`; `TRADE_CLOSED` without refund fields on
-//! an unpaid order is the timeout close. A paid order never becomes unpaid.
+//! Components map their provider's statuses into [`TradeEvent`] (a full refund usually arrives as
+//! a closed trade with a refund, a partial one as a paid trade with a refund); the host decides
+//! with the event alone.
 //!
-//! | current          | trade_status     | refund_status    | new status       | events                                  |
-//! |------------------|------------------|------------------|------------------|-----------------------------------------|
-//! | `WAIT_BUYER_PAY` | `TRADE_SUCCESS`  | —                | `TRADE_SUCCESS`  | `payment.paid`                          |
-//! | `WAIT_BUYER_PAY` | `TRADE_SUCCESS`  | `REFUND_SUCCESS` | `TRADE_SUCCESS`  | `payment.paid`, `payment.partially_refunded` |
-//! | `WAIT_BUYER_PAY` | `TRADE_FINISHED` | any              | `TRADE_FINISHED` | `payment.finished`                      |
-//! | `WAIT_BUYER_PAY` | `TRADE_CLOSED`   | —                | `TRADE_CLOSED`   | `payment.closed` (timeout close)        |
-//! | `WAIT_BUYER_PAY` | `TRADE_CLOSED`   | `REFUND_SUCCESS` | `REFUNDED`       | `payment.refunded`                      |
-//! | `TRADE_SUCCESS`  | `TRADE_SUCCESS`  | —                | (unchanged)      | —                                       |
-//! | `TRADE_SUCCESS`  | `TRADE_SUCCESS`  | `REFUND_SUCCESS` | (unchanged)      | `payment.partially_refunded`            |
-//! | `TRADE_SUCCESS`  | `TRADE_FINISHED` | any              | `TRADE_FINISHED` | `payment.finished`                      |
-//! | `TRADE_SUCCESS`  | `TRADE_CLOSED`   | any              | `REFUNDED`       | `payment.refunded` (paid, then closed)  |
-//! | `TRADE_FINISHED` | `TRADE_SUCCESS`  | `REFUND_SUCCESS` | (unchanged)      | `payment.partially_refunded` (late)     |
-//! | `TRADE_FINISHED` | `TRADE_CLOSED`   | any              | `REFUNDED`       | `payment.refunded`                      |
-//! | `TRADE_FINISHED` | other            | any              | (unchanged)      | —                                       |
-//! | `TRADE_CLOSED`   | any              | any              | (unchanged)      | — (an unpaid, closed order stays closed) |
-//! | `REFUNDED`       | any              | any              | (unchanged)      | — (`TRADE_FINISHED` after a refund undoes nothing) |
-//! | any              | `WAIT_BUYER_PAY` or unknown | any   | (unchanged)      | —                                       |
+//! | current          | event               | new status       | events                                       |
+//! |------------------|---------------------|------------------|----------------------------------------------|
+//! | `WAIT_BUYER_PAY` | paid                | `TRADE_SUCCESS`  | `payment.paid`                               |
+//! | `WAIT_BUYER_PAY` | partially-refunded  | `TRADE_SUCCESS`  | `payment.paid`, `payment.partially_refunded` |
+//! | `WAIT_BUYER_PAY` | finished            | `TRADE_FINISHED` | `payment.finished`                           |
+//! | `WAIT_BUYER_PAY` | closed              | `TRADE_CLOSED`   | `payment.closed` (closed unpaid)             |
+//! | `WAIT_BUYER_PAY` | refunded            | `REFUNDED`       | `payment.refunded`                           |
+//! | `TRADE_SUCCESS`  | paid                | (unchanged)      | —                                            |
+//! | `TRADE_SUCCESS`  | partially-refunded  | (unchanged)      | `payment.partially_refunded`                 |
+//! | `TRADE_SUCCESS`  | finished            | `TRADE_FINISHED` | `payment.finished`                           |
+//! | `TRADE_SUCCESS`  | closed or refunded  | `REFUNDED`       | `payment.refunded` (paid, then closed)       |
+//! | `TRADE_FINISHED` | partially-refunded  | (unchanged)      | `payment.partially_refunded` (late)          |
+//! | `TRADE_FINISHED` | closed or refunded  | `REFUNDED`       | `payment.refunded`                           |
+//! | `TRADE_FINISHED` | other               | (unchanged)      | —                                            |
+//! | `TRADE_CLOSED`   | any                 | (unchanged)      | — (an unpaid, closed order stays closed)     |
+//! | `REFUNDED`       | any                 | (unchanged)      | — (a late "finished" undoes nothing)         |
+//! | any              | waiting             | (unchanged)      | —                                            |
 //!
-//! `refund_status` values other than `REFUND_SUCCESS` (`REFUND_CLOSED`, `WAIT_ALIPAY_REFUND`, …)
-//! count as "no refund".
+//! The status names are the shop API's (`status` of a payment and of a webhook).
 
 pub const WAIT_BUYER_PAY: &str = "WAIT_BUYER_PAY";
 pub const TRADE_SUCCESS: &str = "TRADE_SUCCESS";
 pub const TRADE_FINISHED: &str = "TRADE_FINISHED";
 pub const TRADE_CLOSED: &str = "TRADE_CLOSED";
-/// Paid, then fully refunded (Alipay closed the trade after the refund).
+/// Paid, then fully refunded (the provider closed the trade after the refund).
 pub const REFUNDED: &str = "REFUNDED";
+
+/// What a provider says happened to a trade, in the host's words (components map into it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TradeEvent {
+    Waiting,
+    Paid,
+    Finished,
+    Closed,
+    Refunded,
+    PartiallyRefunded,
+}
 
 /// A shop webhook event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,22 +116,24 @@ pub fn is_paid(status: &str) -> bool {
 }
 
 /// The transition for a verified notification (see the table in the module documentation).
-pub fn transition(current: &str, trade_status: &str, refund_status: Option<&str>) -> Transition {
+pub fn transition(current: &str, event: TradeEvent) -> Transition {
     use Event::*;
-    let refunded = refund_status.is_some_and(|r| r.trim() == "REFUND_SUCCESS");
-    match (current, trade_status) {
-        (WAIT_BUYER_PAY, TRADE_SUCCESS) if refunded => {
+    use TradeEvent as T;
+    match (current, event) {
+        (WAIT_BUYER_PAY, T::Paid) => Transition::to(TRADE_SUCCESS, &[Paid]),
+        (WAIT_BUYER_PAY, T::PartiallyRefunded) => {
             Transition::to(TRADE_SUCCESS, &[Paid, PartiallyRefunded])
         }
-        (WAIT_BUYER_PAY, TRADE_SUCCESS) => Transition::to(TRADE_SUCCESS, &[Paid]),
-        (WAIT_BUYER_PAY, TRADE_FINISHED) => Transition::to(TRADE_FINISHED, &[Finished]),
-        (WAIT_BUYER_PAY, TRADE_CLOSED) if refunded => Transition::to(REFUNDED, &[Refunded]),
-        (WAIT_BUYER_PAY, TRADE_CLOSED) => Transition::to(TRADE_CLOSED, &[Closed]),
-        (TRADE_SUCCESS | TRADE_FINISHED, TRADE_SUCCESS) if refunded => {
+        (WAIT_BUYER_PAY, T::Finished) => Transition::to(TRADE_FINISHED, &[Finished]),
+        (WAIT_BUYER_PAY, T::Closed) => Transition::to(TRADE_CLOSED, &[Closed]),
+        (WAIT_BUYER_PAY, T::Refunded) => Transition::to(REFUNDED, &[Refunded]),
+        (TRADE_SUCCESS | TRADE_FINISHED, T::PartiallyRefunded) => {
             Transition::stay(&[PartiallyRefunded])
         }
-        (TRADE_SUCCESS, TRADE_FINISHED) => Transition::to(TRADE_FINISHED, &[Finished]),
-        (TRADE_SUCCESS | TRADE_FINISHED, TRADE_CLOSED) => Transition::to(REFUNDED, &[Refunded]),
+        (TRADE_SUCCESS, T::Finished) => Transition::to(TRADE_FINISHED, &[Finished]),
+        (TRADE_SUCCESS | TRADE_FINISHED, T::Closed | T::Refunded) => {
+            Transition::to(REFUNDED, &[Refunded])
+        }
         _ => Transition::none(),
     }
 }
@@ -131,135 +142,68 @@ pub fn transition(current: &str, trade_status: &str, refund_status: Option<&str>
 mod tests {
     use super::Event::*;
     use super::*;
-
-    const R: Option<&str> = Some("REFUND_SUCCESS");
+    use TradeEvent as T;
 
     #[test]
     fn every_row_of_the_table() {
-        // (current, trade_status, refund_status, new status, events)
-        type Row<'a> = (
-            &'a str,
-            &'a str,
-            Option<&'a str>,
-            Option<&'a str>,
-            &'a [Event],
-        );
+        type Row<'a> = (&'a str, TradeEvent, Option<&'a str>, &'a [Event]);
         let rows: &[Row<'_>] = &[
+            (WAIT_BUYER_PAY, T::Paid, Some(TRADE_SUCCESS), &[Paid]),
             (
                 WAIT_BUYER_PAY,
-                TRADE_SUCCESS,
-                None,
-                Some(TRADE_SUCCESS),
-                &[Paid],
-            ),
-            (
-                WAIT_BUYER_PAY,
-                TRADE_SUCCESS,
-                R,
+                T::PartiallyRefunded,
                 Some(TRADE_SUCCESS),
                 &[Paid, PartiallyRefunded],
             ),
-            (
-                WAIT_BUYER_PAY,
-                TRADE_FINISHED,
-                None,
-                Some(TRADE_FINISHED),
-                &[Finished],
-            ),
-            (
-                WAIT_BUYER_PAY,
-                TRADE_FINISHED,
-                R,
-                Some(TRADE_FINISHED),
-                &[Finished],
-            ),
-            (
-                WAIT_BUYER_PAY,
-                TRADE_CLOSED,
-                None,
-                Some(TRADE_CLOSED),
-                &[Closed],
-            ),
-            (WAIT_BUYER_PAY, TRADE_CLOSED, R, Some(REFUNDED), &[Refunded]),
-            (
-                WAIT_BUYER_PAY,
-                TRADE_CLOSED,
-                Some("REFUND_CLOSED"),
-                Some(TRADE_CLOSED),
-                &[Closed],
-            ),
-            (TRADE_SUCCESS, TRADE_SUCCESS, None, None, &[]),
-            (TRADE_SUCCESS, TRADE_SUCCESS, R, None, &[PartiallyRefunded]),
-            (
-                TRADE_SUCCESS,
-                TRADE_SUCCESS,
-                Some("REFUND_CLOSED"),
-                None,
-                &[],
-            ),
-            (
-                TRADE_SUCCESS,
-                TRADE_FINISHED,
-                None,
-                Some(TRADE_FINISHED),
-                &[Finished],
-            ),
-            (
-                TRADE_SUCCESS,
-                TRADE_FINISHED,
-                R,
-                Some(TRADE_FINISHED),
-                &[Finished],
-            ),
-            (
-                TRADE_SUCCESS,
-                TRADE_CLOSED,
-                None,
-                Some(REFUNDED),
-                &[Refunded],
-            ),
-            (TRADE_SUCCESS, TRADE_CLOSED, R, Some(REFUNDED), &[Refunded]),
-            (TRADE_FINISHED, TRADE_SUCCESS, None, None, &[]),
-            (TRADE_FINISHED, TRADE_SUCCESS, R, None, &[PartiallyRefunded]),
-            (TRADE_FINISHED, TRADE_FINISHED, None, None, &[]),
-            (TRADE_FINISHED, TRADE_CLOSED, R, Some(REFUNDED), &[Refunded]),
-            (
-                TRADE_FINISHED,
-                TRADE_CLOSED,
-                None,
-                Some(REFUNDED),
-                &[Refunded],
-            ),
-            (TRADE_CLOSED, TRADE_SUCCESS, None, None, &[]),
-            (TRADE_CLOSED, TRADE_FINISHED, None, None, &[]),
-            (TRADE_CLOSED, TRADE_CLOSED, R, None, &[]),
-            (REFUNDED, TRADE_FINISHED, None, None, &[]),
-            (REFUNDED, TRADE_FINISHED, R, None, &[]),
-            (REFUNDED, TRADE_SUCCESS, R, None, &[]),
-            (REFUNDED, TRADE_CLOSED, R, None, &[]),
-            (WAIT_BUYER_PAY, WAIT_BUYER_PAY, None, None, &[]),
-            (TRADE_SUCCESS, "SOMETHING_NEW", R, None, &[]),
+            (WAIT_BUYER_PAY, T::Finished, Some(TRADE_FINISHED), &[Finished]),
+            (WAIT_BUYER_PAY, T::Closed, Some(TRADE_CLOSED), &[Closed]),
+            (WAIT_BUYER_PAY, T::Refunded, Some(REFUNDED), &[Refunded]),
+            (WAIT_BUYER_PAY, T::Waiting, None, &[]),
+            (TRADE_SUCCESS, T::Paid, None, &[]),
+            (TRADE_SUCCESS, T::PartiallyRefunded, None, &[PartiallyRefunded]),
+            (TRADE_SUCCESS, T::Finished, Some(TRADE_FINISHED), &[Finished]),
+            (TRADE_SUCCESS, T::Closed, Some(REFUNDED), &[Refunded]),
+            (TRADE_SUCCESS, T::Refunded, Some(REFUNDED), &[Refunded]),
+            (TRADE_SUCCESS, T::Waiting, None, &[]),
+            (TRADE_FINISHED, T::Paid, None, &[]),
+            (TRADE_FINISHED, T::PartiallyRefunded, None, &[PartiallyRefunded]),
+            (TRADE_FINISHED, T::Finished, None, &[]),
+            (TRADE_FINISHED, T::Refunded, Some(REFUNDED), &[Refunded]),
+            (TRADE_FINISHED, T::Closed, Some(REFUNDED), &[Refunded]),
+            (TRADE_CLOSED, T::Paid, None, &[]),
+            (TRADE_CLOSED, T::Finished, None, &[]),
+            (TRADE_CLOSED, T::Refunded, None, &[]),
+            (REFUNDED, T::Finished, None, &[]),
+            (REFUNDED, T::PartiallyRefunded, None, &[]),
+            (REFUNDED, T::Refunded, None, &[]),
+            (REFUNDED, T::Closed, None, &[]),
         ];
-        for (current, trade, refund, to, events) in rows {
+        for (current, event, to, events) in rows {
             assert_eq!(
-                transition(current, trade, *refund),
+                transition(current, *event),
                 Transition {
                     to: *to,
                     events: events.to_vec()
                 },
-                "{current} + {trade} + {refund:?}"
+                "{current} + {event:?}"
             );
         }
     }
 
     #[test]
     fn a_paid_order_never_becomes_unpaid() {
+        let all = [
+            T::Waiting,
+            T::Paid,
+            T::Finished,
+            T::Closed,
+            T::Refunded,
+            T::PartiallyRefunded,
+        ];
         for current in [TRADE_SUCCESS, TRADE_FINISHED, REFUNDED] {
-            for trade in [WAIT_BUYER_PAY, TRADE_SUCCESS, TRADE_FINISHED, TRADE_CLOSED] {
-                for refund in [None, R] {
-                    if let Some(to) = transition(current, trade, refund).to {
-                        assert!(is_paid(to), "{current} + {trade} → {to}");
-                    }
+            for event in all {
+                if let Some(to) = transition(current, event).to {
+                    assert!(is_paid(to), "{current} + {event:?} → {to}");
                 }
             }
         }

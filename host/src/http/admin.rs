@@ -1,7 +1,8 @@
 //! The admin page: a shop owner logs in with the admin password (argon2 hash in
-//! `admin_password_hash`, never the API token), pastes the partner ID and key for each
-//! merchant (masked after saving, never shown again in full), picks B2C/C2C and the sign type,
-//! pastes or loads RSA keys, and tests the connection. Recent payments and notifications are
+//! `admin_password_hash`, never the API token), and fills in each merchant's settings in a form
+//! built from that merchant's component (`describe`: labels, rules, kinds; secrets masked after
+//! saving, never shown again in full; PEM keys pasted or loaded from a file), then tests the
+//! connection. Recent payments and notifications are
 //! listed newest first, with dead-lettered webhooks (resend button) and the merchant's API tokens.
 //!
 //! Sessions are random ids kept (hashed) in the database with an expiry and revoked at logout; the
@@ -11,8 +12,9 @@
 
 use super::{html, read_body, redirect, Body, MAX_API_BODY};
 use crate::config::{valid_merchant_id, MerchantSettings};
-use crate::runtime::types;
-use crate::service::{gateway_hint, mask, App};
+use crate::runtime::plugin_api::{FieldKind, PaymentRequest, Product};
+use crate::runtime::PluginRuntime;
+use crate::service::{mask, App};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use std::net::IpAddr;
@@ -169,11 +171,15 @@ pub async fn handle(app: &Arc<App>, ip: IpAddr, req: Request<Incoming>) -> Respo
             login_page(app, None),
         );
     };
-    let selected = req.uri().query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "m")
-            .map(|(_, v)| v.into_owned())
-    });
+    let query_value = |name: &str| {
+        req.uri().query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        })
+    };
+    let selected = query_value("m");
+    let plugin_choice = query_value("plugin");
     let segs: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
@@ -191,7 +197,10 @@ pub async fn handle(app: &Arc<App>, ip: IpAddr, req: Request<Incoming>) -> Respo
     } else {
         Vec::new()
     };
-    let ctx = Ctx { csrf: &csrf };
+    let ctx = Ctx {
+        csrf: &csrf,
+        plugin: plugin_choice.as_deref(),
+    };
     match (
         method,
         segs.iter()
@@ -206,7 +215,16 @@ pub async fn handle(app: &Arc<App>, ip: IpAddr, req: Request<Incoming>) -> Respo
                 let msg = Flash::err("商户编号只能包含字母、数字、_ 和 - / The merchant id must be 1 to 64 letters, digits, '_' or '-'.");
                 return dashboard(app, &ctx, None, Some(msg)).await;
             }
-            redirect(&format!("/admin?m={id}"))
+            let plugin = field(&form, "plugin").trim();
+            if plugin.is_empty() {
+                redirect(&format!("/admin?m={id}"))
+            } else {
+                let q = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("m", &id)
+                    .append_pair("plugin", plugin)
+                    .finish();
+                redirect(&format!("/admin?{q}"))
+            }
         }
         (Method::POST, ["admin", "merchants", id]) => save(app, &ctx, id, &form).await,
         (Method::POST, ["admin", "merchants", id, "test"]) => test_connection(app, &ctx, id).await,
@@ -245,10 +263,10 @@ pub async fn handle(app: &Arc<App>, ip: IpAddr, req: Request<Incoming>) -> Respo
             let no = super::percent_decode(no);
             let flash = match app.sync_payment(id, &no).await {
                 Ok(r) if !r.found => Flash::err(&format!(
-                    "支付宝没有这笔交易 / Alipay has no trade {no} (TRADE_NOT_EXIST: the buyer never opened the cashier)"
+                    "支付平台没有这笔交易 / The payment provider has no trade {no} (the buyer never opened the cashier)"
                 )),
                 Ok(r) => Flash::ok(&format!(
-                    "查询完成 / Queried {no}: Alipay says {}; {} (payment now {})",
+                    "查询完成 / Queried {no}: the provider says {}; {} (payment now {})",
                     r.trade_status.as_deref().unwrap_or("-"),
                     r.outcome,
                     r.status
@@ -284,6 +302,8 @@ pub async fn handle(app: &Arc<App>, ip: IpAddr, req: Request<Incoming>) -> Respo
 /// What every page of a session needs.
 struct Ctx<'a> {
     csrf: &'a str,
+    /// `?plugin=`: the component a new merchant's form is built for.
+    plugin: Option<&'a str>,
 }
 
 impl Ctx<'_> {
@@ -396,7 +416,7 @@ fn login_page(app: &App, error: Option<&str>) -> String {
     page(
         "payhost 管理登录",
         &format!(
-            "<header><strong>payhost 支付宝手机网站支付</strong></header><main>{err}<div class=\"card\"><h2>管理登录 Admin login</h2>{form}</div></main>"
+            "<header><strong>payhost 支付管理 · Payments admin</strong></header><main>{err}<div class=\"card\"><h2>管理登录 Admin login</h2>{form}</div></main>"
         ),
     )
 }
@@ -432,12 +452,17 @@ async fn save(
         return dashboard(app, ctx, None, Some(Flash::err("bad merchant id"))).await;
     }
     let existing = app.store.merchant(id).ok().flatten();
+    let chosen = field(form, "plugin").trim().to_owned();
+    let Some(runtime) = form_plugin(app, existing.as_ref(), Some(&chosen)) else {
+        let flash = Flash::err(&format!("plugin: {chosen:?} is not loaded by this host"));
+        return dashboard(app, ctx, Some(id), Some(flash)).await;
+    };
     let mut plugin = Vec::new();
-    for f in &app.runtime.info.settings {
+    for f in &runtime.info.settings {
         let value = field(form, &f.name).trim();
         if value.is_empty() {
             // An empty secret or key field keeps what was saved before.
-            if f.secret || f.kind == types::FieldKind::Pem {
+            if f.secret || matches!(f.kind, FieldKind::Pem | FieldKind::Secret) {
                 if let Some(old) = existing.as_ref().and_then(|m| m.get(&f.name)) {
                     plugin.push((f.name.clone(), old.to_owned()));
                 }
@@ -485,7 +510,9 @@ async fn save(
         return dashboard(app, ctx, Some(id), Some(msg)).await;
     }
     let settings = MerchantSettings {
-        plugin,
+        settings: plugin,
+        plugin_id: runtime.info.id.clone(),
+        from_files: Vec::new(),
         shop_webhook_url: webhook_url,
         shop_webhook_secret: webhook_secret,
         shop_origins,
@@ -527,8 +554,8 @@ async fn test_connection(app: &Arc<App>, ctx: &Ctx<'_>, id: &str) -> Response<Bo
         return dashboard(app, ctx, None, Some(Flash::err("unknown merchant"))).await;
     };
     let policy = app.merchant_policy(&merchant);
-    let order = types::PaymentRequest {
-        product: types::PaymentProduct::Wap,
+    let order = PaymentRequest {
+        product: Product::Wap,
         out_trade_no: format!("PAYHOSTTEST{}", crate::store::now_ms()),
         subject: "payhost 连接测试 connection test".into(),
         total_fee: "0.01".into(),
@@ -541,19 +568,21 @@ async fn test_connection(app: &Arc<App>, ctx: &Ctx<'_>, id: &str) -> Response<Bo
         cashier_code: None,
         request_id: crate::service::new_request_id(),
     };
-    let flash = match app.runtime.session().await {
-        Err(e) => Flash::err(&e.to_string()),
-        Ok(mut s) => match s.start_payment(&policy, &crate::runtime::pairs(merchant.plugin.clone()), &order).await {
+    let session = match app.plugin_for(&merchant) {
+        Ok(p) => p.session().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.message),
+    };
+    let flash = match session {
+        Err(e) => Flash::err(&e),
+        Ok(mut s) => match s.start_payment(&policy, &merchant.settings, &order).await {
             Err(e) => Flash::err(&e.to_string()),
-            Ok(Ok(_)) => Flash::ok("连接正常：网关签发了令牌 / Connection OK: the gateway accepted a signed request and issued a token."),
-            Ok(Err(types::PluginError::Gateway(g))) => Flash::err(&format!(
-                "网关拒绝 / The gateway refused: {} {} {} {}",
-                g.code,
-                g.msg,
-                g.detail,
-                gateway_hint(&g)
+            Ok(Ok(_)) => Flash::ok("连接正常：支付平台接受了签名请求 / Connection OK: the provider accepted a signed request."),
+            // `detail` is the component's plain-language help for the error.
+            Ok(Err(crate::runtime::plugin_api::PluginError::Gateway(g))) => Flash::err(&format!(
+                "网关拒绝 / The gateway refused: {} {} {}",
+                g.code, g.msg, g.detail
             )),
-            Ok(Err(e)) => Flash::err(&crate::runtime::plugin::describe_plugin_error(&e)),
+            Ok(Err(e)) => Flash::err(&e.to_string()),
         },
     };
     dashboard(app, ctx, Some(id), Some(flash)).await
@@ -570,7 +599,7 @@ async fn dashboard(
         .map(str::to_owned)
         .or_else(|| ids.first().cloned())
         .unwrap_or_default();
-    let mut body = String::from("<header><strong>payhost 支付宝手机网站支付 · 管理</strong>");
+    let mut body = String::from("<header><strong>payhost 支付管理 · Payments admin</strong>");
     body.push_str(&format!(
         "<form method=\"post\" action=\"/admin/logout\" style=\"margin:0\">{}<button class=\"secondary\" type=\"submit\" id=\"logout\" style=\"margin:0\">退出 Log out</button></form></header><main>",
         ctx.field()
@@ -586,9 +615,27 @@ async fn dashboard(
     for id in &ids {
         body.push_str(&format!("<a href=\"/admin?m={0}\">{0}</a> · ", esc(id)));
     }
+    // With several components, a new merchant picks the one that pays for it.
+    let plugin_select = if app.plugins.ids().len() > 1 {
+        let options: String = app
+            .plugins
+            .iter()
+            .map(|p| {
+                format!(
+                    "<option value=\"{}\">{} ({})</option>",
+                    esc(&p.info.id),
+                    esc(&p.info.name),
+                    esc(&p.info.id)
+                )
+            })
+            .collect();
+        format!("<select name=\"plugin\" id=\"new-plugin\" style=\"width:auto\">{options}</select> ")
+    } else {
+        String::new()
+    };
     body.push_str(&format!(
         "<form method=\"post\" action=\"/admin/merchants\" style=\"display:inline\">{}<input name=\"id\" placeholder=\"新商户编号 new merchant id\" style=\"width:200px\"> \
-         <button class=\"secondary\" type=\"submit\">添加 Add</button></form></div>",
+         {plugin_select}<button class=\"secondary\" type=\"submit\">添加 Add</button></form></div>",
         ctx.field()
     ));
     if !selected.is_empty() {
@@ -600,16 +647,41 @@ async fn dashboard(
     html(200, page("payhost 管理", &body))
 }
 
+/// The component a merchant's form is for: the merchant's own, else the one chosen for a new
+/// merchant, else the first.
+fn form_plugin<'a>(
+    app: &'a App,
+    m: Option<&MerchantSettings>,
+    chosen: Option<&str>,
+) -> Option<&'a PluginRuntime> {
+    match (m, chosen.filter(|c| !c.is_empty())) {
+        (Some(m), _) if !m.plugin_id.is_empty() || app.plugins.ids().len() == 1 => {
+            app.plugins.for_merchant(m)
+        }
+        (_, Some(c)) => app.plugins.get(c),
+        _ => app.plugins.first(),
+    }
+}
+
 fn merchant_form(app: &App, ctx: &Ctx<'_>, id: &str, m: Option<&MerchantSettings>) -> String {
+    let Some(plugin) = form_plugin(app, m, ctx.plugin) else {
+        return format!(
+            "<div class=\"card err\">商户 {} 的插件未加载 / this merchant's plugin is not loaded</div>",
+            esc(id)
+        );
+    };
+    let info = &plugin.info;
     let mut f = format!(
-        "<div class=\"card\"><h2>商户 {0}</h2><p class=\"muted\">Alipay 通知地址 notify_url: <code>{1}</code><br>返回地址 call_back_url: <code>{2}</code></p>\
-         <form method=\"post\" action=\"/admin/merchants/{0}\" id=\"settings\">{3}",
+        "<div class=\"card\"><h2>商户 {0} · <span id=\"plugin-name\">{4}</span></h2><p class=\"muted\">通知地址 notify_url: <code>{1}</code><br>返回地址 return_url: <code>{2}</code></p>\
+         <form method=\"post\" action=\"/admin/merchants/{0}\" id=\"settings\">{3}<input type=\"hidden\" name=\"plugin\" value=\"{5}\">",
         esc(id),
         esc(&app.config.notify_url(id)),
         esc(&app.config.return_url(id)),
-        ctx.field()
+        ctx.field(),
+        esc(&info.name),
+        esc(&info.id)
     );
-    for s in &app.runtime.info.settings {
+    for s in &info.settings {
         let current = m.and_then(|m| m.get(&s.name)).unwrap_or("");
         let label = format!(
             "<label for=\"{0}\">{1} <span class=\"rule\">{2} — {3}</span></label>",
@@ -620,7 +692,7 @@ fn merchant_form(app: &App, ctx: &Ctx<'_>, id: &str, m: Option<&MerchantSettings
         );
         f.push_str(&label);
         match s.kind {
-            types::FieldKind::Select => {
+            FieldKind::Select => {
                 f.push_str(&format!("<select id=\"{0}\" name=\"{0}\">", esc(&s.name)));
                 let chosen = if current.is_empty() {
                     s.default_value.clone().unwrap_or_default()
@@ -641,7 +713,7 @@ fn merchant_form(app: &App, ctx: &Ctx<'_>, id: &str, m: Option<&MerchantSettings
                 }
                 f.push_str("</select>");
             }
-            types::FieldKind::Pem => {
+            FieldKind::Pem => {
                 let placeholder = if current.is_empty() {
                     "-----BEGIN …"
                 } else {
@@ -654,7 +726,7 @@ fn merchant_form(app: &App, ctx: &Ctx<'_>, id: &str, m: Option<&MerchantSettings
                     esc(placeholder)
                 ));
             }
-            types::FieldKind::Secret => {
+            FieldKind::Secret => {
                 let placeholder = if current.is_empty() {
                     String::new()
                 } else {
@@ -697,7 +769,7 @@ fn merchant_form(app: &App, ctx: &Ctx<'_>, id: &str, m: Option<&MerchantSettings
          <input id=\"shop_webhook_secret\" name=\"shop_webhook_secret\" type=\"password\" autocomplete=\"off\" placeholder=\"{}\">\
          <label for=\"shop_origins\">商城地址 <span class=\"rule\">Shop origins — optional, one per line (https://shop.example): return_url must be on one of them</span></label>\
          <textarea id=\"shop_origins\" name=\"shop_origins\" style=\"height:50px\">{}</textarea>\
-         <p class=\"muted\">粘贴合作者身份ID和安全校验码时不要带空格（多余的空格会被自动去掉）。Pasted values are trimmed.</p>\
+         <p class=\"muted\">粘贴的值会自动去掉首尾空格。Pasted values are trimmed.</p>\
          <button type=\"submit\" id=\"save\">保存 Save</button></form>\
          <form method=\"post\" action=\"/admin/merchants/{}/test\">{}<button class=\"secondary\" type=\"submit\" id=\"test\">测试连接 Test connection</button></form></div>\
          <script>document.querySelectorAll('.pemfile').forEach(function(i){{i.addEventListener('change',function(){{var f=i.files[0];if(!f)return;var r=new FileReader();r.onload=function(){{document.getElementById(i.dataset.target).value=r.result}};r.readAsText(f)}})}})</script>",
@@ -711,7 +783,7 @@ fn merchant_form(app: &App, ctx: &Ctx<'_>, id: &str, m: Option<&MerchantSettings
 }
 
 fn recent(app: &App, ctx: &Ctx<'_>, id: &str) -> String {
-    let mut out = String::from("<div class=\"card\"><h3>最近的支付 Recent payments</h3><table id=\"payments\"><tr><th>订单号</th><th>金额</th><th>状态</th><th>卖家</th><th>支付宝交易号</th><th>创建</th><th></th></tr>");
+    let mut out = String::from("<div class=\"card\"><h3>最近的支付 Recent payments</h3><table id=\"payments\"><tr><th>订单号</th><th>金额</th><th>状态</th><th>卖家</th><th>交易号 Trade no.</th><th>创建</th><th></th></tr>");
     for p in app.store.recent_payments(Some(id), 20).unwrap_or_default() {
         // A waiting payment can be asked about at once (lost-notify recovery).
         let sync = if p.status == crate::store::WAIT_BUYER_PAY {

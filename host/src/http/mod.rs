@@ -1,9 +1,11 @@
-//! The HTTP server: the shop API (`/v1`), Alipay's return and notify endpoints (`/alipay`), the
+//! The HTTP server: the shop API (`/v1`), the provider's return and notify endpoints (`/return`,
+//! `/notify`; `/alipay/…` aliases), the
 //! admin page (`/admin`), `/healthz`, `/readyz` and `/metrics`. hyper 1 with graceful shutdown: on SIGTERM or
 //! SIGINT the listener closes and in-flight requests finish.
 
 pub mod admin;
 
+use crate::notify::{NotifyAnswer, RetryCause};
 use crate::service::{masked_settings, ApiError, App, CreatePayment};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -19,7 +21,7 @@ use tokio::net::TcpListener;
 
 pub type Body = Full<Bytes>;
 
-/// Largest notification body Alipay sends is a few KiB; anything above this is refused (413).
+/// A provider's notification is a few KiB; anything above this is refused (413).
 pub const MAX_NOTIFY_BODY: usize = 32 * 1024;
 /// The buyer's return carries a dozen short fields in its query; a longer one is refused (414).
 pub const MAX_RETURN_QUERY: usize = 8 * 1024;
@@ -312,18 +314,16 @@ async fn route(
                 ),
             }
         }
-        (&Method::POST, ["alipay", id, "notify"]) => {
-            ("alipay_notify", notify(app, id, remote, req).await)
+        // `/alipay/{id}/…`: the paths of older versions, still registered with the provider.
+        (&Method::POST, ["notify", id] | ["alipay", id, "notify"]) => {
+            ("notify", notify(app, id, remote, req).await)
         }
-        (&Method::GET, ["alipay", id, "return"]) => {
+        (&Method::GET, ["return", id] | ["alipay", id, "return"]) => {
             if !app.guards.return_ip.allow(&client_ip(app, remote, &req)) {
                 app.metrics.rate_limited.inc();
-                return (
-                    "alipay_return",
-                    too_many("too many returns from this address", 1),
-                );
+                return ("return", too_many("too many returns from this address", 1));
             }
-            ("alipay_return", alipay_return(app, id, &req).await)
+            ("return", buyer_return(app, id, &req).await)
         }
         (_, ["admin", ..]) => {
             let ip = client_ip(app, remote, &req);
@@ -365,7 +365,8 @@ fn into_response(r: Result<Response<Body>, ApiError>) -> Response<Body> {
 /// The Prometheus text of `/metrics`.
 pub fn metrics(app: &App) -> Response<Body> {
     let pending = app.store.pending_webhooks().unwrap_or(0);
-    text(200, app.metrics.render(&app.runtime.stats, pending))
+    let stats: Vec<_> = app.plugins.iter().map(|p| &p.stats).collect();
+    text(200, app.metrics.render(&stats, pending))
 }
 
 /// Liveness: the process serves requests. It does not ask the database, so an outage of a
@@ -542,20 +543,16 @@ async fn channels(
             .map(|(_, v)| v.into_owned())
     });
     let policy = app.merchant_policy(&merchant);
-    let mut session = app.runtime.session().await?;
+    let mut session = app.plugin_for(&merchant)?.session().await?;
     let list = session
-        .list_channels(
-            &policy,
-            &crate::runtime::pairs(merchant.plugin.clone()),
-            out_user.as_deref(),
-        )
+        .list_channels(&policy, &merchant.settings, out_user.as_deref())
         .await?
         .map_err(|e| {
             crate::service::upstream_error(
                 502,
                 "gateway_error",
                 "the pay-channel query failed",
-                &crate::runtime::plugin::describe_plugin_error(&e),
+                &e.to_string(),
             )
         })?;
     Ok(json(
@@ -569,14 +566,9 @@ async fn channels(
     ))
 }
 
-fn secret_names(app: &App) -> Vec<String> {
-    app.runtime
-        .info
-        .settings
-        .iter()
-        .filter(|f| f.secret)
-        .map(|f| f.name.clone())
-        .collect()
+/// The masked settings of a merchant, by its component's schema.
+fn merchant_view(app: &App, m: &crate::config::MerchantSettings) -> serde_json::Value {
+    masked_settings(m, app.plugins.for_merchant(m).map(|p| &p.info))
 }
 
 async fn put_merchant(
@@ -601,12 +593,13 @@ async fn put_merchant(
         )
     })?;
     let mut problems = Vec::new();
-    // Key files named through the API are refused: the API takes PEM text.
-    if raw.private_key_file.is_some() || raw.alipay_public_key_file.is_some() {
-        problems.push(
-            "private_key_file: the API takes the PEM text in private_key / alipay_public_key"
-                .to_owned(),
-        );
+    // Files named through the API are refused: the API takes the PEM text itself.
+    for (name, _) in raw.setting_values() {
+        if let Some(setting) = name.strip_suffix("_file") {
+            problems.push(format!(
+                "{name}: the API takes the PEM text itself, in {setting}"
+            ));
+        }
     }
     let settings =
         crate::config::merchant_settings(id, &raw, std::path::Path::new("."), &mut problems);
@@ -618,7 +611,7 @@ async fn put_merchant(
         ));
     }
     match app.configure_merchant(id, settings).await {
-        Ok(stored) => Ok(json(200, &masked_settings(&stored, &secret_names(app)))),
+        Ok(stored) => Ok(json(200, &merchant_view(app, &stored))),
         Err(fields) => {
             let first = fields.first().map(|f| f.field.clone());
             Ok(json(
@@ -697,7 +690,22 @@ fn revoke_token(app: &Arc<App>, id: &str, tid: &str) -> Result<Response<Body>, A
 
 fn get_merchant(app: &Arc<App>, id: &str) -> Result<Response<Body>, ApiError> {
     let m = app.merchant(id)?;
-    Ok(json(200, &masked_settings(&m, &secret_names(app))))
+    Ok(json(200, &merchant_view(app, &m)))
+}
+
+/// The provider's reply and HTTP status for a notification's outcome: the component's "got it"
+/// with 200 once its processing is durable and final; otherwise its "send it again" with a status
+/// that says why (404 unknown merchant, 400 refused, 500 store, 503 anything else to retry).
+pub fn notify_reply(answer: &NotifyAnswer) -> (u16, &str) {
+    use crate::notify::NotifyOutcome as O;
+    let status = match answer.outcome {
+        o if o.acknowledged() => 200,
+        O::UnknownMerchant => 404,
+        O::Refused(_) => 400,
+        O::Retry(RetryCause::StoreFailed) => 500,
+        _ => 503,
+    };
+    (status, answer.reply())
 }
 
 async fn notify(
@@ -706,7 +714,15 @@ async fn notify(
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let retry = app.runtime.info.notify_retry.clone();
+    // The merchant's component says how to ask for a resend (the first one's for an unknown
+    // merchant).
+    let merchant = app.store.merchant(id);
+    let plugin = match &merchant {
+        Ok(Some(m)) => app.plugins.for_merchant(m),
+        _ => None,
+    }
+    .or(app.plugins.first());
+    let retry = plugin.map(|p| p.info.notify_retry.clone()).unwrap_or_default();
     let ip = client_ip(app, remote, &req);
     if !app.guards.notify_ip.allow(&ip) || !app.guards.notify_merchant.allow(&id.to_owned()) {
         app.metrics.rate_limited.inc();
@@ -717,7 +733,7 @@ async fn notify(
         return r;
     }
     // Unknown merchant: refused before the body is read or anything is stored.
-    match app.store.merchant(id) {
+    match merchant {
         Ok(Some(_)) => {}
         Ok(None) => {
             app.metrics.notify("unknown_merchant");
@@ -735,11 +751,12 @@ async fn notify(
             return text(e.status, retry);
         }
     };
-    let outcome = app.handle_notify(id, Some(&ip.to_string()), &body).await;
-    text(outcome.status, outcome.reply)
+    let answer = app.handle_notify(id, Some(&ip.to_string()), &body).await;
+    let (status, reply) = notify_reply(&answer);
+    text(status, reply.to_owned())
 }
 
-async fn alipay_return(app: &Arc<App>, id: &str, req: &Request<Incoming>) -> Response<Body> {
+async fn buyer_return(app: &Arc<App>, id: &str, req: &Request<Incoming>) -> Response<Body> {
     let query = req.uri().query().unwrap_or("").as_bytes().to_vec();
     if query.len() > MAX_RETURN_QUERY {
         return text(414, "the return query is too long\n");
@@ -752,7 +769,7 @@ async fn alipay_return(app: &Arc<App>, id: &str, req: &Request<Incoming>) -> Res
                 "支付结果无法确认 Payment result not confirmed",
                 &format!(
                     "<div class=\"card err\"><h1>支付结果无法确认</h1><p>This return could not be verified, so nothing was changed. \
-                     If you paid, the shop will still see the payment once Alipay confirms it.</p><p class=\"muted\">{}</p></div>",
+                     If you paid, the shop will still see the payment once the payment provider confirms it.</p><p class=\"muted\">{}</p></div>",
                     admin::esc(&e.message)
                 ),
             ),

@@ -343,24 +343,24 @@ mod tests {
 
     #[test]
     fn origins_parse_and_compare_exactly() {
-        let a = Origin::parse("https://wappaygw.alipay.com").unwrap();
+        let a = Origin::parse("https://gateway.pay.example").unwrap();
         assert_eq!(
             a,
-            Origin::parse("https://WAPPAYGW.alipay.com:443/service/rest.htm?x=1").unwrap()
+            Origin::parse("https://GATEWAY.pay.example:443/service/rest.htm?x=1").unwrap()
         );
-        assert_ne!(a, Origin::parse("http://wappaygw.alipay.com").unwrap());
+        assert_ne!(a, Origin::parse("http://gateway.pay.example").unwrap());
         assert_ne!(
             a,
-            Origin::parse("https://wappaygw.alipay.com:8443").unwrap()
+            Origin::parse("https://gateway.pay.example:8443").unwrap()
         );
         assert_ne!(
             a,
-            Origin::parse("https://wappaygw.alipay.com.evil.example").unwrap()
+            Origin::parse("https://gateway.pay.example.evil.example").unwrap()
         );
         assert_eq!(Origin::parse("http://127.0.0.1:9/").unwrap().port, 9);
         for bad in [
             "ftp://x",
-            "wappaygw.alipay.com",
+            "gateway.pay.example",
             "https://user@host",
             "",
             "https://",

@@ -1,6 +1,6 @@
 //! Keep-alive connections for outbound HTTP.
 //!
-//! Every notify asks Alipay's `notify_verify`; opening a TCP (and TLS) connection for each one
+//! A notify may ask the provider to confirm it (a request per notify); opening a TCP (and TLS) connection for each one
 //! costs more than the verification itself. The pool keeps idle HTTP/1.1 connections per origin
 //! and hands one out only when hyper says it is ready for a new request and it has been idle for
 //! less than [`MAX_IDLE`] (well under the keep-alive of common servers, so a reused connection is

@@ -7,7 +7,8 @@
 //! resumes the flow with the answer. A component that traps, loops or runs out of memory fails
 //! that session only.
 
-use super::bindings::v0_2_0::{types, PaymentPlugin, PaymentPluginPre};
+use super::bindings::v0_2_0::{self as v2, types, PaymentPlugin, PaymentPluginPre};
+use super::plugin_api as api;
 use super::engine::{self, wt, CompileSource, EPOCH_TICK};
 use crate::manifest::Manifest;
 use crate::net::{self, Origin, Policy};
@@ -117,7 +118,7 @@ pub struct PluginRuntime {
     /// The manifest's origins: every merchant's policy starts with them.
     manifest_origins: Vec<Origin>,
     net: Arc<net::Client>,
-    pub info: types::PluginInfo,
+    pub info: api::PluginInfo,
     pub compile_source: CompileSource,
     pub stats: CallStats,
 }
@@ -274,7 +275,7 @@ impl PluginRuntime {
             manifest: manifest.clone(),
             manifest_origins,
             net,
-            info: placeholder_info(),
+            info: api::PluginInfo::default(),
             compile_source,
             stats: CallStats::default(),
         };
@@ -285,7 +286,9 @@ impl PluginRuntime {
             .describe()
             .await
             .map_err(anyhow::Error::from)?;
-        check_manifest_agrees(manifest, &info)?;
+        if !manifest.synthetic {
+            check_manifest_agrees(manifest, &info)?;
+        }
         runtime.info = info;
         Ok(runtime)
     }
@@ -371,21 +374,9 @@ fn set_epoch_deadline(store: &mut Store<HostState>, deadline: tokio::time::Insta
     store.set_epoch_deadline(left.as_millis() as u64 / EPOCH_TICK.as_millis() as u64 + 1);
 }
 
-fn placeholder_info() -> types::PluginInfo {
-    types::PluginInfo {
-        id: String::new(),
-        name: String::new(),
-        version: String::new(),
-        provider: String::new(),
-        settings: Vec::new(),
-        notify_ack: String::new(),
-        notify_retry: String::new(),
-    }
-}
-
 /// The manifest documents the settings schema; the component is the authority. They must agree on
 /// names, and on which fields are required and secret (secrets are masked from what the manifest says).
-fn check_manifest_agrees(manifest: &Manifest, info: &types::PluginInfo) -> Result<()> {
+fn check_manifest_agrees(manifest: &Manifest, info: &api::PluginInfo) -> Result<()> {
     if info.id != manifest.id {
         bail!(
             "plugin.toml says id {:?} but the component says {:?}",
@@ -500,15 +491,12 @@ macro_rules! call_export {
     }};
 }
 
-pub type Pairs = Vec<types::Pair>;
+pub type Pairs = api::Settings;
 
 pub fn pairs<K: AsRef<str>, V: AsRef<str>>(items: impl IntoIterator<Item = (K, V)>) -> Pairs {
     items
         .into_iter()
-        .map(|(k, v)| types::Pair {
-            key: k.as_ref().to_owned(),
-            value: v.as_ref().to_owned(),
-        })
+        .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
         .collect()
 }
 
@@ -554,7 +542,7 @@ impl From<types::QueryStep> for Flow<types::TradeQuery> {
     }
 }
 
-/// A flow asks for at most this many requests (Alipay's need one): a component that keeps asking
+/// A flow asks for at most this many requests (the bundled component's need one): a component that keeps asking
 /// is cut off.
 const MAX_REQUESTS_PER_FLOW: usize = 4;
 
@@ -619,7 +607,7 @@ async fn send(
     {
         Ok(r) => Ok(types::IncomingResponse {
             status: r.status,
-            headers: pairs(r.headers),
+            headers: v2::pairs_in(&r.headers),
             body: r.body.to_vec(),
         }),
         Err(net::SendError::Timeout(m)) => Err(types::SendFailure::Timeout(m)),
@@ -629,107 +617,126 @@ async fn send(
 }
 
 impl Session<'_> {
-    pub async fn describe(&mut self) -> Result<types::PluginInfo, CallError> {
-        call_export!(self, call_describe)
+    pub async fn describe(&mut self) -> Result<api::PluginInfo, CallError> {
+        call_export!(self, call_describe).map(Into::into)
     }
 
     pub async fn validate_settings(
         &mut self,
-        settings: &Pairs,
-    ) -> Result<Result<Pairs, Vec<types::FieldError>>, CallError> {
-        call_export!(self, call_validate_settings, settings)
+        settings: &[(String, String)],
+    ) -> Result<Result<api::Settings, Vec<api::FieldError>>, CallError> {
+        let s = v2::pairs_in(settings);
+        let r = call_export!(self, call_validate_settings, &s)?;
+        Ok(r.map(|p| p.into_iter().map(|p| (p.key, p.value)).collect())
+            .map_err(v2::field_errors))
     }
 
     /// Starts a payment: the component's create call goes out under `policy`.
     pub async fn start_payment(
         &mut self,
         policy: &Policy,
-        settings: &Pairs,
-        order: &types::PaymentRequest,
-    ) -> Result<Result<types::PaymentStarted, types::PluginError>, CallError> {
-        let first = call_export!(self, call_start_payment, settings, order);
-        drive_flow!(self, policy, settings, first, call_resume_payment)
+        settings: &[(String, String)],
+        order: &api::PaymentRequest,
+    ) -> Result<Result<api::PaymentStarted, api::PluginError>, CallError> {
+        let s = v2::pairs_in(settings);
+        let order = types::PaymentRequest::from(order);
+        let first = call_export!(self, call_start_payment, &s, &order);
+        drive_flow!(self, policy, &s, first, call_resume_payment).map(v2::answer)
     }
 
     pub async fn verify_return(
         &mut self,
-        settings: &Pairs,
-        query: &Pairs,
-    ) -> Result<Result<types::VerifiedReturn, types::PluginError>, CallError> {
-        call_export!(self, call_verify_return, settings, query)
+        settings: &[(String, String)],
+        query: &[(String, String)],
+    ) -> Result<Result<api::VerifiedReturn, api::PluginError>, CallError> {
+        let (s, q) = (v2::pairs_in(settings), v2::pairs_in(query));
+        call_export!(self, call_verify_return, &s, &q).map(v2::answer)
     }
 
     /// Verifies a notification, its confirmation request (`notify_verify`) sent under `policy`.
     pub async fn verify_notification(
         &mut self,
         policy: &Policy,
-        settings: &Pairs,
-        form: &Pairs,
-    ) -> Result<Result<types::Notification, types::PluginError>, CallError> {
-        let first = call_export!(self, call_verify_notification, settings, form);
-        drive_flow!(self, policy, settings, first, call_resume_notification)
+        settings: &[(String, String)],
+        form: &[(String, String)],
+    ) -> Result<Result<api::Notification, api::PluginError>, CallError> {
+        let (s, f) = (v2::pairs_in(settings), v2::pairs_in(form));
+        let first = call_export!(self, call_verify_notification, &s, &f);
+        drive_flow!(self, policy, &s, first, call_resume_notification).map(v2::answer)
+    }
+
+    /// The first step of a notification's verification only: what the component answers before
+    /// the host sends anything (the conformance kit's hostile-input cases).
+    pub async fn verify_notification_first_step(
+        &mut self,
+        settings: &[(String, String)],
+        form: &[(String, String)],
+    ) -> Result<Result<FirstStep<api::Notification>, api::PluginError>, CallError> {
+        let (s, f) = (v2::pairs_in(settings), v2::pairs_in(form));
+        let step = call_export!(self, call_verify_notification, &s, &f)?;
+        Ok(match step {
+            Ok(s) => match Flow::from(s) {
+                Flow::Done(n) => Ok(FirstStep::Done(n.into())),
+                Flow::Send(p) => Ok(FirstStep::Send {
+                    url: p.request.url,
+                }),
+            },
+            Err(e) => Err(e.into()),
+        })
     }
 
     pub async fn match_order(
         &mut self,
-        notification: &types::Notification,
-        order: &types::OrderExpectation,
-    ) -> Result<Result<(), Vec<types::FieldError>>, CallError> {
-        call_export!(self, call_match_order, notification, order)
+        notification: &api::Notification,
+        order: &api::OrderExpectation,
+    ) -> Result<Result<(), Vec<api::FieldError>>, CallError> {
+        let n = types::Notification::from(notification);
+        let o = types::OrderExpectation::from(order);
+        Ok(call_export!(self, call_match_order, &n, &o)?.map_err(v2::field_errors))
     }
 
     /// Asks the provider what it knows of one order (lost-notify recovery).
     pub async fn query_trade(
         &mut self,
         policy: &Policy,
-        settings: &Pairs,
+        settings: &[(String, String)],
         out_trade_no: &str,
-    ) -> Result<Result<types::TradeQuery, types::PluginError>, CallError> {
-        let first = call_export!(self, call_query_trade, settings, out_trade_no);
-        drive_flow!(self, policy, settings, first, call_resume_query)
+    ) -> Result<Result<api::TradeQuery, api::PluginError>, CallError> {
+        let s = v2::pairs_in(settings);
+        let first = call_export!(self, call_query_trade, &s, out_trade_no);
+        drive_flow!(self, policy, &s, first, call_resume_query).map(v2::answer)
     }
 
     /// Verifies an app SDK's synchronous result (a hint, never a payment).
     pub async fn verify_app_result(
         &mut self,
-        settings: &Pairs,
+        settings: &[(String, String)],
         result: &str,
-    ) -> Result<Result<types::AppResult, types::PluginError>, CallError> {
-        call_export!(self, call_verify_app_result, settings, result)
+    ) -> Result<Result<api::AppResult, api::PluginError>, CallError> {
+        let s = v2::pairs_in(settings);
+        call_export!(self, call_verify_app_result, &s, result).map(v2::answer)
     }
 
     pub async fn list_channels(
         &mut self,
         policy: &Policy,
-        settings: &Pairs,
+        settings: &[(String, String)],
         out_user: Option<&str>,
-    ) -> Result<Result<types::ChannelList, types::PluginError>, CallError> {
-        let first = call_export!(self, call_list_channels, settings, out_user);
-        drive_flow!(self, policy, settings, first, call_resume_channels)
+    ) -> Result<Result<api::ChannelList, api::PluginError>, CallError> {
+        let s = v2::pairs_in(settings);
+        let first = call_export!(self, call_list_channels, &s, out_user);
+        drive_flow!(self, policy, &s, first, call_resume_channels).map(v2::answer)
     }
 }
 
+/// What a flow's first call answered: done, or a request it wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstStep<T> {
+    Done(T),
+    Send { url: String },
+}
+
 /// A readable one-line form of a plugin error (for logs and API messages).
-pub fn describe_plugin_error(e: &types::PluginError) -> String {
-    use types::PluginError as E;
-    match e {
-        E::InvalidSettings(fields) => format!(
-            "invalid settings: {}",
-            fields
-                .iter()
-                .map(|f| format!("{}: {}", f.field, f.reason))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
-        E::InvalidOrder(f) => format!("invalid order: {}: {}", f.field, f.reason),
-        E::Gateway(g) => format!(
-            "gateway error {} ({}): {} {}",
-            g.code, g.sub_code, g.msg, g.detail
-        ),
-        E::BadSignature(m) => format!("bad signature: {m}"),
-        E::NotifyNotConfirmed(m) => format!("notification not confirmed: {m}"),
-        E::Transport(m) => format!("transport failure: {m}"),
-        E::Timeout(m) => format!("timeout: {m}"),
-        E::Malformed(m) => format!("malformed provider data: {m}"),
-    }
+pub fn describe_plugin_error(e: &api::PluginError) -> String {
+    e.to_string()
 }

@@ -365,6 +365,7 @@ struct OwnedEffect {
     notify_id: String,
     out_trade_no: String,
     trade_status: String,
+    event: crate::domain::state::TradeEvent,
     trade_no: String,
     buyer_email: Option<String>,
     paid_at: Option<String>,
@@ -380,6 +381,7 @@ impl OwnedEffect {
             notify_id: e.notify_id.to_owned(),
             out_trade_no: e.out_trade_no.to_owned(),
             trade_status: e.trade_status.to_owned(),
+            event: e.event,
             trade_no: e.trade_no.to_owned(),
             buyer_email: e.buyer_email.map(str::to_owned),
             paid_at: e.paid_at.map(str::to_owned),
@@ -395,6 +397,7 @@ impl OwnedEffect {
             notify_id: &self.notify_id,
             out_trade_no: &self.out_trade_no,
             trade_status: &self.trade_status,
+            event: self.event,
             trade_no: &self.trade_no,
             buyer_email: self.buyer_email.as_deref(),
             paid_at: self.paid_at.as_deref(),
@@ -830,6 +833,12 @@ mod tests {
             notify_id,
             out_trade_no: "o1",
             trade_status: status,
+            event: match status {
+                "TRADE_SUCCESS" => TradeEvent::Paid,
+                "TRADE_FINISHED" => TradeEvent::Finished,
+                "TRADE_CLOSED" => TradeEvent::Closed,
+                _ => TradeEvent::Waiting,
+            },
             trade_no: "2014",
             buyer_email: Some("b@example.com"),
             paid_at: Some("2014-01-01 12:00:10"),
@@ -1022,6 +1031,7 @@ mod tests {
             .unwrap();
         let mut partial = effect("n2", "TRADE_SUCCESS");
         partial.refund_status = Some("REFUND_SUCCESS");
+    partial.event = TradeEvent::PartiallyRefunded;
         assert!(matches!(
             s.apply_notification(&partial, &raw(), &r).unwrap(),
             Applied::Recorded { .. }
@@ -1032,6 +1042,7 @@ mod tests {
         );
         let mut full = effect("n3", "TRADE_CLOSED");
         full.refund_status = Some("REFUND_SUCCESS");
+    full.event = TradeEvent::Refunded;
         assert_eq!(
             s.apply_notification(&full, &raw(), &r).unwrap(),
             Applied::Changed {

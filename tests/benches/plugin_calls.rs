@@ -115,10 +115,10 @@ fn order() -> alipay_wap_plugin::model::PaymentRequest {
     }
 }
 
-fn wit_order() -> payhost::runtime::types::PaymentRequest {
+fn wit_order() -> payhost::runtime::plugin_api::PaymentRequest {
     let o = order();
-    payhost::runtime::types::PaymentRequest {
-        product: payhost::runtime::types::PaymentProduct::Wap,
+    payhost::runtime::plugin_api::PaymentRequest {
+        product: payhost::runtime::plugin_api::Product::Wap,
         out_trade_no: o.out_trade_no,
         subject: o.subject,
         total_fee: o.total_fee,

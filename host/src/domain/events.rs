@@ -1,0 +1,140 @@
+//! The shop's webhook events for a state change, built here and stored by the store in the same
+//! transaction as the change. Pure: the same for every store.
+
+use crate::store::{NotificationEffect, Payment};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The payment moved from one status to another; a webhook was queued if configured.
+    Changed { from: String, to: String },
+    /// The status stays, but an event was recorded (a partial refund); webhooks queued.
+    Recorded { status: String, events: Vec<String> },
+    /// Genuine and new, but it does not move the payment (e.g. TRADE_SUCCESS after TRADE_FINISHED).
+    NoChange,
+    /// This notify_id was applied before: nothing changed.
+    Duplicate,
+    /// The payment does not exist.
+    UnknownOrder,
+}
+
+impl Applied {
+    /// The outcome and detail recorded for the notification.
+    pub fn outcome(&self) -> (&'static str, Option<String>) {
+        match self {
+            Applied::Changed { from, to } => ("applied", Some(format!("{from} -> {to}"))),
+            Applied::Recorded { status, events } => {
+                ("applied", Some(format!("{status}: {}", events.join(", "))))
+            }
+            Applied::NoChange => ("no_change", None),
+            Applied::Duplicate => ("duplicate", None),
+            Applied::UnknownOrder => ("unknown_order", None),
+        }
+    }
+}
+
+/// A webhook to queue with a state change.
+#[derive(Debug, Clone)]
+pub struct PlannedWebhook {
+    pub event_id: String,
+    pub kind: &'static str,
+    pub url: String,
+    pub body: String,
+}
+
+/// What a new, genuine notification does to its payment (the same for every store).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The payment's status afterwards.
+    pub next: String,
+    pub paid_at: Option<String>,
+    pub webhooks: Vec<PlannedWebhook>,
+    pub applied: Applied,
+}
+
+/// The transition of `payment` by the notification `e` (whose notify_id was just claimed), with
+/// the webhooks to queue; None when it does not move the payment.
+pub fn plan_notification(payment: &Payment, e: &NotificationEffect<'_>, now: &str) -> Option<Plan> {
+    let t = crate::domain::state::transition(&payment.status, e.event);
+    if t.is_none() {
+        return None;
+    }
+    let next = t.to.unwrap_or(payment.status.as_str()).to_owned();
+    let paid_at = if next == super::state::TRADE_CLOSED {
+        None
+    } else {
+        Some(payment.paid_at.clone().unwrap_or_else(|| {
+            e.paid_at
+                .map(str::to_owned)
+                .unwrap_or_else(|| now.to_owned())
+        }))
+    };
+    let mut webhooks = Vec::new();
+    if let Some(url) = e.webhook_url {
+        for event in &t.events {
+            let kind = event.name();
+            let event_id = event_id(
+                e.merchant_id,
+                e.out_trade_no,
+                kind,
+                event.repeatable().then_some(e.notify_id),
+            );
+            let body = serde_json::json!({
+                "id": event_id,
+                "type": kind,
+                "merchant_id": e.merchant_id,
+                "out_trade_no": e.out_trade_no,
+                "subject": payment.subject,
+                "status": next,
+                "previous_status": payment.status,
+                "total_fee": payment.total_fee(),
+                "seller_email": payment.seller,
+                "trade_no": Some(e.trade_no).filter(|t| !t.is_empty()).or(payment.trade_no.as_deref()),
+                "buyer_email": e.buyer_email.or(payment.buyer_email.as_deref()),
+                "paid_at": paid_at,
+                "refund_status": e.refund_status,
+                "gmt_refund": e.gmt_refund,
+                "created_at": now,
+            })
+            .to_string();
+            webhooks.push(PlannedWebhook {
+                event_id,
+                kind,
+                url: url.to_owned(),
+                body,
+            });
+        }
+    }
+    let applied = match t.to {
+        Some(to) => Applied::Changed {
+            from: payment.status.clone(),
+            to: to.to_owned(),
+        },
+        None => Applied::Recorded {
+            status: payment.status.clone(),
+            events: t.events.iter().map(|e| e.name().to_owned()).collect(),
+        },
+    };
+    Some(Plan {
+        next,
+        paid_at,
+        webhooks,
+        applied,
+    })
+}
+
+/// `evt_` and the hex SHA-256 over the length-prefixed merchant id, order number, event type and
+/// (for events that may repeat, such as partial refunds) the notify_id: unique by construction,
+/// whatever characters the parts contain.
+pub fn event_id(merchant: &str, out_trade_no: &str, kind: &str, notify_id: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [Some(merchant), Some(out_trade_no), Some(kind), notify_id]
+        .into_iter()
+        .flatten()
+    {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    format!("evt_{}", hex::encode(h.finalize()))
+}
+

@@ -1,0 +1,318 @@
+//! The payment contract as the host sees it: host-owned types that every contract version's
+//! bindings convert into (`bindings::v0_2_0` has the `From` impls). Nothing outside `runtime`
+//! sees a generated type, so a new contract version changes one bindings module, not the host.
+//!
+//! The provider's own vocabulary (its trade statuses, its error codes) is mapped into these
+//! types by the component: the host reads [`TradeEvent`], never a provider's status string.
+
+/// A component's settings, as `name = value` pairs in the order the schema gives them.
+pub type Settings = Vec<(String, String)>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    Text,
+    Secret,
+    Select,
+    Pem,
+    Url,
+}
+
+impl FieldKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldKind::Text => "text",
+            FieldKind::Secret => "secret",
+            FieldKind::Select => "select",
+            FieldKind::Pem => "pem",
+            FieldKind::Url => "url",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectOption {
+    pub value: String,
+    pub label_zh: String,
+    pub label_en: String,
+}
+
+/// One merchant setting, as the component describes it (the admin form is built from these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingField {
+    pub name: String,
+    pub label_zh: String,
+    pub label_en: String,
+    pub kind: FieldKind,
+    pub required: bool,
+    pub secret: bool,
+    pub rule: String,
+    pub options: Vec<SelectOption>,
+    pub default_value: Option<String>,
+}
+
+/// What a component says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PluginInfo {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    /// The provider's name, for people (the admin page's titles).
+    pub provider: String,
+    pub settings: Vec<SettingField>,
+    /// The body that acknowledges a notification, and the one that asks for it again.
+    pub notify_ack: String,
+    pub notify_retry: String,
+}
+
+impl PluginInfo {
+    pub fn field(&self, name: &str) -> Option<&SettingField> {
+        self.settings.iter().find(|f| f.name == name)
+    }
+
+    /// Names of the settings of one kind.
+    pub fn names_of_kind(&self, kind: FieldKind) -> impl Iterator<Item = &str> {
+        self.settings
+            .iter()
+            .filter(move |f| f.kind == kind)
+            .map(|f| f.name.as_str())
+    }
+
+    /// Whether a setting is masked wherever it is shown (secret flag, or kind secret or pem).
+    pub fn is_secret(&self, name: &str) -> bool {
+        self.field(name).is_some_and(|f| {
+            f.secret || matches!(f.kind, FieldKind::Secret | FieldKind::Pem)
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Which of the provider's products pays an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Product {
+    /// The phone browser cashier.
+    Wap,
+    /// The desktop browser cashier.
+    Pc,
+    /// The provider's app SDK.
+    App,
+}
+
+impl Product {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Product::Wap => "wap",
+            Product::Pc => "pc",
+            Product::App => "app",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRequest {
+    pub product: Product,
+    pub out_trade_no: String,
+    pub subject: String,
+    /// Exact decimal text (yuan), as the shop sent it.
+    pub total_fee: String,
+    pub seller: Option<String>,
+    pub return_url: String,
+    pub notify_url: String,
+    pub merchant_url: Option<String>,
+    pub pay_expire: Option<u32>,
+    pub out_user: Option<String>,
+    pub cashier_code: Option<String>,
+    /// Unique per merchant, from the host.
+    pub request_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpMethod {
+    Get,
+    Post,
+}
+
+/// Where the buyer's browser goes to pay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    pub url: String,
+    pub method: HttpMethod,
+    pub action: String,
+    pub fields: Settings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentStarted {
+    pub redirect: Redirect,
+    pub token: String,
+    pub request_id: String,
+    pub total_fee: String,
+    /// The seller the provider will name in its notification (matched against it).
+    pub seller: String,
+    /// App pay: what the shop's app hands to the provider's SDK.
+    pub order_string: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedReturn {
+    pub out_trade_no: String,
+    pub trade_no: String,
+    pub result: String,
+    pub request_token: String,
+    pub raw: Settings,
+}
+
+/// The host's own view of a provider's trade status (the component maps its provider's
+/// statuses into it).
+pub use crate::domain::state::TradeEvent;
+
+/// A verified (and, where the provider asks for it, confirmed) notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub out_trade_no: String,
+    pub trade_no: String,
+    /// The provider's own status text (stored and shown; decisions use `event`).
+    pub trade_status: String,
+    pub event: TradeEvent,
+    pub total_fee: String,
+    pub refund_fee: Option<String>,
+    pub seller_email: Option<String>,
+    pub seller_id: Option<String>,
+    pub buyer_email: Option<String>,
+    pub buyer_id: Option<String>,
+    pub notify_id: String,
+    pub notify_time: Option<String>,
+    pub gmt_create: Option<String>,
+    pub gmt_payment: Option<String>,
+    pub gmt_close: Option<String>,
+    pub paid: bool,
+    pub fields: Settings,
+    /// What the provider must receive to stop resending.
+    pub reply: String,
+}
+
+impl Notification {
+    /// A field of the notification, by name (empty counts as absent).
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderExpectation {
+    pub out_trade_no: String,
+    pub total_fee: String,
+    pub seller: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayChannel {
+    pub name: String,
+    pub cashier_code: String,
+    pub parent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelList {
+    pub channels: Vec<PayChannel>,
+    pub last_used: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayError {
+    pub code: String,
+    pub sub_code: String,
+    pub msg: String,
+    /// The component's plain-language help for this error, if it has any.
+    pub detail: String,
+}
+
+/// An error the component answered with (as opposed to a failed call, [`super::CallError`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginError {
+    InvalidSettings(Vec<FieldError>),
+    InvalidOrder(FieldError),
+    Gateway(GatewayError),
+    BadSignature(String),
+    NotifyNotConfirmed(String),
+    Transport(String),
+    Timeout(String),
+    Malformed(String),
+}
+
+impl std::fmt::Display for PluginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use PluginError as E;
+        match self {
+            E::InvalidSettings(fields) => write!(
+                f,
+                "invalid settings: {}",
+                fields
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            E::InvalidOrder(e) => write!(f, "invalid order: {}: {}", e.field, e.reason),
+            E::Gateway(g) => write!(
+                f,
+                "gateway error {} ({}): {} {}",
+                g.code, g.sub_code, g.msg, g.detail
+            ),
+            E::BadSignature(m) => write!(f, "bad signature: {m}"),
+            E::NotifyNotConfirmed(m) => write!(f, "notification not confirmed: {m}"),
+            E::Transport(m) => write!(f, "transport failure: {m}"),
+            E::Timeout(m) => write!(f, "timeout: {m}"),
+            E::Malformed(m) => write!(f, "malformed provider data: {m}"),
+        }
+    }
+}
+
+/// What the provider's trade query found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TradeQuery {
+    pub found: bool,
+    pub out_trade_no: String,
+    pub trade_no: String,
+    pub trade_status: String,
+    pub event: TradeEvent,
+    pub total_fee: String,
+    pub refund_fee: Option<String>,
+    pub seller_email: Option<String>,
+    pub seller_id: Option<String>,
+    pub buyer_email: Option<String>,
+    pub gmt_payment: Option<String>,
+    pub signature_verified: bool,
+    pub fields: Settings,
+    /// The query's answer as a notification, to apply through the notification path.
+    pub notification: Option<Notification>,
+}
+
+/// An app SDK's synchronous result, verified (a hint, never a payment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppResult {
+    pub result_status: String,
+    pub memo: String,
+    pub partner: String,
+    pub out_trade_no: String,
+    pub total_fee: String,
+    pub seller_id: String,
+    pub fields: Settings,
+}
