@@ -375,6 +375,14 @@ where
     }
 }
 
+/// The verdict on a notification's signature. Built with the cargo feature
+/// `conformance-broken-notify-check` (for the conformance kit's self-test only) it accepts
+/// notifications whose signature does not verify; the default build returns `verified` unchanged.
+#[inline(always)]
+pub fn notify_sign_ok(verified: bool) -> bool {
+    verified || cfg!(feature = "conformance-broken-notify-check")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

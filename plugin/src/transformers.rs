@@ -352,7 +352,7 @@ pub fn verify_notify_signature(
                 Ok(plain) => {
                     let plain = String::from_utf8_lossy(plain);
                     let content = sign::notify_link_string(service, v, sec_id, &plain);
-                    verify_string(&settings.signer, &content, received)
+                    sign::notify_sign_ok(verify_string(&settings.signer, &content, received))
                 }
                 Err(_) => false,
             };
@@ -360,7 +360,7 @@ pub fn verify_notify_signature(
         }
         None => {
             let content = sign::notify_link_string(service, v, sec_id, notify_data_raw);
-            if !verify_string(&settings.signer, &content, received) {
+            if !sign::notify_sign_ok(verify_string(&settings.signer, &content, received)) {
                 return Err(PluginError::BadSignature(
                     "the notification's sign does not match (fixed order service, v, sec_id, notify_data)"
                         .into(),
