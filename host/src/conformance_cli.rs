@@ -241,3 +241,101 @@ fn manifest_from_describe(m: &Manifest, info: &api::PluginInfo) -> String {
     }
     out
 }
+
+/// `payhost conformance`'s arguments.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["component", "against"])))]
+pub struct Args {
+    /// A component to check (a `.wasm` implementing `payhost:payment`): the contract suite, and
+    /// for an Alipay component every flow through the kit's sandbox and a payhost started here.
+    #[arg(long, value_name = "FILE")]
+    pub component: Option<PathBuf>,
+    /// The component's manifest (plugin.toml); its pinned sha256 must match the component.
+    /// Without one, identity and settings come from the component's own `describe`.
+    #[arg(long, value_name = "FILE", requires = "component")]
+    pub manifest: Option<PathBuf>,
+    /// A running payhost to run the flow suite against (`https://host:port`). Its operator must
+    /// allow the kit's origin (`[outbound] allowed_origins`, or `payhost demo --allow-origin`).
+    #[arg(long, value_name = "URL", requires = "token")]
+    pub against: Option<String>,
+    /// That host's operator API token.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Where the kit's sandbox gateway and webhook receiver listen.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub sandbox_listen: std::net::SocketAddr,
+    /// The origin the host reaches the kit at, when not the listen address
+    /// (`http://kit.example:8099`).
+    #[arg(long, value_name = "URL")]
+    pub sandbox_public_url: Option<String>,
+    /// The merchant id the kit configures on the host (overwritten).
+    #[arg(long, value_name = "ID", default_value = "conformance")]
+    pub merchant: String,
+    /// Also write the results as JUnit XML (for CI systems).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+/// Runs the kit; prints one line per case as it finishes and `N passed, N failed` last; exits
+/// non-zero when a case failed (2 when the run could not start).
+pub async fn run(args: Args) -> std::process::ExitCode {
+    use std::io::Write;
+    let print_case: kit::OnCase = std::sync::Arc::new(|c: &kit::CaseResult| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", c.line());
+        let _ = out.flush();
+    });
+    let opts = kit::Options {
+        sandbox_listen: args.sandbox_listen,
+        sandbox_public_url: args.sandbox_public_url.clone(),
+        merchant: args.merchant.clone(),
+        on_case: Some(print_case),
+        ..kit::Options::default()
+    };
+    let report = match (&args.component, &args.against) {
+        (Some(component), _) => {
+            let work = std::env::temp_dir().join(format!(
+                "payhost-conformance-{}-{}",
+                std::process::id(),
+                payhost::store::now_ms()
+            ));
+            if let Err(e) = std::fs::create_dir_all(&work) {
+                eprintln!("error: cannot create {}: {e}", work.display());
+                return std::process::ExitCode::from(2);
+            }
+            let (loaded, manifest) = match load(component, args.manifest.as_deref(), &work).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    let _ = std::fs::remove_dir_all(&work);
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            let launcher = Launcher {
+                manifest,
+                cache_dir: work.join("cache"),
+                work_dir: work.clone(),
+            };
+            let report = kit::run_component(&loaded, &launcher, &opts).await;
+            let _ = std::fs::remove_dir_all(&work);
+            report
+        }
+        (None, Some(base)) => {
+            let token = args.token.as_deref().unwrap_or_default();
+            kit::run_against(base.trim_end_matches('/'), token, &opts).await
+        }
+        (None, None) => unreachable!("clap requires --component or --against"),
+    };
+    println!("{}", report.summary());
+    if let Some(path) = &args.junit {
+        if let Err(e) = std::fs::write(path, report.junit()) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return std::process::ExitCode::from(2);
+        }
+    }
+    if report.failed() > 0 {
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}

@@ -201,16 +201,29 @@ impl Manifest {
         }
     }
 
-    /// The component file. A path under `target/` (cargo's default target directory) follows
+    /// The component file. A relative path into `target/` (cargo's default target directory,
+    /// also as `../../target/…` from a manifest deeper in the workspace) follows
     /// `CARGO_TARGET_DIR` when that is set, so a build with a relocated target directory is found.
     pub fn component_path(&self) -> PathBuf {
+        let path = Path::new(&self.component.path);
+        let ups = path
+            .components()
+            .take_while(|c| matches!(c, std::path::Component::ParentDir))
+            .count();
+        let below: PathBuf = path.components().skip(ups).collect();
         if let (Ok(rest), Some(dir)) = (
-            Path::new(&self.component.path).strip_prefix("target"),
+            below.strip_prefix("target"),
             std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()),
         ) {
-            return self.base_dir.join(dir).join(rest);
+            // A relative CARGO_TARGET_DIR is relative to the workspace root, which is where
+            // the manifest's `../..` lead.
+            let mut root = self.base_dir.clone();
+            for _ in 0..ups {
+                root.pop();
+            }
+            return root.join(dir).join(rest);
         }
-        self.base_dir.join(&self.component.path)
+        self.base_dir.join(path)
     }
 
     /// Reads the component and checks its checksum and binary header.
