@@ -260,8 +260,7 @@ async fn start_payment_md5_and_gateway_errors() {
     }
     // A wrong key: the gateway answers sign error.
     let mut wrong = settings.clone();
-    wrong.iter_mut().find(|p| p.0 == "key").unwrap().1 =
-        "20000000000000000000000000000000".into();
+    wrong.iter_mut().find(|p| p.0 == "key").unwrap().1 = "20000000000000000000000000000000".into();
     let mut s = rt.session().await.unwrap();
     let err = s
         .start_payment(&policy, &wrong, &order(&stub, "20140101000003", "1"))

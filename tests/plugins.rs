@@ -4,12 +4,12 @@
 //! the real `payhost` binary. TestPay's notifications are signed here with the `hmac` crate from
 //! its documented rule, not with the component's code.
 
+use conformance::alipay::MD5_KEY;
+use conformance::host::payhost_binary;
 use conformance::host::{
     admin_login, config_head, free_port, get, post_form, request, send_json, temp_dir, Payhost,
     ADMIN_PASSWORD,
 };
-use conformance::alipay::MD5_KEY;
-use conformance::host::payhost_binary;
 use conformance::repo_root;
 use hmac::{Hmac, Mac};
 use serde_json::json;
@@ -83,7 +83,9 @@ async fn a_second_provider_loads_beside_alipay_with_its_own_settings_form_and_no
         !tp.to_string().contains(SECRET),
         "the secret is never shown: {tp}"
     );
-    let ali = get(&host.url("/v1/merchants/ali"), Some(TOKEN)).await.json();
+    let ali = get(&host.url("/v1/merchants/ali"), Some(TOKEN))
+        .await
+        .json();
     assert_eq!(ali["plugin"], "alipay-wap", "{ali}");
 
     // A TestPay payment: the component's signed redirect, the host's amount rules.
@@ -103,7 +105,8 @@ async fn a_second_provider_loads_beside_alipay_with_its_own_settings_form_and_no
     );
     let notify_url = format!("http://127.0.0.1:{port}/notify/tp");
     assert!(
-        pay_url.contains(&form_urlencoded::byte_serialize(notify_url.as_bytes()).collect::<String>()),
+        pay_url
+            .contains(&form_urlencoded::byte_serialize(notify_url.as_bytes()).collect::<String>()),
         "the provider is told the merchant's own notify path: {pay_url}"
     );
     for unpaid in ["T2", "T3"] {
@@ -216,7 +219,12 @@ async fn a_second_provider_loads_beside_alipay_with_its_own_settings_form_and_no
     )
     .await;
     assert_eq!(unknown.status, 400);
-    assert_eq!(unknown.json()["error"]["field"], "plugin", "{}", unknown.text());
+    assert_eq!(
+        unknown.json()["error"]["field"],
+        "plugin",
+        "{}",
+        unknown.text()
+    );
     let unnamed = send_json(
         "PUT",
         &host.url("/v1/merchants/tp4"),
@@ -224,7 +232,10 @@ async fn a_second_provider_loads_beside_alipay_with_its_own_settings_form_and_no
         &json!({"settings": {"merchant_no": "M4"}}),
     )
     .await;
-    assert_eq!(unnamed.status, 400, "two plugins: the merchant must name one");
+    assert_eq!(
+        unnamed.status, 400,
+        "two plugins: the merchant must name one"
+    );
     assert_eq!(unnamed.json()["error"]["field"], "plugin");
     let good = send_json(
         "PUT",

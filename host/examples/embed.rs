@@ -57,7 +57,10 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "component {} {} loaded ({:?})",
         app.plugins.ids().join(","),
-        app.plugins.first().map(|p| p.info.version.clone()).unwrap_or_default(),
+        app.plugins
+            .first()
+            .map(|p| p.info.version.clone())
+            .unwrap_or_default(),
         app.plugins.first().map(|p| p.compile_source)
     );
 

@@ -567,7 +567,9 @@ impl Config {
         }
         for (id, p) in &raw.plugins {
             let Some(manifest) = trimmed(&p.manifest) else {
-                problems.push(format!("plugins.{id}.manifest: is required (the component's plugin.toml)"));
+                problems.push(format!(
+                    "plugins.{id}.manifest: is required (the component's plugin.toml)"
+                ));
                 continue;
             };
             if !valid_merchant_id(id) {
@@ -860,7 +862,11 @@ mod tests {
         )
         .unwrap_err();
         let text = format!("{err:#}");
-        for needle in ["plugins.x.manifest: is required", "plugins.x.call_timeout_ms", "merchants.m.cert_file: cannot read"] {
+        for needle in [
+            "plugins.x.manifest: is required",
+            "plugins.x.call_timeout_ms",
+            "merchants.m.cert_file: cannot read",
+        ] {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
         std::fs::remove_dir_all(&dir).ok();

@@ -147,7 +147,10 @@ impl Processed {
     }
 
     fn call_failed(e: CallError) -> Processed {
-        Processed::stop(NotifyOutcome::Retry(RetryCause::PluginFailed), e.to_string())
+        Processed::stop(
+            NotifyOutcome::Retry(RetryCause::PluginFailed),
+            e.to_string(),
+        )
     }
 
     fn with_seen(mut self, n: &Notification) -> Processed {
@@ -183,7 +186,10 @@ impl App {
     ) -> NotifyAnswer {
         let _permit = self.admission.acquire().await;
         let answer = |outcome: NotifyOutcome, plugin: Option<&crate::runtime::PluginRuntime>| {
-            let info = &plugin.or(self.plugins.first()).expect("a host has a plugin").info;
+            let info = &plugin
+                .or(self.plugins.first())
+                .expect("a host has a plugin")
+                .info;
             NotifyAnswer {
                 outcome,
                 ack: info.notify_ack.clone(),
@@ -373,11 +379,8 @@ impl App {
                     ..pending
                 }
             }
-            Err(e) => Processed::stop(
-                NotifyOutcome::Retry(RetryCause::StoreFailed),
-                e.to_string(),
-            )
-            .with_seen(verified),
+            Err(e) => Processed::stop(NotifyOutcome::Retry(RetryCause::StoreFailed), e.to_string())
+                .with_seen(verified),
         }
     }
 

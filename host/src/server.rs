@@ -46,7 +46,10 @@ pub async fn load_plugins(config: &Config) -> Result<Plugins> {
             }
         }
         if list.iter().any(|p| p.info.id == manifest.id) {
-            bail!("{table}: the component {:?} is configured twice", manifest.id);
+            bail!(
+                "{table}: the component {:?} is configured twice",
+                manifest.id
+            );
         }
         let runtime = PluginRuntime::load(&manifest, Some(&config.cache_dir), net.clone())
             .await
@@ -76,9 +79,18 @@ pub async fn build_app_with(
     let guards = crate::auth::Guards::new(&config);
     let setting_defaults = match &sandbox {
         Some(s) => vec![
-            ("gateway_url".to_owned(), format!("{}/gateway", s.public_base)),
-            ("notify_verify_url".to_owned(), format!("{}/mapi", s.public_base)),
-            ("paychannel_url".to_owned(), format!("{}/mapi", s.public_base)),
+            (
+                "gateway_url".to_owned(),
+                format!("{}/gateway", s.public_base),
+            ),
+            (
+                "notify_verify_url".to_owned(),
+                format!("{}/mapi", s.public_base),
+            ),
+            (
+                "paychannel_url".to_owned(),
+                format!("{}/mapi", s.public_base),
+            ),
             ("mapi_url".to_owned(), format!("{}/mapi", s.public_base)),
         ],
         None => Vec::new(),
@@ -178,7 +190,11 @@ pub async fn check_merchants(config: &Config, plugins: &Plugins) -> Vec<String> 
             continue;
         };
         for name in &m.from_files {
-            if plugin.info.field(name).is_none_or(|f| f.kind != FieldKind::Pem) {
+            if plugin
+                .info
+                .field(name)
+                .is_none_or(|f| f.kind != FieldKind::Pem)
+            {
                 problems.push(format!(
                     "merchants.{id}.{name}_file: only settings of kind pem are read from files, and {:?} has no pem setting {name:?}",
                     plugin.info.id

@@ -239,7 +239,12 @@ impl App {
         let names: Vec<String> = self
             .plugins
             .for_merchant(m)
-            .map(|p| p.info.names_of_kind(FieldKind::Url).map(str::to_owned).collect())
+            .map(|p| {
+                p.info
+                    .names_of_kind(FieldKind::Url)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
         m.settings
             .iter()
@@ -622,10 +627,7 @@ impl App {
         let merchant = self.merchant(merchant_id)?;
         let q: Vec<(String, String)> = form_urlencoded::parse(query).into_owned().collect();
         let mut session = self.plugin_for(&merchant)?.session().await?;
-        let verified = match session
-            .verify_return(&merchant.settings, &q)
-            .await?
-        {
+        let verified = match session.verify_return(&merchant.settings, &q).await? {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(merchant = merchant_id, detail = %e.to_string(), "refused a return");
@@ -663,11 +665,7 @@ impl App {
 }
 
 /// A payment just (re)started: with its product and, for app pay, the order string.
-fn created_now(
-    p: &Payment,
-    product: Product,
-    started: &api::PaymentStarted,
-) -> PaymentCreated {
+fn created_now(p: &Payment, product: Product, started: &api::PaymentStarted) -> PaymentCreated {
     PaymentCreated {
         product: Some(product.as_str().to_owned()),
         order_string: started.order_string.clone(),
@@ -693,7 +691,9 @@ fn created(p: &Payment) -> PaymentCreated {
 
 /// The host's own amount check (the component checks again): minor units, or why not.
 pub fn amount_minor(s: &str) -> Result<u64, String> {
-    Amount::parse(s).map(Amount::minor).map_err(|e| e.to_string())
+    Amount::parse(s)
+        .map(Amount::minor)
+        .map_err(|e| e.to_string())
 }
 
 /// `k=v&…` sorted by key, then `&sign=<hex HMAC-SHA256>`; values percent-encoded.

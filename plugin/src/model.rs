@@ -37,7 +37,10 @@ impl GatewayError {
     /// appended to `detail`: the host shows it as it is and knows nothing of Alipay's codes.
     pub fn hint(&self) -> &'static str {
         let text = format!("{} {} {}", self.code, self.sub_code, self.msg).to_ascii_lowercase();
-        if text.contains("has_no_privilege") || text.contains("partner illegal") || self.code == "0005" {
+        if text.contains("has_no_privilege")
+            || text.contains("partner illegal")
+            || self.code == "0005"
+        {
             "— the partner ID has no permission for the WAP-pay interface: check the signed contract type in the Alipay merchant service (合同列表) and that the partner ID is the one of that contract (请确认签约的接口类型与合作者身份ID)."
         } else if text.contains("sign") {
             "— the signature was refused: the key does not belong to this partner ID, or it was pasted with extra characters (交易安全校验码与合作者身份ID不匹配，粘贴时不要带空格)."

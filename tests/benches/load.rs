@@ -4,7 +4,7 @@
 //! gateway and a local `notify_verify` stub, then drives closed-loop load over keep-alive
 //! connections at each concurrency (default 1, 16, 64), each for `--seconds` (default 5):
 //!
-//! * `notify`: `POST /alipay/load/notify` with distinct, correctly signed MD5 notifies, each for
+//! * `notify`: `POST /notify/load` with distinct, correctly signed MD5 notifies, each for
 //!   its own unpaid order (seeded into the database before the host starts); counted as confirmed
 //!   only when the host answers `success` and, at the end, the store shows that many paid orders.
 //! * `payments`: `POST /v1/merchants/load/payments` against the sandbox gateway (create.direct
@@ -497,7 +497,7 @@ async fn run_legs(o: &Options, setup: &Setup, seeded: u64, duration: Duration) {
     let addr = setup.addr;
     if o.notify {
         let next = Arc::new(AtomicU64::new(0));
-        let path = "/alipay/load/notify";
+        let path = "/notify/load";
         for &c in &o.concurrency {
             let make: MakeRequest =
                 Arc::new(move |n| (n < seeded).then(|| notify_request(addr, path, n)));

@@ -137,4 +137,3 @@ pub fn event_id(merchant: &str, out_trade_no: &str, kind: &str, notify_id: Optio
     }
     format!("evt_{}", hex::encode(h.finalize()))
 }
-

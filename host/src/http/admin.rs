@@ -629,7 +629,9 @@ async fn dashboard(
                 )
             })
             .collect();
-        format!("<select name=\"plugin\" id=\"new-plugin\" style=\"width:auto\">{options}</select> ")
+        format!(
+            "<select name=\"plugin\" id=\"new-plugin\" style=\"width:auto\">{options}</select> "
+        )
     } else {
         String::new()
     };

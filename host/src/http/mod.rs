@@ -722,7 +722,9 @@ async fn notify(
         _ => None,
     }
     .or(app.plugins.first());
-    let retry = plugin.map(|p| p.info.notify_retry.clone()).unwrap_or_default();
+    let retry = plugin
+        .map(|p| p.info.notify_retry.clone())
+        .unwrap_or_default();
     let ip = client_ip(app, remote, &req);
     if !app.guards.notify_ip.allow(&ip) || !app.guards.notify_merchant.allow(&id.to_owned()) {
         app.metrics.rate_limited.inc();

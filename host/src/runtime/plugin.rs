@@ -8,8 +8,8 @@
 //! that session only.
 
 use super::bindings::v0_2_0::{self as v2, types, PaymentPlugin, PaymentPluginPre};
-use super::plugin_api as api;
 use super::engine::{self, wt, CompileSource, EPOCH_TICK};
+use super::plugin_api as api;
 use crate::manifest::Manifest;
 use crate::net::{self, Origin, Policy};
 use anyhow::{bail, Result};
@@ -677,9 +677,7 @@ impl Session<'_> {
         Ok(match step {
             Ok(s) => match Flow::from(s) {
                 Flow::Done(n) => Ok(FirstStep::Done(n.into())),
-                Flow::Send(p) => Ok(FirstStep::Send {
-                    url: p.request.url,
-                }),
+                Flow::Send(p) => Ok(FirstStep::Send { url: p.request.url }),
             },
             Err(e) => Err(e.into()),
         })

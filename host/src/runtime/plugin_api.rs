@@ -79,9 +79,8 @@ impl PluginInfo {
 
     /// Whether a setting is masked wherever it is shown (secret flag, or kind secret or pem).
     pub fn is_secret(&self, name: &str) -> bool {
-        self.field(name).is_some_and(|f| {
-            f.secret || matches!(f.kind, FieldKind::Secret | FieldKind::Pem)
-        })
+        self.field(name)
+            .is_some_and(|f| f.secret || matches!(f.kind, FieldKind::Secret | FieldKind::Pem))
     }
 }
 

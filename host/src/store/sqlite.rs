@@ -1031,7 +1031,7 @@ mod tests {
             .unwrap();
         let mut partial = effect("n2", "TRADE_SUCCESS");
         partial.refund_status = Some("REFUND_SUCCESS");
-    partial.event = TradeEvent::PartiallyRefunded;
+        partial.event = TradeEvent::PartiallyRefunded;
         assert!(matches!(
             s.apply_notification(&partial, &raw(), &r).unwrap(),
             Applied::Recorded { .. }
@@ -1042,7 +1042,7 @@ mod tests {
         );
         let mut full = effect("n3", "TRADE_CLOSED");
         full.refund_status = Some("REFUND_SUCCESS");
-    full.event = TradeEvent::Refunded;
+        full.event = TradeEvent::Refunded;
         assert_eq!(
             s.apply_notification(&full, &raw(), &r).unwrap(),
             Applied::Changed {

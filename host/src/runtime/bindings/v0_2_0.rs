@@ -306,8 +306,6 @@ impl From<types::AppResult> for api::AppResult {
 }
 
 /// Converts a call's answer (`Ok(v)` or the component's error) into the host's types.
-pub fn answer<T, U: From<T>>(
-    r: Result<T, types::PluginError>,
-) -> Result<U, api::PluginError> {
+pub fn answer<T, U: From<T>>(r: Result<T, types::PluginError>) -> Result<U, api::PluginError> {
     r.map(U::from).map_err(api::PluginError::from)
 }
