@@ -803,7 +803,7 @@ mod tests {
             r#"
             public_url = "https://pay.example.com"
             api_token = "0123456789abcdef0123"
-            [plugins.alipay-wap]
+            [plugins.wap-pay]
             manifest = "plugin.toml"
             [plugins.testpay]
             manifest = "testpay/plugin.toml"
@@ -823,7 +823,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.plugins.len(), 2, "no [plugin] table: only [plugins.*]");
-        assert_eq!(c.plugins[0].id.as_deref(), Some("alipay-wap"));
+        assert_eq!(c.plugins[0].id.as_deref(), Some("wap-pay"));
         assert_eq!(c.plugins[1].manifest, dir.join("testpay/plugin.toml"));
         assert_eq!(c.plugins[1].call_timeout_ms, Some(2000));
         let a = &c.merchants["a"];

@@ -247,7 +247,8 @@ fn manifest_from_describe(m: &Manifest, info: &api::PluginInfo) -> String {
 #[command(group(clap::ArgGroup::new("target").required(true).args(["component", "against"])))]
 pub struct Args {
     /// A component to check (a `.wasm` implementing `payhost:payment`): the contract suite, and
-    /// for an Alipay component every flow through the kit's sandbox and a payhost started here.
+    /// when the kit has a sandbox for the component's provider, every flow through it and a payhost
+    /// started here.
     #[arg(long, value_name = "FILE")]
     pub component: Option<PathBuf>,
     /// The component's manifest (plugin.toml); its pinned sha256 must match the component.

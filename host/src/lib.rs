@@ -4,7 +4,6 @@
 
 pub mod auth;
 pub mod config;
-pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod http_client;
@@ -14,7 +13,6 @@ pub mod net;
 pub mod notify;
 pub mod recovery;
 pub mod runtime;
-pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod store;

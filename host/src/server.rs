@@ -2,6 +2,7 @@
 //! webhook worker.
 
 use crate::config::Config;
+use crate::http::mount::Mounts;
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
 use crate::runtime::plugin_api::FieldKind;
@@ -18,7 +19,7 @@ use tokio::sync::Notify;
 /// Loads the components and the store, and checks and seeds the configured merchants. Every
 /// problem is reported at once.
 pub async fn build_app(config: Config) -> Result<Arc<App>> {
-    build_app_with(config, None, None).await
+    build_app_with(config, Extras::default()).await
 }
 
 /// Loads every configured component (`[plugins.<id>]` / `[plugin]`): its manifest, the operator's
@@ -59,12 +60,28 @@ pub async fn load_plugins(config: &Config) -> Result<Plugins> {
     Ok(Plugins::new(list, net))
 }
 
-/// [`build_app`] with the sandbox gateway and the demo shop mounted (`payhost demo`).
-pub async fn build_app_with(
-    config: Config,
-    sandbox: Option<Arc<crate::sandbox::Sandbox>>,
-    demo: Option<Arc<crate::demo::DemoShop>>,
-) -> Result<Arc<App>> {
+/// What a program embedding payhost adds to it (`payhost demo`: its sandbox gateway and shop).
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Handlers served beside payhost's routes, and where `GET /` goes.
+    pub mounts: Mounts,
+    /// Origins allowed explicitly besides the configuration's (`http://127.0.0.1:8080`): they may
+    /// be private addresses, and provider URLs saved later may use them.
+    pub allowed_origins: Vec<String>,
+    /// Settings a merchant configured through the API or the admin page gets when it leaves
+    /// them out.
+    pub default_settings: Vec<(String, String)>,
+}
+
+/// [`build_app`] with an embedder's [`Extras`] (`payhost demo` mounts its sandbox and shop).
+pub async fn build_app_with(config: Config, extras: Extras) -> Result<Arc<App>> {
+    let mut extra_origins = Vec::new();
+    for o in &extras.allowed_origins {
+        extra_origins.push(
+            crate::net::Origin::parse(o)
+                .map_err(|e| anyhow::anyhow!("allowed origin {o:?}: {e}"))?,
+        );
+    }
     let started = Instant::now();
     let plugins = load_plugins(&config).await?;
     let store: Arc<dyn Store> = crate::store::open(&config)?;
@@ -75,35 +92,16 @@ pub async fn build_app_with(
             problems.join("\n  - ")
         );
     }
-    let operator_origins = operator_origins(&config, &plugins, sandbox.as_deref());
+    let operator_origins = operator_origins(&config, &plugins, extra_origins);
     let guards = crate::auth::Guards::new(&config);
-    let setting_defaults = match &sandbox {
-        Some(s) => vec![
-            (
-                "gateway_url".to_owned(),
-                format!("{}/gateway", s.public_base),
-            ),
-            (
-                "notify_verify_url".to_owned(),
-                format!("{}/mapi", s.public_base),
-            ),
-            (
-                "paychannel_url".to_owned(),
-                format!("{}/mapi", s.public_base),
-            ),
-            ("mapi_url".to_owned(), format!("{}/mapi", s.public_base)),
-        ],
-        None => Vec::new(),
-    };
     let app = Arc::new(App {
         operator_origins,
         config,
         plugins,
-        setting_defaults,
         store,
         metrics: Metrics::default(),
-        sandbox,
-        demo,
+        mounts: extras.mounts,
+        default_settings: extras.default_settings,
         admission: tokio::sync::Semaphore::new(crate::service::admission_permits()),
         guards,
     });
@@ -135,12 +133,12 @@ pub async fn build_app_with(
 }
 
 /// The origins the operator allowed explicitly: `[outbound] allowed_origins`, every URL written in
-/// a `payhost.toml` merchant table (settings of kind `url` and the shop webhook), and the demo's
-/// sandbox.
+/// a `payhost.toml` merchant table (settings of kind `url` and the shop webhook), and the
+/// embedder's.
 fn operator_origins(
     config: &Config,
     plugins: &Plugins,
-    sandbox: Option<&crate::sandbox::Sandbox>,
+    extra: Vec<crate::net::Origin>,
 ) -> Vec<crate::net::Origin> {
     let mut origins = config.allowed_origins.clone();
     let mut add = |url: &str| {
@@ -162,8 +160,10 @@ fn operator_origins(
             add(u);
         }
     }
-    if let Some(s) = sandbox {
-        add(&s.public_base);
+    for o in extra {
+        if !origins.contains(&o) {
+            origins.push(o);
+        }
     }
     origins
 }

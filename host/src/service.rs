@@ -18,19 +18,17 @@ pub struct App {
     pub config: Config,
     /// The loaded components, by id; each merchant names one.
     pub plugins: Plugins,
-    /// Settings every merchant saved through the API or the admin page gets when it leaves them
-    /// out and its component has them (`payhost demo`: the sandbox gateway's URLs).
-    pub setting_defaults: Vec<(String, String)>,
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
-    /// The sandbox gateway, served under `/sandbox` (`payhost demo`).
-    pub sandbox: Option<Arc<crate::sandbox::Sandbox>>,
-    /// The demo shop, served under `/shop` (`payhost demo`).
-    pub demo: Option<Arc<crate::demo::DemoShop>>,
+    /// Handlers served beside payhost's routes (`payhost demo`: its sandbox and shop).
+    pub mounts: crate::http::mount::Mounts,
+    /// Settings a merchant configured through the API or the admin page gets when it leaves them
+    /// out (`payhost demo`: the sandbox's provider URLs).
+    pub default_settings: Vec<(String, String)>,
     /// Origins the operator allowed explicitly (`[outbound] allowed_origins`, URLs written in
-    /// `payhost.toml` merchant tables, the demo's sandbox): they may resolve to non-public
-    /// addresses, and provider URLs saved through the API or the admin page must use one of
-    /// them (or a manifest origin).
+    /// `payhost.toml` merchant tables, an embedder's such as the demo's sandbox): they may resolve
+    /// to non-public addresses, and provider URLs saved through the API or the admin page must use
+    /// one of them (or a manifest origin).
     pub operator_origins: Vec<Origin>,
     /// Admission to the component and the store: a few requests work at a time, the rest wait
     /// in arrival order. More at once only adds thread hand-offs and lengthens the tail.
@@ -325,7 +323,7 @@ impl App {
     }
 
     /// Validates settings with the merchant's component and stores them (trimmed, normalised).
-    /// Settings the operator gave every merchant (`setting_defaults`, e.g. the demo's sandbox
+    /// Settings the embedder gives every merchant (`default_settings`, e.g. the demo's sandbox
     /// URLs) fill in what is left out.
     pub async fn configure_merchant(
         &self,
@@ -354,7 +352,7 @@ impl App {
                 ),
             )]);
         };
-        for (name, value) in &self.setting_defaults {
+        for (name, value) in &self.default_settings {
             if settings.get(name).is_none() && plugin.info.field(name).is_some() {
                 settings.settings.push((name.clone(), value.clone()));
             }
