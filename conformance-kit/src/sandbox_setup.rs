@@ -36,6 +36,17 @@ impl std::fmt::Debug for KitMerchant {
     }
 }
 
+/// An RSA merchant the sandbox knows: the settings the component needs (PEM text).
+#[derive(Clone)]
+pub struct RsaMerchant {
+    pub partner: String,
+    pub seller_email: String,
+    /// The merchant's private key (PKCS#8 PEM).
+    pub private_key: String,
+    /// The sandbox's "Alipay" public key (PEM).
+    pub alipay_public_key: String,
+}
+
 /// The running sandbox, receiver and their listener; dropping it stops them.
 pub struct KitEnv {
     pub sandbox: Arc<Sandbox>,
@@ -127,6 +138,38 @@ impl KitEnv {
         s
     }
 
+    /// Makes a fresh RSA merchant (1024-bit keys, as the legacy interfaces use) and tells the
+    /// sandbox about it.
+    pub fn add_rsa_merchant(&self) -> Result<RsaMerchant, String> {
+        use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+        let key = |what: &str| {
+            rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 1024)
+                .map_err(|e| format!("cannot make the {what} RSA key: {e}"))
+        };
+        let (merchant_key, alipay_key) = (key("merchant's")?, key("sandbox's")?);
+        let partner = fresh_partner();
+        self.sandbox.add_merchant(SandboxMerchant {
+            partner: partner.clone(),
+            keys: Keys::Rsa {
+                merchant_public: Box::new(merchant_key.to_public_key()),
+                alipay_private: Box::new(alipay_key.clone()),
+            },
+            privileged: true,
+        });
+        Ok(RsaMerchant {
+            partner,
+            seller_email: "conformance-rsa@sandbox.example".into(),
+            private_key: merchant_key
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| format!("cannot write the merchant's key as PEM: {e}"))?
+                .to_string(),
+            alipay_public_key: alipay_key
+                .to_public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .map_err(|e| format!("cannot write the sandbox's public key as PEM: {e}"))?,
+        })
+    }
+
     /// Switches the sandbox's faults (`{"drop_all_notifies": true}`; `{}` turns all off).
     pub async fn set_faults(&self, faults: serde_json::Value) -> Result<(), String> {
         let r: Reply = client::send(
@@ -147,14 +190,13 @@ impl KitEnv {
         }
     }
 
-    /// The sandbox's trade of an order (its JSON), if the sandbox has one.
+    /// The sandbox's trade of an order (its JSON), if the sandbox has one (order numbers are
+    /// unique per run, whichever merchant).
     pub fn trade(&self, out_trade_no: &str) -> Option<serde_json::Value> {
         self.sandbox.state()["trades"]
             .as_array()?
             .iter()
-            .find(|t| {
-                t["out_trade_no"] == out_trade_no && t["partner"] == self.md5.partner.as_str()
-            })
+            .find(|t| t["out_trade_no"] == out_trade_no)
             .cloned()
     }
 

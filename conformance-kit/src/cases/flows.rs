@@ -8,7 +8,7 @@ use crate::api::Options;
 use crate::client::{self, is_no_route, HostApi, Reply};
 use crate::receiver::{return_sign_ok, unix_now, Webhook};
 use crate::runner::{ensure, Runner, Stop, Verdict};
-use crate::sandbox_setup::KitEnv;
+use crate::sandbox_setup::{KitEnv, RsaMerchant};
 use serde_json::{json, Value};
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -23,6 +23,7 @@ pub const CASES: &[&str] = &[
     "return.verified_redirect",
     "return.never_marks_paid",
     "return.tampered_refused",
+    "rsa.paid_once",
     "notify.replayed_once",
     "notify.forged_refused",
     "notify.amount_mismatch_not_paid",
@@ -48,6 +49,7 @@ fn is_paid(status: &str) -> bool {
 /// An order the kit made on the host.
 #[derive(Debug, Clone)]
 struct Order {
+    merchant: String,
     out_trade_no: String,
     total_fee: String,
     pay_url: String,
@@ -98,26 +100,27 @@ pub async fn run(runner: &mut Runner, base: &str, token: &str, env: &KitEnv, opt
     runner.case(CASES[5], flow.return_verified()).await;
     runner.case(CASES[6], flow.return_never_marks_paid()).await;
     runner.case(CASES[7], flow.return_tampered()).await;
+    runner.case(CASES[8], flow.rsa_paid_once()).await;
     // From here on every notify the sandbox sends is lost on the way, so only what the kit
     // posts reaches the host (the sandbox still answers notify_verify for them).
     let faults = env.set_faults(json!({"drop_all_notifies": true})).await;
     match faults {
         Err(e) => {
-            for id in &CASES[8..15] {
+            for id in &CASES[9..16] {
                 runner.skip(id, &e);
             }
         }
         Ok(()) => {
-            runner.case(CASES[8], flow.replayed_once()).await;
-            runner.case(CASES[9], flow.forged_refused()).await;
-            runner.case(CASES[10], flow.amount_mismatch()).await;
-            runner.case(CASES[11], flow.unconfirmed()).await;
-            runner.case(CASES[12], flow.unknown_merchant()).await;
-            runner.case(CASES[13], flow.oversized()).await;
-            runner.case(CASES[14], flow.sync_recovers()).await;
+            runner.case(CASES[9], flow.replayed_once()).await;
+            runner.case(CASES[10], flow.forged_refused()).await;
+            runner.case(CASES[11], flow.amount_mismatch()).await;
+            runner.case(CASES[12], flow.unconfirmed()).await;
+            runner.case(CASES[13], flow.unknown_merchant()).await;
+            runner.case(CASES[14], flow.oversized()).await;
+            runner.case(CASES[15], flow.sync_recovers()).await;
         }
     }
-    runner.case(CASES[15], flow.webhooks_exactly_once()).await;
+    runner.case(CASES[16], flow.webhooks_exactly_once()).await;
 }
 
 impl Flow<'_> {
@@ -143,10 +146,37 @@ impl Flow<'_> {
         Value::Object(body)
     }
 
+    /// The settings of the kit's RSA merchant, with its webhook.
+    fn rsa_body(&self, rsa: &RsaMerchant) -> Value {
+        let mut body = serde_json::Map::new();
+        for (k, v) in self.env.provider_urls() {
+            body.insert(k, Value::String(v));
+        }
+        for (k, v) in [
+            ("partner", &rsa.partner),
+            ("seller_email", &rsa.seller_email),
+            ("private_key", &rsa.private_key),
+            ("alipay_public_key", &rsa.alipay_public_key),
+            ("shop_webhook_secret", &self.env.webhook_secret),
+        ] {
+            body.insert(k.into(), Value::String(v.clone()));
+        }
+        body.insert("sign_type".into(), Value::String("RSA".into()));
+        body.insert(
+            "shop_webhook_url".into(),
+            Value::String(self.env.webhook_url()),
+        );
+        Value::Object(body)
+    }
+
     /// `PUT /v1/merchants/{id}`; when the host serves several plugins and wants the merchant's
     /// named, again with `"plugin": "alipay-wap"`.
     async fn put_merchant(&self, body: Value) -> Result<Reply, Stop> {
-        let path = self.merchant_path("");
+        self.put_merchant_as(&self.merchant, body).await
+    }
+
+    async fn put_merchant_as(&self, merchant: &str, body: Value) -> Result<Reply, Stop> {
+        let path = format!("/merchants/{merchant}");
         let r = self.host.v1("PUT", &path, Some(&body)).await?;
         if r.status == 400 && names_field(&r, "plugin") {
             let mut body = body;
@@ -231,8 +261,20 @@ impl Flow<'_> {
     }
 
     async fn create(&mut self, role: &str, total_fee: &str) -> Result<Order, Stop> {
+        let merchant = self.merchant.clone();
+        self.create_for(&merchant, role, total_fee).await
+    }
+
+    async fn create_for(
+        &mut self,
+        merchant: &str,
+        role: &str,
+        total_fee: &str,
+    ) -> Result<Order, Stop> {
         let out_trade_no = self.next_order_no(role);
-        let r = self.create_request(&out_trade_no, total_fee).await?;
+        let r = self
+            .create_request_for(merchant, &out_trade_no, total_fee)
+            .await?;
         ensure(r.status == 201, || {
             format!(
                 "creating order {out_trade_no} ({total_fee}): expected 201, got {}",
@@ -250,6 +292,7 @@ impl Flow<'_> {
             },
         )?;
         Ok(Order {
+            merchant: merchant.to_owned(),
             out_trade_no,
             total_fee: total_fee.to_owned(),
             pay_url,
@@ -257,11 +300,21 @@ impl Flow<'_> {
     }
 
     async fn create_request(&self, out_trade_no: &str, total_fee: &str) -> Result<Reply, Stop> {
+        self.create_request_for(&self.merchant, out_trade_no, total_fee)
+            .await
+    }
+
+    async fn create_request_for(
+        &self,
+        merchant: &str,
+        out_trade_no: &str,
+        total_fee: &str,
+    ) -> Result<Reply, Stop> {
         Ok(self
             .host
             .v1(
                 "POST",
-                &self.merchant_path("/payments"),
+                &format!("/merchants/{merchant}/payments"),
                 Some(&json!({
                     "out_trade_no": out_trade_no,
                     "subject": "conformance 测试",
@@ -277,7 +330,10 @@ impl Flow<'_> {
             .host
             .v1(
                 "GET",
-                &self.merchant_path(&format!("/payments/{}", order.out_trade_no)),
+                &format!(
+                    "/merchants/{}/payments/{}",
+                    order.merchant, order.out_trade_no
+                ),
                 None,
             )
             .await?;
@@ -401,7 +457,7 @@ impl Flow<'_> {
             Some(url) => self.host.post_notify(&url, body.into_bytes()).await?,
             None => {
                 self.host
-                    .post_notify_to(&self.merchant, body.into_bytes())
+                    .post_notify_to(&order.merchant, body.into_bytes())
                     .await?
             }
         })
@@ -737,6 +793,44 @@ impl Flow<'_> {
             .await
     }
 
+    async fn rsa_paid_once(&mut self) -> Verdict {
+        let rsa = self.env.add_rsa_merchant()?;
+        let id = format!("{}-rsa", self.merchant);
+        let r = self.put_merchant_as(&id, self.rsa_body(&rsa)).await?;
+        ensure(r.status == 200, || {
+            format!(
+                "the host refused the kit's RSA merchant {id}: {}",
+                r.brief()
+            )
+        })?;
+        let got = self
+            .host
+            .v1("GET", &format!("/merchants/{id}"), None)
+            .await?;
+        let key_body = rsa
+            .private_key
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<String>();
+        let shown = got.text().replace("\\n", "");
+        ensure(!shown.contains(&key_body[..64]), || {
+            "the RSA merchant's private key is shown in the API's answer (secrets must be masked)"
+                .into()
+        })?;
+        let order = self.create_for(&id, "rsa", "9.87").await?;
+        self.pay_in_sandbox(&order).await?;
+        ensure(self.wait_paid(&order).await?, || {
+            format!(
+                "the buyer paid {} (RSA merchant) in the sandbox, which sent the encrypted notify, but the host does not show it paid after {} s",
+                order.out_trade_no,
+                SETTLE.as_secs()
+            )
+        })?;
+        self.one_paid_webhook(&order).await?;
+        self.expect_webhooks(&order, 1);
+        Ok(())
+    }
+
     async fn replayed_once(&mut self) -> Verdict {
         let order = self.create("replay", "34.56").await?;
         self.pay_in_sandbox(&order).await?;
@@ -902,6 +996,7 @@ impl Flow<'_> {
         let stranger = format!("{}-nobody-{}", self.merchant, self.run);
         let out_trade_no = self.next_order_no("stranger");
         let order = Order {
+            merchant: stranger.clone(),
             out_trade_no: out_trade_no.clone(),
             total_fee: "1.00".into(),
             pay_url: String::new(),
