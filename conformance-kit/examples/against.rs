@@ -18,6 +18,9 @@ async fn main() {
                 let _ = std::io::stdout().flush();
             },
         )),
+        on_sandbox_ready: Some(std::sync::Arc::new(|origin: &str| {
+            eprintln!("the kit's sandbox and webhook receiver: {origin} (the host must allow this origin)");
+        })),
         ..Default::default()
     };
     if let Some(listen) = args.get(2) {

@@ -135,7 +135,13 @@ pub struct Options {
     pub example_settings: Option<Vec<(String, String)>>,
     /// Called as each case finishes.
     pub on_case: Option<OnCase>,
+    /// Called with the kit's origin (`http://127.0.0.1:41234`) once its sandbox and webhook
+    /// receiver listen, before any case runs: the origin the host must allow.
+    pub on_sandbox_ready: Option<OnSandboxReady>,
 }
+
+/// See [`Options::on_sandbox_ready`].
+pub type OnSandboxReady = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl Default for Options {
     fn default() -> Self {
@@ -147,6 +153,7 @@ impl Default for Options {
             replays: 6,
             example_settings: None,
             on_case: None,
+            on_sandbox_ready: None,
         }
     }
 }

@@ -40,8 +40,8 @@ mod runner;
 mod sandbox_setup;
 
 pub use api::{
-    BoxFuture, CallOutcome, ComponentUnderTest, FieldError, HostLauncher, OnCase, Options, Pairs,
-    PluginInfo, RunningHost, SettingField, Validated,
+    BoxFuture, CallOutcome, ComponentUnderTest, FieldError, HostLauncher, OnCase, OnSandboxReady,
+    Options, Pairs, PluginInfo, RunningHost, SettingField, Validated,
 };
 pub use report::{CaseResult, Outcome, Report};
 

@@ -92,6 +92,9 @@ impl KitEnv {
         let webhook_secret = Alphanumeric.sample_string(&mut rand::rng(), 32);
         let webhooks = Arc::new(WebhookLog::new(&webhook_secret));
         let server = tokio::spawn(serve(listener, sandbox.clone(), webhooks.clone()));
+        if let Some(ready) = &opts.on_sandbox_ready {
+            ready(&origin);
+        }
         Ok(KitEnv {
             sandbox,
             origin,
