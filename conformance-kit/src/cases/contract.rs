@@ -392,7 +392,6 @@ pub fn hostile_inputs(shaped: &[&str]) -> Vec<(&'static str, Vec<(String, String
                 "notify_data",
                 format!("<notify>{}</notify>", "A".repeat(mib)),
             ));
-            f.push(pair("conformance_padding", "9".repeat(mib)));
             f
         }),
         (
@@ -497,7 +496,7 @@ pub async fn hostile_cases(runner: &mut Runner, ctx: &Context<'_>, info: &Plugin
     }
 }
 
-/// The limits case: the heaviest calls (1 MiB in every setting, a 1 MiB return) within the
+/// The limits case: heavy calls (64 KiB in every setting, a 1 MiB return query) within the
 /// component's limit, without a trap.
 pub async fn limits_case(runner: &mut Runner, ctx: &Context<'_>, info: &PluginInfo) {
     let cut = ctx.cut;
@@ -507,13 +506,13 @@ pub async fn limits_case(runner: &mut Runner, ctx: &Context<'_>, info: &PluginIn
             let huge: Vec<(String, String)> = info
                 .settings
                 .iter()
-                .map(|f| (f.name.clone(), "Z".repeat(1 << 20)))
+                .map(|f| (f.name.clone(), "Z".repeat(64 << 10)))
                 .collect();
             let (r, took) = timed(limit, cut.validate_settings(&huge)).await?;
             if let Err(errors) = &r {
                 if let Some(trap) = errors.iter().find(|e| e.field.is_empty()) {
                     return Err(format!(
-                        "validate-settings with 1 MiB settings trapped: {}",
+                        "validate-settings with 64 KiB in every setting trapped: {}",
                         trap.reason
                     )
                     .into());
