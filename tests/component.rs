@@ -1,15 +1,17 @@
 //! The built component, loaded in wasmtime through payhost's runtime, with every export called.
 //! Outbound HTTP is answered by a stub server on 127.0.0.1.
 
-use alipay_wap_plugin::sign;
-use alipay_wap_plugin::transformers::form_encode;
-use conformance::alipay::{encrypt_to_test_key, signed_create_reply};
+use conformance::alipay::{
+    encrypt_to_test_key, form_encode, md5_sign, rsa_keys, signed_create_reply, sorted,
+};
 use conformance::stub::{Seen, StubServer};
 use conformance::{repo_root, target_dir, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
 use payhost::manifest::Manifest;
 use payhost::net::{Origin, Policy};
 use payhost::runtime::types::{self, PluginError};
 use payhost::runtime::{pairs, Pairs, PluginRuntime};
+// The Alipay side of these stubs is the sandbox's independent wire code, never the component's.
+use payhost_sandbox::wire::{self, Keys};
 use std::sync::atomic::Ordering;
 
 const PARTNER: &str = "2088101122136241";
@@ -82,10 +84,6 @@ fn order(stub: &StubServer, out_trade_no: &str, total_fee: &str) -> types::Payme
     }
 }
 
-fn sorted(params: &[(String, String)]) -> String {
-    sign::sorted_link_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-}
-
 /// A gateway that checks the create call like Alipay would and answers a signed token.
 fn gateway(rsa: bool) -> impl Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync + 'static {
     move |seen: &Seen| {
@@ -108,12 +106,12 @@ fn gateway(rsa: bool) -> impl Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync + 'stati
             "wappaygw calls carry no sign_type"
         );
         let content = sorted(&params);
-        let signed_ok = if rsa {
-            let key = sign::parse_public_key(TEST_PUBLIC_KEY).unwrap();
-            sign::rsa_verify(&content, &p("sign"), &key).unwrap()
+        let keys = if rsa {
+            rsa_keys()
         } else {
-            sign::md5_verify(&content, KEY, &p("sign"))
+            Keys::Md5(KEY.into())
         };
+        let signed_ok = wire::verify_merchant(&keys, &content, &p("sign"));
         if !signed_ok {
             let err = "<?xml version=\"1.0\" encoding=\"utf-8\"?><err><code>0007</code><sub_code>0007</sub_code><msg>sign error</msg><detail>签名错误</detail></err>";
             return (
@@ -220,7 +218,11 @@ async fn start_payment_md5_and_gateway_errors() {
         .map(|p| (p.key.clone(), p.value.clone()))
         .collect();
     let sig = fields.iter().find(|(k, _)| k == "sign").unwrap().1.clone();
-    assert!(sign::md5_verify(&sorted(&fields), KEY, &sig));
+    assert!(wire::verify_merchant(
+        &Keys::Md5(KEY.into()),
+        &sorted(&fields),
+        &sig
+    ));
     let create = &stub.requests()[0];
     assert_eq!(
         create.content_type.as_deref(),
@@ -355,10 +357,10 @@ fn notify_data(out_trade_no: &str, total_fee: &str, notify_id: &str) -> String {
 }
 
 fn md5_notify(data: &str) -> Pairs {
-    let content = sign::notify_link_string("alipay.wap.trade.create.direct", "1.0", "MD5", data);
+    let content = wire::presign_notify("alipay.wap.trade.create.direct", "1.0", "MD5", data);
     pairs([
         ("service", "alipay.wap.trade.create.direct"),
-        ("sign", &sign::md5_sign(&content, KEY)),
+        ("sign", &md5_sign(&content, KEY)),
         ("sec_id", "MD5"),
         ("v", "1.0"),
         ("notify_data", data),
@@ -446,7 +448,7 @@ async fn verify_notification_asks_notify_verify() {
     // Forged: signed with another key; nothing is asked of notify_verify.
     stub.clear();
     let mut forged = md5_notify(&notify_data("O1", "0.01", "genuine"));
-    forged[1].value = sign::md5_sign("service=x", KEY);
+    forged[1].value = md5_sign("service=x", KEY);
     let mut s = rt.session().await.unwrap();
     let err = s
         .verify_notification(&policy, &settings, &forged)
@@ -463,12 +465,8 @@ async fn rsa_notification_encrypted() {
     let stub = StubServer::start(|_: &Seen| (200, b"true".to_vec())).await;
     let policy = stub_policy(&rt, &stub);
     let data = notify_data("R2", "12.50", "n-rsa");
-    let content = sign::notify_link_string("alipay.wap.trade.create.direct", "1.0", "0001", &data);
-    let signature = sign::rsa_sign(
-        &content,
-        &sign::parse_private_key(TEST_PRIVATE_KEY).unwrap(),
-    )
-    .unwrap();
+    let content = wire::presign_notify("alipay.wap.trade.create.direct", "1.0", "0001", &data);
+    let signature = wire::sign_as_alipay(&rsa_keys(), content.as_bytes());
     let form = pairs([
         ("service", "alipay.wap.trade.create.direct"),
         ("sign", signature.as_str()),
@@ -501,7 +499,7 @@ async fn verify_return_valid_and_forged() {
         ("result".into(), "success".into()),
         ("trade_no".into(), "2014010100001000000000000001".into()),
     ];
-    let signature = sign::md5_sign(&sorted(&q), KEY);
+    let signature = md5_sign(&sorted(&q), KEY);
     assert_eq!(
         signature, "c9746fb3a6b148a7beeb342c1cb7601f",
         "§12.2 call-back vector"
@@ -531,7 +529,7 @@ async fn list_channels_gbk_signed() {
     let result_gbk = encoding_rs::GBK.encode(result).0.into_owned();
     let mut signed = b"result=".to_vec();
     signed.extend_from_slice(&result_gbk);
-    let signature = sign::md5_sign_bytes(&signed, KEY.as_bytes());
+    let signature = wire::sign_as_alipay(&Keys::Md5(KEY.into()), &signed);
     let mut body = b"<?xml version=\"1.0\" encoding=\"GBK\"?><alipay><is_success>T</is_success><request><param name=\"service\">mobile.merchant.paychannel</param></request><response><alipay><result>".to_vec();
     body.extend_from_slice(&result_gbk);
     body.extend_from_slice(format!("</result></alipay></response><sign>{signature}</sign><sign_type>MD5</sign_type></alipay>").as_bytes());

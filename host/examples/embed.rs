@@ -1,6 +1,7 @@
 //! A Rust shop that links payhost as a library (see `adapters/rust/README.md`):
 //! load `plugin.toml`, configure a merchant, create a payment, and feed payhost Alipay's notify and
-//! the buyer's return. Alipay is played by payhost's sandbox here, so the example runs anywhere:
+//! the buyer's return. Alipay is played by the sandbox crate (`payhost-sandbox`), mounted on
+//! payhost's server under `/sandbox`, so the example runs anywhere:
 //!
 //!     cargo run --release -p payhost --example embed
 //!
@@ -9,9 +10,10 @@
 //! that (`server::start`) and calls the same functions directly to show them.
 
 use payhost::config::{Config, MerchantSettings};
-use payhost::sandbox::{wire::Keys, Sandbox, SandboxMerchant};
+use payhost::http::mount::Mounts;
 use payhost::server;
 use payhost::service::{App, CreatePayment};
+use payhost_sandbox::{wire::Keys, Sandbox, SandboxMerchant};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +55,23 @@ async fn main() -> anyhow::Result<()> {
     sandbox.start_delivery();
 
     // 2. Load plugin.toml and the component, open the store.
-    let app: Arc<App> = server::build_app_with(config, Some(sandbox.clone()), None).await?;
+    // The sandbox is mounted on payhost's own server, its origin allowed, and merchants configured
+    // later default to its URLs.
+    let mounted = sandbox.clone();
+    let extras = server::Extras {
+        mounts: Mounts::new().mount("/sandbox", move |req| {
+            let sandbox = mounted.clone();
+            async move { sandbox.handle(req).await }
+        }),
+        allowed_origins: vec![base.clone()],
+        default_settings: vec![
+            ("gateway_url".into(), format!("{base}/sandbox/gateway")),
+            ("notify_verify_url".into(), format!("{base}/sandbox/mapi")),
+            ("paychannel_url".into(), format!("{base}/sandbox/mapi")),
+            ("mapi_url".into(), format!("{base}/sandbox/mapi")),
+        ],
+    };
+    let app: Arc<App> = server::build_app_with(config, extras).await?;
     println!(
         "component {} {} loaded ({:?})",
         app.runtime.info.id, app.runtime.info.version, app.runtime.compile_source

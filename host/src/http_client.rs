@@ -1,4 +1,4 @@
-//! Outbound HTTP for payhost's tools (the sandbox gateway's notifications, the embedding example):
+//! Outbound HTTP for payhost's tools (the embedding example, `host/examples/embed.rs`):
 //! one request, whole response, through [`net`](crate::net) with the destination allowed
 //! explicitly, since the tool was told where to send. The host's own calls (provider requests,
 //! shop webhooks) go through `net` under a merchant's policy instead.

@@ -4,7 +4,6 @@
 
 pub mod auth;
 pub mod config;
-pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod http_client;
@@ -13,7 +12,6 @@ pub mod metrics;
 pub mod net;
 pub mod recovery;
 pub mod runtime;
-pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod store;

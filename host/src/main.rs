@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use payhost::config::Config;
+use payhost::http::mount::Mounts;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -240,6 +241,72 @@ fn token(action: TokenAction) -> ExitCode {
     }
 }
 
+/// The configuration of `payhost demo`, as a `payhost.toml` would hold it: the demo's merchants
+/// (from the sandbox crate, as plain settings), its token and webhook secret, fast webhook retries,
+/// and the sandbox's origin allowed.
+fn demo_config(
+    demo: &payhost_sandbox::demo::Demo,
+    listen: std::net::SocketAddr,
+    manifest: &std::path::Path,
+    database: Option<PathBuf>,
+    admin_password: &str,
+    allow_origins: &[String],
+) -> anyhow::Result<Config> {
+    use toml::{Table, Value};
+    let path_text = |p: &std::path::Path| Value::String(p.to_string_lossy().into_owned());
+    let database = database.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("payhost-demo-{}.db", std::process::id()))
+    });
+    let mut merchants = Table::new();
+    for m in &demo.merchants {
+        let mut table: Table = m
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        table.insert("shop_webhook_url".into(), m.shop_webhook_url.clone().into());
+        table.insert(
+            "shop_webhook_secret".into(),
+            m.shop_webhook_secret.clone().into(),
+        );
+        merchants.insert(m.id.clone(), Value::Table(table));
+    }
+    let mut plugin = Table::new();
+    plugin.insert("manifest".into(), path_text(manifest));
+    let mut webhooks = Table::new();
+    webhooks.insert("retry_base_ms".into(), 500.into());
+    webhooks.insert("retry_max_ms".into(), 30_000.into());
+    webhooks.insert("timeout_ms".into(), 5_000.into());
+    let mut outbound = Table::new();
+    outbound.insert(
+        "allowed_origins".into(),
+        std::iter::once(demo.sandbox_origin.clone())
+            .chain(allow_origins.iter().cloned())
+            .map(Value::String)
+            .collect::<Vec<_>>()
+            .into(),
+    );
+    let mut t = Table::new();
+    t.insert("listen".into(), listen.to_string().into());
+    t.insert("public_url".into(), format!("http://{listen}").into());
+    t.insert("database".into(), path_text(&database));
+    t.insert("api_token".into(), demo.api_token.clone().into());
+    t.insert(
+        "cache_dir".into(),
+        path_text(&std::env::temp_dir().join("payhost-demo-cache")),
+    );
+    t.insert(
+        "admin_password_hash".into(),
+        payhost::auth::hash_password(admin_password)?.into(),
+    );
+    t.insert("plugin".into(), Value::Table(plugin));
+    t.insert("webhooks".into(), Value::Table(webhooks));
+    t.insert("outbound".into(), Value::Table(outbound));
+    t.insert("merchants".into(), Value::Table(merchants));
+    Config::parse(&toml::to_string(&t)?, std::path::Path::new("."))
+        .map_err(|e| e.context("the demo's configuration"))
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYHOST_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
@@ -316,26 +383,52 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            for o in &allow_origins {
+                if let Err(e) = payhost::net::Origin::parse(o) {
+                    return fail(anyhow::anyhow!("--allow-origin {o:?}: {e}"));
+                }
+            }
             let admin_password =
                 admin_password.unwrap_or_else(|| payhost::auth::random_token()[..16].to_owned());
-            let opts = payhost::demo::DemoOptions {
-                listen,
-                manifest,
-                database,
+            let demo = match payhost_sandbox::demo::build(&payhost_sandbox::demo::DemoOptions {
+                public_url: format!("http://{listen}"),
                 api_token,
-                admin_password: admin_password.clone(),
                 sandbox_speed,
                 sandbox_merchants: extra,
-                allowed_origins: allow_origins,
+            }) {
+                Ok(d) => d,
+                Err(e) => return fail(anyhow::anyhow!(e)),
+            };
+            let config = match demo_config(
+                &demo,
+                listen,
+                &manifest,
+                database,
+                &admin_password,
+                &allow_origins,
+            ) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
             };
             runtime().block_on(async {
-                let (config, sandbox, shop) = match payhost::demo::build(&opts) {
-                    Ok(x) => x,
-                    Err(e) => return fail(e),
+                demo.sandbox.start_delivery();
+                let (sandbox, shop) = (demo.sandbox.clone(), demo.shop.clone());
+                let extras = payhost::server::Extras {
+                    mounts: Mounts::new()
+                        .mount("/sandbox", move |req| {
+                            let sandbox = sandbox.clone();
+                            async move { sandbox.handle(req).await }
+                        })
+                        .mount("/shop", move |req| {
+                            let shop = shop.clone();
+                            async move { shop.handle(req).await }
+                        })
+                        .redirect_root("/shop"),
+                    // The sandbox and the shop's webhook are this process itself.
+                    allowed_origins: vec![demo.sandbox_origin.clone()],
+                    default_settings: demo.sandbox_settings.clone(),
                 };
-                sandbox.start_delivery();
-                let token = config.api_token.clone();
-                let app = match payhost::server::build_app_with(config, Some(sandbox), Some(shop)).await {
+                let app = match payhost::server::build_app_with(config, extras).await {
                     Ok(a) => a,
                     Err(e) => return fail(e),
                 };
@@ -344,8 +437,8 @@ fn main() -> ExitCode {
                     Err(e) => return fail(e),
                 };
                 println!(
-                    "\npayhost demo is running.\n  Shop (open this on a phone-sized window): http://{0}/shop\n  Admin: http://{0}/admin  (password: {admin_password})\n  API token: {token}\n  Sandbox gateway: http://{0}/sandbox/gateway\nPress Ctrl-C to stop.\n",
-                    running.addr
+                    "\npayhost demo is running.\n  Shop (open this on a phone-sized window): http://{0}/shop\n  Admin: http://{0}/admin  (password: {admin_password})\n  API token: {1}\n  Sandbox gateway: http://{0}/sandbox/gateway\nPress Ctrl-C to stop.\n",
+                    running.addr, demo.api_token
                 );
                 match running.wait().await {
                     Ok(()) => ExitCode::SUCCESS,
@@ -359,31 +452,27 @@ fn main() -> ExitCode {
             speed,
         } => {
             init_logging();
+            let sandbox = payhost_sandbox::Sandbox::new(
+                "/sandbox",
+                &format!("http://{listen}/sandbox"),
+                speed,
+            );
+            for m in &md5_merchants {
+                let Some((partner, key)) = m.split_once(':') else {
+                    return fail(anyhow::anyhow!(
+                        "--md5-merchant {m:?}: expected PARTNER:KEY"
+                    ));
+                };
+                sandbox.add_merchant(payhost_sandbox::SandboxMerchant {
+                    partner: partner.trim().into(),
+                    keys: payhost_sandbox::wire::Keys::Md5(key.trim().into()),
+                    privileged: true,
+                });
+            }
             runtime().block_on(async move {
-                let sandbox = payhost::sandbox::Sandbox::new(
-                    "/sandbox",
-                    &format!("http://{listen}/sandbox"),
-                    speed,
-                );
-                for m in &md5_merchants {
-                    let Some((partner, key)) = m.split_once(':') else {
-                        return fail(anyhow::anyhow!(
-                            "--md5-merchant {m:?}: expected PARTNER:KEY"
-                        ));
-                    };
-                    sandbox.add_merchant(payhost::sandbox::SandboxMerchant {
-                        partner: partner.trim().into(),
-                        keys: payhost::sandbox::wire::Keys::Md5(key.trim().into()),
-                        privileged: true,
-                    });
-                }
                 sandbox.start_delivery();
-                match payhost::sandbox::serve(
-                    sandbox,
-                    listen,
-                    payhost::server::termination_signal(),
-                )
-                .await
+                match payhost_sandbox::serve(sandbox, listen, payhost::server::termination_signal())
+                    .await
                 {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => fail(e),

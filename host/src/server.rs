@@ -2,6 +2,7 @@
 //! webhook worker.
 
 use crate::config::Config;
+use crate::http::mount::Mounts;
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
 use crate::runtime::{pairs, PluginRuntime};
@@ -17,15 +18,31 @@ use tokio::sync::Notify;
 /// Loads the component and the store, and checks and seeds the configured merchants. Every
 /// problem is reported at once.
 pub async fn build_app(config: Config) -> Result<Arc<App>> {
-    build_app_with(config, None, None).await
+    build_app_with(config, Extras::default()).await
 }
 
-/// [`build_app`] with the sandbox gateway and the demo shop mounted (`payhost demo`).
-pub async fn build_app_with(
-    config: Config,
-    sandbox: Option<Arc<crate::sandbox::Sandbox>>,
-    demo: Option<Arc<crate::demo::DemoShop>>,
-) -> Result<Arc<App>> {
+/// What a program embedding payhost adds to it (`payhost demo`: its sandbox gateway and shop).
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Handlers served beside payhost's routes, and where `GET /` goes.
+    pub mounts: Mounts,
+    /// Origins allowed explicitly besides the configuration's (`http://127.0.0.1:8080`): they may
+    /// be private addresses, and provider URLs saved later may use them.
+    pub allowed_origins: Vec<String>,
+    /// Settings a merchant configured through the API or the admin page gets when it leaves
+    /// them out.
+    pub default_settings: Vec<(String, String)>,
+}
+
+/// [`build_app`] with an embedder's [`Extras`] (`payhost demo` mounts its sandbox and shop).
+pub async fn build_app_with(config: Config, extras: Extras) -> Result<Arc<App>> {
+    let mut extra_origins = Vec::new();
+    for o in &extras.allowed_origins {
+        extra_origins.push(
+            crate::net::Origin::parse(o)
+                .map_err(|e| anyhow::anyhow!("allowed origin {o:?}: {e}"))?,
+        );
+    }
     let started = Instant::now();
     let mut manifest = Manifest::load(&config.manifest)?;
     if let Some(t) = config.call_timeout_ms {
@@ -46,7 +63,7 @@ pub async fn build_app_with(
             problems.join("\n  - ")
         );
     }
-    let operator_origins = operator_origins(&config, &runtime, sandbox.as_deref());
+    let operator_origins = operator_origins(&config, &runtime, extra_origins);
     let guards = crate::auth::Guards::new(&config);
     let app = Arc::new(App {
         operator_origins,
@@ -54,8 +71,8 @@ pub async fn build_app_with(
         runtime,
         store,
         metrics: Metrics::default(),
-        sandbox,
-        demo,
+        mounts: extras.mounts,
+        default_settings: extras.default_settings,
         admission: tokio::sync::Semaphore::new(crate::service::admission_permits()),
         guards,
     });
@@ -80,11 +97,11 @@ pub async fn build_app_with(
 }
 
 /// The origins the operator allowed explicitly: `[outbound] allowed_origins`, every URL written in
-/// a `payhost.toml` merchant table (provider URLs and the shop webhook), and the demo's sandbox.
+/// a `payhost.toml` merchant table (provider URLs and the shop webhook), and the embedder's.
 fn operator_origins(
     config: &Config,
     runtime: &PluginRuntime,
-    sandbox: Option<&crate::sandbox::Sandbox>,
+    extra: Vec<crate::net::Origin>,
 ) -> Vec<crate::net::Origin> {
     let url_settings: Vec<&str> = runtime
         .info
@@ -111,8 +128,10 @@ fn operator_origins(
             add(u);
         }
     }
-    if let Some(s) = sandbox {
-        add(&s.public_base);
+    for o in extra {
+        if !origins.contains(&o) {
+            origins.push(o);
+        }
     }
     origins
 }

@@ -21,14 +21,15 @@ pub struct App {
     pub runtime: PluginRuntime,
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
-    /// The sandbox gateway, served under `/sandbox` (`payhost demo`).
-    pub sandbox: Option<Arc<crate::sandbox::Sandbox>>,
-    /// The demo shop, served under `/shop` (`payhost demo`).
-    pub demo: Option<Arc<crate::demo::DemoShop>>,
+    /// Handlers served beside payhost's routes (`payhost demo`: its sandbox and shop).
+    pub mounts: crate::http::mount::Mounts,
+    /// Settings a merchant configured through the API or the admin page gets when it leaves them
+    /// out (`payhost demo`: the sandbox's provider URLs).
+    pub default_settings: Vec<(String, String)>,
     /// Origins the operator allowed explicitly (`[outbound] allowed_origins`, URLs written in
-    /// `payhost.toml` merchant tables, the demo's sandbox): they may resolve to non-public
-    /// addresses, and provider URLs saved through the API or the admin page must use one of
-    /// them (or a manifest origin).
+    /// `payhost.toml` merchant tables, an embedder's such as the demo's sandbox): they may resolve
+    /// to non-public addresses, and provider URLs saved through the API or the admin page must use
+    /// one of them (or a manifest origin).
     pub operator_origins: Vec<Origin>,
     /// Admission to the component and the store: a few requests work at a time, the rest wait
     /// in arrival order. More at once only adds thread hand-offs and lengthens the tail.
@@ -330,18 +331,9 @@ impl App {
         mut settings: MerchantSettings,
     ) -> Result<MerchantSettings, Vec<types::FieldError>> {
         // In `payhost demo` every merchant talks to the built-in sandbox unless told otherwise.
-        if let Some(sandbox) = &self.sandbox {
-            for (name, path) in [
-                ("gateway_url", "/gateway"),
-                ("notify_verify_url", "/mapi"),
-                ("paychannel_url", "/mapi"),
-                ("mapi_url", "/mapi"),
-            ] {
-                if settings.get(name).is_none() {
-                    settings
-                        .plugin
-                        .push((name.to_owned(), format!("{}{path}", sandbox.public_base)));
-                }
+        for (name, value) in &self.default_settings {
+            if settings.get(name).is_none() {
+                settings.plugin.push((name.clone(), value.clone()));
             }
         }
         let refused = self.check_provider_origins(&settings);

@@ -1,12 +1,14 @@
 //! A stub of Alipay for host tests: answers the create call with a signed token (MD5 or RSA,
 //! chosen by the request's `sec_id`), answers `notify_verify` with `true` only for notify_ids it
 //! issued, and builds signed notifications and returns.
+//!
+//! Everything is signed, verified and encrypted with the sandbox's wire code
+//! (`payhost_sandbox::wire`, written from the protocol reference), never the component's own
+//! `sign` module: a signing bug in the component then fails these tests instead of being mirrored.
 
 use crate::stub::{Seen, StubServer};
 use crate::{TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
-use alipay_wap_plugin::sign;
-use alipay_wap_plugin::transformers::form_encode;
-use base64::Engine as _;
+use payhost_sandbox::wire::{self, Keys};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
@@ -37,13 +39,9 @@ pub fn signed_create_reply(request: &[(String, String)], token: &str, md5_key: &
     ];
     let content = sorted(&reply);
     let signature = if rsa {
-        sign::rsa_sign(
-            &content,
-            &sign::parse_private_key(TEST_PRIVATE_KEY).unwrap(),
-        )
-        .unwrap()
+        wire::sign_as_alipay(&rsa_keys(), content.as_bytes())
     } else {
-        sign::md5_sign(&content, md5_key)
+        md5_sign(&content, md5_key)
     };
     if rsa {
         reply[0].1 = encrypt_to_test_key(&res_plain);
@@ -66,21 +64,36 @@ pub struct AlipayStub {
     pub issued: Arc<Mutex<HashSet<String>>>,
 }
 
-fn sorted(params: &[(String, String)]) -> String {
-    sign::sorted_link_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+/// The sorted `k=v&…` string a signature covers (reference §5.1).
+pub fn sorted(params: &[(String, String)]) -> String {
+    wire::presign_sorted(params)
+}
+
+/// The test key pair as both sides of an RSA merchant: requests are checked with its public half,
+/// answers signed with its private half.
+pub fn rsa_keys() -> Keys {
+    Keys::Rsa {
+        merchant_public: Box::new(wire::rsa_public_from_pem(TEST_PUBLIC_KEY).unwrap()),
+        alipay_private: Box::new(wire::rsa_private_from_pem(TEST_PRIVATE_KEY).unwrap()),
+    }
+}
+
+/// An MD5 signature (hex of MD5 over the content and the key).
+pub fn md5_sign(content: &str, key: &str) -> String {
+    wire::sign_as_alipay(&Keys::Md5(key.to_owned()), content.as_bytes())
+}
+
+/// A form body (or query) of the pairs in this order.
+pub fn form_encode(pairs: &[(String, String)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
 }
 
 pub fn encrypt_to_test_key(plain: &str) -> String {
-    use rsa::pkcs8::DecodePublicKey;
-    let key = rsa::RsaPublicKey::from_public_key_pem(TEST_PUBLIC_KEY).unwrap();
-    let mut out = Vec::new();
-    for chunk in plain.as_bytes().chunks(117) {
-        out.extend(
-            key.encrypt(&mut rand_core::OsRng, rsa::Pkcs1v15Encrypt, chunk)
-                .unwrap(),
-        );
-    }
-    base64::engine::general_purpose::STANDARD.encode(out)
+    wire::encrypt_for_merchant(&wire::rsa_public_from_pem(TEST_PUBLIC_KEY).unwrap(), plain)
 }
 
 fn answer(seen: &Seen, issued: &Mutex<HashSet<String>>) -> (u16, Vec<u8>) {
@@ -98,7 +111,7 @@ fn answer(seen: &Seen, issued: &Mutex<HashSet<String>>) -> (u16, Vec<u8>) {
             let gbk = encoding_rs::GBK.encode(result).0.into_owned();
             let mut signed = b"result=".to_vec();
             signed.extend_from_slice(&gbk);
-            let signature = sign::md5_sign_bytes(&signed, MD5_KEY.as_bytes());
+            let signature = wire::sign_as_alipay(&Keys::Md5(MD5_KEY.into()), &signed);
             let mut body = b"<?xml version=\"1.0\" encoding=\"GBK\"?><alipay><is_success>T</is_success><response><alipay><result>".to_vec();
             body.extend_from_slice(&gbk);
             body.extend_from_slice(format!("</result></alipay></response><sign>{signature}</sign><sign_type>MD5</sign_type></alipay>").as_bytes());
@@ -118,16 +131,12 @@ fn answer(seen: &Seen, issued: &Mutex<HashSet<String>>) -> (u16, Vec<u8>) {
         ("POST", "/service/rest.htm") => {
             let rsa = p("sec_id") == "0001";
             let content = sorted(&params);
-            let valid = if rsa {
-                sign::rsa_verify(
-                    &content,
-                    &p("sign"),
-                    &sign::parse_public_key(TEST_PUBLIC_KEY).unwrap(),
-                )
-                .unwrap_or(false)
+            let keys = if rsa {
+                rsa_keys()
             } else {
-                sign::md5_verify(&content, MD5_KEY, &p("sign"))
+                Keys::Md5(MD5_KEY.into())
             };
+            let valid = wire::verify_merchant(&keys, &content, &p("sign"));
             if !valid {
                 let err = "<?xml version=\"1.0\" encoding=\"utf-8\"?><err><code>0007</code><sub_code>0007</sub_code><msg>sign error</msg><detail>签名错误</detail></err>";
                 return (
@@ -204,10 +213,10 @@ pub fn md5_notify_body(t: &Trade<'_>, key: &str) -> String {
 }
 
 fn md5_notify_body_of(data: String, key: &str) -> String {
-    let content = sign::notify_link_string("alipay.wap.trade.create.direct", "1.0", "MD5", &data);
+    let content = wire::presign_notify("alipay.wap.trade.create.direct", "1.0", "MD5", &data);
     form_encode(&[
         ("service".into(), "alipay.wap.trade.create.direct".into()),
-        ("sign".into(), sign::md5_sign(&content, key)),
+        ("sign".into(), md5_sign(&content, key)),
         ("sec_id".into(), "MD5".into()),
         ("v".into(), "1.0".into()),
         ("notify_data".into(), data),
@@ -224,19 +233,15 @@ pub fn md5_notify_body_sorted(t: &Trade<'_>, key: &str) -> String {
         ("notify_data".into(), data.clone()),
     ];
     let mut all = params.clone();
-    all.push(("sign".into(), sign::md5_sign(&sorted(&params), key)));
+    all.push(("sign".into(), md5_sign(&sorted(&params), key)));
     form_encode(&all)
 }
 
 /// An RSA notification: notify_data encrypted to the merchant key, signed over the plaintext.
 pub fn rsa_notify_body(t: &Trade<'_>) -> String {
     let data = notify_data(t);
-    let content = sign::notify_link_string("alipay.wap.trade.create.direct", "1.0", "0001", &data);
-    let signature = sign::rsa_sign(
-        &content,
-        &sign::parse_private_key(TEST_PRIVATE_KEY).unwrap(),
-    )
-    .unwrap();
+    let content = wire::presign_notify("alipay.wap.trade.create.direct", "1.0", "0001", &data);
+    let signature = wire::sign_as_alipay(&rsa_keys(), content.as_bytes());
     form_encode(&[
         ("service".into(), "alipay.wap.trade.create.direct".into()),
         ("sign".into(), signature),
@@ -254,7 +259,7 @@ pub fn md5_return_query(out_trade_no: &str, key: &str) -> String {
         ("result".into(), "success".into()),
         ("trade_no".into(), format!("2014{out_trade_no}")),
     ];
-    let signature = sign::md5_sign(&sorted(&q), key);
+    let signature = md5_sign(&sorted(&q), key);
     q.push(("sign".into(), signature));
     q.push(("sign_type".into(), "MD5".into()));
     form_encode(&q)

@@ -3,6 +3,7 @@
 //! SIGINT the listener closes and in-flight requests finish.
 
 pub mod admin;
+pub mod mount;
 
 use crate::service::{masked_settings, ApiError, App, CreatePayment};
 use bytes::Bytes;
@@ -336,25 +337,23 @@ async fn route(
             }
             ("admin", admin::handle(app, ip, req).await)
         }
-        (_, ["sandbox", ..]) if app.sandbox.is_some() => {
-            let sandbox = app.sandbox.clone().expect("checked");
-            ("sandbox", sandbox.handle(req).await)
-        }
-        (_, ["shop", ..]) if app.demo.is_some() => {
-            let shop = app.demo.clone().expect("checked");
-            ("shop", shop.handle(app, req).await)
-        }
-        // `payhost demo` opens on its shop; a production host on its admin page.
-        (&Method::GET, []) if app.demo.is_some() => ("root", redirect("/shop")),
-        (&Method::GET, []) => ("root", redirect("/admin")),
-        _ => (
-            "other",
-            error(&ApiError::new(
-                404,
-                "not_found",
-                format!("no route {method} {path}"),
-            )),
+        // `payhost demo` opens on its shop (a mount); a production host on its admin page.
+        (&Method::GET, []) => (
+            "root",
+            redirect(app.mounts.root_redirect().unwrap_or("/admin")),
         ),
+        // What payhost does not serve itself may belong to a mount (the demo's sandbox and shop).
+        _ => match app.mounts.find(&path) {
+            Some(mount) => ("mount", (mount.handler)(req).await),
+            None => (
+                "other",
+                error(&ApiError::new(
+                    404,
+                    "not_found",
+                    format!("no route {method} {path}"),
+                )),
+            ),
+        },
     }
 }
 

@@ -1,4 +1,13 @@
-//! A sandbox of Alipay's WAP-pay side, exact enough to refuse what the real gateway refuses:
+//! payhost-sandbox: a stand-in for Alipay's side of WAP pay, PC instant pay and app pay, exact
+//! enough to refuse what the real gateway refuses, and a demo shop that uses payhost over HTTP as
+//! a real shop would. `payhost demo` and `payhost sandbox` serve them; tests and the conformance
+//! kit start them in-process.
+//!
+//! Written from the protocol reference only: it shares no code with the Alipay component (nor with
+//! payhost), so a signing or parsing mistake in one is caught by the other. [`wire`] is Alipay's
+//! side of the wire format (MD5 and RSA signatures, RSA encryption, XML, GBK).
+//!
+//! The gateway, under a path prefix (`/sandbox`):
 //!
 //! * `POST {base}/gateway` — `alipay.wap.trade.create.direct`: checks every common parameter, the
 //!   signature (MD5 or RSA), `req_data` and its fields; answers `res_data` with a fresh token in the
@@ -7,24 +16,28 @@
 //!   the tester pays or cancels. Paying sends the signed notify (fixed-order signature, `v=1.0`, the
 //!   20 `notify_data` fields) and redirects to `call_back_url` with the signed return.
 //! * `GET {base}/mapi?service=notify_verify` (and `mobile.merchant.paychannel`,
-//!   `single_trade_query`).
+//!   `single_trade_query`, `create_direct_pay_by_user`: the PC cashier).
+//! * `POST {base}/app/pay` — the app SDK's stand-in; `POST {base}/refund` — a back-office refund.
 //! * Notify retries on Alipay's schedule (2m, 10m, 10m, 1h, 2h, 6h, 15h after the first; at most 8
 //!   sends; stop at `success`) on a clock that tests speed up (`speed`).
 //! * Fault switches (`POST {base}/faults`), and `GET {base}/state` for tests.
 //!
-//! Written from the protocol reference only (see `wire.rs`); it shares no code with the component.
+//! The demo shop ([`demo`]) is a separate handler under `/shop`.
 
 pub mod cashier;
+pub mod demo;
+pub mod outbound;
+pub mod signature;
+pub mod web;
 pub mod wire;
 
-use crate::http::{html, json, redirect, text, Body};
-use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use web::{html, json, redirect, text, Body};
 use wire::Keys;
 
 /// Offsets of the 8 sends from the first one, in sandbox seconds: 0, then 2m, 10m, 10m, 1h, 2h,
@@ -234,7 +247,7 @@ impl Sandbox {
                 return None;
             }
         }
-        let answer = crate::http_client::send(
+        let answer = outbound::send(
             "POST",
             &n.url,
             &[(
@@ -529,9 +542,7 @@ impl Sandbox {
     }
 
     fn notify_data(&self, t: &Trade, status: &str, notify_id: &str) -> String {
-        let now = crate::store::format_unix(1_700_000_000 + t.created_at)
-            .replace('T', " ")
-            .replace('Z', "");
+        let now = web::alipay_time(1_700_000_000 + t.created_at);
         let refunded_at = now.clone();
         let mut fields: Vec<(&str, String)> = vec![
             ("payment_type", "1".into()),
@@ -765,15 +776,14 @@ impl Sandbox {
                 if !wire::verify_merchant(&m.keys, &presign, get("sign")) {
                     return text(200, "<?xml version=\"1.0\" encoding=\"GBK\"?><alipay><is_success>F</is_success><error>ILLEGAL_SIGN</error></alipay>");
                 }
-                Response::builder()
-                    .status(200)
-                    .header("content-type", "text/xml; charset=GBK")
-                    .body(http_body_util::Full::new(Bytes::from(wire::paychannel_response(&m.keys, partner))))
-                    .expect("valid response")
+                web::xml(
+                    "text/xml; charset=GBK",
+                    wire::paychannel_response(&m.keys, partner),
+                )
             }
             "single_trade_query" => self.single_trade_query(params),
             "create_direct_pay_by_user" => self.pc_cashier(params),
-            other => text(200, format!("<?xml version=\"1.0\" encoding=\"GBK\"?><alipay><is_success>F</is_success><error>ILLEGAL_SERVICE {}</error></alipay>", crate::http::admin::esc(other))),
+            other => text(200, format!("<?xml version=\"1.0\" encoding=\"GBK\"?><alipay><is_success>F</is_success><error>ILLEGAL_SERVICE {}</error></alipay>", web::esc(other))),
         }
     }
 
@@ -1000,9 +1010,7 @@ impl Sandbox {
     /// The PC notify (reference §2.3): flat form fields, signed sorted, with `notify_id` for
     /// `notify_verify`.
     fn pc_fields(&self, t: &Trade, status: &str, notify_id: &str) -> Vec<(String, String)> {
-        let when = crate::store::format_unix(1_700_000_000 + t.created_at)
-            .replace('T', " ")
-            .replace('Z', "");
+        let when = web::alipay_time(1_700_000_000 + t.created_at);
         vec![
             (
                 "buyer_email".into(),
@@ -1099,9 +1107,7 @@ impl Sandbox {
         let Some(t) = found.map(|t| self.close_if_expired(t)) else {
             return error("TRADE_NOT_EXIST");
         };
-        let when = crate::store::format_unix(1_700_000_000 + t.created_at)
-            .replace('T', " ")
-            .replace('Z', "");
+        let when = web::alipay_time(1_700_000_000 + t.created_at);
         let paid = t.status != "WAIT_BUYER_PAY" && t.trade_no.is_some();
         let mut fields: Vec<(&str, String)> = vec![
             ("buyer_email", t.buyer_email.clone().unwrap_or_default()),
@@ -1160,15 +1166,23 @@ impl Sandbox {
         let trade = wire::build_xml("trade", &fields);
         let body = format!(
             "<?xml version=\"1.0\" encoding=\"utf-8\"?><alipay><is_success>T</is_success><request><param name=\"service\">single_trade_query</param><param name=\"partner\">{}</param><param name=\"_input_charset\">utf-8</param><param name=\"out_trade_no\">{}</param></request><response>{trade}</response><sign>{sign}</sign><sign_type>{}</sign_type></alipay>",
-            crate::http::admin::esc(partner),
-            crate::http::admin::esc(out_trade_no),
+            web::esc(partner),
+            web::esc(out_trade_no),
             if matches!(m.keys, Keys::Md5(_)) { "MD5" } else { "RSA" },
         );
-        Response::builder()
-            .status(200)
-            .header("content-type", "text/xml; charset=utf-8")
-            .body(http_body_util::Full::new(Bytes::from(body)))
-            .expect("valid response")
+        web::xml("text/xml; charset=utf-8", body)
+    }
+
+    /// Switches faults on or off (as `POST {base}/faults` does) and restarts the count of
+    /// dropped notifies.
+    pub fn set_faults(&self, faults: Faults) {
+        *self.faults.lock().unwrap() = faults;
+        *self.dropped.lock().unwrap() = 0;
+    }
+
+    /// The faults switched on now.
+    pub fn faults(&self) -> Faults {
+        self.faults.lock().unwrap().clone()
     }
 
     /// The sandbox's state, for tests and the curious.
@@ -1181,8 +1195,18 @@ impl Sandbox {
         })
     }
 
-    /// Serves a request whose path starts with `base`.
-    pub async fn handle(self: &Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    /// Whether `path` is the sandbox's: `base` itself or below it.
+    pub fn owns(&self, path: &str) -> bool {
+        path.strip_prefix(&self.base)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    /// Serves a request whose path starts with `base` (any body: hyper's, or `Full<Bytes>`).
+    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let method = req.method().clone();
         let path = req
             .uri()
@@ -1232,12 +1256,10 @@ impl Sandbox {
             (Method::GET, "/state") => json(200, &self.state()),
             (Method::POST, "/faults") => match serde_json::from_slice::<Faults>(&body) {
                 Ok(f) => {
-                    *self.faults.lock().unwrap() = f;
-                    *self.dropped.lock().unwrap() = 0;
+                    self.set_faults(f);
                     json(
                         200,
-                        &serde_json::to_value(self.faults.lock().unwrap().clone())
-                            .expect("serialisable"),
+                        &serde_json::to_value(self.faults()).expect("serialisable"),
                     )
                 }
                 Err(e) => text(400, format!("bad faults: {e}")),
@@ -1247,7 +1269,7 @@ impl Sandbox {
     }
 }
 
-/// Serves the sandbox alone (`payhost sandbox`) until `shutdown` resolves.
+/// Serves the sandbox alone (`payhost sandbox`) on `listen` until `shutdown` resolves.
 pub async fn serve(
     sandbox: Arc<Sandbox>,
     listen: std::net::SocketAddr,
@@ -1256,7 +1278,17 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    tracing::info!(addr = %listener.local_addr()?, "sandbox gateway listening");
+    serve_on(sandbox, listener, shutdown).await
+}
+
+/// [`serve`] on a listener already bound (bind port 0 first to learn the address, then make the
+/// [`Sandbox`] with it as its public base).
+pub async fn serve_on(
+    sandbox: Arc<Sandbox>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, base = %sandbox.base, "sandbox gateway listening");
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -1267,10 +1299,10 @@ pub async fn serve(
                     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         let sandbox = sandbox.clone();
                         async move {
-                            let response = if req.uri().path().starts_with(&sandbox.base) {
+                            let response = if sandbox.owns(req.uri().path()) {
                                 sandbox.handle(req).await
                             } else {
-                                text(404, "the sandbox lives under /sandbox")
+                                text(404, format!("the sandbox lives under {}", sandbox.base))
                             };
                             Ok::<_, std::convert::Infallible>(response)
                         }

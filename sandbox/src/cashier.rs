@@ -2,8 +2,8 @@
 //! buyer's account, 确认付款 and 取消. The phone cashier for WAP trades, the desktop one (即时到账)
 //! for PC trades.
 
-use super::Trade;
-use crate::http::admin::esc;
+use crate::web::esc;
+use crate::Trade;
 
 const STYLE: &str = "body{margin:0;font-family:-apple-system,'PingFang SC','Microsoft YaHei',sans-serif;background:#f5f5f5;color:#333}\
 .bar{background:#1677ff;color:#fff;padding:12px;text-align:center;font-size:17px}\

@@ -1,0 +1,207 @@
+//! The sandbox in-process, through its public API only (as the conformance kit uses it): a signed
+//! create call, the cashier, paying, the signed return, and the notify delivered to a merchant
+//! server and retried until it answers `success`.
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use payhost_sandbox::wire::{self, Keys};
+use payhost_sandbox::{Faults, Sandbox, SandboxMerchant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PARTNER: &str = "2088000000000042";
+const KEY: &str = "abcdefghijklmnopqrstuvwxyz012345";
+
+async fn call(
+    sandbox: &Arc<Sandbox>,
+    method: &str,
+    uri: &str,
+    body: String,
+) -> (u16, String, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let r = sandbox.handle(req).await;
+    let status = r.status().as_u16();
+    let location = r
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        location,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+fn form(pairs: &[(String, String)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+fn parse(text: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(text.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn get<'a>(pairs: &'a [(String, String)], k: &str) -> &'a str {
+    pairs
+        .iter()
+        .find(|(key, _)| key == k)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+/// A merchant's notify endpoint: records each body, answers `fail` to the first `fails`.
+async fn merchant_server(fails: usize) -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let s = s.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let s = s.clone();
+                        async move {
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let n = {
+                                let mut v = s.lock().unwrap();
+                                v.push(String::from_utf8_lossy(&body).into_owned());
+                                v.len()
+                            };
+                            let answer = if n <= fails { "fail" } else { "success" };
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from(answer),
+                            )))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_pay_return_and_notify_with_retries() {
+    let keys = Keys::Md5(KEY.into());
+    // Fast clock: the first retry (2 sandbox minutes) comes after 12 ms.
+    let sandbox = Sandbox::new("/sandbox", "http://127.0.0.1:9/sandbox", 10_000.0);
+    sandbox.add_merchant(SandboxMerchant {
+        partner: PARTNER.into(),
+        keys: keys.clone(),
+        privileged: true,
+    });
+    let (notify_url, seen) = merchant_server(1).await;
+    sandbox.start_delivery();
+
+    let req_data = format!(
+        "<direct_trade_create_req><subject>茶 &amp; 杯</subject><out_trade_no>T1</out_trade_no><total_fee>12.5</total_fee>\
+         <seller_account_name>s@example.com</seller_account_name><call_back_url>http://shop.example/cb</call_back_url>\
+         <notify_url>{notify_url}</notify_url></direct_trade_create_req>"
+    );
+    let mut params: Vec<(String, String)> = [
+        ("service", "alipay.wap.trade.create.direct"),
+        ("format", "xml"),
+        ("v", "2.0"),
+        ("partner", PARTNER),
+        ("req_id", "r1"),
+        ("sec_id", "MD5"),
+        ("req_data", req_data.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    // A wrong signature is refused with 0007.
+    let mut forged = params.clone();
+    forged.push(("sign".into(), "0".repeat(32)));
+    let (_, _, body) = call(&sandbox, "POST", "/sandbox/gateway", form(&forged)).await;
+    assert!(
+        get(&parse(&body), "res_error").contains("<code>0007</code>"),
+        "{body}"
+    );
+
+    let sign = wire::sign_as_alipay(&keys, wire::presign_sorted(&params).as_bytes());
+    params.push(("sign".into(), sign));
+    let (status, _, body) = call(&sandbox, "POST", "/sandbox/gateway", form(&params)).await;
+    assert_eq!(status, 200);
+    let answer = parse(&body);
+    let signed: Vec<(String, String)> = answer
+        .iter()
+        .filter(|(k, _)| k != "sign")
+        .cloned()
+        .collect();
+    assert!(wire::verify_merchant(
+        &keys,
+        &wire::presign_sorted(&signed),
+        get(&answer, "sign")
+    ));
+    let res_data =
+        wire::parse_req_data(get(&answer, "res_data"), "direct_trade_create_res").unwrap();
+    let token = res_data[0].1.clone();
+    assert_eq!(sandbox.trade(&token).unwrap().total_fee, "12.50");
+
+    // The buyer pays: a signed return to call_back_url, and the notify goes out.
+    let (status, location, _) = call(
+        &sandbox,
+        "POST",
+        "/sandbox/cashier/pay",
+        format!("token={token}&buyer=13900001111"),
+    )
+    .await;
+    assert_eq!(status, 302);
+    let (base, query) = location.split_once('?').unwrap();
+    assert_eq!(base, "http://shop.example/cb");
+    let back = parse(query);
+    assert_eq!(get(&back, "out_trade_no"), "T1");
+    assert!(wire::verify_merchant(
+        &keys,
+        &wire::presign_sorted(&back),
+        get(&back, "sign")
+    ));
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sandbox.state()["notifies"][0]["acknowledged"]
+        .as_bool()
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "{}", sandbox.state());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sent = seen.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2, "one `fail`, then the retry acknowledged");
+    assert_eq!(sent[0], sent[1], "a retry resends the same notify");
+    let notify = parse(&sent[0]);
+    let data = get(&notify, "notify_data");
+    assert!(data.contains("<trade_status>TRADE_SUCCESS</trade_status>"));
+    assert!(wire::verify_merchant(
+        &keys,
+        &wire::presign_notify("alipay.wap.trade.create.direct", "1.0", "MD5", data),
+        get(&notify, "sign")
+    ));
+
+    // Fault switches work in-process as over HTTP.
+    sandbox.set_faults(Faults {
+        drop_all_notifies: true,
+        ..Faults::default()
+    });
+    assert!(sandbox.faults().drop_all_notifies);
+    let (_, _, body) = call(&sandbox, "GET", "/sandbox/state", String::new()).await;
+    assert!(body.contains("\"drop_all_notifies\":true"), "{body}");
+}
