@@ -151,7 +151,7 @@ shop_webhook_secret = "recovery-webhook-secret"
     assert_eq!(
         db_count(
             &db,
-            "SELECT COUNT(*) FROM raw_notifications n JOIN notification_results r ON r.raw_id = n.id WHERE r.outcome = 'applied' AND n.remote_addr = 'query:single_trade_query'"
+            "SELECT COUNT(*) FROM raw_notifications n JOIN notification_results r ON r.raw_id = n.id WHERE r.outcome = 'applied' AND n.remote_addr = 'query'"
         ),
         (ORDERS - 1) as i64,
         "every recovery is recorded with its source"

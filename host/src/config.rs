@@ -359,7 +359,8 @@ pub struct Config {
     pub database_pool_size: usize,
     pub api_token: String,
     pub cache_dir: PathBuf,
-    /// The components, in the order configured (`[plugin]` first).
+    /// The components: `[plugin]` first, then `[plugins.<id>]` in the order of their ids (the
+    /// first is the one merchants stored by older versions, which name none, use).
     pub plugins: Vec<PluginSource>,
     /// `[plugin] call_timeout_ms`: a tighter wall-clock limit per component call than the
     /// manifest's (never a looser one).
@@ -823,9 +824,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.plugins.len(), 2, "no [plugin] table: only [plugins.*]");
-        assert_eq!(c.plugins[0].id.as_deref(), Some("wap-pay"));
-        assert_eq!(c.plugins[1].manifest, dir.join("testpay/plugin.toml"));
-        assert_eq!(c.plugins[1].call_timeout_ms, Some(2000));
+        // `[plugins.*]` in the order of their ids.
+        assert_eq!(c.plugins[0].id.as_deref(), Some("testpay"));
+        assert_eq!(c.plugins[0].manifest, dir.join("testpay/plugin.toml"));
+        assert_eq!(c.plugins[0].call_timeout_ms, Some(2000));
+        assert_eq!(c.plugins[1].id.as_deref(), Some("wap-pay"));
+        assert_eq!(c.plugins[1].call_timeout_ms, None);
         let a = &c.merchants["a"];
         assert_eq!(a.plugin_id, "testpay");
         assert_eq!(a.get("merchant_no"), Some("M1"), "trimmed");

@@ -291,6 +291,9 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         sandbox_public_url: args.sandbox_public_url.clone(),
         merchant: args.merchant.clone(),
         on_case: Some(print_case),
+        on_sandbox_ready: Some(std::sync::Arc::new(|origin: &str| {
+            eprintln!("the kit's sandbox gateway and webhook receiver: {origin} (the host must be allowed to reach it)");
+        })),
         ..kit::Options::default()
     };
     let report = match (&args.component, &args.against) {

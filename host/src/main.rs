@@ -1,5 +1,7 @@
 //! The `payhost` command line.
 
+mod conformance_cli;
+
 use clap::{Parser, Subcommand};
 use payhost::config::Config;
 use payhost::http::mount::Mounts;
@@ -97,6 +99,10 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Runs the conformance kit: the contract suite against a component (`--component`), or the
+    /// flow suite against a running payhost through a sandbox the kit starts (`--against`). Prints
+    /// one line per case and `N passed, N failed` last; exits 1 when a case failed.
+    Conformance(conformance_cli::Args),
     /// Writes the component's current sha256 into the manifest (after a deliberate rebuild).
     PinComponent {
         /// The plugin manifest to update.
@@ -516,6 +522,7 @@ fn main() -> ExitCode {
         }
         Command::AdminPassword { generate, config } => admin_password(generate, config),
         Command::Token { action } => token(action),
+        Command::Conformance(args) => runtime().block_on(conformance_cli::run(args)),
         Command::PinComponent { manifest } => match payhost::manifest::pin_component(&manifest) {
             Ok(sum) => {
                 println!("{}: component sha256 = {sum}", manifest.display());

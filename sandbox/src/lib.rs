@@ -157,7 +157,13 @@ impl Sandbox {
             dropped: Mutex::new(0),
             speed: speed.max(1.0),
             started: Instant::now(),
-            counter: Mutex::new(0),
+            // Ids (notify_id, trade_no, tokens) count from a random start, so a sandbox started
+            // again never repeats the ids of an earlier one: a host that saw them would take a
+            // new notify for a duplicate (Alipay's ids are unique). Below 10^9, so the token
+            // arithmetic cannot overflow and trade_no keeps its 28 digits.
+            counter: Mutex::new(
+                rand_core::RngCore::next_u64(&mut rand_core::OsRng) % 1_000_000_000,
+            ),
         })
     }
 
@@ -1314,5 +1320,20 @@ pub async fn serve_on(
             }
             _ = &mut shutdown => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sandbox_started_again_issues_other_ids() {
+        // The chance that two random starts meet is about one in a billion.
+        let (a, b) = (
+            Sandbox::new("/s", "http://x/s", 1.0),
+            Sandbox::new("/s", "http://x/s", 1.0),
+        );
+        assert_ne!(a.next_id(), b.next_id());
     }
 }

@@ -1,0 +1,271 @@
+//! The kit's HTTP client: one connection per request (plain or TLS with the web's roots), the
+//! whole answer read, redirects not followed (the cases look at them), a deadline on everything.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// Every request's deadline, connect to last byte.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// An answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON (`null` when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `status` and the start of the body, for failure messages.
+    pub fn brief(&self) -> String {
+        let text = self.text();
+        let cut: String = text.chars().take(300).collect();
+        let more = if cut.len() < text.len() { "…" } else { "" };
+        format!("HTTP {} {}{more}", self.status, cut.trim())
+    }
+}
+
+/// Sends one request; `Err` says what went wrong on the way (no answer is not a status).
+pub async fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Reply, String> {
+    match tokio::time::timeout(timeout, send_now(method, url, headers, body)).await {
+        Ok(r) => r.map_err(|e| format!("{method} {url}: {e}")),
+        Err(_) => Err(format!(
+            "{method} {url}: no answer within {} s",
+            timeout.as_secs_f64()
+        )),
+    }
+}
+
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+    send("GET", url, headers, Vec::new(), DEFAULT_TIMEOUT).await
+}
+
+pub async fn post_form(url: &str, body: &str) -> Result<Reply, String> {
+    send(
+        "POST",
+        url,
+        &[(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )],
+        body.as_bytes().to_vec(),
+        DEFAULT_TIMEOUT,
+    )
+    .await
+}
+
+async fn send_now(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<Reply, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err("only http and https URLs".into()),
+    };
+    let host = uri.host().ok_or("the URL has no host")?.to_owned();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    let bare_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let stream = TcpStream::connect((bare_host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", authority)
+        .header("user-agent", "payhost-conformance");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| format!("bad request: {e}"))?;
+    if tls {
+        let name = rustls::pki_types::ServerName::try_from(bare_host)
+            .map_err(|e| format!("bad TLS server name: {e}"))?;
+        let stream = tokio_rustls::TlsConnector::from(tls_config())
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        exchange(TokioIo::new(stream), request).await
+    } else {
+        exchange(TokioIo::new(stream), request).await
+    }
+}
+
+async fn exchange<T>(io: T, request: http::Request<Full<Bytes>>) -> Result<Reply, String>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    let driver = tokio::spawn(conn);
+    let answer = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("no answer: {e}"))?;
+    let status = answer.status().as_u16();
+    let headers = answer
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = answer
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?
+        .to_bytes()
+        .to_vec();
+    driver.abort();
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// The shop API of one host, as the operator (or a shop) calls it.
+#[derive(Clone)]
+pub struct HostApi {
+    /// Without a trailing slash.
+    pub base: String,
+    token: String,
+}
+
+impl HostApi {
+    pub fn new(base: &str, token: &str) -> HostApi {
+        HostApi {
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A `/v1` call with the bearer token and an optional JSON body.
+    pub async fn v1(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Reply, String> {
+        let auth = format!("Bearer {}", self.token);
+        let mut headers = vec![("authorization", auth.as_str())];
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        send(
+            method,
+            &self.url(&format!("/v1{path}")),
+            &headers,
+            body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+            DEFAULT_TIMEOUT,
+        )
+        .await
+    }
+
+    /// Posts a provider notification to `url` (a path of this host or a full URL).
+    pub async fn post_notify(&self, url: &str, body: Vec<u8>) -> Result<Reply, String> {
+        send(
+            "POST",
+            url,
+            &[(
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )],
+            body,
+            DEFAULT_TIMEOUT,
+        )
+        .await
+    }
+
+    /// Posts to the host's notify endpoint of `merchant`: `/notify/{merchant}`, or the older
+    /// `/alipay/{merchant}/notify` when the host has no such route (an answer of 404 that is the
+    /// host's "no route" JSON, not the notify endpoint's refusal).
+    pub async fn post_notify_to(&self, merchant: &str, body: Vec<u8>) -> Result<Reply, String> {
+        let r = self
+            .post_notify(&self.url(&format!("/notify/{merchant}")), body.clone())
+            .await?;
+        if r.status == 404 && is_no_route(&r) {
+            return self
+                .post_notify(&self.url(&format!("/alipay/{merchant}/notify")), body)
+                .await;
+        }
+        Ok(r)
+    }
+}
+
+/// Whether a 404 is the host saying it has no such route (its JSON error `not_found`).
+pub fn is_no_route(r: &Reply) -> bool {
+    r.status == 404 && r.json()["error"]["code"].as_str() == Some("not_found")
+}

@@ -1,0 +1,181 @@
+//! The conformance kit behind `payhost conformance`.
+//!
+//! * [`run_component`]: the contract suite on a component, called directly through
+//!   [`ComponentUnderTest`] (any provider): `describe`, `validate-settings`, hostile
+//!   notifications and returns, the call limit. For an Alipay component, its signature rules with
+//!   messages the kit signs itself, then the flow suite against a host the [`HostLauncher`]
+//!   starts around it (allowing the kit's origin). For other providers the Alipay and flow cases
+//!   are reported as skipped.
+//! * [`run_against`]: the flow suite against a running payhost (`--against URL --token T`), over
+//!   HTTP only, through an Alipay sandbox gateway and a webhook receiver the kit serves itself on
+//!   [`Options::sandbox_listen`]; the operator allows that origin on the host
+//!   (`[outbound] allowed_origins`, or `payhost demo --allow-origin`).
+//!
+//! Both return a [`Report`]: [`Report::print`] writes one line per case (`ok   <id> (12 ms)`,
+//! `FAIL <id>: <why>`, `skip <id>: <why>`) and `N passed, N failed[, N skipped]` last;
+//! [`Report::failed`] is for the exit code; [`Report::junit`] is JUnit XML for `--junit FILE`.
+//! A failing, panicking or slow case ([`Options::case_timeout`]) never stops the others.
+//!
+//! The kit does not depend on payhost: payhost implements [`ComponentUnderTest`] and
+//! [`HostLauncher`] over its own runtime. It depends on `payhost-sandbox` for the sandbox and for
+//! Alipay's side of the wire format (it signs the notifies it forges with that code, never the
+//! component's).
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let opts = payhost_conformance::Options::default();
+//! let report = payhost_conformance::run_against("http://127.0.0.1:8080", "operator-token", &opts).await;
+//! report.print(&mut std::io::stdout()).unwrap();
+//! std::process::exit(if report.failed() > 0 { 1 } else { 0 });
+//! # }
+//! ```
+
+mod alipay;
+mod api;
+mod cases;
+mod client;
+mod receiver;
+mod report;
+mod runner;
+mod sandbox_setup;
+
+pub use api::{
+    BoxFuture, CallOutcome, ComponentUnderTest, FieldError, HostLauncher, OnCase, OnSandboxReady,
+    Options, Pairs, PluginInfo, RunningHost, SettingField, Validated,
+};
+pub use report::{CaseResult, Outcome, Report};
+
+use cases::{component_alipay, contract, flows, is_alipay};
+use runner::Runner;
+use sandbox_setup::KitEnv;
+
+/// The flow suite's case ids, in order.
+pub const FLOW_CASES: &[&str] = flows::CASES;
+/// The Alipay component cases' ids, in order.
+pub const ALIPAY_COMPONENT_CASES: &[&str] = component_alipay::CASES;
+
+/// The contract suite's case ids, in order (every component runs these).
+pub fn contract_cases() -> Vec<String> {
+    let mut ids: Vec<String> = [
+        "describe.call",
+        "describe.identity",
+        "describe.setting_names",
+        "describe.labels",
+        "describe.kinds",
+        "describe.select_options",
+        "describe.stable",
+        "settings.empty_names_required",
+        "settings.example_accepted",
+        "settings.trimmed",
+        "settings.unknown_refused",
+        "settings.garbage_refused",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    let inputs = contract::HOSTILE_INPUTS;
+    ids.extend(inputs.iter().map(|name| format!("hostile.notify.{name}")));
+    ids.push("hostile.notify.no_settings".into());
+    ids.extend(inputs.iter().map(|name| format!("hostile.return.{name}")));
+    ids.push("limits.call_limit".into());
+    ids
+}
+
+/// Runs the flow suite against the payhost at `base_url` (operator `token`), through the kit's
+/// own sandbox gateway.
+pub async fn run_against(base_url: &str, token: &str, opts: &Options) -> Report {
+    let mut runner = Runner::new(opts);
+    match KitEnv::start(opts).await {
+        Ok(env) => flows::run(&mut runner, base_url, token, &env, opts).await,
+        Err(e) => {
+            runner
+                .case("kit.sandbox", async { Err(e.clone().into()) })
+                .await;
+            for id in FLOW_CASES {
+                runner.skip(id, "the kit's sandbox did not start");
+            }
+        }
+    }
+    runner.finish()
+}
+
+/// Runs the contract suite on `cut`; for an Alipay component also its signature cases and the
+/// flow suite against a host `launcher` starts.
+pub async fn run_component(
+    cut: &dyn ComponentUnderTest,
+    launcher: &dyn HostLauncher,
+    opts: &Options,
+) -> Report {
+    let mut runner = Runner::new(opts);
+    let Some(info) = contract::describe(&mut runner, cut).await else {
+        for id in contract_cases().iter().skip(1) {
+            runner.skip(id, "needs describe.call");
+        }
+        for id in ALIPAY_COMPONENT_CASES.iter().chain(FLOW_CASES) {
+            runner.skip(id, "needs describe.call");
+        }
+        return runner.finish();
+    };
+    let alipay = is_alipay(&info);
+    let env = if alipay {
+        match KitEnv::start(opts).await {
+            Ok(env) => Some(env),
+            Err(e) => {
+                runner
+                    .case("kit.sandbox", async { Err(e.clone().into()) })
+                    .await;
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let required_without_default = info
+        .settings
+        .iter()
+        .any(|f| f.required && f.default_value.is_none());
+    let example = opts
+        .example_settings
+        .clone()
+        .or_else(|| env.as_ref().map(KitEnv::md5_settings))
+        .or_else(|| (!required_without_default).then(|| contract::defaults(&info)));
+    let ctx = contract::Context {
+        cut,
+        example,
+        may_send_for_garbage: !alipay,
+    };
+    contract::describe_cases(&mut runner, cut, &info).await;
+    contract::settings_cases(&mut runner, &ctx, &info).await;
+    contract::hostile_cases(&mut runner, &ctx, &info).await;
+    contract::limits_case(&mut runner, &ctx, &info).await;
+
+    let Some(env) = env else {
+        let why = if alipay {
+            "the kit's sandbox did not start".to_owned()
+        } else {
+            format!("no sandbox for provider {}", info.provider)
+        };
+        for id in ALIPAY_COMPONENT_CASES.iter().chain(FLOW_CASES) {
+            runner.skip(id, &why);
+        }
+        return runner.finish();
+    };
+    component_alipay::run(&mut runner, cut, &env).await;
+    let mut host = None;
+    runner
+        .case("host.started", async {
+            host = Some(launcher.start(vec![env.origin.clone()]).await?);
+            Ok(())
+        })
+        .await;
+    match &host {
+        Some(h) => flows::run(&mut runner, &h.base_url, &h.token, &env, opts).await,
+        None => {
+            for id in FLOW_CASES {
+                runner.skip(id, "needs host.started");
+            }
+        }
+    }
+    drop(host);
+    runner.finish()
+}

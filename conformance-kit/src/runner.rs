@@ -1,0 +1,170 @@
+//! Runs cases one after another: each within its time limit, a panic or a timeout failing that
+//! case only, and the result appended to the report (and handed to `on_case`).
+
+use crate::api::{OnCase, Options};
+use crate::report::{CaseResult, Outcome, Report};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// Why a case did not pass: it failed, or it could not run (and says why).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    Fail(String),
+    Skip(String),
+}
+
+impl From<String> for Stop {
+    fn from(why: String) -> Self {
+        Stop::Fail(why)
+    }
+}
+
+impl From<&str> for Stop {
+    fn from(why: &str) -> Self {
+        Stop::Fail(why.to_owned())
+    }
+}
+
+/// What a case returns.
+pub type Verdict = Result<(), Stop>;
+
+/// Fails with `why` unless `ok`.
+pub fn ensure(ok: bool, why: impl FnOnce() -> String) -> Verdict {
+    if ok {
+        Ok(())
+    } else {
+        Err(Stop::Fail(why()))
+    }
+}
+
+pub struct Runner {
+    report: Report,
+    case_timeout: Duration,
+    on_case: Option<OnCase>,
+}
+
+impl Runner {
+    pub fn new(opts: &Options) -> Runner {
+        Runner {
+            report: Report::default(),
+            case_timeout: opts.case_timeout,
+            on_case: opts.on_case.clone(),
+        }
+    }
+
+    /// Runs one case and records its result; returns whether it passed.
+    pub async fn case<F>(&mut self, id: &str, case: F) -> bool
+    where
+        F: Future<Output = Verdict> + Send,
+    {
+        let started = Instant::now();
+        let outcome =
+            match tokio::time::timeout(self.case_timeout, CatchUnwind(Box::pin(case))).await {
+                Err(_) => Outcome::Failed(format!(
+                    "did not finish within {} s",
+                    self.case_timeout.as_secs_f64()
+                )),
+                Ok(Err(panic)) => Outcome::Failed(format!("the case panicked: {panic}")),
+                Ok(Ok(Ok(()))) => Outcome::Passed,
+                Ok(Ok(Err(Stop::Fail(why)))) => Outcome::Failed(why),
+                Ok(Ok(Err(Stop::Skip(why)))) => Outcome::Skipped(why),
+            };
+        let passed = outcome == Outcome::Passed;
+        self.push(CaseResult {
+            id: id.to_owned(),
+            outcome,
+            elapsed: started.elapsed(),
+        });
+        passed
+    }
+
+    /// Records a case that does not run.
+    pub fn skip(&mut self, id: &str, why: &str) {
+        self.push(CaseResult {
+            id: id.to_owned(),
+            outcome: Outcome::Skipped(why.to_owned()),
+            elapsed: Duration::ZERO,
+        });
+    }
+
+    fn push(&mut self, result: CaseResult) {
+        if let Some(f) = &self.on_case {
+            f(&result);
+        }
+        self.report.cases.push(result);
+    }
+
+    pub fn finish(self) -> Report {
+        self.report
+    }
+}
+
+/// A future whose panic is returned as an error (the panic's message) instead of unwinding.
+struct CatchUnwind<'a, T>(Pin<Box<dyn Future<Output = T> + Send + 'a>>);
+
+impl<T> Future for CatchUnwind<'_, T> {
+    type Output = Result<T, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(payload) => Poll::Ready(Err(payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_owned()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failing_panicking_or_slow_case_never_stops_the_others() {
+        let opts = Options {
+            case_timeout: Duration::from_millis(200),
+            ..Options::default()
+        };
+        let mut r = Runner::new(&opts);
+        assert!(r.case("a.ok", async { Ok(()) }).await);
+        assert!(!r.case("a.fail", async { Err("broken".into()) }).await);
+        assert!(
+            !r.case("a.panic", async {
+                let v: Vec<u8> = Vec::new();
+                ensure(v[3] == 0, || "unreachable".into())
+            })
+            .await
+        );
+        assert!(
+            !r.case("a.slow", async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok(())
+            })
+            .await
+        );
+        assert!(
+            !r.case("a.skip", async { Err(Stop::Skip("why".into())) })
+                .await
+        );
+        assert!(r.case("a.after", async { Ok(()) }).await);
+        let report = r.finish();
+        let lines: Vec<String> = report.cases.iter().map(|c| c.line()).collect();
+        assert!(lines[0].starts_with("ok   a.ok ("), "{lines:?}");
+        assert_eq!(lines[1], "FAIL a.fail: broken");
+        assert!(
+            lines[2].starts_with("FAIL a.panic: the case panicked: index out of bounds"),
+            "{lines:?}"
+        );
+        assert_eq!(lines[3], "FAIL a.slow: did not finish within 0.2 s");
+        assert_eq!(lines[4], "skip a.skip: why");
+        assert!(lines[5].starts_with("ok   a.after ("));
+        assert_eq!(report.summary(), "2 passed, 3 failed, 1 skipped");
+    }
+}
