@@ -251,7 +251,7 @@ fn token(action: TokenAction) -> ExitCode {
 
 /// The configuration of `payhost demo`, as a `payhost.toml` would hold it: the demo's merchants
 /// (from the sandbox crate, as plain settings), its token and webhook secret, fast webhook retries,
-/// and the sandbox's origin allowed.
+/// and the origins allowed with `--allow-origin`.
 fn demo_config(
     demo: &payhost_sandbox::demo::Demo,
     listen: std::net::SocketAddr,
@@ -287,11 +287,13 @@ fn demo_config(
     webhooks.insert("retry_base_ms".into(), 500.into());
     webhooks.insert("retry_max_ms".into(), 30_000.into());
     webhooks.insert("timeout_ms".into(), 5_000.into());
+    // `--allow-origin`; the sandbox's own origin is allowed through `Extras`.
     let mut outbound = Table::new();
     outbound.insert(
         "allowed_origins".into(),
-        std::iter::once(demo.sandbox_origin.clone())
-            .chain(allow_origins.iter().cloned())
+        allow_origins
+            .iter()
+            .cloned()
             .map(Value::String)
             .collect::<Vec<_>>()
             .into(),

@@ -1,6 +1,6 @@
 //! The one door out of payhost: every outbound request (the component's provider calls, shop
-//! webhooks, the sandbox's notifications) is sent here, under a [`Policy`] checked in one place
-//! before any socket is opened.
+//! webhooks, `http_client`'s) is sent here, under a [`Policy`] checked in one place before any
+//! socket is opened.
 //!
 //! - Only the policy's origins are reached (scheme, host and port compared exactly).
 //! - The destination is resolved once and every address checked: loopback, private, link-local
