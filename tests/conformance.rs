@@ -103,7 +103,15 @@ fn the_alipay_component_passes_the_contract_and_every_flow() {
 fn testpay_passes_the_contract_with_and_without_its_manifest() {
     for manifest in [Some("tests/testpay/plugin.toml"), None] {
         let component = wasm("testpay_plugin.wasm");
-        let mut args = vec!["--component", component.as_str()];
+        // Settings it accepts, so the settings cases run too (it has required ones).
+        let mut args = vec![
+            "--component",
+            component.as_str(),
+            "--setting",
+            "merchant_no=M1",
+            "--setting",
+            "api_secret= testpay-secret-0123456789 ",
+        ];
         if let Some(m) = manifest {
             args.extend(["--manifest", m]);
         }
@@ -115,7 +123,15 @@ fn testpay_passes_the_contract_with_and_without_its_manifest() {
             lines.join("\n"),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(passed_case(&lines, "settings.empty_names_required"));
+        for id in [
+            "settings.empty_names_required",
+            "settings.example_accepted",
+            "settings.trimmed",
+            "settings.unknown_refused",
+            "settings.garbage_refused",
+        ] {
+            assert!(passed_case(&lines, id), "{id}:\n{}", lines.join("\n"));
+        }
         assert!(passed_case(&lines, "hostile.notify.no_settings") || passed > 10);
         // No sandbox for this provider: the flow cases are skipped, said so, never "passed".
         assert!(

@@ -57,7 +57,10 @@ async fn buy_and_pay(d: &Demo, product: &str) -> (String, String) {
         )
         .await,
     );
-    assert!(callback.contains("/return/") && callback.contains("?out_trade_no="), "{callback}");
+    assert!(
+        callback.contains("/return/") && callback.contains("?out_trade_no="),
+        "{callback}"
+    );
     let out_trade_no = callback
         .split("out_trade_no=")
         .nth(1)

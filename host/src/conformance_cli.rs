@@ -184,7 +184,11 @@ impl kit::HostLauncher for Launcher {
 /// Loads the component for `--component X.wasm [--manifest M]`, and writes the manifest the
 /// launched host uses: M with its component path pointing at X (its pinned sha256 must match
 /// X), or, without M, one made from the component's own `describe`.
-pub async fn load(component: &Path, manifest: Option<&Path>, work_dir: &Path) -> anyhow::Result<(Loaded, PathBuf)> {
+pub async fn load(
+    component: &Path,
+    manifest: Option<&Path>,
+    work_dir: &Path,
+) -> anyhow::Result<(Loaded, PathBuf)> {
     let component = std::path::absolute(component)?;
     let manifest_path = work_dir.join("plugin.toml");
     let text = match manifest {
@@ -272,9 +276,20 @@ pub struct Args {
     /// The merchant id the kit configures on the host (overwritten).
     #[arg(long, value_name = "ID", default_value = "conformance")]
     pub merchant: String,
+    /// Settings the component accepts, as NAME=VALUE (repeatable): the settings cases need them
+    /// when the component has required settings without defaults.
+    #[arg(long = "setting", value_name = "NAME=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
     /// Also write the results as JUnit XML (for CI systems).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+}
+
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not NAME=VALUE")),
+    }
 }
 
 /// Runs the kit; prints one line per case as it finishes and `N passed, N failed` last; exits
@@ -290,6 +305,7 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         sandbox_listen: args.sandbox_listen,
         sandbox_public_url: args.sandbox_public_url.clone(),
         merchant: args.merchant.clone(),
+        example_settings: (!args.settings.is_empty()).then(|| args.settings.clone()),
         on_case: Some(print_case),
         on_sandbox_ready: Some(std::sync::Arc::new(|origin: &str| {
             eprintln!("the kit's sandbox gateway and webhook receiver: {origin} (the host must be allowed to reach it)");
