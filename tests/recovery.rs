@@ -197,10 +197,19 @@ shop_webhook_secret = "recovery-webhook-secret"
     )
     .await;
     assert_eq!(r.status, 200);
+    // The waiting trade's queries were recorded as they were answered (no change, source query).
+    assert!(
+        db_count(
+            &db,
+            "SELECT COUNT(*) FROM notification_results r JOIN raw_notifications n ON r.raw_id = n.id
+             WHERE r.outcome = 'no_change' AND n.remote_addr = 'query'"
+        ) >= 1
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while db_count(
         &db,
-        "SELECT COUNT(*) FROM notification_results WHERE outcome = 'no_change'",
+        "SELECT COUNT(*) FROM notification_results r JOIN raw_notifications n ON r.raw_id = n.id
+         WHERE r.outcome = 'no_change' AND COALESCE(n.remote_addr, '') <> 'query'",
     ) == 0
     {
         assert!(Instant::now() < deadline, "no late notify arrived");

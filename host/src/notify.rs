@@ -433,8 +433,16 @@ impl App {
             remote: Some("query"),
             body: body.as_bytes(),
         };
-        let processed = self
-            .apply_verified(
+        // A trade still waiting moves nothing: recorded as it was answered, its id not claimed
+        // (a query's id names the trade's state, and an unpaid trade's may repeat).
+        let processed = if verified.event == crate::domain::state::TradeEvent::Waiting {
+            Processed::stop(
+                NotifyOutcome::NoChange,
+                "source: query; the trade is still waiting",
+            )
+            .with_seen(&verified)
+        } else {
+            self.apply_verified(
                 merchant_id,
                 &merchant,
                 &mut session,
@@ -442,7 +450,8 @@ impl App {
                 &raw,
                 Some("query"),
             )
-            .await;
+            .await
+        };
         match processed.outcome {
             NotifyOutcome::Retry(RetryCause::PluginFailed) => {
                 return Err(ApiError::new(
