@@ -289,7 +289,14 @@ merchant_no = "M9"
 
 [merchants.ghost]
 plugin = "ghost"
+
+[merchants.filed]
+plugin = "testpay"
+[merchants.filed.settings]
+merchant_no_file = "number.txt"
+api_secret = "0123456789abcdef0123"
 "#;
+    std::fs::write(dir.join("number.txt"), "M7").unwrap();
     std::fs::write(dir.join("payhost.toml"), config).unwrap();
     let out = std::process::Command::new(payhost_binary())
         .args(["check-config", "--config"])
@@ -304,6 +311,11 @@ plugin = "ghost"
     );
     assert!(
         text.contains("merchants.ghost.plugin: \"ghost\" is not configured"),
+        "{text}"
+    );
+    // `<name>_file` is for settings of kind pem only (TestPay has none).
+    assert!(
+        text.contains("merchants.filed.merchant_no_file: only settings of kind pem"),
         "{text}"
     );
 }
