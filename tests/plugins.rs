@@ -319,3 +319,72 @@ api_secret = "0123456789abcdef0123"
         "{text}"
     );
 }
+
+/// A database written by a payhost before several components: a config merchant edited through
+/// the API since (its table's hash taken the old way) keeps its edits, and a merchant saved through
+/// the API gets its component named in its row.
+#[tokio::test]
+async fn rows_of_an_older_payhost_keep_their_edits_and_get_their_plugin_named() {
+    use payhost::config::MerchantSettings;
+    use payhost::store::Store;
+    let dir = temp_dir("plugins-upgrade");
+    let settings = |seller: &str| MerchantSettings {
+        settings: vec![
+            ("partner".into(), "2088101122136241".into()),
+            ("key".into(), MD5_KEY.into()),
+            ("seller_email".into(), seller.into()),
+        ],
+        plugin_id: String::new(),
+        from_files: Vec::new(),
+        shop_webhook_url: None,
+        shop_webhook_secret: None,
+        shop_origins: Vec::new(),
+    };
+    {
+        let store = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();
+        // Seeded from the file by the older version (a hash without the `v2:` prefix)…
+        assert!(store
+            .seed_merchant("shop", &settings("file@example.com"), "0f1e2d3c")
+            .unwrap());
+        // …then edited through the API.
+        store
+            .save_merchant("shop", &settings("edited@example.com"))
+            .unwrap();
+        store
+            .save_merchant("api-only", &settings("api@example.com"))
+            .unwrap();
+    }
+    let port = free_port();
+    let config = config_head(port, TOKEN, "")
+        + &format!(
+            r#"
+[merchants.shop]
+partner = "2088101122136241"
+key = "{MD5_KEY}"
+seller_email = "file@example.com"
+"#
+        );
+    let host = Payhost::start(&dir, &config);
+    let shop = get(&host.url("/v1/merchants/shop"), Some(TOKEN))
+        .await
+        .json();
+    assert_eq!(
+        shop["settings"]["seller_email"], "edited@example.com",
+        "the edit survives the upgrade: {shop}"
+    );
+    assert_eq!(shop["plugin"], "alipay-wap", "{shop}");
+    let api_only = get(&host.url("/v1/merchants/api-only"), Some(TOKEN))
+        .await
+        .json();
+    assert_eq!(api_only["plugin"], "alipay-wap", "{api_only}");
+    drop(host);
+    let store = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();
+    let (source, hash) = store.merchant_origin("shop").unwrap().unwrap();
+    assert_eq!(source, "api");
+    assert!(hash.unwrap().starts_with("v2:"), "the new hash is recorded");
+    assert_eq!(
+        store.merchant("api-only").unwrap().unwrap().plugin_id,
+        "alipay-wap",
+        "named in the row, so adding components later cannot move it"
+    );
+}

@@ -99,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|fields| anyhow::anyhow!("bad settings: {fields:?}"))?;
 
-    // payhost's HTTP server receives Alipay's notify (POST /alipay/rust-shop/notify).
+    // payhost's HTTP server receives Alipay's notify (POST /notify/rust-shop).
     let running = server::start(app.clone(), std::future::pending::<()>()).await?;
 
     // 4. Create a payment: the buyer is sent to `pay_url`.

@@ -362,9 +362,6 @@ pub struct Config {
     /// The components: `[plugin]` first, then `[plugins.<id>]` in the order of their ids (the
     /// first is the one merchants stored by older versions, which name none, use).
     pub plugins: Vec<PluginSource>,
-    /// `[plugin] call_timeout_ms`: a tighter wall-clock limit per component call than the
-    /// manifest's (never a looser one).
-    pub call_timeout_ms: Option<u64>,
     pub merchants: BTreeMap<String, MerchantSettings>,
     pub webhooks: WebhookConfig,
     /// `[outbound] allowed_origins`: origins the operator allows explicitly (provider URLs saved
@@ -403,12 +400,13 @@ fn is_http_url(u: &str) -> bool {
         && u.parse::<http::Uri>().is_ok_and(|x| x.host().is_some())
 }
 
-/// Turns a merchant table into settings, reading key files relative to `base`. Problems are
-/// pushed as `merchants.<id>.<field>: <rule>`.
+/// Turns a merchant table into settings, reading `<name>_file` settings relative to `base`
+/// (`None`: files are not allowed, e.g. through the API, and none is opened). Problems are pushed
+/// as `merchants.<id>.<field>: <rule>`.
 pub fn merchant_settings(
     id: &str,
     raw: &RawMerchant,
-    base: &Path,
+    base: Option<&Path>,
     problems: &mut Vec<String>,
 ) -> MerchantSettings {
     let mut settings = Vec::new();
@@ -416,6 +414,12 @@ pub fn merchant_settings(
     for (name, value) in raw.setting_values() {
         let Some(setting) = name.strip_suffix("_file") else {
             settings.push((name, value));
+            continue;
+        };
+        let Some(base) = base else {
+            problems.push(format!(
+                "{name}: files are read only from payhost.toml; send the PEM text itself in {setting}"
+            ));
             continue;
         };
         let full = base.join(&value);
@@ -603,7 +607,10 @@ impl Config {
                 ));
                 continue;
             }
-            merchants.insert(id.clone(), merchant_settings(id, m, base, &mut problems));
+            merchants.insert(
+                id.clone(),
+                merchant_settings(id, m, Some(base), &mut problems),
+            );
         }
         let dw = WebhookConfig::default();
         let webhooks = WebhookConfig {
@@ -711,7 +718,6 @@ impl Config {
             api_token,
             cache_dir,
             plugins,
-            call_timeout_ms,
             merchants,
             webhooks,
             allowed_origins,

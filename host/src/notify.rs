@@ -184,7 +184,6 @@ impl App {
         remote: Option<&str>,
         body: &[u8],
     ) -> NotifyAnswer {
-        let _permit = self.admission.acquire().await;
         let answer = |outcome: NotifyOutcome, plugin: Option<&crate::runtime::PluginRuntime>| {
             let info = &plugin
                 .or(self.plugins.first())
@@ -209,14 +208,38 @@ impl App {
                 return answer(outcome, None);
             }
         };
+        self.notify_for(merchant_id, &merchant, remote, body).await
+    }
+
+    /// [`handle_notify`](App::handle_notify) for a merchant already read (the HTTP layer reads it
+    /// to refuse an unknown merchant before the body).
+    pub async fn notify_for(
+        &self,
+        merchant_id: &str,
+        merchant: &MerchantSettings,
+        remote: Option<&str>,
+        body: &[u8],
+    ) -> NotifyAnswer {
+        let _permit = self.admission.acquire().await;
+        let answer = |outcome: NotifyOutcome, plugin: Option<&crate::runtime::PluginRuntime>| {
+            let info = &plugin
+                .or(self.plugins.first())
+                .expect("a host has a plugin")
+                .info;
+            NotifyAnswer {
+                outcome,
+                ack: info.notify_ack.clone(),
+                retry: info.notify_retry.clone(),
+            }
+        };
         let raw = RawNotification {
             merchant_id,
             remote,
             body,
         };
-        let plugin = self.plugins.for_merchant(&merchant);
+        let plugin = self.plugins.for_merchant(merchant);
         let processed = match plugin {
-            Some(_) => self.process_notify(merchant_id, &merchant, &raw).await,
+            Some(p) => self.process_notify(p, merchant_id, merchant, &raw).await,
             None => Processed::stop(
                 NotifyOutcome::Retry(RetryCause::MerchantMisconfigured),
                 format!("no plugin {:?} is loaded", merchant.plugin_id),
@@ -238,16 +261,11 @@ impl App {
 
     async fn process_notify(
         &self,
+        plugin: &crate::runtime::PluginRuntime,
         merchant_id: &str,
         merchant: &MerchantSettings,
         raw: &RawNotification<'_>,
     ) -> Processed {
-        let Some(plugin) = self.plugins.for_merchant(merchant) else {
-            return Processed::stop(
-                NotifyOutcome::Retry(RetryCause::MerchantMisconfigured),
-                "no such plugin",
-            );
-        };
         let form: Vec<(String, String)> = form_urlencoded::parse(raw.body).into_owned().collect();
         let policy = self.merchant_policy(merchant);
         let mut session = match plugin.session().await {
@@ -424,6 +442,18 @@ impl App {
                 status: payment.status,
             });
         };
+        // A signed answer about another order is never applied to it (nor to the one asked about).
+        if verified.out_trade_no != out_trade_no {
+            return Err(crate::service::upstream_error(
+                502,
+                "gateway_malformed",
+                "the provider's answer names another order",
+                &format!(
+                    "asked about {out_trade_no:?}, the answer names {:?}",
+                    verified.out_trade_no
+                ),
+            ));
+        }
         // Stored like a notification, its source named: what the query answered, as fields.
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(query.fields.iter())

@@ -105,6 +105,33 @@ pub async fn build_app_with(config: Config, extras: Extras) -> Result<Arc<App>> 
         admission: tokio::sync::Semaphore::new(crate::service::admission_permits()),
         guards,
     });
+    seed_merchants(&app).await?;
+    name_plugins_of_older_rows(&app)?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        plugins = %app.plugins.ids().join(","),
+        compile = ?app.plugins.iter().map(|p| p.compile_source).collect::<Vec<_>>(),
+        merchants = app.store.merchant_ids()?.len(),
+        "payhost ready"
+    );
+    Ok(app)
+}
+
+/// The hash that tells whether a `[merchants.<id>]` table changed: over the table as read, its
+/// settings in name order (`v2:`; hashes of versions before several plugins have no prefix and
+/// were taken over another order).
+fn config_hash(settings: &crate::config::MerchantSettings) -> Result<String> {
+    let mut canonical = settings.clone();
+    canonical.settings.sort();
+    Ok(format!(
+        "v2:{}",
+        hex::encode(Sha256::digest(serde_json::to_vec(&canonical)?))
+    ))
+}
+
+/// Applies the `payhost.toml` merchant tables: a table is applied when it is new or changed since
+/// it was last applied; settings saved through the API or the admin page are otherwise kept.
+async fn seed_merchants(app: &App) -> Result<()> {
     for (id, settings) in &app.config.merchants {
         let mut s = settings.clone();
         let plugin = app
@@ -116,20 +143,75 @@ pub async fn build_app_with(config: Config, extras: Extras) -> Result<Arc<App>> 
         if let Ok(Ok(normalised)) = session.validate_settings(&s.settings).await {
             s.settings = normalised;
         }
-        // The hash of the table as written: a row changes when the table does.
-        let hash = hex::encode(Sha256::digest(serde_json::to_vec(settings)?));
+        let hash = config_hash(settings)?;
+        // A row seeded by an older version carries a hash taken another way: whether the table
+        // changed cannot be told from it. Same settings, or settings edited since through the API
+        // or the admin page: keep the row, take the new hash. A row still as seeded but with other
+        // settings: the table changed, apply it.
+        if let Some((source, Some(old))) = app.store.merchant_origin(id)? {
+            if !old.starts_with("v2:") {
+                let stored = app.store.merchant(id)?;
+                let same = stored.as_ref().is_some_and(|m| {
+                    let (mut a, mut b) = (m.settings.clone(), s.settings.clone());
+                    a.sort();
+                    b.sort();
+                    a == b
+                        && m.shop_webhook_url == s.shop_webhook_url
+                        && m.shop_webhook_secret == s.shop_webhook_secret
+                        && m.shop_origins == s.shop_origins
+                });
+                if let Some(mut stored) = stored.filter(|_| same || source == "api") {
+                    if stored.plugin_id.is_empty() {
+                        stored.plugin_id = s.plugin_id.clone();
+                    }
+                    app.store.update_merchant(id, &stored, Some(&hash))?;
+                    if !same {
+                        tracing::warn!(merchant = %id, "kept the settings saved through the API or the admin page: this table was last applied by an older payhost, so a change to it in payhost.toml cannot be told apart (save the merchant again to apply the file's values)");
+                    }
+                    continue;
+                }
+            }
+        }
         if app.store.seed_merchant(id, &s, &hash)? {
             tracing::info!(merchant = %id, plugin = %s.plugin_id, "merchant settings applied from the configuration");
         }
     }
-    tracing::info!(
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        plugins = %app.plugins.ids().join(","),
-        compile = ?app.plugins.iter().map(|p| p.compile_source).collect::<Vec<_>>(),
-        merchants = app.store.merchant_ids()?.len(),
-        "payhost ready"
-    );
-    Ok(app)
+    Ok(())
+}
+
+/// Rows saved by versions that knew one component name none: they belong to the component of the
+/// `[plugin]` table (or the only one), and are named now, once, so adding components later
+/// cannot move them. With several components and no `[plugin]` table, the operator must say.
+fn name_plugins_of_older_rows(app: &App) -> Result<()> {
+    let legacy_owner = match app.config.plugins.as_slice() {
+        [_only] => app.plugins.first(),
+        [first, ..] if first.id.is_none() => app.plugins.first(),
+        _ => None,
+    };
+    let mut unnamed = Vec::new();
+    for id in app.store.merchant_ids()? {
+        let Some(mut m) = app.store.merchant(&id)? else {
+            continue;
+        };
+        if !m.plugin_id.is_empty() {
+            continue;
+        }
+        match legacy_owner {
+            Some(p) => {
+                m.plugin_id = p.info.id.clone();
+                app.store.update_merchant(&id, &m, None)?;
+                tracing::info!(merchant = %id, plugin = %m.plugin_id, "merchant stored by an older payhost: its plugin is named");
+            }
+            None => unnamed.push(id),
+        }
+    }
+    if !unnamed.is_empty() {
+        bail!(
+            "merchants stored by an older payhost (which knew one component) name no plugin: {}; configure their component in the [plugin] table (or alone) for one start, and payhost names it in their rows",
+            unnamed.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The origins the operator allowed explicitly: `[outbound] allowed_origins`, every URL written in

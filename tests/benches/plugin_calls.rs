@@ -7,7 +7,7 @@
 //! "component_warm": the same steps on one instance kept across iterations: the wasm code alone.
 //! "instantiate": a fresh instance and nothing else.
 //!
-//! Run: `cargo bench -p payhost --bench plugin_calls` (after building the component).
+//! Run: `cargo bench -p conformance --bench plugin_calls` (after building the component).
 
 use alipay_wap_plugin::connector::{self, HttpRequest, HttpResponse, SendFailure, Step};
 use alipay_wap_plugin::sign;

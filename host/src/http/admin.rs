@@ -492,8 +492,7 @@ async fn save(
         ..Default::default()
     };
     let shop_origins =
-        crate::config::merchant_settings(id, &probe, std::path::Path::new("."), &mut problems)
-            .shop_origins;
+        crate::config::merchant_settings(id, &probe, None, &mut problems).shop_origins;
     if let Some(u) = &webhook_url {
         if !(u.starts_with("http://") || u.starts_with("https://")) {
             problems.push("shop_webhook_url: must be an absolute http or https URL".to_owned());
@@ -728,7 +727,8 @@ fn merchant_form(app: &App, ctx: &Ctx<'_>, id: &str, m: Option<&MerchantSettings
                     esc(placeholder)
                 ));
             }
-            FieldKind::Secret => {
+            // A secret of any kind is never shown, only masked (as the API does).
+            _ if s.secret || s.kind == FieldKind::Secret => {
                 let placeholder = if current.is_empty() {
                     String::new()
                 } else {

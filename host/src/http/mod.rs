@@ -315,16 +315,27 @@ async fn route(
                 ),
             }
         }
-        // `/alipay/{id}/…`: the paths of older versions, still registered with the provider.
+        // `/alipay/{id}/…`: the paths of older versions, still registered with the provider
+        // (counted under their old metric labels, so existing dashboards keep their series).
         (&Method::POST, ["notify", id] | ["alipay", id, "notify"]) => {
-            ("notify", notify(app, id, remote, req).await)
+            let label = if segs[0] == "notify" {
+                "notify"
+            } else {
+                "alipay_notify"
+            };
+            (label, notify(app, id, remote, req).await)
         }
         (&Method::GET, ["return", id] | ["alipay", id, "return"]) => {
+            let label = if segs[0] == "return" {
+                "return"
+            } else {
+                "alipay_return"
+            };
             if !app.guards.return_ip.allow(&client_ip(app, remote, &req)) {
                 app.metrics.rate_limited.inc();
-                return ("return", too_many("too many returns from this address", 1));
+                return (label, too_many("too many returns from this address", 1));
             }
-            ("return", buyer_return(app, id, &req).await)
+            (label, buyer_return(app, id, &req).await)
         }
         (_, ["admin", ..]) => {
             let ip = client_ip(app, remote, &req);
@@ -592,16 +603,8 @@ async fn put_merchant(
         )
     })?;
     let mut problems = Vec::new();
-    // Files named through the API are refused: the API takes the PEM text itself.
-    for (name, _) in raw.setting_values() {
-        if let Some(setting) = name.strip_suffix("_file") {
-            problems.push(format!(
-                "{name}: the API takes the PEM text itself, in {setting}"
-            ));
-        }
-    }
-    let settings =
-        crate::config::merchant_settings(id, &raw, std::path::Path::new("."), &mut problems);
+    // No file is opened for the API: `<name>_file` is refused, the PEM text goes in `<name>`.
+    let settings = crate::config::merchant_settings(id, &raw, None, &mut problems);
     if !problems.is_empty() {
         return Ok(json(
             400,
@@ -713,38 +716,41 @@ async fn notify(
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    // The merchant's component says how to ask for a resend (the first one's for an unknown
-    // merchant).
-    let merchant = app.store.merchant(id);
-    let plugin = match &merchant {
-        Ok(Some(m)) => app.plugins.for_merchant(m),
-        _ => None,
-    }
-    .or(app.plugins.first());
-    let retry = plugin
-        .map(|p| p.info.notify_retry.clone())
-        .unwrap_or_default();
+    // The merchant's component says how to ask for a resend; before the merchant is known (and
+    // for an unknown one), the first component's words.
+    let first_retry = || {
+        app.plugins
+            .first()
+            .map(|p| p.info.notify_retry.clone())
+            .unwrap_or_default()
+    };
+    // Rate limits first: a flood costs no store read.
     let ip = client_ip(app, remote, &req);
     if !app.guards.notify_ip.allow(&ip) || !app.guards.notify_merchant.allow(&id.to_owned()) {
         app.metrics.rate_limited.inc();
         app.metrics.notify("rate_limited");
-        let mut r = text(429, retry);
+        let mut r = text(429, first_retry());
         r.headers_mut()
             .insert("retry-after", http::HeaderValue::from_static("1"));
         return r;
     }
     // Unknown merchant: refused before the body is read or anything is stored.
-    match merchant {
-        Ok(Some(_)) => {}
+    let merchant = match app.store.merchant(id) {
+        Ok(Some(m)) => m,
         Ok(None) => {
             app.metrics.notify("unknown_merchant");
-            return text(404, retry);
+            return text(404, first_retry());
         }
         Err(e) => {
             tracing::error!(merchant = id, error = %e, "cannot read the merchant");
-            return text(500, retry);
+            return text(500, first_retry());
         }
-    }
+    };
+    let retry = app
+        .plugins
+        .for_merchant(&merchant)
+        .map(|p| p.info.notify_retry.clone())
+        .unwrap_or_else(first_retry);
     let body = match read_body(req.into_body(), MAX_NOTIFY_BODY).await {
         Ok(b) => b,
         Err(e) => {
@@ -752,7 +758,9 @@ async fn notify(
             return text(e.status, retry);
         }
     };
-    let answer = app.handle_notify(id, Some(&ip.to_string()), &body).await;
+    let answer = app
+        .notify_for(id, &merchant, Some(&ip.to_string()), &body)
+        .await;
     let (status, reply) = notify_reply(&answer);
     text(status, reply.to_owned())
 }

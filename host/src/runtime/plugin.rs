@@ -479,12 +479,12 @@ macro_rules! call_export {
             Ok(Err(e)) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
                 let err = $self.classify(e);
-                tracing::error!(target: "payhost::sandbox", call = stringify!($method), kind = err.kind(), error = %err, "payment component call failed");
+                tracing::error!(target: "payhost::component", call = stringify!($method), kind = err.kind(), error = %err, "payment component call failed");
                 Err(err)
             }
             Err(_) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(target: "payhost::sandbox", call = stringify!($method), "payment component call timed out");
+                tracing::error!(target: "payhost::component", call = stringify!($method), "payment component call timed out");
                 Err(CallError::Timeout($self.timeout))
             }
         }
@@ -732,9 +732,4 @@ impl Session<'_> {
 pub enum FirstStep<T> {
     Done(T),
     Send { url: String },
-}
-
-/// A readable one-line form of a plugin error (for logs and API messages).
-pub fn describe_plugin_error(e: &api::PluginError) -> String {
-    e.to_string()
 }

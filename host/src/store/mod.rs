@@ -129,6 +129,17 @@ pub trait Store: Send + Sync + 'static {
     fn merchant_ids(&self) -> Result<Vec<String>>;
     /// Saves settings from the admin page or the API.
     fn save_merchant(&self, id: &str, settings: &MerchantSettings) -> Result<()>;
+    /// How a merchant row came to be: its source (`config` or `api`) and the hash of the
+    /// payhost.toml table it was last seeded from.
+    fn merchant_origin(&self, id: &str) -> Result<Option<(String, Option<String>)>>;
+    /// Rewrites a merchant's stored settings without changing its source; `config_hash` replaces
+    /// the recorded hash when given (an upgrade that only changed how the hash is computed).
+    fn update_merchant(
+        &self,
+        id: &str,
+        settings: &MerchantSettings,
+        config_hash: Option<&str>,
+    ) -> Result<()>;
     /// Seeds a merchant from payhost.toml: applied when new, or when the table changed since the
     /// last seed (settings saved through the API are otherwise kept).
     fn seed_merchant(

@@ -504,6 +504,38 @@ impl Store for PostgresStore {
         })
     }
 
+    fn merchant_origin(&self, id: &str) -> Result<Option<(String, Option<String>)>> {
+        let id = id.to_owned();
+        self.run(|pool| async move {
+            let c = pool.get().await?;
+            let st = c
+                .prepare_cached("SELECT source, config_hash FROM merchants WHERE id = $1")
+                .await?;
+            Ok(c.query_opt(&st, &[&id])
+                .await?
+                .map(|r| (r.get(0), r.get(1))))
+        })
+    }
+
+    fn update_merchant(
+        &self,
+        id: &str,
+        settings: &MerchantSettings,
+        config_hash: Option<&str>,
+    ) -> Result<()> {
+        let json = serde_json::to_string(settings)?;
+        let (id, config_hash) = (id.to_owned(), config_hash.map(str::to_owned));
+        self.run(|pool| async move {
+            let c = pool.get().await?;
+            c.execute(
+                "UPDATE merchants SET settings = $2, config_hash = COALESCE($3, config_hash), updated_at = $4 WHERE id = $1",
+                &[&id, &json, &config_hash, &now_rfc3339()],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
     fn seed_merchant(
         &self,
         id: &str,

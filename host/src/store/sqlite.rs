@@ -442,6 +442,29 @@ impl Store for SqliteStore {
         })
     }
 
+    fn merchant_origin(&self, id: &str) -> Result<Option<(String, Option<String>)>> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT source, config_hash FROM merchants WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    fn update_merchant(
+        &self,
+        id: &str,
+        settings: &MerchantSettings,
+        config_hash: Option<&str>,
+    ) -> Result<()> {
+        let json = serde_json::to_string(settings)?;
+        let (id, config_hash) = (id.to_owned(), config_hash.map(str::to_owned));
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE merchants SET settings = ?2, config_hash = COALESCE(?3, config_hash), updated_at = ?4 WHERE id = ?1")?
+                .execute(params![id, json, config_hash, now_rfc3339()])?;
+            Ok(())
+        })
+    }
+
     fn seed_merchant(
         &self,
         id: &str,
