@@ -263,8 +263,13 @@ pub struct Args {
     /// allow the kit's origin (`[outbound] allowed_origins`, or `payhost demo --allow-origin`).
     #[arg(long, value_name = "URL", requires = "token")]
     pub against: Option<String>,
-    /// That host's operator API token.
-    #[arg(long, value_name = "TOKEN")]
+    /// That host's operator API token (or the environment variable, which `ps` does not show).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "PAYHOST_CONFORMANCE_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// Where the kit's sandbox gateway and webhook receiver listen.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
