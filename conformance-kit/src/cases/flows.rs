@@ -488,6 +488,19 @@ impl Flow<'_> {
         }
     }
 
+    /// No webhook for the order so far (after something that must not pay it).
+    fn no_webhook_yet(&self, order: &Order, after: &str) -> Verdict {
+        ensure(
+            self.env.webhooks.for_order(&order.out_trade_no).is_empty(),
+            || {
+                format!(
+                    "a webhook was sent for {} after {after}",
+                    order.out_trade_no
+                )
+            },
+        )
+    }
+
     fn expect_webhooks(&mut self, order: &Order, n: usize) {
         self.expected_webhooks.push((order.out_trade_no.clone(), n));
     }
@@ -915,15 +928,7 @@ impl Flow<'_> {
             self.ensure_unpaid(&order, &format!("a notify {what}"))
                 .await?;
         }
-        ensure(
-            self.env.webhooks.for_order(&order.out_trade_no).is_empty(),
-            || {
-                format!(
-                    "a webhook was sent for {} after forged notifies",
-                    order.out_trade_no
-                )
-            },
-        )?;
+        self.no_webhook_yet(&order, "forged notifies")?;
         // The control: the same notify signed correctly is applied, so the refusals above were
         // for the signature and nothing else.
         let r = self
@@ -963,15 +968,7 @@ impl Flow<'_> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.ensure_unpaid(&order, "a notify for another amount")
             .await?;
-        ensure(
-            self.env.webhooks.for_order(&order.out_trade_no).is_empty(),
-            || {
-                format!(
-                    "a webhook was sent for {} after a notify for another amount",
-                    order.out_trade_no
-                )
-            },
-        )?;
+        self.no_webhook_yet(&order, "a notify for another amount")?;
         self.expect_webhooks(&order, 0);
         Ok(())
     }
@@ -988,15 +985,7 @@ impl Flow<'_> {
         })?;
         self.ensure_unpaid(&order, "a notify that notify_verify answered false")
             .await?;
-        ensure(
-            self.env.webhooks.for_order(&order.out_trade_no).is_empty(),
-            || {
-                format!(
-                    "a webhook was sent for {} after an unconfirmed notify",
-                    order.out_trade_no
-                )
-            },
-        )?;
+        self.no_webhook_yet(&order, "an unconfirmed notify")?;
         self.expect_webhooks(&order, 0);
         Ok(())
     }
