@@ -182,6 +182,14 @@ impl Sandbox {
         *c
     }
 
+    /// A request token: the time and a scrambled id (unique per sandbox, not guessable in order).
+    fn new_token(&self, prefix: &str, now: u64) -> String {
+        format!(
+            "{prefix}{now:x}{:08x}",
+            self.next_id() * 2_654_435_761 % 0xffff_ffff
+        )
+    }
+
     /// The signed call-back URL of a trade (what the cashier redirects the buyer to).
     pub fn trade_return_url(&self, out_trade_no: &str) -> Option<String> {
         let trade = self
@@ -420,11 +428,7 @@ impl Sandbox {
             );
         }
         let now = self.now();
-        let token = format!(
-            "{:x}{:08x}",
-            now,
-            self.next_id() * 2_654_435_761 % 0xffff_ffff
-        );
+        let token = self.new_token("", now);
         let trade = Trade {
             partner: partner.clone(),
             token: token.clone(),
@@ -981,11 +985,7 @@ impl Sandbox {
             Some(t) => self.close_if_expired(t),
             None => {
                 let now = self.now();
-                let token = format!(
-                    "pc{:x}{:08x}",
-                    now,
-                    self.next_id() * 2_654_435_761 % 0xffff_ffff
-                );
+                let token = self.new_token("pc", now);
                 let trade = Trade {
                     partner: partner.clone(),
                     token: token.clone(),
