@@ -9,7 +9,13 @@
 //! notifies), so they share no signing-string code.
 
 pub mod cert;
+pub mod connector;
+pub mod notify;
+pub mod pay;
+pub mod query;
+pub mod request;
 pub mod response;
+pub mod settings;
 pub mod sign;
 
 /// The reference's known-answer vectors (test-only keys), as shipped in `plugin/testdata/openapi/`.
