@@ -14,6 +14,8 @@ use crate::transformers::{self as wire, CreateFields};
 
 use crate::flow::{self, Continuation};
 pub use crate::flow::{HttpRequest, HttpResponse, Pending, SendFailure, Step};
+use crate::openapi::connector as openapi;
+use crate::openapi::settings::is_openapi;
 
 fn send_failure(what: &str, e: SendFailure) -> PluginError {
     match e {
@@ -26,7 +28,7 @@ fn send_failure(what: &str, e: SendFailure) -> PluginError {
 }
 
 /// The provider's answer, or why there is none, checked for HTTP 200.
-fn answered(
+pub(crate) fn answered(
     what: &str,
     response: Result<HttpResponse, SendFailure>,
 ) -> Result<HttpResponse, PluginError> {
@@ -62,6 +64,9 @@ pub fn describe() -> PluginInfo {
 pub fn validate_settings(
     pairs: &[(String, String)],
 ) -> Result<Vec<(String, String)>, Vec<FieldError>> {
+    if is_openapi(pairs) {
+        return openapi::validate_settings(pairs);
+    }
     let (settings, normalised) = settings::validate(pairs)?;
     // The full key check (one private operation) runs here, not on every protocol call.
     if let settings::Signer::Rsa { private_key, .. } = &settings.signer {
@@ -232,6 +237,9 @@ pub fn start_payment(
     settings_pairs: &[(String, String)],
     order: &PaymentRequest,
 ) -> Result<Step<PaymentStarted>, PluginError> {
+    if is_openapi(settings_pairs) {
+        return openapi::start_payment(settings_pairs, order);
+    }
     let settings = load_settings(settings_pairs)?;
     let fields = validate_order(&settings, order)?;
     let req_id = order.request_id.as_str();
@@ -335,6 +343,9 @@ pub fn verify_return(
     settings_pairs: &[(String, String)],
     query: &[(String, String)],
 ) -> Result<VerifiedReturn, PluginError> {
+    if is_openapi(settings_pairs) {
+        return openapi::verify_return(settings_pairs, query);
+    }
     let settings = load_settings(settings_pairs)?;
     if mapi::is_pc_return(query) {
         mapi::verify_pc_return(&settings, query)
@@ -357,6 +368,9 @@ pub fn verify_notification(
     settings_pairs: &[(String, String)],
     form: &[(String, String)],
 ) -> Result<Step<Notification>, PluginError> {
+    if is_openapi(settings_pairs) {
+        return openapi::verify_notification(settings_pairs, form);
+    }
     let settings = load_settings(settings_pairs)?;
     let signed = match mapi::notify_kind(form) {
         NotifyKind::Wap => wire::verify_notify_signature(&settings, form)?.notification,
@@ -431,10 +445,16 @@ pub fn match_order(
         ));
     }
     let expected = order.seller.trim();
-    let seller_matches = notification
-        .seller_email
-        .as_deref()
-        .is_some_and(|s| s.eq_ignore_ascii_case(expected))
+    // An OpenAPI trade query names no seller: the answer is Alipay's, signed, about this app's
+    // own order, whose seller the app signed into the trade (docs/protocol/OPENAPI.md §7.4).
+    let queried_without_seller = notification.notify_id.starts_with("query:")
+        && notification.seller_email.is_none()
+        && notification.seller_id.is_none();
+    let seller_matches = queried_without_seller
+        || notification
+            .seller_email
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case(expected))
         || notification.seller_id.as_deref() == Some(expected);
     if !seller_matches {
         errors.push(FieldError::new(
@@ -459,6 +479,9 @@ pub fn list_channels(
     settings_pairs: &[(String, String)],
     out_user: Option<&str>,
 ) -> Result<Step<ChannelList>, PluginError> {
+    if is_openapi(settings_pairs) {
+        return Err(openapi::not_offered("the pay-channel list"));
+    }
     let settings = load_settings(settings_pairs)?;
     Ok(Step::Send(Pending {
         request: HttpRequest {
@@ -491,6 +514,9 @@ pub fn query_trade(
     settings_pairs: &[(String, String)],
     out_trade_no: &str,
 ) -> Result<Step<TradeQuery>, PluginError> {
+    if is_openapi(settings_pairs) {
+        return openapi::query_trade(settings_pairs, out_trade_no);
+    }
     let settings = load_settings(settings_pairs)?;
     if out_trade_no.is_empty() || out_trade_no.len() > MAX_OUT_TRADE_NO {
         return Err(invalid("out_trade_no", "must be 1 to 64 characters"));
@@ -516,6 +542,9 @@ pub fn resume_query(
     continuation: &[u8],
     response: Result<HttpResponse, SendFailure>,
 ) -> Result<Step<TradeQuery>, PluginError> {
+    if is_openapi(settings_pairs) {
+        return openapi::resume_query(settings_pairs, continuation, response);
+    }
     let settings = load_settings(settings_pairs)?;
     let Continuation::Query { out_trade_no } = Continuation::decode(continuation)? else {
         return Err(flow::foreign_continuation("resume-query"));
@@ -530,6 +559,11 @@ pub fn verify_app_result(
     settings_pairs: &[(String, String)],
     result: &str,
 ) -> Result<AppResult, PluginError> {
+    if is_openapi(settings_pairs) {
+        return Err(openapi::not_offered(
+            "the app SDK result string of mobile.securitypay.pay",
+        ));
+    }
     let settings = load_settings(settings_pairs)?;
     mapi::verify_app_result(&settings, result)
 }

@@ -20,6 +20,7 @@ pub mod gbk;
 #[cfg_attr(feature = "conformance-broken-notify-check", allow(unused_variables))]
 pub mod mapi;
 pub mod model;
+pub mod openapi;
 pub mod settings;
 pub mod sign;
 pub mod transformers;

@@ -297,7 +297,11 @@ impl Notification {
     /// (the embedder treats it as a refund when the order was paid). The same for every product
     /// (WAP, PC and app notifies, and the query).
     pub fn event(&self) -> TradeEvent {
-        let refunded = self.field("refund_status") == Some("REFUND_SUCCESS");
+        let refunded = self.field("refund_status") == Some("REFUND_SUCCESS")
+            // OpenAPI: a partial refund's notify stays `TRADE_SUCCESS` and carries the refund
+            // (`refund_fee` with `gmt_refund` or `out_biz_no`; docs/protocol/OPENAPI.md §6.6).
+            || (self.refund_fee().is_some_and(|f| f != "0.00")
+                && (self.field("gmt_refund").is_some() || self.field("out_biz_no").is_some()));
         let was_paid = self.gmt_payment.as_deref().is_some_and(|g| !g.is_empty())
             || self.field("gmt_payment").is_some_and(|g| !g.is_empty())
             || self

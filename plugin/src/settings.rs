@@ -90,13 +90,35 @@ struct FieldSpec {
 
 const FIELDS: &[FieldSpec] = &[
     FieldSpec {
+        name: "api",
+        label_zh: "接口类型",
+        label_en: "Alipay API",
+        kind: FieldKind::Select,
+        required: false,
+        secret: false,
+        rule: "mapi (legacy: partner ID + key, MD5 or RSA) or openapi (open platform: APPID + RSA2 keys)",
+        options: &[
+            (
+                "mapi",
+                "旧版接口（合作者身份 PID + 密钥）",
+                "Legacy API (partner ID + key)",
+            ),
+            (
+                "openapi",
+                "新版开放平台（APPID + 应用私钥 + 支付宝公钥）",
+                "Open platform (APPID + app private key + Alipay public key)",
+            ),
+        ],
+        default_value: Some("mapi"),
+    },
+    FieldSpec {
         name: "partner",
         label_zh: "合作者身份ID (partner)",
         label_en: "Partner ID",
         kind: FieldKind::Text,
-        required: true,
+        required: false,
         secret: false,
-        rule: "16 digits starting with 2088",
+        rule: "16 digits starting with 2088; required when api is mapi",
         options: &[],
         default_value: None,
     },
@@ -152,9 +174,13 @@ const FIELDS: &[FieldSpec] = &[
         kind: FieldKind::Select,
         required: false,
         secret: false,
-        rule: "MD5 or RSA (0001)",
-        options: &[("MD5", "MD5", "MD5"), ("RSA", "RSA (0001)", "RSA (0001)")],
-        default_value: Some("MD5"),
+        rule: "api mapi: MD5 (default) or RSA (0001); api openapi: RSA2 (default, SHA256withRSA) or RSA",
+        options: &[
+            ("MD5", "MD5", "MD5"),
+            ("RSA", "RSA (0001 / SHA1withRSA)", "RSA (0001 / SHA1withRSA)"),
+            ("RSA2", "RSA2 (SHA256withRSA，开放平台)", "RSA2 (SHA256withRSA, open platform)"),
+        ],
+        default_value: None,
     },
     FieldSpec {
         name: "private_key",
@@ -243,6 +269,83 @@ const FIELDS: &[FieldSpec] = &[
         rule: "PEM or its base64 body, from ms.alipay.com; verifies notify_data app notifies and SDK results (else the mapi key does)",
         options: &[],
         default_value: None,
+    },
+    FieldSpec {
+        name: "app_id",
+        label_zh: "APPID (开放平台应用)",
+        label_en: "APPID (open platform app)",
+        kind: FieldKind::Text,
+        required: false,
+        secret: false,
+        rule: "16 digits; required when api is openapi",
+        options: &[],
+        default_value: None,
+    },
+    FieldSpec {
+        name: "app_private_key",
+        label_zh: "应用私钥",
+        label_en: "App private key",
+        kind: FieldKind::Pem,
+        required: false,
+        secret: true,
+        rule: "PEM (PKCS#8 or PKCS#1) or its base64 body; required when api is openapi",
+        options: &[],
+        default_value: None,
+    },
+    FieldSpec {
+        name: "app_cert",
+        label_zh: "应用公钥证书 (证书模式)",
+        label_en: "App public-key certificate (certificate mode)",
+        kind: FieldKind::Pem,
+        required: false,
+        secret: false,
+        rule: "PEM certificate (appCertPublicKey_<APPID>.crt); certificate mode needs all three certificates",
+        options: &[],
+        default_value: None,
+    },
+    FieldSpec {
+        name: "alipay_cert",
+        label_zh: "支付宝公钥证书 (证书模式)",
+        label_en: "Alipay public-key certificate (certificate mode)",
+        kind: FieldKind::Pem,
+        required: false,
+        secret: false,
+        rule: "PEM certificate (alipayCertPublicKey_RSA2.crt); replaces alipay_public_key in certificate mode",
+        options: &[],
+        default_value: None,
+    },
+    FieldSpec {
+        name: "alipay_root_cert",
+        label_zh: "支付宝根证书 (证书模式)",
+        label_en: "Alipay root certificate (certificate mode)",
+        kind: FieldKind::Pem,
+        required: false,
+        secret: false,
+        rule: "PEM bundle (alipayRootCert.crt)",
+        options: &[],
+        default_value: None,
+    },
+    FieldSpec {
+        name: "seller_id",
+        label_zh: "收款支付宝用户ID (2088…)",
+        label_en: "Seller's Alipay user id (2088…)",
+        kind: FieldKind::Text,
+        required: false,
+        secret: false,
+        rule: "16 digits starting with 2088; the default seller of api openapi (an order's seller_id overrides it)",
+        options: &[],
+        default_value: None,
+    },
+    FieldSpec {
+        name: "gateway",
+        label_zh: "开放平台网关",
+        label_en: "Open platform gateway",
+        kind: FieldKind::Url,
+        required: false,
+        secret: false,
+        rule: "an absolute http or https URL; sandbox: https://openapi-sandbox.dl.alipaydev.com/gateway.do",
+        options: &[],
+        default_value: Some(crate::openapi::settings::DEFAULT_GATEWAY),
     },
 ];
 
@@ -341,8 +444,15 @@ pub type Validated = (Settings, Vec<(String, String)>);
 /// or every bad field with its reason.
 pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>> {
     let mut errors = Vec::new();
-    for (k, _) in pairs {
-        if !FIELDS.iter().any(|f| f.name == k) {
+    for (k, v) in pairs {
+        if crate::openapi::settings::OPENAPI_ONLY.contains(&k.as_str()) {
+            errors.push(FieldError::new(
+                k,
+                "is a setting of the open platform (api = openapi), not of api = mapi",
+            ));
+        } else if k == "api" && !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("mapi") {
+            errors.push(FieldError::new("api", "must be mapi or openapi"));
+        } else if !FIELDS.iter().any(|f| f.name == k) {
             errors.push(FieldError::new(k, "is not a setting of this plugin"));
         }
     }
@@ -401,7 +511,10 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
         Some(s) if s == "MD5" => s,
         Some(s) if s == "RSA" || s == "0001" => "RSA".to_owned(),
         Some(_) => {
-            errors.push(FieldError::new("sign_type", "must be MD5 or RSA"));
+            errors.push(FieldError::new(
+                "sign_type",
+                "must be MD5 or RSA for api = mapi (RSA2 is the open platform's: set api = openapi)",
+            ));
             "MD5".to_owned()
         }
     };

@@ -1,6 +1,6 @@
-//! The demo of `payhost demo`: the sandbox gateway with three merchants (B2C MD5, C2C marketplace,
-//! RSA) and a small shop with three products, one of them sold by another seller through the C2C
-//! merchant. A newcomer buys, pays in the sandbox cashier, lands back on the shop and sees the
+//! The demo of `payhost demo`: the sandbox gateway with four merchants (B2C MD5, C2C marketplace,
+//! RSA, and an open-platform app with RSA2) and a small shop with four products, one of them sold
+//! by another seller through the C2C merchant. A newcomer buys, pays in the sandbox cashier, lands back on the shop and sees the
 //! order paid, then opens `/admin` to see the payment and its notifications.
 //!
 //! The shop talks to payhost only over HTTP, as a real shop does: it creates payments and reads
@@ -23,10 +23,13 @@ use std::time::Duration;
 pub const B2C_PARTNER: &str = "2088000000000001";
 pub const C2C_PARTNER: &str = "2088000000000002";
 pub const RSA_PARTNER: &str = "2088000000000003";
+/// The open-platform merchant's APPID and seller (its PID).
+pub const OPEN_APP_ID: &str = "2021000000000001";
+pub const OPEN_SELLER_ID: &str = "2088000000000004";
 pub const MARKET_SELLER: &str = "13800138000";
 
 /// The demo's merchant ids in payhost.
-pub const MERCHANT_IDS: [&str; 3] = ["demo", "market", "rsa-shop"];
+pub const MERCHANT_IDS: [&str; 4] = ["demo", "market", "rsa-shop", "open-shop"];
 
 pub struct Product {
     pub id: &'static str,
@@ -57,6 +60,13 @@ pub const PRODUCTS: &[Product] = &[
         price: "8.88",
         merchant: "market",
         seller: Some(MARKET_SELLER),
+    },
+    Product {
+        id: "fan",
+        name: "苏绣团扇 (开放平台 RSA2 商户)",
+        price: "25.00",
+        merchant: "open-shop",
+        seller: None,
     },
 ];
 
@@ -193,6 +203,44 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
         .to_public_key()
         .to_public_key_pem(LineEnding::LF)
         .map_err(|e| format!("cannot write an RSA key as PEM: {e}"))?;
+    // The open platform: a 2048-bit app key (RSA2) and the sandbox's own "Alipay" key pair.
+    let app_key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).map_err(key_error)?;
+    let open_alipay_key =
+        rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).map_err(key_error)?;
+    sandbox.add_openapi_app(crate::openapi::OpenApiApp {
+        app_id: OPEN_APP_ID.into(),
+        seller_id: OPEN_SELLER_ID.into(),
+        app_public: app_key.to_public_key(),
+        alipay_private: open_alipay_key.clone(),
+    });
+    let open_shop = DemoMerchant {
+        id: "open-shop".into(),
+        settings: vec![
+            ("api".into(), "openapi".into()),
+            ("app_id".into(), OPEN_APP_ID.into()),
+            (
+                "app_private_key".into(),
+                app_key
+                    .to_pkcs8_pem(LineEnding::LF)
+                    .map_err(pem_error)?
+                    .to_string(),
+            ),
+            (
+                "alipay_public_key".into(),
+                open_alipay_key
+                    .to_public_key()
+                    .to_public_key_pem(LineEnding::LF)
+                    .map_err(|e| format!("cannot write an RSA key as PEM: {e}"))?,
+            ),
+            ("seller_id".into(), OPEN_SELLER_ID.into()),
+            (
+                "gateway".into(),
+                format!("{public}/sandbox/openapi/gateway.do"),
+            ),
+        ],
+        shop_webhook_url: format!("{public}/shop/webhook"),
+        shop_webhook_secret: webhook_secret.clone(),
+    };
     let merchants = vec![
         merchant(
             "demo",
@@ -225,6 +273,7 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
                 ("mapi_public_key".into(), alipay_public),
             ],
         ),
+        open_shop,
     ];
     let shop = Arc::new(DemoShop::new(&public, &api_token, &webhook_secret));
     Ok(Demo {
@@ -660,7 +709,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builds_three_merchants_on_the_sandbox() {
+    fn builds_the_merchants_on_the_sandbox() {
         let demo = build(&DemoOptions {
             public_url: "http://127.0.0.1:18080/".into(),
             api_token: Some("token-0123456789abcdef".into()),
@@ -675,10 +724,12 @@ mod tests {
         for m in &demo.merchants {
             assert_eq!(m.shop_webhook_url, "http://127.0.0.1:18080/shop/webhook");
             assert_eq!(m.shop_webhook_secret, demo.webhook_secret);
-            assert!(m.settings.contains(&(
-                "gateway_url".into(),
-                "http://127.0.0.1:18080/sandbox/gateway".into()
-            )));
+            let (key, url) = if m.id == "open-shop" {
+                ("gateway", "http://127.0.0.1:18080/sandbox/openapi/gateway.do")
+            } else {
+                ("gateway_url", "http://127.0.0.1:18080/sandbox/gateway")
+            };
+            assert!(m.settings.contains(&(key.into(), url.into())), "{}", m.id);
         }
         let rsa = &demo.merchants[2].settings;
         assert!(rsa

@@ -26,6 +26,7 @@
 
 pub mod cashier;
 pub mod demo;
+pub mod openapi;
 pub mod outbound;
 pub mod signature;
 pub mod web;
@@ -139,6 +140,8 @@ pub struct Sandbox {
     notifies: Mutex<Vec<NotifyDelivery>>,
     faults: Mutex<Faults>,
     dropped: Mutex<u32>,
+    /// The open platform's apps and trades (`{base}/openapi/…`).
+    openapi: openapi::OpenApiState,
     /// Sandbox seconds per real second.
     speed: f64,
     started: Instant,
@@ -155,6 +158,7 @@ impl Sandbox {
             notifies: Mutex::default(),
             faults: Mutex::default(),
             dropped: Mutex::new(0),
+            openapi: openapi::OpenApiState::default(),
             speed: speed.max(1.0),
             started: Instant::now(),
             // Ids (notify_id, trade_no, tokens) count from a random start, so a sandbox started
@@ -1197,6 +1201,7 @@ impl Sandbox {
             "now": self.now(),
             "trades": self.trades.lock().unwrap().values().cloned().collect::<Vec<_>>(),
             "notifies": self.notifies.lock().unwrap().clone(),
+            "openapi_trades": self.openapi_trades(),
             "faults": self.faults.lock().unwrap().clone(),
         })
     }
@@ -1234,7 +1239,7 @@ impl Sandbox {
         };
         let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
         let faults = self.faults.lock().unwrap().clone();
-        let provider_call = matches!(path.as_str(), "/gateway" | "/mapi");
+        let provider_call = matches!(path.as_str(), "/gateway" | "/mapi" | "/openapi/gateway.do");
         if provider_call && faults.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(faults.delay_ms)).await;
         }
@@ -1259,6 +1264,11 @@ impl Sandbox {
             (Method::POST, "/cashier/cancel") => self.cancel(form),
             (Method::POST, "/refund") => self.refund(form),
             (Method::POST, "/app/pay") => self.app_pay(form),
+            (Method::GET | Method::POST, "/openapi/gateway.do") => {
+                self.openapi_gateway(query, form)
+            }
+            (Method::POST, "/openapi/cashier/pay") => self.openapi_pay(&form),
+            (Method::POST, "/openapi/cashier/cancel") => self.openapi_cancel(&form),
             (Method::GET, "/state") => json(200, &self.state()),
             (Method::POST, "/faults") => match serde_json::from_slice::<Faults>(&body) {
                 Ok(f) => {

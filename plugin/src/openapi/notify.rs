@@ -1,0 +1,199 @@
+//! The asynchronous notify and the browser return of the OpenAPI (docs/protocol/OPENAPI.md §5,
+//! §6): verified with Alipay's key (V1 rule), then checked to belong to this app. No
+//! confirmation call exists (`notify_verify` is mapi's): the signature is the proof.
+
+use super::settings::OpenApiSettings;
+use super::sign::{verify_notify, NotifyRejection};
+use crate::amount::Amount;
+use crate::model::{Notification, PluginError, VerifiedReturn};
+
+/// The body that acknowledges a processed notify: the 7 bytes `success` (§6.5).
+pub const ACK: &str = "success";
+
+/// True when a notify or return is an OpenAPI one (it names an `app_id`; mapi messages never do).
+pub fn is_openapi_message(pairs: &[(String, String)]) -> bool {
+    pairs.iter().any(|(k, _)| k == "app_id")
+}
+
+fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+fn required<'a>(pairs: &'a [(String, String)], name: &str) -> Result<&'a str, PluginError> {
+    field(pairs, name)
+        .ok_or_else(|| PluginError::Malformed(format!("the notification has no {name}")))
+}
+
+/// The signature check and the app check shared by notifies and returns.
+fn verified(
+    settings: &OpenApiSettings,
+    pairs: &[(String, String)],
+    what: &str,
+) -> Result<(), PluginError> {
+    let borrowed: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    verify_notify(&borrowed, &settings.alipay_key, settings.sign_type).map_err(|e| {
+        PluginError::BadSignature(match e {
+            NotifyRejection::Unsigned => format!("the {what} carries no sign"),
+            NotifyRejection::SignTypeMismatch { received } => format!(
+                "the {what} says sign_type {received:?} but the merchant's is {}",
+                settings.sign_type.as_str()
+            ),
+            NotifyRejection::BadSignature => format!(
+                "the {what}'s signature does not verify with the configured Alipay public key"
+            ),
+        })
+    })?;
+    // §6.4 check 4: a notify signed by Alipay for another app of the same key holder is not ours.
+    let app_id = required(pairs, "app_id")?;
+    if app_id != settings.app_id {
+        return Err(PluginError::BadSignature(format!(
+            "the {what} is for app_id {app_id}, not this merchant's {}",
+            settings.app_id
+        )));
+    }
+    Ok(())
+}
+
+fn amount(pairs: &[(String, String)], name: &str) -> Result<Option<String>, PluginError> {
+    match field(pairs, name) {
+        None => Ok(None),
+        Some(v) => Amount::parse(v)
+            .map(|a| Some(a.to_string()))
+            .map_err(|e| PluginError::Malformed(format!("{name} {v:?}: {e}"))),
+    }
+}
+
+/// Verifies a notify (§6.3) and reads it (§6.2). A partial refund's notify (`TRADE_SUCCESS`
+/// with `refund_fee`/`gmt_refund`/`out_biz_no`, §6.6) keeps those fields, so its event is a
+/// refund, never a second payment.
+pub fn verify_notification(
+    settings: &OpenApiSettings,
+    form: &[(String, String)],
+) -> Result<Notification, PluginError> {
+    verified(settings, form, "notification")?;
+    let status = required(form, "trade_status")?;
+    let total_fee = amount(form, "total_amount")?
+        .ok_or_else(|| PluginError::Malformed("the notification has no total_amount".into()))?;
+    // `refund_fee` is read for its shape only here; the event mapping reads it from `fields`.
+    amount(form, "refund_fee")?;
+    let text = |name: &str| field(form, name).map(str::to_owned);
+    Ok(Notification {
+        out_trade_no: required(form, "out_trade_no")?.to_owned(),
+        trade_no: required(form, "trade_no")?.to_owned(),
+        trade_status: status.to_owned(),
+        total_fee,
+        seller_email: text("seller_email"),
+        seller_id: text("seller_id"),
+        buyer_email: text("buyer_logon_id"),
+        buyer_id: text("buyer_id").or_else(|| text("buyer_open_id")),
+        notify_id: required(form, "notify_id")?.to_owned(),
+        notify_time: text("notify_time"),
+        gmt_create: text("gmt_create"),
+        gmt_payment: text("gmt_payment"),
+        gmt_close: text("gmt_close"),
+        paid: matches!(status, "TRADE_SUCCESS" | "TRADE_FINISHED"),
+        fields: form.iter().filter(|(k, _)| k != "sign").cloned().collect(),
+        reply: ACK.into(),
+    })
+}
+
+/// Verifies the browser's return (§5). It proves Alipay sent the buyer back for this order,
+/// not that money arrived: `result` is `success` as for the legacy WAP return, and the host
+/// waits for the notify (or queries).
+pub fn verify_return(
+    settings: &OpenApiSettings,
+    query: &[(String, String)],
+) -> Result<VerifiedReturn, PluginError> {
+    verified(settings, query, "return")?;
+    Ok(VerifiedReturn {
+        out_trade_no: required(query, "out_trade_no")?.to_owned(),
+        trade_no: field(query, "trade_no").unwrap_or_default().to_owned(),
+        result: "success".into(),
+        request_token: String::new(),
+        raw: query.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TradeEvent;
+    use crate::openapi::settings::{tests::settings_pairs, validate};
+    use crate::openapi::testdata;
+
+    fn form(rel: &str) -> Vec<(String, String)> {
+        form_urlencoded::parse(&testdata::read(rel))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn payment_notify() {
+        let (s, _) = validate(&settings_pairs()).unwrap();
+        let n = verify_notification(&s, &form("notify/trade_success.txt")).unwrap();
+        assert_eq!(n.out_trade_no, "ECS20240520000123");
+        assert_eq!(n.total_fee, "88.88");
+        assert_eq!(n.seller_id.as_deref(), Some("2088000000000002"));
+        assert_eq!(n.reply, "success");
+        assert!(n.paid);
+        assert_eq!(n.event(), TradeEvent::Paid);
+        assert!(!n.fields.iter().any(|(k, _)| k == "sign"));
+    }
+
+    #[test]
+    fn partial_refund_notify_is_a_refund_not_a_payment() {
+        let (s, _) = validate(&settings_pairs()).unwrap();
+        let n = verify_notification(&s, &form("notify/partial_refund.txt")).unwrap();
+        assert_eq!(n.trade_status, "TRADE_SUCCESS");
+        assert_eq!(n.event(), TradeEvent::PartiallyRefunded);
+        assert!(n.refund_fee().is_some());
+    }
+
+    #[test]
+    fn another_app_or_a_forged_notify_is_refused() {
+        let (s, _) = validate(&settings_pairs()).unwrap();
+        let mut f = form("notify/trade_success.txt");
+        for (k, v) in f.iter_mut() {
+            if k == "total_amount" {
+                *v = "0.01".into();
+            }
+        }
+        assert!(matches!(
+            verify_notification(&s, &f),
+            Err(PluginError::BadSignature(_))
+        ));
+        let mut other = settings_pairs();
+        other.retain(|(k, _)| k != "app_id");
+        other.push(("app_id".into(), "2021000000000099".into()));
+        let (s2, _) = validate(&other).unwrap();
+        match verify_notification(&s2, &form("notify/trade_success.txt")) {
+            Err(PluginError::BadSignature(m)) => assert!(m.contains("app_id"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn browser_return() {
+        let (s, _) = validate(&settings_pairs()).unwrap();
+        let v = testdata::vectors();
+        let q: Vec<(String, String)> = form_urlencoded::parse(
+            v.json["return_wap"]["query_string"]
+                .as_str()
+                .unwrap()
+                .as_bytes(),
+        )
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+        assert!(is_openapi_message(&q));
+        let r = verify_return(&s, &q).unwrap();
+        assert_eq!(r.out_trade_no, "ECS20240520000123");
+        assert_eq!(r.result, "success");
+    }
+}
