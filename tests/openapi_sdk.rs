@@ -53,7 +53,10 @@ fn start_gateway() -> Gateway {
     let mut child = Command::new(sdk_python())
         .arg(repo_root().join("tests/clients/openapi_sdk_gateway.py"))
         .args(["--app-public", &vectors("keys/app_test_public.pem")])
-        .args(["--alipay-private", &vectors("keys/alipay_test_private_pkcs1.pem")])
+        .args([
+            "--alipay-private",
+            &vectors("keys/alipay_test_private_pkcs1.pem"),
+        ])
         .args(["--app-id", APP_ID])
         .stdout(Stdio::piped())
         .spawn()
@@ -86,9 +89,12 @@ async fn create(host: &Payhost, no: &str) -> String {
 }
 
 async fn status(host: &Payhost, no: &str) -> String {
-    get(&host.url(&format!("/v1/merchants/open/payments/{no}")), Some(TOKEN))
-        .await
-        .json()["status"]
+    get(
+        &host.url(&format!("/v1/merchants/open/payments/{no}")),
+        Some(TOKEN),
+    )
+    .await
+    .json()["status"]
         .as_str()
         .unwrap_or("")
         .to_owned()
@@ -123,7 +129,8 @@ gateway = "{gw}/gateway.do"
     assert_eq!(page.status, 200, "{}", page.text());
 
     // The notify the SDK signed (V1 rule) is accepted once, and the order is paid.
-    let reply = conformance::host::post_form(&format!("{}/pay?out_trade_no=SDK-1", gw.base), "").await;
+    let reply =
+        conformance::host::post_form(&format!("{}/pay?out_trade_no=SDK-1", gw.base), "").await;
     assert_eq!(reply.text(), "success");
     assert_eq!(status(&host, "SDK-1").await, "TRADE_SUCCESS");
 
@@ -155,7 +162,11 @@ gateway = "{gw}/gateway.do"
         &json!({}),
     )
     .await;
-    assert!(sync.status >= 400, "a forged answer was accepted: {}", sync.text());
+    assert!(
+        sync.status >= 400,
+        "a forged answer was accepted: {}",
+        sync.text()
+    );
     assert_eq!(status(&host, "SDK-3").await, "WAIT_BUYER_PAY");
 
     // Every request the component made passed the SDK's check.
