@@ -612,6 +612,8 @@ fn the_component_imports_no_wasi_http_and_no_filesystem() {
             "the pure component must not import {i}"
         );
     }
-    // Its size: compiled once and cached by the host, but still bounded.
-    assert!(bytes.len() <= 1 << 20, "{} bytes", bytes.len());
+    // Its size: compiled once and cached by the host, but still bounded. 1.5 MiB since the open
+    // platform: its certificate mode reads X.509 with an audited parser (x509-cert, ~165 KiB)
+    // rather than hand-written DER.
+    assert!(bytes.len() <= 3 << 19, "{} bytes", bytes.len());
 }

@@ -170,6 +170,17 @@ async fn open_platform_payment_notify_return_query_and_cancel() {
         .as_str()
         .unwrap()
         .contains("quit_url"));
+    // The same redirect as a self-submitting POST form: biz_content in the body, the signed
+    // common parameters in the action.
+    let form = created.json()["pay_form"].as_str().unwrap().to_owned();
+    assert!(
+        form.contains("method=\"post\"") && form.contains("name=\"biz_content\""),
+        "{form}"
+    );
+    assert!(
+        form.contains("/sandbox/openapi/gateway.do?") && form.contains("sign="),
+        "{form}"
+    );
     let sync = send_json(
         "POST",
         &format!(

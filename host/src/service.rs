@@ -3,6 +3,7 @@
 
 use crate::config::{Config, MerchantSettings};
 use crate::domain::amount::Amount;
+use crate::domain::html;
 use crate::metrics::Metrics;
 use crate::net::{Origin, Policy};
 use crate::runtime::plugin_api::{self as api, FieldError, FieldKind, PluginError, Product};
@@ -197,6 +198,11 @@ pub struct PaymentCreated {
     /// App pay: the signed order string the app hands to the provider's SDK.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_string: Option<String>,
+    /// The same redirect as `pay_url`, as an HTML form that submits itself (a POST where the
+    /// component asks for one: Alipay's open platform, whose `biz_content` may be too long for a
+    /// URL). For a shop to print into its order page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pay_form: Option<String>,
 }
 
 /// What a trade query found and did.
@@ -664,10 +670,20 @@ impl App {
 
 /// A payment just (re)started: with its product and, for app pay, the order string.
 fn created_now(p: &Payment, product: Product, started: &api::PaymentStarted) -> PaymentCreated {
+    let r = &started.redirect;
+    let pay_form = (!r.action.is_empty()).then(|| {
+        let method = match r.method {
+            api::HttpMethod::Post => "post",
+            api::HttpMethod::Get => "get",
+        };
+        html::auto_submit_form(method, &r.action, &r.fields)
+    });
+    let base = created(p);
     PaymentCreated {
         product: Some(product.as_str().to_owned()),
         order_string: started.order_string.clone(),
-        ..created(p)
+        pay_form: pay_form.or(base.pay_form.clone()),
+        ..base
     }
 }
 
@@ -684,6 +700,12 @@ fn created(p: &Payment) -> PaymentCreated {
         seller_email: p.seller.clone(),
         product: None,
         order_string: None,
+        // A payment created earlier: the stored pay URL as the equivalent GET form.
+        pay_form: p
+            .pay_url
+            .as_deref()
+            .filter(|u| !u.is_empty() && p.status == store::WAIT_BUYER_PAY)
+            .map(html::form_from_url),
     }
 }
 

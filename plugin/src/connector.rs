@@ -446,7 +446,7 @@ pub fn match_order(
     }
     let expected = order.seller.trim();
     // An OpenAPI trade query names no seller: the answer is Alipay's, signed, about this app's
-    // own order, whose seller the app signed into the trade (docs/protocol/OPENAPI.md §7.4).
+    // own order, whose seller the app signed into the trade ([OPENAPI §7.4]).
     let queried_without_seller = notification.notify_id.starts_with("query:")
         && notification.seller_email.is_none()
         && notification.seller_id.is_none();

@@ -299,7 +299,7 @@ impl Notification {
     pub fn event(&self) -> TradeEvent {
         let refunded = self.field("refund_status") == Some("REFUND_SUCCESS")
             // OpenAPI: a partial refund's notify stays `TRADE_SUCCESS` and carries the refund
-            // (`refund_fee` with `gmt_refund` or `out_biz_no`; docs/protocol/OPENAPI.md §6.6).
+            // (`refund_fee` with `gmt_refund` or `out_biz_no`; [OPENAPI §6.6]).
             || (self.refund_fee().is_some_and(|f| f != "0.00")
                 && (self.field("gmt_refund").is_some() || self.field("out_biz_no").is_some()));
         let was_paid = self.gmt_payment.as_deref().is_some_and(|g| !g.is_empty())

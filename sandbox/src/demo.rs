@@ -725,7 +725,10 @@ mod tests {
             assert_eq!(m.shop_webhook_url, "http://127.0.0.1:18080/shop/webhook");
             assert_eq!(m.shop_webhook_secret, demo.webhook_secret);
             let (key, url) = if m.id == "open-shop" {
-                ("gateway", "http://127.0.0.1:18080/sandbox/openapi/gateway.do")
+                (
+                    "gateway",
+                    "http://127.0.0.1:18080/sandbox/openapi/gateway.do",
+                )
             } else {
                 ("gateway_url", "http://127.0.0.1:18080/sandbox/gateway")
             };

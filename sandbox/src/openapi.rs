@@ -1,16 +1,16 @@
 //! Alipay's open platform (`gateway.do`, an `app_id`, RSA2) as the sandbox plays it, written from
-//! the protocol reference (docs/protocol/OPENAPI.md), sharing no code with the component:
+//! the protocol reference ([OPENAPI]), sharing no code with the component:
 //!
 //! * `GET|POST {base}/openapi/gateway.do` — every call checks the common parameters and the
-//!   app's signature (§3.1: `sign_type` signed, empty values and `sign` left out), then by
+//!   app's signature ([OPENAPI §3.1]: `sign_type` signed, empty values and `sign` left out), then by
 //!   `method`: `alipay.trade.wap.pay` and `alipay.trade.page.pay` open the cashier page;
 //!   `alipay.trade.query`, `alipay.trade.refund`, `alipay.trade.fastpay.refund.query` and
-//!   `alipay.trade.close` answer JSON whose node is signed as sent, `/` escaped as `\/` (§7.2).
+//!   `alipay.trade.close` answer JSON whose node is signed as sent, `/` escaped as `\/` ([OPENAPI §7.2]).
 //! * `POST {base}/openapi/cashier/pay|cancel` — the buyer pays (the notify goes out on Alipay's
 //!   schedule, signed by the V1 rule; the browser returns with the signed return) or leaves
 //!   (to `quit_url`).
 //! * A partial refund sends a notify that stays `TRADE_SUCCESS` with `refund_fee`, `gmt_refund`
-//!   and `out_biz_no` (§6.6); a full one closes the trade without a notify.
+//!   and `out_biz_no` ([OPENAPI §6.6]); a full one closes the trade without a notify.
 
 use crate::web::{self, html, json, redirect, Body};
 use crate::{NotifyDelivery, Sandbox};
@@ -121,12 +121,12 @@ fn joined(params: &[(String, String)], keep: impl Fn(&str, &str) -> bool) -> Str
         .join("&")
 }
 
-/// The request string the gateway checks (§3.1).
+/// The request string the gateway checks ([OPENAPI §3.1]).
 pub fn request_string(params: &[(String, String)]) -> String {
     joined(params, |k, v| k != "sign" && !v.is_empty())
 }
 
-/// The string Alipay signs a notify or return with (§6.3, V1).
+/// The string Alipay signs a notify or return with ([OPENAPI §6.3], V1).
 pub fn notify_string(params: &[(String, String)]) -> String {
     joined(params, |k, _| k != "sign" && k != "sign_type")
 }
@@ -158,7 +158,7 @@ fn get<'a>(params: &'a [(String, String)], key: &str) -> &'a str {
         .unwrap_or_default()
 }
 
-/// Why a call was refused before its method ran: an unsigned `error_response` (§7.2).
+/// Why a call was refused before its method ran: an unsigned `error_response` ([OPENAPI §7.2]).
 fn error_response(code: &str, msg: &str, sub_code: &str, sub_msg: &str) -> Response<Body> {
     json(
         200,
@@ -205,7 +205,7 @@ impl Sandbox {
         web::alipay_time(web::unix_now() + 8 * 3600)
     }
 
-    /// A signed JSON answer (§7.2): `{"<node>":{…},"sign":"…"}`, the node with `/` escaped as
+    /// A signed JSON answer ([OPENAPI §7.2]): `{"<node>":{…},"sign":"…"}`, the node with `/` escaped as
     /// `\/` as Alipay writes it, and signed over exactly those bytes.
     fn signed_answer(
         &self,
@@ -621,7 +621,7 @@ impl Sandbox {
         )
     }
 
-    /// `alipay.trade.query` (§7.4): a trade the buyer never opened does not exist yet.
+    /// `alipay.trade.query` ([OPENAPI §7.4]): a trade the buyer never opened does not exist yet.
     fn query(&self, app: &OpenApiApp, alg: Alg, out_trade_no: &str) -> Response<Body> {
         let method = "alipay.trade.query";
         let Some(t) = self.find_trade(app, out_trade_no) else {
@@ -646,7 +646,7 @@ impl Sandbox {
         self.signed_answer(app, alg, method, node)
     }
 
-    /// `alipay.trade.refund` (§7.5): idempotent per `out_request_no`; never above what was paid.
+    /// `alipay.trade.refund` ([OPENAPI §7.5]): idempotent per `out_request_no`; never above what was paid.
     fn refund_call(
         &self,
         app: &OpenApiApp,
@@ -752,7 +752,7 @@ impl Sandbox {
         )
     }
 
-    /// `alipay.trade.fastpay.refund.query` (§7.6): `REFUND_SUCCESS` for a refund made.
+    /// `alipay.trade.fastpay.refund.query` ([OPENAPI §7.6]): `REFUND_SUCCESS` for a refund made.
     fn refund_query(
         &self,
         app: &OpenApiApp,
@@ -783,7 +783,7 @@ impl Sandbox {
         self.signed_answer(app, alg, method, node)
     }
 
-    /// `alipay.trade.close` (§7.7): only an unpaid trade closes.
+    /// `alipay.trade.close` ([OPENAPI §7.7]): only an unpaid trade closes.
     fn close(&self, app: &OpenApiApp, alg: Alg, out_trade_no: &str) -> Response<Body> {
         let method = "alipay.trade.close";
         let closed = {

@@ -3,4 +3,5 @@
 pub mod amount;
 pub mod device;
 pub mod events;
+pub mod html;
 pub mod state;

@@ -1,4 +1,4 @@
-//! Certificate mode (docs/protocol/OPENAPI.md §3.4): the serial numbers every request carries
+//! Certificate mode ([OPENAPI §3.4]): the serial numbers every request carries
 //! (`app_cert_sn`, `alipay_root_cert_sn`) and the public key inside a certificate.
 //!
 //! SN(cert) = lower-hex MD5 of the issuer's distinguished name as an RFC 2253 string followed by
@@ -122,7 +122,7 @@ fn signature_oid(cert: &Certificate) -> String {
 pub fn root_cert_sn(pem: &str) -> Result<String, CertError> {
     let mut sns = Vec::new();
     for der in pem_certificates(pem)? {
-        // A certificate the parser cannot read is not an RSA one Alipay counts (§3.4 PITFALL).
+        // A certificate the parser cannot read is not an RSA one Alipay counts ([OPENAPI §3.4] PITFALL).
         let Ok(cert) = parse(&der) else { continue };
         if signature_oid(&cert).starts_with("1.2.840.113549.1.1.") {
             sns.push(sn_of(&cert));
@@ -159,7 +159,7 @@ mod tests {
         String::from_utf8(testdata::read(rel)).unwrap()
     }
 
-    /// The reference's SNs (§10.2 `cert_sn`), including Alipay's real root bundle with its SM2
+    /// The reference's SNs ([OPENAPI §10.2] `cert_sn`), including Alipay's real root bundle with its SM2
     /// and ECDSA certificates skipped.
     #[test]
     fn cert_sn_vectors() {

@@ -1,8 +1,8 @@
 //! Alipay's current OpenAPI (`openapi.alipay.com/gateway.do`: an `app_id`, RSA2, public-key or
-//! certificate mode), the rules without I/O (docs/protocol/OPENAPI.md): the request signing
-//! string and its RSA2/RSA signature ([`sign`], §3), the notify and return verification
-//! ([`sign`], §5, §6.3), the raw-node signature of server responses ([`response`], §7.2) and
-//! the certificate serial numbers of certificate mode ([`cert`], §3.4).
+//! certificate mode), the rules without I/O ([OPENAPI]): the request signing
+//! string and its RSA2/RSA signature ([`sign`], [OPENAPI §3]), the notify and return verification
+//! ([`sign`], [OPENAPI §5], [OPENAPI §6.3]), the raw-node signature of server responses ([`response`], [OPENAPI §7.2]) and
+//! the certificate serial numbers of certificate mode ([`cert`], [OPENAPI §3.4]).
 //!
 //! The legacy "mapi" rules (partner + key, MD5/RSA) stay in [`crate::sign`]: the two families
 //! differ exactly where bugs hide (`sign_type` is signed in OpenAPI requests, dropped from

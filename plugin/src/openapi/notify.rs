@@ -1,5 +1,5 @@
-//! The asynchronous notify and the browser return of the OpenAPI (docs/protocol/OPENAPI.md §5,
-//! §6): verified with Alipay's key (V1 rule), then checked to belong to this app. No
+//! The asynchronous notify and the browser return of the OpenAPI ([OPENAPI §5],
+//! [OPENAPI §6]): verified with Alipay's key (V1 rule), then checked to belong to this app. No
 //! confirmation call exists (`notify_verify` is mapi's): the signature is the proof.
 
 use super::settings::OpenApiSettings;
@@ -7,7 +7,7 @@ use super::sign::{verify_notify, NotifyRejection};
 use crate::amount::Amount;
 use crate::model::{Notification, PluginError, VerifiedReturn};
 
-/// The body that acknowledges a processed notify: the 7 bytes `success` (§6.5).
+/// The body that acknowledges a processed notify: the 7 bytes `success` ([OPENAPI §6.5]).
 pub const ACK: &str = "success";
 
 /// True when a notify or return is an OpenAPI one (it names an `app_id`; mapi messages never do).
@@ -50,7 +50,7 @@ fn verified(
             ),
         })
     })?;
-    // §6.4 check 4: a notify signed by Alipay for another app of the same key holder is not ours.
+    // [OPENAPI §6.4] check 4: a notify signed by Alipay for another app of the same key holder is not ours.
     let app_id = required(pairs, "app_id")?;
     if app_id != settings.app_id {
         return Err(PluginError::BadSignature(format!(
@@ -70,8 +70,8 @@ fn amount(pairs: &[(String, String)], name: &str) -> Result<Option<String>, Plug
     }
 }
 
-/// Verifies a notify (§6.3) and reads it (§6.2). A partial refund's notify (`TRADE_SUCCESS`
-/// with `refund_fee`/`gmt_refund`/`out_biz_no`, §6.6) keeps those fields, so its event is a
+/// Verifies a notify ([OPENAPI §6.3]) and reads it ([OPENAPI §6.2]). A partial refund's notify (`TRADE_SUCCESS`
+/// with `refund_fee`/`gmt_refund`/`out_biz_no`, [OPENAPI §6.6]) keeps those fields, so its event is a
 /// refund, never a second payment.
 pub fn verify_notification(
     settings: &OpenApiSettings,
@@ -104,7 +104,7 @@ pub fn verify_notification(
     })
 }
 
-/// Verifies the browser's return (§5). It proves Alipay sent the buyer back for this order,
+/// Verifies the browser's return ([OPENAPI §5]). It proves Alipay sent the buyer back for this order,
 /// not that money arrived: `result` is `success` as for the legacy WAP return, and the host
 /// waits for the notify (or queries).
 pub fn verify_return(

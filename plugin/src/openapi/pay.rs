@@ -1,4 +1,4 @@
-//! The pay products (docs/protocol/OPENAPI.md §4): `alipay.trade.wap.pay` (phone),
+//! The pay products ([OPENAPI §4]): `alipay.trade.wap.pay` (phone),
 //! `alipay.trade.page.pay` (desktop) and `alipay.trade.app.pay` (app SDK). None is a server
 //! call: the buyer's browser goes to the gateway with the signed parameters (a GET URL, or the
 //! equivalent POST form for a long `biz_content`), the app gets the signed order string.
@@ -15,10 +15,10 @@ fn invalid(field: &str, reason: impl Into<String>) -> PluginError {
     PluginError::InvalidOrder(FieldError::new(field, reason))
 }
 
-/// The longest `out_trade_no` and `subject` Alipay accepts (§4.1).
+/// The longest `out_trade_no` and `subject` Alipay accepts ([OPENAPI §4.1]).
 const MAX_OUT_TRADE_NO: usize = 64;
 const MAX_SUBJECT_CHARS: usize = 256;
-/// `time_expire` may lie at most 15 days ahead (§4.1).
+/// `time_expire` may lie at most 15 days ahead ([OPENAPI §4.1]).
 const MAX_PAY_EXPIRE_MINUTES: u32 = 21_600;
 
 /// The seller of an order: its own `seller` (a 2088… id: the OpenAPI's C2C analogue of
@@ -118,7 +118,7 @@ pub fn start(
         .field("total_amount", &total)
         .field("subject", subject)
         .field("product_code", product_code)
-        // Where a buyer who leaves the phone cashier lands (§4.2); the desktop cashier has none.
+        // Where a buyer who leaves the phone cashier lands ([OPENAPI §4.2]); the desktop cashier has none.
         .maybe(
             "quit_url",
             order

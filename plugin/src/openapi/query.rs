@@ -1,4 +1,4 @@
-//! Server-to-server calls (docs/protocol/OPENAPI.md §7): the request, and the answer read only
+//! Server-to-server calls ([OPENAPI §7]): the request, and the answer read only
 //! after its signature verified over the raw response node. `alipay.trade.query` lives here;
 //! the refund, close and bill calls share [`call`] and [`read_response`].
 
@@ -11,7 +11,7 @@ use crate::model::{GatewayError, HttpMethod, Notification, PluginError, TradeQue
 
 pub const QUERY: &str = "alipay.trade.query";
 
-/// A signed call of `method` with `biz_content`, as the host must send it (§7.1).
+/// A signed call of `method` with `biz_content`, as the host must send it ([OPENAPI §7.1]).
 pub fn call(
     settings: &OpenApiSettings,
     method: &str,
@@ -82,7 +82,7 @@ pub fn read_response(
             .to_owned()
     };
     match check {
-        // An unsigned body is an error report at best (§7.2 step 6): its business fields are
+        // An unsigned body is an error report at best ([OPENAPI §7.2] step 6): its business fields are
         // never used; its code is passed on.
         SignatureCheck::Unsigned if text("code") != "10000" && !text("code").is_empty() => {
             return Err(gateway_error(&node))
@@ -119,7 +119,7 @@ fn gateway_error(node: &serde_json::Map<String, serde_json::Value>) -> PluginErr
 }
 
 /// The query's answer as a [`TradeQuery`]: `found: false` for `ACQ.TRADE_NOT_EXIST` (the buyer
-/// has not reached the cashier yet: the order stays pending, §7.4), the trade otherwise, with
+/// has not reached the cashier yet: the order stays pending, [OPENAPI §7.4]), the trade otherwise, with
 /// its notification view (synthetic `notify_id` `query:<trade_no>:<trade_status>`).
 pub fn read_query(
     settings: &OpenApiSettings,

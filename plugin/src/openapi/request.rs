@@ -1,7 +1,7 @@
-//! Building signed OpenAPI requests (docs/protocol/OPENAPI.md §2–§4): the common parameters,
+//! Building signed OpenAPI requests ([OPENAPI §2]–[OPENAPI §4]): the common parameters,
 //! `biz_content` serialised once (the bytes signed are the bytes sent), the signature, and the
 //! three ways a request leaves: a GET URL, an auto-submitting POST form (common parameters in
-//! the action, `biz_content` as a field, §4.4 layout a), and the app SDK's order string (§4.5).
+//! the action, `biz_content` as a field, [OPENAPI §4.4] layout a), and the app SDK's order string ([OPENAPI §4.5]).
 
 use super::settings::OpenApiSettings;
 use super::sign::{request_sign_content, sign};
@@ -11,7 +11,7 @@ use crate::model::PluginError;
 pub type Params = Vec<(String, String)>;
 
 /// `yyyy-MM-dd HH:mm:ss` in Beijing time (UTC+8, no daylight saving) for a Unix time, whatever
-/// the host's zone (§2 R2.1: the gateway refuses a skewed `timestamp`).
+/// the host's zone ([OPENAPI §2] R2.1: the gateway refuses a skewed `timestamp`).
 pub fn beijing_time(unix_seconds: i64) -> String {
     let t = unix_seconds + 8 * 3600;
     let days = t.div_euclid(86_400);
@@ -71,7 +71,7 @@ impl BizContent {
     }
 }
 
-/// The common parameters of §2 for `method` (never an empty one: R2.3), with the certificate
+/// The common parameters of [OPENAPI §2] for `method` (never an empty one: R2.3), with the certificate
 /// serial numbers in certificate mode.
 pub fn common_params(
     settings: &OpenApiSettings,
@@ -101,7 +101,7 @@ pub fn common_params(
     p
 }
 
-/// Adds `biz_content` and `sign` (§3.1) to a request's parameters.
+/// Adds `biz_content` and `sign` ([OPENAPI §3.1]) to a request's parameters.
 pub fn signed(
     settings: &OpenApiSettings,
     mut params: Params,
@@ -136,12 +136,12 @@ fn with_query(gateway: &str, query: &str) -> String {
     format!("{gateway}?{query}")
 }
 
-/// The GET URL: the gateway with every parameter, `sign` included, URL-encoded (§4.4).
+/// The GET URL: the gateway with every parameter, `sign` included, URL-encoded ([OPENAPI §4.4]).
 pub fn get_url(gateway: &str, params: &Params) -> String {
     with_query(gateway, &urlencode(params.iter().cloned()))
 }
 
-/// The POST form (§4.4 layout a): every parameter but `biz_content` in the action's query (so
+/// The POST form ([OPENAPI §4.4] layout a): every parameter but `biz_content` in the action's query (so
 /// `charset` reaches the gateway before it reads the body), `biz_content` as the one field.
 pub fn post_form(gateway: &str, params: &Params) -> (String, Vec<(String, String)>) {
     let (body, query): (Params, Params) = params
@@ -151,7 +151,7 @@ pub fn post_form(gateway: &str, params: &Params) -> (String, Vec<(String, String
     (with_query(gateway, &urlencode(query)), body)
 }
 
-/// The app SDK's order string (§4.5): every parameter, `sign` included, sorted by key, values
+/// The app SDK's order string ([OPENAPI §4.5]): every parameter, `sign` included, sorted by key, values
 /// URL-encoded.
 pub fn order_string(params: &Params) -> String {
     let mut sorted = params.clone();
@@ -159,7 +159,7 @@ pub fn order_string(params: &Params) -> String {
     urlencode(sorted)
 }
 
-/// A server-to-server call (§7.1): POST to the gateway, common parameters and `sign` in the
+/// A server-to-server call ([OPENAPI §7.1]): POST to the gateway, common parameters and `sign` in the
 /// URL's query, `biz_content` in a form body.
 pub fn server_call(gateway: &str, params: &Params) -> (String, Vec<u8>) {
     let (action, body) = post_form(gateway, params);

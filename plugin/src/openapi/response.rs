@@ -1,4 +1,4 @@
-//! Server responses and their signature (docs/protocol/OPENAPI.md §7.2).
+//! Server responses and their signature ([OPENAPI §7.2]).
 //!
 //! `{"alipay_trade_query_response":{…},"sign":"…"}`: the signature covers the exact bytes of the
 //! node's value, from its `{` to the matching `}` (an AES-encrypted node: the JSON string with both
@@ -48,7 +48,7 @@ pub struct RawResponse<'a> {
     pub node_name: &'a str,
     /// The node's value exactly as received: the signed bytes.
     pub node: &'a [u8],
-    /// The node is a JSON string (AES-encrypted content, §9), not an object.
+    /// The node is a JSON string (AES-encrypted content, [OPENAPI §9]), not an object.
     pub encrypted: bool,
     /// The top-level `sign`, if any.
     pub sign: Option<String>,
@@ -108,9 +108,9 @@ pub fn extract<'a>(body: &'a [u8], method: &str) -> Result<RawResponse<'a>, Shap
 pub enum SignatureCheck {
     /// The raw node verified.
     Verified,
-    /// The raw node did not verify; with every `\/` read as `/` it did (§7.2 step 4).
+    /// The raw node did not verify; with every `\/` read as `/` it did ([OPENAPI §7.2] step 4).
     VerifiedUnescapedSlash,
-    /// No `sign`: an error report at best; never act on its business fields (§7.2 step 6).
+    /// No `sign`: an error report at best; never act on its business fields ([OPENAPI §7.2] step 6).
     Unsigned,
     /// A `sign` that verifies neither way.
     Bad,
@@ -299,7 +299,7 @@ mod tests {
     use crate::openapi::testdata;
     use crate::sign::parse_public_key;
 
-    /// Every response vector (§10.2): the node cut out is the reference's `node_text` byte for
+    /// Every response vector ([OPENAPI §10.2]): the node cut out is the reference's `node_text` byte for
     /// byte, and the signature comes out as the reference says (raw, with the `\/` fallback,
     /// unsigned); re-serialised nodes never verify.
     #[test]
@@ -365,7 +365,7 @@ mod tests {
         }
     }
 
-    /// A real Alipay-signed response (§10.4): the raw node verifies with Alipay's key.
+    /// A real Alipay-signed response ([OPENAPI §10.4]): the raw node verifies with Alipay's key.
     #[test]
     fn real_alipay_response() {
         let sample = &testdata::real_samples()["open_file_upload_response"];

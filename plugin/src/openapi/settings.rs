@@ -1,6 +1,5 @@
 //! The settings of an OpenAPI merchant (`api = openapi`): an app id, the app's private key, and
-//! Alipay's public key, or the three certificates of certificate mode (docs/protocol/OPENAPI.md
-//! §3.3, §3.4). Every bad field is named with its rule.
+//! Alipay's public key, or the three certificates of certificate mode ([OPENAPI §3.3], [OPENAPI §3.4]). Every bad field is named with its rule.
 
 use super::cert;
 use super::sign::SignType;
@@ -10,7 +9,7 @@ use crate::sign::{parse_private_key, parse_public_key, PrivateKey, PublicKey};
 
 /// Alipay's production OpenAPI gateway.
 pub const DEFAULT_GATEWAY: &str = "https://openapi.alipay.com/gateway.do";
-/// Alipay's sandbox gateway (2023 on; the older `openapi.alipaydev.com` is retired, §8).
+/// Alipay's sandbox gateway (2023 on; the older `openapi.alipaydev.com` is retired, [OPENAPI §8]).
 pub const SANDBOX_GATEWAY: &str = "https://openapi-sandbox.dl.alipaydev.com/gateway.do";
 
 /// The settings only an OpenAPI merchant has.

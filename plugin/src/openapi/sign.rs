@@ -1,4 +1,4 @@
-//! OpenAPI signing (docs/protocol/OPENAPI.md §3) and notify/return verification (§5, §6.3).
+//! OpenAPI signing ([OPENAPI §3]) and notify/return verification ([OPENAPI §5], [OPENAPI §6.3]).
 //!
 //! * Requests: every parameter sent but `sign` and the empty ones, **`sign_type` included**,
 //!   sorted by key bytes, raw `k=v` joined with `&`, signed with the app's private key.
@@ -17,7 +17,7 @@ use sha2::Sha256;
 /// The signature algorithm of an app (its `sign_type` setting).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignType {
-    /// SHA256withRSA: every SDK's default and the only one new apps get (§3.2).
+    /// SHA256withRSA: every SDK's default and the only one new apps get ([OPENAPI §3.2]).
     Rsa2,
     /// SHA1withRSA: older apps.
     Rsa,
@@ -42,7 +42,7 @@ impl SignType {
     }
 }
 
-/// The request signing string of §3.1: `sign` and empty values left out, `sign_type` kept, keys
+/// The request signing string of [OPENAPI §3.1]: `sign` and empty values left out, `sign_type` kept, keys
 /// in byte order, raw values.
 pub fn request_sign_content<'a, I>(params: I) -> String
 where
@@ -55,7 +55,7 @@ where
     )
 }
 
-/// The notify/return verification string of §6.3: `sign` and `sign_type` left out, empty values
+/// The notify/return verification string of [OPENAPI §6.3]: `sign` and `sign_type` left out, empty values
 /// kept (`k=`) or dropped, keys in byte order, values as received (decoded once).
 pub fn notify_sign_content<'a, I>(params: I, keep_empty: bool) -> String
 where
@@ -97,7 +97,7 @@ pub fn sign(content: &[u8], key: &PrivateKey, sign_type: SignType) -> Result<Str
 }
 
 /// Verifies a base64 signature over `content` with Alipay's public key and the app's algorithm
-/// only (never the one a message claims: §3.2). Line breaks inside the base64 are tolerated.
+/// only (never the one a message claims: [OPENAPI §3.2]). Line breaks inside the base64 are tolerated.
 pub fn verify(
     content: &[u8],
     received_b64: &str,
@@ -131,16 +131,16 @@ pub fn verify(
 pub enum NotifyRejection {
     /// No `sign` parameter.
     Unsigned,
-    /// `sign_type` names another algorithm than the app's (§3.2: verify with the configured one).
+    /// `sign_type` names another algorithm than the app's ([OPENAPI §3.2]: verify with the configured one).
     SignTypeMismatch { received: String },
     /// The signature is not base64, or does not verify under any of the tolerated strings.
     BadSignature,
 }
 
-/// Verifies a notify or a return (§5, §6.3) given the parameters exactly as the form parser
+/// Verifies a notify or a return ([OPENAPI §5], [OPENAPI §6.3]) given the parameters exactly as the form parser
 /// decoded them (once). The official rule first (empty values kept); where it fails and the
-/// message has empty values, once more without them (§6.3 NOTE); where it still fails and the
-/// message carries `alipay_cert_sn`, once more without that parameter (certificate mode, §6.3
+/// message has empty values, once more without them ([OPENAPI §6.3] NOTE); where it still fails and the
+/// message carries `alipay_cert_sn`, once more without that parameter (certificate mode, [OPENAPI §6.3]
 /// NOTE). Signature compares are the `rsa` crate's; the number of tries depends only on which
 /// parameters are present, not on the key.
 pub fn verify_notify(
@@ -208,7 +208,7 @@ mod tests {
         parse_public_key(v.key("alipay_public")).unwrap()
     }
 
-    /// Every request case of the reference (§10.2): the signing string and the RSA2 signature,
+    /// Every request case of the reference ([OPENAPI §10.2]): the signing string and the RSA2 signature,
     /// byte for byte (RSA PKCS#1 v1.5 signatures are deterministic).
     #[test]
     fn request_vectors_sign_content_and_sign() {
@@ -370,7 +370,7 @@ mod tests {
         assert!(!verify(dropped.as_bytes(), sign, &key, SignType::Rsa2).unwrap());
     }
 
-    /// The browser return (§5): the query string as delivered, decoded once, verified like a
+    /// The browser return ([OPENAPI §5]): the query string as delivered, decoded once, verified like a
     /// notify.
     #[test]
     fn return_vector() {
@@ -395,7 +395,7 @@ mod tests {
         );
     }
 
-    /// Real Alipay signatures (§10.4): a 2019 payment notify verifies with the V1 rule and not
+    /// Real Alipay signatures ([OPENAPI §10.4]): a 2019 payment notify verifies with the V1 rule and not
     /// with V2; a service-market gateway message the other way round.
     #[test]
     fn real_alipay_samples() {
