@@ -113,8 +113,7 @@ fn check_text(text: &str, own: Option<&str>, docs: &Docs) -> Vec<String> {
             let named = before.strip_suffix(' ').and_then(|b| {
                 let open = b.rfind('[')?;
                 let name = &b[open + 1..];
-                (!name.is_empty() && name.bytes().all(|c| c.is_ascii_uppercase()))
-                    .then_some(name)
+                (!name.is_empty() && name.bytes().all(|c| c.is_ascii_uppercase())).then_some(name)
             });
             let closed = after[number.len()..].starts_with(']') && number == number_trimmed;
             let file = match (named, own) {
@@ -229,25 +228,37 @@ fn every_section_reference_resolves() {
 #[test]
 fn checker_refuses_what_does_not_resolve() {
     let mut docs = Docs::new();
-    docs.insert("WAP".into(), headings("# Title\n## 0. TL;DR\n## 7. Notify\n### 7.2 Fixed order\n"));
+    docs.insert(
+        "WAP".into(),
+        headings("# Title\n## 0. TL;DR\n## 7. Notify\n### 7.2 Fixed order\n"),
+    );
     let s = SECTION;
     let ok = |t: &str| check_text(t, None, &docs).is_empty();
     assert!(ok(&format!("// signed in the fixed order [WAP {s}7.2]")));
     assert!(ok(&format!("([WAP {s}0], [WAP {s}7])")));
-    assert!(!ok(&format!("// the fixed order (reference {s}7.2)")), "bare");
-    assert!(!ok(&format!("// `WAP.md` {s}7.2")), "file named outside the form");
+    assert!(
+        !ok(&format!("// the fixed order (reference {s}7.2)")),
+        "bare"
+    );
+    assert!(
+        !ok(&format!("// `WAP.md` {s}7.2")),
+        "file named outside the form"
+    );
     assert!(!ok(&format!("// [WAP {s}7.3]")), "no such heading");
     assert!(!ok(&format!("// [EXTRA {s}1.4.3]")), "no such file");
-    assert!(!ok(&format!("// [WAP {s}7.2, {s}7]")), "two numbers in one bracket");
+    assert!(
+        !ok(&format!("// [WAP {s}7.2, {s}7]")),
+        "two numbers in one bracket"
+    );
     assert!(!ok(&format!("// [WAP {s}]")), "no number");
-    assert!(!ok(&format!("// see ../{}/X.md", ["shared", "/protocol"].concat())));
+    assert!(!ok(&format!(
+        "// see ../{}/X.md",
+        ["shared", "/protocol"].concat()
+    )));
     // Inside a protocol file a bare reference is to its own headings.
     assert!(check_text(&format!("see {s}7.2"), Some("WAP"), &docs).is_empty());
     assert!(!check_text(&format!("see {s}7.9"), Some("WAP"), &docs).is_empty());
     // Headings: `## 7.2 x`, `#### 1.4.3 x`, `## 0. x`; not `##7.2`, not prose.
     let h = headings("## 7.2 a\n#### 1.4.3 b\n## 0. c\n##9 d\ntext 5.5\n## Sources\n");
-    assert_eq!(
-        h.into_iter().collect::<Vec<_>>(),
-        ["0", "1.4.3", "7.2"]
-    );
+    assert_eq!(h.into_iter().collect::<Vec<_>>(), ["0", "1.4.3", "7.2"]);
 }

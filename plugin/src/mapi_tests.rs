@@ -168,7 +168,7 @@ fn app_start_payment_is_done_at_once_with_the_signed_order_string() {
     assert_eq!(started.seller, "seller@example.com");
     let content = "partner=\"2088000000000001\"&seller_id=\"seller@example.com\"&out_trade_no=\"20140101000001\"&subject=\"测试商品\"&body=\"测试商品\"&total_fee=\"0.01\"&notify_url=\"https://shop.example/notify\"&service=\"mobile.securitypay.pay\"&payment_type=\"1\"&_input_charset=\"utf-8\"&it_b_pay=\"30m\"&return_url=\"https://shop.example/return\"";
     let (signed, tail) = s.split_once("&sign=\"").unwrap();
-    assert_eq!(signed, content, "[EXTRA §1.2] field order, every value quoted");
+    assert_eq!(signed, content, "[EXTRA §1.2] field order, values quoted");
     let (encoded, rest) = tail.split_once('"').unwrap();
     assert_eq!(rest, "&sign_type=\"RSA\"", "sign_type last, not signed");
     assert!(
