@@ -501,7 +501,7 @@ async fn verify_return_valid_and_forged() {
     let signature = md5_sign(&sorted(&q), KEY);
     assert_eq!(
         signature, "c9746fb3a6b148a7beeb342c1cb7601f",
-        "§12.2 call-back vector"
+        "[WAP §12.2] call-back vector"
     );
     q.push(("sign".into(), signature));
     q.push(("sign_type".into(), "MD5".into()));

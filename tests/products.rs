@@ -201,7 +201,7 @@ seller_email = "seller@example.com"
         .as_str()
         .expect("an order string")
         .to_owned();
-    // key="value" pairs; the signed part is everything before &sign=" (reference §1.2).
+    // key="value" pairs; the signed part is everything before &sign=" ([EXTRA §1.2]).
     for field in [
         "partner=\"2088101122136241\"",
         "out_trade_no=\"APP1\"",

@@ -1,4 +1,4 @@
-//! Refunds end to end (ALIPAY_EXTRA_PROTOCOLS.md §4.4): the sandbox gateway (a separate
+//! Refunds end to end ([EXTRA §4.4]): the sandbox gateway (a separate
 //! `payhost sandbox` process) refunds paid trades the way Alipay reports them — a partial refund
 //! as `TRADE_SUCCESS` + `refund_status=REFUND_SUCCESS`, a full one as `TRADE_CLOSED` +
 //! `REFUND_SUCCESS` — and the shop gets `payment.partially_refunded` and `payment.refunded`

@@ -1,12 +1,13 @@
 //! Alipay messages the kit makes itself, as Alipay would send them or as a forger would: WAP
-//! notifies (the 20 `notify_data` fields, signed in the fixed order of reference §7.2) and
-//! call-back queries (signed sorted, §5.1/§6). Signed with the sandbox's independent wire code,
-//! never the component's, so a signing mistake in either is caught by the other.
+//! notifies (the 20 `notify_data` fields, signed in the fixed order of [WAP §7.2]) and
+//! call-back queries (signed sorted, [WAP §5.1] and [WAP §6]). Signed with the sandbox's
+//! independent wire code, never the component's, so a signing mistake in either is caught by the
+//! other.
 
 use payhost_sandbox::web::alipay_time;
 use payhost_sandbox::wire::{self, Keys};
 
-/// The WAP notify's service and version (reference §7).
+/// The WAP notify's service and version ([WAP §7.1]; the notify's `v` is 1.0, [WAP §7.2]).
 pub const NOTIFY_SERVICE: &str = "alipay.wap.trade.create.direct";
 pub const NOTIFY_V: &str = "1.0";
 
@@ -31,7 +32,7 @@ pub enum Signing {
     /// The fixed order, but another key (a forger's guess).
     WrongKey,
     /// The merchant's key, but the parameters sorted (the rule of the other interfaces, a
-    /// well-known mistake, reference §11): a notify signed so must be refused.
+    /// well-known mistake, [WAP §11] item 3): a notify signed so must be refused.
     Sorted,
 }
 

@@ -624,7 +624,8 @@ impl App {
             .unwrap_or_else(|| self.config.api_token.clone())
     }
 
-    /// Verifies the buyer's return (§6) and builds the signed redirect to the shop's return_url:
+    /// Verifies the buyer's return ([WAP §6], [EXTRA §2.3]) and builds the signed redirect to the
+    /// shop's return_url:
     /// `out_trade_no`, `result` (the provider's), `status` (the host's, from confirmed notifications
     /// only), `ts`, `sign` = hex HMAC-SHA256 over the sorted `k=v&…` string.
     pub async fn handle_return(&self, merchant_id: &str, query: &[u8]) -> Result<String, ApiError> {

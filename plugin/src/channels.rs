@@ -1,4 +1,4 @@
-//! The JSON inside the pay-channel response's `<result>` (§9).
+//! The JSON inside the pay-channel response's `<result>` ([WAP §9]).
 //!
 //! `{"payChannleResult":{"supportedPayChannelList":{"supportTopPayChannel":[{"name","cashierCode",
 //! "supportSecPayChannelList":{"supportSecPayChannel":[…]}}]}, "lastestPayChannel"?:{…}}}`

@@ -355,7 +355,7 @@ pub fn verify_return(
 }
 
 /// Verifies an asynchronous notification of any product, told apart by its fields
-/// (`ALIPAY_EXTRA_PROTOCOLS.md` §1.4.3, §2.4):
+/// ([EXTRA §1.4.3], [EXTRA §2.4]):
 /// * `notify_data` + `sec_id`: WAP (fixed-order signature);
 /// * `notify_data` alone: app generation A (RSA over `notify_data=<xml>` with Alipay's app key).
 ///   It has no `notify_id` and Alipay offers no `notify_verify` for it: the step is `done` at once,
@@ -508,7 +508,7 @@ pub fn resume_channels(
     wire::parse_paychannel_response(&settings, &response.body).map(Step::Done)
 }
 
-/// Asks `single_trade_query` about one order (lost-notify recovery, protocol §3.4): returns the
+/// Asks `single_trade_query` about one order (lost-notify recovery, [EXTRA §3.4]): returns the
 /// signed GET to send; [`resume_query`] reads its answer.
 pub fn query_trade(
     settings_pairs: &[(String, String)],

@@ -1,8 +1,8 @@
 //! Alipay mobile-website pay (WAP pay, `wappaygw`) as a payment plugin, with PC instant pay
 //! (`create_direct_pay_by_user`), app secure pay (`mobile.securitypay.pay`) and
-//! `single_trade_query` (see `shared/protocol/ALIPAY_EXTRA_PROTOCOLS.md`; wire format in [`mapi`]).
+//! `single_trade_query` (rules in docs/protocol/EXTRA.md; wire format in [`mapi`]).
 //!
-//! The protocol (see `shared/protocol/ALIPAY_WAP_PROTOCOL.md`): `alipay.wap.trade.create.direct`
+//! The protocol (docs/protocol/WAP.md): `alipay.wap.trade.create.direct`
 //! for a `request_token`, the signed `alipay.wap.auth.authAndExecute` redirect, the synchronous
 //! `call_back_url` return, the asynchronous notify with its fixed-order signature and
 //! `notify_verify`, and the `mobile.merchant.paychannel` query. MD5 and RSA (`sec_id=0001`).

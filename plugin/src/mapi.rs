@@ -1,7 +1,8 @@
-//! The wire format of Alipay's mapi products (`ALIPAY_EXTRA_PROTOCOLS.md`): the app order string
-//! (`mobile.securitypay.pay`, §1), the PC cashier redirect (`create_direct_pay_by_user`, §2), the
-//! flat notifies and returns both share (§1.4.2, §2.3), the generation-A app notify (§1.4.1), the
-//! app SDK's result string (§1.5) and `single_trade_query` (§3). No I/O here.
+//! The wire format of Alipay's mapi products (docs/protocol/EXTRA.md): the app order string
+//! (`mobile.securitypay.pay`, [EXTRA §1]), the PC cashier redirect (`create_direct_pay_by_user`,
+//! [EXTRA §2]), the flat notifies and returns both share ([EXTRA §1.4.2], [EXTRA §2.3]), the
+//! generation-A app notify ([EXTRA §1.4.1]), the app SDK's result string ([EXTRA §1.5]) and
+//! `single_trade_query` ([EXTRA §3]). No I/O here.
 
 use crate::amount::Amount;
 use crate::model::{
@@ -54,7 +55,7 @@ pub fn mapi_sign_type(signer: &Signer) -> &'static str {
 }
 
 // ---------------------------------------------------------------------------------------------
-// App secure pay (§1.2, §1.3)
+// App secure pay ([EXTRA §1.2], [EXTRA §1.3])
 
 /// `k1="v1"&k2="v2"&…` in the given order: the quotes are part of the signed bytes.
 pub fn quoted_link_string(pairs: &[(&str, &str)]) -> String {
@@ -71,7 +72,7 @@ pub fn quoted_link_string(pairs: &[(&str, &str)]) -> String {
     out
 }
 
-/// The fields of the app order string in the 2015 official demo's order (§1.2): `partner,
+/// The fields of the app order string in the 2015 official demo's order ([EXTRA §1.2]): `partner,
 /// seller_id, out_trade_no, subject, body, total_fee, notify_url, service, payment_type,
 /// _input_charset, it_b_pay, return_url`; optional fields left out when empty.
 pub fn app_order_fields(partner: &str, f: &OrderFields<'_>) -> Pairs {
@@ -103,7 +104,7 @@ pub fn app_order_string(content: &str, signature_b64: &str) -> String {
     format!("{content}&sign=\"{encoded}\"&sign_type=\"RSA\"")
 }
 
-/// The signed order string for the app SDK. The app product signs with RSA only (§1.2): an MD5
+/// The signed order string for the app SDK. The app product signs with RSA only ([EXTRA §1.2]): an MD5
 /// merchant is refused with the setting named.
 pub fn app_order(settings: &Settings, f: &OrderFields<'_>) -> Result<String, PluginError> {
     let Signer::Rsa { private_key, .. } = &settings.signer else {
@@ -113,7 +114,7 @@ pub fn app_order(settings: &Settings, f: &OrderFields<'_>) -> Result<String, Plu
         )]));
     };
     let fields = app_order_fields(&settings.partner, f);
-    // No escaping exists inside the quotes (§1.2): a value with `"` or `&` cannot be sent.
+    // No escaping exists inside the quotes ([EXTRA §1.2]): a value with `"` or `&` cannot be sent.
     for (k, v) in &fields {
         if v.contains(['"', '&']) || v.chars().any(char::is_control) {
             return Err(invalid(
@@ -134,9 +135,9 @@ pub fn app_order(settings: &Settings, f: &OrderFields<'_>) -> Result<String, Plu
 }
 
 // ---------------------------------------------------------------------------------------------
-// PC instant pay (§2.1, §2.2)
+// PC instant pay ([EXTRA §2.1], [EXTRA §2.2])
 
-/// Signs mapi parameters with the sorted rule and appends `sign` and `sign_type` (§2.2).
+/// Signs mapi parameters with the sorted rule and appends `sign` and `sign_type` ([EXTRA §2.2]).
 pub fn sign_mapi_params(settings: &Settings, params: &mut Pairs) -> Result<(), PluginError> {
     let content = sign::sorted_link_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let signature = crate::transformers::sign_string(&settings.signer, &content)?;
@@ -184,10 +185,10 @@ pub fn pc_redirect(settings: &Settings, f: &OrderFields<'_>) -> Result<Redirect,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Flat notifies and returns (§1.4.2, §2.3)
+// Flat notifies and returns ([EXTRA §1.4.2], [EXTRA §2.3])
 
-/// Which format a notification is in (§1.4.3, §2.4): WAP (`notify_data` + `sec_id`), app
-/// generation A (`notify_data` alone), or flat (PC, app generation B).
+/// Which format a notification is in ([EXTRA §1.4.3], [EXTRA §2.4]): WAP (`notify_data` +
+/// `sec_id`), app generation A (`notify_data` alone), or flat (PC, app generation B).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotifyKind {
     Wap,
@@ -218,8 +219,8 @@ pub fn is_pc_return(query: &[(String, String)]) -> bool {
     .any(|k| query.iter().any(|(key, _)| key == k))
 }
 
-/// Checks a flat, sorted-rule signature (§2.2 / §1.4.2): MD5 with the merchant key, or RSA with
-/// Alipay's mapi key. The received `sign_type` must be the merchant's own (no downgrade).
+/// Checks a flat, sorted-rule signature ([EXTRA §2.2], [EXTRA §1.4.2]): MD5 with the merchant key,
+/// or RSA with Alipay's mapi key. The received `sign_type` must be the merchant's own (no downgrade).
 pub fn verify_flat(settings: &Settings, pairs: &[(String, String)]) -> Result<(), PluginError> {
     let received = find(pairs, "sign")
         .filter(|s| !s.is_empty())
@@ -316,7 +317,7 @@ fn prefixed(e: PluginError, what: &str) -> PluginError {
     }
 }
 
-/// Verifies a PC return (GET, §2.3) with the sorted rule. Signature only: the return is a hint,
+/// Verifies a PC return (GET, [EXTRA §2.3]) with the sorted rule. Signature only: the return is a hint,
 /// the notify (with `notify_verify`) is authoritative. `result` is the `trade_status`.
 pub fn verify_pc_return(
     settings: &Settings,
@@ -342,7 +343,7 @@ pub fn verify_pc_return(
 }
 
 // ---------------------------------------------------------------------------------------------
-// App generation-A notify (§1.4.1)
+// App generation-A notify ([EXTRA §1.4.1])
 
 /// The string Alipay signed: `notify_data=` + the XML as received, nothing else.
 pub fn app_a_link_string(notify_data: &str) -> String {
@@ -406,7 +407,7 @@ pub fn verify_app_a_notify(
 }
 
 // ---------------------------------------------------------------------------------------------
-// App SDK result (§1.5)
+// App SDK result ([EXTRA §1.5])
 
 /// The text of `key={…}` in a result string: up to the next `}` (the last `}` for `result`).
 fn braced<'a>(s: &'a str, key: &str, last: bool) -> Option<&'a str> {
@@ -437,7 +438,7 @@ pub fn parse_quoted(content: &str) -> Pairs {
         .collect()
 }
 
-/// Verifies the app SDK's synchronous result (§1.5): the signed content is everything inside
+/// Verifies the app SDK's synchronous result ([EXTRA §1.5]): the signed content is everything inside
 /// `result={…}` before `&sign_type=`; the sign is Alipay's (raw base64 in quotes) over it. It must
 /// include `success="true"`. A result with no signed content (cancelled, failed) answers the
 /// `resultStatus` as a gateway error.
@@ -519,9 +520,9 @@ pub fn verify_app_result(settings: &Settings, text: &str) -> Result<AppResult, P
 }
 
 // ---------------------------------------------------------------------------------------------
-// single_trade_query (§3)
+// single_trade_query ([EXTRA §3])
 
-/// The signed `single_trade_query` URL, by `out_trade_no` or `trade_no` (§3.1).
+/// The signed `single_trade_query` URL, by `out_trade_no` or `trade_no` ([EXTRA §3.1]).
 pub fn query_url(settings: &Settings, key: &str, value: &str) -> Result<String, PluginError> {
     let mut params = vec![
         pair("service", SERVICE_QUERY),
@@ -551,9 +552,10 @@ pub fn query_notify_id(trade: &[(String, String)]) -> String {
     id
 }
 
-/// Parses the `single_trade_query` answer (§3.2, §3.3). `TRADE_NOT_EXIST` is `found: false`; any
-/// other error is a gateway error. The trade must be the one asked for. A `<sign>` is checked with
-/// the sorted rule over `<trade>` and reported, not enforced (the signed string is unknown, §7.3).
+/// Parses the `single_trade_query` answer ([EXTRA §3.2], [EXTRA §3.3]). `TRADE_NOT_EXIST` is
+/// `found: false`; any other error is a gateway error. The trade must be the one asked for. A
+/// `<sign>` is checked with the sorted rule over `<trade>` and reported, not enforced (the signed
+/// string is unknown, [EXTRA §3.2]).
 pub fn parse_query_response(
     settings: &Settings,
     out_trade_no: &str,

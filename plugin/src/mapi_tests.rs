@@ -1,4 +1,4 @@
-//! Tests of the mapi products against `ALIPAY_EXTRA_PROTOCOLS.md` §6 (public test suites,
+//! Tests of the mapi products against [EXTRA §6] (public test suites,
 //! synthesised vectors, real Alipay signatures), the flows through `connector`, and an
 //! independent implementation of each new signature rule (`openssl dgst -sha1`).
 
@@ -94,7 +94,7 @@ fn test_key() -> sign::PrivateKey {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §6.1 order strings of public test suites
+// [EXTRA §6.1] order strings of public test suites
 
 const CHLOEREI_ORDER: &str = "service=\"mobile.securitypay.pay\"&_input_charset=\"utf-8\"&partner=\"1000000000000000\"&seller_id=\"1000000000000000\"&payment_type=\"1\"&out_trade_no=\"1\"&notify_url=\"/some_url\"&subject=\"subject\"&total_fee=\"0.01\"&body=\"test\"";
 const CHLOEREI_SIGN: &str = "if1qjK4qnT7eQ5fw+BddHhO1LY6iuPY9Xmhkx81YKuCdceKWBdv798j+rxF9ZAhNW4Y3TMURm+XpgxhOh8lj8vorFup+MJ6fe2rXRWgxFhK9B8xuP2XH/3878g6d8Jq2D2gINTgDDL7+B5/IWWlwInas40cQTsVngG8mWkzB788=";
@@ -168,7 +168,7 @@ fn app_start_payment_is_done_at_once_with_the_signed_order_string() {
     assert_eq!(started.seller, "seller@example.com");
     let content = "partner=\"2088000000000001\"&seller_id=\"seller@example.com\"&out_trade_no=\"20140101000001\"&subject=\"测试商品\"&body=\"测试商品\"&total_fee=\"0.01\"&notify_url=\"https://shop.example/notify\"&service=\"mobile.securitypay.pay\"&payment_type=\"1\"&_input_charset=\"utf-8\"&it_b_pay=\"30m\"&return_url=\"https://shop.example/return\"";
     let (signed, tail) = s.split_once("&sign=\"").unwrap();
-    assert_eq!(signed, content, "§1.2 field order, every value quoted");
+    assert_eq!(signed, content, "[EXTRA §1.2] field order, values quoted");
     let (encoded, rest) = tail.split_once('"').unwrap();
     assert_eq!(rest, "&sign_type=\"RSA\"", "sign_type last, not signed");
     assert!(
@@ -226,7 +226,7 @@ fn field<'a>(pairs: &'a [(String, String)], k: &str) -> Option<&'a str> {
 
 #[test]
 fn pc_redirect_md5_and_rsa() {
-    // The §2.2 known answer (chloerei) through the same signer the redirect uses.
+    // The [EXTRA §2.2] known answer (chloerei) through the same signer the redirect uses.
     let mut s = vector_settings(&md5_pairs());
     let mut known = vec![
         p("service", "create_direct_pay_by_user"),
@@ -347,7 +347,7 @@ fn pc_return_sorted_rule_and_wap_callback_still_verify() {
         "TRADE_FINISHED"
     );
     assert!(connector::verify_return(&rsa_real_mapi_pairs(), &q).is_err());
-    // WAP regression: the §12.2 call-back vector still goes the WAP way.
+    // WAP regression: the [WAP §12.2] call-back vector still goes the WAP way.
     let wap = vec![
         p("out_trade_no", "20140101000001"),
         p("request_token", "requestToken"),
@@ -364,7 +364,7 @@ fn pc_return_sorted_rule_and_wap_callback_still_verify() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Flat notifies: PC and app generation B (§6.2 synthesised, §6.3 real)
+// Flat notifies: PC and app generation B ([EXTRA §6.2] synthesised, [EXTRA §6.3] real)
 
 const FLAT_SORTED: &str = "buyer_email=buyer@example.com&buyer_id=2088000000000001&discount=0.00&gmt_create=2014-01-01 12:00:00&gmt_payment=2014-01-01 12:00:05&is_total_fee_adjust=N&notify_id=0123456789abcdef0123456789abcdef01&notify_time=2014-01-01 12:00:05&notify_type=trade_status_sync&out_trade_no=20140101000001&payment_type=1&price=0.01&quantity=1&seller_email=seller@example.com&seller_id=1000000000000000&subject=测试商品&total_fee=0.01&trade_no=2014010100001000000000000001&trade_status=TRADE_SUCCESS&use_coupon=N";
 const FLAT_MD5: &str = "98dd337246f58b3861b12d2678f9f1fd";
@@ -447,7 +447,7 @@ fn flat_notify_vectors_md5_and_rsa_then_notify_verify() {
         let other = flat_form(FLAT_SORTED, sig, if t == "MD5" { "RSA" } else { "MD5" });
         assert!(connector::verify_notification(&pairs, &other).is_err());
     }
-    // Empty values: the official rule drops them (§1.4.2 NOTE); a signature over a string that
+    // Empty values: the official rule drops them ([EXTRA §1.4.2], NOTE); a signature over a string that
     // keeps `k=` (chloerei/ECShop) does not verify, one that drops them does.
     let mut form = flat_form(FLAT_SORTED, FLAT_MD5, "MD5");
     form.push(p("extra_common_param", ""));
@@ -498,7 +498,7 @@ fn flat_full_refund_notify_is_refunded() {
     assert_eq!(n.event(), TradeEvent::Finished);
 }
 
-/// §6.3: two real generation-B app notifies, verified with Alipay's built-in common mapi key;
+/// [EXTRA §6.3]: two real generation-B app notifies, verified with Alipay's built-in common mapi key;
 /// the wire order fails.
 #[test]
 fn real_app_notifies_verify_with_the_common_key() {
@@ -546,7 +546,7 @@ fn real_app_notifies_verify_with_the_common_key() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// App generation-A notify (§6.2)
+// App generation-A notify ([EXTRA §6.2])
 
 const APP_A_XML: &str = "<notify><partner>1000000000000000</partner><discount>0.00</discount><payment_type>1</payment_type><subject>测试商品</subject><trade_no>2014010100001000000000000001</trade_no><buyer_email>buyer@example.com</buyer_email><gmt_create>2014-01-01 12:00:00</gmt_create><quantity>1</quantity><out_trade_no>20140101000001</out_trade_no><seller_id>1000000000000000</seller_id><trade_status>TRADE_FINISHED</trade_status><is_total_fee_adjust>N</is_total_fee_adjust><total_fee>0.01</total_fee><gmt_payment>2014-01-01 12:00:05</gmt_payment><seller_email>seller@example.com</seller_email><gmt_close>2014-01-01 12:00:05</gmt_close><price>0.01</price><buyer_id>2088000000000001</buyer_id><use_coupon>N</use_coupon></notify>";
 const APP_A_SIGN: &str = "S49onrUhQOs3z8y6ntDFI+0HgoMOkZ96wFreGTX2FyCRswIZYRBy/uL2IUdjx8AB2aCyaUrJkAiTEMOKbz9VEsW4wTGPM4VK5LKf4XknnXEYieCadF1i88rS2yHVRDK2xiblKJs4s0WHIpOrPyRVZ1RjDSjrSpZU3mVpJmWD0K8=";
@@ -641,7 +641,7 @@ fn app_generation_a_notify_is_done_at_once() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// App SDK result (§1.5, §6.2, §6.3)
+// App SDK result ([EXTRA §1.5], [EXTRA §6.2], [EXTRA §6.3])
 
 const RESULT_SIGN_SYNTH: &str = "MIH4IQiOiZSE8CYwQuk/IZq9SDwRqfoKIvp4ANVRFmSUB0lkHnpa1fmgJezH2OlB/tyYnE47X/UyXi5KnerKBRas+tbZtk7X4DunbxZ1BfT2leWtAixLbmCtTPh4TXcjC8eMh9qP3uJvq1ne0TAN8/2RRlTBpeJVnxAsY82VtAY=";
 const REAL_RESULT_CONTENT: &str = "partner=\"2088421861254786\"&seller_id=\"yuchuang-tech@innodriver.com\"&out_trade_no=\"0919175144-2017\"&subject=\"Test\"&body=\"Test Body\"&total_fee=\"0.01\"&service=\"mobile.securitypay.pay\"&payment_type=\"1\"&_input_charset=\"utf-8\"&it_b_pay=\"30m\"&success=\"true\"";
@@ -736,7 +736,7 @@ fn real_app_result_verifies_with_the_common_key() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// single_trade_query (§3, §6.2)
+// single_trade_query ([EXTRA §3], [EXTRA §6.2])
 
 #[test]
 fn query_request_vectors() {
@@ -861,7 +861,7 @@ fn query_refunds_closes_and_errors() {
     let q = run_query(&md5_pairs(), &query_answer(&full, None)).unwrap();
     assert_eq!(q.event, TradeEvent::Refunded);
     assert!(!q.notification.unwrap().paid);
-    // TRADE_CLOSED without refund fields but with gmt_payment: paid, then refunded (§3.4).
+    // TRADE_CLOSED without refund fields but with gmt_payment: paid, then refunded ([EXTRA §3.4]).
     let closed_paid = PAID_TRADE.replace("TRADE_SUCCESS", "TRADE_CLOSED");
     assert_eq!(
         run_query(&md5_pairs(), &query_answer(&closed_paid, None))
@@ -1176,7 +1176,7 @@ fn openssl_agrees_with_every_new_signature_rule() {
     );
 }
 
-/// §5, the listed disagreements, each side tested.
+/// [EXTRA §5], the listed disagreements, each side tested.
 #[test]
 fn disagreements_both_sides() {
     // 1. Quoted vs unquoted signing (mytharcher): our signature covers the quotes, so it does not

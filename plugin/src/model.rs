@@ -33,7 +33,7 @@ pub struct GatewayError {
 }
 
 impl GatewayError {
-    /// Plain-language help for the gateway errors shop owners meet (integration guide, §9),
+    /// Plain-language help for the gateway errors shop owners meet ([WAP §3.2], [EXTRA §3.3]),
     /// appended to `detail`: the host shows it as it is and knows nothing of Alipay's codes.
     pub fn hint(&self) -> &'static str {
         let text = format!("{} {} {}", self.code, self.sub_code, self.msg).to_ascii_lowercase();
@@ -289,11 +289,11 @@ impl Notification {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Alipay's statuses in the embedder's terms (`ALIPAY_EXTRA_PROTOCOLS.md` §4.4):
+    /// Alipay's statuses in the embedder's terms ([EXTRA §4.4]):
     /// `TRADE_CLOSED` + `refund_status=REFUND_SUCCESS` is a full refund, `TRADE_SUCCESS` +
     /// `REFUND_SUCCESS` a partial one, `TRADE_FINISHED` is final whatever refund field it carries,
     /// a `TRADE_CLOSED` that shows a payment (`gmt_payment`, or a `to_buyer_fee` above zero as
-    /// `single_trade_query` reports it, §3.4) a full refund too, a bare `TRADE_CLOSED` a close
+    /// `single_trade_query` reports it, [EXTRA §3.4]) a full refund too, a bare `TRADE_CLOSED` a close
     /// (the embedder treats it as a refund when the order was paid). The same for every product
     /// (WAP, PC and app notifies, and the query).
     pub fn event(&self) -> TradeEvent {
@@ -344,7 +344,7 @@ pub struct TradeQuery {
     pub buyer_email: Option<String>,
     pub gmt_payment: Option<String>,
     /// True when the answer carried a `<sign>` that matched the sorted rule over `<trade>`.
-    /// The signed string is not established (protocol §3.2, §7.3), so a mismatch is reported
+    /// The signed string is not established ([EXTRA §3.2]), so a mismatch is reported
     /// here, not refused.
     pub signature_verified: bool,
     /// The `<trade>` elements in document order.

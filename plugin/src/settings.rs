@@ -12,8 +12,8 @@ pub const DEFAULT_NOTIFY_VERIFY_URL: &str = "https://mapi.alipay.com/gateway.do"
 pub const DEFAULT_PAYCHANNEL_URL: &str = "https://mapi.alipay.com/gateway.do";
 /// The mapi gateway: the PC cashier (`create_direct_pay_by_user`) and `single_trade_query`.
 pub const DEFAULT_MAPI_URL: &str = "https://mapi.alipay.com/gateway.do";
-/// Alipay's common mapi RSA public key (2013+; `ALIPAY_EXTRA_PROTOCOLS.md` §1.3): it verifies real
-/// generation-B app notifies and app SDK results (§6.3). Not the WAP key.
+/// Alipay's common mapi RSA public key (2013+; [EXTRA §1.3]): it verifies real
+/// generation-B app notifies and app SDK results ([EXTRA §6.3]). Not the WAP key.
 pub const DEFAULT_MAPI_PUBLIC_KEY: &str = "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQCnxj/9qwVfgoUh/y2W89L6BkRAFljhNhgPdyPuBV64bfQNN1PjbCzkIM6qRdKBoLPXmKKMiFYnkd6rAoprih3/PrQEB/VsW8OoM8fxn67UDYuyBTqA23MML9q1+ilIZwBC2AQ2UBVOrFXfFl75p6/B5KsiNG9zpgmLCUYuLkxpLQIDAQAB";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

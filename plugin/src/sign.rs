@@ -1,4 +1,4 @@
-//! Alipay's signature rules (protocol reference §5): the string to sign, MD5 and RSA (`sec_id=0001`).
+//! Alipay's signature rules ([WAP §5]): the string to sign, MD5 and RSA (`sec_id=0001`).
 //!
 //! * Requests, the call-back and the create response: drop `sign`, `sign_type` and empty values,
 //!   sort keys byte-wise, join raw `k=v` with `&`.
@@ -17,7 +17,8 @@ use sha1::Sha1;
 use std::borrow::Cow;
 use subtle::ConstantTimeEq;
 
-/// The sorted link string of §5.1: `sign`, `sign_type` and empty values left out, keys in byte order.
+/// The sorted link string of [WAP §5.1]: `sign`, `sign_type` and empty values left out, keys in
+/// byte order.
 pub fn sorted_link_string<'a, I>(pairs: I) -> String
 where
     I: IntoIterator<Item = (&'a str, &'a str)>,
@@ -37,7 +38,8 @@ where
     join_pairs(&kept)
 }
 
-/// The notify string of §7.2: `service=…&v=…&sec_id=…&notify_data=…`, in this order, as received.
+/// The notify string of [WAP §7.2]: `service=…&v=…&sec_id=…&notify_data=…`, in this order, as
+/// received.
 pub fn notify_link_string(service: &str, v: &str, sec_id: &str, notify_data: &str) -> String {
     join_pairs(&[
         ("service", service),
@@ -312,7 +314,7 @@ pub fn rsa_verify_bytes(
 }
 
 /// Decrypts base64 ciphertext made of key-sized blocks (128 bytes for the 1024-bit keys of this
-/// product), PKCS#1 v1.5 each, and concatenates the plaintexts (§5.2).
+/// product), PKCS#1 v1.5 each, and concatenates the plaintexts ([WAP §5.2]).
 ///
 /// Every block is decrypted, whatever happens to the others, and the answer is one error
 /// ([`DECRYPT_FAILED`]) for every failure. The `rsa` crate's decryption uses implicit rejection:
@@ -408,7 +410,7 @@ bz5l6kyAfrdb08r1TYVod22H09Eh1D8iyjCQ+7sWzT2uu3rLOPRiuKmWdIqqOjbw\n\
 R34UErW6XcHpog==\n\
 -----END PRIVATE KEY-----";
 
-    // §12.1, from chloerei/alipay's test suite.
+    // [WAP §12.1], from chloerei/alipay's test suite.
     #[test]
     fn md5_known_answers() {
         assert_eq!(
@@ -543,7 +545,7 @@ R34UErW6XcHpog==\n\
         ));
     }
 
-    // §12.3: the 797-byte notify_data encrypted in 117-byte chunks decrypts block by block.
+    // [WAP §12.3]: the 797-byte notify_data encrypted in 117-byte chunks decrypts block by block.
     #[test]
     fn rsa_decrypt_known_ciphertext() {
         let key = parse_private_key(TEST_PRIV).unwrap();

@@ -55,7 +55,7 @@ pub fn verify_string(signer: &Signer, content: &str, received: &str) -> bool {
     }
 }
 
-/// The common parameters of both wappaygw services, signed (§2.1). `sign_type` is never sent.
+/// The common parameters of both wappaygw services, signed ([WAP §2.1]). `sign_type` is never sent.
 pub fn signed_gateway_params(
     settings: &Settings,
     service: &str,
@@ -167,7 +167,7 @@ pub fn auth_redirect(
     })
 }
 
-/// Parses the create call's response (§3.2): a form string in no particular order holding
+/// Parses the create call's response ([WAP §3.2]): a form string in no particular order holding
 /// `res_data` (with `sign`) or `res_error` (no sign). Returns the `request_token`.
 pub fn parse_create_response(settings: &Settings, body: &[u8]) -> Result<String, PluginError> {
     let pairs = form_decode(body);
@@ -232,8 +232,8 @@ pub fn parse_create_response(settings: &Settings, body: &[u8]) -> Result<String,
 }
 
 /// With `sec_id=0001` the provider may encrypt XML to the merchant's public key; XML is detected
-/// by its leading `<` (§7.2, §11.5), anything else is decrypted in key-sized blocks. Returns the
-/// key to decrypt with, if the value is encrypted.
+/// by its leading `<` ([WAP §7.2]; [WAP §11] item 5), anything else is decrypted in key-sized
+/// blocks. Returns the key to decrypt with, if the value is encrypted.
 fn encrypted<'a>(settings: &'a Settings, value: &str) -> Option<&'a sign::PrivateKey> {
     match &settings.signer {
         Signer::Rsa { private_key, .. } if !value.trim_start().starts_with('<') => {
@@ -289,7 +289,7 @@ fn check_sign_type(settings: &Settings, received: Option<&str>) -> Result<(), Pl
     }
 }
 
-/// Verifies the synchronous return (§6): the sorted rule over every received parameter.
+/// Verifies the synchronous return ([WAP §6]): the sorted rule over every received parameter.
 pub fn verify_return(
     settings: &Settings,
     query: &[(String, String)],
@@ -327,8 +327,8 @@ pub struct SignedNotification {
     pub notification: Notification,
 }
 
-/// Verifies the asynchronous notification (§7): decrypt `notify_data` if needed, check the fixed-order
-/// signature with the received `v`, then read the trade out of `notify_data`.
+/// Verifies the asynchronous notification ([WAP §7]): decrypt `notify_data` if needed, check the
+/// fixed-order signature with the received `v`, then read the trade out of `notify_data`.
 pub fn verify_notify_signature(
     settings: &Settings,
     form: &[(String, String)],
@@ -404,7 +404,7 @@ pub fn verify_notify_signature(
     })
 }
 
-/// The `notify_verify` URL (§8).
+/// The `notify_verify` URL ([WAP §8]).
 pub fn notify_verify_url(settings: &Settings, notify_id: &str) -> String {
     let query = form_encode(&[
         pair("service", "notify_verify"),
@@ -419,7 +419,7 @@ pub fn notify_verify_confirms(body: &[u8]) -> bool {
     body.trim_ascii() == b"true"
 }
 
-/// The `mobile.merchant.paychannel` query URL (§9), signed over the sorted parameters.
+/// The `mobile.merchant.paychannel` query URL ([WAP §9]), signed over the sorted parameters.
 pub fn paychannel_url(settings: &Settings, out_user: Option<&str>) -> Result<String, PluginError> {
     let mut params = vec![
         pair("service", SERVICE_PAYCHANNEL),
@@ -564,7 +564,7 @@ mod tests {
 
     const VECTOR_REQ_DATA: &str = "<direct_trade_create_req><notify_url>http://example.com/notify</notify_url><call_back_url>http://example.com/callback</call_back_url><seller_account_name>seller@example.com</seller_account_name><out_trade_no>20140101000001</out_trade_no><subject>测试商品</subject><total_fee>0.01</total_fee><merchant_url>http://example.com/merchant</merchant_url></direct_trade_create_req>";
 
-    // §12.2: the create call's string to sign and its MD5 and RSA signatures.
+    // [WAP §12.2]: the create call's string to sign and its MD5 and RSA signatures.
     #[test]
     fn create_request_vectors() {
         let req_data = create_req_data(&CreateFields {
@@ -628,7 +628,7 @@ mod tests {
         xml::parse_flat(&req_data, "direct_trade_create_req").unwrap();
     }
 
-    // §12.2 auth vector and chloerei's exact redirect URL test (§4).
+    // [WAP §12.2] auth vector and chloerei's exact redirect URL test ([WAP §4]).
     #[test]
     fn auth_redirect_vectors() {
         let s = vector_settings("MD5");
@@ -735,7 +735,7 @@ mod tests {
             }
             v
         };
-        // §12.2: call-back vector (sign_type present or absent, both accepted).
+        // [WAP §12.2]: call-back vector (sign_type present or absent, both accepted).
         let good = "c9746fb3a6b148a7beeb342c1cb7601f";
         let r = verify_return(&s, &q(good, Some("MD5"))).unwrap();
         assert_eq!(r.out_trade_no, "20140101000001");
@@ -774,7 +774,7 @@ mod tests {
         ]
     }
 
-    // §12.2: the fixed-order notify vector and the wrongly sorted negative.
+    // [WAP §12.2]: the fixed-order notify vector and the wrongly sorted negative.
     #[test]
     fn notify_vectors_fixed_order_not_sorted() {
         let s = md5_settings();
@@ -829,7 +829,7 @@ mod tests {
             unreachable!()
         };
         let sig = sign::rsa_sign(&content, private_key).unwrap();
-        // Encrypted notify_data: the §12.3 ciphertext of the same XML.
+        // Encrypted notify_data: the [WAP §12.3] ciphertext of the same XML.
         let cipher = include_str!("../testdata/notify_cipher.b64").trim();
         let n = verify_notify_signature(&s, &notify_form(&sig, cipher, "0001"))
             .unwrap()

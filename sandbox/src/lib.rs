@@ -46,7 +46,7 @@ use wire::Keys;
 pub const RETRY_OFFSETS_SECS: [u64; 8] = [0, 120, 720, 1_320, 4_920, 12_120, 33_720, 87_720];
 
 /// Errors the sandbox answers, as `res_error` codes. 0000, 0001 and 0005 are Alipay's own
-/// (reference §3.2); the others are the sandbox's, for failures whose real code was never captured.
+/// ([WAP §3.2]); the others are the sandbox's, for failures whose real code was never captured.
 pub mod codes {
     pub const SYSTEM: (&str, &str) = ("0000", "system exception");
     pub const PARAMS: (&str, &str) = ("0001", "common params illegal");
@@ -82,13 +82,13 @@ pub struct Trade {
     pub buyer_email: Option<String>,
     pub created_at: u64,
     /// Created by PC instant pay (`create_direct_pay_by_user`): its notify and return are the
-    /// flat, sorted-signed PC forms (reference §2.3), not the WAP ones.
+    /// flat, sorted-signed PC forms ([EXTRA §2.3]), not the WAP ones.
     pub pc: bool,
     /// After a refund (`POST {base}/refund`): `REFUND_SUCCESS`, and the refunded amount so far.
     pub refund_status: Option<String>,
     pub refund_fee: Option<String>,
     /// Paid through the app SDK stand-in with a generation-A notify (`notify_data` XML signed as
-    /// `notify_data=<xml>`, no notify_verify; reference §1.4.1).
+    /// `notify_data=<xml>`, no notify_verify; [EXTRA §1.4.1]).
     pub app_generation_a: bool,
 }
 
@@ -589,7 +589,7 @@ impl Sandbox {
             fields.retain(|(k, _)| *k != "gmt_payment");
         }
         // A refund is reported as an ordinary trade_status_sync with refund_status and gmt_refund
-        // (reference §4.2); the legacy notify carries no refund amount.
+        // ([EXTRA §4.2]); the legacy notify carries no refund amount.
         if let Some(r) = &t.refund_status {
             fields.push(("refund_status", r.clone()));
             fields.push(("gmt_refund", refunded_at));
@@ -673,7 +673,7 @@ impl Sandbox {
     fn return_url(&self, t: &Trade) -> Option<String> {
         let merchant = self.merchants.lock().unwrap().get(&t.partner).cloned()?;
         if t.pc {
-            // The PC return (reference §2.3): the notify's fields plus is_success and exterface.
+            // The PC return ([EXTRA §2.3]): the notify's fields plus is_success and exterface.
             let mut fields = self.pc_fields(t, &t.status, &format!("return{}", self.next_id()));
             fields.push(("exterface".into(), "create_direct_pay_by_user".into()));
             fields.push(("is_success".into(), "T".into()));
@@ -801,11 +801,11 @@ impl Sandbox {
         }
     }
 
-    /// The app SDK's stand-in (reference §1): `POST {base}/app/pay` with the merchant's
+    /// The app SDK's stand-in ([EXTRA §1]): `POST {base}/app/pay` with the merchant's
     /// `order_string` (as the app hands it to the SDK) and `generation` (`A` or `B`, default B).
     /// It checks the order string's RSA-SHA1 signature with the merchant's public key (the part
     /// before `&sign="`), pays the trade, queues the notify of that generation, and answers the
-    /// SDK's synchronous result string signed by "Alipay" (§1.5).
+    /// SDK's synchronous result string signed by "Alipay" ([EXTRA §1.5]).
     fn app_pay(&self, form: Vec<(String, String)>) -> Response<Body> {
         let get = |k: &str| {
             form.iter()
@@ -901,7 +901,7 @@ impl Sandbox {
         )
     }
 
-    /// A refund the merchant made in Alipay's back office (reference §4): `out_trade_no`, `partner`
+    /// A refund the merchant made in Alipay's back office ([EXTRA §4]): `out_trade_no`, `partner`
     /// and `refund_fee` (the whole amount when left out). The whole amount closes the trade
     /// (`TRADE_CLOSED` + `refund_status=REFUND_SUCCESS`); part of it keeps it `TRADE_SUCCESS` with
     /// `REFUND_SUCCESS`. Either way a notify goes to the original `notify_url`.
@@ -939,9 +939,9 @@ impl Sandbox {
         json(200, &serde_json::to_value(&updated).expect("serialisable"))
     }
 
-    /// PC instant pay (reference §2.1-2.2): the buyer's browser arrives with the signed redirect;
-    /// the sandbox checks it (sorted MD5 over every parameter but `sign` and `sign_type`), opens
-    /// the trade and shows the cashier. Paying sends the PC notify and return (§2.3).
+    /// PC instant pay ([EXTRA §2.1], [EXTRA §2.2]): the buyer's browser arrives with the signed
+    /// redirect; the sandbox checks it (sorted MD5 over every parameter but `sign` and `sign_type`), opens
+    /// the trade and shows the cashier. Paying sends the PC notify and return ([EXTRA §2.3]).
     fn pc_cashier(&self, params: &[(String, String)]) -> Response<Body> {
         let get = |k: &str| {
             params
@@ -1017,7 +1017,7 @@ impl Sandbox {
         html(200, cashier::page(&self.public_base, &trade))
     }
 
-    /// The PC notify (reference §2.3): flat form fields, signed sorted, with `notify_id` for
+    /// The PC notify ([EXTRA §2.3]): flat form fields, signed sorted, with `notify_id` for
     /// `notify_verify`.
     fn pc_fields(&self, t: &Trade, status: &str, notify_id: &str) -> Vec<(String, String)> {
         let when = web::alipay_time(1_700_000_000 + t.created_at);
@@ -1073,7 +1073,7 @@ impl Sandbox {
         s.finish()
     }
 
-    /// `single_trade_query` (reference §3): the trade by `out_trade_no` (or `trade_no`), its
+    /// `single_trade_query` ([EXTRA §3]): the trade by `out_trade_no` (or `trade_no`), its
     /// `<trade>` children in alphabetical order, signed (MD5 or RSA) over them sorted as
     /// `k=v&…`; `TRADE_NOT_EXIST` for a trade this partner does not have.
     fn single_trade_query(&self, params: &[(String, String)]) -> Response<Body> {

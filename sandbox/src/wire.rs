@@ -1,4 +1,4 @@
-//! Alipay's side of the wire format, written from `shared/protocol/ALIPAY_WAP_PROTOCOL.md` and
+//! Alipay's side of the wire format, written from docs/protocol/WAP.md and
 //! nothing else: it shares no code with the component, so a mistake in one is caught by the other.
 //! MD5 with the `md-5` crate, RSA with the `rsa` crate, XML with quick-xml, GBK with encoding_rs.
 
@@ -42,7 +42,7 @@ pub fn rsa_public_from_pem(pem: &str) -> Result<RsaPublicKey, String> {
         .map_err(|e| format!("not an RSA public key: {e}"))
 }
 
-/// §5.1: without sign, sign_type and empty values; byte-wise sorted; raw `k=v` joined by `&`.
+/// [WAP §5.1]: without sign, sign_type and empty values; byte-wise sorted; raw `k=v` joined by `&`.
 pub fn presign_sorted(params: &[(String, String)]) -> String {
     let mut kept: Vec<&(String, String)> = params
         .iter()
@@ -55,7 +55,7 @@ pub fn presign_sorted(params: &[(String, String)]) -> String {
         .join("&")
 }
 
-/// §7.2: `service=…&v=…&sec_id=…&notify_data=…` in this fixed order.
+/// [WAP §7.2]: `service=…&v=…&sec_id=…&notify_data=…` in this fixed order.
 pub fn presign_notify(service: &str, v: &str, sec_id: &str, notify_data: &str) -> String {
     format!("service={service}&v={v}&sec_id={sec_id}&notify_data={notify_data}")
 }
@@ -109,7 +109,7 @@ pub fn verify_merchant(keys: &Keys, text: &str, sign: &str) -> bool {
     }
 }
 
-/// §5.2, the encrypting side: 117-byte chunks to the merchant's public key, base64.
+/// [WAP §5.2], the encrypting side: 117-byte chunks to the merchant's public key, base64.
 pub fn encrypt_for_merchant(public: &RsaPublicKey, plain: &str) -> String {
     use rsa::traits::PublicKeyParts;
     let chunk = public.size() - 11;
@@ -231,7 +231,7 @@ pub fn canonical_fee(fee: &str) -> Option<String> {
         .then(|| format!("{}.{:02}", fen / 100, fen % 100))
 }
 
-/// The GBK pay-channel answer (§9), signed over the GBK bytes of `result=…`.
+/// The GBK pay-channel answer ([WAP §9]), signed over the GBK bytes of `result=…`.
 pub fn paychannel_response(keys: &Keys, partner: &str) -> Vec<u8> {
     let result = r#"{"payChannleResult":{"supportedPayChannelList":{"supportTopPayChannel":[{"name":"信用卡快捷支付","cashierCode":"CREDITCARD","supportSecPayChannelList":{"supportSecPayChannel":[{"name":"建行","cashierCode":"CREDITCARD_CCB"},{"name":"工行","cashierCode":"CREDITCARD_ICBC"}]}},{"name":"借记卡快捷支付","cashierCode":"DEBITCARD","supportSecPayChannelList":{"supportSecPayChannel":{"name":"农行","cashierCode":"DEBITCARD_ABC"}}}]}}}"#;
     let (gbk_result, _, _) = encoding_rs::GBK.encode(result);

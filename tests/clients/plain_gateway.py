@@ -1,22 +1,22 @@
 #!/usr/bin/env python3
-"""A plain HTTP/1.0 Alipay WAP gateway, written only from shared/protocol/ALIPAY_WAP_PROTOCOL.md,
+"""A plain HTTP/1.0 Alipay WAP gateway, written only from docs/protocol/WAP.md,
 as many legacy gateways and WAFs behave: Python's http.server, HTTP/1.0, the request body read by
 Content-Length and nothing else (a chunked body reads as empty and the call is refused).
 
-It answers alipay.wap.trade.create.direct (section 3: MD5-signed res_data with a request_token),
-shows the cashier for alipay.wap.auth.authAndExecute (section 4: the redirect's sorted MD5 checked),
+It answers alipay.wap.trade.create.direct ([WAP §3]: MD5-signed res_data with a request_token),
+shows the cashier for alipay.wap.auth.authAndExecute ([WAP §4]: the redirect's sorted MD5 checked),
 and when the buyer pays (GET /pay?token=...) posts the asynchronous notify to the notify_url of the
-create call (section 7: fixed-order MD5) and answers notify_verify (section 8) with `true` for the
+create call ([WAP §7]: fixed-order MD5) and answers notify_verify ([WAP §8]) with `true` for the
 notify_ids it sent. It prints its port on stdout, then serves until killed. It keeps a log of what
 it saw at GET /log (JSON).
 """
 import argparse, hashlib, http.server, json, re, secrets, sys, threading, urllib.parse, urllib.request
 from xml.sax.saxutils import escape, unescape
 
-def md5_sign(presign, key):  # section 5.1 rule 4
+def md5_sign(presign, key):  # [WAP §5.1] rule 4
     return hashlib.md5((presign + key).encode("utf-8")).hexdigest()
 
-def sorted_presign(params):  # section 5.1 rules 1-3
+def sorted_presign(params):  # [WAP §5.1] rules 1-3
     kept = [(k, v) for k, v in params if k not in ("sign", "sign_type") and v != ""]
     kept.sort(key=lambda kv: kv[0].encode())
     return "&".join("%s=%s" % kv for kv in kept)
@@ -117,7 +117,7 @@ def main():
                         "<total_fee>%s</total_fee><seller_email>%s</seller_email><notify_id>%s</notify_id></notify>") % (
                     escape(t["subject"]), secrets.token_hex(8), escape(t["out_trade_no"]), a.partner,
                     t["total_fee"], escape(t["seller"]), notify_id)
-                presign = "service=alipay.wap.trade.create.direct&v=1.0&sec_id=MD5&notify_data=" + data  # section 7.2
+                presign = "service=alipay.wap.trade.create.direct&v=1.0&sec_id=MD5&notify_data=" + data  # [WAP §7.2]
                 form = urllib.parse.urlencode([("service", "alipay.wap.trade.create.direct"), ("v", "1.0"),
                                                ("sec_id", "MD5"), ("notify_data", data), ("sign", md5_sign(presign, a.key))])
                 try:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""An independent Alipay WAP-pay client, written only from shared/protocol/ALIPAY_WAP_PROTOCOL.md
-(sections 2-8), used to check that payhost's sandbox gateway speaks the protocol, not just payhost.
+"""An independent Alipay WAP-pay client, written only from docs/protocol/WAP.md ([WAP §2] to
+[WAP §8]), used to check that payhost's sandbox gateway speaks the protocol, not just payhost.
 
 It creates a trade (alipay.wap.trade.create.direct), opens the cashier (alipay.wap.auth.authAndExecute),
 pays, verifies the call-back (sorted MD5) and receives the notify on its own server (fixed-order MD5,
@@ -9,10 +9,10 @@ then notify_verify, then the reply `success`). Prints PAID on success; exits non
 import argparse, hashlib, http.server, re, sys, threading, time, urllib.parse, urllib.request
 from xml.sax.saxutils import escape
 
-def md5_sign(presign, key):  # section 5.1 rule 4: md5(string + key), lower hex, UTF-8
+def md5_sign(presign, key):  # [WAP §5.1] rule 4: md5(string + key), lower hex, UTF-8
     return hashlib.md5((presign + key).encode("utf-8")).hexdigest()
 
-def sorted_presign(params):  # section 5.1 rules 1-3
+def sorted_presign(params):  # [WAP §5.1] rules 1-3
     kept = [(k, v) for k, v in params if k not in ("sign", "sign_type") and v != ""]
     kept.sort(key=lambda kv: kv[0].encode())
     return "&".join("%s=%s" % kv for kv in kept)
@@ -42,12 +42,12 @@ def main():
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"])).decode()
             p = dict(urllib.parse.parse_qsl(body, keep_blank_values=True))
-            # section 7.2: fixed order service, v, sec_id, notify_data; v as received
+            # [WAP §7.2]: fixed order service, v, sec_id, notify_data; v as received
             presign = "service=%s&v=%s&sec_id=%s&notify_data=%s" % (p["service"], p["v"], p["sec_id"], p["notify_data"])
             ok = md5_sign(presign, a.key) == p["sign"]
             notify_id = re.search(r"<notify_id>([^<]+)</notify_id>", p["notify_data"]).group(1)
             q = urllib.parse.urlencode({"service": "notify_verify", "partner": a.partner, "notify_id": notify_id})
-            _, _, atn = fetch(a.sandbox + "/mapi?" + q)  # section 8
+            _, _, atn = fetch(a.sandbox + "/mapi?" + q)  # [WAP §8]
             status = re.search(r"<trade_status>([^<]+)</trade_status>", p["notify_data"]).group(1)
             result["notify"] = ok and atn.strip() == b"true" and status == "TRADE_SUCCESS"
             reply = b"success" if result["notify"] else b"fail"
@@ -70,11 +70,11 @@ def main():
               ("_input_charset", "utf-8")]
     params.append(("sign", md5_sign(sorted_presign(params), a.key)))
     status, _, body = fetch(a.sandbox + "/gateway", urllib.parse.urlencode(params))
-    reply = urllib.parse.parse_qsl(body.decode(), keep_blank_values=True)  # section 3.2: a set, any order
+    reply = urllib.parse.parse_qsl(body.decode(), keep_blank_values=True)  # [WAP §3.2]: a set, any order
     r = dict(reply)
     if "res_data" not in r:
         sys.exit("create refused: %r" % r)
-    if md5_sign(sorted_presign(reply), a.key) != r["sign"]:  # section 3.3
+    if md5_sign(sorted_presign(reply), a.key) != r["sign"]:  # [WAP §3.3]
         sys.exit("create response signature mismatch")
     token = re.search(r"<request_token>([^<]+)</request_token>", r["res_data"]).group(1)
 
@@ -93,7 +93,7 @@ def main():
         sys.exit("no call-back redirect: %d" % status)
     cb = urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query, keep_blank_values=True)
     cbd = dict(cb)
-    if md5_sign(sorted_presign(cb), a.key) != cbd["sign"] or cbd["result"] != "success":  # section 6
+    if md5_sign(sorted_presign(cb), a.key) != cbd["sign"] or cbd["result"] != "success":  # [WAP §6]
         sys.exit("call-back signature mismatch: %r" % cbd)
 
     deadline = time.time() + 10

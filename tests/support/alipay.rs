@@ -64,7 +64,7 @@ pub struct AlipayStub {
     pub issued: Arc<Mutex<HashSet<String>>>,
 }
 
-/// The sorted `k=v&…` string a signature covers (reference §5.1).
+/// The sorted `k=v&…` string a signature covers ([WAP §5.1]).
 pub fn sorted(params: &[(String, String)]) -> String {
     wire::presign_sorted(params)
 }

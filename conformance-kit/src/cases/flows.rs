@@ -34,7 +34,7 @@ pub const CASES: &[&str] = &[
     "webhooks.exactly_once",
 ];
 
-/// Alipay's acknowledgement of a processed notify (reference §7.4).
+/// Alipay's acknowledgement of a processed notify ([WAP §7.4]).
 const ACK: &str = "success";
 /// How long a state the host reaches asynchronously (a notify applied, a webhook sent) may take
 /// (two such waits fit in a case's default 30 s).

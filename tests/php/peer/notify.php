@@ -1,7 +1,7 @@
 <?php
 /*
- * The load benchmark's peer: the notify handler most shops run, written from the protocol reference
- * (§7) the way the official PHP WAP demo does it — md5 over the fixed-order string
+ * The load benchmark's peer: the notify handler most shops run, written from [WAP §7]
+ * (docs/protocol/WAP.md) the way the official PHP WAP demo does it — md5 over the fixed-order string
  * `service=…&v=…&sec_id=…&notify_data=…` + key, a `notify_verify` call, a line appended to a
  * log file, and `success`. No database: the demo has none. Served by `php -S` in
  * `cargo bench -p conformance --bench load -- --php`.
