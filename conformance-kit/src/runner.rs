@@ -2,6 +2,7 @@
 //! case only, and the result appended to the report (and handed to `on_case`).
 
 use crate::api::{OnCase, Options};
+use crate::catalogue::Selection;
 use crate::report::{CaseResult, Outcome, Report};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -40,10 +41,15 @@ pub fn ensure(ok: bool, why: impl FnOnce() -> String) -> Verdict {
     }
 }
 
+/// Why the cases after a stop are not run.
+const STOPPED: &str = "the run was stopped (its output was closed)";
+
 pub struct Runner {
     report: Report,
     case_timeout: Duration,
     on_case: Option<OnCase>,
+    selection: Selection,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Runner {
@@ -52,17 +58,59 @@ impl Runner {
             report: Report::default(),
             case_timeout: opts.case_timeout,
             on_case: opts.on_case.clone(),
+            selection: opts.selection.clone(),
+            stop: opts.stop.clone(),
         }
     }
 
-    /// Runs one case and records its result; returns whether it passed.
+    /// Whether the case is selected for this run (a case left out is neither run nor reported).
+    pub fn selected(&self, id: &str) -> bool {
+        self.selection.includes(id)
+    }
+
+    /// Whether any of these cases is selected.
+    pub fn selected_any(&self, ids: &[&str]) -> bool {
+        ids.iter().any(|id| self.selected(id))
+    }
+
+    /// Whether the run was told to stop.
+    pub fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| *s.borrow())
+    }
+
+    /// Runs one case and records its result; returns whether it passed. A case left out of the
+    /// selection does not run (false); after a stop, cases are recorded as skipped.
     pub async fn case<F>(&mut self, id: &str, case: F) -> bool
     where
         F: Future<Output = Verdict> + Send,
     {
+        if !self.selected(id) {
+            return false;
+        }
+        if self.stopped() {
+            self.skip(id, STOPPED);
+            return false;
+        }
         let started = Instant::now();
+        let mut stop = self.stop.clone();
+        let stopped = async move {
+            match stop.as_mut() {
+                // A sender that went away without saying stop never stops the run.
+                Some(s) => {
+                    if s.wait_for(|v| *v).await.is_err() {
+                        std::future::pending::<()>().await
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let limited = tokio::time::timeout(self.case_timeout, CatchUnwind(Box::pin(case)));
+        let result = tokio::select! {
+            r = limited => r,
+            _ = stopped => Ok(Ok(Err(Stop::Skip(STOPPED.into())))),
+        };
         let outcome =
-            match tokio::time::timeout(self.case_timeout, CatchUnwind(Box::pin(case))).await {
+            match result {
                 Err(_) => Outcome::Failed(format!(
                     "did not finish within {} s",
                     self.case_timeout.as_secs_f64()
@@ -81,8 +129,11 @@ impl Runner {
         passed
     }
 
-    /// Records a case that does not run.
+    /// Records a case that does not run (when it is selected).
     pub fn skip(&mut self, id: &str, why: &str) {
+        if !self.selected(id) {
+            return;
+        }
         self.push(CaseResult {
             id: id.to_owned(),
             outcome: Outcome::Skipped(why.to_owned()),
@@ -95,6 +146,11 @@ impl Runner {
             f(&result);
         }
         self.report.cases.push(result);
+    }
+
+    /// Records what became of the merchants the run made in the host it tested.
+    pub fn set_cleanup(&mut self, cleanup: crate::report::Cleanup) {
+        self.report.cleanup = Some(cleanup);
     }
 
     pub fn finish(self) -> Report {

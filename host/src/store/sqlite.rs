@@ -815,6 +815,42 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn delete_merchant(&self, id: &str, with_payments: bool) -> Result<MerchantRemoval> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            let exists: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM merchants WHERE id = ?1)",
+                params![id],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Ok(MerchantRemoval::Unknown);
+            }
+            let (payments, paid): (i64, i64) = conn.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(paid_at IS NOT NULL OR status IN ('TRADE_SUCCESS', 'TRADE_FINISHED', 'REFUNDED')), 0) FROM payments WHERE merchant_id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let (payments, paid) = (payments as u64, paid as u64);
+            if payments > 0 && !with_payments {
+                return Ok(MerchantRemoval::HasPayments { payments, paid });
+            }
+            // Results first: they reference their raw notification.
+            for sql in [
+                "DELETE FROM notification_results WHERE merchant_id = ?1",
+                "DELETE FROM raw_notifications WHERE merchant_id = ?1",
+                "DELETE FROM applied_notifications WHERE merchant_id = ?1",
+                "DELETE FROM webhook_outbox WHERE merchant_id = ?1",
+                "DELETE FROM payments WHERE merchant_id = ?1",
+                "DELETE FROM api_tokens WHERE merchant_id = ?1",
+                "DELETE FROM merchants WHERE id = ?1",
+            ] {
+                conn.execute(sql, params![id])?;
+            }
+            Ok(MerchantRemoval::Removed { payments })
+        })
+    }
+
     fn revoke_token(&self, id: i64, merchant: Option<&str>) -> Result<bool> {
         let merchant = merchant.map(str::to_owned);
         self.write(move |conn| {
