@@ -374,10 +374,19 @@ fn list_prints_every_case_with_what_it_checks() {
         ],
         "{text}"
     );
-    let out = conformance(&["--list", "--only", "notify.", "--skip", "notify.oversized_413"]);
+    let out = conformance(&[
+        "--list",
+        "--only",
+        "notify.",
+        "--skip",
+        "notify.oversized_413",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("notify.forged_refused") && !text.contains("notify.oversized_413"));
-    assert!(!text.contains("hostile.notify"), "a prefix is of whole parts:\n{text}");
+    assert!(
+        !text.contains("hostile.notify"),
+        "a prefix is of whole parts:\n{text}"
+    );
 }
 
 #[test]
@@ -386,7 +395,13 @@ fn case_names_that_match_no_case_are_refused_with_exit_2() {
     for (args, name) in [
         (vec!["--list", "--only", "notify.nope"], "notify.nope"),
         (
-            vec!["--component", testpay.as_str(), "--skip", "describe.call", "nope"],
+            vec![
+                "--component",
+                testpay.as_str(),
+                "--skip",
+                "describe.call",
+                "nope",
+            ],
             "nope",
         ),
     ] {
@@ -423,7 +438,13 @@ fn a_run_where_no_selected_case_passed_is_not_green() {
         "notify.paid_once",
     ]);
     let (lines, _, failed) = report(&out);
-    assert_eq!(out.status.code(), Some(3), "{}\n{}", lines.join("\n"), stderr_of(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}\n{}",
+        lines.join("\n"),
+        stderr_of(&out)
+    );
     assert_eq!(failed, 0);
     assert!(
         lines.iter().any(|l| l.starts_with("skip notify.paid_once")),
@@ -452,7 +473,12 @@ fn a_closed_output_ends_the_run_quietly_and_it_still_cleans_up() {
     let mut child = Command::new(payhost_binary())
         .current_dir(repo_root())
         .args(["conformance", "--component", &wasm("testpay_plugin.wasm")])
-        .args(["--setting", "merchant_no=M1", "--setting", "api_secret=testpay-secret-0123456789"])
+        .args([
+            "--setting",
+            "merchant_no=M1",
+            "--setting",
+            "api_secret=testpay-secret-0123456789",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -482,7 +508,10 @@ fn a_closed_output_ends_the_run_quietly_and_it_still_cleans_up() {
         std::io::BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut first)
             .unwrap();
-        assert!(first.starts_with("ok ") || first.starts_with("FAIL "), "{first:?}");
+        assert!(
+            first.starts_with("ok ") || first.starts_with("FAIL "),
+            "{first:?}"
+        );
         let closed = Instant::now();
         let (status, err) = finish_within(child, Duration::from_secs(60));
         assert!(status.success(), "{status:?}: {err}");
@@ -527,9 +556,17 @@ fn the_kit_removes_its_merchants_and_test_payments_unless_kept() {
     };
     let out = run(&["--keep"]);
     let (lines, _, failed) = report(&out);
-    assert!(out.status.success() && failed == 0, "{}\n{}", lines.join("\n"), stderr_of(&out));
+    assert!(
+        out.status.success() && failed == 0,
+        "{}\n{}",
+        lines.join("\n"),
+        stderr_of(&out)
+    );
     assert!(passed_case(&lines, "notify.paid_once") && passed_case(&lines, "rsa.paid_once"));
-    assert!(!lines.iter().any(|l| l.contains("notify.replayed_once")), "not selected");
+    assert!(
+        !lines.iter().any(|l| l.contains("notify.replayed_once")),
+        "not selected"
+    );
     for id in ["conformance", "conformance-rsa"] {
         assert_eq!(merchant_status(&host, id), 200, "{id} was not kept");
     }
@@ -537,15 +574,29 @@ fn the_kit_removes_its_merchants_and_test_payments_unless_kept() {
 
     let out = run(&[]);
     let (lines, _, failed) = report(&out);
-    assert!(out.status.success() && failed == 0, "{}\n{}", lines.join("\n"), stderr_of(&out));
+    assert!(
+        out.status.success() && failed == 0,
+        "{}\n{}",
+        lines.join("\n"),
+        stderr_of(&out)
+    );
     for id in ["conformance", "conformance-rsa"] {
         assert_eq!(merchant_status(&host, id), 404, "{id} was left behind");
     }
 
     // A token the host does not take: the run cannot start.
-    let out = conformance(&["--against", &host.url(""), "--token", "not-the-operator-token"]);
+    let out = conformance(&[
+        "--against",
+        &host.url(""),
+        "--token",
+        "not-the-operator-token",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(stderr_of(&out).contains("refused the token"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("refused the token"),
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 const PARTNER: &str = "2088101122136241";
@@ -568,13 +619,24 @@ fn deleting_a_merchant_keeps_money_records() {
     block(async {
         let delete = |path: String, token: &'static str| async move {
             let auth = format!("Bearer {token}");
-            request("DELETE", &path, &[("authorization", auth.as_str())], Vec::new()).await
+            request(
+                "DELETE",
+                &path,
+                &[("authorization", auth.as_str())],
+                Vec::new(),
+            )
+            .await
         };
         let put = |id: &str, urls: Option<&str>| {
             let mut body =
                 json!({"partner": PARTNER, "key": MD5_KEY, "seller_email": "s@example.com"});
             if let Some(u) = urls {
-                for k in ["gateway_url", "notify_verify_url", "paychannel_url", "mapi_url"] {
+                for k in [
+                    "gateway_url",
+                    "notify_verify_url",
+                    "paychannel_url",
+                    "mapi_url",
+                ] {
                     body[k] = json!(format!("{u}/gateway.do"));
                 }
             }
@@ -595,11 +657,27 @@ fn deleting_a_merchant_keeps_money_records() {
 
         // No payments: removed with its tokens.
         assert_eq!(put("empty", None).await.status, 200);
-        let t = send_json("POST", &v1("/merchants/empty/tokens"), Some(TOKEN), &json!({})).await;
-        let merchant_token: &'static str =
-            Box::leak(t.json()["token"].as_str().unwrap().to_owned().into_boxed_str());
+        let t = send_json(
+            "POST",
+            &v1("/merchants/empty/tokens"),
+            Some(TOKEN),
+            &json!({}),
+        )
+        .await;
+        let merchant_token: &'static str = Box::leak(
+            t.json()["token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+                .into_boxed_str(),
+        );
         let r = delete(v1("/merchants/empty"), merchant_token).await;
-        assert_eq!(r.status, 403, "only the operator removes merchants: {}", r.text());
+        assert_eq!(
+            r.status,
+            403,
+            "only the operator removes merchants: {}",
+            r.text()
+        );
         let r = delete(v1("/merchants/empty?purge=everything"), TOKEN).await;
         assert_eq!(r.status, 400, "{}", r.text());
         assert_eq!(r.json()["error"]["field"], "purge");
@@ -622,7 +700,11 @@ fn deleting_a_merchant_keeps_money_records() {
         let r = delete(v1("/merchants/real?purge=test"), TOKEN).await;
         assert_eq!(r.status, 409, "{}", r.text());
         assert_eq!(r.json()["error"]["code"], "not_a_test_merchant");
-        assert!(r.text().contains("gateway_url"), "names the setting: {}", r.text());
+        assert!(
+            r.text().contains("gateway_url"),
+            "names the setting: {}",
+            r.text()
+        );
         assert_eq!(get(&v1("/merchants/real"), Some(TOKEN)).await.status, 200);
         let p = get(&v1("/merchants/real/payments/R-1"), Some(TOKEN)).await;
         assert_eq!(p.status, 200, "{}", p.text());
@@ -636,7 +718,10 @@ fn deleting_a_merchant_keeps_money_records() {
         let r = delete(v1("/merchants/sandboxed?purge=test"), TOKEN).await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.json()["payments_removed"], 1);
-        assert_eq!(get(&v1("/merchants/sandboxed"), Some(TOKEN)).await.status, 404);
+        assert_eq!(
+            get(&v1("/merchants/sandboxed"), Some(TOKEN)).await.status,
+            404
+        );
         let p = get(&v1("/merchants/sandboxed/payments/S-1"), Some(TOKEN)).await;
         assert_eq!(p.status, 404, "{}", p.text());
     });

@@ -80,7 +80,11 @@ pub fn cases() -> Vec<CaseInfo> {
         let about = match id.split_once("hostile.") {
             Some((_, rest)) if about_fixed(&id).is_empty() => {
                 let (call, input) = rest.split_once('.').unwrap_or((rest, ""));
-                let call = if call == "notify" { "notification" } else { call };
+                let call = if call == "notify" {
+                    "notification"
+                } else {
+                    call
+                };
                 format!("verify-{call} with the {input} input is refused (never verified, never a trap)")
             }
             _ => about_fixed(&id).to_owned(),
@@ -232,14 +236,20 @@ mod tests {
         }
         assert!(!s.includes("notify.replayed_once"));
         assert!(!s.includes("describe.identity"));
-        assert!(s.includes("kit.sandbox"), "pseudo-cases are always reported");
+        assert!(
+            s.includes("kit.sandbox"),
+            "pseudo-cases are always reported"
+        );
         assert!(s.asked_for("notify.paid_once") && !s.asked_for("payment.created"));
         assert!(Selection::default().asked_for("payment.created"));
 
         let s = Selection::new(&names(&["notify."]), &names(&["notify.oversized_413"])).unwrap();
         assert!(s.includes("notify.forged_refused") && s.includes("notify.unknown_merchant_404"));
         assert!(!s.includes("notify.oversized_413"));
-        assert!(!s.includes("hostile.notify.empty"), "a prefix is of whole parts");
+        assert!(
+            !s.includes("hostile.notify.empty"),
+            "a prefix is of whole parts"
+        );
 
         let s = Selection::new(&[], &names(&["hostile"])).unwrap();
         assert!(!s.includes("hostile.return.huge") && s.includes("limits.call_limit"));

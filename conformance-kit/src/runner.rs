@@ -109,17 +109,16 @@ impl Runner {
             r = limited => r,
             _ = stopped => Ok(Ok(Err(Stop::Skip(STOPPED.into())))),
         };
-        let outcome =
-            match result {
-                Err(_) => Outcome::Failed(format!(
-                    "did not finish within {} s",
-                    self.case_timeout.as_secs_f64()
-                )),
-                Ok(Err(panic)) => Outcome::Failed(format!("the case panicked: {panic}")),
-                Ok(Ok(Ok(()))) => Outcome::Passed,
-                Ok(Ok(Err(Stop::Fail(why)))) => Outcome::Failed(why),
-                Ok(Ok(Err(Stop::Skip(why)))) => Outcome::Skipped(why),
-            };
+        let outcome = match result {
+            Err(_) => Outcome::Failed(format!(
+                "did not finish within {} s",
+                self.case_timeout.as_secs_f64()
+            )),
+            Ok(Err(panic)) => Outcome::Failed(format!("the case panicked: {panic}")),
+            Ok(Ok(Ok(()))) => Outcome::Passed,
+            Ok(Ok(Err(Stop::Fail(why)))) => Outcome::Failed(why),
+            Ok(Ok(Err(Stop::Skip(why)))) => Outcome::Skipped(why),
+        };
         let passed = outcome == Outcome::Passed;
         self.push(CaseResult {
             id: id.to_owned(),
@@ -222,5 +221,60 @@ mod tests {
         assert_eq!(lines[4], "skip a.skip: why");
         assert!(lines[5].starts_with("ok   a.after ("));
         assert_eq!(report.summary(), "2 passed, 3 failed, 1 skipped");
+    }
+
+    #[tokio::test]
+    async fn a_stop_abandons_the_case_under_way_and_skips_the_rest() {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let opts = Options {
+            stop: Some(rx),
+            ..Options::default()
+        };
+        let mut r = Runner::new(&opts);
+        assert!(r.case("a.ok", async { Ok(()) }).await);
+        let started = Instant::now();
+        let stopper = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tx.send_replace(true);
+        };
+        let (passed, ()) = tokio::join!(
+            r.case("a.long", async {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                Ok(())
+            }),
+            stopper
+        );
+        assert!(!passed);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!r.case("a.after", async { Ok(()) }).await);
+        let lines: Vec<String> = r.finish().cases.iter().map(|c| c.line()).collect();
+        assert_eq!(lines[1], format!("skip a.long: {STOPPED}"));
+        assert_eq!(lines[2], format!("skip a.after: {STOPPED}"));
+    }
+
+    #[tokio::test]
+    async fn a_case_left_out_is_neither_run_nor_reported() {
+        let opts = Options {
+            selection: Selection::new(&["describe.identity".into()], &[]).unwrap(),
+            ..Options::default()
+        };
+        let mut r = Runner::new(&opts);
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        assert!(
+            !r.case("describe.labels", async {
+                ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            })
+            .await
+        );
+        r.skip("describe.kinds", "why");
+        assert!(r.case("describe.call", async { Ok(()) }).await, "needed");
+        r.skip(
+            "kit.sandbox",
+            "not a case of the catalogue: always reported",
+        );
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        let ids: Vec<String> = r.finish().cases.into_iter().map(|c| c.id).collect();
+        assert_eq!(ids, ["describe.call", "kit.sandbox"]);
     }
 }

@@ -6,8 +6,8 @@
 use crate::alipay::{self, NotifyTrade, Signing};
 use crate::api::Options;
 use crate::client::{self, is_no_route, HostApi, Reply};
-use crate::report::Cleanup;
 use crate::receiver::{return_sign_ok, unix_now, Webhook};
+use crate::report::Cleanup;
 use crate::runner::{ensure, Runner, Stop, Verdict};
 use crate::sandbox_setup::{KitEnv, RsaMerchant};
 use serde_json::{json, Value};

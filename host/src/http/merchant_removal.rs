@@ -124,10 +124,12 @@ fn not_a_test_merchant(
     };
     let mut urls = 0;
     for name in plugin.info.names_of_kind(FieldKind::Url) {
-        let value = m
-            .get(name)
-            .map(str::to_owned)
-            .or_else(|| plugin.info.field(name).and_then(|f| f.default_value.clone()));
+        let value = m.get(name).map(str::to_owned).or_else(|| {
+            plugin
+                .info
+                .field(name)
+                .and_then(|f| f.default_value.clone())
+        });
         let Some(url) = value.filter(|v| !v.trim().is_empty()) else {
             continue;
         };
