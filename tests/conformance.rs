@@ -390,6 +390,28 @@ fn list_prints_every_case_with_what_it_checks() {
 }
 
 #[test]
+fn help_tells_the_exit_codes_and_the_clean_up() {
+    let out = conformance(&["--help"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "Exit status:",
+        "0  every case that ran passed",
+        "1  a case failed",
+        "2  the run could not start",
+        "cannot be reached",
+        "3  nothing was tested",
+        "--keep",
+        "--list",
+        "--only <NAME>...",
+        "--skip <NAME>...",
+        "DELETE /v1/merchants/{id}?purge=test",
+    ] {
+        assert!(text.contains(want), "--help does not say {want:?}:\n{text}");
+    }
+}
+
+#[test]
 fn case_names_that_match_no_case_are_refused_with_exit_2() {
     let testpay = wasm("testpay_plugin.wasm");
     for (args, name) in [

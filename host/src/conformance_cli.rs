@@ -249,11 +249,12 @@ fn manifest_from_describe(m: &Manifest, info: &api::PluginInfo) -> String {
 /// What `--help` says last: the exit codes and the clean-up.
 const AFTER_HELP: &str = "\
 Exit status:
-  0  every case that ran passed (at least one did)
+  0  every case that ran passed, and at least one that was asked for did
   1  a case failed
   2  the run could not start: bad arguments or case names, a component that does not load,
      a host (--against) that cannot be reached or refuses the token
-  3  nothing was tested: no case passed and none failed (every case was skipped)
+  3  nothing was tested: no case failed and none that was asked for passed (every case was
+     skipped, or only the cases the selected ones need passed)
 
 With --against, the merchants the kit made in that host (--merchant and <merchant>-rsa) are
 removed at the end with their test payments (DELETE /v1/merchants/{id}?purge=test), unless --keep.
