@@ -30,7 +30,8 @@
 //! let opts = payhost_conformance::Options::default();
 //! let report = payhost_conformance::run_against("http://127.0.0.1:8080", "operator-token", &opts).await;
 //! report.print(&mut std::io::stdout()).unwrap();
-//! std::process::exit(if report.failed() > 0 { 1 } else { 0 });
+//! let nothing = report.nothing_tested(&opts.selection);
+//! std::process::exit(if report.failed() > 0 { 1 } else if nothing { 3 } else { 0 });
 //! # }
 //! ```
 
