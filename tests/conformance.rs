@@ -4,9 +4,10 @@
 //! check (it must fail, naming the case). The cases live in the kit (`conformance-kit/`); these
 //! tests only run it and read its report.
 
+use conformance::alipay::{self, AlipayStub, Trade};
 use conformance::host::{
-    config_head, free_port, get, payhost_binary, request, send_json, spawn_payhost, temp_dir,
-    Payhost,
+    config_head, free_port, get, payhost_binary, post_form, request, send_json, spawn_payhost,
+    temp_dir, Payhost,
 };
 use conformance::{repo_root, target_dir};
 use serde_json::json;
@@ -628,17 +629,19 @@ const MD5_KEY: &str = "0123456789abcdef0123456789abcdef";
 /// with it unless it is a test merchant and the operator says `?purge=test`.
 #[test]
 fn deleting_a_merchant_keeps_money_records() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A sandbox the operator allowed: it answers notify_verify for the ids it issued.
+    let stub = rt.block_on(AlipayStub::start());
+    let sandbox = stub.verify_url().trim_end_matches("/gateway.do").to_owned();
     let dir = temp_dir("merchant-delete");
     let port = free_port();
-    // An origin the operator allowed (a sandbox); nothing needs to listen there.
-    let sandbox = format!("http://127.0.0.1:{}", free_port());
     let config = config_head(port, TOKEN, "")
         + &format!(
             "\n[outbound]\nallowed_origins = [\"{sandbox}\"]\n\n[merchants.shop]\npartner = \"{PARTNER}\"\nkey = \"{MD5_KEY}\"\nseller_email = \"shop@example.com\"\n"
         );
     let host = Payhost::start(&dir, &config);
     let v1 = |path: &str| host.url(&format!("/v1{path}"));
-    block(async {
+    rt.block_on(async {
         let delete = |path: String, token: &'static str| async move {
             let auth = format!("Bearer {token}");
             request(
@@ -723,8 +726,8 @@ fn deleting_a_merchant_keeps_money_records() {
         assert_eq!(r.status, 409, "{}", r.text());
         assert_eq!(r.json()["error"]["code"], "not_a_test_merchant");
         assert!(
-            r.text().contains("gateway_url"),
-            "names the setting: {}",
+            r.text().contains("allowed_origins"),
+            "says why: {}",
             r.text()
         );
         assert_eq!(get(&v1("/merchants/real"), Some(TOKEN)).await.status, 200);
@@ -746,5 +749,52 @@ fn deleting_a_merchant_keeps_money_records() {
         );
         let p = get(&v1("/merchants/sandboxed/payments/S-1"), Some(TOKEN)).await;
         assert_eq!(p.status, 404, "{}", p.text());
+
+        // Sandbox URLs, but an order paid at the real provider's cashier (its PC pay goes to the
+        // default mapi_url): real money, so the merchant stays.
+        let body = json!({"partner": PARTNER, "key": MD5_KEY, "seller_email": "s@example.com",
+            "gateway_url": stub.gateway_url(), "notify_verify_url": stub.verify_url()});
+        let r = send_json("PUT", &v1("/merchants/mixed"), Some(TOKEN), &body).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let r = pc_order("mixed", "M-1").await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert!(
+            r.json()["pay_url"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://mapi.alipay.com/"),
+            "{}",
+            r.text()
+        );
+        stub.issue("nid-m1");
+        let notify = alipay::md5_notify_body(
+            &Trade {
+                out_trade_no: "M-1",
+                total_fee: "9.99",
+                notify_id: "nid-m1",
+                seller_email: "s@example.com",
+                seller_id: PARTNER,
+                trade_status: "TRADE_SUCCESS",
+            },
+            MD5_KEY,
+        );
+        let r = post_form(&host.url("/notify/mixed"), &notify).await;
+        assert_eq!(r.text().trim(), "success", "{}", r.text());
+        let p = get(&v1("/merchants/mixed/payments/M-1"), Some(TOKEN)).await;
+        assert_eq!(p.json()["status"], "TRADE_SUCCESS", "{}", p.text());
+        let r = delete(v1("/merchants/mixed?purge=test"), TOKEN).await;
+        assert_eq!(r.status, 409, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], "not_a_test_merchant");
+        assert!(
+            r.text().contains("order M-1 was paid") && r.text().contains("provider's own host"),
+            "{}",
+            r.text()
+        );
+        assert_eq!(
+            get(&v1("/merchants/mixed/payments/M-1"), Some(TOKEN))
+                .await
+                .status,
+            200
+        );
     });
 }

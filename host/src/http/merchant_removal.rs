@@ -3,12 +3,13 @@
 //!
 //! Money records never vanish by accident:
 //! * a merchant that has payments is refused with 409 `merchant_has_payments`;
-//! * `?purge=test` removes it with its payments, but only a test merchant's: every provider URL it
-//!   uses (its own or the schema's default) is on an origin the operator allowed
-//!   (`[outbound] allowed_origins`, e.g. a sandbox) and none on the component's own hosts (the
-//!   manifest's, i.e. the real provider), and every payment that was paid was paid at such an
-//!   origin (its `pay_url`). Anything else is 409 `not_a_test_merchant`, naming the setting or the
-//!   order;
+//! * `?purge=test` removes it with its payments, but only a test merchant's: at least one of its
+//!   own provider URLs is on an origin the operator allowed (`[outbound] allowed_origins`, e.g. a
+//!   sandbox) that is not one of the component's own hosts (the manifest's, i.e. the real
+//!   provider), and every payment that was paid was paid at such an origin (its `pay_url`: the
+//!   cashier the buyer was sent to). Money can only have moved through an order paid elsewhere,
+//!   and such an order keeps the merchant. Anything else is 409 `not_a_test_merchant`, naming the
+//!   order or what is missing;
 //! * a merchant from payhost.toml is refused with 409 `merchant_in_config` (it would be seeded
 //!   again at the next start: remove its table there).
 
@@ -122,24 +123,16 @@ fn not_a_test_merchant(
             Ok(())
         }
     };
-    let mut urls = 0;
-    for name in plugin.info.names_of_kind(FieldKind::Url) {
-        let value = m.get(name).map(str::to_owned).or_else(|| {
-            plugin
-                .info
-                .field(name)
-                .and_then(|f| f.default_value.clone())
-        });
-        let Some(url) = value.filter(|v| !v.trim().is_empty()) else {
-            continue;
-        };
-        urls += 1;
-        if let Err(why) = test_origin(&url) {
-            return Ok(Some(format!("{name}: {why}")));
-        }
-    }
-    if urls == 0 {
-        return Ok(Some("it has no provider URL of its own".into()));
+    // Its own URLs only: a default is the real provider's.
+    let sandbox = plugin
+        .info
+        .names_of_kind(FieldKind::Url)
+        .filter_map(|name| m.get(name))
+        .any(|url| test_origin(url).is_ok());
+    if !sandbox {
+        return Ok(Some(
+            "none of its provider URLs is on an origin the operator allowed for a sandbox ([outbound] allowed_origins) rather than the provider's own hosts".into(),
+        ));
     }
     let payments = app
         .store
