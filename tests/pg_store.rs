@@ -519,3 +519,54 @@ fn unreachable_database_is_an_error() {
     assert!(s.ready().is_err());
     assert!(s.payment("m1", "o1").is_err());
 }
+
+#[test]
+fn a_merchant_goes_with_its_payments_only_when_asked() {
+    let pg = PgCluster::start("delete-merchant");
+    let s = open(&pg.create_database("delete_merchant"));
+    let m = payhost::config::MerchantSettings {
+        settings: vec![("partner".into(), "2088".into())],
+        plugin_id: String::new(),
+        from_files: Vec::new(),
+        shop_webhook_url: None,
+        shop_webhook_secret: None,
+        shop_origins: Vec::new(),
+    };
+    assert_eq!(
+        s.delete_merchant("m1", false).unwrap(),
+        MerchantRemoval::Unknown
+    );
+    s.save_merchant("m1", &m).unwrap();
+    s.save_merchant("m2", &m).unwrap();
+    s.insert_payment(&payment("m1", "o1")).unwrap();
+    s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
+        .unwrap();
+    s.create_token("m1", "hash-m1", "").unwrap();
+    s.create_token("m2", "hash-m2", "").unwrap();
+    // Paid: the money record keeps the merchant.
+    assert_eq!(
+        s.delete_merchant("m1", false).unwrap(),
+        MerchantRemoval::HasPayments {
+            payments: 1,
+            paid: 1
+        }
+    );
+    assert!(s.merchant("m1").unwrap().is_some());
+    assert!(s.payment("m1", "o1").unwrap().is_some());
+    // Asked: everything under it goes, in one transaction; the other merchant keeps its own.
+    assert_eq!(
+        s.delete_merchant("m1", true).unwrap(),
+        MerchantRemoval::Removed { payments: 1 }
+    );
+    assert!(s.merchant("m1").unwrap().is_none());
+    assert!(s.payment("m1", "o1").unwrap().is_none());
+    assert!(s.recent_notifications(Some("m1"), 10).unwrap().is_empty());
+    assert_eq!(s.raw_notification_count().unwrap(), 0);
+    assert_eq!(s.pending_webhooks().unwrap(), 0);
+    assert_eq!(s.token_merchant("hash-m1").unwrap(), None);
+    assert_eq!(s.token_merchant("hash-m2").unwrap().as_deref(), Some("m2"));
+    assert_eq!(
+        s.delete_merchant("m2", false).unwrap(),
+        MerchantRemoval::Removed { payments: 0 }
+    );
+}

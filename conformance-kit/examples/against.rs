@@ -33,5 +33,12 @@ async fn main() {
     if let Some(file) = args.get(3) {
         std::fs::write(file, report.junit()).expect("the JUnit file is writable");
     }
-    std::process::exit(if report.failed() > 0 { 1 } else { 0 });
+    // A run where nothing passed proved nothing: not green either.
+    std::process::exit(if report.failed() > 0 {
+        1
+    } else if report.nothing_tested(&opts.selection) {
+        3
+    } else {
+        0
+    });
 }

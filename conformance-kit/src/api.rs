@@ -138,6 +138,14 @@ pub struct Options {
     /// Called with the kit's origin (`http://127.0.0.1:41234`) once its sandbox and webhook
     /// receiver listen, before any case runs: the origin the host must allow.
     pub on_sandbox_ready: Option<OnSandboxReady>,
+    /// The cases to run (`--only` / `--skip`); every case by default.
+    pub selection: crate::Selection,
+    /// Leave the merchants (and their payments) the flow suite made in the host it tested
+    /// (`--keep`); by default they are removed at the end (see [`crate::Report::cleanup`]).
+    pub keep: bool,
+    /// Once this turns `true` (e.g. nobody reads the output any more) the case under way is
+    /// abandoned, the rest are reported as skipped, and the run cleans up and returns.
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// See [`Options::on_sandbox_ready`].
@@ -154,6 +162,9 @@ impl Default for Options {
             example_settings: None,
             on_case: None,
             on_sandbox_ready: None,
+            selection: crate::Selection::default(),
+            keep: false,
+            stop: None,
         }
     }
 }
@@ -170,6 +181,8 @@ impl std::fmt::Debug for Options {
                 "example_settings",
                 &self.example_settings.as_ref().map(|s| s.len()),
             )
+            .field("selection", &self.selection)
+            .field("keep", &self.keep)
             .finish_non_exhaustive()
     }
 }

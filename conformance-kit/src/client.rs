@@ -192,6 +192,44 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
         .clone()
 }
 
+/// Whether a TCP connection to the URL's host and port opens (within `timeout`); `Err` says how
+/// it failed in a few words (`connection refused`, `no answer within 10 s`, …).
+pub async fn connects(url: &str, timeout: Duration) -> Result<(), String> {
+    let uri: http::Uri = url.parse().map_err(|_| "not a URL".to_owned())?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err("only http:// and https:// URLs".into()),
+    };
+    let host = uri.host().ok_or("the URL has no host")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    match tokio::time::timeout(timeout, TcpStream::connect((host, port))).await {
+        Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(io_words(&e)),
+    }
+}
+
+/// An I/O error in a few words, without the OS error number.
+fn io_words(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => "connection refused".into(),
+        K::ConnectionReset => "connection reset".into(),
+        K::TimedOut => "timed out".into(),
+        K::AddrNotAvailable => "address not available".into(),
+        K::PermissionDenied => "permission denied".into(),
+        _ => {
+            let text = e.to_string();
+            match text.find(" (os error") {
+                Some(at) => text[..at].to_lowercase(),
+                None => text,
+            }
+        }
+    }
+}
+
 /// The shop API of one host, as the operator (or a shop) calls it.
 #[derive(Clone)]
 pub struct HostApi {

@@ -13,8 +13,12 @@
 //!
 //! Both return a [`Report`]: [`Report::print`] writes one line per case (`ok   <id> (12 ms)`,
 //! `FAIL <id>: <why>`, `skip <id>: <why>`) and `N passed, N failed[, N skipped]` last;
-//! [`Report::failed`] is for the exit code; [`Report::junit`] is JUnit XML for `--junit FILE`.
+//! [`Report::failed`] and [`Report::nothing_tested`] are for the exit code; [`Report::junit`] is
+//! JUnit XML for `--junit FILE`; [`Report::cleanup`] says what became of the merchants the flow
+//! suite made in the host (removed with their test payments unless [`Options::keep`]).
 //! A failing, panicking or slow case ([`Options::case_timeout`]) never stops the others.
+//! [`cases`] lists every case; [`Options::selection`] picks some ([`Selection`]), with what
+//! they need; [`check_host`] tells an unreachable host from a failing one before a run.
 //!
 //! The kit does not depend on payhost: payhost implements [`ComponentUnderTest`] and
 //! [`HostLauncher`] over its own runtime. It depends on `payhost-sandbox` for the sandbox and for
@@ -26,13 +30,15 @@
 //! let opts = payhost_conformance::Options::default();
 //! let report = payhost_conformance::run_against("http://127.0.0.1:8080", "operator-token", &opts).await;
 //! report.print(&mut std::io::stdout()).unwrap();
-//! std::process::exit(if report.failed() > 0 { 1 } else { 0 });
+//! let nothing = report.nothing_tested(&opts.selection);
+//! std::process::exit(if report.failed() > 0 { 1 } else if nothing { 3 } else { 0 });
 //! # }
 //! ```
 
 mod alipay;
 mod api;
 mod cases;
+mod catalogue;
 mod client;
 mod receiver;
 mod report;
@@ -43,7 +49,8 @@ pub use api::{
     BoxFuture, CallOutcome, ComponentUnderTest, FieldError, HostLauncher, OnCase, OnSandboxReady,
     Options, Pairs, PluginInfo, RunningHost, SettingField, Validated,
 };
-pub use report::{CaseResult, Outcome, Report};
+pub use catalogue::{cases, CaseInfo, Selection};
+pub use report::{CaseResult, Cleanup, Outcome, Report};
 
 use cases::{component_alipay, contract, flows, is_alipay};
 use runner::Runner;
@@ -79,6 +86,35 @@ pub fn contract_cases() -> Vec<String> {
     ids.extend(inputs.iter().map(|name| format!("hostile.return.{name}")));
     ids.push("limits.call_limit".into());
     ids
+}
+
+/// Checks, before a run against it, that the payhost at `base_url` answers and takes `token` as
+/// its operator token (it reads the kit's merchant, which changes nothing). `Err` is one line
+/// saying which URL failed and how: `cannot reach http://127.0.0.1:1/ (connection refused)`.
+pub async fn check_host(base_url: &str, token: &str, merchant: &str) -> Result<(), String> {
+    let shown = format!("{}/", base_url.trim_end_matches('/'));
+    let limit = std::time::Duration::from_secs(10);
+    client::connects(&shown, limit)
+        .await
+        .map_err(|how| format!("cannot reach {shown} ({how})"))?;
+    let api = client::HostApi::new(base_url, token);
+    let r = api
+        .v1("GET", &format!("/merchants/{merchant}"), None)
+        .await
+        .map_err(|e| format!("cannot reach {shown} ({e})"))?;
+    match r.status {
+        401 => Err(format!(
+            "{shown} refused the token (401): give the host's operator api_token"
+        )),
+        403 => Err(format!(
+            "{shown} refused the token for its merchant API (403): it is a merchant's token, the kit needs the operator's api_token"
+        )),
+        200 | 404 => Ok(()),
+        _ => Err(format!(
+            "{shown} does not answer like a payhost: GET /v1/merchants/{merchant} → {}",
+            r.brief()
+        )),
+    }
 }
 
 /// Runs the flow suite against the payhost at `base_url` (operator `token`), through the kit's

@@ -40,9 +40,36 @@ fn one_line(s: &str) -> String {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     pub cases: Vec<CaseResult>,
+    /// What became of the merchants the flow suite made in the host it tested (None when the
+    /// flow suite did not run).
+    pub cleanup: Option<Cleanup>,
+}
+
+/// The merchants the flow suite made (or overwrote) in the host it tested, at the end of the run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cleanup {
+    /// The host, e.g. `http://127.0.0.1:8080`.
+    pub host: String,
+    /// Removed, with their test payments.
+    pub removed: Vec<String>,
+    /// Left on purpose (`Options::keep`).
+    pub kept: Vec<String>,
+    /// Could not be removed: the merchant and why.
+    pub left: Vec<(String, String)>,
 }
 
 impl Report {
+    /// Whether no case failed and none that was asked for passed (every case by default; with
+    /// a selection, not the ones run only because they are needed): the run proved nothing, so
+    /// it is not green.
+    pub fn nothing_tested(&self, selection: &crate::Selection) -> bool {
+        self.failed() == 0
+            && !self
+                .cases
+                .iter()
+                .any(|c| c.outcome == Outcome::Passed && selection.asked_for(&c.id))
+    }
+
     pub fn passed(&self) -> usize {
         self.count(|o| matches!(o, Outcome::Passed))
     }
@@ -169,7 +196,25 @@ mod tests {
                     elapsed: Duration::ZERO,
                 },
             ],
+            cleanup: None,
         }
+    }
+
+    #[test]
+    fn a_run_where_nothing_passed_tested_nothing() {
+        let all = crate::Selection::default();
+        let mut r = sample();
+        assert!(!r.nothing_tested(&all));
+        r.cases.retain(|c| !matches!(c.outcome, Outcome::Failed(_)));
+        assert!(!r.nothing_tested(&all), "describe.identity passed");
+        let only = crate::Selection::new(&["notify.paid_once".into()], &[]).unwrap();
+        assert!(
+            r.nothing_tested(&only),
+            "describe.identity was not asked for"
+        );
+        r.cases.retain(|c| matches!(c.outcome, Outcome::Skipped(_)));
+        assert!(r.nothing_tested(&all), "only skipped cases");
+        assert!(Report::default().nothing_tested(&all), "no case at all");
     }
 
     #[test]

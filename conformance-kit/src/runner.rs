@@ -2,6 +2,7 @@
 //! case only, and the result appended to the report (and handed to `on_case`).
 
 use crate::api::{OnCase, Options};
+use crate::catalogue::Selection;
 use crate::report::{CaseResult, Outcome, Report};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -40,10 +41,15 @@ pub fn ensure(ok: bool, why: impl FnOnce() -> String) -> Verdict {
     }
 }
 
+/// Why the cases after a stop are not run.
+const STOPPED: &str = "the run was stopped (its output was closed)";
+
 pub struct Runner {
     report: Report,
     case_timeout: Duration,
     on_case: Option<OnCase>,
+    selection: Selection,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Runner {
@@ -52,26 +58,67 @@ impl Runner {
             report: Report::default(),
             case_timeout: opts.case_timeout,
             on_case: opts.on_case.clone(),
+            selection: opts.selection.clone(),
+            stop: opts.stop.clone(),
         }
     }
 
-    /// Runs one case and records its result; returns whether it passed.
+    /// Whether the case is selected for this run (a case left out is neither run nor reported).
+    pub fn selected(&self, id: &str) -> bool {
+        self.selection.includes(id)
+    }
+
+    /// Whether any of these cases is selected.
+    pub fn selected_any(&self, ids: &[&str]) -> bool {
+        ids.iter().any(|id| self.selected(id))
+    }
+
+    /// Whether the run was told to stop.
+    pub fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| *s.borrow())
+    }
+
+    /// Runs one case and records its result; returns whether it passed. A case left out of the
+    /// selection does not run (false); after a stop, cases are recorded as skipped.
     pub async fn case<F>(&mut self, id: &str, case: F) -> bool
     where
         F: Future<Output = Verdict> + Send,
     {
+        if !self.selected(id) {
+            return false;
+        }
+        if self.stopped() {
+            self.skip(id, STOPPED);
+            return false;
+        }
         let started = Instant::now();
-        let outcome =
-            match tokio::time::timeout(self.case_timeout, CatchUnwind(Box::pin(case))).await {
-                Err(_) => Outcome::Failed(format!(
-                    "did not finish within {} s",
-                    self.case_timeout.as_secs_f64()
-                )),
-                Ok(Err(panic)) => Outcome::Failed(format!("the case panicked: {panic}")),
-                Ok(Ok(Ok(()))) => Outcome::Passed,
-                Ok(Ok(Err(Stop::Fail(why)))) => Outcome::Failed(why),
-                Ok(Ok(Err(Stop::Skip(why)))) => Outcome::Skipped(why),
-            };
+        let mut stop = self.stop.clone();
+        let stopped = async move {
+            match stop.as_mut() {
+                // A sender that went away without saying stop never stops the run.
+                Some(s) => {
+                    if s.wait_for(|v| *v).await.is_err() {
+                        std::future::pending::<()>().await
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let limited = tokio::time::timeout(self.case_timeout, CatchUnwind(Box::pin(case)));
+        let result = tokio::select! {
+            r = limited => r,
+            _ = stopped => Ok(Ok(Err(Stop::Skip(STOPPED.into())))),
+        };
+        let outcome = match result {
+            Err(_) => Outcome::Failed(format!(
+                "did not finish within {} s",
+                self.case_timeout.as_secs_f64()
+            )),
+            Ok(Err(panic)) => Outcome::Failed(format!("the case panicked: {panic}")),
+            Ok(Ok(Ok(()))) => Outcome::Passed,
+            Ok(Ok(Err(Stop::Fail(why)))) => Outcome::Failed(why),
+            Ok(Ok(Err(Stop::Skip(why)))) => Outcome::Skipped(why),
+        };
         let passed = outcome == Outcome::Passed;
         self.push(CaseResult {
             id: id.to_owned(),
@@ -81,8 +128,11 @@ impl Runner {
         passed
     }
 
-    /// Records a case that does not run.
+    /// Records a case that does not run (when it is selected).
     pub fn skip(&mut self, id: &str, why: &str) {
+        if !self.selected(id) {
+            return;
+        }
         self.push(CaseResult {
             id: id.to_owned(),
             outcome: Outcome::Skipped(why.to_owned()),
@@ -95,6 +145,11 @@ impl Runner {
             f(&result);
         }
         self.report.cases.push(result);
+    }
+
+    /// Records what became of the merchants the run made in the host it tested.
+    pub fn set_cleanup(&mut self, cleanup: crate::report::Cleanup) {
+        self.report.cleanup = Some(cleanup);
     }
 
     pub fn finish(self) -> Report {
@@ -166,5 +221,60 @@ mod tests {
         assert_eq!(lines[4], "skip a.skip: why");
         assert!(lines[5].starts_with("ok   a.after ("));
         assert_eq!(report.summary(), "2 passed, 3 failed, 1 skipped");
+    }
+
+    #[tokio::test]
+    async fn a_stop_abandons_the_case_under_way_and_skips_the_rest() {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let opts = Options {
+            stop: Some(rx),
+            ..Options::default()
+        };
+        let mut r = Runner::new(&opts);
+        assert!(r.case("a.ok", async { Ok(()) }).await);
+        let started = Instant::now();
+        let stopper = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tx.send_replace(true);
+        };
+        let (passed, ()) = tokio::join!(
+            r.case("a.long", async {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                Ok(())
+            }),
+            stopper
+        );
+        assert!(!passed);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!r.case("a.after", async { Ok(()) }).await);
+        let lines: Vec<String> = r.finish().cases.iter().map(|c| c.line()).collect();
+        assert_eq!(lines[1], format!("skip a.long: {STOPPED}"));
+        assert_eq!(lines[2], format!("skip a.after: {STOPPED}"));
+    }
+
+    #[tokio::test]
+    async fn a_case_left_out_is_neither_run_nor_reported() {
+        let opts = Options {
+            selection: Selection::new(&["describe.identity".into()], &[]).unwrap(),
+            ..Options::default()
+        };
+        let mut r = Runner::new(&opts);
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        assert!(
+            !r.case("describe.labels", async {
+                ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            })
+            .await
+        );
+        r.skip("describe.kinds", "why");
+        assert!(r.case("describe.call", async { Ok(()) }).await, "needed");
+        r.skip(
+            "kit.sandbox",
+            "not a case of the catalogue: always reported",
+        );
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+        let ids: Vec<String> = r.finish().cases.into_iter().map(|c| c.id).collect();
+        assert_eq!(ids, ["describe.call", "kit.sandbox"]);
     }
 }

@@ -246,9 +246,27 @@ fn manifest_from_describe(m: &Manifest, info: &api::PluginInfo) -> String {
     out
 }
 
+/// What `--help` says last: the exit codes and the clean-up.
+const AFTER_HELP: &str = "\
+Exit status:
+  0  every case that ran passed, and at least one that was asked for did
+  1  a case failed
+  2  the run could not start: bad arguments or case names, a component that does not load,
+     a host (--against) that cannot be reached or refuses the token
+  3  nothing was tested: no case failed and none that was asked for passed (every case was
+     skipped, or only the cases the selected ones need passed)
+
+With --against, the merchants the kit made in that host (--merchant and <merchant>-rsa) are
+removed at the end with their test payments (DELETE /v1/merchants/{id}?purge=test), unless --keep.
+When the output is closed (e.g. `| head`), the run stops quietly: the case under way is abandoned,
+the kit still removes what it made, and the exit status is 0.";
+
 /// `payhost conformance`'s arguments.
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["component", "against"])))]
+#[command(
+    group(clap::ArgGroup::new("target").args(["component", "against"])),
+    after_help = AFTER_HELP
+)]
 pub struct Args {
     /// A component to check (a `.wasm` implementing `payhost:payment`): the contract suite, and
     /// when the kit has a sandbox for the component's provider, every flow through it and a payhost
@@ -278,7 +296,8 @@ pub struct Args {
     /// (`http://kit.example:8099`).
     #[arg(long, value_name = "URL")]
     pub sandbox_public_url: Option<String>,
-    /// The merchant id the kit configures on the host (overwritten).
+    /// The merchant id the kit configures on the host (overwritten, and removed at the end with
+    /// `<ID>-rsa` unless --keep).
     #[arg(long, value_name = "ID", default_value = "conformance")]
     pub merchant: String,
     /// Settings the component accepts, as NAME=VALUE (repeatable): the settings cases need them
@@ -288,6 +307,21 @@ pub struct Args {
     /// Also write the results as JUnit XML (for CI systems).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Print every case (id and what it checks, one per line; with --only/--skip, the ones that
+    /// would run) and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Run only these cases: an id, or a prefix of whole parts such as `notify.` (the cases they
+    /// need run too, e.g. merchant.configured). An unknown name is an error.
+    #[arg(long, value_name = "NAME", num_args = 1.., action = clap::ArgAction::Append)]
+    pub only: Vec<String>,
+    /// Leave these cases out (an id or a prefix, as for --only); a case another selected case
+    /// needs still runs.
+    #[arg(long, value_name = "NAME", num_args = 1.., action = clap::ArgAction::Append)]
+    pub skip: Vec<String>,
+    /// Keep the merchants and payments the kit made in the host it tested (--against).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 fn parse_setting(s: &str) -> Result<(String, String), String> {
@@ -297,15 +331,74 @@ fn parse_setting(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Runs the kit; prints one line per case as it finishes and `N passed, N failed` last; exits
-/// non-zero when a case failed (2 when the run could not start).
-pub async fn run(args: Args) -> std::process::ExitCode {
+/// A line on stderr; a closed stderr is not worth a panic.
+fn say(line: &str) {
     use std::io::Write;
-    let print_case: kit::OnCase = std::sync::Arc::new(|c: &kit::CaseResult| {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+    let _ = err.flush();
+}
+
+/// The report's output: stdout, line by line. Once a write fails (nobody reads any more, e.g.
+/// `| head`), it says so to the run, which stops, and nothing more is written.
+#[derive(Clone)]
+struct Output {
+    stop: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Output {
+    fn new() -> Output {
+        Output {
+            stop: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    fn closed(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    fn line(&self, line: &str) {
+        use std::io::Write;
+        if self.closed() {
+            return;
+        }
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", c.line());
-        let _ = out.flush();
-    });
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            self.stop.send_replace(true);
+        }
+    }
+}
+
+/// Runs the kit; prints one line per case as it finishes and `N passed, N failed` last. Exit
+/// status: 0 passed, 1 a case failed, 2 could not start, 3 nothing was tested (see AFTER_HELP).
+pub async fn run(args: Args) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let out = Output::new();
+    let selection = match kit::Selection::new(&args.only, &args.skip) {
+        Ok(s) => s,
+        Err(e) => {
+            say(&format!("payhost conformance: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    if args.list {
+        let cases: Vec<kit::CaseInfo> = kit::cases()
+            .into_iter()
+            .filter(|c| selection.includes(&c.id))
+            .collect();
+        let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(0);
+        for c in &cases {
+            out.line(&format!("{:<width$}  {}", c.id, c.about));
+        }
+        return ExitCode::SUCCESS;
+    }
+    if args.component.is_none() && args.against.is_none() {
+        say("payhost conformance: give --component FILE or --against URL --token TOKEN (or --list); see --help");
+        return ExitCode::from(2);
+    }
+    let printer = out.clone();
+    let print_case: kit::OnCase =
+        std::sync::Arc::new(move |c: &kit::CaseResult| printer.line(&c.line()));
     let opts = kit::Options {
         sandbox_listen: args.sandbox_listen,
         sandbox_public_url: args.sandbox_public_url.clone(),
@@ -313,8 +406,11 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         example_settings: (!args.settings.is_empty()).then(|| args.settings.clone()),
         on_case: Some(print_case),
         on_sandbox_ready: Some(std::sync::Arc::new(|origin: &str| {
-            eprintln!("the kit's sandbox gateway and webhook receiver: {origin} (the host must be allowed to reach it)");
+            say(&format!("the kit's sandbox gateway and webhook receiver: {origin} (the host must be allowed to reach it)"));
         })),
+        selection,
+        keep: args.keep,
+        stop: Some(out.stop.subscribe()),
         ..kit::Options::default()
     };
     let report = match (&args.component, &args.against) {
@@ -325,15 +421,15 @@ pub async fn run(args: Args) -> std::process::ExitCode {
                 payhost::store::now_ms()
             ));
             if let Err(e) = std::fs::create_dir_all(&work) {
-                eprintln!("error: cannot create {}: {e}", work.display());
-                return std::process::ExitCode::from(2);
+                say(&format!("error: cannot create {}: {e}", work.display()));
+                return ExitCode::from(2);
             }
             let (loaded, manifest) = match load(component, args.manifest.as_deref(), &work).await {
                 Ok(l) => l,
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    say(&format!("error: {e:#}"));
                     let _ = std::fs::remove_dir_all(&work);
-                    return std::process::ExitCode::from(2);
+                    return ExitCode::from(2);
                 }
             };
             let launcher = Launcher {
@@ -346,21 +442,63 @@ pub async fn run(args: Args) -> std::process::ExitCode {
             report
         }
         (None, Some(base)) => {
+            let base = base.trim_end_matches('/');
             let token = args.token.as_deref().unwrap_or_default();
-            kit::run_against(base.trim_end_matches('/'), token, &opts).await
+            if let Err(e) = kit::check_host(base, token, &args.merchant).await {
+                say(&format!("payhost conformance: {e}"));
+                return ExitCode::from(2);
+            }
+            let report = kit::run_against(base, token, &opts).await;
+            if let Some(c) = &report.cleanup {
+                tell_cleanup(c);
+            }
+            report
         }
-        (None, None) => unreachable!("clap requires --component or --against"),
+        (None, None) => unreachable!("checked above"),
     };
-    println!("{}", report.summary());
+    out.line(&report.summary());
     if let Some(path) = &args.junit {
         if let Err(e) = std::fs::write(path, report.junit()) {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            return std::process::ExitCode::from(2);
+            say(&format!("error: cannot write {}: {e}", path.display()));
+            return ExitCode::from(2);
         }
     }
-    if report.failed() > 0 {
-        std::process::ExitCode::from(1)
+    if out.closed() {
+        // Nobody reads the report any more: stopping is what was asked for.
+        ExitCode::SUCCESS
+    } else if report.failed() > 0 {
+        ExitCode::from(1)
+    } else if report.nothing_tested(&opts.selection) {
+        say(&format!(
+            "payhost conformance: nothing was tested: no case that was asked for passed ({} skipped)",
+            report.skipped()
+        ));
+        ExitCode::from(3)
     } else {
-        std::process::ExitCode::SUCCESS
+        ExitCode::SUCCESS
+    }
+}
+
+/// What became of the kit's merchants in the host it tested, on stderr.
+fn tell_cleanup(c: &kit::Cleanup) {
+    if !c.removed.is_empty() {
+        say(&format!(
+            "payhost conformance: removed merchant(s) {} and their test payments from {}",
+            c.removed.join(", "),
+            c.host
+        ));
+    }
+    if !c.kept.is_empty() {
+        say(&format!(
+            "payhost conformance: kept merchant(s) {} in {} (--keep)",
+            c.kept.join(", "),
+            c.host
+        ));
+    }
+    for (merchant, why) in &c.left {
+        say(&format!(
+            "payhost conformance: could not remove merchant {merchant} from {}: {why}",
+            c.host
+        ));
     }
 }

@@ -101,7 +101,8 @@ enum Command {
     },
     /// Runs the conformance kit: the contract suite against a component (`--component`), or the
     /// flow suite against a running payhost through a sandbox the kit starts (`--against`). Prints
-    /// one line per case and `N passed, N failed` last; exits 1 when a case failed.
+    /// one line per case and `N passed, N failed` last; exits 1 when a case failed, 2 when the
+    /// run could not start, 3 when nothing was tested.
     Conformance(conformance_cli::Args),
     /// Writes the component's current sha256 into the manifest (after a deliberate rebuild).
     PinComponent {

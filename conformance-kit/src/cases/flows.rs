@@ -7,6 +7,7 @@ use crate::alipay::{self, NotifyTrade, Signing};
 use crate::api::Options;
 use crate::client::{self, is_no_route, HostApi, Reply};
 use crate::receiver::{return_sign_ok, unix_now, Webhook};
+use crate::report::Cleanup;
 use crate::runner::{ensure, Runner, Stop, Verdict};
 use crate::sandbox_setup::{KitEnv, RsaMerchant};
 use serde_json::{json, Value};
@@ -79,6 +80,8 @@ struct Flow<'a> {
     /// got far enough to know.
     expected_webhooks: Vec<(String, usize)>,
     orders_made: usize,
+    /// The merchants the kit sent settings for, in order: removed at the end unless kept.
+    touched: std::sync::Mutex<Vec<String>>,
 }
 
 /// Runs the flow suite; `base` is the host, `token` its operator token.
@@ -94,7 +97,14 @@ pub async fn run(runner: &mut Runner, base: &str, token: &str, env: &KitEnv, opt
         unpaid: None,
         expected_webhooks: Vec::new(),
         orders_made: 0,
+        touched: std::sync::Mutex::new(Vec::new()),
     };
+    cases(runner, &mut flow, env).await;
+    let cleanup = flow.cleanup(opts.keep).await;
+    runner.set_cleanup(cleanup);
+}
+
+async fn cases(runner: &mut Runner, flow: &mut Flow<'_>, env: &KitEnv) {
     runner.case(CASES[0], flow.settings_refused()).await;
     flow.configured = runner.case(CASES[1], flow.configure()).await;
     if !flow.configured {
@@ -112,6 +122,10 @@ pub async fn run(runner: &mut Runner, base: &str, token: &str, env: &KitEnv, opt
     runner.case(CASES[8], flow.rsa_paid_once()).await;
     // From here on every notify the sandbox sends is lost on the way, so only what the kit
     // posts reaches the host (the sandbox still answers notify_verify for them).
+    if !runner.selected_any(&CASES[9..16]) {
+        runner.case(CASES[16], flow.webhooks_exactly_once()).await;
+        return;
+    }
     let faults = env.set_faults(json!({"drop_all_notifies": true})).await;
     match faults {
         Err(e) => {
@@ -185,6 +199,12 @@ impl Flow<'_> {
     }
 
     async fn put_merchant_as(&self, merchant: &str, body: Value) -> Result<Reply, Stop> {
+        {
+            let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+            if !touched.iter().any(|m| m == merchant) {
+                touched.push(merchant.to_owned());
+            }
+        }
         let path = format!("/merchants/{merchant}");
         let r = self.host.v1("PUT", &path, Some(&body)).await?;
         if r.status == 400 && names_field(&r, "plugin") {
@@ -193,6 +213,40 @@ impl Flow<'_> {
             return Ok(self.host.v1("PUT", &path, Some(&body)).await?);
         }
         Ok(r)
+    }
+
+    /// Removes the merchants the kit sent settings for, with their test payments (the host
+    /// refuses to unless they only ever talked to the kit's sandbox), or keeps them.
+    async fn cleanup(&self, keep: bool) -> Cleanup {
+        let touched = self
+            .touched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut done = Cleanup {
+            host: self.host.base.clone(),
+            ..Cleanup::default()
+        };
+        for merchant in touched {
+            if keep {
+                done.kept.push(merchant);
+                continue;
+            }
+            let path = format!("/merchants/{merchant}?purge=test");
+            match self.host.v1("DELETE", &path, None).await {
+                Ok(r) if r.status == 200 => done.removed.push(merchant),
+                // Never stored (its settings were refused): nothing to remove.
+                Ok(r) if r.status == 404 && !is_no_route(&r) => {}
+                Ok(r) if is_no_route(&r) || r.status == 405 => done.left.push((
+                    merchant,
+                    "the host has no DELETE /v1/merchants/{id} (an older payhost): remove it by hand"
+                        .into(),
+                )),
+                Ok(r) => done.left.push((merchant, r.brief())),
+                Err(e) => done.left.push((merchant, e)),
+            }
+        }
+        done
     }
 
     async fn settings_refused(&mut self) -> Verdict {

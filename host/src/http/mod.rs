@@ -4,6 +4,7 @@
 //! SIGINT the listener closes and in-flight requests finish.
 
 pub mod admin;
+pub mod merchant_removal;
 pub mod mount;
 
 use crate::notify::{NotifyAnswer, RetryCause};
@@ -296,6 +297,14 @@ async fn route(
                 (&Method::GET, ["merchants", id]) => {
                     ("v1_get_merchant", into_response(get_merchant(app, id)))
                 }
+                (&Method::DELETE, ["merchants", id]) => (
+                    "v1_delete_merchant",
+                    into_response(merchant_removal::delete_merchant(
+                        app,
+                        id,
+                        req.uri().query(),
+                    )),
+                ),
                 (&Method::POST, ["merchants", id, "tokens"]) => {
                     ("v1_tokens", into_response(create_token(app, id, req).await))
                 }

@@ -119,6 +119,17 @@ pub struct TokenInfo {
     pub revoked_at: Option<String>,
 }
 
+/// What [`Store::delete_merchant`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MerchantRemoval {
+    /// The merchant and everything stored under it are gone (`payments` of them with it).
+    Removed { payments: u64 },
+    /// Nothing was removed: the merchant has payments and they were not to go with it.
+    HasPayments { payments: u64, paid: u64 },
+    /// There is no such merchant.
+    Unknown,
+}
+
 pub enum Inserted {
     New,
     Existing(Box<Payment>),
@@ -148,6 +159,12 @@ pub trait Store: Send + Sync + 'static {
         settings: &MerchantSettings,
         config_hash: &str,
     ) -> Result<bool>;
+
+    /// Deletes a merchant with its API tokens and its notifications, in one transaction. A
+    /// merchant that has payments is left as it is (`HasPayments`) unless `with_payments`, which
+    /// deletes its payments, applied notify ids and webhooks too: the caller decides that they
+    /// are test payments (money records never vanish without that decision).
+    fn delete_merchant(&self, id: &str, with_payments: bool) -> Result<MerchantRemoval>;
 
     fn insert_payment(&self, p: &Payment) -> Result<Inserted>;
     fn set_payment_token(

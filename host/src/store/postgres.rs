@@ -1012,6 +1012,44 @@ impl Store for PostgresStore {
         })
     }
 
+    fn delete_merchant(&self, id: &str, with_payments: bool) -> Result<MerchantRemoval> {
+        let id = id.to_owned();
+        self.tx(move |tx| {
+            Box::pin(async move {
+                // Locks the merchant's row, so no payment is created for it meanwhile.
+                let row = tx
+                    .query_opt("SELECT id FROM merchants WHERE id = $1 FOR UPDATE", &[&id])
+                    .await?;
+                if row.is_none() {
+                    return Ok(MerchantRemoval::Unknown);
+                }
+                let counts = tx
+                    .query_one(
+                        "SELECT COUNT(*), COUNT(*) FILTER (WHERE paid_at IS NOT NULL OR status IN ('TRADE_SUCCESS', 'TRADE_FINISHED', 'REFUNDED')) FROM payments WHERE merchant_id = $1",
+                        &[&id],
+                    )
+                    .await?;
+                let (payments, paid) = (counts.get::<_, i64>(0) as u64, counts.get::<_, i64>(1) as u64);
+                if payments > 0 && !with_payments {
+                    return Ok(MerchantRemoval::HasPayments { payments, paid });
+                }
+                // Results first: they reference their raw notification.
+                for sql in [
+                    "DELETE FROM notification_results WHERE merchant_id = $1",
+                    "DELETE FROM raw_notifications WHERE merchant_id = $1",
+                    "DELETE FROM applied_notifications WHERE merchant_id = $1",
+                    "DELETE FROM webhook_outbox WHERE merchant_id = $1",
+                    "DELETE FROM payments WHERE merchant_id = $1",
+                    "DELETE FROM api_tokens WHERE merchant_id = $1",
+                    "DELETE FROM merchants WHERE id = $1",
+                ] {
+                    tx.execute(sql, &[&id]).await?;
+                }
+                Ok(MerchantRemoval::Removed { payments })
+            })
+        })
+    }
+
     fn revoke_token(&self, id: i64, merchant: Option<&str>) -> Result<bool> {
         let merchant = merchant.map(str::to_owned);
         self.run(|pool| async move {

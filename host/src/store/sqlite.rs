@@ -815,6 +815,42 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn delete_merchant(&self, id: &str, with_payments: bool) -> Result<MerchantRemoval> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            let exists: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM merchants WHERE id = ?1)",
+                params![id],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Ok(MerchantRemoval::Unknown);
+            }
+            let (payments, paid): (i64, i64) = conn.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(paid_at IS NOT NULL OR status IN ('TRADE_SUCCESS', 'TRADE_FINISHED', 'REFUNDED')), 0) FROM payments WHERE merchant_id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let (payments, paid) = (payments as u64, paid as u64);
+            if payments > 0 && !with_payments {
+                return Ok(MerchantRemoval::HasPayments { payments, paid });
+            }
+            // Results first: they reference their raw notification.
+            for sql in [
+                "DELETE FROM notification_results WHERE merchant_id = ?1",
+                "DELETE FROM raw_notifications WHERE merchant_id = ?1",
+                "DELETE FROM applied_notifications WHERE merchant_id = ?1",
+                "DELETE FROM webhook_outbox WHERE merchant_id = ?1",
+                "DELETE FROM payments WHERE merchant_id = ?1",
+                "DELETE FROM api_tokens WHERE merchant_id = ?1",
+                "DELETE FROM merchants WHERE id = ?1",
+            ] {
+                conn.execute(sql, params![id])?;
+            }
+            Ok(MerchantRemoval::Removed { payments })
+        })
+    }
+
     fn revoke_token(&self, id: i64, merchant: Option<&str>) -> Result<bool> {
         let merchant = merchant.map(str::to_owned);
         self.write(move |conn| {
@@ -1160,6 +1196,61 @@ mod tests {
             2
         );
         assert_eq!(s.raw_notification_count().unwrap(), 0);
+        drop(s);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_merchant_goes_with_its_payments_only_when_asked() {
+        let path = std::env::temp_dir().join(format!("payhost-delete-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let s = SqliteStore::open(&path).unwrap();
+        let m = MerchantSettings {
+            settings: vec![("partner".into(), "2088".into())],
+            plugin_id: String::new(),
+            from_files: Vec::new(),
+            shop_webhook_url: None,
+            shop_webhook_secret: None,
+            shop_origins: Vec::new(),
+        };
+        assert_eq!(
+            s.delete_merchant("m1", false).unwrap(),
+            MerchantRemoval::Unknown
+        );
+        s.save_merchant("m1", &m).unwrap();
+        s.save_merchant("m2", &m).unwrap();
+        s.insert_payment(&payment("o1")).unwrap();
+        s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
+            .unwrap();
+        s.create_token("m1", "hash-m1", "").unwrap();
+        s.create_token("m2", "hash-m2", "").unwrap();
+        // Paid: the money record keeps the merchant.
+        assert_eq!(
+            s.delete_merchant("m1", false).unwrap(),
+            MerchantRemoval::HasPayments {
+                payments: 1,
+                paid: 1
+            }
+        );
+        assert!(s.merchant("m1").unwrap().is_some());
+        assert!(s.payment("m1", "o1").unwrap().is_some());
+        // Asked: everything under it goes, in one commit; the other merchant keeps its own.
+        assert_eq!(
+            s.delete_merchant("m1", true).unwrap(),
+            MerchantRemoval::Removed { payments: 1 }
+        );
+        assert!(s.merchant("m1").unwrap().is_none());
+        assert!(s.payment("m1", "o1").unwrap().is_none());
+        assert!(s.recent_notifications(Some("m1"), 10).unwrap().is_empty());
+        assert_eq!(s.raw_notification_count().unwrap(), 0);
+        assert_eq!(s.pending_webhooks().unwrap(), 0);
+        assert_eq!(s.token_merchant("hash-m1").unwrap(), None);
+        assert_eq!(s.token_merchant("hash-m2").unwrap().as_deref(), Some("m2"));
+        // Without payments it goes without being asked.
+        assert_eq!(
+            s.delete_merchant("m2", false).unwrap(),
+            MerchantRemoval::Removed { payments: 0 }
+        );
         drop(s);
         let _ = std::fs::remove_file(&path);
     }

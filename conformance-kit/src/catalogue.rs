@@ -1,0 +1,262 @@
+//! Every case the kit knows, with a one-line description and the cases it needs (`--list`), and
+//! the selection of a run (`--only` / `--skip`).
+
+use crate::cases::{component_alipay, flows};
+use std::collections::BTreeSet;
+
+/// One case of the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseInfo {
+    /// Stable id, e.g. `notify.paid_once`.
+    pub id: String,
+    /// What it checks, in one line.
+    pub about: String,
+    /// The cases that must run first for it to run at all (they run when it is selected).
+    pub needs: Vec<&'static str>,
+}
+
+fn about_fixed(id: &str) -> &'static str {
+    match id {
+        "describe.call" => "describe answers (every other component case needs it)",
+        "describe.identity" => "id, name, version, provider and the notify ack/retry bodies are well formed; ack differs from retry",
+        "describe.setting_names" => "setting names are non-empty, [a-z0-9_] and unique",
+        "describe.labels" => "every setting has label_zh and label_en",
+        "describe.kinds" => "kinds are text, secret, select, pem or url; kind secret is flagged secret",
+        "describe.select_options" => "select settings have distinct, non-empty options and a default among them",
+        "describe.stable" => "a second describe answers the same",
+        "settings.empty_names_required" => "empty settings are refused naming every required setting without a default",
+        "settings.example_accepted" => "the example settings are accepted, and their normalised form again unchanged",
+        "settings.trimmed" => "values pasted with spaces and a line break normalise like the bare values",
+        "settings.unknown_refused" => "a setting the component does not describe is refused and named",
+        "settings.garbage_refused" => "a bad select value, a URL that is not one, a blank required value: each refused and named",
+        "hostile.notify.no_settings" => "a notification-shaped form with no settings at all is refused",
+        "limits.call_limit" => "64 KiB in every setting and a 1 MiB return query: no trap, within the call limit",
+        "alipay.notify.genuine_asks_notify_verify" => "a genuine WAP notify makes the component ask notify_verify at the configured URL",
+        "alipay.notify.wrong_key_refused" => "a notify signed with another key is refused before anything is sent",
+        "alipay.notify.sorted_signature_refused" => "a notify signed over sorted parameters is refused",
+        "alipay.notify.tampered_refused" => "a notify whose amount changed after signing is refused",
+        "alipay.return.genuine_verified" => "a genuine call-back query verifies",
+        "alipay.return.tampered_refused" => "a call-back naming another order, or without sign, is refused",
+        "host.started" => "payhost starts around the component, allowing the kit's origin (the flow cases need it)",
+        "merchant.settings_refused" => "PUT of a merchant with partner 1234 → 400 naming partner; nothing stored",
+        "merchant.configured" => "the kit's merchant is saved (200) and shown with its secrets masked (the flow cases need it)",
+        "payment.created" => "201 with a pay_url, WAIT_BUYER_PAY and exact amounts; bad total_fee → 400 naming it",
+        "payment.same_order_again" => "the same order again → 200; another amount → 409; the amount is unchanged",
+        "notify.paid_once" => "the buyer pays in the sandbox: applied once, acknowledged, one signed payment.paid webhook",
+        "return.verified_redirect" => "the signed call-back → 302 to the shop's return_url with a valid shop sign",
+        "return.never_marks_paid" => "a genuine call-back of an unpaid trade leaves it unpaid",
+        "return.tampered_refused" => "a call-back for another order or with a wrong sign → 4xx, nothing paid",
+        "rsa.paid_once" => "an RSA merchant: private key never shown; paid through the encrypted notify, one webhook",
+        "notify.replayed_once" => "a genuine notify replayed, half concurrently: all acknowledged, one transition, one webhook",
+        "notify.forged_refused" => "notifies signed with another key or over sorted parameters: not acknowledged, not paid",
+        "notify.amount_mismatch_not_paid" => "a confirmed notify for 0.01 on an order of 56.78: not paid, no webhook",
+        "notify.unconfirmed_not_paid" => "correctly signed, but notify_verify answers false: not acknowledged, not paid",
+        "notify.unknown_merchant_404" => "a notify for a merchant that does not exist → 404, nothing created or stored",
+        "notify.oversized_413" => "a 64 KiB notify body → 413",
+        "sync.lost_notify_recovered" => "every notify lost: sync finds the paid trade and applies it once",
+        "webhooks.exactly_once" => "each order got exactly the payment.paid webhooks its case expects, all signed",
+        _ => "",
+    }
+}
+
+/// The cases a case needs (besides `describe.call` for the component cases and `host.started`
+/// for the flow cases, added by [`cases`]).
+fn needs_fixed(id: &str) -> &'static [&'static str] {
+    match id {
+        "settings.trimmed" => &["settings.example_accepted"],
+        "payment.same_order_again" | "notify.paid_once" | "return.verified_redirect" => {
+            &["payment.created"]
+        }
+        "return.tampered_refused" => &["payment.created", "return.never_marks_paid"],
+        _ => &[],
+    }
+}
+
+/// Every case, in the order a run meets them: the contract suite, the Alipay component cases,
+/// `host.started`, the flow suite.
+pub fn cases() -> Vec<CaseInfo> {
+    let mut out = Vec::new();
+    for id in crate::contract_cases() {
+        let about = match id.split_once("hostile.") {
+            Some((_, rest)) if about_fixed(&id).is_empty() => {
+                let (call, input) = rest.split_once('.').unwrap_or((rest, ""));
+                let call = if call == "notify" {
+                    "notification"
+                } else {
+                    call
+                };
+                format!("verify-{call} with the {input} input is refused (never verified, never a trap)")
+            }
+            _ => about_fixed(&id).to_owned(),
+        };
+        let mut needs = needs_fixed(&id).to_vec();
+        if id != "describe.call" {
+            needs.insert(0, "describe.call");
+        }
+        out.push(CaseInfo { id, about, needs });
+    }
+    for id in component_alipay::CASES {
+        out.push(CaseInfo {
+            id: (*id).to_owned(),
+            about: about_fixed(id).to_owned(),
+            needs: vec!["describe.call"],
+        });
+    }
+    out.push(CaseInfo {
+        id: "host.started".into(),
+        about: about_fixed("host.started").to_owned(),
+        needs: vec!["describe.call"],
+    });
+    for id in flows::CASES {
+        // With --component the flow suite runs in a host the kit started; with --against these
+        // two are never run, so needing them costs nothing.
+        let mut needs = vec!["describe.call", "host.started"];
+        if *id != "merchant.settings_refused" && *id != "merchant.configured" {
+            needs.push("merchant.configured");
+        }
+        needs.extend_from_slice(needs_fixed(id));
+        out.push(CaseInfo {
+            id: (*id).to_owned(),
+            about: about_fixed(id).to_owned(),
+            needs,
+        });
+    }
+    out
+}
+
+/// Whether `name` selects `id`: the exact id, or a prefix of whole parts (`notify.` or
+/// `notify`, `hostile.notify`).
+fn matches(name: &str, id: &str) -> bool {
+    if name == id {
+        return true;
+    }
+    let prefix = name.trim_end_matches('.');
+    !prefix.is_empty() && id.strip_prefix(prefix).is_some_and(|r| r.starts_with('.'))
+}
+
+/// Which cases a run runs (by default all of them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Cases of the catalogue left out; any other id (e.g. `kit.sandbox`) is always reported.
+    excluded: BTreeSet<String>,
+    /// Cases that run only because a selected case needs them.
+    needed_only: BTreeSet<String>,
+}
+
+impl Selection {
+    /// `only` (empty: every case) minus `skip`, plus what the remaining cases need. A name that
+    /// selects no case is an error naming it.
+    pub fn new(only: &[String], skip: &[String]) -> Result<Selection, String> {
+        let all = cases();
+        for name in only.iter().chain(skip) {
+            if !all.iter().any(|c| matches(name, &c.id)) {
+                return Err(format!(
+                    "{name:?} is not a case or a prefix of one (see --list)"
+                ));
+            }
+        }
+        let mut chosen: BTreeSet<String> = all
+            .iter()
+            .filter(|c| only.is_empty() || only.iter().any(|n| matches(n, &c.id)))
+            .filter(|c| !skip.iter().any(|n| matches(n, &c.id)))
+            .map(|c| c.id.clone())
+            .collect();
+        let named = chosen.clone();
+        // What the chosen cases need runs too, however it was named.
+        loop {
+            let needed: Vec<String> = all
+                .iter()
+                .filter(|c| chosen.contains(&c.id))
+                .flat_map(|c| c.needs.iter().map(|n| (*n).to_owned()))
+                .filter(|n| !chosen.contains(n))
+                .collect();
+            if needed.is_empty() {
+                break;
+            }
+            chosen.extend(needed);
+        }
+        Ok(Selection {
+            needed_only: chosen.difference(&named).cloned().collect(),
+            excluded: all
+                .into_iter()
+                .map(|c| c.id)
+                .filter(|id| !chosen.contains(id))
+                .collect(),
+        })
+    }
+
+    /// Whether the case runs (and is reported).
+    pub fn includes(&self, id: &str) -> bool {
+        !self.excluded.contains(id)
+    }
+
+    /// Whether the case was asked for (by default every case is), not only run because a case
+    /// that was needs it: a run tested something only if such a case passed.
+    pub fn asked_for(&self, id: &str) -> bool {
+        self.includes(id) && !self.needed_only.contains(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn every_case_has_a_description_and_known_needs() {
+        let all = cases();
+        let ids: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
+        for c in &all {
+            assert!(!c.about.is_empty(), "{} has no description", c.id);
+            assert!(!c.about.contains('\n'), "{}", c.id);
+            for n in &c.needs {
+                let at = ids.iter().position(|i| i == n).expect(n);
+                let me = ids.iter().position(|i| *i == c.id).unwrap();
+                assert!(at < me, "{} needs {n}, which runs later", c.id);
+            }
+        }
+        let unique: BTreeSet<&str> = ids.iter().copied().collect();
+        assert_eq!(unique.len(), ids.len());
+    }
+
+    #[test]
+    fn names_select_by_id_or_prefix_and_pull_in_what_they_need() {
+        let s = Selection::new(&names(&["notify.paid_once"]), &[]).unwrap();
+        for id in [
+            "describe.call",
+            "host.started",
+            "merchant.configured",
+            "payment.created",
+            "notify.paid_once",
+        ] {
+            assert!(s.includes(id), "{id}");
+        }
+        assert!(!s.includes("notify.replayed_once"));
+        assert!(!s.includes("describe.identity"));
+        assert!(
+            s.includes("kit.sandbox"),
+            "pseudo-cases are always reported"
+        );
+        assert!(s.asked_for("notify.paid_once") && !s.asked_for("payment.created"));
+        assert!(Selection::default().asked_for("payment.created"));
+
+        let s = Selection::new(&names(&["notify."]), &names(&["notify.oversized_413"])).unwrap();
+        assert!(s.includes("notify.forged_refused") && s.includes("notify.unknown_merchant_404"));
+        assert!(!s.includes("notify.oversized_413"));
+        assert!(
+            !s.includes("hostile.notify.empty"),
+            "a prefix is of whole parts"
+        );
+
+        let s = Selection::new(&[], &names(&["hostile"])).unwrap();
+        assert!(!s.includes("hostile.return.huge") && s.includes("limits.call_limit"));
+
+        assert!(!matches("notif", "notify.paid_once"));
+        let e = Selection::new(&names(&["nope.case"]), &[]).unwrap_err();
+        assert!(e.contains("\"nope.case\""), "{e}");
+        assert!(Selection::new(&[], &names(&["notif"])).is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! `DELETE /v1/merchants/{id}[?purge=test]` (operator token only): removes a merchant with its
+//! API tokens and notifications.
+//!
+//! Money records never vanish by accident:
+//! * a merchant that has payments is refused with 409 `merchant_has_payments`;
+//! * `?purge=test` removes it with its payments, but only a test merchant's: at least one of its
+//!   own provider URLs is on an origin the operator allowed (`[outbound] allowed_origins`, e.g. a
+//!   sandbox) that is not one of the component's own hosts (the manifest's, i.e. the real
+//!   provider), and every payment that was paid was paid at such an origin (its `pay_url`: the
+//!   cashier the buyer was sent to). Money can only have moved through an order paid elsewhere,
+//!   and such an order keeps the merchant. Anything else is 409 `not_a_test_merchant`, naming the
+//!   order or what is missing;
+//! * a merchant from payhost.toml is refused with 409 `merchant_in_config` (it would be seeded
+//!   again at the next start: remove its table there).
+
+use super::{json, Body};
+use crate::config::MerchantSettings;
+use crate::net::Origin;
+use crate::runtime::plugin_api::FieldKind;
+use crate::service::{ApiError, App};
+use crate::store::MerchantRemoval;
+use http::Response;
+use std::sync::Arc;
+
+/// `DELETE /v1/merchants/{id}`; `query` is the request's query string.
+pub fn delete_merchant(
+    app: &Arc<App>,
+    id: &str,
+    query: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    let mut purge_test = false;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match (k.as_ref(), v.as_ref()) {
+            ("purge", "test") => purge_test = true,
+            ("purge", other) => {
+                return Err(ApiError::field(
+                    400,
+                    "invalid_request",
+                    "purge",
+                    format!("purge: {other:?} is not \"test\" (the only payments that may be removed with a merchant are test payments)"),
+                ))
+            }
+            (other, _) => {
+                return Err(ApiError::field(
+                    400,
+                    "invalid_request",
+                    other,
+                    format!("{other}: unknown parameter (only purge=test)"),
+                ))
+            }
+        }
+    }
+    let m = app.merchant(id)?;
+    if let Some((source, _)) = app.store.merchant_origin(id).map_err(ApiError::internal)? {
+        if source == "config" {
+            return Err(ApiError::new(
+                409,
+                "merchant_in_config",
+                format!("merchant {id:?} comes from payhost.toml and would be seeded again at the next start: remove its [merchants.{id}] table there"),
+            ));
+        }
+    }
+    if purge_test {
+        if let Some(why) = not_a_test_merchant(app, &m, id)? {
+            return Err(ApiError::new(
+                409,
+                "not_a_test_merchant",
+                format!("merchant {id:?} is not a test merchant, so its payments stay: {why}"),
+            ));
+        }
+    }
+    match app
+        .store
+        .delete_merchant(id, purge_test)
+        .map_err(ApiError::internal)?
+    {
+        MerchantRemoval::Removed { payments } => {
+            tracing::info!(
+                merchant = id,
+                test_payments_removed = payments,
+                "merchant removed"
+            );
+            Ok(json(
+                200,
+                &serde_json::json!({"id": id, "removed": true, "payments_removed": payments}),
+            ))
+        }
+        MerchantRemoval::HasPayments { payments, paid } => Err(ApiError::new(
+            409,
+            "merchant_has_payments",
+            format!("merchant {id:?} has {payments} payments ({paid} paid): they are the record of money and stay; a test merchant (sandbox provider URLs only) may be removed with its test payments by DELETE /v1/merchants/{id}?purge=test"),
+        )),
+        MerchantRemoval::Unknown => Err(ApiError::new(
+            404,
+            "unknown_merchant",
+            format!("no merchant {id:?}"),
+        )),
+    }
+}
+
+/// Why the merchant's payments may be real money (`None`: a test merchant, see the module).
+fn not_a_test_merchant(
+    app: &App,
+    m: &MerchantSettings,
+    id: &str,
+) -> Result<Option<String>, ApiError> {
+    let Some(plugin) = app.plugins.for_merchant(m) else {
+        return Ok(Some(format!(
+            "its component {:?} is not loaded, so its provider URLs cannot be told apart",
+            m.plugin_id
+        )));
+    };
+    let production = plugin.base_policy();
+    let test_origin = |url: &str| -> Result<(), String> {
+        let o = Origin::parse(url).map_err(|e| format!("{url:?} {e}"))?;
+        if production.allows(&o) {
+            Err(format!("{o} is the provider's own host"))
+        } else if !app.operator_origins.contains(&o) {
+            Err(format!(
+                "{o} is not an origin the operator allowed ([outbound] allowed_origins)"
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    // Its own URLs only: a default is the real provider's.
+    let sandbox = plugin
+        .info
+        .names_of_kind(FieldKind::Url)
+        .filter_map(|name| m.get(name))
+        .any(|url| test_origin(url).is_ok());
+    if !sandbox {
+        return Ok(Some(
+            "none of its provider URLs is on an origin the operator allowed for a sandbox ([outbound] allowed_origins) rather than the provider's own hosts".into(),
+        ));
+    }
+    let payments = app
+        .store
+        .recent_payments(Some(id), u32::MAX)
+        .map_err(ApiError::internal)?;
+    for p in payments.iter().filter(|p| is_paid(p)) {
+        let at = match p.pay_url.as_deref() {
+            Some(url) => test_origin(url).err(),
+            None => Some("it was paid without a pay_url".into()),
+        };
+        if let Some(why) = at {
+            return Ok(Some(format!("order {} was paid: {why}", p.out_trade_no)));
+        }
+    }
+    Ok(None)
+}
+
+fn is_paid(p: &crate::store::Payment) -> bool {
+    p.paid_at.is_some() || crate::domain::state::is_paid(&p.status)
+}
