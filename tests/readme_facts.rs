@@ -602,3 +602,103 @@ fn limits_in_the_code_are_the_ones_stated() {
     let max_yuan = number_after(&text, "exact decimals in [0.01, ");
     assert_eq!(max_yuan * 100, alipay_wap_plugin::amount::MAX_FEN);
 }
+
+#[test]
+fn the_contract_exports_are_the_ones_listed() {
+    let text = readme();
+    let section = text
+        .split("## The contract")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README.md has a section on the contract");
+    let wit = std::fs::read_to_string(repo_root().join("wit/v0.2.0/payment.wit")).unwrap();
+    let plugin = wit
+        .split("interface plugin {")
+        .nth(1)
+        .expect("the plugin interface");
+    // Every export but the resume-* steps of a flow (the README describes those separately).
+    let exports: Vec<&str> = plugin
+        .lines()
+        .filter_map(|l| l.trim().split_once(": func"))
+        .map(|(name, _)| name.trim())
+        .filter(|name| !name.starts_with("resume-"))
+        .collect();
+    assert!(exports.len() >= 7, "{exports:?}");
+    for name in exports {
+        assert!(
+            section.contains(&format!("`{name}`")),
+            "README.md's contract section does not name the export `{name}`"
+        );
+    }
+}
+
+#[test]
+fn the_conformance_kit_readme_states_its_defaults() {
+    let text = std::fs::read_to_string(repo_root().join("conformance-kit/README.md")).unwrap();
+    let text = text.replace('\n', " ");
+    let defaults = payhost_conformance::Options::default();
+    assert_eq!(
+        number_after(&text, "(`Options::case_timeout`, "),
+        defaults.case_timeout.as_secs(),
+        "conformance-kit/README.md: the case timeout"
+    );
+    let at = text
+        .find("`Options::sandbox_listen` (default `")
+        .expect("conformance-kit/README.md states sandbox_listen's default")
+        + "`Options::sandbox_listen` (default `".len();
+    assert_eq!(
+        &text[at..at + text[at..].find('`').unwrap()],
+        defaults.sandbox_listen.to_string()
+    );
+}
+
+/// The PHP source of an adapter's module, where its README's numbers live.
+fn adapter_source(platform: &str) -> String {
+    let path = match platform {
+        "ecshop" => "adapters/ecshop/includes/modules/payment/payhost_alipay.php",
+        _ => "adapters/shopex/plugins/app/pay_payhost/pay_payhost.php",
+    };
+    std::fs::read_to_string(repo_root().join(path)).unwrap()
+}
+
+#[test]
+fn the_adapters_readmes_state_their_numbers() {
+    for platform in ["ecshop", "shopex"] {
+        let readme =
+            std::fs::read_to_string(repo_root().join(format!("adapters/{platform}/README.md")))
+                .unwrap()
+                .replace('\n', " ");
+        let source = adapter_source(platform);
+        // The webhook's timestamp window: "`t` within 300 s".
+        let window = number_after(&readme, "`t` within ");
+        assert!(
+            source.contains(&format!(") > {window}")),
+            "adapters/{platform}: the README's {window} s window is not the module's"
+        );
+        // The pending return page: "every 2 s (five times)".
+        let every = readme
+            .match_indices("every ")
+            .map(|(at, m)| &readme[at + m.len()..])
+            .find(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+            .map(|rest| number_after(rest, ""))
+            .unwrap_or_else(|| panic!("adapters/{platform}/README.md: \"every N s\""));
+        assert!(
+            source.contains(&format!("content=\"{every};url=")),
+            "adapters/{platform}: the pending page does not refresh every {every} s"
+        );
+        let times = readme
+            .split(&format!("every {every} s ("))
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .unwrap();
+        let times = ["one", "two", "three", "four", "five", "six"]
+            .iter()
+            .position(|w| *w == times)
+            .unwrap_or_else(|| panic!("adapters/{platform}: a count in words: {times}"))
+            + 1;
+        assert!(
+            source.contains(&format!("$wait >= {times})")),
+            "adapters/{platform}: the pending page does not re-check {times} times"
+        );
+    }
+}
