@@ -702,3 +702,86 @@ fn the_adapters_readmes_state_their_numbers() {
         );
     }
 }
+
+/// The `'…'` string that follows `marker` on `line`.
+fn quoted_after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    let rest = rest.strip_prefix('\'')?;
+    Some(&rest[..rest.find('\'')?])
+}
+
+#[test]
+fn the_chinese_readme_names_the_shops_real_fields() {
+    let zh = std::fs::read_to_string(repo_root().join("README.zh-CN.md")).unwrap();
+    // ecshop: each config field of the module, by the label its language file gives it.
+    let module = adapter_source("ecshop");
+    let lang = std::fs::read_to_string(
+        repo_root().join("adapters/ecshop/languages/zh_cn/payment/payhost_alipay.php"),
+    )
+    .unwrap();
+    let fields: Vec<&str> = module
+        .lines()
+        .filter_map(|l| quoted_after(l, "array('name' => "))
+        .collect();
+    assert!(fields.len() >= 5, "the ecshop module's fields: {fields:?}");
+    for name in fields {
+        let label = lang
+            .lines()
+            .find_map(|l| quoted_after(l, &format!("$_LANG['{name}'] = ")))
+            .unwrap_or_else(|| panic!("no label for {name}"));
+        assert!(
+            zh.contains(&format!("| {label} |")),
+            "README.zh-CN.md's ecshop table lacks the field {label} ({name})"
+        );
+    }
+    // ShopEx: the fields of getfields(), by their label (up to its parenthesised hint).
+    let app = adapter_source("shopex");
+    let labels: Vec<&str> = app
+        .lines()
+        .filter_map(|l| quoted_after(l, "=> array('label' => "))
+        .map(|l| l.split('（').next().unwrap())
+        .collect();
+    assert!(labels.len() >= 4, "the ShopEx app's fields: {labels:?}");
+    for label in labels {
+        assert!(
+            zh.contains(&format!("**{label}")),
+            "README.zh-CN.md's ShopEx steps lack the field {label}"
+        );
+    }
+}
+
+#[test]
+fn the_chinese_readme_s_payhost_toml_is_accepted() {
+    let zh = std::fs::read_to_string(repo_root().join("README.zh-CN.md")).unwrap();
+    let block = zh
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("README.zh-CN.md shows a payhost.toml");
+    let block: String = block
+        .lines()
+        .map(|l| l.trim_start().to_owned() + "\n")
+        .collect();
+    let dir = temp_dir("readme-zh-toml");
+    // The test's compile cache (a top-level key may come first), the repository's plugin.toml.
+    let config = format!(
+        "cache_dir = \"{}\"\n{}",
+        conformance::target_dir()
+            .join("payhost-test-cache")
+            .display(),
+        block.replace(
+            "manifest = \"plugin.toml\"",
+            &format!(
+                "manifest = \"{}\"",
+                repo_root().join("plugin.toml").display()
+            ),
+        )
+    );
+    std::fs::write(dir.join("payhost.toml"), &config).unwrap();
+    let out = payhost(&[
+        "check-config",
+        "--config",
+        dir.join("payhost.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code_of(&out), 0, "{config}\n{}", text_of(&out));
+}
