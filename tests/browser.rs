@@ -1,10 +1,24 @@
 //! The demo in a real browser: headless Chromium (Debian's `chromium`, installed by `.ci/run`)
 //! driven by playwright-core walks `payhost demo` as a buyer on a phone-sized screen and as a shop
-//! owner on the admin page. Screenshots land in `tests/artifacts/`.
+//! owner on the admin page. Screenshots land in `tests/artifacts/`; with
+//! `PAYHOST_SCREENSHOTS=docs/images` also the pictures of README.zh-CN.md.
 
 use conformance::host::{spawn_payhost, temp_dir};
 use conformance::repo_root;
 use std::process::Command;
+
+/// The pictures README.zh-CN.md shows, taken with `PAYHOST_SCREENSHOTS=docs/images`.
+const DOC_PICTURES: [&str; 9] = [
+    "shop-1-product",
+    "shop-2-cashier",
+    "shop-3-paid",
+    "admin-1-login",
+    "admin-2-merchant-settings",
+    "admin-3-payments",
+    "admin-4-notifications",
+    "admin-5-dead-letters",
+    "admin-6-new-token",
+];
 
 #[test]
 fn demo_walk_in_headless_chromium() {
@@ -35,15 +49,24 @@ fn demo_walk_in_headless_chromium() {
         ],
     );
     let artifacts = repo_root().join("tests/artifacts");
-    let out = Command::new("node")
-        .current_dir(&browser_dir)
+    let mut walk = Command::new("node");
+    walk.current_dir(&browser_dir)
         .arg("demo.mjs")
         .arg(&demo.base)
         .arg(password)
         .arg(&artifacts)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("node runs");
+        .env("CHROMIUM", &chromium);
+    // PAYHOST_SCREENSHOTS=docs/images (relative to the repository) also saves README.zh-CN.md's
+    // pictures of the real pages; unset, the tree is left as it was.
+    let docs = std::env::var_os("PAYHOST_SCREENSHOTS")
+        .filter(|d| !d.is_empty())
+        .map(|d| repo_root().join(d));
+    if let Some(docs) = &docs {
+        walk.env("PAYHOST_SCREENSHOTS", docs);
+    }
+    // Pictures already in the tree are overwritten: each must be newer than this.
+    let walked_at = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+    let out = walk.output().expect("node runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -57,5 +80,16 @@ fn demo_walk_in_headless_chromium() {
             artifacts.join(format!("{shot}.png")).exists(),
             "{shot}.png missing"
         );
+    }
+    if let Some(docs) = &docs {
+        for picture in DOC_PICTURES {
+            let path = docs.join(format!("{picture}.png"));
+            let written = path.metadata().and_then(|m| m.modified());
+            assert!(
+                written.is_ok_and(|t| t >= walked_at),
+                "{} was not written by this walk",
+                path.display()
+            );
+        }
     }
 }

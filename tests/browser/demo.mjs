@@ -1,11 +1,18 @@
 // Walks `payhost demo` in headless Chromium as a buyer on a phone (WAP cashier) and on a desktop
 // (PC cashier: `product = "auto"` picks by User-Agent), and as a shop owner. Usage: node demo.mjs <base-url> <admin-password> <artifacts-dir>
+// With PAYHOST_SCREENSHOTS=<dir> it also saves the pictures README.zh-CN.md shows (docs/images/).
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 
 const [base, password, artifacts] = process.argv.slice(2);
 mkdirSync(artifacts, { recursive: true });
 const shot = (page, name) => page.screenshot({ path: `${artifacts}/${name}.png`, fullPage: true });
+// The documentation's pictures: only when asked for, so a test run leaves the tree as it was.
+const docs = process.env.PAYHOST_SCREENSHOTS;
+if (docs) mkdirSync(docs, { recursive: true });
+const doc = async (target, name, options = {}) => {
+  if (docs) await target.screenshot({ path: `${docs}/${name}.png`, ...options });
+};
 const expectText = async (locator, text) => {
   await locator.waitFor();
   const got = await locator.innerText();
@@ -28,17 +35,20 @@ try {
   for (const product of ['tea', 'papercut', 'cup']) {
     await page.goto(`${base}/shop`);
     if (product === 'tea') await shot(page, '1-shop');
+    if (product === 'tea') await doc(page, 'shop-1-product');
     await page.click(`#buy-${product}`);
     await page.waitForURL(/sandbox\/gateway/);
     await expectText(page.locator('#pay'), '确认付款');
     await expectText(page.locator('#cashier-kind'), '手机收银台');
     if (product === 'tea') await shot(page, '2-cashier');
+    if (product === 'tea') await doc(page, 'shop-2-cashier');
     await page.fill('#buyer', '13900001111');
     await page.click('#pay');
     await page.waitForURL(/\/shop\/return/);
     // The page shows "waiting" until Alipay's notify is confirmed, refreshing itself each second.
     await page.locator('#order-status', { hasText: '支付成功' }).waitFor({ timeout: 20000 });
     if (product === 'tea') await shot(page, '3-paid');
+    if (product === 'tea') await doc(page, 'shop-3-paid');
   }
 
   // A desktop buyer gets the PC cashier (create_direct_pay_by_user), a phone never does.
@@ -78,9 +88,15 @@ try {
     await buyer.waitForTimeout(250);
   }
 
+  // A buyer who leaves the cashier without paying: the admin page offers Sync for that payment.
+  await page.goto(`${base}/shop`);
+  await page.click('#buy-tea');
+  await page.waitForURL(/sandbox\/gateway/);
+
   // The shop owner: log in, paste a partner ID and key with stray spaces, save, see them masked.
   const admin = await desk.newPage();
   await admin.goto(`${base}/admin`);
+  await doc(admin, 'admin-1-login', { clip: { x: 0, y: 0, width: 1200, height: 300 } });
   await admin.fill('#password', password);
   await admin.click('#login');
   await admin.goto(`${base}/admin?m=pasted`);
@@ -94,6 +110,7 @@ try {
   if (partner !== '2088000000000009') throw new Error(`partner not trimmed: "${partner}"`);
   if ((await admin.content()).includes('1234567890abcdef1234567890abcdef')) throw new Error('the key is shown in full');
   await shot(admin, '4-admin-saved');
+  await doc(admin.locator('#settings').locator('xpath=..'), 'admin-2-merchant-settings');
   // A key of the wrong length is refused with the field named.
   await admin.fill('#key', 'too-short');
   await admin.click('#save');
@@ -102,8 +119,19 @@ try {
   // The demo merchant's payments and notifications are listed.
   await admin.goto(`${base}/admin?m=demo`);
   await expectText(admin.locator('#payments'), 'TRADE_SUCCESS');
+  await expectText(admin.locator('#payments'), 'WAIT_BUYER_PAY');
+  await expectText(admin.locator('#payments'), '查询 Sync');
   await expectText(admin.locator('#notifications'), 'applied');
   await shot(admin, '6-admin-payments');
+  await doc(admin.locator('#payments').locator('xpath=..'), 'admin-3-payments');
+  await doc(admin.locator('#notifications').locator('xpath=..'), 'admin-4-notifications');
+  await doc(admin.locator('#dead-webhooks').locator('xpath=..'), 'admin-5-dead-letters');
+  // A per-merchant API token for the shop's payment settings, shown once.
+  await admin.goto(`${base}/admin?m=pasted`);
+  await admin.fill('input[name=label]', 'ecshop');
+  await admin.click('#new-token-button');
+  await expectText(admin.locator('#new-token'), 'phm_');
+  await doc(admin, 'admin-6-new-token');
   console.log('browser walk: ok');
 } finally {
   await browser.close();
