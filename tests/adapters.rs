@@ -1158,6 +1158,43 @@ async fn ecshop_install_value(shop: &Shop, name: &str, value: &str, demo: &str, 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn ecshop_webhook_retries_follow_the_corrected_url() {
+    // What older modules did from a phone: they saved mobile/payhost_notify.php (a 404 in
+    // ecshop). Once the module saves the right URL, the queued event's retries go there.
+    let dir = temp_dir("ecshop-retarget");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
+    ecshop_install(&shop, &d, "b2c", "", &creds).await;
+    let (log_id, page) = ecshop_checkout(&shop, 1).await;
+    let wrong = json!({"partner": PARTNER, "key": KEY, "seller_email": "shop@ecshop.example",
+        "mode": "b2c", "shop_webhook_url": shop.url("mobile/payhost_notify.php")});
+    let r = send_json(
+        "PUT",
+        &format!("{d}/v1/merchants/{ECSHOP_MERCHANT}"),
+        Some(&creds.token),
+        &wrong,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let _ = pay_in_cashier(&pay_url_from_button(&page), &d).await;
+    wait_until(
+        || async { demo_log(&demo).contains("the shop answered HTTP 404") },
+        "a delivery to the wrong URL",
+    )
+    .await;
+    assert_eq!(shop.state().await["pay_log"][&log_id]["is_paid"], 0);
+    // The next checkout: the module's digest differs from payhost's, so it saves the root URL.
+    let _ = ecshop_checkout(&shop, 2).await;
+    wait_until(
+        || async { shop.state().await["pay_log"][&log_id]["is_paid"] == 1 },
+        "a retry to the corrected URL",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn ecshop_cancel_returns_to_the_order_page() {
     let dir = temp_dir("ecshop-cancel");
     let demo = start_demo(&dir, 1);
