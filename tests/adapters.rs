@@ -4,14 +4,22 @@
 //! `payhost demo` and its sandbox gateway, and a buyer driven over HTTP.
 //!
 //! Each shop is installed the way its README says: the README's install commands are run as they
-//! are written, into a copy of the harness's file layout. Then: pay through the sandbox; the return
-//! before and after Alipay's notify; a webhook and the return at the same moment (paid once); a
-//! refused webhook retried and applied later; a GBK shop; errors the owner and the buyer can see.
-//! Also: `php -l` on every PHP file and a scan that the adapters use nothing newer than PHP 5.2.
+//! are written, into a copy of the harness's file layout, and its admin steps are taken in order
+//! on the harness's admin pages. Least privilege: the operator connects each shop with
+//! `payhost merchant add` (ecshop) or the admin page's 连接商城 form (ShopEx), and the shop holds
+//! only that merchant's token and shop secret, never the operator's token. Then: pay through the
+//! sandbox; the return before and after Alipay's notify; a webhook and the return at the same
+//! moment (paid once); a refused webhook retried and applied later; a phone on ecshop's mobile/
+//! pages; cancel at the cashier; paying with the browser closed; old and foreign returns; a forged
+//! Host header; a GBK shop; errors the owner and the buyer can see. Also: `php -l` on every PHP
+//! file and a scan that the adapters use nothing newer than PHP 5.2.
 
 use base64::Engine as _;
 use conformance::alipay::cashier_token;
-use conformance::host::{free_port, get, request, send_json, spawn_payhost, temp_dir, Demo};
+use conformance::host::{
+    admin_login, config_head, csrf_of, free_port, get, payhost_binary, request, send_json,
+    spawn_payhost, temp_dir, Demo,
+};
 use conformance::repo_root;
 use serde_json::{json, Value};
 use std::os::unix::process::CommandExt as _;
@@ -23,10 +31,96 @@ const TOKEN: &str = "adapter-test-token-0123456789";
 const PARTNER: &str = "2088000000000777";
 const KEY: &str = "k7k7k7k7k7k7k7k7k7k7k7k7k7k7k7k7";
 
-/// The API token the adapters are configured with. The one place to switch to a per-merchant
-/// token (`payhost token create --merchant <id>`) once payhost issues them; today the operator's.
-fn shop_token(_merchant: &str) -> String {
-    TOKEN.to_owned()
+const ADMIN_PASSWORD: &str = "adapter-admin-password";
+const PHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148";
+
+/// What the operator hands a shop: the merchant's own API token and shop secret.
+#[derive(Clone)]
+struct Creds {
+    token: String,
+    secret: String,
+}
+
+/// The operator connects a shop on the operator's machine: `payhost merchant add <id> --plugin
+/// alipay-wap --shop-origin <origin>` against the demo's database, before any provider settings
+/// exist. The token and secret are read from its output.
+fn connect_with_cli(dir: &Path, merchant: &str, origin: &str) -> Creds {
+    let config = dir.join("operator.toml");
+    let toml = config_head(free_port(), TOKEN, "").replace("\"payhost.db\"", "\"demo.db\"");
+    std::fs::write(&config, toml).unwrap();
+    let out = Command::new(payhost_binary())
+        .args([
+            "merchant",
+            "add",
+            merchant,
+            "--plugin",
+            "alipay-wap",
+            "--shop-origin",
+            origin,
+        ])
+        .args(["--label", "shop", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |p: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(p))
+            .unwrap_or_else(|| panic!("no {p} in {stdout}"))
+            .trim()
+            .to_owned()
+    };
+    Creds {
+        token: line("token: "),
+        secret: line("shop_secret: "),
+    }
+}
+
+/// The same from the admin page's 连接商城 (Connect a shop) form.
+async fn connect_with_admin(demo: &str, merchant: &str, origin: &str) -> Creds {
+    let (cookie, _) = admin_login(demo, ADMIN_PASSWORD).await;
+    let page = get_with_cookie(&format!("{demo}/admin"), &cookie).await;
+    assert!(page.contains("id=\"connect-shop\""), "{page}");
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf", &csrf_of(&page))
+        .append_pair("id", merchant)
+        .append_pair("shop_origins", origin)
+        .append_pair("label", "shopex")
+        .finish();
+    let r = request(
+        "POST",
+        &format!("{demo}/admin/slots"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("cookie", &cookie),
+        ],
+        body.into_bytes(),
+    )
+    .await;
+    let page = r.text();
+    let code = |id: &str| {
+        page.split(&format!("<code id=\"{id}\">"))
+            .nth(1)
+            .and_then(|s| s.split('<').next())
+            .unwrap_or_else(|| panic!("no {id} in {page}"))
+            .to_owned()
+    };
+    Creds {
+        token: code("new-token"),
+        secret: code("new-shop-secret"),
+    }
+}
+
+async fn get_with_cookie(url: &str, cookie: &str) -> String {
+    request("GET", url, &[("cookie", cookie)], Vec::new())
+        .await
+        .text()
 }
 
 /// `php -S` and its workers (one process group), stopped on drop.
@@ -59,6 +153,8 @@ fn start_demo(dir: &Path, speed: u32) -> Demo {
             &shop_origin,
             "--api-token",
             TOKEN,
+            "--admin-password",
+            ADMIN_PASSWORD,
             "--sandbox-merchant",
             &extra,
             "--sandbox-speed",
@@ -272,13 +368,6 @@ fn demo_log(demo: &Demo) -> String {
 
 const ECSHOP_MERCHANT: &str = "ecshop-2088000000000777";
 
-fn ecshop_secret() -> String {
-    payhost::service::hmac_hex(
-        KEY,
-        format!("payhost-shop-webhook:{ECSHOP_MERCHANT}").as_bytes(),
-    )
-}
-
 fn ecshop_db(shop_name: &[u8]) -> Value {
     json!({
         "shop_config": {
@@ -307,8 +396,15 @@ fn ecshop_db(shop_name: &[u8]) -> Value {
     })
 }
 
-/// The admin installs the module (payment list → install → the fields, as pasted).
-async fn ecshop_install(shop: &Shop, demo: &str, mode: &str, sellers: &str, token: &str) -> Value {
+/// The admin installs the module (payment list → install → the fields, as pasted): the Alipay
+/// fields, the shop's URL, payhost's address and the merchant's token and secret.
+async fn ecshop_install(
+    shop: &Shop,
+    demo: &str,
+    mode: &str,
+    sellers: &str,
+    creds: &Creds,
+) -> Value {
     let form = get(
         &shop.url("admin/payment.php?act=install&code=payhost_alipay"),
         None,
@@ -325,8 +421,10 @@ async fn ecshop_install(shop: &Shop, demo: &str, mode: &str, sellers: &str, toke
             "alipay_partner" => format!("  {PARTNER} "),
             "alipay_mode" => mode.to_owned(),
             "c2c_sellers" => sellers.to_owned(),
+            "shop_url" => format!(" {}/", shop.base),
             "payhost_url" => format!("{demo}/"),
-            "payhost_api_token" => format!("{token} "),
+            "payhost_api_token" => format!("{} ", creds.token),
+            "payhost_shop_secret" => format!(" {}", creds.secret),
             other => panic!("unexpected field {other}"),
         };
         body.append_pair("cfg_name[]", name);
@@ -345,6 +443,10 @@ async fn ecshop_install(shop: &Shop, demo: &str, mode: &str, sellers: &str, toke
 }
 
 fn pay_url_from_button(html: &str) -> String {
+    // ecshop's mobile/ pages: a plain link.
+    if let Some(link) = html.split("<a id=\"payhost-pay\" href=\"").nth(1) {
+        return html_unescape(link.split('"').next().unwrap());
+    }
     let start = html
         .find("window.open('")
         .map(|i| i + "window.open('".len())
@@ -358,10 +460,7 @@ async fn ecshop_checkout(shop: &Shop, order_id: u32) -> (String, String) {
     let page = request(
         "GET",
         &shop.url(&format!("flow.php?step=done&order_id={order_id}")),
-        &[(
-            "user-agent",
-            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148",
-        )],
+        &[("user-agent", PHONE_UA)],
         Vec::new(),
     )
     .await
@@ -403,9 +502,11 @@ async fn ecshop_install_pay_return_after_notify_and_forgeries() {
         shop.root.join("payhost_notify.php").exists(),
         "README installs the webhook endpoint"
     );
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
 
-    // The install form: ecshop's Alipay fields plus mode, sellers, payhost address, API token.
-    let form = ecshop_install(&shop, &d, "b2c", "", &shop_token(ECSHOP_MERCHANT)).await;
+    // The install form: ecshop's Alipay fields plus mode, sellers, the shop's URL, payhost's
+    // address, the merchant's API token and secret.
+    let form = ecshop_install(&shop, &d, "b2c", "", &creds).await;
     let labels: Vec<(String, String)> = form["fields"]
         .as_array()
         .unwrap()
@@ -425,6 +526,10 @@ async fn ecshop_install_pay_return_after_notify_and_forgeries() {
         labels.iter().any(|(n, l)| n == "payhost_api_token"
             && l.contains("API 令牌")
             && l.contains("本商户")),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&("shop_url".into(), "本店网址".into())),
         "{labels:?}"
     );
     assert_eq!(form["name"], "支付宝手机网站支付 (payhost)");
@@ -504,7 +609,7 @@ async fn ecshop_install_pay_return_after_notify_and_forgeries() {
     let hook = shop.url("payhost_notify.php");
     let (status, _) = signed_webhook(&hook, "not-the-secret-0000", now_unix(), &event).await;
     assert_eq!(status, 401);
-    let (status, _) = signed_webhook(&hook, &ecshop_secret(), now_unix() - 400, &event).await;
+    let (status, _) = signed_webhook(&hook, &creds.secret, now_unix() - 400, &event).await;
     assert_eq!(status, 401, "a stale t is refused");
     let r = request(
         "POST",
@@ -519,11 +624,11 @@ async fn ecshop_install_pay_return_after_notify_and_forgeries() {
     assert_eq!(s["order_action"].as_array().unwrap().len(), 1);
 
     // The same event, correctly signed now, is applied (the order really is that amount).
-    let (status, text) = signed_webhook(&hook, &ecshop_secret(), now_unix(), &event).await;
+    let (status, text) = signed_webhook(&hook, &creds.secret, now_unix(), &event).await;
     assert_eq!((status, text.as_str()), (200, "ok"));
     // Events ecshop has nothing to do for are acknowledged.
     let closed = json!({"type": "payment.closed", "out_trade_no": "x1", "total_fee": "1.00"});
-    let (status, _) = signed_webhook(&hook, &ecshop_secret(), now_unix(), &closed).await;
+    let (status, _) = signed_webhook(&hook, &creds.secret, now_unix(), &closed).await;
     assert_eq!(status, 200);
     // A wrong amount is never acknowledged: payhost keeps retrying and the owner sees it there.
     let (_, page3) = ecshop_checkout(&shop, 3).await;
@@ -537,7 +642,7 @@ async fn ecshop_install_pay_return_after_notify_and_forgeries() {
         .to_owned();
     let wrong = json!({"type": "payment.paid", "out_trade_no": format!("2026112300003{log3}"),
         "subject": "2026112300003 x", "total_fee": "0.01"});
-    let (status, _) = signed_webhook(&hook, &ecshop_secret(), now_unix(), &wrong).await;
+    let (status, _) = signed_webhook(&hook, &creds.secret, now_unix(), &wrong).await;
     assert_eq!(status, 409);
     assert_eq!(shop.state().await["pay_log"][&log3]["is_paid"], 0);
 }
@@ -549,7 +654,8 @@ async fn ecshop_return_before_notify_is_confirming_then_paid() {
     let demo = start_demo(&dir, 100);
     let d = demo.base.clone();
     let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
-    ecshop_install(&shop, &d, "b2c", "", &shop_token(ECSHOP_MERCHANT)).await;
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
+    ecshop_install(&shop, &d, "b2c", "", &creds).await;
     let (log_id, page) = ecshop_checkout(&shop, 1).await;
     sandbox_faults(&d, json!({"drop_first_notifies": 1})).await;
     let callback = pay_in_cashier(&pay_url_from_button(&page), &d).await;
@@ -596,7 +702,8 @@ async fn ecshop_refused_webhook_is_retried_and_applied() {
     let demo = start_demo(&dir, 1);
     let d = demo.base.clone();
     let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
-    ecshop_install(&shop, &d, "b2c", "", &shop_token(ECSHOP_MERCHANT)).await;
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
+    ecshop_install(&shop, &d, "b2c", "", &creds).await;
     let (log_id, page) = ecshop_checkout(&shop, 1).await;
     // The shop is closed for a moment (init.php prints its "closed" page and exits): the webhook
     // endpoint must not let payhost take that for a delivery.
@@ -640,7 +747,8 @@ async fn ecshop_topup_race(no_locks: bool) -> (String, usize) {
         vec![("RACE_WINDOW_MS", "400")]
     };
     let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &env);
-    ecshop_install(&shop, &d, "b2c", "", &shop_token(ECSHOP_MERCHANT)).await;
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
+    ecshop_install(&shop, &d, "b2c", "", &creds).await;
     let page = get(
         &shop.url("user.php?act=act_account&user_id=5&amount=50.00&payment_id=1"),
         None,
@@ -678,7 +786,7 @@ async fn ecshop_topup_race(no_locks: bool) -> (String, usize) {
     get(&shop.url("_state.php?shop_closed=0"), None).await;
     let event = json!({"type": "payment.paid", "out_trade_no": out_trade_no, "subject": "30 Tea", "total_fee": "50.00"});
     let hook = shop.url("payhost_notify.php");
-    let secret = ecshop_secret();
+    let secret = creds.secret.clone();
     // 40 ms apart: a php -S worker busy in PHP accepts no connection, so each request gets its
     // own worker (sent in one burst, one worker may take them all and run them one by one).
     let (a, b, c) = tokio::join!(
@@ -726,9 +834,14 @@ async fn ecshop_gbk_shop_errors_visible_and_paid() {
     let d = demo.base.clone();
     let (gbk_name, _, _) = encoding_rs::GBK.encode("茶香小铺");
     let shop = start_shop("ecshop", &dir, "gbk", &ecshop_db(&gbk_name), &[]);
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
 
     // A wrong API token: the owner sees payhost's refusal, in GBK, not an empty box.
-    ecshop_install(&shop, &d, "b2c", "", "wrong-token-0000000000").await;
+    let wrong = Creds {
+        token: "wrong-token-0000000000".into(),
+        secret: creds.secret.clone(),
+    };
+    ecshop_install(&shop, &d, "b2c", "", &wrong).await;
     let r = get(&shop.url("flow.php?step=done&order_id=2"), None).await;
     let page = encoding_rs::GBK.decode(&r.body).0.into_owned();
     let shown = page
@@ -738,7 +851,7 @@ async fn ecshop_gbk_shop_errors_visible_and_paid() {
     assert!(shown.contains("支付宝设置有误："), "{page}");
     assert!(shown.len() > "支付宝设置有误：".len() + 20, "{page}");
 
-    ecshop_install(&shop, &d, "b2c", "", &shop_token(ECSHOP_MERCHANT)).await;
+    ecshop_install(&shop, &d, "b2c", "", &creds).await;
     let r = get(&shop.url("flow.php?step=done&order_id=2"), None).await;
     let page = encoding_rs::GBK.decode(&r.body).0.into_owned();
     let log_id = page
@@ -778,12 +891,13 @@ async fn ecshop_c2c_pays_the_supplier() {
     let demo = start_demo(&dir, 1);
     let d = demo.base.clone();
     let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Market"), &[]);
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
     ecshop_install(
         &shop,
         &d,
         "c2c",
         "3=supplier3@example.com, 4=13800000004",
-        &shop_token(ECSHOP_MERCHANT),
+        &creds,
     )
     .await;
     // Order 2: goods of supplier 3 -> paid to supplier 3's account.
@@ -810,16 +924,415 @@ async fn ecshop_c2c_pays_the_supplier() {
     assert!(page3.contains("多个供货商"), "{page3}");
 }
 
+/// Cancels at the sandbox cashier: where the browser is sent (the 302's Location).
+async fn cancel_in_cashier(pay_url: &str, demo: &str) -> String {
+    let page = get(pay_url, None).await.text();
+    assert!(page.contains("取消"), "{page}");
+    let r = request(
+        "POST",
+        &format!("{demo}/sandbox/cashier/cancel"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        format!("token={}", cashier_token(&page)).into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        302,
+        "the cashier sends the buyer back: {}",
+        r.text()
+    );
+    r.header("location").unwrap()
+}
+
+/// A return as payhost signs it for `merchant` with `secret`, sent `age_s` seconds ago.
+fn signed_return(
+    base: &str,
+    secret: &str,
+    merchant: &str,
+    out_trade_no: &str,
+    age_s: i64,
+) -> String {
+    let params = vec![
+        ("merchant".to_owned(), merchant.to_owned()),
+        ("out_trade_no".to_owned(), out_trade_no.to_owned()),
+        ("result".to_owned(), "success".to_owned()),
+        ("status".to_owned(), "TRADE_SUCCESS".to_owned()),
+        ("total_fee".to_owned(), "12.50".to_owned()),
+        ("ts".to_owned(), (now_unix() - age_s).to_string()),
+    ];
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!(
+        "{base}{sep}{}",
+        payhost::service::sign_params(secret, &params)
+    )
+}
+
+/// How often payhost saved this shop's settings (each save logs one line).
+fn settings_saves(demo: &Demo) -> usize {
+    demo_log(demo).matches("merchant settings saved").count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_phone_on_mobile_pages_keeps_the_root_webhook_and_pays_with_the_browser_closed() {
+    let dir = temp_dir("ecshop-mobile");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
+    ecshop_install(&shop, &d, "b2c", "", &creds).await;
+
+    // ecshop's index.php sends every User-Agent with "mobile" to mobile/.
+    let home = request(
+        "GET",
+        &shop.url("index.php"),
+        &[("user-agent", PHONE_UA)],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(home.status, 302);
+    assert_eq!(home.header("location").as_deref(), Some("mobile/"));
+    // The shipped mobile/templates/order_done.html never prints $pay_online: the README's step
+    // adds it (the harness's copy is as shipped; the installed one has it).
+    let shipped = repo_root().join("tests/php/ecshop/mobile/templates/order_done.html");
+    assert!(!std::fs::read_to_string(shipped)
+        .unwrap()
+        .contains("{$pay_online}"));
+
+    // The order page on a phone (mobile/order.php?act=done), with a forged X-Forwarded-Host:
+    // the pay link is there, and payhost still sends webhooks to the shop's root.
+    let page = request(
+        "GET",
+        &shop.url("mobile/order.php?act=done&order_id=1"),
+        &[
+            ("user-agent", PHONE_UA),
+            ("x-forwarded-host", "evil.example"),
+        ],
+        Vec::new(),
+    )
+    .await
+    .text();
+    assert!(page.contains("id=\"payhost-pay\""), "{page}");
+    let log_id = page
+        .split("<div id=\"log_id\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap()
+        .to_owned();
+    let merchant = get(
+        &format!("{d}/v1/merchants/{ECSHOP_MERCHANT}"),
+        Some(&creds.token),
+    )
+    .await
+    .json();
+    assert_eq!(
+        merchant["shop_webhook_url"],
+        shop.url("payhost_notify.php"),
+        "{merchant}"
+    );
+    let out_trade_no = format!("2026112312345{log_id}");
+    let p = get(
+        &format!("{d}/v1/merchants/{ECSHOP_MERCHANT}/payments/{out_trade_no}"),
+        Some(&creds.token),
+    )
+    .await;
+    assert_eq!(p.status, 200, "the merchant token reads its payment");
+
+    // Settings are sent once, and again only when the owner changes them.
+    assert_eq!(settings_saves(&demo), 1);
+    let _ = ecshop_checkout(&shop, 2).await;
+    assert_eq!(
+        settings_saves(&demo),
+        1,
+        "unchanged settings are not sent again"
+    );
+
+    // The buyer pays on the phone and closes the browser: the webhook alone pays the order.
+    let _ = pay_in_cashier(&pay_url_from_button(&page), &d).await;
+    wait_until(
+        || async { shop.state().await["pay_log"][&log_id]["is_paid"] == 1 },
+        "the webhook to pay the order",
+    )
+    .await;
+    assert!(demo_log(&demo).contains("webhook delivered"));
+
+    // A replayed webhook (signed again, as payhost's retries are) changes nothing.
+    let event = json!({"type": "payment.paid", "out_trade_no": out_trade_no,
+        "subject": "2026112312345 Tea", "total_fee": "12.50"});
+    let (status, _) = signed_webhook(
+        &shop.url("payhost_notify.php"),
+        &creds.secret,
+        now_unix(),
+        &event,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let s = shop.state().await;
+    assert_eq!(
+        s["order_action"].as_array().unwrap().len(),
+        1,
+        "paid once: {s}"
+    );
+
+    // Returns: an old signature, and one signed for another merchant, are refused.
+    let base = shop.url("respond.php?code=payhost_alipay");
+    let fresh = get(
+        &signed_return(&base, &creds.secret, ECSHOP_MERCHANT, &out_trade_no, 0),
+        None,
+    )
+    .await;
+    assert!(
+        message_of(&fresh.body, "utf-8").starts_with("您此次的支付操作已成功！"),
+        "{}",
+        fresh.text()
+    );
+    let old = get(
+        &signed_return(&base, &creds.secret, ECSHOP_MERCHANT, &out_trade_no, 3600),
+        None,
+    )
+    .await;
+    assert!(
+        message_of(&old.body, "utf-8").contains("payhost-expired"),
+        "{}",
+        old.text()
+    );
+    let foreign = get(
+        &signed_return(
+            &base,
+            &creds.secret,
+            "shopex-2088000000000777",
+            &out_trade_no,
+            0,
+        ),
+        None,
+    )
+    .await;
+    assert!(
+        message_of(&foreign.body, "utf-8").starts_with("支付操作失败"),
+        "{}",
+        foreign.text()
+    );
+
+    // The owner changes a setting: it is sent at the next checkout.
+    ecshop_install_value(&shop, "alipay_account", "shop2@ecshop.example", &d, &creds).await;
+    let _ = ecshop_checkout(&shop, 3).await;
+    assert_eq!(settings_saves(&demo), 2, "a changed setting is sent");
+}
+
+/// Installs again with one field changed (the admin's 编辑 → 确定).
+async fn ecshop_install_value(shop: &Shop, name: &str, value: &str, demo: &str, creds: &Creds) {
+    let form = get(
+        &shop.url("admin/payment.php?act=install&code=payhost_alipay"),
+        None,
+    )
+    .await
+    .json();
+    let mut body = form_urlencoded::Serializer::new(String::new());
+    body.append_pair("pay_code", "payhost_alipay");
+    for f in form["fields"].as_array().unwrap() {
+        let n = f["name"].as_str().unwrap();
+        let v = match n {
+            _ if n == name => value.to_owned(),
+            "alipay_account" => "shop@ecshop.example".to_owned(),
+            "alipay_key" => KEY.to_owned(),
+            "alipay_partner" => PARTNER.to_owned(),
+            "alipay_mode" => "b2c".to_owned(),
+            "c2c_sellers" => String::new(),
+            "shop_url" => format!("{}/", shop.base),
+            "payhost_url" => demo.to_owned(),
+            "payhost_api_token" => creds.token.clone(),
+            "payhost_shop_secret" => creds.secret.clone(),
+            other => panic!("unexpected field {other}"),
+        };
+        body.append_pair("cfg_name[]", n);
+        body.append_pair("cfg_type[]", f["type"].as_str().unwrap());
+        body.append_pair("cfg_value[]", &v);
+    }
+    let r = request(
+        "POST",
+        &shop.url("admin/payment.php?act=update"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        body.finish().into_bytes(),
+    )
+    .await;
+    assert_eq!(r.text(), "ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_webhook_retries_follow_the_corrected_url() {
+    // What older modules did from a phone: they saved mobile/payhost_notify.php (a 404 in
+    // ecshop). Once the module saves the right URL, the queued event's retries go there.
+    let dir = temp_dir("ecshop-retarget");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
+    ecshop_install(&shop, &d, "b2c", "", &creds).await;
+    let (log_id, page) = ecshop_checkout(&shop, 1).await;
+    let wrong = json!({"partner": PARTNER, "key": KEY, "seller_email": "shop@ecshop.example",
+        "mode": "b2c", "shop_webhook_url": shop.url("mobile/payhost_notify.php")});
+    let r = send_json(
+        "PUT",
+        &format!("{d}/v1/merchants/{ECSHOP_MERCHANT}"),
+        Some(&creds.token),
+        &wrong,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let _ = pay_in_cashier(&pay_url_from_button(&page), &d).await;
+    wait_until(
+        || async { demo_log(&demo).contains("the shop answered HTTP 404") },
+        "a delivery to the wrong URL",
+    )
+    .await;
+    assert_eq!(shop.state().await["pay_log"][&log_id]["is_paid"], 0);
+    // The next checkout: the module's digest differs from payhost's, so it saves the root URL.
+    let _ = ecshop_checkout(&shop, 2).await;
+    wait_until(
+        || async { shop.state().await["pay_log"][&log_id]["is_paid"] == 1 },
+        "a retry to the corrected URL",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_cancel_returns_to_the_order_page() {
+    let dir = temp_dir("ecshop-cancel");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
+    ecshop_install(&shop, &d, "b2c", "", &creds).await;
+    let (_, page) = ecshop_checkout(&shop, 1).await;
+    let back = cancel_in_cashier(&pay_url_from_button(&page), &d).await;
+    assert_eq!(back, shop.url("user.php?act=order_detail&order_id=1"));
+    let order = get(&back, None).await.text();
+    assert!(order.contains("2026112312345 pay_status=0"), "{order}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn merchant_token_reaches_its_own_slot_only() {
+    let dir = temp_dir("least-privilege");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let origin = format!("http://127.0.0.1:{}", free_port());
+    let a = connect_with_cli(&dir, "shop-a", &origin);
+    let b = connect_with_admin(&d, "shop-b", "https://b.example").await;
+    assert!(a.token.starts_with("phm_") && a.secret.starts_with("phs_"));
+    assert_ne!(a.secret, b.secret);
+    // Made before any provider settings exist; a second slot of the same id is refused.
+    let config = dir.join("operator.toml");
+    let again = Command::new(payhost_binary())
+        .args([
+            "merchant",
+            "add",
+            "shop-a",
+            "--shop-origin",
+            &origin,
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+
+    let put = |id: &str, token: &str, body: Value| {
+        let (url, token) = (format!("{d}/v1/merchants/{id}"), token.to_owned());
+        async move { send_json("PUT", &url, Some(&token), &body).await }
+    };
+    let settings = json!({"partner": PARTNER, "key": KEY, "seller_email": "a@example.com",
+        "shop_webhook_url": format!("{origin}/payhost_notify.php")});
+    // Its own settings: saved, secrets never shown back, the digest returned.
+    let r = put("shop-a", &a.token, settings.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let view = get(&format!("{d}/v1/merchants/shop-a"), Some(&a.token))
+        .await
+        .json();
+    assert_eq!(view["partner"], PARTNER);
+    assert_ne!(view["key"], KEY, "{view}");
+    assert_ne!(view["shop_webhook_secret"], a.secret.as_str(), "{view}");
+    let digest = payhost::onboarding::settings_digest(
+        &a.secret,
+        &[
+            ("key".into(), KEY.into()),
+            ("partner".into(), PARTNER.into()),
+            ("seller_email".into(), "a@example.com".into()),
+        ],
+        Some(&format!("{origin}/payhost_notify.php")),
+    );
+    assert_eq!(view["settings_digest"], digest.as_str());
+    // Not another merchant, not the operator's routes, not outside its slot.
+    assert_eq!(put("shop-b", &a.token, settings.clone()).await.status, 403);
+    assert_eq!(
+        get(&format!("{d}/v1/merchants/shop-b"), Some(&a.token))
+            .await
+            .status,
+        403
+    );
+    let r = send_json(
+        "POST",
+        &format!("{d}/v1/merchants/shop-a/tokens"),
+        Some(&a.token),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let mut evil = settings.clone();
+    evil["shop_webhook_url"] = "https://evil.example/hook".into();
+    let r = put("shop-a", &a.token, evil).await;
+    assert_eq!(
+        (r.status, r.json()["error"]["field"].clone()),
+        (403, json!("shop_webhook_url"))
+    );
+    let mut other_origin = settings.clone();
+    other_origin["shop_origins"] = json!(["https://evil.example"]);
+    assert_eq!(put("shop-a", &a.token, other_origin).await.status, 403);
+    let mut other_plugin = settings.clone();
+    other_plugin["plugin"] = "something-else".into();
+    assert_eq!(put("shop-a", &a.token, other_plugin).await.status, 403);
+    // A provider URL outside the outbound policy is refused, naming the field.
+    let mut gateway = settings.clone();
+    gateway["gateway_url"] = "https://evil.example/gateway".into();
+    let r = put("shop-a", &a.token, gateway).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    // Payments: return and cancel URLs only on its origin.
+    let order = |return_url: &str, merchant_url: &str| {
+        json!({"out_trade_no": "A1", "subject": "x", "total_fee": "1.00",
+            "return_url": return_url, "merchant_url": merchant_url})
+    };
+    let pay = |body: Value| {
+        let (url, token) = (format!("{d}/v1/merchants/shop-a/payments"), a.token.clone());
+        async move { send_json("POST", &url, Some(&token), &body).await }
+    };
+    let r = pay(order(
+        &format!("{origin}/respond.php"),
+        "https://evil.example/",
+    ))
+    .await;
+    assert_eq!(
+        (r.status, r.json()["error"]["field"].clone()),
+        (400, json!("merchant_url"))
+    );
+    let r = pay(order(
+        &format!("{origin}/respond.php"),
+        &format!("{origin}/user.php"),
+    ))
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        get(
+            &format!("{d}/v1/merchants/shop-a/payments/A1"),
+            Some(&b.token)
+        )
+        .await
+        .status,
+        403
+    );
+}
+
 // ----------------------------------------------------------------------------------------- ShopEx
 
 const SHOPEX_MERCHANT: &str = "shopex-2088000000000777";
-
-fn shopex_secret() -> String {
-    payhost::service::hmac_hex(
-        KEY,
-        format!("payhost-shop-webhook:{SHOPEX_MERCHANT}").as_bytes(),
-    )
-}
 
 fn shopex_db() -> Value {
     json!({
@@ -834,8 +1347,17 @@ fn shopex_db() -> Value {
     })
 }
 
-/// Admin: install the app, then fill in the payment method's fields (as pasted).
-async fn shopex_install(shop: &Shop, demo: &str, token: &str) -> (String, Value) {
+/// The README's admin steps, in its order: 工具 → 插件 → 刷新插件数据库 (mdl_addons::refresh), 支付方式 →
+/// 安装 (ctl.payment.php do_install → mdl_appmgr::install), 编辑 (the fields, as pasted;
+/// updatePay), 启用 (startApp: the method is disabled after install and the edit form has no
+/// switch).
+async fn shopex_install(shop: &Shop, demo: &str, creds: &Creds) -> (String, Value) {
+    let refreshed = get(
+        &shop.url("shopadmin/index.php?ctl=system/addon&act=refresh"),
+        None,
+    )
+    .await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text());
     let installed = get(
         &shop.url("shopadmin/index.php?ctl=trading/payment&act=do_install&ident=pay_payhost"),
         None,
@@ -859,8 +1381,10 @@ async fn shopex_install(shop: &Shop, demo: &str, token: &str) -> (String, Value)
             "member_id" => format!(" {PARTNER}\n"),
             "PrivateKey" => format!("{KEY}  "),
             "seller_account" => " seller@shopex.example".to_owned(),
+            "shop_url" => format!("{} ", shop.base),
             "payhost_url" => demo.to_owned(),
-            "payhost_api_token" => token.to_owned(),
+            "payhost_api_token" => creds.token.clone(),
+            "payhost_shop_secret" => creds.secret.clone(),
             other => panic!("unexpected field {other}"),
         };
         body.append_pair(name, &value);
@@ -873,6 +1397,35 @@ async fn shopex_install(shop: &Shop, demo: &str, token: &str) -> (String, Value)
     )
     .await;
     assert_eq!(r.json()["msg"], "保存成功！");
+    assert!(
+        !detail["fields"]
+            .as_object()
+            .unwrap()
+            .contains_key("disabled"),
+        "the edit form has no enable switch"
+    );
+    assert_eq!(detail["disabled"], "true", "installed disabled");
+    let refused = get(
+        &shop.url(&format!(
+            "index.php?ctl=paycenter&act=order&order_id=20261123001&payment={id}"
+        )),
+        None,
+    )
+    .await
+    .text();
+    assert!(
+        refused.contains("请选择支付方式"),
+        "a disabled method is not offered: {refused}"
+    );
+    let started = get(
+        &shop.url(&format!(
+            "shopadmin/index.php?ctl=trading/payment&act=startApp&id={id}"
+        )),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(started["ok"], true, "{started}");
     (id, detail)
 }
 
@@ -963,8 +1516,25 @@ async fn shopex_flow(stock_dispatcher: bool) {
             app.join("paymentPlugin.php"),
         )
         .unwrap();
+    } else {
+        // Installing before 刷新插件数据库: the copied app has no sdb_plugins row and
+        // mdl_appmgr::install() dies (what the README's older step 3 ran into).
+        let early = get(
+            &shop.url("shopadmin/index.php?ctl=trading/payment&act=do_install&ident=pay_payhost"),
+            None,
+        )
+        .await;
+        assert_eq!(early.status, 500, "{}", early.text());
+        let log = std::fs::read_to_string(dir.join("php.log")).unwrap();
+        assert!(log.contains("install() on"), "{log}");
+        let cfg = shop.state().await["payment_cfg"].clone();
+        assert!(
+            cfg == json!([]) || cfg == json!({}),
+            "nothing installed: {cfg}"
+        );
     }
-    let (cfg_id, detail) = shopex_install(&shop, &d, &shop_token(SHOPEX_MERCHANT)).await;
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, detail) = shopex_install(&shop, &d, &creds).await;
     assert_eq!(
         detail["fields"]["member_id"]["label"],
         "合作者身份(parterID)"
@@ -1033,7 +1603,7 @@ async fn shopex_flow(stock_dispatcher: bool) {
         401
     );
     assert_eq!(
-        signed_webhook(&hook, &shopex_secret(), now_unix() - 400, &event)
+        signed_webhook(&hook, &creds.secret, now_unix() - 400, &event)
             .await
             .0,
         401
@@ -1057,7 +1627,7 @@ async fn shopex_flow(stock_dispatcher: bool) {
     .await;
     assert_eq!(shop.state().await["payments"][&other_id]["status"], "ready");
     get(&shop.url("_state.php?db_down=0"), None).await;
-    let secret = shopex_secret();
+    let secret = creds.secret.clone();
     let (ret, hook1) = tokio::join!(
         get(&landing2, None),
         signed_webhook(&hook, &secret, now_unix(), &event),
@@ -1105,7 +1675,8 @@ async fn shopex_return_before_notify_is_confirming_then_paid() {
     let demo = start_demo(&dir, 100);
     let d = demo.base.clone();
     let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &[]);
-    let (cfg_id, _) = shopex_install(&shop, &d, &shop_token(SHOPEX_MERCHANT)).await;
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
     let (payment_id, pay_url) = shopex_checkout(&shop, &cfg_id, "20261123001").await;
     sandbox_faults(&d, json!({"drop_first_notifies": 1})).await;
     let landing = landing_from(&pay_in_cashier(&pay_url, &d).await).await;
@@ -1144,6 +1715,74 @@ async fn shopex_return_before_notify_is_confirming_then_paid() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn shopex_cancel_returns_to_the_order_and_old_returns_are_refused() {
+    let dir = temp_dir("shopex-cancel");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &[]);
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
+    let page = get(
+        &shop.url(&format!(
+            "index.php?ctl=paycenter&act=order&order_id=20261123002&payment={cfg_id}"
+        )),
+        None,
+    )
+    .await
+    .text();
+    let (action, _, fields) = form_of(&page);
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &fields {
+        q.append_pair(k, v);
+    }
+    let merchant = get(
+        &format!("{d}/v1/merchants/{SHOPEX_MERCHANT}"),
+        Some(&creds.token),
+    )
+    .await
+    .json();
+    assert_eq!(
+        merchant["shop_webhook_url"],
+        shop.url("plugins/app/pay_payhost/pay_payhost.server.php")
+    );
+    let back = cancel_in_cashier(&format!("{action}?{}", q.finish()), &d).await;
+    assert_eq!(
+        back,
+        shop.url("index.php?member-orderdetail-20261123002.html")
+    );
+    let order = get(&back, None).await.text();
+    assert!(order.contains("20261123002 pay_status=0"), "{order}");
+
+    // Returns signed an hour ago, or for another merchant, are refused.
+    let payment_id = shop.state().await["payments"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let base = shop.url("plugins/app/pay_payhost/pay_payhost.php");
+    let old = get(
+        &signed_return(&base, &creds.secret, SHOPEX_MERCHANT, &payment_id, 3600),
+        None,
+    )
+    .await;
+    assert_eq!(old.status, 400);
+    assert!(old.text().contains("payhost-expired"), "{}", old.text());
+    let foreign = get(
+        &signed_return(&base, &creds.secret, ECSHOP_MERCHANT, &payment_id, 0),
+        None,
+    )
+    .await;
+    assert_eq!(foreign.status, 400);
+    assert!(
+        foreign.text().contains("返回参数验证失败"),
+        "{}",
+        foreign.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn shopex_stock_dispatcher_breaks_an_ident_with_underscore() {
     // Why the ident is "payhost": ShopEx's own app dispatcher (harness of
     // plugins/app/pay_alipay/paymentPlugin.php) splits pay_payhost_alipay.php on '_' and looks for
@@ -1178,7 +1817,12 @@ async fn shopex_errors_are_shown_on_the_page() {
     let demo = start_demo(&dir, 1);
     let d = demo.base.clone();
     let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &[]);
-    let (cfg_id, _) = shopex_install(&shop, &d, "wrong-token-0000000000").await;
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let wrong = Creds {
+        token: "wrong-token-0000000000".into(),
+        secret: creds.secret,
+    };
+    let (cfg_id, _) = shopex_install(&shop, &d, &wrong).await;
     let r = get(
         &shop.url(&format!(
             "index.php?ctl=paycenter&act=order&order_id=20261123001&payment={cfg_id}"

@@ -215,6 +215,7 @@ fn same_semantics_as_sqlite() {
         shop_webhook_url: None,
         shop_webhook_secret: None,
         shop_origins: Vec::new(),
+        settings_digest: None,
     };
     assert!(s.seed_merchant("shop", &settings, "h1").unwrap());
     assert!(!s.seed_merchant("shop", &settings, "h1").unwrap());

@@ -339,6 +339,7 @@ async fn rows_of_an_older_payhost_keep_their_edits_and_get_their_plugin_named() 
         shop_webhook_url: None,
         shop_webhook_secret: None,
         shop_origins: Vec::new(),
+        settings_digest: None,
     };
     {
         let store = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();

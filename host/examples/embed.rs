@@ -94,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
         shop_webhook_url: None,
         shop_webhook_secret: None,
         shop_origins: Vec::new(),
+        settings_digest: None,
     };
     app.configure_merchant("rust-shop", settings)
         .await

@@ -192,6 +192,11 @@ pub struct MerchantSettings {
     /// Left out of the stored JSON when empty, so the seed hash of older tables is unchanged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shop_origins: Vec<String>,
+    /// The digest of the settings as the shop last sent them (`settings_digest` of
+    /// `GET /v1/merchants/{id}`): an adapter sends its settings again only when its own digest
+    /// differs. None until settings arrive through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings_digest: Option<String>,
 }
 
 impl MerchantSettings {
@@ -473,6 +478,7 @@ pub fn merchant_settings(
         shop_webhook_url,
         shop_webhook_secret,
         shop_origins,
+        settings_digest: None,
     }
 }
 

@@ -94,6 +94,11 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Merchant slots: `merchant add` connects a shop with least privilege.
+    Merchant {
+        #[command(subcommand)]
+        action: MerchantAction,
+    },
     /// Per-merchant API tokens (a shop adapter gets one instead of the operator's api_token).
     Token {
         #[command(subcommand)]
@@ -109,6 +114,31 @@ enum Command {
         /// The plugin manifest to update.
         #[arg(long, default_value = "plugin.toml", value_name = "FILE")]
         manifest: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum MerchantAction {
+    /// Creates a merchant slot before any provider settings exist: the component that pays for
+    /// it, the shop origins it may use, and its per-merchant API token and shop secret, printed
+    /// once. The shop saves its own provider settings with that token (PUT /v1/merchants/<id>):
+    /// the token reads and replaces this merchant's settings, creates and reads its payments, and
+    /// nothing else; webhook URLs, return URLs and cancel links must be on the shop origins.
+    Add {
+        /// The merchant id (1 to 64 letters, digits, '_' or '-'), e.g. ecshop-<partner ID>.
+        id: String,
+        /// The component that pays for it (`[plugins.<id>]`, or the manifest id of `[plugin]`);
+        /// may be left out when the configuration has one component.
+        #[arg(long, value_name = "ID")]
+        plugin: Option<String>,
+        /// An origin of the shop (https://shop.example), repeatable; at least one.
+        #[arg(long = "shop-origin", value_name = "ORIGIN", required = true)]
+        shop_origins: Vec<String>,
+        /// A label for the token (e.g. "ecshop").
+        #[arg(long, default_value = "")]
+        label: String,
+        #[arg(long, default_value = "payhost.toml", value_name = "FILE")]
+        config: PathBuf,
     },
 }
 
@@ -247,6 +277,68 @@ fn token(action: TokenAction) -> ExitCode {
             Ok(false) => fail(anyhow::anyhow!("no live token #{id}")),
             Err(e) => fail(e),
         },
+    }
+}
+
+/// The ids of the configured components (`[plugins.<id>]` keys, the manifest id of `[plugin]`).
+fn plugin_ids(config: &Config) -> anyhow::Result<Vec<String>> {
+    config
+        .plugins
+        .iter()
+        .map(|p| match &p.id {
+            Some(id) => Ok(id.clone()),
+            None => payhost::manifest::Manifest::load(&p.manifest).map(|m| m.id),
+        })
+        .collect()
+}
+
+fn merchant(action: MerchantAction) -> ExitCode {
+    let MerchantAction::Add {
+        id,
+        plugin,
+        shop_origins,
+        label,
+        config,
+    } = action;
+    let config = match Config::load(&config) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let ids = match plugin_ids(&config) {
+        Ok(i) => i,
+        Err(e) => return fail(e),
+    };
+    let plugin = match (plugin, ids.as_slice()) {
+        (Some(p), _) if ids.contains(&p) => p,
+        (Some(p), _) => {
+            return fail(anyhow::anyhow!(
+                "--plugin {p:?}: not configured (configured: {})",
+                ids.join(", ")
+            ))
+        }
+        (None, [only]) => only.clone(),
+        (None, _) => {
+            return fail(anyhow::anyhow!(
+                "--plugin: is required with several components (one of {})",
+                ids.join(", ")
+            ))
+        }
+    };
+    let store = match payhost::store::open(&config) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    match payhost::onboarding::add_merchant(store.as_ref(), &id, &plugin, &shop_origins, &label) {
+        Ok(m) => {
+            eprintln!(
+                "merchant {id} created (plugin {plugin}, shop origins {}). Shown only this once: put both into the shop's payment settings; the operator's api_token stays here.",
+                shop_origins.join(", ")
+            );
+            println!("token: {}", m.token);
+            println!("shop_secret: {}", m.shop_secret);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(anyhow::anyhow!("{e}")),
     }
 }
 
@@ -524,6 +616,7 @@ fn main() -> ExitCode {
             })
         }
         Command::AdminPassword { generate, config } => admin_password(generate, config),
+        Command::Merchant { action } => merchant(action),
         Command::Token { action } => token(action),
         Command::Conformance(args) => runtime().block_on(conformance_cli::run(args)),
         Command::PinComponent { manifest } => match payhost::manifest::pin_component(&manifest) {

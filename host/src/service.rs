@@ -358,6 +358,21 @@ impl App {
                 ),
             )]);
         };
+        // Every merchant has its own shop secret: the one sent, else the stored one, else a new
+        // one. The digest is taken over the settings as sent (before defaults are filled in).
+        if settings.shop_webhook_secret.is_none() {
+            let stored = self.store.merchant(id).ok().flatten();
+            settings.shop_webhook_secret = Some(
+                stored
+                    .and_then(|m| m.shop_webhook_secret)
+                    .unwrap_or_else(crate::onboarding::new_shop_secret),
+            );
+        }
+        settings.settings_digest = Some(crate::onboarding::settings_digest(
+            settings.shop_webhook_secret.as_deref().unwrap_or_default(),
+            &settings.settings,
+            settings.shop_webhook_url.as_deref(),
+        ));
         for (name, value) in &self.default_settings {
             if settings.get(name).is_none() && plugin.info.field(name).is_some() {
                 settings.settings.push((name.clone(), value.clone()));
@@ -616,18 +631,20 @@ impl App {
         })
     }
 
-    /// The key that signs what the host sends the shop (return redirects, webhooks).
-    pub fn shop_key(&self, merchant: &MerchantSettings) -> String {
-        merchant
-            .shop_webhook_secret
-            .clone()
-            .unwrap_or_else(|| self.config.api_token.clone())
+    /// The key that signs what the host sends the shop (return redirects, webhooks): the
+    /// merchant's own shop secret, never the operator's token (a merchant stored without one has
+    /// a key derived for it alone).
+    pub fn shop_key(&self, merchant_id: &str, merchant: &MerchantSettings) -> String {
+        merchant.shop_webhook_secret.clone().unwrap_or_else(|| {
+            crate::onboarding::derived_shop_key(&self.config.api_token, merchant_id)
+        })
     }
 
-    /// Verifies the buyer's return ([WAP §6], [EXTRA §2.3]) and builds the signed redirect to the
-    /// shop's return_url:
-    /// `out_trade_no`, `result` (the provider's), `status` (the host's, from confirmed notifications
-    /// only), `ts`, `sign` = hex HMAC-SHA256 over the sorted `k=v&…` string.
+    /// Verifies the buyer's return ([WAP §6], [EXTRA §2.3]) and builds the signed redirect to the shop's return_url:
+    /// `merchant` (the merchant id, so one shop's signed return is worth nothing to another),
+    /// `out_trade_no`, `result` (the provider's), `status` (the host's, from confirmed
+    /// notifications only), `total_fee`, `ts` (unix seconds: shops refuse an old one), `sign` =
+    /// hex HMAC-SHA256 over the sorted `k=v&…` string, keyed with the merchant's shop secret.
     pub async fn handle_return(&self, merchant_id: &str, query: &[u8]) -> Result<String, ApiError> {
         let merchant = self.merchant(merchant_id)?;
         let q: Vec<(String, String)> = form_urlencoded::parse(query).into_owned().collect();
@@ -653,13 +670,14 @@ impl App {
             })?;
         self.metrics.returns("verified");
         let params = vec![
+            ("merchant".to_owned(), merchant_id.to_owned()),
             ("out_trade_no".to_owned(), payment.out_trade_no.clone()),
             ("result".to_owned(), verified.result.clone()),
             ("status".to_owned(), payment.status.clone()),
             ("total_fee".to_owned(), payment.total_fee()),
             ("ts".to_owned(), (store::now_ms() / 1000).to_string()),
         ];
-        let signed = sign_params(&self.shop_key(&merchant), &params);
+        let signed = sign_params(&self.shop_key(merchant_id, &merchant), &params);
         let sep = if payment.return_url.contains('?') {
             '&'
         } else {
@@ -784,6 +802,9 @@ pub fn masked_settings(m: &MerchantSettings, info: Option<&api::PluginInfo>) -> 
     }
     if !m.shop_origins.is_empty() {
         out.insert("shop_origins".into(), m.shop_origins.clone().into());
+    }
+    if let Some(d) = &m.settings_digest {
+        out.insert("settings_digest".into(), d.clone().into());
     }
     serde_json::Value::Object(out)
 }

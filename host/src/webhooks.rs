@@ -52,11 +52,19 @@ async fn deliver_due(app: &Arc<App>) -> bool {
     for job in jobs {
         let app = app.clone();
         tasks.push(tokio::spawn(async move {
-            let key = match app.store.merchant(&job.merchant_id) {
-                Ok(Some(m)) => app.shop_key(&m),
-                _ => app.config.api_token.clone(),
+            // The merchant's current webhook URL: a retry follows a URL the shop corrected
+            // after the event was queued.
+            let (key, url) = match app.store.merchant(&job.merchant_id) {
+                Ok(Some(m)) => (
+                    app.shop_key(&job.merchant_id, &m),
+                    m.shop_webhook_url.clone().unwrap_or_else(|| job.url.clone()),
+                ),
+                _ => (
+                    crate::onboarding::derived_shop_key(&app.config.api_token, &job.merchant_id),
+                    job.url.clone(),
+                ),
             };
-            let result = post(&app, &job.url, &job.event_id, &job.body, &key).await;
+            let result = post(&app, &url, &job.event_id, &job.body, &key).await;
             match result {
                 Ok(()) => {
                     app.metrics.webhooks_delivered.inc();

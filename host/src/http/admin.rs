@@ -215,6 +215,46 @@ pub async fn handle(app: &Arc<App>, ip: IpAddr, req: Request<Incoming>) -> Respo
                 redirect(&format!("/admin?{q}"))
             }
         }
+        (Method::POST, ["admin", "slots"]) => {
+            // Connect a shop: the merchant slot with its token and shop secret, shown once.
+            let id = field(&form, "id").trim().to_owned();
+            let plugin = match field(&form, "plugin").trim() {
+                "" => app.plugins.ids().first().cloned().unwrap_or_default(),
+                p => p.to_owned(),
+            };
+            if app.plugins.get(&plugin).is_none() {
+                let msg = Flash::err(&format!("plugin: {plugin:?} is not loaded by this host"));
+                return dashboard(app, &ctx, None, Some(msg)).await;
+            }
+            let origins: Vec<String> = field(&form, "shop_origins")
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect();
+            match crate::onboarding::add_merchant(
+                app.store.as_ref(),
+                &id,
+                &plugin,
+                &origins,
+                field(&form, "label"),
+            ) {
+                Ok(m) => {
+                    let flash = Flash {
+                        ok: true,
+                        html: format!(
+                            "商户 {0} 已创建。以下两项只显示这一次，请填入商城的支付方式设置 / Merchant {0} created; shown only this once, put both into the shop's payment settings:\nAPI 令牌 token #{1}: <code id=\"new-token\">{2}</code>\n商户密钥 shop secret: <code id=\"new-shop-secret\">{3}</code>",
+                            esc(&id),
+                            m.token_id,
+                            esc(&m.token),
+                            esc(&m.shop_secret)
+                        ),
+                    };
+                    dashboard(app, &ctx, Some(&id), Some(flash)).await
+                }
+                Err(e) => dashboard(app, &ctx, None, Some(Flash::err(&e))).await,
+            }
+        }
         (Method::POST, ["admin", "merchants", id]) => save(app, &ctx, id, &form).await,
         (Method::POST, ["admin", "merchants", id, "test"]) => test_connection(app, &ctx, id).await,
         (Method::POST, ["admin", "merchants", id, "tokens"]) => {
@@ -504,6 +544,7 @@ async fn save(
         shop_webhook_url: webhook_url,
         shop_webhook_secret: webhook_secret,
         shop_origins,
+        settings_digest: None,
     };
     match app.configure_merchant(id, settings).await {
         Ok(_) => {
@@ -627,6 +668,11 @@ async fn dashboard(
         "<form method=\"post\" action=\"/admin/merchants\" style=\"display:inline\">{}<input name=\"id\" placeholder=\"新商户编号 new merchant id\" style=\"width:200px\"> \
          {plugin_select}<button class=\"secondary\" type=\"submit\">添加 Add</button></form></div>",
         ctx.field()
+    ));
+    body.push_str(&format!(
+        "<div class=\"card\"><h3>连接商城 Connect a shop</h3><p class=\"muted\">创建商户及其专用 API 令牌和商户密钥，商城用它们自行填写支付宝设置；运营者令牌不离开本机。 The merchant slot, its own API token and shop secret: the shop saves its provider settings with them alone.</p><form method=\"post\" action=\"/admin/slots\" id=\"connect-shop\">{}<label for=\"slot-id\">商户编号 Merchant id</label><input id=\"slot-id\" name=\"id\" placeholder=\"ecshop-2088…\">{}<label for=\"slot-origins\">商城地址 Shop origin (https://shop.example), one per line</label><textarea id=\"slot-origins\" name=\"shop_origins\" style=\"height:50px\"></textarea><label for=\"slot-label\">标签 Label</label><input id=\"slot-label\" name=\"label\" placeholder=\"ecshop\"> <button type=\"submit\">创建 Create</button></form></div>",
+        ctx.field(),
+        plugin_select.replace("id=\"new-plugin\"", "id=\"slot-plugin\"")
     ));
     if !selected.is_empty() {
         let merchant = app.store.merchant(&selected).ok().flatten();
@@ -835,7 +881,7 @@ fn recent(app: &App, ctx: &Ctx<'_>, id: &str) -> String {
         out.push_str("<tr><td colspan=\"7\" class=\"muted\">none</td></tr>");
     }
     out.push_str("</table></div>");
-    out.push_str("<div class=\"card\"><h3>API 令牌 API tokens</h3><p class=\"muted\">A merchant token reaches only this merchant's payments, notifications and channels: give it to the shop instead of the operator's api_token.</p><table id=\"tokens\"><tr><th>#</th><th>标签 Label</th><th>创建 Created</th><th>吊销 Revoked</th><th></th></tr>");
+    out.push_str("<div class=\"card\"><h3>API 令牌 API tokens</h3><p class=\"muted\">A merchant token reaches only this merchant's settings (read, replace within its shop origins), payments, notifications and channels: give it to the shop instead of the operator's api_token.</p><table id=\"tokens\"><tr><th>#</th><th>标签 Label</th><th>创建 Created</th><th>吊销 Revoked</th><th></th></tr>");
     for t in app.store.tokens(Some(id)).unwrap_or_default() {
         let action = if t.revoked_at.is_none() {
             format!(

@@ -117,7 +117,9 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> 
 pub enum Caller {
     /// The operator's `api_token`: all of `/v1`.
     Operator,
-    /// A per-merchant token: that merchant's payments, notifications and channels only.
+    /// A per-merchant token: that merchant's payments, notifications and channels, and its own
+    /// provider settings (read, and replaced within the slot the operator made: see
+    /// [`put_merchant`]).
     Merchant(String),
 }
 
@@ -241,9 +243,11 @@ async fn route(
                 );
             };
             if let Caller::Merchant(own) = &who {
-                // A merchant token reaches its own payments, notifications and channels only.
+                // A merchant token reaches its own payments, notifications, channels and
+                // settings only.
                 let allowed = match (&method, &segs[1..]) {
-                    (&Method::POST, ["merchants", id, "payments"])
+                    (&Method::GET | &Method::PUT, ["merchants", id])
+                    | (&Method::POST, ["merchants", id, "payments"])
                     | (&Method::GET, ["merchants", id, "payments", _])
                     | (&Method::POST, ["merchants", id, "payments", _, "sync"])
                     | (&Method::POST, ["merchants", id, "payments", _, "app-result"])
@@ -292,7 +296,7 @@ async fn route(
                 }
                 (&Method::PUT, ["merchants", id]) => (
                     "v1_put_merchant",
-                    into_response(put_merchant(app, id, req).await),
+                    into_response(put_merchant(app, &who, id, req).await),
                 ),
                 (&Method::GET, ["merchants", id]) => {
                     ("v1_get_merchant", into_response(get_merchant(app, id)))
@@ -428,6 +432,19 @@ async fn create_payment(
                     "invalid_request",
                     "return_url",
                     "return_url: must be on one of the merchant's shop_origins",
+                ));
+            }
+        }
+    }
+    // The cashier's cancel link sends the buyer there: the shop's own pages only.
+    if let Some(url) = request.merchant_url.as_deref().map(str::trim) {
+        if let Ok(m) = app.merchant(id) {
+            if !url.is_empty() && !m.return_url_allowed(url) {
+                return Err(ApiError::field(
+                    400,
+                    "invalid_request",
+                    "merchant_url",
+                    "merchant_url: must be on one of the merchant's shop_origins",
                 ));
             }
         }
@@ -590,8 +607,13 @@ fn merchant_view(app: &App, m: &crate::config::MerchantSettings) -> serde_json::
     masked_settings(m, app.plugins.for_merchant(m).map(|p| &p.info))
 }
 
+/// `PUT /v1/merchants/{id}`. The operator sets anything. A merchant's own token replaces its
+/// provider settings (validated by the component; secrets are never shown back) and its webhook
+/// URL and secret, inside the slot the operator made: the plugin and the shop origins stay the
+/// operator's, and the webhook URL must be on one of those origins.
 async fn put_merchant(
     app: &Arc<App>,
+    who: &Caller,
     id: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
@@ -604,16 +626,29 @@ async fn put_merchant(
         ));
     }
     let body = read_body(req.into_body(), MAX_API_BODY).await?;
-    let raw: crate::config::RawMerchant = serde_json::from_slice(&body).map_err(|e| {
+    let mut raw: crate::config::RawMerchant = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             400,
             "invalid_json",
             format!("the body is not a merchant settings object: {e}"),
         )
     })?;
+    // Webhooks are signed with the merchant's own secret: left out, the one it has (made with
+    // the merchant) is kept.
+    if raw.shop_webhook_secret.is_none() {
+        raw.shop_webhook_secret = app
+            .store
+            .merchant(id)
+            .map_err(ApiError::internal)?
+            .and_then(|m| m.shop_webhook_secret)
+            .or_else(|| Some(crate::onboarding::new_shop_secret()));
+    }
     let mut problems = Vec::new();
     // No file is opened for the API: `<name>_file` is refused, the PEM text goes in `<name>`.
-    let settings = crate::config::merchant_settings(id, &raw, None, &mut problems);
+    let mut settings = crate::config::merchant_settings(id, &raw, None, &mut problems);
+    if let Caller::Merchant(_) = who {
+        bind_to_slot(&app.merchant(id)?, &raw, &mut settings)?;
+    }
     if !problems.is_empty() {
         return Ok(json(
             400,
@@ -635,6 +670,59 @@ async fn put_merchant(
             ))
         }
     }
+}
+
+/// A merchant token's settings stay inside its slot: the operator's plugin and shop origins
+/// (sending others is refused, 403), and a webhook URL on one of those origins.
+fn bind_to_slot(
+    slot: &crate::config::MerchantSettings,
+    raw: &crate::config::RawMerchant,
+    settings: &mut crate::config::MerchantSettings,
+) -> Result<(), ApiError> {
+    if raw
+        .plugin
+        .as_deref()
+        .map(str::trim)
+        .is_some_and(|p| !p.is_empty() && p != slot.plugin_id)
+    {
+        return Err(ApiError::field(
+            403,
+            "forbidden",
+            "plugin",
+            format!(
+                "plugin: set by the operator ({:?}); a merchant token cannot change it",
+                slot.plugin_id
+            ),
+        ));
+    }
+    if raw.shop_origins.is_some() && settings.shop_origins != slot.shop_origins {
+        return Err(ApiError::field(
+            403,
+            "forbidden",
+            "shop_origins",
+            "shop_origins: bound by the operator; a merchant token cannot change them",
+        ));
+    }
+    settings.plugin_id = slot.plugin_id.clone();
+    settings.shop_origins = slot.shop_origins.clone();
+    if let Some(url) = &settings.shop_webhook_url {
+        if slot.shop_origins.is_empty() || !slot.return_url_allowed(url) {
+            return Err(ApiError::field(
+                403,
+                "forbidden",
+                "shop_webhook_url",
+                format!(
+                    "shop_webhook_url: must be on the shop origin the operator bound to this merchant ({})",
+                    if slot.shop_origins.is_empty() {
+                        "none: ask the operator to bind one with payhost merchant add --shop-origin".to_owned()
+                    } else {
+                        slot.shop_origins.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `POST /v1/merchants/{id}/tokens` `{"label"?}`: a new per-merchant token, shown once.

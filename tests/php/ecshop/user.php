@@ -1,6 +1,8 @@
 <?php
 /*
- * Harness of ecshop 2.7.3 `user.php?act=act_account` (a balance top-up, 预付款): a user_account row
+ * Harness of ecshop 2.7.3 `user.php`: act=order_detail&order_id=N (the buyer's order page; here
+ * its order_sn and pay_status) and act=account_log, where the cashier's cancel link brings the
+ * buyer back; and act=act_account (a balance top-up, 预付款): a user_account row
  * (is_paid 0), `insert_pay_log($surplus['rec_id'], $amount, PAY_SURPLUS, 0)`, an $order with
  * order_sn = rec_id, user_name, surplus_amount, order_amount and log_id (no order_id), and
  * get_code($order, unserialize_config($payment_info['pay_config'])). No ecshop code.
@@ -9,6 +11,16 @@ define('IN_ECS', true);
 require(dirname(__FILE__) . '/includes/init.php');
 require(ROOT_PATH . 'includes/lib_payment.php');
 require(ROOT_PATH . 'includes/lib_order.php');
+
+$act = isset($_GET['act']) ? $_GET['act'] : '';
+if ($act == 'order_detail' || $act == 'account_log') {
+    // user.php?act=order_detail&order_id=N (the order page: its pay status) and act=account_log.
+    $t = hdb_read();
+    $o = $act == 'order_detail' ? $t['order_info'][intval($_GET['order_id'])] : null;
+    header('Content-type: text/html; charset=' . EC_CHARSET);
+    echo '<html><body><div id="' . $act . '">' . ($o ? $o['order_sn'] . ' pay_status=' . $o['pay_status'] : 'account') . '</div></body></html>';
+    exit;
+}
 
 $user_id = intval($_GET['user_id']);
 $amount = $_GET['amount'];

@@ -1,8 +1,11 @@
 <?php
 /*
  * Harness of ShopEx 4.8.5's shop front for paying: `core/shop/controller/ctl.paycenter.php`
- *  - act=order (order_id, payment): _init(): the payment method (sdb_payment_cfg row), its
- *    pay_type as the model's type, then doPay();
+ *  - act=order (order_id, payment): the method must be one the checkout offers (getMethods():
+ *    enabled), then _init(): the payment method (sdb_payment_cfg row), its pay_type as the
+ *    model's type, then doPay();
+ *  - ?member-orderdetail-<order_id>.html (`core/shop/controller/ctl.member.php` orderdetail()):
+ *    the buyer's order page (here the order id and its pay_status);
  *  - act=result (payment_id): the result page (`core/shop/view/paycenter/result.html`): succ
  *    "支付成功", progress "支付成功 … 已经收到付款，请等待发货", failed/error/cancel/timeout "支付失败",
  *    ready "请稍候 支付过程尚未开始".
@@ -15,9 +18,25 @@ require(CORE_INCLUDE_DIR . '/shopCore.php');
 require_once(CORE_DIR . '/model_v5/trading/mdl.payment.php');
 $system = new shopCore();
 $req = array_merge($_GET, $_POST);
-if ($req['act'] === 'order') {
+if (preg_match('/^member-orderdetail-([0-9]+)\.html$/', isset($_SERVER['QUERY_STRING']) ? $_SERVER['QUERY_STRING'] : '', $m)) {
+    // ?member-orderdetail-<order_id>.html (mkUrl('member', 'orderdetail', array(id))): the order page.
+    $t = hdb_read();
+    header('Content-Type: text/html; charset=utf-8');
+    echo '<div id="orderdetail">' . $m[1] . ' pay_status=' . $t['orders'][$m[1]]['pay_status'] . '</div>';
+    exit;
+}
+if (isset($req['act']) && $req['act'] === 'order') {
     $oPay = $system->loadModel('trading/payment');
     $cfg = $oPay->getPaymentById($req['payment']);
+    $offered = false;
+    foreach ($oPay->getMethods() as $row) {
+        $offered = $offered || (string)$row['id'] === (string)$cfg['id'];
+    }
+    if (!$offered) {
+        // The checkout lists getMethods() only: a disabled method cannot be chosen.
+        header('Content-Type: text/html; charset=utf-8');
+        exit('<div id="result">支付失败：请选择支付方式！</div>');
+    }
     $t = hdb_read();
     $order = $t['orders'][$req['order_id']];
     $oPay->type = $cfg['pay_type'];
@@ -25,7 +44,7 @@ if ($req['act'] === 'order') {
     $oPay->order_id = $order['order_id'];
     $oPay->money = $order['total_amount'];
     $oPay->doPay('', $order['order_id']);
-} elseif ($req['act'] === 'result') {
+} elseif (isset($req['act']) && $req['act'] === 'result') {
     $p = $system->loadModel('trading/payment')->getById($req['payment_id']);
     $texts = array('succ' => '支付成功', 'progress' => '支付成功 已经收到付款，请等待发货', 'failed' => '支付失败',
         'error' => '支付失败 支付过程发生错误', 'cancel' => '支付失败', 'timeout' => '支付失败', 'ready' => '请稍候 支付过程尚未开始');

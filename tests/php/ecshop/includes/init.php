@@ -1,9 +1,13 @@
 <?php
 /*
  * Harness of ecshop 2.7.3 `includes/init.php` (the front end's bootstrap, included by respond.php,
- * flow.php, user.php and the module's payhost_notify.php): ROOT_PATH, EC_CHARSET (data/config.php;
+ * flow.php, user.php and the module's payhost_notify.php; mobile/includes/init.php defines
+ * ROOT_PATH as the shop root first): ROOT_PATH, PHP_SELF (the running script's path),
+ * EC_CHARSET (data/config.php;
  * here SHOP_CHARSET), the library files, addslashes_deep() over $_GET, $_POST, $_COOKIE and
- * $_REQUEST (magic_quotes_gpc is off on PHP >= 5.4), the ECS object (table(), url()), the database
+ * $_REQUEST (magic_quotes_gpc is off on PHP >= 5.4), the ECS object (table(); url() as
+ * includes/cls_ecshop.php builds it: get_domain() — X-Forwarded-Host first, then Host — and the
+ * directory of PHP_SELF, so .../mobile/ on the mobile pages), the database
  * object, $_CFG = load_config(), the common language file, and the "shop closed" page, which
  * init.php prints with HTTP 200 and then exits.
  *
@@ -13,7 +17,10 @@ if (!defined('IN_ECS')) {
     die('Hacking attempt');
 }
 error_reporting(E_ALL);
-define('ROOT_PATH', str_replace('\\', '/', dirname(dirname(__FILE__))) . '/');
+if (!defined('ROOT_PATH')) {
+    define('ROOT_PATH', str_replace('\\', '/', dirname(dirname(__FILE__))) . '/');
+}
+define('PHP_SELF', isset($_SERVER['PHP_SELF']) ? $_SERVER['PHP_SELF'] : $_SERVER['SCRIPT_NAME']);
 define('EC_CHARSET', getenv('SHOP_CHARSET') ?: 'utf-8');
 define('PAY_ORDER', 0);
 define('PAY_SURPLUS', 1);
@@ -35,7 +42,24 @@ class ECS
     var $db_name = 'ecshop';
     var $prefix = 'ecs_';
     function table($str) { return '`' . $this->db_name . '`.`' . $this->prefix . $str . '`'; }
-    function url() { return rtrim(getenv('SHOP_BASE'), '/') . '/'; }
+    function http() { return (isset($_SERVER['HTTPS']) && strtolower($_SERVER['HTTPS']) != 'off') ? 'https://' : 'http://'; }
+    function get_domain()
+    {
+        if (isset($_SERVER['HTTP_X_FORWARDED_HOST'])) {
+            $host = $_SERVER['HTTP_X_FORWARDED_HOST'];
+        } else {
+            $host = $_SERVER['HTTP_HOST'];
+        }
+        return $this->http() . $host;
+    }
+    function url()
+    {
+        $root = str_replace('\\', '/', dirname(PHP_SELF));
+        if (substr($root, -1) != '/') {
+            $root .= '/';
+        }
+        return $this->get_domain() . $root;
+    }
 }
 $ecs = new ECS();
 $db = new cls_mysql();

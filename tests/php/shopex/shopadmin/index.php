@@ -1,11 +1,16 @@
 <?php
 /*
- * Harness of ShopEx 4.8.5's admin for payment apps: `core/admin/controller/trading/ctl.payment.php`
- *  - act=do_install&ident=pay_<x>: install_app(): when plugins/app/pay_<x> exists the app is
- *    installed (its app.pay_<x>.php class, install()) and a payment method of pay_type <x> is added,
- *    disabled;
- *  - act=detail&id=N: the method's form, from the plugin's getfields() (loadMethod());
- *  - act=savePayment (POST id, pay_type, and the fields): updatePay().
+ * Harness of ShopEx 4.8.5's admin for payment apps:
+ *  - ctl=system/addon&act=refresh (工具 → 插件 → 刷新插件数据库): `core/admin/controller/system/
+ *    ctl.addon.php` refresh() → mdl_addons::refresh() (the sdb_plugins rows of plugins/app/*);
+ *  - ctl=trading/payment&act=do_install&ident=pay_<x>: `core/admin/controller/trading/
+ *    ctl.payment.php` do_install(): plugins/app/pay_<x> exists, so install_app(): mdl_appmgr::
+ *    install() (dies for an app refresh() never saw), then insertPaymentApp() adds a payment
+ *    method of pay_type <x> with disabled 'true';
+ *  - act=detail&id=N: the method's form, from the plugin's getfields() (loadMethod()); it has no
+ *    enable switch;
+ *  - act=savePayment (POST id, pay_type, and the fields): updatePay() (leaves `disabled` alone);
+ *  - act=startApp&id=N (支付方式 list → 启用): startApp() sets disabled 'false'.
  * Written for the tests; no ShopEx code.
  */
 define('PHP_SELF', $_SERVER['PHP_SELF']);
@@ -16,30 +21,35 @@ require_once(CORE_DIR . '/model_v5/trading/mdl.payment.php');
 $system = new shopCore();
 $oPay = $system->loadModel('trading/payment');
 header('Content-Type: application/json; charset=utf-8');
-if ($_GET['act'] === 'do_install') {
+$ctl = isset($_GET['ctl']) ? $_GET['ctl'] : 'trading/payment';
+if ($ctl === 'system/addon' && $_GET['act'] === 'refresh') {
+    echo json_encode(array('ok' => $system->loadModel('system/addons')->refresh()));
+} elseif ($_GET['act'] === 'do_install') {
     $ident = basename($_GET['ident']);
     if (!is_dir(PLUGIN_DIR . '/app/' . $ident)) {
         http_response_code(404);
         exit(json_encode(array('error' => 'no app ' . $ident)));
     }
-    require_once(CORE_INCLUDE_DIR . '/app.php');
-    require_once(PLUGIN_DIR . '/app/' . $ident . '/app.' . $ident . '.php');
-    $class = 'app_' . $ident;
-    $app = new $class();
-    $app->install();
-    $id = hdb_tx(function (&$t) use ($ident, $app) {
+    $appmgr = $system->loadModel('system/appmgr');
+    if (!$appmgr->install($ident, '1')) {
+        exit(json_encode(array('error' => '安装失败'), JSON_UNESCAPED_UNICODE));
+    }
+    $name = $appmgr->getAppName($ident);
+    $id = hdb_tx(function (&$t) use ($ident, $name) {
         $id = count($t['payment_cfg']) + 1;
-        $t['payment_cfg'][(string)$id] = array('id' => $id, 'custom_name' => $app->name, 'pay_type' => substr($ident, 4),
+        $t['payment_cfg'][(string)$id] = array('id' => $id, 'custom_name' => $name['plugin_name'], 'pay_type' => substr($ident, 4),
             'disabled' => 'true', 'config' => '');
         return $id;
     });
-    echo json_encode(array('id' => $id, 'name' => $app->name), JSON_UNESCAPED_UNICODE);
+    echo json_encode(array('id' => $id, 'name' => $name['plugin_name']), JSON_UNESCAPED_UNICODE);
 } elseif ($_GET['act'] === 'detail') {
     $cfg = $oPay->getPaymentById($_GET['id']);
     $plugin = $oPay->loadMethod($cfg['pay_type']);
-    echo json_encode(array('fields' => $plugin->getfields(), 'name' => $plugin->name), JSON_UNESCAPED_UNICODE);
+    echo json_encode(array('fields' => $plugin->getfields(), 'name' => $plugin->name, 'disabled' => $cfg['disabled']), JSON_UNESCAPED_UNICODE);
 } elseif ($_GET['act'] === 'savePayment') {
     $msg = '';
     $oPay->updatePay($_POST, $msg);
     echo json_encode(array('msg' => $msg), JSON_UNESCAPED_UNICODE);
+} elseif ($_GET['act'] === 'startApp') {
+    echo json_encode(array('ok' => $oPay->startApp($_GET['id']), 'msg' => '修改成功！'), JSON_UNESCAPED_UNICODE);
 }

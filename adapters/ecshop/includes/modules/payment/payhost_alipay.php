@@ -5,11 +5,18 @@
  * Runs on ecshop 2.7.x with PHP 5.2 up to 8.x (no syntax newer than PHP 5.2; `php -l` and the
  * syntax scan in tests/php/php52_scan.php check it), UTF-8 and GBK editions.
  *
- * - get_code($order, $payment): configures payhost (PUT /v1/merchants/{id}), creates the payment
- *   (out_trade_no = order_sn . log_id, as ecshop's own Alipay module) and renders the pay button.
- * - respond() (respond.php?code=payhost_alipay): the buyer's return, signed by payhost. It asks
- *   payhost for the payment's status; while Alipay's notify is still pending the buyer is told the
- *   payment is being confirmed and the page re-checks a few times, never "failed".
+ * - get_code($order, $payment) (flow.php?step=done, mobile/order.php?act=done, user.php): saves
+ *   the settings at payhost (PUT /v1/merchants/{id}) only when their digest differs from the one
+ *   payhost returns, creates the payment (out_trade_no = order_sn . log_id, as ecshop's own Alipay
+ *   module; a cancel link back to the order page) and renders the pay button (a plain link on
+ *   ecshop's mobile/ pages).
+ * - Every URL the module hands payhost is built from the shop URL in its own settings, never from
+ *   the request: ecshop's $ecs->url() takes X-Forwarded-Host first and the path of the running
+ *   script, so a phone (redirected to mobile/) or one forged header would move the webhook.
+ * - respond() (respond.php?code=payhost_alipay): the buyer's return, signed by payhost with this
+ *   merchant's secret (merchant id, order, status and time signed; older than 10 minutes is
+ *   refused). It asks payhost for the payment's status; while Alipay's notify is still pending the
+ *   buyer is told the payment is being confirmed and the page re-checks a few times, never "failed".
  * - webhook() (payhost_notify.php, its own endpoint): payhost's signed webhook. It answers 2xx only
  *   when the order is paid in the shop, so payhost retries anything that could not be applied.
  *
@@ -44,8 +51,10 @@ if (isset($set_modules) && $set_modules == true) {
         array('name' => 'alipay_partner', 'type' => 'text', 'value' => ''),
         array('name' => 'alipay_mode', 'type' => 'select', 'value' => 'b2c'),
         array('name' => 'c2c_sellers', 'type' => 'text', 'value' => ''),
+        array('name' => 'shop_url', 'type' => 'text', 'value' => ''),
         array('name' => 'payhost_url', 'type' => 'text', 'value' => 'http://127.0.0.1:8080'),
         array('name' => 'payhost_api_token', 'type' => 'text', 'value' => ''),
+        array('name' => 'payhost_shop_secret', 'type' => 'text', 'value' => ''),
     );
     return;
 }
@@ -82,15 +91,22 @@ class payhost_alipay
     function settings($payment)
     {
         $s = array();
-        $names = array('alipay_account', 'alipay_key', 'alipay_partner', 'alipay_mode', 'c2c_sellers', 'payhost_url', 'payhost_api_token');
+        $names = array('alipay_account', 'alipay_key', 'alipay_partner', 'alipay_mode', 'c2c_sellers', 'shop_url',
+            'payhost_url', 'payhost_api_token', 'payhost_shop_secret');
         foreach ($names as $name) {
             $s[$name] = (is_array($payment) && isset($payment[$name])) ? trim($payment[$name]) : '';
         }
         $s['payhost_url'] = rtrim($s['payhost_url'], '/');
+        // The shop's root URL as the owner typed it (ends with '/'); '' when missing or not http(s).
+        $s['shop_url'] = preg_match('#^https?://[^/?\#]+(/[^?\#]*)?$#i', $s['shop_url']) ? rtrim($s['shop_url'], '/') . '/' : '';
         $s['merchant'] = 'ecshop-' . preg_replace('/[^0-9A-Za-z]/', '', $s['alipay_partner']);
-        // The key of payhost's signed returns and webhooks, derived from the Alipay key so that it is
-        // never typed in twice (HMAC: the Alipay key cannot be recovered from it).
-        $s['webhook_secret'] = hash_hmac('sha256', 'payhost-shop-webhook:' . $s['merchant'], $s['alipay_key']);
+        // The key of payhost's signed returns and webhooks: the merchant's own secret, created with
+        // the merchant (payhost merchant add). A module installed before that has none: it keeps
+        // the key it derived from the Alipay key and gives it to payhost itself.
+        $s['send_secret'] = $s['payhost_shop_secret'] === '';
+        $s['webhook_secret'] = $s['send_secret']
+            ? hash_hmac('sha256', 'payhost-shop-webhook:' . $s['merchant'], $s['alipay_key'])
+            : $s['payhost_shop_secret'];
         return $s;
     }
 
@@ -197,25 +213,51 @@ class payhost_alipay
         return '<div class="payhost-error" style="text-align:center;color:#c00">' . $this->esc($text) . '</div>';
     }
 
-    /** ecshop's root URL (ends with '/'). */
-    function shop_url()
+    /**
+     * payhost's settings_digest of these settings: hex HMAC-SHA256 (key: the shop secret) over
+     * "name=value\n" for each non-empty setting sorted by name, then "shop_webhook_url=<url>\n".
+     */
+    function settings_digest($secret, $fields, $webhook_url)
     {
-        return $GLOBALS['ecs']->url();
+        ksort($fields, SORT_STRING);
+        $text = '';
+        foreach ($fields as $k => $v) {
+            if ((string)$v !== '') {
+                $text .= $k . '=' . $v . "\n";
+            }
+        }
+        return hash_hmac('sha256', $text . 'shop_webhook_url=' . $webhook_url . "\n", $secret);
     }
 
     /* ---------------------------------------------------------------- paying */
 
-    /** Configures payhost with the fields of the admin form; true or payhost's message. */
+    /**
+     * Gives payhost the fields of the admin form when they changed: payhost returns the digest of
+     * the settings it holds, and they are sent (PUT) only when it differs from theirs. True or
+     * payhost's message.
+     */
     function configure($s)
     {
-        list($status, $answer) = $this->call($s, 'PUT', '/v1/merchants/' . rawurlencode($s['merchant']), array(
+        $fields = array(
             'partner' => $s['alipay_partner'],
             'key' => $s['alipay_key'],
             'seller_email' => $s['alipay_account'],
             'mode' => $s['alipay_mode'] === 'c2c' ? 'c2c' : 'b2c',
-            'shop_webhook_url' => $this->shop_url() . 'payhost_notify.php',
-            'shop_webhook_secret' => $s['webhook_secret'],
-        ));
+        );
+        // The webhook endpoint at the shop's root, also when the order page is mobile/order.php.
+        $webhook = $s['shop_url'] . 'payhost_notify.php';
+        $path = '/v1/merchants/' . rawurlencode($s['merchant']);
+        $digest = $this->settings_digest($s['webhook_secret'], $fields, $webhook);
+        list($status, $held) = $this->call($s, 'GET', $path);
+        if ($status == 200 && isset($held['settings_digest']) && payhost_alipay_equals($digest, $held['settings_digest'])) {
+            return true;
+        }
+        $body = $fields;
+        $body['shop_webhook_url'] = $webhook;
+        if ($s['send_secret']) {
+            $body['shop_webhook_secret'] = $s['webhook_secret'];
+        }
+        list($status, $answer) = $this->call($s, 'PUT', $path, $body);
         if ($status != 200) {
             return $this->error_text($status, $answer);
         }
@@ -266,6 +308,9 @@ class payhost_alipay
     function get_code($order, $payment)
     {
         $s = $this->settings($payment);
+        if ($s['shop_url'] === '') {
+            return $this->message_box('payhost_shop_url_error', '');
+        }
         $configured = $this->configure($s);
         if ($configured !== true) {
             return $this->message_box('payhost_config_error', $configured);
@@ -274,7 +319,11 @@ class payhost_alipay
             'out_trade_no' => $order['order_sn'] . $order['log_id'],
             'subject' => $this->to_utf8($order['order_sn'] . ' ' . $GLOBALS['_CFG']['shop_name']),
             'total_fee' => number_format((float)$order['order_amount'], 2, '.', ''),
-            'return_url' => return_url(basename(__FILE__, '.php')),
+            'return_url' => $s['shop_url'] . 'respond.php?code=' . basename(__FILE__, '.php'),
+            // 取消 at the cashier comes back to the order (a top-up: the account's log).
+            'merchant_url' => empty($order['order_id'])
+                ? $s['shop_url'] . 'user.php?act=account_log'
+                : $s['shop_url'] . 'user.php?act=order_detail&order_id=' . intval($order['order_id']),
             'user_agent' => isset($_SERVER['HTTP_USER_AGENT']) ? $this->to_utf8($_SERVER['HTTP_USER_AGENT']) : '',
             'product' => 'auto',
         );
@@ -297,6 +346,10 @@ class payhost_alipay
         }
         if (empty($answer['pay_url'])) {
             return $this->message_box('payhost_already_paid', '');
+        }
+        if (defined('ECS_WAP')) {
+            // ecshop's mobile/ pages: a plain link (phone browsers block window.open).
+            return '<a id="payhost-pay" href="' . $this->esc($answer['pay_url']) . '">' . $this->esc($this->lang('pay_button')) . '</a>';
         }
         return '<div style="text-align:center"><input type="button" onclick="window.open(\''
             . $this->esc(addslashes($answer['pay_url']))
@@ -382,11 +435,16 @@ class payhost_alipay
             // init.php ran addslashes_deep() over $_GET.
             $params[stripslashes($k)] = is_array($v) ? '' : stripslashes($v);
         }
-        if (!isset($params['sign'], $params['out_trade_no'], $params['ts'])) {
+        if (!isset($params['sign'], $params['out_trade_no'], $params['ts'], $params['merchant'])) {
             return false;
         }
         $expected = hash_hmac('sha256', $this->signed_string($params), $s['webhook_secret']);
-        if (!payhost_alipay_equals($expected, $params['sign'])) {
+        if (!payhost_alipay_equals($expected, $params['sign']) || $params['merchant'] !== $s['merchant']) {
+            return false;
+        }
+        if (!preg_match('/^[0-9]{1,12}$/', $params['ts']) || abs(time() - (int)$params['ts']) > 600) {
+            // An old signed return (a link kept or shared): the order page says what happened.
+            $GLOBALS['_LANG']['pay_fail'] = '<div id="payhost-expired">' . $this->lang('payhost_return_expired') . '</div>';
             return false;
         }
         $p = $this->payment_at_payhost($s, $params['out_trade_no']);
@@ -403,12 +461,12 @@ class payhost_alipay
             return false;
         }
         // Paid at Alipay but not yet confirmed to payhost (or payhost briefly unreachable).
-        $this->pending_page($params);
+        $this->pending_page($s, $params);
         return false;
     }
 
     /** Replaces respond.php's failure text by "being confirmed", re-checking up to 5 times. */
-    function pending_page($params)
+    function pending_page($s, $params)
     {
         $wait = isset($params['payhost_wait']) ? intval($params['payhost_wait']) : 0;
         if ($wait >= 5) {
@@ -422,7 +480,7 @@ class payhost_alipay
         foreach ($query as $k => $v) {
             $pairs[] = rawurlencode($k) . '=' . rawurlencode($v);
         }
-        $url = $this->shop_url() . 'respond.php?' . implode('&', $pairs);
+        $url = $s['shop_url'] . 'respond.php?' . implode('&', $pairs);
         $GLOBALS['_LANG']['pay_fail'] = '<div id="payhost-pending">' . $this->lang('payhost_pending') . '</div>'
             . '<meta http-equiv="refresh" content="2;url=' . $this->esc($url) . '" />'
             . '<script type="text/javascript">setTimeout(function () { location.replace("' . $this->esc(addslashes($url)) . '"); }, 2500);</script>';

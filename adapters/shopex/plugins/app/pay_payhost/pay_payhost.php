@@ -7,11 +7,15 @@
  * (the app's callback dispatcher) and app.pay_payhost.php (the app manifest). The ident "payhost"
  * has no "_": ShopEx's app dispatcher splits the file name on "_" to find the plugin.
  *
- * - toSubmit(): configures payhost (PUT /v1/merchants/{id}), creates the payment and hands doPay()
- *   the cashier's GET form (submitUrl, $method = 'get', the fields); on an error the owner and the
- *   buyer see the message on the page, as ShopEx's own Alipay plugin shows its errors.
- * - callback(): the buyer's return, signed by payhost; while Alipay's notify is pending the buyer
- *   sees "being confirmed" and the page re-checks, never "failed".
+ * - toSubmit(): saves the settings at payhost (PUT /v1/merchants/{id}) only when their digest
+ *   differs from the one payhost returns, creates the payment (a cancel link back to the order)
+ *   and hands doPay() the cashier's GET form (submitUrl, $method = 'get', the fields); on an error
+ *   the owner and the buyer see the message on the page, as ShopEx's own Alipay plugin shows its
+ *   errors. Every URL given to payhost is built from the shop URL of the settings, never from the
+ *   request (ShopEx's base_url() is the request's Host header).
+ * - callback(): the buyer's return, signed by payhost with this merchant's secret (merchant id,
+ *   order, status and time signed; older than 10 minutes is refused); while Alipay's notify is
+ *   pending the buyer sees "being confirmed" and the page re-checks, never "failed".
  * - pay_payhost_callback() (pay_payhost.server.php): payhost's signed webhook; it applies the payment
  *   with setPayStatus() and answers 2xx only when the payment is paid in ShopEx (payhost retries
  *   everything else).
@@ -73,8 +77,10 @@ class pay_payhost extends paymentPlugin
             'member_id' => array('label' => '合作者身份(parterID)', 'type' => 'string'),
             'PrivateKey' => array('label' => '交易安全校验码(key)', 'type' => 'string'),
             'seller_account' => array('label' => '支付宝收款账号', 'type' => 'string'),
+            'shop_url' => array('label' => '商店网址（ShopEx 根目录，例如 https://shop.example/）', 'type' => 'string'),
             'payhost_url' => array('label' => 'payhost 地址（例如 http://127.0.0.1:8080）', 'type' => 'string'),
-            'payhost_api_token' => array('label' => 'payhost API 令牌（本商户专用，不是运营者令牌）', 'type' => 'string'),
+            'payhost_api_token' => array('label' => 'payhost API 令牌（本商户专用 phm_…，不是运营者令牌）', 'type' => 'string'),
+            'payhost_shop_secret' => array('label' => 'payhost 商户密钥（phs_…，与令牌一起给出）', 'type' => 'string'),
         );
     }
 
@@ -86,10 +92,59 @@ class pay_payhost extends paymentPlugin
             $s[$name] = trim((string)$this->getConf($paymentId, $name));
         }
         $s['payhost_url'] = rtrim($s['payhost_url'], '/');
+        // The shop's root URL as the owner typed it (ends with '/'); '' when missing or not http(s).
+        $s['shop_url'] = preg_match('#^https?://[^/?\#]+(/[^?\#]*)?$#i', $s['shop_url']) ? rtrim($s['shop_url'], '/') . '/' : '';
         $s['merchant'] = 'shopex-' . preg_replace('/[^0-9A-Za-z]/', '', $s['member_id']);
-        // The key of payhost's signed returns and webhooks, derived from the Alipay key.
-        $s['secret'] = hash_hmac('sha256', 'payhost-shop-webhook:' . $s['merchant'], $s['PrivateKey']);
+        // The key of payhost's signed returns and webhooks: the merchant's own secret, created with
+        // the merchant (payhost merchant add). An app configured before that has none: it keeps the
+        // key it derived from the Alipay key and gives it to payhost itself.
+        $s['send_secret'] = $s['payhost_shop_secret'] === '';
+        $s['secret'] = $s['send_secret']
+            ? hash_hmac('sha256', 'payhost-shop-webhook:' . $s['merchant'], $s['PrivateKey'])
+            : $s['payhost_shop_secret'];
+        $s['app_url'] = $s['shop_url'] . 'plugins/app/pay_payhost/';
         return $s;
+    }
+
+    /**
+     * payhost's settings_digest of these settings: hex HMAC-SHA256 (key: the shop secret) over
+     * "name=value\n" for each non-empty setting sorted by name, then "shop_webhook_url=<url>\n".
+     */
+    function payhost_digest($secret, $fields, $webhookUrl)
+    {
+        ksort($fields, SORT_STRING);
+        $text = '';
+        foreach ($fields as $k => $v) {
+            if ((string)$v !== '') {
+                $text .= $k . '=' . $v . "\n";
+            }
+        }
+        return hash_hmac('sha256', $text . 'shop_webhook_url=' . $webhookUrl . "\n", $secret);
+    }
+
+    /** Gives payhost the settings when they changed (its digest differs); true or its message. */
+    function payhost_configure($s)
+    {
+        $fields = array(
+            'partner' => $s['member_id'],
+            'key' => $s['PrivateKey'],
+            'seller_email' => $s['seller_account'],
+            'mode' => 'b2c',
+        );
+        $webhook = $s['app_url'] . 'pay_payhost.server.php';
+        $path = '/v1/merchants/' . rawurlencode($s['merchant']);
+        $digest = $this->payhost_digest($s['secret'], $fields, $webhook);
+        list($status, $held) = $this->payhost_call($s, 'GET', $path);
+        if ($status == 200 && isset($held['settings_digest']) && pay_payhost_equals($digest, $held['settings_digest'])) {
+            return true;
+        }
+        $body = $fields;
+        $body['shop_webhook_url'] = $webhook;
+        if ($s['send_secret']) {
+            $body['shop_webhook_secret'] = $s['secret'];
+        }
+        list($status, $answer) = $this->payhost_call($s, 'PUT', $path, $body);
+        return $status == 200 ? true : $this->payhost_error($status, $answer);
     }
 
     /** One JSON call to payhost: array(HTTP status or 0, decoded body or null). */
@@ -162,24 +217,19 @@ class pay_payhost extends paymentPlugin
     function toSubmit($payment = null)
     {
         $s = $this->payhost_settings($payment['M_OrderId']);
-        list($status, $answer) = $this->payhost_call($s, 'PUT', '/v1/merchants/' . rawurlencode($s['merchant']), array(
-            'partner' => $s['member_id'],
-            'key' => $s['PrivateKey'],
-            'seller_email' => $s['seller_account'],
-            'mode' => 'b2c',
-            'shop_webhook_url' => $this->serverCallbackUrl,
-            'shop_webhook_secret' => $s['secret'],
-        ));
-        if ($status != 200) {
+        $configured = $s['shop_url'] === '' ? '请在支付方式设置中填写商店网址（例如 https://shop.example/）' : $this->payhost_configure($s);
+        if ($configured !== true) {
             $this->payhost_page(502, '支付宝设置有误', '<div class="payhost-error" style="color:#c00">支付宝设置有误：'
-                . $this->esc($this->payhost_error($status, $answer)) . '</div><p><a href="javascript:history.back()">返回</a></p>');
+                . $this->esc($configured) . '</div><p><a href="javascript:history.back()">返回</a></p>');
         }
         $shopName = (string)$this->system->getConf('system.shopname');
         $request = array(
             'out_trade_no' => (string)$payment['M_OrderId'],
             'subject' => trim($shopName . ' ' . $payment['M_OrderNO']),
             'total_fee' => number_format((float)$payment['M_Amount'], 2, '.', ''),
-            'return_url' => $this->callbackUrl,
+            'return_url' => $s['app_url'] . 'pay_payhost.php',
+            // 取消 at the cashier comes back to the order (member centre: ctl=member act=orderdetail).
+            'merchant_url' => $s['shop_url'] . 'index.php?member-orderdetail-' . rawurlencode((string)$payment['M_OrderNO']) . '.html',
             'user_agent' => isset($_SERVER['HTTP_USER_AGENT']) ? $_SERVER['HTTP_USER_AGENT'] : '',
             'product' => 'auto',
         );
@@ -220,10 +270,15 @@ class pay_payhost extends paymentPlugin
         foreach ($params as $k => $v) {
             $parts[] = $k . '=' . $v;
         }
-        if ($id === '' || !isset($in['sign'], $in['ts'])
-            || !pay_payhost_equals(hash_hmac('sha256', implode('&', $parts), $s['secret']), (string)$in['sign'])) {
+        if ($id === '' || !isset($in['sign'], $in['ts'], $in['merchant'])
+            || !pay_payhost_equals(hash_hmac('sha256', implode('&', $parts), $s['secret']), (string)$in['sign'])
+            || (string)$in['merchant'] !== $s['merchant']) {
             // Not touching any payment: the id of an unsigned query cannot be trusted.
             $this->payhost_page(400, '验证失败', '<div class="payhost-error" style="color:#c00">返回参数验证失败，请到会员中心查看订单状态。</div>');
+        }
+        if (!preg_match('/^[0-9]{1,12}$/', (string)$in['ts']) || abs(time() - (int)$in['ts']) > 600) {
+            // An old signed return (a link kept or shared): nothing is changed.
+            $this->payhost_page(400, '链接已过期', '<div class="payhost-error" id="payhost-expired" style="color:#c00">该支付返回链接已过期，请到会员中心查看订单状态，不要重复付款。</div>');
         }
         $p = $this->payhost_payment($s, $id);
         $state = $p === null ? '' : $p['status'];
@@ -250,7 +305,7 @@ class pay_payhost extends paymentPlugin
         foreach ($query as $k => $v) {
             $pairs[] = rawurlencode($k) . '=' . rawurlencode($v);
         }
-        $url = $this->callbackUrl . '?' . implode('&', $pairs);
+        $url = $s['app_url'] . 'pay_payhost.php?' . implode('&', $pairs);
         $this->payhost_page(200, '支付结果确认中',
             '<div id="payhost-pending">支付结果确认中，请稍候……页面会自动刷新。</div>',
             '<meta http-equiv="refresh" content="2;url=' . $this->esc($url) . '" />');

@@ -3,7 +3,8 @@
  * Harness of ShopEx 4.8.5 `core/kernel.php` + `core/include_v5/shopCore.php` (the $system object):
  * the constructor sets $GLOBALS['system'] and the include path (CORE_INCLUDE_DIR first), base_url()
  * ('http://' . HTTP_HOST . PHP_SELF up to its last '/'), getConf('system.shopname' and
- * 'site.decimal_digit'), loadModel('trading/payment') and loadModel('trading/order') (whose payed()
+ * 'site.decimal_digit'), loadModel('trading/payment'), 'system/addons', 'system/appmgr' and
+ * loadModel('trading/order') (whose payed()
  * marks the order paid and counts the calls). Written for the tests; no ShopEx code.
  */
 require_once(dirname(__FILE__) . '/harness_db.php');
@@ -39,6 +40,10 @@ class shopCore
             if ($name === 'trading/payment') {
                 require_once(CORE_DIR . '/model_v5/trading/mdl.payment.php');
                 $this->models[$name] = new mdl_payment($this);
+            } elseif ($name === 'system/addons' || $name === 'system/appmgr') {
+                require_once(CORE_DIR . '/model_v5/' . dirname($name) . '/mdl.' . basename($name) . '.php');
+                $class = 'mdl_' . basename($name);
+                $this->models[$name] = new $class();
             } elseif ($name === 'trading/order') {
                 $this->models[$name] = new harness_order();
             } else {

@@ -17,8 +17,10 @@
  *    when that changed one row — the platform's own "paid once" guard. RACE_WINDOW_MS widens the gap
  *    between the read and the update;
  *  - progress(): setPayStatus(), then the auto-posting form to the payment centre's result page;
- *  - insertPay()/updatePay(): the plugin's getfields(), each value trim()med, serialize()d into
- *    sdb_payment_cfg.config.
+ *  - updatePay(): the plugin's getfields(), each value trim()med, serialize()d into
+ *    sdb_payment_cfg.config; `disabled` is left as it is (an installed app stays disabled);
+ *  - startApp($id): `update sdb_payment_cfg set disabled='false'`; getMethods(): the methods
+ *    with disabled = 'false' (what the checkout offers).
  * Written for the tests from the model's behaviour; no ShopEx code.
  */
 define('PAY_FAILED', -1);
@@ -178,6 +180,31 @@ class mdl_payment
         exit;
     }
 
+    function startApp($id)
+    {
+        $id = (string)intval($id);
+        return hdb_tx(function (&$t) use ($id) {
+            if (!isset($t['payment_cfg'][$id])) {
+                return false;
+            }
+            $t['payment_cfg'][$id]['disabled'] = 'false';
+            return true;
+        });
+    }
+
+    /** getMethods(): the payment methods a buyer may choose (disabled = 'false'). */
+    function getMethods()
+    {
+        $t = hdb_read();
+        $list = array();
+        foreach ($t['payment_cfg'] as $row) {
+            if ($row['disabled'] === 'false') {
+                $list[] = $row;
+            }
+        }
+        return $list;
+    }
+
     function updatePay($aData, &$msg)
     {
         $obj = $this->loadMethod($aData['pay_type']);
@@ -190,7 +217,6 @@ class mdl_payment
         $id = (string)intval($aData['id']);
         hdb_tx(function (&$t) use ($id, $config) {
             $t['payment_cfg'][$id]['config'] = $config;
-            $t['payment_cfg'][$id]['disabled'] = 'false';
         });
         $msg = '保存成功！';
         return true;
