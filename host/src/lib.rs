@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod proxy;
 pub mod recovery;
 pub mod runtime;
 pub mod server;
