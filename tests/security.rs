@@ -920,15 +920,10 @@ fn behind_haproxy(
 }
 
 /// Finding 1 (issue 22): forged notifies to a known merchant are kept as bounded records (first
-/// 1 KiB, size, SHA-256, reason, source address), at most the quota per merchant.
+/// 1 KiB, size, SHA-256, reason, source address), at most the quota per merchant (the newest).
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_notifies_to_a_known_merchant_are_bounded_records() {
-    let w = world(
-        "sec-forged",
-        "",
-        "\n[retention]\nrefused_notifications_per_merchant = 20\n",
-    )
-    .await;
+    let mut w = world("sec-forged", "", "").await;
     let body = format!(
         "notify_id=forged&out_trade_no=F1&trade_status=TRADE_SUCCESS&sign=00&sign_type=MD5&pad={}",
         "x".repeat(30 * 1024)
@@ -938,15 +933,26 @@ async fn forged_notifies_to_a_known_merchant_are_bounded_records() {
         assert_eq!(r.status, 400, "{}", r.text());
     }
     let db = rusqlite::Connection::open(w.host.dir.join("payhost.db")).unwrap();
-    let (rows, stored, size, digest, remote): (i64, i64, i64, String, String) = db
-        .query_row(
-            "SELECT COUNT(*), SUM(length(body)), MAX(body_size), MAX(body_sha256), MAX(remote_addr) FROM raw_notifications WHERE merchant_id = 'shop'",
+    let stored = |db: &rusqlite::Connection| -> (i64, i64) {
+        db.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(length(body)), 0) FROM raw_notifications WHERE merchant_id = 'shop'",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        stored(&db),
+        (100, 100 * 1024),
+        "1 KiB of each 30 KiB forged body"
+    );
+    let (size, digest, remote): (i64, String, String) = db
+        .query_row(
+            "SELECT MAX(body_size), MAX(body_sha256), MAX(remote_addr) FROM raw_notifications WHERE merchant_id = 'shop'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    assert_eq!(rows, 20, "the quota keeps the newest 20");
-    assert_eq!(stored, 20 * 1024, "1 KiB of each body, not {stored} bytes");
     assert_eq!(size, body.len() as i64);
     use sha2::Digest;
     assert_eq!(digest, hex::encode(sha2::Sha256::digest(body.as_bytes())));
@@ -959,11 +965,21 @@ async fn forged_notifies_to_a_known_merchant_are_bounded_records() {
     .await
     .json();
     let list = list["notifications"].as_array().unwrap();
-    assert_eq!(list.len(), 20);
+    assert_eq!(list.len(), 100);
     assert!(
         list.iter().all(|n| n["outcome"] == "bad_signature"),
         "{list:?}"
     );
+
+    // With a quota of 20 the newest 20 stay, whatever keeps coming.
+    let config = std::fs::read_to_string(&w.host.config).unwrap()
+        + "\n[retention]\nrefused_notifications_per_merchant = 20\n";
+    std::fs::write(&w.host.config, config).unwrap();
+    w.host.restart();
+    for _ in 0..30 {
+        assert_eq!(notify(&w, "shop", &body).await.status, 400);
+    }
+    assert_eq!(stored(&db), (20, 20 * 1024));
     // A genuine notify afterwards is kept whole, outside the quota.
     create(&w, "shop", "G1").await;
     w.alipay.issue("n-G1");
