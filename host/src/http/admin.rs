@@ -124,12 +124,16 @@ fn same_origin(app: &App, req: &Request<Incoming>) -> bool {
         return true;
     };
     match public_origin(app) {
-        // A bare origin (no path), the same scheme, host and port.
+        // A bare origin (no path), the same scheme, host and port. A page opened on this
+        // machine by another loopback name (`localhost` for the demo's `127.0.0.1`) is the same
+        // site too: no other site can make a browser send a loopback Origin.
         Some(public) => {
-            origin
+            let bare = origin
                 .split_once("://")
-                .is_some_and(|(_, rest)| !rest.contains(['/', '?', '#', '@']))
-                && crate::config::origin_of(origin).as_deref() == Some(public.as_str())
+                .is_some_and(|(_, rest)| !rest.contains(['/', '?', '#', '@']));
+            let given = crate::config::origin_of(origin);
+            bare && (given.as_deref() == Some(public.as_str())
+                || given.is_some_and(|g| same_loopback_site(&g, &public)))
         }
         None => {
             let host = req
@@ -140,6 +144,19 @@ fn same_origin(app: &App, req: &Request<Incoming>) -> bool {
             origin.split_once("://").map(|(_, h)| h) == Some(host)
         }
     }
+}
+
+/// Whether two origins are this machine (`localhost`, 127.0.0.0/8, `[::1]`) under the same
+/// scheme and port: the same payhost reached by another loopback name.
+fn same_loopback_site(a: &str, b: &str) -> bool {
+    let parts = |o: &str| {
+        let uri = o.parse::<http::Uri>().ok()?;
+        let host = uri.host()?.trim_matches(['[', ']']).to_ascii_lowercase();
+        let loopback =
+            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        loopback.then(|| (uri.scheme_str().map(str::to_owned), uri.port_u16()))
+    };
+    parts(a).is_some_and(|pa| parts(b) == Some(pa))
 }
 
 fn forbidden(message: &str) -> Response<Body> {
@@ -908,4 +925,37 @@ fn recent(app: &App, ctx: &Ctx<'_>, id: &str) -> String {
         ctx.field()
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_loopback_site;
+
+    #[test]
+    fn another_loopback_name_is_the_same_site_only_on_the_same_port() {
+        assert!(same_loopback_site(
+            "http://localhost:8080",
+            "http://127.0.0.1:8080"
+        ));
+        assert!(same_loopback_site(
+            "http://[::1]:8080",
+            "http://127.0.0.1:8080"
+        ));
+        assert!(!same_loopback_site(
+            "http://localhost:3000",
+            "http://127.0.0.1:8080"
+        ));
+        assert!(!same_loopback_site(
+            "https://localhost:8080",
+            "http://127.0.0.1:8080"
+        ));
+        assert!(!same_loopback_site(
+            "http://localhost:8080",
+            "http://pay.example.com:8080"
+        ));
+        assert!(!same_loopback_site(
+            "http://evil.example:8080",
+            "http://127.0.0.1:8080"
+        ));
+    }
 }
