@@ -145,7 +145,7 @@ fn same_semantics_as_sqlite() {
     );
     assert_eq!(
         pg.psql("semantics", "SELECT COUNT(*) FROM schema_migrations"),
-        "1"
+        "2"
     );
     assert_eq!(
         pg.psql("semantics", "SHOW synchronous_commit"),
@@ -323,6 +323,81 @@ fn dead_letters_sessions_tokens_and_pruning() {
     assert_eq!(s.raw_notification_count().unwrap(), 0);
 }
 
+/// Issue 22: a never-verified notification is a bounded record (1 KiB of its body, size, SHA-256,
+/// reason, source), the newest `quota` per merchant; refused rows have their own retention.
+#[test]
+fn refused_notifications_are_bounded_records_within_a_quota() {
+    use sha2::Digest;
+    let pg = PgCluster::start("refused");
+    let url = pg.create_database("refused");
+    let s = open(&url);
+    let body = vec![b'x'; 30 * 1024];
+    let forged = |m: &'static str| RawNotification {
+        merchant_id: m,
+        remote: Some("192.0.2.1"),
+        body: &body,
+    };
+    let rec = NotificationRecord {
+        outcome: Some("bad_signature".into()),
+        detail: Some("d".repeat(5000)),
+        out_trade_no: None,
+        ..record()
+    };
+    for _ in 0..5 {
+        s.record_refused_notification(RefusedRecord::new(&forged("m1"), &rec), 3)
+            .unwrap();
+    }
+    s.record_refused_notification(RefusedRecord::new(&forged("m2"), &rec), 3)
+        .unwrap();
+    let verified = NotificationRecord {
+        notify_id: Some("n9".into()),
+        outcome: Some("unknown_order".into()),
+        ..record()
+    };
+    s.record_notification(&raw(), &verified).unwrap();
+    let q = |sql: &str| pg.psql("refused", sql);
+    assert_eq!(
+        q("SELECT COUNT(*) FROM raw_notifications WHERE merchant_id = 'm1' AND refused"),
+        "3"
+    );
+    assert_eq!(
+        q("SELECT COUNT(*) FROM raw_notifications WHERE merchant_id = 'm2' AND refused"),
+        "1"
+    );
+    assert_eq!(
+        q("SELECT DISTINCT octet_length(body) || ' ' || body_size || ' ' || body_sha256 || ' ' || remote_addr FROM raw_notifications WHERE refused"),
+        format!(
+            "1024 {} {} 192.0.2.1",
+            30 * 1024,
+            hex::encode(sha2::Sha256::digest(&body))
+        )
+    );
+    assert_eq!(
+        q("SELECT MAX(char_length(detail)) FROM notification_results r JOIN raw_notifications n ON n.id = r.raw_id WHERE n.refused"),
+        "513"
+    );
+    assert_eq!(
+        q("SELECT COUNT(*) FROM notification_results r JOIN raw_notifications n ON n.id = r.raw_id WHERE n.refused"),
+        "4",
+        "one result per kept record, none orphaned"
+    );
+    assert_eq!(
+        s.prune_refused_notifications("1970-01-02T00:00:00Z", 10)
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.prune_refused_notifications("9999-01-01T00:00:00Z", 10)
+            .unwrap(),
+        4
+    );
+    assert_eq!(
+        s.raw_notification_count().unwrap(),
+        1,
+        "the verified one stays"
+    );
+}
+
 /// Two "replicas" (store instances with their own pools) open the same new database at once (the
 /// migration runs once), then 64 duplicate notifies spread over both → one transition, one
 /// webhook; each raw notification stored with its result.
@@ -342,7 +417,7 @@ fn concurrent_duplicates_over_two_replicas_make_one_transition() {
         .collect();
     assert_eq!(
         pg.psql("dupes", "SELECT COUNT(*) FROM schema_migrations"),
-        "1"
+        "2"
     );
     let (a, b) = (stores[0].clone(), stores[1].clone());
     for i in 0..8 {

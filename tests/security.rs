@@ -855,3 +855,471 @@ async fn provider_and_webhook_urls_cannot_reach_internal_services() {
         "no request reached the internal service"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 22: the black-box probe's findings.
+
+/// One HTTP/1.1 request from the local address `from` (another loopback address than the
+/// proxy's), `Connection: close`: the status, the headers as text and the body.
+async fn request_from(
+    from: &str,
+    url: &str,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let uri: http::Uri = url.parse().unwrap();
+    let authority = uri.authority().unwrap().to_string();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut stream = socket
+        .connect(authority.parse().unwrap())
+        .await
+        .expect("connect");
+    let mut head = format!(
+        "{method} {} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        uri.path_and_query().unwrap(),
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.push_str(body);
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// A host behind haproxy (`option forwardfor`), as the README suggests: `top` lines and `tables`
+/// are added to the host's configuration.
+fn behind_haproxy(
+    name: &str,
+    top: &str,
+    tables: &str,
+) -> (Payhost, conformance::postgres::Balancer) {
+    let dir = temp_dir(name);
+    let port = free_port();
+    let lb = conformance::postgres::Balancer::start(name, &[port]);
+    let config = config_head(port, TOKEN, "")
+        .replacen("\n[plugin]", &format!("\n{top}\n[plugin]"), 1)
+        + &format!(
+            "\n[merchants.shop]\npartner = \"{PARTNER}\"\nkey = \"{MD5_KEY}\"\nseller_email = \"{SELLER}\"\n{tables}"
+        );
+    let host = Payhost::start(&dir, &config);
+    lb.wait_ready("/readyz");
+    (host, lb)
+}
+
+/// Finding 1 (issue 22): forged notifies to a known merchant are kept as bounded records (first
+/// 1 KiB, size, SHA-256, reason, source address), at most the quota per merchant (the newest).
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_notifies_to_a_known_merchant_are_bounded_records() {
+    let mut w = world("sec-forged", "", "").await;
+    let body = format!(
+        "notify_id=forged&out_trade_no=F1&trade_status=TRADE_SUCCESS&sign=00&sign_type=MD5&pad={}",
+        "x".repeat(30 * 1024)
+    );
+    for _ in 0..100 {
+        let r = notify(&w, "shop", &body).await;
+        assert_eq!(r.status, 400, "{}", r.text());
+    }
+    let db = rusqlite::Connection::open(w.host.dir.join("payhost.db")).unwrap();
+    let stored = |db: &rusqlite::Connection| -> (i64, i64) {
+        db.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(length(body)), 0) FROM raw_notifications WHERE merchant_id = 'shop'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        stored(&db),
+        (100, 100 * 1024),
+        "1 KiB of each 30 KiB forged body"
+    );
+    let (size, digest, remote): (i64, String, String) = db
+        .query_row(
+            "SELECT MAX(body_size), MAX(body_sha256), MAX(remote_addr) FROM raw_notifications WHERE merchant_id = 'shop'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(size, body.len() as i64);
+    use sha2::Digest;
+    assert_eq!(digest, hex::encode(sha2::Sha256::digest(body.as_bytes())));
+    assert_eq!(remote, "127.0.0.1");
+    // Still listed for the operator, with the reason.
+    let list = get(
+        &w.host.url("/v1/merchants/shop/notifications?limit=1000"),
+        Some(TOKEN),
+    )
+    .await
+    .json();
+    let list = list["notifications"].as_array().unwrap();
+    assert_eq!(list.len(), 100);
+    assert!(
+        list.iter().all(|n| n["outcome"] == "bad_signature"),
+        "{list:?}"
+    );
+
+    // With a quota of 20 the newest 20 stay, whatever keeps coming.
+    let config = std::fs::read_to_string(&w.host.config).unwrap()
+        + "\n[retention]\nrefused_notifications_per_merchant = 20\n";
+    std::fs::write(&w.host.config, config).unwrap();
+    w.host.restart();
+    for _ in 0..30 {
+        assert_eq!(notify(&w, "shop", &body).await.status, 400);
+    }
+    assert_eq!(stored(&db), (20, 20 * 1024));
+    // A genuine notify afterwards is kept whole, outside the quota.
+    create(&w, "shop", "G1").await;
+    w.alipay.issue("n-G1");
+    let genuine = alipay::md5_notify_body(&trade("G1", "n-G1", "TRADE_SUCCESS"), MD5_KEY);
+    assert_eq!(notify(&w, "shop", &genuine).await.text(), "success");
+    let whole: i64 = db
+        .query_row(
+            "SELECT length(body) FROM raw_notifications WHERE refused = 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(whole, genuine.len() as i64);
+}
+
+/// Finding 2 (issue 22): behind haproxy, a client's own `X-Forwarded-For` does not make it
+/// another address: login throttling and the recorded source address see the real client.
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_for_written_by_the_client_is_not_believed_behind_haproxy() {
+    let (host, lb) = behind_haproxy(
+        "sec-xff",
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+        "[admin]\nlogin_failures_per_minute = 3\n",
+    );
+    let login = lb.base() + "/admin/login";
+    for i in 0..3 {
+        let forged = format!("203.0.113.{i}");
+        let (status, _, _) = request_from(
+            "127.0.0.2",
+            &login,
+            "POST",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-forwarded-for", &forged),
+            ],
+            "password=wrong",
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    let (status, head, _) = request_from(
+        "127.0.0.2",
+        &login,
+        "POST",
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("x-forwarded-for", "198.51.100.77"),
+        ],
+        &format!("password={ADMIN_PASSWORD}"),
+    )
+    .await;
+    assert_eq!(
+        status, 429,
+        "a forged X-Forwarded-For escaped the throttle: {head}"
+    );
+    // Another client (127.0.0.3) is not throttled: the limit is the client's, not haproxy's.
+    let (status, _, _) = request_from(
+        "127.0.0.3",
+        &login,
+        "POST",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &format!("password={ADMIN_PASSWORD}"),
+    )
+    .await;
+    assert_eq!(status, 302);
+    // The notify's recorded source is the client haproxy saw.
+    let (status, _, _) = request_from(
+        "127.0.0.2",
+        &(lb.base() + "/notify/shop"),
+        "POST",
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ],
+        "sign=00&notify_id=x",
+    )
+    .await;
+    assert_eq!(status, 400);
+    let db = rusqlite::Connection::open(host.dir.join("payhost.db")).unwrap();
+    let remote: String = db
+        .query_row("SELECT remote_addr FROM raw_notifications", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(remote, "127.0.0.2");
+}
+
+/// Finding 5 (issue 22): merchant ids that break the rule are 404 before anything else, made-up
+/// ids never reach the per-merchant limiter, and an IPv6 caller is limited by its /64 (the
+/// caller's address arrives from a trusted proxy on loopback: `trust_proxy = true`).
+#[tokio::test(flavor = "multi_thread")]
+async fn merchant_ids_are_checked_first_and_ipv6_callers_are_limited_per_64() {
+    let w = world(
+        "sec-ids",
+        "trust_proxy = true",
+        "\n[limits]\nnotify_per_merchant_per_s = 2\napi_per_ip_per_s = 5\n",
+    )
+    .await;
+    // Unknown (valid) and over-long ids: 404 every time, never 429.
+    let long = "m".repeat(200);
+    for id in ["nosuch", long.as_str(), "bad%20id"] {
+        for _ in 0..10 {
+            let r = post_form(&w.host.url(&format!("/notify/{id}")), "a=b").await;
+            assert_eq!(r.status, 404, "{id}: {}", r.text());
+        }
+    }
+    // The known merchant is still limited.
+    let limited = {
+        let mut n = 0;
+        for _ in 0..10 {
+            if notify(&w, "shop", "a=b").await.status == 429 {
+                n += 1;
+            }
+        }
+        n
+    };
+    assert!(limited >= 5, "only {limited} of 10 limited");
+    // An id of 65 characters on the API: 404 before the token is even looked at.
+    let id65 = "a".repeat(65);
+    for (method, token) in [("GET", None), ("PUT", Some(TOKEN))] {
+        let r = send_json(
+            method,
+            &w.host.url(&format!("/v1/merchants/{id65}")),
+            token,
+            &json!({"partner": PARTNER, "key": MD5_KEY, "seller_email": SELLER}),
+        )
+        .await;
+        assert_eq!(r.status, 404, "{method}: {}", r.text());
+    }
+    // 20 addresses of one /64: one bucket of 5.
+    let mut refused = 0;
+    for i in 0..20 {
+        let xff = format!("2001:db8:1:2::{:x}", i + 1);
+        let r = request(
+            "GET",
+            &w.host.url("/v1/merchants/shop/payments/none"),
+            &[
+                ("authorization", &format!("Bearer {TOKEN}")),
+                ("x-forwarded-for", &xff),
+            ],
+            Vec::new(),
+        )
+        .await;
+        if r.status == 429 {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 14, "only {refused} of 20 limited");
+    // Another /64 has its own bucket.
+    let other = request(
+        "GET",
+        &w.host.url("/v1/merchants/shop/payments/none"),
+        &[
+            ("authorization", &format!("Bearer {TOKEN}")),
+            ("x-forwarded-for", "2001:db8:1:3::1"),
+        ],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(other.status, 404, "{}", other.text());
+}
+
+/// Finding 6 (issue 22): behind haproxy the request's Host is the balancer's; `public_url`
+/// decides the cookie's `Secure` and the admin's Origin check.
+#[tokio::test(flavor = "multi_thread")]
+async fn public_url_decides_secure_cookies_and_the_admin_origin_behind_haproxy() {
+    let (host, lb) = behind_haproxy("sec-public", "", "");
+    let config = std::fs::read_to_string(&host.config).unwrap();
+    drop(host);
+    let port = config
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = \"127.0.0.1:"))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_owned();
+    let public = config.replace(
+        &format!("public_url = \"http://127.0.0.1:{port}\""),
+        "public_url = \"https://pay.example.com\"",
+    );
+    let dir = temp_dir("sec-public-2");
+    let _host = Payhost::start(&dir, &public);
+    lb.wait_ready("/readyz");
+    let base = lb.base();
+    let login = post_form(
+        &format!("{base}/admin/login"),
+        &format!("password={ADMIN_PASSWORD}"),
+    )
+    .await;
+    assert_eq!(login.status, 302, "{}", login.text());
+    let set = login.header("set-cookie").unwrap();
+    assert!(set.contains("; Secure"), "public_url is https: {set}");
+    let (cookie, csrf) = admin_login(&base, ADMIN_PASSWORD).await;
+    let post = |origin: String, id: &'static str| {
+        let (cookie, url) = (cookie.clone(), format!("{base}/admin/merchants"));
+        let body = format!("csrf={csrf}&id={id}");
+        async move {
+            request(
+                "POST",
+                &url,
+                &[
+                    ("cookie", cookie.as_str()),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("origin", origin.as_str()),
+                ],
+                body.into_bytes(),
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(post("https://pay.example.com".into(), "m1").await, 302);
+    // The balancer's own address (what Host says) is not the public origin.
+    assert_eq!(post(base.clone(), "m2").await, 403);
+    assert_eq!(post("http://pay.example.com".into(), "m3").await, 403);
+    assert_eq!(
+        post("https://pay.example.com.evil.example".into(), "m4").await,
+        403
+    );
+}
+
+/// Finding 7 (issue 22): routes that do not exist are 404 for every caller (a merchant token
+/// learns nothing from a 403); routes that exist but are not its own stay 403.
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_routes_are_404_for_every_caller() {
+    let w = world("sec-routes", "", "").await;
+    let made = send_json(
+        "POST",
+        &w.host.url("/v1/merchants/shop/tokens"),
+        Some(TOKEN),
+        &json!({}),
+    )
+    .await;
+    let token = made.json()["token"].as_str().unwrap().to_owned();
+    for (method, path) in [
+        ("GET", "/v1/merchants/shop/secret-route"),
+        ("GET", "/v1/nothing"),
+        ("DELETE", "/v1/merchants/shop"),
+        ("POST", "/v1/merchants/shop/payments/x/refund"),
+    ] {
+        for t in [Some(token.as_str()), Some(TOKEN), None] {
+            let r = send_json(method, &w.host.url(path), t, &json!({})).await;
+            assert_eq!(r.status, 404, "{method} {path} ({t:?}): {}", r.text());
+        }
+    }
+    let r = get(&w.host.url("/v1/merchants/shop/tokens"), Some(&token)).await;
+    assert_eq!(r.status, 403, "an existing route, not the token's");
+}
+
+/// Finding 4 (issue 22): the compile cache is used only when it is private to payhost's user, and
+/// the demo's lives in a per-user directory, never a fixed path under $TMPDIR.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_compile_cache_must_be_private_and_the_demo_uses_a_per_user_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("sec-cache-owner");
+    let cache = dir.join("cache");
+    let port = free_port();
+    let shared = conformance::target_dir().join("payhost-test-cache");
+    let config = config_head(port, TOKEN, "").replace(
+        &format!("cache_dir = \"{}\"", shared.display()),
+        &format!("cache_dir = \"{}\"", cache.display()),
+    );
+    let mut host = Payhost::start(&dir, &config);
+    host.terminate();
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let mut again = Payhost::start(&dir, &config);
+    assert!(
+        again.log_text().contains("compile=[Cache]"),
+        "{}",
+        again.log_text()
+    );
+    again.terminate();
+    // Another user could have written this directory: the valid artifact in it is not loaded.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(&again.log, "").unwrap();
+    let mut opened = Payhost::start(&dir, &config);
+    let log = opened.log_text();
+    assert!(log.contains("not private to this user"), "{log}");
+    assert!(log.contains("compile=[Compiled]"), "{log}");
+    assert!(!log.contains("compile=[Cache]"), "{log}");
+    opened.terminate();
+
+    // The demo: HOME and TMPDIR of its own; nothing under $TMPDIR/payhost-demo-cache.
+    let home = dir.join("home");
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    let port = free_port();
+    let log_path = dir.join("demo.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = std::process::Command::new(conformance::host::payhost_binary())
+        .current_dir(conformance::repo_root())
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--database")
+        .arg(dir.join("demo.db"))
+        .env("HOME", &home)
+        .env_remove("XDG_CACHE_HOME")
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::from(log.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .unwrap();
+    conformance::host::wait_port(port, &mut child, &log_path);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !tmp.join("payhost-demo-cache").exists(),
+        "a fixed path under $TMPDIR"
+    );
+    let own = home.join(".cache/payhost/demo");
+    let md = std::fs::metadata(&own).expect("the demo's per-user cache");
+    assert_eq!(md.permissions().mode() & 0o777, 0o700);
+    assert!(std::fs::read_dir(&own).unwrap().any(|e| e
+        .unwrap()
+        .path()
+        .extension()
+        .is_some_and(|x| x == "cwasm")));
+}
+
+/// Conformance (a): an `app` payment for an MD5 merchant is bad input: 400 naming `sign_type`
+/// and its rule, not a 500.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_payment_for_an_md5_merchant_is_a_400_naming_sign_type() {
+    let w = world("sec-app-md5", "", "").await;
+    let r = send_json(
+        "POST",
+        &w.host.url("/v1/merchants/shop/payments"),
+        Some(TOKEN),
+        &json!({"out_trade_no": "A1", "subject": "s", "total_fee": "1.00", "return_url": "https://shop.example/r", "product": "app"}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let e = &r.json()["error"];
+    assert_eq!(e["field"], "sign_type");
+    assert_eq!(e["code"], "invalid_request");
+    assert!(
+        e["message"].as_str().unwrap().contains("must be RSA"),
+        "{e}"
+    );
+}

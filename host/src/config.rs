@@ -40,6 +40,7 @@ struct RawConfig {
     cache_dir: Option<String>,
     admin_password_hash: Option<String>,
     trust_proxy: Option<bool>,
+    trusted_proxies: Option<Vec<String>>,
     metrics_listen: Option<String>,
     #[serde(default)]
     plugin: RawPlugin,
@@ -101,6 +102,8 @@ struct RawLimits {
 #[serde(deny_unknown_fields)]
 struct RawRetention {
     raw_notification_days: Option<u32>,
+    refused_notification_days: Option<u32>,
+    refused_notifications_per_merchant: Option<u32>,
     prune_interval_s: Option<u64>,
 }
 
@@ -284,10 +287,14 @@ impl Default for Limits {
     }
 }
 
-/// `[retention]`: how long raw notifications are kept.
+/// `[retention]`: how long raw notifications are kept. Refused ones (the caller never proved it
+/// is the provider) are kept as a bounded record only, for less time and at most
+/// `refused_notifications_per_merchant` per merchant (the newest).
 #[derive(Debug, Clone)]
 pub struct Retention {
     pub raw_notification_days: u32,
+    pub refused_notification_days: u32,
+    pub refused_notifications_per_merchant: u32,
     pub prune_interval_s: u64,
 }
 
@@ -321,6 +328,8 @@ impl Default for Retention {
     fn default() -> Self {
         Retention {
             raw_notification_days: 180,
+            refused_notification_days: 7,
+            refused_notifications_per_merchant: 1_000,
             prune_interval_s: 600,
         }
     }
@@ -375,8 +384,11 @@ pub struct Config {
     /// The argon2 hash (PHC string) of the admin password; without one the admin page cannot be
     /// logged into (`payhost admin-password` makes one).
     pub admin_password_hash: Option<String>,
-    /// Believe `X-Forwarded-Proto` / `X-Forwarded-For` from the peer (a reverse proxy).
-    pub trust_proxy: bool,
+    /// `trusted_proxies`: reverse proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are
+    /// believed (the older `trust_proxy = true` means loopback only). Empty: the peer is the client.
+    pub trusted_proxies: Vec<crate::proxy::Cidr>,
+    /// What the operator should know about the file (deprecated keys); logged at start.
+    pub warnings: Vec<String>,
     /// Serve `/metrics` without a token on this separate address (else it needs the API token).
     pub metrics_listen: Option<SocketAddr>,
     pub limits: Limits,
@@ -687,6 +699,14 @@ impl Config {
                 .retention
                 .raw_notification_days
                 .unwrap_or(dr.raw_notification_days),
+            refused_notification_days: raw
+                .retention
+                .refused_notification_days
+                .unwrap_or(dr.refused_notification_days),
+            refused_notifications_per_merchant: raw
+                .retention
+                .refused_notifications_per_merchant
+                .unwrap_or(dr.refused_notifications_per_merchant),
             prune_interval_s: raw
                 .retention
                 .prune_interval_s
@@ -695,6 +715,35 @@ impl Config {
         };
         if retention.raw_notification_days == 0 {
             problems.push("retention.raw_notification_days: must be at least 1".into());
+        }
+        if retention.refused_notification_days == 0 {
+            problems.push("retention.refused_notification_days: must be at least 1".into());
+        }
+        if !(1..=1_000_000).contains(&retention.refused_notifications_per_merchant) {
+            problems.push(
+                "retention.refused_notifications_per_merchant: must be between 1 and 1000000"
+                    .into(),
+            );
+        }
+        let mut warnings = Vec::new();
+        let mut trusted_proxies = Vec::new();
+        for (i, c) in raw.trusted_proxies.iter().flatten().enumerate() {
+            match crate::proxy::Cidr::parse(c) {
+                Ok(cidr) => trusted_proxies.push(cidr),
+                Err(e) => problems.push(format!(
+                    "trusted_proxies[{i}]: {c:?} is not an address block such as \"10.0.0.0/8\" or \"2001:db8::/32\" ({e})"
+                )),
+            }
+        }
+        if raw.trust_proxy == Some(true) {
+            warnings.push(
+                "trust_proxy = true is deprecated: it now trusts proxies on loopback only (127.0.0.0/8, ::1); list your proxies' addresses in trusted_proxies = [\"10.0.0.0/8\", …] instead".into(),
+            );
+            for c in crate::proxy::loopback() {
+                if !trusted_proxies.contains(&c) {
+                    trusted_proxies.push(c);
+                }
+            }
         }
         let da = AdminConfig::default();
         let admin = AdminConfig {
@@ -728,7 +777,8 @@ impl Config {
             webhooks,
             allowed_origins,
             admin_password_hash,
-            trust_proxy: raw.trust_proxy.unwrap_or(false),
+            trusted_proxies,
+            warnings,
             metrics_listen,
             limits,
             retention,
@@ -886,6 +936,51 @@ mod tests {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn trusted_proxies_and_the_older_trust_proxy() {
+        let head = r#"
+            public_url = "https://pay.example.com"
+            api_token = "0123456789abcdef0123"
+        "#;
+        let c = Config::parse(
+            &format!("{head}\ntrusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\"]"),
+            Path::new("/srv"),
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(c.warnings.is_empty());
+        let old = Config::parse(&format!("{head}\ntrust_proxy = true"), Path::new("/srv")).unwrap();
+        assert_eq!(old.trusted_proxies, crate::proxy::loopback());
+        assert!(
+            old.warnings[0].contains("loopback only"),
+            "{:?}",
+            old.warnings
+        );
+        let none = Config::parse(head, Path::new("/srv")).unwrap();
+        assert!(none.trusted_proxies.is_empty());
+        let bad = Config::parse(
+            &format!("{head}\ntrusted_proxies = [\"10.0.0.1/8\", \"proxy\"]"),
+            Path::new("/srv"),
+        )
+        .unwrap_err();
+        let text = format!("{bad:#}");
+        assert!(
+            text.contains("trusted_proxies[0]") && text.contains("trusted_proxies[1]"),
+            "{text}"
+        );
+        let long = "m".repeat(65);
+        let bad_id = Config::parse(
+            &format!("{head}\n[merchants.{long}]\npartner = \"1\""),
+            Path::new("/srv"),
+        )
+        .unwrap_err();
+        let text = format!("{bad_id:#}");
+        assert!(
+            text.contains(&format!("merchants.{long}: the id must be 1 to 64")),
+            "{text}"
+        );
     }
 
     #[test]

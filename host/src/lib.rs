@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod onboarding;
+pub mod proxy;
 pub mod recovery;
 pub mod runtime;
 pub mod server;

@@ -342,6 +342,27 @@ fn merchant(action: MerchantAction) -> ExitCode {
     }
 }
 
+/// The demo's compile cache: private to this user, never a fixed shared path (another local user
+/// could create that first and fill it). `$XDG_CACHE_HOME/payhost/demo`, else
+/// `$HOME/.cache/payhost/demo`, else `$TMPDIR/payhost-demo-cache-<uid>`; whichever it is, the
+/// engine uses it only when it belongs to this user and nobody else can write to it.
+fn demo_cache_dir() -> PathBuf {
+    let from_env = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(d) = from_env("XDG_CACHE_HOME") {
+        return d.join("payhost/demo");
+    }
+    if let Some(h) = from_env("HOME") {
+        return h.join(".cache/payhost/demo");
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    std::env::temp_dir().join(format!("payhost-demo-cache-{uid}"))
+}
+
 /// The configuration of `payhost demo`, as a `payhost.toml` would hold it: the demo's merchants
 /// (from the sandbox crate, as plain settings), its token and webhook secret, fast webhook retries,
 /// and the origins allowed with `--allow-origin`.
@@ -396,10 +417,7 @@ fn demo_config(
     t.insert("public_url".into(), format!("http://{listen}").into());
     t.insert("database".into(), path_text(&database));
     t.insert("api_token".into(), demo.api_token.clone().into());
-    t.insert(
-        "cache_dir".into(),
-        path_text(&std::env::temp_dir().join("payhost-demo-cache")),
-    );
+    t.insert("cache_dir".into(), path_text(&demo_cache_dir()));
     t.insert(
         "admin_password_hash".into(),
         payhost::auth::hash_password(admin_password)?.into(),

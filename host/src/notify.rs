@@ -247,10 +247,18 @@ impl App {
         };
         let mut outcome = processed.outcome;
         if !processed.stored {
-            if let Err(e) = self
-                .store
-                .record_notification(&raw, &record_of(merchant_id, &processed))
-            {
+            let record = record_of(merchant_id, &processed);
+            // A caller that did not prove it is the provider (nothing verified) gets a bounded
+            // record only, within the merchant's quota: forged bodies cannot fill the disk.
+            let stored = if processed.seen.is_none() {
+                self.store.record_refused_notification(
+                    crate::store::RefusedRecord::new(&raw, &record),
+                    self.config.retention.refused_notifications_per_merchant,
+                )
+            } else {
+                self.store.record_notification(&raw, &record)
+            };
+            if let Err(e) = stored {
                 tracing::error!(merchant = merchant_id, error = %e, "cannot store a notification; asking the provider to retry");
                 outcome = NotifyOutcome::Retry(RetryCause::StoreFailed);
             }

@@ -82,6 +82,9 @@ pub async fn build_app_with(config: Config, extras: Extras) -> Result<Arc<App>> 
                 .map_err(|e| anyhow::anyhow!("allowed origin {o:?}: {e}"))?,
         );
     }
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     let started = Instant::now();
     let plugins = load_plugins(&config).await?;
     let store: Arc<dyn Store> = crate::store::open(&config)?;
@@ -385,32 +388,44 @@ pub async fn start(
     })
 }
 
-/// Deletes raw notifications older than `[retention] raw_notification_days`, every
-/// `prune_interval_s`, in batches of 500 with a pause between them so the writer stays free for
-/// live traffic.
+/// Deletes raw notifications older than `[retention] raw_notification_days` (refused ones older
+/// than `refused_notification_days`), every `prune_interval_s`, in batches of 500 with a pause
+/// between them so the writer stays free for live traffic.
 async fn prune_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let interval = std::time::Duration::from_secs(app.config.retention.prune_interval_s);
+    let retention = app.config.retention.clone();
     loop {
-        let keep_s = app.config.retention.raw_notification_days as u64 * 86_400;
-        let now_s = (crate::store::now_ms() / 1000).max(0) as u64;
-        let before = crate::store::format_unix(now_s.saturating_sub(keep_s));
-        let mut total = 0u64;
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            match app.store.prune_raw_notifications(&before, 500) {
-                Ok(0) => break,
-                Ok(n) => total += n,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot prune old raw notifications");
-                    break;
+        for refused in [false, true] {
+            let days = if refused {
+                retention.refused_notification_days
+            } else {
+                retention.raw_notification_days
+            };
+            let now_s = (crate::store::now_ms() / 1000).max(0) as u64;
+            let before = crate::store::format_unix(now_s.saturating_sub(days as u64 * 86_400));
+            let mut total = 0u64;
+            loop {
+                if *stop.borrow() {
+                    return;
                 }
+                let pruned = if refused {
+                    app.store.prune_refused_notifications(&before, 500)
+                } else {
+                    app.store.prune_raw_notifications(&before, 500)
+                };
+                match pruned {
+                    Ok(0) => break,
+                    Ok(n) => total += n,
+                    Err(e) => {
+                        tracing::error!(error = %e, refused, "cannot prune old raw notifications");
+                        break;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        if total > 0 {
-            tracing::info!(deleted = total, %before, "pruned raw notifications past the retention");
+            if total > 0 {
+                tracing::info!(deleted = total, %before, refused, "pruned raw notifications past the retention");
+            }
         }
         tokio::select! {
             _ = stop.changed() => return,

@@ -536,7 +536,25 @@ impl App {
         let started = session
             .start_payment(&policy, &merchant.settings, &order)
             .await?
-            .map_err(plugin_error_to_api)?;
+            .map_err(|e| match e {
+                // Settings that were valid when saved but do not allow this payment (the app
+                // product with an MD5 merchant): the request asks for what the merchant cannot
+                // do, a 400 naming the setting and its rule.
+                PluginError::InvalidSettings(fields) => {
+                    let first = fields.first().map(|f| f.field.clone()).unwrap_or_default();
+                    ApiError::field(
+                        400,
+                        "invalid_request",
+                        &first,
+                        fields
+                            .iter()
+                            .map(|f| format!("{}: {}", f.field, f.reason))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    )
+                }
+                e => plugin_error_to_api(e),
+            })?;
         let now = store::now_rfc3339();
         let payment = Payment {
             merchant_id: merchant_id.to_owned(),

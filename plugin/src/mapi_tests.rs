@@ -815,22 +815,93 @@ fn query_paid_trade_maps_to_a_notification() {
     // The same state queried again gives the same id.
     let again = run_query(&md5_pairs(), &query_answer(PAID_TRADE, None)).unwrap();
     assert_eq!(again.notification.unwrap().notify_id, n.notify_id);
-    // A matching MD5 sign over the sorted <trade> is reported; a mismatching one too, not refused.
+}
+
+/// The sorted `<trade>` of [`PAID_TRADE`] as signed (computed independently: Python's sorted()
+/// over the non-empty elements).
+const PAID_TRADE_CONTENT: &str = "buyer_email=buyer@example.com&buyer_id=2088000000000002&discount=0.00&flag_trade_locked=0&gmt_create=2014-01-01 12:00:00&gmt_last_modified_time=2014-01-01 12:00:05&gmt_payment=2014-01-01 12:00:05&is_total_fee_adjust=F&operator_role=B&out_trade_no=20140101000001&payment_type=1&price=0.01&quantity=1&seller_email=seller@example.com&seller_id=2088000000000001&subject=测试商品&time_out=2014-04-01 12:00:05&time_out_type=finishFPAction&to_buyer_fee=0.00&to_seller_fee=0.01&total_fee=0.01&trade_no=2014010100001000000000000001&trade_status=TRADE_SUCCESS&use_coupon=F";
+/// `md5(PAID_TRADE_CONTENT + KEY)` by Python's hashlib.
+const PAID_TRADE_MD5: &str = "ea8246012a729944d88c74fb8f3c4665";
+/// `openssl dgst -sha1 -sign test_priv.pem` over `PAID_TRADE_CONTENT`, base64.
+const PAID_TRADE_RSA: &str = "MIOYbbYXZi/TlJ8Zd61Pfb4Qo/u0XNO8dGgLSDZ2RQDeXoQEvW0o4DDSnLILz5g4M6ceOMGpExmQiCBgMnHV+hoCayUXRKv+yCgYn8JLq45+X/JaZP9UrKPlZf8KneIoihauTVdhmUoPzg+gV8mCqzXKCMc85JDzwKgtbcqIR9M=";
+
+fn signed_answer(trade: &str, sign: &str, sign_type: &str) -> String {
+    query_answer(trade, None).replace(
+        "</alipay>",
+        &format!("<sign>{sign}</sign><sign_type>{sign_type}</sign_type></alipay>"),
+    )
+}
+
+/// docs/protocol/EXTRA.md §3.2: a `<sign>` that is present must match (sorted `<trade>`, MD5 or
+/// RSA); an unsigned answer is accepted on its cross-checks, as the reference recommends.
+#[test]
+fn query_answer_signatures_are_enforced_when_present() {
     let trade_pairs = xml::parse_leaves(&format!("<t>{PAID_TRADE}</t>"), "t", 1).unwrap();
-    let content =
-        sign::sorted_link_string(trade_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let good = sign::md5_sign(&content, KEY);
-    assert!(
-        run_query(&md5_pairs(), &query_answer(PAID_TRADE, Some(&good)))
-            .unwrap()
-            .signature_verified
+    assert_eq!(
+        sign::sorted_link_string(trade_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        PAID_TRADE_CONTENT
     );
-    let bad = run_query(
+    // Correctly signed answers pass, and say so.
+    let md5 = run_query(
         &md5_pairs(),
-        &query_answer(PAID_TRADE, Some("0".repeat(32).as_str())),
+        &query_answer(PAID_TRADE, Some(PAID_TRADE_MD5)),
     )
     .unwrap();
-    assert!(bad.found && !bad.signature_verified);
+    assert!(md5.found && md5.signature_verified);
+    let rsa = run_query(
+        &rsa_pairs(),
+        &signed_answer(PAID_TRADE, PAID_TRADE_RSA, "RSA"),
+    )
+    .unwrap();
+    assert!(rsa.found && rsa.signature_verified);
+    assert_eq!(rsa.trade_status, "TRADE_SUCCESS");
+
+    // An all-zero sign, a sign of another merchant's key, and a tampered field are refused.
+    let refused = |pairs: &Pairs, body: &str| match run_query(pairs, body) {
+        Err(PluginError::BadSignature(m)) => m,
+        other => panic!("expected bad-signature, got {other:?}"),
+    };
+    refused(
+        &md5_pairs(),
+        &query_answer(PAID_TRADE, Some(&"0".repeat(32))),
+    );
+    let other_key = sign::md5_sign(PAID_TRADE_CONTENT, "20000000000000000000000000000000");
+    refused(&md5_pairs(), &query_answer(PAID_TRADE, Some(&other_key)));
+    let tampered = PAID_TRADE.replace(
+        "<total_fee>0.01</total_fee>",
+        "<total_fee>100.00</total_fee>",
+    );
+    refused(&md5_pairs(), &query_answer(&tampered, Some(PAID_TRADE_MD5)));
+    let to_closed = PAID_TRADE.replace("TRADE_SUCCESS", "TRADE_CLOSED");
+    refused(
+        &rsa_pairs(),
+        &signed_answer(&to_closed, PAID_TRADE_RSA, "RSA"),
+    );
+    refused(
+        &rsa_pairs(),
+        &signed_answer(PAID_TRADE, &"A".repeat(172), "RSA"),
+    );
+    // An MD5-signed answer for an RSA merchant (a downgrade) does not verify either.
+    refused(
+        &rsa_pairs(),
+        &query_answer(PAID_TRADE, Some(PAID_TRADE_MD5)),
+    );
+
+    // Unsigned: accepted, not marked verified; the cross-checks still refuse another order or
+    // another partner.
+    let unsigned = run_query(&md5_pairs(), &query_answer(PAID_TRADE, None)).unwrap();
+    assert!(unsigned.found && !unsigned.signature_verified);
+    let other_order = PAID_TRADE.replace("20140101000001", "20140101000002");
+    assert!(matches!(
+        run_query(&md5_pairs(), &query_answer(&other_order, None)),
+        Err(PluginError::Malformed(_))
+    ));
+    let other_partner = query_answer(PAID_TRADE, None)
+        .replace("2088000000000001</param>", "2088999999999999</param>");
+    assert!(matches!(
+        run_query(&md5_pairs(), &other_partner),
+        Err(PluginError::Malformed(_))
+    ));
 }
 
 #[test]

@@ -343,9 +343,9 @@ pub struct TradeQuery {
     pub seller_id: Option<String>,
     pub buyer_email: Option<String>,
     pub gmt_payment: Option<String>,
-    /// True when the answer carried a `<sign>` that matched the sorted rule over `<trade>`.
-    /// The signed string is not established ([EXTRA §3.2]), so a mismatch is reported
-    /// here, not refused.
+    /// True when the answer carried a `<sign>` that matched the sorted rule over `<trade>`; an
+    /// answer whose `<sign>` does not match is refused (`bad-signature`), one without a `<sign>`
+    /// is accepted on its cross-checks ([EXTRA §3.2]).
     pub signature_verified: bool,
     /// The `<trade>` elements in document order.
     pub fields: Vec<(String, String)>,

@@ -268,7 +268,7 @@ impl Sandbox {
                 "sign_type must be RSA2 or RSA",
             );
         };
-        if get(&params, "charset").to_ascii_lowercase() != "utf-8" {
+        if !get(&params, "charset").eq_ignore_ascii_case("utf-8") {
             return refuse("isv.invalid-charset", "charset must be utf-8");
         }
         if get(&params, "version") != "1.0" {

@@ -17,7 +17,7 @@ use crate::runtime::PluginRuntime;
 use crate::service::{mask, App};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -74,37 +74,78 @@ fn session(app: &App, req: &Request<Incoming>) -> Option<(String, String)> {
     Some((hash, csrf))
 }
 
-/// Whether the browser reached this page over https: `public_url` is https and the request is
-/// for its host, or a trusted proxy (`trust_proxy = true`) says `X-Forwarded-Proto: https`.
-fn over_https(app: &App, req: &Request<Incoming>) -> bool {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    if app.config.trust_proxy
-        && header("x-forwarded-proto").is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
-    {
-        return true;
-    }
-    app.config
-        .public_url
-        .parse::<http::Uri>()
-        .ok()
-        .filter(|u| u.scheme_str() == Some("https"))
-        .and_then(|u| u.authority().map(|a| a.as_str().to_ascii_lowercase()))
-        .is_some_and(|a| header("host").is_some_and(|h| h.eq_ignore_ascii_case(&a)))
+/// The origin browsers reach the admin page on: `public_url`'s (the request's `Host` says
+/// nothing behind a proxy, and a client may write it). None only for an embedder that set no
+/// `public_url`.
+fn public_origin(app: &App) -> Option<String> {
+    crate::config::origin_of(&app.config.public_url)
 }
 
-/// Refuses posts from other sites: an `Origin` must name this host (`null`, sent by sandboxed
-/// frames and some redirects, is refused). Browsers send Origin with every POST; other clients
-/// may leave it out and rely on the CSRF token.
-fn same_origin(req: &Request<Incoming>) -> bool {
-    let host = req
-        .headers()
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    match req.headers().get("origin").and_then(|o| o.to_str().ok()) {
-        None => true,
-        Some(origin) => origin.split_once("://").map(|(_, h)| h) == Some(host),
+/// Whether the session cookie gets `Secure`: `public_url` is https, or a trusted proxy (the peer
+/// is in `trusted_proxies`) says `X-Forwarded-Proto: https` (never believed from anyone else).
+fn over_https(app: &App, remote: SocketAddr, req: &Request<Incoming>) -> bool {
+    if public_origin(app).is_some_and(|o| o.starts_with("https://")) {
+        return true;
     }
+    let from_proxy = app
+        .config
+        .trusted_proxies
+        .iter()
+        .any(|c| c.contains(remote.ip()));
+    from_proxy
+        && req
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+}
+
+/// Refuses posts from other sites: an `Origin` must be `public_url`'s origin (scheme, host and
+/// port; `null`, sent by sandboxed frames and some redirects, is refused). Without a
+/// `public_url` (embedders only), it must name the request's `Host`. Browsers send Origin with
+/// every POST; other clients may leave it out and rely on the CSRF token.
+fn same_origin(app: &App, req: &Request<Incoming>) -> bool {
+    let Some(origin) = req
+        .headers()
+        .get("origin")
+        .map(|o| o.to_str().unwrap_or(""))
+    else {
+        return true;
+    };
+    match public_origin(app) {
+        // A bare origin (no path), the same scheme, host and port. A page opened on this
+        // machine by another loopback name (`localhost` for the demo's `127.0.0.1`) is the same
+        // site too: no other site can make a browser send a loopback Origin.
+        Some(public) => {
+            let bare = origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| !rest.contains(['/', '?', '#', '@']));
+            let given = crate::config::origin_of(origin);
+            bare && (given.as_deref() == Some(public.as_str())
+                || given.is_some_and(|g| same_loopback_site(&g, &public)))
+        }
+        None => {
+            let host = req
+                .headers()
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            origin.split_once("://").map(|(_, h)| h) == Some(host)
+        }
+    }
+}
+
+/// Whether two origins are this machine (`localhost`, 127.0.0.0/8, `[::1]`) under the same
+/// scheme and port: the same payhost reached by another loopback name.
+fn same_loopback_site(a: &str, b: &str) -> bool {
+    let parts = |o: &str| {
+        let uri = o.parse::<http::Uri>().ok()?;
+        let host = uri.host()?.trim_matches(['[', ']']).to_ascii_lowercase();
+        let loopback =
+            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        loopback.then(|| (uri.scheme_str().map(str::to_owned), uri.port_u16()))
+    };
+    parts(a).is_some_and(|pa| parts(b) == Some(pa))
 }
 
 fn forbidden(message: &str) -> Response<Body> {
@@ -120,14 +161,19 @@ fn forbidden(message: &str) -> Response<Body> {
     )
 }
 
-pub async fn handle(app: &Arc<App>, ip: IpAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    app: &Arc<App>,
+    ip: IpAddr,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let method = req.method().clone();
-    if method == Method::POST && !same_origin(&req) {
+    if method == Method::POST && !same_origin(app, &req) {
         return forbidden("Cross-site form post refused.");
     }
     if method == Method::POST && path == "/admin/login" {
-        return login(app, ip, req).await;
+        return login(app, ip, remote, req).await;
     }
     let current = session(app, &req);
     if path == "/admin/logout" {
@@ -366,8 +412,15 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-async fn login(app: &Arc<App>, ip: IpAddr, req: Request<Incoming>) -> Response<Body> {
-    if let Some(wait) = app.guards.logins.blocked(ip) {
+async fn login(
+    app: &Arc<App>,
+    ip: IpAddr,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    // Failures count per address (an IPv6 caller per /64).
+    let key = crate::proxy::limit_key(ip);
+    if let Some(wait) = app.guards.logins.blocked(key) {
         tracing::warn!(%ip, "admin login throttled");
         let mut r = html(
             429,
@@ -385,7 +438,7 @@ async fn login(app: &Arc<App>, ip: IpAddr, req: Request<Incoming>) -> Response<B
     let Some(hash) = app.config.admin_password_hash.clone() else {
         return html(403, login_page(app, None));
     };
-    let secure_cookie = over_https(app, &req);
+    let secure_cookie = over_https(app, remote, &req);
     let form = form_of(req).await;
     let given = field(&form, "password").to_owned();
     // argon2 takes tens of milliseconds: off the async workers.
@@ -393,11 +446,11 @@ async fn login(app: &Arc<App>, ip: IpAddr, req: Request<Incoming>) -> Response<B
         .await
         .unwrap_or(false);
     if !ok {
-        app.guards.logins.failed(ip);
+        app.guards.logins.failed(key);
         tracing::warn!(%ip, "admin login refused");
         return html(401, login_page(app, Some("密码不正确 / Wrong password")));
     }
-    app.guards.logins.succeeded(ip);
+    app.guards.logins.succeeded(key);
     let id = crate::auth::random_token();
     let csrf = crate::auth::random_token();
     let ttl = app.config.admin.session_ttl_s;
@@ -907,4 +960,37 @@ fn recent(app: &App, ctx: &Ctx<'_>, id: &str) -> String {
         ctx.field()
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_loopback_site;
+
+    #[test]
+    fn another_loopback_name_is_the_same_site_only_on_the_same_port() {
+        assert!(same_loopback_site(
+            "http://localhost:8080",
+            "http://127.0.0.1:8080"
+        ));
+        assert!(same_loopback_site(
+            "http://[::1]:8080",
+            "http://127.0.0.1:8080"
+        ));
+        assert!(!same_loopback_site(
+            "http://localhost:3000",
+            "http://127.0.0.1:8080"
+        ));
+        assert!(!same_loopback_site(
+            "https://localhost:8080",
+            "http://127.0.0.1:8080"
+        ));
+        assert!(!same_loopback_site(
+            "http://localhost:8080",
+            "http://pay.example.com:8080"
+        ));
+        assert!(!same_loopback_site(
+            "http://evil.example:8080",
+            "http://127.0.0.1:8080"
+        ));
+    }
 }

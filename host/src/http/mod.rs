@@ -155,21 +155,62 @@ fn caller(app: &App, req: &Request<Incoming>) -> Option<Caller> {
         .map(Caller::Merchant)
 }
 
-/// The client's address: the peer, or with `trust_proxy` the last `X-Forwarded-For` entry (the
-/// one the proxy added).
+/// The client's address: the peer, or behind a trusted proxy the rightmost `X-Forwarded-For`
+/// entry that is not a trusted proxy (`proxy::client_address`).
 pub fn client_ip(app: &App, remote: SocketAddr, req: &Request<Incoming>) -> std::net::IpAddr {
-    if app.config.trust_proxy {
-        if let Some(ip) = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .and_then(|v| v.trim().parse().ok())
-        {
-            return ip;
-        }
-    }
-    remote.ip()
+    crate::proxy::client_address(
+        &app.config.trusted_proxies,
+        remote.ip(),
+        req.headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
+}
+
+/// The per-address limits' key of a request (its client's IPv4 address or IPv6 /64).
+fn limit_key(app: &App, remote: SocketAddr, req: &Request<Incoming>) -> std::net::IpAddr {
+    crate::proxy::limit_key(client_ip(app, remote, req))
+}
+
+/// A path whose merchant id segment breaks the id rule (`config::valid_merchant_id`) names no
+/// merchant: it is answered 404 before anything else (no limiter, store or token lookup).
+fn names_an_invalid_merchant(segs: &[&str]) -> bool {
+    let id = match segs {
+        ["notify" | "return", id, ..]
+        | ["alipay", id, ..]
+        | ["v1", "merchants", id, ..]
+        | ["admin", "merchants", id, ..] => id,
+        _ => return false,
+    };
+    !crate::config::valid_merchant_id(id)
+}
+
+/// Whether `/v1/{rest}` is a route at all (any caller): an unknown one is a 404 for everybody,
+/// so a token cannot learn which routes exist from a 403.
+fn v1_route_exists(method: &Method, rest: &[&str]) -> bool {
+    matches!(
+        (method, rest),
+        (&Method::POST, ["merchants", _, "payments"])
+            | (&Method::GET, ["merchants", _, "payments", _])
+            | (&Method::POST, ["merchants", _, "payments", _, "sync"])
+            | (&Method::POST, ["merchants", _, "payments", _, "app-result"])
+            | (&Method::GET, ["merchants", _, "notifications"])
+            | (&Method::GET, ["merchants", _, "channels"])
+            | (&Method::PUT, ["merchants", _])
+            | (&Method::GET, ["merchants", _])
+            | (&Method::POST, ["merchants", _, "tokens"])
+            | (&Method::GET, ["merchants", _, "tokens"])
+            | (&Method::DELETE, ["merchants", _, "tokens", _])
+    )
+}
+
+fn not_found(method: &Method, path: &str) -> Response<Body> {
+    error(&ApiError::new(
+        404,
+        "not_found",
+        format!("no route {method} {}", admin::esc(path)),
+    ))
 }
 
 pub fn too_many(message: &str, retry_after_s: u64) -> Response<Body> {
@@ -211,6 +252,9 @@ async fn route(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let segs = segments(&path);
+    if names_an_invalid_merchant(&segs) {
+        return ("other", not_found(&method, &path));
+    }
     match (&method, segs.as_slice()) {
         (&Method::GET, ["healthz"]) => ("healthz", healthz(app).await),
         (&Method::GET, ["readyz"]) => ("readyz", readyz(app).await),
@@ -228,9 +272,12 @@ async fn route(
             ("metrics", metrics(app))
         }
         (_, ["v1", ..]) => {
-            if !app.guards.api_ip.allow(&client_ip(app, remote, &req)) {
+            if !app.guards.api_ip.allow(&limit_key(app, remote, &req)) {
                 app.metrics.rate_limited.inc();
                 return ("v1", too_many("too many API requests from this address", 1));
+            }
+            if !v1_route_exists(&method, &segs[1..]) {
+                return ("v1", not_found(&method, &path));
             }
             let Some(who) = caller(app, &req) else {
                 return (
@@ -344,7 +391,7 @@ async fn route(
             } else {
                 "alipay_return"
             };
-            if !app.guards.return_ip.allow(&client_ip(app, remote, &req)) {
+            if !app.guards.return_ip.allow(&limit_key(app, remote, &req)) {
                 app.metrics.rate_limited.inc();
                 return (label, too_many("too many returns from this address", 1));
             }
@@ -352,14 +399,14 @@ async fn route(
         }
         (_, ["admin", ..]) => {
             let ip = client_ip(app, remote, &req);
-            if !app.guards.admin_ip.allow(&ip) {
+            if !app.guards.admin_ip.allow(&crate::proxy::limit_key(ip)) {
                 app.metrics.rate_limited.inc();
                 return (
                     "admin",
                     too_many("too many admin requests from this address", 1),
                 );
             }
-            ("admin", admin::handle(app, ip, req).await)
+            ("admin", admin::handle(app, ip, remote, req).await)
         }
         // `payhost demo` opens on its shop (a mount); a production host on its admin page.
         (&Method::GET, []) => (
@@ -821,15 +868,18 @@ async fn notify(
             .map(|p| p.info.notify_retry.clone())
             .unwrap_or_default()
     };
-    // Rate limits first: a flood costs no store read.
-    let ip = client_ip(app, remote, &req);
-    if !app.guards.notify_ip.allow(&ip) || !app.guards.notify_merchant.allow(&id.to_owned()) {
+    let limited = || {
         app.metrics.rate_limited.inc();
         app.metrics.notify("rate_limited");
         let mut r = text(429, first_retry());
         r.headers_mut()
             .insert("retry-after", http::HeaderValue::from_static("1"));
-        return r;
+        r
+    };
+    // The per-address limit first: a flood from one address costs no store read.
+    let ip = client_ip(app, remote, &req);
+    if !app.guards.notify_ip.allow(&crate::proxy::limit_key(ip)) {
+        return limited();
     }
     // Unknown merchant: refused before the body is read or anything is stored.
     let merchant = match app.store.merchant(id) {
@@ -843,6 +893,10 @@ async fn notify(
             return text(500, first_retry());
         }
     };
+    // Keyed only by merchants that exist, so made-up ids never grow the limiter.
+    if !app.guards.notify_merchant.allow(&id.to_owned()) {
+        return limited();
+    }
     let retry = app
         .plugins
         .for_merchant(&merchant)

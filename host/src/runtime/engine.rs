@@ -69,13 +69,70 @@ pub enum CompileSource {
     Cache,
 }
 
-/// Compiles the component, or loads it from `cache_dir` when a compatible artifact exists.
+/// Makes sure `dir` may hold native code this process will load: a missing one is created
+/// owner-only (0700); an existing one must be a directory owned by this user that nobody else
+/// can write to (else another local user could put code there first). Refused otherwise.
+pub fn private_cache_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+        let md = std::fs::metadata(dir)?;
+        if !md.is_dir() {
+            anyhow::bail!("{} is not a directory", dir.display());
+        }
+        owned_by_this_user(dir, &md)?;
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)?;
+    Ok(())
+}
+
+/// A cache file or directory must belong to this process's user and be writable by it alone.
+#[cfg(unix)]
+fn owned_by_this_user(path: &Path, md: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if md.uid() != me {
+        anyhow::bail!(
+            "{} belongs to uid {}, not to this user (uid {me})",
+            path.display(),
+            md.uid()
+        );
+    }
+    if md.mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "{} is writable by other users (mode {:o}); make it owner-only (chmod 700)",
+            path.display(),
+            md.mode() & 0o7777
+        );
+    }
+    Ok(())
+}
+
+/// Compiles the component, or loads it from `cache_dir` when a compatible artifact exists. A
+/// cache directory that is not private to this user is not used at all (compiled every start).
 pub fn load_component(
     engine: &Engine,
     bytes: &[u8],
     sha256: &str,
     cache_dir: Option<&Path>,
 ) -> Result<(Component, CompileSource)> {
+    let cache_dir = cache_dir.filter(|dir| match private_cache_dir(dir) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %format!("{e:#}"), "not using the compile cache: it is not private to this user");
+            false
+        }
+    });
     if let Some(dir) = cache_dir {
         let path = cache_file(engine, dir, sha256);
         if path.exists() {
@@ -99,7 +156,7 @@ pub fn load_component(
         }
         let component =
             Component::new(engine, bytes).map_err(|e| wt(e, "cannot compile the component"))?;
-        if let Err(e) = write_cache(&component, dir, &path) {
+        if let Err(e) = write_cache(&component, &path) {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot write the compile cache");
         }
         return Ok((component, CompileSource::Compiled));
@@ -120,6 +177,10 @@ fn sum_file(path: &Path) -> PathBuf {
 /// The artifact's bytes, if they match the sha256 stored beside them.
 fn verified_cache(path: &Path) -> Result<Vec<u8>> {
     use sha2::{Digest, Sha256};
+    #[cfg(unix)]
+    for p in [path.to_path_buf(), sum_file(path)] {
+        owned_by_this_user(&p, &std::fs::symlink_metadata(&p)?)?;
+    }
     let expected = std::fs::read_to_string(sum_file(path))
         .map_err(|e| anyhow::anyhow!("no readable {}: {e}", sum_file(path).display()))?;
     let bytes = std::fs::read(path)?;
@@ -133,23 +194,29 @@ fn verified_cache(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn write_cache(component: &Component, dir: &Path, path: &Path) -> Result<()> {
-    use sha2::{Digest, Sha256};
-    std::fs::create_dir_all(dir)?;
+/// Writes a file owner-only (0600 whatever the umask: a group-writable artifact is refused).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // Only this host's user may write native code it will load.
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    }
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)?;
+    Ok(())
+}
+
+/// Writes the artifact and its sum into the cache directory (checked private by
+/// `load_component`).
+fn write_cache(component: &Component, path: &Path) -> Result<()> {
+    use sha2::{Digest, Sha256};
     let bytes = component
         .serialize()
         .map_err(|e| wt(e, "cannot serialise the component"))?;
     let sum = hex::encode(Sha256::digest(&bytes));
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let tmp_sum = path.with_extension(format!("sumtmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::write(&tmp_sum, sum)?;
+    write_private(&tmp, &bytes)?;
+    write_private(&tmp_sum, sum.as_bytes())?;
     // The sum first: a reader that sees the new artifact also sees its sum (a reader that sees
     // the new sum with the old artifact recompiles, which is safe).
     std::fs::rename(&tmp_sum, sum_file(path))?;

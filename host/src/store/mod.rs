@@ -62,6 +62,43 @@ pub struct RawNotification<'a> {
     pub body: &'a [u8],
 }
 
+/// How much of a refused notification's body is kept (the rest is summed up by size and SHA-256).
+pub const REFUSED_HEAD_BYTES: usize = 1024;
+/// How much of a refused notification's detail (the component's reason) is kept.
+const REFUSED_DETAIL_CHARS: usize = 512;
+
+/// The bounded form of a notification whose sender proved nothing: the first
+/// [`REFUSED_HEAD_BYTES`] of its body, its size and hex SHA-256, and its record with the detail
+/// cut short. Both stores keep exactly this.
+pub struct RefusedRecord {
+    pub merchant_id: String,
+    pub remote: Option<String>,
+    pub head: Vec<u8>,
+    pub size: i64,
+    pub sha256: String,
+    pub record: NotificationRecord,
+}
+
+impl RefusedRecord {
+    pub fn new(raw: &RawNotification<'_>, record: &NotificationRecord) -> RefusedRecord {
+        use sha2::{Digest, Sha256};
+        let mut record = record.clone();
+        if let Some(d) = &mut record.detail {
+            if d.chars().count() > REFUSED_DETAIL_CHARS {
+                *d = d.chars().take(REFUSED_DETAIL_CHARS).collect::<String>() + "…";
+            }
+        }
+        RefusedRecord {
+            merchant_id: raw.merchant_id.to_owned(),
+            remote: raw.remote.map(|r| r.chars().take(64).collect()),
+            head: raw.body[..raw.body.len().min(REFUSED_HEAD_BYTES)].to_vec(),
+            size: raw.body.len() as i64,
+            sha256: hex::encode(Sha256::digest(raw.body)),
+            record,
+        }
+    }
+}
+
 /// The verified facts a notification carries into a state change.
 #[derive(Debug, Clone)]
 pub struct NotificationEffect<'a> {
@@ -195,6 +232,10 @@ pub trait Store: Send + Sync + 'static {
         raw: &RawNotification<'_>,
         record: &NotificationRecord,
     ) -> Result<i64>;
+    /// Stores a notification that was never verified (its sender proved nothing) as a bounded
+    /// [`RefusedRecord`], with its result, in one commit; then keeps only the newest `quota` of the
+    /// merchant's refused notifications. Returns the raw notification's id.
+    fn record_refused_notification(&self, refused: RefusedRecord, quota: u32) -> Result<i64>;
     fn notifications_for(
         &self,
         merchant: &str,
@@ -231,6 +272,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `batch` of the oldest raw notifications received before `before`
     /// (RFC 3339), with their results; returns how many.
     fn prune_raw_notifications(&self, before: &str, batch: u32) -> Result<u64>;
+    /// Deletes up to `batch` of the oldest refused notifications received before `before`, with
+    /// their results; returns how many.
+    fn prune_refused_notifications(&self, before: &str, batch: u32) -> Result<u64>;
 
     /// Admin sessions: stored by the hash of the cookie's random id.
     fn create_session(&self, id_hash: &str, csrf: &str, expires_ms: i64) -> Result<()>;

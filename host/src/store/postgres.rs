@@ -37,7 +37,10 @@ use std::time::Duration;
 use tokio_postgres::{NoTls, Row};
 
 /// Migrations, in order; the version is the position + 1.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_refused_notifications.sql"),
+];
 
 /// The advisory lock key of the migrations ("payhost" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0070_6179_686f_7374;
@@ -697,6 +700,48 @@ impl Store for PostgresStore {
         })
     }
 
+    fn record_refused_notification(&self, refused: RefusedRecord, quota: u32) -> Result<i64> {
+        self.tx(move |tx| {
+            Box::pin(async move {
+                let mut rec = refused.record;
+                let st = tx
+                    .prepare_cached("INSERT INTO raw_notifications (merchant_id, received_at, remote_addr, body, refused, body_size, body_sha256)
+                         VALUES ($1, $2, $3, $4, true, $5, $6) RETURNING id")
+                    .await?;
+                rec.raw_id = tx
+                    .query_one(
+                        &st,
+                        &[&refused.merchant_id, &now_rfc3339(), &refused.remote, &refused.head, &refused.size, &refused.sha256],
+                    )
+                    .await?
+                    .get(0);
+                insert_result(tx, &rec).await?;
+                // The quota: the newest `quota` stay (one insert past it deletes one row).
+                let cut: Option<i64> = tx
+                    .query_opt(
+                        "SELECT id FROM raw_notifications WHERE merchant_id = $1 AND refused ORDER BY id DESC LIMIT 1 OFFSET $2",
+                        &[&refused.merchant_id, &(quota as i64)],
+                    )
+                    .await?
+                    .map(|r| r.get(0));
+                if let Some(cut) = cut {
+                    tx.execute(
+                        "DELETE FROM notification_results WHERE raw_id IN
+                         (SELECT id FROM raw_notifications WHERE merchant_id = $1 AND refused AND id <= $2)",
+                        &[&refused.merchant_id, &cut],
+                    )
+                    .await?;
+                    tx.execute(
+                        "DELETE FROM raw_notifications WHERE merchant_id = $1 AND refused AND id <= $2",
+                        &[&refused.merchant_id, &cut],
+                    )
+                    .await?;
+                }
+                Ok(rec.raw_id)
+            })
+        })
+    }
+
     fn notifications_for(
         &self,
         merchant: &str,
@@ -924,6 +969,31 @@ impl Store for PostgresStore {
                     )
                     .await?;
                 Ok(n)
+            })
+        })
+    }
+
+    fn prune_refused_notifications(&self, before: &str, batch: u32) -> Result<u64> {
+        let before = before.to_owned();
+        self.tx(move |tx| {
+            Box::pin(async move {
+                let ids: Vec<i64> = tx
+                    .query(
+                        "SELECT id FROM raw_notifications WHERE refused AND received_at < $1 ORDER BY id LIMIT $2",
+                        &[&before, &(batch as i64)],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                tx.execute(
+                    "DELETE FROM notification_results WHERE raw_id = ANY($1)",
+                    &[&ids],
+                )
+                .await?;
+                tx.execute("DELETE FROM raw_notifications WHERE id = ANY($1)", &[&ids])
+                    .await?;
+                Ok(ids.len() as u64)
             })
         })
     }

@@ -21,6 +21,7 @@ use std::sync::Mutex;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_hardening.sql"),
+    include_str!("../../migrations/0003_refused_notifications.sql"),
 ];
 
 /// Read connections (WAL lets them read while the writer commits).
@@ -567,6 +568,30 @@ impl Store for SqliteStore {
         })
     }
 
+    fn record_refused_notification(&self, refused: RefusedRecord, quota: u32) -> Result<i64> {
+        self.write(move |conn| {
+            let mut rec = refused.record;
+            conn.prepare_cached("INSERT INTO raw_notifications (merchant_id, received_at, remote_addr, body, refused, body_size, body_sha256)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)")?
+                .execute(params![refused.merchant_id, now_rfc3339(), refused.remote, refused.head, refused.size, refused.sha256])?;
+            rec.raw_id = conn.last_insert_rowid();
+            insert_result(conn, &rec)?;
+            // The quota: the newest `quota` stay (one insert past it deletes one row).
+            let cut: Option<i64> = conn
+                .prepare_cached("SELECT id FROM raw_notifications WHERE merchant_id = ?1 AND refused = 1 ORDER BY id DESC LIMIT 1 OFFSET ?2")?
+                .query_row(params![refused.merchant_id, quota], |r| r.get(0))
+                .optional()?;
+            if let Some(cut) = cut {
+                conn.prepare_cached("DELETE FROM notification_results WHERE raw_id IN
+                     (SELECT id FROM raw_notifications WHERE merchant_id = ?1 AND refused = 1 AND id <= ?2)")?
+                    .execute(params![refused.merchant_id, cut])?;
+                conn.prepare_cached("DELETE FROM raw_notifications WHERE merchant_id = ?1 AND refused = 1 AND id <= ?2")?
+                    .execute(params![refused.merchant_id, cut])?;
+            }
+            Ok(rec.raw_id)
+        })
+    }
+
     fn notifications_for(
         &self,
         merchant: &str,
@@ -742,6 +767,23 @@ impl Store for SqliteStore {
                 .prepare_cached("DELETE FROM raw_notifications WHERE id BETWEEN ?1 AND ?2")?
                 .execute(params![first, last])?;
             Ok(n as u64)
+        })
+    }
+
+    fn prune_refused_notifications(&self, before: &str, batch: u32) -> Result<u64> {
+        let before = before.to_owned();
+        self.write(move |conn| {
+            let ids: Vec<i64> = conn
+                .prepare_cached("SELECT id FROM raw_notifications WHERE refused = 1 AND received_at < ?1 ORDER BY id LIMIT ?2")?
+                .query_map(params![before, batch], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for id in &ids {
+                conn.prepare_cached("DELETE FROM notification_results WHERE raw_id = ?1")?
+                    .execute([id])?;
+                conn.prepare_cached("DELETE FROM raw_notifications WHERE id = ?1")?
+                    .execute([id])?;
+            }
+            Ok(ids.len() as u64)
         })
     }
 
@@ -1251,6 +1293,86 @@ mod tests {
             s.delete_merchant("m2", false).unwrap(),
             MerchantRemoval::Removed { payments: 0 }
         );
+        drop(s);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn refused_notifications_are_bounded_records_within_a_quota() {
+        use sha2::Digest;
+        let (s, path) = open_temp("refused");
+        let body = vec![b'x'; 30 * 1024];
+        let rec = NotificationRecord {
+            notify_id: None,
+            out_trade_no: None,
+            outcome: Some("bad_signature".into()),
+            detail: Some("d".repeat(5000)),
+            ..record()
+        };
+        let forged = |m: &'static str| RawNotification {
+            merchant_id: m,
+            remote: Some("192.0.2.1"),
+            body: &body,
+        };
+        for _ in 0..5 {
+            s.record_refused_notification(RefusedRecord::new(&forged("m1"), &rec), 3)
+                .unwrap();
+        }
+        s.record_refused_notification(RefusedRecord::new(&forged("m2"), &rec), 3)
+            .unwrap();
+        // A verified one is kept whole and outside the quota.
+        let verified = NotificationRecord {
+            notify_id: Some("n9".into()),
+            outcome: Some("unknown_order".into()),
+            ..record()
+        };
+        s.record_notification(&raw(), &verified).unwrap();
+        let conn = s.conn();
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(String, i64, Option<i64>, Option<String>, i64)> = conn
+            .prepare("SELECT merchant_id, length(body), body_size, body_sha256, refused FROM raw_notifications ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let m1: Vec<_> = rows.iter().filter(|r| r.0 == "m1" && r.4 == 1).collect();
+        assert_eq!(m1.len(), 3, "the newest 3 of m1's 5: {rows:?}");
+        assert_eq!(rows.iter().filter(|r| r.0 == "m2").count(), 1);
+        for r in rows.iter().filter(|r| r.4 == 1) {
+            assert_eq!((r.1, r.2), (1024, Some(30 * 1024)));
+            assert_eq!(r.3, Some(hex::encode(sha2::Sha256::digest(&body))));
+        }
+        assert!(
+            rows.iter().any(|r| r.4 == 0 && r.1 == 3),
+            "the verified one, whole"
+        );
+        let details: Vec<String> = conn
+            .prepare("SELECT detail FROM notification_results r JOIN raw_notifications n ON n.id = r.raw_id WHERE n.refused = 1")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            details.len(),
+            4,
+            "one result per kept record, none orphaned"
+        );
+        assert!(details.iter().all(|d| d.chars().count() <= 513));
+        drop(conn);
+        // Their own retention: only refused rows go.
+        assert_eq!(
+            s.prune_refused_notifications("1970-01-02T00:00:00Z", 10)
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            s.prune_refused_notifications("9999-01-01T00:00:00Z", 10)
+                .unwrap(),
+            4
+        );
+        assert_eq!(s.raw_notification_count().unwrap(), 1);
         drop(s);
         let _ = std::fs::remove_file(&path);
     }
