@@ -49,6 +49,9 @@ pub struct OpenApiSettings {
     pub sign_type: SignType,
 }
 
+/// Validated settings and the normalised pairs to store.
+pub type Validated = (OpenApiSettings, Vec<(String, String)>);
+
 /// True when the settings choose the OpenAPI family.
 pub fn is_openapi(pairs: &[(String, String)]) -> bool {
     pairs
@@ -76,7 +79,7 @@ pub fn is_app_id(s: &str) -> bool {
 /// store (trimmed, defaults written out), or every bad field.
 pub fn validate(
     pairs: &[(String, String)],
-) -> Result<(OpenApiSettings, Vec<(String, String)>), Vec<FieldError>> {
+) -> Result<Validated, Vec<FieldError>> {
     let mut errors = Vec::new();
     for (k, _) in pairs {
         if !OPENAPI_ONLY.contains(&k.as_str()) && !SHARED.contains(&k.as_str()) {
