@@ -1,9 +1,9 @@
-//! The component's side of the WIT contract (`payhost:payment@0.2.0`): converts between WIT
+//! The component's side of the WIT contract (`payhost:payment@0.3.0`): converts between WIT
 //! records and the model. It performs no I/O: flows hand their requests to the host.
 
 wit_bindgen::generate!({
     world: "payment-plugin",
-    path: "../wit/v0.2.0",
+    path: "../wit/v0.3.0",
 });
 
 use crate::connector;
@@ -137,7 +137,9 @@ fn pending_out(p: Pending) -> wit::Pending {
             headers: pairs_out(p.request.headers),
             body: p.request.body,
         },
-        continuation: p.continuation,
+        // Continuations are ASCII (a tag line and form-encoded fields, `flow.rs`): a WIT string
+        // crosses into dynamic languages as one copy where `list<u8>` went byte by byte.
+        continuation: String::from_utf8(p.continuation).expect("continuations are ASCII"),
     }
 }
 
@@ -301,10 +303,10 @@ impl Guest for Component {
 
     fn resume_payment(
         settings: Vec<wit::Pair>,
-        continuation: Vec<u8>,
+        continuation: String,
         response: Result<wit::IncomingResponse, wit::SendFailure>,
     ) -> Result<wit::PaymentStep, wit::PluginError> {
-        connector::resume_payment(&pairs_in(settings), &continuation, response_in(response))
+        connector::resume_payment(&pairs_in(settings), continuation.as_bytes(), response_in(response))
             .map(payment_step)
             .map_err(plugin_error)
     }
@@ -335,10 +337,10 @@ impl Guest for Component {
 
     fn resume_notification(
         settings: Vec<wit::Pair>,
-        continuation: Vec<u8>,
+        continuation: String,
         response: Result<wit::IncomingResponse, wit::SendFailure>,
     ) -> Result<wit::NotificationStep, wit::PluginError> {
-        connector::resume_notification(&pairs_in(settings), &continuation, response_in(response))
+        connector::resume_notification(&pairs_in(settings), continuation.as_bytes(), response_in(response))
             .map(notification_step)
             .map_err(plugin_error)
     }
@@ -367,10 +369,10 @@ impl Guest for Component {
 
     fn resume_channels(
         settings: Vec<wit::Pair>,
-        continuation: Vec<u8>,
+        continuation: String,
         response: Result<wit::IncomingResponse, wit::SendFailure>,
     ) -> Result<wit::ChannelsStep, wit::PluginError> {
-        connector::resume_channels(&pairs_in(settings), &continuation, response_in(response))
+        connector::resume_channels(&pairs_in(settings), continuation.as_bytes(), response_in(response))
             .map(channels_step)
             .map_err(plugin_error)
     }
@@ -386,10 +388,10 @@ impl Guest for Component {
 
     fn resume_query(
         settings: Vec<wit::Pair>,
-        continuation: Vec<u8>,
+        continuation: String,
         response: Result<wit::IncomingResponse, wit::SendFailure>,
     ) -> Result<wit::QueryStep, wit::PluginError> {
-        connector::resume_query(&pairs_in(settings), &continuation, response_in(response))
+        connector::resume_query(&pairs_in(settings), continuation.as_bytes(), response_in(response))
             .map(query_step)
             .map_err(plugin_error)
     }
