@@ -57,22 +57,39 @@ pub struct Settings {
     pub paychannel_url: String,
     /// The mapi gateway (PC cashier, `single_trade_query`).
     pub mapi_url: String,
-    /// Verifies Alipay's RSA signatures on the mapi side: PC returns and notifies, generation-B app
-    /// notifies, app SDK results.
-    pub mapi_public_key: Box<PublicKey>,
+    /// The merchant's own mapi key, if configured (see [`Settings::mapi_public_key`]).
+    mapi_public_key: Option<Box<PublicKey>>,
     /// The per-merchant Alipay key of the 2011–2013 app era (ms.alipay.com 密钥管理), for
     /// generation-A app notifies and results; when unset, `mapi_public_key` is used.
     pub app_public_key: Option<Box<PublicKey>>,
 }
 
+/// Alipay's common mapi key, parsed once per instance and only when a call needs it (a WAP
+/// notify never does: parsing it on every call cost a verify-notification about a tenth).
+fn default_mapi_key() -> &'static PublicKey {
+    static KEY: std::sync::OnceLock<PublicKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        sign::parse_public_key(DEFAULT_MAPI_PUBLIC_KEY).expect("the built-in mapi key parses")
+    })
+}
+
 impl Settings {
+    /// Verifies Alipay's RSA signatures on the mapi side: PC returns and notifies, generation-B app
+    /// notifies, app SDK results. The merchant's key, else Alipay's common one.
+    pub fn mapi_public_key(&self) -> &PublicKey {
+        match self.mapi_public_key.as_deref() {
+            Some(key) => key,
+            None => default_mapi_key(),
+        }
+    }
+
     /// The Alipay keys an app-era signature (generation-A notify, SDK result) may verify with:
     /// the per-merchant key first when configured, then the mapi key.
     pub fn app_keys(&self) -> impl Iterator<Item = &PublicKey> {
         self.app_public_key
             .as_deref()
             .into_iter()
-            .chain(std::iter::once(&*self.mapi_public_key))
+            .chain(std::iter::once(self.mapi_public_key()))
     }
 }
 
@@ -537,12 +554,7 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
             notify_verify_url,
             paychannel_url,
             mapi_url,
-            mapi_public_key: mapi_public_key.unwrap_or_else(|| {
-                Box::new(
-                    sign::parse_public_key(DEFAULT_MAPI_PUBLIC_KEY)
-                        .expect("the built-in mapi key parses"),
-                )
-            }),
+            mapi_public_key,
             app_public_key,
         },
         normalised,
