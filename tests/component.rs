@@ -191,7 +191,10 @@ async fn describe_and_validate_settings() {
         .iter()
         .map(|p| rt.info.settings.iter().position(|f| f.name == p.0).unwrap())
         .collect();
-    assert!(order.windows(2).all(|w| w[0] < w[1]), "schema order: {ok:?}");
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "schema order: {ok:?}"
+    );
     let again = s.validate_settings(&ok).await.unwrap().unwrap();
     assert_eq!(again, ok);
     let bad = s
@@ -656,7 +659,12 @@ async fn both_contract_versions_load_and_a_wrong_manifest_version_is_named() {
         .await
         .unwrap()
         .unwrap();
-    let endpoint = testpay.info.field("endpoint").unwrap().default_value.clone();
+    let endpoint = testpay
+        .info
+        .field("endpoint")
+        .unwrap()
+        .default_value
+        .clone();
     assert!(ok.contains(&("merchant_no".into(), "M1".into())), "{ok:?}");
     assert_eq!(
         ok.iter().find(|p| p.0 == "endpoint").map(|p| p.1.clone()),

@@ -306,9 +306,13 @@ impl Guest for Component {
         continuation: String,
         response: Result<wit::IncomingResponse, wit::SendFailure>,
     ) -> Result<wit::PaymentStep, wit::PluginError> {
-        connector::resume_payment(&pairs_in(settings), continuation.as_bytes(), response_in(response))
-            .map(payment_step)
-            .map_err(plugin_error)
+        connector::resume_payment(
+            &pairs_in(settings),
+            continuation.as_bytes(),
+            response_in(response),
+        )
+        .map(payment_step)
+        .map_err(plugin_error)
     }
 
     fn verify_return(
@@ -340,9 +344,13 @@ impl Guest for Component {
         continuation: String,
         response: Result<wit::IncomingResponse, wit::SendFailure>,
     ) -> Result<wit::NotificationStep, wit::PluginError> {
-        connector::resume_notification(&pairs_in(settings), continuation.as_bytes(), response_in(response))
-            .map(notification_step)
-            .map_err(plugin_error)
+        connector::resume_notification(
+            &pairs_in(settings),
+            continuation.as_bytes(),
+            response_in(response),
+        )
+        .map(notification_step)
+        .map_err(plugin_error)
     }
 
     fn match_order(
@@ -372,9 +380,13 @@ impl Guest for Component {
         continuation: String,
         response: Result<wit::IncomingResponse, wit::SendFailure>,
     ) -> Result<wit::ChannelsStep, wit::PluginError> {
-        connector::resume_channels(&pairs_in(settings), continuation.as_bytes(), response_in(response))
-            .map(channels_step)
-            .map_err(plugin_error)
+        connector::resume_channels(
+            &pairs_in(settings),
+            continuation.as_bytes(),
+            response_in(response),
+        )
+        .map(channels_step)
+        .map_err(plugin_error)
     }
 
     fn query_trade(
@@ -391,9 +403,13 @@ impl Guest for Component {
         continuation: String,
         response: Result<wit::IncomingResponse, wit::SendFailure>,
     ) -> Result<wit::QueryStep, wit::PluginError> {
-        connector::resume_query(&pairs_in(settings), continuation.as_bytes(), response_in(response))
-            .map(query_step)
-            .map_err(plugin_error)
+        connector::resume_query(
+            &pairs_in(settings),
+            continuation.as_bytes(),
+            response_in(response),
+        )
+        .map(query_step)
+        .map_err(plugin_error)
     }
 
     fn verify_app_result(

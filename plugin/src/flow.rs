@@ -211,7 +211,10 @@ mod tests {
             },
         ] {
             let encoded = c.encode();
-            assert!(encoded.is_ascii(), "a continuation must be a valid WIT string");
+            assert!(
+                encoded.is_ascii(),
+                "a continuation must be a valid WIT string"
+            );
             assert_eq!(Continuation::decode(&encoded).unwrap(), c);
         }
         for bad in [

@@ -622,7 +622,8 @@ pub fn parse_query_response(
             match &settings.signer {
                 Signer::Md5 { key } => sign::md5_verify(&content, key, received),
                 Signer::Rsa { .. } => {
-                    sign::rsa_verify(&content, received, settings.mapi_public_key()).unwrap_or(false)
+                    sign::rsa_verify(&content, received, settings.mapi_public_key())
+                        .unwrap_or(false)
                 }
             }
         }

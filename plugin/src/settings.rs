@@ -620,7 +620,10 @@ mod tests {
             assert!(norm.iter().any(|(k, _)| k == f.name), "{} missing", f.name);
         }
         let (_, again) = validate(&norm).unwrap();
-        assert_eq!(again, norm, "validating the normalised settings changes nothing");
+        assert_eq!(
+            again, norm,
+            "validating the normalised settings changes nothing"
+        );
     }
 
     #[test]

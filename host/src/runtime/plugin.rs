@@ -552,13 +552,7 @@ macro_rules! drive_flow {
             // The store stays untouched (and unborrowed) while the request is out.
             let runtime: &PluginRuntime = $self.runtime;
             let answer = send(runtime, &$policy, &pending.request).await;
-            step = call_export!(
-                $self,
-                $resume,
-                $settings,
-                &pending.continuation,
-                &answer
-            );
+            step = call_export!($self, $resume, $settings, &pending.continuation, &answer);
         }
     }};
 }
@@ -646,9 +640,7 @@ impl Session<'_> {
         let step = call_export!(self, verify_notification, settings, form)?;
         Ok(step.map(|s| match s {
             api::Step::Done(n) => FirstStep::Done(n),
-            api::Step::Send(p) => FirstStep::Send {
-                url: p.request.url,
-            },
+            api::Step::Send(p) => FirstStep::Send { url: p.request.url },
         }))
     }
 

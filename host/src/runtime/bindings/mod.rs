@@ -379,7 +379,10 @@ macro_rules! contract_version {
             g: &PaymentPlugin,
             store: &mut Store<HostState>,
         ) -> wasmtime::Result<api::PluginInfo> {
-            Ok(g.payhost_payment_plugin().call_describe(store).await?.into())
+            Ok(g.payhost_payment_plugin()
+                .call_describe(store)
+                .await?
+                .into())
         }
 
         pub async fn validate_settings(
@@ -591,12 +594,8 @@ impl Pre {
             anyhow::anyhow!("the component does not export payhost:payment/plugin@{version}: {e:#}")
         };
         match version {
-            v0_3_0::VERSION => Ok(Pre::V0_3(
-                v0_3_0::PaymentPluginPre::new(pre).map_err(what)?,
-            )),
-            v0_2_0::VERSION => Ok(Pre::V0_2(
-                v0_2_0::PaymentPluginPre::new(pre).map_err(what)?,
-            )),
+            v0_3_0::VERSION => Ok(Pre::V0_3(v0_3_0::PaymentPluginPre::new(pre).map_err(what)?)),
+            v0_2_0::VERSION => Ok(Pre::V0_2(v0_2_0::PaymentPluginPre::new(pre).map_err(what)?)),
             other => anyhow::bail!(
                 "contract version {other} is not supported; this host loads {}",
                 VERSIONS.join(", ")
