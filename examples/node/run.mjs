@@ -61,6 +61,12 @@ async function load(path) {
   return { plugin: module[`payhost:payment/plugin@${contract}`], contract };
 }
 
+/** Settings, a form or a query as the contract takes them: 0.3.0 one form-encoded string
+ * (`form-pairs`, one copy), 0.2.0 an array of `{key, value}` pairs. */
+function kvFor(contract) {
+  return (pairs) => (contract === '0.2.0' ? pairs : new URLSearchParams(pairs.map((p) => [p.key, p.value])).toString());
+}
+
 /** A top-level `result` error is thrown as a ComponentError whose `payload` is the WIT error. */
 function errorOf(e) {
   if (e instanceof Failure || e?.payload === undefined) throw e;
@@ -197,6 +203,7 @@ async function main() {
   const sandbox = args.sandbox.replace(/\/+$/, '');
   const t0 = performance.now();
   const { plugin, contract } = await load(args.component);
+  const kv = kvFor(contract);
   const info = plugin.describe();
   console.log(`node: ${info.id} ${info.version}, contract payhost:payment@${contract}, loaded in ${(performance.now() - t0).toFixed(0)} ms`);
   check(info.id === 'alipay-wap', `describe: id ${info.id}`);
@@ -213,8 +220,8 @@ async function main() {
     ['notify_verify_url', `${sandbox}/mapi`],
     ['mapi_url', `${sandbox}/mapi`],
   ].map(([key, value]) => ({ key, value }));
-  const settings = call('validate-settings', () => plugin.validateSettings(entered));
-  const got = Object.fromEntries(settings.map((p) => [p.key, p.value]));
+  const stored = call('validate-settings', () => plugin.validateSettings(kv(entered)));
+  const got = Object.fromEntries(stored.map((p) => [p.key, p.value]));
   const defaults = Object.fromEntries(info.settings.filter((f) => f.defaultValue !== undefined).map((f) => [f.name, f.defaultValue]));
   check(got.partner === args.partner, `validate-settings: partner not trimmed: ${JSON.stringify(got.partner)}`);
   check(got.key === args.key, 'validate-settings: key not trimmed');
@@ -222,16 +229,17 @@ async function main() {
   check(got.mode === 'b2c' && defaults.mode === 'b2c', `validate-settings: mode ${got.mode}`);
   check(got.paychannel_url === defaults.paychannel_url, `validate-settings: paychannel_url ${got.paychannel_url} is not its default`);
   check(got.gateway_url === `${sandbox}/gateway`, 'validate-settings: gateway_url changed');
-  const again = call('validate-settings', () => plugin.validateSettings(settings));
-  check(JSON.stringify(again) === JSON.stringify(settings), 'validate-settings: normalising twice changed the settings');
+  const again = call('validate-settings', () => plugin.validateSettings(kv(stored)));
+  check(JSON.stringify(again) === JSON.stringify(stored), 'validate-settings: normalising twice changed the settings');
   let refused = null;
   try {
-    plugin.validateSettings([{ key: 'partner', value: '12' }, { key: 'colour', value: 'red' }]);
+    plugin.validateSettings(kv([{ key: 'partner', value: '12' }, { key: 'colour', value: 'red' }]));
   } catch (e) {
     refused = errorOf(e);
   }
   check(refused && ['partner', 'colour'].every((f) => refused.some((e) => e.field === f)), 'validate-settings: bad settings not refused by field');
-  console.log(`node: validate-settings ok (${settings.length} settings, defaults applied)`);
+  console.log(`node: validate-settings ok (${stored.length} settings, defaults applied)`);
+  const settings = kv(stored);
 
   const receiver = await notifyReceiver();
   try {
@@ -257,7 +265,8 @@ async function main() {
     const notified = receiver.next(10_000);
     const paid = await postForm(`${sandbox}/cashier/pay`, { token: started.token });
     check(paid.status === 200 || paid.status === 302, `cashier pay: HTTP ${paid.status}`);
-    const { form, reply } = await notified;
+    const { form: received, reply } = await notified;
+    const form = kv(received);
 
     let notification, expectation;
     try {
@@ -280,7 +289,7 @@ async function main() {
     }
     console.log(`node: notification verified and confirmed (trade ${notification.tradeNo}, ${notification.tradeStatus}), order matched, replied ${JSON.stringify(notification.reply)}`);
 
-    const forged = form.map((p) => (p.key === 'notify_data' ? { ...p, value: p.value.replace('0.01', '9.99') } : p));
+    const forged = kv(received.map((p) => (p.key === 'notify_data' ? { ...p, value: p.value.replace('0.01', '9.99') } : p)));
     let forgedError = null;
     try {
       plugin.verifyNotification(settings, forged);

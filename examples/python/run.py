@@ -86,6 +86,13 @@ class Plugin:
         check(self.contract, "the component exports no payhost:payment/plugin this example knows")
         self.funcs = {}
 
+    def kv(self, items):
+        """Settings, a form or a query as the contract takes them: 0.3.0 one form-encoded string
+        (`form-pairs`, one copy), 0.2.0 a list of `pair` records."""
+        if self.contract == "0.2.0":
+            return pairs(items)
+        return urllib.parse.urlencode(items)
+
     def call(self, name, *args):
         f = self.funcs.get(name)
         if f is None:
@@ -249,7 +256,7 @@ def main():
         ("notify_verify_url", f"{sandbox}/mapi"),
         ("mapi_url", f"{sandbox}/mapi"),
     ]
-    normalised = unpairs(unwrap(plugin.call("validate-settings", pairs(entered)), "validate-settings"))
+    normalised = unpairs(unwrap(plugin.call("validate-settings", plugin.kv(entered)), "validate-settings"))
     got = dict(normalised)
     defaults = {f.name: field(f, "default_value") for f in info.settings if field(f, "default_value")}
     check(got.get("partner") == a.partner, f"validate-settings: partner not trimmed: {got.get('partner')!r}")
@@ -259,14 +266,14 @@ def main():
     check(got.get("paychannel_url") == defaults.get("paychannel_url"),
           f"validate-settings: paychannel_url {got.get('paychannel_url')!r} is not its default")
     check(got.get("gateway_url") == f"{sandbox}/gateway", "validate-settings: gateway_url changed")
-    again = unpairs(unwrap(plugin.call("validate-settings", pairs(normalised)), "validate-settings"))
+    again = unpairs(unwrap(plugin.call("validate-settings", plugin.kv(normalised)), "validate-settings"))
     check(again == normalised, "validate-settings: normalising twice changed the settings")
-    bad = plugin.call("validate-settings", pairs([("partner", "12"), ("colour", "red")]))
+    bad = plugin.call("validate-settings", plugin.kv([("partner", "12"), ("colour", "red")]))
     check(isinstance(bad, Variant) and bad.tag == "err"
           and {"partner", "colour"} <= {e.field for e in bad.payload},
           f"validate-settings: bad settings not refused by field: {bad!r}")
     print(f"python: validate-settings ok ({len(normalised)} settings, defaults applied)")
-    settings = pairs(normalised)
+    settings = plugin.kv(normalised)
 
     receiver = NotifyReceiver()
     out_trade_no = f"PYEX{int(time.time() * 1000)}"
@@ -289,7 +296,7 @@ def main():
         raise Failure("the sandbox sent no notification within 10 s")
 
     try:
-        notification = drive(plugin, "verify-notification", "resume-notification", settings, pairs(form))
+        notification = drive(plugin, "verify-notification", "resume-notification", settings, plugin.kv(form))
         check(field(notification, "out_trade_no") == out_trade_no, "verify-notification: another order")
         check(notification.event == "paid" and notification.paid, f"verify-notification: event {notification.event}")
         expectation = record(out_trade_no=out_trade_no, total_fee=field(started, "total_fee"), seller=started.seller)
@@ -307,14 +314,14 @@ def main():
           f"{field(notification, 'trade_status')}), order matched, replied {notification.reply!r}")
 
     forged = [(k, v.replace("0.01", "9.99") if k == "notify_data" else v) for k, v in form]
-    r = plugin.call("verify-notification", settings, pairs(forged))
+    r = plugin.call("verify-notification", settings, plugin.kv(forged))
     check(isinstance(r, Variant) and r.tag == "err" and r.payload.tag == "bad-signature",
           f"verify-notification: a forged amount was not refused: {r!r}")
     print("python: a forged notification is refused (bad-signature)")
 
     # Per-call cost on this one instance: the calls a notification costs an embedder, the
     # notify_verify answer replayed (no network in the loop).
-    form_pairs = pairs(form)
+    form_pairs = plugin.kv(form)
     first = unwrap(plugin.call("verify-notification", settings, form_pairs), "verify-notification")
     check(first.tag == "send", "verify-notification: no notify_verify request")
     continuation = first.payload.continuation

@@ -3,9 +3,9 @@
 //!
 //! Every version's module runs `bindgen!` for its WIT folder and then [`contract_version!`], which
 //! writes the `From` conversions into the host's types and one async function per export taking
-//! and returning host types only. The versions differ in what the macro cannot share: the
-//! continuation's WIT type (0.2.0 `list<u8>`, 0.3.0 `string`), written as `continuation_in` in each
-//! module. [`Pre`] and [`Guest`] hold a component of either version.
+//! and returning host types only. The versions differ in what the macro cannot share, written in
+//! each module: the continuation's WIT type (`continuation_in`: 0.2.0 `list<u8>`, 0.3.0 `string`) and
+//! how key/value inputs cross (`form_in`: 0.2.0 `list<pair>`, 0.3.0 one form-encoded string). [`Pre`] and [`Guest`] hold a component of either version.
 //!
 //! v0.1.0 (the component did its own `wasi:http` I/O) is retired: no published component uses it
 //! (see CHANGELOG.md).
@@ -392,7 +392,7 @@ macro_rules! contract_version {
         ) -> wasmtime::Result<Result<api::Settings, Vec<api::FieldError>>> {
             let r = g
                 .payhost_payment_plugin()
-                .call_validate_settings(store, &pairs_in(settings))
+                .call_validate_settings(store, &form_in(settings))
                 .await?;
             Ok(r.map(pairs_out).map_err(field_errors))
         }
@@ -406,7 +406,7 @@ macro_rules! contract_version {
             let order = types::PaymentRequest::from(order);
             let r = g
                 .payhost_payment_plugin()
-                .call_start_payment(store, &pairs_in(settings), &order)
+                .call_start_payment(store, &form_in(settings), &order)
                 .await?;
             Ok(answer(r))
         }
@@ -421,7 +421,7 @@ macro_rules! contract_version {
             let (c, r) = (continuation_in(continuation), response_in(response));
             let r = g
                 .payhost_payment_plugin()
-                .call_resume_payment(store, &pairs_in(settings), &c, r.as_ref())
+                .call_resume_payment(store, &form_in(settings), &c, r.as_ref())
                 .await?;
             Ok(answer(r))
         }
@@ -434,7 +434,7 @@ macro_rules! contract_version {
         ) -> Answer<api::VerifiedReturn> {
             let r = g
                 .payhost_payment_plugin()
-                .call_verify_return(store, &pairs_in(settings), &pairs_in(query))
+                .call_verify_return(store, &form_in(settings), &form_in(query))
                 .await?;
             Ok(answer(r))
         }
@@ -447,7 +447,7 @@ macro_rules! contract_version {
         ) -> Answer<api::Step<api::Notification>> {
             let r = g
                 .payhost_payment_plugin()
-                .call_verify_notification(store, &pairs_in(settings), &pairs_in(form))
+                .call_verify_notification(store, &form_in(settings), &form_in(form))
                 .await?;
             Ok(answer(r))
         }
@@ -462,7 +462,7 @@ macro_rules! contract_version {
             let (c, r) = (continuation_in(continuation), response_in(response));
             let r = g
                 .payhost_payment_plugin()
-                .call_resume_notification(store, &pairs_in(settings), &c, r.as_ref())
+                .call_resume_notification(store, &form_in(settings), &c, r.as_ref())
                 .await?;
             Ok(answer(r))
         }
@@ -492,7 +492,7 @@ macro_rules! contract_version {
         ) -> Answer<api::Step<api::ChannelList>> {
             let r = g
                 .payhost_payment_plugin()
-                .call_list_channels(store, &pairs_in(settings), out_user)
+                .call_list_channels(store, &form_in(settings), out_user)
                 .await?;
             Ok(answer(r))
         }
@@ -507,7 +507,7 @@ macro_rules! contract_version {
             let (c, r) = (continuation_in(continuation), response_in(response));
             let r = g
                 .payhost_payment_plugin()
-                .call_resume_channels(store, &pairs_in(settings), &c, r.as_ref())
+                .call_resume_channels(store, &form_in(settings), &c, r.as_ref())
                 .await?;
             Ok(answer(r))
         }
@@ -520,7 +520,7 @@ macro_rules! contract_version {
         ) -> Answer<api::Step<api::TradeQuery>> {
             let r = g
                 .payhost_payment_plugin()
-                .call_query_trade(store, &pairs_in(settings), out_trade_no)
+                .call_query_trade(store, &form_in(settings), out_trade_no)
                 .await?;
             Ok(answer(r))
         }
@@ -535,7 +535,7 @@ macro_rules! contract_version {
             let (c, r) = (continuation_in(continuation), response_in(response));
             let r = g
                 .payhost_payment_plugin()
-                .call_resume_query(store, &pairs_in(settings), &c, r.as_ref())
+                .call_resume_query(store, &form_in(settings), &c, r.as_ref())
                 .await?;
             Ok(answer(r))
         }
@@ -548,7 +548,7 @@ macro_rules! contract_version {
         ) -> Answer<api::AppResult> {
             let r = g
                 .payhost_payment_plugin()
-                .call_verify_app_result(store, &pairs_in(settings), result)
+                .call_verify_app_result(store, &form_in(settings), result)
                 .await?;
             Ok(answer(r))
         }

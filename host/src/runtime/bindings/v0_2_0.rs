@@ -16,3 +16,8 @@ contract_version!();
 fn continuation_in(c: &api::Continuation) -> Vec<u8> {
     c.to_bytes()
 }
+
+/// Settings, forms and queries cross as `list<pair>`.
+fn form_in(p: &[(String, String)]) -> Vec<types::Pair> {
+    pairs_in(p)
+}
