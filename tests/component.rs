@@ -144,6 +144,7 @@ fn gateway(rsa: bool) -> impl Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync + 'stati
 async fn describe_and_validate_settings() {
     let rt = runtime().await;
     assert_eq!(rt.info.id, "alipay-wap");
+    assert_eq!(rt.contract_version(), "0.3.0");
     assert_eq!(rt.info.notify_ack, "success");
     assert_eq!(rt.info.notify_retry, "fail");
     let names: Vec<&str> = rt.info.settings.iter().map(|f| f.name.as_str()).collect();
@@ -178,6 +179,24 @@ async fn describe_and_validate_settings() {
         .unwrap()
         .unwrap();
     assert!(ok.iter().any(|p| p.0 == "partner" && p.1 == PARTNER));
+    // Normalised as the WIT says: trimmed, every setting with a default present (with its
+    // default), in describe's order; validating it again changes nothing.
+    for f in rt.info.settings.iter() {
+        if let Some(default) = &f.default_value {
+            let got = ok.iter().find(|p| p.0 == f.name).map(|p| p.1.as_str());
+            assert_eq!(got, Some(default.as_str()), "{}: {ok:?}", f.name);
+        }
+    }
+    let order: Vec<usize> = ok
+        .iter()
+        .map(|p| rt.info.settings.iter().position(|f| f.name == p.0).unwrap())
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "schema order: {ok:?}"
+    );
+    let again = s.validate_settings(&ok).await.unwrap().unwrap();
+    assert_eq!(again, ok);
     let bad = s
         .validate_settings(&pairs([("partner", "12"), ("key", "x"), ("mode", "b2b")]))
         .await
@@ -616,4 +635,65 @@ fn the_component_imports_no_wasi_http_and_no_filesystem() {
     // platform: its certificate mode reads X.509 with an audited parser (x509-cert, ~165 KiB)
     // rather than hand-written DER.
     assert!(bytes.len() <= 3 << 19, "{} bytes", bytes.len());
+}
+
+/// The host loads both contract versions: the Alipay component at 0.3.0, TestPay at 0.2.0 (each
+/// by its manifest, and each bare, by what it exports); a manifest naming the other version is
+/// refused with both versions named.
+#[tokio::test]
+async fn both_contract_versions_load_and_a_wrong_manifest_version_is_named() {
+    let alipay = runtime().await;
+    assert_eq!(alipay.contract_version(), "0.3.0");
+    let testpay_manifest = Manifest::load(&repo_root().join("tests/testpay/plugin.toml")).unwrap();
+    assert_eq!(testpay_manifest.wit.version, "0.2.0");
+    let testpay = PluginRuntime::load(&testpay_manifest, None, payhost::net::Client::new())
+        .await
+        .expect("TestPay (0.2.0) loads");
+    assert_eq!(testpay.contract_version(), "0.2.0");
+    assert_eq!(testpay.info.id, "testpay");
+    // A 0.2.0 flow still works end to end in host types: validate-settings fills the default.
+    let mut s = testpay.session().await.unwrap();
+    let ok = s
+        .validate_settings(&pairs([
+            ("merchant_no", " M1 "),
+            ("api_secret", "0123456789abcdef0123456789abcdef"),
+        ]))
+        .await
+        .unwrap()
+        .unwrap();
+    let endpoint = testpay
+        .info
+        .field("endpoint")
+        .unwrap()
+        .default_value
+        .clone();
+    assert!(ok.contains(&("merchant_no".into(), "M1".into())), "{ok:?}");
+    assert_eq!(
+        ok.iter().find(|p| p.0 == "endpoint").map(|p| p.1.clone()),
+        endpoint
+    );
+
+    for (manifest, version) in [
+        ("plugin.toml", "0.3.0"),
+        ("tests/testpay/plugin.toml", "0.2.0"),
+    ] {
+        let m = Manifest::load(&repo_root().join(manifest)).unwrap();
+        let bare = Manifest::synthetic(&m.component_path()).unwrap();
+        let rt = PluginRuntime::load(&bare, None, payhost::net::Client::new())
+            .await
+            .expect("a bare component loads at the version it exports");
+        assert_eq!(rt.contract_version(), version, "{manifest}");
+    }
+
+    let mut wrong = Manifest::load(&repo_root().join("plugin.toml")).unwrap();
+    wrong.wit.version = "0.2.0".into();
+    let err = PluginRuntime::load(&wrong, None, payhost::net::Client::new())
+        .await
+        .err()
+        .expect("a 0.3.0 component under a 0.2.0 manifest is refused")
+        .to_string();
+    assert!(
+        err.contains("0.2.0") && err.contains("payhost:payment/plugin@0.3.0"),
+        "{err}"
+    );
 }

@@ -208,7 +208,7 @@ pub async fn load(
         None => {
             let synthetic = Manifest::synthetic(&component)?;
             let rt = PluginRuntime::load(&synthetic, None, payhost::net::Client::new()).await?;
-            manifest_from_describe(&synthetic, &rt.info)
+            manifest_from_describe(&synthetic, &rt.info, rt.contract_version())
         }
     };
     std::fs::write(&manifest_path, text)?;
@@ -217,8 +217,9 @@ pub async fn load(
     Ok((Loaded { runtime }, manifest_path))
 }
 
-/// A manifest that says what the component says about itself (for a bare component).
-fn manifest_from_describe(m: &Manifest, info: &api::PluginInfo) -> String {
+/// A manifest that says what the component says about itself (for a bare component), at the
+/// contract version it exports.
+fn manifest_from_describe(m: &Manifest, info: &api::PluginInfo, wit_version: &str) -> String {
     let mut out = format!(
         "id = {}\nname = {}\nversion = {}\n[wit]\npackage = {}\nversion = {}\nworld = {}\n\
          [component]\npath = {}\nsha256 = {}\n[outbound]\nallowed_hosts = []\n",
@@ -226,7 +227,7 @@ fn manifest_from_describe(m: &Manifest, info: &api::PluginInfo) -> String {
         toml_str(&info.name),
         toml_str(&info.version),
         toml_str(&m.wit.package),
-        toml_str(&m.wit.version),
+        toml_str(wit_version),
         toml_str(&m.wit.world),
         toml_str(&m.component.path.display().to_string()),
         toml_str(&m.component.sha256),

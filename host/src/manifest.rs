@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// The contract versions this host can load, newest first.
 /// v0.1.0 (the component did its own `wasi:http` I/O) is retired: see CHANGELOG.md.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = &[crate::runtime::bindings::v0_2_0::MIN_VERSION];
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = crate::runtime::bindings::VERSIONS;
 pub const WIT_PACKAGE: &str = "payhost:payment";
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,7 +128,8 @@ impl Manifest {
         Ok(m)
     }
 
-    /// A manifest for a bare component file: its checksum, the newest contract, default limits,
+    /// A manifest for a bare component file: its checksum, default limits (the contract version
+    /// is the newest the component exports, found when it is loaded),
     /// no outbound origins; identity and settings come from the component itself.
     pub fn synthetic(component: &Path) -> Result<Manifest> {
         let bytes = std::fs::read(component)

@@ -1,9 +1,9 @@
-//! The component's side of the WIT contract (`payhost:payment@0.2.0`): converts between WIT
+//! The component's side of the WIT contract (`payhost:payment@0.3.0`): converts between WIT
 //! records and the model. It performs no I/O: flows hand their requests to the host.
 
 wit_bindgen::generate!({
     world: "payment-plugin",
-    path: "../wit/v0.2.0",
+    path: "../wit/v0.3.0",
 });
 
 use crate::connector;
@@ -14,6 +14,13 @@ use payhost::payment::types as wit;
 
 struct Component;
 export!(Component);
+
+/// `form-pairs`: key/value pairs in order, form-encoded (0.3.0 passes settings, forms and queries so).
+fn form_in(encoded: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(encoded.as_bytes())
+        .into_owned()
+        .collect()
+}
 
 fn pairs_in(p: Vec<wit::Pair>) -> Vec<(String, String)> {
     p.into_iter().map(|p| (p.key, p.value)).collect()
@@ -137,7 +144,9 @@ fn pending_out(p: Pending) -> wit::Pending {
             headers: pairs_out(p.request.headers),
             body: p.request.body,
         },
-        continuation: p.continuation,
+        // Continuations are ASCII (a tag line and form-encoded fields, `flow.rs`): a WIT string
+        // crosses into dynamic languages as one copy where `list<u8>` went byte by byte.
+        continuation: String::from_utf8(p.continuation).expect("continuations are ASCII"),
     }
 }
 
@@ -270,14 +279,14 @@ impl Guest for Component {
         }
     }
 
-    fn validate_settings(settings: Vec<wit::Pair>) -> Result<Vec<wit::Pair>, Vec<wit::FieldError>> {
-        connector::validate_settings(&pairs_in(settings))
+    fn validate_settings(settings: String) -> Result<Vec<wit::Pair>, Vec<wit::FieldError>> {
+        connector::validate_settings(&form_in(&settings))
             .map(pairs_out)
             .map_err(|v| v.into_iter().map(field_error).collect())
     }
 
     fn start_payment(
-        settings: Vec<wit::Pair>,
+        settings: String,
         order: wit::PaymentRequest,
     ) -> Result<wit::PaymentStep, wit::PluginError> {
         let order = model::PaymentRequest {
@@ -294,26 +303,30 @@ impl Guest for Component {
             cashier_code: order.cashier_code,
             request_id: order.request_id,
         };
-        connector::start_payment(&pairs_in(settings), &order)
+        connector::start_payment(&form_in(&settings), &order)
             .map(payment_step)
             .map_err(plugin_error)
     }
 
     fn resume_payment(
-        settings: Vec<wit::Pair>,
-        continuation: Vec<u8>,
+        settings: String,
+        continuation: String,
         response: Result<wit::IncomingResponse, wit::SendFailure>,
     ) -> Result<wit::PaymentStep, wit::PluginError> {
-        connector::resume_payment(&pairs_in(settings), &continuation, response_in(response))
-            .map(payment_step)
-            .map_err(plugin_error)
+        connector::resume_payment(
+            &form_in(&settings),
+            continuation.as_bytes(),
+            response_in(response),
+        )
+        .map(payment_step)
+        .map_err(plugin_error)
     }
 
     fn verify_return(
-        settings: Vec<wit::Pair>,
-        query: Vec<wit::Pair>,
+        settings: String,
+        query: String,
     ) -> Result<wit::VerifiedReturn, wit::PluginError> {
-        let r = connector::verify_return(&pairs_in(settings), &pairs_in(query))
+        let r = connector::verify_return(&form_in(&settings), &form_in(&query))
             .map_err(plugin_error)?;
         Ok(wit::VerifiedReturn {
             out_trade_no: r.out_trade_no,
@@ -325,22 +338,26 @@ impl Guest for Component {
     }
 
     fn verify_notification(
-        settings: Vec<wit::Pair>,
-        form: Vec<wit::Pair>,
+        settings: String,
+        form: String,
     ) -> Result<wit::NotificationStep, wit::PluginError> {
-        connector::verify_notification(&pairs_in(settings), &pairs_in(form))
+        connector::verify_notification(&form_in(&settings), &form_in(&form))
             .map(notification_step)
             .map_err(plugin_error)
     }
 
     fn resume_notification(
-        settings: Vec<wit::Pair>,
-        continuation: Vec<u8>,
+        settings: String,
+        continuation: String,
         response: Result<wit::IncomingResponse, wit::SendFailure>,
     ) -> Result<wit::NotificationStep, wit::PluginError> {
-        connector::resume_notification(&pairs_in(settings), &continuation, response_in(response))
-            .map(notification_step)
-            .map_err(plugin_error)
+        connector::resume_notification(
+            &form_in(&settings),
+            continuation.as_bytes(),
+            response_in(response),
+        )
+        .map(notification_step)
+        .map_err(plugin_error)
     }
 
     fn match_order(
@@ -357,48 +374,56 @@ impl Guest for Component {
     }
 
     fn list_channels(
-        settings: Vec<wit::Pair>,
+        settings: String,
         out_user: Option<String>,
     ) -> Result<wit::ChannelsStep, wit::PluginError> {
-        connector::list_channels(&pairs_in(settings), out_user.as_deref())
+        connector::list_channels(&form_in(&settings), out_user.as_deref())
             .map(channels_step)
             .map_err(plugin_error)
     }
 
     fn resume_channels(
-        settings: Vec<wit::Pair>,
-        continuation: Vec<u8>,
+        settings: String,
+        continuation: String,
         response: Result<wit::IncomingResponse, wit::SendFailure>,
     ) -> Result<wit::ChannelsStep, wit::PluginError> {
-        connector::resume_channels(&pairs_in(settings), &continuation, response_in(response))
-            .map(channels_step)
-            .map_err(plugin_error)
+        connector::resume_channels(
+            &form_in(&settings),
+            continuation.as_bytes(),
+            response_in(response),
+        )
+        .map(channels_step)
+        .map_err(plugin_error)
     }
 
     fn query_trade(
-        settings: Vec<wit::Pair>,
+        settings: String,
         out_trade_no: String,
     ) -> Result<wit::QueryStep, wit::PluginError> {
-        connector::query_trade(&pairs_in(settings), &out_trade_no)
+        connector::query_trade(&form_in(&settings), &out_trade_no)
             .map(query_step)
             .map_err(plugin_error)
     }
 
     fn resume_query(
-        settings: Vec<wit::Pair>,
-        continuation: Vec<u8>,
+        settings: String,
+        continuation: String,
         response: Result<wit::IncomingResponse, wit::SendFailure>,
     ) -> Result<wit::QueryStep, wit::PluginError> {
-        connector::resume_query(&pairs_in(settings), &continuation, response_in(response))
-            .map(query_step)
-            .map_err(plugin_error)
+        connector::resume_query(
+            &form_in(&settings),
+            continuation.as_bytes(),
+            response_in(response),
+        )
+        .map(query_step)
+        .map_err(plugin_error)
     }
 
     fn verify_app_result(
-        settings: Vec<wit::Pair>,
+        settings: String,
         result: String,
     ) -> Result<wit::AppResult, wit::PluginError> {
-        let r = connector::verify_app_result(&pairs_in(settings), &result).map_err(plugin_error)?;
+        let r = connector::verify_app_result(&form_in(&settings), &result).map_err(plugin_error)?;
         Ok(wit::AppResult {
             result_status: r.result_status,
             memo: r.memo,

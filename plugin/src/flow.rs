@@ -1,6 +1,7 @@
 //! The sans-IO shape of a flow: a step either finishes or asks the embedder to send one request,
 //! carrying a continuation the next step resumes from. The continuation is the component's own
-//! bytes (a tag line and form-encoded fields); the host passes it back untouched.
+//! ASCII text (a tag line and form-encoded fields, so it crosses the WIT boundary as a `string`);
+//! the host passes it back untouched, on any instance.
 
 use crate::model::{HttpMethod, Notification, PluginError};
 
@@ -209,7 +210,12 @@ mod tests {
                 out_trade_no: "20140101000001".into(),
             },
         ] {
-            assert_eq!(Continuation::decode(&c.encode()).unwrap(), c);
+            let encoded = c.encode();
+            assert!(
+                encoded.is_ascii(),
+                "a continuation must be a valid WIT string"
+            );
+            assert_eq!(Continuation::decode(&encoded).unwrap(), c);
         }
         for bad in [
             &b""[..],

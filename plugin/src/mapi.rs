@@ -240,7 +240,7 @@ pub fn verify_flat(settings: &Settings, pairs: &[(String, String)]) -> Result<()
         Signer::Rsa { .. } => {
             // Form transport may turn `+` into a space; base64 has none.
             let received = received.replace(' ', "+");
-            sign::rsa_verify(&content, &received, &settings.mapi_public_key).unwrap_or(false)
+            sign::rsa_verify(&content, &received, settings.mapi_public_key()).unwrap_or(false)
         }
     };
     if ok {
@@ -631,7 +631,8 @@ pub fn parse_query_response(
             let ok = match &settings.signer {
                 Signer::Md5 { key } => sign::md5_verify(&content, key, received),
                 Signer::Rsa { .. } => {
-                    sign::rsa_verify(&content, received, &settings.mapi_public_key).unwrap_or(false)
+                    sign::rsa_verify(&content, received, settings.mapi_public_key())
+                        .unwrap_or(false)
                 }
             };
             if !ok {

@@ -57,22 +57,39 @@ pub struct Settings {
     pub paychannel_url: String,
     /// The mapi gateway (PC cashier, `single_trade_query`).
     pub mapi_url: String,
-    /// Verifies Alipay's RSA signatures on the mapi side: PC returns and notifies, generation-B app
-    /// notifies, app SDK results.
-    pub mapi_public_key: Box<PublicKey>,
+    /// The merchant's own mapi key, if configured (see [`Settings::mapi_public_key`]).
+    mapi_public_key: Option<Box<PublicKey>>,
     /// The per-merchant Alipay key of the 2011–2013 app era (ms.alipay.com 密钥管理), for
     /// generation-A app notifies and results; when unset, `mapi_public_key` is used.
     pub app_public_key: Option<Box<PublicKey>>,
 }
 
+/// Alipay's common mapi key, parsed once per instance and only when a call needs it (a WAP
+/// notify never does: parsing it on every call cost a verify-notification about a tenth).
+fn default_mapi_key() -> &'static PublicKey {
+    static KEY: std::sync::OnceLock<PublicKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        sign::parse_public_key(DEFAULT_MAPI_PUBLIC_KEY).expect("the built-in mapi key parses")
+    })
+}
+
 impl Settings {
+    /// Verifies Alipay's RSA signatures on the mapi side: PC returns and notifies, generation-B app
+    /// notifies, app SDK results. The merchant's key, else Alipay's common one.
+    pub fn mapi_public_key(&self) -> &PublicKey {
+        match self.mapi_public_key.as_deref() {
+            Some(key) => key,
+            None => default_mapi_key(),
+        }
+    }
+
     /// The Alipay keys an app-era signature (generation-A notify, SDK result) may verify with:
     /// the per-merchant key first when configured, then the mapi key.
     pub fn app_keys(&self) -> impl Iterator<Item = &PublicKey> {
         self.app_public_key
             .as_deref()
             .into_iter()
-            .chain(std::iter::once(&*self.mapi_public_key))
+            .chain(std::iter::once(self.mapi_public_key()))
     }
 }
 
@@ -616,42 +633,30 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
         return Err(errors);
     }
     let signer = signer.expect("no errors means the signer was built");
-    let mut normalised = vec![
-        ("partner".to_owned(), partner.clone()),
-        (
-            "mode".to_owned(),
-            if mode == Mode::B2c { "b2c" } else { "c2c" }.to_owned(),
-        ),
-        ("sign_type".to_owned(), sign_type),
-    ];
-    if let Some(s) = &seller_email {
-        normalised.push(("seller_email".to_owned(), s.clone()));
-    }
-    for name in [
-        "key",
-        "private_key",
-        "alipay_public_key",
-        "mapi_public_key",
-        "app_alipay_public_key",
-    ] {
-        if let Some(v) = get(name) {
-            normalised.push((name.to_owned(), v.to_owned()));
+    // What to store: every value trimmed, select values spelled as the schema lists them, every
+    // setting with a default present, in the schema's order (validating it again changes nothing).
+    let mode_value = if mode == Mode::B2c { "b2c" } else { "c2c" };
+    let value_of = |name: &str| -> Option<String> {
+        match name {
+            "partner" => Some(partner.clone()),
+            "seller_email" => seller_email.clone(),
+            "mode" => Some(mode_value.to_owned()),
+            "sign_type" => Some(sign_type.clone()),
+            "gateway_url" => Some(gateway_url.clone()),
+            "notify_verify_url" => Some(notify_verify_url.clone()),
+            "paychannel_url" => Some(paychannel_url.clone()),
+            "mapi_url" => Some(mapi_url.clone()),
+            other => get(other).map(str::to_owned),
         }
-    }
-    for (name, value, default) in [
-        ("gateway_url", &gateway_url, DEFAULT_GATEWAY_URL),
-        (
-            "notify_verify_url",
-            &notify_verify_url,
-            DEFAULT_NOTIFY_VERIFY_URL,
-        ),
-        ("paychannel_url", &paychannel_url, DEFAULT_PAYCHANNEL_URL),
-        ("mapi_url", &mapi_url, DEFAULT_MAPI_URL),
-    ] {
-        if value != default {
-            normalised.push((name.to_owned(), value.clone()));
-        }
-    }
+    };
+    let normalised = FIELDS
+        .iter()
+        .filter_map(|f| {
+            value_of(f.name)
+                .or_else(|| f.default_value.map(str::to_owned))
+                .map(|v| (f.name.to_owned(), v))
+        })
+        .collect();
     Ok((
         Settings {
             partner,
@@ -662,12 +667,7 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
             notify_verify_url,
             paychannel_url,
             mapi_url,
-            mapi_public_key: mapi_public_key.unwrap_or_else(|| {
-                Box::new(
-                    sign::parse_public_key(DEFAULT_MAPI_PUBLIC_KEY)
-                        .expect("the built-in mapi key parses"),
-                )
-            }),
+            mapi_public_key,
             app_public_key,
         },
         normalised,
@@ -700,6 +700,43 @@ mod tests {
         );
         assert_eq!(s.gateway_url, DEFAULT_GATEWAY_URL);
         assert!(norm.contains(&("seller_email".into(), "shop@example.com".into())));
+    }
+
+    #[test]
+    fn normalised_settings_are_trimmed_defaulted_in_schema_order_and_stable() {
+        let (_, norm) = validate(&pairs(&[
+            ("seller_email", " shop@example.com "),
+            ("sign_type", " md5"),
+            ("key", "\t10000000000000000000000000000000  "),
+            ("partner", "  2088101122136241 \n"),
+            ("mode", "C2C "),
+            ("gateway_url", " http://127.0.0.1:9/gw "),
+            ("paychannel_url", "   "),
+        ]))
+        .unwrap();
+        assert_eq!(
+            norm,
+            pairs(&[
+                ("partner", "2088101122136241"),
+                ("key", "10000000000000000000000000000000"),
+                ("seller_email", "shop@example.com"),
+                ("mode", "c2c"),
+                ("sign_type", "MD5"),
+                ("gateway_url", "http://127.0.0.1:9/gw"),
+                ("notify_verify_url", DEFAULT_NOTIFY_VERIFY_URL),
+                ("paychannel_url", DEFAULT_PAYCHANNEL_URL),
+                ("mapi_url", DEFAULT_MAPI_URL),
+            ])
+        );
+        // Every setting the schema gives a default comes back.
+        for f in FIELDS.iter().filter(|f| f.default_value.is_some()) {
+            assert!(norm.iter().any(|(k, _)| k == f.name), "{} missing", f.name);
+        }
+        let (_, again) = validate(&norm).unwrap();
+        assert_eq!(
+            again, norm,
+            "validating the normalised settings changes nothing"
+        );
     }
 
     #[test]

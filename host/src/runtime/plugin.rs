@@ -7,7 +7,7 @@
 //! resumes the flow with the answer. A component that traps, loops or runs out of memory fails
 //! that session only.
 
-use super::bindings::v0_2_0::{self as v2, types, PaymentPlugin, PaymentPluginPre};
+use super::bindings::{self, v0_2_0, v0_3_0, Guest, Pre};
 use super::engine::{self, wt, CompileSource, EPOCH_TICK};
 use super::plugin_api as api;
 use crate::manifest::Manifest;
@@ -113,7 +113,8 @@ pub struct CallStats {
 
 pub struct PluginRuntime {
     engine: Engine,
-    pre: PaymentPluginPre<HostState>,
+    /// The linked component, of the contract version its manifest names.
+    pre: Pre,
     manifest: Manifest,
     /// The manifest's origins: every merchant's policy starts with them.
     manifest_origins: Vec<Origin>,
@@ -258,11 +259,25 @@ impl PluginRuntime {
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| wt(e, "the component needs imports this host does not provide"))?;
-        let pre = PaymentPluginPre::new(pre).map_err(|e| {
-            wt(
-                e,
-                "the component does not export payhost:payment/plugin@0.2.0",
-            )
+        // The manifest names the contract version; a bare component (no manifest) is taken at the
+        // newest version it exports.
+        let version = if manifest.synthetic {
+            bindings::exported_version(&component, &engine).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the component exports no payhost:payment/plugin of a version this host loads ({})",
+                    bindings::VERSIONS.join(", ")
+                )
+            })?
+        } else {
+            manifest.wit.version.as_str()
+        };
+        let pre = Pre::new(version, pre).map_err(|e| {
+            match bindings::exported_version(&component, &engine) {
+                Some(other) if other != version => anyhow::anyhow!(
+                    "plugin.toml says wit version {version}, but the component exports payhost:payment/plugin@{other}"
+                ),
+                _ => e,
+            }
         })?;
         let mut manifest_origins = Vec::new();
         for h in &manifest.outbound.allowed_hosts {
@@ -311,6 +326,11 @@ impl PluginRuntime {
         &self.manifest
     }
 
+    /// The contract version the component is loaded with (`0.2.0`, `0.3.0`).
+    pub fn contract_version(&self) -> &'static str {
+        self.pre.version()
+    }
+
     /// Limits of the requests a flow asks for: they end before the call's own deadline, so a
     /// slow gateway comes back to the component as a timeout it can report (504).
     fn outbound_limits(&self) -> net::Limits {
@@ -354,7 +374,7 @@ impl PluginRuntime {
         store.epoch_deadline_trap();
         let bindings = self
             .pre
-            .instantiate_async(&mut store)
+            .instantiate(&mut store)
             .await
             .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
         Ok(Session {
@@ -423,7 +443,7 @@ fn check_manifest_agrees(manifest: &Manifest, info: &api::PluginInfo) -> Result<
 /// One instance, for one request. Calls share the instance (e.g. verify then match an order).
 pub struct Session<'r> {
     store: Store<HostState>,
-    bindings: PaymentPlugin,
+    bindings: Guest,
     deadline: tokio::time::Instant,
     timeout: Duration,
     runtime: &'r PluginRuntime,
@@ -457,9 +477,10 @@ impl Session<'_> {
     }
 }
 
-/// Runs one export with the session's deadline and turns failures into [`CallError`].
+/// Runs one export (a function of the session's contract version's bindings module, in host
+/// types) with the session's deadline and turns failures into [`CallError`].
 macro_rules! call_export {
-    ($self:ident, $method:ident $(, $arg:expr)*) => {{
+    ($self:ident, $func:ident $(, $arg:expr)*) => {{
         let started = Instant::now();
         let deadline = $self.deadline;
         // Fuel and the CPU deadline are per call: time spent waiting for the provider between
@@ -467,8 +488,13 @@ macro_rules! call_export {
         let _ = $self.store.set_fuel($self.runtime.manifest.limits.fuel_per_call);
         set_epoch_deadline(&mut $self.store, deadline);
         let result = {
-            let guest = $self.bindings.payhost_payment_plugin();
-            let fut = guest.$method(&mut $self.store $(, $arg)*);
+            let (guest, store) = (&$self.bindings, &mut $self.store);
+            let fut = async move {
+                match guest {
+                    Guest::V0_2(g) => v0_2_0::$func(g, store $(, $arg)*).await,
+                    Guest::V0_3(g) => v0_3_0::$func(g, store $(, $arg)*).await,
+                }
+            };
             tokio::time::timeout_at(deadline, fut).await
         };
         let stats = &$self.runtime.stats;
@@ -479,12 +505,12 @@ macro_rules! call_export {
             Ok(Err(e)) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
                 let err = $self.classify(e);
-                tracing::error!(target: "payhost::component", call = stringify!($method), kind = err.kind(), error = %err, "payment component call failed");
+                tracing::error!(target: "payhost::component", call = stringify!($func), kind = err.kind(), error = %err, "payment component call failed");
                 Err(err)
             }
             Err(_) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(target: "payhost::component", call = stringify!($method), "payment component call timed out");
+                tracing::error!(target: "payhost::component", call = stringify!($func), "payment component call timed out");
                 Err(CallError::Timeout($self.timeout))
             }
         }
@@ -500,48 +526,6 @@ pub fn pairs<K: AsRef<str>, V: AsRef<str>>(items: impl IntoIterator<Item = (K, V
         .collect()
 }
 
-/// A flow's step, whichever flow it is.
-enum Flow<T> {
-    Send(types::Pending),
-    Done(T),
-}
-
-impl From<types::PaymentStep> for Flow<types::PaymentStarted> {
-    fn from(s: types::PaymentStep) -> Self {
-        match s {
-            types::PaymentStep::Send(p) => Flow::Send(p),
-            types::PaymentStep::Done(d) => Flow::Done(d),
-        }
-    }
-}
-
-impl From<types::NotificationStep> for Flow<types::Notification> {
-    fn from(s: types::NotificationStep) -> Self {
-        match s {
-            types::NotificationStep::Send(p) => Flow::Send(p),
-            types::NotificationStep::Done(d) => Flow::Done(d),
-        }
-    }
-}
-
-impl From<types::ChannelsStep> for Flow<types::ChannelList> {
-    fn from(s: types::ChannelsStep) -> Self {
-        match s {
-            types::ChannelsStep::Send(p) => Flow::Send(p),
-            types::ChannelsStep::Done(d) => Flow::Done(d),
-        }
-    }
-}
-
-impl From<types::QueryStep> for Flow<types::TradeQuery> {
-    fn from(s: types::QueryStep) -> Self {
-        match s {
-            types::QueryStep::Send(p) => Flow::Send(p),
-            types::QueryStep::Done(d) => Flow::Done(d),
-        }
-    }
-}
-
 /// A flow asks for at most this many requests (the bundled component's need one): a component that keeps asking
 /// is cut off.
 const MAX_REQUESTS_PER_FLOW: usize = 4;
@@ -554,10 +538,8 @@ macro_rules! drive_flow {
         let mut sent = 0;
         loop {
             let pending = match step {
-                Ok(Ok(s)) => match Flow::from(s) {
-                    Flow::Done(d) => break Ok(Ok(d)),
-                    Flow::Send(p) => p,
-                },
+                Ok(Ok(api::Step::Done(d))) => break Ok(Ok(d)),
+                Ok(Ok(api::Step::Send(p))) => p,
                 Ok(Err(e)) => break Ok(Err(e)),
                 Err(e) => break Err(e),
             };
@@ -570,13 +552,7 @@ macro_rules! drive_flow {
             // The store stays untouched (and unborrowed) while the request is out.
             let runtime: &PluginRuntime = $self.runtime;
             let answer = send(runtime, &$policy, &pending.request).await;
-            step = call_export!(
-                $self,
-                $resume,
-                $settings,
-                &pending.continuation,
-                answer.as_ref()
-            );
+            step = call_export!($self, $resume, $settings, &pending.continuation, &answer);
         }
     }};
 }
@@ -585,19 +561,15 @@ macro_rules! drive_flow {
 async fn send(
     runtime: &PluginRuntime,
     policy: &Policy,
-    request: &types::OutgoingRequest,
-) -> Result<types::IncomingResponse, types::SendFailure> {
+    request: &api::OutgoingRequest,
+) -> Result<api::IncomingResponse, api::SendFailure> {
     let request = net::Request {
         method: match request.method {
-            types::HttpMethod::Get => net::Method::Get,
-            types::HttpMethod::Post => net::Method::Post,
+            api::HttpMethod::Get => net::Method::Get,
+            api::HttpMethod::Post => net::Method::Post,
         },
         url: request.url.clone(),
-        headers: request
-            .headers
-            .iter()
-            .map(|p| (p.key.clone(), p.value.clone()))
-            .collect(),
+        headers: request.headers.clone(),
         body: request.body.clone(),
     };
     match runtime
@@ -605,30 +577,27 @@ async fn send(
         .send(policy, &request, runtime.outbound_limits())
         .await
     {
-        Ok(r) => Ok(types::IncomingResponse {
+        Ok(r) => Ok(api::IncomingResponse {
             status: r.status,
-            headers: v2::pairs_in(&r.headers),
+            headers: r.headers,
             body: r.body.to_vec(),
         }),
-        Err(net::SendError::Timeout(m)) => Err(types::SendFailure::Timeout(m)),
-        Err(net::SendError::Refused(m)) => Err(types::SendFailure::Refused(m)),
-        Err(net::SendError::Failed(m)) => Err(types::SendFailure::Failed(m)),
+        Err(net::SendError::Timeout(m)) => Err(api::SendFailure::Timeout(m)),
+        Err(net::SendError::Refused(m)) => Err(api::SendFailure::Refused(m)),
+        Err(net::SendError::Failed(m)) => Err(api::SendFailure::Failed(m)),
     }
 }
 
 impl Session<'_> {
     pub async fn describe(&mut self) -> Result<api::PluginInfo, CallError> {
-        call_export!(self, call_describe).map(Into::into)
+        call_export!(self, describe)
     }
 
     pub async fn validate_settings(
         &mut self,
         settings: &[(String, String)],
     ) -> Result<Result<api::Settings, Vec<api::FieldError>>, CallError> {
-        let s = v2::pairs_in(settings);
-        let r = call_export!(self, call_validate_settings, &s)?;
-        Ok(r.map(|p| p.into_iter().map(|p| (p.key, p.value)).collect())
-            .map_err(v2::field_errors))
+        call_export!(self, validate_settings, settings)
     }
 
     /// Starts a payment: the component's create call goes out under `policy`.
@@ -638,10 +607,8 @@ impl Session<'_> {
         settings: &[(String, String)],
         order: &api::PaymentRequest,
     ) -> Result<Result<api::PaymentStarted, api::PluginError>, CallError> {
-        let s = v2::pairs_in(settings);
-        let order = types::PaymentRequest::from(order);
-        let first = call_export!(self, call_start_payment, &s, &order);
-        drive_flow!(self, policy, &s, first, call_resume_payment).map(v2::answer)
+        let first = call_export!(self, start_payment, settings, order);
+        drive_flow!(self, policy, settings, first, resume_payment)
     }
 
     pub async fn verify_return(
@@ -649,8 +616,7 @@ impl Session<'_> {
         settings: &[(String, String)],
         query: &[(String, String)],
     ) -> Result<Result<api::VerifiedReturn, api::PluginError>, CallError> {
-        let (s, q) = (v2::pairs_in(settings), v2::pairs_in(query));
-        call_export!(self, call_verify_return, &s, &q).map(v2::answer)
+        call_export!(self, verify_return, settings, query)
     }
 
     /// Verifies a notification, its confirmation request (`notify_verify`) sent under `policy`.
@@ -660,9 +626,8 @@ impl Session<'_> {
         settings: &[(String, String)],
         form: &[(String, String)],
     ) -> Result<Result<api::Notification, api::PluginError>, CallError> {
-        let (s, f) = (v2::pairs_in(settings), v2::pairs_in(form));
-        let first = call_export!(self, call_verify_notification, &s, &f);
-        drive_flow!(self, policy, &s, first, call_resume_notification).map(v2::answer)
+        let first = call_export!(self, verify_notification, settings, form);
+        drive_flow!(self, policy, settings, first, resume_notification)
     }
 
     /// The first step of a notification's verification only: what the component answers before
@@ -672,15 +637,11 @@ impl Session<'_> {
         settings: &[(String, String)],
         form: &[(String, String)],
     ) -> Result<Result<FirstStep<api::Notification>, api::PluginError>, CallError> {
-        let (s, f) = (v2::pairs_in(settings), v2::pairs_in(form));
-        let step = call_export!(self, call_verify_notification, &s, &f)?;
-        Ok(match step {
-            Ok(s) => match Flow::from(s) {
-                Flow::Done(n) => Ok(FirstStep::Done(n.into())),
-                Flow::Send(p) => Ok(FirstStep::Send { url: p.request.url }),
-            },
-            Err(e) => Err(e.into()),
-        })
+        let step = call_export!(self, verify_notification, settings, form)?;
+        Ok(step.map(|s| match s {
+            api::Step::Done(n) => FirstStep::Done(n),
+            api::Step::Send(p) => FirstStep::Send { url: p.request.url },
+        }))
     }
 
     pub async fn match_order(
@@ -688,9 +649,7 @@ impl Session<'_> {
         notification: &api::Notification,
         order: &api::OrderExpectation,
     ) -> Result<Result<(), Vec<api::FieldError>>, CallError> {
-        let n = types::Notification::from(notification);
-        let o = types::OrderExpectation::from(order);
-        Ok(call_export!(self, call_match_order, &n, &o)?.map_err(v2::field_errors))
+        call_export!(self, match_order, notification, order)
     }
 
     /// Asks the provider what it knows of one order (lost-notify recovery).
@@ -700,9 +659,8 @@ impl Session<'_> {
         settings: &[(String, String)],
         out_trade_no: &str,
     ) -> Result<Result<api::TradeQuery, api::PluginError>, CallError> {
-        let s = v2::pairs_in(settings);
-        let first = call_export!(self, call_query_trade, &s, out_trade_no);
-        drive_flow!(self, policy, &s, first, call_resume_query).map(v2::answer)
+        let first = call_export!(self, query_trade, settings, out_trade_no);
+        drive_flow!(self, policy, settings, first, resume_query)
     }
 
     /// Verifies an app SDK's synchronous result (a hint, never a payment).
@@ -711,8 +669,7 @@ impl Session<'_> {
         settings: &[(String, String)],
         result: &str,
     ) -> Result<Result<api::AppResult, api::PluginError>, CallError> {
-        let s = v2::pairs_in(settings);
-        call_export!(self, call_verify_app_result, &s, result).map(v2::answer)
+        call_export!(self, verify_app_result, settings, result)
     }
 
     pub async fn list_channels(
@@ -721,9 +678,8 @@ impl Session<'_> {
         settings: &[(String, String)],
         out_user: Option<&str>,
     ) -> Result<Result<api::ChannelList, api::PluginError>, CallError> {
-        let s = v2::pairs_in(settings);
-        let first = call_export!(self, call_list_channels, &s, out_user);
-        drive_flow!(self, policy, &s, first, call_resume_channels).map(v2::answer)
+        let first = call_export!(self, list_channels, settings, out_user);
+        drive_flow!(self, policy, settings, first, resume_channels)
     }
 }
 

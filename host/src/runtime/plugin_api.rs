@@ -1,6 +1,7 @@
 //! The payment contract as the host sees it: host-owned types that every contract version's
-//! bindings convert into (`bindings::v0_2_0` has the `From` impls). Nothing outside `runtime`
-//! sees a generated type, so a new contract version changes one bindings module, not the host.
+//! bindings convert into (`bindings::v0_2_0` and `bindings::v0_3_0`, their `From` impls shared in
+//! `bindings/mod.rs`). Nothing outside `runtime` sees a generated type, so a new contract version
+//! adds one bindings module, not changes across the host.
 //!
 //! The provider's own vocabulary (its trade statuses, its error codes) is mapped into these
 //! types by the component: the host reads [`TradeEvent`], never a provider's status string.
@@ -314,4 +315,79 @@ pub struct AppResult {
     pub total_fee: String,
     pub seller_id: String,
     pub fields: Settings,
+}
+
+/// A request a flow asks the host to send (the host adds `Content-Length` and `Host`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingRequest {
+    pub method: HttpMethod,
+    pub url: String,
+    pub headers: Settings,
+    pub body: Vec<u8>,
+}
+
+/// The provider's whole answer to an [`OutgoingRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingResponse {
+    pub status: u16,
+    pub headers: Settings,
+    pub body: Vec<u8>,
+}
+
+/// Why the host has no answer for an [`OutgoingRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendFailure {
+    Timeout(String),
+    Refused(String),
+    Failed(String),
+}
+
+/// A flow's continuation, as the component's contract version made it (0.2.0: bytes, 0.3.0: a
+/// string). Opaque: the host hands it back to the same component, never reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Continuation {
+    Bytes(Vec<u8>),
+    Text(String),
+}
+
+impl From<Vec<u8>> for Continuation {
+    fn from(b: Vec<u8>) -> Self {
+        Continuation::Bytes(b)
+    }
+}
+
+impl From<String> for Continuation {
+    fn from(s: String) -> Self {
+        Continuation::Text(s)
+    }
+}
+
+impl Continuation {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Continuation::Bytes(b) => b.clone(),
+            Continuation::Text(s) => s.clone().into_bytes(),
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        match self {
+            Continuation::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+            Continuation::Text(s) => s.clone(),
+        }
+    }
+}
+
+/// A request to send, and what to resume the flow with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub request: OutgoingRequest,
+    pub continuation: Continuation,
+}
+
+/// A flow's step: finished, or a request to send first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step<T> {
+    Send(Pending),
+    Done(T),
 }

@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""Runs the Alipay payment component from Python (wasmtime-py's component API) against a running
+`payhost sandbox`: describe, validate-settings, a WAP payment (start-payment, the create call sent
+here, resume-payment), the sandbox cashier's payment, the signed notification received on this
+script's own HTTP server, verify-notification (its notify_verify request sent here), resume,
+match-order, and the reply the provider expects. Then it times the calls on the same instance.
+
+    python3 run.py --sandbox http://127.0.0.1:8090/sandbox [--component X.wasm] [--iterations 200]
+
+The component's path defaults to target/wasm32-wasip2/release/alipay_wap_plugin.wasm at the
+repository's root, or $PAYHOST_COMPONENT. The merchant (--partner, --key) must be one the sandbox
+knows (`payhost sandbox --md5-merchant PARTNER:KEY`). Exits non-zero on any failure.
+See docs/EMBEDDING.md for the type mapping and the imports.
+"""
+import argparse
+import http.client
+import http.server
+import os
+import queue
+import socket
+import statistics
+import sys
+import threading
+import time
+import urllib.parse
+
+from wasmtime import Engine, Store, WasiConfig
+from wasmtime.component import Component, Linker, Record, Variant
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DEFAULT_COMPONENT = os.path.join(ROOT, "target/wasm32-wasip2/release/alipay_wap_plugin.wasm")
+# The newest contract first: the flow code below works with both (it never looks inside a
+# continuation, whether bytes in 0.2.0 or a string in 0.3.0).
+CONTRACTS = ["0.3.0", "0.2.0"]
+
+
+class Failure(Exception):
+    pass
+
+
+def check(ok, what):
+    if not ok:
+        raise Failure(what)
+
+
+def record(**fields):
+    """A WIT record: wasmtime-py reads its fields by their WIT names (kebab-case)."""
+    r = Record()
+    for name, value in fields.items():
+        setattr(r, name.replace("_", "-"), value)
+    return r
+
+
+def field(r, name):
+    return getattr(r, name.replace("_", "-"))
+
+
+def pairs(items):
+    return [record(key=k, value=v) for k, v in items]
+
+
+def unpairs(lst):
+    return [(p.key, p.value) for p in lst]
+
+
+class Plugin:
+    """One instance of the component and its `plugin` exports."""
+
+    def __init__(self, path):
+        self.engine = Engine()
+        self.component = Component.from_file(self.engine, path)
+        linker = Linker(self.engine)
+        # The component imports only what Rust's std needs on wasm32-wasip2 (stdio, environment,
+        # exit, terminal, random, wasi:io): wasmtime's WASIp2 set covers it. The default
+        # WasiConfig gives no files, no environment, no sockets.
+        linker.add_wasip2()
+        self.store = Store(self.engine)
+        self.store.set_wasi(WasiConfig())
+        self.instance = linker.instantiate(self.store, self.component)
+        self.contract = None
+        for version in CONTRACTS:
+            iface = self.instance.get_export_index(self.store, f"payhost:payment/plugin@{version}")
+            if iface is not None:
+                self.contract, self.iface = version, iface
+                break
+        check(self.contract, "the component exports no payhost:payment/plugin this example knows")
+        self.funcs = {}
+
+    def kv(self, items):
+        """Settings, a form or a query as the contract takes them: 0.3.0 one form-encoded string
+        (`form-pairs`, one copy), 0.2.0 a list of `pair` records."""
+        if self.contract == "0.2.0":
+            return pairs(items)
+        return urllib.parse.urlencode(items)
+
+    def call(self, name, *args):
+        f = self.funcs.get(name)
+        if f is None:
+            index = self.instance.get_export_index(self.store, name, self.iface)
+            f = self.funcs[name] = self.instance.get_func(self.store, index)
+        return f(self.store, *args)
+
+
+def unwrap(result, call):
+    """`result<T, E>` whose cases are both records or variants arrives as Variant('ok'|'err', …)."""
+    if isinstance(result, Variant):
+        if result.tag == "err":
+            err = result.payload
+            raise Failure(f"{call}: {err.tag}: {describe_error(err.payload)}")
+        check(result.tag == "ok", f"{call}: unexpected {result!r}")
+        return result.payload
+    return result
+
+
+def describe_error(payload):
+    if isinstance(payload, list):
+        return "; ".join(f"{e.field}: {e.reason}" for e in payload)
+    if isinstance(payload, Record):
+        return ", ".join(f"{k}={v!r}" for k, v in payload.__dict__.items())
+    return str(payload)
+
+
+def send(request, timeout=10.0):
+    """Sends a request the component asked for, as an embedder must: the component's method, URL,
+    headers and body, plus Content-Length (http.client adds it for a body) and Host. Returns the
+    `result<incoming-response, send-failure>` value to resume with."""
+    url = urllib.parse.urlsplit(request.url)
+    conn_type = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    body = bytes(request.body)
+    headers = {k: v for k, v in unpairs(request.headers)}
+    if body or request.method == "post":
+        headers["Content-Length"] = str(len(body))
+    conn = conn_type(url.hostname, url.port, timeout=timeout)
+    try:
+        conn.request(request.method.upper(), path, body=body or None, headers=headers)
+        r = conn.getresponse()
+        data = r.read((1 << 20) + 1)
+        if len(data) > 1 << 20:
+            return Variant("failed", "the answer is larger than 1 MiB")
+        return record(status=r.status, headers=pairs(r.getheaders()), body=data)
+    except (socket.timeout, TimeoutError) as e:
+        return Variant("timeout", f"{request.url}: {e}")
+    except OSError as e:
+        return Variant("failed", f"{request.url}: {e}")
+    finally:
+        conn.close()
+
+
+def drive(plugin, flow, resume, settings, *args):
+    """Runs a flow to `done`: every `send` is sent here and resumed with the answer."""
+    step = unwrap(plugin.call(flow, settings, *args), flow)
+    sent = 0
+    while step.tag == "send":
+        sent += 1
+        check(sent <= 4, f"{flow}: the component keeps asking for requests")
+        pending = step.payload
+        answer = send(pending.request)
+        # The continuation goes back exactly as received (bytes in 0.2.0, a string in 0.3.0).
+        step = unwrap(plugin.call(resume, settings, pending.continuation, answer), resume)
+    check(step.tag == "done", f"{flow}: unexpected step {step.tag}")
+    return step.payload
+
+
+class NotifyReceiver:
+    """The shop's notify_url: hands each notification's form to the main thread and answers the
+    provider with the body the main thread decides (the component's `reply`)."""
+
+    def __init__(self):
+        self.forms = queue.Queue()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                # Received order matters: the provider signs in wire order.
+                form = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+                answer = queue.Queue()
+                receiver.forms.put((form, answer))
+                try:
+                    reply = answer.get(timeout=10)
+                except queue.Empty:
+                    reply = b"fail"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/notify"
+
+
+def post_form(url, fields):
+    u = urllib.parse.urlsplit(url)
+    body = urllib.parse.urlencode(fields).encode()
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    try:
+        conn.request("POST", u.path, body=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Content-Length": str(len(body)),
+        })
+        r = conn.getresponse()
+        r.read()
+        return r.status, dict(r.getheaders())
+    finally:
+        conn.close()
+
+
+def timed(n, fn):
+    """Median, p10 and p90 wall time of `fn` in microseconds over n calls (after 5 warm-ups)."""
+    for _ in range(5):
+        fn()
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter_ns()
+        fn()
+        samples.append((time.perf_counter_ns() - t) / 1000)
+    samples.sort()
+    return statistics.median(samples), samples[n // 10], samples[(9 * n) // 10]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--component", default=os.environ.get("PAYHOST_COMPONENT", DEFAULT_COMPONENT))
+    ap.add_argument("--sandbox", default=os.environ.get("PAYHOST_SANDBOX"),
+                    help="the sandbox's base URL, e.g. http://127.0.0.1:8090/sandbox")
+    ap.add_argument("--partner", default="2088000000009999")
+    ap.add_argument("--key", default="abcdefghijklmnopqrstuvwxyz012345")
+    ap.add_argument("--iterations", type=int, default=int(os.environ.get("PAYHOST_ITERATIONS", "200")))
+    a = ap.parse_args()
+    check(a.sandbox, "--sandbox (or PAYHOST_SANDBOX) is required")
+    sandbox = a.sandbox.rstrip("/")
+
+    t = time.perf_counter()
+    plugin = Plugin(a.component)
+    load_ms = (time.perf_counter() - t) * 1000
+    info = plugin.call("describe")
+    print(f"python: {info.id} {info.version}, contract payhost:payment@{plugin.contract}, "
+          f"loaded in {load_ms:.0f} ms")
+    check(info.id == "alipay-wap", f"describe: id {info.id!r}")
+
+    # validate-settings returns the settings to store: trimmed, select values spelled as the
+    # schema does, every setting that has a default present with it (paychannel_url is left out
+    # here, so it comes back with its default).
+    entered = [
+        ("partner", f"  {a.partner}\n"),
+        ("key", f" {a.key} "),
+        ("seller_email", "seller@example.com"),
+        ("sign_type", "md5"),
+        ("gateway_url", f"{sandbox}/gateway"),
+        ("notify_verify_url", f"{sandbox}/mapi"),
+        ("mapi_url", f"{sandbox}/mapi"),
+    ]
+    normalised = unpairs(unwrap(plugin.call("validate-settings", plugin.kv(entered)), "validate-settings"))
+    got = dict(normalised)
+    defaults = {f.name: field(f, "default_value") for f in info.settings if field(f, "default_value")}
+    check(got.get("partner") == a.partner, f"validate-settings: partner not trimmed: {got.get('partner')!r}")
+    check(got.get("key") == a.key, "validate-settings: key not trimmed")
+    check(got.get("sign_type") == "MD5", f"validate-settings: sign_type {got.get('sign_type')!r}")
+    check(got.get("mode") == defaults.get("mode") == "b2c", f"validate-settings: mode {got.get('mode')!r}")
+    check(got.get("paychannel_url") == defaults.get("paychannel_url"),
+          f"validate-settings: paychannel_url {got.get('paychannel_url')!r} is not its default")
+    check(got.get("gateway_url") == f"{sandbox}/gateway", "validate-settings: gateway_url changed")
+    again = unpairs(unwrap(plugin.call("validate-settings", plugin.kv(normalised)), "validate-settings"))
+    check(again == normalised, "validate-settings: normalising twice changed the settings")
+    bad = plugin.call("validate-settings", plugin.kv([("partner", "12"), ("colour", "red")]))
+    check(isinstance(bad, Variant) and bad.tag == "err"
+          and {"partner", "colour"} <= {e.field for e in bad.payload},
+          f"validate-settings: bad settings not refused by field: {bad!r}")
+    print(f"python: validate-settings ok ({len(normalised)} settings, defaults applied)")
+    settings = plugin.kv(normalised)
+
+    receiver = NotifyReceiver()
+    out_trade_no = f"PYEX{int(time.time() * 1000)}"
+    order = record(
+        product="wap", out_trade_no=out_trade_no, subject="Python 示例 & <test>", total_fee="0.01",
+        seller=None, return_url="http://127.0.0.1/shop/return", notify_url=receiver.url,
+        merchant_url=None, pay_expire=None, out_user=None, cashier_code=None,
+        request_id=f"py{int(time.time() * 1000)}",
+    )
+    started = drive(plugin, "start-payment", "resume-payment", settings, order)
+    check(started.token and started.redirect.url.startswith(f"{sandbox}/gateway"),
+          f"start-payment: redirect {started.redirect.url!r}")
+    print(f"python: start-payment ok (token {started.token[:12]}…, redirect to the cashier)")
+
+    status, headers = post_form(f"{sandbox}/cashier/pay", {"token": started.token})
+    check(status in (200, 302), f"cashier pay: HTTP {status}")
+    try:
+        form, answer = receiver.forms.get(timeout=10)
+    except queue.Empty:
+        raise Failure("the sandbox sent no notification within 10 s")
+
+    try:
+        notification = drive(plugin, "verify-notification", "resume-notification", settings, plugin.kv(form))
+        check(field(notification, "out_trade_no") == out_trade_no, "verify-notification: another order")
+        check(notification.event == "paid" and notification.paid, f"verify-notification: event {notification.event}")
+        expectation = record(out_trade_no=out_trade_no, total_fee=field(started, "total_fee"), seller=started.seller)
+        matched = plugin.call("match-order", notification, expectation)
+        check(matched is None, f"match-order: {describe_error(matched)}")
+        wrong = record(out_trade_no=out_trade_no, total_fee="0.02", seller=started.seller)
+        mismatch = plugin.call("match-order", notification, wrong)
+        check(isinstance(mismatch, list) and any(e.field == "total_fee" for e in mismatch),
+              f"match-order: a wrong amount was not refused: {mismatch!r}")
+        answer.put(notification.reply.encode())
+    except BaseException:
+        answer.put(b"fail")
+        raise
+    print(f"python: notification verified and confirmed (trade {field(notification, 'trade_no')}, "
+          f"{field(notification, 'trade_status')}), order matched, replied {notification.reply!r}")
+
+    forged = [(k, v.replace("0.01", "9.99") if k == "notify_data" else v) for k, v in form]
+    r = plugin.call("verify-notification", settings, plugin.kv(forged))
+    check(isinstance(r, Variant) and r.tag == "err" and r.payload.tag == "bad-signature",
+          f"verify-notification: a forged amount was not refused: {r!r}")
+    print("python: a forged notification is refused (bad-signature)")
+
+    # Per-call cost on this one instance: the calls a notification costs an embedder, the
+    # notify_verify answer replayed (no network in the loop).
+    form_pairs = plugin.kv(form)
+    first = unwrap(plugin.call("verify-notification", settings, form_pairs), "verify-notification")
+    check(first.tag == "send", "verify-notification: no notify_verify request")
+    continuation = first.payload.continuation
+    confirmed = record(status=200, headers=[], body=b"true")
+    n = a.iterations
+    results = [
+        ("verify-notification", timed(n, lambda: plugin.call("verify-notification", settings, form_pairs))),
+        ("resume-notification", timed(n, lambda: plugin.call("resume-notification", settings, continuation, confirmed))),
+        ("match-order", timed(n, lambda: plugin.call("match-order", notification, expectation))),
+    ]
+    print(f"python timings (same instance, {n} iterations; continuation {len(continuation)} "
+          f"{'bytes' if isinstance(continuation, bytes) else 'characters'}):")
+    for name, (median, p10, p90) in results:
+        print(f"  {name:<22} median {median:8.1f} µs   p10 {p10:8.1f}   p90 {p90:8.1f}")
+    print("python: OK")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Failure as e:
+        print(f"python: FAILED: {e}", file=sys.stderr)
+        sys.exit(1)
