@@ -172,7 +172,11 @@ gateway = "{gw}/gateway.do"
     // Every request the component made passed the SDK's check.
     let checks = get(&format!("{}/checks", gw.base), None).await.json();
     let checks = checks.as_array().unwrap();
-    assert_eq!(checks.len(), 5, "three pay pages and two queries: {checks:?}");
+    assert_eq!(
+        checks.len(),
+        5,
+        "three pay pages and two queries: {checks:?}"
+    );
     assert!(checks.iter().all(|c| c["ok"] == true), "{checks:?}");
     assert!(checks.iter().any(|c| c["method"] == "alipay.trade.query"));
 }

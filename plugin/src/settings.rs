@@ -392,6 +392,14 @@ pub fn schema() -> Vec<SettingField> {
         .collect()
 }
 
+/// Where a setting stands in the schema (the order normalised settings are stored in).
+pub fn schema_position(name: &str) -> usize {
+    FIELDS
+        .iter()
+        .position(|f| f.name == name)
+        .unwrap_or(FIELDS.len())
+}
+
 /// True for a 16-digit id starting with 2088 (partner ids and Alipay user ids).
 pub fn is_alipay_user_id(s: &str) -> bool {
     s.len() == 16 && s.starts_with("2088") && s.bytes().all(|b| b.is_ascii_digit())
@@ -649,8 +657,11 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
             other => get(other).map(str::to_owned),
         }
     };
+    // Only this family's settings: the open platform's (`gateway` has a default) never appear
+    // in a legacy merchant's, which would refuse them.
     let normalised = FIELDS
         .iter()
+        .filter(|f| !crate::openapi::settings::OPENAPI_ONLY.contains(&f.name))
         .filter_map(|f| {
             value_of(f.name)
                 .or_else(|| f.default_value.map(str::to_owned))
@@ -717,6 +728,7 @@ mod tests {
         assert_eq!(
             norm,
             pairs(&[
+                ("api", "mapi"),
                 ("partner", "2088101122136241"),
                 ("key", "10000000000000000000000000000000"),
                 ("seller_email", "shop@example.com"),
@@ -728,8 +740,10 @@ mod tests {
                 ("mapi_url", DEFAULT_MAPI_URL),
             ])
         );
-        // Every setting the schema gives a default comes back.
-        for f in FIELDS.iter().filter(|f| f.default_value.is_some()) {
+        // Every legacy setting the schema gives a default comes back.
+        for f in FIELDS.iter().filter(|f| {
+            f.default_value.is_some() && !crate::openapi::settings::OPENAPI_ONLY.contains(&f.name)
+        }) {
             assert!(norm.iter().any(|(k, _)| k == f.name), "{} missing", f.name);
         }
         let (_, again) = validate(&norm).unwrap();

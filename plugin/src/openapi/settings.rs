@@ -77,9 +77,7 @@ pub fn is_app_id(s: &str) -> bool {
 
 /// Validates an OpenAPI merchant's settings; returns them typed, with the normalised pairs to
 /// store (trimmed, defaults written out), or every bad field.
-pub fn validate(
-    pairs: &[(String, String)],
-) -> Result<Validated, Vec<FieldError>> {
+pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>> {
     let mut errors = Vec::new();
     for (k, _) in pairs {
         if !OPENAPI_ONLY.contains(&k.as_str()) && !SHARED.contains(&k.as_str()) {
@@ -264,6 +262,8 @@ pub fn validate(
         }
     }
     out.push(("gateway".into(), gateway.clone()));
+    // Stored in the schema's order, as the legacy settings are.
+    out.sort_by_key(|(name, _)| crate::settings::schema_position(name));
     Ok((
         OpenApiSettings {
             app_id,
