@@ -886,7 +886,7 @@ async fn ecshop_gbk_shop_errors_visible_and_paid() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn ecshop_c2c_pays_the_supplier() {
+async fn ecshop_c2c_pays_the_supplier_through_the_cashier() {
     let dir = temp_dir("ecshop-c2c");
     let demo = start_demo(&dir, 1);
     let d = demo.base.clone();
@@ -910,6 +910,27 @@ async fn ecshop_c2c_pays_the_supplier() {
     .await
     .json();
     assert_eq!(p["seller_email"], "supplier3@example.com", "{p}");
+    // The buyer pays it: the sandbox's trade pays supplier 3, and the shop sees the order paid
+    // through the webhook (the browser's return is not followed).
+    pay_in_cashier(&pay_url_from_button(&page2), &d).await;
+    wait_until(
+        || async { shop.state().await["pay_log"][&log2]["is_paid"] == 1 },
+        "the supplier's order to be paid",
+    )
+    .await;
+    let state = get(&format!("{d}/sandbox/state"), None).await.json();
+    assert!(
+        state["trades"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| { t["seller"] == "supplier3@example.com" && t["status"] == "TRADE_SUCCESS" }),
+        "{state}"
+    );
+    assert_eq!(
+        payhost_status(&d, ECSHOP_MERCHANT, &format!("2026112354321{log2}")).await,
+        "TRADE_SUCCESS"
+    );
     // Order 1: the shop's own goods -> the shop's account.
     let (log1, _) = ecshop_checkout(&shop, 1).await;
     let p = get(
