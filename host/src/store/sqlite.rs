@@ -1254,6 +1254,7 @@ mod tests {
             shop_webhook_url: None,
             shop_webhook_secret: None,
             shop_origins: Vec::new(),
+            settings_digest: None,
         };
         assert_eq!(
             s.delete_merchant("m1", false).unwrap(),
