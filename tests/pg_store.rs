@@ -607,6 +607,7 @@ fn a_merchant_goes_with_its_payments_only_when_asked() {
         shop_webhook_url: None,
         shop_webhook_secret: None,
         shop_origins: Vec::new(),
+        settings_digest: None,
     };
     assert_eq!(
         s.delete_merchant("m1", false).unwrap(),
