@@ -334,17 +334,38 @@ fn exit_codes_are_the_ones_stated() {
         assert_eq!(code_of(&out), 0, "payhost {args:?}: {}", text_of(&out));
     }
 
-    // Conformance: "exit `1` when a case failed (`2` when the run could not start)".
-    let failed = number_after(&text, "`N passed, N failed` last, exit `");
-    let could_not_start = number_after(&text, "when a case failed (`");
+    // Conformance: the README's table of exit statuses (`| `N` | meaning |`), against the binary.
+    let table: Vec<(i32, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("| `")?;
+            let (code, meaning) = rest.split_once("` | ")?;
+            Some((code.parse().ok()?, meaning.to_owned()))
+        })
+        .collect();
+    let code_meaning = |word: &str| -> i32 {
+        table
+            .iter()
+            .find(|(_, m)| m.contains(word))
+            .unwrap_or_else(|| {
+                panic!("README.md's exit table has no row saying {word:?}: {table:?}")
+            })
+            .0
+    };
+    assert_eq!(
+        table.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        [0, 1, 2, 3],
+        "{table:?}"
+    );
+    let could_not_start = code_meaning("could not start");
     let out = payhost(&["conformance", "--component", "/nonexistent/component.wasm"]);
     assert_eq!(
         code_of(&out),
-        could_not_start as i32,
+        could_not_start,
         "a run that could not start: {}",
         text_of(&out)
     );
-    // Nothing listens on the port: every case fails.
+    // Nothing listens on the port: the host cannot be reached, one line says so.
     let port = conformance::host::free_port();
     let out = payhost(&[
         "conformance",
@@ -355,11 +376,26 @@ fn exit_codes_are_the_ones_stated() {
     ]);
     assert_eq!(
         code_of(&out),
-        failed as i32,
-        "a run whose cases failed: {}",
+        code_meaning("cannot be reached"),
+        "an unreachable host: {}",
         text_of(&out)
     );
-    assert!(text_of(&out).contains("FAIL "), "{}", text_of(&out));
+    assert!(text_of(&out).contains("cannot reach"), "{}", text_of(&out));
+    // TestPay has no sandbox: asking only for a flow case tests nothing.
+    let testpay = conformance::target_dir().join("wasm32-wasip2/release/testpay_plugin.wasm");
+    let out = payhost(&[
+        "conformance",
+        "--component",
+        &testpay.display().to_string(),
+        "--only",
+        "notify.paid_once",
+    ]);
+    assert_eq!(
+        code_of(&out),
+        code_meaning("nothing was tested"),
+        "nothing tested: {}",
+        text_of(&out)
+    );
 }
 
 #[test]

@@ -832,7 +832,7 @@ fn signed_answer(trade: &str, sign: &str, sign_type: &str) -> String {
     )
 }
 
-/// docs/protocol/EXTRA.md §3.2: a `<sign>` that is present must match (sorted `<trade>`, MD5 or
+/// [EXTRA §3.2]: a `<sign>` that is present must match (sorted `<trade>`, MD5 or
 /// RSA); an unsigned answer is accepted on its cross-checks, as the reference recommends.
 #[test]
 fn query_answer_signatures_are_enforced_when_present() {

@@ -199,6 +199,7 @@ fn v1_route_exists(method: &Method, rest: &[&str]) -> bool {
             | (&Method::GET, ["merchants", _, "channels"])
             | (&Method::PUT, ["merchants", _])
             | (&Method::GET, ["merchants", _])
+            | (&Method::DELETE, ["merchants", _])
             | (&Method::POST, ["merchants", _, "tokens"])
             | (&Method::GET, ["merchants", _, "tokens"])
             | (&Method::DELETE, ["merchants", _, "tokens", _])
