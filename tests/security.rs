@@ -1217,7 +1217,8 @@ async fn unknown_routes_are_404_for_every_caller() {
     for (method, path) in [
         ("GET", "/v1/merchants/shop/secret-route"),
         ("GET", "/v1/nothing"),
-        ("DELETE", "/v1/merchants/shop"),
+        ("PATCH", "/v1/merchants/shop"),
+        ("DELETE", "/v1/merchants/shop/payments/x"),
         ("POST", "/v1/merchants/shop/payments/x/refund"),
     ] {
         for t in [Some(token.as_str()), Some(TOKEN), None] {
@@ -1227,6 +1228,16 @@ async fn unknown_routes_are_404_for_every_caller() {
     }
     let r = get(&w.host.url("/v1/merchants/shop/tokens"), Some(&token)).await;
     assert_eq!(r.status, 403, "an existing route, not the token's");
+    // Removing a merchant is the operator's (`DELETE /v1/merchants/{id}` exists): 403 for the
+    // merchant's own token.
+    let r = send_json(
+        "DELETE",
+        &w.host.url("/v1/merchants/shop"),
+        Some(&token),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
 }
 
 /// Finding 4 (issue 22): the compile cache is used only when it is private to payhost's user, and
