@@ -91,12 +91,8 @@ fn is_printable(s: &str) -> bool {
     !s.chars().any(char::is_control)
 }
 
-/// Checks an order and resolves its seller; returns the `req_data` fields.
-pub fn validate_order<'a>(
-    settings: &'a Settings,
-    order: &'a PaymentRequest,
-) -> Result<CreateFields<'a>, PluginError> {
-    let out_trade_no = order.out_trade_no.as_str();
+/// An order number both API families accept: 1 to 64 letters, digits, `_` or `-`.
+pub(crate) fn check_out_trade_no(out_trade_no: &str) -> Result<&str, PluginError> {
     if out_trade_no.is_empty()
         || out_trade_no.len() > MAX_OUT_TRADE_NO
         || !out_trade_no
@@ -108,7 +104,12 @@ pub fn validate_order<'a>(
             "must be 1 to 64 characters of letters, digits, '_' or '-'",
         ));
     }
-    let subject = order.subject.trim();
+    Ok(out_trade_no)
+}
+
+/// An order title, trimmed: 1 to 256 characters, none of them a control character.
+pub(crate) fn check_subject(subject: &str) -> Result<&str, PluginError> {
+    let subject = subject.trim();
     if subject.is_empty() {
         return Err(invalid("subject", "must not be empty"));
     }
@@ -118,6 +119,16 @@ pub fn validate_order<'a>(
             "must be at most 256 characters with no control characters",
         ));
     }
+    Ok(subject)
+}
+
+/// Checks an order and resolves its seller; returns the `req_data` fields.
+pub fn validate_order<'a>(
+    settings: &'a Settings,
+    order: &'a PaymentRequest,
+) -> Result<CreateFields<'a>, PluginError> {
+    let out_trade_no = check_out_trade_no(&order.out_trade_no)?;
+    let subject = check_subject(&order.subject)?;
     let total_fee =
         Amount::parse(&order.total_fee).map_err(|e| invalid("total_fee", e.to_string()))?;
     let seller = resolve_seller(settings, order.seller.as_deref())?;

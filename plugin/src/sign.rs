@@ -49,7 +49,8 @@ pub fn notify_link_string(service: &str, v: &str, sec_id: &str, notify_data: &st
     ])
 }
 
-fn join_pairs(pairs: &[(&str, &str)]) -> String {
+/// `k=v` joined with `&`, in the given order, raw values.
+pub(crate) fn join_pairs(pairs: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {

@@ -15,9 +15,6 @@ fn invalid(field: &str, reason: impl Into<String>) -> PluginError {
     PluginError::InvalidOrder(FieldError::new(field, reason))
 }
 
-/// The longest `out_trade_no` and `subject` Alipay accepts ([OPENAPI §4.1]).
-const MAX_OUT_TRADE_NO: usize = 64;
-const MAX_SUBJECT_CHARS: usize = 256;
 /// `time_expire` may lie at most 15 days ahead ([OPENAPI §4.1]).
 const MAX_PAY_EXPIRE_MINUTES: u32 = 21_600;
 
@@ -54,28 +51,8 @@ pub fn start(
     order: &PaymentRequest,
     now: i64,
 ) -> Result<PaymentStarted, PluginError> {
-    let out_trade_no = order.out_trade_no.as_str();
-    if out_trade_no.is_empty()
-        || out_trade_no.len() > MAX_OUT_TRADE_NO
-        || !out_trade_no
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(invalid(
-            "out_trade_no",
-            "must be 1 to 64 characters of letters, digits, '_' or '-'",
-        ));
-    }
-    let subject = order.subject.trim();
-    if subject.is_empty()
-        || subject.chars().count() > MAX_SUBJECT_CHARS
-        || subject.chars().any(char::is_control)
-    {
-        return Err(invalid(
-            "subject",
-            "must be 1 to 256 characters with no control characters",
-        ));
-    }
+    let out_trade_no = crate::connector::check_out_trade_no(&order.out_trade_no)?;
+    let subject = crate::connector::check_subject(&order.subject)?;
     let amount =
         Amount::parse(&order.total_fee).map_err(|e| invalid("total_fee", e.to_string()))?;
     let seller = seller(settings, order)?;

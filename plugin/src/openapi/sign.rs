@@ -73,16 +73,7 @@ fn sorted_join<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     // Byte order of the keys (Java's `Collections.sort` on ASCII keys, PHP's `ksort`); stable,
     // so a repeated key keeps its received order.
     kept.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let mut out = String::with_capacity(kept.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
-    for (i, (k, v)) in kept.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        out.push_str(k);
-        out.push('=');
-        out.push_str(v);
-    }
-    out
+    crate::sign::join_pairs(&kept)
 }
 
 /// Signs `content` (UTF-8 bytes) with the app's private key: base64 of the PKCS#1 v1.5 signature.
