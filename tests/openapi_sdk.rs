@@ -5,27 +5,15 @@
 //! the notify and the query answer the SDK signed, and refuse an answer whose signature covers
 //! other content. `./scripts/test` makes the Python environment (`target/sdk-venv`).
 
+use conformance::child::PortServer;
 use conformance::host::{config_head, free_port, get, send_json, temp_dir, Payhost};
 use conformance::{repo_root, target_dir};
 use serde_json::json;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const TOKEN: &str = "sdk-gateway-token-0123456789";
 const APP_ID: &str = "2021000000000001";
 const SELLER: &str = "2088000000000002";
-
-struct Gateway {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn vectors(rel: &str) -> String {
     repo_root()
@@ -49,30 +37,17 @@ fn sdk_python() -> std::path::PathBuf {
     venv
 }
 
-fn start_gateway() -> Gateway {
-    let mut child = Command::new(sdk_python())
+fn start_gateway() -> PortServer {
+    let mut command = Command::new(sdk_python());
+    command
         .arg(repo_root().join("tests/clients/openapi_sdk_gateway.py"))
         .args(["--app-public", &vectors("keys/app_test_public.pem")])
         .args([
             "--alipay-private",
             &vectors("keys/alipay_test_private_pkcs1.pem"),
         ])
-        .args(["--app-id", APP_ID])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the SDK's Python runs the gateway");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("the gateway did not start: {line:?}"));
-    Gateway {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    }
+        .args(["--app-id", APP_ID]);
+    PortServer::spawn(command, "the SDK's Python gateway")
 }
 
 async fn create(host: &Payhost, no: &str) -> String {

@@ -4,44 +4,22 @@
 //! the cashier, pay, notify — all must work, and every create call must arrive with
 //! `Content-Length` and a body (a chunked upload reads as an empty body there).
 
+use conformance::child::PortServer;
 use conformance::host::{config_head, free_port, get, send_json, temp_dir, Payhost};
 use conformance::repo_root;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "plain-gateway-token-0123456789";
 const PARTNER: &str = "2088101122136241";
 const KEY: &str = "plain000000000000000000000000000";
 
-struct Gateway {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_gateway() -> Gateway {
-    let mut child = Command::new("python3")
+fn start_gateway() -> PortServer {
+    let mut command = Command::new("python3");
+    command
         .arg(repo_root().join("tests/clients/plain_gateway.py"))
-        .args(["--partner", PARTNER, "--key", KEY])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs the plain gateway");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line.trim().parse().expect("the gateway prints its port");
-    Gateway {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    }
+        .args(["--partner", PARTNER, "--key", KEY]);
+    PortServer::spawn(command, "the plain Python gateway")
 }
 
 #[tokio::test(flavor = "multi_thread")]

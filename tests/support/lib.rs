@@ -2,6 +2,7 @@
 //! 127.0.0.1 that records what it receives, and the test keys.
 
 pub mod alipay;
+pub mod child;
 pub mod host;
 pub mod orders;
 pub mod postgres;
