@@ -114,14 +114,24 @@ async fn open_platform_payment_notify_return_query_and_cancel() {
     let shop_return = get(&callback, None).await;
     assert_eq!(shop_return.status, 302, "{}", shop_return.text());
     wait_status(&d, &no, "TRADE_SUCCESS").await;
-    let state = get(&format!("{}/sandbox/state", d.base), None).await.json();
-    let notify = state["notifies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["out_trade_no"] == no.as_str())
-        .unwrap()
-        .clone();
+    // The sandbox records the reply once its send returns, which may be just after payhost has
+    // applied the notify: wait for the record.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let notify = loop {
+        let state = get(&format!("{}/sandbox/state", d.base), None).await.json();
+        let notify = state["notifies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["out_trade_no"] == no.as_str())
+            .unwrap()
+            .clone();
+        if notify["sends"] != 0 || Instant::now() > deadline {
+            break notify;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(notify["sends"], 1, "{notify}");
     assert_eq!(notify["acknowledged"], true, "{notify}");
     assert_eq!(notify["last_reply"], "success");
     let paid = status(&d, &no).await;
