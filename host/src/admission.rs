@@ -76,12 +76,17 @@ impl Admission {
             notify: Arc::new(Semaphore::new(limits.notify)),
             notify_per_merchant: limits.notify_per_merchant,
             merchants: Mutex::new(HashMap::new()),
-            // PAYHOST_NOTIFY_INLINE=1: notifications on the request's own executor threads (the
-            // comparison docs/PERFORMANCE.md measures; not for production).
+            // PAYHOST_NOTIFY_INLINE=1 runs notifications on the request's own executor threads
+            // and PAYHOST_NOTIFY_NICE sets the pool's nice value: the comparisons
+            // docs/PERFORMANCE.md measures, not settings for production.
             notify_pool: if std::env::var_os("PAYHOST_NOTIFY_INLINE").is_some_and(|v| v == "1") {
                 Pool { runtime: None }
             } else {
-                Pool::new("payhost-notify", cores, NOTIFY_NICE)?
+                let nice = std::env::var("PAYHOST_NOTIFY_NICE")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(NOTIFY_NICE);
+                Pool::new("payhost-notify", cores, nice)?
             },
         })
     }
