@@ -1,6 +1,7 @@
 //! What payhost does with money, independent of HTTP: configure merchants, create payments, process
 //! notifications and returns. The HTTP layer only translates.
 
+use crate::admission::Class;
 use crate::config::{Config, MerchantSettings};
 use crate::domain::amount::Amount;
 use crate::domain::html;
@@ -31,17 +32,12 @@ pub struct App {
     /// to non-public addresses, and provider URLs saved through the API or the admin page must use
     /// one of them (or a manifest origin).
     pub operator_origins: Vec<Origin>,
-    /// Admission to the component and the store: a few requests work at a time, the rest wait
-    /// in arrival order. More at once only adds thread hand-offs and lengthens the tail.
-    pub admission: tokio::sync::Semaphore,
+    /// Admission per class (shop API, notifications, configuration) and the notification pool.
+    pub admission: crate::admission::Admission,
+    /// Wakes the webhook outbox when a notification queued an event.
+    pub webhook_wake: Arc<tokio::sync::Notify>,
     /// Rate limits and login throttling (see `auth`).
     pub guards: crate::auth::Guards,
-}
-
-/// How many payment and notify requests are worked on at once: enough to overlap one request's
-/// outbound call and commit with another's computation.
-pub fn admission_permits() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) * 8
 }
 
 /// An error for the API: HTTP status, code, field, message.
@@ -336,6 +332,7 @@ impl App {
         id: &str,
         mut settings: MerchantSettings,
     ) -> Result<MerchantSettings, Vec<FieldError>> {
+        let _permit = self.admission.enter(Class::Admin).await;
         if settings.plugin_id.is_empty() {
             // One plugin: it is implied. Several: the merchant must name one.
             match self.plugins.ids().as_slice() {
@@ -405,7 +402,7 @@ impl App {
         merchant_id: &str,
         req: CreatePayment,
     ) -> Result<(u16, PaymentCreated), ApiError> {
-        let _permit = self.admission.acquire().await.map_err(ApiError::internal)?;
+        let _permit = self.admission.enter(Class::Shop).await;
         let merchant = self.merchant(merchant_id).await?;
         let plugin = self.plugin_for(&merchant)?;
         let required = |v: &Option<String>, name: &str| -> Result<String, ApiError> {
@@ -625,6 +622,7 @@ impl App {
         out_trade_no: &str,
         result: &str,
     ) -> Result<serde_json::Value, ApiError> {
+        let _permit = self.admission.enter(Class::Shop).await;
         let merchant = self.merchant(merchant_id).await?;
         let payment = self
             .store
@@ -670,6 +668,7 @@ impl App {
     /// notifications only), `total_fee`, `ts` (unix seconds: shops refuse an old one), `sign` =
     /// hex HMAC-SHA256 over the sorted `k=v&…` string, keyed with the merchant's shop secret.
     pub async fn handle_return(&self, merchant_id: &str, query: &[u8]) -> Result<String, ApiError> {
+        let _permit = self.admission.enter(Class::Shop).await;
         let merchant = self.merchant(merchant_id).await?;
         let q: Vec<(String, String)> = form_urlencoded::parse(query).into_owned().collect();
         let mut session = self.plugin_for(&merchant)?.session().await?;
