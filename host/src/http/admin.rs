@@ -442,9 +442,10 @@ async fn login(
     let form = form_of(req).await;
     let given = field(&form, "password").to_owned();
     // argon2 takes tens of milliseconds: off the async workers.
-    let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&given, &hash))
-        .await
-        .unwrap_or(false);
+    let ok =
+        tokio::task::spawn_blocking(move || crate::auth::verify_password(&given, hash.expose()))
+            .await
+            .unwrap_or(false);
     if !ok {
         app.guards.logins.failed(key);
         tracing::warn!(%ip, "admin login refused");

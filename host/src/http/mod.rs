@@ -133,7 +133,7 @@ fn bearer(req: &Request<Incoming>) -> Option<&str> {
 
 /// Whether `token` is the operator's `api_token` (constant time).
 pub fn is_operator_token(app: &App, token: &str) -> bool {
-    let expected = app.config.api_token.as_bytes();
+    let expected = app.config.api_token.expose().as_bytes();
     let given = token.as_bytes();
     given.len() == expected.len() && bool::from(given.ct_eq(expected))
 }

@@ -307,7 +307,7 @@ pub fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>>
                 pool_size: config.database_pool_size,
                 lease: attempt * 2 + std::time::Duration::from_secs(5),
             };
-            std::sync::Arc::new(postgres::PostgresStore::open(url, &opts)?)
+            std::sync::Arc::new(postgres::PostgresStore::open(url.expose(), &opts)?)
         }
         None => std::sync::Arc::new(sqlite::SqliteStore::open(&config.database)?),
     })
