@@ -5,9 +5,9 @@
 //!
 //!     cargo run --release -p payhost --example embed
 //!
-//! A shop with its own HTTP server routes `POST /notify/{id}` to [`App::handle_notify`] and
-//! `GET /return/{id}` to [`App::handle_return`]; this example lets payhost's own server do
-//! that (`server::start`) and calls the same functions directly to show them.
+//! A shop with its own HTTP server routes `POST /notify/{id}` to [`App::notify_for`] (with the
+//! merchant read from `app.store`) and `GET /return/{id}` to [`App::handle_return`]; this example
+//! lets payhost's own server do that (`server::start`).
 
 use payhost::config::{Config, MerchantSettings};
 use payhost::http::mount::Mounts;
@@ -153,7 +153,7 @@ async fn main() -> anyhow::Result<()> {
     .map_err(anyhow::Error::msg)?;
     assert_eq!(paid.status, 302);
 
-    // 5. The notify arrives through payhost's server (App::handle_notify); wait for the effect.
+    // 5. The notify arrives through payhost's server (App::notify_for); wait for the effect.
     for _ in 0..100 {
         if app
             .store

@@ -173,46 +173,12 @@ fn record_of(merchant_id: &str, p: &Processed) -> NotificationRecord {
 }
 
 impl App {
-    /// Processes an asynchronous notification: verified (and confirmed, when the component asks
-    /// the provider), matched against the order and applied once; stored raw with its outcome in
-    /// one commit (with the effect, when there is one). It is acknowledged only once that commit
-    /// is durable and nothing is left to retry; one whose processing is cut short is not, so the
-    /// provider sends it again. One for no known merchant is stored nowhere.
-    pub async fn handle_notify(
-        &self,
-        merchant_id: &str,
-        remote: Option<&str>,
-        body: &[u8],
-    ) -> NotifyAnswer {
-        let answer = |outcome: NotifyOutcome, plugin: Option<&crate::runtime::PluginRuntime>| {
-            let info = &plugin
-                .or(self.plugins.first())
-                .expect("a host has a plugin")
-                .info;
-            NotifyAnswer {
-                outcome,
-                ack: info.notify_ack.clone(),
-                retry: info.notify_retry.clone(),
-            }
-        };
-        let merchant = match self.store.merchant(merchant_id) {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                self.metrics.notify(NotifyOutcome::UnknownMerchant.label());
-                return answer(NotifyOutcome::UnknownMerchant, None);
-            }
-            Err(e) => {
-                tracing::error!(merchant = merchant_id, error = %e, "cannot read the merchant; asking the provider to retry");
-                let outcome = NotifyOutcome::Retry(RetryCause::StoreFailed);
-                self.metrics.notify(outcome.label());
-                return answer(outcome, None);
-            }
-        };
-        self.notify_for(merchant_id, &merchant, remote, body).await
-    }
-
-    /// [`handle_notify`](App::handle_notify) for a merchant already read (the HTTP layer reads it
-    /// to refuse an unknown merchant before the body).
+    /// Processes an asynchronous notification for a merchant already read (the HTTP layer reads
+    /// it to refuse an unknown merchant before the body): verified (and confirmed, when the
+    /// component asks the provider), matched against the order and applied once; stored raw with
+    /// its outcome in one commit (with the effect, when there is one). It is acknowledged only
+    /// once that commit is durable and nothing is left to retry; one whose processing is cut
+    /// short is not, so the provider sends it again.
     pub async fn notify_for(
         &self,
         merchant_id: &str,

@@ -827,8 +827,6 @@ pub fn masked_settings(m: &MerchantSettings, info: Option<&api::PluginInfo>) -> 
     serde_json::Value::Object(out)
 }
 
-pub type SharedApp = Arc<App>;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,7 +87,7 @@ async fn add(action: Action) -> Result<()> {
         "merchant {id} created (plugin {plugin}, shop origins {}). Shown only this once: put both into the shop's payment settings; the operator's api_token stays here.",
         shop_origins.join(", ")
     );
-    println!("token: {}", m.token);
-    println!("shop_secret: {}", m.shop_secret);
+    println!("token: {}", m.token.expose());
+    println!("shop_secret: {}", m.shop_secret.expose());
     Ok(())
 }

@@ -292,8 +292,8 @@ pub async fn handle(
                             "商户 {0} 已创建。以下两项只显示这一次，请填入商城的支付方式设置 / Merchant {0} created; shown only this once, put both into the shop's payment settings:\nAPI 令牌 token #{1}: <code id=\"new-token\">{2}</code>\n商户密钥 shop secret: <code id=\"new-shop-secret\">{3}</code>",
                             esc(&id),
                             m.token_id,
-                            esc(&m.token),
-                            esc(&m.shop_secret)
+                            esc(m.token.expose()),
+                            esc(m.shop_secret.expose())
                         ),
                     };
                     dashboard(app, &ctx, Some(&id), Some(flash)).await

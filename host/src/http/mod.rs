@@ -10,7 +10,7 @@ pub mod mount;
 use crate::notify::{NotifyAnswer, RetryCause};
 use crate::service::{masked_settings, ApiError, App, CreatePayment};
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -1174,12 +1174,4 @@ pub async fn serve_metrics(
         }
     }
     Ok(())
-}
-
-/// The status text of a code, for error pages.
-pub fn reason(status: u16) -> &'static str {
-    StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("")
 }
