@@ -375,6 +375,15 @@ pub async fn start(
     let listener = TcpListener::bind(app.config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", app.config.listen))?;
+    start_on(app, listener, shutdown).await
+}
+
+/// [`start`] on a listener bound already (an ephemeral port the caller wrote into `public_url`).
+pub async fn start_on(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Running> {
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let wake = Arc::new(Notify::new());
