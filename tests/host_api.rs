@@ -765,6 +765,36 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
     ] {
         assert!(err.contains(needle), "{needle} missing from:\n{err}");
     }
+    // Problems of the file, of a component that does not load and of a merchant's settings
+    // (which the component that did load checks), all in one run.
+    std::fs::write(
+        &config,
+        format!(
+            "colour = 1\npublic_url = \"https://pay.example\"\napi_token = \"short\"\ncache_dir = \"{}\"\n\
+             [limits]\nmax_connections = \"many\"\n[plugin]\nmanifest = \"{}\"\n[plugins.ghost]\nmanifest = \"missing.toml\"\n\
+             [merchants.a]\npartner = \"1234\"\nkey = \"short\"\nseller_email = \"{SELLER}\"\n",
+            target_dir().join("payhost-test-cache").display(),
+            repo_root().join("plugin.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(conformance::host::payhost_binary())
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "colour: unknown key",
+        "api_token: must be at least 16 characters",
+        "limits.max_connections: invalid type",
+        "plugins.ghost.manifest: cannot read the plugin manifest",
+        "merchants.a.partner",
+        "merchants.a.key",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from:\n{err}");
+    }
     // A good one passes.
     std::fs::write(
         &config,
