@@ -788,7 +788,7 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
     for needle in [
         "colour: unknown key",
         "api_token: must be at least 16 characters",
-        "limits.max_connections: invalid type",
+        "limits.max_connections: must be a whole number",
         "plugins.ghost.manifest: cannot read the plugin manifest",
         "merchants.a.partner",
         "merchants.a.key",

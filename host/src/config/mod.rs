@@ -249,6 +249,20 @@ fn rule_of(e: &toml::de::Error) -> String {
     if text.contains("untagged enum SettingValue") {
         return "must be text, a whole number or true/false".into();
     }
+    // serde's "invalid type: string \"x\", expected usize" in the file's words.
+    let wrong = text
+        .strip_prefix("invalid type: ")
+        .or_else(|| text.strip_prefix("invalid value: "));
+    if let Some((got, expected)) = wrong.and_then(|w| w.split_once(", expected ")) {
+        let expected = match expected {
+            "usize" | "u64" | "u32" | "u16" | "i64" => "a whole number, 0 or more",
+            "a boolean" => "true or false",
+            "a string" => "text in quotes",
+            "a sequence" => "a list such as [\"…\"]",
+            other => other,
+        };
+        return format!("must be {expected} (not {got})");
+    }
     text
 }
 
@@ -517,14 +531,14 @@ mod tests {
         let text = format!("{err:#}");
         for needle in [
             "colour: unknown key",
-            "listen: invalid type",
+            "listen: must be text in quotes (not integer `8080`)",
             "metrics_listen:",
-            "limits.max_connections: invalid type",
-            "limits.header_read_timeout_ms:",
+            "limits.max_connections: must be a whole number, 0 or more (not string \"many\")",
+            "limits.header_read_timeout_ms: must be a whole number, 0 or more",
             "limits.shape: unknown field",
             "retention.raw_notification_days: must be at least 1",
-            "webhooks.timeout_ms: invalid type",
-            "admin.session_ttl_s: invalid type",
+            "webhooks.timeout_ms: must be a whole number",
+            "admin.session_ttl_s: must be a whole number, 0 or more (not boolean `true`)",
             "outbound.allowed_origins[0]",
             "plugins.x.manifest: is required",
             "merchants.m.key: must be text, a whole number or true/false",
