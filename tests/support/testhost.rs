@@ -103,6 +103,8 @@ impl Drop for TestHost {
 pub trait Served {
     fn url(&self, path: &str) -> String;
     fn log_text(&self) -> String;
+    /// The test's folder (payhost.toml, the SQLite database).
+    fn dir(&self) -> &Path;
 }
 
 impl Served for TestHost {
@@ -113,6 +115,10 @@ impl Served for TestHost {
     fn log_text(&self) -> String {
         TestHost::log_text(self)
     }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
 impl Served for crate::host::Payhost {
@@ -122,5 +128,9 @@ impl Served for crate::host::Payhost {
 
     fn log_text(&self) -> String {
         crate::host::Payhost::log_text(self)
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
     }
 }
