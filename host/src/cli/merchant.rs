@@ -80,8 +80,9 @@ async fn add(action: Action) -> Result<()> {
             ids.join(", ")
         ),
     };
-    let store = payhost::store::open(&config)?;
+    let store = payhost::store::open(&config).await?;
     let m = payhost::onboarding::add_merchant(store.as_ref(), &id, &plugin, &shop_origins, &label)
+        .await
         .map_err(|e| anyhow!("{e}"))?;
     eprintln!(
         "merchant {id} created (plugin {plugin}, shop origins {}). Shown only this once: put both into the shop's payment settings; the operator's api_token stays here.",

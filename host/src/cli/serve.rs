@@ -33,7 +33,7 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
             Ok(r) => r,
             Err(e) => return fail(e),
         };
-        let merchants = running.app.store.merchant_ids().unwrap_or_else(|e| {
+        let merchants = running.app.store.merchant_ids().await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot list the merchants");
             Vec::new()
         });

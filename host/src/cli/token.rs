@@ -59,24 +59,25 @@ async fn token(action: Action) -> Result<()> {
     | Action::List { config, .. }
     | Action::Revoke { config, .. }) = &action;
     let config = Config::load(config)?;
-    let store = payhost::store::open(&config)?;
+    let store = payhost::store::open(&config).await?;
     match action {
         Action::Create {
             merchant, label, ..
         } => {
-            let known = store.merchant(&merchant).ok().flatten().is_some()
+            let known = store.merchant(&merchant).await.ok().flatten().is_some()
                 || config.merchants.contains_key(&merchant);
             if !known {
                 bail!("no merchant {merchant:?}");
             }
             let token = payhost::auth::new_merchant_token();
             let id =
-                store.create_token(&merchant, &payhost::auth::token_hash(&token), label.trim())?;
+                store.create_token(&merchant, &payhost::auth::token_hash(&token), label.trim())
+                .await?;
             eprintln!("token #{id} for merchant {merchant} (shown only this once):");
             println!("{token}");
         }
         Action::List { merchant, .. } => {
-            for t in store.tokens(merchant.as_deref())? {
+            for t in store.tokens(merchant.as_deref()).await? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}",
                     t.id,
@@ -88,7 +89,7 @@ async fn token(action: Action) -> Result<()> {
             }
         }
         Action::Revoke { id, .. } => {
-            if !store.revoke_token(id, None)? {
+            if !store.revoke_token(id, None).await? {
                 bail!("no live token #{id}");
             }
             println!("token #{id} revoked");
