@@ -1,5 +1,7 @@
-//! The real `payhost` binary on loopback, with a stub Alipay and a stub shop, over real HTTP:
-//! every rule of the shop API, the notify and return endpoints, durability and secrecy.
+//! payhost on loopback, with a stub Alipay and a stub shop, over real HTTP: every rule of the
+//! shop API, the notify and return endpoints, durability and secrecy. The host runs in the test
+//! process (`TestHost`) except where the process itself is under test (kill -9, SIGTERM, the
+//! command line), which start the release binary.
 
 use conformance::alipay::{self, AlipayStub, Trade, MD5_KEY};
 use conformance::host::{
@@ -7,6 +9,7 @@ use conformance::host::{
     ADMIN_PASSWORD,
 };
 use conformance::stub::{Seen, StubServer};
+use conformance::testhost::{Served, TestHost};
 use conformance::{repo_root, target_dir, TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -16,20 +19,40 @@ const PARTNER: &str = "2088101122136241";
 const SELLER: &str = "seller@example.com";
 const HOOK_SECRET: &str = "shop-webhook-secret-0123";
 
-struct World {
-    host: Payhost,
+/// A host (in the test process unless said otherwise), a stub Alipay and a stub shop.
+struct World<H = TestHost> {
+    host: H,
     alipay: AlipayStub,
     shop: StubServer,
 }
 
+/// The world of most tests: payhost in the test process.
 async fn world(name: &str) -> World {
+    let (dir, alipay, shop) = stubs(name).await;
+    let host = TestHost::start(&dir, |port| config(port, &alipay, &shop)).await;
+    World { host, alipay, shop }
+}
+
+/// The same world with payhost as a process (`payhost serve`), for the tests of the process.
+async fn process_world(name: &str) -> World<Payhost> {
+    let (dir, alipay, shop) = stubs(name).await;
+    let host = Payhost::start(&dir, &config(free_port(), &alipay, &shop));
+    World { host, alipay, shop }
+}
+
+async fn stubs(name: &str) -> (std::path::PathBuf, AlipayStub, StubServer) {
     let alipay = AlipayStub::start().await;
     let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
     let dir = temp_dir(name);
     std::fs::write(dir.join("merchant_private.pem"), TEST_PRIVATE_KEY).unwrap();
     std::fs::write(dir.join("alipay_public.pem"), TEST_PUBLIC_KEY).unwrap();
-    let port = free_port();
-    let config = config_head(port, TOKEN, "")
+    (dir, alipay, shop)
+}
+
+/// payhost.toml of the world on `port`: an MD5 merchant with a shop webhook, a C2C one and an
+/// RSA one, all against the stub Alipay.
+fn config(port: u16, alipay: &AlipayStub, shop: &StubServer) -> String {
+    config_head(port, TOKEN, "")
         + &format!(
             r#"
 [webhooks]
@@ -65,12 +88,14 @@ notify_verify_url = "{verify}"
             gw = alipay.gateway_url(),
             verify = alipay.verify_url(),
             hook = shop.url("/hook"),
-        );
-    let host = Payhost::start(&dir, &config);
-    World { host, alipay, shop }
+        )
 }
 
-async fn create(w: &World, merchant: &str, body: serde_json::Value) -> conformance::host::Reply {
+async fn create<H: Served>(
+    w: &World<H>,
+    merchant: &str,
+    body: serde_json::Value,
+) -> conformance::host::Reply {
     send_json(
         "POST",
         &w.host.url(&format!("/v1/merchants/{merchant}/payments")),
@@ -84,7 +109,7 @@ fn order(no: &str, fee: &str) -> serde_json::Value {
     json!({"out_trade_no": no, "subject": "测试商品", "total_fee": fee, "return_url": "https://shop.example/return?x=1"})
 }
 
-async fn payment(w: &World, merchant: &str, no: &str) -> serde_json::Value {
+async fn payment<H: Served>(w: &World<H>, merchant: &str, no: &str) -> serde_json::Value {
     get(
         &w.host
             .url(&format!("/v1/merchants/{merchant}/payments/{no}")),
@@ -94,7 +119,7 @@ async fn payment(w: &World, merchant: &str, no: &str) -> serde_json::Value {
     .json()
 }
 
-async fn notify(w: &World, merchant: &str, body: &str) -> conformance::host::Reply {
+async fn notify<H: Served>(w: &World<H>, merchant: &str, body: &str) -> conformance::host::Reply {
     post_form(&w.host.url(&format!("/alipay/{merchant}/notify")), body).await
 }
 
@@ -117,7 +142,7 @@ async fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
     }
 }
 
-fn hooks(w: &World) -> Vec<Seen> {
+fn hooks<H>(w: &World<H>) -> Vec<Seen> {
     w.shop
         .requests()
         .into_iter()
@@ -133,7 +158,7 @@ fn hmac_hex(key: &str, body: &[u8]) -> String {
 async fn create_pay_notify_webhook_and_return() {
     let w = world("flow").await;
     eprintln!(
-        "payhost serve started in {:?} (warm compile cache)",
+        "payhost started in {:?} (warm compile cache)",
         w.host.started_in
     );
     let r = create(&w, "shop", order("A1", "0.01")).await;
@@ -601,7 +626,7 @@ async fn garbage_and_oversized_bodies_never_cost_a_5xx_or_the_host() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_and_restart_lose_nothing_and_deliver_the_webhook_once() {
-    let mut w = world("kill9").await;
+    let mut w = process_world("kill9").await;
     // The shop is down at first: the webhook stays in the outbox.
     w.shop.answer(|_| (503, b"down".to_vec()));
     assert_eq!(create(&w, "shop", order("K1", "2.00")).await.status, 201);
@@ -740,6 +765,36 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
     ] {
         assert!(err.contains(needle), "{needle} missing from:\n{err}");
     }
+    // Problems of the file, of a component that does not load and of a merchant's settings
+    // (which the component that did load checks), all in one run.
+    std::fs::write(
+        &config,
+        format!(
+            "colour = 1\npublic_url = \"https://pay.example\"\napi_token = \"short\"\ncache_dir = \"{}\"\n\
+             [limits]\nmax_connections = \"many\"\n[plugin]\nmanifest = \"{}\"\n[plugins.ghost]\nmanifest = \"missing.toml\"\n\
+             [merchants.a]\npartner = \"1234\"\nkey = \"short\"\nseller_email = \"{SELLER}\"\n",
+            target_dir().join("payhost-test-cache").display(),
+            repo_root().join("plugin.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(conformance::host::payhost_binary())
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "colour: unknown key",
+        "api_token: must be at least 16 characters",
+        "limits.max_connections: must be a whole number",
+        "plugins.ghost.manifest: cannot read the plugin manifest",
+        "merchants.a.partner",
+        "merchants.a.key",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from:\n{err}");
+    }
     // A good one passes.
     std::fs::write(
         &config,
@@ -764,10 +819,63 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_the_host_exit_cleanly() {
-    let mut w = world("sigterm").await;
+    let mut w = process_world("sigterm").await;
     assert_eq!(create(&w, "shop", order("T1", "1.00")).await.status, 201);
     let status = w.host.terminate();
     assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_prints_the_admin_and_notify_urls_and_no_secret() {
+    let w = process_world("serve-print").await;
+    let base = w.host.url("");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !w.host.log_text().contains("payhost is listening") {
+        assert!(Instant::now() < deadline, "{}", w.host.log_text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = w.host.log_text();
+    assert!(out.contains(&format!("Admin: {base}/admin")), "{out}");
+    assert!(
+        out.contains("to register with the provider (from public_url)"),
+        "{out}"
+    );
+    for m in ["market", "rsa", "shop"] {
+        assert!(
+            out.contains(&format!("    {m}: {base}/notify/{m}\n")),
+            "{m} missing from {out}"
+        );
+    }
+    assert!(!out.contains("no admin password is set"), "{out}");
+    let private_body: String = TEST_PRIVATE_KEY.lines().nth(3).unwrap().to_owned();
+    for secret in [MD5_KEY, TOKEN, HOOK_SECRET, private_body.as_str()] {
+        assert!(!out.contains(secret), "serve printed a secret:\n{out}");
+    }
+
+    // Without an admin password, it says so, on the terminal and in the log.
+    let dir = temp_dir("serve-no-admin");
+    let port = free_port();
+    let config = config_head(port, TOKEN, "")
+        .lines()
+        .filter(|l| !l.starts_with("admin_password_hash"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let host = Payhost::start(&dir, &config);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !host.log_text().contains("No merchant yet") {
+        assert!(Instant::now() < deadline, "{}", host.log_text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = host.log_text();
+    assert!(
+        out.contains("Warning: no admin password is set")
+            && out.contains("payhost admin-password --config"),
+        "{out}"
+    );
+    assert!(
+        out.contains("WARN") && out.contains("nobody can log into the admin page"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,5 +1,6 @@
-//! The hardening issue's findings, each reproduced over real sockets against the real `payhost`
-//! binary, with the fix asserted: SSRF through provider and webhook URLs, unauthenticated disk
+//! The hardening issue's findings, each reproduced over real sockets against payhost (in the
+//! test process, `TestHost`; the release binary where a restart or the process is under test),
+//! with the fix asserted: SSRF through provider and webhook URLs, unauthenticated disk
 //! filling, oversized and too-frequent
 //! notifies, stalled bodies, colliding webhook ids, invisible refunds, admin sessions (logout,
 //! CSRF, throttling), per-merchant tokens, /metrics, return_url origins, dead-lettered webhooks and
@@ -11,6 +12,7 @@ use conformance::host::{
     ADMIN_PASSWORD,
 };
 use conformance::stub::{Seen, StubServer};
+use conformance::testhost::{Served, TestHost};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -20,19 +22,32 @@ const PARTNER: &str = "2088101122136241";
 const SELLER: &str = "seller@example.com";
 const HOOK_SECRET: &str = "shop-webhook-secret-0123";
 
-struct World {
-    host: Payhost,
+struct World<H = TestHost> {
+    host: H,
     alipay: AlipayStub,
     shop: StubServer,
 }
 
-/// A host with merchants `shop`, `a` and `a_b` (all webhooking to the stub shop), plus `extra`
-/// top-level lines and `tables`.
+/// A host in the test process with merchants `shop`, `a` and `a_b` (all webhooking to the stub
+/// shop), plus `top` top-level lines and `tables`.
 async fn world(name: &str, top: &str, tables: &str) -> World {
     let alipay = AlipayStub::start().await;
     let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
     let dir = temp_dir(name);
-    let port = free_port();
+    let host = TestHost::start(&dir, |port| config(port, top, tables, &alipay, &shop)).await;
+    World { host, alipay, shop }
+}
+
+/// [`world`] with payhost as a process (`payhost serve`), for a test that restarts it.
+async fn process_world(name: &str, top: &str, tables: &str) -> World<Payhost> {
+    let alipay = AlipayStub::start().await;
+    let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
+    let dir = temp_dir(name);
+    let host = Payhost::start(&dir, &config(free_port(), top, tables, &alipay, &shop));
+    World { host, alipay, shop }
+}
+
+fn config(port: u16, top: &str, tables: &str, alipay: &AlipayStub, shop: &StubServer) -> String {
     let mut config = config_head(port, TOKEN, "");
     // Top-level keys go before the first table.
     config = config.replacen("\n[plugin]", &format!("\n{top}\n[plugin]"), 1);
@@ -55,8 +70,7 @@ shop_webhook_secret = "{HOOK_SECRET}"
         ));
     }
     config.push_str(tables);
-    let host = Payhost::start(&dir, &config);
-    World { host, alipay, shop }
+    config
 }
 
 fn trade<'a>(no: &'a str, notify_id: &'a str, status: &'a str) -> Trade<'a> {
@@ -70,7 +84,7 @@ fn trade<'a>(no: &'a str, notify_id: &'a str, status: &'a str) -> Trade<'a> {
     }
 }
 
-async fn create(w: &World, merchant: &str, no: &str) {
+async fn create<H: Served>(w: &World<H>, merchant: &str, no: &str) {
     let r = send_json(
         "POST",
         &w.host.url(&format!("/v1/merchants/{merchant}/payments")),
@@ -81,11 +95,11 @@ async fn create(w: &World, merchant: &str, no: &str) {
     assert_eq!(r.status, 201, "{}", r.text());
 }
 
-async fn notify(w: &World, merchant: &str, body: &str) -> conformance::host::Reply {
+async fn notify<H: Served>(w: &World<H>, merchant: &str, body: &str) -> conformance::host::Reply {
     post_form(&w.host.url(&format!("/alipay/{merchant}/notify")), body).await
 }
 
-async fn status(w: &World, merchant: &str, no: &str) -> String {
+async fn status<H: Served>(w: &World<H>, merchant: &str, no: &str) -> String {
     get(
         &w.host
             .url(&format!("/v1/merchants/{merchant}/payments/{no}")),
@@ -106,7 +120,7 @@ async fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
     }
 }
 
-fn events(w: &World, path: &str) -> Vec<serde_json::Value> {
+fn events<H>(w: &World<H>, path: &str) -> Vec<serde_json::Value> {
     w.shop
         .requests()
         .into_iter()
@@ -115,16 +129,16 @@ fn events(w: &World, path: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn db_bytes(w: &World) -> u64 {
+fn db_bytes<H: Served>(w: &World<H>) -> u64 {
     ["payhost.db", "payhost.db-wal"]
         .iter()
-        .filter_map(|f| std::fs::metadata(w.host.dir.join(f)).ok())
+        .filter_map(|f| std::fs::metadata(w.host.dir().join(f)).ok())
         .map(|m| m.len())
         .sum()
 }
 
-fn raw_count(w: &World) -> i64 {
-    let db = rusqlite::Connection::open(w.host.dir.join("payhost.db")).unwrap();
+fn raw_count<H: Served>(w: &World<H>) -> i64 {
+    let db = rusqlite::Connection::open(w.host.dir().join("payhost.db")).unwrap();
     db.query_row("SELECT COUNT(*) FROM raw_notifications", [], |r| r.get(0))
         .unwrap()
 }
@@ -924,7 +938,7 @@ fn behind_haproxy(
 /// 1 KiB, size, SHA-256, reason, source address), at most the quota per merchant (the newest).
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_notifies_to_a_known_merchant_are_bounded_records() {
-    let mut w = world("sec-forged", "", "").await;
+    let mut w = process_world("sec-forged", "", "").await;
     let body = format!(
         "notify_id=forged&out_trade_no=F1&trade_status=TRADE_SUCCESS&sign=00&sign_type=MD5&pad={}",
         "x".repeat(30 * 1024)

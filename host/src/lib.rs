@@ -20,3 +20,17 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod webhooks;
+
+/// payhost inside the calling program (tests, embedders): builds it from `config` and serves on
+/// `listener`, bound already so that its port (an ephemeral one) can be in `public_url`. It runs
+/// on the caller's tokio runtime until [`server::Running::shutdown`] (or `stop`); the address and
+/// the app are in the returned handle.
+pub async fn serve_in_process(
+    config: config::Config,
+    listener: std::net::TcpListener,
+) -> anyhow::Result<server::Running> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let app = server::build_app(config).await?;
+    server::start_on(app, listener, std::future::pending()).await
+}

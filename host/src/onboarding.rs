@@ -5,6 +5,7 @@
 //! leaves the operator's machine.
 
 use crate::config::{merchant_settings, valid_merchant_id, MerchantSettings, RawMerchant};
+use crate::domain::Secret;
 use crate::store::Store;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -14,9 +15,9 @@ use sha2::Sha256;
 pub struct NewMerchant {
     pub token_id: i64,
     /// The per-merchant API token (`phm_…`); only its SHA-256 is stored.
-    pub token: String,
+    pub token: Secret,
     /// The merchant's own key for signed returns and webhooks (`phs_…`).
-    pub shop_secret: String,
+    pub shop_secret: Secret,
 }
 
 /// A new shop secret: `phs_` and 64 hex digits.
@@ -108,8 +109,8 @@ pub async fn add_merchant(
     );
     Ok(NewMerchant {
         token_id,
-        token,
-        shop_secret,
+        token: Secret::new(token),
+        shop_secret: Secret::new(shop_secret),
     })
 }
 

@@ -25,39 +25,63 @@ pub async fn build_app(config: Config) -> Result<Arc<App>> {
 /// Loads every configured component (`[plugins.<id>]` / `[plugin]`): its manifest, the operator's
 /// tighter call limit, and the id its table names, which must be the component's.
 pub async fn load_plugins(config: &Config) -> Result<Plugins> {
+    let (plugins, problems) = load_plugins_checked(config).await;
+    match problems.as_slice() {
+        [] => Ok(plugins),
+        [one] => bail!("{one}"),
+        _ => bail!("component problems:\n  - {}", problems.join("\n  - ")),
+    }
+}
+
+/// [`load_plugins`] that goes on past a component that does not load (`payhost check-config`):
+/// the ones that loaded, and a problem for each that did not.
+pub async fn load_plugins_checked(config: &Config) -> (Plugins, Vec<String>) {
     let net = crate::net::Client::new();
     let mut list: Vec<PluginRuntime> = Vec::new();
+    let mut problems = Vec::new();
     for source in &config.plugins {
-        let mut manifest = Manifest::load(&source.manifest)?;
-        if let Some(t) = source.call_timeout_ms {
-            // The operator may tighten the component's limit, never loosen it.
-            manifest.limits.call_timeout_ms = manifest.limits.call_timeout_ms.min(t);
+        match load_plugin(config, source, &list, &net).await {
+            Ok(runtime) => list.push(runtime),
+            Err(e) => problems.push(format!("{e:#}")),
         }
-        let table = match &source.id {
-            Some(id) => format!("plugins.{id}"),
-            None => "plugin".to_owned(),
-        };
-        if let Some(id) = &source.id {
-            if *id != manifest.id {
-                bail!(
-                    "{table}: the table is named {id:?} but {} is the manifest of {:?} (name the table after the component's id)",
-                    source.manifest.display(),
-                    manifest.id
-                );
-            }
-        }
-        if list.iter().any(|p| p.info.id == manifest.id) {
+    }
+    (Plugins::new(list, net), problems)
+}
+
+async fn load_plugin(
+    config: &Config,
+    source: &crate::config::PluginSource,
+    loaded: &[PluginRuntime],
+    net: &std::sync::Arc<crate::net::Client>,
+) -> Result<PluginRuntime> {
+    let table = match &source.id {
+        Some(id) => format!("plugins.{id}"),
+        None => "plugin".to_owned(),
+    };
+    let mut manifest =
+        Manifest::load(&source.manifest).with_context(|| format!("{table}.manifest"))?;
+    if let Some(t) = source.call_timeout_ms {
+        // The operator may tighten the component's limit, never loosen it.
+        manifest.limits.call_timeout_ms = manifest.limits.call_timeout_ms.min(t);
+    }
+    if let Some(id) = &source.id {
+        if *id != manifest.id {
             bail!(
-                "{table}: the component {:?} is configured twice",
+                "{table}: the table is named {id:?} but {} is the manifest of {:?} (name the table after the component's id)",
+                source.manifest.display(),
                 manifest.id
             );
         }
-        let runtime = PluginRuntime::load(&manifest, Some(&config.cache_dir), net.clone())
-            .await
-            .with_context(|| format!("{table}: cannot load {}", source.manifest.display()))?;
-        list.push(runtime);
     }
-    Ok(Plugins::new(list, net))
+    if loaded.iter().any(|p| p.info.id == manifest.id) {
+        bail!(
+            "{table}: the component {:?} is configured twice",
+            manifest.id
+        );
+    }
+    PluginRuntime::load(&manifest, Some(&config.cache_dir), net.clone())
+        .await
+        .with_context(|| format!("{table}: cannot load {}", source.manifest.display()))
 }
 
 /// What a program embedding payhost adds to it (`payhost demo`: its sandbox gateway and shop).
@@ -354,6 +378,15 @@ pub async fn start(
     let listener = TcpListener::bind(app.config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", app.config.listen))?;
+    start_on(app, listener, shutdown).await
+}
+
+/// [`start`] on a listener bound already (an ephemeral port the caller wrote into `public_url`).
+pub async fn start_on(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Running> {
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(crate::webhooks::run(

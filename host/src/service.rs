@@ -658,7 +658,7 @@ impl App {
     /// a key derived for it alone).
     pub fn shop_key(&self, merchant_id: &str, merchant: &MerchantSettings) -> String {
         merchant.shop_webhook_secret.clone().unwrap_or_else(|| {
-            crate::onboarding::derived_shop_key(&self.config.api_token, merchant_id)
+            crate::onboarding::derived_shop_key(self.config.api_token.expose(), merchant_id)
         })
     }
 
@@ -832,8 +832,6 @@ pub fn masked_settings(m: &MerchantSettings, info: Option<&api::PluginInfo>) -> 
     }
     serde_json::Value::Object(out)
 }
-
-pub type SharedApp = Arc<App>;
 
 #[cfg(test)]
 mod tests {

@@ -60,7 +60,7 @@ async fn deliver_due(app: &Arc<App>) -> bool {
                     m.shop_webhook_url.clone().unwrap_or_else(|| job.url.clone()),
                 ),
                 _ => (
-                    crate::onboarding::derived_shop_key(&app.config.api_token, &job.merchant_id),
+                    crate::onboarding::derived_shop_key(app.config.api_token.expose(), &job.merchant_id),
                     job.url.clone(),
                 ),
             };

@@ -7,6 +7,7 @@ pub mod host;
 pub mod orders;
 pub mod postgres;
 pub mod stub;
+pub mod testhost;
 
 use std::path::PathBuf;
 

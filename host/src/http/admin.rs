@@ -295,8 +295,8 @@ pub async fn handle(
                             "商户 {0} 已创建。以下两项只显示这一次，请填入商城的支付方式设置 / Merchant {0} created; shown only this once, put both into the shop's payment settings:\nAPI 令牌 token #{1}: <code id=\"new-token\">{2}</code>\n商户密钥 shop secret: <code id=\"new-shop-secret\">{3}</code>",
                             esc(&id),
                             m.token_id,
-                            esc(&m.token),
-                            esc(&m.shop_secret)
+                            esc(m.token.expose()),
+                            esc(m.shop_secret.expose())
                         ),
                     };
                     dashboard(app, &ctx, Some(&id), Some(flash)).await
@@ -443,9 +443,10 @@ async fn login(
     let form = form_of(req).await;
     let given = field(&form, "password").to_owned();
     // argon2 takes tens of milliseconds: off the async workers.
-    let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&given, &hash))
-        .await
-        .unwrap_or(false);
+    let ok =
+        tokio::task::spawn_blocking(move || crate::auth::verify_password(&given, hash.expose()))
+            .await
+            .unwrap_or(false);
     if !ok {
         app.guards.logins.failed(key);
         tracing::warn!(%ip, "admin login refused");

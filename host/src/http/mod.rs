@@ -10,7 +10,7 @@ pub mod mount;
 use crate::notify::NotifyOutcome;
 use crate::service::{masked_settings, ApiError, App, CreatePayment};
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -133,7 +133,7 @@ fn bearer(req: &Request<Incoming>) -> Option<&str> {
 
 /// Whether `token` is the operator's `api_token` (constant time).
 pub fn is_operator_token(app: &App, token: &str) -> bool {
-    let expected = app.config.api_token.as_bytes();
+    let expected = app.config.api_token.expose().as_bytes();
     let given = token.as_bytes();
     given.len() == expected.len() && bool::from(given.ct_eq(expected))
 }
@@ -1138,12 +1138,4 @@ pub async fn serve_metrics(
         }
     }
     Ok(())
-}
-
-/// The status text of a code, for error pages.
-pub fn reason(status: u16) -> &'static str {
-    StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("")
 }

@@ -104,10 +104,6 @@ impl Policy {
     pub fn allows_any_address(&self, origin: &Origin) -> bool {
         self.explicit.contains(origin)
     }
-
-    pub fn origins(&self) -> &[Origin] {
-        &self.allowed
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

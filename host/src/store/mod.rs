@@ -342,7 +342,7 @@ pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn S
                 pool_size: config.database_pool_size,
                 lease: attempt * 2 + std::time::Duration::from_secs(5),
             };
-            std::sync::Arc::new(postgres::PostgresStore::open(url, &opts).await?)
+            std::sync::Arc::new(postgres::PostgresStore::open(url.expose(), &opts).await?)
         }
         None => std::sync::Arc::new(sqlite::SqliteStore::open(&config.database)?),
     })

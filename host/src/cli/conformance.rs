@@ -262,7 +262,12 @@ removed at the end with their test payments (DELETE /v1/merchants/{id}?purge=tes
 When the output is closed (e.g. `| head`), the run stops quietly: the case under way is abandoned,
 the kit still removes what it made, and the exit status is 0.";
 
-/// `payhost conformance`'s arguments.
+/// Runs the conformance kit against a component or a running payhost.
+///
+/// The contract suite against a component (`--component`), or the
+/// flow suite against a running payhost through a sandbox the kit starts (`--against`). Prints
+/// one line per case and `N passed, N failed` last; exits 1 when a case failed, 2 when the
+/// run could not start, 3 when nothing was tested.
 #[derive(clap::Args)]
 #[command(
     group(clap::ArgGroup::new("target").args(["component", "against"])),

@@ -1,0 +1,68 @@
+//! `payhost check-config`: every problem of a configuration, in one run.
+
+use super::{fail, runtime, FAILED};
+use payhost::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Checks a configuration, its components and every merchant's settings; lists every problem.
+///
+/// Reads the file, loads each plugin manifest and component, and has each merchant's settings
+/// validated by its component; lists every problem in one run (each naming the key and the rule)
+/// and exits 2 if there is any, 0 (printing `configuration OK`) if none.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The configuration file (payhost.toml).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+pub fn run(Args { config: path }: Args) -> ExitCode {
+    // Only a file that cannot be read or is not TOML stops here; the rest is collected.
+    let checked = match Config::load_checked(&path) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let mut problems = checked.problems;
+    let mut config = checked.config;
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    runtime().block_on(async {
+        let (plugins, plugin_problems) = payhost::server::load_plugins_checked(&config).await;
+        if !plugin_problems.is_empty() {
+            // A merchant whose component did not load cannot have its settings checked.
+            config.merchants.retain(|id, m| {
+                let loaded = plugins.for_merchant(m).is_some();
+                if !loaded {
+                    problems.push(format!(
+                        "merchants.{id}: its settings were not checked: its component did not load"
+                    ));
+                }
+                loaded
+            });
+        }
+        problems.extend(plugin_problems);
+        problems.extend(payhost::server::check_merchants(&config, &plugins).await);
+        if problems.is_empty() {
+            let components: Vec<String> = plugins
+                .iter()
+                .map(|p| format!("{} {}", p.info.id, p.info.version))
+                .collect();
+            println!(
+                "configuration OK: {} merchant(s), component(s) {}",
+                config.merchants.len(),
+                components.join(", ")
+            );
+            ExitCode::SUCCESS
+        } else {
+            eprintln!(
+                "error: {} problem(s) in {}:\n  - {}",
+                problems.len(),
+                path.display(),
+                problems.join("\n  - ")
+            );
+            ExitCode::from(FAILED)
+        }
+    })
+}

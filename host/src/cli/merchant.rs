@@ -1,0 +1,94 @@
+//! `payhost merchant add`: a merchant slot for a shop, with least privilege.
+
+use super::{fail, runtime};
+use anyhow::{anyhow, bail, Result};
+use payhost::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Merchant slots: `merchant add` connects a shop with least privilege.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(clap::Subcommand)]
+enum Action {
+    /// Creates a merchant slot before any provider settings exist: the component that pays for
+    /// it, the shop origins it may use, and its per-merchant API token and shop secret, printed
+    /// once. The shop saves its own provider settings with that token (PUT /v1/merchants/<id>):
+    /// the token reads and replaces this merchant's settings, creates and reads its payments, and
+    /// nothing else; webhook URLs, return URLs and cancel links must be on the shop origins.
+    Add {
+        /// The merchant id (1 to 64 letters, digits, '_' or '-'), e.g. ecshop-<partner ID>.
+        id: String,
+        /// The component that pays for it (`[plugins.<id>]`, or the manifest id of `[plugin]`);
+        /// may be left out when the configuration has one component.
+        #[arg(long, value_name = "ID")]
+        plugin: Option<String>,
+        /// An origin of the shop (https://shop.example), repeatable; at least one.
+        #[arg(long = "shop-origin", value_name = "ORIGIN", required = true)]
+        shop_origins: Vec<String>,
+        /// A label for the token (e.g. "ecshop").
+        #[arg(long, default_value = "")]
+        label: String,
+        /// The configuration file (its database keeps the merchant).
+        #[arg(long, default_value = "payhost.toml", value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+pub fn run(Args { action }: Args) -> ExitCode {
+    match runtime().block_on(add(action)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// The ids of the configured components (`[plugins.<id>]` keys, the manifest id of `[plugin]`).
+fn plugin_ids(config: &Config) -> Result<Vec<String>> {
+    config
+        .plugins
+        .iter()
+        .map(|p| match &p.id {
+            Some(id) => Ok(id.clone()),
+            None => payhost::manifest::Manifest::load(&p.manifest).map(|m| m.id),
+        })
+        .collect()
+}
+
+async fn add(action: Action) -> Result<()> {
+    let Action::Add {
+        id,
+        plugin,
+        shop_origins,
+        label,
+        config,
+    } = action;
+    let config = Config::load(&config)?;
+    let ids = plugin_ids(&config)?;
+    let plugin = match (plugin, ids.as_slice()) {
+        (Some(p), _) if ids.contains(&p) => p,
+        (Some(p), _) => bail!(
+            "--plugin {p:?}: not configured (configured: {})",
+            ids.join(", ")
+        ),
+        (None, [only]) => only.clone(),
+        (None, _) => bail!(
+            "--plugin: is required with several components (one of {})",
+            ids.join(", ")
+        ),
+    };
+    let store = payhost::store::open(&config).await?;
+    let m = payhost::onboarding::add_merchant(store.as_ref(), &id, &plugin, &shop_origins, &label)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    eprintln!(
+        "merchant {id} created (plugin {plugin}, shop origins {}). Shown only this once: put both into the shop's payment settings; the operator's api_token stays here.",
+        shop_origins.join(", ")
+    );
+    println!("token: {}", m.token.expose());
+    println!("shop_secret: {}", m.shop_secret.expose());
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! `payhost pin-component`: writes the component's sha256 into its manifest.
+
+use super::fail;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Writes the component's current sha256 into the manifest (after a deliberate rebuild).
+#[derive(clap::Args)]
+pub struct Args {
+    /// The plugin manifest to update.
+    #[arg(long, default_value = "plugin.toml", value_name = "FILE")]
+    manifest: PathBuf,
+}
+
+pub fn run(Args { manifest }: Args) -> ExitCode {
+    match payhost::manifest::pin_component(&manifest) {
+        Ok(sum) => {
+            println!("{}: component sha256 = {sum}", manifest.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}

@@ -1,0 +1,135 @@
+//! `payhost serve`: payhost with a configuration file, until SIGTERM or SIGINT.
+
+use super::{fail, init_logging, runtime};
+use payhost::config::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Serves shops and payment providers with the given configuration until SIGTERM or SIGINT.
+///
+/// Once listening it prints the admin page's URL and each merchant's notify URL to register
+/// with the provider, and warns when no admin password is set.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The configuration file (payhost.toml).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+pub fn run(Args { config: path }: Args) -> ExitCode {
+    init_logging();
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    runtime().block_on(async {
+        let app = match payhost::server::build_app(config).await {
+            Ok(a) => a,
+            Err(e) => return fail(e),
+        };
+        let running = match payhost::server::start(app, payhost::server::termination_signal()).await
+        {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
+        let merchants = running.app.store.merchant_ids().await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot list the merchants");
+            Vec::new()
+        });
+        let admin_login = running.app.config.admin_password_hash.is_some();
+        if !admin_login {
+            tracing::warn!("{NO_ADMIN_LOGIN}");
+        }
+        println!(
+            "{}",
+            summary(
+                &running.app.config.public_url,
+                running.addr,
+                &merchants,
+                admin_login,
+                &path
+            )
+        );
+        match running.wait().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        }
+    })
+}
+
+const NO_ADMIN_LOGIN: &str =
+    "no admin password is set (admin_password_hash): nobody can log into the admin page";
+
+/// What the operator needs once payhost listens: where the admin page is, the notify URL of each
+/// merchant (to register with the provider), where those URLs come from, and whether the admin
+/// page can be logged into. No secret is in it.
+fn summary(
+    public_url: &str,
+    addr: SocketAddr,
+    merchants: &[String],
+    admin_login: bool,
+    config: &std::path::Path,
+) -> String {
+    let (base, source) = if public_url.is_empty() {
+        (
+            format!("http://{addr}"),
+            "from the listen address: set public_url to the address the provider reaches",
+        )
+    } else {
+        (public_url.to_owned(), "from public_url")
+    };
+    let mut out = format!("\npayhost is listening on {addr}.\n  Admin: {base}/admin\n");
+    if merchants.is_empty() {
+        out.push_str("  No merchant yet: add one in payhost.toml, the admin page or `payhost merchant add`.\n");
+    } else {
+        out.push_str(&format!(
+            "  Notify URL of each merchant, to register with the provider ({source}):\n"
+        ));
+        for m in merchants {
+            out.push_str(&format!("    {m}: {base}/notify/{m}\n"));
+        }
+    }
+    if !admin_login {
+        out.push_str(&format!(
+            "  Warning: {NO_ADMIN_LOGIN}; make one with `payhost admin-password --config {}`.\n",
+            config.display()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summary;
+    use std::path::Path;
+
+    #[test]
+    fn the_summary_names_the_admin_and_notify_urls_and_their_source() {
+        let addr = "127.0.0.1:8080".parse().unwrap();
+        let merchants = ["shop".to_owned(), "rsa".to_owned()];
+        let s = summary(
+            "https://pay.example.com",
+            addr,
+            &merchants,
+            true,
+            Path::new("payhost.toml"),
+        );
+        assert!(s.contains("Admin: https://pay.example.com/admin"), "{s}");
+        assert!(s.contains("(from public_url)"), "{s}");
+        assert!(
+            s.contains("shop: https://pay.example.com/notify/shop"),
+            "{s}"
+        );
+        assert!(s.contains("rsa: https://pay.example.com/notify/rsa"), "{s}");
+        assert!(!s.contains("Warning"), "{s}");
+        let s = summary("", addr, &merchants, false, Path::new("/etc/payhost.toml"));
+        assert!(s.contains("Admin: http://127.0.0.1:8080/admin"), "{s}");
+        assert!(s.contains("from the listen address"), "{s}");
+        assert!(
+            s.contains("Warning: no admin password is set")
+                && s.contains("payhost admin-password --config /etc/payhost.toml"),
+            "{s}"
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! `payhost token create|list|revoke`: per-merchant API tokens.
+
+use super::{fail, runtime};
+use anyhow::{bail, Result};
+use payhost::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Per-merchant API tokens (a shop adapter gets one instead of the operator's api_token).
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(clap::Subcommand)]
+enum Action {
+    /// Creates a token for one merchant and prints it once (only its hash is stored).
+    Create {
+        /// The merchant it is for (configured in payhost.toml or through the API).
+        #[arg(long, value_name = "ID")]
+        merchant: String,
+        /// A label to recognise it by (e.g. "ecshop").
+        #[arg(long, default_value = "")]
+        label: String,
+        /// The configuration file (its database holds the tokens).
+        #[arg(long, default_value = "payhost.toml", value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Lists the tokens, one a line: id, merchant, label, created, and when revoked (or `live`),
+    /// separated by tabs.
+    List {
+        /// Only this merchant's tokens.
+        #[arg(long, value_name = "ID")]
+        merchant: Option<String>,
+        /// The configuration file (its database holds the tokens).
+        #[arg(long, default_value = "payhost.toml", value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Revokes a live token by its id (as `token list` shows it).
+    Revoke {
+        #[arg(long)]
+        id: i64,
+        /// The configuration file (its database holds the tokens).
+        #[arg(long, default_value = "payhost.toml", value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+pub fn run(Args { action }: Args) -> ExitCode {
+    match runtime().block_on(token(action)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+async fn token(action: Action) -> Result<()> {
+    let (Action::Create { config, .. }
+    | Action::List { config, .. }
+    | Action::Revoke { config, .. }) = &action;
+    let config = Config::load(config)?;
+    let store = payhost::store::open(&config).await?;
+    match action {
+        Action::Create {
+            merchant, label, ..
+        } => {
+            let known = store.merchant(&merchant).await.ok().flatten().is_some()
+                || config.merchants.contains_key(&merchant);
+            if !known {
+                bail!("no merchant {merchant:?}");
+            }
+            let token = payhost::auth::new_merchant_token();
+            let id =
+                store.create_token(&merchant, &payhost::auth::token_hash(&token), label.trim())
+                .await?;
+            eprintln!("token #{id} for merchant {merchant} (shown only this once):");
+            println!("{token}");
+        }
+        Action::List { merchant, .. } => {
+            for t in store.tokens(merchant.as_deref()).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    t.id,
+                    t.merchant_id,
+                    t.label,
+                    t.created_at,
+                    t.revoked_at.as_deref().unwrap_or("live")
+                );
+            }
+        }
+        Action::Revoke { id, .. } => {
+            if !store.revoke_token(id, None).await? {
+                bail!("no live token #{id}");
+            }
+            println!("token #{id} revoked");
+        }
+    }
+    Ok(())
+}

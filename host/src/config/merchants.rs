@@ -1,0 +1,283 @@
+//! `[merchants.<id>]`: which component pays for a merchant, that component's settings (the host
+//! checks nothing but what the component's `validate-settings` says), and the host's own
+//! per-merchant settings (shop webhook, shop origins). The same rules read a merchant sent to
+//! `PUT /v1/merchants/{id}`.
+
+use super::{section, trimmed};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A merchant table as written in the file or sent to `PUT /v1/merchants/{id}` (every field
+/// optional here; validation says what is missing).
+#[derive(Clone, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+pub struct RawMerchant {
+    /// The id of the component that pays for this merchant (`[plugins.<id>]`); may be left out
+    /// when the host has one.
+    pub plugin: Option<String>,
+    /// The component's settings. `<name>_file` reads a setting of kind `pem` from a file
+    /// (relative to payhost.toml; not through the API).
+    pub settings: Option<BTreeMap<String, SettingValue>>,
+    pub shop_webhook_url: Option<String>,
+    pub shop_webhook_secret: Option<String>,
+    /// Origins (`https://shop.example`) a payment's `return_url` may point to; any when empty.
+    pub shop_origins: Option<Vec<String>>,
+    /// The older flat form: every other key is a setting.
+    #[serde(flatten)]
+    pub flat: BTreeMap<String, SettingValue>,
+}
+
+/// A setting's value as written: text, or a number or boolean taken as its text.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum SettingValue {
+    Text(String),
+    Integer(i64),
+    Bool(bool),
+}
+
+impl SettingValue {
+    pub fn text(&self) -> String {
+        match self {
+            SettingValue::Text(s) => s.clone(),
+            SettingValue::Integer(i) => i.to_string(),
+            SettingValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// The names of what was sent, never the values (secrets are among them).
+impl std::fmt::Debug for RawMerchant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&String> = self.settings.iter().flatten().map(|(k, _)| k).collect();
+        let flat: Vec<&String> = self.flat.keys().collect();
+        f.debug_struct("RawMerchant")
+            .field("plugin", &self.plugin)
+            .field("settings", &names)
+            .field("shop_webhook_url", &self.shop_webhook_url)
+            .field(
+                "shop_webhook_secret",
+                &self.shop_webhook_secret.as_ref().map(|_| "***"),
+            )
+            .field("shop_origins", &self.shop_origins)
+            .field("flat", &flat)
+            .finish()
+    }
+}
+
+impl RawMerchant {
+    /// Every setting, from `settings` and the flat form, trimmed (empty values left out).
+    pub fn setting_values(&self) -> Vec<(String, String)> {
+        self.settings
+            .iter()
+            .flatten()
+            .chain(self.flat.iter())
+            .map(|(k, v)| (k.clone(), v.text().trim().to_owned()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect()
+    }
+}
+
+/// The plugin settings of a merchant (keys of the component's settings schema) and the host's own
+/// per-merchant settings.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MerchantSettings {
+    /// The component's settings, passed with every call. (Stored under the key `plugin`, as
+    /// older versions did, so their rows and seed hashes stay valid.)
+    #[serde(rename = "plugin")]
+    pub settings: Vec<(String, String)>,
+    /// The component that pays for this merchant; empty in rows written before hosts had several
+    /// (the host's first component).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub plugin_id: String,
+    /// Settings read from `<name>_file` (checked to be of kind `pem` once the component is loaded).
+    #[serde(skip)]
+    pub from_files: Vec<String>,
+    pub shop_webhook_url: Option<String>,
+    pub shop_webhook_secret: Option<String>,
+    /// The shop's origins: a payment's `return_url` must be on one of them when any is set.
+    /// Left out of the stored JSON when empty, so the seed hash of older tables is unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shop_origins: Vec<String>,
+    /// The digest of the settings as the shop last sent them (`settings_digest` of
+    /// `GET /v1/merchants/{id}`): an adapter sends its settings again only when its own digest
+    /// differs. None until settings arrive through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings_digest: Option<String>,
+}
+
+/// The names of the settings, never their values (keys, passwords and private keys are among
+/// them), and whether a shop webhook secret is set.
+impl std::fmt::Debug for MerchantSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.settings.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("MerchantSettings")
+            .field("settings", &names)
+            .field("plugin_id", &self.plugin_id)
+            .field("from_files", &self.from_files)
+            .field("shop_webhook_url", &self.shop_webhook_url)
+            .field(
+                "shop_webhook_secret",
+                &self.shop_webhook_secret.as_ref().map(|_| "***"),
+            )
+            .field("shop_origins", &self.shop_origins)
+            .field("settings_digest", &self.settings_digest)
+            .finish()
+    }
+}
+
+impl MerchantSettings {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.settings
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether `url` may be a payment's `return_url`: always when no shop origin is set, else
+    /// only on one of them (scheme, host and port compared).
+    pub fn return_url_allowed(&self, url: &str) -> bool {
+        self.shop_origins.is_empty()
+            || origin_of(url)
+                .is_some_and(|o| self.shop_origins.iter().any(|s| s.eq_ignore_ascii_case(&o)))
+    }
+}
+
+/// `scheme://host[:port]` of an absolute http(s) URL, the port left out when it is the default.
+pub fn origin_of(url: &str) -> Option<String> {
+    let uri = url.trim().parse::<http::Uri>().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let host = uri.host()?.to_ascii_lowercase();
+    let port = uri
+        .port_u16()
+        .filter(|p| !matches!((scheme.as_str(), p), ("http", 80) | ("https", 443)));
+    Some(match port {
+        Some(p) => format!("{scheme}://{host}:{p}"),
+        None => format!("{scheme}://{host}"),
+    })
+}
+
+/// A merchant id appears in URLs: letters, digits, '_' and '-', up to 64.
+pub fn valid_merchant_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+pub(super) fn is_http_url(u: &str) -> bool {
+    (u.starts_with("http://") || u.starts_with("https://"))
+        && u.parse::<http::Uri>().is_ok_and(|x| x.host().is_some())
+}
+
+/// Turns a merchant table into settings, reading `<name>_file` settings relative to `base`
+/// (`None`: files are not allowed, e.g. through the API, and none is opened). Problems are pushed
+/// as `merchants.<id>.<field>: <rule>`.
+pub fn merchant_settings(
+    id: &str,
+    raw: &RawMerchant,
+    base: Option<&Path>,
+    problems: &mut Vec<String>,
+) -> MerchantSettings {
+    let mut settings = Vec::new();
+    let mut from_files = Vec::new();
+    for (name, value) in raw.setting_values() {
+        let Some(setting) = name.strip_suffix("_file") else {
+            settings.push((name, value));
+            continue;
+        };
+        let Some(base) = base else {
+            problems.push(format!(
+                "{name}: files are read only from payhost.toml; send the PEM text itself in {setting}"
+            ));
+            continue;
+        };
+        let full = base.join(&value);
+        match std::fs::read_to_string(&full) {
+            Ok(pem) => {
+                from_files.push(setting.to_owned());
+                settings.push((setting.to_owned(), pem));
+            }
+            Err(e) => problems.push(format!(
+                "merchants.{id}.{name}: cannot read {} ({e})",
+                full.display()
+            )),
+        }
+    }
+    let shop_webhook_url = trimmed(&raw.shop_webhook_url);
+    if let Some(u) = &shop_webhook_url {
+        if !is_http_url(u) {
+            problems.push(format!(
+                "merchants.{id}.shop_webhook_url: must be an absolute http or https URL"
+            ));
+        }
+    }
+    let shop_webhook_secret = trimmed(&raw.shop_webhook_secret);
+    if shop_webhook_secret.as_ref().is_some_and(|s| s.len() < 16) {
+        problems.push(format!(
+            "merchants.{id}.shop_webhook_secret: must be at least 16 characters"
+        ));
+    }
+    if shop_webhook_url.is_some() && shop_webhook_secret.is_none() {
+        problems.push(format!(
+            "merchants.{id}.shop_webhook_secret: is required when shop_webhook_url is set (webhooks are signed with it)"
+        ));
+    }
+    let mut shop_origins = Vec::new();
+    for o in raw.shop_origins.iter().flatten() {
+        let text = o.trim().trim_end_matches('/');
+        let bare = text
+            .split_once("://")
+            .is_some_and(|(_, rest)| !rest.contains(['/', '?', '#', '@']));
+        match origin_of(text) {
+            Some(origin) if bare => shop_origins.push(origin),
+            _ => problems.push(format!(
+                "merchants.{id}.shop_origins: {o:?} is not an origin such as https://shop.example"
+            )),
+        }
+    }
+    MerchantSettings {
+        settings,
+        plugin_id: trimmed(&raw.plugin).unwrap_or_default(),
+        from_files,
+        shop_webhook_url,
+        shop_webhook_secret,
+        shop_origins,
+        settings_digest: None,
+    }
+}
+
+/// Every `[merchants.<id>]` table; a bad id or a bad key is reported and the others still read.
+pub(super) fn parse(
+    value: Option<&toml::Value>,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, MerchantSettings> {
+    let mut merchants = BTreeMap::new();
+    let tables = match value {
+        None => return merchants,
+        Some(toml::Value::Table(t)) => t,
+        Some(_) => {
+            problems.push("merchants: must be tables [merchants.<id>]".into());
+            return merchants;
+        }
+    };
+    for (id, table) in tables {
+        if !valid_merchant_id(id) {
+            problems.push(format!(
+                "merchants.{id}: the id must be 1 to 64 letters, digits, '_' or '-'"
+            ));
+            continue;
+        }
+        let raw: RawMerchant = section(&format!("merchants.{id}"), Some(table), problems);
+        merchants.insert(
+            id.clone(),
+            merchant_settings(id, &raw, Some(base), problems),
+        );
+    }
+    merchants
+}

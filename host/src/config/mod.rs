@@ -1,0 +1,622 @@
+//! `payhost.toml`. The names are a contract (shops, adapters and tests are written against them):
+//! `listen`, `public_url`, `database`, `api_token`, `[plugins.<id>] manifest` (or the single
+//! `[plugin] manifest`), and `[merchants.<id>]` tables: `plugin` (which component pays for that
+//! merchant) and `settings` (that component's schema; the host checks nothing but what the
+//! component's `validate-settings` says). The older flat form (settings as the merchant table's
+//! own keys) is still read.
+//!
+//! Values pasted with spaces or line breaks around them are trimmed; anything still malformed is
+//! reported with the key named and the rule it broke, every problem of every section at once
+//! (each section has its own parse function in a module here; none stops the others).
+
+mod database;
+mod merchants;
+mod plugins;
+mod top;
+mod tuning;
+
+pub use merchants::{
+    merchant_settings, origin_of, valid_merchant_id, MerchantSettings, RawMerchant, SettingValue,
+};
+pub use plugins::PluginSource;
+pub use tuning::{AdminConfig, Limits, Recovery, Retention, WebhookConfig};
+
+use crate::domain::Secret;
+use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    /// The SQLite file (when `database_url` is None).
+    pub database: PathBuf,
+    /// `database = "postgres://…"`: PostgreSQL instead of the SQLite file (several replicas). It
+    /// may carry the database password.
+    pub database_url: Option<Secret>,
+    /// Connections of this replica's PostgreSQL pool.
+    pub database_pool_size: usize,
+    pub api_token: Secret,
+    pub cache_dir: PathBuf,
+    /// The components: `[plugin]` first, then `[plugins.<id>]` in the order of their ids (the
+    /// first is the one merchants stored by older versions, which name none, use).
+    pub plugins: Vec<PluginSource>,
+    pub merchants: BTreeMap<String, MerchantSettings>,
+    pub webhooks: WebhookConfig,
+    /// `[outbound] allowed_origins`: origins the operator allows explicitly (provider URLs saved
+    /// through the API or the admin page must use one of them; they may be private addresses).
+    pub allowed_origins: Vec<crate::net::Origin>,
+    /// The argon2 hash (PHC string) of the admin password; without one the admin page cannot be
+    /// logged into (`payhost admin-password` makes one).
+    pub admin_password_hash: Option<Secret>,
+    /// `trusted_proxies`: reverse proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are
+    /// believed (the older `trust_proxy = true` means loopback only). Empty: the peer is the client.
+    pub trusted_proxies: Vec<crate::proxy::Cidr>,
+    /// What the operator should know about the file (deprecated keys); logged at start.
+    pub warnings: Vec<String>,
+    /// Serve `/metrics` without a token on this separate address (else it needs the API token).
+    pub metrics_listen: Option<SocketAddr>,
+    pub limits: Limits,
+    pub retention: Retention,
+    pub recovery: Recovery,
+    pub admin: AdminConfig,
+}
+
+/// A configuration read as far as it could be, and every problem found on the way (each
+/// `key: rule`). With problems, the values that broke a rule hold their defaults.
+#[derive(Debug)]
+pub struct Checked {
+    pub config: Config,
+    pub problems: Vec<String>,
+}
+
+/// The top-level keys and tables of `payhost.toml`.
+const KNOWN_KEYS: &[&str] = &[
+    "listen",
+    "public_url",
+    "database",
+    "api_token",
+    "cache_dir",
+    "admin_password_hash",
+    "trust_proxy",
+    "trusted_proxies",
+    "metrics_listen",
+    "plugin",
+    "plugins",
+    "limits",
+    "retention",
+    "recovery",
+    "admin",
+    "merchants",
+    "webhooks",
+    "outbound",
+];
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = read(path)?;
+        Config::parse(&text, base_of(path)).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parses and checks a configuration; relative paths are resolved against `base`. Every
+    /// problem is in the error, one a line.
+    pub fn parse(text: &str, base: &Path) -> Result<Config> {
+        let checked = Config::check(text, base)?;
+        if !checked.problems.is_empty() {
+            bail!(
+                "configuration problems:\n  - {}",
+                checked.problems.join("\n  - ")
+            );
+        }
+        Ok(checked.config)
+    }
+
+    /// [`Config::load`] that goes on past problems (`payhost check-config`): an error only when
+    /// the file cannot be read or is not TOML at all.
+    pub fn load_checked(path: &Path) -> Result<Checked> {
+        let text = read(path)?;
+        Config::check(&text, base_of(path)).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Reads every section, each with its own parse function, collecting every problem.
+    pub fn check(text: &str, base: &Path) -> Result<Checked> {
+        let table: toml::Table =
+            toml::from_str(text).context("not a valid payhost configuration")?;
+        let mut problems = Vec::new();
+        for key in table.keys() {
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                problems.push(format!(
+                    "{key}: unknown key (payhost.toml has {})",
+                    KNOWN_KEYS.join(", ")
+                ));
+            }
+        }
+        let scalars: toml::Table = table
+            .iter()
+            .filter(|(k, _)| top::KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let raw: top::RawTop = section("", Some(&toml::Value::Table(scalars)), &mut problems);
+        let p = &mut problems;
+        let listen = top::listen(&raw, p);
+        let public_url = top::public_url(&raw, p);
+        let api_token = top::api_token(&raw, p);
+        let admin_password_hash = top::admin_password_hash(&raw, p);
+        let metrics_listen = top::metrics_listen(&raw, p);
+        let mut warnings = Vec::new();
+        let trusted_proxies = top::trusted_proxies(&raw, &mut warnings, p);
+        let db = database::parse(table.get("database"), base, p);
+        let cache_dir = database::cache_dir(&raw, &db, base);
+        let plugins = plugins::parse(table.get("plugin"), table.get("plugins"), base, p);
+        let merchants = merchants::parse(table.get("merchants"), base, p);
+        let webhooks = tuning::webhooks(table.get("webhooks"), p);
+        let limits = tuning::limits(table.get("limits"), p);
+        let retention = tuning::retention(table.get("retention"), p);
+        let recovery = tuning::recovery(table.get("recovery"), p);
+        let admin = tuning::admin(table.get("admin"), p);
+        let allowed_origins = tuning::outbound(table.get("outbound"), p);
+        Ok(Checked {
+            config: Config {
+                listen,
+                public_url,
+                database: db.file,
+                database_url: db.url,
+                database_pool_size: db.pool_size,
+                api_token,
+                cache_dir,
+                plugins,
+                merchants,
+                webhooks,
+                allowed_origins,
+                admin_password_hash,
+                trusted_proxies,
+                warnings,
+                metrics_listen,
+                limits,
+                retention,
+                recovery,
+                admin,
+            },
+            problems,
+        })
+    }
+
+    /// `{public_url}/notify/{id}`: where the provider sends this merchant's notifications.
+    pub fn notify_url(&self, merchant: &str) -> String {
+        format!("{}/notify/{merchant}", self.public_url)
+    }
+
+    /// `{public_url}/return/{id}`: where the provider sends this merchant's buyers back.
+    pub fn return_url(&self, merchant: &str) -> String {
+        format!("{}/return/{merchant}", self.public_url)
+    }
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration {}", path.display()))
+}
+
+fn base_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
+}
+
+/// A table of the file (`name`; `""` for the top level) read into its raw struct key by key, so
+/// one bad key is reported (`name.key: rule`) without hiding the next: each key is tried alone,
+/// and the struct is then read from the keys that passed. Keys the struct does not know are
+/// reported the same way. A missing table is the struct's default.
+fn section<T: DeserializeOwned + Default>(
+    name: &str,
+    value: Option<&toml::Value>,
+    problems: &mut Vec<String>,
+) -> T {
+    let Some(value) = value else {
+        return T::default();
+    };
+    let Some(table) = value.as_table() else {
+        problems.push(format!("{name}: must be a table ([{name}])"));
+        return T::default();
+    };
+    let mut good = toml::Table::new();
+    for (key, v) in table {
+        let one = toml::Table::from_iter([(key.clone(), v.clone())]);
+        match T::deserialize(toml::Value::Table(one)) {
+            Ok(_) => {
+                good.insert(key.clone(), v.clone());
+            }
+            Err(e) => {
+                let at = if name.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{name}.{key}")
+                };
+                problems.push(format!("{at}: {}", rule_of(&e)));
+            }
+        }
+    }
+    T::deserialize(toml::Value::Table(good)).unwrap_or_else(|e| {
+        problems.push(format!("{name}: {}", rule_of(&e)));
+        T::default()
+    })
+}
+
+/// A deserialisation error as a rule a person can follow.
+fn rule_of(e: &toml::de::Error) -> String {
+    let text = e.message().trim().to_owned();
+    if text.contains("untagged enum SettingValue") {
+        return "must be text, a whole number or true/false".into();
+    }
+    // serde's "invalid type: string \"x\", expected usize" in the file's words.
+    let wrong = text
+        .strip_prefix("invalid type: ")
+        .or_else(|| text.strip_prefix("invalid value: "));
+    if let Some((got, expected)) = wrong.and_then(|w| w.split_once(", expected ")) {
+        let expected = match expected {
+            "usize" | "u64" | "u32" | "u16" | "i64" => "a whole number, 0 or more",
+            "a boolean" => "true or false",
+            "a string" => "text in quotes",
+            "a sequence" => "a list such as [\"…\"]",
+            other => other,
+        };
+        return format!("must be {expected} (not {got})");
+    }
+    text
+}
+
+/// A trimmed, non-empty value.
+fn trimmed(v: &Option<String>) -> Option<String> {
+    v.as_ref()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_pasted_values_and_reports_every_problem() {
+        let ok = Config::parse(
+            r#"
+            listen = "127.0.0.1:9000"
+            public_url = " https://pay.example.com/ "
+            api_token = "  0123456789abcdef0123  "
+            [merchants.shop1]
+            partner = " 2088101122136241\n"
+            key = "\t10000000000000000000000000000000 "
+            seller_email = "s@example.com"
+            "#,
+            Path::new("/tmp"),
+        )
+        .unwrap();
+        assert_eq!(ok.public_url, "https://pay.example.com");
+        assert_eq!(ok.api_token.expose(), "0123456789abcdef0123");
+        let m = &ok.merchants["shop1"];
+        assert_eq!(m.get("partner"), Some("2088101122136241"));
+        assert_eq!(m.get("key"), Some("10000000000000000000000000000000"));
+        assert_eq!(
+            ok.notify_url("shop1"),
+            "https://pay.example.com/notify/shop1"
+        );
+
+        let err = Config::parse(
+            r#"
+            listen = "nowhere"
+            public_url = "ftp://x"
+            api_token = "short"
+            [merchants."bad id"]
+            [merchants.m2]
+            private_key_file = "/nonexistent.pem"
+            shop_webhook_url = "https://shop.example/hook"
+            "#,
+            Path::new("/tmp"),
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        for needle in [
+            "listen:",
+            "public_url:",
+            "api_token:",
+            "merchants.bad id:",
+            "merchants.m2.private_key_file",
+            "merchants.m2.shop_webhook_secret",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+        assert!(
+            Config::parse("colour = 1", Path::new(".")).is_err(),
+            "unknown keys are refused"
+        );
+    }
+
+    #[test]
+    fn merchants_name_a_plugin_and_carry_its_settings() {
+        let dir = std::env::temp_dir().join(format!("payhost-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("k.pem"), "-----BEGIN PRIVATE KEY-----\nAA\n").unwrap();
+        let c = Config::parse(
+            r#"
+            public_url = "https://pay.example.com"
+            api_token = "0123456789abcdef0123"
+            [plugins.wap-pay]
+            manifest = "plugin.toml"
+            [plugins.testpay]
+            manifest = "testpay/plugin.toml"
+            call_timeout_ms = 2000
+            [merchants.a]
+            plugin = "testpay"
+            shop_origins = ["https://shop.example"]
+            [merchants.a.settings]
+            merchant_no = " M1 "
+            api_secret = "0123456789abcdef"
+            retries = 3
+            [merchants.b]
+            partner = "2088101122136241"
+            private_key_file = "k.pem"
+            "#,
+            &dir,
+        )
+        .unwrap();
+        assert_eq!(c.plugins.len(), 2, "no [plugin] table: only [plugins.*]");
+        // `[plugins.*]` in the order of their ids.
+        assert_eq!(c.plugins[0].id.as_deref(), Some("testpay"));
+        assert_eq!(c.plugins[0].manifest, dir.join("testpay/plugin.toml"));
+        assert_eq!(c.plugins[0].call_timeout_ms, Some(2000));
+        assert_eq!(c.plugins[1].id.as_deref(), Some("wap-pay"));
+        assert_eq!(c.plugins[1].call_timeout_ms, None);
+        let a = &c.merchants["a"];
+        assert_eq!(a.plugin_id, "testpay");
+        assert_eq!(a.get("merchant_no"), Some("M1"), "trimmed");
+        assert_eq!(a.get("retries"), Some("3"), "numbers are taken as text");
+        let b = &c.merchants["b"];
+        assert_eq!(b.plugin_id, "", "the flat form names no plugin");
+        assert!(b.get("private_key").unwrap().starts_with("-----BEGIN"));
+        assert_eq!(b.from_files, ["private_key"]);
+
+        let single = Config::parse(
+            r#"
+            public_url = "https://pay.example.com"
+            api_token = "0123456789abcdef0123"
+            [plugin]
+            manifest = "p.toml"
+            "#,
+            &dir,
+        )
+        .unwrap();
+        assert_eq!(single.plugins.len(), 1);
+        assert_eq!(single.plugins[0].id, None);
+        assert_eq!(single.plugins[0].manifest, dir.join("p.toml"));
+
+        let err = Config::parse(
+            r#"
+            public_url = "https://pay.example.com"
+            api_token = "0123456789abcdef0123"
+            [plugins.x]
+            call_timeout_ms = 5
+            [merchants.m]
+            cert_file = "missing.pem"
+            "#,
+            &dir,
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        for needle in [
+            "plugins.x.manifest: is required",
+            "plugins.x.call_timeout_ms",
+            "merchants.m.cert_file: cannot read",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn trusted_proxies_and_the_older_trust_proxy() {
+        let head = r#"
+            public_url = "https://pay.example.com"
+            api_token = "0123456789abcdef0123"
+        "#;
+        let c = Config::parse(
+            &format!("{head}\ntrusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\"]"),
+            Path::new("/srv"),
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(c.warnings.is_empty());
+        let old = Config::parse(&format!("{head}\ntrust_proxy = true"), Path::new("/srv")).unwrap();
+        assert_eq!(old.trusted_proxies, crate::proxy::loopback());
+        assert!(
+            old.warnings[0].contains("loopback only"),
+            "{:?}",
+            old.warnings
+        );
+        let none = Config::parse(head, Path::new("/srv")).unwrap();
+        assert!(none.trusted_proxies.is_empty());
+        let bad = Config::parse(
+            &format!("{head}\ntrusted_proxies = [\"10.0.0.1/8\", \"proxy\"]"),
+            Path::new("/srv"),
+        )
+        .unwrap_err();
+        let text = format!("{bad:#}");
+        assert!(
+            text.contains("trusted_proxies[0]") && text.contains("trusted_proxies[1]"),
+            "{text}"
+        );
+        let long = "m".repeat(65);
+        let bad_id = Config::parse(
+            &format!("{head}\n[merchants.{long}]\npartner = \"1\""),
+            Path::new("/srv"),
+        )
+        .unwrap_err();
+        let text = format!("{bad_id:#}");
+        assert!(
+            text.contains(&format!("merchants.{long}: the id must be 1 to 64")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn database_is_a_sqlite_file_or_a_postgres_url() {
+        let head = r#"
+            listen = "127.0.0.1:9000"
+            public_url = "https://pay.example.com"
+            api_token = "0123456789abcdef0123"
+        "#;
+        let sqlite = Config::parse(head, Path::new("/srv")).unwrap();
+        assert_eq!(sqlite.database, Path::new("/srv/payhost.db"));
+        assert_eq!(sqlite.database_url, None);
+        let pg = Config::parse(
+            &format!("{head}\ndatabase = \" postgres://payhost@db.internal/payhost \""),
+            Path::new("/srv"),
+        )
+        .unwrap();
+        assert_eq!(
+            pg.database_url.as_ref().map(Secret::expose),
+            Some("postgres://payhost@db.internal/payhost")
+        );
+        assert_eq!(pg.cache_dir, Path::new("/srv/payhost.db.cache"));
+        let table = Config::parse(
+            &format!("{head}\n[database]\nurl = \"postgresql://u:pw@db/p\"\npool_size = 4"),
+            Path::new("/srv"),
+        )
+        .unwrap();
+        assert_eq!(
+            table.database_url.as_ref().map(Secret::expose),
+            Some("postgresql://u:pw@db/p")
+        );
+        assert_eq!(table.database_pool_size, 4);
+        let bad = Config::parse(
+            &format!("{head}\n[database]\nurl = \"postgres://u:secret@db/p?sslmode=bogus\"\npool_size = 0"),
+            Path::new("/srv"),
+        )
+        .unwrap_err();
+        let text = format!("{bad:#}");
+        assert!(text.contains("database.pool_size"), "{text}");
+        assert!(text.contains("not a valid PostgreSQL URL"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn every_problem_of_every_section_in_one_run() {
+        let err = Config::parse(
+            r#"
+            colour = "blue"
+            listen = 8080
+            public_url = "https://pay.example.com"
+            api_token = "0123456789abcdef0123"
+            metrics_listen = "nowhere"
+            [limits]
+            max_connections = "many"
+            header_read_timeout_ms = -1
+            shape = "round"
+            [retention]
+            raw_notification_days = 0
+            [webhooks]
+            timeout_ms = "soon"
+            [admin]
+            session_ttl_s = true
+            [outbound]
+            allowed_origins = ["not an origin"]
+            [plugins.x]
+            [merchants.m]
+            key = 1.5
+            shop_webhook_url = "ftp://shop"
+            "#,
+            Path::new("/srv"),
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        for needle in [
+            "colour: unknown key",
+            "listen: must be text in quotes (not integer `8080`)",
+            "metrics_listen:",
+            "limits.max_connections: must be a whole number, 0 or more (not string \"many\")",
+            "limits.header_read_timeout_ms: must be a whole number, 0 or more",
+            "limits.shape: unknown field",
+            "retention.raw_notification_days: must be at least 1",
+            "webhooks.timeout_ms: must be a whole number",
+            "admin.session_ttl_s: must be a whole number, 0 or more (not boolean `true`)",
+            "outbound.allowed_origins[0]",
+            "plugins.x.manifest: is required",
+            "merchants.m.key: must be text, a whole number or true/false",
+            "merchants.m.shop_webhook_url: must be an absolute http or https URL",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+        // The keys that were right are still read when another key of the section is wrong.
+        let checked = Config::check(
+            r#"
+            public_url = "https://pay.example.com"
+            api_token = "0123456789abcdef0123"
+            [limits]
+            max_connections = "many"
+            admin_per_ip_per_s = 7
+            "#,
+            Path::new("/srv"),
+        )
+        .unwrap();
+        assert_eq!(checked.problems.len(), 1, "{:?}", checked.problems);
+        assert_eq!(checked.config.limits.admin_per_ip_per_s, 7);
+        assert_eq!(
+            checked.config.limits.max_connections,
+            Limits::default().max_connections
+        );
+    }
+
+    #[test]
+    fn debug_of_the_config_shows_no_secret() {
+        let dir = std::env::temp_dir().join(format!("payhost-config-dbg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("k.pem"),
+            "-----BEGIN PRIVATE KEY-----\nPEMBODYSECRET\n",
+        )
+        .unwrap();
+        let secrets = [
+            "api-token-SECRET-0123456789",
+            "pg-PASSWORD-secret",
+            "10000000000000000000000000000SEC",
+            "webhook-secret-SECRET-0123",
+            "PEMBODYSECRET",
+        ];
+        let hash = crate::auth::hash_password("admin password 0123").unwrap();
+        let c = Config::parse(
+            &format!(
+                r#"
+                public_url = "https://pay.example.com"
+                api_token = "{}"
+                database = "postgres://payhost:{}@db.internal/payhost"
+                admin_password_hash = "{hash}"
+                [merchants.shop]
+                partner = "2088101122136241"
+                key = "{}"
+                shop_webhook_url = "https://shop.example/hook"
+                shop_webhook_secret = "{}"
+                private_key_file = "k.pem"
+                "#,
+                secrets[0], secrets[1], secrets[2], secrets[3]
+            ),
+            &dir,
+        )
+        .unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        for secret in secrets.iter().copied().chain([hash.as_str()]) {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
+        assert!(shown.contains("partner") && shown.contains("shop_webhook_url"));
+        assert_eq!(c.api_token.expose(), secrets[0], "the value itself is kept");
+        let raw: RawMerchant = serde_json::from_value(
+            serde_json::json!({"key": secrets[2], "shop_webhook_secret": secrets[3]}),
+        )
+        .unwrap();
+        let shown = format!("{raw:?}");
+        assert!(
+            !shown.contains(secrets[2]) && !shown.contains(secrets[3]),
+            "{shown}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

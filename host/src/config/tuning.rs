@@ -1,0 +1,284 @@
+//! The tuning tables, each optional with defaults: `[webhooks]` (delivery to the shop),
+//! `[limits]` (connections, deadlines, rates), `[retention]`, `[recovery]`, `[admin]` and
+//! `[outbound]`.
+
+use super::section;
+use serde::Deserialize;
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub timeout_ms: u64,
+    /// A webhook still undelivered this long after it was queued is dead-lettered (default 3
+    /// days, as Stripe); the admin page lists it with a resend button.
+    pub give_up_after_ms: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            retry_base_ms: 1_000,
+            retry_max_ms: 3_600_000,
+            timeout_ms: 10_000,
+            give_up_after_ms: 3 * 86_400_000,
+        }
+    }
+}
+
+/// `[limits]`: connections, deadlines and request rates (token buckets, burst = one second).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_read_timeout_ms: u64,
+    pub body_read_timeout_ms: u64,
+    pub keep_alive_idle_ms: u64,
+    pub notify_per_ip_per_s: u32,
+    pub notify_per_merchant_per_s: u32,
+    pub return_per_ip_per_s: u32,
+    pub admin_per_ip_per_s: u32,
+    pub api_per_ip_per_s: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            header_read_timeout_ms: 30_000,
+            body_read_timeout_ms: 10_000,
+            keep_alive_idle_ms: 60_000,
+            notify_per_ip_per_s: 10_000,
+            notify_per_merchant_per_s: 10_000,
+            return_per_ip_per_s: 1_000,
+            admin_per_ip_per_s: 100,
+            api_per_ip_per_s: 10_000,
+        }
+    }
+}
+
+/// `[retention]`: how long raw notifications are kept. Refused ones (the caller never proved it
+/// is the provider) are kept as a bounded record only, for less time and at most
+/// `refused_notifications_per_merchant` per merchant (the newest).
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub raw_notification_days: u32,
+    pub refused_notification_days: u32,
+    pub refused_notifications_per_merchant: u32,
+    pub prune_interval_s: u64,
+}
+
+/// `[recovery]`: lost-notify recovery by trade query (`single_trade_query`). A payment still
+/// waiting `after_s` after it was created is queried, then again with doubling gaps (from
+/// `interval_s`, at most 6 hours), until it is paid, closed or older than `max_age_s`.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    pub enabled: bool,
+    pub after_s: u64,
+    pub interval_s: u64,
+    pub max_age_s: u64,
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Recovery {
+            enabled: true,
+            // Providers resend a notification for a day or more, the first time after minutes:
+            // give them the
+            // first ten minutes.
+            after_s: 600,
+            interval_s: 60,
+            // WAP trades close after at most 15 days (pay_expire); two days covers the default.
+            max_age_s: 2 * 86_400,
+        }
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            raw_notification_days: 180,
+            refused_notification_days: 7,
+            refused_notifications_per_merchant: 1_000,
+            prune_interval_s: 600,
+        }
+    }
+}
+
+/// `[admin]`: sessions and login throttling.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub session_ttl_s: u64,
+    pub login_failures_per_minute: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            session_ttl_s: 8 * 3600,
+            login_failures_per_minute: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhooks {
+    retry_base_ms: Option<u64>,
+    retry_max_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+    give_up_after_ms: Option<u64>,
+}
+
+/// `[webhooks]`: every duration at least 1 ms.
+pub(super) fn webhooks(value: Option<&toml::Value>, problems: &mut Vec<String>) -> WebhookConfig {
+    let raw: RawWebhooks = section("webhooks", value, problems);
+    let d = WebhookConfig::default();
+    WebhookConfig {
+        retry_base_ms: raw.retry_base_ms.unwrap_or(d.retry_base_ms).max(1),
+        retry_max_ms: raw.retry_max_ms.unwrap_or(d.retry_max_ms).max(1),
+        timeout_ms: raw.timeout_ms.unwrap_or(d.timeout_ms).max(1),
+        give_up_after_ms: raw.give_up_after_ms.unwrap_or(d.give_up_after_ms).max(1),
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    keep_alive_idle_ms: Option<u64>,
+    notify_per_ip_per_s: Option<u32>,
+    notify_per_merchant_per_s: Option<u32>,
+    return_per_ip_per_s: Option<u32>,
+    admin_per_ip_per_s: Option<u32>,
+    api_per_ip_per_s: Option<u32>,
+}
+
+/// `[limits]`: connection counts and deadlines at least 1; rates as written (0 refuses all).
+pub(super) fn limits(value: Option<&toml::Value>, problems: &mut Vec<String>) -> Limits {
+    let raw: RawLimits = section("limits", value, problems);
+    let d = Limits::default();
+    Limits {
+        max_connections: raw.max_connections.unwrap_or(d.max_connections).max(1),
+        header_read_timeout_ms: raw
+            .header_read_timeout_ms
+            .unwrap_or(d.header_read_timeout_ms)
+            .max(1),
+        body_read_timeout_ms: raw
+            .body_read_timeout_ms
+            .unwrap_or(d.body_read_timeout_ms)
+            .max(1),
+        keep_alive_idle_ms: raw
+            .keep_alive_idle_ms
+            .unwrap_or(d.keep_alive_idle_ms)
+            .max(1),
+        notify_per_ip_per_s: raw.notify_per_ip_per_s.unwrap_or(d.notify_per_ip_per_s),
+        notify_per_merchant_per_s: raw
+            .notify_per_merchant_per_s
+            .unwrap_or(d.notify_per_merchant_per_s),
+        return_per_ip_per_s: raw.return_per_ip_per_s.unwrap_or(d.return_per_ip_per_s),
+        admin_per_ip_per_s: raw.admin_per_ip_per_s.unwrap_or(d.admin_per_ip_per_s),
+        api_per_ip_per_s: raw.api_per_ip_per_s.unwrap_or(d.api_per_ip_per_s),
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    raw_notification_days: Option<u32>,
+    refused_notification_days: Option<u32>,
+    refused_notifications_per_merchant: Option<u32>,
+    prune_interval_s: Option<u64>,
+}
+
+/// `[retention]`: days at least 1, the per-merchant bound between 1 and 1,000,000.
+pub(super) fn retention(value: Option<&toml::Value>, problems: &mut Vec<String>) -> Retention {
+    let raw: RawRetention = section("retention", value, problems);
+    let d = Retention::default();
+    let r = Retention {
+        raw_notification_days: raw.raw_notification_days.unwrap_or(d.raw_notification_days),
+        refused_notification_days: raw
+            .refused_notification_days
+            .unwrap_or(d.refused_notification_days),
+        refused_notifications_per_merchant: raw
+            .refused_notifications_per_merchant
+            .unwrap_or(d.refused_notifications_per_merchant),
+        prune_interval_s: raw.prune_interval_s.unwrap_or(d.prune_interval_s).max(1),
+    };
+    if r.raw_notification_days == 0 {
+        problems.push("retention.raw_notification_days: must be at least 1".into());
+    }
+    if r.refused_notification_days == 0 {
+        problems.push("retention.refused_notification_days: must be at least 1".into());
+    }
+    if !(1..=1_000_000).contains(&r.refused_notifications_per_merchant) {
+        problems.push(
+            "retention.refused_notifications_per_merchant: must be between 1 and 1000000".into(),
+        );
+    }
+    r
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecovery {
+    enabled: Option<bool>,
+    after_s: Option<u64>,
+    interval_s: Option<u64>,
+    max_age_s: Option<u64>,
+}
+
+/// `[recovery]`: the first gap at least 1 s.
+pub(super) fn recovery(value: Option<&toml::Value>, problems: &mut Vec<String>) -> Recovery {
+    let raw: RawRecovery = section("recovery", value, problems);
+    let d = Recovery::default();
+    Recovery {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        after_s: raw.after_s.unwrap_or(d.after_s),
+        interval_s: raw.interval_s.unwrap_or(d.interval_s).max(1),
+        max_age_s: raw.max_age_s.unwrap_or(d.max_age_s),
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    session_ttl_s: Option<u64>,
+    login_failures_per_minute: Option<u32>,
+}
+
+/// `[admin]`: sessions of at least a minute, at least one failed login a minute.
+pub(super) fn admin(value: Option<&toml::Value>, problems: &mut Vec<String>) -> AdminConfig {
+    let raw: RawAdmin = section("admin", value, problems);
+    let d = AdminConfig::default();
+    AdminConfig {
+        session_ttl_s: raw.session_ttl_s.unwrap_or(d.session_ttl_s).max(60),
+        login_failures_per_minute: raw
+            .login_failures_per_minute
+            .unwrap_or(d.login_failures_per_minute)
+            .max(1),
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutbound {
+    allowed_origins: Option<Vec<String>>,
+}
+
+/// `[outbound] allowed_origins`: each an origin (`https://host[:port]`).
+pub(super) fn outbound(
+    value: Option<&toml::Value>,
+    problems: &mut Vec<String>,
+) -> Vec<crate::net::Origin> {
+    let raw: RawOutbound = section("outbound", value, problems);
+    let mut origins = Vec::new();
+    for (i, o) in raw.allowed_origins.iter().flatten().enumerate() {
+        match crate::net::Origin::parse(o) {
+            Ok(origin) => origins.push(origin),
+            Err(e) => problems.push(format!("outbound.allowed_origins[{i}]: {o:?} {e}")),
+        }
+    }
+    origins
+}

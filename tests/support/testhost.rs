@@ -1,0 +1,136 @@
+//! payhost in the test process: the real router, store and webhook worker on an ephemeral
+//! loopback port, started through `payhost::serve_in_process`. The API, admin and notify tests
+//! need no release binary this way; the tests of the process itself (kill -9, SIGTERM, the
+//! command line, replicas) keep using [`crate::host::Payhost`].
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// payhost's log in this process, as the binary would write it (`PAYHOST_LOG` of the tests:
+/// debug, without wasmtime's). One subscriber per process: under nextest every test has its
+/// own process, so a host's log holds only its own lines.
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,wasmtime=warn,cranelift=warn,hyper=info,tokio_postgres=info",
+            ))
+            .with_ansi(false)
+            .with_writer(move || LogWriter(writer.clone()))
+            .try_init();
+        buffer
+    })
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub struct TestHost {
+    pub addr: SocketAddr,
+    /// The test's folder: payhost.toml and the SQLite database are here.
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    /// The running host: its app (store, config, metrics) for checks from inside.
+    pub running: payhost::server::Running,
+    /// From the call to ready to serve (the component loaded, the merchants seeded).
+    pub started_in: std::time::Duration,
+    log_from: usize,
+}
+
+impl TestHost {
+    /// Binds an ephemeral loopback port, writes `config(port)` as `dir/payhost.toml`, loads it as
+    /// `payhost serve` would and serves it here. Panics with the reason when it does not start.
+    pub async fn start(dir: &Path, config: impl FnOnce(u16) -> String) -> TestHost {
+        let started = std::time::Instant::now();
+        let log_from = log_buffer().lock().unwrap().len();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let path = dir.join("payhost.toml");
+        std::fs::write(&path, config(addr.port())).unwrap();
+        let loaded = payhost::config::Config::load(&path)
+            .unwrap_or_else(|e| panic!("the test configuration: {e:#}"));
+        let running = payhost::serve_in_process(loaded, listener)
+            .await
+            .unwrap_or_else(|e| panic!("payhost did not start: {e:#}"));
+        TestHost {
+            addr,
+            dir: dir.to_path_buf(),
+            config: path,
+            running,
+            started_in: started.elapsed(),
+            log_from,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// What payhost logged since this host started.
+    pub fn log_text(&self) -> String {
+        let log = log_buffer().lock().unwrap();
+        String::from_utf8_lossy(&log[self.log_from.min(log.len())..]).into_owned()
+    }
+
+    pub fn app(&self) -> &payhost::service::App {
+        &self.running.app
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        self.running.stop();
+    }
+}
+
+/// What the API, notify and admin tests need of a host, in the test process or as a process:
+/// the same test body runs against either.
+pub trait Served {
+    fn url(&self, path: &str) -> String;
+    fn log_text(&self) -> String;
+    /// The test's folder (payhost.toml, the SQLite database).
+    fn dir(&self) -> &Path;
+}
+
+impl Served for TestHost {
+    fn url(&self, path: &str) -> String {
+        TestHost::url(self, path)
+    }
+
+    fn log_text(&self) -> String {
+        TestHost::log_text(self)
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Served for crate::host::Payhost {
+    fn url(&self, path: &str) -> String {
+        crate::host::Payhost::url(self, path)
+    }
+
+    fn log_text(&self) -> String {
+        crate::host::Payhost::log_text(self)
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
