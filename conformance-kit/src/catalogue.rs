@@ -63,6 +63,8 @@ fn about_fixed(id: &str) -> &'static str {
         "openapi.notify.paid_once" => "a notify the kit signs as Alipay (V1 rule, RSA2) → success, paid once, one payment.paid webhook",
         "openapi.notify.partial_refund_not_a_payment" => "a partial refund's notify → success, one refund webhook, still paid once at the same amount",
         "openapi.sync.lost_notify_recovered" => "every notify lost: sync (alipay.trade.query) finds the paid trade and applies it once",
+        "openapi.refund.partial_once" => "POST …/refunds of part of a paid order: one refund at the gateway, a retry returns it, more than is left → 409",
+        "openapi.close.unpaid_only" => "POST …/close: an order the gateway never saw is closed here (said so), one waiting there is closed there, a paid one → 409",
         "webhooks.exactly_once" => "each order got exactly the payment.paid webhooks its case expects, all signed",
         _ => "",
     }
@@ -77,9 +79,13 @@ fn needs_fixed(id: &str) -> &'static [&'static str] {
             &["payment.created"]
         }
         "return.tampered_refused" => &["payment.created", "return.never_marks_paid"],
-        "openapi.pay.products" | "openapi.sync.lost_notify_recovered" => {
-            &["openapi.merchant.configured"]
-        }
+        "openapi.pay.products"
+        | "openapi.sync.lost_notify_recovered"
+        | "openapi.close.unpaid_only" => &["openapi.merchant.configured"],
+        "openapi.refund.partial_once" => &[
+            "openapi.merchant.configured",
+            "openapi.sync.lost_notify_recovered",
+        ],
         "openapi.notify.forged_refused" | "openapi.notify.paid_once" => {
             &["openapi.merchant.configured", "openapi.pay.products"]
         }

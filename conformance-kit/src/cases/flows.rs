@@ -43,6 +43,8 @@ pub const CASES: &[&str] = &[
     "openapi.notify.paid_once",
     "openapi.notify.partial_refund_not_a_payment",
     "openapi.sync.lost_notify_recovered",
+    "openapi.refund.partial_once",
+    "openapi.close.unpaid_only",
     "webhooks.exactly_once",
 ];
 

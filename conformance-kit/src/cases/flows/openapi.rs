@@ -24,6 +24,8 @@ const FORGED: &str = "openapi.notify.forged_refused";
 const PAID: &str = "openapi.notify.paid_once";
 const REFUND: &str = "openapi.notify.partial_refund_not_a_payment";
 const SYNC: &str = "openapi.sync.lost_notify_recovered";
+const REFUND_ONCE: &str = "openapi.refund.partial_once";
+const CLOSE: &str = "openapi.close.unpaid_only";
 
 /// The open-platform merchant's state across its cases.
 #[derive(Default)]
@@ -34,6 +36,8 @@ pub(super) struct OpenState {
     order: Option<(Order, String)>,
     /// Whether `openapi.notify.paid_once` saw it paid.
     paid: bool,
+    /// The order paid in the sandbox's cashier and recovered by sync (refunded next).
+    paid_at_gateway: Option<Order>,
 }
 
 /// Runs the `openapi.*` cases in order.
@@ -48,6 +52,8 @@ pub(super) async fn cases(runner: &mut Runner, flow: &mut Flow<'_>) {
         PAID,
         REFUND,
         SYNC,
+        REFUND_ONCE,
+        CLOSE,
     ];
     if !runner.selected_any(&all) {
         return;
@@ -84,6 +90,30 @@ pub(super) async fn cases(runner: &mut Runner, flow: &mut Flow<'_>) {
     runner.case(PAID, flow.open_paid_once()).await;
     runner.case(REFUND, flow.open_partial_refund()).await;
     runner.case(SYNC, flow.open_sync()).await;
+    runner.case(REFUND_ONCE, flow.open_refund()).await;
+    runner.case(CLOSE, flow.open_close()).await;
+}
+
+/// Whether the host paid and then refunded part of it (or not yet): never unpaid again.
+fn is_paid_or_partly_refunded(status: &str) -> bool {
+    is_paid(status) || status.eq_ignore_ascii_case("PARTIALLY_REFUNDED")
+}
+
+/// A host without the route, or whose component predates refunds and close (payment contract
+/// 0.4.0) and says so: the case is skipped with its words, never passed.
+fn unsupported(r: &client::Reply) -> Option<Stop> {
+    if client::is_no_route(r) {
+        return Some(Stop::Skip(format!(
+            "the host has no such route (an older payhost): {}",
+            r.brief()
+        )));
+    }
+    (r.status == 502 && r.text().contains("0.4.0")).then(|| {
+        Stop::Skip(format!(
+            "the host's component cannot do this yet: {}",
+            r.brief()
+        ))
+    })
 }
 
 /// A query parameter of a URL, decoded.
@@ -112,8 +142,11 @@ fn unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// A form's method, action and fields (`<input name value>`), from the answer's `pay_form`.
-fn parse_form(html: &str) -> Option<(String, String, Vec<(String, String)>)> {
+/// A form: its method, action and fields (`<input name value>`).
+type Form = (String, String, Vec<(String, String)>);
+
+/// The form of the answer's `pay_form`.
+fn parse_form(html: &str) -> Option<Form> {
     let start = html.find("<form")?;
     let tag = &html[start..start + html[start..].find('>')?];
     let method = attr(tag, "method").unwrap_or_else(|| "get".into());
@@ -566,12 +599,15 @@ impl Flow<'_> {
             )
         })?;
         let p = self.payment(&order).await?;
-        ensure(is_paid(p["status"].as_str().unwrap_or_default()), || {
-            format!(
-                "after a partial refund of 2.00 of 12.34 the order is {} (it stays paid)",
+        ensure(
+            is_paid_or_partly_refunded(p["status"].as_str().unwrap_or_default()),
+            || {
+                format!(
+                "after a partial refund of 2.00 of 12.34 the order is {} (it stays paid, partly refunded)",
                 p["status"]
             )
-        })?;
+            },
+        )?;
         ensure(p["total_fee"] == "12.34", || {
             format!(
                 "a partial refund changed the order's total_fee to {}",
@@ -660,7 +696,149 @@ impl Flow<'_> {
         ensure(again.status == 200, || {
             format!("a second sync: {}", again.brief())
         })?;
-        self.one_paid_webhook(&order).await
+        self.one_paid_webhook(&order).await?;
+        self.open.paid_at_gateway = Some(order);
+        Ok(())
+    }
+
+    /// The refunds the sandbox's gateway made for an order: (out_request_no, fen).
+    fn gateway_refunds(&self, no: &str) -> Vec<(String, u64)> {
+        self.env
+            .openapi_trade(no)
+            .and_then(|t| t["refunds"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|r| {
+                (
+                    r["out_request_no"].as_str().unwrap_or_default().to_owned(),
+                    r["amount_fen"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    async fn open_refund(&mut self) -> Verdict {
+        let order = self.open.paid_at_gateway.clone().ok_or(Stop::Skip(
+            "needs openapi.sync.lost_notify_recovered".into(),
+        ))?;
+        let path = format!(
+            "/merchants/{}/payments/{}/refunds",
+            order.merchant, order.out_trade_no
+        );
+        let key = format!("{}-refund-1", self.run);
+        let body = json!({"amount": "10.00", "reason": "conformance 部分退款", "refund_key": key});
+        let first = self.host.v1("POST", &path, Some(&body)).await?;
+        if let Some(skip) = unsupported(&first) {
+            return Err(skip);
+        }
+        ensure(first.status == 201, || {
+            format!(
+                "a partial refund of 10.00 of 45.67: expected 201, got {}",
+                first.brief()
+            )
+        })?;
+        let refund = first.json();
+        ensure(refund["amount"] == "10.00", || {
+            format!("the refund shows amount {}", refund["amount"])
+        })?;
+        let status = refund["status"].as_str().unwrap_or_default().to_owned();
+        ensure(status == "SUCCESS" || status == "PENDING", || {
+            format!("a refund the gateway made is {status:?}: {}", first.brief())
+        })?;
+        let made = self.gateway_refunds(&order.out_trade_no);
+        ensure(made.len() == 1 && made[0].1 == 1000, || {
+            format!(
+                "the gateway made these refunds for {}: {made:?} (one of 10.00 expected)",
+                order.out_trade_no
+            )
+        })?;
+        // The same refund again (a retry after a lost answer): the same refund, no second one.
+        let again = self.host.v1("POST", &path, Some(&body)).await?;
+        ensure(
+            again.status == 200 && again.json()["id"] == refund["id"],
+            || {
+                format!(
+                    "the same refund_key again: expected 200 with refund {}, got {}",
+                    refund["id"],
+                    again.brief()
+                )
+            },
+        )?;
+        // More than what is left is refused and names the amount; nothing reaches the gateway.
+        let over_body = json!({"amount": "40.00", "refund_key": format!("{key}-over")});
+        let over = self.host.v1("POST", &path, Some(&over_body)).await?;
+        ensure(over.status == 409 && names_field(&over, "amount"), || {
+            format!(
+                "refunding 40.00 after 10.00 of 45.67: expected 409 naming amount, got {}",
+                over.brief()
+            )
+        })?;
+        let made = self.gateway_refunds(&order.out_trade_no);
+        ensure(made.len() == 1, || {
+            format!("after a retry and a refused refund the gateway made {made:?}")
+        })?;
+        let p = self.payment(&order).await?;
+        ensure(
+            is_paid_or_partly_refunded(p["status"].as_str().unwrap_or_default()),
+            || format!("after a partial refund the order is {}", p["status"]),
+        )
+    }
+
+    async fn open_close(&mut self) -> Verdict {
+        let id = self.open_id();
+        let close = |no: &str| format!("/merchants/{id}/payments/{no}/close");
+        // An order the buyer never opened: the gateway has no such trade, so payhost closes it
+        // itself and says so.
+        let (never, _) = self.open_create("open-close-never", "5.67", "wap").await?;
+        let r = self.host.v1("POST", &close(&never), None).await?;
+        if let Some(skip) = unsupported(&r) {
+            return Err(skip);
+        }
+        ensure(
+            r.status == 200 && r.json()["status"] == "TRADE_CLOSED",
+            || {
+                format!(
+                    "closing an unpaid order the gateway never saw: {}",
+                    r.brief()
+                )
+            },
+        )?;
+        ensure(r.json()["closed_at_provider"] == false, || {
+            format!(
+                "the gateway never saw {never}, yet the answer says it closed it there: {}",
+                r.brief()
+            )
+        })?;
+        // An order whose cashier was opened: closed at the gateway.
+        let (opened, created) = self.open_create("open-close-opened", "6.78", "wap").await?;
+        let pay_url = created.json()["pay_url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let page = client::get(&pay_url, &[]).await?;
+        ensure(page.status == 200, || {
+            format!("the cashier of {opened}: {}", page.brief())
+        })?;
+        let r = self.host.v1("POST", &close(&opened), None).await?;
+        ensure(
+            r.status == 200 && r.json()["closed_at_provider"] == true,
+            || format!("closing an order waiting at the gateway: {}", r.brief()),
+        )?;
+        let at_gateway = self.env.openapi_trade(&opened).unwrap_or_default();
+        ensure(at_gateway["status"] == "TRADE_CLOSED", || {
+            format!("the gateway's trade of {opened} is not closed: {at_gateway}")
+        })?;
+        // A paid order is never closed.
+        if let Some(paid) = self.open.paid_at_gateway.clone() {
+            let r = self
+                .host
+                .v1("POST", &close(&paid.out_trade_no), None)
+                .await?;
+            ensure(r.status == 409, || {
+                format!("closing a paid order: expected 409, got {}", r.brief())
+            })?;
+        }
+        Ok(())
     }
 }
 
