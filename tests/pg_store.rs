@@ -72,7 +72,7 @@ fn raw() -> RawNotification<'static> {
     }
 }
 
-fn open(url: &str) -> PostgresStore {
+async fn open(url: &str) -> PostgresStore {
     PostgresStore::open(
         url,
         &PgOptions {
@@ -80,27 +80,32 @@ fn open(url: &str) -> PostgresStore {
             lease: Duration::from_secs(2),
         },
     )
+    .await
     .unwrap()
 }
 
-#[test]
-fn same_semantics_as_sqlite() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_semantics_as_sqlite() {
     let pg = PgCluster::start("semantics");
     let url = pg.create_database("semantics");
-    let s = open(&url);
+    let s = open(&url).await;
     assert!(matches!(
-        s.insert_payment(&payment("m1", "o1")).unwrap(),
+        s.insert_payment(&payment("m1", "o1")).await.unwrap(),
         Inserted::New
     ));
     assert!(matches!(
-        s.insert_payment(&payment("m1", "o1")).unwrap(),
+        s.insert_payment(&payment("m1", "o1")).await.unwrap(),
         Inserted::Existing(_)
     ));
     let mut zero = payment("m1", "z");
     zero.total_fen = 0;
-    assert!(s.insert_payment(&zero).is_err(), "CHECK total_fen > 0");
+    assert!(
+        s.insert_payment(&zero).await.is_err(),
+        "CHECK total_fen > 0"
+    );
     assert_eq!(
         s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
+            .await
             .unwrap(),
         Applied::Changed {
             from: WAIT_BUYER_PAY.into(),
@@ -109,38 +114,41 @@ fn same_semantics_as_sqlite() {
     );
     assert_eq!(
         s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
+            .await
             .unwrap(),
         Applied::Duplicate
     );
     assert_eq!(
         s.apply_notification(&effect("n2", "TRADE_SUCCESS"), &raw(), &record())
+            .await
             .unwrap(),
         Applied::NoChange
     );
     assert!(matches!(
         s.apply_notification(&effect("n3", "TRADE_FINISHED"), &raw(), &record())
+            .await
             .unwrap(),
         Applied::Changed { .. }
     ));
     let mut e = effect("n4", "TRADE_SUCCESS");
     e.out_trade_no = "nope";
     assert_eq!(
-        s.apply_notification(&e, &raw(), &record()).unwrap(),
+        s.apply_notification(&e, &raw(), &record()).await.unwrap(),
         Applied::UnknownOrder
     );
-    let p = s.payment("m1", "o1").unwrap().unwrap();
+    let p = s.payment("m1", "o1").await.unwrap().unwrap();
     assert_eq!(p.status, TRADE_FINISHED);
     assert_eq!(p.paid_at.as_deref(), Some("2014-01-01 12:00:10"));
     assert_eq!(p.trade_no.as_deref(), Some("2014"));
-    let jobs = s.due_webhooks(now_ms() + 1, 10).unwrap();
+    let jobs = s.due_webhooks(now_ms() + 1, 10).await.unwrap();
     assert_eq!(jobs.len(), 2);
-    s.webhook_delivered(jobs[0].id).unwrap();
-    assert_eq!(s.pending_webhooks().unwrap(), 1);
+    s.webhook_delivered(jobs[0].id).await.unwrap();
+    assert_eq!(s.pending_webhooks().await.unwrap(), 1);
     // Reopening keeps everything; migrations are not applied twice.
     drop(s);
-    let s = open(&url);
+    let s = open(&url).await;
     assert_eq!(
-        s.payment("m1", "o1").unwrap().unwrap().status,
+        s.payment("m1", "o1").await.unwrap().unwrap().status,
         TRADE_FINISHED
     );
     assert_eq!(
@@ -152,9 +160,10 @@ fn same_semantics_as_sqlite() {
         "on",
         "the server runs with durable commits"
     );
-    assert_eq!(s.raw_notification_count().unwrap(), 5);
+    assert_eq!(s.raw_notification_count().await.unwrap(), 5);
     let outcomes: Vec<_> = s
         .notifications_for("m1", "o1")
+        .await
         .unwrap()
         .iter()
         .filter_map(|r| r.outcome.clone())
@@ -169,7 +178,7 @@ fn same_semantics_as_sqlite() {
             "unknown_order"
         ]
     );
-    let recent = s.recent_notifications(Some("m1"), 2).unwrap();
+    let recent = s.recent_notifications(Some("m1"), 2).await.unwrap();
     assert_eq!(recent.len(), 2);
     assert!(recent[0].raw_id > recent[1].raw_id, "newest first");
     assert_eq!(
@@ -182,16 +191,18 @@ fn same_semantics_as_sqlite() {
     );
 
     // Refunds.
-    s.insert_payment(&payment("m1", "r1")).unwrap();
+    s.insert_payment(&payment("m1", "r1")).await.unwrap();
     let mut e = effect("r-n1", "TRADE_SUCCESS");
     e.out_trade_no = "r1";
-    s.apply_notification(&e, &raw(), &record()).unwrap();
+    s.apply_notification(&e, &raw(), &record()).await.unwrap();
     let mut partial = effect("r-n2", "TRADE_SUCCESS");
     partial.out_trade_no = "r1";
     partial.refund_status = Some("REFUND_SUCCESS");
     partial.event = TradeEvent::PartiallyRefunded;
     assert!(matches!(
-        s.apply_notification(&partial, &raw(), &record()).unwrap(),
+        s.apply_notification(&partial, &raw(), &record())
+            .await
+            .unwrap(),
         Applied::Recorded { .. }
     ));
     let mut full = effect("r-n3", "TRADE_CLOSED");
@@ -199,13 +210,18 @@ fn same_semantics_as_sqlite() {
     full.refund_status = Some("REFUND_SUCCESS");
     full.event = TradeEvent::Refunded;
     assert_eq!(
-        s.apply_notification(&full, &raw(), &record()).unwrap(),
+        s.apply_notification(&full, &raw(), &record())
+            .await
+            .unwrap(),
         Applied::Changed {
             from: TRADE_SUCCESS.into(),
             to: REFUNDED.into()
         }
     );
-    assert_eq!(s.payment("m1", "r1").unwrap().unwrap().status, REFUNDED);
+    assert_eq!(
+        s.payment("m1", "r1").await.unwrap().unwrap().status,
+        REFUNDED
+    );
 
     // Merchants: seeded, kept when the table did not change, API saves win until it does.
     let settings = payhost::config::MerchantSettings {
@@ -217,120 +233,140 @@ fn same_semantics_as_sqlite() {
         shop_origins: Vec::new(),
         settings_digest: None,
     };
-    assert!(s.seed_merchant("shop", &settings, "h1").unwrap());
-    assert!(!s.seed_merchant("shop", &settings, "h1").unwrap());
-    s.save_merchant("shop", &settings).unwrap();
-    assert!(s.seed_merchant("shop", &settings, "h2").unwrap());
-    assert_eq!(s.merchant_ids().unwrap(), ["shop"]);
-    assert!(s.merchant("shop").unwrap().is_some());
-    assert!(s.merchant("other").unwrap().is_none());
+    assert!(s.seed_merchant("shop", &settings, "h1").await.unwrap());
+    assert!(!s.seed_merchant("shop", &settings, "h1").await.unwrap());
+    s.save_merchant("shop", &settings).await.unwrap();
+    assert!(s.seed_merchant("shop", &settings, "h2").await.unwrap());
+    assert_eq!(s.merchant_ids().await.unwrap(), ["shop"]);
+    assert!(s.merchant("shop").await.unwrap().is_some());
+    assert!(s.merchant("other").await.unwrap().is_none());
 
     // Payments list, review flag, token update.
-    s.flag_for_review("m1", "o1", "amount").unwrap();
+    s.flag_for_review("m1", "o1", "amount").await.unwrap();
     assert_eq!(
-        s.payment("m1", "o1").unwrap().unwrap().review.as_deref(),
+        s.payment("m1", "o1")
+            .await
+            .unwrap()
+            .unwrap()
+            .review
+            .as_deref(),
         Some("amount")
     );
-    s.insert_payment(&payment("m1", "o9")).unwrap();
+    s.insert_payment(&payment("m1", "o9")).await.unwrap();
     s.set_payment_token("m1", "o9", "tok2", "https://pay2")
+        .await
         .unwrap();
     assert_eq!(
         s.payment("m1", "o9")
+            .await
             .unwrap()
             .unwrap()
             .request_token
             .as_deref(),
         Some("tok2")
     );
-    let recent = s.recent_payments(Some("m1"), 10).unwrap();
+    let recent = s.recent_payments(Some("m1"), 10).await.unwrap();
     assert_eq!(recent.len(), 3);
     assert_eq!(recent[0].out_trade_no, "o9", "newest first");
-    assert!(s.recent_payments(Some("m2"), 10).unwrap().is_empty());
-    assert_eq!(s.recent_payments(None, 1).unwrap().len(), 1);
-    s.ready().unwrap();
+    assert!(s.recent_payments(Some("m2"), 10).await.unwrap().is_empty());
+    assert_eq!(s.recent_payments(None, 1).await.unwrap().len(), 1);
+    s.ready().await.unwrap();
 }
 
-#[test]
-fn dead_letters_sessions_tokens_and_pruning() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_sessions_tokens_and_pruning() {
     let pg = PgCluster::start("hardening");
-    let s = open(&pg.create_database("hardening"));
-    s.insert_payment(&payment("m1", "o1")).unwrap();
+    let s = open(&pg.create_database("hardening")).await;
+    s.insert_payment(&payment("m1", "o1")).await.unwrap();
     s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
+        .await
         .unwrap();
-    let job = s.due_webhooks(now_ms() + 1, 10).unwrap().remove(0);
-    s.webhook_dead(job.id, "HTTP 500").unwrap();
-    assert_eq!(s.pending_webhooks().unwrap(), 0);
-    assert!(s.due_webhooks(now_ms() + 1, 10).unwrap().is_empty());
-    let dead = s.dead_webhooks(Some("m1"), 10).unwrap();
+    let job = s.due_webhooks(now_ms() + 1, 10).await.unwrap().remove(0);
+    s.webhook_dead(job.id, "HTTP 500").await.unwrap();
+    assert_eq!(s.pending_webhooks().await.unwrap(), 0);
+    assert!(s.due_webhooks(now_ms() + 1, 10).await.unwrap().is_empty());
+    let dead = s.dead_webhooks(Some("m1"), 10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].event_type, "payment.paid");
     assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 500"));
-    assert!(!s.resend_webhook("other", job.id).unwrap());
-    assert!(s.resend_webhook("m1", job.id).unwrap());
-    let again = s.due_webhooks(now_ms() + 1, 10).unwrap();
+    assert!(!s.resend_webhook("other", job.id).await.unwrap());
+    assert!(s.resend_webhook("m1", job.id).await.unwrap());
+    let again = s.due_webhooks(now_ms() + 1, 10).await.unwrap();
     assert_eq!(again.len(), 1, "resent: due again, lease dropped");
     s.webhook_failed(again[0].id, now_ms() - 1, "timeout")
+        .await
         .unwrap();
     assert_eq!(
-        s.due_webhooks(now_ms() + 1, 10).unwrap().len(),
+        s.due_webhooks(now_ms() + 1, 10).await.unwrap().len(),
         1,
         "a failed attempt drops the lease"
     );
 
-    s.create_session("h1", "csrf1", now_ms() + 60_000).unwrap();
-    s.create_session("h2", "csrf2", now_ms() - 1).unwrap();
-    assert_eq!(s.session("h1", now_ms()).unwrap().as_deref(), Some("csrf1"));
-    assert_eq!(s.session("h2", now_ms()).unwrap(), None, "expired");
-    s.delete_session("h1").unwrap();
-    assert_eq!(s.session("h1", now_ms()).unwrap(), None, "revoked");
+    s.create_session("h1", "csrf1", now_ms() + 60_000)
+        .await
+        .unwrap();
+    s.create_session("h2", "csrf2", now_ms() - 1).await.unwrap();
+    assert_eq!(
+        s.session("h1", now_ms()).await.unwrap().as_deref(),
+        Some("csrf1")
+    );
+    assert_eq!(s.session("h2", now_ms()).await.unwrap(), None, "expired");
+    s.delete_session("h1").await.unwrap();
+    assert_eq!(s.session("h1", now_ms()).await.unwrap(), None, "revoked");
 
-    let id = s.create_token("m1", "hash1", "ecshop").unwrap();
-    assert_eq!(s.token_merchant("hash1").unwrap().as_deref(), Some("m1"));
-    assert_eq!(s.tokens(Some("m1")).unwrap().len(), 1);
-    assert!(s.tokens(Some("m2")).unwrap().is_empty());
-    assert!(!s.revoke_token(id, Some("m2")).unwrap());
-    assert!(s.revoke_token(id, Some("m1")).unwrap());
-    assert_eq!(s.token_merchant("hash1").unwrap(), None);
-    assert!(s.tokens(None).unwrap()[0].revoked_at.is_some());
+    let id = s.create_token("m1", "hash1", "ecshop").await.unwrap();
+    assert_eq!(
+        s.token_merchant("hash1").await.unwrap().as_deref(),
+        Some("m1")
+    );
+    assert_eq!(s.tokens(Some("m1")).await.unwrap().len(), 1);
+    assert!(s.tokens(Some("m2")).await.unwrap().is_empty());
+    assert!(!s.revoke_token(id, Some("m2")).await.unwrap());
+    assert!(s.revoke_token(id, Some("m1")).await.unwrap());
+    assert_eq!(s.token_merchant("hash1").await.unwrap(), None);
+    assert!(s.tokens(None).await.unwrap()[0].revoked_at.is_some());
 
     let rec = NotificationRecord {
         outcome: Some("bad_signature".into()),
         ..record()
     };
     assert!(
-        s.record_notification(&raw(), &record()).is_err(),
+        s.record_notification(&raw(), &record()).await.is_err(),
         "a result needs its outcome (NOT NULL, as in SQLite); nothing is stored"
     );
     for _ in 0..3 {
-        s.record_notification(&raw(), &rec).unwrap();
+        s.record_notification(&raw(), &rec).await.unwrap();
     }
-    assert_eq!(s.raw_notification_count().unwrap(), 4);
+    assert_eq!(s.raw_notification_count().await.unwrap(), 4);
     assert_eq!(
         s.prune_raw_notifications("1970-01-02T00:00:00Z", 10)
+            .await
             .unwrap(),
         0
     );
     assert_eq!(
         s.prune_raw_notifications("9999-01-01T00:00:00Z", 2)
+            .await
             .unwrap(),
         2
     );
     assert_eq!(
         s.prune_raw_notifications("9999-01-01T00:00:00Z", 10)
+            .await
             .unwrap(),
         2
     );
-    assert_eq!(s.raw_notification_count().unwrap(), 0);
+    assert_eq!(s.raw_notification_count().await.unwrap(), 0);
 }
 
 /// Issue 22: a never-verified notification is a bounded record (1 KiB of its body, size, SHA-256,
 /// reason, source), the newest `quota` per merchant; refused rows have their own retention.
-#[test]
-fn refused_notifications_are_bounded_records_within_a_quota() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_notifications_are_bounded_records_within_a_quota() {
     use sha2::Digest;
     let pg = PgCluster::start("refused");
     let url = pg.create_database("refused");
-    let s = open(&url);
+    let s = open(&url).await;
     let body = vec![b'x'; 30 * 1024];
     let forged = |m: &'static str| RawNotification {
         merchant_id: m,
@@ -345,16 +381,18 @@ fn refused_notifications_are_bounded_records_within_a_quota() {
     };
     for _ in 0..5 {
         s.record_refused_notification(RefusedRecord::new(&forged("m1"), &rec), 3)
+            .await
             .unwrap();
     }
     s.record_refused_notification(RefusedRecord::new(&forged("m2"), &rec), 3)
+        .await
         .unwrap();
     let verified = NotificationRecord {
         notify_id: Some("n9".into()),
         outcome: Some("unknown_order".into()),
         ..record()
     };
-    s.record_notification(&raw(), &verified).unwrap();
+    s.record_notification(&raw(), &verified).await.unwrap();
     let q = |sql: &str| pg.psql("refused", sql);
     assert_eq!(
         q("SELECT COUNT(*) FROM raw_notifications WHERE merchant_id = 'm1' AND refused"),
@@ -383,16 +421,18 @@ fn refused_notifications_are_bounded_records_within_a_quota() {
     );
     assert_eq!(
         s.prune_refused_notifications("1970-01-02T00:00:00Z", 10)
+            .await
             .unwrap(),
         0
     );
     assert_eq!(
         s.prune_refused_notifications("9999-01-01T00:00:00Z", 10)
+            .await
             .unwrap(),
         4
     );
     assert_eq!(
-        s.raw_notification_count().unwrap(),
+        s.raw_notification_count().await.unwrap(),
         1,
         "the verified one stays"
     );
@@ -401,43 +441,45 @@ fn refused_notifications_are_bounded_records_within_a_quota() {
 /// Two "replicas" (store instances with their own pools) open the same new database at once (the
 /// migration runs once), then 64 duplicate notifies spread over both → one transition, one
 /// webhook; each raw notification stored with its result.
-#[test]
-fn concurrent_duplicates_over_two_replicas_make_one_transition() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_over_two_replicas_make_one_transition() {
     let pg = PgCluster::start("dupes");
     let url = pg.create_database("dupes");
     let opened: Vec<_> = (0..4)
         .map(|_| {
             let url = url.clone();
-            std::thread::spawn(move || open(&url))
+            tokio::spawn(async move { open(&url).await })
         })
         .collect();
-    let stores: Vec<Arc<PostgresStore>> = opened
-        .into_iter()
-        .map(|t| Arc::new(t.join().unwrap()))
-        .collect();
+    let mut stores: Vec<Arc<PostgresStore>> = Vec::new();
+    for t in opened {
+        stores.push(Arc::new(t.await.unwrap()));
+    }
     assert_eq!(
         pg.psql("dupes", "SELECT COUNT(*) FROM schema_migrations"),
         "2"
     );
     let (a, b) = (stores[0].clone(), stores[1].clone());
     for i in 0..8 {
-        a.insert_payment(&payment("m1", &format!("o{i}"))).unwrap();
+        a.insert_payment(&payment("m1", &format!("o{i}")))
+            .await
+            .unwrap();
     }
     // 8 orders × 64 duplicates each (half through each replica), all at once.
-    let barrier = Arc::new(std::sync::Barrier::new(64));
+    let barrier = Arc::new(tokio::sync::Barrier::new(64));
     let threads: Vec<_> = (0..64)
         .map(|t| {
             let s = if t % 2 == 0 { a.clone() } else { b.clone() };
             let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
+            tokio::spawn(async move {
+                barrier.wait().await;
                 let mut changed = 0;
                 for i in 0..8 {
                     let no = format!("o{i}");
                     let nid = format!("n{i}");
                     let mut e = effect(&nid, "TRADE_SUCCESS");
                     e.out_trade_no = &no;
-                    match s.apply_notification(&e, &raw(), &record()).unwrap() {
+                    match s.apply_notification(&e, &raw(), &record()).await.unwrap() {
                         Applied::Changed { .. } => changed += 1,
                         Applied::Duplicate => {}
                         other => panic!("{other:?}"),
@@ -447,10 +489,17 @@ fn concurrent_duplicates_over_two_replicas_make_one_transition() {
             })
         })
         .collect();
-    let changed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let mut changed = 0;
+    for t in threads {
+        changed += t.await.unwrap();
+    }
     assert_eq!(changed, 8, "one transition per order");
-    assert_eq!(a.raw_notification_count().unwrap(), 64 * 8);
-    assert_eq!(b.pending_webhooks().unwrap(), 8, "one webhook per order");
+    assert_eq!(a.raw_notification_count().await.unwrap(), 64 * 8);
+    assert_eq!(
+        b.pending_webhooks().await.unwrap(),
+        8,
+        "one webhook per order"
+    );
     assert_eq!(
         pg.psql(
             "dupes",
@@ -460,7 +509,11 @@ fn concurrent_duplicates_over_two_replicas_make_one_transition() {
     );
     for i in 0..8 {
         assert_eq!(
-            b.payment("m1", &format!("o{i}")).unwrap().unwrap().status,
+            b.payment("m1", &format!("o{i}"))
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
             TRADE_SUCCESS
         );
     }
@@ -468,42 +521,44 @@ fn concurrent_duplicates_over_two_replicas_make_one_transition() {
 
 /// Two replicas poll the outbox at once: every event is leased to exactly one of them; an event
 /// leased by a replica that dies (never reports) is taken by the other once the lease expires.
-#[test]
-fn webhook_outbox_is_leased_to_one_replica_and_expires_when_it_dies() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_outbox_is_leased_to_one_replica_and_expires_when_it_dies() {
     let pg = PgCluster::start("lease");
     let url = pg.create_database("lease");
-    let (a, b) = (Arc::new(open(&url)), Arc::new(open(&url)));
+    let (a, b) = (Arc::new(open(&url).await), Arc::new(open(&url).await));
     for i in 0..200 {
         let no = format!("o{i}");
-        a.insert_payment(&payment("m1", &no)).unwrap();
+        a.insert_payment(&payment("m1", &no)).await.unwrap();
         let nid = format!("n{i}");
         let mut e = effect(&nid, "TRADE_SUCCESS");
         e.out_trade_no = &no;
-        a.apply_notification(&e, &raw(), &record()).unwrap();
+        a.apply_notification(&e, &raw(), &record()).await.unwrap();
     }
     let delivered = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let workers: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]
         .into_iter()
         .map(|s| {
             let delivered = delivered.clone();
-            std::thread::spawn(move || loop {
-                let jobs = s.due_webhooks(now_ms(), 16).unwrap();
-                if jobs.is_empty() {
-                    if s.pending_webhooks().unwrap() == 0 {
-                        return;
+            tokio::spawn(async move {
+                loop {
+                    let jobs = s.due_webhooks(now_ms(), 16).await.unwrap();
+                    if jobs.is_empty() {
+                        if s.pending_webhooks().await.unwrap() == 0 {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
                     }
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                }
-                for j in jobs {
-                    delivered.lock().unwrap().push(j.event_id.clone());
-                    s.webhook_delivered(j.id).unwrap();
+                    for j in jobs {
+                        delivered.lock().unwrap().push(j.event_id.clone());
+                        s.webhook_delivered(j.id).await.unwrap();
+                    }
                 }
             })
         })
         .collect();
     for w in workers {
-        w.join().unwrap();
+        w.await.unwrap();
     }
     let mut d = delivered.lock().unwrap().clone();
     assert_eq!(d.len(), 200, "each event delivered once");
@@ -512,29 +567,31 @@ fn webhook_outbox_is_leased_to_one_replica_and_expires_when_it_dies() {
     assert_eq!(d.len(), 200, "no event delivered twice");
 
     // A replica leases an event and dies: the other cannot take it until the lease (2 s) expires.
-    a.insert_payment(&payment("m1", "late")).unwrap();
+    a.insert_payment(&payment("m1", "late")).await.unwrap();
     let mut e = effect("n-late", "TRADE_SUCCESS");
     e.out_trade_no = "late";
-    a.apply_notification(&e, &raw(), &record()).unwrap();
-    let leased = a.due_webhooks(now_ms(), 16).unwrap();
+    a.apply_notification(&e, &raw(), &record()).await.unwrap();
+    let leased = a.due_webhooks(now_ms(), 16).await.unwrap();
     assert_eq!(leased.len(), 1);
     drop(a); // "dies" holding the lease
-    assert!(b.due_webhooks(now_ms(), 16).unwrap().is_empty(), "leased");
-    std::thread::sleep(Duration::from_millis(2300));
-    let taken = b.due_webhooks(now_ms(), 16).unwrap();
+    assert!(
+        b.due_webhooks(now_ms(), 16).await.unwrap().is_empty(),
+        "leased"
+    );
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let taken = b.due_webhooks(now_ms(), 16).await.unwrap();
     assert_eq!(
         taken.len(),
         1,
         "the lease expired: another replica delivers"
     );
     assert_eq!(taken[0].event_id, leased[0].event_id);
-    b.webhook_delivered(taken[0].id).unwrap();
-    assert_eq!(b.pending_webhooks().unwrap(), 0);
+    b.webhook_delivered(taken[0].id).await.unwrap();
+    assert_eq!(b.pending_webhooks().await.unwrap(), 0);
 }
 
-/// The store is called from async handlers: from a multi-threaded runtime (block_in_place) and
-/// from a current-thread runtime, no call panics with nested runtimes; dropping the store inside a
-/// runtime does not panic either.
+/// The store runs on its caller's runtime: a multi-threaded one and a current-thread one alike,
+/// and dropping the store inside a runtime does not panic.
 #[test]
 fn callable_from_any_runtime() {
     let pg = PgCluster::start("runtimes");
@@ -546,19 +603,21 @@ fn callable_from_any_runtime() {
         .unwrap();
     let u = url.clone();
     multi.block_on(async move {
-        let s = Arc::new(open(&u));
+        let s = Arc::new(open(&u).await);
         let tasks: Vec<_> = (0..16)
             .map(|i| {
                 let s = s.clone();
                 tokio::spawn(async move {
-                    s.insert_payment(&payment("m1", &format!("a{i}"))).unwrap();
+                    s.insert_payment(&payment("m1", &format!("a{i}")))
+                        .await
+                        .unwrap();
                 })
             })
             .collect();
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(s.recent_payments(None, 100).unwrap().len(), 16);
+        assert_eq!(s.recent_payments(None, 100).await.unwrap().len(), 16);
         drop(s);
     });
     let current = tokio::runtime::Builder::new_current_thread()
@@ -566,22 +625,23 @@ fn callable_from_any_runtime() {
         .build()
         .unwrap();
     current.block_on(async move {
-        let s = open(&url);
-        s.insert_payment(&payment("m1", "c1")).unwrap();
-        assert_eq!(s.recent_payments(None, 100).unwrap().len(), 17);
+        let s = open(&url).await;
+        s.insert_payment(&payment("m1", "c1")).await.unwrap();
+        assert_eq!(s.recent_payments(None, 100).await.unwrap().len(), 17);
         drop(s);
     });
 }
 
 /// A database that is down: open fails with a clear error (password never shown), and a store
 /// whose server goes away answers errors (not panics), then `ready()` fails.
-#[test]
-fn unreachable_database_is_an_error() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_database_is_an_error() {
     let port = conformance::host::free_port();
     let err = PostgresStore::open(
         &format!("postgres://payhost:secret@127.0.0.1:{port}/x"),
         &PgOptions::default(),
     )
+    .await
     .err()
     .expect("nothing listens there");
     let text = format!("{err:#}");
@@ -589,17 +649,17 @@ fn unreachable_database_is_an_error() {
     assert!(text.contains("***"), "{text}");
 
     let mut pg = PgCluster::start("down");
-    let s = open(&pg.create_database("down"));
-    s.ready().unwrap();
+    let s = open(&pg.create_database("down")).await;
+    s.ready().await.unwrap();
     pg.stop();
-    assert!(s.ready().is_err());
-    assert!(s.payment("m1", "o1").is_err());
+    assert!(s.ready().await.is_err());
+    assert!(s.payment("m1", "o1").await.is_err());
 }
 
-#[test]
-fn a_merchant_goes_with_its_payments_only_when_asked() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchant_goes_with_its_payments_only_when_asked() {
     let pg = PgCluster::start("delete-merchant");
-    let s = open(&pg.create_database("delete_merchant"));
+    let s = open(&pg.create_database("delete_merchant")).await;
     let m = payhost::config::MerchantSettings {
         settings: vec![("partner".into(), "2088".into())],
         plugin_id: String::new(),
@@ -610,40 +670,48 @@ fn a_merchant_goes_with_its_payments_only_when_asked() {
         settings_digest: None,
     };
     assert_eq!(
-        s.delete_merchant("m1", false).unwrap(),
+        s.delete_merchant("m1", false).await.unwrap(),
         MerchantRemoval::Unknown
     );
-    s.save_merchant("m1", &m).unwrap();
-    s.save_merchant("m2", &m).unwrap();
-    s.insert_payment(&payment("m1", "o1")).unwrap();
+    s.save_merchant("m1", &m).await.unwrap();
+    s.save_merchant("m2", &m).await.unwrap();
+    s.insert_payment(&payment("m1", "o1")).await.unwrap();
     s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
+        .await
         .unwrap();
-    s.create_token("m1", "hash-m1", "").unwrap();
-    s.create_token("m2", "hash-m2", "").unwrap();
+    s.create_token("m1", "hash-m1", "").await.unwrap();
+    s.create_token("m2", "hash-m2", "").await.unwrap();
     // Paid: the money record keeps the merchant.
     assert_eq!(
-        s.delete_merchant("m1", false).unwrap(),
+        s.delete_merchant("m1", false).await.unwrap(),
         MerchantRemoval::HasPayments {
             payments: 1,
             paid: 1
         }
     );
-    assert!(s.merchant("m1").unwrap().is_some());
-    assert!(s.payment("m1", "o1").unwrap().is_some());
+    assert!(s.merchant("m1").await.unwrap().is_some());
+    assert!(s.payment("m1", "o1").await.unwrap().is_some());
     // Asked: everything under it goes, in one transaction; the other merchant keeps its own.
     assert_eq!(
-        s.delete_merchant("m1", true).unwrap(),
+        s.delete_merchant("m1", true).await.unwrap(),
         MerchantRemoval::Removed { payments: 1 }
     );
-    assert!(s.merchant("m1").unwrap().is_none());
-    assert!(s.payment("m1", "o1").unwrap().is_none());
-    assert!(s.recent_notifications(Some("m1"), 10).unwrap().is_empty());
-    assert_eq!(s.raw_notification_count().unwrap(), 0);
-    assert_eq!(s.pending_webhooks().unwrap(), 0);
-    assert_eq!(s.token_merchant("hash-m1").unwrap(), None);
-    assert_eq!(s.token_merchant("hash-m2").unwrap().as_deref(), Some("m2"));
+    assert!(s.merchant("m1").await.unwrap().is_none());
+    assert!(s.payment("m1", "o1").await.unwrap().is_none());
+    assert!(s
+        .recent_notifications(Some("m1"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.raw_notification_count().await.unwrap(), 0);
+    assert_eq!(s.pending_webhooks().await.unwrap(), 0);
+    assert_eq!(s.token_merchant("hash-m1").await.unwrap(), None);
     assert_eq!(
-        s.delete_merchant("m2", false).unwrap(),
+        s.token_merchant("hash-m2").await.unwrap().as_deref(),
+        Some("m2")
+    );
+    assert_eq!(
+        s.delete_merchant("m2", false).await.unwrap(),
         MerchantRemoval::Removed { payments: 0 }
     );
 }

@@ -326,7 +326,7 @@ api_secret = "0123456789abcdef0123"
 #[tokio::test]
 async fn rows_of_an_older_payhost_keep_their_edits_and_get_their_plugin_named() {
     use payhost::config::MerchantSettings;
-    use payhost::store::Store;
+    use payhost::store::prelude::*;
     let dir = temp_dir("plugins-upgrade");
     let settings = |seller: &str| MerchantSettings {
         settings: vec![
@@ -346,13 +346,16 @@ async fn rows_of_an_older_payhost_keep_their_edits_and_get_their_plugin_named() 
         // Seeded from the file by the older version (a hash without the `v2:` prefix)…
         assert!(store
             .seed_merchant("shop", &settings("file@example.com"), "0f1e2d3c")
+            .await
             .unwrap());
         // …then edited through the API.
         store
             .save_merchant("shop", &settings("edited@example.com"))
+            .await
             .unwrap();
         store
             .save_merchant("api-only", &settings("api@example.com"))
+            .await
             .unwrap();
     }
     let port = free_port();
@@ -380,11 +383,11 @@ seller_email = "file@example.com"
     assert_eq!(api_only["plugin"], "alipay-wap", "{api_only}");
     drop(host);
     let store = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();
-    let (source, hash) = store.merchant_origin("shop").unwrap().unwrap();
+    let (source, hash) = store.merchant_origin("shop").await.unwrap().unwrap();
     assert_eq!(source, "api");
     assert!(hash.unwrap().starts_with("v2:"), "the new hash is recorded");
     assert_eq!(
-        store.merchant("api-only").unwrap().unwrap().plugin_id,
+        store.merchant("api-only").await.unwrap().unwrap().plugin_id,
         "alipay-wap",
         "named in the row, so adding components later cannot move it"
     );

@@ -157,14 +157,19 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..100 {
         if app
             .store
-            .payment("rust-shop", "RUST0001")?
+            .payment("rust-shop", "RUST0001")
+            .await?
             .is_some_and(|p| p.status == "TRADE_SUCCESS")
         {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let payment = app.store.payment("rust-shop", "RUST0001")?.expect("stored");
+    let payment = app
+        .store
+        .payment("rust-shop", "RUST0001")
+        .await?
+        .expect("stored");
     println!(
         "after Alipay's notify: {} (trade_no {})",
         payment.status,

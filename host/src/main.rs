@@ -220,7 +220,7 @@ fn admin_password(generate: bool, config: Option<PathBuf>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn token(action: TokenAction) -> ExitCode {
+async fn token(action: TokenAction) -> ExitCode {
     let path = match &action {
         TokenAction::Create { config, .. }
         | TokenAction::List { config, .. }
@@ -230,7 +230,7 @@ fn token(action: TokenAction) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let store = match payhost::store::open(&config) {
+    let store = match payhost::store::open(&config).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -238,13 +238,16 @@ fn token(action: TokenAction) -> ExitCode {
         TokenAction::Create {
             merchant, label, ..
         } => {
-            let known = store.merchant(&merchant).ok().flatten().is_some()
+            let known = store.merchant(&merchant).await.ok().flatten().is_some()
                 || config.merchants.contains_key(&merchant);
             if !known {
                 return fail(anyhow::anyhow!("no merchant {merchant:?}"));
             }
             let token = payhost::auth::new_merchant_token();
-            match store.create_token(&merchant, &payhost::auth::token_hash(&token), label.trim()) {
+            match store
+                .create_token(&merchant, &payhost::auth::token_hash(&token), label.trim())
+                .await
+            {
                 Ok(id) => {
                     eprintln!("token #{id} for merchant {merchant} (shown only this once):");
                     println!("{token}");
@@ -253,7 +256,7 @@ fn token(action: TokenAction) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        TokenAction::List { merchant, .. } => match store.tokens(merchant.as_deref()) {
+        TokenAction::List { merchant, .. } => match store.tokens(merchant.as_deref()).await {
             Ok(list) => {
                 for t in list {
                     println!(
@@ -269,7 +272,7 @@ fn token(action: TokenAction) -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        TokenAction::Revoke { id, .. } => match store.revoke_token(id, None) {
+        TokenAction::Revoke { id, .. } => match store.revoke_token(id, None).await {
             Ok(true) => {
                 println!("token #{id} revoked");
                 ExitCode::SUCCESS
@@ -292,7 +295,7 @@ fn plugin_ids(config: &Config) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
-fn merchant(action: MerchantAction) -> ExitCode {
+async fn merchant(action: MerchantAction) -> ExitCode {
     let MerchantAction::Add {
         id,
         plugin,
@@ -324,11 +327,13 @@ fn merchant(action: MerchantAction) -> ExitCode {
             ))
         }
     };
-    let store = match payhost::store::open(&config) {
+    let store = match payhost::store::open(&config).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    match payhost::onboarding::add_merchant(store.as_ref(), &id, &plugin, &shop_origins, &label) {
+    match payhost::onboarding::add_merchant(store.as_ref(), &id, &plugin, &shop_origins, &label)
+        .await
+    {
         Ok(m) => {
             eprintln!(
                 "merchant {id} created (plugin {plugin}, shop origins {}). Shown only this once: put both into the shop's payment settings; the operator's api_token stays here.",
@@ -634,8 +639,8 @@ fn main() -> ExitCode {
             })
         }
         Command::AdminPassword { generate, config } => admin_password(generate, config),
-        Command::Merchant { action } => merchant(action),
-        Command::Token { action } => token(action),
+        Command::Merchant { action } => runtime().block_on(merchant(action)),
+        Command::Token { action } => runtime().block_on(token(action)),
         Command::Conformance(args) => runtime().block_on(conformance_cli::run(args)),
         Command::PinComponent { manifest } => match payhost::manifest::pin_component(&manifest) {
             Ok(sum) => {

@@ -195,7 +195,7 @@ impl App {
                 retry: info.notify_retry.clone(),
             }
         };
-        let merchant = match self.store.merchant(merchant_id) {
+        let merchant = match self.store.merchant(merchant_id).await {
             Ok(Some(m)) => m,
             Ok(None) => {
                 self.metrics.notify(NotifyOutcome::UnknownMerchant.label());
@@ -251,12 +251,14 @@ impl App {
             // A caller that did not prove it is the provider (nothing verified) gets a bounded
             // record only, within the merchant's quota: forged bodies cannot fill the disk.
             let stored = if processed.seen.is_none() {
-                self.store.record_refused_notification(
-                    crate::store::RefusedRecord::new(&raw, &record),
-                    self.config.retention.refused_notifications_per_merchant,
-                )
+                self.store
+                    .record_refused_notification(
+                        crate::store::RefusedRecord::new(&raw, &record),
+                        self.config.retention.refused_notifications_per_merchant,
+                    )
+                    .await
             } else {
-                self.store.record_notification(&raw, &record)
+                self.store.record_notification(&raw, &record).await
             };
             if let Err(e) = stored {
                 tracing::error!(merchant = merchant_id, error = %e, "cannot store a notification; asking the provider to retry");
@@ -312,7 +314,11 @@ impl App {
             Some(s) => format!("source: {s}; {d}"),
             None => d,
         };
-        let payment = match self.store.payment(merchant_id, &verified.out_trade_no) {
+        let payment = match self
+            .store
+            .payment(merchant_id, &verified.out_trade_no)
+            .await
+        {
             Ok(Some(p)) => p,
             Ok(None) => {
                 tracing::error!(
@@ -355,9 +361,10 @@ impl App {
                     reason = %reason,
                     "ALERT: a confirmed notification does not match its order; flagged for review, not paid"
                 );
-                if let Err(e) =
-                    self.store
-                        .flag_for_review(merchant_id, &payment.out_trade_no, &reason)
+                if let Err(e) = self
+                    .store
+                    .flag_for_review(merchant_id, &payment.out_trade_no, &reason)
+                    .await
                 {
                     return Processed::stop(
                         NotifyOutcome::Retry(RetryCause::StoreFailed),
@@ -394,6 +401,7 @@ impl App {
         match self
             .store
             .apply_notification(&effect, raw, &record_of(merchant_id, &pending))
+            .await
         {
             Ok(applied) => {
                 if let Applied::Changed { from, to } = &applied {
@@ -422,11 +430,12 @@ impl App {
     ) -> Result<crate::service::SyncResult, crate::service::ApiError> {
         use crate::service::{ApiError, SyncResult};
         let _permit = self.admission.acquire().await.map_err(ApiError::internal)?;
-        let merchant = self.merchant(merchant_id)?;
+        let merchant = self.merchant(merchant_id).await?;
         let plugin = self.plugin_for(&merchant)?;
         let payment = self
             .store
             .payment(merchant_id, out_trade_no)
+            .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| {
                 ApiError::new(404, "unknown_order", format!("no payment {out_trade_no:?}"))
@@ -506,11 +515,13 @@ impl App {
         if !processed.stored {
             self.store
                 .record_notification(&raw, &record_of(merchant_id, &processed))
+                .await
                 .map_err(ApiError::internal)?;
         }
         let status = self
             .store
             .payment(merchant_id, out_trade_no)
+            .await
             .map_err(ApiError::internal)?
             .map(|p| p.status)
             .unwrap_or_default();

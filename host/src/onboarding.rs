@@ -38,7 +38,7 @@ pub fn derived_shop_key(api_token: &str, merchant_id: &str) -> String {
 /// Creates the slot of merchant `id` (no provider settings yet) with its token and shop secret.
 /// Refuses an id in use, a bad id, no plugin, and shop origins that are missing or not bare
 /// origins (`https://shop.example`); the message names the field and the rule.
-pub fn add_merchant(
+pub async fn add_merchant(
     store: &dyn Store,
     id: &str,
     plugin_id: &str,
@@ -71,7 +71,7 @@ pub fn add_merchant(
                 .into(),
         );
     }
-    match store.merchant(id) {
+    match store.merchant(id).await {
         Ok(Some(_)) => {
             return Err(format!(
                 "id: merchant {id:?} exists already (another token for it: payhost token create --merchant {id})"
@@ -92,11 +92,13 @@ pub fn add_merchant(
     };
     store
         .save_merchant(id, &slot)
+        .await
         .map_err(|e| format!("cannot save the merchant: {e:#}"))?;
     let token = crate::auth::new_merchant_token();
     let label: String = label.trim().chars().take(100).collect();
     let token_id = store
         .create_token(id, &crate::auth::token_hash(&token), &label)
+        .await
         .map_err(|e| format!("cannot save the token: {e:#}"))?;
     tracing::info!(
         merchant = id,

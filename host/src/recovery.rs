@@ -50,7 +50,7 @@ async fn round(app: &Arc<App>, schedule: &mut HashMap<(String, String), Due>) {
     let now_s = (now_ms() / 1000) as u64;
     let after = format_unix(now_s.saturating_sub(cfg.max_age_s));
     let before = format_unix(now_s.saturating_sub(cfg.after_s));
-    let waiting = match app.store.waiting_payments(&after, &before, BATCH) {
+    let waiting = match app.store.waiting_payments(&after, &before, BATCH).await {
         Ok(w) => w,
         Err(e) => {
             tracing::error!(error = %e, "recovery: cannot list waiting payments");

@@ -87,7 +87,7 @@ pub async fn build_app_with(config: Config, extras: Extras) -> Result<Arc<App>> 
     }
     let started = Instant::now();
     let plugins = load_plugins(&config).await?;
-    let store: Arc<dyn Store> = crate::store::open(&config)?;
+    let store: Arc<dyn Store> = crate::store::open(&config).await?;
     let problems = check_merchants(&config, &plugins).await;
     if !problems.is_empty() {
         bail!(
@@ -109,12 +109,13 @@ pub async fn build_app_with(config: Config, extras: Extras) -> Result<Arc<App>> 
         guards,
     });
     seed_merchants(&app).await?;
-    name_plugins_of_older_rows(&app)?;
+    name_plugins_of_older_rows(&app).await?;
+    let merchants = app.store.merchant_ids().await?.len();
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         plugins = %app.plugins.ids().join(","),
         compile = ?app.plugins.iter().map(|p| p.compile_source).collect::<Vec<_>>(),
-        merchants = app.store.merchant_ids()?.len(),
+        merchants,
         "payhost ready"
     );
     Ok(app)
@@ -151,9 +152,9 @@ async fn seed_merchants(app: &App) -> Result<()> {
         // changed cannot be told from it. Same settings, or settings edited since through the API
         // or the admin page: keep the row, take the new hash. A row still as seeded but with other
         // settings: the table changed, apply it.
-        if let Some((source, Some(old))) = app.store.merchant_origin(id)? {
+        if let Some((source, Some(old))) = app.store.merchant_origin(id).await? {
             if !old.starts_with("v2:") {
-                let stored = app.store.merchant(id)?;
+                let stored = app.store.merchant(id).await?;
                 let same = stored.as_ref().is_some_and(|m| {
                     let (mut a, mut b) = (m.settings.clone(), s.settings.clone());
                     a.sort();
@@ -167,7 +168,7 @@ async fn seed_merchants(app: &App) -> Result<()> {
                     if stored.plugin_id.is_empty() {
                         stored.plugin_id = s.plugin_id.clone();
                     }
-                    app.store.update_merchant(id, &stored, Some(&hash))?;
+                    app.store.update_merchant(id, &stored, Some(&hash)).await?;
                     if !same {
                         tracing::warn!(merchant = %id, "kept the settings saved through the API or the admin page: this table was last applied by an older payhost, so a change to it in payhost.toml cannot be told apart (save the merchant again to apply the file's values)");
                     }
@@ -175,7 +176,7 @@ async fn seed_merchants(app: &App) -> Result<()> {
                 }
             }
         }
-        if app.store.seed_merchant(id, &s, &hash)? {
+        if app.store.seed_merchant(id, &s, &hash).await? {
             tracing::info!(merchant = %id, plugin = %s.plugin_id, "merchant settings applied from the configuration");
         }
     }
@@ -185,15 +186,15 @@ async fn seed_merchants(app: &App) -> Result<()> {
 /// Rows saved by versions that knew one component name none: they belong to the component of the
 /// `[plugin]` table (or the only one), and are named now, once, so adding components later
 /// cannot move them. With several components and no `[plugin]` table, the operator must say.
-fn name_plugins_of_older_rows(app: &App) -> Result<()> {
+async fn name_plugins_of_older_rows(app: &App) -> Result<()> {
     let legacy_owner = match app.config.plugins.as_slice() {
         [_only] => app.plugins.first(),
         [first, ..] if first.id.is_none() => app.plugins.first(),
         _ => None,
     };
     let mut unnamed = Vec::new();
-    for id in app.store.merchant_ids()? {
-        let Some(mut m) = app.store.merchant(&id)? else {
+    for id in app.store.merchant_ids().await? {
+        let Some(mut m) = app.store.merchant(&id).await? else {
             continue;
         };
         if !m.plugin_id.is_empty() {
@@ -202,7 +203,7 @@ fn name_plugins_of_older_rows(app: &App) -> Result<()> {
         match legacy_owner {
             Some(p) => {
                 m.plugin_id = p.info.id.clone();
-                app.store.update_merchant(&id, &m, None)?;
+                app.store.update_merchant(&id, &m, None).await?;
                 tracing::info!(merchant = %id, plugin = %m.plugin_id, "merchant stored by an older payhost: its plugin is named");
             }
             None => unnamed.push(id),
@@ -409,9 +410,9 @@ async fn prune_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>)
                     return;
                 }
                 let pruned = if refused {
-                    app.store.prune_refused_notifications(&before, 500)
+                    app.store.prune_refused_notifications(&before, 500).await
                 } else {
-                    app.store.prune_raw_notifications(&before, 500)
+                    app.store.prune_raw_notifications(&before, 500).await
                 };
                 match pruned {
                     Ok(0) => break,

@@ -223,8 +223,8 @@ fn is_http_url(u: &str) -> bool {
 }
 
 impl App {
-    pub fn merchant(&self, id: &str) -> Result<MerchantSettings, ApiError> {
-        match self.store.merchant(id) {
+    pub async fn merchant(&self, id: &str) -> Result<MerchantSettings, ApiError> {
+        match self.store.merchant(id).await {
             Ok(Some(m)) => Ok(m),
             Ok(None) => Err(ApiError::new(
                 404,
@@ -361,7 +361,7 @@ impl App {
         // Every merchant has its own shop secret: the one sent, else the stored one, else a new
         // one. The digest is taken over the settings as sent (before defaults are filled in).
         if settings.shop_webhook_secret.is_none() {
-            let stored = self.store.merchant(id).ok().flatten();
+            let stored = self.store.merchant(id).await.ok().flatten();
             settings.shop_webhook_secret = Some(
                 stored
                     .and_then(|m| m.shop_webhook_secret)
@@ -412,6 +412,7 @@ impl App {
         };
         self.store
             .save_merchant(id, &stored)
+            .await
             .map_err(|e| vec![FieldError::new("store", e.to_string())])?;
         tracing::info!(merchant = id, plugin = %stored.plugin_id, "merchant settings saved");
         Ok(stored)
@@ -423,7 +424,7 @@ impl App {
         req: CreatePayment,
     ) -> Result<(u16, PaymentCreated), ApiError> {
         let _permit = self.admission.acquire().await.map_err(ApiError::internal)?;
-        let merchant = self.merchant(merchant_id)?;
+        let merchant = self.merchant(merchant_id).await?;
         let plugin = self.plugin_for(&merchant)?;
         let required = |v: &Option<String>, name: &str| -> Result<String, ApiError> {
             v.as_ref()
@@ -525,6 +526,7 @@ impl App {
         if let Some(existing) = self
             .store
             .payment(merchant_id, &out_trade_no)
+            .await
             .map_err(ApiError::internal)?
         {
             if existing.total_fen != total_fen
@@ -594,6 +596,7 @@ impl App {
         match self
             .store
             .insert_payment(&payment)
+            .await
             .map_err(ApiError::internal)?
         {
             Inserted::New => {
@@ -619,10 +622,12 @@ impl App {
                         &started.token,
                         &started.redirect.url,
                     )
+                    .await
                     .map_err(ApiError::internal)?;
                 let refreshed = self
                     .store
                     .payment(merchant_id, &out_trade_no)
+                    .await
                     .map_err(ApiError::internal)?
                     .unwrap_or(*existing);
                 Ok((200, created_now(&refreshed, product, &started)))
@@ -638,10 +643,11 @@ impl App {
         out_trade_no: &str,
         result: &str,
     ) -> Result<serde_json::Value, ApiError> {
-        let merchant = self.merchant(merchant_id)?;
+        let merchant = self.merchant(merchant_id).await?;
         let payment = self
             .store
             .payment(merchant_id, out_trade_no)
+            .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| {
                 ApiError::new(404, "unknown_order", format!("no payment {out_trade_no:?}"))
@@ -682,7 +688,7 @@ impl App {
     /// notifications only), `total_fee`, `ts` (unix seconds: shops refuse an old one), `sign` =
     /// hex HMAC-SHA256 over the sorted `k=v&…` string, keyed with the merchant's shop secret.
     pub async fn handle_return(&self, merchant_id: &str, query: &[u8]) -> Result<String, ApiError> {
-        let merchant = self.merchant(merchant_id)?;
+        let merchant = self.merchant(merchant_id).await?;
         let q: Vec<(String, String)> = form_urlencoded::parse(query).into_owned().collect();
         let mut session = self.plugin_for(&merchant)?.session().await?;
         let verified = match session.verify_return(&merchant.settings, &q).await? {
@@ -696,6 +702,7 @@ impl App {
         let payment = self
             .store
             .payment(merchant_id, &verified.out_trade_no)
+            .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| {
                 ApiError::new(

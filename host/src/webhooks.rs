@@ -38,7 +38,7 @@ pub async fn run(app: Arc<App>, wake: Arc<Notify>, mut stop: tokio::sync::watch:
 /// Delivers what is due; true if anything was attempted.
 async fn deliver_due(app: &Arc<App>) -> bool {
     // Store calls wait for their commit without stalling the runtime (see store::sqlite).
-    let jobs = match app.store.due_webhooks(now_ms(), 16) {
+    let jobs = match app.store.due_webhooks(now_ms(), 16).await {
         Ok(j) => j,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the webhook outbox");
@@ -54,7 +54,7 @@ async fn deliver_due(app: &Arc<App>) -> bool {
         tasks.push(tokio::spawn(async move {
             // The merchant's current webhook URL: a retry follows a URL the shop corrected
             // after the event was queued.
-            let (key, url) = match app.store.merchant(&job.merchant_id) {
+            let (key, url) = match app.store.merchant(&job.merchant_id).await {
                 Ok(Some(m)) => (
                     app.shop_key(&job.merchant_id, &m),
                     m.shop_webhook_url.clone().unwrap_or_else(|| job.url.clone()),
@@ -69,7 +69,7 @@ async fn deliver_due(app: &Arc<App>) -> bool {
                 Ok(()) => {
                     app.metrics.webhooks_delivered.inc();
                     tracing::info!(event = %job.event_id, "webhook delivered");
-                    if let Err(e) = app.store.webhook_delivered(job.id) {
+                    if let Err(e) = app.store.webhook_delivered(job.id).await {
                         tracing::error!(event = %job.event_id, error = %e, "cannot mark a webhook delivered; it will be sent again");
                     }
                 }
@@ -85,9 +85,9 @@ async fn deliver_due(app: &Arc<App>) -> bool {
                     let recorded = if next - job.created_ms > cfg.give_up_after_ms as i64 {
                         app.metrics.webhooks_dead.inc();
                         tracing::error!(event = %job.event_id, merchant = %job.merchant_id, attempts = job.attempts + 1, "webhook given up after the retry window (dead letter); resend it from the admin page");
-                        app.store.webhook_dead(job.id, &e)
+                        app.store.webhook_dead(job.id, &e).await
                     } else {
-                        app.store.webhook_failed(job.id, next, &e)
+                        app.store.webhook_failed(job.id, next, &e).await
                     };
                     if let Err(err) = recorded {
                         tracing::error!(event = %job.event_id, error = %err, "cannot record a webhook failure");

@@ -345,7 +345,8 @@ async fn main() {
                     seeded,
                     &sandbox.base,
                     verify,
-                );
+                )
+                .await;
                 println!("== {}", setup.label);
                 run_legs(&o, &setup, seeded, duration).await;
             }
@@ -369,7 +370,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn start(
+    async fn start(
         dir: &std::path::Path,
         database: &str,
         n: usize,
@@ -411,6 +412,7 @@ notify_verify_url = "http://{verify}/gateway.do"
         // The schema, then the orders straight into the database.
         drop(
             payhost::store::postgres::PostgresStore::open(&url, &Default::default())
+                .await
                 .expect("create the schema"),
         );
         pg.psql(

@@ -63,12 +63,13 @@ fn cookie_value(req: &Request<Incoming>) -> Option<String> {
 }
 
 /// The session (its id hash and CSRF token) of a request, if it has a live one.
-fn session(app: &App, req: &Request<Incoming>) -> Option<(String, String)> {
+async fn session(app: &App, req: &Request<Incoming>) -> Option<(String, String)> {
     let id = cookie_value(req)?;
     let hash = crate::auth::token_hash(&id);
     let csrf = app
         .store
         .session(&hash, crate::store::now_ms())
+        .await
         .ok()
         .flatten()?;
     Some((hash, csrf))
@@ -175,7 +176,7 @@ pub async fn handle(
     if method == Method::POST && path == "/admin/login" {
         return login(app, ip, remote, req).await;
     }
-    let current = session(app, &req);
+    let current = session(app, &req).await;
     if path == "/admin/logout" {
         // Revoked server-side: the old cookie is worthless even if it was copied.
         if let Some((hash, csrf)) = &current {
@@ -184,7 +185,7 @@ pub async fn handle(
                 csrf_ok(&form, csrf)
             };
             if allowed {
-                if let Err(e) = app.store.delete_session(hash) {
+                if let Err(e) = app.store.delete_session(hash).await {
                     tracing::error!(error = %e, "cannot delete an admin session");
                 }
                 tracing::info!("admin logged out");
@@ -284,7 +285,9 @@ pub async fn handle(
                 &plugin,
                 &origins,
                 field(&form, "label"),
-            ) {
+            )
+            .await
+            {
                 Ok(m) => {
                     let flash = Flash {
                         ok: true,
@@ -304,10 +307,10 @@ pub async fn handle(
         (Method::POST, ["admin", "merchants", id]) => save(app, &ctx, id, &form).await,
         (Method::POST, ["admin", "merchants", id, "test"]) => test_connection(app, &ctx, id).await,
         (Method::POST, ["admin", "merchants", id, "tokens"]) => {
-            let flash = if app.store.merchant(id).ok().flatten().is_none() {
+            let flash = if app.store.merchant(id).await.ok().flatten().is_none() {
                 Flash::err("unknown merchant")
             } else {
-                match super::new_merchant_token(app, id, field(&form, "label")) {
+                match super::new_merchant_token(app, id, field(&form, "label")).await {
                     Ok((tid, token)) => Flash {
                         ok: true,
                         html: format!(
@@ -322,11 +325,10 @@ pub async fn handle(
             dashboard(app, &ctx, Some(id), Some(flash)).await
         }
         (Method::POST, ["admin", "merchants", id, "tokens", tid, "revoke"]) => {
-            let ok = tid
-                .parse::<i64>()
-                .ok()
-                .map(|t| app.store.revoke_token(t, Some(id)).unwrap_or(false))
-                .unwrap_or(false);
+            let ok = match tid.parse::<i64>() {
+                Ok(t) => app.store.revoke_token(t, Some(id)).await.unwrap_or(false),
+                Err(_) => false,
+            };
             let flash = if ok {
                 Flash::ok("令牌已吊销 / Token revoked.")
             } else {
@@ -351,11 +353,10 @@ pub async fn handle(
             dashboard(app, &ctx, Some(id), Some(flash)).await
         }
         (Method::POST, ["admin", "merchants", id, "webhooks", wid, "resend"]) => {
-            let ok = wid
-                .parse::<i64>()
-                .ok()
-                .map(|w| app.store.resend_webhook(id, w).unwrap_or(false))
-                .unwrap_or(false);
+            let ok = match wid.parse::<i64>() {
+                Ok(w) => app.store.resend_webhook(id, w).await.unwrap_or(false),
+                Err(_) => false,
+            };
             let flash = if ok {
                 tracing::info!(merchant = %id, webhook = %wid, "dead-lettered webhook queued again from the admin page");
                 Flash::ok("已重新排队 / Queued for delivery again.")
@@ -454,11 +455,15 @@ async fn login(
     let id = crate::auth::random_token();
     let csrf = crate::auth::random_token();
     let ttl = app.config.admin.session_ttl_s;
-    if let Err(e) = app.store.create_session(
-        &crate::auth::token_hash(&id),
-        &csrf,
-        crate::store::now_ms() + ttl as i64 * 1000,
-    ) {
+    if let Err(e) = app
+        .store
+        .create_session(
+            &crate::auth::token_hash(&id),
+            &csrf,
+            crate::store::now_ms() + ttl as i64 * 1000,
+        )
+        .await
+    {
         tracing::error!(error = %e, "cannot store an admin session");
         return html(
             500,
@@ -533,7 +538,7 @@ async fn save(
     if !valid_merchant_id(id) {
         return dashboard(app, ctx, None, Some(Flash::err("bad merchant id"))).await;
     }
-    let existing = app.store.merchant(id).ok().flatten();
+    let existing = app.store.merchant(id).await.ok().flatten();
     let chosen = field(form, "plugin").trim().to_owned();
     let Some(runtime) = form_plugin(app, existing.as_ref(), Some(&chosen)) else {
         let flash = Flash::err(&format!("plugin: {chosen:?} is not loaded by this host"));
@@ -632,7 +637,7 @@ async fn save(
 }
 
 async fn test_connection(app: &Arc<App>, ctx: &Ctx<'_>, id: &str) -> Response<Body> {
-    let Ok(Some(merchant)) = app.store.merchant(id) else {
+    let Ok(Some(merchant)) = app.store.merchant(id).await else {
         return dashboard(app, ctx, None, Some(Flash::err("unknown merchant"))).await;
     };
     let policy = app.merchant_policy(&merchant);
@@ -676,7 +681,7 @@ async fn dashboard(
     selected: Option<&str>,
     flash: Option<Flash>,
 ) -> Response<Body> {
-    let ids = app.store.merchant_ids().unwrap_or_default();
+    let ids = app.store.merchant_ids().await.unwrap_or_default();
     let selected = selected
         .map(str::to_owned)
         .or_else(|| ids.first().cloned())
@@ -728,9 +733,9 @@ async fn dashboard(
         plugin_select.replace("id=\"new-plugin\"", "id=\"slot-plugin\"")
     ));
     if !selected.is_empty() {
-        let merchant = app.store.merchant(&selected).ok().flatten();
+        let merchant = app.store.merchant(&selected).await.ok().flatten();
         body.push_str(&merchant_form(app, ctx, &selected, merchant.as_ref()));
-        body.push_str(&recent(app, ctx, &selected));
+        body.push_str(&recent(app, ctx, &selected).await);
     }
     body.push_str("</main>");
     html(200, page("payhost 管理", &body))
@@ -872,9 +877,14 @@ fn merchant_form(app: &App, ctx: &Ctx<'_>, id: &str, m: Option<&MerchantSettings
     f
 }
 
-fn recent(app: &App, ctx: &Ctx<'_>, id: &str) -> String {
+async fn recent(app: &App, ctx: &Ctx<'_>, id: &str) -> String {
     let mut out = String::from("<div class=\"card\"><h3>最近的支付 Recent payments</h3><table id=\"payments\"><tr><th>订单号</th><th>金额</th><th>状态</th><th>卖家</th><th>交易号 Trade no.</th><th>创建</th><th></th></tr>");
-    for p in app.store.recent_payments(Some(id), 20).unwrap_or_default() {
+    for p in app
+        .store
+        .recent_payments(Some(id), 20)
+        .await
+        .unwrap_or_default()
+    {
         // A waiting payment can be asked about at once (lost-notify recovery).
         let sync = if p.status == crate::store::WAIT_BUYER_PAY {
             format!(
@@ -902,6 +912,7 @@ fn recent(app: &App, ctx: &Ctx<'_>, id: &str) -> String {
     for n in app
         .store
         .recent_notifications(Some(id), 20)
+        .await
         .unwrap_or_default()
     {
         out.push_str(&format!(
@@ -915,7 +926,11 @@ fn recent(app: &App, ctx: &Ctx<'_>, id: &str) -> String {
         ));
     }
     out.push_str("</table></div>");
-    let dead = app.store.dead_webhooks(Some(id), 50).unwrap_or_default();
+    let dead = app
+        .store
+        .dead_webhooks(Some(id), 50)
+        .await
+        .unwrap_or_default();
     out.push_str("<div class=\"card\"><h3>未送达的商城通知 Dead-lettered webhooks</h3><table id=\"dead-webhooks\"><tr><th>#</th><th>事件</th><th>类型</th><th>尝试</th><th>放弃于</th><th>最后错误</th><th></th></tr>");
     for w in &dead {
         out.push_str(&format!(
@@ -935,7 +950,7 @@ fn recent(app: &App, ctx: &Ctx<'_>, id: &str) -> String {
     }
     out.push_str("</table></div>");
     out.push_str("<div class=\"card\"><h3>API 令牌 API tokens</h3><p class=\"muted\">A merchant token reaches only this merchant's settings (read, replace within its shop origins), payments, notifications and channels: give it to the shop instead of the operator's api_token.</p><table id=\"tokens\"><tr><th>#</th><th>标签 Label</th><th>创建 Created</th><th>吊销 Revoked</th><th></th></tr>");
-    for t in app.store.tokens(Some(id)).unwrap_or_default() {
+    for t in app.store.tokens(Some(id)).await.unwrap_or_default() {
         let action = if t.revoked_at.is_none() {
             format!(
                 "<form method=\"post\" action=\"/admin/merchants/{}/tokens/{}/revoke\">{}<button class=\"secondary\" type=\"submit\">吊销 Revoke</button></form>",

@@ -23,7 +23,7 @@ use http::Response;
 use std::sync::Arc;
 
 /// `DELETE /v1/merchants/{id}`; `query` is the request's query string.
-pub fn delete_merchant(
+pub async fn delete_merchant(
     app: &Arc<App>,
     id: &str,
     query: Option<&str>,
@@ -50,8 +50,13 @@ pub fn delete_merchant(
             }
         }
     }
-    let m = app.merchant(id)?;
-    if let Some((source, _)) = app.store.merchant_origin(id).map_err(ApiError::internal)? {
+    let m = app.merchant(id).await?;
+    if let Some((source, _)) = app
+        .store
+        .merchant_origin(id)
+        .await
+        .map_err(ApiError::internal)?
+    {
         if source == "config" {
             return Err(ApiError::new(
                 409,
@@ -61,7 +66,7 @@ pub fn delete_merchant(
         }
     }
     if purge_test {
-        if let Some(why) = not_a_test_merchant(app, &m, id)? {
+        if let Some(why) = not_a_test_merchant(app, &m, id).await? {
             return Err(ApiError::new(
                 409,
                 "not_a_test_merchant",
@@ -71,7 +76,7 @@ pub fn delete_merchant(
     }
     match app
         .store
-        .delete_merchant(id, purge_test)
+        .delete_merchant(id, purge_test).await
         .map_err(ApiError::internal)?
     {
         MerchantRemoval::Removed { payments } => {
@@ -99,7 +104,7 @@ pub fn delete_merchant(
 }
 
 /// Why the merchant's payments may be real money (`None`: a test merchant, see the module).
-fn not_a_test_merchant(
+async fn not_a_test_merchant(
     app: &App,
     m: &MerchantSettings,
     id: &str,
@@ -137,6 +142,7 @@ fn not_a_test_merchant(
     let payments = app
         .store
         .recent_payments(Some(id), u32::MAX)
+        .await
         .map_err(ApiError::internal)?;
     for p in payments.iter().filter(|p| is_paid(p)) {
         let at = match p.pay_url.as_deref() {

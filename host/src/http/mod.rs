@@ -140,7 +140,7 @@ pub fn is_operator_token(app: &App, token: &str) -> bool {
 
 /// The caller of a `/v1` request, from `Authorization: Bearer <token>`: the operator token, or a
 /// live per-merchant token (looked up by its SHA-256).
-fn caller(app: &App, req: &Request<Incoming>) -> Option<Caller> {
+async fn caller(app: &App, req: &Request<Incoming>) -> Option<Caller> {
     let token = bearer(req)?;
     if is_operator_token(app, token) {
         return Some(Caller::Operator);
@@ -150,6 +150,7 @@ fn caller(app: &App, req: &Request<Incoming>) -> Option<Caller> {
     }
     app.store
         .token_merchant(&crate::auth::token_hash(token))
+        .await
         .ok()
         .flatten()
         .map(Caller::Merchant)
@@ -270,7 +271,7 @@ async fn route(
                     )),
                 );
             }
-            ("metrics", metrics(app))
+            ("metrics", metrics(app).await)
         }
         (_, ["v1", ..]) => {
             if !app.guards.api_ip.allow(&limit_key(app, remote, &req)) {
@@ -280,7 +281,7 @@ async fn route(
             if !v1_route_exists(&method, &segs[1..]) {
                 return ("v1", not_found(&method, &path));
             }
-            let Some(who) = caller(app, &req) else {
+            let Some(who) = caller(app, &req).await else {
                 return (
                     "v1",
                     error(&ApiError::new(
@@ -337,7 +338,7 @@ async fn route(
                 ),
                 (&Method::GET, ["merchants", id, "notifications"]) => (
                     "v1_notifications",
-                    into_response(list_notifications(app, id, &req)),
+                    into_response(list_notifications(app, id, &req).await),
                 ),
                 (&Method::GET, ["merchants", id, "channels"]) => {
                     ("v1_channels", into_response(channels(app, id, &req).await))
@@ -346,25 +347,24 @@ async fn route(
                     "v1_put_merchant",
                     into_response(put_merchant(app, &who, id, req).await),
                 ),
-                (&Method::GET, ["merchants", id]) => {
-                    ("v1_get_merchant", into_response(get_merchant(app, id)))
-                }
+                (&Method::GET, ["merchants", id]) => (
+                    "v1_get_merchant",
+                    into_response(get_merchant(app, id).await),
+                ),
                 (&Method::DELETE, ["merchants", id]) => (
                     "v1_delete_merchant",
-                    into_response(merchant_removal::delete_merchant(
-                        app,
-                        id,
-                        req.uri().query(),
-                    )),
+                    into_response(
+                        merchant_removal::delete_merchant(app, id, req.uri().query()).await,
+                    ),
                 ),
                 (&Method::POST, ["merchants", id, "tokens"]) => {
                     ("v1_tokens", into_response(create_token(app, id, req).await))
                 }
                 (&Method::GET, ["merchants", id, "tokens"]) => {
-                    ("v1_tokens", into_response(list_tokens(app, id)))
+                    ("v1_tokens", into_response(list_tokens(app, id).await))
                 }
                 (&Method::DELETE, ["merchants", id, "tokens", tid]) => {
-                    ("v1_tokens", into_response(revoke_token(app, id, tid)))
+                    ("v1_tokens", into_response(revoke_token(app, id, tid).await))
                 }
                 _ => (
                     "v1",
@@ -434,8 +434,8 @@ fn into_response(r: Result<Response<Body>, ApiError>) -> Response<Body> {
 }
 
 /// The Prometheus text of `/metrics`.
-pub fn metrics(app: &App) -> Response<Body> {
-    let pending = app.store.pending_webhooks().unwrap_or(0);
+pub async fn metrics(app: &App) -> Response<Body> {
+    let pending = app.store.pending_webhooks().await.unwrap_or(0);
     let stats: Vec<_> = app.plugins.iter().map(|p| &p.stats).collect();
     text(200, app.metrics.render(&stats, pending))
 }
@@ -450,7 +450,7 @@ async fn healthz(_app: &App) -> Response<Body> {
 /// exists only once its component is compiled and instantiable). 503 otherwise, so the balancer
 /// sends requests to the other replicas.
 async fn readyz(app: &App) -> Response<Body> {
-    match app.store.ready() {
+    match app.store.ready().await {
         Ok(()) => text(200, "ready\n"),
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "not ready: the database does not answer");
@@ -473,7 +473,7 @@ async fn create_payment(
         )
     })?;
     if let Some(url) = request.return_url.as_deref().map(str::trim) {
-        if let Ok(m) = app.merchant(id) {
+        if let Ok(m) = app.merchant(id).await {
             if !m.return_url_allowed(url) {
                 return Err(ApiError::field(
                     400,
@@ -486,7 +486,7 @@ async fn create_payment(
     }
     // The cashier's cancel link sends the buyer there: the shop's own pages only.
     if let Some(url) = request.merchant_url.as_deref().map(str::trim) {
-        if let Ok(m) = app.merchant(id) {
+        if let Ok(m) = app.merchant(id).await {
             if !url.is_empty() && !m.return_url_allowed(url) {
                 return Err(ApiError::field(
                     400,
@@ -509,10 +509,11 @@ async fn get_payment(
     id: &str,
     out_trade_no: &str,
 ) -> Result<Response<Body>, ApiError> {
-    app.merchant(id)?;
+    app.merchant(id).await?;
     let p = app
         .store
         .payment(id, out_trade_no)
+        .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| {
             ApiError::field(
@@ -525,6 +526,7 @@ async fn get_payment(
     let notifications = app
         .store
         .notifications_for(id, out_trade_no)
+        .await
         .map_err(ApiError::internal)?;
     Ok(json(
         200,
@@ -558,12 +560,12 @@ fn notification_json(n: &crate::store::NotificationRecord) -> serde_json::Value 
 
 /// `GET /v1/merchants/{id}/notifications?limit=N`: the latest notifications as received, newest
 /// first, with what processing concluded (including the ones never verified).
-fn list_notifications(
+async fn list_notifications(
     app: &Arc<App>,
     id: &str,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    app.merchant(id)?;
+    app.merchant(id).await?;
     let limit = match req.uri().query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "limit")
@@ -585,6 +587,7 @@ fn list_notifications(
     let list = app
         .store
         .recent_notifications(Some(id), limit)
+        .await
         .map_err(ApiError::internal)?;
     Ok(json(
         200,
@@ -620,7 +623,7 @@ async fn channels(
     id: &str,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let merchant = app.merchant(id)?;
+    let merchant = app.merchant(id).await?;
     let out_user = req.uri().query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "out_user")
@@ -687,6 +690,7 @@ async fn put_merchant(
         raw.shop_webhook_secret = app
             .store
             .merchant(id)
+            .await
             .map_err(ApiError::internal)?
             .and_then(|m| m.shop_webhook_secret)
             .or_else(|| Some(crate::onboarding::new_shop_secret()));
@@ -695,7 +699,7 @@ async fn put_merchant(
     // No file is opened for the API: `<name>_file` is refused, the PEM text goes in `<name>`.
     let mut settings = crate::config::merchant_settings(id, &raw, None, &mut problems);
     if let Caller::Merchant(_) = who {
-        bind_to_slot(&app.merchant(id)?, &raw, &mut settings)?;
+        bind_to_slot(&app.merchant(id).await?, &raw, &mut settings)?;
     }
     if !problems.is_empty() {
         return Ok(json(
@@ -779,7 +783,7 @@ async fn create_token(
     id: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    app.merchant(id)?;
+    app.merchant(id).await?;
     let body = read_body(req.into_body(), MAX_API_BODY).await?;
     let label = if body.is_empty() {
         String::new()
@@ -789,7 +793,7 @@ async fn create_token(
             .and_then(|v| v.get("label").and_then(|l| l.as_str()).map(str::to_owned))
             .unwrap_or_default()
     };
-    let (tid, token) = new_merchant_token(app, id, &label)?;
+    let (tid, token) = new_merchant_token(app, id, &label).await?;
     Ok(json(
         201,
         &serde_json::json!({"id": tid, "merchant_id": id, "token": token, "label": label}),
@@ -797,20 +801,29 @@ async fn create_token(
 }
 
 /// Creates and stores (hashed) a per-merchant token; returns its id and value.
-pub fn new_merchant_token(app: &App, id: &str, label: &str) -> Result<(i64, String), ApiError> {
+pub async fn new_merchant_token(
+    app: &App,
+    id: &str,
+    label: &str,
+) -> Result<(i64, String), ApiError> {
     let token = crate::auth::new_merchant_token();
     let label: String = label.trim().chars().take(100).collect();
     let tid = app
         .store
         .create_token(id, &crate::auth::token_hash(&token), &label)
+        .await
         .map_err(ApiError::internal)?;
     tracing::info!(merchant = id, token_id = tid, "merchant API token created");
     Ok((tid, token))
 }
 
-fn list_tokens(app: &Arc<App>, id: &str) -> Result<Response<Body>, ApiError> {
-    app.merchant(id)?;
-    let list = app.store.tokens(Some(id)).map_err(ApiError::internal)?;
+async fn list_tokens(app: &Arc<App>, id: &str) -> Result<Response<Body>, ApiError> {
+    app.merchant(id).await?;
+    let list = app
+        .store
+        .tokens(Some(id))
+        .await
+        .map_err(ApiError::internal)?;
     Ok(json(
         200,
         &serde_json::json!({"tokens": list.iter().map(|t| serde_json::json!({
@@ -819,13 +832,14 @@ fn list_tokens(app: &Arc<App>, id: &str) -> Result<Response<Body>, ApiError> {
     ))
 }
 
-fn revoke_token(app: &Arc<App>, id: &str, tid: &str) -> Result<Response<Body>, ApiError> {
+async fn revoke_token(app: &Arc<App>, id: &str, tid: &str) -> Result<Response<Body>, ApiError> {
     let tid: i64 = tid
         .parse()
         .map_err(|_| ApiError::new(404, "unknown_token", "no such token"))?;
     if app
         .store
         .revoke_token(tid, Some(id))
+        .await
         .map_err(ApiError::internal)?
     {
         tracing::info!(merchant = id, token_id = tid, "merchant API token revoked");
@@ -835,8 +849,8 @@ fn revoke_token(app: &Arc<App>, id: &str, tid: &str) -> Result<Response<Body>, A
     }
 }
 
-fn get_merchant(app: &Arc<App>, id: &str) -> Result<Response<Body>, ApiError> {
-    let m = app.merchant(id)?;
+async fn get_merchant(app: &Arc<App>, id: &str) -> Result<Response<Body>, ApiError> {
+    let m = app.merchant(id).await?;
     Ok(json(200, &merchant_view(app, &m)))
 }
 
@@ -883,7 +897,7 @@ async fn notify(
         return limited();
     }
     // Unknown merchant: refused before the body is read or anything is stored.
-    let merchant = match app.store.merchant(id) {
+    let merchant = match app.store.merchant(id).await {
         Ok(Some(m)) => m,
         Ok(None) => {
             app.metrics.notify("unknown_merchant");
@@ -1155,7 +1169,7 @@ pub async fn serve_metrics(
                     let app = app.clone();
                     async move {
                         Ok::<_, Infallible>(if req.uri().path() == "/metrics" {
-                            metrics(&app)
+                            metrics(&app).await
                         } else {
                             text(404, "only /metrics here\n")
                         })

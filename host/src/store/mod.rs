@@ -2,15 +2,26 @@
 //! outcome of its processing in one commit), the applied notify_ids, and the outbox of shop
 //! webhooks.
 //!
-//! [`Store`] is small on purpose so a PostgreSQL implementation can sit beside [`sqlite`] for hosts
-//! that run several replicas. Every state change happens in one transaction with its dedupe key
-//! and its webhook, so a crash leaves either all of it or none.
+//! The store is async end to end and split by aggregate ([`Merchants`], [`Payments`],
+//! [`Notifications`], [`Webhooks`], [`Access`]); [`Store`] is all of them for one backend, the
+//! handle callers hold. Two backends: [`sqlite`] (embedded, one replica) and [`postgres`] (several
+//! replicas). The money rules (applying a notification, refused-notify bookkeeping) are written
+//! once in [`rules`] over a small transaction interface ([`rules::NotifyTx`]) each backend
+//! implements. Every state change happens in one transaction with its dedupe key and its webhook,
+//! so a crash leaves either all of it or none.
+//!
+//! Adding a method: declare it on its aggregate trait here, then implement it in
+//! `sqlite/<aggregate>.rs` (a read with `self.read(..)`, a write with `self.write(..)`) and
+//! `postgres/<aggregate>.rs` (`self.client().await?` or `self.transaction(..)`). A rule about
+//! money goes into [`rules`], over primitives added to [`rules::NotifyTx`].
 
 pub mod postgres;
+pub mod rules;
 pub mod sqlite;
 
 use crate::config::MerchantSettings;
 use anyhow::Result;
+use async_trait::async_trait;
 use serde::Serialize;
 
 pub use crate::domain::state::{
@@ -172,17 +183,19 @@ pub enum Inserted {
     Existing(Box<Payment>),
 }
 
-pub trait Store: Send + Sync + 'static {
-    fn merchant(&self, id: &str) -> Result<Option<MerchantSettings>>;
-    fn merchant_ids(&self) -> Result<Vec<String>>;
+/// Merchants: their settings, where they came from, and their removal.
+#[async_trait]
+pub trait Merchants: Send + Sync {
+    async fn merchant(&self, id: &str) -> Result<Option<MerchantSettings>>;
+    async fn merchant_ids(&self) -> Result<Vec<String>>;
     /// Saves settings from the admin page or the API.
-    fn save_merchant(&self, id: &str, settings: &MerchantSettings) -> Result<()>;
+    async fn save_merchant(&self, id: &str, settings: &MerchantSettings) -> Result<()>;
     /// How a merchant row came to be: its source (`config` or `api`) and the hash of the
     /// payhost.toml table it was last seeded from.
-    fn merchant_origin(&self, id: &str) -> Result<Option<(String, Option<String>)>>;
+    async fn merchant_origin(&self, id: &str) -> Result<Option<(String, Option<String>)>>;
     /// Rewrites a merchant's stored settings without changing its source; `config_hash` replaces
     /// the recorded hash when given (an upgrade that only changed how the hash is computed).
-    fn update_merchant(
+    async fn update_merchant(
         &self,
         id: &str,
         settings: &MerchantSettings,
@@ -190,44 +203,53 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Seeds a merchant from payhost.toml: applied when new, or when the table changed since the
     /// last seed (settings saved through the API are otherwise kept).
-    fn seed_merchant(
+    async fn seed_merchant(
         &self,
         id: &str,
         settings: &MerchantSettings,
         config_hash: &str,
     ) -> Result<bool>;
-
     /// Deletes a merchant with its API tokens and its notifications, in one transaction. A
     /// merchant that has payments is left as it is (`HasPayments`) unless `with_payments`, which
     /// deletes its payments, applied notify ids and webhooks too: the caller decides that they
     /// are test payments (money records never vanish without that decision).
-    fn delete_merchant(&self, id: &str, with_payments: bool) -> Result<MerchantRemoval>;
+    async fn delete_merchant(&self, id: &str, with_payments: bool) -> Result<MerchantRemoval>;
+}
 
-    fn insert_payment(&self, p: &Payment) -> Result<Inserted>;
-    fn set_payment_token(
+/// Payments (orders) outside of notifications.
+#[async_trait]
+pub trait Payments: Send + Sync {
+    async fn insert_payment(&self, p: &Payment) -> Result<Inserted>;
+    async fn set_payment_token(
         &self,
         merchant: &str,
         out_trade_no: &str,
         token: &str,
         pay_url: &str,
     ) -> Result<()>;
-    fn payment(&self, merchant: &str, out_trade_no: &str) -> Result<Option<Payment>>;
-    fn recent_payments(&self, merchant: Option<&str>, limit: u32) -> Result<Vec<Payment>>;
+    async fn payment(&self, merchant: &str, out_trade_no: &str) -> Result<Option<Payment>>;
+    async fn recent_payments(&self, merchant: Option<&str>, limit: u32) -> Result<Vec<Payment>>;
     /// Payments still `WAIT_BUYER_PAY` created between `created_after` and `created_before`
     /// (RFC 3339), oldest first: the candidates of lost-notify recovery.
-    fn waiting_payments(
+    async fn waiting_payments(
         &self,
         created_after: &str,
         created_before: &str,
         limit: u32,
     ) -> Result<Vec<Payment>>;
-    fn flag_for_review(&self, merchant: &str, out_trade_no: &str, reason: &str) -> Result<()>;
+    async fn flag_for_review(&self, merchant: &str, out_trade_no: &str, reason: &str)
+        -> Result<()>;
+}
 
+/// Notifications: stored raw with their results; applied ones move their payment. The writes are
+/// the money rules of [`rules`], the same for every backend.
+#[async_trait]
+pub trait Notifications: Send + Sync {
     /// Stores a notification exactly as received together with the result of its processing
     /// (`record`, whose `raw_id` is filled in), in one commit; returns the raw notification's id.
     /// One durable commit per notification: one whose processing is cut short is neither stored
     /// nor acknowledged, so the provider sends it again.
-    fn record_notification(
+    async fn record_notification(
         &self,
         raw: &RawNotification<'_>,
         record: &NotificationRecord,
@@ -235,70 +257,83 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a notification that was never verified (its sender proved nothing) as a bounded
     /// [`RefusedRecord`], with its result, in one commit; then keeps only the newest `quota` of the
     /// merchant's refused notifications. Returns the raw notification's id.
-    fn record_refused_notification(&self, refused: RefusedRecord, quota: u32) -> Result<i64>;
-    fn notifications_for(
-        &self,
-        merchant: &str,
-        out_trade_no: &str,
-    ) -> Result<Vec<NotificationRecord>>;
-    fn recent_notifications(
-        &self,
-        merchant: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<NotificationRecord>>;
-    fn raw_notification_count(&self) -> Result<u64>;
-
+    async fn record_refused_notification(&self, refused: RefusedRecord, quota: u32) -> Result<i64>;
     /// In one transaction: stores the raw notification, claims the notify_id, moves the payment,
     /// queues the webhook and stores `record` with the outcome and detail of what happened, so a
     /// crash can never leave an applied notification without its raw form and record.
-    fn apply_notification(
+    async fn apply_notification(
         &self,
         effect: &NotificationEffect<'_>,
         raw: &RawNotification<'_>,
         record: &NotificationRecord,
     ) -> Result<Applied>;
-
-    fn due_webhooks(&self, now_ms: i64, limit: u32) -> Result<Vec<WebhookJob>>;
-    fn webhook_delivered(&self, id: i64) -> Result<()>;
-    fn webhook_failed(&self, id: i64, next_attempt_ms: i64, error: &str) -> Result<()>;
-    /// Gives up on a webhook (dead letter): it is no longer due, and listed on the admin page.
-    fn webhook_dead(&self, id: i64, error: &str) -> Result<()>;
-    /// Webhooks not delivered and not given up on.
-    fn pending_webhooks(&self) -> Result<u64>;
-    fn dead_webhooks(&self, merchant: Option<&str>, limit: u32) -> Result<Vec<DeadWebhook>>;
-    /// Queues a dead-lettered webhook again (a fresh retry window); false if there is none.
-    fn resend_webhook(&self, merchant: &str, id: i64) -> Result<bool>;
-
+    async fn notifications_for(
+        &self,
+        merchant: &str,
+        out_trade_no: &str,
+    ) -> Result<Vec<NotificationRecord>>;
+    async fn recent_notifications(
+        &self,
+        merchant: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<NotificationRecord>>;
+    async fn raw_notification_count(&self) -> Result<u64>;
     /// Deletes up to `batch` of the oldest raw notifications received before `before`
     /// (RFC 3339), with their results; returns how many.
-    fn prune_raw_notifications(&self, before: &str, batch: u32) -> Result<u64>;
+    async fn prune_raw_notifications(&self, before: &str, batch: u32) -> Result<u64>;
     /// Deletes up to `batch` of the oldest refused notifications received before `before`, with
     /// their results; returns how many.
-    fn prune_refused_notifications(&self, before: &str, batch: u32) -> Result<u64>;
+    async fn prune_refused_notifications(&self, before: &str, batch: u32) -> Result<u64>;
+}
 
+/// The outbox of shop webhooks.
+#[async_trait]
+pub trait Webhooks: Send + Sync {
+    async fn due_webhooks(&self, now_ms: i64, limit: u32) -> Result<Vec<WebhookJob>>;
+    async fn webhook_delivered(&self, id: i64) -> Result<()>;
+    async fn webhook_failed(&self, id: i64, next_attempt_ms: i64, error: &str) -> Result<()>;
+    /// Gives up on a webhook (dead letter): it is no longer due, and listed on the admin page.
+    async fn webhook_dead(&self, id: i64, error: &str) -> Result<()>;
+    /// Webhooks not delivered and not given up on.
+    async fn pending_webhooks(&self) -> Result<u64>;
+    async fn dead_webhooks(&self, merchant: Option<&str>, limit: u32) -> Result<Vec<DeadWebhook>>;
+    /// Queues a dead-lettered webhook again (a fresh retry window); false if there is none.
+    async fn resend_webhook(&self, merchant: &str, id: i64) -> Result<bool>;
+}
+
+/// Who may call: admin sessions and per-merchant API tokens (both stored by hash).
+#[async_trait]
+pub trait Access: Send + Sync {
     /// Admin sessions: stored by the hash of the cookie's random id.
-    fn create_session(&self, id_hash: &str, csrf: &str, expires_ms: i64) -> Result<()>;
+    async fn create_session(&self, id_hash: &str, csrf: &str, expires_ms: i64) -> Result<()>;
     /// The session's CSRF token, if the session exists and has not expired.
-    fn session(&self, id_hash: &str, now_ms: i64) -> Result<Option<String>>;
-    fn delete_session(&self, id_hash: &str) -> Result<()>;
-
+    async fn session(&self, id_hash: &str, now_ms: i64) -> Result<Option<String>>;
+    async fn delete_session(&self, id_hash: &str) -> Result<()>;
     /// Per-merchant API tokens, stored by hash.
-    fn create_token(&self, merchant: &str, token_hash: &str, label: &str) -> Result<i64>;
+    async fn create_token(&self, merchant: &str, token_hash: &str, label: &str) -> Result<i64>;
     /// The merchant of a live (unrevoked) token.
-    fn token_merchant(&self, token_hash: &str) -> Result<Option<String>>;
-    fn tokens(&self, merchant: Option<&str>) -> Result<Vec<TokenInfo>>;
+    async fn token_merchant(&self, token_hash: &str) -> Result<Option<String>>;
+    async fn tokens(&self, merchant: Option<&str>) -> Result<Vec<TokenInfo>>;
     /// Revokes a token (of `merchant` when given); false if there was no such live token.
-    fn revoke_token(&self, id: i64, merchant: Option<&str>) -> Result<bool>;
+    async fn revoke_token(&self, id: i64, merchant: Option<&str>) -> Result<bool>;
+}
 
+/// The one handle callers hold (`Arc<dyn Store>`): every aggregate of one backend. Bring the
+/// aggregates' methods into scope with `use crate::store::prelude::*`.
+#[async_trait]
+pub trait Store: Merchants + Payments + Notifications + Webhooks + Access + 'static {
     /// Whether the database answers (`/readyz`).
-    fn ready(&self) -> Result<()> {
-        self.pending_webhooks().map(|_| ())
-    }
+    async fn ready(&self) -> Result<()>;
+}
+
+/// The traits whose methods callers of [`Store`] use.
+pub mod prelude {
+    pub use super::{Access, Merchants, Notifications, Payments, Store, Webhooks};
 }
 
 /// Opens the store the configuration names: PostgreSQL for a `postgres://` URL, else the SQLite
 /// file.
-pub fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>> {
+pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>> {
     Ok(match &config.database_url {
         Some(url) => {
             // A webhook is leased for longer than one attempt can take (connect + answer).
@@ -307,10 +342,84 @@ pub fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>>
                 pool_size: config.database_pool_size,
                 lease: attempt * 2 + std::time::Duration::from_secs(5),
             };
-            std::sync::Arc::new(postgres::PostgresStore::open(url, &opts)?)
+            std::sync::Arc::new(postgres::PostgresStore::open(url, &opts).await?)
         }
         None => std::sync::Arc::new(sqlite::SqliteStore::open(&config.database)?),
     })
+}
+
+/// A raw notification that owns its bytes (to travel to SQLite's writer thread).
+pub(crate) struct OwnedRaw {
+    merchant_id: String,
+    remote: Option<String>,
+    body: Vec<u8>,
+}
+
+impl OwnedRaw {
+    pub(crate) fn new(r: &RawNotification<'_>) -> OwnedRaw {
+        OwnedRaw {
+            merchant_id: r.merchant_id.to_owned(),
+            remote: r.remote.map(str::to_owned),
+            body: r.body.to_vec(),
+        }
+    }
+
+    pub(crate) fn borrow(&self) -> RawNotification<'_> {
+        RawNotification {
+            merchant_id: &self.merchant_id,
+            remote: self.remote.as_deref(),
+            body: &self.body,
+        }
+    }
+}
+
+/// A [`NotificationEffect`] that owns its strings (to travel to SQLite's writer thread).
+pub(crate) struct OwnedEffect {
+    merchant_id: String,
+    notify_id: String,
+    out_trade_no: String,
+    trade_status: String,
+    event: TradeEvent,
+    trade_no: String,
+    buyer_email: Option<String>,
+    paid_at: Option<String>,
+    webhook_url: Option<String>,
+    refund_status: Option<String>,
+    gmt_refund: Option<String>,
+}
+
+impl OwnedEffect {
+    pub(crate) fn new(e: &NotificationEffect<'_>) -> OwnedEffect {
+        OwnedEffect {
+            merchant_id: e.merchant_id.to_owned(),
+            notify_id: e.notify_id.to_owned(),
+            out_trade_no: e.out_trade_no.to_owned(),
+            trade_status: e.trade_status.to_owned(),
+            event: e.event,
+            trade_no: e.trade_no.to_owned(),
+            buyer_email: e.buyer_email.map(str::to_owned),
+            paid_at: e.paid_at.map(str::to_owned),
+            webhook_url: e.webhook_url.map(str::to_owned),
+            refund_status: e.refund_status.map(str::to_owned),
+            gmt_refund: e.gmt_refund.map(str::to_owned),
+        }
+    }
+
+    pub(crate) fn borrow(&self) -> NotificationEffect<'_> {
+        NotificationEffect {
+            merchant_id: &self.merchant_id,
+            notify_id: &self.notify_id,
+            out_trade_no: &self.out_trade_no,
+            trade_status: &self.trade_status,
+            event: self.event,
+            trade_no: &self.trade_no,
+            buyer_email: self.buyer_email.as_deref(),
+            paid_at: self.paid_at.as_deref(),
+            webhook_url: self.webhook_url.as_deref(),
+            refund_status: self.refund_status.as_deref(),
+            gmt_refund: self.gmt_refund.as_deref(),
+        }
+    }
 }
 
 pub use crate::domain::events::{event_id, plan_notification, Plan, PlannedWebhook};

@@ -1,0 +1,174 @@
+//! The PostgreSQL store, for several payhost replicas sharing one database.
+//!
+//! Same semantics as [`super::sqlite`] — the money rules are the same code ([`super::rules`]) —
+//! and every state change is one transaction with its dedupe key and its webhook. Across replicas:
+//!
+//! * a `notify_id` is applied once whichever replica receives it: the payment row is locked
+//!   (`SELECT … FOR UPDATE`) and the claim is an `INSERT … ON CONFLICT DO NOTHING` on the primary
+//!   key of `applied_notifications`, in the transaction that moves the payment and queues its
+//!   webhooks; a concurrent duplicate waits for the first commit and then finds the claim;
+//! * the webhook outbox is leased: [`Webhooks::due_webhooks`] takes due events with
+//!   `FOR UPDATE SKIP LOCKED` and sets `lease_until` (the database's clock, so replicas' clocks do
+//!   not matter) to now + the lease; other replicas skip leased events until the lease expires,
+//!   which happens only when the holder died (the lease is longer than a delivery attempt can
+//!   take); delivered, failed and dead-lettered events drop their lease;
+//! * merchants, sessions and tokens are rows like any other: a merchant saved through one
+//!   replica is read by the others on their next request.
+//!
+//! Durability: every connection sets `synchronous_commit = on` (a commit returns once the WAL is
+//! flushed, as SQLite's `synchronous=FULL`); a notification is acknowledged only after its commit.
+//!
+//! The driver (`tokio-postgres`) and its pool (`deadpool-postgres`) run on the caller's runtime:
+//! a call is an ordinary future, with no thread or runtime of the store's own.
+
+mod access;
+mod merchants;
+mod migrate;
+mod notifications;
+mod payments;
+mod tx;
+mod webhooks;
+
+use super::*;
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use std::time::Duration;
+use tokio_postgres::{NoTls, Row};
+
+/// Connections in the pool of one replica.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// Options of [`PostgresStore::open`].
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub pool_size: usize,
+    /// How long a replica holds a webhook it took for delivery; must be longer than one delivery
+    /// attempt can take (connect and answer timeouts).
+    pub lease: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            pool_size: DEFAULT_POOL_SIZE,
+            lease: Duration::from_secs(60),
+        }
+    }
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    lease_ms: i64,
+}
+
+/// Whether `database` names PostgreSQL rather than a SQLite file.
+pub fn is_postgres_url(database: &str) -> bool {
+    database.starts_with("postgres://") || database.starts_with("postgresql://")
+}
+
+/// The URL with its password masked, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some((a, h)) => (a, h),
+        None => return url.to_owned(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects, checks the server and applies the migrations (under an advisory lock).
+    pub async fn open(url: &str, opts: &PgOptions) -> Result<PostgresStore> {
+        let mut pg: tokio_postgres::Config = url
+            .parse()
+            .with_context(|| format!("database: not a PostgreSQL URL: {}", redact_url(url)))?;
+        // Durable commits whatever the server's default, as SQLite's synchronous=FULL.
+        pg.options("-c synchronous_commit=on");
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(Duration::from_secs(10));
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(opts.pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .context("cannot build the PostgreSQL pool")?;
+        migrate::migrate(&pool)
+            .await
+            .with_context(|| format!("cannot open the database {}", redact_url(url)))?;
+        Ok(PostgresStore {
+            pool,
+            lease_ms: opts.lease.as_millis().max(1) as i64,
+        })
+    }
+
+    /// A connection of the pool.
+    async fn client(&self) -> Result<Object> {
+        self.pool.get().await.context("no database connection")
+    }
+
+    /// Whether the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        self.client().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ready(&self) -> Result<()> {
+        self.ping().await
+    }
+}
+
+fn payment_from_row(r: &Row) -> Result<Payment> {
+    Ok(Payment {
+        merchant_id: r.try_get("merchant_id")?,
+        out_trade_no: r.try_get("out_trade_no")?,
+        subject: r.try_get("subject")?,
+        total_fen: r.try_get::<_, i64>("total_fen")? as u64,
+        seller: r.try_get("seller")?,
+        return_url: r.try_get("return_url")?,
+        status: r.try_get("status")?,
+        request_token: r.try_get("request_token")?,
+        pay_url: r.try_get("pay_url")?,
+        trade_no: r.try_get("trade_no")?,
+        buyer_email: r.try_get("buyer_email")?,
+        paid_at: r.try_get("paid_at")?,
+        review: r.try_get("review")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+const PAYMENT_COLUMNS: &str = "merchant_id, out_trade_no, subject, total_fen, seller, return_url, status, request_token, pay_url, trade_no, buyer_email, paid_at, review, created_at, updated_at";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(is_postgres_url("postgres://u@h/db"));
+        assert!(is_postgres_url("postgresql://u@h/db"));
+        assert!(!is_postgres_url("payhost.db"));
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

@@ -1,0 +1,124 @@
+//! [`Webhooks`] on PostgreSQL.
+
+use super::*;
+
+#[async_trait]
+impl Webhooks for PostgresStore {
+    async fn due_webhooks(&self, now_ms: i64, limit: u32) -> Result<Vec<WebhookJob>> {
+        let lease_ms = self.lease_ms;
+        {
+            let c = self.client().await?;
+            let st = c
+                .prepare_cached(
+                    "UPDATE webhook_outbox SET lease_until = clock_timestamp() + make_interval(secs => $3::bigint / 1000.0)
+                 WHERE id IN (
+                     SELECT id FROM webhook_outbox
+                      WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_ms <= $1
+                        AND (lease_until IS NULL OR lease_until <= clock_timestamp())
+                      ORDER BY next_attempt_ms, id LIMIT $2
+                      FOR UPDATE SKIP LOCKED)
+                 RETURNING id, event_id, merchant_id, url, body, attempts, created_ms, next_attempt_ms",
+                )
+                .await?;
+            let rows = c.query(&st, &[&now_ms, &(limit as i64), &lease_ms]).await?;
+            let mut jobs: Vec<(i64, WebhookJob)> = rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.get::<_, i64>(7),
+                        WebhookJob {
+                            id: r.get(0),
+                            event_id: r.get(1),
+                            merchant_id: r.get(2),
+                            url: r.get(3),
+                            body: r.get(4),
+                            attempts: r.get::<_, i32>(5) as u32,
+                            created_ms: r.get(6),
+                        },
+                    )
+                })
+                .collect();
+            jobs.sort_by_key(|(next, j)| (*next, j.id));
+            Ok(jobs.into_iter().map(|(_, j)| j).collect())
+        }
+    }
+
+    async fn webhook_delivered(&self, id: i64) -> Result<()> {
+        {
+            let c = self.client().await?;
+            c.execute("UPDATE webhook_outbox SET delivered_at = $2, attempts = attempts + 1, last_error = NULL, lease_until = NULL WHERE id = $1",
+                &[&id, &now_rfc3339()]).await?;
+            Ok(())
+        }
+    }
+
+    async fn webhook_failed(&self, id: i64, next_attempt_ms: i64, error: &str) -> Result<()> {
+        let error = error.to_owned();
+        {
+            let c = self.client().await?;
+            c.execute("UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = $2, last_error = $3, lease_until = NULL WHERE id = $1",
+                &[&id, &next_attempt_ms, &error]).await?;
+            Ok(())
+        }
+    }
+
+    async fn webhook_dead(&self, id: i64, error: &str) -> Result<()> {
+        let error = error.to_owned();
+        {
+            let c = self.client().await?;
+            c.execute("UPDATE webhook_outbox SET attempts = attempts + 1, dead_at = $2, last_error = $3, lease_until = NULL WHERE id = $1",
+                &[&id, &now_rfc3339(), &error]).await?;
+            Ok(())
+        }
+    }
+
+    async fn pending_webhooks(&self) -> Result<u64> {
+        {
+            let c = self.client().await?;
+            let n: i64 = c
+                .query_one(
+                    "SELECT COUNT(*) FROM webhook_outbox WHERE delivered_at IS NULL AND dead_at IS NULL",
+                    &[],
+                )
+                .await?
+                .get(0);
+            Ok(n as u64)
+        }
+    }
+
+    async fn dead_webhooks(&self, merchant: Option<&str>, limit: u32) -> Result<Vec<DeadWebhook>> {
+        let merchant = merchant.map(str::to_owned);
+        {
+            let c = self.client().await?;
+            let rows = c.query(
+                "SELECT id, event_id, merchant_id, COALESCE(event_type, ''), attempts, last_error, dead_at FROM webhook_outbox
+                 WHERE dead_at IS NOT NULL AND delivered_at IS NULL AND ($1::text IS NULL OR merchant_id = $1) ORDER BY id DESC LIMIT $2",
+                &[&merchant, &(limit as i64)],
+            ).await?;
+            Ok(rows
+                .iter()
+                .map(|r| DeadWebhook {
+                    id: r.get(0),
+                    event_id: r.get(1),
+                    merchant_id: r.get(2),
+                    event_type: r.get(3),
+                    attempts: r.get::<_, i32>(4) as u32,
+                    last_error: r.get(5),
+                    dead_at: r.get(6),
+                })
+                .collect())
+        }
+    }
+
+    async fn resend_webhook(&self, merchant: &str, id: i64) -> Result<bool> {
+        let merchant = merchant.to_owned();
+        {
+            let c = self.client().await?;
+            let at = now_ms();
+            let n = c.execute("UPDATE webhook_outbox SET dead_at = NULL, attempts = 0, next_attempt_ms = $3, created_ms = $3, lease_until = NULL
+                     WHERE id = $1 AND merchant_id = $2 AND dead_at IS NOT NULL AND delivered_at IS NULL",
+                &[&id, &merchant, &at]).await?;
+            Ok(n > 0)
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The money rules, written once for every backend: how a notification is stored with its result,
+//! claimed, applied to its payment and turned into shop webhooks, and how refused notifications
+//! stay within their quota. Each backend runs these inside one of its transactions and supplies
+//! only the primitives of [`NotifyTx`] (plain statements, no decisions).
+
+use super::{
+    now_ms, now_rfc3339, plan_notification, Applied, NotificationEffect, NotificationRecord,
+    Payment, PlannedWebhook, RawNotification, RefusedRecord,
+};
+use anyhow::{Context, Result};
+
+/// A payment's state after a notification moved it.
+pub struct PaymentState<'a> {
+    pub status: &'a str,
+    /// The provider's trade number, when the notification carries one (else the stored one stays).
+    pub trade_no: Option<&'a str>,
+    /// The buyer, when the notification names one (else the stored one stays).
+    pub buyer_email: Option<&'a str>,
+    pub paid_at: Option<&'a str>,
+    pub updated_at: &'a str,
+}
+
+/// The statements the rules need, inside one open transaction of a backend. None of them decides
+/// anything: the decisions are the rules' below.
+#[allow(async_fn_in_trait)] // used with concrete backends only: their futures' Send-ness is known
+pub trait NotifyTx {
+    /// Stores a notification's body as received; returns its id.
+    async fn insert_raw(&mut self, raw: &RawNotification<'_>) -> Result<i64>;
+    /// Stores the bounded form of a refused notification; returns its id.
+    async fn insert_refused(&mut self, refused: &RefusedRecord) -> Result<i64>;
+    /// Stores the result of processing the raw notification `rec.raw_id`.
+    async fn insert_result(&mut self, rec: &NotificationRecord) -> Result<()>;
+    /// The payment, locked until the transaction ends where the backend has row locks (SQLite's
+    /// writer is alone anyway).
+    async fn load_payment_for_update(
+        &mut self,
+        merchant: &str,
+        out_trade_no: &str,
+    ) -> Result<Option<Payment>>;
+    /// Claims a notify_id for this payment: false when it was claimed before (a duplicate).
+    async fn claim_notification(
+        &mut self,
+        merchant: &str,
+        notify_id: &str,
+        out_trade_no: &str,
+        at: &str,
+    ) -> Result<bool>;
+    async fn write_payment_state(
+        &mut self,
+        merchant: &str,
+        out_trade_no: &str,
+        state: &PaymentState<'_>,
+    ) -> Result<()>;
+    /// Queues a webhook due at `at_ms`. A conflicting event id is an error, never ignored.
+    async fn enqueue_webhook(
+        &mut self,
+        merchant: &str,
+        webhook: &PlannedWebhook,
+        at_ms: i64,
+    ) -> Result<()>;
+    /// The id of the merchant's refused notification just past the newest `keep`, if any.
+    async fn refused_beyond(&mut self, merchant: &str, keep: u32) -> Result<Option<i64>>;
+    /// Deletes the merchant's refused notifications with ids up to `id`, with their results.
+    async fn delete_refused_through(&mut self, merchant: &str, id: i64) -> Result<()>;
+}
+
+/// Stores a notification with the result of its processing; returns the raw notification's id.
+pub async fn record_notification<T: NotifyTx>(
+    tx: &mut T,
+    raw: &RawNotification<'_>,
+    record: &NotificationRecord,
+) -> Result<i64> {
+    let mut record = record.clone();
+    record.raw_id = tx.insert_raw(raw).await?;
+    tx.insert_result(&record).await?;
+    Ok(record.raw_id)
+}
+
+/// Stores a refused notification's bounded form with its result, then keeps only the newest
+/// `quota` of the merchant's refused notifications (one insert past it deletes one).
+pub async fn record_refused_notification<T: NotifyTx>(
+    tx: &mut T,
+    refused: &RefusedRecord,
+    quota: u32,
+) -> Result<i64> {
+    let mut record = refused.record.clone();
+    record.raw_id = tx.insert_refused(refused).await?;
+    tx.insert_result(&record).await?;
+    if let Some(cut) = tx.refused_beyond(&refused.merchant_id, quota).await? {
+        tx.delete_refused_through(&refused.merchant_id, cut).await?;
+    }
+    Ok(record.raw_id)
+}
+
+/// Stores the raw notification, applies its effect once (see [`apply_effect`]) and stores its
+/// record with the outcome and detail of what happened, all in the caller's transaction.
+pub async fn apply_notification<T: NotifyTx>(
+    tx: &mut T,
+    effect: &NotificationEffect<'_>,
+    raw: &RawNotification<'_>,
+    record: &NotificationRecord,
+) -> Result<Applied> {
+    let mut record = record.clone();
+    record.raw_id = tx.insert_raw(raw).await?;
+    let applied = apply_effect(tx, effect).await?;
+    let (outcome, detail) = applied.outcome();
+    record.outcome = Some(outcome.to_owned());
+    record.detail = detail.or(record.detail);
+    tx.insert_result(&record).await?;
+    Ok(applied)
+}
+
+/// Claims the notify_id, moves the payment by the state machine and queues its webhooks. A
+/// notify_id already claimed changes nothing; an unknown order claims nothing.
+async fn apply_effect<T: NotifyTx>(tx: &mut T, e: &NotificationEffect<'_>) -> Result<Applied> {
+    let Some(payment) = tx
+        .load_payment_for_update(e.merchant_id, e.out_trade_no)
+        .await?
+    else {
+        return Ok(Applied::UnknownOrder);
+    };
+    let now = now_rfc3339();
+    if !tx
+        .claim_notification(e.merchant_id, e.notify_id, e.out_trade_no, &now)
+        .await?
+    {
+        return Ok(Applied::Duplicate);
+    }
+    let Some(plan) = plan_notification(&payment, e, &now) else {
+        return Ok(Applied::NoChange);
+    };
+    let state = PaymentState {
+        status: &plan.next,
+        trade_no: Some(e.trade_no).filter(|t| !t.is_empty()),
+        buyer_email: e.buyer_email,
+        paid_at: plan.paid_at.as_deref(),
+        updated_at: &now,
+    };
+    tx.write_payment_state(e.merchant_id, e.out_trade_no, &state)
+        .await?;
+    for w in &plan.webhooks {
+        // Ids are unique by construction, so a conflict is a bug to see (the notification fails
+        // and is retried), never a webhook silently dropped.
+        tx.enqueue_webhook(e.merchant_id, w, now_ms())
+            .await
+            .with_context(|| {
+                format!(
+                    "webhook event id conflict for {} ({} of {}/{})",
+                    w.event_id, w.kind, e.merchant_id, e.out_trade_no
+                )
+            })?;
+    }
+    Ok(plan.applied)
+}

@@ -1,0 +1,515 @@
+//! The SQLite store's own tests (the PostgreSQL one has the same in tests/pg_store.rs).
+
+use super::*;
+
+fn payment(no: &str) -> Payment {
+    Payment {
+        merchant_id: "m1".into(),
+        out_trade_no: no.into(),
+        subject: "s".into(),
+        total_fen: 1,
+        seller: "s@example.com".into(),
+        return_url: "https://shop/r".into(),
+        status: WAIT_BUYER_PAY.into(),
+        request_token: Some("t".into()),
+        pay_url: Some("https://pay".into()),
+        trade_no: None,
+        buyer_email: None,
+        paid_at: None,
+        review: None,
+        created_at: now_rfc3339(),
+        updated_at: now_rfc3339(),
+    }
+}
+
+fn effect<'a>(notify_id: &'a str, status: &'a str) -> NotificationEffect<'a> {
+    NotificationEffect {
+        merchant_id: "m1",
+        notify_id,
+        out_trade_no: "o1",
+        trade_status: status,
+        event: match status {
+            "TRADE_SUCCESS" => TradeEvent::Paid,
+            "TRADE_FINISHED" => TradeEvent::Finished,
+            "TRADE_CLOSED" => TradeEvent::Closed,
+            _ => TradeEvent::Waiting,
+        },
+        trade_no: "2014",
+        buyer_email: Some("b@example.com"),
+        paid_at: Some("2014-01-01 12:00:10"),
+        webhook_url: Some("https://shop/hook"),
+        refund_status: None,
+        gmt_refund: None,
+    }
+}
+
+fn record() -> NotificationRecord {
+    NotificationRecord {
+        raw_id: 1,
+        merchant_id: "m1".into(),
+        received_at: String::new(),
+        notify_id: None,
+        out_trade_no: Some("o1".into()),
+        trade_status: None,
+        outcome: None,
+        detail: None,
+    }
+}
+
+fn raw() -> RawNotification<'static> {
+    RawNotification {
+        merchant_id: "m1",
+        remote: None,
+        body: b"raw",
+    }
+}
+
+#[tokio::test]
+async fn one_transition_per_notify_id_and_one_webhook() {
+    let dir = std::env::temp_dir().join(format!("payhost-store-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dir);
+    let s = SqliteStore::open(&dir).unwrap();
+    assert!(matches!(
+        s.insert_payment(&payment("o1")).await.unwrap(),
+        Inserted::New
+    ));
+    assert!(matches!(
+        s.insert_payment(&payment("o1")).await.unwrap(),
+        Inserted::Existing(_)
+    ));
+    assert_eq!(
+        s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
+            .await
+            .unwrap(),
+        Applied::Changed {
+            from: WAIT_BUYER_PAY.into(),
+            to: TRADE_SUCCESS.into()
+        }
+    );
+    assert_eq!(
+        s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
+            .await
+            .unwrap(),
+        Applied::Duplicate
+    );
+    assert_eq!(
+        s.apply_notification(&effect("n2", "TRADE_SUCCESS"), &raw(), &record())
+            .await
+            .unwrap(),
+        Applied::NoChange
+    );
+    assert!(matches!(
+        s.apply_notification(&effect("n3", "TRADE_FINISHED"), &raw(), &record())
+            .await
+            .unwrap(),
+        Applied::Changed { .. }
+    ));
+    let mut e = effect("n4", "TRADE_SUCCESS");
+    e.out_trade_no = "nope";
+    assert_eq!(
+        s.apply_notification(&e, &raw(), &record()).await.unwrap(),
+        Applied::UnknownOrder
+    );
+    let p = s.payment("m1", "o1").await.unwrap().unwrap();
+    assert_eq!(p.status, TRADE_FINISHED);
+    assert_eq!(p.paid_at.as_deref(), Some("2014-01-01 12:00:10"));
+    let jobs = s.due_webhooks(now_ms() + 1, 10).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    s.webhook_delivered(jobs[0].id).await.unwrap();
+    assert_eq!(s.pending_webhooks().await.unwrap(), 1);
+    // Reopening keeps everything (migrations are not applied twice).
+    drop(s);
+    let s = SqliteStore::open(&dir).unwrap();
+    assert_eq!(
+        s.payment("m1", "o1").await.unwrap().unwrap().status,
+        TRADE_FINISHED
+    );
+    assert_eq!(
+        s.raw_notification_count().await.unwrap(),
+        5,
+        "each with its raw form"
+    );
+    let recorded = s.notifications_for("m1", "o1").await.unwrap();
+    let outcomes: Vec<_> = recorded.iter().filter_map(|r| r.outcome.clone()).collect();
+    assert_eq!(
+        outcomes,
+        [
+            "applied",
+            "duplicate",
+            "no_change",
+            "applied",
+            "unknown_order"
+        ],
+        "each apply records its result in the same transaction"
+    );
+    let _ = std::fs::remove_file(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_commits_and_a_failed_write_spoils_only_itself() {
+    let path = std::env::temp_dir().join(format!("payhost-group-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let s = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
+    let before = s.commit_count();
+    let threads: Vec<_> = (0..32)
+        .map(|t| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    s.insert_payment(&payment(&format!("g{t}-{i}")))
+                        .await
+                        .unwrap();
+                    // A write that fails (CHECK total_fen > 0) inside the same groups.
+                    let mut zero = payment(&format!("z{t}-{i}"));
+                    zero.total_fen = 0;
+                    assert!(s.insert_payment(&zero).await.is_err());
+                    let rec = NotificationRecord {
+                        outcome: Some("x".into()),
+                        ..record()
+                    };
+                    s.record_notification(&raw(), &rec).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.await.unwrap();
+    }
+    let commits = s.commit_count() - before;
+    // 32 × 20 × 3 writes; with 32 writers at a time they share commits.
+    assert!(commits < 32 * 20 * 3, "{commits} commits");
+    drop(s);
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        s.recent_payments(Some("m1"), 1000).await.unwrap().len(),
+        640
+    );
+    assert_eq!(s.raw_notification_count().await.unwrap(), 640);
+    assert_eq!(
+        s.recent_notifications(Some("m1"), 1000)
+            .await
+            .unwrap()
+            .len(),
+        640
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
+fn open_temp(name: &str) -> (SqliteStore, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!("payhost-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    (SqliteStore::open(&path).unwrap(), path)
+}
+
+#[tokio::test]
+async fn event_ids_are_unambiguous_and_colliding_ids_never_drop_a_webhook() {
+    // merchant "a" / order "b_c" and merchant "a_b" / order "c" used to share an id.
+    assert_ne!(
+        event_id("a", "b_c", "payment.paid", None),
+        event_id("a_b", "c", "payment.paid", None)
+    );
+    assert_ne!(
+        event_id("m", "o", "payment.partially_refunded", Some("n1")),
+        event_id("m", "o", "payment.partially_refunded", Some("n2"))
+    );
+    let (s, path) = open_temp("collide");
+    for (m, o) in [("a", "b_c"), ("a_b", "c")] {
+        let mut p = payment(o);
+        p.merchant_id = m.into();
+        s.insert_payment(&p).await.unwrap();
+        let mut e = effect("n", "TRADE_SUCCESS");
+        e.merchant_id = m;
+        e.out_trade_no = o;
+        let r = record();
+        assert!(matches!(
+            s.apply_notification(&e, &raw(), &r).await.unwrap(),
+            Applied::Changed { .. }
+        ));
+    }
+    let jobs = s.due_webhooks(now_ms() + 1, 10).await.unwrap();
+    assert_eq!(jobs.len(), 2, "both shops get their webhook");
+    drop(s);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn refunds_move_a_paid_payment_to_refunded_with_webhooks() {
+    let (s, path) = open_temp("refund");
+    s.insert_payment(&payment("o1")).await.unwrap();
+    let r = record();
+    s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &r)
+        .await
+        .unwrap();
+    let mut partial = effect("n2", "TRADE_SUCCESS");
+    partial.refund_status = Some("REFUND_SUCCESS");
+    partial.event = TradeEvent::PartiallyRefunded;
+    assert!(matches!(
+        s.apply_notification(&partial, &raw(), &r).await.unwrap(),
+        Applied::Recorded { .. }
+    ));
+    assert_eq!(
+        s.payment("m1", "o1").await.unwrap().unwrap().status,
+        TRADE_SUCCESS
+    );
+    let mut full = effect("n3", "TRADE_CLOSED");
+    full.refund_status = Some("REFUND_SUCCESS");
+    full.event = TradeEvent::Refunded;
+    assert_eq!(
+        s.apply_notification(&full, &raw(), &r).await.unwrap(),
+        Applied::Changed {
+            from: TRADE_SUCCESS.into(),
+            to: REFUNDED.into()
+        }
+    );
+    assert_eq!(
+        s.apply_notification(&effect("n4", "TRADE_FINISHED"), &raw(), &r)
+            .await
+            .unwrap(),
+        Applied::NoChange,
+        "TRADE_FINISHED after a refund undoes nothing"
+    );
+    let p = s.payment("m1", "o1").await.unwrap().unwrap();
+    assert_eq!(p.status, REFUNDED);
+    assert!(p.paid_at.is_some(), "refunded, never unpaid");
+    let types: Vec<String> = s
+        .due_webhooks(now_ms() + 1, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| {
+            serde_json::from_str::<serde_json::Value>(&j.body).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "payment.paid",
+            "payment.partially_refunded",
+            "payment.refunded"
+        ]
+    );
+    drop(s);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn dead_letters_sessions_tokens_and_pruning() {
+    let (s, path) = open_temp("hardening");
+    s.insert_payment(&payment("o1")).await.unwrap();
+    let r = record();
+    s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &r)
+        .await
+        .unwrap();
+    let job = s.due_webhooks(now_ms() + 1, 10).await.unwrap().remove(0);
+    s.webhook_dead(job.id, "HTTP 500").await.unwrap();
+    assert_eq!(s.pending_webhooks().await.unwrap(), 0);
+    assert!(s.due_webhooks(now_ms() + 1, 10).await.unwrap().is_empty());
+    let dead = s.dead_webhooks(Some("m1"), 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].event_type, "payment.paid");
+    assert!(!s.resend_webhook("other", job.id).await.unwrap());
+    assert!(s.resend_webhook("m1", job.id).await.unwrap());
+    assert_eq!(s.due_webhooks(now_ms() + 1, 10).await.unwrap().len(), 1);
+
+    s.create_session("h1", "csrf1", now_ms() + 60_000)
+        .await
+        .unwrap();
+    s.create_session("h2", "csrf2", now_ms() - 1).await.unwrap();
+    assert_eq!(
+        s.session("h1", now_ms()).await.unwrap().as_deref(),
+        Some("csrf1")
+    );
+    assert_eq!(s.session("h2", now_ms()).await.unwrap(), None, "expired");
+    s.delete_session("h1").await.unwrap();
+    assert_eq!(s.session("h1", now_ms()).await.unwrap(), None, "revoked");
+
+    let id = s.create_token("m1", "hash1", "ecshop").await.unwrap();
+    assert_eq!(
+        s.token_merchant("hash1").await.unwrap().as_deref(),
+        Some("m1")
+    );
+    assert!(!s.revoke_token(id, Some("m2")).await.unwrap());
+    assert!(s.revoke_token(id, Some("m1")).await.unwrap());
+    assert_eq!(s.token_merchant("hash1").await.unwrap(), None);
+
+    let rec = NotificationRecord {
+        outcome: Some("bad_signature".into()),
+        ..record()
+    };
+    for _ in 0..3 {
+        s.record_notification(&raw(), &rec).await.unwrap();
+    }
+    assert_eq!(s.raw_notification_count().await.unwrap(), 4);
+    assert_eq!(
+        s.prune_raw_notifications("1970-01-02T00:00:00Z", 10)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.prune_raw_notifications("9999-01-01T00:00:00Z", 2)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        s.prune_raw_notifications("9999-01-01T00:00:00Z", 10)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(s.raw_notification_count().await.unwrap(), 0);
+    drop(s);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn a_merchant_goes_with_its_payments_only_when_asked() {
+    let path = std::env::temp_dir().join(format!("payhost-delete-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let s = SqliteStore::open(&path).unwrap();
+    let m = MerchantSettings {
+        settings: vec![("partner".into(), "2088".into())],
+        plugin_id: String::new(),
+        from_files: Vec::new(),
+        shop_webhook_url: None,
+        shop_webhook_secret: None,
+        shop_origins: Vec::new(),
+        settings_digest: None,
+    };
+    assert_eq!(
+        s.delete_merchant("m1", false).await.unwrap(),
+        MerchantRemoval::Unknown
+    );
+    s.save_merchant("m1", &m).await.unwrap();
+    s.save_merchant("m2", &m).await.unwrap();
+    s.insert_payment(&payment("o1")).await.unwrap();
+    s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
+        .await
+        .unwrap();
+    s.create_token("m1", "hash-m1", "").await.unwrap();
+    s.create_token("m2", "hash-m2", "").await.unwrap();
+    // Paid: the money record keeps the merchant.
+    assert_eq!(
+        s.delete_merchant("m1", false).await.unwrap(),
+        MerchantRemoval::HasPayments {
+            payments: 1,
+            paid: 1
+        }
+    );
+    assert!(s.merchant("m1").await.unwrap().is_some());
+    assert!(s.payment("m1", "o1").await.unwrap().is_some());
+    // Asked: everything under it goes, in one commit; the other merchant keeps its own.
+    assert_eq!(
+        s.delete_merchant("m1", true).await.unwrap(),
+        MerchantRemoval::Removed { payments: 1 }
+    );
+    assert!(s.merchant("m1").await.unwrap().is_none());
+    assert!(s.payment("m1", "o1").await.unwrap().is_none());
+    assert!(s
+        .recent_notifications(Some("m1"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.raw_notification_count().await.unwrap(), 0);
+    assert_eq!(s.pending_webhooks().await.unwrap(), 0);
+    assert_eq!(s.token_merchant("hash-m1").await.unwrap(), None);
+    assert_eq!(
+        s.token_merchant("hash-m2").await.unwrap().as_deref(),
+        Some("m2")
+    );
+    // Without payments it goes without being asked.
+    assert_eq!(
+        s.delete_merchant("m2", false).await.unwrap(),
+        MerchantRemoval::Removed { payments: 0 }
+    );
+    drop(s);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn refused_notifications_are_bounded_records_within_a_quota() {
+    use sha2::Digest;
+    let (s, path) = open_temp("refused");
+    let body = vec![b'x'; 30 * 1024];
+    let rec = NotificationRecord {
+        notify_id: None,
+        out_trade_no: None,
+        outcome: Some("bad_signature".into()),
+        detail: Some("d".repeat(5000)),
+        ..record()
+    };
+    let forged = |m: &'static str| RawNotification {
+        merchant_id: m,
+        remote: Some("192.0.2.1"),
+        body: &body,
+    };
+    for _ in 0..5 {
+        s.record_refused_notification(RefusedRecord::new(&forged("m1"), &rec), 3)
+            .await
+            .unwrap();
+    }
+    s.record_refused_notification(RefusedRecord::new(&forged("m2"), &rec), 3)
+        .await
+        .unwrap();
+    // A verified one is kept whole and outside the quota.
+    let verified = NotificationRecord {
+        notify_id: Some("n9".into()),
+        outcome: Some("unknown_order".into()),
+        ..record()
+    };
+    s.record_notification(&raw(), &verified).await.unwrap();
+    let conn = s.readers.get();
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(String, i64, Option<i64>, Option<String>, i64)> = conn
+        .prepare("SELECT merchant_id, length(body), body_size, body_sha256, refused FROM raw_notifications ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let m1: Vec<_> = rows.iter().filter(|r| r.0 == "m1" && r.4 == 1).collect();
+    assert_eq!(m1.len(), 3, "the newest 3 of m1's 5: {rows:?}");
+    assert_eq!(rows.iter().filter(|r| r.0 == "m2").count(), 1);
+    for r in rows.iter().filter(|r| r.4 == 1) {
+        assert_eq!((r.1, r.2), (1024, Some(30 * 1024)));
+        assert_eq!(r.3, Some(hex::encode(sha2::Sha256::digest(&body))));
+    }
+    assert!(
+        rows.iter().any(|r| r.4 == 0 && r.1 == 3),
+        "the verified one, whole"
+    );
+    let details: Vec<String> = conn
+        .prepare("SELECT detail FROM notification_results r JOIN raw_notifications n ON n.id = r.raw_id WHERE n.refused = 1")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(
+        details.len(),
+        4,
+        "one result per kept record, none orphaned"
+    );
+    assert!(details.iter().all(|d| d.chars().count() <= 513));
+    drop(conn);
+    // Their own retention: only refused rows go.
+    assert_eq!(
+        s.prune_refused_notifications("1970-01-02T00:00:00Z", 10)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.prune_refused_notifications("9999-01-01T00:00:00Z", 10)
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(s.raw_notification_count().await.unwrap(), 1);
+    drop(s);
+    let _ = std::fs::remove_file(&path);
+}

@@ -1,0 +1,123 @@
+//! SQLite's writer: one thread owns the write connection and commits in groups. It takes a job
+//! from its tokio channel, then every other job already queued (up to [`MAX_GROUP`]), runs each in
+//! its own savepoint inside one `BEGIN IMMEDIATE … COMMIT` (a job that fails rolls back only its
+//! savepoint), commits once — one fsync for the group — and only then answers each caller on its
+//! oneshot channel. A caller's write is durable when its call returns; under load many writes
+//! share one fsync instead of queueing for one each.
+//!
+//! A thread rather than a task of the runtime: SQLite's calls block (the fsync of a commit most
+//! of all), and a runtime worker must never block. Callers only await.
+
+use anyhow::{anyhow, Context, Result};
+use rusqlite::Connection;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most writes one commit carries.
+const MAX_GROUP: usize = 256;
+/// Writes that may wait for the writer before callers wait to queue theirs.
+const QUEUE: usize = 4096;
+
+/// Called with the group's commit result once the group is committed (or not).
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// One write: runs on the writer's connection inside the group transaction (or, given None, does
+/// not run at all); says whether it succeeded (else its savepoint is rolled back) and how to
+/// answer its caller.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Finish) + Send>;
+
+pub(super) struct Writer {
+    queue: mpsc::Sender<Job>,
+    commits: Arc<AtomicUsize>,
+}
+
+impl Writer {
+    pub(super) fn start(conn: Connection) -> Result<Writer> {
+        let (queue, jobs) = mpsc::channel::<Job>(QUEUE);
+        let commits = Arc::new(AtomicUsize::new(0));
+        let counter = commits.clone();
+        std::thread::Builder::new()
+            .name("payhost-store-writer".into())
+            .spawn(move || write_loop(conn, jobs, counter))
+            .context("cannot start the store's writer thread")?;
+        Ok(Writer { queue, commits })
+    }
+
+    pub(super) fn commit_count(&self) -> usize {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the writer's connection in the next group; returns once the group is durable.
+    pub(super) async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let (tx, rx) = oneshot::channel::<Result<R>>();
+        let job: Job = Box::new(move |conn| {
+            let result = match conn {
+                Some(conn) => f(conn),
+                None => Err(anyhow!("the store could not start a transaction")),
+            };
+            let ok = result.is_ok();
+            let finish: Finish = Box::new(move |committed| {
+                let _ = tx.send(match committed {
+                    Ok(()) => result,
+                    Err(e) => Err(anyhow!("the store could not commit: {e}")),
+                });
+            });
+            (ok, finish)
+        });
+        let stopped = || anyhow!("the store's writer thread has stopped");
+        self.queue.send(job).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+/// Ends when the store is dropped (the queue closes).
+fn write_loop(conn: Connection, mut queue: mpsc::Receiver<Job>, commits: Arc<AtomicUsize>) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = e.to_string();
+            for job in group {
+                // Not run: answered with the error, the database untouched.
+                let (_, finish) = job(None);
+                finish(Err(e.clone()));
+            }
+            continue;
+        }
+        let mut finishes = Vec::with_capacity(group.len());
+        for job in group {
+            let savepoint = conn
+                .prepare_cached("SAVEPOINT job")
+                .and_then(|mut s| s.execute([]));
+            let (ok, finish) = job(savepoint.is_ok().then_some(&conn));
+            if savepoint.is_ok() {
+                if !ok {
+                    let _ = conn
+                        .prepare_cached("ROLLBACK TO job")
+                        .and_then(|mut s| s.execute([]));
+                }
+                let _ = conn
+                    .prepare_cached("RELEASE job")
+                    .and_then(|mut s| s.execute([]));
+            }
+            finishes.push(finish);
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        } else {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
+        for finish in finishes {
+            finish(committed.clone());
+        }
+    }
+}
