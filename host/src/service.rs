@@ -370,9 +370,11 @@ impl App {
             &settings.settings,
             settings.shop_webhook_url.as_deref(),
         ));
+        let mut defaulted = Vec::new();
         for (name, value) in &self.default_settings {
             if settings.get(name).is_none() && plugin.info.field(name).is_some() {
                 settings.settings.push((name.clone(), value.clone()));
+                defaulted.push(name.clone());
             }
         }
         let refused = self.check_provider_origins(&settings);
@@ -381,10 +383,26 @@ impl App {
         }
         let plugin_failed = |e: CallError| vec![FieldError::new("plugin", e.to_string())];
         let mut session = plugin.session().await.map_err(plugin_failed)?;
-        let normalised = session
+        let normalised = match session
             .validate_settings(&settings.settings)
             .await
-            .map_err(plugin_failed)??;
+            .map_err(plugin_failed)?
+        {
+            Ok(n) => n,
+            // A default the component refuses for this merchant (another API family's URL, e.g.
+            // the demo's legacy sandbox URLs for an `api = openapi` merchant) is left out.
+            Err(errors) if errors.iter().any(|e| defaulted.contains(&e.field)) => {
+                settings.settings.retain(|(k, _)| {
+                    !(defaulted.contains(k) && errors.iter().any(|e| &e.field == k))
+                });
+                let mut session = plugin.session().await.map_err(plugin_failed)?;
+                session
+                    .validate_settings(&settings.settings)
+                    .await
+                    .map_err(plugin_failed)??
+            }
+            Err(errors) => return Err(errors),
+        };
         let stored = MerchantSettings {
             settings: normalised,
             ..settings
