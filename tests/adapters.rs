@@ -18,7 +18,7 @@ use base64::Engine as _;
 use conformance::alipay::cashier_token;
 use conformance::host::{
     admin_login, config_head, csrf_of, free_port, get, payhost_binary, request, send_json,
-    spawn_payhost, temp_dir, Demo,
+    spawn_payhost, temp_dir, Demo, Payhost,
 };
 use conformance::repo_root;
 use serde_json::{json, Value};
@@ -33,6 +33,8 @@ const KEY: &str = "k7k7k7k7k7k7k7k7k7k7k7k7k7k7k7k7";
 
 const ADMIN_PASSWORD: &str = "adapter-admin-password";
 const PHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148";
+const DESKTOP_UA: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
 
 /// What the operator hands a shop: the merchant's own API token and shop secret.
 #[derive(Clone)]
@@ -48,6 +50,12 @@ fn connect_with_cli(dir: &Path, merchant: &str, origin: &str) -> Creds {
     let config = dir.join("operator.toml");
     let toml = config_head(free_port(), TOKEN, "").replace("\"payhost.db\"", "\"demo.db\"");
     std::fs::write(&config, toml).unwrap();
+    merchant_add(&config, merchant, origin)
+}
+
+/// `payhost merchant add <merchant> --plugin alipay-wap --shop-origin <origin> --config <config>`:
+/// the merchant's token and shop secret, read from its output.
+fn merchant_add(config: &Path, merchant: &str, origin: &str) -> Creds {
     let out = Command::new(payhost_binary())
         .args([
             "merchant",
@@ -59,7 +67,7 @@ fn connect_with_cli(dir: &Path, merchant: &str, origin: &str) -> Creds {
             origin,
         ])
         .args(["--label", "shop", "--config"])
-        .arg(&config)
+        .arg(config)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -416,6 +424,10 @@ async fn ecshop_install(
     for f in form["fields"].as_array().unwrap() {
         let name = f["name"].as_str().unwrap();
         let value = match name {
+            "alipay_api" => "mapi".to_owned(),
+            "alipay_app_id" | "alipay_app_private_key" | "alipay_public_key" | "alipay_gateway" => {
+                String::new()
+            }
             "alipay_account" => " shop@ecshop.example ".to_owned(),
             "alipay_key" => format!(" {KEY}\n"),
             "alipay_partner" => format!("  {PARTNER} "),
@@ -1153,6 +1165,10 @@ async fn ecshop_install_value(shop: &Shop, name: &str, value: &str, demo: &str, 
         let n = f["name"].as_str().unwrap();
         let v = match n {
             _ if n == name => value.to_owned(),
+            "alipay_api" => "mapi".to_owned(),
+            "alipay_app_id" | "alipay_app_private_key" | "alipay_public_key" | "alipay_gateway" => {
+                String::new()
+            }
             "alipay_account" => "shop@ecshop.example".to_owned(),
             "alipay_key" => KEY.to_owned(),
             "alipay_partner" => PARTNER.to_owned(),
@@ -1373,6 +1389,17 @@ fn shopex_db() -> Value {
 /// updatePay), 启用 (startApp: the method is disabled after install and the edit form has no
 /// switch).
 async fn shopex_install(shop: &Shop, demo: &str, creds: &Creds) -> (String, Value) {
+    shopex_install_with(shop, demo, creds, None).await
+}
+
+/// [`shopex_install`]; with `open_gateway`, configured for the open platform (新版开放平台: the
+/// APPID, the app private key as PEM, Alipay's public key, the seller and that gateway).
+async fn shopex_install_with(
+    shop: &Shop,
+    demo: &str,
+    creds: &Creds,
+    open_gateway: Option<&str>,
+) -> (String, Value) {
     let refreshed = get(
         &shop.url("shopadmin/index.php?ctl=system/addon&act=refresh"),
         None,
@@ -1398,7 +1425,19 @@ async fn shopex_install(shop: &Shop, demo: &str, creds: &Creds) -> (String, Valu
     body.append_pair("id", &id);
     body.append_pair("pay_type", "payhost");
     for name in detail["fields"].as_object().unwrap().keys() {
-        let value = match name.as_str() {
+        let open = open_gateway.and_then(|gateway| match name.as_str() {
+            "alipay_api" => Some("openapi".to_owned()),
+            "member_id" => Some(format!("{OPEN_SELLER} ")),
+            "PrivateKey" | "seller_account" => Some(String::new()),
+            "app_id" => Some(format!(" {OPEN_APP_ID}")),
+            "app_private_key" => Some(openapi_key("app_test_private_pkcs1.pem")),
+            "alipay_public_key" => Some(format!(" {}", openapi_key("alipay_test_public.pem"))),
+            "gateway" => Some(gateway.to_owned()),
+            _ => None,
+        });
+        let value = open.unwrap_or_else(|| match name.as_str() {
+            "alipay_api" => "mapi".to_owned(),
+            "app_id" | "app_private_key" | "alipay_public_key" | "gateway" => String::new(),
             "member_id" => format!(" {PARTNER}\n"),
             "PrivateKey" => format!("{KEY}  "),
             "seller_account" => " seller@shopex.example".to_owned(),
@@ -1407,7 +1446,7 @@ async fn shopex_install(shop: &Shop, demo: &str, creds: &Creds) -> (String, Valu
             "payhost_api_token" => creds.token.clone(),
             "payhost_shop_secret" => creds.secret.clone(),
             other => panic!("unexpected field {other}"),
-        };
+        });
         body.append_pair(name, &value);
     }
     let r = request(
@@ -1482,11 +1521,27 @@ fn form_of(page: &str) -> (String, String, Vec<(String, String)>) {
 
 /// The buyer checks out order `order_id`: (payment_id, the browser's URL to the cashier).
 async fn shopex_checkout(shop: &Shop, cfg_id: &str, order_id: &str) -> (String, String) {
-    let page = get(
+    shopex_checkout_as(shop, cfg_id, order_id, None).await
+}
+
+/// [`shopex_checkout`] from a browser with this User-Agent.
+async fn shopex_checkout_as(
+    shop: &Shop,
+    cfg_id: &str,
+    order_id: &str,
+    user_agent: Option<&str>,
+) -> (String, String) {
+    let headers: Vec<(&str, &str)> = user_agent
+        .map(|ua| ("user-agent", ua))
+        .into_iter()
+        .collect();
+    let page = request(
+        "GET",
         &shop.url(&format!(
             "index.php?ctl=paycenter&act=order&order_id={order_id}&payment={cfg_id}"
         )),
-        None,
+        &headers,
+        Vec::new(),
     )
     .await
     .text();
@@ -1858,6 +1913,372 @@ async fn shopex_errors_are_shown_on_the_page() {
         !page.contains("<form"),
         "no hidden-field form posted to action=\"\": {page}"
     );
+}
+
+// ----------------------------------------------------------- the open platform (APPID + RSA2)
+
+const OPEN_APP_ID: &str = "2021000000000777";
+const OPEN_SELLER: &str = "2088000000000888";
+
+/// A test key of the protocol reference (`plugin/testdata/openapi/keys/`).
+fn openapi_key(name: &str) -> String {
+    std::fs::read_to_string(repo_root().join("plugin/testdata/openapi/keys").join(name)).unwrap()
+}
+
+/// A PEM's base64 body on one line: what Alipay's key tool shows and the owner pastes.
+fn one_line(pem: &str) -> String {
+    pem.lines().filter(|l| !l.starts_with("-----")).collect()
+}
+
+/// Alipay's open platform for the shops: the sandbox gateway (`/sandbox/openapi/gateway.do`, its
+/// cashier and V1-signed notifies) serving one app with the reference's test keys, and a
+/// `payhost serve` whose operator allowed that gateway and the shop's origin (`[outbound]
+/// allowed_origins`). The shop's port is reserved for start_shop.
+struct OpenPlatform {
+    payhost: Payhost,
+    /// e.g. `http://127.0.0.1:41234/sandbox`.
+    sandbox: String,
+    _gateway: tokio::task::JoinHandle<()>,
+}
+
+impl OpenPlatform {
+    async fn start(dir: &Path) -> OpenPlatform {
+        use rsa::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let sandbox = payhost_sandbox::Sandbox::new("/sandbox", &format!("{origin}/sandbox"), 1.0);
+        sandbox.add_openapi_app(payhost_sandbox::openapi::OpenApiApp {
+            app_id: OPEN_APP_ID.into(),
+            seller_id: OPEN_SELLER.into(),
+            app_public: rsa::RsaPublicKey::from_public_key_pem(&openapi_key("app_test_public.pem"))
+                .unwrap(),
+            alipay_private: rsa::RsaPrivateKey::from_pkcs8_pem(&openapi_key(
+                "alipay_test_private_pkcs8.pem",
+            ))
+            .unwrap(),
+        });
+        sandbox.start_delivery();
+        let gateway = tokio::spawn(async move {
+            let _ = payhost_sandbox::serve_on(sandbox, listener, std::future::pending()).await;
+        });
+        let shop_port = free_port();
+        std::fs::write(dir.join("shop.port"), shop_port.to_string()).unwrap();
+        let config = config_head(free_port(), TOKEN, "")
+            + &format!(
+                "\n[outbound]\nallowed_origins = [\"{origin}\", \"http://127.0.0.1:{shop_port}\"]\n"
+            );
+        OpenPlatform {
+            payhost: Payhost::start(dir, &config),
+            sandbox: format!("{origin}/sandbox"),
+            _gateway: gateway,
+        }
+    }
+
+    fn gateway(&self) -> String {
+        format!("{}/openapi/gateway.do", self.sandbox)
+    }
+
+    /// The buyer opens the pay URL (the gateway checks the app's RSA2 signature before showing
+    /// its cashier) and pays; payhost's return URL the browser goes to next.
+    async fn pay(&self, pay_url: &str, method: &str) -> String {
+        assert!(
+            pay_url.starts_with(&format!("{}?", self.gateway())),
+            "{pay_url}"
+        );
+        assert!(pay_url.contains(&format!("method={method}")), "{pay_url}");
+        let page = get(pay_url, None).await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let r = request(
+            "POST",
+            &format!("{}/openapi/cashier/pay", self.sandbox),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            format!("token={}", cashier_token(&page.text())).into_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 302, "{}", r.text());
+        r.header("location").unwrap()
+    }
+
+    /// payhost's record of the merchant (operator token) and of one payment.
+    async fn merchant(&self, id: &str) -> Value {
+        get(
+            &self.payhost.url(&format!("/v1/merchants/{id}")),
+            Some(TOKEN),
+        )
+        .await
+        .json()
+    }
+
+    async fn payment(&self, id: &str, out_trade_no: &str) -> Value {
+        get(
+            &self
+                .payhost
+                .url(&format!("/v1/merchants/{id}/payments/{out_trade_no}")),
+            Some(TOKEN),
+        )
+        .await
+        .json()
+    }
+}
+
+/// What payhost holds for a shop configured for the open platform: the APPID, the seller, the
+/// gateway, and the private key never shown.
+fn assert_open_merchant(merchant: &Value, gateway: &str) {
+    assert_eq!(merchant["api"], "openapi", "{merchant}");
+    assert_eq!(merchant["app_id"], OPEN_APP_ID, "trimmed: {merchant}");
+    assert_eq!(merchant["seller_id"], OPEN_SELLER, "{merchant}");
+    assert_eq!(merchant["gateway"], gateway, "{merchant}");
+    let key = one_line(&openapi_key("app_test_private_pkcs8.pem"));
+    assert!(
+        !merchant.to_string().replace("\\n", "").contains(&key[..64]),
+        "the app's private key is shown: {merchant}"
+    );
+    assert!(
+        merchant.get("partner").is_none() && merchant.get("key").is_none(),
+        "{merchant}"
+    );
+}
+
+/// The open platform paid once: one notification applied.
+fn assert_paid_once(payment: &Value, total_fee: &str) {
+    assert_eq!(payment["status"], "TRADE_SUCCESS", "{payment}");
+    assert_eq!(payment["total_fee"], total_fee, "{payment}");
+    let applied = payment["notifications"]
+        .as_array()
+        .map(|l| l.iter().filter(|n| n["outcome"] == "applied").count());
+    assert_eq!(applied, Some(1), "{payment}");
+}
+
+/// ecshop on the open platform (README «新版开放平台»): the operator opens `ecshop-<APPID>` with
+/// `payhost merchant add`; the admin installs the module choosing 新版开放平台 and pastes the
+/// APPID, the app private key (one line, as Alipay's key tool shows it), Alipay's public key, the
+/// 合作者身份ID (the seller) and the gateway (here the sandbox's), with stray spaces
+/// (`admin/payment.php` act=install / act=insert); a phone checks out (`flow.php` step=done →
+/// `get_code()`), pays in the open-platform cashier (`alipay.trade.wap.pay`), and the order is
+/// paid once by payhost's webhook (`payhost_notify.php` → `webhook()` → `order_paid()`); the
+/// return (`respond.php` → `respond()`) shows success.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_open_platform_is_configured_in_the_admin_and_paid_once() {
+    let dir = temp_dir("ecshop-openapi");
+    let open = OpenPlatform::start(&dir).await;
+    let shop = start_shop(
+        "ecshop",
+        &dir,
+        "utf-8",
+        &ecshop_db("茶香小铺".as_bytes()),
+        &[],
+    );
+    let merchant_id = format!("ecshop-{OPEN_APP_ID}");
+    let creds = merchant_add(&open.payhost.config, &merchant_id, &shop.base);
+
+    let form = get(
+        &shop.url("admin/payment.php?act=install&code=payhost_alipay"),
+        None,
+    )
+    .await
+    .json();
+    let field = |name: &str| {
+        form["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no field {name}: {form}"))
+    };
+    let api = field("alipay_api");
+    assert_eq!(api["type"], "select");
+    assert_eq!(
+        api["value"], "mapi",
+        "the legacy interface stays the default"
+    );
+    assert_eq!(api["label"], "接口类型");
+    assert_eq!(api["range"]["mapi"], "旧版接口（合作者身份 PID + 密钥）");
+    assert_eq!(
+        api["range"]["openapi"],
+        "新版开放平台（APPID + 应用私钥 + 支付宝公钥）"
+    );
+    for (name, label) in [
+        ("alipay_app_id", "APPID"),
+        ("alipay_app_private_key", "应用私钥"),
+        ("alipay_public_key", "支付宝公钥"),
+        ("alipay_gateway", "支付宝网关"),
+    ] {
+        assert_eq!(field(name)["label"], label, "{name}");
+    }
+    let gateway = open.gateway();
+    let mut body = form_urlencoded::Serializer::new(String::new());
+    body.append_pair("pay_code", "payhost_alipay");
+    for f in form["fields"].as_array().unwrap() {
+        let name = f["name"].as_str().unwrap();
+        let value = match name {
+            "alipay_api" => "openapi".to_owned(),
+            "alipay_account" | "alipay_key" | "c2c_sellers" => String::new(),
+            "alipay_partner" => format!(" {OPEN_SELLER} "),
+            "alipay_app_id" => format!("{OPEN_APP_ID}  "),
+            "alipay_app_private_key" => {
+                format!(
+                    " {}\n",
+                    one_line(&openapi_key("app_test_private_pkcs8.pem"))
+                )
+            }
+            "alipay_public_key" => one_line(&openapi_key("alipay_test_public.pem")),
+            "alipay_gateway" => format!(" {gateway}"),
+            "alipay_mode" => "b2c".to_owned(),
+            "shop_url" => format!("{}/", shop.base),
+            "payhost_url" => open.payhost.url(""),
+            "payhost_api_token" => creds.token.clone(),
+            "payhost_shop_secret" => creds.secret.clone(),
+            other => panic!("unexpected field {other}"),
+        };
+        body.append_pair("cfg_name[]", name);
+        body.append_pair("cfg_type[]", f["type"].as_str().unwrap());
+        body.append_pair("cfg_value[]", &value);
+    }
+    let r = request(
+        "POST",
+        &shop.url("admin/payment.php?act=insert"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        body.finish().into_bytes(),
+    )
+    .await;
+    assert_eq!(r.text(), "ok");
+
+    // A phone checks out: the settings reach payhost (the merchant's token only), the payment is
+    // the open platform's phone cashier.
+    let (log_id, page) = ecshop_checkout(&shop, 1).await;
+    assert!(page.contains("立即使用支付宝支付"), "{page}");
+    assert_open_merchant(&open.merchant(&merchant_id).await, &gateway);
+    let out_trade_no = format!("2026112312345{log_id}");
+    let callback = open
+        .pay(&pay_url_from_button(&page), "alipay.trade.wap.pay")
+        .await;
+    assert!(
+        callback.starts_with(&open.payhost.url(&format!("/return/{merchant_id}?"))),
+        "{callback}"
+    );
+    let landing = landing_from(&callback).await;
+    assert!(
+        landing.starts_with(&shop.url("respond.php?code=payhost_alipay&")),
+        "{landing}"
+    );
+    wait_until(
+        || async { shop.state().await["pay_log"][&log_id]["is_paid"] == 1 },
+        "payhost's webhook to pay the order",
+    )
+    .await;
+    let r = get(&landing, None).await;
+    assert_eq!(
+        message_of(&r.body, "utf-8").split('<').next().unwrap(),
+        "您此次的支付操作已成功！"
+    );
+    // Shown paid once: one order_action, one applied notification, the order's amount.
+    let again = get(&landing, None).await;
+    assert!(message_of(&again.body, "utf-8").starts_with("您此次的支付操作已成功！"));
+    let s = shop.state().await;
+    assert_eq!(
+        s["order_action"].as_array().unwrap().len(),
+        1,
+        "paid once: {s}"
+    );
+    assert_eq!(s["order_info"]["1"]["pay_status"], 2, "{s}");
+    assert_paid_once(&open.payment(&merchant_id, &out_trade_no).await, "12.50");
+    assert!(open.payhost.log_text().contains("webhook delivered"));
+}
+
+/// ShopEx on the open platform (README «新版开放平台»): the operator opens `shopex-<APPID>`; the
+/// admin refreshes the plugins, installs the app, chooses 新版开放平台 in 接口类型 and pastes the
+/// APPID, the app private key (PEM), Alipay's public key, 合作者身份 (the seller) and the gateway
+/// (`shopadmin/index.php`: system/addon refresh, do_install, savePayment → `updatePay()`, startApp);
+/// a desktop checks out (`doPay()` → `toSubmit()`: the GET form to the gateway,
+/// `alipay.trade.page.pay`), pays, and payhost's webhook (`pay_payhost.server.php` →
+/// `pay_payhost_callback()` → `setPayStatus()`) pays the payment once; the return
+/// (`pay_payhost.php` → `callback()`) leads to ShopEx's result page.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_open_platform_is_configured_in_the_admin_and_paid_once() {
+    let dir = temp_dir("shopex-openapi");
+    let open = OpenPlatform::start(&dir).await;
+    let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &[]);
+    let merchant_id = format!("shopex-{OPEN_APP_ID}");
+    let creds = merchant_add(&open.payhost.config, &merchant_id, &shop.base);
+    let gateway = open.gateway();
+    let (cfg_id, detail) =
+        shopex_install_with(&shop, &open.payhost.url(""), &creds, Some(&gateway)).await;
+    let api = &detail["fields"]["alipay_api"];
+    assert_eq!(api["type"], "select", "{detail}");
+    assert!(
+        api["options"]["mapi"]
+            .as_str()
+            .unwrap()
+            .starts_with("旧版接口（合作者身份 PID + 密钥）"),
+        "{api}"
+    );
+    assert!(
+        api["options"]["openapi"]
+            .as_str()
+            .unwrap()
+            .starts_with("新版开放平台（APPID + 应用私钥 + 支付宝公钥"),
+        "{api}"
+    );
+
+    // A desktop checks out: doPay's GET form is the open platform's desktop cashier.
+    let (payment_id, pay_url) =
+        shopex_checkout_as(&shop, &cfg_id, "20261123001", Some(DESKTOP_UA)).await;
+    assert_open_merchant(&open.merchant(&merchant_id).await, &gateway);
+    let callback = open.pay(&pay_url, "alipay.trade.page.pay").await;
+    let landing = landing_from(&callback).await;
+    assert!(
+        landing.starts_with(&shop.url("plugins/app/pay_payhost/pay_payhost.php?")),
+        "{landing}"
+    );
+    wait_until(
+        || async { shop.state().await["payments"][&payment_id]["status"] == "succ" },
+        "payhost's webhook to pay",
+    )
+    .await;
+    let r = get(&landing, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (action, _, fields) = form_of(&r.text());
+    assert_eq!(action, shop.url("index.php?ctl=paycenter&act=result"));
+    assert_eq!(fields, vec![("payment_id".to_owned(), payment_id.clone())]);
+    let result = send_form(&action, &format!("payment_id={payment_id}")).await;
+    assert!(result.contains("支付成功"), "{result}");
+    let s = shop.state().await;
+    assert_eq!(
+        s["payed_calls"].as_array().unwrap().len(),
+        1,
+        "paid once: {s}"
+    );
+    assert_paid_once(&open.payment(&merchant_id, &payment_id).await, "8.80");
+}
+
+/// ecshop's language files (zh_cn, en_us) name the same entries: every field has both labels.
+#[test]
+fn ecshop_language_files_label_every_field_in_both_languages() {
+    let entries = |lang: &str| -> std::collections::BTreeSet<String> {
+        let path = repo_root().join(format!(
+            "adapters/ecshop/languages/{lang}/payment/payhost_alipay.php"
+        ));
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("$_LANG['"))
+            .map(|l| l.split(" = ").next().unwrap().to_owned())
+            .collect()
+    };
+    let (zh, en) = (entries("zh_cn"), entries("en_us"));
+    assert_eq!(zh, en);
+    let module = std::fs::read_to_string(
+        repo_root().join("adapters/ecshop/includes/modules/payment/payhost_alipay.php"),
+    )
+    .unwrap();
+    for name in module
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("array('name' => '"))
+        .map(|l| l.split('\'').next().unwrap())
+    {
+        assert!(zh.contains(&format!("{name}']")), "no label for {name}");
+    }
 }
 
 #[test]

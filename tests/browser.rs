@@ -1,10 +1,12 @@
 //! The demo in a real browser: headless Chromium (Debian's `chromium`, installed by `.ci/run`)
 //! driven by playwright-core walks `payhost demo` as a buyer on a phone-sized screen and as a shop
-//! owner on the admin page. Screenshots land in `tests/artifacts/`; with
-//! `PAYHOST_SCREENSHOTS=docs/images` also the pictures of README.zh-CN.md.
+//! owner on the admin page; and pays the demo's open-platform merchant (APPID + RSA2) through the
+//! sandbox's OpenAPI cashier on a phone and on a desktop. Screenshots land in `tests/artifacts/`;
+//! with `PAYHOST_SCREENSHOTS=docs/images` also the pictures of README.zh-CN.md.
 
-use conformance::host::{spawn_payhost, temp_dir};
+use conformance::host::{get, spawn_payhost, temp_dir, Demo};
 use conformance::repo_root;
+use std::path::PathBuf;
 use std::process::Command;
 
 /// The pictures README.zh-CN.md shows, taken with `PAYHOST_SCREENSHOTS=docs/images`.
@@ -20,8 +22,8 @@ const DOC_PICTURES: [&str; 9] = [
     "admin-6-new-token",
 ];
 
-#[test]
-fn demo_walk_in_headless_chromium() {
+/// Debian's Chromium and the folder of the walks, with playwright-core installed.
+fn browser_setup() -> (String, PathBuf) {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).exists(),
@@ -32,22 +34,33 @@ fn demo_walk_in_headless_chromium() {
         browser_dir.join("node_modules/playwright-core").exists(),
         "run `npm ci --prefix tests/browser` first (./scripts/test does)"
     );
-    let dir = temp_dir("browser");
-    let token = "browser-test-token-0123456789";
+    (chromium, browser_dir)
+}
+
+/// `payhost demo` on its own database, with the operator's API token.
+fn start_demo(name: &str, token: &str) -> Demo {
+    let dir = temp_dir(name);
     let db = dir.join("demo.db").display().to_string();
-    let password = conformance::host::ADMIN_PASSWORD;
-    let demo = spawn_payhost(
+    spawn_payhost(
         &dir,
         &[
             "demo",
             "--api-token",
             token,
             "--admin-password",
-            password,
+            conformance::host::ADMIN_PASSWORD,
             "--database",
             &db,
         ],
-    );
+    )
+}
+
+#[test]
+fn demo_walk_in_headless_chromium() {
+    let (chromium, browser_dir) = browser_setup();
+    let token = "browser-test-token-0123456789";
+    let password = conformance::host::ADMIN_PASSWORD;
+    let demo = start_demo("browser", token);
     let artifacts = repo_root().join("tests/artifacts");
     let mut walk = Command::new("node");
     walk.current_dir(&browser_dir)
@@ -90,6 +103,62 @@ fn demo_walk_in_headless_chromium() {
                 "{} was not written by this walk",
                 path.display()
             );
+        }
+    }
+}
+
+/// The demo's open-platform merchant (`open-shop`, APPID + RSA2) paid in Chromium through the
+/// sandbox's OpenAPI cashier: a phone (390 px, an iPhone's User-Agent) gets `alipay.trade.wap.pay`,
+/// a desktop `alipay.trade.page.pay` (openapi.mjs checks the pay_url's method); each order ends
+/// paid on the shop's pages and in payhost's API, paid once (one applied notification).
+#[test]
+fn open_platform_cashier_on_a_phone_and_a_desktop() {
+    let (chromium, browser_dir) = browser_setup();
+    let token = "browser-openapi-token-0123456789";
+    let demo = start_demo("browser-openapi", token);
+    let artifacts = repo_root().join("tests/artifacts");
+    let out = Command::new("node")
+        .current_dir(&browser_dir)
+        .arg("openapi.mjs")
+        .arg(&demo.base)
+        .arg(&artifacts)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let log = || std::fs::read_to_string(&demo.log).unwrap_or_default();
+    assert!(
+        out.status.success() && stdout.contains("openapi walk: ok"),
+        "the OpenAPI walk failed:\n{stdout}\n{stderr}\ndemo log:\n{}",
+        log()
+    );
+    let paid: Vec<(&str, &str)> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("paid "))
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    assert_eq!(
+        paid.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+        ["phone", "desktop"],
+        "{stdout}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (device, no) in paid {
+        let url = format!("{}/v1/merchants/open-shop/payments/{no}", demo.base);
+        let p = rt.block_on(get(&url, Some(token))).json();
+        assert_eq!(p["status"], "TRADE_SUCCESS", "{device}: {p}\n{}", log());
+        assert_eq!(p["total_fee"], "25.00", "{device}: {p}");
+        let applied = p["notifications"]
+            .as_array()
+            .map(|list| list.iter().filter(|n| n["outcome"] == "applied").count());
+        assert_eq!(applied, Some(1), "{device}: paid once: {p}");
+        for shot in ["1-cashier", "2-paid"] {
+            let png = artifacts.join(format!("openapi-{device}-{shot}.png"));
+            assert!(png.exists(), "{} missing", png.display());
         }
     }
 }

@@ -189,6 +189,14 @@ fn the_flow_suite_passes_against_payhost_demo() {
         std::fs::read_to_string(&demo.log).unwrap_or_default()
     );
     assert!(passed_case(&lines, "notify.replayed_once"));
+    // The demo fills in its sandbox's legacy URLs for merchants saved through the API; an
+    // open-platform merchant is saved without them.
+    assert!(
+        passed_case(&lines, "openapi.merchant.configured")
+            && passed_case(&lines, "openapi.sync.lost_notify_recovered"),
+        "{}",
+        lines.join("\n")
+    );
 }
 
 /// A `payhost serve` whose operator allowed the kit's origin, with `manifest` as its component.
@@ -222,13 +230,41 @@ fn the_flow_suite_passes_against_payhost_serve_and_names_the_case_a_broken_host_
     ]);
     let (lines, _, failed) = report(&out);
     assert!(out.status.success() && failed == 0, "{}", lines.join("\n"));
+    // The open-platform cases ran too (the kit's own APPID and RSA2 keys, its sandbox as gateway).
+    for id in [
+        "openapi.settings.app_id_refused",
+        "openapi.settings.own_public_key_refused",
+        "openapi.settings.bad_private_key_refused",
+        "openapi.merchant.configured",
+        "openapi.pay.products",
+        "openapi.notify.forged_refused",
+        "openapi.notify.paid_once",
+        "openapi.notify.partial_refund_not_a_payment",
+        "openapi.sync.lost_notify_recovered",
+    ] {
+        assert!(passed_case(&lines, id), "{id}:\n{}", lines.join("\n"));
+    }
+    // Refunds and close through the host: run when it has the routes and its component has them
+    // (contract 0.4.0), else skipped in the host's own words, never passed.
+    for id in ["openapi.refund.partial_once", "openapi.close.unpaid_only"] {
+        let skipped = lines.iter().any(|l| {
+            l.starts_with(&format!("skip {id}: "))
+                && (l.contains("0.4.0") || l.contains("no such route"))
+        });
+        assert!(
+            passed_case(&lines, id) || skipped,
+            "{id}:\n{}",
+            lines.join("\n")
+        );
+    }
     // It removed what it made, test payments and all.
-    for id in ["conformance", "conformance-rsa"] {
+    for id in ["conformance", "conformance-rsa", "conformance-openapi"] {
         assert_eq!(merchant_status(&host, id), 404, "{id} was left behind");
     }
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("removed merchant(s) conformance, conformance-rsa and their test payments"),
+        String::from_utf8_lossy(&out.stderr).contains(
+            "removed merchant(s) conformance, conformance-rsa, conformance-openapi and their test payments"
+        ),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -352,10 +388,41 @@ fn list_prints_every_case_with_what_it_checks() {
         "merchant.configured",
         "notify.paid_once",
         "sync.lost_notify_recovered",
+        "openapi.settings.app_id_refused",
+        "openapi.settings.own_public_key_refused",
+        "openapi.pay.products",
+        "openapi.notify.paid_once",
+        "openapi.notify.partial_refund_not_a_payment",
+        "openapi.sync.lost_notify_recovered",
         "webhooks.exactly_once",
     ] {
         assert!(ids.contains(&id), "{id} is not listed:\n{text}");
     }
+    assert_eq!(ids.last(), Some(&"webhooks.exactly_once"), "{text}");
+    // An open-platform case pulls in the open-platform merchant and the order it pays.
+    let out = conformance(&[
+        "--list",
+        "--only",
+        "openapi.notify.partial_refund_not_a_payment",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "describe.call",
+            "host.started",
+            "merchant.configured",
+            "openapi.merchant.configured",
+            "openapi.pay.products",
+            "openapi.notify.paid_once",
+            "openapi.notify.partial_refund_not_a_payment",
+        ],
+        "{text}"
+    );
     // With a selection: the cases that would run, what they need included, in order.
     let out = conformance(&["--list", "--only", "notify.paid_once"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");

@@ -54,6 +54,17 @@ fn about_fixed(id: &str) -> &'static str {
         "notify.unknown_merchant_404" => "a notify for a merchant that does not exist → 404, nothing created or stored",
         "notify.oversized_413" => "a 64 KiB notify body → 413",
         "sync.lost_notify_recovered" => "every notify lost: sync finds the paid trade and applies it once",
+        "openapi.settings.app_id_refused" => "open-platform settings with app_id 12345 → 400 naming app_id; not stored",
+        "openapi.settings.own_public_key_refused" => "the app's own public key as alipay_public_key → 400 naming alipay_public_key",
+        "openapi.settings.bad_private_key_refused" => "an app_private_key that does not parse → 400 naming it, the key never echoed",
+        "openapi.merchant.configured" => "the kit's open-platform merchant (APPID + RSA2, the kit's gateway) is saved; its private key never shown",
+        "openapi.pay.products" => "wap and pc answers carry a pay_url and a POST pay_form the gateway accepts; app an order_string",
+        "openapi.notify.forged_refused" => "notifies signed with the app's key, tampered after signing, or for another app_id: not acknowledged, not paid",
+        "openapi.notify.paid_once" => "a notify the kit signs as Alipay (V1 rule, RSA2) → success, paid once, one payment.paid webhook",
+        "openapi.notify.partial_refund_not_a_payment" => "a partial refund's notify → success, one refund webhook, still paid once at the same amount",
+        "openapi.sync.lost_notify_recovered" => "every notify lost: sync (alipay.trade.query) finds the paid trade and applies it once",
+        "openapi.refund.partial_once" => "POST …/refunds of part of a paid order: one refund at the gateway, a retry returns it, more than is left → 409",
+        "openapi.close.unpaid_only" => "POST …/close: an order the gateway never saw is closed here (said so), one waiting there is closed there, a paid one → 409",
         "webhooks.exactly_once" => "each order got exactly the payment.paid webhooks its case expects, all signed",
         _ => "",
     }
@@ -68,6 +79,21 @@ fn needs_fixed(id: &str) -> &'static [&'static str] {
             &["payment.created"]
         }
         "return.tampered_refused" => &["payment.created", "return.never_marks_paid"],
+        "openapi.pay.products"
+        | "openapi.sync.lost_notify_recovered"
+        | "openapi.close.unpaid_only" => &["openapi.merchant.configured"],
+        "openapi.refund.partial_once" => &[
+            "openapi.merchant.configured",
+            "openapi.sync.lost_notify_recovered",
+        ],
+        "openapi.notify.forged_refused" | "openapi.notify.paid_once" => {
+            &["openapi.merchant.configured", "openapi.pay.products"]
+        }
+        "openapi.notify.partial_refund_not_a_payment" => &[
+            "openapi.merchant.configured",
+            "openapi.pay.products",
+            "openapi.notify.paid_once",
+        ],
         _ => &[],
     }
 }

@@ -40,6 +40,7 @@ mod api;
 mod cases;
 mod catalogue;
 mod client;
+mod openapi;
 mod receiver;
 mod report;
 mod runner;

@@ -47,6 +47,35 @@ pub struct RsaMerchant {
     pub alipay_public_key: String,
 }
 
+/// An open-platform app (`api = openapi`, APPID + RSA2) the sandbox knows: the kit's own 2048-bit
+/// key pairs, the app's and the one it signs as Alipay with (notifies it forges, and the
+/// sandbox's answers to queries).
+#[derive(Clone)]
+pub struct OpenApp {
+    pub app_id: String,
+    /// The default seller (2088…).
+    pub seller_id: String,
+    /// The app's private key (PKCS#8 PEM): the merchant's `app_private_key`.
+    pub app_private_key: String,
+    /// The app's own public key (PEM): what must never be accepted as Alipay's.
+    pub app_public_key: String,
+    /// "Alipay's" public key (PEM): the merchant's `alipay_public_key`.
+    pub alipay_public_key: String,
+    /// "Alipay's" private key, which signs the notifies the kit sends.
+    pub alipay_private: rsa::RsaPrivateKey,
+    /// The app's key, for notifies signed with the wrong key.
+    pub app_private: rsa::RsaPrivateKey,
+}
+
+impl std::fmt::Debug for OpenApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenApp")
+            .field("app_id", &self.app_id)
+            .field("seller_id", &self.seller_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The running sandbox, receiver and their listener; dropping it stops them.
 pub struct KitEnv {
     pub sandbox: Arc<Sandbox>,
@@ -171,6 +200,59 @@ impl KitEnv {
                 .to_public_key_pem(LineEnding::LF)
                 .map_err(|e| format!("cannot write the sandbox's public key as PEM: {e}"))?,
         })
+    }
+
+    /// The sandbox's open-platform gateway (`…/openapi/gateway.do`).
+    pub fn openapi_gateway(&self) -> String {
+        format!("{}/openapi/gateway.do", self.sandbox_url())
+    }
+
+    /// Makes a fresh open-platform app (two 2048-bit key pairs, RSA2) and tells the sandbox.
+    pub fn add_openapi_app(&self) -> Result<OpenApp, String> {
+        use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+        let key = |what: &str| {
+            rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048)
+                .map_err(|e| format!("cannot make the {what} RSA key: {e}"))
+        };
+        let (app_key, alipay_key) = (key("app's")?, key("sandbox's")?);
+        let public_pem = |k: &rsa::RsaPrivateKey| {
+            k.to_public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .map_err(|e| format!("cannot write a public key as PEM: {e}"))
+        };
+        let app_id = format!(
+            "2021{:012}",
+            rand::rng().random_range(0..1_000_000_000_000u64)
+        );
+        let seller_id = fresh_partner();
+        self.sandbox
+            .add_openapi_app(payhost_sandbox::openapi::OpenApiApp {
+                app_id: app_id.clone(),
+                seller_id: seller_id.clone(),
+                app_public: app_key.to_public_key(),
+                alipay_private: alipay_key.clone(),
+            });
+        Ok(OpenApp {
+            app_id,
+            seller_id,
+            app_private_key: app_key
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| format!("cannot write the app's key as PEM: {e}"))?
+                .to_string(),
+            app_public_key: public_pem(&app_key)?,
+            alipay_public_key: public_pem(&alipay_key)?,
+            alipay_private: alipay_key,
+            app_private: app_key,
+        })
+    }
+
+    /// The sandbox's open-platform trade of an order (its JSON), if the buyer opened its cashier.
+    pub fn openapi_trade(&self, out_trade_no: &str) -> Option<serde_json::Value> {
+        self.sandbox.state()["openapi_trades"]
+            .as_array()?
+            .iter()
+            .find(|t| t["out_trade_no"] == out_trade_no)
+            .cloned()
     }
 
     /// Switches the sandbox's faults (`{"drop_all_notifies": true}`; `{}` turns all off).

@@ -5,9 +5,9 @@
 //!
 //!     cargo run --release -p payhost --example embed
 //!
-//! A shop with its own HTTP server routes `POST /notify/{id}` to [`App::notify_for`] (with the
-//! merchant read from `app.store`) and `GET /return/{id}` to [`App::handle_return`]; this example
-//! lets payhost's own server do that (`server::start`).
+//! A shop with its own HTTP server routes `POST /notify/{id}` to [`App::notify_admit`] then [`App::notify_for`] and
+//! `GET /return/{id}` to [`App::handle_return`]; this example lets payhost's own server do
+//! that (`server::start`) and calls the same functions directly to show them.
 
 use payhost::config::{Config, MerchantSettings};
 use payhost::http::mount::Mounts;

@@ -1,13 +1,17 @@
 //! The notification pipeline: a provider's notification (or a trade query's answer) verified by
 //! the merchant's component, matched against its order and applied once, stored raw with its
-//! outcome in one commit. Every path ends in one [`NotifyOutcome`], decided here; the HTTP layer
-//! turns it into the provider's reply and a status (`http::notify_reply`).
+//! outcome in one commit. Every path — refused at the door (rate limit, unknown merchant, body),
+//! or processed — ends in one [`NotifyOutcome`], decided here; its label, the provider's reply
+//! word and the HTTP status each come from one place here ([`NotifyOutcome::label`],
+//! [`App::notify_answer`], [`NotifyOutcome::http_status`]). The HTTP layer only reads the body
+//! and writes the answer.
 
 use crate::config::MerchantSettings;
 use crate::runtime::plugin_api::{Notification, OrderExpectation, PluginError};
-use crate::runtime::{CallError, Session};
+use crate::runtime::{CallError, PluginRuntime, Session};
 use crate::service::App;
 use crate::store::{Applied, NotificationEffect, NotificationRecord, RawNotification};
+use std::sync::Arc;
 
 /// How a notification ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +28,10 @@ pub enum NotifyOutcome {
     Mismatch,
     /// For no configured merchant: refused before anything is stored.
     UnknownMerchant,
+    /// Over the per-address or per-merchant rate: refused before the body is read.
+    RateLimited,
+    /// The body was too large, too slow or unreadable (the HTTP status that says which).
+    BodyRefused(u16),
     /// Not genuine or not readable: refused (the provider would send it unchanged again).
     Refused(Refusal),
     /// Not processed this time: the provider is asked to send it again.
@@ -60,6 +68,8 @@ impl NotifyOutcome {
             NotifyOutcome::UnknownOrder => "unknown_order",
             NotifyOutcome::Mismatch => "mismatch",
             NotifyOutcome::UnknownMerchant => "unknown_merchant",
+            NotifyOutcome::RateLimited => "rate_limited",
+            NotifyOutcome::BodyRefused(_) => "refused_body",
             NotifyOutcome::Refused(Refusal::BadSignature) => "bad_signature",
             NotifyOutcome::Refused(Refusal::Malformed) => "malformed",
             NotifyOutcome::Retry(RetryCause::NotConfirmed) => "not_confirmed",
@@ -82,7 +92,23 @@ impl NotifyOutcome {
         )
     }
 
-    fn from_applied(a: &Applied) -> NotifyOutcome {
+    /// The HTTP status the provider gets: 200 once processing is durable and final; otherwise a
+    /// status that says why it should send again (404 unknown merchant, 400 refused, 429 rate,
+    /// the body's own status, 500 store, 503 anything else to retry).
+    pub fn http_status(self) -> u16 {
+        match self {
+            o if o.acknowledged() => 200,
+            NotifyOutcome::UnknownMerchant => 404,
+            NotifyOutcome::Refused(_) => 400,
+            NotifyOutcome::RateLimited => 429,
+            NotifyOutcome::BodyRefused(status) => status,
+            NotifyOutcome::Retry(RetryCause::StoreFailed) => 500,
+            _ => 503,
+        }
+    }
+
+    /// The outcome of a notification the store applied (also the label the store records).
+    pub fn from_applied(a: &Applied) -> NotifyOutcome {
         match a {
             Applied::Changed { .. } | Applied::Recorded { .. } => NotifyOutcome::Applied,
             Applied::NoChange => NotifyOutcome::NoChange,
@@ -107,23 +133,23 @@ impl NotifyOutcome {
     }
 }
 
-/// A notification's outcome with the component's two replies (the provider's words for "got
-/// it" and "send it again").
+/// A notification's outcome with the body the provider receives (the component's word for "got
+/// it" or for "send it again").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyAnswer {
     pub outcome: NotifyOutcome,
-    pub ack: String,
-    pub retry: String,
+    reply: String,
 }
 
 impl NotifyAnswer {
     /// The body the provider receives.
     pub fn reply(&self) -> &str {
-        if self.outcome.acknowledged() {
-            &self.ack
-        } else {
-            &self.retry
-        }
+        &self.reply
+    }
+
+    /// The HTTP status the provider receives.
+    pub fn status(&self) -> u16 {
+        self.outcome.http_status()
     }
 }
 
@@ -173,31 +199,107 @@ fn record_of(merchant_id: &str, p: &Processed) -> NotificationRecord {
 }
 
 impl App {
-    /// Processes an asynchronous notification for a merchant already read (the HTTP layer reads
-    /// it to refuse an unknown merchant before the body): verified (and confirmed, when the
-    /// component asks the provider), matched against the order and applied once; stored raw with
-    /// its outcome in one commit (with the effect, when there is one). It is acknowledged only
-    /// once that commit is durable and nothing is left to retry; one whose processing is cut
-    /// short is not, so the provider sends it again.
+    /// How a notification ends: counted in `/metrics` under its label, answered with the
+    /// merchant's component's word (before the merchant is known, and for an unknown one, the
+    /// first component's).
+    pub fn notify_answer(
+        &self,
+        outcome: NotifyOutcome,
+        plugin: Option<&PluginRuntime>,
+    ) -> NotifyAnswer {
+        self.metrics.notify(outcome.label());
+        let info = plugin.or(self.plugins.first()).map(|p| &p.info);
+        let reply = info
+            .map(|i| {
+                if outcome.acknowledged() {
+                    i.notify_ack.clone()
+                } else {
+                    i.notify_retry.clone()
+                }
+            })
+            .unwrap_or_default();
+        NotifyAnswer { outcome, reply }
+    }
+
+    /// Before the body is read: the per-address limit (a flood from one address costs no store
+    /// read), the merchant (an unknown one is refused, nothing stored), then the per-merchant
+    /// limit (keyed only by merchants that exist, so made-up ids never grow the limiter).
+    pub async fn notify_admit(
+        &self,
+        merchant_id: &str,
+        client: std::net::IpAddr,
+    ) -> Result<MerchantSettings, NotifyAnswer> {
+        let limited = || {
+            self.metrics.rate_limited.inc();
+            self.notify_answer(NotifyOutcome::RateLimited, None)
+        };
+        if !self
+            .guards
+            .notify_ip
+            .allow(&crate::proxy::limit_key(client))
+        {
+            return Err(limited());
+        }
+        let merchant = match self.store.merchant(merchant_id).await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(self.notify_answer(NotifyOutcome::UnknownMerchant, None)),
+            Err(e) => {
+                tracing::error!(merchant = merchant_id, error = %e, "cannot read the merchant; asking the provider to retry");
+                return Err(self.notify_answer(NotifyOutcome::Retry(RetryCause::StoreFailed), None));
+            }
+        };
+        if !self.guards.notify_merchant.allow(&merchant_id.to_owned()) {
+            return Err(limited());
+        }
+        Ok(merchant)
+    }
+
+    /// A body the HTTP layer could not read (`status` says why): the provider sends it again.
+    pub fn notify_body_refused(&self, merchant: &MerchantSettings, status: u16) -> NotifyAnswer {
+        self.notify_answer(
+            NotifyOutcome::BodyRefused(status),
+            self.plugins.for_merchant(merchant),
+        )
+    }
+
+    /// Processes an asynchronous notification for a merchant [`notify_admit`](App::notify_admit)
+    /// let in: verified (and confirmed, when the component asks the provider), matched against
+    /// the order and applied once; stored raw with its outcome in one commit (with the effect,
+    /// when there is one). It is acknowledged only once that commit is durable and nothing is
+    /// left to retry; one whose processing is cut short is not, so the provider sends it again.
+    ///
+    /// Admitted per merchant and overall (`admission`), and worked on in the notification pool,
+    /// never on the threads that serve the shop API.
     pub async fn notify_for(
+        self: &Arc<Self>,
+        merchant_id: &str,
+        merchant: MerchantSettings,
+        remote: Option<String>,
+        body: bytes::Bytes,
+    ) -> NotifyAnswer {
+        let _permit = self.admission.enter_notify(merchant_id).await;
+        let (app, id) = (self.clone(), merchant_id.to_owned());
+        let work = async move {
+            app.notify_now(&id, &merchant, remote.as_deref(), &body)
+                .await
+        };
+        match self.admission.run_notify(work).await {
+            Some(answer) => answer,
+            None => {
+                tracing::warn!(merchant = merchant_id, "payhost is stopping: a notification was cut short; the provider sends it again");
+                self.notify_answer(NotifyOutcome::Retry(RetryCause::PluginFailed), None)
+            }
+        }
+    }
+
+    /// [`notify_for`](App::notify_for)'s work, in the notification pool.
+    async fn notify_now(
         &self,
         merchant_id: &str,
         merchant: &MerchantSettings,
         remote: Option<&str>,
         body: &[u8],
     ) -> NotifyAnswer {
-        let _permit = self.admission.acquire().await;
-        let answer = |outcome: NotifyOutcome, plugin: Option<&crate::runtime::PluginRuntime>| {
-            let info = &plugin
-                .or(self.plugins.first())
-                .expect("a host has a plugin")
-                .info;
-            NotifyAnswer {
-                outcome,
-                ack: info.notify_ack.clone(),
-                retry: info.notify_retry.clone(),
-            }
-        };
         let raw = RawNotification {
             merchant_id,
             remote,
@@ -231,8 +333,7 @@ impl App {
                 outcome = NotifyOutcome::Retry(RetryCause::StoreFailed);
             }
         }
-        self.metrics.notify(outcome.label());
-        answer(outcome, plugin)
+        self.notify_answer(outcome, plugin)
     }
 
     async fn process_notify(
@@ -373,6 +474,13 @@ impl App {
                 if let Applied::Changed { from, to } = &applied {
                     tracing::info!(merchant = merchant_id, out_trade_no = %verified.out_trade_no, %from, %to, source = source.unwrap_or("notification"), "payment status changed");
                 }
+                // A webhook was queued with the change: the outbox delivers it now, not at its
+                // next poll.
+                if effect.webhook_url.is_some()
+                    && matches!(applied, Applied::Changed { .. } | Applied::Recorded { .. })
+                {
+                    self.webhook_wake.notify_one();
+                }
                 Processed {
                     outcome: NotifyOutcome::from_applied(&applied),
                     stored: true,
@@ -395,7 +503,7 @@ impl App {
         out_trade_no: &str,
     ) -> Result<crate::service::SyncResult, crate::service::ApiError> {
         use crate::service::{ApiError, SyncResult};
-        let _permit = self.admission.acquire().await.map_err(ApiError::internal)?;
+        let _permit = self.admission.enter(crate::admission::Class::Shop).await;
         let merchant = self.merchant(merchant_id).await?;
         let plugin = self.plugin_for(&merchant)?;
         let payment = self
@@ -512,6 +620,8 @@ mod tests {
         }
         for o in [
             UnknownMerchant,
+            RateLimited,
+            BodyRefused(413),
             Refused(Refusal::BadSignature),
             Refused(Refusal::Malformed),
             Retry(RetryCause::NotConfirmed),
@@ -521,6 +631,48 @@ mod tests {
             Retry(RetryCause::StoreFailed),
         ] {
             assert!(!o.acknowledged(), "{o:?}");
+        }
+    }
+
+    #[test]
+    fn every_outcome_has_one_status() {
+        use NotifyOutcome::*;
+        for o in [Applied, Duplicate, NoChange, UnknownOrder, Mismatch] {
+            assert_eq!(o.http_status(), 200, "{o:?}");
+        }
+        assert_eq!(UnknownMerchant.http_status(), 404);
+        assert_eq!(RateLimited.http_status(), 429);
+        assert_eq!(BodyRefused(413).http_status(), 413);
+        assert_eq!(Refused(Refusal::BadSignature).http_status(), 400);
+        assert_eq!(Retry(RetryCause::StoreFailed).http_status(), 500);
+        assert_eq!(Retry(RetryCause::NotConfirmed).http_status(), 503);
+        assert_eq!(Retry(RetryCause::PluginFailed).http_status(), 503);
+    }
+
+    #[test]
+    fn the_store_records_the_pipelines_labels() {
+        use crate::store::Applied as A;
+        for (a, label) in [
+            (
+                A::Changed {
+                    from: "a".into(),
+                    to: "b".into(),
+                },
+                "applied",
+            ),
+            (
+                A::Recorded {
+                    status: "a".into(),
+                    events: vec![],
+                },
+                "applied",
+            ),
+            (A::NoChange, "no_change"),
+            (A::Duplicate, "duplicate"),
+            (A::UnknownOrder, "unknown_order"),
+        ] {
+            assert_eq!(a.outcome().0, label);
+            assert_eq!(NotifyOutcome::from_applied(&a).label(), label);
         }
     }
 

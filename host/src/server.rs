@@ -129,7 +129,9 @@ pub async fn build_app_with(config: Config, extras: Extras) -> Result<Arc<App>> 
         metrics: Metrics::default(),
         mounts: extras.mounts,
         default_settings: extras.default_settings,
-        admission: tokio::sync::Semaphore::new(crate::service::admission_permits()),
+        admission: crate::admission::Admission::new(crate::admission::Limits::for_this_machine())
+            .context("cannot start the notification threads")?,
+        webhook_wake: Arc::new(Notify::new()),
         guards,
     });
     seed_merchants(&app).await?;
@@ -387,8 +389,11 @@ pub async fn start_on(
 ) -> Result<Running> {
     let addr = listener.local_addr()?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let wake = Arc::new(Notify::new());
-    let worker = tokio::spawn(crate::webhooks::run(app.clone(), wake, stop_rx.clone()));
+    let worker = tokio::spawn(crate::webhooks::run(
+        app.clone(),
+        app.webhook_wake.clone(),
+        stop_rx.clone(),
+    ));
     tokio::spawn(prune_loop(app.clone(), stop_rx.clone()));
     tokio::spawn(crate::recovery::run(app.clone(), stop_rx.clone()));
     if let Some(metrics_addr) = app.config.metrics_listen {

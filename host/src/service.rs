@@ -1,6 +1,7 @@
 //! What payhost does with money, independent of HTTP: configure merchants, create payments, process
 //! notifications and returns. The HTTP layer only translates.
 
+use crate::admission::Class;
 use crate::config::{Config, MerchantSettings};
 use crate::domain::amount::Amount;
 use crate::domain::html;
@@ -31,17 +32,12 @@ pub struct App {
     /// to non-public addresses, and provider URLs saved through the API or the admin page must use
     /// one of them (or a manifest origin).
     pub operator_origins: Vec<Origin>,
-    /// Admission to the component and the store: a few requests work at a time, the rest wait
-    /// in arrival order. More at once only adds thread hand-offs and lengthens the tail.
-    pub admission: tokio::sync::Semaphore,
+    /// Admission per class (shop API, notifications, configuration) and the notification pool.
+    pub admission: crate::admission::Admission,
+    /// Wakes the webhook outbox when a notification queued an event.
+    pub webhook_wake: Arc<tokio::sync::Notify>,
     /// Rate limits and login throttling (see `auth`).
     pub guards: crate::auth::Guards,
-}
-
-/// How many payment and notify requests are worked on at once: enough to overlap one request's
-/// outbound call and commit with another's computation.
-pub fn admission_permits() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) * 8
 }
 
 /// An error for the API: HTTP status, code, field, message.
@@ -336,6 +332,7 @@ impl App {
         id: &str,
         mut settings: MerchantSettings,
     ) -> Result<MerchantSettings, Vec<FieldError>> {
+        let _permit = self.admission.enter(Class::Admin).await;
         if settings.plugin_id.is_empty() {
             // One plugin: it is implied. Several: the merchant must name one.
             match self.plugins.ids().as_slice() {
@@ -373,9 +370,11 @@ impl App {
             &settings.settings,
             settings.shop_webhook_url.as_deref(),
         ));
+        let mut defaulted = Vec::new();
         for (name, value) in &self.default_settings {
             if settings.get(name).is_none() && plugin.info.field(name).is_some() {
                 settings.settings.push((name.clone(), value.clone()));
+                defaulted.push(name.clone());
             }
         }
         let refused = self.check_provider_origins(&settings);
@@ -384,10 +383,26 @@ impl App {
         }
         let plugin_failed = |e: CallError| vec![FieldError::new("plugin", e.to_string())];
         let mut session = plugin.session().await.map_err(plugin_failed)?;
-        let normalised = session
+        let normalised = match session
             .validate_settings(&settings.settings)
             .await
-            .map_err(plugin_failed)??;
+            .map_err(plugin_failed)?
+        {
+            Ok(n) => n,
+            // A default the component refuses for this merchant (another API family's URL, e.g.
+            // the demo's legacy sandbox URLs for an `api = openapi` merchant) is left out.
+            Err(errors) if errors.iter().any(|e| defaulted.contains(&e.field)) => {
+                settings.settings.retain(|(k, _)| {
+                    !(defaulted.contains(k) && errors.iter().any(|e| &e.field == k))
+                });
+                let mut session = plugin.session().await.map_err(plugin_failed)?;
+                session
+                    .validate_settings(&settings.settings)
+                    .await
+                    .map_err(plugin_failed)??
+            }
+            Err(errors) => return Err(errors),
+        };
         let stored = MerchantSettings {
             settings: normalised,
             ..settings
@@ -405,7 +420,7 @@ impl App {
         merchant_id: &str,
         req: CreatePayment,
     ) -> Result<(u16, PaymentCreated), ApiError> {
-        let _permit = self.admission.acquire().await.map_err(ApiError::internal)?;
+        let _permit = self.admission.enter(Class::Shop).await;
         let merchant = self.merchant(merchant_id).await?;
         let plugin = self.plugin_for(&merchant)?;
         let required = |v: &Option<String>, name: &str| -> Result<String, ApiError> {
@@ -625,6 +640,7 @@ impl App {
         out_trade_no: &str,
         result: &str,
     ) -> Result<serde_json::Value, ApiError> {
+        let _permit = self.admission.enter(Class::Shop).await;
         let merchant = self.merchant(merchant_id).await?;
         let payment = self
             .store
@@ -670,6 +686,7 @@ impl App {
     /// notifications only), `total_fee`, `ts` (unix seconds: shops refuse an old one), `sign` =
     /// hex HMAC-SHA256 over the sorted `k=v&…` string, keyed with the merchant's shop secret.
     pub async fn handle_return(&self, merchant_id: &str, query: &[u8]) -> Result<String, ApiError> {
+        let _permit = self.admission.enter(Class::Shop).await;
         let merchant = self.merchant(merchant_id).await?;
         let q: Vec<(String, String)> = form_urlencoded::parse(query).into_owned().collect();
         let mut session = self.plugin_for(&merchant)?.session().await?;

@@ -12,24 +12,36 @@
 //! * `--php`: the same notifies against the PHP peer (`tests/php/peer/notify.php`, `php -S` with
 //!   `PHP_CLI_SERVER_WORKERS`), for the ratio.
 //!
-//! Prints throughput, p50/p90/p99/max latency, the host's RSS idle and under load, and the
-//! number of paid orders the store holds. Options: `--seconds N`, `--concurrency 1,16,64`,
-//! `--only notify|payments|php`, `--php`, `--database sqlite,postgres` (each store in turn, in the
+//! * `--floor`: the same notifies against a minimal native handler inside the benchmark (hyper,
+//!   the MD5 check, one `notify_verify` call to the same stub, one SQLite `synchronous=FULL`
+//!   commit with group commit; no component, no dedupe rules, no outbox), for payhost/floor.
+//! * `--rsa-flood`: the shop API's payment creation (one at a time) idle, then while 64
+//!   connections send garbage RSA notifies (`notify_data` of 32 RSA blocks, a signature that
+//!   never verifies) to an RSA merchant; prints both p50/p99/max and the goal (p99 ≤ 2× idle, no
+//!   call over 1 s). SQLite only.
+//!
+//! Prints throughput, p50/p90/p99/max latency, the host's RSS idle and under load, the number of
+//! paid orders the store holds, and the notify ratios payhost/PHP and payhost/floor per level.
+//! Options: `--seconds N`, `--concurrency 1,16,64`, `--only notify|payments|php|floor|rsa-flood`,
+//! `--php`, `--floor`, `--rsa-flood`, `--database sqlite,postgres` (each store in turn, in the
 //! same run; PostgreSQL is a cluster the benchmark starts, as the tests do) and `--replicas 1,2`
 //! (with PostgreSQL: that many `payhost serve` replicas, behind haproxy when more than one).
+//! CI runs the short form `--seconds 1 --concurrency 16 --floor --rsa-flood` (scripts/test): a
+//! benchmark run, not a timed assertion.
 
 use bytes::Bytes;
-use conformance::alipay::{md5_notify_body, Trade, MD5_KEY};
+use conformance::alipay::{encrypt_to_test_key, form_encode, md5_notify_body, Trade, MD5_KEY};
 use conformance::host::{config_head, free_port, spawn_payhost, temp_dir, wait_port, Payhost};
 use conformance::repo_root;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "load-api-token-0123456789";
@@ -42,6 +54,8 @@ struct Options {
     notify: bool,
     payments: bool,
     php: bool,
+    floor: bool,
+    rsa_flood: bool,
     /// `--database sqlite,postgres`: the stores to measure, one after the other in this run.
     databases: Vec<String>,
     /// `--replicas 1,2`: with PostgreSQL, how many replicas (more than one: behind haproxy).
@@ -55,6 +69,8 @@ fn options() -> Options {
         notify: true,
         payments: true,
         php: false,
+        floor: false,
+        rsa_flood: false,
         databases: vec!["sqlite".into()],
         replicas: vec![1],
     };
@@ -75,6 +91,8 @@ fn options() -> Options {
                 i += 1;
             }
             "--php" => o.php = true,
+            "--floor" => o.floor = true,
+            "--rsa-flood" => o.rsa_flood = true,
             "--database" => {
                 o.databases = value().split(',').map(|d| d.trim().to_owned()).collect();
                 assert!(
@@ -95,6 +113,8 @@ fn options() -> Options {
                 o.notify = v == "notify";
                 o.payments = v == "payments";
                 o.php = v == "php";
+                o.floor = v == "floor";
+                o.rsa_flood = v == "rsa-flood";
                 i += 1;
             }
             // cargo bench passes --bench; ignore what is not ours.
@@ -114,6 +134,10 @@ struct Stats {
 }
 
 impl Stats {
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
     fn percentile(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return 0.0;
@@ -304,12 +328,16 @@ fn paid_orders(db: &std::path::Path) -> u64 {
     .unwrap() as u64
 }
 
+/// Notify throughput per (who, concurrency): `payhost` (the first store measured), `php`, `floor`.
+type Rates = BTreeMap<(&'static str, usize), f64>;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
     let o = options();
     let duration = Duration::from_secs(o.seconds);
     let dir = temp_dir("load");
     let verify = verify_stub().await;
+    let mut rates = Rates::new();
     println!(
         "machine: {} cores; {} s per level; stores: {} (replicas with PostgreSQL: {:?})",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -318,7 +346,7 @@ async fn main() {
         o.replicas
     );
 
-    if o.notify || o.payments {
+    if o.notify || o.payments || o.rsa_flood {
         let sandbox = spawn_payhost(
             &dir,
             &["sandbox", "--md5-merchant", &format!("{PARTNER}:{MD5_KEY}")],
@@ -330,6 +358,7 @@ async fn main() {
             .iter()
             .any(|d| d == "postgres")
             .then(|| conformance::postgres::PgCluster::start("load"));
+        let mut first = true;
         for database in &o.databases {
             let replicas: &[usize] = if database == "postgres" {
                 &o.replicas
@@ -348,14 +377,44 @@ async fn main() {
                 )
                 .await;
                 println!("== {}", setup.label);
-                run_legs(&o, &setup, seeded, duration).await;
+                let measured = run_legs(&o, &setup, seeded, duration).await;
+                if first {
+                    for (c, rate) in measured {
+                        rates.insert(("payhost", c), rate);
+                    }
+                    first = false;
+                }
+                if o.rsa_flood && database == "sqlite" {
+                    rsa_flood(&setup, duration).await;
+                }
             }
         }
         drop(sandbox);
     }
 
+    if o.floor {
+        floor(&dir, verify, &o, &mut rates).await;
+    }
     if o.php {
-        php_peer(&dir, verify, &o).await;
+        php_peer(&dir, verify, &o, &mut rates).await;
+    }
+    print_ratios(&o, &rates);
+}
+
+/// payhost's notify throughput against the PHP peer's and the floor's, per level.
+fn print_ratios(o: &Options, rates: &Rates) {
+    for &c in &o.concurrency {
+        let Some(ours) = rates.get(&("payhost", c)) else {
+            continue;
+        };
+        for other in ["php", "floor"] {
+            if let Some(theirs) = rates.get(&(other, c)).filter(|r| **r > 0.0) {
+                println!(
+                    "ratio     c={c:<3} payhost/{other} = {:.2} ({ours:.0} / {theirs:.0} ok/s)",
+                    ours / theirs
+                );
+            }
+        }
     }
 }
 
@@ -379,6 +438,15 @@ impl Setup {
         sandbox: &str,
         verify: SocketAddr,
     ) -> Setup {
+        // The RSA merchant (`--rsa-flood`'s target) reads the test key pair from files.
+        let keys = dir.join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        std::fs::write(
+            keys.join("merchant_private.pem"),
+            conformance::TEST_PRIVATE_KEY,
+        )
+        .unwrap();
+        std::fs::write(keys.join("alipay_public.pem"), conformance::TEST_PUBLIC_KEY).unwrap();
         let tables = format!(
             r#"
 [merchants.load]
@@ -387,7 +455,18 @@ key = "{MD5_KEY}"
 seller_email = "{SELLER}"
 gateway_url = "{sandbox}/sandbox/gateway"
 notify_verify_url = "http://{verify}/gateway.do"
-"#
+
+[merchants.rsa]
+partner = "{PARTNER}"
+sign_type = "RSA"
+seller_email = "{SELLER}"
+private_key_file = "{private}"
+alipay_public_key_file = "{public}"
+gateway_url = "{sandbox}/sandbox/gateway"
+notify_verify_url = "http://{verify}/gateway.do"
+"#,
+            private = keys.join("merchant_private.pem").display(),
+            public = keys.join("alipay_public.pem").display(),
         );
         if database == "sqlite" {
             let dir = dir.join("sqlite");
@@ -491,8 +570,14 @@ notify_verify_url = "http://{verify}/gateway.do"
     }
 }
 
-/// The notify and payments legs against one setup.
-async fn run_legs(o: &Options, setup: &Setup, seeded: u64, duration: Duration) {
+/// The notify and payments legs against one setup; the notify throughput per level.
+async fn run_legs(
+    o: &Options,
+    setup: &Setup,
+    seeded: u64,
+    duration: Duration,
+) -> Vec<(usize, f64)> {
+    let mut rates = Vec::new();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (idle, _) = setup.rss_kib();
     println!("payhost RSS idle: {:.1} MiB", idle as f64 / 1024.0);
@@ -517,6 +602,7 @@ async fn run_legs(o: &Options, setup: &Setup, seeded: u64, duration: Duration) {
                 hwm as f64 / 1024.0
             );
             assert!(sent >= stats.ok);
+            rates.push((c, stats.rate()));
         }
         let confirmed = (setup.paid)();
         println!("store: {confirmed} orders paid by the notifies above (each exactly once)");
@@ -524,19 +610,8 @@ async fn run_legs(o: &Options, setup: &Setup, seeded: u64, duration: Duration) {
     if o.payments {
         let next = Arc::new(AtomicU64::new(0));
         for &c in &o.concurrency {
-            let make: MakeRequest = Arc::new(move |n| {
-                let body = format!(
-                    r#"{{"out_trade_no":"P{n:08}","subject":"压测","total_fee":"0.01","return_url":"https://shop.example/r"}}"#
-                );
-                Some(
-                    http::Request::post("/v1/merchants/load/payments")
-                        .header("host", addr.to_string())
-                        .header("content-type", "application/json")
-                        .header("authorization", format!("Bearer {TOKEN}"))
-                        .body(Full::new(Bytes::from(body)))
-                        .unwrap(),
-                )
-            });
+            let make: MakeRequest =
+                Arc::new(move |n| Some(payment_request(addr, &format!("P{n:08}"))));
             let stats = drive(addr, c, duration, next.clone(), make, |s, _| s == 201).await;
             let (rss, hwm) = setup.rss_kib();
             println!(
@@ -547,10 +622,300 @@ async fn run_legs(o: &Options, setup: &Setup, seeded: u64, duration: Duration) {
             );
         }
     }
+    rates
+}
+
+/// The shop API's payment creation for `out_trade_no` (merchant `load`, MD5, sandbox gateway).
+fn payment_request(addr: SocketAddr, out_trade_no: &str) -> http::Request<Full<Bytes>> {
+    let body = format!(
+        r#"{{"out_trade_no":"{out_trade_no}","subject":"压测","total_fee":"0.01","return_url":"https://shop.example/r"}}"#
+    );
+    http::Request::post("/v1/merchants/load/payments")
+        .header("host", addr.to_string())
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+/// A notification for the RSA merchant nobody can have sent: `notify_data` of 32 RSA blocks
+/// (real ciphertext to the merchant key, so the component decrypts every block) and a signature
+/// that never verifies.
+fn garbage_rsa_notify() -> Bytes {
+    // 117 plaintext bytes per block of the 1024-bit test key.
+    let data = encrypt_to_test_key(&"x".repeat(32 * 117));
+    Bytes::from(form_encode(&[
+        ("service".into(), "alipay.wap.trade.create.direct".into()),
+        ("sign".into(), "AAAA".repeat(43)),
+        ("sec_id".into(), "0001".into()),
+        ("v".into(), "1.0".into()),
+        ("notify_data".into(), data),
+    ]))
+}
+
+/// `--rsa-flood`: payment creation one at a time idle, then under 64 connections of garbage
+/// RSA notifies to the RSA merchant.
+async fn rsa_flood(setup: &Setup, duration: Duration) {
+    const FLOOD: usize = 64;
+    let addr = setup.addr;
+    let next = Arc::new(AtomicU64::new(0));
+    let make: MakeRequest = Arc::new(move |n| Some(payment_request(addr, &format!("F{n:08}"))));
+    let idle = drive(addr, 1, duration, next.clone(), make.clone(), |s, _| {
+        s == 201
+    })
+    .await;
+    println!("{}", idle.line("pay idle", 1));
+    let body = garbage_rsa_notify();
+    let flood_make: MakeRequest = Arc::new(move |_| {
+        Some(
+            http::Request::post("/notify/rsa")
+                .header("host", addr.to_string())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Full::new(body.clone()))
+                .unwrap(),
+        )
+    });
+    // The flood runs a little longer than the measurement, which starts once it is under way.
+    let flood = tokio::spawn(drive(
+        addr,
+        FLOOD,
+        duration + Duration::from_millis(800),
+        Arc::new(AtomicU64::new(0)),
+        flood_make,
+        // Refused (bad signature) is the expected answer; anything else is counted as failed.
+        |s, _| s == 400,
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let loaded = drive(addr, 1, duration, next, make, |s, _| s == 201).await;
+    let flood = flood.await.unwrap();
+    println!("{}", loaded.line("pay flood", 1));
+    println!("{}", flood.line("rsa flood", FLOOD));
+    let (p99_idle, p99_flood, max) = (
+        idle.percentile(0.99),
+        loaded.percentile(0.99),
+        loaded.percentile(1.0),
+    );
+    println!(
+        "rsa-flood: payment p99 {p99_flood:.2} ms under the flood vs {p99_idle:.2} ms idle ({:.1}x; goal <= 2x: {}), max {max:.2} ms (goal <= 1000 ms: {})",
+        p99_flood / p99_idle.max(0.001),
+        if p99_flood <= 2.0 * p99_idle { "met" } else { "missed" },
+        if max <= 1000.0 { "met" } else { "missed" },
+    );
+}
+
+/// `--floor`: the same notifies against a minimal native handler in this process (its own
+/// executor with as many threads as cores, as payhost has): hyper, the MD5 check, one
+/// `notify_verify` call to the same stub over kept-alive connections, one SQLite commit
+/// (`synchronous=FULL`, WAL, one writer thread committing whatever is queued at once).
+async fn floor(dir: &std::path::Path, verify: SocketAddr, o: &Options, rates: &mut Rates) {
+    let db = dir.join("floor.db");
+    let (commits, queued) = std::sync::mpsc::channel();
+    let writer_db = db.clone();
+    std::thread::spawn(move || floor_writer(&writer_db, queued));
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let state = Arc::new(Floor {
+                verify,
+                idle: Mutex::new(Vec::new()),
+                commits: Mutex::new(commits),
+            });
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| floor_notify(state.clone(), req));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    });
+    let addr: SocketAddr = addr_rx.recv().unwrap();
+    println!("floor: a native handler (hyper + MD5 + notify_verify + one SQLite FULL commit)");
+    let next = Arc::new(AtomicU64::new(0));
+    for &c in &o.concurrency {
+        let make: MakeRequest = Arc::new(move |n| Some(notify_request(addr, "/notify", n)));
+        let stats = drive(
+            addr,
+            c,
+            Duration::from_secs(o.seconds),
+            next.clone(),
+            make,
+            |s, b| s == 200 && b == b"success",
+        )
+        .await;
+        println!("{}", stats.line("floor", c));
+        rates.insert(("floor", c), stats.rate());
+    }
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT COUNT(*) FROM notified", [], |r| r.get(0))
+        .unwrap();
+    println!("floor store: {stored} notifications committed");
+}
+
+/// What the floor's handlers share.
+struct Floor {
+    verify: SocketAddr,
+    /// Kept-alive connections to the `notify_verify` stub.
+    idle: Mutex<Vec<hyper::client::conn::http1::SendRequest<Full<Bytes>>>>,
+    commits: Mutex<std::sync::mpsc::Sender<Commit>>,
+}
+
+struct Commit {
+    notify_id: String,
+    out_trade_no: String,
+    trade_status: String,
+    done: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// The floor's one writer: every commit queued while the last one was on disk goes in the next.
+fn floor_writer(db: &std::path::Path, queued: std::sync::mpsc::Receiver<Commit>) {
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+         CREATE TABLE IF NOT EXISTS notified (notify_id TEXT PRIMARY KEY, out_trade_no TEXT NOT NULL, trade_status TEXT NOT NULL);",
+    )
+    .unwrap();
+    while let Ok(first) = queued.recv() {
+        let mut batch = vec![first];
+        batch.extend(queued.try_iter());
+        let tx = conn.transaction().unwrap();
+        let mut ok = true;
+        for c in &batch {
+            ok &= tx
+                .execute(
+                    "INSERT OR IGNORE INTO notified VALUES (?1, ?2, ?3)",
+                    rusqlite::params![c.notify_id, c.out_trade_no, c.trade_status],
+                )
+                .is_ok();
+        }
+        ok &= tx.commit().is_ok();
+        for c in batch {
+            let _ = c.done.send(ok);
+        }
+    }
+}
+
+/// The text of `<name>…</name>` in flat XML.
+fn xml_field<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = start + xml[start..].find(&format!("</{name}>"))?;
+    Some(&xml[start..end])
+}
+
+async fn floor_notify(
+    state: Arc<Floor>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+    use md5::{Digest, Md5};
+    use subtle::ConstantTimeEq;
+    let reply = |status: u16, body: &'static str| {
+        let mut r = hyper::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+        *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+        Ok(r)
+    };
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let form: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(&body).into_owned().collect();
+    let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    let content = format!(
+        "service={}&v={}&sec_id={}&notify_data={}{MD5_KEY}",
+        get("service"),
+        get("v"),
+        get("sec_id"),
+        get("notify_data")
+    );
+    let expected = hex::encode(Md5::digest(content.as_bytes()));
+    let sign = get("sign").to_ascii_lowercase();
+    if !bool::from(expected.as_bytes().ct_eq(sign.as_bytes())) {
+        return reply(400, "fail");
+    }
+    let data = get("notify_data");
+    let (Some(notify_id), Some(out_trade_no), Some(trade_status)) = (
+        xml_field(data, "notify_id"),
+        xml_field(data, "out_trade_no"),
+        xml_field(data, "trade_status"),
+    ) else {
+        return reply(400, "fail");
+    };
+    let path = format!(
+        "/gateway.do?service=notify_verify&partner={PARTNER}&notify_id={}",
+        form_urlencoded::byte_serialize(notify_id.as_bytes()).collect::<String>()
+    );
+    if !floor_verify(&state, &path).await {
+        return reply(503, "fail");
+    }
+    let (done, committed) = tokio::sync::oneshot::channel();
+    let commit = Commit {
+        notify_id: notify_id.to_owned(),
+        out_trade_no: out_trade_no.to_owned(),
+        trade_status: trade_status.to_owned(),
+        done,
+    };
+    let _ = state.commits.lock().unwrap().send(commit);
+    match committed.await {
+        Ok(true) => reply(200, "success"),
+        _ => reply(500, "fail"),
+    }
+}
+
+/// One `notify_verify` GET on a kept-alive connection: true when the stub answers `true`.
+async fn floor_verify(state: &Floor, path: &str) -> bool {
+    let kept = state.idle.lock().unwrap().pop();
+    let mut sender = match kept.filter(|s| !s.is_closed()) {
+        Some(s) => s,
+        None => {
+            let Ok(stream) = tokio::net::TcpStream::connect(state.verify).await else {
+                return false;
+            };
+            let _ = stream.set_nodelay(true);
+            let Ok((s, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+            else {
+                return false;
+            };
+            tokio::spawn(conn);
+            s
+        }
+    };
+    if sender.ready().await.is_err() {
+        return false;
+    }
+    let request = http::Request::get(path)
+        .header("host", state.verify.to_string())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let confirmed = match sender.send_request(request).await {
+        Ok(r) => r
+            .into_body()
+            .collect()
+            .await
+            .is_ok_and(|b| b.to_bytes().as_ref() == b"true"),
+        Err(_) => false,
+    };
+    state.idle.lock().unwrap().push(sender);
+    confirmed
 }
 
 /// The same notifies against the PHP peer under `php -S`.
-async fn php_peer(dir: &std::path::Path, verify: SocketAddr, o: &Options) {
+async fn php_peer(dir: &std::path::Path, verify: SocketAddr, o: &Options, rates: &mut Rates) {
     let port = free_port();
     let workers = std::env::var("PHP_CLI_SERVER_WORKERS").unwrap_or_else(|_| "8".into());
     let log = dir.join("php.log");
@@ -585,6 +950,7 @@ async fn php_peer(dir: &std::path::Path, verify: SocketAddr, o: &Options) {
         )
         .await;
         println!("{}", stats.line("php", c));
+        rates.insert(("php", c), stats.rate());
     }
     // The whole group: the workers outlive a killed parent otherwise.
     let _ = std::process::Command::new("kill")

@@ -18,17 +18,18 @@ pub enum Applied {
 }
 
 impl Applied {
-    /// The outcome and detail recorded for the notification.
+    /// The outcome and detail recorded for the notification (the label is the notify
+    /// pipeline's, `notify::NotifyOutcome::label`).
     pub fn outcome(&self) -> (&'static str, Option<String>) {
-        match self {
-            Applied::Changed { from, to } => ("applied", Some(format!("{from} -> {to}"))),
+        let label = crate::notify::NotifyOutcome::from_applied(self).label();
+        let detail = match self {
+            Applied::Changed { from, to } => Some(format!("{from} -> {to}")),
             Applied::Recorded { status, events } => {
-                ("applied", Some(format!("{status}: {}", events.join(", "))))
+                Some(format!("{status}: {}", events.join(", ")))
             }
-            Applied::NoChange => ("no_change", None),
-            Applied::Duplicate => ("duplicate", None),
-            Applied::UnknownOrder => ("unknown_order", None),
-        }
+            Applied::NoChange | Applied::Duplicate | Applied::UnknownOrder => None,
+        };
+        (label, detail)
     }
 }
 

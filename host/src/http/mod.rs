@@ -7,7 +7,7 @@ pub mod admin;
 pub mod merchant_removal;
 pub mod mount;
 
-use crate::notify::{NotifyAnswer, RetryCause};
+use crate::notify::NotifyOutcome;
 use crate::service::{masked_settings, ApiError, App, CreatePayment};
 use bytes::Bytes;
 use http::{Method, Request, Response};
@@ -854,81 +854,31 @@ async fn get_merchant(app: &Arc<App>, id: &str) -> Result<Response<Body>, ApiErr
     Ok(json(200, &merchant_view(app, &m)))
 }
 
-/// The provider's reply and HTTP status for a notification's outcome: the component's "got it"
-/// with 200 once its processing is durable and final; otherwise its "send it again" with a status
-/// that says why (404 unknown merchant, 400 refused, 500 store, 503 anything else to retry).
-pub fn notify_reply(answer: &NotifyAnswer) -> (u16, &str) {
-    use crate::notify::NotifyOutcome as O;
-    let status = match answer.outcome {
-        o if o.acknowledged() => 200,
-        O::UnknownMerchant => 404,
-        O::Refused(_) => 400,
-        O::Retry(RetryCause::StoreFailed) => 500,
-        _ => 503,
-    };
-    (status, answer.reply())
-}
-
+/// A notification: admitted, its body read, processed; the answer (status, reply word) is the
+/// notify pipeline's (`notify`).
 async fn notify(
     app: &Arc<App>,
     id: &str,
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    // The merchant's component says how to ask for a resend; before the merchant is known (and
-    // for an unknown one), the first component's words.
-    let first_retry = || {
-        app.plugins
-            .first()
-            .map(|p| p.info.notify_retry.clone())
-            .unwrap_or_default()
+    let ip = client_ip(app, remote, &req);
+    let answer = match app.notify_admit(id, ip).await {
+        Err(refused) => refused,
+        Ok(merchant) => match read_body(req.into_body(), MAX_NOTIFY_BODY).await {
+            Err(e) => app.notify_body_refused(&merchant, e.status),
+            Ok(body) => {
+                app.notify_for(id, merchant, Some(ip.to_string()), body)
+                    .await
+            }
+        },
     };
-    let limited = || {
-        app.metrics.rate_limited.inc();
-        app.metrics.notify("rate_limited");
-        let mut r = text(429, first_retry());
+    let mut r = text(answer.status(), answer.reply().to_owned());
+    if answer.outcome == NotifyOutcome::RateLimited {
         r.headers_mut()
             .insert("retry-after", http::HeaderValue::from_static("1"));
-        r
-    };
-    // The per-address limit first: a flood from one address costs no store read.
-    let ip = client_ip(app, remote, &req);
-    if !app.guards.notify_ip.allow(&crate::proxy::limit_key(ip)) {
-        return limited();
     }
-    // Unknown merchant: refused before the body is read or anything is stored.
-    let merchant = match app.store.merchant(id).await {
-        Ok(Some(m)) => m,
-        Ok(None) => {
-            app.metrics.notify("unknown_merchant");
-            return text(404, first_retry());
-        }
-        Err(e) => {
-            tracing::error!(merchant = id, error = %e, "cannot read the merchant");
-            return text(500, first_retry());
-        }
-    };
-    // Keyed only by merchants that exist, so made-up ids never grow the limiter.
-    if !app.guards.notify_merchant.allow(&id.to_owned()) {
-        return limited();
-    }
-    let retry = app
-        .plugins
-        .for_merchant(&merchant)
-        .map(|p| p.info.notify_retry.clone())
-        .unwrap_or_else(first_retry);
-    let body = match read_body(req.into_body(), MAX_NOTIFY_BODY).await {
-        Ok(b) => b,
-        Err(e) => {
-            app.metrics.notify("refused_body");
-            return text(e.status, retry);
-        }
-    };
-    let answer = app
-        .notify_for(id, &merchant, Some(&ip.to_string()), &body)
-        .await;
-    let (status, reply) = notify_reply(&answer);
-    text(status, reply.to_owned())
+    r
 }
 
 async fn buyer_return(app: &Arc<App>, id: &str, req: &Request<Incoming>) -> Response<Body> {

@@ -1,13 +1,17 @@
 //! Loading the payment component and calling it.
 //!
 //! One [`PluginRuntime`] per process: the engine, the compiled component and one `InstancePre`.
-//! Every request gets a [`Session`]: a fresh `Store` and instance with a memory cap, a fuel (CPU)
-//! budget per call and a wall-clock deadline. The component performs no I/O: when a flow asks for
-//! a request, the session sends it through [`net`](crate::net) under the caller's policy and
-//! resumes the flow with the answer. A component that traps, loops or runs out of memory fails
-//! that session only.
+//! Every request gets a [`Session`]: an instance with a memory cap, a fuel (CPU) budget per call
+//! and a wall-clock deadline. The instance is a warm one from the runtime's idle list when the
+//! component is pinned by checksum (a manifest), else a fresh one; a session whose calls all
+//! ended normally hands its instance back, one where anything failed (trap, limit, timeout, a
+//! call cut short) drops it. The guest yields to the executor at every epoch tick, so a long
+//! computation (RSA) never holds a thread for more than one tick. The component performs no I/O:
+//! when a flow asks for a request, the session sends it through [`net`](crate::net) under the
+//! caller's policy and resumes the flow with the answer. A component that traps, loops or runs
+//! out of memory fails that session only.
 
-use super::bindings::{self, v0_2_0, v0_3_0, Guest, Pre};
+use super::bindings::{self, v0_2_0, v0_3_0, v0_4_0, Guest, Pre};
 use super::engine::{self, wt, CompileSource, EPOCH_TICK};
 use super::plugin_api as api;
 use crate::manifest::Manifest;
@@ -18,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -31,6 +35,8 @@ pub struct HostState {
     table: ResourceTable,
     limiter: Limiter,
     stderr: MemoryOutputPipe,
+    /// When the current session's time is up: checked at every epoch tick while the guest runs.
+    deadline: std::time::Instant,
 }
 
 impl WasiView for HostState {
@@ -87,6 +93,12 @@ pub enum CallError {
     Instantiate(String),
     #[error("the payment component broke the contract: {0}")]
     Protocol(String),
+    /// The component's contract version has no such export (refunds, close and bills are 0.4.0).
+    #[error("the component's contract version {version} has no {what} (they need contract 0.4.0)")]
+    Unsupported {
+        version: &'static str,
+        what: &'static str,
+    },
 }
 
 impl CallError {
@@ -99,6 +111,7 @@ impl CallError {
             CallError::Trap(_) => "trap",
             CallError::Instantiate(_) => "instantiate",
             CallError::Protocol(_) => "protocol",
+            CallError::Unsupported { .. } => "unsupported",
         }
     }
 }
@@ -111,8 +124,26 @@ pub struct CallStats {
     pub total_micros: AtomicU64,
 }
 
+/// A warm instance is used for at most this many requests, then dropped: whatever a long-lived
+/// guest heap accumulates (fragmentation, a slow leak) is bounded.
+const MAX_USES: u32 = 1_000;
+
+/// An instance and its store (fresh or warm), used by one session at a time.
+struct Instance {
+    store: Store<HostState>,
+    bindings: Guest,
+    /// Requests it served so far.
+    uses: u32,
+}
+
 pub struct PluginRuntime {
     engine: Engine,
+    /// Warm instances waiting for their next request (only for a component pinned by checksum).
+    idle: std::sync::Mutex<Vec<Instance>>,
+    /// How many warm instances are kept (the rest are dropped when their session ends).
+    idle_cap: usize,
+    /// Counters of instances created and reused, for `/metrics` and the benchmarks.
+    pub instances: InstanceStats,
     /// The linked component, of the contract version its manifest names.
     pre: Pre,
     manifest: Manifest,
@@ -284,8 +315,16 @@ impl PluginRuntime {
             manifest_origins
                 .push(Origin::parse(h).map_err(|e| anyhow::anyhow!("outbound host {h}: {e}"))?);
         }
+        let idle_cap = if manifest.synthetic {
+            0
+        } else {
+            (limits.max_instances as usize / 2).min(32)
+        };
         let mut runtime = PluginRuntime {
             engine,
+            idle: std::sync::Mutex::new(Vec::new()),
+            idle_cap,
+            instances: InstanceStats::default(),
             pre,
             manifest: manifest.clone(),
             manifest_origins,
@@ -326,7 +365,7 @@ impl PluginRuntime {
         &self.manifest
     }
 
-    /// The contract version the component is loaded with (`0.2.0`, `0.3.0`).
+    /// The contract version the component is loaded with (`0.2.0`, `0.3.0`, `0.4.0`).
     pub fn contract_version(&self) -> &'static str {
         self.pre.version()
     }
@@ -343,8 +382,35 @@ impl PluginRuntime {
         }
     }
 
-    /// A fresh store and instance for one request.
+    /// An instance for one request: a warm one when there is one, else a fresh one.
     pub async fn session(&self) -> Result<Session<'_>, CallError> {
+        let timeout = Duration::from_millis(self.manifest.limits.call_timeout_ms);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let warm = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut instance = match warm {
+            Some(i) => {
+                self.instances.reused.fetch_add(1, Ordering::Relaxed);
+                i
+            }
+            None => {
+                self.instances.created.fetch_add(1, Ordering::Relaxed);
+                self.instantiate(deadline.into_std()).await?
+            }
+        };
+        instance.uses += 1;
+        instance.store.data_mut().deadline = deadline.into_std();
+        Ok(Session {
+            instance: Some(instance),
+            reusable: true,
+            deadline,
+            timeout,
+            runtime: self,
+        })
+    }
+
+    /// A fresh store and instance: memory cap, and an epoch callback that yields to the executor
+    /// at every tick and interrupts the guest once its session's deadline has passed.
+    async fn instantiate(&self, deadline: std::time::Instant) -> Result<Instance, CallError> {
         let limits = &self.manifest.limits;
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let wasi = WasiCtx::builder()
@@ -361,37 +427,56 @@ impl PluginRuntime {
                 memory_refused: false,
             },
             stderr,
+            deadline,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store
             .set_fuel(limits.fuel_per_call)
             .map_err(|e| CallError::Instantiate(e.to_string()))?;
-        let timeout = Duration::from_millis(limits.call_timeout_ms);
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::from_std(started + timeout);
-        set_epoch_deadline(&mut store, deadline);
-        store.epoch_deadline_trap();
+        store.epoch_deadline_callback(|ctx| {
+            Ok(if std::time::Instant::now() >= ctx.data().deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store.set_epoch_deadline(1);
         let bindings = self
             .pre
             .instantiate(&mut store)
             .await
             .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
-        Ok(Session {
+        Ok(Instance {
             store,
             bindings,
-            deadline,
-            timeout,
-            runtime: self,
+            uses: 0,
         })
+    }
+
+    /// Takes back the instance of a session whose calls all ended normally, if it left nothing
+    /// behind: no open resource, nothing on stderr, no refused growth, not yet at [`MAX_USES`].
+    fn put_back(&self, instance: Instance) {
+        let state = instance.store.data();
+        let clean = instance.uses < MAX_USES
+            && state.table.is_empty()
+            && !state.limiter.memory_refused
+            && state.stderr.contents().is_empty();
+        if !clean {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.idle_cap {
+            idle.push(instance);
+        }
     }
 }
 
-/// The store traps once the epoch passes `deadline` (counted from now: the ticker runs whether or
-/// not the guest does, so this is set again before every call).
-fn set_epoch_deadline(store: &mut Store<HostState>, deadline: tokio::time::Instant) {
-    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    store.set_epoch_deadline(left.as_millis() as u64 / EPOCH_TICK.as_millis() as u64 + 1);
+/// Instances created and reused.
+#[derive(Debug, Default)]
+pub struct InstanceStats {
+    pub created: AtomicU64,
+    pub reused: AtomicU64,
 }
 
 /// The manifest documents the settings schema; the component is the authority. They must agree on
@@ -442,22 +527,44 @@ fn check_manifest_agrees(manifest: &Manifest, info: &api::PluginInfo) -> Result<
 
 /// One instance, for one request. Calls share the instance (e.g. verify then match an order).
 pub struct Session<'r> {
-    store: Store<HostState>,
-    bindings: Guest,
+    /// Taken back by the runtime when the session ends (see `Drop`).
+    instance: Option<Instance>,
+    /// False while a call runs and after one failed: a call cut short (its future dropped on a
+    /// timeout or a cancelled request) or failed leaves the guest in an unknown state.
+    reusable: bool,
     deadline: tokio::time::Instant,
     timeout: Duration,
     runtime: &'r PluginRuntime,
 }
 
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        if let Some(instance) = self.instance.take().filter(|_| self.reusable) {
+            self.runtime.put_back(instance);
+        }
+    }
+}
+
 impl Session<'_> {
+    fn instance(&mut self) -> &mut Instance {
+        self.instance
+            .as_mut()
+            .expect("a session holds its instance until it is dropped")
+    }
+
     /// Instructions (fuel) this session's calls used so far.
     pub fn fuel_consumed_by_last_call(&self) -> u64 {
-        self.runtime.manifest.limits.fuel_per_call - self.store.get_fuel().unwrap_or(0)
+        let left = self
+            .instance
+            .as_ref()
+            .and_then(|i| i.store.get_fuel().ok())
+            .unwrap_or(0);
+        self.runtime.manifest.limits.fuel_per_call - left
     }
 
     fn classify(&mut self, error: wasmtime::Error) -> CallError {
         let limits = &self.runtime.manifest.limits;
-        let state = self.store.data();
+        let state = self.instance().store.data();
         if state.limiter.memory_refused {
             return CallError::Memory(limits.memory_mib);
         }
@@ -483,16 +590,20 @@ macro_rules! call_export {
     ($self:ident, $func:ident $(, $arg:expr)*) => {{
         let started = Instant::now();
         let deadline = $self.deadline;
-        // Fuel and the CPU deadline are per call: time spent waiting for the provider between
-        // two steps is not the component's.
-        let _ = $self.store.set_fuel($self.runtime.manifest.limits.fuel_per_call);
-        set_epoch_deadline(&mut $self.store, deadline);
+        $self.reusable = false;
+        let fuel = $self.runtime.manifest.limits.fuel_per_call;
+        let instance = $self.instance();
+        // Fuel is per call: time spent waiting for the provider between two steps is not the
+        // component's. The epoch callback checks the session's deadline at the next tick.
+        let _ = instance.store.set_fuel(fuel);
+        instance.store.set_epoch_deadline(1);
         let result = {
-            let (guest, store) = (&$self.bindings, &mut $self.store);
+            let (guest, store) = (&instance.bindings, &mut instance.store);
             let fut = async move {
                 match guest {
                     Guest::V0_2(g) => v0_2_0::$func(g, store $(, $arg)*).await,
                     Guest::V0_3(g) => v0_3_0::$func(g, store $(, $arg)*).await,
+                    Guest::V0_4(g) => v0_4_0::$func(g, store $(, $arg)*).await,
                 }
             };
             tokio::time::timeout_at(deadline, fut).await
@@ -501,7 +612,10 @@ macro_rules! call_export {
         stats.calls.fetch_add(1, Ordering::Relaxed);
         stats.total_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         match result {
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => {
+                $self.reusable = true;
+                Ok(v)
+            }
             Ok(Err(e)) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
                 let err = $self.classify(e);
@@ -680,6 +794,89 @@ impl Session<'_> {
     ) -> Result<Result<api::ChannelList, api::PluginError>, CallError> {
         let first = call_export!(self, list_channels, settings, out_user);
         drive_flow!(self, policy, settings, first, resume_channels)
+    }
+}
+
+/// Contract 0.4.0's flows: refunds, closing a trade, the day's bill. A component of an older
+/// contract answers [`CallError::Unsupported`] before anything is called.
+impl Session<'_> {
+    /// Whether the component's contract has refunds, close and bills (0.4.0).
+    pub fn has_0_4_exports(&self) -> bool {
+        matches!(self.bindings, Guest::V0_4(_))
+    }
+
+    fn require_0_4(&self, what: &'static str) -> Result<(), CallError> {
+        if self.has_0_4_exports() {
+            Ok(())
+        } else {
+            Err(CallError::Unsupported {
+                version: self.runtime.contract_version(),
+                what,
+            })
+        }
+    }
+
+    /// Starts a refund: the provider's refund call goes out under `policy` (OpenAPI), or the
+    /// answer carries the page where the seller confirms it (`confirm`; legacy, whose result
+    /// arrives later as a notification with `refund`).
+    pub async fn start_refund(
+        &mut self,
+        policy: &Policy,
+        settings: &[(String, String)],
+        refund: &api::RefundRequest,
+    ) -> Result<Result<api::RefundState, api::PluginError>, CallError> {
+        self.require_0_4("refunds")?;
+        let first = call_export!(self, start_refund, settings, refund);
+        drive_flow!(self, policy, settings, first, resume_refund)
+    }
+
+    /// Asks the provider where a started refund stands.
+    pub async fn query_refund(
+        &mut self,
+        policy: &Policy,
+        settings: &[(String, String)],
+        out_trade_no: &str,
+        request_no: &str,
+    ) -> Result<Result<api::RefundState, api::PluginError>, CallError> {
+        self.require_0_4("refunds")?;
+        let first = call_export!(self, query_refund, settings, out_trade_no, request_no);
+        drive_flow!(self, policy, settings, first, resume_refund)
+    }
+
+    /// Closes an unpaid trade at the provider (or says it cannot: `at_provider` false).
+    pub async fn close_trade(
+        &mut self,
+        policy: &Policy,
+        settings: &[(String, String)],
+        out_trade_no: &str,
+    ) -> Result<Result<api::TradeClosed, api::PluginError>, CallError> {
+        self.require_0_4("closing a trade")?;
+        let first = call_export!(self, close_trade, settings, out_trade_no);
+        drive_flow!(self, policy, settings, first, resume_close)
+    }
+
+    /// Asks where the bill of `date` (`YYYY-MM-DD`, the provider's date) can be downloaded. The
+    /// caller GETs the URL under the merchant's policy and unpacks the archive for [`parse_bill`].
+    ///
+    /// [`parse_bill`]: Session::parse_bill
+    pub async fn locate_bill(
+        &mut self,
+        policy: &Policy,
+        settings: &[(String, String)],
+        date: &str,
+    ) -> Result<Result<api::BillLocation, api::PluginError>, CallError> {
+        self.require_0_4("bills")?;
+        let first = call_export!(self, locate_bill, settings, date);
+        drive_flow!(self, policy, settings, first, resume_bill)
+    }
+
+    /// Reads a downloaded bill's files into entries, in file order.
+    pub async fn parse_bill(
+        &mut self,
+        files: &[api::BillFile],
+    ) -> Result<Result<Vec<api::BillEntry>, api::PluginError>, CallError> {
+        self.require_0_4("bills")?;
+        call_export!(self, parse_bill, files)
     }
 }
 

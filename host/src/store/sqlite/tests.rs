@@ -462,7 +462,7 @@ async fn refused_notifications_are_bounded_records_within_a_quota() {
         ..record()
     };
     s.record_notification(&raw(), &verified).await.unwrap();
-    let conn = s.readers.get();
+    let conn = rusqlite::Connection::open(&path).unwrap();
     #[allow(clippy::type_complexity)]
     let rows: Vec<(String, i64, Option<i64>, Option<String>, i64)> = conn
         .prepare("SELECT merchant_id, length(body), body_size, body_sha256, refused FROM raw_notifications ORDER BY id")

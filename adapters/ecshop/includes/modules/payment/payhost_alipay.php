@@ -2,6 +2,10 @@
 /**
  * ECSHOP payment module: Alipay WAP pay through payhost (支付宝手机网站支付).
  *
+ * Two Alipay interfaces, chosen in the settings (接口类型, alipay_api): 旧版接口 (mapi: 合作者身份 PID +
+ * 交易安全校验码) or 新版开放平台 (openapi: APPID + 应用私钥 + 支付宝公钥, RSA2). payhost speaks both;
+ * the module only sends it the chosen interface's fields.
+ *
  * Runs on ecshop 2.7.x with PHP 5.2 up to 8.x (no syntax newer than PHP 5.2; `php -l` and the
  * syntax scan in tests/php/php52_scan.php check it), UTF-8 and GBK editions.
  *
@@ -44,11 +48,16 @@ if (isset($set_modules) && $set_modules == true) {
     $modules[$i]['is_online'] = '1';
     $modules[$i]['author'] = 'payhost';
     $modules[$i]['website'] = 'https://www.alipay.com';
-    $modules[$i]['version'] = '0.2.0';
+    $modules[$i]['version'] = '0.3.0';
     $modules[$i]['config'] = array(
+        array('name' => 'alipay_api', 'type' => 'select', 'value' => 'mapi'),
         array('name' => 'alipay_account', 'type' => 'text', 'value' => ''),
         array('name' => 'alipay_key', 'type' => 'text', 'value' => ''),
         array('name' => 'alipay_partner', 'type' => 'text', 'value' => ''),
+        array('name' => 'alipay_app_id', 'type' => 'text', 'value' => ''),
+        array('name' => 'alipay_app_private_key', 'type' => 'text', 'value' => ''),
+        array('name' => 'alipay_public_key', 'type' => 'text', 'value' => ''),
+        array('name' => 'alipay_gateway', 'type' => 'text', 'value' => ''),
         array('name' => 'alipay_mode', 'type' => 'select', 'value' => 'b2c'),
         array('name' => 'c2c_sellers', 'type' => 'text', 'value' => ''),
         array('name' => 'shop_url', 'type' => 'text', 'value' => ''),
@@ -91,21 +100,25 @@ class payhost_alipay
     function settings($payment)
     {
         $s = array();
-        $names = array('alipay_account', 'alipay_key', 'alipay_partner', 'alipay_mode', 'c2c_sellers', 'shop_url',
+        $names = array('alipay_api', 'alipay_account', 'alipay_key', 'alipay_partner', 'alipay_app_id',
+            'alipay_app_private_key', 'alipay_public_key', 'alipay_gateway', 'alipay_mode', 'c2c_sellers', 'shop_url',
             'payhost_url', 'payhost_api_token', 'payhost_shop_secret');
         foreach ($names as $name) {
             $s[$name] = (is_array($payment) && isset($payment[$name])) ? trim($payment[$name]) : '';
         }
+        // A module saved before the choice existed has no alipay_api: the legacy interface.
+        $s['openapi'] = $s['alipay_api'] === 'openapi';
         $s['payhost_url'] = rtrim($s['payhost_url'], '/');
         // The shop's root URL as the owner typed it (ends with '/'); '' when missing or not http(s).
         $s['shop_url'] = preg_match('#^https?://[^/?\#]+(/[^?\#]*)?$#i', $s['shop_url']) ? rtrim($s['shop_url'], '/') . '/' : '';
-        $s['merchant'] = 'ecshop-' . preg_replace('/[^0-9A-Za-z]/', '', $s['alipay_partner']);
+        // The payhost merchant: ecshop-<合作者身份ID>, or ecshop-<APPID> for the open platform.
+        $s['merchant'] = 'ecshop-' . preg_replace('/[^0-9A-Za-z]/', '', $s['openapi'] ? $s['alipay_app_id'] : $s['alipay_partner']);
         // The key of payhost's signed returns and webhooks: the merchant's own secret, created with
         // the merchant (payhost merchant add). A module installed before that has none: it keeps
         // the key it derived from the Alipay key and gives it to payhost itself.
         $s['send_secret'] = $s['payhost_shop_secret'] === '';
         $s['webhook_secret'] = $s['send_secret']
-            ? hash_hmac('sha256', 'payhost-shop-webhook:' . $s['merchant'], $s['alipay_key'])
+            ? hash_hmac('sha256', 'payhost-shop-webhook:' . $s['merchant'], $s['openapi'] ? $s['alipay_app_private_key'] : $s['alipay_key'])
             : $s['payhost_shop_secret'];
         return $s;
     }
@@ -232,18 +245,44 @@ class payhost_alipay
     /* ---------------------------------------------------------------- paying */
 
     /**
+     * The chosen interface's settings as payhost names them. The open platform's: the APPID, the
+     * app's private key, Alipay's public key, the seller (合作者身份ID, 2088…) and, when filled in,
+     * the gateway (Alipay's sandbox); empty ones are left out so payhost's defaults apply.
+     */
+    function alipay_fields($s)
+    {
+        if (!$s['openapi']) {
+            return array(
+                'partner' => $s['alipay_partner'],
+                'key' => $s['alipay_key'],
+                'seller_email' => $s['alipay_account'],
+                'mode' => $s['alipay_mode'] === 'c2c' ? 'c2c' : 'b2c',
+            );
+        }
+        $fields = array(
+            'api' => 'openapi',
+            'app_id' => $s['alipay_app_id'],
+            'app_private_key' => $s['alipay_app_private_key'],
+            'alipay_public_key' => $s['alipay_public_key'],
+            'seller_id' => $s['alipay_partner'],
+            'gateway' => $s['alipay_gateway'],
+        );
+        foreach ($fields as $k => $v) {
+            if ($v === '') {
+                unset($fields[$k]);
+            }
+        }
+        return $fields;
+    }
+
+    /**
      * Gives payhost the fields of the admin form when they changed: payhost returns the digest of
      * the settings it holds, and they are sent (PUT) only when it differs from theirs. True or
      * payhost's message.
      */
     function configure($s)
     {
-        $fields = array(
-            'partner' => $s['alipay_partner'],
-            'key' => $s['alipay_key'],
-            'seller_email' => $s['alipay_account'],
-            'mode' => $s['alipay_mode'] === 'c2c' ? 'c2c' : 'b2c',
-        );
+        $fields = $this->alipay_fields($s);
         // The webhook endpoint at the shop's root, also when the order page is mobile/order.php.
         $webhook = $s['shop_url'] . 'payhost_notify.php';
         $path = '/v1/merchants/' . rawurlencode($s['merchant']);
@@ -267,11 +306,14 @@ class payhost_alipay
     /**
      * C2C: the seller of an order. ecshop sells through 供货商 (suppliers, goods.suppliers_id); the
      * admin maps each supplier to its Alipay account in c2c_sellers ("1=seller@example.com,
-     * 2=13800000000"). Goods without a supplier (0) are the shop's own: alipay_account.
+     * 2=13800000000"; the open platform names sellers by their 2088… user id). Goods without a
+     * supplier (0) are the shop's own: alipay_account (open platform: alipay_partner).
      * Returns array(account, '') or array('', error language key).
      */
     function c2c_seller($s, $order)
     {
+        // The shop's own seller: the Alipay account, or (open platform) the 2088… 合作者身份ID.
+        $own = $s['openapi'] ? $s['alipay_partner'] : $s['alipay_account'];
         $map = array();
         foreach (preg_split('/[,;\s]+/', $s['c2c_sellers']) as $pair) {
             $kv = explode('=', $pair, 2);
@@ -281,7 +323,7 @@ class payhost_alipay
         }
         if (empty($order['order_id'])) {
             // A balance top-up (user.php) has no goods: the shop's own account.
-            return array($s['alipay_account'], '');
+            return array($own, '');
         }
         $ids = $GLOBALS['db']->getCol('SELECT DISTINCT g.suppliers_id FROM ' . $GLOBALS['ecs']->table('order_goods') . ' AS og LEFT JOIN '
             . $GLOBALS['ecs']->table('goods') . " AS g ON g.goods_id = og.goods_id WHERE og.order_id = '" . intval($order['order_id']) . "'");
@@ -291,13 +333,13 @@ class payhost_alipay
             if ($id > 0 && !isset($map[$id])) {
                 return array('', 'payhost_c2c_unmapped');
             }
-            $sellers[$id > 0 ? $map[$id] : $s['alipay_account']] = true;
+            $sellers[$id > 0 ? $map[$id] : $own] = true;
         }
         if (count($sellers) > 1) {
             return array('', 'payhost_c2c_mixed');
         }
         $keys = array_keys($sellers);
-        return array(count($keys) ? $keys[0] : $s['alipay_account'], '');
+        return array(count($keys) ? $keys[0] : $own, '');
     }
 
     /**

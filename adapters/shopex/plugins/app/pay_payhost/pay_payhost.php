@@ -2,6 +2,10 @@
 /**
  * ShopEx 4.8.5 payment app "payhost": Alipay WAP pay (支付宝手机网站支付) through payhost.
  *
+ * Two Alipay interfaces, chosen in the settings (接口类型, alipay_api): 旧版接口 (mapi: 合作者身份 PID +
+ * 交易安全校验码) or 新版开放平台 (openapi: APPID + 应用私钥 + 支付宝公钥, RSA2). payhost speaks both;
+ * the app only sends it the chosen interface's fields.
+ *
  * Layout as ShopEx 4.8.5 loads payment apps (mdl.payment.php loadMethod): plugins/app/pay_payhost/
  * with pay_payhost.php (this class), pay_payhost.server.php (payhost's webhook), paymentPlugin.php
  * (the app's callback dispatcher) and app.pay_payhost.php (the app manifest). The ident "payhost"
@@ -74,9 +78,17 @@ class pay_payhost extends paymentPlugin
     function getfields()
     {
         return array(
+            'alipay_api' => array('label' => '接口类型(API)', 'type' => 'select', 'options' => array(
+                'mapi' => '旧版接口（合作者身份 PID + 密钥） Legacy: partner ID + key',
+                'openapi' => '新版开放平台（APPID + 应用私钥 + 支付宝公钥，合作者身份也要填） Open platform: APPID + app private key + Alipay public key, and the partner ID',
+            )),
             'member_id' => array('label' => '合作者身份(parterID)', 'type' => 'string'),
-            'PrivateKey' => array('label' => '交易安全校验码(key)', 'type' => 'string'),
-            'seller_account' => array('label' => '支付宝收款账号', 'type' => 'string'),
+            'PrivateKey' => array('label' => '交易安全校验码(key)（仅旧版接口）', 'type' => 'string'),
+            'seller_account' => array('label' => '支付宝收款账号（仅旧版接口）', 'type' => 'string'),
+            'app_id' => array('label' => 'APPID(app_id)（仅新版开放平台，16 位数字）', 'type' => 'string'),
+            'app_private_key' => array('label' => '应用私钥(app private key)（仅新版开放平台：RSA2 应用私钥，一整行或 PEM）', 'type' => 'string'),
+            'alipay_public_key' => array('label' => '支付宝公钥(Alipay public key)（仅新版开放平台：不是应用公钥）', 'type' => 'string'),
+            'gateway' => array('label' => '支付宝网关(gateway)（仅新版开放平台，可不填；支付宝沙箱：https://openapi-sandbox.dl.alipaydev.com/gateway.do）', 'type' => 'string'),
             'shop_url' => array('label' => '商店网址（ShopEx 根目录，例如 https://shop.example/）', 'type' => 'string'),
             'payhost_url' => array('label' => 'payhost 地址（例如 http://127.0.0.1:8080）', 'type' => 'string'),
             'payhost_api_token' => array('label' => 'payhost API 令牌（本商户专用 phm_…，不是运营者令牌）', 'type' => 'string'),
@@ -91,16 +103,19 @@ class pay_payhost extends paymentPlugin
         foreach (array_keys($this->getfields()) as $name) {
             $s[$name] = trim((string)$this->getConf($paymentId, $name));
         }
+        // An app saved before the choice existed has no alipay_api: the legacy interface.
+        $s['openapi'] = $s['alipay_api'] === 'openapi';
         $s['payhost_url'] = rtrim($s['payhost_url'], '/');
         // The shop's root URL as the owner typed it (ends with '/'); '' when missing or not http(s).
         $s['shop_url'] = preg_match('#^https?://[^/?\#]+(/[^?\#]*)?$#i', $s['shop_url']) ? rtrim($s['shop_url'], '/') . '/' : '';
-        $s['merchant'] = 'shopex-' . preg_replace('/[^0-9A-Za-z]/', '', $s['member_id']);
+        // The payhost merchant: shopex-<合作者身份ID>, or shopex-<APPID> for the open platform.
+        $s['merchant'] = 'shopex-' . preg_replace('/[^0-9A-Za-z]/', '', $s['openapi'] ? $s['app_id'] : $s['member_id']);
         // The key of payhost's signed returns and webhooks: the merchant's own secret, created with
         // the merchant (payhost merchant add). An app configured before that has none: it keeps the
         // key it derived from the Alipay key and gives it to payhost itself.
         $s['send_secret'] = $s['payhost_shop_secret'] === '';
         $s['secret'] = $s['send_secret']
-            ? hash_hmac('sha256', 'payhost-shop-webhook:' . $s['merchant'], $s['PrivateKey'])
+            ? hash_hmac('sha256', 'payhost-shop-webhook:' . $s['merchant'], $s['openapi'] ? $s['app_private_key'] : $s['PrivateKey'])
             : $s['payhost_shop_secret'];
         $s['app_url'] = $s['shop_url'] . 'plugins/app/pay_payhost/';
         return $s;
@@ -122,15 +137,41 @@ class pay_payhost extends paymentPlugin
         return hash_hmac('sha256', $text . 'shop_webhook_url=' . $webhookUrl . "\n", $secret);
     }
 
+    /**
+     * The chosen interface's settings as payhost names them. The open platform's: the APPID, the
+     * app's private key, Alipay's public key, the seller (合作者身份, 2088…) and, when filled in, the
+     * gateway (Alipay's sandbox); empty ones are left out so payhost's defaults apply.
+     */
+    function payhost_fields($s)
+    {
+        if (!$s['openapi']) {
+            return array(
+                'partner' => $s['member_id'],
+                'key' => $s['PrivateKey'],
+                'seller_email' => $s['seller_account'],
+                'mode' => 'b2c',
+            );
+        }
+        $fields = array(
+            'api' => 'openapi',
+            'app_id' => $s['app_id'],
+            'app_private_key' => $s['app_private_key'],
+            'alipay_public_key' => $s['alipay_public_key'],
+            'seller_id' => $s['member_id'],
+            'gateway' => $s['gateway'],
+        );
+        foreach ($fields as $k => $v) {
+            if ($v === '') {
+                unset($fields[$k]);
+            }
+        }
+        return $fields;
+    }
+
     /** Gives payhost the settings when they changed (its digest differs); true or its message. */
     function payhost_configure($s)
     {
-        $fields = array(
-            'partner' => $s['member_id'],
-            'key' => $s['PrivateKey'],
-            'seller_email' => $s['seller_account'],
-            'mode' => 'b2c',
-        );
+        $fields = $this->payhost_fields($s);
         $webhook = $s['app_url'] . 'pay_payhost.server.php';
         $path = '/v1/merchants/' . rawurlencode($s['merchant']);
         $digest = $this->payhost_digest($s['secret'], $fields, $webhook);

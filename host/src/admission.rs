@@ -1,0 +1,268 @@
+//! Admission per class of work, and where the provider's notifications run.
+//!
+//! Three classes never wait on each other: the shop API (payments, returns, trade queries),
+//! the provider's notifications (a limit overall and a smaller one per merchant, so one
+//! merchant's flood leaves room for the others), and the operator's merchant configuration.
+//! Inside a class, requests wait in arrival order: more at once only adds thread hand-offs and
+//! lengthens the tail.
+//!
+//! Notifications are worked on in their own small thread pool at a lower CPU priority: an
+//! unauthenticated caller can make a notification expensive (an RSA merchant's `notify_data`
+//! costs private-key work before anything is known to be genuine), and that work must not take
+//! the cores from the shop API's requests. The component yields at every epoch tick, so
+//! notifications inside the pool share it fairly too.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The classes of work admitted separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The shop API and the buyer's return.
+    Shop,
+    /// The operator's merchant configuration (API and admin page).
+    Admin,
+}
+
+/// How many requests of each class are worked on at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub shop: usize,
+    pub notify: usize,
+    pub notify_per_merchant: usize,
+    pub admin: usize,
+}
+
+impl Limits {
+    /// Enough to overlap one request's outbound call and commit with another's computation:
+    /// 8 per core for the shop API and for notifications, half of those for one merchant's
+    /// notifications, 2 per core for configuration.
+    pub fn for_this_machine() -> Limits {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Limits {
+            shop: cores * 8,
+            notify: cores * 8,
+            notify_per_merchant: (cores * 4).max(2),
+            admin: cores * 2,
+        }
+    }
+}
+
+/// A notification's admission: its merchant's permit and the overall one.
+pub struct NotifyPermit {
+    _merchant: OwnedSemaphorePermit,
+    _overall: OwnedSemaphorePermit,
+}
+
+pub struct Admission {
+    shop: Arc<Semaphore>,
+    admin: Arc<Semaphore>,
+    notify: Arc<Semaphore>,
+    notify_per_merchant: usize,
+    /// One semaphore per merchant with notifications in flight (dropped when none are).
+    merchants: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Where notifications are processed (component calls and store work).
+    notify_pool: Pool,
+}
+
+impl Admission {
+    pub fn new(limits: Limits) -> std::io::Result<Admission> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Admission {
+            shop: Arc::new(Semaphore::new(limits.shop)),
+            admin: Arc::new(Semaphore::new(limits.admin)),
+            notify: Arc::new(Semaphore::new(limits.notify)),
+            notify_per_merchant: limits.notify_per_merchant,
+            merchants: Mutex::new(HashMap::new()),
+            // PAYHOST_NOTIFY_INLINE=1 runs notifications on the request's own executor threads
+            // and PAYHOST_NOTIFY_NICE sets the pool's nice value: the comparisons
+            // docs/PERFORMANCE.md measures, not settings for production.
+            notify_pool: if std::env::var_os("PAYHOST_NOTIFY_INLINE").is_some_and(|v| v == "1") {
+                Pool { runtime: None }
+            } else {
+                let nice = std::env::var("PAYHOST_NOTIFY_NICE")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(NOTIFY_NICE);
+                Pool::new("payhost-notify", cores, nice)?
+            },
+        })
+    }
+
+    /// Waits for a permit of `class`.
+    pub async fn enter(&self, class: Class) -> OwnedSemaphorePermit {
+        let semaphore = match class {
+            Class::Shop => &self.shop,
+            Class::Admin => &self.admin,
+        };
+        semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("admission semaphores are never closed")
+    }
+
+    /// Waits for a notification permit: the merchant's first (a flood for one merchant waits
+    /// there, not in front of the others), then the overall one.
+    pub async fn enter_notify(&self, merchant_id: &str) -> NotifyPermit {
+        let mine = {
+            let mut merchants = self.merchants.lock().unwrap_or_else(|e| e.into_inner());
+            // Semaphores nobody holds or waits on any more are dropped: merchants removed since
+            // leave nothing behind.
+            merchants.retain(|_, s| Arc::strong_count(s) > 1);
+            merchants
+                .entry(merchant_id.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.notify_per_merchant)))
+                .clone()
+        };
+        let merchant = mine
+            .acquire_owned()
+            .await
+            .expect("admission semaphores are never closed");
+        let overall = self
+            .notify
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("admission semaphores are never closed");
+        NotifyPermit {
+            _merchant: merchant,
+            _overall: overall,
+        }
+    }
+
+    /// Runs a notification's processing in the notification pool; `None` when the pool stopped
+    /// before it finished (payhost is shutting down).
+    pub async fn run_notify<F, T>(&self, work: F) -> Option<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.notify_pool.run(work).await
+    }
+}
+
+/// The notification pool's nice value (0 normal … 19 lowest): under CPU contention the kernel
+/// gives the shop API's threads about 10× the CPU time of a notification thread; on an idle
+/// machine it changes nothing.
+const NOTIFY_NICE: i32 = 10;
+
+/// A few threads with their own executor, at a given CPU priority (none: work runs where it is
+/// awaited).
+struct Pool {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Pool {
+    fn new(name: &str, threads: usize, nice: i32) -> std::io::Result<Pool> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name(name)
+            .enable_all()
+            .on_thread_start(move || lower_priority(nice))
+            .build()?;
+        Ok(Pool {
+            runtime: Some(runtime),
+        })
+    }
+
+    async fn run<F, T>(&self, work: F) -> Option<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let Some(runtime) = self.runtime.as_ref() else {
+            return Some(work.await);
+        };
+        match runtime.spawn(work).await {
+            Ok(v) => Some(v),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => None,
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Dropped from inside another executor (tests, the demo): a blocking shutdown would panic.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Lowers the calling thread's CPU priority (Linux: the nice value is per thread).
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority has no memory-safety preconditions; who = 0 is the calling thread.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, nice);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn limits() -> Limits {
+        Limits {
+            shop: 1,
+            notify: 4,
+            notify_per_merchant: 2,
+            admin: 1,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_notify_class_does_not_hold_up_the_shop_api() {
+        let admission = Admission::new(limits()).unwrap();
+        let mut held = Vec::new();
+        for m in ["a", "a", "b", "b"] {
+            held.push(admission.enter_notify(m).await);
+        }
+        // Every notification permit is taken; the shop API and admin still get in at once.
+        let _shop = tokio::time::timeout(Duration::from_secs(1), admission.enter(Class::Shop))
+            .await
+            .expect("the shop API does not wait on notifications");
+        let _admin = tokio::time::timeout(Duration::from_secs(1), admission.enter(Class::Admin))
+            .await
+            .expect("admin does not wait on notifications");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), admission.enter_notify("c"))
+                .await
+                .is_err(),
+            "the overall notification limit holds"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_merchants_flood_leaves_room_for_another_merchant() {
+        let admission = Admission::new(limits()).unwrap();
+        let _a1 = admission.enter_notify("a").await;
+        let _a2 = admission.enter_notify("a").await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), admission.enter_notify("a"))
+                .await
+                .is_err(),
+            "merchant a is at its own limit"
+        );
+        tokio::time::timeout(Duration::from_secs(1), admission.enter_notify("b"))
+            .await
+            .expect("merchant b is not held up by merchant a");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn notifications_run_in_their_own_threads() {
+        let admission = Admission::new(limits()).unwrap();
+        let name = admission
+            .run_notify(async { std::thread::current().name().map(str::to_owned) })
+            .await
+            .unwrap();
+        assert_eq!(name.as_deref(), Some("payhost-notify"));
+    }
+}
