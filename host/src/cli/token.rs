@@ -70,8 +70,8 @@ async fn token(action: Action) -> Result<()> {
                 bail!("no merchant {merchant:?}");
             }
             let token = payhost::auth::new_merchant_token();
-            let id =
-                store.create_token(&merchant, &payhost::auth::token_hash(&token), label.trim())
+            let id = store
+                .create_token(&merchant, &payhost::auth::token_hash(&token), label.trim())
                 .await?;
             eprintln!("token #{id} for merchant {merchant} (shown only this once):");
             println!("{token}");

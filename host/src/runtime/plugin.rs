@@ -12,7 +12,7 @@
 //! out of memory fails that session only.
 
 use super::bindings::{self, v0_2_0, v0_3_0, v0_4_0, Guest, Pre};
-use super::engine::{self, wt, CompileSource, EPOCH_TICK};
+use super::engine::{self, wt, CompileSource};
 use super::plugin_api as api;
 use crate::manifest::Manifest;
 use crate::net::{self, Origin, Policy};
@@ -802,7 +802,10 @@ impl Session<'_> {
 impl Session<'_> {
     /// Whether the component's contract has refunds, close and bills (0.4.0).
     pub fn has_0_4_exports(&self) -> bool {
-        matches!(self.bindings, Guest::V0_4(_))
+        matches!(
+            self.instance.as_ref().map(|i| &i.bindings),
+            Some(Guest::V0_4(_))
+        )
     }
 
     fn require_0_4(&self, what: &'static str) -> Result<(), CallError> {
