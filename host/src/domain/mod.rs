@@ -1,7 +1,9 @@
 //! Pure domain logic, without I/O.
 
 pub mod amount;
+pub mod clock;
 pub mod device;
 pub mod events;
 pub mod html;
+pub mod refunds;
 pub mod state;

@@ -6,6 +6,7 @@
 //! that run several replicas. Every state change happens in one transaction with its dedupe key
 //! and its webhook, so a crash leaves either all of it or none.
 
+pub mod ledger;
 pub mod postgres;
 pub mod sqlite;
 
@@ -14,7 +15,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 pub use crate::domain::state::{
-    REFUNDED, TRADE_CLOSED, TRADE_FINISHED, TRADE_SUCCESS, WAIT_BUYER_PAY,
+    PARTIALLY_REFUNDED, REFUNDED, TRADE_CLOSED, TRADE_FINISHED, TRADE_SUCCESS, WAIT_BUYER_PAY,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -172,7 +173,8 @@ pub enum Inserted {
     Existing(Box<Payment>),
 }
 
-pub trait Store: Send + Sync + 'static {
+/// Everything a host stores; the ledger's queries and refunds are [`ledger::Ledger`]'s.
+pub trait Store: ledger::Ledger + Send + Sync + 'static {
     fn merchant(&self, id: &str) -> Result<Option<MerchantSettings>>;
     fn merchant_ids(&self) -> Result<Vec<String>>;
     /// Saves settings from the admin page or the API.

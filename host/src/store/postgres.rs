@@ -36,10 +36,13 @@ use std::future::Future;
 use std::time::Duration;
 use tokio_postgres::{NoTls, Row};
 
+mod ledger;
+
 /// Migrations, in order; the version is the position + 1.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_refused_notifications.sql"),
+    include_str!("../../migrations/postgres/0003_ledger_refunds.sql"),
 ];
 
 /// The advisory lock key of the migrations ("payhost" in ASCII).

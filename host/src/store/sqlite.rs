@@ -17,11 +17,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Mutex;
 
+mod ledger;
+
 /// Migrations, in order; the version is the position + 1.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_hardening.sql"),
     include_str!("../../migrations/0003_refused_notifications.sql"),
+    include_str!("../../migrations/0004_ledger_refunds.sql"),
 ];
 
 /// Read connections (WAL lets them read while the writer commits).
