@@ -7,7 +7,7 @@
 //! resumes the flow with the answer. A component that traps, loops or runs out of memory fails
 //! that session only.
 
-use super::bindings::{self, v0_2_0, v0_3_0, Guest, Pre};
+use super::bindings::{self, v0_2_0, v0_3_0, v0_4_0, Guest, Pre};
 use super::engine::{self, wt, CompileSource, EPOCH_TICK};
 use super::plugin_api as api;
 use crate::manifest::Manifest;
@@ -87,6 +87,12 @@ pub enum CallError {
     Instantiate(String),
     #[error("the payment component broke the contract: {0}")]
     Protocol(String),
+    /// The component's contract version has no such export (refunds, close and bills are 0.4.0).
+    #[error("the component's contract version {version} has no {what} (they need contract 0.4.0)")]
+    Unsupported {
+        version: &'static str,
+        what: &'static str,
+    },
 }
 
 impl CallError {
@@ -99,6 +105,7 @@ impl CallError {
             CallError::Trap(_) => "trap",
             CallError::Instantiate(_) => "instantiate",
             CallError::Protocol(_) => "protocol",
+            CallError::Unsupported { .. } => "unsupported",
         }
     }
 }
@@ -326,7 +333,7 @@ impl PluginRuntime {
         &self.manifest
     }
 
-    /// The contract version the component is loaded with (`0.2.0`, `0.3.0`).
+    /// The contract version the component is loaded with (`0.2.0`, `0.3.0`, `0.4.0`).
     pub fn contract_version(&self) -> &'static str {
         self.pre.version()
     }
@@ -493,6 +500,7 @@ macro_rules! call_export {
                 match guest {
                     Guest::V0_2(g) => v0_2_0::$func(g, store $(, $arg)*).await,
                     Guest::V0_3(g) => v0_3_0::$func(g, store $(, $arg)*).await,
+                    Guest::V0_4(g) => v0_4_0::$func(g, store $(, $arg)*).await,
                 }
             };
             tokio::time::timeout_at(deadline, fut).await
@@ -680,6 +688,89 @@ impl Session<'_> {
     ) -> Result<Result<api::ChannelList, api::PluginError>, CallError> {
         let first = call_export!(self, list_channels, settings, out_user);
         drive_flow!(self, policy, settings, first, resume_channels)
+    }
+}
+
+/// Contract 0.4.0's flows: refunds, closing a trade, the day's bill. A component of an older
+/// contract answers [`CallError::Unsupported`] before anything is called.
+impl Session<'_> {
+    /// Whether the component's contract has refunds, close and bills (0.4.0).
+    pub fn has_0_4_exports(&self) -> bool {
+        matches!(self.bindings, Guest::V0_4(_))
+    }
+
+    fn require_0_4(&self, what: &'static str) -> Result<(), CallError> {
+        if self.has_0_4_exports() {
+            Ok(())
+        } else {
+            Err(CallError::Unsupported {
+                version: self.runtime.contract_version(),
+                what,
+            })
+        }
+    }
+
+    /// Starts a refund: the provider's refund call goes out under `policy` (OpenAPI), or the
+    /// answer carries the page where the seller confirms it (`confirm`; legacy, whose result
+    /// arrives later as a notification with `refund`).
+    pub async fn start_refund(
+        &mut self,
+        policy: &Policy,
+        settings: &[(String, String)],
+        refund: &api::RefundRequest,
+    ) -> Result<Result<api::RefundState, api::PluginError>, CallError> {
+        self.require_0_4("refunds")?;
+        let first = call_export!(self, start_refund, settings, refund);
+        drive_flow!(self, policy, settings, first, resume_refund)
+    }
+
+    /// Asks the provider where a started refund stands.
+    pub async fn query_refund(
+        &mut self,
+        policy: &Policy,
+        settings: &[(String, String)],
+        out_trade_no: &str,
+        request_no: &str,
+    ) -> Result<Result<api::RefundState, api::PluginError>, CallError> {
+        self.require_0_4("refunds")?;
+        let first = call_export!(self, query_refund, settings, out_trade_no, request_no);
+        drive_flow!(self, policy, settings, first, resume_refund)
+    }
+
+    /// Closes an unpaid trade at the provider (or says it cannot: `at_provider` false).
+    pub async fn close_trade(
+        &mut self,
+        policy: &Policy,
+        settings: &[(String, String)],
+        out_trade_no: &str,
+    ) -> Result<Result<api::TradeClosed, api::PluginError>, CallError> {
+        self.require_0_4("closing a trade")?;
+        let first = call_export!(self, close_trade, settings, out_trade_no);
+        drive_flow!(self, policy, settings, first, resume_close)
+    }
+
+    /// Asks where the bill of `date` (`YYYY-MM-DD`, the provider's date) can be downloaded. The
+    /// caller GETs the URL under the merchant's policy and unpacks the archive for [`parse_bill`].
+    ///
+    /// [`parse_bill`]: Session::parse_bill
+    pub async fn locate_bill(
+        &mut self,
+        policy: &Policy,
+        settings: &[(String, String)],
+        date: &str,
+    ) -> Result<Result<api::BillLocation, api::PluginError>, CallError> {
+        self.require_0_4("bills")?;
+        let first = call_export!(self, locate_bill, settings, date);
+        drive_flow!(self, policy, settings, first, resume_bill)
+    }
+
+    /// Reads a downloaded bill's files into entries, in file order.
+    pub async fn parse_bill(
+        &mut self,
+        files: &[api::BillFile],
+    ) -> Result<Result<Vec<api::BillEntry>, api::PluginError>, CallError> {
+        self.require_0_4("bills")?;
+        call_export!(self, parse_bill, files)
     }
 }
 

@@ -1,5 +1,5 @@
 //! The payment contract as the host sees it: host-owned types that every contract version's
-//! bindings convert into (`bindings::v0_2_0` and `bindings::v0_3_0`, their `From` impls shared in
+//! bindings convert into (`bindings::v0_2_0`, `v0_3_0` and `v0_4_0`, their `From` impls shared in
 //! `bindings/mod.rs`). Nothing outside `runtime` sees a generated type, so a new contract version
 //! adds one bindings module, not changes across the host.
 //!
@@ -49,6 +49,16 @@ pub struct SettingField {
     pub rule: String,
     pub options: Vec<SelectOption>,
     pub default_value: Option<String>,
+    /// Shown (and validated) only when another setting has one of some values (0.4.0; None from
+    /// older components and for settings always shown).
+    pub shown_when: Option<ShownWhen>,
+}
+
+/// A condition on another setting's value (`api` is `openapi`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownWhen {
+    pub setting: String,
+    pub values: Vec<String>,
 }
 
 /// What a component says about itself.
@@ -202,6 +212,27 @@ pub struct Notification {
     pub fields: Settings,
     /// What the provider must receive to stop resending.
     pub reply: String,
+    /// What the provider reports about one refund (0.4.0; None from older components and for
+    /// notifications about no refund). The event of a legacy batch-refund report is always
+    /// `PartiallyRefunded`: the host decides full or partial from its own amounts.
+    pub refund: Option<RefundReport>,
+}
+
+/// One refund as the provider reports it (a notification's `refund`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundReport {
+    /// The refund's number as the host made it (legacy `batch_no`, OpenAPI `out_biz_no`); empty
+    /// when the provider names none.
+    pub request_no: String,
+    /// This refund's amount, when the provider says it (two decimals).
+    pub amount: Option<String>,
+    /// The trade's refunded total so far, when the provider says it (two decimals).
+    pub refunded_total: Option<String>,
+    pub succeeded: bool,
+    /// The provider's words when it did not succeed, else empty.
+    pub detail: String,
+    /// When the provider completed it, as sent (Beijing time).
+    pub time: Option<String>,
 }
 
 impl Notification {
@@ -315,6 +346,106 @@ pub struct AppResult {
     pub total_fee: String,
     pub seller_id: String,
     pub fields: Settings,
+}
+
+/// A refund to start (0.4.0). The host stores it, with its `request_no`, before it asks the
+/// component, so a retry sends the same number and the provider refunds at most once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRequest {
+    pub out_trade_no: String,
+    /// The provider's trade number (empty when never learnt).
+    pub trade_no: String,
+    /// This refund's amount, exact decimal text.
+    pub amount: String,
+    /// What the buyer paid.
+    pub total_fee: String,
+    pub reason: String,
+    /// Digits only, at most 32, unique per merchant (legacy `batch_no`: Beijing date `YYYYMMDD`
+    /// and 3–24 digits).
+    pub request_no: String,
+    /// The host's clock, Beijing time `YYYY-MM-DD HH:MM:SS`.
+    pub request_time: String,
+    pub notify_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundStatus {
+    /// Started; the result comes later (a notification, or `query_refund`).
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+impl RefundStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Pending => "pending",
+            RefundStatus::Succeeded => "succeeded",
+            RefundStatus::Failed => "failed",
+        }
+    }
+}
+
+/// Where a refund stands after `start_refund` or `query_refund`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundState {
+    pub request_no: String,
+    pub status: RefundStatus,
+    /// Where the seller confirms the refund (legacy: the payment-password page); None when the
+    /// provider refunds without the seller.
+    pub confirm: Option<Redirect>,
+    pub refunded_total: Option<String>,
+    /// True when this call moved money (OpenAPI `fund_change` = `Y`).
+    pub fund_change: bool,
+    pub detail: String,
+}
+
+/// The result of closing an unpaid trade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TradeClosed {
+    /// False when the provider never saw the trade or the product has no close call: the host
+    /// closes it locally.
+    pub at_provider: bool,
+    pub trade_no: String,
+    pub detail: String,
+}
+
+/// Where the provider's bill of a day can be downloaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillLocation {
+    /// A URL to GET under the merchant's outbound policy; empty when `empty`.
+    pub url: String,
+    /// The provider says the day had no business.
+    pub empty: bool,
+}
+
+/// One file of a downloaded bill (the host unpacks the archive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillFile {
+    pub name: String,
+    pub content: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BillEntryKind {
+    Payment,
+    Refund,
+    /// Fees, adjustments: reported, never matched.
+    Other,
+}
+
+/// One line of the provider's bill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillEntry {
+    pub kind: BillEntryKind,
+    pub out_trade_no: String,
+    pub trade_no: String,
+    /// Positive, two decimals (a refund's amount is not negated).
+    pub amount: String,
+    /// The refund's request number (refund lines), else empty.
+    pub request_no: String,
+    /// As written in the bill.
+    pub finished_at: String,
 }
 
 /// A request a flow asks the host to send (the host adds `Content-Length` and `Host`).

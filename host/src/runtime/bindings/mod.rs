@@ -4,8 +4,12 @@
 //! Every version's module runs `bindgen!` for its WIT folder and then [`contract_version!`], which
 //! writes the `From` conversions into the host's types and one async function per export taking
 //! and returning host types only. The versions differ in what the macro cannot share, written in
-//! each module: the continuation's WIT type (`continuation_in`: 0.2.0 `list<u8>`, 0.3.0 `string`) and
-//! how key/value inputs cross (`form_in`: 0.2.0 `list<pair>`, 0.3.0 one form-encoded string). [`Pre`] and [`Guest`] hold a component of either version.
+//! each module: the continuation's WIT type (`continuation_in`: 0.2.0 `list<u8>`, 0.3.0 `string`),
+//! how key/value inputs cross (`form_in`: 0.2.0 `list<pair>`, 0.3.0 one form-encoded string), and
+//! 0.4.0's additions to shared records (`shown_when_out`, `refund_out`; `contract_version!(refund)`
+//! names the notification's `refund` field so the macro fills it going in). 0.4.0's own exports
+//! (refunds, close, bill) live in `v0_4_0.rs` only. [`Pre`] and [`Guest`] hold a component of any
+//! version.
 //!
 //! v0.1.0 (the component did its own `wasi:http` I/O) is retired: no published component uses it
 //! (see CHANGELOG.md).
@@ -16,7 +20,7 @@ use wasmtime::{Engine, Store};
 
 /// Everything a contract version's module has beyond its `bindgen!` and `continuation_in`.
 macro_rules! contract_version {
-    () => {
+    ($($refund:ident)?) => {
         use crate::runtime::plugin::HostState;
         use crate::runtime::plugin_api as api;
         use wasmtime::Store;
@@ -60,6 +64,7 @@ macro_rules! contract_version {
                         .settings
                         .into_iter()
                         .map(|f| api::SettingField {
+                            shown_when: shown_when_out(&f),
                             name: f.name,
                             label_zh: f.label_zh,
                             label_en: f.label_en,
@@ -187,8 +192,9 @@ macro_rules! contract_version {
         }
 
         impl From<types::Notification> for api::Notification {
-            fn from(n: types::Notification) -> Self {
+            fn from(mut n: types::Notification) -> Self {
                 api::Notification {
+                    refund: refund_out(&mut n),
                     out_trade_no: n.out_trade_no,
                     trade_no: n.trade_no,
                     trade_status: n.trade_status,
@@ -232,6 +238,7 @@ macro_rules! contract_version {
                     paid: n.paid,
                     fields: pairs_in(&n.fields),
                     reply: n.reply.clone(),
+                    $($refund: n.refund.as_ref().map(Into::into),)?
                 }
             }
         }
@@ -555,11 +562,100 @@ macro_rules! contract_version {
     };
 }
 
+/// The 0.4.0 exports for a version without them (0.2.0, 0.3.0), so every version's module has
+/// the same functions for `call_export!`. The session checks the version first
+/// (`Session::require_0_4`) and answers `CallError::Unsupported`; these only fail the call.
+macro_rules! without_0_4_exports {
+    () => {
+        fn no_such_export(name: &str) -> wasmtime::Error {
+            wasmtime::Error::msg(format!(
+                "contract {VERSION} has no export {name} (it is 0.4.0's)"
+            ))
+        }
+
+        pub async fn start_refund(
+            _: &PaymentPlugin,
+            _: &mut Store<HostState>,
+            _: &[(String, String)],
+            _: &api::RefundRequest,
+        ) -> Answer<api::Step<api::RefundState>> {
+            Err(no_such_export("start-refund"))
+        }
+
+        pub async fn query_refund(
+            _: &PaymentPlugin,
+            _: &mut Store<HostState>,
+            _: &[(String, String)],
+            _: &str,
+            _: &str,
+        ) -> Answer<api::Step<api::RefundState>> {
+            Err(no_such_export("query-refund"))
+        }
+
+        pub async fn resume_refund(
+            _: &PaymentPlugin,
+            _: &mut Store<HostState>,
+            _: &[(String, String)],
+            _: &api::Continuation,
+            _: &Result<api::IncomingResponse, api::SendFailure>,
+        ) -> Answer<api::Step<api::RefundState>> {
+            Err(no_such_export("resume-refund"))
+        }
+
+        pub async fn close_trade(
+            _: &PaymentPlugin,
+            _: &mut Store<HostState>,
+            _: &[(String, String)],
+            _: &str,
+        ) -> Answer<api::Step<api::TradeClosed>> {
+            Err(no_such_export("close-trade"))
+        }
+
+        pub async fn resume_close(
+            _: &PaymentPlugin,
+            _: &mut Store<HostState>,
+            _: &[(String, String)],
+            _: &api::Continuation,
+            _: &Result<api::IncomingResponse, api::SendFailure>,
+        ) -> Answer<api::Step<api::TradeClosed>> {
+            Err(no_such_export("resume-close"))
+        }
+
+        pub async fn locate_bill(
+            _: &PaymentPlugin,
+            _: &mut Store<HostState>,
+            _: &[(String, String)],
+            _: &str,
+        ) -> Answer<api::Step<api::BillLocation>> {
+            Err(no_such_export("locate-bill"))
+        }
+
+        pub async fn resume_bill(
+            _: &PaymentPlugin,
+            _: &mut Store<HostState>,
+            _: &[(String, String)],
+            _: &api::Continuation,
+            _: &Result<api::IncomingResponse, api::SendFailure>,
+        ) -> Answer<api::Step<api::BillLocation>> {
+            Err(no_such_export("resume-bill"))
+        }
+
+        pub async fn parse_bill(
+            _: &PaymentPlugin,
+            _: &mut Store<HostState>,
+            _: &[api::BillFile],
+        ) -> Answer<Vec<api::BillEntry>> {
+            Err(no_such_export("parse-bill"))
+        }
+    };
+}
+
 pub mod v0_2_0;
 pub mod v0_3_0;
+pub mod v0_4_0;
 
 /// The contract versions this host loads, newest first (`[wit] version` in a manifest).
-pub const VERSIONS: &[&str] = &[v0_3_0::VERSION, v0_2_0::VERSION];
+pub const VERSIONS: &[&str] = &[v0_4_0::VERSION, v0_3_0::VERSION, v0_2_0::VERSION];
 
 /// The contract version a component exports (`payhost:payment/plugin@<version>`), newest first,
 /// for a component given without a manifest.
@@ -579,12 +675,14 @@ pub fn exported_version(component: &Component, engine: &Engine) -> Option<&'stat
 pub enum Pre {
     V0_2(v0_2_0::PaymentPluginPre<HostState>),
     V0_3(v0_3_0::PaymentPluginPre<HostState>),
+    V0_4(v0_4_0::PaymentPluginPre<HostState>),
 }
 
 /// One instance's exports, of the version its [`Pre`] was.
 pub enum Guest {
     V0_2(v0_2_0::PaymentPlugin),
     V0_3(v0_3_0::PaymentPlugin),
+    V0_4(v0_4_0::PaymentPlugin),
 }
 
 impl Pre {
@@ -594,6 +692,7 @@ impl Pre {
             anyhow::anyhow!("the component does not export payhost:payment/plugin@{version}: {e:#}")
         };
         match version {
+            v0_4_0::VERSION => Ok(Pre::V0_4(v0_4_0::PaymentPluginPre::new(pre).map_err(what)?)),
             v0_3_0::VERSION => Ok(Pre::V0_3(v0_3_0::PaymentPluginPre::new(pre).map_err(what)?)),
             v0_2_0::VERSION => Ok(Pre::V0_2(v0_2_0::PaymentPluginPre::new(pre).map_err(what)?)),
             other => anyhow::bail!(
@@ -607,6 +706,7 @@ impl Pre {
         match self {
             Pre::V0_2(_) => v0_2_0::VERSION,
             Pre::V0_3(_) => v0_3_0::VERSION,
+            Pre::V0_4(_) => v0_4_0::VERSION,
         }
     }
 
@@ -614,6 +714,7 @@ impl Pre {
         Ok(match self {
             Pre::V0_2(p) => Guest::V0_2(p.instantiate_async(store).await?),
             Pre::V0_3(p) => Guest::V0_3(p.instantiate_async(store).await?),
+            Pre::V0_4(p) => Guest::V0_4(p.instantiate_async(store).await?),
         })
     }
 }

@@ -12,6 +12,7 @@ wasmtime::component::bindgen!({
 pub const VERSION: &str = "0.2.0";
 
 contract_version!();
+without_0_4_exports!();
 
 fn continuation_in(c: &api::Continuation) -> Vec<u8> {
     c.to_bytes()
@@ -20,4 +21,14 @@ fn continuation_in(c: &api::Continuation) -> Vec<u8> {
 /// Settings, forms and queries cross as `list<pair>`.
 fn form_in(p: &[(String, String)]) -> Vec<types::Pair> {
     pairs_in(p)
+}
+
+/// Settings are always shown before 0.4.0.
+fn shown_when_out(_: &types::SettingField) -> Option<api::ShownWhen> {
+    None
+}
+
+/// Notifications report no refund before 0.4.0.
+fn refund_out(_: &mut types::Notification) -> Option<api::RefundReport> {
+    None
 }

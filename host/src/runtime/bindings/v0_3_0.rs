@@ -15,6 +15,7 @@ wasmtime::component::bindgen!({
 pub const VERSION: &str = "0.3.0";
 
 contract_version!();
+without_0_4_exports!();
 
 fn continuation_in(c: &api::Continuation) -> String {
     c.to_text()
@@ -27,4 +28,14 @@ fn form_in(p: &[(String, String)]) -> String {
         out.append_pair(k, v);
     }
     out.finish()
+}
+
+/// Settings are always shown before 0.4.0.
+fn shown_when_out(_: &types::SettingField) -> Option<api::ShownWhen> {
+    None
+}
+
+/// Notifications report no refund before 0.4.0.
+fn refund_out(_: &mut types::Notification) -> Option<api::RefundReport> {
+    None
 }
