@@ -121,6 +121,7 @@ struct RawRecovery {
 struct RawAdmin {
     session_ttl_s: Option<u64>,
     login_failures_per_minute: Option<u32>,
+    time_zone: Option<String>,
 }
 
 /// A merchant table as written in the file or sent to `PUT /v1/merchants/{id}` (every field
@@ -340,6 +341,8 @@ impl Default for Retention {
 pub struct AdminConfig {
     pub session_ttl_s: u64,
     pub login_failures_per_minute: u32,
+    /// `time_zone`: the zone the admin pages show times in (stored as UTC).
+    pub time_zone: crate::domain::zone::Zone,
 }
 
 impl Default for AdminConfig {
@@ -347,6 +350,7 @@ impl Default for AdminConfig {
         AdminConfig {
             session_ttl_s: 8 * 3600,
             login_failures_per_minute: 5,
+            time_zone: crate::domain::zone::Zone::default(),
         }
     }
 }
@@ -753,6 +757,13 @@ impl Config {
                 .login_failures_per_minute
                 .unwrap_or(da.login_failures_per_minute)
                 .max(1),
+            time_zone: match trimmed(&raw.admin.time_zone) {
+                None => da.time_zone,
+                Some(z) => crate::domain::zone::Zone::parse(&z).unwrap_or_else(|e| {
+                    problems.push(format!("admin.time_zone: {e}"));
+                    da.time_zone
+                }),
+            },
         };
         let mut allowed_origins = Vec::new();
         for (i, o) in raw.outbound.allowed_origins.iter().flatten().enumerate() {

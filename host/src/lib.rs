@@ -2,6 +2,7 @@
 //! and notifications durably, and serves the shop API, the provider's return and notify endpoints,
 //! and an admin page.
 
+pub mod admin_users;
 pub mod auth;
 pub mod config;
 pub mod domain;

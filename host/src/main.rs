@@ -1,6 +1,9 @@
 //! The `payhost` command line.
 
 mod conformance_cli;
+mod cli {
+    pub mod admin_user;
+}
 
 use clap::{Parser, Subcommand};
 use payhost::config::Config;
@@ -103,6 +106,11 @@ enum Command {
     Token {
         #[command(subcommand)]
         action: TokenAction,
+    },
+    /// Admin logins of their own: operators (every merchant) and shop owners (their merchants only).
+    AdminUser {
+        #[command(subcommand)]
+        action: cli::admin_user::AdminUserAction,
     },
     /// Runs the conformance kit: the contract suite against a component (`--component`), or the
     /// flow suite against a running payhost through a sandbox the kit starts (`--against`). Prints
@@ -636,6 +644,7 @@ fn main() -> ExitCode {
         Command::AdminPassword { generate, config } => admin_password(generate, config),
         Command::Merchant { action } => merchant(action),
         Command::Token { action } => token(action),
+        Command::AdminUser { action } => cli::admin_user::run(action),
         Command::Conformance(args) => runtime().block_on(conformance_cli::run(args)),
         Command::PinComponent { manifest } => match payhost::manifest::pin_component(&manifest) {
             Ok(sum) => {

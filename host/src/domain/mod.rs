@@ -7,3 +7,4 @@ pub mod events;
 pub mod html;
 pub mod refunds;
 pub mod state;
+pub mod zone;

@@ -6,6 +6,7 @@
 //! that run several replicas. Every state change happens in one transaction with its dedupe key
 //! and its webhook, so a crash leaves either all of it or none.
 
+pub mod admin;
 pub mod ledger;
 pub mod postgres;
 pub mod sqlite;
@@ -173,8 +174,9 @@ pub enum Inserted {
     Existing(Box<Payment>),
 }
 
-/// Everything a host stores; the ledger's queries and refunds are [`ledger::Ledger`]'s.
-pub trait Store: ledger::Ledger + Send + Sync + 'static {
+/// Everything a host stores; the ledger's queries and refunds are [`ledger::Ledger`]'s, the admin
+/// pages' users, sessions and audit log [`admin::AdminStore`]'s.
+pub trait Store: ledger::Ledger + admin::AdminStore + Send + Sync + 'static {
     fn merchant(&self, id: &str) -> Result<Option<MerchantSettings>>;
     fn merchant_ids(&self) -> Result<Vec<String>>;
     /// Saves settings from the admin page or the API.

@@ -36,6 +36,7 @@ use std::future::Future;
 use std::time::Duration;
 use tokio_postgres::{NoTls, Row};
 
+mod admin;
 mod ledger;
 
 /// Migrations, in order; the version is the position + 1.
@@ -43,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_refused_notifications.sql"),
     include_str!("../../migrations/postgres/0003_ledger_refunds.sql"),
+    include_str!("../../migrations/postgres/0004_admin_users_audit.sql"),
 ];
 
 /// The advisory lock key of the migrations ("payhost" in ASCII).

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Mutex;
 
+mod admin;
 mod ledger;
 
 /// Migrations, in order; the version is the position + 1.
@@ -25,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_hardening.sql"),
     include_str!("../../migrations/0003_refused_notifications.sql"),
     include_str!("../../migrations/0004_ledger_refunds.sql"),
+    include_str!("../../migrations/0005_admin_users_audit.sql"),
 ];
 
 /// Read connections (WAL lets them read while the writer commits).
