@@ -369,6 +369,10 @@ async fn route(
         flash,
         query,
     };
+    // The ledger's CSV export, for this session's merchants (streamed by the server).
+    if segs == ["admin", "payments.csv"] {
+        return super::ledger::payments_csv(&payments::csv_caller(&ctx), &req);
+    }
     let page = get(app, &ctx, &segs).await;
     match page {
         Page::View {
@@ -402,7 +406,6 @@ async fn get(app: &Arc<App>, ctx: &Ctx, segs: &[&str]) -> Page {
             payments::overview(app, ctx).await
         }
         ["admin", "payments"] => payments::list(app, ctx).await,
-        ["admin", "payments.csv"] => payments::csv(app, ctx).await,
         ["admin", "merchants"] => merchants::list(app, ctx).await,
         ["admin", "merchants", id] => merchants::page(app, ctx, id).await,
         ["admin", "merchants", id, "payments", no] => payments::one(app, ctx, id, no).await,

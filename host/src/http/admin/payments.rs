@@ -6,7 +6,6 @@
 use super::chart::{self, Day};
 use super::view::Flash;
 use super::{audit, enc, field, yuan, Ctx, Form, Page, PostResult, Posted};
-use crate::domain::zone::parse_utc;
 use crate::service::App;
 use crate::store::ledger::{Cursor, LedgerPayment, PaymentFilter};
 use minijinja::{context, Value};
@@ -26,113 +25,61 @@ struct Filters {
     errors: Vec<String>,
 }
 
-fn filters(app: &App, ctx: &Ctx) -> Filters {
-    let zone = &app.config.admin.time_zone;
-    let mut errors = Vec::new();
-    let mut typed = Vec::new();
-    for name in [
-        "q",
-        "merchant",
-        "status",
-        "from",
-        "to",
-        "min_amount",
-        "max_amount",
-    ] {
-        typed.push((name, ctx.q(name).trim().to_owned()));
-    }
-    let get = |n: &str| {
-        typed
-            .iter()
-            .find(|(k, _)| *k == n)
-            .map(|(_, v)| v.clone())
+const FILTER_FIELDS: [&str; 7] = [
+    "q",
+    "merchant",
+    "status",
+    "from",
+    "to",
+    "min_amount",
+    "max_amount",
+];
+
+/// The merchant a shop owner's list is about: the one asked for if it is theirs, else their
+/// first. None for an operator (every merchant, or the one asked for).
+pub fn owner_scope(ctx: &Ctx) -> Option<String> {
+    let asked = ctx.q("merchant").trim();
+    ctx.who.only().map(|mine| {
+        mine.iter()
+            .find(|m| m.as_str() == asked)
+            .or(mine.first())
+            .cloned()
             .unwrap_or_default()
+    })
+}
+
+/// The page's filters, checked by the ledger's own rules (the same as `GET /v1/payments`).
+fn filters(ctx: &Ctx) -> Filters {
+    let own = owner_scope(ctx);
+    let typed: Vec<(&'static str, String)> = FILTER_FIELDS
+        .iter()
+        .map(|name| {
+            let v = match (*name, &own) {
+                ("merchant", Some(m)) => m.clone(),
+                _ => ctx.q(name).trim().to_owned(),
+            };
+            (*name, v)
+        })
+        .collect();
+    let mut query = query_of(&typed, &[]);
+    let cursor = ctx.q("cursor");
+    if !cursor.is_empty() {
+        query.push_str(&format!("&cursor={}", enc(cursor)));
+    }
+    let (filter, errors) = match crate::ledger::parse_filter(Some(&query), own.as_deref()) {
+        Ok(f) => (f, Vec::new()),
+        Err(e) => {
+            // The rest of the page still works: the list without the bad filter's answer.
+            let plain = crate::ledger::parse_filter(None, own.as_deref()).unwrap_or_default();
+            (plain, vec![e.message])
+        }
     };
-    let mut f = PaymentFilter {
-        limit: PAGE_ROWS + 1,
-        ..PaymentFilter::default()
-    };
-    let merchant = get("merchant");
-    f.merchant = match ctx.who.only() {
-        // An owner's list is always one of theirs (the first unless they chose another).
-        Some(mine) => Some(
-            mine.iter()
-                .find(|m| **m == merchant)
-                .or(mine.first())
-                .cloned()
-                .unwrap_or_default(),
-        ),
-        None => Some(merchant).filter(|m| !m.is_empty()),
-    };
-    let status = get("status");
-    if !status.is_empty() {
-        if crate::domain::state::STATUSES.contains(&status.as_str()) {
-            f.status = Some(status);
-        } else {
-            errors.push(format!(
-                "status: {status:?} {}",
-                ctx.t("不是已知的状态", "is not a known status")
-            ));
-        }
-    }
-    for (name, end) in [("from", false), ("to", true)] {
-        let v = get(name);
-        if v.is_empty() {
-            continue;
-        }
-        match zone.day_start(&v) {
-            // `to` is inclusive: up to the start of the next day.
-            Some(start) => {
-                let t =
-                    crate::store::format_unix((start + if end { 86_400 } else { 0 }).max(0) as u64);
-                if end {
-                    f.to = Some(t);
-                } else {
-                    f.from = Some(t);
-                }
-            }
-            None => errors.push(format!(
-                "{name}: {}",
-                ctx.t("日期格式为 YYYY-MM-DD", "a date is YYYY-MM-DD")
-            )),
-        }
-    }
-    for (name, min) in [("min_amount", true), ("max_amount", false)] {
-        let v = get(name);
-        if v.is_empty() {
-            continue;
-        }
-        match crate::service::amount_minor(&v) {
-            Ok(fen) if min => f.min_fen = Some(fen),
-            Ok(fen) => f.max_fen = Some(fen),
-            Err(_) => errors.push(format!(
-                "{name}: {}",
-                ctx.t(
-                    "金额为最多两位小数的数字，例如 12.50",
-                    "an amount is a number with at most two decimals, e.g. 12.50"
-                )
-            )),
-        }
-    }
-    let q = get("q");
-    if !q.is_empty() {
-        f.q = Some(q.chars().take(128).collect());
-    }
-    if let Some(c) = Some(ctx.q("cursor")).filter(|c| !c.is_empty()) {
-        match Cursor::decode(c) {
-            Some(c) => f.cursor = Some(c),
-            None => errors.push(
-                ctx.t(
-                    "翻页位置无效，已回到第一页",
-                    "The page position is not valid: back to the first page",
-                )
-                .to_owned(),
-            ),
-        }
-    }
     Filters {
         typed,
-        filter: f,
+        filter: PaymentFilter {
+            limit: PAGE_ROWS + 1,
+            ..filter
+        },
         errors,
     }
 }
@@ -165,12 +112,9 @@ fn row(app: &App, lp: &LedgerPayment) -> Value {
 pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
     let Filters {
         typed,
-        mut filter,
+        filter,
         errors,
-    } = filters(app, ctx);
-    if !errors.is_empty() {
-        filter.cursor = None;
-    }
+    } = filters(ctx);
     let mut rows = app.store.list_payments(&filter).unwrap_or_else(|e| {
         tracing::error!(error = %e, "the admin payments list failed");
         Vec::new()
@@ -193,23 +137,6 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
     for (k, v) in &typed {
         f.insert(*k, v.clone());
     }
-    // An owner's list shows which of theirs it is.
-    if let Some(m) = &filter.merchant {
-        f.insert("merchant", m.clone());
-    }
-    let csv_query: Vec<(&str, String)> = typed
-        .iter()
-        .map(|(k, v)| {
-            (
-                *k,
-                if *k == "merchant" {
-                    filter.merchant.clone().unwrap_or_default()
-                } else {
-                    v.clone()
-                },
-            )
-        })
-        .collect();
     Page::View {
         template: "payments.html",
         section: "payments",
@@ -217,26 +144,23 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
             payments, f, next_url, first_url, merchant_ids,
             filter_errors => errors,
             statuses => crate::domain::state::STATUSES,
-            csv_url => format!("/admin/payments.csv?{}", query_of(&csv_query, &[])),
+            csv_url => csv_link(&typed),
         },
     }
 }
 
-/// The CSV of the current filter, every page of it (the ledger's columns).
-pub async fn csv(app: &Arc<App>, ctx: &Ctx) -> Page {
-    let Filters {
-        mut filter, errors, ..
-    } = filters(app, ctx);
-    if !errors.is_empty() {
-        return Page::NotFound;
-    }
-    filter.cursor = None;
-    match pending::payments_csv(app, filter).await {
-        Ok(r) => Page::Raw(r),
-        Err(e) => {
-            tracing::error!(error = %e.message, "the admin CSV failed");
-            Page::NotFound
-        }
+/// The query of the CSV link: the list's filters (the ledger's `/v1/payments.csv` serves it for
+/// the session, see [`csv_caller`]).
+fn csv_link(typed: &[(&str, String)]) -> String {
+    format!("/admin/payments.csv?{}", query_of(typed, &[]))
+}
+
+/// Who the CSV is for, as the ledger's export knows callers: an operator sees every merchant, a
+/// shop owner the one merchant of their list.
+pub fn csv_caller(ctx: &Ctx) -> crate::http::Caller {
+    match owner_scope(ctx) {
+        None => crate::http::Caller::Operator,
+        Some(m) => crate::http::Caller::Merchant(m),
     }
 }
 
@@ -308,12 +232,48 @@ pub async fn overview(app: &Arc<App>, ctx: &Ctx) -> Page {
     }
 }
 
-/// One line of a payment's timeline, sortable by its time.
-struct Line {
-    unix: i64,
-    at: String,
-    kind: String,
-    detail: String,
+/// One entry of the ledger's timeline as the page shows it: when, what, and the details.
+fn timeline_line(ctx: &Ctx, zone: &crate::domain::zone::Zone, e: &serde_json::Value) -> Value {
+    let text = |k: &str| e[k].as_str().map(str::to_owned);
+    let kind = text("kind").unwrap_or_default();
+    let (zh, en) = match kind.as_str() {
+        "created" => ("创建", "created"),
+        "notify" => ("支付平台通知", "provider notify"),
+        "query" => ("向支付平台查询", "query"),
+        "refund" => ("退款", "refund"),
+        "webhook" => ("商城通知", "shop webhook"),
+        "redirect" => ("跳转收银台", "to the cashier"),
+        "return" => ("买家返回", "buyer returned"),
+        "close" | "closed" => ("关闭", "closed"),
+        _ => (kind.as_str(), kind.as_str()),
+    };
+    let mut detail: Vec<String> = Vec::new();
+    if let Some(a) = text("amount") {
+        detail.push(format!("¥{a}"));
+    }
+    if let Some(s) = text("status") {
+        detail.push(super::view::refund_status_word(ctx.lang, &s).to_owned());
+    }
+    for k in [
+        "trade_status",
+        "outcome",
+        "event",
+        "started_by",
+        "detail",
+        "error",
+    ] {
+        if let Some(v) = text(k) {
+            detail.push(v);
+        }
+    }
+    if let Some(h) = e["http_status"].as_u64() {
+        detail.push(format!("HTTP {h}"));
+    }
+    context! {
+        at => text("at").map(|t| zone.show(&t)).unwrap_or_default(),
+        kind => ctx.t(zh, en),
+        detail => detail.join(" · "),
+    }
 }
 
 pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
@@ -327,69 +287,11 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
     let p = &lp.payment;
     let refunds = app.store.refunds_for(id, no).unwrap_or_default();
     let attempts = app.store.webhook_attempts_for(id, no).unwrap_or_default();
-    let mut lines: Vec<Line> = Vec::new();
-    let mut push = |at: &str, kind: String, detail: String| {
-        lines.push(Line {
-            unix: parse_utc(at).unwrap_or(0),
-            at: zone.show(at),
-            kind,
-            detail,
-        })
-    };
-    push(
-        &p.created_at,
-        ctx.t("创建", "created").into(),
-        format!("¥{} {}", p.total_fee(), p.subject),
-    );
-    for e in app.store.events_for(id, no).unwrap_or_default() {
-        push(&e.at, e.kind.clone(), e.detail.unwrap_or_default());
-    }
-    for n in app.store.notifications_for(id, no).unwrap_or_default() {
-        let what = [
-            n.trade_status.as_deref(),
-            n.outcome.as_deref(),
-            n.detail.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" · ");
-        push(
-            &n.received_at,
-            format!("{} #{}", ctx.t("通知", "notify"), n.raw_id),
-            what,
-        );
-    }
-    for r in &refunds {
-        push(
-            &r.created_at,
-            format!("{} #{}", ctx.t("退款发起", "refund started"), r.id),
-            format!("¥{} {} ({})", r.amount(), r.reason, r.started_by),
-        );
-        if let Some(done) = &r.completed_at {
-            push(
-                done,
-                format!("{} #{}", ctx.t("退款结果", "refund result"), r.id),
-                super::view::refund_status_word(ctx.lang, &r.status).to_owned(),
-            );
-        }
-    }
-    for a in &attempts {
-        let outcome = a
-            .http_status
-            .map(|s| format!("HTTP {s}"))
-            .or(a.error.clone())
-            .unwrap_or_default();
-        push(
-            &a.at,
-            format!("{} {}", ctx.t("商城通知", "webhook"), a.event_type),
-            outcome,
-        );
-    }
-    lines.sort_by_key(|l| l.unix);
-    let timeline: Vec<Value> = lines
-        .into_iter()
-        .map(|l| context! { at => l.at, kind => l.kind, detail => l.detail })
+    // The ledger's timeline (the API's), in words and the zone's times.
+    let timeline: Vec<Value> = crate::ledger::timeline(app, p)
+        .unwrap_or_default()
+        .iter()
+        .map(|e| timeline_line(ctx, zone, e))
         .collect();
     let refundable_fen =
         if crate::domain::state::is_paid(&p.status) && p.status != crate::store::REFUNDED {
@@ -489,16 +391,16 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
         f.typed.insert("reason".into(), reason.clone());
         PostResult::Done(Posted::to(to.clone(), f))
     };
-    let start = pending::RefundStart {
-        merchant_id: id,
-        out_trade_no: no,
-        amount: &amount,
-        reason: &reason,
-        refund_key: Some(field(form, "refund_key")).filter(|k| !k.is_empty()),
-        started_by: &format!("admin:{}", ctx.who.name),
+    let cmd = crate::refunds::RefundCommand {
+        amount: Some(serde_json::Value::String(amount.clone())),
+        reason: Some(reason.clone()),
+        refund_key: Some(field(form, "refund_key").to_owned()).filter(|k| !k.is_empty()),
     };
-    match pending::start_refund(app, &start).await {
-        Ok(r) => {
+    match app
+        .start_refund(id, no, cmd, &format!("admin:{}", ctx.who.name))
+        .await
+    {
+        Ok((_, r)) => {
             audit(
                 app,
                 &ctx.who,
@@ -531,9 +433,13 @@ pub async fn close(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult 
     if !ctx.who.sees(id) {
         return PostResult::NotFound;
     }
-    let flash = match pending::close_payment(app, id, no).await {
-        Ok(status) => {
+    let flash = match app.close_payment(id, no).await {
+        Ok(v) => {
             audit(app, &ctx.who, "payment.close", Some(id), no);
+            let status = v["status"]
+                .as_str()
+                .unwrap_or(crate::store::TRADE_CLOSED)
+                .to_owned();
             Flash::ok(format!(
                 "{} {no}: {}",
                 ctx.t("订单已关闭", "Order closed"),
@@ -547,33 +453,4 @@ pub async fn close(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult 
         )),
     };
     PostResult::Done(Posted::to(payment_url(id, no), flash))
-}
-
-// LEDGER_CORE_PENDING: replaced by the ledger's refund core, close and CSV when they land.
-mod pending {
-    use crate::service::{ApiError, App};
-    use crate::store::ledger::{PaymentFilter, Refund};
-    pub struct RefundStart<'a> {
-        pub merchant_id: &'a str,
-        pub out_trade_no: &'a str,
-        pub amount: &'a str,
-        pub reason: &'a str,
-        pub refund_key: Option<&'a str>,
-        pub started_by: &'a str,
-    }
-    fn missing() -> ApiError {
-        ApiError::new(501, "not_implemented", "LEDGER_CORE_PENDING")
-    }
-    pub async fn start_refund(_: &App, _: &RefundStart<'_>) -> Result<Refund, ApiError> {
-        Err(missing())
-    }
-    pub async fn close_payment(_: &App, _: &str, _: &str) -> Result<String, ApiError> {
-        Err(missing())
-    }
-    pub async fn payments_csv(
-        _: &App,
-        _: PaymentFilter,
-    ) -> Result<http::Response<crate::http::Body>, ApiError> {
-        Err(missing())
-    }
 }
