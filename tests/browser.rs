@@ -1,6 +1,8 @@
 //! The demo in a real browser: headless Chromium (Debian's `chromium`, installed by `.ci/run`)
 //! driven by playwright-core walks `payhost demo` as a buyer on a phone-sized screen and as a shop
-//! owner on the admin page. Screenshots land in `tests/artifacts/`; with
+//! owner on the admin page (demo.mjs), then the back office on a desktop and a 360 px phone
+//! (admin.mjs): owners limited to their merchant, search, a partial refund confirmed on the
+//! sandbox's seller page, the CSV against the JSON API, the chart, no sideways scrolling. Screenshots land in `tests/artifacts/`; with
 //! `PAYHOST_SCREENSHOTS=docs/images` also the pictures of README.zh-CN.md.
 
 use conformance::host::{spawn_payhost, temp_dir};
@@ -8,7 +10,7 @@ use conformance::repo_root;
 use std::process::Command;
 
 /// The pictures README.zh-CN.md shows, taken with `PAYHOST_SCREENSHOTS=docs/images`.
-const DOC_PICTURES: [&str; 9] = [
+const DOC_PICTURES: [&str; 15] = [
     "shop-1-product",
     "shop-2-cashier",
     "shop-3-paid",
@@ -18,6 +20,12 @@ const DOC_PICTURES: [&str; 9] = [
     "admin-4-notifications",
     "admin-5-dead-letters",
     "admin-6-new-token",
+    "admin-7-payment-search",
+    "admin-8-payment-refunded",
+    "admin-9-chart",
+    "admin-10-phone-chart",
+    "admin-11-audit",
+    "admin-12-users",
 ];
 
 #[test]
@@ -75,6 +83,27 @@ fn demo_walk_in_headless_chromium() {
         std::fs::read_to_string(&demo.log).unwrap_or_default()
     );
     assert!(stdout.contains("browser walk: ok"));
+    // The back office, on the payments the walk above made.
+    let mut walk = Command::new("node");
+    walk.current_dir(&browser_dir)
+        .arg("admin.mjs")
+        .arg(&demo.base)
+        .arg(password)
+        .arg(token)
+        .arg(&artifacts)
+        .env("CHROMIUM", &chromium);
+    if let Some(docs) = &docs {
+        walk.env("PAYHOST_SCREENSHOTS", docs);
+    }
+    let out = walk.output().expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the admin walk failed:\n{stdout}\n{stderr}\ndemo log:\n{}",
+        std::fs::read_to_string(&demo.log).unwrap_or_default()
+    );
+    assert!(stdout.contains("admin walk: ok"));
     for shot in ["1-shop", "2-cashier", "3-paid", "4-admin-saved"] {
         assert!(
             artifacts.join(format!("{shot}.png")).exists(),
