@@ -98,7 +98,7 @@ try {
   await shot(admin, 'admin-users');
   await doc(admin, 'admin-12-users');
 
-  // The marketplace's paid orders (the demo walk paid one from a phone and one from a desktop).
+  // The marketplace's paid orders (two, paid before this walk).
   const paid = (await api('/v1/payments?merchant=market&status=TRADE_SUCCESS')).payments;
   if (paid.length < 2) throw new Error(`expected two paid market orders, found ${paid.length}`);
 
