@@ -22,8 +22,9 @@ import { parseArgs } from 'node:util';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 // The newest contract first: the flow code below works with both (it never looks inside a
-// continuation, whether bytes in 0.2.0 or a string in 0.3.0).
-const CONTRACTS = ['0.3.0', '0.2.0'];
+// continuation, whether bytes in 0.2.0 or a string since 0.3.0; 0.4.0 adds refunds, close and
+// bills, which this payment flow does not call).
+const CONTRACTS = ['0.4.0', '0.3.0', '0.2.0'];
 
 class Failure extends Error {}
 function check(ok, what) {
@@ -61,7 +62,7 @@ async function load(path) {
   return { plugin: module[`payhost:payment/plugin@${contract}`], contract };
 }
 
-/** Settings, a form or a query as the contract takes them: 0.3.0 one form-encoded string
+/** Settings, a form or a query as the contract takes them: since 0.3.0 one form-encoded string
  * (`form-pairs`, one copy), 0.2.0 an array of `{key, value}` pairs. */
 function kvFor(contract) {
   return (pairs) => (contract === '0.2.0' ? pairs : new URLSearchParams(pairs.map((p) => [p.key, p.value])).toString());
@@ -132,7 +133,7 @@ async function drive(flow, first, resume) {
     check(sent <= 4, `${flow}: the component keeps asking for requests`);
     const { request, continuation } = step.val;
     const answer = await send(request);
-    // The continuation goes back exactly as received (bytes in 0.2.0, a string in 0.3.0).
+    // The continuation goes back exactly as received (bytes in 0.2.0, a string since 0.3.0).
     step = call(flow, () => resume(continuation, answer));
   }
   check(step.tag === 'done', `${flow}: unexpected step ${step.tag}`);

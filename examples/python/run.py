@@ -30,8 +30,9 @@ from wasmtime.component import Component, Linker, Record, Variant
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEFAULT_COMPONENT = os.path.join(ROOT, "target/wasm32-wasip2/release/alipay_wap_plugin.wasm")
 # The newest contract first: the flow code below works with both (it never looks inside a
-# continuation, whether bytes in 0.2.0 or a string in 0.3.0).
-CONTRACTS = ["0.3.0", "0.2.0"]
+# continuation, whether bytes in 0.2.0 or a string since 0.3.0; 0.4.0 adds refunds, close and
+# bills, which this payment flow does not call).
+CONTRACTS = ["0.4.0", "0.3.0", "0.2.0"]
 
 
 class Failure(Exception):
@@ -87,7 +88,7 @@ class Plugin:
         self.funcs = {}
 
     def kv(self, items):
-        """Settings, a form or a query as the contract takes them: 0.3.0 one form-encoded string
+        """Settings, a form or a query as the contract takes them: since 0.3.0 one form-encoded string
         (`form-pairs`, one copy), 0.2.0 a list of `pair` records."""
         if self.contract == "0.2.0":
             return pairs(items)
@@ -156,7 +157,7 @@ def drive(plugin, flow, resume, settings, *args):
         check(sent <= 4, f"{flow}: the component keeps asking for requests")
         pending = step.payload
         answer = send(pending.request)
-        # The continuation goes back exactly as received (bytes in 0.2.0, a string in 0.3.0).
+        # The continuation goes back exactly as received (bytes in 0.2.0, a string since 0.3.0).
         step = unwrap(plugin.call(resume, settings, pending.continuation, answer), resume)
     check(step.tag == "done", f"{flow}: unexpected step {step.tag}")
     return step.payload

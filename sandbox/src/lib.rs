@@ -18,16 +18,20 @@
 //! * `GET {base}/mapi?service=notify_verify` (and `mobile.merchant.paychannel`,
 //!   `single_trade_query`, `create_direct_pay_by_user`: the PC cashier).
 //! * `POST {base}/app/pay` — the app SDK's stand-in; `POST {base}/refund` — a back-office refund.
+//! * `GET {base}/mapi?service=refund_fastpay_by_platform_pwd` — the seller's refund page (payment
+//!   password, then the batch notify; [`refund`]).
 //! * Notify retries on Alipay's schedule (2m, 10m, 10m, 1h, 2h, 6h, 15h after the first; at most 8
 //!   sends; stop at `success`) on a clock that tests speed up (`speed`).
 //! * Fault switches (`POST {base}/faults`), and `GET {base}/state` for tests.
 //!
 //! The demo shop ([`demo`]) is a separate handler under `/shop`.
 
+pub mod bill;
 pub mod cashier;
 pub mod demo;
 pub mod openapi;
 pub mod outbound;
+pub mod refund;
 pub mod signature;
 pub mod web;
 pub mod wire;
@@ -142,6 +146,10 @@ pub struct Sandbox {
     dropped: Mutex<u32>,
     /// The open platform's apps and trades (`{base}/openapi/…`).
     openapi: openapi::OpenApiState,
+    /// Seller-confirmed refunds of the legacy API ([`refund`]).
+    legacy_refunds: refund::LegacyRefunds,
+    /// The open platform's bills ([`bill`]).
+    bills: bill::Bills,
     /// Sandbox seconds per real second.
     speed: f64,
     started: Instant,
@@ -159,6 +167,8 @@ impl Sandbox {
             faults: Mutex::default(),
             dropped: Mutex::new(0),
             openapi: openapi::OpenApiState::default(),
+            legacy_refunds: refund::LegacyRefunds::default(),
+            bills: bill::Bills::default(),
             speed: speed.max(1.0),
             started: Instant::now(),
             // Ids (notify_id, trade_no, tokens) count from a random start, so a sandbox started
@@ -797,6 +807,7 @@ impl Sandbox {
             }
             "single_trade_query" => self.single_trade_query(params),
             "create_direct_pay_by_user" => self.pc_cashier(params),
+            "refund_fastpay_by_platform_pwd" => self.legacy_refund_page(params),
             other => text(200, format!("<?xml version=\"1.0\" encoding=\"GBK\"?><alipay><is_success>F</is_success><error>ILLEGAL_SERVICE {}</error></alipay>", web::esc(other))),
         }
     }
@@ -1263,12 +1274,15 @@ impl Sandbox {
             (Method::POST, "/cashier/pay") => self.pay(form).await,
             (Method::POST, "/cashier/cancel") => self.cancel(form),
             (Method::POST, "/refund") => self.refund(form),
+            (Method::POST, "/mapi/refund/confirm") => self.legacy_refund_confirm(&form),
             (Method::POST, "/app/pay") => self.app_pay(form),
             (Method::GET | Method::POST, "/openapi/gateway.do") => {
                 self.openapi_gateway(query, form)
             }
             (Method::POST, "/openapi/cashier/pay") => self.openapi_pay(&form),
             (Method::POST, "/openapi/cashier/cancel") => self.openapi_cancel(&form),
+            (Method::GET, "/openapi/bill/download") => self.bill_download(&query),
+            (Method::POST, "/openapi/bill-extra") => self.bill_extra(&form),
             (Method::GET, "/state") => json(200, &self.state()),
             (Method::POST, "/faults") => match serde_json::from_slice::<Faults>(&body) {
                 Ok(f) => {

@@ -5,7 +5,8 @@
 //!   app's signature ([OPENAPI §3.1]: `sign_type` signed, empty values and `sign` left out), then by
 //!   `method`: `alipay.trade.wap.pay` and `alipay.trade.page.pay` open the cashier page;
 //!   `alipay.trade.query`, `alipay.trade.refund`, `alipay.trade.fastpay.refund.query` and
-//!   `alipay.trade.close` answer JSON whose node is signed as sent, `/` escaped as `\/` ([OPENAPI §7.2]).
+//!   `alipay.trade.close` and `alipay.data.dataservice.bill.downloadurl.query` ([`crate::bill`])
+//!   answer JSON whose node is signed as sent, `/` escaped as `\/` ([OPENAPI §7.2]).
 //! * `POST {base}/openapi/cashier/pay|cancel` — the buyer pays (the notify goes out on Alipay's
 //!   schedule, signed by the V1 rule; the browser returns with the signed return) or leaves
 //!   (to `quit_url`).
@@ -200,6 +201,16 @@ impl Sandbox {
             .collect()
     }
 
+    /// The seller an app is paid to (the bill's account).
+    pub(crate) fn openapi_seller(&self, app_id: &str) -> Option<String> {
+        self.openapi
+            .apps
+            .lock()
+            .unwrap()
+            .get(app_id)
+            .map(|a| a.seller_id.clone())
+    }
+
     fn beijing_now(&self) -> String {
         // Alipay writes Beijing time (UTC+8).
         web::alipay_time(web::unix_now() + 8 * 3600)
@@ -316,6 +327,10 @@ impl Sandbox {
             "alipay.trade.refund" => self.refund_call(&app, alg, &b),
             "alipay.trade.fastpay.refund.query" => self.refund_query(&app, alg, &b),
             "alipay.trade.close" => self.close(&app, alg, &b("out_trade_no")),
+            "alipay.data.dataservice.bill.downloadurl.query" => {
+                let node = self.bill_url_node(&app, &b("bill_type"), &b("bill_date"));
+                self.signed_answer(&app, alg, &method, node)
+            }
             other => error_response(
                 "40004",
                 "Business Failed",
