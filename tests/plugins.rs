@@ -252,7 +252,7 @@ async fn a_second_provider_loads_beside_alipay_with_its_own_settings_form_and_no
     let (cookie, _) = admin_login(base, ADMIN_PASSWORD).await;
     let page = |m: &'static str| {
         let cookie = cookie.clone();
-        let url = format!("{base}/admin?m={m}");
+        let url = format!("{base}/admin/merchants/{m}");
         async move {
             request("GET", &url, &[("cookie", &cookie)], Vec::new())
                 .await

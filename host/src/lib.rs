@@ -3,18 +3,22 @@
 //! and an admin page.
 
 pub mod admission;
+pub mod admin_users;
 pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod http_client;
+pub mod ledger;
 pub mod manifest;
 pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod onboarding;
 pub mod proxy;
+pub mod reconciliation;
 pub mod recovery;
+pub mod refunds;
 pub mod runtime;
 pub mod server;
 pub mod service;

@@ -711,6 +711,13 @@ impl App {
                 )
             })?;
         self.metrics.returns("verified");
+        crate::ledger::note(
+            self,
+            merchant_id,
+            &payment.out_trade_no,
+            "return",
+            Some(&verified.result),
+        );
         let params = vec![
             ("merchant".to_owned(), merchant_id.to_owned()),
             ("out_trade_no".to_owned(), payment.out_trade_no.clone()),
