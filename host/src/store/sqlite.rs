@@ -1141,11 +1141,11 @@ mod tests {
         partial.event = TradeEvent::PartiallyRefunded;
         assert!(matches!(
             s.apply_notification(&partial, &raw(), &r).unwrap(),
-            Applied::Recorded { .. }
+            Applied::Changed { .. }
         ));
         assert_eq!(
             s.payment("m1", "o1").unwrap().unwrap().status,
-            TRADE_SUCCESS
+            PARTIALLY_REFUNDED
         );
         let mut full = effect("n3", "TRADE_CLOSED");
         full.refund_status = Some("REFUND_SUCCESS");
@@ -1153,7 +1153,7 @@ mod tests {
         assert_eq!(
             s.apply_notification(&full, &raw(), &r).unwrap(),
             Applied::Changed {
-                from: TRADE_SUCCESS.into(),
+                from: PARTIALLY_REFUNDED.into(),
                 to: REFUNDED.into()
             }
         );
