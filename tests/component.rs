@@ -144,7 +144,7 @@ fn gateway(rsa: bool) -> impl Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync + 'stati
 async fn describe_and_validate_settings() {
     let rt = runtime().await;
     assert_eq!(rt.info.id, "alipay-wap");
-    assert_eq!(rt.contract_version(), "0.3.0");
+    assert_eq!(rt.contract_version(), "0.4.0");
     assert_eq!(rt.info.notify_ack, "success");
     assert_eq!(rt.info.notify_retry, "fail");
     let names: Vec<&str> = rt.info.settings.iter().map(|f| f.name.as_str()).collect();
@@ -652,13 +652,13 @@ fn the_component_imports_no_wasi_http_and_no_filesystem() {
     assert!(bytes.len() <= 3 << 19, "{} bytes", bytes.len());
 }
 
-/// The host loads both contract versions: the Alipay component at 0.3.0, TestPay at 0.2.0 (each
+/// The host loads every contract version: the Alipay component at 0.4.0, TestPay at 0.2.0 (each
 /// by its manifest, and each bare, by what it exports); a manifest naming the other version is
 /// refused with both versions named.
 #[tokio::test]
 async fn both_contract_versions_load_and_a_wrong_manifest_version_is_named() {
     let alipay = runtime().await;
-    assert_eq!(alipay.contract_version(), "0.3.0");
+    assert_eq!(alipay.contract_version(), "0.4.0");
     let testpay_manifest = Manifest::load(&repo_root().join("tests/testpay/plugin.toml")).unwrap();
     assert_eq!(testpay_manifest.wit.version, "0.2.0");
     let testpay = PluginRuntime::load(&testpay_manifest, None, payhost::net::Client::new())
@@ -689,7 +689,7 @@ async fn both_contract_versions_load_and_a_wrong_manifest_version_is_named() {
     );
 
     for (manifest, version) in [
-        ("plugin.toml", "0.3.0"),
+        ("plugin.toml", "0.4.0"),
         ("tests/testpay/plugin.toml", "0.2.0"),
     ] {
         let m = Manifest::load(&repo_root().join(manifest)).unwrap();
@@ -705,10 +705,10 @@ async fn both_contract_versions_load_and_a_wrong_manifest_version_is_named() {
     let err = PluginRuntime::load(&wrong, None, payhost::net::Client::new())
         .await
         .err()
-        .expect("a 0.3.0 component under a 0.2.0 manifest is refused")
+        .expect("a 0.4.0 component under a 0.2.0 manifest is refused")
         .to_string();
     assert!(
-        err.contains("0.2.0") && err.contains("payhost:payment/plugin@0.3.0"),
+        err.contains("0.2.0") && err.contains("payhost:payment/plugin@0.4.0"),
         "{err}"
     );
 }

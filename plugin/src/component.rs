@@ -1,9 +1,9 @@
-//! The component's side of the WIT contract (`payhost:payment@0.3.0`): converts between WIT
+//! The component's side of the WIT contract (`payhost:payment@0.4.0`): converts between WIT
 //! records and the model. It performs no I/O: flows hand their requests to the host.
 
 wit_bindgen::generate!({
     world: "payment-plugin",
-    path: "../wit/v0.3.0",
+    path: "../wit/v0.4.0",
 });
 
 use crate::connector;
@@ -15,7 +15,7 @@ use payhost::payment::types as wit;
 struct Component;
 export!(Component);
 
-/// `form-pairs`: key/value pairs in order, form-encoded (0.3.0 passes settings, forms and queries so).
+/// `form-pairs`: key/value pairs in order, form-encoded (0.3.0 and 0.4.0 pass settings, forms and queries so).
 fn form_in(encoded: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(encoded.as_bytes())
         .into_owned()
@@ -75,9 +75,18 @@ fn event_out(e: model::TradeEvent) -> wit::TradeEvent {
 fn notification_out(n: model::Notification) -> wit::Notification {
     let event = event_out(n.event());
     let refund_fee = n.refund_fee();
+    let refund = n.refund().map(|r| wit::RefundReport {
+        request_no: r.request_no,
+        amount: r.amount,
+        refunded_total: r.refunded_total,
+        succeeded: r.succeeded,
+        detail: r.detail,
+        time: r.time,
+    });
     wit::Notification {
         event,
         refund_fee,
+        refund,
         out_trade_no: n.out_trade_no,
         trade_no: n.trade_no,
         trade_status: n.trade_status,
@@ -98,7 +107,7 @@ fn notification_out(n: model::Notification) -> wit::Notification {
 }
 
 fn notification_in(n: wit::Notification) -> model::Notification {
-    // `event` and `refund_fee` are derived from the fields; the model recomputes them.
+    // `event`, `refund_fee` and `refund` are derived from the fields; the model recomputes them.
     model::Notification {
         out_trade_no: n.out_trade_no,
         trade_no: n.trade_no,
@@ -165,14 +174,18 @@ fn response_in(
     }
 }
 
+fn redirect_out(r: model::Redirect) -> wit::Redirect {
+    wit::Redirect {
+        url: r.url,
+        method: method_out(r.method),
+        action: r.action,
+        fields: pairs_out(r.fields),
+    }
+}
+
 fn started_out(started: model::PaymentStarted) -> wit::PaymentStarted {
     wit::PaymentStarted {
-        redirect: wit::Redirect {
-            url: started.redirect.url,
-            method: method_out(started.redirect.method),
-            action: started.redirect.action,
-            fields: pairs_out(started.redirect.fields),
-        },
+        redirect: redirect_out(started.redirect),
         token: started.token,
         request_id: started.request_id,
         total_fee: started.total_fee,
@@ -213,6 +226,45 @@ fn query_step(s: Step<model::TradeQuery>) -> wit::QueryStep {
             signature_verified: q.signature_verified,
             fields: pairs_out(q.fields),
             notification: q.notification.map(notification_out),
+        }),
+    }
+}
+
+fn refund_step(s: Step<model::RefundState>) -> wit::RefundStep {
+    match s {
+        Step::Send(p) => wit::RefundStep::Send(pending_out(p)),
+        Step::Done(r) => wit::RefundStep::Done(wit::RefundState {
+            request_no: r.request_no,
+            status: match r.status {
+                model::RefundStatus::Pending => wit::RefundStatus::Pending,
+                model::RefundStatus::Succeeded => wit::RefundStatus::Succeeded,
+                model::RefundStatus::Failed => wit::RefundStatus::Failed,
+            },
+            confirm: r.confirm.map(redirect_out),
+            refunded_total: r.refunded_total,
+            fund_change: r.fund_change,
+            detail: r.detail,
+        }),
+    }
+}
+
+fn close_step(s: Step<model::TradeClosed>) -> wit::CloseStep {
+    match s {
+        Step::Send(p) => wit::CloseStep::Send(pending_out(p)),
+        Step::Done(c) => wit::CloseStep::Done(wit::TradeClosed {
+            at_provider: c.at_provider,
+            trade_no: c.trade_no,
+            detail: c.detail,
+        }),
+    }
+}
+
+fn bill_step(s: Step<model::BillLocation>) -> wit::BillStep {
+    match s {
+        Step::Send(p) => wit::BillStep::Send(pending_out(p)),
+        Step::Done(b) => wit::BillStep::Done(wit::BillLocation {
+            url: b.url,
+            empty: b.empty,
         }),
     }
 }
@@ -272,6 +324,10 @@ impl Guest for Component {
                         })
                         .collect(),
                     default_value: f.default_value,
+                    shown_when: f.shown_when.map(|w| wit::ShownWhen {
+                        setting: w.setting,
+                        values: w.values,
+                    }),
                 })
                 .collect(),
             notify_ack: info.notify_ack,
@@ -433,5 +489,117 @@ impl Guest for Component {
             seller_id: r.seller_id,
             fields: pairs_out(r.fields),
         })
+    }
+
+    fn start_refund(
+        settings: String,
+        refund: wit::RefundRequest,
+    ) -> Result<wit::RefundStep, wit::PluginError> {
+        let refund = model::RefundRequest {
+            out_trade_no: refund.out_trade_no,
+            trade_no: refund.trade_no,
+            amount: refund.amount,
+            total_fee: refund.total_fee,
+            reason: refund.reason,
+            request_no: refund.request_no,
+            request_time: refund.request_time,
+            notify_url: refund.notify_url,
+        };
+        connector::start_refund(&form_in(&settings), &refund)
+            .map(refund_step)
+            .map_err(plugin_error)
+    }
+
+    fn query_refund(
+        settings: String,
+        out_trade_no: String,
+        request_no: String,
+    ) -> Result<wit::RefundStep, wit::PluginError> {
+        connector::query_refund(&form_in(&settings), &out_trade_no, &request_no)
+            .map(refund_step)
+            .map_err(plugin_error)
+    }
+
+    fn resume_refund(
+        settings: String,
+        continuation: String,
+        response: Result<wit::IncomingResponse, wit::SendFailure>,
+    ) -> Result<wit::RefundStep, wit::PluginError> {
+        connector::resume_refund(
+            &form_in(&settings),
+            continuation.as_bytes(),
+            response_in(response),
+        )
+        .map(refund_step)
+        .map_err(plugin_error)
+    }
+
+    fn close_trade(
+        settings: String,
+        out_trade_no: String,
+    ) -> Result<wit::CloseStep, wit::PluginError> {
+        connector::close_trade(&form_in(&settings), &out_trade_no)
+            .map(close_step)
+            .map_err(plugin_error)
+    }
+
+    fn resume_close(
+        settings: String,
+        continuation: String,
+        response: Result<wit::IncomingResponse, wit::SendFailure>,
+    ) -> Result<wit::CloseStep, wit::PluginError> {
+        connector::resume_close(
+            &form_in(&settings),
+            continuation.as_bytes(),
+            response_in(response),
+        )
+        .map(close_step)
+        .map_err(plugin_error)
+    }
+
+    fn locate_bill(settings: String, date: String) -> Result<wit::BillStep, wit::PluginError> {
+        connector::locate_bill(&form_in(&settings), &date)
+            .map(bill_step)
+            .map_err(plugin_error)
+    }
+
+    fn resume_bill(
+        settings: String,
+        continuation: String,
+        response: Result<wit::IncomingResponse, wit::SendFailure>,
+    ) -> Result<wit::BillStep, wit::PluginError> {
+        connector::resume_bill(
+            &form_in(&settings),
+            continuation.as_bytes(),
+            response_in(response),
+        )
+        .map(bill_step)
+        .map_err(plugin_error)
+    }
+
+    fn parse_bill(files: Vec<wit::BillFile>) -> Result<Vec<wit::BillEntry>, wit::PluginError> {
+        let files: Vec<model::BillFile> = files
+            .into_iter()
+            .map(|f| model::BillFile {
+                name: f.name,
+                content: f.content,
+            })
+            .collect();
+        let entries = connector::parse_bill(&files).map_err(plugin_error)?;
+        Ok(entries
+            .into_iter()
+            .map(|e| wit::BillEntry {
+                kind: match e.kind {
+                    model::BillEntryKind::Payment => wit::BillEntryKind::Payment,
+                    model::BillEntryKind::Refund => wit::BillEntryKind::Refund,
+                    model::BillEntryKind::Other => wit::BillEntryKind::Other,
+                },
+                out_trade_no: e.out_trade_no,
+                trade_no: e.trade_no,
+                amount: e.amount,
+                request_no: e.request_no,
+                finished_at: e.finished_at,
+            })
+            .collect())
     }
 }

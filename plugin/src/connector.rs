@@ -6,8 +6,10 @@
 use crate::amount::Amount;
 use crate::mapi::{self, NotifyKind, OrderFields};
 use crate::model::{
-    AppResult, ChannelList, FieldError, HttpMethod, Notification, OrderExpectation, PaymentRequest,
-    PaymentStarted, PluginError, PluginInfo, Product, Redirect, TradeQuery, VerifiedReturn,
+    AppResult, BillEntry, BillFile, BillLocation, ChannelList, FieldError, HttpMethod,
+    Notification, OrderExpectation, PaymentRequest, PaymentStarted, PluginError, PluginInfo,
+    Product, Redirect, RefundRequest, RefundState, RefundStatus, TradeClosed, TradeQuery,
+    VerifiedReturn,
 };
 use crate::settings::{self, is_http_url, is_seller_account, Mode, Settings};
 use crate::transformers::{self as wire, CreateFields};
@@ -386,6 +388,9 @@ pub fn verify_notification(
     let signed = match mapi::notify_kind(form) {
         NotifyKind::Wap => wire::verify_notify_signature(&settings, form)?.notification,
         NotifyKind::AppA => return mapi::verify_app_a_notify(&settings, form).map(Step::Done),
+        NotifyKind::Flat if mapi::is_batch_refund_notify(form) => {
+            mapi::verify_batch_refund_notify(&settings, form)?
+        }
         NotifyKind::Flat => mapi::verify_flat_notify(&settings, form)?,
     };
     Ok(Step::Send(Pending {
@@ -577,4 +582,208 @@ pub fn verify_app_result(
     }
     let settings = load_settings(settings_pairs)?;
     mapi::verify_app_result(&settings, result)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refunds, closing a trade, the day's bill (contract 0.4.0)
+
+/// The checked parts of a refund request both families share.
+pub(crate) struct CheckedRefund<'a> {
+    pub out_trade_no: &'a str,
+    pub amount: Amount,
+    pub total_fee: Amount,
+    pub reason: &'a str,
+}
+
+/// Checks a refund: the order number, an amount of at most what the buyer paid, a printable
+/// reason of at most 256 characters.
+pub(crate) fn check_refund(r: &RefundRequest) -> Result<CheckedRefund<'_>, PluginError> {
+    let out_trade_no = check_out_trade_no(&r.out_trade_no)?;
+    let amount = Amount::parse(&r.amount).map_err(|e| invalid("amount", e.to_string()))?;
+    let total_fee = Amount::parse(&r.total_fee).map_err(|e| invalid("total_fee", e.to_string()))?;
+    if amount > total_fee {
+        return Err(invalid(
+            "amount",
+            format!("must be at most the amount paid ({total_fee})"),
+        ));
+    }
+    let reason = r.reason.trim();
+    if reason.chars().count() > MAX_SUBJECT_CHARS || !is_printable(reason) {
+        return Err(invalid(
+            "reason",
+            "must be at most 256 characters with no control characters",
+        ));
+    }
+    Ok(CheckedRefund {
+        out_trade_no,
+        amount,
+        total_fee,
+        reason,
+    })
+}
+
+/// `YYYY-MM-DD HH:MM:SS`.
+fn is_beijing_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 19
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b' ',
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+/// Starts a refund:
+/// * legacy (`api = mapi`): `done` at once with `confirm`, the signed redirect to
+///   `refund_fastpay_by_platform_pwd` where the seller enters the payment password; `batch_no` is
+///   the request number, one refund (`batch_num=1`, `detail_data=trade_no^amount^reason`). The
+///   result arrives as a batch notify at `notify_url` ([`verify_notification`]: a notification
+///   with `refund`). Status pending;
+/// * open platform: `alipay.trade.refund` to send; [`resume_refund`] reads the answer.
+pub fn start_refund(
+    settings_pairs: &[(String, String)],
+    refund: &RefundRequest,
+) -> Result<Step<RefundState>, PluginError> {
+    if is_openapi(settings_pairs) {
+        return openapi::start_refund(settings_pairs, refund);
+    }
+    let settings = load_settings(settings_pairs)?;
+    let checked = check_refund(refund)?;
+    if !mapi::is_batch_no(&refund.request_no) {
+        return Err(invalid(
+            "request_no",
+            "must be the Beijing date YYYYMMDD followed by 3 to 24 digits (Alipay's batch_no)",
+        ));
+    }
+    let trade_no = refund.trade_no.trim();
+    if trade_no.is_empty() || trade_no.len() > 64 || !trade_no.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(
+            "trade_no",
+            "must be Alipay's trade number (digits): a legacy refund names the trade by it",
+        ));
+    }
+    if !is_beijing_time(&refund.request_time) {
+        return Err(invalid(
+            "request_time",
+            "must be Beijing time YYYY-MM-DD HH:MM:SS",
+        ));
+    }
+    if !is_http_url(&refund.notify_url) || refund.notify_url.contains('?') {
+        return Err(invalid(
+            "notify_url",
+            "must be an absolute http or https URL without a query string",
+        ));
+    }
+    let redirect = mapi::refund_redirect(
+        &settings,
+        &mapi::RefundFields {
+            batch_no: &refund.request_no,
+            refund_date: &refund.request_time,
+            trade_no,
+            amount: checked.amount,
+            reason: checked.reason,
+            notify_url: &refund.notify_url,
+        },
+    )?;
+    Ok(Step::Done(RefundState {
+        request_no: refund.request_no.clone(),
+        status: RefundStatus::Pending,
+        confirm: Some(redirect),
+        refunded_total: None,
+        fund_change: false,
+        detail: "the seller confirms the refund on Alipay's page with the payment password; the result comes as a notification".into(),
+    }))
+}
+
+/// Asks where a refund stands: `alipay.trade.fastpay.refund.query` (open platform). The legacy
+/// API has no refund query (its result is the batch notify): `invalid-order` naming `request_no`.
+pub fn query_refund(
+    settings_pairs: &[(String, String)],
+    out_trade_no: &str,
+    request_no: &str,
+) -> Result<Step<RefundState>, PluginError> {
+    if is_openapi(settings_pairs) {
+        return openapi::query_refund(settings_pairs, out_trade_no, request_no);
+    }
+    load_settings(settings_pairs)?;
+    Err(invalid(
+        "request_no",
+        "the legacy API (api = mapi) has no refund query: the seller-confirmed refund reports its result as a notification",
+    ))
+}
+
+/// Continues [`start_refund`] or [`query_refund`] (open platform only).
+pub fn resume_refund(
+    settings_pairs: &[(String, String)],
+    continuation: &[u8],
+    response: Result<HttpResponse, SendFailure>,
+) -> Result<Step<RefundState>, PluginError> {
+    if is_openapi(settings_pairs) {
+        return openapi::resume_refund(settings_pairs, continuation, response);
+    }
+    Err(flow::foreign_continuation("resume-refund"))
+}
+
+/// Closes an unpaid trade: `alipay.trade.close` (open platform). The legacy products have no
+/// close call here: `done` with `at_provider: false`, the host closes the order locally.
+pub fn close_trade(
+    settings_pairs: &[(String, String)],
+    out_trade_no: &str,
+) -> Result<Step<TradeClosed>, PluginError> {
+    if is_openapi(settings_pairs) {
+        return openapi::close_trade(settings_pairs, out_trade_no);
+    }
+    load_settings(settings_pairs)?;
+    check_out_trade_no(out_trade_no)?;
+    Ok(Step::Done(TradeClosed {
+        at_provider: false,
+        trade_no: String::new(),
+        detail: "the legacy API (api = mapi) has no close call for this product: close the order locally; an unpaid trade closes at Alipay when its pay_expire / it_b_pay runs out".into(),
+    }))
+}
+
+/// Continues [`close_trade`] (open platform only).
+pub fn resume_close(
+    settings_pairs: &[(String, String)],
+    continuation: &[u8],
+    response: Result<HttpResponse, SendFailure>,
+) -> Result<Step<TradeClosed>, PluginError> {
+    if is_openapi(settings_pairs) {
+        return openapi::resume_close(settings_pairs, continuation, response);
+    }
+    Err(flow::foreign_continuation("resume-close"))
+}
+
+/// Where the trade bill of `date` (`YYYY-MM-DD`) can be downloaded (open platform). The legacy
+/// API has no bill call here: `invalid-settings` naming `api`.
+pub fn locate_bill(
+    settings_pairs: &[(String, String)],
+    date: &str,
+) -> Result<Step<BillLocation>, PluginError> {
+    if is_openapi(settings_pairs) {
+        return openapi::locate_bill(settings_pairs, date);
+    }
+    load_settings(settings_pairs)?;
+    Err(PluginError::InvalidSettings(vec![FieldError::new(
+        "api",
+        "bills for reconciliation need the open platform (api = openapi); the legacy API has none here",
+    )]))
+}
+
+/// Continues [`locate_bill`] (open platform only).
+pub fn resume_bill(
+    settings_pairs: &[(String, String)],
+    continuation: &[u8],
+    response: Result<HttpResponse, SendFailure>,
+) -> Result<Step<BillLocation>, PluginError> {
+    if is_openapi(settings_pairs) {
+        return openapi::resume_bill(settings_pairs, continuation, response);
+    }
+    Err(flow::foreign_continuation("resume-bill"))
+}
+
+/// Reads a downloaded bill's files ([`crate::bill`]).
+pub fn parse_bill(files: &[BillFile]) -> Result<Vec<BillEntry>, PluginError> {
+    crate::bill::parse(files)
 }

@@ -59,12 +59,32 @@ pub(crate) enum Continuation {
     Query {
         out_trade_no: String,
     },
+    /// A refund call (`alipay.trade.refund`) or a refund query
+    /// (`alipay.trade.fastpay.refund.query`, `query` true) for this order and request number.
+    Refund {
+        out_trade_no: String,
+        request_no: String,
+        query: bool,
+        /// What the buyer paid (refund calls; empty for a query).
+        total_fee: String,
+    },
+    /// `alipay.trade.close` for this order.
+    Close {
+        out_trade_no: String,
+    },
+    /// `alipay.data.dataservice.bill.downloadurl.query` for this day.
+    Bill {
+        date: String,
+    },
 }
 
 const PAYMENT: &str = "payhost-alipay/payment/1\n";
 const NOTIFICATION: &str = "payhost-alipay/notification/1\n";
 const CHANNELS: &str = "payhost-alipay/channels/1\n";
 const QUERY: &str = "payhost-alipay/query/1\n";
+const REFUND: &str = "payhost-alipay/refund/1\n";
+const CLOSE: &str = "payhost-alipay/close/1\n";
+const BILL: &str = "payhost-alipay/bill/1\n";
 /// Prefix of a notification's own fields, kept in document order.
 const FIELD: &str = "f:";
 
@@ -121,6 +141,26 @@ impl Continuation {
                 out.append_pair("out_trade_no", out_trade_no);
                 QUERY
             }
+            Continuation::Refund {
+                out_trade_no,
+                request_no,
+                query,
+                total_fee,
+            } => {
+                out.append_pair("out_trade_no", out_trade_no);
+                out.append_pair("request_no", request_no);
+                out.append_pair("query", if *query { "1" } else { "0" });
+                out.append_pair("total_fee", total_fee);
+                REFUND
+            }
+            Continuation::Close { out_trade_no } => {
+                out.append_pair("out_trade_no", out_trade_no);
+                CLOSE
+            }
+            Continuation::Bill { date } => {
+                out.append_pair("date", date);
+                BILL
+            }
         };
         let mut bytes = tag.as_bytes().to_vec();
         bytes.extend_from_slice(out.finish().as_bytes());
@@ -171,6 +211,18 @@ impl Continuation {
             QUERY => Ok(Continuation::Query {
                 out_trade_no: need("out_trade_no")?,
             }),
+            REFUND => Ok(Continuation::Refund {
+                out_trade_no: need("out_trade_no")?,
+                request_no: need("request_no")?,
+                query: need("query")? == "1",
+                total_fee: need("total_fee")?,
+            }),
+            CLOSE => Ok(Continuation::Close {
+                out_trade_no: need("out_trade_no")?,
+            }),
+            BILL => Ok(Continuation::Bill {
+                date: need("date")?,
+            }),
             _ => Err(bad()),
         }
     }
@@ -208,6 +260,18 @@ mod tests {
             Continuation::Channels,
             Continuation::Query {
                 out_trade_no: "20140101000001".into(),
+            },
+            Continuation::Refund {
+                out_trade_no: "ECS1".into(),
+                request_no: "20240521001".into(),
+                query: true,
+                total_fee: String::new(),
+            },
+            Continuation::Close {
+                out_trade_no: "ECS1".into(),
+            },
+            Continuation::Bill {
+                date: "2024-05-20".into(),
             },
         ] {
             let encoded = c.encode();

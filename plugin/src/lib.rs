@@ -12,6 +12,7 @@
 //! compiles natively so the host can benchmark and fuzz the same code.
 
 pub mod amount;
+pub mod bill;
 pub mod channels;
 pub mod connector;
 pub mod flow;

@@ -1,13 +1,14 @@
 //! The wire format of Alipay's mapi products (docs/protocol/EXTRA.md): the app order string
 //! (`mobile.securitypay.pay`, [EXTRA §1]), the PC cashier redirect (`create_direct_pay_by_user`,
 //! [EXTRA §2]), the flat notifies and returns both share ([EXTRA §1.4.2], [EXTRA §2.3]), the
-//! generation-A app notify ([EXTRA §1.4.1]), the app SDK's result string ([EXTRA §1.5]) and
-//! `single_trade_query` ([EXTRA §3]). No I/O here.
+//! generation-A app notify ([EXTRA §1.4.1]), the app SDK's result string ([EXTRA §1.5]),
+//! `single_trade_query` ([EXTRA §3]) and the seller-confirmed refund
+//! (`refund_fastpay_by_platform_pwd` and its batch notify, [EXTRA §4.2]). No I/O here.
 
 use crate::amount::Amount;
 use crate::model::{
-    AppResult, FieldError, GatewayError, HttpMethod, Notification, PluginError, Redirect,
-    TradeQuery, VerifiedReturn,
+    batch_detail, AppResult, FieldError, GatewayError, HttpMethod, Notification, PluginError,
+    Redirect, TradeQuery, VerifiedReturn,
 };
 use crate::settings::{is_alipay_user_id, Settings, Signer};
 use crate::transformers::{form_encode, url_with_query, Pairs, INPUT_CHARSET, NOTIFY_ACK};
@@ -16,6 +17,7 @@ use crate::{sign, xml};
 pub const SERVICE_APP: &str = "mobile.securitypay.pay";
 pub const SERVICE_PC: &str = "create_direct_pay_by_user";
 pub const SERVICE_QUERY: &str = "single_trade_query";
+pub const SERVICE_REFUND: &str = "refund_fastpay_by_platform_pwd";
 
 fn pair(k: &str, v: &str) -> (String, String) {
     (k.to_owned(), v.to_owned())
@@ -681,3 +683,139 @@ pub fn parse_query_response(
 #[cfg(test)]
 #[path = "mapi_tests.rs"]
 mod tests;
+
+// ---------------------------------------------------------------------------------------------
+// Refund with the seller's password ([EXTRA §4.2])
+
+/// One refund of a `refund_fastpay_by_platform_pwd` batch.
+pub struct RefundFields<'a> {
+    /// `batch_no`: the Beijing date `YYYYMMDD` and a 3–24 digit sequence, unique per merchant.
+    pub batch_no: &'a str,
+    /// `refund_date`, `yyyy-MM-dd HH:mm:ss`.
+    pub refund_date: &'a str,
+    pub trade_no: &'a str,
+    pub amount: Amount,
+    pub reason: &'a str,
+    pub notify_url: &'a str,
+}
+
+/// `batch_no`'s rule: 8 digits of a date, then 3 to 24 digits ([EXTRA §4.2]).
+pub fn is_batch_no(s: &str) -> bool {
+    (11..=32).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && matches!(s[4..6].parse::<u8>(), Ok(1..=12))
+        && matches!(s[6..8].parse::<u8>(), Ok(1..=31))
+}
+
+/// `detail_data`'s separators (`^` between fields, `#` between refunds, `|` between a refund's
+/// parts) cannot appear in the reason; they are replaced with spaces.
+fn detail_reason(reason: &str) -> String {
+    reason
+        .trim()
+        .chars()
+        .map(|c| {
+            if matches!(c, '^' | '#' | '|' | '$') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// The parameters of a one-refund batch, unsigned, in the order of the reference's field list:
+/// `batch_num=1`, `detail_data=trade_no^amount^reason` ([EXTRA §4.2]).
+pub fn refund_params(partner: &str, f: &RefundFields<'_>) -> Pairs {
+    vec![
+        pair("service", SERVICE_REFUND),
+        pair("partner", partner),
+        pair("_input_charset", INPUT_CHARSET),
+        pair("notify_url", f.notify_url),
+        pair("seller_user_id", partner),
+        pair("refund_date", f.refund_date),
+        pair("batch_no", f.batch_no),
+        pair("batch_num", "1"),
+        pair(
+            "detail_data",
+            &format!("{}^{}^{}", f.trade_no, f.amount, detail_reason(f.reason)),
+        ),
+    ]
+}
+
+/// The seller's redirect to Alipay's refund page, signed by the sorted rule with the merchant's
+/// sign type (MD5 or RSA, [EXTRA §2.2]): the seller enters the payment password there, and the
+/// result comes as a batch notify to `notify_url`.
+pub fn refund_redirect(settings: &Settings, f: &RefundFields<'_>) -> Result<Redirect, PluginError> {
+    let mut params = refund_params(&settings.partner, f);
+    sign_mapi_params(settings, &mut params)?;
+    Ok(Redirect {
+        url: url_with_query(&settings.mapi_url, &form_encode(&params)),
+        method: HttpMethod::Get,
+        action: settings.mapi_url.clone(),
+        fields: params,
+    })
+}
+
+/// A batch-refund notify: `batch_no`, `success_num` and `result_details` with no trade fields.
+pub fn is_batch_refund_notify(form: &[(String, String)]) -> bool {
+    find(form, "batch_no").is_some() && find(form, "result_details").is_some()
+}
+
+/// Verifies a batch-refund notify by the sorted rule ([EXTRA §2.2]; `notify_verify` follows as
+/// for every flat notify) and reads it as a notification that names the trade (`trade_no` from
+/// `result_details`), no order (`out_trade_no` empty), no trade status and no total: its
+/// `refund` report says what was refunded ([`Notification::refund`]).
+pub fn verify_batch_refund_notify(
+    settings: &Settings,
+    form: &[(String, String)],
+) -> Result<Notification, PluginError> {
+    #[cfg(not(feature = "conformance-broken-notify-check"))] // sign::notify_sign_ok's feature
+    verify_flat(settings, form).map_err(|e| prefixed(e, "the batch-refund notification"))?;
+    let fields: Pairs = form
+        .iter()
+        .filter(|(k, _)| k != "sign" && k != "sign_type")
+        .cloned()
+        .collect();
+    let get = |name: &str| {
+        find(&fields, name)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let require = |name: &str| {
+        get(name).ok_or_else(|| {
+            PluginError::Malformed(format!("the batch-refund notification has no {name}"))
+        })
+    };
+    let batch_no = require("batch_no")?;
+    if !is_batch_no(&batch_no) {
+        return Err(PluginError::Malformed(
+            "the batch-refund notification's batch_no is not a date and 3-24 digits".into(),
+        ));
+    }
+    let notify_id = require("notify_id")?;
+    require("success_num")?
+        .parse::<u32>()
+        .map_err(|_| PluginError::Malformed("success_num is not a number".into()))?;
+    let details = require("result_details")?;
+    let detail = batch_detail(&details);
+    if detail.trade_no.is_empty() || detail.result.is_empty() {
+        return Err(PluginError::Malformed(
+            "result_details is not trade_no^amount^result".into(),
+        ));
+    }
+    Amount::parse(detail.amount)
+        .map_err(|e| PluginError::Malformed(format!("result_details: the refund amount {e}")))?;
+    Ok(Notification {
+        out_trade_no: String::new(),
+        trade_no: detail.trade_no.to_owned(),
+        trade_status: String::new(),
+        total_fee: String::new(),
+        notify_id,
+        notify_time: get("notify_time"),
+        paid: false,
+        fields,
+        reply: NOTIFY_ACK.to_owned(),
+        ..Default::default()
+    })
+}

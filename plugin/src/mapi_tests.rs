@@ -1354,3 +1354,247 @@ fn mangled_inputs_are_errors_not_panics() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Refunds with the seller's password ([EXTRA §4.2]) and the 0.4.0 flows of a legacy merchant
+
+fn refund_request() -> crate::model::RefundRequest {
+    crate::model::RefundRequest {
+        out_trade_no: "20140101000001".into(),
+        trade_no: "2024052022001400000000000001".into(),
+        amount: "10".into(),
+        total_fee: "88.88".into(),
+        reason: "协商退款".into(),
+        request_no: "20240521001".into(),
+        request_time: "2024-05-21 09:00:00".into(),
+        notify_url: "https://shop.example/notify".into(),
+    }
+}
+
+/// The refund redirect's signing string is the sorted rule over the batch's parameters
+/// (`batch_no`, `batch_num=1`, `detail_data=trade_no^amount^reason`, `refund_date`,
+/// `notify_url`), and its MD5 the known answer computed independently (Python `hashlib.md5`
+/// over the same string and the key).
+#[test]
+fn legacy_refund_redirect_is_signed_by_the_sorted_rule() {
+    let state = done(connector::start_refund(&md5_pairs(), &refund_request()).unwrap());
+    assert_eq!(state.status, crate::model::RefundStatus::Pending);
+    assert_eq!(state.request_no, "20240521001");
+    let confirm = state.confirm.expect("the seller confirms on Alipay's page");
+    assert!(confirm
+        .url
+        .starts_with("https://mapi.alipay.com/gateway.do?service=refund_fastpay_by_platform_pwd&"));
+    let fields = &confirm.fields;
+    let content = sign::sorted_link_string(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    assert_eq!(
+        content,
+        "_input_charset=utf-8&batch_no=20240521001&batch_num=1&detail_data=2024052022001400000000000001^10.00^协商退款&notify_url=https://shop.example/notify&partner=2088000000000001&refund_date=2024-05-21 09:00:00&seller_user_id=2088000000000001&service=refund_fastpay_by_platform_pwd"
+    );
+    assert_eq!(
+        find(fields, "sign"),
+        Some("e01a03645fa8ed36e853b6a48d7b5caa")
+    );
+    assert_eq!(find(fields, "sign_type"), Some("MD5"));
+    // The GET URL carries the same fields.
+    let query: Pairs = form_urlencoded::parse(confirm.url.split_once('?').unwrap().1.as_bytes())
+        .into_owned()
+        .collect();
+    assert_eq!(&query, fields);
+    // An RSA merchant signs the same string with its key (sign_type RSA).
+    let state = done(connector::start_refund(&rsa_pairs(), &refund_request()).unwrap());
+    let fields = state.confirm.unwrap().fields;
+    let content = sign::sorted_link_string(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let public = sign::parse_public_key(TEST_PUB).unwrap();
+    assert!(sign::rsa_verify(&content, find(&fields, "sign").unwrap(), &public).unwrap());
+    assert_eq!(find(&fields, "sign_type"), Some("RSA"));
+}
+
+#[test]
+fn legacy_refund_requests_are_checked() {
+    let bad = |f: fn(&mut crate::model::RefundRequest), field: &str| {
+        let mut r = refund_request();
+        f(&mut r);
+        match connector::start_refund(&md5_pairs(), &r) {
+            Err(PluginError::InvalidOrder(e)) => assert_eq!(e.field, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    };
+    bad(|r| r.request_no = "20241321001".into(), "request_no");
+    bad(|r| r.request_no = "2024052101".into(), "request_no");
+    bad(|r| r.request_no = "RF20240521001".into(), "request_no");
+    bad(|r| r.amount = "88.89".into(), "amount");
+    bad(|r| r.amount = "1.001".into(), "amount");
+    bad(|r| r.trade_no = String::new(), "trade_no");
+    bad(
+        |r| r.request_time = "2024-05-21T09:00:00".into(),
+        "request_time",
+    );
+    bad(|r| r.notify_url = "ftp://x".into(), "notify_url");
+    // `^`, `#` and `|` would break detail_data: they become spaces.
+    let mut r = refund_request();
+    r.reason = "a^b#c|d".into();
+    let fields = done(connector::start_refund(&md5_pairs(), &r).unwrap())
+        .confirm
+        .unwrap()
+        .fields;
+    assert_eq!(
+        find(&fields, "detail_data"),
+        Some("2024052022001400000000000001^10.00^a b c d")
+    );
+}
+
+fn batch_notify(result: &str) -> Pairs {
+    vec![
+        p("notify_time", "2024-05-21 09:01:00"),
+        p("notify_type", "batch_refund_notify"),
+        p("notify_id", "abc123"),
+        p("batch_no", "20240521001"),
+        p("success_num", "1"),
+        p(
+            "result_details",
+            &format!("2024052022001400000000000001^10.00^{result}"),
+        ),
+    ]
+}
+
+fn md5_signed(mut form: Pairs) -> Pairs {
+    let content = sign::sorted_link_string(form.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    form.push(p("sign", &sign::md5_sign(&content, KEY)));
+    form.push(p("sign_type", "MD5"));
+    form
+}
+
+/// The batch notify: signature (known answer), then `notify_verify`, then a notification that
+/// names the trade and carries the refund report; event `partially-refunded` (the host decides
+/// full or partial from its amounts), reply `success`.
+#[test]
+fn batch_refund_notify_is_verified_and_reported() {
+    let form = md5_signed(batch_notify("SUCCESS"));
+    assert_eq!(
+        find(&form, "sign"),
+        Some("182a5b23158f27d26a8eb6d2618885d8")
+    );
+    let pending = sent(connector::verify_notification(&md5_pairs(), &form).unwrap());
+    assert!(pending.request.url.contains("service=notify_verify"));
+    assert!(pending.request.url.contains("notify_id=abc123"));
+    let ok = HttpResponse {
+        status: 200,
+        headers: Vec::new(),
+        body: b"true".to_vec(),
+    };
+    let n = done(
+        connector::resume_notification(&md5_pairs(), &pending.continuation, Ok(ok.clone()))
+            .unwrap(),
+    );
+    assert_eq!(n.out_trade_no, "");
+    assert_eq!(n.trade_no, "2024052022001400000000000001");
+    assert_eq!(n.event(), TradeEvent::PartiallyRefunded);
+    assert!(!n.paid);
+    assert_eq!(n.reply, "success");
+    let r = n.refund().unwrap();
+    assert_eq!(r.request_no, "20240521001");
+    assert_eq!(r.amount.as_deref(), Some("10.00"));
+    assert!(r.succeeded);
+    // A failed refund is reported with Alipay's words.
+    let form = md5_signed(batch_notify("TRADE_HAS_CLOSED"));
+    let pending = sent(connector::verify_notification(&md5_pairs(), &form).unwrap());
+    let n =
+        done(connector::resume_notification(&md5_pairs(), &pending.continuation, Ok(ok)).unwrap());
+    let r = n.refund().unwrap();
+    assert!(!r.succeeded);
+    assert_eq!(r.detail, "TRADE_HAS_CLOSED");
+    // Tampered: the amount changed after signing.
+    let mut forged = md5_signed(batch_notify("SUCCESS"));
+    forged[5].1 = "2024052022001400000000000001^88.88^SUCCESS".into();
+    assert!(matches!(
+        connector::verify_notification(&md5_pairs(), &forged),
+        Err(PluginError::BadSignature(_))
+    ));
+    // Signed but not a batch: refused as malformed.
+    let mut no_success = batch_notify("SUCCESS");
+    no_success.retain(|(k, _)| k != "success_num");
+    assert!(matches!(
+        connector::verify_notification(&md5_pairs(), &md5_signed(no_success)),
+        Err(PluginError::Malformed(_))
+    ));
+}
+
+/// A `trade_status_sync` notify with `refund_status=REFUND_SUCCESS` keeps its event and gains a
+/// refund report with no number and no amount ([EXTRA §4.2]).
+#[test]
+fn refund_status_notify_gains_a_report() {
+    let n = crate::model::Notification {
+        trade_status: "TRADE_SUCCESS".into(),
+        fields: vec![
+            p("trade_status", "TRADE_SUCCESS"),
+            p("refund_status", "REFUND_SUCCESS"),
+            p("gmt_refund", "2008-10-29 19:38:25"),
+        ],
+        ..Default::default()
+    };
+    assert_eq!(n.event(), TradeEvent::PartiallyRefunded);
+    let r = n.refund().unwrap();
+    assert_eq!(r.request_no, "");
+    assert_eq!(r.amount, None);
+    assert_eq!(r.time.as_deref(), Some("2008-10-29 19:38:25"));
+    let paid = crate::model::Notification {
+        trade_status: "TRADE_SUCCESS".into(),
+        fields: vec![p("trade_status", "TRADE_SUCCESS")],
+        ..Default::default()
+    };
+    assert_eq!(paid.refund(), None);
+}
+
+#[test]
+fn legacy_merchant_has_no_refund_query_close_or_bill_call() {
+    match connector::query_refund(&md5_pairs(), "20140101000001", "20240521001") {
+        Err(PluginError::InvalidOrder(e)) => assert_eq!(e.field, "request_no"),
+        other => panic!("{other:?}"),
+    }
+    let closed = done(connector::close_trade(&md5_pairs(), "20140101000001").unwrap());
+    assert!(!closed.at_provider);
+    assert!(!closed.detail.is_empty());
+    match connector::locate_bill(&md5_pairs(), "2024-05-20") {
+        Err(PluginError::InvalidSettings(e)) => assert_eq!(e[0].field, "api"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Every family-specific setting says when it is shown.
+#[test]
+fn settings_are_shown_per_family() {
+    let schema = crate::settings::schema();
+    let shown = |name: &str| {
+        schema
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap()
+            .shown_when
+            .clone()
+            .map(|w| (w.setting, w.values))
+    };
+    assert_eq!(shown("api"), None);
+    assert_eq!(shown("sign_type"), None);
+    assert_eq!(shown("alipay_public_key"), None);
+    for name in crate::openapi::settings::OPENAPI_ONLY {
+        assert_eq!(
+            shown(name),
+            Some(("api".into(), vec!["openapi".into()])),
+            "{name}"
+        );
+    }
+    for name in [
+        "partner",
+        "key",
+        "seller_email",
+        "mode",
+        "private_key",
+        "mapi_url",
+    ] {
+        assert_eq!(
+            shown(name),
+            Some(("api".into(), vec!["mapi".into()])),
+            "{name}"
+        );
+    }
+}

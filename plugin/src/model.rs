@@ -129,6 +129,14 @@ pub struct SettingField {
     pub rule: String,
     pub options: Vec<SelectOption>,
     pub default_value: Option<String>,
+    /// Shown only when another setting has one of some values (the family's settings).
+    pub shown_when: Option<ShownWhen>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShownWhen {
+    pub setting: String,
+    pub values: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -308,6 +316,11 @@ impl Notification {
                 .field("to_buyer_fee")
                 .and_then(|v| crate::amount::Amount::parse(v).ok())
                 .is_some();
+        if self.is_batch_refund() {
+            // The batch names no trade status; full or partial is the host's call from its own
+            // amounts (the report carries this refund's amount).
+            return TradeEvent::PartiallyRefunded;
+        }
         match self.trade_status.as_str() {
             "TRADE_SUCCESS" if refunded => TradeEvent::PartiallyRefunded,
             "TRADE_SUCCESS" => TradeEvent::Paid,
@@ -319,6 +332,73 @@ impl Notification {
     }
 
     /// The refunded amount when the notification carries one (`refund_fee`), normalised.
+    /// A legacy batch-refund notify (`refund_fastpay_by_platform_pwd`, [EXTRA §4.2]): it names
+    /// no order and no trade status, only the batch and its result details.
+    pub fn is_batch_refund(&self) -> bool {
+        self.field("batch_no").is_some_and(|b| !b.is_empty())
+            && self.field("result_details").is_some()
+    }
+
+    /// What the notification reports about one refund, derived from its fields (like
+    /// [`Notification::event`]), so a notification that crossed the WIT boundary and came back
+    /// says the same:
+    /// * a legacy batch-refund notify: `batch_no` and the first `trade_no^amount^result` of
+    ///   `result_details` ([EXTRA §4.2]);
+    /// * an OpenAPI partial-refund notify: `out_biz_no`, cumulative `refund_fee`, `gmt_refund`
+    ///   ([OPENAPI §6.6]);
+    /// * a legacy `trade_status_sync` notify with `refund_status=REFUND_SUCCESS`: no number, no
+    ///   amount (the legacy notify carries none, [EXTRA §4.2]).
+    pub fn refund(&self) -> Option<RefundReport> {
+        let two = |v: &str| {
+            crate::amount::Amount::parse(v.trim())
+                .ok()
+                .map(|a| a.to_string())
+        };
+        let time = self
+            .field("gmt_refund")
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        if self.is_batch_refund() {
+            let detail = batch_detail(self.field("result_details").unwrap_or(""));
+            let succeeded = detail.result == "SUCCESS";
+            return Some(RefundReport {
+                request_no: self.field("batch_no").unwrap_or("").to_owned(),
+                amount: two(detail.amount),
+                refunded_total: None,
+                succeeded,
+                detail: if succeeded {
+                    String::new()
+                } else {
+                    detail.result.to_owned()
+                },
+                time,
+            });
+        }
+        if let Some(out_biz_no) = self.field("out_biz_no").filter(|v| !v.is_empty()) {
+            if self.refund_fee().is_some() {
+                return Some(RefundReport {
+                    request_no: out_biz_no.to_owned(),
+                    amount: None,
+                    refunded_total: self.refund_fee(),
+                    succeeded: true,
+                    detail: String::new(),
+                    time,
+                });
+            }
+        }
+        if self.field("refund_status") == Some("REFUND_SUCCESS") {
+            return Some(RefundReport {
+                request_no: String::new(),
+                amount: None,
+                refunded_total: self.refund_fee(),
+                succeeded: true,
+                detail: String::new(),
+                time,
+            });
+        }
+        None
+    }
+
     pub fn refund_fee(&self) -> Option<String> {
         self.field("refund_fee")
             .and_then(|v| crate::amount::Amount::parse(v).ok())
@@ -370,4 +450,104 @@ pub struct AppResult {
     pub seller_id: String,
     /// The signed content's fields, quotes removed, in the received order.
     pub fields: Vec<(String, String)>,
+}
+
+/// One `trade_no^amount^result` detail of a batch-refund notify's `result_details` (the first;
+/// `refund_fastpay_by_platform_pwd` requests from this component carry one, `batch_num=1`).
+pub struct BatchDetail<'a> {
+    pub trade_no: &'a str,
+    pub amount: &'a str,
+    pub result: &'a str,
+}
+
+/// Splits the first detail of `result_details` (`trade_no^amount^result#…`, [EXTRA §4.2]).
+pub fn batch_detail(result_details: &str) -> BatchDetail<'_> {
+    let first = result_details.split('#').next().unwrap_or("");
+    let mut parts = first.split('^');
+    let trade_no = parts.next().unwrap_or("").trim();
+    let amount = parts.next().unwrap_or("").trim();
+    let result = parts.next().unwrap_or("").trim();
+    BatchDetail {
+        trade_no,
+        amount,
+        result,
+    }
+}
+
+/// One refund as the provider reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefundReport {
+    pub request_no: String,
+    pub amount: Option<String>,
+    pub refunded_total: Option<String>,
+    pub succeeded: bool,
+    pub detail: String,
+    pub time: Option<String>,
+}
+
+/// A refund to start (the WIT `refund-request`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefundRequest {
+    pub out_trade_no: String,
+    pub trade_no: String,
+    pub amount: String,
+    pub total_fee: String,
+    pub reason: String,
+    pub request_no: String,
+    pub request_time: String,
+    pub notify_url: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RefundStatus {
+    #[default]
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundState {
+    pub request_no: String,
+    pub status: RefundStatus,
+    pub confirm: Option<Redirect>,
+    pub refunded_total: Option<String>,
+    pub fund_change: bool,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TradeClosed {
+    pub at_provider: bool,
+    pub trade_no: String,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BillLocation {
+    pub url: String,
+    pub empty: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BillFile {
+    pub name: String,
+    pub content: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BillEntryKind {
+    Payment,
+    Refund,
+    Other,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BillEntry {
+    pub kind: BillEntryKind,
+    pub out_trade_no: String,
+    pub trade_no: String,
+    pub amount: String,
+    pub request_no: String,
+    pub finished_at: String,
 }

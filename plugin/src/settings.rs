@@ -3,7 +3,7 @@
 //! Names are the ones of `payhost.toml`'s `[merchants.<id>]` tables. Values pasted with spaces or
 //! line breaks around them are trimmed; whatever is still malformed is refused with the field named.
 
-use crate::model::{FieldError, FieldKind, SelectOption, SettingField};
+use crate::model::{FieldError, FieldKind, SelectOption, SettingField, ShownWhen};
 use crate::sign;
 use crate::sign::{PrivateKey, PublicKey};
 
@@ -388,8 +388,27 @@ pub fn schema() -> Vec<SettingField> {
                 })
                 .collect(),
             default_value: f.default_value.map(Into::into),
+            shown_when: shown_when(f.name),
         })
         .collect()
+}
+
+/// Which family a setting belongs to: the open platform's settings are shown when `api` is
+/// `openapi`, the legacy ones when it is `mapi`; `api` and the settings both families have
+/// (same name, each family's meaning) always.
+fn shown_when(name: &str) -> Option<ShownWhen> {
+    use crate::openapi::settings::{OPENAPI_ONLY, SHARED};
+    let family = if OPENAPI_ONLY.contains(&name) {
+        "openapi"
+    } else if SHARED.contains(&name) {
+        return None;
+    } else {
+        "mapi"
+    };
+    Some(ShownWhen {
+        setting: "api".into(),
+        values: vec![family.into()],
+    })
 }
 
 /// Where a setting stands in the schema (the order normalised settings are stored in).

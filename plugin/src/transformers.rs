@@ -322,6 +322,31 @@ pub fn verify_return(
     })
 }
 
+/// The most RSA blocks an encrypted `notify_data` may have. A real notify is the 20 elements of
+/// [WAP §7.1]: the reference's 797-byte sample is 7 blocks of 117 plaintext bytes ([WAP §5.2],
+/// [WAP §12.3]). Its `subject` is the one field that grows: this component sends at most 256
+/// characters, at most 768 more bytes of UTF-8, 7 more blocks. 16 blocks (1,872 plaintext bytes
+/// with the 1024-bit keys of this product) hold the longest real notify with room to spare;
+/// anything longer is no notify of ours, and is refused before any private-key operation (each
+/// costs about a millisecond: a long forgery was an amplifier, issue 21).
+pub const MAX_NOTIFY_DATA_BLOCKS: usize = 16;
+
+/// Refuses an encrypted `notify_data` of more than [`MAX_NOTIFY_DATA_BLOCKS`] blocks of the
+/// merchant key's size, looking only at its length.
+fn check_notify_data_size(notify_data: &str, block_len: usize) -> Result<(), PluginError> {
+    let base64_len = notify_data
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+        .count();
+    let max = (MAX_NOTIFY_DATA_BLOCKS * block_len).div_ceil(3) * 4;
+    if base64_len > max {
+        return Err(PluginError::Malformed(format!(
+            "notify_data is {base64_len} characters of ciphertext, more than a notify needs (at most {MAX_NOTIFY_DATA_BLOCKS} RSA blocks of {block_len} bytes, {max} characters of base64)"
+        )));
+    }
+    Ok(())
+}
+
 /// A notification whose signature is verified; `notify_verify` is still to be asked.
 pub struct SignedNotification {
     pub notification: Notification,
@@ -345,6 +370,7 @@ pub fn verify_notify_signature(
     check_sign_type(settings, Some(sec_id))?;
     let notify_data = match encrypted(settings, notify_data_raw) {
         Some(private_key) => {
+            check_notify_data_size(notify_data_raw, private_key.size())?;
             // Every block is decrypted and the signature is checked over whatever came out
             // (padding failures give pseudo-random text): one path, one error.
             let plain = sign::rsa_decrypt_blocks(notify_data_raw, private_key);
@@ -849,8 +875,54 @@ mod tests {
         .is_err());
     }
 
+    /// Issue 21: an encrypted notify_data longer than any real notify is refused as malformed,
+    /// by its length alone: the answer differs from every decryption failure's (which needs the
+    /// private key), so no private-key operation ran. One block under the cap still goes through
+    /// decryption (and fails its signature here).
+    #[test]
+    fn notify_data_longer_than_a_notify_is_refused_before_decryption() {
+        use base64::Engine as _;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let s = vector_settings("0001");
+        let Signer::Rsa { private_key, .. } = &s.signer else {
+            unreachable!()
+        };
+        let public = private_key.to_public_key();
+        // Well-formed blocks that decrypt, so only the cap can stop them early.
+        let blocks = |n: usize| {
+            let mut cipher = Vec::new();
+            for _ in 0..n {
+                cipher.extend(public.as_rsa().pkcs1v15_encrypt(&[b'x'; 100]).unwrap());
+            }
+            engine.encode(cipher)
+        };
+        let sig = sign::rsa_sign("anything", private_key).unwrap();
+        for n in [MAX_NOTIFY_DATA_BLOCKS + 1, 64, sign::MAX_CIPHER_BLOCKS + 1] {
+            match verify_notify_signature(&s, &notify_form(&sig, &blocks(n), "0001")) {
+                Err(PluginError::Malformed(m)) => {
+                    assert!(m.contains("more than a notify needs"), "{m}")
+                }
+                other => panic!("{n} blocks: {:?}", other.err()),
+            }
+        }
+        let at_cap = verify_notify_signature(
+            &s,
+            &notify_form(&sig, &blocks(MAX_NOTIFY_DATA_BLOCKS), "0001"),
+        );
+        assert_eq!(
+            at_cap.err(),
+            Some(PluginError::BadSignature(format!(
+                "notify_data {DECRYPT_OR_SIGN_FAILED}"
+            )))
+        );
+        // The reference's real-sized notify (7 blocks) is well under the cap.
+        let real = include_str!("../testdata/notify_cipher.b64").trim();
+        assert_eq!(engine.decode(real).unwrap().len() / 128, 7);
+        assert!(check_notify_data_size(real, 128).is_ok());
+    }
+
     /// Whatever is wrong with an encrypted notify_data or res_data (not base64, not whole blocks,
-    /// too many blocks, a block with bad padding, the wrong key, a signature that does not match
+    /// a block with bad padding, the wrong key, a signature that does not match
     /// the decrypted text, no signature at all), the caller gets one and the same answer.
     #[test]
     fn encrypted_failures_answer_one_error() {
@@ -871,7 +943,6 @@ mod tests {
         let cases = [
             "not base64!".to_owned(),
             engine.encode(&cipher[..100]),
-            engine.encode(vec![7u8; 128 * (sign::MAX_CIPHER_BLOCKS + 1)]),
             engine.encode(&bad_first_block),
             engine.encode(&out_of_range),
             engine.encode([7u8; 128]),

@@ -3,11 +3,12 @@
 //! is the proof; there is no `notify_verify`); the trade query is one signed server call.
 
 use super::settings::{self, OpenApiSettings};
-use super::{notify, pay, query};
+use super::{notify, pay, query, refund};
+use crate::amount::Amount;
 use crate::flow::{self, Continuation, HttpResponse, Pending, SendFailure, Step};
 use crate::model::{
-    FieldError, Notification, PaymentRequest, PaymentStarted, PluginError, TradeQuery,
-    VerifiedReturn,
+    BillLocation, FieldError, Notification, PaymentRequest, PaymentStarted, PluginError,
+    RefundRequest, RefundState, TradeClosed, TradeQuery, VerifiedReturn,
 };
 
 /// The wall clock in Unix seconds (`wasi:clocks` in the component): OpenAPI requests carry a
@@ -77,6 +78,165 @@ pub fn resume_query(
     };
     let response = crate::connector::answered(query::QUERY, response)?;
     query::read_query(&settings, &out_trade_no, &response.body).map(Step::Done)
+}
+
+/// `out_request_no`: 1 to 64 letters, digits or `_` (the host makes digits).
+fn check_request_no(request_no: &str) -> Result<&str, PluginError> {
+    if request_no.is_empty()
+        || request_no.len() > 64
+        || !request_no
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(PluginError::InvalidOrder(FieldError::new(
+            "request_no",
+            "must be 1 to 64 letters, digits or '_' (out_request_no)",
+        )));
+    }
+    Ok(request_no)
+}
+
+pub fn start_refund(
+    pairs: &[(String, String)],
+    r: &RefundRequest,
+) -> Result<Step<RefundState>, PluginError> {
+    let settings = load(pairs)?;
+    let checked = crate::connector::check_refund(r)?;
+    check_request_no(&r.request_no)?;
+    let request = refund::refund_request(&settings, r, checked.amount, now())?;
+    Ok(Step::Send(Pending {
+        request,
+        continuation: Continuation::Refund {
+            out_trade_no: checked.out_trade_no.to_owned(),
+            request_no: r.request_no.clone(),
+            query: false,
+            total_fee: checked.total_fee.to_string(),
+        }
+        .encode(),
+    }))
+}
+
+pub fn query_refund(
+    pairs: &[(String, String)],
+    out_trade_no: &str,
+    request_no: &str,
+) -> Result<Step<RefundState>, PluginError> {
+    let settings = load(pairs)?;
+    crate::connector::check_out_trade_no(out_trade_no)?;
+    check_request_no(request_no)?;
+    let request = refund::refund_query_request(&settings, out_trade_no, request_no, now())?;
+    Ok(Step::Send(Pending {
+        request,
+        continuation: Continuation::Refund {
+            out_trade_no: out_trade_no.to_owned(),
+            request_no: request_no.to_owned(),
+            query: true,
+            total_fee: String::new(),
+        }
+        .encode(),
+    }))
+}
+
+pub fn resume_refund(
+    pairs: &[(String, String)],
+    continuation: &[u8],
+    response: Result<HttpResponse, SendFailure>,
+) -> Result<Step<RefundState>, PluginError> {
+    let settings = load(pairs)?;
+    let Continuation::Refund {
+        out_trade_no,
+        request_no,
+        query,
+        total_fee,
+    } = Continuation::decode(continuation)?
+    else {
+        return Err(flow::foreign_continuation("resume-refund"));
+    };
+    if query {
+        let response = crate::connector::answered(refund::REFUND_QUERY, response)?;
+        refund::read_refund_query(&settings, &out_trade_no, &request_no, &response.body)
+    } else {
+        let response = crate::connector::answered(refund::REFUND, response)?;
+        let total = Amount::parse(&total_fee).ok();
+        refund::read_refund(&settings, &out_trade_no, &request_no, total, &response.body)
+    }
+    .map(Step::Done)
+}
+
+pub fn close_trade(
+    pairs: &[(String, String)],
+    out_trade_no: &str,
+) -> Result<Step<TradeClosed>, PluginError> {
+    let settings = load(pairs)?;
+    crate::connector::check_out_trade_no(out_trade_no)?;
+    Ok(Step::Send(Pending {
+        request: refund::close_request(&settings, out_trade_no, now())?,
+        continuation: Continuation::Close {
+            out_trade_no: out_trade_no.to_owned(),
+        }
+        .encode(),
+    }))
+}
+
+pub fn resume_close(
+    pairs: &[(String, String)],
+    continuation: &[u8],
+    response: Result<HttpResponse, SendFailure>,
+) -> Result<Step<TradeClosed>, PluginError> {
+    let settings = load(pairs)?;
+    let Continuation::Close { out_trade_no } = Continuation::decode(continuation)? else {
+        return Err(flow::foreign_continuation("resume-close"));
+    };
+    let response = crate::connector::answered(refund::CLOSE, response)?;
+    refund::read_close(&settings, &out_trade_no, &response.body).map(Step::Done)
+}
+
+/// `YYYY-MM-DD` (the day's bill; [OPENAPI §7.8]).
+fn check_bill_date(date: &str) -> Result<&str, PluginError> {
+    let b = date.as_bytes();
+    let ok = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            _ => c.is_ascii_digit(),
+        })
+        && matches!(date[5..7].parse::<u8>(), Ok(1..=12))
+        && matches!(date[8..10].parse::<u8>(), Ok(1..=31));
+    if ok {
+        Ok(date)
+    } else {
+        Err(PluginError::InvalidOrder(FieldError::new(
+            "date",
+            "must be a day as YYYY-MM-DD (Beijing date)",
+        )))
+    }
+}
+
+pub fn locate_bill(
+    pairs: &[(String, String)],
+    date: &str,
+) -> Result<Step<BillLocation>, PluginError> {
+    let settings = load(pairs)?;
+    check_bill_date(date)?;
+    Ok(Step::Send(Pending {
+        request: refund::bill_request(&settings, date, now())?,
+        continuation: Continuation::Bill {
+            date: date.to_owned(),
+        }
+        .encode(),
+    }))
+}
+
+pub fn resume_bill(
+    pairs: &[(String, String)],
+    continuation: &[u8],
+    response: Result<HttpResponse, SendFailure>,
+) -> Result<Step<BillLocation>, PluginError> {
+    let settings = load(pairs)?;
+    let Continuation::Bill { .. } = Continuation::decode(continuation)? else {
+        return Err(flow::foreign_continuation("resume-bill"));
+    };
+    let response = crate::connector::answered(refund::BILL, response)?;
+    refund::read_bill(&settings, &response.body).map(Step::Done)
 }
 
 /// What the open platform does not have (the legacy WAP pay-channel list, the 2013 app SDK

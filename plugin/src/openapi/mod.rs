@@ -13,6 +13,7 @@ pub mod connector;
 pub mod notify;
 pub mod pay;
 pub mod query;
+pub mod refund;
 pub mod request;
 pub mod response;
 pub mod settings;

@@ -23,7 +23,7 @@ pub const OPENAPI_ONLY: &[&str] = &[
     "gateway",
 ];
 /// The settings both families have (same name, each family's own meaning).
-const SHARED: &[&str] = &["api", "alipay_public_key", "sign_type"];
+pub const SHARED: &[&str] = &["api", "alipay_public_key", "sign_type"];
 
 /// Certificate mode: the two serial numbers every request carries, and the SN of the Alipay
 /// certificate whose key verifies (a response naming another one is refused).
