@@ -372,3 +372,178 @@ async fn ledger_on_postgres() {
     scenario("ledger-pg", Some(url)).await;
     drop(pg);
 }
+
+mod open_platform {
+    //! Refunds and close through the component and the sandbox's open platform (`payhost demo`'s
+    //! `open-shop`): a partial refund (and its notify, matched to it by `out_biz_no`), the same
+    //! refund_key twice, the paid-amount bound with a refund in the books, close at the provider
+    //! and of a trade the provider never saw.
+
+    use super::*;
+    use conformance::host::{Demo, Reply, ADMIN_PASSWORD};
+
+    const DEMO_TOKEN: &str = "ledger-demo-token-0123456789";
+    const M: &str = "open-shop";
+
+    fn location(r: &Reply) -> String {
+        assert_eq!(r.status, 302, "{}", r.text());
+        r.header("location").unwrap()
+    }
+
+    /// The demo shop's buy button: the new order's number and its pay URL (not opened).
+    async fn buy(d: &Demo) -> (String, String) {
+        let pay_url = location(&post_form(&format!("{}/shop/buy/fan", d.base), "").await);
+        let no = pay_url
+            .split("out_trade_no%22%3A%22")
+            .nth(1)
+            .and_then(|s| s.split("%22").next())
+            .unwrap_or_else(|| panic!("no out_trade_no in {pay_url}"))
+            .to_owned();
+        (no, pay_url)
+    }
+
+    async fn payment(d: &Demo, no: &str) -> serde_json::Value {
+        get(
+            &format!("{}/v1/merchants/{M}/payments/{no}", d.base),
+            Some(DEMO_TOKEN),
+        )
+        .await
+        .json()
+    }
+
+    async fn refund(d: &Demo, no: &str, body: serde_json::Value) -> Reply {
+        send_json(
+            "POST",
+            &format!("{}/v1/merchants/{M}/payments/{no}/refunds", d.base),
+            Some(DEMO_TOKEN),
+            &body,
+        )
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn open_platform_refund_and_close() {
+        let dir = temp_dir("ledger-openapi");
+        let db = dir.join("demo.db").display().to_string();
+        let d = spawn_payhost(
+            &dir,
+            &[
+                "demo",
+                "--api-token",
+                DEMO_TOKEN,
+                "--admin-password",
+                ADMIN_PASSWORD,
+                "--database",
+                &db,
+            ],
+        );
+        // Paid: 25.00.
+        let (no, pay_url) = buy(&d).await;
+        let token = cashier_token(&get(&pay_url, None).await.text());
+        post_form(
+            &format!("{}/sandbox/openapi/cashier/pay", d.base),
+            &format!("token={token}"),
+        )
+        .await;
+        wait_for("paid", async || {
+            payment(&d, &no).await["status"] == "TRADE_SUCCESS"
+        })
+        .await;
+
+        // A partial refund: alipay.trade.refund moves money at once (fund_change Y).
+        let r = refund(
+            &d,
+            &no,
+            serde_json::json!({"amount": "10.00", "reason": "尺码不合", "refund_key": "k1"}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let first = r.json();
+        assert_eq!(first["amount"], "10.00");
+        assert_eq!(first["status"], "SUCCESS", "{first}");
+        assert_eq!(first["started_by"], "api:operator");
+        assert!(first["completed_at"].is_string(), "{first}");
+        // The same key again: the same refund, never a second one.
+        let r = refund(
+            &d,
+            &no,
+            serde_json::json!({"amount": "10.00", "reason": "尺码不合", "refund_key": "k1"}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["id"], first["id"]);
+        // More than what is left is refused.
+        let r = refund(&d, &no, serde_json::json!({"amount": "15.01"})).await;
+        assert_eq!(r.status, 409, "{}", r.text());
+        assert_eq!(r.json()["error"]["field"], "amount");
+        let p = payment(&d, &no).await;
+        assert_eq!(p["status"], "PARTIALLY_REFUNDED", "{p}");
+        assert_eq!(p["refunded_amount"], "10.00");
+        assert_eq!(p["refunds"].as_array().unwrap().len(), 1, "{p}");
+        // The sandbox's partial-refund notify names the refund (out_biz_no): matched to it,
+        // nothing applied twice.
+        wait_for("the refund notify", async || {
+            payment(&d, &no).await["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["kind"] == "notify")
+                .count()
+                >= 2
+        })
+        .await;
+        let p = payment(&d, &no).await;
+        assert_eq!(p["refunded_amount"], "10.00", "{p}");
+        assert_eq!(p["refunds"].as_array().unwrap().len(), 1, "{p}");
+        let kinds: Vec<&str> = p["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert!(kinds.contains(&"refund"), "{kinds:?}");
+        // The rest: REFUNDED.
+        let r = refund(
+            &d,
+            &no,
+            serde_json::json!({"amount": "15.00", "refund_key": "k2"}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let p = payment(&d, &no).await;
+        assert_eq!(p["status"], "REFUNDED", "{p}");
+        assert_eq!(p["refunded_amount"], "25.00");
+        let r = refund(&d, &no, serde_json::json!({"amount": "0.01"})).await;
+        assert_eq!(r.status, 409, "{}", r.text());
+
+        // Close: a paid one is refused; an opened cashier's trade closes at the provider; a trade
+        // the provider never saw is closed here, and the answer says so.
+        let close = async |no: &str| {
+            send_json(
+                "POST",
+                &format!("{}/v1/merchants/{M}/payments/{no}/close", d.base),
+                Some(DEMO_TOKEN),
+                &serde_json::json!({}),
+            )
+            .await
+        };
+        assert_eq!(close(&no).await.status, 409);
+        let (seen, seen_url) = buy(&d).await;
+        let _ = get(&seen_url, None).await;
+        let r = close(&seen).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["status"], "TRADE_CLOSED");
+        assert_eq!(r.json()["closed_at_provider"], true, "{}", r.text());
+        let (never, _) = buy(&d).await;
+        let r = close(&never).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["closed_at_provider"], false, "{}", r.text());
+        assert!(
+            r.json()["detail"].as_str().unwrap().contains("here"),
+            "{}",
+            r.text()
+        );
+        assert_eq!(payment(&d, &never).await["status"], "TRADE_CLOSED");
+        assert_eq!(close(&never).await.status, 409, "closed once");
+    }
+}
