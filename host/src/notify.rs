@@ -313,7 +313,22 @@ impl App {
             None => d,
         };
         if let Some(report) = &verified.refund {
-            return self.apply_refund(merchant_id, merchant, verified, report, raw, source);
+            // A legacy trade_status_sync names no amount: a full refund's is the rest of the paid
+            // amount; a partial one's is unknown, so only the state machine moves it (below).
+            let amountless = report.amount.is_none()
+                && report.refunded_total.is_none()
+                && report.request_no.is_empty();
+            let full = verified.event == crate::domain::state::TradeEvent::Refunded;
+            if !amountless || full {
+                return self.apply_refund(
+                    merchant_id,
+                    merchant,
+                    verified,
+                    report,
+                    amountless,
+                    source,
+                );
+            }
         }
         let payment = match self.store.payment(merchant_id, &verified.out_trade_no) {
             Ok(Some(p)) => p,
@@ -422,7 +437,7 @@ impl App {
         merchant: &MerchantSettings,
         verified: &Notification,
         report: &crate::runtime::plugin_api::RefundReport,
-        raw: &RawNotification<'_>,
+        whole_rest: bool,
         source: Option<&str>,
     ) -> Processed {
         use crate::store::ledger::RefundApplied as R;
@@ -450,13 +465,18 @@ impl App {
                 .with_seen(verified)
             }
         };
+        let mut report = report.clone();
+        if whole_rest {
+            // Refunded in full: the refunded total is the paid amount.
+            report.refunded_total = Some(payment.total_fee());
+        }
         let applied = match self.apply_refund_report(
             merchant_id,
             merchant,
             &payment.out_trade_no,
             &verified.trade_no,
             &verified.notify_id,
-            report,
+            &report,
         ) {
             Ok(a) => a,
             Err(e) => {
@@ -502,7 +522,6 @@ impl App {
             },
         );
         p.seen = Some(seen);
-        let _ = raw;
         p
     }
 

@@ -9,9 +9,9 @@
 //! `cargo bench -p conformance --bench ledger -- --payments 20000` (what scripts/test runs).
 
 use payhost::ledger::{csv_header, csv_row, CSV_BATCH};
+use payhost::store::format_unix;
 use payhost::store::ledger::{Cursor, Ledger, PaymentFilter};
 use payhost::store::sqlite::SqliteStore;
-use payhost::store::format_unix;
 use std::time::{Duration, Instant};
 
 const MERCHANTS: u64 = 20;
@@ -70,7 +70,11 @@ fn seed(path: &std::path::Path, n: u64, end: u64) {
                 paid.then(|| format!("buyer{}@example.com", i % 5000)),
                 paid.then(|| at.clone()),
                 at,
-                if status == "PARTIALLY_REFUNDED" { 50i64 } else { 0 },
+                if status == "PARTIALLY_REFUNDED" {
+                    50i64
+                } else {
+                    0
+                },
             ])
             .unwrap();
         }
@@ -100,7 +104,10 @@ fn main() {
     drop(SqliteStore::open(&path).unwrap()); // the migrations and indexes
     let t = Instant::now();
     seed(&path, n, end);
-    println!("seeded {n} payments over {MERCHANTS} merchants and 30 days in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "seeded {n} payments over {MERCHANTS} merchants and 30 days in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let store = SqliteStore::open(&path).unwrap();
     let week = PaymentFilter {
         merchant: Some("m7".into()),
@@ -114,7 +121,11 @@ fn main() {
     let (p50, p95) = time(runs, || {
         assert!(!store.list_payments(&week).unwrap().is_empty());
     });
-    println!("filtered page (merchant + status + 7 days, 50 rows): p50 {:.2} ms, p95 {:.2} ms", ms(p50), ms(p95));
+    println!(
+        "filtered page (merchant + status + 7 days, 50 rows): p50 {:.2} ms, p95 {:.2} ms",
+        ms(p50),
+        ms(p95)
+    );
     // Deep in the cursor: the 100th page of the same filter without the range.
     let mut deep = week.clone();
     deep.from = None;
@@ -126,7 +137,11 @@ fn main() {
     let (p50, p95) = time(runs, || {
         assert!(!store.list_payments(&deep).unwrap().is_empty());
     });
-    println!("page 100 by cursor (merchant + status): p50 {:.2} ms, p95 {:.2} ms", ms(p50), ms(p95));
+    println!(
+        "page 100 by cursor (merchant + status): p50 {:.2} ms, p95 {:.2} ms",
+        ms(p50),
+        ms(p95)
+    );
     let all = PaymentFilter {
         limit: 51,
         ..PaymentFilter::default()
@@ -134,7 +149,11 @@ fn main() {
     let (p50, p95) = time(runs, || {
         assert_eq!(store.list_payments(&all).unwrap().len(), 51);
     });
-    println!("all merchants, newest first (50 rows): p50 {:.2} ms, p95 {:.2} ms", ms(p50), ms(p95));
+    println!(
+        "all merchants, newest first (50 rows): p50 {:.2} ms, p95 {:.2} ms",
+        ms(p50),
+        ms(p95)
+    );
     let search = PaymentFilter {
         merchant: Some("m7".into()),
         q: Some(format!("ORD{:09}", n / 2 / MERCHANTS * MERCHANTS + 7)),
@@ -144,7 +163,11 @@ fn main() {
     let (p50, p95) = time(20, || {
         assert_eq!(store.list_payments(&search).unwrap().len(), 1);
     });
-    println!("search by order number (q, one merchant): p50 {:.2} ms, p95 {:.2} ms", ms(p50), ms(p95));
+    println!(
+        "search by order number (q, one merchant): p50 {:.2} ms, p95 {:.2} ms",
+        ms(p50),
+        ms(p95)
+    );
     // The CSV of one merchant: its batches and rows, as the stream writes them.
     let t = Instant::now();
     let mut f = PaymentFilter {
@@ -162,7 +185,9 @@ fn main() {
         rows += batch.len();
         bytes += chunk.len();
         match batch.last() {
-            Some(last) if batch.len() == CSV_BATCH as usize => f.cursor = Some(Cursor::of(&last.payment)),
+            Some(last) if batch.len() == CSV_BATCH as usize => {
+                f.cursor = Some(Cursor::of(&last.payment))
+            }
             _ => break,
         }
     }
