@@ -294,7 +294,7 @@ async fn refunds_reach_the_shop() {
     assert_eq!(notify(&w, "shop", &paid).await.text(), "success");
     let partial = send("n-R1-partial", "TRADE_SUCCESS", true);
     assert_eq!(notify(&w, "shop", &partial).await.text(), "success");
-    assert_eq!(status(&w, "shop", "R1").await, "TRADE_SUCCESS");
+    assert_eq!(status(&w, "shop", "R1").await, "PARTIALLY_REFUNDED");
     let full = send("n-R1-full", "TRADE_CLOSED", true);
     assert_eq!(notify(&w, "shop", &full).await.text(), "success");
     assert_eq!(status(&w, "shop", "R1").await, "REFUNDED");
@@ -324,7 +324,7 @@ async fn refunds_reach_the_shop() {
         .find(|e| e["type"] == "payment.refunded")
         .unwrap();
     assert_eq!(refunded["status"], "REFUNDED");
-    assert_eq!(refunded["previous_status"], "TRADE_SUCCESS");
+    assert_eq!(refunded["previous_status"], "PARTIALLY_REFUNDED");
     assert_eq!(refunded["refund_status"], "REFUND_SUCCESS");
 }
 

@@ -382,9 +382,17 @@ impl App {
             None => d,
         };
         if let Some(report) = &verified.refund {
-            return self
-                .apply_refund(merchant_id, merchant, verified, report, raw, source)
-                .await;
+            // A legacy trade_status_sync names no amount: a full refund's is the rest of the paid
+            // amount; a partial one's is unknown, so only the state machine moves it (below).
+            let amountless = report.amount.is_none()
+                && report.refunded_total.is_none()
+                && report.request_no.is_empty();
+            let full = verified.event == crate::domain::state::TradeEvent::Refunded;
+            if !amountless || full {
+                return self
+                    .apply_refund(merchant_id, merchant, verified, report, amountless, source)
+                    .await;
+            }
         }
         let payment = match self
             .store
@@ -506,7 +514,7 @@ impl App {
         merchant: &MerchantSettings,
         verified: &Notification,
         report: &crate::runtime::plugin_api::RefundReport,
-        raw: &RawNotification<'_>,
+        whole_rest: bool,
         source: Option<&str>,
     ) -> Processed {
         use crate::store::ledger::RefundApplied as R;
@@ -534,13 +542,18 @@ impl App {
                 .with_seen(verified)
             }
         };
+        let mut report = report.clone();
+        if whole_rest {
+            // Refunded in full: the refunded total is the paid amount.
+            report.refunded_total = Some(payment.total_fee());
+        }
         let applied = match self.apply_refund_report(
             merchant_id,
             merchant,
             &payment.out_trade_no,
             &verified.trade_no,
             &verified.notify_id,
-            report,
+            &report,
         ) {
             Ok(a) => a,
             Err(e) => {
@@ -586,7 +599,6 @@ impl App {
             },
         );
         p.seen = Some(seen);
-        let _ = raw;
         p
     }
 

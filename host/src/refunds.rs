@@ -161,6 +161,17 @@ impl App {
         }
         .await;
         let state = match answer {
+            Err(e @ crate::runtime::CallError::Unsupported { .. }) => {
+                // Nothing was sent: the refund failed here, its amount free again.
+                self.settle(
+                    merchant_id,
+                    &merchant,
+                    refund.id,
+                    refunds::FAILED,
+                    &e.to_string(),
+                )?;
+                return Err(ApiError::from(e));
+            }
             Err(e) => {
                 // The component did not answer: the refund stays PENDING under its number (a
                 // retry with the same refund_key returns it; the provider never saw it twice).

@@ -331,6 +331,9 @@ pub fn refund_webhook(
         "trade_no": payment.trade_no,
         "buyer_email": payment.buyer_email,
         "paid_at": payment.paid_at,
+        // As a provider's refund notification's webhook says it (shops read these).
+        "refund_status": "REFUND_SUCCESS",
+        "gmt_refund": refund.completed_at,
         "created_at": now,
     })
     .to_string()
