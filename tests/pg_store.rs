@@ -153,7 +153,7 @@ async fn same_semantics_as_sqlite() {
     );
     assert_eq!(
         pg.psql("semantics", "SELECT COUNT(*) FROM schema_migrations"),
-        "3"
+        "4"
     );
     assert_eq!(
         pg.psql("semantics", "SHOW synchronous_commit"),
@@ -460,7 +460,7 @@ async fn concurrent_duplicates_over_two_replicas_make_one_transition() {
     }
     assert_eq!(
         pg.psql("dupes", "SELECT COUNT(*) FROM schema_migrations"),
-        "3"
+        "4"
     );
     let (a, b) = (stores[0].clone(), stores[1].clone());
     for i in 0..8 {

@@ -32,7 +32,7 @@ fn problem(field: &'static str, message: &str) -> FieldProblem {
 }
 
 /// Checks every field (all problems at once), hashes the password and stores the user.
-pub fn add(store: &dyn Store, new: &NewUser<'_>) -> Result<AdminUser, Vec<FieldProblem>> {
+pub async fn add(store: &dyn Store, new: &NewUser<'_>) -> Result<AdminUser, Vec<FieldProblem>> {
     let mut problems = Vec::new();
     let name = new.name.trim();
     if !valid_user_name(name) {
@@ -40,7 +40,7 @@ pub fn add(store: &dyn Store, new: &NewUser<'_>) -> Result<AdminUser, Vec<FieldP
             "name",
             "用户名为 1 到 64 个字母、数字或 _ . @ - / 1 to 64 letters, digits, '_', '.', '@' or '-'",
         ));
-    } else if store.admin_user(name).ok().flatten().is_some() {
+    } else if store.admin_user(name).await.ok().flatten().is_some() {
         problems.push(problem(
             "name",
             "该用户名已存在 / an admin user of that name exists already",
@@ -68,7 +68,7 @@ pub fn add(store: &dyn Store, new: &NewUser<'_>) -> Result<AdminUser, Vec<FieldP
         _ => {}
     }
     for m in &merchants {
-        if !new.configured.contains(m) && store.merchant(m).ok().flatten().is_none() {
+        if !new.configured.contains(m) && store.merchant(m).await.ok().flatten().is_none() {
             problems.push(FieldProblem {
                 field: "merchants",
                 message: format!("没有商户 {m} / no merchant {m:?}"),
@@ -84,7 +84,12 @@ pub fn add(store: &dyn Store, new: &NewUser<'_>) -> Result<AdminUser, Vec<FieldP
     if !problems.is_empty() {
         return Err(problems);
     }
-    let password_hash = crate::auth::hash_password(new.password).map_err(|e| {
+    // argon2 takes tens of milliseconds: off the async workers.
+    let password = new.password.to_owned();
+    let hashed = tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the hashing task failed: {e}")));
+    let password_hash = hashed.map_err(|e| {
         vec![problem(
             "password",
             &format!("cannot hash the password: {e}"),
@@ -99,7 +104,7 @@ pub fn add(store: &dyn Store, new: &NewUser<'_>) -> Result<AdminUser, Vec<FieldP
         created_by: new.created_by.to_owned(),
     };
     store
-        .add_admin_user(&user)
+        .add_admin_user(&user).await
         .map_err(|e| vec![problem("name", &e.to_string())])?;
     let detail = format!(
         "{} {} {}",
@@ -107,7 +112,7 @@ pub fn add(store: &dyn Store, new: &NewUser<'_>) -> Result<AdminUser, Vec<FieldP
         user.role.as_str(),
         user.merchants.join(",")
     );
-    if let Err(e) = store.record_audit(new.created_by, "user.add", None, detail.trim()) {
+    if let Err(e) = store.record_audit(new.created_by, "user.add", None, detail.trim()).await {
         tracing::error!(error = %e, "cannot write the audit log");
     }
     Ok(user)

@@ -161,10 +161,10 @@ pub fn payment_json(lp: &LedgerPayment) -> serde_json::Value {
 }
 
 /// A page of the ledger: the payments and where the next page starts.
-pub fn page(app: &App, f: &PaymentFilter) -> Result<serde_json::Value, ApiError> {
+pub async fn page(app: &App, f: &PaymentFilter) -> Result<serde_json::Value, ApiError> {
     let mut ask = f.clone();
     ask.limit = f.limit + 1;
-    let mut rows = app.store.list_payments(&ask).map_err(ApiError::internal)?;
+    let mut rows = app.store.list_payments(&ask).await.map_err(ApiError::internal)?;
     let more = rows.len() > f.limit as usize;
     rows.truncate(f.limit as usize);
     let next = more
@@ -249,22 +249,22 @@ pub fn csv_row(out: &mut String, lp: &LedgerPayment) {
 }
 
 /// Adds an entry to a payment's timeline; a failure is logged, never the request's.
-pub fn note(app: &App, merchant: &str, out_trade_no: &str, kind: &str, detail: Option<&str>) {
-    if let Err(e) = app.store.record_event(merchant, out_trade_no, kind, detail) {
+pub async fn note(app: &App, merchant: &str, out_trade_no: &str, kind: &str, detail: Option<&str>) {
+    if let Err(e) = app.store.record_event(merchant, out_trade_no, kind, detail).await {
         tracing::warn!(merchant, out_trade_no, kind, error = %e, "cannot record a timeline entry");
     }
 }
 
 /// A payment's timeline, oldest first: created, each redirect, every notification with its
 /// outcome, returns, query syncs, closes, refunds and each webhook attempt.
-pub fn timeline(app: &App, p: &Payment) -> Result<Vec<serde_json::Value>, ApiError> {
+pub async fn timeline(app: &App, p: &Payment) -> Result<Vec<serde_json::Value>, ApiError> {
     let (m, no) = (&p.merchant_id, &p.out_trade_no);
     let mut items: Vec<(String, u8, serde_json::Value)> = vec![(
         p.created_at.clone(),
         0,
         serde_json::json!({"at": p.created_at, "kind": "created", "detail": format!("{} {}", p.total_fee(), p.subject)}),
     )];
-    for e in app.store.events_for(m, no).map_err(ApiError::internal)? {
+    for e in app.store.events_for(m, no).await.map_err(ApiError::internal)? {
         items.push((
             e.at.clone(),
             1,
@@ -273,7 +273,7 @@ pub fn timeline(app: &App, p: &Payment) -> Result<Vec<serde_json::Value>, ApiErr
     }
     for n in app
         .store
-        .notifications_for(m, no)
+        .notifications_for(m, no).await
         .map_err(ApiError::internal)?
     {
         let query = n
@@ -293,7 +293,7 @@ pub fn timeline(app: &App, p: &Payment) -> Result<Vec<serde_json::Value>, ApiErr
             }),
         ));
     }
-    for r in app.store.refunds_for(m, no).map_err(ApiError::internal)? {
+    for r in app.store.refunds_for(m, no).await.map_err(ApiError::internal)? {
         items.push((
             r.created_at.clone(),
             3,
@@ -311,7 +311,7 @@ pub fn timeline(app: &App, p: &Payment) -> Result<Vec<serde_json::Value>, ApiErr
     }
     for a in app
         .store
-        .webhook_attempts_for(m, no)
+        .webhook_attempts_for(m, no).await
         .map_err(ApiError::internal)?
     {
         items.push((

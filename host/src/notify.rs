@@ -508,7 +508,7 @@ impl App {
     /// A verified report about a refund (a notification's or a queried trade's `refund`): matched
     /// to the refund started here by its request number, recorded as started elsewhere, or held
     /// for review; once per notify id. A legacy batch-refund notify names only the trade number.
-    fn apply_refund(
+    async fn apply_refund(
         &self,
         merchant_id: &str,
         merchant: &MerchantSettings,
@@ -520,9 +520,9 @@ impl App {
         use crate::store::ledger::RefundApplied as R;
         let payment = if verified.out_trade_no.is_empty() {
             self.store
-                .payment_by_trade_no(merchant_id, &verified.trade_no)
+                .payment_by_trade_no(merchant_id, &verified.trade_no).await
         } else {
-            self.store.payment(merchant_id, &verified.out_trade_no)
+            self.store.payment(merchant_id, &verified.out_trade_no).await
         };
         let payment = match payment {
             Ok(Some(p)) => p,
@@ -554,7 +554,7 @@ impl App {
             &verified.trade_no,
             &verified.notify_id,
             &report,
-        ) {
+        ).await {
             Ok(a) => a,
             Err(e) => {
                 return Processed::stop(
@@ -642,7 +642,7 @@ impl App {
                 out_trade_no,
                 "query",
                 Some("the provider has no such trade"),
-            );
+            ).await;
             return Ok(SyncResult {
                 found: false,
                 trade_status: None,

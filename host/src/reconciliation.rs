@@ -240,7 +240,7 @@ impl App {
             crate::store::format_unix(start.max(0) as u64),
             crate::store::format_unix((start + 86_400).max(0) as u64),
         );
-        let ours = self.day_lines(merchant_id, start, &from, &to)?;
+        let ours = self.day_lines(merchant_id, start, &from, &to).await?;
         let fen = |a: &str| crate::service::amount_minor(a).unwrap_or(0);
         let theirs: Vec<Line> = entries
             .iter()
@@ -282,7 +282,7 @@ impl App {
 
     /// The host's paid payments (by when they were paid, else created) and succeeded refunds of
     /// the Beijing day starting at `start`.
-    fn day_lines(
+    async fn day_lines(
         &self,
         merchant_id: &str,
         start: i64,
@@ -299,7 +299,7 @@ impl App {
             ..PaymentFilter::default()
         };
         loop {
-            let rows = self.store.list_payments(&f).map_err(ApiError::internal)?;
+            let rows = self.store.list_payments(&f).await.map_err(ApiError::internal)?;
             for r in &rows {
                 let p = &r.payment;
                 if !state::is_paid(&p.status) {
@@ -326,7 +326,7 @@ impl App {
         }
         for r in self
             .store
-            .refunds_completed(merchant_id, from, to)
+            .refunds_completed(merchant_id, from, to).await
             .map_err(ApiError::internal)?
         {
             lines.push(Line {

@@ -106,7 +106,7 @@ impl App {
         }
         let payment = self
             .store
-            .payment(merchant_id, out_trade_no)
+            .payment(merchant_id, out_trade_no).await
             .map_err(ApiError::internal)?
             .ok_or_else(|| unknown_payment(out_trade_no))?;
         let now = clock::now_unix();
@@ -120,7 +120,7 @@ impl App {
                 amount_fen: amount.minor(),
                 reason: reason.clone(),
                 started_by: started_by.to_owned(),
-            })
+            }).await
             .map_err(ApiError::internal)?;
         let refund = match begun {
             RefundBegun::New(r) => r,
@@ -169,14 +169,14 @@ impl App {
                     refund.id,
                     refunds::FAILED,
                     &e.to_string(),
-                )?;
+                ).await?;
                 return Err(ApiError::from(e));
             }
             Err(e) => {
                 // The component did not answer: the refund stays PENDING under its number (a
                 // retry with the same refund_key returns it; the provider never saw it twice).
                 self.store
-                    .refund_started(merchant_id, refund.id, None, Some(&e.to_string()))
+                    .refund_started(merchant_id, refund.id, None, Some(&e.to_string())).await
                     .map_err(ApiError::internal)?;
                 return Err(ApiError::from(e));
             }
@@ -193,10 +193,10 @@ impl App {
                         refund.id,
                         refunds::FAILED,
                         &api_error.message,
-                    )?;
+                    ).await?;
                 } else {
                     self.store
-                        .refund_started(merchant_id, refund.id, None, Some(&api_error.message))
+                        .refund_started(merchant_id, refund.id, None, Some(&api_error.message)).await
                         .map_err(ApiError::internal)?;
                 }
                 return Err(api_error);
@@ -208,7 +208,7 @@ impl App {
         match state.status {
             RefundStatus::Pending => self
                 .store
-                .refund_started(merchant_id, refund.id, confirm.as_deref(), detail)
+                .refund_started(merchant_id, refund.id, confirm.as_deref(), detail).await
                 .map_err(ApiError::internal)?,
             RefundStatus::Succeeded => self
                 .settle(
@@ -217,7 +217,7 @@ impl App {
                     refund.id,
                     refunds::SUCCESS,
                     &state.detail,
-                )
+                ).await
                 .map(drop)?,
             RefundStatus::Failed => self
                 .settle(
@@ -226,18 +226,18 @@ impl App {
                     refund.id,
                     refunds::FAILED,
                     &state.detail,
-                )
+                ).await
                 .map(drop)?,
         }
         let stored = self
             .store
-            .refund(merchant_id, refund.id)
+            .refund(merchant_id, refund.id).await
             .map_err(ApiError::internal)?
             .unwrap_or(refund);
         Ok((201, stored))
     }
 
-    fn settle(
+    async fn settle(
         &self,
         merchant_id: &str,
         merchant: &crate::config::MerchantSettings,
@@ -254,7 +254,7 @@ impl App {
                 detail: (!detail.is_empty()).then_some(detail),
                 completed_at: None,
                 webhook_url: merchant.shop_webhook_url.as_deref(),
-            })
+            }).await
             .map_err(ApiError::internal)?;
         if let RefundApplied::Mismatch(reason) = &applied {
             tracing::error!(target: "payhost::alert", merchant = merchant_id, refund = id, %reason, "ALERT: a refund result does not fit the payment; held for review");
@@ -264,7 +264,7 @@ impl App {
 
     /// Applies a provider's refund report (a verified notification's or query's), once per
     /// `notify_id`; returns what it did.
-    pub fn apply_refund_report(
+    pub async fn apply_refund_report(
         &self,
         merchant_id: &str,
         merchant: &crate::config::MerchantSettings,
@@ -292,7 +292,7 @@ impl App {
             trade_no,
             completed_at: completed.as_deref(),
             webhook_url: merchant.shop_webhook_url.as_deref(),
-        })?;
+        }).await?;
         if let RefundApplied::Mismatch(reason) = &applied {
             tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no, %reason, "ALERT: a refund report exceeds the paid amount or contradicts the refund started; held for review, not applied");
         }
@@ -309,7 +309,7 @@ impl App {
         let merchant = self.merchant(merchant_id)?;
         let payment = self
             .store
-            .payment(merchant_id, out_trade_no)
+            .payment(merchant_id, out_trade_no).await
             .map_err(ApiError::internal)?
             .ok_or_else(|| unknown_payment(out_trade_no))?;
         if payment.status != crate::domain::state::WAIT_BUYER_PAY {
@@ -335,13 +335,13 @@ impl App {
                 merchant_id,
                 out_trade_no,
                 merchant.shop_webhook_url.as_deref(),
-            )
+            ).await
             .map_err(ApiError::internal)?
         {
             // Paid (or closed) while the provider was asked: the store's status wins.
             let now = self
                 .store
-                .payment(merchant_id, out_trade_no)
+                .payment(merchant_id, out_trade_no).await
                 .map_err(ApiError::internal)?
                 .map(|p| p.status)
                 .unwrap_or_default();
@@ -358,7 +358,7 @@ impl App {
         } else {
             format!("closed here only: {}", closed.detail)
         };
-        crate::ledger::note(self, merchant_id, out_trade_no, "close", Some(&detail));
+        crate::ledger::note(self, merchant_id, out_trade_no, "close", Some(&detail)).await;
         tracing::info!(
             merchant = merchant_id,
             out_trade_no,

@@ -77,7 +77,7 @@ async fn deliver_due(app: &Arc<App>) -> bool {
                     http_status,
                     error: result.as_ref().err().cloned(),
                 };
-                if let Err(e) = app.store.record_webhook_attempt(&job.merchant_id, &no, &attempt) {
+                if let Err(e) = app.store.record_webhook_attempt(&job.merchant_id, &no, &attempt).await {
                     tracing::warn!(event = %job.event_id, error = %e, "cannot record a webhook attempt");
                 }
             }

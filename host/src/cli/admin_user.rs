@@ -3,7 +3,7 @@
 //! on the merchants given here only. The password is read from standard input (one line) or made
 //! with `--generate` and printed once; only its argon2 hash is stored.
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,7 +18,7 @@ pub enum AdminUserAction {
     },
 }
 
-#[derive(Args)]
+#[derive(clap::Args)]
 pub struct AddArgs {
     /// The login name (1 to 64 letters, digits, '_', '.', '@' or '-').
     name: String,
@@ -40,7 +40,18 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-pub fn run(action: AdminUserAction) -> ExitCode {
+/// Admin logins of their own: operators (every merchant) and shop owners (their merchants only).
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    action: AdminUserAction,
+}
+
+pub fn run(Args { action }: Args) -> ExitCode {
+    super::runtime().block_on(admin_user(action))
+}
+
+async fn admin_user(action: AdminUserAction) -> ExitCode {
     let path = match &action {
         AdminUserAction::Add(a) => a.config.clone(),
         AdminUserAction::List { config } => config.clone(),
@@ -49,12 +60,12 @@ pub fn run(action: AdminUserAction) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(format!("{e:#}")),
     };
-    let store = match payhost::store::open(&config) {
+    let store = match payhost::store::open(&config).await {
         Ok(s) => s,
         Err(e) => return fail(format!("{e:#}")),
     };
     match action {
-        AdminUserAction::List { .. } => match store.admin_users() {
+        AdminUserAction::List { .. } => match store.admin_users().await {
             Ok(users) => {
                 for u in users {
                     println!(
@@ -88,7 +99,7 @@ pub fn run(action: AdminUserAction) -> ExitCode {
                 created_by: "payhost admin-user",
                 configured: &configured,
             };
-            match payhost::admin_users::add(store.as_ref(), &new) {
+            match payhost::admin_users::add(store.as_ref(), &new).await {
                 Ok(user) => {
                     if a.generate {
                         println!("password: {password}");

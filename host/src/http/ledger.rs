@@ -19,8 +19,11 @@ fn own(who: &Caller) -> Option<&str> {
 }
 
 /// `GET /v1/payments`.
-pub fn list_payments(app: &App, who: &Caller, req: &Request<Incoming>) -> Response<Body> {
-    let r = ledger::parse_filter(req.uri().query(), own(who)).and_then(|f| ledger::page(app, &f));
+pub async fn list_payments(app: &App, who: &Caller, req: &Request<Incoming>) -> Response<Body> {
+    let r = match ledger::parse_filter(req.uri().query(), own(who)) {
+        Ok(f) => ledger::page(app, &f).await,
+        Err(e) => Err(e),
+    };
     match r {
         Ok(v) => json(200, &v),
         Err(e) => error(&e),
@@ -86,22 +89,23 @@ pub fn streaming(app: &Arc<App>, mut r: Response<Body>) -> Response<ServerBody> 
     };
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let app = app.clone();
-    // The store's calls block; the export runs beside the runtime's workers. The channel's
-    // bound holds it back while the client reads slowly.
-    tokio::task::spawn_blocking(move || {
+    // The export is a task of its own; the channel's bound holds it back while the client
+    // reads slowly.
+    tokio::spawn(async move {
         let mut f = filter;
         if tx
-            .blocking_send(Ok(Bytes::from(ledger::csv_header())))
+            .send(Ok(Bytes::from(ledger::csv_header())))
+            .await
             .is_err()
         {
             return;
         }
         loop {
-            let rows = match app.store.list_payments(&f) {
+            let rows = match app.store.list_payments(&f).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::error!(error = %e, "the CSV export stopped: cannot read payments");
-                    let _ = tx.blocking_send(Err(std::io::Error::other("store failed")));
+                    let _ = tx.send(Err(std::io::Error::other("store failed"))).await;
                     return;
                 }
             };
@@ -109,7 +113,7 @@ pub fn streaming(app: &Arc<App>, mut r: Response<Body>) -> Response<ServerBody> 
             for row in &rows {
                 ledger::csv_row(&mut chunk, row);
             }
-            if !chunk.is_empty() && tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+            if !chunk.is_empty() && tx.send(Ok(Bytes::from(chunk))).await.is_err() {
                 return; // the client went away
             }
             match rows.last() {
@@ -124,11 +128,11 @@ pub fn streaming(app: &Arc<App>, mut r: Response<Body>) -> Response<ServerBody> 
 }
 
 /// `GET /v1/merchants` (the operator's): every merchant with its component, mode and counts.
-pub fn list_merchants(app: &App) -> Result<Response<Body>, ApiError> {
-    let counts = app.store.merchant_counts().map_err(ApiError::internal)?;
+pub async fn list_merchants(app: &App) -> Result<Response<Body>, ApiError> {
+    let counts = app.store.merchant_counts().await.map_err(ApiError::internal)?;
     let mut out = Vec::with_capacity(counts.len());
     for c in counts {
-        let Some(m) = app.store.merchant(&c.id).map_err(ApiError::internal)? else {
+        let Some(m) = app.store.merchant(&c.id).await.map_err(ApiError::internal)? else {
             continue;
         };
         let plugin = app

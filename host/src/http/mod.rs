@@ -352,13 +352,13 @@ async fn route(
                     into_response(list_notifications(app, id, &req).await),
                 ),
                 (&Method::GET, ["payments"]) => {
-                    ("v1_payments", ledger::list_payments(app, &who, &req))
+                    ("v1_payments", ledger::list_payments(app, &who, &req).await)
                 }
                 (&Method::GET, ["payments.csv"]) => {
                     ("v1_payments_csv", ledger::payments_csv(&who, &req))
                 }
                 (&Method::GET, ["merchants"]) => {
-                    ("v1_merchants", into_response(ledger::list_merchants(app)))
+                    ("v1_merchants", into_response(ledger::list_merchants(app).await))
                 }
                 (&Method::POST, ["merchants", id, "payments", no, "refunds"]) => (
                     "v1_refunds",
@@ -533,7 +533,7 @@ async fn create_payment(
     }
     let (status, created) = app.create_payment(id, request).await?;
     if let Some(url) = &created.pay_url {
-        crate::ledger::note(app, id, &created.out_trade_no, "redirect", Some(url));
+        crate::ledger::note(app, id, &created.out_trade_no, "redirect", Some(url)).await;
     }
     Ok(json(
         status,
@@ -567,14 +567,14 @@ async fn get_payment(
         .map_err(ApiError::internal)?;
     let refunded_fen = app
         .store
-        .ledger_payment(id, out_trade_no)
+        .ledger_payment(id, out_trade_no).await
         .map_err(ApiError::internal)?
         .map_or(0, |l| l.refunded_fen);
     let refunds = app
         .store
-        .refunds_for(id, out_trade_no)
+        .refunds_for(id, out_trade_no).await
         .map_err(ApiError::internal)?;
-    let timeline = crate::ledger::timeline(app, &p)?;
+    let timeline = crate::ledger::timeline(app, &p).await?;
     Ok(json(
         200,
         &serde_json::json!({

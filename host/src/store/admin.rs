@@ -76,27 +76,28 @@ pub fn valid_user_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
 }
 
+#[async_trait::async_trait]
 pub trait AdminStore: Send + Sync + 'static {
     /// Adds a user; an error when the name is taken.
-    fn add_admin_user(&self, user: &AdminUser) -> Result<()>;
-    fn admin_user(&self, name: &str) -> Result<Option<AdminUser>>;
-    fn admin_users(&self) -> Result<Vec<AdminUser>>;
+    async fn add_admin_user(&self, user: &AdminUser) -> Result<()>;
+    async fn admin_user(&self, name: &str) -> Result<Option<AdminUser>>;
+    async fn admin_users(&self) -> Result<Vec<AdminUser>>;
 
     /// A session of `user` (None: the `admin_password_hash` operator).
-    fn create_user_session(
+    async fn create_user_session(
         &self,
         id_hash: &str,
         csrf: &str,
         expires_ms: i64,
         user: Option<&str>,
     ) -> Result<()>;
-    fn admin_session(&self, id_hash: &str, now_ms: i64) -> Result<Option<AdminSession>>;
+    async fn admin_session(&self, id_hash: &str, now_ms: i64) -> Result<Option<AdminSession>>;
     /// Keeps the message the session's next page shows.
-    fn set_session_flash(&self, id_hash: &str, flash: &str) -> Result<()>;
+    async fn set_session_flash(&self, id_hash: &str, flash: &str) -> Result<()>;
     /// The session's message, removed as it is read.
-    fn take_session_flash(&self, id_hash: &str) -> Result<Option<String>>;
+    async fn take_session_flash(&self, id_hash: &str) -> Result<Option<String>>;
 
-    fn record_audit(
+    async fn record_audit(
         &self,
         actor: &str,
         action: &str,
@@ -105,7 +106,7 @@ pub trait AdminStore: Send + Sync + 'static {
     ) -> Result<i64>;
     /// Newest first, older than `before` (an entry id) when given; of these merchants only when
     /// given.
-    fn audit_log(
+    async fn audit_log(
         &self,
         merchants: Option<&[String]>,
         before: Option<i64>,

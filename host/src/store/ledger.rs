@@ -229,31 +229,32 @@ pub struct DayTotal {
     pub refunded_fen: u64,
 }
 
-pub trait Ledger {
+#[async_trait::async_trait]
+pub trait Ledger: Send + Sync {
     /// Payments matching `f`, newest first, at most `f.limit` (+1 when the caller asks one more
     /// to know whether a next page exists: it passes `limit + 1`).
-    fn list_payments(&self, f: &PaymentFilter) -> Result<Vec<LedgerPayment>>;
+    async fn list_payments(&self, f: &PaymentFilter) -> Result<Vec<LedgerPayment>>;
     /// A payment with its refunded total.
-    fn ledger_payment(&self, merchant: &str, out_trade_no: &str) -> Result<Option<LedgerPayment>>;
+    async fn ledger_payment(&self, merchant: &str, out_trade_no: &str) -> Result<Option<LedgerPayment>>;
     /// A payment by the provider's trade number (legacy refund notifies name only that).
-    fn payment_by_trade_no(&self, merchant: &str, trade_no: &str) -> Result<Option<Payment>>;
+    async fn payment_by_trade_no(&self, merchant: &str, trade_no: &str) -> Result<Option<Payment>>;
     /// Every merchant (or those named) with its payment counts.
-    fn merchant_counts(&self) -> Result<Vec<MerchantCounts>>;
+    async fn merchant_counts(&self) -> Result<Vec<MerchantCounts>>;
     /// Paid count and amount per Beijing day of the payments created in [from, to) (stored UTC),
     /// of one merchant or all.
-    fn daily_totals(&self, merchant: Option<&str>, from: &str, to: &str) -> Result<Vec<DayTotal>>;
+    async fn daily_totals(&self, merchant: Option<&str>, from: &str, to: &str) -> Result<Vec<DayTotal>>;
 
     /// A payment's refunds, oldest first.
-    fn refunds_for(&self, merchant: &str, out_trade_no: &str) -> Result<Vec<Refund>>;
+    async fn refunds_for(&self, merchant: &str, out_trade_no: &str) -> Result<Vec<Refund>>;
     /// One refund.
-    fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>>;
+    async fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>>;
     /// Refunds completed (SUCCESS) in [from, to) (stored UTC), of one merchant.
-    fn refunds_completed(&self, merchant: &str, from: &str, to: &str) -> Result<Vec<Refund>>;
+    async fn refunds_completed(&self, merchant: &str, from: &str, to: &str) -> Result<Vec<Refund>>;
     /// In one transaction: the same refund_key returns its refund; otherwise the money rules
     /// decide and the refund is stored PENDING.
-    fn begin_refund(&self, new: &NewRefund) -> Result<RefundBegun>;
+    async fn begin_refund(&self, new: &NewRefund) -> Result<RefundBegun>;
     /// Keeps where the seller confirms the refund, and the provider's words.
-    fn refund_started(
+    async fn refund_started(
         &self,
         merchant: &str,
         id: i64,
@@ -262,14 +263,14 @@ pub trait Ledger {
     ) -> Result<()>;
     /// Ends a PENDING (or FAILED, when it succeeded after all) refund; a success moves the payment
     /// (PARTIALLY_REFUNDED or REFUNDED) and queues its webhook, in one transaction.
-    fn settle_refund(&self, r: &RefundResult<'_>) -> Result<RefundApplied>;
+    async fn settle_refund(&self, r: &RefundResult<'_>) -> Result<RefundApplied>;
     /// Applies a provider's refund report: matched by request_no, recorded as started by the
     /// gateway, or held for review (the payment flagged); once per `notify_id`.
-    fn apply_refund_report(&self, e: &ReportEffect<'_>) -> Result<RefundApplied>;
+    async fn apply_refund_report(&self, e: &ReportEffect<'_>) -> Result<RefundApplied>;
 
     /// Closes an unpaid payment here (TRADE_CLOSED, `payment.closed` queued); false when it was
     /// not waiting any more.
-    fn close_payment(
+    async fn close_payment(
         &self,
         merchant: &str,
         out_trade_no: &str,
@@ -277,22 +278,22 @@ pub trait Ledger {
     ) -> Result<bool>;
 
     /// Adds an entry to a payment's timeline.
-    fn record_event(
+    async fn record_event(
         &self,
         merchant: &str,
         out_trade_no: &str,
         kind: &str,
         detail: Option<&str>,
     ) -> Result<()>;
-    fn events_for(&self, merchant: &str, out_trade_no: &str) -> Result<Vec<PaymentEvent>>;
+    async fn events_for(&self, merchant: &str, out_trade_no: &str) -> Result<Vec<PaymentEvent>>;
     /// Keeps one delivery attempt of a webhook.
-    fn record_webhook_attempt(
+    async fn record_webhook_attempt(
         &self,
         merchant: &str,
         out_trade_no: &str,
         attempt: &WebhookAttempt,
     ) -> Result<()>;
-    fn webhook_attempts_for(
+    async fn webhook_attempts_for(
         &self,
         merchant: &str,
         out_trade_no: &str,

@@ -81,13 +81,13 @@ fn family(app: &App, m: &MerchantSettings) -> String {
 }
 
 pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
-    let counts = app.store.merchant_counts().unwrap_or_default();
-    let ids = visible_ids(app, ctx);
+    let counts = app.store.merchant_counts().await.unwrap_or_default();
+    let ids = visible_ids(app, ctx).await;
     let merchants: Vec<Value> = ids
         .iter()
         .map(|id| {
             let c = counts.iter().find(|c| &c.id == id).cloned().unwrap_or_default();
-            let m = app.store.merchant(id).ok().flatten();
+            let m = app.store.merchant(id).await.ok().flatten();
             context! {
                 id,
                 plugin => m.as_ref().and_then(|m| app.plugins.for_merchant(m)).map(|p| p.info.name.clone()).unwrap_or_default(),
@@ -110,8 +110,8 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
 }
 
 /// The merchants this user's lists hold.
-pub fn visible_ids(app: &App, ctx: &Ctx) -> Vec<String> {
-    let all = app.store.merchant_ids().unwrap_or_default();
+pub async fn visible_ids(app: &App, ctx: &Ctx) -> Vec<String> {
+    let all = app.store.merchant_ids().await.unwrap_or_default();
     match ctx.who.only() {
         None => all,
         Some(mine) => all.into_iter().filter(|m| mine.contains(m)).collect(),
@@ -122,7 +122,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
     if !ctx.who.sees(id) || !valid_merchant_id(id) {
         return Page::NotFound;
     }
-    let merchant = app.store.merchant(id).ok().flatten();
+    let merchant = app.store.merchant(id).await.ok().flatten();
     // A new merchant's empty form is the operator's to fill; an owner sees existing ones only.
     if merchant.is_none() && !ctx.who.operator() {
         return Page::NotFound;
@@ -214,7 +214,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
     let zone = &app.config.admin.time_zone;
     let payments: Vec<Value> = if m.is_some() {
         app.store
-            .recent_payments(Some(id), 20)
+            .recent_payments(Some(id), 20).await
             .unwrap_or_default()
             .into_iter()
             .map(|p| context! {
@@ -228,7 +228,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
     };
     let notifications: Vec<Value> = if m.is_some() {
         app.store
-            .recent_notifications(Some(id), 20)
+            .recent_notifications(Some(id), 20).await
             .unwrap_or_default()
             .into_iter()
             .map(|n| {
@@ -244,7 +244,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
     };
     let tokens: Vec<Value> = if m.is_some() {
         app.store
-            .tokens(Some(id))
+            .tokens(Some(id)).await
             .unwrap_or_default()
             .into_iter()
             .map(|t| {
@@ -268,13 +268,13 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
             sandbox => sandbox_defaults(app),
             webhook_url, webhook_secret_placeholder, shop_origins,
             payments, notifications, tokens,
-            dead => dead_views(app, Some(id)), dead_merchant => id,
+            dead => dead_views(app, Some(id)).await, dead_merchant => id,
         },
     }
 }
 
-fn dead_views(app: &App, merchant: Option<&str>) -> Vec<Value> {
-    dead_of(app, merchant)
+async fn dead_views(app: &App, merchant: Option<&str>) -> Vec<Value> {
+    dead_of(app, merchant).await
         .into_iter()
         .map(|w| {
             context! {
@@ -287,14 +287,20 @@ fn dead_views(app: &App, merchant: Option<&str>) -> Vec<Value> {
         .collect()
 }
 
-fn dead_of(app: &App, merchant: Option<&str>) -> Vec<crate::store::DeadWebhook> {
-    app.store.dead_webhooks(merchant, 500).unwrap_or_default()
+async fn dead_of(app: &App, merchant: Option<&str>) -> Vec<crate::store::DeadWebhook> {
+    app.store.dead_webhooks(merchant, 500).await.unwrap_or_default()
 }
 
 pub async fn dead_letters(app: &Arc<App>, ctx: &Ctx) -> Page {
     let dead: Vec<Value> = match ctx.who.only() {
-        None => dead_views(app, None),
-        Some(mine) => mine.iter().flat_map(|m| dead_views(app, Some(m))).collect(),
+        None => dead_views(app, None).await,
+        Some(mine) => {
+            let mut all = Vec::new();
+            for m in mine {
+                all.extend(dead_views(app, Some(m)).await);
+            }
+            all
+        }
     };
     Page::View {
         template: "webhooks.html",
@@ -446,7 +452,7 @@ pub async fn connect_shop(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult 
                 "merchant.connect",
                 Some(&id),
                 &format!("token #{}", m.token_id),
-            );
+            ).await;
             let mut flash = Flash::ok(format!(
                 "{} {id}: {}",
                 ctx.t("商户已创建", "Merchant created"),
@@ -459,12 +465,12 @@ pub async fn connect_shop(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult 
                 ShownOnce {
                     id: "new-token".into(),
                     label: format!("API {} #{}", ctx.t("令牌", "token"), m.token_id),
-                    value: m.token,
+                    value: m.token.expose().to_owned(),
                 },
                 ShownOnce {
                     id: "new-shop-secret".into(),
                     label: ctx.t("商户密钥", "shop secret").into(),
-                    value: m.shop_secret,
+                    value: m.shop_secret.expose().to_owned(),
                 },
             ];
             PostResult::Done(Posted::to(merchant_page(&id), flash))
@@ -510,7 +516,7 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
     if !ctx.who.sees(id) || !valid_merchant_id(id) {
         return PostResult::NotFound;
     }
-    let existing = app.store.merchant(id).ok().flatten();
+    let existing = app.store.merchant(id).await.ok().flatten();
     if existing.is_none() && !ctx.who.operator() {
         return PostResult::NotFound;
     }
@@ -621,7 +627,7 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
                     "settings.save",
                     Some(id),
                     &format!("plugin {}", runtime.info.id),
-                );
+                ).await;
                 return PostResult::Done(Posted::to(
                     page_url,
                     Flash::ok(ctx.t("已保存并校验", "Saved and validated.")),
@@ -652,7 +658,7 @@ pub async fn test_connection(app: &Arc<App>, ctx: &Ctx, id: &str) -> PostResult 
         return PostResult::NotFound;
     }
     let page_url = merchant_page(id);
-    let Ok(Some(merchant)) = app.store.merchant(id) else {
+    let Ok(Some(merchant)) = app.store.merchant(id).await else {
         return PostResult::NotFound;
     };
     // A trade query of an order that cannot exist: a signed request every product, API family
@@ -687,10 +693,10 @@ pub async fn test_connection(app: &Arc<App>, ctx: &Ctx, id: &str) -> PostResult 
 }
 
 pub async fn new_token(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResult {
-    if !ctx.who.sees(id) || app.store.merchant(id).ok().flatten().is_none() {
+    if !ctx.who.sees(id) || app.store.merchant(id).await.ok().flatten().is_none() {
         return PostResult::NotFound;
     }
-    let flash = match crate::http::new_merchant_token(app, id, field(form, "label")) {
+    let flash = match crate::http::new_merchant_token(app, id, field(form, "label")).await {
         Ok((tid, token)) => {
             audit(
                 app,
@@ -698,7 +704,7 @@ pub async fn new_token(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> Post
                 "token.create",
                 Some(id),
                 &format!("token #{tid} {}", field(form, "label").trim()),
-            );
+            ).await;
             let mut f = Flash::ok(ctx.t(
                 "新的 API 令牌只显示这一次，请存入商城",
                 "The new API token is shown only this once: store it in the shop",
@@ -722,7 +728,7 @@ pub async fn revoke_token(app: &Arc<App>, ctx: &Ctx, id: &str, tid: &str) -> Pos
     let ok = tid
         .parse::<i64>()
         .ok()
-        .map(|t| app.store.revoke_token(t, Some(id)).unwrap_or(false))
+        .map(|t| app.store.revoke_token(t, Some(id)).await.unwrap_or(false))
         .unwrap_or(false);
     let flash = if ok {
         audit(
@@ -731,7 +737,7 @@ pub async fn revoke_token(app: &Arc<App>, ctx: &Ctx, id: &str, tid: &str) -> Pos
             "token.revoke",
             Some(id),
             &format!("token #{tid}"),
-        );
+        ).await;
         Flash::ok(ctx.t("令牌已吊销", "Token revoked."))
     } else {
         Flash::err(ctx.t("没有这个有效的令牌", "No such live token."))
@@ -746,7 +752,7 @@ pub async fn resend(app: &Arc<App>, ctx: &Ctx, id: &str, wid: &str) -> PostResul
     let ok = wid
         .parse::<i64>()
         .ok()
-        .map(|w| app.store.resend_webhook(id, w).unwrap_or(false))
+        .map(|w| app.store.resend_webhook(id, w).await.unwrap_or(false))
         .unwrap_or(false);
     let flash = if ok {
         tracing::info!(merchant = %id, webhook = %wid, "dead-lettered webhook queued again from the admin page");
@@ -756,7 +762,7 @@ pub async fn resend(app: &Arc<App>, ctx: &Ctx, id: &str, wid: &str) -> PostResul
             "webhook.resend",
             Some(id),
             &format!("webhook #{wid}"),
-        );
+        ).await;
         Flash::ok(ctx.t("已重新排队", "Queued for delivery again."))
     } else {
         Flash::err(ctx.t("没有这个未送达的通知", "No such dead-lettered webhook."))
@@ -780,10 +786,10 @@ pub async fn resend_all(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
     };
     let mut queued: BTreeMap<String, u32> = BTreeMap::new();
     for m in &merchants {
-        for w in dead_of(app, m.as_deref()) {
+        for w in dead_of(app, m.as_deref()).await {
             if app
                 .store
-                .resend_webhook(&w.merchant_id, w.id)
+                .resend_webhook(&w.merchant_id, w.id).await
                 .unwrap_or(false)
             {
                 *queued.entry(w.merchant_id.clone()).or_default() += 1;
@@ -797,7 +803,7 @@ pub async fn resend_all(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
             "webhook.resend_all",
             Some(m),
             &format!("{n} webhook(s)"),
-        );
+        ).await;
     }
     let total: u32 = queued.values().sum();
     let location = if one.is_empty() {

@@ -293,18 +293,18 @@ async fn route(
     if method == Method::POST && path == "/admin/login" {
         return session::login(app, ip, remote, req, lang, &lang_url).await;
     }
-    let current = session::current(app, &req);
+    let current = session::current(app, &req).await;
     if path == "/admin/logout" {
         return session::logout(app, req, current.as_ref().map(|(s, _)| s)).await;
     }
     let Some((sid, state)) = current else {
         let status = if path == "/admin" { 200 } else { 401 };
-        return session::login_page(app, status, None, "", lang, &lang_url);
+        return session::login_page(app, status, None, "", lang, &lang_url).await;
     };
-    let Some(who) = session::who(app, &state) else {
+    let Some(who) = session::who(app, &state).await else {
         // The user was removed: the session is worth nothing.
-        let _ = app.store.delete_session(&sid);
-        return session::login_page(app, 401, None, "", lang, &lang_url);
+        let _ = app.store.delete_session(&sid).await;
+        return session::login_page(app, 401, None, "", lang, &lang_url).await;
     };
     let segs: Vec<String> = path
         .split('/')
@@ -340,7 +340,7 @@ async fn route(
             PostResult::Done(p) => {
                 if let Some(f) = &p.flash {
                     let text = serde_json::to_string(f).unwrap_or_default();
-                    if let Err(e) = app.store.set_session_flash(&sid, &text) {
+                    if let Err(e) = app.store.set_session_flash(&sid, &text).await {
                         tracing::error!(error = %e, "cannot keep the admin page's message");
                     }
                 }
@@ -356,7 +356,7 @@ async fn route(
     // The message of the post that led here, shown once.
     let flash = app
         .store
-        .take_session_flash(&sid)
+        .take_session_flash(&sid).await
         .ok()
         .flatten()
         .and_then(|f| serde_json::from_str::<Flash>(&f).ok());
@@ -460,8 +460,8 @@ pub fn enc(s: &str) -> String {
 }
 
 /// Writes an audit line; a failure is logged (the action itself is done).
-pub fn audit(app: &App, who: &Who, action: &str, merchant: Option<&str>, detail: &str) {
-    if let Err(e) = app.store.record_audit(&who.name, action, merchant, detail) {
+pub async fn audit(app: &App, who: &Who, action: &str, merchant: Option<&str>, detail: &str) {
+    if let Err(e) = app.store.record_audit(&who.name, action, merchant, detail).await {
         tracing::error!(error = %e, action, "cannot write the admin audit log");
     }
 }

@@ -115,7 +115,7 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         filter,
         errors,
     } = filters(ctx);
-    let mut rows = app.store.list_payments(&filter).unwrap_or_else(|e| {
+    let mut rows = app.store.list_payments(&filter).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "the admin payments list failed");
         Vec::new()
     });
@@ -132,7 +132,7 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         .is_some()
         .then(|| format!("/admin/payments?{}", query_of(&typed, &[])));
     let payments: Vec<Value> = rows.iter().map(|r| row(app, r)).collect();
-    let merchant_ids = super::merchants::visible_ids(app, ctx);
+    let merchant_ids = super::merchants::visible_ids(app, ctx).await;
     let mut f = std::collections::BTreeMap::new();
     for (k, v) in &typed {
         f.insert(*k, v.clone());
@@ -187,7 +187,7 @@ pub async fn overview(app: &Arc<App>, ctx: &Ctx) -> Page {
     for scope in &scopes {
         for t in app
             .store
-            .daily_totals(scope.as_deref(), &from, &to)
+            .daily_totals(scope.as_deref(), &from, &to).await
             .unwrap_or_default()
         {
             if let Some(d) = days.iter_mut().find(|d| d.date == t.date) {
@@ -210,7 +210,7 @@ pub async fn overview(app: &Arc<App>, ctx: &Ctx) -> Page {
         .rev()
         .map(|d| context! { date => d.date, count => d.count, amount => yuan(d.fen) })
         .collect();
-    let counts = app.store.merchant_counts().unwrap_or_default();
+    let counts = app.store.merchant_counts().await.unwrap_or_default();
     let merchants: Vec<Value> = counts
         .iter()
         .filter(|c| ctx.who.sees(&c.id))
@@ -280,15 +280,15 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
     if !ctx.who.sees(id) {
         return Page::NotFound;
     }
-    let Ok(Some(lp)) = app.store.ledger_payment(id, no) else {
+    let Ok(Some(lp)) = app.store.ledger_payment(id, no).await else {
         return Page::NotFound;
     };
     let zone = &app.config.admin.time_zone;
     let p = &lp.payment;
-    let refunds = app.store.refunds_for(id, no).unwrap_or_default();
-    let attempts = app.store.webhook_attempts_for(id, no).unwrap_or_default();
+    let refunds = app.store.refunds_for(id, no).await.unwrap_or_default();
+    let attempts = app.store.webhook_attempts_for(id, no).await.unwrap_or_default();
     // The ledger's timeline (the API's), in words and the zone's times.
-    let timeline: Vec<Value> = crate::ledger::timeline(app, p)
+    let timeline: Vec<Value> = crate::ledger::timeline(app, p).await
         .unwrap_or_default()
         .iter()
         .map(|e| timeline_line(ctx, zone, e))
@@ -360,7 +360,7 @@ pub async fn sync(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
                 "payment.sync",
                 Some(id),
                 &format!("{no}: {}", r.status),
-            );
+            ).await;
             Flash::ok(format!(
                 "{} {no}: {} ({})",
                 ctx.t("查询完成", "Queried"),
@@ -407,7 +407,7 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
                 "refund.start",
                 Some(id),
                 &format!("{no}: ¥{} #{} {}", r.amount(), r.id, r.status),
-            );
+            ).await;
             let mut f = Flash::ok(format!(
                 "{} ¥{} ({})",
                 ctx.t("已发起退款", "Refund started:"),
@@ -435,7 +435,7 @@ pub async fn close(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult 
     }
     let flash = match app.close_payment(id, no).await {
         Ok(v) => {
-            audit(app, &ctx.who, "payment.close", Some(id), no);
+            audit(app, &ctx.who, "payment.close", Some(id), no).await;
             let status = v["status"]
                 .as_str()
                 .unwrap_or(crate::store::TRADE_CLOSED)

@@ -52,19 +52,19 @@ pub fn language(req: &Request<Incoming>, query: &[(String, String)]) -> (Lang, O
 }
 
 /// The session of a request (its id hash and state), if it has a live one.
-pub fn current(app: &App, req: &Request<Incoming>) -> Option<(String, AdminSession)> {
+pub async fn current(app: &App, req: &Request<Incoming>) -> Option<(String, AdminSession)> {
     let id = cookie(req, COOKIE)?;
     let hash = crate::auth::token_hash(id);
     let s = app
         .store
-        .admin_session(&hash, crate::store::now_ms())
+        .admin_session(&hash, crate::store::now_ms()).await
         .ok()
         .flatten()?;
     Some((hash, s))
 }
 
 /// Who a session belongs to; None when its user no longer exists.
-pub fn who(app: &App, s: &AdminSession) -> Option<Who> {
+pub async fn who(app: &App, s: &AdminSession) -> Option<Who> {
     match &s.user {
         None => Some(Who {
             name: PASSWORD_OPERATOR.into(),
@@ -72,7 +72,7 @@ pub fn who(app: &App, s: &AdminSession) -> Option<Who> {
             merchants: Vec::new(),
         }),
         Some(name) => {
-            let u = app.store.admin_user(name).ok().flatten()?;
+            let u = app.store.admin_user(name).await.ok().flatten()?;
             Some(Who {
                 name: u.name,
                 role: u.role,
@@ -171,11 +171,11 @@ pub async fn form_of(req: Request<Incoming>) -> Vec<(String, String)> {
 }
 
 /// Whether anyone can log in: an admin user exists or payhost.toml has a password hash.
-fn login_enabled(app: &App) -> bool {
-    app.config.admin_password_hash.is_some() || app.store.admin_users().is_ok_and(|u| !u.is_empty())
+async fn login_enabled(app: &App) -> bool {
+    app.config.admin_password_hash.is_some() || app.store.admin_users().await.is_ok_and(|u| !u.is_empty())
 }
 
-pub fn login_page(
+pub async fn login_page(
     app: &App,
     status: u16,
     error: Option<&str>,
@@ -187,7 +187,7 @@ pub fn login_page(
         status,
         "login.html",
         &frame(app, None, lang, lang_url, ""),
-        context! { error, user, enabled => login_enabled(app) },
+        context! { error, user, enabled => login_enabled(app).await },
     )
 }
 
@@ -200,7 +200,7 @@ pub async fn logout(
     if let Some(hash) = session {
         let csrf = app
             .store
-            .admin_session(hash, crate::store::now_ms())
+            .admin_session(hash, crate::store::now_ms()).await
             .ok()
             .flatten()
             .map(|s| s.csrf)
@@ -210,7 +210,7 @@ pub async fn logout(
             csrf_ok(&form, &csrf)
         };
         if allowed {
-            if let Err(e) = app.store.delete_session(hash) {
+            if let Err(e) = app.store.delete_session(hash).await {
                 tracing::error!(error = %e, "cannot delete an admin session");
             }
             tracing::info!("admin logged out");
@@ -247,13 +247,13 @@ pub async fn login(
             ),
             lang.pick("秒后再试", "s")
         );
-        let mut r = login_page(app, 429, Some(&msg), "", lang, lang_url);
+        let mut r = login_page(app, 429, Some(&msg), "", lang, lang_url).await;
         r.headers_mut()
             .insert("retry-after", http::HeaderValue::from(wait));
         return r;
     }
-    if !login_enabled(app) {
-        return login_page(app, 403, None, "", lang, lang_url);
+    if !login_enabled(app).await {
+        return login_page(app, 403, None, "", lang, lang_url).await;
     }
     let secure_cookie = over_https(app, remote, &req);
     let form = form_of(req).await;
@@ -262,9 +262,15 @@ pub async fn login(
     // A named user's hash, or payhost.toml's for an empty name. An unknown name is checked
     // against a hash all the same, so its answer takes as long as a wrong password's.
     let (hash, user) = if name.is_empty() {
-        (app.config.admin_password_hash.clone(), None)
+        (
+            app.config
+                .admin_password_hash
+                .as_ref()
+                .map(|h| h.expose().to_owned()),
+            None,
+        )
     } else {
-        match app.store.admin_user(&name).ok().flatten() {
+        match app.store.admin_user(&name).await.ok().flatten() {
             Some(u) => (Some(u.password_hash), Some(u.name)),
             None => (None, None),
         }
@@ -280,7 +286,7 @@ pub async fn login(
         app.guards.logins.failed(key);
         tracing::warn!(%ip, "admin login refused");
         let msg = lang.pick("用户名或密码不正确", "Wrong user name or password");
-        return login_page(app, 401, Some(msg), &name, lang, lang_url);
+        return login_page(app, 401, Some(msg), &name, lang, lang_url).await;
     }
     app.guards.logins.succeeded(key);
     let id = crate::auth::random_token();
@@ -291,7 +297,7 @@ pub async fn login(
         &csrf,
         crate::store::now_ms() + ttl as i64 * 1000,
         user.as_deref(),
-    ) {
+    ).await {
         tracing::error!(error = %e, "cannot store an admin session");
         return login_page(
             app,
@@ -300,7 +306,7 @@ pub async fn login(
             &name,
             lang,
             lang_url,
-        );
+        ).await;
     }
     tracing::info!(%ip, user = user.as_deref().unwrap_or(PASSWORD_OPERATOR), "admin logged in");
     let mut c = format!("{COOKIE}={id}; Path=/admin; Max-Age={ttl}; HttpOnly; SameSite=Strict");

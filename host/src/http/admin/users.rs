@@ -14,7 +14,7 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
     let zone = &app.config.admin.time_zone;
     let users: Vec<Value> = app
         .store
-        .admin_users()
+        .admin_users().await
         .unwrap_or_default()
         .into_iter()
         .map(|u| {
@@ -35,7 +35,7 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         section: "users",
         values: context! {
             users, errors, typed, typed_merchants,
-            merchant_ids => app.store.merchant_ids().unwrap_or_default(),
+            merchant_ids => app.store.merchant_ids().await.unwrap_or_default(),
         },
     }
 }
@@ -59,9 +59,7 @@ pub async fn add(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
         created_by: &ctx.who.name,
         configured: &[],
     };
-    // argon2 takes tens of milliseconds: off the async workers.
-    let store = app.store.clone();
-    let result = tokio::task::block_in_place(|| crate::admin_users::add(store.as_ref(), &new));
+    let result = crate::admin_users::add(app.store.as_ref(), &new).await;
     match result {
         Ok(u) => PostResult::Done(Posted::to(
             "/admin/users",
@@ -107,7 +105,7 @@ pub async fn audit(app: &Arc<App>, ctx: &Ctx) -> Page {
     const PAGE: u32 = 100;
     let before = ctx.q("before").parse::<i64>().ok();
     let zone = &app.config.admin.time_zone;
-    let rows = app.store.audit_log(None, before, PAGE).unwrap_or_default();
+    let rows = app.store.audit_log(None, before, PAGE).await.unwrap_or_default();
     let next_url = (rows.len() as u32 == PAGE)
         .then(|| rows.last().map(|r| format!("/admin/audit?before={}", r.id)))
         .flatten();

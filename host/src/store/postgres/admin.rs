@@ -29,8 +29,9 @@ async fn user_of(c: &deadpool_postgres::Client, r: &Row) -> Result<AdminUser> {
 const USER_COLUMNS: &str =
     "SELECT name, password_hash, role, created_at, created_by FROM admin_users";
 
+#[async_trait]
 impl AdminStore for PostgresStore {
-    fn add_admin_user(&self, user: &AdminUser) -> Result<()> {
+    async fn add_admin_user(&self, user: &AdminUser) -> Result<()> {
         let user = user.clone();
         self.tx(move |tx| {
             Box::pin(async move {
@@ -53,9 +54,10 @@ impl AdminStore for PostgresStore {
                 Ok(())
             })
         })
+        .await
     }
 
-    fn admin_user(&self, name: &str) -> Result<Option<AdminUser>> {
+    async fn admin_user(&self, name: &str) -> Result<Option<AdminUser>> {
         let name = name.to_owned();
         self.run(|pool| async move {
             let c = pool.get().await?;
@@ -67,9 +69,10 @@ impl AdminStore for PostgresStore {
                 None => Ok(None),
             }
         })
+        .await
     }
 
-    fn admin_users(&self) -> Result<Vec<AdminUser>> {
+    async fn admin_users(&self) -> Result<Vec<AdminUser>> {
         self.run(|pool| async move {
             let c = pool.get().await?;
             let mut users = Vec::new();
@@ -81,9 +84,10 @@ impl AdminStore for PostgresStore {
             }
             Ok(users)
         })
+        .await
     }
 
-    fn create_user_session(
+    async fn create_user_session(
         &self,
         id_hash: &str,
         csrf: &str,
@@ -102,9 +106,10 @@ impl AdminStore for PostgresStore {
                 Ok(())
             })
         })
+        .await
     }
 
-    fn admin_session(&self, id_hash: &str, now_ms: i64) -> Result<Option<AdminSession>> {
+    async fn admin_session(&self, id_hash: &str, now_ms: i64) -> Result<Option<AdminSession>> {
         let id_hash = id_hash.to_owned();
         self.run(|pool| async move {
             let c = pool.get().await?;
@@ -118,9 +123,10 @@ impl AdminStore for PostgresStore {
                 user: r.get(1),
             }))
         })
+        .await
     }
 
-    fn set_session_flash(&self, id_hash: &str, flash: &str) -> Result<()> {
+    async fn set_session_flash(&self, id_hash: &str, flash: &str) -> Result<()> {
         let (id_hash, flash) = (id_hash.to_owned(), flash.to_owned());
         self.run(|pool| async move {
             let c = pool.get().await?;
@@ -131,9 +137,10 @@ impl AdminStore for PostgresStore {
             .await?;
             Ok(())
         })
+        .await
     }
 
-    fn take_session_flash(&self, id_hash: &str) -> Result<Option<String>> {
+    async fn take_session_flash(&self, id_hash: &str) -> Result<Option<String>> {
         let id_hash = id_hash.to_owned();
         self.run(|pool| async move {
             let c = pool.get().await?;
@@ -147,9 +154,10 @@ impl AdminStore for PostgresStore {
             .await?
             .and_then(|r| r.get(0)))
         })
+        .await
     }
 
-    fn record_audit(
+    async fn record_audit(
         &self,
         actor: &str,
         action: &str,
@@ -168,9 +176,10 @@ impl AdminStore for PostgresStore {
                 .await?;
             Ok(row.get(0))
         })
+        .await
     }
 
-    fn audit_log(
+    async fn audit_log(
         &self,
         merchants: Option<&[String]>,
         before: Option<i64>,
@@ -201,5 +210,6 @@ impl AdminStore for PostgresStore {
                 })
                 .collect())
         })
+        .await
     }
 }

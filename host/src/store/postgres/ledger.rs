@@ -6,6 +6,7 @@ use crate::domain::refunds;
 use crate::store::ledger::*;
 use crate::store::{now_ms, now_rfc3339, Payment};
 use anyhow::Result;
+use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -161,8 +162,9 @@ async fn apply_write(
     )
 }
 
+#[async_trait]
 impl Ledger for PostgresStore {
-    fn list_payments(&self, f: &PaymentFilter) -> Result<Vec<LedgerPayment>> {
+    async fn list_payments(&self, f: &PaymentFilter) -> Result<Vec<LedgerPayment>> {
         let f = f.clone();
         self.run(|pool| async move {
             let mut sql =
@@ -230,9 +232,10 @@ impl Ledger for PostgresStore {
                 .map(ledger_from_row)
                 .collect()
         })
+        .await
     }
 
-    fn ledger_payment(&self, merchant: &str, no: &str) -> Result<Option<LedgerPayment>> {
+    async fn ledger_payment(&self, merchant: &str, no: &str) -> Result<Option<LedgerPayment>> {
         let (m, n) = (merchant.to_owned(), no.to_owned());
         self.run(|pool| async move {
             let c = pool.get().await?;
@@ -245,9 +248,10 @@ impl Ledger for PostgresStore {
             .map(ledger_from_row)
             .transpose()
         })
+        .await
     }
 
-    fn payment_by_trade_no(&self, merchant: &str, trade_no: &str) -> Result<Option<Payment>> {
+    async fn payment_by_trade_no(&self, merchant: &str, trade_no: &str) -> Result<Option<Payment>> {
         let (m, t) = (merchant.to_owned(), trade_no.to_owned());
         self.run(|pool| async move {
             let c = pool.get().await?;
@@ -260,9 +264,10 @@ impl Ledger for PostgresStore {
             .map(payment_from_row)
             .transpose()
         })
+        .await
     }
 
-    fn merchant_counts(&self) -> Result<Vec<MerchantCounts>> {
+    async fn merchant_counts(&self) -> Result<Vec<MerchantCounts>> {
         self.run(|pool| async move {
             let c = pool.get().await?;
             let rows = c
@@ -294,9 +299,10 @@ impl Ledger for PostgresStore {
                 })
                 .collect()
         })
+        .await
     }
 
-    fn daily_totals(&self, merchant: Option<&str>, from: &str, to: &str) -> Result<Vec<DayTotal>> {
+    async fn daily_totals(&self, merchant: Option<&str>, from: &str, to: &str) -> Result<Vec<DayTotal>> {
         let (m, from, to) = (merchant.map(str::to_owned), from.to_owned(), to.to_owned());
         self.run(|pool| async move {
             let c = pool.get().await?;
@@ -323,17 +329,19 @@ impl Ledger for PostgresStore {
                 })
                 .collect()
         })
+        .await
     }
 
-    fn refunds_for(&self, merchant: &str, no: &str) -> Result<Vec<Refund>> {
+    async fn refunds_for(&self, merchant: &str, no: &str) -> Result<Vec<Refund>> {
         let (m, n) = (merchant.to_owned(), no.to_owned());
         self.run(|pool| async move {
             let c = pool.get().await?;
             refunds_in(&c, &m, &n).await
         })
+        .await
     }
 
-    fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>> {
+    async fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>> {
         let m = merchant.to_owned();
         self.run(|pool| async move {
             let c = pool.get().await?;
@@ -346,9 +354,10 @@ impl Ledger for PostgresStore {
             .map(refund_from_row)
             .transpose()
         })
+        .await
     }
 
-    fn refunds_completed(&self, merchant: &str, from: &str, to: &str) -> Result<Vec<Refund>> {
+    async fn refunds_completed(&self, merchant: &str, from: &str, to: &str) -> Result<Vec<Refund>> {
         let (m, from, to) = (merchant.to_owned(), from.to_owned(), to.to_owned());
         self.run(|pool| async move {
             let c = pool.get().await?;
@@ -361,9 +370,10 @@ impl Ledger for PostgresStore {
             .map(refund_from_row)
             .collect()
         })
+        .await
     }
 
-    fn begin_refund(&self, new: &NewRefund) -> Result<RefundBegun> {
+    async fn begin_refund(&self, new: &NewRefund) -> Result<RefundBegun> {
         let new = new.clone();
         self.tx(move |tx| {
             Box::pin(async move {
@@ -399,9 +409,10 @@ impl Ledger for PostgresStore {
                 Ok(RefundBegun::New(refund_from_row(&row)?))
             })
         })
+        .await
     }
 
-    fn refund_started(
+    async fn refund_started(
         &self,
         merchant: &str,
         id: i64,
@@ -422,9 +433,10 @@ impl Ledger for PostgresStore {
             .await?;
             Ok(())
         })
+        .await
     }
 
-    fn settle_refund(&self, r: &RefundResult<'_>) -> Result<RefundApplied> {
+    async fn settle_refund(&self, r: &RefundResult<'_>) -> Result<RefundApplied> {
         let (merchant, id, status) = (r.merchant_id.to_owned(), r.refund_id, r.status);
         let detail = r.detail.map(str::to_owned);
         let completed = r.completed_at.map(str::to_owned);
@@ -462,9 +474,10 @@ impl Ledger for PostgresStore {
                 .await
             })
         })
+        .await
     }
 
-    fn apply_refund_report(&self, e: &ReportEffect<'_>) -> Result<RefundApplied> {
+    async fn apply_refund_report(&self, e: &ReportEffect<'_>) -> Result<RefundApplied> {
         let (merchant, no, notify_id) = (
             e.merchant_id.to_owned(),
             e.out_trade_no.to_owned(),
@@ -502,9 +515,10 @@ impl Ledger for PostgresStore {
                 apply_write(tx, &p, write, Some(&done), detail, &report.request_no, hook.as_deref()).await
             })
         })
+        .await
     }
 
-    fn close_payment(&self, merchant: &str, no: &str, webhook_url: Option<&str>) -> Result<bool> {
+    async fn close_payment(&self, merchant: &str, no: &str, webhook_url: Option<&str>) -> Result<bool> {
         let (merchant, no, hook) = (
             merchant.to_owned(),
             no.to_owned(),
@@ -546,9 +560,10 @@ impl Ledger for PostgresStore {
                 Ok(true)
             })
         })
+        .await
     }
 
-    fn record_event(
+    async fn record_event(
         &self,
         merchant: &str,
         no: &str,
@@ -570,9 +585,10 @@ impl Ledger for PostgresStore {
             .await?;
             Ok(())
         })
+        .await
     }
 
-    fn events_for(&self, merchant: &str, no: &str) -> Result<Vec<PaymentEvent>> {
+    async fn events_for(&self, merchant: &str, no: &str) -> Result<Vec<PaymentEvent>> {
         let (m, n) = (merchant.to_owned(), no.to_owned());
         self.run(|pool| async move {
             let c = pool.get().await?;
@@ -591,9 +607,10 @@ impl Ledger for PostgresStore {
             })
             .collect()
         })
+        .await
     }
 
-    fn record_webhook_attempt(&self, merchant: &str, no: &str, a: &WebhookAttempt) -> Result<()> {
+    async fn record_webhook_attempt(&self, merchant: &str, no: &str, a: &WebhookAttempt) -> Result<()> {
         let (m, n, a) = (merchant.to_owned(), no.to_owned(), a.clone());
         self.run(|pool| async move {
             let c = pool.get().await?;
@@ -604,9 +621,10 @@ impl Ledger for PostgresStore {
             .await?;
             Ok(())
         })
+        .await
     }
 
-    fn webhook_attempts_for(&self, merchant: &str, no: &str) -> Result<Vec<WebhookAttempt>> {
+    async fn webhook_attempts_for(&self, merchant: &str, no: &str) -> Result<Vec<WebhookAttempt>> {
         let (m, n) = (merchant.to_owned(), no.to_owned());
         self.run(|pool| async move {
             let c = pool.get().await?;
@@ -619,5 +637,6 @@ impl Ledger for PostgresStore {
             .map(attempt_from_row)
             .collect()
         })
+        .await
     }
 }

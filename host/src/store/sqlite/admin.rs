@@ -1,7 +1,10 @@
 //! [`AdminStore`] on SQLite: admin users, session users and messages, the audit log.
 
-use super::*;
+use super::SqliteStore;
 use crate::store::admin::{AdminSession, AdminStore, AdminUser, AuditEntry, Role};
+use crate::store::*;
+use anyhow::{anyhow, bail};
+use rusqlite::{params, Connection, OptionalExtension};
 
 fn user_of(conn: &Connection, row: (String, String, String, String, String)) -> Result<AdminUser> {
     let (name, password_hash, role, created_at, created_by) = row;
@@ -29,8 +32,9 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, 
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
+#[async_trait]
 impl AdminStore for SqliteStore {
-    fn add_admin_user(&self, user: &AdminUser) -> Result<()> {
+    async fn add_admin_user(&self, user: &AdminUser) -> Result<()> {
         let user = user.clone();
         self.write(move |conn| {
             let taken: bool = conn
@@ -49,27 +53,33 @@ impl AdminStore for SqliteStore {
             }
             Ok(())
         })
+        .await
     }
 
-    fn admin_user(&self, name: &str) -> Result<Option<AdminUser>> {
-        let conn = self.conn();
-        let row = conn
-            .prepare_cached(&format!("{USER_COLUMNS} WHERE name = ?1"))?
-            .query_row([name], user_row)
-            .optional()?;
-        row.map(|r| user_of(&conn, r)).transpose()
+    async fn admin_user(&self, name: &str) -> Result<Option<AdminUser>> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let row = conn
+                .prepare_cached(&format!("{USER_COLUMNS} WHERE name = ?1"))?
+                .query_row([&name], user_row)
+                .optional()?;
+            row.map(|r| user_of(conn, r)).transpose()
+        })
+        .await
     }
 
-    fn admin_users(&self) -> Result<Vec<AdminUser>> {
-        let conn = self.conn();
-        let rows = conn
-            .prepare_cached(&format!("{USER_COLUMNS} ORDER BY name"))?
-            .query_map([], user_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter().map(|r| user_of(&conn, r)).collect()
+    async fn admin_users(&self) -> Result<Vec<AdminUser>> {
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(&format!("{USER_COLUMNS} ORDER BY name"))?
+                .query_map([], user_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(|r| user_of(conn, r)).collect()
+        })
+        .await
     }
 
-    fn create_user_session(
+    async fn create_user_session(
         &self,
         id_hash: &str,
         csrf: &str,
@@ -86,11 +96,12 @@ impl AdminStore for SqliteStore {
                 .execute(params![id_hash, csrf, now, expires_ms, user])?;
             Ok(())
         })
+        .await
     }
 
-    fn admin_session(&self, id_hash: &str, now_ms: i64) -> Result<Option<AdminSession>> {
-        Ok(self
-            .conn()
+    async fn admin_session(&self, id_hash: &str, now_ms: i64) -> Result<Option<AdminSession>> {
+        let id_hash = id_hash.to_owned();
+        self.read(move |conn| Ok(conn
             .prepare_cached(
                 "SELECT csrf, user_name FROM admin_sessions WHERE id_hash = ?1 AND expires_ms > ?2",
             )?
@@ -100,19 +111,21 @@ impl AdminStore for SqliteStore {
                     user: r.get(1)?,
                 })
             })
-            .optional()?)
+            .optional()?))
+        .await
     }
 
-    fn set_session_flash(&self, id_hash: &str, flash: &str) -> Result<()> {
+    async fn set_session_flash(&self, id_hash: &str, flash: &str) -> Result<()> {
         let (id_hash, flash) = (id_hash.to_owned(), flash.to_owned());
         self.write(move |conn| {
             conn.prepare_cached("UPDATE admin_sessions SET flash = ?2 WHERE id_hash = ?1")?
                 .execute(params![id_hash, flash])?;
             Ok(())
         })
+        .await
     }
 
-    fn take_session_flash(&self, id_hash: &str) -> Result<Option<String>> {
+    async fn take_session_flash(&self, id_hash: &str) -> Result<Option<String>> {
         let id_hash = id_hash.to_owned();
         self.write(move |conn| {
             let flash: Option<String> = conn
@@ -126,9 +139,10 @@ impl AdminStore for SqliteStore {
             }
             Ok(flash)
         })
+        .await
     }
 
-    fn record_audit(
+    async fn record_audit(
         &self,
         actor: &str,
         action: &str,
@@ -142,17 +156,18 @@ impl AdminStore for SqliteStore {
                 .execute(params![now_rfc3339(), args[0], args[1], merchant, args[2]])?;
             Ok(conn.last_insert_rowid())
         })
+        .await
     }
 
-    fn audit_log(
+    async fn audit_log(
         &self,
         merchants: Option<&[String]>,
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>> {
-        let conn = self.conn();
         // An owner's list: their merchants only, as a JSON array SQLite reads with json_each.
         let only = merchants.map(|m| serde_json::to_string(m).unwrap_or_default());
+        self.read(move |conn| {
         let rows = conn
             .prepare_cached(
                 "SELECT id, at, actor, action, merchant_id, detail FROM admin_audit \
@@ -172,5 +187,7 @@ impl AdminStore for SqliteStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+        })
+        .await
     }
 }

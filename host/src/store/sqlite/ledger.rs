@@ -6,6 +6,7 @@ use crate::domain::refunds;
 use crate::store::ledger::*;
 use crate::store::{now_ms, now_rfc3339, Payment};
 use anyhow::Result;
+use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
@@ -156,8 +157,9 @@ fn apply_write(
     )
 }
 
+#[async_trait]
 impl Ledger for SqliteStore {
-    fn list_payments(&self, f: &PaymentFilter) -> Result<Vec<LedgerPayment>> {
+    async fn list_payments(&self, f: &PaymentFilter) -> Result<Vec<LedgerPayment>> {
         let mut sql = String::from("SELECT * FROM payments WHERE 1 = 1");
         let mut args: Vec<Value> = Vec::new();
         let mut arg = |sql: &mut String, clause: &str, v: Value| {
@@ -211,34 +213,42 @@ impl Ledger for SqliteStore {
             " ORDER BY created_at DESC, merchant_id DESC, out_trade_no DESC LIMIT ?",
             Value::Integer(i64::from(f.limit)),
         );
-        let conn = self.conn();
-        let mut st = conn.prepare_cached(&sql)?;
-        let rows = st
-            .query_map(params_from_iter(args), ledger_from_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.read(move |conn| {
+            let mut st = conn.prepare_cached(&sql)?;
+            let rows = st
+                .query_map(params_from_iter(args), ledger_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
     }
 
-    fn ledger_payment(&self, merchant: &str, no: &str) -> Result<Option<LedgerPayment>> {
-        Ok(self
-            .conn()
-            .prepare_cached("SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2")?
-            .query_row(params![merchant, no], ledger_from_row)
-            .optional()?)
+    async fn ledger_payment(&self, merchant: &str, no: &str) -> Result<Option<LedgerPayment>> {
+        let (merchant, no) = (merchant.to_owned(), no.to_owned());
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2")?
+                .query_row(params![merchant, no], ledger_from_row)
+                .optional()?)
+        })
+        .await
     }
 
-    fn payment_by_trade_no(&self, merchant: &str, trade_no: &str) -> Result<Option<Payment>> {
-        Ok(self
-            .conn()
-            .prepare_cached(
-                "SELECT * FROM payments WHERE trade_no = ?2 AND merchant_id = ?1 LIMIT 1",
-            )?
-            .query_row(params![merchant, trade_no], payment_from_row)
-            .optional()?)
+    async fn payment_by_trade_no(&self, merchant: &str, trade_no: &str) -> Result<Option<Payment>> {
+        let (merchant, trade_no) = (merchant.to_owned(), trade_no.to_owned());
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT * FROM payments WHERE trade_no = ?2 AND merchant_id = ?1 LIMIT 1",
+                )?
+                .query_row(params![merchant, trade_no], payment_from_row)
+                .optional()?)
+        })
+        .await
     }
 
-    fn merchant_counts(&self) -> Result<Vec<MerchantCounts>> {
-        let conn = self.conn();
+    async fn merchant_counts(&self) -> Result<Vec<MerchantCounts>> {
+        self.read(move |conn| {
         let mut st = conn.prepare_cached(&format!(
             "SELECT m.id, COUNT(p.out_trade_no),
                     COALESCE(SUM(p.status IN {PAID}), 0),
@@ -263,10 +273,13 @@ impl Ledger for SqliteStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+        })
+        .await
     }
 
-    fn daily_totals(&self, merchant: Option<&str>, from: &str, to: &str) -> Result<Vec<DayTotal>> {
-        let conn = self.conn();
+    async fn daily_totals(&self, merchant: Option<&str>, from: &str, to: &str) -> Result<Vec<DayTotal>> {
+        let (merchant, from, to) = (merchant.map(str::to_owned), from.to_owned(), to.to_owned());
+        self.read(move |conn| {
         let mut st = conn.prepare_cached(&format!(
             "SELECT date(created_at, '+8 hours') AS day, COUNT(*), SUM(total_fen), SUM(refunded_fen)
              FROM payments
@@ -284,22 +297,31 @@ impl Ledger for SqliteStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+        })
+        .await
     }
 
-    fn refunds_for(&self, merchant: &str, no: &str) -> Result<Vec<Refund>> {
-        refunds_in(&self.conn(), merchant, no)
+    async fn refunds_for(&self, merchant: &str, no: &str) -> Result<Vec<Refund>> {
+        let (merchant, no) = (merchant.to_owned(), no.to_owned());
+        self.read(move |conn| refunds_in(conn, &merchant, &no)).await
     }
 
-    fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>> {
-        Ok(self
-            .conn()
-            .prepare_cached("SELECT * FROM refunds WHERE merchant_id = ?1 AND id = ?2")?
-            .query_row(params![merchant, id], refund_from_row)
-            .optional()?)
+    async fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>> {
+        let merchant = merchant.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT * FROM refunds WHERE merchant_id = ?1 AND id = ?2")?
+                .query_row(params![merchant, id], refund_from_row)
+                .optional()?)
+        })
+        .await
     }
 
-    fn refunds_completed(&self, merchant: &str, from: &str, to: &str) -> Result<Vec<Refund>> {
-        let conn = self.conn();
+    async fn refunds_completed(&self, merchant: &str, from: &str, to: &str) -> Result<Vec<Refund>> {
+        let merchant = merchant.to_owned();
+        let from = from.to_owned();
+        let to = to.to_owned();
+        self.read(move |conn| {
         let mut st = conn.prepare_cached(
             "SELECT * FROM refunds WHERE merchant_id = ?1 AND status = 'SUCCESS' AND completed_at >= ?2 AND completed_at < ?3 ORDER BY id",
         )?;
@@ -307,9 +329,11 @@ impl Ledger for SqliteStore {
             .query_map(params![merchant, from, to], refund_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+        })
+        .await
     }
 
-    fn begin_refund(&self, new: &NewRefund) -> Result<RefundBegun> {
+    async fn begin_refund(&self, new: &NewRefund) -> Result<RefundBegun> {
         let new = new.clone();
         self.write(move |conn| {
             let Some(p) = payment_in(conn, &new.merchant_id, &new.out_trade_no)? else {
@@ -345,9 +369,10 @@ impl Ledger for SqliteStore {
                 .query_row([id], refund_from_row)?;
             Ok(RefundBegun::New(r))
         })
+        .await
     }
 
-    fn refund_started(
+    async fn refund_started(
         &self,
         merchant: &str,
         id: i64,
@@ -364,9 +389,10 @@ impl Ledger for SqliteStore {
                 .execute(params![m, id, c, d])?;
             Ok(())
         })
+        .await
     }
 
-    fn settle_refund(&self, r: &RefundResult<'_>) -> Result<RefundApplied> {
+    async fn settle_refund(&self, r: &RefundResult<'_>) -> Result<RefundApplied> {
         let (merchant, id, status) = (r.merchant_id.to_owned(), r.refund_id, r.status);
         let detail = r.detail.map(str::to_owned);
         let completed = r.completed_at.map(str::to_owned);
@@ -397,9 +423,10 @@ impl Ledger for SqliteStore {
                 hook.as_deref(),
             )
         })
+        .await
     }
 
-    fn apply_refund_report(&self, e: &ReportEffect<'_>) -> Result<RefundApplied> {
+    async fn apply_refund_report(&self, e: &ReportEffect<'_>) -> Result<RefundApplied> {
         let (merchant, no, notify_id) = (
             e.merchant_id.to_owned(),
             e.out_trade_no.to_owned(),
@@ -427,9 +454,10 @@ impl Ledger for SqliteStore {
             let detail = (!report.detail.is_empty()).then_some(report.detail.as_str());
             apply_write(conn, &p, write, Some(completed.as_deref().unwrap_or(&now_rfc3339())), detail, &report.request_no, hook.as_deref())
         })
+        .await
     }
 
-    fn close_payment(&self, merchant: &str, no: &str, webhook_url: Option<&str>) -> Result<bool> {
+    async fn close_payment(&self, merchant: &str, no: &str, webhook_url: Option<&str>) -> Result<bool> {
         let (merchant, no, hook) = (
             merchant.to_owned(),
             no.to_owned(),
@@ -462,9 +490,10 @@ impl Ledger for SqliteStore {
             }
             Ok(true)
         })
+        .await
     }
 
-    fn record_event(
+    async fn record_event(
         &self,
         merchant: &str,
         no: &str,
@@ -482,10 +511,13 @@ impl Ledger for SqliteStore {
                 .execute(params![args.0, args.1, now_rfc3339(), args.2, args.3])?;
             Ok(())
         })
+        .await
     }
 
-    fn events_for(&self, merchant: &str, no: &str) -> Result<Vec<PaymentEvent>> {
-        let conn = self.conn();
+    async fn events_for(&self, merchant: &str, no: &str) -> Result<Vec<PaymentEvent>> {
+        let merchant = merchant.to_owned();
+        let no = no.to_owned();
+        self.read(move |conn| {
         let mut st = conn.prepare_cached("SELECT at, kind, detail FROM payment_events WHERE merchant_id = ?1 AND out_trade_no = ?2 ORDER BY id")?;
         let rows = st
             .query_map(params![merchant, no], |r| {
@@ -497,19 +529,24 @@ impl Ledger for SqliteStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+        })
+        .await
     }
 
-    fn record_webhook_attempt(&self, merchant: &str, no: &str, a: &WebhookAttempt) -> Result<()> {
+    async fn record_webhook_attempt(&self, merchant: &str, no: &str, a: &WebhookAttempt) -> Result<()> {
         let (m, n, a) = (merchant.to_owned(), no.to_owned(), a.clone());
         self.write(move |conn| {
             conn.prepare_cached("INSERT INTO webhook_attempts (webhook_id, merchant_id, out_trade_no, event_type, at, http_status, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?
                 .execute(params![a.webhook_id, m, n, a.event_type, a.at, a.http_status, a.error])?;
             Ok(())
         })
+        .await
     }
 
-    fn webhook_attempts_for(&self, merchant: &str, no: &str) -> Result<Vec<WebhookAttempt>> {
-        let conn = self.conn();
+    async fn webhook_attempts_for(&self, merchant: &str, no: &str) -> Result<Vec<WebhookAttempt>> {
+        let merchant = merchant.to_owned();
+        let no = no.to_owned();
+        self.read(move |conn| {
         let mut st = conn.prepare_cached("SELECT webhook_id, event_type, at, http_status, error FROM webhook_attempts WHERE merchant_id = ?1 AND out_trade_no = ?2 ORDER BY id")?;
         let rows = st
             .query_map(params![merchant, no], |r| {
@@ -523,5 +560,7 @@ impl Ledger for SqliteStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+        })
+        .await
     }
 }

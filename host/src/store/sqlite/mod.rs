@@ -8,7 +8,9 @@
 //! worker ever waits for SQLite.
 
 mod access;
+mod admin;
 mod merchants;
+mod ledger;
 mod migrate;
 mod notifications;
 mod payments;
