@@ -170,7 +170,7 @@ impl App {
                 "is in the future (Beijing time); a bill exists only for a day up to today",
             ));
         }
-        let merchant = self.merchant(merchant_id)?;
+        let merchant = self.merchant(merchant_id).await?;
         let plugin = self.plugin_for(&merchant)?;
         let policy = self.merchant_policy(&merchant);
         let mut session = plugin.session().await?;

@@ -68,7 +68,7 @@ impl App {
         cmd: RefundCommand,
         started_by: &str,
     ) -> Result<(u16, Refund), ApiError> {
-        let merchant = self.merchant(merchant_id)?;
+        let merchant = self.merchant(merchant_id).await?;
         let amount = match &cmd.amount {
             Some(serde_json::Value::String(s)) => Amount::parse(s.trim()),
             Some(serde_json::Value::Number(n)) => Amount::parse(&n.to_string()),
@@ -306,7 +306,7 @@ impl App {
         merchant_id: &str,
         out_trade_no: &str,
     ) -> Result<serde_json::Value, ApiError> {
-        let merchant = self.merchant(merchant_id)?;
+        let merchant = self.merchant(merchant_id).await?;
         let payment = self
             .store
             .payment(merchant_id, out_trade_no).await

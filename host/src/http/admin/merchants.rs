@@ -83,11 +83,15 @@ fn family(app: &App, m: &MerchantSettings) -> String {
 pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
     let counts = app.store.merchant_counts().await.unwrap_or_default();
     let ids = visible_ids(app, ctx).await;
+    let mut stored = Vec::with_capacity(ids.len());
+    for id in &ids {
+        stored.push(app.store.merchant(id).await.ok().flatten());
+    }
     let merchants: Vec<Value> = ids
         .iter()
-        .map(|id| {
+        .zip(stored)
+        .map(|(id, m)| {
             let c = counts.iter().find(|c| &c.id == id).cloned().unwrap_or_default();
-            let m = app.store.merchant(id).await.ok().flatten();
             context! {
                 id,
                 plugin => m.as_ref().and_then(|m| app.plugins.for_merchant(m)).map(|p| p.info.name.clone()).unwrap_or_default(),
@@ -444,7 +448,8 @@ pub async fn connect_shop(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult 
         &plugin,
         &origins,
         field(form, "label"),
-    ) {
+    )
+    .await {
         Ok(m) => {
             audit(
                 app,
@@ -725,11 +730,10 @@ pub async fn revoke_token(app: &Arc<App>, ctx: &Ctx, id: &str, tid: &str) -> Pos
     if !ctx.who.sees(id) {
         return PostResult::NotFound;
     }
-    let ok = tid
-        .parse::<i64>()
-        .ok()
-        .map(|t| app.store.revoke_token(t, Some(id)).await.unwrap_or(false))
-        .unwrap_or(false);
+    let ok = match tid.parse::<i64>() {
+        Ok(t) => app.store.revoke_token(t, Some(id)).await.unwrap_or(false),
+        Err(_) => false,
+    };
     let flash = if ok {
         audit(
             app,
@@ -749,11 +753,10 @@ pub async fn resend(app: &Arc<App>, ctx: &Ctx, id: &str, wid: &str) -> PostResul
     if !ctx.who.sees(id) {
         return PostResult::NotFound;
     }
-    let ok = wid
-        .parse::<i64>()
-        .ok()
-        .map(|w| app.store.resend_webhook(id, w).await.unwrap_or(false))
-        .unwrap_or(false);
+    let ok = match wid.parse::<i64>() {
+        Ok(w) => app.store.resend_webhook(id, w).await.unwrap_or(false),
+        Err(_) => false,
+    };
     let flash = if ok {
         tracing::info!(merchant = %id, webhook = %wid, "dead-lettered webhook queued again from the admin page");
         audit(

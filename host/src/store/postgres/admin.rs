@@ -1,6 +1,7 @@
 //! [`AdminStore`] on PostgreSQL: admin users, session users and messages, the audit log.
 
 use super::*;
+use anyhow::{anyhow, bail};
 use crate::store::admin::{AdminSession, AdminStore, AdminUser, AuditEntry, Role};
 
 async fn user_of(c: &deadpool_postgres::Client, r: &Row) -> Result<AdminUser> {
