@@ -104,7 +104,8 @@ pub async fn add(store: &dyn Store, new: &NewUser<'_>) -> Result<AdminUser, Vec<
         created_by: new.created_by.to_owned(),
     };
     store
-        .add_admin_user(&user).await
+        .add_admin_user(&user)
+        .await
         .map_err(|e| vec![problem("name", &e.to_string())])?;
     let detail = format!(
         "{} {} {}",
@@ -112,7 +113,10 @@ pub async fn add(store: &dyn Store, new: &NewUser<'_>) -> Result<AdminUser, Vec<
         user.role.as_str(),
         user.merchants.join(",")
     );
-    if let Err(e) = store.record_audit(new.created_by, "user.add", None, detail.trim()).await {
+    if let Err(e) = store
+        .record_audit(new.created_by, "user.add", None, detail.trim())
+        .await
+    {
         tracing::error!(error = %e, "cannot write the audit log");
     }
     Ok(user)

@@ -164,7 +164,11 @@ pub fn payment_json(lp: &LedgerPayment) -> serde_json::Value {
 pub async fn page(app: &App, f: &PaymentFilter) -> Result<serde_json::Value, ApiError> {
     let mut ask = f.clone();
     ask.limit = f.limit + 1;
-    let mut rows = app.store.list_payments(&ask).await.map_err(ApiError::internal)?;
+    let mut rows = app
+        .store
+        .list_payments(&ask)
+        .await
+        .map_err(ApiError::internal)?;
     let more = rows.len() > f.limit as usize;
     rows.truncate(f.limit as usize);
     let next = more
@@ -250,7 +254,11 @@ pub fn csv_row(out: &mut String, lp: &LedgerPayment) {
 
 /// Adds an entry to a payment's timeline; a failure is logged, never the request's.
 pub async fn note(app: &App, merchant: &str, out_trade_no: &str, kind: &str, detail: Option<&str>) {
-    if let Err(e) = app.store.record_event(merchant, out_trade_no, kind, detail).await {
+    if let Err(e) = app
+        .store
+        .record_event(merchant, out_trade_no, kind, detail)
+        .await
+    {
         tracing::warn!(merchant, out_trade_no, kind, error = %e, "cannot record a timeline entry");
     }
 }
@@ -264,7 +272,12 @@ pub async fn timeline(app: &App, p: &Payment) -> Result<Vec<serde_json::Value>, 
         0,
         serde_json::json!({"at": p.created_at, "kind": "created", "detail": format!("{} {}", p.total_fee(), p.subject)}),
     )];
-    for e in app.store.events_for(m, no).await.map_err(ApiError::internal)? {
+    for e in app
+        .store
+        .events_for(m, no)
+        .await
+        .map_err(ApiError::internal)?
+    {
         items.push((
             e.at.clone(),
             1,
@@ -273,7 +286,8 @@ pub async fn timeline(app: &App, p: &Payment) -> Result<Vec<serde_json::Value>, 
     }
     for n in app
         .store
-        .notifications_for(m, no).await
+        .notifications_for(m, no)
+        .await
         .map_err(ApiError::internal)?
     {
         let query = n
@@ -293,7 +307,12 @@ pub async fn timeline(app: &App, p: &Payment) -> Result<Vec<serde_json::Value>, 
             }),
         ));
     }
-    for r in app.store.refunds_for(m, no).await.map_err(ApiError::internal)? {
+    for r in app
+        .store
+        .refunds_for(m, no)
+        .await
+        .map_err(ApiError::internal)?
+    {
         items.push((
             r.created_at.clone(),
             3,
@@ -311,7 +330,8 @@ pub async fn timeline(app: &App, p: &Payment) -> Result<Vec<serde_json::Value>, 
     }
     for a in app
         .store
-        .webhook_attempts_for(m, no).await
+        .webhook_attempts_for(m, no)
+        .await
         .map_err(ApiError::internal)?
     {
         items.push((

@@ -2,8 +2,8 @@
 //! and notifications durably, and serves the shop API, the provider's return and notify endpoints,
 //! and an admin page.
 
-pub mod admission;
 pub mod admin_users;
+pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod domain;

@@ -520,9 +520,12 @@ impl App {
         use crate::store::ledger::RefundApplied as R;
         let payment = if verified.out_trade_no.is_empty() {
             self.store
-                .payment_by_trade_no(merchant_id, &verified.trade_no).await
+                .payment_by_trade_no(merchant_id, &verified.trade_no)
+                .await
         } else {
-            self.store.payment(merchant_id, &verified.out_trade_no).await
+            self.store
+                .payment(merchant_id, &verified.out_trade_no)
+                .await
         };
         let payment = match payment {
             Ok(Some(p)) => p,
@@ -547,14 +550,17 @@ impl App {
             // Refunded in full: the refunded total is the paid amount.
             report.refunded_total = Some(payment.total_fee());
         }
-        let applied = match self.apply_refund_report(
-            merchant_id,
-            merchant,
-            &payment.out_trade_no,
-            &verified.trade_no,
-            &verified.notify_id,
-            &report,
-        ).await {
+        let applied = match self
+            .apply_refund_report(
+                merchant_id,
+                merchant,
+                &payment.out_trade_no,
+                &verified.trade_no,
+                &verified.notify_id,
+                &report,
+            )
+            .await
+        {
             Ok(a) => a,
             Err(e) => {
                 return Processed::stop(
@@ -642,7 +648,8 @@ impl App {
                 out_trade_no,
                 "query",
                 Some("the provider has no such trade"),
-            ).await;
+            )
+            .await;
             return Ok(SyncResult {
                 found: false,
                 trade_status: None,

@@ -299,7 +299,11 @@ impl App {
             ..PaymentFilter::default()
         };
         loop {
-            let rows = self.store.list_payments(&f).await.map_err(ApiError::internal)?;
+            let rows = self
+                .store
+                .list_payments(&f)
+                .await
+                .map_err(ApiError::internal)?;
             for r in &rows {
                 let p = &r.payment;
                 if !state::is_paid(&p.status) {
@@ -326,7 +330,8 @@ impl App {
         }
         for r in self
             .store
-            .refunds_completed(merchant_id, from, to).await
+            .refunds_completed(merchant_id, from, to)
+            .await
             .map_err(ApiError::internal)?
         {
             lines.push(Line {

@@ -106,7 +106,8 @@ impl App {
         }
         let payment = self
             .store
-            .payment(merchant_id, out_trade_no).await
+            .payment(merchant_id, out_trade_no)
+            .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| unknown_payment(out_trade_no))?;
         let now = clock::now_unix();
@@ -120,7 +121,8 @@ impl App {
                 amount_fen: amount.minor(),
                 reason: reason.clone(),
                 started_by: started_by.to_owned(),
-            }).await
+            })
+            .await
             .map_err(ApiError::internal)?;
         let refund = match begun {
             RefundBegun::New(r) => r,
@@ -169,14 +171,16 @@ impl App {
                     refund.id,
                     refunds::FAILED,
                     &e.to_string(),
-                ).await?;
+                )
+                .await?;
                 return Err(ApiError::from(e));
             }
             Err(e) => {
                 // The component did not answer: the refund stays PENDING under its number (a
                 // retry with the same refund_key returns it; the provider never saw it twice).
                 self.store
-                    .refund_started(merchant_id, refund.id, None, Some(&e.to_string())).await
+                    .refund_started(merchant_id, refund.id, None, Some(&e.to_string()))
+                    .await
                     .map_err(ApiError::internal)?;
                 return Err(ApiError::from(e));
             }
@@ -193,10 +197,12 @@ impl App {
                         refund.id,
                         refunds::FAILED,
                         &api_error.message,
-                    ).await?;
+                    )
+                    .await?;
                 } else {
                     self.store
-                        .refund_started(merchant_id, refund.id, None, Some(&api_error.message)).await
+                        .refund_started(merchant_id, refund.id, None, Some(&api_error.message))
+                        .await
                         .map_err(ApiError::internal)?;
                 }
                 return Err(api_error);
@@ -208,7 +214,8 @@ impl App {
         match state.status {
             RefundStatus::Pending => self
                 .store
-                .refund_started(merchant_id, refund.id, confirm.as_deref(), detail).await
+                .refund_started(merchant_id, refund.id, confirm.as_deref(), detail)
+                .await
                 .map_err(ApiError::internal)?,
             RefundStatus::Succeeded => self
                 .settle(
@@ -217,7 +224,8 @@ impl App {
                     refund.id,
                     refunds::SUCCESS,
                     &state.detail,
-                ).await
+                )
+                .await
                 .map(drop)?,
             RefundStatus::Failed => self
                 .settle(
@@ -226,12 +234,14 @@ impl App {
                     refund.id,
                     refunds::FAILED,
                     &state.detail,
-                ).await
+                )
+                .await
                 .map(drop)?,
         }
         let stored = self
             .store
-            .refund(merchant_id, refund.id).await
+            .refund(merchant_id, refund.id)
+            .await
             .map_err(ApiError::internal)?
             .unwrap_or(refund);
         Ok((201, stored))
@@ -254,7 +264,8 @@ impl App {
                 detail: (!detail.is_empty()).then_some(detail),
                 completed_at: None,
                 webhook_url: merchant.shop_webhook_url.as_deref(),
-            }).await
+            })
+            .await
             .map_err(ApiError::internal)?;
         if let RefundApplied::Mismatch(reason) = &applied {
             tracing::error!(target: "payhost::alert", merchant = merchant_id, refund = id, %reason, "ALERT: a refund result does not fit the payment; held for review");
@@ -278,21 +289,24 @@ impl App {
                 .and_then(|v| crate::service::amount_minor(v).ok())
         };
         let completed = report.time.as_deref().and_then(clock::beijing_text_to_utc);
-        let applied = self.store.apply_refund_report(&ReportEffect {
-            merchant_id,
-            out_trade_no,
-            report: refunds::Report {
-                request_no: report.request_no.clone(),
-                amount: fen(&report.amount),
-                refunded_total: fen(&report.refunded_total),
-                succeeded: report.succeeded,
-                detail: report.detail.clone(),
-            },
-            notify_id,
-            trade_no,
-            completed_at: completed.as_deref(),
-            webhook_url: merchant.shop_webhook_url.as_deref(),
-        }).await?;
+        let applied = self
+            .store
+            .apply_refund_report(&ReportEffect {
+                merchant_id,
+                out_trade_no,
+                report: refunds::Report {
+                    request_no: report.request_no.clone(),
+                    amount: fen(&report.amount),
+                    refunded_total: fen(&report.refunded_total),
+                    succeeded: report.succeeded,
+                    detail: report.detail.clone(),
+                },
+                notify_id,
+                trade_no,
+                completed_at: completed.as_deref(),
+                webhook_url: merchant.shop_webhook_url.as_deref(),
+            })
+            .await?;
         if let RefundApplied::Mismatch(reason) = &applied {
             tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no, %reason, "ALERT: a refund report exceeds the paid amount or contradicts the refund started; held for review, not applied");
         }
@@ -309,7 +323,8 @@ impl App {
         let merchant = self.merchant(merchant_id).await?;
         let payment = self
             .store
-            .payment(merchant_id, out_trade_no).await
+            .payment(merchant_id, out_trade_no)
+            .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| unknown_payment(out_trade_no))?;
         if payment.status != crate::domain::state::WAIT_BUYER_PAY {
@@ -335,13 +350,15 @@ impl App {
                 merchant_id,
                 out_trade_no,
                 merchant.shop_webhook_url.as_deref(),
-            ).await
+            )
+            .await
             .map_err(ApiError::internal)?
         {
             // Paid (or closed) while the provider was asked: the store's status wins.
             let now = self
                 .store
-                .payment(merchant_id, out_trade_no).await
+                .payment(merchant_id, out_trade_no)
+                .await
                 .map_err(ApiError::internal)?
                 .map(|p| p.status)
                 .unwrap_or_default();

@@ -721,7 +721,8 @@ impl App {
             &payment.out_trade_no,
             "return",
             Some(&verified.result),
-        ).await;
+        )
+        .await;
         let params = vec![
             ("merchant".to_owned(), merchant_id.to_owned()),
             ("out_trade_no".to_owned(), payment.out_trade_no.clone()),

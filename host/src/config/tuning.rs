@@ -262,7 +262,12 @@ pub(super) fn admin(value: Option<&toml::Value>, problems: &mut Vec<String>) -> 
             .login_failures_per_minute
             .unwrap_or(d.login_failures_per_minute)
             .max(1),
-        time_zone: match raw.time_zone.as_deref().map(str::trim).filter(|z| !z.is_empty()) {
+        time_zone: match raw
+            .time_zone
+            .as_deref()
+            .map(str::trim)
+            .filter(|z| !z.is_empty())
+        {
             None => d.time_zone,
             Some(z) => crate::domain::zone::Zone::parse(z).unwrap_or_else(|e| {
                 problems.push(format!("admin.time_zone: {e}"));

@@ -129,10 +129,19 @@ pub fn streaming(app: &Arc<App>, mut r: Response<Body>) -> Response<ServerBody> 
 
 /// `GET /v1/merchants` (the operator's): every merchant with its component, mode and counts.
 pub async fn list_merchants(app: &App) -> Result<Response<Body>, ApiError> {
-    let counts = app.store.merchant_counts().await.map_err(ApiError::internal)?;
+    let counts = app
+        .store
+        .merchant_counts()
+        .await
+        .map_err(ApiError::internal)?;
     let mut out = Vec::with_capacity(counts.len());
     for c in counts {
-        let Some(m) = app.store.merchant(&c.id).await.map_err(ApiError::internal)? else {
+        let Some(m) = app
+            .store
+            .merchant(&c.id)
+            .await
+            .map_err(ApiError::internal)?
+        else {
             continue;
         };
         let plugin = app

@@ -357,9 +357,10 @@ async fn route(
                 (&Method::GET, ["payments.csv"]) => {
                     ("v1_payments_csv", ledger::payments_csv(&who, &req))
                 }
-                (&Method::GET, ["merchants"]) => {
-                    ("v1_merchants", into_response(ledger::list_merchants(app).await))
-                }
+                (&Method::GET, ["merchants"]) => (
+                    "v1_merchants",
+                    into_response(ledger::list_merchants(app).await),
+                ),
                 (&Method::POST, ["merchants", id, "payments", no, "refunds"]) => (
                     "v1_refunds",
                     into_response(
@@ -567,12 +568,14 @@ async fn get_payment(
         .map_err(ApiError::internal)?;
     let refunded_fen = app
         .store
-        .ledger_payment(id, out_trade_no).await
+        .ledger_payment(id, out_trade_no)
+        .await
         .map_err(ApiError::internal)?
         .map_or(0, |l| l.refunded_fen);
     let refunds = app
         .store
-        .refunds_for(id, out_trade_no).await
+        .refunds_for(id, out_trade_no)
+        .await
         .map_err(ApiError::internal)?;
     let timeline = crate::ledger::timeline(app, &p).await?;
     Ok(json(

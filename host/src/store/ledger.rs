@@ -235,14 +235,23 @@ pub trait Ledger: Send + Sync {
     /// to know whether a next page exists: it passes `limit + 1`).
     async fn list_payments(&self, f: &PaymentFilter) -> Result<Vec<LedgerPayment>>;
     /// A payment with its refunded total.
-    async fn ledger_payment(&self, merchant: &str, out_trade_no: &str) -> Result<Option<LedgerPayment>>;
+    async fn ledger_payment(
+        &self,
+        merchant: &str,
+        out_trade_no: &str,
+    ) -> Result<Option<LedgerPayment>>;
     /// A payment by the provider's trade number (legacy refund notifies name only that).
     async fn payment_by_trade_no(&self, merchant: &str, trade_no: &str) -> Result<Option<Payment>>;
     /// Every merchant (or those named) with its payment counts.
     async fn merchant_counts(&self) -> Result<Vec<MerchantCounts>>;
     /// Paid count and amount per Beijing day of the payments created in [from, to) (stored UTC),
     /// of one merchant or all.
-    async fn daily_totals(&self, merchant: Option<&str>, from: &str, to: &str) -> Result<Vec<DayTotal>>;
+    async fn daily_totals(
+        &self,
+        merchant: Option<&str>,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<DayTotal>>;
 
     /// A payment's refunds, oldest first.
     async fn refunds_for(&self, merchant: &str, out_trade_no: &str) -> Result<Vec<Refund>>;

@@ -326,7 +326,14 @@ pub trait Access: Send + Sync {
 /// [`admin::AdminStore`]'s.
 #[async_trait]
 pub trait Store:
-    Merchants + Payments + Notifications + Webhooks + Access + ledger::Ledger + admin::AdminStore + 'static
+    Merchants
+    + Payments
+    + Notifications
+    + Webhooks
+    + Access
+    + ledger::Ledger
+    + admin::AdminStore
+    + 'static
 {
     /// Whether the database answers (`/readyz`).
     async fn ready(&self) -> Result<()>;

@@ -232,7 +232,8 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
     };
     let notifications: Vec<Value> = if m.is_some() {
         app.store
-            .recent_notifications(Some(id), 20).await
+            .recent_notifications(Some(id), 20)
+            .await
             .unwrap_or_default()
             .into_iter()
             .map(|n| {
@@ -248,7 +249,8 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
     };
     let tokens: Vec<Value> = if m.is_some() {
         app.store
-            .tokens(Some(id)).await
+            .tokens(Some(id))
+            .await
             .unwrap_or_default()
             .into_iter()
             .map(|t| {
@@ -278,7 +280,8 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
 }
 
 async fn dead_views(app: &App, merchant: Option<&str>) -> Vec<Value> {
-    dead_of(app, merchant).await
+    dead_of(app, merchant)
+        .await
         .into_iter()
         .map(|w| {
             context! {
@@ -292,7 +295,10 @@ async fn dead_views(app: &App, merchant: Option<&str>) -> Vec<Value> {
 }
 
 async fn dead_of(app: &App, merchant: Option<&str>) -> Vec<crate::store::DeadWebhook> {
-    app.store.dead_webhooks(merchant, 500).await.unwrap_or_default()
+    app.store
+        .dead_webhooks(merchant, 500)
+        .await
+        .unwrap_or_default()
 }
 
 pub async fn dead_letters(app: &Arc<App>, ctx: &Ctx) -> Page {
@@ -449,7 +455,8 @@ pub async fn connect_shop(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult 
         &origins,
         field(form, "label"),
     )
-    .await {
+    .await
+    {
         Ok(m) => {
             audit(
                 app,
@@ -457,7 +464,8 @@ pub async fn connect_shop(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult 
                 "merchant.connect",
                 Some(&id),
                 &format!("token #{}", m.token_id),
-            ).await;
+            )
+            .await;
             let mut flash = Flash::ok(format!(
                 "{} {id}: {}",
                 ctx.t("商户已创建", "Merchant created"),
@@ -632,7 +640,8 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
                     "settings.save",
                     Some(id),
                     &format!("plugin {}", runtime.info.id),
-                ).await;
+                )
+                .await;
                 return PostResult::Done(Posted::to(
                     page_url,
                     Flash::ok(ctx.t("已保存并校验", "Saved and validated.")),
@@ -709,7 +718,8 @@ pub async fn new_token(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> Post
                 "token.create",
                 Some(id),
                 &format!("token #{tid} {}", field(form, "label").trim()),
-            ).await;
+            )
+            .await;
             let mut f = Flash::ok(ctx.t(
                 "新的 API 令牌只显示这一次，请存入商城",
                 "The new API token is shown only this once: store it in the shop",
@@ -741,7 +751,8 @@ pub async fn revoke_token(app: &Arc<App>, ctx: &Ctx, id: &str, tid: &str) -> Pos
             "token.revoke",
             Some(id),
             &format!("token #{tid}"),
-        ).await;
+        )
+        .await;
         Flash::ok(ctx.t("令牌已吊销", "Token revoked."))
     } else {
         Flash::err(ctx.t("没有这个有效的令牌", "No such live token."))
@@ -765,7 +776,8 @@ pub async fn resend(app: &Arc<App>, ctx: &Ctx, id: &str, wid: &str) -> PostResul
             "webhook.resend",
             Some(id),
             &format!("webhook #{wid}"),
-        ).await;
+        )
+        .await;
         Flash::ok(ctx.t("已重新排队", "Queued for delivery again."))
     } else {
         Flash::err(ctx.t("没有这个未送达的通知", "No such dead-lettered webhook."))
@@ -792,7 +804,8 @@ pub async fn resend_all(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
         for w in dead_of(app, m.as_deref()).await {
             if app
                 .store
-                .resend_webhook(&w.merchant_id, w.id).await
+                .resend_webhook(&w.merchant_id, w.id)
+                .await
                 .unwrap_or(false)
             {
                 *queued.entry(w.merchant_id.clone()).or_default() += 1;
@@ -806,7 +819,8 @@ pub async fn resend_all(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
             "webhook.resend_all",
             Some(m),
             &format!("{n} webhook(s)"),
-        ).await;
+        )
+        .await;
     }
     let total: u32 = queued.values().sum();
     let location = if one.is_empty() {

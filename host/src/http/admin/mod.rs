@@ -356,7 +356,8 @@ async fn route(
     // The message of the post that led here, shown once.
     let flash = app
         .store
-        .take_session_flash(&sid).await
+        .take_session_flash(&sid)
+        .await
         .ok()
         .flatten()
         .and_then(|f| serde_json::from_str::<Flash>(&f).ok());
@@ -461,7 +462,11 @@ pub fn enc(s: &str) -> String {
 
 /// Writes an audit line; a failure is logged (the action itself is done).
 pub async fn audit(app: &App, who: &Who, action: &str, merchant: Option<&str>, detail: &str) {
-    if let Err(e) = app.store.record_audit(&who.name, action, merchant, detail).await {
+    if let Err(e) = app
+        .store
+        .record_audit(&who.name, action, merchant, detail)
+        .await
+    {
         tracing::error!(error = %e, action, "cannot write the admin audit log");
     }
 }

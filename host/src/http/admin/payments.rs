@@ -187,7 +187,8 @@ pub async fn overview(app: &Arc<App>, ctx: &Ctx) -> Page {
     for scope in &scopes {
         for t in app
             .store
-            .daily_totals(scope.as_deref(), &from, &to).await
+            .daily_totals(scope.as_deref(), &from, &to)
+            .await
             .unwrap_or_default()
         {
             if let Some(d) = days.iter_mut().find(|d| d.date == t.date) {
@@ -286,9 +287,14 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
     let zone = &app.config.admin.time_zone;
     let p = &lp.payment;
     let refunds = app.store.refunds_for(id, no).await.unwrap_or_default();
-    let attempts = app.store.webhook_attempts_for(id, no).await.unwrap_or_default();
+    let attempts = app
+        .store
+        .webhook_attempts_for(id, no)
+        .await
+        .unwrap_or_default();
     // The ledger's timeline (the API's), in words and the zone's times.
-    let timeline: Vec<Value> = crate::ledger::timeline(app, p).await
+    let timeline: Vec<Value> = crate::ledger::timeline(app, p)
+        .await
         .unwrap_or_default()
         .iter()
         .map(|e| timeline_line(ctx, zone, e))
@@ -360,7 +366,8 @@ pub async fn sync(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
                 "payment.sync",
                 Some(id),
                 &format!("{no}: {}", r.status),
-            ).await;
+            )
+            .await;
             Flash::ok(format!(
                 "{} {no}: {} ({})",
                 ctx.t("查询完成", "Queried"),
@@ -407,7 +414,8 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
                 "refund.start",
                 Some(id),
                 &format!("{no}: ¥{} #{} {}", r.amount(), r.id, r.status),
-            ).await;
+            )
+            .await;
             let mut f = Flash::ok(format!(
                 "{} ¥{} ({})",
                 ctx.t("已发起退款", "Refund started:"),

@@ -57,7 +57,8 @@ pub async fn current(app: &App, req: &Request<Incoming>) -> Option<(String, Admi
     let hash = crate::auth::token_hash(id);
     let s = app
         .store
-        .admin_session(&hash, crate::store::now_ms()).await
+        .admin_session(&hash, crate::store::now_ms())
+        .await
         .ok()
         .flatten()?;
     Some((hash, s))
@@ -172,7 +173,8 @@ pub async fn form_of(req: Request<Incoming>) -> Vec<(String, String)> {
 
 /// Whether anyone can log in: an admin user exists or payhost.toml has a password hash.
 async fn login_enabled(app: &App) -> bool {
-    app.config.admin_password_hash.is_some() || app.store.admin_users().await.is_ok_and(|u| !u.is_empty())
+    app.config.admin_password_hash.is_some()
+        || app.store.admin_users().await.is_ok_and(|u| !u.is_empty())
 }
 
 pub async fn login_page(
@@ -200,7 +202,8 @@ pub async fn logout(
     if let Some(hash) = session {
         let csrf = app
             .store
-            .admin_session(hash, crate::store::now_ms()).await
+            .admin_session(hash, crate::store::now_ms())
+            .await
             .ok()
             .flatten()
             .map(|s| s.csrf)
@@ -292,12 +295,16 @@ pub async fn login(
     let id = crate::auth::random_token();
     let csrf = crate::auth::random_token();
     let ttl = app.config.admin.session_ttl_s;
-    if let Err(e) = app.store.create_user_session(
-        &crate::auth::token_hash(&id),
-        &csrf,
-        crate::store::now_ms() + ttl as i64 * 1000,
-        user.as_deref(),
-    ).await {
+    if let Err(e) = app
+        .store
+        .create_user_session(
+            &crate::auth::token_hash(&id),
+            &csrf,
+            crate::store::now_ms() + ttl as i64 * 1000,
+            user.as_deref(),
+        )
+        .await
+    {
         tracing::error!(error = %e, "cannot store an admin session");
         return login_page(
             app,
@@ -306,7 +313,8 @@ pub async fn login(
             &name,
             lang,
             lang_url,
-        ).await;
+        )
+        .await;
     }
     tracing::info!(%ip, user = user.as_deref().unwrap_or(PASSWORD_OPERATOR), "admin logged in");
     let mut c = format!("{COOKIE}={id}; Path=/admin; Max-Age={ttl}; HttpOnly; SameSite=Strict");

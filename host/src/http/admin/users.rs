@@ -14,7 +14,8 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
     let zone = &app.config.admin.time_zone;
     let users: Vec<Value> = app
         .store
-        .admin_users().await
+        .admin_users()
+        .await
         .unwrap_or_default()
         .into_iter()
         .map(|u| {
@@ -105,7 +106,11 @@ pub async fn audit(app: &Arc<App>, ctx: &Ctx) -> Page {
     const PAGE: u32 = 100;
     let before = ctx.q("before").parse::<i64>().ok();
     let zone = &app.config.admin.time_zone;
-    let rows = app.store.audit_log(None, before, PAGE).await.unwrap_or_default();
+    let rows = app
+        .store
+        .audit_log(None, before, PAGE)
+        .await
+        .unwrap_or_default();
     let next_url = (rows.len() as u32 == PAGE)
         .then(|| rows.last().map(|r| format!("/admin/audit?before={}", r.id)))
         .flatten();

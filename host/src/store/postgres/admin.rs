@@ -1,8 +1,8 @@
 //! [`AdminStore`] on PostgreSQL: admin users, session users and messages, the audit log.
 
 use super::*;
-use anyhow::{anyhow, bail};
 use crate::store::admin::{AdminSession, AdminStore, AdminUser, AuditEntry, Role};
+use anyhow::{anyhow, bail};
 
 async fn user_of(c: &deadpool_postgres::Client, r: &Row) -> Result<AdminUser> {
     let name: String = r.get(0);

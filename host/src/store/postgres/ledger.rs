@@ -302,7 +302,12 @@ impl Ledger for PostgresStore {
         .await
     }
 
-    async fn daily_totals(&self, merchant: Option<&str>, from: &str, to: &str) -> Result<Vec<DayTotal>> {
+    async fn daily_totals(
+        &self,
+        merchant: Option<&str>,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<DayTotal>> {
         let (m, from, to) = (merchant.map(str::to_owned), from.to_owned(), to.to_owned());
         self.run(|pool| async move {
             let c = pool.get().await?;
@@ -518,7 +523,12 @@ impl Ledger for PostgresStore {
         .await
     }
 
-    async fn close_payment(&self, merchant: &str, no: &str, webhook_url: Option<&str>) -> Result<bool> {
+    async fn close_payment(
+        &self,
+        merchant: &str,
+        no: &str,
+        webhook_url: Option<&str>,
+    ) -> Result<bool> {
         let (merchant, no, hook) = (
             merchant.to_owned(),
             no.to_owned(),
@@ -610,7 +620,12 @@ impl Ledger for PostgresStore {
         .await
     }
 
-    async fn record_webhook_attempt(&self, merchant: &str, no: &str, a: &WebhookAttempt) -> Result<()> {
+    async fn record_webhook_attempt(
+        &self,
+        merchant: &str,
+        no: &str,
+        a: &WebhookAttempt,
+    ) -> Result<()> {
         let (m, n, a) = (merchant.to_owned(), no.to_owned(), a.clone());
         self.run(|pool| async move {
             let c = pool.get().await?;

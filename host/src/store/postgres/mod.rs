@@ -23,8 +23,8 @@
 
 mod access;
 mod admin;
-mod merchants;
 mod ledger;
+mod merchants;
 mod migrate;
 mod notifications;
 mod payments;

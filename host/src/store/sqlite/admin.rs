@@ -101,7 +101,8 @@ impl AdminStore for SqliteStore {
 
     async fn admin_session(&self, id_hash: &str, now_ms: i64) -> Result<Option<AdminSession>> {
         let id_hash = id_hash.to_owned();
-        self.read(move |conn| Ok(conn
+        self.read(move |conn| {
+            Ok(conn
             .prepare_cached(
                 "SELECT csrf, user_name FROM admin_sessions WHERE id_hash = ?1 AND expires_ms > ?2",
             )?
@@ -111,7 +112,8 @@ impl AdminStore for SqliteStore {
                     user: r.get(1)?,
                 })
             })
-            .optional()?))
+            .optional()?)
+        })
         .await
     }
 
@@ -168,25 +170,25 @@ impl AdminStore for SqliteStore {
         // An owner's list: their merchants only, as a JSON array SQLite reads with json_each.
         let only = merchants.map(|m| serde_json::to_string(m).unwrap_or_default());
         self.read(move |conn| {
-        let rows = conn
-            .prepare_cached(
-                "SELECT id, at, actor, action, merchant_id, detail FROM admin_audit \
+            let rows = conn
+                .prepare_cached(
+                    "SELECT id, at, actor, action, merchant_id, detail FROM admin_audit \
                  WHERE (?1 IS NULL OR id < ?1) \
                    AND (?2 IS NULL OR merchant_id IN (SELECT value FROM json_each(?2))) \
                  ORDER BY id DESC LIMIT ?3",
-            )?
-            .query_map(params![before, only, limit], |r| {
-                Ok(AuditEntry {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    actor: r.get(2)?,
-                    action: r.get(3)?,
-                    merchant_id: r.get(4)?,
-                    detail: r.get(5)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+                )?
+                .query_map(params![before, only, limit], |r| {
+                    Ok(AuditEntry {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        merchant_id: r.get(4)?,
+                        detail: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
         })
         .await
     }

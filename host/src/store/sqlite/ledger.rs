@@ -227,7 +227,9 @@ impl Ledger for SqliteStore {
         let (merchant, no) = (merchant.to_owned(), no.to_owned());
         self.read(move |conn| {
             Ok(conn
-                .prepare_cached("SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2")?
+                .prepare_cached(
+                    "SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2",
+                )?
                 .query_row(params![merchant, no], ledger_from_row)
                 .optional()?)
         })
@@ -249,8 +251,8 @@ impl Ledger for SqliteStore {
 
     async fn merchant_counts(&self) -> Result<Vec<MerchantCounts>> {
         self.read(move |conn| {
-        let mut st = conn.prepare_cached(&format!(
-            "SELECT m.id, COUNT(p.out_trade_no),
+            let mut st = conn.prepare_cached(&format!(
+                "SELECT m.id, COUNT(p.out_trade_no),
                     COALESCE(SUM(p.status IN {PAID}), 0),
                     COALESCE(SUM(p.status IN ('PARTIALLY_REFUNDED','REFUNDED')), 0),
                     COALESCE(SUM(p.status = 'WAIT_BUYER_PAY'), 0),
@@ -258,26 +260,31 @@ impl Ledger for SqliteStore {
                     COALESCE(SUM(p.refunded_fen), 0)
              FROM merchants m LEFT JOIN payments p ON p.merchant_id = m.id
              GROUP BY m.id ORDER BY m.id"
-        ))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(MerchantCounts {
-                    id: r.get(0)?,
-                    payments: r.get::<_, i64>(1)? as u64,
-                    paid: r.get::<_, i64>(2)? as u64,
-                    refunded: r.get::<_, i64>(3)? as u64,
-                    waiting: r.get::<_, i64>(4)? as u64,
-                    paid_fen: r.get::<_, i64>(5)? as u64,
-                    refunded_fen: r.get::<_, i64>(6)? as u64,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+            ))?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(MerchantCounts {
+                        id: r.get(0)?,
+                        payments: r.get::<_, i64>(1)? as u64,
+                        paid: r.get::<_, i64>(2)? as u64,
+                        refunded: r.get::<_, i64>(3)? as u64,
+                        waiting: r.get::<_, i64>(4)? as u64,
+                        paid_fen: r.get::<_, i64>(5)? as u64,
+                        refunded_fen: r.get::<_, i64>(6)? as u64,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
         })
         .await
     }
 
-    async fn daily_totals(&self, merchant: Option<&str>, from: &str, to: &str) -> Result<Vec<DayTotal>> {
+    async fn daily_totals(
+        &self,
+        merchant: Option<&str>,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<DayTotal>> {
         let (merchant, from, to) = (merchant.map(str::to_owned), from.to_owned(), to.to_owned());
         self.read(move |conn| {
         let mut st = conn.prepare_cached(&format!(
@@ -303,7 +310,8 @@ impl Ledger for SqliteStore {
 
     async fn refunds_for(&self, merchant: &str, no: &str) -> Result<Vec<Refund>> {
         let (merchant, no) = (merchant.to_owned(), no.to_owned());
-        self.read(move |conn| refunds_in(conn, &merchant, &no)).await
+        self.read(move |conn| refunds_in(conn, &merchant, &no))
+            .await
     }
 
     async fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>> {
@@ -457,7 +465,12 @@ impl Ledger for SqliteStore {
         .await
     }
 
-    async fn close_payment(&self, merchant: &str, no: &str, webhook_url: Option<&str>) -> Result<bool> {
+    async fn close_payment(
+        &self,
+        merchant: &str,
+        no: &str,
+        webhook_url: Option<&str>,
+    ) -> Result<bool> {
         let (merchant, no, hook) = (
             merchant.to_owned(),
             no.to_owned(),
@@ -533,7 +546,12 @@ impl Ledger for SqliteStore {
         .await
     }
 
-    async fn record_webhook_attempt(&self, merchant: &str, no: &str, a: &WebhookAttempt) -> Result<()> {
+    async fn record_webhook_attempt(
+        &self,
+        merchant: &str,
+        no: &str,
+        a: &WebhookAttempt,
+    ) -> Result<()> {
         let (m, n, a) = (merchant.to_owned(), no.to_owned(), a.clone());
         self.write(move |conn| {
             conn.prepare_cached("INSERT INTO webhook_attempts (webhook_id, merchant_id, out_trade_no, event_type, at, http_status, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?

@@ -9,8 +9,8 @@
 
 mod access;
 mod admin;
-mod merchants;
 mod ledger;
+mod merchants;
 mod migrate;
 mod notifications;
 mod payments;
