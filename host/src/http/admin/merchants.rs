@@ -550,7 +550,17 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
         }
         // A field the form hides (another API family) is not saved.
         if let Some((setting, values)) = shown_when(f) {
-            let decider = field(form, &setting).trim();
+            // A form without the deciding field (an older page, a script) means its default.
+            let mut decider = field(form, &setting).trim();
+            if decider.is_empty() {
+                decider = runtime
+                    .info
+                    .settings
+                    .iter()
+                    .find(|d| d.name == setting)
+                    .and_then(|d| d.default_value.as_deref())
+                    .unwrap_or("");
+            }
             if !values.iter().any(|v| v.eq_ignore_ascii_case(decider)) {
                 continue;
             }
