@@ -317,3 +317,35 @@ async fn admin_user_add_from_the_command_line_logs_in_as_an_owner() {
     assert_eq!(page(base, "/admin/users", &cookie).await.0, 403);
     let _ = csrf_of(&body);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_open_platform_sandbox_gateway_is_one_click_on_the_merchant_page() {
+    let d = demo("admin-gateway-presets");
+    let base = d.base.as_str();
+    let (cookie, _) = admin_login(base, ADMIN_PASSWORD).await;
+    let (status, html) = page(base, "/admin/merchants/open-shop", &cookie).await;
+    assert_eq!(status, 200, "{html}");
+    // The component offers the production and the sandbox gateway as the `gateway` field's
+    // one-click values; the page renders them as buttons filling that field.
+    let presets = html
+        .split("id=\"gateway-presets\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</div>").next())
+        .unwrap_or_else(|| panic!("no gateway presets on the page:\n{html}"));
+    for (value, label) in [
+        (
+            "https://openapi-sandbox.dl.alipaydev.com/gateway.do",
+            "支付宝沙箱环境",
+        ),
+        ("https://openapi.alipay.com/gateway.do", "正式环境"),
+    ] {
+        assert!(
+            presets.contains(&format!(
+                "data-target=\"gateway\" data-value=\"{value}\">{label}"
+            )),
+            "{value} missing from {presets}"
+        );
+    }
+    // The legacy family's URL fields have no presets.
+    assert!(!html.contains("id=\"gateway_url-presets\""));
+}

@@ -361,7 +361,19 @@ const FIELDS: &[FieldSpec] = &[
         required: false,
         secret: false,
         rule: "an absolute http or https URL; sandbox: https://openapi-sandbox.dl.alipaydev.com/gateway.do",
-        options: &[],
+        // Offered by admin forms as one click each (a `url` field's options are suggestions).
+        options: &[
+            (
+                crate::openapi::settings::DEFAULT_GATEWAY,
+                "正式环境",
+                "Production",
+            ),
+            (
+                crate::openapi::settings::SANDBOX_GATEWAY,
+                "支付宝沙箱环境",
+                "Alipay sandbox",
+            ),
+        ],
         default_value: Some(crate::openapi::settings::DEFAULT_GATEWAY),
     },
 ];

@@ -169,6 +169,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
             let kind = match s.kind {
                 FieldKind::Select => "select",
                 FieldKind::Pem => "pem",
+                FieldKind::Url => "url",
                 _ => "text",
             };
             let placeholder = match (s.kind, secret, saved.is_empty()) {
