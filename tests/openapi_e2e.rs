@@ -725,6 +725,15 @@ shop_webhook_secret = "back-office-webhook-secret"
                 .any(|n| n["trade_status"] == "batch_refund_notify" && n["acknowledged"] == true)
         })
         .await;
+        // The legacy API has no bill here: a 409 naming `api`, not a server error.
+        let r = get(
+            &api(LEGACY, &format!("/reconciliation?date={today}")),
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!(r.status, 409, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], "not_supported", "{}", r.text());
+        assert_eq!(r.json()["error"]["field"], "api", "{}", r.text());
         // The same refund again: the same one, never a second batch.
         let r = post(
             LEGACY,
