@@ -2,7 +2,9 @@
 //! RSA2) pays through the sandbox's `gateway.do` cashier; the sandbox's V1-signed notify marks the
 //! order paid once; a lost notify is recovered by `alipay.trade.query`; a buyer who cancels
 //! lands back in the shop. The sandbox signs with its own code (no line shared with the
-//! component), so a signing mistake on either side fails here.
+//! component), so a signing mistake on either side fails here. `back_office` runs the back
+//! office's routes (refund, sync, close, reconciliation, the legacy refund) on SQLite and on
+//! PostgreSQL.
 
 use conformance::alipay::cashier_token;
 use conformance::host::{
@@ -253,4 +255,506 @@ async fn a_forged_open_platform_notify_is_refused() {
     .await;
     assert_ne!(r.text(), "success", "a forged notify was acknowledged");
     assert_eq!(status(&d, &no).await["status"], "WAIT_BUYER_PAY");
+}
+
+/// The back office against the open platform and the legacy API, over real sockets, on each
+/// store: `payhost serve` (its own process, SQLite or PostgreSQL) and the sandbox gateway in the
+/// test process (the reference's test keys, so the test can also sign as Alipay).
+mod back_office {
+    use conformance::alipay::{cashier_token, MD5_KEY};
+    use conformance::host::{config_head, free_port, get, post_form, send_json, temp_dir, Payhost};
+    use conformance::postgres::PgCluster;
+    use conformance::repo_root;
+    use conformance::stub::{Seen, StubServer};
+    use payhost_sandbox::openapi::OpenApiApp;
+    use payhost_sandbox::wire::Keys;
+    use payhost_sandbox::{Faults, Sandbox, SandboxMerchant};
+    use rsa::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _};
+    use serde_json::{json, Value};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    const TOKEN: &str = "openapi-back-office-token-0123";
+    const APP_ID: &str = "2021000000000001";
+    const SELLER_ID: &str = "2088000000000002";
+    const PARTNER: &str = "2088101122136241";
+    const OPEN: &str = "open";
+    const LEGACY: &str = "legacy";
+
+    fn key_file(name: &str) -> std::path::PathBuf {
+        repo_root().join("plugin/testdata/openapi/keys").join(name)
+    }
+
+    fn alipay_private() -> rsa::RsaPrivateKey {
+        rsa::RsaPrivateKey::from_pkcs8_pem(
+            &std::fs::read_to_string(key_file("alipay_test_private_pkcs8.pem")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// The sandbox on a free loopback port: the legacy MD5 merchant and the open-platform app.
+    async fn sandbox() -> (Arc<Sandbox>, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/sandbox", listener.local_addr().unwrap());
+        let sb = Sandbox::new("/sandbox", &base, 1.0);
+        sb.add_merchant(SandboxMerchant {
+            partner: PARTNER.into(),
+            keys: Keys::Md5(MD5_KEY.into()),
+            privileged: true,
+        });
+        sb.add_openapi_app(OpenApiApp {
+            app_id: APP_ID.into(),
+            seller_id: SELLER_ID.into(),
+            app_public: rsa::RsaPublicKey::from_public_key_pem(
+                &std::fs::read_to_string(key_file("app_test_public.pem")).unwrap(),
+            )
+            .unwrap(),
+            alipay_private: alipay_private(),
+        });
+        sb.start_delivery();
+        tokio::spawn(payhost_sandbox::serve_on(
+            sb.clone(),
+            listener,
+            std::future::pending(),
+        ));
+        (sb, base)
+    }
+
+    /// Beijing time now, as Alipay writes it.
+    fn beijing_now() -> String {
+        payhost::domain::clock::beijing_text(payhost::domain::clock::now_unix())
+    }
+
+    /// A payment notify for `no` signed as Alipay (the V1 rule over the sandbox's own signing
+    /// string, SHA256withRSA with the reference's "Alipay" test key).
+    fn signed_paid_notify(no: &str, trade_no: &str, amount: &str) -> String {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let now = beijing_now();
+        let fields: Vec<(String, String)> = [
+            ("notify_type", "trade_status_sync"),
+            ("notify_id", &format!("planted-{no}")),
+            ("notify_time", &now),
+            ("app_id", APP_ID),
+            ("auth_app_id", APP_ID),
+            ("charset", "utf-8"),
+            ("version", "1.0"),
+            ("trade_status", "TRADE_SUCCESS"),
+            ("out_trade_no", no),
+            ("trade_no", trade_no),
+            ("total_amount", amount),
+            ("receipt_amount", amount),
+            ("seller_id", SELLER_ID),
+            ("gmt_create", &now),
+            ("gmt_payment", &now),
+            ("sign_type", "RSA2"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let text = payhost_sandbox::openapi::notify_string(&fields);
+        let sign = alipay_private()
+            .sign(
+                rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
+                &sha2::Sha256::digest(text.as_bytes()),
+            )
+            .unwrap();
+        let mut all = fields;
+        all.push((
+            "sign".into(),
+            base64::engine::general_purpose::STANDARD.encode(sign),
+        ));
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(all)
+            .finish()
+    }
+
+    async fn wait_for(what: &str, log: impl Fn() -> String, mut f: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !f().await {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{}",
+                log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn hidden(page: &str, name: &str) -> String {
+        page.split(&format!("name=\"{name}\" value=\""))
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_else(|| panic!("no {name} in: {page}"))
+            .to_owned()
+    }
+
+    async fn scenario(name: &str, database: Option<String>) {
+        let dir = temp_dir(name);
+        let (sb, base) = sandbox().await;
+        let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
+        let port = free_port();
+        let mut config = config_head(port, TOKEN, "")
+            + &format!(
+                r#"
+[merchants.{OPEN}]
+shop_webhook_url = "{hook}"
+shop_webhook_secret = "back-office-webhook-secret"
+[merchants.{OPEN}.settings]
+api = "openapi"
+app_id = "{APP_ID}"
+app_private_key_file = "{app_key}"
+alipay_public_key_file = "{alipay_key}"
+seller_id = "{SELLER_ID}"
+gateway = "{base}/openapi/gateway.do"
+
+[merchants.{LEGACY}]
+partner = "{PARTNER}"
+key = "{MD5_KEY}"
+seller_email = "seller@example.com"
+gateway_url = "{base}/gateway"
+notify_verify_url = "{base}/mapi"
+mapi_url = "{base}/mapi"
+shop_webhook_url = "{hook}"
+shop_webhook_secret = "back-office-webhook-secret"
+"#,
+                hook = shop.url("/hook"),
+                app_key = key_file("app_test_private_pkcs8.pem").display(),
+                alipay_key = key_file("alipay_test_public.pem").display(),
+            );
+        if let Some(url) = &database {
+            config = config.replace(
+                "database = \"payhost.db\"",
+                &format!("database = \"{url}\""),
+            );
+        }
+        let host = Payhost::start(&dir, &config);
+        let log = || host.log_text();
+        let api = |m: &str, rest: &str| host.url(&format!("/v1/merchants/{m}{rest}"));
+        let payment = async |m: &str, no: &str| -> Value {
+            get(&api(m, &format!("/payments/{no}")), Some(TOKEN))
+                .await
+                .json()
+        };
+        let post = async |m: &str, rest: &str, body: Value| {
+            send_json("POST", &api(m, rest), Some(TOKEN), &body).await
+        };
+        let create = async |m: &str, no: &str, fee: &str| -> Value {
+            let r = post(
+                m,
+                "/payments",
+                json!({"out_trade_no": no, "subject": "后台", "total_fee": fee,
+                       "return_url": "https://shop.example/r", "merchant_url": "https://shop.example/cart"}),
+            )
+            .await;
+            assert_eq!(r.status, 201, "{}", r.text());
+            r.json()
+        };
+        // The buyer opens the pay URL (the sandbox checks the app's RSA2 signature) and pays.
+        let pay_open = async |created: &Value| {
+            let page = get(created["pay_url"].as_str().unwrap(), None).await;
+            assert_eq!(page.status, 200, "{}", page.text());
+            let token = cashier_token(&page.text());
+            let r = post_form(
+                &format!("{base}/openapi/cashier/pay"),
+                &format!("token={token}"),
+            )
+            .await;
+            assert_eq!(r.status, 302, "{}", r.text());
+        };
+        let hooks = |no: &str| -> Vec<String> {
+            shop.requests()
+                .iter()
+                .filter_map(|s| {
+                    let v: Value = serde_json::from_slice(&s.body).ok()?;
+                    (v["out_trade_no"] == no).then(|| v["type"].as_str().unwrap_or("").to_owned())
+                })
+                .collect()
+        };
+
+        // 1. Paid through the open platform's cashier, then a partial refund through the
+        // refunds route: alipay.trade.refund moves the money (SUCCESS at once); the sandbox's
+        // partial-refund notify (TRADE_SUCCESS + refund_fee + out_biz_no) is that refund, never a
+        // second payment.
+        pay_open(&create(OPEN, "BO-A", "25.00").await).await;
+        wait_for("BO-A paid", log, async || {
+            payment(OPEN, "BO-A").await["status"] == "TRADE_SUCCESS"
+        })
+        .await;
+        let r = post(
+            OPEN,
+            "/payments/BO-A/refunds",
+            json!({"amount": "10.00", "reason": "尺码不合", "refund_key": "bo-a-1"}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let refund = r.json();
+        assert_eq!(refund["status"], "SUCCESS", "{refund}");
+        assert_eq!(refund["amount"], "10.00");
+        let request_no = refund["request_no"].as_str().unwrap().to_owned();
+        let at_gateway = sb.openapi_trade(APP_ID, "BO-A").unwrap();
+        assert_eq!(at_gateway.refunds.len(), 1);
+        assert_eq!(at_gateway.refunds[0].out_request_no, request_no);
+        wait_for("the partial refund's notify", log, async || {
+            payment(OPEN, "BO-A").await["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["kind"] == "notify")
+                .count()
+                >= 2
+        })
+        .await;
+        let p = payment(OPEN, "BO-A").await;
+        assert_eq!(p["status"], "PARTIALLY_REFUNDED", "{p}");
+        assert_eq!(p["refunded_amount"], "10.00", "{p}");
+        assert_eq!(p["total_fee"], "25.00", "{p}");
+        assert_eq!(p["refunds"].as_array().unwrap().len(), 1, "{p}");
+        let notifies: Vec<&Value> = p["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "notify")
+            .collect();
+        assert_eq!(notifies.len(), 2, "{p}");
+        let refund_notify = sb.state()["notifies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["out_trade_no"] == "BO-A")
+            .count();
+        assert_eq!(refund_notify, 2, "the payment's and the refund's notify");
+        // The shop hears of one payment and one partial refund (after the outbox settles).
+        wait_for("the refund webhook", log, async || {
+            hooks("BO-A").contains(&"payment.partially_refunded".to_owned())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut seen = hooks("BO-A");
+        seen.sort();
+        assert_eq!(seen, ["payment.paid", "payment.partially_refunded"]);
+
+        // 2. A lost notify: the buyer pays, nothing reaches payhost; the trade query
+        // (alipay.trade.query through …/sync) recovers it, once.
+        sb.set_faults(Faults {
+            drop_all_notifies: true,
+            ..Faults::default()
+        });
+        pay_open(&create(OPEN, "BO-B", "12.34").await).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(payment(OPEN, "BO-B").await["status"], "WAIT_BUYER_PAY");
+        let r = post(OPEN, "/payments/BO-B/sync", json!({})).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["found"], true, "{}", r.text());
+        assert_eq!(payment(OPEN, "BO-B").await["status"], "TRADE_SUCCESS");
+        sb.set_faults(Faults::default());
+
+        // 3. Close: a trade the buyer never opened (Alipay never saw it) is closed here and the
+        // answer says so; one whose cashier was opened is closed at Alipay; a paid one is not.
+        create(OPEN, "BO-C", "3.00").await;
+        let r = post(OPEN, "/payments/BO-C/close", json!({})).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let closed = r.json();
+        assert_eq!(closed["status"], "TRADE_CLOSED", "{closed}");
+        assert_eq!(closed["closed_at_provider"], false, "{closed}");
+        assert!(
+            closed["detail"].as_str().unwrap().contains("here only"),
+            "{closed}"
+        );
+        assert_eq!(payment(OPEN, "BO-C").await["status"], "TRADE_CLOSED");
+        let opened = create(OPEN, "BO-D", "4.00").await;
+        assert_eq!(
+            get(opened["pay_url"].as_str().unwrap(), None).await.status,
+            200
+        );
+        let r = post(OPEN, "/payments/BO-D/close", json!({})).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["closed_at_provider"], true, "{}", r.text());
+        assert_eq!(
+            sb.openapi_trade(APP_ID, "BO-D").unwrap().status,
+            "TRADE_CLOSED"
+        );
+        let r = post(OPEN, "/payments/BO-A/close", json!({})).await;
+        assert_eq!(r.status, 409, "{}", r.text());
+
+        // 4. The day's reconciliation. Planted: BO-E paid by a notify Alipay's bill does not
+        // show (only_payhost); BO-F paid 30.00 while the bill says 31.00 (amount_mismatch); a
+        // bill row for an order payhost never had (only_alipay).
+        for (no, trade_no) in [
+            ("BO-E", "2026000000000000000000000005"),
+            ("BO-F", "2026000000000000000000000006"),
+        ] {
+            create(OPEN, no, if no == "BO-E" { "5.00" } else { "30.00" }).await;
+            let fee = if no == "BO-E" { "5.00" } else { "30.00" };
+            let r = conformance::host::request(
+                "POST",
+                &host.url(&format!("/notify/{OPEN}")),
+                &[("content-type", "application/x-www-form-urlencoded")],
+                signed_paid_notify(no, trade_no, fee).into_bytes(),
+            )
+            .await;
+            assert_eq!(r.text(), "success", "{}", log());
+            assert_eq!(payment(OPEN, no).await["status"], "TRADE_SUCCESS");
+        }
+        let today = payhost::domain::clock::format_date(payhost::domain::clock::beijing_day(
+            payhost::domain::clock::now_unix(),
+        ));
+        for (no, trade_no, amount) in [
+            ("BO-F", "2026000000000000000000000006", "31.00"),
+            ("BO-GHOST", "2026000000000000000000000099", "9.99"),
+        ] {
+            let r = post_form(
+                &format!("{base}/openapi/bill-extra"),
+                &format!("app_id={APP_ID}&bill_date={today}&trade_no={trade_no}&out_trade_no={no}&amount={amount}"),
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+        let r = get(
+            &api(OPEN, &format!("/reconciliation?date={today}")),
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), log());
+        let rec = r.json();
+        assert_eq!(rec["date"], today.as_str());
+        let rows = |k: &str| -> Vec<(String, String, Value, Value)> {
+            let mut v: Vec<_> = rec[k]
+                .as_array()
+                .unwrap_or_else(|| panic!("no {k}: {rec}"))
+                .iter()
+                .map(|r| {
+                    (
+                        r["kind"].as_str().unwrap().to_owned(),
+                        r["out_trade_no"].as_str().unwrap().to_owned(),
+                        r["payhost_amount"].clone(),
+                        r["gateway_amount"].clone(),
+                    )
+                })
+                .collect();
+            v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+            v
+        };
+        let s = |x: &str| Value::String(x.into());
+        assert_eq!(
+            rows("matched"),
+            [
+                ("payment".into(), "BO-A".into(), s("25.00"), s("25.00")),
+                ("payment".into(), "BO-B".into(), s("12.34"), s("12.34")),
+                ("refund".into(), "BO-A".into(), s("10.00"), s("10.00")),
+            ],
+            "{rec}"
+        );
+        assert_eq!(
+            rows("only_payhost"),
+            [("payment".into(), "BO-E".into(), s("5.00"), Value::Null)],
+            "{rec}"
+        );
+        assert_eq!(
+            rows("only_alipay"),
+            [("payment".into(), "BO-GHOST".into(), Value::Null, s("9.99"))],
+            "{rec}"
+        );
+        assert_eq!(
+            rows("amount_mismatch"),
+            [("payment".into(), "BO-F".into(), s("30.00"), s("31.00"))],
+            "{rec}"
+        );
+        let refund_row = rec["matched"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == "refund")
+            .unwrap();
+        assert_eq!(refund_row["request_no"], request_no.as_str(), "{rec}");
+        let mismatch = &rec["amount_mismatch"][0];
+        assert_eq!(mismatch["trade_no"], "2026000000000000000000000006");
+
+        // 5. The legacy API: refund_fastpay_by_platform_pwd. The refund waits for the seller's
+        // password on Alipay's page (confirm_url); the batch notify then settles it.
+        let created = create(LEGACY, "BO-L", "10.00").await;
+        let page = get(created["pay_url"].as_str().unwrap(), None).await;
+        let token = cashier_token(&page.text());
+        post_form(&format!("{base}/cashier/pay"), &format!("token={token}")).await;
+        wait_for("BO-L paid", log, async || {
+            payment(LEGACY, "BO-L").await["status"] == "TRADE_SUCCESS"
+        })
+        .await;
+        let r = post(
+            LEGACY,
+            "/payments/BO-L/refunds",
+            json!({"amount": "4.00", "reason": "协商退款", "refund_key": "bo-l-1"}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let refund = r.json();
+        assert_eq!(refund["status"], "PENDING", "{refund}");
+        let confirm = refund["confirm_url"].as_str().unwrap().to_owned();
+        assert!(
+            confirm.contains("service=refund_fastpay_by_platform_pwd"),
+            "{confirm}"
+        );
+        let page = get(&confirm, None).await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let done = post_form(
+            &format!("{base}/mapi/refund/confirm"),
+            &format!(
+                "token={}&password={}",
+                hidden(&page.text(), "token"),
+                payhost_sandbox::refund::DEMO_PASSWORD
+            ),
+        )
+        .await;
+        assert_eq!(done.status, 200, "{}", done.text());
+        wait_for("the batch notify", log, async || {
+            payment(LEGACY, "BO-L").await["refunded_amount"] == "4.00"
+        })
+        .await;
+        let p = payment(LEGACY, "BO-L").await;
+        assert_eq!(p["status"], "PARTIALLY_REFUNDED", "{p}");
+        let refunds = p["refunds"].as_array().unwrap();
+        assert_eq!(refunds.len(), 1, "{p}");
+        assert_eq!(refunds[0]["status"], "SUCCESS", "{p}");
+        assert_eq!(refunds[0]["request_no"], refund["request_no"], "{p}");
+        // payhost answered the batch notify `success` (Alipay stops resending).
+        wait_for("the batch notify's acknowledgement", log, async || {
+            sb.state()["notifies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["trade_status"] == "batch_refund_notify" && n["acknowledged"] == true)
+        })
+        .await;
+        // The legacy API has no bill here: a 409 naming `api`, not a server error.
+        let r = get(
+            &api(LEGACY, &format!("/reconciliation?date={today}")),
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!(r.status, 409, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], "not_supported", "{}", r.text());
+        assert_eq!(r.json()["error"]["field"], "api", "{}", r.text());
+        // The same refund again: the same one, never a second batch.
+        let r = post(
+            LEGACY,
+            "/payments/BO-L/refunds",
+            json!({"amount": "4.00", "reason": "协商退款", "refund_key": "bo-l-1"}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["id"], refund["id"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn refund_sync_close_and_reconciliation_on_sqlite() {
+        scenario("openapi-back-office-sqlite", None).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn refund_sync_close_and_reconciliation_on_postgres() {
+        let pg = PgCluster::start("openapi-back-office");
+        let url = pg.create_database("payhost");
+        scenario("openapi-back-office-pg", Some(url)).await;
+        drop(pg);
+    }
 }

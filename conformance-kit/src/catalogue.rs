@@ -65,6 +65,7 @@ fn about_fixed(id: &str) -> &'static str {
         "openapi.sync.lost_notify_recovered" => "every notify lost: sync (alipay.trade.query) finds the paid trade and applies it once",
         "openapi.refund.partial_once" => "POST …/refunds of part of a paid order: one refund at the gateway, a retry returns it, more than is left → 409",
         "openapi.close.unpaid_only" => "POST …/close: an order the gateway never saw is closed here (said so), one waiting there is closed there, a paid one → 409",
+        "openapi.bill.reconciled" => "GET …/reconciliation?date= of today: the gateway-paid order and its refund matched, a planted bill row only_alipay, a planted other amount amount_mismatch, a notified refund only_payhost",
         "webhooks.exactly_once" => "each order got exactly the payment.paid webhooks its case expects, all signed",
         _ => "",
     }
@@ -82,6 +83,11 @@ fn needs_fixed(id: &str) -> &'static [&'static str] {
         "openapi.pay.products"
         | "openapi.sync.lost_notify_recovered"
         | "openapi.close.unpaid_only" => &["openapi.merchant.configured"],
+        "openapi.bill.reconciled" => &[
+            "openapi.merchant.configured",
+            "openapi.sync.lost_notify_recovered",
+            "openapi.refund.partial_once",
+        ],
         "openapi.refund.partial_once" => &[
             "openapi.merchant.configured",
             "openapi.sync.lost_notify_recovered",

@@ -154,6 +154,24 @@ fn compare(ours: Vec<Line>, theirs: Vec<Line>) -> Comparison {
     c
 }
 
+/// The component's refusal to locate a bill as an API error. A merchant whose API family has no
+/// bill (the legacy `mapi`: `invalid-settings` naming `api`) is not misconfigured, it asked for
+/// something its settings do not offer: `409 not_supported` naming `api`, never a 500.
+fn bill_refusal(e: crate::runtime::plugin_api::PluginError) -> ApiError {
+    use crate::runtime::plugin_api::PluginError as E;
+    match e {
+        E::InvalidSettings(fields) if fields.len() == 1 && fields[0].field == "api" => {
+            ApiError::field(
+                409,
+                "not_supported",
+                "api",
+                format!("api: {}", fields[0].reason),
+            )
+        }
+        e => plugin_error_to_api(e),
+    }
+}
+
 impl App {
     /// `GET /v1/merchants/{id}/reconciliation?date=`: see the module documentation.
     pub async fn reconcile(
@@ -177,7 +195,7 @@ impl App {
         let location = session
             .locate_bill(&policy, &merchant.settings, date)
             .await?
-            .map_err(plugin_error_to_api)?;
+            .map_err(bill_refusal)?;
         let entries: Vec<BillEntry> = if location.empty {
             Vec::new()
         } else {

@@ -45,6 +45,7 @@ pub const CASES: &[&str] = &[
     "openapi.sync.lost_notify_recovered",
     "openapi.refund.partial_once",
     "openapi.close.unpaid_only",
+    "openapi.bill.reconciled",
     "webhooks.exactly_once",
 ];
 

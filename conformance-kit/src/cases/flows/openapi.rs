@@ -4,6 +4,9 @@
 //! GET `pay_url` and a POST `pay_form` that the sandbox's gateway accepts (it checks the app's
 //! signature), the notifies the kit signs as Alipay (V1 rule) are applied once, a partial refund's
 //! notify is a refund, never a second payment, and a lost notify is recovered by the trade query.
+//! Through the host's back-office routes: a partial refund, close, and the day's reconciliation
+//! against the sandbox's bill (with rows the kit plants in it). A host without those routes, or
+//! whose component predates them (contract 0.4.0), has those cases skipped in its own words.
 
 use super::{cashier_token, is_paid, names_field, Flow, Order, ACK, SETTLE};
 use crate::alipay;
@@ -26,6 +29,7 @@ const REFUND: &str = "openapi.notify.partial_refund_not_a_payment";
 const SYNC: &str = "openapi.sync.lost_notify_recovered";
 const REFUND_ONCE: &str = "openapi.refund.partial_once";
 const CLOSE: &str = "openapi.close.unpaid_only";
+const BILL: &str = "openapi.bill.reconciled";
 
 /// The open-platform merchant's state across its cases.
 #[derive(Default)]
@@ -38,6 +42,10 @@ pub(super) struct OpenState {
     paid: bool,
     /// The order paid in the sandbox's cashier and recovered by sync (refunded next).
     paid_at_gateway: Option<Order>,
+    /// The `out_biz_no` of the partial refund the kit notified (the gateway never made it).
+    refund_notified: Option<String>,
+    /// The `request_no` of the refund made through `POST …/refunds` (the gateway made it).
+    refund_made: Option<String>,
 }
 
 /// Runs the `openapi.*` cases in order.
@@ -54,6 +62,7 @@ pub(super) async fn cases(runner: &mut Runner, flow: &mut Flow<'_>) {
         SYNC,
         REFUND_ONCE,
         CLOSE,
+        BILL,
     ];
     if !runner.selected_any(&all) {
         return;
@@ -92,6 +101,7 @@ pub(super) async fn cases(runner: &mut Runner, flow: &mut Flow<'_>) {
     runner.case(SYNC, flow.open_sync()).await;
     runner.case(REFUND_ONCE, flow.open_refund()).await;
     runner.case(CLOSE, flow.open_close()).await;
+    runner.case(BILL, flow.open_bill()).await;
 }
 
 /// Whether the host paid and then refunded part of it (or not yet): never unpaid again.
@@ -99,8 +109,9 @@ fn is_paid_or_partly_refunded(status: &str) -> bool {
     is_paid(status) || status.eq_ignore_ascii_case("PARTIALLY_REFUNDED")
 }
 
-/// A host without the route, or whose component predates refunds and close (payment contract
-/// 0.4.0) and says so: the case is skipped with its words, never passed.
+/// A host without the route, or whose component predates refunds, close and bills (payment
+/// contract 0.4.0) and says so (`501 not_supported`, or a `502` naming 0.4.0): the case is
+/// skipped with its words, never passed.
 fn unsupported(r: &client::Reply) -> Option<Stop> {
     if client::is_no_route(r) {
         return Some(Stop::Skip(format!(
@@ -108,7 +119,8 @@ fn unsupported(r: &client::Reply) -> Option<Stop> {
             r.brief()
         )));
     }
-    (r.status == 502 && r.text().contains("0.4.0")).then(|| {
+    let not_supported = r.status == 501 && r.json()["error"]["code"] == "not_supported";
+    (not_supported || (r.status == 502 && r.text().contains("0.4.0"))).then(|| {
         Stop::Skip(format!(
             "the host's component cannot do this yet: {}",
             r.brief()
@@ -569,7 +581,7 @@ impl Flow<'_> {
         }
         let app = self.open_app()?.clone();
         let out_biz_no = format!("{}-r1", order.out_trade_no);
-        let n = self.open_notify(&order, Some(("2.00".into(), out_biz_no)))?;
+        let n = self.open_notify(&order, Some(("2.00".into(), out_biz_no.clone())))?;
         let fields = msg::fields(&n, unix_now());
         let r = self
             .open_post(&url, msg::body(&app.alipay_private, &fields, &fields))
@@ -624,7 +636,9 @@ impl Flow<'_> {
             .count();
         ensure(paid == 1, || {
             format!("{paid} payment.paid webhooks after a partial refund's notify: it was taken for a payment")
-        })
+        })?;
+        self.open.refund_notified = Some(out_biz_no);
+        Ok(())
     }
 
     async fn open_sync(&mut self) -> Verdict {
@@ -781,7 +795,12 @@ impl Flow<'_> {
         ensure(
             is_paid_or_partly_refunded(p["status"].as_str().unwrap_or_default()),
             || format!("after a partial refund the order is {}", p["status"]),
-        )
+        )?;
+        self.open.refund_made = made
+            .first()
+            .map(|(request_no, _)| request_no.clone())
+            .filter(|n| !n.is_empty());
+        Ok(())
     }
 
     async fn open_close(&mut self) -> Verdict {
@@ -842,6 +861,189 @@ impl Flow<'_> {
     }
 }
 
+/// The Beijing date (`YYYY-MM-DD`) of Unix seconds: the day a reconciliation names.
+fn beijing_date(unix: u64) -> String {
+    payhost_sandbox::web::alipay_time(unix + 8 * 3600)[..10].to_owned()
+}
+
+/// The rows of one list of a reconciliation answer about `no`.
+fn rows_of<'v>(answer: &'v Value, list: &str, no: &str) -> Vec<&'v Value> {
+    answer[list]
+        .as_array()
+        .map(|rows| rows.iter().filter(|r| r["out_trade_no"] == no).collect())
+        .unwrap_or_default()
+}
+
+/// Whether a row shows both amounts (whatever the host calls them): `ours` and `theirs` appear
+/// among its values (the same amount twice for a matched row).
+fn shows_amounts(row: &Value, ours: &str, theirs: &str) -> bool {
+    let values: Vec<&str> = row
+        .as_object()
+        .map(|o| o.values().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let count = |a: &str| values.iter().filter(|v| **v == a).count();
+    if ours == theirs {
+        count(ours) >= 2
+    } else {
+        count(ours) >= 1 && count(theirs) >= 1
+    }
+}
+
+impl Flow<'_> {
+    /// Plants a row in the sandbox's bill of `date` for the kit's app.
+    async fn plant_bill_row(&self, date: &str, no: &str, trade_no: &str, amount: &str) -> Verdict {
+        let app = self.open_app()?;
+        let r = client::post_form(
+            &format!("{}/openapi/bill-extra", self.env.sandbox_url()),
+            &alipay::encode(&[
+                ("app_id".into(), app.app_id.clone()),
+                ("bill_date".into(), date.to_owned()),
+                ("trade_no".into(), trade_no.to_owned()),
+                ("out_trade_no".into(), no.to_owned()),
+                ("amount".into(), amount.to_owned()),
+            ]),
+        )
+        .await?;
+        ensure(r.status == 200, || {
+            format!("the kit's sandbox did not plant a bill row: {}", r.brief())
+        })
+    }
+
+    /// `GET …/reconciliation?date=` of today (Beijing): the sandbox's bill (its trades paid and
+    /// refunds made today, plus the rows the kit plants) against the host's books.
+    async fn open_bill(&mut self) -> Verdict {
+        let synced = self.open.paid_at_gateway.clone().ok_or(Stop::Skip(
+            "needs openapi.sync.lost_notify_recovered".into(),
+        ))?;
+        let id = self.open_id();
+        let path = |date: &str| format!("/merchants/{id}/reconciliation?date={date}");
+        // Not a date: refused naming the field (and an older host says it has no such route).
+        let bad = self.host.v1("GET", &path("2026-13-45"), None).await?;
+        if let Some(skip) = unsupported(&bad) {
+            return Err(skip);
+        }
+        ensure(bad.status == 400 && names_field(&bad, "date"), || {
+            format!(
+                "reconciliation of date=2026-13-45: expected 400 naming date, got {}",
+                bad.brief()
+            )
+        })?;
+        // Its refund through the host, matched below (the route answered: an older host was
+        // told apart above).
+        let refund_made = self
+            .open
+            .refund_made
+            .clone()
+            .ok_or(Stop::Skip("needs openapi.refund.partial_once".into()))?;
+        let date = beijing_date(unix_now());
+        // Planted in the gateway's bill: a trade the host never had (only_alipay), and, for
+        // the order the kit's notify paid (the gateway never saw it paid), another amount than
+        // the host's (amount_mismatch).
+        let ghost = format!("{}-bill-ghost", self.run);
+        self.plant_bill_row(&date, &ghost, "2099000000000000000000000001", "7.89")
+            .await?;
+        let notified = self
+            .open
+            .order
+            .clone()
+            .filter(|_| self.open.paid)
+            .map(|(order, _)| order);
+        if let Some(order) = &notified {
+            self.plant_bill_row(
+                &date,
+                &order.out_trade_no,
+                "2099000000000000000000000002",
+                "12.35",
+            )
+            .await?;
+        }
+        let r = self.host.v1("GET", &path(&date), None).await?;
+        if let Some(skip) = unsupported(&r) {
+            return Err(skip);
+        }
+        if beijing_date(unix_now()) != date {
+            return Err(Stop::Skip(format!(
+                "the Beijing day changed during the case ({date} ended); run it again"
+            )));
+        }
+        ensure(r.status == 200, || {
+            format!("reconciliation of today ({date}): {}", r.brief())
+        })?;
+        let v = r.json();
+        ensure(v["date"] == date.as_str(), || {
+            format!("the reconciliation of {date} says date {}", v["date"])
+        })?;
+        for list in ["matched", "only_payhost", "only_alipay", "amount_mismatch"] {
+            ensure(v[list].is_array(), || {
+                format!(
+                    "the reconciliation answer has no {list} list (the issue's names: date, matched, only_payhost, only_alipay, amount_mismatch): {}",
+                    r.brief()
+                )
+            })?;
+        }
+        let brief = r.brief();
+        // The order paid at the gateway: its payment and the refund made through the host are
+        // matched, nowhere else.
+        let no = &synced.out_trade_no;
+        let trade_no = self
+            .env
+            .openapi_trade(no)
+            .and_then(|t| t["trade_no"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let matched = rows_of(&v, "matched", no);
+        ensure(
+            matched.iter().any(|row| {
+                row["trade_no"] == trade_no.as_str() && shows_amounts(row, "45.67", "45.67")
+            }),
+            || {
+                format!("the payment of {no} (45.67, trade_no {trade_no}), paid at the gateway, is not matched: {brief}")
+            },
+        )?;
+        ensure(
+            matched.iter().any(|row| {
+                shows_amounts(row, "10.00", "10.00") && row.to_string().contains(&refund_made)
+            }),
+            || {
+                format!("the refund {refund_made} of {no} (10.00), made at the gateway, is not matched: {brief}")
+            },
+        )?;
+        for list in ["only_payhost", "only_alipay", "amount_mismatch"] {
+            ensure(rows_of(&v, list, no).is_empty(), || {
+                format!("{no} agrees on both sides yet is listed in {list}: {brief}")
+            })?;
+        }
+        let only_alipay = rows_of(&v, "only_alipay", &ghost);
+        ensure(
+            only_alipay.len() == 1 && only_alipay[0].to_string().contains("7.89"),
+            || {
+                format!("the bill row planted for {ghost} (7.89), an order the host never had, is not the one only_alipay row for it: {brief}")
+            },
+        )?;
+        if let Some(order) = &notified {
+            let on = &order.out_trade_no;
+            let mismatch = rows_of(&v, "amount_mismatch", on);
+            ensure(
+                mismatch.len() == 1 && shows_amounts(mismatch[0], "12.34", "12.35"),
+                || {
+                    format!("{on} is paid 12.34 on the host and 12.35 in the bill, but amount_mismatch does not show it with both amounts: {brief}")
+                },
+            )?;
+            // The partial refund only the kit's notify reported: the gateway's bill lacks it.
+            if let Some(out_biz_no) = &self.open.refund_notified {
+                ensure(
+                    rows_of(&v, "only_payhost", on)
+                        .iter()
+                        .any(|row| row.to_string().contains("2.00")),
+                    || {
+                        format!("the refund {out_biz_no} of {on} (2.00, notified, never in the gateway's bill) is not in only_payhost: {brief}")
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -858,5 +1060,51 @@ mod tests {
         );
         assert_eq!(query_param(&action, "method").as_deref(), Some("x"));
         assert_eq!(query_param("http://k/x", "a"), None);
+    }
+
+    fn reply(status: u16, body: &str) -> client::Reply {
+        client::Reply {
+            status,
+            headers: Vec::new(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn an_older_host_or_component_is_a_skip_and_a_refusal_is_not() {
+        let no_route = reply(
+            404,
+            r#"{"error":{"code":"not_found","message":"no route"}}"#,
+        );
+        let old_component = reply(
+            501,
+            r#"{"error":{"code":"not_supported","message":"the component's contract version 0.3.0 has no refunds (they need contract 0.4.0)"}}"#,
+        );
+        for r in [&no_route, &old_component] {
+            assert!(
+                matches!(unsupported(r), Some(Stop::Skip(_))),
+                "{}",
+                r.text()
+            );
+        }
+        let refused = reply(409, r#"{"error":{"code":"refund_exceeds_paid"}}"#);
+        assert!(unsupported(&refused).is_none());
+    }
+
+    #[test]
+    fn reconciliation_rows_and_amounts() {
+        let v = json!({"matched": [{"out_trade_no": "A", "trade_no": "1", "payhost_amount": "1.00", "gateway_amount": "1.00"}],
+                       "amount_mismatch": [{"out_trade_no": "B", "payhost_amount": "1.00", "gateway_amount": "1.01"}]});
+        assert_eq!(rows_of(&v, "matched", "A").len(), 1);
+        assert!(rows_of(&v, "only_alipay", "A").is_empty());
+        assert!(shows_amounts(
+            rows_of(&v, "matched", "A")[0],
+            "1.00",
+            "1.00"
+        ));
+        let b = rows_of(&v, "amount_mismatch", "B")[0];
+        assert!(shows_amounts(b, "1.00", "1.01") && !shows_amounts(b, "1.01", "1.01"));
+        assert_eq!(beijing_date(1_700_000_000), "2023-11-15");
+        assert_eq!(beijing_date(1_699_977_600), "2023-11-15"); // 16:00 UTC is midnight in Beijing
     }
 }
