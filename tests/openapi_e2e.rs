@@ -390,6 +390,12 @@ mod back_office {
     }
 
     async fn scenario(name: &str, database: Option<String>) {
+        // The day's reconciliation is for today's Beijing date: a run that would cross Beijing
+        // midnight (16:00 UTC) waits for the new day first, so its payments and its bill share one.
+        let into_day = (payhost::domain::clock::now_unix() + 8 * 3600) % 86_400;
+        if into_day > 86_400 - 180 {
+            tokio::time::sleep(std::time::Duration::from_secs((86_400 - into_day + 2) as u64)).await;
+        }
         let dir = temp_dir(name);
         let (sb, base) = sandbox().await;
         let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
