@@ -109,6 +109,12 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let store = SqliteStore::open(&path).unwrap();
+    // The store is async: each query is awaited on a runtime of the bench's own.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let list = |f: &PaymentFilter| rt.block_on(store.list_payments(f)).unwrap();
     let week = PaymentFilter {
         merchant: Some("m7".into()),
         status: Some("TRADE_SUCCESS".into()),
@@ -119,7 +125,7 @@ fn main() {
     };
     let runs = 200;
     let (p50, p95) = time(runs, || {
-        assert!(!store.list_payments(&week).unwrap().is_empty());
+        assert!(!list(&week).is_empty());
     });
     println!(
         "filtered page (merchant + status + 7 days, 50 rows): p50 {:.2} ms, p95 {:.2} ms",
@@ -131,11 +137,11 @@ fn main() {
     deep.from = None;
     deep.to = None;
     for _ in 0..100 {
-        let rows = store.list_payments(&deep).unwrap();
+        let rows = list(&deep);
         deep.cursor = Some(Cursor::of(&rows[49].payment));
     }
     let (p50, p95) = time(runs, || {
-        assert!(!store.list_payments(&deep).unwrap().is_empty());
+        assert!(!list(&deep).is_empty());
     });
     println!(
         "page 100 by cursor (merchant + status): p50 {:.2} ms, p95 {:.2} ms",
@@ -147,7 +153,7 @@ fn main() {
         ..PaymentFilter::default()
     };
     let (p50, p95) = time(runs, || {
-        assert_eq!(store.list_payments(&all).unwrap().len(), 51);
+        assert_eq!(list(&all).len(), 51);
     });
     println!(
         "all merchants, newest first (50 rows): p50 {:.2} ms, p95 {:.2} ms",
@@ -161,7 +167,7 @@ fn main() {
         ..PaymentFilter::default()
     };
     let (p50, p95) = time(20, || {
-        assert_eq!(store.list_payments(&search).unwrap().len(), 1);
+        assert_eq!(list(&search).len(), 1);
     });
     println!(
         "search by order number (q, one merchant): p50 {:.2} ms, p95 {:.2} ms",
@@ -177,7 +183,7 @@ fn main() {
     };
     let (mut rows, mut bytes) = (0usize, csv_header().len());
     loop {
-        let batch = store.list_payments(&f).unwrap();
+        let batch = list(&f);
         let mut chunk = String::new();
         for r in &batch {
             csv_row(&mut chunk, r);
