@@ -938,6 +938,34 @@ async fn refund_rules(s: &dyn Store) {
     ));
     assert_eq!(refunded("o2").await, (REFUNDED.to_owned(), 1));
 
+    // The day's totals (Beijing day, paid statuses only) and the refunds completed in a range.
+    let now = payhost::domain::clock::now_unix();
+    let today = payhost::domain::clock::format_date(payhost::domain::clock::beijing_day(now));
+    let days = s
+        .daily_totals(Some("m1"), "2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(
+        days,
+        [DayTotal {
+            date: today,
+            paid_count: 2,
+            paid_fen: 1001,
+            refunded_fen: 1001
+        }]
+    );
+    let early = s
+        .refunds_completed("m1", "2014-01-01T00:00:00Z", "2014-01-03T00:00:00Z")
+        .await
+        .unwrap();
+    // The reports' completion time (2014-01-02), not the ones settled here (completed now) nor
+    // the failed one.
+    let o2_refund = s.refunds_for("m1", "o2").await.unwrap()[0].id;
+    assert_eq!(
+        early.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [all[1].id, rest.id, o2_refund]
+    );
+
     // Close: an unpaid payment only, once.
     assert!(s.close_payment("m1", "unpaid", hook).await.unwrap());
     assert!(!s.close_payment("m1", "unpaid", hook).await.unwrap());
