@@ -377,7 +377,7 @@ mod open_platform {
     //! Refunds and close through the component and the sandbox's open platform (`payhost demo`'s
     //! `open-shop`): a partial refund (and its notify, matched to it by `out_biz_no`), the same
     //! refund_key twice, the paid-amount bound with a refund in the books, close at the provider
-    //! and of a trade the provider never saw.
+    //! and of a trade the provider never saw; on SQLite and on PostgreSQL.
 
     use super::*;
     use conformance::host::{Demo, Reply, ADMIN_PASSWORD};
@@ -425,8 +425,21 @@ mod open_platform {
     async fn open_platform_refund_and_close() {
         let dir = temp_dir("ledger-openapi");
         let db = dir.join("demo.db").display().to_string();
+        refund_and_close(&dir, &db).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn open_platform_refund_and_close_on_postgres() {
+        let pg = PgCluster::start("ledger-openapi-pg");
+        let url = pg.create_database("openapi");
+        refund_and_close(&temp_dir("ledger-openapi-pg"), &url).await;
+        drop(pg);
+    }
+
+    /// `payhost demo` on `database` (a SQLite file or a PostgreSQL URL).
+    async fn refund_and_close(dir: &std::path::Path, db: &str) {
         let d = spawn_payhost(
-            &dir,
+            dir,
             &[
                 "demo",
                 "--api-token",
@@ -434,7 +447,7 @@ mod open_platform {
                 "--admin-password",
                 ADMIN_PASSWORD,
                 "--database",
-                &db,
+                db,
             ],
         );
         // Paid: 25.00.

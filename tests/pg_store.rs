@@ -718,3 +718,304 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
         MerchantRemoval::Removed { payments: 0 }
     );
 }
+
+/// The refund rules of `store::refund_rules`, one case run on each backend: the refund_key
+/// returns the refund it started, the refunded total never goes past the paid amount (pending
+/// refunds count, failed ones give their amount back), a result or report applies once, a
+/// report started outside is recorded, one that does not fit is held for review and not
+/// applied, PARTIALLY_REFUNDED then REFUNDED with one webhook each, and close only when unpaid.
+async fn refund_rules(s: &dyn Store) {
+    use payhost::domain::refunds::{self, Refusal, Report};
+    use payhost::store::ledger::*;
+
+    let hook = Some("https://shop/hook");
+    let mut paid = payment("m1", "o1");
+    paid.total_fen = 1000;
+    s.insert_payment(&paid).await.unwrap();
+    s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
+        .await
+        .unwrap();
+    s.insert_payment(&payment("m1", "unpaid")).await.unwrap();
+    let new = |no: &str, key: Option<&str>, fen: u64, request_no: &str| NewRefund {
+        merchant_id: "m1".into(),
+        out_trade_no: no.into(),
+        request_no: request_no.into(),
+        refund_key: key.map(str::to_owned),
+        amount_fen: fen,
+        reason: "尺码不合".into(),
+        started_by: "api:operator".into(),
+    };
+    let report = |no: &str, amount: Option<u64>, total: Option<u64>, ok: bool| Report {
+        request_no: no.into(),
+        amount,
+        refunded_total: total,
+        succeeded: ok,
+        detail: String::new(),
+    };
+    let effect_of = |notify_id: &'static str, no: &'static str, r: Report| ReportEffect {
+        merchant_id: "m1",
+        out_trade_no: no,
+        report: r,
+        notify_id,
+        trade_no: "2014",
+        completed_at: Some("2014-01-02T03:04:05Z"),
+        webhook_url: hook,
+    };
+    let settle = |id: i64, status: &'static str| RefundResult {
+        merchant_id: "m1",
+        refund_id: id,
+        status,
+        detail: None,
+        completed_at: None,
+        webhook_url: hook,
+    };
+    let refunded = async |no: &str| {
+        let p = s.ledger_payment("m1", no).await.unwrap().unwrap();
+        (p.payment.status, p.refunded_fen)
+    };
+
+    // Started PENDING; the same key again is the same refund, never a second one.
+    let RefundBegun::New(first) = s
+        .begin_refund(&new("o1", Some("k1"), 300, "r1"))
+        .await
+        .unwrap()
+    else {
+        panic!("a new refund")
+    };
+    assert_eq!(
+        (
+            first.status.as_str(),
+            first.amount_fen,
+            first.request_no.as_str()
+        ),
+        (refunds::PENDING, 300, "r1")
+    );
+    let RefundBegun::Existing(again) = s
+        .begin_refund(&new("o1", Some("k1"), 300, "r1b"))
+        .await
+        .unwrap()
+    else {
+        panic!("the same refund")
+    };
+    assert_eq!(again.id, first.id);
+    // Pending counts: 3.00 pending + 7.01 > 10.00.
+    assert!(matches!(
+        s.begin_refund(&new("o1", None, 701, "r2")).await.unwrap(),
+        RefundBegun::Refused(Refusal::Exceeds {
+            paid: 1000,
+            committed: 300,
+            asked: 701
+        })
+    ));
+    assert!(matches!(
+        s.begin_refund(&new("unpaid", None, 1, "r3")).await.unwrap(),
+        RefundBegun::Refused(Refusal::NotPaid { .. })
+    ));
+    assert!(matches!(
+        s.begin_refund(&new("nope", None, 1, "r4")).await.unwrap(),
+        RefundBegun::UnknownPayment
+    ));
+
+    // Its success moves the payment, once.
+    assert_eq!(
+        s.settle_refund(&settle(first.id, refunds::SUCCESS))
+            .await
+            .unwrap(),
+        RefundApplied::Settled {
+            refund_id: first.id,
+            status: refunds::SUCCESS.into(),
+            payment_status: PARTIALLY_REFUNDED.into()
+        }
+    );
+    assert_eq!(
+        s.settle_refund(&settle(first.id, refunds::SUCCESS))
+            .await
+            .unwrap(),
+        RefundApplied::Known
+    );
+    assert_eq!(refunded("o1").await, (PARTIALLY_REFUNDED.to_owned(), 300));
+    // The provider's report of it matches it: nothing new; a replay of a notify id neither.
+    assert_eq!(
+        s.apply_refund_report(&effect_of("rn1", "o1", report("r1", None, Some(300), true)))
+            .await
+            .unwrap(),
+        RefundApplied::Known
+    );
+
+    // A report beyond the paid amount is held for review, not applied.
+    assert!(matches!(
+        s.apply_refund_report(&effect_of("rn2", "o1", report("", Some(701), None, true)))
+            .await
+            .unwrap(),
+        RefundApplied::Mismatch(_)
+    ));
+    assert_eq!(refunded("o1").await, (PARTIALLY_REFUNDED.to_owned(), 300));
+    assert!(s
+        .payment("m1", "o1")
+        .await
+        .unwrap()
+        .unwrap()
+        .review
+        .is_some());
+
+    // A refund started outside is recorded (started_by gateway), once per notify id.
+    let outside = effect_of("rn3", "o1", report("elsewhere-1", Some(200), None, true));
+    let RefundApplied::Recorded { payment_status, .. } =
+        s.apply_refund_report(&outside).await.unwrap()
+    else {
+        panic!("recorded")
+    };
+    assert_eq!(payment_status, PARTIALLY_REFUNDED);
+    assert_eq!(
+        s.apply_refund_report(&outside).await.unwrap(),
+        RefundApplied::Known
+    );
+    assert_eq!(refunded("o1").await, (PARTIALLY_REFUNDED.to_owned(), 500));
+
+    // A failed refund gives its amount back; the rest refunded makes it REFUNDED.
+    let RefundBegun::New(failing) = s
+        .begin_refund(&new("o1", Some("k2"), 500, "r5"))
+        .await
+        .unwrap()
+    else {
+        panic!("a new refund")
+    };
+    assert!(matches!(
+        s.begin_refund(&new("o1", None, 1, "r6")).await.unwrap(),
+        RefundBegun::Refused(Refusal::Exceeds { .. })
+    ));
+    assert!(matches!(
+        s.settle_refund(&settle(failing.id, refunds::FAILED)).await.unwrap(),
+        RefundApplied::Settled { ref status, ref payment_status, .. }
+            if status == refunds::FAILED && payment_status == PARTIALLY_REFUNDED
+    ));
+    let RefundBegun::New(rest) = s
+        .begin_refund(&new("o1", Some("k3"), 500, "r7"))
+        .await
+        .unwrap()
+    else {
+        panic!("a new refund")
+    };
+    assert!(matches!(
+        s.apply_refund_report(&effect_of("rn4", "o1", report("r7", Some(500), None, true)))
+            .await
+            .unwrap(),
+        RefundApplied::Settled { ref payment_status, .. } if payment_status == REFUNDED
+    ));
+    assert_eq!(refunded("o1").await, (REFUNDED.to_owned(), 1000));
+    let stored = s.refund("m1", rest.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, refunds::SUCCESS);
+    assert_eq!(stored.completed_at.as_deref(), Some("2014-01-02T03:04:05Z"));
+    let all = s.refunds_for("m1", "o1").await.unwrap();
+    let summary: Vec<(&str, u64, &str)> = all
+        .iter()
+        .map(|r| (r.status.as_str(), r.amount_fen, r.started_by.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (refunds::SUCCESS, 300, "api:operator"),
+            (refunds::SUCCESS, 200, refunds::STARTED_BY_GATEWAY),
+            (refunds::FAILED, 500, "api:operator"),
+            (refunds::SUCCESS, 500, "api:operator"),
+        ]
+    );
+
+    // A legacy full refund (no number, the whole amount) on another payment is recorded.
+    let mut other = payment("m1", "o2");
+    other.total_fen = 1;
+    s.insert_payment(&other).await.unwrap();
+    let mut paid_other = effect("n2", "TRADE_SUCCESS");
+    paid_other.out_trade_no = "o2";
+    s.apply_notification(&paid_other, &raw(), &record())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.apply_refund_report(&effect_of("rn5", "o2", report("", None, Some(1), true)))
+            .await
+            .unwrap(),
+        RefundApplied::Recorded { ref payment_status, .. } if payment_status == REFUNDED
+    ));
+    assert_eq!(refunded("o2").await, (REFUNDED.to_owned(), 1));
+
+    // The day's totals (Beijing day, paid statuses only) and the refunds completed in a range.
+    let now = payhost::domain::clock::now_unix();
+    let today = payhost::domain::clock::format_date(payhost::domain::clock::beijing_day(now));
+    let days = s
+        .daily_totals(Some("m1"), "2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z")
+        .await
+        .unwrap();
+    assert_eq!(
+        days,
+        [DayTotal {
+            date: today,
+            paid_count: 2,
+            paid_fen: 1001,
+            refunded_fen: 1001
+        }]
+    );
+    let early = s
+        .refunds_completed("m1", "2014-01-01T00:00:00Z", "2014-01-03T00:00:00Z")
+        .await
+        .unwrap();
+    // The reports' completion time (2014-01-02), not the ones settled here (completed now) nor
+    // the failed one.
+    let o2_refund = s.refunds_for("m1", "o2").await.unwrap()[0].id;
+    assert_eq!(
+        early.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [all[1].id, rest.id, o2_refund]
+    );
+
+    // Close: an unpaid payment only, once.
+    assert!(s.close_payment("m1", "unpaid", hook).await.unwrap());
+    assert!(!s.close_payment("m1", "unpaid", hook).await.unwrap());
+    assert!(!s.close_payment("m1", "o1", hook).await.unwrap());
+    assert_eq!(
+        s.payment("m1", "unpaid").await.unwrap().unwrap().status,
+        TRADE_CLOSED
+    );
+
+    // One webhook per event: o1 paid, partly refunded twice (r1, the outside one), refunded;
+    // o2 paid, refunded; the closed one.
+    let mut events: Vec<(String, String)> = s
+        .due_webhooks(now_ms() + 1, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| {
+            let v: serde_json::Value = serde_json::from_str(&j.body).unwrap();
+            (
+                v["out_trade_no"].as_str().unwrap().to_owned(),
+                v["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    events.sort();
+    let want: Vec<(String, String)> = [
+        ("o1", "payment.paid"),
+        ("o1", "payment.partially_refunded"),
+        ("o1", "payment.partially_refunded"),
+        ("o1", "payment.refunded"),
+        ("o2", "payment.paid"),
+        ("o2", "payment.refunded"),
+        ("unpaid", "payment.closed"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(events, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refund_rules_on_sqlite() {
+    let dir = conformance::host::temp_dir("refund-rules-sqlite");
+    let s = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();
+    refund_rules(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refund_rules_on_postgres() {
+    let pg = PgCluster::start("refund-rules");
+    let s = open(&pg.create_database("refunds")).await;
+    refund_rules(&s).await;
+}

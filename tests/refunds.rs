@@ -2,12 +2,14 @@
 //! `payhost sandbox` process) refunds paid trades the way Alipay reports them — a partial refund
 //! as `TRADE_SUCCESS` + `refund_status=REFUND_SUCCESS`, a full one as `TRADE_CLOSED` +
 //! `REFUND_SUCCESS` — and the shop gets `payment.partially_refunded` and `payment.refunded`
-//! webhooks once each; a refunded payment is never "unpaid", and the trade query agrees.
+//! webhooks once each; a refunded payment is never "unpaid", and the trade query agrees. The same
+//! case on SQLite and on PostgreSQL (a cluster of the test's own).
 
 use conformance::alipay::{cashier_token, MD5_KEY};
 use conformance::host::{
     config_head, free_port, get, post_form, send_json, spawn_payhost, temp_dir, Payhost,
 };
+use conformance::postgres::PgCluster;
 use conformance::stub::{Seen, StubServer};
 use std::time::{Duration, Instant};
 
@@ -24,7 +26,21 @@ async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn partial_and_full_refunds_reach_the_shop() {
-    let dir = temp_dir("refunds");
+    partial_and_full_refunds("refunds", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partial_and_full_refunds_reach_the_shop_on_postgres() {
+    let pg = PgCluster::start("refunds-pg");
+    let url = pg.create_database("refunds");
+    partial_and_full_refunds("refunds-pg", Some(url)).await;
+    drop(pg);
+}
+
+/// Two payments through the sandbox, one refunded in part and one in full, with `database` (a
+/// PostgreSQL URL) instead of the SQLite file when given.
+async fn partial_and_full_refunds(name: &str, database: Option<String>) {
+    let dir = temp_dir(name);
     let sandbox = spawn_payhost(
         &dir,
         &[
@@ -37,7 +53,7 @@ async fn partial_and_full_refunds_reach_the_shop() {
     );
     let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
     let port = free_port();
-    let config = config_head(port, TOKEN, "")
+    let mut config = config_head(port, TOKEN, "")
         + &format!(
             r#"
 [merchants.ref]
@@ -53,6 +69,12 @@ shop_webhook_secret = "refunds-webhook-secret"
             sb = sandbox.base,
             hook = shop.url("/hook"),
         );
+    if let Some(url) = &database {
+        config = config.replace(
+            "database = \"payhost.db\"",
+            &format!("database = \"{url}\""),
+        );
+    }
     let host = Payhost::start(&dir, &config);
     let status = async |no: &str| -> String {
         get(

@@ -1,7 +1,8 @@
 //! The ledger's side of the store: payments filtered and paged for the back office, merchants
 //! with their counts, refunds (started here or reported by the provider), a payment's timeline
 //! and its webhook attempts, and the day's records for reconciliation. Both stores implement
-//! [`Ledger`]; every money decision is [`crate::domain::refunds`]'s, applied in one transaction.
+//! [`Ledger`]; every money decision is [`crate::domain::refunds`]'s, applied in one transaction
+//! by the refund rules of [`super::refund_rules`] (the same code for every store).
 
 use super::Payment;
 use crate::domain::refunds::{self, RefundLine};
@@ -307,126 +308,6 @@ pub trait Ledger: Send + Sync {
         merchant: &str,
         out_trade_no: &str,
     ) -> Result<Vec<WebhookAttempt>>;
-}
-
-/// The webhook body of a refund event (as [`crate::domain::events`] builds a notification's,
-/// with the refund's fields).
-pub fn refund_webhook(
-    payment: &Payment,
-    next: &str,
-    kind: &str,
-    event_id: &str,
-    refund: &Refund,
-    refunded_fen: u64,
-    now: &str,
-) -> String {
-    serde_json::json!({
-        "id": event_id,
-        "type": kind,
-        "merchant_id": payment.merchant_id,
-        "out_trade_no": payment.out_trade_no,
-        "subject": payment.subject,
-        "status": next,
-        "previous_status": payment.status,
-        "total_fee": payment.total_fee(),
-        "refunded_amount": format!("{}.{:02}", refunded_fen / 100, refunded_fen % 100),
-        "refund": {
-            "id": refund.id,
-            "amount": refund.amount(),
-            "request_no": refund.request_no,
-            "started_by": refund.started_by,
-            "status": refund.status,
-        },
-        "seller_email": payment.seller,
-        "trade_no": payment.trade_no,
-        "buyer_email": payment.buyer_email,
-        "paid_at": payment.paid_at,
-        // As a provider's refund notification's webhook says it (shops read these).
-        "refund_status": "REFUND_SUCCESS",
-        "gmt_refund": refund.completed_at,
-        "created_at": now,
-    })
-    .to_string()
-}
-
-/// What a store writes for a refund's result or report (decided by [`plan_result`] or
-/// [`plan_report`], the same for every store).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RefundWrite {
-    /// Set the refund's status (and completed_at).
-    Update { id: i64, status: &'static str },
-    /// Insert a SUCCESS refund started by the gateway with this amount.
-    Insert { amount_fen: u64 },
-    /// Nothing to write.
-    Nothing,
-    /// Flag the payment for review with this reason; nothing applied.
-    Flag(String),
-}
-
-/// The write for ending refund `id` with `status`.
-pub fn plan_result(lines: &[RefundLine], total: u64, id: i64, status: &'static str) -> RefundWrite {
-    let Some(line) = lines.iter().find(|l| l.id == id) else {
-        return RefundWrite::Nothing;
-    };
-    match (line.status.as_str(), status) {
-        (refunds::PENDING, _) => RefundWrite::Update { id, status },
-        (refunds::FAILED, refunds::SUCCESS) => {
-            if refunds::Totals::of(lines).committed() + line.amount_fen > total {
-                RefundWrite::Flag(format!(
-                    "refund {} succeeded after it had failed, beyond the paid amount",
-                    line.request_no
-                ))
-            } else {
-                RefundWrite::Update { id, status }
-            }
-        }
-        _ => RefundWrite::Nothing,
-    }
-}
-
-/// The write for a provider's report.
-pub fn plan_report(lines: &[RefundLine], total: u64, report: &refunds::Report) -> RefundWrite {
-    match refunds::decide(total, lines, report) {
-        refunds::Decision::Settle { id, status } => RefundWrite::Update { id, status },
-        refunds::Decision::Record { amount } => RefundWrite::Insert { amount_fen: amount },
-        refunds::Decision::Known => RefundWrite::Nothing,
-        refunds::Decision::Mismatch { reason } => RefundWrite::Flag(reason),
-    }
-}
-
-/// After a refund succeeded: the payment's next status, its refunded total and the webhooks to
-/// queue (through the one state machine).
-pub fn after_success(
-    payment: &Payment,
-    refund: &Refund,
-    succeeded_fen: u64,
-    now: &str,
-    webhook_url: Option<&str>,
-) -> (String, Vec<crate::domain::events::PlannedWebhook>) {
-    let event = refunds::event_after(payment.total_fen, succeeded_fen);
-    let t = crate::domain::state::transition(&payment.status, event);
-    let next = t.to.unwrap_or(payment.status.as_str()).to_owned();
-    let mut hooks = Vec::new();
-    if let Some(url) = webhook_url {
-        for ev in &t.events {
-            let kind = ev.name();
-            let key = format!("refund:{}", refund.request_no);
-            let event_id = crate::domain::events::event_id(
-                &payment.merchant_id,
-                &payment.out_trade_no,
-                kind,
-                ev.repeatable().then_some(key.as_str()),
-            );
-            let body = refund_webhook(payment, &next, kind, &event_id, refund, succeeded_fen, now);
-            hooks.push(crate::domain::events::PlannedWebhook {
-                event_id,
-                kind,
-                url: url.to_owned(),
-                body,
-            });
-        }
-    }
-    (next, hooks)
 }
 
 /// `%q%` for LIKE, its wildcards escaped with `\`.

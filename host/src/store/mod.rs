@@ -5,19 +5,21 @@
 //! The store is async end to end and split by aggregate ([`Merchants`], [`Payments`],
 //! [`Notifications`], [`Webhooks`], [`Access`]); [`Store`] is all of them for one backend, the
 //! handle callers hold. Two backends: [`sqlite`] (embedded, one replica) and [`postgres`] (several
-//! replicas). The money rules (applying a notification, refused-notify bookkeeping) are written
-//! once in [`rules`] over a small transaction interface ([`rules::NotifyTx`]) each backend
-//! implements. Every state change happens in one transaction with its dedupe key and its webhook,
+//! replicas). The money rules are written once over small transaction interfaces each backend
+//! implements: applying a notification and refused-notify bookkeeping in [`rules`] (over
+//! [`rules::NotifyTx`]), refunds and closes in [`refund_rules`] (over [`refund_rules::RefundTx`]). Every state change happens in one transaction with its dedupe key and its webhook,
 //! so a crash leaves either all of it or none.
 //!
 //! Adding a method: declare it on its aggregate trait here, then implement it in
 //! `sqlite/<aggregate>.rs` (a read with `self.read(..)`, a write with `self.write(..)`) and
 //! `postgres/<aggregate>.rs` (`self.client().await?` or `self.transaction(..)`). A rule about
-//! money goes into [`rules`], over primitives added to [`rules::NotifyTx`].
+//! money goes into [`rules`] or [`refund_rules`], over primitives added to their transaction
+//! traits.
 
 pub mod admin;
 pub mod ledger;
 pub mod postgres;
+pub mod refund_rules;
 pub mod rules;
 pub mod sqlite;
 

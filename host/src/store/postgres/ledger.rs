@@ -1,11 +1,13 @@
-//! [`Ledger`] on PostgreSQL: every refund decision runs in one transaction with the payment row
-//! locked (`FOR UPDATE`), so two replicas never both start a refund past the paid amount.
+//! [`Ledger`] on PostgreSQL. The refund rules are [`refund_rules`]'s, each run in one
+//! transaction over the primitives of [`RefundTx`] below, with the payment row locked
+//! (`FOR UPDATE`), so two replicas never both start a refund past the paid amount.
 
-use super::{payment_from_row, PostgresStore, Tx, PAYMENT_COLUMNS};
-use crate::domain::refunds;
+use super::tx::PgTx;
+use super::{payment_from_row, PostgresStore, PAYMENT_COLUMNS};
 use crate::store::ledger::*;
-use crate::store::{now_ms, now_rfc3339, Payment};
-use anyhow::Result;
+use crate::store::refund_rules::{self, RefundRow, RefundTx};
+use crate::store::{now_rfc3339, Payment, PlannedWebhook};
+use anyhow::{Context, Result};
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
@@ -59,107 +61,139 @@ async fn refunds_in(c: &impl GenericClient, merchant: &str, no: &str) -> Result<
     .collect()
 }
 
-/// The payment, its row locked for the rest of the transaction.
-async fn payment_locked(tx: &Tx<'_>, merchant: &str, no: &str) -> Result<Option<Payment>> {
-    tx.query_opt(
-        &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND out_trade_no = $2 FOR UPDATE"),
-        &[&merchant, &no],
+async fn refund_in(c: &impl GenericClient, merchant: &str, id: i64) -> Result<Option<Refund>> {
+    c.query_opt(
+        "SELECT * FROM refunds WHERE merchant_id = $1 AND id = $2",
+        &[&merchant, &id],
     )
     .await?
     .as_ref()
-    .map(payment_from_row)
+    .map(refund_from_row)
     .transpose()
 }
 
-/// See the SQLite store's `apply_write`: the same steps, in this transaction.
-async fn apply_write(
-    tx: &Tx<'_>,
-    payment: &Payment,
-    write: RefundWrite,
-    completed_at: Option<&str>,
-    detail: Option<&str>,
-    request_no: &str,
-    webhook_url: Option<&str>,
-) -> Result<RefundApplied> {
-    let now = now_rfc3339();
-    let done_at = completed_at.unwrap_or(&now).to_owned();
-    let (m, no) = (&payment.merchant_id, &payment.out_trade_no);
-    let (id, status) = match write {
-        RefundWrite::Nothing => return Ok(RefundApplied::Known),
-        RefundWrite::Flag(reason) => {
-            tx.execute(
-                "UPDATE payments SET review = $3, updated_at = $4 WHERE merchant_id = $1 AND out_trade_no = $2",
-                &[m, no, &reason, &now],
+impl RefundTx for PgTx<'_> {
+    async fn refunds_of(&mut self, merchant: &str, no: &str) -> Result<Vec<Refund>> {
+        refunds_in(self.0, merchant, no).await
+    }
+
+    async fn refund_by_id(&mut self, merchant: &str, id: i64) -> Result<Option<Refund>> {
+        refund_in(self.0, merchant, id).await
+    }
+
+    async fn insert_refund(&mut self, r: &RefundRow<'_>) -> Result<Refund> {
+        let row = self
+            .0
+            .query_one(
+                "INSERT INTO refunds (merchant_id, out_trade_no, request_no, refund_key, amount_fen, reason, started_by, status, detail, created_at, completed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *",
+                &[
+                    &r.merchant_id,
+                    &r.out_trade_no,
+                    &r.request_no,
+                    &r.refund_key,
+                    &(r.amount_fen as i64),
+                    &r.reason,
+                    &r.started_by,
+                    &r.status,
+                    &r.detail,
+                    &r.created_at,
+                    &r.completed_at,
+                ],
             )
             .await?;
-            return Ok(RefundApplied::Mismatch(reason));
-        }
-        RefundWrite::Update { id, status } => {
-            tx.execute(
+        refund_from_row(&row)
+    }
+
+    async fn end_refund(
+        &mut self,
+        merchant: &str,
+        id: i64,
+        status: &str,
+        completed_at: &str,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        self.0
+            .execute(
                 "UPDATE refunds SET status = $3, completed_at = $4, detail = COALESCE($5, detail) WHERE merchant_id = $1 AND id = $2",
-                &[m, &id, &status, &done_at, &detail],
+                &[&merchant, &id, &status, &completed_at, &detail],
             )
             .await?;
-            (id, status)
-        }
-        RefundWrite::Insert { amount_fen } => {
-            let rno = if request_no.is_empty() {
-                format!("gateway-{}", now_ms())
-            } else {
-                request_no.to_owned()
-            };
-            let row = tx
-                .query_one(
-                    "INSERT INTO refunds (merchant_id, out_trade_no, request_no, refund_key, amount_fen, reason, started_by, status, detail, created_at, completed_at)
-                     VALUES ($1, $2, $3, NULL, $4, '', $5, 'SUCCESS', $6, $7, $8) RETURNING id",
-                    &[m, no, &rno, &(amount_fen as i64), &refunds::STARTED_BY_GATEWAY, &detail, &now, &done_at],
-                )
-                .await?;
-            (row.get::<_, i64>(0), refunds::SUCCESS)
-        }
-    };
-    let all = refunds_in(tx, m, no).await?;
-    if status != refunds::SUCCESS {
-        return Ok(RefundApplied::Settled {
-            refund_id: id,
-            status: status.to_owned(),
-            payment_status: payment.status.clone(),
-        });
+        Ok(())
     }
-    let refund = all
-        .iter()
-        .find(|r| r.id == id)
-        .expect("just written")
-        .clone();
-    let succeeded =
-        refunds::Totals::of(&all.iter().map(Refund::line).collect::<Vec<_>>()).succeeded;
-    let (next, hooks) = after_success(payment, &refund, succeeded, &now, webhook_url);
-    tx.execute(
-        "UPDATE payments SET status = $3, refunded_fen = $4, updated_at = $5 WHERE merchant_id = $1 AND out_trade_no = $2",
-        &[m, no, &next, &(succeeded as i64), &now],
-    )
-    .await?;
-    for w in &hooks {
-        tx.execute(
-            "INSERT INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms, created_ms, event_type) VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT DO NOTHING",
-            &[&w.event_id, m, &w.url, &w.body, &now_ms(), &w.kind],
-        )
-        .await?;
+
+    async fn write_refunded(
+        &mut self,
+        merchant: &str,
+        no: &str,
+        status: &str,
+        refunded_fen: u64,
+        updated_at: &str,
+    ) -> Result<()> {
+        self.0
+            .execute(
+                "UPDATE payments SET status = $3, refunded_fen = $4, updated_at = $5 WHERE merchant_id = $1 AND out_trade_no = $2",
+                &[&merchant, &no, &status, &(refunded_fen as i64), &updated_at],
+            )
+            .await?;
+        Ok(())
     }
-    Ok(
-        if refund.started_by == refunds::STARTED_BY_GATEWAY && completed_at.is_some() {
-            RefundApplied::Recorded {
-                refund_id: id,
-                payment_status: next,
-            }
-        } else {
-            RefundApplied::Settled {
-                refund_id: id,
-                status: status.to_owned(),
-                payment_status: next,
-            }
-        },
-    )
+
+    async fn flag_payment(
+        &mut self,
+        merchant: &str,
+        no: &str,
+        reason: &str,
+        at: &str,
+    ) -> Result<()> {
+        self.0
+            .execute(
+                "UPDATE payments SET review = $3, updated_at = $4 WHERE merchant_id = $1 AND out_trade_no = $2",
+                &[&merchant, &no, &reason, &at],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn fill_trade_no(&mut self, merchant: &str, no: &str, trade_no: &str) -> Result<()> {
+        self.0
+            .execute(
+                "UPDATE payments SET trade_no = COALESCE(trade_no, $3) WHERE merchant_id = $1 AND out_trade_no = $2",
+                &[&merchant, &no, &trade_no],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn enqueue_webhook_once(
+        &mut self,
+        merchant: &str,
+        w: &PlannedWebhook,
+        at_ms: i64,
+    ) -> Result<bool> {
+        let n = self
+            .0
+            .execute(
+                "INSERT INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms, created_ms, event_type) VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+                &[&w.event_id, &merchant, &w.url, &w.body, &at_ms, &w.kind],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+}
+
+/// Runs one refund rule in a transaction of its own: committed when it returns Ok.
+macro_rules! in_tx {
+    ($store:expr, |$tx:ident| $rule:expr) => {{
+        let mut client = $store.client().await?;
+        let tx = client.transaction().await?;
+        let r = {
+            let $tx = &mut PgTx(&tx);
+            $rule.await?
+        };
+        tx.commit().await.context("the database could not commit")?;
+        Ok(r)
+    }};
 }
 
 #[async_trait]
@@ -347,19 +381,7 @@ impl Ledger for PostgresStore {
     }
 
     async fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>> {
-        let m = merchant.to_owned();
-        self.run(|pool| async move {
-            let c = pool.get().await?;
-            c.query_opt(
-                "SELECT * FROM refunds WHERE merchant_id = $1 AND id = $2",
-                &[&m, &id],
-            )
-            .await?
-            .as_ref()
-            .map(refund_from_row)
-            .transpose()
-        })
-        .await
+        refund_in(&self.client().await?, merchant, id).await
     }
 
     async fn refunds_completed(&self, merchant: &str, from: &str, to: &str) -> Result<Vec<Refund>> {
@@ -379,42 +401,7 @@ impl Ledger for PostgresStore {
     }
 
     async fn begin_refund(&self, new: &NewRefund) -> Result<RefundBegun> {
-        let new = new.clone();
-        self.tx(move |tx| {
-            Box::pin(async move {
-                let Some(p) = payment_locked(tx, &new.merchant_id, &new.out_trade_no).await? else {
-                    return Ok(RefundBegun::UnknownPayment);
-                };
-                let existing = refunds_in(tx, &new.merchant_id, &new.out_trade_no).await?;
-                if let Some(key) = &new.refund_key {
-                    if let Some(r) = existing.iter().find(|r| r.refund_key.as_ref() == Some(key)) {
-                        return Ok(RefundBegun::Existing(r.clone()));
-                    }
-                }
-                let lines: Vec<_> = existing.iter().map(Refund::line).collect();
-                if let Err(why) = refunds::check_start(&p.status, p.total_fen, &lines, new.amount_fen) {
-                    return Ok(RefundBegun::Refused(why));
-                }
-                let row = tx
-                    .query_one(
-                        "INSERT INTO refunds (merchant_id, out_trade_no, request_no, refund_key, amount_fen, reason, started_by, status, created_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING', $8) RETURNING *",
-                        &[
-                            &new.merchant_id,
-                            &new.out_trade_no,
-                            &new.request_no,
-                            &new.refund_key,
-                            &(new.amount_fen as i64),
-                            &new.reason,
-                            &new.started_by,
-                            &now_rfc3339(),
-                        ],
-                    )
-                    .await?;
-                Ok(RefundBegun::New(refund_from_row(&row)?))
-            })
-        })
-        .await
+        in_tx!(self, |tx| refund_rules::begin_refund(tx, new))
     }
 
     async fn refund_started(
@@ -442,85 +429,11 @@ impl Ledger for PostgresStore {
     }
 
     async fn settle_refund(&self, r: &RefundResult<'_>) -> Result<RefundApplied> {
-        let (merchant, id, status) = (r.merchant_id.to_owned(), r.refund_id, r.status);
-        let detail = r.detail.map(str::to_owned);
-        let completed = r.completed_at.map(str::to_owned);
-        let hook = r.webhook_url.map(str::to_owned);
-        self.tx(move |tx| {
-            Box::pin(async move {
-                let Some(row) = tx
-                    .query_opt(
-                        "SELECT * FROM refunds WHERE merchant_id = $1 AND id = $2",
-                        &[&merchant, &id],
-                    )
-                    .await?
-                else {
-                    return Ok(RefundApplied::UnknownPayment);
-                };
-                let refund = refund_from_row(&row)?;
-                let Some(p) = payment_locked(tx, &merchant, &refund.out_trade_no).await? else {
-                    return Ok(RefundApplied::UnknownPayment);
-                };
-                let lines: Vec<_> = refunds_in(tx, &merchant, &refund.out_trade_no)
-                    .await?
-                    .iter()
-                    .map(Refund::line)
-                    .collect();
-                let write = plan_result(&lines, p.total_fen, id, status);
-                apply_write(
-                    tx,
-                    &p,
-                    write,
-                    completed.as_deref(),
-                    detail.as_deref(),
-                    &refund.request_no,
-                    hook.as_deref(),
-                )
-                .await
-            })
-        })
-        .await
+        in_tx!(self, |tx| refund_rules::settle_refund(tx, r))
     }
 
     async fn apply_refund_report(&self, e: &ReportEffect<'_>) -> Result<RefundApplied> {
-        let (merchant, no, notify_id) = (
-            e.merchant_id.to_owned(),
-            e.out_trade_no.to_owned(),
-            e.notify_id.to_owned(),
-        );
-        let report = e.report.clone();
-        let completed = e.completed_at.map(str::to_owned);
-        let hook = e.webhook_url.map(str::to_owned);
-        let trade_no = e.trade_no.to_owned();
-        self.tx(move |tx| {
-            Box::pin(async move {
-                let Some(p) = payment_locked(tx, &merchant, &no).await? else {
-                    return Ok(RefundApplied::UnknownPayment);
-                };
-                let claimed = tx
-                    .execute(
-                        "INSERT INTO applied_notifications (merchant_id, notify_id, out_trade_no, applied_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                        &[&merchant, &notify_id, &no, &now_rfc3339()],
-                    )
-                    .await?;
-                if claimed == 0 {
-                    return Ok(RefundApplied::Known);
-                }
-                if !trade_no.is_empty() {
-                    tx.execute(
-                        "UPDATE payments SET trade_no = COALESCE(trade_no, $3) WHERE merchant_id = $1 AND out_trade_no = $2",
-                        &[&merchant, &no, &trade_no],
-                    )
-                    .await?;
-                }
-                let lines: Vec<_> = refunds_in(tx, &merchant, &no).await?.iter().map(Refund::line).collect();
-                let write = plan_report(&lines, p.total_fen, &report);
-                let detail = (!report.detail.is_empty()).then_some(report.detail.as_str());
-                let done = completed.unwrap_or_else(now_rfc3339);
-                apply_write(tx, &p, write, Some(&done), detail, &report.request_no, hook.as_deref()).await
-            })
-        })
-        .await
+        in_tx!(self, |tx| refund_rules::apply_refund_report(tx, e))
     }
 
     async fn close_payment(
@@ -529,48 +442,12 @@ impl Ledger for PostgresStore {
         no: &str,
         webhook_url: Option<&str>,
     ) -> Result<bool> {
-        let (merchant, no, hook) = (
-            merchant.to_owned(),
-            no.to_owned(),
-            webhook_url.map(str::to_owned),
-        );
-        self.tx(move |tx| {
-            Box::pin(async move {
-                let Some(p) = payment_locked(tx, &merchant, &no).await? else {
-                    return Ok(false);
-                };
-                let t = crate::domain::state::transition(&p.status, crate::domain::state::TradeEvent::Closed);
-                let Some(next) = t.to.filter(|_| p.status == crate::domain::state::WAIT_BUYER_PAY) else {
-                    return Ok(false);
-                };
-                let now = now_rfc3339();
-                tx.execute(
-                    "UPDATE payments SET status = $3, updated_at = $4 WHERE merchant_id = $1 AND out_trade_no = $2",
-                    &[&merchant, &no, &next, &now],
-                )
-                .await?;
-                if let Some(url) = hook {
-                    for ev in &t.events {
-                        let kind = ev.name();
-                        let event_id = crate::domain::events::event_id(&merchant, &no, kind, None);
-                        let body = serde_json::json!({
-                            "id": event_id, "type": kind, "merchant_id": merchant, "out_trade_no": no,
-                            "subject": p.subject, "status": next, "previous_status": p.status,
-                            "total_fee": p.total_fee(), "seller_email": p.seller, "trade_no": p.trade_no,
-                            "created_at": now,
-                        })
-                        .to_string();
-                        tx.execute(
-                            "INSERT INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms, created_ms, event_type) VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT DO NOTHING",
-                            &[&event_id, &merchant, &url, &body, &now_ms(), &kind],
-                        )
-                        .await?;
-                    }
-                }
-                Ok(true)
-            })
-        })
-        .await
+        in_tx!(self, |tx| refund_rules::close_payment(
+            tx,
+            merchant,
+            no,
+            webhook_url
+        ))
     }
 
     async fn record_event(

@@ -37,9 +37,6 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use std::time::Duration;
 use tokio_postgres::{NoTls, Row};
 
-/// A transaction of the pool's connection.
-type Tx<'t> = deadpool_postgres::Transaction<'t>;
-
 /// Connections in the pool of one replica.
 pub const DEFAULT_POOL_SIZE: usize = 16;
 

@@ -1,10 +1,12 @@
 //! [`Ledger`] on SQLite: reads on the reader pool, every write one job of the writer's group
-//! commit (the refund rules and the payment's move in one savepoint).
+//! commit. The refund rules are [`refund_rules`]'s, run in the job's savepoint over the
+//! primitives of [`RefundTx`] below.
 
+use super::tx::{run_rule, SqliteTx};
 use super::{payment_from_row, SqliteStore};
-use crate::domain::refunds;
 use crate::store::ledger::*;
-use crate::store::{now_ms, now_rfc3339, Payment};
+use crate::store::refund_rules::{self, RefundRow, RefundTx};
+use crate::store::{now_rfc3339, Payment, PlannedWebhook};
 use anyhow::Result;
 use async_trait::async_trait;
 use rusqlite::types::Value;
@@ -47,114 +49,111 @@ fn refunds_in(conn: &Connection, merchant: &str, no: &str) -> Result<Vec<Refund>
     Ok(rows)
 }
 
-fn payment_in(conn: &Connection, merchant: &str, no: &str) -> Result<Option<Payment>> {
+fn refund_in(conn: &Connection, merchant: &str, id: i64) -> Result<Option<Refund>> {
     Ok(conn
-        .prepare_cached("SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2")?
-        .query_row(params![merchant, no], payment_from_row)
+        .prepare_cached("SELECT * FROM refunds WHERE merchant_id = ?1 AND id = ?2")?
+        .query_row(params![merchant, id], refund_from_row)
         .optional()?)
 }
 
-fn flag(conn: &Connection, merchant: &str, no: &str, reason: &str) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE payments SET review = ?3, updated_at = ?4 WHERE merchant_id = ?1 AND out_trade_no = ?2",
-    )?
-    .execute(params![merchant, no, reason, now_rfc3339()])?;
-    Ok(())
-}
+impl RefundTx for SqliteTx<'_> {
+    async fn refunds_of(&mut self, merchant: &str, no: &str) -> Result<Vec<Refund>> {
+        refunds_in(self.0, merchant, no)
+    }
 
-/// Applies a planned write inside the writer's transaction: the refund row, then (for a success)
-/// the payment's refunded total, status and webhooks.
-fn apply_write(
-    conn: &Connection,
-    payment: &Payment,
-    write: RefundWrite,
-    completed_at: Option<&str>,
-    detail: Option<&str>,
-    request_no: &str,
-    webhook_url: Option<&str>,
-) -> Result<RefundApplied> {
-    let now = now_rfc3339();
-    let done_at = completed_at.unwrap_or(&now).to_owned();
-    let (id, status) = match write {
-        RefundWrite::Nothing => return Ok(RefundApplied::Known),
-        RefundWrite::Flag(reason) => {
-            flag(conn, &payment.merchant_id, &payment.out_trade_no, &reason)?;
-            return Ok(RefundApplied::Mismatch(reason));
-        }
-        RefundWrite::Update { id, status } => {
-            conn.prepare_cached(
-                "UPDATE refunds SET status = ?3, completed_at = ?4, detail = COALESCE(?5, detail) WHERE merchant_id = ?1 AND id = ?2",
-            )?
-            .execute(params![payment.merchant_id, id, status, done_at, detail])?;
-            (id, status)
-        }
-        RefundWrite::Insert { amount_fen } => {
-            let no = if request_no.is_empty() {
-                format!("gateway-{}", now_ms())
-            } else {
-                request_no.to_owned()
-            };
-            conn.prepare_cached(
-                "INSERT INTO refunds (merchant_id, out_trade_no, request_no, refund_key, amount_fen, reason, started_by, status, detail, created_at, completed_at)
-                 VALUES (?1, ?2, ?3, NULL, ?4, '', ?5, 'SUCCESS', ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                payment.merchant_id,
-                payment.out_trade_no,
-                no,
-                amount_fen as i64,
-                refunds::STARTED_BY_GATEWAY,
-                detail,
-                now,
-                done_at
-            ])?;
-            (conn.last_insert_rowid(), refunds::SUCCESS)
-        }
-    };
-    let all = refunds_in(conn, &payment.merchant_id, &payment.out_trade_no)?;
-    if status != refunds::SUCCESS {
-        return Ok(RefundApplied::Settled {
-            refund_id: id,
-            status: status.to_owned(),
-            payment_status: payment.status.clone(),
-        });
+    async fn refund_by_id(&mut self, merchant: &str, id: i64) -> Result<Option<Refund>> {
+        refund_in(self.0, merchant, id)
     }
-    let refund = all
-        .iter()
-        .find(|r| r.id == id)
-        .expect("just written")
-        .clone();
-    let succeeded =
-        refunds::Totals::of(&all.iter().map(Refund::line).collect::<Vec<_>>()).succeeded;
-    let (next, hooks) = after_success(payment, &refund, succeeded, &now, webhook_url);
-    conn.prepare_cached(
-        "UPDATE payments SET status = ?3, refunded_fen = ?4, updated_at = ?5 WHERE merchant_id = ?1 AND out_trade_no = ?2",
-    )?
-    .execute(params![
-        payment.merchant_id,
-        payment.out_trade_no,
-        next,
-        succeeded as i64,
-        now
-    ])?;
-    for w in &hooks {
-        conn.prepare_cached("INSERT OR IGNORE INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms, created_ms, event_type) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)")?
-            .execute(params![w.event_id, payment.merchant_id, w.url, w.body, now_ms(), w.kind])?;
+
+    async fn insert_refund(&mut self, r: &RefundRow<'_>) -> Result<Refund> {
+        self.0.prepare_cached(
+            "INSERT INTO refunds (merchant_id, out_trade_no, request_no, refund_key, amount_fen, reason, started_by, status, detail, created_at, completed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(params![
+            r.merchant_id,
+            r.out_trade_no,
+            r.request_no,
+            r.refund_key,
+            r.amount_fen as i64,
+            r.reason,
+            r.started_by,
+            r.status,
+            r.detail,
+            r.created_at,
+            r.completed_at
+        ])?;
+        let id = self.0.last_insert_rowid();
+        Ok(self
+            .0
+            .prepare_cached("SELECT * FROM refunds WHERE id = ?1")?
+            .query_row([id], refund_from_row)?)
     }
-    Ok(
-        if refund.started_by == refunds::STARTED_BY_GATEWAY && completed_at.is_some() {
-            RefundApplied::Recorded {
-                refund_id: id,
-                payment_status: next,
-            }
-        } else {
-            RefundApplied::Settled {
-                refund_id: id,
-                status: status.to_owned(),
-                payment_status: next,
-            }
-        },
-    )
+
+    async fn end_refund(
+        &mut self,
+        merchant: &str,
+        id: i64,
+        status: &str,
+        completed_at: &str,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        self.0.prepare_cached(
+            "UPDATE refunds SET status = ?3, completed_at = ?4, detail = COALESCE(?5, detail) WHERE merchant_id = ?1 AND id = ?2",
+        )?
+        .execute(params![merchant, id, status, completed_at, detail])?;
+        Ok(())
+    }
+
+    async fn write_refunded(
+        &mut self,
+        merchant: &str,
+        no: &str,
+        status: &str,
+        refunded_fen: u64,
+        updated_at: &str,
+    ) -> Result<()> {
+        self.0.prepare_cached(
+            "UPDATE payments SET status = ?3, refunded_fen = ?4, updated_at = ?5 WHERE merchant_id = ?1 AND out_trade_no = ?2",
+        )?
+        .execute(params![merchant, no, status, refunded_fen as i64, updated_at])?;
+        Ok(())
+    }
+
+    async fn flag_payment(
+        &mut self,
+        merchant: &str,
+        no: &str,
+        reason: &str,
+        at: &str,
+    ) -> Result<()> {
+        self.0.prepare_cached(
+            "UPDATE payments SET review = ?3, updated_at = ?4 WHERE merchant_id = ?1 AND out_trade_no = ?2",
+        )?
+        .execute(params![merchant, no, reason, at])?;
+        Ok(())
+    }
+
+    async fn fill_trade_no(&mut self, merchant: &str, no: &str, trade_no: &str) -> Result<()> {
+        self.0.prepare_cached(
+            "UPDATE payments SET trade_no = COALESCE(trade_no, ?3) WHERE merchant_id = ?1 AND out_trade_no = ?2",
+        )?
+        .execute(params![merchant, no, trade_no])?;
+        Ok(())
+    }
+
+    async fn enqueue_webhook_once(
+        &mut self,
+        merchant: &str,
+        w: &PlannedWebhook,
+        at_ms: i64,
+    ) -> Result<bool> {
+        let n = self.0.prepare_cached(
+            "INSERT OR IGNORE INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms, created_ms, event_type) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+        )?
+        .execute(params![w.event_id, merchant, w.url, w.body, at_ms, w.kind])?;
+        Ok(n == 1)
+    }
 }
 
 #[async_trait]
@@ -316,13 +315,7 @@ impl Ledger for SqliteStore {
 
     async fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>> {
         let merchant = merchant.to_owned();
-        self.read(move |conn| {
-            Ok(conn
-                .prepare_cached("SELECT * FROM refunds WHERE merchant_id = ?1 AND id = ?2")?
-                .query_row(params![merchant, id], refund_from_row)
-                .optional()?)
-        })
-        .await
+        self.read(move |conn| refund_in(conn, &merchant, id)).await
     }
 
     async fn refunds_completed(&self, merchant: &str, from: &str, to: &str) -> Result<Vec<Refund>> {
@@ -343,41 +336,8 @@ impl Ledger for SqliteStore {
 
     async fn begin_refund(&self, new: &NewRefund) -> Result<RefundBegun> {
         let new = new.clone();
-        self.write(move |conn| {
-            let Some(p) = payment_in(conn, &new.merchant_id, &new.out_trade_no)? else {
-                return Ok(RefundBegun::UnknownPayment);
-            };
-            let existing = refunds_in(conn, &new.merchant_id, &new.out_trade_no)?;
-            if let Some(key) = &new.refund_key {
-                if let Some(r) = existing.iter().find(|r| r.refund_key.as_ref() == Some(key)) {
-                    return Ok(RefundBegun::Existing(r.clone()));
-                }
-            }
-            let lines: Vec<_> = existing.iter().map(Refund::line).collect();
-            if let Err(why) = refunds::check_start(&p.status, p.total_fen, &lines, new.amount_fen) {
-                return Ok(RefundBegun::Refused(why));
-            }
-            conn.prepare_cached(
-                "INSERT INTO refunds (merchant_id, out_trade_no, request_no, refund_key, amount_fen, reason, started_by, status, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'PENDING', ?8)",
-            )?
-            .execute(params![
-                new.merchant_id,
-                new.out_trade_no,
-                new.request_no,
-                new.refund_key,
-                new.amount_fen as i64,
-                new.reason,
-                new.started_by,
-                now_rfc3339()
-            ])?;
-            let id = conn.last_insert_rowid();
-            let r = conn
-                .prepare_cached("SELECT * FROM refunds WHERE id = ?1")?
-                .query_row([id], refund_from_row)?;
-            Ok(RefundBegun::New(r))
-        })
-        .await
+        self.write(move |conn| run_rule(refund_rules::begin_refund(&mut SqliteTx(conn), &new)))
+            .await
     }
 
     async fn refund_started(
@@ -406,61 +366,36 @@ impl Ledger for SqliteStore {
         let completed = r.completed_at.map(str::to_owned);
         let hook = r.webhook_url.map(str::to_owned);
         self.write(move |conn| {
-            let Some(refund) = conn
-                .prepare_cached("SELECT * FROM refunds WHERE merchant_id = ?1 AND id = ?2")?
-                .query_row(params![merchant, id], refund_from_row)
-                .optional()?
-            else {
-                return Ok(RefundApplied::UnknownPayment);
+            let r = RefundResult {
+                merchant_id: &merchant,
+                refund_id: id,
+                status,
+                detail: detail.as_deref(),
+                completed_at: completed.as_deref(),
+                webhook_url: hook.as_deref(),
             };
-            let Some(p) = payment_in(conn, &merchant, &refund.out_trade_no)? else {
-                return Ok(RefundApplied::UnknownPayment);
-            };
-            let lines: Vec<_> = refunds_in(conn, &merchant, &refund.out_trade_no)?
-                .iter()
-                .map(Refund::line)
-                .collect();
-            let write = plan_result(&lines, p.total_fen, id, status);
-            apply_write(
-                conn,
-                &p,
-                write,
-                None.or(completed.as_deref()),
-                detail.as_deref(),
-                &refund.request_no,
-                hook.as_deref(),
-            )
+            run_rule(refund_rules::settle_refund(&mut SqliteTx(conn), &r))
         })
         .await
     }
 
     async fn apply_refund_report(&self, e: &ReportEffect<'_>) -> Result<RefundApplied> {
-        let (merchant, no, notify_id) = (
-            e.merchant_id.to_owned(),
-            e.out_trade_no.to_owned(),
-            e.notify_id.to_owned(),
-        );
+        let strings = [e.merchant_id, e.out_trade_no, e.notify_id, e.trade_no].map(str::to_owned);
         let report = e.report.clone();
         let completed = e.completed_at.map(str::to_owned);
         let hook = e.webhook_url.map(str::to_owned);
-        let trade_no = e.trade_no.to_owned();
         self.write(move |conn| {
-            let Some(p) = payment_in(conn, &merchant, &no)? else {
-                return Ok(RefundApplied::UnknownPayment);
+            let [merchant, no, notify_id, trade_no] = &strings;
+            let e = ReportEffect {
+                merchant_id: merchant,
+                out_trade_no: no,
+                report,
+                notify_id,
+                trade_no,
+                completed_at: completed.as_deref(),
+                webhook_url: hook.as_deref(),
             };
-            let claimed = conn.prepare_cached("INSERT OR IGNORE INTO applied_notifications (merchant_id, notify_id, out_trade_no, applied_at) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![merchant, notify_id, no, now_rfc3339()])?;
-            if claimed == 0 {
-                return Ok(RefundApplied::Known);
-            }
-            if !trade_no.is_empty() {
-                conn.prepare_cached("UPDATE payments SET trade_no = COALESCE(trade_no, ?3) WHERE merchant_id = ?1 AND out_trade_no = ?2")?
-                    .execute(params![merchant, no, trade_no])?;
-            }
-            let lines: Vec<_> = refunds_in(conn, &merchant, &no)?.iter().map(Refund::line).collect();
-            let write = plan_report(&lines, p.total_fen, &report);
-            let detail = (!report.detail.is_empty()).then_some(report.detail.as_str());
-            apply_write(conn, &p, write, Some(completed.as_deref().unwrap_or(&now_rfc3339())), detail, &report.request_no, hook.as_deref())
+            run_rule(refund_rules::apply_refund_report(&mut SqliteTx(conn), &e))
         })
         .await
     }
@@ -477,31 +412,12 @@ impl Ledger for SqliteStore {
             webhook_url.map(str::to_owned),
         );
         self.write(move |conn| {
-            let Some(p) = payment_in(conn, &merchant, &no)? else {
-                return Ok(false);
-            };
-            let t = crate::domain::state::transition(&p.status, crate::domain::state::TradeEvent::Closed);
-            let Some(next) = t.to.filter(|_| p.status == crate::domain::state::WAIT_BUYER_PAY) else {
-                return Ok(false);
-            };
-            let now = now_rfc3339();
-            conn.prepare_cached("UPDATE payments SET status = ?3, updated_at = ?4 WHERE merchant_id = ?1 AND out_trade_no = ?2")?
-                .execute(params![merchant, no, next, now])?;
-            if let Some(url) = hook {
-                for ev in &t.events {
-                    let kind = ev.name();
-                    let event_id = crate::domain::events::event_id(&merchant, &no, kind, None);
-                    let body = serde_json::json!({
-                        "id": event_id, "type": kind, "merchant_id": merchant, "out_trade_no": no,
-                        "subject": p.subject, "status": next, "previous_status": p.status,
-                        "total_fee": p.total_fee(), "seller_email": p.seller, "trade_no": p.trade_no,
-                        "created_at": now,
-                    }).to_string();
-                    conn.prepare_cached("INSERT OR IGNORE INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms, created_ms, event_type) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)")?
-                        .execute(params![event_id, merchant, url, body, now_ms(), kind])?;
-                }
-            }
-            Ok(true)
+            run_rule(refund_rules::close_payment(
+                &mut SqliteTx(conn),
+                &merchant,
+                &no,
+                hook.as_deref(),
+            ))
         })
         .await
     }
