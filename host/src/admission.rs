@@ -7,7 +7,9 @@
 //! lengthens the tail.
 //!
 //! A notification starts on the thread that read it and moves to its own small thread pool, at a
-//! lower CPU priority, once it has used [`INLINE_BUDGET`] of CPU there: an unauthenticated caller
+//! lower CPU priority, once it has used [`INLINE_BUDGET`] of CPU there (or goes there at once
+//! when its merchant's recent notifications were mostly refused: a flood of cheap garbage then
+//! competes with the shop API only at the pool's priority, as expensive work does): an unauthenticated caller
 //! can make a notification expensive (an RSA merchant's `notify_data` costs private-key work
 //! before anything is known to be genuine), and that work must not take the cores from the shop
 //! API's requests. A cheap one (an MD5 merchant's, a few hundred microseconds in all) finishes
@@ -154,14 +156,15 @@ impl Admission {
     }
 
     /// Runs a notification's processing: here until it has used [`INLINE_BUDGET`] of CPU, then
-    /// in the notification pool; `None` when the pool stopped before it finished (payhost is
-    /// shutting down).
-    pub async fn run_notify<F, T>(&self, work: F) -> Option<T>
+    /// in the notification pool (all of it in the pool unless `may_start_here`: its merchant's
+    /// recent notifications were mostly refused, the mark of a flood); `None` when the pool
+    /// stopped before it finished (payhost is shutting down).
+    pub async fn run_notify<F, T>(&self, work: F, may_start_here: bool) -> Option<T>
     where
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        self.notify_pool.run(work).await
+        self.notify_pool.run(work, may_start_here).await
     }
 }
 
@@ -196,7 +199,7 @@ impl Pool {
         })
     }
 
-    async fn run<F, T>(&self, work: F) -> Option<T>
+    async fn run<F, T>(&self, work: F, may_start_here: bool) -> Option<T>
     where
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
@@ -208,7 +211,11 @@ impl Pool {
         // may be polled from another thread, and its next poll registers the pool's waker).
         let mut work = Box::pin(work);
         let mut spent = Duration::ZERO;
-        let budget = self.budget;
+        let budget = if may_start_here {
+            self.budget
+        } else {
+            Duration::ZERO
+        };
         let here = std::future::poll_fn(|cx| {
             if budget.is_zero() {
                 return Poll::Ready(None);
@@ -310,19 +317,34 @@ mod tests {
     async fn a_cheap_notification_stays_an_expensive_one_moves_to_the_pool() {
         let admission = Admission::new(limits()).unwrap();
         let thread = || std::thread::current().name().map(str::to_owned);
-        let cheap = admission.run_notify(async move { thread() }).await.unwrap();
+        let cheap = admission
+            .run_notify(async move { thread() }, true)
+            .await
+            .unwrap();
         assert_ne!(cheap.as_deref(), Some("payhost-notify"), "no hand-off");
+        let suspect = admission
+            .run_notify(async move { thread() }, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            suspect.as_deref(),
+            Some("payhost-notify"),
+            "not started here"
+        );
         // Busy for longer than the budget, then yielding (as the component does every
         // YIELD_FUEL instructions): the rest runs in the pool, at its lower priority.
         let expensive = admission
-            .run_notify(async move {
-                let started = Instant::now();
-                while started.elapsed() < INLINE_BUDGET * 2 {
-                    std::hint::spin_loop();
-                }
-                tokio::task::yield_now().await;
-                thread()
-            })
+            .run_notify(
+                async move {
+                    let started = Instant::now();
+                    while started.elapsed() < INLINE_BUDGET * 2 {
+                        std::hint::spin_loop();
+                    }
+                    tokio::task::yield_now().await;
+                    thread()
+                },
+                true,
+            )
             .await
             .unwrap();
         assert_eq!(expensive.as_deref(), Some("payhost-notify"));

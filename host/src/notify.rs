@@ -13,6 +13,7 @@ use crate::runtime::{CallError, PluginRuntime, Session};
 use crate::service::App;
 use crate::store::{Applied, NotificationEffect, NotificationRecord, RawNotification};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A merchant as notifications use it, prepared once from its stored settings: parsed, its
@@ -23,6 +24,33 @@ pub struct KnownMerchant {
     pub settings: MerchantSettings,
     encoded: EncodedSettings,
     policy: Policy,
+    recent: RecentFates,
+}
+
+/// A merchant's last 32 notifications' fates, newest in bit 0: 1 = not acknowledged (refused or
+/// to be retried).
+#[derive(Default)]
+struct RecentFates(AtomicU32);
+
+/// A merchant with more than this many of its last 32 notifications not acknowledged has its
+/// notifications processed in the notification pool from the start: a flood of garbage (every
+/// one refused) then competes with the shop API at the pool's lower priority only. Genuine
+/// traffic, acknowledged, starts on the request's thread (`admission`).
+const MAX_RECENT_REFUSALS: u32 = 2;
+
+impl RecentFates {
+    fn mostly_acknowledged(&self) -> bool {
+        self.0.load(Ordering::Relaxed).count_ones() <= MAX_RECENT_REFUSALS
+    }
+
+    fn record(&self, acknowledged: bool) {
+        let bit = u32::from(!acknowledged);
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                Some((r << 1) | bit)
+            });
+    }
 }
 
 /// Merchants prepared once and kept while their stored settings stay the same. Every lookup
@@ -319,6 +347,7 @@ impl App {
             policy: self.merchant_policy(&settings),
             settings,
             stored,
+            recent: RecentFates::default(),
         });
         self.merchant_cache.put(id, merchant.clone());
         Ok(Some(merchant))
@@ -338,8 +367,9 @@ impl App {
     /// when there is one). It is acknowledged only once that commit is durable and nothing is
     /// left to retry; one whose processing is cut short is not, so the provider sends it again.
     ///
-    /// Admitted per merchant and overall (`admission`), and worked on in the notification pool,
-    /// never on the threads that serve the shop API.
+    /// Admitted per merchant and overall (`admission`); started on the request's thread and
+    /// moved to the notification pool once it proves expensive, or worked on there from the
+    /// start when its merchant's recent notifications were mostly refused (a flood).
     pub async fn notify_for(
         self: &Arc<Self>,
         merchant_id: &str,
@@ -348,13 +378,20 @@ impl App {
         body: bytes::Bytes,
     ) -> NotifyAnswer {
         let _permit = self.admission.enter_notify(merchant_id).await;
-        let (app, id) = (self.clone(), merchant_id.to_owned());
+        let (app, id, known) = (self.clone(), merchant_id.to_owned(), merchant.clone());
         let work = async move {
             app.notify_now(&id, &merchant, remote.as_deref(), &body)
                 .await
         };
-        match self.admission.run_notify(work).await {
-            Some(answer) => answer,
+        match self
+            .admission
+            .run_notify(work, known.recent.mostly_acknowledged())
+            .await
+        {
+            Some(answer) => {
+                known.recent.record(answer.outcome.acknowledged());
+                answer
+            }
             None => {
                 tracing::warn!(merchant = merchant_id, "payhost is stopping: a notification was cut short; the provider sends it again");
                 self.notify_answer(NotifyOutcome::Retry(RetryCause::PluginFailed), None)
@@ -750,6 +787,25 @@ mod tests {
             assert_eq!(a.outcome().0, label);
             assert_eq!(NotifyOutcome::from_applied(&a).label(), label);
         }
+    }
+
+    #[test]
+    fn a_merchant_whose_recent_notifications_are_refused_is_marked() {
+        let fates = RecentFates::default();
+        assert!(fates.mostly_acknowledged());
+        for _ in 0..MAX_RECENT_REFUSALS {
+            fates.record(false);
+        }
+        assert!(fates.mostly_acknowledged(), "a few refusals are normal");
+        fates.record(false);
+        assert!(!fates.mostly_acknowledged(), "a run of refusals is a flood");
+        for _ in 0..32 {
+            fates.record(true);
+        }
+        assert!(
+            fates.mostly_acknowledged(),
+            "32 acknowledged ones clear the mark"
+        );
     }
 
     #[test]
