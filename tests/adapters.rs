@@ -17,8 +17,8 @@
 use base64::Engine as _;
 use conformance::alipay::cashier_token;
 use conformance::host::{
-    admin_login, config_head, csrf_of, free_port, get, payhost_binary, request, send_json,
-    spawn_payhost, temp_dir, Demo, Payhost,
+    admin_login, admin_post, config_head, csrf_of, free_port, get, payhost_binary, request,
+    send_json, spawn_payhost, temp_dir, Demo, Payhost,
 };
 use conformance::repo_root;
 use serde_json::{json, Value};
@@ -93,7 +93,7 @@ fn merchant_add(config: &Path, merchant: &str, origin: &str) -> Creds {
 /// The same from the admin page's 连接商城 (Connect a shop) form.
 async fn connect_with_admin(demo: &str, merchant: &str, origin: &str) -> Creds {
     let (cookie, _) = admin_login(demo, ADMIN_PASSWORD).await;
-    let page = get_with_cookie(&format!("{demo}/admin"), &cookie).await;
+    let page = get_with_cookie(&format!("{demo}/admin/merchants"), &cookie).await;
     assert!(page.contains("id=\"connect-shop\""), "{page}");
     let body = form_urlencoded::Serializer::new(String::new())
         .append_pair("csrf", &csrf_of(&page))
@@ -101,17 +101,7 @@ async fn connect_with_admin(demo: &str, merchant: &str, origin: &str) -> Creds {
         .append_pair("shop_origins", origin)
         .append_pair("label", "shopex")
         .finish();
-    let r = request(
-        "POST",
-        &format!("{demo}/admin/slots"),
-        &[
-            ("content-type", "application/x-www-form-urlencoded"),
-            ("cookie", &cookie),
-        ],
-        body.into_bytes(),
-    )
-    .await;
-    let page = r.text();
+    let page = admin_post(demo, "/admin/slots", &cookie, &body).await;
     let code = |id: &str| {
         page.split(&format!("<code id=\"{id}\">"))
             .nth(1)

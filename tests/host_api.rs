@@ -5,8 +5,8 @@
 
 use conformance::alipay::{self, AlipayStub, Trade, MD5_KEY};
 use conformance::host::{
-    admin_login, config_head, free_port, get, post_form, request, send_json, temp_dir, Payhost,
-    ADMIN_PASSWORD,
+    admin_login, admin_post, config_head, free_port, get, post_form, request, send_json, temp_dir,
+    Payhost, ADMIN_PASSWORD,
 };
 use conformance::stub::{Seen, StubServer};
 use conformance::testhost::{Served, TestHost};
@@ -752,7 +752,7 @@ async fn no_secret_appears_in_logs_or_answers() {
     answers.push_str(
         &request(
             "GET",
-            &w.host.url("/admin?m=shop"),
+            &w.host.url("/admin/merchants/shop"),
             &[("cookie", cookie)],
             Vec::new(),
         )
@@ -762,7 +762,7 @@ async fn no_secret_appears_in_logs_or_answers() {
     answers.push_str(
         &request(
             "GET",
-            &w.host.url("/admin?m=rsa"),
+            &w.host.url("/admin/merchants/rsa"),
             &[("cookie", cookie)],
             Vec::new(),
         )
@@ -950,22 +950,17 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
     assert_eq!(bad.status, 401);
     let (cookie, csrf) = admin_login(&w.host.url(""), ADMIN_PASSWORD).await;
     let form = format!(
-        "csrf={csrf}&partner=+{PARTNER}+%0A&key=%09{MD5_KEY}++&seller_email=+a%40b.cn&mode=b2c&sign_type=MD5&gateway_url={}&notify_verify_url={}",
+        "csrf={csrf}&partner=+{PARTNER}+%0A&key=%09{MD5_KEY}++&seller_email=+a%40b.cn&mode=b2c&sign_type=MD5&gateway_url={}&notify_verify_url={}&mapi_url={}",
         form_urlencoded::byte_serialize(w.alipay.gateway_url().as_bytes()).collect::<String>(),
+        form_urlencoded::byte_serialize(w.alipay.verify_url().as_bytes()).collect::<String>(),
         form_urlencoded::byte_serialize(w.alipay.verify_url().as_bytes()).collect::<String>()
     );
-    let saved = request(
-        "POST",
-        &w.host.url("/admin/merchants/pasted"),
-        &[
-            ("cookie", &cookie),
-            ("content-type", "application/x-www-form-urlencoded"),
-        ],
-        form.into_bytes(),
-    )
-    .await;
-    let page = saved.text();
-    assert!(page.contains("Saved and validated"), "{page}");
+    let base = w.host.url("");
+    let page = admin_post(&base, "/admin/merchants/pasted", &cookie, &form).await;
+    assert!(
+        page.contains("Saved and validated") || page.contains("已保存并校验"),
+        "{page}"
+    );
     assert!(page.contains("****0000"), "the key is shown masked");
     assert!(!page.contains(MD5_KEY));
     let m = get(&w.host.url("/v1/merchants/pasted"), Some(TOKEN))
@@ -973,34 +968,22 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
         .json();
     assert_eq!(m["partner"], PARTNER);
     // Test connection against the stub gateway.
-    let tested = request(
-        "POST",
-        &w.host.url("/admin/merchants/pasted/test"),
-        &[
-            ("cookie", &cookie),
-            ("content-type", "application/x-www-form-urlencoded"),
-        ],
-        format!("csrf={csrf}").into_bytes(),
+    let tested = admin_post(
+        &base,
+        "/admin/merchants/pasted/test",
+        &cookie,
+        &format!("csrf={csrf}"),
     )
     .await;
-    assert!(tested.text().contains("Connection OK"), "{}", tested.text());
+    assert!(tested.contains("连接正常"), "{tested}");
     // A bad key is refused with the field named, and nothing is stored.
     let bad_form = format!("csrf={csrf}&partner=2088101122136241&key=short&seller_email=a%40b.cn");
-    let refused = request(
-        "POST",
-        &w.host.url("/admin/merchants/other"),
-        &[
-            ("cookie", &cookie),
-            ("content-type", "application/x-www-form-urlencoded"),
-        ],
-        bad_form.as_bytes().to_vec(),
-    )
-    .await;
-    assert!(
-        refused.text().contains("<code>key</code>"),
-        "{}",
-        refused.text()
-    );
+    let refused = admin_post(&base, "/admin/merchants/other", &cookie, &bad_form).await;
+    assert!(refused.contains("<code>key</code>"), "{refused}");
+    // Next to its field too, with what was typed kept (never the key itself).
+    assert!(refused.contains("id=\"key-error\""), "{refused}");
+    assert!(refused.contains("value=\"2088101122136241\""), "{refused}");
+    assert!(!refused.contains("value=\"short\""), "{refused}");
     assert_eq!(
         get(&w.host.url("/v1/merchants/other"), Some(TOKEN))
             .await

@@ -109,8 +109,8 @@ shop_webhook_secret = "refunds-webhook-secret"
     .await;
     assert_eq!(
         status("RF1").await,
-        "TRADE_SUCCESS",
-        "a partial refund keeps it paid"
+        "PARTIALLY_REFUNDED",
+        "a partial refund keeps it paid, partly refunded"
     );
 
     // A full refund closes the trade: refunded, never unpaid.

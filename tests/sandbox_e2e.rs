@@ -145,7 +145,7 @@ async fn b2c_c2c_and_rsa_through_the_sandbox() {
     let (cookie, _) = admin_login(&d.base, ADMIN_PASSWORD).await;
     let admin = request(
         "GET",
-        &format!("{}/admin?m=demo", d.base),
+        &format!("{}/admin/merchants/demo", d.base),
         &[("cookie", &cookie)],
         Vec::new(),
     )

@@ -2,19 +2,23 @@
 //! and notifications durably, and serves the shop API, the provider's return and notify endpoints,
 //! and an admin page.
 
+pub mod admin_users;
 pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod http_client;
+pub mod ledger;
 pub mod manifest;
 pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod onboarding;
 pub mod proxy;
+pub mod reconciliation;
 pub mod recovery;
+pub mod refunds;
 pub mod runtime;
 pub mod server;
 pub mod service;

@@ -32,6 +32,7 @@ enum Command {
     AdminPassword(cli::admin_password::Args),
     Merchant(cli::merchant::Args),
     Token(cli::token::Args),
+    AdminUser(cli::admin_user::Args),
     Conformance(cli::conformance::Args),
     PinComponent(cli::pin_component::Args),
 }
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         Command::AdminPassword(args) => cli::admin_password::run(args),
         Command::Merchant(args) => cli::merchant::run(args),
         Command::Token(args) => cli::token::run(args),
+        Command::AdminUser(args) => cli::admin_user::run(args),
         Command::Conformance(args) => cli::runtime().block_on(cli::conformance::run(args)),
         Command::PinComponent(args) => cli::pin_component::run(args),
     }

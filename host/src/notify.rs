@@ -494,6 +494,19 @@ impl App {
             Some(s) => format!("source: {s}; {d}"),
             None => d,
         };
+        if let Some(report) = &verified.refund {
+            // A legacy trade_status_sync names no amount: a full refund's is the rest of the paid
+            // amount; a partial one's is unknown, so only the state machine moves it (below).
+            let amountless = report.amount.is_none()
+                && report.refunded_total.is_none()
+                && report.request_no.is_empty();
+            let full = verified.event == crate::domain::state::TradeEvent::Refunded;
+            if !amountless || full {
+                return self
+                    .apply_refund(merchant_id, merchant, verified, report, amountless, source)
+                    .await;
+            }
+        }
         let payment = match self
             .store
             .payment(merchant_id, &verified.out_trade_no)
@@ -605,6 +618,109 @@ impl App {
         }
     }
 
+    /// A verified report about a refund (a notification's or a queried trade's `refund`): matched
+    /// to the refund started here by its request number, recorded as started elsewhere, or held
+    /// for review; once per notify id. A legacy batch-refund notify names only the trade number.
+    async fn apply_refund(
+        &self,
+        merchant_id: &str,
+        merchant: &MerchantSettings,
+        verified: &Notification,
+        report: &crate::runtime::plugin_api::RefundReport,
+        whole_rest: bool,
+        source: Option<&str>,
+    ) -> Processed {
+        use crate::store::ledger::RefundApplied as R;
+        let payment = if verified.out_trade_no.is_empty() {
+            self.store
+                .payment_by_trade_no(merchant_id, &verified.trade_no)
+                .await
+        } else {
+            self.store
+                .payment(merchant_id, &verified.out_trade_no)
+                .await
+        };
+        let payment = match payment {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                tracing::error!(target: "payhost::alert", merchant = merchant_id, trade_no = %verified.trade_no, "ALERT: a confirmed refund report names an unknown order");
+                return Processed::stop(
+                    NotifyOutcome::UnknownOrder,
+                    "a refund report for an unknown order",
+                )
+                .with_seen(verified);
+            }
+            Err(e) => {
+                return Processed::stop(
+                    NotifyOutcome::Retry(RetryCause::StoreFailed),
+                    e.to_string(),
+                )
+                .with_seen(verified)
+            }
+        };
+        let mut report = report.clone();
+        if whole_rest {
+            // Refunded in full: the refunded total is the paid amount.
+            report.refunded_total = Some(payment.total_fee());
+        }
+        let applied = match self
+            .apply_refund_report(
+                merchant_id,
+                merchant,
+                &payment.out_trade_no,
+                &verified.trade_no,
+                &verified.notify_id,
+                &report,
+            )
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                return Processed::stop(
+                    NotifyOutcome::Retry(RetryCause::StoreFailed),
+                    e.to_string(),
+                )
+                .with_seen(verified)
+            }
+        };
+        let (outcome, detail) = match &applied {
+            R::Settled {
+                refund_id,
+                status,
+                payment_status,
+            } => (
+                NotifyOutcome::Applied,
+                format!("refund {refund_id} {status}; payment {payment_status}"),
+            ),
+            R::Recorded {
+                refund_id,
+                payment_status,
+            } => (
+                NotifyOutcome::Applied,
+                format!(
+                    "refund {refund_id} started outside payhost recorded; payment {payment_status}"
+                ),
+            ),
+            R::Known => (NotifyOutcome::Duplicate, "refund already known".to_owned()),
+            R::Mismatch(reason) => (
+                NotifyOutcome::Mismatch,
+                format!("held for review: {reason}"),
+            ),
+            R::UnknownPayment => (NotifyOutcome::UnknownOrder, "unknown order".to_owned()),
+        };
+        let mut seen = verified.clone();
+        seen.out_trade_no = payment.out_trade_no.clone();
+        let mut p = Processed::stop(
+            outcome,
+            match source {
+                Some(s) => format!("source: {s}; {detail}"),
+                None => detail,
+            },
+        );
+        p.seen = Some(seen);
+        p
+    }
+
     /// Lost-notify recovery: asks the provider's trade query about one payment (through its
     /// component) and, when the trade moved, applies the answer through the same match and
     /// one-transaction transition as a notification: recorded with its source (`query`),
@@ -639,6 +755,14 @@ impl App {
             "query_not_found"
         });
         let Some(verified) = query.notification.filter(|_| query.found) else {
+            crate::ledger::note(
+                self,
+                merchant_id,
+                out_trade_no,
+                "query",
+                Some("the provider has no such trade"),
+            )
+            .await;
             return Ok(SyncResult {
                 found: false,
                 trade_status: None,

@@ -78,7 +78,11 @@ impl ApiError {
 
 impl From<CallError> for ApiError {
     fn from(e: CallError) -> Self {
-        ApiError::new(502, "plugin_failed", e.to_string())
+        match e {
+            // The merchant's component predates the step (refunds, close, bills: contract 0.4.0).
+            CallError::Unsupported { .. } => ApiError::new(501, "not_supported", e.to_string()),
+            e => ApiError::new(502, "plugin_failed", e.to_string()),
+        }
     }
 }
 
@@ -713,6 +717,14 @@ impl App {
                 )
             })?;
         self.metrics.returns("verified");
+        crate::ledger::note(
+            self,
+            merchant_id,
+            &payment.out_trade_no,
+            "return",
+            Some(&verified.result),
+        )
+        .await;
         let params = vec![
             ("merchant".to_owned(), merchant_id.to_owned()),
             ("out_trade_no".to_owned(), payment.out_trade_no.clone()),

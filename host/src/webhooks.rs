@@ -64,7 +64,23 @@ async fn deliver_due(app: &Arc<App>) -> bool {
                     job.url.clone(),
                 ),
             };
-            let result = post(&app, &url, &job.event_id, &job.body, &key).await;
+            let (http_status, result) = post(&app, &url, &job.event_id, &job.body, &key).await;
+            // Each attempt on the payment's timeline.
+            if let Some(no) = crate::store::ledger::webhook_order(&job.body) {
+                let attempt = crate::store::ledger::WebhookAttempt {
+                    webhook_id: job.id,
+                    event_type: serde_json::from_str::<serde_json::Value>(&job.body)
+                        .ok()
+                        .and_then(|v| v["type"].as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    at: crate::store::now_rfc3339(),
+                    http_status,
+                    error: result.as_ref().err().cloned(),
+                };
+                if let Err(e) = app.store.record_webhook_attempt(&job.merchant_id, &no, &attempt).await {
+                    tracing::warn!(event = %job.event_id, error = %e, "cannot record a webhook attempt");
+                }
+            }
             match result {
                 Ok(()) => {
                     app.metrics.webhooks_delivered.inc();
@@ -102,7 +118,14 @@ async fn deliver_due(app: &Arc<App>) -> bool {
     true
 }
 
-async fn post(app: &App, url: &str, event_id: &str, body: &str, key: &str) -> Result<(), String> {
+/// Posts one webhook; the shop's HTTP status (None when no answer came) and the error, if any.
+async fn post(
+    app: &App,
+    url: &str,
+    event_id: &str,
+    body: &str,
+    key: &str,
+) -> (Option<u16>, Result<(), String>) {
     let signature = signature_header(key, now_ms() / 1000, body.as_bytes());
     let request = crate::net::Request {
         method: crate::net::Method::Post,
@@ -121,16 +144,22 @@ async fn post(app: &App, url: &str, event_id: &str, body: &str, key: &str) -> Re
         max_response_bytes: MAX_REPLY_BYTES,
         truncate: true,
     };
-    let answer = app
+    let answer = match app
         .plugins
         .net()
         .send(&app.webhook_policy(url), &request, limits)
         .await
-        .map_err(|e| e.to_string())?;
+    {
+        Ok(a) => a,
+        Err(e) => return (None, Err(e.to_string())),
+    };
     if (200..300).contains(&answer.status) {
-        Ok(())
+        (Some(answer.status), Ok(()))
     } else {
-        Err(format!("the shop answered HTTP {}", answer.status))
+        (
+            Some(answer.status),
+            Err(format!("the shop answered HTTP {}", answer.status)),
+        )
     }
 }
 

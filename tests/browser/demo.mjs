@@ -104,7 +104,7 @@ try {
   await admin.fill('#key', ' 1234567890abcdef1234567890abcdef  ');
   await admin.fill('#seller_email', ' owner@demo.example ');
   await admin.click('#save');
-  await expectText(admin.locator('#flash'), 'Saved and validated');
+  await expectText(admin.locator('#flash'), '已保存并校验');
   await expectText(admin.locator('#key-saved'), '****cdef');
   const partner = await admin.inputValue('#partner');
   if (partner !== '2088000000000009') throw new Error(`partner not trimmed: "${partner}"`);
@@ -118,9 +118,9 @@ try {
   await shot(admin, '5-admin-refused');
   // The demo merchant's payments and notifications are listed.
   await admin.goto(`${base}/admin?m=demo`);
-  await expectText(admin.locator('#payments'), 'TRADE_SUCCESS');
-  await expectText(admin.locator('#payments'), 'WAIT_BUYER_PAY');
-  await expectText(admin.locator('#payments'), '查询 Sync');
+  await expectText(admin.locator('#payments'), '已支付');
+  await expectText(admin.locator('#payments'), '待付款');
+  await expectText(admin.locator('#payments'), '查询');
   await expectText(admin.locator('#notifications'), 'applied');
   await shot(admin, '6-admin-payments');
   await doc(admin.locator('#payments').locator('xpath=..'), 'admin-3-payments');

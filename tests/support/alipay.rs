@@ -117,6 +117,28 @@ fn answer(seen: &Seen, issued: &Mutex<HashSet<String>>) -> (u16, Vec<u8>) {
             body.extend_from_slice(format!("</result></alipay></response><sign>{signature}</sign><sign_type>MD5</sign_type></alipay>").as_bytes());
             (200, body)
         }
+        // A query of a trade the stub never saw: TRADE_NOT_EXIST when signed with the MD5 key
+        // (what the admin page's "Test connection" asks), else ILLEGAL_SIGN.
+        ("GET", "/gateway.do") if p("service") == "single_trade_query" => {
+            let signed: Vec<(String, String)> = params
+                .iter()
+                .filter(|(k, _)| k != "sign" && k != "sign_type")
+                .cloned()
+                .collect();
+            let code = if wire::verify_merchant(
+                &Keys::Md5(MD5_KEY.into()),
+                &sorted(&signed),
+                &p("sign"),
+            ) {
+                "TRADE_NOT_EXIST"
+            } else {
+                "ILLEGAL_SIGN"
+            };
+            (
+                200,
+                format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><alipay><is_success>F</is_success><error>{code}</error></alipay>").into_bytes(),
+            )
+        }
         ("GET", "/gateway.do") if p("service") == "notify_verify" => {
             let ok = issued.lock().unwrap().contains(&p("notify_id"));
             (

@@ -77,12 +77,17 @@ manifest = "{manifest}"
 /// Logs into `base`'s admin page with `password`: the session cookie (`name=value`) and the CSRF
 /// token of its forms.
 pub async fn admin_login(base: &str, password: &str) -> (String, String) {
-    let body = format!(
-        "password={}",
-        form_urlencoded::byte_serialize(password.as_bytes()).collect::<String>()
-    );
+    admin_login_as(base, "", password).await
+}
+
+/// Logs into `base`'s admin page as the admin user `user` (empty: payhost.toml's password).
+pub async fn admin_login_as(base: &str, user: &str, password: &str) -> (String, String) {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("user", user)
+        .append_pair("password", password)
+        .finish();
     let login = post_form(&format!("{base}/admin/login"), &body).await;
-    assert_eq!(login.status, 302, "admin login: {}", login.text());
+    assert_eq!(login.status, 303, "admin login: {}", login.text());
     let cookie = login
         .header("set-cookie")
         .unwrap()
@@ -99,6 +104,35 @@ pub async fn admin_login(base: &str, password: &str) -> (String, String) {
     .await
     .text();
     (cookie, csrf_of(&page))
+}
+
+/// Posts an admin form (`body` carries its CSRF token) as the session `cookie`, checks that the
+/// answer is a 303 (every admin post redirects), and returns the page it leads to (which shows
+/// what the post did, once).
+pub async fn admin_post(base: &str, path: &str, cookie: &str, body: &str) -> String {
+    let r = request(
+        "POST",
+        &format!("{base}{path}"),
+        &[
+            ("cookie", cookie),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        body.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 303, "POST {path}: {}", r.text());
+    let to = r
+        .header("location")
+        .expect("a 303 names where to go")
+        .to_owned();
+    request(
+        "GET",
+        &format!("{base}{to}"),
+        &[("cookie", cookie)],
+        Vec::new(),
+    )
+    .await
+    .text()
 }
 
 /// The CSRF token in an admin page's forms.

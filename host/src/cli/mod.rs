@@ -3,7 +3,7 @@
 //! here.
 
 pub mod admin_password;
-// `payhost admin-user …` (operator and owner logins) goes here as `admin_user`.
+pub mod admin_user;
 pub mod check_config;
 pub mod conformance;
 pub mod demo;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 /// Serves shops and payment providers with the given configuration until SIGTERM or SIGINT.
 ///
 /// Once listening it prints the admin page's URL and each merchant's notify URL to register
-/// with the provider, and warns when no admin password is set.
+/// with the provider, and warns when neither an admin password nor an admin user exists.
 #[derive(clap::Args)]
 pub struct Args {
     /// The configuration file (payhost.toml).
@@ -37,7 +37,15 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
             tracing::error!(error = %e, "cannot list the merchants");
             Vec::new()
         });
-        let admin_login = running.app.config.admin_password_hash.is_some();
+        // An admin user (`payhost admin-user add`) logs in as well as the configured password.
+        let admin_users = match running.app.store.admin_users().await {
+            Ok(users) => !users.is_empty(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the admin users");
+                false
+            }
+        };
+        let admin_login = running.app.config.admin_password_hash.is_some() || admin_users;
         if !admin_login {
             tracing::warn!("{NO_ADMIN_LOGIN}");
         }
@@ -59,7 +67,7 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
 }
 
 const NO_ADMIN_LOGIN: &str =
-    "no admin password is set (admin_password_hash): nobody can log into the admin page";
+    "no admin password is set (admin_password_hash) and there is no admin user: nobody can log into the admin page";
 
 /// What the operator needs once payhost listens: where the admin page is, the notify URL of each
 /// merchant (to register with the provider), where those URLs come from, and whether the admin
@@ -92,7 +100,7 @@ fn summary(
     }
     if !admin_login {
         out.push_str(&format!(
-            "  Warning: {NO_ADMIN_LOGIN}; make one with `payhost admin-password --config {}`.\n",
+            "  Warning: {NO_ADMIN_LOGIN}; make one with `payhost admin-password --config {0}` or `payhost admin-user add NAME --role operator --config {0}`.\n",
             config.display()
         ));
     }

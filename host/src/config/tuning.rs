@@ -109,6 +109,8 @@ impl Default for Retention {
 pub struct AdminConfig {
     pub session_ttl_s: u64,
     pub login_failures_per_minute: u32,
+    /// `time_zone`: the zone the admin pages show times in (stored as UTC).
+    pub time_zone: crate::domain::zone::Zone,
 }
 
 impl Default for AdminConfig {
@@ -116,6 +118,7 @@ impl Default for AdminConfig {
         AdminConfig {
             session_ttl_s: 8 * 3600,
             login_failures_per_minute: 5,
+            time_zone: crate::domain::zone::Zone::default(),
         }
     }
 }
@@ -246,6 +249,7 @@ pub(super) fn recovery(value: Option<&toml::Value>, problems: &mut Vec<String>) 
 struct RawAdmin {
     session_ttl_s: Option<u64>,
     login_failures_per_minute: Option<u32>,
+    time_zone: Option<String>,
 }
 
 /// `[admin]`: sessions of at least a minute, at least one failed login a minute.
@@ -258,6 +262,18 @@ pub(super) fn admin(value: Option<&toml::Value>, problems: &mut Vec<String>) -> 
             .login_failures_per_minute
             .unwrap_or(d.login_failures_per_minute)
             .max(1),
+        time_zone: match raw
+            .time_zone
+            .as_deref()
+            .map(str::trim)
+            .filter(|z| !z.is_empty())
+        {
+            None => d.time_zone,
+            Some(z) => crate::domain::zone::Zone::parse(z).unwrap_or_else(|e| {
+                problems.push(format!("admin.time_zone: {e}"));
+                d.time_zone
+            }),
+        },
     }
 }
 

@@ -6,23 +6,26 @@
 //! a closed trade with a refund, a partial one as a paid trade with a refund); the host decides
 //! with the event alone.
 //!
-//! | current          | event               | new status       | events                                       |
-//! |------------------|---------------------|------------------|----------------------------------------------|
-//! | `WAIT_BUYER_PAY` | paid                | `TRADE_SUCCESS`  | `payment.paid`                               |
-//! | `WAIT_BUYER_PAY` | partially-refunded  | `TRADE_SUCCESS`  | `payment.paid`, `payment.partially_refunded` |
-//! | `WAIT_BUYER_PAY` | finished            | `TRADE_FINISHED` | `payment.finished`                           |
-//! | `WAIT_BUYER_PAY` | closed              | `TRADE_CLOSED`   | `payment.closed` (closed unpaid)             |
-//! | `WAIT_BUYER_PAY` | refunded            | `REFUNDED`       | `payment.refunded`                           |
-//! | `TRADE_SUCCESS`  | paid                | (unchanged)      | —                                            |
-//! | `TRADE_SUCCESS`  | partially-refunded  | (unchanged)      | `payment.partially_refunded`                 |
-//! | `TRADE_SUCCESS`  | finished            | `TRADE_FINISHED` | `payment.finished`                           |
-//! | `TRADE_SUCCESS`  | closed or refunded  | `REFUNDED`       | `payment.refunded` (paid, then closed)       |
-//! | `TRADE_FINISHED` | partially-refunded  | (unchanged)      | `payment.partially_refunded` (late)          |
-//! | `TRADE_FINISHED` | closed or refunded  | `REFUNDED`       | `payment.refunded`                           |
-//! | `TRADE_FINISHED` | other               | (unchanged)      | —                                            |
-//! | `TRADE_CLOSED`   | any                 | (unchanged)      | — (an unpaid, closed order stays closed)     |
-//! | `REFUNDED`       | any                 | (unchanged)      | — (a late "finished" undoes nothing)         |
-//! | any              | waiting             | (unchanged)      | —                                            |
+//! | current              | event               | new status           | events                                       |
+//! |----------------------|---------------------|----------------------|----------------------------------------------|
+//! | `WAIT_BUYER_PAY`     | paid                | `TRADE_SUCCESS`      | `payment.paid`                               |
+//! | `WAIT_BUYER_PAY`     | partially-refunded  | `PARTIALLY_REFUNDED` | `payment.paid`, `payment.partially_refunded` |
+//! | `WAIT_BUYER_PAY`     | finished            | `TRADE_FINISHED`     | `payment.finished`                           |
+//! | `WAIT_BUYER_PAY`     | closed              | `TRADE_CLOSED`       | `payment.closed` (closed unpaid)             |
+//! | `WAIT_BUYER_PAY`     | refunded            | `REFUNDED`           | `payment.refunded`                           |
+//! | `TRADE_SUCCESS`      | paid                | (unchanged)          | —                                            |
+//! | `TRADE_SUCCESS`      | partially-refunded  | `PARTIALLY_REFUNDED` | `payment.partially_refunded`                 |
+//! | `TRADE_SUCCESS`      | finished            | `TRADE_FINISHED`     | `payment.finished`                           |
+//! | `TRADE_SUCCESS`      | closed or refunded  | `REFUNDED`           | `payment.refunded` (paid, then closed)       |
+//! | `TRADE_FINISHED`     | partially-refunded  | `PARTIALLY_REFUNDED` | `payment.partially_refunded` (late)          |
+//! | `TRADE_FINISHED`     | closed or refunded  | `REFUNDED`           | `payment.refunded`                           |
+//! | `TRADE_FINISHED`     | other               | (unchanged)          | —                                            |
+//! | `PARTIALLY_REFUNDED` | partially-refunded  | (unchanged)          | `payment.partially_refunded` (another one)   |
+//! | `PARTIALLY_REFUNDED` | closed or refunded  | `REFUNDED`           | `payment.refunded` (the rest refunded)       |
+//! | `PARTIALLY_REFUNDED` | other               | (unchanged)          | —                                            |
+//! | `TRADE_CLOSED`       | any                 | (unchanged)          | — (an unpaid, closed order stays closed)     |
+//! | `REFUNDED`           | any                 | (unchanged)          | — (a late "finished" undoes nothing)         |
+//! | any                  | waiting             | (unchanged)          | —                                            |
 //!
 //! The status names are the shop API's (`status` of a payment and of a webhook).
 
@@ -32,6 +35,18 @@ pub const TRADE_FINISHED: &str = "TRADE_FINISHED";
 pub const TRADE_CLOSED: &str = "TRADE_CLOSED";
 /// Paid, then fully refunded (the provider closed the trade after the refund).
 pub const REFUNDED: &str = "REFUNDED";
+/// Paid, and part of the amount refunded (the rest stays paid; more refunds may follow).
+pub const PARTIALLY_REFUNDED: &str = "PARTIALLY_REFUNDED";
+
+/// Every status a payment can have, in the order a shop owner meets them.
+pub const STATUSES: [&str; 6] = [
+    WAIT_BUYER_PAY,
+    TRADE_SUCCESS,
+    TRADE_FINISHED,
+    PARTIALLY_REFUNDED,
+    REFUNDED,
+    TRADE_CLOSED,
+];
 
 /// What a provider says happened to a trade, in the host's words (components map into it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +127,10 @@ impl Transition {
 
 /// Whether a status counts as paid (money was received at some point).
 pub fn is_paid(status: &str) -> bool {
-    matches!(status, TRADE_SUCCESS | TRADE_FINISHED | REFUNDED)
+    matches!(
+        status,
+        TRADE_SUCCESS | TRADE_FINISHED | PARTIALLY_REFUNDED | REFUNDED
+    )
 }
 
 /// The transition for a verified notification (see the table in the module documentation).
@@ -122,16 +140,17 @@ pub fn transition(current: &str, event: TradeEvent) -> Transition {
     match (current, event) {
         (WAIT_BUYER_PAY, T::Paid) => Transition::to(TRADE_SUCCESS, &[Paid]),
         (WAIT_BUYER_PAY, T::PartiallyRefunded) => {
-            Transition::to(TRADE_SUCCESS, &[Paid, PartiallyRefunded])
+            Transition::to(PARTIALLY_REFUNDED, &[Paid, PartiallyRefunded])
         }
         (WAIT_BUYER_PAY, T::Finished) => Transition::to(TRADE_FINISHED, &[Finished]),
         (WAIT_BUYER_PAY, T::Closed) => Transition::to(TRADE_CLOSED, &[Closed]),
         (WAIT_BUYER_PAY, T::Refunded) => Transition::to(REFUNDED, &[Refunded]),
         (TRADE_SUCCESS | TRADE_FINISHED, T::PartiallyRefunded) => {
-            Transition::stay(&[PartiallyRefunded])
+            Transition::to(PARTIALLY_REFUNDED, &[PartiallyRefunded])
         }
+        (PARTIALLY_REFUNDED, T::PartiallyRefunded) => Transition::stay(&[PartiallyRefunded]),
         (TRADE_SUCCESS, T::Finished) => Transition::to(TRADE_FINISHED, &[Finished]),
-        (TRADE_SUCCESS | TRADE_FINISHED, T::Closed | T::Refunded) => {
+        (TRADE_SUCCESS | TRADE_FINISHED | PARTIALLY_REFUNDED, T::Closed | T::Refunded) => {
             Transition::to(REFUNDED, &[Refunded])
         }
         _ => Transition::none(),
@@ -152,7 +171,7 @@ mod tests {
             (
                 WAIT_BUYER_PAY,
                 T::PartiallyRefunded,
-                Some(TRADE_SUCCESS),
+                Some(PARTIALLY_REFUNDED),
                 &[Paid, PartiallyRefunded],
             ),
             (
@@ -168,7 +187,7 @@ mod tests {
             (
                 TRADE_SUCCESS,
                 T::PartiallyRefunded,
-                None,
+                Some(PARTIALLY_REFUNDED),
                 &[PartiallyRefunded],
             ),
             (
@@ -184,9 +203,19 @@ mod tests {
             (
                 TRADE_FINISHED,
                 T::PartiallyRefunded,
+                Some(PARTIALLY_REFUNDED),
+                &[PartiallyRefunded],
+            ),
+            (
+                PARTIALLY_REFUNDED,
+                T::PartiallyRefunded,
                 None,
                 &[PartiallyRefunded],
             ),
+            (PARTIALLY_REFUNDED, T::Refunded, Some(REFUNDED), &[Refunded]),
+            (PARTIALLY_REFUNDED, T::Closed, Some(REFUNDED), &[Refunded]),
+            (PARTIALLY_REFUNDED, T::Finished, None, &[]),
+            (PARTIALLY_REFUNDED, T::Paid, None, &[]),
             (TRADE_FINISHED, T::Finished, None, &[]),
             (TRADE_FINISHED, T::Refunded, Some(REFUNDED), &[Refunded]),
             (TRADE_FINISHED, T::Closed, Some(REFUNDED), &[Refunded]),
@@ -220,7 +249,7 @@ mod tests {
             T::Refunded,
             T::PartiallyRefunded,
         ];
-        for current in [TRADE_SUCCESS, TRADE_FINISHED, REFUNDED] {
+        for current in [TRADE_SUCCESS, TRADE_FINISHED, PARTIALLY_REFUNDED, REFUNDED] {
             for event in all {
                 if let Some(to) = transition(current, event).to {
                     assert!(is_paid(to), "{current} + {event:?} → {to}");

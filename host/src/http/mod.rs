@@ -4,6 +4,7 @@
 //! SIGINT the listener closes and in-flight requests finish.
 
 pub mod admin;
+pub mod ledger;
 pub mod merchant_removal;
 pub mod mount;
 
@@ -204,6 +205,12 @@ fn v1_route_exists(method: &Method, rest: &[&str]) -> bool {
             | (&Method::POST, ["merchants", _, "tokens"])
             | (&Method::GET, ["merchants", _, "tokens"])
             | (&Method::DELETE, ["merchants", _, "tokens", _])
+            | (&Method::GET, ["payments" | "payments.csv" | "merchants"])
+            | (
+                &Method::POST,
+                ["merchants", _, "payments", _, "refunds" | "close"]
+            )
+            | (&Method::GET, ["merchants", _, "reconciliation"])
     )
 }
 
@@ -301,7 +308,11 @@ async fn route(
                     | (&Method::POST, ["merchants", id, "payments", _, "sync"])
                     | (&Method::POST, ["merchants", id, "payments", _, "app-result"])
                     | (&Method::GET, ["merchants", id, "notifications"])
-                    | (&Method::GET, ["merchants", id, "channels"]) => id == own,
+                    | (&Method::GET, ["merchants", id, "channels"])
+                    | (&Method::POST, ["merchants", id, "payments", _, "refunds" | "close"])
+                    | (&Method::GET, ["merchants", id, "reconciliation"]) => id == own,
+                    // The ledger: filtered to its own merchant (another one named is a 403).
+                    (&Method::GET, ["payments" | "payments.csv"]) => true,
                     _ => false,
                 };
                 if !allowed {
@@ -339,6 +350,30 @@ async fn route(
                 (&Method::GET, ["merchants", id, "notifications"]) => (
                     "v1_notifications",
                     into_response(list_notifications(app, id, &req).await),
+                ),
+                (&Method::GET, ["payments"]) => {
+                    ("v1_payments", ledger::list_payments(app, &who, &req).await)
+                }
+                (&Method::GET, ["payments.csv"]) => {
+                    ("v1_payments_csv", ledger::payments_csv(&who, &req))
+                }
+                (&Method::GET, ["merchants"]) => (
+                    "v1_merchants",
+                    into_response(ledger::list_merchants(app).await),
+                ),
+                (&Method::POST, ["merchants", id, "payments", no, "refunds"]) => (
+                    "v1_refunds",
+                    into_response(
+                        ledger::create_refund(app, &who, id, &percent_decode(no), req).await,
+                    ),
+                ),
+                (&Method::POST, ["merchants", id, "payments", no, "close"]) => (
+                    "v1_close",
+                    into_response(ledger::close(app, id, &percent_decode(no)).await),
+                ),
+                (&Method::GET, ["merchants", id, "reconciliation"]) => (
+                    "v1_reconciliation",
+                    into_response(ledger::reconciliation(app, id, &req).await),
                 ),
                 (&Method::GET, ["merchants", id, "channels"]) => {
                     ("v1_channels", into_response(channels(app, id, &req).await))
@@ -498,6 +533,9 @@ async fn create_payment(
         }
     }
     let (status, created) = app.create_payment(id, request).await?;
+    if let Some(url) = &created.pay_url {
+        crate::ledger::note(app, id, &created.out_trade_no, "redirect", Some(url)).await;
+    }
     Ok(json(
         status,
         &serde_json::to_value(created).expect("serialisable"),
@@ -528,6 +566,18 @@ async fn get_payment(
         .notifications_for(id, out_trade_no)
         .await
         .map_err(ApiError::internal)?;
+    let refunded_fen = app
+        .store
+        .ledger_payment(id, out_trade_no)
+        .await
+        .map_err(ApiError::internal)?
+        .map_or(0, |l| l.refunded_fen);
+    let refunds = app
+        .store
+        .refunds_for(id, out_trade_no)
+        .await
+        .map_err(ApiError::internal)?;
+    let timeline = crate::ledger::timeline(app, &p).await?;
     Ok(json(
         200,
         &serde_json::json!({
@@ -538,9 +588,12 @@ async fn get_payment(
             "seller_email": p.seller,
             "trade_no": p.trade_no,
             "buyer_email": p.buyer_email,
-            "paid_at": p.paid_at,
+            "paid_at": crate::ledger::paid_at_utc(&p),
             "review": p.review,
             "created_at": p.created_at,
+            "refunded_amount": format!("{}.{:02}", refunded_fen / 100, refunded_fen % 100),
+            "refunds": refunds.iter().map(crate::refunds::refund_json).collect::<Vec<_>>(),
+            "timeline": timeline,
             "notifications": notifications.iter().map(notification_json).collect::<Vec<_>>(),
         }),
     ))
@@ -1072,9 +1125,9 @@ pub async fn serve(
                     let app = app.clone();
                     let guard = Busy::new(&busy);
                     async move {
-                        let r = handle(app, remote, req).await;
+                        let r = handle(app.clone(), remote, req).await;
                         drop(guard);
-                        Ok::<_, Infallible>(r)
+                        Ok::<_, Infallible>(ledger::streaming(&app, r))
                     }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()

@@ -15,6 +15,8 @@
 //! `postgres/<aggregate>.rs` (`self.client().await?` or `self.transaction(..)`). A rule about
 //! money goes into [`rules`], over primitives added to [`rules::NotifyTx`].
 
+pub mod admin;
+pub mod ledger;
 pub mod postgres;
 pub mod rules;
 pub mod sqlite;
@@ -25,7 +27,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 pub use crate::domain::state::{
-    REFUNDED, TRADE_CLOSED, TRADE_FINISHED, TRADE_SUCCESS, WAIT_BUYER_PAY,
+    PARTIALLY_REFUNDED, REFUNDED, TRADE_CLOSED, TRADE_FINISHED, TRADE_SUCCESS, WAIT_BUYER_PAY,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -322,15 +324,28 @@ pub trait Access: Send + Sync {
 }
 
 /// The one handle callers hold (`Arc<dyn Store>`): every aggregate of one backend. Bring the
-/// aggregates' methods into scope with `use crate::store::prelude::*`.
+/// aggregates' methods into scope with `use crate::store::prelude::*`. The ledger's queries and
+/// refunds are [`ledger::Ledger`]'s, the admin pages' users, sessions and audit log
+/// [`admin::AdminStore`]'s.
 #[async_trait]
-pub trait Store: Merchants + Payments + Notifications + Webhooks + Access + 'static {
+pub trait Store:
+    Merchants
+    + Payments
+    + Notifications
+    + Webhooks
+    + Access
+    + ledger::Ledger
+    + admin::AdminStore
+    + 'static
+{
     /// Whether the database answers (`/readyz`).
     async fn ready(&self) -> Result<()>;
 }
 
 /// The traits whose methods callers of [`Store`] use.
 pub mod prelude {
+    pub use super::admin::AdminStore;
+    pub use super::ledger::Ledger;
     pub use super::{Access, Merchants, Notifications, Payments, Store, Webhooks};
 }
 

@@ -9,6 +9,8 @@ use deadpool_postgres::Pool;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_refused_notifications.sql"),
+    include_str!("../../../migrations/postgres/0003_ledger_refunds.sql"),
+    include_str!("../../../migrations/postgres/0004_admin_users_audit.sql"),
 ];
 
 /// The advisory lock key of the migrations ("payhost" in ASCII).

@@ -22,6 +22,8 @@
 //! a call is an ordinary future, with no thread or runtime of the store's own.
 
 mod access;
+mod admin;
+mod ledger;
 mod merchants;
 mod migrate;
 mod notifications;
@@ -34,6 +36,9 @@ use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use std::time::Duration;
 use tokio_postgres::{NoTls, Row};
+
+/// A transaction of the pool's connection.
+type Tx<'t> = deadpool_postgres::Transaction<'t>;
 
 /// Connections in the pool of one replica.
 pub const DEFAULT_POOL_SIZE: usize = 16;
@@ -118,6 +123,34 @@ impl PostgresStore {
     /// A connection of the pool.
     async fn client(&self) -> Result<Object> {
         self.pool.get().await.context("no database connection")
+    }
+
+    /// Runs `f` with the pool (the ledger's and the admin pages' queries take their connection
+    /// from it).
+    async fn run<R, F, Fut>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(Pool) -> Fut,
+        Fut: std::future::Future<Output = Result<R>> + Send,
+    {
+        f(self.pool.clone()).await
+    }
+
+    /// Runs `f` inside one transaction (committed when it returns Ok, rolled back otherwise).
+    async fn tx<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: for<'t> FnOnce(
+                &'t deadpool_postgres::Transaction<'t>,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<R>> + Send + 't>,
+            > + Send
+            + 'static,
+    {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let r = f(&tx).await?;
+        tx.commit().await.context("the database could not commit")?;
+        Ok(r)
     }
 
     /// Whether the database answers (for `/readyz`).

@@ -9,6 +9,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0001_init.sql"),
     include_str!("../../../migrations/0002_hardening.sql"),
     include_str!("../../../migrations/0003_refused_notifications.sql"),
+    include_str!("../../../migrations/0004_ledger_refunds.sql"),
+    include_str!("../../../migrations/0005_admin_users_audit.sql"),
 ];
 
 pub(super) fn migrate(conn: &Connection) -> Result<()> {

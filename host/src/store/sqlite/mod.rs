@@ -8,6 +8,8 @@
 //! worker ever waits for SQLite.
 
 mod access;
+mod admin;
+mod ledger;
 mod merchants;
 mod migrate;
 mod notifications;

@@ -245,11 +245,11 @@ async fn refunds_move_a_paid_payment_to_refunded_with_webhooks() {
     partial.event = TradeEvent::PartiallyRefunded;
     assert!(matches!(
         s.apply_notification(&partial, &raw(), &r).await.unwrap(),
-        Applied::Recorded { .. }
+        Applied::Changed { .. }
     ));
     assert_eq!(
         s.payment("m1", "o1").await.unwrap().unwrap().status,
-        TRADE_SUCCESS
+        PARTIALLY_REFUNDED
     );
     let mut full = effect("n3", "TRADE_CLOSED");
     full.refund_status = Some("REFUND_SUCCESS");
@@ -257,7 +257,7 @@ async fn refunds_move_a_paid_payment_to_refunded_with_webhooks() {
     assert_eq!(
         s.apply_notification(&full, &raw(), &r).await.unwrap(),
         Applied::Changed {
-            from: TRADE_SUCCESS.into(),
+            from: PARTIALLY_REFUNDED.into(),
             to: REFUNDED.into()
         }
     );

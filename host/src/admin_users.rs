@@ -1,0 +1,123 @@
+//! Adding an admin user, the same rules from `payhost admin-user add` and the admin page: a name,
+//! a role, an owner's merchants (each must exist), a password of 12 characters or more (kept as
+//! its argon2 hash only).
+
+use crate::store::admin::{valid_user_name, AdminUser, Role};
+use crate::store::Store;
+
+/// What to add.
+pub struct NewUser<'a> {
+    pub name: &'a str,
+    pub role: &'a str,
+    pub merchants: &'a [String],
+    pub password: &'a str,
+    /// Who adds it (`payhost admin-user` from the command line, else the admin user).
+    pub created_by: &'a str,
+    /// Merchants of payhost.toml not yet seeded into the store (known all the same).
+    pub configured: &'a [String],
+}
+
+/// A refused field: its name and the rule, in Chinese and English.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn problem(field: &'static str, message: &str) -> FieldProblem {
+    FieldProblem {
+        field,
+        message: message.to_owned(),
+    }
+}
+
+/// Checks every field (all problems at once), hashes the password and stores the user.
+pub async fn add(store: &dyn Store, new: &NewUser<'_>) -> Result<AdminUser, Vec<FieldProblem>> {
+    let mut problems = Vec::new();
+    let name = new.name.trim();
+    if !valid_user_name(name) {
+        problems.push(problem(
+            "name",
+            "用户名为 1 到 64 个字母、数字或 _ . @ - / 1 to 64 letters, digits, '_', '.', '@' or '-'",
+        ));
+    } else if store.admin_user(name).await.ok().flatten().is_some() {
+        problems.push(problem(
+            "name",
+            "该用户名已存在 / an admin user of that name exists already",
+        ));
+    }
+    let role = Role::parse(new.role.trim());
+    let mut merchants: Vec<String> = new
+        .merchants
+        .iter()
+        .map(|m| m.trim().to_owned())
+        .filter(|m| !m.is_empty())
+        .collect();
+    merchants.sort();
+    merchants.dedup();
+    match role {
+        None => problems.push(problem("role", "角色必须是 operator 或 owner / must be operator or owner")),
+        Some(Role::Owner) if merchants.is_empty() => problems.push(problem(
+            "merchants",
+            "店主至少要有一个商户 / an owner needs at least one merchant (--merchant ID)",
+        )),
+        Some(Role::Operator) if !merchants.is_empty() => problems.push(problem(
+            "merchants",
+            "运营者能看到全部商户，不能限定商户 / an operator sees every merchant: give merchants to owners only",
+        )),
+        _ => {}
+    }
+    for m in &merchants {
+        if !new.configured.contains(m) && store.merchant(m).await.ok().flatten().is_none() {
+            problems.push(FieldProblem {
+                field: "merchants",
+                message: format!("没有商户 {m} / no merchant {m:?}"),
+            });
+        }
+    }
+    if new.password.chars().count() < 12 {
+        problems.push(problem(
+            "password",
+            "密码至少 12 个字符 / at least 12 characters",
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    // argon2 takes tens of milliseconds: off the async workers.
+    let password = new.password.to_owned();
+    let hashed = tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the hashing task failed: {e}")));
+    let password_hash = hashed.map_err(|e| {
+        vec![problem(
+            "password",
+            &format!("cannot hash the password: {e}"),
+        )]
+    })?;
+    let user = AdminUser {
+        name: name.to_owned(),
+        password_hash,
+        role: role.expect("checked above"),
+        merchants,
+        created_at: crate::store::now_rfc3339(),
+        created_by: new.created_by.to_owned(),
+    };
+    store
+        .add_admin_user(&user)
+        .await
+        .map_err(|e| vec![problem("name", &e.to_string())])?;
+    let detail = format!(
+        "{} {} {}",
+        user.name,
+        user.role.as_str(),
+        user.merchants.join(",")
+    );
+    if let Err(e) = store
+        .record_audit(new.created_by, "user.add", None, detail.trim())
+        .await
+    {
+        tracing::error!(error = %e, "cannot write the audit log");
+    }
+    Ok(user)
+}

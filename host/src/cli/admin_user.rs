@@ -1,0 +1,134 @@
+//! `payhost admin-user add NAME --role operator|owner [--merchant ID…]`: an admin login of its
+//! own. An operator sees every merchant, the admin users and the audit log; an owner sees and acts
+//! on the merchants given here only. The password is read from standard input (one line) or made
+//! with `--generate` and printed once; only its argon2 hash is stored.
+
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum AdminUserAction {
+    /// Adds an admin user (the password: one line on standard input, or --generate).
+    Add(AddArgs),
+    /// Lists the admin users (name, role, merchants, created).
+    List {
+        #[arg(long, default_value = "payhost.toml", value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct AddArgs {
+    /// The login name (1 to 64 letters, digits, '_', '.', '@' or '-').
+    name: String,
+    /// operator (every merchant, users, audit log) or owner (the --merchant ones only).
+    #[arg(long, value_name = "ROLE", value_parser = ["operator", "owner"])]
+    role: String,
+    /// A merchant an owner sees (repeatable; required for an owner).
+    #[arg(long = "merchant", value_name = "ID")]
+    merchants: Vec<String>,
+    /// Make a random password (printed once) instead of reading one from standard input.
+    #[arg(long)]
+    generate: bool,
+    #[arg(long, default_value = "payhost.toml", value_name = "FILE")]
+    config: PathBuf,
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+/// Admin logins of their own: operators (every merchant) and shop owners (their merchants only).
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    action: AdminUserAction,
+}
+
+pub fn run(Args { action }: Args) -> ExitCode {
+    super::runtime().block_on(admin_user(action))
+}
+
+async fn admin_user(action: AdminUserAction) -> ExitCode {
+    let path = match &action {
+        AdminUserAction::Add(a) => a.config.clone(),
+        AdminUserAction::List { config } => config.clone(),
+    };
+    let config = match payhost::config::Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let store = match payhost::store::open(&config).await {
+        Ok(s) => s,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    match action {
+        AdminUserAction::List { .. } => match store.admin_users().await {
+            Ok(users) => {
+                for u in users {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        u.name,
+                        u.role.as_str(),
+                        u.merchants.join(","),
+                        u.created_at
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(format!("{e:#}")),
+        },
+        AdminUserAction::Add(a) => {
+            let password = if a.generate {
+                payhost::auth::random_token()[..20].to_owned()
+            } else {
+                let mut line = String::new();
+                if std::io::stdin().read_line(&mut line).is_err() {
+                    return fail("cannot read the password from standard input");
+                }
+                line.trim_end_matches(['\r', '\n']).to_owned()
+            };
+            let configured: Vec<String> = config.merchants.keys().cloned().collect();
+            let new = payhost::admin_users::NewUser {
+                name: &a.name,
+                role: &a.role,
+                merchants: &a.merchants,
+                password: &password,
+                created_by: "payhost admin-user",
+                configured: &configured,
+            };
+            match payhost::admin_users::add(store.as_ref(), &new).await {
+                Ok(user) => {
+                    if a.generate {
+                        println!("password: {password}");
+                    }
+                    eprintln!(
+                        "admin user {} added ({}{})",
+                        user.name,
+                        user.role.as_str(),
+                        if user.merchants.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", user.merchants.join(", "))
+                        }
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(problems) => {
+                    for p in problems {
+                        let flag = match p.field {
+                            "name" => "NAME",
+                            "role" => "--role",
+                            "merchants" => "--merchant",
+                            _ => "password",
+                        };
+                        eprintln!("error: {flag}: {}", p.message);
+                    }
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! The money rules of refunds, the same for every store: a refund may be started only on a paid
+//! trade that can still be refunded, and the refunded total (succeeded + pending) never exceeds
+//! the paid amount; a provider's refund report is matched to the refund started here by its
+//! request number, recorded as one started elsewhere, or held for review when it would exceed
+//! the paid amount. Pure: the stores apply what these functions decide inside one transaction.
+
+use super::state::{self, TradeEvent};
+
+pub const PENDING: &str = "PENDING";
+pub const SUCCESS: &str = "SUCCESS";
+pub const FAILED: &str = "FAILED";
+
+/// `started_by` of a refund the provider reported without one started here.
+pub const STARTED_BY_GATEWAY: &str = "gateway";
+
+/// What a stored refund contributes to the rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundLine {
+    pub id: i64,
+    pub request_no: String,
+    pub amount_fen: u64,
+    pub status: String,
+}
+
+/// The refunded amounts of one payment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub succeeded: u64,
+    pub pending: u64,
+}
+
+impl Totals {
+    pub fn of(lines: &[RefundLine]) -> Totals {
+        let mut t = Totals::default();
+        for l in lines {
+            match l.status.as_str() {
+                SUCCESS => t.succeeded += l.amount_fen,
+                PENDING => t.pending += l.amount_fen,
+                _ => {}
+            }
+        }
+        t
+    }
+
+    /// What is committed: succeeded and still pending.
+    pub fn committed(self) -> u64 {
+        self.succeeded + self.pending
+    }
+}
+
+/// Why a refund cannot be started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The payment was never paid (or was closed unpaid).
+    NotPaid { status: String },
+    /// The provider allows no refund of a finished trade.
+    Finished,
+    /// The amount is more than what is left to refund.
+    Exceeds {
+        paid: u64,
+        committed: u64,
+        asked: u64,
+    },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let yuan = |v: u64| format!("{}.{:02}", v / 100, v % 100);
+        match self {
+            Refusal::NotPaid { status } => write!(f, "the payment is not paid (status {status})"),
+            Refusal::Finished => f.write_str(
+                "the trade is finished (TRADE_FINISHED): the provider accepts no refund of it",
+            ),
+            Refusal::Exceeds {
+                paid,
+                committed,
+                asked,
+            } => write!(
+                f,
+                "amount: {} is more than the {} left to refund ({} paid, {} refunded or being refunded)",
+                yuan(*asked),
+                yuan(paid.saturating_sub(*committed)),
+                yuan(*paid),
+                yuan(*committed)
+            ),
+        }
+    }
+}
+
+/// Whether a refund of `amount` may start on a payment of `status` and `total` with `lines`.
+pub fn check_start(
+    status: &str,
+    total: u64,
+    lines: &[RefundLine],
+    amount: u64,
+) -> Result<(), Refusal> {
+    if status == state::TRADE_FINISHED {
+        return Err(Refusal::Finished);
+    }
+    if !state::is_paid(status) {
+        return Err(Refusal::NotPaid {
+            status: status.to_owned(),
+        });
+    }
+    let committed = Totals::of(lines).committed();
+    if committed + amount > total {
+        return Err(Refusal::Exceeds {
+            paid: total,
+            committed,
+            asked: amount,
+        });
+    }
+    Ok(())
+}
+
+/// The event a payment goes through once `succeeded` of its `total` is refunded.
+pub fn event_after(total: u64, succeeded: u64) -> TradeEvent {
+    if succeeded >= total {
+        TradeEvent::Refunded
+    } else {
+        TradeEvent::PartiallyRefunded
+    }
+}
+
+/// One refund as a provider reports it (the contract's `refund-report`, amounts in fen).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub request_no: String,
+    pub amount: Option<u64>,
+    pub refunded_total: Option<u64>,
+    pub succeeded: bool,
+    pub detail: String,
+}
+
+/// What a report does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The refund started here (`id`) ends with `status`.
+    Settle { id: i64, status: &'static str },
+    /// A refund started elsewhere, of `amount`, succeeded: recorded (`started_by` gateway).
+    Record { amount: u64 },
+    /// Nothing new: the refund is already known in this state (or a failure of nothing started
+    /// here).
+    Known,
+    /// It would take the refunded total past the paid amount, or contradicts the refund started
+    /// here: kept for review, not applied.
+    Mismatch { reason: String },
+}
+
+/// Matches a report against the payment's refunds (see the module documentation).
+pub fn decide(total: u64, lines: &[RefundLine], report: &Report) -> Decision {
+    let totals = Totals::of(lines);
+    let yuan = |v: u64| format!("{}.{:02}", v / 100, v % 100);
+    let own = (!report.request_no.is_empty())
+        .then(|| lines.iter().find(|l| l.request_no == report.request_no))
+        .flatten();
+    if let Some(line) = own {
+        if let Some(a) = report.amount.filter(|a| *a != line.amount_fen) {
+            return Decision::Mismatch {
+                reason: format!(
+                    "refund {}: the provider reports {} refunded, {} was started",
+                    line.request_no,
+                    yuan(a),
+                    yuan(line.amount_fen)
+                ),
+            };
+        }
+        return match (line.status.as_str(), report.succeeded) {
+            (PENDING, true) => Decision::Settle {
+                id: line.id,
+                status: SUCCESS,
+            },
+            (PENDING, false) => Decision::Settle {
+                id: line.id,
+                status: FAILED,
+            },
+            (FAILED, true) => {
+                // Reported failed earlier, now succeeded: only if it still fits.
+                if totals.committed() + line.amount_fen > total {
+                    Decision::Mismatch {
+                        reason: format!(
+                            "refund {} reported succeeded after failing would exceed the paid {}",
+                            line.request_no,
+                            yuan(total)
+                        ),
+                    }
+                } else {
+                    Decision::Settle {
+                        id: line.id,
+                        status: SUCCESS,
+                    }
+                }
+            }
+            (SUCCESS, false) => Decision::Mismatch {
+                reason: format!(
+                    "refund {} was reported succeeded, now failed: {}",
+                    line.request_no, report.detail
+                ),
+            },
+            _ => Decision::Known,
+        };
+    }
+    if !report.succeeded {
+        return Decision::Known;
+    }
+    let amount = match (report.amount, report.refunded_total) {
+        (Some(a), _) => a,
+        (None, Some(t)) => t.saturating_sub(totals.succeeded),
+        (None, None) => {
+            return Decision::Mismatch {
+                reason: "a refund report that names neither its amount nor the refunded total"
+                    .into(),
+            }
+        }
+    };
+    if amount == 0 {
+        return Decision::Known;
+    }
+    // A total that only counts refunds started here and still pending settles the one it names
+    // by amount (a query names no request number).
+    if report.amount.is_none() && report.request_no.is_empty() {
+        let mut pending = lines
+            .iter()
+            .filter(|l| l.status == PENDING && l.amount_fen == amount);
+        if let (Some(l), None) = (pending.next(), pending.next()) {
+            return Decision::Settle {
+                id: l.id,
+                status: SUCCESS,
+            };
+        }
+    }
+    if totals.committed() + amount > total {
+        return Decision::Mismatch {
+            reason: format!(
+                "the provider reports a refund of {} on a payment of {} with {} already refunded or being refunded",
+                yuan(amount),
+                yuan(total),
+                yuan(totals.committed())
+            ),
+        };
+    }
+    Decision::Record { amount }
+}
+
+/// A refund number the providers accept: the Beijing date `YYYYMMDD` of `unix` and 16 random
+/// digits (24 digits; Alipay's legacy `batch_no` wants the date first, at most 32 digits).
+pub fn new_request_no(unix: i64) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let tail: String = (0..16)
+        .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+        .collect();
+    format!("{}{tail}", super::clock::beijing_compact_date(unix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(id: i64, no: &str, amount: u64, status: &str) -> RefundLine {
+        RefundLine {
+            id,
+            request_no: no.into(),
+            amount_fen: amount,
+            status: status.into(),
+        }
+    }
+
+    fn report(no: &str, amount: Option<u64>, total: Option<u64>, ok: bool) -> Report {
+        Report {
+            request_no: no.into(),
+            amount,
+            refunded_total: total,
+            succeeded: ok,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_refunded_total_never_exceeds_the_paid_amount() {
+        let lines = [line(1, "a", 300, SUCCESS), line(2, "b", 200, PENDING)];
+        assert_eq!(check_start("TRADE_SUCCESS", 1000, &lines, 500), Ok(()));
+        assert_eq!(
+            check_start("PARTIALLY_REFUNDED", 1000, &lines, 501),
+            Err(Refusal::Exceeds {
+                paid: 1000,
+                committed: 500,
+                asked: 501
+            })
+        );
+        // A failed refund gives its amount back.
+        let lines = [line(1, "a", 1000, FAILED)];
+        assert_eq!(check_start("TRADE_SUCCESS", 1000, &lines, 1000), Ok(()));
+        assert!(matches!(
+            check_start("WAIT_BUYER_PAY", 1000, &[], 1),
+            Err(Refusal::NotPaid { .. })
+        ));
+        assert!(matches!(
+            check_start("TRADE_CLOSED", 1000, &[], 1),
+            Err(Refusal::NotPaid { .. })
+        ));
+        assert_eq!(
+            check_start("TRADE_FINISHED", 1000, &[], 1),
+            Err(Refusal::Finished)
+        );
+        assert!(check_start("REFUNDED", 1000, &[line(1, "a", 1000, SUCCESS)], 1).is_err());
+        assert_eq!(event_after(1000, 1000), TradeEvent::Refunded);
+        assert_eq!(event_after(1000, 1), TradeEvent::PartiallyRefunded);
+    }
+
+    #[test]
+    fn reports_are_matched_recorded_or_held() {
+        let lines = [line(1, "a", 300, PENDING)];
+        assert_eq!(
+            decide(1000, &lines, &report("a", None, Some(300), true)),
+            Decision::Settle {
+                id: 1,
+                status: SUCCESS
+            }
+        );
+        assert_eq!(
+            decide(1000, &lines, &report("a", None, None, false)),
+            Decision::Settle {
+                id: 1,
+                status: FAILED
+            }
+        );
+        assert!(matches!(
+            decide(1000, &lines, &report("a", Some(301), None, true)),
+            Decision::Mismatch { .. }
+        ));
+        // A query's total (no request number) settles the one pending refund of that amount.
+        assert_eq!(
+            decide(1000, &lines, &report("", None, Some(300), true)),
+            Decision::Settle {
+                id: 1,
+                status: SUCCESS
+            }
+        );
+        // Started elsewhere: recorded when it fits, held when it would exceed.
+        assert_eq!(
+            decide(1000, &lines, &report("zz", Some(700), None, true)),
+            Decision::Record { amount: 700 }
+        );
+        assert!(matches!(
+            decide(1, &[], &report("", Some(500), None, true)),
+            Decision::Mismatch { .. }
+        ));
+        let done = [line(1, "a", 300, SUCCESS)];
+        assert_eq!(
+            decide(1000, &done, &report("a", None, Some(300), true)),
+            Decision::Known
+        );
+        assert_eq!(
+            decide(1000, &done, &report("", None, Some(300), true)),
+            Decision::Known
+        );
+        assert_eq!(
+            decide(1000, &done, &report("", None, Some(500), true)),
+            Decision::Record { amount: 200 }
+        );
+        let no = new_request_no(1_388_577_610);
+        assert!(no.starts_with("20140101") && no.len() == 24);
+        assert!(no.bytes().all(|b| b.is_ascii_digit()));
+    }
+}

@@ -1,0 +1,149 @@
+//! The 30-day chart of paid payments: count per day as bars, amount per day as a line, drawn on
+//! the server as SVG (no script, no CDN; it scales to a phone's width).
+
+use std::fmt::Write;
+
+/// One day of the chart.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Day {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    pub count: u64,
+    pub fen: u64,
+}
+
+const W: f64 = 600.0;
+const H: f64 = 220.0;
+const LEFT: f64 = 34.0;
+const RIGHT: f64 = 56.0;
+const TOP: f64 = 12.0;
+const BOTTOM: f64 = 28.0;
+
+/// A "nice" ceiling for an axis (1, 2 or 5 times a power of ten).
+fn nice(max: f64) -> f64 {
+    if max <= 0.0 {
+        return 1.0;
+    }
+    let p = 10f64.powf(max.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * p)
+        .find(|v| *v >= max)
+        .unwrap_or(10.0 * p)
+}
+
+/// The SVG of `days` (oldest first). `title` labels it for screen readers.
+pub fn svg(days: &[Day], title: &str) -> String {
+    let n = days.len().max(1) as f64;
+    let plot_w = W - LEFT - RIGHT;
+    let plot_h = H - TOP - BOTTOM;
+    let max_count = nice(days.iter().map(|d| d.count).max().unwrap_or(0) as f64);
+    let max_yuan = nice(days.iter().map(|d| d.fen).max().unwrap_or(0) as f64 / 100.0);
+    let slot = plot_w / n;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg id=\"chart\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"10\" font-family=\"sans-serif\">",
+        crate::domain::html::escape(title)
+    );
+    // Grid and axes: counts on the left, yuan on the right.
+    for i in 0..=4 {
+        let y = TOP + plot_h * (1.0 - i as f64 / 4.0);
+        let _ = write!(
+            s,
+            "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#e5e8ec\"/>\
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#1677ff\">{}</text>\
+             <text x=\"{}\" y=\"{:.1}\" fill=\"#c80\">{}</text>",
+            W - RIGHT,
+            LEFT - 4.0,
+            y + 3.0,
+            trim(max_count * i as f64 / 4.0),
+            W - RIGHT + 4.0,
+            y + 3.0,
+            trim(max_yuan * i as f64 / 4.0),
+        );
+    }
+    for (i, d) in days.iter().enumerate() {
+        let x = LEFT + slot * i as f64;
+        let h = plot_h * d.count as f64 / max_count;
+        let _ = write!(
+            s,
+            "<rect class=\"bar\" data-date=\"{}\" data-count=\"{}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#1677ff\" opacity=\"0.75\"><title>{} · {} · ¥{}</title></rect>",
+            d.date,
+            d.count,
+            x + slot * 0.15,
+            TOP + plot_h - h,
+            slot * 0.7,
+            d.date,
+            d.count,
+            super::yuan(d.fen)
+        );
+        // A date under every fifth bar and the last.
+        if i % 5 == 0 || i + 1 == days.len() {
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" fill=\"#667\">{}</text>",
+                x + slot / 2.0,
+                H - 10.0,
+                d.date.get(5..).unwrap_or(&d.date)
+            );
+        }
+    }
+    let points: Vec<String> = days
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let x = LEFT + slot * (i as f64 + 0.5);
+            let y = TOP + plot_h * (1.0 - d.fen as f64 / 100.0 / max_yuan);
+            format!("{x:.1},{y:.1}")
+        })
+        .collect();
+    let _ = write!(
+        s,
+        "<polyline id=\"chart-amount\" points=\"{}\" fill=\"none\" stroke=\"#c80\" stroke-width=\"2\"/></svg>",
+        points.join(" ")
+    );
+    s
+}
+
+fn trim(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_scale_to_the_largest_day() {
+        let days = vec![
+            Day {
+                date: "2026-12-01".into(),
+                count: 0,
+                fen: 0,
+            },
+            Day {
+                date: "2026-12-02".into(),
+                count: 4,
+                fen: 1234,
+            },
+            Day {
+                date: "2026-12-03".into(),
+                count: 2,
+                fen: 99,
+            },
+        ];
+        let svg = svg(&days, "<paid>");
+        assert_eq!(svg.matches("<rect class=\"bar\"").count(), 3);
+        assert!(svg.contains("data-date=\"2026-12-02\" data-count=\"4\""));
+        assert!(svg.contains("¥12.34"));
+        assert!(svg.contains("aria-label=\"&lt;paid&gt;\""));
+        assert_eq!(nice(7.0), 10.0);
+        assert_eq!(nice(0.0), 1.0);
+        assert_eq!(nice(12.34), 20.0);
+    }
+}

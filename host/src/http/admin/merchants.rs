@@ -1,0 +1,848 @@
+//! Merchants: the list with their counts, a merchant's page (the settings form built from its
+//! component, test connection, recent payments and notifications, dead letters, API tokens), and
+//! the posts that change them. A refused save comes back with every error next to its field and
+//! what was typed (never a secret).
+
+use super::view::{Flash, ShownOnce};
+use super::{audit, enc, field, yuan, Ctx, Form, Page, PostResult, Posted};
+use crate::config::{valid_merchant_id, MerchantSettings};
+use crate::runtime::plugin_api::{FieldError, FieldKind, SettingField};
+use crate::runtime::PluginRuntime;
+use crate::service::{mask, App};
+use minijinja::{context, Value};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// When the settings form shows a field: `(setting, values)` from the component's schema
+/// (contract 0.4.0's `shown-when`); None: always.
+fn shown_when(f: &SettingField) -> Option<(String, Vec<String>)> {
+    f.shown_when
+        .as_ref()
+        .map(|w| (w.setting.clone(), w.values.clone()))
+}
+
+/// The component a merchant's form is for: the merchant's own, else the one chosen for a new
+/// merchant, else the first.
+fn form_plugin<'a>(
+    app: &'a App,
+    m: Option<&MerchantSettings>,
+    chosen: Option<&str>,
+) -> Option<&'a PluginRuntime> {
+    match (m, chosen.filter(|c| !c.is_empty())) {
+        (Some(m), _) if !m.plugin_id.is_empty() || app.plugins.ids().len() == 1 => {
+            app.plugins.for_merchant(m)
+        }
+        (_, Some(c)) => app.plugins.get(c),
+        _ => app.plugins.first(),
+    }
+}
+
+fn is_secret(f: &SettingField) -> bool {
+    f.secret || matches!(f.kind, FieldKind::Pem | FieldKind::Secret)
+}
+
+#[derive(Serialize)]
+struct PluginView {
+    id: String,
+    name: String,
+}
+
+fn plugin_views(app: &App) -> Vec<PluginView> {
+    app.plugins
+        .iter()
+        .map(|p| PluginView {
+            id: p.info.id.clone(),
+            name: p.info.name.clone(),
+        })
+        .collect()
+}
+
+/// The demo's sandbox settings a merchant gets when it leaves them out (empty elsewhere).
+fn sandbox_defaults(app: &App) -> Vec<BTreeMap<&'static str, String>> {
+    app.default_settings
+        .iter()
+        .map(|(n, v)| BTreeMap::from([("name", n.clone()), ("value", v.clone())]))
+        .collect()
+}
+
+/// The values of a merchant's select settings (the API family, the mode…), for the list.
+fn family(app: &App, m: &MerchantSettings) -> String {
+    let Some(p) = app.plugins.for_merchant(m) else {
+        return String::new();
+    };
+    p.info
+        .settings
+        .iter()
+        .filter(|f| f.kind == FieldKind::Select)
+        .filter_map(|f| m.get(&f.name).or(f.default_value.as_deref()))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
+    let counts = app.store.merchant_counts().await.unwrap_or_default();
+    let ids = visible_ids(app, ctx).await;
+    let mut stored = Vec::with_capacity(ids.len());
+    for id in &ids {
+        stored.push(app.store.merchant(id).await.ok().flatten());
+    }
+    let merchants: Vec<Value> = ids
+        .iter()
+        .zip(stored)
+        .map(|(id, m)| {
+            let c = counts.iter().find(|c| &c.id == id).cloned().unwrap_or_default();
+            context! {
+                id,
+                plugin => m.as_ref().and_then(|m| app.plugins.for_merchant(m)).map(|p| p.info.name.clone()).unwrap_or_default(),
+                mode => m.as_ref().map(|m| family(app, m)).unwrap_or_default(),
+                payments => c.payments, paid => c.paid, waiting => c.waiting,
+                paid_amount => yuan(c.paid_fen),
+            }
+        })
+        .collect();
+    let (errors, typed, _) = ctx.form_state();
+    Page::View {
+        template: "merchants.html",
+        section: "merchants",
+        values: context! {
+            merchants, errors, typed,
+            plugins => plugin_views(app),
+            sandbox => !app.default_settings.is_empty(),
+        },
+    }
+}
+
+/// The merchants this user's lists hold.
+pub async fn visible_ids(app: &App, ctx: &Ctx) -> Vec<String> {
+    let all = app.store.merchant_ids().await.unwrap_or_default();
+    match ctx.who.only() {
+        None => all,
+        Some(mine) => all.into_iter().filter(|m| mine.contains(m)).collect(),
+    }
+}
+
+pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
+    if !ctx.who.sees(id) || !valid_merchant_id(id) {
+        return Page::NotFound;
+    }
+    let merchant = app.store.merchant(id).await.ok().flatten();
+    // A new merchant's empty form is the operator's to fill; an owner sees existing ones only.
+    if merchant.is_none() && !ctx.who.operator() {
+        return Page::NotFound;
+    }
+    let Some(plugin) = form_plugin(app, merchant.as_ref(), Some(ctx.q("plugin"))) else {
+        return Page::NotFound;
+    };
+    let (errors, typed, _) = ctx.form_state();
+    let refused = ctx.flash.as_ref().filter(|f| !f.ok);
+    let typed_of = |name: &str| refused.and_then(|f| f.typed.get(name).cloned());
+    let error_of = |name: &str| refused.and_then(|f| f.field_errors.get(name).cloned());
+    let m = merchant.as_ref();
+    // What decides which fields show: the typed or saved value of each select.
+    let value_of = |name: &str| -> String {
+        typed_of(name)
+            .or_else(|| m.and_then(|m| m.get(name)).map(str::to_owned))
+            .or_else(|| {
+                plugin
+                    .info
+                    .field(name)
+                    .and_then(|f| f.default_value.clone())
+            })
+            .unwrap_or_default()
+    };
+    let fields: Vec<Value> = plugin
+        .info
+        .settings
+        .iter()
+        .map(|s| {
+            let saved = m.and_then(|m| m.get(&s.name)).unwrap_or("");
+            let when = shown_when(s);
+            let hidden = when
+                .as_ref()
+                .is_some_and(|(setting, values)| !values.iter().any(|v| v.eq_ignore_ascii_case(&value_of(setting))));
+            let (label, label_other) = match ctx.lang {
+                super::Lang::Zh => (&s.label_zh, &s.label_en),
+                super::Lang::En => (&s.label_en, &s.label_zh),
+            };
+            let secret = is_secret(s);
+            let kind = match s.kind {
+                FieldKind::Select => "select",
+                FieldKind::Pem => "pem",
+                _ => "text",
+            };
+            let placeholder = match (s.kind, secret, saved.is_empty()) {
+                (FieldKind::Pem, _, true) => "-----BEGIN …".to_owned(),
+                (FieldKind::Pem, _, false) => ctx.t("已设置 — 粘贴新密钥以替换", "set — paste to replace").to_owned(),
+                (_, true, false) => format!("{} — {}", mask(saved), ctx.t("留空保持不变", "leave empty to keep")),
+                (_, true, true) => String::new(),
+                _ => s.default_value.clone().unwrap_or_default(),
+            };
+            let chosen = value_of(&s.name);
+            let options: Vec<Value> = s
+                .options
+                .iter()
+                .map(|o| context! {
+                    value => o.value,
+                    label => ctx.t(&o.label_zh, &o.label_en),
+                    selected => o.value.eq_ignore_ascii_case(&chosen),
+                })
+                .collect();
+            context! {
+                name => s.name, label, label_other, rule => s.rule, kind, secret, placeholder, options,
+                // A secret is never put back into the page, typed or saved.
+                value => if secret { String::new() } else { typed_of(&s.name).unwrap_or_else(|| saved.to_owned()) },
+                saved => if secret && !saved.is_empty() { mask(saved) } else { String::new() },
+                error => error_of(&s.name),
+                hidden,
+                shown_when => when.map(|(setting, values)| context! { setting, values }),
+            }
+        })
+        .collect();
+    let webhook_url = typed_of("shop_webhook_url").unwrap_or_else(|| {
+        m.and_then(|m| m.shop_webhook_url.clone())
+            .unwrap_or_default()
+    });
+    let webhook_secret_placeholder = m
+        .and_then(|m| m.shop_webhook_secret.as_deref())
+        .map(|s| {
+            format!(
+                "{} — {}",
+                mask(s),
+                ctx.t("留空保持不变", "leave empty to keep")
+            )
+        })
+        .unwrap_or_default();
+    let shop_origins = typed_of("shop_origins")
+        .unwrap_or_else(|| m.map(|m| m.shop_origins.join("\n")).unwrap_or_default());
+    let zone = &app.config.admin.time_zone;
+    let payments: Vec<Value> = if m.is_some() {
+        app.store
+            .recent_payments(Some(id), 20).await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| context! {
+                url => format!("/admin/merchants/{}/payments/{}", enc(id), enc(&p.out_trade_no)),
+                out_trade_no => p.out_trade_no, amount => p.total_fee(), status => p.status,
+                review => p.review, created => zone.show(&p.created_at),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let notifications: Vec<Value> = if m.is_some() {
+        app.store
+            .recent_notifications(Some(id), 20)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| {
+                context! {
+                    raw_id => n.raw_id, received => zone.show(&n.received_at),
+                    out_trade_no => n.out_trade_no, trade_status => n.trade_status,
+                    outcome => n.outcome, detail => n.detail,
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let tokens: Vec<Value> = if m.is_some() {
+        app.store
+            .tokens(Some(id))
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                context! {
+                    id => t.id, label => t.label, created => zone.show(&t.created_at),
+                    revoked => t.revoked_at.map(|r| zone.show(&r)),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let _ = typed;
+    Page::View {
+        template: "merchant.html",
+        section: "merchants",
+        values: context! {
+            id, exists => m.is_some(), fields, errors,
+            plugin => PluginView { id: plugin.info.id.clone(), name: plugin.info.name.clone() },
+            notify_url => app.config.notify_url(id), return_url => app.config.return_url(id),
+            sandbox => sandbox_defaults(app),
+            webhook_url, webhook_secret_placeholder, shop_origins,
+            payments, notifications, tokens,
+            dead => dead_views(app, Some(id)).await, dead_merchant => id,
+        },
+    }
+}
+
+async fn dead_views(app: &App, merchant: Option<&str>) -> Vec<Value> {
+    dead_of(app, merchant)
+        .await
+        .into_iter()
+        .map(|w| {
+            context! {
+                id => w.id, merchant_id => w.merchant_id, event_id => w.event_id,
+                event_type => w.event_type, attempts => w.attempts,
+                dead_at => app.config.admin.time_zone.show(&w.dead_at),
+                reason => w.last_error.unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+async fn dead_of(app: &App, merchant: Option<&str>) -> Vec<crate::store::DeadWebhook> {
+    app.store
+        .dead_webhooks(merchant, 500)
+        .await
+        .unwrap_or_default()
+}
+
+pub async fn dead_letters(app: &Arc<App>, ctx: &Ctx) -> Page {
+    let dead: Vec<Value> = match ctx.who.only() {
+        None => dead_views(app, None).await,
+        Some(mine) => {
+            let mut all = Vec::new();
+            for m in mine {
+                all.extend(dead_views(app, Some(m)).await);
+            }
+            all
+        }
+    };
+    Page::View {
+        template: "webhooks.html",
+        section: "webhooks",
+        values: context! { dead, dead_merchant => () },
+    }
+}
+
+fn merchant_page(id: &str) -> String {
+    format!("/admin/merchants/{}", enc(id))
+}
+
+/// A refused form: its errors by field, what was typed (no secrets), and where to show it.
+fn refused(
+    location: String,
+    text: &str,
+    errors: Vec<(String, String)>,
+    typed: BTreeMap<String, String>,
+) -> PostResult {
+    let mut field_errors = BTreeMap::new();
+    for (f, m) in errors {
+        field_errors
+            .entry(f)
+            .and_modify(|e: &mut String| {
+                if !e.contains(&m) {
+                    e.push_str("; ");
+                    e.push_str(&m);
+                }
+            })
+            .or_insert(m);
+    }
+    let mut flash = Flash::err(text);
+    flash.errors = field_errors
+        .iter()
+        .map(|(f, m)| super::view::ListedError {
+            field: f.clone(),
+            message: m.clone(),
+        })
+        .collect();
+    flash.field_errors = field_errors;
+    flash.typed = typed;
+    PostResult::Done(Posted {
+        location,
+        flash: Some(flash),
+    })
+}
+
+pub async fn add(_app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
+    if !ctx.who.operator() {
+        return PostResult::Forbidden;
+    }
+    let id = field(form, "id").trim().to_owned();
+    if !valid_merchant_id(&id) {
+        return refused(
+            "/admin/merchants".into(),
+            ctx.t("未添加", "Not added"),
+            vec![(
+                "id".into(),
+                ctx.t(
+                    "商户编号只能包含 1 到 64 个字母、数字、_ 和 -",
+                    "1 to 64 letters, digits, '_' or '-'",
+                )
+                .into(),
+            )],
+            BTreeMap::from([("id".to_owned(), id)]),
+        );
+    }
+    let plugin = field(form, "plugin").trim();
+    let mut to = merchant_page(&id);
+    if !plugin.is_empty() {
+        to.push_str(&format!("?plugin={}", enc(plugin)));
+    }
+    PostResult::Done(Posted {
+        location: to,
+        flash: None,
+    })
+}
+
+pub async fn connect_shop(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
+    if !ctx.who.operator() {
+        return PostResult::Forbidden;
+    }
+    // Connect a shop: the merchant slot with its token and shop secret, shown once.
+    let id = field(form, "id").trim().to_owned();
+    let plugin = match field(form, "plugin").trim() {
+        "" => app.plugins.ids().first().cloned().unwrap_or_default(),
+        p => p.to_owned(),
+    };
+    let typed = BTreeMap::from([
+        ("slot_id".to_owned(), id.clone()),
+        (
+            "shop_origins".to_owned(),
+            field(form, "shop_origins").to_owned(),
+        ),
+        ("label".to_owned(), field(form, "label").to_owned()),
+    ]);
+    let mut errors = Vec::new();
+    if !valid_merchant_id(&id) {
+        errors.push((
+            "slot_id".to_owned(),
+            ctx.t(
+                "商户编号只能包含 1 到 64 个字母、数字、_ 和 -",
+                "1 to 64 letters, digits, '_' or '-'",
+            )
+            .to_owned(),
+        ));
+    }
+    if app.plugins.get(&plugin).is_none() {
+        errors.push((
+            "plugin".to_owned(),
+            format!("{plugin:?} is not loaded by this host"),
+        ));
+    }
+    let origins: Vec<String> = field(form, "shop_origins")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if origins.is_empty() {
+        errors.push((
+            "shop_origins".to_owned(),
+            ctx.t(
+                "至少需要一个商城地址（https://shop.example）",
+                "at least one is required (https://shop.example)",
+            )
+            .to_owned(),
+        ));
+    }
+    if !errors.is_empty() {
+        return refused(
+            "/admin/merchants".into(),
+            ctx.t("未创建", "Not created"),
+            errors,
+            typed,
+        );
+    }
+    match crate::onboarding::add_merchant(
+        app.store.as_ref(),
+        &id,
+        &plugin,
+        &origins,
+        field(form, "label"),
+    )
+    .await
+    {
+        Ok(m) => {
+            audit(
+                app,
+                &ctx.who,
+                "merchant.connect",
+                Some(&id),
+                &format!("token #{}", m.token_id),
+            )
+            .await;
+            let mut flash = Flash::ok(format!(
+                "{} {id}: {}",
+                ctx.t("商户已创建", "Merchant created"),
+                ctx.t(
+                    "以下两项只显示这一次，请填入商城的支付方式设置",
+                    "shown only this once, put both into the shop's payment settings"
+                )
+            ));
+            flash.secrets = vec![
+                ShownOnce {
+                    id: "new-token".into(),
+                    label: format!("API {} #{}", ctx.t("令牌", "token"), m.token_id),
+                    value: m.token.expose().to_owned(),
+                },
+                ShownOnce {
+                    id: "new-shop-secret".into(),
+                    label: ctx.t("商户密钥", "shop secret").into(),
+                    value: m.shop_secret.expose().to_owned(),
+                },
+            ];
+            PostResult::Done(Posted::to(merchant_page(&id), flash))
+        }
+        Err(e) => {
+            let field = if e.starts_with("shop_origin") {
+                "shop_origins"
+            } else {
+                "slot_id"
+            };
+            refused(
+                "/admin/merchants".into(),
+                ctx.t("未创建", "Not created"),
+                vec![(field.to_owned(), e)],
+                typed,
+            )
+        }
+    }
+}
+
+/// The component's own errors for these settings, without saving anything.
+async fn validate_only(
+    app: &App,
+    runtime: &PluginRuntime,
+    settings: &MerchantSettings,
+) -> Vec<FieldError> {
+    let mut values = settings.settings.clone();
+    for (name, value) in &app.default_settings {
+        if !values.iter().any(|(n, _)| n == name) && runtime.info.field(name).is_some() {
+            values.push((name.clone(), value.clone()));
+        }
+    }
+    match runtime.session().await {
+        Ok(mut s) => match s.validate_settings(&values).await {
+            Ok(Err(errors)) => errors,
+            _ => Vec::new(),
+        },
+        Err(_) => Vec::new(),
+    }
+}
+
+pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResult {
+    if !ctx.who.sees(id) || !valid_merchant_id(id) {
+        return PostResult::NotFound;
+    }
+    let existing = app.store.merchant(id).await.ok().flatten();
+    if existing.is_none() && !ctx.who.operator() {
+        return PostResult::NotFound;
+    }
+    let page_url = merchant_page(id);
+    let chosen = field(form, "plugin").trim().to_owned();
+    let Some(runtime) = form_plugin(app, existing.as_ref(), Some(&chosen)) else {
+        return PostResult::Done(Posted::to(
+            page_url,
+            Flash::err(format!("plugin: {chosen:?} is not loaded by this host")),
+        ));
+    };
+    let mut typed = BTreeMap::new();
+    let mut plugin = Vec::new();
+    for f in &runtime.info.settings {
+        let value = field(form, &f.name).trim();
+        if !is_secret(f) {
+            typed.insert(f.name.clone(), value.to_owned());
+        }
+        // A field the form hides (another API family) is not saved.
+        if let Some((setting, values)) = shown_when(f) {
+            // A form without the deciding field (an older page, a script) means its default.
+            let mut decider = field(form, &setting).trim();
+            if decider.is_empty() {
+                decider = runtime
+                    .info
+                    .settings
+                    .iter()
+                    .find(|d| d.name == setting)
+                    .and_then(|d| d.default_value.as_deref())
+                    .unwrap_or("");
+            }
+            if !values.iter().any(|v| v.eq_ignore_ascii_case(decider)) {
+                continue;
+            }
+        }
+        if value.is_empty() {
+            // An empty secret or key field keeps what was saved before.
+            if is_secret(f) {
+                if let Some(old) = existing.as_ref().and_then(|m| m.get(&f.name)) {
+                    plugin.push((f.name.clone(), old.to_owned()));
+                }
+            }
+            continue;
+        }
+        plugin.push((f.name.clone(), value.to_owned()));
+    }
+    typed.insert(
+        "shop_webhook_url".into(),
+        field(form, "shop_webhook_url").trim().to_owned(),
+    );
+    typed.insert(
+        "shop_origins".into(),
+        field(form, "shop_origins").to_owned(),
+    );
+    let webhook_url =
+        Some(field(form, "shop_webhook_url").trim().to_owned()).filter(|s| !s.is_empty());
+    let webhook_secret = Some(field(form, "shop_webhook_secret").trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            existing
+                .as_ref()
+                .and_then(|m| m.shop_webhook_secret.clone())
+        });
+    let mut errors: Vec<(String, String)> = Vec::new();
+    let raw_origins: Vec<String> = field(form, "shop_origins")
+        .split(['\n', ',', ' '])
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let probe = crate::config::RawMerchant {
+        shop_origins: Some(raw_origins),
+        ..Default::default()
+    };
+    let mut problems = Vec::new();
+    let shop_origins =
+        crate::config::merchant_settings(id, &probe, None, &mut problems).shop_origins;
+    for p in problems {
+        errors.push(("shop_origins".into(), p));
+    }
+    if let Some(u) = &webhook_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            errors.push((
+                "shop_webhook_url".into(),
+                ctx.t(
+                    "必须是 http 或 https 的完整地址",
+                    "must be an absolute http or https URL",
+                )
+                .into(),
+            ));
+        }
+        if webhook_secret.as_ref().is_none_or(|s| s.len() < 16) {
+            errors.push((
+                "shop_webhook_secret".into(),
+                ctx.t(
+                    "有商城通知地址时至少需要 16 个字符",
+                    "at least 16 characters are required with a webhook URL",
+                )
+                .into(),
+            ));
+        }
+    }
+    let settings = MerchantSettings {
+        settings: plugin,
+        plugin_id: runtime.info.id.clone(),
+        from_files: Vec::new(),
+        shop_webhook_url: webhook_url,
+        shop_webhook_secret: webhook_secret,
+        shop_origins,
+        settings_digest: None,
+    };
+    if errors.is_empty() {
+        match app.configure_merchant(id, settings.clone()).await {
+            Ok(_) => {
+                audit(
+                    app,
+                    &ctx.who,
+                    "settings.save",
+                    Some(id),
+                    &format!("plugin {}", runtime.info.id),
+                )
+                .await;
+                return PostResult::Done(Posted::to(
+                    page_url,
+                    Flash::ok(ctx.t("已保存并校验", "Saved and validated.")),
+                ));
+            }
+            Err(fields) => errors.extend(fields.into_iter().map(|f| (f.field, f.reason))),
+        }
+    }
+    // Every problem at once: the component's too, even when the host's own checks failed first.
+    for f in validate_only(app, runtime, &settings).await {
+        if !errors.iter().any(|(n, r)| n == &f.field && r == &f.reason) {
+            errors.push((f.field, f.reason));
+        }
+    }
+    refused(
+        page_url,
+        ctx.t(
+            "未保存，请修改标出的字段",
+            "Not saved: fix the marked fields",
+        ),
+        errors,
+        typed,
+    )
+}
+
+pub async fn test_connection(app: &Arc<App>, ctx: &Ctx, id: &str) -> PostResult {
+    if !ctx.who.sees(id) {
+        return PostResult::NotFound;
+    }
+    let page_url = merchant_page(id);
+    let Ok(Some(merchant)) = app.store.merchant(id).await else {
+        return PostResult::NotFound;
+    };
+    // A trade query of an order that cannot exist: a signed request every product, API family
+    // and mode can make (a payment would need a C2C merchant's seller), and the gateway's answer
+    // ("no such trade") proves the keys. A refused signature comes back as the gateway's error.
+    let policy = app.merchant_policy(&merchant);
+    let probe = format!("PAYHOSTTEST{}", crate::store::now_ms());
+    let session = match app.plugin_for(&merchant) {
+        Ok(p) => p.session().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.message),
+    };
+    let flash = match session {
+        Err(e) => Flash::err(e),
+        Ok(mut s) => match s.query_trade(&policy, &merchant.settings, &probe).await {
+            Err(e) => Flash::err(e.to_string()),
+            Ok(Ok(_)) => Flash::ok(ctx.t(
+                "连接正常：支付平台接受了签名请求",
+                "Connection OK: the provider accepted a signed request.",
+            )),
+            // `detail` is the component's plain-language help for the error.
+            Ok(Err(crate::runtime::plugin_api::PluginError::Gateway(g))) => Flash::err(format!(
+                "{}: {} {} {}",
+                ctx.t("网关拒绝", "The gateway refused"),
+                g.code,
+                g.msg,
+                g.detail
+            )),
+            Ok(Err(e)) => Flash::err(e.to_string()),
+        },
+    };
+    PostResult::Done(Posted::to(page_url, flash))
+}
+
+pub async fn new_token(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResult {
+    if !ctx.who.sees(id) || app.store.merchant(id).await.ok().flatten().is_none() {
+        return PostResult::NotFound;
+    }
+    let flash = match crate::http::new_merchant_token(app, id, field(form, "label")).await {
+        Ok((tid, token)) => {
+            audit(
+                app,
+                &ctx.who,
+                "token.create",
+                Some(id),
+                &format!("token #{tid} {}", field(form, "label").trim()),
+            )
+            .await;
+            let mut f = Flash::ok(ctx.t(
+                "新的 API 令牌只显示这一次，请存入商城",
+                "The new API token is shown only this once: store it in the shop",
+            ));
+            f.secrets = vec![ShownOnce {
+                id: "new-token".into(),
+                label: format!("#{tid}"),
+                value: token,
+            }];
+            f
+        }
+        Err(e) => Flash::err(e.message),
+    };
+    PostResult::Done(Posted::to(merchant_page(id), flash))
+}
+
+pub async fn revoke_token(app: &Arc<App>, ctx: &Ctx, id: &str, tid: &str) -> PostResult {
+    if !ctx.who.sees(id) {
+        return PostResult::NotFound;
+    }
+    let ok = match tid.parse::<i64>() {
+        Ok(t) => app.store.revoke_token(t, Some(id)).await.unwrap_or(false),
+        Err(_) => false,
+    };
+    let flash = if ok {
+        audit(
+            app,
+            &ctx.who,
+            "token.revoke",
+            Some(id),
+            &format!("token #{tid}"),
+        )
+        .await;
+        Flash::ok(ctx.t("令牌已吊销", "Token revoked."))
+    } else {
+        Flash::err(ctx.t("没有这个有效的令牌", "No such live token."))
+    };
+    PostResult::Done(Posted::to(merchant_page(id), flash))
+}
+
+pub async fn resend(app: &Arc<App>, ctx: &Ctx, id: &str, wid: &str) -> PostResult {
+    if !ctx.who.sees(id) {
+        return PostResult::NotFound;
+    }
+    let ok = match wid.parse::<i64>() {
+        Ok(w) => app.store.resend_webhook(id, w).await.unwrap_or(false),
+        Err(_) => false,
+    };
+    let flash = if ok {
+        tracing::info!(merchant = %id, webhook = %wid, "dead-lettered webhook queued again from the admin page");
+        audit(
+            app,
+            &ctx.who,
+            "webhook.resend",
+            Some(id),
+            &format!("webhook #{wid}"),
+        )
+        .await;
+        Flash::ok(ctx.t("已重新排队", "Queued for delivery again."))
+    } else {
+        Flash::err(ctx.t("没有这个未送达的通知", "No such dead-lettered webhook."))
+    };
+    PostResult::Done(Posted::to(merchant_page(id), flash))
+}
+
+/// Queues every dead letter again: of one merchant (`merchant` field), else of all theirs.
+pub async fn resend_all(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
+    let one = field(form, "merchant").trim();
+    let merchants: Vec<Option<String>> = if !one.is_empty() {
+        if !ctx.who.sees(one) {
+            return PostResult::NotFound;
+        }
+        vec![Some(one.to_owned())]
+    } else {
+        match ctx.who.only() {
+            None => vec![None],
+            Some(mine) => mine.iter().cloned().map(Some).collect(),
+        }
+    };
+    let mut queued: BTreeMap<String, u32> = BTreeMap::new();
+    for m in &merchants {
+        for w in dead_of(app, m.as_deref()).await {
+            if app
+                .store
+                .resend_webhook(&w.merchant_id, w.id)
+                .await
+                .unwrap_or(false)
+            {
+                *queued.entry(w.merchant_id.clone()).or_default() += 1;
+            }
+        }
+    }
+    for (m, n) in &queued {
+        audit(
+            app,
+            &ctx.who,
+            "webhook.resend_all",
+            Some(m),
+            &format!("{n} webhook(s)"),
+        )
+        .await;
+    }
+    let total: u32 = queued.values().sum();
+    let location = if one.is_empty() {
+        "/admin/webhooks".to_owned()
+    } else {
+        merchant_page(one)
+    };
+    PostResult::Done(Posted::to(
+        location,
+        Flash::ok(format!(
+            "{} {total}",
+            ctx.t("已重新排队的通知数：", "Webhooks queued again:")
+        )),
+    ))
+}

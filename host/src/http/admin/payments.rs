@@ -1,0 +1,464 @@
+//! Payments: the overview (30-day chart, merchants' totals), the filtered and paged list, its CSV,
+//! a payment's page (amounts, timeline, refunds, webhook attempts) and its actions (sync, refund,
+//! close). The queries are the ledger's ([`crate::store::ledger::Ledger`]); a shop owner's pages
+//! hold their merchants only.
+
+use super::chart::{self, Day};
+use super::view::Flash;
+use super::{audit, enc, field, yuan, Ctx, Form, Page, PostResult, Posted};
+use crate::service::App;
+use crate::store::ledger::{Cursor, LedgerPayment, PaymentFilter};
+use minijinja::{context, Value};
+use std::sync::Arc;
+
+/// Rows per page of the list.
+const PAGE_ROWS: u32 = 50;
+
+pub fn payment_url(merchant: &str, no: &str) -> String {
+    format!("/admin/merchants/{}/payments/{}", enc(merchant), enc(no))
+}
+
+/// The list's filters as typed (kept in the form and the links) and as the ledger takes them.
+struct Filters {
+    typed: Vec<(&'static str, String)>,
+    filter: PaymentFilter,
+    errors: Vec<String>,
+}
+
+const FILTER_FIELDS: [&str; 7] = [
+    "q",
+    "merchant",
+    "status",
+    "from",
+    "to",
+    "min_amount",
+    "max_amount",
+];
+
+/// The merchant a shop owner's list is about: the one asked for if it is theirs, else their
+/// first. None for an operator (every merchant, or the one asked for).
+pub fn owner_scope(ctx: &Ctx) -> Option<String> {
+    let asked = ctx.q("merchant").trim();
+    ctx.who.only().map(|mine| {
+        mine.iter()
+            .find(|m| m.as_str() == asked)
+            .or(mine.first())
+            .cloned()
+            .unwrap_or_default()
+    })
+}
+
+/// The page's filters, checked by the ledger's own rules (the same as `GET /v1/payments`).
+fn filters(ctx: &Ctx) -> Filters {
+    let own = owner_scope(ctx);
+    let typed: Vec<(&'static str, String)> = FILTER_FIELDS
+        .iter()
+        .map(|name| {
+            let v = match (*name, &own) {
+                ("merchant", Some(m)) => m.clone(),
+                _ => ctx.q(name).trim().to_owned(),
+            };
+            (*name, v)
+        })
+        .collect();
+    let mut query = query_of(&typed, &[]);
+    let cursor = ctx.q("cursor");
+    if !cursor.is_empty() {
+        query.push_str(&format!("&cursor={}", enc(cursor)));
+    }
+    let (filter, errors) = match crate::ledger::parse_filter(Some(&query), own.as_deref()) {
+        Ok(f) => (f, Vec::new()),
+        Err(e) => {
+            // The rest of the page still works: the list without the bad filter's answer.
+            let plain = crate::ledger::parse_filter(None, own.as_deref()).unwrap_or_default();
+            (plain, vec![e.message])
+        }
+    };
+    Filters {
+        typed,
+        filter: PaymentFilter {
+            limit: PAGE_ROWS + 1,
+            ..filter
+        },
+        errors,
+    }
+}
+
+fn query_of(typed: &[(&str, String)], extra: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            typed
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (*k, v.as_str())),
+        )
+        .extend_pairs(extra.iter().copied())
+        .finish()
+}
+
+fn row(app: &App, lp: &LedgerPayment) -> Value {
+    let zone = &app.config.admin.time_zone;
+    let p = &lp.payment;
+    context! {
+        url => payment_url(&p.merchant_id, &p.out_trade_no),
+        out_trade_no => p.out_trade_no, merchant_id => p.merchant_id,
+        amount => p.total_fee(), refunded => yuan(lp.refunded_fen), status => p.status,
+        review => p.review, buyer => p.buyer_email,
+        created => zone.show(&p.created_at),
+        paid => p.paid_at.as_deref().map(|t| zone.show(t)),
+    }
+}
+
+pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
+    let Filters {
+        typed,
+        filter,
+        errors,
+    } = filters(ctx);
+    let mut rows = app.store.list_payments(&filter).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the admin payments list failed");
+        Vec::new()
+    });
+    let more = rows.len() > PAGE_ROWS as usize;
+    rows.truncate(PAGE_ROWS as usize);
+    let next_url = more.then(|| rows.last()).flatten().map(|last| {
+        format!(
+            "/admin/payments?{}",
+            query_of(&typed, &[("cursor", &Cursor::of(&last.payment).encode())])
+        )
+    });
+    let first_url = filter
+        .cursor
+        .is_some()
+        .then(|| format!("/admin/payments?{}", query_of(&typed, &[])));
+    let payments: Vec<Value> = rows.iter().map(|r| row(app, r)).collect();
+    let merchant_ids = super::merchants::visible_ids(app, ctx).await;
+    let mut f = std::collections::BTreeMap::new();
+    for (k, v) in &typed {
+        f.insert(*k, v.clone());
+    }
+    Page::View {
+        template: "payments.html",
+        section: "payments",
+        values: context! {
+            payments, f, next_url, first_url, merchant_ids,
+            filter_errors => errors,
+            statuses => crate::domain::state::STATUSES,
+            csv_url => csv_link(&typed),
+        },
+    }
+}
+
+/// The query of the CSV link: the list's filters (the ledger's `/v1/payments.csv` serves it for
+/// the session, see [`csv_caller`]).
+fn csv_link(typed: &[(&str, String)]) -> String {
+    format!("/admin/payments.csv?{}", query_of(typed, &[]))
+}
+
+/// Who the CSV is for, as the ledger's export knows callers: an operator sees every merchant, a
+/// shop owner the one merchant of their list.
+pub fn csv_caller(ctx: &Ctx) -> crate::http::Caller {
+    match owner_scope(ctx) {
+        None => crate::http::Caller::Operator,
+        Some(m) => crate::http::Caller::Merchant(m),
+    }
+}
+
+pub async fn overview(app: &Arc<App>, ctx: &Ctx) -> Page {
+    // The last 30 days, today included, in Beijing days (the ledger's reconciliation day).
+    let now = crate::domain::clock::now_unix();
+    let today = crate::domain::clock::beijing_day(now);
+    let first = today - 29;
+    let from =
+        crate::store::format_unix(crate::domain::clock::beijing_day_start(first).max(0) as u64);
+    let to =
+        crate::store::format_unix(crate::domain::clock::beijing_day_start(today + 1).max(0) as u64);
+    let scopes: Vec<Option<String>> = match ctx.who.only() {
+        None => vec![None],
+        Some(mine) => mine.iter().cloned().map(Some).collect(),
+    };
+    let mut days: Vec<Day> = (first..=today)
+        .map(|d| Day {
+            date: crate::domain::clock::format_date(d),
+            count: 0,
+            fen: 0,
+        })
+        .collect();
+    for scope in &scopes {
+        for t in app
+            .store
+            .daily_totals(scope.as_deref(), &from, &to)
+            .await
+            .unwrap_or_default()
+        {
+            if let Some(d) = days.iter_mut().find(|d| d.date == t.date) {
+                d.count += t.paid_count;
+                d.fen += t.paid_fen;
+            }
+        }
+    }
+    let total_count: u64 = days.iter().map(|d| d.count).sum();
+    let total_fen: u64 = days.iter().map(|d| d.fen).sum();
+    let svg = chart::svg(
+        &days,
+        ctx.t(
+            "近 30 天每天已支付的笔数和金额",
+            "Paid count and amount per day, last 30 days",
+        ),
+    );
+    let table: Vec<Value> = days
+        .iter()
+        .rev()
+        .map(|d| context! { date => d.date, count => d.count, amount => yuan(d.fen) })
+        .collect();
+    let counts = app.store.merchant_counts().await.unwrap_or_default();
+    let merchants: Vec<Value> = counts
+        .iter()
+        .filter(|c| ctx.who.sees(&c.id))
+        .map(|c| {
+            context! {
+                id => c.id, payments => c.payments, paid => c.paid,
+                paid_amount => yuan(c.paid_fen), refunded_amount => yuan(c.refunded_fen),
+            }
+        })
+        .collect();
+    Page::View {
+        template: "overview.html",
+        section: "overview",
+        values: context! {
+            merchants,
+            chart => context! { svg, days => table, total_count, total_amount => yuan(total_fen) },
+            zone => "Asia/Shanghai (UTC+08:00)",
+        },
+    }
+}
+
+/// One entry of the ledger's timeline as the page shows it: when, what, and the details.
+fn timeline_line(ctx: &Ctx, zone: &crate::domain::zone::Zone, e: &serde_json::Value) -> Value {
+    let text = |k: &str| e[k].as_str().map(str::to_owned);
+    let kind = text("kind").unwrap_or_default();
+    let (zh, en) = match kind.as_str() {
+        "created" => ("创建", "created"),
+        "notify" => ("支付平台通知", "provider notify"),
+        "query" => ("向支付平台查询", "query"),
+        "refund" => ("退款", "refund"),
+        "webhook" => ("商城通知", "shop webhook"),
+        "redirect" => ("跳转收银台", "to the cashier"),
+        "return" => ("买家返回", "buyer returned"),
+        "close" | "closed" => ("关闭", "closed"),
+        _ => (kind.as_str(), kind.as_str()),
+    };
+    let mut detail: Vec<String> = Vec::new();
+    if let Some(a) = text("amount") {
+        detail.push(format!("¥{a}"));
+    }
+    if let Some(s) = text("status") {
+        detail.push(super::view::refund_status_word(ctx.lang, &s).to_owned());
+    }
+    for k in [
+        "trade_status",
+        "outcome",
+        "event",
+        "started_by",
+        "detail",
+        "error",
+    ] {
+        if let Some(v) = text(k) {
+            detail.push(v);
+        }
+    }
+    if let Some(h) = e["http_status"].as_u64() {
+        detail.push(format!("HTTP {h}"));
+    }
+    context! {
+        at => text("at").map(|t| zone.show(&t)).unwrap_or_default(),
+        kind => ctx.t(zh, en),
+        detail => detail.join(" · "),
+    }
+}
+
+pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
+    if !ctx.who.sees(id) {
+        return Page::NotFound;
+    }
+    let Ok(Some(lp)) = app.store.ledger_payment(id, no).await else {
+        return Page::NotFound;
+    };
+    let zone = &app.config.admin.time_zone;
+    let p = &lp.payment;
+    let refunds = app.store.refunds_for(id, no).await.unwrap_or_default();
+    let attempts = app
+        .store
+        .webhook_attempts_for(id, no)
+        .await
+        .unwrap_or_default();
+    // The ledger's timeline (the API's), in words and the zone's times.
+    let timeline: Vec<Value> = crate::ledger::timeline(app, p)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|e| timeline_line(ctx, zone, e))
+        .collect();
+    let refundable_fen =
+        if crate::domain::state::is_paid(&p.status) && p.status != crate::store::REFUNDED {
+            let committed = crate::domain::refunds::Totals::of(
+                &refunds.iter().map(|r| r.line()).collect::<Vec<_>>(),
+            )
+            .committed();
+            p.total_fen.saturating_sub(committed)
+        } else {
+            0
+        };
+    let (errors, typed, _) = ctx.form_state();
+    let refund_views: Vec<Value> = refunds
+        .iter()
+        .rev()
+        .map(|r| {
+            context! {
+                id => r.id, amount => r.amount(), status => r.status, reason => r.reason,
+                started_by => r.started_by, created => zone.show(&r.created_at),
+                completed => r.completed_at.as_deref().map(|t| zone.show(t)),
+                confirm_url => r.confirm_url.clone().filter(|_| r.status == "PENDING"),
+            }
+        })
+        .collect();
+    let attempt_views: Vec<Value> = attempts
+        .iter()
+        .map(|a| context! {
+            at => zone.show(&a.at), event_type => a.event_type, http_status => a.http_status, error => a.error,
+        })
+        .collect();
+    Page::View {
+        template: "payment.html",
+        section: "payments",
+        values: context! {
+            p => context! {
+                url => payment_url(id, no), out_trade_no => p.out_trade_no, merchant_id => p.merchant_id,
+                status => p.status, review => p.review, amount => p.total_fee(),
+                refunded => yuan(lp.refunded_fen), refundable => yuan(refundable_fen), refundable_fen,
+                subject => p.subject, seller => p.seller, buyer => p.buyer_email, trade_no => p.trade_no,
+                created => zone.show(&p.created_at), paid => p.paid_at.as_deref().map(|t| zone.show(t)),
+                closable => p.status == crate::store::WAIT_BUYER_PAY,
+            },
+            refunds => refund_views, attempts => attempt_views, timeline, errors, typed,
+            // A new key per form: a second submit of the same form is the same refund.
+            refund_key => crate::auth::random_token(),
+        },
+    }
+}
+
+pub async fn sync(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
+    if !ctx.who.sees(id) {
+        return PostResult::NotFound;
+    }
+    let flash = match app.sync_payment(id, no).await {
+        Ok(r) if !r.found => Flash::err(format!(
+            "{} {no}",
+            ctx.t(
+                "支付平台没有这笔交易（买家从未打开收银台）：",
+                "The payment provider has no trade (the buyer never opened the cashier):"
+            )
+        )),
+        Ok(r) => {
+            audit(
+                app,
+                &ctx.who,
+                "payment.sync",
+                Some(id),
+                &format!("{no}: {}", r.status),
+            )
+            .await;
+            Flash::ok(format!(
+                "{} {no}: {} ({})",
+                ctx.t("查询完成", "Queried"),
+                super::view::status_word(ctx.lang, &r.status),
+                r.outcome
+            ))
+        }
+        Err(e) => Flash::err(format!(
+            "{}: {}",
+            ctx.t("查询失败", "The trade query failed"),
+            e.message
+        )),
+    };
+    PostResult::Done(Posted::to(payment_url(id, no), flash))
+}
+
+pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) -> PostResult {
+    if !ctx.who.sees(id) {
+        return PostResult::NotFound;
+    }
+    let to = payment_url(id, no);
+    let amount = field(form, "amount").trim().to_owned();
+    let reason = field(form, "reason").trim().to_owned();
+    let refused = |field_name: &str, message: String| {
+        let mut f = Flash::err(ctx.t("未发起退款", "The refund was not started"));
+        f.field_errors.insert(field_name.to_owned(), message);
+        f.typed.insert("amount".into(), amount.clone());
+        f.typed.insert("reason".into(), reason.clone());
+        PostResult::Done(Posted::to(to.clone(), f))
+    };
+    let cmd = crate::refunds::RefundCommand {
+        amount: Some(serde_json::Value::String(amount.clone())),
+        reason: Some(reason.clone()),
+        refund_key: Some(field(form, "refund_key").to_owned()).filter(|k| !k.is_empty()),
+    };
+    match app
+        .start_refund(id, no, cmd, &format!("admin:{}", ctx.who.name))
+        .await
+    {
+        Ok((_, r)) => {
+            audit(
+                app,
+                &ctx.who,
+                "refund.start",
+                Some(id),
+                &format!("{no}: ¥{} #{} {}", r.amount(), r.id, r.status),
+            )
+            .await;
+            let mut f = Flash::ok(format!(
+                "{} ¥{} ({})",
+                ctx.t("已发起退款", "Refund started:"),
+                r.amount(),
+                super::view::refund_status_word(ctx.lang, &r.status)
+            ));
+            if r.confirm_url.is_some() && r.status == "PENDING" {
+                f.text.push_str(ctx.t("。请点击“去支付宝确认”，在支付宝页面输入支付密码完成退款。", ". Press “Confirm on Alipay” and enter the payment password on Alipay's page to finish it."));
+            }
+            PostResult::Done(Posted::to(to, f))
+        }
+        Err(e) => {
+            let name = match e.field.as_deref() {
+                Some("reason") => "reason",
+                _ => "amount",
+            };
+            refused(name, e.message)
+        }
+    }
+}
+
+pub async fn close(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
+    if !ctx.who.sees(id) {
+        return PostResult::NotFound;
+    }
+    let flash = match app.close_payment(id, no).await {
+        Ok(v) => {
+            audit(app, &ctx.who, "payment.close", Some(id), no).await;
+            let status = v["status"]
+                .as_str()
+                .unwrap_or(crate::store::TRADE_CLOSED)
+                .to_owned();
+            Flash::ok(format!(
+                "{} {no}: {}",
+                ctx.t("订单已关闭", "Order closed"),
+                super::view::status_word(ctx.lang, &status)
+            ))
+        }
+        Err(e) => Flash::err(format!(
+            "{}: {}",
+            ctx.t("无法关闭", "Cannot close it"),
+            e.message
+        )),
+    };
+    PostResult::Done(Posted::to(payment_url(id, no), flash))
+}

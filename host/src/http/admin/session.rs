@@ -1,0 +1,371 @@
+//! Logging in and out, the session cookie, CSRF and Origin checks, and the page language.
+
+use super::view::Lang;
+use super::{frame, Who};
+use crate::http::{read_body, Body, MAX_API_BODY};
+use crate::service::App;
+use crate::store::admin::{AdminSession, Role};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use minijinja::context;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+const COOKIE: &str = "payhost_admin";
+const LANG_COOKIE: &str = "payhost_lang";
+/// The audit log's name for whoever logs in with payhost.toml's `admin_password_hash`.
+pub const PASSWORD_OPERATOR: &str = "admin_password";
+
+fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+/// The page language: `?lang=` (kept in a cookie), else the cookie, else Chinese.
+pub fn language(req: &Request<Incoming>, query: &[(String, String)]) -> (Lang, Option<String>) {
+    let asked = query
+        .iter()
+        .find(|(k, _)| k == "lang")
+        .map(|(_, v)| v.as_str());
+    let lang_of = |v: &str| if v == "en" { Lang::En } else { Lang::Zh };
+    match asked {
+        Some(v) => {
+            let lang = lang_of(v);
+            (
+                lang,
+                Some(format!(
+                    "{LANG_COOKIE}={}; Path=/admin; Max-Age=31536000; SameSite=Lax",
+                    lang.code()
+                )),
+            )
+        }
+        None => (cookie(req, LANG_COOKIE).map_or(Lang::Zh, lang_of), None),
+    }
+}
+
+/// The session of a request (its id hash and state), if it has a live one.
+pub async fn current(app: &App, req: &Request<Incoming>) -> Option<(String, AdminSession)> {
+    let id = cookie(req, COOKIE)?;
+    let hash = crate::auth::token_hash(id);
+    let s = app
+        .store
+        .admin_session(&hash, crate::store::now_ms())
+        .await
+        .ok()
+        .flatten()?;
+    Some((hash, s))
+}
+
+/// Who a session belongs to; None when its user no longer exists.
+pub async fn who(app: &App, s: &AdminSession) -> Option<Who> {
+    match &s.user {
+        None => Some(Who {
+            name: PASSWORD_OPERATOR.into(),
+            role: Role::Operator,
+            merchants: Vec::new(),
+        }),
+        Some(name) => {
+            let u = app.store.admin_user(name).await.ok().flatten()?;
+            Some(Who {
+                name: u.name,
+                role: u.role,
+                merchants: u.merchants,
+            })
+        }
+    }
+}
+
+/// The origin browsers reach the admin page on: `public_url`'s (the request's `Host` says
+/// nothing behind a proxy, and a client may write it). None only for an embedder that set no
+/// `public_url`.
+fn public_origin(app: &App) -> Option<String> {
+    crate::config::origin_of(&app.config.public_url)
+}
+
+/// Whether the session cookie gets `Secure`: `public_url` is https, or a trusted proxy (the peer
+/// is in `trusted_proxies`) says `X-Forwarded-Proto: https` (never believed from anyone else).
+fn over_https(app: &App, remote: SocketAddr, req: &Request<Incoming>) -> bool {
+    if public_origin(app).is_some_and(|o| o.starts_with("https://")) {
+        return true;
+    }
+    let from_proxy = app
+        .config
+        .trusted_proxies
+        .iter()
+        .any(|c| c.contains(remote.ip()));
+    from_proxy
+        && req
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+}
+
+/// Refuses posts from other sites: an `Origin` must be `public_url`'s origin (scheme, host and
+/// port; `null`, sent by sandboxed frames and some redirects, is refused). Without a
+/// `public_url` (embedders only), it must name the request's `Host`. Browsers send Origin with
+/// every POST; other clients may leave it out and rely on the CSRF token.
+pub fn same_origin(app: &App, req: &Request<Incoming>) -> bool {
+    let Some(origin) = req
+        .headers()
+        .get("origin")
+        .map(|o| o.to_str().unwrap_or(""))
+    else {
+        return true;
+    };
+    match public_origin(app) {
+        // A bare origin (no path), the same scheme, host and port. A page opened on this
+        // machine by another loopback name (`localhost` for the demo's `127.0.0.1`) is the same
+        // site too: no other site can make a browser send a loopback Origin.
+        Some(public) => {
+            let bare = origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| !rest.contains(['/', '?', '#', '@']));
+            let given = crate::config::origin_of(origin);
+            bare && (given.as_deref() == Some(public.as_str())
+                || given.is_some_and(|g| same_loopback_site(&g, &public)))
+        }
+        None => {
+            let host = req
+                .headers()
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            origin.split_once("://").map(|(_, h)| h) == Some(host)
+        }
+    }
+}
+
+/// Whether two origins are this machine (`localhost`, 127.0.0.0/8, `[::1]`) under the same
+/// scheme and port: the same payhost reached by another loopback name.
+fn same_loopback_site(a: &str, b: &str) -> bool {
+    let parts = |o: &str| {
+        let uri = o.parse::<http::Uri>().ok()?;
+        let host = uri.host()?.trim_matches(['[', ']']).to_ascii_lowercase();
+        let loopback =
+            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        loopback.then(|| (uri.scheme_str().map(str::to_owned), uri.port_u16()))
+    };
+    parts(a).is_some_and(|pa| parts(b) == Some(pa))
+}
+
+pub fn csrf_ok(form: &[(String, String)], expected: &str) -> bool {
+    let given = super::field(form, "csrf");
+    !expected.is_empty()
+        && given.len() == expected.len()
+        && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+pub async fn form_of(req: Request<Incoming>) -> Vec<(String, String)> {
+    match read_body(req.into_body(), MAX_API_BODY).await {
+        Ok(b) => form_urlencoded::parse(&b).into_owned().collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Whether anyone can log in: an admin user exists or payhost.toml has a password hash.
+async fn login_enabled(app: &App) -> bool {
+    app.config.admin_password_hash.is_some()
+        || app.store.admin_users().await.is_ok_and(|u| !u.is_empty())
+}
+
+pub async fn login_page(
+    app: &App,
+    status: u16,
+    error: Option<&str>,
+    user: &str,
+    lang: Lang,
+    lang_url: &str,
+) -> Response<Body> {
+    super::render(
+        status,
+        "login.html",
+        &frame(app, None, lang, lang_url, ""),
+        context! { error, user, enabled => login_enabled(app).await },
+    )
+}
+
+pub async fn logout(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    session: Option<&String>,
+) -> Response<Body> {
+    // Revoked server-side: the old cookie is worthless even if it was copied.
+    if let Some(hash) = session {
+        let csrf = app
+            .store
+            .admin_session(hash, crate::store::now_ms())
+            .await
+            .ok()
+            .flatten()
+            .map(|s| s.csrf)
+            .unwrap_or_default();
+        let allowed = req.method() == http::Method::GET || {
+            let form = form_of(req).await;
+            csrf_ok(&form, &csrf)
+        };
+        if allowed {
+            if let Err(e) = app.store.delete_session(hash).await {
+                tracing::error!(error = %e, "cannot delete an admin session");
+            }
+            tracing::info!("admin logged out");
+        }
+    }
+    Response::builder()
+        .status(303)
+        .header("location", "/admin")
+        .header(
+            "set-cookie",
+            format!("{COOKIE}=; Path=/admin; Max-Age=0; HttpOnly; SameSite=Strict"),
+        )
+        .body(Body::default())
+        .expect("valid response")
+}
+
+pub async fn login(
+    app: &Arc<App>,
+    ip: IpAddr,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+    lang: Lang,
+    lang_url: &str,
+) -> Response<Body> {
+    // Failures count per address (an IPv6 caller per /64).
+    let key = crate::proxy::limit_key(ip);
+    if let Some(wait) = app.guards.logins.blocked(key) {
+        tracing::warn!(%ip, "admin login throttled");
+        let msg = format!(
+            "{} {wait} {}",
+            lang.pick(
+                "登录失败次数过多，请在",
+                "Too many failed logins: try again in"
+            ),
+            lang.pick("秒后再试", "s")
+        );
+        let mut r = login_page(app, 429, Some(&msg), "", lang, lang_url).await;
+        r.headers_mut()
+            .insert("retry-after", http::HeaderValue::from(wait));
+        return r;
+    }
+    if !login_enabled(app).await {
+        return login_page(app, 403, None, "", lang, lang_url).await;
+    }
+    let secure_cookie = over_https(app, remote, &req);
+    let form = form_of(req).await;
+    let name = super::field(&form, "user").trim().to_owned();
+    let given = super::field(&form, "password").to_owned();
+    // A named user's hash, or payhost.toml's for an empty name. An unknown name is checked
+    // against a hash all the same, so its answer takes as long as a wrong password's.
+    let (hash, user) = if name.is_empty() {
+        (
+            app.config
+                .admin_password_hash
+                .as_ref()
+                .map(|h| h.expose().to_owned()),
+            None,
+        )
+    } else {
+        match app.store.admin_user(&name).await.ok().flatten() {
+            Some(u) => (Some(u.password_hash), Some(u.name)),
+            None => (None, None),
+        }
+    };
+    let known = hash.is_some();
+    let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
+    // argon2 takes tens of milliseconds: off the async workers.
+    let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&given, &hash))
+        .await
+        .unwrap_or(false)
+        && known;
+    if !ok {
+        app.guards.logins.failed(key);
+        tracing::warn!(%ip, "admin login refused");
+        let msg = lang.pick("用户名或密码不正确", "Wrong user name or password");
+        return login_page(app, 401, Some(msg), &name, lang, lang_url).await;
+    }
+    app.guards.logins.succeeded(key);
+    let id = crate::auth::random_token();
+    let csrf = crate::auth::random_token();
+    let ttl = app.config.admin.session_ttl_s;
+    if let Err(e) = app
+        .store
+        .create_user_session(
+            &crate::auth::token_hash(&id),
+            &csrf,
+            crate::store::now_ms() + ttl as i64 * 1000,
+            user.as_deref(),
+        )
+        .await
+    {
+        tracing::error!(error = %e, "cannot store an admin session");
+        return login_page(
+            app,
+            500,
+            Some("internal error; see the payhost log"),
+            &name,
+            lang,
+            lang_url,
+        )
+        .await;
+    }
+    tracing::info!(%ip, user = user.as_deref().unwrap_or(PASSWORD_OPERATOR), "admin logged in");
+    let mut c = format!("{COOKIE}={id}; Path=/admin; Max-Age={ttl}; HttpOnly; SameSite=Strict");
+    if secure_cookie {
+        c.push_str("; Secure");
+    }
+    Response::builder()
+        .status(303)
+        .header("location", "/admin")
+        .header("set-cookie", c)
+        .body(Body::default())
+        .expect("valid response")
+}
+
+/// A hash no password matches, made once: unknown names are checked against it.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        crate::auth::hash_password(&crate::auth::random_token()).unwrap_or_default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_loopback_site;
+
+    #[test]
+    fn another_loopback_name_is_the_same_site_only_on_the_same_port() {
+        assert!(same_loopback_site(
+            "http://localhost:8080",
+            "http://127.0.0.1:8080"
+        ));
+        assert!(same_loopback_site(
+            "http://[::1]:8080",
+            "http://127.0.0.1:8080"
+        ));
+        assert!(!same_loopback_site(
+            "http://localhost:3000",
+            "http://127.0.0.1:8080"
+        ));
+        assert!(!same_loopback_site(
+            "https://localhost:8080",
+            "http://127.0.0.1:8080"
+        ));
+        assert!(!same_loopback_site(
+            "http://localhost:8080",
+            "http://pay.example.com:8080"
+        ));
+        assert!(!same_loopback_site(
+            "http://evil.example:8080",
+            "http://127.0.0.1:8080"
+        ));
+    }
+}

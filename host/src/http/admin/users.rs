@@ -1,0 +1,131 @@
+//! The operator's pages: admin users (list, add) and the audit log.
+
+use super::view::Flash;
+use super::{Ctx, Form, Page, PostResult, Posted};
+use crate::service::App;
+use minijinja::{context, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
+    if !ctx.who.operator() {
+        return Page::Forbidden;
+    }
+    let zone = &app.config.admin.time_zone;
+    let users: Vec<Value> = app
+        .store
+        .admin_users()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| {
+            context! {
+                name => u.name, role => u.role.as_str(), merchants => u.merchants,
+                created => zone.show(&u.created_at), created_by => u.created_by,
+            }
+        })
+        .collect();
+    let (errors, typed, lists) = ctx.form_state();
+    let typed_merchants = lists
+        .get_attr("merchant")
+        .ok()
+        .filter(|v| !v.is_undefined())
+        .unwrap_or_else(|| Value::from(Vec::<String>::new()));
+    Page::View {
+        template: "users.html",
+        section: "users",
+        values: context! {
+            users, errors, typed, typed_merchants,
+            merchant_ids => app.store.merchant_ids().await.unwrap_or_default(),
+        },
+    }
+}
+
+pub async fn add(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
+    if !ctx.who.operator() {
+        return PostResult::Forbidden;
+    }
+    let merchants: Vec<String> = form
+        .iter()
+        .filter(|(k, _)| k == "merchant")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let name = super::field(form, "name");
+    let role = super::field(form, "role");
+    let new = crate::admin_users::NewUser {
+        name,
+        role,
+        merchants: &merchants,
+        password: super::field(form, "password"),
+        created_by: &ctx.who.name,
+        configured: &[],
+    };
+    let result = crate::admin_users::add(app.store.as_ref(), &new).await;
+    match result {
+        Ok(u) => PostResult::Done(Posted::to(
+            "/admin/users",
+            Flash::ok(format!(
+                "{} {}",
+                ctx.t("已添加管理员", "Admin user added:"),
+                u.name
+            )),
+        )),
+        Err(problems) => {
+            let mut flash = Flash::err(ctx.t(
+                "未添加，请修改标出的字段",
+                "Not added: fix the marked fields",
+            ));
+            for p in problems {
+                flash
+                    .field_errors
+                    .entry(p.field.to_owned())
+                    .and_modify(|e| {
+                        e.push_str("; ");
+                        e.push_str(&p.message);
+                    })
+                    .or_insert(p.message);
+            }
+            // What was typed, never the password.
+            flash.typed = BTreeMap::from([
+                ("name".to_owned(), name.to_owned()),
+                ("role".to_owned(), role.to_owned()),
+            ]);
+            flash.typed_lists = BTreeMap::from([("merchant".to_owned(), merchants)]);
+            PostResult::Done(Posted {
+                location: "/admin/users".into(),
+                flash: Some(flash),
+            })
+        }
+    }
+}
+
+pub async fn audit(app: &Arc<App>, ctx: &Ctx) -> Page {
+    if !ctx.who.operator() {
+        return Page::Forbidden;
+    }
+    const PAGE: u32 = 100;
+    let before = ctx.q("before").parse::<i64>().ok();
+    let zone = &app.config.admin.time_zone;
+    let rows = app
+        .store
+        .audit_log(None, before, PAGE)
+        .await
+        .unwrap_or_default();
+    let next_url = (rows.len() as u32 == PAGE)
+        .then(|| rows.last().map(|r| format!("/admin/audit?before={}", r.id)))
+        .flatten();
+    let entries: Vec<Value> = rows
+        .into_iter()
+        .map(|a| {
+            context! {
+                id => a.id, at => zone.show(&a.at), actor => a.actor, action => a.action,
+                merchant_id => a.merchant_id, detail => a.detail,
+            }
+        })
+        .collect();
+    Page::View {
+        template: "audit.html",
+        section: "audit",
+        values: context! { entries, next_url },
+    }
+}

@@ -1,0 +1,288 @@
+//! Rendering: the templates (`host/templates/admin/`, compiled into the binary, HTML auto-escaped),
+//! the language (Chinese first; `?lang=en` or the `payhost_lang` cookie switch to English), the
+//! status words, and the one-shot message a page shows after the redirect that follows a post.
+
+use minijinja::{context, Environment, State, Value};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// The page language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Zh,
+    En,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn pick<'a>(self, zh: &'a str, en: &'a str) -> &'a str {
+        match self {
+            Lang::Zh => zh,
+            Lang::En => en,
+        }
+    }
+}
+
+/// A payment status in words.
+pub fn status_word(lang: Lang, status: &str) -> &str {
+    let (zh, en) = match status {
+        "WAIT_BUYER_PAY" => ("待付款", "Awaiting payment"),
+        "TRADE_SUCCESS" => ("已支付", "Paid"),
+        "TRADE_FINISHED" => ("已支付（已完结）", "Paid (final)"),
+        "PARTIALLY_REFUNDED" => ("部分退款", "Partly refunded"),
+        "REFUNDED" => ("已退款", "Refunded"),
+        "TRADE_CLOSED" => ("已关闭", "Closed"),
+        other => (other, other),
+    };
+    lang.pick(zh, en)
+}
+
+/// A refund status in words.
+pub fn refund_status_word(lang: Lang, status: &str) -> &str {
+    let (zh, en) = match status {
+        "PENDING" => ("处理中", "Pending"),
+        "SUCCESS" => ("退款成功", "Refunded"),
+        "FAILED" => ("失败", "Failed"),
+        other => (other, other),
+    };
+    lang.pick(zh, en)
+}
+
+/// What the next page shows once: a result, values shown once (a new token), and a refused
+/// form's errors per field with what was typed (never a secret).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Flash {
+    pub ok: bool,
+    pub text: String,
+    #[serde(default)]
+    pub secrets: Vec<ShownOnce>,
+    /// Field name → why it was refused.
+    #[serde(default)]
+    pub field_errors: BTreeMap<String, String>,
+    /// Errors not tied to a field on the page (listed under the message).
+    #[serde(default)]
+    pub errors: Vec<ListedError>,
+    /// Field name → what was typed (secrets are never kept).
+    #[serde(default)]
+    pub typed: BTreeMap<String, String>,
+    /// Several values of one field (checkboxes).
+    #[serde(default)]
+    pub typed_lists: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShownOnce {
+    pub id: String,
+    pub label: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListedError {
+    pub field: String,
+    pub message: String,
+}
+
+impl Flash {
+    pub fn ok(text: impl Into<String>) -> Flash {
+        Flash {
+            ok: true,
+            text: text.into(),
+            ..Flash::default()
+        }
+    }
+
+    pub fn err(text: impl Into<String>) -> Flash {
+        Flash {
+            ok: false,
+            text: text.into(),
+            ..Flash::default()
+        }
+    }
+}
+
+macro_rules! templates {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../../templates/admin/", $name)))),*]
+    };
+}
+
+const TEMPLATES: &[(&str, &str)] = templates!(
+    "base.html",
+    "login.html",
+    "error.html",
+    "overview.html",
+    "payments.html",
+    "payment.html",
+    "merchants.html",
+    "merchant.html",
+    "dead_letters.html",
+    "webhooks.html",
+    "users.html",
+    "audit.html",
+);
+
+fn lang_of(state: &State<'_, '_>) -> Lang {
+    match state.lookup("lang").as_ref().and_then(Value::as_str) {
+        Some("en") => Lang::En,
+        _ => Lang::Zh,
+    }
+}
+
+fn write_html_escaped(out: &mut minijinja::Output<'_>, s: &str) -> Result<(), minijinja::Error> {
+    let mut last = 0;
+    for (i, c) in s.char_indices() {
+        let rep = match c {
+            '&' => "&amp;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            '"' => "&quot;",
+            '\'' => "&#x27;",
+            _ => continue,
+        };
+        out.write_str(&s[last..i])
+            .and_then(|_| out.write_str(rep))
+            .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "admin page"))?;
+        last = i + 1;
+    }
+    out.write_str(&s[last..])
+        .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "admin page"))
+}
+
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        // `.html` templates escape every value (the default for that extension), said here too.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        // minijinja's HTML escape also turns `/` into `&#x2f;`; the notify URL an owner copies from
+        // the page source or a script reads should stay as typed (`/` needs no escape in HTML).
+        env.set_formatter(|out, state, value| {
+            if state.auto_escape() == minijinja::AutoEscape::Html && !value.is_safe() {
+                if let Some(s) = value.as_str() {
+                    return write_html_escaped(out, s);
+                }
+            }
+            minijinja::escape_formatter(out, state, value)
+        });
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("admin template {name}: {e}"));
+        }
+        env.add_function("t", |state: &State<'_, '_>, zh: String, en: String| {
+            lang_of(state).pick(&zh, &en).to_owned()
+        });
+        env.add_function("status", |state: &State<'_, '_>, s: String| {
+            status_word(lang_of(state), &s).to_owned()
+        });
+        env.add_function("refund_status", |state: &State<'_, '_>, s: String| {
+            refund_status_word(lang_of(state), &s).to_owned()
+        });
+        env
+    })
+}
+
+/// What every page of a session shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Frame {
+    pub lang: &'static str,
+    pub lang_url: String,
+    pub csrf: String,
+    pub who: Option<WhoView>,
+    pub section: &'static str,
+    pub zone: String,
+    pub flash: Option<FlashView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WhoView {
+    pub name: String,
+    pub operator: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FlashView {
+    pub ok: bool,
+    pub text: String,
+    pub secrets: Vec<ShownOnce>,
+    pub errors: Vec<ListedError>,
+}
+
+impl From<&Flash> for FlashView {
+    fn from(f: &Flash) -> Self {
+        FlashView {
+            ok: f.ok,
+            text: f.text.clone(),
+            secrets: f.secrets.clone(),
+            errors: f.errors.clone(),
+        }
+    }
+}
+
+/// Renders `name` with the frame's values and the page's own.
+pub fn render(name: &str, frame: &Frame, page: Value) -> Result<String, String> {
+    let tmpl = env().get_template(name).map_err(|e| e.to_string())?;
+    tmpl.render(context! { ..Value::from_serialize(frame), ..page })
+        .map_err(|e| {
+            // The chain of causes names the template line.
+            let mut msg = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                msg.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            msg
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(lang: &'static str) -> Frame {
+        Frame {
+            lang,
+            lang_url: "?lang=en".into(),
+            csrf: "c".into(),
+            who: None,
+            section: "",
+            zone: "Asia/Shanghai".into(),
+            flash: None,
+        }
+    }
+
+    #[test]
+    fn every_template_renders_and_escapes() {
+        for (name, _) in TEMPLATES {
+            render(name, &frame("zh"), context! {}).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let html = render(
+            "error.html",
+            &frame("en"),
+            context! { heading => "<script>x</script>", message => "a & b" },
+        )
+        .unwrap();
+        assert!(
+            html.contains("&lt;script&gt;x&lt;&#x2f;script&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("a &amp; b"));
+        assert!(html.contains("lang=\"en\""));
+    }
+
+    #[test]
+    fn statuses_in_words() {
+        assert_eq!(status_word(Lang::Zh, "PARTIALLY_REFUNDED"), "部分退款");
+        assert_eq!(status_word(Lang::Zh, "WAIT_BUYER_PAY"), "待付款");
+        assert_eq!(status_word(Lang::Zh, "TRADE_CLOSED"), "已关闭");
+        assert_eq!(status_word(Lang::En, "REFUNDED"), "Refunded");
+    }
+}

@@ -1,0 +1,208 @@
+//! The ledger's routes: `GET /v1/payments` (filtered, cursor-paged), `GET /v1/payments.csv`
+//! (streamed), `GET /v1/merchants` (the operator's), refunds, close and reconciliation.
+
+use super::{error, json, read_body, Body, Caller, MAX_API_BODY};
+use crate::ledger::{self, CSV_BATCH};
+use crate::service::{ApiError, App};
+use crate::store::ledger::{Cursor, PaymentFilter};
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{combinators::BoxBody, BodyExt};
+use hyper::body::{Frame, Incoming};
+use std::sync::Arc;
+
+fn own(who: &Caller) -> Option<&str> {
+    match who {
+        Caller::Operator => None,
+        Caller::Merchant(m) => Some(m),
+    }
+}
+
+/// `GET /v1/payments`.
+pub async fn list_payments(app: &App, who: &Caller, req: &Request<Incoming>) -> Response<Body> {
+    let r = match ledger::parse_filter(req.uri().query(), own(who)) {
+        Ok(f) => ledger::page(app, &f).await,
+        Err(e) => Err(e),
+    };
+    match r {
+        Ok(v) => json(200, &v),
+        Err(e) => error(&e),
+    }
+}
+
+/// Marks a response whose body [`streaming`] writes: the CSV of this filter.
+#[derive(Clone)]
+struct CsvExport(PaymentFilter);
+
+/// `GET /v1/payments.csv`: checked here; the rows are streamed by [`streaming`].
+pub fn payments_csv(who: &Caller, req: &Request<Incoming>) -> Response<Body> {
+    let mut f = match ledger::parse_filter(req.uri().query(), own(who)) {
+        Ok(f) => f,
+        Err(e) => return error(&e),
+    };
+    if f.cursor.is_some() {
+        return error(&ApiError::field(
+            400,
+            "invalid_request",
+            "cursor",
+            "cursor: the CSV holds every matching payment; leave cursor out",
+        ));
+    }
+    f.limit = CSV_BATCH;
+    let mut r = Response::builder()
+        .status(200)
+        .header("content-type", "text/csv; charset=utf-8")
+        .header(
+            "content-disposition",
+            "attachment; filename=\"payments.csv\"",
+        )
+        .header("cache-control", "no-store")
+        .body(Body::default())
+        .expect("valid response");
+    r.extensions_mut().insert(CsvExport(f));
+    r
+}
+
+/// The body type the server answers with: whole bodies, or the CSV's stream.
+pub type ServerBody = BoxBody<Bytes, std::io::Error>;
+
+/// A body fed by a channel (the CSV's batches); an error ends the response abruptly, so a
+/// truncated export never looks complete.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
+    }
+}
+
+/// Turns a response into the server's body type; a CSV export starts streaming here.
+pub fn streaming(app: &Arc<App>, mut r: Response<Body>) -> Response<ServerBody> {
+    let Some(CsvExport(filter)) = r.extensions_mut().remove::<CsvExport>() else {
+        return r.map(|b| b.map_err(|never| match never {}).boxed());
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let app = app.clone();
+    // The export is a task of its own; the channel's bound holds it back while the client
+    // reads slowly.
+    tokio::spawn(async move {
+        let mut f = filter;
+        if tx
+            .send(Ok(Bytes::from(ledger::csv_header())))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            let rows = match app.store.list_payments(&f).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(error = %e, "the CSV export stopped: cannot read payments");
+                    let _ = tx.send(Err(std::io::Error::other("store failed"))).await;
+                    return;
+                }
+            };
+            let mut chunk = String::with_capacity(rows.len() * 200);
+            for row in &rows {
+                ledger::csv_row(&mut chunk, row);
+            }
+            if !chunk.is_empty() && tx.send(Ok(Bytes::from(chunk))).await.is_err() {
+                return; // the client went away
+            }
+            match rows.last() {
+                Some(last) if rows.len() == f.limit as usize => {
+                    f.cursor = Some(Cursor::of(&last.payment))
+                }
+                _ => return,
+            }
+        }
+    });
+    r.map(|_| ChannelBody(rx).boxed())
+}
+
+/// `GET /v1/merchants` (the operator's): every merchant with its component, mode and counts.
+pub async fn list_merchants(app: &App) -> Result<Response<Body>, ApiError> {
+    let counts = app
+        .store
+        .merchant_counts()
+        .await
+        .map_err(ApiError::internal)?;
+    let mut out = Vec::with_capacity(counts.len());
+    for c in counts {
+        let Some(m) = app
+            .store
+            .merchant(&c.id)
+            .await
+            .map_err(ApiError::internal)?
+        else {
+            continue;
+        };
+        let plugin = app
+            .plugins
+            .for_merchant(&m)
+            .map(|p| p.info.id.clone())
+            .unwrap_or_else(|| m.plugin_id.clone());
+        out.push(serde_json::json!({
+            "id": c.id,
+            "plugin": plugin,
+            "mode": m.get("mode").unwrap_or(""),
+            "api": m.get("api").unwrap_or("mapi"),
+            "payments": c.payments,
+            "paid": c.paid,
+            "refunded": c.refunded,
+            "waiting": c.waiting,
+            "paid_amount": format!("{}.{:02}", c.paid_fen / 100, c.paid_fen % 100),
+            "refunded_amount": format!("{}.{:02}", c.refunded_fen / 100, c.refunded_fen % 100),
+        }));
+    }
+    Ok(json(200, &serde_json::json!({"merchants": out})))
+}
+
+/// `POST /v1/merchants/{id}/payments/{no}/refunds`.
+pub async fn create_refund(
+    app: &Arc<App>,
+    who: &Caller,
+    id: &str,
+    no: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let body = read_body(req.into_body(), MAX_API_BODY).await?;
+    let cmd: crate::refunds::RefundCommand = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            400,
+            "invalid_json",
+            format!("the body is not the expected JSON object {{\"amount\", \"reason\", \"refund_key\"?}}: {e}"),
+        )
+    })?;
+    let started_by = match who {
+        Caller::Operator => "api:operator".to_owned(),
+        Caller::Merchant(m) => format!("api:merchant:{m}"),
+    };
+    let (status, refund) = app.start_refund(id, no, cmd, &started_by).await?;
+    Ok(json(status, &crate::refunds::refund_json(&refund)))
+}
+
+/// `POST /v1/merchants/{id}/payments/{no}/close`.
+pub async fn close(app: &Arc<App>, id: &str, no: &str) -> Result<Response<Body>, ApiError> {
+    Ok(json(200, &app.close_payment(id, no).await?))
+}
+
+/// `GET /v1/merchants/{id}/reconciliation?date=YYYY-MM-DD`.
+pub async fn reconciliation(
+    app: &Arc<App>,
+    id: &str,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let date = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "date")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    Ok(json(200, &app.reconcile(id, date.trim()).await?))
+}

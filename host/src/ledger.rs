@@ -1,0 +1,404 @@
+//! The back office's ledger, independent of HTTP: the filters of `GET /v1/payments` checked
+//! (every bad one named), a payment as the ledger shows it, its timeline, and the CSV export's
+//! rows. The HTTP layer only translates.
+
+use crate::domain::amount::Amount;
+use crate::domain::{clock, state};
+use crate::service::{ApiError, App};
+use crate::store::ledger::{Cursor, LedgerPayment, PaymentFilter, MAX_PAGE};
+use crate::store::Payment;
+
+/// The page size when none is asked for.
+pub const DEFAULT_PAGE: u32 = 50;
+/// Rows read per batch while the CSV streams.
+pub const CSV_BATCH: u32 = 1000;
+
+fn bad(field: &str, rule: &str) -> ApiError {
+    ApiError::field(400, "invalid_request", field, format!("{field}: {rule}"))
+}
+
+/// An instant or a Beijing date; `end` makes a date mean the start of the next day.
+fn parse_time(field: &str, v: &str, end: bool) -> Result<String, ApiError> {
+    if let Some(days) = clock::parse_date(v) {
+        let day = if end { days + 1 } else { days };
+        return Ok(crate::store::format_unix(
+            clock::beijing_day_start(day).max(0) as u64,
+        ));
+    }
+    match clock::parse_rfc3339(v) {
+        Some(t) if t >= 0 => Ok(crate::store::format_unix(t as u64)),
+        _ => Err(bad(
+            field,
+            "must be a date YYYY-MM-DD (Beijing time) or an RFC 3339 time such as 2024-05-01T08:00:00Z",
+        )),
+    }
+}
+
+/// The filters of `GET /v1/payments` (and `/v1/payments.csv`) from the query string. `own` is a
+/// merchant token's merchant: it sees only its own (another `merchant` is a 403).
+pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<PaymentFilter, ApiError> {
+    let mut f = PaymentFilter {
+        limit: DEFAULT_PAGE,
+        ..PaymentFilter::default()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let v = v.trim().to_owned();
+        if !seen.insert(k.to_string()) {
+            return Err(bad(&k, "given more than once"));
+        }
+        if v.is_empty() {
+            continue;
+        }
+        match k.as_ref() {
+            "merchant" => {
+                if !crate::config::valid_merchant_id(&v) {
+                    return Err(bad("merchant", "1 to 64 letters, digits, '_' or '-'"));
+                }
+                f.merchant = Some(v);
+            }
+            "status" => {
+                let s = v.to_ascii_uppercase();
+                if !state::STATUSES.contains(&s.as_str()) {
+                    return Err(bad(
+                        "status",
+                        &format!("must be one of {}", state::STATUSES.join(", ")),
+                    ));
+                }
+                f.status = Some(s);
+            }
+            "from" => f.from = Some(parse_time("from", &v, false)?),
+            "to" => f.to = Some(parse_time("to", &v, true)?),
+            "q" => {
+                if v.chars().count() > 128 {
+                    return Err(bad("q", "at most 128 characters"));
+                }
+                f.q = Some(v);
+            }
+            "min_amount" | "max_amount" => {
+                let a = Amount::parse(&v).map_err(|e| bad(&k, &e.to_string()))?;
+                if k == "min_amount" {
+                    f.min_fen = Some(a.minor());
+                } else {
+                    f.max_fen = Some(a.minor());
+                }
+            }
+            "limit" => {
+                f.limit = match v.parse::<u32>() {
+                    Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+                    _ => return Err(bad("limit", "must be a whole number from 1 to 200")),
+                }
+            }
+            "cursor" => {
+                f.cursor = Some(Cursor::decode(&v).ok_or_else(|| {
+                    bad("cursor", "is not a next_cursor this API handed out")
+                })?)
+            }
+            other => {
+                return Err(bad(
+                    other,
+                    "unknown filter (merchant, status, from, to, q, min_amount, max_amount, limit, cursor)",
+                ))
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (f.min_fen, f.max_fen) {
+        if a > b {
+            return Err(bad("min_amount", "must not be more than max_amount"));
+        }
+    }
+    if let (Some(a), Some(b)) = (&f.from, &f.to) {
+        if a >= b {
+            return Err(bad("from", "must be before to"));
+        }
+    }
+    if let Some(own) = own {
+        match &f.merchant {
+            Some(m) if m != own => {
+                return Err(ApiError::field(
+                    403,
+                    "forbidden",
+                    "merchant",
+                    "this token belongs to another merchant",
+                ))
+            }
+            _ => f.merchant = Some(own.to_owned()),
+        }
+    }
+    Ok(f)
+}
+
+fn yuan(fen: u64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
+}
+
+/// `paid_at` as stored UTC ISO 8601: stored UTC as it is, a provider's Beijing wall-clock text
+/// (`gmt_payment`) converted.
+pub fn paid_at_utc(p: &Payment) -> Option<String> {
+    let v = p.paid_at.as_deref()?;
+    clock::parse_rfc3339(v)
+        .map(|t| crate::store::format_unix(t.max(0) as u64))
+        .or_else(|| clock::beijing_text_to_utc(v))
+}
+
+/// One row of the ledger's JSON.
+pub fn payment_json(lp: &LedgerPayment) -> serde_json::Value {
+    let p = &lp.payment;
+    serde_json::json!({
+        "merchant_id": p.merchant_id,
+        "out_trade_no": p.out_trade_no,
+        "subject": p.subject,
+        "status": p.status,
+        "total_fee": p.total_fee(),
+        "refunded_amount": yuan(lp.refunded_fen),
+        "trade_no": p.trade_no,
+        "buyer_email": p.buyer_email,
+        "paid_at": paid_at_utc(p),
+        "review": p.review,
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+    })
+}
+
+/// A page of the ledger: the payments and where the next page starts.
+pub async fn page(app: &App, f: &PaymentFilter) -> Result<serde_json::Value, ApiError> {
+    let mut ask = f.clone();
+    ask.limit = f.limit + 1;
+    let mut rows = app
+        .store
+        .list_payments(&ask)
+        .await
+        .map_err(ApiError::internal)?;
+    let more = rows.len() > f.limit as usize;
+    rows.truncate(f.limit as usize);
+    let next = more
+        .then(|| rows.last().map(|r| Cursor::of(&r.payment).encode()))
+        .flatten();
+    Ok(serde_json::json!({
+        "payments": rows.iter().map(payment_json).collect::<Vec<_>>(),
+        "next_cursor": next,
+    }))
+}
+
+/// The CSV's columns, in order (documented in docs/LEDGER.md).
+pub const CSV_COLUMNS: [&str; 14] = [
+    "merchant_id",
+    "out_trade_no",
+    "trade_no",
+    "subject",
+    "status",
+    "total_fee",
+    "refunded_amount",
+    "buyer",
+    "created_at_beijing",
+    "created_at_utc",
+    "paid_at_beijing",
+    "paid_at_utc",
+    "review",
+    "updated_at_utc",
+];
+
+/// A CSV field: quoted when it must be; text a spreadsheet would run as a formula (`=`, `+`,
+/// `-`, `@`, tab, CR) gets a leading `'`.
+fn csv_field(out: &mut String, v: &str, text: bool) {
+    let guarded;
+    let v = if text && v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        guarded = format!("'{v}");
+        guarded.as_str()
+    } else {
+        v
+    };
+    if v.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&v.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(v);
+    }
+}
+
+/// The CSV's first bytes: the UTF-8 byte-order mark (so Excel reads UTF-8) and the header.
+pub fn csv_header() -> String {
+    format!("\u{feff}{}\r\n", CSV_COLUMNS.join(","))
+}
+
+/// One payment as a CSV line (CRLF-terminated).
+pub fn csv_row(out: &mut String, lp: &LedgerPayment) {
+    let p = &lp.payment;
+    let paid = paid_at_utc(p);
+    let beijing = |utc: Option<&str>| utc.and_then(clock::stored_to_beijing).unwrap_or_default();
+    let cells: [(String, bool); 14] = [
+        (p.merchant_id.clone(), true),
+        (p.out_trade_no.clone(), true),
+        (p.trade_no.clone().unwrap_or_default(), true),
+        (p.subject.clone(), true),
+        (p.status.clone(), false),
+        (p.total_fee(), false),
+        (yuan(lp.refunded_fen), false),
+        (p.buyer_email.clone().unwrap_or_default(), true),
+        (beijing(Some(&p.created_at)), false),
+        (p.created_at.clone(), false),
+        (beijing(paid.as_deref()), false),
+        (paid.unwrap_or_default(), false),
+        (p.review.clone().unwrap_or_default(), true),
+        (p.updated_at.clone(), false),
+    ];
+    for (i, (v, text)) in cells.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        csv_field(out, v, *text);
+    }
+    out.push_str("\r\n");
+}
+
+/// Adds an entry to a payment's timeline; a failure is logged, never the request's.
+pub async fn note(app: &App, merchant: &str, out_trade_no: &str, kind: &str, detail: Option<&str>) {
+    if let Err(e) = app
+        .store
+        .record_event(merchant, out_trade_no, kind, detail)
+        .await
+    {
+        tracing::warn!(merchant, out_trade_no, kind, error = %e, "cannot record a timeline entry");
+    }
+}
+
+/// A payment's timeline, oldest first: created, each redirect, every notification with its
+/// outcome, returns, query syncs, closes, refunds and each webhook attempt.
+pub async fn timeline(app: &App, p: &Payment) -> Result<Vec<serde_json::Value>, ApiError> {
+    let (m, no) = (&p.merchant_id, &p.out_trade_no);
+    let mut items: Vec<(String, u8, serde_json::Value)> = vec![(
+        p.created_at.clone(),
+        0,
+        serde_json::json!({"at": p.created_at, "kind": "created", "detail": format!("{} {}", p.total_fee(), p.subject)}),
+    )];
+    for e in app
+        .store
+        .events_for(m, no)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        items.push((
+            e.at.clone(),
+            1,
+            serde_json::json!({"at": e.at, "kind": e.kind, "detail": e.detail}),
+        ));
+    }
+    for n in app
+        .store
+        .notifications_for(m, no)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        let query = n
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("source: query"));
+        items.push((
+            n.received_at.clone(),
+            2,
+            serde_json::json!({
+                "at": n.received_at,
+                "kind": if query { "query" } else { "notify" },
+                "trade_status": n.trade_status,
+                "outcome": n.outcome,
+                "detail": n.detail,
+                "notify_id": n.notify_id,
+            }),
+        ));
+    }
+    for r in app
+        .store
+        .refunds_for(m, no)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        items.push((
+            r.created_at.clone(),
+            3,
+            serde_json::json!({"at": r.created_at, "kind": "refund", "refund_id": r.id, "amount": r.amount(),
+                "status": crate::domain::refunds::PENDING, "started_by": r.started_by, "request_no": r.request_no}),
+        ));
+        if let Some(done) = &r.completed_at {
+            items.push((
+                done.clone(),
+                4,
+                serde_json::json!({"at": done, "kind": "refund", "refund_id": r.id, "amount": r.amount(),
+                    "status": r.status, "started_by": r.started_by, "detail": r.detail}),
+            ));
+        }
+    }
+    for a in app
+        .store
+        .webhook_attempts_for(m, no)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        items.push((
+            a.at.clone(),
+            5,
+            serde_json::json!({"at": a.at, "kind": "webhook", "event": a.event_type, "http_status": a.http_status,
+                "error": a.error, "webhook_id": a.webhook_id}),
+        ));
+    }
+    items.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    Ok(items.into_iter().map(|(_, _, v)| v).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_name_the_bad_field() {
+        let f = parse_filter(
+            Some("merchant=m1&status=trade_success&from=2024-05-01&to=2024-05-01&min_amount=1&max_amount=9.99&limit=10&q=A%25"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(f.merchant.as_deref(), Some("m1"));
+        assert_eq!(f.status.as_deref(), Some("TRADE_SUCCESS"));
+        assert_eq!(f.from.as_deref(), Some("2024-04-30T16:00:00Z"));
+        assert_eq!(f.to.as_deref(), Some("2024-05-01T16:00:00Z"));
+        assert_eq!((f.min_fen, f.max_fen, f.limit), (Some(100), Some(999), 10));
+        assert_eq!(f.q.as_deref(), Some("A%"));
+        for (q, field) in [
+            ("limit=0", "limit"),
+            ("limit=201", "limit"),
+            ("status=PAID", "status"),
+            ("from=2024-02-30", "from"),
+            ("to=yesterday", "to"),
+            ("min_amount=1.001", "min_amount"),
+            ("min_amount=5&max_amount=1", "min_amount"),
+            ("cursor=zzz", "cursor"),
+            ("merchant=a%20b", "merchant"),
+            ("sort=asc", "sort"),
+            ("limit=1&limit=2", "limit"),
+        ] {
+            let e = parse_filter(Some(q), None).unwrap_err();
+            assert_eq!((e.status, e.field.as_deref()), (400, Some(field)), "{q}");
+        }
+        assert_eq!(
+            parse_filter(Some("merchant=other"), Some("own"))
+                .unwrap_err()
+                .status,
+            403
+        );
+        assert_eq!(
+            parse_filter(None, Some("own")).unwrap().merchant.as_deref(),
+            Some("own")
+        );
+    }
+
+    #[test]
+    fn csv_rows_quote_and_guard() {
+        let mut out = String::new();
+        csv_field(&mut out, "a,\"b\"", true);
+        out.push('|');
+        csv_field(&mut out, "=HYPERLINK(1)", true);
+        out.push('|');
+        csv_field(&mut out, "-1.00", false);
+        assert_eq!(out, "\"a,\"\"b\"\"\"|'=HYPERLINK(1)|-1.00");
+        assert!(csv_header().starts_with('\u{feff}'));
+    }
+}

@@ -1,0 +1,407 @@
+//! Reconciliation of one Beijing day: the component says where the provider's bill is
+//! (`locate-bill`), the host downloads it through `net/` under the merchant's outbound policy
+//! (with a larger size cap than a provider's API answer: [`MAX_BILL_BYTES`]), unpacks the zip
+//! (a generic format, so the host's, not the component's), the component reads the files
+//! (`parse-bill`), and the host compares the entries with its own payments and refunds of that
+//! day.
+
+use crate::domain::{clock, state};
+use crate::net;
+use crate::runtime::plugin_api::{BillEntry, BillEntryKind, BillFile};
+use crate::service::{plugin_error_to_api, ApiError, App};
+use crate::store::ledger::PaymentFilter;
+use std::collections::HashMap;
+use std::io::Read;
+
+/// The largest bill download: a busy merchant's day is a few MiB zipped.
+pub const MAX_BILL_BYTES: usize = 32 << 20;
+/// The largest a bill may unpack to, in all (a zip bomb stops here).
+pub const MAX_UNZIPPED_BYTES: u64 = 256 << 20;
+/// The most files one bill archive may hold.
+const MAX_FILES: usize = 64;
+
+fn yuan(fen: u64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
+}
+
+/// Unpacks a bill: a zip's files, or the body itself when it is not a zip.
+pub fn unpack(body: &[u8]) -> Result<Vec<BillFile>, String> {
+    if !body.starts_with(b"PK") {
+        return Ok(vec![BillFile {
+            name: "bill".into(),
+            content: body.to_vec(),
+        }]);
+    }
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(body))
+        .map_err(|e| format!("the bill is not a readable zip: {e}"))?;
+    if zip.len() > MAX_FILES {
+        return Err(format!(
+            "the bill holds {} files (at most {MAX_FILES})",
+            zip.len()
+        ));
+    }
+    let mut files = Vec::new();
+    let mut total = 0u64;
+    for i in 0..zip.len() {
+        let f = zip
+            .by_index(i)
+            .map_err(|e| format!("the bill's file {i} cannot be read: {e}"))?;
+        if f.is_dir() {
+            continue;
+        }
+        let name = f.name().to_owned();
+        let mut content = Vec::new();
+        let left = MAX_UNZIPPED_BYTES - total;
+        f.take(left + 1)
+            .read_to_end(&mut content)
+            .map_err(|e| format!("the bill's file {name:?} cannot be unpacked: {e}"))?;
+        total += content.len() as u64;
+        if total > MAX_UNZIPPED_BYTES {
+            return Err(format!(
+                "the bill unpacks to more than {MAX_UNZIPPED_BYTES} bytes"
+            ));
+        }
+        files.push(BillFile { name, content });
+    }
+    Ok(files)
+}
+
+/// One side of a comparison row.
+#[derive(Debug, Clone)]
+struct Line {
+    kind: &'static str,
+    out_trade_no: String,
+    trade_no: String,
+    request_no: String,
+    fen: u64,
+}
+
+fn row(kind: &str, ours: Option<&Line>, theirs: Option<&Line>) -> serde_json::Value {
+    let any = ours.or(theirs).expect("one side");
+    let mut v = serde_json::json!({
+        "kind": kind,
+        "out_trade_no": any.out_trade_no,
+        "trade_no": ours.map(|l| l.trade_no.as_str()).filter(|t| !t.is_empty())
+            .or(theirs.map(|l| l.trade_no.as_str())).unwrap_or(""),
+        "payhost_amount": ours.map(|l| yuan(l.fen)),
+        "gateway_amount": theirs.map(|l| yuan(l.fen)),
+    });
+    if !any.request_no.is_empty() {
+        v["request_no"] = serde_json::json!(any.request_no);
+    }
+    v
+}
+
+/// The comparison of the host's lines with the bill's.
+pub struct Comparison {
+    pub matched: Vec<serde_json::Value>,
+    pub only_payhost: Vec<serde_json::Value>,
+    pub only_gateway: Vec<serde_json::Value>,
+    pub amount_mismatch: Vec<serde_json::Value>,
+}
+
+/// Matches payments by order number, refunds by request number (or, when the bill names none,
+/// by order number and amount).
+fn compare(ours: Vec<Line>, theirs: Vec<Line>) -> Comparison {
+    let mut c = Comparison {
+        matched: Vec::new(),
+        only_payhost: Vec::new(),
+        only_gateway: Vec::new(),
+        amount_mismatch: Vec::new(),
+    };
+    let key = |l: &Line| -> (String, String) {
+        if l.kind == "refund" && !l.request_no.is_empty() {
+            (format!("refund:{}", l.request_no), String::new())
+        } else {
+            (format!("{}:{}", l.kind, l.out_trade_no), String::new())
+        }
+    };
+    let mut mine: HashMap<(String, String), Vec<Line>> = HashMap::new();
+    for l in ours {
+        mine.entry(key(&l)).or_default().push(l);
+    }
+    for t in theirs {
+        let mut k = key(&t);
+        // A refund line without its number: the order's refund of the same amount.
+        if t.kind == "refund" && t.request_no.is_empty() {
+            let found = mine
+                .iter()
+                .find(|(_, v)| {
+                    v.iter().any(|l| {
+                        l.kind == "refund" && l.out_trade_no == t.out_trade_no && l.fen == t.fen
+                    })
+                })
+                .map(|(k, _)| k.clone());
+            if let Some(f) = found {
+                k = f;
+            }
+        }
+        let ours = mine.get_mut(&k).and_then(|v| {
+            let i = v.iter().position(|l| l.fen == t.fen).unwrap_or(0);
+            (!v.is_empty()).then(|| v.remove(i))
+        });
+        match ours {
+            Some(o) if o.fen == t.fen => c.matched.push(row(t.kind, Some(&o), Some(&t))),
+            Some(o) => c.amount_mismatch.push(row(t.kind, Some(&o), Some(&t))),
+            None => c.only_gateway.push(row(t.kind, None, Some(&t))),
+        }
+    }
+    let mut rest: Vec<Line> = mine.into_values().flatten().collect();
+    rest.sort_by(|a, b| (a.kind, &a.out_trade_no).cmp(&(b.kind, &b.out_trade_no)));
+    for o in rest {
+        c.only_payhost.push(row(o.kind, Some(&o), None));
+    }
+    c
+}
+
+impl App {
+    /// `GET /v1/merchants/{id}/reconciliation?date=`: see the module documentation.
+    pub async fn reconcile(
+        &self,
+        merchant_id: &str,
+        date: &str,
+    ) -> Result<serde_json::Value, ApiError> {
+        let bad = |m: &str| ApiError::field(400, "invalid_request", "date", format!("date: {m}"));
+        let day = clock::parse_date(date)
+            .ok_or_else(|| bad("must be a date YYYY-MM-DD (Beijing time)"))?;
+        let today = clock::beijing_day(clock::now_unix());
+        if day > today {
+            return Err(bad(
+                "is in the future (Beijing time); a bill exists only for a day up to today",
+            ));
+        }
+        let merchant = self.merchant(merchant_id).await?;
+        let plugin = self.plugin_for(&merchant)?;
+        let policy = self.merchant_policy(&merchant);
+        let mut session = plugin.session().await?;
+        let location = session
+            .locate_bill(&policy, &merchant.settings, date)
+            .await?
+            .map_err(plugin_error_to_api)?;
+        let entries: Vec<BillEntry> = if location.empty {
+            Vec::new()
+        } else {
+            let answer = self
+                .plugins
+                .net()
+                .send(
+                    &policy,
+                    &net::Request {
+                        method: net::Method::Get,
+                        url: location.url.clone(),
+                        headers: Vec::new(),
+                        body: Vec::new(),
+                    },
+                    net::Limits {
+                        connect_timeout: std::time::Duration::from_secs(10),
+                        answer_timeout: std::time::Duration::from_secs(120),
+                        max_response_bytes: MAX_BILL_BYTES,
+                        truncate: false,
+                    },
+                )
+                .await
+                .map_err(|e| match e {
+                    net::SendError::Timeout(m) => {
+                        ApiError::new(504, "gateway_timeout", format!("the bill download: {m}"))
+                    }
+                    net::SendError::Refused(m) => ApiError::new(
+                        502,
+                        "outbound_refused",
+                        format!("the bill's URL is outside this merchant's outbound policy: {m}"),
+                    ),
+                    net::SendError::Failed(m) => ApiError::new(
+                        502,
+                        "gateway_unreachable",
+                        format!("the bill download failed: {m}"),
+                    ),
+                })?;
+            if !(200..300).contains(&answer.status) {
+                return Err(ApiError::new(
+                    502,
+                    "gateway_error",
+                    format!("the bill download answered HTTP {}", answer.status),
+                ));
+            }
+            let files = unpack(&answer.body).map_err(|m| {
+                crate::service::upstream_error(
+                    502,
+                    "gateway_malformed",
+                    "the bill could not be unpacked",
+                    &m,
+                )
+            })?;
+            session
+                .parse_bill(&files)
+                .await?
+                .map_err(plugin_error_to_api)?
+        };
+        let start = clock::beijing_day_start(day);
+        let (from, to) = (
+            crate::store::format_unix(start.max(0) as u64),
+            crate::store::format_unix((start + 86_400).max(0) as u64),
+        );
+        let ours = self.day_lines(merchant_id, start, &from, &to).await?;
+        let fen = |a: &str| crate::service::amount_minor(a).unwrap_or(0);
+        let theirs: Vec<Line> = entries
+            .iter()
+            .filter_map(|e| {
+                let kind = match e.kind {
+                    BillEntryKind::Payment => "payment",
+                    BillEntryKind::Refund => "refund",
+                    BillEntryKind::Other => return None,
+                };
+                Some(Line {
+                    kind,
+                    out_trade_no: e.out_trade_no.clone(),
+                    trade_no: e.trade_no.clone(),
+                    request_no: e.request_no.clone(),
+                    fen: fen(&e.amount),
+                })
+            })
+            .collect();
+        let sum = |v: &[Line], k: &str| yuan(v.iter().filter(|l| l.kind == k).map(|l| l.fen).sum());
+        let totals = serde_json::json!({
+            "payhost_paid": sum(&ours, "payment"),
+            "payhost_refunded": sum(&ours, "refund"),
+            "gateway_paid": sum(&theirs, "payment"),
+            "gateway_refunded": sum(&theirs, "refund"),
+            "other_lines": entries.iter().filter(|e| e.kind == BillEntryKind::Other).count(),
+        });
+        let c = compare(ours, theirs);
+        Ok(serde_json::json!({
+            "date": date,
+            "matched": c.matched,
+            "only_payhost": c.only_payhost,
+            "only_alipay": c.only_gateway,
+            "only_gateway": c.only_gateway,
+            "amount_mismatch": c.amount_mismatch,
+            "bill_empty": location.empty,
+            "totals": totals,
+        }))
+    }
+
+    /// The host's paid payments (by when they were paid, else created) and succeeded refunds of
+    /// the Beijing day starting at `start`.
+    async fn day_lines(
+        &self,
+        merchant_id: &str,
+        start: i64,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<Line>, ApiError> {
+        let mut lines = Vec::new();
+        // Paid that day may have been created the day before.
+        let mut f = PaymentFilter {
+            merchant: Some(merchant_id.to_owned()),
+            from: Some(crate::store::format_unix((start - 86_400).max(0) as u64)),
+            to: Some(to.to_owned()),
+            limit: 1000,
+            ..PaymentFilter::default()
+        };
+        loop {
+            let rows = self
+                .store
+                .list_payments(&f)
+                .await
+                .map_err(ApiError::internal)?;
+            for r in &rows {
+                let p = &r.payment;
+                if !state::is_paid(&p.status) {
+                    continue;
+                }
+                let when = crate::ledger::paid_at_utc(p).unwrap_or_else(|| p.created_at.clone());
+                if when.as_str() < from || when.as_str() >= to {
+                    continue;
+                }
+                lines.push(Line {
+                    kind: "payment",
+                    out_trade_no: p.out_trade_no.clone(),
+                    trade_no: p.trade_no.clone().unwrap_or_default(),
+                    request_no: String::new(),
+                    fen: p.total_fen,
+                });
+            }
+            match rows.last() {
+                Some(last) if rows.len() == f.limit as usize => {
+                    f.cursor = Some(crate::store::ledger::Cursor::of(&last.payment))
+                }
+                _ => break,
+            }
+        }
+        for r in self
+            .store
+            .refunds_completed(merchant_id, from, to)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            lines.push(Line {
+                kind: "refund",
+                out_trade_no: r.out_trade_no.clone(),
+                trade_no: String::new(),
+                request_no: r.request_no.clone(),
+                fen: r.amount_fen,
+            });
+        }
+        Ok(lines)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(kind: &'static str, no: &str, req: &str, fen: u64) -> Line {
+        Line {
+            kind,
+            out_trade_no: no.into(),
+            trade_no: String::new(),
+            request_no: req.into(),
+            fen,
+        }
+    }
+
+    #[test]
+    fn one_planted_mismatch_is_found() {
+        let ours = vec![
+            l("payment", "A", "", 100),
+            l("payment", "B", "", 200),
+            l("payment", "C", "", 300),
+            l("refund", "A", "2024050100000001", 50),
+        ];
+        let theirs = vec![
+            l("payment", "A", "", 100),
+            l("payment", "B", "", 201),
+            l("payment", "D", "", 400),
+            l("refund", "A", "", 50),
+        ];
+        let c = compare(ours, theirs);
+        assert_eq!(c.matched.len(), 2, "{:?}", c.matched);
+        assert_eq!(c.amount_mismatch.len(), 1);
+        assert_eq!(c.amount_mismatch[0]["out_trade_no"], "B");
+        assert_eq!(c.amount_mismatch[0]["payhost_amount"], "2.00");
+        assert_eq!(c.amount_mismatch[0]["gateway_amount"], "2.01");
+        assert_eq!(c.only_gateway.len(), 1);
+        assert_eq!(c.only_gateway[0]["out_trade_no"], "D");
+        assert_eq!(c.only_payhost.len(), 1);
+        assert_eq!(c.only_payhost[0]["out_trade_no"], "C");
+    }
+
+    #[test]
+    fn a_plain_body_is_one_file_and_a_zip_is_unpacked() {
+        assert_eq!(unpack(b"a,b\n").unwrap()[0].content, b"a,b\n");
+        let mut buf = std::io::Cursor::new(Vec::new());
+        {
+            let mut w = zip::ZipWriter::new(&mut buf);
+            w.start_file::<_, ()>("x.csv", zip::write::SimpleFileOptions::default())
+                .unwrap();
+            std::io::Write::write_all(&mut w, b"hello").unwrap();
+            w.finish().unwrap();
+        }
+        let files = unpack(buf.get_ref()).unwrap();
+        assert_eq!(
+            (files[0].name.as_str(), files[0].content.as_slice()),
+            ("x.csv", &b"hello"[..])
+        );
+        assert!(unpack(b"PK\x03\x04garbage").is_err());
+    }
+}

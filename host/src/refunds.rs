@@ -1,0 +1,402 @@
+//! Refunds and closes started from the API (or the admin page): the refund is stored PENDING
+//! (with its request number) before the component is called, so a retry never refunds twice;
+//! the component's answer settles it, or leaves it pending for the provider's notification or a
+//! refund query. The provider's refund reports (a notification's `refund`, a trade query's
+//! refunded total) are applied through the same money rules ([`crate::domain::refunds`]).
+
+use crate::domain::amount::Amount;
+use crate::domain::{clock, refunds};
+use crate::runtime::plugin_api::{self as api, RefundStatus};
+use crate::service::{plugin_error_to_api, ApiError, App};
+use crate::store::ledger::{
+    NewRefund, Refund, RefundApplied, RefundBegun, RefundResult, ReportEffect,
+};
+
+/// `POST …/refunds` as the shop sends it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundCommand {
+    pub amount: Option<serde_json::Value>,
+    pub reason: Option<String>,
+    pub refund_key: Option<String>,
+}
+
+/// The longest reason kept (Alipay's limit for `refund_reason`).
+const MAX_REASON: usize = 256;
+/// The longest idempotency key.
+const MAX_KEY: usize = 64;
+
+/// A refund as the API shows it.
+pub fn refund_json(r: &Refund) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "id": r.id,
+        "amount": r.amount(),
+        "reason": r.reason,
+        "status": r.status,
+        "started_by": r.started_by,
+        "created_at": r.created_at,
+        "completed_at": r.completed_at,
+        "request_no": r.request_no,
+    });
+    if let Some(u) = &r.confirm_url {
+        v["confirm_url"] = serde_json::json!(u);
+    }
+    if let Some(d) = r.detail.as_deref().filter(|d| !d.is_empty()) {
+        v["detail"] = serde_json::json!(d);
+    }
+    v
+}
+
+/// A component's redirect as one URL a browser can open (a GET form becomes its query).
+fn redirect_url(r: &api::Redirect) -> String {
+    if !r.url.is_empty() {
+        return r.url.clone();
+    }
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(r.fields.iter())
+        .finish();
+    let sep = if r.action.contains('?') { '&' } else { '?' };
+    format!("{}{sep}{query}", r.action)
+}
+
+impl App {
+    /// Starts a refund (see the module documentation); the status code and the refund.
+    pub async fn start_refund(
+        &self,
+        merchant_id: &str,
+        out_trade_no: &str,
+        cmd: RefundCommand,
+        started_by: &str,
+    ) -> Result<(u16, Refund), ApiError> {
+        let merchant = self.merchant(merchant_id).await?;
+        let amount = match &cmd.amount {
+            Some(serde_json::Value::String(s)) => Amount::parse(s.trim()),
+            Some(serde_json::Value::Number(n)) => Amount::parse(&n.to_string()),
+            None | Some(serde_json::Value::Null) => {
+                return Err(ApiError::field(
+                    400,
+                    "invalid_request",
+                    "amount",
+                    "amount: is required (a decimal such as \"3.00\")",
+                ))
+            }
+            Some(_) => Amount::parse(""),
+        }
+        .map_err(|e| ApiError::field(400, "invalid_request", "amount", format!("amount: {e}")))?;
+        let reason = cmd.reason.unwrap_or_default().trim().to_owned();
+        if reason.chars().count() > MAX_REASON {
+            return Err(ApiError::field(
+                400,
+                "invalid_request",
+                "reason",
+                format!("reason: at most {MAX_REASON} characters"),
+            ));
+        }
+        let key = cmd.refund_key.map(|k| k.trim().to_owned());
+        if key
+            .as_deref()
+            .is_some_and(|k| k.is_empty() || k.len() > MAX_KEY || k.chars().any(char::is_control))
+        {
+            return Err(ApiError::field(
+                400,
+                "invalid_request",
+                "refund_key",
+                format!("refund_key: 1 to {MAX_KEY} bytes, no control characters"),
+            ));
+        }
+        let payment = self
+            .store
+            .payment(merchant_id, out_trade_no)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| unknown_payment(out_trade_no))?;
+        let now = clock::now_unix();
+        let begun = self
+            .store
+            .begin_refund(&NewRefund {
+                merchant_id: merchant_id.to_owned(),
+                out_trade_no: out_trade_no.to_owned(),
+                request_no: refunds::new_request_no(now),
+                refund_key: key,
+                amount_fen: amount.minor(),
+                reason: reason.clone(),
+                started_by: started_by.to_owned(),
+            })
+            .await
+            .map_err(ApiError::internal)?;
+        let refund = match begun {
+            RefundBegun::New(r) => r,
+            RefundBegun::Existing(r) => return Ok((200, r)),
+            RefundBegun::UnknownPayment => return Err(unknown_payment(out_trade_no)),
+            RefundBegun::Refused(why) => {
+                let field = matches!(why, refunds::Refusal::Exceeds { .. }).then_some("amount");
+                return Err(ApiError {
+                    status: 409,
+                    code: match why {
+                        refunds::Refusal::Exceeds { .. } => "refund_exceeds_paid",
+                        _ => "not_refundable",
+                    }
+                    .into(),
+                    field: field.map(str::to_owned),
+                    message: why.to_string(),
+                });
+            }
+        };
+        tracing::info!(merchant = merchant_id, out_trade_no, refund = refund.id, amount = %refund.amount(), started_by, "refund started");
+        let request = api::RefundRequest {
+            out_trade_no: out_trade_no.to_owned(),
+            trade_no: payment.trade_no.clone().unwrap_or_default(),
+            amount: refund.amount(),
+            total_fee: payment.total_fee(),
+            reason,
+            request_no: refund.request_no.clone(),
+            request_time: clock::beijing_text(now),
+            notify_url: self.config.notify_url(merchant_id),
+        };
+        let plugin = self.plugin_for(&merchant)?;
+        let policy = self.merchant_policy(&merchant);
+        let answer = async {
+            let mut session = plugin.session().await?;
+            session
+                .start_refund(&policy, &merchant.settings, &request)
+                .await
+        }
+        .await;
+        let state = match answer {
+            Err(e @ crate::runtime::CallError::Unsupported { .. }) => {
+                // Nothing was sent: the refund failed here, its amount free again.
+                self.settle(
+                    merchant_id,
+                    &merchant,
+                    refund.id,
+                    refunds::FAILED,
+                    &e.to_string(),
+                )
+                .await?;
+                return Err(ApiError::from(e));
+            }
+            Err(e) => {
+                // The component did not answer: the refund stays PENDING under its number (a
+                // retry with the same refund_key returns it; the provider never saw it twice).
+                self.store
+                    .refund_started(merchant_id, refund.id, None, Some(&e.to_string()))
+                    .await
+                    .map_err(ApiError::internal)?;
+                return Err(ApiError::from(e));
+            }
+            Ok(Err(e)) => {
+                let api_error = plugin_error_to_api(e.clone());
+                if matches!(
+                    e,
+                    api::PluginError::Gateway(_) | api::PluginError::InvalidOrder(_)
+                ) {
+                    // The provider (or the component) refused it: nothing moved.
+                    self.settle(
+                        merchant_id,
+                        &merchant,
+                        refund.id,
+                        refunds::FAILED,
+                        &api_error.message,
+                    )
+                    .await?;
+                } else {
+                    self.store
+                        .refund_started(merchant_id, refund.id, None, Some(&api_error.message))
+                        .await
+                        .map_err(ApiError::internal)?;
+                }
+                return Err(api_error);
+            }
+            Ok(Ok(state)) => state,
+        };
+        let confirm = state.confirm.as_ref().map(redirect_url);
+        let detail = (!state.detail.is_empty()).then_some(state.detail.as_str());
+        match state.status {
+            RefundStatus::Pending => self
+                .store
+                .refund_started(merchant_id, refund.id, confirm.as_deref(), detail)
+                .await
+                .map_err(ApiError::internal)?,
+            RefundStatus::Succeeded => self
+                .settle(
+                    merchant_id,
+                    &merchant,
+                    refund.id,
+                    refunds::SUCCESS,
+                    &state.detail,
+                )
+                .await
+                .map(drop)?,
+            RefundStatus::Failed => self
+                .settle(
+                    merchant_id,
+                    &merchant,
+                    refund.id,
+                    refunds::FAILED,
+                    &state.detail,
+                )
+                .await
+                .map(drop)?,
+        }
+        let stored = self
+            .store
+            .refund(merchant_id, refund.id)
+            .await
+            .map_err(ApiError::internal)?
+            .unwrap_or(refund);
+        Ok((201, stored))
+    }
+
+    async fn settle(
+        &self,
+        merchant_id: &str,
+        merchant: &crate::config::MerchantSettings,
+        id: i64,
+        status: &'static str,
+        detail: &str,
+    ) -> Result<RefundApplied, ApiError> {
+        let applied = self
+            .store
+            .settle_refund(&RefundResult {
+                merchant_id,
+                refund_id: id,
+                status,
+                detail: (!detail.is_empty()).then_some(detail),
+                completed_at: None,
+                webhook_url: merchant.shop_webhook_url.as_deref(),
+            })
+            .await
+            .map_err(ApiError::internal)?;
+        if let RefundApplied::Mismatch(reason) = &applied {
+            tracing::error!(target: "payhost::alert", merchant = merchant_id, refund = id, %reason, "ALERT: a refund result does not fit the payment; held for review");
+        }
+        Ok(applied)
+    }
+
+    /// Applies a provider's refund report (a verified notification's or query's), once per
+    /// `notify_id`; returns what it did.
+    pub async fn apply_refund_report(
+        &self,
+        merchant_id: &str,
+        merchant: &crate::config::MerchantSettings,
+        out_trade_no: &str,
+        trade_no: &str,
+        notify_id: &str,
+        report: &api::RefundReport,
+    ) -> anyhow::Result<RefundApplied> {
+        let fen = |s: &Option<String>| -> Option<u64> {
+            s.as_deref()
+                .and_then(|v| crate::service::amount_minor(v).ok())
+        };
+        let completed = report.time.as_deref().and_then(clock::beijing_text_to_utc);
+        let applied = self
+            .store
+            .apply_refund_report(&ReportEffect {
+                merchant_id,
+                out_trade_no,
+                report: refunds::Report {
+                    request_no: report.request_no.clone(),
+                    amount: fen(&report.amount),
+                    refunded_total: fen(&report.refunded_total),
+                    succeeded: report.succeeded,
+                    detail: report.detail.clone(),
+                },
+                notify_id,
+                trade_no,
+                completed_at: completed.as_deref(),
+                webhook_url: merchant.shop_webhook_url.as_deref(),
+            })
+            .await?;
+        if let RefundApplied::Mismatch(reason) = &applied {
+            tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no, %reason, "ALERT: a refund report exceeds the paid amount or contradicts the refund started; held for review, not applied");
+        }
+        Ok(applied)
+    }
+
+    /// `POST …/close`: only an unpaid payment; the component closes it at the provider, or says
+    /// the provider never saw it (then it is closed here, and the answer says so).
+    pub async fn close_payment(
+        &self,
+        merchant_id: &str,
+        out_trade_no: &str,
+    ) -> Result<serde_json::Value, ApiError> {
+        let merchant = self.merchant(merchant_id).await?;
+        let payment = self
+            .store
+            .payment(merchant_id, out_trade_no)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| unknown_payment(out_trade_no))?;
+        if payment.status != crate::domain::state::WAIT_BUYER_PAY {
+            return Err(ApiError::new(
+                409,
+                "not_closable",
+                format!(
+                    "only an unpaid payment can be closed; this one is {}",
+                    payment.status
+                ),
+            ));
+        }
+        let plugin = self.plugin_for(&merchant)?;
+        let policy = self.merchant_policy(&merchant);
+        let mut session = plugin.session().await?;
+        let closed = session
+            .close_trade(&policy, &merchant.settings, out_trade_no)
+            .await?
+            .map_err(plugin_error_to_api)?;
+        if !self
+            .store
+            .close_payment(
+                merchant_id,
+                out_trade_no,
+                merchant.shop_webhook_url.as_deref(),
+            )
+            .await
+            .map_err(ApiError::internal)?
+        {
+            // Paid (or closed) while the provider was asked: the store's status wins.
+            let now = self
+                .store
+                .payment(merchant_id, out_trade_no)
+                .await
+                .map_err(ApiError::internal)?
+                .map(|p| p.status)
+                .unwrap_or_default();
+            return Err(ApiError::new(
+                409,
+                "not_closable",
+                format!("the payment changed while it was being closed; it is {now}"),
+            ));
+        }
+        let detail = if closed.at_provider {
+            "closed at the provider".to_owned()
+        } else if closed.detail.is_empty() {
+            "the provider has no such trade: closed here only".to_owned()
+        } else {
+            format!("closed here only: {}", closed.detail)
+        };
+        crate::ledger::note(self, merchant_id, out_trade_no, "close", Some(&detail)).await;
+        tracing::info!(
+            merchant = merchant_id,
+            out_trade_no,
+            at_provider = closed.at_provider,
+            "payment closed"
+        );
+        Ok(serde_json::json!({
+            "out_trade_no": out_trade_no,
+            "status": crate::domain::state::TRADE_CLOSED,
+            "closed_at_provider": closed.at_provider,
+            "trade_no": Some(closed.trade_no).filter(|t| !t.is_empty()).or(payment.trade_no),
+            "detail": detail,
+        }))
+    }
+}
+
+fn unknown_payment(out_trade_no: &str) -> ApiError {
+    ApiError::field(
+        404,
+        "unknown_payment",
+        "out_trade_no",
+        format!("no payment {out_trade_no:?}"),
+    )
+}

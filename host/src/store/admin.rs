@@ -1,0 +1,115 @@
+//! What the admin pages keep besides payments: admin users (operators, and shop owners limited to
+//! their merchants), the user and one-shot message of each session, and the audit log of every
+//! state-changing admin action. A trait of its own so both stores implement it beside [`Store`].
+//!
+//! [`Store`]: super::Store
+
+use anyhow::Result;
+use serde::Serialize;
+
+/// What an admin user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Every merchant, the admin users and the audit log.
+    Operator,
+    /// Only the merchants the user is given.
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Owner => "owner",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "operator" => Some(Role::Operator),
+            "owner" => Some(Role::Owner),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminUser {
+    pub name: String,
+    /// argon2 PHC string.
+    pub password_hash: String,
+    pub role: Role,
+    /// The merchants an owner sees (an operator's list is empty: it sees every one).
+    pub merchants: Vec<String>,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+/// A live admin session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSession {
+    pub csrf: String,
+    /// None: logged in with payhost.toml's `admin_password_hash` (an operator).
+    pub user: Option<String>,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    /// RFC 3339 UTC.
+    pub at: String,
+    pub actor: String,
+    /// `settings.save`, `token.create`, `token.revoke`, `webhook.resend`, `refund.start`, …
+    pub action: String,
+    pub merchant_id: Option<String>,
+    pub detail: String,
+}
+
+/// A user name: letters, digits and `_ . @ -`, 1 to 64.
+pub fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
+}
+
+#[async_trait::async_trait]
+pub trait AdminStore: Send + Sync + 'static {
+    /// Adds a user; an error when the name is taken.
+    async fn add_admin_user(&self, user: &AdminUser) -> Result<()>;
+    async fn admin_user(&self, name: &str) -> Result<Option<AdminUser>>;
+    async fn admin_users(&self) -> Result<Vec<AdminUser>>;
+
+    /// A session of `user` (None: the `admin_password_hash` operator).
+    async fn create_user_session(
+        &self,
+        id_hash: &str,
+        csrf: &str,
+        expires_ms: i64,
+        user: Option<&str>,
+    ) -> Result<()>;
+    async fn admin_session(&self, id_hash: &str, now_ms: i64) -> Result<Option<AdminSession>>;
+    /// Keeps the message the session's next page shows.
+    async fn set_session_flash(&self, id_hash: &str, flash: &str) -> Result<()>;
+    /// The session's message, removed as it is read.
+    async fn take_session_flash(&self, id_hash: &str) -> Result<Option<String>>;
+
+    async fn record_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        merchant: Option<&str>,
+        detail: &str,
+    ) -> Result<i64>;
+    /// Newest first, older than `before` (an entry id) when given; of these merchants only when
+    /// given.
+    async fn audit_log(
+        &self,
+        merchants: Option<&[String]>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>>;
+}

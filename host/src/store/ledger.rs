@@ -1,0 +1,470 @@
+//! The ledger's side of the store: payments filtered and paged for the back office, merchants
+//! with their counts, refunds (started here or reported by the provider), a payment's timeline
+//! and its webhook attempts, and the day's records for reconciliation. Both stores implement
+//! [`Ledger`]; every money decision is [`crate::domain::refunds`]'s, applied in one transaction.
+
+use super::Payment;
+use crate::domain::refunds::{self, RefundLine};
+use anyhow::Result;
+use serde::Serialize;
+
+/// The most rows one page may hold.
+pub const MAX_PAGE: u32 = 200;
+
+/// Where a page ends: the last row's sort key (newest first by `created_at`, then merchant id and
+/// order number, descending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: String,
+    pub merchant_id: String,
+    pub out_trade_no: String,
+}
+
+impl Cursor {
+    /// The opaque text the API hands out: base64url of the three keys joined by NUL.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+            "{}\0{}\0{}",
+            self.created_at, self.merchant_id, self.out_trade_no
+        ))
+    }
+
+    pub fn decode(s: &str) -> Option<Cursor> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let mut parts = text.split('\0');
+        let c = Cursor {
+            created_at: parts.next()?.to_owned(),
+            merchant_id: parts.next()?.to_owned(),
+            out_trade_no: parts.next()?.to_owned(),
+        };
+        parts.next().is_none().then_some(c)
+    }
+
+    pub fn of(p: &Payment) -> Cursor {
+        Cursor {
+            created_at: p.created_at.clone(),
+            merchant_id: p.merchant_id.clone(),
+            out_trade_no: p.out_trade_no.clone(),
+        }
+    }
+}
+
+/// The filters of `GET /v1/payments` (and its CSV), checked already.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentFilter {
+    /// One merchant, or all.
+    pub merchant: Option<String>,
+    pub status: Option<String>,
+    /// Created at or after (stored UTC form).
+    pub from: Option<String>,
+    /// Created before (stored UTC form).
+    pub to: Option<String>,
+    /// Part of the order number, the provider's trade number or the buyer.
+    pub q: Option<String>,
+    pub min_fen: Option<u64>,
+    pub max_fen: Option<u64>,
+    /// Rows after this one.
+    pub cursor: Option<Cursor>,
+    /// At most this many rows (1 to [`MAX_PAGE`], or more for the CSV's batches).
+    pub limit: u32,
+}
+
+/// A payment with its refunded total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerPayment {
+    pub payment: Payment,
+    /// What succeeded refunds add up to.
+    pub refunded_fen: u64,
+}
+
+/// A merchant with its counts (`GET /v1/merchants`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MerchantCounts {
+    pub id: String,
+    pub payments: u64,
+    pub paid: u64,
+    pub refunded: u64,
+    pub waiting: u64,
+    pub paid_fen: u64,
+    pub refunded_fen: u64,
+}
+
+/// One refund as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub id: i64,
+    pub merchant_id: String,
+    pub out_trade_no: String,
+    pub request_no: String,
+    pub refund_key: Option<String>,
+    pub amount_fen: u64,
+    pub reason: String,
+    pub started_by: String,
+    pub status: String,
+    pub confirm_url: Option<String>,
+    pub detail: Option<String>,
+    pub created_at: String,
+    pub completed_at: Option<String>,
+}
+
+impl Refund {
+    pub fn line(&self) -> RefundLine {
+        RefundLine {
+            id: self.id,
+            request_no: self.request_no.clone(),
+            amount_fen: self.amount_fen,
+            status: self.status.clone(),
+        }
+    }
+
+    pub fn amount(&self) -> String {
+        format!("{}.{:02}", self.amount_fen / 100, self.amount_fen % 100)
+    }
+}
+
+/// A refund to start (stored PENDING before the provider is called).
+#[derive(Debug, Clone)]
+pub struct NewRefund {
+    pub merchant_id: String,
+    pub out_trade_no: String,
+    pub request_no: String,
+    pub refund_key: Option<String>,
+    pub amount_fen: u64,
+    pub reason: String,
+    pub started_by: String,
+}
+
+/// What [`Ledger::begin_refund`] did.
+#[derive(Debug, Clone)]
+pub enum RefundBegun {
+    /// Stored PENDING: call the provider with its request_no.
+    New(Refund),
+    /// The same refund_key was used before: this is that refund (nothing new stored).
+    Existing(Refund),
+    /// The money rules refused it.
+    Refused(refunds::Refusal),
+    /// There is no such payment.
+    UnknownPayment,
+}
+
+/// What settling a refund or applying a report did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundApplied {
+    /// The refund changed (and with a success the payment's status and refunded total).
+    Settled {
+        refund_id: i64,
+        status: String,
+        payment_status: String,
+    },
+    /// A refund started elsewhere was recorded.
+    Recorded {
+        refund_id: i64,
+        payment_status: String,
+    },
+    /// Nothing new.
+    Known,
+    /// Held for review (the payment flagged), not applied.
+    Mismatch(String),
+    /// No such payment.
+    UnknownPayment,
+}
+
+/// A refund's result, for [`Ledger::settle_refund`].
+#[derive(Debug, Clone)]
+pub struct RefundResult<'a> {
+    pub merchant_id: &'a str,
+    pub refund_id: i64,
+    /// `SUCCESS` or `FAILED`.
+    pub status: &'static str,
+    pub detail: Option<&'a str>,
+    /// When the provider completed it (stored UTC), else now.
+    pub completed_at: Option<&'a str>,
+    /// Where the shop wants events, if anywhere.
+    pub webhook_url: Option<&'a str>,
+}
+
+/// A provider's refund report to apply (from a notification or a query).
+#[derive(Debug, Clone)]
+pub struct ReportEffect<'a> {
+    pub merchant_id: &'a str,
+    pub out_trade_no: &'a str,
+    pub report: refunds::Report,
+    /// The notification's id: the key that makes a replay change nothing.
+    pub notify_id: &'a str,
+    pub trade_no: &'a str,
+    pub completed_at: Option<&'a str>,
+    pub webhook_url: Option<&'a str>,
+}
+
+/// One entry of a payment's own timeline (beside notifications, refunds and webhook attempts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaymentEvent {
+    pub at: String,
+    pub kind: String,
+    pub detail: Option<String>,
+}
+
+/// One delivery attempt of a shop webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookAttempt {
+    pub webhook_id: i64,
+    pub event_type: String,
+    pub at: String,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+}
+
+/// Paid count and amount of one Beijing day (for the back office's chart).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DayTotal {
+    /// `YYYY-MM-DD`, Beijing date.
+    pub date: String,
+    pub paid_count: u64,
+    pub paid_fen: u64,
+    pub refunded_fen: u64,
+}
+
+#[async_trait::async_trait]
+pub trait Ledger: Send + Sync {
+    /// Payments matching `f`, newest first, at most `f.limit` (+1 when the caller asks one more
+    /// to know whether a next page exists: it passes `limit + 1`).
+    async fn list_payments(&self, f: &PaymentFilter) -> Result<Vec<LedgerPayment>>;
+    /// A payment with its refunded total.
+    async fn ledger_payment(
+        &self,
+        merchant: &str,
+        out_trade_no: &str,
+    ) -> Result<Option<LedgerPayment>>;
+    /// A payment by the provider's trade number (legacy refund notifies name only that).
+    async fn payment_by_trade_no(&self, merchant: &str, trade_no: &str) -> Result<Option<Payment>>;
+    /// Every merchant (or those named) with its payment counts.
+    async fn merchant_counts(&self) -> Result<Vec<MerchantCounts>>;
+    /// Paid count and amount per Beijing day of the payments created in [from, to) (stored UTC),
+    /// of one merchant or all.
+    async fn daily_totals(
+        &self,
+        merchant: Option<&str>,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<DayTotal>>;
+
+    /// A payment's refunds, oldest first.
+    async fn refunds_for(&self, merchant: &str, out_trade_no: &str) -> Result<Vec<Refund>>;
+    /// One refund.
+    async fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>>;
+    /// Refunds completed (SUCCESS) in [from, to) (stored UTC), of one merchant.
+    async fn refunds_completed(&self, merchant: &str, from: &str, to: &str) -> Result<Vec<Refund>>;
+    /// In one transaction: the same refund_key returns its refund; otherwise the money rules
+    /// decide and the refund is stored PENDING.
+    async fn begin_refund(&self, new: &NewRefund) -> Result<RefundBegun>;
+    /// Keeps where the seller confirms the refund, and the provider's words.
+    async fn refund_started(
+        &self,
+        merchant: &str,
+        id: i64,
+        confirm_url: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<()>;
+    /// Ends a PENDING (or FAILED, when it succeeded after all) refund; a success moves the payment
+    /// (PARTIALLY_REFUNDED or REFUNDED) and queues its webhook, in one transaction.
+    async fn settle_refund(&self, r: &RefundResult<'_>) -> Result<RefundApplied>;
+    /// Applies a provider's refund report: matched by request_no, recorded as started by the
+    /// gateway, or held for review (the payment flagged); once per `notify_id`.
+    async fn apply_refund_report(&self, e: &ReportEffect<'_>) -> Result<RefundApplied>;
+
+    /// Closes an unpaid payment here (TRADE_CLOSED, `payment.closed` queued); false when it was
+    /// not waiting any more.
+    async fn close_payment(
+        &self,
+        merchant: &str,
+        out_trade_no: &str,
+        webhook_url: Option<&str>,
+    ) -> Result<bool>;
+
+    /// Adds an entry to a payment's timeline.
+    async fn record_event(
+        &self,
+        merchant: &str,
+        out_trade_no: &str,
+        kind: &str,
+        detail: Option<&str>,
+    ) -> Result<()>;
+    async fn events_for(&self, merchant: &str, out_trade_no: &str) -> Result<Vec<PaymentEvent>>;
+    /// Keeps one delivery attempt of a webhook.
+    async fn record_webhook_attempt(
+        &self,
+        merchant: &str,
+        out_trade_no: &str,
+        attempt: &WebhookAttempt,
+    ) -> Result<()>;
+    async fn webhook_attempts_for(
+        &self,
+        merchant: &str,
+        out_trade_no: &str,
+    ) -> Result<Vec<WebhookAttempt>>;
+}
+
+/// The webhook body of a refund event (as [`crate::domain::events`] builds a notification's,
+/// with the refund's fields).
+pub fn refund_webhook(
+    payment: &Payment,
+    next: &str,
+    kind: &str,
+    event_id: &str,
+    refund: &Refund,
+    refunded_fen: u64,
+    now: &str,
+) -> String {
+    serde_json::json!({
+        "id": event_id,
+        "type": kind,
+        "merchant_id": payment.merchant_id,
+        "out_trade_no": payment.out_trade_no,
+        "subject": payment.subject,
+        "status": next,
+        "previous_status": payment.status,
+        "total_fee": payment.total_fee(),
+        "refunded_amount": format!("{}.{:02}", refunded_fen / 100, refunded_fen % 100),
+        "refund": {
+            "id": refund.id,
+            "amount": refund.amount(),
+            "request_no": refund.request_no,
+            "started_by": refund.started_by,
+            "status": refund.status,
+        },
+        "seller_email": payment.seller,
+        "trade_no": payment.trade_no,
+        "buyer_email": payment.buyer_email,
+        "paid_at": payment.paid_at,
+        // As a provider's refund notification's webhook says it (shops read these).
+        "refund_status": "REFUND_SUCCESS",
+        "gmt_refund": refund.completed_at,
+        "created_at": now,
+    })
+    .to_string()
+}
+
+/// What a store writes for a refund's result or report (decided by [`plan_result`] or
+/// [`plan_report`], the same for every store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundWrite {
+    /// Set the refund's status (and completed_at).
+    Update { id: i64, status: &'static str },
+    /// Insert a SUCCESS refund started by the gateway with this amount.
+    Insert { amount_fen: u64 },
+    /// Nothing to write.
+    Nothing,
+    /// Flag the payment for review with this reason; nothing applied.
+    Flag(String),
+}
+
+/// The write for ending refund `id` with `status`.
+pub fn plan_result(lines: &[RefundLine], total: u64, id: i64, status: &'static str) -> RefundWrite {
+    let Some(line) = lines.iter().find(|l| l.id == id) else {
+        return RefundWrite::Nothing;
+    };
+    match (line.status.as_str(), status) {
+        (refunds::PENDING, _) => RefundWrite::Update { id, status },
+        (refunds::FAILED, refunds::SUCCESS) => {
+            if refunds::Totals::of(lines).committed() + line.amount_fen > total {
+                RefundWrite::Flag(format!(
+                    "refund {} succeeded after it had failed, beyond the paid amount",
+                    line.request_no
+                ))
+            } else {
+                RefundWrite::Update { id, status }
+            }
+        }
+        _ => RefundWrite::Nothing,
+    }
+}
+
+/// The write for a provider's report.
+pub fn plan_report(lines: &[RefundLine], total: u64, report: &refunds::Report) -> RefundWrite {
+    match refunds::decide(total, lines, report) {
+        refunds::Decision::Settle { id, status } => RefundWrite::Update { id, status },
+        refunds::Decision::Record { amount } => RefundWrite::Insert { amount_fen: amount },
+        refunds::Decision::Known => RefundWrite::Nothing,
+        refunds::Decision::Mismatch { reason } => RefundWrite::Flag(reason),
+    }
+}
+
+/// After a refund succeeded: the payment's next status, its refunded total and the webhooks to
+/// queue (through the one state machine).
+pub fn after_success(
+    payment: &Payment,
+    refund: &Refund,
+    succeeded_fen: u64,
+    now: &str,
+    webhook_url: Option<&str>,
+) -> (String, Vec<crate::domain::events::PlannedWebhook>) {
+    let event = refunds::event_after(payment.total_fen, succeeded_fen);
+    let t = crate::domain::state::transition(&payment.status, event);
+    let next = t.to.unwrap_or(payment.status.as_str()).to_owned();
+    let mut hooks = Vec::new();
+    if let Some(url) = webhook_url {
+        for ev in &t.events {
+            let kind = ev.name();
+            let key = format!("refund:{}", refund.request_no);
+            let event_id = crate::domain::events::event_id(
+                &payment.merchant_id,
+                &payment.out_trade_no,
+                kind,
+                ev.repeatable().then_some(key.as_str()),
+            );
+            let body = refund_webhook(payment, &next, kind, &event_id, refund, succeeded_fen, now);
+            hooks.push(crate::domain::events::PlannedWebhook {
+                event_id,
+                kind,
+                url: url.to_owned(),
+                body,
+            });
+        }
+    }
+    (next, hooks)
+}
+
+/// `%q%` for LIKE, its wildcards escaped with `\`.
+pub fn like_pattern(q: &str) -> String {
+    let mut s = String::with_capacity(q.len() + 2);
+    s.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('%');
+    s
+}
+
+/// The out_trade_no a webhook's body names (for its attempts on the payment's timeline).
+pub fn webhook_order(body: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()?
+        .get("out_trade_no")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let c = Cursor {
+            created_at: "2024-01-01T00:00:00Z".into(),
+            merchant_id: "m-1".into(),
+            out_trade_no: "订单/1 a".into(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        assert_eq!(Cursor::decode("!!"), None);
+        assert_eq!(Cursor::decode("YWJj"), None);
+    }
+}

@@ -1,0 +1,216 @@
+//! [`AdminStore`] on PostgreSQL: admin users, session users and messages, the audit log.
+
+use super::*;
+use crate::store::admin::{AdminSession, AdminStore, AdminUser, AuditEntry, Role};
+use anyhow::{anyhow, bail};
+
+async fn user_of(c: &deadpool_postgres::Client, r: &Row) -> Result<AdminUser> {
+    let name: String = r.get(0);
+    let role: String = r.get(2);
+    let merchants = c
+        .query(
+            "SELECT merchant_id FROM admin_user_merchants WHERE user_name = $1 ORDER BY merchant_id",
+            &[&name],
+        )
+        .await?
+        .iter()
+        .map(|m| m.get(0))
+        .collect();
+    Ok(AdminUser {
+        role: Role::parse(&role)
+            .ok_or_else(|| anyhow!("admin user {name}: unknown role {role}"))?,
+        password_hash: r.get(1),
+        created_at: r.get(3),
+        created_by: r.get(4),
+        merchants,
+        name,
+    })
+}
+
+const USER_COLUMNS: &str =
+    "SELECT name, password_hash, role, created_at, created_by FROM admin_users";
+
+#[async_trait]
+impl AdminStore for PostgresStore {
+    async fn add_admin_user(&self, user: &AdminUser) -> Result<()> {
+        let user = user.clone();
+        self.tx(move |tx| {
+            Box::pin(async move {
+                let inserted = tx
+                    .execute(
+                        "INSERT INTO admin_users (name, password_hash, role, created_at, created_by) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+                        &[&user.name, &user.password_hash, &user.role.as_str(), &now_rfc3339(), &user.created_by],
+                    )
+                    .await?;
+                if inserted == 0 {
+                    bail!("an admin user named {:?} exists already", user.name);
+                }
+                for m in &user.merchants {
+                    tx.execute(
+                        "INSERT INTO admin_user_merchants (user_name, merchant_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                        &[&user.name, m],
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn admin_user(&self, name: &str) -> Result<Option<AdminUser>> {
+        let name = name.to_owned();
+        self.run(|pool| async move {
+            let c = pool.get().await?;
+            match c
+                .query_opt(&format!("{USER_COLUMNS} WHERE name = $1"), &[&name])
+                .await?
+            {
+                Some(r) => Ok(Some(user_of(&c, &r).await?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn admin_users(&self) -> Result<Vec<AdminUser>> {
+        self.run(|pool| async move {
+            let c = pool.get().await?;
+            let mut users = Vec::new();
+            for r in c
+                .query(&format!("{USER_COLUMNS} ORDER BY name"), &[])
+                .await?
+            {
+                users.push(user_of(&c, &r).await?);
+            }
+            Ok(users)
+        })
+        .await
+    }
+
+    async fn create_user_session(
+        &self,
+        id_hash: &str,
+        csrf: &str,
+        expires_ms: i64,
+        user: Option<&str>,
+    ) -> Result<()> {
+        let (id_hash, csrf, user) = (id_hash.to_owned(), csrf.to_owned(), user.map(str::to_owned));
+        self.tx(move |tx| {
+            Box::pin(async move {
+                let now = now_ms();
+                // Expired sessions go when a new one is made.
+                tx.execute("DELETE FROM admin_sessions WHERE expires_ms <= $1", &[&now])
+                    .await?;
+                tx.execute("INSERT INTO admin_sessions (id_hash, csrf, created_ms, expires_ms, user_name) VALUES ($1, $2, $3, $4, $5)",
+                    &[&id_hash, &csrf, &now, &expires_ms, &user]).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn admin_session(&self, id_hash: &str, now_ms: i64) -> Result<Option<AdminSession>> {
+        let id_hash = id_hash.to_owned();
+        self.run(|pool| async move {
+            let c = pool.get().await?;
+            Ok(c.query_opt(
+                "SELECT csrf, user_name FROM admin_sessions WHERE id_hash = $1 AND expires_ms > $2",
+                &[&id_hash, &now_ms],
+            )
+            .await?
+            .map(|r| AdminSession {
+                csrf: r.get(0),
+                user: r.get(1),
+            }))
+        })
+        .await
+    }
+
+    async fn set_session_flash(&self, id_hash: &str, flash: &str) -> Result<()> {
+        let (id_hash, flash) = (id_hash.to_owned(), flash.to_owned());
+        self.run(|pool| async move {
+            let c = pool.get().await?;
+            c.execute(
+                "UPDATE admin_sessions SET flash = $2 WHERE id_hash = $1",
+                &[&id_hash, &flash],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_session_flash(&self, id_hash: &str) -> Result<Option<String>> {
+        let id_hash = id_hash.to_owned();
+        self.run(|pool| async move {
+            let c = pool.get().await?;
+            // One statement: the old value is returned as it is cleared.
+            Ok(c.query_opt(
+                "UPDATE admin_sessions s SET flash = NULL FROM admin_sessions o \
+                     WHERE s.id_hash = $1 AND o.id_hash = s.id_hash AND o.flash IS NOT NULL \
+                     RETURNING o.flash",
+                &[&id_hash],
+            )
+            .await?
+            .and_then(|r| r.get(0)))
+        })
+        .await
+    }
+
+    async fn record_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        merchant: Option<&str>,
+        detail: &str,
+    ) -> Result<i64> {
+        let args = [actor, action, detail].map(str::to_owned);
+        let merchant = merchant.map(str::to_owned);
+        self.run(|pool| async move {
+            let c = pool.get().await?;
+            let row = c
+                .query_one(
+                    "INSERT INTO admin_audit (at, actor, action, merchant_id, detail) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    &[&now_rfc3339(), &args[0], &args[1], &merchant, &args[2]],
+                )
+                .await?;
+            Ok(row.get(0))
+        })
+        .await
+    }
+
+    async fn audit_log(
+        &self,
+        merchants: Option<&[String]>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        let only = merchants.map(<[String]>::to_vec);
+        let limit = limit as i64;
+        self.run(|pool| async move {
+            let c = pool.get().await?;
+            let rows = c
+                .query(
+                    "SELECT id, at, actor, action, merchant_id, detail FROM admin_audit \
+                     WHERE ($1::BIGINT IS NULL OR id < $1) \
+                       AND ($2::TEXT[] IS NULL OR merchant_id = ANY($2)) \
+                     ORDER BY id DESC LIMIT $3",
+                    &[&before, &only, &limit],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| AuditEntry {
+                    id: r.get(0),
+                    at: r.get(1),
+                    actor: r.get(2),
+                    action: r.get(3),
+                    merchant_id: r.get(4),
+                    detail: r.get(5),
+                })
+                .collect())
+        })
+        .await
+    }
+}

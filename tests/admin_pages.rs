@@ -1,0 +1,319 @@
+//! The admin pages over real sockets on `payhost demo` and `payhost serve`: admin users (from the
+//! operator's page and `payhost admin-user add`), shop owners limited to their merchants (404 for
+//! another's pages and actions, 403 for the operator's), 303 after every post (a reload creates
+//! nothing), refused forms that keep what was typed, the audit log, Test connection for a C2C
+//! merchant, the CSV of the session's filter, and the language switch.
+
+use conformance::host::{
+    admin_login, admin_login_as, admin_post, csrf_of, get, payhost_binary, request, send_json,
+    spawn_payhost, temp_dir, Demo, ADMIN_PASSWORD,
+};
+use serde_json::json;
+use std::io::Write;
+
+const TOKEN: &str = "admin-pages-token-0123456789";
+
+fn demo(name: &str) -> Demo {
+    let dir = temp_dir(name);
+    let db = dir.join("demo.db").display().to_string();
+    spawn_payhost(
+        &dir,
+        &[
+            "demo",
+            "--api-token",
+            TOKEN,
+            "--admin-password",
+            ADMIN_PASSWORD,
+            "--database",
+            &db,
+        ],
+    )
+}
+
+async fn page(base: &str, path: &str, cookie: &str) -> (u16, String) {
+    let r = request(
+        "GET",
+        &format!("{base}{path}"),
+        &[("cookie", cookie)],
+        Vec::new(),
+    )
+    .await;
+    (r.status, r.text())
+}
+
+async fn post_status(base: &str, path: &str, cookie: &str, body: &str) -> u16 {
+    request(
+        "POST",
+        &format!("{base}{path}"),
+        &[
+            ("cookie", cookie),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        body.as_bytes().to_vec(),
+    )
+    .await
+    .status
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+async fn create_payment(base: &str, merchant: &str, no: &str, fee: &str, seller: Option<&str>) {
+    let mut order = json!({"out_trade_no": no, "subject": "测试", "total_fee": fee, "return_url": format!("{base}/shop/return")});
+    if let Some(s) = seller {
+        order["seller_email"] = json!(s);
+    }
+    let r = send_json(
+        "POST",
+        &format!("{base}/v1/merchants/{merchant}/payments"),
+        Some(TOKEN),
+        &order,
+    )
+    .await;
+    assert!(r.status == 200 || r.status == 201, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn owners_see_their_merchants_only_and_every_action_is_audited() {
+    let d = demo("admin-owners");
+    let base = d.base.as_str();
+    create_payment(base, "market", "MKT-ADMIN-1", "8.88", Some("13800138000")).await;
+    create_payment(base, "demo", "DEMO-ADMIN-1", "1.00", None).await;
+
+    // The operator (payhost.toml's password) adds two owners from the page. A refused add keeps
+    // the name and the chosen merchant, shows each error beside its field, never the password.
+    let (op, csrf) = admin_login(base, ADMIN_PASSWORD).await;
+    let refused = admin_post(
+        base,
+        "/admin/users",
+        &op,
+        &form(&[
+            ("csrf", &csrf),
+            ("name", "o-market"),
+            ("role", "owner"),
+            ("password", "short-pw"),
+        ]),
+    )
+    .await;
+    assert!(refused.contains("id=\"password-error\""), "{refused}");
+    assert!(refused.contains("id=\"merchants-error\""), "{refused}");
+    assert!(
+        refused.contains("value=\"o-market\""),
+        "the name is kept: {refused}"
+    );
+    assert!(
+        !refused.contains("short-pw"),
+        "the password is never echoed"
+    );
+    for (name, merchant) in [("o-market", "market"), ("o-demo", "demo")] {
+        let added = admin_post(
+            base,
+            "/admin/users",
+            &op,
+            &form(&[
+                ("csrf", &csrf),
+                ("name", name),
+                ("role", "owner"),
+                ("merchant", merchant),
+                ("password", "owner-password-0123"),
+            ]),
+        )
+        .await;
+        assert!(added.contains(&format!("已添加管理员 {name}")), "{added}");
+    }
+
+    let (own, own_csrf) = admin_login_as(base, "o-market", "owner-password-0123").await;
+    let (other, other_csrf) = admin_login_as(base, "o-demo", "owner-password-0123").await;
+    // A wrong password for a user is a 401, like an unknown user.
+    for (user, pw) in [
+        ("o-market", "wrong-password-000"),
+        ("nobody", "owner-password-0123"),
+    ] {
+        let r = request(
+            "POST",
+            &format!("{base}/admin/login"),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form(&[("user", user), ("password", pw)]).into_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 401, "{user}");
+    }
+
+    // The owner finds their order; the other owner finds nothing and may open none of it.
+    let (s, list) = page(base, "/admin/payments?q=MKT-ADMIN", &own).await;
+    assert_eq!(s, 200);
+    assert!(
+        list.contains("MKT-ADMIN-1") && !list.contains("DEMO-ADMIN-1"),
+        "{list}"
+    );
+    let (_, list) = page(base, "/admin/payments?q=ADMIN", &other).await;
+    assert!(
+        list.contains("DEMO-ADMIN-1") && !list.contains("MKT-ADMIN-1"),
+        "{list}"
+    );
+    let (_, list) = page(base, "/admin/payments?merchant=market", &other).await;
+    assert!(
+        !list.contains("MKT-ADMIN-1"),
+        "asking for another merchant: {list}"
+    );
+    for path in [
+        "/admin/merchants/market",
+        "/admin/merchants/market/payments/MKT-ADMIN-1",
+    ] {
+        assert_eq!(page(base, path, &other).await.0, 404, "{path}");
+        assert_eq!(page(base, path, &own).await.0, 200, "{path}");
+    }
+    for path in ["/admin/users", "/admin/audit"] {
+        assert_eq!(page(base, path, &other).await.0, 403, "{path}");
+    }
+    // The CSV: another merchant's is refused (the ledger's rule), their own holds only theirs.
+    let (s, refused_csv) = page(base, "/admin/payments.csv?merchant=market", &other).await;
+    assert_eq!(s, 403);
+    assert!(!refused_csv.contains("MKT-ADMIN-1"));
+    let csv = page(base, "/admin/payments.csv", &other).await.1;
+    assert!(
+        !csv.contains("MKT-ADMIN-1") && csv.contains("DEMO-ADMIN-1"),
+        "{csv}"
+    );
+    // Actions on another merchant are refused on the server, and nothing happens.
+    let c = format!("csrf={other_csrf}");
+    for path in [
+        "/admin/merchants/market/tokens",
+        "/admin/merchants/market/test",
+        "/admin/merchants/market/payments/MKT-ADMIN-1/sync",
+        "/admin/merchants/market/payments/MKT-ADMIN-1/close",
+        "/admin/merchants/market/payments/MKT-ADMIN-1/refunds",
+        "/admin/merchants/market",
+    ] {
+        assert_eq!(post_status(base, path, &other, &c).await, 404, "{path}");
+    }
+    for path in ["/admin/users", "/admin/merchants", "/admin/slots"] {
+        assert_eq!(post_status(base, path, &other, &c).await, 403, "{path}");
+    }
+    let tokens = get(&format!("{base}/v1/merchants/market/tokens"), Some(TOKEN)).await;
+    assert_eq!(
+        tokens.json()["tokens"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        tokens.text()
+    );
+
+    // The owner's own token: a 303, shown once; reloading the page creates no second one.
+    let r = request(
+        "POST",
+        &format!("{base}/admin/merchants/market/tokens"),
+        &[
+            ("cookie", &own),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        form(&[("csrf", &own_csrf), ("label", "ecshop")]).into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    let to = r.header("location").unwrap();
+    let (_, first) = page(base, &to, &own).await;
+    assert!(first.contains("id=\"new-token\">phm_"), "{first}");
+    let (_, again) = page(base, &to, &own).await;
+    assert!(!again.contains("id=\"new-token\""), "shown only once");
+    let tokens = get(&format!("{base}/v1/merchants/market/tokens"), Some(TOKEN)).await;
+    assert_eq!(tokens.json()["tokens"].as_array().map(Vec::len), Some(1));
+
+    // Test connection works for the C2C merchant (it has no default seller).
+    let tested = admin_post(
+        base,
+        "/admin/merchants/market/test",
+        &own,
+        &format!("csrf={own_csrf}"),
+    )
+    .await;
+    assert!(tested.contains("连接正常"), "{tested}");
+
+    // The operator's audit log: who, what, which merchant.
+    let (s, audit) = page(base, "/admin/audit", &op).await;
+    assert_eq!(s, 200);
+    for want in ["user.add", "token.create", "o-market", "admin_password"] {
+        assert!(audit.contains(want), "{want} missing: {audit}");
+    }
+    assert!(!audit.contains("phm_"), "no token in the audit log");
+
+    // English on request (kept in a cookie), Chinese by default; statuses in words.
+    let r = request(
+        "GET",
+        &format!("{base}/admin/payments?lang=en"),
+        &[("cookie", &own)],
+        Vec::new(),
+    )
+    .await;
+    assert!(r.text().contains("Awaiting payment"), "{}", r.text());
+    assert!(r
+        .header("set-cookie")
+        .is_some_and(|c| c.contains("payhost_lang=en")));
+    let (_, zh) = page(base, "/admin/payments", &own).await;
+    assert!(zh.contains("待付款"), "{zh}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_user_add_from_the_command_line_logs_in_as_an_owner() {
+    let dir = temp_dir("admin-cli");
+    let port = conformance::host::free_port();
+    let config = dir.join("payhost.toml");
+    std::fs::write(
+        &config,
+        conformance::host::config_head(port, TOKEN, "")
+            + "\n[merchants.shop]\npartner = \"2088101122136241\"\nkey = \"0123456789abcdef0123456789abcdef\"\nseller_email = \"s@example.com\"\n",
+    )
+    .unwrap();
+    let add = |args: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(payhost_binary())
+            .arg("admin-user")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // Every problem at once, each naming its flag.
+    let bad = add(
+        &["add", "bad name!", "--role", "owner", "--merchant", "nope"],
+        "short\n",
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    for flag in ["NAME", "--merchant", "password"] {
+        assert!(err.contains(&format!("error: {flag}:")), "{flag}: {err}");
+    }
+    let ok = add(
+        &["add", "shop-owner", "--role", "owner", "--merchant", "shop"],
+        "shop-owner-password-1\n",
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let list = add(&["list"], "");
+    assert!(String::from_utf8_lossy(&list.stdout).contains("shop-owner\towner\tshop"));
+
+    let host = conformance::host::Payhost::start(&dir, &std::fs::read_to_string(&config).unwrap());
+    let base = host.url("");
+    let base = base.trim_end_matches('/');
+    let (cookie, _) = admin_login_as(base, "shop-owner", "shop-owner-password-1").await;
+    let (s, body) = page(base, "/admin/merchants/shop", &cookie).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("shop-owner"));
+    assert_eq!(page(base, "/admin/users", &cookie).await.0, 403);
+    let _ = csrf_of(&body);
+}

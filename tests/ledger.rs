@@ -1,0 +1,549 @@
+//! The back office's ledger over real sockets, on SQLite and on PostgreSQL: `GET /v1/payments`
+//! filters and cursor pages, the streamed CSV, `GET /v1/merchants`, a payment's timeline, the
+//! refund bounds and refund-key idempotency, and a merchant token confined to its own merchant
+//! (403 everywhere else). Payments are paid through a `payhost sandbox` process.
+
+use conformance::alipay::{cashier_token, MD5_KEY};
+use conformance::host::{
+    config_head, free_port, get, post_form, send_json, spawn_payhost, temp_dir, Payhost,
+};
+use conformance::postgres::PgCluster;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "ledger-api-token-0123456789";
+const PARTNER: &str = "2088101122136241";
+
+async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn assert_error(r: &conformance::host::Reply, status: u16, field: Option<&str>) {
+    assert_eq!(r.status, status, "{}", r.text());
+    let e = &r.json()["error"];
+    assert!(
+        e["code"].is_string() && e["message"].is_string(),
+        "{}",
+        r.text()
+    );
+    if let Some(f) = field {
+        assert_eq!(e["field"], f, "{}", r.text());
+    }
+}
+
+/// Every out_trade_no of `url` (a ledger query), following next_cursor page by page.
+async fn all_pages(host: &Payhost, query: &str, token: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let url = match &cursor {
+            Some(c) => host.url(&format!("/v1/payments?{query}&cursor={c}")),
+            None => host.url(&format!("/v1/payments?{query}")),
+        };
+        let r = get(&url, Some(token)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        out.extend(v["payments"].as_array().unwrap().iter().cloned());
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+    panic!("more than 100 pages");
+}
+
+fn nos(list: &[serde_json::Value]) -> Vec<String> {
+    list.iter()
+        .map(|p| p["out_trade_no"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn scenario(name: &str, database: Option<String>) {
+    let dir = temp_dir(name);
+    let sandbox = spawn_payhost(
+        &dir,
+        &[
+            "sandbox",
+            "--md5-merchant",
+            &format!("{PARTNER}:{MD5_KEY}"),
+            "--speed",
+            "600",
+        ],
+    );
+    let port = free_port();
+    let merchant = |id: &str| {
+        format!(
+            r#"
+[merchants.{id}]
+partner = "{PARTNER}"
+key = "{MD5_KEY}"
+seller_email = "seller@example.com"
+gateway_url = "{sb}/sandbox/gateway"
+notify_verify_url = "{sb}/sandbox/mapi"
+mapi_url = "{sb}/sandbox/mapi"
+"#,
+            sb = sandbox.base,
+        )
+    };
+    let mut config = config_head(port, TOKEN, "") + &merchant("shop") + &merchant("other");
+    if let Some(url) = &database {
+        config = config.replace(
+            "database = \"payhost.db\"",
+            &format!("database = \"{url}\""),
+        );
+    }
+    let host = Payhost::start(&dir, &config);
+    let status = async |m: &str, no: &str| -> String {
+        get(
+            &host.url(&format!("/v1/merchants/{m}/payments/{no}")),
+            Some(TOKEN),
+        )
+        .await
+        .json()["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let create = async |m: &str, no: &str, fee: &str| -> serde_json::Value {
+        let r = send_json(
+            "POST",
+            &host.url(&format!("/v1/merchants/{m}/payments")),
+            Some(TOKEN),
+            &serde_json::json!({"out_trade_no": no, "subject": "账本", "total_fee": fee, "return_url": "https://shop.example/r"}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()
+    };
+    for (i, no) in ["L1", "L2", "L3", "L4", "L5"].iter().enumerate() {
+        let created = create("shop", no, &format!("{}.00", i + 1)).await;
+        if i < 3 {
+            let page = get(created["pay_url"].as_str().unwrap(), None).await;
+            let token = cashier_token(&page.text());
+            post_form(
+                &format!("{}/sandbox/cashier/pay", sandbox.base),
+                &format!("token={token}"),
+            )
+            .await;
+            wait_for("paid", async || status("shop", no).await == "TRADE_SUCCESS").await;
+        }
+    }
+    create("other", "O1", "9.99").await;
+
+    // Every payment once, newest first, across pages of 2.
+    let all = all_pages(&host, "limit=2", TOKEN).await;
+    assert_eq!(all.len(), 6, "{all:?}");
+    assert_eq!(nos(&all).into_iter().collect::<HashSet<_>>().len(), 6);
+    let keys: Vec<(String, String, String)> = all
+        .iter()
+        .map(|p| {
+            (
+                p["created_at"].as_str().unwrap().to_owned(),
+                p["merchant_id"].as_str().unwrap().to_owned(),
+                p["out_trade_no"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(keys, sorted, "newest first");
+
+    // Filters.
+    let mut paid = nos(&all_pages(&host, "merchant=shop&status=TRADE_SUCCESS", TOKEN).await);
+    paid.sort();
+    assert_eq!(paid, ["L1", "L2", "L3"]);
+    assert_eq!(nos(&all_pages(&host, "q=l4", TOKEN).await), ["L4"]);
+    let mut mid = nos(&all_pages(&host, "min_amount=2&max_amount=4.00", TOKEN).await);
+    mid.sort();
+    assert_eq!(mid, ["L2", "L3", "L4"]);
+    assert!(all_pages(&host, "from=2000-01-01&to=2000-01-02", TOKEN)
+        .await
+        .is_empty());
+    let now = payhost::domain::clock::now_unix();
+    let today = payhost::domain::clock::format_date(payhost::domain::clock::beijing_day(now));
+    assert_eq!(
+        all_pages(&host, &format!("from={today}&to={today}"), TOKEN)
+            .await
+            .len(),
+        6
+    );
+    let one = &all_pages(&host, "q=L2", TOKEN).await[0];
+    assert_eq!(one["total_fee"], "2.00");
+    assert_eq!(one["refunded_amount"], "0.00");
+    assert_eq!(one["status"], "TRADE_SUCCESS");
+
+    // Bad input names its field, in the one error shape.
+    for (q, field) in [
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("status=PAID", "status"),
+        ("from=2024-02-30", "from"),
+        ("min_amount=-1", "min_amount"),
+        ("cursor=nonsense", "cursor"),
+    ] {
+        let r = get(&host.url(&format!("/v1/payments?{q}")), Some(TOKEN)).await;
+        assert_error(&r, 400, Some(field));
+    }
+
+    // The CSV: BOM, the documented header, one row per payment, the same values as the JSON.
+    let csv = get(&host.url("/v1/payments.csv?merchant=shop"), Some(TOKEN)).await;
+    assert_eq!(csv.status, 200, "{}", csv.text());
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    assert!(csv.body.starts_with(&[0xEF, 0xBB, 0xBF]), "UTF-8 BOM");
+    let text = csv.text();
+    let lines: Vec<&str> = text
+        .trim_start_matches('\u{feff}')
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(lines[0], payhost::ledger::CSV_COLUMNS.join(","));
+    assert_eq!(lines.len(), 1 + 5, "{text}");
+    let l2: Vec<&str> = lines
+        .iter()
+        .find(|l| l.contains(",L2,"))
+        .unwrap()
+        .split(',')
+        .collect();
+    assert_eq!(l2[0], "shop");
+    assert_eq!(l2[4], "TRADE_SUCCESS");
+    assert_eq!((l2[5], l2[6]), ("2.00", "0.00"));
+    assert_eq!(l2[9], one["created_at"].as_str().unwrap());
+    assert_eq!(
+        l2[8],
+        payhost::domain::clock::stored_to_beijing(l2[9]).unwrap()
+    );
+    assert!(!l2[11].is_empty(), "paid_at_utc of a paid payment");
+
+    // Merchants with their counts (the operator's).
+    let r = get(&host.url("/v1/merchants"), Some(TOKEN)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ms = r.json()["merchants"].as_array().unwrap().clone();
+    let shop = ms.iter().find(|m| m["id"] == "shop").unwrap();
+    assert_eq!(
+        (shop["payments"].as_u64(), shop["paid"].as_u64()),
+        (Some(5), Some(3))
+    );
+    assert_eq!(shop["paid_amount"], "6.00");
+    assert!(shop["plugin"].is_string() && shop["mode"].is_string());
+
+    // A payment's timeline: created, the redirect to the cashier, the notify that paid it, the
+    // buyer's return is not taken here (the sandbox does not follow it).
+    let p = get(&host.url("/v1/merchants/shop/payments/L1"), Some(TOKEN))
+        .await
+        .json();
+    let kinds: Vec<&str> = p["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(&kinds[..3], ["created", "redirect", "notify"], "{p}");
+    assert_eq!(p["refunded_amount"], "0.00");
+    assert_eq!(p["refunds"], serde_json::json!([]));
+    let notify = p["timeline"].as_array().unwrap()[2].clone();
+    assert_eq!(notify["outcome"], "applied", "{notify}");
+
+    // Refund bounds (decided before any provider call).
+    let refund = async |no: &str, body: serde_json::Value| {
+        send_json(
+            "POST",
+            &host.url(&format!("/v1/merchants/shop/payments/{no}/refunds")),
+            Some(TOKEN),
+            &body,
+        )
+        .await
+    };
+    assert_error(
+        &refund("L1", serde_json::json!({"amount": "0"})).await,
+        400,
+        Some("amount"),
+    );
+    assert_error(
+        &refund("L1", serde_json::json!({"amount": "1.001"})).await,
+        400,
+        Some("amount"),
+    );
+    assert_error(
+        &refund("L1", serde_json::json!({"reason": "x"})).await,
+        400,
+        Some("amount"),
+    );
+    assert_error(
+        &refund("L1", serde_json::json!({"amount": "1.01"})).await,
+        409,
+        Some("amount"),
+    );
+    assert_error(
+        &refund("L4", serde_json::json!({"amount": "1.00"})).await,
+        409,
+        None,
+    );
+    assert_error(
+        &refund("NOPE", serde_json::json!({"amount": "1.00"})).await,
+        404,
+        None,
+    );
+
+    // A merchant token sees and acts on its own merchant only.
+    let r = send_json(
+        "POST",
+        &host.url("/v1/merchants/other/tokens"),
+        Some(TOKEN),
+        &serde_json::json!({"label": "ledger"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mt = r.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(nos(&all_pages(&host, "limit=50", &mt).await), ["O1"]);
+    let r = get(&host.url("/v1/payments?merchant=shop"), Some(&mt)).await;
+    assert_error(&r, 403, Some("merchant"));
+    let csv = get(&host.url("/v1/payments.csv"), Some(&mt)).await;
+    assert_eq!(csv.status, 200);
+    assert_eq!(csv.text().matches("\r\n").count(), 2, "header and O1 only");
+    assert_error(&get(&host.url("/v1/merchants"), Some(&mt)).await, 403, None);
+    assert_error(
+        &send_json(
+            "POST",
+            &host.url("/v1/merchants/shop/payments/L1/refunds"),
+            Some(&mt),
+            &serde_json::json!({"amount": "0.10"}),
+        )
+        .await,
+        403,
+        None,
+    );
+    assert_error(
+        &send_json(
+            "POST",
+            &host.url("/v1/merchants/shop/payments/L5/close"),
+            Some(&mt),
+            &serde_json::json!({}),
+        )
+        .await,
+        403,
+        None,
+    );
+    assert_error(
+        &get(
+            &host.url("/v1/merchants/shop/reconciliation?date=2024-01-01"),
+            Some(&mt),
+        )
+        .await,
+        403,
+        None,
+    );
+    // Its own refund route is open to it (bounds as for the operator).
+    let r = send_json(
+        "POST",
+        &host.url("/v1/merchants/other/payments/O1/refunds"),
+        Some(&mt),
+        &serde_json::json!({"amount": "1.00"}),
+    )
+    .await;
+    assert_error(&r, 409, None);
+    // Reconciliation refuses a future day before anything else.
+    let r = get(
+        &host.url("/v1/merchants/other/reconciliation?date=2999-01-01"),
+        Some(&mt),
+    )
+    .await;
+    assert_error(&r, 400, Some("date"));
+    let r = get(
+        &host.url("/v1/merchants/other/reconciliation?date=yesterday"),
+        Some(&mt),
+    )
+    .await;
+    assert_error(&r, 400, Some("date"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ledger_on_sqlite() {
+    scenario("ledger-sqlite", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ledger_on_postgres() {
+    let pg = PgCluster::start("ledger-pg");
+    let url = pg.create_database("ledger");
+    scenario("ledger-pg", Some(url)).await;
+    drop(pg);
+}
+
+mod open_platform {
+    //! Refunds and close through the component and the sandbox's open platform (`payhost demo`'s
+    //! `open-shop`): a partial refund (and its notify, matched to it by `out_biz_no`), the same
+    //! refund_key twice, the paid-amount bound with a refund in the books, close at the provider
+    //! and of a trade the provider never saw.
+
+    use super::*;
+    use conformance::host::{Demo, Reply, ADMIN_PASSWORD};
+
+    const DEMO_TOKEN: &str = "ledger-demo-token-0123456789";
+    const M: &str = "open-shop";
+
+    fn location(r: &Reply) -> String {
+        assert_eq!(r.status, 302, "{}", r.text());
+        r.header("location").unwrap()
+    }
+
+    /// The demo shop's buy button: the new order's number and its pay URL (not opened).
+    async fn buy(d: &Demo) -> (String, String) {
+        let pay_url = location(&post_form(&format!("{}/shop/buy/fan", d.base), "").await);
+        let no = pay_url
+            .split("out_trade_no%22%3A%22")
+            .nth(1)
+            .and_then(|s| s.split("%22").next())
+            .unwrap_or_else(|| panic!("no out_trade_no in {pay_url}"))
+            .to_owned();
+        (no, pay_url)
+    }
+
+    async fn payment(d: &Demo, no: &str) -> serde_json::Value {
+        get(
+            &format!("{}/v1/merchants/{M}/payments/{no}", d.base),
+            Some(DEMO_TOKEN),
+        )
+        .await
+        .json()
+    }
+
+    async fn refund(d: &Demo, no: &str, body: serde_json::Value) -> Reply {
+        send_json(
+            "POST",
+            &format!("{}/v1/merchants/{M}/payments/{no}/refunds", d.base),
+            Some(DEMO_TOKEN),
+            &body,
+        )
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn open_platform_refund_and_close() {
+        let dir = temp_dir("ledger-openapi");
+        let db = dir.join("demo.db").display().to_string();
+        let d = spawn_payhost(
+            &dir,
+            &[
+                "demo",
+                "--api-token",
+                DEMO_TOKEN,
+                "--admin-password",
+                ADMIN_PASSWORD,
+                "--database",
+                &db,
+            ],
+        );
+        // Paid: 25.00.
+        let (no, pay_url) = buy(&d).await;
+        let token = cashier_token(&get(&pay_url, None).await.text());
+        post_form(
+            &format!("{}/sandbox/openapi/cashier/pay", d.base),
+            &format!("token={token}"),
+        )
+        .await;
+        wait_for("paid", async || {
+            payment(&d, &no).await["status"] == "TRADE_SUCCESS"
+        })
+        .await;
+
+        // A partial refund: alipay.trade.refund moves money at once (fund_change Y).
+        let r = refund(
+            &d,
+            &no,
+            serde_json::json!({"amount": "10.00", "reason": "尺码不合", "refund_key": "k1"}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let first = r.json();
+        assert_eq!(first["amount"], "10.00");
+        assert_eq!(first["status"], "SUCCESS", "{first}");
+        assert_eq!(first["started_by"], "api:operator");
+        assert!(first["completed_at"].is_string(), "{first}");
+        // The same key again: the same refund, never a second one.
+        let r = refund(
+            &d,
+            &no,
+            serde_json::json!({"amount": "10.00", "reason": "尺码不合", "refund_key": "k1"}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["id"], first["id"]);
+        // More than what is left is refused.
+        let r = refund(&d, &no, serde_json::json!({"amount": "15.01"})).await;
+        assert_eq!(r.status, 409, "{}", r.text());
+        assert_eq!(r.json()["error"]["field"], "amount");
+        let p = payment(&d, &no).await;
+        assert_eq!(p["status"], "PARTIALLY_REFUNDED", "{p}");
+        assert_eq!(p["refunded_amount"], "10.00");
+        assert_eq!(p["refunds"].as_array().unwrap().len(), 1, "{p}");
+        // The sandbox's partial-refund notify names the refund (out_biz_no): matched to it,
+        // nothing applied twice.
+        wait_for("the refund notify", async || {
+            payment(&d, &no).await["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["kind"] == "notify")
+                .count()
+                >= 2
+        })
+        .await;
+        let p = payment(&d, &no).await;
+        assert_eq!(p["refunded_amount"], "10.00", "{p}");
+        assert_eq!(p["refunds"].as_array().unwrap().len(), 1, "{p}");
+        let kinds: Vec<&str> = p["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert!(kinds.contains(&"refund"), "{kinds:?}");
+        // The rest: REFUNDED.
+        let r = refund(
+            &d,
+            &no,
+            serde_json::json!({"amount": "15.00", "refund_key": "k2"}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let p = payment(&d, &no).await;
+        assert_eq!(p["status"], "REFUNDED", "{p}");
+        assert_eq!(p["refunded_amount"], "25.00");
+        let r = refund(&d, &no, serde_json::json!({"amount": "0.01"})).await;
+        assert_eq!(r.status, 409, "{}", r.text());
+
+        // Close: a paid one is refused; an opened cashier's trade closes at the provider; a trade
+        // the provider never saw is closed here, and the answer says so.
+        let close = async |no: &str| {
+            send_json(
+                "POST",
+                &format!("{}/v1/merchants/{M}/payments/{no}/close", d.base),
+                Some(DEMO_TOKEN),
+                &serde_json::json!({}),
+            )
+            .await
+        };
+        assert_eq!(close(&no).await.status, 409);
+        let (seen, seen_url) = buy(&d).await;
+        let _ = get(&seen_url, None).await;
+        let r = close(&seen).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["status"], "TRADE_CLOSED");
+        assert_eq!(r.json()["closed_at_provider"], true, "{}", r.text());
+        let (never, _) = buy(&d).await;
+        let r = close(&never).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["closed_at_provider"], false, "{}", r.text());
+        assert!(
+            r.json()["detail"].as_str().unwrap().contains("here"),
+            "{}",
+            r.text()
+        );
+        assert_eq!(payment(&d, &never).await["status"], "TRADE_CLOSED");
+        assert_eq!(close(&never).await.status, 409, "closed once");
+    }
+}
