@@ -15,6 +15,8 @@ pub type Settings = Vec<(String, String)>;
 /// merchant's, cached by the notify path).
 pub trait SettingsInput: Sync {
     fn pairs(&self) -> &[(String, String)];
+    /// A `String` (not `str`): the generated export calls take `&String`.
+    #[allow(clippy::owned_cow)]
     fn form(&self) -> std::borrow::Cow<'_, String>;
 }
 

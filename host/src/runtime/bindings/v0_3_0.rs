@@ -27,6 +27,7 @@ fn form_in(p: &[(String, String)]) -> String {
 }
 
 /// Settings encoded once by the caller cross as they are.
+#[allow(clippy::owned_cow)] // the generated export calls take `&String`
 fn settings_in(s: &(impl SettingsInput + ?Sized)) -> std::borrow::Cow<'_, String> {
     s.form()
 }
