@@ -38,6 +38,15 @@ impl SettingsInput for [(String, String)] {
     }
 }
 
+impl<const N: usize> SettingsInput for [(String, String); N] {
+    fn pairs(&self) -> &[(String, String)] {
+        self
+    }
+    fn form(&self) -> std::borrow::Cow<'_, String> {
+        std::borrow::Cow::Owned(encode_form(self))
+    }
+}
+
 impl SettingsInput for Vec<(String, String)> {
     fn pairs(&self) -> &[(String, String)] {
         self
