@@ -540,6 +540,49 @@ async fn api_errors_name_the_field_and_use_the_right_status() {
     assert_eq!(r.json()["error"]["code"], "gateway_0007");
 }
 
+/// Notifications keep a merchant's parsed settings between requests: a key changed through the
+/// API is the one the very next notification is checked with, and a removed merchant is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_notify_sees_a_merchants_changed_key_and_its_removal() {
+    let w = world("merchant-cache").await;
+    let url = w.host.url("/v1/merchants/rotating");
+    let (old_key, new_key) = (
+        "30000000000000000000000000000abc",
+        "40000000000000000000000000000def",
+    );
+    async fn put(w: &World, url: &str, key: &str) -> u16 {
+        let settings = json!({"partner": PARTNER, "key": key, "seller_email": SELLER,
+                "gateway_url": w.alipay.gateway_url(), "notify_verify_url": w.alipay.verify_url()});
+        send_json("PUT", url, Some(TOKEN), &settings).await.status
+    }
+    let signed_with =
+        |key: &str, id: &str| alipay::md5_notify_body(&trade("CACHE1", "1.00", id), key);
+    assert_eq!(put(&w, &url, old_key).await, 200);
+    // Signed with the merchant's key: past the signature (whatever the order's fate).
+    let r = notify(&w, "rotating", &signed_with(old_key, "n-c1")).await;
+    assert_ne!(r.status, 400, "{}", r.text());
+    assert_eq!(put(&w, &url, new_key).await, 200);
+    let r = notify(&w, "rotating", &signed_with(old_key, "n-c2")).await;
+    assert_eq!(
+        r.status,
+        400,
+        "the old key no longer verifies: {}",
+        r.text()
+    );
+    let r = notify(&w, "rotating", &signed_with(new_key, "n-c3")).await;
+    assert_ne!(r.status, 400, "the new key verifies: {}", r.text());
+    let removed = request(
+        "DELETE",
+        &url,
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        Vec::new(),
+    )
+    .await;
+    assert!(removed.status < 300, "{}", removed.text());
+    let r = notify(&w, "rotating", &signed_with(new_key, "n-c4")).await;
+    assert_eq!(r.status, 404, "a removed merchant is unknown: {}", r.text());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn merchant_settings_through_the_api_are_trimmed_validated_and_masked() {
     let w = world("merchant").await;

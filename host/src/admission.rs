@@ -6,16 +6,30 @@
 //! Inside a class, requests wait in arrival order: more at once only adds thread hand-offs and
 //! lengthens the tail.
 //!
-//! Notifications are worked on in their own small thread pool at a lower CPU priority: an
-//! unauthenticated caller can make a notification expensive (an RSA merchant's `notify_data`
-//! costs private-key work before anything is known to be genuine), and that work must not take
-//! the cores from the shop API's requests. The component yields at every epoch tick, so
-//! notifications inside the pool share it fairly too.
+//! A notification starts on the thread that read it and moves to its own small thread pool, at a
+//! lower CPU priority, once it has used [`INLINE_BUDGET`] of CPU there (or goes there at once
+//! when its merchant's recent notifications were mostly refused: a flood of cheap garbage then
+//! competes with the shop API only at the pool's priority, as expensive work does): an unauthenticated caller
+//! can make a notification expensive (an RSA merchant's `notify_data` costs private-key work
+//! before anything is known to be genuine), and that work must not take the cores from the shop
+//! API's requests. A cheap one (an MD5 merchant's, a few hundred microseconds in all) finishes
+//! where it started: a hand-off to the pool and back costs two thread wake-ups, more than the
+//! work itself (docs/PERFORMANCE.md, "Round 3, session 3"). The component yields every
+//! `runtime::plugin::YIELD_FUEL` instructions (≈ 1 ms) and at every epoch tick, which bounds
+//! how long one poll can hold the request's thread; notifications inside the pool share it
+//! fairly too.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// CPU time a notification may spend on the thread that read it before the rest of its work
+/// moves to the notification pool. An MD5 notification's whole processing takes a few hundred
+/// microseconds of polling; one RSA block alone takes several milliseconds.
+pub const INLINE_BUDGET: Duration = Duration::from_millis(1);
 
 /// The classes of work admitted separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,17 +90,25 @@ impl Admission {
             notify: Arc::new(Semaphore::new(limits.notify)),
             notify_per_merchant: limits.notify_per_merchant,
             merchants: Mutex::new(HashMap::new()),
-            // PAYHOST_NOTIFY_INLINE=1 runs notifications on the request's own executor threads
-            // and PAYHOST_NOTIFY_NICE sets the pool's nice value: the comparisons
-            // docs/PERFORMANCE.md measures, not settings for production.
-            notify_pool: if std::env::var_os("PAYHOST_NOTIFY_INLINE").is_some_and(|v| v == "1") {
-                Pool { runtime: None }
+            // PAYHOST_NOTIFY_INLINE=1 runs notifications on the request's own executor threads,
+            // PAYHOST_NOTIFY_POOL=1 sends every one to the pool at once, PAYHOST_NOTIFY_NICE sets
+            // the pool's nice value: the comparisons docs/PERFORMANCE.md measures, not settings
+            // for production.
+            notify_pool: if env_is("PAYHOST_NOTIFY_INLINE") {
+                Pool {
+                    runtime: None,
+                    budget: Duration::ZERO,
+                }
             } else {
                 let nice = std::env::var("PAYHOST_NOTIFY_NICE")
                     .ok()
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(NOTIFY_NICE);
-                Pool::new("payhost-notify", cores, nice)?
+                let mut pool = Pool::new("payhost-notify", cores, nice)?;
+                if env_is("PAYHOST_NOTIFY_POOL") {
+                    pool.budget = Duration::ZERO;
+                }
+                pool
             },
         })
     }
@@ -133,14 +155,16 @@ impl Admission {
         }
     }
 
-    /// Runs a notification's processing in the notification pool; `None` when the pool stopped
-    /// before it finished (payhost is shutting down).
-    pub async fn run_notify<F, T>(&self, work: F) -> Option<T>
+    /// Runs a notification's processing: here until it has used [`INLINE_BUDGET`] of CPU, then
+    /// in the notification pool (all of it in the pool unless `may_start_here`: its merchant's
+    /// recent notifications were mostly refused, the mark of a flood); `None` when the pool
+    /// stopped before it finished (payhost is shutting down).
+    pub async fn run_notify<F, T>(&self, work: F, may_start_here: bool) -> Option<T>
     where
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        self.notify_pool.run(work).await
+        self.notify_pool.run(work, may_start_here).await
     }
 }
 
@@ -149,10 +173,16 @@ impl Admission {
 /// machine it changes nothing.
 const NOTIFY_NICE: i32 = 10;
 
-/// A few threads with their own executor, at a given CPU priority (none: work runs where it is
-/// awaited).
+fn env_is(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| v == "1")
+}
+
+/// A few threads with their own executor, at a given CPU priority, for work that used up its
+/// budget where it was awaited (no runtime: all of it runs where it is awaited).
 struct Pool {
     runtime: Option<tokio::runtime::Runtime>,
+    /// CPU time work may take where it is awaited before it moves to the pool.
+    budget: Duration,
 }
 
 impl Pool {
@@ -165,10 +195,11 @@ impl Pool {
             .build()?;
         Ok(Pool {
             runtime: Some(runtime),
+            budget: INLINE_BUDGET,
         })
     }
 
-    async fn run<F, T>(&self, work: F) -> Option<T>
+    async fn run<F, T>(&self, work: F, may_start_here: bool) -> Option<T>
     where
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
@@ -176,6 +207,32 @@ impl Pool {
         let Some(runtime) = self.runtime.as_ref() else {
             return Some(work.await);
         };
+        // Polled here while it stays cheap; a pinned box moves to the pool as it is (a future
+        // may be polled from another thread, and its next poll registers the pool's waker).
+        let mut work = Box::pin(work);
+        let mut spent = Duration::ZERO;
+        let budget = if may_start_here {
+            self.budget
+        } else {
+            Duration::ZERO
+        };
+        let here = std::future::poll_fn(|cx| {
+            if budget.is_zero() {
+                return Poll::Ready(None);
+            }
+            let started = Instant::now();
+            let poll = work.as_mut().poll(cx);
+            spent += started.elapsed();
+            match poll {
+                Poll::Ready(v) => Poll::Ready(Some(v)),
+                Poll::Pending if spent >= budget => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        if let Some(v) = here {
+            return Some(v);
+        }
         match runtime.spawn(work).await {
             Ok(v) => Some(v),
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -257,12 +314,39 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn notifications_run_in_their_own_threads() {
+    async fn a_cheap_notification_stays_an_expensive_one_moves_to_the_pool() {
         let admission = Admission::new(limits()).unwrap();
-        let name = admission
-            .run_notify(async { std::thread::current().name().map(str::to_owned) })
+        let thread = || std::thread::current().name().map(str::to_owned);
+        let cheap = admission
+            .run_notify(async move { thread() }, true)
             .await
             .unwrap();
-        assert_eq!(name.as_deref(), Some("payhost-notify"));
+        assert_ne!(cheap.as_deref(), Some("payhost-notify"), "no hand-off");
+        let suspect = admission
+            .run_notify(async move { thread() }, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            suspect.as_deref(),
+            Some("payhost-notify"),
+            "not started here"
+        );
+        // Busy for longer than the budget, then yielding (as the component does every
+        // YIELD_FUEL instructions): the rest runs in the pool, at its lower priority.
+        let expensive = admission
+            .run_notify(
+                async move {
+                    let started = Instant::now();
+                    while started.elapsed() < INLINE_BUDGET * 2 {
+                        std::hint::spin_loop();
+                    }
+                    tokio::task::yield_now().await;
+                    thread()
+                },
+                true,
+            )
+            .await
+            .unwrap();
+        assert_eq!(expensive.as_deref(), Some("payhost-notify"));
     }
 }

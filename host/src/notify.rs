@@ -7,11 +7,88 @@
 //! and writes the answer.
 
 use crate::config::MerchantSettings;
-use crate::runtime::plugin_api::{Notification, OrderExpectation, PluginError};
+use crate::net::Policy;
+use crate::runtime::plugin_api::{EncodedSettings, Notification, OrderExpectation, PluginError};
 use crate::runtime::{CallError, PluginRuntime, Session};
 use crate::service::App;
 use crate::store::{Applied, NotificationEffect, NotificationRecord, RawNotification};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A merchant as notifications use it, prepared once from its stored settings: parsed, its
+/// component's settings form-encoded, its outbound policy built.
+pub struct KnownMerchant {
+    /// The stored settings' text: the version each lookup compares with the store's.
+    stored: String,
+    pub settings: MerchantSettings,
+    encoded: EncodedSettings,
+    policy: Policy,
+    recent: RecentFates,
+}
+
+/// A merchant's last 32 notifications' fates, newest in bit 0: 1 = not acknowledged (refused or
+/// to be retried).
+#[derive(Default)]
+struct RecentFates(AtomicU32);
+
+/// A merchant with more than this many of its last 32 notifications not acknowledged has its
+/// notifications processed in the notification pool from the start: a flood of garbage (every
+/// one refused) then competes with the shop API at the pool's lower priority only. Genuine
+/// traffic, acknowledged, starts on the request's thread (`admission`).
+const MAX_RECENT_REFUSALS: u32 = 2;
+
+impl RecentFates {
+    fn mostly_acknowledged(&self) -> bool {
+        self.0.load(Ordering::Relaxed).count_ones() <= MAX_RECENT_REFUSALS
+    }
+
+    fn record(&self, acknowledged: bool) {
+        let bit = u32::from(!acknowledged);
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                Some((r << 1) | bit)
+            });
+    }
+}
+
+/// Merchants prepared once and kept while their stored settings stay the same. Every lookup
+/// reads the stored text by key (on SQLite in place, no hand-off to another thread) and compares
+/// it with the kept one: a change from anywhere — the admin page, the API, a configuration
+/// reload, another replica on the same PostgreSQL, the CLI on the same database — is what the
+/// next notification sees, and a removed merchant's entry goes with its first lookup. What a
+/// notification saves is the JSON parse, the encoding for the component and the policy, per
+/// notification.
+#[derive(Default)]
+pub struct MerchantCache {
+    entries: Mutex<HashMap<String, Arc<KnownMerchant>>>,
+}
+
+/// More merchants than any host serves: the map is emptied rather than grown past it.
+const MAX_CACHED_MERCHANTS: usize = 10_000;
+
+impl MerchantCache {
+    fn get(&self, id: &str, stored: &str) -> Option<Arc<KnownMerchant>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(id).filter(|m| m.stored == stored).cloned()
+    }
+
+    fn put(&self, id: &str, merchant: Arc<KnownMerchant>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MAX_CACHED_MERCHANTS {
+            entries.clear();
+        }
+        entries.insert(id.to_owned(), merchant);
+    }
+
+    fn forget(&self, id: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+}
 
 /// How a notification ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,7 +305,7 @@ impl App {
         &self,
         merchant_id: &str,
         client: std::net::IpAddr,
-    ) -> Result<MerchantSettings, NotifyAnswer> {
+    ) -> Result<Arc<KnownMerchant>, NotifyAnswer> {
         let limited = || {
             self.metrics.rate_limited.inc();
             self.notify_answer(NotifyOutcome::RateLimited, None)
@@ -240,7 +317,7 @@ impl App {
         {
             return Err(limited());
         }
-        let merchant = match self.store.merchant(merchant_id).await {
+        let merchant = match self.known_merchant(merchant_id).await {
             Ok(Some(m)) => m,
             Ok(None) => return Err(self.notify_answer(NotifyOutcome::UnknownMerchant, None)),
             Err(e) => {
@@ -254,11 +331,33 @@ impl App {
         Ok(merchant)
     }
 
+    /// The merchant as stored now, prepared once per change of its stored settings
+    /// ([`MerchantCache`]); `None` when there is no such merchant.
+    async fn known_merchant(&self, id: &str) -> anyhow::Result<Option<Arc<KnownMerchant>>> {
+        let Some(stored) = self.store.merchant_stored(id).await? else {
+            self.merchant_cache.forget(id);
+            return Ok(None);
+        };
+        if let Some(m) = self.merchant_cache.get(id, &stored) {
+            return Ok(Some(m));
+        }
+        let settings = crate::store::parse_merchant(&stored)?;
+        let merchant = Arc::new(KnownMerchant {
+            encoded: EncodedSettings::new(settings.settings.clone()),
+            policy: self.merchant_policy(&settings),
+            settings,
+            stored,
+            recent: RecentFates::default(),
+        });
+        self.merchant_cache.put(id, merchant.clone());
+        Ok(Some(merchant))
+    }
+
     /// A body the HTTP layer could not read (`status` says why): the provider sends it again.
-    pub fn notify_body_refused(&self, merchant: &MerchantSettings, status: u16) -> NotifyAnswer {
+    pub fn notify_body_refused(&self, merchant: &KnownMerchant, status: u16) -> NotifyAnswer {
         self.notify_answer(
             NotifyOutcome::BodyRefused(status),
-            self.plugins.for_merchant(merchant),
+            self.plugins.for_merchant(&merchant.settings),
         )
     }
 
@@ -268,23 +367,31 @@ impl App {
     /// when there is one). It is acknowledged only once that commit is durable and nothing is
     /// left to retry; one whose processing is cut short is not, so the provider sends it again.
     ///
-    /// Admitted per merchant and overall (`admission`), and worked on in the notification pool,
-    /// never on the threads that serve the shop API.
+    /// Admitted per merchant and overall (`admission`); started on the request's thread and
+    /// moved to the notification pool once it proves expensive, or worked on there from the
+    /// start when its merchant's recent notifications were mostly refused (a flood).
     pub async fn notify_for(
         self: &Arc<Self>,
         merchant_id: &str,
-        merchant: MerchantSettings,
+        merchant: Arc<KnownMerchant>,
         remote: Option<String>,
         body: bytes::Bytes,
     ) -> NotifyAnswer {
         let _permit = self.admission.enter_notify(merchant_id).await;
-        let (app, id) = (self.clone(), merchant_id.to_owned());
+        let (app, id, known) = (self.clone(), merchant_id.to_owned(), merchant.clone());
         let work = async move {
             app.notify_now(&id, &merchant, remote.as_deref(), &body)
                 .await
         };
-        match self.admission.run_notify(work).await {
-            Some(answer) => answer,
+        match self
+            .admission
+            .run_notify(work, known.recent.mostly_acknowledged())
+            .await
+        {
+            Some(answer) => {
+                known.recent.record(answer.outcome.acknowledged());
+                answer
+            }
             None => {
                 tracing::warn!(merchant = merchant_id, "payhost is stopping: a notification was cut short; the provider sends it again");
                 self.notify_answer(NotifyOutcome::Retry(RetryCause::PluginFailed), None)
@@ -296,7 +403,7 @@ impl App {
     async fn notify_now(
         &self,
         merchant_id: &str,
-        merchant: &MerchantSettings,
+        merchant: &KnownMerchant,
         remote: Option<&str>,
         body: &[u8],
     ) -> NotifyAnswer {
@@ -305,12 +412,12 @@ impl App {
             remote,
             body,
         };
-        let plugin = self.plugins.for_merchant(merchant);
+        let plugin = self.plugins.for_merchant(&merchant.settings);
         let processed = match plugin {
             Some(p) => self.process_notify(p, merchant_id, merchant, &raw).await,
             None => Processed::stop(
                 NotifyOutcome::Retry(RetryCause::MerchantMisconfigured),
-                format!("no plugin {:?} is loaded", merchant.plugin_id),
+                format!("no plugin {:?} is loaded", merchant.settings.plugin_id),
             ),
         };
         let mut outcome = processed.outcome;
@@ -340,17 +447,16 @@ impl App {
         &self,
         plugin: &crate::runtime::PluginRuntime,
         merchant_id: &str,
-        merchant: &MerchantSettings,
+        merchant: &KnownMerchant,
         raw: &RawNotification<'_>,
     ) -> Processed {
         let form: Vec<(String, String)> = form_urlencoded::parse(raw.body).into_owned().collect();
-        let policy = self.merchant_policy(merchant);
         let mut session = match plugin.session().await {
             Ok(s) => s,
             Err(e) => return Processed::call_failed(e),
         };
         let verified = match session
-            .verify_notification(&policy, &merchant.settings, &form)
+            .verify_notification(&merchant.policy, &merchant.encoded, &form)
             .await
         {
             Err(e) => return Processed::call_failed(e),
@@ -361,8 +467,15 @@ impl App {
             }
             Ok(Ok(n)) => n,
         };
-        self.apply_verified(merchant_id, merchant, &mut session, &verified, raw, None)
-            .await
+        self.apply_verified(
+            merchant_id,
+            &merchant.settings,
+            &mut session,
+            &verified,
+            raw,
+            None,
+        )
+        .await
     }
 
     /// Matches a verified notification against its order and applies it (the same path for a
@@ -798,6 +911,25 @@ mod tests {
             assert_eq!(a.outcome().0, label);
             assert_eq!(NotifyOutcome::from_applied(&a).label(), label);
         }
+    }
+
+    #[test]
+    fn a_merchant_whose_recent_notifications_are_refused_is_marked() {
+        let fates = RecentFates::default();
+        assert!(fates.mostly_acknowledged());
+        for _ in 0..MAX_RECENT_REFUSALS {
+            fates.record(false);
+        }
+        assert!(fates.mostly_acknowledged(), "a few refusals are normal");
+        fates.record(false);
+        assert!(!fates.mostly_acknowledged(), "a run of refusals is a flood");
+        for _ in 0..32 {
+            fates.record(true);
+        }
+        assert!(
+            fates.mostly_acknowledged(),
+            "32 acknowledged ones clear the mark"
+        );
     }
 
     #[test]

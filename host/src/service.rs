@@ -38,6 +38,8 @@ pub struct App {
     pub webhook_wake: Arc<tokio::sync::Notify>,
     /// Rate limits and login throttling (see `auth`).
     pub guards: crate::auth::Guards,
+    /// Merchants prepared once for notifications, kept while their stored settings are unchanged.
+    pub merchant_cache: crate::notify::MerchantCache,
 }
 
 /// An error for the API: HTTP status, code, field, message.

@@ -16,14 +16,14 @@
 //!   the MD5 check, one `notify_verify` call to the same stub, one SQLite `synchronous=FULL`
 //!   commit with group commit; no component, no dedupe rules, no outbox), for payhost/floor.
 //! * `--rsa-flood`: the shop API's payment creation (one at a time) idle, then while 64
-//!   connections send garbage RSA notifies (`notify_data` of 32 RSA blocks, a signature that
-//!   never verifies) to an RSA merchant; prints both p50/p99/max and the goal (p99 ≤ 2× idle, no
+//!   connections send garbage RSA notifies (`notify_data` of 32 RSA blocks, or `--flood-blocks
+//!   N`; a signature that never verifies) to an RSA merchant; prints both p50/p99/max and the goal (p99 ≤ 2× idle, no
 //!   call over 1 s). SQLite only.
 //!
 //! Prints throughput, p50/p90/p99/max latency, the host's RSS idle and under load, the number of
 //! paid orders the store holds, and the notify ratios payhost/PHP and payhost/floor per level.
 //! Options: `--seconds N`, `--concurrency 1,16,64`, `--only notify|payments|php|floor|rsa-flood`,
-//! `--php`, `--floor`, `--rsa-flood`, `--database sqlite,postgres` (each store in turn, in the
+//! `--php`, `--floor`, `--rsa-flood`, `--flood-blocks N`, `--database sqlite,postgres` (each store in turn, in the
 //! same run; PostgreSQL is a cluster the benchmark starts, as the tests do) and `--replicas 1,2`
 //! (with PostgreSQL: that many `payhost serve` replicas, behind haproxy when more than one).
 //! CI runs the short form `--seconds 1 --concurrency 16 --floor --rsa-flood` (scripts/test): a
@@ -56,6 +56,9 @@ struct Options {
     php: bool,
     floor: bool,
     rsa_flood: bool,
+    /// `--flood-blocks N`: RSA blocks in each flood notify's `notify_data` (default 32, over the
+    /// component's cap of 16; 16 is the most it decrypts).
+    flood_blocks: usize,
     /// `--database sqlite,postgres`: the stores to measure, one after the other in this run.
     databases: Vec<String>,
     /// `--replicas 1,2`: with PostgreSQL, how many replicas (more than one: behind haproxy).
@@ -71,6 +74,7 @@ fn options() -> Options {
         php: false,
         floor: false,
         rsa_flood: false,
+        flood_blocks: 32,
         databases: vec!["sqlite".into()],
         replicas: vec![1],
     };
@@ -93,6 +97,10 @@ fn options() -> Options {
             "--php" => o.php = true,
             "--floor" => o.floor = true,
             "--rsa-flood" => o.rsa_flood = true,
+            "--flood-blocks" => {
+                o.flood_blocks = value().parse().expect("--flood-blocks: a whole number");
+                i += 1;
+            }
             "--database" => {
                 o.databases = value().split(',').map(|d| d.trim().to_owned()).collect();
                 assert!(
@@ -385,7 +393,7 @@ async fn main() {
                     first = false;
                 }
                 if o.rsa_flood && database == "sqlite" {
-                    rsa_flood(&setup, duration).await;
+                    rsa_flood(&setup, duration, o.flood_blocks).await;
                 }
             }
         }
@@ -638,12 +646,12 @@ fn payment_request(addr: SocketAddr, out_trade_no: &str) -> http::Request<Full<B
         .unwrap()
 }
 
-/// A notification for the RSA merchant nobody can have sent: `notify_data` of 32 RSA blocks
-/// (real ciphertext to the merchant key, so the component decrypts every block) and a signature
-/// that never verifies.
-fn garbage_rsa_notify() -> Bytes {
+/// A notification for the RSA merchant nobody can have sent: `notify_data` of `blocks` RSA blocks
+/// (real ciphertext to the merchant key, so the component decrypts every block it accepts) and a
+/// signature that never verifies.
+fn garbage_rsa_notify(blocks: usize) -> Bytes {
     // 117 plaintext bytes per block of the 1024-bit test key.
-    let data = encrypt_to_test_key(&"x".repeat(32 * 117));
+    let data = encrypt_to_test_key(&"x".repeat(blocks * 117));
     Bytes::from(form_encode(&[
         ("service".into(), "alipay.wap.trade.create.direct".into()),
         ("sign".into(), "AAAA".repeat(43)),
@@ -655,7 +663,7 @@ fn garbage_rsa_notify() -> Bytes {
 
 /// `--rsa-flood`: payment creation one at a time idle, then under 64 connections of garbage
 /// RSA notifies to the RSA merchant.
-async fn rsa_flood(setup: &Setup, duration: Duration) {
+async fn rsa_flood(setup: &Setup, duration: Duration, blocks: usize) {
     const FLOOD: usize = 64;
     let addr = setup.addr;
     let next = Arc::new(AtomicU64::new(0));
@@ -665,7 +673,7 @@ async fn rsa_flood(setup: &Setup, duration: Duration) {
     })
     .await;
     println!("{}", idle.line("pay idle", 1));
-    let body = garbage_rsa_notify();
+    let body = garbage_rsa_notify(blocks);
     let flood_make: MakeRequest = Arc::new(move |_| {
         Some(
             http::Request::post("/notify/rsa")

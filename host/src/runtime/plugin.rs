@@ -14,6 +14,7 @@
 use super::bindings::{self, v0_2_0, v0_3_0, v0_4_0, Guest, Pre};
 use super::engine::{self, wt, CompileSource};
 use super::plugin_api as api;
+use super::plugin_api::SettingsInput;
 use crate::manifest::Manifest;
 use crate::net::{self, Origin, Policy};
 use anyhow::{bail, Result};
@@ -123,6 +124,13 @@ pub struct CallStats {
     pub failures: AtomicU64,
     pub total_micros: AtomicU64,
 }
+
+/// The guest yields to the executor every this many instructions (≈ 1 ms of wasm on this
+/// machine; an MD5 notification's calls use ≈ 1M in all, one RSA block ≈ 60M): a poll of a
+/// guest call never holds its thread much longer, so a notification that turns out expensive
+/// leaves the request's thread for the notification pool within about a millisecond
+/// (`admission`), where the epoch tick alone would let it hold the thread for up to 10 ms.
+pub const YIELD_FUEL: u64 = 2_000_000;
 
 /// A warm instance is used for at most this many requests, then dropped: whatever a long-lived
 /// guest heap accumulates (fragmentation, a slow leak) is bounded.
@@ -433,6 +441,7 @@ impl PluginRuntime {
         store.limiter(|s| &mut s.limiter);
         store
             .set_fuel(limits.fuel_per_call)
+            .and_then(|()| store.fuel_async_yield_interval(Some(YIELD_FUEL)))
             .map_err(|e| CallError::Instantiate(e.to_string()))?;
         store.epoch_deadline_callback(|ctx| {
             Ok(if std::time::Instant::now() >= ctx.data().deadline {
@@ -709,7 +718,7 @@ impl Session<'_> {
 
     pub async fn validate_settings(
         &mut self,
-        settings: &[(String, String)],
+        settings: &(impl SettingsInput + ?Sized),
     ) -> Result<Result<api::Settings, Vec<api::FieldError>>, CallError> {
         call_export!(self, validate_settings, settings)
     }
@@ -718,7 +727,7 @@ impl Session<'_> {
     pub async fn start_payment(
         &mut self,
         policy: &Policy,
-        settings: &[(String, String)],
+        settings: &(impl SettingsInput + ?Sized),
         order: &api::PaymentRequest,
     ) -> Result<Result<api::PaymentStarted, api::PluginError>, CallError> {
         let first = call_export!(self, start_payment, settings, order);
@@ -727,7 +736,7 @@ impl Session<'_> {
 
     pub async fn verify_return(
         &mut self,
-        settings: &[(String, String)],
+        settings: &(impl SettingsInput + ?Sized),
         query: &[(String, String)],
     ) -> Result<Result<api::VerifiedReturn, api::PluginError>, CallError> {
         call_export!(self, verify_return, settings, query)
@@ -737,7 +746,7 @@ impl Session<'_> {
     pub async fn verify_notification(
         &mut self,
         policy: &Policy,
-        settings: &[(String, String)],
+        settings: &(impl SettingsInput + ?Sized),
         form: &[(String, String)],
     ) -> Result<Result<api::Notification, api::PluginError>, CallError> {
         let first = call_export!(self, verify_notification, settings, form);
@@ -748,7 +757,7 @@ impl Session<'_> {
     /// the host sends anything (the conformance kit's hostile-input cases).
     pub async fn verify_notification_first_step(
         &mut self,
-        settings: &[(String, String)],
+        settings: &(impl SettingsInput + ?Sized),
         form: &[(String, String)],
     ) -> Result<Result<FirstStep<api::Notification>, api::PluginError>, CallError> {
         let step = call_export!(self, verify_notification, settings, form)?;
@@ -770,7 +779,7 @@ impl Session<'_> {
     pub async fn query_trade(
         &mut self,
         policy: &Policy,
-        settings: &[(String, String)],
+        settings: &(impl SettingsInput + ?Sized),
         out_trade_no: &str,
     ) -> Result<Result<api::TradeQuery, api::PluginError>, CallError> {
         let first = call_export!(self, query_trade, settings, out_trade_no);
@@ -780,7 +789,7 @@ impl Session<'_> {
     /// Verifies an app SDK's synchronous result (a hint, never a payment).
     pub async fn verify_app_result(
         &mut self,
-        settings: &[(String, String)],
+        settings: &(impl SettingsInput + ?Sized),
         result: &str,
     ) -> Result<Result<api::AppResult, api::PluginError>, CallError> {
         call_export!(self, verify_app_result, settings, result)
@@ -789,7 +798,7 @@ impl Session<'_> {
     pub async fn list_channels(
         &mut self,
         policy: &Policy,
-        settings: &[(String, String)],
+        settings: &(impl SettingsInput + ?Sized),
         out_user: Option<&str>,
     ) -> Result<Result<api::ChannelList, api::PluginError>, CallError> {
         let first = call_export!(self, list_channels, settings, out_user);
@@ -825,7 +834,7 @@ impl Session<'_> {
     pub async fn start_refund(
         &mut self,
         policy: &Policy,
-        settings: &[(String, String)],
+        settings: &(impl SettingsInput + ?Sized),
         refund: &api::RefundRequest,
     ) -> Result<Result<api::RefundState, api::PluginError>, CallError> {
         self.require_0_4("refunds")?;
@@ -837,7 +846,7 @@ impl Session<'_> {
     pub async fn query_refund(
         &mut self,
         policy: &Policy,
-        settings: &[(String, String)],
+        settings: &(impl SettingsInput + ?Sized),
         out_trade_no: &str,
         request_no: &str,
     ) -> Result<Result<api::RefundState, api::PluginError>, CallError> {
@@ -850,7 +859,7 @@ impl Session<'_> {
     pub async fn close_trade(
         &mut self,
         policy: &Policy,
-        settings: &[(String, String)],
+        settings: &(impl SettingsInput + ?Sized),
         out_trade_no: &str,
     ) -> Result<Result<api::TradeClosed, api::PluginError>, CallError> {
         self.require_0_4("closing a trade")?;
@@ -865,7 +874,7 @@ impl Session<'_> {
     pub async fn locate_bill(
         &mut self,
         policy: &Policy,
-        settings: &[(String, String)],
+        settings: &(impl SettingsInput + ?Sized),
         date: &str,
     ) -> Result<Result<api::BillLocation, api::PluginError>, CallError> {
         self.require_0_4("bills")?;

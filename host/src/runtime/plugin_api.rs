@@ -9,6 +9,85 @@
 /// A component's settings, as `name = value` pairs in the order the schema gives them.
 pub type Settings = Vec<(String, String)>;
 
+/// Settings as a call takes them: the pairs (contract 0.2.0 passes `list<pair>`) and their
+/// form-encoded text (0.3.0 on, one `form-pairs` string). Plain pairs are encoded per call;
+/// [`EncodedSettings`] carries the text encoded once, for settings used again and again (a
+/// merchant's, cached by the notify path).
+pub trait SettingsInput: Sync {
+    fn pairs(&self) -> &[(String, String)];
+    /// A `String` (not `str`): the generated export calls take `&String`.
+    #[allow(clippy::owned_cow)]
+    fn form(&self) -> std::borrow::Cow<'_, String>;
+}
+
+/// Pairs form-encoded (`application/x-www-form-urlencoded`), in order.
+pub fn encode_form(pairs: &[(String, String)]) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        out.append_pair(k, v);
+    }
+    out.finish()
+}
+
+impl SettingsInput for [(String, String)] {
+    fn pairs(&self) -> &[(String, String)] {
+        self
+    }
+    fn form(&self) -> std::borrow::Cow<'_, String> {
+        std::borrow::Cow::Owned(encode_form(self))
+    }
+}
+
+impl<const N: usize> SettingsInput for [(String, String); N] {
+    fn pairs(&self) -> &[(String, String)] {
+        self
+    }
+    fn form(&self) -> std::borrow::Cow<'_, String> {
+        std::borrow::Cow::Owned(encode_form(self))
+    }
+}
+
+impl SettingsInput for Vec<(String, String)> {
+    fn pairs(&self) -> &[(String, String)] {
+        self
+    }
+    fn form(&self) -> std::borrow::Cow<'_, String> {
+        std::borrow::Cow::Owned(encode_form(self))
+    }
+}
+
+/// Settings with their form-encoded text computed once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncodedSettings {
+    pairs: Settings,
+    form: String,
+}
+
+impl EncodedSettings {
+    pub fn new(pairs: Settings) -> EncodedSettings {
+        let form = encode_form(&pairs);
+        EncodedSettings { pairs, form }
+    }
+}
+
+impl std::fmt::Debug for EncodedSettings {
+    // Settings hold keys and passwords: their names only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.pairs.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+impl SettingsInput for EncodedSettings {
+    fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+    fn form(&self) -> std::borrow::Cow<'_, String> {
+        std::borrow::Cow::Borrowed(&self.form)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldKind {
     Text,

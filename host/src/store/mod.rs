@@ -191,6 +191,9 @@ pub enum Inserted {
 #[async_trait]
 pub trait Merchants: Send + Sync {
     async fn merchant(&self, id: &str) -> Result<Option<MerchantSettings>>;
+    /// A merchant's settings as stored (their JSON text), read by key: a caller that keeps the
+    /// parsed settings compares it to know whether they changed since.
+    async fn merchant_stored(&self, id: &str) -> Result<Option<String>>;
     async fn merchant_ids(&self) -> Result<Vec<String>>;
     /// Saves settings from the admin page or the API.
     async fn save_merchant(&self, id: &str, settings: &MerchantSettings) -> Result<()>;
@@ -440,6 +443,12 @@ impl OwnedEffect {
 }
 
 pub use crate::domain::events::{event_id, plan_notification, Plan, PlannedWebhook};
+
+/// Parses a merchant's stored settings (what [`Merchants::merchant_stored`] returns).
+pub fn parse_merchant(stored: &str) -> Result<MerchantSettings> {
+    use anyhow::Context;
+    serde_json::from_str(stored).context("stored merchant settings are corrupt")
+}
 
 pub fn now_rfc3339() -> String {
     // UTC, second precision, without a date-time crate.

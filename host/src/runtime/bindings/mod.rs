@@ -23,6 +23,7 @@ macro_rules! contract_version {
     ($($refund:ident)?) => {
         use crate::runtime::plugin::HostState;
         use crate::runtime::plugin_api as api;
+        use crate::runtime::plugin_api::SettingsInput;
         use wasmtime::Store;
 
         pub use payhost::payment::types;
@@ -379,8 +380,9 @@ macro_rules! contract_version {
             r.map(U::from).map_err(api::PluginError::from)
         }
 
-        // One function per export, in host types. The settings are converted per call (a few
-        // short strings): a flow may resume on another instance, so nothing is kept between calls.
+        // One function per export, in host types. The settings cross per call (a flow may resume
+        // on another instance, so nothing is kept in the guest between calls), in the form the
+        // caller may have encoded once (`SettingsInput`).
 
         pub async fn describe(
             g: &PaymentPlugin,
@@ -395,11 +397,11 @@ macro_rules! contract_version {
         pub async fn validate_settings(
             g: &PaymentPlugin,
             store: &mut Store<HostState>,
-            settings: &[(String, String)],
+            settings: &(impl SettingsInput + ?Sized),
         ) -> wasmtime::Result<Result<api::Settings, Vec<api::FieldError>>> {
             let r = g
                 .payhost_payment_plugin()
-                .call_validate_settings(store, &form_in(settings))
+                .call_validate_settings(store, &settings_in(settings))
                 .await?;
             Ok(r.map(pairs_out).map_err(field_errors))
         }
@@ -407,13 +409,13 @@ macro_rules! contract_version {
         pub async fn start_payment(
             g: &PaymentPlugin,
             store: &mut Store<HostState>,
-            settings: &[(String, String)],
+            settings: &(impl SettingsInput + ?Sized),
             order: &api::PaymentRequest,
         ) -> Answer<api::Step<api::PaymentStarted>> {
             let order = types::PaymentRequest::from(order);
             let r = g
                 .payhost_payment_plugin()
-                .call_start_payment(store, &form_in(settings), &order)
+                .call_start_payment(store, &settings_in(settings), &order)
                 .await?;
             Ok(answer(r))
         }
@@ -421,14 +423,14 @@ macro_rules! contract_version {
         pub async fn resume_payment(
             g: &PaymentPlugin,
             store: &mut Store<HostState>,
-            settings: &[(String, String)],
+            settings: &(impl SettingsInput + ?Sized),
             continuation: &api::Continuation,
             response: &Result<api::IncomingResponse, api::SendFailure>,
         ) -> Answer<api::Step<api::PaymentStarted>> {
             let (c, r) = (continuation_in(continuation), response_in(response));
             let r = g
                 .payhost_payment_plugin()
-                .call_resume_payment(store, &form_in(settings), &c, r.as_ref())
+                .call_resume_payment(store, &settings_in(settings), &c, r.as_ref())
                 .await?;
             Ok(answer(r))
         }
@@ -436,12 +438,12 @@ macro_rules! contract_version {
         pub async fn verify_return(
             g: &PaymentPlugin,
             store: &mut Store<HostState>,
-            settings: &[(String, String)],
+            settings: &(impl SettingsInput + ?Sized),
             query: &[(String, String)],
         ) -> Answer<api::VerifiedReturn> {
             let r = g
                 .payhost_payment_plugin()
-                .call_verify_return(store, &form_in(settings), &form_in(query))
+                .call_verify_return(store, &settings_in(settings), &form_in(query))
                 .await?;
             Ok(answer(r))
         }
@@ -449,12 +451,12 @@ macro_rules! contract_version {
         pub async fn verify_notification(
             g: &PaymentPlugin,
             store: &mut Store<HostState>,
-            settings: &[(String, String)],
+            settings: &(impl SettingsInput + ?Sized),
             form: &[(String, String)],
         ) -> Answer<api::Step<api::Notification>> {
             let r = g
                 .payhost_payment_plugin()
-                .call_verify_notification(store, &form_in(settings), &form_in(form))
+                .call_verify_notification(store, &settings_in(settings), &form_in(form))
                 .await?;
             Ok(answer(r))
         }
@@ -462,14 +464,14 @@ macro_rules! contract_version {
         pub async fn resume_notification(
             g: &PaymentPlugin,
             store: &mut Store<HostState>,
-            settings: &[(String, String)],
+            settings: &(impl SettingsInput + ?Sized),
             continuation: &api::Continuation,
             response: &Result<api::IncomingResponse, api::SendFailure>,
         ) -> Answer<api::Step<api::Notification>> {
             let (c, r) = (continuation_in(continuation), response_in(response));
             let r = g
                 .payhost_payment_plugin()
-                .call_resume_notification(store, &form_in(settings), &c, r.as_ref())
+                .call_resume_notification(store, &settings_in(settings), &c, r.as_ref())
                 .await?;
             Ok(answer(r))
         }
@@ -494,12 +496,12 @@ macro_rules! contract_version {
         pub async fn list_channels(
             g: &PaymentPlugin,
             store: &mut Store<HostState>,
-            settings: &[(String, String)],
+            settings: &(impl SettingsInput + ?Sized),
             out_user: Option<&str>,
         ) -> Answer<api::Step<api::ChannelList>> {
             let r = g
                 .payhost_payment_plugin()
-                .call_list_channels(store, &form_in(settings), out_user)
+                .call_list_channels(store, &settings_in(settings), out_user)
                 .await?;
             Ok(answer(r))
         }
@@ -507,14 +509,14 @@ macro_rules! contract_version {
         pub async fn resume_channels(
             g: &PaymentPlugin,
             store: &mut Store<HostState>,
-            settings: &[(String, String)],
+            settings: &(impl SettingsInput + ?Sized),
             continuation: &api::Continuation,
             response: &Result<api::IncomingResponse, api::SendFailure>,
         ) -> Answer<api::Step<api::ChannelList>> {
             let (c, r) = (continuation_in(continuation), response_in(response));
             let r = g
                 .payhost_payment_plugin()
-                .call_resume_channels(store, &form_in(settings), &c, r.as_ref())
+                .call_resume_channels(store, &settings_in(settings), &c, r.as_ref())
                 .await?;
             Ok(answer(r))
         }
@@ -522,12 +524,12 @@ macro_rules! contract_version {
         pub async fn query_trade(
             g: &PaymentPlugin,
             store: &mut Store<HostState>,
-            settings: &[(String, String)],
+            settings: &(impl SettingsInput + ?Sized),
             out_trade_no: &str,
         ) -> Answer<api::Step<api::TradeQuery>> {
             let r = g
                 .payhost_payment_plugin()
-                .call_query_trade(store, &form_in(settings), out_trade_no)
+                .call_query_trade(store, &settings_in(settings), out_trade_no)
                 .await?;
             Ok(answer(r))
         }
@@ -535,14 +537,14 @@ macro_rules! contract_version {
         pub async fn resume_query(
             g: &PaymentPlugin,
             store: &mut Store<HostState>,
-            settings: &[(String, String)],
+            settings: &(impl SettingsInput + ?Sized),
             continuation: &api::Continuation,
             response: &Result<api::IncomingResponse, api::SendFailure>,
         ) -> Answer<api::Step<api::TradeQuery>> {
             let (c, r) = (continuation_in(continuation), response_in(response));
             let r = g
                 .payhost_payment_plugin()
-                .call_resume_query(store, &form_in(settings), &c, r.as_ref())
+                .call_resume_query(store, &settings_in(settings), &c, r.as_ref())
                 .await?;
             Ok(answer(r))
         }
@@ -550,12 +552,12 @@ macro_rules! contract_version {
         pub async fn verify_app_result(
             g: &PaymentPlugin,
             store: &mut Store<HostState>,
-            settings: &[(String, String)],
+            settings: &(impl SettingsInput + ?Sized),
             result: &str,
         ) -> Answer<api::AppResult> {
             let r = g
                 .payhost_payment_plugin()
-                .call_verify_app_result(store, &form_in(settings), result)
+                .call_verify_app_result(store, &settings_in(settings), result)
                 .await?;
             Ok(answer(r))
         }
@@ -576,7 +578,7 @@ macro_rules! without_0_4_exports {
         pub async fn start_refund(
             _: &PaymentPlugin,
             _: &mut Store<HostState>,
-            _: &[(String, String)],
+            _: &(impl SettingsInput + ?Sized),
             _: &api::RefundRequest,
         ) -> Answer<api::Step<api::RefundState>> {
             Err(no_such_export("start-refund"))
@@ -585,7 +587,7 @@ macro_rules! without_0_4_exports {
         pub async fn query_refund(
             _: &PaymentPlugin,
             _: &mut Store<HostState>,
-            _: &[(String, String)],
+            _: &(impl SettingsInput + ?Sized),
             _: &str,
             _: &str,
         ) -> Answer<api::Step<api::RefundState>> {
@@ -595,7 +597,7 @@ macro_rules! without_0_4_exports {
         pub async fn resume_refund(
             _: &PaymentPlugin,
             _: &mut Store<HostState>,
-            _: &[(String, String)],
+            _: &(impl SettingsInput + ?Sized),
             _: &api::Continuation,
             _: &Result<api::IncomingResponse, api::SendFailure>,
         ) -> Answer<api::Step<api::RefundState>> {
@@ -605,7 +607,7 @@ macro_rules! without_0_4_exports {
         pub async fn close_trade(
             _: &PaymentPlugin,
             _: &mut Store<HostState>,
-            _: &[(String, String)],
+            _: &(impl SettingsInput + ?Sized),
             _: &str,
         ) -> Answer<api::Step<api::TradeClosed>> {
             Err(no_such_export("close-trade"))
@@ -614,7 +616,7 @@ macro_rules! without_0_4_exports {
         pub async fn resume_close(
             _: &PaymentPlugin,
             _: &mut Store<HostState>,
-            _: &[(String, String)],
+            _: &(impl SettingsInput + ?Sized),
             _: &api::Continuation,
             _: &Result<api::IncomingResponse, api::SendFailure>,
         ) -> Answer<api::Step<api::TradeClosed>> {
@@ -624,7 +626,7 @@ macro_rules! without_0_4_exports {
         pub async fn locate_bill(
             _: &PaymentPlugin,
             _: &mut Store<HostState>,
-            _: &[(String, String)],
+            _: &(impl SettingsInput + ?Sized),
             _: &str,
         ) -> Answer<api::Step<api::BillLocation>> {
             Err(no_such_export("locate-bill"))
@@ -633,7 +635,7 @@ macro_rules! without_0_4_exports {
         pub async fn resume_bill(
             _: &PaymentPlugin,
             _: &mut Store<HostState>,
-            _: &[(String, String)],
+            _: &(impl SettingsInput + ?Sized),
             _: &api::Continuation,
             _: &Result<api::IncomingResponse, api::SendFailure>,
         ) -> Answer<api::Step<api::BillLocation>> {

@@ -23,6 +23,10 @@ fn form_in(p: &[(String, String)]) -> Vec<types::Pair> {
     pairs_in(p)
 }
 
+fn settings_in(s: &(impl SettingsInput + ?Sized)) -> Vec<types::Pair> {
+    pairs_in(s.pairs())
+}
+
 /// Settings are always shown before 0.4.0.
 fn shown_when_out(_: &types::SettingField) -> Option<api::ShownWhen> {
     None

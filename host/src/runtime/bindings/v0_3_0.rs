@@ -23,11 +23,13 @@ fn continuation_in(c: &api::Continuation) -> String {
 
 /// Settings, forms and queries cross as one form-encoded string (`form-pairs`).
 fn form_in(p: &[(String, String)]) -> String {
-    let mut out = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in p {
-        out.append_pair(k, v);
-    }
-    out.finish()
+    api::encode_form(p)
+}
+
+/// Settings encoded once by the caller cross as they are.
+#[allow(clippy::owned_cow)] // the generated export calls take `&String`
+fn settings_in(s: &(impl SettingsInput + ?Sized)) -> std::borrow::Cow<'_, String> {
+    s.form()
 }
 
 /// Settings are always shown before 0.4.0.

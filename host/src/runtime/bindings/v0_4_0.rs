@@ -21,11 +21,13 @@ fn continuation_in(c: &api::Continuation) -> String {
 
 /// Settings, forms and queries cross as one form-encoded string (`form-pairs`).
 fn form_in(p: &[(String, String)]) -> String {
-    let mut out = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in p {
-        out.append_pair(k, v);
-    }
-    out.finish()
+    api::encode_form(p)
+}
+
+/// Settings encoded once by the caller cross as they are.
+#[allow(clippy::owned_cow)] // the generated export calls take `&String`
+fn settings_in(s: &(impl SettingsInput + ?Sized)) -> std::borrow::Cow<'_, String> {
+    s.form()
 }
 
 fn shown_when_out(f: &types::SettingField) -> Option<api::ShownWhen> {
@@ -139,13 +141,13 @@ step_from!(BillStep, api::BillLocation);
 pub async fn start_refund(
     g: &PaymentPlugin,
     store: &mut Store<HostState>,
-    settings: &[(String, String)],
+    settings: &(impl SettingsInput + ?Sized),
     refund: &api::RefundRequest,
 ) -> Answer<api::Step<api::RefundState>> {
     let refund = types::RefundRequest::from(refund);
     let r = g
         .payhost_payment_plugin()
-        .call_start_refund(store, &form_in(settings), &refund)
+        .call_start_refund(store, &settings_in(settings), &refund)
         .await?;
     Ok(answer(r))
 }
@@ -153,13 +155,13 @@ pub async fn start_refund(
 pub async fn query_refund(
     g: &PaymentPlugin,
     store: &mut Store<HostState>,
-    settings: &[(String, String)],
+    settings: &(impl SettingsInput + ?Sized),
     out_trade_no: &str,
     request_no: &str,
 ) -> Answer<api::Step<api::RefundState>> {
     let r = g
         .payhost_payment_plugin()
-        .call_query_refund(store, &form_in(settings), out_trade_no, request_no)
+        .call_query_refund(store, &settings_in(settings), out_trade_no, request_no)
         .await?;
     Ok(answer(r))
 }
@@ -167,14 +169,14 @@ pub async fn query_refund(
 pub async fn resume_refund(
     g: &PaymentPlugin,
     store: &mut Store<HostState>,
-    settings: &[(String, String)],
+    settings: &(impl SettingsInput + ?Sized),
     continuation: &api::Continuation,
     response: &Result<api::IncomingResponse, api::SendFailure>,
 ) -> Answer<api::Step<api::RefundState>> {
     let (c, r) = (continuation_in(continuation), response_in(response));
     let r = g
         .payhost_payment_plugin()
-        .call_resume_refund(store, &form_in(settings), &c, r.as_ref())
+        .call_resume_refund(store, &settings_in(settings), &c, r.as_ref())
         .await?;
     Ok(answer(r))
 }
@@ -182,12 +184,12 @@ pub async fn resume_refund(
 pub async fn close_trade(
     g: &PaymentPlugin,
     store: &mut Store<HostState>,
-    settings: &[(String, String)],
+    settings: &(impl SettingsInput + ?Sized),
     out_trade_no: &str,
 ) -> Answer<api::Step<api::TradeClosed>> {
     let r = g
         .payhost_payment_plugin()
-        .call_close_trade(store, &form_in(settings), out_trade_no)
+        .call_close_trade(store, &settings_in(settings), out_trade_no)
         .await?;
     Ok(answer(r))
 }
@@ -195,14 +197,14 @@ pub async fn close_trade(
 pub async fn resume_close(
     g: &PaymentPlugin,
     store: &mut Store<HostState>,
-    settings: &[(String, String)],
+    settings: &(impl SettingsInput + ?Sized),
     continuation: &api::Continuation,
     response: &Result<api::IncomingResponse, api::SendFailure>,
 ) -> Answer<api::Step<api::TradeClosed>> {
     let (c, r) = (continuation_in(continuation), response_in(response));
     let r = g
         .payhost_payment_plugin()
-        .call_resume_close(store, &form_in(settings), &c, r.as_ref())
+        .call_resume_close(store, &settings_in(settings), &c, r.as_ref())
         .await?;
     Ok(answer(r))
 }
@@ -210,12 +212,12 @@ pub async fn resume_close(
 pub async fn locate_bill(
     g: &PaymentPlugin,
     store: &mut Store<HostState>,
-    settings: &[(String, String)],
+    settings: &(impl SettingsInput + ?Sized),
     date: &str,
 ) -> Answer<api::Step<api::BillLocation>> {
     let r = g
         .payhost_payment_plugin()
-        .call_locate_bill(store, &form_in(settings), date)
+        .call_locate_bill(store, &settings_in(settings), date)
         .await?;
     Ok(answer(r))
 }
@@ -223,14 +225,14 @@ pub async fn locate_bill(
 pub async fn resume_bill(
     g: &PaymentPlugin,
     store: &mut Store<HostState>,
-    settings: &[(String, String)],
+    settings: &(impl SettingsInput + ?Sized),
     continuation: &api::Continuation,
     response: &Result<api::IncomingResponse, api::SendFailure>,
 ) -> Answer<api::Step<api::BillLocation>> {
     let (c, r) = (continuation_in(continuation), response_in(response));
     let r = g
         .payhost_payment_plugin()
-        .call_resume_bill(store, &form_in(settings), &c, r.as_ref())
+        .call_resume_bill(store, &settings_in(settings), &c, r.as_ref())
         .await?;
     Ok(answer(r))
 }

@@ -5,13 +5,16 @@ use super::*;
 #[async_trait]
 impl Merchants for PostgresStore {
     async fn merchant(&self, id: &str) -> Result<Option<MerchantSettings>> {
+        let json = self.merchant_stored(id).await?;
+        json.map(|j| parse_merchant(&j)).transpose()
+    }
+
+    async fn merchant_stored(&self, id: &str) -> Result<Option<String>> {
         let c = self.client().await?;
         let st = c
             .prepare_cached("SELECT settings FROM merchants WHERE id = $1")
             .await?;
-        let json: Option<String> = c.query_opt(&st, &[&id]).await?.map(|r| r.get(0));
-        json.map(|j| serde_json::from_str(&j).context("stored merchant settings are corrupt"))
-            .transpose()
+        Ok(c.query_opt(&st, &[&id]).await?.map(|r| r.get(0)))
     }
 
     async fn merchant_ids(&self) -> Result<Vec<String>> {

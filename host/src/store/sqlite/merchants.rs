@@ -3,24 +3,25 @@
 use super::SqliteStore;
 use crate::config::MerchantSettings;
 use crate::store::*;
-use anyhow::Context;
 use rusqlite::{params, OptionalExtension};
 
 #[async_trait]
 impl Merchants for SqliteStore {
     async fn merchant(&self, id: &str) -> Result<Option<MerchantSettings>> {
+        let json = self.merchant_stored(id).await?;
+        json.map(|j| parse_merchant(&j)).transpose()
+    }
+
+    async fn merchant_stored(&self, id: &str) -> Result<Option<String>> {
         let id = id.to_owned();
-        let json: Option<String> = self
-            .read(move |c| {
-                Ok(
-                    c.prepare_cached("SELECT settings FROM merchants WHERE id = ?1")?
-                        .query_row([id], |r| r.get(0))
-                        .optional()?,
-                )
-            })
-            .await?;
-        json.map(|j| serde_json::from_str(&j).context("stored merchant settings are corrupt"))
-            .transpose()
+        self.read_here(move |c| {
+            Ok(
+                c.prepare_cached("SELECT settings FROM merchants WHERE id = ?1")?
+                    .query_row([&id], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+        .await
     }
 
     async fn merchant_ids(&self) -> Result<Vec<String>> {

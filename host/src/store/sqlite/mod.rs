@@ -73,6 +73,14 @@ impl SqliteStore {
         self.readers.run(f).await
     }
 
+    /// Runs a point read by key in place when nothing would wait (see [`readers::Readers::run_here`]).
+    async fn read_here<R: Send + 'static>(
+        &self,
+        f: impl Fn(&Connection) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        self.readers.run_here(f).await
+    }
+
     /// Runs `f` on the writer's connection in the next group; returns once the group is durable.
     async fn write<R: Send + 'static>(
         &self,

@@ -58,7 +58,7 @@ impl Payments for SqliteStore {
 
     async fn payment(&self, merchant: &str, out_trade_no: &str) -> Result<Option<Payment>> {
         let args = [merchant, out_trade_no].map(str::to_owned);
-        self.read(move |c| {
+        self.read_here(move |c| {
             Ok(c.prepare_cached(
                 "SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2",
             )?
