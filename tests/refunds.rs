@@ -1,14 +1,13 @@
-//! Refunds end to end ([EXTRA §4.4]): the sandbox gateway (a separate
-//! `payhost sandbox` process) refunds paid trades the way Alipay reports them — a partial refund
+//! Refunds end to end ([EXTRA §4.4]): the sandbox gateway (in the test process, as
+//! `payhost sandbox` serves it; payhost too, `TestHost`) refunds paid trades the way Alipay reports them — a partial refund
 //! as `TRADE_SUCCESS` + `refund_status=REFUND_SUCCESS`, a full one as `TRADE_CLOSED` +
 //! `REFUND_SUCCESS` — and the shop gets `payment.partially_refunded` and `payment.refunded`
 //! webhooks once each; a refunded payment is never "unpaid", and the trade query agrees.
 
 use conformance::alipay::{cashier_token, MD5_KEY};
-use conformance::host::{
-    config_head, free_port, get, post_form, send_json, spawn_payhost, temp_dir, Payhost,
-};
+use conformance::host::{config_head, get, post_form, send_json, temp_dir};
 use conformance::stub::{Seen, StubServer};
+use conformance::testhost::{TestHost, TestSandbox};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "refunds-api-token-0123456789";
@@ -25,21 +24,12 @@ async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread")]
 async fn partial_and_full_refunds_reach_the_shop() {
     let dir = temp_dir("refunds");
-    let sandbox = spawn_payhost(
-        &dir,
-        &[
-            "sandbox",
-            "--md5-merchant",
-            &format!("{PARTNER}:{MD5_KEY}"),
-            "--speed",
-            "600",
-        ],
-    );
+    let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
     let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
-    let port = free_port();
-    let config = config_head(port, TOKEN, "")
-        + &format!(
-            r#"
+    let config = |port| {
+        config_head(port, TOKEN, "")
+            + &format!(
+                r#"
 [merchants.ref]
 partner = "{PARTNER}"
 key = "{MD5_KEY}"
@@ -50,10 +40,11 @@ mapi_url = "{sb}/sandbox/mapi"
 shop_webhook_url = "{hook}"
 shop_webhook_secret = "refunds-webhook-secret"
 "#,
-            sb = sandbox.base,
-            hook = shop.url("/hook"),
-        );
-    let host = Payhost::start(&dir, &config);
+                sb = sandbox.base,
+                hook = shop.url("/hook"),
+            )
+    };
+    let host = TestHost::start(&dir, config).await;
     let status = async |no: &str| -> String {
         get(
             &host.url(&format!("/v1/merchants/ref/payments/{no}")),
