@@ -1,12 +1,11 @@
-//! When Alipay is down, slow or answers garbage: the real `payhost` binary answers every request
-//! with a clear error within the configured time limit, stores every notification, asks Alipay
+//! When Alipay is down, slow or answers garbage: payhost (its real router, in the test process)
+//! answers every request with a clear error within the configured time limit, stores every notification, asks Alipay
 //! to retry what it could not confirm, and keeps serving.
 
 use conformance::alipay::{md5_notify_body, signed_create_reply, Trade, MD5_KEY};
-use conformance::host::{
-    config_head, free_port, get, post_form, send_json, temp_dir, Payhost, Reply,
-};
+use conformance::host::{config_head, free_port, get, post_form, send_json, temp_dir, Reply};
 use conformance::stub::{Seen, StubServer};
+use conformance::testhost::TestHost;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ const SELLER: &str = "seller@example.com";
 const CALL_TIMEOUT_MS: u64 = 1_000;
 
 struct World {
-    host: Payhost,
+    host: TestHost,
     gateway: StubServer,
 }
 
@@ -38,10 +37,10 @@ async fn world(name: &str) -> World {
     let gateway = StubServer::start(healthy).await;
     let closed = free_port();
     let dir = temp_dir(name);
-    let port = free_port();
-    let config = config_head(port, TOKEN, &format!("call_timeout_ms = {CALL_TIMEOUT_MS}"))
-        + &format!(
-            r#"
+    let config = |port| {
+        config_head(port, TOKEN, &format!("call_timeout_ms = {CALL_TIMEOUT_MS}"))
+            + &format!(
+                r#"
 [merchants.shop]
 partner = "{PARTNER}"
 key = "{MD5_KEY}"
@@ -56,11 +55,12 @@ seller_email = "{SELLER}"
 gateway_url = "http://127.0.0.1:{closed}/service/rest.htm"
 notify_verify_url = "http://127.0.0.1:{closed}/gateway.do"
 "#,
-            gw = gateway.url("/service/rest.htm"),
-            verify = gateway.url("/gateway.do"),
-        );
+                gw = gateway.url("/service/rest.htm"),
+                verify = gateway.url("/gateway.do"),
+            )
+    };
     World {
-        host: Payhost::start(&dir, &config),
+        host: TestHost::start(&dir, config).await,
         gateway,
     }
 }

@@ -998,3 +998,202 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
         401
     );
 }
+
+/// The one error shape: `{"error":{"code","message","field"}}`, as JSON.
+fn assert_error_shape(what: &str, r: &conformance::host::Reply) {
+    assert!(r.status >= 400, "{what}: not an error ({})", r.status);
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json"),
+        "{what}: {} {}",
+        r.status,
+        r.text()
+    );
+    let v = r.json();
+    let e = v["error"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{what}: no error object: {v}"));
+    let mut keys: Vec<&str> = e.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["code", "field", "message"], "{what}: {v}");
+    assert!(
+        e["code"].as_str().is_some_and(|c| !c.is_empty()),
+        "{what}: {v}"
+    );
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}: {v}"
+    );
+    assert!(
+        e["field"].is_null() || e["field"].is_string(),
+        "{what}: {v}"
+    );
+}
+
+/// Every route of the routing table, walked down its error paths: another method (405 with
+/// `Allow`), no token (401), another merchant's token (403), input the route refuses, and the
+/// paths no route serves. Each answers the one error shape; only the provider's notify (its reply
+/// word) and the pages for browsers (`/return`, `/admin`) answer otherwise.
+#[tokio::test]
+async fn every_route_answers_errors_in_one_shape() {
+    use payhost::http::router::{Scope, Target, ROUTES};
+    let w = world("error_shape").await;
+    let url = |p: &str| w.host.url(p);
+    let created = send_json(
+        "POST",
+        &url("/v1/merchants/market/tokens"),
+        Some(TOKEN),
+        &json!({"label": "walk"}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let market_token = created.json()["token"].as_str().unwrap().to_owned();
+    let operator = format!("Bearer {TOKEN}");
+    let market = format!("Bearer {market_token}");
+    // What each API route refuses, called by the operator: a query or body it refuses on
+    // merchant `shop` (whose order `NO-SUCH` does not exist), or (`true`) a merchant that does
+    // not exist.
+    let bad_input = |label: &str| -> (&'static str, &'static [u8], bool) {
+        match label {
+            "v1_create_payment" | "v1_app_result" | "v1_refunds" | "v1_put_merchant" => {
+                ("", b"{not json", false)
+            }
+            "v1_notifications" | "v1_payments" => ("?limit=0", b"", false),
+            "v1_reconciliation" => ("?date=yesterday", b"", false),
+            "v1_payments_csv" => ("?cursor=x", b"", false),
+            "v1_get_payment" | "v1_sync_payment" | "v1_close" | "v1_tokens"
+            | "v1_delete_merchant" | "v1_channels" | "v1_get_merchant" => ("", b"", true),
+            other => panic!("route {other}: say what input it refuses"),
+        }
+    };
+    let mut walked = 0;
+    for row in ROUTES {
+        let concrete: Vec<&str> = row
+            .path
+            .iter()
+            .filter(|s| **s != "**")
+            .map(|s| match *s {
+                "{id}" => "shop",
+                "{no}" => "NO-SUCH",
+                "{tid}" => "999999",
+                s => s,
+            })
+            .collect();
+        let path = format!("/{}", concrete.join("/"));
+        let what = format!("{} {path}", row.method);
+        // Another method: 405 naming the ones allowed.
+        if row.method != "*" {
+            let other = if row.method == "PATCH" {
+                "PUT"
+            } else {
+                "PATCH"
+            };
+            let r = request(other, &url(&path), &[("authorization", &operator)], vec![]).await;
+            assert_eq!(r.status, 405, "{other} {path}: {}", r.text());
+            assert!(
+                r.header("allow")
+                    .is_some_and(|a| a.split(", ").any(|m| m == row.method)),
+                "{other} {path}: Allow {:?}",
+                r.header("allow")
+            );
+            assert_error_shape(&format!("{other} {path}"), &r);
+        }
+        match row.target {
+            Target::Api(_, scope) => {
+                let r = request(row.method, &url(&path), &[], vec![]).await;
+                assert_eq!(r.status, 401, "{what} without a token");
+                assert_error_shape(&format!("{what} without a token"), &r);
+                if scope != Scope::AnyMerchant {
+                    let r = request(
+                        row.method,
+                        &url(&path),
+                        &[("authorization", &market)],
+                        vec![],
+                    )
+                    .await;
+                    assert_eq!(r.status, 403, "{what} with another merchant's token");
+                    assert_error_shape(&format!("{what} with another merchant's token"), &r);
+                }
+                if row.label == "v1_merchants" {
+                    // The operator's list refuses no input; a merchant's token is refused.
+                    let r = request(
+                        row.method,
+                        &url(&path),
+                        &[("authorization", &market)],
+                        vec![],
+                    )
+                    .await;
+                    assert_eq!(r.status, 403, "{what} with a merchant token");
+                    assert_error_shape(&what, &r);
+                    walked += 1;
+                    continue;
+                }
+                let (query, body, unknown_merchant) = bad_input(row.label);
+                let target = if unknown_merchant {
+                    path.replace("/shop", "/nosuch")
+                } else {
+                    format!("{path}{query}")
+                };
+                let r = request(
+                    row.method,
+                    &url(&target),
+                    &[
+                        ("authorization", &operator),
+                        ("content-type", "application/json"),
+                    ],
+                    body.to_vec(),
+                )
+                .await;
+                assert_error_shape(&format!("{} {target}", row.method), &r);
+                walked += 1;
+            }
+            Target::Metrics => {
+                let r = get(&url(&path), None).await;
+                assert_eq!(r.status, 401);
+                assert_error_shape("/metrics without a token", &r);
+            }
+            // Their only error is the method: the provider's reply word and the browsers'
+            // pages are not this shape (see the test's comment).
+            Target::Healthz
+            | Target::Readyz
+            | Target::Root
+            | Target::Notify
+            | Target::Return
+            | Target::Admin => {}
+        }
+    }
+    assert!(walked >= 16, "only {walked} API routes walked");
+    // Paths no route serves, an invalid merchant id, an API body too large.
+    for (method, path) in [
+        ("GET", "/nothing-here"),
+        ("GET", "/v1/nothing-here"),
+        ("POST", "/v1/merchants/shop/payments/NO-SUCH/nothing"),
+        ("GET", "/v1/merchants/bad%20id/payments/x"),
+        ("POST", "/notify/bad%20id"),
+    ] {
+        let r = request(method, &url(path), &[("authorization", &operator)], vec![]).await;
+        assert_eq!(r.status, 404, "{method} {path}");
+        assert_error_shape(&format!("{method} {path}"), &r);
+    }
+    let r = request(
+        "PUT",
+        &url("/v1/merchants/shop"),
+        &[("authorization", &operator)],
+        vec![b' '; 300 * 1024],
+    )
+    .await;
+    assert_eq!(r.status, 413);
+    assert_error_shape("an API body too large", &r);
+    // Settings refused field by field: the same error object, the fields beside it.
+    let r = send_json(
+        "PUT",
+        &url("/v1/merchants/shop"),
+        Some(TOKEN),
+        &json!({"settings": {"partner": "12"}}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_error_shape("invalid settings", &r);
+    assert_eq!(r.json()["error"]["code"], "invalid_settings");
+    assert!(r.json()["fields"].as_array().is_some_and(|f| !f.is_empty()));
+}

@@ -1,13 +1,13 @@
 //! The back office's ledger over real sockets, on SQLite and on PostgreSQL: `GET /v1/payments`
 //! filters and cursor pages, the streamed CSV, `GET /v1/merchants`, a payment's timeline, the
 //! refund bounds and refund-key idempotency, and a merchant token confined to its own merchant
-//! (403 everywhere else). Payments are paid through a `payhost sandbox` process.
+//! (403 everywhere else). payhost and the sandbox gateway run in the test process (`TestHost`,
+//! `TestSandbox`); the open platform's case runs `payhost demo`.
 
 use conformance::alipay::{cashier_token, MD5_KEY};
-use conformance::host::{
-    config_head, free_port, get, post_form, send_json, spawn_payhost, temp_dir, Payhost,
-};
+use conformance::host::{config_head, get, post_form, send_json, temp_dir};
 use conformance::postgres::PgCluster;
+use conformance::testhost::{TestHost, TestSandbox};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,7 @@ fn assert_error(r: &conformance::host::Reply, status: u16, field: Option<&str>) 
 }
 
 /// Every out_trade_no of `url` (a ledger query), following next_cursor page by page.
-async fn all_pages(host: &Payhost, query: &str, token: &str) -> Vec<serde_json::Value> {
+async fn all_pages(host: &TestHost, query: &str, token: &str) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..100 {
@@ -64,17 +64,7 @@ fn nos(list: &[serde_json::Value]) -> Vec<String> {
 
 async fn scenario(name: &str, database: Option<String>) {
     let dir = temp_dir(name);
-    let sandbox = spawn_payhost(
-        &dir,
-        &[
-            "sandbox",
-            "--md5-merchant",
-            &format!("{PARTNER}:{MD5_KEY}"),
-            "--speed",
-            "600",
-        ],
-    );
-    let port = free_port();
+    let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
     let merchant = |id: &str| {
         format!(
             r#"
@@ -89,14 +79,17 @@ mapi_url = "{sb}/sandbox/mapi"
             sb = sandbox.base,
         )
     };
-    let mut config = config_head(port, TOKEN, "") + &merchant("shop") + &merchant("other");
-    if let Some(url) = &database {
-        config = config.replace(
-            "database = \"payhost.db\"",
-            &format!("database = \"{url}\""),
-        );
-    }
-    let host = Payhost::start(&dir, &config);
+    let config = |port| {
+        let config = config_head(port, TOKEN, "") + &merchant("shop") + &merchant("other");
+        match &database {
+            Some(url) => config.replace(
+                "database = \"payhost.db\"",
+                &format!("database = \"{url}\""),
+            ),
+            None => config,
+        }
+    };
+    let host = TestHost::start(&dir, config).await;
     let status = async |m: &str, no: &str| -> String {
         get(
             &host.url(&format!("/v1/merchants/{m}/payments/{no}")),
@@ -380,7 +373,7 @@ mod open_platform {
     //! and of a trade the provider never saw; on SQLite and on PostgreSQL.
 
     use super::*;
-    use conformance::host::{Demo, Reply, ADMIN_PASSWORD};
+    use conformance::host::{spawn_payhost, Demo, Reply, ADMIN_PASSWORD};
 
     const DEMO_TOKEN: &str = "ledger-demo-token-0123456789";
     const M: &str = "open-shop";

@@ -5,8 +5,9 @@
 //! `Content-Length` and a body (a chunked upload reads as an empty body there).
 
 use conformance::child::PortServer;
-use conformance::host::{config_head, free_port, get, send_json, temp_dir, Payhost};
+use conformance::host::{config_head, get, send_json, temp_dir};
 use conformance::repo_root;
+use conformance::testhost::TestHost;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -26,10 +27,10 @@ fn start_gateway() -> PortServer {
 async fn create_pay_and_notify_through_a_content_length_only_gateway() {
     let gw = start_gateway();
     let dir = temp_dir("plain-gw");
-    let port = free_port();
-    let config = config_head(port, TOKEN, "")
-        + &format!(
-            r#"
+    let config = |port| {
+        config_head(port, TOKEN, "")
+            + &format!(
+                r#"
 [merchants.plain]
 partner = "{PARTNER}"
 key = "{KEY}"
@@ -37,9 +38,10 @@ seller_email = "seller@example.com"
 gateway_url = "{gw}/service/rest.htm"
 notify_verify_url = "{gw}/gateway.do"
 "#,
-            gw = gw.base
-        );
-    let host = Payhost::start(&dir, &config);
+                gw = gw.base
+            )
+    };
+    let host = TestHost::start(&dir, config).await;
 
     for (i, fee) in ["0.01", "12.50", "99999.99"].iter().enumerate() {
         let no = format!("PLAIN{i}");

@@ -1,16 +1,15 @@
-//! Refunds end to end ([EXTRA §4.4]): the sandbox gateway (a separate
-//! `payhost sandbox` process) refunds paid trades the way Alipay reports them — a partial refund
+//! Refunds end to end ([EXTRA §4.4]): the sandbox gateway (in the test process, as
+//! `payhost sandbox` serves it; payhost too, `TestHost`) refunds paid trades the way Alipay reports them — a partial refund
 //! as `TRADE_SUCCESS` + `refund_status=REFUND_SUCCESS`, a full one as `TRADE_CLOSED` +
 //! `REFUND_SUCCESS` — and the shop gets `payment.partially_refunded` and `payment.refunded`
 //! webhooks once each; a refunded payment is never "unpaid", and the trade query agrees. The same
 //! case on SQLite and on PostgreSQL (a cluster of the test's own).
 
 use conformance::alipay::{cashier_token, MD5_KEY};
-use conformance::host::{
-    config_head, free_port, get, post_form, send_json, spawn_payhost, temp_dir, Payhost,
-};
+use conformance::host::{config_head, get, post_form, send_json, temp_dir};
 use conformance::postgres::PgCluster;
 use conformance::stub::{Seen, StubServer};
+use conformance::testhost::{TestHost, TestSandbox};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "refunds-api-token-0123456789";
@@ -41,21 +40,12 @@ async fn partial_and_full_refunds_reach_the_shop_on_postgres() {
 /// PostgreSQL URL) instead of the SQLite file when given.
 async fn partial_and_full_refunds(name: &str, database: Option<String>) {
     let dir = temp_dir(name);
-    let sandbox = spawn_payhost(
-        &dir,
-        &[
-            "sandbox",
-            "--md5-merchant",
-            &format!("{PARTNER}:{MD5_KEY}"),
-            "--speed",
-            "600",
-        ],
-    );
+    let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
     let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
-    let port = free_port();
-    let mut config = config_head(port, TOKEN, "")
-        + &format!(
-            r#"
+    let config = |port| {
+        let config = config_head(port, TOKEN, "")
+            + &format!(
+                r#"
 [merchants.ref]
 partner = "{PARTNER}"
 key = "{MD5_KEY}"
@@ -66,16 +56,18 @@ mapi_url = "{sb}/sandbox/mapi"
 shop_webhook_url = "{hook}"
 shop_webhook_secret = "refunds-webhook-secret"
 "#,
-            sb = sandbox.base,
-            hook = shop.url("/hook"),
-        );
-    if let Some(url) = &database {
-        config = config.replace(
-            "database = \"payhost.db\"",
-            &format!("database = \"{url}\""),
-        );
-    }
-    let host = Payhost::start(&dir, &config);
+                sb = sandbox.base,
+                hook = shop.url("/hook"),
+            );
+        match &database {
+            Some(url) => config.replace(
+                "database = \"payhost.db\"",
+                &format!("database = \"{url}\""),
+            ),
+            None => config,
+        }
+    };
+    let host = TestHost::start(&dir, config).await;
     let status = async |no: &str| -> String {
         get(
             &host.url(&format!("/v1/merchants/ref/payments/{no}")),

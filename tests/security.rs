@@ -1208,7 +1208,9 @@ async fn public_url_decides_secure_cookies_and_the_admin_origin_behind_haproxy()
 }
 
 /// Finding 7 (issue 22): routes that do not exist are 404 for every caller (a merchant token
-/// learns nothing from a 403); routes that exist but are not its own stay 403.
+/// learns nothing from a 403), a path that exists asked with another method 405 for every caller
+/// (the router's answer, before any token is read); routes that exist but are not its own stay
+/// 403.
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_routes_are_404_for_every_caller() {
     let w = world("sec-routes", "", "").await;
@@ -1223,13 +1225,21 @@ async fn unknown_routes_are_404_for_every_caller() {
     for (method, path) in [
         ("GET", "/v1/merchants/shop/secret-route"),
         ("GET", "/v1/nothing"),
-        ("PATCH", "/v1/merchants/shop"),
-        ("DELETE", "/v1/merchants/shop/payments/x"),
         ("POST", "/v1/merchants/shop/payments/x/refund"),
     ] {
         for t in [Some(token.as_str()), Some(TOKEN), None] {
             let r = send_json(method, &w.host.url(path), t, &json!({})).await;
             assert_eq!(r.status, 404, "{method} {path} ({t:?}): {}", r.text());
+        }
+    }
+    for (method, path, allow) in [
+        ("PATCH", "/v1/merchants/shop", "PUT, GET, DELETE"),
+        ("DELETE", "/v1/merchants/shop/payments/x", "GET"),
+    ] {
+        for t in [Some(token.as_str()), Some(TOKEN), None] {
+            let r = send_json(method, &w.host.url(path), t, &json!({})).await;
+            assert_eq!(r.status, 405, "{method} {path} ({t:?}): {}", r.text());
+            assert_eq!(r.header("allow").as_deref(), Some(allow), "{method} {path}");
         }
     }
     let r = get(&w.host.url("/v1/merchants/shop/tokens"), Some(&token)).await;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// The contract versions this host can load, newest first.
 /// v0.1.0 (the component did its own `wasi:http` I/O) is retired: see CHANGELOG.md.
-pub const SUPPORTED_WIT_VERSIONS: &[&str] = crate::runtime::bindings::VERSIONS;
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = crate::runtime::VERSIONS;
 pub const WIT_PACKAGE: &str = "payhost:payment";
 
 #[derive(Debug, Clone, Deserialize)]

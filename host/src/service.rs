@@ -42,39 +42,8 @@ pub struct App {
     pub merchant_cache: crate::notify::MerchantCache,
 }
 
-/// An error for the API: HTTP status, code, field, message.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: u16,
-    pub code: String,
-    pub field: Option<String>,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code: code.into(),
-            field: None,
-            message: message.into(),
-        }
-    }
-
-    pub fn field(status: u16, code: &str, field: &str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code: code.into(),
-            field: Some(field.into()),
-            message: message.into(),
-        }
-    }
-
-    pub fn internal(e: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %e, "internal error");
-        ApiError::new(500, "internal", "internal error; see the payhost log")
-    }
-}
+/// The API's one error type (its JSON shape is `http::error`'s).
+pub use crate::http::error::ApiError;
 
 impl From<CallError> for ApiError {
     fn from(e: CallError) -> Self {

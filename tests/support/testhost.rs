@@ -134,3 +134,32 @@ impl Served for crate::host::Payhost {
         &self.dir
     }
 }
+
+/// The sandbox gateway in the test process, as `payhost sandbox --md5-merchant P:K --speed N`
+/// serves it: `base` is its origin (`{base}/sandbox/gateway`, …), `sandbox` its state.
+pub struct TestSandbox {
+    pub base: String,
+    pub sandbox: Arc<payhost_sandbox::Sandbox>,
+}
+
+impl TestSandbox {
+    /// Serves a sandbox with one MD5 merchant on an ephemeral loopback port, delivering its
+    /// notifications at `speed` sandbox seconds per real second, until the test ends.
+    pub async fn md5(partner: &str, key: &str, speed: f64) -> TestSandbox {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let sandbox = payhost_sandbox::Sandbox::new("/sandbox", &format!("{base}/sandbox"), speed);
+        sandbox.add_merchant(payhost_sandbox::SandboxMerchant {
+            partner: partner.to_owned(),
+            keys: payhost_sandbox::wire::Keys::Md5(key.to_owned()),
+            privileged: true,
+        });
+        sandbox.start_delivery();
+        tokio::spawn(payhost_sandbox::serve_on(
+            sandbox.clone(),
+            listener,
+            std::future::pending(),
+        ));
+        TestSandbox { base, sandbox }
+    }
+}

@@ -113,8 +113,9 @@ pub enum Method {
 }
 
 /// One request: the URL, extra headers (not `Host`, `Content-Length`, `Transfer-Encoding`, which
-/// the client sets), the whole body.
-#[derive(Clone, Debug)]
+/// the client sets), the whole body. A component's flow asks for one of these too
+/// (`runtime::plugin_api::OutgoingRequest`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     pub method: Method,
     pub url: String,
@@ -122,7 +123,7 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,

@@ -2,11 +2,13 @@
 //! into the host's own types (`plugin_api`), per-request sessions with limits that drive the
 //! components' flows (sending their requests through `net`), and the set of loaded components.
 
-pub mod bindings;
+// Generated types stop here: the rest of the host sees `plugin_api`'s.
+mod bindings;
 pub mod engine;
 pub mod plugin;
 pub mod plugin_api;
 
+pub use bindings::VERSIONS;
 pub use plugin::{pairs, CallError, Pairs, PluginRuntime, Session};
 
 use crate::config::MerchantSettings;

@@ -11,7 +11,7 @@
 //! caller's policy and resumes the flow with the answer. A component that traps, loops or runs
 //! out of memory fails that session only.
 
-use super::bindings::{self, v0_2_0, v0_3_0, v0_4_0, Guest, Pre};
+use super::bindings::{self, Guest, Pre};
 use super::engine::{self, wt, CompileSource};
 use super::plugin_api as api;
 use super::plugin_api::SettingsInput;
@@ -609,11 +609,7 @@ macro_rules! call_export {
         let result = {
             let (guest, store) = (&instance.bindings, &mut instance.store);
             let fut = async move {
-                match guest {
-                    Guest::V0_2(g) => v0_2_0::$func(g, store $(, $arg)*).await,
-                    Guest::V0_3(g) => v0_3_0::$func(g, store $(, $arg)*).await,
-                    Guest::V0_4(g) => v0_4_0::$func(g, store $(, $arg)*).await,
-                }
+                bindings::call_guest!(guest, store, $func $(, $arg)*)
             };
             tokio::time::timeout_at(deadline, fut).await
         };
@@ -680,35 +676,17 @@ macro_rules! drive_flow {
     }};
 }
 
-/// Sends one request a flow asked for, under `policy`, and shapes the answer for the resume call.
+/// Sends one request a flow asked for, under `policy`: the request the component asked for is the
+/// one the client sends (no reshaping between the bindings and the socket).
 async fn send(
     runtime: &PluginRuntime,
     policy: &Policy,
     request: &api::OutgoingRequest,
 ) -> Result<api::IncomingResponse, api::SendFailure> {
-    let request = net::Request {
-        method: match request.method {
-            api::HttpMethod::Get => net::Method::Get,
-            api::HttpMethod::Post => net::Method::Post,
-        },
-        url: request.url.clone(),
-        headers: request.headers.clone(),
-        body: request.body.clone(),
-    };
-    match runtime
+    runtime
         .net
-        .send(policy, &request, runtime.outbound_limits())
+        .send(policy, request, runtime.outbound_limits())
         .await
-    {
-        Ok(r) => Ok(api::IncomingResponse {
-            status: r.status,
-            headers: r.headers,
-            body: r.body.to_vec(),
-        }),
-        Err(net::SendError::Timeout(m)) => Err(api::SendFailure::Timeout(m)),
-        Err(net::SendError::Refused(m)) => Err(api::SendFailure::Refused(m)),
-        Err(net::SendError::Failed(m)) => Err(api::SendFailure::Failed(m)),
-    }
 }
 
 impl Session<'_> {
@@ -811,10 +789,9 @@ impl Session<'_> {
 impl Session<'_> {
     /// Whether the component's contract has refunds, close and bills (0.4.0).
     pub fn has_0_4_exports(&self) -> bool {
-        matches!(
-            self.instance.as_ref().map(|i| &i.bindings),
-            Some(Guest::V0_4(_))
-        )
+        self.instance
+            .as_ref()
+            .is_some_and(|i| i.bindings.has_0_4_exports())
     }
 
     fn require_0_4(&self, what: &'static str) -> Result<(), CallError> {

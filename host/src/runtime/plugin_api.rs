@@ -228,11 +228,8 @@ pub struct PaymentRequest {
     pub request_id: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpMethod {
-    Get,
-    Post,
-}
+/// A form's or a request's method: the host's own ([`crate::net::Method`]).
+pub use crate::net::Method as HttpMethod;
 
 /// Where the buyer's browser goes to pay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -527,30 +524,12 @@ pub struct BillEntry {
     pub finished_at: String,
 }
 
-/// A request a flow asks the host to send (the host adds `Content-Length` and `Host`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutgoingRequest {
-    pub method: HttpMethod,
-    pub url: String,
-    pub headers: Settings,
-    pub body: Vec<u8>,
-}
-
-/// The provider's whole answer to an [`OutgoingRequest`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncomingResponse {
-    pub status: u16,
-    pub headers: Settings,
-    pub body: Vec<u8>,
-}
-
-/// Why the host has no answer for an [`OutgoingRequest`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendFailure {
-    Timeout(String),
-    Refused(String),
-    Failed(String),
-}
+/// A request a flow asks the host to send is the host's outgoing request itself: one type from
+/// the component's bindings to the socket ([`crate::net::Client::send`] adds `Content-Length` and
+/// `Host`), its answer and failure the client's own.
+pub use crate::net::{
+    Request as OutgoingRequest, Response as IncomingResponse, SendError as SendFailure,
+};
 
 /// A flow's continuation, as the component's contract version made it (0.2.0: bytes, 0.3.0: a
 /// string). Opaque: the host hands it back to the same component, never reads it.

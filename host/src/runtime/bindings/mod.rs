@@ -348,7 +348,7 @@ macro_rules! contract_version {
                 Ok(r) => Ok(types::IncomingResponse {
                     status: r.status,
                     headers: pairs_in(&r.headers),
-                    body: r.body.clone(),
+                    body: r.body.to_vec(),
                 }),
                 Err(api::SendFailure::Timeout(m)) => Err(types::SendFailure::Timeout(m.clone())),
                 Err(api::SendFailure::Refused(m)) => Err(types::SendFailure::Refused(m.clone())),
@@ -652,9 +652,28 @@ macro_rules! without_0_4_exports {
     };
 }
 
-pub mod v0_2_0;
-pub mod v0_3_0;
-pub mod v0_4_0;
+pub(super) mod v0_2_0;
+pub(super) mod v0_3_0;
+pub(super) mod v0_4_0;
+
+/// Calls the export `$func` of whichever contract version `$guest` is (every version's module
+/// has the same function, in host types), so the rest of the runtime names no version.
+macro_rules! call_guest {
+    ($guest:expr, $store:expr, $func:ident $(, $arg:expr)*) => {
+        match $guest {
+            $crate::runtime::bindings::Guest::V0_2(g) => {
+                $crate::runtime::bindings::v0_2_0::$func(g, $store $(, $arg)*).await
+            }
+            $crate::runtime::bindings::Guest::V0_3(g) => {
+                $crate::runtime::bindings::v0_3_0::$func(g, $store $(, $arg)*).await
+            }
+            $crate::runtime::bindings::Guest::V0_4(g) => {
+                $crate::runtime::bindings::v0_4_0::$func(g, $store $(, $arg)*).await
+            }
+        }
+    };
+}
+pub(super) use call_guest;
 
 /// The contract versions this host loads, newest first (`[wit] version` in a manifest).
 pub const VERSIONS: &[&str] = &[v0_4_0::VERSION, v0_3_0::VERSION, v0_2_0::VERSION];
@@ -685,6 +704,13 @@ pub enum Guest {
     V0_2(v0_2_0::PaymentPlugin),
     V0_3(v0_3_0::PaymentPlugin),
     V0_4(v0_4_0::PaymentPlugin),
+}
+
+impl Guest {
+    /// Whether its contract has refunds, close and bills (0.4.0).
+    pub fn has_0_4_exports(&self) -> bool {
+        matches!(self, Guest::V0_4(_))
+    }
 }
 
 impl Pre {

@@ -13,8 +13,8 @@
 //! * a merchant from payhost.toml is refused with 409 `merchant_in_config` (it would be seeded
 //!   again at the next start: remove its table there).
 
-use super::{json, Body};
 use crate::config::MerchantSettings;
+use crate::http::body::{json, Body};
 use crate::net::Origin;
 use crate::runtime::plugin_api::FieldKind;
 use crate::service::{ApiError, App};

@@ -1,7 +1,9 @@
 //! The ledger's routes: `GET /v1/payments` (filtered, cursor-paged), `GET /v1/payments.csv`
 //! (streamed), `GET /v1/merchants` (the operator's), refunds, close and reconciliation.
 
-use super::{error, json, read_body, Body, Caller, MAX_API_BODY};
+use crate::http::body::{json, read_body, Body, MAX_API_BODY};
+use crate::http::caller::Caller;
+use crate::http::error::error;
 use crate::ledger::{self, CSV_BATCH};
 use crate::service::{ApiError, App};
 use crate::store::ledger::{Cursor, PaymentFilter};

@@ -1,0 +1,146 @@
+//! A merchant's settings: `GET` and `PUT /v1/merchants/{id}` (the operator's, or the merchant's
+//! own token inside the slot the operator made).
+
+use crate::http::body::{json, read_body, Body, MAX_API_BODY};
+use crate::http::caller::Caller;
+use crate::http::error::error_with_fields;
+use crate::service::{masked_settings, ApiError, App};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::sync::Arc;
+
+/// The masked settings of a merchant, by its component's schema.
+fn merchant_view(app: &App, m: &crate::config::MerchantSettings) -> serde_json::Value {
+    masked_settings(m, app.plugins.for_merchant(m).map(|p| &p.info))
+}
+
+/// `PUT /v1/merchants/{id}`. The operator sets anything. A merchant's own token replaces its
+/// provider settings (validated by the component; secrets are never shown back) and its webhook
+/// URL and secret, inside the slot the operator made: the plugin and the shop origins stay the
+/// operator's, and the webhook URL must be on one of those origins.
+pub async fn put_merchant(
+    app: &Arc<App>,
+    who: &Caller,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    if !crate::config::valid_merchant_id(id) {
+        return Err(ApiError::field(
+            400,
+            "invalid_request",
+            "id",
+            "the merchant id must be 1 to 64 letters, digits, '_' or '-'",
+        ));
+    }
+    let body = read_body(req.into_body(), MAX_API_BODY).await?;
+    let mut raw: crate::config::RawMerchant = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            400,
+            "invalid_json",
+            format!("the body is not a merchant settings object: {e}"),
+        )
+    })?;
+    // Webhooks are signed with the merchant's own secret: left out, the one it has (made with
+    // the merchant) is kept.
+    if raw.shop_webhook_secret.is_none() {
+        raw.shop_webhook_secret = app
+            .store
+            .merchant(id)
+            .await
+            .map_err(ApiError::internal)?
+            .and_then(|m| m.shop_webhook_secret)
+            .or_else(|| Some(crate::onboarding::new_shop_secret()));
+    }
+    let mut problems = Vec::new();
+    // No file is opened for the API: `<name>_file` is refused, the PEM text goes in `<name>`.
+    let mut settings = crate::config::merchant_settings(id, &raw, None, &mut problems);
+    if let Caller::Merchant(_) = who {
+        bind_to_slot(&app.merchant(id).await?, &raw, &mut settings)?;
+    }
+    if !problems.is_empty() {
+        return Ok(error_with_fields(
+            &ApiError::new(400, "invalid_settings", problems.join("; ")),
+            serde_json::json!(problems),
+        ));
+    }
+    match app.configure_merchant(id, settings).await {
+        Ok(stored) => Ok(json(200, &merchant_view(app, &stored))),
+        Err(fields) => {
+            let message = fields
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.reason))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let e = match fields.first() {
+                Some(first) => ApiError::field(400, "invalid_settings", &first.field, message),
+                None => ApiError::new(400, "invalid_settings", message),
+            };
+            Ok(error_with_fields(
+                &e,
+                serde_json::json!(fields
+                    .iter()
+                    .map(|f| serde_json::json!({"field": f.field, "reason": f.reason}))
+                    .collect::<Vec<_>>()),
+            ))
+        }
+    }
+}
+
+/// A merchant token's settings stay inside its slot: the operator's plugin and shop origins
+/// (sending others is refused, 403), and a webhook URL on one of those origins.
+fn bind_to_slot(
+    slot: &crate::config::MerchantSettings,
+    raw: &crate::config::RawMerchant,
+    settings: &mut crate::config::MerchantSettings,
+) -> Result<(), ApiError> {
+    if raw
+        .plugin
+        .as_deref()
+        .map(str::trim)
+        .is_some_and(|p| !p.is_empty() && p != slot.plugin_id)
+    {
+        return Err(ApiError::field(
+            403,
+            "forbidden",
+            "plugin",
+            format!(
+                "plugin: set by the operator ({:?}); a merchant token cannot change it",
+                slot.plugin_id
+            ),
+        ));
+    }
+    if raw.shop_origins.is_some() && settings.shop_origins != slot.shop_origins {
+        return Err(ApiError::field(
+            403,
+            "forbidden",
+            "shop_origins",
+            "shop_origins: bound by the operator; a merchant token cannot change them",
+        ));
+    }
+    settings.plugin_id = slot.plugin_id.clone();
+    settings.shop_origins = slot.shop_origins.clone();
+    if let Some(url) = &settings.shop_webhook_url {
+        if slot.shop_origins.is_empty() || !slot.return_url_allowed(url) {
+            return Err(ApiError::field(
+                403,
+                "forbidden",
+                "shop_webhook_url",
+                format!(
+                    "shop_webhook_url: must be on the shop origin the operator bound to this merchant ({})",
+                    if slot.shop_origins.is_empty() {
+                        "none: ask the operator to bind one with payhost merchant add --shop-origin".to_owned()
+                    } else {
+                        slot.shop_origins.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `GET /v1/merchants/{id}`: the masked settings.
+pub(super) async fn get_merchant(app: &Arc<App>, id: &str) -> Result<Response<Body>, ApiError> {
+    let m = app.merchant(id).await?;
+    Ok(json(200, &merchant_view(app, &m)))
+}

@@ -1,0 +1,86 @@
+//! Per-merchant API tokens: `POST`, `GET /v1/merchants/{id}/tokens` and
+//! `DELETE /v1/merchants/{id}/tokens/{tid}` (the operator's).
+
+use crate::http::body::{json, read_body, Body, MAX_API_BODY};
+use crate::service::{ApiError, App};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::sync::Arc;
+
+/// `POST /v1/merchants/{id}/tokens` `{"label"?}`: a new per-merchant token, shown once.
+pub(super) async fn create_token(
+    app: &Arc<App>,
+    id: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    app.merchant(id).await?;
+    let body = read_body(req.into_body(), MAX_API_BODY).await?;
+    let label = if body.is_empty() {
+        String::new()
+    } else {
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("label").and_then(|l| l.as_str()).map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let (tid, token) = new_merchant_token(app, id, &label).await?;
+    Ok(json(
+        201,
+        &serde_json::json!({"id": tid, "merchant_id": id, "token": token, "label": label}),
+    ))
+}
+
+/// Creates and stores (hashed) a per-merchant token; returns its id and value.
+pub async fn new_merchant_token(
+    app: &App,
+    id: &str,
+    label: &str,
+) -> Result<(i64, String), ApiError> {
+    let token = crate::auth::new_merchant_token();
+    let label: String = label.trim().chars().take(100).collect();
+    let tid = app
+        .store
+        .create_token(id, &crate::auth::token_hash(&token), &label)
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(merchant = id, token_id = tid, "merchant API token created");
+    Ok((tid, token))
+}
+
+/// `GET /v1/merchants/{id}/tokens`: the tokens (never their values).
+pub(super) async fn list_tokens(app: &Arc<App>, id: &str) -> Result<Response<Body>, ApiError> {
+    app.merchant(id).await?;
+    let list = app
+        .store
+        .tokens(Some(id))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(json(
+        200,
+        &serde_json::json!({"tokens": list.iter().map(|t| serde_json::json!({
+            "id": t.id, "label": t.label, "created_at": t.created_at, "revoked_at": t.revoked_at
+        })).collect::<Vec<_>>()}),
+    ))
+}
+
+/// `DELETE /v1/merchants/{id}/tokens/{tid}`.
+pub(super) async fn revoke_token(
+    app: &Arc<App>,
+    id: &str,
+    tid: &str,
+) -> Result<Response<Body>, ApiError> {
+    let tid: i64 = tid
+        .parse()
+        .map_err(|_| ApiError::new(404, "unknown_token", "no such token"))?;
+    if app
+        .store
+        .revoke_token(tid, Some(id))
+        .await
+        .map_err(ApiError::internal)?
+    {
+        tracing::info!(merchant = id, token_id = tid, "merchant API token revoked");
+        Ok(json(200, &serde_json::json!({"id": tid, "revoked": true})))
+    } else {
+        Err(ApiError::new(404, "unknown_token", "no such live token"))
+    }
+}

@@ -1,0 +1,98 @@
+//! Request bodies (read with a size limit and a deadline) and the answers' builders.
+
+use crate::service::ApiError;
+use bytes::Bytes;
+use http::Response;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub type Body = Full<Bytes>;
+
+/// A provider's notification is a few KiB; anything above this is refused (413).
+pub const MAX_NOTIFY_BODY: usize = 32 * 1024;
+/// The buyer's return carries a dozen short fields in its query; a longer one is refused (414).
+pub const MAX_RETURN_QUERY: usize = 8 * 1024;
+/// API bodies carry PEM keys at most.
+pub const MAX_API_BODY: usize = 256 * 1024;
+
+/// How long a request body may take to arrive (`[limits] body_read_timeout_ms`; set by
+/// [`super::conn::serve`]).
+static BODY_DEADLINE_MS: AtomicU64 = AtomicU64::new(10_000);
+
+pub(super) fn set_body_deadline(ms: u64) {
+    BODY_DEADLINE_MS.store(ms, Ordering::Relaxed);
+}
+
+fn body_deadline() -> Duration {
+    Duration::from_millis(BODY_DEADLINE_MS.load(Ordering::Relaxed))
+}
+
+/// Reads the body up to `limit` bytes within the body deadline; a larger one is a 413, a late one
+/// a 408 (and the connection is closed, the rest of the body unread).
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    let read = tokio::time::timeout(body_deadline(), Limited::new(body, limit).collect()).await;
+    let Ok(read) = read else {
+        return Err(ApiError::new(
+            408,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} ms",
+                body_deadline().as_millis()
+            ),
+        ));
+    };
+    match read {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::new(
+                413,
+                "body_too_large",
+                format!("the request body is larger than {limit} bytes"),
+            ))
+        }
+        Err(e) => Err(ApiError::new(
+            400,
+            "bad_body",
+            format!("cannot read the request body: {e}"),
+        )),
+    }
+}
+
+pub fn text(status: u16, body: impl Into<String>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(body.into())))
+        .expect("valid response")
+}
+
+pub fn html(status: u16, body: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/html; charset=utf-8")
+        .header("x-frame-options", "DENY")
+        .header("content-security-policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; form-action 'self' http: https:")
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid response")
+}
+
+pub fn json(status: u16, value: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(value.to_string())))
+        .expect("valid response")
+}
+
+pub fn redirect(location: &str) -> Response<Body> {
+    Response::builder()
+        .status(302)
+        .header("location", location)
+        .body(Full::new(Bytes::new()))
+        .expect("valid response")
+}

@@ -1,0 +1,70 @@
+//! Who a request comes from: the bearer token of a `/v1` call, the client's address (behind
+//! trusted proxies) and the per-address limits' key.
+
+use crate::service::App;
+use http::Request;
+use hyper::body::Incoming;
+use std::net::{IpAddr, SocketAddr};
+use subtle::ConstantTimeEq;
+
+/// Who a `/v1` request comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The operator's `api_token`: all of `/v1`.
+    Operator,
+    /// A per-merchant token: that merchant's payments, notifications and channels, and its own
+    /// provider settings (read, and replaced within the slot the operator made: see
+    /// [`super::api::merchants::put_merchant`]).
+    Merchant(String),
+}
+
+pub(super) fn bearer(req: &Request<Incoming>) -> Option<&str> {
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// Whether `token` is the operator's `api_token` (constant time).
+pub fn is_operator_token(app: &App, token: &str) -> bool {
+    let expected = app.config.api_token.expose().as_bytes();
+    let given = token.as_bytes();
+    given.len() == expected.len() && bool::from(given.ct_eq(expected))
+}
+
+/// The caller of a `/v1` request, from `Authorization: Bearer <token>`: the operator token, or a
+/// live per-merchant token (looked up by its SHA-256).
+pub(super) async fn caller(app: &App, req: &Request<Incoming>) -> Option<Caller> {
+    let token = bearer(req)?;
+    if is_operator_token(app, token) {
+        return Some(Caller::Operator);
+    }
+    if !token.starts_with("phm_") {
+        return None;
+    }
+    app.store
+        .token_merchant(&crate::auth::token_hash(token))
+        .await
+        .ok()
+        .flatten()
+        .map(Caller::Merchant)
+}
+
+/// The client's address: the peer, or behind a trusted proxy the rightmost `X-Forwarded-For`
+/// entry that is not a trusted proxy (`proxy::client_address`).
+pub fn client_ip(app: &App, remote: SocketAddr, req: &Request<Incoming>) -> IpAddr {
+    crate::proxy::client_address(
+        &app.config.trusted_proxies,
+        remote.ip(),
+        req.headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    )
+}
+
+/// The per-address limits' key of a request (its client's IPv4 address or IPv6 /64).
+pub(super) fn limit_key(app: &App, remote: SocketAddr, req: &Request<Incoming>) -> IpAddr {
+    crate::proxy::limit_key(client_ip(app, remote, req))
+}

@@ -1,0 +1,48 @@
+//! What operators' tools ask: `/healthz` (liveness), `/readyz` (readiness) and `/metrics`.
+
+use super::body::{text, Body};
+use super::error::{error, ApiError};
+use crate::service::App;
+use http::Response;
+
+/// The Prometheus text of `/metrics`.
+pub async fn metrics(app: &App) -> Response<Body> {
+    let pending = app.store.pending_webhooks().await.unwrap_or(0);
+    let stats: Vec<_> = app.plugins.iter().map(|p| &p.stats).collect();
+    text(200, app.metrics.render(&stats, pending))
+}
+
+/// `/metrics` on the main listener: the operator's token only.
+pub(super) async fn metrics_with_token(app: &App, token: Option<&str>) -> Response<Body> {
+    if !token.is_some_and(|t| super::caller::is_operator_token(app, t)) {
+        return error(&ApiError::new(
+            401,
+            "unauthorized",
+            "/metrics needs Authorization: Bearer <api_token> (or serve it on metrics_listen)",
+        ));
+    }
+    metrics(app).await
+}
+
+/// Liveness: the process serves requests. It does not ask the database, so an outage of a
+/// shared PostgreSQL does not make an orchestrator restart every replica (that is `/readyz`).
+pub(super) async fn healthz(_app: &App) -> Response<Body> {
+    text(200, "ok\n")
+}
+
+/// Readiness, for load balancers: the database answers and the component is loaded (an `App`
+/// exists only once its component is compiled and instantiable). 503 otherwise, so the balancer
+/// sends requests to the other replicas.
+pub(super) async fn readyz(app: &App) -> Response<Body> {
+    match app.store.ready().await {
+        Ok(()) => text(200, "ready\n"),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "not ready: the database does not answer");
+            error(&ApiError::new(
+                503,
+                "not_ready",
+                "not ready: the database does not answer",
+            ))
+        }
+    }
+}

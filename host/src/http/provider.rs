@@ -1,0 +1,72 @@
+//! The provider's endpoints: the asynchronous notification (`POST /notify/{id}`) answered with
+//! the provider's reply word, and the buyer's return (`GET /return/{id}`) answered with a
+//! redirect to the shop or a page for the buyer's browser.
+
+use super::admin;
+use super::body::{html, read_body, redirect, text, Body, MAX_NOTIFY_BODY, MAX_RETURN_QUERY};
+use super::caller::client_ip;
+use crate::notify::NotifyOutcome;
+use crate::service::App;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A notification: admitted, its body read, processed; the answer (status, reply word) is the
+/// notify pipeline's (`notify`).
+pub(super) async fn notify(
+    app: &Arc<App>,
+    id: &str,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let ip = client_ip(app, remote, &req);
+    let answer = match app.notify_admit(id, ip).await {
+        Err(refused) => refused,
+        Ok(merchant) => match read_body(req.into_body(), MAX_NOTIFY_BODY).await {
+            Err(e) => app.notify_body_refused(&merchant, e.status),
+            Ok(body) => {
+                app.notify_for(id, merchant, Some(ip.to_string()), body)
+                    .await
+            }
+        },
+    };
+    let mut r = text(answer.status(), answer.reply().to_owned());
+    if answer.outcome == NotifyOutcome::RateLimited {
+        r.headers_mut()
+            .insert("retry-after", http::HeaderValue::from_static("1"));
+    }
+    r
+}
+
+/// The buyer's return: verified by the component, then a redirect to the shop; a return that
+/// cannot be verified is a page saying so (nothing changed).
+pub(super) async fn buyer_return(
+    app: &Arc<App>,
+    id: &str,
+    req: &Request<Incoming>,
+) -> Response<Body> {
+    let query = req.uri().query().unwrap_or("").as_bytes().to_vec();
+    if query.len() > MAX_RETURN_QUERY {
+        return not_confirmed(414, "the return query is too long");
+    }
+    match app.handle_return(id, &query).await {
+        Ok(location) => redirect(&location),
+        Err(e) => not_confirmed(e.status, &e.message),
+    }
+}
+
+/// The buyer's page for a return that changed nothing.
+fn not_confirmed(status: u16, why: &str) -> Response<Body> {
+    html(
+        status,
+        admin::page(
+            "支付结果无法确认 Payment result not confirmed",
+            &format!(
+                "<div class=\"card err\"><h1>支付结果无法确认</h1><p>This return could not be verified, so nothing was changed. \
+                 If you paid, the shop will still see the payment once the payment provider confirms it.</p><p class=\"muted\">{}</p></div>",
+                admin::esc(why)
+            ),
+        ),
+    )
+}

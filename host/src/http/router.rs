@@ -1,0 +1,517 @@
+//! The routing table: which handler answers a method and path. Every route payhost serves is
+//! one row of [`ROUTES`]; a path in the table asked with another method is a 405 naming the
+//! allowed ones (`Allow`), a path not in it a 404 (unless a mount owns it), both in the error
+//! shape of [`super::error`]. The shop API's rows also say who may call them.
+
+use super::body::{redirect, Body};
+use super::caller::{self, limit_key, Caller};
+use super::error::{error, method_not_allowed, not_found, too_many, ApiError};
+use super::{admin, api, probes, provider};
+use crate::service::App;
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A route of the shop API (`/v1/…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiRoute {
+    CreatePayment,
+    GetPayment,
+    SyncPayment,
+    AppResult,
+    Notifications,
+    Channels,
+    PutMerchant,
+    GetMerchant,
+    DeleteMerchant,
+    CreateToken,
+    ListTokens,
+    RevokeToken,
+    Payments,
+    PaymentsCsv,
+    Merchants,
+    Refund,
+    Close,
+    Reconciliation,
+}
+
+/// Who may call a shop API route besides the operator (whose token reaches all of `/v1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The operator only.
+    Operator,
+    /// The merchant the path names, with its own token.
+    OwnMerchant,
+    /// Any merchant token: the answer is filtered to its merchant (the ledger).
+    AnyMerchant,
+}
+
+/// What a row of the table leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Healthz,
+    Readyz,
+    Metrics,
+    Notify,
+    Return,
+    Root,
+    /// `/admin` and everything under it (the admin pages route their own methods).
+    Admin,
+    Api(ApiRoute, Scope),
+}
+
+/// One row: a method (`*`: any), a path pattern (`{name}`: one segment, captured; `**`: the
+/// rest), what answers it and its label in the request metrics.
+pub struct Row {
+    pub method: &'static str,
+    pub path: &'static [&'static str],
+    pub target: Target,
+    pub label: &'static str,
+}
+
+const fn row(
+    method: &'static str,
+    path: &'static [&'static str],
+    target: Target,
+    label: &'static str,
+) -> Row {
+    Row {
+        method,
+        path,
+        target,
+        label,
+    }
+}
+
+use ApiRoute as A;
+use Scope::{AnyMerchant, Operator, OwnMerchant};
+use Target::Api;
+
+/// Every route payhost serves itself.
+pub static ROUTES: &[Row] = &[
+    row("GET", &["healthz"], Target::Healthz, "healthz"),
+    row("GET", &["readyz"], Target::Readyz, "readyz"),
+    row("GET", &["metrics"], Target::Metrics, "metrics"),
+    // `/alipay/{id}/…`: the paths of older versions, still registered with the provider
+    // (counted under their old metric labels, so existing dashboards keep their series).
+    row("POST", &["notify", "{id}"], Target::Notify, "notify"),
+    row(
+        "POST",
+        &["alipay", "{id}", "notify"],
+        Target::Notify,
+        "alipay_notify",
+    ),
+    row("GET", &["return", "{id}"], Target::Return, "return"),
+    row(
+        "GET",
+        &["alipay", "{id}", "return"],
+        Target::Return,
+        "alipay_return",
+    ),
+    // `payhost demo` opens on its shop (a mount); a production host on its admin page.
+    row("GET", &[], Target::Root, "root"),
+    row("*", &["admin", "**"], Target::Admin, "admin"),
+    row(
+        "POST",
+        &["v1", "merchants", "{id}", "payments"],
+        Api(A::CreatePayment, OwnMerchant),
+        "v1_create_payment",
+    ),
+    row(
+        "GET",
+        &["v1", "merchants", "{id}", "payments", "{no}"],
+        Api(A::GetPayment, OwnMerchant),
+        "v1_get_payment",
+    ),
+    row(
+        "POST",
+        &["v1", "merchants", "{id}", "payments", "{no}", "sync"],
+        Api(A::SyncPayment, OwnMerchant),
+        "v1_sync_payment",
+    ),
+    row(
+        "POST",
+        &["v1", "merchants", "{id}", "payments", "{no}", "app-result"],
+        Api(A::AppResult, OwnMerchant),
+        "v1_app_result",
+    ),
+    row(
+        "POST",
+        &["v1", "merchants", "{id}", "payments", "{no}", "refunds"],
+        Api(A::Refund, OwnMerchant),
+        "v1_refunds",
+    ),
+    row(
+        "POST",
+        &["v1", "merchants", "{id}", "payments", "{no}", "close"],
+        Api(A::Close, OwnMerchant),
+        "v1_close",
+    ),
+    row(
+        "GET",
+        &["v1", "merchants", "{id}", "notifications"],
+        Api(A::Notifications, OwnMerchant),
+        "v1_notifications",
+    ),
+    row(
+        "GET",
+        &["v1", "merchants", "{id}", "channels"],
+        Api(A::Channels, OwnMerchant),
+        "v1_channels",
+    ),
+    row(
+        "GET",
+        &["v1", "merchants", "{id}", "reconciliation"],
+        Api(A::Reconciliation, OwnMerchant),
+        "v1_reconciliation",
+    ),
+    row(
+        "PUT",
+        &["v1", "merchants", "{id}"],
+        Api(A::PutMerchant, OwnMerchant),
+        "v1_put_merchant",
+    ),
+    row(
+        "GET",
+        &["v1", "merchants", "{id}"],
+        Api(A::GetMerchant, OwnMerchant),
+        "v1_get_merchant",
+    ),
+    row(
+        "DELETE",
+        &["v1", "merchants", "{id}"],
+        Api(A::DeleteMerchant, Operator),
+        "v1_delete_merchant",
+    ),
+    row(
+        "POST",
+        &["v1", "merchants", "{id}", "tokens"],
+        Api(A::CreateToken, Operator),
+        "v1_tokens",
+    ),
+    row(
+        "GET",
+        &["v1", "merchants", "{id}", "tokens"],
+        Api(A::ListTokens, Operator),
+        "v1_tokens",
+    ),
+    row(
+        "DELETE",
+        &["v1", "merchants", "{id}", "tokens", "{tid}"],
+        Api(A::RevokeToken, Operator),
+        "v1_tokens",
+    ),
+    row(
+        "GET",
+        &["v1", "merchants"],
+        Api(A::Merchants, Operator),
+        "v1_merchants",
+    ),
+    row(
+        "GET",
+        &["v1", "payments"],
+        Api(A::Payments, AnyMerchant),
+        "v1_payments",
+    ),
+    row(
+        "GET",
+        &["v1", "payments.csv"],
+        Api(A::PaymentsCsv, AnyMerchant),
+        "v1_payments_csv",
+    ),
+];
+
+/// The segments a row's `{name}`s captured.
+#[derive(Debug, Default)]
+pub struct Params<'a>(Vec<(&'static str, &'a str)>);
+
+impl<'a> Params<'a> {
+    /// The raw segment captured as `{name}` (empty when the row has none).
+    pub fn get(&self, name: &str) -> &'a str {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| v)
+    }
+
+    /// The segment captured as `{name}`, percent-decoded (an order number may hold any character).
+    pub fn decoded(&self, name: &str) -> String {
+        percent_decode(self.get(name))
+    }
+}
+
+fn captures<'a>(pattern: &[&'static str], segs: &[&'a str]) -> Option<Params<'a>> {
+    let mut params = Params::default();
+    for (i, p) in pattern.iter().enumerate() {
+        if *p == "**" {
+            return Some(params);
+        }
+        let seg = segs.get(i)?;
+        match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            Some(name) => params.0.push((name, seg)),
+            None if p == seg => {}
+            None => return None,
+        }
+    }
+    (segs.len() == pattern.len()).then_some(params)
+}
+
+/// What the table says of a method and path.
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    Found(&'static Row, Params<'a>),
+    /// The path is served, with these methods only.
+    WrongMethod(Vec<&'static str>),
+    NotFound,
+}
+
+pub fn lookup<'a>(method: &Method, segs: &[&'a str]) -> Lookup<'a> {
+    let mut allowed = Vec::new();
+    for r in ROUTES {
+        if let Some(params) = captures(r.path, segs) {
+            if r.method == "*" || r.method == method.as_str() {
+                return Lookup::Found(r, params);
+            }
+            if !allowed.contains(&r.method) {
+                allowed.push(r.method);
+            }
+        }
+    }
+    if allowed.is_empty() {
+        Lookup::NotFound
+    } else {
+        Lookup::WrongMethod(allowed)
+    }
+}
+
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} /{} ({})",
+            self.method,
+            self.path.join("/"),
+            self.label
+        )
+    }
+}
+
+pub fn segments(path: &str) -> Vec<&str> {
+    path.trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+pub(crate) fn percent_decode(s: &str) -> String {
+    form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// A path whose merchant id segment breaks the id rule (`config::valid_merchant_id`) names no
+/// merchant: it is answered 404 before anything else (no limiter, store or token lookup).
+fn names_an_invalid_merchant(segs: &[&str]) -> bool {
+    let id = match segs {
+        ["notify" | "return", id, ..]
+        | ["alipay", id, ..]
+        | ["v1", "merchants", id, ..]
+        | ["admin", "merchants", id, ..] => id,
+        _ => return false,
+    };
+    !crate::config::valid_merchant_id(id)
+}
+
+/// Routes one request. Never panics on input; every error is an answer.
+pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let (route, response) = route(&app, remote, req).await;
+    app.metrics.request(route, response.status().as_u16());
+    tracing::debug!(%method, path = %path, status = response.status().as_u16(), "request");
+    response
+}
+
+async fn route(
+    app: &Arc<App>,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> (&'static str, Response<Body>) {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let segs = segments(&path);
+    if names_an_invalid_merchant(&segs) {
+        return ("other", not_found(&method, &path));
+    }
+    let api = segs.first() == Some(&"v1");
+    // The API's per-address limit comes first: probing unknown routes counts too.
+    if api && !app.guards.api_ip.allow(&limit_key(app, remote, &req)) {
+        app.metrics.rate_limited.inc();
+        return ("v1", too_many("too many API requests from this address", 1));
+    }
+    let unmatched = if api { "v1" } else { "other" };
+    let (row, params) = match lookup(&method, &segs) {
+        Lookup::Found(row, params) => (row, params),
+        Lookup::WrongMethod(allow) => {
+            return (unmatched, method_not_allowed(&method, &path, &allow));
+        }
+        // What payhost does not serve itself may belong to a mount (the demo's sandbox and
+        // shop); never under `/v1`, so an unknown API route is a 404 for everybody.
+        Lookup::NotFound => match app.mounts.find(&path).filter(|_| !api) {
+            Some(mount) => return ("mount", (mount.handler)(req).await),
+            None => return (unmatched, not_found(&method, &path)),
+        },
+    };
+    let label = row.label;
+    let response = match row.target {
+        Target::Healthz => probes::healthz(app).await,
+        Target::Readyz => probes::readyz(app).await,
+        Target::Metrics => probes::metrics_with_token(app, caller::bearer(&req)).await,
+        Target::Notify => provider::notify(app, params.get("id"), remote, req).await,
+        Target::Return => {
+            if !app.guards.return_ip.allow(&limit_key(app, remote, &req)) {
+                app.metrics.rate_limited.inc();
+                return (label, too_many("too many returns from this address", 1));
+            }
+            provider::buyer_return(app, params.get("id"), &req).await
+        }
+        Target::Root => redirect(app.mounts.root_redirect().unwrap_or("/admin")),
+        Target::Admin => {
+            let ip = caller::client_ip(app, remote, &req);
+            if !app.guards.admin_ip.allow(&crate::proxy::limit_key(ip)) {
+                app.metrics.rate_limited.inc();
+                return (
+                    label,
+                    too_many("too many admin requests from this address", 1),
+                );
+            }
+            admin::handle(app, ip, remote, req).await
+        }
+        Target::Api(route, scope) => {
+            let Some(who) = caller::caller(app, &req).await else {
+                return (
+                    "v1",
+                    error(&ApiError::new(
+                        401,
+                        "unauthorized",
+                        "missing or wrong bearer token (Authorization: Bearer <api_token or merchant token>)",
+                    )),
+                );
+            };
+            if !may_call(&who, scope, &params) {
+                return (
+                    "v1",
+                    error(&ApiError::new(
+                        403,
+                        "forbidden",
+                        "this token belongs to another merchant or may not use this route",
+                    )),
+                );
+            }
+            api::dispatch(app, &who, route, &params, req).await
+        }
+    };
+    (label, response)
+}
+
+/// Whether `who` may call a route of `scope` with these path parameters.
+fn may_call(who: &Caller, scope: Scope, params: &Params<'_>) -> bool {
+    match (who, scope) {
+        (Caller::Operator, _) => true,
+        (Caller::Merchant(own), Scope::OwnMerchant) => params.get("id") == own,
+        (Caller::Merchant(_), Scope::AnyMerchant) => true,
+        (Caller::Merchant(_), Scope::Operator) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(method: Method, path: &str) -> Option<(&'static str, Vec<String>)> {
+        match lookup(&method, &segments(path)) {
+            Lookup::Found(row, p) => Some((
+                row.label,
+                p.0.iter().map(|(n, v)| format!("{n}={v}")).collect(),
+            )),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_table_captures_the_path_segments() {
+        assert_eq!(
+            found(Method::POST, "/v1/merchants/m1/payments/A%2F1/refunds"),
+            Some(("v1_refunds", vec!["id=m1".into(), "no=A%2F1".into()]))
+        );
+        assert_eq!(
+            found(Method::GET, "/v1/payments.csv"),
+            Some(("v1_payments_csv", vec![]))
+        );
+        assert_eq!(
+            found(Method::POST, "/alipay/m1/notify"),
+            Some(("alipay_notify", vec!["id=m1".into()]))
+        );
+        assert_eq!(found(Method::GET, "/"), Some(("root", vec![])));
+        assert_eq!(found(Method::POST, "/admin"), Some(("admin", vec![])));
+        assert_eq!(
+            found(Method::GET, "/admin/merchants/m1"),
+            Some(("admin", vec![]))
+        );
+    }
+
+    #[test]
+    fn a_known_path_with_another_method_is_405_and_an_unknown_one_404() {
+        match lookup(&Method::PATCH, &segments("/v1/merchants/m1")) {
+            Lookup::WrongMethod(allow) => assert_eq!(allow, ["PUT", "GET", "DELETE"]),
+            other => panic!("{other:?}"),
+        }
+        match lookup(&Method::GET, &segments("/v1/merchants/m1/payments")) {
+            Lookup::WrongMethod(allow) => assert_eq!(allow, ["POST"]),
+            other => panic!("{other:?}"),
+        }
+        match lookup(&Method::GET, &segments("/notify/m1")) {
+            Lookup::WrongMethod(allow) => assert_eq!(allow, ["POST"]),
+            other => panic!("{other:?}"),
+        }
+        for path in [
+            "/v1/nope",
+            "/v1/merchants/m1/payments/n/x",
+            "/healthz/x",
+            "/shop",
+        ] {
+            assert!(
+                matches!(lookup(&Method::GET, &segments(path)), Lookup::NotFound),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn merchant_tokens_reach_their_own_routes_only() {
+        let own = Caller::Merchant("m1".into());
+        let p = |path: &'static str| match lookup(&Method::GET, &segments(path)) {
+            Lookup::Found(row, p) => (row.target, p),
+            other => panic!("{other:?}"),
+        };
+        let (Target::Api(_, scope), params) = p("/v1/merchants/m1/notifications") else {
+            panic!()
+        };
+        assert!(may_call(&own, scope, &params));
+        let (Target::Api(_, scope), params) = p("/v1/merchants/m2/notifications") else {
+            panic!()
+        };
+        assert!(!may_call(&own, scope, &params));
+        let (Target::Api(_, scope), params) = p("/v1/merchants/m1/tokens") else {
+            panic!()
+        };
+        assert!(!may_call(&own, scope, &params));
+        assert!(may_call(&Caller::Operator, scope, &params));
+        let (Target::Api(_, scope), params) = p("/v1/payments") else {
+            panic!()
+        };
+        assert!(may_call(&own, scope, &params));
+    }
+}
