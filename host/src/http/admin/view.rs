@@ -271,7 +271,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            html.contains("&lt;script&gt;x&lt;&#x2f;script&gt;"),
+            html.contains("&lt;script&gt;x&lt;/script&gt;"),
             "{html}"
         );
         assert!(html.contains("a &amp; b"));
