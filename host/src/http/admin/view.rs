@@ -143,6 +143,15 @@ fn env() -> &'static Environment<'static> {
         // `.html` templates escape every value (the default for that extension), said here too.
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        // A value not there yet (an unpaid order's paid time, a webhook attempt without error)
+        // is an empty cell, not the word `none`.
+        env.set_formatter(|out, state, value| {
+            if value.is_none() {
+                Ok(())
+            } else {
+                minijinja::escape_formatter(out, state, value)
+            }
+        });
         for (name, source) in TEMPLATES {
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("admin template {name}: {e}"));
