@@ -272,9 +272,18 @@ async fn a_second_provider_loads_beside_alipay_with_its_own_settings_form_and_no
     let ali_page = page("ali").await;
     assert!(ali_page.contains("name=\"partner\""));
     assert!(!ali_page.contains("name=\"merchant_no\""));
+    // The new-merchant form lives on the merchants list.
+    let list = request(
+        "GET",
+        &format!("{base}/admin/merchants"),
+        &[("cookie", &cookie)],
+        Vec::new(),
+    )
+    .await
+    .text();
     assert!(
-        ali_page.contains("id=\"new-plugin\""),
-        "with two components a new merchant picks one"
+        list.contains("id=\"new-plugin\"") && list.contains("TestPay"),
+        "with two components a new merchant picks one: {list}"
     );
 }
 

@@ -136,6 +136,26 @@ fn lang_of(state: &State<'_, '_>) -> Lang {
     }
 }
 
+fn write_html_escaped(out: &mut minijinja::Output<'_>, s: &str) -> Result<(), minijinja::Error> {
+    let mut last = 0;
+    for (i, c) in s.char_indices() {
+        let rep = match c {
+            '&' => "&amp;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            '"' => "&quot;",
+            '\'' => "&#x27;",
+            _ => continue,
+        };
+        out.write_str(&s[last..i])
+            .and_then(|_| out.write_str(rep))
+            .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "admin page"))?;
+        last = i + 1;
+    }
+    out.write_str(&s[last..])
+        .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "admin page"))
+}
+
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
@@ -143,14 +163,20 @@ fn env() -> &'static Environment<'static> {
         // `.html` templates escape every value (the default for that extension), said here too.
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::Html);
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        // minijinja's HTML escape also turns `/` into `&#x2f;`; the notify URL an owner copies from
+        // the page source or a script reads should stay as typed (`/` needs no escape in HTML).
         // A value not there yet (an unpaid order's paid time, a webhook attempt without error)
         // is an empty cell, not the word `none`.
         env.set_formatter(|out, state, value| {
             if value.is_none() {
-                Ok(())
-            } else {
-                minijinja::escape_formatter(out, state, value)
+                return Ok(());
             }
+            if state.auto_escape() == minijinja::AutoEscape::Html && !value.is_safe() {
+                if let Some(s) = value.as_str() {
+                    return write_html_escaped(out, s);
+                }
+            }
+            minijinja::escape_formatter(out, state, value)
         });
         for (name, source) in TEMPLATES {
             env.add_template(name, source)

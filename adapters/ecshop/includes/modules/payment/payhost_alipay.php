@@ -55,8 +55,10 @@ if (isset($set_modules) && $set_modules == true) {
         array('name' => 'alipay_key', 'type' => 'text', 'value' => ''),
         array('name' => 'alipay_partner', 'type' => 'text', 'value' => ''),
         array('name' => 'alipay_app_id', 'type' => 'text', 'value' => ''),
-        array('name' => 'alipay_app_private_key', 'type' => 'text', 'value' => ''),
-        array('name' => 'alipay_public_key', 'type' => 'text', 'value' => ''),
+        // Keys are multi-line PEM: ecshop 2.7.3's admin/templates/payment_edit.htm renders a `textarea` config
+        // as <textarea>; a one-line text input would drop the PEM's line breaks when pasted.
+        array('name' => 'alipay_app_private_key', 'type' => 'textarea', 'value' => ''),
+        array('name' => 'alipay_public_key', 'type' => 'textarea', 'value' => ''),
         array('name' => 'alipay_gateway', 'type' => 'text', 'value' => ''),
         array('name' => 'alipay_mode', 'type' => 'select', 'value' => 'b2c'),
         array('name' => 'c2c_sellers', 'type' => 'text', 'value' => ''),
