@@ -349,3 +349,28 @@ async fn the_open_platform_sandbox_gateway_is_one_click_on_the_merchant_page() {
     // The legacy family's URL fields have no presets.
     assert!(!html.contains("id=\"gateway_url-presets\""));
 }
+
+/// A value that is not there yet (an unpaid order's buyer, trade number and paid time) is an
+/// empty cell on the payment page, never the template engine's word for nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unpaid_payment_page_shows_empty_cells() {
+    let demo = demo("admin-unpaid");
+    let base = &demo.base;
+    create_payment(base, "demo", "UNPAID-1", "3.00", None).await;
+    let (op, _) = admin_login(base, ADMIN_PASSWORD).await;
+    let (status, html) = page(base, "/admin/merchants/demo/payments/UNPAID-1", &op).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("UNPAID-1"), "{html}");
+    for word in ["none", "None", "null", "undefined"] {
+        assert!(
+            !html.contains(&format!(">{word}<")),
+            "the page shows {word}: {html}"
+        );
+    }
+    let paid = html
+        .split("id=\"paid-at\">")
+        .nth(1)
+        .and_then(|rest| rest.split_once('<'))
+        .map(|(cell, _)| cell);
+    assert_eq!(paid, Some(""), "{html}");
+}

@@ -210,6 +210,16 @@ mapi_url = "{sb}/sandbox/mapi"
         payhost::domain::clock::stored_to_beijing(l2[9]).unwrap()
     );
     assert!(!l2[11].is_empty(), "paid_at_utc of a paid payment");
+    // paid_at is the gateway's Beijing gmt_payment in UTC: when it was paid (the sandbox runs
+    // 600× fast, so within hours of created_at), not a date years before the order existed.
+    let at = |s: &str| payhost::domain::clock::parse_rfc3339(s).unwrap_or_else(|| panic!("{s}"));
+    let paid_after = at(l2[11]) - at(l2[9]);
+    assert!(
+        (-2..86_400).contains(&paid_after),
+        "paid_at {} vs created_at {}",
+        l2[11],
+        l2[9]
+    );
 
     // Merchants with their counts (the operator's).
     let r = get(&host.url("/v1/merchants"), Some(TOKEN)).await;

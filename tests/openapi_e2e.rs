@@ -394,7 +394,10 @@ mod back_office {
         // midnight (16:00 UTC) waits for the new day first, so its payments and its bill share one.
         let into_day = (payhost::domain::clock::now_unix() + 8 * 3600) % 86_400;
         if into_day > 86_400 - 180 {
-            tokio::time::sleep(std::time::Duration::from_secs((86_400 - into_day + 2) as u64)).await;
+            tokio::time::sleep(std::time::Duration::from_secs(
+                (86_400 - into_day + 2) as u64,
+            ))
+            .await;
         }
         let dir = temp_dir(name);
         let (sb, base) = sandbox().await;

@@ -224,7 +224,13 @@ async fn legacy_refund_through_the_password_page_and_the_batch_notify() {
         &format!("token={page_token}&password=000000"),
     )
     .await;
-    assert!(wrong.text().contains("支付密码不正确"), "{}", wrong.text());
+    // A wrong password is refused on the same page: the seller still sees what is refunded.
+    let again = wrong.text();
+    assert!(again.contains("支付密码不正确"), "{again}");
+    assert!(
+        again.contains(&trade_no) && again.contains("LR1") && again.contains("10.00"),
+        "{again}"
+    );
     let done = post_form(
         &format!("{base}/mapi/refund/confirm"),
         &format!("token={page_token}&password=123456"),

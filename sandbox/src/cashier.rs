@@ -11,7 +11,8 @@ const STYLE: &str = "body{margin:0;font-family:-apple-system,'PingFang SC','Micr
 .amount{font-size:30px;color:#ff6a00;text-align:center;padding:12px 0}label{display:block;margin:10px 0 4px;color:#666}\
 input{width:100%;box-sizing:border-box;padding:10px;border:1px solid #ddd;border-radius:4px;font-size:16px}\
 button{width:100%;padding:12px;border:0;border-radius:4px;font-size:17px;margin-top:12px}.pay{background:#1677ff;color:#fff}.cancel{background:#fff;color:#666;border:1px solid #ddd}\
-.note{color:#999;font-size:12px;text-align:center;margin:12px}";
+.note{color:#999;font-size:12px;text-align:center;margin:12px}\
+.row>span:first-child{flex:none}.row>span+span{text-align:right;overflow-wrap:anywhere;margin-left:12px}.error{color:#d4380d;margin:8px 0}h2{font-size:16px;margin:0 0 6px}";
 
 fn shell(title: &str, body: &str) -> String {
     shell_for(false, title, body)
@@ -23,11 +24,17 @@ fn shell_for(pc: bool, title: &str, body: &str) -> String {
     } else {
         "支付宝 · 手机收银台 (沙箱)"
     };
+    framed(bar, title, body)
+}
+
+/// An Alipay page of the sandbox: the blue bar naming the page, `body`, the sandbox's note.
+pub(crate) fn framed(bar: &str, title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{}</title><style>{STYLE}</style></head><body><div class=\"bar\" id=\"cashier-kind\">{bar}</div>{body}\
+         <title>{}</title><style>{STYLE}</style></head><body><div class=\"bar\" id=\"cashier-kind\">{}</div>{body}\
          <div class=\"note\">这是 payhost 沙箱，不会产生真实扣款。Sandbox: no real money moves.</div></body></html>",
-        esc(title)
+        esc(title),
+        esc(bar)
     )
 }
 

@@ -153,6 +153,8 @@ pub struct Sandbox {
     /// Sandbox seconds per real second.
     speed: f64,
     started: Instant,
+    /// Unix seconds at the start: the legacy notifies' times count from it.
+    started_unix: u64,
     counter: Mutex<u64>,
 }
 
@@ -171,6 +173,7 @@ impl Sandbox {
             bills: bill::Bills::default(),
             speed: speed.max(1.0),
             started: Instant::now(),
+            started_unix: web::unix_now(),
             // Ids (notify_id, trade_no, tokens) count from a random start, so a sandbox started
             // again never repeats the ids of an earlier one: a host that saw them would take a
             // new notify for a duplicate (Alipay's ids are unique). Below 10^9, so the token
@@ -188,6 +191,11 @@ impl Sandbox {
     /// Sandbox seconds since start.
     pub fn now(&self) -> u64 {
         (self.started.elapsed().as_secs_f64() * self.speed) as u64
+    }
+
+    /// A sandbox time (seconds since start) as Alipay writes it: Beijing wall-clock time.
+    fn beijing_time(&self, at: u64) -> String {
+        web::alipay_time(self.started_unix + at + 8 * 3600)
     }
 
     fn next_id(&self) -> u64 {
@@ -566,7 +574,7 @@ impl Sandbox {
     }
 
     fn notify_data(&self, t: &Trade, status: &str, notify_id: &str) -> String {
-        let now = web::alipay_time(1_700_000_000 + t.created_at);
+        let now = self.beijing_time(t.created_at);
         let refunded_at = now.clone();
         let mut fields: Vec<(&str, String)> = vec![
             ("payment_type", "1".into()),
@@ -1031,7 +1039,7 @@ impl Sandbox {
     /// The PC notify ([EXTRA §2.3]): flat form fields, signed sorted, with `notify_id` for
     /// `notify_verify`.
     fn pc_fields(&self, t: &Trade, status: &str, notify_id: &str) -> Vec<(String, String)> {
-        let when = web::alipay_time(1_700_000_000 + t.created_at);
+        let when = self.beijing_time(t.created_at);
         vec![
             (
                 "buyer_email".into(),
@@ -1128,7 +1136,7 @@ impl Sandbox {
         let Some(t) = found.map(|t| self.close_if_expired(t)) else {
             return error("TRADE_NOT_EXIST");
         };
-        let when = web::alipay_time(1_700_000_000 + t.created_at);
+        let when = self.beijing_time(t.created_at);
         let paid = t.status != "WAIT_BUYER_PAY" && t.trade_no.is_some();
         let mut fields: Vec<(&str, String)> = vec![
             ("buyer_email", t.buyer_email.clone().unwrap_or_default()),

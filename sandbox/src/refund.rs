@@ -4,8 +4,10 @@
 //!   (sorted rule, MD5 or RSA). The sandbox checks the signature, `batch_no` (the date and 3–24
 //!   digits, never one it already processed: Alipay refuses a repeated batch), `batch_num`
 //!   against `detail_data` (`trade_no^amount^reason#…`), each trade (this partner's, paid, enough
-//!   left to refund), then shows the seller's page asking for the payment password. The sandbox's
-//!   demo password is [`DEMO_PASSWORD`], printed on the page.
+//!   left to refund), then shows the seller's confirmation page, phone-sized like the cashier: the
+//!   total, each refund (order number, trade number, subject, amount, reason) and the payment
+//!   password, asked again with the same summary after a wrong one. The sandbox's demo password
+//!   is [`DEMO_PASSWORD`], printed on the page.
 //! * `POST {base}/mapi/refund/confirm` — the password. Right: each refund is applied (the trade's
 //!   `refund_fee` grows, `refund_status=REFUND_SUCCESS`; the whole amount closes it, as
 //!   `single_trade_query` then shows) and the batch notify goes to `notify_url` on Alipay's
@@ -15,6 +17,7 @@
 //!
 //! Written from the protocol reference; it shares no code with the component.
 
+use crate::cashier::framed;
 use crate::web::{self, html, Body};
 use crate::{wire, NotifyDelivery, Sandbox};
 use http::Response;
@@ -37,7 +40,12 @@ struct PendingBatch {
     batch_no: String,
     notify_url: String,
     details: Vec<Detail>,
+    /// What the seller is asked to confirm, shown again after a wrong password.
+    summary: String,
 }
+
+/// The bar of the seller's pages.
+const BAR: &str = "支付宝 · 即时到账批量退款（有密）(沙箱)";
 
 /// Batches shown to a seller and not confirmed yet (by page token), and the batches processed.
 #[derive(Default)]
@@ -77,10 +85,24 @@ fn is_batch_no(s: &str) -> bool {
 fn error_page(code: &str, why: &str) -> Response<Body> {
     html(
         400,
-        web::page(
+        framed(
+            BAR,
             "支付宝 · 退款",
-            &format!("<h1>{}</h1><p>{}</p>", web::esc(code), web::esc(why)),
+            &format!(
+                "<div class=\"box\" id=\"error\"><h2>{}</h2><p>{}</p></div>",
+                web::esc(code),
+                web::esc(why)
+            ),
         ),
+    )
+}
+
+/// One label and value line of a box.
+fn row(label: &str, value: &str) -> String {
+    format!(
+        "<div class=\"row\"><span>{}</span><span>{}</span></div>",
+        web::esc(label),
+        web::esc(value)
     )
 }
 
@@ -149,25 +171,41 @@ impl Sandbox {
                 "batch_num 与 detail_data 的笔数不一致",
             );
         }
-        let mut rows = String::new();
+        // The seller sees whose money goes back: the total, then each trade with its amount.
+        let mut refunds = String::new();
+        let mut seller = String::new();
         {
             let trades = self.trades.lock().unwrap();
-            for d in &details {
+            for (d, reason) in details.iter().zip(detail_data.split('#')) {
                 let Some(t) = trades
                     .values()
                     .find(|t| t.partner == partner && t.trade_no.as_deref() == Some(&d.trade_no))
                 else {
                     return error_page("TRADE_NOT_EXIST", &format!("交易 {} 不存在", d.trade_no));
                 };
-                rows.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>¥{}</td></tr>",
-                    web::esc(&d.trade_no),
-                    web::esc(&t.out_trade_no),
-                    web::esc(&t.subject),
-                    yuan(d.amount_fen)
+                if seller.is_empty() {
+                    seller = t.seller.clone();
+                }
+                let reason = reason.splitn(3, '^').nth(2).unwrap_or_default();
+                refunds.push_str(&format!(
+                    "<div class=\"box refund-detail\">{}{}{}{}{}</div>",
+                    row("商户订单号", &t.out_trade_no),
+                    row("支付宝交易号", &d.trade_no),
+                    row("商品名称", &t.subject),
+                    row("退款金额", &format!("￥{}", yuan(d.amount_fen))),
+                    row("退款理由", reason),
                 ));
             }
         }
+        let total: u64 = details.iter().map(|d| d.amount_fen).sum();
+        let summary = format!(
+            "<div class=\"box\"><div class=\"amount\" id=\"refund-total\">￥{}</div>{}{}{}{}</div>{refunds}",
+            yuan(total),
+            row("卖家", &seller),
+            row("合作伙伴 (partner)", &partner),
+            row("批次号", &batch_no),
+            row("退款笔数", &details.len().to_string()),
+        );
         let token = self.new_token("rf", self.now());
         self.legacy_refunds.pending.lock().unwrap().insert(
             token.clone(),
@@ -176,34 +214,34 @@ impl Sandbox {
                 batch_no: batch_no.clone(),
                 notify_url,
                 details,
+                summary: summary.clone(),
             },
         );
-        html(200, self.password_page(&token, &batch_no, &rows, None))
+        html(200, self.password_page(&token, &summary, None))
     }
 
-    fn password_page(
-        &self,
-        token: &str,
-        batch_no: &str,
-        rows: &str,
-        error: Option<&str>,
-    ) -> String {
+    /// The seller's confirmation: what goes back to whom, and the payment password.
+    fn password_page(&self, token: &str, summary: &str, error: Option<&str>) -> String {
         let error = error
-            .map(|e| format!("<p class=\"error\">{}</p>", web::esc(e)))
+            .map(|e| {
+                format!(
+                    "<p class=\"error\" id=\"password-error\">{}</p>",
+                    web::esc(e)
+                )
+            })
             .unwrap_or_default();
-        web::page(
-            "支付宝 · 即时到账批量退款（有密）",
+        framed(
+            BAR,
+            "确认退款",
             &format!(
-                "<h1>确认退款</h1>\
-                 <p>批次号 {batch}</p>\
-                 <table><tr><th>支付宝交易号</th><th>商户订单号</th><th>商品</th><th>退款金额</th></tr>{rows}</table>\
-                 {error}\
-                 <form method=\"post\" action=\"{base}/mapi/refund/confirm\">\
+                "{summary}\
+                 <div class=\"box\"><form method=\"post\" action=\"{base}/mapi/refund/confirm\">\
                  <input type=\"hidden\" name=\"token\" value=\"{token}\">\
-                 <label>支付密码 <input type=\"password\" name=\"password\" autocomplete=\"off\"></label>\
-                 <button type=\"submit\">确认退款</button></form>\
-                 <p class=\"hint\">沙箱演示：支付密码为 <code>{DEMO_PASSWORD}</code> (sandbox demo: the payment password is {DEMO_PASSWORD})</p>",
-                batch = web::esc(batch_no),
+                 <label for=\"password\">支付密码</label>\
+                 <input id=\"password\" type=\"password\" name=\"password\" inputmode=\"numeric\" autocomplete=\"off\">\
+                 {error}\
+                 <button class=\"pay\" type=\"submit\" id=\"confirm\">确认退款</button></form></div>\
+                 <div class=\"note\" id=\"demo-password\">沙箱演示：支付密码为 <code>{DEMO_PASSWORD}</code> (sandbox demo: the payment password is {DEMO_PASSWORD})</div>",
                 base = web::esc(&self.public_base),
                 token = web::esc(token),
             ),
@@ -234,8 +272,7 @@ impl Sandbox {
                 200,
                 self.password_page(
                     &token,
-                    &batch.batch_no,
-                    "",
+                    &batch.summary,
                     Some("支付密码不正确 (wrong payment password)"),
                 ),
             );
@@ -318,14 +355,33 @@ impl Sandbox {
             body,
             in_flight: false,
         });
+        let lines: String = results
+            .iter()
+            .map(|r| {
+                let mut parts = r.splitn(3, '^');
+                let (trade_no, amount, result) = (
+                    parts.next().unwrap_or_default(),
+                    parts.next().unwrap_or_default(),
+                    parts.next().unwrap_or_default(),
+                );
+                let said = if result == "SUCCESS" {
+                    "退款成功".to_owned()
+                } else {
+                    format!("退款失败 {result}")
+                };
+                row(&format!("{trade_no} ￥{amount}"), &said)
+            })
+            .collect();
         html(
             200,
-            web::page(
-                "支付宝 · 退款",
+            framed(
+                BAR,
+                "退款已提交",
                 &format!(
-                    "<h1>退款已提交</h1><p>批次号 {}：成功 {success} 笔</p><p>{}</p>",
-                    web::esc(&batch.batch_no),
-                    web::esc(&results.join("#"))
+                    "<div class=\"box\" id=\"refund-result\"><h2>退款已提交</h2>{}{}{lines}\
+                     <p>结果已通知商户，可以关闭本页，回到商户后台查看退款状态。</p></div>",
+                    row("批次号", &batch.batch_no),
+                    row("成功笔数", &success.to_string()),
                 ),
             ),
         )

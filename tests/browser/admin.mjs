@@ -49,6 +49,9 @@ const parseCsv = (text) => {
   if (field !== '' || row.length) { row.push(field); rows.push(row); }
   return rows;
 };
+// docs/LEDGER.md's columns of `GET /v1/payments.csv`, in order.
+const CSV_COLUMNS = ['merchant_id', 'out_trade_no', 'trade_no', 'subject', 'status', 'total_fee', 'refunded_amount',
+  'buyer', 'created_at_beijing', 'created_at_utc', 'paid_at_beijing', 'paid_at_utc', 'review', 'updated_at_utc'];
 const OWNER_PASSWORD = 'market-owner-password-1';
 const OTHER_PASSWORD = 'demo-owner-password-22';
 
@@ -125,11 +128,25 @@ try {
     await page.click('#refund');
     await expectText(page.locator('#flash'), part);
     await page.locator('a.confirm-refund').first().click();
-    await page.waitForURL(/sandbox/);
+    await page.waitForURL(/\/sandbox\/mapi\?service=refund_fastpay_by_platform_pwd/);
+    // The seller's page says what goes back: the order and the amount.
+    await expectText(page.locator('#refund-total'), part);
+    await expectText(page.locator('.refund-detail'), order.out_trade_no);
+    await expectText(page.locator('.refund-detail'), '部分退货');
+    if (name === 'phone') {
+      await fits(page, 'seller refund page');
+      // A wrong payment password is refused; the page still shows what is being refunded.
+      await page.fill('#password', '000000');
+      await page.click('#confirm');
+      await expectText(page.locator('#password-error'), '支付密码不正确');
+      await expectText(page.locator('.refund-detail'), order.out_trade_no);
+      await expectText(page.locator('#refund-total'), part);
+    }
     await shot(page, `refund-confirm-${name}`);
-    await page.locator('input[type=password]').first().fill('123456');
-    await page.locator('form button[type=submit], form input[type=submit]').first().click();
-    await page.waitForLoadState();
+    await page.fill('#password', '123456');
+    await page.click('#confirm');
+    await expectText(page.locator('#refund-result'), '退款成功');
+    if (name === 'phone') await fits(page, 'seller refund result');
     // Back on the payment page, the refund's notify lands: 部分退款 and the amount.
     const url = `${base}/admin/merchants/market/payments/${encodeURIComponent(order.out_trade_no)}`;
     for (let i = 0; ; i++) {
@@ -156,21 +173,30 @@ try {
       if (i < 0) throw new Error(`the CSV has no ${n} column: ${header}`);
       return i;
     };
+    if (header.join(',') !== CSV_COLUMNS.join(',')) throw new Error(`CSV columns ${header}, documented ${CSV_COLUMNS}`);
     const all = (await api('/v1/payments?merchant=market&limit=200')).payments;
     if (rows.length !== all.length) throw new Error(`CSV ${rows.length} rows, API ${all.length}`);
-    for (const p of all) {
-      const r = rows.find((r) => r[col('out_trade_no')] === p.out_trade_no);
-      if (!r) throw new Error(`${p.out_trade_no} missing from the CSV`);
-      if (r[col('merchant_id')] !== 'market') throw new Error(`another merchant in the CSV: ${r}`);
-      if (r[col('total_fee')] !== p.total_fee) throw new Error(`${p.out_trade_no}: ${r[col('total_fee')]} ≠ ${p.total_fee}`);
-      if (r[col('refunded_amount')] !== p.refunded_amount) throw new Error(`${p.out_trade_no}: refunded ${r[col('refunded_amount')]} ≠ ${p.refunded_amount}`);
-      if (r[col('status')] !== p.status) throw new Error(`${p.out_trade_no}: ${r[col('status')]} ≠ ${p.status}`);
-    }
+    // Each row is the API's payment, newest first as the list is.
+    const same = [['merchant_id', 'merchant_id'], ['out_trade_no', 'out_trade_no'], ['trade_no', 'trade_no'],
+      ['subject', 'subject'], ['status', 'status'], ['total_fee', 'total_fee'], ['refunded_amount', 'refunded_amount'],
+      ['buyer', 'buyer_email'], ['created_at_utc', 'created_at'], ['paid_at_utc', 'paid_at']];
+    all.forEach((p, i) => {
+      const r = rows[i];
+      if (r.length !== header.length) throw new Error(`CSV row ${i + 1} has ${r.length} cells: ${r}`);
+      for (const [c, f] of same) {
+        if (r[col(c)] !== (p[f] ?? '')) throw new Error(`${p.out_trade_no}: CSV ${c} "${r[col(c)]}" ≠ API ${f} "${p[f]}"`);
+      }
+      if (!/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/.test(r[col('paid_at_beijing')])) throw new Error(`${p.out_trade_no}: paid_at_beijing "${r[col('paid_at_beijing')]}"`);
+    });
+    const mine = all.find((p) => p.out_trade_no === order.out_trade_no);
+    if (mine.status !== 'PARTIALLY_REFUNDED' || mine.refunded_amount !== part) throw new Error(`the API shows ${JSON.stringify(mine)}`);
     // The chart: 30 days, the paid ones counted.
     await page.goto(`${base}/admin`);
     if ((await page.locator('#chart rect.bar').count()) !== 30) throw new Error('the chart has no 30 bars');
-    const counted = Number(await page.locator('#chart-total-count').innerText());
-    if (counted < 2) throw new Error(`the chart counts ${counted} paid payments`);
+    // Only the marketplace's two orders (refunded in part, still paid); not the other shop's.
+    const counted = await page.locator('#chart-total-count').innerText();
+    const amount = await page.locator('#chart-total-amount').innerText();
+    if (counted !== '2' || amount !== '17.76') throw new Error(`the chart counts ${counted} paid payments, ¥${amount}`);
     if (name === 'phone') await fits(page, 'chart');
     await shot(page, `admin-chart-${name}`);
     if (name === 'desktop') await doc(page, 'admin-9-chart');
@@ -208,11 +234,26 @@ try {
     body: `csrf=${c}&amount=0.01&reason=x`, redirect: 'manual' })).status,
   [`${base}/admin/merchants/market/payments/${encodeURIComponent(secret)}/refunds`, csrf]);
   if (posted !== 404) throw new Error(`another merchant's refund answered ${posted}`);
+  const untouched = await api(`/v1/merchants/market/payments/${encodeURIComponent(secret)}`);
+  if (untouched.refunds.length !== 1 || untouched.refunded_amount !== '1.88') {
+    throw new Error(`another merchant's owner changed the refunds: ${JSON.stringify(untouched.refunds)}`);
+  }
+  // Their own overview counts their own shop's paid order only.
+  await page.goto(`${base}/admin`);
+  const theirs = await page.locator('#chart-total-count').innerText();
+  if (theirs !== '1') throw new Error(`the other owner's chart counts ${theirs} paid payments`);
 
-  // The operator's audit log holds the owners' actions.
+  // The operator's audit log holds the owners' actions: each refund, by whom, of which order.
   await admin.goto(`${base}/admin/audit`);
-  await expectText(admin.locator('#audit'), 'refund.start');
-  await expectText(admin.locator('#audit'), 'owner-market');
+  for (const [order, part] of [[paid[0], '1.88'], [paid[1], '2.00']]) {
+    const row = admin.locator('#audit tbody tr', { has: admin.locator('td.audit-action', { hasText: 'refund.start' }) })
+      .filter({ hasText: order.out_trade_no });
+    if ((await row.count()) !== 1) throw new Error(`the audit log has no refund.start of ${order.out_trade_no}`);
+    const text = await row.innerText();
+    if (!text.includes('owner-market') || !text.includes('market') || !text.includes(part)) {
+      throw new Error(`the audit entry of ${order.out_trade_no} misses who, merchant or amount: ${text}`);
+    }
+  }
   await expectText(admin.locator('#audit'), 'user.add');
   await doc(admin, 'admin-11-audit');
   console.log('admin walk: ok');

@@ -165,7 +165,12 @@ fn env() -> &'static Environment<'static> {
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
         // minijinja's HTML escape also turns `/` into `&#x2f;`; the notify URL an owner copies from
         // the page source or a script reads should stay as typed (`/` needs no escape in HTML).
+        // A value not there yet (an unpaid order's paid time, a webhook attempt without error)
+        // is an empty cell, not the word `none`.
         env.set_formatter(|out, state, value| {
+            if value.is_none() {
+                return Ok(());
+            }
             if state.auto_escape() == minijinja::AutoEscape::Html && !value.is_safe() {
                 if let Some(s) = value.as_str() {
                     return write_html_escaped(out, s);
@@ -270,10 +275,7 @@ mod tests {
             context! { heading => "<script>x</script>", message => "a & b" },
         )
         .unwrap();
-        assert!(
-            html.contains("&lt;script&gt;x&lt;/script&gt;"),
-            "{html}"
-        );
+        assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"), "{html}");
         assert!(html.contains("a &amp; b"));
         assert!(html.contains("lang=\"en\""));
     }
