@@ -2,6 +2,12 @@
 
 mod cli;
 
+/// mimalloc instead of glibc's allocator: the notify path allocates and frees many small,
+/// short-lived buffers across threads, where glibc's arenas cost ≈ 10 % of payhost's CPU
+/// (docs/PERFORMANCE.md, "Round 3, session 4").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
