@@ -141,7 +141,8 @@ fn note_words(lang: Lang, note: &str) -> Vec<String> {
                 _ => part.to_owned(),
             }
         } else if let Some(why) = part.strip_prefix("held for review: ") {
-            format!("{}{why}", t("待人工核对：", "held for review: "))
+            // The outcome (mismatch) says it is held for review already.
+            why.to_owned()
         } else {
             match part {
                 "the trade is still waiting" => t("交易仍在等待付款", part),
@@ -236,6 +237,8 @@ mod tests {
                 "outcome": "no_change", "trade_status": "WAIT_BUYER_PAY"}),
             json!({"at": "t", "kind": "close", "detail": "closed here only: the legacy API (api = mapi) has no close call for this product: close the order locally; an unpaid trade closes at Alipay when its pay_expire / it_b_pay runs out"}),
             json!({"at": "t", "kind": "close", "detail": "closed at the provider"}),
+            json!({"at": "t", "kind": "notify", "trade_status": "",  "outcome": "mismatch",
+                "detail": "held for review: refund 42 was reported succeeded, now failed: x"}),
             json!({"at": "t", "kind": "refund", "amount": "2.00", "status": "FAILED",
                 "started_by": "admin", "detail": "ACQ.TRADE_HAS_FINISHED"}),
             json!({"at": "t", "kind": "webhook", "event": "payment.paid", "http_status": null,
@@ -249,6 +252,7 @@ mod tests {
                 "向支付平台查询 | 待付款 · 无变化 · 交易仍在等待付款",
                 "关闭 | 仅在本地关闭，支付平台未关闭",
                 "关闭 | 已在支付平台关闭",
+                "退款通知 | 待人工核对 · refund 42 was reported succeeded, now failed: x",
                 "退款 | ¥2.00 · 失败 · 发起人 admin · 支付平台说明：ACQ.TRADE_HAS_FINISHED",
                 "商城通知 | payment.paid · 错误：connection refused",
             ]
