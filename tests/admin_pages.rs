@@ -350,8 +350,31 @@ async fn the_open_platform_sandbox_gateway_is_one_click_on_the_merchant_page() {
     assert!(!html.contains("id=\"gateway_url-presets\""));
 }
 
+/// The rows of the payment page's timeline: event and detail of each, as the page shows them.
+fn timeline_rows(html: &str) -> Vec<(String, String)> {
+    let table = html
+        .split("id=\"timeline\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .unwrap_or_else(|| panic!("no timeline on the page:\n{html}"));
+    let cell = |td: &str| {
+        td.split_once('>')
+            .map(|(_, rest)| rest.split("</td>").next().unwrap_or("").to_owned())
+            .unwrap_or_default()
+    };
+    table
+        .split("<tr>")
+        .skip(2)
+        .map(|row| {
+            let tds: Vec<&str> = row.split("<td").skip(1).collect();
+            (cell(tds[1]), cell(tds[2]))
+        })
+        .collect()
+}
+
 /// A value that is not there yet (an unpaid order's buyer, trade number and paid time) is an
-/// empty cell on the payment page, never the template engine's word for nothing.
+/// empty cell on the payment page, never the template engine's word for nothing. Synced and
+/// closed from the page, its timeline reads in the page's language.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unpaid_payment_page_shows_empty_cells() {
     let demo = demo("admin-unpaid");
@@ -373,4 +396,54 @@ async fn an_unpaid_payment_page_shows_empty_cells() {
         .and_then(|rest| rest.split_once('<'))
         .map(|(cell, _)| cell);
     assert_eq!(paid, Some(""), "{html}");
+
+    // Asked at the provider (still waiting), then closed here (the legacy API has no close).
+    let path = "/admin/merchants/demo/payments/UNPAID-1";
+    let csrf = csrf_of(&html);
+    for action in ["sync", "close"] {
+        admin_post(
+            base,
+            &format!("{path}/{action}"),
+            &op,
+            &format!("csrf={csrf}"),
+        )
+        .await;
+    }
+    let (_, zh) = page(base, path, &op).await;
+    let rows = timeline_rows(&zh);
+    let kinds: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+    for want in ["创建", "跳转收银台", "向支付平台查询", "关闭"] {
+        assert!(kinds.contains(&want), "{want} missing: {rows:?}");
+    }
+    let detail_of = |rows: &[(String, String)], kind: &str| {
+        rows.iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, d)| d.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        detail_of(&rows, "向支付平台查询"),
+        "待付款 · 无变化 · 交易仍在等待付款",
+        "{rows:?}"
+    );
+    assert_eq!(
+        detail_of(&rows, "关闭"),
+        "仅在本地关闭，支付平台未关闭",
+        "{rows:?}"
+    );
+    for (kind, detail) in &rows {
+        assert!(!detail.starts_with('·'), "{kind}: {detail}");
+    }
+    // Switched to English: the same lines in English.
+    let (_, en) = page(base, &format!("{path}?lang=en"), &op).await;
+    let rows = timeline_rows(&en);
+    assert_eq!(
+        detail_of(&rows, "query"),
+        "Awaiting payment · no change · the trade is still waiting",
+        "{rows:?}"
+    );
+    assert!(
+        detail_of(&rows, "closed").starts_with("closed here only: "),
+        "{rows:?}"
+    );
 }

@@ -310,20 +310,6 @@ pub trait Ledger: Send + Sync {
     ) -> Result<Vec<WebhookAttempt>>;
 }
 
-/// `%q%` for LIKE, its wildcards escaped with `\`.
-pub fn like_pattern(q: &str) -> String {
-    let mut s = String::with_capacity(q.len() + 2);
-    s.push('%');
-    for c in q.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            s.push('\\');
-        }
-        s.push(c);
-    }
-    s.push('%');
-    s
-}
-
 /// The out_trade_no a webhook's body names (for its attempts on the payment's timeline).
 pub fn webhook_order(body: &str) -> Option<String> {
     serde_json::from_str::<serde_json::Value>(body)

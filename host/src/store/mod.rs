@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod ledger;
+pub mod ledger_sql;
 pub mod postgres;
 pub mod refund_rules;
 pub mod rules;

@@ -19,6 +19,7 @@ mod chart;
 mod merchants;
 mod payments;
 mod session;
+mod timeline;
 mod users;
 mod view;
 

@@ -233,50 +233,6 @@ pub async fn overview(app: &Arc<App>, ctx: &Ctx) -> Page {
     }
 }
 
-/// One entry of the ledger's timeline as the page shows it: when, what, and the details.
-fn timeline_line(ctx: &Ctx, zone: &crate::domain::zone::Zone, e: &serde_json::Value) -> Value {
-    let text = |k: &str| e[k].as_str().map(str::to_owned);
-    let kind = text("kind").unwrap_or_default();
-    let (zh, en) = match kind.as_str() {
-        "created" => ("创建", "created"),
-        "notify" => ("支付平台通知", "provider notify"),
-        "query" => ("向支付平台查询", "query"),
-        "refund" => ("退款", "refund"),
-        "webhook" => ("商城通知", "shop webhook"),
-        "redirect" => ("跳转收银台", "to the cashier"),
-        "return" => ("买家返回", "buyer returned"),
-        "close" | "closed" => ("关闭", "closed"),
-        _ => (kind.as_str(), kind.as_str()),
-    };
-    let mut detail: Vec<String> = Vec::new();
-    if let Some(a) = text("amount") {
-        detail.push(format!("¥{a}"));
-    }
-    if let Some(s) = text("status") {
-        detail.push(super::view::refund_status_word(ctx.lang, &s).to_owned());
-    }
-    for k in [
-        "trade_status",
-        "outcome",
-        "event",
-        "started_by",
-        "detail",
-        "error",
-    ] {
-        if let Some(v) = text(k) {
-            detail.push(v);
-        }
-    }
-    if let Some(h) = e["http_status"].as_u64() {
-        detail.push(format!("HTTP {h}"));
-    }
-    context! {
-        at => text("at").map(|t| zone.show(&t)).unwrap_or_default(),
-        kind => ctx.t(zh, en),
-        detail => detail.join(" · "),
-    }
-}
-
 pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
     if !ctx.who.sees(id) {
         return Page::NotFound;
@@ -297,7 +253,7 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
         .await
         .unwrap_or_default()
         .iter()
-        .map(|e| timeline_line(ctx, zone, e))
+        .map(|e| super::timeline::line(ctx.lang, zone, e))
         .collect();
     let refundable_fen =
         if crate::domain::state::is_paid(&p.status) && p.status != crate::store::REFUNDED {

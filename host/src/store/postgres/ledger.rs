@@ -5,6 +5,7 @@
 use super::tx::PgTx;
 use super::{payment_from_row, PostgresStore, PAYMENT_COLUMNS};
 use crate::store::ledger::*;
+use crate::store::ledger_sql::{Dialect, PaymentQuery, SqlValue};
 use crate::store::refund_rules::{self, RefundRow, RefundTx};
 use crate::store::{now_rfc3339, Payment, PlannedWebhook};
 use anyhow::{Context, Result};
@@ -12,6 +13,20 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
+
+/// The payment list's query ([`PaymentQuery`]) in PostgreSQL's words: `$n`, and ILIKE (its
+/// escape is `\` by default).
+struct Postgres;
+
+impl Dialect for Postgres {
+    fn placeholder(n: usize) -> String {
+        format!("${n}")
+    }
+
+    fn like(column: &str, placeholder: &str) -> String {
+        format!("{column} ILIKE {placeholder}")
+    }
+}
 
 const PAID: &str = "('TRADE_SUCCESS','TRADE_FINISHED','PARTIALLY_REFUNDED','REFUNDED')";
 
@@ -199,68 +214,22 @@ macro_rules! in_tx {
 #[async_trait]
 impl Ledger for PostgresStore {
     async fn list_payments(&self, f: &PaymentFilter) -> Result<Vec<LedgerPayment>> {
-        let f = f.clone();
+        let q = PaymentQuery::of(f).render::<Postgres>();
         self.run(|pool| async move {
-            let mut sql =
-                format!("SELECT {PAYMENT_COLUMNS}, refunded_fen FROM payments WHERE TRUE");
-            let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-            let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
-                args.push(v);
-                sql.push_str(&clause.replace('?', &format!("${}", args.len())));
-            };
-            if let Some(m) = &f.merchant {
-                arg(&mut sql, " AND merchant_id = ?", Box::new(m.clone()));
-            }
-            if let Some(s) = &f.status {
-                arg(&mut sql, " AND status = ?", Box::new(s.clone()));
-            }
-            if let Some(v) = &f.from {
-                arg(&mut sql, " AND created_at >= ?", Box::new(v.clone()));
-            }
-            if let Some(v) = &f.to {
-                arg(&mut sql, " AND created_at < ?", Box::new(v.clone()));
-            }
-            if let Some(v) = f.min_fen {
-                arg(&mut sql, " AND total_fen >= ?", Box::new(v as i64));
-            }
-            if let Some(v) = f.max_fen {
-                arg(&mut sql, " AND total_fen <= ?", Box::new(v as i64));
-            }
-            if let Some(q) = &f.q {
-                let p = like_pattern(q);
-                arg(&mut sql, " AND (out_trade_no ILIKE ?", Box::new(p.clone()));
-                arg(&mut sql, " OR trade_no ILIKE ?", Box::new(p.clone()));
-                arg(&mut sql, " OR buyer_email ILIKE ?)", Box::new(p));
-            }
-            if let Some(c) = &f.cursor {
-                if f.merchant.is_some() {
-                    arg(
-                        &mut sql,
-                        " AND (created_at, out_trade_no) < (?",
-                        Box::new(c.created_at.clone()),
-                    );
-                    arg(&mut sql, ", ?)", Box::new(c.out_trade_no.clone()));
-                } else {
-                    arg(
-                        &mut sql,
-                        " AND (created_at, merchant_id, out_trade_no) < (?",
-                        Box::new(c.created_at.clone()),
-                    );
-                    arg(&mut sql, ", ?", Box::new(c.merchant_id.clone()));
-                    arg(&mut sql, ", ?)", Box::new(c.out_trade_no.clone()));
-                }
-            }
-            arg(
-                &mut sql,
-                " ORDER BY created_at DESC, merchant_id DESC, out_trade_no DESC LIMIT ?",
-                Box::new(i64::from(f.limit)),
+            let sql = format!(
+                "SELECT {PAYMENT_COLUMNS}, refunded_fen FROM payments{}",
+                q.sql
             );
-            let c = pool.get().await?;
-            let refs: Vec<&(dyn ToSql + Sync)> = args
+            let args: Vec<&(dyn ToSql + Sync)> = q
+                .values
                 .iter()
-                .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+                .map(|v| match v {
+                    SqlValue::Text(s) => s as &(dyn ToSql + Sync),
+                    SqlValue::Int(i) => i,
+                })
                 .collect();
-            c.query(&sql, &refs)
+            let c = pool.get().await?;
+            c.query(&sql, &args)
                 .await?
                 .iter()
                 .map(ledger_from_row)

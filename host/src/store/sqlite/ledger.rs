@@ -5,12 +5,27 @@
 use super::tx::{run_rule, SqliteTx};
 use super::{payment_from_row, SqliteStore};
 use crate::store::ledger::*;
+use crate::store::ledger_sql::{Dialect, PaymentQuery, SqlValue};
 use crate::store::refund_rules::{self, RefundRow, RefundTx};
 use crate::store::{now_rfc3339, Payment, PlannedWebhook};
 use anyhow::Result;
 use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+
+/// The payment list's query ([`PaymentQuery`]) in SQLite's words: `?n`, and LIKE (which ignores
+/// ASCII case) with its escape named.
+struct Sqlite;
+
+impl Dialect for Sqlite {
+    fn placeholder(n: usize) -> String {
+        format!("?{n}")
+    }
+
+    fn like(column: &str, placeholder: &str) -> String {
+        format!("{column} LIKE {placeholder} ESCAPE '\\'")
+    }
+}
 
 const PAID: &str = "('TRADE_SUCCESS','TRADE_FINISHED','PARTIALLY_REFUNDED','REFUNDED')";
 
@@ -159,59 +174,12 @@ impl RefundTx for SqliteTx<'_> {
 #[async_trait]
 impl Ledger for SqliteStore {
     async fn list_payments(&self, f: &PaymentFilter) -> Result<Vec<LedgerPayment>> {
-        let mut sql = String::from("SELECT * FROM payments WHERE 1 = 1");
-        let mut args: Vec<Value> = Vec::new();
-        let mut arg = |sql: &mut String, clause: &str, v: Value| {
-            args.push(v);
-            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
-        };
-        if let Some(m) = &f.merchant {
-            arg(&mut sql, " AND merchant_id = ?", Value::Text(m.clone()));
-        }
-        if let Some(s) = &f.status {
-            arg(&mut sql, " AND status = ?", Value::Text(s.clone()));
-        }
-        if let Some(v) = &f.from {
-            arg(&mut sql, " AND created_at >= ?", Value::Text(v.clone()));
-        }
-        if let Some(v) = &f.to {
-            arg(&mut sql, " AND created_at < ?", Value::Text(v.clone()));
-        }
-        if let Some(v) = f.min_fen {
-            arg(&mut sql, " AND total_fen >= ?", Value::Integer(v as i64));
-        }
-        if let Some(v) = f.max_fen {
-            arg(&mut sql, " AND total_fen <= ?", Value::Integer(v as i64));
-        }
-        if let Some(q) = &f.q {
-            let p = Value::Text(like_pattern(q));
-            arg(&mut sql, " AND (out_trade_no LIKE ? ESCAPE '\\'", p.clone());
-            arg(&mut sql, " OR trade_no LIKE ? ESCAPE '\\'", p.clone());
-            arg(&mut sql, " OR buyer_email LIKE ? ESCAPE '\\')", p);
-        }
-        if let Some(c) = &f.cursor {
-            if f.merchant.is_some() {
-                arg(
-                    &mut sql,
-                    " AND (created_at, out_trade_no) < (?",
-                    Value::Text(c.created_at.clone()),
-                );
-                arg(&mut sql, ", ?)", Value::Text(c.out_trade_no.clone()));
-            } else {
-                arg(
-                    &mut sql,
-                    " AND (created_at, merchant_id, out_trade_no) < (?",
-                    Value::Text(c.created_at.clone()),
-                );
-                arg(&mut sql, ", ?", Value::Text(c.merchant_id.clone()));
-                arg(&mut sql, ", ?)", Value::Text(c.out_trade_no.clone()));
-            }
-        }
-        arg(
-            &mut sql,
-            " ORDER BY created_at DESC, merchant_id DESC, out_trade_no DESC LIMIT ?",
-            Value::Integer(i64::from(f.limit)),
-        );
+        let q = PaymentQuery::of(f).render::<Sqlite>();
+        let sql = format!("SELECT * FROM payments{}", q.sql);
+        let args = q.values.into_iter().map(|v| match v {
+            SqlValue::Text(s) => Value::Text(s),
+            SqlValue::Int(i) => Value::Integer(i),
+        });
         self.read(move |conn| {
             let mut st = conn.prepare_cached(&sql)?;
             let rows = st

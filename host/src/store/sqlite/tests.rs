@@ -513,3 +513,36 @@ async fn refused_notifications_are_bounded_records_within_a_quota() {
     drop(s);
     let _ = std::fs::remove_file(&path);
 }
+
+#[tokio::test]
+async fn the_ledgers_search_takes_wildcards_literally_and_ignores_case() {
+    use crate::store::ledger::{Ledger, PaymentFilter};
+    let (s, path) = open_temp("ledger-search");
+    for no in ["a_1", "ab1", "50%", "501", "x\\y", "xy"] {
+        s.insert_payment(&payment(no)).await.unwrap();
+    }
+    for (q, want) in [
+        ("_", vec!["a_1"]),
+        ("A_", vec!["a_1"]),
+        ("%", vec!["50%"]),
+        ("\\", vec!["x\\y"]),
+        ("B1", vec!["ab1"]),
+    ] {
+        let f = PaymentFilter {
+            merchant: Some("m1".into()),
+            q: Some(q.into()),
+            limit: 10,
+            ..PaymentFilter::default()
+        };
+        let found: Vec<String> = s
+            .list_payments(&f)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.payment.out_trade_no)
+            .collect();
+        assert_eq!(found, want, "q={q}");
+    }
+    drop(s);
+    let _ = std::fs::remove_file(&path);
+}

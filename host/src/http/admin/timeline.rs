@@ -1,0 +1,283 @@
+//! A payment's timeline as its page shows it: the ledger's entries (the API's `timeline`, whose
+//! codes and notes stay as they are) in the page's language. Every line has an event name — a
+//! refund's batch notify, which names no trade status, is a refund notify — statuses and
+//! notification outcomes are words, the host's own notes are said again in words, and nothing
+//! empty is joined. The provider's free text is shown where it is the point (why a refund
+//! failed), after a label.
+
+use super::view::{refund_status_word, status_word, Lang};
+use crate::domain::zone::Zone;
+use minijinja::{context, Value};
+
+/// One line of the page's timeline: when, what, and the details.
+pub fn line(lang: Lang, zone: &Zone, e: &serde_json::Value) -> Value {
+    let (kind, detail) = words(lang, e);
+    context! {
+        at => e["at"].as_str().map(|t| zone.show(t)).unwrap_or_default(),
+        kind,
+        detail,
+    }
+}
+
+/// The event's name and its details, in `lang`.
+fn words(lang: Lang, e: &serde_json::Value) -> (String, String) {
+    let t = |zh: &str, en: &str| lang.pick(zh, en).to_owned();
+    let text = |k: &str| e[k].as_str().filter(|s| !s.is_empty());
+    let kind = text("kind").unwrap_or_default();
+    let trade_status = text("trade_status");
+    let status = text("status");
+    let name = match kind {
+        "created" => t("创建", "created"),
+        // The legacy batch refund notify names no trade status.
+        "notify" if trade_status.is_none() => t("退款通知", "refund notify"),
+        "notify" => t("支付平台通知", "provider notify"),
+        "query" => t("向支付平台查询", "query"),
+        "refund" => t("退款", "refund"),
+        "webhook" => t("商城通知", "shop webhook"),
+        "redirect" => t("跳转收银台", "to the cashier"),
+        "return" => t("买家返回", "buyer returned"),
+        "close" | "closed" => t("关闭", "closed"),
+        other => format!("{} {other}", t("记录", "entry")),
+    };
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(a) = text("amount") {
+        parts.push(format!("¥{a}"));
+    }
+    if let Some(s) = status {
+        parts.push(refund_status_word(lang, s).to_owned());
+    }
+    if let Some(s) = trade_status {
+        parts.push(status_word(lang, s).to_owned());
+    }
+    if let Some(o) = text("outcome") {
+        parts.push(outcome_word(lang, o));
+    }
+    if let Some(ev) = text("event") {
+        parts.push(ev.to_owned());
+    }
+    if let Some(who) = text("started_by") {
+        parts.push(format!("{}{who}", t("发起人 ", "by ")));
+    }
+    match (kind, text("detail")) {
+        // A refund's stored words are the provider's: its instruction while pending (stale once
+        // ended), its reason when it failed.
+        ("refund", Some(d)) if status == Some("FAILED") => {
+            parts.push(format!("{}{d}", t("支付平台说明：", "provider: ")));
+        }
+        ("refund", _) | (_, None) => {}
+        ("return", Some(d)) => parts.push(status_word(lang, d).to_owned()),
+        (_, Some(d)) => parts.extend(note_words(lang, d)),
+    }
+    if let Some(h) = e["http_status"].as_u64() {
+        parts.push(format!("HTTP {h}"));
+    }
+    if let Some(err) = text("error") {
+        parts.push(format!("{}{err}", t("错误：", "error: ")));
+    }
+    (name, parts.join(" · "))
+}
+
+/// A notification's outcome (`notify::NotifyOutcome::label`) in words.
+fn outcome_word(lang: Lang, outcome: &str) -> String {
+    let (zh, en) = match outcome {
+        "applied" => ("已处理", "applied"),
+        "duplicate" => ("重复通知", "duplicate"),
+        "no_change" => ("无变化", "no change"),
+        "unknown_order" => ("未知订单", "unknown order"),
+        "mismatch" => ("待人工核对", "held for review"),
+        "not_confirmed" => ("未确认，等待重发", "not confirmed, awaiting a resend"),
+        "verify_unreachable" => ("无法验证，等待重发", "cannot verify, awaiting a resend"),
+        "merchant_misconfigured" => ("商户设置有误", "merchant misconfigured"),
+        "plugin_failed" => ("支付组件出错", "the component failed"),
+        "store_failed" => ("保存失败", "could not be stored"),
+        other => return other.to_owned(),
+    };
+    lang.pick(zh, en).to_owned()
+}
+
+/// The host's notes on a timeline entry (a close, a query, a notification's effect) in words;
+/// anything else as it is.
+fn note_words(lang: Lang, note: &str) -> Vec<String> {
+    let t = |zh: &str, en: &str| vec![lang.pick(zh, en).to_owned()];
+    // A close's note is one sentence (the component's reason may hold "; ").
+    if note.starts_with("closed here only") {
+        // The component's reason is its own (English) words: the English page keeps them.
+        return t("仅在本地关闭，支付平台未关闭", note);
+    }
+    match note {
+        "closed at the provider" => return t("已在支付平台关闭", note),
+        "the provider has no such trade" => return t("支付平台没有这笔交易", note),
+        "the provider has no such trade: closed here only" => {
+            return t("支付平台没有这笔交易，仅在本地关闭", note)
+        }
+        _ => {}
+    }
+    let t = |zh: &str, en: &str| lang.pick(zh, en).to_owned();
+    let mut out = Vec::new();
+    for part in note.split("; ") {
+        // The query line says it came from a query already.
+        if part.starts_with("source: ") {
+            continue;
+        }
+        let word = if let Some((from, to)) = part.split_once(" -> ") {
+            format!("{} → {}", status_word(lang, from), status_word(lang, to))
+        } else if let Some(p) = part.strip_prefix("payment ") {
+            format!("{}{}", t("订单", "payment "), status_word(lang, p))
+        } else if let Some(r) = part.strip_prefix("refund ") {
+            match r.split_once(' ') {
+                Some((id, "started outside payhost recorded")) => format!(
+                    "{}{id}",
+                    t(
+                        "记录了在别处发起的退款 #",
+                        "recorded refund started elsewhere #"
+                    )
+                ),
+                Some((id, s)) if id.parse::<u64>().is_ok() => format!(
+                    "{}{id} {}",
+                    t("退款 #", "refund #"),
+                    refund_status_word(lang, s)
+                ),
+                _ if r == "already known" => t("退款已记录过", "refund already known"),
+                _ => part.to_owned(),
+            }
+        } else if let Some(why) = part.strip_prefix("held for review: ") {
+            // The outcome (mismatch) says it is held for review already.
+            why.to_owned()
+        } else {
+            match part {
+                "the trade is still waiting" => t("交易仍在等待付款", part),
+                "unknown order" => t("未知订单", part),
+                _ => part.to_owned(),
+            }
+        };
+        out.push(word);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The ledger's timeline of a legacy payment refunded in part (as `payhost demo` records it:
+    /// paid, returned, a refund confirmed on the seller's page, its batch notify, the webhooks).
+    fn refunded_in_part() -> Vec<serde_json::Value> {
+        vec![
+            json!({"at": "2026-12-03T16:56:34Z", "kind": "created", "detail": "8.88 手工剪纸"}),
+            json!({"at": "2026-12-03T16:56:34Z", "kind": "return", "detail": "TRADE_SUCCESS"}),
+            json!({"at": "2026-12-03T16:56:34Z", "kind": "notify", "detail": "WAIT_BUYER_PAY -> TRADE_SUCCESS",
+                "notify_id": "n1", "outcome": "applied", "trade_status": "TRADE_SUCCESS"}),
+            json!({"at": "2026-12-03T16:56:34Z", "kind": "webhook", "error": null, "event": "payment.paid",
+                "http_status": 200, "webhook_id": 1}),
+            json!({"at": "2026-12-03T16:56:38Z", "kind": "refund", "amount": "1.88", "refund_id": 1,
+                "request_no": "2026120465", "started_by": "api:operator", "status": "PENDING"}),
+            json!({"at": "2026-12-03T16:56:42Z", "kind": "notify",
+                "detail": "refund 1 SUCCESS; payment PARTIALLY_REFUNDED",
+                "notify_id": "n2", "outcome": "applied", "trade_status": ""}),
+            json!({"at": "2026-12-03T16:56:42Z", "kind": "refund", "amount": "1.88", "refund_id": 1,
+                "detail": "the seller confirms the refund on Alipay's page with the payment password; the result comes as a notification",
+                "started_by": "api:operator", "status": "SUCCESS"}),
+            json!({"at": "2026-12-03T16:56:42Z", "kind": "webhook", "error": null,
+                "event": "payment.partially_refunded", "http_status": 200, "webhook_id": 2}),
+        ]
+    }
+
+    fn lines(lang: Lang, entries: &[serde_json::Value]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| {
+                let (kind, detail) = words(lang, e);
+                format!("{kind} | {detail}")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_refunded_payment_reads_in_chinese() {
+        assert_eq!(
+            lines(Lang::Zh, &refunded_in_part()),
+            [
+                "创建 | 8.88 手工剪纸",
+                "买家返回 | 已支付",
+                "支付平台通知 | 已支付 · 已处理 · 待付款 → 已支付",
+                "商城通知 | payment.paid · HTTP 200",
+                "退款 | ¥1.88 · 处理中 · 发起人 api:operator",
+                "退款通知 | 已处理 · 退款 #1 退款成功 · 订单部分退款",
+                "退款 | ¥1.88 · 退款成功 · 发起人 api:operator",
+                "商城通知 | payment.partially_refunded · HTTP 200",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_refunded_payment_reads_in_english() {
+        assert_eq!(
+            lines(Lang::En, &refunded_in_part()),
+            [
+                "created | 8.88 手工剪纸",
+                "buyer returned | Paid",
+                "provider notify | Paid · applied · Awaiting payment → Paid",
+                "shop webhook | payment.paid · HTTP 200",
+                "refund | ¥1.88 · Pending · by api:operator",
+                "refund notify | applied · refund #1 Refunded · payment Partly refunded",
+                "refund | ¥1.88 · Refunded · by api:operator",
+                "shop webhook | payment.partially_refunded · HTTP 200",
+            ]
+        );
+    }
+
+    #[test]
+    fn queries_closes_failures_and_errors_are_labelled() {
+        let entries = [
+            json!({"at": "t", "kind": "query", "detail": "the provider has no such trade"}),
+            json!({"at": "t", "kind": "query", "detail": "source: query; WAIT_BUYER_PAY -> TRADE_SUCCESS",
+                "outcome": "applied", "trade_status": "TRADE_SUCCESS"}),
+            json!({"at": "t", "kind": "query", "detail": "source: query; the trade is still waiting",
+                "outcome": "no_change", "trade_status": "WAIT_BUYER_PAY"}),
+            json!({"at": "t", "kind": "close", "detail": "closed here only: the legacy API (api = mapi) has no close call for this product: close the order locally; an unpaid trade closes at Alipay when its pay_expire / it_b_pay runs out"}),
+            json!({"at": "t", "kind": "close", "detail": "closed at the provider"}),
+            json!({"at": "t", "kind": "notify", "trade_status": "",  "outcome": "mismatch",
+                "detail": "held for review: refund 42 was reported succeeded, now failed: x"}),
+            json!({"at": "t", "kind": "refund", "amount": "2.00", "status": "FAILED",
+                "started_by": "admin", "detail": "ACQ.TRADE_HAS_FINISHED"}),
+            json!({"at": "t", "kind": "webhook", "event": "payment.paid", "http_status": null,
+                "error": "connection refused"}),
+        ];
+        assert_eq!(
+            lines(Lang::Zh, &entries),
+            [
+                "向支付平台查询 | 支付平台没有这笔交易",
+                "向支付平台查询 | 已支付 · 已处理 · 待付款 → 已支付",
+                "向支付平台查询 | 待付款 · 无变化 · 交易仍在等待付款",
+                "关闭 | 仅在本地关闭，支付平台未关闭",
+                "关闭 | 已在支付平台关闭",
+                "退款通知 | 待人工核对 · refund 42 was reported succeeded, now failed: x",
+                "退款 | ¥2.00 · 失败 · 发起人 admin · 支付平台说明：ACQ.TRADE_HAS_FINISHED",
+                "商城通知 | payment.paid · 错误：connection refused",
+            ]
+        );
+        // The English page keeps the component's reason for closing here only.
+        assert!(
+            words(Lang::En, &entries[3])
+                .1
+                .starts_with("closed here only: the legacy API (api = mapi)"),
+            "{:?}",
+            words(Lang::En, &entries[3])
+        );
+        // Nothing empty is joined, on any line, in either language.
+        for lang in [Lang::Zh, Lang::En] {
+            for l in lines(lang, &entries)
+                .iter()
+                .chain(&lines(lang, &refunded_in_part()))
+            {
+                let (kind, detail) = l.split_once(" | ").unwrap();
+                assert!(!kind.trim().is_empty(), "{l}");
+                assert!(
+                    !detail.starts_with('·') && !detail.contains("·  ·") && !detail.ends_with('·'),
+                    "{l}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The payment list's filter as SQL, written once for every backend (as the refund rules are in
+//! [`super::refund_rules`]): [`PaymentQuery::of`] turns a [`PaymentFilter`] into conditions with
+//! typed values — which column, which comparison, the text search and its escaping, the keyset
+//! cursor, the order and the limit — and [`PaymentQuery::render`] writes them with a backend's
+//! [`Dialect`] (its placeholders and its case-insensitive LIKE). The backend binds the values in
+//! the order given.
+
+use super::ledger::PaymentFilter;
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlValue {
+    Text(String),
+    Int(i64),
+}
+
+/// One condition of the payment list, over the `payments` table's columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Clause {
+    /// `column op value`.
+    Compare {
+        column: &'static str,
+        op: &'static str,
+        value: SqlValue,
+    },
+    /// Any of `columns` matches `pattern`, ignoring case: a LIKE pattern, `\` its escape.
+    Like {
+        columns: &'static [&'static str],
+        pattern: String,
+    },
+    /// The row sorts after the cursor in the list's order (newest first): `(columns) < (values)`.
+    Before {
+        columns: &'static [&'static str],
+        values: Vec<String>,
+    },
+}
+
+/// The list's order: newest first, then merchant and order number (the cursor's keys).
+pub const ORDER_BY: &str = "created_at DESC, merchant_id DESC, out_trade_no DESC";
+
+/// What `q` searches: the order number, the provider's trade number, the buyer.
+pub const SEARCHED: &[&str] = &["out_trade_no", "trade_no", "buyer_email"];
+
+/// The cursor's keys within one merchant, and across merchants.
+const CURSOR_ONE_MERCHANT: &[&str] = &["created_at", "out_trade_no"];
+const CURSOR_ALL: &[&str] = &["created_at", "merchant_id", "out_trade_no"];
+
+/// What a backend writes its own way.
+pub trait Dialect {
+    /// The placeholder of the `n`th bound value (from 1).
+    fn placeholder(n: usize) -> String;
+    /// `column` matches the LIKE pattern bound at `placeholder` (escape `\`), ignoring case.
+    fn like(column: &str, placeholder: &str) -> String;
+}
+
+/// A page of the payment list as conditions, order and limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentQuery {
+    pub clauses: Vec<Clause>,
+    pub limit: u32,
+}
+
+/// A rendered query's tail (after `FROM payments`) and its values, in placeholder order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub sql: String,
+    pub values: Vec<SqlValue>,
+}
+
+impl PaymentQuery {
+    pub fn of(f: &PaymentFilter) -> PaymentQuery {
+        let text = |v: &String| SqlValue::Text(v.clone());
+        let compare = |column, op, value| Clause::Compare { column, op, value };
+        let mut clauses = Vec::new();
+        if let Some(m) = &f.merchant {
+            clauses.push(compare("merchant_id", "=", text(m)));
+        }
+        if let Some(s) = &f.status {
+            clauses.push(compare("status", "=", text(s)));
+        }
+        if let Some(v) = &f.from {
+            clauses.push(compare("created_at", ">=", text(v)));
+        }
+        if let Some(v) = &f.to {
+            clauses.push(compare("created_at", "<", text(v)));
+        }
+        if let Some(v) = f.min_fen {
+            clauses.push(compare("total_fen", ">=", SqlValue::Int(v as i64)));
+        }
+        if let Some(v) = f.max_fen {
+            clauses.push(compare("total_fen", "<=", SqlValue::Int(v as i64)));
+        }
+        if let Some(q) = &f.q {
+            clauses.push(Clause::Like {
+                columns: SEARCHED,
+                pattern: like_pattern(q),
+            });
+        }
+        if let Some(c) = &f.cursor {
+            // Within one merchant its id is the same on every row: the index is
+            // (merchant_id, created_at, out_trade_no).
+            clauses.push(if f.merchant.is_some() {
+                Clause::Before {
+                    columns: CURSOR_ONE_MERCHANT,
+                    values: vec![c.created_at.clone(), c.out_trade_no.clone()],
+                }
+            } else {
+                Clause::Before {
+                    columns: CURSOR_ALL,
+                    values: vec![
+                        c.created_at.clone(),
+                        c.merchant_id.clone(),
+                        c.out_trade_no.clone(),
+                    ],
+                }
+            });
+        }
+        PaymentQuery {
+            clauses,
+            limit: f.limit,
+        }
+    }
+
+    /// ` WHERE … ORDER BY … LIMIT ?` in `D`'s words (no WHERE without a condition).
+    pub fn render<D: Dialect>(&self) -> Rendered {
+        let mut values = Vec::new();
+        let mut bind = |v: SqlValue| {
+            values.push(v);
+            D::placeholder(values.len())
+        };
+        let conditions: Vec<String> = self
+            .clauses
+            .iter()
+            .map(|c| match c {
+                Clause::Compare { column, op, value } => {
+                    format!("{column} {op} {}", bind(value.clone()))
+                }
+                Clause::Like { columns, pattern } => {
+                    let p = bind(SqlValue::Text(pattern.clone()));
+                    let any: Vec<String> = columns.iter().map(|c| D::like(c, &p)).collect();
+                    format!("({})", any.join(" OR "))
+                }
+                Clause::Before { columns, values } => {
+                    let at: Vec<String> = values
+                        .iter()
+                        .map(|v| bind(SqlValue::Text(v.clone())))
+                        .collect();
+                    format!("({}) < ({})", columns.join(", "), at.join(", "))
+                }
+            })
+            .collect();
+        let mut sql = String::new();
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        let limit = bind(SqlValue::Int(i64::from(self.limit)));
+        sql.push_str(&format!(" ORDER BY {ORDER_BY} LIMIT {limit}"));
+        Rendered { sql, values }
+    }
+}
+
+/// `%q%` for LIKE, its wildcards (and the escape itself) escaped with `\`.
+pub fn like_pattern(q: &str) -> String {
+    let mut s = String::with_capacity(q.len() + 2);
+    s.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('%');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ledger::Cursor;
+
+    /// `$n` placeholders and a plain `ILIKE`, to see the rendering apart from any backend.
+    struct Numbered;
+    impl Dialect for Numbered {
+        fn placeholder(n: usize) -> String {
+            format!("${n}")
+        }
+        fn like(column: &str, placeholder: &str) -> String {
+            format!("{column} ILIKE {placeholder}")
+        }
+    }
+
+    fn text(s: &str) -> SqlValue {
+        SqlValue::Text(s.to_owned())
+    }
+
+    fn every_field(merchant: Option<&str>) -> PaymentFilter {
+        PaymentFilter {
+            merchant: merchant.map(str::to_owned),
+            status: Some("TRADE_SUCCESS".into()),
+            from: Some("2024-05-01T00:00:00Z".into()),
+            to: Some("2024-06-01T00:00:00Z".into()),
+            q: Some("50%_a\\b".into()),
+            min_fen: Some(100),
+            max_fen: Some(999),
+            cursor: Some(Cursor {
+                created_at: "2024-05-20T08:00:00Z".into(),
+                merchant_id: "m1".into(),
+                out_trade_no: "A-9".into(),
+            }),
+            limit: 51,
+        }
+    }
+
+    #[test]
+    fn every_field_is_one_clause_with_its_typed_value() {
+        let q = PaymentQuery::of(&every_field(Some("m1")));
+        assert_eq!(q.limit, 51);
+        assert_eq!(
+            q.clauses,
+            vec![
+                Clause::Compare {
+                    column: "merchant_id",
+                    op: "=",
+                    value: text("m1")
+                },
+                Clause::Compare {
+                    column: "status",
+                    op: "=",
+                    value: text("TRADE_SUCCESS")
+                },
+                Clause::Compare {
+                    column: "created_at",
+                    op: ">=",
+                    value: text("2024-05-01T00:00:00Z")
+                },
+                Clause::Compare {
+                    column: "created_at",
+                    op: "<",
+                    value: text("2024-06-01T00:00:00Z")
+                },
+                Clause::Compare {
+                    column: "total_fen",
+                    op: ">=",
+                    value: SqlValue::Int(100)
+                },
+                Clause::Compare {
+                    column: "total_fen",
+                    op: "<=",
+                    value: SqlValue::Int(999)
+                },
+                // The wildcards and the escape character are literal text of the search.
+                Clause::Like {
+                    columns: &["out_trade_no", "trade_no", "buyer_email"],
+                    pattern: "%50\\%\\_a\\\\b%".into()
+                },
+                // One merchant: the cursor's merchant is not compared.
+                Clause::Before {
+                    columns: &["created_at", "out_trade_no"],
+                    values: vec!["2024-05-20T08:00:00Z".into(), "A-9".into()]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn renders_placeholders_in_binding_order() {
+        let r = PaymentQuery::of(&every_field(None)).render::<Numbered>();
+        assert_eq!(
+            r.sql,
+            " WHERE status = $1 AND created_at >= $2 AND created_at < $3 AND total_fen >= $4 \
+             AND total_fen <= $5 \
+             AND (out_trade_no ILIKE $6 OR trade_no ILIKE $6 OR buyer_email ILIKE $6) \
+             AND (created_at, merchant_id, out_trade_no) < ($7, $8, $9) \
+             ORDER BY created_at DESC, merchant_id DESC, out_trade_no DESC LIMIT $10"
+        );
+        assert_eq!(
+            r.values,
+            vec![
+                text("TRADE_SUCCESS"),
+                text("2024-05-01T00:00:00Z"),
+                text("2024-06-01T00:00:00Z"),
+                SqlValue::Int(100),
+                SqlValue::Int(999),
+                text("%50\\%\\_a\\\\b%"),
+                text("2024-05-20T08:00:00Z"),
+                text("m1"),
+                text("A-9"),
+                SqlValue::Int(51),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_filter_is_the_order_and_the_limit_only() {
+        let r = PaymentQuery::of(&PaymentFilter {
+            limit: 1,
+            ..PaymentFilter::default()
+        })
+        .render::<Numbered>();
+        assert_eq!(
+            r.sql,
+            " ORDER BY created_at DESC, merchant_id DESC, out_trade_no DESC LIMIT $1"
+        );
+        assert_eq!(r.values, vec![SqlValue::Int(1)]);
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("abc"), "%abc%");
+        assert_eq!(like_pattern("%"), "%\\%%");
+        assert_eq!(like_pattern("a_b"), "%a\\_b%");
+        assert_eq!(like_pattern("订单\\"), "%订单\\\\%");
+    }
+}
