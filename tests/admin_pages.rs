@@ -1,33 +1,23 @@
-//! The admin pages over real sockets on `payhost demo` and `payhost serve`: admin users (from the
-//! operator's page and `payhost admin-user add`), shop owners limited to their merchants (404 for
-//! another's pages and actions, 403 for the operator's), 303 after every post (a reload creates
-//! nothing), refused forms that keep what was typed, the audit log, Test connection for a C2C
-//! merchant, the CSV of the session's filter, and the language switch.
+//! The admin pages over real sockets on what `payhost demo` and `payhost serve` start (in-process:
+//! `TestHost`): admin users (from the operator's page and the `payhost admin-user add` binary),
+//! shop owners limited to their merchants (404 for another's pages and actions, 403 for the
+//! operator's), 303 after every post (a reload creates nothing), refused forms that keep what was
+//! typed, the audit log, Test connection for a C2C merchant, the CSV of the session's filter, and
+//! the language switch.
 
 use conformance::host::{
     admin_login, admin_login_as, admin_post, csrf_of, get, payhost_binary, request, send_json,
-    spawn_payhost, temp_dir, Demo, ADMIN_PASSWORD,
+    temp_dir, ADMIN_PASSWORD,
 };
+use conformance::testhost::TestHost;
 use serde_json::json;
 use std::io::Write;
 
 const TOKEN: &str = "admin-pages-token-0123456789";
 
-fn demo(name: &str) -> Demo {
-    let dir = temp_dir(name);
-    let db = dir.join("demo.db").display().to_string();
-    spawn_payhost(
-        &dir,
-        &[
-            "demo",
-            "--api-token",
-            TOKEN,
-            "--admin-password",
-            ADMIN_PASSWORD,
-            "--database",
-            &db,
-        ],
-    )
+/// `payhost demo --api-token TOKEN --admin-password ADMIN_PASSWORD`, in-process.
+async fn demo(name: &str) -> TestHost {
+    TestHost::demo(&temp_dir(name), TOKEN, 1.0).await
 }
 
 async fn page(base: &str, path: &str, cookie: &str) -> (u16, String) {
@@ -78,8 +68,9 @@ async fn create_payment(base: &str, merchant: &str, no: &str, fee: &str, seller:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn owners_see_their_merchants_only_and_every_action_is_audited() {
-    let d = demo("admin-owners");
-    let base = d.base.as_str();
+    let d = demo("admin-owners").await;
+    let base = d.url("");
+    let base = base.as_str();
     create_payment(base, "market", "MKT-ADMIN-1", "8.88", Some("13800138000")).await;
     create_payment(base, "demo", "DEMO-ADMIN-1", "1.00", None).await;
 
@@ -258,14 +249,14 @@ async fn owners_see_their_merchants_only_and_every_action_is_audited() {
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_user_add_from_the_command_line_logs_in_as_an_owner() {
     let dir = temp_dir("admin-cli");
-    let port = conformance::host::free_port();
-    let config = dir.join("payhost.toml");
-    std::fs::write(
-        &config,
+    let toml = |port| {
         conformance::host::config_head(port, TOKEN, "")
-            + "\n[merchants.shop]\npartner = \"2088101122136241\"\nkey = \"0123456789abcdef0123456789abcdef\"\nseller_email = \"s@example.com\"\n",
-    )
-    .unwrap();
+            + "\n[merchants.shop]\npartner = \"2088101122136241\"\nkey = \"0123456789abcdef0123456789abcdef\"\nseller_email = \"s@example.com\"\n"
+    };
+    // The command line edits the database payhost.toml names before payhost runs; the host
+    // then starts in-process on the same folder (and database).
+    let config = dir.join("payhost.toml");
+    std::fs::write(&config, toml(conformance::host::free_port())).unwrap();
     let add = |args: &[&str], stdin: &str| {
         let mut child = std::process::Command::new(payhost_binary())
             .arg("admin-user")
@@ -307,7 +298,7 @@ async fn admin_user_add_from_the_command_line_logs_in_as_an_owner() {
     let list = add(&["list"], "");
     assert!(String::from_utf8_lossy(&list.stdout).contains("shop-owner\towner\tshop"));
 
-    let host = conformance::host::Payhost::start(&dir, &std::fs::read_to_string(&config).unwrap());
+    let host = TestHost::start(&dir, toml).await;
     let base = host.url("");
     let base = base.trim_end_matches('/');
     let (cookie, _) = admin_login_as(base, "shop-owner", "shop-owner-password-1").await;
@@ -320,8 +311,9 @@ async fn admin_user_add_from_the_command_line_logs_in_as_an_owner() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_open_platform_sandbox_gateway_is_one_click_on_the_merchant_page() {
-    let d = demo("admin-gateway-presets");
-    let base = d.base.as_str();
+    let d = demo("admin-gateway-presets").await;
+    let base = d.url("");
+    let base = base.as_str();
     let (cookie, _) = admin_login(base, ADMIN_PASSWORD).await;
     let (status, html) = page(base, "/admin/merchants/open-shop", &cookie).await;
     assert_eq!(status, 200, "{html}");
@@ -377,8 +369,8 @@ fn timeline_rows(html: &str) -> Vec<(String, String)> {
 /// closed from the page, its timeline reads in the page's language.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unpaid_payment_page_shows_empty_cells() {
-    let demo = demo("admin-unpaid");
-    let base = &demo.base;
+    let demo = demo("admin-unpaid").await;
+    let base = &demo.url("");
     create_payment(base, "demo", "UNPAID-1", "3.00", None).await;
     let (op, _) = admin_login(base, ADMIN_PASSWORD).await;
     let (status, html) = page(base, "/admin/merchants/demo/payments/UNPAID-1", &op).await;

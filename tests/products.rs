@@ -1,12 +1,11 @@
-//! The products beyond WAP through the real binary: PC instant pay end to end through `payhost demo`
-//! and its sandbox (signed redirect, cashier, PC return, flat PC notify + `notify_verify`), the
-//! phone/desktop switch of `product = "auto"`, and app secure pay's order string, whose signature
-//! is checked here with `openssl` (an implementation the component does not share).
+//! The products beyond WAP over real sockets: PC instant pay end to end through what `payhost
+//! demo` starts (in-process: `TestHost::demo`) and its sandbox (signed redirect, cashier, PC
+//! return, flat PC notify + `notify_verify`), the phone/desktop switch of `product = "auto"`, and
+//! app secure pay's order string, whose signature is checked here with `openssl` (an
+//! implementation the component does not share).
 
-use conformance::host::{
-    config_head, free_port, get, post_form, request, send_json, spawn_payhost, temp_dir, Demo,
-    Payhost,
-};
+use conformance::host::{config_head, get, post_form, request, send_json, temp_dir};
+use conformance::testhost::TestHost;
 use conformance::{TEST_PRIVATE_KEY, TEST_PUBLIC_KEY};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -17,27 +16,15 @@ const IPHONE: &str =
 const DESKTOP: &str =
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0.0.0 Safari/537.36";
 
-fn demo(name: &str) -> Demo {
-    let dir = temp_dir(name);
-    let db = dir.join("demo.db").display().to_string();
-    spawn_payhost(
-        &dir,
-        &[
-            "demo",
-            "--api-token",
-            TOKEN,
-            "--sandbox-speed",
-            "60",
-            "--database",
-            &db,
-        ],
-    )
+/// `payhost demo --api-token TOKEN --sandbox-speed 60`, in-process.
+async fn demo(name: &str) -> TestHost {
+    TestHost::demo(&temp_dir(name), TOKEN, 60.0).await
 }
 
-async fn create(d: &Demo, merchant: &str, body: serde_json::Value) -> serde_json::Value {
+async fn create(d: &TestHost, merchant: &str, body: serde_json::Value) -> serde_json::Value {
     let r = send_json(
         "POST",
-        &format!("{}/v1/merchants/{merchant}/payments", d.base),
+        &d.url(&format!("/v1/merchants/{merchant}/payments")),
         Some(TOKEN),
         &body,
     )
@@ -46,11 +33,11 @@ async fn create(d: &Demo, merchant: &str, body: serde_json::Value) -> serde_json
     r.json()
 }
 
-async fn wait_status(d: &Demo, merchant: &str, no: &str, want: &str) {
+async fn wait_status(d: &TestHost, merchant: &str, no: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let p = get(
-            &format!("{}/v1/merchants/{merchant}/payments/{no}", d.base),
+            &d.url(&format!("/v1/merchants/{merchant}/payments/{no}")),
             Some(TOKEN),
         )
         .await
@@ -69,7 +56,7 @@ async fn wait_status(d: &Demo, merchant: &str, no: &str, want: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pc_instant_pay_through_the_sandbox() {
-    let d = demo("pc-pay");
+    let d = demo("pc-pay").await;
     for merchant in ["demo", "rsa-shop"] {
         let no = format!("PC{}", merchant.len());
         let created = create(
@@ -88,11 +75,7 @@ async fn pc_instant_pay_through_the_sandbox() {
         let page = get(&pay_url, None).await;
         assert_eq!(page.status, 200, "{}", page.text());
         let token = conformance::alipay::cashier_token(&page.text());
-        let r = post_form(
-            &format!("{}/sandbox/cashier/pay", d.base),
-            &format!("token={token}"),
-        )
-        .await;
+        let r = post_form(&d.url("/sandbox/cashier/pay"), &format!("token={token}")).await;
         assert_eq!(r.status, 302, "{}", r.text());
         // The PC return (flat, sorted signature) goes through payhost to the shop.
         let back = r.header("location").unwrap();
@@ -104,7 +87,7 @@ async fn pc_instant_pay_through_the_sandbox() {
         // The flat PC notify, confirmed with notify_verify, pays it.
         wait_status(&d, merchant, &no, "TRADE_SUCCESS").await;
         let p = get(
-            &format!("{}/v1/merchants/{merchant}/payments/{no}", d.base),
+            &d.url(&format!("/v1/merchants/{merchant}/payments/{no}")),
             Some(TOKEN),
         )
         .await
@@ -124,7 +107,7 @@ async fn pc_instant_pay_through_the_sandbox() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_sends_phones_to_wap_and_desktops_to_pc() {
-    let d = demo("auto");
+    let d = demo("auto").await;
     let phone = create(
         &d,
         "demo",
@@ -157,7 +140,7 @@ async fn auto_sends_phones_to_wap_and_desktops_to_pc() {
     assert_eq!(none["product"], "wap");
     let r = send_json(
         "POST",
-        &format!("{}/v1/merchants/demo/payments", d.base),
+        &d.url("/v1/merchants/demo/payments"),
         Some(TOKEN),
         &json!({"out_trade_no": "AUTO4", "subject": "s", "total_fee": "1.00", "return_url": "https://shop.example/r", "product": "fax"}),
     )
@@ -171,9 +154,9 @@ async fn app_pay_answers_an_order_string_signed_for_the_sdk() {
     let dir = temp_dir("app-pay");
     std::fs::write(dir.join("merchant.pem"), TEST_PRIVATE_KEY).unwrap();
     std::fs::write(dir.join("alipay.pem"), TEST_PUBLIC_KEY).unwrap();
-    let port = free_port();
-    let config = config_head(port, TOKEN, "")
-        + r#"
+    let config = |port| {
+        config_head(port, TOKEN, "")
+            + r#"
 [merchants.app]
 partner = "2088101122136241"
 seller_email = "seller@example.com"
@@ -185,8 +168,9 @@ alipay_public_key_file = "alipay.pem"
 partner = "2088101122136241"
 key = "10000000000000000000000000000000"
 seller_email = "seller@example.com"
-"#;
-    let host = Payhost::start(&dir, &config);
+"#
+    };
+    let host = TestHost::start(&dir, config).await;
     let r = send_json(
         "POST",
         &host.url("/v1/merchants/app/payments"),
@@ -270,7 +254,7 @@ seller_email = "seller@example.com"
 
 #[tokio::test(flavor = "multi_thread")]
 async fn app_pay_through_the_sandbox_sdk_in_both_notify_generations() {
-    let d = demo("app-sandbox");
+    let d = demo("app-sandbox").await;
     for (no, generation, final_status) in [
         ("APPB1", "B", "TRADE_SUCCESS"),
         ("APPA1", "A", "TRADE_FINISHED"),
@@ -288,7 +272,7 @@ async fn app_pay_through_the_sandbox_sdk_in_both_notify_generations() {
             .append_pair("order_string", &order)
             .append_pair("generation", generation)
             .finish();
-        let r = post_form(&format!("{}/sandbox/app/pay", d.base), &body).await;
+        let r = post_form(&d.url("/sandbox/app/pay"), &body).await;
         assert_eq!(r.status, 200, "{}", r.text());
         let result = r.text();
         assert!(result.starts_with("resultStatus={9000}"), "{result}");
@@ -298,7 +282,7 @@ async fn app_pay_through_the_sandbox_sdk_in_both_notify_generations() {
         // The SDK's result, posted by the app: verified, a hint only.
         let r = send_json(
             "POST",
-            &format!("{}/v1/merchants/rsa-shop/payments/{no}/app-result", d.base),
+            &d.url(&format!("/v1/merchants/rsa-shop/payments/{no}/app-result")),
             Some(TOKEN),
             &json!({ "result": result }),
         )
@@ -321,6 +305,6 @@ async fn app_pay_through_the_sandbox_sdk_in_both_notify_generations() {
     let body = form_urlencoded::Serializer::new(String::new())
         .append_pair("order_string", &tampered)
         .finish();
-    let r = post_form(&format!("{}/sandbox/app/pay", d.base), &body).await;
+    let r = post_form(&d.url("/sandbox/app/pay"), &body).await;
     assert!(r.text().starts_with("resultStatus={4001}"), "{}", r.text());
 }

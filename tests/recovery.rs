@@ -1,12 +1,13 @@
-//! Lost-notify recovery (掉单补偿) end to end: the sandbox gateway (a separate `payhost sandbox`
-//! process) loses every notify, 1,000 buyers pay, and payhost's trade-query schedule
+//! Lost-notify recovery (掉单补偿) end to end, in-process (`TestHost`, `TestSandbox`): the
+//! sandbox gateway loses every notify, 1,000 buyers pay, and payhost's trade-query schedule
 //! (`single_trade_query`) finds every payment: each ends paid exactly once, recorded with its
 //! source, with one webhook. Then a notify that arrives late changes nothing, and
 //! `POST …/payments/{no}/sync` answers for a payment on demand.
 
 use conformance::alipay::MD5_KEY;
-use conformance::host::{config_head, free_port, get, send_json, spawn_payhost, temp_dir, Payhost};
+use conformance::host::{config_head, get, send_json, temp_dir};
 use conformance::stub::{Seen, StubServer};
+use conformance::testhost::{TestHost, TestSandbox};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -24,16 +25,8 @@ fn db_count(db: &std::path::Path, sql: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_lost_notifies_are_recovered_by_trade_query() {
     let dir = temp_dir("recovery");
-    let sandbox = spawn_payhost(
-        &dir,
-        &[
-            "sandbox",
-            "--md5-merchant",
-            &format!("{PARTNER}:{MD5_KEY}"),
-            "--speed",
-            "600",
-        ],
-    );
+    // `payhost sandbox --md5-merchant PARTNER:MD5_KEY --speed 600`.
+    let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
     // Every notify is lost on the way: the 掉单 storm.
     let r = send_json(
         "POST",
@@ -44,8 +37,7 @@ async fn a_thousand_lost_notifies_are_recovered_by_trade_query() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
-    let port = free_port();
-    let config = |recovery: &str| {
+    let config = |port: u16, recovery: &str| {
         config_head(port, TOKEN, "")
             + &format!(
                 r#"
@@ -71,7 +63,7 @@ shop_webhook_secret = "recovery-webhook-secret"
             )
     };
     // Phase 1: recovery off while the orders are created and paid.
-    let mut host = Payhost::start(&dir, &config("enabled = false"));
+    let host = TestHost::start(&dir, |port| config(port, "enabled = false")).await;
     let base = host.url("");
     let db = dir.join("payhost.db");
     let pay_urls = conformance::orders::create_many(&base, "rec", TOKEN, "R", ORDERS, 8).await;
@@ -114,14 +106,11 @@ shop_webhook_secret = "recovery-webhook-secret"
     assert_eq!(r.json()["outcome"], "applied", "{}", r.text());
     assert_eq!(r.json()["status"], "TRADE_SUCCESS");
 
-    // Phase 2: the schedule queries every waiting payment.
-    host.terminate();
-    std::fs::write(
-        dir.join("payhost.toml"),
-        config("after_s = 0\ninterval_s = 1"),
-    )
-    .unwrap();
-    host.restart();
+    // Phase 2: the schedule queries every waiting payment. Stopped as SIGTERM stops it, started
+    // again on the same port (the sandbox's late notifies go there) with recovery on.
+    let host = host
+        .restart(|port| config(port, "after_s = 0\ninterval_s = 1"))
+        .await;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(120);
     loop {

@@ -6,6 +6,7 @@ pub mod admin_users;
 pub mod admission;
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod http_client;

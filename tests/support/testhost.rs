@@ -1,7 +1,8 @@
 //! payhost in the test process: the real router, store and webhook worker on an ephemeral
 //! loopback port, started through `payhost::serve_in_process`. The API, admin and notify tests
 //! need no release binary this way; the tests of the process itself (kill -9, SIGTERM, the
-//! command line, replicas) keep using [`crate::host::Payhost`].
+//! command line, replicas) keep using [`crate::host::Payhost`]. [`TestHost::demo`] is what
+//! `payhost demo` starts, in the same way.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -45,8 +46,8 @@ pub struct TestHost {
     /// The test's folder: payhost.toml and the SQLite database are here.
     pub dir: PathBuf,
     pub config: PathBuf,
-    /// The running host: its app (store, config, metrics) for checks from inside.
-    pub running: payhost::server::Running,
+    /// The running host (taken out only by [`TestHost::restart`]).
+    running: Option<payhost::server::Running>,
     /// From the call to ready to serve (the component loaded, the merchants seeded).
     pub started_in: std::time::Duration,
     log_from: usize,
@@ -56,9 +57,21 @@ impl TestHost {
     /// Binds an ephemeral loopback port, writes `config(port)` as `dir/payhost.toml`, loads it as
     /// `payhost serve` would and serves it here. Panics with the reason when it does not start.
     pub async fn start(dir: &Path, config: impl FnOnce(u16) -> String) -> TestHost {
+        Self::start_on(
+            dir,
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            config,
+        )
+        .await
+    }
+
+    async fn start_on(
+        dir: &Path,
+        listener: std::net::TcpListener,
+        config: impl FnOnce(u16) -> String,
+    ) -> TestHost {
         let started = std::time::Instant::now();
         let log_from = log_buffer().lock().unwrap().len();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let path = dir.join("payhost.toml");
         std::fs::write(&path, config(addr.port())).unwrap();
@@ -71,10 +84,73 @@ impl TestHost {
             addr,
             dir: dir.to_path_buf(),
             config: path,
-            running,
+            running: Some(running),
             started_in: started.elapsed(),
             log_from,
         }
+    }
+
+    /// What `payhost demo --api-token <api_token> --admin-password <ADMIN_PASSWORD>
+    /// --sandbox-speed <sandbox_speed> --database <dir>/demo.db` starts (`payhost::demo`: the same
+    /// configuration, sandbox gateway and shop on one server), on an ephemeral loopback port here.
+    /// Its configuration is written to `dir/payhost.toml` for reading.
+    pub async fn demo(dir: &Path, api_token: &str, sandbox_speed: f64) -> TestHost {
+        let started = std::time::Instant::now();
+        let log_from = log_buffer().lock().unwrap().len();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let demo = payhost_sandbox::demo::build(&payhost_sandbox::demo::DemoOptions {
+            public_url: format!("http://{addr}"),
+            api_token: Some(api_token.to_owned()),
+            sandbox_speed,
+            sandbox_merchants: Vec::new(),
+        })
+        .unwrap_or_else(|e| panic!("the demo: {e}"));
+        let manifest = crate::repo_root().join("plugin.toml");
+        let options = payhost::demo::Options {
+            listen: addr,
+            manifest: &manifest,
+            database: Some(dir.join("demo.db")),
+            admin_password: crate::host::ADMIN_PASSWORD,
+            allow_origins: &[],
+        };
+        let text = payhost::demo::config_toml(&demo, &options)
+            .unwrap_or_else(|e| panic!("the demo's configuration: {e:#}"));
+        let path = dir.join("payhost.toml");
+        std::fs::write(&path, &text).unwrap();
+        // As payhost::demo::config loads it.
+        let config = payhost::config::Config::parse(&text, Path::new("."))
+            .unwrap_or_else(|e| panic!("the demo's configuration: {e:#}"));
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let app = payhost::demo::build_app(&demo, config)
+            .await
+            .unwrap_or_else(|e| panic!("payhost demo did not start: {e:#}"));
+        let running = payhost::server::start_on(app, listener, std::future::pending())
+            .await
+            .unwrap_or_else(|e| panic!("payhost demo did not start: {e:#}"));
+        TestHost {
+            addr,
+            dir: dir.to_path_buf(),
+            config: path,
+            running: Some(running),
+            started_in: started.elapsed(),
+            log_from,
+        }
+    }
+
+    /// Stops this host as SIGTERM stops `payhost serve` (no new connections, requests in flight
+    /// finish, the webhook worker stops), then starts it again on the same port with `config(port)`
+    /// as its new payhost.toml: what an operator does to change the configuration.
+    pub async fn restart(mut self, config: impl FnOnce(u16) -> String) -> TestHost {
+        let running = self.running.take().expect("a running host");
+        running
+            .shutdown()
+            .await
+            .unwrap_or_else(|e| panic!("payhost did not stop cleanly: {e:#}"));
+        let listener = std::net::TcpListener::bind(self.addr)
+            .unwrap_or_else(|e| panic!("{} is not free again: {e}", self.addr));
+        Self::start_on(&self.dir, listener, config).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -87,14 +163,21 @@ impl TestHost {
         String::from_utf8_lossy(&log[self.log_from.min(log.len())..]).into_owned()
     }
 
+    /// The running host: its app (store, config, metrics) for checks from inside.
+    pub fn running(&self) -> &payhost::server::Running {
+        self.running.as_ref().expect("a running host")
+    }
+
     pub fn app(&self) -> &payhost::service::App {
-        &self.running.app
+        &self.running().app
     }
 }
 
 impl Drop for TestHost {
     fn drop(&mut self) {
-        self.running.stop();
+        if let Some(running) = &self.running {
+            running.stop();
+        }
     }
 }
 
