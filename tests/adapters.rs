@@ -1420,8 +1420,16 @@ async fn shopex_install_with(
             "member_id" => Some(format!("{OPEN_SELLER} ")),
             "PrivateKey" | "seller_account" => Some(String::new()),
             "app_id" => Some(format!(" {OPEN_APP_ID}")),
-            "app_private_key" => Some(openapi_key("app_test_private_pkcs1.pem")),
-            "alipay_public_key" => Some(format!(" {}", openapi_key("alipay_test_public.pem"))),
+            // ShopEx 4.8's admin shows every 'string' field as a one-line <input type="text">
+            // (ctl.payment.php _getHtmlString(); it has no multi-line type): a pasted PEM
+            // reaches the app with its line breaks stripped by the browser.
+            "app_private_key" => Some(pasted_in_one_line(&openapi_key(
+                "app_test_private_pkcs1.pem",
+            ))),
+            "alipay_public_key" => Some(format!(
+                " {}",
+                pasted_in_one_line(&openapi_key("alipay_test_public.pem"))
+            )),
             "gateway" => Some(gateway.to_owned()),
             _ => None,
         });
@@ -1915,6 +1923,12 @@ fn openapi_key(name: &str) -> String {
     std::fs::read_to_string(repo_root().join("plugin/testdata/openapi/keys").join(name)).unwrap()
 }
 
+/// A PEM pasted into a one-line text input: a browser strips its line breaks (the value
+/// sanitization of `<input type="text">`), BEGIN and END lines included.
+fn pasted_in_one_line(pem: &str) -> String {
+    pem.replace(['\r', '\n'], "")
+}
+
 /// A PEM's base64 body on one line: what Alipay's key tool shows and the owner pastes.
 fn one_line(pem: &str) -> String {
     pem.lines().filter(|l| !l.starts_with("-----")).collect()
@@ -2395,7 +2409,7 @@ fn browser_submission(controls: &[Control], submitter: &str) -> String {
         let (name, value) = match c {
             Control::Input { ty, name, value } => match ty.as_str() {
                 "hidden" => (name, value.clone()),
-                "text" => (name, value.replace(['\r', '\n'], "")),
+                "text" => (name, pasted_in_one_line(value)),
                 "submit" if name == submitter => (name, value.clone()),
                 "submit" | "reset" | "button" => continue,
                 other => panic!("an input of type {other} is not expected in this form"),
