@@ -1420,8 +1420,16 @@ async fn shopex_install_with(
             "member_id" => Some(format!("{OPEN_SELLER} ")),
             "PrivateKey" | "seller_account" => Some(String::new()),
             "app_id" => Some(format!(" {OPEN_APP_ID}")),
-            "app_private_key" => Some(openapi_key("app_test_private_pkcs1.pem")),
-            "alipay_public_key" => Some(format!(" {}", openapi_key("alipay_test_public.pem"))),
+            // ShopEx 4.8's admin shows every 'string' field as a one-line <input type="text">
+            // (ctl.payment.php _getHtmlString(); it has no multi-line type): a pasted PEM
+            // reaches the app with its line breaks stripped by the browser.
+            "app_private_key" => Some(pasted_in_one_line(&openapi_key(
+                "app_test_private_pkcs1.pem",
+            ))),
+            "alipay_public_key" => Some(format!(
+                " {}",
+                pasted_in_one_line(&openapi_key("alipay_test_public.pem"))
+            )),
             "gateway" => Some(gateway.to_owned()),
             _ => None,
         });
@@ -1915,6 +1923,12 @@ fn openapi_key(name: &str) -> String {
     std::fs::read_to_string(repo_root().join("plugin/testdata/openapi/keys").join(name)).unwrap()
 }
 
+/// A PEM pasted into a one-line text input: a browser strips its line breaks (the value
+/// sanitization of `<input type="text">`), BEGIN and END lines included.
+fn pasted_in_one_line(pem: &str) -> String {
+    pem.replace(['\r', '\n'], "")
+}
+
 /// A PEM's base64 body on one line: what Alipay's key tool shows and the owner pastes.
 fn one_line(pem: &str) -> String {
     pem.lines().filter(|l| !l.starts_with("-----")).collect()
@@ -2097,6 +2111,37 @@ async fn ecshop_open_platform_is_configured_in_the_admin_and_paid_once() {
         assert_eq!(field(name)["label"], label, "{name}");
     }
     let gateway = open.gateway();
+    ecshop_install_open(
+        &shop,
+        &open,
+        &creds,
+        &format!(
+            " {}\n",
+            one_line(&openapi_key("app_test_private_pkcs8.pem"))
+        ),
+        &one_line(&openapi_key("alipay_test_public.pem")),
+    )
+    .await;
+    ecshop_open_pay_once(&open, &shop, &merchant_id, &gateway).await;
+}
+
+/// The admin installs the module for the open platform (`admin/payment.php` act=install,
+/// act=insert): 新版开放平台, the seller, the APPID, the given keys as pasted, the sandbox's
+/// gateway, with stray spaces around some fields.
+async fn ecshop_install_open(
+    shop: &Shop,
+    open: &OpenPlatform,
+    creds: &Creds,
+    app_private_key: &str,
+    alipay_public_key: &str,
+) {
+    let form = get(
+        &shop.url("admin/payment.php?act=install&code=payhost_alipay"),
+        None,
+    )
+    .await
+    .json();
+    let gateway = open.gateway();
     let mut body = form_urlencoded::Serializer::new(String::new());
     body.append_pair("pay_code", "payhost_alipay");
     for f in form["fields"].as_array().unwrap() {
@@ -2106,13 +2151,8 @@ async fn ecshop_open_platform_is_configured_in_the_admin_and_paid_once() {
             "alipay_account" | "alipay_key" | "c2c_sellers" => String::new(),
             "alipay_partner" => format!(" {OPEN_SELLER} "),
             "alipay_app_id" => format!("{OPEN_APP_ID}  "),
-            "alipay_app_private_key" => {
-                format!(
-                    " {}\n",
-                    one_line(&openapi_key("app_test_private_pkcs8.pem"))
-                )
-            }
-            "alipay_public_key" => one_line(&openapi_key("alipay_test_public.pem")),
+            "alipay_app_private_key" => app_private_key.to_owned(),
+            "alipay_public_key" => alipay_public_key.to_owned(),
             "alipay_gateway" => format!(" {gateway}"),
             "alipay_mode" => "b2c".to_owned(),
             "shop_url" => format!("{}/", shop.base),
@@ -2133,12 +2173,17 @@ async fn ecshop_open_platform_is_configured_in_the_admin_and_paid_once() {
     )
     .await;
     assert_eq!(r.text(), "ok");
+}
 
+/// A phone checks out order 1 of a shop configured for the open platform (`flow.php` step=done →
+/// `get_code()`), pays in the open platform's phone cashier, and the order is paid once by
+/// payhost's webhook; the return shows success.
+async fn ecshop_open_pay_once(open: &OpenPlatform, shop: &Shop, merchant_id: &str, gateway: &str) {
     // A phone checks out: the settings reach payhost (the merchant's token only), the payment is
     // the open platform's phone cashier.
-    let (log_id, page) = ecshop_checkout(&shop, 1).await;
+    let (log_id, page) = ecshop_checkout(shop, 1).await;
     assert!(page.contains("立即使用支付宝支付"), "{page}");
-    assert_open_merchant(&open.merchant(&merchant_id).await, &gateway);
+    assert_open_merchant(&open.merchant(merchant_id).await, gateway);
     let out_trade_no = format!("2026112312345{log_id}");
     let callback = open
         .pay(&pay_url_from_button(&page), "alipay.trade.wap.pay")
@@ -2172,8 +2217,517 @@ async fn ecshop_open_platform_is_configured_in_the_admin_and_paid_once() {
         "paid once: {s}"
     );
     assert_eq!(s["order_info"]["1"]["pay_status"], 2, "{s}");
-    assert_paid_once(&open.payment(&merchant_id, &out_trade_no).await, "12.50");
+    assert_paid_once(&open.payment(merchant_id, &out_trade_no).await, "12.50");
     assert!(open.payhost.log_text().contains("webhook delivered"));
+}
+
+// ------------------------------------------- ecshop's admin form (admin/templates/payment_edit.htm)
+
+/// A form control of an HTML page, as a browser's parser sees it.
+#[derive(Debug, Clone, PartialEq)]
+enum Control {
+    /// `<input>`: its type (lowercase, `text` when absent), name and value attribute.
+    Input {
+        ty: String,
+        name: String,
+        value: String,
+    },
+    /// `<textarea>`: its name and text (the newline right after the start tag dropped).
+    Textarea { name: String, text: String },
+    /// `<select>` (one value): its name and options as (value, label, selected).
+    Select {
+        name: String,
+        options: Vec<(String, String, bool)>,
+    },
+}
+
+/// Character references in text or an attribute: the named ones a page of ours can hold and
+/// the numeric ones; any other is a test failure, not a guess.
+fn decode_refs(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let end = after
+            .find(';')
+            .unwrap_or_else(|| panic!("a bare & in {s:?}"));
+        let name = &after[..end];
+        let ch = match name {
+            "amp" => '&',
+            "lt" => '<',
+            "gt" => '>',
+            "quot" => '"',
+            "apos" => '\'',
+            _ => {
+                let code = if let Some(hex) = name.strip_prefix("#x").or(name.strip_prefix("#X")) {
+                    u32::from_str_radix(hex, 16)
+                } else if let Some(dec) = name.strip_prefix('#') {
+                    dec.parse()
+                } else {
+                    panic!("unexpected character reference &{name}; in {s:?}")
+                };
+                char::from_u32(code.unwrap()).unwrap()
+            }
+        };
+        out.push(ch);
+        rest = &after[end + 1..];
+    }
+    out + rest
+}
+
+/// The attributes of the start tag at the beginning of `s` (`<name …>`, quotes respected),
+/// names lowercase and values decoded, and the text after its `>`.
+fn start_tag(s: &str) -> (Vec<(String, String)>, &str) {
+    let b = s.as_bytes();
+    let mut i = 1;
+    while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'>' && b[i] != b'/' {
+        i += 1;
+    }
+    let mut attrs = Vec::new();
+    loop {
+        while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b'/') {
+            i += 1;
+        }
+        assert!(i < b.len(), "unclosed tag: {s}");
+        if b[i] == b'>' {
+            return (attrs, &s[i + 1..]);
+        }
+        let n0 = i;
+        while i < b.len() && !b[i].is_ascii_whitespace() && !b"=>/".contains(&b[i]) {
+            i += 1;
+        }
+        let name = s[n0..i].to_ascii_lowercase();
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let mut value = String::new();
+        if b[i] == b'=' {
+            i += 1;
+            while b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            if b[i] == b'"' || b[i] == b'\'' {
+                let q = b[i] as char;
+                let end = s[i + 1..].find(q).expect("a closing quote") + i + 1;
+                value = decode_refs(&s[i + 1..end]);
+                i = end + 1;
+            } else {
+                let v0 = i;
+                while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'>' {
+                    i += 1;
+                }
+                value = decode_refs(&s[v0..i]);
+            }
+        }
+        attrs.push((name, value));
+    }
+}
+
+fn attr(attrs: &[(String, String)], name: &str) -> Option<String> {
+    attrs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// The form controls of a piece of HTML, in document order. As a browser: line breaks are LF
+/// after the input stream's preprocessing (CRLF and CR become LF); comments hold no controls; a
+/// textarea's text is character data up to `</textarea>`, without the one newline that may
+/// follow the start tag.
+fn form_controls(html: &str) -> Vec<Control> {
+    let html = html.replace("\r\n", "\n").replace('\r', "\n");
+    let mut controls = Vec::new();
+    let mut rest = html.as_str();
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i..];
+        let is = |tag: &str| {
+            rest.len() > tag.len() + 1
+                && rest.as_bytes()[1..=tag.len()].eq_ignore_ascii_case(tag.as_bytes())
+                && matches!(
+                    rest.as_bytes()[tag.len() + 1],
+                    b' ' | b'\t' | b'\n' | b'/' | b'>'
+                )
+        };
+        if rest.starts_with("<!--") {
+            rest = &rest[rest.find("-->").expect("a closed comment") + 3..];
+        } else if is("input") {
+            let (attrs, after) = start_tag(rest);
+            controls.push(Control::Input {
+                ty: attr(&attrs, "type")
+                    .unwrap_or_else(|| "text".into())
+                    .to_ascii_lowercase(),
+                name: attr(&attrs, "name").unwrap_or_default(),
+                value: attr(&attrs, "value").unwrap_or_default(),
+            });
+            rest = after;
+        } else if is("textarea") {
+            let (attrs, after) = start_tag(rest);
+            let end = after.find("</textarea").expect("</textarea>");
+            let text = &after[..end];
+            controls.push(Control::Textarea {
+                name: attr(&attrs, "name").unwrap_or_default(),
+                text: decode_refs(text.strip_prefix('\n').unwrap_or(text)),
+            });
+            rest = &after[end..];
+        } else if is("select") {
+            let (attrs, after) = start_tag(rest);
+            let end = after.find("</select>").expect("</select>");
+            let mut options = Vec::new();
+            for chunk in after[..end].split("<option").skip(1) {
+                let tag = format!("<option{chunk}");
+                let (o, text) = start_tag(&tag);
+                let label = decode_refs(text.split("</option>").next().unwrap().trim());
+                let value = attr(&o, "value").unwrap_or_else(|| label.clone());
+                options.push((value, label, attr(&o, "selected").is_some()));
+            }
+            controls.push(Control::Select {
+                name: attr(&attrs, "name").unwrap_or_default(),
+                options,
+            });
+            rest = &after[end..];
+        } else {
+            rest = &rest[1..];
+        }
+    }
+    controls
+}
+
+/// The body a browser posts for these controls when `submitter` (a submit button's name) is
+/// clicked (HTML: constructing the entry list, application/x-www-form-urlencoded): a text
+/// input's value has its line breaks stripped (the value sanitization of `type=text`), a
+/// select sends its selected option (the first when none is marked), a textarea its text, and
+/// every line break of every value goes out as CRLF.
+fn browser_submission(controls: &[Control], submitter: &str) -> String {
+    let crlf = |v: &str| {
+        v.replace("\r\n", "\n")
+            .replace('\r', "\n")
+            .replace('\n', "\r\n")
+    };
+    let mut body = form_urlencoded::Serializer::new(String::new());
+    for c in controls {
+        let (name, value) = match c {
+            Control::Input { ty, name, value } => match ty.as_str() {
+                "hidden" => (name, value.clone()),
+                "text" => (name, pasted_in_one_line(value)),
+                "submit" if name == submitter => (name, value.clone()),
+                "submit" | "reset" | "button" => continue,
+                other => panic!("an input of type {other} is not expected in this form"),
+            },
+            Control::Textarea { name, text } => (name, text.clone()),
+            Control::Select { name, options } => {
+                let selected: Vec<_> = options.iter().filter(|o| o.2).collect();
+                assert!(selected.len() <= 1, "one value: {options:?}");
+                let option = selected.first().copied().or(options.first());
+                (name, option.expect("a select with options").0.clone())
+            }
+        };
+        if !name.is_empty() {
+            body.append_pair(&crlf(name), &crlf(&value));
+        }
+    }
+    body.finish()
+}
+
+/// The `<tr>` of payment_edit.htm holding one config item: the row around its hidden cfg_name[].
+fn config_row<'a>(page: &'a str, name: &str) -> &'a str {
+    let marker = format!("<input name=\"cfg_name[]\" type=\"hidden\" value=\"{name}\" />");
+    let at = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no row for {name}: {page}"));
+    let start = page[..at].rfind("<tr>").unwrap();
+    let end = page[at..].find("</tr>").unwrap() + at;
+    &page[start..end]
+}
+
+/// The text of an element after `open` in a row, up to the next tag.
+fn text_after<'a>(row: &'a str, open: &str) -> &'a str {
+    row.split(open)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {open} in {row}"))
+        .split('<')
+        .next()
+        .unwrap()
+        .trim()
+}
+
+/// The module's language file (zh_cn) in its order: `$_LANG['x']` as "x",
+/// `$_LANG['x_range']['k']` as "x_range.k".
+fn ecshop_zh_lang() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(
+        repo_root().join("adapters/ecshop/languages/zh_cn/payment/payhost_alipay.php"),
+    )
+    .unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("$_LANG['"))
+        .map(|l| {
+            let (key, value) = l.split_once("'] = '").unwrap();
+            (
+                key.replace("']['", "."),
+                value.strip_suffix("';").unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The module's config items (name, type), in the order of its `config` array.
+fn ecshop_module_items() -> Vec<(String, String)> {
+    let module = std::fs::read_to_string(
+        repo_root().join("adapters/ecshop/includes/modules/payment/payhost_alipay.php"),
+    )
+    .unwrap();
+    module
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("array('name' => '"))
+        .map(|l| {
+            let name = l.split('\'').next().unwrap().to_owned();
+            let ty = l.split("'type' => '").nth(1).unwrap().split('\'').next();
+            (name, ty.unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// The payment row's stored pay_config (PHP serialize() of name/type/value entries), as
+/// name → value. Strings are read by their byte lengths, as unserialize() does.
+fn ecshop_stored_config(shop_state: &Value) -> std::collections::BTreeMap<String, String> {
+    let raw = shop_state["payment"]["payhost_alipay"]["pay_config"]
+        .as_str()
+        .unwrap()
+        .as_bytes();
+    let mut strings = Vec::new();
+    let mut i = 0;
+    while let Some(at) = raw[i..].windows(2).position(|w| w == b"s:") {
+        let len_at = i + at + 2;
+        let colon = raw[len_at..].iter().position(|&c| c == b':').unwrap() + len_at;
+        let len: usize = std::str::from_utf8(&raw[len_at..colon])
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(raw[colon + 1], b'"');
+        let body = &raw[colon + 2..colon + 2 + len];
+        strings.push(String::from_utf8(body.to_vec()).unwrap());
+        i = colon + 2 + len + 2;
+    }
+    strings
+        .chunks(6)
+        .map(|c| {
+            assert_eq!(
+                (c[0].as_str(), c[2].as_str(), c[4].as_str()),
+                ("name", "type", "value")
+            );
+            (c[1].clone(), c[5].clone())
+        })
+        .collect()
+}
+
+/// 编辑 on the payment list: `admin/payment.php?act=edit&code=payhost_alipay`, the form of
+/// payment_edit.htm.
+async fn ecshop_edit_page(shop: &Shop) -> String {
+    let r = get(
+        &shop.url("admin/payment.php?act=edit&code=payhost_alipay"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = r.text();
+    // PHP's messages (a missing label, an unset entry) would be printed into the page.
+    for php_error in [
+        "Warning</b>:",
+        "Notice</b>:",
+        "Deprecated</b>:",
+        "Fatal error</b>:",
+    ] {
+        let plain = php_error.replace("</b>", "");
+        assert!(
+            !page.contains(php_error) && !page.contains(&plain),
+            "{page}"
+        );
+    }
+    page
+}
+
+/// Clicks 确定 on the edit page as a browser would: the form's controls posted to its action
+/// (`payment.php`, the `isset($_POST['Submit'])` save path).
+async fn ecshop_submit_edit_page(shop: &Shop, page: &str) {
+    let form = &page[page.find("<form").unwrap()..page.find("</form>").unwrap()];
+    let (attrs, _) = start_tag(form);
+    assert_eq!(attr(&attrs, "action").as_deref(), Some("payment.php"));
+    assert_eq!(attr(&attrs, "method").as_deref(), Some("post"));
+    let body = browser_submission(&form_controls(form), "Submit");
+    let r = request(
+        "POST",
+        &shop.url("admin/payment.php"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        body.into_bytes(),
+    )
+    .await;
+    assert_eq!(r.text(), "ok");
+}
+
+/// ecshop 2.7.3's admin form for the open platform (`admin/payment.php` act=edit →
+/// `admin/templates/payment_edit.htm`), read as a browser reads it: after installing with the
+/// keys as multi-line PEM, each config item is one row in the module's order, labelled and
+/// described from the module's zh_cn language file; the two keys are `<textarea
+/// name="cfg_value[]">` showing the stored PEM with its line breaks; 接口类型 and 收款模式 are
+/// selects with the module's options and the stored one selected. Clicking 确定 saves the keys
+/// with their line breaks (as CRLF, what a browser sends), a second round trip changes nothing,
+/// and the shop still pays through the open platform, its settings saved at payhost once.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_admin_form_shows_keys_in_textareas_and_saves_them_intact() {
+    let dir = temp_dir("ecshop-form");
+    let open = OpenPlatform::start(&dir).await;
+    let shop = start_shop(
+        "ecshop",
+        &dir,
+        "utf-8",
+        &ecshop_db("茶香小铺".as_bytes()),
+        &[],
+    );
+    let merchant_id = format!("ecshop-{OPEN_APP_ID}");
+    let creds = merchant_add(&open.payhost.config, &merchant_id, &shop.base);
+    let private_pem = openapi_key("app_test_private_pkcs1.pem");
+    let public_pem = openapi_key("alipay_test_public.pem");
+    let keys = [
+        ("alipay_app_private_key", "应用私钥", private_pem.trim()),
+        ("alipay_public_key", "支付宝公钥", public_pem.trim()),
+    ];
+    assert!(keys.iter().all(|k| k.2.lines().count() > 5));
+    ecshop_install_open(&shop, &open, &creds, &private_pem, &public_pem).await;
+    let installed = ecshop_stored_config(&shop.state().await);
+
+    let zh_entries = ecshop_zh_lang();
+    let zh: std::collections::BTreeMap<_, _> = zh_entries.iter().cloned().collect();
+    let page = ecshop_edit_page(&shop).await;
+    let items = ecshop_module_items();
+    assert_eq!(items.len(), 14, "{items:?}");
+    for (name, ty) in &items {
+        let row = config_row(&page, name);
+        assert_eq!(text_after(row, "<span class=\"label\">"), zh[name], "{row}");
+        assert_eq!(
+            text_after(row, &format!("id=\"notice{name}\">")),
+            zh[&format!("{name}_desc")],
+            "{row}"
+        );
+        let controls = form_controls(row);
+        let hidden = |n: &str, v: &str| Control::Input {
+            ty: "hidden".into(),
+            name: n.into(),
+            value: v.into(),
+        };
+        assert_eq!(
+            controls[1..],
+            [
+                hidden("cfg_name[]", name),
+                hidden("cfg_type[]", ty),
+                hidden("cfg_lang[]", ""),
+            ],
+            "{row}"
+        );
+        let value = &installed[name];
+        let expected = match ty.as_str() {
+            "text" => Control::Input {
+                ty: "text".into(),
+                name: "cfg_value[]".into(),
+                value: value.clone(),
+            },
+            "textarea" => Control::Textarea {
+                name: "cfg_value[]".into(),
+                text: value.clone(),
+            },
+            "select" => {
+                let prefix = format!("{name}_range.");
+                Control::Select {
+                    name: "cfg_value[]".into(),
+                    options: zh_entries
+                        .iter()
+                        .filter_map(|(k, label)| Some((k.strip_prefix(&prefix)?, label)))
+                        .map(|(k, label)| (k.to_owned(), label.clone(), k == value))
+                        .collect(),
+                }
+            }
+            other => panic!("{name}: type {other} renders no control in payment_edit.htm"),
+        };
+        assert_eq!(controls[0], expected, "{row}");
+    }
+    // The keys: a textarea holding the PEM as stored, every line break kept.
+    for (name, label, pem) in keys {
+        let row = config_row(&page, name);
+        assert_eq!(text_after(row, "<span class=\"label\">"), label);
+        assert!(
+            row.contains(&format!(
+                "<textarea name=\"cfg_value[]\" cols=\"80\" rows=\"5\">{pem}</textarea>"
+            )),
+            "{name} is not a textarea holding the PEM: {row}"
+        );
+        assert_eq!(
+            form_controls(row)[0],
+            Control::Textarea {
+                name: "cfg_value[]".into(),
+                text: pem.to_owned(),
+            }
+        );
+    }
+    // The selects show the stored choice: 新版开放平台, B2C.
+    let selected = |name: &str| match &form_controls(config_row(&page, name))[0] {
+        Control::Select { options, .. } => options
+            .iter()
+            .map(|(v, l, s)| (v.as_str(), l.as_str(), *s))
+            .map(|(v, l, s)| format!("{v}|{l}|{s}"))
+            .collect::<Vec<_>>(),
+        other => panic!("{name}: {other:?}"),
+    };
+    assert_eq!(
+        selected("alipay_api"),
+        [
+            "mapi|旧版接口（合作者身份 PID + 密钥）|false",
+            "openapi|新版开放平台（APPID + 应用私钥 + 支付宝公钥）|true"
+        ]
+    );
+    assert_eq!(
+        selected("alipay_mode"),
+        ["b2c|B2C 单一卖家|true", "c2c|C2C 按供货商收款|false"]
+    );
+
+    // 确定: the browser sends every line break as CRLF; the keys are stored with all their lines,
+    // every other value as it was.
+    ecshop_submit_edit_page(&shop, &page).await;
+    let saved = ecshop_stored_config(&shop.state().await);
+    for (name, _, pem) in keys {
+        assert_eq!(saved[name], pem.replace('\n', "\r\n"), "{name}");
+    }
+    for (name, value) in &installed {
+        if !keys.iter().any(|k| k.0 == name) {
+            assert_eq!(&saved[name], value, "{name}");
+        }
+    }
+    // Shown again, saved again: nothing changes.
+    let page = ecshop_edit_page(&shop).await;
+    for (name, _, pem) in keys {
+        assert_eq!(
+            form_controls(config_row(&page, name))[0],
+            Control::Textarea {
+                name: "cfg_value[]".into(),
+                text: pem.to_owned(),
+            }
+        );
+    }
+    ecshop_submit_edit_page(&shop, &page).await;
+    assert_eq!(ecshop_stored_config(&shop.state().await), saved);
+    let row = &shop.state().await["payment"]["payhost_alipay"];
+    assert_eq!(row["pay_name"], "payhost_alipay", "{row}");
+    assert_eq!(row["enabled"], 1, "{row}");
+
+    // The keys as the form saved them sign and verify: the order is paid once, and a second
+    // checkout finds payhost's settings unchanged (saved once).
+    ecshop_open_pay_once(&open, &shop, &merchant_id, &open.gateway()).await;
+    let _ = ecshop_checkout(&shop, 2).await;
+    assert_eq!(
+        open.payhost
+            .log_text()
+            .matches("merchant settings saved")
+            .count(),
+        1
+    );
 }
 
 /// ShopEx on the open platform (README «新版开放平台»): the operator opens `shopex-<APPID>`; the

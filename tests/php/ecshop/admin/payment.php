@@ -1,9 +1,20 @@
 <?php
 /*
  * Harness of ecshop 2.7.3 `admin/payment.php`:
+ *  - (admin/includes/init.php) the admin's language files languages/<lang>/admin/common.php and
+ *    languages/<lang>/admin/payment.php are loaded for every act;
  *  - act=install&code=X: includes ../includes/modules/payment/X.php with $set_modules = true and
- *    lists the module's config fields with their language labels (what the install form shows);
- *  - act=insert / act=update (POST pay_code, pay_name, cfg_name[], cfg_type[], cfg_value[]): after init.php's
+ *    lists the module's config fields with their language labels (what the install form shows;
+ *    as JSON, test-only: the real page is the form below with the module's defaults);
+ *  - act=edit&code=X (编辑): the enabled payment row (else the payment_not_available message); the
+ *    module file included with $set_modules = true; the stored pay_config unserialize()d into
+ *    name => value; for each item of the module's `config` array, in its order: desc =
+ *    $_LANG[name_desc] or '', label = $_LANG[name], name, type, value = the stored value when one
+ *    is stored under that name, else the module's default, and for a select or radiobox range =
+ *    $_LANG[name_range]; pay_fee filled in from the module when missing; then
+ *    admin/templates/payment_edit.htm (here templates/payment_edit.htm.php) is shown;
+ *  - the save path, act=insert / act=update or the edit form's own POST (`isset($_POST['Submit'])`,
+ *    pay_code, pay_name, pay_desc, pay_fee, cfg_name[], cfg_type[], cfg_value[]): after init.php's
  *    addslashes_deep, each entry becomes array(name => trim, type => trim, value => trim), the list
  *    is serialize()d and written into the payment row inside a SQL string literal, so MySQL strips
  *    the backslashes again (emulated with stripslashes on the serialized text); the payment is
@@ -11,6 +22,8 @@
  */
 define('IN_ECS', true);
 require(dirname(dirname(__FILE__)) . '/includes/init.php');
+require(ROOT_PATH . 'languages/' . $_CFG['lang'] . '/admin/common.php');
+require(ROOT_PATH . 'languages/' . $_CFG['lang'] . '/admin/payment.php');
 
 $act = isset($_REQUEST['act']) ? $_REQUEST['act'] : '';
 if ($act === 'install') {
@@ -29,19 +42,65 @@ if ($act === 'install') {
     $json = json_encode(array('code' => $modules[0]['code'], 'name' => $_LANG[$modules[0]['code']],
         'desc' => $_LANG[$modules[0]['desc']], 'fields' => $fields), JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE);
     echo $json;
-} elseif ($act === 'insert' || $act === 'update') {
+} elseif ($act === 'edit') {
+    if (!isset($_REQUEST['code'])) {
+        die('invalid parameter');
+    }
+    $code = basename(trim($_REQUEST['code']));
+    $t = hdb_read();
+    if (!isset($t['payment'][$code]) || $t['payment'][$code]['enabled'] != 1) {
+        die($_LANG['payment_not_available']);
+    }
+    $pay = $t['payment'][$code];
+    $set_modules = true;
+    $modules = array();
+    include_once(ROOT_PATH . 'includes/modules/payment/' . $code . '.php');
+    $data = $modules[0];
+    if (is_string($pay['pay_config'])) {
+        $stored = array();
+        foreach (unserialize($pay['pay_config']) as $item) {
+            $stored[$item['name']] = $item['value'];
+        }
+        $pay['pay_config'] = array();
+        foreach ($data['config'] as $key => $item) {
+            $name = $item['name'];
+            $pay['pay_config'][$key] = array(
+                'desc' => isset($_LANG[$name . '_desc']) ? $_LANG[$name . '_desc'] : '',
+                'label' => $_LANG[$name],
+                'name' => $name,
+                'type' => $item['type'],
+                'value' => isset($stored[$name]) ? $stored[$name] : $item['value'],
+            );
+            if ($item['type'] == 'select' || $item['type'] == 'radiobox') {
+                $pay['pay_config'][$key]['range'] = $_LANG[$name . '_range'];
+            }
+        }
+    }
+    if (!isset($pay['pay_fee'])) {
+        $pay['pay_fee'] = isset($data['pay_fee']) ? $data['pay_fee'] : 0;
+    }
+    header('Content-type: text/html; charset=' . EC_CHARSET);
+    include(ROOT_PATH . 'admin/templates/payment_edit.htm.php');
+} elseif ($act === 'insert' || $act === 'update' || isset($_POST['Submit'])) {
     $pay_config = array();
-    for ($i = 0; $i < count($_POST['cfg_value']); $i++) {
+    for ($i = 0; isset($_POST['cfg_value']) && $i < count($_POST['cfg_value']); $i++) {
         $pay_config[] = array('name' => trim($_POST['cfg_name'][$i]), 'type' => trim($_POST['cfg_type'][$i]),
             'value' => trim($_POST['cfg_value'][$i]));
     }
     $stored = stripslashes(serialize($pay_config));
     $code = stripslashes($_POST['pay_code']);
-    hdb_tx(function (&$t) use ($code, $stored) {
-        // act=update keeps the row (and its pay_id) of an installed module.
+    // The form's name, description and fee (act=insert / act=update send none: the code, '', 0).
+    $row = array(
+        'pay_name' => isset($_POST['pay_name']) ? stripslashes($_POST['pay_name']) : $code,
+        'pay_desc' => isset($_POST['pay_desc']) ? stripslashes($_POST['pay_desc']) : '',
+        'pay_fee' => empty($_POST['pay_fee']) ? 0 : stripslashes($_POST['pay_fee']),
+    );
+    hdb_tx(function (&$t) use ($code, $stored, $row) {
+        // An update keeps the row (and its pay_id) of an installed module.
         $id = isset($t['payment'][$code]) ? $t['payment'][$code]['pay_id'] : count($t['payment']) + 1;
-        $t['payment'][$code] = array('pay_id' => $id, 'pay_code' => $code, 'pay_name' => $code,
-            'pay_config' => $stored, 'enabled' => 1, 'is_online' => 1);
+        $t['payment'][$code] = array('pay_id' => $id, 'pay_code' => $code, 'pay_name' => $row['pay_name'],
+            'pay_desc' => $row['pay_desc'], 'pay_fee' => $row['pay_fee'], 'pay_config' => $stored,
+            'enabled' => 1, 'is_cod' => 0, 'is_online' => 1);
     });
     echo 'ok';
 } else {

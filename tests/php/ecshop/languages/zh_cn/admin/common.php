@@ -1,0 +1,10 @@
+<?php
+/*
+ * Harness of ecshop 2.7.3 `languages/zh_cn/admin/common.php` (loaded by admin/includes/init.php for
+ * every admin page): the entries admin/templates/payment_edit.htm shows.
+ */
+$_LANG['yes'] = '是';
+$_LANG['no'] = '否';
+$_LANG['button_submit'] = ' 确定 ';
+$_LANG['button_reset'] = ' 重置 ';
+$_LANG['form_notice'] = '点击此处查看提示信息';
