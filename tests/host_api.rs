@@ -380,6 +380,33 @@ async fn forged_wrongly_sorted_and_unconfirmed_notifies_are_refused() {
         "success"
     );
     assert_eq!(payment(&w, "shop", "F1").await["status"], "TRADE_SUCCESS");
+    // Where the notifications' time went: all four were verified (two of them asked Alipay, as
+    // the payment's creation did once), only the genuine one was matched against its order and
+    // committed with its effect.
+    let metrics = get(&w.host.url("/metrics"), Some(TOKEN)).await.text();
+    for (line, want) in [
+        ("payhost_notification_steps_total{step=\"verify\"}", 4),
+        ("payhost_notification_steps_total{step=\"payment_read\"}", 1),
+        ("payhost_notification_steps_total{step=\"match\"}", 1),
+        ("payhost_notification_steps_total{step=\"commit\"}", 1),
+        ("payhost_component_requests_total", 3),
+    ] {
+        let got = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{line} missing:\n{metrics}"));
+        assert_eq!(got, want.to_string(), "{line}");
+    }
+    let commit_seconds: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("payhost_notification_step_seconds_total{step=\"commit\"} "))
+        .expect("the commit's time")
+        .parse()
+        .unwrap();
+    assert!(
+        commit_seconds > 0.0,
+        "a durable commit takes time: {metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -17,8 +17,49 @@ impl Counter {
     }
 }
 
+/// A step of a notification's processing, timed for `/metrics`
+/// (`payhost_notification_step_seconds_total` and `payhost_notification_steps_total`): where a
+/// notification's time goes, in production as in the load benchmark (docs/PERFORMANCE.md).
+#[derive(Debug, Clone, Copy)]
+pub enum NotifyStep {
+    /// The component's verification, with the provider's confirmation it asked for.
+    Verify,
+    /// The order read to match the notification against.
+    PaymentRead,
+    /// The component's match of the notification against the order.
+    Match,
+    /// The store's commit of the notification with its effect (durable when it ends).
+    Commit,
+}
+
+impl NotifyStep {
+    const ALL: [NotifyStep; 4] = [
+        NotifyStep::Verify,
+        NotifyStep::PaymentRead,
+        NotifyStep::Match,
+        NotifyStep::Commit,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            NotifyStep::Verify => "verify",
+            NotifyStep::PaymentRead => "payment_read",
+            NotifyStep::Match => "match",
+            NotifyStep::Commit => "commit",
+        }
+    }
+}
+
+/// The time spent in one step and how often it ran.
+#[derive(Debug, Default)]
+struct StepTime {
+    micros: AtomicU64,
+    count: AtomicU64,
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
+    notify_steps: [StepTime; 4],
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     notifies: Mutex<BTreeMap<&'static str, u64>>,
     returns: Mutex<BTreeMap<&'static str, u64>>,
@@ -46,6 +87,14 @@ impl Metrics {
 
     pub fn returns(&self, outcome: &'static str) {
         *self.returns.lock().unwrap().entry(outcome).or_default() += 1;
+    }
+
+    /// Counts `step` as having taken the time since `started`.
+    pub fn notify_step(&self, step: NotifyStep, started: std::time::Instant) {
+        let t = &self.notify_steps[step as usize];
+        t.micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        t.count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Count of notifications that ended with this outcome.
@@ -82,6 +131,24 @@ impl Metrics {
                 "payhost_returns_total{{outcome=\"{outcome}\"}} {n}\n"
             ));
         }
+        out.push_str("# HELP payhost_notification_step_seconds_total Time notifications spent in each step of their processing.\n# TYPE payhost_notification_step_seconds_total counter\n");
+        for step in NotifyStep::ALL {
+            let t = &self.notify_steps[step as usize];
+            out.push_str(&format!(
+                "payhost_notification_step_seconds_total{{step=\"{}\"}} {:.6}\n",
+                step.label(),
+                t.micros.load(Ordering::Relaxed) as f64 / 1e6
+            ));
+        }
+        out.push_str("# HELP payhost_notification_steps_total Steps of notifications timed, by step.\n# TYPE payhost_notification_steps_total counter\n");
+        for step in NotifyStep::ALL {
+            let t = &self.notify_steps[step as usize];
+            out.push_str(&format!(
+                "payhost_notification_steps_total{{step=\"{}\"}} {}\n",
+                step.label(),
+                t.count.load(Ordering::Relaxed)
+            ));
+        }
         // Summed over the loaded components.
         let sum = |f: fn(&crate::runtime::plugin::CallStats) -> u64| -> u64 {
             components.iter().map(|c| f(c)).sum()
@@ -89,12 +156,19 @@ impl Metrics {
         let calls = sum(|c| c.calls.load(Ordering::Relaxed));
         let micros = sum(|c| c.total_micros.load(Ordering::Relaxed));
         let failures = sum(|c| c.failures.load(Ordering::Relaxed));
+        let sent = sum(|c| c.requests_sent.load(Ordering::Relaxed));
+        let sent_micros = sum(|c| c.request_micros.load(Ordering::Relaxed));
         out.push_str(&format!(
             "# HELP payhost_component_calls_total Calls into the payment components.\n# TYPE payhost_component_calls_total counter\npayhost_component_calls_total {calls}\n\
              # HELP payhost_component_call_failures_total Calls that trapped, timed out or ran out of fuel or memory.\n# TYPE payhost_component_call_failures_total counter\npayhost_component_call_failures_total {}\n\
              # HELP payhost_component_call_seconds_total Time spent in component calls.\n# TYPE payhost_component_call_seconds_total counter\npayhost_component_call_seconds_total {:.6}\n",
             failures,
             micros as f64 / 1e6
+        ));
+        out.push_str(&format!(
+            "# HELP payhost_component_requests_total Requests the components asked the host to send to their providers.\n# TYPE payhost_component_requests_total counter\npayhost_component_requests_total {sent}\n\
+             # HELP payhost_component_request_seconds_total Time from sending those requests to their answers (or failures).\n# TYPE payhost_component_request_seconds_total counter\npayhost_component_request_seconds_total {:.6}\n",
+            sent_micros as f64 / 1e6
         ));
         out.push_str(&format!(
             "# TYPE payhost_payments_created_total counter\npayhost_payments_created_total {}\n\

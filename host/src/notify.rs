@@ -7,6 +7,7 @@
 //! and writes the answer.
 
 use crate::config::MerchantSettings;
+use crate::metrics::NotifyStep;
 use crate::net::Policy;
 use crate::runtime::plugin_api::{EncodedSettings, Notification, OrderExpectation, PluginError};
 use crate::runtime::{CallError, PluginRuntime, Session};
@@ -455,10 +456,12 @@ impl App {
             Ok(s) => s,
             Err(e) => return Processed::call_failed(e),
         };
-        let verified = match session
+        let started = std::time::Instant::now();
+        let verified = session
             .verify_notification(&merchant.policy, &merchant.encoded, &form)
-            .await
-        {
+            .await;
+        self.metrics.notify_step(NotifyStep::Verify, started);
+        let verified = match verified {
             Err(e) => return Processed::call_failed(e),
             Ok(Err(e)) => {
                 let outcome = NotifyOutcome::of_refusal(&e);
@@ -507,11 +510,13 @@ impl App {
                     .await;
             }
         }
-        let payment = match self
+        let started = std::time::Instant::now();
+        let payment = self
             .store
             .payment(merchant_id, &verified.out_trade_no)
-            .await
-        {
+            .await;
+        self.metrics.notify_step(NotifyStep::PaymentRead, started);
+        let payment = match payment {
             Ok(Some(p)) => p,
             Ok(None) => {
                 tracing::error!(
@@ -539,7 +544,10 @@ impl App {
             total_fee: payment.total_fee(),
             seller: payment.seller.clone(),
         };
-        match session.match_order(verified, &expectation).await {
+        let started = std::time::Instant::now();
+        let matched = session.match_order(verified, &expectation).await;
+        self.metrics.notify_step(NotifyStep::Match, started);
+        match matched {
             Err(e) => return Processed::call_failed(e).with_seen(verified),
             Ok(Err(mismatches)) => {
                 let reason = mismatches
@@ -591,11 +599,13 @@ impl App {
             seen: Some(verified.clone()),
             stored: false,
         };
-        match self
+        let started = std::time::Instant::now();
+        let applied = self
             .store
             .apply_notification(&effect, raw, &record_of(merchant_id, &pending))
-            .await
-        {
+            .await;
+        self.metrics.notify_step(NotifyStep::Commit, started);
+        match applied {
             Ok(applied) => {
                 if let Applied::Changed { from, to } = &applied {
                     tracing::info!(merchant = merchant_id, out_trade_no = %verified.out_trade_no, %from, %to, source = source.unwrap_or("notification"), "payment status changed");

@@ -359,8 +359,8 @@ async fn main() {
             &dir,
             &["sandbox", "--md5-merchant", &format!("{PARTNER}:{MD5_KEY}")],
         );
-        // Enough unpaid orders for 3,000 notifies/s at every level.
-        let seeded = 3_000 * o.seconds * o.concurrency.len() as u64 + 1_000;
+        // Enough unpaid orders for 10,000 notifies/s at every level.
+        let seeded = 10_000 * o.seconds * o.concurrency.len() as u64 + 1_000;
         let pg = o
             .databases
             .iter()
@@ -597,6 +597,13 @@ async fn run_legs(
             let make: MakeRequest =
                 Arc::new(move |n| (n < seeded).then(|| notify_request(addr, path, n)));
             let before = next.load(Ordering::Relaxed);
+            // Read from the one host only: behind the balancer each replica counts its own.
+            let one_host = setup.hosts.len() == 1;
+            let steps_before = if one_host {
+                Some(step_times(addr).await)
+            } else {
+                None
+            };
             let stats = drive(addr, c, duration, next.clone(), make, |s, b| {
                 s == 200 && b == b"success"
             })
@@ -609,6 +616,10 @@ async fn run_legs(
                 rss as f64 / 1024.0,
                 hwm as f64 / 1024.0
             );
+            // A payhost before these counters (an older binary swapped in for an A/B) has none.
+            if let Some(steps_before) = steps_before.filter(|s| !s.is_empty()) {
+                println!("{}", step_line(c, &steps_before, &step_times(addr).await));
+            }
             assert!(sent >= stats.ok);
             rates.push((c, stats.rate()));
         }
@@ -631,6 +642,54 @@ async fn run_legs(
         }
     }
     rates
+}
+
+/// payhost's `/metrics` counters of where notifications spend their time: per step (and the
+/// component's requests to the provider) the seconds and the count, by metric name and label.
+async fn step_times(addr: SocketAddr) -> BTreeMap<String, f64> {
+    let reply = conformance::host::get(&format!("http://{addr}/metrics"), Some(TOKEN)).await;
+    assert_eq!(reply.status, 200, "GET /metrics");
+    String::from_utf8_lossy(&reply.body)
+        .lines()
+        .filter(|l| {
+            l.starts_with("payhost_notification_step") || l.starts_with("payhost_component_request")
+        })
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(name, v)| Some((name.to_owned(), v.parse().ok()?)))
+        .collect()
+}
+
+/// The average time per notification of each step during one level: the verification (of which
+/// the provider's confirmation), the order read, the match and the commit.
+fn step_line(c: usize, before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> String {
+    let delta =
+        |k: &str| after.get(k).copied().unwrap_or(0.0) - before.get(k).copied().unwrap_or(0.0);
+    let per = |step: &str| {
+        let n = delta(&format!(
+            "payhost_notification_steps_total{{step=\"{step}\"}}"
+        ));
+        let secs = delta(&format!(
+            "payhost_notification_step_seconds_total{{step=\"{step}\"}}"
+        ));
+        if n > 0.0 {
+            secs / n * 1e6
+        } else {
+            0.0
+        }
+    };
+    let verified = delta("payhost_notification_steps_total{step=\"verify\"}");
+    let confirm = if verified > 0.0 {
+        delta("payhost_component_request_seconds_total") / verified * 1e6
+    } else {
+        0.0
+    };
+    format!(
+        "steps     c={c:<4} per notify: verify {:.0} µs (of which the provider's confirmation {confirm:.0} µs), order read {:.0} µs, match {:.0} µs, commit {:.0} µs",
+        per("verify"),
+        per("payment_read"),
+        per("match"),
+        per("commit"),
+    )
 }
 
 /// The shop API's payment creation for `out_trade_no` (merchant `load`, MD5, sandbox gateway).

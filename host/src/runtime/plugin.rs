@@ -123,6 +123,9 @@ pub struct CallStats {
     pub calls: AtomicU64,
     pub failures: AtomicU64,
     pub total_micros: AtomicU64,
+    /// Requests the component's flows asked the host to send, and the time until each answer.
+    pub requests_sent: AtomicU64,
+    pub request_micros: AtomicU64,
 }
 
 /// The guest yields to the executor every this many instructions (≈ 1 ms of wasm on this
@@ -683,10 +686,17 @@ async fn send(
     policy: &Policy,
     request: &api::OutgoingRequest,
 ) -> Result<api::IncomingResponse, api::SendFailure> {
-    runtime
+    let started = Instant::now();
+    let answer = runtime
         .net
         .send(policy, request, runtime.outbound_limits())
-        .await
+        .await;
+    let stats = &runtime.stats;
+    stats.requests_sent.fetch_add(1, Ordering::Relaxed);
+    stats
+        .request_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    answer
 }
 
 impl Session<'_> {
