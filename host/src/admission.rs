@@ -46,6 +46,10 @@ pub struct Limits {
     pub shop: usize,
     pub notify: usize,
     pub notify_per_merchant: usize,
+    /// Of a merchant whose recent notifications were mostly refused (a flood): fewer at once, so
+    /// the flood's garbage mostly waits for a permit, which costs nothing, instead of being read
+    /// and answered at the rate a genuine merchant's notifications are.
+    pub notify_suspect_per_merchant: usize,
     pub admin: usize,
 }
 
@@ -68,6 +72,7 @@ impl Limits {
             shop: cores * 8,
             notify,
             notify_per_merchant: notify / 2,
+            notify_suspect_per_merchant: (cores * 4).min(notify / 2),
             admin: cores * 2,
         }
     }
@@ -87,6 +92,8 @@ pub struct Admission {
     admin: Arc<Semaphore>,
     notify: Arc<Semaphore>,
     notify_per_merchant: usize,
+    /// Permits of its merchant's semaphore one notification of a suspect merchant takes.
+    suspect_weight: u32,
     /// One semaphore per merchant with notifications in flight (dropped when none are).
     merchants: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Where notifications are processed (component calls and store work).
@@ -101,6 +108,10 @@ impl Admission {
             admin: Arc::new(Semaphore::new(limits.admin)),
             notify: Arc::new(Semaphore::new(limits.notify)),
             notify_per_merchant: limits.notify_per_merchant,
+            suspect_weight: limits
+                .notify_per_merchant
+                .div_ceil(limits.notify_suspect_per_merchant.max(1))
+                .max(1) as u32,
             merchants: Mutex::new(HashMap::new()),
             // PAYHOST_NOTIFY_INLINE=1 runs notifications on the request's own executor threads,
             // PAYHOST_NOTIFY_POOL=1 sends every one to the pool at once, PAYHOST_NOTIFY_NICE sets
@@ -139,8 +150,10 @@ impl Admission {
     }
 
     /// Waits for a notification permit: the merchant's first (a flood for one merchant waits
-    /// there, not in front of the others), then the overall one.
-    pub async fn enter_notify(&self, merchant_id: &str) -> NotifyPermit {
+    /// there, not in front of the others), then the overall one. A `suspect` one (its merchant's
+    /// recent notifications were mostly refused) takes several of its merchant's permits, so at
+    /// most [`Limits::notify_suspect_per_merchant`] of them are in flight.
+    pub async fn enter_notify(&self, merchant_id: &str, suspect: bool) -> NotifyPermit {
         let mine = {
             let mut merchants = self.merchants.lock().unwrap_or_else(|e| e.into_inner());
             // Semaphores nobody holds or waits on any more are dropped: merchants removed since
@@ -151,8 +164,9 @@ impl Admission {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.notify_per_merchant)))
                 .clone()
         };
+        let weight = if suspect { self.suspect_weight } else { 1 };
         let merchant = mine
-            .acquire_owned()
+            .acquire_many_owned(weight)
             .await
             .expect("admission semaphores are never closed");
         let overall = self
@@ -283,8 +297,27 @@ mod tests {
             shop: 1,
             notify: 4,
             notify_per_merchant: 2,
+            notify_suspect_per_merchant: 1,
             admin: 1,
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flooded_merchant_has_fewer_notifications_in_flight() {
+        let admission = Admission::new(limits()).unwrap();
+        let suspect = admission.enter_notify("a", true).await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), admission.enter_notify("a", true))
+                .await
+                .is_err(),
+            "one suspect notification of merchant a at a time"
+        );
+        drop(suspect);
+        let _g1 = admission.enter_notify("a", false).await;
+        let _g2 = admission.enter_notify("a", false).await;
+        tokio::time::timeout(Duration::from_secs(1), admission.enter_notify("b", true))
+            .await
+            .expect("another merchant's permits are its own");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +325,7 @@ mod tests {
         let admission = Admission::new(limits()).unwrap();
         let mut held = Vec::new();
         for m in ["a", "a", "b", "b"] {
-            held.push(admission.enter_notify(m).await);
+            held.push(admission.enter_notify(m, false).await);
         }
         // Every notification permit is taken; the shop API and admin still get in at once.
         let _shop = tokio::time::timeout(Duration::from_secs(1), admission.enter(Class::Shop))
@@ -302,9 +335,12 @@ mod tests {
             .await
             .expect("admin does not wait on notifications");
         assert!(
-            tokio::time::timeout(Duration::from_millis(50), admission.enter_notify("c"))
-                .await
-                .is_err(),
+            tokio::time::timeout(
+                Duration::from_millis(50),
+                admission.enter_notify("c", false)
+            )
+            .await
+            .is_err(),
             "the overall notification limit holds"
         );
     }
@@ -312,15 +348,18 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_merchants_flood_leaves_room_for_another_merchant() {
         let admission = Admission::new(limits()).unwrap();
-        let _a1 = admission.enter_notify("a").await;
-        let _a2 = admission.enter_notify("a").await;
+        let _a1 = admission.enter_notify("a", false).await;
+        let _a2 = admission.enter_notify("a", false).await;
         assert!(
-            tokio::time::timeout(Duration::from_millis(50), admission.enter_notify("a"))
-                .await
-                .is_err(),
+            tokio::time::timeout(
+                Duration::from_millis(50),
+                admission.enter_notify("a", false)
+            )
+            .await
+            .is_err(),
             "merchant a is at its own limit"
         );
-        tokio::time::timeout(Duration::from_secs(1), admission.enter_notify("b"))
+        tokio::time::timeout(Duration::from_secs(1), admission.enter_notify("b", false))
             .await
             .expect("merchant b is not held up by merchant a");
     }

@@ -378,17 +378,14 @@ impl App {
         remote: Option<String>,
         body: bytes::Bytes,
     ) -> NotifyAnswer {
-        let _permit = self.admission.enter_notify(merchant_id).await;
+        let suspect = !merchant.recent.mostly_acknowledged();
+        let _permit = self.admission.enter_notify(merchant_id, suspect).await;
         let (app, id, known) = (self.clone(), merchant_id.to_owned(), merchant.clone());
         let work = async move {
             app.notify_now(&id, &merchant, remote.as_deref(), &body)
                 .await
         };
-        match self
-            .admission
-            .run_notify(work, known.recent.mostly_acknowledged())
-            .await
-        {
+        match self.admission.run_notify(work, !suspect).await {
             Some(answer) => {
                 known.recent.record(answer.outcome.acknowledged());
                 answer
