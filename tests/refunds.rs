@@ -10,17 +10,14 @@ use conformance::host::{config_head, get, post_form, send_json, temp_dir};
 use conformance::postgres::PgCluster;
 use conformance::stub::{Seen, StubServer};
 use conformance::testhost::{TestHost, TestSandbox};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "refunds-api-token-0123456789";
 const PARTNER: &str = "2088101122136241";
 
-async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// The shared poll ([`conformance::wait_for`]) with this file's 20 s.
+async fn wait_for(what: &str, f: impl AsyncFnMut() -> bool) {
+    conformance::wait_for(what, Duration::from_secs(20), f).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

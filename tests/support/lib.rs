@@ -10,6 +10,16 @@ pub mod stub;
 pub mod testhost;
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Polls `check` every 50 ms until it holds; fails the test naming `what` once `within` has passed.
+pub async fn wait_for(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// The repository root (the workspace folder).
 pub fn repo_root() -> PathBuf {
