@@ -1962,9 +1962,7 @@ impl OpenPlatform {
             .unwrap(),
         });
         sandbox.start_delivery();
-        let gateway = tokio::spawn(async move {
-            let _ = payhost_sandbox::serve_on(sandbox, listener, std::future::pending()).await;
-        });
+        let gateway = conformance::testhost::spawn_sandbox(sandbox, listener);
         let shop_port = free_port();
         std::fs::write(dir.join("shop.port"), shop_port.to_string()).unwrap();
         let config = config_head(free_port(), TOKEN, "")

@@ -312,11 +312,7 @@ mod back_office {
             alipay_private: alipay_private(),
         });
         sb.start_delivery();
-        tokio::spawn(payhost_sandbox::serve_on(
-            sb.clone(),
-            listener,
-            std::future::pending(),
-        ));
+        conformance::testhost::spawn_sandbox(sb.clone(), listener);
         (sb, base)
     }
 

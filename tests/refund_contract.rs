@@ -58,11 +58,7 @@ async fn sandbox() -> (Arc<Sandbox>, String) {
         .unwrap(),
     });
     sb.start_delivery();
-    tokio::spawn(payhost_sandbox::serve_on(
-        sb.clone(),
-        listener,
-        std::future::pending(),
-    ));
+    conformance::testhost::spawn_sandbox(sb.clone(), listener);
     (sb, base)
 }
 

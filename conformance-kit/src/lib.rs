@@ -120,7 +120,15 @@ pub async fn check_host(base_url: &str, token: &str, merchant: &str) -> Result<(
 
 /// Runs the flow suite against the payhost at `base_url` (operator `token`), through the kit's
 /// own sandbox gateway.
-pub async fn run_against(base_url: &str, token: &str, opts: &Options) -> Report {
+pub fn run_against<'a>(base_url: &'a str, token: &'a str, opts: &'a Options) -> Running<'a> {
+    Box::pin(flow_suite(base_url, token, opts))
+}
+
+/// A suite's run. Boxed here on purpose: an `async fn`'s body is compiled again in every crate
+/// that awaits it, with all it awaits in turn; behind the box the suites are compiled once.
+pub type Running<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Report> + Send + 'a>>;
+
+async fn flow_suite(base_url: &str, token: &str, opts: &Options) -> Report {
     let mut runner = Runner::new(opts);
     match KitEnv::start(opts).await {
         Ok(env) => flows::run(&mut runner, base_url, token, &env, opts).await,
@@ -138,7 +146,15 @@ pub async fn run_against(base_url: &str, token: &str, opts: &Options) -> Report 
 
 /// Runs the contract suite on `cut`; for an Alipay component also its signature cases and the
 /// flow suite against a host `launcher` starts.
-pub async fn run_component(
+pub fn run_component<'a>(
+    cut: &'a dyn ComponentUnderTest,
+    launcher: &'a dyn HostLauncher,
+    opts: &'a Options,
+) -> Running<'a> {
+    Box::pin(component_suite(cut, launcher, opts))
+}
+
+async fn component_suite(
     cut: &dyn ComponentUnderTest,
     launcher: &dyn HostLauncher,
     opts: &Options,

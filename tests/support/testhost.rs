@@ -4,9 +4,11 @@
 //! command line, replicas) keep using [`crate::host::Payhost`]. [`TestHost::demo`] is what
 //! `payhost demo` starts, in the same way.
 
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// payhost's log in this process, as the binary would write it (`PAYHOST_LOG` of the tests:
@@ -41,6 +43,12 @@ impl Write for LogWriter {
     }
 }
 
+/// What the constructors below return. Boxed, and built inside this library, on purpose: an
+/// `async fn`'s body is compiled again in every crate that awaits it, with everything it awaits
+/// in turn, so awaiting payhost's start from each test file compiled the whole server into each
+/// test program (≈ 50 s of release build per file). Behind this box it is compiled once, here.
+pub type Starting<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
 pub struct TestHost {
     pub addr: SocketAddr,
     /// The test's folder: payhost.toml and the SQLite database are here.
@@ -56,101 +64,109 @@ pub struct TestHost {
 impl TestHost {
     /// Binds an ephemeral loopback port, writes `config(port)` as `dir/payhost.toml`, loads it as
     /// `payhost serve` would and serves it here. Panics with the reason when it does not start.
-    pub async fn start(dir: &Path, config: impl FnOnce(u16) -> String) -> TestHost {
-        Self::start_on(
-            dir,
-            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-            config,
-        )
-        .await
+    pub fn start(dir: &Path, config: impl FnOnce(u16) -> String) -> Starting<TestHost> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let text = config(listener.local_addr().unwrap().port());
+        Self::serve(dir.to_path_buf(), listener, text)
     }
 
-    async fn start_on(
-        dir: &Path,
-        listener: std::net::TcpListener,
-        config: impl FnOnce(u16) -> String,
-    ) -> TestHost {
-        let started = std::time::Instant::now();
-        let log_from = log_buffer().lock().unwrap().len();
-        let addr = listener.local_addr().unwrap();
-        let path = dir.join("payhost.toml");
-        std::fs::write(&path, config(addr.port())).unwrap();
-        let loaded = payhost::config::Config::load(&path)
-            .unwrap_or_else(|e| panic!("the test configuration: {e:#}"));
-        let running = payhost::serve_in_process(loaded, listener)
-            .await
-            .unwrap_or_else(|e| panic!("payhost did not start: {e:#}"));
-        TestHost {
-            addr,
-            dir: dir.to_path_buf(),
-            config: path,
-            running: Some(running),
-            started_in: started.elapsed(),
-            log_from,
-        }
+    fn serve(dir: PathBuf, listener: std::net::TcpListener, text: String) -> Starting<TestHost> {
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let log_from = log_buffer().lock().unwrap().len();
+            let addr = listener.local_addr().unwrap();
+            let path = dir.join("payhost.toml");
+            std::fs::write(&path, text).unwrap();
+            let loaded = payhost::config::Config::load(&path)
+                .unwrap_or_else(|e| panic!("the test configuration: {e:#}"));
+            let running = payhost::serve_in_process(loaded, listener)
+                .await
+                .unwrap_or_else(|e| panic!("payhost did not start: {e:#}"));
+            TestHost {
+                addr,
+                dir,
+                config: path,
+                running: Some(running),
+                started_in: started.elapsed(),
+                log_from,
+            }
+        })
     }
 
     /// What `payhost demo --api-token <api_token> --admin-password <ADMIN_PASSWORD>
     /// --sandbox-speed <sandbox_speed> --database <dir>/demo.db` starts (`payhost::demo`: the same
     /// configuration, sandbox gateway and shop on one server), on an ephemeral loopback port here.
     /// Its configuration is written to `dir/payhost.toml` for reading.
-    pub async fn demo(dir: &Path, api_token: &str, sandbox_speed: f64) -> TestHost {
-        let started = std::time::Instant::now();
-        let log_from = log_buffer().lock().unwrap().len();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let demo = payhost_sandbox::demo::build(&payhost_sandbox::demo::DemoOptions {
-            public_url: format!("http://{addr}"),
-            api_token: Some(api_token.to_owned()),
-            sandbox_speed,
-            sandbox_merchants: Vec::new(),
+    pub fn demo(dir: &Path, api_token: &str, sandbox_speed: f64) -> Starting<TestHost> {
+        Self::serve_demo(dir.to_path_buf(), api_token.to_owned(), sandbox_speed)
+    }
+
+    fn serve_demo(dir: PathBuf, api_token: String, sandbox_speed: f64) -> Starting<TestHost> {
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let log_from = log_buffer().lock().unwrap().len();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let demo = payhost_sandbox::demo::build(&payhost_sandbox::demo::DemoOptions {
+                public_url: format!("http://{addr}"),
+                api_token: Some(api_token),
+                sandbox_speed,
+                sandbox_merchants: Vec::new(),
+            })
+            .unwrap_or_else(|e| panic!("the demo: {e}"));
+            let manifest = crate::repo_root().join("plugin.toml");
+            let options = payhost::demo::Options {
+                listen: addr,
+                manifest: &manifest,
+                database: Some(dir.join("demo.db")),
+                admin_password: crate::host::ADMIN_PASSWORD,
+                allow_origins: &[],
+            };
+            let text = payhost::demo::config_toml(&demo, &options)
+                .unwrap_or_else(|e| panic!("the demo's configuration: {e:#}"));
+            let path = dir.join("payhost.toml");
+            std::fs::write(&path, &text).unwrap();
+            // As payhost::demo::config loads it.
+            let config = payhost::config::Config::parse(&text, Path::new("."))
+                .unwrap_or_else(|e| panic!("the demo's configuration: {e:#}"));
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = payhost::demo::build_app(&demo, config)
+                .await
+                .unwrap_or_else(|e| panic!("payhost demo did not start: {e:#}"));
+            let running = payhost::server::start_on(app, listener, std::future::pending())
+                .await
+                .unwrap_or_else(|e| panic!("payhost demo did not start: {e:#}"));
+            TestHost {
+                addr,
+                dir,
+                config: path,
+                running: Some(running),
+                started_in: started.elapsed(),
+                log_from,
+            }
         })
-        .unwrap_or_else(|e| panic!("the demo: {e}"));
-        let manifest = crate::repo_root().join("plugin.toml");
-        let options = payhost::demo::Options {
-            listen: addr,
-            manifest: &manifest,
-            database: Some(dir.join("demo.db")),
-            admin_password: crate::host::ADMIN_PASSWORD,
-            allow_origins: &[],
-        };
-        let text = payhost::demo::config_toml(&demo, &options)
-            .unwrap_or_else(|e| panic!("the demo's configuration: {e:#}"));
-        let path = dir.join("payhost.toml");
-        std::fs::write(&path, &text).unwrap();
-        // As payhost::demo::config loads it.
-        let config = payhost::config::Config::parse(&text, Path::new("."))
-            .unwrap_or_else(|e| panic!("the demo's configuration: {e:#}"));
-        listener.set_nonblocking(true).unwrap();
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        let app = payhost::demo::build_app(&demo, config)
-            .await
-            .unwrap_or_else(|e| panic!("payhost demo did not start: {e:#}"));
-        let running = payhost::server::start_on(app, listener, std::future::pending())
-            .await
-            .unwrap_or_else(|e| panic!("payhost demo did not start: {e:#}"));
-        TestHost {
-            addr,
-            dir: dir.to_path_buf(),
-            config: path,
-            running: Some(running),
-            started_in: started.elapsed(),
-            log_from,
-        }
     }
 
     /// Stops this host as SIGTERM stops `payhost serve` (no new connections, requests in flight
     /// finish, the webhook worker stops), then starts it again on the same port with `config(port)`
     /// as its new payhost.toml: what an operator does to change the configuration.
-    pub async fn restart(mut self, config: impl FnOnce(u16) -> String) -> TestHost {
-        let running = self.running.take().expect("a running host");
-        running
-            .shutdown()
-            .await
-            .unwrap_or_else(|e| panic!("payhost did not stop cleanly: {e:#}"));
-        let listener = std::net::TcpListener::bind(self.addr)
-            .unwrap_or_else(|e| panic!("{} is not free again: {e}", self.addr));
-        Self::start_on(&self.dir, listener, config).await
+    pub fn restart(self, config: impl FnOnce(u16) -> String) -> Starting<TestHost> {
+        let text = config(self.addr.port());
+        self.serve_again(text)
+    }
+
+    fn serve_again(mut self, text: String) -> Starting<TestHost> {
+        Box::pin(async move {
+            let running = self.running.take().expect("a running host");
+            running
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("payhost did not stop cleanly: {e:#}"));
+            let listener = std::net::TcpListener::bind(self.addr)
+                .unwrap_or_else(|e| panic!("{} is not free again: {e}", self.addr));
+            Self::serve(self.dir.clone(), listener, text).await
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -228,21 +244,39 @@ pub struct TestSandbox {
 impl TestSandbox {
     /// Serves a sandbox with one MD5 merchant on an ephemeral loopback port, delivering its
     /// notifications at `speed` sandbox seconds per real second, until the test ends.
-    pub async fn md5(partner: &str, key: &str, speed: f64) -> TestSandbox {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let sandbox = payhost_sandbox::Sandbox::new("/sandbox", &format!("{base}/sandbox"), speed);
-        sandbox.add_merchant(payhost_sandbox::SandboxMerchant {
-            partner: partner.to_owned(),
-            keys: payhost_sandbox::wire::Keys::Md5(key.to_owned()),
-            privileged: true,
-        });
-        sandbox.start_delivery();
-        tokio::spawn(payhost_sandbox::serve_on(
-            sandbox.clone(),
-            listener,
-            std::future::pending(),
-        ));
-        TestSandbox { base, sandbox }
+    pub fn md5(partner: &str, key: &str, speed: f64) -> Starting<TestSandbox> {
+        Self::serve_md5(partner.to_owned(), key.to_owned(), speed)
     }
+
+    fn serve_md5(partner: String, key: String, speed: f64) -> Starting<TestSandbox> {
+        Box::pin(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let sandbox =
+                payhost_sandbox::Sandbox::new("/sandbox", &format!("{base}/sandbox"), speed);
+            sandbox.add_merchant(payhost_sandbox::SandboxMerchant {
+                partner,
+                keys: payhost_sandbox::wire::Keys::Md5(key),
+                privileged: true,
+            });
+            sandbox.start_delivery();
+            tokio::spawn(payhost_sandbox::serve_on(
+                sandbox.clone(),
+                listener,
+                std::future::pending(),
+            ));
+            TestSandbox { base, sandbox }
+        })
+    }
+}
+
+/// Serves `sandbox` on `listener` (bound already) in the background until the test ends. Spawned
+/// here, so the sandbox's server is compiled once, in this library (see [`Starting`]).
+pub fn spawn_sandbox(
+    sandbox: Arc<payhost_sandbox::Sandbox>,
+    listener: tokio::net::TcpListener,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = payhost_sandbox::serve_on(sandbox, listener, std::future::pending()).await;
+    })
 }
