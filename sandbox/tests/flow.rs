@@ -205,3 +205,94 @@ async fn create_pay_return_and_notify_with_retries() {
     let (_, _, body) = call(&sandbox, "GET", "/sandbox/state", String::new()).await;
     assert!(body.contains("\"drop_all_notifies\":true"), "{body}");
 }
+
+/// A signed `alipay.wap.trade.create.direct` for `out_trade_no`: the token, or the error code.
+async fn create(
+    sandbox: &Arc<Sandbox>,
+    out_trade_no: &str,
+    fee: &str,
+    seller: &str,
+) -> Result<String, String> {
+    let req_data = format!(
+        "<direct_trade_create_req><subject>tea</subject><out_trade_no>{out_trade_no}</out_trade_no>\
+         <total_fee>{fee}</total_fee><seller_account_name>{seller}</seller_account_name>\
+         <call_back_url>http://shop.example/cb</call_back_url></direct_trade_create_req>"
+    );
+    let mut params: Vec<(String, String)> = [
+        ("service", "alipay.wap.trade.create.direct"),
+        ("format", "xml"),
+        ("v", "2.0"),
+        ("partner", PARTNER),
+        ("req_id", "r1"),
+        ("sec_id", "MD5"),
+        ("req_data", req_data.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let keys = Keys::Md5(KEY.into());
+    let sign = wire::sign_as_alipay(&keys, wire::presign_sorted(&params).as_bytes());
+    params.push(("sign".into(), sign));
+    let (_, _, body) = call(sandbox, "POST", "/sandbox/gateway", form(&params)).await;
+    let answer = parse(&body);
+    let error = get(&answer, "res_error");
+    if !error.is_empty() {
+        let code = error
+            .split("<code>")
+            .nth(1)
+            .and_then(|c| c.split('<').next());
+        return Err(code.unwrap_or(error).to_owned());
+    }
+    let res_data = wire::parse_req_data(get(&answer, "res_data"), "direct_trade_create_res")
+        .unwrap_or_else(|e| panic!("{e}: {body}"));
+    Ok(res_data[0].1.clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_is_created_again_only_with_its_amount_and_seller_and_only_until_paid() {
+    let sandbox = Sandbox::new("/sandbox", "http://127.0.0.1:9/sandbox", 1.0);
+    sandbox.add_merchant(SandboxMerchant {
+        partner: PARTNER.into(),
+        keys: Keys::Md5(KEY.into()),
+        privileged: true,
+    });
+    // Many other orders first: the lookup of an order's earlier trades is by order, not a scan.
+    for n in 0..200 {
+        create(&sandbox, &format!("other-{n}"), "1.00", "s@example.com")
+            .await
+            .unwrap();
+    }
+    let first = create(&sandbox, "T2", "12.50", "s@example.com")
+        .await
+        .unwrap();
+    let again = create(&sandbox, "T2", "12.5", "s@example.com")
+        .await
+        .unwrap();
+    assert_ne!(first, again, "each create answers a new token");
+    assert_eq!(
+        create(&sandbox, "T2", "13.00", "s@example.com").await,
+        Err("0010".into()),
+        "another amount for the same out_trade_no"
+    );
+    assert_eq!(
+        create(&sandbox, "T2", "12.50", "t@example.com").await,
+        Err("0010".into()),
+        "another seller for the same out_trade_no"
+    );
+    let (status, _, _) = call(
+        &sandbox,
+        "POST",
+        "/sandbox/cashier/pay",
+        format!("token={again}&buyer=13900001111"),
+    )
+    .await;
+    assert_eq!(status, 302);
+    assert_eq!(
+        create(&sandbox, "T2", "12.50", "s@example.com").await,
+        Err("0010".into()),
+        "a paid order cannot be created again, whichever token paid it"
+    );
+    assert!(create(&sandbox, "T3", "12.50", "s@example.com")
+        .await
+        .is_ok());
+}
