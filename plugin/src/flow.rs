@@ -1,7 +1,7 @@
 //! The sans-IO shape of a flow: a step either finishes or asks the embedder to send one request,
 //! carrying a continuation the next step resumes from. The continuation is the component's own
-//! ASCII text (a tag line and form-encoded fields, so it crosses the WIT boundary as a `string`);
-//! the host passes it back untouched, on any instance.
+//! UTF-8 text (a tag line, then each key and value as `<byte length>:<text>`, so it crosses the WIT
+//! boundary as a `string`); the host passes it back untouched, on any instance.
 
 use crate::model::{HttpMethod, Notification, PluginError};
 
@@ -78,15 +78,92 @@ pub(crate) enum Continuation {
     },
 }
 
-const PAYMENT: &str = "payhost-alipay/payment/1\n";
-const NOTIFICATION: &str = "payhost-alipay/notification/1\n";
-const CHANNELS: &str = "payhost-alipay/channels/1\n";
-const QUERY: &str = "payhost-alipay/query/1\n";
-const REFUND: &str = "payhost-alipay/refund/1\n";
-const CLOSE: &str = "payhost-alipay/close/1\n";
-const BILL: &str = "payhost-alipay/bill/1\n";
+// Every tag is TAG_LEN bytes. Version 2: length-prefixed fields (version 1 was form-encoded,
+// and its escaping and parsing back into owned strings were half of a notification's work in
+// the component; docs/PERFORMANCE.md, "Round 3, session 5").
+const PAYMENT: &str = "payhost-alipay/2/payment     \n";
+const NOTIFICATION: &str = "payhost-alipay/2/notification\n";
+const CHANNELS: &str = "payhost-alipay/2/channels    \n";
+const QUERY: &str = "payhost-alipay/2/query       \n";
+const REFUND: &str = "payhost-alipay/2/refund      \n";
+const CLOSE: &str = "payhost-alipay/2/close       \n";
+const BILL: &str = "payhost-alipay/2/bill        \n";
+const TAG_LEN: usize = NOTIFICATION.len();
+const _: () = {
+    let tags = [PAYMENT, NOTIFICATION, CHANNELS, QUERY, REFUND, CLOSE, BILL];
+    let mut i = 0;
+    while i < tags.len() {
+        assert!(tags[i].len() == TAG_LEN, "every tag is TAG_LEN bytes");
+        i += 1;
+    }
+};
 /// Prefix of a notification's own fields, kept in document order.
 const FIELD: &str = "f:";
+
+/// A continuation's fields as it is written: each key and value as `<byte length>:<text>`.
+struct Fields(Vec<u8>);
+
+impl Fields {
+    /// `<byte length>:` of a text `len` bytes long.
+    fn length(&mut self, len: usize) {
+        let mut digits = [0u8; 20];
+        let (mut n, mut at) = (len, digits.len());
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.0.extend_from_slice(&digits[at..]);
+        self.0.push(b':');
+    }
+
+    fn text(&mut self, t: &str) {
+        self.length(t.len());
+        self.0.extend_from_slice(t.as_bytes());
+    }
+
+    fn pair(&mut self, k: &str, v: &str) {
+        self.text(k);
+        self.text(v);
+    }
+
+    /// One of a notification's own fields (its key prefixed with [`FIELD`]).
+    fn field(&mut self, k: &str, v: &str) {
+        self.length(FIELD.len() + k.len());
+        self.0.extend_from_slice(FIELD.as_bytes());
+        self.0.extend_from_slice(k.as_bytes());
+        self.text(v);
+    }
+}
+
+/// The pairs [`Fields`] wrote, borrowed from `bytes`; `None` for anything else.
+fn read_pairs(mut bytes: &[u8]) -> Option<Vec<(&str, &str)>> {
+    fn text<'a>(bytes: &mut &'a [u8]) -> Option<&'a str> {
+        let colon = bytes.iter().take(20).position(|&b| b == b':')?;
+        let digits = &bytes[..colon];
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let len: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        let rest = &bytes[colon + 1..];
+        if rest.len() < len {
+            return None;
+        }
+        let (t, after) = rest.split_at(len);
+        *bytes = after;
+        std::str::from_utf8(t).ok()
+    }
+    let mut pairs = Vec::with_capacity(24);
+    while !bytes.is_empty() {
+        let k = text(&mut bytes)?;
+        let v = text(&mut bytes)?;
+        pairs.push((k, v));
+    }
+    Some(pairs)
+}
 
 pub(crate) fn foreign_continuation(call: &str) -> PluginError {
     PluginError::Malformed(format!(
@@ -96,16 +173,18 @@ pub(crate) fn foreign_continuation(call: &str) -> PluginError {
 
 impl Continuation {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = form_urlencoded::Serializer::new(String::new());
+        let mut out = Fields(Vec::with_capacity(512));
+        // The tag's place, filled in once the variant is known.
+        out.0.extend_from_slice(&[0; TAG_LEN]);
         let tag = match self {
             Continuation::Payment {
                 request_id,
                 total_fee,
                 seller,
             } => {
-                out.append_pair("request_id", request_id);
-                out.append_pair("total_fee", total_fee);
-                out.append_pair("seller", seller);
+                out.pair("request_id", request_id);
+                out.pair("total_fee", total_fee);
+                out.pair("seller", seller);
                 PAYMENT
             }
             Continuation::Notification(n) => {
@@ -127,18 +206,18 @@ impl Continuation {
                 ];
                 for (k, v) in scalars {
                     if let Some(v) = v {
-                        out.append_pair(k, v);
+                        out.pair(k, v);
                     }
                 }
-                out.append_pair("paid", if n.paid { "1" } else { "0" });
+                out.pair("paid", if n.paid { "1" } else { "0" });
                 for (k, v) in &n.fields {
-                    out.append_pair(&format!("{FIELD}{k}"), v);
+                    out.field(k, v);
                 }
                 NOTIFICATION
             }
             Continuation::Channels => CHANNELS,
             Continuation::Query { out_trade_no } => {
-                out.append_pair("out_trade_no", out_trade_no);
+                out.pair("out_trade_no", out_trade_no);
                 QUERY
             }
             Continuation::Refund {
@@ -147,37 +226,39 @@ impl Continuation {
                 query,
                 total_fee,
             } => {
-                out.append_pair("out_trade_no", out_trade_no);
-                out.append_pair("request_no", request_no);
-                out.append_pair("query", if *query { "1" } else { "0" });
-                out.append_pair("total_fee", total_fee);
+                out.pair("out_trade_no", out_trade_no);
+                out.pair("request_no", request_no);
+                out.pair("query", if *query { "1" } else { "0" });
+                out.pair("total_fee", total_fee);
                 REFUND
             }
             Continuation::Close { out_trade_no } => {
-                out.append_pair("out_trade_no", out_trade_no);
+                out.pair("out_trade_no", out_trade_no);
                 CLOSE
             }
             Continuation::Bill { date } => {
-                out.append_pair("date", date);
+                out.pair("date", date);
                 BILL
             }
         };
-        let mut bytes = tag.as_bytes().to_vec();
-        bytes.extend_from_slice(out.finish().as_bytes());
+        let mut bytes = out.0;
+        bytes[..TAG_LEN].copy_from_slice(tag.as_bytes());
         bytes
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Continuation, PluginError> {
         let bad = || foreign_continuation("resume");
-        let split = bytes.iter().position(|&b| b == b'\n').ok_or_else(bad)? + 1;
-        let (tag, rest) = bytes.split_at(split);
+        if bytes.len() < TAG_LEN {
+            return Err(bad());
+        }
+        let (tag, rest) = bytes.split_at(TAG_LEN);
         let tag = std::str::from_utf8(tag).map_err(|_| bad())?;
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(rest).into_owned().collect();
+        let pairs = read_pairs(rest).ok_or_else(bad)?;
         let get = |k: &str| {
             pairs
                 .iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.clone())
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| (*v).to_owned())
         };
         let need = |k: &str| get(k).ok_or_else(bad);
         match tag {
@@ -203,7 +284,10 @@ impl Continuation {
                 paid: need("paid")? == "1",
                 fields: pairs
                     .iter()
-                    .filter_map(|(k, v)| k.strip_prefix(FIELD).map(|k| (k.to_owned(), v.clone())))
+                    .filter_map(|(k, v)| {
+                        k.strip_prefix(FIELD)
+                            .map(|k| (k.to_owned(), (*v).to_owned()))
+                    })
                     .collect(),
                 reply: need("reply")?,
             }))),
@@ -276,16 +360,32 @@ mod tests {
         ] {
             let encoded = c.encode();
             assert!(
-                encoded.is_ascii(),
+                std::str::from_utf8(&encoded).is_ok(),
                 "a continuation must be a valid WIT string"
             );
             assert_eq!(Continuation::decode(&encoded).unwrap(), c);
         }
+        let payment = Continuation::Payment {
+            request_id: "r1".into(),
+            total_fee: "1.00".into(),
+            seller: "2088".into(),
+        }
+        .encode();
+        // "10:request_id" read as "90:…": longer than what is left.
+        let mut wrong_length = payment.clone();
+        assert_eq!(&wrong_length[TAG_LEN..TAG_LEN + 3], b"10:");
+        wrong_length[TAG_LEN] = b'9';
         for bad in [
             &b""[..],
             b"x\n",
-            b"payhost-alipay/payment/1\nrequest_id=1",
+            // Version 1 (form-encoded), from a component before this one.
+            b"payhost-alipay/payment/1\nrequest_id=1&total_fee=1.00&seller=2088",
             b"\xff\n",
+            &payment[..payment.len() - 1],
+            &wrong_length,
+            b"payhost-alipay/2/payment     \n10:request_id",
+            b"payhost-alipay/2/payment     \nx:request_id2:r1",
+            b"payhost-alipay/2/payment     \n2:\xff\xfe",
         ] {
             assert!(matches!(
                 Continuation::decode(bad),
