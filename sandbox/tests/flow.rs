@@ -116,18 +116,7 @@ async fn create_pay_return_and_notify_with_retries() {
          <seller_account_name>s@example.com</seller_account_name><call_back_url>http://shop.example/cb</call_back_url>\
          <notify_url>{notify_url}</notify_url></direct_trade_create_req>"
     );
-    let mut params: Vec<(String, String)> = [
-        ("service", "alipay.wap.trade.create.direct"),
-        ("format", "xml"),
-        ("v", "2.0"),
-        ("partner", PARTNER),
-        ("req_id", "r1"),
-        ("sec_id", "MD5"),
-        ("req_data", req_data.as_str()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let mut params = create_params(&req_data);
     // A wrong signature is refused with 0007.
     let mut forged = params.clone();
     forged.push(("sign".into(), "0".repeat(32)));
@@ -206,6 +195,22 @@ async fn create_pay_return_and_notify_with_retries() {
     assert!(body.contains("\"drop_all_notifies\":true"), "{body}");
 }
 
+/// The unsigned parameters of an `alipay.wap.trade.create.direct` call carrying `req_data`.
+fn create_params(req_data: &str) -> Vec<(String, String)> {
+    [
+        ("service", "alipay.wap.trade.create.direct"),
+        ("format", "xml"),
+        ("v", "2.0"),
+        ("partner", PARTNER),
+        ("req_id", "r1"),
+        ("sec_id", "MD5"),
+        ("req_data", req_data),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 /// A signed `alipay.wap.trade.create.direct` for `out_trade_no`: the token, or the error code.
 async fn create(
     sandbox: &Arc<Sandbox>,
@@ -218,18 +223,7 @@ async fn create(
          <total_fee>{fee}</total_fee><seller_account_name>{seller}</seller_account_name>\
          <call_back_url>http://shop.example/cb</call_back_url></direct_trade_create_req>"
     );
-    let mut params: Vec<(String, String)> = [
-        ("service", "alipay.wap.trade.create.direct"),
-        ("format", "xml"),
-        ("v", "2.0"),
-        ("partner", PARTNER),
-        ("req_id", "r1"),
-        ("sec_id", "MD5"),
-        ("req_data", req_data.as_str()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let mut params = create_params(&req_data);
     let keys = Keys::Md5(KEY.into());
     let sign = wire::sign_as_alipay(&keys, wire::presign_sorted(&params).as_bytes());
     params.push(("sign".into(), sign));
