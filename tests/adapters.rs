@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "adapter-test-token-0123456789";
 const PARTNER: &str = "2088000000000777";
@@ -312,16 +312,9 @@ async fn landing_from(callback: &str) -> String {
     r.header("location").unwrap()
 }
 
-async fn wait_until<F, Fut>(mut check: F, what: &str)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// The shared poll ([`conformance::wait_for`]) with this file's 30 s.
+async fn wait_until(check: impl AsyncFnMut() -> bool, what: &str) {
+    conformance::wait_for(what, Duration::from_secs(30), check).await
 }
 
 async fn payhost_status(demo: &str, merchant: &str, out_trade_no: &str) -> String {

@@ -134,12 +134,9 @@ fn trade<'a>(no: &'a str, fee: &'a str, notify_id: &'a str) -> Trade<'a> {
     }
 }
 
+/// The shared poll ([`conformance::wait_for`]) of a plain check, with this file's 10 s.
 async fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    conformance::wait_for(what, Duration::from_secs(10), async || f()).await
 }
 
 fn hooks<H>(w: &World<H>) -> Vec<Seen> {

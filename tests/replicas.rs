@@ -84,12 +84,9 @@ fn order(no: &str, fee: &str) -> serde_json::Value {
     json!({"out_trade_no": no, "subject": "测试商品", "total_fee": fee, "return_url": "https://shop.example/return"})
 }
 
+/// The shared poll ([`conformance::wait_for`]) of a plain check, with this file's 20 s.
 async fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    conformance::wait_for(what, Duration::from_secs(20), async || f()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -112,12 +112,9 @@ async fn status<H: Served>(w: &World<H>, merchant: &str, no: &str) -> String {
         .to_owned()
 }
 
+/// The shared poll ([`conformance::wait_for`]) of a plain check, with this file's 15 s.
 async fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    conformance::wait_for(what, Duration::from_secs(15), async || f()).await
 }
 
 fn events<H>(w: &World<H>, path: &str) -> Vec<serde_json::Value> {
