@@ -49,6 +49,38 @@ impl Write for LogWriter {
 /// test program (≈ 50 s of release build per file). Behind this box it is compiled once, here.
 pub type Starting<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// When a host began to start, and where its log began.
+struct Start {
+    at: std::time::Instant,
+    log_from: usize,
+}
+
+impl Start {
+    fn now() -> Start {
+        Start {
+            at: std::time::Instant::now(),
+            log_from: log_buffer().lock().unwrap().len(),
+        }
+    }
+
+    fn host(
+        self,
+        addr: SocketAddr,
+        dir: PathBuf,
+        config: PathBuf,
+        running: payhost::server::Running,
+    ) -> TestHost {
+        TestHost {
+            addr,
+            dir,
+            config,
+            running: Some(running),
+            started_in: self.at.elapsed(),
+            log_from: self.log_from,
+        }
+    }
+}
+
 pub struct TestHost {
     pub addr: SocketAddr,
     /// The test's folder: payhost.toml and the SQLite database are here.
@@ -72,8 +104,7 @@ impl TestHost {
 
     fn serve(dir: PathBuf, listener: std::net::TcpListener, text: String) -> Starting<TestHost> {
         Box::pin(async move {
-            let started = std::time::Instant::now();
-            let log_from = log_buffer().lock().unwrap().len();
+            let start = Start::now();
             let addr = listener.local_addr().unwrap();
             let path = dir.join("payhost.toml");
             std::fs::write(&path, text).unwrap();
@@ -82,14 +113,7 @@ impl TestHost {
             let running = payhost::serve_in_process(loaded, listener)
                 .await
                 .unwrap_or_else(|e| panic!("payhost did not start: {e:#}"));
-            TestHost {
-                addr,
-                dir,
-                config: path,
-                running: Some(running),
-                started_in: started.elapsed(),
-                log_from,
-            }
+            start.host(addr, dir, path, running)
         })
     }
 
@@ -103,8 +127,7 @@ impl TestHost {
 
     fn serve_demo(dir: PathBuf, api_token: String, sandbox_speed: f64) -> Starting<TestHost> {
         Box::pin(async move {
-            let started = std::time::Instant::now();
-            let log_from = log_buffer().lock().unwrap().len();
+            let start = Start::now();
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
             let demo = payhost_sandbox::demo::build(&payhost_sandbox::demo::DemoOptions {
@@ -137,14 +160,7 @@ impl TestHost {
             let running = payhost::server::start_on(app, listener, std::future::pending())
                 .await
                 .unwrap_or_else(|e| panic!("payhost demo did not start: {e:#}"));
-            TestHost {
-                addr,
-                dir,
-                config: path,
-                running: Some(running),
-                started_in: started.elapsed(),
-                log_from,
-            }
+            start.host(addr, dir, path, running)
         })
     }
 
