@@ -1166,17 +1166,29 @@ impl Sandbox {
             return error("ILLEGAL_SIGN");
         }
         let (out_trade_no, trade_no) = (get("out_trade_no"), get("trade_no"));
-        let found = self
-            .trades
-            .lock()
-            .unwrap()
-            .values()
-            .find(|t| {
-                t.partner == partner
-                    && ((!out_trade_no.is_empty() && t.out_trade_no == out_trade_no)
-                        || (!trade_no.is_empty() && t.trade_no.as_deref() == Some(trade_no)))
-            })
-            .cloned();
+        let found = {
+            let trades = self.trades.lock().unwrap();
+            // By order through the index: of the order's trades (one per create call), the one
+            // that moved on (paid, closed), else the newest.
+            let by_order = (!out_trade_no.is_empty())
+                .then(|| {
+                    trades
+                        .of_order(partner, out_trade_no)
+                        .max_by_key(|t| t.status != "WAIT_BUYER_PAY")
+                })
+                .flatten();
+            by_order
+                .or_else(|| {
+                    (!trade_no.is_empty())
+                        .then(|| {
+                            trades.values().find(|t| {
+                                t.partner == partner && t.trade_no.as_deref() == Some(trade_no)
+                            })
+                        })
+                        .flatten()
+                })
+                .cloned()
+        };
         let Some(t) = found.map(|t| self.close_if_expired(t)) else {
             return error("TRADE_NOT_EXIST");
         };

@@ -286,6 +286,34 @@ async fn an_order_is_created_again_only_with_its_amount_and_seller_and_only_unti
         Err("0010".into()),
         "a paid order cannot be created again, whichever token paid it"
     );
+    // The order's query reports the trade that was paid, not the other token's.
+    let mut query: Vec<(String, String)> = [
+        ("service", "single_trade_query"),
+        ("partner", PARTNER),
+        ("_input_charset", "utf-8"),
+        ("out_trade_no", "T2"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let sign = wire::sign_as_alipay(
+        &Keys::Md5(KEY.into()),
+        wire::presign_sorted(&query).as_bytes(),
+    );
+    query.push(("sign".into(), sign));
+    query.push(("sign_type".into(), "MD5".into()));
+    let (status, _, body) = call(
+        &sandbox,
+        "GET",
+        &format!("/sandbox/mapi?{}", form(&query)),
+        String::new(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("<trade_status>TRADE_SUCCESS</trade_status>"),
+        "{body}"
+    );
     assert!(create(&sandbox, "T3", "12.50", "s@example.com")
         .await
         .is_ok());
