@@ -9,7 +9,9 @@
 use crate::config::MerchantSettings;
 use crate::metrics::NotifyStep;
 use crate::net::Policy;
-use crate::runtime::plugin_api::{EncodedSettings, Notification, OrderExpectation, PluginError};
+use crate::runtime::plugin_api::{
+    EncodedSettings, Notification, OrderExpectation, PluginError, ReceivedForm,
+};
 use crate::runtime::{CallError, PluginRuntime, Session};
 use crate::service::App;
 use crate::store::{Applied, NotificationEffect, NotificationRecord, RawNotification};
@@ -448,7 +450,7 @@ impl App {
         merchant: &KnownMerchant,
         raw: &RawNotification<'_>,
     ) -> Processed {
-        let form: Vec<(String, String)> = form_urlencoded::parse(raw.body).into_owned().collect();
+        let form = ReceivedForm::new(raw.body);
         let mut session = match plugin.session().await {
             Ok(s) => s,
             Err(e) => return Processed::call_failed(e),

@@ -735,7 +735,7 @@ impl Session<'_> {
         &mut self,
         policy: &Policy,
         settings: &(impl SettingsInput + ?Sized),
-        form: &[(String, String)],
+        form: &(impl SettingsInput + ?Sized),
     ) -> Result<Result<api::Notification, api::PluginError>, CallError> {
         let first = call_export!(self, verify_notification, settings, form);
         drive_flow!(self, policy, settings, first, resume_notification)

@@ -56,6 +56,42 @@ impl SettingsInput for Vec<(String, String)> {
     }
 }
 
+/// A form as it was received (`application/x-www-form-urlencoded` bytes, a notification's body).
+/// A 0.3.0 or later component gets the text as it arrived instead of the host's parse of it encoded
+/// again: the component's own parse of either yields the same pairs. The pairs are parsed here
+/// only for a 0.2.0 component. A body that is not UTF-8 (a WIT string must be) is parsed and
+/// encoded once.
+pub struct ReceivedForm {
+    form: String,
+    pairs: std::sync::OnceLock<Settings>,
+}
+
+impl ReceivedForm {
+    pub fn new(body: &[u8]) -> ReceivedForm {
+        let form = match std::str::from_utf8(body) {
+            Ok(text) => text.to_owned(),
+            Err(_) => encode_form(&parse_form(body)),
+        };
+        ReceivedForm {
+            form,
+            pairs: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+fn parse_form(bytes: &[u8]) -> Settings {
+    form_urlencoded::parse(bytes).into_owned().collect()
+}
+
+impl SettingsInput for ReceivedForm {
+    fn pairs(&self) -> &[(String, String)] {
+        self.pairs.get_or_init(|| parse_form(self.form.as_bytes()))
+    }
+    fn form(&self) -> std::borrow::Cow<'_, String> {
+        std::borrow::Cow::Borrowed(&self.form)
+    }
+}
+
 /// Settings with their form-encoded text computed once.
 #[derive(Clone, PartialEq, Eq)]
 pub struct EncodedSettings {
@@ -579,4 +615,38 @@ pub struct Pending {
 pub enum Step<T> {
     Send(Pending),
     Done(T),
+}
+
+#[cfg(test)]
+mod received_form_tests {
+    use super::*;
+
+    #[test]
+    fn a_received_form_reads_as_the_hosts_parse_of_it_encoded_again() {
+        let bodies: [&[u8]; 9] = [
+            b"notify_id=1&total_fee=0.01&sign=ab%2Bc%3D",
+            b"subject=a+b%20c&x=%E4%B8%AD%E6%96%87",
+            b"a&&=x&b=",
+            b"bad=%FF%FE&pct=%zz&trail=%",
+            b"dup=1&dup=2",
+            "raw=中文&plus=+".as_bytes(),
+            // GBK bytes sent unencoded: not UTF-8.
+            b"subject=\xd6\xd0&notify_id=2",
+            b"subject=\xd6\xd0\xce\xc4",
+            b"",
+        ];
+        for body in bodies {
+            let received = ReceivedForm::new(body);
+            let before = encode_form(&parse_form(body));
+            assert_eq!(
+                parse_form(received.form().as_bytes()),
+                parse_form(before.as_bytes()),
+                "{body:?}"
+            );
+            assert_eq!(received.pairs(), parse_form(body).as_slice(), "{body:?}");
+            if let Ok(text) = std::str::from_utf8(body) {
+                assert_eq!(received.form().as_str(), text, "crosses as it arrived");
+            }
+        }
+    }
 }

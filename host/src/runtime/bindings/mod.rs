@@ -452,11 +452,12 @@ macro_rules! contract_version {
             g: &PaymentPlugin,
             store: &mut Store<HostState>,
             settings: &(impl SettingsInput + ?Sized),
-            form: &[(String, String)],
+            form: &(impl SettingsInput + ?Sized),
         ) -> Answer<api::Step<api::Notification>> {
+            // A form crosses as settings do: encoded once by the caller, as it arrived.
             let r = g
                 .payhost_payment_plugin()
-                .call_verify_notification(store, &settings_in(settings), &form_in(form))
+                .call_verify_notification(store, &settings_in(settings), &settings_in(form))
                 .await?;
             Ok(answer(r))
         }
