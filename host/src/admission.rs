@@ -46,12 +46,14 @@ pub struct Limits {
     pub shop: usize,
     pub notify: usize,
     pub notify_per_merchant: usize,
-    /// Of a merchant whose recent notifications were mostly refused (a flood): one per core, so
-    /// the flood's garbage mostly waits for a permit, which costs nothing, instead of being read,
-    /// recorded and answered at the rate a genuine merchant's notifications are. At 4 per core
-    /// the shop API's payment p99 under 64 connections of garbage was 3.0–3.2× its idle p99; at 1
-    /// per core it is 1.8× (docs/PERFORMANCE.md, "Round 3, session 5"). One per core still
-    /// takes hundreds of notifications a second, far above one merchant's genuine rate.
+    /// Of a merchant whose recent notifications were mostly refused (a flood): one at a time,
+    /// whatever the core count, so the flood's garbage mostly waits for a permit, which costs
+    /// nothing, instead of being read, recorded and answered at the rate a genuine merchant's
+    /// notifications are. Each refused one is a write in the store's commit group, where the
+    /// shop API's payments wait behind it. Under 64 connections of garbage RSA notifies the
+    /// shop API's payment p99 was 3.0–3.2× its idle p99 at 4 per core, 1.7–1.8× at one per core
+    /// (two here) and 1.2–1.4× at one (docs/PERFORMANCE.md, "Round 3, session 6"). One at a time still
+    /// answers over a thousand a second here, far above one shop's genuine rate.
     pub notify_suspect_per_merchant: usize,
     pub admin: usize,
 }
@@ -75,7 +77,7 @@ impl Limits {
             shop: cores * 8,
             notify,
             notify_per_merchant: notify / 2,
-            notify_suspect_per_merchant: cores.min(notify / 2),
+            notify_suspect_per_merchant: 1,
             admin: cores * 2,
         }
     }
