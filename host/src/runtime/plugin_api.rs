@@ -9,10 +9,11 @@
 /// A component's settings, as `name = value` pairs in the order the schema gives them.
 pub type Settings = Vec<(String, String)>;
 
-/// Settings as a call takes them: the pairs (contract 0.2.0 passes `list<pair>`) and their
-/// form-encoded text (0.3.0 on, one `form-pairs` string). Plain pairs are encoded per call;
-/// [`EncodedSettings`] carries the text encoded once, for settings used again and again (a
-/// merchant's, cached by the notify path).
+/// Settings (or a notification's form) as a call takes them: the pairs (contract 0.2.0 passes
+/// `list<pair>`) and their form-encoded text (0.3.0 on, one `form-pairs` string). Plain pairs are
+/// encoded per call; [`EncodedSettings`] carries the text encoded once, for settings used again
+/// and again (a merchant's, cached by the notify path); [`ReceivedForm`] carries a form's text as
+/// it arrived.
 pub trait SettingsInput: Sync {
     fn pairs(&self) -> &[(String, String)];
     /// A `String` (not `str`): the generated export calls take `&String`.
