@@ -277,6 +277,33 @@ seller_email = "seller@example.com"
 }
 
 #[test]
+fn an_address_space_limit_costs_the_bounds_checks_not_the_start() {
+    // README: "where an address-space limit (`ulimit -v`) refuses that, payhost logs a warning and
+    // runs the component with bounds checks". 8 GiB holds payhost and a checked pool, not the
+    // whole reservations (about 1 TiB for 128 instances).
+    assert!(readme().contains("(`ulimit -v`) refuses that, payhost logs a warning"));
+    let dir = temp_dir("readme-ulimit");
+    let path = dir.join("payhost.toml");
+    std::fs::write(&path, good_config(&dir.join("cache"))).unwrap();
+    let out = Command::new("sh")
+        .current_dir(repo_root())
+        .args([
+            "-c",
+            "ulimit -v 8388608 && exec \"$0\" check-config --config \"$1\"",
+        ])
+        .arg(payhost_binary())
+        .arg(&path)
+        .output()
+        .expect("run sh");
+    assert_eq!(code_of(&out), 0, "{}", text_of(&out));
+    assert!(
+        text_of(&out).contains("configuration OK"),
+        "{}",
+        text_of(&out)
+    );
+}
+
+#[test]
 fn exit_codes_are_the_ones_stated() {
     let text = readme();
     let cache = conformance::target_dir().join("payhost-test-cache");

@@ -35,10 +35,28 @@ pub fn new_engine(memory_bytes: usize, max_instances: u32) -> Result<Engine> {
         // instead of one per request, which measurably lowers kernel time under load.
         .decommit_batch_size(32);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    let (reservation, guard) = memory_slot(max_instances);
+    let slot = memory_slot(max_instances);
+    let built = with_memory_slot(&mut config, slot, memory_bytes);
+    match built {
+        Err(e) if slot == WHOLE_MEMORY => {
+            // An address-space limit (`ulimit -v`, some hosting plans) can refuse the pool's
+            // reservation: the component then runs with bounds checks rather than not at all.
+            tracing::warn!(error = %format!("{e:#}"), "the address space for whole-memory reservations was refused (is `ulimit -v` set?); the component runs with bounds checks, about 15 % slower");
+            with_memory_slot(&mut config, CHECKED_MEMORY, memory_bytes)
+        }
+        built => built,
+    }
+    .map_err(|e| wt(e, "cannot create the wasmtime engine"))
+}
+
+fn with_memory_slot(
+    config: &mut Config,
+    (reservation, guard): (u64, u64),
+    memory_bytes: usize,
+) -> wasmtime::Result<Engine> {
     config.memory_reservation(reservation.max(memory_bytes as u64));
     config.memory_guard_size(guard);
-    Engine::new(&config).map_err(|e| wt(e, "cannot create the wasmtime engine"))
+    Engine::new(config)
 }
 
 /// A 32-bit linear memory reserved whole (4 GiB) with a guard behind it needs no bounds check
