@@ -522,6 +522,125 @@ async fn concurrent_duplicates_over_two_replicas_make_one_transition() {
     }
 }
 
+/// A notification's transaction goes out in two round trips (BEGIN with the payment's lock and
+/// its claim; the writes with the COMMIT). It stays whole: a webhook conflict in the last round
+/// trip leaves nothing of it, its webhooks are queued in order, and a notification cancelled in
+/// the middle of its transaction leaves no pooled connection inside it (with one connection in
+/// the pool, a transaction left open would swallow the next notification's claim and writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_is_whole_and_a_cancelled_one_leaves_no_open_transaction() {
+    let pg = PgCluster::start("pipeline");
+    let url = pg.create_database("pipeline");
+    let s = Arc::new(
+        PostgresStore::open(
+            &url,
+            &PgOptions {
+                pool_size: 1,
+                lease: Duration::from_secs(2),
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    s.insert_payment(&payment("m1", "o1")).await.unwrap();
+    let count = |sql: &str| pg.psql("pipeline", sql);
+
+    // A partial refund reported for an order still waiting queues payment.paid then
+    // payment.partially_refunded; the second one's id is taken already.
+    let mut refunded = effect("n1", "TRADE_SUCCESS");
+    refunded.event = TradeEvent::PartiallyRefunded;
+    refunded.refund_status = Some("REFUND_SUCCESS");
+    let second = event_id("m1", "o1", "payment.partially_refunded", Some("n1"));
+    count(&format!(
+        "INSERT INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms, created_ms, event_type)
+         VALUES ('{second}', 'm1', 'https://shop/hook', '{{}}', 0, 0, 'payment.partially_refunded')"
+    ));
+    let err = s
+        .apply_notification(&refunded, &raw(), &record())
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("webhook event id conflict"),
+        "{err:#}"
+    );
+    let p = s.payment("m1", "o1").await.unwrap().unwrap();
+    assert_eq!(p.status, WAIT_BUYER_PAY, "the payment did not move");
+    assert_eq!(count("SELECT COUNT(*) FROM applied_notifications"), "0");
+    assert_eq!(count("SELECT COUNT(*) FROM raw_notifications"), "0");
+    assert_eq!(count("SELECT COUNT(*) FROM webhook_outbox"), "1");
+
+    count("DELETE FROM webhook_outbox");
+    assert!(matches!(
+        s.apply_notification(&refunded, &raw(), &record())
+            .await
+            .unwrap(),
+        Applied::Changed { .. }
+    ));
+    assert_eq!(
+        count("SELECT string_agg(event_type, ',' ORDER BY id) FROM webhook_outbox"),
+        "payment.paid,payment.partially_refunded"
+    );
+    assert_eq!(
+        count("SELECT outcome FROM notification_results r JOIN raw_notifications n ON n.id = r.raw_id"),
+        "applied"
+    );
+
+    // Another session holds o2's row; a notification for o2 waits for it, mid-transaction,
+    // and is cancelled there.
+    s.insert_payment(&payment("m1", "o2")).await.unwrap();
+    let mut holder = pg.session("pipeline");
+    holder.send("BEGIN; SELECT 1 FROM payments WHERE out_trade_no = 'o2' FOR UPDATE;");
+    let waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = 'pipeline' AND wait_event_type = 'Lock'";
+    let wait_for = |sql: &str, want: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while count(sql) != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{sql} never gave {want}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = 'pipeline' AND state = 'idle in transaction'",
+        "1",
+    );
+    let cancelled = tokio::spawn({
+        let s = s.clone();
+        async move {
+            let mut e = effect("n2", "TRADE_SUCCESS");
+            e.out_trade_no = "o2";
+            s.apply_notification(&e, &raw(), &record()).await
+        }
+    });
+    wait_for(waiting, "1");
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+    holder.send("ROLLBACK;");
+
+    // The same notification again, on the pool's one connection: its claim is new, it commits,
+    // and no session is left inside a transaction.
+    let mut e = effect("n2", "TRADE_SUCCESS");
+    e.out_trade_no = "o2";
+    assert!(matches!(
+        s.apply_notification(&e, &raw(), &record()).await.unwrap(),
+        Applied::Changed { .. }
+    ));
+    assert_eq!(
+        count("SELECT status FROM payments WHERE out_trade_no = 'o2'"),
+        TRADE_SUCCESS
+    );
+    drop(holder);
+    wait_for(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = 'pipeline' AND (state LIKE 'idle in transaction%' OR wait_event_type = 'Lock')",
+        "0",
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM applied_notifications WHERE notify_id = 'n2'"),
+        "1"
+    );
+}
+
 /// Two replicas poll the outbox at once: every event is leased to exactly one of them; an event
 /// leased by a replica that dies (never reports) is taken by the other once the lease expires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -241,6 +241,31 @@ impl PgCluster {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// A `psql` session kept open on `database`, fed statements as the test goes (to hold a
+    /// lock, say).
+    pub fn session(&self, database: &str) -> PsqlSession {
+        let psql = if self.bin.join("psql").exists() {
+            self.bin.join("psql")
+        } else {
+            PathBuf::from("psql")
+        };
+        let child = Command::new(psql)
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url(database),
+            ])
+            .current_dir(&self.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("psql");
+        PsqlSession(child)
+    }
+
     /// Stops the server at once (as a crash would).
     pub fn stop(&mut self) {
         if !self.running {
@@ -374,5 +399,26 @@ impl Drop for Balancer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// An open `psql` session ([`PgCluster::session`]); killed on drop.
+pub struct PsqlSession(Child);
+
+impl PsqlSession {
+    /// Sends SQL to the session (it runs once psql reads it; the caller checks its effect).
+    pub fn send(&mut self, sql: &str) {
+        use std::io::Write;
+        let stdin = self.0.stdin.as_mut().expect("psql's stdin");
+        stdin.write_all(sql.as_bytes()).expect("write to psql");
+        stdin.write_all(b"\n").expect("write to psql");
+        stdin.flush().expect("flush psql's stdin");
+    }
+}
+
+impl Drop for PsqlSession {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

@@ -1,11 +1,12 @@
 //! The money rules, written once for every backend: how a notification is stored with its result,
 //! claimed, applied to its payment and turned into shop webhooks, and how refused notifications
 //! stay within their quota. Each backend runs these inside one of its transactions and supplies
-//! only the primitives of [`NotifyTx`] (plain statements, no decisions).
+//! only the primitives of [`NotifyTx`] (plain statements, no decisions; a backend may send
+//! several of them in one round trip, as PostgreSQL does).
 
 use super::{
     now_ms, now_rfc3339, plan_notification, Applied, NotificationEffect, NotificationRecord,
-    Payment, PlannedWebhook, RawNotification, RefusedRecord,
+    Payment, Plan, PlannedWebhook, RawNotification, RefusedRecord,
 };
 use anyhow::{Context, Result};
 
@@ -62,6 +63,76 @@ pub trait NotifyTx {
     async fn refused_beyond(&mut self, merchant: &str, keep: u32) -> Result<Option<i64>>;
     /// Deletes the merchant's refused notifications with ids up to `id`, with their results.
     async fn delete_refused_through(&mut self, merchant: &str, id: i64) -> Result<()>;
+
+    /// The payment locked, with whether `notify_id` was claimed for it now (false: claimed
+    /// before); `None`, claiming nothing, when there is no such payment. The two primitives in
+    /// turn; a backend with round trips sends them together.
+    async fn lock_and_claim(
+        &mut self,
+        merchant: &str,
+        out_trade_no: &str,
+        notify_id: &str,
+        at: &str,
+    ) -> Result<Option<(Payment, bool)>> {
+        let Some(payment) = self.load_payment_for_update(merchant, out_trade_no).await? else {
+            return Ok(None);
+        };
+        let claimed = self
+            .claim_notification(merchant, notify_id, out_trade_no, at)
+            .await?;
+        Ok(Some((payment, claimed)))
+    }
+
+    /// The last writes of a notification's transaction: the payment's new state and its webhooks
+    /// (when it moved), then the notification as received with `record`, its result. Returns
+    /// the notification's id. Nothing runs in the transaction after it, so a backend with round
+    /// trips may send its commit along.
+    async fn finish_notification(
+        &mut self,
+        moved: Option<&PaymentMove<'_>>,
+        raw: &RawNotification<'_>,
+        record: &NotificationRecord,
+    ) -> Result<i64> {
+        if let Some(m) = moved {
+            self.write_payment_state(m.merchant, m.out_trade_no, &m.state)
+                .await?;
+            for w in m.webhooks {
+                self.enqueue_webhook(m.merchant, w, m.at_ms)
+                    .await
+                    .with_context(|| webhook_conflict(m, std::slice::from_ref(w)))?;
+            }
+        }
+        let mut record = record.clone();
+        record.raw_id = self.insert_raw(raw).await?;
+        self.insert_result(&record).await?;
+        Ok(record.raw_id)
+    }
+}
+
+/// What a notification writes when it moves its payment.
+pub struct PaymentMove<'a> {
+    pub merchant: &'a str,
+    pub out_trade_no: &'a str,
+    pub state: PaymentState<'a>,
+    pub webhooks: &'a [PlannedWebhook],
+    /// When the webhooks are first due.
+    pub at_ms: i64,
+}
+
+/// The context of webhooks that could not be queued. Ids are unique by construction, so a
+/// conflict is a bug to see (the notification fails and is retried), never a webhook silently
+/// dropped.
+pub fn webhook_conflict(m: &PaymentMove<'_>, webhooks: &[PlannedWebhook]) -> String {
+    let events: Vec<String> = webhooks
+        .iter()
+        .map(|w| format!("{} ({})", w.event_id, w.kind))
+        .collect();
+    format!(
+        "webhook event id conflict for {} of {}/{}",
+        events.join(", "),
+        m.merchant,
+        m.out_trade_no
+    )
 }
 
 /// Stores a notification with the result of its processing; returns the raw notification's id.
@@ -70,10 +141,7 @@ pub async fn record_notification<T: NotifyTx>(
     raw: &RawNotification<'_>,
     record: &NotificationRecord,
 ) -> Result<i64> {
-    let mut record = record.clone();
-    record.raw_id = tx.insert_raw(raw).await?;
-    tx.insert_result(&record).await?;
-    Ok(record.raw_id)
+    tx.finish_notification(None, raw, record).await
 }
 
 /// Stores a refused notification's bounded form with its result, then keeps only the newest
@@ -92,63 +160,57 @@ pub async fn record_refused_notification<T: NotifyTx>(
     Ok(record.raw_id)
 }
 
-/// Stores the raw notification, applies its effect once (see [`apply_effect`]) and stores its
-/// record with the outcome and detail of what happened, all in the caller's transaction.
+/// Applies a notification's effect once (see [`apply_effect`]) and stores the notification as
+/// received with its record, the outcome and detail of what happened, all in the caller's
+/// transaction.
 pub async fn apply_notification<T: NotifyTx>(
     tx: &mut T,
     effect: &NotificationEffect<'_>,
     raw: &RawNotification<'_>,
     record: &NotificationRecord,
 ) -> Result<Applied> {
+    let now = now_rfc3339();
+    let (applied, plan) = apply_effect(tx, effect, &now).await?;
     let mut record = record.clone();
-    record.raw_id = tx.insert_raw(raw).await?;
-    let applied = apply_effect(tx, effect).await?;
     let (outcome, detail) = applied.outcome();
     record.outcome = Some(outcome.to_owned());
     record.detail = detail.or(record.detail);
-    tx.insert_result(&record).await?;
+    let moved = plan.as_ref().map(|plan| PaymentMove {
+        merchant: effect.merchant_id,
+        out_trade_no: effect.out_trade_no,
+        state: PaymentState {
+            status: &plan.next,
+            trade_no: Some(effect.trade_no).filter(|t| !t.is_empty()),
+            buyer_email: effect.buyer_email,
+            paid_at: plan.paid_at.as_deref(),
+            updated_at: &now,
+        },
+        webhooks: &plan.webhooks,
+        at_ms: now_ms(),
+    });
+    tx.finish_notification(moved.as_ref(), raw, &record).await?;
     Ok(applied)
 }
 
-/// Claims the notify_id, moves the payment by the state machine and queues its webhooks. A
-/// notify_id already claimed changes nothing; an unknown order claims nothing.
-async fn apply_effect<T: NotifyTx>(tx: &mut T, e: &NotificationEffect<'_>) -> Result<Applied> {
-    let Some(payment) = tx
-        .load_payment_for_update(e.merchant_id, e.out_trade_no)
+/// Claims the notify_id and decides by the state machine what the notification does to its
+/// payment: the plan to write, when it moves it. A notify_id already claimed changes nothing; an
+/// unknown order claims nothing.
+async fn apply_effect<T: NotifyTx>(
+    tx: &mut T,
+    e: &NotificationEffect<'_>,
+    now: &str,
+) -> Result<(Applied, Option<Plan>)> {
+    let Some((payment, claimed)) = tx
+        .lock_and_claim(e.merchant_id, e.out_trade_no, e.notify_id, now)
         .await?
     else {
-        return Ok(Applied::UnknownOrder);
+        return Ok((Applied::UnknownOrder, None));
     };
-    let now = now_rfc3339();
-    if !tx
-        .claim_notification(e.merchant_id, e.notify_id, e.out_trade_no, &now)
-        .await?
-    {
-        return Ok(Applied::Duplicate);
+    if !claimed {
+        return Ok((Applied::Duplicate, None));
     }
-    let Some(plan) = plan_notification(&payment, e, &now) else {
-        return Ok(Applied::NoChange);
-    };
-    let state = PaymentState {
-        status: &plan.next,
-        trade_no: Some(e.trade_no).filter(|t| !t.is_empty()),
-        buyer_email: e.buyer_email,
-        paid_at: plan.paid_at.as_deref(),
-        updated_at: &now,
-    };
-    tx.write_payment_state(e.merchant_id, e.out_trade_no, &state)
-        .await?;
-    for w in &plan.webhooks {
-        // Ids are unique by construction, so a conflict is a bug to see (the notification fails
-        // and is retried), never a webhook silently dropped.
-        tx.enqueue_webhook(e.merchant_id, w, now_ms())
-            .await
-            .with_context(|| {
-                format!(
-                    "webhook event id conflict for {} ({} of {}/{})",
-                    w.event_id, w.kind, e.merchant_id, e.out_trade_no
-                )
-            })?;
-    }
-    Ok(plan.applied)
+    Ok(match plan_notification(&payment, e, now) {
+        Some(plan) => (plan.applied.clone(), Some(plan)),
+        None => (Applied::NoChange, None),
+    })
 }

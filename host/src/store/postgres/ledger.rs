@@ -2,13 +2,13 @@
 //! transaction over the primitives of [`RefundTx`] below, with the payment row locked
 //! (`FOR UPDATE`), so two replicas never both start a refund past the paid amount.
 
-use super::tx::PgTx;
+use super::tx::{in_tx, PgTx};
 use super::{payment_from_row, PostgresStore, PAYMENT_COLUMNS};
 use crate::store::ledger::*;
 use crate::store::ledger_sql::{Dialect, PaymentQuery, SqlValue};
 use crate::store::refund_rules::{self, RefundRow, RefundTx};
 use crate::store::{now_rfc3339, Payment, PlannedWebhook};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
@@ -65,40 +65,45 @@ fn attempt_from_row(r: &Row) -> Result<WebhookAttempt> {
     })
 }
 
+const REFUNDS_OF: &str =
+    "SELECT * FROM refunds WHERE merchant_id = $1 AND out_trade_no = $2 ORDER BY id";
+const REFUND_BY_ID: &str = "SELECT * FROM refunds WHERE merchant_id = $1 AND id = $2";
+
 async fn refunds_in(c: &impl GenericClient, merchant: &str, no: &str) -> Result<Vec<Refund>> {
-    c.query(
-        "SELECT * FROM refunds WHERE merchant_id = $1 AND out_trade_no = $2 ORDER BY id",
-        &[&merchant, &no],
-    )
-    .await?
-    .iter()
-    .map(refund_from_row)
-    .collect()
+    c.query(REFUNDS_OF, &[&merchant, &no])
+        .await?
+        .iter()
+        .map(refund_from_row)
+        .collect()
 }
 
 async fn refund_in(c: &impl GenericClient, merchant: &str, id: i64) -> Result<Option<Refund>> {
-    c.query_opt(
-        "SELECT * FROM refunds WHERE merchant_id = $1 AND id = $2",
-        &[&merchant, &id],
-    )
-    .await?
-    .as_ref()
-    .map(refund_from_row)
-    .transpose()
+    c.query_opt(REFUND_BY_ID, &[&merchant, &id])
+        .await?
+        .as_ref()
+        .map(refund_from_row)
+        .transpose()
 }
 
-impl RefundTx for PgTx<'_> {
+impl RefundTx for PgTx {
     async fn refunds_of(&mut self, merchant: &str, no: &str) -> Result<Vec<Refund>> {
-        refunds_in(self.0, merchant, no).await
+        self.query(REFUNDS_OF, &[&merchant, &no])
+            .await?
+            .iter()
+            .map(refund_from_row)
+            .collect()
     }
 
     async fn refund_by_id(&mut self, merchant: &str, id: i64) -> Result<Option<Refund>> {
-        refund_in(self.0, merchant, id).await
+        self.query_opt(REFUND_BY_ID, &[&merchant, &id])
+            .await?
+            .as_ref()
+            .map(refund_from_row)
+            .transpose()
     }
 
     async fn insert_refund(&mut self, r: &RefundRow<'_>) -> Result<Refund> {
         let row = self
-            .0
             .query_one(
                 "INSERT INTO refunds (merchant_id, out_trade_no, request_no, refund_key, amount_fen, reason, started_by, status, detail, created_at, completed_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *",
@@ -128,12 +133,11 @@ impl RefundTx for PgTx<'_> {
         completed_at: &str,
         detail: Option<&str>,
     ) -> Result<()> {
-        self.0
-            .execute(
-                "UPDATE refunds SET status = $3, completed_at = $4, detail = COALESCE($5, detail) WHERE merchant_id = $1 AND id = $2",
-                &[&merchant, &id, &status, &completed_at, &detail],
-            )
-            .await?;
+        self.execute(
+            "UPDATE refunds SET status = $3, completed_at = $4, detail = COALESCE($5, detail) WHERE merchant_id = $1 AND id = $2",
+            &[&merchant, &id, &status, &completed_at, &detail],
+        )
+        .await?;
         Ok(())
     }
 
@@ -145,12 +149,11 @@ impl RefundTx for PgTx<'_> {
         refunded_fen: u64,
         updated_at: &str,
     ) -> Result<()> {
-        self.0
-            .execute(
-                "UPDATE payments SET status = $3, refunded_fen = $4, updated_at = $5 WHERE merchant_id = $1 AND out_trade_no = $2",
-                &[&merchant, &no, &status, &(refunded_fen as i64), &updated_at],
-            )
-            .await?;
+        self.execute(
+            "UPDATE payments SET status = $3, refunded_fen = $4, updated_at = $5 WHERE merchant_id = $1 AND out_trade_no = $2",
+            &[&merchant, &no, &status, &(refunded_fen as i64), &updated_at],
+        )
+        .await?;
         Ok(())
     }
 
@@ -161,22 +164,20 @@ impl RefundTx for PgTx<'_> {
         reason: &str,
         at: &str,
     ) -> Result<()> {
-        self.0
-            .execute(
-                "UPDATE payments SET review = $3, updated_at = $4 WHERE merchant_id = $1 AND out_trade_no = $2",
-                &[&merchant, &no, &reason, &at],
-            )
-            .await?;
+        self.execute(
+            "UPDATE payments SET review = $3, updated_at = $4 WHERE merchant_id = $1 AND out_trade_no = $2",
+            &[&merchant, &no, &reason, &at],
+        )
+        .await?;
         Ok(())
     }
 
     async fn fill_trade_no(&mut self, merchant: &str, no: &str, trade_no: &str) -> Result<()> {
-        self.0
-            .execute(
-                "UPDATE payments SET trade_no = COALESCE(trade_no, $3) WHERE merchant_id = $1 AND out_trade_no = $2",
-                &[&merchant, &no, &trade_no],
-            )
-            .await?;
+        self.execute(
+            "UPDATE payments SET trade_no = COALESCE(trade_no, $3) WHERE merchant_id = $1 AND out_trade_no = $2",
+            &[&merchant, &no, &trade_no],
+        )
+        .await?;
         Ok(())
     }
 
@@ -187,7 +188,6 @@ impl RefundTx for PgTx<'_> {
         at_ms: i64,
     ) -> Result<bool> {
         let n = self
-            .0
             .execute(
                 "INSERT INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms, created_ms, event_type) VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT (event_id) DO NOTHING",
                 &[&w.event_id, &merchant, &w.url, &w.body, &at_ms, &w.kind],
@@ -195,20 +195,6 @@ impl RefundTx for PgTx<'_> {
             .await?;
         Ok(n == 1)
     }
-}
-
-/// Runs one refund rule in a transaction of its own: committed when it returns Ok.
-macro_rules! in_tx {
-    ($store:expr, |$tx:ident| $rule:expr) => {{
-        let mut client = $store.client().await?;
-        let tx = client.transaction().await?;
-        let r = {
-            let $tx = &mut PgTx(&tx);
-            $rule.await?
-        };
-        tx.commit().await.context("the database could not commit")?;
-        Ok(r)
-    }};
 }
 
 #[async_trait]

@@ -1,6 +1,6 @@
 //! [`Notifications`] on PostgreSQL.
 
-use super::tx::PgTx;
+use super::tx::in_tx;
 use super::*;
 
 const NOTIFICATION_SELECT: &str = "SELECT n.id, n.merchant_id, n.received_at, r.notify_id, r.out_trade_no, r.trade_status, r.outcome, r.detail
@@ -26,19 +26,13 @@ impl Notifications for PostgresStore {
         raw: &RawNotification<'_>,
         record: &NotificationRecord,
     ) -> Result<i64> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        let id = rules::record_notification(&mut PgTx(&tx), raw, record).await?;
-        tx.commit().await.context("the database could not commit")?;
-        Ok(id)
+        in_tx!(self, |tx| rules::record_notification(tx, raw, record))
     }
 
     async fn record_refused_notification(&self, refused: RefusedRecord, quota: u32) -> Result<i64> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        let id = rules::record_refused_notification(&mut PgTx(&tx), &refused, quota).await?;
-        tx.commit().await.context("the database could not commit")?;
-        Ok(id)
+        in_tx!(self, |tx| rules::record_refused_notification(
+            tx, &refused, quota
+        ))
     }
 
     async fn notifications_for(
@@ -100,11 +94,9 @@ impl Notifications for PostgresStore {
         raw: &RawNotification<'_>,
         record: &NotificationRecord,
     ) -> Result<Applied> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        let applied = rules::apply_notification(&mut PgTx(&tx), effect, raw, record).await?;
-        tx.commit().await.context("the database could not commit")?;
-        Ok(applied)
+        in_tx!(self, |tx| rules::apply_notification(
+            tx, effect, raw, record
+        ))
     }
 
     async fn prune_raw_notifications(&self, before: &str, batch: u32) -> Result<u64> {

@@ -1,20 +1,193 @@
-//! The primitives of [`rules::NotifyTx`] inside a PostgreSQL transaction.
+//! One PostgreSQL transaction on a pooled connection, and the primitives of
+//! [`rules::NotifyTx`] inside it.
+//!
+//! Round trips, not statements, are most of what a notification costs the server on a shared
+//! machine (docs/PERFORMANCE.md, "Round 3, session 7"). So BEGIN is never sent alone: it goes out
+//! with the transaction's first statement, the payment's lock goes with its claim, and a
+//! notification's last writes carry the COMMIT. A notification is two round trips in its
+//! transaction instead of eight. Statements sent together run in order, as if sent one by one;
+//! the first error aborts the transaction and is the one returned.
+//!
+//! A transaction dropped before its end (a cancelled request) takes its connection out of the
+//! pool: the server rolls it back when the connection closes, so no pooled connection is ever
+//! left inside a transaction.
 
 use super::{payment_from_row, PAYMENT_COLUMNS};
-use crate::store::rules::{NotifyTx, PaymentState};
+use crate::store::rules::{webhook_conflict, NotifyTx, PaymentMove, PaymentState};
 use crate::store::*;
+use anyhow::Context;
+use deadpool_postgres::{ClientWrapper, Object};
+use std::future::Future;
+use std::sync::LazyLock;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 
-pub(super) struct PgTx<'a>(pub(super) &'a deadpool_postgres::Transaction<'a>);
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
-impl NotifyTx for PgTx<'_> {
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    /// Nothing sent yet: BEGIN goes in front of the first statement.
+    Idle,
+    /// BEGIN sent; neither COMMIT nor ROLLBACK answered.
+    Open,
+    /// Committed or rolled back.
+    Ended,
+}
+
+pub(in crate::store) struct PgTx {
+    conn: Option<Object>,
+    state: State,
+}
+
+/// Runs `$rule` (an expression awaiting over `$tx: &mut PgTx`) in one transaction of `$store`:
+/// committed when it returns Ok (unless its last step carried the COMMIT), rolled back otherwise.
+macro_rules! in_tx {
+    ($store:expr, |$tx:ident| $rule:expr) => {{
+        let mut pg_tx = $crate::store::postgres::tx::PgTx::new($store.client().await?);
+        let result = {
+            let $tx = &mut pg_tx;
+            $rule.await
+        };
+        pg_tx.end(result).await
+    }};
+}
+pub(super) use in_tx;
+
+impl PgTx {
+    pub(super) fn new(conn: Object) -> PgTx {
+        PgTx {
+            conn: Some(conn),
+            state: State::Idle,
+        }
+    }
+
+    /// The connection, and whether BEGIN must go out in front of what is sent next (from here
+    /// on the transaction counts as open).
+    fn next(&mut self) -> (&ClientWrapper, bool) {
+        let begin = self.state == State::Idle;
+        if begin {
+            self.state = State::Open;
+        }
+        let conn = self
+            .conn
+            .as_ref()
+            .expect("a transaction's connection is held until drop");
+        (conn, begin)
+    }
+
+    /// Commits after `result` is Ok (rolls back otherwise) and returns it.
+    pub(super) async fn end<R>(mut self, result: Result<R>) -> Result<R> {
+        let word = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        if self.state == State::Open {
+            let (c, _) = self.next();
+            let ended = c.batch_execute(word).await;
+            match (ended, &result) {
+                (Ok(()), _) => self.state = State::Ended,
+                (Err(e), Ok(_)) => {
+                    return Err(anyhow::Error::new(e).context("the database could not commit"))
+                }
+                // The rule's error is the one to tell; Drop discards the connection.
+                (Err(_), Err(_)) => {}
+            }
+        }
+        result
+    }
+
+    pub(super) async fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        let (c, begin) = self.next();
+        let st = c.prepare_cached(sql).await?;
+        after_begin(c, begin, c.query(&st, params)).await
+    }
+
+    pub(super) async fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
+        let (c, begin) = self.next();
+        let st = c.prepare_cached(sql).await?;
+        after_begin(c, begin, c.query_opt(&st, params)).await
+    }
+
+    pub(super) async fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row> {
+        let (c, begin) = self.next();
+        let st = c.prepare_cached(sql).await?;
+        after_begin(c, begin, c.query_one(&st, params)).await
+    }
+
+    pub(super) async fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64> {
+        let (c, begin) = self.next();
+        let st = c.prepare_cached(sql).await?;
+        after_begin(c, begin, c.execute(&st, params)).await
+    }
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        if self.state == State::Open {
+            if let Some(conn) = self.conn.take() {
+                // Out of the pool and closed: the server rolls the transaction back.
+                drop(Object::take(conn));
+            }
+        }
+    }
+}
+
+/// `q`, with BEGIN sent in the same round trip in front of it when `begin`.
+async fn after_begin<T>(
+    c: &ClientWrapper,
+    begin: bool,
+    q: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T> {
+    let (_, t) = tokio::try_join!(biased; begin_if(c, begin), q)?;
+    Ok(t)
+}
+
+async fn begin_if(c: &ClientWrapper, begin: bool) -> Result<(), tokio_postgres::Error> {
+    if begin {
+        c.batch_execute("BEGIN").await?;
+    }
+    Ok(())
+}
+
+/// The payment, locked until the transaction ends.
+static LOCK_PAYMENT: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND out_trade_no = $2 FOR UPDATE")
+});
+
+/// The claim of a notify_id, made only when its payment exists (sent behind the payment's lock,
+/// so it runs once the lock is held).
+const CLAIM_IF_PAYMENT: &str =
+    "INSERT INTO applied_notifications (merchant_id, notify_id, out_trade_no, applied_at)
+     SELECT $1::text, $2::text, $3::text, $4::text
+     WHERE EXISTS (SELECT 1 FROM payments WHERE merchant_id = $1 AND out_trade_no = $3)
+     ON CONFLICT DO NOTHING";
+
+const WRITE_PAYMENT_STATE: &str = "UPDATE payments SET status = $3, trade_no = COALESCE($4, trade_no), buyer_email = COALESCE($5, buyer_email),
+     paid_at = $6, updated_at = $7 WHERE merchant_id = $1 AND out_trade_no = $2";
+
+const ENQUEUE_WEBHOOK: &str = "INSERT INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms, created_ms, event_type) VALUES ($1, $2, $3, $4, $5, $5, $6)";
+
+/// Several webhooks in one statement, queued in the order given.
+const ENQUEUE_WEBHOOKS: &str = "INSERT INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms, created_ms, event_type)
+     SELECT w.event_id, $1, w.url, w.body, $2, $2, w.kind
+     FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS w(event_id, url, body, kind, n)
+     ORDER BY w.n";
+
+const INSERT_RAW: &str = "INSERT INTO raw_notifications (merchant_id, received_at, remote_addr, body) VALUES ($1, $2, $3, $4) RETURNING id";
+
+const INSERT_RESULT: &str = "INSERT INTO notification_results (raw_id, merchant_id, notify_id, out_trade_no, trade_status, outcome, detail, processed_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// The notification as received and its result, in one statement (the result needs the raw
+/// row's id).
+const INSERT_RAW_AND_RESULT: &str = "WITH raw AS (
+         INSERT INTO raw_notifications (merchant_id, received_at, remote_addr, body) VALUES ($1, $2, $3, $4) RETURNING id)
+     INSERT INTO notification_results (raw_id, merchant_id, notify_id, out_trade_no, trade_status, outcome, detail, processed_at)
+     SELECT id, $1, $5, $6, $7, $8, $9, $2 FROM raw
+     RETURNING raw_id";
+
+impl NotifyTx for PgTx {
     async fn insert_raw(&mut self, raw: &RawNotification<'_>) -> Result<i64> {
-        let st = self.0
-            .prepare_cached("INSERT INTO raw_notifications (merchant_id, received_at, remote_addr, body) VALUES ($1, $2, $3, $4) RETURNING id")
-            .await?;
         let row = self
-            .0
             .query_one(
-                &st,
+                INSERT_RAW,
                 &[&raw.merchant_id, &now_rfc3339(), &raw.remote, &raw.body],
             )
             .await?;
@@ -22,14 +195,10 @@ impl NotifyTx for PgTx<'_> {
     }
 
     async fn insert_refused(&mut self, r: &RefusedRecord) -> Result<i64> {
-        let st = self.0
-            .prepare_cached("INSERT INTO raw_notifications (merchant_id, received_at, remote_addr, body, refused, body_size, body_sha256)
-                 VALUES ($1, $2, $3, $4, true, $5, $6) RETURNING id")
-            .await?;
         let row = self
-            .0
             .query_one(
-                &st,
+                "INSERT INTO raw_notifications (merchant_id, received_at, remote_addr, body, refused, body_size, body_sha256)
+                 VALUES ($1, $2, $3, $4, true, $5, $6) RETURNING id",
                 &[
                     &r.merchant_id,
                     &now_rfc3339(),
@@ -44,25 +213,20 @@ impl NotifyTx for PgTx<'_> {
     }
 
     async fn insert_result(&mut self, rec: &NotificationRecord) -> Result<()> {
-        let st = self.0
-            .prepare_cached("INSERT INTO notification_results (raw_id, merchant_id, notify_id, out_trade_no, trade_status, outcome, detail, processed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-            .await?;
-        self.0
-            .execute(
-                &st,
-                &[
-                    &rec.raw_id,
-                    &rec.merchant_id,
-                    &rec.notify_id,
-                    &rec.out_trade_no,
-                    &rec.trade_status,
-                    &rec.outcome,
-                    &rec.detail,
-                    &now_rfc3339(),
-                ],
-            )
-            .await?;
+        self.execute(
+            INSERT_RESULT,
+            &[
+                &rec.raw_id,
+                &rec.merchant_id,
+                &rec.notify_id,
+                &rec.out_trade_no,
+                &rec.trade_status,
+                &rec.outcome,
+                &rec.detail,
+                &now_rfc3339(),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -72,13 +236,7 @@ impl NotifyTx for PgTx<'_> {
         out_trade_no: &str,
     ) -> Result<Option<Payment>> {
         // The row lock serialises every notification of this payment across replicas.
-        let st = self.0
-            .prepare_cached(&format!(
-                "SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND out_trade_no = $2 FOR UPDATE"
-            ))
-            .await?;
-        self.0
-            .query_opt(&st, &[&merchant, &out_trade_no])
+        self.query_opt(&LOCK_PAYMENT, &[&merchant, &out_trade_no])
             .await?
             .map(|r| payment_from_row(&r))
             .transpose()
@@ -91,12 +249,11 @@ impl NotifyTx for PgTx<'_> {
         out_trade_no: &str,
         at: &str,
     ) -> Result<bool> {
-        let st = self.0
-            .prepare_cached("INSERT INTO applied_notifications (merchant_id, notify_id, out_trade_no, applied_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
-            .await?;
         let claimed = self
-            .0
-            .execute(&st, &[&merchant, &notify_id, &out_trade_no, &at])
+            .execute(
+                "INSERT INTO applied_notifications (merchant_id, notify_id, out_trade_no, applied_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[&merchant, &notify_id, &out_trade_no, &at],
+            )
             .await?;
         Ok(claimed == 1)
     }
@@ -107,24 +264,19 @@ impl NotifyTx for PgTx<'_> {
         out_trade_no: &str,
         s: &PaymentState<'_>,
     ) -> Result<()> {
-        let st = self.0
-            .prepare_cached("UPDATE payments SET status = $3, trade_no = COALESCE($4, trade_no), buyer_email = COALESCE($5, buyer_email),
-                 paid_at = $6, updated_at = $7 WHERE merchant_id = $1 AND out_trade_no = $2")
-            .await?;
-        self.0
-            .execute(
-                &st,
-                &[
-                    &merchant,
-                    &out_trade_no,
-                    &s.status,
-                    &s.trade_no,
-                    &s.buyer_email,
-                    &s.paid_at,
-                    &s.updated_at,
-                ],
-            )
-            .await?;
+        self.execute(
+            WRITE_PAYMENT_STATE,
+            &[
+                &merchant,
+                &out_trade_no,
+                &s.status,
+                &s.trade_no,
+                &s.buyer_email,
+                &s.paid_at,
+                &s.updated_at,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -134,20 +286,16 @@ impl NotifyTx for PgTx<'_> {
         w: &PlannedWebhook,
         at_ms: i64,
     ) -> Result<()> {
-        let st = self.0
-            .prepare_cached("INSERT INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms, created_ms, event_type) VALUES ($1, $2, $3, $4, $5, $5, $6)")
-            .await?;
-        self.0
-            .execute(
-                &st,
-                &[&w.event_id, &merchant, &w.url, &w.body, &at_ms, &w.kind],
-            )
-            .await?;
+        self.execute(
+            ENQUEUE_WEBHOOK,
+            &[&w.event_id, &merchant, &w.url, &w.body, &at_ms, &w.kind],
+        )
+        .await?;
         Ok(())
     }
 
     async fn refused_beyond(&mut self, merchant: &str, keep: u32) -> Result<Option<i64>> {
-        Ok(self.0
+        Ok(self
             .query_opt(
                 "SELECT id FROM raw_notifications WHERE merchant_id = $1 AND refused ORDER BY id DESC LIMIT 1 OFFSET $2",
                 &[&merchant, &(keep as i64)],
@@ -157,19 +305,131 @@ impl NotifyTx for PgTx<'_> {
     }
 
     async fn delete_refused_through(&mut self, merchant: &str, id: i64) -> Result<()> {
-        self.0
-            .execute(
-                "DELETE FROM notification_results WHERE raw_id IN
-                 (SELECT id FROM raw_notifications WHERE merchant_id = $1 AND refused AND id <= $2)",
-                &[&merchant, &id],
-            )
-            .await?;
-        self.0
-            .execute(
-                "DELETE FROM raw_notifications WHERE merchant_id = $1 AND refused AND id <= $2",
-                &[&merchant, &id],
-            )
-            .await?;
+        self.execute(
+            "DELETE FROM notification_results WHERE raw_id IN
+             (SELECT id FROM raw_notifications WHERE merchant_id = $1 AND refused AND id <= $2)",
+            &[&merchant, &id],
+        )
+        .await?;
+        self.execute(
+            "DELETE FROM raw_notifications WHERE merchant_id = $1 AND refused AND id <= $2",
+            &[&merchant, &id],
+        )
+        .await?;
         Ok(())
+    }
+
+    /// BEGIN, the lock and the claim in one round trip.
+    async fn lock_and_claim(
+        &mut self,
+        merchant: &str,
+        out_trade_no: &str,
+        notify_id: &str,
+        at: &str,
+    ) -> Result<Option<(Payment, bool)>> {
+        let (c, begin) = self.next();
+        // Prepared before anything is sent: a statement not yet cached costs a round trip of
+        // its own, which must not come between the ones sent together.
+        let lock = c.prepare_cached(&LOCK_PAYMENT).await?;
+        let claim = c.prepare_cached(CLAIM_IF_PAYMENT).await?;
+        let lock_args: Params = &[&merchant, &out_trade_no];
+        let claim_args: Params = &[&merchant, &notify_id, &out_trade_no, &at];
+        let (_, payment, claimed) = tokio::try_join!(
+            biased;
+            begin_if(c, begin),
+            c.query_opt(&lock, lock_args),
+            c.execute(&claim, claim_args),
+        )?;
+        let Some(payment) = payment else {
+            return Ok(None);
+        };
+        Ok(Some((payment_from_row(&payment)?, claimed == 1)))
+    }
+
+    /// The payment's new state, its webhooks, the notification with its result and the COMMIT
+    /// (BEGIN too, when nothing came before) in one round trip.
+    async fn finish_notification(
+        &mut self,
+        moved: Option<&PaymentMove<'_>>,
+        raw: &RawNotification<'_>,
+        record: &NotificationRecord,
+    ) -> Result<i64> {
+        let (c, begin) = self.next();
+        let state = c.prepare_cached(WRITE_PAYMENT_STATE).await?;
+        let hooks = c.prepare_cached(ENQUEUE_WEBHOOKS).await?;
+        let stored = c.prepare_cached(INSERT_RAW_AND_RESULT).await?;
+        let write_state = async {
+            if let Some(m) = moved {
+                let s = &m.state;
+                c.execute(
+                    &state,
+                    &[
+                        &m.merchant,
+                        &m.out_trade_no,
+                        &s.status,
+                        &s.trade_no,
+                        &s.buyer_email,
+                        &s.paid_at,
+                        &s.updated_at,
+                    ],
+                )
+                .await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        };
+        let enqueue = async {
+            let Some(m) = moved.filter(|m| !m.webhooks.is_empty()) else {
+                return Ok(());
+            };
+            let column = |f: fn(&PlannedWebhook) -> &str| -> Vec<&str> {
+                m.webhooks.iter().map(f).collect()
+            };
+            let (ids, urls, bodies, kinds) = (
+                column(|w| &w.event_id),
+                column(|w| &w.url),
+                column(|w| &w.body),
+                column(|w| w.kind),
+            );
+            c.execute(
+                &hooks,
+                &[&m.merchant, &m.at_ms, &ids, &urls, &bodies, &kinds],
+            )
+            .await
+            .with_context(|| webhook_conflict(m, m.webhooks))?;
+            Ok(())
+        };
+        let now = now_rfc3339();
+        let (_, (), (), row, ()) = tokio::try_join!(
+            biased;
+            async { Ok::<_, anyhow::Error>(begin_if(c, begin).await?) },
+            write_state,
+            enqueue,
+            async {
+                Ok::<_, anyhow::Error>(
+                    c.query_one(
+                        &stored,
+                        &[
+                            &raw.merchant_id,
+                            &now,
+                            &raw.remote,
+                            &raw.body,
+                            &record.notify_id,
+                            &record.out_trade_no,
+                            &record.trade_status,
+                            &record.outcome,
+                            &record.detail,
+                        ],
+                    )
+                    .await?,
+                )
+            },
+            async {
+                c.batch_execute("COMMIT")
+                    .await
+                    .context("the database could not commit")
+            },
+        )?;
+        self.state = State::Ended;
+        Ok(row.get(0))
     }
 }
