@@ -1,12 +1,12 @@
 //! One PostgreSQL transaction on a pooled connection, and the primitives of
-//! [`rules::NotifyTx`] inside it.
+//! [`NotifyTx`](crate::store::rules::NotifyTx) inside it.
 //!
-//! Round trips, not statements, are most of what a notification costs the server on a shared
-//! machine (docs/PERFORMANCE.md, "Round 3, session 7"). So BEGIN is never sent alone: it goes out
-//! with the transaction's first statement, the payment's lock goes with its claim, and a
-//! notification's last writes carry the COMMIT. A notification is two round trips in its
-//! transaction instead of eight. Statements sent together run in order, as if sent one by one;
-//! the first error aborts the transaction and is the one returned.
+//! Each round trip wakes the server and payhost, and on a shared machine those wake-ups are a large
+//! part of what a notification costs (docs/PERFORMANCE.md, "Round 3, session 7"). So BEGIN is never
+//! sent alone: it goes out with the transaction's first statement, the payment's lock goes with its
+//! claim, and a notification's last writes carry the COMMIT. A notification's transaction is two
+//! round trips instead of one per statement (seven or more). Statements sent together run in
+//! order, as if sent one by one; the first error aborts the transaction and is the one returned.
 //!
 //! A transaction dropped before its end (a cancelled request) takes its connection out of the
 //! pool: the server rolls it back when the connection closes, so no pooled connection is ever
