@@ -25,8 +25,8 @@ pub struct PaymentState<'a> {
 /// anything: the decisions are the rules' below.
 #[allow(async_fn_in_trait)] // used with concrete backends only: their futures' Send-ness is known
 pub trait NotifyTx {
-    /// Stores a notification's body as received; returns its id.
-    async fn insert_raw(&mut self, raw: &RawNotification<'_>) -> Result<i64>;
+    /// Stores a notification's body as received at `received_at`; returns its id.
+    async fn insert_raw(&mut self, raw: &RawNotification<'_>, received_at: &str) -> Result<i64>;
     /// Stores the bounded form of a refused notification; returns its id.
     async fn insert_refused(&mut self, refused: &RefusedRecord) -> Result<i64>;
     /// Stores the result of processing the raw notification `rec.raw_id`.
@@ -84,13 +84,14 @@ pub trait NotifyTx {
     }
 
     /// The last writes of a notification's transaction: the payment's new state and its webhooks
-    /// (when it moved), then the notification as received with `record`, its result. Returns
-    /// the notification's id. Nothing runs in the transaction after it, so a backend with round
-    /// trips may send its commit along.
+    /// (when it moved), then the notification as received at `received_at` with `record`, its
+    /// result. Returns the notification's id. Nothing runs in the transaction after it, so a
+    /// backend with round trips may send its commit along.
     async fn finish_notification(
         &mut self,
         moved: Option<&PaymentMove<'_>>,
         raw: &RawNotification<'_>,
+        received_at: &str,
         record: &NotificationRecord,
     ) -> Result<i64> {
         if let Some(m) = moved {
@@ -103,7 +104,7 @@ pub trait NotifyTx {
             }
         }
         let mut record = record.clone();
-        record.raw_id = self.insert_raw(raw).await?;
+        record.raw_id = self.insert_raw(raw, received_at).await?;
         self.insert_result(&record).await?;
         Ok(record.raw_id)
     }
@@ -141,7 +142,8 @@ pub async fn record_notification<T: NotifyTx>(
     raw: &RawNotification<'_>,
     record: &NotificationRecord,
 ) -> Result<i64> {
-    tx.finish_notification(None, raw, record).await
+    tx.finish_notification(None, raw, &now_rfc3339(), record)
+        .await
 }
 
 /// Stores a refused notification's bounded form with its result, then keeps only the newest
@@ -169,13 +171,13 @@ pub async fn apply_notification<T: NotifyTx>(
     raw: &RawNotification<'_>,
     record: &NotificationRecord,
 ) -> Result<Applied> {
-    let now = now_rfc3339();
-    let (applied, plan) = apply_effect(tx, effect, &now).await?;
+    let received_at = now_rfc3339();
+    let (applied, plan) = apply_effect(tx, effect, &received_at).await?;
     let mut record = record.clone();
     let (outcome, detail) = applied.outcome();
     record.outcome = Some(outcome.to_owned());
     record.detail = detail.or(record.detail);
-    let moved = plan.as_ref().map(|plan| PaymentMove {
+    let moved = plan.as_ref().map(|(plan, now)| PaymentMove {
         merchant: effect.merchant_id,
         out_trade_no: effect.out_trade_no,
         state: PaymentState {
@@ -183,25 +185,27 @@ pub async fn apply_notification<T: NotifyTx>(
             trade_no: Some(effect.trade_no).filter(|t| !t.is_empty()),
             buyer_email: effect.buyer_email,
             paid_at: plan.paid_at.as_deref(),
-            updated_at: &now,
+            updated_at: now,
         },
         webhooks: &plan.webhooks,
         at_ms: now_ms(),
     });
-    tx.finish_notification(moved.as_ref(), raw, &record).await?;
+    tx.finish_notification(moved.as_ref(), raw, &received_at, &record)
+        .await?;
     Ok(applied)
 }
 
 /// Claims the notify_id and decides by the state machine what the notification does to its
-/// payment: the plan to write, when it moves it. A notify_id already claimed changes nothing; an
-/// unknown order claims nothing.
+/// payment: the plan to write, with the time it was decided at (once the payment's lock is
+/// held), when it moves it. A notify_id already claimed changes nothing; an unknown order claims
+/// nothing.
 async fn apply_effect<T: NotifyTx>(
     tx: &mut T,
     e: &NotificationEffect<'_>,
-    now: &str,
-) -> Result<(Applied, Option<Plan>)> {
+    claim_at: &str,
+) -> Result<(Applied, Option<(Plan, String)>)> {
     let Some((payment, claimed)) = tx
-        .lock_and_claim(e.merchant_id, e.out_trade_no, e.notify_id, now)
+        .lock_and_claim(e.merchant_id, e.out_trade_no, e.notify_id, claim_at)
         .await?
     else {
         return Ok((Applied::UnknownOrder, None));
@@ -209,8 +213,9 @@ async fn apply_effect<T: NotifyTx>(
     if !claimed {
         return Ok((Applied::Duplicate, None));
     }
-    Ok(match plan_notification(&payment, e, now) {
-        Some(plan) => (plan.applied.clone(), Some(plan)),
+    let now = now_rfc3339();
+    Ok(match plan_notification(&payment, e, &now) {
+        Some(plan) => (plan.applied.clone(), Some((plan, now))),
         None => (Applied::NoChange, None),
     })
 }

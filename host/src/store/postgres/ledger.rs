@@ -65,9 +65,28 @@ fn attempt_from_row(r: &Row) -> Result<WebhookAttempt> {
     })
 }
 
-const REFUNDS_OF: &str =
-    "SELECT * FROM refunds WHERE merchant_id = $1 AND out_trade_no = $2 ORDER BY id";
-const REFUND_BY_ID: &str = "SELECT * FROM refunds WHERE merchant_id = $1 AND id = $2";
+/// A refund's columns, named: the statements below are prepared once per connection, and a
+/// prepared `*` would break once a later migration adds a column (a rolling upgrade).
+macro_rules! refund_columns {
+    () => {
+        "id, merchant_id, out_trade_no, request_no, refund_key, amount_fen, reason, started_by, status, confirm_url, detail, created_at, completed_at"
+    };
+}
+const REFUNDS_OF: &str = concat!(
+    "SELECT ",
+    refund_columns!(),
+    " FROM refunds WHERE merchant_id = $1 AND out_trade_no = $2 ORDER BY id"
+);
+const REFUND_BY_ID: &str = concat!(
+    "SELECT ",
+    refund_columns!(),
+    " FROM refunds WHERE merchant_id = $1 AND id = $2"
+);
+const INSERT_REFUND: &str = concat!(
+    "INSERT INTO refunds (merchant_id, out_trade_no, request_no, refund_key, amount_fen, reason, started_by, status, detail, created_at, completed_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
+    refund_columns!()
+);
 
 async fn refunds_in(c: &impl GenericClient, merchant: &str, no: &str) -> Result<Vec<Refund>> {
     c.query(REFUNDS_OF, &[&merchant, &no])
@@ -105,8 +124,7 @@ impl RefundTx for PgTx {
     async fn insert_refund(&mut self, r: &RefundRow<'_>) -> Result<Refund> {
         let row = self
             .query_one(
-                "INSERT INTO refunds (merchant_id, out_trade_no, request_no, refund_key, amount_fen, reason, started_by, status, detail, created_at, completed_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *",
+                INSERT_REFUND,
                 &[
                     &r.merchant_id,
                     &r.out_trade_no,

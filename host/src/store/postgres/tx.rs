@@ -8,9 +8,10 @@
 //! round trips instead of one per statement (seven or more). Statements sent together run in
 //! order, as if sent one by one; the first error aborts the transaction and is the one returned.
 //!
-//! A transaction dropped before its end (a cancelled request) takes its connection out of the
-//! pool: the server rolls it back when the connection closes, so no pooled connection is ever
-//! left inside a transaction.
+//! A transaction dropped before its end (a cancelled request) is rolled back before its
+//! connection serves anyone else: a ROLLBACK is queued behind whatever was already sent, and the
+//! connection goes back to the pool once it is answered. What was sent still runs; when that
+//! included the COMMIT, the transaction commits whole and the ROLLBACK finds nothing to undo.
 
 use super::{payment_from_row, PAYMENT_COLUMNS};
 use crate::store::rules::{webhook_conflict, NotifyTx, PaymentMove, PaymentState};
@@ -62,24 +63,27 @@ impl PgTx {
     }
 
     /// The connection, and whether BEGIN must go out in front of what is sent next (from here
-    /// on the transaction counts as open).
-    fn next(&mut self) -> (&ClientWrapper, bool) {
-        let begin = self.state == State::Idle;
-        if begin {
-            self.state = State::Open;
-        }
+    /// on the transaction counts as open). An error after the transaction's end: a statement
+    /// there would run outside it.
+    fn next(&mut self) -> Result<(&ClientWrapper, bool)> {
+        let begin = match self.state {
+            State::Idle => true,
+            State::Open => false,
+            State::Ended => anyhow::bail!("a statement after its transaction ended"),
+        };
+        self.state = State::Open;
         let conn = self
             .conn
             .as_ref()
             .expect("a transaction's connection is held until drop");
-        (conn, begin)
+        Ok((conn, begin))
     }
 
     /// Commits after `result` is Ok (rolls back otherwise) and returns it.
     pub(super) async fn end<R>(mut self, result: Result<R>) -> Result<R> {
         let word = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
         if self.state == State::Open {
-            let (c, _) = self.next();
+            let (c, _) = self.next()?;
             let ended = c.batch_execute(word).await;
             match (ended, &result) {
                 (Ok(()), _) => self.state = State::Ended,
@@ -94,25 +98,25 @@ impl PgTx {
     }
 
     pub(super) async fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
-        let (c, begin) = self.next();
+        let (c, begin) = self.next()?;
         let st = c.prepare_cached(sql).await?;
         after_begin(c, begin, c.query(&st, params)).await
     }
 
     pub(super) async fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
-        let (c, begin) = self.next();
+        let (c, begin) = self.next()?;
         let st = c.prepare_cached(sql).await?;
         after_begin(c, begin, c.query_opt(&st, params)).await
     }
 
     pub(super) async fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row> {
-        let (c, begin) = self.next();
+        let (c, begin) = self.next()?;
         let st = c.prepare_cached(sql).await?;
         after_begin(c, begin, c.query_one(&st, params)).await
     }
 
     pub(super) async fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64> {
-        let (c, begin) = self.next();
+        let (c, begin) = self.next()?;
         let st = c.prepare_cached(sql).await?;
         after_begin(c, begin, c.execute(&st, params)).await
     }
@@ -120,11 +124,23 @@ impl PgTx {
 
 impl Drop for PgTx {
     fn drop(&mut self) {
-        if self.state == State::Open {
-            if let Some(conn) = self.conn.take() {
-                // Out of the pool and closed: the server rolls the transaction back.
-                drop(Object::take(conn));
+        if self.state != State::Open {
+            return;
+        }
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        // The connection stays out of the pool (its slot taken) until the ROLLBACK is answered;
+        // one that cannot roll back is closed, and the server rolls back then.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if conn.batch_execute("ROLLBACK").await.is_err() {
+                        drop(Object::take(conn));
+                    }
+                });
             }
+            Err(_) => drop(Object::take(conn)),
         }
     }
 }
@@ -151,13 +167,18 @@ static LOCK_PAYMENT: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND out_trade_no = $2 FOR UPDATE")
 });
 
-/// The claim of a notify_id, made only when its payment exists (sent behind the payment's lock,
-/// so it runs once the lock is held).
-const CLAIM_IF_PAYMENT: &str =
-    "INSERT INTO applied_notifications (merchant_id, notify_id, out_trade_no, applied_at)
-     SELECT $1::text, $2::text, $3::text, $4::text
-     WHERE EXISTS (SELECT 1 FROM payments WHERE merchant_id = $1 AND out_trade_no = $3)
-     ON CONFLICT DO NOTHING";
+/// The payment locked and the claim of a notify_id for it, in one statement: the claim is made
+/// only from the locked row, so an unknown order claims nothing (two statements would each see
+/// the database afresh, and a payment committed between them would be claimed yet reported
+/// unknown). A duplicate on another replica waits for the lock, then finds the first claim.
+static LOCK_AND_CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH p AS (SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND out_trade_no = $2 FOR UPDATE),
+              c AS (INSERT INTO applied_notifications (merchant_id, notify_id, out_trade_no, applied_at)
+                    SELECT merchant_id, $3, out_trade_no, $4 FROM p ON CONFLICT DO NOTHING RETURNING 1)
+         SELECT p.*, EXISTS (SELECT 1 FROM c) AS claimed FROM p"
+    )
+});
 
 const WRITE_PAYMENT_STATE: &str = "UPDATE payments SET status = $3, trade_no = COALESCE($4, trade_no), buyer_email = COALESCE($5, buyer_email),
      paid_at = $6, updated_at = $7 WHERE merchant_id = $1 AND out_trade_no = $2";
@@ -180,15 +201,15 @@ const INSERT_RESULT: &str = "INSERT INTO notification_results (raw_id, merchant_
 const INSERT_RAW_AND_RESULT: &str = "WITH raw AS (
          INSERT INTO raw_notifications (merchant_id, received_at, remote_addr, body) VALUES ($1, $2, $3, $4) RETURNING id)
      INSERT INTO notification_results (raw_id, merchant_id, notify_id, out_trade_no, trade_status, outcome, detail, processed_at)
-     SELECT id, $1, $5, $6, $7, $8, $9, $2 FROM raw
+     SELECT id, $1, $5, $6, $7, $8, $9, $10 FROM raw
      RETURNING raw_id";
 
 impl NotifyTx for PgTx {
-    async fn insert_raw(&mut self, raw: &RawNotification<'_>) -> Result<i64> {
+    async fn insert_raw(&mut self, raw: &RawNotification<'_>, received_at: &str) -> Result<i64> {
         let row = self
             .query_one(
                 INSERT_RAW,
-                &[&raw.merchant_id, &now_rfc3339(), &raw.remote, &raw.body],
+                &[&raw.merchant_id, &received_at, &raw.remote, &raw.body],
             )
             .await?;
         Ok(row.get(0))
@@ -327,23 +348,16 @@ impl NotifyTx for PgTx {
         notify_id: &str,
         at: &str,
     ) -> Result<Option<(Payment, bool)>> {
-        let (c, begin) = self.next();
-        // Prepared before anything is sent: a statement not yet cached costs a round trip of
-        // its own, which must not come between the ones sent together.
-        let lock = c.prepare_cached(&LOCK_PAYMENT).await?;
-        let claim = c.prepare_cached(CLAIM_IF_PAYMENT).await?;
-        let lock_args: Params = &[&merchant, &out_trade_no];
-        let claim_args: Params = &[&merchant, &notify_id, &out_trade_no, &at];
-        let (_, payment, claimed) = tokio::try_join!(
-            biased;
-            begin_if(c, begin),
-            c.query_opt(&lock, lock_args),
-            c.execute(&claim, claim_args),
-        )?;
-        let Some(payment) = payment else {
+        let Some(row) = self
+            .query_opt(
+                &LOCK_AND_CLAIM,
+                &[&merchant, &out_trade_no, &notify_id, &at],
+            )
+            .await?
+        else {
             return Ok(None);
         };
-        Ok(Some((payment_from_row(&payment)?, claimed == 1)))
+        Ok(Some((payment_from_row(&row)?, row.try_get("claimed")?)))
     }
 
     /// The payment's new state, its webhooks, the notification with its result and the COMMIT
@@ -352,9 +366,10 @@ impl NotifyTx for PgTx {
         &mut self,
         moved: Option<&PaymentMove<'_>>,
         raw: &RawNotification<'_>,
+        received_at: &str,
         record: &NotificationRecord,
     ) -> Result<i64> {
-        let (c, begin) = self.next();
+        let (c, begin) = self.next()?;
         let state = c.prepare_cached(WRITE_PAYMENT_STATE).await?;
         let hooks = c.prepare_cached(ENQUEUE_WEBHOOKS).await?;
         let stored = c.prepare_cached(INSERT_RAW_AND_RESULT).await?;
@@ -398,7 +413,7 @@ impl NotifyTx for PgTx {
             .with_context(|| webhook_conflict(m, m.webhooks))?;
             Ok(())
         };
-        let now = now_rfc3339();
+        let processed_at = now_rfc3339();
         let (_, (), (), row, ()) = tokio::try_join!(
             biased;
             async { Ok::<_, anyhow::Error>(begin_if(c, begin).await?) },
@@ -410,7 +425,7 @@ impl NotifyTx for PgTx {
                         &stored,
                         &[
                             &raw.merchant_id,
-                            &now,
+                            &received_at,
                             &raw.remote,
                             &raw.body,
                             &record.notify_id,
@@ -418,6 +433,7 @@ impl NotifyTx for PgTx {
                             &record.trade_status,
                             &record.outcome,
                             &record.detail,
+                            &processed_at,
                         ],
                     )
                     .await?,

@@ -23,9 +23,9 @@ pub(super) fn run_rule<R>(rule: impl Future<Output = Result<R>>) -> Result<R> {
 }
 
 impl NotifyTx for SqliteTx<'_> {
-    async fn insert_raw(&mut self, raw: &RawNotification<'_>) -> Result<i64> {
+    async fn insert_raw(&mut self, raw: &RawNotification<'_>, received_at: &str) -> Result<i64> {
         self.0.prepare_cached("INSERT INTO raw_notifications (merchant_id, received_at, remote_addr, body) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![raw.merchant_id, now_rfc3339(), raw.remote, raw.body])?;
+            .execute(params![raw.merchant_id, received_at, raw.remote, raw.body])?;
         Ok(self.0.last_insert_rowid())
     }
 
