@@ -6,8 +6,7 @@ SELECT settings FROM merchants WHERE id = 'm1';
 SELECT merchant_id, out_trade_no, subject, total_fen, seller, return_url, status, request_token, pay_url, trade_no, buyer_email, paid_at, review, created_at, updated_at FROM payments WHERE merchant_id = 'm1' AND out_trade_no = 'o' || :n;
 \startpipeline
 BEGIN;
-SELECT merchant_id, out_trade_no, subject, total_fen, seller, return_url, status, request_token, pay_url, trade_no, buyer_email, paid_at, review, created_at, updated_at FROM payments WHERE merchant_id = 'm1' AND out_trade_no = 'o' || :n FOR UPDATE;
-INSERT INTO applied_notifications (merchant_id, notify_id, out_trade_no, applied_at) SELECT 'm1', 'n' || :k || '-' || :n, 'o' || :n, '2026-12-04T00:00:00Z' WHERE EXISTS (SELECT 1 FROM payments WHERE merchant_id = 'm1' AND out_trade_no = 'o' || :n) ON CONFLICT DO NOTHING;
+WITH p AS (SELECT merchant_id, out_trade_no, subject, total_fen, seller, return_url, status, request_token, pay_url, trade_no, buyer_email, paid_at, review, created_at, updated_at FROM payments WHERE merchant_id = 'm1' AND out_trade_no = 'o' || :n FOR UPDATE), c AS (INSERT INTO applied_notifications (merchant_id, notify_id, out_trade_no, applied_at) SELECT merchant_id, 'n' || :k || '-' || :n, out_trade_no, '2026-12-04T00:00:00Z' FROM p ON CONFLICT DO NOTHING RETURNING 1) SELECT p.*, EXISTS (SELECT 1 FROM c) AS claimed FROM p;
 \endpipeline
 \startpipeline
 UPDATE payments SET status = 'TRADE_SUCCESS', trade_no = COALESCE('2026' || :k, trade_no), buyer_email = COALESCE('b@example.com', buyer_email), paid_at = '2026-12-04T00:00:00Z', updated_at = '2026-12-04T00:00:00Z' WHERE merchant_id = 'm1' AND out_trade_no = 'o' || :n;
