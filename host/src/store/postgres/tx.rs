@@ -183,6 +183,23 @@ static LOCK_AND_CLAIM: LazyLock<String> = LazyLock::new(|| {
 const WRITE_PAYMENT_STATE: &str = "UPDATE payments SET status = $3, trade_no = COALESCE($4, trade_no), buyer_email = COALESCE($5, buyer_email),
      paid_at = $6, updated_at = $7 WHERE merchant_id = $1 AND out_trade_no = $2";
 
+/// [`WRITE_PAYMENT_STATE`]'s arguments.
+fn state_args<'a>(
+    merchant: &'a &'a str,
+    out_trade_no: &'a &'a str,
+    s: &'a PaymentState<'a>,
+) -> [&'a (dyn ToSql + Sync); 7] {
+    [
+        merchant,
+        out_trade_no,
+        &s.status,
+        &s.trade_no,
+        &s.buyer_email,
+        &s.paid_at,
+        &s.updated_at,
+    ]
+}
+
 const ENQUEUE_WEBHOOK: &str = "INSERT INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms, created_ms, event_type) VALUES ($1, $2, $3, $4, $5, $5, $6)";
 
 /// Several webhooks in one statement, queued in the order given.
@@ -287,15 +304,7 @@ impl NotifyTx for PgTx {
     ) -> Result<()> {
         self.execute(
             WRITE_PAYMENT_STATE,
-            &[
-                &merchant,
-                &out_trade_no,
-                &s.status,
-                &s.trade_no,
-                &s.buyer_email,
-                &s.paid_at,
-                &s.updated_at,
-            ],
+            &state_args(&merchant, &out_trade_no, s),
         )
         .await?;
         Ok(())
@@ -375,20 +384,8 @@ impl NotifyTx for PgTx {
         let stored = c.prepare_cached(INSERT_RAW_AND_RESULT).await?;
         let write_state = async {
             if let Some(m) = moved {
-                let s = &m.state;
-                c.execute(
-                    &state,
-                    &[
-                        &m.merchant,
-                        &m.out_trade_no,
-                        &s.status,
-                        &s.trade_no,
-                        &s.buyer_email,
-                        &s.paid_at,
-                        &s.updated_at,
-                    ],
-                )
-                .await?;
+                c.execute(&state, &state_args(&m.merchant, &m.out_trade_no, &m.state))
+                    .await?;
             }
             Ok::<_, anyhow::Error>(())
         };
