@@ -62,9 +62,16 @@ impl PgTx {
         }
     }
 
-    /// The connection, and whether BEGIN must go out in front of what is sent next (from here
-    /// on the transaction counts as open). An error after the transaction's end: a statement
-    /// there would run outside it.
+    fn conn(&self) -> &ClientWrapper {
+        self.conn
+            .as_ref()
+            .expect("a transaction's connection is held until drop")
+    }
+
+    /// The connection, and whether BEGIN must go out in front of what is sent next; from here on
+    /// the transaction counts as open, so call it only once everything to send is prepared
+    /// (what is sent then goes out on the next poll). An error after the transaction's end: a
+    /// statement there would run outside it.
     fn next(&mut self) -> Result<(&ClientWrapper, bool)> {
         let begin = match self.state {
             State::Idle => true,
@@ -72,25 +79,20 @@ impl PgTx {
             State::Ended => anyhow::bail!("a statement after its transaction ended"),
         };
         self.state = State::Open;
-        let conn = self
-            .conn
-            .as_ref()
-            .expect("a transaction's connection is held until drop");
-        Ok((conn, begin))
+        Ok((self.conn(), begin))
     }
 
     /// Commits after `result` is Ok (rolls back otherwise) and returns it.
     pub(super) async fn end<R>(mut self, result: Result<R>) -> Result<R> {
         let word = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
         if self.state == State::Open {
-            let (c, _) = self.next()?;
-            let ended = c.batch_execute(word).await;
+            let ended = self.conn().batch_execute(word).await;
             match (ended, &result) {
                 (Ok(()), _) => self.state = State::Ended,
                 (Err(e), Ok(_)) => {
                     return Err(anyhow::Error::new(e).context("the database could not commit"))
                 }
-                // The rule's error is the one to tell; Drop discards the connection.
+                // The rule's error is the one to tell; Drop rolls back again or closes.
                 (Err(_), Err(_)) => {}
             }
         }
@@ -98,26 +100,26 @@ impl PgTx {
     }
 
     pub(super) async fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        let st = self.conn().prepare_cached(sql).await?;
         let (c, begin) = self.next()?;
-        let st = c.prepare_cached(sql).await?;
         after_begin(c, begin, c.query(&st, params)).await
     }
 
     pub(super) async fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
+        let st = self.conn().prepare_cached(sql).await?;
         let (c, begin) = self.next()?;
-        let st = c.prepare_cached(sql).await?;
         after_begin(c, begin, c.query_opt(&st, params)).await
     }
 
     pub(super) async fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row> {
+        let st = self.conn().prepare_cached(sql).await?;
         let (c, begin) = self.next()?;
-        let st = c.prepare_cached(sql).await?;
         after_begin(c, begin, c.query_one(&st, params)).await
     }
 
     pub(super) async fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64> {
+        let st = self.conn().prepare_cached(sql).await?;
         let (c, begin) = self.next()?;
-        let st = c.prepare_cached(sql).await?;
         after_begin(c, begin, c.execute(&st, params)).await
     }
 }
@@ -378,10 +380,10 @@ impl NotifyTx for PgTx {
         received_at: &str,
         record: &NotificationRecord,
     ) -> Result<i64> {
+        let state = self.conn().prepare_cached(WRITE_PAYMENT_STATE).await?;
+        let hooks = self.conn().prepare_cached(ENQUEUE_WEBHOOKS).await?;
+        let stored = self.conn().prepare_cached(INSERT_RAW_AND_RESULT).await?;
         let (c, begin) = self.next()?;
-        let state = c.prepare_cached(WRITE_PAYMENT_STATE).await?;
-        let hooks = c.prepare_cached(ENQUEUE_WEBHOOKS).await?;
-        let stored = c.prepare_cached(INSERT_RAW_AND_RESULT).await?;
         let write_state = async {
             if let Some(m) = moved {
                 c.execute(&state, &state_args(&m.merchant, &m.out_trade_no, &m.state))
