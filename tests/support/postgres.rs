@@ -202,14 +202,19 @@ impl PgCluster {
         format!("postgres://payhost@127.0.0.1:{}/{database}", self.port)
     }
 
-    /// Runs one SQL statement with `psql` and returns its unaligned, tuples-only output.
-    pub fn psql(&self, database: &str, sql: &str) -> String {
-        let psql = if self.bin.join("psql").exists() {
-            self.bin.join("psql")
+    /// The cluster's `psql`, else the PATH's (a client: it runs as the test, over TCP).
+    fn psql_binary(&self) -> PathBuf {
+        let psql = self.bin.join("psql");
+        if psql.exists() {
+            psql
         } else {
             PathBuf::from("psql")
-        };
-        let mut c = Command::new(psql);
+        }
+    }
+
+    /// Runs one SQL statement with `psql` and returns its unaligned, tuples-only output.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let mut c = Command::new(self.psql_binary());
         c.stdin(Stdio::null()).current_dir(&self.dir);
         let out = c
             .args([
@@ -244,12 +249,7 @@ impl PgCluster {
     /// A `psql` session kept open on `database`, fed statements as the test goes (to hold a
     /// lock, say).
     pub fn session(&self, database: &str) -> PsqlSession {
-        let psql = if self.bin.join("psql").exists() {
-            self.bin.join("psql")
-        } else {
-            PathBuf::from("psql")
-        };
-        let child = Command::new(psql)
+        let child = Command::new(self.psql_binary())
             .args([
                 "-X",
                 "-q",
