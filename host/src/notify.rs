@@ -238,7 +238,7 @@ impl NotifyAnswer {
 struct Processed {
     outcome: NotifyOutcome,
     detail: Option<String>,
-    seen: Option<Notification>,
+    seen: Option<Seen>,
     stored: bool,
 }
 
@@ -260,8 +260,26 @@ impl Processed {
     }
 
     fn with_seen(mut self, n: &Notification) -> Processed {
-        self.seen = Some(n.clone());
+        self.seen = Some(Seen::of(n));
         self
+    }
+}
+
+/// What the record keeps of a verified notification (a notification's other fields are not
+/// copied: it is recorded raw as received).
+struct Seen {
+    notify_id: String,
+    out_trade_no: String,
+    trade_status: String,
+}
+
+impl Seen {
+    fn of(n: &Notification) -> Seen {
+        Seen {
+            notify_id: n.notify_id.clone(),
+            out_trade_no: n.out_trade_no.clone(),
+            trade_status: n.trade_status.clone(),
+        }
     }
 }
 
@@ -595,7 +613,7 @@ impl App {
         let pending = Processed {
             outcome: NotifyOutcome::Applied,
             detail: source.map(|s| format!("source: {s}")),
-            seen: Some(verified.clone()),
+            seen: Some(Seen::of(verified)),
             stored: false,
         };
         let started = std::time::Instant::now();
@@ -717,7 +735,7 @@ impl App {
             ),
             R::UnknownPayment => (NotifyOutcome::UnknownOrder, "unknown order".to_owned()),
         };
-        let mut seen = verified.clone();
+        let mut seen = Seen::of(verified);
         seen.out_trade_no = payment.out_trade_no.clone();
         let mut p = Processed::stop(
             outcome,
