@@ -439,3 +439,29 @@ async fn an_unpaid_payment_page_shows_empty_cells() {
         "{rows:?}"
     );
 }
+
+/// Admin pages (the login page and a merchant's, which shows a new API token once) are kept by
+/// no cache, name no referrer to other sites, cannot be framed and post only to payhost.
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_pages_are_not_cached_framed_or_posted_elsewhere() {
+    let demo = demo("admin-headers").await;
+    let base = &demo.url("");
+    let (op, _) = admin_login(base, ADMIN_PASSWORD).await;
+    for (path, cookie) in [("/admin", ""), ("/admin/merchants/demo", op.as_str())] {
+        let r = request(
+            "GET",
+            &format!("{base}{path}"),
+            &[("cookie", cookie)],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{path}");
+        let header = |name: &str| r.header(name).unwrap_or_default();
+        assert_eq!(header("cache-control"), "no-store", "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("referrer-policy"), "same-origin", "{path}");
+        let csp = header("content-security-policy");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(csp.contains("form-action 'self';"), "{path}: {csp}");
+    }
+}

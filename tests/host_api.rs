@@ -523,6 +523,43 @@ async fn api_errors_name_the_field_and_use_the_right_status() {
             .unwrap()
             .contains("total_fee"));
     }
+    // A JSON number is its exact text, never a float: these would otherwise be 20.00, 100.00
+    // and 0.01. A plain one is taken as written.
+    for literal in [
+        "19.999999999999999999",
+        "1e2",
+        "0.0099999999999999999999",
+        "-0",
+    ] {
+        let body = format!(
+            r#"{{"out_trade_no":"E9","subject":"s","total_fee":{literal},"return_url":"https://shop.example/r"}}"#
+        );
+        let r = request(
+            "POST",
+            &w.host.url("/v1/merchants/shop/payments"),
+            &[
+                ("authorization", &format!("Bearer {TOKEN}")),
+                ("content-type", "application/json"),
+            ],
+            body.into_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{literal}: {}", r.text());
+        assert_eq!(r.json()["error"]["field"], "total_fee", "{literal}");
+    }
+    let exact = r#"{"out_trade_no":"E8","subject":"s","total_fee":12.5,"return_url":"https://shop.example/r"}"#;
+    let r = request(
+        "POST",
+        &w.host.url("/v1/merchants/shop/payments"),
+        &[
+            ("authorization", &format!("Bearer {TOKEN}")),
+            ("content-type", "application/json"),
+        ],
+        exact.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["total_fee"], "12.50");
     let mut missing = order("E1", "1");
     missing.as_object_mut().unwrap().remove("subject");
     assert_eq!(

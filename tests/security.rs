@@ -443,6 +443,40 @@ async fn admin_sessions_csrf_and_throttling() {
     assert!((1..=60).contains(&wait));
 }
 
+/// Guesses sent at once each count from their start: twenty together get no more password checks
+/// than the limit, and a login of one's own from the same address does not clear the others'
+/// failures.
+#[tokio::test(flavor = "multi_thread")]
+async fn login_guesses_at_once_get_no_more_checks_than_the_limit() {
+    let w = world("sec-login-burst", "", "").await;
+    let url = w.host.url("/admin/login");
+    let guesses = (0..20).map(|i| {
+        let url = url.clone();
+        tokio::spawn(async move { post_form(&url, &format!("password=guess{i}")).await.status })
+    });
+    let mut statuses = Vec::new();
+    for g in guesses {
+        statuses.push(g.await.unwrap());
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, throttled), (5, 15), "{statuses:?}");
+
+    let w = world("sec-login-own", "", "").await;
+    let url = w.host.url("/admin/login");
+    for _ in 0..4 {
+        assert_eq!(post_form(&url, "password=wrong").await.status, 401);
+    }
+    let own = post_form(&url, &format!("password={ADMIN_PASSWORD}")).await;
+    assert_eq!(own.status, 303);
+    assert_eq!(post_form(&url, "password=wrong").await.status, 401);
+    assert_eq!(
+        post_form(&url, "password=wrong").await.status,
+        429,
+        "the failures before the success still count"
+    );
+}
+
 /// Behind a proxy the operator trusts, `X-Forwarded-Proto: https` makes the cookie Secure.
 #[tokio::test(flavor = "multi_thread")]
 async fn secure_cookie_behind_a_trusted_proxy() {
@@ -1230,8 +1264,16 @@ async fn unknown_routes_are_404_for_every_caller() {
         }
     }
     for (method, path, allow) in [
-        ("PATCH", "/v1/merchants/shop", "PUT, GET, DELETE"),
-        ("DELETE", "/v1/merchants/shop/payments/x", "GET"),
+        (
+            "PATCH",
+            "/v1/merchants/shop",
+            "PUT, GET, HEAD, DELETE, OPTIONS",
+        ),
+        (
+            "DELETE",
+            "/v1/merchants/shop/payments/x",
+            "GET, HEAD, OPTIONS",
+        ),
     ] {
         for t in [Some(token.as_str()), Some(TOKEN), None] {
             let r = send_json(method, &w.host.url(path), t, &json!({})).await;
@@ -1239,6 +1281,48 @@ async fn unknown_routes_are_404_for_every_caller() {
             assert_eq!(r.header("allow").as_deref(), Some(allow), "{method} {path}");
         }
     }
+    // HEAD is a GET without its body (RFC 9110 §9.3.2); OPTIONS names a path's methods (a
+    // balancer's plain `option httpchk` sends `OPTIONS /`).
+    for path in ["/healthz", "/readyz", "/admin"] {
+        let got = request("GET", &w.host.url(path), &[], vec![]).await;
+        let head = request("HEAD", &w.host.url(path), &[], vec![]).await;
+        assert_eq!(head.status, got.status, "HEAD {path}");
+        assert!(head.body.is_empty(), "HEAD {path} has no body");
+        assert_eq!(
+            head.header("content-type"),
+            got.header("content-type"),
+            "HEAD {path}"
+        );
+    }
+    let head = request("HEAD", &w.host.url("/notify/shop"), &[], vec![]).await;
+    assert_eq!(head.status, 405);
+    assert_eq!(head.header("allow").as_deref(), Some("POST, OPTIONS"));
+    for (path, allow) in [
+        ("/", "GET, HEAD, OPTIONS"),
+        ("/notify/shop", "POST, OPTIONS"),
+        ("/admin/payments", "GET, HEAD, POST, OPTIONS"),
+    ] {
+        let r = request("OPTIONS", &w.host.url(path), &[], vec![]).await;
+        assert_eq!(r.status, 204, "OPTIONS {path}");
+        assert_eq!(r.header("allow").as_deref(), Some(allow), "OPTIONS {path}");
+    }
+    let r = request("OPTIONS", &w.host.url("/nothing-here"), &[], vec![]).await;
+    assert_eq!(r.status, 404);
+    for method in ["PUT", "DELETE", "TRACE", "FOO"] {
+        let r = request(method, &w.host.url("/admin"), &[], vec![]).await;
+        assert_eq!(r.status, 405, "{method} /admin");
+        assert_eq!(
+            r.header("allow").as_deref(),
+            Some("GET, HEAD, POST, OPTIONS")
+        );
+    }
+    // Headers past 64 KiB are refused before anything is routed.
+    let big = "a".repeat(100 * 1024);
+    let r = request("GET", &w.host.url("/healthz"), &[("x-big", &big)], vec![]).await;
+    assert_eq!(r.status, 431);
+    let fine = "a".repeat(16 * 1024);
+    let r = request("GET", &w.host.url("/healthz"), &[("x-big", &fine)], vec![]).await;
+    assert_eq!(r.status, 200);
     let r = get(&w.host.url("/v1/merchants/shop/tokens"), Some(&token)).await;
     assert_eq!(r.status, 403, "an existing route, not the token's");
     // Removing a merchant is the operator's (`DELETE /v1/merchants/{id}` exists): 403 for the

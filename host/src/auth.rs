@@ -114,11 +114,18 @@ impl LoginThrottle {
         }
     }
 
-    /// `Some(seconds)` to wait when this IP has failed too often in the last minute.
-    pub fn blocked(&self, ip: IpAddr) -> Option<u64> {
+    /// Starts a login attempt from `ip`: `Err(seconds to wait)` when it has failed too often in
+    /// the last minute. An attempt counts as a failure from the moment it starts, so guesses sent
+    /// at once cannot all pass this check before the first of them has failed; only the attempt
+    /// that succeeds is taken back ([`succeeded`](Self::succeeded)).
+    pub fn attempt(&self, ip: IpAddr) -> Result<LoginAttempt, u64> {
         let now = Instant::now();
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let list = map.get_mut(&ip)?;
+        if map.len() > 100_000 {
+            let window = self.window;
+            map.retain(|_, l| l.back().is_some_and(|t| now.duration_since(*t) < window));
+        }
+        let list = map.entry(ip).or_default();
         while list
             .front()
             .is_some_and(|t| now.duration_since(*t) >= self.window)
@@ -128,32 +135,32 @@ impl LoginThrottle {
         if list.len() as u32 >= self.max_failures {
             let oldest = *list.front().expect("not empty");
             let wait = self.window.saturating_sub(now.duration_since(oldest));
-            Some(wait.as_secs().max(1))
-        } else {
-            None
+            return Err(wait.as_secs().max(1));
         }
-    }
-
-    pub fn failed(&self, ip: IpAddr) {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 100_000 {
-            let window = self.window;
-            map.retain(|_, l| l.back().is_some_and(|t| now.duration_since(*t) < window));
-        }
-        let list = map.entry(ip).or_default();
         list.push_back(now);
-        while list.len() > self.max_failures as usize * 2 {
-            list.pop_front();
-        }
+        Ok(LoginAttempt { ip, started: now })
     }
 
-    pub fn succeeded(&self, ip: IpAddr) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ip);
+    /// Takes back a successful attempt. The address's other failures stay: a login of one's own
+    /// does not buy more guesses at someone else's password.
+    pub fn succeeded(&self, attempt: LoginAttempt) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = map.get_mut(&attempt.ip) {
+            if let Some(i) = list.iter().position(|t| *t == attempt.started) {
+                list.remove(i);
+            }
+            if list.is_empty() {
+                map.remove(&attempt.ip);
+            }
+        }
     }
+}
+
+/// A login attempt in progress, counted as a failure until [`LoginThrottle::succeeded`].
+#[derive(Debug)]
+pub struct LoginAttempt {
+    ip: IpAddr,
+    started: Instant,
 }
 
 /// The abuse limits of one running host.
@@ -211,14 +218,36 @@ mod tests {
         let t = LoginThrottle::new(3);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..3 {
-            assert!(t.blocked(ip).is_none());
-            t.failed(ip);
+            t.attempt(ip).expect("not yet throttled");
         }
-        let wait = t.blocked(ip).unwrap();
+        let wait = t.attempt(ip).unwrap_err();
         assert!((1..=60).contains(&wait));
-        assert!(t.blocked("10.0.0.2".parse().unwrap()).is_none());
-        t.succeeded(ip);
-        assert!(t.blocked(ip).is_none());
+        assert!(t.attempt("10.0.0.2".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn attempts_at_once_count_before_any_of_them_fails() {
+        let t = LoginThrottle::new(5);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        // Twenty guesses started together, none finished: only five get a password check.
+        let started = (0..20).filter(|_| t.attempt(ip).is_ok()).count();
+        assert_eq!(started, 5);
+    }
+
+    #[test]
+    fn a_success_takes_back_only_its_own_attempt() {
+        let t = LoginThrottle::new(5);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..4 {
+            t.attempt(ip).unwrap(); // four wrong guesses
+        }
+        let own = t.attempt(ip).unwrap();
+        t.succeeded(own); // a login of one's own from the same address
+        t.attempt(ip).unwrap(); // the fifth guess
+        assert!(
+            t.attempt(ip).is_err(),
+            "the four earlier failures still count after a success"
+        );
     }
 
     #[test]

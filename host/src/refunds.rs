@@ -16,6 +16,8 @@ use crate::store::ledger::{
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefundCommand {
+    /// A decimal string; a JSON number arrives as the string of its exact literal.
+    #[serde(default, deserialize_with = "crate::domain::amount::exact_json_amount")]
     pub amount: Option<serde_json::Value>,
     pub reason: Option<String>,
     pub refund_key: Option<String>,

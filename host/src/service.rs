@@ -141,6 +141,8 @@ pub fn new_request_id() -> String {
 pub struct CreatePayment {
     pub out_trade_no: Option<String>,
     pub subject: Option<String>,
+    /// A decimal string; a JSON number arrives as the string of its exact literal.
+    #[serde(default, deserialize_with = "crate::domain::amount::exact_json_amount")]
     pub total_fee: Option<serde_json::Value>,
     pub return_url: Option<String>,
     pub seller_email: Option<String>,

@@ -90,6 +90,26 @@ impl fmt::Display for Amount {
     }
 }
 
+/// `deserialize_with` for an amount field of a JSON request: a JSON number is kept as the string
+/// of its exact literal, never read as a float (which would turn `19.999999999999999999` into 20,
+/// and `1e2` into 100); a string, `null` or anything else is the JSON value it is. The amount's
+/// own parse then accepts or refuses the text.
+pub fn exact_json_amount<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    use serde::Deserialize;
+    let Some(raw) = Option::<Box<serde_json::value::RawValue>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let text = raw.get();
+    if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return Ok(Some(serde_json::Value::String(text.to_owned())));
+    }
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +150,46 @@ mod tests {
         ] {
             assert_eq!(Amount::parse(text), Err(why), "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_json_number_is_its_exact_text_never_a_float() {
+        #[derive(serde::Deserialize)]
+        struct Req {
+            #[serde(default, deserialize_with = "exact_json_amount")]
+            total_fee: Option<serde_json::Value>,
+        }
+        let fee = |json: &str| serde_json::from_str::<Req>(json).unwrap().total_fee;
+        let text = |literal: &str| match fee(&format!(r#"{{"total_fee":{literal}}}"#)) {
+            Some(serde_json::Value::String(s)) => s,
+            other => panic!("{literal}: {other:?}"),
+        };
+        assert_eq!(text(r#""12.50""#), "12.50");
+        assert_eq!(text("12.5"), "12.5");
+        // A float would make these 20, 100 and 0.01.
+        for literal in [
+            "19.999999999999999999",
+            "1e2",
+            "0.0099999999999999999999",
+            "-0",
+        ] {
+            assert_eq!(text(literal), literal);
+            assert!(Amount::parse(literal).is_err(), "{literal} is refused");
+        }
+        assert_eq!(
+            text(r#""\u0031.00""#),
+            "1.00",
+            "a string's escapes are decoded"
+        );
+        assert_eq!(fee(r#"{"total_fee":null}"#), None);
+        assert_eq!(fee("{}"), None);
+        assert_eq!(
+            fee(r#"{"total_fee":true}"#),
+            Some(serde_json::Value::Bool(true))
+        );
+        assert_eq!(
+            fee(r#"{"total_fee":["1"]}"#),
+            Some(serde_json::json!(["1"]))
+        );
     }
 }

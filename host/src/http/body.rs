@@ -71,12 +71,29 @@ pub fn text(status: u16, body: impl Into<String>) -> Response<Body> {
         .expect("valid response")
 }
 
+/// A page for the buyer's browser: it may post a form on to the provider's gateway.
 pub fn html(status: u16, body: String) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "text/html; charset=utf-8")
         .header("x-frame-options", "DENY")
-        .header("content-security-policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; form-action 'self' http: https:")
+        .header("x-content-type-options", "nosniff")
+        .header("content-security-policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid response")
+}
+
+/// An admin page: it shows orders, settings and tokens shown once, so no cache keeps it and no
+/// other site learns its address; its forms post to payhost only.
+pub fn admin_html(status: u16, body: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/html; charset=utf-8")
+        .header("cache-control", "no-store")
+        .header("x-frame-options", "DENY")
+        .header("x-content-type-options", "nosniff")
+        .header("referrer-policy", "same-origin")
+        .header("content-security-policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
         .body(Full::new(Bytes::from(body)))
         .expect("valid response")
 }

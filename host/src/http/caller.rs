@@ -22,8 +22,16 @@ pub(super) fn bearer(req: &Request<Incoming>) -> Option<&str> {
     req.headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(bearer_token)
+}
+
+/// The token of an `Authorization` value: the scheme is case-insensitive (RFC 9110 §11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Whether `token` is the operator's `api_token` (constant time).
@@ -67,4 +75,17 @@ pub fn client_ip(app: &App, remote: SocketAddr, req: &Request<Incoming>) -> IpAd
 /// The per-address limits' key of a request (its client's IPv4 address or IPv6 /64).
 pub(super) fn limit_key(app: &App, remote: SocketAddr, req: &Request<Incoming>) -> IpAddr {
     crate::proxy::limit_key(client_ip(app, remote, req))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer abc", "bearer abc", "BEARER  abc ", " Bearer abc"] {
+            assert_eq!(super::bearer_token(v), Some("abc"), "{v:?}");
+        }
+        for v in ["Basic abc", "Bearerabc", "Bearer", "Bearer  ", ""] {
+            assert_eq!(super::bearer_token(v), None, "{v:?}");
+        }
+    }
 }

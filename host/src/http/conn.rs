@@ -123,6 +123,11 @@ impl Drop for Busy {
     }
 }
 
+/// The most a request line and its headers may take (431 past it). Browsers send at most about
+/// 16 KiB of headers and providers far less; without it, hyper read up to its buffer's limit
+/// (about 400 KiB) per connection.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// Serves until `shutdown` resolves, then lets in-flight requests finish (up to 30 s).
 ///
 /// Each connection has a header deadline (`[limits] header_read_timeout_ms`), a body deadline
@@ -190,6 +195,7 @@ pub async fn serve(
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+                    .max_header_size(MAX_HEAD_BYTES)
                     .serve_connection(TokioIo::new(io), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {

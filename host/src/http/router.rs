@@ -267,22 +267,40 @@ pub enum Lookup<'a> {
 }
 
 pub fn lookup<'a>(method: &Method, segs: &[&'a str]) -> Lookup<'a> {
-    let mut allowed = Vec::new();
     for r in ROUTES {
         if let Some(params) = captures(r.path, segs) {
             if r.method == "*" || r.method == method.as_str() {
                 return Lookup::Found(r, params);
             }
-            if !allowed.contains(&r.method) {
-                allowed.push(r.method);
+        }
+    }
+    match allowed_methods(segs) {
+        Some(allowed) => Lookup::WrongMethod(allowed),
+        None => Lookup::NotFound,
+    }
+}
+
+/// The methods a path is served with (`HEAD` wherever `GET` is, and `OPTIONS`); `None` when
+/// payhost itself serves no such path.
+pub fn allowed_methods(segs: &[&str]) -> Option<Vec<&'static str>> {
+    let mut allowed = Vec::new();
+    for r in ROUTES.iter().filter(|r| captures(r.path, segs).is_some()) {
+        let methods = match r.method {
+            "*" => vec!["GET", "HEAD", "POST"],
+            "GET" => vec!["GET", "HEAD"],
+            m => vec![m],
+        };
+        for m in methods {
+            if !allowed.contains(&m) {
+                allowed.push(m);
             }
         }
     }
     if allowed.is_empty() {
-        Lookup::NotFound
-    } else {
-        Lookup::WrongMethod(allowed)
+        return None;
     }
+    allowed.push("OPTIONS");
+    Some(allowed)
 }
 
 impl std::fmt::Debug for Row {
@@ -337,8 +355,12 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
 async fn route(
     app: &Arc<App>,
     remote: SocketAddr,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> (&'static str, Response<Body>) {
+    // HEAD is served as GET: hyper answers the HEAD it read with the GET's head and no body.
+    if req.method() == Method::HEAD {
+        *req.method_mut() = Method::GET;
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let segs = segments(&path);
@@ -352,6 +374,11 @@ async fn route(
         return ("v1", too_many("too many API requests from this address", 1));
     }
     let unmatched = if api { "v1" } else { "other" };
+    if method == Method::OPTIONS {
+        if let Some(allowed) = allowed_methods(&segs) {
+            return (unmatched, options(&allowed));
+        }
+    }
     let (row, params) = match lookup(&method, &segs) {
         Lookup::Found(row, params) => (row, params),
         Lookup::WrongMethod(allow) => {
@@ -379,6 +406,10 @@ async fn route(
         }
         Target::Root => redirect(app.mounts.root_redirect().unwrap_or("/admin")),
         Target::Admin => {
+            if method != Method::GET && method != Method::POST {
+                let allowed = allowed_methods(&segs).unwrap_or_default();
+                return (label, method_not_allowed(&method, &path, &allowed));
+            }
             let ip = caller::client_ip(app, remote, &req);
             if !app.guards.admin_ip.allow(&crate::proxy::limit_key(ip)) {
                 app.metrics.rate_limited.inc();
@@ -426,6 +457,19 @@ fn may_call(who: &Caller, scope: Scope, params: &Params<'_>) -> bool {
     }
 }
 
+/// `OPTIONS` on a path payhost serves: its methods, nothing else (a balancer's plain
+/// `option httpchk` asks `OPTIONS /`).
+fn options(allowed: &[&str]) -> Response<Body> {
+    let mut r = Response::builder()
+        .status(204)
+        .body(Body::default())
+        .expect("valid response");
+    if let Ok(v) = http::HeaderValue::from_str(&allowed.join(", ")) {
+        r.headers_mut().insert(http::header::ALLOW, v);
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,15 +509,17 @@ mod tests {
     #[test]
     fn a_known_path_with_another_method_is_405_and_an_unknown_one_404() {
         match lookup(&Method::PATCH, &segments("/v1/merchants/m1")) {
-            Lookup::WrongMethod(allow) => assert_eq!(allow, ["PUT", "GET", "DELETE"]),
+            Lookup::WrongMethod(allow) => {
+                assert_eq!(allow, ["PUT", "GET", "HEAD", "DELETE", "OPTIONS"])
+            }
             other => panic!("{other:?}"),
         }
         match lookup(&Method::GET, &segments("/v1/merchants/m1/payments")) {
-            Lookup::WrongMethod(allow) => assert_eq!(allow, ["POST"]),
+            Lookup::WrongMethod(allow) => assert_eq!(allow, ["POST", "OPTIONS"]),
             other => panic!("{other:?}"),
         }
         match lookup(&Method::GET, &segments("/notify/m1")) {
-            Lookup::WrongMethod(allow) => assert_eq!(allow, ["POST"]),
+            Lookup::WrongMethod(allow) => assert_eq!(allow, ["POST", "OPTIONS"]),
             other => panic!("{other:?}"),
         }
         for path in [

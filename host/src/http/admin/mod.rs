@@ -23,7 +23,7 @@ mod timeline;
 mod users;
 mod view;
 
-use super::{html, Body};
+use super::{admin_html, Body};
 use crate::service::App;
 use crate::store::admin::Role;
 use http::{Method, Request, Response};
@@ -173,10 +173,10 @@ fn frame(app: &App, ctx: Option<&Ctx>, lang: Lang, lang_url: &str, section: &'st
 /// Renders a template, or a plain 500 naming the cause in the log only.
 fn render(status: u16, template: &str, frame: &Frame, values: Value) -> Response<Body> {
     match view::render(template, frame, values) {
-        Ok(body) => html(status, body),
+        Ok(body) => admin_html(status, body),
         Err(e) => {
             tracing::error!(template, error = %e, "an admin template failed");
-            html(
+            admin_html(
                 500,
                 page(
                     "payhost",

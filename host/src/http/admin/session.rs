@@ -101,11 +101,16 @@ fn over_https(app: &App, remote: SocketAddr, req: &Request<Incoming>) -> bool {
         .trusted_proxies
         .iter()
         .any(|c| c.contains(remote.ip()));
+    // The value nearest to payhost is the trusted proxy's own: a proxy that appends rather than
+    // replaces leaves whatever the client wrote before it.
     from_proxy
         && req
             .headers()
-            .get("x-forwarded-proto")
+            .get_all("x-forwarded-proto")
+            .iter()
+            .next_back()
             .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
             .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
 }
 
@@ -238,26 +243,30 @@ pub async fn login(
     lang: Lang,
     lang_url: &str,
 ) -> Response<Body> {
-    // Failures count per address (an IPv6 caller per /64).
-    let key = crate::proxy::limit_key(ip);
-    if let Some(wait) = app.guards.logins.blocked(key) {
-        tracing::warn!(%ip, "admin login throttled");
-        let msg = format!(
-            "{} {wait} {}",
-            lang.pick(
-                "登录失败次数过多，请在",
-                "Too many failed logins: try again in"
-            ),
-            lang.pick("秒后再试", "s")
-        );
-        let mut r = login_page(app, 429, Some(&msg), "", lang, lang_url).await;
-        r.headers_mut()
-            .insert("retry-after", http::HeaderValue::from(wait));
-        return r;
-    }
     if !login_enabled(app).await {
         return login_page(app, 403, None, "", lang, lang_url).await;
     }
+    // Failures count per address (an IPv6 caller per /64), each attempt from its start.
+    let key = crate::proxy::limit_key(ip);
+    let attempt = match app.guards.logins.attempt(key) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            tracing::warn!(%ip, "admin login throttled");
+            app.metrics.rate_limited.inc();
+            let msg = format!(
+                "{} {wait} {}",
+                lang.pick(
+                    "登录失败次数过多，请在",
+                    "Too many failed logins: try again in"
+                ),
+                lang.pick("秒后再试", "s")
+            );
+            let mut r = login_page(app, 429, Some(&msg), "", lang, lang_url).await;
+            r.headers_mut()
+                .insert("retry-after", http::HeaderValue::from(wait));
+            return r;
+        }
+    };
     let secure_cookie = over_https(app, remote, &req);
     let form = form_of(req).await;
     let name = super::field(&form, "user").trim().to_owned();
@@ -286,12 +295,12 @@ pub async fn login(
         .unwrap_or(false)
         && known;
     if !ok {
-        app.guards.logins.failed(key);
+        // The attempt stays counted as a failure.
         tracing::warn!(%ip, "admin login refused");
         let msg = lang.pick("用户名或密码不正确", "Wrong user name or password");
         return login_page(app, 401, Some(msg), &name, lang, lang_url).await;
     }
-    app.guards.logins.succeeded(key);
+    app.guards.logins.succeeded(attempt);
     let id = crate::auth::random_token();
     let csrf = crate::auth::random_token();
     let ttl = app.config.admin.session_ttl_s;
