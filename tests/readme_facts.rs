@@ -446,6 +446,11 @@ fn payhost_toml_defaults_are_the_ones_stated() {
         ("webhooks", "timeout_ms", w.timeout_ms),
         ("webhooks", "give_up_after_ms", w.give_up_after_ms),
         ("limits", "max_connections", l.max_connections as u64),
+        (
+            "limits",
+            "max_connections_per_ip",
+            l.max_connections_per_ip as u64,
+        ),
         ("limits", "header_read_timeout_ms", l.header_read_timeout_ms),
         ("limits", "body_read_timeout_ms", l.body_read_timeout_ms),
         ("limits", "keep_alive_idle_ms", l.keep_alive_idle_ms),

@@ -185,6 +185,58 @@ async fn notify_rate_limit_answers_429() {
 
 /// Finding 3: connections whose body never arrives are closed at the body deadline, the
 /// connection cap is logged when reached, and /healthz keeps answering.
+/// One address holds at most `max_connections_per_ip` connections: its next one is closed at once,
+/// and another address is still served.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_cannot_hold_every_connection() {
+    let w = world(
+        "sec-per-ip",
+        "",
+        "\n[limits]\nmax_connections_per_ip = 5\nheader_read_timeout_ms = 5000\n",
+    )
+    .await;
+    // Five silent connections: the address's share.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(std::net::TcpStream::connect(w.host.addr).unwrap());
+    }
+    // Let the host accept them before the sixth.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut sixth = std::net::TcpStream::connect(w.host.addr).unwrap();
+    sixth
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::task::spawn_blocking(move || sixth.read_to_end(&mut buf).map(|_| buf))
+        .await
+        .unwrap();
+    assert!(
+        closed.as_ref().is_ok_and(|b| b.is_empty()),
+        "the sixth connection is closed at once: {closed:?}"
+    );
+    // Another address is served meanwhile.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = socket.connect(w.host.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    other.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(w.host.log_text().contains("max_connections_per_ip"));
+    // Once one of the five closes, the address may connect again.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get(&w.host.url("/healthz"), None).await.status, 200);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_bodies_are_closed_and_healthz_answers() {
     let w = world(

@@ -30,6 +30,9 @@ impl Default for WebhookConfig {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
+    /// Connections one client address (an IPv6 client per /64) may hold open at once; a trusted
+    /// proxy's are not counted (they carry everybody's). 0 = no such limit.
+    pub max_connections_per_ip: usize,
     pub header_read_timeout_ms: u64,
     pub body_read_timeout_ms: u64,
     pub keep_alive_idle_ms: u64,
@@ -44,6 +47,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 1024,
+            max_connections_per_ip: 256,
             header_read_timeout_ms: 30_000,
             body_read_timeout_ms: 10_000,
             keep_alive_idle_ms: 60_000,
@@ -148,6 +152,7 @@ pub(super) fn webhooks(value: Option<&toml::Value>, problems: &mut Vec<String>) 
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
     header_read_timeout_ms: Option<u64>,
     body_read_timeout_ms: Option<u64>,
     keep_alive_idle_ms: Option<u64>,
@@ -164,6 +169,9 @@ pub(super) fn limits(value: Option<&toml::Value>, problems: &mut Vec<String>) ->
     let d = Limits::default();
     Limits {
         max_connections: raw.max_connections.unwrap_or(d.max_connections).max(1),
+        max_connections_per_ip: raw
+            .max_connections_per_ip
+            .unwrap_or(d.max_connections_per_ip),
         header_read_timeout_ms: raw
             .header_read_timeout_ms
             .unwrap_or(d.header_read_timeout_ms)

@@ -128,12 +128,67 @@ impl Drop for Busy {
 /// (about 400 KiB) per connection.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
+/// Open connections per client address (`[limits] max_connections_per_ip`).
+#[derive(Clone)]
+struct PerClient {
+    max: usize,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// One connection counted for its client address until dropped.
+struct Held {
+    key: std::net::IpAddr,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl PerClient {
+    fn new(max: usize) -> PerClient {
+        PerClient {
+            max,
+            open: Arc::default(),
+        }
+    }
+
+    /// Counts a new connection from `peer`; `None` when its address already holds the most it
+    /// may. A trusted proxy's connections, and every connection when the limit is off, are
+    /// held without a count.
+    fn admit(&self, app: &App, peer: std::net::IpAddr) -> Option<Option<Held>> {
+        if self.max == 0 || app.config.trusted_proxies.iter().any(|c| c.contains(peer)) {
+            return Some(None);
+        }
+        let key = crate::proxy::limit_key(peer);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(Some(Held {
+            key,
+            open: self.open.clone(),
+        }))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// Serves until `shutdown` resolves, then lets in-flight requests finish (up to 30 s).
 ///
 /// Each connection has a header deadline (`[limits] header_read_timeout_ms`), a body deadline
 /// (`body_read_timeout_ms`, in [`super::read_body`]) and an idle deadline between requests
 /// (`keep_alive_idle_ms`); at most `max_connections` are open at once: past that, new
-/// connections wait in the listen backlog until one closes (logged).
+/// connections wait in the listen backlog until one closes (logged). One client address holds at
+/// most `max_connections_per_ip` of them: past that, its new connections are closed (logged).
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
@@ -144,6 +199,8 @@ pub async fn serve(
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut last_full_log: Option<std::time::Instant> = None;
+    let mut last_client_log: Option<std::time::Instant> = None;
+    let per_client = PerClient::new(limits.max_connections_per_ip);
     tokio::pin!(shutdown);
     loop {
         let permit = match slots.clone().try_acquire_owned() {
@@ -174,6 +231,15 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let Some(held) = per_client.admit(&app, remote.ip()) else {
+                    // Closed at once: one address does not hold the slots everybody shares.
+                    app.metrics.connections_refused.inc();
+                    if last_client_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        tracing::warn!(client = %remote.ip(), max_connections_per_ip = limits.max_connections_per_ip, "a client address reached its connection limit; its new connections are closed ([limits] max_connections_per_ip)");
+                        last_client_log = Some(std::time::Instant::now());
+                    }
+                    continue;
+                };
                 let app = app.clone();
                 let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
                 let idle = Duration::from_millis(limits.keep_alive_idle_ms);
@@ -200,6 +266,7 @@ pub async fn serve(
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
+                    drop(held);
                     drop(permit);
                 });
             }
