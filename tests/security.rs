@@ -1368,6 +1368,25 @@ async fn unknown_routes_are_404_for_every_caller() {
             Some("GET, HEAD, POST, OPTIONS")
         );
     }
+    // An HTTP/1.1 request names its host exactly once.
+    for head in [
+        "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut s = std::net::TcpStream::connect(w.host.addr).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{head:?}: {answer}");
+    }
+    let mut s = std::net::TcpStream::connect(w.host.addr).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "HTTP/1.0 needs no Host: {answer}"
+    );
     // Headers past 64 KiB are refused before anything is routed.
     let big = "a".repeat(100 * 1024);
     let r = request("GET", &w.host.url("/healthz"), &[("x-big", &big)], vec![]).await;

@@ -357,6 +357,21 @@ async fn route(
     remote: SocketAddr,
     mut req: Request<Incoming>,
 ) -> (&'static str, Response<Body>) {
+    // An HTTP/1.1 request names its host exactly once (RFC 9112 §3.2): anything else is refused
+    // before it is routed, as a proxy would refuse it.
+    let hosts = req.headers().get_all(http::header::HOST).iter().count();
+    let needs_host = req.version() == http::Version::HTTP_11 && req.uri().authority().is_none();
+    if hosts > 1 || (hosts == 0 && needs_host) {
+        let what = if hosts > 1 { "more than one" } else { "no" };
+        return (
+            "other",
+            error(&ApiError::new(
+                400,
+                "bad_request",
+                format!("the request has {what} Host header (HTTP/1.1 needs exactly one)"),
+            )),
+        );
+    }
     // HEAD is served as GET: hyper answers the HEAD it read with the GET's head and no body.
     if req.method() == Method::HEAD {
         *req.method_mut() = Method::GET;
