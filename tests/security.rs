@@ -1333,7 +1333,7 @@ async fn unknown_routes_are_404_for_every_caller() {
             assert_eq!(r.header("allow").as_deref(), Some(allow), "{method} {path}");
         }
     }
-    // HEAD is a GET without its body (RFC 9110 §9.3.2); OPTIONS names a path's methods (a
+    // HEAD is a GET without its body (RFC 9110 section 9.3.2); OPTIONS names a path's methods (a
     // balancer's plain `option httpchk` sends `OPTIONS /`).
     for path in ["/healthz", "/readyz", "/admin"] {
         let got = request("GET", &w.host.url(path), &[], vec![]).await;

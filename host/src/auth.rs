@@ -27,6 +27,12 @@ pub fn check_password_hash(hash: &str) -> Result<()> {
     if !parsed.algorithm.as_str().starts_with("argon2") {
         return Err(anyhow!("the algorithm is {}, not argon2", parsed.algorithm));
     }
+    // A hash cut short still parses, yet no password would ever match it.
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err(anyhow!(
+            "it has no salt or no hash part (cut short? make a new one with `payhost admin-password`)"
+        ));
+    }
     Ok(())
 }
 
@@ -199,6 +205,11 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong horse", &h));
         assert!(check_password_hash("plain").is_err());
+        // Cut short: it parses, but nothing would match it.
+        let cut = h.rsplit_once('$').unwrap().0;
+        assert!(check_password_hash(cut).is_err(), "{cut}");
+        let cut = cut.rsplit_once('$').unwrap().0;
+        assert!(check_password_hash(cut).is_err(), "{cut}");
         assert!(!verify_password("x", "plain"));
     }
 

@@ -266,8 +266,14 @@ pub fn is_component(bytes: &[u8]) -> bool {
 /// Rewrites the `sha256 = "…"` line of the manifest's `[component]` table to the component's
 /// current checksum. Returns the new checksum.
 pub fn pin_component(manifest_path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(manifest_path)?;
-    let mut m: Manifest = toml::from_str(&text)?;
+    let text = std::fs::read_to_string(manifest_path).with_context(|| {
+        format!(
+            "cannot read the plugin manifest {}",
+            manifest_path.display()
+        )
+    })?;
+    let mut m: Manifest = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid plugin manifest", manifest_path.display()))?;
     m.base_dir = manifest_path
         .parent()
         .unwrap_or(Path::new("."))

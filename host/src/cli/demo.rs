@@ -8,7 +8,8 @@ use std::process::ExitCode;
 /// Runs payhost with the payhost-sandbox gateway and a demo shop, already configured.
 ///
 /// payhost on its built-in defaults with the payhost-sandbox gateway and a demo shop: a B2C
-/// merchant, a C2C marketplace merchant and an RSA merchant, already configured. Prints the
+/// merchant (`demo`), a C2C marketplace merchant (`market`), an RSA merchant (`rsa-shop`) and an
+/// open-platform merchant (`open-shop`, APPID + RSA2), already configured. Prints the
 /// shop's, the admin page's and the gateway's URLs, the admin password and the API token.
 #[derive(clap::Args)]
 pub struct Args {

@@ -123,8 +123,7 @@ impl Config {
 
     /// Reads every section, each with its own parse function, collecting every problem.
     pub fn check(text: &str, base: &Path) -> Result<Checked> {
-        let table: toml::Table =
-            toml::from_str(text).context("not a valid payhost configuration")?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
         let mut problems = Vec::new();
         for key in table.keys() {
             if !KNOWN_KEYS.contains(&key.as_str()) {
@@ -244,6 +243,22 @@ fn section<T: DeserializeOwned + Default>(
 }
 
 /// A deserialisation error as a rule a person can follow.
+/// A file that is not TOML, named by line and column. toml's own message quotes the line, and
+/// the line may hold a key or a token: it never reaches the terminal or the log.
+fn syntax_error(text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let at = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("line {line}, column {column}: ")
+    });
+    anyhow::anyhow!(
+        "not a valid payhost configuration: {}{}",
+        at.unwrap_or_default(),
+        e.message().trim()
+    )
+}
+
 fn rule_of(e: &toml::de::Error) -> String {
     let text = e.message().trim().to_owned();
     if text.contains("untagged enum SettingValue") {
@@ -261,7 +276,9 @@ fn rule_of(e: &toml::de::Error) -> String {
             "a sequence" => "a list such as [\"…\"]",
             other => other,
         };
-        return format!("must be {expected} (not {got})");
+        // The kind of value only (`integer`, `string`): the value itself may be a secret.
+        let kind = got.split([' ', '`', '"']).next().unwrap_or(got);
+        return format!("must be {expected} (not {kind})");
     }
     text
 }
@@ -276,6 +293,25 @@ fn trimmed(v: &Option<String>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_never_quote_a_value_of_the_file() {
+        let secret = "760bdzec6y9goq7ctyx96ezkz78287de";
+        let broken = format!("listen = \"127.0.0.1:8080\"\napi_token = \"{secret}\n");
+        let e = match Config::check(&broken, Path::new("/srv")) {
+            Ok(_) => panic!("an unclosed string is not TOML"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(!e.contains(secret), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+        let typed = "api_token = 98765432109876543\n";
+        let msg = match Config::check(typed, Path::new("/srv")) {
+            Ok(c) => c.problems.join("; "),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(!msg.contains("98765432109876543"), "{msg}");
+        assert!(msg.contains("not integer"), "{msg}");
+    }
 
     #[test]
     fn trims_pasted_values_and_reports_every_problem() {
@@ -531,14 +567,14 @@ mod tests {
         let text = format!("{err:#}");
         for needle in [
             "colour: unknown key",
-            "listen: must be text in quotes (not integer `8080`)",
+            "listen: must be text in quotes (not integer)",
             "metrics_listen:",
-            "limits.max_connections: must be a whole number, 0 or more (not string \"many\")",
+            "limits.max_connections: must be a whole number, 0 or more (not string)",
             "limits.header_read_timeout_ms: must be a whole number, 0 or more",
             "limits.shape: unknown field",
             "retention.raw_notification_days: must be at least 1",
             "webhooks.timeout_ms: must be a whole number",
-            "admin.session_ttl_s: must be a whole number, 0 or more (not boolean `true`)",
+            "admin.session_ttl_s: must be a whole number, 0 or more (not boolean)",
             "outbound.allowed_origins[0]",
             "plugins.x.manifest: is required",
             "merchants.m.key: must be text, a whole number or true/false",

@@ -25,7 +25,7 @@ pub(super) fn bearer(req: &Request<Incoming>) -> Option<&str> {
         .and_then(bearer_token)
 }
 
-/// The token of an `Authorization` value: the scheme is case-insensitive (RFC 9110 §11.1).
+/// The token of an `Authorization` value: the scheme is case-insensitive (RFC 9110 section 11.1).
 fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim_start().split_once(' ')?;
     scheme

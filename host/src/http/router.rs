@@ -357,7 +357,7 @@ async fn route(
     remote: SocketAddr,
     mut req: Request<Incoming>,
 ) -> (&'static str, Response<Body>) {
-    // An HTTP/1.1 request names its host exactly once (RFC 9112 §3.2): anything else is refused
+    // An HTTP/1.1 request names its host exactly once (RFC 9112 section 3.2): anything else is refused
     // before it is routed, as a proxy would refuse it.
     let hosts = req.headers().get_all(http::header::HOST).iter().count();
     let needs_host = req.version() == http::Version::HTTP_11 && req.uri().authority().is_none();
