@@ -204,6 +204,20 @@ async fn owners_see_their_merchants_only_and_every_action_is_audited() {
     )
     .await;
     assert_eq!(r.status, 303);
+    // Until the page shows it, the session's row holds the token sealed, never in the clear.
+    let waiting: Vec<String> = {
+        let db = rusqlite::Connection::open(d.dir.join("demo.db")).unwrap();
+        let mut q = db
+            .prepare("SELECT flash FROM admin_sessions WHERE flash IS NOT NULL")
+            .unwrap();
+        let rows = q.query_map([], |r| r.get(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    assert!(
+        waiting.iter().any(|f| f.contains("\"sealed\""))
+            && !waiting.iter().any(|f| f.contains("phm_")),
+        "{waiting:?}"
+    );
     let to = r.header("location").unwrap();
     let (_, first) = page(base, &to, &own).await;
     assert!(first.contains("id=\"new-token\">phm_"), "{first}");

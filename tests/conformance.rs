@@ -649,6 +649,13 @@ fn an_unreachable_host_is_exit_2_with_one_line_saying_which_url_and_how() {
     );
     assert!(out.stdout.is_empty(), "{out:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
+    // Without a scheme: the line says what to write.
+    let out = conformance(&["--against", "127.0.0.1:1", "--token", TOKEN]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        stderr_of(&out).contains("--against 127.0.0.1:1: give the host's URL with its scheme, such as http://127.0.0.1:1"),
+        "{out:?}"
+    );
 }
 
 #[test]

@@ -5,8 +5,8 @@
 
 use conformance::alipay::{self, AlipayStub, Trade, MD5_KEY};
 use conformance::host::{
-    admin_login, admin_post, config_head, free_port, get, post_form, request, send_json, temp_dir,
-    Payhost, ADMIN_PASSWORD,
+    admin_login, admin_post, config_head, free_port, get, payhost_binary, post_form, request,
+    send_json, temp_dir, Payhost, ADMIN_PASSWORD,
 };
 use conformance::stub::{Seen, StubServer};
 use conformance::testhost::{Served, TestHost};
@@ -980,6 +980,49 @@ async fn serve_prints_the_admin_and_notify_urls_and_no_secret() {
         out.contains("WARN") && out.contains("nobody can log into the admin page"),
         "{out}"
     );
+}
+
+/// `payhost admin-password --generate --config FILE`: the hash line goes into the file whole (the
+/// file keeps its permissions, nothing is left beside it); a file that cannot be read fails before
+/// a password is made and printed.
+#[test]
+fn admin_password_writes_its_hash_line_into_the_configuration_whole() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("admin-password-config");
+    let path = dir.join("payhost.toml");
+    std::fs::write(
+        &path,
+        "listen = \"127.0.0.1:8080\"\nadmin_password_hash = \"old\"\n[plugin]\nmanifest = \"plugin.toml\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let run = |config: &std::path::Path| {
+        std::process::Command::new(payhost_binary())
+            .args(["admin-password", "--generate", "--config"])
+            .arg(config)
+            .output()
+            .unwrap()
+    };
+    let out = run(&path);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("admin password: "), "{stdout}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let hash_at = text.find("admin_password_hash = \"$argon2").expect(&text);
+    assert!(hash_at < text.find("[plugin]").unwrap(), "{text}");
+    assert!(!text.contains("\"old\""), "{text}");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "nothing left beside it"
+    );
+
+    let missing = run(&dir.join("missing.toml"));
+    assert!(!missing.status.success());
+    assert!(missing.stdout.is_empty(), "no password made: {missing:?}");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("missing.toml"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

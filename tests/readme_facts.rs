@@ -198,14 +198,15 @@ fn command_line_defaults_are_the_ones_stated() {
             .split_whitespace()
             .take_while(|w| !w.starts_with('-') && !w.starts_with('['))
             .collect();
-        // `[--flag VALUE]` with a concrete value (not a placeholder such as ID or PW).
+        // `[--flag VALUE]` with a concrete value (not a placeholder such as ID or PARTNER:KEY).
         for part in command.split('[').skip(1) {
             let part = part.split(']').next().unwrap();
             let mut it = part.split_whitespace();
             let (Some(flag), Some(value)) = (it.next(), it.next()) else {
                 continue;
             };
-            if value.chars().all(|c| c.is_ascii_uppercase()) || value == "…" {
+            let placeholder = |c: char| c.is_ascii_uppercase() || c == ':' || c == '_';
+            if value.chars().all(placeholder) || value == "…" {
                 continue;
             }
             let mut args = words.clone();
@@ -352,10 +353,18 @@ fn exit_codes_are_the_ones_stated() {
         vec!["demo", "--no-such-flag"],
         vec!["serve", "--config", "/nonexistent/payhost.toml"],
         vec!["pin-component", "--manifest", "/nonexistent/plugin.toml"],
+        vec!["demo", "--manifest", "/nonexistent/plugin.toml"],
     ] {
         let out = payhost(&args);
         assert_eq!(code_of(&out), 2, "payhost {args:?}: {}", text_of(&out));
     }
+    // Run outside the project, the demo names the flag that finds plugin.toml.
+    let out = payhost(&["demo", "--manifest", "/nonexistent/plugin.toml"]);
+    assert!(
+        text_of(&out).contains("--manifest /nonexistent/plugin.toml: no such file"),
+        "{}",
+        text_of(&out)
+    );
     for args in [vec!["--help"], vec!["demo", "--help"]] {
         let out = payhost(&args);
         assert_eq!(code_of(&out), 0, "payhost {args:?}: {}", text_of(&out));
@@ -499,12 +508,20 @@ fn payhost_toml_defaults_are_the_ones_stated() {
     // Every number shown in those tables is one of the defaults checked above.
     for table in ["webhooks", "limits", "retention", "admin"] {
         for key in shown[table].as_table().unwrap().keys() {
+            if (table, key.as_str()) == ("admin", "time_zone") {
+                continue;
+            }
             assert!(
                 expected.iter().any(|(t, k, _)| *t == table && k == key),
                 "[{table}] {key} in README.md is not checked here"
             );
         }
     }
+    assert_eq!(
+        shown["admin"]["time_zone"].as_str(),
+        Some(config.admin.time_zone.name.as_str()),
+        "README.md's [admin] time_zone is the default"
+    );
     assert_eq!(
         shown["listen"].as_str(),
         Some(config.listen.to_string().as_str())

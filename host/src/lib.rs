@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod files;
 pub mod http;
 pub mod http_client;
 pub mod ledger;

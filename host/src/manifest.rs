@@ -292,6 +292,6 @@ pub fn pin_component(manifest_path: &Path) -> Result<String> {
         bail!("cannot find the line {old} in {}", manifest_path.display());
     }
     let new_text = text.replacen(&old, &format!("sha256 = \"{sum}\""), 1);
-    std::fs::write(manifest_path, new_text)?;
+    crate::files::replace(manifest_path, &new_text)?;
     Ok(sum)
 }

@@ -31,6 +31,13 @@ pub fn run(Args { generate, config }: Args) -> ExitCode {
 }
 
 fn admin_password(generate: bool, config: Option<&Path>) -> Result<()> {
+    // The file is read first: a path that cannot be read fails before a password is made.
+    let current = config
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))
+        })
+        .transpose()?;
     let password = if generate {
         payhost::auth::random_token()[..24].to_owned()
     } else {
@@ -49,11 +56,8 @@ fn admin_password(generate: bool, config: Option<&Path>) -> Result<()> {
         println!("admin password: {password}");
     }
     println!("{line}");
-    if let Some(path) = config {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
-        std::fs::write(path, with_hash_line(&text, &line))
-            .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
+    if let (Some(path), Some(text)) = (config, current) {
+        payhost::files::replace(path, &with_hash_line(&text, &line))?;
         eprintln!("written into {}", path.display());
     }
     Ok(())

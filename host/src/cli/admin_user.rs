@@ -13,6 +13,7 @@ pub enum AdminUserAction {
     Add(AddArgs),
     /// Lists the admin users (name, role, merchants, created).
     List {
+        /// The configuration file (its database holds the admin users).
         #[arg(long, default_value = "payhost.toml", value_name = "FILE")]
         config: PathBuf,
     },
@@ -31,6 +32,7 @@ pub struct AddArgs {
     /// Make a random password (printed once) instead of reading one from standard input.
     #[arg(long)]
     generate: bool,
+    /// The configuration file (its database holds the admin users).
     #[arg(long, default_value = "payhost.toml", value_name = "FILE")]
     config: PathBuf,
 }

@@ -449,6 +449,12 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         }
         (None, Some(base)) => {
             let base = base.trim_end_matches('/');
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                say(&format!(
+                    "payhost conformance: --against {base}: give the host's URL with its scheme, such as http://{base} or https://{base}"
+                ));
+                return ExitCode::from(2);
+            }
             let token = args.token.as_deref().unwrap_or_default();
             if let Err(e) = kit::check_host(base, token, &args.merchant).await {
                 say(&format!("payhost conformance: {e}"));

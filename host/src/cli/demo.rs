@@ -68,6 +68,14 @@ pub fn run(args: Args) -> ExitCode {
             return fail(anyhow::anyhow!("--allow-origin {o:?}: {e}"));
         }
     }
+    if !manifest.is_file() {
+        let here = std::env::current_dir().map_or_else(|_| ".".into(), |d| d.display().to_string());
+        return fail(anyhow::anyhow!(
+            "--manifest {}: no such file in {here}; run payhost demo in the project's folder (where \
+             plugin.toml is) or pass --manifest /path/to/plugin.toml",
+            manifest.display()
+        ));
+    }
     let admin_password =
         admin_password.unwrap_or_else(|| payhost::auth::random_token()[..16].to_owned());
     let demo = match payhost_sandbox::demo::build(&payhost_sandbox::demo::DemoOptions {
@@ -99,9 +107,12 @@ pub fn run(args: Args) -> ExitCode {
             Ok(r) => r,
             Err(e) => return fail(e),
         };
+        let merchants: Vec<&str> = demo.merchants.iter().map(|m| m.id.as_str()).collect();
         println!(
-            "\npayhost demo is running.\n  Shop (open this on a phone-sized window): http://{0}/shop\n  Admin: http://{0}/admin  (password: {admin_password})\n  API token: {1}\n  Sandbox gateway: http://{0}/sandbox/gateway\nPress Ctrl-C to stop.\n",
-            running.addr, demo.api_token
+            "\npayhost demo is running.\n  Shop (open this on a phone-sized window): http://{0}/shop\n  Admin: http://{0}/admin  (password: {admin_password})\n  API token: {1}\n  Merchants: {2}\n  Sandbox gateway: http://{0}/sandbox/gateway\nPress Ctrl-C to stop.\n",
+            running.addr,
+            demo.api_token,
+            merchants.join(", ")
         );
         match running.wait().await {
             Ok(()) => ExitCode::SUCCESS,

@@ -39,7 +39,8 @@ enum Action {
     },
     /// Revokes a live token by its id (as `token list` shows it).
     Revoke {
-        #[arg(long)]
+        /// The token's id (the first column of `payhost token list`).
+        #[arg(long, value_name = "ID")]
         id: i64,
         /// The configuration file (its database holds the tokens).
         #[arg(long, default_value = "payhost.toml", value_name = "FILE")]

@@ -174,6 +174,10 @@ pub(super) fn is_http_url(u: &str) -> bool {
         && u.parse::<http::Uri>().is_ok_and(|x| x.host().is_some())
 }
 
+/// The host's own keys of a merchant table that are long enough to be told from a mistyped
+/// one (within two letters) without mistaking a component's setting for one.
+const HOST_KEYS: &[&str] = &["shop_webhook_url", "shop_webhook_secret", "shop_origins"];
+
 /// Turns a merchant table into settings, reading `<name>_file` settings relative to `base`
 /// (`None`: files are not allowed, e.g. through the API, and none is opened). Problems are pushed
 /// as `merchants.<id>.<field>: <rule>`.
@@ -185,7 +189,27 @@ pub fn merchant_settings(
 ) -> MerchantSettings {
     let mut settings = Vec::new();
     let mut from_files = Vec::new();
+    // In the flat form any other key is a setting, so a mistyped host key would be passed on
+    // to the component: one within two letters of a host key is named as what was meant.
+    let mistyped: Vec<(&str, &str)> = raw
+        .flat
+        .keys()
+        .filter_map(|k| {
+            HOST_KEYS
+                .iter()
+                .find(|h| strsim::levenshtein(k, h) <= 2)
+                .map(|h| (k.as_str(), *h))
+        })
+        .collect();
+    for (key, meant) in &mistyped {
+        problems.push(format!(
+            "merchants.{id}.{key}: unknown key; did you mean {meant}?"
+        ));
+    }
     for (name, value) in raw.setting_values() {
+        if mistyped.iter().any(|(k, _)| *k == name) {
+            continue;
+        }
         let Some(setting) = name.strip_suffix("_file") else {
             settings.push((name, value));
             continue;

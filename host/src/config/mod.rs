@@ -127,8 +127,11 @@ impl Config {
         let mut problems = Vec::new();
         for key in table.keys() {
             if !KNOWN_KEYS.contains(&key.as_str()) {
+                let hint = did_you_mean(key, KNOWN_KEYS.iter().copied())
+                    .map(|k| format!("; did you mean {k}?"))
+                    .unwrap_or_default();
                 problems.push(format!(
-                    "{key}: unknown key (payhost.toml has {})",
+                    "{key}: unknown key{hint} (payhost.toml has {})",
                     KNOWN_KEYS.join(", ")
                 ));
             }
@@ -179,7 +182,7 @@ impl Config {
                 recovery,
                 admin,
             },
-            problems,
+            problems: without_echoes(problems),
         })
     }
 
@@ -192,6 +195,23 @@ impl Config {
     pub fn return_url(&self, merchant: &str) -> String {
         format!("{}/return/{merchant}", self.public_url)
     }
+}
+
+/// The problems less a key's "is required" when the key was there and refused for its type: a
+/// mistyped value is one problem, said once.
+fn without_echoes(problems: Vec<String>) -> Vec<String> {
+    let key_of = |p: &str| p.split_once(": ").map(|(k, _)| k.to_owned());
+    let refused: Vec<String> = problems
+        .iter()
+        .filter(|p| !p.contains(": is required"))
+        .filter_map(|p| key_of(p))
+        .collect();
+    problems
+        .into_iter()
+        .filter(|p| {
+            !(p.contains(": is required") && key_of(p).is_some_and(|k| refused.contains(&k)))
+        })
+        .collect()
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -261,6 +281,19 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> anyhow::Error {
 
 fn rule_of(e: &toml::de::Error) -> String {
     let text = e.message().trim().to_owned();
+    // serde's "unknown field `x`, expected one of `a`, `b`": the nearest name first.
+    if let Some(rest) = text.strip_prefix("unknown field `") {
+        if let Some((key, expected)) = rest.split_once("`, expected ") {
+            let names = expected
+                .trim_start_matches("one of ")
+                .split(", ")
+                .map(|n| n.trim_matches('`'));
+            let hint = did_you_mean(key, names)
+                .map(|k| format!("; did you mean {k}?"))
+                .unwrap_or_default();
+            return format!("unknown key{hint} (expected {expected})");
+        }
+    }
     if text.contains("untagged enum SettingValue") {
         return "must be text, a whole number or true/false".into();
     }
@@ -281,6 +314,16 @@ fn rule_of(e: &toml::de::Error) -> String {
         return format!("must be {expected} (not {kind})");
     }
     text
+}
+
+/// The known name nearest to a mistyped `key`, when one is near enough to be what was meant
+/// (Jaro similarity over 0.8, as a mistyped flag gets from clap).
+pub(super) fn did_you_mean<'a>(key: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .map(|k| (strsim::jaro(key, k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
 }
 
 /// A trimmed, non-empty value.
@@ -311,6 +354,18 @@ mod tests {
         };
         assert!(!msg.contains("98765432109876543"), "{msg}");
         assert!(msg.contains("not integer"), "{msg}");
+        // A mistyped value is one problem: not also "is required".
+        let c = Config::check(typed, Path::new("/srv")).unwrap();
+        let about: Vec<&String> = c
+            .problems
+            .iter()
+            .filter(|p| p.starts_with("api_token:"))
+            .collect();
+        assert_eq!(about.len(), 1, "{about:?}");
+        assert!(c
+            .problems
+            .iter()
+            .any(|p| p.starts_with("public_url: is required")));
     }
 
     #[test]
@@ -540,6 +595,7 @@ mod tests {
         let err = Config::parse(
             r#"
             colour = "blue"
+            pubic_url = "https://pay.example.com"
             listen = 8080
             public_url = "https://pay.example.com"
             api_token = "0123456789abcdef0123"
@@ -548,6 +604,7 @@ mod tests {
             max_connections = "many"
             header_read_timeout_ms = -1
             shape = "round"
+            max_conections = 9
             [retention]
             raw_notification_days = 0
             [webhooks]
@@ -560,6 +617,7 @@ mod tests {
             [merchants.m]
             key = 1.5
             shop_webhook_url = "ftp://shop"
+            shop_origin = "https://shop.example"
             "#,
             Path::new("/srv"),
         )
@@ -571,7 +629,10 @@ mod tests {
             "metrics_listen:",
             "limits.max_connections: must be a whole number, 0 or more (not string)",
             "limits.header_read_timeout_ms: must be a whole number, 0 or more",
-            "limits.shape: unknown field",
+            "limits.shape: unknown key (expected one of",
+            "limits.max_conections: unknown key; did you mean max_connections?",
+            "pubic_url: unknown key; did you mean public_url?",
+            "merchants.m.shop_origin: unknown key; did you mean shop_origins?",
             "retention.raw_notification_days: must be at least 1",
             "webhooks.timeout_ms: must be a whole number",
             "admin.session_ttl_s: must be a whole number, 0 or more (not boolean)",

@@ -19,6 +19,7 @@ mod chart;
 mod merchants;
 mod payments;
 mod session;
+mod shown_once;
 mod timeline;
 mod users;
 mod view;
@@ -170,6 +171,37 @@ fn frame(app: &App, ctx: Option<&Ctx>, lang: Lang, lang_url: &str, section: &'st
     }
 }
 
+/// Values shown once never wait in the store in the clear: sealed under the session's key.
+fn seal_secrets(f: &mut Flash, key: Option<&shown_once::SealKey>) {
+    if f.secrets.is_empty() {
+        return;
+    }
+    let secrets = std::mem::take(&mut f.secrets);
+    f.sealed = key.and_then(|k| shown_once::seal(k, &secrets));
+    if f.sealed.is_none() {
+        tracing::error!("cannot seal a value shown once: it is not shown");
+    }
+}
+
+/// The sealed values of a message, opened for the page that shows them; a message whose values
+/// cannot be opened says so (the shop owner revokes the token and makes another).
+fn open_secrets(f: &mut Flash, key: Option<&shown_once::SealKey>, lang: Lang) {
+    let Some(sealed) = f.sealed.take() else {
+        return;
+    };
+    match key.and_then(|k| shown_once::open(k, &sealed)) {
+        Some(secrets) => f.secrets = secrets,
+        None => {
+            tracing::error!("a value shown once could not be opened: it is not shown");
+            f.ok = false;
+            f.text.push_str(lang.pick(
+                "（这一次的值无法显示：请吊销后重新创建）",
+                " (the value could not be shown: revoke it and create another)",
+            ));
+        }
+    }
+}
+
 /// Renders a template, or a plain 500 naming the cause in the log only.
 fn render(status: u16, template: &str, frame: &Frame, values: Value) -> Response<Body> {
     match view::render(template, frame, values) {
@@ -295,6 +327,7 @@ async fn route(
         return session::login(app, ip, remote, req, lang, &lang_url).await;
     }
     let current = session::current(app, &req).await;
+    let seal_key = session::seal_key(&req);
     if path == "/admin/logout" {
         return session::logout(app, req, current.as_ref().map(|(s, _)| s)).await;
     }
@@ -338,8 +371,9 @@ async fn route(
         };
         let result = post(app, &ctx, &segs, &form).await;
         return match result {
-            PostResult::Done(p) => {
-                if let Some(f) = &p.flash {
+            PostResult::Done(mut p) => {
+                if let Some(f) = &mut p.flash {
+                    seal_secrets(f, seal_key.as_ref());
                     let text = serde_json::to_string(f).unwrap_or_default();
                     if let Err(e) = app.store.set_session_flash(&sid, &text).await {
                         tracing::error!(error = %e, "cannot keep the admin page's message");
@@ -361,7 +395,11 @@ async fn route(
         .await
         .ok()
         .flatten()
-        .and_then(|f| serde_json::from_str::<Flash>(&f).ok());
+        .and_then(|f| serde_json::from_str::<Flash>(&f).ok())
+        .map(|mut f| {
+            open_secrets(&mut f, seal_key.as_ref(), lang);
+            f
+        });
     let ctx = Ctx {
         who,
         csrf: state.csrf,

@@ -29,6 +29,12 @@ fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// The key that seals this session's values shown once (shown_once.rs): from the session
+/// cookie, which the store keeps only as a hash.
+pub fn seal_key(req: &Request<Incoming>) -> Option<super::shown_once::SealKey> {
+    cookie(req, COOKIE).map(super::shown_once::SealKey::of_cookie)
+}
+
 /// The page language: `?lang=` (kept in a cookie), else the cookie, else Chinese.
 pub fn language(req: &Request<Incoming>, query: &[(String, String)]) -> (Lang, Option<String>) {
     let asked = query

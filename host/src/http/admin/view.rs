@@ -63,6 +63,9 @@ pub struct Flash {
     pub text: String,
     #[serde(default)]
     pub secrets: Vec<ShownOnce>,
+    /// `secrets` sealed while the message waits in the session's row (shown_once.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
     /// Field name → why it was refused.
     #[serde(default)]
     pub field_errors: BTreeMap<String, String>,
