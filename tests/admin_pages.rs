@@ -477,5 +477,29 @@ async fn admin_pages_are_not_cached_framed_or_posted_elsewhere() {
         let csp = header("content-security-policy");
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
         assert!(csp.contains("form-action 'self';"), "{path}: {csp}");
+        // No inline script runs but the page's own, each allowed by its SHA-256.
+        let scripts = csp
+            .split(';')
+            .find(|d| d.trim().starts_with("script-src"))
+            .unwrap_or_default();
+        assert!(!scripts.contains("unsafe-inline"), "{path}: {csp}");
+        let body = r.text();
+        for script in body.split("<script>").skip(1) {
+            let script = script.split("</script>").next().unwrap();
+            use base64::Engine;
+            use sha2::Digest;
+            let hash = base64::engine::general_purpose::STANDARD
+                .encode(sha2::Sha256::digest(script.as_bytes()));
+            assert!(
+                scripts.contains(&format!("'sha256-{hash}'")),
+                "{path}: a script not allowed by {csp}"
+            );
+        }
+        if path.starts_with("/admin/merchants/") {
+            assert!(
+                body.contains("<script>"),
+                "the merchant page has its script"
+            );
+        }
     }
 }

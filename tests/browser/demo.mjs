@@ -132,6 +132,16 @@ try {
   await admin.click('#new-token-button');
   await expectText(admin.locator('#new-token'), 'phm_');
   await doc(admin, 'admin-6-new-token');
+  // The merchant page's own script runs under the admin's CSP (allowed by its SHA-256, no
+  // 'unsafe-inline'): a gateway preset fills its field; Chromium reports a refused script.
+  const refused = [];
+  admin.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) refused.push(m.text()); });
+  await admin.goto(`${base}/admin/merchants/open-shop`);
+  await admin.fill('#gateway', '');
+  await admin.click('#gateway-presets .preset[data-value*="sandbox"]');
+  const gateway = await admin.inputValue('#gateway');
+  if (!gateway.includes('openapi-sandbox')) throw new Error(`the preset did not fill #gateway: "${gateway}"`);
+  if (refused.length) throw new Error(`Chromium refused a script: ${refused.join(' | ')}`);
   console.log('browser walk: ok');
 } finally {
   await browser.close();
