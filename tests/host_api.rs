@@ -919,6 +919,42 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        !dir.join("payhost.db").exists(),
+        "check-config creates no database"
+    );
+
+    // The database is reached without being changed: a folder that is not there, a file that is
+    // not SQLite, a PostgreSQL server that does not answer, each named.
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(dir.join("not-sqlite.db"), "this is not a database, but it is long enough to have a header of one hundred bytes, surely, yes.").unwrap();
+    let pg_url = "postgres://payhost:secret-pw@127.0.0.1:1/payhost";
+    for (database, needle) in [
+        (
+            dir.join("no-such-folder/payhost.db").display().to_string(),
+            "database: the folder",
+        ),
+        (
+            dir.join("not-sqlite.db").display().to_string(),
+            "is not an SQLite database",
+        ),
+        (
+            pg_url.to_owned(),
+            "database: cannot connect to postgres://payhost:***@127.0.0.1:1",
+        ),
+    ] {
+        std::fs::write(&config, format!("database = \"{database}\"\n{good}")).unwrap();
+        let out = std::process::Command::new(conformance::host::payhost_binary())
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{database}: {err}");
+        assert!(err.contains(needle), "{needle} missing from:\n{err}");
+        assert!(!err.contains("secret-pw"), "{err}");
+    }
+    assert!(!dir.join("no-such-folder").exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]

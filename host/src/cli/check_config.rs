@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 /// Checks a configuration, its components and every merchant's settings; lists every problem.
 ///
-/// Reads the file, loads each plugin manifest and component, and has each merchant's settings
-/// validated by its component; lists every problem in one run (each naming the key and the rule)
+/// Reads the file, loads each plugin manifest and component, has each merchant's settings
+/// validated by its component, and reaches the database without changing it; lists every problem in one run (each naming the key and the rule)
 /// and exits 2 if there is any, 0 (printing `configuration OK`) if none.
 #[derive(clap::Args)]
 pub struct Args {
@@ -44,6 +44,10 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
         }
         problems.extend(plugin_problems);
         problems.extend(payhost::server::check_merchants(&config, &plugins).await);
+        // The database is reached, not changed: no file is created, no migration runs.
+        if let Err(p) = payhost::store::check_reachable(&config).await {
+            problems.push(p);
+        }
         if problems.is_empty() {
             let components: Vec<String> = plugins
                 .iter()

@@ -369,6 +369,16 @@ pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn S
     })
 }
 
+/// Whether the configured database can be reached, changing nothing (`payhost check-config`):
+/// PostgreSQL answers `SELECT 1`; an SQLite file that exists is a database payhost may read and
+/// write, and one that does not yet can be created in its folder.
+pub async fn check_reachable(config: &crate::config::Config) -> std::result::Result<(), String> {
+    match &config.database_url {
+        Some(url) => postgres::check_reachable(url.expose()).await,
+        None => sqlite::check_file(&config.database),
+    }
+}
+
 /// A raw notification that owns its bytes (to travel to SQLite's writer thread).
 pub(crate) struct OwnedRaw {
     merchant_id: String,

@@ -83,6 +83,27 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// One connection and `SELECT 1`, within 5 seconds; no migration, no pool.
+pub async fn check_reachable(url: &str) -> std::result::Result<(), String> {
+    let shown = redact_url(url);
+    let mut pg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|_| format!("database: not a PostgreSQL URL: {shown}"))?;
+    pg.connect_timeout(Duration::from_secs(5));
+    let connect = pg.connect(NoTls);
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(5), connect)
+        .await
+        .map_err(|_| format!("database: {shown} did not answer within 5 s"))?
+        .map_err(|e| format!("database: cannot connect to {shown} ({e})"))?;
+    let connection = tokio::spawn(connection);
+    let answered = client.simple_query("SELECT 1").await;
+    drop(client);
+    connection.abort();
+    answered
+        .map(|_| ())
+        .map_err(|e| format!("database: {shown} refused a query ({e})"))
+}
+
 impl PostgresStore {
     /// Connects, checks the server and applies the migrations (under an advisory lock).
     pub async fn open(url: &str, opts: &PgOptions) -> Result<PostgresStore> {

@@ -32,6 +32,50 @@ pub struct SqliteStore {
     readers: Arc<readers::Readers>,
 }
 
+/// Whether payhost could open `path`, changing nothing: an existing file is an SQLite database
+/// this user may read and write (opened read-only here); a missing one can be created (its
+/// folder exists and is writable: the journal files go there too).
+pub fn check_file(path: &Path) -> std::result::Result<(), String> {
+    let shown = path.display();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(format!(
+            "database: the folder {} of {shown} does not exist (payhost creates the file, not its folder)",
+            dir.display()
+        ));
+    }
+    if !may(dir, libc::W_OK | libc::X_OK) {
+        return Err(format!(
+            "database: this user cannot write in {} (the database {shown} and its journal go there)",
+            dir.display()
+        ));
+    }
+    if !path.exists() {
+        return Ok(());
+    }
+    if !may(path, libc::R_OK | libc::W_OK) {
+        return Err(format!("database: this user cannot read and write {shown}"));
+    }
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("database: cannot open {shown} ({e})"))?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|_| ())
+    .map_err(|e| format!("database: {shown} is not an SQLite database ({e})"))
+}
+
+/// access(2): whether this process's user may use `path` as `mode` says.
+fn may(path: &Path, mode: libc::c_int) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: access(2) reads a NUL-terminated path that outlives the call and changes nothing.
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .is_ok_and(|p| unsafe { libc::access(p.as_ptr(), mode) } == 0)
+}
+
 impl SqliteStore {
     /// Opens (creating if need be) and migrates the database, and starts its writer thread. Needs
     /// no async runtime; its calls do.
