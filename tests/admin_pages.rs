@@ -20,14 +20,19 @@ async fn demo(name: &str) -> TestHost {
     TestHost::demo(&temp_dir(name), TOKEN, 1.0).await
 }
 
-async fn page(base: &str, path: &str, cookie: &str) -> (u16, String) {
-    let r = request(
+/// A GET of `path` with the session `cookie`: the whole answer.
+async fn get_page(base: &str, path: &str, cookie: &str) -> conformance::host::Reply {
+    request(
         "GET",
         &format!("{base}{path}"),
         &[("cookie", cookie)],
         Vec::new(),
     )
-    .await;
+    .await
+}
+
+async fn page(base: &str, path: &str, cookie: &str) -> (u16, String) {
+    let r = get_page(base, path, cookie).await;
     (r.status, r.text())
 }
 
@@ -462,13 +467,7 @@ async fn admin_pages_are_not_cached_framed_or_posted_elsewhere() {
     let base = &demo.url("");
     let (op, _) = admin_login(base, ADMIN_PASSWORD).await;
     for (path, cookie) in [("/admin", ""), ("/admin/merchants/demo", op.as_str())] {
-        let r = request(
-            "GET",
-            &format!("{base}{path}"),
-            &[("cookie", cookie)],
-            Vec::new(),
-        )
-        .await;
+        let r = get_page(base, path, cookie).await;
         assert_eq!(r.status, 200, "{path}");
         let header = |name: &str| r.header(name).unwrap_or_default();
         assert_eq!(header("cache-control"), "no-store", "{path}");

@@ -31,13 +31,13 @@ pub fn run(Args { generate, config }: Args) -> ExitCode {
 }
 
 fn admin_password(generate: bool, config: Option<&Path>) -> Result<()> {
-    // The file is read first: a path that cannot be read fails before a password is made.
-    let current = config
-        .map(|path| {
-            std::fs::read_to_string(path)
-                .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))
-        })
-        .transpose()?;
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| anyhow!("cannot read {}: {e}", path.display()))
+    };
+    // A file that cannot be read fails before a password is made.
+    if let Some(path) = config {
+        read(path)?;
+    }
     let password = if generate {
         payhost::auth::random_token()[..24].to_owned()
     } else {
@@ -56,7 +56,9 @@ fn admin_password(generate: bool, config: Option<&Path>) -> Result<()> {
         println!("admin password: {password}");
     }
     println!("{line}");
-    if let (Some(path), Some(text)) = (config, current) {
+    if let Some(path) = config {
+        // Read again: the file may have been edited while the password was typed.
+        let text = read(path)?;
         payhost::files::replace(path, &with_hash_line(&text, &line))?;
         eprintln!("written into {}", path.display());
     }

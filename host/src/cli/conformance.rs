@@ -449,7 +449,8 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         }
         (None, Some(base)) => {
             let base = base.trim_end_matches('/');
-            if !(base.starts_with("http://") || base.starts_with("https://")) {
+            let scheme = base.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+            if !matches!(scheme.as_deref(), Some("http" | "https")) {
                 say(&format!(
                     "payhost conformance: --against {base}: give the host's URL with its scheme, such as http://{base} or https://{base}"
                 ));

@@ -71,8 +71,8 @@ pub fn run(args: Args) -> ExitCode {
     if !manifest.is_file() {
         let here = std::env::current_dir().map_or_else(|_| ".".into(), |d| d.display().to_string());
         return fail(anyhow::anyhow!(
-            "--manifest {}: no such file in {here}; run payhost demo in the project's folder (where \
-             plugin.toml is) or pass --manifest /path/to/plugin.toml",
+            "--manifest {}: no such file (from {here}); run payhost demo in the project's folder \
+             (where plugin.toml is) or pass --manifest /path/to/plugin.toml",
             manifest.display()
         ));
     }

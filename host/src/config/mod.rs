@@ -267,7 +267,11 @@ fn section<T: DeserializeOwned + Default>(
 /// the line may hold a key or a token: it never reaches the terminal or the log.
 fn syntax_error(text: &str, e: &toml::de::Error) -> anyhow::Error {
     let at = e.span().map(|span| {
-        let before = &text[..span.start.min(text.len())];
+        let mut start = span.start.min(text.len());
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let before = &text[..start];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         format!("line {line}, column {column}: ")
@@ -286,7 +290,8 @@ fn rule_of(e: &toml::de::Error) -> String {
         if let Some((key, expected)) = rest.split_once("`, expected ") {
             let names = expected
                 .trim_start_matches("one of ")
-                .split(", ")
+                .split([',', ' '])
+                .filter(|n| n.starts_with('`'))
                 .map(|n| n.trim_matches('`'));
             let hint = did_you_mean(key, names)
                 .map(|k| format!("; did you mean {k}?"))
@@ -310,7 +315,7 @@ fn rule_of(e: &toml::de::Error) -> String {
             other => other,
         };
         // The kind of value only (`integer`, `string`): the value itself may be a secret.
-        let kind = got.split([' ', '`', '"']).next().unwrap_or(got);
+        let kind = got.split(['`', '"']).next().unwrap_or(got).trim();
         return format!("must be {expected} (not {kind})");
     }
     text
@@ -366,6 +371,15 @@ mod tests {
             .problems
             .iter()
             .any(|p| p.starts_with("public_url: is required")));
+        // The kind in the file's words, whole: "floating point", not "floating".
+        let c = Config::check("listen = 8080.5\n", Path::new("/srv")).unwrap();
+        let listen = c
+            .problems
+            .iter()
+            .find(|p| p.starts_with("listen:"))
+            .unwrap();
+        assert!(listen.ends_with("(not floating point)"), "{listen}");
+        assert!(!listen.contains("8080.5"), "{listen}");
     }
 
     #[test]

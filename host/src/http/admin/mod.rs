@@ -172,7 +172,7 @@ fn frame(app: &App, ctx: Option<&Ctx>, lang: Lang, lang_url: &str, section: &'st
 }
 
 /// Values shown once never wait in the store in the clear: sealed under the session's key.
-fn seal_secrets(f: &mut Flash, key: Option<&shown_once::SealKey>) {
+fn seal_secrets(f: &mut Flash, key: Option<&shown_once::SealKey>, lang: Lang) {
     if f.secrets.is_empty() {
         return;
     }
@@ -180,7 +180,17 @@ fn seal_secrets(f: &mut Flash, key: Option<&shown_once::SealKey>) {
     f.sealed = key.and_then(|k| shown_once::seal(k, &secrets));
     if f.sealed.is_none() {
         tracing::error!("cannot seal a value shown once: it is not shown");
+        not_shown(f, lang);
     }
+}
+
+/// A message whose value shown once is lost says so: the owner revokes it and makes another.
+fn not_shown(f: &mut Flash, lang: Lang) {
+    f.ok = false;
+    f.text.push_str(lang.pick(
+        "（这一次的值无法显示：请吊销后重新创建）",
+        " (the value could not be shown: revoke it and create another)",
+    ));
 }
 
 /// The sealed values of a message, opened for the page that shows them; a message whose values
@@ -193,11 +203,7 @@ fn open_secrets(f: &mut Flash, key: Option<&shown_once::SealKey>, lang: Lang) {
         Some(secrets) => f.secrets = secrets,
         None => {
             tracing::error!("a value shown once could not be opened: it is not shown");
-            f.ok = false;
-            f.text.push_str(lang.pick(
-                "（这一次的值无法显示：请吊销后重新创建）",
-                " (the value could not be shown: revoke it and create another)",
-            ));
+            not_shown(f, lang);
         }
     }
 }
@@ -399,7 +405,7 @@ async fn route(
         return match result {
             PostResult::Done(mut p) => {
                 if let Some(f) = &mut p.flash {
-                    seal_secrets(f, seal_key.as_ref());
+                    seal_secrets(f, seal_key.as_ref(), lang);
                     let text = serde_json::to_string(f).unwrap_or_default();
                     if let Err(e) = app.store.set_session_flash(&sid, &text).await {
                         tracing::error!(error = %e, "cannot keep the admin page's message");

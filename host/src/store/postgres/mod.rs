@@ -68,19 +68,35 @@ pub fn is_postgres_url(database: &str) -> bool {
     database.starts_with("postgres://") || database.starts_with("postgresql://")
 }
 
-/// The URL with its password masked, for logs and errors.
+/// The URL with its password masked, for logs and errors: in the user part and as a
+/// `password=` parameter (libpq's URLs take both).
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (url, query) = match url.split_once('?') {
+        Some((u, q)) => (u, Some(q)),
+        None => (url, None),
     };
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some((a, h)) => (a, h),
-        None => return url.to_owned(),
-    };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+    let mut out = match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((auth, host)) => match auth.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => url.to_owned(),
+            },
+            None => url.to_owned(),
+        },
         None => url.to_owned(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 /// One connection and `SELECT 1`, within 5 seconds; no migration, no pool.
@@ -96,12 +112,17 @@ pub async fn check_reachable(url: &str) -> std::result::Result<(), String> {
         .map_err(|_| format!("database: {shown} did not answer within 5 s"))?
         .map_err(|e| format!("database: cannot connect to {shown} ({e})"))?;
     let connection = tokio::spawn(connection);
-    let answered = client.simple_query("SELECT 1").await;
+    let answered =
+        tokio::time::timeout(Duration::from_secs(5), client.simple_query("SELECT 1")).await;
     drop(client);
     connection.abort();
-    answered
-        .map(|_| ())
-        .map_err(|e| format!("database: {shown} refused a query ({e})"))
+    match answered {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("database: {shown} refused a query ({e})")),
+        Err(_) => Err(format!(
+            "database: {shown} did not answer a query within 5 s"
+        )),
+    }
 }
 
 impl PostgresStore {
@@ -221,5 +242,9 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=disable&password=secret"),
+            "postgres://u@h/db?sslmode=disable&password=***"
+        );
     }
 }

@@ -33,8 +33,9 @@ pub struct SqliteStore {
 }
 
 /// Whether payhost could open `path`, changing nothing: an existing file is an SQLite database
-/// this user may read and write (opened read-only here); a missing one can be created (its
-/// folder exists and is writable: the journal files go there too).
+/// (its header read, the file not opened as a database, so no journal file appears) this user may
+/// read and write; a missing one can be created (its folder exists and is writable: the journal
+/// files go there too).
 pub fn check_file(path: &Path) -> std::result::Result<(), String> {
     let shown = path.display();
     let dir = path
@@ -59,13 +60,22 @@ pub fn check_file(path: &Path) -> std::result::Result<(), String> {
     if !may(path, libc::R_OK | libc::W_OK) {
         return Err(format!("database: this user cannot read and write {shown}"));
     }
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| format!("database: cannot open {shown} ({e})"))?;
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map(|_| ())
-    .map_err(|e| format!("database: {shown} is not an SQLite database ({e})"))
+    let mut header = Vec::with_capacity(16);
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(path)
+                .map_err(|e| format!("database: cannot open {shown} ({e})"))?,
+            16,
+        ),
+        &mut header,
+    )
+    .map_err(|e| format!("database: cannot read {shown} ({e})"))?;
+    // An empty file is an empty database to SQLite.
+    if header.is_empty() || header == b"SQLite format 3\0" {
+        Ok(())
+    } else {
+        Err(format!("database: {shown} is not an SQLite database"))
+    }
 }
 
 /// access(2): whether this process's user may use `path` as `mode` says.
