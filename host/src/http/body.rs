@@ -71,7 +71,7 @@ pub fn text(status: u16, body: impl Into<String>) -> Response<Body> {
         .expect("valid response")
 }
 
-/// A page for the buyer's browser: it may post a form on to the provider's gateway.
+/// A page for the buyer's browser: a return that could not be confirmed.
 pub fn html(status: u16, body: String) -> Response<Body> {
     Response::builder()
         .status(status)

@@ -128,17 +128,20 @@ impl Drop for Busy {
 /// (about 400 KiB) per connection.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
+/// Open connections by client address (an IPv6 client per /64).
+type OpenByAddress = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
 /// Open connections per client address (`[limits] max_connections_per_ip`).
 #[derive(Clone)]
 struct PerClient {
     max: usize,
-    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    open: OpenByAddress,
 }
 
 /// One connection counted for its client address until dropped.
 struct Held {
     key: std::net::IpAddr,
-    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    open: OpenByAddress,
 }
 
 impl PerClient {

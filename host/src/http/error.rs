@@ -84,10 +84,15 @@ pub fn method_not_allowed(method: &Method, path: &str, allow: &[&str]) -> Respon
             allow.join(", ")
         ),
     ));
+    with_allow(&mut r, allow);
+    r
+}
+
+/// Names a path's methods in `Allow` (the 405 above and the answer to `OPTIONS`).
+pub fn with_allow(r: &mut Response<Body>, allow: &[&str]) {
     if let Ok(v) = http::HeaderValue::from_str(&allow.join(", ")) {
         r.headers_mut().insert(http::header::ALLOW, v);
     }
-    r
 }
 
 pub fn too_many(message: &str, retry_after_s: u64) -> Response<Body> {

@@ -5,7 +5,7 @@
 
 use super::body::{redirect, Body};
 use super::caller::{self, limit_key, Caller};
-use super::error::{error, method_not_allowed, not_found, too_many, ApiError};
+use super::error::{error, method_not_allowed, not_found, too_many, with_allow, ApiError};
 use super::{admin, api, probes, provider};
 use crate::service::App;
 use http::{Method, Request, Response};
@@ -479,9 +479,7 @@ fn options(allowed: &[&str]) -> Response<Body> {
         .status(204)
         .body(Body::default())
         .expect("valid response");
-    if let Ok(v) = http::HeaderValue::from_str(&allowed.join(", ")) {
-        r.headers_mut().insert(http::header::ALLOW, v);
-    }
+    with_allow(&mut r, allowed);
     r
 }
 
