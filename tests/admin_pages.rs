@@ -6,8 +6,8 @@
 //! the language switch.
 
 use conformance::host::{
-    admin_login, admin_login_as, admin_post, csrf_of, get, payhost_binary, request, send_json,
-    temp_dir, ADMIN_PASSWORD,
+    admin_login, admin_login_as, admin_post, csp_directive, csrf_of, get, inline_elements_allowed,
+    payhost_binary, request, send_json, temp_dir, ADMIN_PASSWORD,
 };
 use conformance::testhost::TestHost;
 use serde_json::json;
@@ -476,24 +476,21 @@ async fn admin_pages_are_not_cached_framed_or_posted_elsewhere() {
         let csp = header("content-security-policy");
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
         assert!(csp.contains("form-action 'self';"), "{path}: {csp}");
-        // No inline script runs but the page's own, each allowed by its SHA-256.
-        let scripts = csp
-            .split(';')
-            .find(|d| d.trim().starts_with("script-src"))
-            .unwrap_or_default();
-        assert!(!scripts.contains("unsafe-inline"), "{path}: {csp}");
+        // No inline script runs and no inline style applies but the page's own, each allowed by
+        // its SHA-256; no `style` attribute, which no hash allows.
         let body = r.text();
-        for script in body.split("<script>").skip(1) {
-            let script = script.split("</script>").next().unwrap();
-            use base64::Engine;
-            use sha2::Digest;
-            let hash = base64::engine::general_purpose::STANDARD
-                .encode(sha2::Sha256::digest(script.as_bytes()));
+        for (directive, open, close) in [
+            ("script-src", "<script>", "</script>"),
+            ("style-src", "<style>", "</style>"),
+        ] {
+            let allowed = csp_directive(&csp, directive);
+            assert!(!allowed.contains("unsafe-inline"), "{path}: {csp}");
             assert!(
-                scripts.contains(&format!("'sha256-{hash}'")),
-                "{path}: a script not allowed by {csp}"
+                inline_elements_allowed(&body, open, close, &allowed),
+                "{path}: an inline {open} not allowed by {csp}"
             );
         }
+        assert!(!body.contains(" style="), "{path}: a style attribute");
         if path.starts_with("/admin/merchants/") {
             assert!(
                 body.contains("<script>"),

@@ -5,8 +5,8 @@
 
 use conformance::alipay::{self, AlipayStub, Trade, MD5_KEY};
 use conformance::host::{
-    admin_login, admin_post, config_head, free_port, get, payhost_binary, post_form, request,
-    send_json, temp_dir, Payhost, ADMIN_PASSWORD,
+    admin_login, admin_post, config_head, csp_directive, free_port, get, inline_elements_allowed,
+    payhost_binary, post_form, request, send_json, temp_dir, Payhost, ADMIN_PASSWORD,
 };
 use conformance::stub::{Seen, StubServer};
 use conformance::testhost::{Served, TestHost};
@@ -250,6 +250,19 @@ async fn create_pay_notify_webhook_and_return() {
     let r = get(&w.host.url(&format!("/alipay/shop/return?{forged}")), None).await;
     assert_eq!(r.status, 400);
     assert!(r.text().contains("支付结果无法确认"));
+    // The buyer's page runs no script; its one style element applies by its SHA-256.
+    let csp = r.header("content-security-policy").unwrap_or_default();
+    assert_eq!(
+        csp_directive(&csp, "script-src"),
+        "script-src 'none'",
+        "{csp}"
+    );
+    let styles = csp_directive(&csp, "style-src");
+    assert!(!styles.contains("unsafe-inline"), "{csp}");
+    assert!(
+        inline_elements_allowed(&r.text(), "<style>", "</style>", &styles),
+        "{csp}"
+    );
     assert_eq!(payment(&w, "shop", "A1").await["status"], "TRADE_SUCCESS");
     // Webhook signature.
     let sig = hook.headers_signature();

@@ -95,7 +95,14 @@ try {
 
   // The shop owner: log in, paste a partner ID and key with stray spaces, save, see them masked.
   const admin = await desk.newPage();
+  // Every admin page's own scripts and styles run under its CSP (each allowed by its SHA-256, no
+  // 'unsafe-inline'); Chromium reports anything it refuses on the console.
+  const refused = [];
+  admin.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) refused.push(m.text()); });
   await admin.goto(`${base}/admin`);
+  // The style element applied (the page's background is its colour, not the browser's white).
+  const background = await admin.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  if (background !== 'rgb(244, 246, 248)') throw new Error(`the admin's style did not apply: body background ${background}`);
   await doc(admin, 'admin-1-login', { clip: { x: 0, y: 0, width: 1200, height: 300 } });
   await admin.fill('#password', password);
   await admin.click('#login');
@@ -132,16 +139,13 @@ try {
   await admin.click('#new-token-button');
   await expectText(admin.locator('#new-token'), 'phm_');
   await doc(admin, 'admin-6-new-token');
-  // The merchant page's own script runs under the admin's CSP (allowed by its SHA-256, no
-  // 'unsafe-inline'): a gateway preset fills its field; Chromium reports a refused script.
-  const refused = [];
-  admin.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) refused.push(m.text()); });
+  // The merchant page's own script runs under the admin's CSP: a gateway preset fills its field.
   await admin.goto(`${base}/admin/merchants/open-shop`);
   await admin.fill('#gateway', '');
   await admin.click('#gateway-presets .preset[data-value*="sandbox"]');
   const gateway = await admin.inputValue('#gateway');
   if (!gateway.includes('openapi-sandbox')) throw new Error(`the preset did not fill #gateway: "${gateway}"`);
-  if (refused.length) throw new Error(`Chromium refused a script: ${refused.join(' | ')}`);
+  if (refused.length) throw new Error(`Chromium refused a script or style: ${refused.join(' | ')}`);
   console.log('browser walk: ok');
 } finally {
   await browser.close();

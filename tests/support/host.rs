@@ -144,6 +144,33 @@ pub fn csrf_of(page: &str) -> String {
         .to_owned()
 }
 
+/// One directive of a Content-Security-Policy (`script-src 'self' …`), or "".
+pub fn csp_directive(csp: &str, name: &str) -> String {
+    csp.split(';')
+        .map(str::trim)
+        .find(|d| d.split_whitespace().next() == Some(name))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Every inline `open`…`close` element of `body` is named in `allowed` by its SHA-256 (and the
+/// body has at least one).
+pub fn inline_elements_allowed(body: &str, open: &str, close: &str, allowed: &str) -> bool {
+    use base64::Engine;
+    use sha2::Digest;
+    let mut seen = 0;
+    for inner in body.split(open).skip(1) {
+        let inner = inner.split(close).next().unwrap();
+        let hash = base64::engine::general_purpose::STANDARD
+            .encode(sha2::Sha256::digest(inner.as_bytes()));
+        if !allowed.contains(&format!("'sha256-{hash}'")) {
+            return false;
+        }
+        seen += 1;
+    }
+    seen > 0 || open == "<script>"
+}
+
 pub struct Payhost {
     pub addr: SocketAddr,
     pub dir: PathBuf,

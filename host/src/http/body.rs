@@ -71,15 +71,15 @@ pub fn text(status: u16, body: impl Into<String>) -> Response<Body> {
         .expect("valid response")
 }
 
-/// A page for the buyer's browser: a return that could not be confirmed.
-pub fn html(status: u16, body: String) -> Response<Body> {
+/// A page for the buyer's browser: a return that could not be confirmed. `csp` is its policy
+/// (`admin::page_security_policy`: its own style, no script).
+pub fn html(status: u16, body: String, csp: &str) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "text/html; charset=utf-8")
         .header("x-frame-options", "DENY")
         .header("x-content-type-options", "nosniff")
-        // The only such page says a return could not be confirmed: it runs no script.
-        .header("content-security-policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'none'; form-action 'self' http: https:; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+        .header("content-security-policy", csp)
         .body(Full::new(Bytes::from(body)))
         .expect("valid response")
 }

@@ -68,5 +68,6 @@ fn not_confirmed(status: u16, why: &str) -> Response<Body> {
                 admin::esc(why)
             ),
         ),
+        admin::page_security_policy(),
     )
 }
