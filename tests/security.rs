@@ -1387,6 +1387,33 @@ async fn unknown_routes_are_404_for_every_caller() {
         answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
         "HTTP/1.0 needs no Host: {answer}"
     );
+    // A body framed by another transfer coding than `chunked` alone is refused with 501 and the
+    // connection closed: what follows that body is never taken for a request of its own.
+    let smuggled = "0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: a\r\n\r\n";
+    for coding in ["gzip, chunked", "identity, chunked"] {
+        let mut s = std::net::TcpStream::connect(w.host.addr).unwrap();
+        s.write_all(
+            format!(
+                "POST /notify/shop HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {coding}\r\n\r\n{smuggled}"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 501"), "{coding}: {answer}");
+        assert!(answer.contains("\"code\":\"not_implemented\""), "{answer}");
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{coding}: {answer}");
+    }
+    // `chunked` alone is read as usual (a notify with an empty body: 400, not 501).
+    let mut s = std::net::TcpStream::connect(w.host.addr).unwrap();
+    s.write_all(
+        b"POST /notify/shop HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(!answer.starts_with("HTTP/1.1 501"), "{answer}");
     // Headers past 64 KiB are refused before anything is routed.
     let big = "a".repeat(100 * 1024);
     let r = request("GET", &w.host.url("/healthz"), &[("x-big", &big)], vec![]).await;

@@ -372,6 +372,23 @@ async fn route(
             )),
         );
     }
+    // A body framed by a transfer coding other than `chunked` alone (`gzip, chunked`) would reach
+    // the handlers still coded: 501 (RFC 9112 section 6.1), and the connection is closed, so
+    // nothing after that body is read as a request of its own.
+    if let Some(coding) = unsupported_transfer_coding(&req) {
+        let mut response = error(&ApiError::new(
+            501,
+            "not_implemented",
+            format!(
+                "Transfer-Encoding {coding:?} is not supported: send the body with Content-Length or Transfer-Encoding: chunked"
+            ),
+        ));
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        return ("other", response);
+    }
     // HEAD is served as GET: hyper answers the HEAD it read with the GET's head and no body.
     if req.method() == Method::HEAD {
         *req.method_mut() = Method::GET;
@@ -573,4 +590,20 @@ mod tests {
         };
         assert!(may_call(&own, scope, &params));
     }
+}
+
+/// The request's transfer codings when they are anything but `chunked` alone (hyper has already
+/// refused one whose last coding is not `chunked`), as sent.
+fn unsupported_transfer_coding<B>(req: &Request<B>) -> Option<String> {
+    let mut codings = Vec::new();
+    for value in req.headers().get_all(http::header::TRANSFER_ENCODING) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        codings.extend(
+            text.split(',')
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty()),
+        );
+    }
+    let only_chunked = codings.len() == 1 && codings[0].eq_ignore_ascii_case("chunked");
+    (!codings.is_empty() && !only_chunked).then(|| codings.join(", "))
 }
