@@ -210,6 +210,26 @@ async fn open_platform_payment_notify_return_query_and_cancel() {
         "WAIT_BUYER_PAY"
     );
 
+    // The open platform has no pay-channel list: a 409 naming the setting, not a provider failure.
+    let channels = get(
+        &format!("{}/v1/merchants/{MERCHANT}/channels", d.base),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(channels.status, 409, "{}", channels.text());
+    assert_eq!(
+        channels.json()["error"]["code"],
+        "not_available",
+        "{}",
+        channels.text()
+    );
+    assert_eq!(
+        channels.json()["error"]["field"],
+        "api",
+        "{}",
+        channels.text()
+    );
+
     // The buyer who cancels goes back to the shop's merchant_url (quit_url).
     let pay_url = created.json()["pay_url"].as_str().unwrap().to_owned();
     let page = get(&pay_url, None).await.text();

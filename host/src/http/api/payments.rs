@@ -2,6 +2,7 @@
 //! and the pay channels.
 
 use crate::http::body::{json, read_body, Body, MAX_API_BODY};
+use crate::runtime::plugin_api::PluginError;
 use crate::service::{ApiError, App, CreatePayment};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -203,13 +204,29 @@ pub(super) async fn channels(
     let list = session
         .list_channels(&policy, &merchant.settings, out_user.as_deref())
         .await?
-        .map_err(|e| {
-            crate::service::upstream_error(
+        .map_err(|e| match e {
+            // The component's own words on this merchant's settings (an open-platform merchant
+            // has no channel list): the request cannot succeed as configured, the provider was
+            // not asked.
+            PluginError::InvalidSettings(fields) => {
+                let first = fields.first().map(|f| f.field.clone()).unwrap_or_default();
+                let why: Vec<String> = fields
+                    .iter()
+                    .map(|f| format!("{}: {}", f.field, f.reason))
+                    .collect();
+                ApiError::field(
+                    409,
+                    "not_available",
+                    &first,
+                    format!("no pay-channel list for this merchant: {}", why.join("; ")),
+                )
+            }
+            e => crate::service::upstream_error(
                 502,
                 "gateway_error",
                 "the pay-channel query failed",
                 &e.to_string(),
-            )
+            ),
         })?;
     Ok(json(
         200,
