@@ -1387,6 +1387,32 @@ async fn unknown_routes_are_404_for_every_caller() {
         answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
         "HTTP/1.0 needs no Host: {answer}"
     );
+    // Requests hyper cannot parse get its status with payhost's one error body.
+    let long_head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    for (head, status, code) in [
+        ("GARBAGE\r\n\r\n", "400", "bad_request"),
+        ("GET /healthz HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n", "400", "bad_request"),
+        (
+            "POST /notify/shop HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nabcdef",
+            "400",
+            "bad_request",
+        ),
+        (long_head.as_str(), "431", "headers_too_large"),
+    ] {
+        let mut s = std::net::TcpStream::connect(w.host.addr).unwrap();
+        let _ = s.write_all(head.as_bytes());
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{answer}");
+        let (top, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(top.contains("content-type: application/json"), "{top}");
+        let json: serde_json::Value = serde_json::from_str(body).expect(body);
+        assert_eq!(json["error"]["code"], code, "{body}");
+    }
     // A body framed by another transfer coding than `chunked` alone is refused with 501 and the
     // connection closed: what follows that body is never taken for a request of its own.
     let smuggled = "0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: a\r\n\r\n";

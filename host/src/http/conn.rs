@@ -23,6 +23,17 @@ struct GuardedIo {
     idle: Duration,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
     busy: Arc<std::sync::atomic::AtomicUsize>,
+    /// hyper's bare answer to a request it could not parse, being written in its JSON version
+    /// (`parse_errors`).
+    swapped: Option<Swapped>,
+}
+
+/// What is written in place of a head hyper asked to write: `bytes`, of which `sent` are out;
+/// hyper is told its own `replaces` bytes were written once all of them are.
+struct Swapped {
+    bytes: Vec<u8>,
+    sent: usize,
+    replaces: usize,
 }
 
 impl GuardedIo {
@@ -69,9 +80,37 @@ impl tokio::io::AsyncWrite for GuardedIo {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
+        use std::task::Poll;
+        let this = &mut *self;
+        // Only a 4xx head is looked at; hyper's parse-error answer is the connection's last.
+        if this.swapped.is_none() && buf.starts_with(b"HTTP/1.1 4") {
+            if let Some(bytes) = super::parse_errors::with_json_body(buf) {
+                this.swapped = Some(Swapped {
+                    bytes,
+                    sent: 0,
+                    replaces: buf.len(),
+                });
+            }
+        }
+        if let Some(swap) = this.swapped.as_mut() {
+            while swap.sent < swap.bytes.len() {
+                match std::pin::Pin::new(&mut this.inner).poll_write(cx, &swap.bytes[swap.sent..]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                    }
+                    Poll::Ready(Ok(n)) => swap.sent += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            let replaces = swap.replaces;
+            this.swapped = None;
+            this.touch();
+            return Poll::Ready(Ok(replaces));
+        }
+        let r = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.touch();
         }
         r
     }
@@ -81,6 +120,16 @@ impl tokio::io::AsyncWrite for GuardedIo {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
+        // A head alone (hyper writes its parse-error answer as one buffer) goes the way above,
+        // and so does everything once a swapped head is being written.
+        let mut filled = bufs.iter().filter(|b| !b.is_empty());
+        match (filled.next(), filled.next()) {
+            (Some(first), _) if self.swapped.is_some() => return self.poll_write(cx, first),
+            (Some(only), None) if only.starts_with(b"HTTP/1.1 4") => {
+                return self.poll_write(cx, only)
+            }
+            _ => {}
+        }
         let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
             self.touch();
@@ -251,6 +300,7 @@ pub async fn serve(
                     idle,
                     deadline: Box::pin(tokio::time::sleep(idle)),
                     busy: busy.clone(),
+                    swapped: None,
                 };
                 let service = hyper::service::service_fn(move |req| {
                     let app = app.clone();

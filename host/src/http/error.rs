@@ -1,7 +1,8 @@
 //! The one error answer of payhost's own routes: the HTTP status and
 //! `{"error":{"code":…,"message":…,"field":…}}` (`field`: the input at fault, or `null`), on
 //! every route a program calls (the shop API, `/metrics`, `/readyz`, an unknown path, a method a
-//! path does not take). Settings refused field by field add their list beside it (`"fields"`).
+//! path does not take), and on hyper's own answer to a request it cannot parse
+//! (`super::parse_errors`). Settings refused field by field add their list beside it (`"fields"`).
 //!
 //! Two answers are not JSON because their reader is not a program that reads this shape: the
 //! provider's notify gets its reply word (the protocol's `success`/`fail`), and a buyer's browser
@@ -43,7 +44,7 @@ impl ApiError {
         ApiError::new(500, "internal", "internal error; see the payhost log")
     }
 
-    fn body(&self) -> serde_json::Value {
+    pub(super) fn body(&self) -> serde_json::Value {
         serde_json::json!({"error": {"code": self.code, "field": self.field, "message": self.message}})
     }
 }

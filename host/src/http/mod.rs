@@ -17,6 +17,7 @@ pub mod caller;
 pub mod conn;
 pub mod error;
 pub mod mount;
+mod parse_errors;
 pub mod probes;
 pub mod provider;
 pub mod router;
