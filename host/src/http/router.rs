@@ -500,6 +500,22 @@ fn options(allowed: &[&str]) -> Response<Body> {
     r
 }
 
+/// The request's transfer codings when they are anything but `chunked` alone (hyper has already
+/// refused one whose last coding is not `chunked`), as sent.
+fn unsupported_transfer_coding<B>(req: &Request<B>) -> Option<String> {
+    let mut codings = Vec::new();
+    for value in req.headers().get_all(http::header::TRANSFER_ENCODING) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        codings.extend(
+            text.split(',')
+                .map(|c| c.trim().to_owned())
+                .filter(|c| !c.is_empty()),
+        );
+    }
+    let only_chunked = codings.len() == 1 && codings[0].eq_ignore_ascii_case("chunked");
+    (!codings.is_empty() && !only_chunked).then(|| codings.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,20 +606,4 @@ mod tests {
         };
         assert!(may_call(&own, scope, &params));
     }
-}
-
-/// The request's transfer codings when they are anything but `chunked` alone (hyper has already
-/// refused one whose last coding is not `chunked`), as sent.
-fn unsupported_transfer_coding<B>(req: &Request<B>) -> Option<String> {
-    let mut codings = Vec::new();
-    for value in req.headers().get_all(http::header::TRANSFER_ENCODING) {
-        let text = String::from_utf8_lossy(value.as_bytes());
-        codings.extend(
-            text.split(',')
-                .map(|c| c.trim().to_owned())
-                .filter(|c| !c.is_empty()),
-        );
-    }
-    let only_chunked = codings.len() == 1 && codings[0].eq_ignore_ascii_case("chunked");
-    (!codings.is_empty() && !only_chunked).then(|| codings.join(", "))
 }
