@@ -466,7 +466,13 @@ async fn admin_pages_are_not_cached_framed_or_posted_elsewhere() {
     let demo = demo("admin-headers").await;
     let base = &demo.url("");
     let (op, _) = admin_login(base, ADMIN_PASSWORD).await;
-    for (path, cookie) in [("/admin", ""), ("/admin/merchants/demo", op.as_str())] {
+    for (path, cookie) in [
+        ("/admin", ""),
+        ("/admin", op.as_str()),
+        ("/admin/merchants", op.as_str()),
+        ("/admin/merchants/demo", op.as_str()),
+        ("/admin/users", op.as_str()),
+    ] {
         let r = get_page(base, path, cookie).await;
         assert_eq!(r.status, 200, "{path}");
         let header = |name: &str| r.header(name).unwrap_or_default();

@@ -219,7 +219,7 @@ async fn open_platform_payment_notify_return_query_and_cancel() {
     assert_eq!(channels.status, 409, "{}", channels.text());
     assert_eq!(
         channels.json()["error"]["code"],
-        "not_available",
+        "not_supported",
         "{}",
         channels.text()
     );

@@ -154,22 +154,10 @@ fn compare(ours: Vec<Line>, theirs: Vec<Line>) -> Comparison {
     c
 }
 
-/// The component's refusal to locate a bill as an API error. A merchant whose API family has no
-/// bill (the legacy `mapi`: `invalid-settings` naming `api`) is not misconfigured, it asked for
-/// something its settings do not offer: `409 not_supported` naming `api`, never a 500.
+/// The component's refusal to locate a bill as an API error: a merchant whose API family has no
+/// bill (the legacy `mapi`) gets `409 not_supported` naming `api`, never a 500.
 fn bill_refusal(e: crate::runtime::plugin_api::PluginError) -> ApiError {
-    use crate::runtime::plugin_api::PluginError as E;
-    match e {
-        E::InvalidSettings(fields) if fields.len() == 1 && fields[0].field == "api" => {
-            ApiError::field(
-                409,
-                "not_supported",
-                "api",
-                format!("api: {}", fields[0].reason),
-            )
-        }
-        e => plugin_error_to_api(e),
-    }
+    crate::service::not_offered_by_api_family(&e).unwrap_or_else(|| plugin_error_to_api(e))
 }
 
 impl App {

@@ -109,6 +109,24 @@ pub(crate) fn plugin_error_to_api(e: PluginError) -> ApiError {
     }
 }
 
+/// A component's refusal of what its merchant's API family does not offer (`invalid-settings`
+/// naming `api` alone: the legacy `mapi` has no bill, the open platform no pay-channel list). The
+/// merchant is not misconfigured, it asked for something its settings do not offer: `409
+/// not_supported` naming `api`, with the component's reason.
+pub(crate) fn not_offered_by_api_family(e: &PluginError) -> Option<ApiError> {
+    match e {
+        PluginError::InvalidSettings(fields) if fields.len() == 1 && fields[0].field == "api" => {
+            Some(ApiError::field(
+                409,
+                "not_supported",
+                "api",
+                format!("api: {}", fields[0].reason),
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// An API error about the provider's answer: fixed text plus a correlation id; the detail is logged.
 pub fn upstream_error(status: u16, code: &str, message: &str, detail: &str) -> ApiError {
     let id = correlation_id();

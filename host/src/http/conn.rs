@@ -83,7 +83,7 @@ impl tokio::io::AsyncWrite for GuardedIo {
         use std::task::Poll;
         let this = &mut *self;
         // Only a 4xx head is looked at; hyper's parse-error answer is the connection's last.
-        if this.swapped.is_none() && buf.starts_with(b"HTTP/1.1 4") {
+        if this.swapped.is_none() && super::parse_errors::is_4xx_head(buf) {
             if let Some(bytes) = super::parse_errors::with_json_body(buf) {
                 this.swapped = Some(Swapped {
                     bytes,
@@ -125,7 +125,7 @@ impl tokio::io::AsyncWrite for GuardedIo {
         let mut filled = bufs.iter().filter(|b| !b.is_empty());
         match (filled.next(), filled.next()) {
             (Some(first), _) if self.swapped.is_some() => return self.poll_write(cx, first),
-            (Some(only), None) if only.starts_with(b"HTTP/1.1 4") => {
+            (Some(only), None) if super::parse_errors::is_4xx_head(only) => {
                 return self.poll_write(cx, only)
             }
             _ => {}

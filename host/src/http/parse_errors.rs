@@ -17,7 +17,7 @@ fn described(status: u16) -> Option<ApiError> {
         414 => ("uri_too_long", "the request's URI is too long"),
         431 => (
             "headers_too_large",
-            "the request line and headers are over 64 KiB",
+            "the request line and headers are too large (over 64 KiB) or too many (over 100)",
         ),
         _ => return None,
     };
@@ -25,12 +25,14 @@ fn described(status: u16) -> Option<ApiError> {
 }
 
 /// The JSON version of `head` when it is one of hyper's bare parse-error answers: a `4xx`
-/// status line with exactly `connection: close`, `content-length: 0` and `date`, nothing else
-/// (payhost's own answers always carry a `content-type`). `None` for anything else.
+/// status line with exactly `content-length: 0`, `date` and (HTTP/1.1) `connection: close`,
+/// nothing else (payhost's own answers always carry a `content-type`). `None` for anything else.
 pub fn with_json_body(head: &[u8]) -> Option<Vec<u8>> {
-    if head.len() > 512 || !head.starts_with(b"HTTP/1.1 4") || !head.ends_with(b"\r\n\r\n") {
+    if head.len() > 512 || !is_4xx_head(head) || !head.ends_with(b"\r\n\r\n") {
         return None;
     }
+    // After an HTTP/1.0 keep-alive request hyper answers in HTTP/1.0, without `connection`.
+    let http10 = head.starts_with(b"HTTP/1.0");
     let text = std::str::from_utf8(&head[..head.len() - 4]).ok()?;
     let mut lines = text.split("\r\n");
     let status_line = lines.next()?;
@@ -46,7 +48,7 @@ pub fn with_json_body(head: &[u8]) -> Option<Vec<u8>> {
             _ => return None,
         }
     }
-    if !(close && empty) {
+    if !(empty && (close || http10)) {
         return None;
     }
     let body = described(status)?.body().to_string();
@@ -62,6 +64,11 @@ pub fn with_json_body(head: &[u8]) -> Option<Vec<u8>> {
     out.push_str("\r\n");
     out.push_str(&body);
     Some(out.into_bytes())
+}
+
+/// A status line of a 4xx answer (what [`with_json_body`] looks further at).
+pub fn is_4xx_head(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"HTTP/1.1 4") || bytes.starts_with(b"HTTP/1.0 4")
 }
 
 #[cfg(test)]
@@ -95,6 +102,11 @@ mod tests {
             assert!(json["error"]["field"].is_null());
             assert!(json["error"]["message"].as_str().unwrap().len() > 10);
         }
+        // HTTP/1.0 (after a keep-alive HTTP/1.0 request): no `connection` header of hyper's.
+        let head = format!("HTTP/1.0 400 Bad Request\r\ncontent-length: 0\r\n{DATE}\r\n\r\n");
+        let out = String::from_utf8(with_json_body(head.as_bytes()).unwrap()).unwrap();
+        assert!(out.starts_with("HTTP/1.0 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"), "{out}");
+        assert!(out.ends_with("}"), "{out}");
     }
 
     #[test]

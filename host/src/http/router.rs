@@ -357,6 +357,24 @@ async fn route(
     remote: SocketAddr,
     mut req: Request<Incoming>,
 ) -> (&'static str, Response<Body>) {
+    // A body framed by a transfer coding other than `chunked` alone (`gzip, chunked`) would reach
+    // the handlers still coded: 501 (RFC 9112 section 6.1), and the connection is closed, so
+    // nothing after that body is read as a request of its own. First of all checks: any other
+    // answer keeps the connection, and hyper would read on past that body.
+    if let Some(coding) = unsupported_transfer_coding(&req) {
+        let mut response = error(&ApiError::new(
+            501,
+            "not_implemented",
+            format!(
+                "Transfer-Encoding {coding:?} is not supported: send the body with Content-Length or Transfer-Encoding: chunked"
+            ),
+        ));
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        return ("other", response);
+    }
     // An HTTP/1.1 request names its host exactly once (RFC 9112 section 3.2): anything else is refused
     // before it is routed, as a proxy would refuse it.
     let hosts = req.headers().get_all(http::header::HOST).iter().count();
@@ -371,23 +389,6 @@ async fn route(
                 format!("the request has {what} Host header (HTTP/1.1 needs exactly one)"),
             )),
         );
-    }
-    // A body framed by a transfer coding other than `chunked` alone (`gzip, chunked`) would reach
-    // the handlers still coded: 501 (RFC 9112 section 6.1), and the connection is closed, so
-    // nothing after that body is read as a request of its own.
-    if let Some(coding) = unsupported_transfer_coding(&req) {
-        let mut response = error(&ApiError::new(
-            501,
-            "not_implemented",
-            format!(
-                "Transfer-Encoding {coding:?} is not supported: send the body with Content-Length or Transfer-Encoding: chunked"
-            ),
-        ));
-        response.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
-        return ("other", response);
     }
     // HEAD is served as GET: hyper answers the HEAD it read with the GET's head and no body.
     if req.method() == Method::HEAD {

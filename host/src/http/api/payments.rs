@@ -204,24 +204,14 @@ pub(super) async fn channels(
     let list = session
         .list_channels(&policy, &merchant.settings, out_user.as_deref())
         .await?
-        .map_err(|e| match e {
-            // The component's own words on this merchant's settings (an open-platform merchant
-            // has no channel list): the request cannot succeed as configured, the provider was
-            // not asked.
-            PluginError::InvalidSettings(fields) => {
-                let first = fields.first().map(|f| f.field.clone()).unwrap_or_default();
-                let why: Vec<String> = fields
-                    .iter()
-                    .map(|f| format!("{}: {}", f.field, f.reason))
-                    .collect();
-                ApiError::field(
-                    409,
-                    "not_available",
-                    &first,
-                    format!("no pay-channel list for this merchant: {}", why.join("; ")),
-                )
+        .map_err(|e| match crate::service::not_offered_by_api_family(&e) {
+            // The open platform has no channel list: the provider was not asked.
+            Some(refusal) => refusal,
+            // A stored setting the component cannot use (a broken key): as on every route.
+            None if matches!(e, PluginError::InvalidSettings(_)) => {
+                crate::service::plugin_error_to_api(e)
             }
-            e => crate::service::upstream_error(
+            None => crate::service::upstream_error(
                 502,
                 "gateway_error",
                 "the pay-channel query failed",
