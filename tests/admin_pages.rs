@@ -166,9 +166,23 @@ async fn owners_see_their_merchants_only_and_every_action_is_audited() {
         assert_eq!(page(base, path, &other).await.0, 403, "{path}");
     }
     // The CSV: another merchant's is refused (the ledger's rule), their own holds only theirs.
-    let (s, refused_csv) = page(base, "/admin/payments.csv?merchant=market", &other).await;
-    assert_eq!(s, 403);
-    assert!(!refused_csv.contains("MKT-ADMIN-1"));
+    let refused_csv = get_page(base, "/admin/payments.csv?merchant=market", &other).await;
+    assert_eq!(refused_csv.status, 403);
+    assert!(!refused_csv.text().contains("MKT-ADMIN-1"));
+    // …as an admin page, not the API's JSON.
+    assert!(
+        refused_csv
+            .header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/html"),
+        "{:?}",
+        refused_csv.header("content-type")
+    );
+    assert!(
+        refused_csv.text().contains("无法导出"),
+        "{}",
+        refused_csv.text()
+    );
     let csv = page(base, "/admin/payments.csv", &other).await.1;
     assert!(
         !csv.contains("MKT-ADMIN-1") && csv.contains("DEMO-ADMIN-1"),

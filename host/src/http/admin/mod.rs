@@ -459,9 +459,20 @@ async fn route(
         flash,
         query,
     };
-    // The ledger's CSV export, for this session's merchants (streamed by the server).
+    // The ledger's CSV export, for this session's merchants (streamed by the server); a refusal
+    // (another merchant's, a bad filter) is a page, as everywhere in the admin.
     if segs == ["admin", "payments.csv"] {
-        return super::ledger::payments_csv(&payments::csv_caller(&ctx), &req);
+        return match super::ledger::csv_filter(&payments::csv_caller(&ctx), &req) {
+            Ok(filter) => super::ledger::csv_export(filter),
+            Err(e) => error_page(
+                app,
+                Some(&ctx),
+                lang,
+                e.status,
+                ("无法导出", "Cannot export"),
+                (&e.message, &e.message),
+            ),
+        };
     }
     let page = get(app, &ctx, &segs).await;
     match page {

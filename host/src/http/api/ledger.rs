@@ -38,12 +38,18 @@ struct CsvExport(PaymentFilter);
 
 /// `GET /v1/payments.csv`: checked here; the rows are streamed by [`streaming`].
 pub fn payments_csv(who: &Caller, req: &Request<Incoming>) -> Response<Body> {
-    let mut f = match ledger::parse_filter(req.uri().query(), own(who)) {
-        Ok(f) => f,
-        Err(e) => return error(&e),
-    };
+    match csv_filter(who, req) {
+        Ok(f) => csv_export(f),
+        Err(e) => error(&e),
+    }
+}
+
+/// The CSV export's filter from the query, for this caller (the admin's link shows its own
+/// refusal as a page).
+pub fn csv_filter(who: &Caller, req: &Request<Incoming>) -> Result<PaymentFilter, ApiError> {
+    let mut f = ledger::parse_filter(req.uri().query(), own(who))?;
     if f.cursor.is_some() {
-        return error(&ApiError::field(
+        return Err(ApiError::field(
             400,
             "invalid_request",
             "cursor",
@@ -51,6 +57,11 @@ pub fn payments_csv(who: &Caller, req: &Request<Incoming>) -> Response<Body> {
         ));
     }
     f.limit = CSV_BATCH;
+    Ok(f)
+}
+
+/// The CSV's answer for a checked filter; its rows are streamed by [`streaming`].
+pub fn csv_export(f: PaymentFilter) -> Response<Body> {
     let mut r = Response::builder()
         .status(200)
         .header("content-type", "text/csv; charset=utf-8")
