@@ -71,23 +71,10 @@ pub fn text(status: u16, body: impl Into<String>) -> Response<Body> {
         .expect("valid response")
 }
 
-/// A page for the buyer's browser: a return that could not be confirmed. `csp` is its policy
-/// (`admin::page_security_policy`: its own style, no script).
+/// A page payhost renders (the admin's, and the buyer's page for a return that could not be
+/// confirmed): no cache keeps it and no other site learns its address; `csp` is its policy
+/// (`admin::content_security_policy` or `admin::page_security_policy`).
 pub fn html(status: u16, body: String, csp: &str) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "text/html; charset=utf-8")
-        .header("x-frame-options", "DENY")
-        .header("x-content-type-options", "nosniff")
-        .header("content-security-policy", csp)
-        .body(Full::new(Bytes::from(body)))
-        .expect("valid response")
-}
-
-/// An admin page: it shows orders, settings and tokens shown once, so no cache keeps it and no
-/// other site learns its address; its forms post to payhost only. `csp` is the admin's policy
-/// (its scripts allowed by hash: `admin::content_security_policy`).
-pub fn admin_html(status: u16, body: String, csp: &str) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "text/html; charset=utf-8")

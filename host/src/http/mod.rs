@@ -26,8 +26,7 @@ pub mod router;
 pub use api::tokens::new_merchant_token;
 pub use api::{ledger, merchant_removal};
 pub use body::{
-    admin_html, html, json, read_body, redirect, text, Body, MAX_API_BODY, MAX_NOTIFY_BODY,
-    MAX_RETURN_QUERY,
+    html, json, read_body, redirect, text, Body, MAX_API_BODY, MAX_NOTIFY_BODY, MAX_RETURN_QUERY,
 };
 pub use caller::{client_ip, is_operator_token, Caller};
 pub use conn::{serve, serve_metrics};

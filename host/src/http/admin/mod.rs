@@ -16,6 +16,7 @@
 //! Failed logins are throttled per IP (`[admin] login_failures_per_minute`, then 429).
 
 mod chart;
+mod csp;
 mod merchants;
 mod payments;
 mod session;
@@ -24,9 +25,10 @@ mod timeline;
 mod users;
 mod view;
 
-use super::{admin_html, Body};
+use super::{html, Body};
 use crate::service::App;
 use crate::store::admin::Role;
+pub use csp::{content_security_policy, page_security_policy};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use minijinja::Value;
@@ -171,93 +173,13 @@ fn frame(app: &App, ctx: Option<&Ctx>, lang: Lang, lang_url: &str, section: &'st
     }
 }
 
-/// Values shown once never wait in the store in the clear: sealed under the session's key.
-fn seal_secrets(f: &mut Flash, key: Option<&shown_once::SealKey>, lang: Lang) {
-    if f.secrets.is_empty() {
-        return;
-    }
-    let secrets = std::mem::take(&mut f.secrets);
-    f.sealed = key.and_then(|k| shown_once::seal(k, &secrets));
-    if f.sealed.is_none() {
-        tracing::error!("cannot seal a value shown once: it is not shown");
-        not_shown(f, lang);
-    }
-}
-
-/// A message whose value shown once is lost says so: the owner revokes it and makes another.
-fn not_shown(f: &mut Flash, lang: Lang) {
-    f.ok = false;
-    f.text.push_str(lang.pick(
-        "（这一次的值无法显示：请吊销后重新创建）",
-        " (the value could not be shown: revoke it and create another)",
-    ));
-}
-
-/// The sealed values of a message, opened for the page that shows them; a message whose values
-/// cannot be opened says so (the shop owner revokes the token and makes another).
-fn open_secrets(f: &mut Flash, key: Option<&shown_once::SealKey>, lang: Lang) {
-    let Some(sealed) = f.sealed.take() else {
-        return;
-    };
-    match key.and_then(|k| shown_once::open(k, &sealed)) {
-        Some(secrets) => f.secrets = secrets,
-        None => {
-            tracing::error!("a value shown once could not be opened: it is not shown");
-            not_shown(f, lang);
-        }
-    }
-}
-
-/// `'sha256-…'`: a CSP source that allows exactly this inline script or style element.
-fn csp_hash(text: &str) -> String {
-    use base64::Engine;
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(text.as_bytes());
-    format!(
-        "'sha256-{}'",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    )
-}
-
-/// The admin pages' Content-Security-Policy: scripts and styles from payhost itself and the
-/// templates' own inline scripts and `<style>` elements, each by its SHA-256; a script or style
-/// that found its way into a page (a provider's or a shop's text shown unescaped) would not run
-/// or apply.
-pub fn content_security_policy() -> &'static str {
-    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    CSP.get_or_init(|| {
-        let join = |texts: &mut dyn Iterator<Item = &str>| {
-            texts.map(csp_hash).collect::<Vec<_>>().join(" ")
-        };
-        format!(
-            "default-src 'self'; style-src 'self' {}; script-src 'self' {}; \
-             form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
-            join(&mut view::inline_styles().chain([STYLE])),
-            join(&mut view::inline_scripts()),
-        )
-    })
-}
-
-/// The policy of a [`page`] shown to a buyer: its one style element, no script; its links may
-/// lead back to the shop.
-pub fn page_security_policy() -> &'static str {
-    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    CSP.get_or_init(|| {
-        format!(
-            "default-src 'self'; style-src {}; script-src 'none'; form-action 'self' http: https:; \
-             frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
-            csp_hash(STYLE)
-        )
-    })
-}
-
 /// Renders a template, or a plain 500 naming the cause in the log only.
 fn render(status: u16, template: &str, frame: &Frame, values: Value) -> Response<Body> {
     match view::render(template, frame, values) {
-        Ok(body) => admin_html(status, body, content_security_policy()),
+        Ok(body) => html(status, body, content_security_policy()),
         Err(e) => {
             tracing::error!(template, error = %e, "an admin template failed");
-            admin_html(
+            html(
                 500,
                 page(
                     "payhost",
@@ -423,7 +345,7 @@ async fn route(
         return match result {
             PostResult::Done(mut p) => {
                 if let Some(f) = &mut p.flash {
-                    seal_secrets(f, seal_key.as_ref(), lang);
+                    shown_once::seal_flash(f, seal_key.as_ref(), lang);
                     let text = serde_json::to_string(f).unwrap_or_default();
                     if let Err(e) = app.store.set_session_flash(&sid, &text).await {
                         tracing::error!(error = %e, "cannot keep the admin page's message");
@@ -447,7 +369,7 @@ async fn route(
         .flatten()
         .and_then(|f| serde_json::from_str::<Flash>(&f).ok())
         .map(|mut f| {
-            open_secrets(&mut f, seal_key.as_ref(), lang);
+            shown_once::open_flash(&mut f, seal_key.as_ref(), lang);
             f
         });
     let ctx = Ctx {

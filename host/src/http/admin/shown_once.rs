@@ -4,7 +4,7 @@
 //! copy of the database taken between the post and the page never holds a token that the store
 //! otherwise keeps only as a hash.
 
-use super::view::ShownOnce;
+use super::view::{Flash, Lang, ShownOnce};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
@@ -59,6 +59,43 @@ pub fn open(key: &SealKey, sealed: &str) -> Option<Vec<ShownOnce>> {
         .open_in_place(nonce, Aad::empty(), &mut data)
         .ok()?;
     serde_json::from_slice(plain).ok()
+}
+
+/// Values shown once never wait in the store in the clear: sealed under the session's key.
+pub fn seal_flash(f: &mut Flash, key: Option<&SealKey>, lang: Lang) {
+    if f.secrets.is_empty() {
+        return;
+    }
+    let secrets = std::mem::take(&mut f.secrets);
+    f.sealed = key.and_then(|k| seal(k, &secrets));
+    if f.sealed.is_none() {
+        tracing::error!("cannot seal a value shown once: it is not shown");
+        not_shown(f, lang);
+    }
+}
+
+/// A message whose value shown once is lost says so: the owner revokes it and makes another.
+fn not_shown(f: &mut Flash, lang: Lang) {
+    f.ok = false;
+    f.text.push_str(lang.pick(
+        "（这一次的值无法显示：请吊销后重新创建）",
+        " (the value could not be shown: revoke it and create another)",
+    ));
+}
+
+/// The sealed values of a message, opened for the page that shows them; a message whose values
+/// cannot be opened says so (the shop owner revokes the token and makes another).
+pub fn open_flash(f: &mut Flash, key: Option<&SealKey>, lang: Lang) {
+    let Some(sealed) = f.sealed.take() else {
+        return;
+    };
+    match key.and_then(|k| open(k, &sealed)) {
+        Some(secrets) => f.secrets = secrets,
+        None => {
+            tracing::error!("a value shown once could not be opened: it is not shown");
+            not_shown(f, lang);
+        }
+    }
 }
 
 #[cfg(test)]
