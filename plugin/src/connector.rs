@@ -530,13 +530,12 @@ pub fn query_trade(
     settings_pairs: &[(String, String)],
     out_trade_no: &str,
 ) -> Result<Step<TradeQuery>, PluginError> {
+    // The same rule as the payment's own (an order this host made), before anything is signed.
+    check_out_trade_no(out_trade_no)?;
     if is_openapi(settings_pairs) {
         return openapi::query_trade(settings_pairs, out_trade_no);
     }
     let settings = load_settings(settings_pairs)?;
-    if out_trade_no.is_empty() || out_trade_no.len() > MAX_OUT_TRADE_NO {
-        return Err(invalid("out_trade_no", "must be 1 to 64 characters"));
-    }
     Ok(Step::Send(Pending {
         request: HttpRequest {
             method: HttpMethod::Get,

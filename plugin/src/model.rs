@@ -33,18 +33,39 @@ pub struct GatewayError {
 }
 
 impl GatewayError {
-    /// Plain-language help for the gateway errors shop owners meet ([WAP §3.2], [EXTRA §3.3]),
-    /// appended to `detail`: the host shows it as it is and knows nothing of Alipay's codes.
+    /// Plain-language help for the gateway errors shop owners meet ([WAP §3.2], [EXTRA §3.3],
+    /// [OPENAPI §7.3]), appended to `detail`: the host shows it as it is and knows nothing of
+    /// Alipay's codes. Each family's codes are matched whole: an open-platform merchant has no
+    /// MD5 key, and `ILLEGAL_PARTNER` is not a missing permission.
     pub fn hint(&self) -> &'static str {
-        let text = format!("{} {} {}", self.code, self.sub_code, self.msg).to_ascii_lowercase();
-        if text.contains("has_no_privilege")
-            || text.contains("partner illegal")
-            || self.code == "0005"
+        let code = self.code.to_ascii_uppercase();
+        let sub = self.sub_code.as_str();
+        let msg = self.msg.to_ascii_lowercase();
+        let open_platform = sub.starts_with("isv.")
+            || sub.starts_with("ACQ.")
+            || sub.starts_with("aop.")
+            || (code.len() == 5 && code.bytes().all(|b| b.is_ascii_digit()));
+        if open_platform {
+            match sub {
+                "isv.invalid-signature" => "— the signature was refused: the app private key (应用私钥) does not belong to this APPID, or it is not the key whose public half was uploaded to the app (应用私钥与APPID不匹配，或上传到开放平台的不是它的公钥).",
+                "isv.invalid-app-id" => "— the APPID is not an app of this Alipay account, or the app is not online yet (APPID不正确或应用未上线).",
+                "isv.invalid-timestamp" => "— the request's time was refused: check this server's clock (服务器时间不准).",
+                _ if code == "40006" => "— the app has not signed for this product, or the product is not added to the app (应用未签约该产品，或未在应用中添加该功能).",
+                _ => "",
+            }
+        } else if code == "ILLEGAL_PARTNER" || sub.eq_ignore_ascii_case("ILLEGAL_PARTNER") {
+            "— the partner ID is not an Alipay partner: copy the 16-digit 合作者身份ID (PID, starting 2088) from the merchant service again (合作者身份ID不正确)."
+        } else if code.contains("HAS_NO_PRIVILEGE")
+            || msg.contains("partner illegal")
+            || code == "0005"
         {
             "— the partner ID has no permission for the WAP-pay interface: check the signed contract type in the Alipay merchant service (合同列表) and that the partner ID is the one of that contract (请确认签约的接口类型与合作者身份ID)."
-        } else if text.contains("sign") {
+        } else if code.contains("SIGN")
+            || sub.to_ascii_uppercase().contains("SIGN")
+            || msg.contains("sign")
+        {
             "— the signature was refused: the key does not belong to this partner ID, or it was pasted with extra characters (交易安全校验码与合作者身份ID不匹配，粘贴时不要带空格)."
-        } else if text.contains("0001") || text.contains("params illegal") {
+        } else if code == "0001" || msg.contains("params illegal") {
             "— a required parameter was missing or malformed."
         } else {
             ""
@@ -550,4 +571,34 @@ pub struct BillEntry {
     pub amount: String,
     pub request_no: String,
     pub finished_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GatewayError;
+
+    fn hint(code: &str, sub_code: &str, msg: &str) -> &'static str {
+        GatewayError {
+            code: code.into(),
+            sub_code: sub_code.into(),
+            msg: msg.into(),
+            detail: String::new(),
+        }
+        .hint()
+    }
+
+    #[test]
+    fn hints_match_each_familys_codes_whole() {
+        // Legacy: an unknown partner is not a missing permission.
+        assert!(hint("ILLEGAL_PARTNER", "ILLEGAL_PARTNER", "").contains("合作者身份ID不正确"));
+        assert!(hint("HAS_NO_PRIVILEGE", "", "").contains("合同列表"));
+        assert!(hint("0005", "", "partner illegal").contains("合同列表"));
+        assert!(hint("ILLEGAL_SIGN", "ILLEGAL_SIGN", "").contains("交易安全校验码"));
+        // The open platform has no MD5 key: its signature hint names the app key.
+        let open_sign = hint("40002", "isv.invalid-signature", "Invalid Arguments");
+        assert!(open_sign.contains("应用私钥") && !open_sign.contains("交易安全校验码"));
+        assert!(hint("40002", "isv.invalid-app-id", "").contains("APPID"));
+        assert!(hint("40006", "isv.insufficient-isv-permissions", "").contains("签约"));
+        assert_eq!(hint("40004", "ACQ.TRADE_NOT_EXIST", "Business Failed"), "");
+    }
 }

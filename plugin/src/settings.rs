@@ -680,6 +680,8 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
             "partner" => Some(partner.clone()),
             "seller_email" => seller_email.clone(),
             "mode" => Some(mode_value.to_owned()),
+            // Accepted in any case (`MAPI`); stored as the schema spells it.
+            "api" => Some("mapi".to_owned()),
             "sign_type" => Some(sign_type.clone()),
             "gateway_url" => Some(gateway_url.clone()),
             "notify_verify_url" => Some(notify_verify_url.clone()),
@@ -752,6 +754,7 @@ mod tests {
             ("key", "\t10000000000000000000000000000000  "),
             ("partner", "  2088101122136241 \n"),
             ("mode", "C2C "),
+            ("api", " MAPI "),
             ("gateway_url", " http://127.0.0.1:9/gw "),
             ("paychannel_url", "   "),
         ]))

@@ -295,6 +295,13 @@ mod tests {
             ..expect.clone()
         };
         assert!(connector::match_order(&n, &wrong_seller).is_err());
+        // The query takes only an order number the payment itself would take.
+        for bad in ["", "订单1", &"A".repeat(65)] {
+            match connector::query_trade(&pairs, bad) {
+                Err(PluginError::InvalidOrder(f)) => assert_eq!(f.field, "out_trade_no"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
         // Lost notify: the query, then its signed answer, applied through match-order too.
         let Step::Send(pending) = connector::query_trade(&pairs, "ECS20240520000123").unwrap()
         else {

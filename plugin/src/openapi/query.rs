@@ -55,6 +55,28 @@ pub fn read_response(
     method: &str,
     body: &[u8],
 ) -> Result<serde_json::Map<String, serde_json::Value>, PluginError> {
+    match read_answer(settings, method, body)? {
+        Answer::Success(node) => Ok(node),
+        Answer::Refused { error, .. } => Err(PluginError::Gateway(error)),
+    }
+}
+
+/// What the gateway answered, once its signature is checked.
+pub enum Answer {
+    /// `code` `10000`, signed and verified.
+    Success(serde_json::Map<String, serde_json::Value>),
+    /// Any other code. `signed`: the report carried a signature that verified, so what it says
+    /// (`ACQ.TRADE_NOT_EXIST`) may be acted on; an unsigned one is a report only ([OPENAPI §7.2]
+    /// step 6: never act on the fields of an unsigned body).
+    Refused { error: GatewayError, signed: bool },
+}
+
+/// [`read_response`], telling a signed refusal from an unsigned one.
+pub fn read_answer(
+    settings: &OpenApiSettings,
+    method: &str,
+    body: &[u8],
+) -> Result<Answer, PluginError> {
     let raw =
         extract(body, method).map_err(|e| PluginError::Malformed(format!("{method}: {e}")))?;
     if let (Some(mode), Some(sn)) = (&settings.cert_mode, raw.alipay_cert_sn.as_deref()) {
@@ -85,7 +107,10 @@ pub fn read_response(
         // An unsigned body is an error report at best ([OPENAPI §7.2] step 6): its business fields are
         // never used; its code is passed on.
         SignatureCheck::Unsigned if text("code") != "10000" && !text("code").is_empty() => {
-            return Err(gateway_error(&node))
+            return Ok(Answer::Refused {
+                error: gateway_error(&node),
+                signed: false,
+            })
         }
         SignatureCheck::Unsigned => {
             return Err(PluginError::BadSignature(format!("{method}: the answer is not signed")))
@@ -98,24 +123,27 @@ pub fn read_response(
         SignatureCheck::Verified | SignatureCheck::VerifiedUnescapedSlash => {}
     }
     if text("code") != "10000" {
-        return Err(gateway_error(&node));
+        return Ok(Answer::Refused {
+            error: gateway_error(&node),
+            signed: true,
+        });
     }
-    Ok(node)
+    Ok(Answer::Success(node))
 }
 
-fn gateway_error(node: &serde_json::Map<String, serde_json::Value>) -> PluginError {
+fn gateway_error(node: &serde_json::Map<String, serde_json::Value>) -> GatewayError {
     let text = |k: &str| {
         node.get(k)
             .and_then(|v| v.as_str())
             .unwrap_or_default()
             .to_owned()
     };
-    PluginError::Gateway(GatewayError {
+    GatewayError {
         code: text("code"),
         sub_code: text("sub_code"),
         msg: text("msg"),
         detail: text("sub_msg"),
-    })
+    }
 }
 
 /// The query's answer as a [`TradeQuery`]: `found: false` for `ACQ.TRADE_NOT_EXIST` (the buyer
@@ -126,16 +154,19 @@ pub fn read_query(
     out_trade_no: &str,
     body: &[u8],
 ) -> Result<TradeQuery, PluginError> {
-    let node = match read_response(settings, QUERY, body) {
-        Err(PluginError::Gateway(g)) if g.sub_code == "ACQ.TRADE_NOT_EXIST" => {
+    let node = match read_answer(settings, QUERY, body)? {
+        // Nothing is acted on (the order stays pending either way); whether the report was
+        // signed is said, as for any queried trade.
+        Answer::Refused { error, signed } if error.sub_code == "ACQ.TRADE_NOT_EXIST" => {
             return Ok(TradeQuery {
                 found: false,
                 out_trade_no: out_trade_no.to_owned(),
-                signature_verified: true,
+                signature_verified: signed,
                 ..Default::default()
             })
         }
-        other => other?,
+        Answer::Refused { error, .. } => return Err(PluginError::Gateway(error)),
+        Answer::Success(node) => node,
     };
     let text = |k: &str| {
         node.get(k)
@@ -292,5 +323,16 @@ mod tests {
             Err(PluginError::Gateway(g)) => assert_eq!(g.code, "40002"),
             other => panic!("{other:?}"),
         }
+        // "No such trade": signed, it is verified; the same report unsigned is said to be so.
+        let q = read_query(
+            &s,
+            "ECS20240520000123",
+            &testdata::read("responses/query_trade_not_exist.json"),
+        )
+        .unwrap();
+        assert!(!q.found && q.signature_verified);
+        let unsigned = br#"{"alipay_trade_query_response":{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"x"}}"#;
+        let q = read_query(&s, "ECS20240520000123", unsigned).unwrap();
+        assert!(!q.found && !q.signature_verified);
     }
 }

@@ -2,7 +2,7 @@
 //! each a signed server call through [`query::call`], each answer read only after its signature
 //! verified over the raw response node ([`query::read_response`], [OPENAPI §7.2]).
 
-use super::query::{call, read_response};
+use super::query::{call, read_answer, read_response, Answer};
 use super::request::BizContent;
 use super::settings::OpenApiSettings;
 use crate::amount::Amount;
@@ -164,15 +164,18 @@ pub fn read_close(
     out_trade_no: &str,
     body: &[u8],
 ) -> Result<TradeClosed, PluginError> {
-    let node = match read_response(settings, CLOSE, body) {
-        Err(PluginError::Gateway(g)) if g.sub_code == "ACQ.TRADE_NOT_EXIST" => {
+    let node = match read_answer(settings, CLOSE, body)? {
+        // Closing here on the provider's word needs its signature ([OPENAPI §7.2] step 6): an
+        // unsigned "no such trade" leaves the order as it is, with the gateway's error.
+        Answer::Refused { error, signed: true } if error.sub_code == "ACQ.TRADE_NOT_EXIST" => {
             return Ok(TradeClosed {
                 at_provider: false,
                 trade_no: String::new(),
                 detail: "Alipay has no such trade (the buyer never opened the cashier): close it locally; the order's time_expire keeps a late payment out".into(),
             })
         }
-        other => other?,
+        Answer::Refused { error, .. } => return Err(PluginError::Gateway(error)),
+        Answer::Success(node) => node,
     };
     same_order(CLOSE, &node, out_trade_no)?;
     Ok(TradeClosed {
@@ -398,6 +401,21 @@ mod tests {
         assert_eq!(c.trade_no, "2024052022001400000000000001");
         let req = close_request(&s, "ECS20240520000123", 1_716_172_200).unwrap();
         assert_eq!(get(&params_of(&req), "method"), CLOSE);
+        // "No such trade" closes locally only when Alipay signed it ([OPENAPI §7.2] step 6).
+        let node = r#"{"code":"40004","msg":"Business Failed","sub_code":"ACQ.TRADE_NOT_EXIST","sub_msg":"交易不存在"}"#;
+        let alipay = crate::sign::parse_private_key(&String::from_utf8_lossy(&testdata::read(
+            "keys/alipay_test_private_pkcs8.pem",
+        )))
+        .unwrap();
+        let sig = super::super::sign::sign(node.as_bytes(), &alipay, s.sign_type).unwrap();
+        let signed = format!(r#"{{"alipay_trade_close_response":{node},"sign":"{sig}"}}"#);
+        let c = read_close(&s, "ECS20240520000123", signed.as_bytes()).unwrap();
+        assert!(!c.at_provider);
+        let unsigned = format!(r#"{{"alipay_trade_close_response":{node}}}"#);
+        match read_close(&s, "ECS20240520000123", unsigned.as_bytes()) {
+            Err(PluginError::Gateway(g)) => assert_eq!(g.sub_code, "ACQ.TRADE_NOT_EXIST"),
+            other => panic!("an unsigned report closed the order: {other:?}"),
+        }
     }
 
     #[test]
