@@ -4,13 +4,18 @@
  *
  * Its own file next to respond.php because respond.php answers HTTP 200 whatever respond()
  * decides: payhost would take a refused or failed webhook as delivered and never send it again.
- * Here the answer is 2xx only when the order is paid in the shop; anything else is non-2xx and
- * payhost retries it with backoff.
+ * Here the answer is 2xx only when the order is paid in the shop (or a refund is noted); anything
+ * else is non-2xx and payhost retries it with backoff.
  */
 
+// Everything printed before the answer (a PHP notice of the shop's code with display_errors on)
+// is buffered and dropped, so the status line below is never lost to "headers already sent".
+ob_start();
 define('IN_ECS', true);
-// The same bootstrap as respond.php (no INIT_NO_SMARTY / INIT_NO_USERS): order_paid() ships virtual
-// goods and sends mail with the template engine, as it does when Alipay's notify hits respond.php.
+// No session and no visit statistics for payhost's requests (includes/init.php skips both under
+// INIT_NO_USERS; order_paid() uses neither). The template engine stays: order_paid() ships
+// virtual goods and sends mail with it, as it does when Alipay's notify hits respond.php.
+define('INIT_NO_USERS', true);
 
 // Until the module has decided: init.php ends the request with its own page when the shop is
 // closed (and on other early exits); payhost must see those as not delivered.
@@ -19,10 +24,22 @@ require(dirname(__FILE__) . '/includes/init.php');
 require_once(ROOT_PATH . 'includes/lib_payment.php');
 require_once(ROOT_PATH . 'includes/lib_order.php');
 
-header('Content-Type: text/plain; charset=utf-8');
+/** The answer: every buffer (ours, init.php's) dropped, then the status and the text. */
+function payhost_notify_answer($code, $text)
+{
+    $reasons = array(200 => 'OK', 400 => 'Bad Request', 401 => 'Unauthorized', 404 => 'Not Found',
+        405 => 'Method Not Allowed', 409 => 'Conflict', 503 => 'Service Unavailable');
+    while (ob_get_level() > 0) {
+        ob_end_clean();
+    }
+    header('HTTP/1.1 ' . $code . ' ' . $reasons[$code], true, $code);
+    header('Content-Type: text/plain; charset=utf-8');
+    echo $text;
+    exit;
+}
+
 if (!isset($_SERVER['REQUEST_METHOD']) || $_SERVER['REQUEST_METHOD'] !== 'POST') {
-    header('HTTP/1.1 405 Method Not Allowed', true, 405);
-    exit('POST only');
+    payhost_notify_answer(405, 'POST only');
 }
 
 include_once(ROOT_PATH . 'includes/modules/payment/payhost_alipay.php');
@@ -32,8 +49,4 @@ $payhost_answer = $payhost_module->webhook(
     isset($_SERVER['HTTP_X_PAYHOST_SIGNATURE']) ? $_SERVER['HTTP_X_PAYHOST_SIGNATURE'] : '',
     time()
 );
-$payhost_reasons = array(200 => 'OK', 400 => 'Bad Request', 401 => 'Unauthorized', 404 => 'Not Found',
-    409 => 'Conflict', 503 => 'Service Unavailable');
-$payhost_code = $payhost_answer[0];
-header('HTTP/1.1 ' . $payhost_code . ' ' . $payhost_reasons[$payhost_code], true, $payhost_code);
-echo $payhost_answer[1];
+payhost_notify_answer($payhost_answer[0], $payhost_answer[1]);

@@ -1,10 +1,15 @@
 <?php
-/* Test-only (no ecshop counterpart): the harness database as JSON, and shop_closed switching. */
+/* Test-only (no ecshop counterpart): the harness database as JSON; ?shop_closed=1|0 and
+   ?deprecated=1|0 (PHP's E_DEPRECATED messages printed by init.php) switch the shop's state. */
 define('IN_ECS', true);
 require(dirname(__FILE__) . '/includes/cls_mysql.php');
 if (isset($_GET['shop_closed'])) {
     $v = (int)$_GET['shop_closed'];
     hdb_tx(function (&$t) use ($v) { $t['shop_config']['shop_closed'] = $v; });
+}
+if (isset($_GET['deprecated'])) {
+    $v = (int)$_GET['deprecated'];
+    hdb_tx(function (&$t) use ($v) { $t['shop_config']['harness_deprecated'] = $v; });
 }
 header('Content-Type: application/json');
 echo json_encode(hdb_read(), JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE);

@@ -1,11 +1,18 @@
 <?php
 /*
- * Harness of ecshop 2.7.3 `user.php`: act=order_detail&order_id=N (the buyer's order page; here
- * its order_sn and pay_status) and act=account_log, where the cashier's cancel link brings the
- * buyer back; and act=act_account (a balance top-up, 预付款): a user_account row
- * (is_paid 0), `insert_pay_log($surplus['rec_id'], $amount, PAY_SURPLUS, 0)`, an $order with
- * order_sn = rec_id, user_name, surplus_amount, order_amount and log_id (no order_id), and
- * get_code($order, unserialize_config($payment_info['pay_config'])). No ecshop code.
+ * Harness of ecshop 2.7.3 `user.php`:
+ *  - act=order_detail&order_id=N (the buyer's order page, where the cashier's cancel link brings
+ *    the buyer back): the order's order_sn and pay_status, and — as includes/lib_transaction.php
+ *    get_order_detail() does for an unpaid (PS_UNPAYED) order — the pay button:
+ *    payment_info($order['pay_id']), `$order['log_id'] = get_paylog_id($order['order_id'],
+ *    PAY_ORDER)` (the unpaid pay_log row made at checkout, the same one every time), the module
+ *    included and `get_code($order, unserialize_config($payment_info['pay_config']))`;
+ *  - act=account_log (the balance page);
+ *  - act=act_account (a balance top-up, 预付款): a user_account row (is_paid 0),
+ *    `insert_pay_log($surplus['rec_id'], $amount, PAY_SURPLUS, 0)`, an $order with order_sn =
+ *    rec_id, user_name, surplus_amount, order_amount and log_id (no order_id), and
+ *    get_code($order, unserialize_config($payment_info['pay_config'])).
+ * No ecshop code.
  */
 define('IN_ECS', true);
 require(dirname(__FILE__) . '/includes/init.php');
@@ -14,11 +21,21 @@ require(ROOT_PATH . 'includes/lib_order.php');
 
 $act = isset($_GET['act']) ? $_GET['act'] : '';
 if ($act == 'order_detail' || $act == 'account_log') {
-    // user.php?act=order_detail&order_id=N (the order page: its pay status) and act=account_log.
     $t = hdb_read();
     $o = $act == 'order_detail' ? $t['order_info'][intval($_GET['order_id'])] : null;
+    $pay_online = '';
+    if ($o && $o['pay_status'] == PS_UNPAYED && $o['order_amount'] > 0) {
+        $payment_info = payment_info($o['pay_id']);
+        if ($payment_info !== false) {
+            $o['log_id'] = get_paylog_id($o['order_id'], PAY_ORDER);
+            include_once(ROOT_PATH . 'includes/modules/payment/' . $payment_info['pay_code'] . '.php');
+            $pay_obj = new $payment_info['pay_code'];
+            $pay_online = $pay_obj->get_code($o, unserialize_config($payment_info['pay_config']));
+        }
+    }
     header('Content-type: text/html; charset=' . EC_CHARSET);
-    echo '<html><body><div id="' . $act . '">' . ($o ? $o['order_sn'] . ' pay_status=' . $o['pay_status'] : 'account') . '</div></body></html>';
+    echo '<html><body><div id="' . $act . '">' . ($o ? $o['order_sn'] . ' pay_status=' . $o['pay_status'] : 'account') . '</div>'
+        . '<div id="pay_online">' . $pay_online . '</div></body></html>';
     exit;
 }
 

@@ -1,9 +1,14 @@
 <?php
-/* Test-only (no ShopEx counterpart): the harness database as JSON; ?db_down=1|0 switches failing writes. */
+/* Test-only (no ShopEx counterpart): the harness database as JSON; ?db_down=1|0 switches failing
+   writes, ?deprecated=1|0 PHP's E_DEPRECATED messages while ShopEx's core loads. */
 require(dirname(__FILE__) . '/core/include_v5/harness_db.php');
 if (isset($_GET['db_down'])) {
     $v = (int)$_GET['db_down'];
     hdb_tx(function (&$t) use ($v) { $t['db_down'] = $v; });
+}
+if (isset($_GET['deprecated'])) {
+    $v = (int)$_GET['deprecated'];
+    hdb_tx(function (&$t) use ($v) { $t['harness_deprecated'] = $v; });
 }
 header('Content-Type: application/json');
 echo json_encode(hdb_read(), JSON_UNESCAPED_UNICODE);

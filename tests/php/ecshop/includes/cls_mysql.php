@@ -1,13 +1,16 @@
 <?php
 /*
  * Harness of ecshop 2.7.3 `includes/cls_mysql.php` (class cls_mysql: getOne, getRow, getCol, query,
- * affected_rows) over a JSON file instead of MySQL. Each statement is atomic (an exclusive flock on
+ * affected_rows) over a JSON file instead of MySQL. getOne() returns the first column of the first
+ * row, '' when there is no row and false when the query failed (as the real one does: `$row !==
+ * false ? $row[0] : ''`); getRow() an array, or false without a row. Each statement is atomic (an exclusive flock on
  * the file, as a MyISAM table lock); nothing spans two statements, as in MyISAM (no transactions).
  * Only the statements a payment module sends are understood; anything else throws, so a test fails
  * loudly instead of passing on a query the harness ignored. MySQL's GET_LOCK/RELEASE_LOCK are
  * per-connection named locks: here one flock'd file per name, released at RELEASE_LOCK or when the
- * request (the connection) ends. HARNESS_NO_LOCKS=1 makes GET_LOCK lock nothing (the negative
- * control of the concurrency test).
+ * request (the connection) ends. A lock name longer than 64 characters is an error, as in MySQL 5.7
+ * and later (ER_USER_LOCK_WRONG_NAME; cls_mysql::query() then prints the error and dies).
+ * HARNESS_NO_LOCKS=1 makes GET_LOCK lock nothing (the negative control of the concurrency test).
  *
  * Written for the tests from the class's documented behaviour; no ecshop code.
  */
@@ -56,7 +59,27 @@ class cls_mysql
     {
         if (preg_match("/^SELECT is_paid FROM (\S+) WHERE log_id = '(\d+)'$/", $sql, $m) && $this->table_name($m[1]) === 'pay_log') {
             $t = hdb_read();
-            return isset($t['pay_log'][$m[2]]) ? (string)$t['pay_log'][$m[2]]['is_paid'] : false;
+            return isset($t['pay_log'][$m[2]]) ? (string)$t['pay_log'][$m[2]]['is_paid'] : '';
+        }
+        // lib_clips.php get_paylog_id(): the unpaid pay_log row of an order.
+        if (preg_match("/^SELECT log_id FROM ?(\S+) WHERE order_id = '(\d+)' AND order_type = '(\d+)' AND is_paid = 0$/", $sql, $m) && $this->table_name($m[1]) === 'pay_log') {
+            $t = hdb_read();
+            foreach ($t['pay_log'] as $row) {
+                if ((string)$row['order_id'] === $m[2] && (string)$row['order_type'] === $m[3] && $row['is_paid'] == 0) {
+                    return (string)$row['log_id'];
+                }
+            }
+            return '';
+        }
+        if (preg_match("/^SELECT COUNT\(\*\) FROM (\S+) WHERE order_id = '(\d+)' AND action_note LIKE '%([0-9A-Za-z_]+)%'$/", $sql, $m) && $this->table_name($m[1]) === 'order_action') {
+            $t = hdb_read();
+            $n = 0;
+            foreach ($t['order_action'] as $row) {
+                if (isset($row['order_id'], $row['action_note']) && (string)$row['order_id'] === $m[2] && strpos($row['action_note'], $m[3]) !== false) {
+                    $n++;
+                }
+            }
+            return (string)$n;
         }
         if (preg_match("/^SELECT GET_LOCK\('((?:[^'\\\\]|\\\\.)*)', (\d+)\)$/", $sql, $m)) {
             return $this->get_lock(stripslashes($m[1]), (int)$m[2]);
@@ -76,6 +99,9 @@ class cls_mysql
 
     function get_lock($name, $timeout)
     {
+        if (strlen($name) > 64) {
+            throw new Exception("harness cls_mysql: MySQL Error 3057: Incorrect user-level lock name '" . $name . "'");
+        }
         if (getenv('HARNESS_NO_LOCKS') === '1') {
             return '1';
         }
@@ -109,7 +135,26 @@ class cls_mysql
         throw new Exception('harness cls_mysql: unexpected statement: ' . $sql);
     }
 
-    function getRow($sql) { throw new Exception('harness cls_mysql: unexpected statement: ' . $sql); }
+    function getRow($sql)
+    {
+        if (preg_match("/^SELECT order_id, order_type FROM (\S+) WHERE log_id = '(\d+)'$/", $sql, $m) && $this->table_name($m[1]) === 'pay_log') {
+            $t = hdb_read();
+            return isset($t['pay_log'][$m[2]]) ? array('order_id' => (string)$t['pay_log'][$m[2]]['order_id'],
+                'order_type' => (string)$t['pay_log'][$m[2]]['order_type']) : false;
+        }
+        if (preg_match("/^SELECT order_id, order_sn, order_status, shipping_status, pay_status FROM (\S+) WHERE order_id = '(\d+)'$/", $sql, $m) && $this->table_name($m[1]) === 'order_info') {
+            $t = hdb_read();
+            if (!isset($t['order_info'][$m[2]])) {
+                return false;
+            }
+            $o = $t['order_info'][$m[2]];
+            return array('order_id' => (string)$o['order_id'], 'order_sn' => (string)$o['order_sn'],
+                'order_status' => isset($o['order_status']) ? (string)$o['order_status'] : '0',
+                'shipping_status' => isset($o['shipping_status']) ? (string)$o['shipping_status'] : '0',
+                'pay_status' => (string)$o['pay_status']);
+        }
+        throw new Exception('harness cls_mysql: unexpected statement: ' . $sql);
+    }
     function getAll($sql) { throw new Exception('harness cls_mysql: unexpected statement: ' . $sql); }
     function query($sql) { throw new Exception('harness cls_mysql: unexpected statement: ' . $sql); }
     function affected_rows() { return $this->affected; }

@@ -8,8 +8,18 @@
  * $_REQUEST (magic_quotes_gpc is off on PHP >= 5.4), the ECS object (table(); url() as
  * includes/cls_ecshop.php builds it: get_domain() — X-Forwarded-Host first, then Host — and the
  * directory of PHP_SELF, so .../mobile/ on the mobile pages), the database
- * object, $_CFG = load_config(), the common language file, and the "shop closed" page, which
- * init.php prints with HTTP 200 and then exits.
+ * object (the database name of data/config.php: here SHOP_DB_NAME, default "ecshop"), $_CFG =
+ * load_config(), the common language file, and the "shop closed" page, which init.php prints
+ * with HTTP 200 and then exits. Then, unless INIT_NO_USERS is defined, the visitor's session
+ * (cls_session: a request without the session cookie gets a new ecs_sessions row) and
+ * visit_stats() (an ecs_stats row); last, ob_start() (ob_gzhandler when gzip is enabled), so
+ * what the page prints afterwards is buffered.
+ *
+ * PHP's messages: init.php sets error_reporting(E_ALL) first; on PHP 5.3 and later ecshop
+ * 2.7.3's own files raise E_DEPRECATED while init.php loads them ("Assigning the return value of
+ * new by reference is deprecated"), printed before init.php's ob_start() when display_errors is
+ * on. The harness raises one such message when the test switches shop_config.harness_deprecated
+ * on (_state.php?deprecated=1), with display_errors on.
  *
  * Written for the tests from the file's behaviour; no ecshop code.
  */
@@ -41,6 +51,7 @@ class ECS
 {
     var $db_name = 'ecshop';
     var $prefix = 'ecs_';
+    function __construct() { $this->db_name = getenv('SHOP_DB_NAME') ? getenv('SHOP_DB_NAME') : 'ecshop'; }
     function table($str) { return '`' . $this->db_name . '`.`' . $this->prefix . $str . '`'; }
     function http() { return (isset($_SERVER['HTTPS']) && strtolower($_SERVER['HTTPS']) != 'off') ? 'https://' : 'http://'; }
     function get_domain()
@@ -76,7 +87,24 @@ $_CFG = load_config();
 $_LANG = array();
 require(ROOT_PATH . 'languages/' . $_CFG['lang'] . '/common.php');
 
+if (!empty($_CFG['harness_deprecated'])) {
+    ini_set('display_errors', '1');
+    trigger_error('Assigning the return value of new by reference is deprecated', E_USER_DEPRECATED);
+}
+
 if ($_CFG['shop_closed'] == 1) {
     header('Content-type: text/html; charset=' . EC_CHARSET);
     die('<div style="margin: 150px; text-align: center; font-size: 14px"><p>' . $_LANG['shop_closed'] . '</p><p>' . $_CFG['close_comment'] . '</p></div>');
 }
+
+if (!defined('INIT_NO_USERS')) {
+    // cls_session and visit_stats(): a visitor without the session cookie is a new session.
+    if (empty($_COOKIE['ECS_ID'])) {
+        hdb_tx(function (&$t) {
+            $t['sessions'][] = array('ip' => isset($_SERVER['REMOTE_ADDR']) ? $_SERVER['REMOTE_ADDR'] : '',
+                'script' => PHP_SELF);
+        });
+    }
+}
+
+ob_start();

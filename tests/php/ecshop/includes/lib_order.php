@@ -1,8 +1,12 @@
 <?php
 /*
- * Harness of ecshop 2.7.3 `includes/lib_order.php` (unserialize_config(), payment_info(),
- * order_action()) and of `includes/lib_clips.php` insert_pay_log() / lib_common.php
- * log_account_change(), over the harness database. Written for the tests; no ecshop code.
+ * Harness of ecshop 2.7.3 `includes/lib_order.php` (unserialize_config(), payment_info()) and of
+ * `includes/lib_clips.php` insert_pay_log() / get_paylog_id() and `includes/lib_common.php`
+ * order_action() / log_account_change(), over the harness database. order_action($order_sn,
+ * $order_status, $shipping_status, $pay_status, $note, $username) inserts an order_action row of
+ * the order with that order_sn; the note goes into the SQL string as it is given (the caller
+ * escapes it), so MySQL's unescaping is emulated with stripslashes(). Written for the tests; no
+ * ecshop code.
  */
 if (!defined('IN_ECS')) {
     die('Hacking attempt');
@@ -45,9 +49,24 @@ function insert_pay_log($id, $amount, $type = PAY_SURPLUS, $is_paid = 0)
 
 function order_action($order_sn, $order_status, $shipping_status, $pay_status, $note = '', $username = null)
 {
-    hdb_tx(function (&$t) use ($order_sn, $order_status, $pay_status) {
-        $t['order_action'][] = array('order_sn' => $order_sn, 'order_status' => $order_status, 'pay_status' => $pay_status);
+    hdb_tx(function (&$t) use ($order_sn, $order_status, $shipping_status, $pay_status, $note, $username) {
+        $order_id = null;
+        foreach ($t['order_info'] as $o) {
+            if ((string)$o['order_sn'] === (string)$order_sn) {
+                $order_id = $o['order_id'];
+            }
+        }
+        $t['order_action'][] = array('order_id' => $order_id, 'order_sn' => $order_sn, 'order_status' => $order_status,
+            'shipping_status' => $shipping_status, 'pay_status' => $pay_status, 'action_note' => stripslashes((string)$note),
+            'action_user' => $username);
     });
+}
+
+/** lib_clips.php get_paylog_id($surplus_id, $pay_type): the order's unpaid pay_log row ('' when none). */
+function get_paylog_id($surplus_id, $pay_type = PAY_SURPLUS)
+{
+    return $GLOBALS['db']->getOne('SELECT log_id FROM' . $GLOBALS['ecs']->table('pay_log') .
+        " WHERE order_id = '$surplus_id' AND order_type = '$pay_type' AND is_paid = 0");
 }
 
 /** log_account_change(): adds to users.user_money and writes account_log. */

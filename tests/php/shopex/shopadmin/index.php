@@ -18,7 +18,9 @@ require(dirname(dirname(__FILE__)) . '/config/config.php');
 define('CORE_INCLUDE_DIR', CORE_DIR . '/include_v5');
 require(CORE_INCLUDE_DIR . '/shopCore.php');
 require_once(CORE_DIR . '/model_v5/trading/mdl.payment.php');
-$system = new shopCore();
+/* The admin's core (core/include_v5/adminCore.php) does not run the shop front. */
+class adminCore extends shopCore { function run() {} }
+$system = new adminCore();
 $oPay = $system->loadModel('trading/payment');
 header('Content-Type: application/json; charset=utf-8');
 $ctl = isset($_GET['ctl']) ? $_GET['ctl'] : 'trading/payment';

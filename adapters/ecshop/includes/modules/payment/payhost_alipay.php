@@ -33,7 +33,13 @@ if (!defined('IN_ECS')) {
     die('Hacking attempt');
 }
 
+// The module's texts in the shop's language; zh_cn when the shop's language has no file of this
+// module (without the labels and the *_range options, ecshop's payment_edit.htm renders empty
+// selects, and admin/payment.php then pairs every later value with the wrong setting).
 $payment_lang = ROOT_PATH . 'languages/' . $GLOBALS['_CFG']['lang'] . '/payment/payhost_alipay.php';
+if (!file_exists($payment_lang)) {
+    $payment_lang = ROOT_PATH . 'languages/zh_cn/payment/payhost_alipay.php';
+}
 if (file_exists($payment_lang)) {
     global $_LANG;
     include_once($payment_lang);
@@ -84,6 +90,24 @@ function payhost_alipay_equals($known, $given)
     return $diff === 0;
 }
 
+/**
+ * At most $max bytes of UTF-8 text, never cutting a character in two; bytes that are not UTF-8
+ * (a header in another charset) are dropped first, as json_encode() refuses them.
+ */
+function payhost_alipay_utf8_cut($text, $max)
+{
+    $text = (string)$text;
+    if (!preg_match('//u', $text)) {
+        $text = preg_replace('/[\x80-\xFF]/', '', $text);
+    }
+    if (strlen($text) <= $max) {
+        return $text;
+    }
+    $text = substr($text, 0, $max);
+    // Drop a last character whose bytes were cut off (its lead byte and continuation bytes).
+    return preg_replace('/(?:[\xC0-\xDF]|[\xE0-\xEF][\x80-\xBF]?|[\xF0-\xF7][\x80-\xBF]{0,2})$/', '', $text);
+}
+
 class payhost_alipay
 {
     /** PHP 5 and later call __construct; ecshop's own modules keep the PHP 4 name too. */
@@ -117,51 +141,109 @@ class payhost_alipay
         $s['merchant'] = 'ecshop-' . preg_replace('/[^0-9A-Za-z]/', '', $s['openapi'] ? $s['alipay_app_id'] : $s['alipay_partner']);
         // The key of payhost's signed returns and webhooks: the merchant's own secret, created with
         // the merchant (payhost merchant add). A module installed before that has none: it keeps
-        // the key it derived from the Alipay key and gives it to payhost itself.
-        $s['send_secret'] = $s['payhost_shop_secret'] === '';
-        $s['webhook_secret'] = $s['send_secret']
+        // the key it derived from the Alipay key. Either way configure() gives payhost this key,
+        // so a secret pasted later replaces the derived one there too.
+        $s['webhook_secret'] = $s['payhost_shop_secret'] === ''
             ? hash_hmac('sha256', 'payhost-shop-webhook:' . $s['merchant'], $s['openapi'] ? $s['alipay_app_private_key'] : $s['alipay_key'])
             : $s['payhost_shop_secret'];
         return $s;
     }
 
-    /** One JSON call to payhost: array(HTTP status or 0, decoded body or null). */
-    function call($s, $method, $path, $body = null)
+    /**
+     * One JSON call to payhost: array(HTTP status or 0, decoded body or null). file_get_contents()
+     * when allow_url_fopen is on, else curl; neither → 0 (shown as "cannot reach payhost").
+     * $timeout: seconds (the order page's create call waits 5 s, not the buyer's patience).
+     */
+    function call($s, $method, $path, $body = null, $timeout = 20)
     {
-        $headers = "Authorization: Bearer " . $s['payhost_api_token'] . "\r\nAccept: application/json\r\n";
+        $url = $s['payhost_url'] . $path;
+        $content = $body === null ? '' : json_encode($body);
+        $headers = array('Authorization: Bearer ' . $s['payhost_api_token'], 'Accept: application/json');
         if ($body !== null) {
-            $headers .= "Content-Type: application/json\r\n";
+            $headers[] = 'Content-Type: application/json';
         }
-        $context = stream_context_create(array('http' => array(
-            'method' => $method,
-            'header' => $headers,
-            'content' => $body === null ? '' : json_encode($body),
-            'ignore_errors' => true,
-            'timeout' => 20,
-        )));
-        $raw = @file_get_contents($s['payhost_url'] . $path, false, $context);
         $status = 0;
-        if (isset($http_response_header) && is_array($http_response_header)) {
-            foreach ($http_response_header as $line) {
-                if (preg_match('#^HTTP/\S+\s+(\d{3})#', $line, $m)) {
-                    $status = (int)$m[1];
+        $raw = false;
+        if (ini_get('allow_url_fopen') && !preg_match('/^(0|off|false|no)$/i', trim((string)ini_get('allow_url_fopen')))) {
+            $context = stream_context_create(array('http' => array(
+                'method' => $method,
+                'header' => implode("\r\n", $headers) . "\r\n",
+                'content' => $content,
+                'ignore_errors' => true,
+                'timeout' => $timeout,
+            )));
+            $raw = @file_get_contents($url, false, $context);
+            if (isset($http_response_header) && is_array($http_response_header)) {
+                foreach ($http_response_header as $line) {
+                    if (preg_match('#^HTTP/\S+\s+(\d{3})#', $line, $m)) {
+                        $status = (int)$m[1];
+                    }
                 }
             }
+        } elseif (function_exists('curl_init')) {
+            $ch = curl_init($url);
+            curl_setopt($ch, CURLOPT_CUSTOMREQUEST, $method);
+            curl_setopt($ch, CURLOPT_HTTPHEADER, $headers);
+            curl_setopt($ch, CURLOPT_RETURNTRANSFER, true);
+            curl_setopt($ch, CURLOPT_CONNECTTIMEOUT, $timeout);
+            curl_setopt($ch, CURLOPT_TIMEOUT, $timeout);
+            if ($body !== null) {
+                curl_setopt($ch, CURLOPT_POSTFIELDS, $content);
+            }
+            $raw = curl_exec($ch);
+            $status = $raw === false ? 0 : (int)curl_getinfo($ch, CURLINFO_HTTP_CODE);
+            curl_close($ch);
         }
         $decoded = ($raw === false || $raw === '') ? null : json_decode($raw, true);
         return array($status, is_array($decoded) ? $decoded : null);
     }
 
-    /** payhost's error message (UTF-8), or the HTTP status. */
+    /**
+     * What went wrong, in the shop's charset: a text of the language file chosen by the HTTP
+     * status and payhost's error.code (naming the admin field when payhost names one), then
+     * payhost's own English words in brackets for support. A 409's message names the seller: only
+     * its code is kept.
+     */
     function error_text($status, $answer)
     {
-        if (is_array($answer) && isset($answer['error']['message'])) {
-            return $answer['error']['message'];
-        }
+        $error = (is_array($answer) && isset($answer['error']) && is_array($answer['error'])) ? $answer['error'] : array();
+        $code = isset($error['code']) ? (string)$error['code'] : '';
+        $field = isset($error['field']) ? (string)$error['field'] : '';
+        $message = isset($error['message']) ? (string)$error['message'] : '';
         if ($status == 0) {
-            return 'payhost is not reachable';
+            $text = $this->lang('payhost_err_unreachable');
+        } elseif ($status == 401) {
+            $text = $this->lang('payhost_err_token');
+        } elseif ($status == 403 && $field === '') {
+            $text = $this->lang('payhost_err_forbidden');
+        } elseif ($code === 'unknown_merchant') {
+            $text = $this->lang('payhost_err_unknown_merchant');
+        } elseif ($status == 409) {
+            $text = $this->lang('payhost_err_conflict');
+            $message = '';
+        } elseif ($field !== '' && ($status == 400 || $status == 403 || $code === 'merchant_misconfigured')) {
+            $text = sprintf($this->lang('payhost_err_field'), $this->field_label($field));
+        } elseif ($status == 429 || $status == 503) {
+            $text = $this->lang('payhost_err_busy');
+        } elseif ($status == 502 || $status == 504) {
+            $text = $this->lang('payhost_err_gateway');
+        } else {
+            $text = sprintf($this->lang('payhost_err_other'), intval($status));
         }
-        return 'payhost answered HTTP ' . $status;
+        $detail = 'payhost HTTP ' . intval($status) . ($code !== '' ? ' ' . $code : '') . ($message !== '' ? ': ' . $message : '');
+        return $text . ' (' . $this->from_utf8($detail) . ')';
+    }
+
+    /** The admin label (shop charset) of the setting behind a field payhost names. */
+    function field_label($field)
+    {
+        $names = array('partner' => 'alipay_partner', 'key' => 'alipay_key', 'seller_email' => 'alipay_account',
+            'mode' => 'alipay_mode', 'api' => 'alipay_api', 'app_id' => 'alipay_app_id',
+            'app_private_key' => 'alipay_app_private_key', 'alipay_public_key' => 'alipay_public_key',
+            'seller_id' => 'alipay_partner', 'gateway' => 'alipay_gateway', 'gateway_url' => 'alipay_gateway',
+            'shop_webhook_url' => 'shop_url', 'return_url' => 'shop_url', 'merchant_url' => 'shop_url',
+            'shop_webhook_secret' => 'payhost_shop_secret');
+        return isset($names[$field]) ? $this->lang($names[$field]) : $this->from_utf8($field);
     }
 
     function shop_charset()
@@ -218,13 +300,10 @@ class payhost_alipay
         return isset($GLOBALS['_LANG'][$key]) ? $GLOBALS['_LANG'][$key] : $key;
     }
 
-    /** A message for the buyer or the owner: the language entry and payhost's own words. */
-    function message_box($lang_key, $detail_utf8)
+    /** A message for the buyer or the owner: the language entry and what went wrong (shop charset). */
+    function message_box($lang_key, $detail)
     {
-        $text = $this->lang($lang_key);
-        if ($detail_utf8 !== '') {
-            $text .= $this->from_utf8($detail_utf8);
-        }
+        $text = $this->lang($lang_key) . $detail;
         return '<div class="payhost-error" style="text-align:center;color:#c00">' . $this->esc($text) . '</div>';
     }
 
@@ -293,11 +372,12 @@ class payhost_alipay
         if ($status == 200 && isset($held['settings_digest']) && payhost_alipay_equals($digest, $held['settings_digest'])) {
             return true;
         }
+        // Always the key this module verifies with: payhost's digest is keyed with the secret it
+        // holds, so a secret pasted after a first save (or a derived one replaced) differs here
+        // and is sent; unchanged settings and secret are not sent again.
         $body = $fields;
         $body['shop_webhook_url'] = $webhook;
-        if ($s['send_secret']) {
-            $body['shop_webhook_secret'] = $s['webhook_secret'];
-        }
+        $body['shop_webhook_secret'] = $s['webhook_secret'];
         list($status, $answer) = $this->call($s, 'PUT', $path, $body);
         if ($status != 200) {
             return $this->error_text($status, $answer);
@@ -359,8 +439,15 @@ class payhost_alipay
         if ($configured !== true) {
             return $this->message_box('payhost_config_error', $configured);
         }
+        // out_trade_no = order_sn-log_id-amount in fen: ecshop keeps the log_id when the amount of
+        // an unpaid order changes (admin/order.php update_pay_log(), user.php act=pay), and
+        // payhost refuses an order number it knows with another amount (409). settle() reads the
+        // log_id back; check_money() compares with the log's amount of the moment.
+        $fen = sprintf('%.0f', round((float)$order['order_amount'] * 100));
+        $base = $order['order_sn'] . '-' . intval($order['log_id']) . '-' . $fen;
+        $ua = isset($_SERVER['HTTP_USER_AGENT']) ? $this->to_utf8($_SERVER['HTTP_USER_AGENT']) : '';
         $request = array(
-            'out_trade_no' => $order['order_sn'] . $order['log_id'],
+            'out_trade_no' => $base,
             'subject' => $this->to_utf8($order['order_sn'] . ' ' . $GLOBALS['_CFG']['shop_name']),
             'total_fee' => number_format((float)$order['order_amount'], 2, '.', ''),
             'return_url' => $s['shop_url'] . 'respond.php?code=' . basename(__FILE__, '.php'),
@@ -368,7 +455,8 @@ class payhost_alipay
             'merchant_url' => empty($order['order_id'])
                 ? $s['shop_url'] . 'user.php?act=account_log'
                 : $s['shop_url'] . 'user.php?act=order_detail&order_id=' . intval($order['order_id']),
-            'user_agent' => isset($_SERVER['HTTP_USER_AGENT']) ? $this->to_utf8($_SERVER['HTTP_USER_AGENT']) : '',
+            // payhost refuses a User-Agent over 1024 bytes.
+            'user_agent' => payhost_alipay_utf8_cut($ua, 1024),
             'product' => 'auto',
         );
         if ($s['alipay_mode'] === 'c2c') {
@@ -379,24 +467,43 @@ class payhost_alipay
             $request['seller_email'] = $seller;
         }
         $path = '/v1/merchants/' . rawurlencode($s['merchant']) . '/payments';
-        list($status, $answer) = $this->call($s, 'POST', $path, $request);
-        if ($status == 400 && isset($answer['error']['message']) && strpos($answer['error']['message'], 'unknown field') !== false) {
-            // A payhost that predates user_agent/product: the same request without them.
-            unset($request['user_agent'], $request['product']);
-            list($status, $answer) = $this->call($s, 'POST', $path, $request);
+        // ecshop shows the same unpaid log_id again (lib_clips.php get_paylog_id()): when the
+        // payment of that number was closed (timed out, closed by the seller, refunded), the
+        // buyer pays under the next number, order_sn-log_id-fen-2, -3, … (settle() maps each
+        // back to the log_id).
+        for ($attempt = 1; $attempt <= 9; $attempt++) {
+            $request['out_trade_no'] = $attempt == 1 ? $base : $base . '-' . $attempt;
+            list($status, $answer) = $this->call($s, 'POST', $path, $request, 5);
+            if ($status == 400 && isset($answer['error']['message']) && strpos($answer['error']['message'], 'unknown field') !== false) {
+                // A payhost that predates user_agent/product: the same request without them.
+                unset($request['user_agent'], $request['product']);
+                list($status, $answer) = $this->call($s, 'POST', $path, $request, 5);
+            }
+            if ($status != 201 && $status != 200) {
+                return $this->message_box('payhost_pay_error', $this->error_text($status, $answer));
+            }
+            if (!empty($answer['pay_url'])) {
+                return $this->pay_button($answer['pay_url']);
+            }
+            $state = isset($answer['status']) ? (string)$answer['status'] : '';
+            if ($state === 'TRADE_SUCCESS' || $state === 'TRADE_FINISHED' || $state === 'PARTIALLY_REFUNDED') {
+                return $this->message_box('payhost_already_paid', '');
+            }
+            if ($state !== 'TRADE_CLOSED' && $state !== 'REFUNDED') {
+                return $this->message_box('payhost_pay_error', $this->error_text($status, $answer));
+            }
         }
-        if ($status != 201 && $status != 200) {
-            return $this->message_box('payhost_pay_error', $this->error_text($status, $answer));
-        }
-        if (empty($answer['pay_url'])) {
-            return $this->message_box('payhost_already_paid', '');
-        }
+        return $this->message_box('payhost_closed_too_often', '');
+    }
+
+    /** ecshop's pay button (a plain link on the mobile/ pages: phone browsers block window.open). */
+    function pay_button($pay_url)
+    {
         if (defined('ECS_WAP')) {
-            // ecshop's mobile/ pages: a plain link (phone browsers block window.open).
-            return '<a id="payhost-pay" href="' . $this->esc($answer['pay_url']) . '">' . $this->esc($this->lang('pay_button')) . '</a>';
+            return '<a id="payhost-pay" href="' . $this->esc($pay_url) . '">' . $this->esc($this->lang('pay_button')) . '</a>';
         }
         return '<div style="text-align:center"><input type="button" onclick="window.open(\''
-            . $this->esc(addslashes($answer['pay_url']))
+            . $this->esc(addslashes($pay_url))
             . '\')" value="' . $this->esc($this->lang('pay_button')) . '" /></div>';
     }
 
@@ -408,7 +515,34 @@ class payhost_alipay
     }
 
     /**
-     * Pays the pay_log row of out_trade_no (order_sn . log_id, subject "order_sn …") once.
+     * The pay_log row (log_id) an out_trade_no pays, or null: order_sn-log_id-fen[-n] (this
+     * version; n counts the payments after a closed one), or order_sn . log_id (versions before,
+     * orders still in flight; the order_sn is the first word of the subject).
+     */
+    function log_id_of($out_trade_no, $subject)
+    {
+        $out_trade_no = (string)$out_trade_no;
+        $parts = explode(' ', (string)$subject, 2);
+        $order_sn = $parts[0];
+        if (preg_match('/^(.+)-([0-9]{1,10})-([0-9]{1,12})(?:-[0-9]{1,2})?$/', $out_trade_no, $m)
+            && ($order_sn === '' || $order_sn === $m[1])) {
+            return $m[2];
+        }
+        if ($order_sn === '' || strpos($out_trade_no, $order_sn) !== 0) {
+            return null;
+        }
+        $log_id = substr($out_trade_no, strlen($order_sn));
+        return preg_match('/^[0-9]{1,10}$/', $log_id) ? $log_id : null;
+    }
+
+    /** A MySQL named lock's name (at most 64 characters in MySQL 5.7 and later). */
+    function lock_name($what)
+    {
+        return 'payhost_' . md5($GLOBALS['ecs']->table('pay_log') . ':' . $what);
+    }
+
+    /**
+     * Pays the pay_log row of out_trade_no (see log_id_of()) once.
      * Returns 'paid' (now or before), 'amount' (check_money refused), 'unknown' or 'busy'.
      *
      * order_paid() reads is_paid and writes it later, so two requests at once could both pay (a
@@ -418,18 +552,15 @@ class payhost_alipay
      */
     function settle($out_trade_no, $subject, $total_fee)
     {
-        $parts = explode(' ', (string)$subject, 2);
-        $order_sn = $parts[0];
-        if ($order_sn === '' || strpos($out_trade_no, $order_sn) !== 0) {
-            return 'unknown';
-        }
-        $log_id = substr($out_trade_no, strlen($order_sn));
-        if (!preg_match('/^[0-9]+$/', $log_id)) {
+        $log_id = $this->log_id_of($out_trade_no, $subject);
+        if ($log_id === null) {
             return 'unknown';
         }
         $table = $GLOBALS['ecs']->table('pay_log');
-        $before = $GLOBALS['db']->getOne('SELECT is_paid FROM ' . $table . " WHERE log_id = '" . intval($log_id) . "'");
-        if ($before === false || $before === null) {
+        $read = 'SELECT is_paid FROM ' . $table . " WHERE log_id = '" . intval($log_id) . "'";
+        $before = $GLOBALS['db']->getOne($read);
+        // cls_mysql::getOne(): '' when there is no such row, false when the query failed.
+        if ($before === false || $before === null || $before === '') {
             return 'unknown';
         }
         if ($before == 1) {
@@ -438,17 +569,72 @@ class payhost_alipay
         if (!check_money($log_id, $total_fee)) {
             return 'amount';
         }
-        $lock = addslashes('payhost:' . $table . ':' . intval($log_id));
+        $lock = $this->lock_name(intval($log_id));
         if ($GLOBALS['db']->getOne("SELECT GET_LOCK('" . $lock . "', 10)") != 1) {
             return 'busy';
         }
-        $before = $GLOBALS['db']->getOne('SELECT is_paid FROM ' . $table . " WHERE log_id = '" . intval($log_id) . "'");
-        if ($before == 0) {
+        $before = $GLOBALS['db']->getOne($read);
+        if ($before === '0' || $before === 0) {
             order_paid($log_id, 2);
         }
-        $after = $GLOBALS['db']->getOne('SELECT is_paid FROM ' . $table . " WHERE log_id = '" . intval($log_id) . "'");
+        $after = $GLOBALS['db']->getOne($read);
         $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
         return $after == 1 ? 'paid' : 'busy';
+    }
+
+    /**
+     * A refund at Alipay (payment.refunded, payment.partially_refunded): an order_action row
+     * (lib_common.php order_action(), the order's 操作记录 in the admin) saying how much has been
+     * refunded, once per event (a retried webhook finds its event id in the notes). The order's
+     * statuses are left as they are: the owner decides what the refund means for the order.
+     * Returns array(HTTP status, text).
+     */
+    function record_refund($s, $event)
+    {
+        $event_id = isset($event['id']) ? (string)$event['id'] : '';
+        if (!preg_match('/^evt_[0-9A-Za-z_]{1,80}$/', $event_id)) {
+            return array(400, 'no event id');
+        }
+        $log_id = $this->log_id_of($event['out_trade_no'], isset($event['subject']) ? $event['subject'] : '');
+        if ($log_id === null) {
+            return array(404, 'unknown order');
+        }
+        $db = $GLOBALS['db'];
+        $log = $db->getRow('SELECT order_id, order_type FROM ' . $GLOBALS['ecs']->table('pay_log') . " WHERE log_id = '" . intval($log_id) . "'");
+        if (!is_array($log) || !isset($log['order_id'])) {
+            return array(404, 'unknown order');
+        }
+        if ($log['order_type'] != PAY_ORDER) {
+            // A balance top-up has no order to note it on; payhost's admin page lists the refund.
+            return array(200, 'ignored: not an order');
+        }
+        $order = $db->getRow('SELECT order_id, order_sn, order_status, shipping_status, pay_status FROM '
+            . $GLOBALS['ecs']->table('order_info') . " WHERE order_id = '" . intval($log['order_id']) . "'");
+        if (!is_array($order) || !isset($order['order_sn'])) {
+            return array(404, 'unknown order');
+        }
+        $p = $this->payment_at_payhost($s, $event['out_trade_no']);
+        if ($p === null || !isset($p['refunded_amount'])) {
+            return array(503, 'payhost not reachable, retry');
+        }
+        $lock = $this->lock_name('refund:' . $event_id);
+        if ($db->getOne("SELECT GET_LOCK('" . $lock . "', 10)") != 1) {
+            return array(503, 'busy, retry');
+        }
+        $seen = $db->getOne('SELECT COUNT(*) FROM ' . $GLOBALS['ecs']->table('order_action')
+            . " WHERE order_id = '" . intval($order['order_id']) . "' AND action_note LIKE '%" . $event_id . "%'");
+        if ($seen === false) {
+            $db->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
+            return array(503, 'database busy, retry');
+        }
+        if ($seen == 0) {
+            $note = sprintf($this->lang($event['type'] === 'payment.refunded' ? 'payhost_refund_full' : 'payhost_refund_partial'),
+                $this->esc($p['refunded_amount']), $this->esc($p['total_fee'])) . ' [payhost ' . $event_id . ']';
+            order_action($order['order_sn'], $order['order_status'], $order['shipping_status'], $order['pay_status'],
+                addslashes($note), 'payhost');
+        }
+        $db->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
+        return array(200, 'ok');
     }
 
     /* ---------------------------------------------------------------- the buyer's return */
@@ -564,8 +750,11 @@ class payhost_alipay
         if (!is_array($event) || empty($event['type']) || empty($event['out_trade_no'])) {
             return array(400, 'not an event');
         }
+        if ($event['type'] === 'payment.refunded' || $event['type'] === 'payment.partially_refunded') {
+            return $this->record_refund($s, $event);
+        }
         if ($event['type'] !== 'payment.paid' && $event['type'] !== 'payment.finished') {
-            // payment.closed, payment.refunded: nothing changes in ecshop; acknowledged.
+            // payment.closed: the order stays unpaid and can be paid again (get_code()).
             return array(200, 'ignored');
         }
         $subject = isset($event['subject']) ? $event['subject'] : '';

@@ -46,6 +46,32 @@ function pay_payhost_equals($known, $given)
     return $diff === 0;
 }
 
+/**
+ * At most $max bytes of UTF-8 text, never cutting a character in two; bytes that are not UTF-8
+ * are dropped first, as json_encode() refuses them.
+ */
+function pay_payhost_utf8_cut($text, $max)
+{
+    $text = (string)$text;
+    if (!preg_match('//u', $text)) {
+        $text = preg_replace('/[\x80-\xFF]/', '', $text);
+    }
+    if (strlen($text) <= $max) {
+        return $text;
+    }
+    $text = substr($text, 0, $max);
+    return preg_replace('/(?:[\xC0-\xDF]|[\xE0-\xEF][\x80-\xBF]?|[\xF0-\xF7][\x80-\xBF]{0,2})$/', '', $text);
+}
+
+/**
+ * A ShopEx payment id (sdb_payments.payment_id: digits). mdl_payment::getById() and getConf()
+ * put the id into their SQL unescaped, so nothing else may reach them.
+ */
+function pay_payhost_is_id($id)
+{
+    return is_string($id) && preg_match('/^[0-9]{1,20}$/', $id) === 1;
+}
+
 class pay_payhost extends paymentPlugin
 {
     var $name = '支付宝手机网站支付 (payhost)';
@@ -88,7 +114,8 @@ class pay_payhost extends paymentPlugin
             'app_id' => array('label' => 'APPID(app_id)（仅新版开放平台，16 位数字）', 'type' => 'string'),
             'app_private_key' => array('label' => '应用私钥(app private key)（仅新版开放平台：RSA2 应用私钥，一整行或 PEM）', 'type' => 'string'),
             'alipay_public_key' => array('label' => '支付宝公钥(Alipay public key)（仅新版开放平台：不是应用公钥）', 'type' => 'string'),
-            'gateway' => array('label' => '支付宝网关(gateway)（仅新版开放平台，可不填；支付宝沙箱：https://openapi-sandbox.dl.alipaydev.com/gateway.do）', 'type' => 'string'),
+            // ShopEx's updatePay() keeps the saved value of a field submitted empty: '-' clears it.
+            'gateway' => array('label' => '支付宝网关(gateway)（仅新版开放平台，可不填；支付宝沙箱：https://openapi-sandbox.dl.alipaydev.com/gateway.do；已填过要改回正式环境时填 -）', 'type' => 'string'),
             'shop_url' => array('label' => '商店网址（ShopEx 根目录，例如 https://shop.example/）', 'type' => 'string'),
             'payhost_url' => array('label' => 'payhost 地址（例如 http://127.0.0.1:8080）', 'type' => 'string'),
             'payhost_api_token' => array('label' => 'payhost API 令牌（本商户专用 phm_…，不是运营者令牌）', 'type' => 'string'),
@@ -105,6 +132,11 @@ class pay_payhost extends paymentPlugin
         }
         // An app saved before the choice existed has no alipay_api: the legacy interface.
         $s['openapi'] = $s['alipay_api'] === 'openapi';
+        // '-': no gateway (the production one). ShopEx's updatePay() keeps a field's saved value
+        // when it is submitted empty, so an emptied field could never clear it.
+        if ($s['gateway'] === '-') {
+            $s['gateway'] = '';
+        }
         $s['payhost_url'] = rtrim($s['payhost_url'], '/');
         // The shop's root URL as the owner typed it (ends with '/'); '' when missing or not http(s).
         $s['shop_url'] = preg_match('#^https?://[^/?\#]+(/[^?\#]*)?$#i', $s['shop_url']) ? rtrim($s['shop_url'], '/') . '/' : '';
@@ -112,9 +144,9 @@ class pay_payhost extends paymentPlugin
         $s['merchant'] = 'shopex-' . preg_replace('/[^0-9A-Za-z]/', '', $s['openapi'] ? $s['app_id'] : $s['member_id']);
         // The key of payhost's signed returns and webhooks: the merchant's own secret, created with
         // the merchant (payhost merchant add). An app configured before that has none: it keeps the
-        // key it derived from the Alipay key and gives it to payhost itself.
-        $s['send_secret'] = $s['payhost_shop_secret'] === '';
-        $s['secret'] = $s['send_secret']
+        // key it derived from the Alipay key. Either way payhost_configure() gives payhost this
+        // key, so a secret pasted later replaces the derived one there too.
+        $s['secret'] = $s['payhost_shop_secret'] === ''
             ? hash_hmac('sha256', 'payhost-shop-webhook:' . $s['merchant'], $s['openapi'] ? $s['app_private_key'] : $s['PrivateKey'])
             : $s['payhost_shop_secret'];
         $s['app_url'] = $s['shop_url'] . 'plugins/app/pay_payhost/';
@@ -179,45 +211,111 @@ class pay_payhost extends paymentPlugin
         if ($status == 200 && isset($held['settings_digest']) && pay_payhost_equals($digest, $held['settings_digest'])) {
             return true;
         }
+        // Always the key this app verifies with: payhost's digest is keyed with the secret it
+        // holds, so a secret pasted after a first save differs here and is sent; unchanged
+        // settings and secret are not sent again.
         $body = $fields;
         $body['shop_webhook_url'] = $webhook;
-        if ($s['send_secret']) {
-            $body['shop_webhook_secret'] = $s['secret'];
-        }
+        $body['shop_webhook_secret'] = $s['secret'];
         list($status, $answer) = $this->payhost_call($s, 'PUT', $path, $body);
         return $status == 200 ? true : $this->payhost_error($status, $answer);
     }
 
-    /** One JSON call to payhost: array(HTTP status or 0, decoded body or null). */
-    function payhost_call($s, $method, $path, $body = null)
+    /**
+     * One JSON call to payhost: array(HTTP status or 0, decoded body or null). file_get_contents()
+     * when allow_url_fopen is on, else curl; neither → 0 (shown as "cannot reach payhost").
+     * $timeout: seconds (the payment page's create call waits 5 s).
+     */
+    function payhost_call($s, $method, $path, $body = null, $timeout = 20)
     {
-        $headers = "Authorization: Bearer " . $s['payhost_api_token'] . "\r\nAccept: application/json\r\n";
+        $url = $s['payhost_url'] . $path;
+        $content = $body === null ? '' : json_encode($body);
+        $headers = array('Authorization: Bearer ' . $s['payhost_api_token'], 'Accept: application/json');
         if ($body !== null) {
-            $headers .= "Content-Type: application/json\r\n";
+            $headers[] = 'Content-Type: application/json';
         }
-        $context = stream_context_create(array('http' => array(
-            'method' => $method, 'header' => $headers, 'ignore_errors' => true, 'timeout' => 20,
-            'content' => $body === null ? '' : json_encode($body),
-        )));
-        $raw = @file_get_contents($s['payhost_url'] . $path, false, $context);
         $status = 0;
-        if (isset($http_response_header) && is_array($http_response_header)) {
-            foreach ($http_response_header as $line) {
-                if (preg_match('#^HTTP/\S+\s+(\d{3})#', $line, $m)) {
-                    $status = (int)$m[1];
+        $raw = false;
+        $fopen = strtolower(trim((string)ini_get('allow_url_fopen')));
+        if ($fopen !== '' && $fopen !== '0' && $fopen !== 'off') {
+            $context = stream_context_create(array('http' => array(
+                'method' => $method, 'header' => implode("\r\n", $headers) . "\r\n", 'ignore_errors' => true,
+                'timeout' => $timeout, 'content' => $content,
+            )));
+            $raw = @file_get_contents($url, false, $context);
+            if (isset($http_response_header) && is_array($http_response_header)) {
+                foreach ($http_response_header as $line) {
+                    if (preg_match('#^HTTP/\S+\s+(\d{3})#', $line, $m)) {
+                        $status = (int)$m[1];
+                    }
                 }
             }
+        } elseif (function_exists('curl_init')) {
+            $ch = curl_init($url);
+            curl_setopt($ch, CURLOPT_CUSTOMREQUEST, $method);
+            curl_setopt($ch, CURLOPT_HTTPHEADER, $headers);
+            curl_setopt($ch, CURLOPT_RETURNTRANSFER, true);
+            curl_setopt($ch, CURLOPT_CONNECTTIMEOUT, $timeout);
+            curl_setopt($ch, CURLOPT_TIMEOUT, $timeout);
+            if ($body !== null) {
+                curl_setopt($ch, CURLOPT_POSTFIELDS, $content);
+            }
+            $raw = curl_exec($ch);
+            $status = $raw === false ? 0 : (int)curl_getinfo($ch, CURLINFO_HTTP_CODE);
+            curl_close($ch);
         }
         $decoded = ($raw === false || $raw === '') ? null : json_decode($raw, true);
         return array($status, is_array($decoded) ? $decoded : null);
     }
 
+    /**
+     * What went wrong, in Chinese, chosen by the HTTP status and payhost's error.code (naming the
+     * setting when payhost names a field), then payhost's own English words in brackets for
+     * support. A 409's message names the seller: only its code is kept.
+     */
     function payhost_error($status, $answer)
     {
-        if (is_array($answer) && isset($answer['error']['message'])) {
-            return $answer['error']['message'];
+        $error = (is_array($answer) && isset($answer['error']) && is_array($answer['error'])) ? $answer['error'] : array();
+        $code = isset($error['code']) ? (string)$error['code'] : '';
+        $field = isset($error['field']) ? (string)$error['field'] : '';
+        $message = isset($error['message']) ? (string)$error['message'] : '';
+        if ($status == 0) {
+            $text = '无法连接 payhost：请检查支付方式设置中的「payhost 地址」，并确认 payhost 正在运行。';
+        } elseif ($status == 401) {
+            $text = 'payhost 不认可「payhost API 令牌」：请填写运营者为本商户创建的 API 令牌（phm_ 开头），不要填写运营者令牌。';
+        } elseif ($status == 403 && $field === '') {
+            $text = '「payhost API 令牌」不属于这个商户：请确认「合作者身份(parterID)」（新版开放平台为 APPID）与令牌是运营者为同一个商户给出的。';
+        } elseif ($code === 'unknown_merchant') {
+            $text = 'payhost 上没有这个商户：请运营者用 payhost merchant add shopex-合作者身份ID（新版开放平台：shopex-APPID）创建，或检查「合作者身份(parterID)」/「APPID」。';
+        } elseif ($status == 409) {
+            $text = '该支付单号已用于另一笔金额不同的支付，请联系商家。';
+            $message = '';
+        } elseif ($field !== '' && ($status == 400 || $status == 403 || $code === 'merchant_misconfigured')) {
+            $text = '「' . $this->payhost_label($field) . '」有误，请在支付方式设置中改正：';
+        } elseif ($status == 429 || $status == 503) {
+            $text = 'payhost 繁忙，请稍后再试。';
+        } elseif ($status == 502 || $status == 504) {
+            $text = '支付宝暂时无法处理这个请求，请稍后再试；一直出现时请把下面的信息告诉商家。';
+        } else {
+            $text = 'payhost 出错（HTTP ' . intval($status) . '），请稍后再试或联系商家。';
         }
-        return $status == 0 ? 'payhost is not reachable' : 'payhost answered HTTP ' . $status;
+        return $text . ' (payhost HTTP ' . intval($status) . ($code !== '' ? ' ' . $code : '') . ($message !== '' ? ': ' . $message : '') . ')';
+    }
+
+    /** The admin label of the setting behind a field payhost names (the label before its note). */
+    function payhost_label($field)
+    {
+        $names = array('partner' => 'member_id', 'seller_id' => 'member_id', 'key' => 'PrivateKey',
+            'seller_email' => 'seller_account', 'api' => 'alipay_api', 'app_id' => 'app_id',
+            'app_private_key' => 'app_private_key', 'alipay_public_key' => 'alipay_public_key',
+            'gateway' => 'gateway', 'gateway_url' => 'gateway', 'shop_webhook_url' => 'shop_url',
+            'return_url' => 'shop_url', 'merchant_url' => 'shop_url', 'shop_webhook_secret' => 'payhost_shop_secret');
+        $fields = $this->getfields();
+        if (!isset($names[$field]) || !isset($fields[$names[$field]])) {
+            return $field;
+        }
+        $parts = explode('（', $fields[$names[$field]]['label'], 2);
+        return $parts[0];
     }
 
     function esc($text)
@@ -225,10 +323,21 @@ class pay_payhost extends paymentPlugin
         return str_replace(array('&', '<', '>', '"', "'"), array('&amp;', '&lt;', '&gt;', '&quot;', '&#039;'), (string)$text);
     }
 
-    /** A whole page for the buyer or the owner, then the end of the request. */
+    /**
+     * A whole page for the buyer or the owner, then the end of the request. The page is the whole
+     * answer: the shop's earlier output is dropped, and $system->_succ says the request ended
+     * well (shopCore::shutdown() would otherwise run ShopEx's debugger, which prints the buffered
+     * output again with the PHP messages collected on the way).
+     */
     function payhost_page($status, $title, $body, $head = '')
     {
         $reasons = array(200 => 'OK', 400 => 'Bad Request', 502 => 'Bad Gateway');
+        if (is_object($this->system)) {
+            $this->system->_succ = true;
+        }
+        while (ob_get_level() > 0) {
+            ob_end_clean();
+        }
         header('HTTP/1.1 ' . $status . ' ' . $reasons[$status], true, $status);
         header('Content-Type: text/html; charset=utf-8');
         echo '<!DOCTYPE html><html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8" />'
@@ -271,18 +380,30 @@ class pay_payhost extends paymentPlugin
             'return_url' => $s['app_url'] . 'pay_payhost.php',
             // 取消 at the cashier comes back to the order (member centre: ctl=member act=orderdetail).
             'merchant_url' => $s['shop_url'] . 'index.php?member-orderdetail-' . rawurlencode((string)$payment['M_OrderNO']) . '.html',
-            'user_agent' => isset($_SERVER['HTTP_USER_AGENT']) ? $_SERVER['HTTP_USER_AGENT'] : '',
+            // payhost refuses a User-Agent over 1024 bytes.
+            'user_agent' => pay_payhost_utf8_cut(isset($_SERVER['HTTP_USER_AGENT']) ? $_SERVER['HTTP_USER_AGENT'] : '', 1024),
             'product' => 'auto',
         );
         $path = '/v1/merchants/' . rawurlencode($s['merchant']) . '/payments';
-        list($status, $answer) = $this->payhost_call($s, 'POST', $path, $request);
+        list($status, $answer) = $this->payhost_call($s, 'POST', $path, $request, 5);
         if ($status == 400 && isset($answer['error']['message']) && strpos($answer['error']['message'], 'unknown field') !== false) {
             // A payhost that predates user_agent/product: the same request without them.
             unset($request['user_agent'], $request['product']);
-            list($status, $answer) = $this->payhost_call($s, 'POST', $path, $request);
+            list($status, $answer) = $this->payhost_call($s, 'POST', $path, $request, 5);
         }
         if (($status != 201 && $status != 200) || empty($answer['pay_url'])) {
-            $text = empty($answer['pay_url']) && ($status == 200 || $status == 201) ? '该订单已支付' : $this->payhost_error($status, $answer);
+            // Each doPay() is a new ShopEx payment id: an answer without pay_url is this payment's
+            // own state (paid, or closed: then the buyer pays again from the order).
+            $state = isset($answer['status']) ? (string)$answer['status'] : '';
+            if ($status != 201 && $status != 200) {
+                $text = $this->payhost_error($status, $answer);
+            } elseif ($state === 'TRADE_SUCCESS' || $state === 'TRADE_FINISHED' || $state === 'PARTIALLY_REFUNDED') {
+                $text = '该支付单已支付。';
+            } elseif ($state === 'TRADE_CLOSED' || $state === 'REFUNDED') {
+                $text = '该支付单已关闭，请回到订单重新付款。';
+            } else {
+                $text = $this->payhost_error($status, $answer);
+            }
             $this->payhost_page(502, '无法发起支付', '<div class="payhost-error" style="color:#c00">无法发起支付宝支付：'
                 . $this->esc($text) . '</div><p><a href="javascript:history.back()">返回</a></p>');
         }
@@ -302,7 +423,11 @@ class pay_payhost extends paymentPlugin
     /** The buyer's return (the app dispatcher, then progress()): payhost's signed query. */
     function callback($in = null, &$paymentId = null, &$money = null, &$message = null, &$tradeno = null)
     {
-        $id = isset($in['out_trade_no']) ? (string)$in['out_trade_no'] : '';
+        $id = isset($in['out_trade_no']) && is_string($in['out_trade_no']) ? $in['out_trade_no'] : '';
+        if (!pay_payhost_is_id($id)) {
+            // Not a ShopEx payment id: refused before the database is asked anything.
+            $this->payhost_page(400, '验证失败', '<div class="payhost-error" style="color:#c00">返回参数验证失败，请到会员中心查看订单状态。</div>');
+        }
         $s = $this->payhost_settings($id);
         $params = $in;
         unset($params['sign'], $params['payhost_wait']);
@@ -366,7 +491,11 @@ class pay_payhost extends paymentPlugin
         if (!is_array($event) || empty($event['out_trade_no']) || empty($event['type'])) {
             $this->payhost_answer(400, 'not an event');
         }
-        $id = (string)$event['out_trade_no'];
+        $id = is_string($event['out_trade_no']) ? $event['out_trade_no'] : '';
+        if (!pay_payhost_is_id($id)) {
+            // Not a ShopEx payment id: refused before the database is asked anything.
+            $this->payhost_answer(404, 'unknown payment');
+        }
         $s = $this->payhost_settings($id);
         $t = null;
         $v1 = null;
@@ -382,7 +511,11 @@ class pay_payhost extends paymentPlugin
             || !pay_payhost_equals(hash_hmac('sha256', $t . '.' . $body, $s['secret']), $v1)) {
             $this->payhost_answer(401, 'bad signature');
         }
+        if ($event['type'] === 'payment.refunded' || $event['type'] === 'payment.partially_refunded') {
+            $this->payhost_refund($s, $id, $event);
+        }
         if ($event['type'] !== 'payment.paid' && $event['type'] !== 'payment.finished') {
+            // payment.closed: the payment stays unpaid; the buyer pays again from the order.
             $this->payhost_answer(200, 'ignored');
         }
         $oPay = $this->system->loadModel('trading/payment');
@@ -405,10 +538,57 @@ class pay_payhost extends paymentPlugin
         $this->payhost_answer(503, 'not applied, retry');
     }
 
+    /**
+     * A refund at Alipay (payment.refunded, payment.partially_refunded): a line in the order's log
+     * (mdl_order::addLog(), the order's 订单日志 in the admin) saying how much has been refunded,
+     * once per event (a retried webhook finds its event id in the log). The order's statuses are
+     * left to the owner. Answers and ends the request.
+     */
+    function payhost_refund($s, $id, $event)
+    {
+        $eventId = isset($event['id']) ? (string)$event['id'] : '';
+        if (!preg_match('/^evt_[0-9A-Za-z_]{1,80}$/', $eventId)) {
+            $this->payhost_answer(400, 'no event id');
+        }
+        $oPay = $this->system->loadModel('trading/payment');
+        $record = $oPay->getById($id);
+        $orderId = $record ? (string)$record['order_id'] : '';
+        if (!pay_payhost_is_id($orderId)) {
+            $this->payhost_answer(404, 'unknown payment');
+        }
+        $p = $this->payhost_payment($s, $id);
+        if ($p === null || !isset($p['refunded_amount'])) {
+            $this->payhost_answer(503, 'payhost not reachable, retry');
+        }
+        $oOrder = $this->system->loadModel('trading/order');
+        if (!$oOrder->load($orderId)) {
+            $this->payhost_answer(404, 'unknown order');
+        }
+        foreach ((array)$oOrder->getLogs($orderId) as $log) {
+            if (isset($log['log_text']) && strpos((string)$log['log_text'], $eventId) !== false) {
+                $this->payhost_answer(200, 'ok');
+            }
+        }
+        $text = ($event['type'] === 'payment.refunded' ? '支付宝已全额退款' : '支付宝部分退款')
+            . '：累计退款 ' . $this->esc($p['refunded_amount']) . ' 元（支付单 ' . $id . '，支付 ' . $this->esc($p['total_fee'])
+            . ' 元） [payhost ' . $eventId . ']';
+        if (!$oOrder->addLog($text, null, 'payhost', '退款')) {
+            $this->payhost_answer(503, 'not recorded, retry');
+        }
+        $this->payhost_answer(200, 'ok');
+    }
+
+    /** The webhook's answer: the shop's earlier output dropped, the status, the text; the end. */
     function payhost_answer($status, $text)
     {
         $reasons = array(200 => 'OK', 400 => 'Bad Request', 401 => 'Unauthorized', 404 => 'Not Found',
             409 => 'Conflict', 503 => 'Service Unavailable');
+        if (is_object($this->system)) {
+            $this->system->_succ = true;
+        }
+        while (ob_get_level() > 0) {
+            ob_end_clean();
+        }
         header('HTTP/1.1 ' . $status . ' ' . $reasons[$status], true, $status);
         header('Content-Type: text/plain; charset=utf-8');
         echo $text;

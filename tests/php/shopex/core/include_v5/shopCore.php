@@ -1,23 +1,76 @@
 <?php
 /*
  * Harness of ShopEx 4.8.5 `core/kernel.php` + `core/include_v5/shopCore.php` (the $system object):
- * the constructor sets $GLOBALS['system'] and the include path (CORE_INCLUDE_DIR first), base_url()
+ * the constructor sets $GLOBALS['system'] and the include path (CORE_INCLUDE_DIR first), then
+ * run() (the shop front; pluginCore and the admin's core have their own): ob_start(),
+ * register_shutdown_function(shutdown), and the page's PHP messages collected into _errArr (the
+ * controller's error handler, shopPage::_errorHandler); display() sets `_succ = true`, and
+ * shutdown() on a request that ended without it runs core/include_v5/shop/core.debugger.php
+ * shop_core_debugger(): every output buffer taken and echoed again after the list of the
+ * collected messages (each with its file and line); base_url()
  * ('http://' . HTTP_HOST . PHP_SELF up to its last '/'), getConf('system.shopname' and
  * 'site.decimal_digit'), loadModel('trading/payment'), 'system/addons', 'system/appmgr' and
  * loadModel('trading/order') (whose payed()
- * marks the order paid and counts the calls). Written for the tests; no ShopEx code.
+ * marks the order paid and counts the calls; load($order_id), addLog($message, $op_id, $op_name,
+ * $behavior, $result) and getLogs($order_id): the order's sdb_order_log rows).
+ *
+ * PHP's messages: on PHP 5.3 and later ShopEx 4.8.5's core raises E_DEPRECATED while it is loaded
+ * (`=& new`), printed where display_errors is on — for a plugin URL after plugins/loader.php has
+ * ended its output buffer. The harness raises one such message while this file loads when the
+ * test switches `harness_deprecated` on (_state.php?deprecated=1). Written for the tests; no
+ * ShopEx code.
  */
 require_once(dirname(__FILE__) . '/harness_db.php');
+$harness_state = hdb_read();
+if (!empty($harness_state['harness_deprecated'])) {
+    ini_set('display_errors', '1');
+    trigger_error('Assigning the return value of new by reference is deprecated', E_USER_DEPRECATED);
+}
+unset($harness_state);
 
 class shopCore
 {
     var $_base_url;
     var $models = array();
+    var $_succ;
+    var $_errArr = array();
 
     function __construct($args = array())
     {
         $GLOBALS['system'] = &$this;
         set_include_path(CORE_INCLUDE_DIR . PATH_SEPARATOR . '.');
+        $this->run();
+    }
+
+    function run()
+    {
+        ob_start();
+        register_shutdown_function(array(&$this, 'shutdown'));
+        set_error_handler(array(&$this, 'errorHandler'));
+    }
+
+    function errorHandler($errno, $errstr, $errfile, $errline)
+    {
+        $this->_errArr[] = array('no' => $errno, 'msg' => $errstr, 'file' => $errfile, 'line' => $errline);
+        return true;
+    }
+
+    function shutdown()
+    {
+        if ($this->_succ) {
+            return;
+        }
+        $this->_succ = true;
+        $body = '';
+        while (ob_get_level() > 0) {
+            $body .= ob_get_contents();
+            ob_end_clean();
+        }
+        $html = '';
+        foreach ($this->_errArr as $err) {
+            $html .= '<li class="err_' . $err['no'] . '"><b class="no">Error:</b> <span class="body">' . $err['msg'] . ' <span>' . $err['file'] . ':' . $err['line'] . '</li>';
+        }
+        echo $html . $body;
     }
 
     function base_url()
@@ -57,6 +110,46 @@ class shopCore
 /** mdl.order.php payed(): the order becomes paid; the harness counts the calls. */
 class harness_order
 {
+    var $_info = array();
+
+    function load($order_id)
+    {
+        $t = hdb_read();
+        if (!isset($t['orders'][(string)$order_id])) {
+            return false;
+        }
+        $this->_info['order_id'] = $t['orders'][(string)$order_id]['order_id'];
+        return true;
+    }
+
+    function addLog($message, $op_id = null, $op_name = null, $behavior = '', $result = 'success')
+    {
+        if (!$message) {
+            return false;
+        }
+        $row = array('order_id' => $this->_info['order_id'], 'op_id' => $op_id, 'op_name' => $op_name,
+            'behavior' => $behavior, 'result' => $result, 'log_text' => $message, 'acttime' => time());
+        return hdb_tx(function (&$t) use ($row) {
+            if (!empty($t['db_down'])) {
+                return false;
+            }
+            $t['order_log'][] = $row;
+            return true;
+        });
+    }
+
+    function getLogs($order_id)
+    {
+        $t = hdb_read();
+        $rows = array();
+        foreach (isset($t['order_log']) ? $t['order_log'] : array() as $row) {
+            if ((string)$row['order_id'] === (string)$order_id) {
+                $rows[] = $row;
+            }
+        }
+        return $rows;
+    }
+
     function payed($info, &$message)
     {
         return hdb_tx(function (&$t) use ($info) {

@@ -6,18 +6,27 @@
  *    PAY_PROGRESS 4, PAY_INVALID 5);
  *  - loadMethod($ident): only plugins/app/pay_<ident>/pay_<ident>.php, `new pay_<ident>($system)`
  *    (nothing else is looked at: a file in plugins/payment/ is never loaded);
- *  - doPay(): toCreate() a payment (status ready), `$payObj->_payment = $this->payment`,
+ *  - getById($paymentId): `SELECT * FROM sdb_payments WHERE payment_id='$paymentId'`, the id
+ *    put into the SQL unescaped (getConf() of a plugin calls it with whatever id it is given);
+ *    the harness records every id that is not plain digits in `unsafe_sql` (a real MySQL would
+ *    run the injected SQL);
+ *  - doPay(): `$pay_vars = get_object_vars($payObj); $this->cur_trading =
+ *    $pay_vars['cur_trading'];` (a PHP message for a plugin without that property), toCreate() a
+ *    payment (status ready), `$payObj->_payment = $this->payment`,
  *    `$toSubmit = $payObj->toSubmit($this->getPaymentInfo())`, then an auto-submitting
  *    <form action="$payObj->submitUrl" method="$payObj->method"> with one hidden input per returned
  *    entry (name urldecode()d, value htmlspecialchars()) — an error array returned by toSubmit()
- *    becomes hidden fields too; the page is echoed and the request ends;
+ *    becomes hidden fields too; the page is returned to the controller, which displays it
+ *    (shopCore::display(): `$this->_succ = true`); here echoed, and the request ends;
  *  - setPayStatus($paymentId, $status, &$info): E_USER_ERROR without a payment; true at once when
  *    it is already succ; otherwise the new status is written with
  *    `UPDATE ... WHERE payment_id = .. AND status != 'succ'` and onSuccess() (order payed()) runs only
  *    when that changed one row — the platform's own "paid once" guard. RACE_WINDOW_MS widens the gap
  *    between the read and the update;
  *  - progress(): setPayStatus(), then the auto-posting form to the payment centre's result page;
- *  - updatePay(): the plugin's getfields(), each value trim()med, serialize()d into
+ *  - updatePay(): the plugin's getfields(); for each field, `if ($aData[$key] <> '')` the
+ *    submitted value trim()med, else the value saved before (`$d_config[$key]`): a field
+ *    submitted empty keeps its old value, it is never cleared; serialize()d into
  *    sdb_payment_cfg.config; `disabled` is left as it is (an installed app stays disabled);
  *  - startApp($id): `update sdb_payment_cfg set disabled='false'`; getMethods(): the methods
  *    with disabled = 'false' (what the checkout offers).
@@ -40,6 +49,7 @@ class mdl_payment
     var $order_id;
     var $currency = 'CNY';
     var $pay_type = 'online';
+    var $cur_trading;
 
     function __construct(&$system) { $this->system = &$system; }
 
@@ -55,6 +65,10 @@ class mdl_payment
 
     function getById($paymentId)
     {
+        if (!preg_match('/^[0-9]+$/', (string)$paymentId)) {
+            $sql = "SELECT * FROM sdb_payments WHERE payment_id='" . $paymentId . "'";
+            hdb_tx(function (&$t) use ($sql) { $t['unsafe_sql'][] = $sql; });
+        }
         $t = hdb_read();
         return isset($t['payments'][(string)$paymentId]) ? $t['payments'][(string)$paymentId] : false;
     }
@@ -159,6 +173,8 @@ class mdl_payment
     function doPay($method = '', $order_id = null)
     {
         $payObj = $this->loadMethod($this->type);
+        $pay_vars = get_object_vars($payObj);
+        $this->cur_trading = $pay_vars['cur_trading'];
         if ($this->toCreate()) {
             if ($payObj->head_charset) {
                 header('Content-Type: text/html;charset=' . $payObj->head_charset);
@@ -176,6 +192,7 @@ class mdl_payment
         } else {
             $html = '<html><script language="javascript">alert(\'创建支付流水号错误！\');</script></html>';
         }
+        $this->system->_succ = true;
         echo $html;
         exit;
     }
@@ -208,13 +225,20 @@ class mdl_payment
     function updatePay($aData, &$msg)
     {
         $obj = $this->loadMethod($aData['pay_type']);
+        $t = hdb_read();
+        $id = (string)intval($aData['id']);
+        $d_config = isset($t['payment_cfg'][$id]['config']) && $t['payment_cfg'][$id]['config'] !== ''
+            ? unserialize($t['payment_cfg'][$id]['config']) : array();
         $aTemp = array();
         foreach ($obj->getfields() as $key => $val) {
-            $aTemp[$key] = trim($aData[$key]);
+            if (isset($aData[$key]) && $aData[$key] <> '') {
+                $aTemp[$key] = trim($aData[$key]);
+            } else {
+                $aTemp[$key] = isset($d_config[$key]) ? trim($d_config[$key]) : '';
+            }
         }
         $aTemp['method'] = isset($aData['paymethod']) ? $aData['paymethod'] : '';
         $config = serialize($aTemp);
-        $id = (string)intval($aData['id']);
         hdb_tx(function (&$t) use ($id, $config) {
             $t['payment_cfg'][$id]['config'] = $config;
         });
