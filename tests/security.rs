@@ -1563,3 +1563,168 @@ async fn an_app_payment_for_an_md5_merchant_is_a_400_naming_sign_type() {
         "{e}"
     );
 }
+
+/// A merchant slot (made for a shop that has not saved its Alipay settings yet) is not a server
+/// fault: its notifications are answered as for an unknown merchant (404, nothing stored: nothing
+/// can be genuine), and the API's provider routes say what to do (409
+/// `merchant_not_configured`), not 500 or 503. Every answer, JSON and text alike, is kept by no
+/// cache and not sniffed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slot_without_settings_is_not_a_server_fault() {
+    let w = world("sec-slot", "", "").await;
+    let base = w.host.url("");
+    let (cookie, csrf) = admin_login(&base, ADMIN_PASSWORD).await;
+    let page = admin_post(
+        &base,
+        "/admin/slots",
+        &cookie,
+        &format!("csrf={csrf}&id=slot&shop_origins=https%3A%2F%2Fshop.example&label=t"),
+    )
+    .await;
+    let token = page
+        .split("<code id=\"new-token\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap_or_else(|| panic!("no token shown: {page}"))
+        .to_owned();
+
+    let before = raw_count(&w);
+    for path in ["/alipay/slot/notify", "/notify/slot"] {
+        let r = post_form(&w.host.url(path), "notify_id=1&sign=x&sign_type=MD5").await;
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+    }
+    assert_eq!(raw_count(&w), before, "nothing stored for a slot");
+
+    let v1 = |p: &str| w.host.url(&format!("/v1/merchants/slot{p}"));
+    let order = json!({"out_trade_no": "S1", "subject": "x", "total_fee": "1.00",
+        "return_url": "https://shop.example/return"});
+    for (method, url, body) in [
+        ("GET", v1("/channels"), None),
+        ("GET", v1("/reconciliation?date=2026-12-01"), None),
+        ("POST", v1("/payments"), Some(&order)),
+    ] {
+        let r = match body {
+            Some(b) => send_json(method, &url, Some(&token), b).await,
+            None => get(&url, Some(&token)).await,
+        };
+        assert_eq!(r.status, 409, "{method} {url}: {}", r.text());
+        assert_eq!(
+            r.json()["error"]["code"],
+            "merchant_not_configured",
+            "{url}"
+        );
+        assert_eq!(r.json()["error"]["field"], "settings", "{url}");
+    }
+
+    // Headers on answers that are not pages: a token shown once, an error, a notify's word.
+    let made = send_json(
+        "POST",
+        &w.host.url("/v1/merchants/shop/tokens"),
+        Some(TOKEN),
+        &json!({"label": "probe"}),
+    )
+    .await;
+    let refused = get(&w.host.url("/v1/merchants/shop"), Some("wrong-token")).await;
+    let word = notify(&w, "shop", "notify_id=1&sign=x").await;
+    for (what, r) in [("token", &made), ("error", &refused), ("notify", &word)] {
+        assert_eq!(
+            r.header("cache-control").as_deref(),
+            Some("no-store"),
+            "{what}"
+        );
+        assert_eq!(
+            r.header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{what}"
+        );
+    }
+}
+
+/// `payhost demo --public-url --trusted-proxy` behind a real balancer (haproxy, `option
+/// forwardfor`): the login throttle counts each client, not the balancer; a browser's login
+/// through the balancer's origin is accepted; the URLs the demo prints and hands out are the
+/// balancer's.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_behind_a_balancer_sees_each_client() {
+    use conformance::host::{payhost_binary, wait_port};
+    let dir = temp_dir("sec-demo-balancer");
+    let listen = free_port();
+    let lb = conformance::postgres::Balancer::start("demo", &[listen]);
+    let public = lb.base();
+    let log = dir.join("payhost.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = std::process::Command::new(payhost_binary())
+        .current_dir(conformance::repo_root())
+        .args(["demo", "--listen", &format!("127.0.0.1:{listen}")])
+        .args(["--public-url", &public, "--trusted-proxy", "127.0.0.1/32"])
+        .args(["--admin-password", ADMIN_PASSWORD, "--api-token", TOKEN])
+        .arg("--database")
+        .arg(dir.join("demo.db"))
+        .stdout(std::process::Stdio::from(out.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(out))
+        .spawn()
+        .unwrap();
+    wait_port(listen, &mut child, &log);
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(child);
+    lb.wait_ready("/readyz");
+    let printed = std::fs::read_to_string(&log).unwrap();
+    assert!(printed.contains(&format!("{public}/admin")), "{printed}");
+
+    // One login through the balancer from `from` (a loopback address of its own).
+    let login = |from: &'static str, password: &'static str| {
+        let (port, origin) = (lb.port, public.clone());
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+            let mut s = socket
+                .connect(format!("127.0.0.1:{port}").parse().unwrap())
+                .await
+                .unwrap();
+            let body = format!("password={password}");
+            let head = format!(
+                "POST /admin/login HTTP/1.1\r\nHost: lb\r\nOrigin: {origin}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            s.write_all(head.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).await.unwrap();
+            answer
+                .split(' ')
+                .nth(1)
+                .and_then(|c| c.parse::<u16>().ok())
+                .unwrap_or(0)
+        }
+    };
+    let mut last = 0;
+    for _ in 0..12 {
+        last = login("127.0.0.2", "wrong-password").await;
+        if last == 429 {
+            break;
+        }
+        assert_eq!(last, 401);
+    }
+    assert_eq!(last, 429, "the guessing client is throttled");
+    // Another client through the same balancer is not, and the balancer's origin is accepted.
+    assert_eq!(login("127.0.0.3", ADMIN_PASSWORD).await, 303);
+
+    // The pay URL the shop gets is the balancer's.
+    let created = send_json(
+        "POST",
+        &format!("{public}/v1/merchants/demo/payments"),
+        Some(TOKEN),
+        &json!({"out_trade_no": "LB-1", "subject": "x", "total_fee": "1.00",
+            "return_url": format!("{public}/shop/return")}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let pay_url = created.json()["pay_url"].as_str().unwrap().to_owned();
+    assert!(pay_url.starts_with(&format!("{public}/")), "{pay_url}");
+}

@@ -121,3 +121,49 @@ pub async fn add(store: &dyn Store, new: &NewUser<'_>) -> Result<AdminUser, Vec<
     }
     Ok(user)
 }
+
+/// Removes an admin user (their sessions end at once), from `payhost admin-user remove` and the
+/// operator's page; written to the audit log as `user.remove` by `by`. False: no such user.
+pub async fn remove(store: &dyn Store, name: &str, by: &str) -> anyhow::Result<bool> {
+    let removed = store.remove_admin_user(name.trim()).await?;
+    if removed {
+        if let Err(e) = store.record_audit(by, "user.remove", None, name).await {
+            tracing::error!(error = %e, "cannot write the audit log");
+        }
+    }
+    Ok(removed)
+}
+
+/// Gives an admin user a new password (12 characters or more; their sessions end at once), from
+/// `payhost admin-user password`. Audited as `user.password` by `by`.
+pub async fn set_password(
+    store: &dyn Store,
+    name: &str,
+    password: &str,
+    by: &str,
+) -> Result<(), FieldProblem> {
+    if password.chars().count() < 12 {
+        return Err(problem(
+            "password",
+            "密码至少 12 个字符 / at least 12 characters",
+        ));
+    }
+    let password = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the hashing task failed: {e}")))
+        .map_err(|e| problem("password", &format!("cannot hash the password: {e}")))?;
+    match store.set_admin_password(name.trim(), &hash).await {
+        Ok(true) => {
+            if let Err(e) = store.record_audit(by, "user.password", None, name).await {
+                tracing::error!(error = %e, "cannot write the audit log");
+            }
+            Ok(())
+        }
+        Ok(false) => Err(problem(
+            "name",
+            &format!("没有管理员 {name} / no admin user {name:?}"),
+        )),
+        Err(e) => Err(problem("name", &e.to_string())),
+    }
+}

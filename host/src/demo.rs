@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// What the operator chooses (`payhost demo`'s flags); the merchants come from the [`Demo`].
 pub struct Options<'a> {
-    /// Where payhost listens; its `public_url` is `http://{listen}`.
+    /// Where payhost listens.
     pub listen: SocketAddr,
     /// The plugin manifest.
     pub manifest: &'a Path,
@@ -24,6 +24,22 @@ pub struct Options<'a> {
     pub admin_password: &'a str,
     /// `[outbound] allowed_origins` (`--allow-origin`).
     pub allow_origins: &'a [String],
+    /// `public_url` (`--public-url`): where browsers and the provider reach payhost, e.g. a
+    /// balancer in front of it. `None`: `http://{listen}`.
+    pub public_url: Option<&'a str>,
+    /// `trusted_proxies` (`--trusted-proxy`): the balancers whose `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` payhost believes.
+    pub trusted_proxies: &'a [String],
+}
+
+impl Options<'_> {
+    /// The demo's `public_url`: `--public-url`, else `http://{listen}`.
+    pub fn public_url(&self) -> String {
+        match self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
 }
 
 /// The configuration of `payhost demo`, as a `payhost.toml` would hold it: the demo's merchants
@@ -70,10 +86,18 @@ pub fn config_toml(demo: &Demo, opts: &Options) -> Result<String> {
     );
     let mut t = Table::new();
     t.insert("listen".into(), opts.listen.to_string().into());
-    t.insert(
-        "public_url".into(),
-        format!("http://{}", opts.listen).into(),
-    );
+    t.insert("public_url".into(), opts.public_url().into());
+    if !opts.trusted_proxies.is_empty() {
+        t.insert(
+            "trusted_proxies".into(),
+            opts.trusted_proxies
+                .iter()
+                .cloned()
+                .map(Value::String)
+                .collect::<Vec<_>>()
+                .into(),
+        );
+    }
     t.insert("database".into(), path_text(&database));
     t.insert("api_token".into(), demo.api_token.clone().into());
     t.insert("cache_dir".into(), path_text(&cache_dir()));

@@ -339,6 +339,11 @@ impl App {
             return Err(limited());
         }
         let merchant = match self.known_merchant(merchant_id).await {
+            // A slot without provider settings has no payments and nothing can verify a
+            // notification for it: as good as unknown (nothing stored, not a 5xx).
+            Ok(Some(m)) if m.settings.settings.is_empty() => {
+                return Err(self.notify_answer(NotifyOutcome::UnknownMerchant, None))
+            }
             Ok(Some(m)) => m,
             Ok(None) => return Err(self.notify_answer(NotifyOutcome::UnknownMerchant, None)),
             Err(e) => {

@@ -304,7 +304,17 @@ impl App {
     }
 
     /// The component that pays for a merchant (500 when it names none this host loaded).
+    /// A merchant slot (`payhost merchant add`, the admin's 连接商城) has no provider settings
+    /// until its shop saves them: it is not broken, it is not set up yet (409, not a 5xx).
     pub fn plugin_for(&self, m: &MerchantSettings) -> Result<&PluginRuntime, ApiError> {
+        if m.settings.is_empty() {
+            return Err(ApiError::field(
+                409,
+                "merchant_not_configured",
+                "settings",
+                "the merchant has no provider settings yet: save them first (PUT /v1/merchants/{id}, or the admin page)",
+            ));
+        }
         self.plugins.for_merchant(m).ok_or_else(|| {
             ApiError::field(
                 500,
@@ -365,39 +375,13 @@ impl App {
             &settings.settings,
             settings.shop_webhook_url.as_deref(),
         ));
-        let mut defaulted = Vec::new();
-        for (name, value) in &self.default_settings {
-            if settings.get(name).is_none() && plugin.info.field(name).is_some() {
-                settings.settings.push((name.clone(), value.clone()));
-                defaulted.push(name.clone());
-            }
-        }
         let refused = self.check_provider_origins(&settings);
         if !refused.is_empty() {
             return Err(refused);
         }
-        let plugin_failed = |e: CallError| vec![FieldError::new("plugin", e.to_string())];
-        let mut session = plugin.session().await.map_err(plugin_failed)?;
-        let normalised = match session
-            .validate_settings(&settings.settings)
-            .await
-            .map_err(plugin_failed)?
-        {
-            Ok(n) => n,
-            // A default the component refuses for this merchant (another API family's URL, e.g.
-            // the demo's legacy sandbox URLs for an `api = openapi` merchant) is left out.
-            Err(errors) if errors.iter().any(|e| defaulted.contains(&e.field)) => {
-                settings.settings.retain(|(k, _)| {
-                    !(defaulted.contains(k) && errors.iter().any(|e| &e.field == k))
-                });
-                let mut session = plugin.session().await.map_err(plugin_failed)?;
-                session
-                    .validate_settings(&settings.settings)
-                    .await
-                    .map_err(plugin_failed)??
-            }
-            Err(errors) => return Err(errors),
-        };
+        let normalised = self
+            .validate_with_defaults(plugin, &mut settings.settings)
+            .await?;
         let stored = MerchantSettings {
             settings: normalised,
             ..settings
@@ -408,6 +392,44 @@ impl App {
             .map_err(|e| vec![FieldError::new("store", e.to_string())])?;
         tracing::info!(merchant = id, plugin = %stored.plugin_id, "merchant settings saved");
         Ok(stored)
+    }
+
+    /// The component's check of `settings`, with the embedder's `default_settings` filled in
+    /// where left out. A default the component refuses for this merchant (another API family's
+    /// URL, e.g. the demo's legacy sandbox URLs for an `api = openapi` merchant) is left out,
+    /// and so is never reported. Answers the normalised settings, or every refused field.
+    pub async fn validate_with_defaults(
+        &self,
+        plugin: &crate::runtime::PluginRuntime,
+        settings: &mut Vec<(String, String)>,
+    ) -> Result<Vec<(String, String)>, Vec<FieldError>> {
+        let mut defaulted = Vec::new();
+        for (name, value) in &self.default_settings {
+            if !settings.iter().any(|(n, _)| n == name) && plugin.info.field(name).is_some() {
+                settings.push((name.clone(), value.clone()));
+                defaulted.push(name.clone());
+            }
+        }
+        let plugin_failed = |e: CallError| vec![FieldError::new("plugin", e.to_string())];
+        let mut session = plugin.session().await.map_err(plugin_failed)?;
+        match session
+            .validate_settings(settings)
+            .await
+            .map_err(plugin_failed)?
+        {
+            Ok(n) => Ok(n),
+            Err(errors) if errors.iter().any(|e| defaulted.contains(&e.field)) => {
+                settings.retain(|(k, _)| {
+                    !(defaulted.contains(k) && errors.iter().any(|e| &e.field == k))
+                });
+                let mut session = plugin.session().await.map_err(plugin_failed)?;
+                session
+                    .validate_settings(settings)
+                    .await
+                    .map_err(plugin_failed)?
+            }
+            Err(errors) => Err(errors),
+        }
     }
 
     pub async fn create_payment(

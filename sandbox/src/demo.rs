@@ -125,8 +125,10 @@ pub struct Demo {
     /// The origin of the sandbox and of the shop's webhook: payhost must allow it explicitly
     /// (it is usually a loopback address).
     pub sandbox_origin: String,
-    /// The sandbox's provider URLs (`gateway_url`, `notify_verify_url`, …): the settings a merchant
-    /// configured later (API, admin page) should get when it leaves them out, so it pays here too.
+    /// The sandbox's provider URLs of both API families (`gateway_url`, `notify_verify_url`, …
+    /// and the open platform's `gateway`): the settings a merchant configured later (API, admin
+    /// page) should get when it leaves them out, so it pays here too. The host offers each
+    /// merchant those its component accepts for the merchant's API family.
     pub sandbox_settings: Vec<(String, String)>,
 }
 
@@ -283,7 +285,13 @@ pub fn build(opts: &DemoOptions) -> Result<Demo, String> {
         api_token,
         webhook_secret,
         sandbox_origin: origin,
-        sandbox_settings,
+        sandbox_settings: sandbox_settings
+            .into_iter()
+            .chain([(
+                "gateway".to_owned(),
+                format!("{public}/sandbox/openapi/gateway.do"),
+            )])
+            .collect(),
     })
 }
 
@@ -738,7 +746,7 @@ mod tests {
         assert!(rsa
             .iter()
             .any(|(k, v)| k == "private_key" && v.starts_with("-----BEGIN PRIVATE KEY-----")));
-        assert_eq!(demo.sandbox_settings.len(), 4);
+        assert_eq!(demo.sandbox_settings.len(), 5);
         assert!(origin_of("127.0.0.1:8080").is_err());
         assert_eq!(path_segment("A b/é"), "A%20b%2F%C3%A9");
     }

@@ -144,6 +144,8 @@ impl TestHost {
                 database: Some(dir.join("demo.db")),
                 admin_password: crate::host::ADMIN_PASSWORD,
                 allow_origins: &[],
+                public_url: None,
+                trusted_proxies: &[],
             };
             let text = payhost::demo::config_toml(&demo, &options)
                 .unwrap_or_else(|e| panic!("the demo's configuration: {e:#}"));

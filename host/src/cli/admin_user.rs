@@ -1,5 +1,5 @@
 //! `payhost admin-user add NAME --role operator|owner [--merchant ID…]`: an admin login of its
-//! own. An operator sees every merchant, the admin users and the audit log; an owner sees and acts
+//! own (`remove NAME` ends it, `password NAME` replaces its password; both end its sessions). An operator sees every merchant, the admin users and the audit log; an owner sees and acts
 //! on the merchants given here only. The password is read from standard input (one line) or made
 //! with `--generate` and printed once; only its argon2 hash is stored.
 
@@ -11,6 +11,26 @@ use std::process::ExitCode;
 pub enum AdminUserAction {
     /// Adds an admin user (the password: one line on standard input, or --generate).
     Add(AddArgs),
+    /// Removes an admin user; every session of theirs ends at once.
+    Remove {
+        /// The login name.
+        name: String,
+        /// The configuration file (its database holds the admin users).
+        #[arg(long, default_value = "payhost.toml", value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Gives an admin user a new password (one line on standard input, or --generate); every
+    /// session of theirs ends at once.
+    Password {
+        /// The login name.
+        name: String,
+        /// Make a random password (printed once) instead of reading one from standard input.
+        #[arg(long)]
+        generate: bool,
+        /// The configuration file (its database holds the admin users).
+        #[arg(long, default_value = "payhost.toml", value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Lists the admin users (name, role, merchants, created).
     List {
         /// The configuration file (its database holds the admin users).
@@ -37,6 +57,18 @@ pub struct AddArgs {
     config: PathBuf,
 }
 
+/// A password made here (`--generate`), or one line of standard input.
+fn new_password(generate: bool) -> Result<String, ExitCode> {
+    if generate {
+        return Ok(payhost::auth::random_token()[..20].to_owned());
+    }
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        return Err(fail("cannot read the password from standard input"));
+    }
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
 fn fail(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(2)
@@ -56,7 +88,9 @@ pub fn run(Args { action }: Args) -> ExitCode {
 async fn admin_user(action: AdminUserAction) -> ExitCode {
     let path = match &action {
         AdminUserAction::Add(a) => a.config.clone(),
-        AdminUserAction::List { config } => config.clone(),
+        AdminUserAction::List { config }
+        | AdminUserAction::Remove { config, .. }
+        | AdminUserAction::Password { config, .. } => config.clone(),
     };
     let config = match payhost::config::Config::load(&path) {
         Ok(c) => c,
@@ -67,6 +101,49 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
         Err(e) => return fail(format!("{e:#}")),
     };
     match action {
+        AdminUserAction::Remove { name, .. } => {
+            match payhost::admin_users::remove(store.as_ref(), &name, "payhost admin-user").await {
+                Ok(true) => {
+                    eprintln!("admin user {name} removed; their sessions have ended");
+                    ExitCode::SUCCESS
+                }
+                Ok(false) => fail(format!(
+                    "NAME: no admin user {name:?} (payhost admin-user list shows them)"
+                )),
+                Err(e) => fail(format!("{e:#}")),
+            }
+        }
+        AdminUserAction::Password { name, generate, .. } => {
+            let password = match new_password(generate) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            match payhost::admin_users::set_password(
+                store.as_ref(),
+                &name,
+                &password,
+                "payhost admin-user",
+            )
+            .await
+            {
+                Ok(()) => {
+                    if generate {
+                        println!("password: {password}");
+                    }
+                    eprintln!("admin user {name}: new password set; their sessions have ended");
+                    ExitCode::SUCCESS
+                }
+                Err(p) => fail(format!(
+                    "{}: {}",
+                    if p.field == "name" {
+                        "NAME"
+                    } else {
+                        "password"
+                    },
+                    p.message
+                )),
+            }
+        }
         AdminUserAction::List { .. } => match store.admin_users().await {
             Ok(users) => {
                 for u in users {
@@ -83,14 +160,9 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
             Err(e) => fail(format!("{e:#}")),
         },
         AdminUserAction::Add(a) => {
-            let password = if a.generate {
-                payhost::auth::random_token()[..20].to_owned()
-            } else {
-                let mut line = String::new();
-                if std::io::stdin().read_line(&mut line).is_err() {
-                    return fail("cannot read the password from standard input");
-                }
-                line.trim_end_matches(['\r', '\n']).to_owned()
+            let password = match new_password(a.generate) {
+                Ok(p) => p,
+                Err(code) => return code,
             };
             let configured: Vec<String> = config.merchants.keys().cloned().collect();
             let new = payhost::admin_users::NewUser {

@@ -40,6 +40,16 @@ pub struct Args {
     /// endpoint the demo calls (http://127.0.0.1:8000).
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origins: Vec<String>,
+    /// Where browsers, shops and the sandbox reach payhost when that is not --listen: e.g. a
+    /// balancer in front of it (http://127.0.0.1:8081). The admin's login accepts this origin,
+    /// and the notify and return URLs the sandbox gets start with it. Default: http://ADDR.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// A reverse proxy (address or CIDR, repeatable) whose X-Forwarded-For and
+    /// X-Forwarded-Proto payhost believes, as `trusted_proxies` in payhost.toml: behind a
+    /// balancer, the admin's login throttle then counts each client, not the balancer.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<String>,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -52,6 +62,8 @@ pub fn run(args: Args) -> ExitCode {
         sandbox_speed,
         sandbox_merchants,
         allow_origins,
+        public_url,
+        trusted_proxies,
     } = args;
 
     init_logging();
@@ -78,21 +90,24 @@ pub fn run(args: Args) -> ExitCode {
     }
     let admin_password =
         admin_password.unwrap_or_else(|| payhost::auth::random_token()[..16].to_owned());
-    let demo = match payhost_sandbox::demo::build(&payhost_sandbox::demo::DemoOptions {
-        public_url: format!("http://{listen}"),
-        api_token,
-        sandbox_speed,
-        sandbox_merchants: extra,
-    }) {
-        Ok(d) => d,
-        Err(e) => return fail(anyhow::anyhow!(e)),
-    };
     let options = payhost::demo::Options {
         listen,
         manifest: &manifest,
         database,
         admin_password: &admin_password,
         allow_origins: &allow_origins,
+        public_url: public_url.as_deref(),
+        trusted_proxies: &trusted_proxies,
+    };
+    let public = options.public_url();
+    let demo = match payhost_sandbox::demo::build(&payhost_sandbox::demo::DemoOptions {
+        public_url: public.clone(),
+        api_token,
+        sandbox_speed,
+        sandbox_merchants: extra,
+    }) {
+        Ok(d) => d,
+        Err(e) => return fail(anyhow::anyhow!(e)),
     };
     let config = match payhost::demo::config(&demo, &options) {
         Ok(c) => c,
@@ -108,9 +123,15 @@ pub fn run(args: Args) -> ExitCode {
             Err(e) => return fail(e),
         };
         let merchants: Vec<&str> = demo.merchants.iter().map(|m| m.id.as_str()).collect();
+        // The URLs as browsers reach them: --public-url when a balancer is in front.
+        let base = if options.public_url.is_some() {
+            public.clone()
+        } else {
+            format!("http://{}", running.addr)
+        };
         println!(
-            "\npayhost demo is running.\n  Shop (open this on a phone-sized window): http://{0}/shop\n  Admin: http://{0}/admin  (password: {admin_password})\n  API token: {1}\n  Merchants: {2}\n  Sandbox gateway: http://{0}/sandbox/gateway\nPress Ctrl-C to stop.\n",
-            running.addr,
+            "\npayhost demo 已启动 (is running).\n  演示商城 Shop (open it in a phone-sized window): {0}/shop\n  管理后台 Admin: {0}/admin  (密码 password: {admin_password})\n  API 令牌 API token: {1}\n  商户 Merchants: {2}\n  沙箱网关 Sandbox gateway: {0}/sandbox/gateway\n按 Ctrl-C 停止 (Press Ctrl-C to stop).\n",
+            base,
             demo.api_token,
             merchants.join(", ")
         );

@@ -346,7 +346,16 @@ fn names_an_invalid_merchant(segs: &[&str]) -> bool {
 pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let (route, response) = route(&app, remote, req).await;
+    let (route, mut response) = route(&app, remote, req).await;
+    // Every answer, not only the pages: a JSON body may show a token once or a merchant's
+    // settings, and no answer of payhost's is meant to be cached or sniffed as another type.
+    let headers = response.headers_mut();
+    headers
+        .entry(http::header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(http::HeaderValue::from_static("nosniff"));
+    headers
+        .entry(http::header::CACHE_CONTROL)
+        .or_insert(http::HeaderValue::from_static("no-store"));
     app.metrics.request(route, response.status().as_u16());
     tracing::debug!(%method, path = %path, status = response.status().as_u16(), "request");
     response

@@ -82,6 +82,12 @@ pub trait AdminStore: Send + Sync + 'static {
     async fn add_admin_user(&self, user: &AdminUser) -> Result<()>;
     async fn admin_user(&self, name: &str) -> Result<Option<AdminUser>>;
     async fn admin_users(&self) -> Result<Vec<AdminUser>>;
+    /// Removes a user, their merchants and every session of theirs (logged out at once).
+    /// False when there was no such user.
+    async fn remove_admin_user(&self, name: &str) -> Result<bool>;
+    /// Replaces a user's password hash and ends every session of theirs. False when there was
+    /// no such user.
+    async fn set_admin_password(&self, name: &str, password_hash: &str) -> Result<bool>;
 
     /// A session of `user` (None: the `admin_password_hash` operator).
     async fn create_user_session(

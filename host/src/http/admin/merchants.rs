@@ -512,17 +512,11 @@ async fn validate_only(
     settings: &MerchantSettings,
 ) -> Vec<FieldError> {
     let mut values = settings.settings.clone();
-    for (name, value) in &app.default_settings {
-        if !values.iter().any(|(n, _)| n == name) && runtime.info.field(name).is_some() {
-            values.push((name.clone(), value.clone()));
-        }
-    }
-    match runtime.session().await {
-        Ok(mut s) => match s.validate_settings(&values).await {
-            Ok(Err(errors)) => errors,
-            _ => Vec::new(),
-        },
-        Err(_) => Vec::new(),
+    match app.validate_with_defaults(runtime, &mut values).await {
+        Ok(_) => Vec::new(),
+        // The component could not be asked: configure_merchant already said so.
+        Err(errors) if errors.iter().all(|e| e.field == "plugin") => Vec::new(),
+        Err(errors) => errors,
     }
 }
 

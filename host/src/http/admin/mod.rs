@@ -24,6 +24,7 @@ mod shown_once;
 mod timeline;
 mod users;
 mod view;
+mod words;
 
 use super::{html, Body};
 use crate::service::App;
@@ -250,7 +251,10 @@ pub async fn handle(
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let path = req.uri().path().trim_end_matches('/').to_owned();
+    // One spelling of each path (`//admin/`, `/admin//payments`): the router reads extra
+    // slashes as one, and links built from the path (the language switch) must not start `//`,
+    // which a browser takes for another host.
+    let path = format!("/{}", super::router::segments(req.uri().path()).join("/"));
     let method = req.method().clone();
     let query: Vec<(String, String)> = req
         .uri()
@@ -463,6 +467,9 @@ async fn post(app: &Arc<App>, ctx: &Ctx, segs: &[&str], form: &Form) -> PostResu
             payments::close(app, ctx, id, no).await
         }
         ["admin", "users"] => users::add(app, ctx, form).await,
+        ["admin", "users", name, "remove"] => {
+            users::remove(app, ctx, &crate::http::router::percent_decode(name)).await
+        }
         _ => PostResult::NotFound,
     }
 }

@@ -5,6 +5,7 @@
 
 use super::chart::{self, Day};
 use super::view::Flash;
+use super::words;
 use super::{audit, enc, field, yuan, Ctx, Form, Page, PostResult, Posted};
 use crate::service::App;
 use crate::store::ledger::{Cursor, LedgerPayment, PaymentFilter};
@@ -56,6 +57,7 @@ fn filters(ctx: &Ctx) -> Filters {
         .map(|name| {
             let v = match (*name, &own) {
                 ("merchant", Some(m)) => m.clone(),
+                ("min_amount" | "max_amount", _) => words::half_width_amount(ctx.q(name)),
                 _ => ctx.q(name).trim().to_owned(),
             };
             (*name, v)
@@ -69,9 +71,17 @@ fn filters(ctx: &Ctx) -> Filters {
     let (filter, errors) = match crate::ledger::parse_filter(Some(&query), own.as_deref()) {
         Ok(f) => (f, Vec::new()),
         Err(e) => {
-            // The rest of the page still works: the list without the bad filter's answer.
-            let plain = crate::ledger::parse_filter(None, own.as_deref()).unwrap_or_default();
-            (plain, vec![e.message])
+            // No list until the filter is fixed: a list without it would show payments the
+            // owner did not ask for (another merchant's, another day's) as if they matched.
+            let typed_value = |name: &str| {
+                typed
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let said = words::filter_error(ctx.lang, &e, &typed_value);
+            (PaymentFilter::default(), vec![said])
         }
     };
     Filters {
@@ -115,10 +125,14 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         filter,
         errors,
     } = filters(ctx);
-    let mut rows = app.store.list_payments(&filter).await.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "the admin payments list failed");
+    let mut rows = if errors.is_empty() {
+        app.store.list_payments(&filter).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the admin payments list failed");
+            Vec::new()
+        })
+    } else {
         Vec::new()
-    });
+    };
     let more = rows.len() > PAGE_ROWS as usize;
     rows.truncate(PAGE_ROWS as usize);
     let next_url = more.then(|| rows.last()).flatten().map(|last| {
@@ -345,7 +359,7 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
         return PostResult::NotFound;
     }
     let to = payment_url(id, no);
-    let amount = field(form, "amount").trim().to_owned();
+    let amount = words::half_width_amount(field(form, "amount"));
     let reason = field(form, "reason").trim().to_owned();
     let refused = |field_name: &str, message: String| {
         let mut f = Flash::err(ctx.t("未发起退款", "The refund was not started"));
@@ -363,6 +377,22 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
         .start_refund(id, no, cmd, &format!("admin:{}", ctx.who.name))
         .await
     {
+        Ok((200, r)) => {
+            // The same form sent again (its refund_key): the refund already started, nothing new.
+            PostResult::Done(Posted::to(
+                to,
+                Flash::ok(format!(
+                    "{} #{} ¥{} ({})",
+                    ctx.t(
+                        "这笔退款已经发起过，没有重复退款：",
+                        "This refund was already started, nothing was repeated:"
+                    ),
+                    r.id,
+                    r.amount(),
+                    super::view::refund_status_word(ctx.lang, &r.status)
+                )),
+            ))
+        }
         Ok((_, r)) => {
             audit(
                 app,
@@ -388,7 +418,11 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
                 Some("reason") => "reason",
                 _ => "amount",
             };
-            refused(name, e.message)
+            let status = match app.store.payment(id, no).await {
+                Ok(Some(p)) => p.status,
+                _ => String::new(),
+            };
+            refused(name, words::refund_error(ctx.lang, &e, &amount, &status))
         }
     }
 }

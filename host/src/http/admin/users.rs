@@ -1,4 +1,4 @@
-//! The operator's pages: admin users (list, add) and the audit log.
+//! The operator's pages: admin users (list, add, remove) and the audit log.
 
 use super::view::Flash;
 use super::{Ctx, Form, Page, PostResult, Posted};
@@ -97,6 +97,37 @@ pub async fn add(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
             })
         }
     }
+}
+
+/// Removes an admin user (their sessions end at once). An operator cannot remove themselves,
+/// which would leave the page they are on.
+pub async fn remove(app: &Arc<App>, ctx: &Ctx, name: &str) -> PostResult {
+    if !ctx.who.operator() {
+        return PostResult::Forbidden;
+    }
+    let flash = if name == ctx.who.name {
+        Flash::err(ctx.t(
+            "不能删除当前登录的自己；请用另一个运营者账号删除",
+            "You cannot remove the user you are logged in as: remove it as another operator",
+        ))
+    } else {
+        match crate::admin_users::remove(app.store.as_ref(), name, &ctx.who.name).await {
+            Ok(true) => Flash::ok(format!(
+                "{} {name}{}",
+                ctx.t("已删除管理员", "Admin user removed:"),
+                ctx.t("，其登录已全部失效", "; their sessions have ended")
+            )),
+            Ok(false) => Flash::err(format!(
+                "{} {name}",
+                ctx.t("没有这个管理员：", "No such admin user:")
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot remove an admin user");
+                Flash::err(ctx.t("删除失败，请重试", "Not removed: try again"))
+            }
+        }
+    };
+    PostResult::Done(Posted::to("/admin/users", flash))
 }
 
 pub async fn audit(app: &Arc<App>, ctx: &Ctx) -> Page {

@@ -58,6 +58,44 @@ impl AdminStore for PostgresStore {
         .await
     }
 
+    async fn remove_admin_user(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.tx(move |tx| {
+            Box::pin(async move {
+                tx.execute("DELETE FROM admin_sessions WHERE user_name = $1", &[&name])
+                    .await?;
+                tx.execute(
+                    "DELETE FROM admin_user_merchants WHERE user_name = $1",
+                    &[&name],
+                )
+                .await?;
+                let removed = tx
+                    .execute("DELETE FROM admin_users WHERE name = $1", &[&name])
+                    .await?;
+                Ok(removed == 1)
+            })
+        })
+        .await
+    }
+
+    async fn set_admin_password(&self, name: &str, password_hash: &str) -> Result<bool> {
+        let (name, hash) = (name.to_owned(), password_hash.to_owned());
+        self.tx(move |tx| {
+            Box::pin(async move {
+                let changed = tx
+                    .execute(
+                        "UPDATE admin_users SET password_hash = $2 WHERE name = $1",
+                        &[&name, &hash],
+                    )
+                    .await?;
+                tx.execute("DELETE FROM admin_sessions WHERE user_name = $1", &[&name])
+                    .await?;
+                Ok(changed == 1)
+            })
+        })
+        .await
+    }
+
     async fn admin_user(&self, name: &str) -> Result<Option<AdminUser>> {
         let name = name.to_owned();
         self.run(|pool| async move {

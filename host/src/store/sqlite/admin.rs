@@ -79,6 +79,34 @@ impl AdminStore for SqliteStore {
         .await
     }
 
+    async fn remove_admin_user(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM admin_sessions WHERE user_name = ?1")?
+                .execute([&name])?;
+            conn.prepare_cached("DELETE FROM admin_user_merchants WHERE user_name = ?1")?
+                .execute([&name])?;
+            let removed = conn
+                .prepare_cached("DELETE FROM admin_users WHERE name = ?1")?
+                .execute([&name])?;
+            Ok(removed == 1)
+        })
+        .await
+    }
+
+    async fn set_admin_password(&self, name: &str, password_hash: &str) -> Result<bool> {
+        let (name, hash) = (name.to_owned(), password_hash.to_owned());
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("UPDATE admin_users SET password_hash = ?2 WHERE name = ?1")?
+                .execute(params![name, hash])?;
+            conn.prepare_cached("DELETE FROM admin_sessions WHERE user_name = ?1")?
+                .execute([&name])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
     async fn create_user_session(
         &self,
         id_hash: &str,
