@@ -447,6 +447,29 @@ async fn an_operator_removes_an_admin_user_on_the_page() {
     );
     let audit = page(base, "/admin/audit", &op).await.1;
     assert!(audit.contains("user.remove"), "{audit}");
+    // The audit log's name for payhost.toml's password is nobody's user name.
+    let taken = admin_post(
+        base,
+        "/admin/users",
+        &op,
+        &form(&[
+            ("csrf", &csrf),
+            ("name", "admin_password"),
+            ("role", "operator"),
+            ("password", "a-long-password-0123"),
+        ]),
+    )
+    .await;
+    assert!(taken.contains("id=\"name-error\""), "{taken}");
+    // A name padded with spaces is still the operator's own.
+    let padded = admin_post(
+        base,
+        "/admin/users/%20ops-2/remove",
+        &ops2,
+        &form(&[("csrf", &ops2_csrf)]),
+    )
+    .await;
+    assert!(padded.contains("不能删除当前登录的自己"), "{padded}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -302,6 +302,12 @@ fn an_address_space_limit_costs_the_bounds_checks_not_the_start() {
         "{}",
         text_of(&out)
     );
+    // No admin password in it: said, as `payhost serve` would, though not a problem of the file.
+    assert!(
+        text_of(&out).contains("warning: admin_password_hash: not set"),
+        "{}",
+        text_of(&out)
+    );
 }
 
 #[test]

@@ -5,6 +5,10 @@
 use crate::store::admin::{valid_user_name, AdminUser, Role};
 use crate::store::Store;
 
+/// The audit log's name for whoever logs in with payhost.toml's `admin_password_hash`: no
+/// admin user may take it.
+pub const RESERVED_NAME: &str = "admin_password";
+
 /// What to add.
 pub struct NewUser<'a> {
     pub name: &'a str,
@@ -35,7 +39,12 @@ fn problem(field: &'static str, message: &str) -> FieldProblem {
 pub async fn add(store: &dyn Store, new: &NewUser<'_>) -> Result<AdminUser, Vec<FieldProblem>> {
     let mut problems = Vec::new();
     let name = new.name.trim();
-    if !valid_user_name(name) {
+    if name == RESERVED_NAME {
+        problems.push(problem(
+            "name",
+            "admin_password 是 payhost.toml 主密码登录在操作日志里的名字，请换一个 / the audit log's name for payhost.toml's password: choose another",
+        ));
+    } else if !valid_user_name(name) {
         problems.push(problem(
             "name",
             "用户名为 1 到 64 个字母、数字或 _ . @ - / 1 to 64 letters, digits, '_', '.', '@' or '-'",

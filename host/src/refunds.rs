@@ -71,6 +71,8 @@ impl App {
         started_by: &str,
     ) -> Result<(u16, Refund), ApiError> {
         let merchant = self.merchant(merchant_id).await?;
+        // Before anything is recorded: a merchant that cannot refund leaves no PENDING refund.
+        let plugin = self.plugin_for(&merchant)?;
         let amount = match &cmd.amount {
             Some(serde_json::Value::String(s)) => Amount::parse(s.trim()),
             Some(serde_json::Value::Number(n)) => Amount::parse(&n.to_string()),
@@ -155,7 +157,6 @@ impl App {
             request_time: clock::beijing_text(now),
             notify_url: self.config.notify_url(merchant_id),
         };
-        let plugin = self.plugin_for(&merchant)?;
         let policy = self.merchant_policy(&merchant);
         let answer = async {
             let mut session = plugin.session().await?;

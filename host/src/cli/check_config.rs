@@ -28,6 +28,14 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }
+    if config.admin_password_hash.is_none() {
+        // Not a problem of the file (admin users may exist in the database, which this command
+        // does not open), but `payhost serve` would say the same when there are none.
+        eprintln!(
+            "warning: admin_password_hash: not set; unless the database has an admin user (`payhost admin-user list --config {0}`), nobody can log into the admin page: set one with `payhost admin-password --config {0}`",
+            path.display()
+        );
+    }
     runtime().block_on(async {
         let (plugins, plugin_problems) = payhost::server::load_plugins_checked(&config).await;
         if !plugin_problems.is_empty() {

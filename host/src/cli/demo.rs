@@ -80,6 +80,11 @@ pub fn run(args: Args) -> ExitCode {
             return fail(anyhow::anyhow!("--allow-origin {o:?}: {e}"));
         }
     }
+    if let Some(u) = &public_url {
+        if let Err(rule) = origin_only(u) {
+            return fail(anyhow::anyhow!("--public-url {u:?}: {rule}"));
+        }
+    }
     if !manifest.is_file() {
         let here = std::env::current_dir().map_or_else(|_| ".".into(), |d| d.display().to_string());
         return fail(anyhow::anyhow!(
@@ -140,4 +145,38 @@ pub fn run(args: Args) -> ExitCode {
             Err(e) => fail(e),
         }
     })
+}
+
+/// `--public-url`: `http(s)://host[:port]` and nothing after it (the demo's pages, sandbox and
+/// shop live at the root, and their links start with `/`).
+fn origin_only(url: &str) -> Result<(), &'static str> {
+    let url = url.trim_end_matches('/');
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("must start with http:// or https://")?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        return Err("must be scheme://host[:port] only, with no path, query or fragment (e.g. http://balancer.example:8081)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_public_url_is_an_origin() {
+        for good in ["http://127.0.0.1:8081", "https://pay.example.com/"] {
+            assert!(super::origin_only(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "127.0.0.1:8081",
+            "http://",
+            "http://lb/pay",
+            "http://lb?x",
+            "http://lb#f",
+            "ftp://lb",
+        ] {
+            assert!(super::origin_only(bad).is_err(), "{bad}");
+        }
+    }
 }

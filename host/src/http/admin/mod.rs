@@ -467,9 +467,7 @@ async fn post(app: &Arc<App>, ctx: &Ctx, segs: &[&str], form: &Form) -> PostResu
             payments::close(app, ctx, id, no).await
         }
         ["admin", "users"] => users::add(app, ctx, form).await,
-        ["admin", "users", name, "remove"] => {
-            users::remove(app, ctx, &crate::http::router::percent_decode(name)).await
-        }
+        ["admin", "users", name, "remove"] => users::remove(app, ctx, name).await,
         _ => PostResult::NotFound,
     }
 }

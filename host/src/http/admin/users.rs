@@ -105,6 +105,7 @@ pub async fn remove(app: &Arc<App>, ctx: &Ctx, name: &str) -> PostResult {
     if !ctx.who.operator() {
         return PostResult::Forbidden;
     }
+    let name = name.trim();
     let flash = if name == ctx.who.name {
         Flash::err(ctx.t(
             "不能删除当前登录的自己；请用另一个运营者账号删除",

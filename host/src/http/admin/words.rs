@@ -58,8 +58,8 @@ pub fn filter_error(lang: Lang, e: &ApiError, typed: &dyn Fn(&str) -> String) ->
             }
         }
         "from" | "to" => {
-            let (from, to) = (typed("from"), typed("to"));
-            if !from.is_empty() && !to.is_empty() && from > to {
+            // The ledger's one rule between the two (`ledger::parse_filter`).
+            if e.message.ends_with("must be before to") {
                 "日期：开始日期不能晚于结束日期".to_owned()
             } else {
                 "日期：请按 年-月-日 填写，如 2026-12-04".to_owned()
@@ -72,6 +72,15 @@ pub fn filter_error(lang: Lang, e: &ApiError, typed: &dyn Fn(&str) -> String) ->
         _ => e.message.clone(),
     }
 }
+
+/// Codes after which a refund may have reached the provider (no answer, or one not understood):
+/// see `refunds.rs`, which keeps such a refund PENDING.
+const UNKNOWN_OUTCOME: [&str; 4] = [
+    "gateway_unreachable",
+    "gateway_timeout",
+    "gateway_malformed",
+    "gateway_bad_signature",
+];
 
 /// Why a refund was not started, with what to do, for the refund form.
 /// `status` is the payment's status as the page now reads it.
@@ -96,7 +105,21 @@ pub fn refund_error(lang: Lang, e: &ApiError, typed_amount: &str, status: &str) 
             super::view::status_word(lang, status)
         ),
         ("unknown_payment", _) => "没有这笔支付，请回到支付列表重新查找".to_owned(),
-        _ => format!("{}（{}）", "支付平台或 payhost 拒绝了这笔退款", e.message),
+        ("merchant_not_configured", _) => {
+            "这个商户还没有保存支付宝设置，不能退款：请先在商户页面保存设置".to_owned()
+        }
+        ("not_supported", _) => format!("这个商户的支付接口不支持在这里退款（{}）", e.message),
+        // The provider's own refusal: nothing was refunded.
+        ("invalid_order", _) => format!("支付宝不接受这笔退款的参数（{}）", e.message),
+        (code, _) if code.starts_with("gateway_") && !UNKNOWN_OUTCOME.contains(&code) => {
+            format!("支付宝拒绝了这笔退款，没有退款（{}）", e.message)
+        }
+        // Not answered, or not understood: the refund may have reached Alipay. It stays 处理中
+        // with its amount held; starting another would refund twice.
+        _ => format!(
+            "退款结果未知（支付宝没有回应或回应无法识别），这笔退款保持“处理中”：请不要重复发起，稍后刷新本页查看退款记录，或点“向支付平台查询”（{}）",
+            e.message
+        ),
     }
 }
 
@@ -137,17 +160,14 @@ mod tests {
             }
         };
         assert!(filter_error(Lang::Zh, &e, &typed).starts_with("最小金额："));
-        let order = ApiError::field(400, "invalid_request", "from", "from: must be before to");
-        let dates = |f: &str| match f {
-            "from" => "2026-12-05".to_owned(),
-            "to" => "2026-12-01".to_owned(),
-            _ => String::new(),
-        };
-        assert!(filter_error(Lang::Zh, &order, &dates).contains("不能晚于"));
-        assert_eq!(
-            filter_error(Lang::En, &order, &dates),
-            "from: must be before to"
-        );
+        // The ledger's own refusals, as the page gets them.
+        let order =
+            crate::ledger::parse_filter(Some("from=2026-12-05&to=2026-12-01"), None).unwrap_err();
+        let none = |_: &str| String::new();
+        assert!(filter_error(Lang::Zh, &order, &none).contains("不能晚于"));
+        assert_eq!(filter_error(Lang::En, &order, &none), order.message);
+        let bad_date = crate::ledger::parse_filter(Some("from=yesterday"), None).unwrap_err();
+        assert!(filter_error(Lang::Zh, &bad_date, &none).contains("年-月-日"));
     }
 
     #[test]
@@ -160,5 +180,21 @@ mod tests {
         assert!(refund_error(Lang::Zh, &finished, "1", "TRADE_FINISHED").contains("TRADE_FINISHED"));
         let over = ApiError::field(409, "refund_exceeds_paid", "amount", "amount: 5 > 4");
         assert!(refund_error(Lang::Zh, &over, "5", "TRADE_SUCCESS").contains("可退金额"));
+        // Refused by Alipay: nothing refunded. No answer: unknown, do not start another.
+        let refused = ApiError::new(502, "gateway_ACQ.TRADE_HAS_CLOSE", "closed");
+        assert!(refund_error(Lang::Zh, &refused, "1", "TRADE_SUCCESS").contains("没有退款"));
+        for code in [
+            "gateway_timeout",
+            "gateway_unreachable",
+            "plugin_failed",
+            "internal",
+        ] {
+            let e = ApiError::new(502, code, "x");
+            let said = refund_error(Lang::Zh, &e, "1", "TRADE_SUCCESS");
+            assert!(
+                said.contains("结果未知") && said.contains("不要重复"),
+                "{code}: {said}"
+            );
+        }
     }
 }
