@@ -819,3 +819,62 @@ async fn a_new_demo_merchant_can_be_an_open_platform_one() {
 fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// A legacy-API order closed here only (the legacy API has no close call) can still be paid in
+/// the cashier the buyer already opened. The money is not lost from sight: the notification is
+/// acknowledged, the order stays closed, and it is flagged for review with the reason, which its
+/// page shows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_after_a_close_here_is_held_for_review() {
+    let d = demo("admin-closed-paid").await;
+    let base = d.url("");
+    let base = base.as_str();
+    let created = send_json(
+        "POST",
+        &format!("{base}/v1/merchants/demo/payments"),
+        Some(TOKEN),
+        &json!({"out_trade_no": "CLOSED-PAID", "subject": "测试", "total_fee": "1.00",
+            "return_url": format!("{base}/shop/return")}),
+    )
+    .await
+    .json();
+    let cashier = get(created["pay_url"].as_str().unwrap(), None).await.text();
+    let token = conformance::alipay::cashier_token(&cashier);
+    let closed = send_json(
+        "POST",
+        &format!("{base}/v1/merchants/demo/payments/CLOSED-PAID/close"),
+        Some(TOKEN),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(closed.status, 200, "{}", closed.text());
+    assert_eq!(closed.json()["closed_at_provider"], false);
+    let paid = conformance::host::post_form(
+        &format!("{base}/sandbox/cashier/pay"),
+        &format!("token={token}&buyer=13900001111"),
+    )
+    .await;
+    assert!(paid.status == 302 || paid.status == 303, "{}", paid.text());
+    let url = format!("{base}/v1/merchants/demo/payments/CLOSED-PAID");
+    let mut view = serde_json::Value::Null;
+    for _ in 0..100 {
+        view = get(&url, Some(TOKEN)).await.json();
+        if view["review"].as_str().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(view["status"], "TRADE_CLOSED", "{view}");
+    let review = view["review"].as_str().unwrap_or_default();
+    assert!(review.contains("after it was closed here"), "{view}");
+    let outcomes: Vec<&str> = view["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["outcome"].as_str())
+        .collect();
+    assert!(outcomes.contains(&"mismatch"), "{view}");
+    let (op, _) = admin_login(base, ADMIN_PASSWORD).await;
+    let (_, html) = page(base, "/admin/merchants/demo/payments/CLOSED-PAID", &op).await;
+    assert!(html.contains("id=\"review\""), "{html}");
+}

@@ -10,7 +10,7 @@ use crate::config::MerchantSettings;
 use crate::metrics::NotifyStep;
 use crate::net::Policy;
 use crate::runtime::plugin_api::{
-    EncodedSettings, Notification, OrderExpectation, PluginError, ReceivedForm,
+    EncodedSettings, Notification, OrderExpectation, PluginError, ReceivedForm, TradeEvent,
 };
 use crate::runtime::{CallError, PluginRuntime, Session};
 use crate::service::App;
@@ -569,35 +569,52 @@ impl App {
         let started = std::time::Instant::now();
         let matched = session.match_order(verified, &expectation).await;
         self.metrics.notify_step(NotifyStep::Match, started);
-        match matched {
+        let review = match matched {
             Err(e) => return Processed::call_failed(e).with_seen(verified),
-            Ok(Err(mismatches)) => {
-                let reason = mismatches
+            Ok(Err(mismatches)) => Some(
+                mismatches
                     .iter()
                     .map(|m| format!("{}: {}", m.field, m.reason))
                     .collect::<Vec<_>>()
-                    .join("; ");
-                tracing::error!(
-                    target: "payhost::alert",
-                    merchant = merchant_id,
-                    out_trade_no = %payment.out_trade_no,
-                    reason = %reason,
-                    "ALERT: a confirmed notification does not match its order; flagged for review, not paid"
-                );
-                if let Err(e) = self
-                    .store
-                    .flag_for_review(merchant_id, &payment.out_trade_no, &reason)
-                    .await
-                {
-                    return Processed::stop(
-                        NotifyOutcome::Retry(RetryCause::StoreFailed),
-                        e.to_string(),
-                    )
-                    .with_seen(verified);
-                }
-                return Processed::stop(NotifyOutcome::Mismatch, note(reason)).with_seen(verified);
+                    .join("; "),
+            ),
+            // Money arrived for an order closed here. A close that reached only payhost (the
+            // legacy API has no close call) leaves the cashier payable, and a closed order stays
+            // closed (`domain::state`): without this, the payment would be taken and nobody told.
+            Ok(Ok(()))
+                if payment.status == crate::domain::state::TRADE_CLOSED
+                    && matches!(
+                        verified.event,
+                        TradeEvent::Paid | TradeEvent::Finished | TradeEvent::PartiallyRefunded
+                    ) =>
+            {
+                Some(format!(
+                    "paid at the provider after it was closed here (trade {}): the money was received; refund it at the provider, or reopen and fulfil the order",
+                    verified.trade_no
+                ))
             }
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => None,
+        };
+        if let Some(reason) = review {
+            tracing::error!(
+                target: "payhost::alert",
+                merchant = merchant_id,
+                out_trade_no = %payment.out_trade_no,
+                reason = %reason,
+                "ALERT: a confirmed notification cannot be applied to its order; flagged for review, not paid"
+            );
+            if let Err(e) = self
+                .store
+                .flag_for_review(merchant_id, &payment.out_trade_no, &reason)
+                .await
+            {
+                return Processed::stop(
+                    NotifyOutcome::Retry(RetryCause::StoreFailed),
+                    e.to_string(),
+                )
+                .with_seen(verified);
+            }
+            return Processed::stop(NotifyOutcome::Mismatch, note(reason)).with_seen(verified);
         }
         let effect = NotificationEffect {
             merchant_id,

@@ -597,7 +597,13 @@ pub fn parse_query_response(
                 code: if code.is_empty() { "UNKNOWN" } else { code }.to_owned(),
                 sub_code: code.to_owned(),
                 msg: "single_trade_query failed".into(),
-                detail: preview(&text),
+                // The code says it (and the hint explains it); the answer itself only when it
+                // names no code.
+                detail: if code.is_empty() {
+                    preview(&text)
+                } else {
+                    String::new()
+                },
             }));
         }
         other => {

@@ -80,6 +80,11 @@ pub fn run(args: Args) -> ExitCode {
             return fail(anyhow::anyhow!("--allow-origin {o:?}: {e}"));
         }
     }
+    if !(sandbox_speed.is_finite() && sandbox_speed > 0.0) {
+        return fail(anyhow::anyhow!(
+            "--sandbox-speed {sandbox_speed}: must be a number above 0 (1 is real time, 60 makes a minute a second)"
+        ));
+    }
     if let Some(u) = &public_url {
         if let Err(rule) = origin_only(u) {
             return fail(anyhow::anyhow!("--public-url {u:?}: {rule}"));

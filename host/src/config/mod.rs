@@ -276,10 +276,21 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> anyhow::Error {
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         format!("line {line}, column {column}: ")
     });
+    // The usual slip: a text value without quotes (`listen = 127.0.0.1:8080`), which TOML reads
+    // as the start of a number or a bare word.
+    let message = e.message().trim();
+    let hint = if message.contains("invalid float")
+        || message.contains("invalid integer")
+        || message.contains("invalid string")
+        || message.contains("expected nothing")
+    {
+        "; a text value goes in double quotes: listen = \"127.0.0.1:8080\" (文字值要用双引号括起来)"
+    } else {
+        ""
+    };
     anyhow::anyhow!(
-        "not a valid payhost configuration: {}{}",
+        "not a valid payhost configuration: {}{message}{hint}",
         at.unwrap_or_default(),
-        e.message().trim()
     )
 }
 
@@ -341,6 +352,16 @@ fn trimmed(v: &Option<String>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unquoted_text_value_is_told_to_take_quotes() {
+        let e = match Config::check("listen = 127.0.0.1:8080\n", Path::new("/srv")) {
+            Err(e) => format!("{e:#}"),
+            Ok(_) => panic!("an unquoted address was accepted"),
+        };
+        assert!(e.contains("line 1, column"), "{e}");
+        assert!(e.contains("double quotes"), "{e}");
+    }
 
     #[test]
     fn errors_never_quote_a_value_of_the_file() {

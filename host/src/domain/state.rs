@@ -23,7 +23,8 @@
 //! | `PARTIALLY_REFUNDED` | partially-refunded  | (unchanged)          | `payment.partially_refunded` (another one)   |
 //! | `PARTIALLY_REFUNDED` | closed or refunded  | `REFUNDED`           | `payment.refunded` (the rest refunded)       |
 //! | `PARTIALLY_REFUNDED` | other               | (unchanged)          | —                                            |
-//! | `TRADE_CLOSED`       | any                 | (unchanged)          | — (an unpaid, closed order stays closed)     |
+//! | `TRADE_CLOSED`       | any                 | (unchanged)          | — (an unpaid, closed order stays closed; a   |
+//! |                      |                     |                      | payment is held for review by `notify`)      |
 //! | `REFUNDED`           | any                 | (unchanged)          | — (a late "finished" undoes nothing)         |
 //! | any                  | waiting             | (unchanged)          | —                                            |
 //!

@@ -241,6 +241,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
                 context! {
                     raw_id => n.raw_id, received => zone.show(&n.received_at),
                     out_trade_no => n.out_trade_no, trade_status => n.trade_status,
+                    outcome_word => n.outcome.as_deref().map(|o| super::timeline::outcome_word(ctx.lang, o)),
                     outcome => n.outcome, detail => n.detail,
                 }
             })
@@ -359,7 +360,7 @@ fn refused(
     })
 }
 
-pub async fn add(_app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
+pub async fn add(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
     if !ctx.who.operator() {
         return PostResult::Forbidden;
     }
@@ -378,6 +379,20 @@ pub async fn add(_app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
             )],
             BTreeMap::from([("id".to_owned(), id)]),
         );
+    }
+    // An id in use opens that merchant's page, saying so: nothing of it is replaced until saved.
+    if app.store.merchant(&id).await.ok().flatten().is_some() {
+        return PostResult::Done(Posted::to(
+            merchant_page(&id),
+            Flash::err(format!(
+                "{} {id} {}",
+                ctx.t("商户", "Merchant"),
+                ctx.t(
+                    "已存在：这是它现在的设置，保存会修改它；要新建请换一个编号",
+                    "exists already: these are its settings, and saving changes them; choose another id for a new one"
+                )
+            )),
+        ));
     }
     let plugin = field(form, "plugin").trim();
     let mut to = merchant_page(&id);
@@ -689,21 +704,58 @@ pub async fn test_connection(app: &Arc<App>, ctx: &Ctx, id: &str) -> PostResult 
         Ok(p) => p.session().await.map_err(|e| e.to_string()),
         Err(e) => Err(e.message),
     };
+    use crate::runtime::plugin_api::PluginError as E;
     let flash = match session {
         Err(e) => Flash::err(e),
         Ok(mut s) => match s.query_trade(&policy, &merchant.settings, &probe).await {
-            Err(e) => Flash::err(e.to_string()),
+            Err(e) => Flash::err(format!(
+                "{}（{e}）",
+                ctx.t("支付组件出错，请稍后再试", "The payment component failed; try again later")
+            )),
             Ok(Ok(_)) => Flash::ok(ctx.t(
                 "连接正常：支付平台接受了签名请求",
                 "Connection OK: the provider accepted a signed request.",
             )),
             // `detail` is the component's plain-language help for the error.
-            Ok(Err(crate::runtime::plugin_api::PluginError::Gateway(g))) => Flash::err(format!(
+            Ok(Err(E::Gateway(g))) => Flash::err(format!(
                 "{}: {} {} {}",
-                ctx.t("网关拒绝", "The gateway refused"),
+                ctx.t(
+                    "支付宝拒绝了请求，请核对设置",
+                    "The gateway refused: check the settings"
+                ),
                 g.code,
                 g.msg,
                 g.detail
+            )),
+            Ok(Err(E::Transport(m))) => Flash::err(format!(
+                "{}（{m}）",
+                ctx.t(
+                    "连不上支付宝网关：请检查本机能否访问外网、网关地址是否正确",
+                    "Cannot reach the gateway: check this server's network and the gateway URL"
+                )
+            )),
+            Ok(Err(E::Timeout(m))) => Flash::err(format!(
+                "{}（{m}）",
+                ctx.t(
+                    "支付宝网关没有及时回应，请稍后再试",
+                    "The gateway did not answer in time; try again later"
+                )
+            )),
+            Ok(Err(E::InvalidSettings(fields))) => Flash::err(format!(
+                "{}: {}",
+                ctx.t("设置不完整或有误，请先修改并保存", "The settings are incomplete or wrong: fix and save them first"),
+                fields
+                    .iter()
+                    .map(|f| format!("{} ({})", f.field, f.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            Ok(Err(E::BadSignature(m))) => Flash::err(format!(
+                "{}（{m}）",
+                ctx.t(
+                    "支付宝的回应签名不对：请核对支付宝公钥（或 MD5 密钥）",
+                    "The provider's answer has a signature that does not verify: check Alipay's public key (or the MD5 key)"
+                )
             )),
             Ok(Err(e)) => Flash::err(e.to_string()),
         },

@@ -342,7 +342,7 @@ pub async fn sync(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
                 "{} {no}: {} ({})",
                 ctx.t("查询完成", "Queried"),
                 super::view::status_word(ctx.lang, &r.status),
-                r.outcome
+                super::timeline::outcome_word(ctx.lang, &r.outcome)
             ))
         }
         Err(e) => Flash::err(format!(
@@ -442,6 +442,16 @@ pub async fn close(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult 
                 "{} {no}: {}",
                 ctx.t("订单已关闭", "Order closed"),
                 super::view::status_word(ctx.lang, &status)
+            ))
+        }
+        Err(e) if e.code == "not_closable" && ctx.lang == super::Lang::Zh => {
+            let now = match app.store.payment(id, no).await {
+                Ok(Some(p)) => p.status,
+                _ => String::new(),
+            };
+            Flash::err(format!(
+                "无法关闭：只有待付款的订单可以关闭，这笔订单现在是{}",
+                super::view::status_word(ctx.lang, &now)
             ))
         }
         Err(e) => Flash::err(format!(

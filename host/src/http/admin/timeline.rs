@@ -78,7 +78,7 @@ fn words(lang: Lang, e: &serde_json::Value) -> (String, String) {
 }
 
 /// A notification's outcome (`notify::NotifyOutcome::label`) in words.
-fn outcome_word(lang: Lang, outcome: &str) -> String {
+pub(super) fn outcome_word(lang: Lang, outcome: &str) -> String {
     let (zh, en) = match outcome {
         "applied" => ("已处理", "applied"),
         "duplicate" => ("重复通知", "duplicate"),

@@ -150,7 +150,8 @@ pub async fn audit(app: &Arc<App>, ctx: &Ctx) -> Page {
         .into_iter()
         .map(|a| {
             context! {
-                id => a.id, at => zone.show(&a.at), actor => a.actor, action => a.action,
+                id => a.id, at => zone.show(&a.at), actor => a.actor,
+                action_word => super::words::audit_action(ctx.lang, &a.action), action => a.action,
                 merchant_id => a.merchant_id, detail => a.detail,
             }
         })

@@ -123,6 +123,26 @@ pub fn refund_error(lang: Lang, e: &ApiError, typed_amount: &str, status: &str) 
     }
 }
 
+/// An audit log action in words (the action's code stays beside it for support).
+pub fn audit_action(lang: Lang, action: &str) -> &str {
+    let (zh, en) = match action {
+        "settings.save" => ("保存设置", "settings saved"),
+        "merchant.connect" => ("连接商城", "shop connected"),
+        "refund.start" => ("发起退款", "refund started"),
+        "payment.sync" => ("向支付平台查询", "synced with the provider"),
+        "payment.close" => ("关闭订单", "order closed"),
+        "token.create" => ("新建令牌", "token created"),
+        "token.revoke" => ("吊销令牌", "token revoked"),
+        "user.add" => ("添加管理员", "admin user added"),
+        "user.remove" => ("删除管理员", "admin user removed"),
+        "user.password" => ("更换管理员密码", "admin password changed"),
+        "webhook.resend" => ("重发商城通知", "webhook resent"),
+        "webhook.resend_all" => ("全部重发商城通知", "all webhooks resent"),
+        other => (other, other),
+    };
+    lang.pick(zh, en)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
