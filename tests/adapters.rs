@@ -2990,7 +2990,8 @@ fn log_id_of(page: &str) -> String {
 
 /// ecshop shows the same unpaid pay_log row again (user.php act=order_detail →
 /// lib_transaction.php get_order_detail() → lib_clips.php get_paylog_id()): after the payment of
-/// that row was closed, the buyer pays under the next order number, not "already paid"; after the
+/// that row was closed, the buyer pays under the next order number (`-2`), not "already paid",
+/// and that payment pays the order (its webhook, its return and its refund find the row); after the
 /// admin changed the order's amount (admin/order.php update_pay_log(): same log_id, new amount),
 /// the buyer pays the new amount, not a 409 naming the seller. The webhook's answer reaches
 /// payhost although init.php printed PHP messages first (payhost_notify.php buffers them), the
@@ -3034,23 +3035,63 @@ async fn ecshop_unpaid_order_pays_again_after_a_close_or_an_amount_change() {
     let page = ecshop_order_page(&shop, 1).await;
     assert!(!page.contains("该订单已支付"), "{page}");
     assert!(page.contains("立即使用支付宝支付"), "{page}");
+    let retry = format!("{first}-2");
     assert_eq!(
-        payhost_status(&d, ECSHOP_MERCHANT, &format!("{first}-2")).await,
+        payhost_status(&d, ECSHOP_MERCHANT, &retry).await,
         "WAIT_BUYER_PAY"
     );
+    // The buyer pays the -2 payment: the webhook and the return both find the pay_log row.
+    let callback = pay_in_cashier(&pay_url_from_button(&page), &d).await;
+    wait_until(
+        || async { shop.state().await["pay_log"][&log_id]["is_paid"] == 1 },
+        "the webhook to pay the -2 payment",
+    )
+    .await;
+    let landing = landing_from(&callback).await;
+    assert!(landing.contains(&retry), "{landing}");
+    let r = get(&landing, None).await;
+    assert!(
+        message_of(&r.body, "utf-8").starts_with("您此次的支付操作已成功！"),
+        "{}",
+        r.text()
+    );
+    let s = shop.state().await;
+    assert_eq!(s["order_info"]["1"]["pay_status"], 2, "{s}");
+    // Its refund is noted on the order too.
+    let r = request(
+        "POST",
+        &format!("{d}/sandbox/refund"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        format!("partner={PARTNER}&out_trade_no={retry}&refund_fee=2.50").into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_until(
+        || async {
+            shop.state().await["order_action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["action_note"].as_str().unwrap_or("").contains("部分退款"))
+        },
+        "the refund of the -2 payment noted",
+    )
+    .await;
 
-    // The admin changes the amount: same log_id, 10.00; the buyer pays 10.00.
+    // Order 2 (3.00): the admin changes the amount: same log_id, 10.00; the buyer pays 10.00.
+    let (log2, _) = ecshop_checkout(&shop, 2).await;
+    let old2 = format!("2026112354321-{log2}-300");
     let r = get(
-        &shop.url("admin/order.php?act=step_post&order_id=1&order_amount=10.00"),
+        &shop.url("admin/order.php?act=step_post&order_id=2&order_amount=10.00"),
         None,
     )
     .await
     .text();
-    assert_eq!(r, format!("ok {log_id}"));
-    let page = ecshop_order_page(&shop, 1).await;
+    assert_eq!(r, format!("ok {log2}"));
+    let page = ecshop_order_page(&shop, 2).await;
     assert!(page.contains("立即使用支付宝支付"), "{page}");
     assert!(!page.contains("shop@ecshop.example"), "{page}");
-    let second = format!("2026112312345-{log_id}-1000");
+    let second = format!("2026112354321-{log2}-1000");
     let p = get(
         &format!("{d}/v1/merchants/{ECSHOP_MERCHANT}/payments/{second}"),
         Some(TOKEN),
@@ -3058,17 +3099,24 @@ async fn ecshop_unpaid_order_pays_again_after_a_close_or_an_amount_change() {
     .await
     .json();
     assert_eq!(p["total_fee"], "10.00", "{p}");
+    // The legacy interface has no close call (payhost would only close its own record while
+    // Alipay still took the payment): the 3.00 payment stays open; a second payment is noted
+    // (ecshop_a_second_payment_of_a_paid_order_is_noted_once_and_a_paid_one_is_not_paid_again).
+    assert_eq!(
+        payhost_status(&d, ECSHOP_MERCHANT, &old2).await,
+        "WAIT_BUYER_PAY"
+    );
 
     // init.php prints PHP's E_DEPRECATED messages from now on.
     get(&shop.url("_state.php?deprecated=1"), None).await;
     let _ = pay_in_cashier(&pay_url_from_button(&page), &d).await;
     wait_until(
-        || async { shop.state().await["pay_log"][&log_id]["is_paid"] == 1 },
+        || async { shop.state().await["pay_log"][&log2]["is_paid"] == 1 },
         "the webhook to pay the new amount",
     )
     .await;
     let event = json!({"id": "evt_again", "type": "payment.paid", "out_trade_no": second,
-        "subject": "2026112312345 Tea", "total_fee": "10.00"});
+        "subject": "2026112354321 Tea", "total_fee": "10.00"});
     let (status, text) = signed_webhook(
         &shop.url("payhost_notify.php"),
         &creds.secret,
@@ -3088,8 +3136,14 @@ async fn ecshop_unpaid_order_pays_again_after_a_close_or_an_amount_change() {
         demo_log(&demo)
     );
     let s = shop.state().await;
-    assert_eq!(s["order_action"].as_array().unwrap().len(), 1, "{s}");
-    assert_eq!(s["order_info"]["1"]["pay_status"], 2, "{s}");
+    let actions2: Vec<&Value> = s["order_action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["order_id"] == 2)
+        .collect();
+    assert_eq!(actions2.len(), 1, "{s}");
+    assert_eq!(s["order_info"]["2"]["pay_status"], 2, "{s}");
     let sessions = s["sessions"].as_array().cloned().unwrap_or_default();
     assert!(
         sessions
@@ -3097,6 +3151,222 @@ async fn ecshop_unpaid_order_pays_again_after_a_close_or_an_amount_change() {
             .all(|x| x["script"] != "/payhost_notify.php"),
         "payhost's requests start no visitor session: {s}"
     );
+}
+
+/// The notes of an ecshop order (order_action rows of `order_id`).
+fn ecshop_notes(s: &Value, order_id: u64) -> Vec<String> {
+    s["order_action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["order_id"] == order_id)
+        .map(|a| a["action_note"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Several payhost payments can point at one pay_log row (an amount changed while the buyer kept
+/// the first cashier open). The buyer pays both: the order is paid once (one order_paid(), whose
+/// note names the payment that paid it), the other payment gets one warning note for the owner
+/// (check and refund it at payhost) and still a 200 so payhost stops retrying; re-sent webhooks
+/// of either add nothing. And a payment paid at payhost but refused by the shop (its amount is
+/// the one before the admin's change) is not paid again: the order page says the order is paid
+/// and makes no payment of the new amount.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_a_second_payment_of_a_paid_order_is_noted_once_and_a_paid_one_is_not_paid_again() {
+    let dir = temp_dir("ecshop-double");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
+    ecshop_install(&shop, &d, "b2c", "", &creds).await;
+    let hook = shop.url("payhost_notify.php");
+
+    // Order 1: the cashier of 12.50 opened, the amount changed to 10.00, the cashier of 10.00.
+    let (log_id, page) = ecshop_checkout(&shop, 1).await;
+    let first = format!("2026112312345-{log_id}-1250");
+    let first_pay = pay_url_from_button(&page);
+    let r = get(
+        &shop.url("admin/order.php?act=step_post&order_id=1&order_amount=10.00"),
+        None,
+    )
+    .await
+    .text();
+    assert_eq!(r, format!("ok {log_id}"));
+    let page = ecshop_order_page(&shop, 1).await;
+    let second = format!("2026112312345-{log_id}-1000");
+    let second_pay = pay_url_from_button(&page);
+    assert_eq!(
+        payhost_status(&d, ECSHOP_MERCHANT, &second).await,
+        "WAIT_BUYER_PAY"
+    );
+    let _ = pay_in_cashier(&second_pay, &d).await;
+    wait_until(
+        || async { shop.state().await["pay_log"][&log_id]["is_paid"] == 1 },
+        "the 10.00 payment to pay the order",
+    )
+    .await;
+    let _ = pay_in_cashier(&first_pay, &d).await;
+    wait_until(
+        || async {
+            ecshop_notes(&shop.state().await, 1)
+                .iter()
+                .any(|n| n.contains("又收到一笔支付宝付款"))
+        },
+        "the second payment noted",
+    )
+    .await;
+    wait_until(
+        || async { demo_log(&demo).matches("webhook delivered").count() >= 2 },
+        "payhost to see both deliveries answered",
+    )
+    .await;
+    let check = |s: &Value| {
+        let notes = ecshop_notes(s, 1);
+        let paid: Vec<&String> = notes
+            .iter()
+            .filter(|n| n.contains("[payhost paid "))
+            .collect();
+        assert_eq!(paid.len(), 1, "one order_paid(): {s}");
+        assert!(paid[0].contains(&format!("[payhost paid {second}]")), "{s}");
+        let warned: Vec<&String> = notes
+            .iter()
+            .filter(|n| n.contains("又收到一笔支付宝付款"))
+            .collect();
+        assert_eq!(warned.len(), 1, "one warning: {s}");
+        assert!(
+            warned[0].starts_with("【注意】此订单已付款")
+                && warned[0].contains(&first)
+                && warned[0].contains("12.50")
+                && warned[0].contains("payhost 管理页面"),
+            "{s}"
+        );
+        assert_eq!(notes.len(), 2, "{s}");
+        assert_eq!(s["order_info"]["1"]["pay_status"], 2, "{s}");
+    };
+    check(&shop.state().await);
+    // payhost's retries of either webhook, and the buyer's return of the second: nothing more.
+    for (no, fee) in [(&first, "12.50"), (&second, "10.00")] {
+        let event = json!({"id": format!("evt_resent_{fee}").replace('.', "_"), "type": "payment.paid",
+            "out_trade_no": no, "subject": "2026112312345 Tea", "total_fee": fee});
+        for _ in 0..2 {
+            let (status, text) = signed_webhook(&hook, &creds.secret, now_unix(), &event).await;
+            assert_eq!((status, text.as_str()), (200, "ok"));
+        }
+    }
+    assert!(
+        !demo_log(&demo).contains("the shop answered HTTP"),
+        "{}",
+        demo_log(&demo)
+    );
+    check(&shop.state().await);
+
+    // Order 3 (20.00): the buyer pays the 20.00 cashier after the admin changed the amount to
+    // 15.00: the shop refuses that amount (409), and the order page then says the order is paid
+    // instead of making a payment of 15.00.
+    let (log3, page) = ecshop_checkout(&shop, 3).await;
+    let old3 = format!("2026112300003-{log3}-2000");
+    let r = get(
+        &shop.url("admin/order.php?act=step_post&order_id=3&order_amount=15.00"),
+        None,
+    )
+    .await
+    .text();
+    assert_eq!(r, format!("ok {log3}"));
+    let _ = pay_in_cashier(&pay_url_from_button(&page), &d).await;
+    wait_until(
+        || async { payhost_status(&d, ECSHOP_MERCHANT, &old3).await == "TRADE_SUCCESS" },
+        "the 20.00 payment paid at payhost",
+    )
+    .await;
+    wait_until(
+        || async { demo_log(&demo).contains("the shop answered HTTP 409") },
+        "the shop to refuse the old amount",
+    )
+    .await;
+    let page = ecshop_order_page(&shop, 3).await;
+    assert!(page.contains("该订单已支付"), "{page}");
+    assert!(!page.contains("立即使用支付宝支付"), "{page}");
+    let r = get(
+        &format!("{d}/v1/merchants/{ECSHOP_MERCHANT}/payments/2026112300003-{log3}-1500"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(r.status, 404, "no payment of the new amount: {}", r.text());
+    assert_eq!(shop.state().await["pay_log"][&log3]["is_paid"], 0);
+}
+
+/// The ecshop module's order numbers, read back from the subject's order_sn: `-2`…`-9` after a
+/// closed payment (never read as the amount), an order_sn holding '-', no subject → nothing;
+/// payhost's `merchant_not_configured` (409) and a create that timed out get their own texts, in
+/// the ecshop module and the ShopEx app (each run from the command line; a listener that never
+/// answers stands in for a stuck payhost).
+#[test]
+fn module_order_numbers_and_error_texts() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let run = |script: &str, args: &[&str]| -> Value {
+        let out = Command::new("php")
+            .arg(repo_root().join("tests/php").join(script))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let adapter = repo_root().join("adapters/ecshop").display().to_string();
+    let e = run("ecshop_module_unit.php", &[&adapter, "zh_cn", &url]);
+    let parsed = &e["log_id_of"];
+    for no in [
+        "2026112312345-5-1000",
+        "2026112312345-5-1000-2",
+        "2026112312345-5-1000-9",
+        "20261123123455",
+    ] {
+        assert_eq!(parsed[no], "5", "{no}: {e}");
+    }
+    for no in [
+        "2026112312345-5-1000-10",
+        "2026112312345-5-1000-1",
+        "2026112312345-5",
+        "X2026112312345-5-1000",
+        "2026112312345-5-1000-2-2",
+    ] {
+        assert!(parsed[no].is_null(), "{no}: {e}");
+    }
+    assert_eq!(e["dashed_order_sn"], "5", "{e}");
+    assert!(e["no_subject"].is_null(), "{e}");
+    let texts = |v: &Value| {
+        let not_configured = v["not_configured"].as_str().unwrap().to_owned();
+        assert!(
+            not_configured.starts_with("payhost 上的支付宝设置尚未保存")
+                && not_configured.contains("支付方式")
+                && !not_configured.contains("金额不同"),
+            "{v}"
+        );
+        let timeout = v["timeout"].as_str().unwrap();
+        assert!(timeout.starts_with("payhost 响应超时"), "{v}");
+        assert!(
+            v["refused"]
+                .as_str()
+                .unwrap()
+                .starts_with("无法连接 payhost"),
+            "{v}"
+        );
+    };
+    texts(&e);
+    assert!(
+        e["not_configured"].as_str().unwrap().contains("「编辑」"),
+        "{e}"
+    );
+    let conflict = e["conflict"].as_str().unwrap();
+    assert!(
+        conflict.contains("金额不同") && !conflict.contains("seller x"),
+        "{e}"
+    );
+    let root = repo_root().display().to_string();
+    texts(&run("shopex_plugin_unit.php", &[&root, &url]));
+    drop(silent);
 }
 
 /// A refund at Alipay is noted on the order (lib_common.php order_action(): the order's 操作记录)
@@ -3281,6 +3551,66 @@ async fn ecshop_zh_tw_shop_and_a_language_without_the_file_get_labels_and_option
             "{fallback}"
         );
     }
+}
+
+/// Two deliveries of one refund event at the same moment (payhost retrying while the first is
+/// still being answered, or two payhost instances): one line in the order's log, both answered
+/// 200. The app looks for the event's line and adds it under a MySQL named lock (the kernel's
+/// database()); the harness widens the gap between the look and the write (RACE_WINDOW_MS).
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_refund_deliveries_at_once_log_once() {
+    let dir = temp_dir("shopex-refund-race");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop(
+        "shopex",
+        &dir,
+        "utf-8",
+        &shopex_db(),
+        &[("RACE_WINDOW_MS", "300")],
+    );
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
+    let (payment_id, pay_url) = shopex_checkout(&shop, &cfg_id, "20261123002").await;
+    let _ = pay_in_cashier(&pay_url, &d).await;
+    wait_until(
+        || async { shop.state().await["payments"][&payment_id]["status"] == "succ" },
+        "paid",
+    )
+    .await;
+    let r = request(
+        "POST",
+        &format!("{d}/sandbox/refund"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        format!("partner={PARTNER}&out_trade_no={payment_id}&refund_fee=5.00").into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let logs = |s: &Value| -> usize {
+        s["order_log"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|l| l["order_id"] == "20261123002")
+            .filter(|l| l["log_text"].as_str().unwrap_or("").contains("退款"))
+            .count()
+    };
+    wait_until(
+        || async { logs(&shop.state().await) == 1 },
+        "the refund logged",
+    )
+    .await;
+    let hook = shop.url("plugins/app/pay_payhost/pay_payhost.server.php");
+    let event = json!({"id": "evt_refund_at_once", "type": "payment.partially_refunded",
+        "out_trade_no": payment_id, "total_fee": "15.00"});
+    let send = || signed_webhook(&hook, &creds.secret, now_unix(), &event);
+    let (a, b, c, e) = tokio::join!(send(), send(), send(), send());
+    for (status, text) in [a, b, c, e] {
+        assert_eq!((status, text.as_str()), (200, "ok"));
+    }
+    let s = shop.state().await;
+    assert_eq!(logs(&s), 2, "{s}");
 }
 
 /// ShopEx: the owner first saves without the shop secret and adds it later (updatePay() keeps

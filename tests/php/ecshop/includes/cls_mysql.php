@@ -1,9 +1,10 @@
 <?php
 /*
  * Harness of ecshop 2.7.3 `includes/cls_mysql.php` (class cls_mysql: getOne, getRow, getCol, query,
- * affected_rows) over a JSON file instead of MySQL. getOne() returns the first column of the first
- * row, '' when there is no row and false when the query failed (as the real one does: `$row !==
- * false ? $row[0] : ''`); getRow() an array, or false without a row. Each statement is atomic (an exclusive flock on
+ * affected_rows) over a JSON file instead of MySQL (LIKE with MySQL's %, _ and \ escapes). getOne()
+ * returns the first column of the first row, '' when there is no row and false when the query
+ * failed (as the real one does: `$row !== false ? $row[0] : ''`); getRow() an array, or false
+ * without a row. Each statement is atomic (an exclusive flock on
  * the file, as a MyISAM table lock); nothing spans two statements, as in MyISAM (no transactions).
  * Only the statements a payment module sends are understood; anything else throws, so a test fails
  * loudly instead of passing on a query the harness ignored. MySQL's GET_LOCK/RELEASE_LOCK are
@@ -71,11 +72,12 @@ class cls_mysql
             }
             return '';
         }
-        if (preg_match("/^SELECT COUNT\(\*\) FROM (\S+) WHERE order_id = '(\d+)' AND action_note LIKE '%([0-9A-Za-z_]+)%'$/", $sql, $m) && $this->table_name($m[1]) === 'order_action') {
+        if (preg_match("/^SELECT COUNT\(\*\) FROM (\S+) WHERE order_id = '(\d+)' AND action_note LIKE '((?:[^'\\\\]|\\\\.)*)'$/s", $sql, $m) && $this->table_name($m[1]) === 'order_action') {
+            $regex = $this->like_regex(stripslashes($m[3]));
             $t = hdb_read();
             $n = 0;
             foreach ($t['order_action'] as $row) {
-                if (isset($row['order_id'], $row['action_note']) && (string)$row['order_id'] === $m[2] && strpos($row['action_note'], $m[3]) !== false) {
+                if (isset($row['order_id'], $row['action_note']) && (string)$row['order_id'] === $m[2] && preg_match($regex, $row['action_note'])) {
                     $n++;
                 }
             }
@@ -95,6 +97,26 @@ class cls_mysql
             return '1';
         }
         throw new Exception('harness cls_mysql: unexpected statement: ' . $sql);
+    }
+
+    /** MySQL's LIKE pattern (the literal already unescaped) as a regex: % any, _ one, \\x the x. */
+    function like_regex($pattern)
+    {
+        $out = '';
+        $n = strlen($pattern);
+        for ($i = 0; $i < $n; $i++) {
+            $c = $pattern[$i];
+            if ($c === '\\' && $i + 1 < $n) {
+                $out .= preg_quote($pattern[++$i], '/');
+            } elseif ($c === '%') {
+                $out .= '.*';
+            } elseif ($c === '_') {
+                $out .= '.';
+            } else {
+                $out .= preg_quote($c, '/');
+            }
+        }
+        return '/^' . $out . '$/s';
     }
 
     function get_lock($name, $timeout)

@@ -11,9 +11,10 @@
  *
  * - get_code($order, $payment) (flow.php?step=done, mobile/order.php?act=done, user.php): saves
  *   the settings at payhost (PUT /v1/merchants/{id}) only when their digest differs from the one
- *   payhost returns, creates the payment (out_trade_no = order_sn . log_id, as ecshop's own Alipay
- *   module; a cancel link back to the order page) and renders the pay button (a plain link on
- *   ecshop's mobile/ pages).
+ *   payhost returns, creates the payment (out_trade_no = order_sn-log_id-fen[-n], see get_code();
+ *   a cancel link back to the order page) and renders the pay button (a plain link on ecshop's
+ *   mobile/ pages). Before a new number of a pay_log row, its other payments are looked up at
+ *   payhost (older_payments()).
  * - Every URL the module hands payhost is built from the shop URL in its own settings, never from
  *   the request: ecshop's $ecs->url() takes X-Forwarded-Host first and the path of the running
  *   script, so a phone (redirected to mobile/) or one forged header would move the webhook.
@@ -25,7 +26,8 @@
  *   when the order is paid in the shop, so payhost retries anything that could not be applied.
  *
  * The order is paid once: order_paid() runs under a MySQL named lock per pay_log row, and only the
- * caller that saw pay_log.is_paid change from 0 to 1 counts as having paid it (see settle()).
+ * caller that saw pay_log.is_paid change from 0 to 1 counts as having paid it (see settle()); a
+ * second payment of a paid row is noted on the order for the owner (extra_payment()).
  * Every signature is compared in constant time (payhost_alipay_equals()); no secret is logged.
  */
 
@@ -151,8 +153,9 @@ class payhost_alipay
 
     /**
      * One JSON call to payhost: array(HTTP status or 0, decoded body or null). file_get_contents()
-     * when allow_url_fopen is on, else curl; neither → 0 (shown as "cannot reach payhost").
-     * $timeout: seconds (the order page's create call waits 5 s, not the buyer's patience).
+     * when allow_url_fopen is on, else curl; neither → 0 (shown as "cannot reach payhost"). No
+     * answer within $timeout seconds (the order page's calls wait 5 s, not the buyer's patience):
+     * 0 with error.code "timeout" (shown as "payhost did not answer in time").
      */
     function call($s, $method, $path, $body = null, $timeout = 20)
     {
@@ -164,6 +167,7 @@ class payhost_alipay
         }
         $status = 0;
         $raw = false;
+        $started = microtime(true);
         if (ini_get('allow_url_fopen') && !preg_match('/^(0|off|false|no)$/i', trim((string)ini_get('allow_url_fopen')))) {
             $context = stream_context_create(array('http' => array(
                 'method' => $method,
@@ -194,6 +198,10 @@ class payhost_alipay
             $status = $raw === false ? 0 : (int)curl_getinfo($ch, CURLINFO_HTTP_CODE);
             curl_close($ch);
         }
+        if ($status == 0 && microtime(true) - $started >= $timeout - 0.2) {
+            // Connected (a refused connection fails at once) but no answer in time.
+            return array(0, array('error' => array('code' => 'timeout', 'message' => 'no answer within ' . intval($timeout) . ' s')));
+        }
         $decoded = ($raw === false || $raw === '') ? null : json_decode($raw, true);
         return array($status, is_array($decoded) ? $decoded : null);
     }
@@ -202,7 +210,7 @@ class payhost_alipay
      * What went wrong, in the shop's charset: a text of the language file chosen by the HTTP
      * status and payhost's error.code (naming the admin field when payhost names one), then
      * payhost's own English words in brackets for support. A 409's message names the seller: only
-     * its code is kept.
+     * its code is kept (an amount conflict; merchant_not_configured: the settings were never saved).
      */
     function error_text($status, $answer)
     {
@@ -210,7 +218,9 @@ class payhost_alipay
         $code = isset($error['code']) ? (string)$error['code'] : '';
         $field = isset($error['field']) ? (string)$error['field'] : '';
         $message = isset($error['message']) ? (string)$error['message'] : '';
-        if ($status == 0) {
+        if ($status == 0 && $code === 'timeout') {
+            $text = $this->lang('payhost_err_timeout');
+        } elseif ($status == 0) {
             $text = $this->lang('payhost_err_unreachable');
         } elseif ($status == 401) {
             $text = $this->lang('payhost_err_token');
@@ -218,6 +228,9 @@ class payhost_alipay
             $text = $this->lang('payhost_err_forbidden');
         } elseif ($code === 'unknown_merchant') {
             $text = $this->lang('payhost_err_unknown_merchant');
+        } elseif ($code === 'merchant_not_configured') {
+            // A merchant slot whose shop has not saved its Alipay settings yet.
+            $text = $this->lang('payhost_err_not_configured');
         } elseif ($status == 409) {
             $text = $this->lang('payhost_err_conflict');
             $message = '';
@@ -473,6 +486,24 @@ class payhost_alipay
         // back to the log_id).
         for ($attempt = 1; $attempt <= 9; $attempt++) {
             $request['out_trade_no'] = $attempt == 1 ? $base : $base . '-' . $attempt;
+            list($status, $known) = $this->call($s, 'GET', $path . '/' . rawurlencode($request['out_trade_no']), null, 5);
+            $state = ($status == 200 && isset($known['status'])) ? (string)$known['status'] : '';
+            if ($state === 'TRADE_CLOSED' || $state === 'REFUNDED') {
+                continue;
+            }
+            if ($state === 'TRADE_SUCCESS' || $state === 'TRADE_FINISHED' || $state === 'PARTIALLY_REFUNDED') {
+                return $this->message_box('payhost_already_paid', '');
+            }
+            if ($status == 404 && isset($known['error']['code']) && $known['error']['code'] === 'unknown_payment') {
+                // A new number of this pay_log row (a new amount, or after a closed payment): the
+                // row's other payments first (see older_payments()).
+                $older = $this->older_payments($s, $order, $request['out_trade_no']);
+                if ($older !== true) {
+                    return $older;
+                }
+            } elseif ($state === '') {
+                return $this->message_box('payhost_pay_error', $this->error_text($status, $known));
+            }
             list($status, $answer) = $this->call($s, 'POST', $path, $request, 5);
             if ($status == 400 && isset($answer['error']['message']) && strpos($answer['error']['message'], 'unknown field') !== false) {
                 // A payhost that predates user_agent/product: the same request without them.
@@ -496,6 +527,66 @@ class payhost_alipay
         return $this->message_box('payhost_closed_too_often', '');
     }
 
+    /**
+     * Before a pay_log row gets a new order number: its other payments at payhost, found by the
+     * old format (order_sn . log_id) and payhost's ledger (q: order_sn-log_id-, this format's other
+     * amounts and retries). One of them paid (Alipay's notify reached payhost, but the shop has
+     * not applied it, e.g. it paid the amount before an admin's change): the buyer is told the
+     * order is paid, and no new payment is made. One still unpaid: closed at Alipay when the
+     * merchant uses the open platform (alipay.trade.close), so the buyer cannot pay both; when
+     * payhost answers that it was paid meanwhile (409), the order is paid, as above; when the
+     * close fails, no new payment either (the message says why; the buyer tries again later).
+     * The legacy interface has no close call: payhost would only close its own record, and Alipay
+     * would still take the payment while payhost ignored its notify; those stay open, and settle()
+     * notes on the order any second payment that reaches the shop.
+     * Returns true (go on) or the message to show.
+     */
+    function older_payments($s, $order, $new_no)
+    {
+        $log_id = (string)intval($order['log_id']);
+        $order_sn = (string)$order['order_sn'];
+        $merchant = rawurlencode($s['merchant']);
+        $found = array();
+        $old = $order_sn . $log_id;
+        $p = $this->payment_at_payhost($s, $old, 5);
+        if ($p !== null) {
+            $found[] = $p;
+        }
+        list($status, $list) = $this->call($s, 'GET', '/v1/payments?merchant=' . $merchant . '&q='
+            . rawurlencode($order_sn . '-' . $log_id . '-') . '&limit=200', null, 5);
+        if ($status == 200 && isset($list['payments']) && is_array($list['payments'])) {
+            foreach ($list['payments'] as $p) {
+                $found[] = $p;
+            }
+        }
+        foreach ($found as $p) {
+            if (!is_array($p) || !isset($p['out_trade_no'], $p['status']) || $p['out_trade_no'] === $new_no) {
+                continue;
+            }
+            // Only this row's (the payment's own subject names the order).
+            $words = explode(' ', isset($p['subject']) ? (string)$p['subject'] : '', 2);
+            if ($words[0] !== $order_sn || $this->log_id_of($p['out_trade_no'], $p['subject']) !== $log_id) {
+                continue;
+            }
+            $state = (string)$p['status'];
+            if ($state === 'WAIT_BUYER_PAY' && $s['openapi']) {
+                list($status, $answer) = $this->call($s, 'POST', '/v1/merchants/' . $merchant . '/payments/'
+                    . rawurlencode($p['out_trade_no']) . '/close', array(), 5);
+                if ($status == 409) {
+                    // Not closable: paid (or closed) while we asked.
+                    $now = $this->payment_at_payhost($s, $p['out_trade_no'], 5);
+                    $state = $now === null ? '' : (string)$now['status'];
+                } elseif ($status != 200) {
+                    return $this->message_box('payhost_pay_error', $this->error_text($status, $answer));
+                }
+            }
+            if ($state === 'TRADE_SUCCESS' || $state === 'TRADE_FINISHED' || $state === 'PARTIALLY_REFUNDED') {
+                return $this->message_box('payhost_already_paid', '');
+            }
+        }
+        return true;
+    }
+
     /** ecshop's pay button (a plain link on the mobile/ pages: phone browsers block window.open). */
     function pay_button($pay_url)
     {
@@ -508,31 +599,32 @@ class payhost_alipay
     }
 
     /** payhost's view of a payment: the decoded body, or null. */
-    function payment_at_payhost($s, $out_trade_no)
+    function payment_at_payhost($s, $out_trade_no, $timeout = 20)
     {
-        list($status, $p) = $this->call($s, 'GET', '/v1/merchants/' . rawurlencode($s['merchant']) . '/payments/' . rawurlencode($out_trade_no));
+        list($status, $p) = $this->call($s, 'GET', '/v1/merchants/' . rawurlencode($s['merchant']) . '/payments/' . rawurlencode($out_trade_no), null, $timeout);
         return ($status == 200 && is_array($p) && isset($p['status'])) ? $p : null;
     }
 
     /**
      * The pay_log row (log_id) an out_trade_no pays, or null: order_sn-log_id-fen[-n] (this
-     * version; n counts the payments after a closed one), or order_sn . log_id (versions before,
-     * orders still in flight; the order_sn is the first word of the subject).
+     * version; n = 2…9 counts the payments after a closed one), or order_sn . log_id (versions
+     * before, orders still in flight). The order_sn is the first word of the subject and must
+     * start the number: an order_sn may hold '-' itself, so the rest is read after it, never
+     * guessed (no subject: null).
      */
     function log_id_of($out_trade_no, $subject)
     {
         $out_trade_no = (string)$out_trade_no;
         $parts = explode(' ', (string)$subject, 2);
         $order_sn = $parts[0];
-        if (preg_match('/^(.+)-([0-9]{1,10})-([0-9]{1,12})(?:-[0-9]{1,2})?$/', $out_trade_no, $m)
-            && ($order_sn === '' || $order_sn === $m[1])) {
-            return $m[2];
-        }
         if ($order_sn === '' || strpos($out_trade_no, $order_sn) !== 0) {
             return null;
         }
-        $log_id = substr($out_trade_no, strlen($order_sn));
-        return preg_match('/^[0-9]{1,10}$/', $log_id) ? $log_id : null;
+        $rest = (string)substr($out_trade_no, strlen($order_sn));
+        if (preg_match('/^-([0-9]{1,10})-([0-9]{1,12})(?:-[2-9])?$/', $rest, $m)) {
+            return $m[1];
+        }
+        return preg_match('/^[0-9]{1,10}$/', $rest) ? $rest : null;
     }
 
     /** A MySQL named lock's name (at most 64 characters in MySQL 5.7 and later). */
@@ -548,7 +640,10 @@ class payhost_alipay
      * order_paid() reads is_paid and writes it later, so two requests at once could both pay (a
      * balance top-up would credit twice). MyISAM has no transactions; a MySQL named lock per row
      * serialises order_paid() for this module, and the row's is_paid going 0 -> 1 under the lock
-     * tells which call paid it.
+     * tells which call paid it. That call's order_action note (order_paid()'s $note) names the
+     * out_trade_no that paid it; a row paid before by another payment (several payhost payments
+     * can point at one row: an amount changed, a retry after a close, a number of the version
+     * before) gets a warning note instead (see extra_payment()), and the answer is still 'paid'.
      */
     function settle($out_trade_no, $subject, $total_fee)
     {
@@ -563,10 +658,8 @@ class payhost_alipay
         if ($before === false || $before === null || $before === '') {
             return 'unknown';
         }
-        if ($before == 1) {
-            return 'paid';
-        }
-        if (!check_money($log_id, $total_fee)) {
+        // A paid row is not compared: a second payment may be of an amount before a change.
+        if ($before != 1 && !check_money($log_id, $total_fee)) {
             return 'amount';
         }
         $lock = $this->lock_name(intval($log_id));
@@ -574,12 +667,75 @@ class payhost_alipay
             return 'busy';
         }
         $before = $GLOBALS['db']->getOne($read);
+        $noted = true;
         if ($before === '0' || $before === 0) {
-            order_paid($log_id, 2);
+            order_paid($log_id, 2, addslashes(sprintf($this->lang('payhost_paid_note'), $out_trade_no) . ' ' . $this->paid_marker($out_trade_no)));
+        } elseif ($before == 1) {
+            $noted = $this->extra_payment($log_id, $out_trade_no, $total_fee);
         }
         $after = $GLOBALS['db']->getOne($read);
         $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
-        return $after == 1 ? 'paid' : 'busy';
+        return ($after == 1 && $noted) ? 'paid' : 'busy';
+    }
+
+    /** The text of the order_action note of the payment that paid a row (searched with LIKE). */
+    function paid_marker($out_trade_no)
+    {
+        return '[payhost paid ' . $out_trade_no . ']';
+    }
+
+    /** The order_action rows of an order whose note holds $text; false when the query failed. */
+    function notes_with($order_id, $text)
+    {
+        $like = str_replace(array('\\', '%', '_'), array('\\\\', '\\%', '\\_'), $text);
+        return $GLOBALS['db']->getOne('SELECT COUNT(*) FROM ' . $GLOBALS['ecs']->table('order_action')
+            . " WHERE order_id = '" . intval($order_id) . "' AND action_note LIKE '%" . addslashes($like) . "%'");
+    }
+
+    /**
+     * A payment of a pay_log row that another payment paid before (under settle()'s lock): an
+     * order_action note asking the owner to check it at payhost and refund it, once per
+     * out_trade_no. The payment that paid the row (its note, paid_marker()) is no second payment:
+     * a retried webhook or the buyer's return of it adds nothing. A row paid before this version
+     * has no such note: a number of that version (order_sn . log_id) is then taken as the one that
+     * paid. Balance top-ups have no order to note it on (payhost's admin page lists the payment).
+     * False when the database could not tell (the caller answers 'busy', payhost retries).
+     */
+    function extra_payment($log_id, $out_trade_no, $total_fee)
+    {
+        $db = $GLOBALS['db'];
+        $log = $db->getRow('SELECT order_id, order_type FROM ' . $GLOBALS['ecs']->table('pay_log') . " WHERE log_id = '" . intval($log_id) . "'");
+        if (!is_array($log) || !isset($log['order_id']) || $log['order_type'] != PAY_ORDER) {
+            return is_array($log);
+        }
+        $order = $db->getRow('SELECT order_id, order_sn, order_status, shipping_status, pay_status FROM '
+            . $GLOBALS['ecs']->table('order_info') . " WHERE order_id = '" . intval($log['order_id']) . "'");
+        if (!is_array($order) || !isset($order['order_sn'])) {
+            return false;
+        }
+        $marker = '[payhost extra ' . $out_trade_no . ']';
+        $paid_by_it = $this->notes_with($order['order_id'], $this->paid_marker($out_trade_no));
+        $noted = $this->notes_with($order['order_id'], $marker);
+        if ($paid_by_it === false || $noted === false) {
+            return false;
+        }
+        if ($paid_by_it > 0 || $noted > 0) {
+            return true;
+        }
+        if ($out_trade_no === $order['order_sn'] . intval($log_id)) {
+            $any = $this->notes_with($order['order_id'], '[payhost paid ');
+            if ($any === false) {
+                return false;
+            }
+            if ($any == 0) {
+                return true;
+            }
+        }
+        $note = sprintf($this->lang('payhost_extra_payment'), $out_trade_no,
+            $this->esc(number_format((float)$total_fee, 2, '.', ''))) . ' ' . $marker;
+        order_action($order['order_sn'], $order['order_status'], $order['shipping_status'], $order['pay_status'],
+            addslashes($note), 'payhost');
+        return true;
     }
 
     /**

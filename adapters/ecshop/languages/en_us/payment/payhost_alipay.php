@@ -56,3 +56,7 @@ $_LANG['payhost_err_other'] = 'payhost failed (HTTP %s); please try again later 
 $_LANG['payhost_closed_too_often'] = 'The payments of this order were closed too many times; please contact the shop.';
 $_LANG['payhost_refund_full'] = 'Alipay refunded in full: %s refunded in all (paid %s).';
 $_LANG['payhost_refund_partial'] = 'Alipay refunded part: %s refunded in all (paid %s).';
+$_LANG['payhost_err_not_configured'] = 'The Alipay settings are not saved at payhost yet: in the shop admin open Payment methods → Edit for this method and save it.';
+$_LANG['payhost_err_timeout'] = 'payhost did not answer in time; please try again later, and check the network between payhost and Alipay if it persists.';
+$_LANG['payhost_paid_note'] = 'Paid with Alipay (payhost order number %s)';
+$_LANG['payhost_extra_payment'] = '[Warning] This order was already paid and another Alipay payment %s (CNY %s) arrived: check it on the payhost admin page and refund it.';

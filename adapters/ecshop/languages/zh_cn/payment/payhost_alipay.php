@@ -56,3 +56,7 @@ $_LANG['payhost_err_other'] = 'payhost 出错（HTTP %s），请稍后再试或�
 $_LANG['payhost_closed_too_often'] = '该订单的支付已多次关闭，无法再发起支付，请联系商家。';
 $_LANG['payhost_refund_full'] = '支付宝已全额退款：累计退款 %s 元（支付 %s 元）。';
 $_LANG['payhost_refund_partial'] = '支付宝部分退款：累计退款 %s 元（支付 %s 元）。';
+$_LANG['payhost_err_not_configured'] = 'payhost 上的支付宝设置尚未保存：请在商店后台「支付方式」→「编辑」中打开本支付方式并点「确定」保存设置。';
+$_LANG['payhost_err_timeout'] = 'payhost 响应超时：请稍后再试；一直出现时请检查 payhost 与支付宝之间的网络。';
+$_LANG['payhost_paid_note'] = '支付宝付款（payhost 订单号 %s）';
+$_LANG['payhost_extra_payment'] = '【注意】此订单已付款，又收到一笔支付宝付款 %s（￥%s），请在 payhost 管理页面核对并退款。';

@@ -56,3 +56,7 @@ $_LANG['payhost_err_other'] = 'payhost 出錯（HTTP %s），請稍後再試或�
 $_LANG['payhost_closed_too_often'] = '該訂單的支付已多次關閉，無法再發起支付，請聯絡商家。';
 $_LANG['payhost_refund_full'] = '支付寶已全額退款：累計退款 %s 元（支付 %s 元）。';
 $_LANG['payhost_refund_partial'] = '支付寶部分退款：累計退款 %s 元（支付 %s 元）。';
+$_LANG['payhost_err_not_configured'] = 'payhost 上的支付寶設定尚未儲存：請在商店後台「支付方式」→「編輯」中開啟本支付方式並點「確定」儲存設定。';
+$_LANG['payhost_err_timeout'] = 'payhost 回應逾時：請稍後再試；一直出現時請檢查 payhost 與支付寶之間的網路。';
+$_LANG['payhost_paid_note'] = '支付寶付款（payhost 訂單號 %s）';
+$_LANG['payhost_extra_payment'] = '【注意】此訂單已付款，又收到一筆支付寶付款 %s（￥%s），請在 payhost 管理頁面核對並退款。';

@@ -223,8 +223,9 @@ class pay_payhost extends paymentPlugin
 
     /**
      * One JSON call to payhost: array(HTTP status or 0, decoded body or null). file_get_contents()
-     * when allow_url_fopen is on, else curl; neither → 0 (shown as "cannot reach payhost").
-     * $timeout: seconds (the payment page's create call waits 5 s).
+     * when allow_url_fopen is on, else curl; neither → 0 (shown as "cannot reach payhost"). No
+     * answer within $timeout seconds (the payment page's create call waits 5 s): 0 with error.code
+     * "timeout" (shown as "payhost did not answer in time").
      */
     function payhost_call($s, $method, $path, $body = null, $timeout = 20)
     {
@@ -236,6 +237,7 @@ class pay_payhost extends paymentPlugin
         }
         $status = 0;
         $raw = false;
+        $started = microtime(true);
         $fopen = strtolower(trim((string)ini_get('allow_url_fopen')));
         if ($fopen !== '' && $fopen !== '0' && $fopen !== 'off') {
             $context = stream_context_create(array('http' => array(
@@ -264,6 +266,10 @@ class pay_payhost extends paymentPlugin
             $status = $raw === false ? 0 : (int)curl_getinfo($ch, CURLINFO_HTTP_CODE);
             curl_close($ch);
         }
+        if ($status == 0 && microtime(true) - $started >= $timeout - 0.2) {
+            // Connected (a refused connection fails at once) but no answer in time.
+            return array(0, array('error' => array('code' => 'timeout', 'message' => 'no answer within ' . intval($timeout) . ' s')));
+        }
         $decoded = ($raw === false || $raw === '') ? null : json_decode($raw, true);
         return array($status, is_array($decoded) ? $decoded : null);
     }
@@ -279,7 +285,9 @@ class pay_payhost extends paymentPlugin
         $code = isset($error['code']) ? (string)$error['code'] : '';
         $field = isset($error['field']) ? (string)$error['field'] : '';
         $message = isset($error['message']) ? (string)$error['message'] : '';
-        if ($status == 0) {
+        if ($status == 0 && $code === 'timeout') {
+            $text = 'payhost 响应超时：请稍后再试；一直出现时请检查 payhost 与支付宝之间的网络。';
+        } elseif ($status == 0) {
             $text = '无法连接 payhost：请检查支付方式设置中的「payhost 地址」，并确认 payhost 正在运行。';
         } elseif ($status == 401) {
             $text = 'payhost 不认可「payhost API 令牌」：请填写运营者为本商户创建的 API 令牌（phm_ 开头），不要填写运营者令牌。';
@@ -287,6 +295,9 @@ class pay_payhost extends paymentPlugin
             $text = '「payhost API 令牌」不属于这个商户：请确认「合作者身份(parterID)」（新版开放平台为 APPID）与令牌是运营者为同一个商户给出的。';
         } elseif ($code === 'unknown_merchant') {
             $text = 'payhost 上没有这个商户：请运营者用 payhost merchant add shopex-合作者身份ID（新版开放平台：shopex-APPID）创建，或检查「合作者身份(parterID)」/「APPID」。';
+        } elseif ($code === 'merchant_not_configured') {
+            // A merchant slot whose shop has not saved its Alipay settings yet.
+            $text = 'payhost 上的支付宝设置尚未保存：请在商店后台「支付方式」中编辑本支付方式并保存设置。';
         } elseif ($status == 409) {
             $text = '该支付单号已用于另一笔金额不同的支付，请联系商家。';
             $message = '';
@@ -541,8 +552,10 @@ class pay_payhost extends paymentPlugin
     /**
      * A refund at Alipay (payment.refunded, payment.partially_refunded): a line in the order's log
      * (mdl_order::addLog(), the order's 订单日志 in the admin) saying how much has been refunded,
-     * once per event (a retried webhook finds its event id in the log). The order's statuses are
-     * left to the owner. Answers and ends the request.
+     * once per event (a retried webhook finds its event id in the log). Two deliveries of one event
+     * at the same moment: the look and the line are made under a MySQL named lock per event
+     * (GET_LOCK through the kernel's database(): selectrow()), so the second finds the first's line.
+     * The order's statuses are left to the owner. Answers and ends the request.
      */
     function payhost_refund($s, $id, $event)
     {
@@ -564,18 +577,34 @@ class pay_payhost extends paymentPlugin
         if (!$oOrder->load($orderId)) {
             $this->payhost_answer(404, 'unknown order');
         }
-        foreach ((array)$oOrder->getLogs($orderId) as $log) {
-            if (isset($log['log_text']) && strpos((string)$log['log_text'], $eventId) !== false) {
-                $this->payhost_answer(200, 'ok');
+        $db = method_exists($this->system, 'database') ? $this->system->database() : null;
+        // The event id is [0-9A-Za-z_] (checked above); MySQL 5.7 takes names of 64 characters.
+        $lock = 'payhost_refund_' . md5($eventId);
+        if (is_object($db)) {
+            $got = $db->selectrow("SELECT GET_LOCK('" . $lock . "', 10) AS got");
+            if (!is_array($got) || !isset($got['got']) || $got['got'] != 1) {
+                $this->payhost_answer(503, 'busy, retry');
             }
         }
-        $text = ($event['type'] === 'payment.refunded' ? '支付宝已全额退款' : '支付宝部分退款')
-            . '：累计退款 ' . $this->esc($p['refunded_amount']) . ' 元（支付单 ' . $id . '，支付 ' . $this->esc($p['total_fee'])
-            . ' 元） [payhost ' . $eventId . ']';
-        if (!$oOrder->addLog($text, null, 'payhost', '退款')) {
-            $this->payhost_answer(503, 'not recorded, retry');
+        $answer = array(200, 'ok');
+        $seen = false;
+        foreach ((array)$oOrder->getLogs($orderId) as $log) {
+            if (isset($log['log_text']) && strpos((string)$log['log_text'], $eventId) !== false) {
+                $seen = true;
+            }
         }
-        $this->payhost_answer(200, 'ok');
+        if (!$seen) {
+            $text = ($event['type'] === 'payment.refunded' ? '支付宝已全额退款' : '支付宝部分退款')
+                . '：累计退款 ' . $this->esc($p['refunded_amount']) . ' 元（支付单 ' . $id . '，支付 ' . $this->esc($p['total_fee'])
+                . ' 元） [payhost ' . $eventId . ']';
+            if (!$oOrder->addLog($text, null, 'payhost', '退款')) {
+                $answer = array(503, 'not recorded, retry');
+            }
+        }
+        if (is_object($db)) {
+            $db->selectrow("SELECT RELEASE_LOCK('" . $lock . "') AS released");
+        }
+        $this->payhost_answer($answer[0], $answer[1]);
     }
 
     /** The webhook's answer: the shop's earlier output dropped, the status, the text; the end. */

@@ -12,7 +12,11 @@
  * 'site.decimal_digit'), loadModel('trading/payment'), 'system/addons', 'system/appmgr' and
  * loadModel('trading/order') (whose payed()
  * marks the order paid and counts the calls; load($order_id), addLog($message, $op_id, $op_name,
- * $behavior, $result) and getLogs($order_id): the order's sdb_order_log rows).
+ * $behavior, $result) and getLogs($order_id): the order's sdb_order_log rows); database(): the
+ * kernel's database object, whose selectrow($sql) runs MySQL's GET_LOCK(name, timeout) and
+ * RELEASE_LOCK(name) (one flock'd file per name, released at RELEASE_LOCK or when the request —
+ * the connection — ends; HARNESS_NO_LOCKS=1 locks nothing); other statements throw.
+ * RACE_WINDOW_MS also widens addLog()'s gap before its write.
  *
  * PHP's messages: on PHP 5.3 and later ShopEx 4.8.5's core raises E_DEPRECATED while it is loaded
  * (`=& new`), printed where display_errors is on — for a plugin URL after plugins/loader.php has
@@ -87,6 +91,14 @@ class shopCore
         return isset($t['settings'][$key]) ? $t['settings'][$key] : null;
     }
 
+    function database()
+    {
+        if (!isset($this->models['#db'])) {
+            $this->models['#db'] = new harness_database();
+        }
+        return $this->models['#db'];
+    }
+
     function &loadModel($name)
     {
         if (!isset($this->models[$name])) {
@@ -104,6 +116,42 @@ class shopCore
             }
         }
         return $this->models[$name];
+    }
+}
+
+/** The kernel's database (only the named locks a plugin takes). */
+class harness_database
+{
+    var $locks = array();
+
+    function selectrow($sql)
+    {
+        if (preg_match("/^SELECT GET_LOCK\('([^'\\\\]{1,64})', (\d+)\) AS (\w+)$/", $sql, $m)) {
+            if (getenv('HARNESS_NO_LOCKS') === '1') {
+                return array($m[3] => '1');
+            }
+            $fp = fopen(dirname(getenv('SHOP_DB')) . '/mysql-lock-' . md5($m[1]), 'c');
+            $deadline = microtime(true) + (int)$m[2];
+            while (!flock($fp, LOCK_EX | LOCK_NB)) {
+                if (microtime(true) > $deadline) {
+                    fclose($fp);
+                    return array($m[3] => '0');
+                }
+                usleep(10000);
+            }
+            $this->locks[$m[1]] = $fp;
+            return array($m[3] => '1');
+        }
+        if (preg_match("/^SELECT RELEASE_LOCK\('([^'\\\\]{1,64})'\) AS (\w+)$/", $sql, $m)) {
+            if (!isset($this->locks[$m[1]])) {
+                return array($m[2] => '0');
+            }
+            flock($this->locks[$m[1]], LOCK_UN);
+            fclose($this->locks[$m[1]]);
+            unset($this->locks[$m[1]]);
+            return array($m[2] => '1');
+        }
+        throw new Exception('harness database: unexpected statement: ' . $sql);
     }
 }
 
@@ -129,6 +177,10 @@ class harness_order
         }
         $row = array('order_id' => $this->_info['order_id'], 'op_id' => $op_id, 'op_name' => $op_name,
             'behavior' => $behavior, 'result' => $result, 'log_text' => $message, 'acttime' => time());
+        $window = (int)getenv('RACE_WINDOW_MS');
+        if ($window > 0) {
+            usleep($window * 1000);
+        }
         return hdb_tx(function (&$t) use ($row) {
             if (!empty($t['db_down'])) {
                 return false;

@@ -1,0 +1,25 @@
+<?php
+/*
+ * Test-only (no ShopEx counterpart): the ShopEx app's error texts from the command line, for
+ * tests/adapters.rs. `php shopex_plugin_unit.php <repo root> <payhost URL>` prints JSON:
+ * payhost_error() of payhost answers, and payhost_call() against <payhost URL> with a 1 s
+ * timeout (the test points it at a server that never answers).
+ */
+$root = rtrim($argv[1], '/');
+set_include_path($root . '/tests/php/shopex/core/include_v5' . PATH_SEPARATOR . get_include_path());
+class unit_system
+{
+    function base_url() { return 'http://shop.example/'; }
+}
+$GLOBALS['system'] = new unit_system();
+require($root . '/adapters/shopex/plugins/app/pay_payhost/pay_payhost.php');
+$system = $GLOBALS['system'];
+$m = new pay_payhost($system);
+$s = array('payhost_url' => $argv[2], 'payhost_api_token' => 't');
+list($status, $answer) = $m->payhost_call($s, 'GET', '/v1/merchants/x', null, 1);
+echo json_encode(array(
+    'not_configured' => $m->payhost_error(409, array('error' => array('code' => 'merchant_not_configured', 'field' => 'settings',
+        'message' => 'the shop has not saved its settings yet'))),
+    'timeout' => $m->payhost_error($status, $answer),
+    'refused' => $m->payhost_error(0, null),
+));
