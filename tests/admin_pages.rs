@@ -878,3 +878,76 @@ async fn a_payment_after_a_close_here_is_held_for_review() {
     let (_, html) = page(base, "/admin/merchants/demo/payments/CLOSED-PAID", &op).await;
     assert!(html.contains("id=\"review\""), "{html}");
 }
+
+/// 对账 on the admin page: the shop owner reconciles a day without curl. The open-platform
+/// merchant's bill (the sandbox's, with a row planted that payhost never had) is compared line by
+/// line; a legacy merchant is told in Chinese why it has no bill.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_day_is_reconciled_on_the_admin_page() {
+    let d = demo("admin-reconcile").await;
+    let base = d.url("");
+    let base = base.as_str();
+    let config: toml::Table = std::fs::read_to_string(d.dir.join("payhost.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let app_id = config["merchants"]["open-shop"]["settings"]["app_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let today = payhost::domain::clock::format_date(payhost::domain::clock::beijing_day(
+        payhost::domain::clock::now_unix(),
+    ));
+    let planted = conformance::host::post_form(
+        &format!("{base}/sandbox/openapi/bill-extra"),
+        &format!("app_id={app_id}&bill_date={today}&trade_no=2026000000000000000000000777&out_trade_no=GHOST-1&amount=9.99"),
+    )
+    .await;
+    assert_eq!(planted.status, 200, "{}", planted.text());
+    let (op, csrf) = admin_login(base, ADMIN_PASSWORD).await;
+    let (status, html) = page(base, "/admin/reconcile", &op).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("id=\"reconcile-form\""), "{html}");
+    let (_, html) = page(
+        base,
+        &format!("/admin/reconcile?merchant=open-shop&date={today}"),
+        &op,
+    )
+    .await;
+    let only = html
+        .split("id=\"only-alipay\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no only-in-the-bill list: {html}"));
+    assert!(only.contains("GHOST-1") && only.contains("9.99"), "{html}");
+    assert!(html.contains("id=\"gateway-paid\">¥9.99"), "{html}");
+    let (_, html) = page(
+        base,
+        &format!("/admin/reconcile?merchant=demo&date={today}"),
+        &op,
+    )
+    .await;
+    assert!(html.contains("id=\"reconcile-error\""), "{html}");
+    assert!(html.contains("旧版接口"), "{html}");
+    // A shop owner reconciles their own merchant only.
+    admin_post(
+        base,
+        "/admin/users",
+        &op,
+        &form(&[
+            ("csrf", &csrf),
+            ("name", "o-demo"),
+            ("role", "owner"),
+            ("merchant", "demo"),
+            ("password", "a-long-password-0123"),
+        ]),
+    )
+    .await;
+    let (owner, _) = admin_login_as(base, "o-demo", "a-long-password-0123").await;
+    let (_, html) = page(
+        base,
+        &format!("/admin/reconcile?merchant=open-shop&date={today}"),
+        &owner,
+    )
+    .await;
+    assert!(!html.contains("GHOST-1"), "another merchant's bill: {html}");
+}

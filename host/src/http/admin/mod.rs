@@ -19,6 +19,7 @@ mod chart;
 mod csp;
 mod merchants;
 mod payments;
+mod reconcile;
 mod session;
 mod shown_once;
 mod timeline;
@@ -433,6 +434,7 @@ async fn get(app: &Arc<App>, ctx: &Ctx, segs: &[&str]) -> Page {
             payments::overview(app, ctx).await
         }
         ["admin", "payments"] => payments::list(app, ctx).await,
+        ["admin", "reconcile"] => reconcile::page(app, ctx).await,
         ["admin", "merchants"] => merchants::list(app, ctx).await,
         ["admin", "merchants", id] => merchants::page(app, ctx, id).await,
         ["admin", "merchants", id, "payments", no] => payments::one(app, ctx, id, no).await,

@@ -124,6 +124,7 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "overview.html",
     "payments.html",
     "payment.html",
+    "reconcile.html",
     "merchants.html",
     "merchant.html",
     "dead_letters.html",
