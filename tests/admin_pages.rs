@@ -688,6 +688,16 @@ async fn refusals_say_why_in_the_owners_words() {
     .await;
     assert!(!html.contains("class=\"field-error\""), "{html}");
     assert!(html.contains("WORDS-UNPAID"), "{html}");
+    // The filter's 合计, every page of it.
+    let totals = html
+        .split("id=\"totals\">")
+        .nth(1)
+        .and_then(|t| t.split("</p>").next())
+        .unwrap_or_else(|| panic!("no totals: {html}"));
+    assert!(
+        totals.contains("<b>2</b>") && totals.contains("¥5.00"),
+        "{totals}"
+    );
 
     // A refund of an unpaid order: no form is drawn, the reason is.
     let unpaid = "/admin/merchants/demo/payments/WORDS-UNPAID";

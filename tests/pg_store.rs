@@ -1123,6 +1123,62 @@ async fn refund_rules(s: &dyn Store) {
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     assert_eq!(events, want);
+
+    // The admin list's 合计: every page of a filter (its limit and cursor ignored), the same as
+    // its rows summed.
+    let m1 = PaymentFilter {
+        merchant: Some("m1".into()),
+        limit: 1,
+        ..PaymentFilter::default()
+    };
+    let filters = [
+        m1.clone(),
+        PaymentFilter {
+            status: Some("REFUNDED".into()),
+            ..m1.clone()
+        },
+        PaymentFilter {
+            q: Some("unpaid".into()),
+            ..m1.clone()
+        },
+        PaymentFilter {
+            limit: 1,
+            ..PaymentFilter::default()
+        },
+    ];
+    for f in filters {
+        let rows = s
+            .list_payments(&PaymentFilter {
+                limit: 10_000,
+                ..f.clone()
+            })
+            .await
+            .unwrap();
+        let t = s.filter_totals(&f).await.unwrap();
+        let paid: Vec<_> = rows
+            .iter()
+            .filter(|r| payhost::domain::state::is_paid(&r.payment.status))
+            .collect();
+        assert_eq!(t.count, rows.len() as u64, "{f:?}");
+        assert_eq!(
+            t.total_fen,
+            rows.iter().map(|r| r.payment.total_fen).sum::<u64>()
+        );
+        assert_eq!(t.paid_count, paid.len() as u64, "{f:?}");
+        assert_eq!(
+            t.paid_fen,
+            paid.iter().map(|r| r.payment.total_fen).sum::<u64>()
+        );
+        assert_eq!(
+            t.refunded_fen,
+            rows.iter().map(|r| r.refunded_fen).sum::<u64>()
+        );
+    }
+    let all = s.filter_totals(&m1).await.unwrap();
+    assert!(
+        all.count >= 3 && all.paid_count >= 2 && all.refunded_fen > 0,
+        "{all:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -220,6 +220,16 @@ pub struct WebhookAttempt {
     pub error: Option<String>,
 }
 
+/// What a filter of the payment list holds, every page of it (the admin list's 合计 line).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FilterTotals {
+    pub count: u64,
+    pub total_fen: u64,
+    pub paid_count: u64,
+    pub paid_fen: u64,
+    pub refunded_fen: u64,
+}
+
 /// Paid count and amount of one Beijing day (for the back office's chart).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DayTotal {
@@ -243,6 +253,8 @@ pub trait Ledger: Send + Sync {
     ) -> Result<Option<LedgerPayment>>;
     /// A payment by the provider's trade number (legacy refund notifies name only that).
     async fn payment_by_trade_no(&self, merchant: &str, trade_no: &str) -> Result<Option<Payment>>;
+    /// Counts and sums of every payment matching `f` (its cursor and limit ignored).
+    async fn filter_totals(&self, f: &PaymentFilter) -> Result<FilterTotals>;
     /// Every merchant (or those named) with its payment counts.
     async fn merchant_counts(&self) -> Result<Vec<MerchantCounts>>;
     /// Paid count and amount per Beijing day of the payments created in [from, to) (stored UTC),

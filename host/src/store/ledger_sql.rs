@@ -123,6 +123,18 @@ impl PaymentQuery {
 
     /// ` WHERE … ORDER BY … LIMIT ?` in `D`'s words (no WHERE without a condition).
     pub fn render<D: Dialect>(&self) -> Rendered {
+        let Rendered {
+            mut sql,
+            mut values,
+        } = self.render_conditions::<D>();
+        values.push(SqlValue::Int(i64::from(self.limit)));
+        let limit = D::placeholder(values.len());
+        sql.push_str(&format!(" ORDER BY {ORDER_BY} LIMIT {limit}"));
+        Rendered { sql, values }
+    }
+
+    /// ` WHERE …` alone (the totals of a filter: every page of it, so no cursor is given).
+    pub fn render_conditions<D: Dialect>(&self) -> Rendered {
         let mut values = Vec::new();
         let mut bind = |v: SqlValue| {
             values.push(v);
@@ -154,8 +166,6 @@ impl PaymentQuery {
             sql.push_str(" WHERE ");
             sql.push_str(&conditions.join(" AND "));
         }
-        let limit = bind(SqlValue::Int(i64::from(self.limit)));
-        sql.push_str(&format!(" ORDER BY {ORDER_BY} LIMIT {limit}"));
         Rendered { sql, values }
     }
 }

@@ -133,6 +133,17 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
     } else {
         Vec::new()
     };
+    // Every page of the filter: what the owner holds against the provider's statement.
+    let totals = if errors.is_empty() {
+        app.store.filter_totals(&filter).await.ok().map(|t| {
+            context! {
+                count => t.count, amount => yuan(t.total_fen), paid_count => t.paid_count,
+                paid_amount => yuan(t.paid_fen), refunded_amount => yuan(t.refunded_fen),
+            }
+        })
+    } else {
+        None
+    };
     let more = rows.len() > PAGE_ROWS as usize;
     rows.truncate(PAGE_ROWS as usize);
     let next_url = more.then(|| rows.last()).flatten().map(|last| {
@@ -155,7 +166,7 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         template: "payments.html",
         section: "payments",
         values: context! {
-            payments, f, next_url, first_url, merchant_ids,
+            payments, f, next_url, first_url, merchant_ids, totals,
             filter_errors => errors,
             statuses => crate::domain::state::STATUSES,
             csv_url => csv_link(&typed),

@@ -242,6 +242,43 @@ impl Ledger for PostgresStore {
         .await
     }
 
+    async fn filter_totals(&self, f: &PaymentFilter) -> Result<FilterTotals> {
+        let q = PaymentQuery::of(&PaymentFilter {
+            cursor: None,
+            ..f.clone()
+        })
+        .render_conditions::<Postgres>();
+        self.run(|pool| async move {
+            let sql = format!(
+                "SELECT COUNT(*)::BIGINT, COALESCE(SUM(total_fen), 0)::BIGINT,
+                        COALESCE(SUM(CASE WHEN status IN {PAID} THEN 1 ELSE 0 END), 0)::BIGINT,
+                        COALESCE(SUM(CASE WHEN status IN {PAID} THEN total_fen ELSE 0 END), 0)::BIGINT,
+                        COALESCE(SUM(refunded_fen), 0)::BIGINT
+                 FROM payments{}",
+                q.sql
+            );
+            let args: Vec<&(dyn ToSql + Sync)> = q
+                .values
+                .iter()
+                .map(|v| match v {
+                    SqlValue::Text(s) => s as &(dyn ToSql + Sync),
+                    SqlValue::Int(i) => i,
+                })
+                .collect();
+            let c = pool.get().await?;
+            let r = c.query_one(&sql, &args).await?;
+            let n = |i: usize| r.try_get::<_, i64>(i).map(|v| v.max(0) as u64);
+            Ok(FilterTotals {
+                count: n(0)?,
+                total_fen: n(1)?,
+                paid_count: n(2)?,
+                paid_fen: n(3)?,
+                refunded_fen: n(4)?,
+            })
+        })
+        .await
+    }
+
     async fn ledger_payment(&self, merchant: &str, no: &str) -> Result<Option<LedgerPayment>> {
         let (m, n) = (merchant.to_owned(), no.to_owned());
         self.run(|pool| async move {

@@ -190,6 +190,41 @@ impl Ledger for SqliteStore {
         .await
     }
 
+    async fn filter_totals(&self, f: &PaymentFilter) -> Result<FilterTotals> {
+        let q = PaymentQuery::of(&PaymentFilter {
+            cursor: None,
+            ..f.clone()
+        })
+        .render_conditions::<Sqlite>();
+        let sql = format!(
+            "SELECT COUNT(*), COALESCE(SUM(total_fen), 0),
+                    COALESCE(SUM(CASE WHEN status IN {PAID} THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN status IN {PAID} THEN total_fen ELSE 0 END), 0),
+                    COALESCE(SUM(refunded_fen), 0)
+             FROM payments{}",
+            q.sql
+        );
+        let args = q.values.into_iter().map(|v| match v {
+            SqlValue::Text(s) => Value::Text(s),
+            SqlValue::Int(i) => Value::Integer(i),
+        });
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_row(params_from_iter(args), |r| {
+                    let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+                    Ok(FilterTotals {
+                        count: n(0)?,
+                        total_fen: n(1)?,
+                        paid_count: n(2)?,
+                        paid_fen: n(3)?,
+                        refunded_fen: n(4)?,
+                    })
+                })?)
+        })
+        .await
+    }
+
     async fn ledger_payment(&self, merchant: &str, no: &str) -> Result<Option<LedgerPayment>> {
         let (merchant, no) = (merchant.to_owned(), no.to_owned());
         self.read(move |conn| {
