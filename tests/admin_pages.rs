@@ -155,6 +155,7 @@ async fn owners_see_their_merchants_only_and_every_action_is_audited() {
         !list.contains("MKT-ADMIN-1"),
         "asking for another merchant: {list}"
     );
+    assert!(list.contains("id=\"merchant-notice\""), "told so: {list}");
     for path in [
         "/admin/merchants/market",
         "/admin/merchants/market/payments/MKT-ADMIN-1",

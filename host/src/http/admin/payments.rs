@@ -125,6 +125,18 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         filter,
         errors,
     } = filters(ctx);
+    // A shop owner who asked for another merchant's list (an old link, a typed URL) sees their
+    // own, and is told so rather than left to wonder.
+    let asked = ctx.q("merchant").trim();
+    let notice = owner_scope(ctx)
+        .filter(|own| !asked.is_empty() && asked != own)
+        .map(|own| {
+            format!(
+                "{} {asked}{} {own}",
+                ctx.t("你不能查看商户", "You cannot see merchant"),
+                ctx.t("，这里是你的商户", "; this is your merchant")
+            )
+        });
     let mut rows = if errors.is_empty() {
         app.store.list_payments(&filter).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "the admin payments list failed");
@@ -166,7 +178,7 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         template: "payments.html",
         section: "payments",
         values: context! {
-            payments, f, next_url, first_url, merchant_ids, totals,
+            payments, f, next_url, first_url, merchant_ids, totals, notice,
             filter_errors => errors,
             statuses => crate::domain::state::STATUSES,
             csv_url => csv_link(&typed),
