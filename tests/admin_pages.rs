@@ -780,6 +780,25 @@ async fn refusals_say_why_in_the_owners_words() {
         "one refund, one audit line: {audit}"
     );
 
+    // The legacy refund waits for the seller on Alipay's page; given up, its amount is free again.
+    let (_, html) = page(base, path, &op).await;
+    assert!(html.contains("id=\"refundable\">¥1.50"), "{html}");
+    let abandon = html
+        .split("action=\"")
+        .filter_map(|a| a.split('"').next())
+        .find(|a| a.ends_with("/abandon"))
+        .unwrap_or_else(|| panic!("no 放弃 on a pending refund: {html}"))
+        .to_owned();
+    let after = admin_post(base, &abandon, &op, &form(&[("csrf", &csrf)])).await;
+    assert!(after.contains("已放弃退款"), "{after}");
+    assert!(after.contains("id=\"refundable\">¥2.00"), "{after}");
+    assert!(
+        !after.contains("/abandon\""),
+        "nothing left to give up: {after}"
+    );
+    let again = admin_post(base, &abandon, &op, &form(&[("csrf", &csrf)])).await;
+    assert!(again.contains("只有等待卖家确认的退款可以放弃"), "{again}");
+
     // The language switch of a path typed with doubled slashes stays on this host.
     let (status, html) = page(base, "//admin//payments", &op).await;
     assert_eq!(status, 200);

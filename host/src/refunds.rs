@@ -250,6 +250,63 @@ impl App {
         Ok((201, stored))
     }
 
+    /// Gives up a refund that waits for the seller's confirmation on the provider's page (the
+    /// legacy API) and was never confirmed: FAILED here, its amount refundable again. Should the
+    /// seller confirm it after all, the provider's report still applies it (a FAILED refund that
+    /// succeeded is settled as a success), and the provider refuses a total above what was paid.
+    pub async fn abandon_refund(
+        &self,
+        merchant_id: &str,
+        out_trade_no: &str,
+        id: i64,
+        by: &str,
+    ) -> Result<Refund, ApiError> {
+        let merchant = self.merchant(merchant_id).await?;
+        let refund = self
+            .store
+            .refund(merchant_id, id)
+            .await
+            .map_err(ApiError::internal)?
+            .filter(|r| r.out_trade_no == out_trade_no)
+            .ok_or_else(|| {
+                ApiError::new(
+                    404,
+                    "unknown_refund",
+                    format!("no refund {id} of {out_trade_no:?}"),
+                )
+            })?;
+        if refund.status != refunds::PENDING || refund.confirm_url.is_none() {
+            return Err(ApiError::new(
+                409,
+                "not_abandonable",
+                format!(
+                    "only a refund waiting for the seller's confirmation can be given up; this one is {}",
+                    refund.status
+                ),
+            ));
+        }
+        self.settle(
+            merchant_id,
+            &merchant,
+            id,
+            refunds::FAILED,
+            &format!("given up by {by}: the seller never confirmed it"),
+        )
+        .await?;
+        tracing::info!(
+            merchant = merchant_id,
+            out_trade_no,
+            refund = id,
+            by,
+            "refund given up"
+        );
+        self.store
+            .refund(merchant_id, id)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::new(404, "unknown_refund", format!("no refund {id}")))
+    }
+
     async fn settle(
         &self,
         merchant_id: &str,

@@ -465,6 +465,9 @@ async fn post(app: &Arc<App>, ctx: &Ctx, segs: &[&str], form: &Form) -> PostResu
         ["admin", "merchants", id, "payments", no, "refunds"] => {
             payments::refund(app, ctx, id, no, form).await
         }
+        ["admin", "merchants", id, "payments", no, "refunds", rid, "abandon"] => {
+            payments::abandon_refund(app, ctx, id, no, rid).await
+        }
         ["admin", "merchants", id, "payments", no, "close"] => {
             payments::close(app, ctx, id, no).await
         }

@@ -450,6 +450,54 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
     }
 }
 
+/// 放弃 a refund the seller never confirmed on Alipay's page: its amount is refundable again.
+pub async fn abandon_refund(
+    app: &Arc<App>,
+    ctx: &Ctx,
+    id: &str,
+    no: &str,
+    refund: &str,
+) -> PostResult {
+    if !ctx.who.sees(id) {
+        return PostResult::NotFound;
+    }
+    let Ok(refund_id) = refund.parse::<i64>() else {
+        return PostResult::NotFound;
+    };
+    let flash = match app
+        .abandon_refund(id, no, refund_id, &format!("admin:{}", ctx.who.name))
+        .await
+    {
+        Ok(r) => {
+            audit(
+                app,
+                &ctx.who,
+                "refund.abandon",
+                Some(id),
+                &format!("{no}: ¥{} #{}", r.amount(), r.id),
+            )
+            .await;
+            Flash::ok(format!(
+                "{} #{} ¥{}{}",
+                ctx.t("已放弃退款", "Refund given up:"),
+                r.id,
+                r.amount(),
+                ctx.t(
+                    "，这笔金额可以重新退款；如果卖家之后仍在支付宝确认了它，退款会照常记入",
+                    "; its amount can be refunded again. Should the seller still confirm it on Alipay, the refund is recorded as usual"
+                )
+            ))
+        }
+        Err(e) if e.status == 409 => Flash::err(ctx.t(
+            "只有等待卖家确认的退款可以放弃",
+            "Only a refund waiting for the seller's confirmation can be given up",
+        )),
+        Err(e) if e.status == 404 => return PostResult::NotFound,
+        Err(e) => Flash::err(e.message),
+    };
+    PostResult::Done(Posted::to(payment_url(id, no), flash))
+}
+
 pub async fn close(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
     if !ctx.who.sees(id) {
         return PostResult::NotFound;

@@ -129,6 +129,7 @@ pub fn audit_action(lang: Lang, action: &str) -> &str {
         "settings.save" => ("保存设置", "settings saved"),
         "merchant.connect" => ("连接商城", "shop connected"),
         "refund.start" => ("发起退款", "refund started"),
+        "refund.abandon" => ("放弃退款", "refund given up"),
         "payment.sync" => ("向支付平台查询", "synced with the provider"),
         "payment.close" => ("关闭订单", "order closed"),
         "token.create" => ("新建令牌", "token created"),
