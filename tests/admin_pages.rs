@@ -814,12 +814,7 @@ async fn a_new_demo_merchant_can_be_an_open_platform_one() {
     let d = demo("admin-new-openapi").await;
     let base = d.url("");
     let base = base.as_str();
-    let config: toml::Table = std::fs::read_to_string(d.dir.join("payhost.toml"))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let open = &config["merchants"]["open-shop"]["settings"];
-    let value = |k: &str| open[k].as_str().unwrap().to_owned();
+    let value = |k: &str| demo_setting(&d, "open-shop", k);
     let (op, csrf) = admin_login(base, ADMIN_PASSWORD).await;
     let after = admin_post(
         base,
@@ -844,6 +839,18 @@ async fn a_new_demo_merchant_can_be_an_open_platform_one() {
     assert!(view.get("gateway_url").is_none(), "{view}");
     // It pays in the sandbox like open-shop.
     create_payment(base, "newshop", "NEW-OPEN-1", "1.00", None).await;
+}
+
+/// One setting of a demo merchant, as the demo's payhost.toml holds it.
+fn demo_setting(d: &TestHost, merchant: &str, key: &str) -> String {
+    let config: toml::Table = std::fs::read_to_string(d.dir.join("payhost.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    config["merchants"][merchant]["settings"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} of {merchant}"))
+        .to_owned()
 }
 
 fn enc(s: &str) -> String {
@@ -917,14 +924,7 @@ async fn a_day_is_reconciled_on_the_admin_page() {
     let d = demo("admin-reconcile").await;
     let base = d.url("");
     let base = base.as_str();
-    let config: toml::Table = std::fs::read_to_string(d.dir.join("payhost.toml"))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let app_id = config["merchants"]["open-shop"]["settings"]["app_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let app_id = demo_setting(&d, "open-shop", "app_id");
     let today = payhost::domain::clock::format_date(payhost::domain::clock::beijing_day(
         payhost::domain::clock::now_unix(),
     ));

@@ -230,6 +230,20 @@ pub struct FilterTotals {
     pub refunded_fen: u64,
 }
 
+impl FilterTotals {
+    /// From [`super::ledger_sql::totals_sql`]'s columns, in its order.
+    pub fn from_columns([count, total, paid_count, paid, refunded]: [i64; 5]) -> FilterTotals {
+        let n = |v: i64| v.max(0) as u64;
+        FilterTotals {
+            count: n(count),
+            total_fen: n(total),
+            paid_count: n(paid_count),
+            paid_fen: n(paid),
+            refunded_fen: n(refunded),
+        }
+    }
+}
+
 /// Paid count and amount of one Beijing day (for the back office's chart).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DayTotal {

@@ -121,6 +121,14 @@ impl PaymentQuery {
         }
     }
 
+    /// The totals of a filter: every page of it (no cursor), as [`totals_sql`] counts them.
+    pub fn totals_of(f: &PaymentFilter) -> PaymentQuery {
+        PaymentQuery::of(&PaymentFilter {
+            cursor: None,
+            ..f.clone()
+        })
+    }
+
     /// ` WHERE … ORDER BY … LIMIT ?` in `D`'s words (no WHERE without a condition).
     pub fn render<D: Dialect>(&self) -> Rendered {
         let Rendered {
@@ -168,6 +176,19 @@ impl PaymentQuery {
         }
         Rendered { sql, values }
     }
+}
+
+/// The five columns of [`super::ledger::FilterTotals`] over `payments` and `tail` (a rendered
+/// [`PaymentQuery::totals_of`]): `paid` is the backend's list of paid statuses, `cast` what makes
+/// its sums 64-bit integers (PostgreSQL's `SUM` of a `BIGINT` is `NUMERIC`).
+pub fn totals_sql(paid: &str, cast: &str, tail: &str) -> String {
+    format!(
+        "SELECT COUNT(*){cast}, COALESCE(SUM(total_fen), 0){cast},
+                COALESCE(SUM(CASE WHEN status IN {paid} THEN 1 ELSE 0 END), 0){cast},
+                COALESCE(SUM(CASE WHEN status IN {paid} THEN total_fen ELSE 0 END), 0){cast},
+                COALESCE(SUM(refunded_fen), 0){cast}
+         FROM payments{tail}"
+    )
 }
 
 /// `%q%` for LIKE, its wildcards (and the escape itself) escaped with `\`.

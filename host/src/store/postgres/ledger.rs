@@ -5,7 +5,7 @@
 use super::tx::{in_tx, PgTx};
 use super::{payment_from_row, PostgresStore, PAYMENT_COLUMNS};
 use crate::store::ledger::*;
-use crate::store::ledger_sql::{Dialect, PaymentQuery, SqlValue};
+use crate::store::ledger_sql::{totals_sql, Dialect, PaymentQuery, SqlValue};
 use crate::store::refund_rules::{self, RefundRow, RefundTx};
 use crate::store::{now_rfc3339, Payment, PlannedWebhook};
 use anyhow::Result;
@@ -215,6 +215,17 @@ impl RefundTx for PgTx {
     }
 }
 
+/// A rendered query's values as tokio-postgres binds them.
+fn bound(values: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
+    values
+        .iter()
+        .map(|v| match v {
+            SqlValue::Text(s) => s as &(dyn ToSql + Sync),
+            SqlValue::Int(i) => i,
+        })
+        .collect()
+}
+
 #[async_trait]
 impl Ledger for PostgresStore {
     async fn list_payments(&self, f: &PaymentFilter) -> Result<Vec<LedgerPayment>> {
@@ -224,16 +235,8 @@ impl Ledger for PostgresStore {
                 "SELECT {PAYMENT_COLUMNS}, refunded_fen FROM payments{}",
                 q.sql
             );
-            let args: Vec<&(dyn ToSql + Sync)> = q
-                .values
-                .iter()
-                .map(|v| match v {
-                    SqlValue::Text(s) => s as &(dyn ToSql + Sync),
-                    SqlValue::Int(i) => i,
-                })
-                .collect();
             let c = pool.get().await?;
-            c.query(&sql, &args)
+            c.query(&sql, &bound(&q.values))
                 .await?
                 .iter()
                 .map(ledger_from_row)
@@ -243,38 +246,16 @@ impl Ledger for PostgresStore {
     }
 
     async fn filter_totals(&self, f: &PaymentFilter) -> Result<FilterTotals> {
-        let q = PaymentQuery::of(&PaymentFilter {
-            cursor: None,
-            ..f.clone()
-        })
-        .render_conditions::<Postgres>();
+        let q = PaymentQuery::totals_of(f).render_conditions::<Postgres>();
         self.run(|pool| async move {
-            let sql = format!(
-                "SELECT COUNT(*)::BIGINT, COALESCE(SUM(total_fen), 0)::BIGINT,
-                        COALESCE(SUM(CASE WHEN status IN {PAID} THEN 1 ELSE 0 END), 0)::BIGINT,
-                        COALESCE(SUM(CASE WHEN status IN {PAID} THEN total_fen ELSE 0 END), 0)::BIGINT,
-                        COALESCE(SUM(refunded_fen), 0)::BIGINT
-                 FROM payments{}",
-                q.sql
-            );
-            let args: Vec<&(dyn ToSql + Sync)> = q
-                .values
-                .iter()
-                .map(|v| match v {
-                    SqlValue::Text(s) => s as &(dyn ToSql + Sync),
-                    SqlValue::Int(i) => i,
-                })
-                .collect();
+            let sql = totals_sql(PAID, "::BIGINT", &q.sql);
             let c = pool.get().await?;
-            let r = c.query_one(&sql, &args).await?;
-            let n = |i: usize| r.try_get::<_, i64>(i).map(|v| v.max(0) as u64);
-            Ok(FilterTotals {
-                count: n(0)?,
-                total_fen: n(1)?,
-                paid_count: n(2)?,
-                paid_fen: n(3)?,
-                refunded_fen: n(4)?,
-            })
+            let r = c.query_one(&sql, &bound(&q.values)).await?;
+            let mut cols = [0i64; 5];
+            for (i, v) in cols.iter_mut().enumerate() {
+                *v = r.try_get(i)?;
+            }
+            Ok(FilterTotals::from_columns(cols))
         })
         .await
     }

@@ -5,7 +5,7 @@
 use super::tx::{run_rule, SqliteTx};
 use super::{payment_from_row, SqliteStore};
 use crate::store::ledger::*;
-use crate::store::ledger_sql::{Dialect, PaymentQuery, SqlValue};
+use crate::store::ledger_sql::{totals_sql, Dialect, PaymentQuery, SqlValue};
 use crate::store::refund_rules::{self, RefundRow, RefundTx};
 use crate::store::{now_rfc3339, Payment, PlannedWebhook};
 use anyhow::Result;
@@ -171,15 +171,20 @@ impl RefundTx for SqliteTx<'_> {
     }
 }
 
+/// A rendered query's values as rusqlite binds them.
+fn bound(values: Vec<SqlValue>) -> impl Iterator<Item = Value> {
+    values.into_iter().map(|v| match v {
+        SqlValue::Text(s) => Value::Text(s),
+        SqlValue::Int(i) => Value::Integer(i),
+    })
+}
+
 #[async_trait]
 impl Ledger for SqliteStore {
     async fn list_payments(&self, f: &PaymentFilter) -> Result<Vec<LedgerPayment>> {
         let q = PaymentQuery::of(f).render::<Sqlite>();
         let sql = format!("SELECT * FROM payments{}", q.sql);
-        let args = q.values.into_iter().map(|v| match v {
-            SqlValue::Text(s) => Value::Text(s),
-            SqlValue::Int(i) => Value::Integer(i),
-        });
+        let args = bound(q.values);
         self.read(move |conn| {
             let mut st = conn.prepare_cached(&sql)?;
             let rows = st
@@ -191,35 +196,18 @@ impl Ledger for SqliteStore {
     }
 
     async fn filter_totals(&self, f: &PaymentFilter) -> Result<FilterTotals> {
-        let q = PaymentQuery::of(&PaymentFilter {
-            cursor: None,
-            ..f.clone()
-        })
-        .render_conditions::<Sqlite>();
-        let sql = format!(
-            "SELECT COUNT(*), COALESCE(SUM(total_fen), 0),
-                    COALESCE(SUM(CASE WHEN status IN {PAID} THEN 1 ELSE 0 END), 0),
-                    COALESCE(SUM(CASE WHEN status IN {PAID} THEN total_fen ELSE 0 END), 0),
-                    COALESCE(SUM(refunded_fen), 0)
-             FROM payments{}",
-            q.sql
-        );
-        let args = q.values.into_iter().map(|v| match v {
-            SqlValue::Text(s) => Value::Text(s),
-            SqlValue::Int(i) => Value::Integer(i),
-        });
+        let q = PaymentQuery::totals_of(f).render_conditions::<Sqlite>();
+        let sql = totals_sql(PAID, "", &q.sql);
+        let args = bound(q.values);
         self.read(move |conn| {
             Ok(conn
                 .prepare_cached(&sql)?
                 .query_row(params_from_iter(args), |r| {
-                    let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
-                    Ok(FilterTotals {
-                        count: n(0)?,
-                        total_fen: n(1)?,
-                        paid_count: n(2)?,
-                        paid_fen: n(3)?,
-                        refunded_fen: n(4)?,
-                    })
+                    let mut c = [0i64; 5];
+                    for (i, v) in c.iter_mut().enumerate() {
+                        *v = r.get(i)?;
+                    }
+                    Ok(FilterTotals::from_columns(c))
                 })?)
         })
         .await
