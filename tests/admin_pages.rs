@@ -858,9 +858,9 @@ fn enc(s: &str) -> String {
 }
 
 /// A legacy-API order closed here only (the legacy API has no close call) can still be paid in
-/// the cashier the buyer already opened. The money is not lost from sight: the notification is
-/// acknowledged, the order stays closed, and it is flagged for review with the reason, which its
-/// page shows.
+/// the cashier the buyer already opened. The money is not lost from sight: the payment becomes
+/// paid (the shop gets `payment.paid`) and is flagged for review with the reason, which its page
+/// shows.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_payment_after_a_close_here_is_held_for_review() {
     let d = demo("admin-closed-paid").await;
@@ -896,21 +896,24 @@ async fn a_payment_after_a_close_here_is_held_for_review() {
     let mut view = serde_json::Value::Null;
     for _ in 0..100 {
         view = get(&url, Some(TOKEN)).await.json();
-        if view["review"].as_str().is_some_and(|r| !r.is_empty()) {
+        if view["review"].as_str().is_some_and(|r| !r.is_empty())
+            && view["status"] == "TRADE_SUCCESS"
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert_eq!(view["status"], "TRADE_CLOSED", "{view}");
+    assert_eq!(view["status"], "TRADE_SUCCESS", "{view}");
     let review = view["review"].as_str().unwrap_or_default();
     assert!(review.contains("after it was closed here"), "{view}");
+    assert!(review.contains("关闭后又收到付款"), "{view}");
     let outcomes: Vec<&str> = view["notifications"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|n| n["outcome"].as_str())
         .collect();
-    assert!(outcomes.contains(&"mismatch"), "{view}");
+    assert!(outcomes.contains(&"applied"), "{view}");
     let (op, _) = admin_login(base, ADMIN_PASSWORD).await;
     let (_, html) = page(base, "/admin/merchants/demo/payments/CLOSED-PAID", &op).await;
     assert!(html.contains("id=\"review\""), "{html}");

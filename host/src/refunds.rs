@@ -285,14 +285,30 @@ impl App {
                 ),
             ));
         }
-        self.settle(
-            merchant_id,
-            &merchant,
-            id,
-            refunds::FAILED,
-            &format!("given up by {by}: the seller never confirmed it"),
-        )
-        .await?;
+        let applied = self
+            .settle(
+                merchant_id,
+                &merchant,
+                id,
+                refunds::FAILED,
+                &format!("given up by {by}: the seller never confirmed it"),
+            )
+            .await?;
+        // The provider's report may have settled it between the read and now.
+        if !matches!(&applied, RefundApplied::Settled { status, .. } if status == refunds::FAILED) {
+            let now = self
+                .store
+                .refund(merchant_id, id)
+                .await
+                .map_err(ApiError::internal)?
+                .map(|r| r.status)
+                .unwrap_or_default();
+            return Err(ApiError::new(
+                409,
+                "not_abandonable",
+                format!("the refund changed meanwhile; it is {now}"),
+            ));
+        }
         tracing::info!(
             merchant = merchant_id,
             out_trade_no,

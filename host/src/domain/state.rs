@@ -23,8 +23,12 @@
 //! | `PARTIALLY_REFUNDED` | partially-refunded  | (unchanged)          | `payment.partially_refunded` (another one)   |
 //! | `PARTIALLY_REFUNDED` | closed or refunded  | `REFUNDED`           | `payment.refunded` (the rest refunded)       |
 //! | `PARTIALLY_REFUNDED` | other               | (unchanged)          | —                                            |
-//! | `TRADE_CLOSED`       | any                 | (unchanged)          | — (an unpaid, closed order stays closed; a   |
-//! |                      |                     |                      | payment is held for review by `notify`)      |
+//! | `TRADE_CLOSED`       | paid                | `TRADE_SUCCESS`      | `payment.paid` (paid after a close here: the |
+//! |                      |                     |                      | legacy API has no close call; `notify` flags |
+//! |                      |                     |                      | it for review)                               |
+//! | `TRADE_CLOSED`       | partially-refunded  | `PARTIALLY_REFUNDED` | `payment.paid`, `payment.partially_refunded` |
+//! | `TRADE_CLOSED`       | finished            | `TRADE_FINISHED`     | `payment.finished`                           |
+//! | `TRADE_CLOSED`       | other               | (unchanged)          | — (an unpaid, closed order stays closed)     |
 //! | `REFUNDED`           | any                 | (unchanged)          | — (a late "finished" undoes nothing)         |
 //! | any                  | waiting             | (unchanged)          | —                                            |
 //!
@@ -139,11 +143,13 @@ pub fn transition(current: &str, event: TradeEvent) -> Transition {
     use Event::*;
     use TradeEvent as T;
     match (current, event) {
-        (WAIT_BUYER_PAY, T::Paid) => Transition::to(TRADE_SUCCESS, &[Paid]),
-        (WAIT_BUYER_PAY, T::PartiallyRefunded) => {
+        // Money that arrives is a payment, also for an order closed here (the legacy API has no
+        // close call, so the cashier the buyer had open still takes it).
+        (WAIT_BUYER_PAY | TRADE_CLOSED, T::Paid) => Transition::to(TRADE_SUCCESS, &[Paid]),
+        (WAIT_BUYER_PAY | TRADE_CLOSED, T::PartiallyRefunded) => {
             Transition::to(PARTIALLY_REFUNDED, &[Paid, PartiallyRefunded])
         }
-        (WAIT_BUYER_PAY, T::Finished) => Transition::to(TRADE_FINISHED, &[Finished]),
+        (WAIT_BUYER_PAY | TRADE_CLOSED, T::Finished) => Transition::to(TRADE_FINISHED, &[Finished]),
         (WAIT_BUYER_PAY, T::Closed) => Transition::to(TRADE_CLOSED, &[Closed]),
         (WAIT_BUYER_PAY, T::Refunded) => Transition::to(REFUNDED, &[Refunded]),
         (TRADE_SUCCESS | TRADE_FINISHED, T::PartiallyRefunded) => {
@@ -220,9 +226,16 @@ mod tests {
             (TRADE_FINISHED, T::Finished, None, &[]),
             (TRADE_FINISHED, T::Refunded, Some(REFUNDED), &[Refunded]),
             (TRADE_FINISHED, T::Closed, Some(REFUNDED), &[Refunded]),
-            (TRADE_CLOSED, T::Paid, None, &[]),
-            (TRADE_CLOSED, T::Finished, None, &[]),
+            (TRADE_CLOSED, T::Paid, Some(TRADE_SUCCESS), &[Paid]),
+            (
+                TRADE_CLOSED,
+                T::PartiallyRefunded,
+                Some(PARTIALLY_REFUNDED),
+                &[Paid, PartiallyRefunded],
+            ),
+            (TRADE_CLOSED, T::Finished, Some(TRADE_FINISHED), &[Finished]),
             (TRADE_CLOSED, T::Refunded, None, &[]),
+            (TRADE_CLOSED, T::Closed, None, &[]),
             (REFUNDED, T::Finished, None, &[]),
             (REFUNDED, T::PartiallyRefunded, None, &[]),
             (REFUNDED, T::Refunded, None, &[]),

@@ -147,12 +147,17 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
     };
     // Every page of the filter: what the owner holds against the provider's statement.
     let totals = if errors.is_empty() {
-        app.store.filter_totals(&filter).await.ok().map(|t| {
-            context! {
-                count => t.count, amount => yuan(t.total_fen), paid_count => t.paid_count,
-                paid_amount => yuan(t.paid_fen), refunded_amount => yuan(t.refunded_fen),
-            }
-        })
+        app.store
+            .filter_totals(&filter)
+            .await
+            .map_err(|e| tracing::error!(error = %e, "the admin list's totals failed"))
+            .ok()
+            .map(|t| {
+                context! {
+                    count => t.count, amount => yuan(t.total_fen), paid_count => t.paid_count,
+                    paid_amount => yuan(t.paid_fen), refunded_amount => yuan(t.refunded_fen),
+                }
+            })
     } else {
         None
     };
@@ -483,8 +488,8 @@ pub async fn abandon_refund(
                 r.id,
                 r.amount(),
                 ctx.t(
-                    "，这笔金额可以重新退款；如果卖家之后仍在支付宝确认了它，退款会照常记入",
-                    "; its amount can be refunded again. Should the seller still confirm it on Alipay, the refund is recorded as usual"
+                    "，这笔金额可以重新退款。重新退款前请先在支付宝商家后台确认它确实没有退成（卖家若已确认而通知没到，再退一次就会退两次）",
+                    "; its amount can be refunded again. Before refunding again, check in Alipay's merchant site that it was really not refunded (if the seller confirmed it and the notice was lost, refunding again refunds twice)"
                 )
             ))
         }

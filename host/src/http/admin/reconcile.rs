@@ -34,7 +34,7 @@ fn refusal(ctx: &Ctx, e: &crate::http::error::ApiError) -> String {
     let zh = match (e.code.as_str(), e.field.as_deref()) {
         ("not_supported", _) => "这个商户用的是支付宝旧版接口，没有对账单可下载：换成新版开放平台（接口类型）后才能在这里对账",
         ("merchant_not_configured", _) => "这个商户还没有保存支付宝设置",
-        ("invalid_request", Some("date")) => "日期：请选一个今天或以前的日期（北京时间）",
+        ("invalid_request", Some("date")) => "日期：请按 年-月-日 选一个今天或以前的日期（北京时间）",
         ("gateway_timeout", _) => "支付宝账单下载超时，请稍后再试",
         (code, _) if code.starts_with("gateway_") || code == "outbound_refused" => {
             "支付宝没有给出账单，请稍后再试或核对设置"
