@@ -1194,3 +1194,57 @@ async fn refund_rules_on_postgres() {
     let s = open(&pg.create_database("refunds")).await;
     refund_rules(&s).await;
 }
+
+/// Money for an order closed here makes it paid and flags it for review in the same commit: no
+/// crash between the two can leave a paid order that nobody is asked to look at.
+async fn paid_after_close(s: &dyn Store) {
+    s.insert_payment(&payment("m1", "o1")).await.unwrap();
+    assert_eq!(
+        s.apply_notification(&effect("c1", "TRADE_CLOSED"), &raw(), &record())
+            .await
+            .unwrap(),
+        Applied::Changed {
+            from: WAIT_BUYER_PAY.into(),
+            to: TRADE_CLOSED.into()
+        }
+    );
+    assert_eq!(s.payment("m1", "o1").await.unwrap().unwrap().review, None);
+    assert_eq!(
+        s.apply_notification(&effect("c2", "TRADE_SUCCESS"), &raw(), &record())
+            .await
+            .unwrap(),
+        Applied::Changed {
+            from: TRADE_CLOSED.into(),
+            to: TRADE_SUCCESS.into()
+        }
+    );
+    let p = s.payment("m1", "o1").await.unwrap().unwrap();
+    let review = p.review.expect("flagged with the move");
+    assert!(
+        review.contains("关闭后又收到付款") && review.contains("2014"),
+        "{review}"
+    );
+    // A later notification keeps the flag: only the owner clears it.
+    s.apply_notification(&effect("c3", "TRADE_FINISHED"), &raw(), &record())
+        .await
+        .unwrap();
+    let p = s.payment("m1", "o1").await.unwrap().unwrap();
+    assert_eq!(
+        (p.status.as_str(), p.review.as_deref()),
+        (TRADE_FINISHED, Some(review.as_str()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paid_after_close_on_sqlite() {
+    let dir = conformance::host::temp_dir("paid-after-close-sqlite");
+    let s = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();
+    paid_after_close(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paid_after_close_on_postgres() {
+    let pg = PgCluster::start("paid-after-close");
+    let s = open(&pg.create_database("closed")).await;
+    paid_after_close(&s).await;
+}

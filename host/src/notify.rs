@@ -10,7 +10,7 @@ use crate::config::MerchantSettings;
 use crate::metrics::NotifyStep;
 use crate::net::Policy;
 use crate::runtime::plugin_api::{
-    EncodedSettings, Notification, OrderExpectation, PluginError, ReceivedForm, TradeEvent,
+    EncodedSettings, Notification, OrderExpectation, PluginError, ReceivedForm,
 };
 use crate::runtime::{CallError, PluginRuntime, Session};
 use crate::service::App;
@@ -580,21 +580,6 @@ impl App {
             ),
             Ok(Ok(())) => None,
         };
-        // Money that arrives for an order closed here: a close that reached only payhost (the
-        // legacy API has no close call) leaves the buyer's open cashier payable. The payment is
-        // applied (`domain::state`: paid) and then flagged, so the owner fulfils or refunds it.
-        let paid_after_close = (review.is_none()
-            && payment.status == crate::domain::state::TRADE_CLOSED
-            && matches!(
-                verified.event,
-                TradeEvent::Paid | TradeEvent::Finished | TradeEvent::PartiallyRefunded
-            ))
-        .then(|| {
-            format!(
-                "关闭后又收到付款（支付宝交易号 {0}），已按已支付处理：请发货或退款 / paid after it was closed here (trade {0}): now paid; fulfil or refund it",
-                verified.trade_no
-            )
-        });
         if let Some(reason) = review {
             tracing::error!(
                 target: "payhost::alert",
@@ -648,15 +633,10 @@ impl App {
             Ok(applied) => {
                 if let Applied::Changed { from, to } = &applied {
                     tracing::info!(merchant = merchant_id, out_trade_no = %verified.out_trade_no, %from, %to, source = source.unwrap_or("notification"), "payment status changed");
-                    if let Some(reason) = &paid_after_close {
+                    // Money for an order closed here: the commit flagged it for review
+                    // (`domain::events::plan_notification`); the owner fulfils or refunds it.
+                    if from == crate::domain::state::TRADE_CLOSED {
                         tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no = %verified.out_trade_no, "ALERT: an order closed here was paid; flagged for review");
-                        if let Err(e) = self
-                            .store
-                            .flag_for_review(merchant_id, &verified.out_trade_no, reason)
-                            .await
-                        {
-                            tracing::error!(merchant = merchant_id, error = %e, "cannot flag a payment for review");
-                        }
                     }
                 }
                 // A webhook was queued with the change: the outbox delivers it now, not at its

@@ -50,6 +50,9 @@ pub struct Plan {
     pub paid_at: Option<String>,
     pub webhooks: Vec<PlannedWebhook>,
     pub applied: Applied,
+    /// Why the owner must look at the payment, written with the move: money for an order closed
+    /// here (a close that reached only payhost leaves the buyer's open cashier payable).
+    pub review: Option<String>,
 }
 
 /// The transition of `payment` by the notification `e` (whose notify_id was just claimed), with
@@ -115,11 +118,18 @@ pub fn plan_notification(payment: &Payment, e: &NotificationEffect<'_>, now: &st
             events: t.events.iter().map(|e| e.name().to_owned()).collect(),
         },
     };
+    let review = (payment.status == super::state::TRADE_CLOSED && next != payment.status).then(|| {
+        format!(
+            "关闭后又收到付款（支付宝交易号 {0}），已按已支付处理：请发货或退款 / paid after it was closed here (trade {0}): now paid; fulfil or refund it",
+            e.trade_no
+        )
+    });
     Some(Plan {
         next,
         paid_at,
         webhooks,
         applied,
+        review,
     })
 }
 
@@ -137,4 +147,66 @@ pub fn event_id(merchant: &str, out_trade_no: &str, kind: &str, notify_id: Optio
         h.update(part.as_bytes());
     }
     format!("evt_{}", hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::state::{TradeEvent, TRADE_CLOSED, WAIT_BUYER_PAY};
+
+    fn payment(status: &str) -> Payment {
+        Payment {
+            merchant_id: "m".into(),
+            out_trade_no: "o1".into(),
+            subject: "s".into(),
+            total_fen: 100,
+            seller: "seller@example.com".into(),
+            return_url: String::new(),
+            status: status.into(),
+            request_token: None,
+            pay_url: None,
+            trade_no: None,
+            buyer_email: None,
+            paid_at: None,
+            review: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    fn paid() -> NotificationEffect<'static> {
+        NotificationEffect {
+            merchant_id: "m",
+            notify_id: "n1",
+            out_trade_no: "o1",
+            trade_status: "TRADE_SUCCESS",
+            event: TradeEvent::Paid,
+            trade_no: "2026120422001",
+            buyer_email: None,
+            paid_at: None,
+            webhook_url: Some("http://shop.example/hook"),
+            refund_status: None,
+            gmt_refund: None,
+        }
+    }
+
+    #[test]
+    fn money_for_an_order_closed_here_is_paid_and_held_for_review_in_the_same_plan() {
+        let plan = plan_notification(&payment(TRADE_CLOSED), &paid(), "now").expect("moves");
+        assert_ne!(plan.next, TRADE_CLOSED);
+        let review = plan
+            .review
+            .expect("a review reason is written with the move");
+        assert!(
+            review.contains("2026120422001") && review.contains("关闭后又收到付款"),
+            "{review}"
+        );
+        assert_eq!(plan.webhooks.len(), 1);
+    }
+
+    #[test]
+    fn an_ordinary_payment_needs_no_review() {
+        let plan = plan_notification(&payment(WAIT_BUYER_PAY), &paid(), "now").expect("moves");
+        assert!(plan.review.is_none());
+    }
 }

@@ -216,15 +216,24 @@ pub fn decide(total: u64, lines: &[RefundLine], report: &Report) -> Decision {
     if amount == 0 {
         return Decision::Known;
     }
-    // A total that only counts refunds started here and still pending settles the one it names
-    // by amount (a query names no request number).
+    // A total that only counts refunds started here settles the one it names by amount (a
+    // query, a legacy trade notification name no request number): the one still pending, else
+    // one that failed here, given up unconfirmed, that the seller confirmed after all, when it
+    // still fits (never recorded a second time as a refund started elsewhere).
     if report.amount.is_none() && report.request_no.is_empty() {
-        let mut pending = lines
-            .iter()
-            .filter(|l| l.status == PENDING && l.amount_fen == amount);
-        if let (Some(l), None) = (pending.next(), pending.next()) {
+        let only = |status: &str| {
+            let mut same = lines
+                .iter()
+                .filter(|l| l.status == status && l.amount_fen == amount);
+            match (same.next(), same.next()) {
+                (Some(l), None) => Some(l.id),
+                _ => None,
+            }
+        };
+        let fits = totals.committed() + amount <= total;
+        if let Some(id) = only(PENDING).or_else(|| only(FAILED).filter(|_| fits)) {
             return Decision::Settle {
-                id: l.id,
+                id,
                 status: SUCCESS,
             };
         }
@@ -306,6 +315,49 @@ mod tests {
         assert!(check_start("REFUNDED", 1000, &[line(1, "a", 1000, SUCCESS)], 1).is_err());
         assert_eq!(event_after(1000, 1000), TradeEvent::Refunded);
         assert_eq!(event_after(1000, 1), TradeEvent::PartiallyRefunded);
+    }
+
+    #[test]
+    fn a_refund_given_up_here_and_confirmed_later_settles_instead_of_a_second_one() {
+        // A legacy full refund, given up unconfirmed (FAILED here); the seller confirms it after
+        // all and the trade's status notification (no request number, the refunded total)
+        // arrives before the batch notification.
+        let lines = [line(1, "a", 1000, FAILED)];
+        let total_only = report("", None, Some(1000), true);
+        assert_eq!(
+            decide(1000, &lines, &total_only),
+            Decision::Settle {
+                id: 1,
+                status: SUCCESS
+            }
+        );
+        // The batch notification that follows names it, now settled: nothing new.
+        let settled = [line(1, "a", 1000, SUCCESS)];
+        assert_eq!(
+            decide(1000, &settled, &report("a", Some(1000), None, true)),
+            Decision::Known
+        );
+        // A pending refund of the same amount is the one a total names first.
+        let both = [line(1, "a", 400, FAILED), line(2, "b", 400, PENDING)];
+        assert_eq!(
+            decide(1000, &both, &report("", None, Some(400), true)),
+            Decision::Settle {
+                id: 2,
+                status: SUCCESS
+            }
+        );
+        // Two failed ones of that amount: which one is unknown, so it is recorded on its own.
+        let two = [line(1, "a", 400, FAILED), line(2, "b", 400, FAILED)];
+        assert_eq!(
+            decide(1000, &two, &report("", None, Some(400), true)),
+            Decision::Record { amount: 400 }
+        );
+        // A failed one that no longer fits (refunded again meanwhile) is held, never applied.
+        let again = [line(1, "a", 1000, FAILED), line(2, "b", 1000, SUCCESS)];
+        assert!(matches!(
+            decide(1000, &again, &report("", None, Some(2000), true)),
+            Decision::Mismatch { .. }
+        ));
     }
 
     #[test]

@@ -220,6 +220,7 @@ pub async fn close_payment<T: RefundTx>(
             buyer_email: None,
             paid_at: p.paid_at.as_deref(),
             updated_at: &now,
+            review: None,
         },
     )
     .await?;

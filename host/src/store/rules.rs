@@ -19,6 +19,8 @@ pub struct PaymentState<'a> {
     pub buyer_email: Option<&'a str>,
     pub paid_at: Option<&'a str>,
     pub updated_at: &'a str,
+    /// A reason for the owner to review the payment, set with the move (else the stored one stays).
+    pub review: Option<&'a str>,
 }
 
 /// The statements the rules need, inside one open transaction of a backend. None of them decides
@@ -186,6 +188,7 @@ pub async fn apply_notification<T: NotifyTx>(
             buyer_email: effect.buyer_email,
             paid_at: plan.paid_at.as_deref(),
             updated_at: now,
+            review: plan.review.as_deref(),
         },
         webhooks: &plan.webhooks,
         at_ms: now_ms(),
