@@ -162,6 +162,31 @@ fn a_component_whose_manifest_pins_another_build_is_refused() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("sha256"));
+    // The error names the user's manifest, never the kit's temporary copy of it.
+    let out = conformance(&[
+        "--component",
+        &wasm("alipay_wap_plugin.wasm"),
+        "--manifest",
+        "tests/testpay/plugin.toml",
+    ]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        err.contains("tests/testpay/plugin.toml") && !err.contains("payhost-conformance-"),
+        "{err}"
+    );
+    let out = conformance(&[
+        "--component",
+        &wasm("alipay_wap_plugin.wasm"),
+        "--manifest",
+        "/nonexistent/plugin.toml",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        stderr_of(&out).contains("cannot read the manifest /nonexistent/plugin.toml"),
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 #[test]
@@ -213,6 +238,24 @@ const BACK_OFFICE_CASES: [&str; 3] = [
 /// back-office routes (`…/refunds`, `…/close`, `…/reconciliation`) are answered as payhost
 /// answers a route it does not have (`404 not_found`); everything else is passed on.
 fn older_host_proxy(rt: &tokio::runtime::Runtime, upstream: String) -> String {
+    proxy(rt, upstream, |method, path| {
+        let hidden = path.starts_with("/v1/merchants/")
+            && (path.ends_with("/refunds")
+                || path.ends_with("/close")
+                || path.ends_with("/reconciliation"));
+        hidden.then(|| {
+            let e = json!({"error": {"code": "not_found", "message": format!("no route {method} {path}")}});
+            (404, e)
+        })
+    })
+}
+
+/// What a test proxy answers itself (status, JSON body) for a method and path; `None` passes
+/// the request on.
+type Intercept = fn(&str, &str) -> Option<(u16, serde_json::Value)>;
+
+/// A reverse proxy on loopback in front of `upstream`: `intercept` answers some requests itself.
+fn proxy(rt: &tokio::runtime::Runtime, upstream: String, intercept: Intercept) -> String {
     use http_body_util::{BodyExt, Full};
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -242,20 +285,18 @@ fn older_host_proxy(rt: &tokio::runtime::Runtime, upstream: String) -> String {
                                 .filter(|(k, _)| {
                                     !matches!(
                                         k.as_str(),
-                                        "host" | "content-length" | "transfer-encoding" | "connection"
+                                        "host"
+                                            | "content-length"
+                                            | "transfer-encoding"
+                                            | "connection"
                                     )
                                 })
                                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
                                 .collect();
                             let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let hidden = path.starts_with("/v1/merchants/")
-                                && (path.ends_with("/refunds")
-                                    || path.ends_with("/close")
-                                    || path.ends_with("/reconciliation"));
-                            let answer = if hidden {
-                                let e = json!({"error": {"code": "not_found", "message": format!("no route {method} {path}")}});
+                            let answer = if let Some((status, e)) = intercept(&method, &path) {
                                 hyper::Response::builder()
-                                    .status(404)
+                                    .status(status)
                                     .header("content-type", "application/json")
                                     .body(Full::new(bytes::Bytes::from(e.to_string())))
                                     .unwrap()
@@ -608,6 +649,10 @@ fn help_tells_the_exit_codes_and_the_clean_up() {
         "--only <NAME>...",
         "--skip <NAME>...",
         "DELETE /v1/merchants/{id}?purge=test",
+        "<merchant>-openapi",
+        "<ID>-openapi",
+        "did not make it",
+        "130",
     ] {
         assert!(text.contains(want), "--help does not say {want:?}:\n{text}");
     }
@@ -1005,4 +1050,356 @@ fn deleting_a_merchant_keeps_money_records() {
             200
         );
     });
+}
+
+/// `PUT /v1/merchants/{id}` on `host` as its operator.
+fn put_merchant(host: &Payhost, id: &str, body: &serde_json::Value) -> u16 {
+    let url = host.url(&format!("/v1/merchants/{id}"));
+    block(send_json("PUT", &url, Some(TOKEN), body)).status
+}
+
+/// `GET /v1/merchants/{id}` on `host`: its status and JSON.
+fn merchant_json(host: &Payhost, id: &str) -> (u16, serde_json::Value) {
+    let r = block(get(&host.url(&format!("/v1/merchants/{id}")), Some(TOKEN)));
+    (r.status, r.json())
+}
+
+/// A shop's own merchant (the real provider's URLs: the component's defaults).
+fn shop_settings() -> serde_json::Value {
+    json!({"partner": PARTNER, "key": MD5_KEY, "seller_email": "shop@example.com"})
+}
+
+#[test]
+fn the_kit_refuses_to_touch_merchants_it_did_not_make() {
+    let dir = temp_dir("conformance-foreign");
+    let kit_port = free_port();
+    let listen = format!("127.0.0.1:{kit_port}");
+    let host = serve(
+        &dir,
+        &repo_root().join("plugin.toml"),
+        &format!("http://127.0.0.1:{kit_port}"),
+    );
+    let theirs = ["shop1", "live5", "other-openapi"];
+    for id in theirs {
+        assert_eq!(put_merchant(&host, id, &shop_settings()), 200, "{id}");
+    }
+    let before: Vec<_> = theirs.iter().map(|id| merchant_json(&host, id)).collect();
+    let kit = |merchant: &str| {
+        conformance(&[
+            "--against",
+            &host.url(""),
+            "--token",
+            TOKEN,
+            "--sandbox-listen",
+            &listen,
+            "--merchant",
+            merchant,
+        ])
+    };
+    // `--merchant` names one of the shop's, or one of the ids the kit derives from it does.
+    for (merchant, taken) in [("shop1", "shop1"), ("other", "other-openapi")] {
+        let out = kit(merchant);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{merchant}: {out:?}");
+        assert!(
+            err.contains(&format!("merchant {taken} already exists")) && err.contains("--merchant"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(out.stdout.is_empty(), "nothing ran: {out:?}");
+    }
+    // Not a merchant id by the host's rule: refused before anything is sent (`live5?a=` used
+    // to reach merchant live5).
+    for bad in ["live5?a=", "live5/x", "", &"m".repeat(57)] {
+        let out = kit(bad);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
+        assert!(
+            err.contains("--merchant") && err.contains("1 to 64 letters"),
+            "{err}"
+        );
+    }
+    let after: Vec<_> = theirs.iter().map(|id| merchant_json(&host, id)).collect();
+    assert_eq!(before, after, "the shop's merchants were changed");
+    assert_eq!(merchant_status(&host, "other"), 404, "the kit made other");
+}
+
+#[test]
+fn the_kit_removes_only_the_merchants_whose_settings_the_host_took() {
+    let dir = temp_dir("conformance-refused-put");
+    let kit_port = free_port();
+    let origin = format!("http://127.0.0.1:{kit_port}");
+    let host = serve(&dir, &repo_root().join("plugin.toml"), &origin);
+    // `taken-rsa` is made by someone else while the kit runs: the proxy hides it from the
+    // kit's check and refuses the kit's settings for it. It is a test merchant (its URLs are on
+    // an allowed origin), which the host would let the kit purge.
+    let mut body = shop_settings();
+    for k in [
+        "gateway_url",
+        "notify_verify_url",
+        "paychannel_url",
+        "mapi_url",
+    ] {
+        body[k] = json!(format!("{origin}/operator/gateway.do"));
+    }
+    assert_eq!(put_merchant(&host, "taken-rsa", &body), 200);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let front = proxy(&rt, host.url(""), |method, path| {
+        if path != "/v1/merchants/taken-rsa" || method == "DELETE" {
+            return None;
+        }
+        Some(match method {
+            "GET" => (
+                404,
+                json!({"error": {"code": "unknown_merchant", "message": "no merchant \"taken-rsa\""}}),
+            ),
+            _ => (
+                409,
+                json!({"error": {"code": "conflict", "message": "the operator is making this merchant"}}),
+            ),
+        })
+    });
+    let out = conformance(&[
+        "--against",
+        &front,
+        "--token",
+        TOKEN,
+        "--sandbox-listen",
+        &format!("127.0.0.1:{kit_port}"),
+        "--merchant",
+        "taken",
+        "--only",
+        "rsa.paid_once",
+    ]);
+    let (lines, _, _) = report(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", lines.join("\n"));
+    assert!(
+        lines.iter().any(|l| l.starts_with("FAIL rsa.paid_once")),
+        "{}",
+        lines.join("\n")
+    );
+    assert_eq!(
+        merchant_status(&host, "taken-rsa"),
+        200,
+        "the kit removed a merchant it never configured: {}",
+        stderr_of(&out)
+    );
+    assert_eq!(merchant_status(&host, "taken"), 404);
+    assert!(
+        stderr_of(&out).contains("removed merchant(s) taken and"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+/// An HTTP server on loopback that is not a payhost: every request is answered `status` with
+/// `body` as plain text.
+fn not_payhost(rt: &tokio::runtime::Runtime, status: u16, body: &'static str) -> String {
+    use http_body_util::Full;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    rt.spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(move |_req| async move {
+                hyper::Response::builder()
+                    .status(status)
+                    .header("content-type", "text/plain")
+                    .body(Full::new(bytes::Bytes::from_static(body.as_bytes())))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    base
+}
+
+#[test]
+fn a_host_that_is_not_payhost_or_not_its_base_url_cannot_start() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    for (status, body) in [(200, "<html>welcome</html>"), (404, "404 page not found")] {
+        let base = not_payhost(&rt, status, body);
+        let out = conformance(&["--against", &base, "--token", TOKEN]);
+        assert_eq!(out.status.code(), Some(2), "{status}: {out:?}");
+        assert!(
+            stderr_of(&out).contains("does not answer like a payhost"),
+            "{}",
+            stderr_of(&out)
+        );
+        assert!(out.stdout.is_empty(), "nothing ran: {out:?}");
+    }
+    let base = not_payhost(&rt, 200, "{}");
+    for (against, says) in [
+        (
+            format!("{base}/v1"),
+            "give the host's base URL without a path",
+        ),
+        (
+            format!("{base}/?x=1"),
+            "give the host's base URL without a path",
+        ),
+        (
+            "ftp://127.0.0.1:1".to_owned(),
+            "the scheme must be http or https",
+        ),
+    ] {
+        let out = conformance(&["--against", &against, "--token", TOKEN]);
+        assert_eq!(out.status.code(), Some(2), "{against}: {out:?}");
+        let err = stderr_of(&out);
+        assert!(
+            err.contains(&format!("--against {against}: {says}")),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty(), "nothing ran: {out:?}");
+    }
+}
+
+#[test]
+fn options_that_cannot_work_stop_the_run_before_it_changes_anything() {
+    let dir = temp_dir("conformance-bad-options");
+    let kit_port = free_port();
+    let listen = format!("127.0.0.1:{kit_port}");
+    let host = serve(
+        &dir,
+        &repo_root().join("plugin.toml"),
+        &format!("http://127.0.0.1:{kit_port}"),
+    );
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = busy.local_addr().unwrap().to_string();
+    let unwritable = dir.join("no-such-folder/junit.xml");
+    let unwritable = unwritable.to_str().unwrap();
+    for (extra, flag) in [
+        (vec!["--sandbox-listen", busy.as_str()], "--sandbox-listen"),
+        (
+            vec!["--sandbox-listen", &listen, "--junit", unwritable],
+            "--junit",
+        ),
+        (
+            vec![
+                "--sandbox-listen",
+                &listen,
+                "--sandbox-public-url",
+                "notaurl",
+            ],
+            "--sandbox-public-url",
+        ),
+        (
+            vec![
+                "--sandbox-listen",
+                &listen,
+                "--sandbox-public-url",
+                "http://127.0.0.1:9/kit",
+            ],
+            "--sandbox-public-url",
+        ),
+    ] {
+        let base = host.url("");
+        let mut args = vec!["--against", base.as_str(), "--token", TOKEN];
+        args.extend(&extra);
+        let out = conformance(&args);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {out:?}");
+        assert!(err.contains(flag), "{extra:?}: {err}");
+        assert!(out.stdout.is_empty(), "{extra:?}: nothing ran: {out:?}");
+        assert_eq!(merchant_status(&host, "conformance"), 404, "{extra:?}");
+    }
+}
+
+/// Sends `signal` (`INT`, `TERM`) to a process.
+fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Reads the child's report until a line for `case`; panics on a FAIL line or the end.
+fn read_until(lines: &mut impl Iterator<Item = std::io::Result<String>>, case: &str) {
+    for line in lines {
+        let line = line.unwrap();
+        assert!(!line.starts_with("FAIL "), "{line}");
+        if line.split_whitespace().nth(1) == Some(case) {
+            return;
+        }
+    }
+    panic!("the report ended before {case}");
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_the_kit_still_cleans_up() {
+    let dir = temp_dir("conformance-sigint");
+    let kit_port = free_port();
+    let host = serve(
+        &dir,
+        &repo_root().join("plugin.toml"),
+        &format!("http://127.0.0.1:{kit_port}"),
+    );
+    let mut child = Command::new(payhost_binary())
+        .current_dir(repo_root())
+        .args(["conformance", "--against", &host.url(""), "--token", TOKEN])
+        .args(["--sandbox-listen", &format!("127.0.0.1:{kit_port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    read_until(&mut lines, "merchant.configured");
+    assert_eq!(merchant_status(&host, "conformance"), 200);
+    send_signal(child.id(), "INT");
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let (status, err) = finish_within(child, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(130), "{err}\n{}", rest.join("\n"));
+    assert!(err.contains("SIGINT"), "{err}");
+    assert!(err.contains("removed merchant(s) conformance"), "{err}");
+    assert_eq!(merchant_status(&host, "conformance"), 404, "{err}");
+
+    // `--component`: the temporary folder of the host it started goes too.
+    let mut child = Command::new(payhost_binary())
+        .current_dir(repo_root())
+        .args([
+            "conformance",
+            "--component",
+            &wasm("alipay_wap_plugin.wasm"),
+        ])
+        .args(["--manifest", "plugin.toml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    read_until(&mut lines, "merchant.configured");
+    let scratch = |pid: u32| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("payhost-conformance-{pid}-")))
+            })
+            .collect()
+    };
+    assert_eq!(scratch(pid).len(), 1, "the run's folder");
+    send_signal(pid, "TERM");
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let (status, err) = finish_within(child, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(143), "{err}\n{}", rest.join("\n"));
+    assert!(
+        scratch(pid).is_empty(),
+        "{:?} was left behind",
+        scratch(pid)
+    );
 }

@@ -124,7 +124,9 @@ pub struct Options {
     /// The origin the host reaches them at, when not the listen address (e.g. the kit runs
     /// behind NAT, or listens on `0.0.0.0`): `http://kit.example:8099`.
     pub sandbox_public_url: Option<String>,
-    /// The merchant id the kit configures on the host (`conformance`); it is overwritten.
+    /// The merchant id the kit configures on the host (`conformance`), with `<ID>-rsa` and
+    /// `<ID>-openapi`. They must not exist there unless the kit made them (an earlier run's):
+    /// the flow suite refuses to touch anyone else's merchant.
     pub merchant: String,
     /// Each case's limit; a case past it fails and the next one runs.
     pub case_timeout: Duration,

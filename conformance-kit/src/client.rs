@@ -212,7 +212,7 @@ pub async fn connects(url: &str, timeout: Duration) -> Result<(), String> {
 }
 
 /// An I/O error in a few words, without the OS error number.
-fn io_words(e: &std::io::Error) -> String {
+pub fn io_words(e: &std::io::Error) -> String {
     use std::io::ErrorKind as K;
     match e.kind() {
         K::ConnectionRefused => "connection refused".into(),
@@ -220,6 +220,7 @@ fn io_words(e: &std::io::Error) -> String {
         K::TimedOut => "timed out".into(),
         K::AddrNotAvailable => "address not available".into(),
         K::PermissionDenied => "permission denied".into(),
+        K::AddrInUse => "address in use".into(),
         _ => {
             let text = e.to_string();
             match text.find(" (os error") {
@@ -228,6 +229,51 @@ fn io_words(e: &std::io::Error) -> String {
             }
         }
     }
+}
+
+/// `s` as one URL path segment: every byte but letters, digits and `-._~` percent-encoded, so an
+/// id never reaches another path or a query.
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `/merchants/{id}{rest}` with the id encoded (`rest` is the kit's own, e.g. `/payments`).
+pub fn merchant_path(id: &str, rest: &str) -> String {
+    format!("/merchants/{}{rest}", segment(id))
+}
+
+/// An http(s) origin as the kit takes it (`--against`, `--sandbox-public-url`): scheme, host and
+/// port only, without a trailing slash. `Err` says what is wrong in a few words; `what` names the
+/// URL in it (`the host's`).
+pub fn origin(url: &str, what: &str) -> Result<String, String> {
+    let url = url.trim_end_matches('/');
+    let Some((scheme, _)) = url.split_once("://") else {
+        return Err(format!(
+            "give {what} URL with its scheme, such as http://{url} or https://{url}"
+        ));
+    };
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return Err(format!("the scheme must be http or https, not {scheme}"));
+    }
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
+    let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
+        return Err("the URL has no host".into());
+    };
+    let bare = format!("{scheme}://{authority}");
+    if url != bare {
+        return Err(format!(
+            "give {what} base URL without a path or query, e.g. {bare}"
+        ));
+    }
+    Ok(bare)
 }
 
 /// The shop API of one host, as the operator (or a shop) calls it.
@@ -291,6 +337,7 @@ impl HostApi {
     /// `/alipay/{merchant}/notify` when the host has no such route (an answer of 404 that is the
     /// host's "no route" JSON, not the notify endpoint's refusal).
     pub async fn post_notify_to(&self, merchant: &str, body: Vec<u8>) -> Result<Reply, String> {
+        let merchant = segment(merchant);
         let r = self
             .post_notify(&self.url(&format!("/notify/{merchant}")), body.clone())
             .await?;

@@ -18,7 +18,8 @@
 //! suite made in the host (removed with their test payments unless [`Options::keep`]).
 //! A failing, panicking or slow case ([`Options::case_timeout`]) never stops the others.
 //! [`cases`] lists every case; [`Options::selection`] picks some ([`Selection`]), with what
-//! they need; [`check_host`] tells an unreachable host from a failing one before a run.
+//! they need; before a run, [`check_host`] tells an unreachable host (or one whose merchants the
+//! kit must not touch) from a failing one, and [`check_listen`] a sandbox that cannot listen.
 //!
 //! The kit does not depend on payhost: payhost implements [`ComponentUnderTest`] and
 //! [`HostLauncher`] over its own runtime. It depends on `payhost-sandbox` for the sandbox and for
@@ -41,6 +42,7 @@ mod cases;
 mod catalogue;
 mod client;
 mod openapi;
+mod ownership;
 mod receiver;
 mod report;
 mod runner;
@@ -89,33 +91,34 @@ pub fn contract_cases() -> Vec<String> {
     ids
 }
 
-/// Checks, before a run against it, that the payhost at `base_url` answers and takes `token` as
-/// its operator token (it reads the kit's merchant, which changes nothing). `Err` is one line
-/// saying which URL failed and how: `cannot reach http://127.0.0.1:1/ (connection refused)`.
+/// Checks, before a run against it, that the payhost at `base_url` answers like a payhost and
+/// takes `token` as its operator token, and that none of the merchants the kit would make
+/// (`merchant`, `<merchant>-rsa`, `<merchant>-openapi`) is someone else's: it only reads them.
+/// `Err` is one line saying which URL failed and how: `cannot reach http://127.0.0.1:1/
+/// (connection refused)`, or which merchant the kit will not touch.
 pub async fn check_host(base_url: &str, token: &str, merchant: &str) -> Result<(), String> {
     let shown = format!("{}/", base_url.trim_end_matches('/'));
     let limit = std::time::Duration::from_secs(10);
     client::connects(&shown, limit)
         .await
         .map_err(|how| format!("cannot reach {shown} ({how})"))?;
-    let api = client::HostApi::new(base_url, token);
-    let r = api
-        .v1("GET", &format!("/merchants/{merchant}"), None)
-        .await
-        .map_err(|e| format!("cannot reach {shown} ({e})"))?;
-    match r.status {
-        401 => Err(format!(
-            "{shown} refused the token (401): give the host's operator api_token"
-        )),
-        403 => Err(format!(
-            "{shown} refused the token for its merchant API (403): it is a merchant's token, the kit needs the operator's api_token"
-        )),
-        200 | 404 => Ok(()),
-        _ => Err(format!(
-            "{shown} does not answer like a payhost: GET /v1/merchants/{merchant} → {}",
-            r.brief()
-        )),
-    }
+    ownership::check(&client::HostApi::new(base_url, token), merchant).await
+}
+
+/// `url` as an http(s) origin (scheme, host, port; no path, query or trailing slash), the form
+/// the kit takes a host's base URL and its own public URL in. `Err` says what is wrong, naming
+/// the URL as `what` (`the host's`).
+pub fn origin(url: &str, what: &str) -> Result<String, String> {
+    client::origin(url, what)
+}
+
+/// Checks, before a run, that the kit's sandbox can listen on `addr` (`Options::sandbox_listen`):
+/// the address is bound and let go at once, the run binds it again. `Err` says why in a few
+/// words (`address in use`).
+pub fn check_listen(addr: std::net::SocketAddr) -> Result<(), String> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| client::io_words(&e))
 }
 
 /// Runs the flow suite against the payhost at `base_url` (operator `token`), through the kit's

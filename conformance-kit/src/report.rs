@@ -45,7 +45,8 @@ pub struct Report {
     pub cleanup: Option<Cleanup>,
 }
 
-/// The merchants the flow suite made (or overwrote) in the host it tested, at the end of the run.
+/// The merchants the flow suite configured in the host it tested (its own: it never touches
+/// another's), at the end of the run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cleanup {
     /// The host, e.g. `http://127.0.0.1:8080`.

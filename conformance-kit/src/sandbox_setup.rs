@@ -18,6 +18,9 @@ use tokio::task::JoinHandle;
 
 /// The sandbox's path prefix.
 pub const SANDBOX_BASE: &str = "/sandbox";
+/// The path of the kit's webhook receiver (part of its merchants' fingerprint, see
+/// `ownership`).
+pub const WEBHOOK_PATH: &str = "/kit/webhook";
 
 /// A merchant the sandbox knows (MD5).
 #[derive(Clone)]
@@ -139,7 +142,7 @@ impl KitEnv {
     }
 
     pub fn webhook_url(&self) -> String {
-        format!("{}/kit/webhook", self.origin)
+        format!("{}{WEBHOOK_PATH}", self.origin)
     }
 
     /// The shop page payments return to (the host redirects the buyer there).
@@ -350,7 +353,7 @@ async fn route(
         return sandbox.handle(req).await;
     }
     match (req.method().as_str(), path.as_str()) {
-        ("POST", "/kit/webhook") => {
+        ("POST", WEBHOOK_PATH) => {
             let header = |name: &str| {
                 req.headers()
                     .get(name)

@@ -99,7 +99,8 @@ struct Flow<'a> {
     orders_made: usize,
     /// The open-platform merchant and its orders (`openapi.*`).
     open: openapi::OpenState,
-    /// The merchants the kit sent settings for, in order: removed at the end unless kept.
+    /// The merchants the host stored the kit's settings for, in order: removed at the end
+    /// unless kept.
     touched: std::sync::Mutex<Vec<String>>,
 }
 
@@ -119,6 +120,16 @@ pub async fn run(runner: &mut Runner, base: &str, token: &str, env: &KitEnv, opt
         open: openapi::OpenState::default(),
         touched: std::sync::Mutex::new(Vec::new()),
     };
+    // Never overwrite (and then remove) a merchant the kit did not make.
+    if let Err(e) = crate::ownership::check(&flow.host, &flow.merchant).await {
+        runner
+            .case("kit.merchants", async { Err(e.clone().into()) })
+            .await;
+        for id in CASES {
+            runner.skip(id, "the kit does not touch merchants it did not make");
+        }
+        return;
+    }
     cases(runner, &mut flow, env).await;
     let cleanup = flow.cleanup(opts.keep).await;
     runner.set_cleanup(cleanup);
@@ -166,7 +177,7 @@ async fn cases(runner: &mut Runner, flow: &mut Flow<'_>, env: &KitEnv) {
 
 impl Flow<'_> {
     fn merchant_path(&self, rest: &str) -> String {
-        format!("/merchants/{}{rest}", self.merchant)
+        client::merchant_path(&self.merchant, rest)
     }
 
     /// The merchant's settings, as the shop API's flat form takes them.
@@ -217,23 +228,29 @@ impl Flow<'_> {
     }
 
     async fn put_merchant_as(&self, merchant: &str, body: Value) -> Result<Reply, Stop> {
-        {
-            let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
-            if !touched.iter().any(|m| m == merchant) {
-                touched.push(merchant.to_owned());
-            }
-        }
-        let path = format!("/merchants/{merchant}");
-        let r = self.host.v1("PUT", &path, Some(&body)).await?;
+        let path = client::merchant_path(merchant, "");
+        let mut r = self.host.v1("PUT", &path, Some(&body)).await?;
         if r.status == 400 && names_field(&r, "plugin") {
             let mut body = body;
             body["plugin"] = Value::String("alipay-wap".into());
-            return Ok(self.host.v1("PUT", &path, Some(&body)).await?);
+            r = self.host.v1("PUT", &path, Some(&body)).await?;
+        }
+        // Only a merchant the host stored with the kit's settings is the kit's to remove.
+        if (200..300).contains(&r.status) {
+            self.made(merchant);
         }
         Ok(r)
     }
 
-    /// Removes the merchants the kit sent settings for, with their test payments (the host
+    /// Records a merchant the kit configured, for the clean-up.
+    fn made(&self, merchant: &str) {
+        let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        if !touched.iter().any(|m| m == merchant) {
+            touched.push(merchant.to_owned());
+        }
+    }
+
+    /// Removes the merchants the kit configured, with their test payments (the host
     /// refuses to unless they only ever talked to the kit's sandbox), or keeps them.
     async fn cleanup(&self, keep: bool) -> Cleanup {
         let touched = self
@@ -250,10 +267,17 @@ impl Flow<'_> {
                 done.kept.push(merchant);
                 continue;
             }
-            let path = format!("/merchants/{merchant}?purge=test");
+            let path = client::merchant_path(&merchant, "?purge=test");
             match self.host.v1("DELETE", &path, None).await {
-                Ok(r) if r.status == 200 => done.removed.push(merchant),
-                // Never stored (its settings were refused): nothing to remove.
+                // payhost answers `{"id": …, "removed": true, "payments_removed": N}`.
+                Ok(r) if r.status == 200 && r.json()["removed"] == Value::Bool(true) => {
+                    done.removed.push(merchant)
+                }
+                Ok(r) if r.status == 200 => done.left.push((
+                    merchant,
+                    format!("the host did not say it removed it: {}", r.brief()),
+                )),
+                // Already gone (removed by someone else during the run): nothing to remove.
                 Ok(r) if r.status == 404 && !is_no_route(&r) => {}
                 Ok(r) if is_no_route(&r) || r.status == 405 => done.left.push((
                     merchant,
@@ -395,7 +419,7 @@ impl Flow<'_> {
             .host
             .v1(
                 "POST",
-                &format!("/merchants/{merchant}/payments"),
+                &client::merchant_path(merchant, "/payments"),
                 Some(&json!({
                     "out_trade_no": out_trade_no,
                     "subject": "conformance 测试",
@@ -411,9 +435,9 @@ impl Flow<'_> {
             .host
             .v1(
                 "GET",
-                &format!(
-                    "/merchants/{}/payments/{}",
-                    order.merchant, order.out_trade_no
+                &client::merchant_path(
+                    &order.merchant,
+                    &format!("/payments/{}", order.out_trade_no),
                 ),
                 None,
             )
@@ -900,7 +924,7 @@ impl Flow<'_> {
         })?;
         let got = self
             .host
-            .v1("GET", &format!("/merchants/{id}"), None)
+            .v1("GET", &client::merchant_path(&id, ""), None)
             .await?;
         let key_body = rsa
             .private_key
@@ -1085,7 +1109,7 @@ impl Flow<'_> {
         })?;
         let m = self
             .host
-            .v1("GET", &format!("/merchants/{stranger}"), None)
+            .v1("GET", &client::merchant_path(&stranger, ""), None)
             .await?;
         ensure(m.status == 404, || {
             format!(

@@ -193,7 +193,9 @@ pub async fn load(
     let manifest_path = work_dir.join("plugin.toml");
     let text = match manifest {
         Some(m) => {
-            let mut table: toml::Table = toml::from_str(&std::fs::read_to_string(m)?)
+            let text = std::fs::read_to_string(m)
+                .map_err(|e| anyhow::anyhow!("cannot read the manifest {}: {e}", m.display()))?;
+            let mut table: toml::Table = toml::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("{} is not a plugin manifest: {e}", m.display()))?;
             let c = table
                 .get_mut("component")
@@ -212,9 +214,29 @@ pub async fn load(
         }
     };
     std::fs::write(&manifest_path, text)?;
-    let loaded = Manifest::load(&manifest_path)?;
-    let runtime = PluginRuntime::load(&loaded, None, payhost::net::Client::new()).await?;
+    let runtime = async {
+        let loaded = Manifest::load(&manifest_path)?;
+        anyhow::Ok(PluginRuntime::load(&loaded, None, payhost::net::Client::new()).await?)
+    }
+    .await
+    .map_err(|e| about_the_users_manifest(e, &manifest_path, manifest))?;
     Ok((Loaded { runtime }, manifest_path))
+}
+
+/// An error about the kit's copy of the manifest, told about the user's manifest: the copy is
+/// the kit's business, the user fixes their own file.
+fn about_the_users_manifest(e: anyhow::Error, copy: &Path, users: Option<&Path>) -> anyhow::Error {
+    let text = format!("{e:#}");
+    match users {
+        Some(m) => {
+            let text = text.replace(&copy.display().to_string(), &m.display().to_string());
+            anyhow::anyhow!(
+                "{}",
+                text.replace("plugin.toml pins", &format!("{} pins", m.display()))
+            )
+        }
+        None => anyhow::anyhow!("{text}"),
+    }
 }
 
 /// A manifest that says what the component says about itself (for a bare component), at the
@@ -252,15 +274,22 @@ const AFTER_HELP: &str = "\
 Exit status:
   0  every case that ran passed, and at least one that was asked for did
   1  a case failed
-  2  the run could not start: bad arguments or case names, a component that does not load,
-     a host (--against) that cannot be reached or refuses the token
+  2  the run could not start (nothing was changed): bad arguments or case names, a component
+     that does not load, a host (--against) that cannot be reached, is not a payhost or refuses
+     the token, a merchant id the kit would use taken by a merchant it did not make, a
+     --sandbox-listen address in use, a --junit file that cannot be written
   3  nothing was tested: no case failed and none that was asked for passed (every case was
      skipped, or only the cases the selected ones need passed)
+  130  interrupted by Ctrl-C (SIGINT; 143 for SIGTERM): the kit still removed what it made
 
-With --against, the merchants the kit made in that host (--merchant and <merchant>-rsa) are
-removed at the end with their test payments (DELETE /v1/merchants/{id}?purge=test), unless --keep.
-When the output is closed (e.g. `| head`), the run stops quietly: the case under way is abandoned,
-the kit still removes what it made, and the exit status is 0.";
+With --against, the kit makes three merchants in that host (--merchant, <merchant>-rsa and
+<merchant>-openapi) and removes them at the end with their test payments
+(DELETE /v1/merchants/{id}?purge=test), unless --keep. It refuses to start when one of them
+already exists and the kit did not make it: pick another --merchant. (A merchant an earlier run
+of the kit made, e.g. with --keep, it recognises by its webhook and sandbox URLs, and reuses.)
+When the output is closed (e.g. `| head`), the run stops quietly: the case under way is
+abandoned, the kit still removes what it made, and the exit status is 0. Ctrl-C stops it the
+same way (press it again to leave at once, without the clean-up).";
 
 /// Runs the conformance kit against a component or a running payhost.
 ///
@@ -299,11 +328,12 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub sandbox_listen: std::net::SocketAddr,
     /// The origin the host reaches the kit at, when not the listen address
-    /// (`http://kit.example:8099`).
+    /// (`http://kit.example:8099`: http or https, no path).
     #[arg(long, value_name = "URL")]
     pub sandbox_public_url: Option<String>,
-    /// The merchant id the kit configures on the host (overwritten, and removed at the end with
-    /// `<ID>-rsa` unless --keep).
+    /// The merchant id the kit makes on the host, with `<ID>-rsa` and `<ID>-openapi` (removed at
+    /// the end unless --keep). None of them may exist there unless an earlier run of the kit made
+    /// it. 1 to 56 letters, digits, `_` or `-` (`<ID>-openapi` must be a valid id).
     #[arg(long, value_name = "ID", default_value = "conformance")]
     pub merchant: String,
     /// Settings the component accepts, as NAME=VALUE (repeatable): the settings cases need them
@@ -346,21 +376,34 @@ fn say(line: &str) {
 }
 
 /// The report's output: stdout, line by line. Once a write fails (nobody reads any more, e.g.
-/// `| head`), it says so to the run, which stops, and nothing more is written.
+/// `| head`), it says so to the run, which stops, and nothing more is written. A signal stops the
+/// run the same way, but the report goes on being written (the clean-up is still to come).
 #[derive(Clone)]
 struct Output {
     stop: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The exit status of an interrupted run (128 + the signal's number), or 0.
+    interrupted: std::sync::Arc<std::sync::atomic::AtomicU8>,
 }
 
 impl Output {
     fn new() -> Output {
         Output {
             stop: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
+            closed: Default::default(),
+            interrupted: Default::default(),
         }
     }
 
     fn closed(&self) -> bool {
-        *self.stop.borrow()
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn interrupted(&self) -> Option<u8> {
+        match self.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => None,
+            code => Some(code),
+        }
     }
 
     fn line(&self, line: &str) {
@@ -370,13 +413,138 @@ impl Output {
         }
         let mut out = std::io::stdout().lock();
         if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
             self.stop.send_replace(true);
+        }
+    }
+
+    /// On SIGINT or SIGTERM, stops the run as a closed output does, so the kit still removes what
+    /// it made; a second signal leaves at once (the clean-up itself may be what hangs).
+    fn stop_on_signals(&self) {
+        let out = self.clone();
+        tokio::spawn(async move {
+            let mut signals = Signals::new();
+            let (name, code) = signals.next().await;
+            say(&format!("payhost conformance: {name}: stopping the run; the kit removes what it made (press Ctrl-C again to leave at once)"));
+            out.interrupted
+                .store(code, std::sync::atomic::Ordering::SeqCst);
+            out.stop.send_replace(true);
+            let (name, code) = signals.next().await;
+            say(&format!(
+                "payhost conformance: {name} again: leaving now, without the clean-up"
+            ));
+            Scratch::remove_now();
+            std::process::exit(code.into());
+        });
+    }
+}
+
+/// SIGINT and SIGTERM, as they come.
+struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// The next signal: its name and the exit status it calls for (128 + its number).
+    async fn next(&mut self) -> (&'static str, u8) {
+        let ctrl_c = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                // No handler: Ctrl-C keeps its default (the process ends).
+                std::future::pending::<()>().await;
+            }
+        };
+        #[cfg(unix)]
+        if let Some(term) = &mut self.term {
+            return tokio::select! {
+                _ = ctrl_c => ("SIGINT", 130),
+                _ = term.recv() => ("SIGTERM", 143),
+            };
+        }
+        ctrl_c.await;
+        ("SIGINT", 130)
+    }
+}
+
+/// The run's temporary folder (`--component`): the launched host's database and the manifest
+/// copy. Removed when dropped, and by a second signal, which leaves without unwinding.
+struct Scratch(PathBuf);
+
+/// The folder a second signal removes before it leaves.
+static SCRATCH: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+impl Scratch {
+    fn create() -> Result<Scratch, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "payhost-conformance-{}-{}",
+            std::process::id(),
+            payhost::store::now_ms()
+        ));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        *SCRATCH.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.clone());
+        Ok(Scratch(dir))
+    }
+
+    fn remove_now() {
+        if let Some(dir) = SCRATCH.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
 
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        Scratch::remove_now();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Checks the options that name something before anything runs: `Err` is the line to print.
+fn check_args(args: &Args) -> Result<(), String> {
+    let id = &args.merchant;
+    // The kit also makes `<ID>-openapi`, which must be a valid id too.
+    if !payhost::config::valid_merchant_id(&format!("{id}-openapi"))
+        || !payhost::config::valid_merchant_id(id)
+    {
+        return Err(format!(
+            "--merchant {id:?}: a merchant id is 1 to 64 letters, digits, '_' or '-', and at most 56 here (the kit also makes {id}-rsa and {id}-openapi)"
+        ));
+    }
+    if let Some(url) = &args.sandbox_public_url {
+        kit::origin(url, "the kit's").map_err(|e| format!("--sandbox-public-url {url}: {e}"))?;
+    }
+    if let Some(url) = &args.against {
+        kit::origin(url, "the host's").map_err(|e| format!("--against {url}: {e}"))?;
+    }
+    kit::check_listen(args.sandbox_listen).map_err(|e| {
+        format!(
+            "--sandbox-listen {}: the kit's sandbox cannot listen there ({e}); give a free address",
+            args.sandbox_listen
+        )
+    })
+}
+
+/// Creates the `--junit` file before the run, so a path that cannot be written stops it before
+/// anything is changed.
+fn open_junit(path: Option<&Path>) -> Result<Option<std::fs::File>, String> {
+    path.map(|p| {
+        std::fs::File::create(p)
+            .map_err(|e| format!("--junit {}: cannot write it ({e})", p.display()))
+    })
+    .transpose()
+}
+
 /// Runs the kit; prints one line per case as it finishes and `N passed, N failed` last. Exit
-/// status: 0 passed, 1 a case failed, 2 could not start, 3 nothing was tested (see AFTER_HELP).
+/// status: 0 passed, 1 a case failed, 2 could not start, 3 nothing was tested, 130/143
+/// interrupted (see AFTER_HELP).
 pub async fn run(args: Args) -> std::process::ExitCode {
     use std::process::ExitCode;
     let out = Output::new();
@@ -402,6 +570,14 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         say("payhost conformance: give --component FILE or --against URL --token TOKEN (or --list); see --help");
         return ExitCode::from(2);
     }
+    let junit = match check_args(&args).and_then(|()| open_junit(args.junit.as_deref())) {
+        Ok(j) => j,
+        Err(e) => {
+            say(&format!("payhost conformance: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    out.stop_on_signals();
     let printer = out.clone();
     let print_case: kit::OnCase =
         std::sync::Arc::new(move |c: &kit::CaseResult| printer.line(&c.line()));
@@ -421,41 +597,16 @@ pub async fn run(args: Args) -> std::process::ExitCode {
     };
     let report = match (&args.component, &args.against) {
         (Some(component), _) => {
-            let work = std::env::temp_dir().join(format!(
-                "payhost-conformance-{}-{}",
-                std::process::id(),
-                payhost::store::now_ms()
-            ));
-            if let Err(e) = std::fs::create_dir_all(&work) {
-                say(&format!("error: cannot create {}: {e}", work.display()));
-                return ExitCode::from(2);
-            }
-            let (loaded, manifest) = match load(component, args.manifest.as_deref(), &work).await {
-                Ok(l) => l,
+            match component_run(component, args.manifest.as_deref(), &opts).await {
+                Ok(report) => report,
                 Err(e) => {
-                    say(&format!("error: {e:#}"));
-                    let _ = std::fs::remove_dir_all(&work);
+                    say(&e);
                     return ExitCode::from(2);
                 }
-            };
-            let launcher = Launcher {
-                manifest,
-                cache_dir: work.join("cache"),
-                work_dir: work.clone(),
-            };
-            let report = kit::run_component(&loaded, &launcher, &opts).await;
-            let _ = std::fs::remove_dir_all(&work);
-            report
+            }
         }
         (None, Some(base)) => {
             let base = base.trim_end_matches('/');
-            let scheme = base.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-            if !matches!(scheme.as_deref(), Some("http" | "https")) {
-                say(&format!(
-                    "payhost conformance: --against {base}: give the host's URL with its scheme, such as http://{base} or https://{base}"
-                ));
-                return ExitCode::from(2);
-            }
             let token = args.token.as_deref().unwrap_or_default();
             if let Err(e) = kit::check_host(base, token, &args.merchant).await {
                 say(&format!("payhost conformance: {e}"));
@@ -470,18 +621,50 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         (None, None) => unreachable!("checked above"),
     };
     out.line(&report.summary());
-    if let Some(path) = &args.junit {
-        if let Err(e) = std::fs::write(path, report.junit()) {
+    if let (Some(mut file), Some(path)) = (junit, &args.junit) {
+        use std::io::Write;
+        if let Err(e) = file.write_all(report.junit().as_bytes()) {
             say(&format!("error: cannot write {}: {e}", path.display()));
             return ExitCode::from(2);
         }
     }
-    if out.closed() {
+    exit_status(&out, &report, &opts.selection)
+}
+
+/// `--component`: loads it (in a temporary folder removed at the end) and runs the kit on it.
+/// `Err` is the line saying why it could not start.
+async fn component_run(
+    component: &Path,
+    manifest: Option<&Path>,
+    opts: &kit::Options,
+) -> Result<kit::Report, String> {
+    let work = Scratch::create().map_err(|e| format!("error: {e}"))?;
+    let (loaded, manifest) = load(component, manifest, &work.0)
+        .await
+        .map_err(|e| format!("error: {e:#}"))?;
+    let launcher = Launcher {
+        manifest,
+        cache_dir: work.0.join("cache"),
+        work_dir: work.0.clone(),
+    };
+    Ok(kit::run_component(&loaded, &launcher, opts).await)
+}
+
+/// The exit status of a run that started (see AFTER_HELP).
+fn exit_status(
+    out: &Output,
+    report: &kit::Report,
+    selection: &kit::Selection,
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    if let Some(code) = out.interrupted() {
+        ExitCode::from(code)
+    } else if out.closed() {
         // Nobody reads the report any more: stopping is what was asked for.
         ExitCode::SUCCESS
     } else if report.failed() > 0 {
         ExitCode::from(1)
-    } else if report.nothing_tested(&opts.selection) {
+    } else if report.nothing_tested(selection) {
         say(&format!(
             "payhost conformance: nothing was tested: no case that was asked for passed ({} skipped)",
             report.skipped()

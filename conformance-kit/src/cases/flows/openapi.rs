@@ -235,7 +235,7 @@ impl Flow<'_> {
         })?;
         let stored = self
             .host
-            .v1("GET", &format!("/merchants/{id}"), None)
+            .v1("GET", &client::merchant_path(&id, ""), None)
             .await?;
         ensure(
             !(stored.status == 200 && stored.json()[field] == bad),
@@ -293,7 +293,7 @@ impl Flow<'_> {
         }
         let got = self
             .host
-            .v1("GET", &format!("/merchants/{id}"), None)
+            .v1("GET", &client::merchant_path(&id, ""), None)
             .await?;
         ensure(got.status == 200, || {
             format!("GET of the merchant just saved: {}", got.brief())
@@ -328,7 +328,7 @@ impl Flow<'_> {
             .host
             .v1(
                 "POST",
-                &format!("/merchants/{}/payments", self.open_id()),
+                &client::merchant_path(&self.open_id(), "/payments"),
                 Some(&json!({
                     "out_trade_no": no,
                     "subject": "conformance 开放平台",
@@ -649,7 +649,7 @@ impl Flow<'_> {
             total_fee: "45.67".into(),
             pay_url: r.json()["pay_url"].as_str().unwrap_or_default().to_owned(),
         };
-        let sync_path = format!("/merchants/{}/payments/{no}/sync", self.open_id());
+        let sync_path = client::merchant_path(&self.open_id(), &format!("/payments/{no}/sync"));
         let before = self.host.v1("POST", &sync_path, None).await?;
         if client::is_no_route(&before) {
             return Err(Stop::Skip(
@@ -735,9 +735,9 @@ impl Flow<'_> {
         let order = self.open.paid_at_gateway.clone().ok_or(Stop::Skip(
             "needs openapi.sync.lost_notify_recovered".into(),
         ))?;
-        let path = format!(
-            "/merchants/{}/payments/{}/refunds",
-            order.merchant, order.out_trade_no
+        let path = client::merchant_path(
+            &order.merchant,
+            &format!("/payments/{}/refunds", order.out_trade_no),
         );
         let key = format!("{}-refund-1", self.run);
         let body = json!({"amount": "10.00", "reason": "conformance 部分退款", "refund_key": key});
@@ -805,7 +805,7 @@ impl Flow<'_> {
 
     async fn open_close(&mut self) -> Verdict {
         let id = self.open_id();
-        let close = |no: &str| format!("/merchants/{id}/payments/{no}/close");
+        let close = |no: &str| client::merchant_path(&id, &format!("/payments/{no}/close"));
         // An order the buyer never opened: the gateway has no such trade, so payhost closes it
         // itself and says so.
         let (never, _) = self.open_create("open-close-never", "5.67", "wap").await?;
@@ -916,7 +916,7 @@ impl Flow<'_> {
             "needs openapi.sync.lost_notify_recovered".into(),
         ))?;
         let id = self.open_id();
-        let path = |date: &str| format!("/merchants/{id}/reconciliation?date={date}");
+        let path = |date: &str| client::merchant_path(&id, &format!("/reconciliation?date={date}"));
         // Not a date: refused naming the field (and an older host says it has no such route).
         let bad = self.host.v1("GET", &path("2026-13-45"), None).await?;
         if let Some(skip) = unsupported(&bad) {

@@ -51,19 +51,21 @@ pub async fn delete_merchant(
         }
     }
     let m = app.merchant(id).await?;
-    if let Some((source, _)) = app
+    // In payhost.toml now, or seeded from it by an earlier start: either way the next start
+    // would seed it again. (A save through the API marks a seeded row `api`, so the stored
+    // source alone is not enough.)
+    let seeded = app
         .store
         .merchant_origin(id)
         .await
         .map_err(ApiError::internal)?
-    {
-        if source == "config" {
-            return Err(ApiError::new(
-                409,
-                "merchant_in_config",
-                format!("merchant {id:?} comes from payhost.toml and would be seeded again at the next start: remove its [merchants.{id}] table there"),
-            ));
-        }
+        .is_some_and(|(source, _)| source == "config");
+    if seeded || app.config.merchants.contains_key(id) {
+        return Err(ApiError::new(
+            409,
+            "merchant_in_config",
+            format!("merchant {id:?} comes from payhost.toml and would be seeded again at the next start: remove its [merchants.{id}] table there"),
+        ));
     }
     if purge_test {
         if let Some(why) = not_a_test_merchant(app, &m, id).await? {
