@@ -696,6 +696,33 @@ async fn merchant_settings_through_the_api_are_trimmed_validated_and_masked() {
     assert_eq!(send_json("PUT", &url, None, &json!({})).await.status, 401);
 }
 
+/// A merchant of payhost.toml stays the file's even after a save through the API: it cannot be
+/// removed through the API (the next start would seed it again), so a tool that saves then
+/// removes a merchant by name (the conformance kit did) cannot take a real one away.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_merchant_from_the_file_saved_through_the_api_is_still_not_removable() {
+    let w = world("config-merchant").await;
+    let url = w.host.url("/v1/merchants/market");
+    let saved = send_json(
+        "PUT",
+        &url,
+        Some(TOKEN),
+        &json!({"partner": PARTNER, "key": MD5_KEY, "mode": "c2c"}),
+    )
+    .await;
+    assert_eq!(saved.status, 200, "{}", saved.text());
+    let removed = request(
+        "DELETE",
+        &url,
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(removed.status, 409, "{}", removed.text());
+    assert_eq!(removed.json()["error"]["code"], "merchant_in_config");
+    assert_eq!(get(&url, Some(TOKEN)).await.status, 200);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_and_oversized_bodies_never_cost_a_5xx_or_the_host() {
     let w = world("garbage").await;
@@ -968,6 +995,89 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
         assert!(!err.contains("secret-pw"), "{err}");
     }
     assert!(!dir.join("no-such-folder").exists());
+
+    // A mistyped PostgreSQL URL is not taken for a file name; a database a newer payhost wrote
+    // is refused here as at start; and with the default compile cache (beside the database) a
+    // missing folder is not created by the check.
+    let newer = dir.join("newer.db");
+    {
+        let c = rusqlite::Connection::open(&newer).unwrap();
+        c.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);
+             INSERT INTO schema_migrations VALUES (999, 'x');",
+        )
+        .unwrap();
+    }
+    let without_cache: String = good
+        .lines()
+        .filter(|l| !l.starts_with("cache_dir"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for (database, needle) in [
+        (
+            "postgress://payhost:secret-pw@db.internal/payhost".to_owned(),
+            "looks like a URL but is not a postgres://",
+        ),
+        (newer.display().to_string(), "(version 999) is newer"),
+        (
+            dir.join("missing-folder/payhost.db").display().to_string(),
+            "database: the folder",
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            format!("database = \"{database}\"\n{without_cache}"),
+        )
+        .unwrap();
+        let out = std::process::Command::new(conformance::host::payhost_binary())
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{database}: {err}");
+        assert!(err.contains(needle), "{needle} missing from:\n{err}");
+        assert!(!err.contains("secret-pw"), "{err}");
+    }
+    assert!(
+        !dir.join("missing-folder").exists(),
+        "the check creates no folder"
+    );
+    assert!(!dir.join("postgress:").exists());
+}
+
+/// One `payhost serve` per SQLite file: a second one on the same database (a leftover process,
+/// a sloppy restart) is refused with the reason, instead of both draining the webhook outbox.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_server_of_the_same_database_is_refused() {
+    let w = process_world("one-server").await;
+    let config = w.host.dir.join("payhost.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let port = free_port();
+    let second = w.host.dir.join("second.toml");
+    let listen = text
+        .lines()
+        .find(|l| l.starts_with("listen"))
+        .expect("a listen line")
+        .to_owned();
+    std::fs::write(
+        &second,
+        text.replace(&listen, &format!("listen = \"127.0.0.1:{port}\"")),
+    )
+    .unwrap();
+    let out = std::process::Command::new(payhost_binary())
+        .args(["serve", "--config"])
+        .arg(&second)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("another payhost already serves the database"),
+        "{err}"
+    );
+    // The first one still serves.
+    assert_eq!(create(&w, "shop", order("ONE-1", "1.00")).await.status, 201);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -976,6 +1086,21 @@ async fn sigterm_lets_the_host_exit_cleanly() {
     assert_eq!(create(&w, "shop", order("T1", "1.00")).await.status, 201);
     let status = w.host.terminate();
     assert!(status.success(), "{status}");
+}
+
+/// SIGHUP (a closed terminal, a `kill -HUP` meant as a reload) stops payhost as gracefully as
+/// SIGTERM, and says that a change of configuration needs a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_stops_the_host_gracefully_too() {
+    let mut w = process_world("sighup").await;
+    assert_eq!(create(&w, "shop", order("H1", "1.00")).await.status, 201);
+    let status = w.host.signal("HUP");
+    assert!(status.success(), "{status}");
+    let log = w.host.log_text();
+    assert!(
+        log.contains("SIGHUP") && log.contains("restart it"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -41,6 +41,7 @@ enum Command {
     AdminUser(cli::admin_user::Args),
     Conformance(cli::conformance::Args),
     PinComponent(cli::pin_component::Args),
+    Backup(cli::backup::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,5 +56,6 @@ fn main() -> ExitCode {
         Command::AdminUser(args) => cli::admin_user::run(args),
         Command::Conformance(args) => cli::runtime().block_on(cli::conformance::run(args)),
         Command::PinComponent(args) => cli::pin_component::run(args),
+        Command::Backup(args) => cli::backup::run(args),
     }
 }

@@ -25,7 +25,7 @@ pub async fn build_app(config: Config) -> Result<Arc<App>> {
 /// Loads every configured component (`[plugins.<id>]` / `[plugin]`): its manifest, the operator's
 /// tighter call limit, and the id its table names, which must be the component's.
 pub async fn load_plugins(config: &Config) -> Result<Plugins> {
-    let (plugins, problems) = load_plugins_checked(config).await;
+    let (plugins, problems) = load_each_plugin(config, Some(&config.cache_dir)).await;
     match problems.as_slice() {
         [] => Ok(plugins),
         [one] => bail!("{one}"),
@@ -34,13 +34,22 @@ pub async fn load_plugins(config: &Config) -> Result<Plugins> {
 }
 
 /// [`load_plugins`] that goes on past a component that does not load (`payhost check-config`):
-/// the ones that loaded, and a problem for each that did not.
+/// the ones that loaded, and a problem for each that did not. It compiles in memory, never
+/// through the compile cache: a check creates no file or folder (one run as root would leave a
+/// cache the service's user cannot use, and a mistyped database folder would exist afterwards).
 pub async fn load_plugins_checked(config: &Config) -> (Plugins, Vec<String>) {
+    load_each_plugin(config, None).await
+}
+
+async fn load_each_plugin(
+    config: &Config,
+    cache_dir: Option<&std::path::Path>,
+) -> (Plugins, Vec<String>) {
     let net = crate::net::Client::new();
     let mut list: Vec<PluginRuntime> = Vec::new();
     let mut problems = Vec::new();
     for source in &config.plugins {
-        match load_plugin(config, source, &list, &net).await {
+        match load_plugin(source, &list, &net, cache_dir).await {
             Ok(runtime) => list.push(runtime),
             Err(e) => problems.push(format!("{e:#}")),
         }
@@ -49,10 +58,10 @@ pub async fn load_plugins_checked(config: &Config) -> (Plugins, Vec<String>) {
 }
 
 async fn load_plugin(
-    config: &Config,
     source: &crate::config::PluginSource,
     loaded: &[PluginRuntime],
     net: &std::sync::Arc<crate::net::Client>,
+    cache_dir: Option<&std::path::Path>,
 ) -> Result<PluginRuntime> {
     let table = match &source.id {
         Some(id) => format!("plugins.{id}"),
@@ -79,7 +88,7 @@ async fn load_plugin(
             manifest.id
         );
     }
-    PluginRuntime::load(&manifest, Some(&config.cache_dir), net.clone())
+    PluginRuntime::load(&manifest, cache_dir, net.clone())
         .await
         .with_context(|| format!("{table}: cannot load {}", source.manifest.display()))
 }
@@ -143,7 +152,8 @@ pub async fn build_app_with(config: Config, extras: Extras) -> Result<Arc<App>> 
         plugins = %app.plugins.ids().join(","),
         compile = ?app.plugins.iter().map(|p| p.compile_source).collect::<Vec<_>>(),
         merchants,
-        "payhost ready"
+        store = %app.config.store_description(),
+        "payhost loaded"
     );
     Ok(app)
 }
@@ -418,7 +428,7 @@ pub async fn start_on(
             _ = stop_server.wait_for(|stopped| *stopped) => {}
         }
     }));
-    tracing::info!(%addr, "listening");
+    tracing::info!(%addr, "payhost ready: listening");
     Ok(Running {
         addr,
         app,
@@ -474,16 +484,21 @@ async fn prune_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>)
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
+/// Resolves on SIGTERM, SIGINT or SIGHUP: each stops gracefully (in-flight requests finish).
+/// SIGHUP too, so a closed terminal or a `kill -HUP` meant as a reload never cuts requests off;
+/// payhost reads its configuration only at start.
 pub async fn termination_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+        let mut hangup = signal(SignalKind::hangup()).expect("install the SIGHUP handler");
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = hangup.recv() => "SIGHUP (payhost reads its configuration only at start: restart it to apply a change)",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        };
+        tracing::info!(signal = name, "stopping: in-flight requests finish first");
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;

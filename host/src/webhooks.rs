@@ -41,7 +41,16 @@ async fn deliver_due(app: &Arc<App>) -> bool {
     let jobs = match app.store.due_webhooks(now_ms(), 16).await {
         Ok(j) => j,
         Err(e) => {
-            tracing::error!(error = %e, "cannot read the webhook outbox");
+            // Polled five times a second: an outage of the database is said every 10 s, not
+            // at every poll.
+            static LAST_SAID_MS: std::sync::atomic::AtomicI64 =
+                std::sync::atomic::AtomicI64::new(0);
+            let now = now_ms();
+            let last = LAST_SAID_MS.load(std::sync::atomic::Ordering::Relaxed);
+            if now - last >= 10_000 {
+                LAST_SAID_MS.store(now, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(error = %e, "cannot read the webhook outbox (said again every 10 s while it lasts)");
+            }
             return false;
         }
     };
@@ -84,7 +93,7 @@ async fn deliver_due(app: &Arc<App>) -> bool {
             match result {
                 Ok(()) => {
                     app.metrics.webhooks_delivered.inc();
-                    tracing::info!(event = %job.event_id, "webhook delivered");
+                    tracing::info!(event = %job.event_id, merchant = %job.merchant_id, "webhook delivered");
                     if let Err(e) = app.store.webhook_delivered(job.id).await {
                         tracing::error!(event = %job.event_id, error = %e, "cannot mark a webhook delivered; it will be sent again");
                     }
@@ -96,7 +105,7 @@ async fn deliver_due(app: &Arc<App>) -> bool {
                         .retry_base_ms
                         .saturating_mul(1u64 << job.attempts.min(20))
                         .min(cfg.retry_max_ms);
-                    tracing::warn!(event = %job.event_id, attempt = job.attempts + 1, retry_in_ms = backoff, error = %e, "webhook not delivered");
+                    tracing::warn!(event = %job.event_id, merchant = %job.merchant_id, attempt = job.attempts + 1, retry_in_ms = backoff, error = %e, "webhook not delivered");
                     let next = now_ms() + backoff as i64;
                     let recorded = if next - job.created_ms > cfg.give_up_after_ms as i64 {
                         app.metrics.webhooks_dead.inc();

@@ -266,9 +266,14 @@ impl Payhost {
 
     /// SIGTERM, then waits for the exit; returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal("TERM")
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`, …) and waits for the process to end.
+    pub fn signal(&mut self, name: &str) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
         let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
+            .args([&format!("-{name}"), &c.id().to_string()])
             .status();
         c.wait().unwrap()
     }

@@ -123,6 +123,10 @@ pub fn run(args: Args) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    let _serving = match super::serve::serve_lock(&config) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
     runtime().block_on(async {
         let app = match payhost::demo::build_app(&demo, config).await {
             Ok(a) => a,

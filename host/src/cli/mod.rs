@@ -4,6 +4,7 @@
 
 pub mod admin_password;
 pub mod admin_user;
+pub mod backup;
 pub mod check_config;
 pub mod conformance;
 pub mod demo;

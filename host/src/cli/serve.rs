@@ -23,6 +23,10 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    let _serving = match serve_lock(&config) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
     runtime().block_on(async {
         let app = match payhost::server::build_app(config).await {
             Ok(a) => a,
@@ -64,6 +68,17 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
             Err(e) => fail(e),
         }
     })
+}
+
+/// The SQLite file's lock, held until the process ends (`store::sqlite::serve_lock`); PostgreSQL
+/// is served by replicas, side by side by design.
+pub(super) fn serve_lock(
+    config: &Config,
+) -> anyhow::Result<Option<payhost::store::sqlite::serve_lock::ServeLock>> {
+    match config.database_url {
+        Some(_) => Ok(None),
+        None => payhost::store::sqlite::serve_lock::ServeLock::acquire(&config.database).map(Some),
+    }
 }
 
 const NO_ADMIN_LOGIN: &str =

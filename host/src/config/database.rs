@@ -51,6 +51,17 @@ pub(super) fn parse(
         problems.push("database.pool_size: must be between 1 and 1000".into());
     }
     let url = name.clone().filter(|n| postgres::is_postgres_url(n));
+    // A mistyped scheme (`postgress://`, `postgres:/…`, `pg://`) would otherwise name a SQLite
+    // file under a folder called `postgress:` — a private, empty store per replica.
+    if let Some(n) = name
+        .as_deref()
+        .filter(|n| url.is_none() && looks_like_a_url(n))
+    {
+        problems.push(format!(
+            "database: {:?} looks like a URL but is not a postgres:// or postgresql:// one; give a PostgreSQL URL starting with postgres:// or a SQLite file name such as payhost.db",
+            postgres::redact_url(n)
+        ));
+    }
     if let Some(url) = &url {
         if let Err(e) = url.parse::<tokio_postgres::Config>() {
             problems.push(format!(
@@ -64,13 +75,28 @@ pub(super) fn parse(
     // With PostgreSQL the compile cache defaults to payhost.db.cache beside the config (per
     // replica: each machine compiles once).
     let file = base.join(
-        name.filter(|_| url.is_none())
+        name.filter(|n| url.is_none() && !looks_like_a_url(n))
             .unwrap_or_else(|| "payhost.db".into()),
     );
     Database {
         file,
         url: url.map(Secret::new),
         pool_size: pool,
+    }
+}
+
+/// Whether a database name has a URL's scheme (`word:/`), which no SQLite file name of ours
+/// needs (a Windows drive letter, `C:`, is one character).
+fn looks_like_a_url(name: &str) -> bool {
+    match name.split_once(':') {
+        Some((scheme, rest)) => {
+            scheme.len() > 1
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                && rest.starts_with('/')
+        }
+        None => false,
     }
 }
 
@@ -82,6 +108,31 @@ pub(super) fn cache_dir(raw: &RawTop, db: &Database, base: &Path) -> PathBuf {
             let mut d = db.file.clone().into_os_string();
             d.push(".cache");
             PathBuf::from(d)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_a_url;
+
+    #[test]
+    fn a_mistyped_postgres_url_is_not_a_file_name() {
+        for typo in [
+            "postgress://payhost@db/payhost",
+            "postgres:/payhost@db/payhost",
+            "pg://db/payhost",
+            "mysql://db/x",
+        ] {
+            assert!(looks_like_a_url(typo), "{typo}");
+        }
+        for file in [
+            "payhost.db",
+            "/var/lib/payhost/payhost.db",
+            "data/pay:host.db",
+            "C:/payhost.db",
+        ] {
+            assert!(!looks_like_a_url(file), "{file}");
         }
     }
 }

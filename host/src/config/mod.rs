@@ -10,6 +10,7 @@
 //! (each section has its own parse function in a module here; none stops the others).
 
 mod database;
+mod file_modes;
 mod merchants;
 mod plugins;
 mod top;
@@ -96,9 +97,24 @@ const KNOWN_KEYS: &[&str] = &[
 ];
 
 impl Config {
+    /// Which store this configuration opens, for the start-up log: the SQLite file, or the
+    /// PostgreSQL URL with its password masked.
+    pub fn store_description(&self) -> String {
+        match &self.database_url {
+            Some(url) => format!(
+                "postgres {}",
+                crate::store::postgres::redact_url(url.expose())
+            ),
+            None => format!("sqlite {}", self.database.display()),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Config> {
         let text = read(path)?;
-        Config::parse(&text, base_of(path)).with_context(|| format!("in {}", path.display()))
+        let mut config = Config::parse(&text, base_of(path))
+            .with_context(|| format!("in {}", path.display()))?;
+        config.warnings.extend(file_modes::warnings(path, &text));
+        Ok(config)
     }
 
     /// Parses and checks a configuration; relative paths are resolved against `base`. Every
@@ -118,7 +134,13 @@ impl Config {
     /// the file cannot be read or is not TOML at all.
     pub fn load_checked(path: &Path) -> Result<Checked> {
         let text = read(path)?;
-        Config::check(&text, base_of(path)).with_context(|| format!("in {}", path.display()))
+        let mut checked = Config::check(&text, base_of(path))
+            .with_context(|| format!("in {}", path.display()))?;
+        checked
+            .config
+            .warnings
+            .extend(file_modes::warnings(path, &text));
+        Ok(checked)
     }
 
     /// Reads every section, each with its own parse function, collecting every problem.

@@ -73,7 +73,7 @@ pub(super) fn api_token(raw: &RawTop, problems: &mut Vec<String>) -> Secret {
             Secret::default()
         }
         None => {
-            problems.push("api_token: is required (bearer token of /v1 and /admin)".into());
+            problems.push("api_token: is required (the operator's bearer token of the /v1 API; 16+ characters)".into());
             Secret::default()
         }
     }

@@ -37,11 +37,11 @@ pub(super) async fn readyz(app: &App) -> Response<Body> {
     match app.store.ready().await {
         Ok(()) => text(200, "ready\n"),
         Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "not ready: the database does not answer");
+            tracing::warn!(error = %format!("{e:#}"), "not ready: the database does not answer or cannot commit");
             error(&ApiError::new(
                 503,
                 "not_ready",
-                "not ready: the database does not answer",
+                "not ready: the database does not answer or cannot commit",
             ))
         }
     }

@@ -464,6 +464,13 @@ async fn route(
         }
         Target::Api(route, scope) => {
             let Some(who) = caller::caller(app, &req).await else {
+                // Seen in the log, so guessing tokens is not invisible (the token is never logged).
+                tracing::info!(
+                    client = %caller::client_ip(app, remote, &req),
+                    path = %path,
+                    token_given = caller::bearer(&req).is_some(),
+                    "API call refused: missing or wrong bearer token (401)"
+                );
                 return (
                     "v1",
                     error(&ApiError::new(

@@ -32,6 +32,111 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
             params![i as i64 + 1, now_rfc3339()],
         )?;
         tx.commit()?;
+        // An upgrade is worth a line in the log (a new database's creation is not).
+        if current > 0 {
+            tracing::info!(from = current, to = i + 1, "migrated the database schema");
+        }
     }
     Ok(())
+}
+
+/// What `payhost check-config` can tell of an existing database without changing it: opened
+/// read-only, its schema must be one this payhost knows (a newer one is refused at start) and
+/// readable (a damaged file fails here, not at start).
+pub(super) fn check_known(path: &std::path::Path) -> std::result::Result<(), String> {
+    use rusqlite::OpenFlags;
+    let shown = path.display();
+    // `immutable=1`: a read-only connection would still create (and, being read-only, leave)
+    // the -wal and -shm files, owned by whoever ran the check. Immutable reads the main file
+    // alone: what the last checkpoint holds, enough for the schema's version.
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", c as u32)),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    let conn = Connection::open_with_flags(
+        &uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(|e| format!("database: cannot open {shown} ({e})"))?;
+    let has_table: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| format!("database: cannot read {shown} ({e}); restore it from a backup"))?;
+    if !has_table {
+        return Ok(());
+    }
+    let current: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| format!("database: cannot read {shown} ({e}); restore it from a backup"))?;
+    if current as usize > MIGRATIONS.len() {
+        return Err(format!(
+            "database: the schema of {shown} (version {current}) is newer than this payhost knows ({}): run the payhost that wrote it, or upgrade",
+            MIGRATIONS.len()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_check_reads_the_schema_version_and_leaves_no_file_behind() {
+        let dir = std::env::temp_dir().join(format!("payhost-check-known-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("payhost.db");
+        {
+            let c = Connection::open(&db).unwrap();
+            c.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+            migrate(&c).unwrap();
+        }
+        let files = || {
+            let mut f: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            f.sort();
+            f
+        };
+        let before = files();
+        assert_eq!(check_known(&db), Ok(()));
+        assert_eq!(files(), before, "nothing created");
+        {
+            let c = Connection::open(&db).unwrap();
+            c.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (99, 'x')",
+                [],
+            )
+            .unwrap();
+            c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+        }
+        let newer = check_known(&db).unwrap_err();
+        assert!(
+            newer.contains("version 99") && newer.contains("newer"),
+            "{newer}"
+        );
+        let bytes = std::fs::read(&db).unwrap();
+        let broken = dir.join("broken.db");
+        std::fs::write(&broken, &bytes[..bytes.len().min(3000)]).unwrap();
+        let damaged = check_known(&broken).unwrap_err();
+        assert!(
+            damaged.contains("broken.db") && damaged.contains("backup"),
+            "{damaged}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

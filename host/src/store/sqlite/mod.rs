@@ -9,12 +9,14 @@
 
 mod access;
 mod admin;
+pub mod backup;
 mod ledger;
 mod merchants;
 mod migrate;
 mod notifications;
 mod payments;
 mod readers;
+pub mod serve_lock;
 #[cfg(test)]
 mod tests;
 mod tx;
@@ -71,8 +73,10 @@ pub fn check_file(path: &Path) -> std::result::Result<(), String> {
     )
     .map_err(|e| format!("database: cannot read {shown} ({e})"))?;
     // An empty file is an empty database to SQLite.
-    if header.is_empty() || header == b"SQLite format 3\0" {
+    if header.is_empty() {
         Ok(())
+    } else if header == b"SQLite format 3\0" {
+        migrate::check_known(path)
     } else {
         Err(format!("database: {shown} is not an SQLite database"))
     }
@@ -101,8 +105,8 @@ impl SqliteStore {
             // The database holds merchant keys: readable by the owner only.
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
-        configure(&conn)?;
-        migrate::migrate(&conn)?;
+        configure(&conn).with_context(|| format!("the database {}", path.display()))?;
+        migrate::migrate(&conn).with_context(|| format!("the database {}", path.display()))?;
         let readers = readers::Readers::open(|| {
             let r = open()?;
             configure(&r)?;
@@ -147,6 +151,19 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ready(&self) -> Result<()> {
+        if self.writer.failing() {
+            // The last commit failed (a full disk): ready again only once one succeeds, so the
+            // probe writes (a row rewritten as it is) rather than reads, which still work.
+            self.write(|conn| {
+                conn.prepare_cached(
+                    "UPDATE schema_migrations SET applied_at = applied_at WHERE version = 1",
+                )?
+                .execute([])?;
+                Ok(())
+            })
+            .await
+            .context("the database cannot commit")?;
+        }
         self.pending_webhooks().await.map(|_| ())
     }
 }

@@ -546,3 +546,33 @@ async fn the_ledgers_search_takes_wildcards_literally_and_ignores_case() {
     drop(s);
     let _ = std::fs::remove_file(&path);
 }
+
+/// A write the database has no room for makes the store not ready (`/readyz` 503, so a balancer
+/// or an operator sees it), until a probe commit succeeds again.
+#[tokio::test]
+async fn a_write_without_room_makes_the_store_not_ready_until_one_commits() {
+    let (store, _dir) = open_temp("not-ready");
+    store.ready().await.expect("ready when new");
+    // No page more than it has now: the next insert that needs a page fails as on a full disk.
+    store
+        .write(|c| {
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let mut full = None;
+    for i in 0..500 {
+        if let Err(e) = store.insert_payment(&payment(&format!("full-{i}"))).await {
+            full = Some(e);
+            break;
+        }
+    }
+    let full = full.expect("the database ran out of pages");
+    assert!(format!("{full:#}").contains("a full disk"), "{full:#}");
+    assert!(store.writer.failing(), "a storage failure is remembered");
+    // The probe rewrites a row in place (no new page): it commits, and the store is ready again.
+    store.ready().await.expect("ready once a commit succeeds");
+    assert!(!store.writer.failing());
+}

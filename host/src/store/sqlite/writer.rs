@@ -10,7 +10,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use rusqlite::Connection;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,22 +29,35 @@ type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Finish) + Send>;
 pub(super) struct Writer {
     queue: mpsc::Sender<Job>,
     commits: Arc<AtomicUsize>,
+    /// Whether the last group failed to begin or commit (a full disk, a lost file): readiness
+    /// says so until a commit succeeds again.
+    failing: Arc<AtomicBool>,
 }
 
 impl Writer {
     pub(super) fn start(conn: Connection) -> Result<Writer> {
         let (queue, jobs) = mpsc::channel::<Job>(QUEUE);
         let commits = Arc::new(AtomicUsize::new(0));
-        let counter = commits.clone();
+        let failing = Arc::new(AtomicBool::new(false));
+        let (counter, failed) = (commits.clone(), failing.clone());
         std::thread::Builder::new()
             .name("payhost-store-writer".into())
-            .spawn(move || write_loop(conn, jobs, counter))
+            .spawn(move || write_loop(conn, jobs, counter, failed))
             .context("cannot start the store's writer thread")?;
-        Ok(Writer { queue, commits })
+        Ok(Writer {
+            queue,
+            commits,
+            failing,
+        })
     }
 
     pub(super) fn commit_count(&self) -> usize {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last group could not be committed.
+    pub(super) fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on the writer's connection in the next group; returns once the group is durable.
@@ -53,11 +66,15 @@ impl Writer {
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let (tx, rx) = oneshot::channel::<Result<R>>();
+        let failing = self.failing.clone();
         let job: Job = Box::new(move |conn| {
             let result = match conn {
                 Some(conn) => f(conn),
                 None => Err(anyhow!("the store could not start a transaction")),
             };
+            if result.as_ref().err().is_some_and(is_storage_failure) {
+                failing.store(true, Ordering::Relaxed);
+            }
             let ok = result.is_ok();
             let finish: Finish = Box::new(move |committed| {
                 let _ = tx.send(match committed {
@@ -73,8 +90,28 @@ impl Writer {
     }
 }
 
+/// Whether a job failed because the database cannot be written (a full disk, an I/O error, a
+/// file gone read-only), not because of what it asked.
+fn is_storage_failure(e: &anyhow::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<rusqlite::Error>())
+        .filter_map(rusqlite::Error::sqlite_error_code)
+        .any(|code| {
+            matches!(
+                code,
+                C::DiskFull | C::SystemIoFailure | C::ReadOnly | C::CannotOpen | C::DatabaseCorrupt
+            )
+        })
+}
+
 /// Ends when the store is dropped (the queue closes).
-fn write_loop(conn: Connection, mut queue: mpsc::Receiver<Job>, commits: Arc<AtomicUsize>) {
+fn write_loop(
+    conn: Connection,
+    mut queue: mpsc::Receiver<Job>,
+    commits: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
+) {
     while let Some(first) = queue.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -84,6 +121,7 @@ fn write_loop(conn: Connection, mut queue: mpsc::Receiver<Job>, commits: Arc<Ato
             }
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            failing.store(true, Ordering::Relaxed);
             let e = e.to_string();
             for job in group {
                 // Not run: answered with the error, the database untouched.
@@ -93,7 +131,15 @@ fn write_loop(conn: Connection, mut queue: mpsc::Receiver<Job>, commits: Arc<Ato
             continue;
         }
         let mut finishes = Vec::with_capacity(group.len());
+        // SQLite rolls the whole transaction back itself on some errors (a full disk, an I/O
+        // error): every write of the group so far is gone, and a job run after it would commit
+        // on its own while its caller is told it failed. The rest of the group is not run.
+        let mut lost: Option<String> = None;
         for job in group {
+            if lost.is_some() {
+                finishes.push(job(None).1);
+                continue;
+            }
             let savepoint = conn
                 .prepare_cached("SAVEPOINT job")
                 .and_then(|mut s| s.execute([]));
@@ -109,8 +155,15 @@ fn write_loop(conn: Connection, mut queue: mpsc::Receiver<Job>, commits: Arc<Ato
                     .and_then(|mut s| s.execute([]));
             }
             finishes.push(finish);
+            if conn.is_autocommit() {
+                lost = Some("SQLite rolled the group's transaction back (a full disk or an I/O error); nothing of it was written".into());
+            }
         }
-        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let committed = match lost {
+            Some(e) => Err(e),
+            None => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
+        };
+        failing.store(committed.is_err(), Ordering::Relaxed);
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         } else {
