@@ -1260,6 +1260,18 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
     assert!(refused.contains("<code>key</code>"), "{refused}");
     // Next to its field too, with what was typed kept (never the key itself).
     assert!(refused.contains("id=\"key-error\""), "{refused}");
+    // In the owner's language first (the manifest's rule_zh), the component's words after it;
+    // the field's rule beside its label is Chinese too.
+    let key_error = refused
+        .split("id=\"key-error\">")
+        .nth(1)
+        .and_then(|r| r.split("</div>").next())
+        .unwrap_or_default();
+    assert!(
+        key_error.starts_with("请按要求填写：32 位字母或数字") && key_error.contains("（"),
+        "{key_error}"
+    );
+    assert!(refused.contains("2088 开头的 16 位数字"), "{refused}");
     assert!(refused.contains("value=\"2088101122136241\""), "{refused}");
     assert!(!refused.contains("value=\"short\""), "{refused}");
     assert_eq!(

@@ -64,6 +64,9 @@ pub struct SettingDoc {
     #[serde(default)]
     pub secret: bool,
     pub rule: String,
+    /// The rule in Chinese, for shop owners (optional).
+    #[serde(default)]
+    pub rule_zh: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

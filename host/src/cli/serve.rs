@@ -77,7 +77,12 @@ pub(super) fn serve_lock(
 ) -> anyhow::Result<Option<payhost::store::sqlite::serve_lock::ServeLock>> {
     match config.database_url {
         Some(_) => Ok(None),
-        None => payhost::store::sqlite::serve_lock::ServeLock::acquire(&config.database).map(Some),
+        None => {
+            // What `check-config` says of the file (a folder this user cannot write in, a file
+            // that is not SQLite) is clearer than SQLite's "unable to open database file".
+            payhost::store::sqlite::check_file(&config.database).map_err(anyhow::Error::msg)?;
+            payhost::store::sqlite::serve_lock::ServeLock::acquire(&config.database).map(Some)
+        }
     }
 }
 

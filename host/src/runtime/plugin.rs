@@ -344,7 +344,7 @@ impl PluginRuntime {
             compile_source,
             stats: CallStats::default(),
         };
-        let info = runtime
+        let mut info = runtime
             .session()
             .await
             .map_err(anyhow::Error::from)?
@@ -353,6 +353,13 @@ impl PluginRuntime {
             .map_err(anyhow::Error::from)?;
         if !manifest.synthetic {
             check_manifest_agrees(manifest, &info)?;
+            for field in &mut info.settings {
+                field.rule_zh = manifest
+                    .settings
+                    .iter()
+                    .find(|d| d.name == field.name)
+                    .and_then(|d| d.rule_zh.clone());
+            }
         }
         runtime.info = info;
         Ok(runtime)

@@ -163,6 +163,9 @@ pub struct SettingField {
     pub required: bool,
     pub secret: bool,
     pub rule: String,
+    /// The rule in Chinese, from the manifest's `rule_zh` (the contract carries one language;
+    /// the manifest is the component's packaging, read by the host only): shown to shop owners.
+    pub rule_zh: Option<String>,
     pub options: Vec<SelectOption>,
     pub default_value: Option<String>,
     /// Shown (and validated) only when another setting has one of some values (0.4.0; None from

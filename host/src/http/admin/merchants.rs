@@ -189,12 +189,25 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
                     selected => o.value.eq_ignore_ascii_case(&chosen),
                 })
                 .collect();
+            // Shop owners read the rule in Chinese where the manifest gives it; a refusal leads
+            // with it, the component's own words after it for support.
+            let rule = match (ctx.lang, &s.rule_zh) {
+                (super::Lang::Zh, Some(zh)) => zh.clone(),
+                _ => s.rule.clone(),
+            };
+            let error = error_of(&s.name).map(|reason| match (ctx.lang, &s.rule_zh) {
+                // (The host's own refusals are in Chinese already.)
+                (super::Lang::Zh, Some(zh)) if reason.is_ascii() => {
+                    format!("请按要求填写：{zh}（{reason}）")
+                }
+                _ => reason,
+            });
             context! {
-                name => s.name, label, label_other, rule => s.rule, kind, secret, placeholder, options,
+                name => s.name, label, label_other, rule, kind, secret, placeholder, options,
                 // A secret is never put back into the page, typed or saved.
                 value => if secret { String::new() } else { typed_of(&s.name).unwrap_or_else(|| saved.to_owned()) },
                 saved => if secret && !saved.is_empty() { mask(saved) } else { String::new() },
-                error => error_of(&s.name),
+                error,
                 hidden,
                 shown_when => when.map(|(setting, values)| context! { setting, values }),
             }

@@ -73,6 +73,7 @@ macro_rules! contract_version {
                             required: f.required,
                             secret: f.secret,
                             rule: f.rule,
+                            rule_zh: None,
                             options: f
                                 .options
                                 .into_iter()
