@@ -1018,6 +1018,10 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
             "postgress://payhost:secret-pw@db.internal/payhost".to_owned(),
             "looks like a URL but is not a postgres://",
         ),
+        (
+            "postgres:/payhost:secret-pw@db.internal/payhost".to_owned(),
+            "a value starting with \"postgres:\" looks like a URL",
+        ),
         (newer.display().to_string(), "(version 999) is newer"),
         (
             dir.join("missing-folder/payhost.db").display().to_string(),

@@ -12,6 +12,7 @@ pub mod files;
 pub mod http;
 pub mod http_client;
 pub mod ledger;
+pub mod log_limit;
 pub mod manifest;
 pub mod metrics;
 pub mod net;

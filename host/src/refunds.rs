@@ -291,7 +291,7 @@ impl App {
                 &merchant,
                 id,
                 refunds::FAILED,
-                &format!("given up by {by}: the seller never confirmed it"),
+                &format!("{}{by}: the seller never confirmed it", refunds::GIVEN_UP),
             )
             .await?;
         // The provider's report may have settled it between the read and now.

@@ -484,18 +484,37 @@ async fn prune_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>)
     }
 }
 
+/// Whether this process was started with SIGHUP ignored (`nohup`).
+#[cfg(unix)]
+fn sighup_ignored() -> bool {
+    // SAFETY: sigaction with a null new action only reads the current disposition into `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
 /// Resolves on SIGTERM, SIGINT or SIGHUP: each stops gracefully (in-flight requests finish).
 /// SIGHUP too, so a closed terminal or a `kill -HUP` meant as a reload never cuts requests off;
-/// payhost reads its configuration only at start.
+/// payhost reads its configuration only at start. Started under `nohup`, SIGHUP stays ignored.
 pub async fn termination_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
-        let mut hangup = signal(SignalKind::hangup()).expect("install the SIGHUP handler");
+        // Under `nohup` SIGHUP is ignored on purpose: listening for it would undo that.
+        let mut hangup = (!sighup_ignored())
+            .then(|| signal(SignalKind::hangup()).expect("install the SIGHUP handler"));
+        let hung_up = async {
+            match hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
-            _ = hangup.recv() => "SIGHUP (payhost reads its configuration only at start: restart it to apply a change)",
+            _ = hung_up => "SIGHUP (payhost reads its configuration only at start: restart it to apply a change)",
             _ = tokio::signal::ctrl_c() => "SIGINT",
         };
         tracing::info!(signal = name, "stopping: in-flight requests finish first");

@@ -43,13 +43,9 @@ async fn deliver_due(app: &Arc<App>) -> bool {
         Err(e) => {
             // Polled five times a second: an outage of the database is said every 10 s, not
             // at every poll.
-            static LAST_SAID_MS: std::sync::atomic::AtomicI64 =
-                std::sync::atomic::AtomicI64::new(0);
-            let now = now_ms();
-            let last = LAST_SAID_MS.load(std::sync::atomic::Ordering::Relaxed);
-            if now - last >= 10_000 {
-                LAST_SAID_MS.store(now, std::sync::atomic::Ordering::Relaxed);
-                tracing::error!(error = %e, "cannot read the webhook outbox (said again every 10 s while it lasts)");
+            static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(10_000);
+            if let Some(unsaid) = SAY.allow() {
+                tracing::error!(error = %e, unsaid, "cannot read the webhook outbox (said again every 10 s while it lasts)");
             }
             return false;
         }

@@ -535,8 +535,14 @@ fn check_args(args: &Args) -> Result<(), String> {
 /// Creates the `--junit` file before the run, so a path that cannot be written stops it before
 /// anything is changed.
 fn open_junit(path: Option<&Path>) -> Result<Option<std::fs::File>, String> {
+    // Opened for writing without emptying it: a run that cannot start leaves an earlier
+    // report as it was; it is emptied when the new one is written.
     path.map(|p| {
-        std::fs::File::create(p)
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(p)
             .map_err(|e| format!("--junit {}: cannot write it ({e})", p.display()))
     })
     .transpose()
@@ -623,7 +629,10 @@ pub async fn run(args: Args) -> std::process::ExitCode {
     out.line(&report.summary());
     if let (Some(mut file), Some(path)) = (junit, &args.junit) {
         use std::io::Write;
-        if let Err(e) = file.write_all(report.junit().as_bytes()) {
+        if let Err(e) = file
+            .set_len(0)
+            .and_then(|()| file.write_all(report.junit().as_bytes()))
+        {
             say(&format!("error: cannot write {}: {e}", path.display()));
             return ExitCode::from(2);
         }

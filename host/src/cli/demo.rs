@@ -19,7 +19,7 @@ pub struct Args {
     /// The plugin manifest.
     #[arg(long, default_value = "plugin.toml", value_name = "FILE")]
     manifest: PathBuf,
-    /// The database file (default: a new temporary file).
+    /// The database file (default: a new temporary file, removed when the demo stops).
     #[arg(long, value_name = "FILE")]
     database: Option<PathBuf>,
     /// The API token (default: random, printed at start).
@@ -127,7 +127,9 @@ pub fn run(args: Args) -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
-    runtime().block_on(async {
+    // The demo's own temporary database goes when it stops (a --database given is kept).
+    let temporary = options.database.is_none().then(|| config.database.clone());
+    let status = runtime().block_on(async {
         let app = match payhost::demo::build_app(&demo, config).await {
             Ok(a) => a,
             Err(e) => return fail(e),
@@ -153,7 +155,15 @@ pub fn run(args: Args) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),
         }
-    })
+    });
+    if let Some(db) = temporary {
+        for suffix in ["", "-wal", "-shm", ".lock"] {
+            let mut file = db.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+    }
+    status
 }
 
 /// `--public-url`: `http(s)://host[:port]` and nothing after it (the demo's pages, sandbox and

@@ -78,10 +78,12 @@ pub(super) fn serve_lock(
     match config.database_url {
         Some(_) => Ok(None),
         None => {
-            // What `check-config` says of the file (a folder this user cannot write in, a file
-            // that is not SQLite) is clearer than SQLite's "unable to open database file".
+            let lock = payhost::store::sqlite::serve_lock::ServeLock::acquire(&config.database)?;
+            // Then what `check-config` says of the file (a folder this user cannot write in, a
+            // file that is not SQLite, a newer schema), clearer than SQLite's "unable to open
+            // database file"; read once no other payhost can be writing it.
             payhost::store::sqlite::check_file(&config.database).map_err(anyhow::Error::msg)?;
-            payhost::store::sqlite::serve_lock::ServeLock::acquire(&config.database).map(Some)
+            Ok(Some(lock))
         }
     }
 }

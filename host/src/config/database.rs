@@ -57,9 +57,11 @@ pub(super) fn parse(
         .as_deref()
         .filter(|n| url.is_none() && looks_like_a_url(n))
     {
+        // Only the scheme is shown: the rest may hold a password in a form the masking of a
+        // well-formed URL does not recognise (`postgres:/user:pw@host`).
+        let scheme = n.split_once(':').map_or(n, |(s, _)| s);
         problems.push(format!(
-            "database: {:?} looks like a URL but is not a postgres:// or postgresql:// one; give a PostgreSQL URL starting with postgres:// or a SQLite file name such as payhost.db",
-            postgres::redact_url(n)
+            "database: a value starting with \"{scheme}:\" looks like a URL but is not a postgres:// or postgresql:// one; give a PostgreSQL URL starting with postgres:// or a SQLite file name such as payhost.db"
         ));
     }
     if let Some(url) = &url {

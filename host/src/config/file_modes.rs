@@ -1,5 +1,5 @@
 //! Warnings for secrets other users of the machine can read: `payhost.toml` holds the API token,
-//! merchant keys and webhook secrets, and a `<name>_file` setting names a private key. payhost
+//! merchant keys and webhook secrets, and a `<name>_file` setting may name a private key. payhost
 //! keeps its own database 0600 for the same reason; the operator's files are theirs to fix, so
 //! this warns (at start and in `check-config`) rather than refusing.
 
@@ -19,7 +19,9 @@ pub(super) fn warnings(path: &Path, text: &str) -> Vec<String> {
             // Flat keys and the `[merchants.<id>.settings]` form alike.
             let nested = merchant.get("settings").and_then(|s| s.as_table());
             for (key, value) in merchant.iter().chain(nested.into_iter().flatten()) {
-                if let (true, Some(file)) = (key.ends_with("_file"), value.as_str()) {
+                // Public keys and certificates are no secret; private keys are.
+                let private = key.ends_with("_file") && key.contains("private");
+                if let (true, Some(file)) = (private, value.as_str()) {
                     files.push(base.join(file.trim()));
                 }
             }
@@ -70,7 +72,7 @@ mod tests {
         };
         set(&config, 0o644);
         set(&key, 0o640);
-        set(&public, 0o600);
+        set(&public, 0o644); // a public key: no warning
         let w = super::warnings(&config, text);
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(

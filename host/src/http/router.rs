@@ -464,13 +464,18 @@ async fn route(
         }
         Target::Api(route, scope) => {
             let Some(who) = caller::caller(app, &req).await else {
-                // Seen in the log, so guessing tokens is not invisible (the token is never logged).
-                tracing::info!(
-                    client = %caller::client_ip(app, remote, &req),
-                    path = %path,
-                    token_given = caller::bearer(&req).is_some(),
-                    "API call refused: missing or wrong bearer token (401)"
-                );
+                // Seen in the log, so guessing tokens is not invisible (the token is never
+                // logged), at most once a second so it cannot flood the log.
+                static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(1_000);
+                if let Some(unsaid) = SAY.allow() {
+                    tracing::info!(
+                        client = %caller::client_ip(app, remote, &req),
+                        path = %path,
+                        token_given = caller::bearer(&req).is_some(),
+                        unsaid,
+                        "API call refused: missing or wrong bearer token (401); unsaid: refusals since the last such line"
+                    );
+                }
                 return (
                     "v1",
                     error(&ApiError::new(

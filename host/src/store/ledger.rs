@@ -120,6 +120,11 @@ impl Refund {
             request_no: self.request_no.clone(),
             amount_fen: self.amount_fen,
             status: self.status.clone(),
+            given_up: self.status == crate::domain::refunds::FAILED
+                && self
+                    .detail
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with(crate::domain::refunds::GIVEN_UP)),
         }
     }
 

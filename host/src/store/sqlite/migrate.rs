@@ -49,16 +49,12 @@ pub(super) fn check_known(path: &std::path::Path) -> std::result::Result<(), Str
     // `immutable=1`: a read-only connection would still create (and, being read-only, leave)
     // the -wal and -shm files, owned by whoever ran the check. Immutable reads the main file
     // alone: what the last checkpoint holds, enough for the schema's version.
-    let mut uri = String::from("file:");
-    for c in path.to_string_lossy().chars() {
-        match c {
-            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", c as u32)),
-            c => uri.push(c),
-        }
-    }
-    uri.push_str("?mode=ro&immutable=1");
+    let uri = file_uri(path);
+    let unreadable = |e: rusqlite::Error| {
+        format!("database: cannot read {shown} ({e}): the file is damaged, or a running payhost was writing it as it was read (check again)")
+    };
     let conn = Connection::open_with_flags(
-        &uri,
+        format!("{uri}?mode=ro&immutable=1"),
         OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI,
@@ -70,7 +66,7 @@ pub(super) fn check_known(path: &std::path::Path) -> std::result::Result<(), Str
             [],
             |r| r.get(0),
         )
-        .map_err(|e| format!("database: cannot read {shown} ({e}); restore it from a backup"))?;
+        .map_err(unreadable)?;
     if !has_table {
         return Ok(());
     }
@@ -80,7 +76,7 @@ pub(super) fn check_known(path: &std::path::Path) -> std::result::Result<(), Str
             [],
             |r| r.get(0),
         )
-        .map_err(|e| format!("database: cannot read {shown} ({e}); restore it from a backup"))?;
+        .map_err(unreadable)?;
     if current as usize > MIGRATIONS.len() {
         return Err(format!(
             "database: the schema of {shown} (version {current}) is newer than this payhost knows ({}): run the payhost that wrote it, or upgrade",
@@ -88,6 +84,22 @@ pub(super) fn check_known(path: &std::path::Path) -> std::result::Result<(), Str
         ));
     }
     Ok(())
+}
+
+/// An SQLite `file:` URI of `path`: absolute (a relative path, or one starting `//`, would be
+/// read as an authority), every byte but the unreserved ones and `/` percent-encoded.
+fn file_uri(path: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut uri = String::from("file:");
+    for &b in absolute.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri
 }
 
 #[cfg(test)]
@@ -132,9 +144,15 @@ mod tests {
         let bytes = std::fs::read(&db).unwrap();
         let broken = dir.join("broken.db");
         std::fs::write(&broken, &bytes[..bytes.len().min(3000)]).unwrap();
+        // A path SQLite's URI syntax would misread: escaped, and found.
+        let odd = dir.join("a %3F?#b 中");
+        std::fs::create_dir_all(&odd).unwrap();
+        std::fs::copy(&db, odd.join("payhost.db")).unwrap();
+        let newer_too = check_known(&odd.join("payhost.db")).unwrap_err();
+        assert!(newer_too.contains("version 99"), "{newer_too}");
         let damaged = check_known(&broken).unwrap_err();
         assert!(
-            damaged.contains("broken.db") && damaged.contains("backup"),
+            damaged.contains("broken.db") && damaged.contains("damaged"),
             "{damaged}"
         );
         let _ = std::fs::remove_dir_all(&dir);

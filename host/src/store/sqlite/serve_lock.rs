@@ -50,8 +50,22 @@ impl ServeLock {
     }
 }
 
+/// `<database>.lock` beside the database's real file: resolved, so a second name for the same
+/// file (a symbolic link, `./x/../payhost.db`) finds the same lock.
 fn lock_path(database: &Path) -> PathBuf {
-    let mut p = database.as_os_str().to_owned();
+    let real = std::fs::canonicalize(database).unwrap_or_else(|_| {
+        match (database.parent(), database.file_name()) {
+            (Some(dir), Some(name)) => std::fs::canonicalize(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            })
+            .map(|d| d.join(name))
+            .unwrap_or_else(|_| database.to_path_buf()),
+            _ => database.to_path_buf(),
+        }
+    });
+    let mut p = real.into_os_string();
     p.push(".lock");
     PathBuf::from(p)
 }
@@ -71,6 +85,12 @@ mod tests {
             second.contains("another payhost already serves"),
             "{second}"
         );
+        // Another name for the same file finds the same lock.
+        std::fs::write(&db, b"").unwrap();
+        let link = dir.join("link.db");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&db, &link).unwrap();
+        assert!(ServeLock::acquire(&link).is_err());
         drop(first);
         ServeLock::acquire(&db).expect("free again once the first one ends");
         let _ = std::fs::remove_dir_all(&dir);

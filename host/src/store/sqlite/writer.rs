@@ -29,25 +29,34 @@ type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Finish) + Send>;
 pub(super) struct Writer {
     queue: mpsc::Sender<Job>,
     commits: Arc<AtomicUsize>,
-    /// Whether the last group failed to begin or commit (a full disk, a lost file): readiness
-    /// says so until a commit succeeds again.
-    failing: Arc<AtomicBool>,
+    health: Arc<Health>,
+}
+
+/// Whether the database can be written, for readiness.
+#[derive(Default)]
+struct Health {
+    /// The last group could not begin or commit, or one of its jobs failed for want of storage
+    /// (a full disk, a lost file): readiness says so until a group commits cleanly again.
+    failing: AtomicBool,
+    /// A job of the group under way failed for want of storage (set by the job, read and
+    /// cleared when its group ends: a group that commits nothing else still commits).
+    storage_error: AtomicBool,
 }
 
 impl Writer {
     pub(super) fn start(conn: Connection) -> Result<Writer> {
         let (queue, jobs) = mpsc::channel::<Job>(QUEUE);
         let commits = Arc::new(AtomicUsize::new(0));
-        let failing = Arc::new(AtomicBool::new(false));
-        let (counter, failed) = (commits.clone(), failing.clone());
+        let health = Arc::new(Health::default());
+        let (counter, health_of_loop) = (commits.clone(), health.clone());
         std::thread::Builder::new()
             .name("payhost-store-writer".into())
-            .spawn(move || write_loop(conn, jobs, counter, failed))
+            .spawn(move || write_loop(conn, jobs, counter, health_of_loop))
             .context("cannot start the store's writer thread")?;
         Ok(Writer {
             queue,
             commits,
-            failing,
+            health,
         })
     }
 
@@ -55,9 +64,9 @@ impl Writer {
         self.commits.load(Ordering::Relaxed)
     }
 
-    /// Whether the last group could not be committed.
+    /// Whether the last group could not be committed cleanly.
     pub(super) fn failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
+        self.health.failing.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on the writer's connection in the next group; returns once the group is durable.
@@ -66,14 +75,14 @@ impl Writer {
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let (tx, rx) = oneshot::channel::<Result<R>>();
-        let failing = self.failing.clone();
+        let health = self.health.clone();
         let job: Job = Box::new(move |conn| {
             let result = match conn {
                 Some(conn) => f(conn),
                 None => Err(anyhow!("the store could not start a transaction")),
             };
             if result.as_ref().err().is_some_and(is_storage_failure) {
-                failing.store(true, Ordering::Relaxed);
+                health.storage_error.store(true, Ordering::Relaxed);
             }
             let ok = result.is_ok();
             let finish: Finish = Box::new(move |committed| {
@@ -110,7 +119,7 @@ fn write_loop(
     conn: Connection,
     mut queue: mpsc::Receiver<Job>,
     commits: Arc<AtomicUsize>,
-    failing: Arc<AtomicBool>,
+    health: Arc<Health>,
 ) {
     while let Some(first) = queue.blocking_recv() {
         let mut group = vec![first];
@@ -121,7 +130,7 @@ fn write_loop(
             }
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            failing.store(true, Ordering::Relaxed);
+            health.failing.store(true, Ordering::Relaxed);
             let e = e.to_string();
             for job in group {
                 // Not run: answered with the error, the database untouched.
@@ -144,26 +153,38 @@ fn write_loop(
                 .prepare_cached("SAVEPOINT job")
                 .and_then(|mut s| s.execute([]));
             let (ok, finish) = job(savepoint.is_ok().then_some(&conn));
-            if savepoint.is_ok() {
-                if !ok {
-                    let _ = conn
-                        .prepare_cached("ROLLBACK TO job")
-                        .and_then(|mut s| s.execute([]));
-                }
-                let _ = conn
-                    .prepare_cached("RELEASE job")
-                    .and_then(|mut s| s.execute([]));
-            }
             finishes.push(finish);
             if conn.is_autocommit() {
                 lost = Some("SQLite rolled the group's transaction back (a full disk or an I/O error); nothing of it was written".into());
+                continue;
             }
+            if savepoint.is_err() {
+                continue; // the job never ran
+            }
+            // A job that succeeded, or a failed one whose writes were taken back.
+            let clean = ok
+                || conn
+                    .prepare_cached("ROLLBACK TO job")
+                    .and_then(|mut s| s.execute([]))
+                    .is_ok();
+            if !clean {
+                // The failed job's writes could not be taken back: the group is not committed
+                // with them.
+                lost = Some("a failed write could not be undone, so its group was rolled back; nothing of it was written".into());
+                continue;
+            }
+            let _ = conn
+                .prepare_cached("RELEASE job")
+                .and_then(|mut s| s.execute([]));
         }
         let committed = match lost {
             Some(e) => Err(e),
             None => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
         };
-        failing.store(committed.is_err(), Ordering::Relaxed);
+        let storage_error = health.storage_error.swap(false, Ordering::Relaxed);
+        health
+            .failing
+            .store(committed.is_err() || storage_error, Ordering::Relaxed);
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         } else {
