@@ -395,6 +395,19 @@ fn serve(dir: &Path, manifest: &Path, kit_origin: &str) -> Payhost {
     Payhost::start(dir, &config)
 }
 
+/// A `payhost serve` of the Alipay component in a new folder `name` that allows the kit's
+/// sandbox on a free port: the host, and that address for `--sandbox-listen`.
+fn serve_for_kit(name: &str) -> (Payhost, String) {
+    let dir = temp_dir(name);
+    let kit_port = free_port();
+    let host = serve(
+        &dir,
+        &repo_root().join("plugin.toml"),
+        &format!("http://127.0.0.1:{kit_port}"),
+    );
+    (host, format!("127.0.0.1:{kit_port}"))
+}
+
 #[test]
 fn the_flow_suite_passes_against_payhost_serve_and_names_the_case_a_broken_host_fails() {
     // A correct host.
@@ -1071,14 +1084,7 @@ fn shop_settings() -> serde_json::Value {
 
 #[test]
 fn the_kit_refuses_to_touch_merchants_it_did_not_make() {
-    let dir = temp_dir("conformance-foreign");
-    let kit_port = free_port();
-    let listen = format!("127.0.0.1:{kit_port}");
-    let host = serve(
-        &dir,
-        &repo_root().join("plugin.toml"),
-        &format!("http://127.0.0.1:{kit_port}"),
-    );
+    let (host, listen) = serve_for_kit("conformance-foreign");
     let theirs = ["shop1", "live5", "other-openapi"];
     for id in theirs {
         assert_eq!(put_merchant(&host, id, &shop_settings()), 200, "{id}");
@@ -1267,17 +1273,10 @@ fn a_host_that_is_not_payhost_or_not_its_base_url_cannot_start() {
 
 #[test]
 fn options_that_cannot_work_stop_the_run_before_it_changes_anything() {
-    let dir = temp_dir("conformance-bad-options");
-    let kit_port = free_port();
-    let listen = format!("127.0.0.1:{kit_port}");
-    let host = serve(
-        &dir,
-        &repo_root().join("plugin.toml"),
-        &format!("http://127.0.0.1:{kit_port}"),
-    );
+    let (host, listen) = serve_for_kit("conformance-bad-options");
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = busy.local_addr().unwrap().to_string();
-    let unwritable = dir.join("no-such-folder/junit.xml");
+    let unwritable = host.dir.join("no-such-folder/junit.xml");
     let unwritable = unwritable.to_str().unwrap();
     for (extra, flag) in [
         (vec!["--sandbox-listen", busy.as_str()], "--sandbox-listen"),
@@ -1339,17 +1338,11 @@ fn read_until(lines: &mut impl Iterator<Item = std::io::Result<String>>, case: &
 
 #[test]
 fn ctrl_c_stops_the_run_and_the_kit_still_cleans_up() {
-    let dir = temp_dir("conformance-sigint");
-    let kit_port = free_port();
-    let host = serve(
-        &dir,
-        &repo_root().join("plugin.toml"),
-        &format!("http://127.0.0.1:{kit_port}"),
-    );
+    let (host, listen) = serve_for_kit("conformance-sigint");
     let mut child = Command::new(payhost_binary())
         .current_dir(repo_root())
         .args(["conformance", "--against", &host.url(""), "--token", TOKEN])
-        .args(["--sandbox-listen", &format!("127.0.0.1:{kit_port}")])
+        .args(["--sandbox-listen", &listen])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -967,6 +967,19 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
     // The database is reached without being changed: a folder that is not there, a file that is
     // not SQLite, a PostgreSQL server that does not answer, each named.
     let good = std::fs::read_to_string(&config).unwrap();
+    // check-config on `text` exits 2 naming `needle`, and never shows the database's password.
+    let refused_with = |text: &str, needle: &str| {
+        std::fs::write(&config, text).unwrap();
+        let out = std::process::Command::new(conformance::host::payhost_binary())
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {err}");
+        assert!(err.contains(needle), "{needle} missing from:\n{err}");
+        assert!(!err.contains("secret-pw"), "{err}");
+    };
     std::fs::write(dir.join("not-sqlite.db"), "this is not a database, but it is long enough to have a header of one hundred bytes, surely, yes.").unwrap();
     let pg_url = "postgres://payhost:secret-pw@127.0.0.1:1/payhost";
     for (database, needle) in [
@@ -983,16 +996,7 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
             "database: cannot connect to postgres://payhost:***@127.0.0.1:1",
         ),
     ] {
-        std::fs::write(&config, format!("database = \"{database}\"\n{good}")).unwrap();
-        let out = std::process::Command::new(conformance::host::payhost_binary())
-            .args(["check-config", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{database}: {err}");
-        assert!(err.contains(needle), "{needle} missing from:\n{err}");
-        assert!(!err.contains("secret-pw"), "{err}");
+        refused_with(&format!("database = \"{database}\"\n{good}"), needle);
     }
     assert!(!dir.join("no-such-folder").exists());
 
@@ -1028,20 +1032,10 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
             "database: the folder",
         ),
     ] {
-        std::fs::write(
-            &config,
-            format!("database = \"{database}\"\n{without_cache}"),
-        )
-        .unwrap();
-        let out = std::process::Command::new(conformance::host::payhost_binary())
-            .args(["check-config", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{database}: {err}");
-        assert!(err.contains(needle), "{needle} missing from:\n{err}");
-        assert!(!err.contains("secret-pw"), "{err}");
+        refused_with(
+            &format!("database = \"{database}\"\n{without_cache}"),
+            needle,
+        );
     }
     assert!(
         !dir.join("missing-folder").exists(),
