@@ -335,6 +335,23 @@ async fn an_online_backup_is_private_complete_and_restores() {
         .unwrap_or_else(|| panic!("no notification for AFTER: {list}"))
         .clone();
     assert_eq!(after["outcome"], "unknown_order", "{after}");
+    // However many notifications came since: the list of that outcome alone.
+    let unknown = get(
+        &host.url("/v1/merchants/shop/notifications?outcome=unknown_order"),
+        Some(TOKEN),
+    )
+    .await
+    .json();
+    let unknown = unknown["notifications"].as_array().unwrap().clone();
+    assert_eq!(unknown.len(), 1, "{unknown:?}");
+    assert_eq!(unknown[0]["out_trade_no"], "AFTER");
+    let typo = get(
+        &host.url("/v1/merchants/shop/notifications?outcome=unknown"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(typo.status, 400, "{}", typo.text());
+    assert_eq!(typo.json()["error"]["field"], "outcome");
     assert!(
         host.log_text()
             .contains("ALERT: a confirmed notification names an unknown order"),

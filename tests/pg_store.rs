@@ -178,7 +178,7 @@ async fn same_semantics_as_sqlite() {
             "unknown_order"
         ]
     );
-    let recent = s.recent_notifications(Some("m1"), 2).await.unwrap();
+    let recent = s.recent_notifications(Some("m1"), None, 2).await.unwrap();
     assert_eq!(recent.len(), 2);
     assert!(recent[0].raw_id > recent[1].raw_id, "newest first");
     assert_eq!(
@@ -821,7 +821,7 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
     assert!(s.merchant("m1").await.unwrap().is_none());
     assert!(s.payment("m1", "o1").await.unwrap().is_none());
     assert!(s
-        .recent_notifications(Some("m1"), 10)
+        .recent_notifications(Some("m1"), None, 10)
         .await
         .unwrap()
         .is_empty());

@@ -140,6 +140,25 @@ pub enum RetryCause {
 
 impl NotifyOutcome {
     /// The label stored with the notification and counted in `/metrics`.
+    /// Every outcome's label (`label`), as records and filters name them.
+    pub const LABELS: [&'static str; 15] = [
+        "applied",
+        "duplicate",
+        "no_change",
+        "unknown_order",
+        "mismatch",
+        "unknown_merchant",
+        "rate_limited",
+        "refused_body",
+        "bad_signature",
+        "malformed",
+        "not_confirmed",
+        "verify_unreachable",
+        "merchant_misconfigured",
+        "plugin_failed",
+        "store_failed",
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             NotifyOutcome::Applied => "applied",
@@ -887,6 +906,30 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_lists_every_outcome_once() {
+        use NotifyOutcome::*;
+        let all = [
+            Applied,
+            Duplicate,
+            NoChange,
+            UnknownOrder,
+            Mismatch,
+            UnknownMerchant,
+            RateLimited,
+            BodyRefused(413),
+            Refused(Refusal::BadSignature),
+            Refused(Refusal::Malformed),
+            Retry(RetryCause::NotConfirmed),
+            Retry(RetryCause::VerifyUnreachable),
+            Retry(RetryCause::MerchantMisconfigured),
+            Retry(RetryCause::PluginFailed),
+            Retry(RetryCause::StoreFailed),
+        ];
+        let labels: Vec<&str> = all.iter().map(|o| o.label()).collect();
+        assert_eq!(labels, NotifyOutcome::LABELS);
+    }
 
     #[test]
     fn only_final_outcomes_are_acknowledged() {

@@ -280,9 +280,11 @@ pub trait Notifications: Send + Sync {
         merchant: &str,
         out_trade_no: &str,
     ) -> Result<Vec<NotificationRecord>>;
+    /// The newest `limit` notifications, of one merchant or all, with one outcome or any.
     async fn recent_notifications(
         &self,
         merchant: Option<&str>,
+        outcome: Option<&str>,
         limit: u32,
     ) -> Result<Vec<NotificationRecord>>;
     async fn raw_notification_count(&self) -> Result<u64>;

@@ -246,7 +246,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
     };
     let notifications: Vec<Value> = if m.is_some() {
         app.store
-            .recent_notifications(Some(id), 20)
+            .recent_notifications(Some(id), None, 20)
             .await
             .unwrap_or_default()
             .into_iter()

@@ -135,11 +135,30 @@ pub(super) async fn list_notifications(
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     app.merchant(id).await?;
-    let limit = match req.uri().query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "limit")
-            .map(|(_, v)| v.into_owned())
-    }) {
+    let param = |name: &str| {
+        req.uri().query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        })
+    };
+    // `?outcome=unknown_order`: e.g. after restoring an older backup, the notifications of orders
+    // it does not hold, however old.
+    let outcome = param("outcome");
+    if let Some(o) = outcome.as_deref() {
+        if !crate::notify::NotifyOutcome::LABELS.contains(&o) {
+            return Err(ApiError::field(
+                400,
+                "invalid_request",
+                "outcome",
+                format!(
+                    "outcome: {o:?} is not an outcome; one of {}",
+                    crate::notify::NotifyOutcome::LABELS.join(", ")
+                ),
+            ));
+        }
+    }
+    let limit = match param("limit") {
         None => 50,
         Some(v) => match v.parse::<u32>() {
             Ok(n) if (1..=1000).contains(&n) => n,
@@ -155,7 +174,7 @@ pub(super) async fn list_notifications(
     };
     let list = app
         .store
-        .recent_notifications(Some(id), limit)
+        .recent_notifications(Some(id), outcome.as_deref(), limit)
         .await
         .map_err(ApiError::internal)?;
     Ok(json(

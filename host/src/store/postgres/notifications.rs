@@ -59,17 +59,17 @@ impl Notifications for PostgresStore {
     async fn recent_notifications(
         &self,
         merchant: Option<&str>,
+        outcome: Option<&str>,
         limit: u32,
     ) -> Result<Vec<NotificationRecord>> {
-        let merchant = merchant.map(str::to_owned);
         {
             let c = self.client().await?;
             let st = c
                 .prepare_cached(&format!(
-                    "{NOTIFICATION_SELECT} WHERE ($1::text IS NULL OR n.merchant_id = $1) ORDER BY n.id DESC LIMIT $2"
+                    "{NOTIFICATION_SELECT} WHERE ($1::text IS NULL OR n.merchant_id = $1) AND ($3::text IS NULL OR r.outcome = $3) ORDER BY n.id DESC LIMIT $2"
                 ))
                 .await?;
-            c.query(&st, &[&merchant, &(limit as i64)])
+            c.query(&st, &[&merchant, &(limit as i64), &outcome])
                 .await?
                 .iter()
                 .map(notification_from_row)

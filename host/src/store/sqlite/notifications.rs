@@ -90,15 +90,16 @@ impl Notifications for SqliteStore {
     async fn recent_notifications(
         &self,
         merchant: Option<&str>,
+        outcome: Option<&str>,
         limit: u32,
     ) -> Result<Vec<NotificationRecord>> {
-        let merchant = merchant.map(str::to_owned);
+        let (merchant, outcome) = (merchant.map(str::to_owned), outcome.map(str::to_owned));
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                "{NOTIFICATION_SELECT} WHERE (?1 IS NULL OR n.merchant_id = ?1) ORDER BY n.id DESC LIMIT ?2"
+                "{NOTIFICATION_SELECT} WHERE (?1 IS NULL OR n.merchant_id = ?1) AND (?3 IS NULL OR r.outcome = ?3) ORDER BY n.id DESC LIMIT ?2"
             ))?;
             let rows = stmt
-                .query_map(params![merchant, limit], notification_from_row)?
+                .query_map(params![merchant, limit, outcome], notification_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })

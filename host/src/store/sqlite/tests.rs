@@ -186,7 +186,7 @@ async fn concurrent_writes_share_commits_and_a_failed_write_spoils_only_itself()
     );
     assert_eq!(s.raw_notification_count().await.unwrap(), 640);
     assert_eq!(
-        s.recent_notifications(Some("m1"), 1000)
+        s.recent_notifications(Some("m1"), None, 1000)
             .await
             .unwrap()
             .len(),
@@ -410,7 +410,7 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
     assert!(s.merchant("m1").await.unwrap().is_none());
     assert!(s.payment("m1", "o1").await.unwrap().is_none());
     assert!(s
-        .recent_notifications(Some("m1"), 10)
+        .recent_notifications(Some("m1"), None, 10)
         .await
         .unwrap()
         .is_empty());
