@@ -485,6 +485,16 @@ mod open_platform {
         .await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.json()["id"], first["id"]);
+        // The same key with another amount is a mistake, never taken for that refund.
+        let r = refund(
+            &d,
+            &no,
+            serde_json::json!({"amount": "7.00", "refund_key": " k1 "}),
+        )
+        .await;
+        assert_eq!(r.status, 409, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], "refund_key_reused");
+        assert_eq!(r.json()["error"]["field"], "refund_key");
         // More than what is left is refused.
         let r = refund(&d, &no, serde_json::json!({"amount": "15.01"})).await;
         assert_eq!(r.status, 409, "{}", r.text());

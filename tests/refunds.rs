@@ -123,6 +123,27 @@ shop_webhook_secret = "refunds-webhook-secret"
         "PARTIALLY_REFUNDED",
         "a partial refund keeps it paid, partly refunded"
     );
+    // Its notification names no amount ([EXTRA §4]): the trade query's `refund_fee` does. The
+    // refund is recorded with it, the shop's webhook says it, and only the rest is refundable.
+    let p = get(&host.url("/v1/merchants/ref/payments/RF1"), Some(TOKEN))
+        .await
+        .json();
+    assert_eq!(p["refunded_amount"], "3.00", "{p}");
+    let hook = shop
+        .requests()
+        .iter()
+        .map(|s| serde_json::from_slice::<serde_json::Value>(&s.body).unwrap())
+        .find(|v| v["type"] == "payment.partially_refunded")
+        .expect("the webhook");
+    assert_eq!(hook["refunded_amount"], "3.00", "{hook}");
+    let too_much = send_json(
+        "POST",
+        &host.url("/v1/merchants/ref/payments/RF1/refunds"),
+        Some(TOKEN),
+        &serde_json::json!({"amount": "10.00", "refund_key": "after-portal"}),
+    )
+    .await;
+    assert_eq!(too_much.status, 409, "7.00 is left: {}", too_much.text());
 
     // A full refund closes the trade: refunded, never unpaid.
     let r = post_form(

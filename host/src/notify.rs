@@ -511,6 +511,16 @@ impl App {
             }
             Ok(Ok(n)) => n,
         };
+        // A legacy partial refund names no amount; the trade query does (`refund_fee`), applied
+        // as a refund report: one refund recorded with its amount, one webhook. Moving only the
+        // status would show nothing refunded and leave the whole paid amount refundable here.
+        let partial = verified.event != crate::domain::state::TradeEvent::Refunded
+            && verified.refund.as_ref().is_some_and(is_amountless);
+        if partial {
+            if let Some(learned) = self.partial_refund_from_query(merchant_id, &verified).await {
+                return learned;
+            }
+        }
         self.apply_verified(
             merchant_id,
             &merchant.settings,
@@ -541,9 +551,7 @@ impl App {
         if let Some(report) = &verified.refund {
             // A legacy trade_status_sync names no amount: a full refund's is the rest of the paid
             // amount; a partial one's is unknown, so only the state machine moves it (below).
-            let amountless = report.amount.is_none()
-                && report.refunded_total.is_none()
-                && report.request_no.is_empty();
+            let amountless = is_amountless(report);
             let full = verified.event == crate::domain::state::TradeEvent::Refunded;
             if !amountless || full {
                 return self
@@ -779,6 +787,42 @@ impl App {
         p
     }
 
+    /// A legacy partial-refund notification names no amount: the trade query does. `None` when
+    /// the query cannot tell (then the state machine moves the payment, and it is flagged for
+    /// review until someone syncs it).
+    async fn partial_refund_from_query(
+        &self,
+        merchant_id: &str,
+        verified: &Notification,
+    ) -> Option<Processed> {
+        match self.sync_payment(merchant_id, &verified.out_trade_no).await {
+            // The query's total recorded the refund: learned. (An answer that changed nothing
+            // may be older than the refund: not taken for it.)
+            Ok(synced) if synced.outcome == NotifyOutcome::Applied.label() => Some(
+                Processed::stop(
+                    NotifyOutcome::Applied,
+                    format!(
+                        "a partial refund without its amount: applied from the trade query ({}; payment {})",
+                        synced.outcome, synced.status
+                    ),
+                )
+                .with_seen(verified),
+            ),
+            Ok(_) | Err(_) => {
+                let reason = "支付宝报告了一笔部分退款但没有金额，查询也未成功：请点「查询 Sync」 / a partial refund was reported without its amount and the trade query could not tell it: press Sync";
+                tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no = %verified.out_trade_no, "ALERT: {reason}");
+                if let Err(e) = self
+                    .store
+                    .flag_for_review(merchant_id, &verified.out_trade_no, reason)
+                    .await
+                {
+                    tracing::error!(merchant = merchant_id, error = %e, "cannot flag a payment for review");
+                }
+                None
+            }
+        }
+    }
+
     /// Lost-notify recovery: asks the provider's trade query about one payment (through its
     /// component) and, when the trade moved, applies the answer through the same match and
     /// one-transaction transition as a notification: recorded with its source (`query`),
@@ -901,6 +945,12 @@ impl App {
             status,
         })
     }
+}
+
+/// A refund report that names no amount, no refunded total and no request number: a legacy
+/// trade notification's `refund_status` alone.
+fn is_amountless(report: &crate::runtime::plugin_api::RefundReport) -> bool {
+    report.amount.is_none() && report.refunded_total.is_none() && report.request_no.is_empty()
 }
 
 #[cfg(test)]

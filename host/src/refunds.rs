@@ -130,6 +130,20 @@ impl App {
             .map_err(ApiError::internal)?;
         let refund = match begun {
             RefundBegun::New(r) => r,
+            // The same key again is the same refund; with another amount it is a mistake (a
+            // key copied from another refund), never taken as that refund's answer.
+            RefundBegun::Existing(r) if r.amount_fen != amount.minor() => {
+                return Err(ApiError::field(
+                    409,
+                    "refund_key_reused",
+                    "refund_key",
+                    format!(
+                        "refund_key: already used for refund {} of {}; a refund of another amount needs another key",
+                        r.id,
+                        r.amount()
+                    ),
+                ))
+            }
             RefundBegun::Existing(r) => return Ok((200, r)),
             RefundBegun::UnknownPayment => return Err(unknown_payment(out_trade_no)),
             RefundBegun::Refused(why) => {

@@ -987,13 +987,23 @@ impl Sandbox {
             if t.status != "TRADE_SUCCESS" {
                 return text(409, format!("cannot refund a trade in {}", t.status));
             }
-            let fee = Some(get("refund_fee"))
-                .filter(|f| !f.is_empty())
-                .unwrap_or_else(|| t.total_fee.clone());
-            let full = fee == t.total_fee;
+            // `refund_fee` is the trade's refunded total, as Alipay's query reports it: it grows
+            // with each refund, never past the paid amount.
+            let total = refund::fen(&t.total_fee).unwrap_or(0);
+            let before = t.refund_fee.as_deref().and_then(refund::fen).unwrap_or(0);
+            let fee = match Some(get("refund_fee")).filter(|f| !f.is_empty()) {
+                None => total - before,
+                Some(f) => match refund::fen(&f) {
+                    Some(f) => f,
+                    None => return text(400, format!("refund_fee: {f:?} is not an amount")),
+                },
+            };
+            if fee == 0 || before + fee > total {
+                return text(409, "REFUND_AMOUNT_EXCEEDED");
+            }
             t.refund_status = Some("REFUND_SUCCESS".into());
-            t.refund_fee = Some(fee);
-            if full {
+            t.refund_fee = Some(refund::yuan(before + fee));
+            if before + fee == total {
                 t.status = "TRADE_CLOSED".into();
             }
             t.clone()

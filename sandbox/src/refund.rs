@@ -56,7 +56,7 @@ pub struct LegacyRefunds {
 }
 
 /// Fen from a yuan amount with at most two places, in [0.01, 100000000].
-fn fen(amount: &str) -> Option<u64> {
+pub(crate) fn fen(amount: &str) -> Option<u64> {
     let (int, frac) = amount.split_once('.').unwrap_or((amount, ""));
     if int.is_empty()
         || frac.len() > 2
@@ -70,7 +70,7 @@ fn fen(amount: &str) -> Option<u64> {
     (1..=10_000_000_000).contains(&f).then_some(f)
 }
 
-fn yuan(fen: u64) -> String {
+pub(crate) fn yuan(fen: u64) -> String {
     format!("{}.{:02}", fen / 100, fen % 100)
 }
 

@@ -93,6 +93,9 @@ pub fn refund_error(lang: Lang, e: &ApiError, typed_amount: &str, status: &str) 
             format!("退款金额：{}", amount_rule(lang, typed_amount))
         }
         ("invalid_request", Some("reason")) => "退款原因：最多 256 个字".to_owned(),
+        ("refund_key_reused", _) => {
+            "这个退款编号已用于另一笔金额不同的退款；请重新打开页面再退款".to_owned()
+        }
         ("refund_exceeds_paid", _) => {
             "退款金额超过了可退金额（已退款和退款处理中的金额不能再退），请按页面上的“最多”金额填写"
                 .to_owned()
