@@ -76,14 +76,7 @@ fn merchant_add(config: &Path, merchant: &str, origin: &str) -> Creds {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let line = |p: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(p))
-            .unwrap_or_else(|| panic!("no {p} in {stdout}"))
-            .trim()
-            .to_owned()
-    };
+    let line = |label: &str| conformance::host::output_value(&stdout, label);
     Creds {
         token: line("token: "),
         secret: line("shop_secret: "),

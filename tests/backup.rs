@@ -141,14 +141,7 @@ async fn an_online_backup_is_private_complete_and_restores() {
     );
     assert!(added.status.success(), "{}", text(&added));
     let stdout = String::from_utf8_lossy(&added.stdout).into_owned();
-    let line = |p: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(p))
-            .unwrap_or_else(|| panic!("no {p} in {stdout}"))
-            .trim()
-            .to_owned()
-    };
+    let line = |label: &str| conformance::host::output_value(&stdout, label);
     let (merchant_token, shop_secret) = (line("token: "), line("shop_secret: "));
 
     // The commits are in the WAL: the database file alone (what `cp payhost.db` copies) lacks them.

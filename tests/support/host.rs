@@ -28,6 +28,17 @@ pub fn free_port() -> u16 {
 }
 
 /// A fresh directory under target/ for one test.
+/// The value after `label` on a line of a command's output, such as `payhost merchant add`'s
+/// `token: …` and `shop_secret: …`; panics naming the label when there is none.
+pub fn output_value(stdout: &str, label: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label} in {stdout}"))
+        .trim()
+        .to_owned()
+}
+
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = target_dir().join("test-tmp").join(format!(
         "{name}-{}-{}",
