@@ -228,6 +228,18 @@ fn run_readme(platform: &str, marker: &str, root: &Path) {
 }
 
 fn start_shop(platform: &str, dir: &Path, charset: &str, db: &Value, env: &[(&str, &str)]) -> Shop {
+    start_shop_with_php(platform, dir, charset, db, env, &[])
+}
+
+/// [`start_shop`] with options for `php` itself (e.g. `-d allow_url_fopen=0`), before `-S`.
+fn start_shop_with_php(
+    platform: &str,
+    dir: &Path,
+    charset: &str,
+    db: &Value,
+    env: &[(&str, &str)],
+    php_args: &[&str],
+) -> Shop {
     let root = dir.join("shop");
     copy_tree(&repo_root().join("tests/php").join(platform), &root);
     std::fs::create_dir_all(root.join("plugins/app")).unwrap();
@@ -252,7 +264,8 @@ fn start_shop(platform: &str, dir: &Path, charset: &str, db: &Value, env: &[(&st
     let base = format!("http://127.0.0.1:{port}");
     let log = std::fs::File::create(dir.join("php.log")).unwrap();
     let mut cmd = Command::new("php");
-    cmd.args(["-S", &format!("127.0.0.1:{port}"), "-t"])
+    cmd.args(php_args)
+        .args(["-S", &format!("127.0.0.1:{port}"), "-t"])
         .arg(&root)
         .current_dir(&root)
         .env("PHP_CLI_SERVER_WORKERS", "4")
@@ -620,7 +633,8 @@ async fn ecshop_install_pay_return_after_notify_and_forgeries() {
     let closed = json!({"type": "payment.closed", "out_trade_no": "x1", "total_fee": "1.00"});
     let (status, _) = signed_webhook(&hook, &creds.secret, now_unix(), &closed).await;
     assert_eq!(status, 200);
-    // A wrong amount is never acknowledged: payhost keeps retrying and the owner sees it there.
+    // A wrong amount never pays the order; it is acknowledged only once a note for the owner
+    // names it on the order (payhost then stops retrying).
     let (_, page3) = ecshop_checkout(&shop, 3).await;
     let log3 = page3
         .split("<div id=\"log_id\">")
@@ -632,9 +646,15 @@ async fn ecshop_install_pay_return_after_notify_and_forgeries() {
         .to_owned();
     let wrong = json!({"type": "payment.paid", "out_trade_no": format!("2026112300003{log3}"),
         "subject": "2026112300003 x", "total_fee": "0.01"});
-    let (status, _) = signed_webhook(&hook, &creds.secret, now_unix(), &wrong).await;
-    assert_eq!(status, 409);
-    assert_eq!(shop.state().await["pay_log"][&log3]["is_paid"], 0);
+    let (status, text) = signed_webhook(&hook, &creds.secret, now_unix(), &wrong).await;
+    assert_eq!(status, 200, "{text}");
+    let s = shop.state().await;
+    assert_eq!(s["pay_log"][&log3]["is_paid"], 0, "{s}");
+    let notes = ecshop_notes(&s, 3);
+    assert!(
+        notes.len() == 1 && notes[0].contains("￥0.01") && notes[0].contains("￥20.00"),
+        "{s}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -3161,9 +3181,11 @@ fn ecshop_notes(s: &Value, order_id: u64) -> Vec<String> {
 /// the first cashier open). The buyer pays both: the order is paid once (one order_paid(), whose
 /// note names the payment that paid it), the other payment gets one warning note for the owner
 /// (check and refund it at payhost) and still a 200 so payhost stops retrying; re-sent webhooks
-/// of either add nothing. And a payment paid at payhost but refused by the shop (its amount is
-/// the one before the admin's change) is not paid again: the order page says the order is paid
-/// and makes no payment of the new amount.
+/// of either add nothing. And a payment of an unpaid order whose amount is the one before the
+/// admin's change is not taken as paying it: one note for the owner names both amounts, the
+/// webhook is acknowledged once it is written, the return and the order page say "paid, amount
+/// does not match, contact the shop" (not "failed", not "该订单已支付"), and no payment of the new
+/// amount is made.
 #[tokio::test(flavor = "multi_thread")]
 async fn ecshop_a_second_payment_of_a_paid_order_is_noted_once_and_a_paid_one_is_not_paid_again() {
     let dir = temp_dir("ecshop-double");
@@ -3254,8 +3276,12 @@ async fn ecshop_a_second_payment_of_a_paid_order_is_noted_once_and_a_paid_one_is
     check(&shop.state().await);
 
     // Order 3 (20.00): the buyer pays the 20.00 cashier after the admin changed the amount to
-    // 15.00: the shop refuses that amount (409), and the order page then says the order is paid
-    // instead of making a payment of 15.00.
+    // 15.00. The shop cannot take that amount as the order's (check_money()), so the order stays
+    // unpaid, but the money is at Alipay: one note on the order names both amounts and asks the
+    // owner to check it by hand, and only once it is written does the webhook answer 200
+    // (payhost stops retrying). The buyer's return and the order page say "paid, the amount
+    // does not match, contact the shop" — never "failed", never "该订单已支付" — and no payment of
+    // 15.00 is made.
     let (log3, page) = ecshop_checkout(&shop, 3).await;
     let old3 = format!("2026112300003-{log3}-2000");
     let r = get(
@@ -3265,19 +3291,62 @@ async fn ecshop_a_second_payment_of_a_paid_order_is_noted_once_and_a_paid_one_is
     .await
     .text();
     assert_eq!(r, format!("ok {log3}"));
-    let _ = pay_in_cashier(&pay_url_from_button(&page), &d).await;
+    let delivered_before = demo_log(&demo).matches("webhook delivered").count();
+    let callback = pay_in_cashier(&pay_url_from_button(&page), &d).await;
     wait_until(
         || async { payhost_status(&d, ECSHOP_MERCHANT, &old3).await == "TRADE_SUCCESS" },
         "the 20.00 payment paid at payhost",
     )
     .await;
     wait_until(
-        || async { demo_log(&demo).contains("the shop answered HTTP 409") },
-        "the shop to refuse the old amount",
+        || async { demo_log(&demo).matches("webhook delivered").count() > delivered_before },
+        "the webhook of the old amount acknowledged once noted",
     )
     .await;
+    let amount_notes = |s: &Value| -> Vec<String> {
+        ecshop_notes(s, 3)
+            .into_iter()
+            .filter(|n| n.contains(&format!("[payhost amount {old3}]")))
+            .collect()
+    };
+    let s = shop.state().await;
+    let notes = amount_notes(&s);
+    assert_eq!(notes.len(), 1, "{s}");
+    assert!(
+        notes[0].starts_with("【注意】收到支付宝付款")
+            && notes[0].contains("￥20.00")
+            && notes[0].contains("￥15.00")
+            && notes[0].contains("没有改为已付款")
+            && notes[0].contains("人工核对"),
+        "{s}"
+    );
+    assert_eq!(ecshop_notes(&s, 3).len(), 1, "{s}");
+    assert_eq!(s["pay_log"][&log3]["is_paid"], 0, "{s}");
+    assert_eq!(s["order_info"]["3"]["pay_status"], 0, "{s}");
+    assert!(
+        !demo_log(&demo).contains("the shop answered HTTP 409"),
+        "{}",
+        demo_log(&demo)
+    );
+    // The buyer's return: paid, the amount does not match; not "failed". No second note.
+    let r = get(&landing_from(&callback).await, None).await;
+    let msg = message_of(&r.body, "utf-8");
+    assert!(msg.contains("id=\"payhost-amount\""), "{msg}");
+    assert!(msg.contains("已付款，但金额与订单不符"), "{msg}");
+    assert!(
+        !msg.contains("支付操作失败") && !msg.contains("已成功"),
+        "{msg}"
+    );
+    // A retried webhook of it: 200 again, still one note, still unpaid.
+    let event = json!({"id": "evt_amount_resent", "type": "payment.paid", "out_trade_no": old3,
+        "subject": "2026112300003 Tea", "total_fee": "20.00"});
+    let (status, text) = signed_webhook(&hook, &creds.secret, now_unix(), &event).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("noted"), "{text}");
+    // The order page: not "该订单已支付" for an order that is not paid.
     let page = ecshop_order_page(&shop, 3).await;
-    assert!(page.contains("该订单已支付"), "{page}");
+    assert!(page.contains("已付款，但金额与订单不符"), "{page}");
+    assert!(!page.contains("该订单已支付"), "{page}");
     assert!(!page.contains("立即使用支付宝支付"), "{page}");
     let r = get(
         &format!("{d}/v1/merchants/{ECSHOP_MERCHANT}/payments/2026112300003-{log3}-1500"),
@@ -3285,7 +3354,10 @@ async fn ecshop_a_second_payment_of_a_paid_order_is_noted_once_and_a_paid_one_is
     )
     .await;
     assert_eq!(r.status, 404, "no payment of the new amount: {}", r.text());
-    assert_eq!(shop.state().await["pay_log"][&log3]["is_paid"], 0);
+    let s = shop.state().await;
+    assert_eq!(amount_notes(&s).len(), 1, "{s}");
+    assert_eq!(ecshop_notes(&s, 3).len(), 1, "{s}");
+    assert_eq!(s["pay_log"][&log3]["is_paid"], 0);
 }
 
 /// The ecshop module's order numbers, read back from the subject's order_sn: `-2`…`-9` after a
@@ -3330,10 +3402,15 @@ fn module_order_numbers_and_error_texts() {
     assert_eq!(e["dashed_order_sn"], "5", "{e}");
     assert!(e["no_subject"].is_null(), "{e}");
     let texts = |v: &Value| {
+        // Saving in the admin only stores the settings (admin/payment.php, mdl_payment::
+        // updatePay()); payhost first hears of them at a checkout: the text says so and does
+        // not send the owner to save again.
         let not_configured = v["not_configured"].as_str().unwrap().to_owned();
         assert!(
-            not_configured.starts_with("payhost 上的支付宝设置尚未保存")
+            not_configured.starts_with("payhost 上还没有本商户的支付宝设置")
                 && not_configured.contains("支付方式")
+                && not_configured.contains("不会联系 payhost")
+                && !not_configured.contains("保存设置")
                 && !not_configured.contains("金额不同"),
             "{v}"
         );
@@ -3359,6 +3436,122 @@ fn module_order_numbers_and_error_texts() {
     );
     let root = repo_root().display().to_string();
     texts(&run("shopex_plugin_unit.php", &[&root, &url]));
+    drop(silent);
+}
+
+/// Which HTTP client the modules use (payhost_alipay_pick_transport(), pay_payhost_pick_transport()),
+/// for PHPs this machine is not: file_get_contents() only on PHP >= 5.2.10 (the stream option
+/// ignore_errors, without which the body of payhost's 4xx answers is dropped) with allow_url_fopen
+/// on and, for an https payhost, the https stream wrapper (openssl); else curl when loaded; else
+/// none. Keys "https,php,allow_url_fopen,https wrapper,curl".
+fn assert_transport_picks(v: &Value) {
+    let picks = v["picks"].as_object().unwrap();
+    assert_eq!(picks.len(), 2 * 4 * 3 * 2 * 2, "{v}");
+    for (key, pick) in picks {
+        let f: Vec<&str> = key.split(',').collect();
+        let fopen =
+            f[2] == "1" && !["5.2.0", "5.2.9"].contains(&f[1]) && (f[0] == "0" || f[3] == "1");
+        let expected = if fopen {
+            "fopen"
+        } else if f[4] == "1" {
+            "curl"
+        } else {
+            ""
+        };
+        assert_eq!(pick, expected, "{key}: {v}");
+    }
+    assert_eq!(picks["0,5.2.9,1,1,0"], "", "PHP 5.2.9 without curl: none");
+    assert_eq!(picks["0,5.2.9,1,1,1"], "curl", "PHP 5.2.9: curl");
+    assert_eq!(
+        picks["1,8.2.0,1,0,1"], "curl",
+        "https without openssl: curl"
+    );
+    // This PHP: an https URL goes through file_get_contents() while PHP has its https wrapper
+    // (openssl), through curl once it has none (stream_wrapper_unregister('https')).
+    assert_eq!(v["https_with_openssl"], "fopen", "{v}");
+    assert_eq!(v["https_without_openssl"], "curl", "{v}");
+    let none = v["no_http_client"].as_str().unwrap();
+    assert!(
+        none.starts_with("本服务器的 PHP 无法连接 payhost")
+            && none.contains("curl")
+            && none.contains("5.2.10")
+            && none.contains("allow_url_fopen"),
+        "{v}"
+    );
+}
+
+/// True when this machine's PHP has the curl extension (Debian: php-curl).
+fn php_has_curl() -> bool {
+    let out = Command::new("php").arg("-m").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == "curl")
+}
+
+/// The HTTP clients of both modules, run from the command line: the choice for other PHPs; with
+/// `-d allow_url_fopen=0` the calls go through curl (a stuck payhost is a timeout, a closed
+/// port "cannot connect"); a PHP with neither curl nor allow_url_fopen (`php -n`: no extension
+/// loaded) names what it lacks instead of "cannot connect".
+#[test]
+fn module_http_clients_curl_and_none() {
+    if !php_has_curl() {
+        eprintln!(
+            "SKIPPED module_http_clients_curl_and_none: PHP has no curl extension (apt-get install php-curl)"
+        );
+        return;
+    }
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let run = |php: &[&str], script: &str, args: &[&str]| -> Value {
+        let out = Command::new("php")
+            .args(php)
+            .arg(repo_root().join("tests/php").join(script))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let adapter = repo_root().join("adapters/ecshop").display().to_string();
+    let root = repo_root().display().to_string();
+    let ecshop =
+        |php: &[&str], to: &str| run(php, "ecshop_module_unit.php", &[&adapter, "zh_cn", to]);
+    let shopex = |php: &[&str], to: &str| run(php, "shopex_plugin_unit.php", &[&root, to]);
+    for v in [ecshop(&[], &url), shopex(&[], &url)] {
+        assert_transport_picks(&v);
+        assert_eq!(v["transport"], "fopen", "{v}");
+    }
+    let no_fopen = ["-d", "allow_url_fopen=0"];
+    for v in [ecshop(&no_fopen, &url), shopex(&no_fopen, &url)] {
+        assert_eq!(v["transport"], "curl", "{v}");
+        let timeout = v["timeout"].as_str().unwrap();
+        assert!(
+            timeout.starts_with("payhost 响应超时") && timeout.contains("no answer within 1 s"),
+            "curl's timeout: {v}"
+        );
+    }
+    for v in [ecshop(&no_fopen, &closed), shopex(&no_fopen, &closed)] {
+        assert!(
+            v["timeout"]
+                .as_str()
+                .unwrap()
+                .starts_with("无法连接 payhost"),
+            "curl, nothing listening: {v}"
+        );
+    }
+    let bare = ["-n", "-d", "allow_url_fopen=0"];
+    for v in [ecshop(&bare, &url), shopex(&bare, &url)] {
+        assert_eq!(v["transport"], "", "{v}");
+        assert!(
+            v["timeout"]
+                .as_str()
+                .unwrap()
+                .starts_with("本服务器的 PHP 无法连接 payhost"),
+            "{v}"
+        );
+    }
     drop(silent);
 }
 
@@ -3712,4 +3905,325 @@ async fn shopex_secret_refunds_messages_and_foreign_ids() {
     assert_eq!(status, 404);
     let s = shop.state().await;
     assert!(s.get("unsafe_sql").is_none(), "{s}");
+}
+
+// --------------------------------------------- HTTP clients, virtual cards, database errors
+
+/// Both modules on a PHP whose allow_url_fopen is off (`php -d allow_url_fopen=0`): every call to
+/// payhost goes through curl — the settings' digest and PUT, the lookup whose 404
+/// `unknown_payment` body get_code() reads before it creates a payment, the create, the return's
+/// status check — and the order is paid by the webhook and shown as paid on the return. Skipped
+/// (with a message) only when PHP has no curl extension.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_and_shopex_pay_through_curl_without_allow_url_fopen() {
+    if !php_has_curl() {
+        eprintln!("SKIPPED ecshop_and_shopex_pay_through_curl_without_allow_url_fopen: PHP has no curl extension (apt-get install php-curl)");
+        return;
+    }
+    let no_fopen = ["-d", "allow_url_fopen=0"];
+    // ecshop
+    let dir = temp_dir("ecshop-curl");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop_with_php("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[], &no_fopen);
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
+    ecshop_install(&shop, &d, "b2c", "", &creds).await;
+    let (log_id, page) = ecshop_checkout(&shop, 1).await;
+    let pay_url = pay_url_from_button(&page);
+    let out_trade_no = format!("2026112312345-{log_id}-1250");
+    assert_eq!(
+        payhost_status(&d, ECSHOP_MERCHANT, &out_trade_no).await,
+        "WAIT_BUYER_PAY"
+    );
+    sandbox_faults(&d, json!({"notify_before_return": true})).await;
+    let callback = pay_in_cashier(&pay_url, &d).await;
+    wait_until(
+        || async { shop.state().await["pay_log"][&log_id]["is_paid"] == 1 },
+        "the webhook to pay the order",
+    )
+    .await;
+    let r = get(&landing_from(&callback).await, None).await;
+    let msg = message_of(&r.body, "utf-8");
+    assert!(msg.starts_with("您此次的支付操作已成功！"), "{msg}");
+    // A second checkout of another order: the settings are not sent again (GET over curl).
+    let (_, page2) = ecshop_checkout(&shop, 2).await;
+    assert!(page2.contains("立即使用支付宝支付"), "{page2}");
+    assert_eq!(settings_saves(&demo), 1);
+    let log = std::fs::read_to_string(dir.join("php.log")).unwrap();
+    assert!(!log.contains("allow_url_fopen"), "{log}");
+
+    // ShopEx
+    let dir = temp_dir("shopex-curl");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop_with_php("shopex", &dir, "utf-8", &shopex_db(), &[], &no_fopen);
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
+    let (payment_id, pay_url) = shopex_checkout(&shop, &cfg_id, "20261123001").await;
+    sandbox_faults(&d, json!({"notify_before_return": true})).await;
+    let landing = landing_from(&pay_in_cashier(&pay_url, &d).await).await;
+    wait_until(
+        || async { shop.state().await["orders"]["20261123001"]["pay_status"] == 1 },
+        "the webhook to pay the order",
+    )
+    .await;
+    let r = get(&landing, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (action, _, _) = form_of(&r.text());
+    assert_eq!(action, shop.url("index.php?ctl=paycenter&act=result"));
+    let result = send_form(&action, &format!("payment_id={payment_id}")).await;
+    assert!(result.contains("支付成功"), "{result}");
+}
+
+/// A virtual card order (ecshop's 虚拟卡 goods) paid by the webhook first: the webhook's
+/// order_paid() ships the card; the buyer's return then finds the row paid by the same payment
+/// and runs order_paid() again, whose paid-row branch (lib_payment.php) shows the order's cards on
+/// respond.php — as stock alipay.php's return does — with no second note on the order.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_virtual_cards_are_shown_on_the_return_after_the_webhook_paid() {
+    let dir = temp_dir("ecshop-cards");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let mut db = ecshop_db(b"Tea");
+    db["order_info"]["4"] = json!({"order_id": 4, "order_sn": "2026112300004", "order_amount": "30.00",
+        "pay_id": 1, "pay_status": 0, "user_id": 5});
+    db["goods"]["13"] = json!({"goods_id": 13, "suppliers_id": 0});
+    db["order_goods"].as_array_mut().unwrap().push(json!({"order_id": 4, "goods_id": 13,
+        "goods_name": "Tea card", "extension_code": "virtual_card", "is_real": 0, "goods_number": 1, "send_number": 0}));
+    db["virtual_card"] = json!([
+        {"card_id": 1, "goods_id": 13, "card_sn": "CARD-SN-0001", "card_password": "PW-0001",
+         "end_date": 1893456000, "is_saled": 0, "order_sn": ""},
+    ]);
+    let shop = start_shop("ecshop", &dir, "utf-8", &db, &[]);
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
+    ecshop_install(&shop, &d, "b2c", "", &creds).await;
+    let (log_id, page) = ecshop_checkout(&shop, 4).await;
+    sandbox_faults(&d, json!({"notify_before_return": true})).await;
+    let callback = pay_in_cashier(&pay_url_from_button(&page), &d).await;
+    wait_until(
+        || async { shop.state().await["pay_log"][&log_id]["is_paid"] == 1 },
+        "the webhook to pay the order",
+    )
+    .await;
+    let s = shop.state().await;
+    assert_eq!(s["virtual_card"][0]["order_sn"], "2026112300004", "{s}");
+    let r = get(&landing_from(&callback).await, None).await;
+    let page = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(
+        message_of(&r.body, "utf-8").starts_with("您此次的支付操作已成功！"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<table id=\"virtual_card\">")
+            && page.contains("Tea card")
+            && page.contains("CARD-SN-0001")
+            && page.contains("PW-0001"),
+        "the card on the return page: {page}"
+    );
+    let s = shop.state().await;
+    let notes = ecshop_notes(&s, 4);
+    assert_eq!(notes.len(), 1, "{s}");
+    assert!(notes[0].contains("[payhost paid "), "{s}");
+}
+
+/// A query that fails in ecshop's cls_mysql never returns: query() prints "MySQL server error
+/// report" with the SQL and exits (harness: cls_mysql.php). On the buyer's return the module drops
+/// that report and shows a plain "check your orders later"; the webhook answers 503 with a line
+/// of text, never the SQL, and payhost's retry pays the order once the database answers again.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_database_error_shows_no_sql_to_the_buyer_or_payhost() {
+    let dir = temp_dir("ecshop-dberror");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
+    ecshop_install(&shop, &d, "b2c", "", &creds).await;
+    let (log_id, page) = ecshop_checkout(&shop, 1).await;
+    let out_trade_no = format!("2026112312345-{log_id}-1250");
+    get(&shop.url("_state.php?fail_sql=SELECT%20is_paid"), None).await;
+    let callback = pay_in_cashier(&pay_url_from_button(&page), &d).await;
+    wait_until(
+        || async { demo_log(&demo).contains("the shop answered HTTP 503") },
+        "the webhook refused while the database fails",
+    )
+    .await;
+    let event = json!({"id": "evt_db", "type": "payment.paid", "out_trade_no": out_trade_no,
+        "subject": "2026112312345 Tea", "total_fee": "12.50"});
+    let (status, text) = signed_webhook(
+        &shop.url("payhost_notify.php"),
+        &creds.secret,
+        now_unix(),
+        &event,
+    )
+    .await;
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        !text.contains("MySQL") && !text.contains("SELECT") && !text.contains("pay_log"),
+        "{text}"
+    );
+    let r = get(&landing_from(&callback).await, None).await;
+    let page = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(page.contains("id=\"payhost-db-error\""), "{page}");
+    assert!(page.contains("不要重复付款"), "{page}");
+    for leak in ["MySQL", "SELECT", "pay_log", "crashed"] {
+        assert!(!page.contains(leak), "{leak} shown to the buyer: {page}");
+    }
+    assert_eq!(shop.state().await["pay_log"][&log_id]["is_paid"], 0);
+    get(&shop.url("_state.php?fail_sql="), None).await;
+    let (status, text) = signed_webhook(
+        &shop.url("payhost_notify.php"),
+        &creds.secret,
+        now_unix(),
+        &event,
+    )
+    .await;
+    assert_eq!((status, text.as_str()), (200, "ok"));
+    let s = shop.state().await;
+    assert_eq!(s["pay_log"][&log_id]["is_paid"], 1, "{s}");
+    assert_eq!(ecshop_notes(&s, 1).len(), 1, "{s}");
+}
+
+/// ShopEx's setPayStatus() writes the payment's succ first and then runs onSuccess() →
+/// mdl_order::payed(), which can fail (its update of the order). The webhook answers 200 only
+/// when the order itself is paid: with payed() failing it answers 503 (payhost retries), the
+/// payment says succ, the order stays unpaid and one line in the order's log asks the owner to
+/// confirm it by hand. And the buyer's return of a payment whose amount at payhost is not the
+/// payment record's shows "paid, the amount does not match", not ShopEx's success page.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_webhook_needs_the_order_paid_and_the_return_checks_the_amount() {
+    let dir = temp_dir("shopex-payed");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &[]);
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
+    let hook = shop.url("plugins/app/pay_payhost/pay_payhost.server.php");
+
+    let (payment_id, pay_url) = shopex_checkout(&shop, &cfg_id, "20261123001").await;
+    get(&shop.url("_state.php?payed_fails=1"), None).await;
+    let _ = pay_in_cashier(&pay_url, &d).await;
+    wait_until(
+        || async { demo_log(&demo).contains("the shop answered HTTP 503") },
+        "the webhook refused while the order is not paid",
+    )
+    .await;
+    let s = shop.state().await;
+    assert_eq!(s["payments"][&payment_id]["status"], "succ", "{s}");
+    assert_eq!(s["orders"]["20261123001"]["pay_status"], 0, "{s}");
+    let event = json!({"id": "evt_payed", "type": "payment.paid", "out_trade_no": payment_id, "total_fee": "8.80"});
+    let (status, text) = signed_webhook(&hook, &creds.secret, now_unix(), &event).await;
+    assert_eq!(status, 503, "{text}");
+    let s = shop.state().await;
+    let lines: Vec<&Value> = s["order_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["log_text"].as_str().unwrap_or("").contains("人工核对"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line for the owner: {s}");
+    assert!(
+        lines[0]["log_text"].as_str().unwrap().contains(&payment_id),
+        "{s}"
+    );
+    get(&shop.url("_state.php?payed_fails=0"), None).await;
+
+    // Order 2: its payment record says 15.00; payhost's payment (and Alipay's) another amount.
+    let (other_id, other_url) = shopex_checkout(&shop, &cfg_id, "20261123002").await;
+    let db_file = dir.join("shop-db.json");
+    let mut db: Value = serde_json::from_str(&std::fs::read_to_string(&db_file).unwrap()).unwrap();
+    db["payments"][&other_id]["money"] = json!("14.00");
+    std::fs::write(&db_file, db.to_string()).unwrap();
+    let landing = landing_from(&pay_in_cashier(&other_url, &d).await).await;
+    wait_until(
+        || async { payhost_status(&d, SHOPEX_MERCHANT, &other_id).await == "TRADE_SUCCESS" },
+        "Alipay's notify at payhost",
+    )
+    .await;
+    let r = get(&landing, None).await;
+    let page = r.text();
+    assert_eq!(r.status, 200, "{page}");
+    assert!(page.contains("id=\"payhost-amount\""), "{page}");
+    assert!(page.contains("金额与支付单不符"), "{page}");
+    assert!(!page.contains("act=result"), "no result page: {page}");
+    let s = shop.state().await;
+    assert_ne!(s["payments"][&other_id]["status"], "succ", "{s}");
+    assert_eq!(s["orders"]["20261123002"]["pay_status"], 0, "{s}");
+}
+
+/// ecshop 2.7.3's first-run wizard (admin/index.php?act=first, setting_first.htm) draws a
+/// payment's fields with admin/payment.php act=get_config: an input for 'text' and 'select'
+/// items only, the hidden cfg_name[] and cfg_type[] for all, and act=second pairs the posted
+/// values with the names by position. The module declares its two PEM fields as text there, so
+/// every value is saved under its own name; the edit page still shows them as textareas.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_first_run_wizard_saves_every_value_under_its_name() {
+    let dir = temp_dir("ecshop-wizard");
+    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
+    let answer = get(
+        &shop.url("admin/payment.php?is_ajax=1&act=get_config&code=payhost_alipay"),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(answer["error"], 0, "{answer}");
+    let mut controls = form_controls(answer["content"].as_str().unwrap());
+    // The owner types "v-<name>" into each text input (the selects keep their first option).
+    let mut i = 0;
+    while i < controls.len() {
+        let name_after = controls[i + 1..].iter().find_map(|c| match c {
+            Control::Input { ty, name, value } if ty == "hidden" && name == "cfg_name[]" => {
+                Some(value.clone())
+            }
+            _ => None,
+        });
+        if let Control::Input { ty, value, .. } = &mut controls[i] {
+            if ty == "text" {
+                *value = format!("v-{}", name_after.unwrap());
+            }
+        }
+        i += 1;
+    }
+    let items = ecshop_module_items();
+    let text_inputs = controls
+        .iter()
+        .filter(|c| matches!(c, Control::Input { ty, .. } if ty == "text"))
+        .count();
+    let selects = controls
+        .iter()
+        .filter(|c| matches!(c, Control::Select { .. }))
+        .count();
+    assert_eq!(
+        text_inputs + selects,
+        items.len(),
+        "one control per field: {answer}"
+    );
+    let body = format!(
+        "payment=payhost_alipay&{}",
+        browser_submission(&controls, "")
+    );
+    let r = request(
+        "POST",
+        &shop.url("admin/index.php?act=second"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        body.into_bytes(),
+    )
+    .await;
+    assert_eq!(r.text(), "ok");
+    let saved = ecshop_stored_config(&shop.state().await);
+    for (name, ty) in &items {
+        if ty == "select" {
+            continue;
+        }
+        assert_eq!(saved[name], format!("v-{name}"), "{name}: {saved:?}");
+    }
+    assert_eq!(saved["alipay_api"], "mapi");
+    assert_eq!(saved["alipay_mode"], "b2c");
+    let page = ecshop_edit_page(&shop).await;
+    assert!(
+        matches!(
+            form_controls(config_row(&page, "alipay_public_key"))[0],
+            Control::Textarea { .. }
+        ),
+        "{page}"
+    );
 }

@@ -4,7 +4,8 @@
  *
  * Its own file next to respond.php because respond.php answers HTTP 200 whatever respond()
  * decides: payhost would take a refused or failed webhook as delivered and never send it again.
- * Here the answer is 2xx only when the order is paid in the shop (or a refund is noted); anything
+ * Here the answer is 2xx only when the order is paid in the shop (or a refund, or a payment whose
+ * amount is not the order's, is noted on the order for the owner); anything
  * else is non-2xx and payhost retries it with backoff.
  */
 
@@ -20,6 +21,29 @@ define('INIT_NO_USERS', true);
 // Until the module has decided: init.php ends the request with its own page when the shop is
 // closed (and on other early exits); payhost must see those as not delivered.
 header('HTTP/1.1 503 Service Unavailable', true, 503);
+
+/**
+ * A request that ends before payhost_notify_answer(): the shop closed, or a query that failed
+ * (cls_mysql::query() prints "MySQL server error report" with the SQL, then exits). Shutdown
+ * functions run before PHP flushes the buffers: what was printed is dropped, and payhost gets
+ * the 503 and a line of text, never the shop's SQL.
+ */
+function payhost_notify_unfinished()
+{
+    if (defined('PAYHOST_NOTIFY_ANSWERED')) {
+        return;
+    }
+    while (ob_get_level() > 0) {
+        ob_end_clean();
+    }
+    if (!headers_sent()) {
+        header('HTTP/1.1 503 Service Unavailable', true, 503);
+        header('Content-Type: text/plain; charset=utf-8');
+    }
+    echo 'not applied (the shop ended the request early), retry';
+}
+register_shutdown_function('payhost_notify_unfinished');
+
 require(dirname(__FILE__) . '/includes/init.php');
 require_once(ROOT_PATH . 'includes/lib_payment.php');
 require_once(ROOT_PATH . 'includes/lib_order.php');
@@ -29,6 +53,7 @@ function payhost_notify_answer($code, $text)
 {
     $reasons = array(200 => 'OK', 400 => 'Bad Request', 401 => 'Unauthorized', 404 => 'Not Found',
         405 => 'Method Not Allowed', 409 => 'Conflict', 503 => 'Service Unavailable');
+    define('PAYHOST_NOTIFY_ANSWERED', true);
     while (ob_get_level() > 0) {
         ob_end_clean();
     }

@@ -1,6 +1,7 @@
 <?php
 /* Test-only (no ShopEx counterpart): the harness database as JSON; ?db_down=1|0 switches failing
-   writes, ?deprecated=1|0 PHP's E_DEPRECATED messages while ShopEx's core loads. */
+   writes, ?deprecated=1|0 PHP's E_DEPRECATED messages while ShopEx's core loads, ?payed_fails=1|0
+   mdl_order::payed() failing (the order's update refused). */
 require(dirname(__FILE__) . '/core/include_v5/harness_db.php');
 if (isset($_GET['db_down'])) {
     $v = (int)$_GET['db_down'];
@@ -9,6 +10,10 @@ if (isset($_GET['db_down'])) {
 if (isset($_GET['deprecated'])) {
     $v = (int)$_GET['deprecated'];
     hdb_tx(function (&$t) use ($v) { $t['harness_deprecated'] = $v; });
+}
+if (isset($_GET['payed_fails'])) {
+    $v = (int)$_GET['payed_fails'];
+    hdb_tx(function (&$t) use ($v) { $t['payed_fails'] = $v; });
 }
 header('Content-Type: application/json');
 echo json_encode(hdb_read(), JSON_UNESCAPED_UNICODE);

@@ -13,6 +13,14 @@
  *    is stored under that name, else the module's default, and for a select or radiobox range =
  *    $_LANG[name_range]; pay_fee filled in from the module when missing; then
  *    admin/templates/payment_edit.htm (here templates/payment_edit.htm.php) is shown;
+ *  - act=get_config&code=X (the first-run wizard's payment step, admin/templates/setting_first.htm,
+ *    asks for it with Ajax): the module file included with $set_modules = true and, for each item
+ *    of its `config`, a table row with the label and — only for type 'text' — <input
+ *    name='cfg_value[]' type='text' value='…' /> or — only for 'select' — <select
+ *    name='cfg_value[]'> with one <option value='key'> per $_LANG[name_range] entry (none
+ *    selected); any other type gets no value control, while every item gets its hidden cfg_name[],
+ *    cfg_type[] and cfg_lang[] after the row; answered with make_json_result($config):
+ *    {"error":0,"message":"","content":…};
  *  - the save path, act=insert / act=update or the edit form's own POST (`isset($_POST['Submit'])`,
  *    pay_code, pay_name, pay_desc, pay_fee, cfg_name[], cfg_type[], cfg_value[]): after init.php's
  *    addslashes_deep, each entry becomes array(name => trim, type => trim, value => trim), the list
@@ -42,6 +50,31 @@ if ($act === 'install') {
     $json = json_encode(array('code' => $modules[0]['code'], 'name' => $_LANG[$modules[0]['code']],
         'desc' => $_LANG[$modules[0]['desc']], 'fields' => $fields), JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE);
     echo $json;
+} elseif ($act === 'get_config') {
+    $code = $_REQUEST['code'];
+    $set_modules = true;
+    $modules = array();
+    include_once(ROOT_PATH . 'includes/modules/payment/' . $code . '.php');
+    $config = '<table>';
+    foreach ($modules[0]['config'] as $item) {
+        $config .= "<tr><td width=80><span class='label'>" . $_LANG[$item['name']] . '</span></td>';
+        if ($item['type'] == 'text') {
+            $config .= "<td><input name='cfg_value[]' type='text' value='" . $item['value'] . "' /></td>";
+        } elseif ($item['type'] == 'select') {
+            $config .= "<td><select name='cfg_value[]'>";
+            foreach ($_LANG[$item['name'] . '_range'] as $index => $val) {
+                $config .= "<option value='$index'>" . $val . '</option>';
+            }
+            $config .= '</select></td>';
+        }
+        $config .= '</tr>';
+        $config .= "<input name='cfg_name[]' type='hidden' value='" . $item['name'] . "' />";
+        $config .= "<input name='cfg_type[]' type='hidden' value='" . $item['type'] . "' />";
+        $config .= "<input name='cfg_lang[]' type='hidden' value='' />";
+    }
+    $config .= '</table>';
+    header('Content-Type: application/json');
+    echo json_encode(array('error' => 0, 'message' => '', 'content' => $config), JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE);
 } elseif ($act === 'edit') {
     if (!isset($_REQUEST['code'])) {
         die('invalid parameter');

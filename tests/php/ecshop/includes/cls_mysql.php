@@ -1,16 +1,20 @@
 <?php
 /*
  * Harness of ecshop 2.7.3 `includes/cls_mysql.php` (class cls_mysql: getOne, getRow, getCol, query,
- * affected_rows) over a JSON file instead of MySQL (LIKE with MySQL's %, _ and \ escapes). getOne()
- * returns the first column of the first row, '' when there is no row and false when the query
- * failed (as the real one does: `$row !== false ? $row[0] : ''`); getRow() an array, or false
- * without a row. Each statement is atomic (an exclusive flock on
- * the file, as a MyISAM table lock); nothing spans two statements, as in MyISAM (no transactions).
- * Only the statements a payment module sends are understood; anything else throws, so a test fails
- * loudly instead of passing on a query the harness ignored. MySQL's GET_LOCK/RELEASE_LOCK are
- * per-connection named locks: here one flock'd file per name, released at RELEASE_LOCK or when the
- * request (the connection) ends. A lock name longer than 64 characters is an error, as in MySQL 5.7
- * and later (ER_USER_LOCK_WRONG_NAME; cls_mysql::query() then prints the error and dies).
+ * affected_rows, ErrorMsg) over a JSON file instead of MySQL (LIKE with MySQL's %, _ and \ escapes).
+ * getOne() returns the first column of the first row and '' when there is no row; getRow() an
+ * array, or false without a row. A query MySQL refuses never comes back to the caller: the real
+ * query() (lines 267-276) fills error_message (message, sql, error, errno) and calls ErrorMsg()
+ * (lines 380-400), which prints "<b>MySQL server error report:" and print_r() of those entries —
+ * the SQL included — and exits; getOne()'s `return false` is reached only with query()'s 'SILENT'
+ * type, which getOne() never passes. Here a statement fails that way when it contains the text
+ * the test put in shop_config.harness_fail_sql (_state.php?fail_sql=…), and so does GET_LOCK with
+ * a name longer than 64 characters, as in MySQL 5.7 and later (ER_USER_LOCK_WRONG_NAME, 3057).
+ * Each statement is atomic (an exclusive flock on the file, as a MyISAM table lock); nothing spans
+ * two statements, as in MyISAM (no transactions). Only the statements a payment module sends are
+ * understood; anything else throws, so a test fails loudly instead of passing on a query the
+ * harness ignored. MySQL's GET_LOCK/RELEASE_LOCK are per-connection named locks: here one flock'd
+ * file per name, released at RELEASE_LOCK or when the request (the connection) ends.
  * HARNESS_NO_LOCKS=1 makes GET_LOCK lock nothing (the negative control of the concurrency test).
  *
  * Written for the tests from the class's documented behaviour; no ecshop code.
@@ -49,6 +53,7 @@ class cls_mysql
 {
     var $affected = 0;
     var $locks = array();
+    var $error_message = array();
 
     function table_name($quoted)
     {
@@ -56,8 +61,35 @@ class cls_mysql
         return preg_replace('/^ecs_/', '', trim(substr($quoted, strrpos($quoted, '.') + 1), '`'));
     }
 
+    /** query()'s failure: the error report, with the SQL, printed; then exit (ErrorMsg()). */
+    function failed($sql, $error, $errno)
+    {
+        $this->error_message[]['message'] = 'MySQL Query Error';
+        $this->error_message[]['sql'] = $sql;
+        $this->error_message[]['error'] = $error;
+        $this->error_message[]['errno'] = $errno;
+        echo "<b>MySQL server error report:";
+        print_r($this->error_message);
+        exit;
+    }
+
+    /** A statement the test made fail (shop_config.harness_fail_sql). */
+    function check($sql)
+    {
+        $t = hdb_read();
+        $fail = isset($t['shop_config']['harness_fail_sql']) ? (string)$t['shop_config']['harness_fail_sql'] : '';
+        if ($fail !== '' && strpos($sql, $fail) !== false) {
+            $this->failed($sql, "Table 'ecs_pay_log' is marked as crashed and should be repaired", 145);
+        }
+    }
+
     function getOne($sql)
     {
+        $this->check($sql);
+        if (preg_match("/^SELECT order_amount FROM (\S+) WHERE log_id = '(\d+)'$/", $sql, $m) && $this->table_name($m[1]) === 'pay_log') {
+            $t = hdb_read();
+            return isset($t['pay_log'][$m[2]]) ? (string)$t['pay_log'][$m[2]]['order_amount'] : '';
+        }
         if (preg_match("/^SELECT is_paid FROM (\S+) WHERE log_id = '(\d+)'$/", $sql, $m) && $this->table_name($m[1]) === 'pay_log') {
             $t = hdb_read();
             return isset($t['pay_log'][$m[2]]) ? (string)$t['pay_log'][$m[2]]['is_paid'] : '';
@@ -122,7 +154,7 @@ class cls_mysql
     function get_lock($name, $timeout)
     {
         if (strlen($name) > 64) {
-            throw new Exception("harness cls_mysql: MySQL Error 3057: Incorrect user-level lock name '" . $name . "'");
+            $this->failed("SELECT GET_LOCK('" . $name . "', " . $timeout . ")", "Incorrect user-level lock name '" . $name . "'.", 3057);
         }
         if (getenv('HARNESS_NO_LOCKS') === '1') {
             return '1';
@@ -142,6 +174,7 @@ class cls_mysql
 
     function getCol($sql)
     {
+        $this->check($sql);
         if (preg_match("/^SELECT DISTINCT g\.suppliers_id FROM (\S+) AS og LEFT JOIN (\S+) AS g ON g\.goods_id = og\.goods_id WHERE og\.order_id = '(\d+)'$/", $sql, $m)
             && $this->table_name($m[1]) === 'order_goods' && $this->table_name($m[2]) === 'goods') {
             $t = hdb_read();
@@ -159,6 +192,7 @@ class cls_mysql
 
     function getRow($sql)
     {
+        $this->check($sql);
         if (preg_match("/^SELECT order_id, order_type FROM (\S+) WHERE log_id = '(\d+)'$/", $sql, $m) && $this->table_name($m[1]) === 'pay_log') {
             $t = hdb_read();
             return isset($t['pay_log'][$m[2]]) ? array('order_id' => (string)$t['pay_log'][$m[2]]['order_id'],

@@ -8,7 +8,9 @@
  * $_REQUEST (magic_quotes_gpc is off on PHP >= 5.4), the ECS object (table(); url() as
  * includes/cls_ecshop.php builds it: get_domain() — X-Forwarded-Host first, then Host — and the
  * directory of PHP_SELF, so .../mobile/ on the mobile pages), the database
- * object (the database name of data/config.php: here SHOP_DB_NAME, default "ecshop"), $_CFG =
+ * object (the database name of data/config.php: here SHOP_DB_NAME, default "ecshop"), the
+ * template engine $smarty unless INIT_NO_SMARTY is defined (cls_template; here only assign(), the
+ * values a page's template would show), $_CFG =
  * load_config(), the common language file, and the "shop closed" page, which init.php prints
  * with HTTP 200 and then exits. Then, unless INIT_NO_USERS is defined, the visitor's session
  * (cls_session: a request without the session cookie gets a new ecs_sessions row) and
@@ -74,6 +76,16 @@ class ECS
 }
 $ecs = new ECS();
 $db = new cls_mysql();
+
+/** cls_template, reduced to assign(): the page prints what its template would. */
+class harness_template
+{
+    var $_var = array();
+    function assign($name, $value) { $this->_var[$name] = $value; }
+}
+if (!defined('INIT_NO_SMARTY')) {
+    $smarty = new harness_template();
+}
 
 /** lib_common.php load_config(): the shop_config table as name => value. */
 function load_config()

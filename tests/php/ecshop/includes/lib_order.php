@@ -2,11 +2,20 @@
 /*
  * Harness of ecshop 2.7.3 `includes/lib_order.php` (unserialize_config(), payment_info()) and of
  * `includes/lib_clips.php` insert_pay_log() / get_paylog_id() and `includes/lib_common.php`
- * order_action() / log_account_change(), over the harness database. order_action($order_sn,
+ * order_action() / log_account_change() / get_virtual_goods() / virtual_goods_ship() /
+ * virtual_card_result(), over the harness database. order_action($order_sn,
  * $order_status, $shipping_status, $pay_status, $note, $username) inserts an order_action row of
  * the order with that order_sn; the note goes into the SQL string as it is given (the caller
- * escapes it), so MySQL's unescaping is emulated with stripslashes(). Written for the tests; no
- * ecshop code.
+ * escapes it), so MySQL's unescaping is emulated with stripslashes(). Virtual goods: order_goods
+ * rows with extension_code 'virtual_card' (is_real 0, goods_number, send_number) and the
+ * virtual_card table (card_sn, card_password, end_date, is_saled, order_sn; stored in clear here,
+ * the real table holds them encrypted and virtual_card_result() decrypts them): get_virtual_goods(
+ * $order_id, $shipping) lists an order's goods with an extension_code (shipped: send_number of
+ * each; not shipped: is_real 0 and goods_number - send_number > 0) by extension_code;
+ * virtual_goods_ship() gives each unshipped virtual card goods its cards (is_saled 1, the
+ * order_sn; send_number raised) and, with $return_result, assigns them to the template as
+ * `virtual_card`; virtual_card_result($order_sn, $goods) lists the cards of one goods sold to an
+ * order. Written for the tests; no ecshop code.
  */
 if (!defined('IN_ECS')) {
     die('Hacking attempt');
@@ -76,4 +85,83 @@ function log_account_change($user_id, $user_money = 0, $frozen_money = 0, $rank_
         $t['users'][$user_id]['user_money'] = number_format((float)$t['users'][$user_id]['user_money'] + (float)$user_money, 2, '.', '');
         $t['account_log'][] = array('user_id' => $user_id, 'user_money' => $user_money, 'change_desc' => $change_desc);
     });
+}
+
+/** lib_common.php get_virtual_goods($order_id, $shipping): extension_code => list of goods. */
+function get_virtual_goods($order_id, $shipping = false)
+{
+    $t = hdb_read();
+    $out = array();
+    foreach ($t['order_goods'] as $og) {
+        $code = isset($og['extension_code']) ? (string)$og['extension_code'] : '';
+        if ((string)$og['order_id'] !== (string)$order_id || $code === '') {
+            continue;
+        }
+        $sent = isset($og['send_number']) ? (int)$og['send_number'] : 0;
+        $num = isset($og['goods_number']) ? (int)$og['goods_number'] : 1;
+        if ($shipping) {
+            $out[$code][] = array('goods_id' => $og['goods_id'], 'goods_name' => $og['goods_name'], 'num' => $sent);
+        } elseif ((!isset($og['is_real']) || $og['is_real'] == 0) && $num - $sent > 0) {
+            $out[$code][] = array('goods_id' => $og['goods_id'], 'goods_name' => $og['goods_name'], 'num' => $num - $sent);
+        }
+    }
+    return $out;
+}
+
+/** lib_common.php virtual_goods_ship(): virtual_card_shipping() for each virtual card goods. */
+function virtual_goods_ship(&$virtual_goods, &$msg, $order_sn, $return_result = false, $process = 'other')
+{
+    $virtual_card = array();
+    foreach ($virtual_goods as $code => $goods_list) {
+        if ($code == 'virtual_card') {
+            foreach ($goods_list as $goods) {
+                $shipped = hdb_tx(function (&$t) use ($goods, $order_sn) {
+                    $free = array();
+                    foreach (isset($t['virtual_card']) ? $t['virtual_card'] : array() as $i => $card) {
+                        if ((string)$card['goods_id'] === (string)$goods['goods_id'] && $card['is_saled'] == 0) {
+                            $free[] = $i;
+                        }
+                    }
+                    if (count($free) < $goods['num']) {
+                        return false;
+                    }
+                    foreach (array_slice($free, 0, $goods['num']) as $i) {
+                        $t['virtual_card'][$i]['is_saled'] = 1;
+                        $t['virtual_card'][$i]['order_sn'] = $order_sn;
+                    }
+                    foreach ($t['order_goods'] as $j => $og) {
+                        if ((string)$og['goods_id'] === (string)$goods['goods_id'] && isset($t['order_info'][$og['order_id']])
+                            && (string)$t['order_info'][$og['order_id']]['order_sn'] === (string)$order_sn) {
+                            $t['order_goods'][$j]['send_number'] = (isset($og['send_number']) ? (int)$og['send_number'] : 0) + $goods['num'];
+                        }
+                    }
+                    return true;
+                });
+                if (!$shipped) {
+                    $msg .= $goods['goods_name'] . ' out of stock';
+                    return false;
+                }
+                if ($return_result) {
+                    $virtual_card[] = array('goods_id' => $goods['goods_id'], 'goods_name' => $goods['goods_name'],
+                        'info' => virtual_card_result($order_sn, $goods));
+                }
+            }
+            $GLOBALS['smarty']->assign('virtual_card', $virtual_card);
+        }
+    }
+    return true;
+}
+
+/** lib_common.php virtual_card_result($order_sn, $goods): the cards of one goods sold to the order. */
+function virtual_card_result($order_sn, $goods)
+{
+    $t = hdb_read();
+    $cards = array();
+    foreach (isset($t['virtual_card']) ? $t['virtual_card'] : array() as $card) {
+        if ((string)$card['goods_id'] === (string)$goods['goods_id'] && (string)$card['order_sn'] === (string)$order_sn) {
+            $cards[] = array('card_sn' => $card['card_sn'], 'card_password' => $card['card_password'],
+                'end_date' => date('Y-m-d', (int)$card['end_date']));
+        }
+    }
+    return $cards;
 }

@@ -6,10 +6,21 @@
  *    into name => value entries;
  *  - check_money($log_id, $money): loose `==` of the amount against pay_log.order_amount;
  *  - order_paid($log_id, $pay_status): reads the pay_log row, and when is_paid == 0 sets is_paid = 1
- *    in a later statement, then marks the order paid (PAY_ORDER) or credits the balance top-up
- *    (PAY_SURPLUS, guarded only by a read of user_account.is_paid). Between the read and the writes
- *    nothing is locked: two requests can both pass. RACE_WINDOW_MS widens each read-then-write gap
- *    (pay_log, then user_account) so the tests see what a busy MySQL would do.
+ *    in a later statement, then marks the order paid (PAY_ORDER: order_status, pay_status,
+ *    pay_time, money_paid = order_amount, order_amount = 0; the order_action note) and ships its
+ *    virtual cards (lib_common.php get_virtual_goods() + virtual_goods_ship(), which assigns the
+ *    cards to the template as `virtual_card`), or credits the balance top-up (PAY_SURPLUS, guarded
+ *    only by a read of user_account.is_paid). Between the read and the writes nothing is locked:
+ *    two requests can both pass. RACE_WINDOW_MS widens each read-then-write gap (pay_log, then
+ *    user_account) so the tests see what a busy MySQL would do;
+ *  - order_paid() on a row that is already paid (the `else` branch of lib_payment.php
+ *    order_paid(), lines 242-289 of 2.7.3): nothing is written; the virtual goods already shipped
+ *    (get_virtual_goods($pay_log['order_id'], true)) are shown again — within 12 hours of the
+ *    order's pay_time each virtual card goods' cards (virtual_card_result()) are assigned to the
+ *    template as `virtual_card`, later $_LANG['please_view_order_detail'] is appended to
+ *    $_LANG['pay_success'] — and goods still unshipped append $_LANG['virtual_goods_ship_fail'].
+ *    This is what a payment module's respond() gets when the notify paid the order first (stock
+ *    alipay.php's respond() calls order_paid() on every return).
  * Written for the tests from the functions' behaviour; no ecshop code.
  */
 if (!defined('IN_ECS')) {
@@ -54,6 +65,7 @@ function order_paid($log_id, $pay_status = PS_PAYED, $note = '')
     $t = hdb_read();
     $pay_log = isset($t['pay_log'][$log_id]) ? $t['pay_log'][$log_id] : null;
     if (!$pay_log || $pay_log['is_paid'] != 0) {
+        order_paid_before($pay_log);
         return;
     }
     harness_race_window();
@@ -63,11 +75,19 @@ function order_paid($log_id, $pay_status = PS_PAYED, $note = '')
             $o = &$t['order_info'][$pay_log['order_id']];
             $o['order_status'] = OS_CONFIRMED;
             $o['pay_status'] = $pay_status;
+            $o['pay_time'] = time();
             $o['money_paid'] = $o['order_amount'];
             $o['order_amount'] = '0.00';
             return $o['order_sn'];
         });
         order_action($order_sn, OS_CONFIRMED, 0, $pay_status, $note, 'buyer');
+        $virtual_goods = get_virtual_goods($pay_log['order_id']);
+        if (!empty($virtual_goods)) {
+            $msg = '';
+            if (!virtual_goods_ship($virtual_goods, $msg, $order_sn, true)) {
+                $GLOBALS['_LANG']['pay_success'] .= '<div style="color:red;">' . $msg . '</div>' . $GLOBALS['_LANG']['virtual_goods_ship_fail'];
+            }
+        }
     } elseif ($pay_log['order_type'] == PAY_SURPLUS) {
         $t = hdb_read();
         $account = $t['user_account'][$pay_log['order_id']];
@@ -76,6 +96,43 @@ function order_paid($log_id, $pay_status = PS_PAYED, $note = '')
             hdb_tx(function (&$t) use ($pay_log) { $t['user_account'][$pay_log['order_id']]['is_paid'] = 1; });
             log_account_change($account['user_id'], $account['amount'], 0, 0, 0, 'surplus_type_0');
         }
+    }
+}
+
+/**
+ * order_paid()'s `else` branch (a missing or already paid pay_log row): no write; the virtual
+ * goods shipped for $pay_log['order_id'] shown again (whatever the row's order_type: the real
+ * branch does not look at it), the unshipped ones reported.
+ */
+function order_paid_before($pay_log)
+{
+    $order_id = $pay_log ? $pay_log['order_id'] : '';
+    $shipped = get_virtual_goods($order_id, true);
+    if (!empty($shipped)) {
+        $msg = '';
+        $t = hdb_read();
+        $row = isset($t['order_info'][$order_id]) ? $t['order_info'][$order_id] : array('pay_time' => 0, 'order_sn' => '');
+        $since = time() - (isset($row['pay_time']) ? (int)$row['pay_time'] : 0);
+        if ($since >= 0 && $since < 3600 * 12) {
+            $virtual_card = array();
+            foreach ($shipped as $code => $goods_list) {
+                if ($code == 'virtual_card') {
+                    foreach ($goods_list as $goods) {
+                        if ($info = virtual_card_result($row['order_sn'], $goods)) {
+                            $virtual_card[] = array('goods_id' => $goods['goods_id'], 'goods_name' => $goods['goods_name'], 'info' => $info);
+                        }
+                    }
+                    $GLOBALS['smarty']->assign('virtual_card', $virtual_card);
+                }
+            }
+        } else {
+            $msg = '<div>' . $GLOBALS['_LANG']['please_view_order_detail'] . '</div>';
+        }
+        $GLOBALS['_LANG']['pay_success'] .= $msg;
+    }
+    $unshipped = get_virtual_goods($order_id, false);
+    if (!empty($unshipped)) {
+        $GLOBALS['_LANG']['pay_success'] .= '<br />' . $GLOBALS['_LANG']['virtual_goods_ship_fail'];
     }
 }
 

@@ -6,8 +6,12 @@
  * 交易安全校验码) or 新版开放平台 (openapi: APPID + 应用私钥 + 支付宝公钥, RSA2). payhost speaks both;
  * the module only sends it the chosen interface's fields.
  *
- * Runs on ecshop 2.7.x with PHP 5.2 up to 8.x (no syntax newer than PHP 5.2; `php -l` and the
- * syntax scan in tests/php/php52_scan.php check it), UTF-8 and GBK editions.
+ * Runs on ecshop 2.7.x, UTF-8 and GBK editions, with no syntax newer than PHP 5.2 (`php -l` and
+ * the syntax scan in tests/php/php52_scan.php check it). Reaching payhost needs PHP 5.2.10 or later
+ * with allow_url_fopen on (file_get_contents() reads payhost's 4xx answers only with the stream
+ * option ignore_errors, added in 5.2.10; an https payhost also needs openssl), or else PHP's curl
+ * extension (any PHP 5.2 to 8.x); without either the owner and the buyer see a message saying so
+ * (payhost_alipay_transport()).
  *
  * - get_code($order, $payment) (flow.php?step=done, mobile/order.php?act=done, user.php): saves
  *   the settings at payhost (PUT /v1/merchants/{id}) only when their digest differs from the one
@@ -23,11 +27,14 @@
  *   refused). It asks payhost for the payment's status; while Alipay's notify is still pending the
  *   buyer is told the payment is being confirmed and the page re-checks a few times, never "failed".
  * - webhook() (payhost_notify.php, its own endpoint): payhost's signed webhook. It answers 2xx only
- *   when the order is paid in the shop, so payhost retries anything that could not be applied.
+ *   when the order is paid in the shop, or when a payment that cannot pay it (another amount than
+ *   the order's) is noted on the order for the owner, so payhost retries anything that could not
+ *   be applied.
  *
  * The order is paid once: order_paid() runs under a MySQL named lock per pay_log row, and only the
  * caller that saw pay_log.is_paid change from 0 to 1 counts as having paid it (see settle()); a
- * second payment of a paid row is noted on the order for the owner (extra_payment()).
+ * second payment of a paid row is noted on the order for the owner (extra_payment()), and so is a
+ * payment of an amount the order no longer has (amount_differs()), which leaves it unpaid.
  * Every signature is compared in constant time (payhost_alipay_equals()); no secret is logged.
  */
 
@@ -75,6 +82,19 @@ if (isset($set_modules) && $set_modules == true) {
         array('name' => 'payhost_api_token', 'type' => 'text', 'value' => ''),
         array('name' => 'payhost_shop_secret', 'type' => 'text', 'value' => ''),
     );
+    if (isset($_REQUEST['act']) && $_REQUEST['act'] === 'get_config') {
+        // The first-run wizard (admin/index.php?act=first, setting_first.htm) draws the fields
+        // with admin/payment.php act=get_config, which has an input for 'text' and 'select' only
+        // but the hidden cfg_name[]/cfg_type[] for every field: a textarea there would pair every
+        // later value with the wrong name (admin/index.php act=second saves them by position).
+        // There the keys are one-line inputs (payhost reads a key pasted in one line); the edit
+        // page (act=edit takes the type from this list, not from the saved one) has textareas.
+        foreach ($modules[$i]['config'] as $k => $item) {
+            if ($item['type'] === 'textarea') {
+                $modules[$i]['config'][$k]['type'] = 'text';
+            }
+        }
+    }
     return;
 }
 
@@ -90,6 +110,33 @@ function payhost_alipay_equals($known, $given)
         $diff |= ord($known[$i]) ^ $g;
     }
     return $diff === 0;
+}
+
+/**
+ * How call() reaches $url: 'fopen' (file_get_contents() with a stream context), 'curl', or '' when
+ * this PHP has neither. file_get_contents() only on PHP >= 5.2.10 (the stream option ignore_errors,
+ * without which a 4xx answer's body is dropped, and get_code() reads payhost's 404 unknown_payment
+ * body), with allow_url_fopen on and, for an https URL, PHP's https stream wrapper (openssl);
+ * otherwise curl when the extension is loaded. The facts are parameters so the choice can be
+ * checked for any PHP (tests/php/ecshop_module_unit.php).
+ */
+function payhost_alipay_pick_transport($https, $php_version, $allow_url_fopen, $https_wrapper, $has_curl)
+{
+    $fopen = strtolower(trim((string)$allow_url_fopen));
+    $fopen_on = $fopen !== '' && $fopen !== '0' && $fopen !== 'off' && $fopen !== 'false' && $fopen !== 'no';
+    if ($fopen_on && version_compare($php_version, '5.2.10', '>=') && (!$https || $https_wrapper)) {
+        return 'fopen';
+    }
+    return $has_curl ? 'curl' : '';
+}
+
+/** payhost_alipay_pick_transport() for this PHP. */
+function payhost_alipay_transport($url)
+{
+    $https = strtolower(substr($url, 0, 8)) === 'https://';
+    $wrappers = function_exists('stream_get_wrappers') ? stream_get_wrappers() : array();
+    return payhost_alipay_pick_transport($https, PHP_VERSION, ini_get('allow_url_fopen'),
+        in_array('https', $wrappers), function_exists('curl_init'));
 }
 
 /**
@@ -112,6 +159,10 @@ function payhost_alipay_utf8_cut($text, $max)
 
 class payhost_alipay
 {
+    /** respond(): while true, a request that ends is a database error's exit (guard_shutdown()). */
+    var $guarded = false;
+    var $guard_level = 0;
+
     /** PHP 5 and later call __construct; ecshop's own modules keep the PHP 4 name too. */
     function __construct()
     {
@@ -153,9 +204,10 @@ class payhost_alipay
 
     /**
      * One JSON call to payhost: array(HTTP status or 0, decoded body or null). file_get_contents()
-     * when allow_url_fopen is on, else curl; neither → 0 (shown as "cannot reach payhost"). No
-     * answer within $timeout seconds (the order page's calls wait 5 s, not the buyer's patience):
-     * 0 with error.code "timeout" (shown as "payhost did not answer in time").
+     * or curl, as payhost_alipay_transport() picks; neither usable → 0 with error.code
+     * "no_http_client" (shown as what this PHP lacks). No answer within $timeout seconds (the
+     * order page's calls wait 5 s, not the buyer's patience): 0 with error.code "timeout" (shown
+     * as "payhost did not answer in time").
      */
     function call($s, $method, $path, $body = null, $timeout = 20)
     {
@@ -168,7 +220,12 @@ class payhost_alipay
         $status = 0;
         $raw = false;
         $started = microtime(true);
-        if (ini_get('allow_url_fopen') && !preg_match('/^(0|off|false|no)$/i', trim((string)ini_get('allow_url_fopen')))) {
+        $transport = payhost_alipay_transport($url);
+        if ($transport === '') {
+            return array(0, array('error' => array('code' => 'no_http_client',
+                'message' => 'PHP ' . PHP_VERSION . ' needs the curl extension (or PHP >= 5.2.10 with allow_url_fopen on)')));
+        }
+        if ($transport === 'fopen') {
             $context = stream_context_create(array('http' => array(
                 'method' => $method,
                 'header' => implode("\r\n", $headers) . "\r\n",
@@ -184,7 +241,7 @@ class payhost_alipay
                     }
                 }
             }
-        } elseif (function_exists('curl_init')) {
+        } else {
             $ch = curl_init($url);
             curl_setopt($ch, CURLOPT_CUSTOMREQUEST, $method);
             curl_setopt($ch, CURLOPT_HTTPHEADER, $headers);
@@ -218,7 +275,9 @@ class payhost_alipay
         $code = isset($error['code']) ? (string)$error['code'] : '';
         $field = isset($error['field']) ? (string)$error['field'] : '';
         $message = isset($error['message']) ? (string)$error['message'] : '';
-        if ($status == 0 && $code === 'timeout') {
+        if ($status == 0 && $code === 'no_http_client') {
+            $text = $this->lang('payhost_err_no_http_client');
+        } elseif ($status == 0 && $code === 'timeout') {
             $text = $this->lang('payhost_err_timeout');
         } elseif ($status == 0) {
             $text = $this->lang('payhost_err_unreachable');
@@ -381,7 +440,9 @@ class payhost_alipay
         $webhook = $s['shop_url'] . 'payhost_notify.php';
         $path = '/v1/merchants/' . rawurlencode($s['merchant']);
         $digest = $this->settings_digest($s['webhook_secret'], $fields, $webhook);
-        list($status, $held) = $this->call($s, 'GET', $path);
+        // 5 s, as every call of the order page: get_order_detail() runs get_code() on each view of
+        // an unpaid order, and a stuck payhost must not hold that page for long.
+        list($status, $held) = $this->call($s, 'GET', $path, null, 5);
         if ($status == 200 && isset($held['settings_digest']) && payhost_alipay_equals($digest, $held['settings_digest'])) {
             return true;
         }
@@ -391,7 +452,7 @@ class payhost_alipay
         $body = $fields;
         $body['shop_webhook_url'] = $webhook;
         $body['shop_webhook_secret'] = $s['webhook_secret'];
-        list($status, $answer) = $this->call($s, 'PUT', $path, $body);
+        list($status, $answer) = $this->call($s, 'PUT', $path, $body, 5);
         if ($status != 200) {
             return $this->error_text($status, $answer);
         }
@@ -492,7 +553,7 @@ class payhost_alipay
                 continue;
             }
             if ($state === 'TRADE_SUCCESS' || $state === 'TRADE_FINISHED' || $state === 'PARTIALLY_REFUNDED') {
-                return $this->message_box('payhost_already_paid', '');
+                return $this->paid_message($order, $known);
             }
             if ($status == 404 && isset($known['error']['code']) && $known['error']['code'] === 'unknown_payment') {
                 // A new number of this pay_log row (a new amount, or after a closed payment): the
@@ -518,7 +579,7 @@ class payhost_alipay
             }
             $state = isset($answer['status']) ? (string)$answer['status'] : '';
             if ($state === 'TRADE_SUCCESS' || $state === 'TRADE_FINISHED' || $state === 'PARTIALLY_REFUNDED') {
-                return $this->message_box('payhost_already_paid', '');
+                return $this->paid_message($order, $answer);
             }
             if ($state !== 'TRADE_CLOSED' && $state !== 'REFUNDED') {
                 return $this->message_box('payhost_pay_error', $this->error_text($status, $answer));
@@ -576,15 +637,42 @@ class payhost_alipay
                     // Not closable: paid (or closed) while we asked.
                     $now = $this->payment_at_payhost($s, $p['out_trade_no'], 5);
                     $state = $now === null ? '' : (string)$now['status'];
+                    if ($now !== null) {
+                        $p = $now;
+                    }
                 } elseif ($status != 200) {
                     return $this->message_box('payhost_pay_error', $this->error_text($status, $answer));
                 }
             }
             if ($state === 'TRADE_SUCCESS' || $state === 'TRADE_FINISHED' || $state === 'PARTIALLY_REFUNDED') {
-                return $this->message_box('payhost_already_paid', '');
+                return $this->paid_message($order, $p);
             }
         }
         return true;
+    }
+
+    /**
+     * What the order page says when payhost has a paid payment of this pay_log row (no new payment
+     * is made): "该订单已支付" only when the shop has the row paid; a payment whose amount is not
+     * the row's (the amount the owner changed after the pay button was shown; settle() noted it
+     * on the order and left it unpaid) → paid, amount differs, contact the shop; the right amount
+     * not applied yet (payhost's webhook on its way) → paid, the order updates soon.
+     */
+    function paid_message($order, $p)
+    {
+        $log_id = intval($order['log_id']);
+        $table = $GLOBALS['ecs']->table('pay_log');
+        $is_paid = $GLOBALS['db']->getOne('SELECT is_paid FROM ' . $table . " WHERE log_id = '" . $log_id . "'");
+        if ($is_paid == 1) {
+            return $this->message_box('payhost_already_paid', '');
+        }
+        // As check_money() compares (lib_payment.php is not loaded on every page that shows the button).
+        $amount = $GLOBALS['db']->getOne('SELECT order_amount FROM ' . $table . " WHERE log_id = '" . $log_id . "'");
+        $fee = (is_array($p) && isset($p['total_fee'])) ? (string)$p['total_fee'] : '';
+        if ($fee !== '' && (string)$amount !== '' && abs((float)$fee - (float)$amount) >= 0.005) {
+            return $this->message_box('payhost_paid_amount_differs', '');
+        }
+        return $this->message_box('payhost_paid_confirming', '');
     }
 
     /** ecshop's pay button (a plain link on the mobile/ pages: phone browsers block window.open). */
@@ -634,16 +722,25 @@ class payhost_alipay
     }
 
     /**
-     * Pays the pay_log row of out_trade_no (see log_id_of()) once.
-     * Returns 'paid' (now or before), 'amount' (check_money refused), 'unknown' or 'busy'.
+     * Pays the pay_log row of out_trade_no (see log_id_of()) once. Returns 'paid' (now or before),
+     * 'amount_noted' (the amount is not the row's: noted on the order for the owner, row left
+     * unpaid), 'amount' (the same for a balance top-up, which has no order to note it on),
+     * 'unknown' or 'busy' (the database could not tell or write: payhost retries).
      *
      * order_paid() reads is_paid and writes it later, so two requests at once could both pay (a
      * balance top-up would credit twice). MyISAM has no transactions; a MySQL named lock per row
-     * serialises order_paid() for this module, and the row's is_paid going 0 -> 1 under the lock
-     * tells which call paid it. That call's order_action note (order_paid()'s $note) names the
-     * out_trade_no that paid it; a row paid before by another payment (several payhost payments
-     * can point at one row: an amount changed, a retry after a close, a number of the version
-     * before) gets a warning note instead (see extra_payment()), and the answer is still 'paid'.
+     * serialises this for the module, and the row's is_paid going 0 -> 1 under the lock tells
+     * which call paid it. That call's order_action note (order_paid()'s $note) names the
+     * out_trade_no that paid it. A row paid before: by this same payment (the webhook came first,
+     * this is the buyer's return, or a retry), order_paid() runs again: on a paid row ecshop's
+     * order_paid() changes nothing and shows the order's virtual cards on the return page, as
+     * stock alipay.php's respond() gets on every return; by another payment (several payhost
+     * payments can point at one row: an amount changed, a retry after a close, a number of the
+     * version before), a warning note instead (extra_payment()). Both answer 'paid'.
+     *
+     * An unpaid row whose amount check_money() refuses (the owner changed the order's amount after
+     * the pay button was shown, and the buyer paid the old one): the money is at Alipay, the order
+     * stays unpaid, and a note on the order tells the owner to check it (amount_differs()).
      */
     function settle($out_trade_no, $subject, $total_fee)
     {
@@ -654,13 +751,10 @@ class payhost_alipay
         $table = $GLOBALS['ecs']->table('pay_log');
         $read = 'SELECT is_paid FROM ' . $table . " WHERE log_id = '" . intval($log_id) . "'";
         $before = $GLOBALS['db']->getOne($read);
-        // cls_mysql::getOne(): '' when there is no such row, false when the query failed.
+        // cls_mysql::getOne(): '' when there is no such row. (A failed query never comes back:
+        // ecshop's cls_mysql::query() prints the error and exits; false is for other classes.)
         if ($before === false || $before === null || $before === '') {
             return 'unknown';
-        }
-        // A paid row is not compared: a second payment may be of an amount before a change.
-        if ($before != 1 && !check_money($log_id, $total_fee)) {
-            return 'amount';
         }
         $lock = $this->lock_name(intval($log_id));
         if ($GLOBALS['db']->getOne("SELECT GET_LOCK('" . $lock . "', 10)") != 1) {
@@ -669,9 +763,21 @@ class payhost_alipay
         $before = $GLOBALS['db']->getOne($read);
         $noted = true;
         if ($before === '0' || $before === 0) {
+            // A paid row is not compared: a second payment may be of an amount before a change.
+            if (!check_money($log_id, $total_fee)) {
+                $result = $this->amount_differs($log_id, $out_trade_no, $total_fee);
+                $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
+                return $result;
+            }
             order_paid($log_id, 2, addslashes(sprintf($this->lang('payhost_paid_note'), $out_trade_no) . ' ' . $this->paid_marker($out_trade_no)));
         } elseif ($before == 1) {
-            $noted = $this->extra_payment($log_id, $out_trade_no, $total_fee);
+            $earlier = $this->extra_payment($log_id, $out_trade_no, $total_fee);
+            if ($earlier === 'same') {
+                // lib_payment.php order_paid() on a paid row: no write; the order's virtual cards
+                // (and its shipping messages) for the return page.
+                order_paid($log_id, 2, '');
+            }
+            $noted = $earlier !== false;
         }
         $after = $GLOBALS['db']->getOne($read);
         $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
@@ -684,7 +790,10 @@ class payhost_alipay
         return '[payhost paid ' . $out_trade_no . ']';
     }
 
-    /** The order_action rows of an order whose note holds $text; false when the query failed. */
+    /**
+     * The order_action rows of an order whose note holds $text. False only from a database class
+     * whose failed query comes back (ecshop's cls_mysql prints the error and exits instead).
+     */
     function notes_with($order_id, $text)
     {
         $like = str_replace(array('\\', '%', '_'), array('\\\\', '\\%', '\\_'), $text);
@@ -692,25 +801,38 @@ class payhost_alipay
             . " WHERE order_id = '" . intval($order_id) . "' AND action_note LIKE '%" . addslashes($like) . "%'");
     }
 
-    /**
-     * A payment of a pay_log row that another payment paid before (under settle()'s lock): an
-     * order_action note asking the owner to check it at payhost and refund it, once per
-     * out_trade_no. The payment that paid the row (its note, paid_marker()) is no second payment:
-     * a retried webhook or the buyer's return of it adds nothing. A row paid before this version
-     * has no such note: a number of that version (order_sn . log_id) is then taken as the one that
-     * paid. Balance top-ups have no order to note it on (payhost's admin page lists the payment).
-     * False when the database could not tell (the caller answers 'busy', payhost retries).
-     */
-    function extra_payment($log_id, $out_trade_no, $total_fee)
+    /** The order (order_info: id, sn and statuses) a PAY_ORDER pay_log row pays; null for a top-up, false when unknown. */
+    function order_of_log($log_id)
     {
         $db = $GLOBALS['db'];
         $log = $db->getRow('SELECT order_id, order_type FROM ' . $GLOBALS['ecs']->table('pay_log') . " WHERE log_id = '" . intval($log_id) . "'");
-        if (!is_array($log) || !isset($log['order_id']) || $log['order_type'] != PAY_ORDER) {
-            return is_array($log);
+        if (!is_array($log) || !isset($log['order_id'])) {
+            return false;
+        }
+        if ($log['order_type'] != PAY_ORDER) {
+            return null;
         }
         $order = $db->getRow('SELECT order_id, order_sn, order_status, shipping_status, pay_status FROM '
             . $GLOBALS['ecs']->table('order_info') . " WHERE order_id = '" . intval($log['order_id']) . "'");
-        if (!is_array($order) || !isset($order['order_sn'])) {
+        return (is_array($order) && isset($order['order_sn'])) ? $order : false;
+    }
+
+    /**
+     * A payment of a paid pay_log row (under settle()'s lock). 'same': it is the payment that paid
+     * the row (its note, paid_marker(); a row paid before this version has no such note, and a
+     * number of that version, order_sn . log_id, is then taken as the one that paid). 'noted':
+     * another payment, for which an order_action note asks the owner to check it at payhost and
+     * refund it, once per out_trade_no. 'none': a balance top-up (no order to note it on;
+     * payhost's admin page lists the payment). False when the database could not tell (the
+     * caller answers 'busy', payhost retries).
+     */
+    function extra_payment($log_id, $out_trade_no, $total_fee)
+    {
+        $order = $this->order_of_log($log_id);
+        if ($order === null) {
+            return 'none';
+        }
+        if ($order === false) {
             return false;
         }
         $marker = '[payhost extra ' . $out_trade_no . ']';
@@ -719,8 +841,11 @@ class payhost_alipay
         if ($paid_by_it === false || $noted === false) {
             return false;
         }
-        if ($paid_by_it > 0 || $noted > 0) {
-            return true;
+        if ($paid_by_it > 0) {
+            return 'same';
+        }
+        if ($noted > 0) {
+            return 'noted';
         }
         if ($out_trade_no === $order['order_sn'] . intval($log_id)) {
             $any = $this->notes_with($order['order_id'], '[payhost paid ');
@@ -728,14 +853,50 @@ class payhost_alipay
                 return false;
             }
             if ($any == 0) {
-                return true;
+                return 'same';
             }
         }
         $note = sprintf($this->lang('payhost_extra_payment'), $out_trade_no,
             $this->esc(number_format((float)$total_fee, 2, '.', ''))) . ' ' . $marker;
         order_action($order['order_sn'], $order['order_status'], $order['shipping_status'], $order['pay_status'],
             addslashes($note), 'payhost');
-        return true;
+        return 'noted';
+    }
+
+    /**
+     * A payment of an unpaid pay_log row whose amount is not the row's (under settle()'s lock): an
+     * order_action note naming the amount paid and the order's amount, asking the owner to check
+     * it by hand (payhost's admin page has the payment; the order stays unpaid), once per
+     * out_trade_no. 'amount_noted' only once the note is read back from the database, so
+     * payhost's webhook is acknowledged only when the owner can see it; 'busy' otherwise (payhost
+     * retries). A balance top-up has no order to note it on: 'amount' (payhost keeps retrying,
+     * then lists the webhook as undelivered on its admin page).
+     */
+    function amount_differs($log_id, $out_trade_no, $total_fee)
+    {
+        $order = $this->order_of_log($log_id);
+        if ($order === null) {
+            return 'amount';
+        }
+        if ($order === false) {
+            return 'busy';
+        }
+        $marker = '[payhost amount ' . $out_trade_no . ']';
+        $seen = $this->notes_with($order['order_id'], $marker);
+        if ($seen === false) {
+            return 'busy';
+        }
+        if ($seen == 0) {
+            $expected = $GLOBALS['db']->getOne('SELECT order_amount FROM ' . $GLOBALS['ecs']->table('pay_log')
+                . " WHERE log_id = '" . intval($log_id) . "'");
+            $note = sprintf($this->lang('payhost_amount_note'), $out_trade_no,
+                $this->esc(number_format((float)$total_fee, 2, '.', '')),
+                $this->esc(number_format((float)$expected, 2, '.', ''))) . ' ' . $marker;
+            order_action($order['order_sn'], $order['order_status'], $order['shipping_status'], $order['pay_status'],
+                addslashes($note), 'payhost');
+            $seen = $this->notes_with($order['order_id'], $marker);
+        }
+        return ($seen !== false && $seen > 0) ? 'amount_noted' : 'busy';
     }
 
     /**
@@ -811,8 +972,45 @@ class payhost_alipay
      * 响应操作 (respond.php?code=payhost_alipay): payhost's signed return. True when the order is
      * paid; while Alipay's notify is pending, the "failed" text respond.php would show is replaced
      * by "being confirmed" with a re-check, the way order_paid() amends $_LANG['pay_success'].
+     *
+     * A query that fails in ecshop's cls_mysql::query() does not come back: ErrorMsg() prints
+     * "MySQL server error report" with the SQL and MySQL's error, then exits. What the module
+     * runs here is buffered and a shutdown function (run before PHP flushes the buffers) drops
+     * that report and shows the buyer a plain "check your orders later" instead.
      */
     function respond()
+    {
+        $this->guarded = true;
+        ob_start();
+        $this->guard_level = ob_get_level();
+        register_shutdown_function(array($this, 'guard_shutdown'));
+        $paid = $this->respond_checked();
+        $this->guarded = false;
+        if (ob_get_level() >= $this->guard_level) {
+            ob_end_flush();
+        }
+        return $paid;
+    }
+
+    /** respond()'s shutdown function: the request ended inside respond() (a database error's exit). */
+    function guard_shutdown()
+    {
+        if (empty($this->guarded)) {
+            return;
+        }
+        $this->guarded = false;
+        while (ob_get_level() >= $this->guard_level && ob_get_level() > 0) {
+            ob_end_clean();
+        }
+        if (!headers_sent()) {
+            header('Content-type: text/html; charset=' . $this->shop_charset());
+        }
+        echo '<html><head><meta http-equiv="Content-Type" content="text/html; charset=' . $this->esc($this->shop_charset())
+            . '" /></head><body><div id="payhost-db-error">' . $this->esc($this->lang('payhost_db_error')) . '</div></body></html>';
+    }
+
+    /** respond() itself. */
+    function respond_checked()
     {
         $payment = get_payment(basename(__FILE__, '.php'));
         $s = $this->settings($payment);
@@ -839,6 +1037,11 @@ class payhost_alipay
             $result = $this->settle($p['out_trade_no'], $p['subject'], $p['total_fee']);
             if ($result === 'paid') {
                 return true;
+            }
+            if ($result === 'amount' || $result === 'amount_noted') {
+                // Paid at Alipay, but not the order's amount: the order stays unpaid; never "failed".
+                $GLOBALS['_LANG']['pay_fail'] = '<div id="payhost-amount">' . $this->lang('payhost_paid_amount_differs') . '</div>';
+                return false;
             }
             if ($result !== 'busy') {
                 return false;
@@ -877,7 +1080,8 @@ class payhost_alipay
     /**
      * payhost_notify.php: checks X-Payhost-Signature (t=<unix>,v1=<HMAC-SHA256 of "<t>.<body>">,
      * t within 300 s) and applies the event. Returns array(HTTP status, text); 2xx only when the
-     * shop has the payment (payhost retries everything else).
+     * shop has the payment, or, for a payment whose amount is not the order's, once the note for
+     * the owner is written (settle()); payhost retries everything else.
      */
     function webhook($body, $header, $now)
     {
@@ -918,6 +1122,9 @@ class payhost_alipay
         switch ($this->settle($event['out_trade_no'], $subject, $fee)) {
             case 'paid':
                 return array(200, 'ok');
+            case 'amount_noted':
+                // Not paid in the shop, but nothing a retry could change: the owner has the note.
+                return array(200, 'amount differs from the order: noted on the order for the owner, order left unpaid');
             case 'amount':
                 return array(409, 'amount differs from the order');
             case 'unknown':

@@ -21,11 +21,15 @@
  *   order, status and time signed; older than 10 minutes is refused); while Alipay's notify is
  *   pending the buyer sees "being confirmed" and the page re-checks, never "failed".
  * - pay_payhost_callback() (pay_payhost.server.php): payhost's signed webhook; it applies the payment
- *   with setPayStatus() and answers 2xx only when the payment is paid in ShopEx (payhost retries
- *   everything else).
+ *   with setPayStatus() and answers 2xx only when the order itself is paid in ShopEx (setPayStatus()
+ *   writes the payment's succ before mdl_order::payed(), which can fail), so payhost retries
+ *   everything else.
  *
- * PHP 5.2 up to 8.x (no syntax newer than 5.2); signatures compared in constant time; no secret is
- * logged. The first statement stays require_once('paymentPlugin.php'): requested directly, it runs
+ * No syntax newer than PHP 5.2; reaching payhost needs PHP 5.2.10 or later with allow_url_fopen on
+ * (file_get_contents() reads payhost's 4xx answers only with the stream option ignore_errors,
+ * added in 5.2.10; an https payhost also needs openssl), or else PHP's curl extension (any PHP 5.2
+ * to 8.x); without either the page says so (pay_payhost_transport()). Signatures compared in
+ * constant time; no secret is logged. The first statement stays require_once('paymentPlugin.php'): requested directly, it runs
  * the app's dispatcher; included by ShopEx, it loads the base class from ShopEx's include path.
  */
 require_once('paymentPlugin.php');
@@ -61,6 +65,33 @@ function pay_payhost_utf8_cut($text, $max)
     }
     $text = substr($text, 0, $max);
     return preg_replace('/(?:[\xC0-\xDF]|[\xE0-\xEF][\x80-\xBF]?|[\xF0-\xF7][\x80-\xBF]{0,2})$/', '', $text);
+}
+
+/**
+ * How payhost_call() reaches $url: 'fopen' (file_get_contents() with a stream context), 'curl', or
+ * '' when this PHP has neither. file_get_contents() only on PHP >= 5.2.10 (the stream option
+ * ignore_errors, without which a 4xx answer's body, payhost's error, is dropped), with
+ * allow_url_fopen on and, for an https URL, PHP's https stream wrapper (openssl); otherwise curl
+ * when the extension is loaded. The facts are parameters so the choice can be checked for any PHP
+ * (tests/php/shopex_plugin_unit.php).
+ */
+function pay_payhost_pick_transport($https, $php_version, $allow_url_fopen, $https_wrapper, $has_curl)
+{
+    $fopen = strtolower(trim((string)$allow_url_fopen));
+    $fopen_on = $fopen !== '' && $fopen !== '0' && $fopen !== 'off' && $fopen !== 'false' && $fopen !== 'no';
+    if ($fopen_on && version_compare($php_version, '5.2.10', '>=') && (!$https || $https_wrapper)) {
+        return 'fopen';
+    }
+    return $has_curl ? 'curl' : '';
+}
+
+/** pay_payhost_pick_transport() for this PHP. */
+function pay_payhost_transport($url)
+{
+    $https = strtolower(substr($url, 0, 8)) === 'https://';
+    $wrappers = function_exists('stream_get_wrappers') ? stream_get_wrappers() : array();
+    return pay_payhost_pick_transport($https, PHP_VERSION, ini_get('allow_url_fopen'),
+        in_array('https', $wrappers), function_exists('curl_init'));
 }
 
 /**
@@ -207,7 +238,8 @@ class pay_payhost extends paymentPlugin
         $webhook = $s['app_url'] . 'pay_payhost.server.php';
         $path = '/v1/merchants/' . rawurlencode($s['merchant']);
         $digest = $this->payhost_digest($s['secret'], $fields, $webhook);
-        list($status, $held) = $this->payhost_call($s, 'GET', $path);
+        // 5 s each, as the create call: the buyer is waiting on the payment page.
+        list($status, $held) = $this->payhost_call($s, 'GET', $path, null, 5);
         if ($status == 200 && isset($held['settings_digest']) && pay_payhost_equals($digest, $held['settings_digest'])) {
             return true;
         }
@@ -217,13 +249,14 @@ class pay_payhost extends paymentPlugin
         $body = $fields;
         $body['shop_webhook_url'] = $webhook;
         $body['shop_webhook_secret'] = $s['secret'];
-        list($status, $answer) = $this->payhost_call($s, 'PUT', $path, $body);
+        list($status, $answer) = $this->payhost_call($s, 'PUT', $path, $body, 5);
         return $status == 200 ? true : $this->payhost_error($status, $answer);
     }
 
     /**
      * One JSON call to payhost: array(HTTP status or 0, decoded body or null). file_get_contents()
-     * when allow_url_fopen is on, else curl; neither → 0 (shown as "cannot reach payhost"). No
+     * or curl, as pay_payhost_transport() picks; neither usable → 0 with error.code
+     * "no_http_client" (shown as what this PHP lacks). No
      * answer within $timeout seconds (the payment page's create call waits 5 s): 0 with error.code
      * "timeout" (shown as "payhost did not answer in time").
      */
@@ -238,8 +271,12 @@ class pay_payhost extends paymentPlugin
         $status = 0;
         $raw = false;
         $started = microtime(true);
-        $fopen = strtolower(trim((string)ini_get('allow_url_fopen')));
-        if ($fopen !== '' && $fopen !== '0' && $fopen !== 'off') {
+        $transport = pay_payhost_transport($url);
+        if ($transport === '') {
+            return array(0, array('error' => array('code' => 'no_http_client',
+                'message' => 'PHP ' . PHP_VERSION . ' needs the curl extension (or PHP >= 5.2.10 with allow_url_fopen on)')));
+        }
+        if ($transport === 'fopen') {
             $context = stream_context_create(array('http' => array(
                 'method' => $method, 'header' => implode("\r\n", $headers) . "\r\n", 'ignore_errors' => true,
                 'timeout' => $timeout, 'content' => $content,
@@ -252,7 +289,7 @@ class pay_payhost extends paymentPlugin
                     }
                 }
             }
-        } elseif (function_exists('curl_init')) {
+        } else {
             $ch = curl_init($url);
             curl_setopt($ch, CURLOPT_CUSTOMREQUEST, $method);
             curl_setopt($ch, CURLOPT_HTTPHEADER, $headers);
@@ -285,7 +322,9 @@ class pay_payhost extends paymentPlugin
         $code = isset($error['code']) ? (string)$error['code'] : '';
         $field = isset($error['field']) ? (string)$error['field'] : '';
         $message = isset($error['message']) ? (string)$error['message'] : '';
-        if ($status == 0 && $code === 'timeout') {
+        if ($status == 0 && $code === 'no_http_client') {
+            $text = '本服务器的 PHP 无法连接 payhost：需要 PHP 的 curl 扩展，或者 PHP 5.2.10 及以上并打开 allow_url_fopen（payhost 地址是 https 时还需要 openssl 扩展）。请服务器管理员安装 PHP 的 curl 扩展（例如 php-curl）。';
+        } elseif ($status == 0 && $code === 'timeout') {
             $text = 'payhost 响应超时：请稍后再试；一直出现时请检查 payhost 与支付宝之间的网络。';
         } elseif ($status == 0) {
             $text = '无法连接 payhost：请检查支付方式设置中的「payhost 地址」，并确认 payhost 正在运行。';
@@ -297,7 +336,7 @@ class pay_payhost extends paymentPlugin
             $text = 'payhost 上没有这个商户：请运营者用 payhost merchant add shopex-合作者身份ID（新版开放平台：shopex-APPID）创建，或检查「合作者身份(parterID)」/「APPID」。';
         } elseif ($code === 'merchant_not_configured') {
             // A merchant slot whose shop has not saved its Alipay settings yet.
-            $text = 'payhost 上的支付宝设置尚未保存：请在商店后台「支付方式」中编辑本支付方式并保存设置。';
+            $text = 'payhost 上还没有本商户的支付宝设置。本应用在买家付款时才把设置交给 payhost（后台保存只存在商店里，不会联系 payhost）：请确认「支付方式」中本支付方式的各项都已填写，然后重新付款；仍然出现时请联系 payhost 运营者。';
         } elseif ($status == 409) {
             $text = '该支付单号已用于另一笔金额不同的支付，请联系商家。';
             $message = '';
@@ -460,6 +499,12 @@ class pay_payhost extends paymentPlugin
         $p = $this->payhost_payment($s, $id);
         $state = $p === null ? '' : $p['status'];
         if ($state === 'TRADE_SUCCESS' || $state === 'TRADE_FINISHED') {
+            // The amount, as the webhook checks it: progress() → setPayStatus() would record any.
+            $record = $this->system->loadModel('trading/payment')->getById($id);
+            if (!$record || abs((float)$record['money'] - (float)$p['total_fee']) >= 0.005) {
+                $this->payhost_page(200, '金额不符', '<div class="payhost-error" id="payhost-amount" style="color:#c00">'
+                    . '已付款，但金额与支付单不符，支付单暂未确认为已付款。请联系商家处理，不要重复付款。</div>');
+            }
             $paymentId = $p['out_trade_no'];
             $money = $p['total_fee'];
             $tradeno = isset($p['trade_no']) ? $p['trade_no'] : '';
@@ -491,8 +536,16 @@ class pay_payhost extends paymentPlugin
     /**
      * payhost's webhook (pay_payhost.server.php, called by the app dispatcher as
      * pay_<ident>_callback): X-Payhost-Signature t=<unix>,v1=<HMAC-SHA256 of "<t>.<body>">, t within
-     * 300 s. Applies the payment with setPayStatus() and answers for itself: 200 only when the
-     * payment is paid in ShopEx, non-2xx otherwise, then ends the request.
+     * 300 s. Applies the payment with setPayStatus() and answers for itself, then ends the request:
+     * 200 only when the order is paid in ShopEx (its pay_status, read with mdl_order::
+     * getFieldById()), 503 otherwise so payhost retries. setPayStatus() writes the payment's succ
+     * first and then runs onSuccess() → mdl_order::payed(), which can fail (its toEdit() of the
+     * order): the payment then says succ while the order is unpaid, and a later setPayStatus()
+     * returns at once on succ, so the payment record alone proves nothing. When this call's
+     * setPayStatus() failed that way, a line in the order's log asks the owner to confirm the
+     * payment by hand; the retries stay unanswered until the order is paid (or payhost lists the
+     * webhook as undelivered). A deposit top-up (pay_type recharge) has no order: setPayStatus()'s
+     * own answer (onSuccess() → advance add) decides.
      */
     function pay_payhost_callback($in, &$paymentId, &$money, &$message, &$tradeno)
     {
@@ -537,16 +590,36 @@ class pay_payhost extends paymentPlugin
         if (abs((float)$record['money'] - (float)$event['total_fee']) >= 0.005) {
             $this->payhost_answer(409, 'amount differs from the payment');
         }
+        $applied = true;
         if ($record['status'] !== 'succ') {
             $info = array('money' => $record['money'], 'memo' => 'payhost ' . $event['type'],
                 'trade_no' => isset($event['trade_no']) ? (string)$event['trade_no'] : '');
-            $oPay->setPayStatus($id, PAY_SUCCESS, $info);
+            $applied = $oPay->setPayStatus($id, PAY_SUCCESS, $info) ? true : false;
             $record = $oPay->getById($id);
         }
-        if ($record && $record['status'] === 'succ') {
+        if (!$record || $record['status'] !== 'succ') {
+            $this->payhost_answer(503, 'not applied, retry');
+        }
+        $orderId = isset($record['order_id']) ? (string)$record['order_id'] : '';
+        if ((isset($record['pay_type']) && $record['pay_type'] === 'recharge') || $orderId === '') {
+            $this->payhost_answer($applied ? 200 : 503, $applied ? 'success' : 'not applied, retry');
+        }
+        if (!pay_payhost_is_id($orderId)) {
+            $this->payhost_answer(503, 'order unknown, retry');
+        }
+        $oOrder = $this->system->loadModel('trading/order');
+        $order = $oOrder->getFieldById($orderId, array('pay_status'));
+        $payStatus = (is_array($order) && isset($order['pay_status'])) ? (string)$order['pay_status'] : '';
+        // 1 paid, 2 paid to Alipay's escrow, 3 partly paid, 4 and 5 refunded: the money reached the order.
+        if ($payStatus !== '' && $payStatus !== '0') {
             $this->payhost_answer(200, 'success');
         }
-        $this->payhost_answer(503, 'not applied, retry');
+        if (!$applied && $oOrder->load($orderId)) {
+            $oOrder->addLog('【注意】支付单 ' . $id . ' 已收到支付宝付款（￥' . $this->esc(number_format((float)$record['money'], 2, '.', ''))
+                . '）并记为支付成功，但订单没有改为已付款（ShopEx 更新订单失败）。请人工核对后在订单中确认收款。',
+                null, 'payhost', '付款');
+        }
+        $this->payhost_answer(503, 'payment recorded but the order is not paid, retry');
     }
 
     /**

@@ -11,8 +11,12 @@
  * ('http://' . HTTP_HOST . PHP_SELF up to its last '/'), getConf('system.shopname' and
  * 'site.decimal_digit'), loadModel('trading/payment'), 'system/addons', 'system/appmgr' and
  * loadModel('trading/order') (whose payed()
- * marks the order paid and counts the calls; load($order_id), addLog($message, $op_id, $op_name,
- * $behavior, $result) and getLogs($order_id): the order's sdb_order_log rows); database(): the
+ * marks the order paid and counts the calls — or, while the test has switched payed_fails on
+ * (_state.php?payed_fails=1), returns false without writing, as mdl.order.php payed() does when
+ * its toEdit() of the order fails ("更新订单失败"); load($order_id), getFieldById($order_id,
+ * $fields) (`SELECT <fields> FROM sdb_orders WHERE order_id='…'`: the row's fields, or false),
+ * addLog($message, $op_id, $op_name, $behavior, $result) and getLogs($order_id): the order's
+ * sdb_order_log rows); database(): the
  * kernel's database object, whose selectrow($sql) runs MySQL's GET_LOCK(name, timeout) and
  * RELEASE_LOCK(name) (one flock'd file per name, released at RELEASE_LOCK or when the request —
  * the connection — ends; HARNESS_NO_LOCKS=1 locks nothing); other statements throw.
@@ -202,9 +206,27 @@ class harness_order
         return $rows;
     }
 
+    function getFieldById($order_id, $fields = array('*'))
+    {
+        $t = hdb_read();
+        if (!isset($t['orders'][(string)$order_id])) {
+            return false;
+        }
+        $row = $t['orders'][(string)$order_id];
+        $out = array();
+        foreach ($fields as $f) {
+            $out[$f] = isset($row[$f]) ? (string)$row[$f] : null;
+        }
+        return $out;
+    }
+
     function payed($info, &$message)
     {
-        return hdb_tx(function (&$t) use ($info) {
+        return hdb_tx(function (&$t) use ($info, &$message) {
+            if (!empty($t['payed_fails'])) {
+                $message .= '更新订单失败';
+                return false;
+            }
             $t['orders'][$info['order_id']]['pay_status'] = 1;
             $t['payed_calls'][] = $info['payment_id'];
             return true;
