@@ -1372,6 +1372,8 @@ async fn unknown_routes_are_404_for_every_caller() {
     for head in [
         "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
         "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+        // An absolute-form target needs its Host all the same.
+        "GET http://a/healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
     ] {
         let mut s = std::net::TcpStream::connect(w.host.addr).unwrap();
         s.write_all(head.as_bytes()).unwrap();
@@ -1386,6 +1388,15 @@ async fn unknown_routes_are_404_for_every_caller() {
     assert!(
         answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
         "HTTP/1.0 needs no Host: {answer}"
+    );
+    let mut s = std::net::TcpStream::connect(w.host.addr).unwrap();
+    s.write_all(b"GET http://a/healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "absolute-form with Host: {answer}"
     );
     // Requests hyper cannot parse get its status with payhost's one error body.
     let long_head = format!(
@@ -1727,4 +1738,237 @@ async fn the_demo_behind_a_balancer_sees_each_client() {
     assert_eq!(created.status, 201, "{}", created.text());
     let pay_url = created.json()["pay_url"].as_str().unwrap().to_owned();
     assert!(pay_url.starts_with(&format!("{public}/")), "{pay_url}");
+}
+
+/// A `sign_type` with a newline in it, quoted by the component in its refusal, cannot forge a
+/// log line: the host escapes what the component says before it is logged. The buyer's page
+/// does not show the component's text, and a burst of refusals is one line a second.
+#[tokio::test(flavor = "multi_thread")]
+async fn refusal_text_cannot_forge_log_lines_or_reach_the_buyer() {
+    let w = world("sec-log-forge", "", "").await;
+    let forged = "2026-12-04T00:00:00Z INFO payhost::server: FAKE";
+    let sign_type = format!("FOO\n{forged}");
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("notify_id", "n1")
+        .append_pair("out_trade_no", "F1")
+        .append_pair("trade_status", "TRADE_SUCCESS")
+        .append_pair("sign_type", &sign_type)
+        .append_pair("sign", "0123456789abcdef")
+        .finish();
+    let r = notify(&w, "shop", &body).await;
+    assert_ne!(r.status, 200, "{}", r.text());
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("out_trade_no", "F1")
+        .append_pair("result", "success")
+        .append_pair("sign_type", &sign_type)
+        .append_pair("sign", "0123456789abcdef")
+        .finish();
+    let r = get(&w.host.url(&format!("/alipay/shop/return?{query}")), None).await;
+    assert_eq!(r.status, 400);
+    let page = r.text();
+    assert!(page.contains("支付结果无法确认"), "{page}");
+    assert!(
+        !page.contains("FAKE") && !page.contains("FOO"),
+        "the buyer's page shows the component's text: {page}"
+    );
+    let log = w.host.log_text();
+    assert!(
+        log.contains("notification refused") && log.contains("refused a return"),
+        "{log}"
+    );
+    assert!(
+        log.contains(r"FOO\n2026"),
+        "the detail is logged, escaped: {log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with(forged)),
+        "a forged line in the log: {log}"
+    );
+
+    // A burst of refused notifies and returns: at most one line of each a second.
+    let started = Instant::now();
+    for _ in 0..20 {
+        notify(&w, "shop", &body).await;
+        get(&w.host.url(&format!("/alipay/shop/return?{query}")), None).await;
+    }
+    let seconds = started.elapsed().as_secs() as usize + 2;
+    let log = w.host.log_text();
+    for line in ["notification refused", "refused a return"] {
+        let said = log.lines().filter(|l| l.contains(line)).count();
+        assert!(
+            said <= seconds,
+            "{said} {line:?} lines in {seconds} s: {log}"
+        );
+    }
+    assert!(log.contains("unsaid="), "{log}");
+}
+
+/// Behind a trusted proxy every client shares the proxy's connections: one client (by its
+/// `X-Forwarded-For` address) has at most `max_connections_per_ip` requests in flight, so slow
+/// bodies sent through the balancer cannot hold every connection; the next is a 429 in the API's
+/// JSON, another client is served, and a finished request frees its place.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_client_behind_the_proxy_cannot_hold_every_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = world(
+        "sec-proxy-in-flight",
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+        "\n[limits]\nmax_connections_per_ip = 4\nbody_read_timeout_ms = 20000\n",
+    )
+    .await;
+    let slow_body = |client: &'static str| {
+        let addr = w.host.addr;
+        async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(
+                format!(
+                    "POST /alipay/shop/notify HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {client}\r\n\
+                     Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nab"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+            s
+        }
+    };
+    // Four slow bodies from one client (its IPv6 /64): its share.
+    let mut held = Vec::new();
+    for i in 1..=4 {
+        held.push(
+            slow_body(if i % 2 == 0 {
+                "2001:db8:1:2::1"
+            } else {
+                "2001:db8:1:2::2"
+            })
+            .await,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let url = w.host.url("/healthz");
+    let from = async |client: &str| {
+        request_from("127.0.0.1", &url, "GET", &[("X-Forwarded-For", client)], "").await
+    };
+    let (status, head, body) = from("2001:db8:1:2::99").await;
+    assert_eq!(status, 429, "{head}\n{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    // Another client through the same proxy is served.
+    assert_eq!(from("203.0.113.7").await.0, 200);
+    assert!(
+        w.host.log_text().contains("requests in flight"),
+        "{}",
+        w.host.log_text()
+    );
+    // One slow request ends (its body completed): the client has a place again.
+    let mut first = held.remove(0);
+    first.write_all(&[b'a'; 998]).await.unwrap();
+    let mut answer = [0u8; 12];
+    first.read_exact(&mut answer).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 "), "{answer:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(from("2001:db8:1:2::99").await.0, 200);
+}
+
+/// The admin pages read each path segment percent-decoded: the merchant id check before
+/// anything else sees the id they would (`/admin/%6derchants/..%2F..` names `../..`), so such a
+/// path is a 404 with or without a session, never a page or a login form.
+#[tokio::test(flavor = "multi_thread")]
+async fn encoded_admin_paths_get_the_merchant_id_check_first() {
+    let w = world("sec-admin-encoded", "", "").await;
+    let base = w.host.url("");
+    let paths = [
+        "/admin/%6derchants/..%2F..",
+        "/admin/merchants/%2E%2E",
+        "/admin/%6derchants/..%2F../payments/x",
+    ];
+    for path in paths {
+        let r = get(&w.host.url(path), None).await;
+        assert_eq!(r.status, 404, "{path} without a session: {}", r.text());
+    }
+    let (cookie, csrf) = admin_login(&base, ADMIN_PASSWORD).await;
+    for path in paths {
+        let r = request("GET", &w.host.url(path), &[("cookie", &cookie)], Vec::new()).await;
+        assert_eq!(r.status, 404, "GET {path}: {}", r.text());
+        let r = request(
+            "POST",
+            &w.host.url(path),
+            &[
+                ("cookie", &cookie),
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("origin", &base),
+            ],
+            format!("csrf={csrf}").into_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 404, "POST {path}: {}", r.text());
+    }
+    // A valid id spelled with escapes is served as the admin pages read it.
+    let r = request(
+        "GET",
+        &w.host.url("/admin/%6derchants/shop"),
+        &[("cookie", &cookie)],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// Password checks (argon2, ≈ 19 MiB each) run at most `MAX_PASSWORD_CHECKS` at once: logins
+/// from many addresses at once, each within its own throttle, past that are answered 503 with
+/// the login page saying so, and once they are done the right password logs in.
+#[tokio::test(flavor = "multi_thread")]
+async fn logins_at_once_from_many_addresses_share_a_few_password_checks() {
+    let w = world("sec-login-many", "trusted_proxies = [\"127.0.0.1/32\"]", "").await;
+    let url = w.host.url("/admin/login");
+    let logins = (0..40).map(|i| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let xff = format!("198.51.100.{}", i / 5 + 1);
+            let r = request(
+                "POST",
+                &url,
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("x-forwarded-for", &xff),
+                ],
+                format!("password=guess{i}").into_bytes(),
+            )
+            .await;
+            (r.status, r.text())
+        })
+    });
+    // All sent before any answer is awaited.
+    let logins: Vec<_> = logins.collect();
+    let mut answers = Vec::new();
+    for l in logins {
+        answers.push(l.await.unwrap());
+    }
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    let busy: Vec<&String> = answers
+        .iter()
+        .filter(|a| a.0 == 503)
+        .map(|a| &a.1)
+        .collect();
+    assert!(!busy.is_empty(), "{statuses:?}");
+    assert!(busy[0].contains("登录的人太多，请稍后再试"), "{}", busy[0]);
+    assert!(
+        statuses.iter().all(|s| [401, 503].contains(s)),
+        "{statuses:?}"
+    );
+    let own = request(
+        "POST",
+        &url,
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("x-forwarded-for", "198.51.100.200"),
+        ],
+        format!("password={ADMIN_PASSWORD}").into_bytes(),
+    )
+    .await;
+    assert_eq!(own.status, 303, "{}", own.text());
 }

@@ -231,7 +231,7 @@ pub fn verify_flat(settings: &Settings, pairs: &[(String, String)]) -> Result<()
     match find(pairs, "sign_type").filter(|s| !s.is_empty()) {
         Some(t) if !t.eq_ignore_ascii_case(own) => {
             return Err(PluginError::BadSignature(format!(
-                "signed with {t}, but this merchant uses {own}"
+                "signed with {t:?}, but this merchant uses {own}"
             )))
         }
         _ => {}

@@ -283,7 +283,7 @@ fn check_sign_type(settings: &Settings, received: Option<&str>) -> Result<(), Pl
         Ok(())
     } else {
         Err(PluginError::BadSignature(format!(
-            "signed with {received}, but this merchant uses {}",
+            "signed with {received:?}, but this merchant uses {}",
             settings.signer.sec_id()
         )))
     }

@@ -17,12 +17,16 @@ use tokio::net::TcpListener;
 
 /// A connection's socket with an idle deadline: when no request is being handled and nothing
 /// was read or written for `idle`, the next read fails and hyper closes the connection (the
-/// keep-alive idle timeout; a request that is being handled has its own body deadline).
+/// keep-alive idle timeout; a request that is being handled has its own body deadline). And a
+/// write deadline: a write the client leaves waiting (it does not read) for `write_stall` fails,
+/// and hyper closes the connection; without it, a client that pipelines requests and never reads
+/// their answers held its connection for ever (hyper reads nothing while its answers wait).
 struct GuardedIo {
     inner: tokio::net::TcpStream,
     idle: Duration,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
     busy: Arc<std::sync::atomic::AtomicUsize>,
+    write: WriteDeadline,
     /// hyper's bare answer to a request it could not parse, being written in its JSON version
     /// (`parse_errors`).
     swapped: Option<Swapped>,
@@ -36,10 +40,69 @@ struct Swapped {
     replaces: usize,
 }
 
+/// How long a write may wait for the client to read before the connection fails.
+const WRITE_STALL: Duration = Duration::from_secs(30);
+
 impl GuardedIo {
+    fn new(
+        inner: tokio::net::TcpStream,
+        idle: Duration,
+        busy: Arc<std::sync::atomic::AtomicUsize>,
+        write_stall: Duration,
+    ) -> GuardedIo {
+        GuardedIo {
+            inner,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+            busy,
+            write: WriteDeadline {
+                stall: write_stall,
+                sleep: Box::pin(tokio::time::sleep(write_stall)),
+                armed: false,
+            },
+            swapped: None,
+        }
+    }
+
     fn touch(&mut self) {
         let at = tokio::time::Instant::now() + self.idle;
         self.deadline.as_mut().reset(at);
+    }
+}
+
+/// The write deadline: armed when a write first waits, disarmed by any progress.
+struct WriteDeadline {
+    stall: Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
+}
+
+impl WriteDeadline {
+    /// What a write or flush answers: progress disarms the deadline; a wait arms it (once) and
+    /// polls it, so the task is woken when it passes and the next poll fails.
+    fn guard<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::future::Future;
+        use std::task::Poll;
+        if r.is_ready() {
+            self.armed = false;
+            return r;
+        }
+        if !self.armed {
+            self.armed = true;
+            let at = tokio::time::Instant::now() + self.stall;
+            self.sleep.as_mut().reset(at);
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client read nothing within the write deadline",
+            )));
+        }
+        Poll::Pending
     }
 }
 
@@ -94,7 +157,9 @@ impl tokio::io::AsyncWrite for GuardedIo {
         }
         if let Some(swap) = this.swapped.as_mut() {
             while swap.sent < swap.bytes.len() {
-                match std::pin::Pin::new(&mut this.inner).poll_write(cx, &swap.bytes[swap.sent..]) {
+                let r =
+                    std::pin::Pin::new(&mut this.inner).poll_write(cx, &swap.bytes[swap.sent..]);
+                match this.write.guard(cx, r) {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
                     }
@@ -109,6 +174,7 @@ impl tokio::io::AsyncWrite for GuardedIo {
             return Poll::Ready(Ok(replaces));
         }
         let r = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        let r = this.write.guard(cx, r);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             this.touch();
         }
@@ -131,6 +197,7 @@ impl tokio::io::AsyncWrite for GuardedIo {
             _ => {}
         }
         let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let r = self.write.guard(cx, r);
         if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
             self.touch();
         }
@@ -145,7 +212,8 @@ impl tokio::io::AsyncWrite for GuardedIo {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.write.guard(cx, r)
     }
 
     fn poll_shutdown(
@@ -203,23 +271,54 @@ impl PerClient {
 
     /// Counts a new connection from `peer`; `None` when its address already holds the most it
     /// may. A trusted proxy's connections, and every connection when the limit is off, are
-    /// held without a count.
+    /// held without a count (a proxy's are counted per request instead: [`PerClient::hold`]).
     fn admit(&self, app: &App, peer: std::net::IpAddr) -> Option<Option<Held>> {
         if self.max == 0 || app.config.trusted_proxies.iter().any(|c| c.contains(peer)) {
             return Some(None);
         }
-        let key = crate::proxy::limit_key(peer);
+        self.hold(crate::proxy::limit_key(peer)).map(Some)
+    }
+
+    /// Counts one more for `key` (a [`crate::proxy::limit_key`]); `None` when it already holds
+    /// the most it may. The map holds only keys with something counted, so it is never larger
+    /// than the connections open.
+    fn hold(&self, key: std::net::IpAddr) -> Option<Held> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(key).or_insert(0);
         if *n >= self.max {
             return None;
         }
         *n += 1;
-        Some(Some(Held {
+        Some(Held {
             key,
             open: self.open.clone(),
-        }))
+        })
     }
+}
+
+/// The answer to a request through a trusted proxy from a client that already has
+/// `max_connections_per_ip` requests in flight: 429 with the standard JSON error.
+fn too_many_in_flight(app: &App) -> http::Response<super::body::Body> {
+    app.metrics.rate_limited.inc();
+    static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(10_000);
+    if let Some(unsaid) = SAY.allow() {
+        tracing::warn!(
+            max_connections_per_ip = app.config.limits.max_connections_per_ip,
+            unsaid,
+            "a client behind a trusted proxy reached its limit of requests in flight; its next ones are answered 429 ([limits] max_connections_per_ip)"
+        );
+    }
+    let mut r = super::error::too_many("too many requests in flight from this client address", 1);
+    let headers = r.headers_mut();
+    headers.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    r
 }
 
 impl Drop for Held {
@@ -241,6 +340,10 @@ impl Drop for Held {
 /// (`keep_alive_idle_ms`); at most `max_connections` are open at once: past that, new
 /// connections wait in the listen backlog until one closes (logged). One client address holds at
 /// most `max_connections_per_ip` of them: past that, its new connections are closed (logged).
+/// Behind a trusted proxy, whose connections every client shares, one client (its address from
+/// `X-Forwarded-For`; IPv6 per /64) has at most `max_connections_per_ip` requests in flight: past
+/// that, its requests are answered 429 (logged), so a client sending slow bodies through the
+/// balancer cannot hold every connection.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
@@ -253,6 +356,7 @@ pub async fn serve(
     let mut last_full_log: Option<std::time::Instant> = None;
     let mut last_client_log: Option<std::time::Instant> = None;
     let per_client = PerClient::new(limits.max_connections_per_ip);
+    let in_flight = PerClient::new(limits.max_connections_per_ip);
     tokio::pin!(shutdown);
     loop {
         let permit = match slots.clone().try_acquire_owned() {
@@ -293,20 +397,27 @@ pub async fn serve(
                     continue;
                 };
                 let app = app.clone();
+                let in_flight = in_flight.clone();
+                let from_proxy = in_flight.max > 0
+                    && app.config.trusted_proxies.iter().any(|c| c.contains(remote.ip()));
                 let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
                 let idle = Duration::from_millis(limits.keep_alive_idle_ms);
-                let io = GuardedIo {
-                    inner: stream,
-                    idle,
-                    deadline: Box::pin(tokio::time::sleep(idle)),
-                    busy: busy.clone(),
-                    swapped: None,
-                };
+                let io = GuardedIo::new(stream, idle, busy.clone(), WRITE_STALL);
                 let service = hyper::service::service_fn(move |req| {
                     let app = app.clone();
                     let guard = Busy::new(&busy);
+                    // Counted until its answer is made (its body read): a client's requests
+                    // through the proxy, as its connections are counted when direct.
+                    let slot = from_proxy.then(|| {
+                        let ip = super::caller::client_ip(&app, remote, &req);
+                        in_flight.hold(crate::proxy::limit_key(ip)).ok_or(())
+                    });
                     async move {
-                        let r = handle(app.clone(), remote, req).await;
+                        let r = match slot {
+                            Some(Err(())) => too_many_in_flight(&app),
+                            _ => handle(app.clone(), remote, req).await,
+                        };
+                        drop(slot);
                         drop(guard);
                         Ok::<_, Infallible>(ledger::streaming(&app, r))
                     }
@@ -374,4 +485,67 @@ pub async fn serve_metrics(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GuardedIo;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn pair(stall: Duration) -> (GuardedIo, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        // A request in flight: the idle deadline does not apply, the write deadline does.
+        let busy = Arc::new(AtomicUsize::new(1));
+        let io = GuardedIo::new(server, Duration::from_secs(600), busy, stall);
+        (io, client)
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_reads_fails_the_write_at_the_deadline() {
+        let (mut io, _client) = pair(Duration::from_millis(300)).await;
+        let chunk = vec![b'x'; 64 * 1024];
+        let started = std::time::Instant::now();
+        let failed = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Err(e) = io.write_all(&chunk).await {
+                    return e;
+                }
+            }
+        })
+        .await
+        .expect("the write deadline woke the writer and failed the write");
+        assert_eq!(failed.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn a_client_reading_slowly_but_steadily_is_served() {
+        let (mut io, mut client) = pair(Duration::from_millis(500)).await;
+        let total = 4 * 1024 * 1024;
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut got = 0;
+            while got < total {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                match client.read(&mut buf).await.unwrap() {
+                    0 => break,
+                    n => got += n,
+                }
+            }
+            got
+        });
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..total / chunk.len() {
+            io.write_all(&chunk).await.unwrap();
+        }
+        io.flush().await.unwrap();
+        assert_eq!(reader.await.unwrap(), total);
+    }
 }

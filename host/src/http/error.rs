@@ -40,7 +40,8 @@ impl ApiError {
     }
 
     pub fn internal(e: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %e, "internal error");
+        // Escaped: the error can carry a component's text.
+        tracing::error!(error = %crate::log_limit::clean(&e), "internal error");
         ApiError::new(500, "internal", "internal error; see the payhost log")
     }
 

@@ -48,25 +48,25 @@ pub(super) async fn buyer_return(
 ) -> Response<Body> {
     let query = req.uri().query().unwrap_or("").as_bytes().to_vec();
     if query.len() > MAX_RETURN_QUERY {
-        return not_confirmed(414, "the return query is too long");
+        return not_confirmed(414);
     }
     match app.handle_return(id, &query).await {
         Ok(location) => redirect(&location),
-        Err(e) => not_confirmed(e.status, &e.message),
+        Err(e) => not_confirmed(e.status),
     }
 }
 
-/// The buyer's page for a return that changed nothing.
-fn not_confirmed(status: u16, why: &str) -> Response<Body> {
+/// The buyer's page for a return that changed nothing: the same words whatever the reason. The
+/// reason (the component's, which can quote the query anyone may send) is only in the log.
+fn not_confirmed(status: u16) -> Response<Body> {
     html(
         status,
         admin::page(
             "支付结果无法确认 Payment result not confirmed",
-            &format!(
-                "<div class=\"card err\"><h1>支付结果无法确认</h1><p>This return could not be verified, so nothing was changed. \
-                 If you paid, the shop will still see the payment once the payment provider confirms it.</p><p class=\"muted\">{}</p></div>",
-                admin::esc(why)
-            ),
+            "<div class=\"card err\"><h1>支付结果无法确认</h1><p>此次返回无法验证，订单没有任何改变。\
+             如果您已付款，支付宝确认后商户仍会收到这笔付款。</p><p>Payment result not confirmed: this return \
+             could not be verified, so nothing was changed. If you paid, the shop will still see the payment \
+             once the payment provider confirms it.</p></div>",
         ),
         admin::page_security_policy(),
     )

@@ -342,6 +342,17 @@ fn names_an_invalid_merchant(segs: &[&str]) -> bool {
     !crate::config::valid_merchant_id(id)
 }
 
+/// [`names_an_invalid_merchant`] of the segments percent-decoded one by one, as the admin pages
+/// read them: `/admin/%6derchants/..%2F..` names the merchant `../..`, and is a 404 as well.
+fn decoded_names_an_invalid_merchant(path: &str, segs: &[&str]) -> bool {
+    if !path.contains('%') {
+        return false;
+    }
+    let decoded: Vec<String> = segs.iter().map(|s| percent_decode(s)).collect();
+    let decoded: Vec<&str> = decoded.iter().map(String::as_str).collect();
+    names_an_invalid_merchant(&decoded)
+}
+
 /// Routes one request. Never panics on input; every error is an answer.
 pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
@@ -384,10 +395,11 @@ async fn route(
         );
         return ("other", response);
     }
-    // An HTTP/1.1 request names its host exactly once (RFC 9112 section 3.2): anything else is refused
-    // before it is routed, as a proxy would refuse it.
+    // An HTTP/1.1 request names its host exactly once (RFC 9112 section 3.2), an absolute-form
+    // target (`GET http://a/healthz`) too: anything else is refused before it is routed, as a
+    // proxy would refuse it.
     let hosts = req.headers().get_all(http::header::HOST).iter().count();
-    let needs_host = req.version() == http::Version::HTTP_11 && req.uri().authority().is_none();
+    let needs_host = req.version() == http::Version::HTTP_11;
     if hosts > 1 || (hosts == 0 && needs_host) {
         let what = if hosts > 1 { "more than one" } else { "no" };
         return (
@@ -406,7 +418,7 @@ async fn route(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let segs = segments(&path);
-    if names_an_invalid_merchant(&segs) {
+    if names_an_invalid_merchant(&segs) || decoded_names_an_invalid_merchant(&path, &segs) {
         return ("other", not_found(&method, &path));
     }
     let api = segs.first() == Some(&"v1");
@@ -549,6 +561,33 @@ mod tests {
                 p.0.iter().map(|(n, v)| format!("{n}={v}")).collect(),
             )),
             _ => None,
+        }
+    }
+
+    #[test]
+    fn a_merchant_id_is_checked_as_the_admin_pages_decode_it() {
+        for path in [
+            "/admin/%6derchants/..%2F..",
+            "/admin/merchants/%2E%2E",
+            "/admin/%6Derchants/a%20b/payments/x",
+            "/v1/merchants/a%2Fb",
+        ] {
+            let segs = segments(path);
+            assert!(
+                names_an_invalid_merchant(&segs) || decoded_names_an_invalid_merchant(path, &segs),
+                "{path}"
+            );
+        }
+        for path in [
+            "/admin/%6derchants/shop",
+            "/admin/merchants/shop/payments/A%2F1",
+        ] {
+            let segs = segments(path);
+            assert!(
+                !names_an_invalid_merchant(&segs)
+                    && !decoded_names_an_invalid_merchant(path, &segs),
+                "{path}"
+            );
         }
     }
 

@@ -295,7 +295,7 @@ impl Client {
 
     fn refuse(&self, why: String) -> SendError {
         self.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(target: "payhost::outbound", reason = %why, "refused an outbound request");
+        tracing::warn!(target: "payhost::outbound", reason = %crate::log_limit::clean(&why), "refused an outbound request");
         SendError::Refused(why)
     }
 }

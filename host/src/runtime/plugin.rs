@@ -634,7 +634,7 @@ macro_rules! call_export {
             Ok(Err(e)) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
                 let err = $self.classify(e);
-                tracing::error!(target: "payhost::component", call = stringify!($func), kind = err.kind(), error = %err, "payment component call failed");
+                tracing::error!(target: "payhost::component", call = stringify!($func), kind = err.kind(), error = %crate::log_limit::clean(&err), "payment component call failed");
                 Err(err)
             }
             Err(_) => {
