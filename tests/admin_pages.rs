@@ -184,6 +184,13 @@ async fn owners_see_their_merchants_only_and_every_action_is_audited() {
         "{}",
         refused_csv.text()
     );
+    // …in the words of a logged-in owner: their own merchant, not the API's token.
+    let said = refused_csv.text();
+    assert!(
+        said.contains("只能导出你自己的商户（demo）") && said.contains("market"),
+        "{said}"
+    );
+    assert!(!said.contains("token") && !said.contains("令牌"), "{said}");
     let csv = page(base, "/admin/payments.csv", &other).await.1;
     assert!(
         !csv.contains("MKT-ADMIN-1") && csv.contains("DEMO-ADMIN-1"),
@@ -743,10 +750,14 @@ async fn refusals_say_why_in_the_owners_words() {
             ("reason", "测试"),
         ])
     };
+    // Refused before anything is asked, each naming the field and what is wrong with it.
     for (amount, want) in [
         ("abc", "退款金额：请只填写半角数字"),
         ("0.001", "最多两位小数"),
-        ("9.00", "超过了可退金额"),
+        ("9.00", "超过了可退金额：最多还能退 ¥2.00"),
+        ("-1", "退款金额：必须大于 0"),
+        ("1.", "小数点前后都要有数字"),
+        (".5", "小数点前后都要有数字"),
     ] {
         let after = admin_post(
             base,
@@ -756,29 +767,126 @@ async fn refusals_say_why_in_the_owners_words() {
         )
         .await;
         assert!(after.contains(want), "{amount}: {after}");
+        assert!(after.contains("未发起退款"), "{amount}: {after}");
+        assert!(
+            !after.contains("id=\"refund-confirm\""),
+            "{amount}: {after}"
+        );
     }
-    let first = admin_post(
+    // A reason with a tab: refused on the form, in Chinese, naming the field.
+    let tabbed = form(&[
+        ("csrf", &csrf),
+        ("amount", "0.10"),
+        ("refund_key", "k-tab"),
+        ("reason", "尺码\t不合"),
+    ]);
+    let after = admin_post(base, &format!("{path}/refunds"), &op, &tabbed).await;
+    assert!(after.contains("id=\"reason-error\""), "{after}");
+    assert!(
+        after.contains("退款原因：不能包含换行、制表符等控制字符"),
+        "{after}"
+    );
+    // Confirmed all the same (a crafted post): the component's refusal is named the same way,
+    // never blamed on Alipay, never in English.
+    let after = admin_post(
+        base,
+        &format!("{path}/refunds"),
+        &op,
+        &format!("{tabbed}&confirm=1"),
+    )
+    .await;
+    let said = after
+        .split("id=\"reason-error\">")
+        .nth(1)
+        .and_then(|e| e.split("</div>").next())
+        .unwrap_or_else(|| panic!("no reason error: {after}"));
+    assert!(
+        said.starts_with("退款原因：") && said.contains("控制字符"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("支付宝") && !said.contains("must be"),
+        "{said}"
+    );
+    assert!(after.contains("未发起退款"), "{after}");
+
+    // The form asks first: the amount and the order, nothing refunded yet.
+    let asked = admin_post(
         base,
         &format!("{path}/refunds"),
         &op,
         &refund("０.５", "k-1"),
     )
     .await;
+    assert!(asked.contains("id=\"refund-confirm-card\""), "{asked}");
+    assert!(
+        asked.contains("id=\"confirm-amount\" class=\"big\">¥0.50"),
+        "{asked}"
+    );
+    assert!(asked.contains("id=\"confirm-order\">WORDS-PAID"), "{asked}");
+    assert!(
+        asked.contains("name=\"refund_key\" value=\"k-1\""),
+        "{asked}"
+    );
+    assert!(asked.contains("name=\"confirm\" value=\"1\""), "{asked}");
+    let view = get(
+        &format!("{base}/v1/merchants/demo/payments/WORDS-PAID"),
+        Some(TOKEN),
+    )
+    .await
+    .json();
+    assert_eq!(
+        view["refunds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] != "FAILED")
+            .count(),
+        0,
+        "nothing refunded before the confirmation: {view}"
+    );
+    let confirm = format!("{}&confirm=1", refund("0.50", "k-1"));
+    let first = admin_post(base, &format!("{path}/refunds"), &op, &confirm).await;
     assert!(first.contains("已发起退款 ¥0.50"), "{first}");
-    let again = admin_post(
-        base,
-        &format!("{path}/refunds"),
-        &op,
-        &refund("０.５", "k-1"),
-    )
-    .await;
-    assert!(again.contains("这笔退款已经发起过"), "{again}");
+    // The confirmation sent again (a double click, a reload): the same refund.
+    let again = admin_post(base, &format!("{path}/refunds"), &op, &confirm).await;
+    assert!(
+        again.contains("这笔退款已经发起过，没有重复退款：#"),
+        "{again}"
+    );
     let (_, audit) = page(base, "/admin/audit", &op).await;
     assert_eq!(
         audit.matches("WORDS-PAID: ¥0.50").count(),
         1,
         "one refund, one audit line: {audit}"
     );
+
+    // 全额退款: what is left, asked like any other; 返回修改 goes back to the form as typed.
+    let full = form(&[
+        ("csrf", &csrf),
+        ("amount", ""),
+        ("refund_key", "k-full"),
+        ("full", "1"),
+    ]);
+    let asked = admin_post(base, &format!("{path}/refunds"), &op, &full).await;
+    assert!(
+        asked.contains("id=\"confirm-amount\" class=\"big\">¥1.50"),
+        "{asked}"
+    );
+    assert!(asked.contains("id=\"confirm-full\""), "{asked}");
+    let edit = form(&[
+        ("csrf", &csrf),
+        ("amount", "1.50"),
+        ("refund_key", "k-full"),
+        ("edit", "1"),
+    ]);
+    let back = admin_post(base, &format!("{path}/refunds"), &op, &edit).await;
+    assert!(back.contains("id=\"refund-form\""), "{back}");
+    assert!(
+        back.contains("id=\"refund-amount\" name=\"amount\" inputmode=\"decimal\" value=\"1.50\""),
+        "{back}"
+    );
+    assert!(back.contains("id=\"refund-full\""), "{back}");
 
     // The legacy refund waits for the seller on Alipay's page; given up, its amount is free again.
     let (_, html) = page(base, path, &op).await;
@@ -917,6 +1025,258 @@ async fn a_payment_after_a_close_here_is_held_for_review() {
     let (op, _) = admin_login(base, ADMIN_PASSWORD).await;
     let (_, html) = page(base, "/admin/merchants/demo/payments/CLOSED-PAID", &op).await;
     assert!(html.contains("id=\"review\""), "{html}");
+    // Shown on the page, not in a tooltip: the Chinese explanation, the original beside it.
+    let explained = html
+        .split("id=\"review-explained\">")
+        .nth(1)
+        .and_then(|r| r.split("</p>").next())
+        .unwrap_or_else(|| panic!("no explanation: {html}"));
+    assert!(explained.starts_with("关闭后又收到付款"), "{explained}");
+    assert!(!explained.contains("paid after"), "{explained}");
+    assert!(html.contains("id=\"review-raw\">"), "{html}");
+    // The list's rows (a phone's cards) say it too.
+    let (_, list) = page(base, "/admin/payments?q=CLOSED-PAID", &op).await;
+    let note = list
+        .split("class=\"review-note\"")
+        .nth(1)
+        .and_then(|r| r.split("</div>").next())
+        .unwrap_or_else(|| panic!("no review note in the list: {list}"));
+    assert!(
+        note.contains("需要人工核对") && note.contains("关闭后又收到付款"),
+        "{note}"
+    );
+    // Found by the review filter (and only it), then marked as checked: the flag goes, the
+    // timeline and the audit say who; a stale page's reason clears nothing.
+    create_payment(base, "demo", "NOT-HELD", "1.00", None).await;
+    let (_, held) = page(base, "/admin/payments?review=1", &op).await;
+    assert!(held.contains("CLOSED-PAID"), "{held}");
+    assert!(!held.contains("NOT-HELD"), "{held}");
+    let (_, html) = page(base, "/admin/merchants/demo/payments/CLOSED-PAID", &op).await;
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let action = "/admin/merchants/demo/payments/CLOSED-PAID/review";
+    let stale = admin_post(
+        base,
+        action,
+        &op,
+        &form(&[("csrf", &csrf), ("review", "an older reason")]),
+    )
+    .await;
+    assert!(stale.contains("核对原因已经变了"), "{stale}");
+    assert!(get(&url, Some(TOKEN)).await.json()["review"].is_string());
+    let cleared = admin_post(
+        base,
+        action,
+        &op,
+        &form(&[("csrf", &csrf), ("review", review)]),
+    )
+    .await;
+    assert!(cleared.contains("已标记为已核对"), "{cleared}");
+    assert!(!cleared.contains("id=\"review\""), "{cleared}");
+    let view = get(&url, Some(TOKEN)).await.json();
+    assert!(view["review"].is_null(), "{view}");
+    assert!(
+        view["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "review"),
+        "{view}"
+    );
+    let (_, held) = page(base, "/admin/payments?review=1", &op).await;
+    assert!(!held.contains("CLOSED-PAID"), "{held}");
+    let (_, audit) = page(base, "/admin/audit", &op).await;
+    assert!(audit.contains("核对完毕，取消标记"), "{audit}");
+}
+
+/// A session that ended while the owner was working (expired, or a post without one): the
+/// login page says so in Chinese (and English), and the login returns to the page they were on,
+/// never to another site; the post itself is never replayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_session_says_so_and_returns_to_the_page() {
+    let d = demo("admin-expired").await;
+    let base = d.url("");
+    let base = base.as_str();
+    create_payment(base, "demo", "EXPIRED-1", "1.00", None).await;
+    let stale = "payhost_admin=a-session-that-expired-long-ago";
+    let payment = "/admin/merchants/demo/payments/EXPIRED-1";
+    let r = request(
+        "POST",
+        &format!("{base}{payment}/refunds"),
+        &[
+            ("cookie", stale),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        form(&[("csrf", "x"), ("amount", "1.00"), ("refund_key", "k")]).into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let html = r.text();
+    assert!(html.contains("id=\"login-notice\""), "{html}");
+    assert!(html.contains("登录已过期，请重新登录"), "{html}");
+    assert!(
+        html.contains(&format!("name=\"next\" value=\"{payment}\"")),
+        "{html}"
+    );
+    // A page opened with an old cookie: the same, back to that page and its filters.
+    let (status, html) = page(base, "/admin/payments?q=EXPIRED&lang=en", stale).await;
+    assert_eq!(status, 401);
+    assert!(html.contains("Your login has expired"), "{html}");
+    assert!(
+        html.contains("name=\"next\" value=\"/admin/payments?q=EXPIRED\""),
+        "{html}"
+    );
+    // A first visit is no expiry.
+    let (status, html) = page(base, "/admin", "").await;
+    assert_eq!(status, 200);
+    assert!(
+        !html.contains("login-notice") && !html.contains("name=\"next\""),
+        "{html}"
+    );
+    // Logged in again: back to the page (the refund was not made).
+    let login = |next: &str| {
+        let body = form(&[("user", ""), ("password", ADMIN_PASSWORD), ("next", next)]);
+        async move { conformance::host::post_form(&format!("{base}/admin/login"), &body).await }
+    };
+    let r = login(payment).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location").as_deref(), Some(payment));
+    let view = get(
+        &format!("{base}/v1/merchants/demo/payments/EXPIRED-1"),
+        Some(TOKEN),
+    )
+    .await
+    .json();
+    assert_eq!(view["refunds"].as_array().map(Vec::len), Some(0), "{view}");
+    // Never to another site.
+    for evil in [
+        "//evil.example/admin",
+        "/\\evil.example",
+        "https://evil.example/admin",
+        "/admin//evil.example",
+        "/admin/\r\nx",
+    ] {
+        let r = login(evil).await;
+        assert_eq!(r.status, 303, "{evil:?}");
+        assert_eq!(r.header("location").as_deref(), Some("/admin"), "{evil:?}");
+    }
+}
+
+/// An open-platform refund whose answer is lost (the sandbox makes it, then answers HTTP 500):
+/// the page says the outcome is unknown and not to refund again, never "not started", and the
+/// form keeps its refund_key (sent again, it is the same refund). An order refunded in full
+/// says so, not that the amount is too large.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_refund_outcome_is_never_called_not_started() {
+    let d = demo("admin-refund-unknown").await;
+    let base = d.url("");
+    let base = base.as_str();
+    let (op, csrf) = admin_login(base, ADMIN_PASSWORD).await;
+    let mut paths = Vec::new();
+    for no in ["OPEN-LOST-1", "OPEN-FULL-1"] {
+        let created = send_json(
+            "POST",
+            &format!("{base}/v1/merchants/open-shop/payments"),
+            Some(TOKEN),
+            &json!({"out_trade_no": no, "subject": "测试", "total_fee": "2.00",
+                "return_url": format!("{base}/shop/return"), "merchant_url": format!("{base}/shop")}),
+        )
+        .await;
+        assert!(
+            created.status == 200 || created.status == 201,
+            "{}",
+            created.text()
+        );
+        let pay_url = created.json()["pay_url"].as_str().unwrap().to_owned();
+        let token = conformance::alipay::cashier_token(&get(&pay_url, None).await.text());
+        conformance::host::post_form(
+            &format!("{base}/sandbox/openapi/cashier/pay"),
+            &format!("token={token}"),
+        )
+        .await;
+        let path = format!("/admin/merchants/open-shop/payments/{no}");
+        for _ in 0..100 {
+            if page(base, &path, &op)
+                .await
+                .1
+                .contains("id=\"refund-form\"")
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        paths.push(path);
+    }
+    let faults = send_json(
+        "POST",
+        &format!("{base}/sandbox/faults"),
+        None,
+        &json!({"refund_answers_lost": 1}),
+    )
+    .await;
+    assert_eq!(faults.status, 200, "{}", faults.text());
+    let lost = form(&[
+        ("csrf", &csrf),
+        ("amount", "0.50"),
+        ("refund_key", "k-lost"),
+        ("reason", "测试"),
+        ("confirm", "1"),
+    ]);
+    let after = admin_post(base, &format!("{}/refunds", paths[0]), &op, &lost).await;
+    let flash = after
+        .split("id=\"flash\">")
+        .nth(1)
+        .and_then(|f| f.split("</div>").next())
+        .unwrap_or_else(|| panic!("no message: {after}"));
+    assert!(
+        flash.contains("退款结果未知") && flash.contains("请不要再次退款"),
+        "{flash}"
+    );
+    assert!(!flash.contains("未发起退款"), "{flash}");
+    assert!(after.contains("结果未知"), "{after}");
+    assert!(
+        after.contains("name=\"refund_key\" value=\"k-lost\""),
+        "the form keeps the refund's key: {after}"
+    );
+
+    // Refunded in full (全额退款, confirmed): a stale form says so.
+    let path = &paths[1];
+    let full = form(&[("csrf", &csrf), ("refund_key", "k-all"), ("full", "1")]);
+    let asked = admin_post(base, &format!("{path}/refunds"), &op, &full).await;
+    assert!(asked.contains("¥2.00"), "{asked}");
+    let confirm = form(&[
+        ("csrf", &csrf),
+        ("amount", "2.00"),
+        ("refund_key", "k-all"),
+        ("confirm", "1"),
+    ]);
+    let done = admin_post(base, &format!("{path}/refunds"), &op, &confirm).await;
+    assert!(done.contains("已发起退款 ¥2.00"), "{done}");
+    assert!(
+        done.contains("id=\"payment-status\" title=\"REFUNDED\""),
+        "{done}"
+    );
+    for body in [
+        form(&[
+            ("csrf", &csrf),
+            ("amount", "1.00"),
+            ("refund_key", "k-more"),
+        ]),
+        form(&[
+            ("csrf", &csrf),
+            ("amount", "1.00"),
+            ("refund_key", "k-more"),
+            ("confirm", "1"),
+        ]),
+    ] {
+        let after = admin_post(base, &format!("{path}/refunds"), &op, &body).await;
+        assert!(after.contains("这笔订单已全额退款"), "{after}");
+        assert!(!after.contains("超过了可退金额"), "{after}");
+    }
 }
 
 /// 对账 on the admin page: the shop owner reconciles a day without curl. The open-platform
@@ -961,6 +1321,15 @@ async fn a_day_is_reconciled_on_the_admin_page() {
     .await;
     assert!(html.contains("id=\"reconcile-error\""), "{html}");
     assert!(html.contains("旧版接口"), "{html}");
+    // A day to come: said in Chinese, without the API's English.
+    let (_, html) = page(
+        base,
+        "/admin/reconcile?merchant=open-shop&date=2999-01-01",
+        &op,
+    )
+    .await;
+    assert!(html.contains("2999-01-01 还没到"), "{html}");
+    assert!(!html.contains("is in the future"), "{html}");
     // A shop owner reconciles their own merchant only.
     admin_post(
         base,

@@ -1,7 +1,7 @@
 // Walks the shop owner's back office of `payhost demo` in headless Chromium, on a desktop and on a
 // 360 px phone: the operator adds two shop owners; the owner of the C2C marketplace ("market")
-// logs in, searches an order, opens it, refunds part of it (confirmed on the sandbox's seller
-// password page), sees 部分退款 and the refunded amount, downloads the CSV and checks its rows
+// logs in, searches an order, opens it, refunds part of it (confirms the amount and the order on
+// the payment page, then the seller confirms on the sandbox's password page), sees 部分退款 and the refunded amount, downloads the CSV and checks its rows
 // against the JSON API, and sees the 30-day chart; the owner of another merchant sees none of it.
 // No page scrolls sideways at 360 px.
 // Usage: node admin.mjs <base-url> <admin-password> <api-token> <artifacts-dir>
@@ -126,6 +126,12 @@ try {
     await page.fill('#refund-amount', part);
     await page.fill('#refund-reason', '部分退货');
     await page.click('#refund');
+    // Nothing is refunded before the owner confirms the amount and the order.
+    await expectText(page.locator('#confirm-amount'), part);
+    await expectText(page.locator('#confirm-order'), order.out_trade_no);
+    if (name === 'phone') await fits(page, 'refund confirmation');
+    await shot(page, `admin-refund-ask-${name}`);
+    await page.click('#refund-confirm');
     await expectText(page.locator('#flash'), part);
     await page.locator('a.confirm-refund').first().click();
     await page.waitForURL(/\/sandbox\/mapi\?service=refund_fastpay_by_platform_pwd/);

@@ -14,10 +14,18 @@ pub struct Day {
 
 const W: f64 = 600.0;
 const H: f64 = 220.0;
-const LEFT: f64 = 34.0;
-const RIGHT: f64 = 56.0;
-const TOP: f64 = 12.0;
-const BOTTOM: f64 = 28.0;
+// Room for the axes' text at the phone's size ([`PHONE_FONT`]).
+const LEFT: f64 = 44.0;
+const RIGHT: f64 = 64.0;
+const TOP: f64 = 16.0;
+const BOTTOM: f64 = 34.0;
+/// The text size on a desktop, where the chart is drawn at its own 600 px.
+const FONT: f64 = 12.0;
+/// The text size (in the chart's units) on a phone, set by base.html's `@media (max-width:640px)`
+/// rule `#chart text{font-size:22px}`: the chart shrinks to the phone's width (about 340 of its
+/// 600 units on a 375 px screen), so its text is drawn larger to stay readable (about 12 px).
+#[cfg(test)]
+const PHONE_FONT: f64 = 22.0;
 
 /// A "nice" ceiling for an axis (1, 2 or 5 times a power of ten).
 fn nice(max: f64) -> f64 {
@@ -33,7 +41,7 @@ fn nice(max: f64) -> f64 {
 }
 
 /// The SVG of `days` (oldest first). `title` labels it for screen readers.
-pub fn svg(days: &[Day], title: &str) -> String {
+pub fn svg(days: &[Day], title: &str, lang: super::Lang) -> String {
     let n = days.len().max(1) as f64;
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
@@ -43,7 +51,7 @@ pub fn svg(days: &[Day], title: &str) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        "<svg id=\"chart\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"10\" font-family=\"sans-serif\">",
+        "<svg id=\"chart\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"{FONT}\" font-family=\"sans-serif\">",
         crate::domain::html::escape(title)
     );
     // Grid and axes: counts on the left, yuan on the right.
@@ -56,11 +64,11 @@ pub fn svg(days: &[Day], title: &str) -> String {
              <text x=\"{}\" y=\"{:.1}\" fill=\"#c80\">{}</text>",
             W - RIGHT,
             LEFT - 4.0,
-            y + 3.0,
+            y + 4.0,
             trim(max_count * i as f64 / 4.0),
             W - RIGHT + 4.0,
-            y + 3.0,
-            trim(max_yuan * i as f64 / 4.0),
+            y + 4.0,
+            short_yuan(max_yuan * i as f64 / 4.0, lang),
         );
     }
     for (i, d) in days.iter().enumerate() {
@@ -78,13 +86,14 @@ pub fn svg(days: &[Day], title: &str) -> String {
             d.count,
             super::yuan(d.fen)
         );
-        // A date under every fifth bar and the last.
-        if i % 5 == 0 || i + 1 == days.len() {
+        // A date under every fifth bar counted back from the last (today), evenly spaced so
+        // that no two collide at the phone's text size.
+        if i % 5 == (days.len() - 1) % 5 {
             let _ = write!(
                 s,
                 "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" fill=\"#667\">{}</text>",
                 x + slot / 2.0,
-                H - 10.0,
+                H - 6.0,
                 d.date.get(5..).unwrap_or(&d.date)
             );
         }
@@ -104,6 +113,15 @@ pub fn svg(days: &[Day], title: &str) -> String {
         points.join(" ")
     );
     s
+}
+
+/// An axis amount short enough for the margin: `2.5万` (`25k` in English) from ten thousand.
+fn short_yuan(v: f64, lang: super::Lang) -> String {
+    match lang {
+        super::Lang::Zh if v >= 10_000.0 => format!("{}万", trim(v / 10_000.0)),
+        super::Lang::En if v >= 10_000.0 => format!("{}k", trim(v / 1_000.0)),
+        _ => trim(v),
+    }
 }
 
 fn trim(v: f64) -> String {
@@ -137,7 +155,7 @@ mod tests {
                 fen: 99,
             },
         ];
-        let svg = svg(&days, "<paid>");
+        let svg = svg(&days, "<paid>", super::super::Lang::Zh);
         assert_eq!(svg.matches("<rect class=\"bar\"").count(), 3);
         assert!(svg.contains("data-date=\"2026-12-02\" data-count=\"4\""));
         assert!(svg.contains("¥12.34"));
@@ -145,5 +163,26 @@ mod tests {
         assert_eq!(nice(7.0), 10.0);
         assert_eq!(nice(0.0), 1.0);
         assert_eq!(nice(12.34), 20.0);
+    }
+
+    #[test]
+    fn axis_text_is_readable_on_a_phone() {
+        // A 375 px phone: main's and the card's padding leave about 339 px for the chart.
+        let shown = 375.0 - 2.0 * 6.0 - 2.0 * 12.0;
+        let px = PHONE_FONT * shown / W;
+        assert!(px >= 12.0, "the axis text is {px:.1} px on a phone");
+        let base = include_str!("../../../templates/admin/base.html");
+        let phone = base
+            .split("@media (max-width:640px)")
+            .nth(1)
+            .expect("base.html has the phone's rules");
+        assert!(
+            phone.contains(&format!("#chart text{{font-size:{PHONE_FONT}px}}")),
+            "base.html draws the chart's text at {PHONE_FONT} on a phone"
+        );
+        // Large amounts fit the margin.
+        assert_eq!(short_yuan(25_000.0, super::super::Lang::Zh), "2.5万");
+        assert_eq!(short_yuan(500.0, super::super::Lang::Zh), "500");
+        assert_eq!(short_yuan(20_000.0, super::super::Lang::En), "20k");
     }
 }

@@ -309,13 +309,43 @@ async fn route(
         return session::logout(app, req, current.as_ref().map(|(s, _)| s)).await;
     }
     let Some((sid, state)) = current else {
-        let status = if path == "/admin" { 200 } else { 401 };
-        return session::login_page(app, status, None, "", lang, &lang_url).await;
+        // A cookie that no longer names a session (expired, or ended elsewhere), or a post
+        // without one: the owner was working, so the page says why it asks to log in again, and
+        // the login returns to the page they were on (never replaying the post).
+        let expired = session::has_session_cookie(&req) || method == Method::POST;
+        let status = if path == "/admin" && !expired {
+            200
+        } else {
+            401
+        };
+        let next = session::return_to(&path, &method, &query);
+        let notice = expired.then(|| lang.pick(session::EXPIRED.0, session::EXPIRED.1));
+        // A post's address is no page: the language switch leads to the page it came from.
+        let lang_url = if method == Method::POST {
+            let page = if next.is_empty() { "/admin" } else { &next };
+            let sep = if page.contains('?') { '&' } else { '?' };
+            let other = if lang == Lang::En { "zh" } else { "en" };
+            format!("{page}{sep}lang={other}")
+        } else {
+            lang_url
+        };
+        return session::login_page(
+            app,
+            status,
+            session::LoginView {
+                notice,
+                next: &next,
+                ..Default::default()
+            },
+            lang,
+            &lang_url,
+        )
+        .await;
     };
     let Some(who) = session::who(app, &state).await else {
         // The user was removed: the session is worth nothing.
         let _ = app.store.delete_session(&sid).await;
-        return session::login_page(app, 401, None, "", lang, &lang_url).await;
+        return session::login_page(app, 401, session::LoginView::default(), lang, &lang_url).await;
     };
     let segs: Vec<String> = path
         .split('/')
@@ -391,14 +421,17 @@ async fn route(
     if segs == ["admin", "payments.csv"] {
         return match super::ledger::csv_filter(&payments::csv_caller(&ctx), &req) {
             Ok(filter) => super::ledger::csv_export(filter),
-            Err(e) => error_page(
-                app,
-                Some(&ctx),
-                lang,
-                e.status,
-                ("无法导出", "Cannot export"),
-                (&e.message, &e.message),
-            ),
+            Err(e) => {
+                let (zh, en) = payments::csv_refusal(&ctx, &e);
+                error_page(
+                    app,
+                    Some(&ctx),
+                    lang,
+                    e.status,
+                    ("无法导出", "Cannot export"),
+                    (&zh, &en),
+                )
+            }
         };
     }
     let page = get(app, &ctx, &segs).await;
@@ -470,6 +503,9 @@ async fn post(app: &Arc<App>, ctx: &Ctx, segs: &[&str], form: &Form) -> PostResu
         }
         ["admin", "merchants", id, "payments", no, "close"] => {
             payments::close(app, ctx, id, no).await
+        }
+        ["admin", "merchants", id, "payments", no, "review"] => {
+            payments::clear_review(app, ctx, id, no, form).await
         }
         ["admin", "users"] => users::add(app, ctx, form).await,
         ["admin", "users", name, "remove"] => users::remove(app, ctx, name).await,

@@ -26,7 +26,7 @@ struct Filters {
     errors: Vec<String>,
 }
 
-const FILTER_FIELDS: [&str; 7] = [
+const FILTER_FIELDS: [&str; 8] = [
     "q",
     "merchant",
     "status",
@@ -34,6 +34,7 @@ const FILTER_FIELDS: [&str; 7] = [
     "to",
     "min_amount",
     "max_amount",
+    "review",
 ];
 
 /// The merchant a shop owner's list is about: the one asked for if it is theirs, else their
@@ -106,14 +107,15 @@ fn query_of(typed: &[(&str, String)], extra: &[(&str, &str)]) -> String {
         .finish()
 }
 
-fn row(app: &App, lp: &LedgerPayment) -> Value {
+fn row(app: &App, ctx: &Ctx, lp: &LedgerPayment) -> Value {
     let zone = &app.config.admin.time_zone;
     let p = &lp.payment;
     context! {
         url => payment_url(&p.merchant_id, &p.out_trade_no),
         out_trade_no => p.out_trade_no, merchant_id => p.merchant_id,
         amount => p.total_fee(), refunded => yuan(lp.refunded_fen), status => p.status,
-        review => p.review, buyer => p.buyer_email,
+        review => p.review, review_explained => review_explained(ctx, p.review.as_deref()),
+        buyer => p.buyer_email,
         created => zone.show(&p.created_at),
         paid => p.paid_at.as_deref().map(|t| zone.show(t)),
     }
@@ -163,17 +165,17 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
     };
     let more = rows.len() > PAGE_ROWS as usize;
     rows.truncate(PAGE_ROWS as usize);
-    let next_url = more.then(|| rows.last()).flatten().map(|last| {
-        format!(
-            "/admin/payments?{}",
-            query_of(&typed, &[("cursor", &Cursor::of(&last.payment).encode())])
-        )
-    });
-    let first_url = filter
-        .cursor
-        .is_some()
-        .then(|| format!("/admin/payments?{}", query_of(&typed, &[])));
-    let payments: Vec<Value> = rows.iter().map(|r| row(app, r)).collect();
+    let next_cursor = more
+        .then(|| rows.last())
+        .flatten()
+        .map(|last| Cursor::of(&last.payment).encode());
+    let pages = pager(
+        &typed,
+        filter.cursor.as_ref().map(|_| ctx.q("cursor").trim()),
+        ctx.q("back"),
+        next_cursor,
+    );
+    let payments: Vec<Value> = rows.iter().map(|r| row(app, ctx, r)).collect();
     let merchant_ids = super::merchants::visible_ids(app, ctx).await;
     let mut f = std::collections::BTreeMap::new();
     for (k, v) in &typed {
@@ -183,7 +185,8 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         template: "payments.html",
         section: "payments",
         values: context! {
-            payments, f, next_url, first_url, merchant_ids, totals, notice,
+            payments, f, merchant_ids, totals, notice,
+            next_url => pages.next, prev_url => pages.prev, first_url => pages.first,
             filter_errors => errors,
             statuses => crate::domain::state::STATUSES,
             csv_url => csv_link(&typed),
@@ -191,10 +194,102 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
     }
 }
 
+/// The most earlier pages a list link remembers for 上一页 (each a cursor of about 60 to 150
+/// characters); past it the link says it forgot (`back=~`) and only 第一页 goes back.
+const MAX_BACK: usize = 30;
+
+/// The links of the list's pager.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Pages {
+    first: Option<String>,
+    prev: Option<String>,
+    next: Option<String>,
+}
+
+/// The pager of a page of the list. The list pages by cursor (where a page starts), which only
+/// goes forwards: each link carries the cursors of the pages before it (`back`, oldest first,
+/// joined by `.`, which base64url never holds) so that 上一页 is the link of the page before.
+/// `cursor` is this page's (None on the first page), `next` where the next page starts.
+fn pager(
+    typed: &[(&str, String)],
+    cursor: Option<&str>,
+    back: &str,
+    next: Option<String>,
+) -> Pages {
+    let link = |extra: &[(&str, &str)]| format!("/admin/payments?{}", query_of(typed, extra));
+    let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
+        return Pages {
+            next: next.map(|n| link(&[("cursor", &n)])),
+            ..Pages::default()
+        };
+    };
+    // The cursors of the pages before this one but the first (which has none); None when the
+    // link forgot them, or they are not cursors this page handed out.
+    let earlier: Option<Vec<&str>> = match back {
+        "~" => None,
+        "" => Some(Vec::new()),
+        b => {
+            let list: Vec<&str> = b.split('.').collect();
+            list.iter()
+                .all(|c| Cursor::decode(c).is_some())
+                .then_some(list)
+        }
+    };
+    let prev = earlier.as_ref().map(|e| match e.split_last() {
+        None => link(&[]),
+        Some((last, [])) => link(&[("cursor", last)]),
+        Some((last, before)) => link(&[("cursor", last), ("back", &before.join("."))]),
+    });
+    let next = next.map(|n| {
+        let back = match &earlier {
+            Some(e) if e.len() < MAX_BACK => {
+                let mut all = e.clone();
+                all.push(cursor);
+                all.join(".")
+            }
+            _ => "~".to_owned(),
+        };
+        link(&[("cursor", &n), ("back", &back)])
+    });
+    Pages {
+        first: Some(link(&[])),
+        prev,
+        next,
+    }
+}
+
+/// A payment's review reason explained in the page's language, or None without one.
+fn review_explained(ctx: &Ctx, review: Option<&str>) -> Option<String> {
+    review
+        .filter(|r| !r.trim().is_empty())
+        .map(|r| words::review_explained(ctx.lang, r))
+}
+
 /// The query of the CSV link: the list's filters (the ledger's `/v1/payments.csv` serves it for
 /// the session, see [`csv_caller`]).
 fn csv_link(typed: &[(&str, String)]) -> String {
     format!("/admin/payments.csv?{}", query_of(typed, &[]))
+}
+
+/// Why the CSV of the list's filter was refused, for a logged-in owner (Chinese, English): the
+/// ledger's API words talk about tokens.
+pub fn csv_refusal(ctx: &Ctx, e: &crate::http::error::ApiError) -> (String, String) {
+    if e.code == "forbidden" {
+        let asked = ctx.q("merchant").trim();
+        let own = owner_scope(ctx).unwrap_or_default();
+        return (
+            format!("你的账号不能导出商户 {asked} 的支付记录，只能导出你自己的商户（{own}）。请回到支付列表，用“下载 CSV”导出。"),
+            format!("Your login cannot export merchant {asked}'s payments, only your own merchant's ({own}). Go back to the payments list and use “Download CSV”."),
+        );
+    }
+    let typed = |name: &str| ctx.q(name).trim().to_owned();
+    (
+        format!(
+            "{}。请回到支付列表修正筛选条件后再下载。",
+            words::filter_error(super::Lang::Zh, e, &typed)
+        ),
+        e.message.clone(),
+    )
 }
 
 /// Who the CSV is for, as the ledger's export knows callers: an operator sees every merchant, a
@@ -247,6 +342,7 @@ pub async fn overview(app: &Arc<App>, ctx: &Ctx) -> Page {
             "近 30 天每天已支付的笔数和金额",
             "Paid count and amount per day, last 30 days",
         ),
+        ctx.lang,
     );
     let table: Vec<Value> = days
         .iter()
@@ -297,16 +393,7 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
         .iter()
         .map(|e| super::timeline::line(ctx.lang, zone, e))
         .collect();
-    let refundable_fen =
-        if crate::domain::state::is_paid(&p.status) && p.status != crate::store::REFUNDED {
-            let committed = crate::domain::refunds::Totals::of(
-                &refunds.iter().map(|r| r.line()).collect::<Vec<_>>(),
-            )
-            .committed();
-            p.total_fen.saturating_sub(committed)
-        } else {
-            0
-        };
+    let refundable_fen = refundable_of(p, &refunds);
     let (errors, typed, _) = ctx.form_state();
     let refund_views: Vec<Value> = refunds
         .iter()
@@ -333,6 +420,7 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
             p => context! {
                 url => payment_url(id, no), out_trade_no => p.out_trade_no, merchant_id => p.merchant_id,
                 status => p.status, review => p.review, amount => p.total_fee(),
+                review_explained => review_explained(ctx, p.review.as_deref()),
                 refunded => yuan(lp.refunded_fen), refundable => yuan(refundable_fen), refundable_fen,
                 subject => p.subject, seller => p.seller, buyer => p.buyer_email, trade_no => p.trade_no,
                 created => zone.show(&p.created_at), paid => p.paid_at.as_deref().map(|t| zone.show(t)),
@@ -366,8 +454,33 @@ pub async fn sync(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
                 &format!("{no}: {}", r.status),
             )
             .await;
+            let refunds: Vec<String> = r
+                .refunds
+                .iter()
+                .map(|x| {
+                    let status = x["status"].as_str().unwrap_or_default();
+                    format!(
+                        "#{} ¥{} {}",
+                        x["id"],
+                        x["amount"].as_str().unwrap_or_default(),
+                        refund_status_word(ctx, status)
+                    )
+                })
+                .collect();
+            let refunds = if refunds.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "{}{}",
+                    ctx.t(
+                        "；处理中的退款已向支付宝查询：",
+                        "; pending refunds asked about: "
+                    ),
+                    refunds.join(ctx.t("，", ", "))
+                )
+            };
             Flash::ok(format!(
-                "{} {no}: {} ({})",
+                "{} {no}: {} ({}){refunds}",
                 ctx.t("查询完成", "Queried"),
                 super::view::status_word(ctx.lang, &r.status),
                 super::timeline::outcome_word(ctx.lang, &r.outcome)
@@ -382,24 +495,189 @@ pub async fn sync(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
     PostResult::Done(Posted::to(payment_url(id, no), flash))
 }
 
+/// A refund's status in the owner's words.
+fn refund_status_word(ctx: &Ctx, status: &str) -> String {
+    match status {
+        crate::domain::refunds::SUCCESS => ctx.t("已退款", "refunded").to_owned(),
+        crate::domain::refunds::FAILED => {
+            ctx.t("未退款（失败）", "not refunded (failed)").to_owned()
+        }
+        crate::domain::refunds::PENDING => ctx
+            .t(
+                "仍在处理中（稍后自动再查）",
+                "still pending (asked again later)",
+            )
+            .to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// 已核对: the owner checked a payment held for review; its flag is cleared when it still says
+/// what the page showed (`review`), else the page is shown again with the new reason.
+pub async fn clear_review(
+    app: &Arc<App>,
+    ctx: &Ctx,
+    id: &str,
+    no: &str,
+    form: &Form,
+) -> PostResult {
+    if !ctx.who.sees(id) {
+        return PostResult::NotFound;
+    }
+    let seen = super::field(form, "review");
+    let by = format!("admin:{}", ctx.who.name);
+    let flash = match crate::ledger::clear_review(app, id, no, seen, &by).await {
+        Ok(()) => {
+            audit(app, &ctx.who, "payment.review_cleared", Some(id), &format!("{no}: {seen}")).await;
+            Flash::ok(format!(
+                "{} {no}",
+                ctx.t("已标记为已核对：", "Marked as checked:")
+            ))
+        }
+        Err(e) if e.code == "review_changed" => Flash::err(ctx.t(
+            "这笔支付的核对原因已经变了（或已被别人核对），请看页面上现在的原因",
+            "The reason this payment is held changed (or somebody checked it); read the reason shown now",
+        )),
+        Err(e) => Flash::err(e.message),
+    };
+    PostResult::Done(Posted::to(payment_url(id, no), flash))
+}
+
+/// What is left to refund of a payment with these refunds: paid, less what is refunded and
+/// being refunded (none of a finished trade, which the provider refuses to refund).
+fn refundable_of(p: &crate::store::Payment, refunds: &[crate::store::ledger::Refund]) -> u64 {
+    let status = p.status.as_str();
+    if !crate::domain::state::is_paid(status)
+        || status == crate::store::REFUNDED
+        || status == crate::domain::state::TRADE_FINISHED
+    {
+        return 0;
+    }
+    let committed =
+        crate::domain::refunds::Totals::of(&refunds.iter().map(|r| r.line()).collect::<Vec<_>>())
+            .committed();
+    p.total_fen.saturating_sub(committed)
+}
+
+/// The payment's status and what is left to refund, as the page reads them now.
+async fn payment_now(app: &App, id: &str, no: &str) -> Option<(String, u64)> {
+    let p = app.store.payment(id, no).await.ok().flatten()?;
+    let refunds = app.store.refunds_for(id, no).await.unwrap_or_default();
+    let left = refundable_of(&p, &refunds);
+    Some((p.status, left))
+}
+
+/// A refund in two posts, so that one mistyped amount never refunds at once. The form (or its
+/// 全额退款 button, `full=1`: what is left to refund) leads to the payment page asking to
+/// confirm the amount and the order, after the checks this page can make; that page's button
+/// posts the same fields with `confirm=1` and the form's `refund_key`, and only then does the
+/// refund start. A second confirm (a double click, a reload) is the same refund_key: the same
+/// refund, never a second one. Its 返回修改 (`edit=1`) goes back to the form as typed.
 pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) -> PostResult {
     if !ctx.who.sees(id) {
         return PostResult::NotFound;
     }
+    let Some((status, refundable_fen)) = payment_now(app, id, no).await else {
+        return PostResult::NotFound;
+    };
     let to = payment_url(id, no);
-    let amount = words::half_width_amount(field(form, "amount"));
+    let full = field(form, "full") == "1";
+    let amount = if full {
+        yuan(refundable_fen)
+    } else {
+        words::half_width_amount(field(form, "amount"))
+    };
     let reason = field(form, "reason").trim().to_owned();
-    let refused = |field_name: &str, message: String| {
-        let mut f = Flash::err(ctx.t("未发起退款", "The refund was not started"));
-        f.field_errors.insert(field_name.to_owned(), message);
+    let refund_key = field(form, "refund_key").trim().to_owned();
+    let with_typed = |mut f: Flash| {
         f.typed.insert("amount".into(), amount.clone());
         f.typed.insert("reason".into(), reason.clone());
+        f
+    };
+    // A refusal of the form; `unknown`: the refund may have reached the provider (no answer),
+    // so the page says so and the form keeps its refund_key (sent again, it is the same refund).
+    let refused = |field_name: &str, message: String, unknown: bool| {
+        let headline = if unknown {
+            ctx.t(
+                "退款结果未知：这笔退款可能已经提交到支付宝，请不要再次退款（也不要到支付宝后台手工退款），稍后查看退款记录",
+                "The refund's outcome is unknown: it may have reached Alipay. Do not refund again (here or in Alipay's portal); check the refunds below later",
+            )
+        } else {
+            ctx.t("未发起退款", "The refund was not started")
+        };
+        let mut f = with_typed(Flash::err(headline));
+        f.field_errors.insert(field_name.to_owned(), message);
+        if unknown && !refund_key.is_empty() {
+            f.typed.insert("refund_key".into(), refund_key.clone());
+        }
         PostResult::Done(Posted::to(to.clone(), f))
     };
+    let now = words::PaymentNow {
+        status: &status,
+        refundable_fen,
+    };
+    if field(form, "edit") == "1" {
+        return PostResult::Done(Posted::to(
+            to.clone(),
+            with_typed(Flash::ok(ctx.t(
+                "没有退款，可以修改后重新提交",
+                "Nothing was refunded: change the form and send it again",
+            ))),
+        ));
+    }
+    if field(form, "confirm") != "1" {
+        // The checks this page can make before asking; the refund's own rules run again when it
+        // starts.
+        if refundable_fen == 0 {
+            let e = crate::http::error::ApiError::new(
+                409,
+                "not_refundable",
+                format!("the payment is not refundable (status {status})"),
+            );
+            let why = words::nothing_left_to_refund(ctx.lang, now)
+                .unwrap_or_else(|| words::refund_error(ctx.lang, &e, &amount, now));
+            return refused("amount", why, false);
+        }
+        let parsed = match crate::domain::amount::Amount::parse(&amount) {
+            Ok(a) => a,
+            Err(_) => return refused("amount", words::amount_refusal(ctx.lang, &amount), false),
+        };
+        if parsed.minor() > refundable_fen {
+            let e = crate::http::error::ApiError::field(
+                409,
+                "refund_exceeds_paid",
+                "amount",
+                format!(
+                    "amount: {parsed} is more than the {} left to refund",
+                    yuan(refundable_fen)
+                ),
+            );
+            return refused(
+                "amount",
+                words::refund_error(ctx.lang, &e, &amount, now),
+                false,
+            );
+        }
+        if let Some(why) = words::reason_refusal(ctx.lang, &reason) {
+            return refused("reason", why, false);
+        }
+        let mut f = Flash::ok(ctx.t(
+            "还没有退款：请核对下面的金额和订单，点“确认退款”后才会退款",
+            "Nothing is refunded yet: check the amount and the order below, then press “Confirm the refund”",
+        ));
+        f.typed.insert("amount".into(), parsed.to_string());
+        f.typed.insert("reason".into(), reason.clone());
+        f.typed.insert("refund_key".into(), refund_key.clone());
+        f.typed.insert("confirm".into(), "1".into());
+        if full {
+            f.typed.insert("full".into(), "1".into());
+        }
+        return PostResult::Done(Posted::to(to, f));
+    }
     let cmd = crate::refunds::RefundCommand {
         amount: Some(serde_json::Value::String(amount.clone())),
         reason: Some(reason.clone()),
-        refund_key: Some(field(form, "refund_key").to_owned()).filter(|k| !k.is_empty()),
+        refund_key: Some(refund_key.clone()).filter(|k| !k.is_empty()),
     };
     match app
         .start_refund(id, no, cmd, &format!("admin:{}", ctx.who.name))
@@ -410,10 +688,10 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
             PostResult::Done(Posted::to(
                 to,
                 Flash::ok(format!(
-                    "{} #{} ¥{} ({})",
+                    "{}#{} ¥{} ({})",
                     ctx.t(
                         "这笔退款已经发起过，没有重复退款：",
-                        "This refund was already started, nothing was repeated:"
+                        "This refund was already started, nothing was repeated: "
                     ),
                     r.id,
                     r.amount(),
@@ -446,11 +724,19 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
                 Some("reason") => "reason",
                 _ => "amount",
             };
-            let status = match app.store.payment(id, no).await {
-                Ok(Some(p)) => p.status,
-                _ => String::new(),
+            // The payment as it is now (the refund may have moved it).
+            let (status, refundable_fen) = payment_now(app, id, no)
+                .await
+                .unwrap_or((status.clone(), refundable_fen));
+            let now = words::PaymentNow {
+                status: &status,
+                refundable_fen,
             };
-            refused(name, words::refund_error(ctx.lang, &e, &amount, &status))
+            refused(
+                name,
+                words::refund_error(ctx.lang, &e, &amount, now),
+                words::refund_outcome_unknown(&e.code),
+            )
         }
     }
 }
@@ -537,4 +823,81 @@ pub async fn close(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult 
         )),
     };
     PostResult::Done(Posted::to(payment_url(id, no), flash))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cursor(no: &str) -> String {
+        Cursor {
+            created_at: "2026-12-04T00:00:00Z".into(),
+            merchant_id: "demo".into(),
+            out_trade_no: no.into(),
+        }
+        .encode()
+    }
+
+    /// The query values of a link.
+    fn q(link: &str, name: &str) -> String {
+        let query = link.split_once('?').map(|(_, q)| q).unwrap_or("");
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Follows a link as the list would: its cursor and back.
+    fn page_of(typed: &[(&str, String)], link: &str, next: Option<String>) -> Pages {
+        let c = q(link, "cursor");
+        pager(
+            typed,
+            Some(c.as_str()).filter(|c| !c.is_empty()),
+            &q(link, "back"),
+            next,
+        )
+    }
+
+    #[test]
+    fn previous_page_goes_back_one_page_at_a_time() {
+        let typed = vec![("q", "x".to_owned()), ("status", String::new())];
+        // Page 1: no way back; its next link starts page 2.
+        let p1 = pager(&typed, None, "", Some(cursor("A")));
+        assert_eq!(p1.first, None);
+        assert_eq!(p1.prev, None);
+        let to2 = p1.next.clone().unwrap();
+        assert_eq!(q(&to2, "q"), "x", "the filters are kept");
+        // Page 2: back to page 1; on to page 3.
+        let p2 = page_of(&typed, &to2, Some(cursor("B")));
+        assert_eq!(p2.prev.as_deref(), Some("/admin/payments?q=x"));
+        assert_eq!(p2.first.as_deref(), Some("/admin/payments?q=x"));
+        let to3 = p2.next.clone().unwrap();
+        // Page 3: back to page 2 (the same link page 1 had), then on to 4 and back to 3.
+        let p3 = page_of(&typed, &to3, Some(cursor("C")));
+        assert_eq!(q(p3.prev.as_deref().unwrap(), "cursor"), q(&to2, "cursor"));
+        let back_at_2 = page_of(&typed, p3.prev.as_deref().unwrap(), Some(cursor("B")));
+        assert_eq!(back_at_2.next.as_deref(), Some(to3.as_str()));
+        let to4 = p3.next.clone().unwrap();
+        let p4 = page_of(&typed, &to4, None);
+        assert_eq!(p4.next, None);
+        assert_eq!(q(p4.prev.as_deref().unwrap(), "cursor"), q(&to3, "cursor"));
+        assert_eq!(q(p4.prev.as_deref().unwrap(), "back"), q(&to3, "back"));
+    }
+
+    #[test]
+    fn a_forgotten_or_altered_trail_has_no_previous_page() {
+        let typed = vec![("q", String::new())];
+        let c = cursor("A");
+        for back in ["~", "not-a-cursor!", "AAAA"] {
+            let p = pager(&typed, Some(&c), back, Some(cursor("B")));
+            assert_eq!(p.prev, None, "{back}");
+            assert!(p.first.is_some());
+            assert_eq!(q(p.next.as_deref().unwrap(), "back"), "~", "{back}");
+        }
+        // A long walk stops remembering rather than growing the link without end.
+        let long = vec![cursor("Z"); MAX_BACK].join(".");
+        let p = pager(&typed, Some(&c), &long, Some(cursor("B")));
+        assert!(p.prev.is_some());
+        assert_eq!(q(p.next.as_deref().unwrap(), "back"), "~");
+    }
 }

@@ -8,44 +8,85 @@ use crate::service::App;
 use minijinja::{context, Value};
 use std::sync::Arc;
 
-/// The rows of one list of the comparison, as the page shows them.
+/// The rows of one list of the comparison, as the page shows them: by order number, a payment
+/// before its refunds, refunds by their number. (The bill lists in its own order; the rows
+/// carry no time, and an order number is what the owner looks for.)
 fn rows(ctx: &Ctx, merchant: &str, list: &serde_json::Value) -> Vec<Value> {
-    list.as_array()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| {
-                    let text = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
-                    let kind = text("kind");
-                    context! {
-                        kind => if kind == "refund" { ctx.t("退款", "refund") } else { ctx.t("支付", "payment") },
-                        out_trade_no => text("out_trade_no"),
-                        url => payment_url(merchant, &text("out_trade_no")),
-                        trade_no => text("trade_no"), request_no => text("request_no"),
-                        payhost_amount => text("payhost_amount"), gateway_amount => text("gateway_amount"),
-                    }
-                })
-                .collect()
+    let mut rows: Vec<&serde_json::Value> = list
+        .as_array()
+        .map(|r| r.iter().collect())
+        .unwrap_or_default();
+    let text = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_owned();
+    rows.sort_by_key(|r| {
+        (
+            text(r, "out_trade_no"),
+            text(r, "kind") == "refund",
+            text(r, "request_no"),
+        )
+    });
+    rows.into_iter()
+        .map(|r| {
+            let kind = text(r, "kind");
+            context! {
+                kind => if kind == "refund" { ctx.t("退款", "refund") } else { ctx.t("支付", "payment") },
+                out_trade_no => text(r, "out_trade_no"),
+                url => payment_url(merchant, &text(r, "out_trade_no")),
+                trade_no => text(r, "trade_no"), request_no => text(r, "request_no"),
+                payhost_amount => text(r, "payhost_amount"), gateway_amount => text(r, "gateway_amount"),
+            }
         })
-        .unwrap_or_default()
+        .collect()
 }
 
-/// Why a day could not be reconciled, in the owner's words.
-fn refusal(ctx: &Ctx, e: &crate::http::error::ApiError) -> String {
-    let zh = match (e.code.as_str(), e.field.as_deref()) {
-        ("not_supported", _) => "这个商户用的是支付宝旧版接口，没有对账单可下载：换成新版开放平台（接口类型）后才能在这里对账",
-        ("merchant_not_configured", _) => "这个商户还没有保存支付宝设置",
-        ("invalid_request", Some("date")) => "日期：请按 年-月-日 选一个今天或以前的日期（北京时间）",
-        ("gateway_timeout", _) => "支付宝账单下载超时，请稍后再试",
-        (code, _) if code.starts_with("gateway_") || code == "outbound_refused" => {
-            "支付宝没有给出账单，请稍后再试或核对设置"
+/// The support number an API error carries (`correlation id …`), to quote in Chinese.
+fn correlation_id(message: &str) -> Option<&str> {
+    let rest = message.split("correlation id ").nth(1)?;
+    let id = rest.split([';', ')', ' ']).next()?;
+    (!id.is_empty()).then_some(id)
+}
+
+/// Why a day could not be reconciled, in the owner's words: what went wrong and what to do, in
+/// Chinese without the API's English (an English page keeps the API's message).
+fn refusal(ctx: &Ctx, date: &str, e: &crate::http::error::ApiError) -> String {
+    if ctx.lang == super::Lang::En {
+        return format!("The day could not be reconciled: {}", e.message);
+    }
+    let mut zh = match (e.code.as_str(), e.field.as_deref()) {
+        ("not_supported", _) => "这个商户用的是支付宝旧版接口，没有对账单可下载：换成新版开放平台（接口类型）后才能在这里对账".to_owned(),
+        ("merchant_not_configured", _) => "这个商户还没有保存支付宝设置，请先在商户页面保存设置".to_owned(),
+        ("merchant_misconfigured", _) => "这个商户的支付宝设置有误，请在商户页面检查并保存设置".to_owned(),
+        ("unknown_merchant", _) => "没有这个商户，请从列表中选择".to_owned(),
+        ("invalid_request", Some("date")) if e.message.contains("in the future") => {
+            format!("日期：{date} 还没到（北京时间），支付宝只有今天及以前的账单，请选今天或以前的日期")
         }
-        _ => "对账失败",
+        ("invalid_request", Some("date")) => {
+            let b = date.as_bytes();
+            let shaped = b.len() == 10
+                && b.iter().enumerate().all(|(i, c)| match i {
+                    4 | 7 => *c == b'-',
+                    _ => c.is_ascii_digit(),
+                });
+            if shaped {
+                format!("日期：没有 {date} 这一天，请重新选择")
+            } else {
+                "日期：请按 年-月-日 填写，如 2026-12-04".to_owned()
+            }
+        }
+        ("gateway_timeout", _) => "支付宝账单下载超时，请稍后再试".to_owned(),
+        ("outbound_refused", _) => "账单的下载地址不在这个商户允许访问的地址范围内，请联系运营者检查出站设置".to_owned(),
+        ("gateway_unreachable", _) => "连不上支付宝，账单没有下载成功，请稍后再试".to_owned(),
+        ("gateway_malformed" | "gateway_bad_signature", _) => {
+            "支付宝的回应无法识别，账单没有下载成功，请稍后再试；一直这样请联系技术支持".to_owned()
+        }
+        (code, _) if code.starts_with("gateway_") => {
+            "支付宝拒绝提供这一天的账单，请核对商户设置（应用 ID、密钥）后再试".to_owned()
+        }
+        _ => "对账失败，请稍后再试；一直这样请联系技术支持".to_owned(),
     };
-    format!(
-        "{}（{}）",
-        ctx.t(zh, "The day could not be reconciled"),
-        e.message
-    )
+    if let Some(id) = correlation_id(&e.message) {
+        zh.push_str(&format!("（技术支持编号 {id}）"));
+    }
+    zh
 }
 
 pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
@@ -79,12 +120,108 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
                     gateway_paid => t("gateway_paid"), gateway_refunded => t("gateway_refunded"),
                 };
             }
-            Err(e) => error = Some(refusal(ctx, &e)),
+            Err(e) => error = Some(refusal(ctx, &date, &e)),
         }
     }
     Page::View {
         template: "reconcile.html",
         section: "reconcile",
         values: context! { merchant_ids, merchant, date, result, error },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::error::ApiError;
+
+    fn ctx(lang: super::super::Lang) -> Ctx {
+        Ctx {
+            who: super::super::Who {
+                name: "o".into(),
+                role: crate::store::admin::Role::Owner,
+                merchants: vec!["m".into()],
+            },
+            csrf: String::new(),
+            session: String::new(),
+            lang,
+            lang_url: String::new(),
+            flash: None,
+            query: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn refusals_are_chinese_per_rule_without_the_apis_english() {
+        let zh = ctx(super::super::Lang::Zh);
+        let future = ApiError::field(
+            400,
+            "invalid_request",
+            "date",
+            "date: is in the future (Beijing time); a bill exists only for a day up to today",
+        );
+        let said = refusal(&zh, "2099-01-01", &future);
+        assert!(said.contains("2099-01-01 还没到"), "{said}");
+        let missing = ApiError::field(
+            400,
+            "invalid_request",
+            "date",
+            "date: must be a date YYYY-MM-DD (Beijing time)",
+        );
+        assert!(refusal(&zh, "2026-02-30", &missing).contains("没有 2026-02-30 这一天"));
+        assert!(refusal(&zh, "yesterday", &missing).contains("年-月-日"));
+        let odd = ApiError::new(502, "gateway_malformed", "the provider's answer could not be understood (correlation id c-123; the detail is in the payhost log)");
+        let said = refusal(&zh, "2026-01-01", &odd);
+        assert!(said.contains("c-123"), "{said}");
+        for (e, date) in [
+            (&future, "2099-01-01"),
+            (&missing, "x"),
+            (&odd, "2026-01-01"),
+        ] {
+            let said = refusal(&zh, date, e);
+            assert!(
+                !said.contains("is in the future")
+                    && !said.contains("must")
+                    && !said.contains("provider"),
+                "{said}"
+            );
+        }
+        let en = ctx(super::super::Lang::En);
+        assert!(refusal(&en, "2099-01-01", &future).contains("is in the future"));
+    }
+
+    #[test]
+    fn rows_are_sorted_by_order_then_payment_before_refunds() {
+        let list = serde_json::json!([
+            {"kind": "refund", "out_trade_no": "B", "request_no": "2"},
+            {"kind": "payment", "out_trade_no": "C"},
+            {"kind": "refund", "out_trade_no": "B", "request_no": "1"},
+            {"kind": "payment", "out_trade_no": "B"},
+            {"kind": "payment", "out_trade_no": "A"},
+        ]);
+        let shown: Vec<(String, String)> = rows(&ctx(super::super::Lang::En), "m", &list)
+            .iter()
+            .map(|r| {
+                (
+                    r.get_attr("out_trade_no").unwrap().to_string(),
+                    format!(
+                        "{}{}",
+                        r.get_attr("kind").unwrap(),
+                        r.get_attr("request_no").unwrap()
+                    ),
+                )
+            })
+            .collect();
+        let want: Vec<(String, String)> = [
+            ("A", "payment"),
+            ("B", "payment"),
+            ("B", "refund1"),
+            ("B", "refund2"),
+            ("C", "payment"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(shown, want);
     }
 }

@@ -188,11 +188,80 @@ async fn login_enabled(app: &App) -> bool {
         || app.store.admin_users().await.is_ok_and(|u| !u.is_empty())
 }
 
+/// What the login page shows besides its form.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LoginView<'a> {
+    /// Why the last login failed.
+    pub error: Option<&'a str>,
+    /// Why the page asks to log in (the session expired).
+    pub notice: Option<&'a str>,
+    /// The user name typed.
+    pub user: &'a str,
+    /// The page to return to once logged in ([`safe_next`]), or "" for the overview.
+    pub next: &'a str,
+}
+
+/// What the login page says when a session ended while the owner was working.
+pub const EXPIRED: (&str, &str) = (
+    "登录已过期，请重新登录。登录后会回到刚才的页面；刚才提交的操作没有执行，请重新提交。",
+    "Your login has expired: log in again. You will be taken back to the page you were on; what you just submitted was not done, so submit it again.",
+);
+
+/// Whether the request carries a session cookie (live or not).
+pub fn has_session_cookie(req: &Request<Incoming>) -> bool {
+    cookie(req, COOKIE).is_some()
+}
+
+/// `next` if it is a page of the admin on this site to return to after logging in: a relative
+/// path starting with one `/` under `/admin`, with no `//`, no `\` and no control character
+/// (anything else could lead the browser to another site: `//evil.example`, `/\evil.example`).
+pub fn safe_next(next: &str) -> Option<&str> {
+    let under_admin =
+        next == "/admin" || next.starts_with("/admin/") || next.starts_with("/admin?");
+    (under_admin
+        && next.len() <= 2048
+        && !next.contains("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control)
+        && !next.starts_with("/admin/login")
+        && !next.starts_with("/admin/logout"))
+    .then_some(next)
+}
+
+/// The page a request was made from, to return to after logging in: a page's own address (its
+/// query without `lang`), or for a post the page its form is on (the post is never replayed).
+/// "" for the overview, or when there is no safe one.
+pub fn return_to(path: &str, method: &http::Method, query: &[(String, String)]) -> String {
+    let page = if method == http::Method::POST {
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let keep = match segs.as_slice() {
+            ["admin", "merchants", _, "payments", _, ..] => 5,
+            ["admin", "merchants", _, ..] => 3,
+            ["admin", "users" | "webhooks" | "merchants", ..] => 2,
+            ["admin", "slots", ..] => return "/admin/merchants".to_owned(),
+            _ => 1,
+        };
+        format!("/{}", segs[..keep.min(segs.len())].join("/"))
+    } else {
+        let q = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query.iter().filter(|(k, _)| k != "lang"))
+            .finish();
+        if q.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{q}")
+        }
+    };
+    match safe_next(&page) {
+        Some(p) if p != "/admin" => p.to_owned(),
+        _ => String::new(),
+    }
+}
+
 pub async fn login_page(
     app: &App,
     status: u16,
-    error: Option<&str>,
-    user: &str,
+    view: LoginView<'_>,
     lang: Lang,
     lang_url: &str,
 ) -> Response<Body> {
@@ -200,7 +269,10 @@ pub async fn login_page(
         status,
         "login.html",
         &frame(app, None, lang, lang_url, ""),
-        context! { error, user, enabled => login_enabled(app).await },
+        context! {
+            error => view.error, notice => view.notice, user => view.user, next => view.next,
+            enabled => login_enabled(app).await,
+        },
     )
 }
 
@@ -249,8 +321,15 @@ pub async fn login(
     lang: Lang,
     lang_url: &str,
 ) -> Response<Body> {
+    let secure_cookie = over_https(app, remote, &req);
+    let form = form_of(req).await;
+    let next = safe_next(super::field(&form, "next")).unwrap_or_default();
+    let view = LoginView {
+        next,
+        ..LoginView::default()
+    };
     if !login_enabled(app).await {
-        return login_page(app, 403, None, "", lang, lang_url).await;
+        return login_page(app, 403, view, lang, lang_url).await;
     }
     // Failures count per address (an IPv6 caller per /64), each attempt from its start.
     let key = crate::proxy::limit_key(ip);
@@ -267,14 +346,16 @@ pub async fn login(
                 ),
                 lang.pick("秒后再试", "s")
             );
-            let mut r = login_page(app, 429, Some(&msg), "", lang, lang_url).await;
+            let view = LoginView {
+                error: Some(&msg),
+                ..view
+            };
+            let mut r = login_page(app, 429, view, lang, lang_url).await;
             r.headers_mut()
                 .insert("retry-after", http::HeaderValue::from(wait));
             return r;
         }
     };
-    let secure_cookie = over_https(app, remote, &req);
-    let form = form_of(req).await;
     let name = super::field(&form, "user").trim().to_owned();
     let given = super::field(&form, "password").to_owned();
     // A named user's hash, or payhost.toml's for an empty name. An unknown name is checked
@@ -295,16 +376,33 @@ pub async fn login(
     };
     let known = hash.is_some();
     let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
-    // argon2 takes tens of milliseconds: off the async workers.
-    let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&given, &hash))
-        .await
-        .unwrap_or(false)
-        && known;
+    // argon2 takes tens of milliseconds and ≈ 19 MiB: off the async workers, a few at once.
+    let Some(ok) = crate::auth::verify_password_limited(given, hash).await else {
+        let msg = lang.pick(
+            "登录的人太多，请稍后再试",
+            "Too many logins at once: try again shortly",
+        );
+        let view = LoginView {
+            error: Some(msg),
+            user: &name,
+            ..view
+        };
+        let mut r = login_page(app, 503, view, lang, lang_url).await;
+        r.headers_mut()
+            .insert("retry-after", http::HeaderValue::from_static("1"));
+        return r;
+    };
+    let ok = ok && known;
     if !ok {
         // The attempt stays counted as a failure.
         tracing::warn!(%ip, "admin login refused");
         let msg = lang.pick("用户名或密码不正确", "Wrong user name or password");
-        return login_page(app, 401, Some(msg), &name, lang, lang_url).await;
+        let view = LoginView {
+            error: Some(msg),
+            user: &name,
+            ..view
+        };
+        return login_page(app, 401, view, lang, lang_url).await;
     }
     app.guards.logins.succeeded(attempt);
     let id = crate::auth::random_token();
@@ -324,8 +422,14 @@ pub async fn login(
         return login_page(
             app,
             500,
-            Some("internal error; see the payhost log"),
-            &name,
+            LoginView {
+                error: Some(lang.pick(
+                    "内部错误，请查看 payhost 日志",
+                    "internal error; see the payhost log",
+                )),
+                user: &name,
+                ..view
+            },
             lang,
             lang_url,
         )
@@ -338,7 +442,7 @@ pub async fn login(
     }
     Response::builder()
         .status(303)
-        .header("location", "/admin")
+        .header("location", if next.is_empty() { "/admin" } else { next })
         .header("set-cookie", c)
         .body(Body::default())
         .expect("valid response")
@@ -354,7 +458,72 @@ fn dummy_hash() -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::same_loopback_site;
+    use super::{return_to, safe_next, same_loopback_site};
+
+    #[test]
+    fn only_a_page_of_this_admin_is_returned_to() {
+        for ok in [
+            "/admin",
+            "/admin/merchants/demo/payments/A-1",
+            "/admin/payments?q=x&status=TRADE_SUCCESS",
+        ] {
+            assert_eq!(safe_next(ok), Some(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "//evil.example/admin",
+            "/\\evil.example",
+            "/admin/\\evil",
+            "https://evil.example/admin",
+            "admin/payments",
+            "/admin//evil.example",
+            "/admin/payments?x=//evil",
+            "/admin/payments\n",
+            "/admin/pay\tments",
+            "/admin\u{7f}",
+            "/adminx",
+            "/other",
+            "/admin/logout",
+            "/admin/login",
+            "javascript:alert(1)",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_post_returns_to_the_page_of_its_form() {
+        let post = http::Method::POST;
+        assert_eq!(
+            return_to("/admin/merchants/demo/payments/A-1/refunds", &post, &[]),
+            "/admin/merchants/demo/payments/A-1"
+        );
+        assert_eq!(
+            return_to("/admin/merchants/demo/tokens/3/revoke", &post, &[]),
+            "/admin/merchants/demo"
+        );
+        assert_eq!(
+            return_to("/admin/users/x/remove", &post, &[]),
+            "/admin/users"
+        );
+        assert_eq!(return_to("/admin/slots", &post, &[]), "/admin/merchants");
+        // A page keeps its query (not the language, kept in a cookie); the overview is the default.
+        let q = vec![
+            ("q".to_owned(), "A 1".to_owned()),
+            ("lang".to_owned(), "en".to_owned()),
+        ];
+        assert_eq!(
+            return_to("/admin/payments", &http::Method::GET, &q),
+            "/admin/payments?q=A+1"
+        );
+        assert_eq!(return_to("/admin", &http::Method::GET, &[]), "");
+        // A query that would make the path unsafe is dropped, not followed.
+        let evil = vec![("x".to_owned(), "//evil".to_owned())];
+        assert_eq!(
+            return_to("/admin/payments", &http::Method::GET, &evil),
+            "/admin/payments?x=%2F%2Fevil"
+        );
+    }
 
     #[test]
     fn another_loopback_name_is_the_same_site_only_on_the_same_port() {

@@ -37,6 +37,7 @@ fn words(lang: Lang, e: &serde_json::Value) -> (String, String) {
         "redirect" => t("跳转收银台", "to the cashier"),
         "return" => t("买家返回", "buyer returned"),
         "close" | "closed" => t("关闭", "closed"),
+        "review" => t("人工核对", "review"),
         other => format!("{} {other}", t("记录", "entry")),
     };
     let mut parts: Vec<String> = Vec::new();

@@ -305,6 +305,31 @@ mod tests {
     }
 
     #[test]
+    fn every_pem_file_picker_has_an_accessible_name() {
+        let field = |name: &str, label: &str| {
+            context! { name, label, label_other => "x", rule => "r", kind => "pem", placeholder => "" }
+        };
+        let html = render(
+            "merchant.html",
+            &frame("zh"),
+            context! { id => "m", fields => vec![field("private_key", "应用私钥"), field("alipay_public_key", "支付宝公钥")] },
+        )
+        .unwrap();
+        let pickers: Vec<&str> = html
+            .split("<input type=\"file\"")
+            .skip(1)
+            .map(|rest| rest.split('>').next().unwrap_or(""))
+            .collect();
+        assert_eq!(pickers.len(), 2, "{html}");
+        for (picker, label) in pickers.iter().zip(["应用私钥", "支付宝公钥"]) {
+            assert!(
+                picker.contains(&format!("aria-label=\"{label}：从文件读取\"")),
+                "{picker}"
+            );
+        }
+    }
+
+    #[test]
     fn statuses_in_words() {
         assert_eq!(status_word(Lang::Zh, "PARTIALLY_REFUNDED"), "部分退款");
         assert_eq!(status_word(Lang::Zh, "WAIT_BUYER_PAY"), "待付款");

@@ -21,20 +21,121 @@ pub fn half_width_amount(typed: &str) -> String {
         .collect()
 }
 
+/// What an amount that is not a plain decimal looks like, for a message that says what is wrong
+/// with it rather than repeat the whole rule.
+#[derive(Debug, PartialEq, Eq)]
+enum AmountShape {
+    /// `-1`, `-0.5`: a number with a minus sign.
+    Negative,
+    /// `+1`.
+    Plus,
+    /// `1.`, `.5`: digits with a point at an end.
+    PointAtEnd,
+    /// `1.2.3`.
+    TwoPoints,
+    /// Anything else (`¥1`, `1,00`, `abc`).
+    Other,
+}
+
+fn amount_shape(typed: &str) -> AmountShape {
+    let plain = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.');
+    if let Some(rest) = typed.strip_prefix('-') {
+        if plain(rest) {
+            return AmountShape::Negative;
+        }
+    }
+    if let Some(rest) = typed.strip_prefix('+') {
+        if plain(rest) && Amount::parse(rest).is_ok() {
+            return AmountShape::Plus;
+        }
+    }
+    if !plain(typed) || !typed.contains(|c: char| c.is_ascii_digit()) {
+        return AmountShape::Other;
+    }
+    if typed.matches('.').count() > 1 {
+        AmountShape::TwoPoints
+    } else {
+        AmountShape::PointAtEnd
+    }
+}
+
 /// Why an amount was refused, in the owner's words.
 fn amount_rule(lang: Lang, typed: &str) -> String {
-    let zh = match Amount::parse(typed) {
-        Err(AmountError::Empty) => "请填写金额，如 12.50",
-        Err(AmountError::NotDecimal) => "请只填写半角数字和小数点，如 12.50（不要带 ¥、元或逗号）",
-        Err(AmountError::TooManyDecimals) => "最多两位小数（精确到分），如 12.50",
-        Err(AmountError::OutOfRange) => "金额须在 0.01 到 100000000.00 元之间",
-        Ok(_) => "金额不对",
+    let (zh, en) = match Amount::parse(typed) {
+        Err(AmountError::Empty) => ("请填写金额，如 12.50", "must not be empty"),
+        Err(AmountError::NotDecimal) => match amount_shape(typed) {
+            AmountShape::Negative => ("必须大于 0，如 12.50", "must be more than 0, such as 12.50"),
+            AmountShape::Plus => ("不要带 + 号，如 12.50", "write it without '+', such as 12.50"),
+            AmountShape::PointAtEnd => (
+                "小数点前后都要有数字，如 1.50 或 0.50",
+                "needs digits on both sides of the point, such as 1.50 or 0.50",
+            ),
+            AmountShape::TwoPoints => ("只能有一个小数点，如 12.50", "may have one point only, such as 12.50"),
+            AmountShape::Other => (
+                "请只填写半角数字和小数点，如 12.50（不要带 ¥、元或逗号）",
+                "must be a plain decimal number such as 12.50 (digits, at most one '.', no sign or exponent)",
+            ),
+        },
+        Err(AmountError::TooManyDecimals) => (
+            "最多两位小数（精确到分），如 12.50",
+            "must have at most two decimal places",
+        ),
+        Err(AmountError::OutOfRange) => (
+            "金额须在 0.01 到 100000000.00 元之间",
+            "must be between 0.01 and 100000000.00",
+        ),
+        Ok(_) => ("金额不对", "is not accepted"),
     };
-    let en = match Amount::parse(typed) {
-        Err(e) => e.to_string(),
-        Ok(_) => "is not accepted".to_owned(),
+    lang.pick(zh, en).to_owned()
+}
+
+/// The refund form's amount refused before anything is sent, naming the field.
+pub fn amount_refusal(lang: Lang, typed: &str) -> String {
+    format!(
+        "{}{}",
+        lang.pick("退款金额：", "amount: "),
+        amount_rule(lang, typed)
+    )
+}
+
+/// The longest refund reason (Alipay's `refund_reason`, as `refunds.rs` and the component keep).
+const MAX_REASON: usize = 256;
+
+/// Why a refund reason would be refused (the refund's and the component's rules: at most 256
+/// characters, no control character such as a tab or a line break), or None.
+pub fn reason_refusal(lang: Lang, reason: &str) -> Option<String> {
+    let reason = reason.trim();
+    let (zh, en) = if reason.chars().any(char::is_control) {
+        (
+            "退款原因：不能包含换行、制表符等控制字符，请写成一行",
+            "reason: must have no control characters (tabs, line breaks): write it on one line",
+        )
+    } else if reason.chars().count() > MAX_REASON {
+        ("退款原因：最多 256 个字", "reason: at most 256 characters")
+    } else {
+        return None;
     };
-    lang.pick(zh, &en).to_owned()
+    Some(lang.pick(zh, en).to_owned())
+}
+
+/// Whether `typed` has the shape of a date (`2026-02-30`: four, two and two digits) even if no
+/// such day exists.
+fn looks_like_a_date(typed: &str) -> bool {
+    let b = typed.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+/// Why a date was refused: the format, or a day that does not exist.
+fn date_rule(typed: &str) -> String {
+    if looks_like_a_date(typed) && crate::domain::clock::parse_date(typed).is_none() {
+        format!("日期：没有 {typed} 这一天（请检查月份和日期，如 2 月没有 30 日）")
+    } else {
+        "日期：请按 年-月-日 填写，如 2026-12-04".to_owned()
+    }
 }
 
 /// A refused filter of the payments list, naming the field as the page labels it.
@@ -62,10 +163,11 @@ pub fn filter_error(lang: Lang, e: &ApiError, typed: &dyn Fn(&str) -> String) ->
             if e.message.ends_with("must be before to") {
                 "日期：开始日期不能晚于结束日期".to_owned()
             } else {
-                "日期：请按 年-月-日 填写，如 2026-12-04".to_owned()
+                date_rule(&typed(field))
             }
         }
         "status" => "状态：请从列表中选择".to_owned(),
+        "review" => "需要人工核对：请从列表中选择".to_owned(),
         "merchant" => "商户：请从列表中选择".to_owned(),
         "q" => "搜索：最多 128 个字".to_owned(),
         "cursor" => "翻页链接已失效，请回到第一页重新翻页".to_owned(),
@@ -82,9 +184,88 @@ const UNKNOWN_OUTCOME: [&str; 4] = [
     "gateway_bad_signature",
 ];
 
+/// Codes that say for sure the refund was not made: refused before anything was sent, or by the
+/// provider itself (`gateway_…` other than [`UNKNOWN_OUTCOME`]).
+const NOT_STARTED: [&str; 10] = [
+    "invalid_request",
+    "invalid_order",
+    "refund_key_reused",
+    "refund_exceeds_paid",
+    "not_refundable",
+    "unknown_payment",
+    "unknown_merchant",
+    "merchant_not_configured",
+    "not_supported",
+    "forbidden",
+];
+
+/// Whether a refund refused with `code` may still have reached the provider: no answer, an
+/// answer not understood, or an error this page cannot tell (the refund stays 处理中 with its
+/// amount held). The owner must then not refund again, here or in Alipay's portal.
+pub fn refund_outcome_unknown(code: &str) -> bool {
+    if NOT_STARTED.contains(&code) {
+        return false;
+    }
+    !code.starts_with("gateway_") || UNKNOWN_OUTCOME.contains(&code)
+}
+
+/// The payment as the page reads it after a refused refund.
+#[derive(Debug, Clone, Copy)]
+pub struct PaymentNow<'a> {
+    pub status: &'a str,
+    /// What is left to refund (paid, less refunded and being refunded).
+    pub refundable_fen: u64,
+}
+
+/// Why nothing can be refunded any more, or None while something can.
+pub fn nothing_left_to_refund(lang: Lang, now: PaymentNow<'_>) -> Option<String> {
+    if now.refundable_fen > 0 {
+        return None;
+    }
+    let (zh, en) = if now.status == crate::domain::state::REFUNDED {
+        (
+            "这笔订单已全额退款，不能再退款".to_owned(),
+            "This order is fully refunded: nothing is left to refund".to_owned(),
+        )
+    } else if crate::domain::state::is_paid(now.status)
+        && now.status != crate::domain::state::TRADE_FINISHED
+    {
+        (
+            "这笔订单的金额已全部退款或正在退款中，不能再退款（处理中的退款失败或放弃后才能重新退款）".to_owned(),
+            "The whole amount is refunded or being refunded: nothing is left to refund".to_owned(),
+        )
+    } else {
+        return None;
+    };
+    Some(lang.pick(&zh, &en).to_owned())
+}
+
+/// A refund's field refused by the component's rules (`invalid_order`: nothing was sent to the
+/// provider), named as the page labels it.
+fn refund_field_rule(field: &str, typed_amount: &str, e: &ApiError) -> String {
+    match field {
+        "reason" => "退款原因：不能包含换行、制表符等控制字符，最多 256 个字".to_owned(),
+        "amount" if Amount::parse(typed_amount).is_err() => {
+            format!("退款金额：{}", amount_rule(Lang::Zh, typed_amount))
+        }
+        "amount" => "退款金额：不能超过这笔订单的实付金额".to_owned(),
+        "out_trade_no" => {
+            "订单号不符合支付宝的规则（1 到 64 位字母、数字、_ 或 -），这笔订单不能在这里退款"
+                .to_owned()
+        }
+        "total_fee" => {
+            "订单金额不符合支付宝的规则，这笔订单不能在这里退款，请联系技术支持".to_owned()
+        }
+        other => format!(
+            "退款的“{other}”不符合支付宝接口的规则，没有退款（{}）",
+            e.message
+        ),
+    }
+}
+
 /// Why a refund was not started, with what to do, for the refund form.
-/// `status` is the payment's status as the page now reads it.
-pub fn refund_error(lang: Lang, e: &ApiError, typed_amount: &str, status: &str) -> String {
+/// `now` is the payment as the page now reads it.
+pub fn refund_error(lang: Lang, e: &ApiError, typed_amount: &str, now: PaymentNow<'_>) -> String {
     if lang == Lang::En {
         return e.message.clone();
     }
@@ -93,34 +274,44 @@ pub fn refund_error(lang: Lang, e: &ApiError, typed_amount: &str, status: &str) 
             format!("退款金额：{}", amount_rule(lang, typed_amount))
         }
         ("invalid_request", Some("reason")) => "退款原因：最多 256 个字".to_owned(),
+        ("invalid_request", Some("refund_key")) => {
+            "这个退款表单已失效，请重新打开页面再退款".to_owned()
+        }
         ("refund_key_reused", _) => {
             "这个退款编号已用于另一笔金额不同的退款；请重新打开页面再退款".to_owned()
         }
-        ("refund_exceeds_paid", _) => {
-            "退款金额超过了可退金额（已退款和退款处理中的金额不能再退），请按页面上的“最多”金额填写"
-                .to_owned()
+        ("refund_exceeds_paid" | "not_refundable", _)
+            if nothing_left_to_refund(lang, now).is_some() =>
+        {
+            nothing_left_to_refund(lang, now).unwrap_or_default()
         }
-        ("not_refundable", _) if status == crate::domain::state::TRADE_FINISHED => {
+        ("refund_exceeds_paid", _) => format!(
+            "退款金额超过了可退金额：最多还能退 ¥{}（已退款和退款处理中的金额不能再退）",
+            super::yuan(now.refundable_fen)
+        ),
+        ("not_refundable", _) if now.status == crate::domain::state::TRADE_FINISHED => {
             "这笔交易已完结（TRADE_FINISHED），支付宝不再接受退款".to_owned()
         }
         ("not_refundable", _) => format!(
             "这笔订单{}，不能退款：只有已支付且未全额退款的订单可以退款",
-            super::view::status_word(lang, status)
+            super::view::status_word(lang, now.status)
         ),
         ("unknown_payment", _) => "没有这笔支付，请回到支付列表重新查找".to_owned(),
+        ("unknown_merchant", _) => "没有这个商户，请回到支付列表重新查找".to_owned(),
         ("merchant_not_configured", _) => {
             "这个商户还没有保存支付宝设置，不能退款：请先在商户页面保存设置".to_owned()
         }
         ("not_supported", _) => format!("这个商户的支付接口不支持在这里退款（{}）", e.message),
+        // The component's own rules for what it sends: nothing reached the provider.
+        ("invalid_order", field) => refund_field_rule(field.unwrap_or_default(), typed_amount, e),
         // The provider's own refusal: nothing was refunded.
-        ("invalid_order", _) => format!("支付宝不接受这笔退款的参数（{}）", e.message),
-        (code, _) if code.starts_with("gateway_") && !UNKNOWN_OUTCOME.contains(&code) => {
+        (code, _) if !refund_outcome_unknown(code) && code.starts_with("gateway_") => {
             format!("支付宝拒绝了这笔退款，没有退款（{}）", e.message)
         }
         // Not answered, or not understood: the refund may have reached Alipay. It stays 处理中
         // with its amount held; starting another would refund twice.
         _ => format!(
-            "退款结果未知（支付宝没有回应或回应无法识别），这笔退款保持“处理中”：请不要重复发起，稍后刷新本页查看退款记录，或点“向支付平台查询”（{}）",
+            "退款结果未知（支付宝没有回应或回应无法识别），这笔退款保持“处理中”：请不要重复发起，也不要到支付宝后台手工退款；稍后刷新本页查看退款记录，或点“向支付平台查询”（{}）",
             e.message
         ),
     }
@@ -135,6 +326,7 @@ pub fn audit_action(lang: Lang, action: &str) -> &str {
         "refund.abandon" => ("放弃退款", "refund given up"),
         "payment.sync" => ("向支付平台查询", "synced with the provider"),
         "payment.close" => ("关闭订单", "order closed"),
+        "payment.review_cleared" => ("核对完毕，取消标记", "review flag cleared"),
         "token.create" => ("新建令牌", "token created"),
         "token.revoke" => ("吊销令牌", "token revoked"),
         "user.add" => ("添加管理员", "admin user added"),
@@ -145,6 +337,86 @@ pub fn audit_action(lang: Lang, action: &str) -> &str {
         other => (other, other),
     };
     lang.pick(zh, en)
+}
+
+/// Why a payment is held for review (需要人工核对), explained for the owner with what to do. The
+/// reasons are written in English by the money rules (`domain::refunds`, the notification's
+/// match), some bilingual (`中文 / English`); the page shows the original beside this for
+/// support.
+pub fn review_explained(lang: Lang, raw: &str) -> String {
+    let raw = raw.trim();
+    // A bilingual reason: its own half in the page's language.
+    if let Some((zh, en)) = raw.split_once(" / ") {
+        if zh.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)) {
+            return lang.pick(zh.trim(), en.trim()).to_owned();
+        }
+    }
+    const CHECK: &str = "请到支付宝商家后台核对这笔交易的退款，核对后如需更正请联系技术支持";
+    let known: Option<(String, &str)> = if raw.starts_with("refund ")
+        && raw.contains("reported succeeded after failing would exceed the paid")
+    {
+        Some((
+            format!("一笔先前失败或已放弃的退款，支付宝后来又报告退款成功；计入它会超过实付金额，所以没有记入。{CHECK}"),
+            "A refund that had failed (or was given up) was later reported succeeded; counting it would exceed the amount paid, so it was not applied. Check the trade's refunds in Alipay's merchant portal.",
+        ))
+    } else if raw.starts_with("refund ") && raw.contains("was reported succeeded, now failed") {
+        Some((
+            format!("一笔已经报告成功的退款，支付宝又报告为失败，没有记入。{CHECK}"),
+            "A refund reported succeeded was later reported failed; nothing was changed. Check it in Alipay's merchant portal.",
+        ))
+    } else if raw.starts_with("refund ")
+        && raw.contains("the provider reports")
+        && raw.contains("was started")
+    {
+        Some((
+            format!("支付宝报告的退款金额与这里发起的金额不一致，没有记入。{CHECK}"),
+            "Alipay reports another amount than the refund started here; it was not applied. Check it in Alipay's merchant portal.",
+        ))
+    } else if raw.starts_with("a refund report that names neither") {
+        Some((
+            "支付宝的退款通知既没有退款金额也没有已退总额，无法记入：请点“向支付平台查询”，仍不清楚时到支付宝商家后台核对".to_owned(),
+            "A refund report named neither its amount nor the refunded total: press Sync, or check the trade in Alipay's merchant portal.",
+        ))
+    } else if raw.starts_with("the provider reports") && raw.contains("still pending here") {
+        Some((
+            format!("支付宝报告的已退款总额无法分辨是否包含这里还在处理中的退款，所以没有记入。{CHECK}"),
+            "Alipay's refunded total may or may not include the refunds still pending here, so it was not applied. Check the trade's refunds in Alipay's merchant portal.",
+        ))
+    } else if raw.starts_with("the provider reports a refund of") {
+        Some((
+            format!("支付宝报告了一笔退款，计入它会超过实付金额，所以没有记入。{CHECK}"),
+            "Alipay reports a refund that would exceed the amount paid; it was not applied. Check the trade's refunds in Alipay's merchant portal.",
+        ))
+    } else {
+        // The notification's match against its order (`field: reason; …`).
+        let parts: Vec<&str> = raw
+            .split("; ")
+            .filter_map(|part| match part.split_once(": ")?.0 {
+                "total_fee" => Some("金额不一致"),
+                "seller_email" | "seller_id" => Some("收款账号不一致"),
+                "out_trade_no" => Some("订单号不一致"),
+                _ => None,
+            })
+            .collect();
+        (!parts.is_empty()).then(|| {
+            (
+                format!(
+                    "支付宝的付款通知与这笔订单不符（{}），没有按已支付处理：请到支付宝商家后台核对这笔交易，确认收到的金额和收款账号",
+                    parts.join("、")
+                ),
+                "Alipay's payment notification does not match this order, so it was not taken as paid. Check the trade in Alipay's merchant portal.",
+            )
+        })
+    };
+    match known {
+        Some((zh, en)) => lang.pick(&zh, en).to_owned(),
+        None => lang
+            .pick(
+                "这笔支付有异常，需要人工核对：请到支付宝商家后台核对这笔交易，必要时把下面的原文发给技术支持",
+                "This payment needs a person to check it in Alipay's merchant portal; send the original text below to support if needed.",
+            )
+            .to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -194,31 +466,179 @@ mod tests {
         assert!(filter_error(Lang::Zh, &bad_date, &none).contains("年-月-日"));
     }
 
+    fn now(status: &str, refundable_fen: u64) -> PaymentNow<'_> {
+        PaymentNow {
+            status,
+            refundable_fen,
+        }
+    }
+
     #[test]
     fn refund_refusals_say_why() {
         let not_paid = ApiError::new(409, "not_refundable", "the payment is not paid");
-        assert!(refund_error(Lang::Zh, &not_paid, "1", "WAIT_BUYER_PAY").contains("这笔订单待付款"));
+        assert!(
+            refund_error(Lang::Zh, &not_paid, "1", now("WAIT_BUYER_PAY", 0))
+                .contains("这笔订单待付款")
+        );
         let done = ApiError::new(409, "not_refundable", "the payment is not paid");
-        assert!(refund_error(Lang::Zh, &done, "1", "REFUNDED").contains("这笔订单已退款"));
+        assert!(refund_error(Lang::Zh, &done, "1", now("REFUNDED", 0)).contains("已全额退款"));
         let finished = ApiError::new(409, "not_refundable", "finished");
-        assert!(refund_error(Lang::Zh, &finished, "1", "TRADE_FINISHED").contains("TRADE_FINISHED"));
+        assert!(
+            refund_error(Lang::Zh, &finished, "1", now("TRADE_FINISHED", 0))
+                .contains("TRADE_FINISHED")
+        );
         let over = ApiError::field(409, "refund_exceeds_paid", "amount", "amount: 5 > 4");
-        assert!(refund_error(Lang::Zh, &over, "5", "TRADE_SUCCESS").contains("可退金额"));
+        let said = refund_error(Lang::Zh, &over, "5", now("TRADE_SUCCESS", 400));
+        assert!(
+            said.contains("可退金额") && said.contains("¥4.00"),
+            "{said}"
+        );
         // Refused by Alipay: nothing refunded. No answer: unknown, do not start another.
         let refused = ApiError::new(502, "gateway_ACQ.TRADE_HAS_CLOSE", "closed");
-        assert!(refund_error(Lang::Zh, &refused, "1", "TRADE_SUCCESS").contains("没有退款"));
+        assert!(
+            refund_error(Lang::Zh, &refused, "1", now("TRADE_SUCCESS", 100)).contains("没有退款")
+        );
+        assert!(!refund_outcome_unknown("gateway_ACQ.TRADE_HAS_CLOSE"));
         for code in [
             "gateway_timeout",
             "gateway_unreachable",
+            "gateway_malformed",
+            "gateway_bad_signature",
             "plugin_failed",
             "internal",
         ] {
             let e = ApiError::new(502, code, "x");
-            let said = refund_error(Lang::Zh, &e, "1", "TRADE_SUCCESS");
+            let said = refund_error(Lang::Zh, &e, "1", now("TRADE_SUCCESS", 100));
             assert!(
                 said.contains("结果未知") && said.contains("不要重复"),
                 "{code}: {said}"
             );
+            assert!(refund_outcome_unknown(code), "{code}");
+        }
+        for code in [
+            "invalid_request",
+            "invalid_order",
+            "refund_exceeds_paid",
+            "not_refundable",
+        ] {
+            assert!(!refund_outcome_unknown(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_fully_refunded_order_says_so_rather_than_exceeds() {
+        // Refunded in parts until nothing is left: the store says the amount exceeds.
+        let over = ApiError::field(409, "refund_exceeds_paid", "amount", "amount: 1 > 0");
+        let said = refund_error(Lang::Zh, &over, "1.00", now("REFUNDED", 0));
+        assert!(said.contains("这笔订单已全额退款"), "{said}");
+        assert!(!said.contains("超过了可退金额"), "{said}");
+        // The rest is being refunded (a refund still 处理中): nothing is left either.
+        let said = refund_error(Lang::Zh, &over, "1.00", now("PARTIALLY_REFUNDED", 0));
+        assert!(said.contains("正在退款中"), "{said}");
+    }
+
+    #[test]
+    fn component_refusals_name_the_refunds_field_in_chinese() {
+        // What the component answers for a reason with a tab (plugin/src/connector.rs).
+        let e = ApiError::field(
+            400,
+            "invalid_order",
+            "reason",
+            "reason: must be at most 256 characters with no control characters",
+        );
+        let said = refund_error(Lang::Zh, &e, "1.00", now("TRADE_SUCCESS", 100));
+        assert!(said.starts_with("退款原因："), "{said}");
+        assert!(said.contains("控制字符"), "{said}");
+        assert!(
+            !said.contains("支付宝不接受") && !said.contains("must"),
+            "{said}"
+        );
+        let e = ApiError::field(
+            400,
+            "invalid_order",
+            "amount",
+            "amount: must be at most the amount paid (1.00)",
+        );
+        let said = refund_error(Lang::Zh, &e, "2.00", now("TRADE_SUCCESS", 100));
+        assert!(
+            said.starts_with("退款金额：") && !said.contains("must"),
+            "{said}"
+        );
+        let e = ApiError::field(
+            400,
+            "invalid_order",
+            "out_trade_no",
+            "out_trade_no: must be …",
+        );
+        assert!(refund_error(Lang::Zh, &e, "1", now("TRADE_SUCCESS", 100)).starts_with("订单号"));
+    }
+
+    #[test]
+    fn amounts_of_digits_and_points_say_what_is_wrong() {
+        assert!(amount_rule(Lang::Zh, "-1").contains("必须大于 0"));
+        assert!(amount_rule(Lang::Zh, "-0.50").contains("必须大于 0"));
+        for typed in ["1.", ".5"] {
+            let said = amount_rule(Lang::Zh, typed);
+            assert!(
+                said.contains("小数点前后都要有数字") && said.contains("1.50"),
+                "{typed}: {said}"
+            );
+            assert!(!said.contains("半角"), "{typed}: {said}");
+        }
+        assert!(amount_rule(Lang::Zh, "1.2.3").contains("一个小数点"));
+        assert!(amount_rule(Lang::Zh, "+1").contains("+ 号"));
+        assert!(amount_rule(Lang::Zh, "¥1").contains("半角数字"));
+        assert!(amount_rule(Lang::Zh, ".").contains("半角数字"));
+        assert_eq!(
+            amount_rule(Lang::En, "-1"),
+            "must be more than 0, such as 12.50"
+        );
+    }
+
+    #[test]
+    fn a_date_that_does_not_exist_is_named() {
+        let e = crate::ledger::parse_filter(Some("from=2026-02-30"), None).unwrap_err();
+        let typed = |f: &str| {
+            if f == "from" {
+                "2026-02-30".into()
+            } else {
+                String::new()
+            }
+        };
+        let said = filter_error(Lang::Zh, &e, &typed);
+        assert!(said.contains("没有 2026-02-30 这一天"), "{said}");
+        assert!(!said.contains("请按 年-月-日"), "{said}");
+        // A wrong shape still gets the format.
+        let e = crate::ledger::parse_filter(Some("from=2026/02/03"), None).unwrap_err();
+        assert!(filter_error(Lang::Zh, &e, &|_: &str| "2026/02/03".into()).contains("年-月-日"));
+    }
+
+    #[test]
+    fn review_reasons_are_explained_in_chinese() {
+        let raw = "refund 2026120400000000000000001 reported succeeded after failing would exceed the paid 1.00";
+        let said = review_explained(Lang::Zh, raw);
+        assert!(
+            said.contains("超过实付金额") && said.contains("支付宝商家后台"),
+            "{said}"
+        );
+        assert!(!said.contains("refund"), "{said}");
+        let bilingual = "关闭后又收到付款（支付宝交易号 2026），已按已支付处理：请发货或退款 / paid after it was closed here (trade 2026): now paid; fulfil or refund it";
+        assert!(review_explained(Lang::Zh, bilingual).starts_with("关闭后又收到付款"));
+        assert!(review_explained(Lang::En, bilingual).starts_with("paid after"));
+        let mismatch = "total_fee: the notification says 1.00 but the order is 2.00; seller_email: the notification pays a / b but the order's seller is c";
+        let said = review_explained(Lang::Zh, mismatch);
+        assert!(said.contains("金额不一致、收款账号不一致"), "{said}");
+        for raw in [
+            "refund 1: the provider reports 2.00 refunded, 1.00 was started",
+            "refund 1 was reported succeeded, now failed: x",
+            "a refund report that names neither its amount nor the refunded total",
+            "the provider reports 1.00 refunded in all; refunds of 0.50 still pending here may or may not be part of it: check",
+            "the provider reports a refund of 2.00 on a payment of 1.00 with 0.00 already refunded or being refunded",
+            "something new",
+        ] {
+            let said = review_explained(Lang::Zh, raw);
+            assert!(said.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)), "{raw}: {said}");
+            assert!(!said.contains("provider"), "{raw}: {said}");
         }
     }
 }
