@@ -442,6 +442,10 @@ notify_verify_url = "{base}/mapi"
 mapi_url = "{base}/mapi"
 shop_webhook_url = "{hook}"
 shop_webhook_secret = "back-office-webhook-secret"
+
+[recovery]
+interval_s = 1
+refund_after_s = 5
 "#,
                 hook = shop.url("/hook"),
                 app_key = key_file("app_test_private_pkcs8.pem").display(),
@@ -694,6 +698,105 @@ shop_webhook_secret = "back-office-webhook-secret"
         assert_eq!(refund_row["request_no"], request_no.as_str(), "{rec}");
         let mismatch = &rec["amount_mismatch"][0];
         assert_eq!(mismatch["trade_no"], "2026000000000000000000000006");
+
+        // 4b. Refunds without a clear answer stay PENDING (their amount held) and are settled by
+        // asking Alipay, never by guessing ([OPENAPI §7.5]): the refund query, then the same
+        // request again under its out_request_no. Notifies are lost here, so only asking can
+        // settle them. (a) made at Alipay, its answer lost (HTTP 500): the query finds it.
+        sb.set_faults(Faults {
+            drop_all_notifies: true,
+            refund_answers_lost: 1,
+            ..Faults::default()
+        });
+        let refund_of = async |key: &str, amount: &str| {
+            post(
+                OPEN,
+                "/payments/BO-A/refunds",
+                json!({"amount": amount, "reason": "补退", "refund_key": key}),
+            )
+            .await
+        };
+        let r = refund_of("bo-a-lost", "2.00").await;
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert_eq!(sb.openapi_trade(APP_ID, "BO-A").unwrap().refunds.len(), 2);
+        let p = payment(OPEN, "BO-A").await;
+        assert_eq!(p["refunded_amount"], "10.00", "{p}");
+        assert_eq!(p["refunds"][1]["status"], "PENDING", "{p}");
+        // More than what is left beside the held 2.00 is refused (25.00 - 10.00 - 2.00).
+        let r = refund_of("bo-a-over", "13.01").await;
+        assert_eq!(r.status, 409, "{}", r.text());
+        // (b) made, answered ACQ.SYSTEM_ERROR: pending, with Alipay's words.
+        sb.set_faults(Faults {
+            drop_all_notifies: true,
+            refund_system_errors: 1,
+            ..Faults::default()
+        });
+        let r = refund_of("bo-a-unknown", "3.00").await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(r.json()["status"], "PENDING", "{}", r.text());
+        assert!(
+            r.json()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("ACQ.SYSTEM_ERROR"),
+            "{}",
+            r.text()
+        );
+        // (c) never reached Alipay (HTTP 500 before anything was made): sent again under its number.
+        sb.set_faults(Faults {
+            drop_all_notifies: true,
+            answer_500: true,
+            ..Faults::default()
+        });
+        let r = refund_of("bo-a-unsent", "1.00").await;
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert_eq!(sb.openapi_trade(APP_ID, "BO-A").unwrap().refunds.len(), 3);
+        sb.set_faults(Faults {
+            drop_all_notifies: true,
+            ..Faults::default()
+        });
+        let r = post(OPEN, "/payments/BO-A/sync", json!({})).await;
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), log());
+        let asked: Vec<(String, String)> = r.json()["refunds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x["amount"].as_str().unwrap().to_owned(),
+                    x["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            asked,
+            [
+                ("2.00".to_owned(), "SUCCESS".to_owned()),
+                ("3.00".to_owned(), "SUCCESS".to_owned()),
+                ("1.00".to_owned(), "SUCCESS".to_owned())
+            ],
+            "{}",
+            r.text()
+        );
+        let at_alipay = sb.openapi_trade(APP_ID, "BO-A").unwrap();
+        assert_eq!(at_alipay.refunds.len(), 4, "each refunded once");
+        let p = payment(OPEN, "BO-A").await;
+        assert_eq!(p["refunded_amount"], "16.00", "{p}");
+        assert_eq!(p["status"], "PARTIALLY_REFUNDED", "{p}");
+        // (d) the recovery sweep settles one without anybody asking (refund_after_s = 5 here).
+        sb.set_faults(Faults {
+            drop_all_notifies: true,
+            refund_answers_lost: 1,
+            ..Faults::default()
+        });
+        let r = refund_of("bo-a-swept", "4.00").await;
+        assert_eq!(r.status, 502, "{}", r.text());
+        wait_for("the recovery sweep's refund query", log, async || {
+            payment(OPEN, "BO-A").await["refunded_amount"] == "20.00"
+        })
+        .await;
+        assert_eq!(sb.openapi_trade(APP_ID, "BO-A").unwrap().refunds.len(), 5);
+        sb.set_faults(Faults::default());
 
         // 5. The legacy API: refund_fastpay_by_platform_pwd. The refund waits for the seller's
         // password on Alipay's page (confirm_url); the batch notify then settles it.

@@ -1233,6 +1233,37 @@ async fn paid_after_close(s: &dyn Store) {
         (p.status.as_str(), p.review.as_deref()),
         (TRADE_FINISHED, Some(review.as_str()))
     );
+    // The owner finds it by the review filter, and clears the reason they read (only that one).
+    let held = async || -> Vec<String> {
+        let f = payhost::store::ledger::PaymentFilter {
+            review: true,
+            limit: 10,
+            ..Default::default()
+        };
+        s.list_payments(&f)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.payment.out_trade_no)
+            .collect()
+    };
+    assert_eq!(held().await, ["o1"]);
+    assert!(!s
+        .clear_review("m1", "o1", "not what it says", "owner")
+        .await
+        .unwrap());
+    assert!(s.clear_review("m1", "o1", &review, "owner").await.unwrap());
+    assert!(held().await.is_empty());
+    assert_eq!(s.payment("m1", "o1").await.unwrap().unwrap().review, None);
+    assert!(s
+        .events_for("m1", "o1")
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.kind == "review"
+            && e.detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with("cleared by owner: "))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -188,3 +188,129 @@ shop_webhook_secret = "refunds-webhook-secret"
         ]
     );
 }
+
+/// A legacy refund given up here (its amount refundable again) that the seller confirms on
+/// Alipay's page after all, beside a second refund started meanwhile: Alipay refunds the first
+/// and refuses the second (never more than paid). The first is recorded as refunded — the money
+/// left — with the payment held for review, the second ends failed; the shop hears of one refund.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refund_given_up_then_confirmed_beside_a_second_one_is_recorded() {
+    let dir = temp_dir("refund-given-up");
+    let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
+    let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
+    let host = TestHost::start(&dir, |port| {
+        config_head(port, TOKEN, "")
+            + &format!(
+                r#"
+[merchants.ref]
+partner = "{PARTNER}"
+key = "{MD5_KEY}"
+seller_email = "seller@example.com"
+gateway_url = "{sb}/sandbox/gateway"
+notify_verify_url = "{sb}/sandbox/mapi"
+mapi_url = "{sb}/sandbox/mapi"
+shop_webhook_url = "{hook}"
+shop_webhook_secret = "refunds-webhook-secret"
+"#,
+                sb = sandbox.base,
+                hook = shop.url("/hook"),
+            )
+    })
+    .await;
+    let payment = async || {
+        get(&host.url("/v1/merchants/ref/payments/GU1"), Some(TOKEN))
+            .await
+            .json()
+    };
+    let r = send_json(
+        "POST",
+        &host.url("/v1/merchants/ref/payments"),
+        Some(TOKEN),
+        &serde_json::json!({"out_trade_no": "GU1", "subject": "放弃后确认", "total_fee": "1.00", "return_url": "https://shop.example/r"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let page = get(r.json()["pay_url"].as_str().unwrap(), None).await;
+    let token = cashier_token(&page.text());
+    post_form(
+        &format!("{}/sandbox/cashier/pay", sandbox.base),
+        &format!("token={token}"),
+    )
+    .await;
+    wait_for("paid", async || {
+        payment().await["status"] == "TRADE_SUCCESS"
+    })
+    .await;
+    let refund = async |key: &str| {
+        let r = send_json(
+            "POST",
+            &host.url("/v1/merchants/ref/payments/GU1/refunds"),
+            Some(TOKEN),
+            &serde_json::json!({"amount": "1.00", "reason": "协商", "refund_key": key}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(r.json()["status"], "PENDING", "{}", r.text());
+        r.json()
+    };
+    let first = refund("gu-a").await;
+    host.app()
+        .abandon_refund("ref", "GU1", first["id"].as_i64().unwrap(), "test")
+        .await
+        .unwrap();
+    let second = refund("gu-b").await;
+    // The seller confirms both pages: the first refunds 1.00, the second is refused.
+    for r in [&first, &second] {
+        let page = get(r["confirm_url"].as_str().unwrap(), None).await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let token = page
+            .text()
+            .split("name=\"token\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap()
+            .to_owned();
+        let done = post_form(
+            &format!("{}/sandbox/mapi/refund/confirm", sandbox.base),
+            &format!(
+                "token={token}&password={}",
+                payhost_sandbox::refund::DEMO_PASSWORD
+            ),
+        )
+        .await;
+        assert_eq!(done.status, 200, "{}", done.text());
+    }
+    wait_for("both batch notifies", async || {
+        let p = payment().await;
+        p["refunds"]
+            .as_array()
+            .is_some_and(|v| v.iter().all(|r| r["status"] != "PENDING"))
+            && p["refunded_amount"] == "1.00"
+    })
+    .await;
+    let p = payment().await;
+    assert_eq!(p["status"], "REFUNDED", "{p}");
+    let statuses: Vec<&str> = p["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["SUCCESS", "FAILED"], "{p}");
+    assert!(
+        p["review"]
+            .as_str()
+            .is_some_and(|r| r.contains("still pending")),
+        "held for a person: {p}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refunded = shop
+        .requests()
+        .iter()
+        .filter(|s| {
+            serde_json::from_slice::<serde_json::Value>(&s.body).unwrap()["type"]
+                == "payment.refunded"
+        })
+        .count();
+    assert_eq!(refunded, 1);
+}

@@ -83,6 +83,13 @@ pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<PaymentFil
                     f.max_fen = Some(a.minor());
                 }
             }
+            "review" => {
+                f.review = match v.to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" => true,
+                    "0" | "false" | "no" => false,
+                    _ => return Err(bad("review", "must be 1 (only payments held for review) or 0")),
+                }
+            }
             "limit" => {
                 f.limit = match v.parse::<u32>() {
                     Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
@@ -97,7 +104,7 @@ pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<PaymentFil
             other => {
                 return Err(bad(
                     other,
-                    "unknown filter (merchant, status, from, to, q, min_amount, max_amount, limit, cursor)",
+                    "unknown filter (merchant, status, from, to, q, min_amount, max_amount, review, limit, cursor)",
                 ))
             }
         }
@@ -252,6 +259,33 @@ pub fn csv_row(out: &mut String, lp: &LedgerPayment) {
     out.push_str("\r\n");
 }
 
+/// A person marks a payment held for review as checked: its flag is cleared when its reason is
+/// still `seen` (the text the person read; a flag raised meanwhile stays for them to read), with
+/// a timeline entry naming `by`. 409 `review_changed` (field `review`) otherwise.
+pub async fn clear_review(
+    app: &App,
+    merchant: &str,
+    out_trade_no: &str,
+    seen: &str,
+    by: &str,
+) -> Result<(), ApiError> {
+    let cleared = app
+        .store
+        .clear_review(merchant, out_trade_no, seen, by)
+        .await
+        .map_err(ApiError::internal)?;
+    if !cleared {
+        return Err(ApiError::field(
+            409,
+            "review_changed",
+            "review",
+            "review: the payment is no longer held for the reason shown (cleared, or held again meanwhile); reload the page",
+        ));
+    }
+    tracing::info!(merchant, out_trade_no, by, "review cleared");
+    Ok(())
+}
+
 /// Adds an entry to a payment's timeline; a failure is logged, never the request's.
 pub async fn note(app: &App, merchant: &str, out_trade_no: &str, kind: &str, detail: Option<&str>) {
     if let Err(e) = app
@@ -362,6 +396,10 @@ mod tests {
         assert_eq!(f.to.as_deref(), Some("2024-05-01T16:00:00Z"));
         assert_eq!((f.min_fen, f.max_fen, f.limit), (Some(100), Some(999), 10));
         assert_eq!(f.q.as_deref(), Some("A%"));
+        assert!(!f.review);
+        assert!(parse_filter(Some("review=1"), None).unwrap().review);
+        assert!(parse_filter(Some("review=TRUE"), None).unwrap().review);
+        assert!(!parse_filter(Some("review=0"), None).unwrap().review);
         for (q, field) in [
             ("limit=0", "limit"),
             ("limit=201", "limit"),
@@ -374,6 +412,7 @@ mod tests {
             ("merchant=a%20b", "merchant"),
             ("sort=asc", "sort"),
             ("limit=1&limit=2", "limit"),
+            ("review=maybe", "review"),
         ] {
             let e = parse_filter(Some(q), None).unwrap_err();
             assert_eq!((e.status, e.field.as_deref()), (400, Some(field)), "{q}");

@@ -506,7 +506,12 @@ impl App {
             Err(e) => return Processed::call_failed(e),
             Ok(Err(e)) => {
                 let outcome = NotifyOutcome::of_refusal(&e);
-                tracing::warn!(merchant = merchant_id, outcome = outcome.label(), detail = %e, "notification refused");
+                // Anyone may post a notify: at most one such line a second (with how many were
+                // left unsaid), the component's text escaped (it can quote the request).
+                static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(1_000);
+                if let Some(unsaid) = SAY.allow() {
+                    tracing::warn!(merchant = merchant_id, outcome = outcome.label(), detail = %crate::log_limit::clean(&e), unsaid, "notification refused; unsaid: refusals since the last such line");
+                }
                 return Processed::stop(outcome, e.to_string());
             }
             Ok(Ok(n)) => n,
@@ -571,7 +576,7 @@ impl App {
                 tracing::error!(
                     target: "payhost::alert",
                     merchant = merchant_id,
-                    out_trade_no = %verified.out_trade_no,
+                    out_trade_no = %crate::log_limit::clean(&verified.out_trade_no),
                     "ALERT: a confirmed notification names an unknown order"
                 );
                 return Processed::stop(
@@ -612,7 +617,7 @@ impl App {
                 target: "payhost::alert",
                 merchant = merchant_id,
                 out_trade_no = %payment.out_trade_no,
-                reason = %reason,
+                reason = %crate::log_limit::clean(&reason),
                 "ALERT: a confirmed notification cannot be applied to its order; flagged for review, not paid"
             );
             if let Err(e) = self
@@ -659,11 +664,11 @@ impl App {
         match applied {
             Ok(applied) => {
                 if let Applied::Changed { from, to } = &applied {
-                    tracing::info!(merchant = merchant_id, out_trade_no = %verified.out_trade_no, %from, %to, source = source.unwrap_or("notification"), "payment status changed");
+                    tracing::info!(merchant = merchant_id, out_trade_no = %crate::log_limit::clean(&verified.out_trade_no), %from, %to, source = source.unwrap_or("notification"), "payment status changed");
                     // Money for an order closed here: the commit flagged it for review
                     // (`domain::events::plan_notification`); the owner fulfils or refunds it.
                     if from == crate::domain::state::TRADE_CLOSED {
-                        tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no = %verified.out_trade_no, "ALERT: an order closed here was paid; flagged for review");
+                        tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no = %crate::log_limit::clean(&verified.out_trade_no), "ALERT: an order closed here was paid; flagged for review");
                     }
                 }
                 // A webhook was queued with the change: the outbox delivers it now, not at its
@@ -709,7 +714,7 @@ impl App {
         let payment = match payment {
             Ok(Some(p)) => p,
             Ok(None) => {
-                tracing::error!(target: "payhost::alert", merchant = merchant_id, trade_no = %verified.trade_no, "ALERT: a confirmed refund report names an unknown order");
+                tracing::error!(target: "payhost::alert", merchant = merchant_id, trade_no = %crate::log_limit::clean(&verified.trade_no), "ALERT: a confirmed refund report names an unknown order");
                 return Processed::stop(
                     NotifyOutcome::UnknownOrder,
                     "a refund report for an unknown order",
@@ -810,7 +815,7 @@ impl App {
             ),
             Ok(_) | Err(_) => {
                 let reason = "支付宝报告了一笔部分退款但没有金额，查询也未成功：请点「查询 Sync」 / a partial refund was reported without its amount and the trade query could not tell it: press Sync";
-                tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no = %verified.out_trade_no, "ALERT: {reason}");
+                tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no = %crate::log_limit::clean(&verified.out_trade_no), "ALERT: {reason}");
                 if let Err(e) = self
                     .store
                     .flag_for_review(merchant_id, &verified.out_trade_no, reason)
@@ -845,6 +850,14 @@ impl App {
             .ok_or_else(|| {
                 ApiError::new(404, "unknown_order", format!("no payment {out_trade_no:?}"))
             })?;
+        // Refunds without an answer first: a trade's refunded total read beside refunds still
+        // pending here cannot be attributed, and is held for review instead of applied.
+        let refunds = self
+            .resolve_refunds(merchant_id, out_trade_no)
+            .await?
+            .iter()
+            .map(crate::refunds::refund_json)
+            .collect();
         let policy = self.merchant_policy(&merchant);
         let mut session = plugin.session().await?;
         let query = session
@@ -870,6 +883,7 @@ impl App {
                 trade_status: None,
                 outcome: "not_found".into(),
                 status: payment.status,
+                refunds,
             });
         };
         // A signed answer about another order is never applied to it (nor to the one asked about).
@@ -943,6 +957,7 @@ impl App {
             trade_status: Some(verified.trade_status),
             outcome: processed.outcome.label().to_owned(),
             status,
+            refunds,
         })
     }
 }

@@ -3,8 +3,13 @@
 //! doubling gaps, until they are paid, closed or too old (`[recovery]` in payhost.toml). A paid
 //! trade is applied exactly as a notification would be, so the shop gets its webhook once.
 //!
+//! Refunds whose answer is missing (lost, not understood, or "still being processed") are asked
+//! about the same way ([`App::resolve_refund`]: the refund query, then the same request again
+//! under its number), from `refund_after_s` (default 10 s) after they were started, so a refund never waits
+//! for a notification that may not come ([OPENAPI §7.5], §6).
+//!
 //! The schedule is per process: with several replicas each may query the same payment; the
-//! store's notify dedupe keeps the effect single.
+//! store's notify dedupe keeps the effect single, and the provider refunds a request number once.
 
 use crate::service::App;
 use crate::store::{format_unix, now_ms};
@@ -31,6 +36,7 @@ pub async fn run(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
         return;
     }
     let mut schedule: HashMap<(String, String), Due> = HashMap::new();
+    let mut refunds: HashMap<(String, i64), Due> = HashMap::new();
     // Rounds come often enough for short test schedules, at most every 10 s.
     let tick = Duration::from_secs(cfg.interval_s.clamp(1, 10));
     loop {
@@ -42,6 +48,75 @@ pub async fn run(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
             return;
         }
         round(&app, &mut schedule).await;
+        refund_round(&app, &mut refunds).await;
+    }
+}
+
+/// The gap before asking again, after `attempts` askings.
+fn gap_after(interval_s: u64, attempts: u32) -> u64 {
+    interval_s
+        .saturating_mul(1u64 << attempts.min(20))
+        .min(MAX_GAP_S)
+}
+
+async fn refund_round(app: &Arc<App>, schedule: &mut HashMap<(String, i64), Due>) {
+    let cfg = &app.config.recovery;
+    let now_s = (now_ms() / 1000) as u64;
+    let after = format_unix(now_s.saturating_sub(cfg.max_age_s));
+    let before = format_unix(now_s.saturating_sub(cfg.refund_after_s));
+    let pending = match app.store.pending_refunds(&after, &before, BATCH).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "recovery: cannot list pending refunds");
+            return;
+        }
+    };
+    let keys: Vec<(String, i64)> = pending
+        .iter()
+        .map(|r| (r.merchant_id.clone(), r.id))
+        .collect();
+    schedule.retain(|k, _| keys.contains(k));
+    for (refund, key) in pending.iter().zip(keys) {
+        let due = *schedule.entry(key.clone()).or_insert(Due {
+            at_s: now_s,
+            attempts: 0,
+        });
+        if due.at_s > now_s {
+            continue;
+        }
+        match app.resolve_refund(&refund.merchant_id, refund).await {
+            Ok(true) => {
+                let now = app.store.refund(&refund.merchant_id, refund.id).await;
+                if let Ok(Some(r)) = &now {
+                    if r.status != crate::domain::refunds::PENDING {
+                        tracing::info!(merchant = %refund.merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, status = %r.status, "recovery: the provider settled a pending refund");
+                        schedule.remove(&key);
+                        continue;
+                    }
+                }
+            }
+            // Nothing to ask (a component without a refund query): not asked again.
+            Ok(false) => {
+                schedule.insert(
+                    key,
+                    Due {
+                        at_s: u64::MAX,
+                        attempts: due.attempts,
+                    },
+                );
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(merchant = %refund.merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, code = %e.code, error = %crate::log_limit::clean(&e.message), "recovery: cannot ask about a pending refund; trying later")
+            }
+        }
+        schedule.insert(
+            key,
+            Due {
+                at_s: now_s + gap_after(cfg.interval_s, due.attempts),
+                attempts: due.attempts + 1,
+            },
+        );
     }
 }
 
@@ -83,17 +158,13 @@ async fn round(app: &Arc<App>, schedule: &mut HashMap<(String, String), Due>) {
                 tracing::debug!(merchant = %merchant, out_trade_no = %out_trade_no, found = r.found, "recovery: still waiting")
             }
             Err(e) => {
-                tracing::warn!(merchant = %merchant, out_trade_no = %out_trade_no, code = %e.code, error = %e.message, "recovery: the trade query failed; trying later")
+                tracing::warn!(merchant = %merchant, out_trade_no = %out_trade_no, code = %e.code, error = %crate::log_limit::clean(&e.message), "recovery: the trade query failed; trying later")
             }
         }
-        let gap = cfg
-            .interval_s
-            .saturating_mul(1u64 << due.attempts.min(20))
-            .min(MAX_GAP_S);
         schedule.insert(
             key,
             Due {
-                at_s: now_s + gap,
+                at_s: now_s + gap_after(cfg.interval_s, due.attempts),
                 attempts: due.attempts + 1,
             },
         );

@@ -161,16 +161,7 @@ impl App {
             }
         };
         tracing::info!(merchant = merchant_id, out_trade_no, refund = refund.id, amount = %refund.amount(), started_by, "refund started");
-        let request = api::RefundRequest {
-            out_trade_no: out_trade_no.to_owned(),
-            trade_no: payment.trade_no.clone().unwrap_or_default(),
-            amount: refund.amount(),
-            total_fee: payment.total_fee(),
-            reason,
-            request_no: refund.request_no.clone(),
-            request_time: clock::beijing_text(now),
-            notify_url: self.config.notify_url(merchant_id),
-        };
+        let request = self.refund_request(merchant_id, &payment, &refund, reason, now);
         let policy = self.merchant_policy(&merchant);
         let answer = async {
             let mut session = plugin.session().await?;
@@ -179,24 +170,62 @@ impl App {
                 .await
         }
         .await;
+        self.apply_refund_answer(merchant_id, &merchant, refund.id, answer)
+            .await?;
+        let stored = self
+            .store
+            .refund(merchant_id, refund.id)
+            .await
+            .map_err(ApiError::internal)?
+            .unwrap_or(refund);
+        Ok((201, stored))
+    }
+
+    /// What the component is asked to send for `refund` of `payment`.
+    fn refund_request(
+        &self,
+        merchant_id: &str,
+        payment: &crate::store::Payment,
+        refund: &Refund,
+        reason: String,
+        now: i64,
+    ) -> api::RefundRequest {
+        api::RefundRequest {
+            out_trade_no: payment.out_trade_no.clone(),
+            trade_no: payment.trade_no.clone().unwrap_or_default(),
+            amount: refund.amount(),
+            total_fee: payment.total_fee(),
+            reason,
+            request_no: refund.request_no.clone(),
+            request_time: clock::beijing_text(now),
+            notify_url: self.config.notify_url(merchant_id),
+        }
+    }
+
+    /// Applies the component's answer to a refund sent to the provider (started here, or sent
+    /// again by [`resolve_refund`](App::resolve_refund)). The provider's refusal ends it FAILED
+    /// (nothing moved, its amount refundable again); no answer, or one not understood, leaves it
+    /// PENDING under its number (sending that number again refunds at most once); a state settles
+    /// it, or keeps it pending with the provider's words. `Err`: what the caller is told.
+    async fn apply_refund_answer(
+        &self,
+        merchant_id: &str,
+        merchant: &crate::config::MerchantSettings,
+        id: i64,
+        answer: Result<Result<api::RefundState, api::PluginError>, crate::runtime::CallError>,
+    ) -> Result<(), ApiError> {
         let state = match answer {
             Err(e @ crate::runtime::CallError::Unsupported { .. }) => {
                 // Nothing was sent: the refund failed here, its amount free again.
-                self.settle(
-                    merchant_id,
-                    &merchant,
-                    refund.id,
-                    refunds::FAILED,
-                    &e.to_string(),
-                )
-                .await?;
+                self.settle(merchant_id, merchant, id, refunds::FAILED, &e.to_string())
+                    .await?;
                 return Err(ApiError::from(e));
             }
             Err(e) => {
                 // The component did not answer: the refund stays PENDING under its number (a
                 // retry with the same refund_key returns it; the provider never saw it twice).
                 self.store
-                    .refund_started(merchant_id, refund.id, None, Some(&e.to_string()))
+                    .refund_started(merchant_id, id, None, Some(&e.to_string()))
                     .await
                     .map_err(ApiError::internal)?;
                 return Err(ApiError::from(e));
@@ -210,15 +239,15 @@ impl App {
                     // The provider (or the component) refused it: nothing moved.
                     self.settle(
                         merchant_id,
-                        &merchant,
-                        refund.id,
+                        merchant,
+                        id,
                         refunds::FAILED,
                         &api_error.message,
                     )
                     .await?;
                 } else {
                     self.store
-                        .refund_started(merchant_id, refund.id, None, Some(&api_error.message))
+                        .refund_started(merchant_id, id, None, Some(&api_error.message))
                         .await
                         .map_err(ApiError::internal)?;
                 }
@@ -231,37 +260,129 @@ impl App {
         match state.status {
             RefundStatus::Pending => self
                 .store
-                .refund_started(merchant_id, refund.id, confirm.as_deref(), detail)
+                .refund_started(merchant_id, id, confirm.as_deref(), detail)
                 .await
-                .map_err(ApiError::internal)?,
+                .map_err(ApiError::internal),
             RefundStatus::Succeeded => self
-                .settle(
-                    merchant_id,
-                    &merchant,
-                    refund.id,
-                    refunds::SUCCESS,
-                    &state.detail,
-                )
+                .settle(merchant_id, merchant, id, refunds::SUCCESS, &state.detail)
                 .await
-                .map(drop)?,
+                .map(drop),
             RefundStatus::Failed => self
-                .settle(
-                    merchant_id,
-                    &merchant,
-                    refund.id,
-                    refunds::FAILED,
-                    &state.detail,
+                .settle(merchant_id, merchant, id, refunds::FAILED, &state.detail)
+                .await
+                .map(drop),
+        }
+    }
+
+    /// Asks the provider where a PENDING refund that waits for no seller stands (one whose
+    /// answer was lost, not understood, or said "still being processed"), and settles it: the
+    /// refund query first; when the provider has no success under its number, the same request
+    /// again, with the same number and amount (the provider refunds at most once per number:
+    /// [OPENAPI §7.5] advises exactly this after a timeout or `ACQ.SYSTEM_ERROR`). A refund that
+    /// waits for the seller's confirmation (legacy), or a component without a refund query, is
+    /// left as it is: `Ok(false)`. `Ok(true)`: the provider was asked; the refund as stored tells
+    /// how it ended.
+    pub async fn resolve_refund(
+        &self,
+        merchant_id: &str,
+        refund: &Refund,
+    ) -> Result<bool, ApiError> {
+        if refund.status != refunds::PENDING || refund.confirm_url.is_some() {
+            return Ok(false);
+        }
+        let merchant = self.merchant(merchant_id).await?;
+        let plugin = self.plugin_for(&merchant)?;
+        let policy = self.merchant_policy(&merchant);
+        let queried = async {
+            let mut session = plugin.session().await?;
+            session
+                .query_refund(
+                    &policy,
+                    &merchant.settings,
+                    &refund.out_trade_no,
+                    &refund.request_no,
                 )
                 .await
-                .map(drop)?,
         }
-        let stored = self
+        .await;
+        match queried {
+            Err(crate::runtime::CallError::Unsupported { .. }) => return Ok(false),
+            Err(e) => return Err(ApiError::from(e)),
+            // The legacy API has no refund query: its refunds report by notification.
+            Ok(Err(api::PluginError::InvalidOrder(f))) if f.field == "request_no" => {
+                return Ok(false)
+            }
+            Ok(Err(e)) => return Err(plugin_error_to_api(e)),
+            Ok(Ok(state)) if state.status != RefundStatus::Pending => {
+                tracing::info!(merchant = merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, status = state.status.as_str(), "refund query settled a pending refund");
+                self.apply_refund_answer(merchant_id, &merchant, refund.id, Ok(Ok(state)))
+                    .await?;
+                return Ok(true);
+            }
+            Ok(Ok(_)) => {}
+        }
+        let payment = self
             .store
-            .refund(merchant_id, refund.id)
+            .payment(merchant_id, &refund.out_trade_no)
             .await
             .map_err(ApiError::internal)?
-            .unwrap_or(refund);
-        Ok((201, stored))
+            .ok_or_else(|| unknown_payment(&refund.out_trade_no))?;
+        let request = self.refund_request(
+            merchant_id,
+            &payment,
+            refund,
+            refund.reason.clone(),
+            clock::now_unix(),
+        );
+        let answer = async {
+            let mut session = plugin.session().await?;
+            session
+                .start_refund(&policy, &merchant.settings, &request)
+                .await
+        }
+        .await;
+        tracing::info!(merchant = merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, "refund sent again under its number: the provider has no success for it");
+        self.apply_refund_answer(merchant_id, &merchant, refund.id, answer)
+            .await?;
+        Ok(true)
+    }
+
+    /// [`resolve_refund`](App::resolve_refund) for each of a payment's pending refunds; the
+    /// refunds asked about, as stored afterwards. A refund whose asking failed stays pending
+    /// (logged): the payment's other refunds are still asked about.
+    pub async fn resolve_refunds(
+        &self,
+        merchant_id: &str,
+        out_trade_no: &str,
+    ) -> Result<Vec<Refund>, ApiError> {
+        let pending: Vec<Refund> = self
+            .store
+            .refunds_for(merchant_id, out_trade_no)
+            .await
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .filter(|r| r.status == refunds::PENDING && r.confirm_url.is_none())
+            .collect();
+        let mut asked = Vec::new();
+        for refund in &pending {
+            match self.resolve_refund(merchant_id, refund).await {
+                Ok(true) => {
+                    if let Some(now) = self
+                        .store
+                        .refund(merchant_id, refund.id)
+                        .await
+                        .map_err(ApiError::internal)?
+                    {
+                        asked.push(now);
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(merchant = merchant_id, out_trade_no, refund = refund.id, code = %e.code, error = %crate::log_limit::clean(&e.message), "cannot ask the provider about a pending refund; it stays pending")
+                }
+            }
+        }
+        Ok(asked)
     }
 
     /// Gives up a refund that waits for the seller's confirmation on the provider's page (the
@@ -358,7 +479,7 @@ impl App {
             .await
             .map_err(ApiError::internal)?;
         if let RefundApplied::Mismatch(reason) = &applied {
-            tracing::error!(target: "payhost::alert", merchant = merchant_id, refund = id, %reason, "ALERT: a refund result does not fit the payment; held for review");
+            tracing::error!(target: "payhost::alert", merchant = merchant_id, refund = id, reason = %crate::log_limit::clean(reason), "ALERT: a refund result does not fit the payment; held for review");
         }
         Ok(applied)
     }
@@ -398,7 +519,7 @@ impl App {
             })
             .await?;
         if let RefundApplied::Mismatch(reason) = &applied {
-            tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no, %reason, "ALERT: a refund report exceeds the paid amount or contradicts the refund started; held for review, not applied");
+            tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no, reason = %crate::log_limit::clean(reason), "ALERT: a refund report exceeds the paid amount or contradicts the refund started; held for review, not applied");
         }
         Ok(applied)
     }

@@ -130,7 +130,7 @@ pub(crate) fn not_offered_by_api_family(e: &PluginError) -> Option<ApiError> {
 /// An API error about the provider's answer: fixed text plus a correlation id; the detail is logged.
 pub fn upstream_error(status: u16, code: &str, message: &str, detail: &str) -> ApiError {
     let id = correlation_id();
-    tracing::warn!(correlation_id = %id, code, detail = %detail, "provider call failed");
+    tracing::warn!(correlation_id = %id, code, detail = %crate::log_limit::clean(detail), "provider call failed");
     ApiError::new(
         status,
         code,
@@ -206,6 +206,9 @@ pub struct SyncResult {
     pub outcome: String,
     /// The payment's status after the query.
     pub status: String,
+    /// The payment's pending refunds the provider was asked about first (the refund query, then
+    /// the same request again under its number), as they stand afterwards.
+    pub refunds: Vec<serde_json::Value>,
 }
 
 fn is_http_url(u: &str) -> bool {
@@ -615,7 +618,7 @@ impl App {
         {
             Inserted::New => {
                 self.metrics.payments_created.inc();
-                tracing::info!(merchant = merchant_id, out_trade_no = %out_trade_no, total_fee = %payment.total_fee(), "payment created");
+                tracing::info!(merchant = merchant_id, out_trade_no = %crate::log_limit::clean(&out_trade_no), total_fee = %payment.total_fee(), "payment created");
                 Ok((201, created_now(&payment, product, &started)))
             }
             Inserted::Existing(existing) => {
@@ -710,7 +713,12 @@ impl App {
         let verified = match session.verify_return(&merchant.settings, &q).await? {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(merchant = merchant_id, detail = %e.to_string(), "refused a return");
+                // Anyone may send a buyer's return: at most one such line a second (with how
+                // many were left unsaid), the component's text escaped (it can quote the query).
+                static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(1_000);
+                if let Some(unsaid) = SAY.allow() {
+                    tracing::warn!(merchant = merchant_id, detail = %crate::log_limit::clean(&e), unsaid, "refused a return; unsaid: refusals since the last such line");
+                }
                 self.metrics.returns("refused");
                 return Err(ApiError::new(400, "bad_return", e.to_string()));
             }

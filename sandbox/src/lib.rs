@@ -132,6 +132,11 @@ pub struct Faults {
     pub return_without_notify: bool,
     /// Every notify send is lost (a 掉单 storm): only `single_trade_query` can find the payments.
     pub drop_all_notifies: bool,
+    /// The next N open-platform refunds are made, and their answer is lost (HTTP 500).
+    pub refund_answers_lost: u32,
+    /// The next N open-platform refunds are made, and answered `ACQ.SYSTEM_ERROR` ("outcome
+    /// unknown, retry with the same out_request_no").
+    pub refund_system_errors: u32,
 }
 
 /// The legacy API's trades by token, with an index by order: a `create` looks up the merchant's

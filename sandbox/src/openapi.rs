@@ -324,7 +324,28 @@ impl Sandbox {
                 self.open_cashier(&app, &method, &params, &b)
             }
             "alipay.trade.query" => self.query(&app, alg, &b("out_trade_no")),
-            "alipay.trade.refund" => self.refund_call(&app, alg, &b),
+            "alipay.trade.refund" => {
+                let answer = self.refund_call(&app, alg, &b);
+                // Faults: the refund is made, then its answer is lost or "outcome unknown".
+                let (lost, unknown) = {
+                    let mut f = self.faults.lock().unwrap();
+                    let lost = f.refund_answers_lost > 0;
+                    let unknown = !lost && f.refund_system_errors > 0;
+                    if lost {
+                        f.refund_answers_lost -= 1;
+                    } else if unknown {
+                        f.refund_system_errors -= 1;
+                    }
+                    (lost, unknown)
+                };
+                if lost {
+                    web::text(500, "<html><body>500 Internal Server Error</body></html>")
+                } else if unknown {
+                    self.business_failed(&app, alg, &method, "ACQ.SYSTEM_ERROR", "系统错误")
+                } else {
+                    answer
+                }
+            }
             "alipay.trade.fastpay.refund.query" => self.refund_query(&app, alg, &b),
             "alipay.trade.close" => self.close(&app, alg, &b("out_trade_no")),
             "alipay.data.dataservice.bill.downloadurl.query" => {

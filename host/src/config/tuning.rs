@@ -73,13 +73,16 @@ pub struct Retention {
 
 /// `[recovery]`: lost-notify recovery by trade query (`single_trade_query`). A payment still
 /// waiting `after_s` after it was created is queried, then again with doubling gaps (from
-/// `interval_s`, at most 6 hours), until it is paid, closed or older than `max_age_s`.
+/// `interval_s`, at most 6 hours), until it is paid, closed or older than `max_age_s`. A refund
+/// left pending without a seller to confirm it (its answer lost or not final) is asked about from
+/// `refund_after_s` after it started, on the same gaps.
 #[derive(Debug, Clone)]
 pub struct Recovery {
     pub enabled: bool,
     pub after_s: u64,
     pub interval_s: u64,
     pub max_age_s: u64,
+    pub refund_after_s: u64,
 }
 
 impl Default for Recovery {
@@ -93,6 +96,8 @@ impl Default for Recovery {
             interval_s: 60,
             // WAP trades close after at most 15 days (pay_expire); two days covers the default.
             max_age_s: 2 * 86_400,
+            // Alipay advises querying a refund at least 10 s after starting it ([OPENAPI §7.6]).
+            refund_after_s: 10,
         }
     }
 }
@@ -238,6 +243,7 @@ struct RawRecovery {
     after_s: Option<u64>,
     interval_s: Option<u64>,
     max_age_s: Option<u64>,
+    refund_after_s: Option<u64>,
 }
 
 /// `[recovery]`: the first gap at least 1 s.
@@ -249,6 +255,7 @@ pub(super) fn recovery(value: Option<&toml::Value>, problems: &mut Vec<String>) 
         after_s: raw.after_s.unwrap_or(d.after_s),
         interval_s: raw.interval_s.unwrap_or(d.interval_s).max(1),
         max_age_s: raw.max_age_s.unwrap_or(d.max_age_s),
+        refund_after_s: raw.refund_after_s.unwrap_or(d.refund_after_s).max(1),
     }
 }
 

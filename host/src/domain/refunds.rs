@@ -143,6 +143,9 @@ pub struct Report {
 pub enum Decision {
     /// The refund started here (`id`) ends with `status`.
     Settle { id: i64, status: &'static str },
+    /// The refund started here (`id`) succeeded, and refunds still pending here no longer fit
+    /// beside it: settled, and the payment held for review with `reason` ([`success_fit`]).
+    SettleFlagged { id: i64, reason: String },
     /// A refund started elsewhere, of `amount`, succeeded: recorded (`started_by` gateway).
     Record { amount: u64 },
     /// Nothing new: the refund is already known in this state (or a failure of nothing started
@@ -172,31 +175,11 @@ pub fn decide(total: u64, lines: &[RefundLine], report: &Report) -> Decision {
             };
         }
         return match (line.status.as_str(), report.succeeded) {
-            (PENDING, true) => Decision::Settle {
-                id: line.id,
-                status: SUCCESS,
-            },
             (PENDING, false) => Decision::Settle {
                 id: line.id,
                 status: FAILED,
             },
-            (FAILED, true) => {
-                // Reported failed earlier, now succeeded: only if it still fits.
-                if totals.committed() + line.amount_fen > total {
-                    Decision::Mismatch {
-                        reason: format!(
-                            "refund {} reported succeeded after failing would exceed the paid {}",
-                            line.request_no,
-                            yuan(total)
-                        ),
-                    }
-                } else {
-                    Decision::Settle {
-                        id: line.id,
-                        status: SUCCESS,
-                    }
-                }
-            }
+            (PENDING | FAILED, true) => settle_success(lines, total, line),
             (SUCCESS, false) => Decision::Mismatch {
                 reason: format!(
                     "refund {} was reported succeeded, now failed: {}",
@@ -234,14 +217,13 @@ pub fn decide(total: u64, lines: &[RefundLine], report: &Report) -> Decision {
                 _ => None,
             }
         };
-        let fits = totals.committed() + amount <= total;
         let settled = only(&|l| l.status == PENDING)
-            .or_else(|| only(&|l| l.status == FAILED && l.given_up).filter(|_| fits));
-        if let Some(id) = settled {
-            return Decision::Settle {
-                id,
-                status: SUCCESS,
-            };
+            .or_else(|| only(&|l| l.status == FAILED && l.given_up))
+            .and_then(|id| lines.iter().find(|l| l.id == id))
+            .map(|l| settle_success(lines, total, l))
+            .filter(|d| !matches!(d, Decision::Mismatch { .. }));
+        if let Some(decision) = settled {
+            return decision;
         }
         // With refunds still pending, which of them the total counts cannot be told: recording
         // the rest as a refund started elsewhere could count one twice once it settles.
@@ -266,6 +248,66 @@ pub fn decide(total: u64, lines: &[RefundLine], report: &Report) -> Decision {
         };
     }
     Decision::Record { amount }
+}
+
+/// Whether a success the provider reports for `line` (PENDING or FAILED here) can be applied.
+/// Money moved at the provider, so it is applied whenever the succeeded total stays within the
+/// paid amount, even when refunds still pending here no longer fit beside it (a refund given up
+/// here that the seller confirmed after all, with another one started meanwhile): the provider
+/// never refunds more than was paid, so it refuses those, and the payment is held for review
+/// (`Ok(Some(reason))`) so a person watches them. `Err(reason)`: the succeeded total would pass
+/// the paid amount; nothing is applied.
+pub fn success_fit(
+    lines: &[RefundLine],
+    total: u64,
+    line: &RefundLine,
+) -> Result<Option<String>, String> {
+    let yuan = |v: u64| format!("{}.{:02}", v / 100, v % 100);
+    let totals = Totals::of(lines);
+    let succeeded = totals.succeeded + line.amount_fen;
+    let pending_others = totals.pending
+        - if line.status == PENDING {
+            line.amount_fen
+        } else {
+            0
+        };
+    let was = if line.status == FAILED {
+        "after it had failed"
+    } else {
+        "as started"
+    };
+    if succeeded > total {
+        return Err(format!(
+            "refund {} reported succeeded {was} would take the refunded total to {} of the paid {}",
+            line.request_no,
+            yuan(succeeded),
+            yuan(total)
+        ));
+    }
+    if succeeded + pending_others > total {
+        return Ok(Some(format!(
+            "refund {} succeeded at the provider {was}; refunds of {} still pending here no longer fit the paid {} beside it: the provider should refuse them, check them in its portal",
+            line.request_no,
+            yuan(pending_others),
+            yuan(total)
+        )));
+    }
+    Ok(None)
+}
+
+/// The decision for a success the provider reports for `line` ([`success_fit`]).
+fn settle_success(lines: &[RefundLine], total: u64, line: &RefundLine) -> Decision {
+    match success_fit(lines, total, line) {
+        Ok(None) => Decision::Settle {
+            id: line.id,
+            status: SUCCESS,
+        },
+        Ok(Some(reason)) => Decision::SettleFlagged {
+            id: line.id,
+            reason,
+        },
+        Err(reason) => Decision::Mismatch { reason },
+    }
 }
 
 /// A refund number the providers accept: the Beijing date `YYYYMMDD` of `unix` and 16 random
@@ -381,6 +423,52 @@ mod tests {
             decide(1000, &again, &report("", None, Some(2000), true)),
             Decision::Mismatch { .. }
         ));
+    }
+
+    #[test]
+    fn a_success_the_provider_reports_is_applied_beside_pending_refunds_that_no_longer_fit() {
+        // 1.00 paid. Refund a was given up unconfirmed, b of 1.00 started meanwhile; the seller
+        // confirms a after all: the money moved, so a settles (the payment held for review: b
+        // no longer fits and the provider refuses it), never left FAILED with 1.00 gone.
+        let lines = [given_up(1, "a", 100), line(2, "b", 100, PENDING)];
+        match decide(100, &lines, &report("a", Some(100), None, true)) {
+            Decision::SettleFlagged { id: 1, reason } => {
+                assert!(reason.contains("1.00 still pending"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // The same through the refunded total (no request number): a is the one it means.
+        assert!(matches!(
+            decide(100, &lines, &report("", None, Some(100), true)),
+            Decision::Settle { id: 2, .. }
+        ));
+        let only_given_up = [given_up(1, "a", 100), line(2, "b", 60, PENDING)];
+        assert!(matches!(
+            decide(100, &only_given_up, &report("", None, Some(100), true)),
+            Decision::SettleFlagged { id: 1, .. }
+        ));
+        // b's refusal then settles b; b reported succeeded beside a is held, never applied.
+        let after = [line(1, "a", 100, SUCCESS), line(2, "b", 100, PENDING)];
+        assert_eq!(
+            decide(100, &after, &report("b", None, None, false)),
+            Decision::Settle {
+                id: 2,
+                status: FAILED
+            }
+        );
+        assert!(matches!(
+            decide(100, &after, &report("b", Some(100), None, true)),
+            Decision::Mismatch { .. }
+        ));
+        // Pending refunds that still fit beside it: settled, nothing to review.
+        let fits = [given_up(1, "a", 40), line(2, "b", 60, PENDING)];
+        assert_eq!(
+            decide(100, &fits, &report("a", Some(40), None, true)),
+            Decision::Settle {
+                id: 1,
+                status: SUCCESS
+            }
+        );
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct PaymentFilter {
     pub q: Option<String>,
     pub min_fen: Option<u64>,
     pub max_fen: Option<u64>,
+    /// Only payments held for review (a reason in `review`).
+    pub review: bool,
     /// Rows after this one.
     pub cursor: Option<Cursor>,
     /// At most this many rows (1 to [`MAX_PAGE`], or more for the CSV's batches).
@@ -289,6 +291,9 @@ pub trait Ledger: Send + Sync {
     async fn refunds_for(&self, merchant: &str, out_trade_no: &str) -> Result<Vec<Refund>>;
     /// One refund.
     async fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>>;
+    /// Refunds of every merchant still PENDING that wait for no seller (no `confirm_url`),
+    /// created in [after, before) (stored UTC), oldest first: the ones whose answer is missing.
+    async fn pending_refunds(&self, after: &str, before: &str, limit: u32) -> Result<Vec<Refund>>;
     /// Refunds completed (SUCCESS) in [from, to) (stored UTC), of one merchant.
     async fn refunds_completed(&self, merchant: &str, from: &str, to: &str) -> Result<Vec<Refund>>;
     /// In one transaction: the same refund_key returns its refund; otherwise the money rules
@@ -316,6 +321,17 @@ pub trait Ledger: Send + Sync {
         merchant: &str,
         out_trade_no: &str,
         webhook_url: Option<&str>,
+    ) -> Result<bool>;
+
+    /// Clears a payment's review flag when its reason is still `reason` (the one the person saw:
+    /// a flag raised meanwhile stays), with a timeline entry `review` naming `by`, in one commit;
+    /// false when there was nothing (or something else) to clear.
+    async fn clear_review(
+        &self,
+        merchant: &str,
+        out_trade_no: &str,
+        reason: &str,
+        by: &str,
     ) -> Result<bool>;
 
     /// Adds an entry to a payment's timeline.

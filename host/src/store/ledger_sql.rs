@@ -28,6 +28,8 @@ pub enum Clause {
         columns: &'static [&'static str],
         pattern: String,
     },
+    /// `column IS NOT NULL`.
+    Present { column: &'static str },
     /// The row sorts after the cursor in the list's order (newest first): `(columns) < (values)`.
     Before {
         columns: &'static [&'static str],
@@ -89,6 +91,9 @@ impl PaymentQuery {
         }
         if let Some(v) = f.max_fen {
             clauses.push(compare("total_fen", "<=", SqlValue::Int(v as i64)));
+        }
+        if f.review {
+            clauses.push(Clause::Present { column: "review" });
         }
         if let Some(q) = &f.q {
             clauses.push(Clause::Like {
@@ -160,6 +165,7 @@ impl PaymentQuery {
                     let any: Vec<String> = columns.iter().map(|c| D::like(c, &p)).collect();
                     format!("({})", any.join(" OR "))
                 }
+                Clause::Present { column } => format!("{column} IS NOT NULL"),
                 Clause::Before { columns, values } => {
                     let at: Vec<String> = values
                         .iter()
@@ -234,6 +240,7 @@ mod tests {
             q: Some("50%_a\\b".into()),
             min_fen: Some(100),
             max_fen: Some(999),
+            review: true,
             cursor: Some(Cursor {
                 created_at: "2024-05-20T08:00:00Z".into(),
                 merchant_id: "m1".into(),
@@ -280,6 +287,7 @@ mod tests {
                     op: "<=",
                     value: SqlValue::Int(999)
                 },
+                Clause::Present { column: "review" },
                 // The wildcards and the escape character are literal text of the search.
                 Clause::Like {
                     columns: &["out_trade_no", "trade_no", "buyer_email"],
@@ -300,7 +308,7 @@ mod tests {
         assert_eq!(
             r.sql,
             " WHERE status = $1 AND created_at >= $2 AND created_at < $3 AND total_fen >= $4 \
-             AND total_fen <= $5 \
+             AND total_fen <= $5 AND review IS NOT NULL \
              AND (out_trade_no ILIKE $6 OR trade_no ILIKE $6 OR buyer_email ILIKE $6) \
              AND (created_at, merchant_id, out_trade_no) < ($7, $8, $9) \
              ORDER BY created_at DESC, merchant_id DESC, out_trade_no DESC LIMIT $10"

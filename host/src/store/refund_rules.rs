@@ -260,8 +260,13 @@ async fn lines_of<T: RefundTx>(tx: &mut T, p: &Payment) -> Result<Vec<RefundLine
 /// [`plan_report`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefundWrite {
-    /// Set the refund's status (and completed_at).
-    Update { id: i64, status: &'static str },
+    /// Set the refund's status (and completed_at); with `review`, also hold the payment for
+    /// review with that reason.
+    Update {
+        id: i64,
+        status: &'static str,
+        review: Option<String>,
+    },
     /// Insert a SUCCESS refund started by the gateway with this amount.
     Insert { amount_fen: u64 },
     /// Nothing to write.
@@ -276,17 +281,17 @@ pub fn plan_result(lines: &[RefundLine], total: u64, id: i64, status: &'static s
         return RefundWrite::Nothing;
     };
     match (line.status.as_str(), status) {
-        (refunds::PENDING, _) => RefundWrite::Update { id, status },
-        (refunds::FAILED, refunds::SUCCESS) => {
-            if refunds::Totals::of(lines).committed() + line.amount_fen > total {
-                RefundWrite::Flag(format!(
-                    "refund {} succeeded after it had failed, beyond the paid amount",
-                    line.request_no
-                ))
-            } else {
-                RefundWrite::Update { id, status }
+        (refunds::PENDING | refunds::FAILED, refunds::SUCCESS) => {
+            match refunds::success_fit(lines, total, line) {
+                Ok(review) => RefundWrite::Update { id, status, review },
+                Err(reason) => RefundWrite::Flag(reason),
             }
         }
+        (refunds::PENDING, _) => RefundWrite::Update {
+            id,
+            status,
+            review: None,
+        },
         _ => RefundWrite::Nothing,
     }
 }
@@ -294,7 +299,16 @@ pub fn plan_result(lines: &[RefundLine], total: u64, id: i64, status: &'static s
 /// The write for a provider's report.
 pub fn plan_report(lines: &[RefundLine], total: u64, report: &refunds::Report) -> RefundWrite {
     match refunds::decide(total, lines, report) {
-        refunds::Decision::Settle { id, status } => RefundWrite::Update { id, status },
+        refunds::Decision::Settle { id, status } => RefundWrite::Update {
+            id,
+            status,
+            review: None,
+        },
+        refunds::Decision::SettleFlagged { id, reason } => RefundWrite::Update {
+            id,
+            status: refunds::SUCCESS,
+            review: Some(reason),
+        },
         refunds::Decision::Record { amount } => RefundWrite::Insert { amount_fen: amount },
         refunds::Decision::Known => RefundWrite::Nothing,
         refunds::Decision::Mismatch { reason } => RefundWrite::Flag(reason),
@@ -328,8 +342,11 @@ async fn apply_write<T: RefundTx>(
             tx.flag_payment(m, no, &reason, &now).await?;
             return Ok(RefundApplied::Mismatch(reason));
         }
-        RefundWrite::Update { id, status } => {
+        RefundWrite::Update { id, status, review } => {
             tx.end_refund(m, id, status, done_at, w.detail).await?;
+            if let Some(reason) = review {
+                tx.flag_payment(m, no, &reason, &now).await?;
+            }
             (id, status)
         }
         RefundWrite::Insert { amount_fen } => {

@@ -8,7 +8,7 @@ use super::settings::OpenApiSettings;
 use crate::amount::Amount;
 use crate::flow::HttpRequest;
 use crate::model::{
-    BillLocation, PluginError, RefundRequest, RefundState, RefundStatus, TradeClosed,
+    BillLocation, GatewayError, PluginError, RefundRequest, RefundState, RefundStatus, TradeClosed,
 };
 
 pub const REFUND: &str = "alipay.trade.refund";
@@ -73,7 +73,25 @@ pub fn read_refund(
     total_fee: Option<Amount>,
     body: &[u8],
 ) -> Result<RefundState, PluginError> {
-    let node = read_response(settings, REFUND, body)?;
+    let node = match read_answer(settings, REFUND, body)? {
+        Answer::Success(node) => node,
+        // "Outcome unknown: retry with the same out_request_no" ([OPENAPI §7.3], §7.5): the
+        // refund may have been made. Pending, never failed (a failure frees its amount here).
+        Answer::Refused { error, .. } if outcome_unknown(&error) => {
+            return Ok(RefundState {
+                request_no: request_no.to_owned(),
+                status: RefundStatus::Pending,
+                confirm: None,
+                refunded_total: None,
+                fund_change: false,
+                detail: format!(
+                    "Alipay answered {} {} ({}): the outcome is unknown; ask again under the same request number",
+                    error.code, error.sub_code, error.msg
+                ),
+            })
+        }
+        Answer::Refused { error, .. } => return Err(PluginError::Gateway(error)),
+    };
     same_order(REFUND, &node, out_trade_no)?;
     let fund_change = text(&node, "fund_change").as_deref() == Some("Y");
     let refunded_total = amount(&node, "refund_fee");
@@ -93,6 +111,12 @@ pub fn read_refund(
         fund_change,
         detail: String::new(),
     })
+}
+
+/// Gateway answers after which a call may or may not have taken effect: `20000` (service
+/// currently unavailable) and `ACQ.SYSTEM_ERROR` ([OPENAPI §7.3]: "retry with identical params").
+fn outcome_unknown(error: &GatewayError) -> bool {
+    error.code == "20000" || error.sub_code == "ACQ.SYSTEM_ERROR"
 }
 
 /// `alipay.trade.fastpay.refund.query` ([OPENAPI §7.6]).
@@ -342,6 +366,25 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // "Outcome unknown" (ACQ.SYSTEM_ERROR, 20000): pending under its number, never failed
+        // (signed here with the reference's Alipay test key; an unsigned 20000 alike).
+        let unknown = read_refund(
+            &s,
+            "ECS20240520000123",
+            "RF20240521001",
+            total,
+            &testdata::read("responses/refund_system_error.json"),
+        )
+        .unwrap();
+        assert_eq!(unknown.status, RefundStatus::Pending);
+        assert!(
+            unknown.detail.contains("ACQ.SYSTEM_ERROR"),
+            "{}",
+            unknown.detail
+        );
+        let busy = br#"{"alipay_trade_refund_response":{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error","sub_msg":"x"}}"#;
+        let busy = read_refund(&s, "ECS20240520000123", "RF20240521001", total, busy).unwrap();
+        assert_eq!(busy.status, RefundStatus::Pending);
         // A forged answer and an answer about another order are refused.
         let forged = String::from_utf8(testdata::read("responses/refund_success.json"))
             .unwrap()

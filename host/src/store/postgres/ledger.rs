@@ -375,6 +375,22 @@ impl Ledger for PostgresStore {
         refund_in(&self.client().await?, merchant, id).await
     }
 
+    async fn pending_refunds(&self, after: &str, before: &str, limit: u32) -> Result<Vec<Refund>> {
+        let (after, before, limit) = (after.to_owned(), before.to_owned(), i64::from(limit));
+        self.run(|pool| async move {
+            let c = pool.get().await?;
+            c.query(
+                "SELECT * FROM refunds WHERE status = 'PENDING' AND confirm_url IS NULL AND created_at >= $1 AND created_at < $2 ORDER BY id LIMIT $3",
+                &[&after, &before, &limit],
+            )
+            .await?
+            .iter()
+            .map(refund_from_row)
+            .collect()
+        })
+        .await
+    }
+
     async fn refunds_completed(&self, merchant: &str, from: &str, to: &str) -> Result<Vec<Refund>> {
         let (m, from, to) = (merchant.to_owned(), from.to_owned(), to.to_owned());
         self.run(|pool| async move {
@@ -439,6 +455,35 @@ impl Ledger for PostgresStore {
             no,
             webhook_url
         ))
+    }
+
+    async fn clear_review(&self, merchant: &str, no: &str, reason: &str, by: &str) -> Result<bool> {
+        let args = (
+            merchant.to_owned(),
+            no.to_owned(),
+            reason.to_owned(),
+            format!("cleared by {by}: {reason}"),
+        );
+        self.tx(move |tx| {
+            Box::pin(async move {
+                let now = now_rfc3339();
+                let cleared = tx
+                    .execute(
+                        "UPDATE payments SET review = NULL, updated_at = $4 WHERE merchant_id = $1 AND out_trade_no = $2 AND review = $3",
+                        &[&args.0, &args.1, &args.2, &now],
+                    )
+                    .await?;
+                if cleared == 1 {
+                    tx.execute(
+                        "INSERT INTO payment_events (merchant_id, out_trade_no, at, kind, detail) VALUES ($1, $2, $3, 'review', $4)",
+                        &[&args.0, &args.1, &now, &args.3],
+                    )
+                    .await?;
+                }
+                Ok(cleared == 1)
+            })
+        })
+        .await
     }
 
     async fn record_event(

@@ -54,6 +54,9 @@ fn ledger_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerPayment> {
     })
 }
 
+/// [`Ledger::pending_refunds`](crate::store::ledger::Ledger::pending_refunds).
+const PENDING_REFUNDS: &str = "SELECT * FROM refunds WHERE status = 'PENDING' AND confirm_url IS NULL AND created_at >= ?1 AND created_at < ?2 ORDER BY id LIMIT ?3";
+
 fn refunds_in(conn: &Connection, merchant: &str, no: &str) -> Result<Vec<Refund>> {
     let mut st = conn.prepare_cached(
         "SELECT * FROM refunds WHERE merchant_id = ?1 AND out_trade_no = ?2 ORDER BY id",
@@ -309,6 +312,18 @@ impl Ledger for SqliteStore {
         self.read(move |conn| refund_in(conn, &merchant, id)).await
     }
 
+    async fn pending_refunds(&self, after: &str, before: &str, limit: u32) -> Result<Vec<Refund>> {
+        let (after, before) = (after.to_owned(), before.to_owned());
+        self.read(move |conn| {
+            let mut st = conn.prepare_cached(PENDING_REFUNDS)?;
+            let rows = st
+                .query_map(params![after, before, limit], refund_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn refunds_completed(&self, merchant: &str, from: &str, to: &str) -> Result<Vec<Refund>> {
         let merchant = merchant.to_owned();
         let from = from.to_owned();
@@ -409,6 +424,27 @@ impl Ledger for SqliteStore {
                 &no,
                 hook.as_deref(),
             ))
+        })
+        .await
+    }
+
+    async fn clear_review(&self, merchant: &str, no: &str, reason: &str, by: &str) -> Result<bool> {
+        let args = (
+            merchant.to_owned(),
+            no.to_owned(),
+            reason.to_owned(),
+            format!("cleared by {by}: {reason}"),
+        );
+        self.write(move |conn| {
+            let now = now_rfc3339();
+            let cleared = conn
+                .prepare_cached("UPDATE payments SET review = NULL, updated_at = ?4 WHERE merchant_id = ?1 AND out_trade_no = ?2 AND review = ?3")?
+                .execute(params![args.0, args.1, args.2, now])?;
+            if cleared == 1 {
+                conn.prepare_cached("INSERT INTO payment_events (merchant_id, out_trade_no, at, kind, detail) VALUES (?1, ?2, ?3, 'review', ?4)")?
+                    .execute(params![args.0, args.1, now, args.3])?;
+            }
+            Ok(cleared == 1)
         })
         .await
     }

@@ -547,6 +547,62 @@ async fn the_ledgers_search_takes_wildcards_literally_and_ignores_case() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// Payments held for review are found by the `review` filter, and a person's "checked" clears
+/// only the reason they read (a reason raised meanwhile stays), with a timeline entry.
+#[tokio::test]
+async fn review_flags_are_listed_and_cleared_only_as_read() {
+    use crate::store::ledger::{Ledger, PaymentFilter};
+    let (s, path) = open_temp("review-flags");
+    for no in ["held", "fine"] {
+        s.insert_payment(&payment(no)).await.unwrap();
+    }
+    s.write(|c| {
+        c.execute(
+            "UPDATE payments SET review = 'amount differs' WHERE out_trade_no = 'held'",
+            [],
+        )?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let held = async || -> Vec<String> {
+        let f = PaymentFilter {
+            review: true,
+            limit: 10,
+            ..PaymentFilter::default()
+        };
+        s.list_payments(&f)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.payment.out_trade_no)
+            .collect()
+    };
+    assert_eq!(held().await, ["held"]);
+    assert!(!s
+        .clear_review("m1", "held", "another reason", "owner")
+        .await
+        .unwrap());
+    assert!(!s
+        .clear_review("m1", "fine", "amount differs", "owner")
+        .await
+        .unwrap());
+    assert!(s
+        .clear_review("m1", "held", "amount differs", "owner")
+        .await
+        .unwrap());
+    assert!(held().await.is_empty());
+    assert_eq!(s.payment("m1", "held").await.unwrap().unwrap().review, None);
+    let events = s.events_for("m1", "held").await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == "review"
+            && e.detail.as_deref() == Some("cleared by owner: amount differs")),
+        "{events:?}"
+    );
+    drop(s);
+    let _ = std::fs::remove_file(&path);
+}
+
 /// A write the database has no room for makes the store not ready (`/readyz` 503, so a balancer
 /// or an operator sees it), until a probe commit succeeds again.
 #[tokio::test]
