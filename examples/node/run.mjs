@@ -54,8 +54,8 @@ async function load(path) {
     await mkdir(dirname(join(out, name)), { recursive: true });
     await writeFile(join(out, name), data);
   }
-  // The glue imports the WASI interfaces from @bytecodealliance/preview2-shim (cli, io, random):
-  // nothing else is needed, the component performs no I/O.
+  // The glue imports the WASI interfaces from @bytecodealliance/preview2-shim (cli, clocks, io,
+  // random): nothing else is needed, the component performs no I/O.
   const module = await import(pathToFileURL(join(out, 'plugin.js')).href);
   const contract = CONTRACTS.find((v) => exports.some(([name]) => name === `payhost:payment/plugin@${v}`));
   check(contract, 'the component exports no payhost:payment/plugin this example knows');
@@ -140,14 +140,30 @@ async function drive(flow, first, resume) {
   return step.val;
 }
 
+/** The largest notification body read, as payhost's (`MAX_NOTIFY_BODY`, host/src/http/body.rs):
+ * the component takes any size, so the embedder bounds what it passes in (docs/EMBEDDING.md). */
+const MAX_NOTIFY_BODY = 32 * 1024;
+
 /** The shop's notify_url: each notification's form goes to `next()`, and the provider gets the
- * body passed to its `reply` (the component's `reply`). */
+ * body passed to its `reply` (the component's `reply`). A body over MAX_NOTIFY_BODY is answered
+ * 413 `fail` unread, as payhost does. */
 function notifyReceiver() {
   const waiting = [];
   const server = createServer((req, res) => {
+    const tooLarge = () => {
+      res.writeHead(413, { 'content-type': 'text/plain', 'content-length': 4, connection: 'close' });
+      res.end('fail', () => req.destroy());
+    };
+    if (Number(req.headers['content-length'] ?? 0) > MAX_NOTIFY_BODY) return tooLarge();
     const chunks = [];
-    req.on('data', (c) => chunks.push(c));
+    let size = 0;
+    req.on('data', (c) => {
+      size += c.length;
+      if (size <= MAX_NOTIFY_BODY) chunks.push(c);
+      else if (size - c.length <= MAX_NOTIFY_BODY) tooLarge();
+    });
     req.on('end', () => {
+      if (size > MAX_NOTIFY_BODY) return;
       // Received order matters: the provider signs in wire order.
       const form = [...new URLSearchParams(Buffer.concat(chunks).toString('utf8'))].map(([key, value]) => ({ key, value }));
       const answer = (body) => {

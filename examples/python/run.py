@@ -33,6 +33,9 @@ DEFAULT_COMPONENT = os.path.join(ROOT, "target/wasm32-wasip2/release/alipay_wap_
 # continuation, whether bytes in 0.2.0 or a string since 0.3.0; 0.4.0 adds refunds, close and
 # bills, which this payment flow does not call).
 CONTRACTS = ["0.4.0", "0.3.0", "0.2.0"]
+# The largest notification body read, as payhost's (`MAX_NOTIFY_BODY`, host/src/http/body.rs): the
+# component takes any size, so the embedder bounds what it passes in. A larger one is answered 413.
+MAX_NOTIFY_BODY = 32 * 1024
 
 
 class Failure(Exception):
@@ -72,8 +75,9 @@ class Plugin:
         self.component = Component.from_file(self.engine, path)
         linker = Linker(self.engine)
         # The component imports only what Rust's std needs on wasm32-wasip2 (stdio, environment,
-        # exit, terminal, random, wasi:io): wasmtime's WASIp2 set covers it. The default
-        # WasiConfig gives no files, no environment, no sockets.
+        # exit, terminal, random, clocks, wasi:io): wasmtime's WASIp2 set covers it. The default
+        # WasiConfig gives no files, no environment, no sockets. One store serves one thread at a
+        # time, and a trap leaves it unusable (docs/EMBEDDING.md); this example uses one thread.
         linker.add_wasip2()
         self.store = Store(self.engine)
         self.store.set_wasi(WasiConfig())
@@ -173,7 +177,21 @@ class NotifyReceiver:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                # Bounded as payhost bounds it: the component takes any size (docs/EMBEDDING.md).
+                try:
+                    length = int(self.headers.get("Content-Length", "0"))
+                except ValueError:
+                    length = -1
+                if not 0 <= length <= MAX_NOTIFY_BODY:
+                    self.close_connection = True
+                    self.send_response(413 if length > MAX_NOTIFY_BODY else 400)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", "4")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(b"fail")
+                    return
+                body = self.rfile.read(length)
                 # Received order matters: the provider signs in wire order.
                 form = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True)
                 answer = queue.Queue()
