@@ -887,6 +887,11 @@ async fn refusals_say_why_in_the_owners_words() {
         "{back}"
     );
     assert!(back.contains("id=\"refund-full\""), "{back}");
+    // The form keeps its refund_key: a confirmation whose answer was lost is the same refund.
+    assert!(
+        back.contains("name=\"refund_key\" value=\"k-full\""),
+        "{back}"
+    );
 
     // The legacy refund waits for the seller on Alipay's page; given up, its amount is free again.
     let (_, html) = page(base, path, &op).await;
@@ -1058,12 +1063,22 @@ async fn a_payment_after_a_close_here_is_held_for_review() {
         .and_then(|r| r.split('"').next())
         .unwrap()
         .to_owned();
+    let updated_at = html
+        .split("name=\"updated_at\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
     let action = "/admin/merchants/demo/payments/CLOSED-PAID/review";
     let stale = admin_post(
         base,
         action,
         &op,
-        &form(&[("csrf", &csrf), ("review", "an older reason")]),
+        &form(&[
+            ("csrf", &csrf),
+            ("review", "an older reason"),
+            ("updated_at", &updated_at),
+        ]),
     )
     .await;
     assert!(stale.contains("核对原因已经变了"), "{stale}");
@@ -1072,7 +1087,11 @@ async fn a_payment_after_a_close_here_is_held_for_review() {
         base,
         action,
         &op,
-        &form(&[("csrf", &csrf), ("review", review)]),
+        &form(&[
+            ("csrf", &csrf),
+            ("review", review),
+            ("updated_at", &updated_at),
+        ]),
     )
     .await;
     assert!(cleared.contains("已标记为已核对"), "{cleared}");

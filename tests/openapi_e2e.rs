@@ -419,7 +419,9 @@ mod back_office {
         let (sb, base) = sandbox().await;
         let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
         let port = free_port();
-        let mut config = config_head(port, TOKEN, "")
+        // A short call timeout: a pending refund is sent again only once its first send has
+        // surely ended (the call timeout plus refund_after_s after it started).
+        let mut config = config_head(port, TOKEN, "call_timeout_ms = 3000")
             + &format!(
                 r#"
 [merchants.{OPEN}]
@@ -757,6 +759,8 @@ refund_after_s = 5
         });
         let r = post(OPEN, "/payments/BO-A/sync", json!({})).await;
         assert_eq!(r.status, 200, "{}\n{}", r.text(), log());
+        // (a) and (b) are settled by the query; (c) is not sent again yet: its first send may
+        // still be on its way (3 s call timeout + 5 s refund_after_s here).
         let asked: Vec<(String, String)> = r.json()["refunds"]
             .as_array()
             .unwrap()
@@ -773,15 +777,21 @@ refund_after_s = 5
             [
                 ("2.00".to_owned(), "SUCCESS".to_owned()),
                 ("3.00".to_owned(), "SUCCESS".to_owned()),
-                ("1.00".to_owned(), "SUCCESS".to_owned())
+                ("1.00".to_owned(), "PENDING".to_owned())
             ],
             "{}",
             r.text()
         );
+        assert_eq!(sb.openapi_trade(APP_ID, "BO-A").unwrap().refunds.len(), 3);
+        assert_eq!(payment(OPEN, "BO-A").await["refunded_amount"], "15.00");
+        // Then the recovery sweep sends (c) again under its number: refunded once.
+        wait_for("(c) sent again by the sweep", log, async || {
+            payment(OPEN, "BO-A").await["refunded_amount"] == "16.00"
+        })
+        .await;
         let at_alipay = sb.openapi_trade(APP_ID, "BO-A").unwrap();
         assert_eq!(at_alipay.refunds.len(), 4, "each refunded once");
         let p = payment(OPEN, "BO-A").await;
-        assert_eq!(p["refunded_amount"], "16.00", "{p}");
         assert_eq!(p["status"], "PARTIALLY_REFUNDED", "{p}");
         // (d) the recovery sweep settles one without anybody asking (refund_after_s = 5 here).
         sb.set_faults(Faults {

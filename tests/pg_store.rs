@@ -1248,11 +1248,23 @@ async fn paid_after_close(s: &dyn Store) {
             .collect()
     };
     assert_eq!(held().await, ["o1"]);
+    let seen = |reason: &str, updated_at: &str| payhost::store::ledger::ReviewSeen {
+        reason: reason.into(),
+        updated_at: updated_at.into(),
+    };
+    let at = p.updated_at.clone();
     assert!(!s
-        .clear_review("m1", "o1", "not what it says", "owner")
+        .clear_review("m1", "o1", &seen("not what it says", &at), "owner")
         .await
         .unwrap());
-    assert!(s.clear_review("m1", "o1", &review, "owner").await.unwrap());
+    assert!(!s
+        .clear_review("m1", "o1", &seen(&review, "2000-01-01T00:00:00Z"), "owner")
+        .await
+        .unwrap());
+    assert!(s
+        .clear_review("m1", "o1", &seen(&review, &at), "owner")
+        .await
+        .unwrap());
     assert!(held().await.is_empty());
     assert_eq!(s.payment("m1", "o1").await.unwrap().unwrap().review, None);
     assert!(s

@@ -259,19 +259,24 @@ pub fn csv_row(out: &mut String, lp: &LedgerPayment) {
     out.push_str("\r\n");
 }
 
-/// A person marks a payment held for review as checked: its flag is cleared when its reason is
-/// still `seen` (the text the person read; a flag raised meanwhile stays for them to read), with
-/// a timeline entry naming `by`. 409 `review_changed` (field `review`) otherwise.
+/// A person marks a payment held for review as checked: its flag is cleared when the payment is
+/// still as they read it (`seen`; a flag raised again meanwhile stays for them to read), with a
+/// timeline entry naming `by`. 409 `review_changed` (field `review`) otherwise.
 pub async fn clear_review(
     app: &App,
     merchant: &str,
     out_trade_no: &str,
-    seen: &str,
+    seen: &crate::store::ledger::ReviewSeen,
     by: &str,
 ) -> Result<(), ApiError> {
+    // A form sends a text's line breaks back as CRLF.
+    let seen = crate::store::ledger::ReviewSeen {
+        reason: seen.reason.replace("\r\n", "\n"),
+        updated_at: seen.updated_at.clone(),
+    };
     let cleared = app
         .store
-        .clear_review(merchant, out_trade_no, seen, by)
+        .clear_review(merchant, out_trade_no, &seen, by)
         .await
         .map_err(ApiError::internal)?;
     if !cleared {

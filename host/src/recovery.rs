@@ -6,7 +6,7 @@
 //! Refunds whose answer is missing (lost, not understood, or "still being processed") are asked
 //! about the same way ([`App::resolve_refund`]: the refund query, then the same request again
 //! under its number), from `refund_after_s` (default 10 s) after they were started, so a refund never waits
-//! for a notification that may not come ([OPENAPI §7.5], §6).
+//! for a notification that may not come ([OPENAPI §7.5], [OPENAPI §6.6]).
 //!
 //! The schedule is per process: with several replicas each may query the same payment; the
 //! store's notify dedupe keeps the effect single, and the provider refunds a request number once.
@@ -36,7 +36,7 @@ pub async fn run(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
         return;
     }
     let mut schedule: HashMap<(String, String), Due> = HashMap::new();
-    let mut refunds: HashMap<(String, i64), Due> = HashMap::new();
+    let mut refunds = RefundSweep::default();
     // Rounds come often enough for short test schedules, at most every 10 s.
     let tick = Duration::from_secs(cfg.interval_s.clamp(1, 10));
     loop {
@@ -59,23 +59,46 @@ fn gap_after(interval_s: u64, attempts: u32) -> u64 {
         .min(MAX_GAP_S)
 }
 
-async fn refund_round(app: &Arc<App>, schedule: &mut HashMap<(String, i64), Due>) {
+/// The refund sweep's schedule, and where its next page starts: the pending refunds are read a
+/// page at a time by id, so refunds that stay pending (nothing to ask, or held) never keep newer
+/// ones from being asked about. A pending refund is asked about however old it is: its amount
+/// is held until it ends.
+#[derive(Default)]
+struct RefundSweep {
+    due: HashMap<(String, i64), Due>,
+    after_id: i64,
+}
+
+async fn refund_round(app: &Arc<App>, sweep: &mut RefundSweep) {
     let cfg = &app.config.recovery;
     let now_s = (now_ms() / 1000) as u64;
-    let after = format_unix(now_s.saturating_sub(cfg.max_age_s));
     let before = format_unix(now_s.saturating_sub(cfg.refund_after_s));
-    let pending = match app.store.pending_refunds(&after, &before, BATCH).await {
+    let pending = match app
+        .store
+        .pending_refunds(sweep.after_id, &before, BATCH)
+        .await
+    {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "recovery: cannot list pending refunds");
             return;
         }
     };
+    // This page's id range: what the schedule holds there and the page lacks has ended.
+    let (from, to) = (sweep.after_id, pending.last().map_or(i64::MAX, |r| r.id));
+    sweep.after_id = if pending.len() < BATCH as usize {
+        0
+    } else {
+        to
+    };
     let keys: Vec<(String, i64)> = pending
         .iter()
         .map(|r| (r.merchant_id.clone(), r.id))
         .collect();
-    schedule.retain(|k, _| keys.contains(k));
+    sweep
+        .due
+        .retain(|k, _| k.1 <= from || k.1 > to || keys.contains(k));
+    let schedule = &mut sweep.due;
     for (refund, key) in pending.iter().zip(keys) {
         let due = *schedule.entry(key.clone()).or_insert(Due {
             at_s: now_s,

@@ -237,14 +237,21 @@ impl App {
                     api::PluginError::Gateway(_) | api::PluginError::InvalidOrder(_)
                 ) {
                     // The provider (or the component) refused it: nothing moved.
-                    self.settle(
-                        merchant_id,
-                        merchant,
-                        id,
-                        refunds::FAILED,
-                        &api_error.message,
-                    )
-                    .await?;
+                    let applied = self
+                        .settle(
+                            merchant_id,
+                            merchant,
+                            id,
+                            refunds::FAILED,
+                            &api_error.message,
+                        )
+                        .await?;
+                    // Settled meanwhile (a notification, another replica's query): the stored
+                    // refund is the answer, never "refused" for one that succeeded.
+                    if !matches!(&applied, RefundApplied::Settled { status, .. } if status == refunds::FAILED)
+                    {
+                        return Ok(());
+                    }
                 } else {
                     self.store
                         .refund_started(merchant_id, id, None, Some(&api_error.message))
@@ -278,18 +285,31 @@ impl App {
     /// answer was lost, not understood, or said "still being processed"), and settles it: the
     /// refund query first; when the provider has no success under its number, the same request
     /// again, with the same number and amount (the provider refunds at most once per number:
-    /// [OPENAPI §7.5] advises exactly this after a timeout or `ACQ.SYSTEM_ERROR`). A refund that
-    /// waits for the seller's confirmation (legacy), or a component without a refund query, is
-    /// left as it is: `Ok(false)`. `Ok(true)`: the provider was asked; the refund as stored tells
-    /// how it ended.
+    /// [OPENAPI §7.5] advises exactly this after a timeout or `ACQ.SYSTEM_ERROR`).
+    ///
+    /// It is sent again only once every earlier send has surely ended and been processed: the
+    /// component's call timeout plus `[recovery] refund_after_s` (default 10 s) after the refund
+    /// started, and after this process last sent it ([`RecentSends`]; Alipay advises a query no
+    /// sooner than 10 s after a refund, [OPENAPI §7.6]). By then "no success under this number" means it was not received or
+    /// failed, so a refusal of the send again ends it FAILED: nothing moved. A refund that waits
+    /// for the seller's confirmation (legacy), or a component without a refund query, is left as
+    /// it is: `Ok(false)`. `Ok(true)`: the provider was asked; the refund as stored tells how it
+    /// stands. Always acts on the refund as stored now, never on the caller's older copy.
     pub async fn resolve_refund(
         &self,
         merchant_id: &str,
         refund: &Refund,
     ) -> Result<bool, ApiError> {
-        if refund.status != refunds::PENDING || refund.confirm_url.is_some() {
+        let still_pending = || async {
+            self.store
+                .refund(merchant_id, refund.id)
+                .await
+                .map_err(ApiError::internal)
+                .map(|r| r.filter(|r| r.status == refunds::PENDING && r.confirm_url.is_none()))
+        };
+        let Some(refund) = still_pending().await? else {
             return Ok(false);
-        }
+        };
         let merchant = self.merchant(merchant_id).await?;
         let plugin = self.plugin_for(&merchant)?;
         let policy = self.merchant_policy(&merchant);
@@ -321,19 +341,34 @@ impl App {
             }
             Ok(Ok(_)) => {}
         }
+        let settle_after = plugin.call_timeout()
+            + std::time::Duration::from_secs(self.config.recovery.refund_after_s);
+        let started = clock::parse_rfc3339(&refund.created_at).unwrap_or(0);
+        let age = u64::try_from(clock::now_unix() - started).unwrap_or(0);
+        if age < settle_after.as_secs()
+            || !self.refund_sends.quiet(&refund.request_no, settle_after)
+        {
+            // An earlier send may still be on its way or being processed: asked, not sent.
+            return Ok(true);
+        }
         let payment = self
             .store
             .payment(merchant_id, &refund.out_trade_no)
             .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| unknown_payment(&refund.out_trade_no))?;
+        // Settled while the provider was asked (a notification, another replica): not sent.
+        let Some(refund) = still_pending().await? else {
+            return Ok(true);
+        };
         let request = self.refund_request(
             merchant_id,
             &payment,
-            refund,
+            &refund,
             refund.reason.clone(),
             clock::now_unix(),
         );
+        self.refund_sends.sent(&refund.request_no);
         let answer = async {
             let mut session = plugin.session().await?;
             session
@@ -341,10 +376,17 @@ impl App {
                 .await
         }
         .await;
-        tracing::info!(merchant = merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, "refund sent again under its number: the provider has no success for it");
-        self.apply_refund_answer(merchant_id, &merchant, refund.id, answer)
-            .await?;
-        Ok(true)
+        self.refund_sends.sent(&refund.request_no);
+        tracing::info!(merchant = merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, "refund sent again under its number: the provider had no success for it");
+        match self
+            .apply_refund_answer(merchant_id, &merchant, refund.id, answer)
+            .await
+        {
+            Ok(()) => Ok(true),
+            // Ended (FAILED on a refusal): asked, and the stored refund says how it ended.
+            Err(_) if still_pending().await?.is_none() => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// [`resolve_refund`](App::resolve_refund) for each of a payment's pending refunds; the
@@ -600,6 +642,28 @@ impl App {
             "trade_no": Some(closed.trade_no).filter(|t| !t.is_empty()).or(payment.trade_no),
             "detail": detail,
         }))
+    }
+}
+
+/// When this process last sent each pending refund again (by request number), so that it is
+/// not sent again, nor judged by a query, before that send has surely ended and been processed.
+/// Per process: another replica's sends are bounded by the sweep's gaps. Entries older than an
+/// hour are dropped as new ones come.
+#[derive(Debug, Default)]
+pub struct RecentSends(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+
+impl RecentSends {
+    /// Notes a send of `request_no` now.
+    pub fn sent(&self, request_no: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, at| at.elapsed() < std::time::Duration::from_secs(3_600));
+        map.insert(request_no.to_owned(), std::time::Instant::now());
+    }
+
+    /// Whether `request_no` was last sent here at least `quiet` ago (or never).
+    pub fn quiet(&self, request_no: &str, quiet: std::time::Duration) -> bool {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(request_no).is_none_or(|at| at.elapsed() >= quiet)
     }
 }
 

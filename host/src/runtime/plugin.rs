@@ -400,6 +400,12 @@ impl PluginRuntime {
         }
     }
 
+    /// The longest one call of this component may take, its outbound requests included
+    /// (`[limits] call_timeout_ms`).
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.manifest.limits.call_timeout_ms)
+    }
+
     /// An instance for one request: a warm one when there is one, else a fresh one.
     pub async fn session(&self) -> Result<Session<'_>, CallError> {
         let timeout = Duration::from_millis(self.manifest.limits.call_timeout_ms);

@@ -77,6 +77,14 @@ pub struct PaymentFilter {
     pub limit: u32,
 }
 
+/// A review flag as a person read it on the payment's page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewSeen {
+    pub reason: String,
+    /// The payment's `updated_at` then (every write of a flag sets it).
+    pub updated_at: String,
+}
+
 /// A payment with its refunded total.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerPayment {
@@ -291,15 +299,18 @@ pub trait Ledger: Send + Sync {
     async fn refunds_for(&self, merchant: &str, out_trade_no: &str) -> Result<Vec<Refund>>;
     /// One refund.
     async fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>>;
-    /// Refunds of every merchant still PENDING that wait for no seller (no `confirm_url`),
-    /// created in [after, before) (stored UTC), oldest first: the ones whose answer is missing.
-    async fn pending_refunds(&self, after: &str, before: &str, limit: u32) -> Result<Vec<Refund>>;
+    /// Refunds of every merchant still PENDING that wait for no seller (no `confirm_url`), with
+    /// an id above `after_id`, created before `before` (stored UTC), by id: the ones whose
+    /// answer is missing, a page at a time.
+    async fn pending_refunds(&self, after_id: i64, before: &str, limit: u32)
+        -> Result<Vec<Refund>>;
     /// Refunds completed (SUCCESS) in [from, to) (stored UTC), of one merchant.
     async fn refunds_completed(&self, merchant: &str, from: &str, to: &str) -> Result<Vec<Refund>>;
     /// In one transaction: the same refund_key returns its refund; otherwise the money rules
     /// decide and the refund is stored PENDING.
     async fn begin_refund(&self, new: &NewRefund) -> Result<RefundBegun>;
-    /// Keeps where the seller confirms the refund, and the provider's words.
+    /// Keeps where the seller confirms the refund, and the provider's words, while it is PENDING (a late
+    /// answer never rewrites a settled refund).
     async fn refund_started(
         &self,
         merchant: &str,
@@ -323,14 +334,15 @@ pub trait Ledger: Send + Sync {
         webhook_url: Option<&str>,
     ) -> Result<bool>;
 
-    /// Clears a payment's review flag when its reason is still `reason` (the one the person saw:
-    /// a flag raised meanwhile stays), with a timeline entry `review` naming `by`, in one commit;
-    /// false when there was nothing (or something else) to clear.
+    /// Clears a payment's review flag when the payment is still as the person saw it (`reason`
+    /// and `updated_at` unchanged: a flag raised again meanwhile stays), with a timeline entry
+    /// `review` naming `by`, in one commit; false when there was nothing (or something else) to
+    /// clear.
     async fn clear_review(
         &self,
         merchant: &str,
         out_trade_no: &str,
-        reason: &str,
+        seen: &ReviewSeen,
         by: &str,
     ) -> Result<bool>;
 

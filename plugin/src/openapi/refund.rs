@@ -75,7 +75,7 @@ pub fn read_refund(
 ) -> Result<RefundState, PluginError> {
     let node = match read_answer(settings, REFUND, body)? {
         Answer::Success(node) => node,
-        // "Outcome unknown: retry with the same out_request_no" ([OPENAPI §7.3], §7.5): the
+        // "Outcome unknown: retry with the same out_request_no" ([OPENAPI §7.3], [OPENAPI §7.5]): the
         // refund may have been made. Pending, never failed (a failure frees its amount here).
         Answer::Refused { error, .. } if outcome_unknown(&error) => {
             return Ok(RefundState {

@@ -419,7 +419,8 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
         values: context! {
             p => context! {
                 url => payment_url(id, no), out_trade_no => p.out_trade_no, merchant_id => p.merchant_id,
-                status => p.status, review => p.review, amount => p.total_fee(),
+                status => p.status, review => p.review, updated_at => p.updated_at,
+                amount => p.total_fee(),
                 review_explained => review_explained(ctx, p.review.as_deref()),
                 refunded => yuan(lp.refunded_fen), refundable => yuan(refundable_fen), refundable_fen,
                 subject => p.subject, seller => p.seller, buyer => p.buyer_email, trade_no => p.trade_no,
@@ -524,11 +525,21 @@ pub async fn clear_review(
     if !ctx.who.sees(id) {
         return PostResult::NotFound;
     }
-    let seen = super::field(form, "review");
+    let seen = crate::store::ledger::ReviewSeen {
+        reason: super::field(form, "review").to_owned(),
+        updated_at: super::field(form, "updated_at").to_owned(),
+    };
     let by = format!("admin:{}", ctx.who.name);
-    let flash = match crate::ledger::clear_review(app, id, no, seen, &by).await {
+    let flash = match crate::ledger::clear_review(app, id, no, &seen, &by).await {
         Ok(()) => {
-            audit(app, &ctx.who, "payment.review_cleared", Some(id), &format!("{no}: {seen}")).await;
+            audit(
+                app,
+                &ctx.who,
+                "payment.review_cleared",
+                Some(id),
+                &format!("{no}: {}", seen.reason),
+            )
+            .await;
             Flash::ok(format!(
                 "{} {no}",
                 ctx.t("已标记为已核对：", "Marked as checked:")
@@ -617,13 +628,17 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
         refundable_fen,
     };
     if field(form, "edit") == "1" {
-        return PostResult::Done(Posted::to(
-            to.clone(),
-            with_typed(Flash::ok(ctx.t(
-                "没有退款，可以修改后重新提交",
-                "Nothing was refunded: change the form and send it again",
-            ))),
-        ));
+        // The same refund_key goes back into the form: should the confirmation have gone
+        // through after all (its answer lost), the form sent again is that refund, never a
+        // second one (the same amount returns it, another amount is refused).
+        let mut f = with_typed(Flash::ok(ctx.t(
+            "没有退款，可以修改后重新提交",
+            "Nothing was refunded: change the form and send it again",
+        )));
+        if !refund_key.is_empty() {
+            f.typed.insert("refund_key".into(), refund_key.clone());
+        }
+        return PostResult::Done(Posted::to(to.clone(), f));
     }
     if field(form, "confirm") != "1" {
         // The checks this page can make before asking; the refund's own rules run again when it

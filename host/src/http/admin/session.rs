@@ -378,6 +378,9 @@ pub async fn login(
     let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
     // argon2 takes tens of milliseconds and ≈ 19 MiB: off the async workers, a few at once.
     let Some(ok) = crate::auth::verify_password_limited(given, hash).await else {
+        // Nothing was checked: not a failed guess (others keeping the checks busy must not lock
+        // the owner out).
+        app.guards.logins.succeeded(attempt);
         let msg = lang.pick(
             "登录的人太多，请稍后再试",
             "Too many logins at once: try again shortly",

@@ -375,13 +375,18 @@ impl Ledger for PostgresStore {
         refund_in(&self.client().await?, merchant, id).await
     }
 
-    async fn pending_refunds(&self, after: &str, before: &str, limit: u32) -> Result<Vec<Refund>> {
-        let (after, before, limit) = (after.to_owned(), before.to_owned(), i64::from(limit));
+    async fn pending_refunds(
+        &self,
+        after_id: i64,
+        before: &str,
+        limit: u32,
+    ) -> Result<Vec<Refund>> {
+        let (before, limit) = (before.to_owned(), i64::from(limit));
         self.run(|pool| async move {
             let c = pool.get().await?;
             c.query(
-                "SELECT * FROM refunds WHERE status = 'PENDING' AND confirm_url IS NULL AND created_at >= $1 AND created_at < $2 ORDER BY id LIMIT $3",
-                &[&after, &before, &limit],
+                "SELECT * FROM refunds WHERE status = 'PENDING' AND confirm_url IS NULL AND id > $1 AND created_at < $2 ORDER BY id LIMIT $3",
+                &[&after_id, &before, &limit],
             )
             .await?
             .iter()
@@ -426,7 +431,7 @@ impl Ledger for PostgresStore {
         self.run(|pool| async move {
             let c = pool.get().await?;
             c.execute(
-                "UPDATE refunds SET confirm_url = COALESCE($3, confirm_url), detail = COALESCE($4, detail) WHERE merchant_id = $1 AND id = $2",
+                "UPDATE refunds SET confirm_url = COALESCE($3, confirm_url), detail = COALESCE($4, detail) WHERE merchant_id = $1 AND id = $2 AND status = 'PENDING'",
                 &[&m, &id, &cu, &d],
             )
             .await?;
@@ -457,20 +462,27 @@ impl Ledger for PostgresStore {
         ))
     }
 
-    async fn clear_review(&self, merchant: &str, no: &str, reason: &str, by: &str) -> Result<bool> {
+    async fn clear_review(
+        &self,
+        merchant: &str,
+        no: &str,
+        seen: &ReviewSeen,
+        by: &str,
+    ) -> Result<bool> {
         let args = (
             merchant.to_owned(),
             no.to_owned(),
-            reason.to_owned(),
-            format!("cleared by {by}: {reason}"),
+            seen.reason.clone(),
+            format!("cleared by {by}: {}", seen.reason),
+            seen.updated_at.clone(),
         );
         self.tx(move |tx| {
             Box::pin(async move {
                 let now = now_rfc3339();
                 let cleared = tx
                     .execute(
-                        "UPDATE payments SET review = NULL, updated_at = $4 WHERE merchant_id = $1 AND out_trade_no = $2 AND review = $3",
-                        &[&args.0, &args.1, &args.2, &now],
+                        "UPDATE payments SET review = NULL, updated_at = $4 WHERE merchant_id = $1 AND out_trade_no = $2 AND review = $3 AND updated_at = $5",
+                        &[&args.0, &args.1, &args.2, &now, &args.4],
                     )
                     .await?;
                 if cleared == 1 {

@@ -55,7 +55,7 @@ fn ledger_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerPayment> {
 }
 
 /// [`Ledger::pending_refunds`](crate::store::ledger::Ledger::pending_refunds).
-const PENDING_REFUNDS: &str = "SELECT * FROM refunds WHERE status = 'PENDING' AND confirm_url IS NULL AND created_at >= ?1 AND created_at < ?2 ORDER BY id LIMIT ?3";
+const PENDING_REFUNDS: &str = "SELECT * FROM refunds WHERE status = 'PENDING' AND confirm_url IS NULL AND id > ?1 AND created_at < ?2 ORDER BY id LIMIT ?3";
 
 fn refunds_in(conn: &Connection, merchant: &str, no: &str) -> Result<Vec<Refund>> {
     let mut st = conn.prepare_cached(
@@ -312,12 +312,17 @@ impl Ledger for SqliteStore {
         self.read(move |conn| refund_in(conn, &merchant, id)).await
     }
 
-    async fn pending_refunds(&self, after: &str, before: &str, limit: u32) -> Result<Vec<Refund>> {
-        let (after, before) = (after.to_owned(), before.to_owned());
+    async fn pending_refunds(
+        &self,
+        after_id: i64,
+        before: &str,
+        limit: u32,
+    ) -> Result<Vec<Refund>> {
+        let before = before.to_owned();
         self.read(move |conn| {
             let mut st = conn.prepare_cached(PENDING_REFUNDS)?;
             let rows = st
-                .query_map(params![after, before, limit], refund_from_row)?
+                .query_map(params![after_id, before, limit], refund_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
@@ -359,7 +364,7 @@ impl Ledger for SqliteStore {
             detail.map(str::to_owned),
         );
         self.write(move |conn| {
-            conn.prepare_cached("UPDATE refunds SET confirm_url = COALESCE(?3, confirm_url), detail = COALESCE(?4, detail) WHERE merchant_id = ?1 AND id = ?2")?
+            conn.prepare_cached("UPDATE refunds SET confirm_url = COALESCE(?3, confirm_url), detail = COALESCE(?4, detail) WHERE merchant_id = ?1 AND id = ?2 AND status = 'PENDING'")?
                 .execute(params![m, id, c, d])?;
             Ok(())
         })
@@ -428,18 +433,25 @@ impl Ledger for SqliteStore {
         .await
     }
 
-    async fn clear_review(&self, merchant: &str, no: &str, reason: &str, by: &str) -> Result<bool> {
+    async fn clear_review(
+        &self,
+        merchant: &str,
+        no: &str,
+        seen: &ReviewSeen,
+        by: &str,
+    ) -> Result<bool> {
         let args = (
             merchant.to_owned(),
             no.to_owned(),
-            reason.to_owned(),
-            format!("cleared by {by}: {reason}"),
+            seen.reason.clone(),
+            format!("cleared by {by}: {}", seen.reason),
+            seen.updated_at.clone(),
         );
         self.write(move |conn| {
             let now = now_rfc3339();
             let cleared = conn
-                .prepare_cached("UPDATE payments SET review = NULL, updated_at = ?4 WHERE merchant_id = ?1 AND out_trade_no = ?2 AND review = ?3")?
-                .execute(params![args.0, args.1, args.2, now])?;
+                .prepare_cached("UPDATE payments SET review = NULL, updated_at = ?4 WHERE merchant_id = ?1 AND out_trade_no = ?2 AND review = ?3 AND updated_at = ?5")?
+                .execute(params![args.0, args.1, args.2, now, args.4])?;
             if cleared == 1 {
                 conn.prepare_cached("INSERT INTO payment_events (merchant_id, out_trade_no, at, kind, detail) VALUES (?1, ?2, ?3, 'review', ?4)")?
                     .execute(params![args.0, args.1, now, args.3])?;

@@ -579,16 +579,30 @@ async fn review_flags_are_listed_and_cleared_only_as_read() {
             .collect()
     };
     assert_eq!(held().await, ["held"]);
+    let updated_at = s.payment("m1", "held").await.unwrap().unwrap().updated_at;
+    let seen = |reason: &str, at: &str| crate::store::ledger::ReviewSeen {
+        reason: reason.into(),
+        updated_at: at.into(),
+    };
     assert!(!s
-        .clear_review("m1", "held", "another reason", "owner")
+        .clear_review("m1", "held", &seen("another reason", &updated_at), "owner")
         .await
         .unwrap());
     assert!(!s
-        .clear_review("m1", "fine", "amount differs", "owner")
+        .clear_review(
+            "m1",
+            "held",
+            &seen("amount differs", "2000-01-01T00:00:00Z"),
+            "owner"
+        )
+        .await
+        .unwrap());
+    assert!(!s
+        .clear_review("m1", "fine", &seen("amount differs", &updated_at), "owner")
         .await
         .unwrap());
     assert!(s
-        .clear_review("m1", "held", "amount differs", "owner")
+        .clear_review("m1", "held", &seen("amount differs", &updated_at), "owner")
         .await
         .unwrap());
     assert!(held().await.is_empty());

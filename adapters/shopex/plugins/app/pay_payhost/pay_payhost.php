@@ -610,8 +610,11 @@ class pay_payhost extends paymentPlugin
         $oOrder = $this->system->loadModel('trading/order');
         $order = $oOrder->getFieldById($orderId, array('pay_status'));
         $payStatus = (is_array($order) && isset($order['pay_status'])) ? (string)$order['pay_status'] : '';
-        // 1 paid, 2 paid to Alipay's escrow, 3 partly paid, 4 and 5 refunded: the money reached the order.
-        if ($payStatus !== '' && $payStatus !== '0') {
+        // 1 paid, 2 paid to Alipay's escrow, 3 partly paid, 4 and 5 refunded: the money reached the
+        // order. Except when this call's setPayStatus() failed on an order that was not fully paid
+        // (partly paid before, say): its status then says nothing of this payment.
+        $fullyPaid = ($payStatus === '1' || $payStatus === '2');
+        if ($payStatus !== '' && $payStatus !== '0' && ($applied || $fullyPaid)) {
             $this->payhost_answer(200, 'success');
         }
         if (!$applied && $oOrder->load($orderId)) {
