@@ -66,6 +66,17 @@ pub fn describe() -> PluginInfo {
 pub fn validate_settings(
     pairs: &[(String, String)],
 ) -> Result<Vec<(String, String)>, Vec<FieldError>> {
+    // A setting given twice is ambiguous (which one did the operator mean?): refused, never "the
+    // last one wins".
+    let mut seen = std::collections::HashSet::new();
+    let twice: Vec<FieldError> = pairs
+        .iter()
+        .filter(|(k, _)| !seen.insert(k.as_str()))
+        .map(|(k, _)| FieldError::new(k, "is given more than once"))
+        .collect();
+    if !twice.is_empty() {
+        return Err(twice);
+    }
     if is_openapi(pairs) {
         return openapi::validate_settings(pairs);
     }

@@ -747,6 +747,33 @@ mod tests {
     }
 
     #[test]
+    fn a_setting_given_twice_is_refused_in_either_family() {
+        for (twice, field) in [
+            (
+                vec![
+                    ("partner", "2088101122136241"),
+                    ("key", "10000000000000000000000000000000"),
+                    ("partner", "2088101122138888"),
+                ],
+                "partner",
+            ),
+            (
+                vec![
+                    ("api", "openapi"),
+                    ("app_id", "2021000000000001"),
+                    ("app_id", "2021000000000002"),
+                ],
+                "app_id",
+            ),
+        ] {
+            let errors = crate::connector::validate_settings(&pairs(&twice)).unwrap_err();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].field, field);
+            assert!(errors[0].reason.contains("more than once"), "{errors:?}");
+        }
+    }
+
+    #[test]
     fn normalised_settings_are_trimmed_defaulted_in_schema_order_and_stable() {
         let (_, norm) = validate(&pairs(&[
             ("seller_email", " shop@example.com "),
