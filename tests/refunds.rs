@@ -33,6 +33,25 @@ async fn partial_and_full_refunds_reach_the_shop_on_postgres() {
     drop(pg);
 }
 
+/// payhost.toml with one legacy MD5 merchant `ref` on the sandbox at `sandbox` (its base URL),
+/// its webhooks to `hook`.
+fn legacy_config(port: u16, sandbox: &str, hook: &str) -> String {
+    config_head(port, TOKEN, "")
+        + &format!(
+            r#"
+[merchants.ref]
+partner = "{PARTNER}"
+key = "{MD5_KEY}"
+seller_email = "seller@example.com"
+gateway_url = "{sandbox}/sandbox/gateway"
+notify_verify_url = "{sandbox}/sandbox/mapi"
+mapi_url = "{sandbox}/sandbox/mapi"
+shop_webhook_url = "{hook}"
+shop_webhook_secret = "refunds-webhook-secret"
+"#
+        )
+}
+
 /// Two payments through the sandbox, one refunded in part and one in full, with `database` (a
 /// PostgreSQL URL) instead of the SQLite file when given.
 async fn partial_and_full_refunds(name: &str, database: Option<String>) {
@@ -40,22 +59,7 @@ async fn partial_and_full_refunds(name: &str, database: Option<String>) {
     let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
     let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
     let config = |port| {
-        let config = config_head(port, TOKEN, "")
-            + &format!(
-                r#"
-[merchants.ref]
-partner = "{PARTNER}"
-key = "{MD5_KEY}"
-seller_email = "seller@example.com"
-gateway_url = "{sb}/sandbox/gateway"
-notify_verify_url = "{sb}/sandbox/mapi"
-mapi_url = "{sb}/sandbox/mapi"
-shop_webhook_url = "{hook}"
-shop_webhook_secret = "refunds-webhook-secret"
-"#,
-                sb = sandbox.base,
-                hook = shop.url("/hook"),
-            );
+        let config = legacy_config(port, &sandbox.base, &shop.url("/hook"));
         match &database {
             Some(url) => config.replace(
                 "database = \"payhost.db\"",
@@ -199,22 +203,7 @@ async fn a_refund_given_up_then_confirmed_beside_a_second_one_is_recorded() {
     let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
     let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
     let host = TestHost::start(&dir, |port| {
-        config_head(port, TOKEN, "")
-            + &format!(
-                r#"
-[merchants.ref]
-partner = "{PARTNER}"
-key = "{MD5_KEY}"
-seller_email = "seller@example.com"
-gateway_url = "{sb}/sandbox/gateway"
-notify_verify_url = "{sb}/sandbox/mapi"
-mapi_url = "{sb}/sandbox/mapi"
-shop_webhook_url = "{hook}"
-shop_webhook_secret = "refunds-webhook-secret"
-"#,
-                sb = sandbox.base,
-                hook = shop.url("/hook"),
-            )
+        legacy_config(port, &sandbox.base, &shop.url("/hook"))
     })
     .await;
     let payment = async || {

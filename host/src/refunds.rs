@@ -162,14 +162,7 @@ impl App {
         };
         tracing::info!(merchant = merchant_id, out_trade_no, refund = refund.id, amount = %refund.amount(), started_by, "refund started");
         let request = self.refund_request(merchant_id, &payment, &refund, reason, now);
-        let policy = self.merchant_policy(&merchant);
-        let answer = async {
-            let mut session = plugin.session().await?;
-            session
-                .start_refund(&policy, &merchant.settings, &request)
-                .await
-        }
-        .await;
+        let answer = self.send_refund(plugin, &merchant, &request).await;
         self.apply_refund_answer(merchant_id, &merchant, refund.id, answer)
             .await?;
         let stored = self
@@ -179,6 +172,21 @@ impl App {
             .map_err(ApiError::internal)?
             .unwrap_or(refund);
         Ok((201, stored))
+    }
+
+    /// The component's `start-refund` flow for `request`, its requests sent under the
+    /// merchant's policy.
+    async fn send_refund(
+        &self,
+        plugin: &crate::runtime::PluginRuntime,
+        merchant: &crate::config::MerchantSettings,
+        request: &api::RefundRequest,
+    ) -> Result<Result<api::RefundState, api::PluginError>, crate::runtime::CallError> {
+        let policy = self.merchant_policy(merchant);
+        let mut session = plugin.session().await?;
+        session
+            .start_refund(&policy, &merchant.settings, request)
+            .await
     }
 
     /// What the component is asked to send for `refund` of `payment`.
@@ -369,13 +377,7 @@ impl App {
             clock::now_unix(),
         );
         self.refund_sends.sent(&refund.request_no);
-        let answer = async {
-            let mut session = plugin.session().await?;
-            session
-                .start_refund(&policy, &merchant.settings, &request)
-                .await
-        }
-        .await;
+        let answer = self.send_refund(plugin, &merchant, &request).await;
         self.refund_sends.sent(&refund.request_no);
         tracing::info!(merchant = merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, "refund sent again under its number: the provider had no success for it");
         match self
