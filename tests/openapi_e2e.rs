@@ -421,7 +421,7 @@ mod back_office {
         let port = free_port();
         // A short call timeout: a pending refund is sent again only once its first send has
         // surely ended (the call timeout plus refund_after_s after it started).
-        let mut config = config_head(port, TOKEN, "call_timeout_ms = 3000")
+        let mut config = config_head(port, TOKEN, "call_timeout_ms = 2000")
             + &format!(
                 r#"
 [merchants.{OPEN}]
@@ -760,7 +760,7 @@ refund_after_s = 5
         let r = post(OPEN, "/payments/BO-A/sync", json!({})).await;
         assert_eq!(r.status, 200, "{}\n{}", r.text(), log());
         // (a) and (b) are settled by the query; (c) is not sent again yet: its first send may
-        // still be on its way (3 s call timeout + 5 s refund_after_s here).
+        // still be on its way (2 s call timeout + at least 10 s here).
         let asked: Vec<(String, String)> = r.json()["refunds"]
             .as_array()
             .unwrap()

@@ -153,7 +153,7 @@ async fn same_semantics_as_sqlite() {
     );
     assert_eq!(
         pg.psql("semantics", "SELECT COUNT(*) FROM schema_migrations"),
-        "4"
+        "5"
     );
     assert_eq!(
         pg.psql("semantics", "SHOW synchronous_commit"),
@@ -460,7 +460,7 @@ async fn concurrent_duplicates_over_two_replicas_make_one_transition() {
     }
     assert_eq!(
         pg.psql("dupes", "SELECT COUNT(*) FROM schema_migrations"),
-        "4"
+        "5"
     );
     let (a, b) = (stores[0].clone(), stores[1].clone());
     for i in 0..8 {
@@ -917,6 +917,29 @@ async fn refund_rules(s: &dyn Store) {
         panic!("the same refund")
     };
     assert_eq!(again.id, first.id);
+    // Sending it again is claimed once per quiet time, by whoever comes first; never before it
+    // is older than the quiet time, never once it ended.
+    let (long_ago, later, much_later) = (
+        "2000-01-01T00:00:00Z",
+        "2999-01-01T00:00:00Z",
+        "2999-01-02T00:00:00Z",
+    );
+    assert!(!s
+        .claim_refund_send("m1", first.id, long_ago, later)
+        .await
+        .unwrap());
+    assert!(s
+        .claim_refund_send("m1", first.id, later, later)
+        .await
+        .unwrap());
+    assert!(!s
+        .claim_refund_send("m1", first.id, later, later)
+        .await
+        .unwrap());
+    assert!(s
+        .claim_refund_send("m1", first.id, much_later, much_later)
+        .await
+        .unwrap());
     // Pending counts: 3.00 pending + 7.01 > 10.00.
     assert!(matches!(
         s.begin_refund(&new("o1", None, 701, "r2")).await.unwrap(),
@@ -953,6 +976,16 @@ async fn refund_rules(s: &dyn Store) {
         RefundApplied::Known
     );
     assert_eq!(refunded("o1").await, (PARTIALLY_REFUNDED.to_owned(), 300));
+    // Settled: never sent again, however long after.
+    assert!(!s
+        .claim_refund_send(
+            "m1",
+            first.id,
+            "9999-01-01T00:00:00Z",
+            "9999-01-01T00:00:00Z"
+        )
+        .await
+        .unwrap());
     // The provider's report of it matches it: nothing new; a replay of a notify id neither.
     assert_eq!(
         s.apply_refund_report(&effect_of("rn1", "o1", report("r1", None, Some(300), true)))

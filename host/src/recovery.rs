@@ -85,12 +85,13 @@ async fn refund_round(app: &Arc<App>, sweep: &mut RefundSweep) {
         }
     };
     // This page's id range: what the schedule holds there and the page lacks has ended.
-    let (from, to) = (sweep.after_id, pending.last().map_or(i64::MAX, |r| r.id));
-    sweep.after_id = if pending.len() < BATCH as usize {
-        0
-    } else {
-        to
+    let full = pending.len() == BATCH as usize;
+    // A page that is not full ends the ids: the schedule's entries above it have ended too.
+    let (from, to) = match pending.last() {
+        Some(r) if full => (sweep.after_id, r.id),
+        _ => (sweep.after_id, i64::MAX),
     };
+    sweep.after_id = if full { to } else { 0 };
     let keys: Vec<(String, i64)> = pending
         .iter()
         .map(|r| (r.merchant_id.clone(), r.id))

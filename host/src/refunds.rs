@@ -296,13 +296,17 @@ impl App {
     /// [OPENAPI §7.5] advises exactly this after a timeout or `ACQ.SYSTEM_ERROR`).
     ///
     /// It is sent again only once every earlier send has surely ended and been processed: the
-    /// component's call timeout plus `[recovery] refund_after_s` (default 10 s) after the refund
-    /// started, and after this process last sent it ([`RecentSends`]; Alipay advises a query no
-    /// sooner than 10 s after a refund, [OPENAPI §7.6]). By then "no success under this number" means it was not received or
-    /// failed, so a refusal of the send again ends it FAILED: nothing moved. A refund that waits
-    /// for the seller's confirmation (legacy), or a component without a refund query, is left as
-    /// it is: `Ok(false)`. `Ok(true)`: the provider was asked; the refund as stored tells how it
-    /// stands. Always acts on the refund as stored now, never on the caller's older copy.
+    /// component's call timeout plus `[recovery] refund_after_s` (at least 10 s: Alipay advises a
+    /// query no sooner than 10 s after a refund, [OPENAPI §7.6]) after it started and after its
+    /// last send again, claimed in the store before sending ([`claim_refund_send`]: never two
+    /// senders at once, whichever replica, sweep or admin's sync). By then "no success under this
+    /// number" means it was not received or failed, so a refusal of the send again ends it
+    /// FAILED: nothing moved. A refund that waits for the seller's confirmation (legacy), or a
+    /// component without a refund query, is left as it is: `Ok(false)`. `Ok(true)`: the provider
+    /// was asked; the refund as stored tells how it stands. Always acts on the refund as stored
+    /// now, never on the caller's older copy.
+    ///
+    /// [`claim_refund_send`]: crate::store::ledger::Ledger::claim_refund_send
     pub async fn resolve_refund(
         &self,
         merchant_id: &str,
@@ -349,36 +353,34 @@ impl App {
             }
             Ok(Ok(_)) => {}
         }
-        let settle_after = plugin.call_timeout()
-            + std::time::Duration::from_secs(self.config.recovery.refund_after_s);
-        let started = clock::parse_rfc3339(&refund.created_at).unwrap_or(0);
-        let age = u64::try_from(clock::now_unix() - started).unwrap_or(0);
-        if age < settle_after.as_secs()
-            || !self.refund_sends.quiet(&refund.request_no, settle_after)
-        {
-            // An earlier send may still be on its way or being processed: asked, not sent.
-            return Ok(true);
-        }
+        let quiet = plugin.call_timeout().as_secs() + self.config.recovery.refund_after_s.max(10);
+        let now = clock::now_unix();
+        let quiet_before =
+            crate::store::format_unix(u64::try_from(now).unwrap_or(0).saturating_sub(quiet));
         let payment = self
             .store
             .payment(merchant_id, &refund.out_trade_no)
             .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| unknown_payment(&refund.out_trade_no))?;
-        // Settled while the provider was asked (a notification, another replica): not sent.
-        let Some(refund) = still_pending().await? else {
+        // Claimed in one statement: still PENDING (not settled while the provider was asked), and
+        // no send of it (the first, or one again by anybody) within the quiet time.
+        if !self
+            .store
+            .claim_refund_send(
+                merchant_id,
+                refund.id,
+                &quiet_before,
+                &crate::store::format_unix(u64::try_from(now).unwrap_or(0)),
+            )
+            .await
+            .map_err(ApiError::internal)?
+        {
             return Ok(true);
-        };
-        let request = self.refund_request(
-            merchant_id,
-            &payment,
-            &refund,
-            refund.reason.clone(),
-            clock::now_unix(),
-        );
-        self.refund_sends.sent(&refund.request_no);
+        }
+        let request =
+            self.refund_request(merchant_id, &payment, &refund, refund.reason.clone(), now);
         let answer = self.send_refund(plugin, &merchant, &request).await;
-        self.refund_sends.sent(&refund.request_no);
         tracing::info!(merchant = merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, "refund sent again under its number: the provider had no success for it");
         match self
             .apply_refund_answer(merchant_id, &merchant, refund.id, answer)
@@ -644,28 +646,6 @@ impl App {
             "trade_no": Some(closed.trade_no).filter(|t| !t.is_empty()).or(payment.trade_no),
             "detail": detail,
         }))
-    }
-}
-
-/// When this process last sent each pending refund again (by request number), so that it is
-/// not sent again, nor judged by a query, before that send has surely ended and been processed.
-/// Per process: another replica's sends are bounded by the sweep's gaps. Entries older than an
-/// hour are dropped as new ones come.
-#[derive(Debug, Default)]
-pub struct RecentSends(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
-
-impl RecentSends {
-    /// Notes a send of `request_no` now.
-    pub fn sent(&self, request_no: &str) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, at| at.elapsed() < std::time::Duration::from_secs(3_600));
-        map.insert(request_no.to_owned(), std::time::Instant::now());
-    }
-
-    /// Whether `request_no` was last sent here at least `quiet` ago (or never).
-    pub fn quiet(&self, request_no: &str, quiet: std::time::Duration) -> bool {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(request_no).is_none_or(|at| at.elapsed() >= quiet)
     }
 }
 

@@ -143,7 +143,6 @@ pub async fn build_app_with(config: Config, extras: Extras) -> Result<Arc<App>> 
         webhook_wake: Arc::new(Notify::new()),
         guards,
         merchant_cache: Default::default(),
-        refund_sends: Default::default(),
     });
     seed_merchants(&app).await?;
     name_plugins_of_older_rows(&app).await?;

@@ -40,8 +40,6 @@ pub struct App {
     pub guards: crate::auth::Guards,
     /// Merchants prepared once for notifications, kept while their stored settings are unchanged.
     pub merchant_cache: crate::notify::MerchantCache,
-    /// When this process last sent each pending refund again ([`crate::refunds::RecentSends`]).
-    pub refund_sends: crate::refunds::RecentSends,
 }
 
 /// The API's one error type (its JSON shape is `http::error`'s).

@@ -299,6 +299,17 @@ pub trait Ledger: Send + Sync {
     async fn refunds_for(&self, merchant: &str, out_trade_no: &str) -> Result<Vec<Refund>>;
     /// One refund.
     async fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>>;
+    /// Claims the send again of a PENDING refund that waits for no seller: true (and
+    /// `last_sent_at` set to `now`) only when it was created, and last sent again, before
+    /// `quiet_before` (stored UTC); false when it ended, or a send may still be on its way (this
+    /// process's, another replica's).
+    async fn claim_refund_send(
+        &self,
+        merchant: &str,
+        id: i64,
+        quiet_before: &str,
+        now: &str,
+    ) -> Result<bool>;
     /// Refunds of every merchant still PENDING that wait for no seller (no `confirm_url`), with
     /// an id above `after_id`, created before `before` (stored UTC), by id: the ones whose
     /// answer is missing, a page at a time.

@@ -375,6 +375,24 @@ impl Ledger for PostgresStore {
         refund_in(&self.client().await?, merchant, id).await
     }
 
+    async fn claim_refund_send(
+        &self,
+        merchant: &str,
+        id: i64,
+        quiet_before: &str,
+        now: &str,
+    ) -> Result<bool> {
+        let claimed = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE refunds SET last_sent_at = $4 WHERE merchant_id = $1 AND id = $2 AND status = 'PENDING' AND confirm_url IS NULL AND created_at < $3 AND (last_sent_at IS NULL OR last_sent_at < $3)",
+                &[&merchant, &id, &quiet_before, &now],
+            )
+            .await?;
+        Ok(claimed == 1)
+    }
+
     async fn pending_refunds(
         &self,
         after_id: i64,

@@ -57,6 +57,9 @@ fn ledger_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerPayment> {
 /// [`Ledger::pending_refunds`](crate::store::ledger::Ledger::pending_refunds).
 const PENDING_REFUNDS: &str = "SELECT * FROM refunds WHERE status = 'PENDING' AND confirm_url IS NULL AND id > ?1 AND created_at < ?2 ORDER BY id LIMIT ?3";
 
+/// [`Ledger::claim_refund_send`](crate::store::ledger::Ledger::claim_refund_send).
+const CLAIM_REFUND_SEND: &str = "UPDATE refunds SET last_sent_at = ?4 WHERE merchant_id = ?1 AND id = ?2 AND status = 'PENDING' AND confirm_url IS NULL AND created_at < ?3 AND (last_sent_at IS NULL OR last_sent_at < ?3)";
+
 fn refunds_in(conn: &Connection, merchant: &str, no: &str) -> Result<Vec<Refund>> {
     let mut st = conn.prepare_cached(
         "SELECT * FROM refunds WHERE merchant_id = ?1 AND out_trade_no = ?2 ORDER BY id",
@@ -310,6 +313,23 @@ impl Ledger for SqliteStore {
     async fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>> {
         let merchant = merchant.to_owned();
         self.read(move |conn| refund_in(conn, &merchant, id)).await
+    }
+
+    async fn claim_refund_send(
+        &self,
+        merchant: &str,
+        id: i64,
+        quiet_before: &str,
+        now: &str,
+    ) -> Result<bool> {
+        let args = (merchant.to_owned(), quiet_before.to_owned(), now.to_owned());
+        self.write(move |conn| {
+            let claimed = conn
+                .prepare_cached(CLAIM_REFUND_SEND)?
+                .execute(params![args.0, id, args.1, args.2])?;
+            Ok(claimed == 1)
+        })
+        .await
     }
 
     async fn pending_refunds(

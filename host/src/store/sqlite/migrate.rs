@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0003_refused_notifications.sql"),
     include_str!("../../../migrations/0004_ledger_refunds.sql"),
     include_str!("../../../migrations/0005_admin_users_audit.sql"),
+    include_str!("../../../migrations/0006_refund_sends.sql"),
 ];
 
 pub(super) fn migrate(conn: &Connection) -> Result<()> {
