@@ -4000,13 +4000,17 @@ async fn ecshop_virtual_cards_are_shown_on_the_return_after_the_webhook_paid() {
     let (log_id, page) = ecshop_checkout(&shop, 4).await;
     sandbox_faults(&d, json!({"notify_before_return": true})).await;
     let callback = pay_in_cashier(&pay_url_from_button(&page), &d).await;
+    // order_paid() marks the row paid, then the order, then ships the cards (as the real
+    // lib_payment.php does, one statement after another): wait for the last.
     wait_until(
-        || async { shop.state().await["pay_log"][&log_id]["is_paid"] == 1 },
-        "the webhook to pay the order",
+        || async {
+            let s = shop.state().await;
+            s["pay_log"][&log_id]["is_paid"] == 1
+                && s["virtual_card"][0]["order_sn"] == "2026112300004"
+        },
+        "the webhook to pay the order and ship the card",
     )
     .await;
-    let s = shop.state().await;
-    assert_eq!(s["virtual_card"][0]["order_sn"], "2026112300004", "{s}");
     let r = get(&landing_from(&callback).await, None).await;
     let page = String::from_utf8_lossy(&r.body).into_owned();
     assert!(
