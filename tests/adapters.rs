@@ -133,7 +133,7 @@ fn start_demo(dir: &Path, speed: u32) -> Demo {
     let speed = speed.to_string();
     // The shop runs on loopback: the operator allows its origin, as payhost.toml's
     // `[outbound] allowed_origins` would (webhooks to non-public addresses are refused otherwise).
-    let shop_port = free_port();
+    let shop_port = shop_port();
     std::fs::write(dir.join("shop.port"), shop_port.to_string()).unwrap();
     let shop_origin = format!("http://127.0.0.1:{shop_port}");
     spawn_payhost(
@@ -260,7 +260,7 @@ fn start_shop_with_php(
         .inspect(|_| {
             let _ = std::fs::remove_file(dir.join("shop.port"));
         })
-        .unwrap_or_else(free_port);
+        .unwrap_or_else(shop_port);
     let base = format!("http://127.0.0.1:{port}");
     let log = std::fs::File::create(dir.join("php.log")).unwrap();
     let mut cmd = Command::new("php");
@@ -285,6 +285,22 @@ fn start_shop_with_php(
         base,
         root,
     }
+}
+
+/// A free port for a PHP shop, below the kernel's ephemeral range (32768–60999 here): every
+/// other test's server gets its port by binding port 0 (`free_port`), from that range, so none can
+/// take this one between its choice and php's bind (which once made a shop's requests reach
+/// another test's payhost).
+fn shop_port() -> u16 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        ^ std::process::id().rotate_left(16);
+    (0..1_000u32)
+        .map(|i| 20_000 + (seed.wrapping_add(i.wrapping_mul(7_919)) % 10_000) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port in 20000–29999 for the shop")
 }
 
 fn html_unescape(s: &str) -> String {
@@ -1980,7 +1996,7 @@ impl OpenPlatform {
         });
         sandbox.start_delivery();
         let gateway = conformance::testhost::spawn_sandbox(sandbox, listener);
-        let shop_port = free_port();
+        let shop_port = shop_port();
         std::fs::write(dir.join("shop.port"), shop_port.to_string()).unwrap();
         let config = config_head(free_port(), TOKEN, "")
             + &format!(
