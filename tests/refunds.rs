@@ -52,6 +52,26 @@ shop_webhook_secret = "refunds-webhook-secret"
         )
 }
 
+/// Creates payment `no` of `fee` on merchant `ref` and pays it in the sandbox's cashier (its
+/// notification follows).
+async fn pay(host: &TestHost, sandbox: &str, no: &str, fee: &str) {
+    let r = send_json(
+        "POST",
+        &host.url("/v1/merchants/ref/payments"),
+        Some(TOKEN),
+        &serde_json::json!({"out_trade_no": no, "subject": "退款", "total_fee": fee, "return_url": "https://shop.example/r"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let page = get(r.json()["pay_url"].as_str().unwrap(), None).await;
+    let token = cashier_token(&page.text());
+    post_form(
+        &format!("{sandbox}/sandbox/cashier/pay"),
+        &format!("token={token}"),
+    )
+    .await;
+}
+
 /// Two payments through the sandbox, one refunded in part and one in full, with `database` (a
 /// PostgreSQL URL) instead of the SQLite file when given.
 async fn partial_and_full_refunds(name: &str, database: Option<String>) {
@@ -93,21 +113,7 @@ async fn partial_and_full_refunds(name: &str, database: Option<String>) {
             .collect()
     };
     for no in ["RF1", "RF2"] {
-        let r = send_json(
-            "POST",
-            &host.url("/v1/merchants/ref/payments"),
-            Some(TOKEN),
-            &serde_json::json!({"out_trade_no": no, "subject": "退款", "total_fee": "10.00", "return_url": "https://shop.example/r"}),
-        )
-        .await;
-        assert_eq!(r.status, 201, "{}", r.text());
-        let page = get(r.json()["pay_url"].as_str().unwrap(), None).await;
-        let token = cashier_token(&page.text());
-        post_form(
-            &format!("{}/sandbox/cashier/pay", sandbox.base),
-            &format!("token={token}"),
-        )
-        .await;
+        pay(&host, &sandbox.base, no, "10.00").await;
         wait_for("paid", async || status(no).await == "TRADE_SUCCESS").await;
     }
 
@@ -211,21 +217,7 @@ async fn a_refund_given_up_then_confirmed_beside_a_second_one_is_recorded() {
             .await
             .json()
     };
-    let r = send_json(
-        "POST",
-        &host.url("/v1/merchants/ref/payments"),
-        Some(TOKEN),
-        &serde_json::json!({"out_trade_no": "GU1", "subject": "放弃后确认", "total_fee": "1.00", "return_url": "https://shop.example/r"}),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let page = get(r.json()["pay_url"].as_str().unwrap(), None).await;
-    let token = cashier_token(&page.text());
-    post_form(
-        &format!("{}/sandbox/cashier/pay", sandbox.base),
-        &format!("token={token}"),
-    )
-    .await;
+    pay(&host, &sandbox.base, "GU1", "1.00").await;
     wait_for("paid", async || {
         payment().await["status"] == "TRADE_SUCCESS"
     })

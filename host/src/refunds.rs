@@ -123,7 +123,7 @@ impl App {
                 request_no: refunds::new_request_no(now),
                 refund_key: key,
                 amount_fen: amount.minor(),
-                reason: reason.clone(),
+                reason,
                 started_by: started_by.to_owned(),
             })
             .await
@@ -161,7 +161,7 @@ impl App {
             }
         };
         tracing::info!(merchant = merchant_id, out_trade_no, refund = refund.id, amount = %refund.amount(), started_by, "refund started");
-        let request = self.refund_request(merchant_id, &payment, &refund, reason, now);
+        let request = self.refund_request(merchant_id, &payment, &refund, now);
         let answer = self.send_refund(plugin, &merchant, &request).await;
         self.apply_refund_answer(merchant_id, &merchant, refund.id, answer)
             .await?;
@@ -195,7 +195,6 @@ impl App {
         merchant_id: &str,
         payment: &crate::store::Payment,
         refund: &Refund,
-        reason: String,
         now: i64,
     ) -> api::RefundRequest {
         api::RefundRequest {
@@ -203,7 +202,7 @@ impl App {
             trade_no: payment.trade_no.clone().unwrap_or_default(),
             amount: refund.amount(),
             total_fee: payment.total_fee(),
-            reason,
+            reason: refund.reason.clone(),
             request_no: refund.request_no.clone(),
             request_time: clock::beijing_text(now),
             notify_url: self.config.notify_url(merchant_id),
@@ -378,8 +377,7 @@ impl App {
         {
             return Ok(true);
         }
-        let request =
-            self.refund_request(merchant_id, &payment, &refund, refund.reason.clone(), now);
+        let request = self.refund_request(merchant_id, &payment, &refund, now);
         let answer = self.send_refund(plugin, &merchant, &request).await;
         tracing::info!(merchant = merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, "refund sent again under its number: the provider had no success for it");
         match self

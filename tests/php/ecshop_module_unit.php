@@ -28,19 +28,8 @@ $dashed = $m->log_id_of('SN-7-5-1000-2', 'SN-7 Tea');
 $no_subject = $m->log_id_of('2026112312345-5-1000-2', '');
 $s = $m->settings(array('payhost_url' => $argv[3], 'payhost_api_token' => 't', 'alipay_partner' => '2088000000000777'));
 list($status, $answer) = $m->call($s, 'GET', '/v1/merchants/x', null, 1);
-$picks = array();
-foreach (array(0, 1) as $https) {
-    foreach (array('5.2.0', '5.2.9', '5.2.10', '8.2.0') as $php) {
-        foreach (array('1', '0', 'Off') as $fopen) {
-            foreach (array(0, 1) as $wrapper) {
-                foreach (array(0, 1) as $curl) {
-                    $picks[implode(',', array($https, $php, $fopen, $wrapper, $curl))]
-                        = payhost_alipay_pick_transport($https == 1, $php, $fopen, $wrapper == 1, $curl == 1);
-                }
-            }
-        }
-    }
-}
+require(dirname(__FILE__) . '/transport_picks.php');
+$picks = transport_picks('payhost_alipay_pick_transport');
 echo json_encode(array(
     'log_id_of' => $parsed,
     'dashed_order_sn' => $dashed,

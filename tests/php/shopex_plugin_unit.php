@@ -19,19 +19,8 @@ $system = $GLOBALS['system'];
 $m = new pay_payhost($system);
 $s = array('payhost_url' => $argv[2], 'payhost_api_token' => 't');
 list($status, $answer) = $m->payhost_call($s, 'GET', '/v1/merchants/x', null, 1);
-$picks = array();
-foreach (array(0, 1) as $https) {
-    foreach (array('5.2.0', '5.2.9', '5.2.10', '8.2.0') as $php) {
-        foreach (array('1', '0', 'Off') as $fopen) {
-            foreach (array(0, 1) as $wrapper) {
-                foreach (array(0, 1) as $curl) {
-                    $picks[implode(',', array($https, $php, $fopen, $wrapper, $curl))]
-                        = pay_payhost_pick_transport($https == 1, $php, $fopen, $wrapper == 1, $curl == 1);
-                }
-            }
-        }
-    }
-}
+require(dirname(__FILE__) . '/transport_picks.php');
+$picks = transport_picks('pay_payhost_pick_transport');
 echo json_encode(array(
     'not_configured' => $m->payhost_error(409, array('error' => array('code' => 'merchant_not_configured', 'field' => 'settings',
         'message' => 'the shop has not saved its settings yet'))),

@@ -464,7 +464,7 @@ pub async fn sync(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
                         "#{} ¥{} {}",
                         x["id"],
                         x["amount"].as_str().unwrap_or_default(),
-                        refund_status_word(ctx, status)
+                        super::view::refund_status_word(ctx.lang, status)
                     )
                 })
                 .collect();
@@ -494,23 +494,6 @@ pub async fn sync(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
         )),
     };
     PostResult::Done(Posted::to(payment_url(id, no), flash))
-}
-
-/// A refund's status in the owner's words.
-fn refund_status_word(ctx: &Ctx, status: &str) -> String {
-    match status {
-        crate::domain::refunds::SUCCESS => ctx.t("已退款", "refunded").to_owned(),
-        crate::domain::refunds::FAILED => {
-            ctx.t("未退款（失败）", "not refunded (failed)").to_owned()
-        }
-        crate::domain::refunds::PENDING => ctx
-            .t(
-                "仍在处理中（稍后自动再查）",
-                "still pending (asked again later)",
-            )
-            .to_owned(),
-        other => other.to_owned(),
-    }
 }
 
 /// 已核对: the owner checked a payment held for review; its flag is cleared when it still says
