@@ -1185,6 +1185,83 @@ async fn an_expired_session_says_so_and_returns_to_the_page() {
     }
 }
 
+/// A session ends `[admin] session_idle_s` (30 min) after its last page, not 8 h after login:
+/// a login lasts 30 min, a page opened moves its end on, and an unused one asks to log in again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unused_session_ends_and_a_used_one_lives_on() {
+    let d = demo("admin-idle").await;
+    let base = d.url("");
+    let base = base.trim_end_matches('/');
+    let store = &d.app().store;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    const IDLE_MS: i64 = 30 * 60 * 1000;
+
+    // A login lasts the idle time, not the whole 8 h.
+    let (cookie, _) = admin_login(base, ADMIN_PASSWORD).await;
+    let id = cookie.trim_start_matches("payhost_admin=");
+    let s = store
+        .admin_session(&payhost::auth::token_hash(id), now())
+        .await
+        .unwrap()
+        .expect("the login's session");
+    assert!(
+        (s.expires_ms - s.created_ms - IDLE_MS).abs() < 1_000,
+        "{s:?}"
+    );
+
+    // A session about to end (29.5 min unused) is moved on by the page the owner opens.
+    let (id, hash) = (
+        "idle-session-in-use",
+        payhost::auth::token_hash("idle-session-in-use"),
+    );
+    store
+        .create_user_session(&hash, "csrf", now() + 30_000, None)
+        .await
+        .unwrap();
+    let (status, html) = page(base, "/admin/payments", &format!("payhost_admin={id}")).await;
+    assert_eq!(status, 200, "{html}");
+    let s = store
+        .admin_session(&hash, now())
+        .await
+        .unwrap()
+        .expect("still live");
+    assert!(s.expires_ms > now() + IDLE_MS - 60_000, "{s:?}");
+    // The next page within the minute writes nothing (the end stays where it was).
+    let before = s.expires_ms;
+    assert_eq!(
+        page(base, "/admin/payments", &format!("payhost_admin={id}"))
+            .await
+            .0,
+        200
+    );
+    let s = store.admin_session(&hash, now()).await.unwrap().unwrap();
+    assert_eq!(s.expires_ms, before);
+
+    // One left unused past its end asks to log in again, and stays ended.
+    let (id, hash) = (
+        "idle-session-left",
+        payhost::auth::token_hash("idle-session-left"),
+    );
+    store
+        .create_user_session(&hash, "csrf", now() + 300, None)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let (status, html) = page(base, "/admin/payments", &format!("payhost_admin={id}")).await;
+    assert_eq!(status, 401);
+    assert!(html.contains("登录已过期，请重新登录"), "{html}");
+    store
+        .extend_admin_session(&hash, now(), now() + IDLE_MS)
+        .await
+        .unwrap();
+    assert!(store.admin_session(&hash, now()).await.unwrap().is_none());
+}
+
 /// An open-platform refund whose answer is lost (the sandbox makes it, then answers HTTP 500):
 /// the page says the outcome is unknown and not to refund again, never "not started", and the
 /// form keeps its refund_key (sent again, it is the same refund). An order refunded in full

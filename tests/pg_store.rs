@@ -5,6 +5,7 @@
 //! lease that expires when its holder dies.
 
 use conformance::postgres::PgCluster;
+use payhost::store::admin::AdminStore;
 use payhost::store::postgres::{PgOptions, PostgresStore};
 use payhost::store::*;
 use std::sync::Arc;
@@ -316,6 +317,27 @@ async fn dead_letters_sessions_tokens_and_pruning() {
     assert_eq!(s.session("h2", now_ms()).await.unwrap(), None, "expired");
     s.delete_session("h1").await.unwrap();
     assert_eq!(s.session("h1", now_ms()).await.unwrap(), None, "revoked");
+    // A session in use moves its end on; never back, and an ended one stays ended.
+    s.create_user_session("h3", "csrf3", now_ms() + 60_000, None)
+        .await
+        .unwrap();
+    let at = now_ms();
+    s.extend_admin_session("h3", at, at + 600_000)
+        .await
+        .unwrap();
+    let live = s.admin_session("h3", at).await.unwrap().unwrap();
+    assert_eq!(live.expires_ms, at + 600_000);
+    s.extend_admin_session("h3", at, at + 120_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.admin_session("h3", at).await.unwrap().unwrap().expires_ms,
+        at + 600_000
+    );
+    s.extend_admin_session("h2", now_ms(), now_ms() + 600_000)
+        .await
+        .unwrap();
+    assert_eq!(s.admin_session("h2", now_ms()).await.unwrap(), None);
 
     let id = s.create_token("m1", "hash1", "ecshop").await.unwrap();
     assert_eq!(

@@ -497,6 +497,7 @@ fn payhost_toml_defaults_are_the_ones_stated() {
             config.retention.prune_interval_s,
         ),
         ("admin", "session_ttl_s", config.admin.session_ttl_s),
+        ("admin", "session_idle_s", config.admin.session_idle_s),
         (
             "admin",
             "login_failures_per_minute",

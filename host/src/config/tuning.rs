@@ -116,7 +116,10 @@ impl Default for Retention {
 /// `[admin]`: sessions and login throttling.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
+    /// The longest a session lives, however busy.
     pub session_ttl_s: u64,
+    /// How long a session lives unused: each page the owner opens moves its end on.
+    pub session_idle_s: u64,
     pub login_failures_per_minute: u32,
     /// `time_zone`: the zone the admin pages show times in (stored as UTC).
     pub time_zone: crate::domain::zone::Zone,
@@ -126,6 +129,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             session_ttl_s: 8 * 3600,
+            session_idle_s: 30 * 60,
             login_failures_per_minute: 5,
             time_zone: crate::domain::zone::Zone::default(),
         }
@@ -263,6 +267,7 @@ pub(super) fn recovery(value: Option<&toml::Value>, problems: &mut Vec<String>) 
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     session_ttl_s: Option<u64>,
+    session_idle_s: Option<u64>,
     login_failures_per_minute: Option<u32>,
     time_zone: Option<String>,
 }
@@ -273,6 +278,7 @@ pub(super) fn admin(value: Option<&toml::Value>, problems: &mut Vec<String>) -> 
     let d = AdminConfig::default();
     AdminConfig {
         session_ttl_s: raw.session_ttl_s.unwrap_or(d.session_ttl_s).max(60),
+        session_idle_s: raw.session_idle_s.unwrap_or(d.session_idle_s).max(60),
         login_failures_per_minute: raw
             .login_failures_per_minute
             .unwrap_or(d.login_failures_per_minute)

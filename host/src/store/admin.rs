@@ -52,6 +52,10 @@ pub struct AdminSession {
     pub csrf: String,
     /// None: logged in with payhost.toml's `admin_password_hash` (an operator).
     pub user: Option<String>,
+    /// When it was created (its lifetime, `[admin] session_ttl_s`, counts from here).
+    pub created_ms: i64,
+    /// When it ends unless used before: moved on by [`AdminStore::extend_admin_session`].
+    pub expires_ms: i64,
 }
 
 /// One line of the audit log.
@@ -98,6 +102,10 @@ pub trait AdminStore: Send + Sync + 'static {
         user: Option<&str>,
     ) -> Result<()>;
     async fn admin_session(&self, id_hash: &str, now_ms: i64) -> Result<Option<AdminSession>>;
+    /// Moves a live session's end to `expires_ms` (never earlier than it is): the owner is
+    /// still working. An ended session stays ended.
+    async fn extend_admin_session(&self, id_hash: &str, now_ms: i64, expires_ms: i64)
+        -> Result<()>;
     /// Keeps the message the session's next page shows.
     async fn set_session_flash(&self, id_hash: &str, flash: &str) -> Result<()>;
     /// The session's message, removed as it is read.

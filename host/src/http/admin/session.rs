@@ -61,13 +61,23 @@ pub fn language(req: &Request<Incoming>, query: &[(String, String)]) -> (Lang, O
 pub async fn current(app: &App, req: &Request<Incoming>) -> Option<(String, AdminSession)> {
     let id = cookie(req, COOKIE)?;
     let hash = crate::auth::token_hash(id);
-    let s = app
-        .store
-        .admin_session(&hash, crate::store::now_ms())
-        .await
-        .ok()
-        .flatten()?;
+    let now = crate::store::now_ms();
+    let s = app.store.admin_session(&hash, now).await.ok().flatten()?;
+    // In use: its end moves on. Written once a minute at most, not on every page.
+    let end = session_end(&app.config.admin, s.created_ms, now);
+    if end - s.expires_ms >= 60_000 {
+        if let Err(e) = app.store.extend_admin_session(&hash, now, end).await {
+            tracing::warn!(error = %e, "cannot extend an admin session");
+        }
+    }
     Some((hash, s))
+}
+
+/// When a session created at `created_ms` and used at `now_ms` ends: `[admin] session_idle_s`
+/// after this use, and never later than `session_ttl_s` after the login.
+fn session_end(admin: &crate::config::AdminConfig, created_ms: i64, now_ms: i64) -> i64 {
+    let idle = now_ms.saturating_add(admin.session_idle_s as i64 * 1000);
+    idle.min(created_ms.saturating_add(admin.session_ttl_s as i64 * 1000))
 }
 
 /// Who a session belongs to; None when its user no longer exists.
@@ -411,12 +421,13 @@ pub async fn login(
     let id = crate::auth::random_token();
     let csrf = crate::auth::random_token();
     let ttl = app.config.admin.session_ttl_s;
+    let now = crate::store::now_ms();
     if let Err(e) = app
         .store
         .create_user_session(
             &crate::auth::token_hash(&id),
             &csrf,
-            crate::store::now_ms() + ttl as i64 * 1000,
+            session_end(&app.config.admin, now, now),
             user.as_deref(),
         )
         .await
@@ -461,7 +472,29 @@ fn dummy_hash() -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::{return_to, safe_next, same_loopback_site};
+    use super::{return_to, safe_next, same_loopback_site, session_end};
+
+    #[test]
+    fn a_session_ends_idle_after_its_last_use_and_never_past_its_lifetime() {
+        let admin = crate::config::AdminConfig {
+            session_ttl_s: 8 * 3600,
+            session_idle_s: 1800,
+            ..Default::default()
+        };
+        let login = 1_000_000_000_000;
+        assert_eq!(session_end(&admin, login, login), login + 1_800_000);
+        let later = login + 3 * 3_600_000;
+        assert_eq!(session_end(&admin, login, later), later + 1_800_000);
+        // Seven and three-quarter hours in: the lifetime, not another half hour.
+        let late = login + 8 * 3_600_000 - 900_000;
+        assert_eq!(session_end(&admin, login, late), login + 8 * 3_600_000);
+        // An idle time longer than the lifetime: the lifetime.
+        let long = crate::config::AdminConfig {
+            session_idle_s: 24 * 3600,
+            ..admin
+        };
+        assert_eq!(session_end(&long, login, login), login + 8 * 3_600_000);
+    }
 
     #[test]
     fn only_a_page_of_this_admin_is_returned_to() {

@@ -153,14 +153,35 @@ impl AdminStore for PostgresStore {
         self.run(|pool| async move {
             let c = pool.get().await?;
             Ok(c.query_opt(
-                "SELECT csrf, user_name FROM admin_sessions WHERE id_hash = $1 AND expires_ms > $2",
+                "SELECT csrf, user_name, created_ms, expires_ms FROM admin_sessions WHERE id_hash = $1 AND expires_ms > $2",
                 &[&id_hash, &now_ms],
             )
             .await?
             .map(|r| AdminSession {
                 csrf: r.get(0),
                 user: r.get(1),
+                created_ms: r.get(2),
+                expires_ms: r.get(3),
             }))
+        })
+        .await
+    }
+
+    async fn extend_admin_session(
+        &self,
+        id_hash: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<()> {
+        let id_hash = id_hash.to_owned();
+        self.run(|pool| async move {
+            let c = pool.get().await?;
+            c.execute(
+                "UPDATE admin_sessions SET expires_ms = $3 WHERE id_hash = $1 AND expires_ms > $2 AND expires_ms < $3",
+                &[&id_hash, &now_ms, &expires_ms],
+            )
+            .await?;
+            Ok(())
         })
         .await
     }

@@ -132,15 +132,32 @@ impl AdminStore for SqliteStore {
         self.read(move |conn| {
             Ok(conn
             .prepare_cached(
-                "SELECT csrf, user_name FROM admin_sessions WHERE id_hash = ?1 AND expires_ms > ?2",
+                "SELECT csrf, user_name, created_ms, expires_ms FROM admin_sessions WHERE id_hash = ?1 AND expires_ms > ?2",
             )?
             .query_row(params![id_hash, now_ms], |r| {
                 Ok(AdminSession {
                     csrf: r.get(0)?,
                     user: r.get(1)?,
+                    created_ms: r.get(2)?,
+                    expires_ms: r.get(3)?,
                 })
             })
             .optional()?)
+        })
+        .await
+    }
+
+    async fn extend_admin_session(
+        &self,
+        id_hash: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<()> {
+        let id_hash = id_hash.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE admin_sessions SET expires_ms = ?3 WHERE id_hash = ?1 AND expires_ms > ?2 AND expires_ms < ?3")?
+                .execute(params![id_hash, now_ms, expires_ms])?;
+            Ok(())
         })
         .await
     }
