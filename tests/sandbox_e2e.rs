@@ -527,3 +527,151 @@ async fn an_independent_python_client_pays_through_the_sandbox() {
     );
     assert!(stdout.contains("PAID"), "{stdout}");
 }
+
+/// `payhost sandbox --rsa-merchant P --openapi-app APP:SELLER --keys-dir D`, for vendors trying
+/// the RSA and open-platform flows without playing Alipay: the keys are made once in D (private
+/// keys readable by their owner only) and kept across restarts, the settings to give the
+/// component are printed, and a payhost given those key files is paid through the sandbox both
+/// ways.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sandbox_alone_pays_rsa_merchants_and_open_platform_apps() {
+    use conformance::host::{config_head, Payhost};
+    const RSA_PARTNER: &str = "2088000000007777";
+    const APP_ID: &str = "2021000000000009";
+    const SELLER_ID: &str = "2088000000000010";
+    let dir = temp_dir("sandbox-rsa-open");
+    let keys = dir.join("keys");
+    let keys_arg = keys.display().to_string();
+    let args = [
+        "sandbox",
+        "--rsa-merchant",
+        RSA_PARTNER,
+        "--openapi-app",
+        &format!("{APP_ID}:{SELLER_ID}"),
+        "--keys-dir",
+        &keys_arg,
+    ];
+    for d in ["first", "second", "host"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let sb = spawn_payhost(&dir.join("first"), &args);
+    let printed = std::fs::read_to_string(&sb.log).unwrap();
+    assert!(
+        printed.contains(&format!("RSA merchant {RSA_PARTNER}: settings partner={RSA_PARTNER} sign_type=RSA private_key=<{keys_arg}/{RSA_PARTNER}/merchant_private.pem>")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("open-platform app {APP_ID}: settings api=openapi app_id={APP_ID} seller_id={SELLER_ID} app_private_key=<{keys_arg}/{APP_ID}/app_private.pem>")),
+        "{printed}"
+    );
+    let kept = |p: &str| std::fs::read_to_string(keys.join(p)).unwrap();
+    let first_key = kept(&format!("{APP_ID}/app_private.pem"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(keys.join(format!("{RSA_PARTNER}/merchant_private.pem")))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the merchant's private key is readable by others"
+        );
+    }
+    // A restart keeps the keys (the settings a component was given stay valid).
+    drop(sb);
+    let sb = spawn_payhost(&dir.join("second"), &args);
+    assert_eq!(kept(&format!("{APP_ID}/app_private.pem")), first_key);
+    let base = format!("{}/sandbox", sb.base);
+
+    let port = free_port();
+    let config = config_head(port, TOKEN, "")
+        + &format!(
+            r#"
+[merchants.rsa]
+partner = "{RSA_PARTNER}"
+sign_type = "RSA"
+seller_email = "seller@example.com"
+private_key_file = "{keys_arg}/{RSA_PARTNER}/merchant_private.pem"
+alipay_public_key_file = "{keys_arg}/{RSA_PARTNER}/alipay_public.pem"
+gateway_url = "{base}/gateway"
+notify_verify_url = "{base}/mapi"
+mapi_url = "{base}/mapi"
+
+[merchants.open]
+[merchants.open.settings]
+api = "openapi"
+app_id = "{APP_ID}"
+seller_id = "{SELLER_ID}"
+app_private_key_file = "{keys_arg}/{APP_ID}/app_private.pem"
+alipay_public_key_file = "{keys_arg}/{APP_ID}/alipay_public.pem"
+gateway = "{base}/openapi/gateway.do"
+"#
+        );
+    let host = Payhost::start(&dir.join("host"), &config);
+    let create = async |m: &str, no: &str| -> serde_json::Value {
+        let r = send_json(
+            "POST",
+            &host.url(&format!("/v1/merchants/{m}/payments")),
+            Some(TOKEN),
+            &json!({"out_trade_no": no, "subject": "沙箱", "total_fee": "3.00",
+                    "return_url": "https://shop.example/r"}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()
+    };
+    let paid = async |m: &str, no: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = get(
+                &host.url(&format!("/v1/merchants/{m}/payments/{no}")),
+                Some(TOKEN),
+            )
+            .await
+            .json();
+            if v["status"] == "TRADE_SUCCESS" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{m} {no} not paid: {v}\n{}",
+                host.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    // RSA: the sandbox checks the merchant's signature, and signs the notify with its own key.
+    let created = create("rsa", "SB-RSA-1").await;
+    let cashier = get(created["pay_url"].as_str().unwrap(), None).await;
+    assert_eq!(cashier.status, 200, "{}", cashier.text());
+    let r = post_form(
+        &format!("{base}/cashier/pay"),
+        &format!("token={}&buyer=13900001111", cashier_token(&cashier.text())),
+    )
+    .await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    paid("rsa", "SB-RSA-1").await;
+    // The open platform: the app's RSA2 signature, the sandbox's RSA2 notify.
+    let created = create("open", "SB-OPEN-1").await;
+    let cashier = get(created["pay_url"].as_str().unwrap(), None).await;
+    assert_eq!(cashier.status, 200, "{}", cashier.text());
+    let r = post_form(
+        &format!("{base}/openapi/cashier/pay"),
+        &format!("token={}", cashier_token(&cashier.text())),
+    )
+    .await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    paid("open", "SB-OPEN-1").await;
+
+    // A keys folder missing a file: the sandbox refuses to start and names it.
+    std::fs::remove_file(keys.join(format!("{RSA_PARTNER}/alipay_public.pem"))).unwrap();
+    let out = std::process::Command::new(conformance::host::payhost_binary())
+        .args(args)
+        .args(["--listen", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not alipay_public.pem"), "{err}");
+}

@@ -29,6 +29,7 @@
 pub mod bill;
 pub mod cashier;
 pub mod demo;
+pub mod keyfiles;
 pub mod openapi;
 pub mod outbound;
 pub mod refund;
