@@ -1,8 +1,9 @@
 //! Admission per class of work, and where the provider's notifications run.
 //!
-//! Three classes never wait on each other: the shop API (payments, returns, trade queries),
-//! the provider's notifications (a limit overall and a smaller one per merchant, so one
-//! merchant's flood leaves room for the others), and the operator's merchant configuration.
+//! Four classes never wait on each other: the shop API (payments, refunds, trade queries),
+//! the buyer's returns, the provider's notifications (a limit overall and a smaller one per
+//! merchant, so one merchant's flood leaves room for the others), and the operator's merchant
+//! configuration.
 //! Inside a class, requests wait in arrival order: more at once only adds thread hand-offs and
 //! lengthens the tail.
 //!
@@ -18,6 +19,11 @@
 //! `runtime::plugin::YIELD_FUEL` instructions (≈ 1 ms) and at every epoch tick, which bounds
 //! how long one poll can hold the request's thread; notifications inside the pool share it
 //! fairly too.
+//!
+//! A buyer's return is unauthenticated work of the same kind (anyone may send one, and checking
+//! it runs the component, an RSA verification for some merchants): it has its own class and
+//! runs where notifications do, so a flood of returns neither holds the shop API's permits nor
+//! takes its cores.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,8 +40,10 @@ pub const INLINE_BUDGET: Duration = Duration::from_millis(1);
 /// The classes of work admitted separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
-    /// The shop API and the buyer's return.
+    /// The shop API.
     Shop,
+    /// The buyer's return (unauthenticated).
+    Return,
     /// The operator's merchant configuration (API and admin page).
     Admin,
 }
@@ -55,6 +63,7 @@ pub struct Limits {
     /// (two here) and 1.2–1.4× at one (docs/PERFORMANCE.md, "Round 3, session 6"). One at a time still
     /// answers over a thousand a second here, far above one shop's genuine rate.
     pub notify_suspect_per_merchant: usize,
+    pub returns: usize,
     pub admin: usize,
 }
 
@@ -69,7 +78,8 @@ impl Limits {
     /// session 4"). Each one in flight holds a component instance, so they stay at most
     /// [`MAX_NOTIFY`], leaving the rest of a manifest's `max_instances` (128 in plugin.toml) to
     /// the shop API; expensive ones wait in the notification pool, whose threads, not the
-    /// permits, bound their CPU. Configuration: 2 per core.
+    /// permits, bound their CPU. Returns: 4 per core (a genuine one is a buyer's browser, a
+    /// few per payment). Configuration: 2 per core.
     pub fn for_this_machine() -> Limits {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let notify = (cores * 32).min(MAX_NOTIFY);
@@ -78,6 +88,7 @@ impl Limits {
             notify,
             notify_per_merchant: notify / 2,
             notify_suspect_per_merchant: 1,
+            returns: cores * 4,
             admin: cores * 2,
         }
     }
@@ -94,6 +105,7 @@ pub struct NotifyPermit {
 
 pub struct Admission {
     shop: Arc<Semaphore>,
+    returns: Arc<Semaphore>,
     admin: Arc<Semaphore>,
     notify: Arc<Semaphore>,
     notify_per_merchant: usize,
@@ -110,6 +122,7 @@ impl Admission {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Admission {
             shop: Arc::new(Semaphore::new(limits.shop)),
+            returns: Arc::new(Semaphore::new(limits.returns)),
             admin: Arc::new(Semaphore::new(limits.admin)),
             notify: Arc::new(Semaphore::new(limits.notify)),
             notify_per_merchant: limits.notify_per_merchant,
@@ -145,6 +158,7 @@ impl Admission {
     pub async fn enter(&self, class: Class) -> OwnedSemaphorePermit {
         let semaphore = match class {
             Class::Shop => &self.shop,
+            Class::Return => &self.returns,
             Class::Admin => &self.admin,
         };
         semaphore
@@ -196,6 +210,16 @@ impl Admission {
         T: Send + 'static,
     {
         self.notify_pool.run(work, may_start_here).await
+    }
+
+    /// Runs a buyer's return's check where notifications run: here while it stays cheap (an
+    /// MD5 merchant's), in the notification pool once it proves expensive (an RSA one's).
+    pub async fn run_return<F, T>(&self, work: F) -> Option<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.notify_pool.run(work, true).await
     }
 }
 
@@ -303,6 +327,7 @@ mod tests {
             notify: 4,
             notify_per_merchant: 2,
             notify_suspect_per_merchant: 1,
+            returns: 1,
             admin: 1,
         }
     }
@@ -323,6 +348,39 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), admission.enter_notify("b", true))
             .await
             .expect("another merchant's permits are its own");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_returns_does_not_hold_up_the_shop_api() {
+        let admission = Admission::new(limits()).unwrap();
+        let _returns = admission.enter(Class::Return).await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), admission.enter(Class::Return))
+                .await
+                .is_err(),
+            "the return limit holds"
+        );
+        let _shop = tokio::time::timeout(Duration::from_secs(1), admission.enter(Class::Shop))
+            .await
+            .expect("the shop API does not wait on returns");
+        // An expensive return's work moves off the thread that read it.
+        let here = std::thread::current().id();
+        let ran_on = admission
+            .run_return(async {
+                // One poll that spends twice the budget, then a yield: the next poll is the pool's.
+                let spin = Instant::now();
+                while spin.elapsed() < INLINE_BUDGET * 2 {
+                    std::hint::spin_loop();
+                }
+                tokio::task::yield_now().await;
+                std::thread::current().id()
+            })
+            .await
+            .unwrap();
+        assert_ne!(
+            ran_on, here,
+            "an expensive return stayed on the request's thread"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

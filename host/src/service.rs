@@ -705,8 +705,28 @@ impl App {
     /// `out_trade_no`, `result` (the provider's), `status` (the host's, from confirmed
     /// notifications only), `total_fee`, `ts` (unix seconds: shops refuse an old one), `sign` =
     /// hex HMAC-SHA256 over the sorted `k=v&…` string, keyed with the merchant's shop secret.
-    pub async fn handle_return(&self, merchant_id: &str, query: &[u8]) -> Result<String, ApiError> {
-        let _permit = self.admission.enter(Class::Shop).await;
+    ///
+    /// Admitted in its own class and checked where notifications are (`admission`): anyone may
+    /// send a return, and a flood of them must not slow the shop API.
+    pub async fn handle_return(
+        self: &Arc<Self>,
+        merchant_id: &str,
+        query: &[u8],
+    ) -> Result<String, ApiError> {
+        let _permit = self.admission.enter(Class::Return).await;
+        let (app, id, query) = (self.clone(), merchant_id.to_owned(), query.to_vec());
+        let work = async move { app.return_now(&id, &query).await };
+        self.admission.run_return(work).await.unwrap_or_else(|| {
+            Err(ApiError::new(
+                503,
+                "shutting_down",
+                "payhost is stopping; open the return link again",
+            ))
+        })
+    }
+
+    /// [`handle_return`](App::handle_return)'s work.
+    async fn return_now(&self, merchant_id: &str, query: &[u8]) -> Result<String, ApiError> {
         let merchant = self.merchant(merchant_id).await?;
         let q: Vec<(String, String)> = form_urlencoded::parse(query).into_owned().collect();
         let mut session = self.plugin_for(&merchant)?.session().await?;

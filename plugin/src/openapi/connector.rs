@@ -29,7 +29,13 @@ pub fn load(pairs: &[(String, String)]) -> Result<OpenApiSettings, PluginError> 
 pub fn validate_settings(
     pairs: &[(String, String)],
 ) -> Result<Vec<(String, String)>, Vec<FieldError>> {
-    settings::validate(pairs).map(|(_, normalised)| normalised)
+    let (settings, normalised) = settings::validate(pairs)?;
+    // The full key check (one private operation) runs here, not on every protocol call.
+    settings
+        .private_key
+        .check()
+        .map_err(|e| vec![FieldError::new("app_private_key", e.to_string())])?;
+    Ok(normalised)
 }
 
 pub fn start_payment(
