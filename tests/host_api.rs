@@ -1485,3 +1485,141 @@ async fn every_route_answers_errors_in_one_shape() {
     assert_eq!(r.json()["error"]["code"], "invalid_settings");
     assert!(r.json()["fields"].as_array().is_some_and(|f| !f.is_empty()));
 }
+
+/// A shop owner's merchant page keeps the operator's binding, as a merchant token's API call
+/// does: the shop origins stay as the operator set them (shown read-only), and a webhook URL
+/// the owner sets must be on them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shop_owner_cannot_move_the_operators_binding_on_the_page() {
+    let w = world("owner-bound").await;
+    let base = w.host.url("");
+    let (op, csrf) = admin_login(&base, ADMIN_PASSWORD).await;
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let settings = format!(
+        "partner={PARTNER}&key={MD5_KEY}&seller_email=a%40b.cn&gateway_url={}&notify_verify_url={}&mapi_url={}",
+        enc(&w.alipay.gateway_url()),
+        enc(&w.alipay.verify_url()),
+        enc(&w.alipay.verify_url())
+    );
+    let saved = admin_post(
+        &base,
+        "/admin/merchants/bound",
+        &op,
+        &format!("csrf={csrf}&{settings}&shop_origins=https%3A%2F%2Fshop.example"),
+    )
+    .await;
+    assert!(saved.contains("已保存并校验"), "{saved}");
+    let added = admin_post(
+        &base,
+        "/admin/users",
+        &op,
+        &format!("csrf={csrf}&name=owner1&role=owner&merchant=bound&password=owner1-password-0123"),
+    )
+    .await;
+    assert!(!added.contains("class=\"field-error\""), "{added}");
+    let (own, own_csrf) =
+        conformance::host::admin_login_as(&base, "owner1", "owner1-password-0123").await;
+    let page = get_page_text(&base, "/admin/merchants/bound", &own).await;
+    assert!(
+        page.contains("name=\"shop_origins\" class=\"short\" readonly"),
+        "{page}"
+    );
+    let view = || async {
+        get(&w.host.url("/v1/merchants/bound"), Some(TOKEN))
+            .await
+            .json()
+    };
+
+    // Another origin and a webhook off the bound one: refused, nothing changed.
+    let refused = admin_post(
+        &base,
+        "/admin/merchants/bound",
+        &own,
+        &format!(
+            "csrf={own_csrf}&{settings}&shop_origins=https%3A%2F%2Fattacker.example\
+             &shop_webhook_url=https%3A%2F%2Fattacker.example%2Fhook&shop_webhook_secret=0123456789abcdef0123"
+        ),
+    )
+    .await;
+    assert!(
+        refused.contains("id=\"shop_webhook_url-error\""),
+        "{refused}"
+    );
+    assert!(refused.contains("https://shop.example"), "{refused}");
+    let v = view().await;
+    assert_eq!(v["shop_origins"], json!(["https://shop.example"]), "{v}");
+    assert!(v["shop_webhook_url"].is_null(), "{v}");
+
+    // A webhook on the bound origin is the owner's to set; the origins stay the operator's.
+    let saved = admin_post(
+        &base,
+        "/admin/merchants/bound",
+        &own,
+        &format!(
+            "csrf={own_csrf}&{settings}&shop_origins=https%3A%2F%2Fattacker.example\
+             &shop_webhook_url=https%3A%2F%2Fshop.example%2Fhook&shop_webhook_secret=0123456789abcdef0123"
+        ),
+    )
+    .await;
+    assert!(saved.contains("已保存并校验"), "{saved}");
+    let v = view().await;
+    assert_eq!(v["shop_origins"], json!(["https://shop.example"]), "{v}");
+    assert_eq!(v["shop_webhook_url"], "https://shop.example/hook", "{v}");
+}
+
+async fn get_page_text(base: &str, path: &str, cookie: &str) -> String {
+    request(
+        "GET",
+        &format!("{}{path}", base.trim_end_matches('/')),
+        &[("cookie", cookie)],
+        Vec::new(),
+    )
+    .await
+    .text()
+}
+
+/// A merchant made with `payhost merchant add` (a shop connected, bound to its origin, holding
+/// its shop secret) that a payhost.toml table then configures: the table's provider settings
+/// apply, and what it leaves out (the shop origins, the shop secret) is kept, so the shop's
+/// returns and webhooks still verify and its binding holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_over_a_connected_shop_keeps_its_origins_and_secret() {
+    let dir = temp_dir("table-over-slot");
+    let config = dir.join("payhost.toml");
+    std::fs::write(&config, config_head(free_port(), TOKEN, "")).unwrap();
+    let added = std::process::Command::new(payhost_binary())
+        .args([
+            "merchant",
+            "add",
+            "dup",
+            "--shop-origin",
+            "https://dup.example",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+    let stdout = String::from_utf8_lossy(&added.stdout).into_owned();
+    let shop_secret = conformance::host::output_value(&stdout, "shop_secret: ");
+    let host = TestHost::start(&dir, |port| {
+        config_head(port, TOKEN, "")
+            + &format!(
+                "\n[merchants.dup]\npartner = \"{PARTNER}\"\nkey = \"{MD5_KEY}\"\nseller_email = \"s@example.com\"\n"
+            )
+    })
+    .await;
+    let v = get(&host.url("/v1/merchants/dup"), Some(TOKEN))
+        .await
+        .json();
+    assert_eq!(v["partner"], PARTNER, "{v}");
+    assert_eq!(v["shop_origins"], json!(["https://dup.example"]), "{v}");
+    let stored = host.app().store.merchant("dup").await.unwrap().unwrap();
+    assert_eq!(
+        stored.shop_webhook_secret.as_deref(),
+        Some(shop_secret.as_str())
+    );
+    assert!(host
+        .log_text()
+        .contains("what its table leaves out was kept"));
+}

@@ -451,6 +451,33 @@ async fn admin_sessions_csrf_and_throttling() {
     );
     assert_eq!(post(format!("csrf={csrf}&id=new1"), None).await.status, 303);
 
+    // Logging out takes the form's post: a GET (which any same-site page can make the browser
+    // send) or a post without the token leaves the session alive.
+    for (method, body) in [("GET", ""), ("POST", "csrf=wrong")] {
+        let r = request(
+            method,
+            &w.host.url("/admin/logout"),
+            &[
+                ("cookie", &cookie),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            body.as_bytes().to_vec(),
+        )
+        .await;
+        assert_eq!(r.status, 303, "{method}");
+        let still = request(
+            "GET",
+            &w.host.url("/admin"),
+            &[("cookie", &cookie)],
+            Vec::new(),
+        )
+        .await;
+        assert!(
+            !still.text().contains("name=\"password\""),
+            "{method} {body} logged out"
+        );
+    }
+
     // Logout revokes the session server-side: the copied cookie is worthless afterwards.
     let out = request(
         "POST",

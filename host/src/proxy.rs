@@ -222,6 +222,12 @@ mod tests {
             xff("10.0.0.2", &["1.2.3.4, junk, 10.0.0.3"]),
             ip("10.0.0.3")
         );
+        // A byte that is not ASCII left of the proxies' entries (read lossily by the HTTP
+        // layer): the entries right of it still count.
+        assert_eq!(
+            xff("10.0.0.2", &["\u{FFFD}, 198.51.100.7, 10.0.0.3"]),
+            ip("198.51.100.7")
+        );
         // Every hop trusted: the leftmost.
         assert_eq!(xff("10.0.0.2", &["10.9.9.9, 10.0.0.3"]), ip("10.9.9.9"));
         // Loopback only (`trust_proxy = true`).

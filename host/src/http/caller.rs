@@ -62,13 +62,19 @@ pub(super) async fn caller(app: &App, req: &Request<Incoming>) -> Option<Caller>
 /// The client's address: the peer, or behind a trusted proxy the rightmost `X-Forwarded-For`
 /// entry that is not a trusted proxy (`proxy::client_address`).
 pub fn client_ip(app: &App, remote: SocketAddr, req: &Request<Incoming>) -> IpAddr {
+    // Read as bytes: a header with one byte that is not ASCII still names, to the right of it,
+    // the addresses our proxies appended (a header skipped whole would leave the proxy itself
+    // as the client).
+    let headers: Vec<std::borrow::Cow<'_, str>> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+        .collect();
     crate::proxy::client_address(
         &app.config.trusted_proxies,
         remote.ip(),
-        req.headers()
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
+        headers.iter().map(|h| h.as_ref()),
     )
 }
 

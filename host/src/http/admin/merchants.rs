@@ -557,11 +557,19 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
         return PostResult::NotFound;
     }
     let page_url = merchant_page(id);
+    // A shop owner's slot is bound by the operator, as a merchant token's is in the API
+    // (`api::merchants::bind_to_slot`): the component and the shop origins stay as the operator
+    // set them, and a webhook URL the owner changes must be on those origins.
+    let bound = existing.as_ref().filter(|_| !ctx.who.operator());
     let chosen = field(form, "plugin").trim().to_owned();
-    let Some(runtime) = form_plugin(app, existing.as_ref(), Some(&chosen)) else {
+    let chosen = Some(chosen.as_str()).filter(|_| bound.is_none());
+    let Some(runtime) = form_plugin(app, existing.as_ref(), chosen) else {
         return PostResult::Done(Posted::to(
             page_url,
-            Flash::err(format!("plugin: {chosen:?} is not loaded by this host")),
+            Flash::err(format!(
+                "plugin: {:?} is not loaded by this host",
+                chosen.unwrap_or_default()
+            )),
         ));
     };
     let mut typed = BTreeMap::new();
@@ -603,10 +611,11 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
         "shop_webhook_url".into(),
         field(form, "shop_webhook_url").trim().to_owned(),
     );
-    typed.insert(
-        "shop_origins".into(),
-        field(form, "shop_origins").to_owned(),
-    );
+    let origins_text = match bound {
+        Some(slot) => slot.shop_origins.join("\n"),
+        None => field(form, "shop_origins").to_owned(),
+    };
+    typed.insert("shop_origins".into(), origins_text.clone());
     let webhook_url =
         Some(field(form, "shop_webhook_url").trim().to_owned()).filter(|s| !s.is_empty());
     let webhook_secret = Some(field(form, "shop_webhook_secret").trim().to_owned())
@@ -617,7 +626,7 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
                 .and_then(|m| m.shop_webhook_secret.clone())
         });
     let mut errors: Vec<(String, String)> = Vec::new();
-    let raw_origins: Vec<String> = field(form, "shop_origins")
+    let raw_origins: Vec<String> = origins_text
         .split(['\n', ',', ' '])
         .map(str::trim)
         .filter(|o| !o.is_empty())
@@ -642,6 +651,30 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
                     "must be an absolute http or https URL",
                 )
                 .into(),
+            ));
+        }
+        let changed = bound.is_some_and(|slot| slot.shop_webhook_url.as_ref() != Some(u));
+        if let Some(slot) = bound
+            .filter(|slot| changed && (slot.shop_origins.is_empty() || !slot.return_url_allowed(u)))
+        {
+            let origins = if slot.shop_origins.is_empty() {
+                ctx.t(
+                    "未绑定，请运营者先绑定商城地址",
+                    "none bound: ask the operator to bind one",
+                )
+                .to_owned()
+            } else {
+                slot.shop_origins.join(", ")
+            };
+            errors.push((
+                "shop_webhook_url".into(),
+                format!(
+                    "{}（{origins}）",
+                    ctx.t(
+                        "必须在运营者为本商户绑定的商城地址上",
+                        "must be on the shop origins the operator bound to this merchant"
+                    )
+                ),
             ));
         }
         if webhook_secret.as_ref().is_none_or(|s| s.len() < 16) {

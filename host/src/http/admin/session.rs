@@ -291,6 +291,16 @@ pub async fn logout(
     req: Request<Incoming>,
     session: Option<&String>,
 ) -> Response<Body> {
+    // Only the page's logout form (a post with the session's CSRF token) logs out: a GET, which
+    // any same-site page can make the browser send, leads back to the admin page, where the
+    // button is.
+    if req.method() != http::Method::POST {
+        return Response::builder()
+            .status(303)
+            .header("location", "/admin")
+            .body(Body::default())
+            .expect("valid response");
+    }
     // Revoked server-side: the old cookie is worthless even if it was copied.
     if let Some(hash) = session {
         let csrf = app
@@ -301,10 +311,7 @@ pub async fn logout(
             .flatten()
             .map(|s| s.csrf)
             .unwrap_or_default();
-        let allowed = req.method() == http::Method::GET || {
-            let form = form_of(req).await;
-            csrf_ok(&form, &csrf)
-        };
+        let allowed = csrf_ok(&form_of(req).await, &csrf);
         if allowed {
             if let Err(e) = app.store.delete_session(hash).await {
                 tracing::error!(error = %e, "cannot delete an admin session");
