@@ -869,11 +869,31 @@ fn the_chinese_readme_s_payhost_toml_is_accepted() {
             ),
         )
     );
+    // As written, its token is a placeholder to replace: refused, naming the field and how to
+    // make one. With a token of the operator's own, the rest is accepted.
     std::fs::write(dir.join("payhost.toml"), &config).unwrap();
-    let out = payhost(&[
-        "check-config",
-        "--config",
-        dir.join("payhost.toml").to_str().unwrap(),
-    ]);
+    let check = || {
+        payhost(&[
+            "check-config",
+            "--config",
+            dir.join("payhost.toml").to_str().unwrap(),
+        ])
+    };
+    let out = check();
+    assert_eq!(code_of(&out), 2, "{config}\n{}", text_of(&out));
+    assert!(
+        text_of(&out).contains("api_token:") && text_of(&out).contains("openssl rand -hex 32"),
+        "{}",
+        text_of(&out)
+    );
+    let token = config
+        .lines()
+        .find_map(|l| l.strip_prefix("api_token = \""))
+        .and_then(|v| v.split('"').next())
+        .expect("the block sets api_token")
+        .to_owned();
+    let config = config.replace(&token, "an-operators-own-token-5f1d0c9e");
+    std::fs::write(dir.join("payhost.toml"), &config).unwrap();
+    let out = check();
     assert_eq!(code_of(&out), 0, "{config}\n{}", text_of(&out));
 }

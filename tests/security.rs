@@ -443,12 +443,19 @@ async fn admin_sessions_csrf_and_throttling() {
         403,
         "Origin: null"
     );
-    assert_eq!(
-        post(format!("csrf={csrf}&id=new1"), Some("https://evil.example"))
-            .await
-            .status,
-        403
+    let other = post(format!("csrf={csrf}&id=new1"), Some("https://evil.example")).await;
+    assert_eq!(other.status, 403);
+    // The page says which address to open it at (a tunnel or the server's IP is the usual
+    // cause), and the log says so too.
+    let said = other.text();
+    assert!(
+        said.contains("这个页面是从 https://evil.example 打开的") && said.contains("public_url"),
+        "{said}"
     );
+    assert!(w
+        .host
+        .log_text()
+        .contains("refused an admin post from another origin"));
     assert_eq!(post(format!("csrf={csrf}&id=new1"), None).await.status, 303);
 
     // Logging out takes the form's post: a GET (which any same-site page can make the browser

@@ -142,10 +142,7 @@ fn yuan(fen: u64) -> String {
 /// `paid_at` as stored UTC ISO 8601: stored UTC as it is, a provider's Beijing wall-clock text
 /// (`gmt_payment`) converted.
 pub fn paid_at_utc(p: &Payment) -> Option<String> {
-    let v = p.paid_at.as_deref()?;
-    clock::parse_rfc3339(v)
-        .map(|t| crate::store::format_unix(t.max(0) as u64))
-        .or_else(|| clock::beijing_text_to_utc(v))
+    clock::shown_utc(p.paid_at.as_deref()?)
 }
 
 /// One row of the ledger's JSON.

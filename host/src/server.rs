@@ -357,14 +357,20 @@ pub async fn check_merchants(config: &Config, plugins: &Plugins) -> Vec<String> 
         match session.validate_settings(&m.settings).await {
             Ok(Ok(_)) => {}
             Ok(Err(fields)) => {
-                for f in fields {
-                    let suffix = if m.from_files.contains(&f.field) {
-                        "_file"
-                    } else {
-                        ""
-                    };
-                    problems.push(format!("merchants.{id}.{}{suffix}: {}", f.field, f.reason));
-                }
+                // Named by the key as written (`…settings.partnr`, `…private_key_file`), with the
+                // nearest setting the component knows; none for a setting whose file could not be
+                // read (that problem is listed already).
+                let known: Vec<&str> = plugin
+                    .info
+                    .settings
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect();
+                problems.extend(
+                    fields
+                        .iter()
+                        .filter_map(|f| config.setting_problem(id, &f.field, &f.reason, &known)),
+                );
             }
             Err(e) => problems.push(format!("merchants.{id}: {e}")),
         }

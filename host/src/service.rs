@@ -73,27 +73,31 @@ pub(crate) fn plugin_error_to_api(e: PluginError) -> ApiError {
                 E::InvalidSettings(fields).to_string(),
             )
         }
-        E::Gateway(g) => ApiError {
-            status: 502,
-            code: format!(
-                "gateway_{}",
-                if g.code.is_empty() { "error" } else { &g.code }
-            ),
-            field: None,
-            // `detail` is the component's plain-language help for the error.
-            message: format!(
+        E::Gateway(g) => {
+            // Logged too: an operator reads why the provider refused without asking the shop.
+            let id = correlation_id();
+            tracing::warn!(correlation_id = %id, code = %crate::log_limit::clean(&g.code), sub_code = %crate::log_limit::clean(&g.sub_code), msg = %crate::log_limit::clean(&g.msg), "the provider refused a call");
+            let said = format!(
                 "the payment provider refused the request: {} ({}) {}",
                 g.msg, g.sub_code, g.detail
-            )
-            .trim()
-            .to_owned(),
-        },
+            );
+            ApiError {
+                status: 502,
+                code: format!(
+                    "gateway_{}",
+                    if g.code.is_empty() { "error" } else { &g.code }
+                ),
+                field: None,
+                // `detail` is the component's plain-language help for the error.
+                message: format!("{} (correlation id {id})", said.trim()),
+            }
+        }
         // Timeouts and transport failures are described by the connection and the HTTP status
         // alone, never by what came back. Anything else the provider (or whatever answered) sent
         // is never echoed to the caller: a fixed message and a correlation id; the detail goes to
         // the log under that id.
-        E::Timeout(m) => ApiError::new(504, "gateway_timeout", m),
-        E::Transport(m) => ApiError::new(502, "gateway_unreachable", m),
+        E::Timeout(m) => provider_unreachable(504, "gateway_timeout", &m),
+        E::Transport(m) => provider_unreachable(502, "gateway_unreachable", &m),
         E::BadSignature(m) => upstream_error(
             502,
             "gateway_bad_signature",
@@ -125,6 +129,15 @@ pub(crate) fn not_offered_by_api_family(e: &PluginError) -> Option<ApiError> {
         }
         _ => None,
     }
+}
+
+/// An API error for a provider that did not answer (timeout, refused connection, DNS): the
+/// connection's own description, also logged at WARN under a correlation id, so an operator
+/// whose firewall blocks the provider sees it in the log, not only the shop.
+fn provider_unreachable(status: u16, code: &str, message: &str) -> ApiError {
+    let id = correlation_id();
+    tracing::warn!(correlation_id = %id, code, detail = %crate::log_limit::clean(message), "provider call failed: no answer");
+    ApiError::new(status, code, format!("{message} (correlation id {id})"))
 }
 
 /// An API error about the provider's answer: fixed text plus a correlation id; the detail is logged.

@@ -40,11 +40,13 @@ fn warning(file: &Path, mode: u32) -> String {
     )
 }
 
-/// The file's permission bits when group or others may read it.
+/// The file's permission bits when group or others may read it. Only files: a key "file" that
+/// is a directory is refused with its own problem (`chmod 600` would be no advice for it).
 #[cfg(unix)]
 fn open_to_others(file: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(file).ok()?.permissions().mode() & 0o777;
+    let meta = std::fs::metadata(file).ok().filter(|m| m.is_file())?;
+    let mode = meta.permissions().mode() & 0o777;
     (mode & 0o044 != 0).then_some(mode)
 }
 

@@ -5,7 +5,7 @@
 
 use super::{section, trimmed};
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// A merchant table as written in the file or sent to `PUT /v1/merchants/{id}` (every field
@@ -178,6 +178,34 @@ pub(super) fn is_http_url(u: &str) -> bool {
 /// one (within two letters) without mistaking a component's setting for one.
 const HOST_KEYS: &[&str] = &["shop_webhook_url", "shop_webhook_secret", "shop_origins"];
 
+/// The keys of a merchant table that are not settings of the older flat form.
+const TABLE_KEYS: &[&str] = &[
+    "plugin",
+    "settings",
+    "shop_webhook_url",
+    "shop_webhook_secret",
+    "shop_origins",
+];
+
+/// The host key a merchant table's `key` was meant to be, when it is within two letters of one,
+/// also without its `shop_` (`shop_origin`, `webhook_url`, `origins`).
+fn meant_host_key(key: &str) -> Option<&'static str> {
+    if HOST_KEYS.contains(&key) {
+        return None;
+    }
+    let prefixed = format!("shop_{key}");
+    HOST_KEYS
+        .iter()
+        .find(|h| strsim::levenshtein(key, h) <= 2 || strsim::levenshtein(&prefixed, h) <= 2)
+        .copied()
+}
+
+/// Whether a `<name>_file` value is the PEM text itself rather than a file name (pasted into
+/// the wrong key): it is then never shown, since it may be a private key.
+fn is_pem_text(value: &str) -> bool {
+    value.contains("-----") || value.contains('\n')
+}
+
 /// Turns a merchant table into settings, reading `<name>_file` settings relative to `base`
 /// (`None`: files are not allowed, e.g. through the API, and none is opened). Problems are pushed
 /// as `merchants.<id>.<field>: <rule>`.
@@ -194,24 +222,27 @@ pub fn merchant_settings(
     let mistyped: Vec<(&str, &str)> = raw
         .flat
         .keys()
-        .filter_map(|k| {
-            HOST_KEYS
-                .iter()
-                .find(|h| strsim::levenshtein(k, h) <= 2)
-                .map(|h| (k.as_str(), *h))
-        })
+        .filter_map(|k| meant_host_key(k).map(|h| (k.as_str(), h)))
         .collect();
     for (key, meant) in &mistyped {
         problems.push(format!(
             "merchants.{id}.{key}: unknown key; did you mean {meant}?"
         ));
     }
-    for (name, value) in raw.setting_values() {
-        if mistyped.iter().any(|(k, _)| *k == name) {
+    // Each setting with the key it was written under: `settings.<name>` or, flat, `<name>`.
+    let nested = raw
+        .settings
+        .iter()
+        .flatten()
+        .map(|(k, v)| (format!("settings.{k}"), k, v));
+    let flat = raw.flat.iter().map(|(k, v)| (k.clone(), k, v));
+    for (key, name, value) in nested.chain(flat) {
+        let value = value.text().trim().to_owned();
+        if value.is_empty() || mistyped.iter().any(|(k, _)| *k == key) {
             continue;
         }
         let Some(setting) = name.strip_suffix("_file") else {
-            settings.push((name, value));
+            settings.push((name.clone(), value));
             continue;
         };
         let Some(base) = base else {
@@ -220,14 +251,28 @@ pub fn merchant_settings(
             ));
             continue;
         };
+        if is_pem_text(&value) {
+            problems.push(format!(
+                "merchants.{id}.{key}: holds PEM text, not a file name; put the PEM in {setting} instead, or name the file that holds it"
+            ));
+            continue;
+        }
         let full = base.join(&value);
+        if full.is_dir() {
+            problems.push(format!(
+                "merchants.{id}.{key}: {} is a directory, not a file; name the PEM file itself (such as {})",
+                full.display(),
+                full.join(format!("{setting}.pem")).display()
+            ));
+            continue;
+        }
         match std::fs::read_to_string(&full) {
             Ok(pem) => {
                 from_files.push(setting.to_owned());
                 settings.push((setting.to_owned(), pem));
             }
             Err(e) => problems.push(format!(
-                "merchants.{id}.{name}: cannot read {} ({e})",
+                "merchants.{id}.{key}: cannot read {} ({e})",
                 full.display()
             )),
         }
@@ -275,19 +320,94 @@ pub fn merchant_settings(
     }
 }
 
+/// Where a merchant's settings were written in payhost.toml, for the problems its component
+/// finds with them once loaded ([`super::Config::setting_problem`]).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Written {
+    /// Whether the merchant has a `[merchants.<id>.settings]` table.
+    pub nested: bool,
+    /// Each setting read from the file and the key it was written under, below
+    /// `merchants.<id>.` (`settings.partner`, `partner`, `private_key_file`).
+    pub keys: BTreeMap<String, String>,
+    /// The settings whose `<name>_file` could not be read (that problem is listed already).
+    pub unread: BTreeSet<String>,
+}
+
+impl Written {
+    fn of(raw: &RawMerchant, read: &MerchantSettings) -> Written {
+        let setting = |k: &str| k.strip_suffix("_file").unwrap_or(k).to_owned();
+        let nested = raw
+            .settings
+            .iter()
+            .flatten()
+            .map(|(k, _)| (setting(k), format!("settings.{k}")));
+        let flat = raw.flat.keys().map(|k| (setting(k), k.clone()));
+        Written {
+            nested: raw.settings.is_some(),
+            keys: flat.chain(nested).collect(),
+            unread: raw
+                .setting_values()
+                .into_iter()
+                .filter_map(|(k, _)| k.strip_suffix("_file").map(str::to_owned))
+                .filter(|s| !read.from_files.contains(s))
+                .collect(),
+        }
+    }
+}
+
+/// A merchant table less the keys that cannot be settings, each reported under its own key: a
+/// mistyped host key (`shop_origin = [...]`, `webhook_url`: what was meant is named, whatever
+/// the value) and a setting of `[merchants.<id>.settings]` that is not text, a number or
+/// true/false.
+fn without_misplaced(id: &str, table: &toml::Value, problems: &mut Vec<String>) -> toml::Value {
+    let Some(table) = table.as_table() else {
+        return table.clone();
+    };
+    let mut table = table.clone();
+    table.retain(|key, _| {
+        let meant = (!TABLE_KEYS.contains(&key))
+            .then(|| meant_host_key(key))
+            .flatten();
+        if let Some(meant) = meant {
+            problems.push(format!(
+                "merchants.{id}.{key}: unknown key; did you mean {meant}?"
+            ));
+        }
+        meant.is_none()
+    });
+    if let Some(toml::Value::Table(settings)) = table.get_mut("settings") {
+        settings.retain(|key, value| match value {
+            toml::Value::String(_) | toml::Value::Integer(_) | toml::Value::Boolean(_) => true,
+            other => {
+                problems.push(format!(
+                    "merchants.{id}.settings.{key}: must be text, a whole number or true/false (not {})",
+                    other.type_str()
+                ));
+                false
+            }
+        });
+    }
+    toml::Value::Table(table)
+}
+
 /// Every `[merchants.<id>]` table; a bad id or a bad key is reported and the others still read.
+/// Also where each merchant's settings were written.
 pub(super) fn parse(
     value: Option<&toml::Value>,
     base: &Path,
     problems: &mut Vec<String>,
-) -> BTreeMap<String, MerchantSettings> {
+) -> (
+    BTreeMap<String, MerchantSettings>,
+    BTreeMap<String, Written>,
+) {
     let mut merchants = BTreeMap::new();
+    let mut written = BTreeMap::new();
     let tables = match value {
-        None => return merchants,
+        None => return (merchants, written),
         Some(toml::Value::Table(t)) => t,
         Some(_) => {
             problems.push("merchants: must be tables [merchants.<id>]".into());
-            return merchants;
+            return (merchants, written);
         }
     };
     for (id, table) in tables {
@@ -297,11 +417,11 @@ pub(super) fn parse(
             ));
             continue;
         }
-        let raw: RawMerchant = section(&format!("merchants.{id}"), Some(table), problems);
-        merchants.insert(
-            id.clone(),
-            merchant_settings(id, &raw, Some(base), problems),
-        );
+        let table = without_misplaced(id, table, problems);
+        let raw: RawMerchant = section(&format!("merchants.{id}"), Some(&table), problems);
+        let read = merchant_settings(id, &raw, Some(base), problems);
+        written.insert(id.clone(), Written::of(&raw, &read));
+        merchants.insert(id.clone(), read);
     }
-    merchants
+    (merchants, written)
 }

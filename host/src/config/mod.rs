@@ -15,6 +15,8 @@ mod merchants;
 mod plugins;
 mod top;
 mod tuning;
+#[cfg(test)]
+mod validation_tests;
 
 pub use merchants::{
     merchant_settings, origin_of, valid_merchant_id, MerchantSettings, RawMerchant, SettingValue,
@@ -64,6 +66,8 @@ pub struct Config {
     pub retention: Retention,
     pub recovery: Recovery,
     pub admin: AdminConfig,
+    /// Where each merchant's settings were written (names only), for [`Config::setting_problem`].
+    written: BTreeMap<String, merchants::Written>,
 }
 
 /// A configuration read as far as it could be, and every problem found on the way (each
@@ -169,13 +173,13 @@ impl Config {
         let public_url = top::public_url(&raw, p);
         let api_token = top::api_token(&raw, p);
         let admin_password_hash = top::admin_password_hash(&raw, p);
-        let metrics_listen = top::metrics_listen(&raw, p);
+        let metrics_listen = top::metrics_listen(&raw, listen, p);
         let mut warnings = Vec::new();
         let trusted_proxies = top::trusted_proxies(&raw, &mut warnings, p);
         let db = database::parse(table.get("database"), base, p);
         let cache_dir = database::cache_dir(&raw, &db, base);
         let plugins = plugins::parse(table.get("plugin"), table.get("plugins"), base, p);
-        let merchants = merchants::parse(table.get("merchants"), base, p);
+        let (merchants, written) = merchants::parse(table.get("merchants"), base, p);
         let webhooks = tuning::webhooks(table.get("webhooks"), p);
         let limits = tuning::limits(table.get("limits"), p);
         let retention = tuning::retention(table.get("retention"), p);
@@ -203,6 +207,7 @@ impl Config {
                 retention,
                 recovery,
                 admin,
+                written,
             },
             problems: without_echoes(problems),
         })
@@ -216,6 +221,47 @@ impl Config {
     /// `{public_url}/return/{id}`: where the provider sends this merchant's buyers back.
     pub fn return_url(&self, merchant: &str) -> String {
         format!("{}/return/{merchant}", self.public_url)
+    }
+
+    /// The whole key merchant `id`'s setting `name` was written under in the file
+    /// (`merchants.shop1.settings.partner`, `merchants.shop1.partner`,
+    /// `merchants.shop1.private_key_file`); a setting not written (a required one left out) is
+    /// named where the merchant's settings are.
+    pub fn setting_key(&self, id: &str, name: &str) -> String {
+        let written = self.written.get(id);
+        match written.and_then(|w| w.keys.get(name)) {
+            Some(key) => format!("merchants.{id}.{key}"),
+            None if written.is_some_and(|w| w.nested) => format!("merchants.{id}.settings.{name}"),
+            None => format!("merchants.{id}.{name}"),
+        }
+    }
+
+    /// A problem the component's `validate-settings` found with merchant `id`'s setting `name`
+    /// (`reason`), as `payhost check-config` lists it: under the key it was written as
+    /// ([`Config::setting_key`]), and, when `name` is none of `known` (the component's
+    /// settings), with the nearest of them if one is near enough ("did you mean partner?").
+    /// None for a setting whose `<name>_file` could not be read: that problem is listed
+    /// already, and the setting's absence follows from it.
+    pub fn setting_problem(
+        &self,
+        id: &str,
+        name: &str,
+        reason: &str,
+        known: &[&str],
+    ) -> Option<String> {
+        if self
+            .written
+            .get(id)
+            .is_some_and(|w| w.unread.contains(name))
+        {
+            return None;
+        }
+        let hint = (!known.contains(&name))
+            .then(|| did_you_mean(name, known.iter().copied()))
+            .flatten()
+            .map(|k| format!("; did you mean {k}?"))
+            .unwrap_or_default();
+        Some(format!("{}: {reason}{hint}", self.setting_key(id, name)))
     }
 }
 
@@ -284,9 +330,10 @@ fn section<T: DeserializeOwned + Default>(
     })
 }
 
-/// A deserialisation error as a rule a person can follow.
 /// A file that is not TOML, named by line and column. toml's own message quotes the line, and
-/// the line may hold a key or a token: it never reaches the terminal or the log.
+/// the line may hold a key or a token: it never reaches the terminal or the log. Nor does a value
+/// the message itself quotes (serde's "invalid type: integer `…`", as for a number too long for
+/// TOML): the kind of value is said instead.
 fn syntax_error(text: &str, e: &toml::de::Error) -> anyhow::Error {
     let at = e.span().map(|span| {
         let mut start = span.start.min(text.len());
@@ -301,14 +348,26 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> anyhow::Error {
     // The usual slip: a text value without quotes (`listen = 127.0.0.1:8080`), which TOML reads
     // as the start of a number or a bare word.
     let message = e.message().trim();
-    let hint = if message.contains("invalid float")
+    let quotes = "; a text value goes in double quotes: listen = \"127.0.0.1:8080\" (文字值要用双引号括起来)";
+    let (message, hint) = if let Some((got, _)) = serde_mismatch(message) {
+        let kind = kind_of(got);
+        if got.contains(" as i128") || got.contains(" as u128") {
+            // An unquoted number longer than TOML's 64 bits: often an all-digit key.
+            (
+                format!("a number too large for TOML ({kind} of more than 19 digits)"),
+                "; a key or any other long number is text and goes in double quotes: key = \"…\" (文字值要用双引号括起来)",
+            )
+        } else {
+            (format!("a value that is not valid here ({kind})"), quotes)
+        }
+    } else if message.contains("invalid float")
         || message.contains("invalid integer")
         || message.contains("invalid string")
         || message.contains("expected nothing")
     {
-        "; a text value goes in double quotes: listen = \"127.0.0.1:8080\" (文字值要用双引号括起来)"
+        (message.to_owned(), quotes)
     } else {
-        ""
+        (message.to_owned(), "")
     };
     anyhow::anyhow!(
         "not a valid payhost configuration: {}{message}{hint}",
@@ -316,6 +375,45 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> anyhow::Error {
     )
 }
 
+/// serde's "invalid type: integer `5`, expected a string" (or "invalid value: …") as what was
+/// got (`integer `5``, which quotes the value) and what was expected.
+fn serde_mismatch(text: &str) -> Option<(&str, &str)> {
+    text.strip_prefix("invalid type: ")
+        .or_else(|| text.strip_prefix("invalid value: "))?
+        .split_once(", expected ")
+}
+
+/// The kind of value only (`integer`, `string`, `floating point`) of serde's description of it
+/// (`integer `5``, `string "x"`): the value itself may be a secret.
+fn kind_of(got: &str) -> &str {
+    got.split(['`', '"']).next().unwrap_or(got).trim()
+}
+
+/// The text with whatever it quotes (`…` or "…") left out: what an error message quotes may be a
+/// value of the file.
+fn unquoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut open: Option<char> = None;
+    for c in text.chars() {
+        match open {
+            Some(q) if c == q => {
+                out.push('…');
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '`' || c == '"' {
+                    open = Some(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A deserialisation error as a rule a person can follow, without the value (only its kind).
 fn rule_of(e: &toml::de::Error) -> String {
     let text = e.message().trim().to_owned();
     // serde's "unknown field `x`, expected one of `a`, `b`": the nearest name first.
@@ -336,10 +434,7 @@ fn rule_of(e: &toml::de::Error) -> String {
         return "must be text, a whole number or true/false".into();
     }
     // serde's "invalid type: string \"x\", expected usize" in the file's words.
-    let wrong = text
-        .strip_prefix("invalid type: ")
-        .or_else(|| text.strip_prefix("invalid value: "));
-    if let Some((got, expected)) = wrong.and_then(|w| w.split_once(", expected ")) {
+    if let Some((got, expected)) = serde_mismatch(&text) {
         let expected = match expected {
             "usize" | "u64" | "u32" | "u16" | "i64" => "a whole number, 0 or more",
             "a boolean" => "true or false",
@@ -347,11 +442,22 @@ fn rule_of(e: &toml::de::Error) -> String {
             "a sequence" => "a list such as [\"…\"]",
             other => other,
         };
-        // The kind of value only (`integer`, `string`): the value itself may be a secret.
-        let kind = got.split(['`', '"']).next().unwrap_or(got).trim();
+        let kind = kind_of(got);
+        // "invalid value": the right kind, out of range. Which way, not the value.
+        if text.starts_with("invalid value: ") && kind == "integer" {
+            let negative = got
+                .split_once('`')
+                .is_some_and(|(_, v)| v.trim_start().starts_with('-'));
+            let got = if negative {
+                "got a negative number"
+            } else {
+                "got a number too large"
+            };
+            return format!("must be {expected} ({got})");
+        }
         return format!("must be {expected} (not {kind})");
     }
-    text
+    unquoted(&text)
 }
 
 /// The known name nearest to a mistyped `key`, when one is near enough to be what was meant

@@ -44,11 +44,23 @@ pub(super) fn listen(raw: &RawTop, problems: &mut Vec<String>) -> SocketAddr {
     })
 }
 
-/// `public_url`: required, an absolute http(s) URL without a query; kept without a trailing '/'.
+/// `public_url`: required, an absolute http(s) URL without a query, and the root of its origin
+/// (a trailing `/` alone is fine); kept without a trailing '/'.
 pub(super) fn public_url(raw: &RawTop, problems: &mut Vec<String>) -> String {
     match trimmed(&raw.public_url) {
         Some(u) if super::merchants::is_http_url(&u) && !u.contains('?') => {
-            u.trim_end_matches('/').to_owned()
+            // The admin page's links and its cookies (Path=/) and the notify and return URLs
+            // assume payhost is the whole origin: under a path (`https://host/pay/`) the admin
+            // page would not work.
+            let u = u.trim_end_matches('/').to_owned();
+            if u.parse::<http::Uri>().is_ok_and(|x| x.path() != "/") {
+                let root = super::merchants::origin_of(&u)
+                    .unwrap_or_else(|| "https://pay.example.com".into());
+                problems.push(format!(
+                    "public_url: must be the root of its origin, without a path (payhost must be served at the root of its origin: the admin page and its cookies assume /); use {root} (a trailing slash alone is fine), and give payhost a host name of its own if that origin serves other things"
+                ));
+            }
+            u
         }
         Some(_) => {
             problems
@@ -64,9 +76,31 @@ pub(super) fn public_url(raw: &RawTop, problems: &mut Vec<String>) -> String {
     }
 }
 
-/// `api_token`: required, 16 characters or more, no spaces.
+/// The `api_token` values the READMEs and docs/ show or have shown as examples (README.zh-CN.md's
+/// `payhost.toml`: the older hex example, then a placeholder). Anyone who read them could use the
+/// API of a payhost that kept one. Add any new example here.
+pub(super) const EXAMPLE_TOKENS: &[&str] = &[
+    "0123456789abcdef0123456789abcdef",
+    "REPLACE-ME-openssl-rand-hex-32",
+];
+
+/// Whether `token` is an example of the documentation, or a placeholder (`REPLACE-ME…`).
+fn is_example_token(token: &str) -> bool {
+    EXAMPLE_TOKENS.iter().any(|e| e.eq_ignore_ascii_case(token))
+        || token
+            .get(..10)
+            .is_some_and(|p| p.eq_ignore_ascii_case("replace-me"))
+}
+
+/// `api_token`: required, 16 characters or more, no spaces, not an example of the READMEs.
 pub(super) fn api_token(raw: &RawTop, problems: &mut Vec<String>) -> Secret {
     match trimmed(&raw.api_token) {
+        Some(t) if is_example_token(&t) => {
+            problems.push(
+                "api_token: is the example from the README; anyone who read it can use the API — generate your own: openssl rand -hex 32".into(),
+            );
+            Secret::default()
+        }
         Some(t) if t.len() >= 16 && !t.chars().any(char::is_whitespace) => Secret::new(t),
         Some(_) => {
             problems.push("api_token: must be at least 16 characters without spaces".into());
@@ -82,7 +116,13 @@ pub(super) fn api_token(raw: &RawTop, problems: &mut Vec<String>) -> Secret {
 /// `admin_password_hash`: an argon2 PHC string, when set.
 pub(super) fn admin_password_hash(raw: &RawTop, problems: &mut Vec<String>) -> Option<Secret> {
     let hash = trimmed(&raw.admin_password_hash)?;
-    if let Err(e) = crate::auth::check_password_hash(&hash) {
+    if !hash.starts_with("$argon2") {
+        // Not even the start of one: perhaps the password itself, and the reason of the check
+        // would quote a part of it (the "algorithm" between the first two '$').
+        problems.push(
+            "admin_password_hash: not an argon2 hash (one starts with $argon2id$); make one with `payhost admin-password`".into(),
+        );
+    } else if let Err(e) = crate::auth::check_password_hash(&hash) {
         problems.push(format!(
             "admin_password_hash: not an argon2 hash ({e}); make one with `payhost admin-password`"
         ));
@@ -90,18 +130,50 @@ pub(super) fn admin_password_hash(raw: &RawTop, problems: &mut Vec<String>) -> O
     Some(Secret::new(hash))
 }
 
-/// `metrics_listen`: an address, when set.
-pub(super) fn metrics_listen(raw: &RawTop, problems: &mut Vec<String>) -> Option<SocketAddr> {
+/// `metrics_listen`: an address, when set, that does not take `listen`'s port.
+pub(super) fn metrics_listen(
+    raw: &RawTop,
+    listen: SocketAddr,
+    problems: &mut Vec<String>,
+) -> Option<SocketAddr> {
     let m = trimmed(&raw.metrics_listen)?;
-    match m.parse() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            problems.push(format!(
-                "metrics_listen: {m:?} is not an address such as 127.0.0.1:9090"
-            ));
-            None
-        }
+    let Ok(metrics) = m.parse::<SocketAddr>() else {
+        problems.push(format!(
+            "metrics_listen: {m:?} is not an address such as 127.0.0.1:9090"
+        ));
+        return None;
+    };
+    if clash(listen, metrics) {
+        let listen_is = if trimmed(&raw.listen).is_some() {
+            format!("listen ({listen})")
+        } else {
+            format!("listen (the default {listen})")
+        };
+        let how = if listen == metrics {
+            "is the same address as"
+        } else {
+            // 0.0.0.0 takes the port on every IPv4 address, [::] on every address.
+            "takes the same port on the same addresses as"
+        };
+        problems.push(format!(
+            "metrics_listen: {how} {listen_is}; two listeners cannot share a port (serve would fail with \"Address already in use\"): give metrics_listen a port of its own, such as {}, or leave it out to serve /metrics on listen with the API token",
+            SocketAddr::new(metrics.ip(), if listen.port() == 9090 { 9091 } else { 9090 })
+        ));
+        return None;
     }
+    Some(metrics)
+}
+
+/// Whether two listeners' addresses take the same port on an address (one port 0 picks a free
+/// port, never a clash). An unspecified address takes its port on every address of its family,
+/// and `[::]` (dual-stack, Linux's default) on IPv4 ones too.
+fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    let covers = |u: std::net::IpAddr, other: std::net::IpAddr| {
+        u.is_unspecified() && (u.is_ipv6() || other.is_ipv4())
+    };
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || covers(a.ip(), b.ip()) || covers(b.ip(), a.ip()))
 }
 
 /// `trusted_proxies`, and the older `trust_proxy = true` (loopback only, with a warning).

@@ -145,16 +145,48 @@ struct RawWebhooks {
     give_up_after_ms: Option<u64>,
 }
 
-/// `[webhooks]`: every duration at least 1 ms.
+/// The shortest `[webhooks] timeout_ms`. It is the time a delivery has to connect to the shop
+/// and, again, to get its answer (`webhooks::post`; a PostgreSQL lease is twice it): under a
+/// tenth of a second not even a nearby shop completes a TLS handshake, so every webhook would
+/// fail, be retried and end dead-lettered. (The same floor as `call_timeout_ms`.)
+const MIN_WEBHOOK_TIMEOUT_MS: u64 = 100;
+
+/// `[webhooks]`: `timeout_ms` at least [`MIN_WEBHOOK_TIMEOUT_MS`], `retry_max_ms` at least
+/// `retry_base_ms`, the other durations at least 1 ms.
 pub(super) fn webhooks(value: Option<&toml::Value>, problems: &mut Vec<String>) -> WebhookConfig {
     let raw: RawWebhooks = section("webhooks", value, problems);
     let d = WebhookConfig::default();
-    WebhookConfig {
+    let mut w = WebhookConfig {
         retry_base_ms: raw.retry_base_ms.unwrap_or(d.retry_base_ms).max(1),
         retry_max_ms: raw.retry_max_ms.unwrap_or(d.retry_max_ms).max(1),
-        timeout_ms: raw.timeout_ms.unwrap_or(d.timeout_ms).max(1),
+        timeout_ms: raw.timeout_ms.unwrap_or(d.timeout_ms),
         give_up_after_ms: raw.give_up_after_ms.unwrap_or(d.give_up_after_ms).max(1),
+    };
+    if w.timeout_ms < MIN_WEBHOOK_TIMEOUT_MS {
+        problems.push(format!(
+            "webhooks.timeout_ms: must be at least {MIN_WEBHOOK_TIMEOUT_MS} milliseconds (the time a delivery has to connect to the shop, and then to get its answer; the default is {})",
+            d.timeout_ms
+        ));
+        w.timeout_ms = d.timeout_ms;
     }
+    if w.retry_max_ms < w.retry_base_ms {
+        // A value left out is the default: said, or the rule would name a key not in the file.
+        let base = match raw.retry_base_ms {
+            Some(_) => String::new(),
+            None => format!(" (not set, so {})", d.retry_base_ms),
+        };
+        let max = match raw.retry_max_ms {
+            Some(_) => String::new(),
+            None => format!(
+                "; retry_max_ms is not set, and its default {} is less",
+                d.retry_max_ms
+            ),
+        };
+        problems.push(format!(
+            "webhooks.retry_max_ms: must be at least webhooks.retry_base_ms{base} (the longest wait between two attempts cannot be shorter than the first){max}; raise retry_max_ms or lower retry_base_ms"
+        ));
+    }
+    w
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

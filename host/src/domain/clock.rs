@@ -128,6 +128,14 @@ pub fn stored_to_beijing(stored: &str) -> Option<String> {
     parse_rfc3339(stored).map(beijing_text)
 }
 
+/// A time as payhost shows it (UTC ISO 8601): a stored UTC time as it is, a provider's Beijing
+/// wall-clock text (`gmt_payment`, kept as received) converted; None when it is neither.
+pub fn shown_utc(text: &str) -> Option<String> {
+    parse_rfc3339(text)
+        .map(|t| crate::store::format_unix(t.max(0) as u64))
+        .or_else(|| beijing_text_to_utc(text))
+}
+
 /// A provider's Beijing wall-clock time (`YYYY-MM-DD HH:MM:SS`) as stored UTC, or None.
 pub fn beijing_text_to_utc(text: &str) -> Option<String> {
     let t = text.trim();

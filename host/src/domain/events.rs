@@ -94,7 +94,8 @@ pub fn plan_notification(payment: &Payment, e: &NotificationEffect<'_>, now: &st
                 "seller_email": payment.seller,
                 "trade_no": Some(e.trade_no).filter(|t| !t.is_empty()).or(payment.trade_no.as_deref()),
                 "buyer_email": e.buyer_email.or(payment.buyer_email.as_deref()),
-                "paid_at": paid_at,
+                // As the API shows it (UTC ISO 8601), whatever form the provider gave.
+                "paid_at": paid_at.as_deref().map(|v| super::clock::shown_utc(v).unwrap_or_else(|| v.to_owned())),
                 "refund_status": e.refund_status,
                 "gmt_refund": e.gmt_refund,
                 "created_at": now,
@@ -187,6 +188,24 @@ mod tests {
             webhook_url: Some("http://shop.example/hook"),
             refund_status: None,
             gmt_refund: None,
+        }
+    }
+
+    #[test]
+    fn a_webhook_s_paid_at_is_utc_as_the_api_shows_it() {
+        let beijing = NotificationEffect {
+            paid_at: Some("2026-12-05 10:58:30"),
+            ..paid()
+        };
+        for (effect, now, want) in [
+            (beijing, "2026-12-05T03:00:00Z", "2026-12-05T02:58:30Z"),
+            // No payment time from the provider: the time it was applied here.
+            (paid(), "2026-12-05T03:00:00Z", "2026-12-05T03:00:00Z"),
+        ] {
+            let plan = plan_notification(&payment(WAIT_BUYER_PAY), &effect, now).unwrap();
+            let body: serde_json::Value = serde_json::from_str(&plan.webhooks[0].body).unwrap();
+            assert_eq!(body["paid_at"], want, "{body}");
+            assert_eq!(body["created_at"], now);
         }
     }
 

@@ -293,12 +293,8 @@ async fn route(
     lang_url: String,
 ) -> Response<Body> {
     if method == Method::POST && !session::same_origin(app, &req) {
-        return forbidden(
-            app,
-            None,
-            lang,
-            ("跨站表单提交被拒绝。", "Cross-site form post refused."),
-        );
+        let (zh, en) = session::cross_site_refusal(app, &req);
+        return forbidden(app, None, lang, (&zh, &en));
     }
     if method == Method::POST && path == "/admin/login" {
         return session::login(app, ip, remote, req, lang, &lang_url).await;

@@ -165,6 +165,31 @@ pub fn same_origin(app: &App, req: &Request<Incoming>) -> bool {
     }
 }
 
+/// Why a post [`same_origin`] refused was refused, in the owner's words. Most often the page was
+/// opened at another address than `public_url` (an SSH tunnel, the server's IP before the proxy
+/// is set up): then the page says which address to use, and the log says so too (once a second).
+pub fn cross_site_refusal(app: &App, req: &Request<Incoming>) -> (String, String) {
+    let origin = req
+        .headers()
+        .get("origin")
+        .map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned())
+        .unwrap_or_default();
+    static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(1_000);
+    if let Some(unsaid) = SAY.allow() {
+        tracing::warn!(origin = %crate::log_limit::clean(&origin), public_url = %app.config.public_url, unsaid, "refused an admin post from another origin than public_url");
+    }
+    match public_origin(app) {
+        Some(public) if crate::config::origin_of(&origin).is_some() => (
+            format!("跨站表单提交被拒绝：这个页面是从 {origin} 打开的，而 payhost 的 public_url 是 {public}。请从 {public}/admin 打开管理页面；如果 payhost 实际就在 {origin}，请把 payhost.toml 的 public_url 改成它并重启。"),
+            format!("Cross-site form post refused: this page was opened at {origin}, but payhost's public_url is {public}. Open the admin page at {public}/admin; if payhost really is at {origin}, set public_url in payhost.toml to it and restart."),
+        ),
+        _ => (
+            "跨站表单提交被拒绝。".to_owned(),
+            "Cross-site form post refused.".to_owned(),
+        ),
+    }
+}
+
 /// Whether two origins are this machine (`localhost`, 127.0.0.0/8, `[::1]`) under the same
 /// scheme and port: the same payhost reached by another loopback name.
 fn same_loopback_site(a: &str, b: &str) -> bool {
