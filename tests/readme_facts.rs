@@ -897,3 +897,33 @@ fn the_chinese_readme_s_payhost_toml_is_accepted() {
     let out = check();
     assert_eq!(code_of(&out), 0, "{config}\n{}", text_of(&out));
 }
+
+/// `payhost admin-password` at a terminal asks for the password and does not show it as it is
+/// typed (read from a pipe, it takes the line silently, as scripts and the tests above use it).
+#[test]
+fn a_password_typed_at_a_terminal_is_asked_for_and_not_shown() {
+    let out = Command::new("python3")
+        .arg(repo_root().join("tests/clients/tty_password.py"))
+        .arg(payhost_binary())
+        .args(["a-typed-secret-password-1", "admin-password"])
+        .output()
+        .expect("python3 runs");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{shown}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains("Admin password (12+ characters, not shown): "),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("admin_password_hash = \"$argon2id$"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("a-typed-secret-password-1"),
+        "the password was shown: {shown}"
+    );
+}

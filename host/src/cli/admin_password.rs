@@ -41,11 +41,10 @@ fn admin_password(generate: bool, config: Option<&Path>) -> Result<()> {
     let password = if generate {
         payhost::auth::random_token()[..24].to_owned()
     } else {
-        let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(|_| anyhow!("cannot read the password from standard input"))?;
-        line.trim_end_matches(['\r', '\n']).to_owned()
+        super::password_input::read_password(&format!(
+            "管理密码（至少 {MIN_CHARS} 个字符，输入时不显示）Admin password ({MIN_CHARS}+ characters, not shown): "
+        ))
+        .map_err(|_| anyhow!("cannot read the password from standard input"))?
     };
     if password.chars().count() < MIN_CHARS {
         bail!("the admin password must be at least {MIN_CHARS} characters");

@@ -62,11 +62,10 @@ fn new_password(generate: bool) -> Result<String, ExitCode> {
     if generate {
         return Ok(payhost::auth::random_token()[..20].to_owned());
     }
-    let mut line = String::new();
-    if std::io::stdin().read_line(&mut line).is_err() {
-        return Err(fail("cannot read the password from standard input"));
-    }
-    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    super::password_input::read_password(
+        "密码（至少 12 个字符，输入时不显示）Password (12+ characters, not shown): ",
+    )
+    .map_err(|_| fail("cannot read the password from standard input"))
 }
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {

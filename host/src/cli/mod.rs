@@ -9,6 +9,7 @@ pub mod check_config;
 pub mod conformance;
 pub mod demo;
 pub mod merchant;
+mod password_input;
 pub mod pin_component;
 pub mod sandbox;
 pub mod serve;
