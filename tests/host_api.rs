@@ -1622,4 +1622,23 @@ async fn a_table_over_a_connected_shop_keeps_its_origins_and_secret() {
     assert!(host
         .log_text()
         .contains("what its table leaves out was kept"));
+    // The table changed later (another seller): applied, and still the shop's origins and secret.
+    let host = host
+        .restart(|port| {
+            config_head(port, TOKEN, "")
+                + &format!(
+                    "\n[merchants.dup]\npartner = \"{PARTNER}\"\nkey = \"{MD5_KEY}\"\nseller_email = \"other@example.com\"\n"
+                )
+        })
+        .await;
+    let v = get(&host.url("/v1/merchants/dup"), Some(TOKEN))
+        .await
+        .json();
+    assert_eq!(v["seller_email"], "other@example.com", "{v}");
+    assert_eq!(v["shop_origins"], json!(["https://dup.example"]), "{v}");
+    let stored = host.app().store.merchant("dup").await.unwrap().unwrap();
+    assert_eq!(
+        stored.shop_webhook_secret.as_deref(),
+        Some(shop_secret.as_str())
+    );
 }

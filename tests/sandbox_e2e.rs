@@ -557,7 +557,7 @@ async fn the_sandbox_alone_pays_rsa_merchants_and_open_platform_apps() {
     let sb = spawn_payhost(&dir.join("first"), &args);
     let printed = std::fs::read_to_string(&sb.log).unwrap();
     assert!(
-        printed.contains(&format!("RSA merchant {RSA_PARTNER}: settings partner={RSA_PARTNER} sign_type=RSA private_key=<{keys_arg}/{RSA_PARTNER}/merchant_private.pem>")),
+        printed.contains(&format!("RSA merchant {RSA_PARTNER}: settings partner={RSA_PARTNER} sign_type=RSA seller_email=seller@sandbox.example private_key=<{keys_arg}/{RSA_PARTNER}/merchant_private.pem>")),
         "{printed}"
     );
     assert!(
@@ -591,7 +591,7 @@ async fn the_sandbox_alone_pays_rsa_merchants_and_open_platform_apps() {
 [merchants.rsa]
 partner = "{RSA_PARTNER}"
 sign_type = "RSA"
-seller_email = "seller@example.com"
+seller_email = "seller@sandbox.example"
 private_key_file = "{keys_arg}/{RSA_PARTNER}/merchant_private.pem"
 alipay_public_key_file = "{keys_arg}/{RSA_PARTNER}/alipay_public.pem"
 gateway_url = "{base}/gateway"

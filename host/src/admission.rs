@@ -88,7 +88,7 @@ impl Limits {
             notify,
             notify_per_merchant: notify / 2,
             notify_suspect_per_merchant: 1,
-            returns: cores * 4,
+            returns: (cores * 4).min(MAX_RETURNS),
             admin: cores * 2,
         }
     }
@@ -96,6 +96,11 @@ impl Limits {
 
 /// Most notifications in flight at once, however many cores.
 pub const MAX_NOTIFY: usize = 64;
+
+/// Most returns being checked at once, however many cores: each holds a component instance, and
+/// with the notifications' [`MAX_NOTIFY`] they leave most of a manifest's `max_instances` to the
+/// shop API.
+pub const MAX_RETURNS: usize = 16;
 
 /// A notification's admission: its merchant's permit and the overall one.
 pub struct NotifyPermit {

@@ -423,9 +423,12 @@ impl App {
         body: bytes::Bytes,
     ) -> NotifyAnswer {
         let suspect = !merchant.recent.mostly_acknowledged();
-        let _permit = self.admission.enter_notify(merchant_id, suspect).await;
+        let permit = self.admission.enter_notify(merchant_id, suspect).await;
         let (app, id, known) = (self.clone(), merchant_id.to_owned(), merchant.clone());
+        // The permits go with the work: a notification moved to the pool is finished (and
+        // committed) after the provider's connection closes, and must still count.
         let work = async move {
+            let _permit = permit;
             app.notify_now(&id, &merchant, remote.as_deref(), &body)
                 .await
         };

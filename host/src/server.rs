@@ -213,31 +213,44 @@ async fn seed_merchants(app: &App) -> Result<()> {
                 }
             }
         }
-        // What a table leaves out of a stored merchant (made with `payhost merchant add`, or saved
-        // through the API or the admin page) stays as it was: the shop's origins, its webhook and
-        // the shop secret its returns and webhooks are signed with. A table that configures the
-        // provider settings of an existing shop's slot must not cut the shop off.
-        let mut kept = Vec::new();
-        if let Some(stored) = app.store.merchant(id).await? {
-            if s.shop_origins.is_empty() && !stored.shop_origins.is_empty() {
-                s.shop_origins = stored.shop_origins;
-                kept.push("shop_origins");
+        // A merchant made with `payhost merchant add` (or saved through the API or the admin
+        // page) that a table now configures: what the table leaves out (the shop's origins, its
+        // webhook, and the shop secret its returns and webhooks are signed with, printed once)
+        // stays as it was, and the row stays the API's, so the next change of the table keeps
+        // them too. A row the table made itself is the table's: what it drops is dropped.
+        if let Some(("api", recorded)) = app
+            .store
+            .merchant_origin(id)
+            .await?
+            .as_ref()
+            .map(|(source, h)| (source.as_str(), h.as_deref()))
+        {
+            if recorded == Some(hash.as_str()) {
+                continue; // this table was applied already; the API's edits since are kept
             }
-            if s.shop_webhook_url.is_none() && stored.shop_webhook_url.is_some() {
-                s.shop_webhook_url = stored.shop_webhook_url;
-                kept.push("shop_webhook_url");
-            }
-            if s.shop_webhook_secret.is_none() && stored.shop_webhook_secret.is_some() {
-                s.shop_webhook_secret = stored.shop_webhook_secret;
-                kept.push("the shop secret");
+            if let Some(stored) = app.store.merchant(id).await? {
+                let mut kept = Vec::new();
+                if s.shop_origins.is_empty() && !stored.shop_origins.is_empty() {
+                    s.shop_origins = stored.shop_origins;
+                    kept.push("shop_origins");
+                }
+                if s.shop_webhook_url.is_none() && stored.shop_webhook_url.is_some() {
+                    s.shop_webhook_url = stored.shop_webhook_url;
+                    kept.push("shop_webhook_url");
+                }
+                if s.shop_webhook_secret.is_none() && stored.shop_webhook_secret.is_some() {
+                    s.shop_webhook_secret = stored.shop_webhook_secret;
+                    kept.push("the shop secret");
+                }
+                if !kept.is_empty() {
+                    app.store.update_merchant(id, &s, Some(&hash)).await?;
+                    tracing::warn!(merchant = %id, plugin = %s.plugin_id, kept = %kept.join(", "), "merchant settings applied from the configuration over a merchant made with `payhost merchant add` or saved on the admin page; what its table leaves out was kept");
+                    continue;
+                }
             }
         }
         if app.store.seed_merchant(id, &s, &hash).await? {
-            if kept.is_empty() {
-                tracing::info!(merchant = %id, plugin = %s.plugin_id, "merchant settings applied from the configuration");
-            } else {
-                tracing::warn!(merchant = %id, plugin = %s.plugin_id, kept = %kept.join(", "), "merchant settings applied from the configuration; what its table leaves out was kept from the stored merchant (set it in the table, or on the admin page)");
-            }
+            tracing::info!(merchant = %id, plugin = %s.plugin_id, "merchant settings applied from the configuration");
         }
     }
     Ok(())

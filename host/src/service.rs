@@ -726,9 +726,14 @@ impl App {
         merchant_id: &str,
         query: &[u8],
     ) -> Result<String, ApiError> {
-        let _permit = self.admission.enter(Class::Return).await;
+        let permit = self.admission.enter(Class::Return).await;
         let (app, id, query) = (self.clone(), merchant_id.to_owned(), query.to_vec());
-        let work = async move { app.return_now(&id, &query).await };
+        // The permit goes with the work: a check moved to the pool runs on after the buyer's
+        // connection closes, and must still count.
+        let work = async move {
+            let _permit = permit;
+            app.return_now(&id, &query).await
+        };
         self.admission.run_return(work).await.unwrap_or_else(|| {
             Err(ApiError::new(
                 503,

@@ -86,6 +86,8 @@ pub struct Trade {
     pub trade_no: Option<String>,
     pub buyer_email: Option<String>,
     pub created_at: u64,
+    /// Sandbox second at which the buyer paid (Alipay's `gmt_payment`).
+    pub paid_at: Option<u64>,
     /// Created by PC instant pay (`create_direct_pay_by_user`): its notify and return are the
     /// flat, sorted-signed PC forms ([EXTRA §2.3]), not the WAP ones.
     pub pc: bool,
@@ -230,7 +232,9 @@ impl Sandbox {
             bills: bill::Bills::default(),
             speed: speed.max(1.0),
             started: Instant::now(),
-            started_unix: web::unix_now(),
+            // Rounded up: a sandbox time written as Beijing time is never before the real moment
+            // (a payment shown paid before payhost created it).
+            started_unix: web::unix_now() + 1,
             // Ids (notify_id, trade_no, tokens) count from a random start, so a sandbox started
             // again never repeats the ids of an earlier one: a host that saw them would take a
             // new notify for a duplicate (Alipay's ids are unique). Below 10^9, so the token
@@ -253,6 +257,12 @@ impl Sandbox {
     /// A sandbox time (seconds since start) as Alipay writes it: Beijing wall-clock time.
     fn beijing_time(&self, at: u64) -> String {
         web::alipay_time(self.started_unix + at + 8 * 3600)
+    }
+
+    /// When the buyer paid a trade, as Alipay writes it (`gmt_payment`): never before the trade
+    /// was created, and the same in every notification and query of it.
+    fn paid_time(&self, t: &Trade) -> String {
+        self.beijing_time(t.paid_at.unwrap_or(t.created_at))
     }
 
     fn next_id(&self) -> u64 {
@@ -525,6 +535,7 @@ impl Sandbox {
             trade_no: None,
             buyer_email: None,
             created_at: now,
+            paid_at: None,
             pc: false,
             refund_status: None,
             refund_fee: None,
@@ -624,7 +635,8 @@ impl Sandbox {
     }
 
     fn notify_data(&self, t: &Trade, status: &str, notify_id: &str) -> String {
-        let now = self.beijing_time(t.created_at);
+        let created = self.beijing_time(t.created_at);
+        let now = self.beijing_time(self.now());
         let refunded_at = now.clone();
         let mut fields: Vec<(&str, String)> = vec![
             ("payment_type", "1".into()),
@@ -636,7 +648,7 @@ impl Sandbox {
                     .clone()
                     .unwrap_or_else(|| "buyer@sandbox.example".into()),
             ),
-            ("gmt_create", now.clone()),
+            ("gmt_create", created),
             ("notify_type", "trade_status_sync".into()),
             ("quantity", "1".into()),
             ("out_trade_no", t.out_trade_no.clone()),
@@ -645,7 +657,7 @@ impl Sandbox {
             ("trade_status", status.into()),
             ("is_total_fee_adjust", "N".into()),
             ("total_fee", t.total_fee.clone()),
-            ("gmt_payment", now.clone()),
+            ("gmt_payment", self.paid_time(t)),
             ("seller_email", t.seller.clone()),
             ("gmt_close", now),
             ("price", t.total_fee.clone()),
@@ -793,6 +805,7 @@ impl Sandbox {
             let mut trades = self.trades.lock().unwrap();
             let t = trades.get_mut(&trade.token).expect("trade exists");
             t.status = "TRADE_SUCCESS".into();
+            t.paid_at = Some(self.now());
             t.trade_no = Some(format!("2026{:012}{:012}", self.now(), self.next_id()));
             t.buyer_email = Some(buyer);
             t.clone()
@@ -952,6 +965,7 @@ impl Sandbox {
             trade_no: Some(format!("2026{:012}{:012}", now, self.next_id())),
             buyer_email: Some("app-buyer@sandbox.example".into()),
             created_at: now,
+            paid_at: None,
             pc: !generation_a,
             refund_status: None,
             refund_fee: None,
@@ -1084,6 +1098,7 @@ impl Sandbox {
                     trade_no: None,
                     buyer_email: None,
                     created_at: now,
+                    paid_at: None,
                     pc: true,
                     refund_status: None,
                     refund_fee: None,
@@ -1100,17 +1115,18 @@ impl Sandbox {
     /// `notify_verify`.
     fn pc_fields(&self, t: &Trade, status: &str, notify_id: &str) -> Vec<(String, String)> {
         let when = self.beijing_time(t.created_at);
+        let now = self.beijing_time(self.now());
         vec![
             (
                 "buyer_email".into(),
                 t.buyer_email.clone().unwrap_or_default(),
             ),
             ("buyer_id".into(), "2088102000000001".into()),
-            ("gmt_create".into(), when.clone()),
-            ("gmt_payment".into(), when.clone()),
+            ("gmt_create".into(), when),
+            ("gmt_payment".into(), self.paid_time(t)),
             ("is_total_fee_adjust".into(), "N".into()),
             ("notify_id".into(), notify_id.into()),
-            ("notify_time".into(), when),
+            ("notify_time".into(), now),
             ("notify_type".into(), "trade_status_sync".into()),
             ("out_trade_no".into(), t.out_trade_no.clone()),
             ("payment_type".into(), "1".into()),
@@ -1254,7 +1270,7 @@ impl Sandbox {
             fields.push(("to_buyer_fee", fee.clone()));
         }
         if paid {
-            fields.push(("gmt_payment", when));
+            fields.push(("gmt_payment", self.paid_time(&t)));
         }
         fields.sort_by(|a, b| a.0.cmp(b.0));
         let presign = fields

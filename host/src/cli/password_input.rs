@@ -8,11 +8,12 @@ use std::io::{BufRead, IsTerminal, Write};
 pub fn read_password(prompt: &str) -> std::io::Result<String> {
     let stdin = std::io::stdin();
     let at_terminal = stdin.is_terminal();
+    // Echo off before the prompt shows: what is typed after it is never shown.
+    let _quiet = at_terminal.then(NoEcho::start).flatten();
     if at_terminal {
         eprint!("{prompt}");
         let _ = std::io::stderr().flush();
     }
-    let _quiet = at_terminal.then(NoEcho::start).flatten();
     let mut line = String::new();
     stdin.lock().read_line(&mut line)?;
     if at_terminal {

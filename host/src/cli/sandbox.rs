@@ -73,7 +73,8 @@ pub fn run(args: Args) -> ExitCode {
             Err(e) => return fail(anyhow::anyhow!("--rsa-merchant {partner}: {e}")),
         };
         println!(
-            "RSA merchant {partner}: settings partner={partner} sign_type=RSA private_key=<{0}> \
+            "RSA merchant {partner}: settings partner={partner} sign_type=RSA \
+             seller_email=seller@sandbox.example private_key=<{0}> \
              alipay_public_key=<{1}> mapi_public_key=<{1}> gateway_url={base}/gateway \
              notify_verify_url={base}/mapi paychannel_url={base}/mapi mapi_url={base}/mapi",
             keys.signer_private_file.display(),

@@ -193,10 +193,20 @@ fn meant_host_key(key: &str) -> Option<&'static str> {
     if HOST_KEYS.contains(&key) {
         return None;
     }
+    HOST_KEYS
+        .iter()
+        .find(|h| strsim::levenshtein(key, h) <= 2)
+        .copied()
+}
+
+/// The host key a setting the component does not know was perhaps meant as, written without its
+/// `shop_` prefix (`webhook_url`, `origins`). Only a hint once the component refused the name:
+/// another component may well have a setting of that name.
+pub(super) fn host_key_without_prefix(key: &str) -> Option<&'static str> {
     let prefixed = format!("shop_{key}");
     HOST_KEYS
         .iter()
-        .find(|h| strsim::levenshtein(key, h) <= 2 || strsim::levenshtein(&prefixed, h) <= 2)
+        .find(|h| strsim::levenshtein(&prefixed, h) <= 2)
         .copied()
 }
 

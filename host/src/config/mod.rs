@@ -170,11 +170,11 @@ impl Config {
         let raw: top::RawTop = section("", Some(&toml::Value::Table(scalars)), &mut problems);
         let p = &mut problems;
         let listen = top::listen(&raw, p);
-        let public_url = top::public_url(&raw, p);
+        let mut warnings = Vec::new();
+        let public_url = top::public_url(&raw, p, &mut warnings);
         let api_token = top::api_token(&raw, p);
         let admin_password_hash = top::admin_password_hash(&raw, p);
         let metrics_listen = top::metrics_listen(&raw, listen, p);
-        let mut warnings = Vec::new();
         let trusted_proxies = top::trusted_proxies(&raw, &mut warnings, p);
         let db = database::parse(table.get("database"), base, p);
         let cache_dir = database::cache_dir(&raw, &db, base);
@@ -257,7 +257,10 @@ impl Config {
             return None;
         }
         let hint = (!known.contains(&name))
-            .then(|| did_you_mean(name, known.iter().copied()))
+            .then(|| {
+                did_you_mean(name, known.iter().copied())
+                    .or_else(|| merchants::host_key_without_prefix(name))
+            })
             .flatten()
             .map(|k| format!("; did you mean {k}?"))
             .unwrap_or_default();

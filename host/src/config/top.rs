@@ -44,9 +44,14 @@ pub(super) fn listen(raw: &RawTop, problems: &mut Vec<String>) -> SocketAddr {
     })
 }
 
-/// `public_url`: required, an absolute http(s) URL without a query, and the root of its origin
-/// (a trailing `/` alone is fine); kept without a trailing '/'.
-pub(super) fn public_url(raw: &RawTop, problems: &mut Vec<String>) -> String {
+/// `public_url`: required, an absolute http(s) URL without a query; kept without a trailing '/'.
+/// One with a path is served (a proxy that strips the prefix serves the API and the provider's
+/// routes), with a warning: the admin page assumes the root of its origin.
+pub(super) fn public_url(
+    raw: &RawTop,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> String {
     match trimmed(&raw.public_url) {
         Some(u) if super::merchants::is_http_url(&u) && !u.contains('?') => {
             // The admin page's links and its cookies (Path=/) and the notify and return URLs
@@ -56,8 +61,8 @@ pub(super) fn public_url(raw: &RawTop, problems: &mut Vec<String>) -> String {
             if u.parse::<http::Uri>().is_ok_and(|x| x.path() != "/") {
                 let root = super::merchants::origin_of(&u)
                     .unwrap_or_else(|| "https://pay.example.com".into());
-                problems.push(format!(
-                    "public_url: must be the root of its origin, without a path (payhost must be served at the root of its origin: the admin page and its cookies assume /); use {root} (a trailing slash alone is fine), and give payhost a host name of its own if that origin serves other things"
+                warnings.push(format!(
+                    "public_url: has a path; the shop API and the provider's notify and return work behind a proxy that strips it, but the admin page does not (its links and cookies assume payhost is the root of its origin): serve payhost at {root} (a host name of its own) to use the admin page"
                 ));
             }
             u

@@ -139,7 +139,8 @@ pub fn shown_utc(text: &str) -> Option<String> {
 /// A provider's Beijing wall-clock time (`YYYY-MM-DD HH:MM:SS`) as stored UTC, or None.
 pub fn beijing_text_to_utc(text: &str) -> Option<String> {
     let t = text.trim();
-    if t.len() != 19 {
+    // Bytes are sliced below: ASCII only (a provider's or a component's text may be anything).
+    if t.len() != 19 || !t.is_ascii() {
         return None;
     }
     let iso = format!("{}T{}+08:00", &t[..10], &t[11..]);

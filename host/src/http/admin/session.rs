@@ -63,9 +63,11 @@ pub async fn current(app: &App, req: &Request<Incoming>) -> Option<(String, Admi
     let hash = crate::auth::token_hash(id);
     let now = crate::store::now_ms();
     let s = app.store.admin_session(&hash, now).await.ok().flatten()?;
-    // In use: its end moves on. Written once a minute at most, not on every page.
+    // In use: its end moves on. Written once a minute at most (half the idle time when that is
+    // shorter), not on every page.
     let end = session_end(&app.config.admin, s.created_ms, now);
-    if end - s.expires_ms >= 60_000 {
+    let every = (app.config.admin.session_idle_s as i64 * 500).min(60_000);
+    if end - s.expires_ms >= every {
         if let Err(e) = app.store.extend_admin_session(&hash, now, end).await {
             tracing::warn!(error = %e, "cannot extend an admin session");
         }
