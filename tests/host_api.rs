@@ -1530,17 +1530,19 @@ async fn a_shop_owner_cannot_move_the_operators_binding_on_the_page() {
             .json()
     };
 
-    // Another origin and a webhook off the bound one: refused, nothing changed.
-    let refused = admin_post(
-        &base,
-        "/admin/merchants/bound",
-        &own,
-        &format!(
+    // The owner's form, with another origin and the webhook given.
+    let owner_save = |webhook: &str| {
+        let body = format!(
             "csrf={own_csrf}&{settings}&shop_origins=https%3A%2F%2Fattacker.example\
-             &shop_webhook_url=https%3A%2F%2Fattacker.example%2Fhook&shop_webhook_secret=0123456789abcdef0123"
-        ),
-    )
-    .await;
+             &shop_webhook_url={}&shop_webhook_secret=0123456789abcdef0123",
+            enc(webhook)
+        );
+        let (base, own) = (base.clone(), own.clone());
+        async move { admin_post(&base, "/admin/merchants/bound", &own, &body).await }
+    };
+
+    // A webhook off the bound origin: refused, nothing changed.
+    let refused = owner_save("https://attacker.example/hook").await;
     assert!(
         refused.contains("id=\"shop_webhook_url-error\""),
         "{refused}"
@@ -1551,16 +1553,7 @@ async fn a_shop_owner_cannot_move_the_operators_binding_on_the_page() {
     assert!(v["shop_webhook_url"].is_null(), "{v}");
 
     // A webhook on the bound origin is the owner's to set; the origins stay the operator's.
-    let saved = admin_post(
-        &base,
-        "/admin/merchants/bound",
-        &own,
-        &format!(
-            "csrf={own_csrf}&{settings}&shop_origins=https%3A%2F%2Fattacker.example\
-             &shop_webhook_url=https%3A%2F%2Fshop.example%2Fhook&shop_webhook_secret=0123456789abcdef0123"
-        ),
-    )
-    .await;
+    let saved = owner_save("https://shop.example/hook").await;
     assert!(saved.contains("已保存并校验"), "{saved}");
     let v = view().await;
     assert_eq!(v["shop_origins"], json!(["https://shop.example"]), "{v}");
