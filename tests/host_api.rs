@@ -1635,3 +1635,21 @@ async fn a_table_over_a_connected_shop_keeps_its_origins_and_secret() {
         Some(shop_secret.as_str())
     );
 }
+
+/// A merchant body the API cannot read is refused without quoting what it refused (a secret
+/// typed as a number, say).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_merchant_body_quotes_no_value() {
+    let w = world("json-no-echo").await;
+    let r = send_json(
+        "PUT",
+        &w.host.url("/v1/merchants/echo"),
+        Some(TOKEN),
+        &json!({"settings": {"partner": PARTNER}, "shop_webhook_secret": 9876543210987654321u64}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"]["code"], "invalid_json", "{v}");
+    assert!(!r.text().contains("9876543210987654321"), "{}", r.text());
+}

@@ -430,7 +430,14 @@ pub async fn start(
 ) -> Result<Running> {
     let listener = TcpListener::bind(app.config.listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", app.config.listen))?;
+        .map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                "; another program (perhaps another payhost) has that port: stop it, or choose another address (`listen` in payhost.toml, or `payhost demo --listen 127.0.0.1:8081`)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("cannot listen on {}: {e}{hint}", app.config.listen)
+        })?;
     start_on(app, listener, shutdown).await
 }
 

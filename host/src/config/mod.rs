@@ -394,7 +394,7 @@ fn kind_of(got: &str) -> &str {
 
 /// The text with whatever it quotes (`…` or "…") left out: what an error message quotes may be a
 /// value of the file.
-fn unquoted(text: &str) -> String {
+pub(crate) fn unquoted(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut open: Option<char> = None;
     for c in text.chars() {

@@ -37,7 +37,11 @@ pub async fn put_merchant(
         ApiError::new(
             400,
             "invalid_json",
-            format!("the body is not a merchant settings object: {e}"),
+            // serde quotes the value it refused, which may be a secret: left out.
+            format!(
+                "the body is not a merchant settings object: {}",
+                crate::config::unquoted(&e.to_string())
+            ),
         )
     })?;
     // Webhooks are signed with the merchant's own secret: left out, the one it has (made with
