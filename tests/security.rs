@@ -459,55 +459,33 @@ async fn admin_sessions_csrf_and_throttling() {
     assert_eq!(post(format!("csrf={csrf}&id=new1"), None).await.status, 303);
 
     // Logging out takes the form's post: a GET (which any same-site page can make the browser
-    // send) or a post without the token leaves the session alive.
-    for (method, body) in [("GET", ""), ("POST", "csrf=wrong")] {
-        let r = request(
-            method,
-            &w.host.url("/admin/logout"),
-            &[
-                ("cookie", &cookie),
+    // send) or a post without the token leaves the session alive; the form's post revokes it
+    // server-side, so the copied cookie is worthless afterwards.
+    let logout = |method: &'static str, body: String| {
+        let (cookie, url) = (cookie.clone(), w.host.url("/admin/logout"));
+        async move {
+            let headers = [
+                ("cookie", cookie.as_str()),
                 ("content-type", "application/x-www-form-urlencoded"),
-            ],
-            body.as_bytes().to_vec(),
-        )
-        .await;
-        assert_eq!(r.status, 303, "{method}");
-        let still = request(
-            "GET",
-            &w.host.url("/admin"),
-            &[("cookie", &cookie)],
-            Vec::new(),
-        )
-        .await;
-        assert!(
-            !still.text().contains("name=\"password\""),
-            "{method} {body} logged out"
-        );
+            ];
+            request(method, &url, &headers, body.into_bytes())
+                .await
+                .status
+        }
+    };
+    let logged_in = || {
+        let (cookie, url) = (cookie.clone(), w.host.url("/admin"));
+        async move {
+            let page = request("GET", &url, &[("cookie", cookie.as_str())], Vec::new()).await;
+            !page.text().contains("name=\"password\"")
+        }
+    };
+    for (method, body) in [("GET", ""), ("POST", "csrf=wrong")] {
+        assert_eq!(logout(method, body.into()).await, 303, "{method}");
+        assert!(logged_in().await, "{method} {body} logged out");
     }
-
-    // Logout revokes the session server-side: the copied cookie is worthless afterwards.
-    let out = request(
-        "POST",
-        &w.host.url("/admin/logout"),
-        &[
-            ("cookie", &cookie),
-            ("content-type", "application/x-www-form-urlencoded"),
-        ],
-        format!("csrf={csrf}").into_bytes(),
-    )
-    .await;
-    assert_eq!(out.status, 303);
-    let after = request(
-        "GET",
-        &w.host.url("/admin"),
-        &[("cookie", &cookie)],
-        Vec::new(),
-    )
-    .await;
-    assert!(
-        after.text().contains("name=\"password\""),
-        "back to the login page"
-    );
+    assert_eq!(logout("POST", format!("csrf={csrf}")).await, 303);
+    assert!(!logged_in().await, "back to the login page");
     assert_eq!(post(format!("csrf={csrf}&id=new2"), None).await.status, 401);
 
     // Throttling: 5 failures a minute, then 429 with Retry-After, even for the right password.
