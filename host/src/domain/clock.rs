@@ -136,6 +136,12 @@ pub fn shown_utc(text: &str) -> Option<String> {
         .or_else(|| beijing_text_to_utc(text))
 }
 
+/// A stored time as a webhook shows it: [`shown_utc`], or the text as it is when it is neither
+/// form (never dropped: the shop still sees what the provider said).
+pub fn shown_utc_or_as_is(text: &str) -> String {
+    shown_utc(text).unwrap_or_else(|| text.to_owned())
+}
+
 /// A provider's Beijing wall-clock time (`YYYY-MM-DD HH:MM:SS`) as stored UTC, or None.
 pub fn beijing_text_to_utc(text: &str) -> Option<String> {
     let t = text.trim();

@@ -95,7 +95,7 @@ pub fn plan_notification(payment: &Payment, e: &NotificationEffect<'_>, now: &st
                 "trade_no": Some(e.trade_no).filter(|t| !t.is_empty()).or(payment.trade_no.as_deref()),
                 "buyer_email": e.buyer_email.or(payment.buyer_email.as_deref()),
                 // As the API shows it (UTC ISO 8601), whatever form the provider gave.
-                "paid_at": paid_at.as_deref().map(|v| super::clock::shown_utc(v).unwrap_or_else(|| v.to_owned())),
+                "paid_at": paid_at.as_deref().map(super::clock::shown_utc_or_as_is),
                 "refund_status": e.refund_status,
                 "gmt_refund": e.gmt_refund,
                 "created_at": now,

@@ -480,7 +480,7 @@ pub fn refund_webhook(
         "trade_no": payment.trade_no,
         "buyer_email": payment.buyer_email,
         // As the API shows it (UTC ISO 8601), whatever form the provider gave.
-        "paid_at": payment.paid_at.as_deref().map(|v| crate::domain::clock::shown_utc(v).unwrap_or_else(|| v.to_owned())),
+        "paid_at": payment.paid_at.as_deref().map(crate::domain::clock::shown_utc_or_as_is),
         // As a provider's refund notification's webhook says it (shops read these).
         "refund_status": "REFUND_SUCCESS",
         "gmt_refund": refund.completed_at,
