@@ -11,11 +11,10 @@
 
 use crate::outbound;
 use crate::signature::{return_signature_ok, webhook_signature_ok};
-use crate::web::{esc, html, page, redirect, text, unix_now, Body};
+use crate::web::{esc, html, page, read_body, redirect, text, unix_now, Body};
 use crate::wire::Keys;
 use crate::{Sandbox, SandboxMerchant};
 use http::{Method, Request, Response};
-use http_body_util::{BodyExt, Limited};
 use rand_core::RngCore;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -448,10 +447,10 @@ impl DemoShop {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("")
                     .to_owned();
-                let Ok(body) = Limited::new(req.into_body(), 256 * 1024).collect().await else {
-                    return text(413, "too large");
-                };
-                self.webhook(&signature, &body.to_bytes())
+                match read_body(req.into_body(), 256 * 1024).await {
+                    Ok(body) => self.webhook(&signature, &body),
+                    Err(refused) => refused,
+                }
             }
             _ => text(404, "no such shop page"),
         }

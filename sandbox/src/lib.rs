@@ -38,7 +38,6 @@ pub mod web;
 pub mod wire;
 
 use http::{Method, Request, Response};
-use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -1337,12 +1336,9 @@ impl Sandbox {
             .query()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
-        let body = match http_body_util::Limited::new(req.into_body(), 1 << 20)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return text(413, "too large"),
+        let body = match web::read_body(req.into_body(), 1 << 20).await {
+            Ok(body) => body,
+            Err(refused) => return refused,
         };
         let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
         let faults = self.faults.lock().unwrap().clone();
@@ -1433,7 +1429,11 @@ pub async fn serve_on(
                             Ok::<_, std::convert::Infallible>(response)
                         }
                     });
+                    // A client that sends its header slowly is cut off, as the body's deadline
+                    // cuts off one that sends its body slowly (`web::read_body`).
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(web::BODY_DEADLINE)
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;
                 });
@@ -1455,5 +1455,60 @@ mod tests {
             Sandbox::new("/s", "http://x/s", 1.0),
         );
         assert_ne!(a.next_id(), b.next_id());
+    }
+
+    /// Sends `head` and then nothing more on a real connection to `addr`; returns the answer.
+    async fn stall_after(addr: std::net::SocketAddr, head: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    // The clock is paused: once both sides wait, tokio moves it to the next deadline, so the
+    // ten seconds pass at once while the socket is real.
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_arriving_is_answered_408_and_a_slow_header_cut_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sandbox = Sandbox::new("/sandbox", &format!("http://{addr}/sandbox"), 1.0);
+        tokio::spawn(serve_on(sandbox, listener, std::future::pending()));
+
+        let answer = stall_after(
+            addr,
+            "POST /sandbox/gateway HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nservice=",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("did not arrive within 10 s"), "{answer}");
+
+        // A header that never ends: the connection is closed without an answer.
+        let answer = stall_after(addr, "POST /sandbox/gateway HTTP/1.1\r\nhost: x\r\n").await;
+        assert!(!answer.contains("200 OK"), "{answer}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_demo_shops_webhook_refuses_a_stalled_body() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shop = std::sync::Arc::new(demo::DemoShop::new("http://127.0.0.1:9", "t", "s"));
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service = hyper::service::service_fn(move |req| {
+                let shop = shop.clone();
+                async move { Ok::<_, std::convert::Infallible>(shop.handle(req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+        let answer = stall_after(
+            addr,
+            "POST /shop/webhook HTTP/1.1\r\nhost: x\r\ncontent-length: 50\r\n\r\n{",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     }
 }

@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 use http::Response;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
+use std::time::Duration;
 
 /// Every answer of the sandbox and the shop.
 pub type Body = Full<Bytes>;
@@ -14,6 +15,34 @@ pub fn text(status: u16, body: impl Into<String>) -> Response<Body> {
         .header("content-type", "text/plain; charset=utf-8")
         .body(Full::new(Bytes::from(body.into())))
         .expect("valid response")
+}
+
+/// How long a request body may take to arrive. A client that stops sending halfway is answered
+/// 408 instead of holding its connection and task open for as long as it likes.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Reads a request body of at most `limit` bytes within [`BODY_DEADLINE`]; otherwise the answer
+/// to send instead (413 too large, 408 too slow, 400 broken off).
+pub async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match tokio::time::timeout(BODY_DEADLINE, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(text(
+            413,
+            format!("the request body is larger than {limit} bytes"),
+        )),
+        Ok(Err(_)) => Err(text(400, "the request body was broken off")),
+        Err(_) => Err(text(
+            408,
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_DEADLINE.as_secs()
+            ),
+        )),
+    }
 }
 
 pub fn html(status: u16, body: String) -> Response<Body> {
