@@ -12,7 +12,8 @@
 // See docs/EMBEDDING.md for the type mapping and the imports.
 
 import { transpile } from '@bytecodealliance/jco';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { dirname, join, resolve } from 'node:path';
@@ -44,12 +45,17 @@ const { values: args } = parseArgs({
   },
 });
 
-/** Transpiles the component (core wasm + JS glue) into out/ and imports its `plugin` export. */
+/**
+ * Transpiles the component (core wasm + JS glue) into a directory of its own under out/ (beside
+ * node_modules, where the glue finds the WASI shim; one per run, so runs side by side do not
+ * overwrite each other's files) and imports its `plugin` export. The directory is removed at exit.
+ */
 async function load(path) {
   const bytes = await readFile(path);
   const { files, exports } = await transpile(bytes, { name: 'plugin', noTypescript: true, quiet: true });
-  const out = join(here, 'out');
-  await rm(out, { recursive: true, force: true });
+  await mkdir(join(here, 'out'), { recursive: true });
+  const out = await mkdtemp(join(here, 'out', 'run-'));
+  process.on('exit', () => rmSync(out, { recursive: true, force: true }));
   for (const [name, data] of Object.entries(files)) {
     await mkdir(dirname(join(out, name)), { recursive: true });
     await writeFile(join(out, name), data);

@@ -66,17 +66,8 @@ pub fn describe() -> PluginInfo {
 pub fn validate_settings(
     pairs: &[(String, String)],
 ) -> Result<Vec<(String, String)>, Vec<FieldError>> {
-    // A setting given twice is ambiguous (which one did the operator mean?): refused, never "the
-    // last one wins".
-    let mut seen = std::collections::HashSet::new();
-    let twice: Vec<FieldError> = pairs
-        .iter()
-        .filter(|(k, _)| !seen.insert(k.as_str()))
-        .map(|(k, _)| FieldError::new(k, "is given more than once"))
-        .collect();
-    if !twice.is_empty() {
-        return Err(twice);
-    }
+    // A setting given twice is refused by both families' validation (`settings::repeated`),
+    // together with every other bad field.
     if is_openapi(pairs) {
         return openapi::validate_settings(pairs);
     }
@@ -102,6 +93,17 @@ fn invalid(field: &str, reason: impl Into<String>) -> PluginError {
 
 fn is_printable(s: &str) -> bool {
     !s.chars().any(char::is_control)
+}
+
+/// The buyer's id at the shop (`out_user`), as `start-payment` and `list-channels` take it.
+fn check_out_user(u: &str) -> Result<(), PluginError> {
+    if u.is_empty() || u.chars().count() > 64 || !is_printable(u) {
+        return Err(invalid(
+            "out_user",
+            "must be 1 to 64 characters with no control characters",
+        ));
+    }
+    Ok(())
 }
 
 /// An order number both API families accept: 1 to 64 letters, digits, `_` or `-`.
@@ -153,11 +155,8 @@ pub fn validate_order<'a>(
         if field == "return_url" && order.product == Product::App && url.is_empty() {
             continue;
         }
-        if !is_http_url(url) || url.contains('?') {
-            return Err(invalid(
-                field,
-                "must be an absolute http or https URL without a query string",
-            ));
+        if let Some(rule) = settings::url_problem(url, false) {
+            return Err(invalid(field, rule));
         }
     }
     if let Some(m) = order.merchant_url.as_deref() {
@@ -174,12 +173,7 @@ pub fn validate_order<'a>(
         }
     }
     if let Some(u) = order.out_user.as_deref() {
-        if u.is_empty() || u.chars().count() > 64 || !is_printable(u) {
-            return Err(invalid(
-                "out_user",
-                "must be 1 to 64 characters with no control characters",
-            ));
-        }
+        check_out_user(u)?;
     }
     if let Some(c) = order.cashier_code.as_deref() {
         if c.is_empty()
@@ -359,6 +353,21 @@ pub fn resume_payment(
     }))
 }
 
+/// Alipay never sends a field twice in a notification or a return, so a repeated one is refused
+/// before anything reads it. The signature rules leave empty values out ([WAP §5.1], [EXTRA §1.4.2]): an
+/// empty copy put in front of a signed field would keep the signature valid and be read instead
+/// of the signed value (a refund report turned into a plain payment, say).
+fn refuse_repeated_fields(what: &str, pairs: &[(String, String)]) -> Result<(), PluginError> {
+    for (i, (k, _)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(earlier, _)| earlier == k) {
+            return Err(PluginError::Malformed(format!(
+                "{what} carries the field {k:?} more than once; Alipay sends each field once"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Verifies the buyer's synchronous return. It proves who signed it, not that money arrived:
 /// only a confirmed notification marks an order paid. A WAP call-back (`result`,
 /// `request_token`) and a PC return (`is_success`, `exterface`, `notify_*`, `trade_status`; its
@@ -367,6 +376,7 @@ pub fn verify_return(
     settings_pairs: &[(String, String)],
     query: &[(String, String)],
 ) -> Result<VerifiedReturn, PluginError> {
+    refuse_repeated_fields("the return", query)?;
     if is_openapi(settings_pairs) {
         return openapi::verify_return(settings_pairs, query);
     }
@@ -392,6 +402,7 @@ pub fn verify_notification(
     settings_pairs: &[(String, String)],
     form: &[(String, String)],
 ) -> Result<Step<Notification>, PluginError> {
+    refuse_repeated_fields("the notification", form)?;
     if is_openapi(settings_pairs) {
         return openapi::verify_notification(settings_pairs, form);
     }
@@ -510,6 +521,10 @@ pub fn list_channels(
         return Err(openapi::not_offered("the pay-channel list"));
     }
     let settings = load_settings(settings_pairs)?;
+    // An empty `out_user` means none, as before; anything else follows start-payment's rule.
+    if let Some(u) = out_user.filter(|u| !u.is_empty()) {
+        check_out_user(u)?;
+    }
     Ok(Step::Send(Pending {
         request: HttpRequest {
             method: HttpMethod::Get,
@@ -679,11 +694,8 @@ pub fn start_refund(
             "must be Beijing time YYYY-MM-DD HH:MM:SS",
         ));
     }
-    if !is_http_url(&refund.notify_url) || refund.notify_url.contains('?') {
-        return Err(invalid(
-            "notify_url",
-            "must be an absolute http or https URL without a query string",
-        ));
+    if let Some(rule) = settings::url_problem(&refund.notify_url, false) {
+        return Err(invalid("notify_url", rule));
     }
     let redirect = mapi::refund_redirect(
         &settings,

@@ -498,6 +498,126 @@ fn flat_full_refund_notify_is_refunded() {
     assert_eq!(n.event(), TradeEvent::Finished);
 }
 
+/// Empty values are left out of the signature ([EXTRA §1.4.2]), so an empty copy of a field put in
+/// front of the signed one keeps the signature valid. It must not change what the notification
+/// says: a repeated field is refused, an added empty one reads as absent.
+#[test]
+fn a_repeated_or_added_empty_field_cannot_change_a_signed_notification() {
+    let sorted = FLAT_SORTED
+        .replace("quantity=1&", "quantity=1&refund_status=REFUND_SUCCESS&")
+        .replace(
+            "gmt_payment=2014-01-01 12:00:05&",
+            "gmt_payment=2014-01-01 12:00:05&gmt_refund=2014-01-02 10:00:00&",
+        );
+    let form = flat_form(&sorted, &sign::md5_sign(&sorted, KEY), "MD5");
+    let genuine = verify_flat_notify(&settings(&md5_pairs()), &form).unwrap();
+    assert_eq!(genuine.event(), TradeEvent::PartiallyRefunded);
+
+    for field in ["refund_status", "gmt_payment", "trade_status"] {
+        let mut forged = vec![p(field, "")];
+        forged.extend(form.iter().cloned());
+        match connector::verify_notification(&md5_pairs(), &forged) {
+            Err(PluginError::Malformed(m)) => {
+                assert!(m.contains(field) && m.contains("more than once"), "{m}")
+            }
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    // The same rule for returns.
+    let mut query = pc_return(|s| sign::md5_sign(s, KEY), "MD5");
+    query.insert(0, p("trade_status", ""));
+    assert!(matches!(
+        connector::verify_return(&md5_pairs(), &query),
+        Err(PluginError::Malformed(_))
+    ));
+
+    // A field the genuine one lacks, added empty: the signature still holds, and it reads as
+    // absent. A TRADE_SUCCESS with `gmt_refund=` added stays a plain payment.
+    let plain = FLAT_SORTED.to_owned();
+    let mut form = flat_form(&plain, &sign::md5_sign(&plain, KEY), "MD5");
+    form.insert(0, p("gmt_refund", ""));
+    form.insert(0, p("refund_fee", ""));
+    let n = verify_flat_notify(&settings(&md5_pairs()), &form).unwrap();
+    assert_eq!(n.event(), TradeEvent::Paid);
+    assert!(n.refund().is_none());
+}
+
+/// A setting given twice is refused by every call, not only by validate-settings, and together
+/// with every other bad field.
+#[test]
+fn a_repeated_setting_is_refused_by_every_call() {
+    let mut twice = md5_pairs();
+    twice.push(p("partner", "2088000000008888"));
+    match connector::start_payment(&twice, &order(Product::Wap)) {
+        Err(PluginError::InvalidSettings(errors)) => {
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].field, "partner");
+            assert!(errors[0].reason.contains("more than once"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        connector::query_trade(&twice, "20140101000001"),
+        Err(PluginError::InvalidSettings(_))
+    ));
+    let errors = connector::validate_settings(&[
+        p("partner", "1"),
+        p("partner", "2"),
+        p("key", "bad"),
+        p("colour", "red"),
+    ])
+    .unwrap_err();
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert!(
+        fields.contains(&"partner") && fields.contains(&"key") && fields.contains(&"colour"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        fields.iter().filter(|f| **f == "partner").count(),
+        2,
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn url_and_out_user_errors_name_the_rule_broken() {
+    let long = format!("https://shop.example/{}", "a".repeat(1100));
+    for (url, says) in [
+        ("ftp://shop.example/n", "http:// or https://"),
+        ("https://shop.example/n?x=1", "query string"),
+        ("https://shop.example/n#top", "fragment"),
+        ("https://shop.example/<n>", "spaces, control characters"),
+        (long.as_str(), "at most 1024"),
+        ("https://user@shop.example/n", "user name or password"),
+    ] {
+        let mut o = order(Product::Wap);
+        o.notify_url = url.to_owned();
+        match connector::start_payment(&md5_pairs(), &o) {
+            Err(PluginError::InvalidOrder(e)) => {
+                assert_eq!(e.field, "notify_url");
+                assert!(e.reason.contains(says), "{url}: {}", e.reason);
+            }
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+    let key = "１".repeat(32);
+    let errors = connector::validate_settings(&[p("partner", "2088000000000001"), p("key", &key)])
+        .unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.field == "key" && e.reason.contains("ASCII")),
+        "{errors:?}"
+    );
+
+    match connector::list_channels(&md5_pairs(), Some(&"u".repeat(100_000))) {
+        Err(PluginError::InvalidOrder(e)) => assert_eq!(e.field, "out_user"),
+        other => panic!("{other:?}"),
+    }
+    assert!(connector::list_channels(&md5_pairs(), Some("")).is_ok());
+    assert!(connector::list_channels(&md5_pairs(), Some("buyer-1")).is_ok());
+}
+
 /// [EXTRA §6.3]: two real generation-B app notifies, verified with Alipay's built-in common mapi key;
 /// the wire order fails.
 #[test]

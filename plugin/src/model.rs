@@ -311,11 +311,14 @@ pub enum TradeEvent {
 }
 
 impl Notification {
+    /// A field's value; an empty one counts as absent, as the signature rules count it (they
+    /// leave empty values out, so an added `gmt_refund=` must not change what a notification says).
     fn field(&self, name: &str) -> Option<&str> {
         self.fields
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
     }
 
     /// Alipay's statuses in the embedder's terms ([EXTRA §4.4]):

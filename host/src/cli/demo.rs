@@ -28,7 +28,7 @@ pub struct Args {
     /// The admin page's password (default: random, printed at start).
     #[arg(long, value_name = "PASSWORD")]
     admin_password: Option<String>,
-    /// Sandbox seconds per real second (notify retries: 2m, 10m, … compressed).
+    /// Sandbox seconds per real second, at least 1 (notify retries: 2m, 10m, … compressed).
     #[arg(long, default_value_t = 1.0, value_name = "N")]
     sandbox_speed: f64,
     /// Another MD5 merchant the sandbox knows, as PARTNER:KEY (repeatable): for shops that
@@ -80,9 +80,9 @@ pub fn run(args: Args) -> ExitCode {
             return fail(anyhow::anyhow!("--allow-origin {o:?}: {e}"));
         }
     }
-    if !(sandbox_speed.is_finite() && sandbox_speed > 0.0) {
+    if !(sandbox_speed.is_finite() && sandbox_speed >= 1.0) {
         return fail(anyhow::anyhow!(
-            "--sandbox-speed {sandbox_speed}: must be a number above 0 (1 is real time, 60 makes a minute a second)"
+            "--sandbox-speed {sandbox_speed}: must be a number of at least 1 (1 is real time, 60 makes a minute a second)"
         ));
     }
     if let Some(u) = &public_url {

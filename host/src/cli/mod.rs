@@ -52,8 +52,31 @@ pub const FAILED: u8 = 2;
 
 /// Splits a repeatable `PARTNER:KEY` flag value.
 pub fn partner_key(flag: &str, value: &str) -> anyhow::Result<(String, String)> {
-    match value.split_once(':') {
-        Some((p, k)) => Ok((p.trim().to_owned(), k.trim().to_owned())),
-        None => anyhow::bail!("{flag} {value:?}: expected PARTNER:KEY"),
+    // The value holds a key: no message quotes it.
+    let Some((p, k)) = value.split_once(':') else {
+        anyhow::bail!(
+            "{flag}: expected PARTNER:KEY, e.g. 2088000000000001:<the 32-character MD5 key>"
+        );
+    };
+    let partner = alipay_user_id(flag, "partner", p)?;
+    let key = k.trim();
+    if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        anyhow::bail!(
+            "{flag} {partner}: the key must be 32 ASCII letters or digits (got {} characters), as the component requires",
+            key.chars().count()
+        );
     }
+    Ok((partner, key.to_owned()))
+}
+
+/// A partner or seller id as the component takes it: 16 digits starting with 2088. The sandbox
+/// refuses what the component would, so it never prints settings that cannot work.
+pub fn alipay_user_id(flag: &str, what: &str, id: &str) -> anyhow::Result<String> {
+    let id = id.trim();
+    if id.len() != 16 || !id.starts_with("2088") || !id.bytes().all(|b| b.is_ascii_digit()) {
+        anyhow::bail!(
+            "{flag}: the {what} {id:?} must be 16 digits starting with 2088, e.g. 2088000000000001"
+        );
+    }
+    Ok(id.to_owned())
 }

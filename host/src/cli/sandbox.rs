@@ -1,6 +1,6 @@
 //! `payhost sandbox`: the payhost-sandbox gateway alone.
 
-use super::{fail, init_logging, partner_key, runtime};
+use super::{alipay_user_id, fail, init_logging, partner_key, runtime};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,28 +28,44 @@ pub struct Args {
     /// settings given to a component stay valid.
     #[arg(long, default_value = "sandbox-keys", value_name = "DIR")]
     keys_dir: PathBuf,
-    /// Sandbox seconds per real second.
+    /// Sandbox seconds per real second, at least 1 (60 makes the notify retries' minutes seconds).
     #[arg(long, default_value_t = 1.0, value_name = "N")]
     speed: f64,
 }
 
-/// An id the gateway keys a merchant or app by: digits and letters only (it names a folder).
-fn plain_id(flag: &str, what: &str, id: &str) -> anyhow::Result<String> {
+/// An open-platform app id as the component takes it: 16 digits.
+fn app_id(flag: &str, id: &str) -> anyhow::Result<String> {
     let id = id.trim();
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
-        anyhow::bail!(
-            "{flag}: the {what} {id:?} must be letters and digits only, e.g. 2088000000000001"
-        );
+    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        anyhow::bail!("{flag}: the app id {id:?} must be 16 digits, e.g. 2021000000000001");
     }
     Ok(id.to_owned())
 }
 
+/// Refuses a merchant or app given twice (with other keys, the second would silently win).
+fn once(seen: &mut std::collections::HashSet<String>, flag: &str, id: &str) -> anyhow::Result<()> {
+    if !seen.insert(id.to_owned()) {
+        anyhow::bail!("{flag}: {id} is given more than once; give each merchant or app once");
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> ExitCode {
     init_logging();
+    if !(args.speed.is_finite() && args.speed >= 1.0) {
+        return fail(anyhow::anyhow!(
+            "--speed {}: must be a number of at least 1 (1 is real time, 60 makes a minute a second)",
+            args.speed
+        ));
+    }
+    let mut partners = std::collections::HashSet::new();
+    let mut apps = std::collections::HashSet::new();
     let base = format!("http://{}/sandbox", args.listen);
     let sandbox = payhost_sandbox::Sandbox::new("/sandbox", &base, args.speed);
     for m in &args.md5_merchants {
-        let (partner, key) = match partner_key("--md5-merchant", m) {
+        let (partner, key) = match partner_key("--md5-merchant", m)
+            .and_then(|(p, k)| once(&mut partners, "--md5-merchant", &p).map(|()| (p, k)))
+        {
             Ok(pk) => pk,
             Err(e) => return fail(e),
         };
@@ -60,7 +76,9 @@ pub fn run(args: Args) -> ExitCode {
         });
     }
     for p in &args.rsa_merchants {
-        let partner = match plain_id("--rsa-merchant", "partner", p) {
+        let partner = match alipay_user_id("--rsa-merchant", "partner", p)
+            .and_then(|p| once(&mut partners, "--rsa-merchant", &p).map(|()| p))
+        {
             Ok(p) => p,
             Err(e) => return fail(e),
         };
@@ -94,10 +112,9 @@ pub fn run(args: Args) -> ExitCode {
             .split_once(':')
             .ok_or_else(|| anyhow::anyhow!("--openapi-app {a:?}: expected APP_ID:SELLER_ID"))
             .and_then(|(app, seller)| {
-                Ok((
-                    plain_id("--openapi-app", "app id", app)?,
-                    plain_id("--openapi-app", "seller id", seller)?,
-                ))
+                let app = app_id("--openapi-app", app)?;
+                once(&mut apps, "--openapi-app", &app)?;
+                Ok((app, alipay_user_id("--openapi-app", "seller id", seller)?))
             });
         let (app_id, seller_id) = match ids {
             Ok(ids) => ids,
@@ -133,4 +150,47 @@ pub fn run(args: Args) -> ExitCode {
             Err(e) => fail(e),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merchants_the_component_would_refuse_are_refused_without_echoing_the_key() {
+        let key = "abcdefghijklmnopqrstuvwxyz012345";
+        assert_eq!(
+            partner_key("--md5-merchant", &format!(" 2088000000009999 : {key} ")).unwrap(),
+            ("2088000000009999".to_owned(), key.to_owned())
+        );
+        for (value, says) in [
+            (
+                "2088000000009999:short",
+                "32 ASCII letters or digits (got 5",
+            ),
+            (
+                "1234:abcdefghijklmnopqrstuvwxyz012345",
+                "16 digits starting with 2088",
+            ),
+            ("supersecretkeywithoutacolon", "expected PARTNER:KEY"),
+        ] {
+            let e = partner_key("--md5-merchant", value)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{value}: {e}");
+            assert!(
+                !e.contains("short") && !e.contains("supersecret") && !e.contains(key),
+                "{e}"
+            );
+        }
+        assert!(alipay_user_id("--rsa-merchant", "partner", "12").is_err());
+        assert!(alipay_user_id("--openapi-app", "seller id", "2088000000000010").is_ok());
+        assert!(app_id("--openapi-app", "2021000000000009").is_ok());
+        assert!(app_id("--openapi-app", "20210000").is_err());
+
+        let mut seen = std::collections::HashSet::new();
+        once(&mut seen, "--md5-merchant", "2088000000009999").unwrap();
+        let e = once(&mut seen, "--rsa-merchant", "2088000000009999").unwrap_err();
+        assert!(e.to_string().contains("more than once"), "{e}");
+    }
 }

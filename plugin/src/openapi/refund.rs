@@ -575,6 +575,24 @@ mod flow_tests {
         };
         assert!(b.url.starts_with("http://dwbillcenter.alipay.com/"));
         assert!(connector::locate_bill(&pairs, "2024-5-19").is_err());
+        // Days the calendar does not have are refused before any request is built.
+        for date in [
+            "2026-02-30",
+            "2026-02-29",
+            "2026-04-31",
+            "2026-00-10",
+            "2026-13-01",
+        ] {
+            match connector::locate_bill(&pairs, date) {
+                Err(crate::model::PluginError::InvalidOrder(e)) => {
+                    assert_eq!(e.field, "date", "{date}")
+                }
+                other => panic!("{date}: {other:?}"),
+            }
+        }
+        for date in ["2024-02-29", "2000-02-29", "2026-12-31"] {
+            assert!(connector::locate_bill(&pairs, date).is_ok(), "{date}");
+        }
     }
 
     /// The partial-refund notify ([OPENAPI §6.6]) carries its refund: `out_biz_no`, the
@@ -596,5 +614,19 @@ mod flow_tests {
         assert_eq!(r.amount, None);
         assert_eq!(r.time.as_deref(), Some("2024-05-21 09:00:01"));
         assert!(r.succeeded);
+
+        // Empty copies of the refund's fields in front keep the signature (empties are not
+        // signed) but are refused: without the refusal the notify read as a plain payment.
+        let mut forged: Vec<(String, String)> = ["refund_fee", "gmt_refund", "out_biz_no"]
+            .iter()
+            .map(|k| (k.to_string(), String::new()))
+            .collect();
+        forged.extend(form.iter().cloned());
+        match crate::connector::verify_notification(&settings_pairs(), &forged) {
+            Err(crate::model::PluginError::Malformed(m)) => {
+                assert!(m.contains("more than once"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -4,7 +4,7 @@
 use super::cert;
 use super::sign::SignType;
 use crate::model::FieldError;
-use crate::settings::{is_alipay_user_id, is_http_url};
+use crate::settings::is_alipay_user_id;
 use crate::sign::{parse_private_key, parse_public_key, PrivateKey, PublicKey};
 
 /// Alipay's production OpenAPI gateway.
@@ -78,7 +78,7 @@ pub fn is_app_id(s: &str) -> bool {
 /// Validates an OpenAPI merchant's settings; returns them typed, with the normalised pairs to
 /// store (trimmed, defaults written out), or every bad field.
 pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>> {
-    let mut errors = Vec::new();
+    let mut errors = crate::settings::repeated(pairs);
     for (k, _) in pairs {
         if !OPENAPI_ONLY.contains(&k.as_str()) && !SHARED.contains(&k.as_str()) {
             errors.push(FieldError::new(
@@ -233,14 +233,13 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
 
     let gateway = match g("gateway") {
         None => DEFAULT_GATEWAY.to_owned(),
-        Some(u) if !is_http_url(u) || u.contains('?') => {
-            errors.push(FieldError::new(
-                "gateway",
-                "must be an absolute http or https URL without a query string",
-            ));
-            String::new()
-        }
-        Some(u) => u.to_owned(),
+        Some(u) => match crate::settings::url_problem(u, false) {
+            Some(rule) => {
+                errors.push(FieldError::new("gateway", rule));
+                String::new()
+            }
+            None => u.to_owned(),
+        },
     };
 
     if !errors.is_empty() {
