@@ -523,6 +523,14 @@ fn a_repeated_or_added_empty_field_cannot_change_a_signed_notification() {
             other => panic!("{field}: {other:?}"),
         }
     }
+    // A repeat among thousands of fields is found too (the contract suite's hostile
+    // `many_fields` form, 20,000 fields, checks within the component's CPU budget).
+    let mut many: Pairs = (0..20_000).map(|i| p(&format!("k{i}"), "v")).collect();
+    many.push(p("k19999", ""));
+    assert!(matches!(
+        connector::verify_notification(&md5_pairs(), &many),
+        Err(PluginError::Malformed(m)) if m.contains("k19999")
+    ));
     // The same rule for returns.
     let mut query = pc_return(|s| sign::md5_sign(s, KEY), "MD5");
     query.insert(0, p("trade_status", ""));
