@@ -1636,6 +1636,122 @@ async fn a_table_over_a_connected_shop_keeps_its_origins_and_secret() {
     );
 }
 
+/// A command whose output nobody can read ends quietly (a reader that went away) or says so (a
+/// full disk), never with a panic; `merchant add` keeps no merchant whose secrets were not written.
+#[test]
+fn a_commands_unreadable_output_is_no_panic_and_leaves_no_unusable_merchant() {
+    use std::process::{Command, Stdio};
+    let dir = temp_dir("unreadable-stdout");
+    let config = dir.join("payhost.toml");
+    std::fs::write(&config, config_head(free_port(), TOKEN, "")).unwrap();
+    let payhost = |args: &[&str]| {
+        let mut c = Command::new(payhost_binary());
+        c.args(args)
+            .arg("--config")
+            .arg(&config)
+            .stderr(Stdio::piped());
+        c
+    };
+    let kept = payhost(&[
+        "merchant",
+        "add",
+        "kept",
+        "--shop-origin",
+        "https://kept.example",
+    ])
+    .output()
+    .unwrap();
+    assert!(kept.status.success(), "{kept:?}");
+
+    if std::path::Path::new("/dev/full").exists() {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let lost = payhost(&[
+            "merchant",
+            "add",
+            "lost",
+            "--shop-origin",
+            "https://lost.example",
+        ])
+        .stdout(full)
+        .output()
+        .unwrap();
+        let err = String::from_utf8_lossy(&lost.stderr);
+        assert_eq!(lost.status.code(), Some(2), "{err}");
+        assert!(err.contains("merchant lost was not kept"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        let list = payhost(&["token", "list"]).output().unwrap();
+        let listed = String::from_utf8_lossy(&list.stdout);
+        assert!(
+            listed.contains("kept") && !listed.contains("lost"),
+            "{listed}"
+        );
+    }
+
+    // The reader is gone before the command writes (`payhost token list | true`).
+    let mut child = payhost(&["token", "list"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Commands that list or change what is stored refuse a database that is not there instead of
+/// creating one (owned by whoever ran them), and a merchant that does not exist.
+#[test]
+fn listing_commands_create_no_database_and_name_an_unknown_merchant() {
+    use std::process::Command;
+    let dir = temp_dir("no-database-yet");
+    let config = dir.join("payhost.toml");
+    std::fs::write(&config, config_head(free_port(), TOKEN, "")).unwrap();
+    for args in [
+        &["token", "list"][..],
+        &["token", "revoke", "--id", "1"],
+        &["admin-user", "list"],
+    ] {
+        let out = Command::new(payhost_binary())
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("no database at"), "{args:?}: {err}");
+        assert!(
+            !dir.join("payhost.db").exists(),
+            "{args:?} created the database"
+        );
+    }
+    let add = Command::new(payhost_binary())
+        .args([
+            "merchant",
+            "add",
+            "m1",
+            "--shop-origin",
+            "https://m1.example",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(add.status.success(), "{add:?}");
+    let out = Command::new(payhost_binary())
+        .args(["token", "list", "--merchant", "nosuch", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("\"nosuch\": no such merchant"), "{err}");
+}
+
 /// A merchant body the API cannot read is refused without quoting what it refused (a secret
 /// typed as a number, say).
 #[tokio::test(flavor = "multi_thread")]

@@ -52,9 +52,9 @@ fn admin_password(generate: bool, config: Option<&Path>) -> Result<()> {
     let hash = payhost::auth::hash_password(&password)?;
     let line = format!("admin_password_hash = \"{hash}\"");
     if generate {
-        println!("admin password: {password}");
+        say!("admin password: {password}");
     }
-    println!("{line}");
+    say!("{line}");
     if let Some(path) = config {
         // Read again: the file may have been edited while the password was typed.
         let text = read(path)?;

@@ -95,7 +95,12 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(format!("{e:#}")),
     };
-    let store = match payhost::store::open(&config).await {
+    let opened = match action {
+        AdminUserAction::Add(_) => payhost::store::open(&config).await,
+        // Listing or changing admin users of a database that does not exist is a mistake.
+        _ => super::open_existing_store(&config).await,
+    };
+    let store = match opened {
         Ok(s) => s,
         Err(e) => return fail(format!("{e:#}")),
     };
@@ -127,7 +132,7 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
             {
                 Ok(()) => {
                     if generate {
-                        println!("password: {password}");
+                        say!("password: {password}");
                     }
                     eprintln!("admin user {name}: new password set; their sessions have ended");
                     ExitCode::SUCCESS
@@ -146,7 +151,7 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
         AdminUserAction::List { .. } => match store.admin_users().await {
             Ok(users) => {
                 for u in users {
-                    println!(
+                    say!(
                         "{}\t{}\t{}\t{}",
                         u.name,
                         u.role.as_str(),
@@ -175,7 +180,7 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
             match payhost::admin_users::add(store.as_ref(), &new).await {
                 Ok(user) => {
                     if a.generate {
-                        println!("password: {password}");
+                        say!("password: {password}");
                     }
                     eprintln!(
                         "admin user {} added ({}{})",

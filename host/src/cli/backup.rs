@@ -45,7 +45,7 @@ fn backup(Args { to, force, config }: Args) -> Result<()> {
         );
     }
     let s = payhost::store::sqlite::backup::backup(&config.database, &to, force)?;
-    println!(
+    say!(
         "{}: {} bytes, {} payment(s), newest payment created {}",
         s.path.display(),
         s.bytes,

@@ -61,7 +61,7 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
                 .iter()
                 .map(|p| format!("{} {}", p.info.id, p.info.version))
                 .collect();
-            println!(
+            say!(
                 "configuration OK: {} merchant(s), component(s) {}",
                 config.merchants.len(),
                 components.join(", ")

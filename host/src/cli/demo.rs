@@ -145,12 +145,13 @@ pub fn run(args: Args) -> ExitCode {
         } else {
             format!("http://{}", running.addr)
         };
-        println!(
+        // A server keeps serving when nobody reads its start-up summary (stdout closed).
+        let _ = super::write_line(format_args!(
             "\npayhost demo 已启动 (is running).\n  演示商城 Shop (open it in a phone-sized window): {0}/shop\n  管理后台 Admin: {0}/admin  (密码 password: {admin_password})\n  API 令牌 API token: {1}\n  商户 Merchants: {2}\n  沙箱网关 Sandbox gateway: {0}/sandbox/gateway\n按 Ctrl-C 停止 (Press Ctrl-C to stop).\n",
             base,
             demo.api_token,
             merchants.join(", ")
-        );
+        ));
         match running.wait().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),

@@ -88,7 +88,15 @@ async fn add(action: Action) -> Result<()> {
         "merchant {id} created (plugin {plugin}, shop origins {}). Shown only this once: put both into the shop's payment settings; the operator's api_token stays here.",
         shop_origins.join(", ")
     );
-    println!("token: {}", m.token.expose());
-    println!("shop_secret: {}", m.shop_secret.expose());
+    let shown = super::write_line(format_args!("token: {}", m.token.expose()))
+        .and_then(|()| super::write_line(format_args!("shop_secret: {}", m.shop_secret.expose())));
+    if let Err(e) = shown {
+        // The secrets exist only in this output: a merchant nobody can use is not kept.
+        store
+            .delete_merchant(&id, false)
+            .await
+            .map_err(|d| anyhow!("cannot write the merchant's token and shop secret to standard output ({e}), and cannot remove merchant {id} again ({d}); remove it with the API and run this again"))?;
+        bail!("cannot write the merchant's token and shop secret to standard output ({e}); merchant {id} was not kept: run this again where its output can be read");
+    }
     Ok(())
 }

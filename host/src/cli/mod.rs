@@ -2,6 +2,15 @@
 //! calls the module's `run`; what a command does, and the help text that says so, live together
 //! here.
 
+/// `println!` for a command's output. A reader that stops early (`payhost token list | head -1`)
+/// ends the command quietly with status 0, as it asked for nothing more; any other write error (a
+/// full disk) is reported with status 2. `println!` panics instead (status 101, a backtrace).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line_or_exit(format_args!($($arg)*))
+    };
+}
+
 pub mod admin_password;
 pub mod admin_user;
 pub mod backup;
@@ -38,6 +47,42 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("start the async runtime")
+}
+
+/// Writes one line to standard output and flushes it.
+pub fn write_line(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// [`write_line`], ending the process when standard output cannot take it (see `say!`).
+pub fn write_line_or_exit(args: std::fmt::Arguments<'_>) {
+    if let Err(e) = write_line(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(i32::from(FAILED));
+    }
+}
+
+/// The store of a command that only reads or changes what is there (`token list`, `admin-user
+/// remove`…): a missing SQLite file is refused rather than created, since a new database made
+/// here belongs to whoever ran the command (root, say), which `payhost serve`'s user may then be
+/// unable to open, and a misspelt `--config` would only list nothing.
+pub async fn open_existing_store(
+    config: &payhost::config::Config,
+) -> anyhow::Result<std::sync::Arc<dyn payhost::store::Store>> {
+    if config.database_url.is_none() && !config.database.is_file() {
+        anyhow::bail!(
+            "no database at {} (nothing is stored yet; is this the configuration `payhost serve` uses?)",
+            config.database.display()
+        );
+    }
+    payhost::store::open(config).await
 }
 
 /// Reports an error and gives the exit status of every command that stops on one (README: `2`).

@@ -15,7 +15,7 @@ pub struct Args {
 pub fn run(Args { manifest }: Args) -> ExitCode {
     match payhost::manifest::pin_component(&manifest) {
         Ok(sum) => {
-            println!("{}: component sha256 = {sum}", manifest.display());
+            say!("{}: component sha256 = {sum}", manifest.display());
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),

@@ -90,7 +90,7 @@ pub fn run(args: Args) -> ExitCode {
             Ok(k) => k,
             Err(e) => return fail(anyhow::anyhow!("--rsa-merchant {partner}: {e}")),
         };
-        println!(
+        say!(
             "RSA merchant {partner}: settings partner={partner} sign_type=RSA \
              seller_email=seller@sandbox.example private_key=<{0}> \
              alipay_public_key=<{1}> mapi_public_key=<{1}> gateway_url={base}/gateway \
@@ -128,7 +128,7 @@ pub fn run(args: Args) -> ExitCode {
             Ok(k) => k,
             Err(e) => return fail(anyhow::anyhow!("--openapi-app {app_id}: {e}")),
         };
-        println!(
+        say!(
             "open-platform app {app_id}: settings api=openapi app_id={app_id} seller_id={seller_id} \
              app_private_key=<{}> alipay_public_key=<{}> gateway={base}/openapi/gateway.do",
             keys.signer_private_file.display(),

@@ -53,7 +53,8 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
         if !admin_login {
             tracing::warn!("{NO_ADMIN_LOGIN}");
         }
-        println!(
+        // A server keeps serving when nobody reads its start-up summary (stdout closed).
+        let _ = super::write_line(format_args!(
             "{}",
             summary(
                 &running.app.config.public_url,
@@ -62,7 +63,7 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
                 admin_login,
                 &path
             )
-        );
+        ));
         match running.wait().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(e),

@@ -60,7 +60,11 @@ async fn token(action: Action) -> Result<()> {
     | Action::List { config, .. }
     | Action::Revoke { config, .. }) = &action;
     let config = Config::load(config)?;
-    let store = payhost::store::open(&config).await?;
+    let store = match action {
+        // A token is made for a merchant that may so far exist only in payhost.toml.
+        Action::Create { .. } => payhost::store::open(&config).await?,
+        Action::List { .. } | Action::Revoke { .. } => super::open_existing_store(&config).await?,
+    };
     match action {
         Action::Create {
             merchant, label, ..
@@ -75,11 +79,21 @@ async fn token(action: Action) -> Result<()> {
                 .create_token(&merchant, &payhost::auth::token_hash(&token), label.trim())
                 .await?;
             eprintln!("token #{id} for merchant {merchant} (shown only this once):");
-            println!("{token}");
+            if let Err(e) = super::write_line(format_args!("{token}")) {
+                // Shown nowhere else: a token nobody could read is not left live.
+                store.revoke_token(id, None).await?;
+                bail!("cannot write the token to standard output ({e}); token #{id} was revoked: run this again where its output can be read");
+            }
         }
         Action::List { merchant, .. } => {
+            if let Some(m) = merchant.as_deref() {
+                let known = store.merchant(m).await?.is_some() || config.merchants.contains_key(m);
+                if !known {
+                    bail!("--merchant {m:?}: no such merchant (payhost token list without --merchant lists every merchant's tokens)");
+                }
+            }
             for t in store.tokens(merchant.as_deref()).await? {
-                println!(
+                say!(
                     "{}\t{}\t{}\t{}\t{}",
                     t.id,
                     t.merchant_id,
@@ -93,7 +107,7 @@ async fn token(action: Action) -> Result<()> {
             if !store.revoke_token(id, None).await? {
                 bail!("no live token #{id}");
             }
-            println!("token #{id} revoked");
+            say!("token #{id} revoked");
         }
     }
     Ok(())
