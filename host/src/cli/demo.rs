@@ -19,7 +19,8 @@ pub struct Args {
     /// The plugin manifest.
     #[arg(long, default_value = "plugin.toml", value_name = "FILE")]
     manifest: PathBuf,
-    /// The database file (default: a new temporary file, removed when the demo stops).
+    /// The database file (default: a new one in a private temporary folder, removed when the demo
+    /// stops).
     #[arg(long, value_name = "FILE")]
     database: Option<PathBuf>,
     /// The API token (default: random, printed at start).
@@ -76,9 +77,19 @@ pub fn run(args: Args) -> ExitCode {
         Err(e) => return fail(e),
     };
     for o in &allow_origins {
-        if let Err(e) = payhost::net::Origin::parse(o) {
+        if let Err(e) = payhost::net::Origin::parse_bare(o) {
             return fail(anyhow::anyhow!("--allow-origin {o:?}: {e}"));
         }
+    }
+    // The demo can be exposed (--public-url, --trusted-proxy): its password follows the rule
+    // of `payhost admin-password` and `admin-user`.
+    if admin_password
+        .as_deref()
+        .is_some_and(|p| p.chars().count() < 12)
+    {
+        return fail(anyhow::anyhow!(
+            "--admin-password: must be at least 12 characters (leave it out for a random one)"
+        ));
     }
     if !(sandbox_speed.is_finite() && sandbox_speed >= 1.0) {
         return fail(anyhow::anyhow!(
@@ -100,6 +111,18 @@ pub fn run(args: Args) -> ExitCode {
     }
     let admin_password =
         admin_password.unwrap_or_else(|| payhost::auth::random_token()[..16].to_owned());
+    // Without --database the demo keeps its database in a folder of its own, made for this run
+    // (a path from the pid alone could be an older run's leftover, or another user's file).
+    let temporary_dir = match database {
+        Some(_) => None,
+        None => match private_temp_dir() {
+            Ok(dir) => Some(dir),
+            Err(e) => return fail(e),
+        },
+    };
+    let database = database.or_else(|| temporary_dir.as_ref().map(|d| d.join("payhost.db")));
+    // Removed when the demo ends, however it ends (a --database given is kept).
+    let _temporary = temporary_dir.map(RemovedOnDrop);
     let options = payhost::demo::Options {
         listen,
         manifest: &manifest,
@@ -127,8 +150,6 @@ pub fn run(args: Args) -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
-    // The demo's own temporary database goes when it stops (a --database given is kept).
-    let temporary = options.database.is_none().then(|| config.database.clone());
     let status = runtime().block_on(async {
         let app = match payhost::demo::build_app(&demo, config).await {
             Ok(a) => a,
@@ -157,14 +178,37 @@ pub fn run(args: Args) -> ExitCode {
             Err(e) => fail(e),
         }
     });
-    if let Some(db) = temporary {
-        for suffix in ["", "-wal", "-shm", ".lock"] {
-            let mut file = db.clone().into_os_string();
-            file.push(suffix);
-            let _ = std::fs::remove_file(file);
-        }
-    }
     status
+}
+
+/// A folder removed with everything in it when this goes out of scope.
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A new folder only this user can open, under the system's temporary folder; refused rather
+/// than reused when the name exists.
+fn private_temp_dir() -> anyhow::Result<std::path::PathBuf> {
+    let name = format!(
+        "payhost-demo-{}-{}",
+        std::process::id(),
+        &payhost::auth::random_token()[..12]
+    );
+    let dir = std::env::temp_dir().join(name);
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(&dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot make the demo's database folder {}: {e}",
+            dir.display()
+        )
+    })?;
+    Ok(dir)
 }
 
 /// `--public-url`: `http(s)://host[:port]` and nothing after it (the demo's pages, sandbox and

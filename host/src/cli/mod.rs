@@ -29,9 +29,15 @@ use std::process::ExitCode;
 /// Every command's log: `PAYHOST_LOG` (an `EnvFilter`) or info without wasmtime's chatter, on
 /// standard error.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYHOST_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
-    });
+    let default = || tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn");
+    let filter = match std::env::var_os("PAYHOST_LOG") {
+        None => default(),
+        Some(_) => tracing_subscriber::EnvFilter::try_from_env("PAYHOST_LOG").unwrap_or_else(|e| {
+            // Said, not silently replaced: whoever set it expects the log they asked for.
+            eprintln!("warning: PAYHOST_LOG is not a log filter ({e}); logging at the default level (e.g. PAYHOST_LOG=debug or PAYHOST_LOG=info,payhost=debug)");
+            default()
+        }),
+    };
     // Colours only on a terminal: a log written to a file or a pipe stays plain text.
     use std::io::IsTerminal;
     tracing_subscriber::fmt()

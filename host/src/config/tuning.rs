@@ -145,6 +145,29 @@ struct RawWebhooks {
     give_up_after_ms: Option<u64>,
 }
 
+/// A duration or count of a tuning table, refused below `min`: the problem names the key, the
+/// floor and the default, and the default stands in while the problem stops the start. (Values
+/// used to be raised to the floor silently, so `header_read_timeout_ms = 0` meant 1 ms.)
+fn at_least<T>(key: &str, value: Option<T>, default: T, min: T, problems: &mut Vec<String>) -> T
+where
+    T: PartialOrd + Copy + std::fmt::Display,
+{
+    match value {
+        Some(v) if v < min => {
+            problems.push(format!(
+                "{key}: must be at least {min} (the default is {default})"
+            ));
+            default
+        }
+        Some(v) => v,
+        None => default,
+    }
+}
+
+/// The shortest connection deadline in `[limits]`: under a tenth of a second a client on a
+/// mobile network cannot send a request line, so every request would be cut off.
+const MIN_CONNECTION_DEADLINE_MS: u64 = 100;
+
 /// The shortest `[webhooks] timeout_ms`. It is the time a delivery has to connect to the shop
 /// and, again, to get its answer (`webhooks::post`; a PostgreSQL lease is twice it): under a
 /// tenth of a second not even a nearby shop completes a TLS handshake, so every webhook would
@@ -157,10 +180,28 @@ pub(super) fn webhooks(value: Option<&toml::Value>, problems: &mut Vec<String>) 
     let raw: RawWebhooks = section("webhooks", value, problems);
     let d = WebhookConfig::default();
     let mut w = WebhookConfig {
-        retry_base_ms: raw.retry_base_ms.unwrap_or(d.retry_base_ms).max(1),
-        retry_max_ms: raw.retry_max_ms.unwrap_or(d.retry_max_ms).max(1),
+        retry_base_ms: at_least(
+            "webhooks.retry_base_ms",
+            raw.retry_base_ms,
+            d.retry_base_ms,
+            1,
+            problems,
+        ),
+        retry_max_ms: at_least(
+            "webhooks.retry_max_ms",
+            raw.retry_max_ms,
+            d.retry_max_ms,
+            1,
+            problems,
+        ),
         timeout_ms: raw.timeout_ms.unwrap_or(d.timeout_ms),
-        give_up_after_ms: raw.give_up_after_ms.unwrap_or(d.give_up_after_ms).max(1),
+        give_up_after_ms: at_least(
+            "webhooks.give_up_after_ms",
+            raw.give_up_after_ms,
+            d.give_up_after_ms,
+            1,
+            problems,
+        ),
     };
     if w.timeout_ms < MIN_WEBHOOK_TIMEOUT_MS {
         problems.push(format!(
@@ -204,27 +245,43 @@ struct RawLimits {
     api_per_ip_per_s: Option<u32>,
 }
 
-/// `[limits]`: connection counts and deadlines at least 1; rates as written (0 refuses all).
+/// `[limits]`: at least one connection, deadlines of at least [`MIN_CONNECTION_DEADLINE_MS`];
+/// rates and the per-address cap as written (0 turns that limit off, as the README says).
 pub(super) fn limits(value: Option<&toml::Value>, problems: &mut Vec<String>) -> Limits {
     let raw: RawLimits = section("limits", value, problems);
     let d = Limits::default();
+    let deadline = |key: &str, v: Option<u64>, default: u64, problems: &mut Vec<String>| {
+        at_least(key, v, default, MIN_CONNECTION_DEADLINE_MS, problems)
+    };
     Limits {
-        max_connections: raw.max_connections.unwrap_or(d.max_connections).max(1),
+        max_connections: at_least(
+            "limits.max_connections",
+            raw.max_connections,
+            d.max_connections,
+            1,
+            problems,
+        ),
         max_connections_per_ip: raw
             .max_connections_per_ip
             .unwrap_or(d.max_connections_per_ip),
-        header_read_timeout_ms: raw
-            .header_read_timeout_ms
-            .unwrap_or(d.header_read_timeout_ms)
-            .max(1),
-        body_read_timeout_ms: raw
-            .body_read_timeout_ms
-            .unwrap_or(d.body_read_timeout_ms)
-            .max(1),
-        keep_alive_idle_ms: raw
-            .keep_alive_idle_ms
-            .unwrap_or(d.keep_alive_idle_ms)
-            .max(1),
+        header_read_timeout_ms: deadline(
+            "limits.header_read_timeout_ms",
+            raw.header_read_timeout_ms,
+            d.header_read_timeout_ms,
+            problems,
+        ),
+        body_read_timeout_ms: deadline(
+            "limits.body_read_timeout_ms",
+            raw.body_read_timeout_ms,
+            d.body_read_timeout_ms,
+            problems,
+        ),
+        keep_alive_idle_ms: deadline(
+            "limits.keep_alive_idle_ms",
+            raw.keep_alive_idle_ms,
+            d.keep_alive_idle_ms,
+            problems,
+        ),
         notify_per_ip_per_s: raw.notify_per_ip_per_s.unwrap_or(d.notify_per_ip_per_s),
         notify_per_merchant_per_s: raw
             .notify_per_merchant_per_s
@@ -256,7 +313,13 @@ pub(super) fn retention(value: Option<&toml::Value>, problems: &mut Vec<String>)
         refused_notifications_per_merchant: raw
             .refused_notifications_per_merchant
             .unwrap_or(d.refused_notifications_per_merchant),
-        prune_interval_s: raw.prune_interval_s.unwrap_or(d.prune_interval_s).max(1),
+        prune_interval_s: at_least(
+            "retention.prune_interval_s",
+            raw.prune_interval_s,
+            d.prune_interval_s,
+            1,
+            problems,
+        ),
     };
     if r.raw_notification_days == 0 {
         problems.push("retention.raw_notification_days: must be at least 1".into());
@@ -289,9 +352,21 @@ pub(super) fn recovery(value: Option<&toml::Value>, problems: &mut Vec<String>) 
     Recovery {
         enabled: raw.enabled.unwrap_or(d.enabled),
         after_s: raw.after_s.unwrap_or(d.after_s),
-        interval_s: raw.interval_s.unwrap_or(d.interval_s).max(1),
+        interval_s: at_least(
+            "recovery.interval_s",
+            raw.interval_s,
+            d.interval_s,
+            1,
+            problems,
+        ),
         max_age_s: raw.max_age_s.unwrap_or(d.max_age_s),
-        refund_after_s: raw.refund_after_s.unwrap_or(d.refund_after_s).max(1),
+        refund_after_s: at_least(
+            "recovery.refund_after_s",
+            raw.refund_after_s,
+            d.refund_after_s,
+            1,
+            problems,
+        ),
     }
 }
 
@@ -309,12 +384,27 @@ pub(super) fn admin(value: Option<&toml::Value>, problems: &mut Vec<String>) -> 
     let raw: RawAdmin = section("admin", value, problems);
     let d = AdminConfig::default();
     AdminConfig {
-        session_ttl_s: raw.session_ttl_s.unwrap_or(d.session_ttl_s).max(60),
-        session_idle_s: raw.session_idle_s.unwrap_or(d.session_idle_s).max(60),
-        login_failures_per_minute: raw
-            .login_failures_per_minute
-            .unwrap_or(d.login_failures_per_minute)
-            .max(1),
+        session_ttl_s: at_least(
+            "admin.session_ttl_s",
+            raw.session_ttl_s,
+            d.session_ttl_s,
+            60,
+            problems,
+        ),
+        session_idle_s: at_least(
+            "admin.session_idle_s",
+            raw.session_idle_s,
+            d.session_idle_s,
+            60,
+            problems,
+        ),
+        login_failures_per_minute: at_least(
+            "admin.login_failures_per_minute",
+            raw.login_failures_per_minute,
+            d.login_failures_per_minute,
+            1,
+            problems,
+        ),
         time_zone: match raw
             .time_zone
             .as_deref()
@@ -344,7 +434,7 @@ pub(super) fn outbound(
     let raw: RawOutbound = section("outbound", value, problems);
     let mut origins = Vec::new();
     for (i, o) in raw.allowed_origins.iter().flatten().enumerate() {
-        match crate::net::Origin::parse(o) {
+        match crate::net::Origin::parse_bare(o) {
             Ok(origin) => origins.push(origin),
             Err(e) => problems.push(format!("outbound.allowed_origins[{i}]: {o:?} {e}")),
         }

@@ -486,3 +486,54 @@ fn quoted_text_of_an_error_is_left_out() {
     assert_eq!(unquoted("no quotes"), "no quotes");
     assert_eq!(unquoted("unclosed `secret"), "unclosed `");
 }
+
+/// A duration or count below its floor is refused with the key, the floor and the default; it
+/// used to be raised to the floor silently (`header_read_timeout_ms = 0` meant 1 ms and cut
+/// every client off, `give_up_after_ms = 0` dead-lettered every webhook at once).
+#[test]
+fn a_value_below_its_floor_is_refused_not_raised() {
+    for (table, key, floor) in [
+        ("limits", "header_read_timeout_ms", "100"),
+        ("limits", "body_read_timeout_ms", "100"),
+        ("limits", "keep_alive_idle_ms", "100"),
+        ("limits", "max_connections", "1"),
+        ("webhooks", "give_up_after_ms", "1"),
+        ("webhooks", "retry_base_ms", "1"),
+        ("admin", "session_ttl_s", "60"),
+        ("admin", "session_idle_s", "60"),
+        ("admin", "login_failures_per_minute", "1"),
+        ("retention", "prune_interval_s", "1"),
+        ("recovery", "interval_s", "1"),
+        ("recovery", "refund_after_s", "1"),
+    ] {
+        let p = problems(&format!("[{table}]\n{key} = 0"));
+        let r = about(&p, &format!("{table}.{key}"));
+        assert!(
+            r.contains(&format!("must be at least {floor} (the default is ")),
+            "{r}"
+        );
+    }
+    // Rates and the per-address cap keep 0 = off.
+    let p = problems("[limits]\nnotify_per_ip_per_s = 0\nmax_connections_per_ip = 0");
+    assert!(p.iter().all(|p| !p.starts_with("limits.")), "{p:?}");
+}
+
+#[test]
+fn an_allowed_origin_is_an_origin_alone() {
+    for bad in [
+        "http://10.0.0.5:8080/path/x",
+        "https://x.example?q=1",
+        "http://*",
+    ] {
+        let p = problems(&format!("[outbound]\nallowed_origins = [\"{bad}\"]"));
+        let r = about(&p, "outbound.allowed_origins[0]");
+        assert!(r.contains("must"), "{r}");
+    }
+    for good in ["http://10.0.0.5:8080", "https://gw.partner.example/"] {
+        let p = problems(&format!("[outbound]\nallowed_origins = [\"{good}\"]"));
+        assert!(
+            p.iter().all(|p| !p.starts_with("outbound.")),
+            "{good}: {p:?}"
+        );
+    }
+}

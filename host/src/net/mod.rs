@@ -39,6 +39,23 @@ impl Origin {
         Origin::of_uri(&uri)
     }
 
+    /// An origin written alone (`https://host[:port]`, a trailing `/` allowed), as an allow-list
+    /// holds it. A path, query or fragment is refused: only the origin would count, so
+    /// `https://a.example/alipay` would allow more than it reads as allowing.
+    pub fn parse_bare(s: &str) -> Result<Origin, String> {
+        let t = s.trim();
+        let uri: http::Uri = t.parse().map_err(|_| "not a URL".to_string())?;
+        if t.contains('#') || uri.query().is_some() || !matches!(uri.path(), "" | "/") {
+            return Err("must be scheme://host[:port] only, with no path, query or fragment (e.g. https://openapi.alipay.com)".into());
+        }
+        let origin = Origin::of_uri(&uri)?;
+        let host_chars = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '_');
+        if !origin.host.chars().all(host_chars) {
+            return Err("must name a host (letters, digits, '-' and '.', or an IP address)".into());
+        }
+        Ok(origin)
+    }
+
     pub fn of_uri(uri: &http::Uri) -> Result<Origin, String> {
         let https = match uri.scheme_str() {
             Some("https") => true,
