@@ -70,7 +70,14 @@ async fn load_plugin(
     let mut manifest =
         Manifest::load(&source.manifest).with_context(|| format!("{table}.manifest"))?;
     if let Some(t) = source.call_timeout_ms {
-        // The operator may tighten the component's limit, never loosen it.
+        // The operator may tighten the component's limit, never loosen it; said when asked to.
+        if t > manifest.limits.call_timeout_ms {
+            tracing::warn!(
+                "{table}.call_timeout_ms = {t} is looser than the manifest's {} ms ({}): the manifest's limit applies; call_timeout_ms can only tighten it",
+                manifest.limits.call_timeout_ms,
+                source.manifest.display()
+            );
+        }
         manifest.limits.call_timeout_ms = manifest.limits.call_timeout_ms.min(t);
     }
     if let Some(id) = &source.id {

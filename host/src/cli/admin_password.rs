@@ -58,25 +58,53 @@ fn admin_password(generate: bool, config: Option<&Path>) -> Result<()> {
     if let Some(path) = config {
         // Read again: the file may have been edited while the password was typed.
         let text = read(path)?;
-        payhost::files::replace(path, &with_hash_line(&text, &line))?;
+        let rewritten = with_hash_line(&text, &line);
+        // Written only when the file still reads as TOML with this very hash at the top: a file
+        // this line-wise edit cannot handle (a quoted key, the key inside a multi-line string)
+        // is left as it was, and the operator told what to add.
+        if !only_the_hash_changed(&text, &rewritten, &hash) {
+            bail!(
+                "{} was not changed: it could not be rewritten safely (its admin_password_hash is written in a way this command does not edit); put the line above into it yourself, before the first [table], replacing the old admin_password_hash",
+                path.display()
+            );
+        }
+        payhost::files::replace(path, &rewritten)?;
         eprintln!("written into {}", path.display());
     }
     Ok(())
 }
 
-/// `text` with its `admin_password_hash` line replaced by `line`, which goes before the first
-/// table (top-level keys come before any).
+/// `text` with its top-level `admin_password_hash` line replaced by `line`, which goes before
+/// the first table (top-level keys come before any). Lines in tables are left alone.
 fn with_hash_line(text: &str, line: &str) -> String {
-    let mut lines: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("admin_password_hash"))
-        .collect();
+    let lines: Vec<&str> = text.lines().collect();
     let at = lines
         .iter()
         .position(|l| l.trim_start().starts_with('['))
         .unwrap_or(lines.len());
-    lines.insert(at, line);
-    lines.join("\n") + "\n"
+    let (top, tables) = lines.split_at(at);
+    let mut out: Vec<&str> = top
+        .iter()
+        .copied()
+        .filter(|l| !l.trim_start().starts_with("admin_password_hash"))
+        .collect();
+    out.push(line);
+    out.extend_from_slice(tables);
+    out.join("\n") + "\n"
+}
+
+/// True when `rewritten` is TOML whose top-level `admin_password_hash` is `hash` and which
+/// says everything else exactly as `original` does.
+fn only_the_hash_changed(original: &str, rewritten: &str, hash: &str) -> bool {
+    let (Ok(mut before), Ok(mut after)) = (
+        toml::from_str::<toml::Table>(original),
+        toml::from_str::<toml::Table>(rewritten),
+    ) else {
+        return false;
+    };
+    let new = after.remove("admin_password_hash");
+    before.remove("admin_password_hash");
+    new.as_ref().and_then(|v| v.as_str()) == Some(hash) && before == after
 }
 
 #[cfg(test)]
@@ -88,5 +116,27 @@ mod tests {
             super::with_hash_line(text, "admin_password_hash = \"new\""),
             "listen = \"x\"\nadmin_password_hash = \"new\"\n[plugin]\nmanifest = \"p\"\n"
         );
+    }
+
+    #[test]
+    fn a_file_the_line_edit_cannot_handle_is_detected() {
+        use super::{only_the_hash_changed as ok, with_hash_line as edit};
+        let line = "admin_password_hash = \"new\"";
+        // A quoted key would be written twice: not TOML any more.
+        let quoted = "\"admin_password_hash\" = \"old\"\n[plugin]\n";
+        assert!(!ok(quoted, &edit(quoted, line), "new"));
+        // A line inside a multi-line string is not the key: the string would change.
+        let inside = "note = \"\"\"\nadmin_password_hash in a note\n\"\"\"\n[plugin]\n";
+        assert!(!ok(inside, &edit(inside, line), "new"));
+        // A misplaced line in a table is left where it is (and check-config names it).
+        let misplaced = "listen = \"x\"\n[admin]\nadmin_password_hash = \"old\"\n";
+        let out = edit(misplaced, line);
+        assert!(
+            out.contains("[admin]\nadmin_password_hash = \"old\""),
+            "{out}"
+        );
+        assert!(ok(misplaced, &out, "new"));
+        let plain = "admin_password_hash = \"old\"\n[plugin]\nmanifest = \"p\"\n";
+        assert!(ok(plain, &edit(plain, line), "new"));
     }
 }
