@@ -1396,3 +1396,375 @@ fn ctrl_c_stops_the_run_and_the_kit_still_cleans_up() {
         scratch(pid)
     );
 }
+
+/// A `payhost serve` for the kit (allowing its sandbox on `listen`'s port) whose `public_url` is
+/// `public_url`, not an address it listens on.
+fn serve_with_public_url(name: &str, public_url: &str) -> (Payhost, String) {
+    let dir = temp_dir(name);
+    let kit_port = free_port();
+    let port = free_port();
+    let config =
+        config_head(port, TOKEN, "").replace(
+            &format!("public_url = \"http://127.0.0.1:{port}\""),
+            &format!("public_url = \"{public_url}\""),
+        ) + &format!("\n[outbound]\nallowed_origins = [\"http://127.0.0.1:{kit_port}\"]\n");
+    assert!(config.contains(public_url), "{config}");
+    (
+        Payhost::start(&dir, &config),
+        format!("127.0.0.1:{kit_port}"),
+    )
+}
+
+/// The kit posts notifies and returns where the host says it is (its `public_url`, in the
+/// notify_url it gives the provider), not to `--against`: a `public_url` this machine cannot
+/// reach stops the run before any case (exit 2, naming the URL and what to do), and the kit
+/// removes the merchant it made to find it out.
+#[test]
+fn a_host_whose_public_url_the_kit_cannot_reach_cannot_start() {
+    // Nothing listens on port 1: connection refused at once.
+    let (host, listen) = serve_with_public_url("conformance-public-url", "http://127.0.0.1:1");
+    let junit = host.dir.join("junit.xml");
+    std::fs::write(
+        &junit,
+        "<testsuites failures=\"0\"/> an older, green report",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = conformance(&[
+        "--against",
+        &host.url(""),
+        "--token",
+        TOKEN,
+        "--sandbox-listen",
+        &listen,
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    let err = stderr_of(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{err}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        err.contains("http://127.0.0.1:1/notify/conformance") && err.contains("public_url"),
+        "names the notify URL and public_url: {err}"
+    );
+    assert!(err.contains("this machine can reach"), "{err}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.starts_with("FAIL ")),
+        "no case ran: {out:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30), "{err}");
+    // What it made to learn the notify URL is gone.
+    assert_eq!(merchant_status(&host, "conformance"), 404, "{err}");
+    assert!(err.contains("removed merchant(s) conformance"), "{err}");
+    // The JUnit report says why instead of the older one.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<error message=\"") && xml.contains("127.0.0.1:1/notify/conformance"),
+        "{xml}"
+    );
+    assert!(!xml.contains("an older, green report"), "{xml}");
+
+    // Cases that never reach the host's public_url still run.
+    let out = conformance(&[
+        "--against",
+        &host.url(""),
+        "--token",
+        TOKEN,
+        "--sandbox-listen",
+        &listen,
+        "--only",
+        "merchant.settings_refused",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+}
+
+/// A run that cannot start replaces the `--junit` file with a report of one errored case saying
+/// why: never an empty file, never an older report left green.
+#[test]
+fn a_run_that_cannot_start_writes_its_reason_as_junit() {
+    let dir = temp_dir("conformance-junit-error");
+    let stale = dir.join("stale.xml");
+    let fresh = dir.join("fresh.xml");
+    std::fs::write(
+        &stale,
+        "<testsuites failures=\"0\"/> an older, green report",
+    )
+    .unwrap();
+    for junit in [&stale, &fresh] {
+        let out = conformance(&[
+            "--against",
+            "http://127.0.0.1:1",
+            "--token",
+            TOKEN,
+            "--junit",
+            junit.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let xml = std::fs::read_to_string(junit).unwrap();
+        assert!(xml.starts_with("<?xml"), "{xml}");
+        assert!(
+            xml.contains("errors=\"1\"")
+                && xml.contains(
+                    "<error message=\"cannot reach http://127.0.0.1:1/ (connection refused)\""
+                ),
+            "{xml}"
+        );
+        assert_eq!(xml.matches("<testcase ").count(), 1, "{xml}");
+        assert!(xml.trim_end().ends_with("</testsuites>"), "{xml}");
+    }
+    // Arguments the kit refuses before anything else: the same.
+    let out = conformance(&[
+        "--component",
+        &wasm("testpay_plugin.wasm"),
+        "--only",
+        "nope",
+        "--junit",
+        fresh.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let xml = std::fs::read_to_string(&fresh).unwrap();
+    assert!(xml.contains("&quot;nope&quot;"), "{xml}");
+}
+
+/// The flags of one mode are refused in the other, naming the flag and the mode.
+#[test]
+fn flags_of_the_other_mode_are_refused() {
+    let testpay = wasm("testpay_plugin.wasm");
+    for (args, flag, mode) in [
+        (
+            vec![
+                "--against",
+                "http://127.0.0.1:1",
+                "--token",
+                TOKEN,
+                "--manifest",
+                "plugin.toml",
+            ],
+            "--manifest",
+            "--against",
+        ),
+        (
+            vec![
+                "--against",
+                "http://127.0.0.1:1",
+                "--token",
+                TOKEN,
+                "--setting",
+                "a=b",
+            ],
+            "--setting",
+            "--against",
+        ),
+        (
+            vec!["--component", testpay.as_str(), "--token", TOKEN],
+            "--token",
+            "--component",
+        ),
+        (
+            vec!["--component", testpay.as_str(), "--keep"],
+            "--keep",
+            "--component",
+        ),
+        (
+            vec!["--component", testpay.as_str(), "--merchant", "shop"],
+            "--merchant",
+            "--component",
+        ),
+        (
+            vec!["--list", "--component", testpay.as_str(), "--keep"],
+            "--keep",
+            "--component",
+        ),
+    ] {
+        let out = conformance(&args);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(
+            err.contains(&format!("{flag} is for ")) && err.contains(mode),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing ran: {out:?}");
+    }
+    // The token in the environment (the way that keeps it out of `ps`) is not a flag given.
+    let out = Command::new(payhost_binary())
+        .current_dir(repo_root())
+        .env("PAYHOST_CONFORMANCE_TOKEN", TOKEN)
+        .args([
+            "conformance",
+            "--component",
+            &testpay,
+            "--only",
+            "describe.identity",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+/// `--list` lists what the mode would run; a flow run asked only for cases it never runs is an
+/// argument error, not "nothing was tested".
+#[test]
+fn list_and_only_follow_the_mode() {
+    let against = ["--against", "http://127.0.0.1:1", "--token", TOKEN];
+    let mut args = vec!["--list"];
+    args.extend(against);
+    let out = conformance(&args);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(ids.first(), Some(&"merchant.settings_refused"), "{text}");
+    assert_eq!(ids.last(), Some(&"webhooks.exactly_once"), "{text}");
+    for id in [
+        "describe.call",
+        "host.started",
+        "limits.call_limit",
+        "alipay.return.genuine_verified",
+    ] {
+        assert!(
+            !ids.contains(&id),
+            "{id} never runs against a host:\n{text}"
+        );
+    }
+    args.extend(["--only", "notify.paid_once"]);
+    let out = conformance(&args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ids: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        ids,
+        ["merchant.configured", "payment.created", "notify.paid_once"],
+        "{text}"
+    );
+    // With --component (or no mode), every case.
+    let out = conformance(&["--list", "--component", &wasm("testpay_plugin.wasm")]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("host.started"));
+
+    for (extra, name) in [
+        (vec!["--only", "describe"], "describe"),
+        (vec!["--list", "--only", "host.started"], "host.started"),
+    ] {
+        let mut args = against.to_vec();
+        args.extend(&extra);
+        let out = conformance(&args);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {out:?}");
+        assert!(
+            err.contains(&format!("\"{name}\" is not a flow case")),
+            "{extra:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{extra:?}: {out:?}");
+    }
+}
+
+/// A `--setting` the component does not have, or whose value it refuses, is the caller's
+/// mistake: exit 2 naming it, not a failed component case.
+#[test]
+fn a_bad_setting_is_an_argument_error_naming_it() {
+    let testpay = wasm("testpay_plugin.wasm");
+    let good = [
+        "--setting",
+        "merchant_no=M1",
+        "--setting",
+        "api_secret=testpay-secret-0123456789",
+    ];
+    for (extra, says) in [
+        (vec!["--setting", "foo=bar"], "--setting foo"),
+        (vec!["--setting", "mode=sideways"], "--setting mode"),
+    ] {
+        let mut args = vec!["--component", testpay.as_str()];
+        args.extend(good);
+        args.extend(&extra);
+        let out = conformance(&args);
+        let err = stderr_of(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{extra:?}: {err}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(err.contains(says), "{extra:?}: {err}");
+        assert!(out.stdout.is_empty(), "{extra:?}: nothing ran: {out:?}");
+    }
+    // A value is never repeated (it may be a secret).
+    let mut args = vec![
+        "--component",
+        testpay.as_str(),
+        "--setting",
+        "merchant_no=M1",
+    ];
+    args.extend(["--setting", "api_secret=short-secret-x"]);
+    let out = conformance(&args);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("api_secret") && !err.contains("short-secret-x"),
+        "{err}"
+    );
+}
+
+/// `--sandbox-public-url http://` (a scheme and nothing else) says what is missing.
+#[test]
+fn a_public_url_without_a_host_says_so() {
+    for url in ["http://", "https:///", "http:"] {
+        let out = conformance(&[
+            "--against",
+            "http://127.0.0.1:1",
+            "--token",
+            TOKEN,
+            "--sandbox-public-url",
+            url,
+        ]);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{url}: {out:?}");
+        assert!(
+            err.contains(&format!("--sandbox-public-url {url}: ")) && err.contains("no host"),
+            "{url}: {err}"
+        );
+        assert!(!err.contains("http://http"), "{url}: {err}");
+    }
+}
+
+/// The exit statuses, the same in `--help` and in both READMEs: 0, 1, 2, 3, 130 and 143.
+#[test]
+fn the_exit_statuses_are_told_the_same_everywhere() {
+    let help = String::from_utf8_lossy(&conformance(&["--help"]).stdout).into_owned();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = &readme[readme.find("## Conformance kit").unwrap()..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let kit = std::fs::read_to_string(repo_root().join("conformance-kit/README.md")).unwrap();
+    let top = help.split("\n\n").nth(1).unwrap_or_default();
+    for code in ["0", "1", "2", "3", "130", "143"] {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{code} "))
+                    || l.contains(&format!("; {code} for SIGTERM"))),
+            "--help's exit table has no {code}:\n{help}"
+        );
+        assert!(
+            top.contains(&format!(" {code} ")),
+            "--help's description does not say {code}: {top}"
+        );
+        for (name, text) in [
+            ("README.md", section),
+            ("conformance-kit/README.md", kit.as_str()),
+        ] {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with("| `") && l.contains(&format!("`{code}`"))),
+                "{name}'s exit table has no row for {code}"
+            );
+        }
+    }
+}

@@ -156,6 +156,30 @@ pub fn cases() -> Vec<CaseInfo> {
     out
 }
 
+/// What a run meets: [`crate::run_component`] every case (the contract suite, the Alipay cases,
+/// `host.started`, the flow suite), [`crate::run_against`] only the flow suite.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// `--component`: every case of the catalogue.
+    #[default]
+    Component,
+    /// `--against`: the flow cases only.
+    Against,
+}
+
+/// The cases a run in `mode` can meet, in order (`--list`): [`cases`], or for
+/// [`Mode::Against`] only the flow cases, each needing only the flow cases it needs.
+pub fn cases_of(mode: Mode) -> Vec<CaseInfo> {
+    let mut all = cases();
+    if mode == Mode::Against {
+        all.retain(|c| flows::CASES.contains(&c.id.as_str()));
+        for c in &mut all {
+            c.needs.retain(|n| flows::CASES.contains(n));
+        }
+    }
+    all
+}
+
 /// Whether `name` selects `id`: the exact id, or a prefix of whole parts (`notify.` or
 /// `notify`, `hostile.notify`).
 fn matches(name: &str, id: &str) -> bool {
@@ -215,6 +239,25 @@ impl Selection {
                 .filter(|id| !chosen.contains(id))
                 .collect(),
         })
+    }
+
+    /// [`Selection::new`] for a run in `mode`. Against a host, an `only` name that selects cases
+    /// but no flow case is an error saying so (the run would test nothing); a `skip` name may
+    /// name any case (leaving out a case the run never meets changes nothing).
+    pub fn for_mode(only: &[String], skip: &[String], mode: Mode) -> Result<Selection, String> {
+        if mode == Mode::Against {
+            let all = cases();
+            let flow = cases_of(Mode::Against);
+            for name in only {
+                let known = all.iter().any(|c| matches(name, &c.id));
+                if known && !flow.iter().any(|c| matches(name, &c.id)) {
+                    return Err(format!(
+                        "{name:?} is not a flow case: a run against a host (--against) runs only the flow suite (--list with --against lists its cases)"
+                    ));
+                }
+            }
+        }
+        Selection::new(only, skip)
     }
 
     /// Whether the case runs (and is reported).
@@ -290,5 +333,44 @@ mod tests {
         let e = Selection::new(&names(&["nope.case"]), &[]).unwrap_err();
         assert!(e.contains("\"nope.case\""), "{e}");
         assert!(Selection::new(&[], &names(&["notif"])).is_err());
+    }
+
+    #[test]
+    fn a_run_against_a_host_meets_only_the_flow_cases() {
+        let flow = cases_of(Mode::Against);
+        let ids: Vec<&str> = flow.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            flows::CASES,
+            "every flow case, in order, and nothing else"
+        );
+        for c in &flow {
+            for n in &c.needs {
+                assert!(flows::CASES.contains(n), "{} needs {n}", c.id);
+            }
+        }
+        let paid = flow.iter().find(|c| c.id == "notify.paid_once").unwrap();
+        assert_eq!(paid.needs, ["merchant.configured", "payment.created"]);
+        assert_eq!(cases_of(Mode::Component), cases());
+
+        // --only: a name of cases the run never meets is refused, saying why.
+        for name in ["describe", "host.started", "hostile.notify", "alipay."] {
+            let e = Selection::for_mode(&names(&[name]), &[], Mode::Against).unwrap_err();
+            assert!(
+                e.starts_with(&format!("{name:?} is not a flow case")),
+                "{e}"
+            );
+            assert!(Selection::for_mode(&names(&[name]), &[], Mode::Component).is_ok());
+        }
+        // A name that is no case at all says that, as in every mode.
+        let e = Selection::for_mode(&names(&["nope"]), &[], Mode::Against).unwrap_err();
+        assert!(e.contains("is not a case or a prefix of one"), "{e}");
+        // Each name must select a flow case; --skip may name any case.
+        let e = Selection::for_mode(&names(&["notify", "describe.call"]), &[], Mode::Against)
+            .unwrap_err();
+        assert!(e.starts_with("\"describe.call\" is not a flow case"), "{e}");
+        let s = Selection::for_mode(&names(&["notify.paid_once"]), &[], Mode::Against).unwrap();
+        assert!(s.includes("payment.created") && !s.includes("notify.replayed_once"));
+        assert!(Selection::for_mode(&[], &names(&["hostile"]), Mode::Against).is_ok());
     }
 }

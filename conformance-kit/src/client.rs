@@ -254,8 +254,19 @@ pub fn merchant_path(id: &str, rest: &str) -> String {
 /// port only, without a trailing slash. `Err` says what is wrong in a few words; `what` names the
 /// URL in it (`the host's`).
 pub fn origin(url: &str, what: &str) -> Result<String, String> {
-    let url = url.trim_end_matches('/');
-    let Some((scheme, _)) = url.split_once("://") else {
+    let no_host =
+        |scheme: &str| format!("the URL has no host: give {what} URL as {scheme}://host:port");
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // `http:` or `https:/x`: a scheme without its `//`, not a host to put one in front of.
+        if let Some((scheme, _)) = url.split_once(':') {
+            if matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+                return Err(no_host(scheme));
+            }
+        }
+        let url = url.trim_end_matches('/');
+        if url.is_empty() {
+            return Err(format!("give {what} URL, such as http://127.0.0.1:8080"));
+        }
         return Err(format!(
             "give {what} URL with its scheme, such as http://{url} or https://{url}"
         ));
@@ -263,6 +274,10 @@ pub fn origin(url: &str, what: &str) -> Result<String, String> {
     if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
         return Err(format!("the scheme must be http or https, not {scheme}"));
     }
+    if rest.trim_end_matches('/').is_empty() {
+        return Err(no_host(scheme));
+    }
+    let url = url.trim_end_matches('/');
     let uri: http::Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
     let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
         return Err("the URL has no host".into());
@@ -353,4 +368,45 @@ impl HostApi {
 /// Whether a 404 is the host saying it has no such route (its JSON error `not_found`).
 pub fn is_no_route(r: &Reply) -> bool {
     r.status == 404 && r.json()["error"]["code"].as_str() == Some("not_found")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_and_what_is_wrong_with_them() {
+        assert_eq!(
+            origin("http://127.0.0.1:8099/", "the kit's").unwrap(),
+            "http://127.0.0.1:8099"
+        );
+        assert_eq!(
+            origin("https://kit.example", "the kit's").unwrap(),
+            "https://kit.example"
+        );
+        assert_eq!(
+            origin("127.0.0.1:1", "the host's").unwrap_err(),
+            "give the host's URL with its scheme, such as http://127.0.0.1:1 or https://127.0.0.1:1"
+        );
+        assert!(origin("http://h:1/kit", "the kit's")
+            .unwrap_err()
+            .contains("without a path or query, e.g. http://h:1"));
+        assert!(origin("ftp://h", "the kit's")
+            .unwrap_err()
+            .contains("must be http or https, not ftp"));
+        // A scheme and nothing else: no host, said so (it was "such as http://http: or
+        // https://http:").
+        for url in ["http://", "https:///", "http:", "HTTPS:", "http:/"] {
+            let e = origin(url, "the kit's").unwrap_err();
+            assert!(
+                e.starts_with("the URL has no host: give the kit's URL as "),
+                "{url}: {e}"
+            );
+            assert!(!e.contains("://http"), "{url}: {e}");
+        }
+        assert_eq!(
+            origin("", "the kit's").unwrap_err(),
+            "give the kit's URL, such as http://127.0.0.1:8080"
+        );
+    }
 }

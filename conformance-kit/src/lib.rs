@@ -18,8 +18,12 @@
 //! suite made in the host (removed with their test payments unless [`Options::keep`]).
 //! A failing, panicking or slow case ([`Options::case_timeout`]) never stops the others.
 //! [`cases`] lists every case; [`Options::selection`] picks some ([`Selection`]), with what
-//! they need; before a run, [`check_host`] tells an unreachable host (or one whose merchants the
-//! kit must not touch) from a failing one, and [`check_listen`] a sandbox that cannot listen.
+//! they need ([`Selection::for_mode`] and [`cases_of`] with [`Mode::Against`]: only the flow
+//! suite); before a run, [`check_host`] tells an unreachable host (or one whose merchants the
+//! kit must not touch) from a failing one, [`check_listen`] a sandbox that cannot listen, and
+//! [`check_settings`] example settings the component does not take. A flow run whose host
+//! gives the provider a notify URL (its `public_url`) this machine cannot reach does not start:
+//! [`Report::not_started`] says why.
 //!
 //! The kit does not depend on payhost: payhost implements [`ComponentUnderTest`] and
 //! [`HostLauncher`] over its own runtime. It depends on `payhost-sandbox` for the sandbox and for
@@ -52,7 +56,7 @@ pub use api::{
     BoxFuture, CallOutcome, ComponentUnderTest, FieldError, HostLauncher, OnCase, OnSandboxReady,
     Options, Pairs, PluginInfo, RunningHost, SettingField, Validated,
 };
-pub use catalogue::{cases, CaseInfo, Selection};
+pub use catalogue::{cases, cases_of, CaseInfo, Mode, Selection};
 pub use report::{CaseResult, Cleanup, Outcome, Report};
 
 use cases::{component_alipay, contract, flows, is_alipay};
@@ -110,6 +114,58 @@ pub async fn check_host(base_url: &str, token: &str, merchant: &str) -> Result<(
 /// the URL as `what` (`the host's`).
 pub fn origin(url: &str, what: &str) -> Result<String, String> {
     client::origin(url, what)
+}
+
+/// Checks, before [`run_component`], the settings given for the contract cases
+/// ([`Options::example_settings`], `--setting NAME=VALUE`): each is a setting the component
+/// describes, and the component accepts them together. Settings that are not are the caller's
+/// mistake, not the component's. `Err` is one line naming each such setting as
+/// `--setting NAME` and why, never its value (it may be a secret). A component whose
+/// `describe` or `validate-settings` fails or traps passes here: its cases report that.
+pub async fn check_settings(cut: &dyn ComponentUnderTest, settings: &Pairs) -> Result<(), String> {
+    let Ok(info) = cut.info().await else {
+        return Ok(());
+    };
+    let names: Vec<&str> = info.settings.iter().map(|f| f.name.as_str()).collect();
+    let unknown: Vec<&str> = settings
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| !names.contains(name))
+        .collect();
+    if let Some(name) = unknown.first() {
+        return Err(format!(
+            "--setting {name}: the component {} has no setting {name} (its settings: {})",
+            info.id,
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        ));
+    }
+    match cut.validate_settings(settings).await {
+        Ok(_) => Ok(()),
+        // A trap: the component's fault, for settings.example_accepted to report.
+        Err(fields) if fields.is_empty() || fields.iter().any(|f| f.field.is_empty()) => Ok(()),
+        Err(fields) => {
+            let given = |field: &str| settings.iter().any(|(k, _)| k == field);
+            let why: Vec<String> = fields
+                .iter()
+                .map(|f| {
+                    if given(&f.field) {
+                        format!("--setting {}: {}", f.field, f.reason)
+                    } else {
+                        format!("--setting {} is missing: {}", f.field, f.reason)
+                    }
+                })
+                .collect();
+            Err(format!(
+                "the component {} refuses the settings given: {}",
+                info.id,
+                why.join("; ")
+            ))
+        }
+    }
 }
 
 /// Checks, before a run, that the kit's sandbox can listen on `addr` (`Options::sandbox_listen`):

@@ -43,6 +43,10 @@ pub struct Report {
     /// What became of the merchants the flow suite made in the host it tested (None when the
     /// flow suite did not run).
     pub cleanup: Option<Cleanup>,
+    /// Why the run could not start, when it could not (e.g. the host's `public_url` cannot be
+    /// reached from where the kit runs): no case after that point ran, what the kit made was
+    /// cleaned up as at the end of a run, and the caller exits as for bad arguments (2).
+    pub not_started: Option<String>,
 }
 
 /// The merchants the flow suite configured in the host it tested (its own: it never touches
@@ -60,6 +64,15 @@ pub struct Cleanup {
 }
 
 impl Report {
+    /// The report of a run that could not start, saying why (for `--junit` when the run stops
+    /// before any case: bad arguments, an unreachable host).
+    pub fn not_started(why: impl Into<String>) -> Report {
+        Report {
+            not_started: Some(why.into()),
+            ..Report::default()
+        }
+    }
+
     /// Whether no case failed and none that was asked for passed (every case by default; with
     /// a selection, not the ones run only because they are needed): the run proved nothing, so
     /// it is not green.
@@ -111,20 +124,22 @@ impl Report {
     }
 
     /// The report as JUnit XML: one `<testsuite>`, one `<testcase>` per case (classname = the
-    /// id's first part), `<failure>` and `<skipped>` with the reason.
+    /// id's first part), `<failure>` and `<skipped>` with the reason. A run that could not start
+    /// ([`Report::not_started`]) adds one errored case, `kit.start`, with the reason: a CI
+    /// system shows it red, never as an empty or an older report.
     pub fn junit(&self) -> String {
         let total: Duration = self.cases.iter().map(|c| c.elapsed).sum();
+        let errors = usize::from(self.not_started.is_some());
+        let tests = self.cases.len() + errors;
         let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         x.push_str(&format!(
-            "<testsuites name=\"payhost conformance\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{:.3}\">\n",
-            self.cases.len(),
+            "<testsuites name=\"payhost conformance\" tests=\"{tests}\" failures=\"{}\" errors=\"{errors}\" skipped=\"{}\" time=\"{:.3}\">\n",
             self.failed(),
             self.skipped(),
             total.as_secs_f64()
         ));
         x.push_str(&format!(
-            "  <testsuite name=\"payhost conformance\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{:.3}\">\n",
-            self.cases.len(),
+            "  <testsuite name=\"payhost conformance\" tests=\"{tests}\" failures=\"{}\" errors=\"{errors}\" skipped=\"{}\" time=\"{:.3}\">\n",
             self.failed(),
             self.skipped(),
             total.as_secs_f64()
@@ -149,6 +164,13 @@ impl Report {
                     xml_escape(&one_line(why))
                 )),
             }
+        }
+        if let Some(why) = &self.not_started {
+            x.push_str(&format!(
+                "    <testcase classname=\"kit\" name=\"kit.start\" time=\"0.000\">\n      <error message=\"{}\" type=\"not_started\">{}</error>\n    </testcase>\n",
+                xml_escape(&one_line(why)),
+                xml_escape(why)
+            ));
         }
         x.push_str("  </testsuite>\n</testsuites>\n");
         x
@@ -197,7 +219,7 @@ mod tests {
                     elapsed: Duration::ZERO,
                 },
             ],
-            cleanup: None,
+            ..Report::default()
         }
     }
 
@@ -256,5 +278,32 @@ mod tests {
         assert_eq!(x.matches("<testcase ").count(), 3);
         assert_eq!(x.matches("</testcase>").count(), 2);
         assert!(x.trim_end().ends_with("</testsuites>"));
+    }
+
+    #[test]
+    fn a_run_that_could_not_start_is_one_errored_case_in_junit() {
+        let x = Report::not_started("cannot reach http://h:1/ (connection <refused>)").junit();
+        assert!(x.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites"));
+        assert!(
+            x.contains("<testsuite name=\"payhost conformance\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\""),
+            "{x}"
+        );
+        assert!(
+            x.contains("<testcase classname=\"kit\" name=\"kit.start\" time=\"0.000\">\n      <error message=\"cannot reach http://h:1/ (connection &lt;refused&gt;)\" type=\"not_started\">"),
+            "{x}"
+        );
+        assert_eq!(x.matches("<testcase ").count(), 1, "{x}");
+        assert!(x.trim_end().ends_with("</testsuites>"), "{x}");
+        // With the cases that ran before the run stopped, the error comes last.
+        let mut r = sample();
+        r.not_started = Some("stopped".into());
+        let x = r.junit();
+        assert!(
+            x.contains("tests=\"4\" failures=\"1\" errors=\"1\" skipped=\"1\""),
+            "{x}"
+        );
+        // A run that started has no error.
+        assert!(sample().junit().contains("errors=\"0\""));
+        assert!(!sample().junit().contains("<error"));
     }
 }

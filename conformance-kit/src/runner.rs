@@ -92,18 +92,7 @@ impl Runner {
             return false;
         }
         let started = Instant::now();
-        let mut stop = self.stop.clone();
-        let stopped = async move {
-            match stop.as_mut() {
-                // A sender that went away without saying stop never stops the run.
-                Some(s) => {
-                    if s.wait_for(|v| *v).await.is_err() {
-                        std::future::pending::<()>().await
-                    }
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
+        let stopped = stop_said(self.stop.clone());
         let limited = tokio::time::timeout(self.case_timeout, CatchUnwind(Box::pin(case)));
         let result = tokio::select! {
             r = limited => r,
@@ -126,6 +115,17 @@ impl Runner {
             elapsed: started.elapsed(),
         });
         passed
+    }
+
+    /// Awaits `f` (work between the cases), or `None` when the run is told to stop first.
+    pub async fn unless_stopped<F: Future>(&self, f: F) -> Option<F::Output> {
+        if self.stopped() {
+            return None;
+        }
+        tokio::select! {
+            v = f => Some(v),
+            _ = stop_said(self.stop.clone()) => None,
+        }
     }
 
     /// Records a case that does not run (when it is selected).
@@ -152,8 +152,26 @@ impl Runner {
         self.report.cleanup = Some(cleanup);
     }
 
+    /// Records that the run could not start, and why (see [`Report::not_started`]).
+    pub fn not_started(&mut self, why: String) {
+        self.report.not_started = Some(why);
+    }
+
     pub fn finish(self) -> Report {
         self.report
+    }
+}
+
+/// Resolves once the run is told to stop (never without a stop channel, or when its sender went
+/// away without saying stop).
+async fn stop_said(mut stop: Option<tokio::sync::watch::Receiver<bool>>) {
+    match stop.as_mut() {
+        Some(s) => {
+            if s.wait_for(|v| *v).await.is_err() {
+                std::future::pending::<()>().await
+            }
+        }
+        None => std::future::pending::<()>().await,
     }
 }
 

@@ -407,3 +407,82 @@ async fn without_example_settings_the_cases_that_need_them_are_skipped() {
         "{text}"
     );
 }
+
+/// Example settings the component does not have or does not take are the caller's mistake: the
+/// check before the run names each (never its value), and passes settings the component takes.
+#[tokio::test]
+async fn example_settings_are_checked_before_the_run() {
+    use payhost_conformance::check_settings;
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let good = pairs(&[("api_key", &"k".repeat(20)), ("mode", "live")]);
+    assert_eq!(check_settings(&Fake(Fault::None), &good).await, Ok(()));
+
+    let mut unknown = good.clone();
+    unknown.push(("foo".into(), "bar".into()));
+    let e = check_settings(&Fake(Fault::None), &unknown)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e,
+        "--setting foo: the component fakepay has no setting foo (its settings: api_key, mode, endpoint)"
+    );
+
+    let refused = pairs(&[("api_key", "short-secret-x"), ("mode", "sideways")]);
+    let e = check_settings(&Fake(Fault::None), &refused)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e,
+        "the component fakepay refuses the settings given: --setting api_key: must be 16 or more letters or digits; --setting mode: must be live or test"
+    );
+    assert!(!e.contains("short-secret-x"));
+    let e = check_settings(&Fake(Fault::None), &pairs(&[("mode", "live")]))
+        .await
+        .unwrap_err();
+    assert!(
+        e.ends_with("--setting api_key is missing: is required"),
+        "{e}"
+    );
+}
+
+/// A component whose `validate-settings` traps is not the caller's mistake: the check passes
+/// and `settings.example_accepted` reports the trap.
+#[tokio::test]
+async fn a_trap_in_the_settings_check_is_left_to_the_cases() {
+    struct Traps;
+    impl ComponentUnderTest for Traps {
+        fn info(&self) -> BoxFuture<'_, Result<PluginInfo, String>> {
+            Box::pin(async { Ok(Fake(Fault::None).describe()) })
+        }
+        fn validate_settings<'a>(&'a self, _: &'a Pairs) -> BoxFuture<'a, Validated> {
+            Box::pin(async {
+                Err(vec![FieldError {
+                    field: String::new(),
+                    reason: "wasm trap: unreachable".into(),
+                }])
+            })
+        }
+        fn verify_notification<'a>(
+            &'a self,
+            _: &'a Pairs,
+            _: &'a Pairs,
+        ) -> BoxFuture<'a, CallOutcome> {
+            Box::pin(async { CallOutcome::Refused("no".into()) })
+        }
+        fn verify_return<'a>(&'a self, _: &'a Pairs, _: &'a Pairs) -> BoxFuture<'a, CallOutcome> {
+            Box::pin(async { CallOutcome::Refused("no".into()) })
+        }
+        fn call_limit(&self) -> Duration {
+            LIMIT
+        }
+    }
+    let settings = vec![("api_key".to_owned(), "k".repeat(20))];
+    assert_eq!(
+        payhost_conformance::check_settings(&Traps, &settings).await,
+        Ok(())
+    );
+}

@@ -49,6 +49,27 @@ pub const CASES: &[&str] = &[
     "webhooks.exactly_once",
 ];
 
+/// The cases that reach the host where it tells the provider it is, its `public_url` (the
+/// order's `notify_url` and `return_url`), not at the base URL the kit was given: the sandbox
+/// delivers notifies there, the kit posts its own and follows the buyer's return there.
+pub const AT_PUBLIC_URL: &[&str] = &[
+    "notify.paid_once",
+    "return.verified_redirect",
+    "return.never_marks_paid",
+    "return.tampered_refused",
+    "rsa.paid_once",
+    "notify.replayed_once",
+    "notify.forged_refused",
+    "notify.amount_mismatch_not_paid",
+    "notify.unconfirmed_not_paid",
+    "openapi.notify.forged_refused",
+    "openapi.notify.paid_once",
+    "openapi.notify.partial_refund_not_a_payment",
+];
+
+/// How long the kit tries to connect to the host's notify URL before the cases.
+const REACH_LIMIT: Duration = Duration::from_secs(10);
+
 /// The last case: every order's webhooks counted.
 const LAST: &str = CASES[CASES.len() - 1];
 
@@ -129,6 +150,16 @@ pub async fn run(runner: &mut Runner, base: &str, token: &str, env: &KitEnv, opt
             runner.skip(id, "the kit does not touch merchants it did not make");
         }
         return;
+    }
+    // The cases that reach the host at its public_url would each fail (some after waiting) when
+    // this machine cannot reach it: the run cannot start instead, saying so.
+    if runner.selected_any(AT_PUBLIC_URL) {
+        if let Some(Err(why)) = runner.unless_stopped(flow.public_url_reachable()).await {
+            runner.not_started(why);
+            let cleanup = flow.cleanup(opts.keep).await;
+            runner.set_cleanup(cleanup);
+            return;
+        }
     }
     cases(runner, &mut flow, env).await;
     let cleanup = flow.cleanup(opts.keep).await;
@@ -627,6 +658,35 @@ impl Flow<'_> {
                 order.out_trade_no
             )
         })
+    }
+
+    /// Before the cases: whether this machine can reach the host where it tells the provider to
+    /// send notifies (a TCP connection to the order's `notify_url`, made from its `public_url`).
+    /// The host says that URL only in a payment's request to the gateway, so the kit saves its
+    /// merchant and creates one order (`…-probe`, 0.01, never paid), as the cases do; both go
+    /// with the merchant at the clean-up. `Ok` also when the kit could not find the URL out:
+    /// the cases then say what went wrong. `Err` names the URL and what to do.
+    async fn public_url_reachable(&mut self) -> Result<(), String> {
+        let body = self.merchant_body(&self.env.md5.partner);
+        match self.put_merchant(body).await {
+            Ok(r) if r.status == 200 => {}
+            _ => return Ok(()),
+        }
+        let Ok(order) = self.create("probe", "0.01").await else {
+            return Ok(());
+        };
+        let notify_url = self
+            .env
+            .trade(&order.out_trade_no)
+            .and_then(|t| t["notify_url"].as_str().map(str::to_owned))
+            .or_else(|| openapi::query_param(&order.pay_url, "notify_url"))
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"));
+        let Some(url) = notify_url else {
+            return Ok(());
+        };
+        client::connects(&url, REACH_LIMIT)
+            .await
+            .map_err(|how| unreachable_public_url(&url, &how, &self.host.base))
     }
 
     // ---- the cases ----
@@ -1249,6 +1309,18 @@ impl Flow<'_> {
     }
 }
 
+/// Why a run cannot start when the host's notify URL cannot be reached from here.
+fn unreachable_public_url(url: &str, how: &str, base: &str) -> String {
+    // `scheme://host:port` of the URL.
+    let origin = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+    format!(
+        "the host's notify URL {url} cannot be reached from here ({how}): the host makes it from its public_url, \
+         and the kit posts notifies and follows the buyer's returns there, not to {base}. \
+         Set public_url in the host's configuration to an address this machine can reach, \
+         or run the kit where {origin} resolves and answers"
+    )
+}
+
 /// Whether an error answer names `field` (`{"error":{"field"}}`, or `fields` as objects or text).
 fn names_field(r: &Reply, field: &str) -> bool {
     let v = r.json();
@@ -1349,6 +1421,47 @@ mod tests {
             &reply(400, r#"{"fields":["partnership: x"]}"#),
             "partner"
         ));
+    }
+
+    #[test]
+    fn the_cases_at_the_public_url_are_flow_cases() {
+        for id in AT_PUBLIC_URL {
+            assert!(CASES.contains(id), "{id}");
+        }
+        // Only these reach the host's public_url; the rest run against a host whose public_url
+        // the kit cannot reach.
+        for id in [
+            "merchant.settings_refused",
+            "merchant.configured",
+            "payment.created",
+        ] {
+            assert!(!AT_PUBLIC_URL.contains(&id), "{id}");
+        }
+    }
+
+    #[test]
+    fn an_unreachable_public_url_is_named_with_what_to_do() {
+        let why = unreachable_public_url(
+            "https://pay.myshop.example/notify/conformance",
+            "failed to lookup address information",
+            "http://127.0.0.1:28083",
+        );
+        assert!(
+            why.starts_with("the host's notify URL https://pay.myshop.example/notify/conformance cannot be reached from here (failed to lookup address information)"),
+            "{why}"
+        );
+        assert!(why.contains("not to http://127.0.0.1:28083"), "{why}");
+        assert!(
+            why.contains(
+                "Set public_url in the host's configuration to an address this machine can reach"
+            ),
+            "{why}"
+        );
+        assert!(
+            why.ends_with("or run the kit where https://pay.myshop.example resolves and answers"),
+            "{why}"
+        );
+        assert!(!why.contains('\n'), "one line: {why}");
     }
 
     #[test]

@@ -274,29 +274,44 @@ const AFTER_HELP: &str = "\
 Exit status:
   0  every case that ran passed, and at least one that was asked for did
   1  a case failed
-  2  the run could not start (nothing was changed): bad arguments or case names, a component
-     that does not load, a host (--against) that cannot be reached, is not a payhost or refuses
-     the token, a merchant id the kit would use taken by a merchant it did not make, a
-     --sandbox-listen address in use, a --junit file that cannot be written
+  2  the run could not start (nothing was changed): bad arguments or case names (a flag of the
+     other mode, such as --setting with --against or --keep with --component; a case --against
+     never runs), a --setting the component does not take, a component that does not load, a
+     host (--against) that cannot be reached, is not a payhost or refuses the token, a host whose
+     public_url (the notify URL it gives the provider) this machine cannot reach, a merchant id
+     the kit would use taken by a merchant it did not make, a --sandbox-listen address in use, a
+     --junit file that cannot be written. With --junit, the file says why (one errored case)
   3  nothing was tested: no case failed and none that was asked for passed (every case was
      skipped, or only the cases the selected ones need passed)
-  130  interrupted by Ctrl-C (SIGINT; 143 for SIGTERM): the kit still removed what it made
+  130  interrupted by Ctrl-C (SIGINT): the kit still removed what it made
+  143  interrupted by SIGTERM, the same way
 
 With --against, the kit makes three merchants in that host (--merchant, <merchant>-rsa and
 <merchant>-openapi) and removes them at the end with their test payments
 (DELETE /v1/merchants/{id}?purge=test), unless --keep. It refuses to start when one of them
 already exists and the kit did not make it: pick another --merchant. (A merchant an earlier run
 of the kit made, e.g. with --keep, it recognises by its webhook and sandbox URLs, and reuses.)
+The kit posts notifies and follows the buyer's returns where the host tells the provider to
+send them, its public_url, not to the --against URL: that address must be reachable from where
+the kit runs. Before the cases, the kit saves its merchant, creates one order to learn that
+URL and connects to it; when it cannot, the run stops (exit 2) and what it made is removed.
 When the output is closed (e.g. `| head`), the run stops quietly: the case under way is
 abandoned, the kit still removes what it made, and the exit status is 0. Ctrl-C stops it the
 same way (press it again to leave at once, without the clean-up).";
+
+/// The kit's merchant id when `--merchant` is not given.
+const DEFAULT_MERCHANT: &str = "conformance";
+
+/// The environment variable `--token` is read from.
+const TOKEN_ENV: &str = "PAYHOST_CONFORMANCE_TOKEN";
 
 /// Runs the conformance kit against a component or a running payhost.
 ///
 /// The contract suite against a component (`--component`), or the
 /// flow suite against a running payhost through a sandbox the kit starts (`--against`). Prints
-/// one line per case and `N passed, N failed` last; exits 1 when a case failed, 2 when the
-/// run could not start, 3 when nothing was tested.
+/// one line per case and `N passed, N failed` last; exits 0 when every case that ran passed, 1
+/// when a case failed, 2 when the run could not start, 3 when nothing was tested, and 130
+/// (SIGINT) or 143 (SIGTERM) when interrupted.
 #[derive(clap::Args)]
 #[command(
     group(clap::ArgGroup::new("target").args(["component", "against"])),
@@ -310,17 +325,20 @@ pub struct Args {
     pub component: Option<PathBuf>,
     /// The component's manifest (plugin.toml); its pinned sha256 must match the component.
     /// Without one, identity and settings come from the component's own `describe`.
+    /// With --component only.
     #[arg(long, value_name = "FILE", requires = "component")]
     pub manifest: Option<PathBuf>,
     /// A running payhost to run the flow suite against (`https://host:port`). Its operator must
-    /// allow the kit's origin (`[outbound] allowed_origins`, or `payhost demo --allow-origin`).
+    /// allow the kit's origin (`[outbound] allowed_origins`, or `payhost demo --allow-origin`),
+    /// and its public_url must be reachable from here (the kit posts notifies there).
     #[arg(long, value_name = "URL", requires = "token")]
     pub against: Option<String>,
     /// That host's operator API token (or the environment variable, which `ps` does not show).
+    /// With --against only.
     #[arg(
         long,
         value_name = "TOKEN",
-        env = "PAYHOST_CONFORMANCE_TOKEN",
+        env = TOKEN_ENV,
         hide_env_values = true
     )]
     pub token: Option<String>,
@@ -331,31 +349,35 @@ pub struct Args {
     /// (`http://kit.example:8099`: http or https, no path).
     #[arg(long, value_name = "URL")]
     pub sandbox_public_url: Option<String>,
-    /// The merchant id the kit makes on the host, with `<ID>-rsa` and `<ID>-openapi` (removed at
-    /// the end unless --keep). None of them may exist there unless an earlier run of the kit made
-    /// it. 1 to 56 letters, digits, `_` or `-` (`<ID>-openapi` must be a valid id).
-    #[arg(long, value_name = "ID", default_value = "conformance")]
-    pub merchant: String,
+    /// The merchant id the kit makes on the host (default `conformance`), with `<ID>-rsa` and
+    /// `<ID>-openapi` (removed at the end unless --keep). None of them may exist there unless an
+    /// earlier run of the kit made it. 1 to 56 letters, digits, `_` or `-` (`<ID>-openapi` must
+    /// be a valid id). With --against only.
+    #[arg(long, value_name = "ID")]
+    pub merchant: Option<String>,
     /// Settings the component accepts, as NAME=VALUE (repeatable): the settings cases need them
-    /// when the component has required settings without defaults.
+    /// when the component has required settings without defaults. With --component only; a
+    /// name the component does not have, or settings it refuses, stop the run (exit 2).
     #[arg(long = "setting", value_name = "NAME=VALUE", value_parser = parse_setting)]
     pub settings: Vec<(String, String)>,
-    /// Also write the results as JUnit XML (for CI systems).
+    /// Also write the results as JUnit XML (for CI systems); a run that cannot start writes one
+    /// errored case saying why.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-    /// Print every case (id and what it checks, one per line; with --only/--skip, the ones that
-    /// would run) and exit.
+    /// Print every case (id and what it checks, one per line; with --against only the flow
+    /// cases; with --only/--skip, the ones that would run) and exit.
     #[arg(long)]
     pub list: bool,
     /// Run only these cases: an id, or a prefix of whole parts such as `notify.` (the cases they
-    /// need run too, e.g. merchant.configured). An unknown name is an error.
+    /// need run too, e.g. merchant.configured). An unknown name is an error, and so is a name
+    /// of no flow case with --against.
     #[arg(long, value_name = "NAME", num_args = 1.., action = clap::ArgAction::Append)]
     pub only: Vec<String>,
     /// Leave these cases out (an id or a prefix, as for --only); a case another selected case
     /// needs still runs.
     #[arg(long, value_name = "NAME", num_args = 1.., action = clap::ArgAction::Append)]
     pub skip: Vec<String>,
-    /// Keep the merchants and payments the kit made in the host it tested (--against).
+    /// Keep the merchants and payments the kit made in the host it tested. With --against only.
     #[arg(long)]
     pub keep: bool,
 }
@@ -507,9 +529,81 @@ impl Drop for Scratch {
     }
 }
 
+/// The mode `--component` or `--against` picks (`None`: neither, e.g. a bare `--list`).
+fn mode(args: &Args) -> Option<kit::Mode> {
+    if args.component.is_some() {
+        Some(kit::Mode::Component)
+    } else if args.against.is_some() {
+        Some(kit::Mode::Against)
+    } else {
+        None
+    }
+}
+
+/// Refuses a flag of the other mode, which would be ignored: `Err` names the flag and the mode
+/// it is for.
+fn check_mode_flags(args: &Args) -> Result<(), String> {
+    let refuse = |flag: &str, for_mode: &str, what: &str, other: &str| {
+        Err(format!(
+            "{flag} is for {for_mode} ({what}); a run with {other} does not use it: leave it out"
+        ))
+    };
+    match mode(args) {
+        Some(kit::Mode::Against) => {
+            if args.manifest.is_some() {
+                return refuse(
+                    "--manifest",
+                    "--component",
+                    "the manifest of the component it checks",
+                    "--against",
+                );
+            }
+            if !args.settings.is_empty() {
+                return refuse(
+                    "--setting",
+                    "--component",
+                    "settings for the component's contract cases",
+                    "--against",
+                );
+            }
+        }
+        Some(kit::Mode::Component) => {
+            // A token from the environment (the way that keeps it out of `ps`) was not given here.
+            let from_env = std::env::var(TOKEN_ENV).ok() == args.token;
+            if args.token.is_some() && !from_env {
+                return refuse(
+                    "--token",
+                    "--against",
+                    "the host's operator token",
+                    "--component",
+                );
+            }
+            let starts_its_own = "--component (it starts its own host, discarded at the end)";
+            if args.keep {
+                return refuse(
+                    "--keep",
+                    "--against",
+                    "keeping what the kit made in the host it tested",
+                    starts_its_own,
+                );
+            }
+            if args.merchant.is_some() {
+                return refuse(
+                    "--merchant",
+                    "--against",
+                    "the merchant ids the kit makes in the host it tested",
+                    starts_its_own,
+                );
+            }
+        }
+        None => {}
+    }
+    Ok(())
+}
+
 /// Checks the options that name something before anything runs: `Err` is the line to print.
 fn check_args(args: &Args) -> Result<(), String> {
-    let id = &args.merchant;
+    let id = args.merchant.as_deref().unwrap_or(DEFAULT_MERCHANT);
     // The kit also makes `<ID>-openapi`, which must be a valid id too.
     if !payhost::config::valid_merchant_id(&format!("{id}-openapi"))
         || !payhost::config::valid_merchant_id(id)
@@ -532,37 +626,97 @@ fn check_args(args: &Args) -> Result<(), String> {
     })
 }
 
-/// Creates the `--junit` file before the run, so a path that cannot be written stops it before
-/// anything is changed.
-fn open_junit(path: Option<&Path>) -> Result<Option<std::fs::File>, String> {
-    // Opened for writing without emptying it: a run that cannot start leaves an earlier
-    // report as it was; it is emptied when the new one is written.
-    path.map(|p| {
-        std::fs::OpenOptions::new()
+/// The `--junit` file: created before the run, so a path that cannot be written stops it before
+/// anything is changed. Until the run writes its report, the file holds a report saying the run
+/// did not finish (never an empty file, never an earlier run's report); a run that cannot start
+/// writes one errored case saying why.
+struct Junit {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl Junit {
+    fn new(path: &Path) -> Junit {
+        Junit {
+            path: path.to_owned(),
+            file: None,
+        }
+    }
+
+    /// Creates (or empties) the file and writes the placeholder report; `Err` is the line to
+    /// print.
+    fn open(&mut self) -> Result<(), String> {
+        let cannot =
+            |e: std::io::Error| format!("--junit {}: cannot write it ({e})", self.path.display());
+        let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
-            .open(p)
-            .map_err(|e| format!("--junit {}: cannot write it ({e})", p.display()))
-    })
-    .transpose()
+            .open(&self.path)
+            .map_err(cannot)?;
+        let placeholder = kit::Report::not_started(
+            "the run did not finish: it was stopped before it wrote its report",
+        );
+        rewrite(&mut file, &placeholder.junit()).map_err(cannot)?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// Replaces the file's content with `report`.
+    fn write(&mut self, report: &kit::Report) -> std::io::Result<()> {
+        match &mut self.file {
+            Some(file) => rewrite(file, &report.junit()),
+            None => std::fs::write(&self.path, report.junit()),
+        }
+    }
+}
+
+fn rewrite(file: &mut std::fs::File, text: &str) -> std::io::Result<()> {
+    use std::io::{Seek, Write};
+    file.set_len(0)?;
+    file.rewind()?;
+    file.write_all(text.as_bytes())?;
+    file.flush()
 }
 
 /// Runs the kit; prints one line per case as it finishes and `N passed, N failed` last. Exit
 /// status: 0 passed, 1 a case failed, 2 could not start, 3 nothing was tested, 130/143
-/// interrupted (see AFTER_HELP).
+/// interrupted (see AFTER_HELP). A run that could not start says why in one line, and in the
+/// `--junit` file when one was given.
 pub async fn run(args: Args) -> std::process::ExitCode {
+    let mut junit = args.junit.as_deref().map(Junit::new);
+    match start_and_run(&args, &mut junit).await {
+        Ok(code) => code,
+        Err(line) => {
+            say(&line);
+            if let Some(j) = &mut junit {
+                let why = line
+                    .strip_prefix("payhost conformance: ")
+                    .or_else(|| line.strip_prefix("error: "))
+                    .unwrap_or(&line);
+                // Best effort: when the file is what cannot be written, the line says so.
+                let _ = j.write(&kit::Report::not_started(why));
+            }
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// [`run`] up to the exit status of a run that started; `Err` is the line saying why it could
+/// not start (exit 2).
+async fn start_and_run(
+    args: &Args,
+    junit: &mut Option<Junit>,
+) -> Result<std::process::ExitCode, String> {
     use std::process::ExitCode;
     let out = Output::new();
-    let selection = match kit::Selection::new(&args.only, &args.skip) {
-        Ok(s) => s,
-        Err(e) => {
-            say(&format!("payhost conformance: {e}"));
-            return ExitCode::from(2);
-        }
-    };
+    let mode = mode(args);
+    check_mode_flags(args).map_err(|e| format!("payhost conformance: {e}"))?;
+    let selection =
+        kit::Selection::for_mode(&args.only, &args.skip, mode.unwrap_or(kit::Mode::Component))
+            .map_err(|e| format!("payhost conformance: {e}"))?;
     if args.list {
-        let cases: Vec<kit::CaseInfo> = kit::cases()
+        let cases: Vec<kit::CaseInfo> = kit::cases_of(mode.unwrap_or(kit::Mode::Component))
             .into_iter()
             .filter(|c| selection.includes(&c.id))
             .collect();
@@ -570,27 +724,24 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         for c in &cases {
             out.line(&format!("{:<width$}  {}", c.id, c.about));
         }
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
-    if args.component.is_none() && args.against.is_none() {
-        say("payhost conformance: give --component FILE or --against URL --token TOKEN (or --list); see --help");
-        return ExitCode::from(2);
+    if mode.is_none() {
+        return Err("payhost conformance: give --component FILE or --against URL --token TOKEN (or --list); see --help".into());
     }
-    let junit = match check_args(&args).and_then(|()| open_junit(args.junit.as_deref())) {
-        Ok(j) => j,
-        Err(e) => {
-            say(&format!("payhost conformance: {e}"));
-            return ExitCode::from(2);
-        }
-    };
+    check_args(args).map_err(|e| format!("payhost conformance: {e}"))?;
+    if let Some(j) = junit {
+        j.open().map_err(|e| format!("payhost conformance: {e}"))?;
+    }
     out.stop_on_signals();
     let printer = out.clone();
     let print_case: kit::OnCase =
         std::sync::Arc::new(move |c: &kit::CaseResult| printer.line(&c.line()));
+    let merchant = args.merchant.as_deref().unwrap_or(DEFAULT_MERCHANT);
     let opts = kit::Options {
         sandbox_listen: args.sandbox_listen,
         sandbox_public_url: args.sandbox_public_url.clone(),
-        merchant: args.merchant.clone(),
+        merchant: merchant.to_owned(),
         example_settings: (!args.settings.is_empty()).then(|| args.settings.clone()),
         on_case: Some(print_case),
         on_sandbox_ready: Some(std::sync::Arc::new(|origin: &str| {
@@ -602,22 +753,13 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         ..kit::Options::default()
     };
     let report = match (&args.component, &args.against) {
-        (Some(component), _) => {
-            match component_run(component, args.manifest.as_deref(), &opts).await {
-                Ok(report) => report,
-                Err(e) => {
-                    say(&e);
-                    return ExitCode::from(2);
-                }
-            }
-        }
+        (Some(component), _) => component_run(component, args.manifest.as_deref(), &opts).await?,
         (None, Some(base)) => {
             let base = base.trim_end_matches('/');
             let token = args.token.as_deref().unwrap_or_default();
-            if let Err(e) = kit::check_host(base, token, &args.merchant).await {
-                say(&format!("payhost conformance: {e}"));
-                return ExitCode::from(2);
-            }
+            kit::check_host(base, token, merchant)
+                .await
+                .map_err(|e| format!("payhost conformance: {e}"))?;
             let report = kit::run_against(base, token, &opts).await;
             if let Some(c) = &report.cleanup {
                 tell_cleanup(c);
@@ -626,22 +768,21 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         }
         (None, None) => unreachable!("checked above"),
     };
+    if let Some(why) = &report.not_started {
+        return Err(format!("payhost conformance: {why}"));
+    }
     out.line(&report.summary());
-    if let (Some(mut file), Some(path)) = (junit, &args.junit) {
-        use std::io::Write;
-        if let Err(e) = file
-            .set_len(0)
-            .and_then(|()| file.write_all(report.junit().as_bytes()))
-        {
-            say(&format!("error: cannot write {}: {e}", path.display()));
-            return ExitCode::from(2);
+    if let Some(j) = junit {
+        if let Err(e) = j.write(&report) {
+            say(&format!("error: cannot write {}: {e}", j.path.display()));
+            return Ok(ExitCode::from(2));
         }
     }
-    exit_status(&out, &report, &opts.selection)
+    Ok(exit_status(&out, &report, &opts.selection))
 }
 
-/// `--component`: loads it (in a temporary folder removed at the end) and runs the kit on it.
-/// `Err` is the line saying why it could not start.
+/// `--component`: loads it (in a temporary folder removed at the end), checks the `--setting`s
+/// against it, and runs the kit on it. `Err` is the line saying why it could not start.
 async fn component_run(
     component: &Path,
     manifest: Option<&Path>,
@@ -651,6 +792,11 @@ async fn component_run(
     let (loaded, manifest) = load(component, manifest, &work.0)
         .await
         .map_err(|e| format!("error: {e:#}"))?;
+    if let Some(settings) = &opts.example_settings {
+        kit::check_settings(&loaded, settings)
+            .await
+            .map_err(|e| format!("payhost conformance: {e}"))?;
+    }
     let launcher = Launcher {
         manifest,
         cache_dir: work.0.join("cache"),

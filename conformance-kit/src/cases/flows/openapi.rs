@@ -129,7 +129,7 @@ fn unsupported(r: &client::Reply) -> Option<Stop> {
 }
 
 /// A query parameter of a URL, decoded.
-fn query_param(url: &str, name: &str) -> Option<String> {
+pub(super) fn query_param(url: &str, name: &str) -> Option<String> {
     let (_, q) = url.split_once('?')?;
     alipay::form_pairs(q)
         .into_iter()
