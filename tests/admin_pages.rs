@@ -50,6 +50,31 @@ async fn post_status(base: &str, path: &str, cookie: &str, body: &str) -> u16 {
     .status
 }
 
+/// A post's 303: where it leads (its fragment too).
+async fn post_location(base: &str, path: &str, cookie: &str, body: &str) -> String {
+    let r = request(
+        "POST",
+        &format!("{base}{path}"),
+        &[
+            ("cookie", cookie),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        body.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 303, "POST {path}: {}", r.text());
+    r.header("location").unwrap_or_default().to_owned()
+}
+
+/// The text of a page's one-shot message (its first line).
+fn flash_of(html: &str) -> String {
+    html.split("id=\"flash\">")
+        .nth(1)
+        .and_then(|f| f.split(['\n', '<']).next())
+        .unwrap_or_else(|| panic!("no message: {html}"))
+        .to_owned()
+}
+
 fn form(pairs: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
@@ -285,6 +310,119 @@ async fn owners_see_their_merchants_only_and_every_action_is_audited() {
         .is_some_and(|c| c.contains("payhost_lang=en")));
     let (_, zh) = page(base, "/admin/payments", &own).await;
     assert!(zh.contains("待付款"), "{zh}");
+}
+
+/// The rows of a page's payments list: each order number shown.
+fn listed(html: &str) -> Vec<String> {
+    html.split("class=\"order-link\" href=\"")
+        .skip(1)
+        .filter_map(|r| r.split_once("\">")?.1.split('<').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The list's 合计 line.
+fn totals_of(html: &str) -> String {
+    html.split("id=\"totals\">")
+        .nth(1)
+        .and_then(|t| t.split("</p>").next())
+        .unwrap_or_else(|| panic!("no totals: {html}"))
+        .to_owned()
+}
+
+/// A shop owner of several merchants: the list's 全部 (no merchant chosen) is every one of
+/// theirs — the list, its 合计 and the CSV — never only the first, and never another owner's;
+/// one of theirs chosen is that one; another's asked for is ignored (and said so) on the list,
+/// refused on the CSV. An operator's 全部 is every merchant.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_of_two_merchants_finds_the_payments_of_both() {
+    let d = demo("admin-two-merchants").await;
+    let base = d.url("");
+    let base = base.as_str();
+    create_payment(base, "demo", "TWO-DEMO-1", "1.00", None).await;
+    create_payment(base, "market", "TWO-MKT-1", "2.00", Some("13800138000")).await;
+    create_payment(base, "rsa-shop", "TWO-RSA-1", "4.00", None).await;
+    let (op, csrf) = admin_login(base, ADMIN_PASSWORD).await;
+    let added = admin_post(
+        base,
+        "/admin/users",
+        &op,
+        &form(&[
+            ("csrf", &csrf),
+            ("name", "o-two"),
+            ("role", "owner"),
+            ("merchant", "demo"),
+            ("merchant", "market"),
+            ("password", "owner-password-0123"),
+        ]),
+    )
+    .await;
+    assert!(added.contains("已添加管理员 o-two"), "{added}");
+    let (own, _) = admin_login_as(base, "o-two", "owner-password-0123").await;
+
+    // The second merchant's order, searched with 全部.
+    let (status, html) = page(base, "/admin/payments?q=TWO-MKT-1&merchant=", &own).await;
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(listed(&html), ["TWO-MKT-1"], "{html}");
+    assert!(!html.contains("没有符合条件的支付"), "{html}");
+    // Both merchants' orders and 合计, never another owner's merchant.
+    let (_, html) = page(base, "/admin/payments?q=TWO-", &own).await;
+    let mut rows = listed(&html);
+    rows.sort();
+    assert_eq!(rows, ["TWO-DEMO-1", "TWO-MKT-1"], "{html}");
+    let totals = totals_of(&html);
+    assert!(
+        totals.contains("<b>2</b>") && totals.contains("¥3.00"),
+        "{totals}"
+    );
+    assert!(html.contains("<option value=\"\">全部</option>"), "{html}");
+    assert!(
+        !html.contains(" selected>demo<") && !html.contains(" selected>market<"),
+        "{html}"
+    );
+    // One of theirs chosen: that one only.
+    let (_, html) = page(base, "/admin/payments?q=TWO-&merchant=market", &own).await;
+    assert_eq!(listed(&html), ["TWO-MKT-1"], "{html}");
+    assert!(html.contains("value=\"market\" selected"), "{html}");
+    // Another owner's merchant asked for: their own merchants instead, and said so.
+    let (_, html) = page(base, "/admin/payments?q=TWO-&merchant=rsa-shop", &own).await;
+    let mut rows = listed(&html);
+    rows.sort();
+    assert_eq!(rows, ["TWO-DEMO-1", "TWO-MKT-1"], "{html}");
+    assert!(html.contains("id=\"merchant-notice\""), "{html}");
+    assert!(!html.contains("TWO-RSA-1"), "{html}");
+
+    // The CSV of 全部: both merchants' rows, not another's.
+    let csv = get_page(base, "/admin/payments.csv?q=TWO-", &own).await;
+    assert_eq!(csv.status, 200, "{}", csv.text());
+    let csv = csv.text();
+    assert!(
+        csv.contains("TWO-DEMO-1") && csv.contains("TWO-MKT-1") && !csv.contains("TWO-RSA-1"),
+        "{csv}"
+    );
+    let (_, csv) = page(base, "/admin/payments.csv?q=TWO-&merchant=market", &own).await;
+    assert!(
+        csv.contains("TWO-MKT-1") && !csv.contains("TWO-DEMO-1"),
+        "{csv}"
+    );
+    let refused = get_page(base, "/admin/payments.csv?merchant=rsa-shop", &own).await;
+    assert_eq!(refused.status, 403);
+    let said = refused.text();
+    assert!(
+        said.contains("只能导出你自己的商户（demo、market）") && !said.contains("TWO-RSA-1"),
+        "{said}"
+    );
+
+    // The operator's 全部 is every merchant's.
+    let (_, html) = page(base, "/admin/payments?q=TWO-&merchant=", &op).await;
+    let mut rows = listed(&html);
+    rows.sort();
+    assert_eq!(rows, ["TWO-DEMO-1", "TWO-MKT-1", "TWO-RSA-1"], "{html}");
+    let (_, csv) = page(base, "/admin/payments.csv?q=TWO-", &op).await;
+    assert!(
+        csv.contains("TWO-RSA-1") && csv.contains("TWO-DEMO-1"),
+        "{csv}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -560,18 +698,35 @@ async fn an_unpaid_payment_page_shows_empty_cells() {
         .map(|(cell, _)| cell);
     assert_eq!(paid, Some(""), "{html}");
 
-    // Asked at the provider (still waiting), then closed here (the legacy API has no close).
+    // Asked at the provider (still waiting: said as what it means), then closed here (the
+    // legacy API has no close) once confirmed.
     let path = "/admin/merchants/demo/payments/UNPAID-1";
     let csrf = csrf_of(&html);
-    for action in ["sync", "close"] {
-        admin_post(
-            base,
-            &format!("{path}/{action}"),
-            &op,
-            &format!("csrf={csrf}"),
-        )
-        .await;
-    }
+    let synced = admin_post(base, &format!("{path}/sync"), &op, &format!("csrf={csrf}")).await;
+    assert_eq!(
+        flash_of(&synced),
+        "查询完成 UNPAID-1：支付宝上这笔交易仍在等待买家付款（买家还没有付款），订单仍是待付款"
+    );
+    let to = post_location(base, &format!("{path}/close"), &op, &format!("csrf={csrf}")).await;
+    assert_eq!(to, format!("{path}#close-confirm-card"));
+    let (_, asked) = page(base, &to, &op).await;
+    assert!(asked.contains("id=\"close-confirm-card\""), "{asked}");
+    assert!(
+        asked.contains("title=\"WAIT_BUYER_PAY\">待付款"),
+        "nothing closed yet: {asked}"
+    );
+    let closed = admin_post(
+        base,
+        &format!("{path}/close"),
+        &op,
+        &format!("csrf={csrf}&confirm=1"),
+    )
+    .await;
+    assert!(
+        flash_of(&closed).starts_with("订单已关闭 UNPAID-1"),
+        "{closed}"
+    );
+    assert!(!closed.contains("id=\"close-confirm-card\""), "{closed}");
     let (_, zh) = page(base, path, &op).await;
     let rows = timeline_rows(&zh);
     let kinds: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
@@ -609,6 +764,96 @@ async fn an_unpaid_payment_page_shows_empty_cells() {
         detail_of(&rows, "closed").starts_with("closed here only: "),
         "{rows:?}"
     );
+}
+
+/// What the provider answered reads in words first, its codes kept in the cells' titles: a query
+/// of an order the open platform never saw, and the merchant page's recent notifications. The
+/// pages name an empty icon, so no browser asks for a `/favicon.ico` payhost does not serve.
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_answers_read_in_words_first() {
+    let d = demo("admin-words-first").await;
+    let base = d.url("");
+    let base = base.as_str();
+    let login = get_page(base, "/admin", "").await;
+    assert!(
+        login.text().contains("<link rel=\"icon\" href=\"data:,\">"),
+        "{}",
+        login.text()
+    );
+    let csp = login
+        .header("content-security-policy")
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        csp_directive(&csp, "img-src")
+            .split_whitespace()
+            .any(|s| s == "data:"),
+        "the icon is allowed: {csp}"
+    );
+    let (op, csrf) = admin_login(base, ADMIN_PASSWORD).await;
+
+    // Never seen by the provider: an answer (Alipay has no such trade), not a failure.
+    create_payment(base, "open-shop", "WORDS-OPEN-1", "1.00", None).await;
+    let synced = admin_post(
+        base,
+        "/admin/merchants/open-shop/payments/WORDS-OPEN-1/sync",
+        &op,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(
+        flash_of(&synced),
+        "查询完成 WORDS-OPEN-1：支付宝没有这笔交易（买家还没有付款），订单仍是待付款"
+    );
+    assert!(
+        synced.contains("class=\"card ok\" id=\"flash\""),
+        "{synced}"
+    );
+
+    // A paid order's notification on the merchant page.
+    let paid = send_json(
+        "POST",
+        &format!("{base}/v1/merchants/demo/payments"),
+        Some(TOKEN),
+        &json!({"out_trade_no": "WORDS-NOTIFIED", "subject": "测试", "total_fee": "1.00",
+            "return_url": format!("{base}/shop/return")}),
+    )
+    .await
+    .json();
+    let pay_url = paid["pay_url"].as_str().expect("a pay_url").to_owned();
+    conformance::orders::pay_all(base, &[pay_url], 1, std::time::Duration::ZERO).await;
+    let mut table = String::new();
+    for _ in 0..50 {
+        let (_, html) = page(base, "/admin/merchants/demo", &op).await;
+        table = html
+            .split("id=\"notifications\"")
+            .nth(1)
+            .and_then(|t| t.split("</table>").next())
+            .unwrap_or_default()
+            .to_owned();
+        if table.contains("WORDS-NOTIFIED") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for want in [
+        "title=\"TRADE_SUCCESS\">已支付",
+        "title=\"applied\">已处理",
+        "title=\"WAIT_BUYER_PAY -&gt; TRADE_SUCCESS\">待付款 → 已支付",
+    ] {
+        assert!(table.contains(want), "{want}: {table}");
+    }
+    // No code shown as the text of a cell: only in titles.
+    let mut shown = table.clone();
+    while let Some(at) = shown.find(" title=\"") {
+        let end = shown[at + 8..]
+            .find('"')
+            .map_or(shown.len(), |e| at + 8 + e + 1);
+        shown.replace_range(at..end, "");
+    }
+    for code in ["TRADE_SUCCESS", "WAIT_BUYER_PAY", "applied", "-&gt;"] {
+        assert!(!shown.contains(code), "{code} shown: {shown}");
+    }
 }
 
 /// Admin pages (the login page and a merchant's, which shows a new API token once) are kept by
@@ -750,12 +995,14 @@ async fn refusals_say_why_in_the_owners_words() {
             ("reason", "测试"),
         ])
     };
-    // Refused before anything is asked, each naming the field and what is wrong with it.
+    // Refused before anything is asked, each naming the field and what is wrong with it, the
+    // headline saying it too.
     for (amount, want) in [
         ("abc", "退款金额：请只填写半角数字"),
         ("0.001", "最多两位小数"),
         ("9.00", "超过了可退金额：最多还能退 ¥2.00"),
-        ("-1", "退款金额：必须大于 0"),
+        ("-1", "退款金额必须大于 0，最多 ¥2.00"),
+        ("0", "退款金额必须大于 0，最多 ¥2.00"),
         ("1.", "小数点前后都要有数字"),
         (".5", "小数点前后都要有数字"),
     ] {
@@ -767,12 +1014,40 @@ async fn refusals_say_why_in_the_owners_words() {
         )
         .await;
         assert!(after.contains(want), "{amount}: {after}");
-        assert!(after.contains("未发起退款"), "{amount}: {after}");
+        let headline = flash_of(&after);
+        assert!(headline.starts_with("未发起退款："), "{amount}: {headline}");
+        assert!(
+            headline.contains(&want.replacen("退款金额：", "退款金额", 1)),
+            "{amount}: {headline}"
+        );
         assert!(
             !after.contains("id=\"refund-confirm\""),
             "{amount}: {after}"
         );
     }
+    assert_eq!(
+        flash_of(
+            &admin_post(
+                base,
+                &format!("{path}/refunds"),
+                &op,
+                &refund("abc", "k-bad")
+            )
+            .await
+        ),
+        "未发起退款：退款金额请只填写半角数字和小数点，如 12.50（不要带 ¥、元或逗号）"
+    );
+    // On a phone the refund's cards are far down the page: the answer opens at them.
+    let to = post_location(base, &format!("{path}/refunds"), &op, &refund("0", "k-bad")).await;
+    assert_eq!(to, format!("{path}#refund-card"));
+    let to = post_location(
+        base,
+        &format!("{path}/refunds"),
+        &op,
+        &refund("0.50", "k-bad"),
+    )
+    .await;
+    assert_eq!(to, format!("{path}#refund-confirm-card"));
     // A reason with a tab: refused on the form, in Chinese, naming the field.
     let tabbed = form(&[
         ("csrf", &csrf),
@@ -829,6 +1104,12 @@ async fn refusals_say_why_in_the_owners_words() {
         "{asked}"
     );
     assert!(asked.contains("name=\"confirm\" value=\"1\""), "{asked}");
+    // A legacy merchant's refund waits for the seller's password, and may be given up till then.
+    assert!(
+        asked.contains("要卖家在支付宝页面输入支付密码后才会退款") && asked.contains("可以放弃"),
+        "{asked}"
+    );
+    assert!(!asked.contains("确认后退款会提交给支付宝"), "{asked}");
     let view = get(
         &format!("{base}/v1/merchants/demo/payments/WORDS-PAID"),
         Some(TOKEN),
@@ -911,6 +1192,34 @@ async fn refusals_say_why_in_the_owners_words() {
     );
     let again = admin_post(base, &abandon, &op, &form(&[("csrf", &csrf)])).await;
     assert!(again.contains("只有等待卖家确认的退款可以放弃"), "{again}");
+    // The page calls it given up, by whom, not a failure the provider explained…
+    for want in [
+        "已放弃（卖家未确认）",
+        "由 admin:admin_password 在 payhost 放弃",
+    ] {
+        assert!(again.contains(want), "{want}: {again}");
+    }
+    assert!(!again.contains("支付平台说明：given up"), "{again}");
+    // …while the API and the store keep what they said.
+    let view = get(
+        &format!("{base}/v1/merchants/demo/payments/WORDS-PAID"),
+        Some(TOKEN),
+    )
+    .await
+    .json();
+    let given_up = view["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["amount"] == "0.50")
+        .unwrap_or_else(|| panic!("{view}"));
+    assert_eq!(given_up["status"], "FAILED", "{view}");
+    assert!(
+        given_up["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("given up by admin:admin_password")),
+        "{view}"
+    );
 
     // The language switch of a path typed with doubled slashes stays on this host.
     let (status, html) = page(base, "//admin//payments", &op).await;

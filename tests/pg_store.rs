@@ -1346,3 +1346,70 @@ async fn paid_after_close_on_postgres() {
     let s = open(&pg.create_database("closed")).await;
     paid_after_close(&s).await;
 }
+
+/// A shop owner's merchants as one filter (the admin's 全部): their payments only, paged by
+/// cursor across them, the same rows counted by the totals; an empty set matches nothing.
+async fn owners_merchants(s: &dyn Store) {
+    use payhost::store::ledger::{Cursor, PaymentFilter};
+    for (m, no, fen) in [
+        ("m1", "a1", 100),
+        ("m1", "a2", 200),
+        ("m2", "b1", 400),
+        ("m3", "c1", 800),
+    ] {
+        let mut p = payment(m, no);
+        p.total_fen = fen;
+        s.insert_payment(&p).await.unwrap();
+    }
+    let theirs = PaymentFilter {
+        merchants: Some(vec!["m1".into(), "m2".into()]),
+        limit: 1,
+        ..PaymentFilter::default()
+    };
+    let mut f = theirs.clone();
+    let mut seen = Vec::new();
+    loop {
+        let rows = s.list_payments(&f).await.unwrap();
+        let Some(last) = rows.last() else { break };
+        seen.push(format!(
+            "{}/{}",
+            last.payment.merchant_id, last.payment.out_trade_no
+        ));
+        f.cursor = Some(Cursor::of(&last.payment));
+    }
+    seen.sort();
+    assert_eq!(seen, ["m1/a1", "m1/a2", "m2/b1"]);
+    let t = s.filter_totals(&theirs).await.unwrap();
+    assert_eq!((t.count, t.total_fen), (3, 700));
+    // With the search and one of theirs named, as the list narrows it.
+    let one = PaymentFilter {
+        merchant: Some("m2".into()),
+        q: Some("b".into()),
+        limit: 10,
+        ..theirs.clone()
+    };
+    let rows = s.list_payments(&one).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].payment.out_trade_no, "b1");
+    let none = PaymentFilter {
+        merchants: Some(Vec::new()),
+        limit: 10,
+        ..PaymentFilter::default()
+    };
+    assert!(s.list_payments(&none).await.unwrap().is_empty());
+    assert_eq!(s.filter_totals(&none).await.unwrap().count, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_merchants_on_sqlite() {
+    let dir = conformance::host::temp_dir("owners-merchants-sqlite");
+    let s = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();
+    owners_merchants(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_merchants_on_postgres() {
+    let pg = PgCluster::start("owners-merchants");
+    let s = open(&pg.create_database("owners")).await;
+    owners_merchants(&s).await;
+}

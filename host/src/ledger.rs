@@ -121,18 +121,34 @@ pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<PaymentFil
     }
     if let Some(own) = own {
         match &f.merchant {
-            Some(m) if m != own => {
-                return Err(ApiError::field(
-                    403,
-                    "forbidden",
-                    "merchant",
-                    "this token belongs to another merchant",
-                ))
-            }
+            Some(m) if m != own => return Err(another_merchant()),
             _ => f.merchant = Some(own.to_owned()),
         }
     }
     Ok(f)
+}
+
+fn another_merchant() -> ApiError {
+    ApiError::field(
+        403,
+        "forbidden",
+        "merchant",
+        "this token belongs to another merchant",
+    )
+}
+
+/// A checked filter limited to `mine`, a shop owner's merchants (the admin's list, totals and
+/// CSV): a `merchant` of theirs narrows to it, another's is a 403 as for a merchant token, and
+/// none means every one of theirs (never only the first).
+pub fn within(mut f: PaymentFilter, mine: &[String]) -> Result<PaymentFilter, ApiError> {
+    match &f.merchant {
+        Some(m) if !mine.contains(m) => Err(another_merchant()),
+        Some(_) => Ok(f),
+        None => {
+            f.merchants = Some(mine.to_vec());
+            Ok(f)
+        }
+    }
 }
 
 fn yuan(fen: u64) -> String {
@@ -429,6 +445,23 @@ mod tests {
             parse_filter(None, Some("own")).unwrap().merchant.as_deref(),
             Some("own")
         );
+    }
+
+    #[test]
+    fn an_owners_filter_is_all_of_their_merchants_unless_one_of_them_is_named() {
+        let mine = ["m1".to_owned(), "m2".to_owned()];
+        let all = within(parse_filter(Some("q=A"), None).unwrap(), &mine).unwrap();
+        assert_eq!((all.merchant, all.merchants), (None, Some(mine.to_vec())));
+        let one = within(parse_filter(Some("merchant=m2"), None).unwrap(), &mine).unwrap();
+        assert_eq!((one.merchant.as_deref(), one.merchants), (Some("m2"), None));
+        let other = within(parse_filter(Some("merchant=m3"), None).unwrap(), &mine).unwrap_err();
+        assert_eq!(
+            (other.status, other.field.as_deref()),
+            (403, Some("merchant"))
+        );
+        // No merchant at all: no row, never every merchant's.
+        let none = within(parse_filter(None, None).unwrap(), &[]).unwrap();
+        assert_eq!(none.merchants, Some(Vec::new()));
     }
 
     #[test]

@@ -99,6 +99,9 @@ try {
   // 'unsafe-inline'); Chromium reports anything it refuses on the console.
   const refused = [];
   admin.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) refused.push(m.text()); });
+  // The pages name an empty icon (allowed by the CSP): no request for a /favicon.ico, no 404.
+  const icons = [];
+  admin.on('request', (r) => { if (new URL(r.url()).pathname === '/favicon.ico') icons.push(r.url()); });
   await admin.goto(`${base}/admin`);
   // The style element applied (the page's background is its colour, not the browser's white).
   const background = await admin.evaluate(() => getComputedStyle(document.body).backgroundColor);
@@ -128,7 +131,9 @@ try {
   await expectText(admin.locator('#payments'), '已支付');
   await expectText(admin.locator('#payments'), '待付款');
   await expectText(admin.locator('#payments'), '查询');
-  await expectText(admin.locator('#notifications'), 'applied');
+  // In words first (the codes in the cells' titles).
+  await expectText(admin.locator('#notifications'), '已处理');
+  await expectText(admin.locator('#notifications'), '待付款 → 已支付');
   await shot(admin, '6-admin-payments');
   await doc(admin.locator('#payments').locator('xpath=..'), 'admin-3-payments');
   await doc(admin.locator('#notifications').locator('xpath=..'), 'admin-4-notifications');
@@ -146,6 +151,7 @@ try {
   const gateway = await admin.inputValue('#gateway');
   if (!gateway.includes('openapi-sandbox')) throw new Error(`the preset did not fill #gateway: "${gateway}"`);
   if (refused.length) throw new Error(`Chromium refused a script or style: ${refused.join(' | ')}`);
+  if (icons.length) throw new Error(`the admin pages asked for ${icons.join(', ')}`);
   console.log('browser walk: ok');
 } finally {
   await browser.close();

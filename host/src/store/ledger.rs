@@ -60,6 +60,9 @@ impl Cursor {
 pub struct PaymentFilter {
     /// One merchant, or all.
     pub merchant: Option<String>,
+    /// Only these merchants (a shop owner's, when they name none): None for no such limit, an
+    /// empty list for no row at all.
+    pub merchants: Option<Vec<String>>,
     pub status: Option<String>,
     /// Created at or after (stored UTC form).
     pub from: Option<String>,

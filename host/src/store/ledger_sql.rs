@@ -28,6 +28,11 @@ pub enum Clause {
         columns: &'static [&'static str],
         pattern: String,
     },
+    /// `column` is one of `values` (`column IN (…)`); none of them: no row.
+    OneOf {
+        column: &'static str,
+        values: Vec<String>,
+    },
     /// `column IS NOT NULL`.
     Present { column: &'static str },
     /// The row sorts after the cursor in the list's order (newest first): `(columns) < (values)`.
@@ -76,6 +81,12 @@ impl PaymentQuery {
         let mut clauses = Vec::new();
         if let Some(m) = &f.merchant {
             clauses.push(compare("merchant_id", "=", text(m)));
+        }
+        if let Some(ms) = &f.merchants {
+            clauses.push(Clause::OneOf {
+                column: "merchant_id",
+                values: ms.clone(),
+            });
         }
         if let Some(s) = &f.status {
             clauses.push(compare("status", "=", text(s)));
@@ -165,6 +176,15 @@ impl PaymentQuery {
                     let any: Vec<String> = columns.iter().map(|c| D::like(c, &p)).collect();
                     format!("({})", any.join(" OR "))
                 }
+                // `IN ()` is no SQL: an empty set matches nothing, in every backend's words.
+                Clause::OneOf { values, .. } if values.is_empty() => "1 = 0".to_owned(),
+                Clause::OneOf { column, values } => {
+                    let at: Vec<String> = values
+                        .iter()
+                        .map(|v| bind(SqlValue::Text(v.clone())))
+                        .collect();
+                    format!("{column} IN ({})", at.join(", "))
+                }
                 Clause::Present { column } => format!("{column} IS NOT NULL"),
                 Clause::Before { columns, values } => {
                     let at: Vec<String> = values
@@ -234,6 +254,7 @@ mod tests {
     fn every_field(merchant: Option<&str>) -> PaymentFilter {
         PaymentFilter {
             merchant: merchant.map(str::to_owned),
+            merchants: None,
             status: Some("TRADE_SUCCESS".into()),
             from: Some("2024-05-01T00:00:00Z".into()),
             to: Some("2024-06-01T00:00:00Z".into()),
@@ -328,6 +349,31 @@ mod tests {
                 SqlValue::Int(51),
             ]
         );
+    }
+
+    #[test]
+    fn a_set_of_merchants_is_one_in_clause_and_an_empty_set_matches_nothing() {
+        let of = |merchants: Vec<&str>| {
+            PaymentQuery::of(&PaymentFilter {
+                merchants: Some(merchants.into_iter().map(str::to_owned).collect()),
+                q: Some("A".into()),
+                limit: 5,
+                ..PaymentFilter::default()
+            })
+            .render_conditions::<Numbered>()
+        };
+        let two = of(vec!["m1", "m2"]);
+        assert_eq!(
+            two.sql,
+            " WHERE merchant_id IN ($1, $2) AND (out_trade_no ILIKE $3 OR trade_no ILIKE $3 OR buyer_email ILIKE $3)"
+        );
+        assert_eq!(two.values, vec![text("m1"), text("m2"), text("%A%")]);
+        let none = of(vec![]);
+        assert_eq!(
+            none.sql,
+            " WHERE 1 = 0 AND (out_trade_no ILIKE $1 OR trade_no ILIKE $1 OR buyer_email ILIKE $1)"
+        );
+        assert_eq!(none.values, vec![text("%A%")]);
     }
 
     #[test]

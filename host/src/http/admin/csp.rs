@@ -17,7 +17,8 @@ fn csp_hash(text: &str) -> String {
 /// The admin pages' Content-Security-Policy: scripts and styles from payhost itself and the
 /// templates' own inline scripts and `<style>` elements, each by its SHA-256; a script or style
 /// that found its way into a page (a provider's or a shop's text shown unescaped) would not run
-/// or apply.
+/// or apply. Images may also be `data:` URLs: the pages' empty icon (`<link rel="icon"
+/// href="data:,">`), so that no browser asks for a `/favicon.ico` payhost does not serve.
 pub fn content_security_policy() -> &'static str {
     static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     CSP.get_or_init(|| {
@@ -25,7 +26,7 @@ pub fn content_security_policy() -> &'static str {
             texts.map(csp_hash).collect::<Vec<_>>().join(" ")
         };
         format!(
-            "default-src 'self'; style-src 'self' {}; script-src 'self' {}; \
+            "default-src 'self'; style-src 'self' {}; script-src 'self' {}; img-src 'self' data:; \
              form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
             join(&mut view::inline_styles().chain([STYLE])),
             join(&mut view::inline_scripts()),

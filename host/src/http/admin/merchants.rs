@@ -255,7 +255,10 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
                     raw_id => n.raw_id, received => zone.show(&n.received_at),
                     out_trade_no => n.out_trade_no, trade_status => n.trade_status,
                     outcome_word => n.outcome.as_deref().map(|o| super::timeline::outcome_word(ctx.lang, o)),
-                    outcome => n.outcome, detail => n.detail,
+                    outcome => n.outcome,
+                    // In words first; the codes stay in the cells' titles for support.
+                    detail_words => n.detail.as_deref().map(|d| super::timeline::note_words(ctx.lang, d).join(" · ")),
+                    detail => n.detail,
                 }
             })
             .collect()

@@ -415,7 +415,7 @@ async fn route(
     // The ledger's CSV export, for this session's merchants (streamed by the server); a refusal
     // (another merchant's, a bad filter) is a page, as everywhere in the admin.
     if segs == ["admin", "payments.csv"] {
-        return match super::ledger::csv_filter(&payments::csv_caller(&ctx), &req) {
+        return match payments::csv_filter(&ctx, &req) {
             Ok(filter) => super::ledger::csv_export(filter),
             Err(e) => {
                 let (zh, en) = payments::csv_refusal(&ctx, &e);
@@ -498,7 +498,7 @@ async fn post(app: &Arc<App>, ctx: &Ctx, segs: &[&str], form: &Form) -> PostResu
             payments::abandon_refund(app, ctx, id, no, rid).await
         }
         ["admin", "merchants", id, "payments", no, "close"] => {
-            payments::close(app, ctx, id, no).await
+            payments::close(app, ctx, id, no, form).await
         }
         ["admin", "merchants", id, "payments", no, "review"] => {
             payments::clear_review(app, ctx, id, no, form).await

@@ -37,28 +37,39 @@ const FILTER_FIELDS: [&str; 8] = [
     "review",
 ];
 
-/// The merchant a shop owner's list is about: the one asked for if it is theirs, else their
-/// first. None for an operator (every merchant, or the one asked for).
-pub fn owner_scope(ctx: &Ctx) -> Option<String> {
+/// The merchant a shop owner asked for that is not theirs (an old link, a typed URL): never
+/// shown, their own merchants are, and the page says so. None for an operator.
+fn not_theirs(ctx: &Ctx) -> Option<&str> {
     let asked = ctx.q("merchant").trim();
-    ctx.who.only().map(|mine| {
-        mine.iter()
-            .find(|m| m.as_str() == asked)
-            .or(mine.first())
-            .cloned()
-            .unwrap_or_default()
-    })
+    (!asked.is_empty() && !ctx.who.sees(asked)).then_some(asked)
+}
+
+/// The merchant filter as the page applies it: as typed, but empty (all of a shop owner's
+/// merchants, see [`crate::ledger::within`]) in place of one that is not theirs.
+fn merchant_filter(ctx: &Ctx) -> String {
+    match not_theirs(ctx) {
+        Some(_) => String::new(),
+        None => ctx.q("merchant").trim().to_owned(),
+    }
+}
+
+/// The ledger's filter for this session: an operator's as it is, a shop owner's limited to
+/// their merchants.
+fn scoped(ctx: &Ctx, f: PaymentFilter) -> Result<PaymentFilter, crate::http::error::ApiError> {
+    match ctx.who.only() {
+        None => Ok(f),
+        Some(mine) => crate::ledger::within(f, mine),
+    }
 }
 
 /// The page's filters, checked by the ledger's own rules (the same as `GET /v1/payments`).
 fn filters(ctx: &Ctx) -> Filters {
-    let own = owner_scope(ctx);
     let typed: Vec<(&'static str, String)> = FILTER_FIELDS
         .iter()
         .map(|name| {
-            let v = match (*name, &own) {
-                ("merchant", Some(m)) => m.clone(),
-                ("min_amount" | "max_amount", _) => words::half_width_amount(ctx.q(name)),
+            let v = match *name {
+                "merchant" => merchant_filter(ctx),
+                "min_amount" | "max_amount" => words::half_width_amount(ctx.q(name)),
                 _ => ctx.q(name).trim().to_owned(),
             };
             (*name, v)
@@ -69,7 +80,8 @@ fn filters(ctx: &Ctx) -> Filters {
     if !cursor.is_empty() {
         query.push_str(&format!("&cursor={}", enc(cursor)));
     }
-    let (filter, errors) = match crate::ledger::parse_filter(Some(&query), own.as_deref()) {
+    let parsed = crate::ledger::parse_filter(Some(&query), None).and_then(|f| scoped(ctx, f));
+    let (filter, errors) = match parsed {
         Ok(f) => (f, Vec::new()),
         Err(e) => {
             // No list until the filter is fixed: a list without it would show payments the
@@ -129,16 +141,17 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
     } = filters(ctx);
     // A shop owner who asked for another merchant's list (an old link, a typed URL) sees their
     // own, and is told so rather than left to wonder.
-    let asked = ctx.q("merchant").trim();
-    let notice = owner_scope(ctx)
-        .filter(|own| !asked.is_empty() && asked != own)
-        .map(|own| {
-            format!(
-                "{} {asked}{} {own}",
-                ctx.t("你不能查看商户", "You cannot see merchant"),
-                ctx.t("，这里是你的商户", "; this is your merchant")
-            )
-        });
+    let notice = not_theirs(ctx).map(|asked| {
+        format!(
+            "{} {asked}{} {}",
+            ctx.t("你不能查看商户", "You cannot see merchant"),
+            ctx.t(
+                "，这里列出的是你自己的商户：",
+                "; these are your own merchants':"
+            ),
+            ctx.who.merchants.join(ctx.t("、", ", "))
+        )
+    });
     let mut rows = if errors.is_empty() {
         app.store.list_payments(&filter).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "the admin payments list failed");
@@ -265,8 +278,7 @@ fn review_explained(ctx: &Ctx, review: Option<&str>) -> Option<String> {
         .map(|r| words::review_explained(ctx.lang, r))
 }
 
-/// The query of the CSV link: the list's filters (the ledger's `/v1/payments.csv` serves it for
-/// the session, see [`csv_caller`]).
+/// The query of the CSV link: the list's filters (served for the session by [`csv_filter`]).
 fn csv_link(typed: &[(&str, String)]) -> String {
     format!("/admin/payments.csv?{}", query_of(typed, &[]))
 }
@@ -276,10 +288,10 @@ fn csv_link(typed: &[(&str, String)]) -> String {
 pub fn csv_refusal(ctx: &Ctx, e: &crate::http::error::ApiError) -> (String, String) {
     if e.code == "forbidden" {
         let asked = ctx.q("merchant").trim();
-        let own = owner_scope(ctx).unwrap_or_default();
+        let own = ctx.who.merchants.join("、");
         return (
             format!("你的账号不能导出商户 {asked} 的支付记录，只能导出你自己的商户（{own}）。请回到支付列表，用“下载 CSV”导出。"),
-            format!("Your login cannot export merchant {asked}'s payments, only your own merchant's ({own}). Go back to the payments list and use “Download CSV”."),
+            format!("Your login cannot export merchant {asked}'s payments, only your own merchants' ({}). Go back to the payments list and use “Download CSV”.", ctx.who.merchants.join(", ")),
         );
     }
     let typed = |name: &str| ctx.q(name).trim().to_owned();
@@ -292,13 +304,15 @@ pub fn csv_refusal(ctx: &Ctx, e: &crate::http::error::ApiError) -> (String, Stri
     )
 }
 
-/// Who the CSV is for, as the ledger's export knows callers: an operator sees every merchant, a
-/// shop owner the one merchant of their list.
-pub fn csv_caller(ctx: &Ctx) -> crate::http::Caller {
-    match owner_scope(ctx) {
-        None => crate::http::Caller::Operator,
-        Some(m) => crate::http::Caller::Merchant(m),
-    }
+/// The CSV's filter for this session: the ledger's CSV rules (`/v1/payments.csv`, as the
+/// operator), then a shop owner's merchants: all of theirs when they name none, another's
+/// refused.
+pub fn csv_filter(
+    ctx: &Ctx,
+    req: &http::Request<hyper::body::Incoming>,
+) -> Result<PaymentFilter, crate::http::error::ApiError> {
+    let f = crate::http::ledger::csv_filter(&crate::http::Caller::Operator, req)?;
+    scoped(ctx, f)
 }
 
 pub async fn overview(app: &Arc<App>, ctx: &Ctx) -> Page {
@@ -394,13 +408,23 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
         .map(|e| super::timeline::line(ctx.lang, zone, e))
         .collect();
     let refundable_fen = refundable_of(p, &refunds);
+    let refund_waits_for_seller = app
+        .store
+        .merchant(id)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|m| refund_waits_for_seller(&m));
     let (errors, typed, _) = ctx.form_state();
     let refund_views: Vec<Value> = refunds
         .iter()
         .rev()
         .map(|r| {
+            let given_up = super::view::given_up_by(&r.status, r.detail.as_deref());
             context! {
                 id => r.id, amount => r.amount(), status => r.status, reason => r.reason,
+                status_word => super::view::refund_word(ctx.lang, &r.status, r.detail.as_deref()),
+                given_up_note => given_up.map(|by| super::view::given_up_note(ctx.lang, by)),
                 started_by => r.started_by, created => zone.show(&r.created_at),
                 completed => r.completed_at.as_deref().map(|t| zone.show(t)),
                 confirm_url => r.confirm_url.clone().filter(|_| r.status == "PENDING"),
@@ -428,10 +452,18 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
                 closable => p.status == crate::store::WAIT_BUYER_PAY,
             },
             refunds => refund_views, attempts => attempt_views, timeline, errors, typed,
+            refund_waits_for_seller,
             // A new key per form: a second submit of the same form is the same refund.
             refund_key => crate::auth::random_token(),
         },
     }
+}
+
+/// Whether a refund of this merchant waits for the seller: Alipay's legacy API (api = mapi, a
+/// partner ID) starts it, and the seller's payment password on Alipay's page makes it; until
+/// then it can be given up (放弃). The open platform refunds at once.
+fn refund_waits_for_seller(m: &crate::config::MerchantSettings) -> bool {
+    m.get("api").unwrap_or("mapi") == "mapi" && m.get("partner").is_some()
 }
 
 pub async fn sync(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
@@ -439,12 +471,16 @@ pub async fn sync(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
         return PostResult::NotFound;
     }
     let flash = match app.sync_payment(id, no).await {
-        Ok(r) if !r.found => Flash::err(format!(
-            "{} {no}",
+        // An answer, not a failure: the buyer has not paid (nor, for the open platform, opened
+        // the cashier).
+        Ok(r) if !r.found => Flash::ok(format!(
+            "{} {no}{}{}",
+            ctx.t("查询完成", "Queried"),
             ctx.t(
-                "支付平台没有这笔交易（买家从未打开收银台）：",
-                "The payment provider has no trade (the buyer never opened the cashier):"
-            )
+                "：支付宝没有这笔交易（买家还没有付款），订单仍是",
+                ": Alipay has no such trade (the buyer has not paid); the order stays "
+            ),
+            super::view::status_word(ctx.lang, &r.status)
         )),
         Ok(r) => {
             audit(
@@ -480,11 +516,26 @@ pub async fn sync(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
                     refunds.join(ctx.t("，", ", "))
                 )
             };
+            // A trade still waiting changed nothing: said as what it means, not as a status.
+            let waiting = r.trade_status.as_deref() == Some(crate::store::WAIT_BUYER_PAY)
+                && r.outcome == "no_change";
+            let said = if waiting {
+                ctx.t(
+                    "支付宝上这笔交易仍在等待买家付款（买家还没有付款），订单仍是待付款",
+                    "Alipay's trade still waits for the buyer (not paid yet); the order stays awaiting payment",
+                )
+                .to_owned()
+            } else {
+                format!(
+                    "{} ({})",
+                    super::view::status_word(ctx.lang, &r.status),
+                    super::timeline::outcome_word(ctx.lang, &r.outcome)
+                )
+            };
             Flash::ok(format!(
-                "{} {no}: {} ({}){refunds}",
+                "{} {no}{}{said}{refunds}",
                 ctx.t("查询完成", "Queried"),
-                super::view::status_word(ctx.lang, &r.status),
-                super::timeline::outcome_word(ctx.lang, &r.outcome)
+                ctx.t("：", ": "),
             ))
         }
         Err(e) => Flash::err(format!(
@@ -575,6 +626,9 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
         return PostResult::NotFound;
     };
     let to = payment_url(id, no);
+    // Where the answer is read: on a phone the refund's cards are far below the page's top.
+    let to_form = format!("{to}#refund-card");
+    let to_confirm = format!("{to}#refund-confirm-card");
     let full = field(form, "full") == "1";
     let amount = if full {
         yuan(refundable_fen)
@@ -595,16 +649,16 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
             ctx.t(
                 "退款结果未知：这笔退款可能已经提交到支付宝，请不要再次退款（也不要到支付宝后台手工退款），稍后查看退款记录",
                 "The refund's outcome is unknown: it may have reached Alipay. Do not refund again (here or in Alipay's portal); check the refunds below later",
-            )
+            ).to_owned()
         } else {
-            ctx.t("未发起退款", "The refund was not started")
+            words::refund_not_started(ctx.lang, &message)
         };
         let mut f = with_typed(Flash::err(headline));
         f.field_errors.insert(field_name.to_owned(), message);
         if unknown && !refund_key.is_empty() {
             f.typed.insert("refund_key".into(), refund_key.clone());
         }
-        PostResult::Done(Posted::to(to.clone(), f))
+        PostResult::Done(Posted::to(to_form.clone(), f))
     };
     let now = words::PaymentNow {
         status: &status,
@@ -621,7 +675,7 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
         if !refund_key.is_empty() {
             f.typed.insert("refund_key".into(), refund_key.clone());
         }
-        return PostResult::Done(Posted::to(to.clone(), f));
+        return PostResult::Done(Posted::to(to_form.clone(), f));
     }
     if field(form, "confirm") != "1" {
         // The checks this page can make before asking; the refund's own rules run again when it
@@ -638,7 +692,10 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
         }
         let parsed = match crate::domain::amount::Amount::parse(&amount) {
             Ok(a) => a,
-            Err(_) => return refused("amount", words::amount_refusal(ctx.lang, &amount), false),
+            Err(_) => {
+                let why = words::refund_amount_refusal(ctx.lang, &amount, refundable_fen);
+                return refused("amount", why, false);
+            }
         };
         if parsed.minor() > refundable_fen {
             let e = crate::http::error::ApiError::field(
@@ -670,7 +727,7 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
         if full {
             f.typed.insert("full".into(), "1".into());
         }
-        return PostResult::Done(Posted::to(to, f));
+        return PostResult::Done(Posted::to(to_confirm, f));
     }
     let cmd = crate::refunds::RefundCommand {
         amount: Some(serde_json::Value::String(amount.clone())),
@@ -787,9 +844,29 @@ pub async fn abandon_refund(
     PostResult::Done(Posted::to(payment_url(id, no), flash))
 }
 
-pub async fn close(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
+/// 关闭订单 in two posts, as a refund: the button leads to the payment page asking to confirm,
+/// whose button posts `confirm=1`; only then is the order closed. An order no longer waiting
+/// is not asked about: the close says why it cannot be done.
+pub async fn close(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) -> PostResult {
     if !ctx.who.sees(id) {
         return PostResult::NotFound;
+    }
+    let Some((status, _)) = payment_now(app, id, no).await else {
+        return PostResult::NotFound;
+    };
+    if field(form, "confirm") != "1" && status == crate::store::WAIT_BUYER_PAY {
+        let mut f = Flash::ok(format!(
+            "{} {no}",
+            ctx.t(
+                "还没有关闭：请在下面确认是否关闭订单",
+                "Nothing is closed yet: confirm below to close order"
+            )
+        ));
+        f.typed.insert("close".into(), "1".into());
+        return PostResult::Done(Posted::to(
+            format!("{}#close-confirm-card", payment_url(id, no)),
+            f,
+        ));
     }
     let flash = match app.close_payment(id, no).await {
         Ok(v) => {

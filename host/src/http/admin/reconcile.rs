@@ -45,6 +45,12 @@ fn correlation_id(message: &str) -> Option<&str> {
     (!id.is_empty()).then_some(id)
 }
 
+/// Whether the provider's refusal says the day's bill does not exist (yet): Alipay's `40004`
+/// with sub code `isp.bill_not_exist`, which the API's message quotes.
+fn bill_not_made_yet(message: &str) -> bool {
+    message.to_ascii_lowercase().contains("bill_not_exist")
+}
+
 /// Why a day could not be reconciled, in the owner's words: what went wrong and what to do, in
 /// Chinese without the API's English (an English page keeps the API's message).
 fn refusal(ctx: &Ctx, date: &str, e: &crate::http::error::ApiError) -> String {
@@ -57,7 +63,7 @@ fn refusal(ctx: &Ctx, date: &str, e: &crate::http::error::ApiError) -> String {
         ("merchant_misconfigured", _) => "这个商户的支付宝设置有误，请在商户页面检查并保存设置".to_owned(),
         ("unknown_merchant", _) => "没有这个商户，请从列表中选择".to_owned(),
         ("invalid_request", Some("date")) if e.message.contains("in the future") => {
-            format!("日期：{date} 还没到（北京时间），支付宝只有今天及以前的账单，请选今天或以前的日期")
+            format!("日期：{date} 还没到（北京时间）。支付宝一般在次日上午生成前一天的账单，请选今天或以前的日期")
         }
         ("invalid_request", Some("date")) => {
             let b = date.as_bytes();
@@ -77,6 +83,10 @@ fn refusal(ctx: &Ctx, date: &str, e: &crate::http::error::ApiError) -> String {
         ("gateway_unreachable", _) => "连不上支付宝，账单没有下载成功，请稍后再试".to_owned(),
         ("gateway_malformed" | "gateway_bad_signature", _) => {
             "支付宝的回应无法识别，账单没有下载成功，请稍后再试；一直这样请联系技术支持".to_owned()
+        }
+        // No bill yet (Alipay makes a day's bill the next morning): the settings are fine.
+        (code, _) if code.starts_with("gateway_") && bill_not_made_yet(&e.message) => {
+            "支付宝还没有生成这一天的账单（一般在次日上午生成），请稍后再试或选择更早的日期".to_owned()
         }
         (code, _) if code.starts_with("gateway_") => {
             "支付宝拒绝提供这一天的账单，请核对商户设置（应用 ID、密钥）后再试".to_owned()
@@ -188,6 +198,39 @@ mod tests {
         }
         let en = ctx(super::super::Lang::En);
         assert!(refusal(&en, "2099-01-01", &future).contains("is in the future"));
+    }
+
+    #[test]
+    fn a_bill_not_made_yet_is_not_a_settings_problem() {
+        let zh = ctx(super::super::Lang::Zh);
+        // As `plugin_error_to_api` words Alipay's answer for a day without a bill yet.
+        let no_bill = ApiError::new(
+            502,
+            "gateway_40004",
+            "the payment provider refused the request: Business Failed (isp.bill_not_exist) 账单不存在 (correlation id c-9)",
+        );
+        let said = refusal(&zh, "2026-12-04", &no_bill);
+        assert!(
+            said.starts_with(
+                "支付宝还没有生成这一天的账单（一般在次日上午生成），请稍后再试或选择更早的日期"
+            ),
+            "{said}"
+        );
+        assert!(!said.contains("密钥") && said.contains("c-9"), "{said}");
+        // Any other refusal still points at the settings.
+        let refused = ApiError::new(
+            502,
+            "gateway_40002",
+            "the payment provider refused the request: Invalid Arguments (isv.invalid-app-id) (correlation id c-1)",
+        );
+        assert!(refusal(&zh, "2026-12-04", &refused).contains("应用 ID、密钥"));
+        // A day still to come says when bills appear.
+        let future = ApiError::field(400, "invalid_request", "date", "date: is in the future");
+        let said = refusal(&zh, "2099-01-01", &future);
+        assert!(
+            said.contains("次日上午") && !said.contains("只有今天及以前"),
+            "{said}"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! empty is joined. The provider's free text is shown where it is the point (why a refund
 //! failed), after a label.
 
-use super::view::{refund_status_word, status_word, Lang};
+use super::view::{given_up_by, given_up_note, refund_status_word, refund_word, status_word, Lang};
 use crate::domain::zone::Zone;
 use minijinja::{context, Value};
 
@@ -40,12 +40,20 @@ fn words(lang: Lang, e: &serde_json::Value) -> (String, String) {
         "review" => t("人工核对", "review"),
         other => format!("{} {other}", t("记录", "entry")),
     };
+    // A refund given up here (放弃) is stored FAILED with the host's words, not the provider's.
+    let given_up = status
+        .filter(|_| kind == "refund")
+        .and_then(|s| given_up_by(s, text("detail")));
     let mut parts: Vec<String> = Vec::new();
     if let Some(a) = text("amount") {
         parts.push(format!("¥{a}"));
     }
     if let Some(s) = status {
-        parts.push(refund_status_word(lang, s).to_owned());
+        parts.push(refund_word(
+            lang,
+            s,
+            text("detail").filter(|_| kind == "refund"),
+        ));
     }
     if let Some(s) = trade_status {
         parts.push(status_word(lang, s).to_owned());
@@ -60,6 +68,7 @@ fn words(lang: Lang, e: &serde_json::Value) -> (String, String) {
         parts.push(format!("{}{who}", t("发起人 ", "by ")));
     }
     match (kind, text("detail")) {
+        _ if given_up.is_some() => parts.extend(given_up.map(|by| given_up_note(lang, by))),
         // A refund's stored words are the provider's: its instruction while pending (stale once
         // ended), its reason when it failed.
         ("refund", Some(d)) if status == Some("FAILED") => {
@@ -98,7 +107,7 @@ pub(super) fn outcome_word(lang: Lang, outcome: &str) -> String {
 
 /// The host's notes on a timeline entry (a close, a query, a notification's effect) in words;
 /// anything else as it is.
-fn note_words(lang: Lang, note: &str) -> Vec<String> {
+pub(super) fn note_words(lang: Lang, note: &str) -> Vec<String> {
     let t = |zh: &str, en: &str| vec![lang.pick(zh, en).to_owned()];
     // A close's note is one sentence (the component's reason may hold "; ").
     if note.starts_with("closed here only") {
@@ -244,6 +253,9 @@ mod tests {
                 "started_by": "admin", "detail": "ACQ.TRADE_HAS_FINISHED"}),
             json!({"at": "t", "kind": "webhook", "event": "payment.paid", "http_status": null,
                 "error": "connection refused"}),
+            json!({"at": "t", "kind": "refund", "amount": "1.00", "status": "FAILED",
+                "started_by": "admin:alice",
+                "detail": "given up by admin:alice: the seller never confirmed it"}),
         ];
         assert_eq!(
             lines(Lang::Zh, &entries),
@@ -256,6 +268,7 @@ mod tests {
                 "退款通知 | 待人工核对 · refund 42 was reported succeeded, now failed: x",
                 "退款 | ¥2.00 · 失败 · 发起人 admin · 支付平台说明：ACQ.TRADE_HAS_FINISHED",
                 "商城通知 | payment.paid · 错误：connection refused",
+                "退款 | ¥1.00 · 已放弃（卖家未确认） · 发起人 admin:alice · 由 admin:alice 在 payhost 放弃（卖家一直没有在支付宝确认，不是支付宝的结果）",
             ]
         );
         // The English page keeps the component's reason for closing here only.

@@ -55,6 +55,38 @@ pub fn refund_status_word(lang: Lang, status: &str) -> &str {
     lang.pick(zh, en)
 }
 
+/// Who gave up a refund (放弃: a legacy refund the seller never confirmed), read from the words
+/// stored with it, or None for any other refund. The API and the store keep those words as they
+/// are (a FAILED refund); only the admin's pages tell it apart from one the provider failed.
+pub fn given_up_by<'a>(status: &str, detail: Option<&'a str>) -> Option<&'a str> {
+    if status != crate::domain::refunds::FAILED {
+        return None;
+    }
+    let rest = detail?.strip_prefix(crate::domain::refunds::GIVEN_UP)?;
+    Some(
+        rest.strip_suffix(": the seller never confirmed it")
+            .unwrap_or(rest),
+    )
+}
+
+/// A refund's status in words, one given up here apart from one the provider failed.
+pub fn refund_word(lang: Lang, status: &str, detail: Option<&str>) -> String {
+    match given_up_by(status, detail) {
+        Some(_) => lang
+            .pick("已放弃（卖家未确认）", "Given up (never confirmed)")
+            .to_owned(),
+        None => refund_status_word(lang, status).to_owned(),
+    }
+}
+
+/// What a refund given up here says: who gave it up, and that it is no word of the provider's.
+pub fn given_up_note(lang: Lang, by: &str) -> String {
+    match lang {
+        Lang::Zh => format!("由 {by} 在 payhost 放弃（卖家一直没有在支付宝确认，不是支付宝的结果）"),
+        Lang::En => format!("given up in payhost by {by} (the seller never confirmed it; not the provider's answer)"),
+    }
+}
+
 /// What the next page shows once: a result, values shown once (a new token), and a refused
 /// form's errors per field with what was typed (never a secret).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -327,6 +359,55 @@ mod tests {
                 "{picker}"
             );
         }
+    }
+
+    #[test]
+    fn the_refund_confirmation_says_what_follows_for_each_api() {
+        let confirm = |waits: bool| {
+            render(
+                "payment.html",
+                &frame("zh"),
+                context! {
+                    p => context! { url => "/admin/merchants/m/payments/A", out_trade_no => "A", refundable_fen => 100 },
+                    typed => context! { confirm => "1", amount => "1.00" },
+                    refund_waits_for_seller => waits,
+                },
+            )
+            .unwrap()
+        };
+        let open = confirm(false);
+        assert!(
+            open.contains("确认后退款会提交给支付宝，退回买家的钱无法撤回。"),
+            "{open}"
+        );
+        assert!(!open.contains("支付密码"), "{open}");
+        // Legacy (api = mapi): the seller's password makes it, and it can be given up till then.
+        let legacy = confirm(true);
+        assert!(
+            legacy.contains("要卖家在支付宝页面输入支付密码后才会退款"),
+            "{legacy}"
+        );
+        assert!(legacy.contains("这笔退款可以放弃"), "{legacy}");
+        assert!(!legacy.contains("确认后退款会提交给支付宝"), "{legacy}");
+    }
+
+    #[test]
+    fn a_refund_given_up_here_is_not_a_failure_of_the_provider() {
+        let detail = "given up by admin:alice: the seller never confirmed it";
+        assert_eq!(given_up_by("FAILED", Some(detail)), Some("admin:alice"));
+        assert_eq!(
+            refund_word(Lang::Zh, "FAILED", Some(detail)),
+            "已放弃（卖家未确认）"
+        );
+        assert_eq!(
+            given_up_note(Lang::Zh, "admin:alice"),
+            "由 admin:alice 在 payhost 放弃（卖家一直没有在支付宝确认，不是支付宝的结果）"
+        );
+        // The provider's own failure, and anything not FAILED, keep their words.
+        assert_eq!(given_up_by("FAILED", Some("ACQ.TRADE_HAS_FINISHED")), None);
+        assert_eq!(given_up_by("PENDING", Some(detail)), None);
+        assert_eq!(refund_word(Lang::Zh, "FAILED", None), "失败");
+        assert_eq!(refund_word(Lang::Zh, "SUCCESS", Some(detail)), "退款成功");
     }
 
     #[test]

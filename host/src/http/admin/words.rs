@@ -89,12 +89,42 @@ fn amount_rule(lang: Lang, typed: &str) -> String {
     lang.pick(zh, en).to_owned()
 }
 
-/// The refund form's amount refused before anything is sent, naming the field.
-pub fn amount_refusal(lang: Lang, typed: &str) -> String {
+/// A refund's amount refused, naming the field. One out of range (0, -1, more than any
+/// payment) says what a refund may be: more than 0, at most what is left to refund.
+pub fn refund_amount_refusal(lang: Lang, typed: &str, refundable_fen: u64) -> String {
+    let out_of_range = match Amount::parse(typed) {
+        Err(AmountError::OutOfRange) => true,
+        Err(AmountError::NotDecimal) => amount_shape(typed) == AmountShape::Negative,
+        _ => false,
+    };
+    if out_of_range {
+        let left = super::yuan(refundable_fen);
+        return match lang {
+            Lang::Zh => format!("退款金额必须大于 0，最多 ¥{left}"),
+            Lang::En => format!("amount: must be more than 0 and at most {left}"),
+        };
+    }
     format!(
         "{}{}",
         lang.pick("退款金额：", "amount: "),
         amount_rule(lang, typed)
+    )
+}
+
+/// The headline of a refund refused before it started, with the reason beside its field: on a
+/// phone the page opens at the form, and the headline at the top must say why on its own.
+pub fn refund_not_started(lang: Lang, why: &str) -> String {
+    // A field's label reads as the sentence's subject: 退款金额：请… → 退款金额请….
+    let why = ["退款金额：", "退款原因："]
+        .iter()
+        .find_map(|label| {
+            let rest = why.strip_prefix(label)?;
+            Some(format!("{}{rest}", label.trim_end_matches('：')))
+        })
+        .unwrap_or_else(|| why.to_owned());
+    format!(
+        "{}{why}",
+        lang.pick("未发起退款：", "The refund was not started: ")
     )
 }
 
@@ -242,11 +272,11 @@ pub fn nothing_left_to_refund(lang: Lang, now: PaymentNow<'_>) -> Option<String>
 
 /// A refund's field refused by the component's rules (`invalid_order`: nothing was sent to the
 /// provider), named as the page labels it.
-fn refund_field_rule(field: &str, typed_amount: &str, e: &ApiError) -> String {
+fn refund_field_rule(field: &str, typed_amount: &str, e: &ApiError, now: PaymentNow<'_>) -> String {
     match field {
         "reason" => "退款原因：不能包含换行、制表符等控制字符，最多 256 个字".to_owned(),
         "amount" if Amount::parse(typed_amount).is_err() => {
-            format!("退款金额：{}", amount_rule(Lang::Zh, typed_amount))
+            refund_amount_refusal(Lang::Zh, typed_amount, now.refundable_fen)
         }
         "amount" => "退款金额：不能超过这笔订单的实付金额".to_owned(),
         "out_trade_no" => {
@@ -271,7 +301,7 @@ pub fn refund_error(lang: Lang, e: &ApiError, typed_amount: &str, now: PaymentNo
     }
     match (e.code.as_str(), e.field.as_deref()) {
         ("invalid_request", Some("amount")) => {
-            format!("退款金额：{}", amount_rule(lang, typed_amount))
+            refund_amount_refusal(lang, typed_amount, now.refundable_fen)
         }
         ("invalid_request", Some("reason")) => "退款原因：最多 256 个字".to_owned(),
         ("invalid_request", Some("refund_key")) => {
@@ -303,7 +333,9 @@ pub fn refund_error(lang: Lang, e: &ApiError, typed_amount: &str, now: PaymentNo
         }
         ("not_supported", _) => format!("这个商户的支付接口不支持在这里退款（{}）", e.message),
         // The component's own rules for what it sends: nothing reached the provider.
-        ("invalid_order", field) => refund_field_rule(field.unwrap_or_default(), typed_amount, e),
+        ("invalid_order", field) => {
+            refund_field_rule(field.unwrap_or_default(), typed_amount, e, now)
+        }
         // The provider's own refusal: nothing was refunded.
         (code, _) if !refund_outcome_unknown(code) && code.starts_with("gateway_") => {
             format!("支付宝拒绝了这笔退款，没有退款（{}）", e.message)
@@ -571,6 +603,49 @@ mod tests {
             "out_trade_no: must be …",
         );
         assert!(refund_error(Lang::Zh, &e, "1", now("TRADE_SUCCESS", 100)).starts_with("订单号"));
+    }
+
+    #[test]
+    fn a_refund_of_nothing_says_more_than_0_and_what_is_left() {
+        for typed in ["0", "0.00", "-1", "100000000.01"] {
+            assert_eq!(
+                refund_amount_refusal(Lang::Zh, typed, 888),
+                "退款金额必须大于 0，最多 ¥8.88",
+                "{typed}"
+            );
+        }
+        assert_eq!(
+            refund_amount_refusal(Lang::En, "0", 888),
+            "amount: must be more than 0 and at most 8.88"
+        );
+        // Other mistakes keep their own words.
+        assert!(refund_amount_refusal(Lang::Zh, "abc", 888).contains("半角数字"));
+        // …as does the API's refusal of the same amount.
+        let e = ApiError::field(400, "invalid_request", "amount", "amount: out of range");
+        assert_eq!(
+            refund_error(Lang::Zh, &e, "0", now("TRADE_SUCCESS", 888)),
+            "退款金额必须大于 0，最多 ¥8.88"
+        );
+    }
+
+    #[test]
+    fn a_refused_refunds_headline_says_why() {
+        assert_eq!(
+            refund_not_started(Lang::Zh, "退款金额：请只填写半角数字和小数点，如 12.50"),
+            "未发起退款：退款金额请只填写半角数字和小数点，如 12.50"
+        );
+        assert_eq!(
+            refund_not_started(Lang::Zh, "退款原因：最多 256 个字"),
+            "未发起退款：退款原因最多 256 个字"
+        );
+        assert_eq!(
+            refund_not_started(Lang::Zh, "这笔订单已全额退款，不能再退款"),
+            "未发起退款：这笔订单已全额退款，不能再退款"
+        );
+        assert_eq!(
+            refund_not_started(Lang::En, "amount: must not be empty"),
+            "The refund was not started: amount: must not be empty"
+        );
     }
 
     #[test]
