@@ -6,8 +6,8 @@
 //! the language switch.
 
 use conformance::host::{
-    admin_login, admin_login_as, admin_post, csp_directive, csrf_of, get, inline_elements_allowed,
-    payhost_binary, request, send_json, temp_dir, ADMIN_PASSWORD,
+    admin_login, admin_login_as, admin_post, admin_post_location, csp_directive, csrf_of, get,
+    inline_elements_allowed, payhost_binary, request, send_json, temp_dir, ADMIN_PASSWORD,
 };
 use conformance::testhost::TestHost;
 use serde_json::json;
@@ -48,22 +48,6 @@ async fn post_status(base: &str, path: &str, cookie: &str, body: &str) -> u16 {
     )
     .await
     .status
-}
-
-/// A post's 303: where it leads (its fragment too).
-async fn post_location(base: &str, path: &str, cookie: &str, body: &str) -> String {
-    let r = request(
-        "POST",
-        &format!("{base}{path}"),
-        &[
-            ("cookie", cookie),
-            ("content-type", "application/x-www-form-urlencoded"),
-        ],
-        body.as_bytes().to_vec(),
-    )
-    .await;
-    assert_eq!(r.status, 303, "POST {path}: {}", r.text());
-    r.header("location").unwrap_or_default().to_owned()
 }
 
 /// The text of a page's one-shot message (its first line).
@@ -707,7 +691,8 @@ async fn an_unpaid_payment_page_shows_empty_cells() {
         flash_of(&synced),
         "查询完成 UNPAID-1：支付宝上这笔交易仍在等待买家付款（买家还没有付款），订单仍是待付款"
     );
-    let to = post_location(base, &format!("{path}/close"), &op, &format!("csrf={csrf}")).await;
+    let to =
+        admin_post_location(base, &format!("{path}/close"), &op, &format!("csrf={csrf}")).await;
     assert_eq!(to, format!("{path}#close-confirm-card"));
     let (_, asked) = page(base, &to, &op).await;
     assert!(asked.contains("id=\"close-confirm-card\""), "{asked}");
@@ -1038,9 +1023,10 @@ async fn refusals_say_why_in_the_owners_words() {
         "未发起退款：退款金额请只填写半角数字和小数点，如 12.50（不要带 ¥、元或逗号）"
     );
     // On a phone the refund's cards are far down the page: the answer opens at them.
-    let to = post_location(base, &format!("{path}/refunds"), &op, &refund("0", "k-bad")).await;
+    let to =
+        admin_post_location(base, &format!("{path}/refunds"), &op, &refund("0", "k-bad")).await;
     assert_eq!(to, format!("{path}#refund-card"));
-    let to = post_location(
+    let to = admin_post_location(
         base,
         &format!("{path}/refunds"),
         &op,

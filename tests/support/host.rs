@@ -121,6 +121,20 @@ pub async fn admin_login_as(base: &str, user: &str, password: &str) -> (String, 
 /// answer is a 303 (every admin post redirects), and returns the page it leads to (which shows
 /// what the post did, once).
 pub async fn admin_post(base: &str, path: &str, cookie: &str, body: &str) -> String {
+    let to = admin_post_location(base, path, cookie, body).await;
+    request(
+        "GET",
+        &format!("{base}{to}"),
+        &[("cookie", cookie)],
+        Vec::new(),
+    )
+    .await
+    .text()
+}
+
+/// Posts an admin form as [`admin_post`] does and returns where its 303 leads (with its
+/// fragment), without following it.
+pub async fn admin_post_location(base: &str, path: &str, cookie: &str, body: &str) -> String {
     let r = request(
         "POST",
         &format!("{base}{path}"),
@@ -132,18 +146,9 @@ pub async fn admin_post(base: &str, path: &str, cookie: &str, body: &str) -> Str
     )
     .await;
     assert_eq!(r.status, 303, "POST {path}: {}", r.text());
-    let to = r
-        .header("location")
+    r.header("location")
         .expect("a 303 names where to go")
-        .to_owned();
-    request(
-        "GET",
-        &format!("{base}{to}"),
-        &[("cookie", cookie)],
-        Vec::new(),
-    )
-    .await
-    .text()
+        .to_owned()
 }
 
 /// The CSRF token in an admin page's forms.
