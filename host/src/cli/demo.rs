@@ -148,6 +148,10 @@ pub fn run(args: Args) -> ExitCode {
     };
     let _serving = match super::serve::serve_lock(&config) {
         Ok(l) => l,
+        // The demo has no payhost.toml: a database problem is about the --database typed.
+        Err(e) if _temporary.is_none() => {
+            return fail(e.context(format!("--database {}", config.database.display())))
+        }
         Err(e) => return fail(e),
     };
     let status = runtime().block_on(async {

@@ -83,7 +83,7 @@ async fn add(action: Action) -> Result<()> {
     let store = payhost::store::open(&config).await?;
     let m = payhost::onboarding::add_merchant(store.as_ref(), &id, &plugin, &shop_origins, &label)
         .await
-        .map_err(|e| anyhow!("{e}"))?;
+        .map_err(|e| anyhow!("{}", in_flag_terms(&id, &e)))?;
     eprintln!(
         "merchant {id} created (plugin {plugin}, shop origins {}). Shown only this once: put both into the shop's payment settings; the operator's api_token stays here.",
         shop_origins.join(", ")
@@ -99,4 +99,43 @@ async fn add(action: Action) -> Result<()> {
         bail!("cannot write the merchant's token and shop secret to standard output ({e}); merchant {id} was not kept: run this again where its output can be read");
     }
     Ok(())
+}
+
+/// The onboarding rules name the API's fields (`id`, `merchants.<id>.shop_origins`); on the
+/// command line the same rule names what was typed: the ID argument and the flags.
+fn in_flag_terms(id: &str, problems: &str) -> String {
+    problems
+        .split("; ")
+        .map(|p| {
+            if let Some(rest) = p.strip_prefix("id: ") {
+                format!("ID (the merchant id): {rest}")
+            } else if let Some(rest) = p.strip_prefix("plugin: ") {
+                format!("--plugin: {rest}")
+            } else if let Some(rest) = p.strip_prefix(&format!("merchants.{id}.shop_origins")) {
+                format!("--shop-origin{rest}")
+            } else {
+                p.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn problems_name_the_flags_typed() {
+        assert_eq!(
+            super::in_flag_terms(
+                "m2",
+                "merchants.m2.shop_origins: \"shop.example\" is not an origin such as https://shop.example"
+            ),
+            "--shop-origin: \"shop.example\" is not an origin such as https://shop.example"
+        );
+        assert_eq!(
+            super::in_flag_terms("bad id", "id: \"bad id\" must be 1 to 64 letters"),
+            "ID (the merchant id): \"bad id\" must be 1 to 64 letters"
+        );
+        assert_eq!(super::in_flag_terms("m", "other"), "other");
+    }
 }
