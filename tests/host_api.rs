@@ -1688,6 +1688,32 @@ fn a_commands_unreadable_output_is_no_panic_and_leaves_no_unusable_merchant() {
             listed.contains("kept") && !listed.contains("lost"),
             "{listed}"
         );
+
+        // A generated password nobody saw is not set: no admin user, the config file unchanged.
+        let before = std::fs::read_to_string(&config).unwrap();
+        for args in [
+            &[
+                "admin-user",
+                "add",
+                "bob",
+                "--role",
+                "operator",
+                "--generate",
+            ][..],
+            &["admin-password", "--generate"],
+        ] {
+            let full = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap();
+            let out = payhost(args).stdout(full).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains("nothing was changed"), "{args:?}: {err}");
+        }
+        assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+        let users = payhost(&["admin-user", "list"]).output().unwrap();
+        assert!(!String::from_utf8_lossy(&users.stdout).contains("bob"));
     }
 
     // The reader is gone before the command writes (`payhost token list | true`).

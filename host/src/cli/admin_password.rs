@@ -51,10 +51,16 @@ fn admin_password(generate: bool, config: Option<&Path>) -> Result<()> {
     }
     let hash = payhost::auth::hash_password(&password)?;
     let line = format!("admin_password_hash = \"{hash}\"");
-    if generate {
-        say!("admin password: {password}");
-    }
-    say!("{line}");
+    // Shown before the file is written: when standard output cannot take it, the file keeps its
+    // old hash and the command fails (a new password nobody saw would lock the admin page).
+    let shown = if generate {
+        super::write_line(format_args!("admin password: {password}"))
+    } else {
+        Ok(())
+    };
+    shown
+        .and_then(|()| super::write_line(format_args!("{line}")))
+        .map_err(|e| anyhow!("cannot write to standard output ({e}); nothing was changed"))?;
     if let Some(path) = config {
         // Read again: the file may have been edited while the password was typed.
         let text = read(path)?;

@@ -122,6 +122,9 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
                 Ok(p) => p,
                 Err(code) => return code,
             };
+            if let Err(code) = show_generated(generate, &password) {
+                return code;
+            }
             match payhost::admin_users::set_password(
                 store.as_ref(),
                 &name,
@@ -131,9 +134,6 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
             .await
             {
                 Ok(()) => {
-                    if generate {
-                        say!("password: {password}");
-                    }
                     eprintln!("admin user {name}: new password set; their sessions have ended");
                     ExitCode::SUCCESS
                 }
@@ -168,6 +168,9 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
                 Ok(p) => p,
                 Err(code) => return code,
             };
+            if let Err(code) = show_generated(a.generate, &password) {
+                return code;
+            }
             let configured: Vec<String> = config.merchants.keys().cloned().collect();
             let new = payhost::admin_users::NewUser {
                 name: &a.name,
@@ -179,9 +182,6 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
             };
             match payhost::admin_users::add(store.as_ref(), &new).await {
                 Ok(user) => {
-                    if a.generate {
-                        say!("password: {password}");
-                    }
                     eprintln!(
                         "admin user {} added ({}{})",
                         user.name,
@@ -209,4 +209,17 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
             }
         }
     }
+}
+
+/// A generated password is shown before it is set: when standard output cannot take it, nothing
+/// is changed (a password nobody saw would lock its user out).
+fn show_generated(generate: bool, password: &str) -> Result<(), ExitCode> {
+    if !generate {
+        return Ok(());
+    }
+    super::write_line(format_args!("password: {password}")).map_err(|e| {
+        fail(format!(
+            "cannot write the generated password to standard output ({e}); nothing was changed"
+        ))
+    })
 }

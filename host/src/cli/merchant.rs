@@ -92,10 +92,16 @@ async fn add(action: Action) -> Result<()> {
         .and_then(|()| super::write_line(format_args!("shop_secret: {}", m.shop_secret.expose())));
     if let Err(e) = shown {
         // The secrets exist only in this output: a merchant nobody can use is not kept.
-        store
-            .delete_merchant(&id, false)
-            .await
-            .map_err(|d| anyhow!("cannot write the merchant's token and shop secret to standard output ({e}), and cannot remove merchant {id} again ({d}); remove it with the API and run this again"))?;
+        match store.delete_merchant(&id, false).await {
+            Ok(payhost::store::MerchantRemoval::Removed { .. }) => {}
+            other => {
+                let why = match other {
+                    Err(d) => format!("{d:#}"),
+                    Ok(r) => format!("{r:?}"),
+                };
+                bail!("cannot write the merchant's token and shop secret to standard output ({e}), and cannot remove merchant {id} again ({why}); remove it with the API and run this again");
+            }
+        }
         bail!("cannot write the merchant's token and shop secret to standard output ({e}); merchant {id} was not kept: run this again where its output can be read");
     }
     Ok(())

@@ -81,7 +81,9 @@ async fn token(action: Action) -> Result<()> {
             eprintln!("token #{id} for merchant {merchant} (shown only this once):");
             if let Err(e) = super::write_line(format_args!("{token}")) {
                 // Shown nowhere else: a token nobody could read is not left live.
-                store.revoke_token(id, None).await?;
+                store.revoke_token(id, None).await.map_err(|d| {
+                    anyhow::anyhow!("cannot write the token to standard output ({e}), and cannot revoke token #{id} ({d:#}): revoke it with payhost token revoke --id {id}")
+                })?;
                 bail!("cannot write the token to standard output ({e}); token #{id} was revoked: run this again where its output can be read");
             }
         }

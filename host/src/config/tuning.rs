@@ -210,7 +210,10 @@ pub(super) fn webhooks(value: Option<&toml::Value>, problems: &mut Vec<String>) 
         ));
         w.timeout_ms = d.timeout_ms;
     }
-    if w.retry_max_ms < w.retry_base_ms {
+    // A value refused above already has its problem; compared, its default would make up another.
+    let refused = |v: Option<u64>| v.is_some_and(|v| v < 1);
+    if w.retry_max_ms < w.retry_base_ms && !refused(raw.retry_base_ms) && !refused(raw.retry_max_ms)
+    {
         // A value left out is the default: said, or the rule would name a key not in the file.
         let base = match raw.retry_base_ms {
             Some(_) => String::new(),

@@ -513,6 +513,12 @@ fn a_value_below_its_floor_is_refused_not_raised() {
             "{r}"
         );
     }
+    // One problem for a refused value, not a second one made up from its default.
+    let p = problems("[webhooks]\nretry_base_ms = 0\nretry_max_ms = 500");
+    assert!(
+        p.iter().all(|p| !p.starts_with("webhooks.retry_max_ms")),
+        "{p:?}"
+    );
     // Rates and the per-address cap keep 0 = off.
     let p = problems("[limits]\nnotify_per_ip_per_s = 0\nmax_connections_per_ip = 0");
     assert!(p.iter().all(|p| !p.starts_with("limits.")), "{p:?}");
