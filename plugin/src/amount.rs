@@ -42,46 +42,16 @@ impl Amount {
     /// Refuses signs, exponents, spaces, a leading or trailing lone dot, more than two decimals
     /// (even `0.010`: the gateway compares strings), and anything outside [0.01, 100000000.00].
     pub fn parse(s: &str) -> Result<Amount, AmountError> {
-        if s.is_empty() {
-            return Err(AmountError::Empty);
+        Amount::from_fen(parse_fen(s)?)
+    }
+
+    /// [`Amount::parse`] for a field where zero means "none" (a notify's `refund_fee=0.00` on a
+    /// payment that was never refunded): `Ok(None)` for zero, the same errors otherwise.
+    pub fn parse_or_zero(s: &str) -> Result<Option<Amount>, AmountError> {
+        match parse_fen(s)? {
+            0 => Ok(None),
+            fen => Amount::from_fen(fen).map(Some),
         }
-        let (int_part, frac_part) = match s.split_once('.') {
-            Some((i, f)) => (i, Some(f)),
-            None => (s, None),
-        };
-        if int_part.is_empty() || !int_part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(AmountError::NotDecimal);
-        }
-        let frac = frac_part.unwrap_or("");
-        if frac_part.is_some() && frac.is_empty() {
-            return Err(AmountError::NotDecimal);
-        }
-        if !frac.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(AmountError::NotDecimal);
-        }
-        if frac.len() > 2 {
-            return Err(AmountError::TooManyDecimals);
-        }
-        // 100000000 has 9 digits; more (after stripping leading zeros) is out of range.
-        let int_trimmed = int_part.trim_start_matches('0');
-        if int_trimmed.len() > 9 {
-            return Err(AmountError::OutOfRange);
-        }
-        let yuan: u64 = if int_trimmed.is_empty() {
-            0
-        } else {
-            int_trimmed.parse().map_err(|_| AmountError::NotDecimal)?
-        };
-        let mut fen_part: u64 = 0;
-        for (i, b) in frac.bytes().enumerate() {
-            let digit = u64::from(b - b'0');
-            fen_part += if i == 0 { digit * 10 } else { digit };
-        }
-        let fen = yuan * 100 + fen_part;
-        if !(MIN_FEN..=MAX_FEN).contains(&fen) {
-            return Err(AmountError::OutOfRange);
-        }
-        Ok(Amount(fen))
     }
 
     /// Builds an amount from fen, refusing values outside the accepted range.
@@ -96,6 +66,47 @@ impl Amount {
     pub fn fen(self) -> u64 {
         self.0
     }
+}
+
+/// The fen a decimal yuan string names, any size up to 9 integer digits (the range is the
+/// caller's rule).
+fn parse_fen(s: &str) -> Result<u64, AmountError> {
+    if s.is_empty() {
+        return Err(AmountError::Empty);
+    }
+    let (int_part, frac_part) = match s.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (s, None),
+    };
+    if int_part.is_empty() || !int_part.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AmountError::NotDecimal);
+    }
+    let frac = frac_part.unwrap_or("");
+    if frac_part.is_some() && frac.is_empty() {
+        return Err(AmountError::NotDecimal);
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AmountError::NotDecimal);
+    }
+    if frac.len() > 2 {
+        return Err(AmountError::TooManyDecimals);
+    }
+    // 100000000 has 9 digits; more (after stripping leading zeros) is out of range.
+    let int_trimmed = int_part.trim_start_matches('0');
+    if int_trimmed.len() > 9 {
+        return Err(AmountError::OutOfRange);
+    }
+    let yuan: u64 = if int_trimmed.is_empty() {
+        0
+    } else {
+        int_trimmed.parse().map_err(|_| AmountError::NotDecimal)?
+    };
+    let mut fen_part: u64 = 0;
+    for (i, b) in frac.bytes().enumerate() {
+        let digit = u64::from(b - b'0');
+        fen_part += if i == 0 { digit * 10 } else { digit };
+    }
+    Ok(yuan * 100 + fen_part)
 }
 
 /// Canonical form: always two decimals (`0.01`, `12.50`), as sent to the gateway.
@@ -156,5 +167,21 @@ mod tests {
     fn leading_zeros_do_not_overflow() {
         let long = format!("{}1.00", "0".repeat(10_000));
         assert_eq!(Amount::parse(&long).unwrap().fen(), 100);
+    }
+
+    #[test]
+    fn zero_is_none_where_zero_means_none() {
+        for zero in ["0", "0.0", "0.00", "000.00"] {
+            assert_eq!(Amount::parse_or_zero(zero), Ok(None), "{zero:?}");
+        }
+        assert_eq!(Amount::parse_or_zero("0.01").unwrap().unwrap().fen(), 1);
+        for (input, err) in [
+            ("", AmountError::Empty),
+            ("-0.00", AmountError::NotDecimal),
+            ("0.000", AmountError::TooManyDecimals),
+            ("100000000.01", AmountError::OutOfRange),
+        ] {
+            assert_eq!(Amount::parse_or_zero(input), Err(err), "{input:?}");
+        }
     }
 }

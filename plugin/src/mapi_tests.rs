@@ -1647,6 +1647,48 @@ fn batch_refund_notify_is_verified_and_reported() {
     ));
 }
 
+/// A merchant whose fee is refunded too gets `trade_no^amount^result$account^id^fee^result`
+/// ([EXTRA §4.2]): the refund's result ends at the `$`. Read whole, it was `SUCCESS$…`, a failure,
+/// and a refund that moved money would have been settled as failed (its amount refundable again).
+#[test]
+fn batch_refund_notify_with_the_fee_refunded_too() {
+    let ok = HttpResponse {
+        status: 200,
+        headers: Vec::new(),
+        body: b"true".to_vec(),
+    };
+    for (result, succeeded, detail) in [
+        (
+            "SUCCESS$seller@example.com^2088000000000001^0.06^SUCCESS",
+            true,
+            "",
+        ),
+        // The fee could not be refunded: the refund itself still succeeded.
+        (
+            "SUCCESS$seller@example.com^2088000000000001^0.06^FAIL",
+            true,
+            "",
+        ),
+        (
+            "TRADE_HAS_CLOSED$seller@example.com^2088000000000001^0.06^SUCCESS",
+            false,
+            "TRADE_HAS_CLOSED",
+        ),
+    ] {
+        let form = md5_signed(batch_notify(result));
+        let pending = sent(connector::verify_notification(&md5_pairs(), &form).unwrap());
+        let n = done(
+            connector::resume_notification(&md5_pairs(), &pending.continuation, Ok(ok.clone()))
+                .unwrap(),
+        );
+        let r = n.refund().unwrap();
+        assert_eq!(r.succeeded, succeeded, "{result}");
+        assert_eq!(r.detail, detail, "{result}");
+        assert_eq!(r.amount.as_deref(), Some("10.00"), "{result}");
+        assert_eq!(n.trade_no, "2024052022001400000000000001", "{result}");
+    }
+}
+
 /// A `trade_status_sync` notify with `refund_status=REFUND_SUCCESS` keeps its event and gains a
 /// refund report with no number and no amount ([EXTRA §4.2]).
 #[test]

@@ -329,11 +329,7 @@ impl Notification {
     /// (the embedder treats it as a refund when the order was paid). The same for every product
     /// (WAP, PC and app notifies, and the query).
     pub fn event(&self) -> TradeEvent {
-        let refunded = self.field("refund_status") == Some("REFUND_SUCCESS")
-            // OpenAPI: a partial refund's notify stays `TRADE_SUCCESS` and carries the refund
-            // (`refund_fee` with `gmt_refund` or `out_biz_no`; [OPENAPI §6.6]).
-            || (self.refund_fee().is_some_and(|f| f != "0.00")
-                && (self.field("gmt_refund").is_some() || self.field("out_biz_no").is_some()));
+        let refunded = self.shows_refund();
         let was_paid = self.gmt_payment.as_deref().is_some_and(|g| !g.is_empty())
             || self.field("gmt_payment").is_some_and(|g| !g.is_empty())
             || self
@@ -355,7 +351,16 @@ impl Notification {
         }
     }
 
-    /// The refunded amount when the notification carries one (`refund_fee`), normalised.
+    /// Whether the trade notification shows a refund: legacy `refund_status=REFUND_SUCCESS`, or
+    /// an OpenAPI partial refund's notify, which stays `TRADE_SUCCESS` and carries the refund
+    /// (`refund_fee` above zero with `gmt_refund` or `out_biz_no`; [OPENAPI §6.6]). [`Self::event`]
+    /// and [`Self::refund`] both read it, so a refund event always comes with its report.
+    fn shows_refund(&self) -> bool {
+        self.field("refund_status") == Some("REFUND_SUCCESS")
+            || (self.refund_fee().is_some()
+                && (self.field("gmt_refund").is_some() || self.field("out_biz_no").is_some()))
+    }
+
     /// A legacy batch-refund notify (`refund_fastpay_by_platform_pwd`, [EXTRA §4.2]): it names
     /// no order and no trade status, only the batch and its result details.
     pub fn is_batch_refund(&self) -> bool {
@@ -410,7 +415,7 @@ impl Notification {
                 });
             }
         }
-        if self.field("refund_status") == Some("REFUND_SUCCESS") {
+        if self.shows_refund() {
             return Some(RefundReport {
                 request_no: String::new(),
                 amount: None,
@@ -484,9 +489,12 @@ pub struct BatchDetail<'a> {
     pub result: &'a str,
 }
 
-/// Splits the first detail of `result_details` (`trade_no^amount^result#…`, [EXTRA §4.2]).
+/// Splits the first detail of `result_details` (`trade_no^amount^result#…`, [EXTRA §4.2]). A
+/// merchant whose fee is refunded too gets `trade_no^amount^result$account^id^fee^result`: the
+/// refund's own result ends at the `$`.
 pub fn batch_detail(result_details: &str) -> BatchDetail<'_> {
     let first = result_details.split('#').next().unwrap_or("");
+    let first = first.split('$').next().unwrap_or("");
     let mut parts = first.split('^');
     let trade_no = parts.next().unwrap_or("").trim();
     let amount = parts.next().unwrap_or("").trim();

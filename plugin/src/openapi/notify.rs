@@ -82,7 +82,11 @@ pub fn verify_notification(
     let total_fee = amount(form, "total_amount")?
         .ok_or_else(|| PluginError::Malformed("the notification has no total_amount".into()))?;
     // `refund_fee` is read for its shape only here; the event mapping reads it from `fields`.
-    amount(form, "refund_fee")?;
+    // Zero is "nothing refunded": Alipay's own sample payment notify carries `refund_fee=0.00`.
+    if let Some(v) = field(form, "refund_fee") {
+        Amount::parse_or_zero(v)
+            .map_err(|e| PluginError::Malformed(format!("refund_fee {v:?}: {e}")))?;
+    }
     let text = |name: &str| field(form, name).map(str::to_owned);
     Ok(Notification {
         out_trade_no: required(form, "out_trade_no")?.to_owned(),
@@ -154,6 +158,61 @@ mod tests {
         assert_eq!(n.trade_status, "TRADE_SUCCESS");
         assert_eq!(n.event(), TradeEvent::PartiallyRefunded);
         assert!(n.refund_fee().is_some());
+    }
+
+    /// `form` with `edit` applied, signed again by the test Alipay key (as Alipay would sign it).
+    fn resigned(
+        form: &[(String, String)],
+        edit: impl Fn(&mut Vec<(String, String)>),
+    ) -> Vec<(String, String)> {
+        use crate::openapi::sign::{notify_sign_content, sign, SignType};
+        let mut f: Vec<(String, String)> =
+            form.iter().filter(|(k, _)| k != "sign").cloned().collect();
+        edit(&mut f);
+        let key = crate::sign::parse_private_key(testdata::vectors().key("alipay_private_pkcs8"))
+            .unwrap();
+        let content = notify_sign_content(f.iter().map(|(k, v)| (k.as_str(), v.as_str())), true);
+        let signature = sign(content.as_bytes(), &key, SignType::Rsa2).unwrap();
+        f.push(("sign".into(), signature));
+        f
+    }
+
+    /// A payment notify may carry `refund_fee=0.00` (Alipay's own sample payment notify does):
+    /// zero is "nothing refunded", a payment; a refund fee that is not an amount is refused.
+    #[test]
+    fn zero_refund_fee_is_a_payment() {
+        let (s, _) = validate(&settings_pairs()).unwrap();
+        let paid = form("notify/trade_success.txt");
+        for zero in ["0.00", "0"] {
+            let f = resigned(&paid, |f| f.push(("refund_fee".into(), zero.into())));
+            let n = verify_notification(&s, &f).unwrap();
+            assert!(n.paid, "{zero}");
+            assert_eq!(n.event(), TradeEvent::Paid, "{zero}");
+            assert_eq!(n.refund_fee(), None, "{zero}");
+            assert_eq!(n.refund(), None, "{zero}");
+        }
+        let f = resigned(&paid, |f| f.push(("refund_fee".into(), "-1.00".into())));
+        match verify_notification(&s, &f) {
+            Err(PluginError::Malformed(m)) => assert!(m.contains("refund_fee"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A refund notify without `out_biz_no` ([OPENAPI §6.6] lists `refund_fee`, `gmt_refund` and
+    /// `out_biz_no`; any of the first two with an amount is a refund): its event and its report
+    /// agree, so the host records the cumulative refunded amount, never a status change alone.
+    #[test]
+    fn refund_notify_without_out_biz_no_reports_the_refund() {
+        let (s, _) = validate(&settings_pairs()).unwrap();
+        let f = resigned(&form("notify/partial_refund.txt"), |f| {
+            f.retain(|(k, _)| k != "out_biz_no")
+        });
+        let n = verify_notification(&s, &f).unwrap();
+        assert_eq!(n.event(), TradeEvent::PartiallyRefunded);
+        let r = n.refund().expect("a refund report");
+        assert_eq!(r.request_no, "");
+        assert_eq!(r.refunded_total.as_deref(), Some("10.00"));
+        assert!(r.succeeded);
     }
 
     #[test]

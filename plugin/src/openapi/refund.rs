@@ -63,9 +63,11 @@ pub fn refund_request(
 /// The refund call's answer. `fund_change` `Y` means this call moved money: succeeded. `N` is a
 /// replay or a refund still being processed ([OPENAPI §7.5]); it counts as succeeded only when
 /// the cumulative `refund_fee` shows the whole trade refunded (nothing of it can still be
-/// pending), else it is pending and the host asks `query-refund`. Every error code
-/// (`ACQ.DISCORDANT_REPEAT_REQUEST`, `ACQ.SYSTEM_ERROR`, …) is a gateway error the host shows
-/// or retries with the same request number.
+/// pending), else it is pending and the host asks `query-refund`. `20000` and `ACQ.SYSTEM_ERROR`
+/// leave it pending (the outcome is unknown), and so does an unsigned business refusal (Alipay
+/// signs those, [OPENAPI §7.3]; nothing is decided on an unsigned body, [OPENAPI §7.2] step 6).
+/// Any other refusal (`ACQ.DISCORDANT_REPEAT_REQUEST`, `ACQ.TRADE_HAS_FINISHED`, …) is a gateway
+/// error: the refund was refused, nothing moved.
 pub fn read_refund(
     settings: &OpenApiSettings,
     out_trade_no: &str,
@@ -77,7 +79,7 @@ pub fn read_refund(
         Answer::Success(node) => node,
         // "Outcome unknown: retry with the same out_request_no" ([OPENAPI §7.3], [OPENAPI §7.5]): the
         // refund may have been made. Pending, never failed (a failure frees its amount here).
-        Answer::Refused { error, .. } if outcome_unknown(&error) => {
+        Answer::Refused { error, signed } if outcome_unknown(&error, signed) => {
             return Ok(RefundState {
                 request_no: request_no.to_owned(),
                 status: RefundStatus::Pending,
@@ -114,9 +116,14 @@ pub fn read_refund(
 }
 
 /// Gateway answers after which a call may or may not have taken effect: `20000` (service
-/// currently unavailable) and `ACQ.SYSTEM_ERROR` ([OPENAPI §7.3]: "retry with identical params").
-fn outcome_unknown(error: &GatewayError) -> bool {
-    error.code == "20000" || error.sub_code == "ACQ.SYSTEM_ERROR"
+/// currently unavailable) and `ACQ.SYSTEM_ERROR` ([OPENAPI §7.3]: "retry with identical params"),
+/// and an unsigned refusal other than the gateway's own (missing or invalid arguments, app
+/// conditions, call limits, permissions: refused before any trade is looked at, and unsigned).
+fn outcome_unknown(error: &GatewayError, signed: bool) -> bool {
+    const BEFORE_ANY_TRADE: [&str; 6] = ["20001", "40001", "40002", "40003", "40005", "40006"];
+    error.code == "20000"
+        || error.sub_code == "ACQ.SYSTEM_ERROR"
+        || (!signed && !BEFORE_ANY_TRADE.contains(&error.code.as_str()))
 }
 
 /// `alipay.trade.fastpay.refund.query` ([OPENAPI §7.6]).
@@ -385,6 +392,32 @@ mod tests {
         let busy = br#"{"alipay_trade_refund_response":{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error","sub_msg":"x"}}"#;
         let busy = read_refund(&s, "ECS20240520000123", "RF20240521001", total, busy).unwrap();
         assert_eq!(busy.status, RefundStatus::Pending);
+        // An unsigned business refusal decides nothing ([OPENAPI §7.2] step 6): Alipay signs
+        // those, so the refund may have been made; pending. The gateway's own refusals (here a
+        // bad signature of ours) come unsigned and before any trade: refused, nothing moved.
+        let discordant =
+            String::from_utf8(testdata::read("responses/refund_discordant_repeat.json")).unwrap();
+        let node_end = discordant.rfind(",\"sign\"").unwrap();
+        let unsigned = format!("{}}}", &discordant[..node_end]);
+        let unsigned = read_refund(
+            &s,
+            "ECS20240520000123",
+            "RF20240521001",
+            total,
+            unsigned.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(unsigned.status, RefundStatus::Pending);
+        assert!(
+            unsigned.detail.contains("ACQ.DISCORDANT_REPEAT_REQUEST"),
+            "{}",
+            unsigned.detail
+        );
+        let gateway = br#"{"error_response":{"code":"40002","msg":"Invalid Arguments","sub_code":"isv.invalid-signature","sub_msg":"x"}}"#;
+        match read_refund(&s, "ECS20240520000123", "RF20240521001", total, gateway) {
+            Err(PluginError::Gateway(g)) => assert_eq!(g.sub_code, "isv.invalid-signature"),
+            other => panic!("{other:?}"),
+        }
         // A forged answer and an answer about another order are refused.
         let forged = String::from_utf8(testdata::read("responses/refund_success.json"))
             .unwrap()

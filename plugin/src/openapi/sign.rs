@@ -361,6 +361,69 @@ mod tests {
         assert!(!verify(dropped.as_bytes(), sign, &key, SignType::Rsa2).unwrap());
     }
 
+    /// The two second tries of [`verify_notify`] ([OPENAPI §6.3] NOTE), each reached: a notify signed
+    /// without its empty value, and a certificate-mode notify signed without `alipay_cert_sn`,
+    /// verify; the same with any other value changed do not; an empty value that was signed keeps
+    /// the first rule.
+    #[test]
+    fn notify_second_tries() {
+        let v = testdata::vectors();
+        let alipay = parse_private_key(v.key("alipay_private_pkcs8")).unwrap();
+        let key = alipay_pub(&v);
+        let base = pairs(&v.json["notify_empty_value"]["params"]);
+        let base: Vec<(String, String)> = base.into_iter().filter(|(k, _)| k != "sign").collect();
+        let signed_over =
+            |content: String| sign(content.as_bytes(), &alipay, SignType::Rsa2).unwrap();
+        let with_sign = |p: &[(String, String)], sig: &str| {
+            let mut p = p.to_vec();
+            p.push(("sign".into(), sig.to_owned()));
+            p
+        };
+        // Signed without the empty value (some senders drop it), received with it.
+        assert!(base.iter().any(|(_, v)| v.is_empty()));
+        let sig = signed_over(notify_sign_content(borrowed(&base).into_iter(), false));
+        let received = with_sign(&base, &sig);
+        assert_eq!(
+            verify_notify(&borrowed(&received), &key, SignType::Rsa2),
+            Ok(())
+        );
+        let mut tampered = received.clone();
+        for (k, v) in tampered.iter_mut() {
+            if k == "total_amount" {
+                *v = "0.01".into();
+            }
+        }
+        assert_eq!(
+            verify_notify(&borrowed(&tampered), &key, SignType::Rsa2),
+            Err(NotifyRejection::BadSignature)
+        );
+        // Certificate mode: signed without `alipay_cert_sn`, received with it.
+        let full: Vec<(String, String)> = base
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .cloned()
+            .collect();
+        let sig = signed_over(notify_sign_content(borrowed(&full).into_iter(), true));
+        let mut received = with_sign(&full, &sig);
+        received.push((
+            "alipay_cert_sn".into(),
+            "6cd05bf2a8b1e6b4e0f1c5f0d8c2a1b3".into(),
+        ));
+        assert_eq!(
+            verify_notify(&borrowed(&received), &key, SignType::Rsa2),
+            Ok(())
+        );
+        for (k, v) in received.iter_mut() {
+            if k == "out_trade_no" {
+                v.push('9');
+            }
+        }
+        assert_eq!(
+            verify_notify(&borrowed(&received), &key, SignType::Rsa2),
+            Err(NotifyRejection::BadSignature)
+        );
+    }
+
     /// The browser return ([OPENAPI §5]): the query string as delivered, decoded once, verified like a
     /// notify.
     #[test]
