@@ -1398,10 +1398,14 @@ fn shopex_db() -> Value {
     })
 }
 
-/// The README's admin steps, in its order: 工具 → 插件 → 刷新插件数据库 (mdl_addons::refresh), 支付方式 →
-/// 安装 (ctl.payment.php do_install → mdl_appmgr::install), 编辑 (the fields, as pasted;
-/// updatePay), 启用 (startApp: the method is disabled after install and the edit form has no
-/// switch).
+/// The README's admin steps, in its order, by the URLs it gives (ShopEx passes `p[0]`, `p[1]`, … to
+/// the action by position): 工具 → 插件与扩展 → 刷新插件数据库 (mdl_addons::refresh); 安装
+/// (`do_install&p[0]=pay_payhost`: ctl.payment.php do_install → install_app → mdl_appmgr::install,
+/// plus a disabled placeholder method no offline page shows); 配置, the 添加 form
+/// (`editPayment&p[0]=&p[1]=&p[2]=pay_payhost`: an empty form of the app, no enable switch),
+/// saved without an id (savePayment → updatePay: a new method, enabled by the column's default);
+/// its id read off 支付方式列表 (`getPayList`: each name links to `detailPayment&p[0]=<id>`); 停用
+/// and 启用 by that id (disApp, startApp).
 async fn shopex_install(shop: &Shop, demo: &str, creds: &Creds) -> (String, Value) {
     shopex_install_with(shop, demo, creds, None).await
 }
@@ -1414,31 +1418,47 @@ async fn shopex_install_with(
     creds: &Creds,
     open_gateway: Option<&str>,
 ) -> (String, Value) {
-    let refreshed = get(
-        &shop.url("shopadmin/index.php?ctl=system/addon&act=refresh"),
+    let admin = |query: &str| shop.url(&format!("shopadmin/index.php?{query}"));
+    let refreshed = get(&admin("ctl=system/addon&act=refresh"), None).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text());
+    let installed = get(
+        &admin("ctl=trading/payment&act=do_install&p[0]=pay_payhost"),
         None,
     )
     .await;
-    assert_eq!(refreshed.status, 200, "{}", refreshed.text());
-    let installed = get(
-        &shop.url("shopadmin/index.php?ctl=trading/payment&act=do_install&ident=pay_payhost"),
+    assert_eq!(installed.status, 200, "{}", installed.text());
+    let listed = |items: &Value| -> Vec<String> {
+        items["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["custom_name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let before = get(&admin("ctl=trading/payment&act=getPayList"), None)
+        .await
+        .json();
+    assert!(
+        !listed(&before).iter().any(|n| n == "支付宝"),
+        "the installed placeholder is disabled, not listed: {before}"
+    );
+    let form = get(
+        &admin("ctl=trading/payment&act=editPayment&p[0]=&p[1]=&p[2]=pay_payhost"),
         None,
     )
     .await
     .json();
-    let id = installed["id"].to_string();
-    let detail = get(
-        &shop.url(&format!(
-            "shopadmin/index.php?ctl=trading/payment&act=detail&id={id}"
-        )),
-        None,
-    )
-    .await
-    .json();
+    assert_eq!(form["id"], "", "the 添加 form of no saved method: {form}");
+    assert_eq!(form["pay_type"], "payhost", "{form}");
+    assert!(
+        !form["fields"].as_object().unwrap().contains_key("disabled"),
+        "the form has no enable switch"
+    );
     let mut body = form_urlencoded::Serializer::new(String::new());
-    body.append_pair("id", &id);
+    body.append_pair("id", "");
+    body.append_pair("custom_name", "支付宝");
     body.append_pair("pay_type", "payhost");
-    for name in detail["fields"].as_object().unwrap().keys() {
+    for name in form["fields"].as_object().unwrap().keys() {
         let open = open_gateway.and_then(|gateway| match name.as_str() {
             "alipay_api" => Some("openapi".to_owned()),
             "member_id" => Some(format!("{OPEN_SELLER} ")),
@@ -1473,36 +1493,63 @@ async fn shopex_install_with(
     }
     let r = request(
         "POST",
-        &shop.url("shopadmin/index.php?ctl=trading/payment&act=savePayment"),
+        &admin("ctl=trading/payment&act=savePayment"),
         &[("content-type", "application/x-www-form-urlencoded")],
         body.finish().into_bytes(),
     )
     .await;
     assert_eq!(r.json()["msg"], "保存成功！");
-    assert!(
-        !detail["fields"]
-            .as_object()
-            .unwrap()
-            .contains_key("disabled"),
-        "the edit form has no enable switch"
+    // 支付方式列表: the saved method, enabled; its name links to detailPayment&p[0]=<id>.
+    let list = get(&admin("ctl=trading/payment&act=getPayList"), None)
+        .await
+        .json();
+    let item = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["custom_name"] == "支付宝")
+        .unwrap_or_else(|| panic!("the saved method is listed: {list}"))
+        .clone();
+    let id = item["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        item["link"],
+        format!("index.php?ctl=trading/payment&act=detailPayment&p[0]={id}"),
+        "{item}"
     );
-    assert_eq!(detail["disabled"], "true", "installed disabled");
-    let refused = get(
-        &shop.url(&format!(
-            "index.php?ctl=paycenter&act=order&order_id=20261123001&payment={id}"
+    let detail = get(
+        &admin(&format!(
+            "ctl=trading/payment&act=editPayment&p[0]={id}&p[1]=&p[2]=pay_payhost"
         )),
         None,
     )
     .await
-    .text();
+    .json();
+    assert_eq!(detail["disabled"], "false", "enabled once saved: {detail}");
+    // 停用 takes it off the checkout; 启用 brings it back.
+    let offered = |id: String| async move {
+        !get(
+            &shop.url(&format!(
+                "index.php?ctl=paycenter&act=order&order_id=20261123001&payment={id}"
+            )),
+            None,
+        )
+        .await
+        .text()
+        .contains("请选择支付方式")
+    };
+    let stopped = get(
+        &admin(&format!("ctl=trading/payment&act=disApp&p[0]={id}")),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(stopped["ok"], true, "{stopped}");
     assert!(
-        refused.contains("请选择支付方式"),
-        "a disabled method is not offered: {refused}"
+        !offered(id.clone()).await,
+        "a disabled method is not offered"
     );
     let started = get(
-        &shop.url(&format!(
-            "shopadmin/index.php?ctl=trading/payment&act=startApp&id={id}"
-        )),
+        &admin(&format!("ctl=trading/payment&act=startApp&p[0]={id}")),
         None,
     )
     .await
@@ -1618,7 +1665,7 @@ async fn shopex_flow(stock_dispatcher: bool) {
         // Installing before 刷新插件数据库: the copied app has no sdb_plugins row and
         // mdl_appmgr::install() dies (what the README's older step 3 ran into).
         let early = get(
-            &shop.url("shopadmin/index.php?ctl=trading/payment&act=do_install&ident=pay_payhost"),
+            &shop.url("shopadmin/index.php?ctl=trading/payment&act=do_install&p[0]=pay_payhost"),
             None,
         )
         .await;

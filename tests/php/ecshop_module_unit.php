@@ -8,7 +8,16 @@
  * payhost_alipay_pick_transport() for PHP versions, settings and extensions this PHP is not
  * ("https,php,allow_url_fopen,https wrapper,curl" → 'fopen', 'curl' or ''), and the transport of an
  * https URL with this PHP's https stream wrapper and after stream_wrapper_unregister('https') (a
- * PHP without openssl has none).
+ * PHP without openssl has none), and the length of each order_action note in each language.
+ *
+ * The notes (order_action.action_note is varchar(255), 255 characters on MySQL 4.1 and later) are
+ * built for the longest numbers ecshop makes: order_sn 13 characters (lib_order.php
+ * get_order_sn(): date('Ymd') and 5 digits), log_id 10 digits (pay_log.log_id int unsigned), the
+ * amount in fen 10 digits (order_amount decimal(10,2)) and '-9' (older_payments()'s last
+ * number), 37 characters; amounts 100000000.00 (Alipay's largest) and 99999999.99; a refund's
+ * event id of 84 characters. Each must end with its marker, whole, and keep its text (no
+ * language's note is cut); a text too long for the column is cut before the marker. When any
+ * fails the script prints what failed instead of its JSON, so the test reading it fails.
  */
 define('IN_ECS', true);
 define('ROOT_PATH', rtrim($argv[1], '/') . '/');
@@ -30,6 +39,40 @@ $s = $m->settings(array('payhost_url' => $argv[3], 'payhost_api_token' => 't', '
 list($status, $answer) = $m->call($s, 'GET', '/v1/merchants/x', null, 1);
 require(dirname(__FILE__) . '/transport_picks.php');
 $picks = transport_picks('payhost_alipay_pick_transport');
+$otn = '2026112399999-4294967295-9999999999-9';
+$event = 'evt_' . str_repeat('x', 80);
+$note_lengths = array();
+$note_problems = array();
+foreach (array('zh_cn', 'zh_tw', 'en_us') as $note_lang) {
+    include(ROOT_PATH . 'languages/' . $note_lang . '/payment/payhost_alipay.php');
+    $notes = array(
+        'paid' => array($m->paid_note($otn), sprintf($_LANG['payhost_paid_note'], $otn), '[payhost paid ' . $otn . ']'),
+        'extra' => array($m->extra_note($otn, 100000000), sprintf($_LANG['payhost_extra_payment'], $otn, '100000000.00'),
+            '[payhost extra ' . $otn . ']'),
+        'amount' => array($m->amount_note($otn, 100000000, 99999999.99),
+            sprintf($_LANG['payhost_amount_note'], $otn, '100000000.00', '99999999.99'), '[payhost amount ' . $otn . ']'),
+        'refund' => array($m->refund_note('payment.partially_refunded', '100000000.00', '100000000.00', $event),
+            sprintf($_LANG['payhost_refund_partial'], '100000000.00', '100000000.00'), '[payhost ' . $event . ']'),
+    );
+    foreach ($notes as $kind => $n) {
+        $length = count($m->note_chars($n[0]));
+        $note_lengths[$note_lang][$kind] = $length;
+        if ($length > 255 || $n[0] !== $n[1] . ' ' . $n[2]) {
+            $note_problems[] = $note_lang . ' ' . $kind . ' (' . $length . '): ' . $n[0];
+        }
+    }
+}
+include(ROOT_PATH . 'languages/zh_cn/payment/payhost_alipay.php');
+// A text too long for the column: cut to fit, its marker whole.
+$long = $m->fit_note(str_repeat('注意', 200), '[payhost amount ' . $otn . ']');
+$note_lengths['too_long'] = count($m->note_chars($long));
+if ($note_lengths['too_long'] !== 255 || substr($long, -strlen($otn) - 17) !== '[payhost amount ' . $otn . ']' || !preg_match('//u', $long)) {
+    $note_problems[] = 'too long (' . $note_lengths['too_long'] . '): ' . $long;
+}
+if ($note_problems) {
+    echo "order_action notes over 255 characters or without their marker:\n" . implode("\n", $note_problems) . "\n";
+    exit(1);
+}
 echo json_encode(array(
     'log_id_of' => $parsed,
     'dashed_order_sn' => $dashed,
@@ -45,4 +88,5 @@ echo json_encode(array(
     // PHP without openssl has no https stream wrapper; this PHP without it:
     'https_without_openssl' => stream_wrapper_unregister('https') ? payhost_alipay_transport('https://payhost.example') : 'not unregistered',
     'no_http_client' => $m->error_text(0, array('error' => array('code' => 'no_http_client', 'message' => 'x'))),
+    'note_lengths' => $note_lengths,
 ));

@@ -4,8 +4,12 @@
  *  - act=order (order_id, payment): the method must be one the checkout offers (getMethods():
  *    enabled), then _init(): the payment method (sdb_payment_cfg row), its pay_type as the
  *    model's type, then doPay();
+ *  - act=recharge (payment, money; 预存款充值): ctl.paycenter.php recharge(): _init() of the method,
+ *    the payment's pay_type 'recharge' and no order, then doPay('recharge') (getPaymentInfo():
+ *    M_Method 'recharge', M_OrderNO the payment id);
  *  - ?member-orderdetail-<order_id>.html (`core/shop/controller/ctl.member.php` orderdetail()):
  *    the buyer's order page (here the order id and its pay_status);
+ *  - ?member-deposit.html (ctl.member.php deposit()): the member centre's 预存款充值 page;
  *  - act=result (payment_id): the result page (`core/shop/view/paycenter/result.html`): succ
  *    "支付成功", progress "支付成功 … 已经收到付款，请等待发货", failed/error/cancel/timeout "支付失败",
  *    ready "请稍候 支付过程尚未开始".
@@ -24,6 +28,21 @@ if (preg_match('/^member-orderdetail-([0-9]+)\.html$/', isset($_SERVER['QUERY_ST
     header('Content-Type: text/html; charset=utf-8');
     echo '<div id="orderdetail">' . $m[1] . ' pay_status=' . $t['orders'][$m[1]]['pay_status'] . '</div>';
     exit;
+}
+if (isset($_SERVER['QUERY_STRING']) && $_SERVER['QUERY_STRING'] === 'member-deposit.html') {
+    // ?member-deposit.html (mkUrl('member', 'deposit')): the top-up page.
+    header('Content-Type: text/html; charset=utf-8');
+    exit('<div id="deposit">预存款充值</div>');
+}
+if (isset($req['act']) && $req['act'] === 'recharge') {
+    $oPay = $system->loadModel('trading/payment');
+    $cfg = $oPay->getPaymentById($req['payment']);
+    $oPay->type = $cfg['pay_type'];
+    $oPay->payment = $cfg['id'];
+    $oPay->pay_type = 'recharge';
+    $oPay->order_id = null;
+    $oPay->money = $req['money'];
+    $oPay->doPay('recharge');
 }
 if (isset($req['act']) && $req['act'] === 'order') {
     $oPay = $system->loadModel('trading/payment');

@@ -6,7 +6,10 @@
  * virtual_card_result(), over the harness database. order_action($order_sn,
  * $order_status, $shipping_status, $pay_status, $note, $username) inserts an order_action row of
  * the order with that order_sn; the note goes into the SQL string as it is given (the caller
- * escapes it), so MySQL's unescaping is emulated with stripslashes(). Virtual goods: order_goods
+ * escapes it), so MySQL's unescaping is emulated with stripslashes(), and the column,
+ * action_note varchar(255) (ecshop 2.7.3's schema, in the edition's charset), keeps its first 255
+ * characters as MySQL does with sql_mode '' (cls_mysql sets it): a longer note is cut without an
+ * error. Virtual goods: order_goods
  * rows with extension_code 'virtual_card' (is_real 0, goods_number, send_number) and the
  * virtual_card table (card_sn, card_password, end_date, is_saled, order_sn; stored in clear here,
  * the real table holds them encrypted and virtual_card_result() decrypts them): get_virtual_goods(
@@ -66,9 +69,17 @@ function order_action($order_sn, $order_status, $shipping_status, $pay_status, $
             }
         }
         $t['order_action'][] = array('order_id' => $order_id, 'order_sn' => $order_sn, 'order_status' => $order_status,
-            'shipping_status' => $shipping_status, 'pay_status' => $pay_status, 'action_note' => stripslashes((string)$note),
+            'shipping_status' => $shipping_status, 'pay_status' => $pay_status, 'action_note' => harness_varchar(stripslashes((string)$note), 255),
             'action_user' => $username);
     });
+}
+
+/** The first $n characters of $text in the shop's charset (UTF-8; GBK: a lead byte 0x81-0xFE takes the next). */
+function harness_varchar($text, $n)
+{
+    $pattern = strtolower(EC_CHARSET) === 'gbk' ? '/[\x81-\xFE][\x40-\xFE]|[\x00-\xFF]/' : '/[\x00-\x7F]|[\xC0-\xFF][\x80-\xBF]*|[\x80-\xBF]/';
+    preg_match_all($pattern, $text, $m);
+    return implode('', array_slice($m[0], 0, $n));
 }
 
 /** lib_clips.php get_paylog_id($surplus_id, $pay_type): the order's unpaid pay_log row ('' when none). */

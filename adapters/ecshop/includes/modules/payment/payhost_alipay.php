@@ -769,7 +769,7 @@ class payhost_alipay
                 $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
                 return $result;
             }
-            order_paid($log_id, 2, addslashes(sprintf($this->lang('payhost_paid_note'), $out_trade_no) . ' ' . $this->paid_marker($out_trade_no)));
+            order_paid($log_id, 2, addslashes($this->paid_note($out_trade_no)));
         } elseif ($before == 1) {
             $earlier = $this->extra_payment($log_id, $out_trade_no, $total_fee);
             if ($earlier === 'same') {
@@ -788,6 +788,77 @@ class payhost_alipay
     function paid_marker($out_trade_no)
     {
         return '[payhost paid ' . $out_trade_no . ']';
+    }
+
+    /** order_paid()'s note for the payment that pays a row (shop charset, not yet escaped). */
+    function paid_note($out_trade_no)
+    {
+        return $this->fit_note(sprintf($this->lang('payhost_paid_note'), $out_trade_no), $this->paid_marker($out_trade_no));
+    }
+
+    /** The note of another payment of a paid row (extra_payment()). */
+    function extra_note($out_trade_no, $total_fee)
+    {
+        return $this->fit_note(sprintf($this->lang('payhost_extra_payment'), $out_trade_no,
+            $this->esc(number_format((float)$total_fee, 2, '.', ''))), '[payhost extra ' . $out_trade_no . ']');
+    }
+
+    /** The note of a refund at Alipay (record_refund()); the event id makes a retry a no-op. */
+    function refund_note($type, $refunded, $total, $event_id)
+    {
+        return $this->fit_note(sprintf($this->lang($type === 'payment.refunded' ? 'payhost_refund_full' : 'payhost_refund_partial'),
+            $this->esc($refunded), $this->esc($total)), '[payhost ' . $event_id . ']');
+    }
+
+    /** The note of a payment whose amount is not the row's (amount_differs()). */
+    function amount_note($out_trade_no, $total_fee, $expected)
+    {
+        return $this->fit_note(sprintf($this->lang('payhost_amount_note'), $out_trade_no,
+            $this->esc(number_format((float)$total_fee, 2, '.', '')),
+            $this->esc(number_format((float)$expected, 2, '.', ''))), '[payhost amount ' . $out_trade_no . ']');
+    }
+
+    /**
+     * An order_action note: $text, a space and $marker (ASCII: what notes_with() and the refund
+     * check look for), at most 255 long. ecshop's order_action.action_note is varchar(255), and
+     * MySQL keeps only its first 255 (cls_mysql's connect sets sql_mode '' on MySQL > 5.0.1: no
+     * strict mode, a longer value is cut without an error): a note cut there loses its marker,
+     * then notes_with() never finds it and every retried webhook adds the note again. MySQL 4.1
+     * and later count characters of the table's charset (ecshop's tables are in the edition's:
+     * utf8, gbk or big5), older MySQL counts bytes. Over the limit, $text is cut (never inside a
+     * character) so that the marker is always stored whole.
+     */
+    function fit_note($text, $marker)
+    {
+        $room = 255 - 1 - strlen($marker);
+        $chars = $this->note_chars((string)$text);
+        if (count($chars) <= $room) {
+            return $text . ' ' . $marker;
+        }
+        return implode('', array_slice($chars, 0, max(0, $room))) . ' ' . $marker;
+    }
+
+    /**
+     * $text as the units action_note counts: its characters in the shop's charset (UTF-8; GBK and
+     * BIG5, whose lead bytes 0x81-0xFE take the next byte), or its bytes on MySQL before 4.1
+     * (cls_mysql::version(), the server's version).
+     */
+    function note_chars($text)
+    {
+        $db = isset($GLOBALS['db']) ? $GLOBALS['db'] : null;
+        $version = (is_object($db) && method_exists($db, 'version')) ? (string)$db->version() : '';
+        $charset = $this->shop_charset();
+        if ($version !== '' && version_compare($version, '4.1', '<')) {
+            $pattern = '/[\x00-\xFF]/';
+        } elseif ($charset === 'utf-8') {
+            $pattern = '/[\x00-\x7F]|[\xC0-\xDF][\x80-\xBF]|[\xE0-\xEF][\x80-\xBF]{2}|[\xF0-\xF7][\x80-\xBF]{3}|[\x80-\xFF]/';
+        } elseif (in_array($charset, array('gbk', 'gb2312', 'big5'))) {
+            $pattern = '/[\x81-\xFE][\x40-\xFE]|[\x00-\xFF]/';
+        } else {
+            $pattern = '/[\x00-\xFF]/';
+        }
+        preg_match_all($pattern, $text, $m);
+        return $m[0];
     }
 
     /**
@@ -856,8 +927,7 @@ class payhost_alipay
                 return 'same';
             }
         }
-        $note = sprintf($this->lang('payhost_extra_payment'), $out_trade_no,
-            $this->esc(number_format((float)$total_fee, 2, '.', ''))) . ' ' . $marker;
+        $note = $this->extra_note($out_trade_no, $total_fee);
         order_action($order['order_sn'], $order['order_status'], $order['shipping_status'], $order['pay_status'],
             addslashes($note), 'payhost');
         return 'noted';
@@ -889,9 +959,7 @@ class payhost_alipay
         if ($seen == 0) {
             $expected = $GLOBALS['db']->getOne('SELECT order_amount FROM ' . $GLOBALS['ecs']->table('pay_log')
                 . " WHERE log_id = '" . intval($log_id) . "'");
-            $note = sprintf($this->lang('payhost_amount_note'), $out_trade_no,
-                $this->esc(number_format((float)$total_fee, 2, '.', '')),
-                $this->esc(number_format((float)$expected, 2, '.', ''))) . ' ' . $marker;
+            $note = $this->amount_note($out_trade_no, $total_fee, $expected);
             order_action($order['order_sn'], $order['order_status'], $order['shipping_status'], $order['pay_status'],
                 addslashes($note), 'payhost');
             $seen = $this->notes_with($order['order_id'], $marker);
@@ -945,8 +1013,7 @@ class payhost_alipay
             return array(503, 'database busy, retry');
         }
         if ($seen == 0) {
-            $note = sprintf($this->lang($event['type'] === 'payment.refunded' ? 'payhost_refund_full' : 'payhost_refund_partial'),
-                $this->esc($p['refunded_amount']), $this->esc($p['total_fee'])) . ' [payhost ' . $event_id . ']';
+            $note = $this->refund_note($event['type'], $p['refunded_amount'], $p['total_fee'], $event_id);
             order_action($order['order_sn'], $order['order_status'], $order['shipping_status'], $order['pay_status'],
                 addslashes($note), 'payhost');
         }

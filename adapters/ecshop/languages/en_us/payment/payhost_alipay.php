@@ -63,5 +63,8 @@ $_LANG['payhost_extra_payment'] = '[Warning] This order was already paid and ano
 $_LANG['payhost_err_no_http_client'] = 'This server\'s PHP cannot reach payhost: it needs PHP\'s curl extension, or PHP 5.2.10 or later with allow_url_fopen on (and the openssl extension for an https payhost address). Ask the server\'s administrator to install PHP\'s curl extension (e.g. php-curl).';
 $_LANG['payhost_paid_amount_differs'] = 'Paid, but the amount does not match the order, so the order is not confirmed as paid yet. Please contact the shop; do not pay again.';
 $_LANG['payhost_paid_confirming'] = 'Alipay has received this payment; the order turns paid shortly. Do not pay again.';
-$_LANG['payhost_amount_note'] = '[Warning] Alipay payment %s (CNY %s) does not match the order\'s amount (CNY %s); the order was not marked paid. Check it by hand: see the payment on the payhost admin page, then confirm the payment yourself or refund it.';
+// An order_action note holds at most 255 characters (action_note varchar(255)); the module appends
+// the payment's number ([payhost amount <number>]), so this text names only the amounts (%2$s paid,
+// %3$s the order's) and, with the longest numbers and amounts, leaves the note 248 characters long.
+$_LANG['payhost_amount_note'] = '[Warning] Alipay payment of CNY %2$s does not match the order amount (CNY %3$s); the order stays unpaid. Check it on the payhost admin page, then confirm it by hand or refund it:';
 $_LANG['payhost_db_error'] = 'The shop cannot process the payment result right now. The payment is not lost and the order updates later; check My orders later and do not pay again.';

@@ -1,7 +1,9 @@
 <?php
 /**
- * ShopEx 4.8.5 app manifest of the payhost payment app (installed from 支付方式 / the app centre;
- * installing adds a payment method of pay_type "payhost", disabled until it is configured).
+ * ShopEx 4.8.5 app manifest of the payhost payment app. 支付方式 lists only apps of ShopEx's online
+ * catalogue, so it is installed by URL (README, step 4: ctl=trading/payment&act=do_install&
+ * p[0]=pay_payhost → install_app(), which adds a disabled payment method of pay_type "payhost"); the
+ * method the owner configures is the one the 添加 form (editPayment with no id) saves, enabled.
  */
 class app_pay_payhost extends app
 {

@@ -12,8 +12,9 @@
  * has no "_": ShopEx's app dispatcher splits the file name on "_" to find the plugin.
  *
  * - toSubmit(): saves the settings at payhost (PUT /v1/merchants/{id}) only when their digest
- *   differs from the one payhost returns, creates the payment (a cancel link back to the order)
- *   and hands doPay() the cashier's GET form (submitUrl, $method = 'get', the fields); on an error
+ *   differs from the one payhost returns, creates the payment (a cancel link back to the order; a
+ *   deposit top-up's to the 预存款充值 page) and hands doPay() the cashier's GET form (submitUrl,
+ *   $method = 'get', the fields); on an error
  *   the owner and the buyer see the message on the page, as ShopEx's own Alipay plugin shows its
  *   errors. Every URL given to payhost is built from the shop URL of the settings, never from the
  *   request (ShopEx's base_url() is the request's Host header).
@@ -411,6 +412,23 @@ class pay_payhost extends paymentPlugin
         return $fields;
     }
 
+    /**
+     * The page 取消 at the cashier brings the buyer back to (merchant_url). An order's payment
+     * (ctl.paycenter.php order() → doPay('', order_id)): the order in the member centre,
+     * index.php?member-orderdetail-<order id>.html (ctl.member.php orderdetail()). A deposit top-up
+     * (预存款充值: ctl.paycenter.php recharge() → doPay('recharge')) has no order:
+     * mdl_payment::getPaymentInfo('recharge') sets M_Method to 'recharge' and M_OrderNO to the
+     * payment id, so the buyer goes back to the member centre's 预存款充值 page,
+     * index.php?member-deposit.html (ctl.member.php deposit(), where the top-up was started).
+     */
+    function payhost_cancel_url($s, $payment)
+    {
+        if (isset($payment['M_Method']) && $payment['M_Method'] === 'recharge') {
+            return $s['shop_url'] . 'index.php?member-deposit.html';
+        }
+        return $s['shop_url'] . 'index.php?member-orderdetail-' . rawurlencode((string)$payment['M_OrderNO']) . '.html';
+    }
+
     /** doPay(): the fields of the cashier's GET form; an error is shown on the page. */
     /* The parameters have defaults: ShopEx's base class declares toSubmit() and callback() without
        any, and PHP 8 refuses an override that requires more. */
@@ -428,8 +446,8 @@ class pay_payhost extends paymentPlugin
             'subject' => trim($shopName . ' ' . $payment['M_OrderNO']),
             'total_fee' => number_format((float)$payment['M_Amount'], 2, '.', ''),
             'return_url' => $s['app_url'] . 'pay_payhost.php',
-            // 取消 at the cashier comes back to the order (member centre: ctl=member act=orderdetail).
-            'merchant_url' => $s['shop_url'] . 'index.php?member-orderdetail-' . rawurlencode((string)$payment['M_OrderNO']) . '.html',
+            // Where 取消 at the cashier brings the buyer: the order, or the top-up page.
+            'merchant_url' => $this->payhost_cancel_url($s, $payment),
             // payhost refuses a User-Agent over 1024 bytes.
             'user_agent' => pay_payhost_utf8_cut(isset($_SERVER['HTTP_USER_AGENT']) ? $_SERVER['HTTP_USER_AGENT'] : '', 1024),
             'product' => 'auto',

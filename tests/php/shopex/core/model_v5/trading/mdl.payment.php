@@ -27,9 +27,15 @@
  *  - updatePay(): the plugin's getfields(); for each field, `if ($aData[$key] <> '')` the
  *    submitted value trim()med, else the value saved before (`$d_config[$key]`): a field
  *    submitted empty keeps its old value, it is never cleared; serialize()d into
- *    sdb_payment_cfg.config; `disabled` is left as it is (an installed app stays disabled);
- *  - startApp($id): `update sdb_payment_cfg set disabled='false'`; getMethods(): the methods
- *    with disabled = 'false' (what the checkout offers).
+ *    sdb_payment_cfg.config. With the id of a saved method its row is updated and `disabled` is
+ *    left as it is (an installed app stays disabled); without one (the form editPayment() shows
+ *    for no saved method, what 支付方式's 添加 button opens) a new row is inserted with the posted
+ *    columns (custom_name, pay_type, config, …), and `disabled`, not posted, takes the column's
+ *    default 'false' (core/schemas/payment_cfg.php): the new method is offered at once;
+ *  - startApp($id): `update sdb_payment_cfg set disabled='false'`; disApp($id): 'true';
+ *    getMethods(): the methods with disabled = 'false' (what the checkout offers);
+ *  - getPaymentInfo($method): M_OrderId the payment id; M_OrderNO the order id, or for a deposit
+ *    top-up (ctl.paycenter.php recharge() → doPay('recharge')) the payment id; M_Method $method.
  * Written for the tests from the model's behaviour; no ShopEx code.
  */
 define('PAY_FAILED', -1);
@@ -166,8 +172,9 @@ class mdl_payment
     {
         $t = hdb_read();
         $p = $t['payments'][$this->payment_id];
-        return array('M_OrderId' => $p['payment_id'], 'M_OrderNO' => $p['order_id'], 'M_Amount' => $p['money'],
-            'M_Def_Amount' => $p['money'], 'M_Currency' => 'CNY', 'M_Remark' => '', 'M_Time' => time(), 'M_Language' => 'zh_CN');
+        return array('M_OrderId' => $p['payment_id'], 'M_OrderNO' => $method == 'recharge' ? $p['payment_id'] : $p['order_id'],
+            'M_Amount' => $p['money'], 'M_Def_Amount' => $p['money'], 'M_Currency' => 'CNY', 'M_Remark' => '',
+            'M_Time' => time(), 'M_Language' => 'zh_CN', 'M_Method' => $method);
     }
 
     function doPay($method = '', $order_id = null)
@@ -209,6 +216,18 @@ class mdl_payment
         });
     }
 
+    function disApp($id)
+    {
+        $id = (string)intval($id);
+        return hdb_tx(function (&$t) use ($id) {
+            if (!isset($t['payment_cfg'][$id])) {
+                return false;
+            }
+            $t['payment_cfg'][$id]['disabled'] = 'true';
+            return true;
+        });
+    }
+
     /** getMethods(): the payment methods a buyer may choose (disabled = 'false'). */
     function getMethods()
     {
@@ -226,7 +245,7 @@ class mdl_payment
     {
         $obj = $this->loadMethod($aData['pay_type']);
         $t = hdb_read();
-        $id = (string)intval($aData['id']);
+        $id = (string)intval(isset($aData['id']) ? $aData['id'] : '');
         $d_config = isset($t['payment_cfg'][$id]['config']) && $t['payment_cfg'][$id]['config'] !== ''
             ? unserialize($t['payment_cfg'][$id]['config']) : array();
         $aTemp = array();
@@ -239,8 +258,24 @@ class mdl_payment
         }
         $aTemp['method'] = isset($aData['paymethod']) ? $aData['paymethod'] : '';
         $config = serialize($aTemp);
-        hdb_tx(function (&$t) use ($id, $config) {
-            $t['payment_cfg'][$id]['config'] = $config;
+        $name = isset($aData['custom_name']) ? (string)$aData['custom_name'] : '';
+        $type = (string)$aData['pay_type'];
+        hdb_tx(function (&$t) use ($id, $config, $name, $type) {
+            if (isset($t['payment_cfg'][$id])) {
+                $t['payment_cfg'][$id]['config'] = $config;
+                return;
+            }
+            // INSERT (no saved method of that id): the posted id, or without one (NULL) the next
+            // auto_increment id; disabled's default 'false'.
+            $next = (int)$id;
+            if ($next < 1) {
+                $next = 1;
+                foreach ($t['payment_cfg'] as $row) {
+                    $next = max($next, (int)$row['id'] + 1);
+                }
+            }
+            $t['payment_cfg'][(string)$next] = array('id' => $next, 'custom_name' => $name, 'pay_type' => $type,
+                'disabled' => 'false', 'config' => $config);
         });
         $msg = '保存成功！';
         return true;
