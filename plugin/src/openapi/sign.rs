@@ -381,7 +381,7 @@ mod tests {
         };
         // Signed without the empty value (some senders drop it), received with it.
         assert!(base.iter().any(|(_, v)| v.is_empty()));
-        let sig = signed_over(notify_sign_content(borrowed(&base).into_iter(), false));
+        let sig = signed_over(notify_sign_content(borrowed(&base), false));
         let received = with_sign(&base, &sig);
         assert_eq!(
             verify_notify(&borrowed(&received), &key, SignType::Rsa2),
@@ -403,7 +403,7 @@ mod tests {
             .filter(|(_, v)| !v.is_empty())
             .cloned()
             .collect();
-        let sig = signed_over(notify_sign_content(borrowed(&full).into_iter(), true));
+        let sig = signed_over(notify_sign_content(borrowed(&full), true));
         let mut received = with_sign(&full, &sig);
         received.push((
             "alipay_cert_sn".into(),
