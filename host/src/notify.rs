@@ -803,6 +803,28 @@ impl App {
         merchant_id: &str,
         verified: &Notification,
     ) -> Option<Processed> {
+        // Alipay sends a notification again until it reads `success`: one this path learned
+        // before is a duplicate (the query's own id is what was claimed then, so the query would
+        // now answer "duplicate", which cannot tell an older answer from a known refund).
+        if let Ok(records) = self
+            .store
+            .notifications_for(merchant_id, &verified.out_trade_no)
+            .await
+        {
+            let learned = records.iter().any(|r| {
+                r.notify_id.as_deref() == Some(verified.notify_id.as_str())
+                    && r.outcome.as_deref() == Some(NotifyOutcome::Applied.label())
+            });
+            if learned {
+                return Some(
+                    Processed::stop(
+                        NotifyOutcome::Duplicate,
+                        "a partial refund without its amount, applied before from the trade query",
+                    )
+                    .with_seen(verified),
+                );
+            }
+        }
         match self.sync_payment(merchant_id, &verified.out_trade_no).await {
             // The query's total recorded the refund: learned. (An answer that changed nothing
             // may be older than the refund: not taken for it.)

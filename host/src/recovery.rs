@@ -35,7 +35,7 @@ pub async fn run(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     if !cfg.enabled {
         return;
     }
-    let mut schedule: HashMap<(String, String), Due> = HashMap::new();
+    let mut payments = PaymentSweep::default();
     let mut refunds = RefundSweep::default();
     // Rounds come often enough for short test schedules, at most every 10 s.
     let tick = Duration::from_secs(cfg.interval_s.clamp(1, 10));
@@ -47,7 +47,7 @@ pub async fn run(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
         if *stop.borrow() {
             return;
         }
-        round(&app, &mut schedule).await;
+        round(&app, &mut payments).await;
         refund_round(&app, &mut refunds).await;
     }
 }
@@ -144,29 +144,81 @@ async fn refund_round(app: &Arc<App>, sweep: &mut RefundSweep) {
     }
 }
 
-async fn round(app: &Arc<App>, schedule: &mut HashMap<(String, String), Due>) {
+/// The waiting payments' schedule (with each one's creation time), and where the next page
+/// starts: the waiting payments are read a page at a time, oldest first, so more than a page of
+/// abandoned carts never keeps a newer payment, whose notification may be the lost one, from
+/// being asked about.
+#[derive(Default)]
+struct PaymentSweep {
+    due: HashMap<(String, String), (Due, String)>,
+    /// The creation time the next page starts at (inclusive); `None`: the oldest.
+    from: Option<String>,
+}
+
+/// A page of waiting payments read from `from` (inclusive) with `len` of `BATCH` rows, the last
+/// created at `last`: where the next page starts, and the end of the creation times this page
+/// covered (`None`: all later ones). A full page's last creation time starts the next page, read
+/// again (payments created in the same second are never skipped); a page that is not full, or one
+/// whose rows all share one creation time (more than a page in one second), ends the sweep, and
+/// the next one starts from the oldest.
+fn next_page(from: &str, len: usize, last: Option<&str>) -> (Option<String>, Option<String>) {
+    match last {
+        Some(last) if len == BATCH as usize && last != from => {
+            (Some(last.to_owned()), Some(last.to_owned()))
+        }
+        _ => (None, None),
+    }
+}
+
+async fn round(app: &Arc<App>, sweep: &mut PaymentSweep) {
     let cfg = &app.config.recovery;
     let now_s = (now_ms() / 1000) as u64;
     let after = format_unix(now_s.saturating_sub(cfg.max_age_s));
     let before = format_unix(now_s.saturating_sub(cfg.after_s));
-    let waiting = match app.store.waiting_payments(&after, &before, BATCH).await {
+    let from = match &sweep.from {
+        Some(c) if *c > after => c.clone(),
+        _ => after.clone(),
+    };
+    let waiting = match app.store.waiting_payments(&from, &before, BATCH).await {
         Ok(w) => w,
         Err(e) => {
             tracing::error!(error = %e, "recovery: cannot list waiting payments");
             return;
         }
     };
+    let (next, to) = next_page(
+        &from,
+        waiting.len(),
+        waiting.last().map(|p| p.created_at.as_str()),
+    );
+    sweep.from = next;
     let keys: Vec<(String, String)> = waiting
         .iter()
         .map(|p| (p.merchant_id.clone(), p.out_trade_no.clone()))
         .collect();
-    // Forget payments that are no longer waiting.
-    schedule.retain(|k, _| keys.contains(k));
+    // Forget payments that are no longer waiting: those this page's range covers but lacks, and
+    // those too old to be asked about.
+    sweep.due.retain(|k, (_, created)| {
+        let in_range = created.as_str() >= from.as_str()
+            && to.as_deref().is_none_or(|to| created.as_str() <= to);
+        created.as_str() >= after.as_str() && (keys.contains(k) || !in_range)
+    });
+    let schedule = &mut sweep.due;
+    for p in &waiting {
+        schedule
+            .entry((p.merchant_id.clone(), p.out_trade_no.clone()))
+            .or_insert((
+                Due {
+                    at_s: now_s,
+                    attempts: 0,
+                },
+                p.created_at.clone(),
+            ));
+    }
     for key in keys {
-        let due = *schedule.entry(key.clone()).or_insert(Due {
-            at_s: now_s,
-            attempts: 0,
-        });
+        let Some((due, _)) = schedule.get(&key).cloned() else {
+            continue;
+        };
         if due.at_s > now_s {
             continue;
         }
@@ -185,12 +237,40 @@ async fn round(app: &Arc<App>, schedule: &mut HashMap<(String, String), Due>) {
                 tracing::warn!(merchant = %merchant, out_trade_no = %out_trade_no, code = %e.code, error = %crate::log_limit::clean(&e.message), "recovery: the trade query failed; trying later")
             }
         }
-        schedule.insert(
-            key,
-            Due {
+        if let Some((next, _)) = schedule.get_mut(&key) {
+            *next = Due {
                 at_s: now_s + gap_after(cfg.interval_s, due.attempts),
                 attempts: due.attempts + 1,
-            },
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More than a page of waiting payments is read page by page: a full page's last creation
+    /// time starts the next (read again, so payments of that second are not skipped); a short
+    /// page, or a page of one second only, starts the sweep over from the oldest.
+    #[test]
+    fn pages_follow_one_another_and_start_over() {
+        let full = BATCH as usize;
+        let t = |s: &str| format!("2026-12-05T08:00:{s}Z");
+        assert_eq!(
+            next_page(&t("00"), full, Some(&t("07"))),
+            (Some(t("07")), Some(t("07")))
         );
+        assert_eq!(next_page(&t("07"), full - 1, Some(&t("09"))), (None, None));
+        assert_eq!(next_page(&t("07"), 0, None), (None, None));
+        // Every row of a full page created in the cursor's second: no progress, start over.
+        assert_eq!(next_page(&t("07"), full, Some(&t("07"))), (None, None));
+    }
+
+    #[test]
+    fn gaps_double_up_to_the_cap() {
+        assert_eq!(gap_after(60, 0), 60);
+        assert_eq!(gap_after(60, 3), 480);
+        assert_eq!(gap_after(60, 40), MAX_GAP_S);
     }
 }

@@ -139,6 +139,9 @@ pub struct Faults {
     /// The next N open-platform refunds are made, and answered `ACQ.SYSTEM_ERROR` ("outcome
     /// unknown, retry with the same out_request_no").
     pub refund_system_errors: u32,
+    /// The next N answers to a notify are lost on the way back: the merchant processed the
+    /// notify, and the sandbox sends it again as Alipay does until it reads `success`.
+    pub lose_replies: u32,
 }
 
 /// The legacy API's trades by token, with an index by order: a `create` looks up the merchant's
@@ -361,6 +364,11 @@ impl Sandbox {
         )
         .await
         .ok()?;
+        let mut faults = self.faults.lock().unwrap();
+        if faults.lose_replies > 0 {
+            faults.lose_replies -= 1;
+            return None;
+        }
         Some(String::from_utf8_lossy(&answer.body).into_owned())
     }
 

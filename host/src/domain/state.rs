@@ -28,6 +28,8 @@
 //! |                      |                     |                      | it for review)                               |
 //! | `TRADE_CLOSED`       | partially-refunded  | `PARTIALLY_REFUNDED` | `payment.paid`, `payment.partially_refunded` |
 //! | `TRADE_CLOSED`       | finished            | `TRADE_FINISHED`     | `payment.finished`                           |
+//! | `TRADE_CLOSED`       | refunded            | `REFUNDED`           | `payment.refunded` (paid after a close here, |
+//! |                      |                     |                      | then refunded: a late "paid" changes nothing)|
 //! | `TRADE_CLOSED`       | other               | (unchanged)          | — (an unpaid, closed order stays closed)     |
 //! | `REFUNDED`           | any                 | (unchanged)          | — (a late "finished" undoes nothing)         |
 //! | any                  | waiting             | (unchanged)          | —                                            |
@@ -151,7 +153,9 @@ pub fn transition(current: &str, event: TradeEvent) -> Transition {
         }
         (WAIT_BUYER_PAY | TRADE_CLOSED, T::Finished) => Transition::to(TRADE_FINISHED, &[Finished]),
         (WAIT_BUYER_PAY, T::Closed) => Transition::to(TRADE_CLOSED, &[Closed]),
-        (WAIT_BUYER_PAY, T::Refunded) => Transition::to(REFUNDED, &[Refunded]),
+        // A refund of an order closed here: the buyer paid in a cashier still open, and the
+        // money went back. Refunded, so the "paid" notification arriving late moves nothing.
+        (WAIT_BUYER_PAY | TRADE_CLOSED, T::Refunded) => Transition::to(REFUNDED, &[Refunded]),
         (TRADE_SUCCESS | TRADE_FINISHED, T::PartiallyRefunded) => {
             Transition::to(PARTIALLY_REFUNDED, &[PartiallyRefunded])
         }
@@ -234,7 +238,7 @@ mod tests {
                 &[Paid, PartiallyRefunded],
             ),
             (TRADE_CLOSED, T::Finished, Some(TRADE_FINISHED), &[Finished]),
-            (TRADE_CLOSED, T::Refunded, None, &[]),
+            (TRADE_CLOSED, T::Refunded, Some(REFUNDED), &[Refunded]),
             (TRADE_CLOSED, T::Closed, None, &[]),
             (REFUNDED, T::Finished, None, &[]),
             (REFUNDED, T::PartiallyRefunded, None, &[]),

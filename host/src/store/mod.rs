@@ -237,8 +237,9 @@ pub trait Payments: Send + Sync {
     ) -> Result<()>;
     async fn payment(&self, merchant: &str, out_trade_no: &str) -> Result<Option<Payment>>;
     async fn recent_payments(&self, merchant: Option<&str>, limit: u32) -> Result<Vec<Payment>>;
-    /// Payments still `WAIT_BUYER_PAY` created between `created_after` and `created_before`
-    /// (RFC 3339), oldest first: the candidates of lost-notify recovery.
+    /// Payments still `WAIT_BUYER_PAY` created from `created_after` (inclusive: recovery reads
+    /// them a page at a time from a page's last creation time) to `created_before` (RFC 3339),
+    /// oldest first: the candidates of lost-notify recovery.
     async fn waiting_payments(
         &self,
         created_after: &str,

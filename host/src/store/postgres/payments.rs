@@ -110,7 +110,7 @@ impl Payments for PostgresStore {
         {
             let c = self.client().await?;
             let st = c.prepare_cached(&format!(
-                "SELECT {PAYMENT_COLUMNS} FROM payments WHERE status = 'WAIT_BUYER_PAY' AND created_at > $1 AND created_at <= $2 ORDER BY created_at, seq LIMIT $3"
+                "SELECT {PAYMENT_COLUMNS} FROM payments WHERE status = 'WAIT_BUYER_PAY' AND created_at >= $1 AND created_at <= $2 ORDER BY created_at, seq LIMIT $3"
             )).await?;
             c.query(&st, &[&after, &before, &(limit as i64)])
                 .await?

@@ -91,7 +91,7 @@ impl Payments for SqliteStore {
         let args = [created_after, created_before].map(str::to_owned);
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT * FROM payments WHERE status = 'WAIT_BUYER_PAY' AND created_at > ?1 AND created_at <= ?2 ORDER BY created_at, rowid LIMIT ?3",
+                "SELECT * FROM payments WHERE status = 'WAIT_BUYER_PAY' AND created_at >= ?1 AND created_at <= ?2 ORDER BY created_at, rowid LIMIT ?3",
             )?;
             let rows = stmt
                 .query_map(params![args[0], args[1], limit], payment_from_row)?
