@@ -13,7 +13,7 @@
 
 use crate::service::App;
 use crate::store::{format_unix, now_ms};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -196,12 +196,13 @@ async fn round(app: &Arc<App>, sweep: &mut PaymentSweep) {
         .iter()
         .map(|p| (p.merchant_id.clone(), p.out_trade_no.clone()))
         .collect();
+    let listed: HashSet<&(String, String)> = keys.iter().collect();
     // Forget payments that are no longer waiting: those this page's range covers but lacks, and
     // those too old to be asked about.
     sweep.due.retain(|k, (_, created)| {
         let in_range = created.as_str() >= from.as_str()
             && to.as_deref().is_none_or(|to| created.as_str() <= to);
-        created.as_str() >= after.as_str() && (keys.contains(k) || !in_range)
+        created.as_str() >= after.as_str() && (listed.contains(k) || !in_range)
     });
     let schedule = &mut sweep.due;
     for p in &waiting {
