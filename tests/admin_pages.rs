@@ -1345,6 +1345,30 @@ async fn a_payment_after_a_close_here_is_held_for_review() {
         note.contains("需要人工核对") && note.contains("关闭后又收到付款"),
         "{note}"
     );
+    // A second reason joins the first, never replaces it: the note keeps both, in order, and
+    // the page explains each on its own line.
+    let mismatch = "total_fee: the notification says 2.00 but the order is 1.00";
+    d.app()
+        .store
+        .flag_for_review("demo", "CLOSED-PAID", mismatch)
+        .await
+        .unwrap();
+    let view = get(&url, Some(TOKEN)).await.json();
+    let review = view["review"].as_str().unwrap_or_default().to_owned();
+    let reasons: Vec<&str> = review.lines().collect();
+    assert_eq!(reasons.len(), 2, "{view}");
+    assert!(reasons[0].contains("关闭后又收到付款"), "{view}");
+    assert_eq!(reasons[1], mismatch, "{view}");
+    let (_, html) = page(base, "/admin/merchants/demo/payments/CLOSED-PAID", &op).await;
+    let explained = html
+        .split("id=\"review-explained\">")
+        .nth(1)
+        .and_then(|r| r.split("</p>").next())
+        .unwrap_or_else(|| panic!("no explanation: {html}"));
+    let lines: Vec<&str> = explained.lines().collect();
+    assert_eq!(lines.len(), 2, "{explained}");
+    assert!(lines[0].starts_with("关闭后又收到付款"), "{explained}");
+    assert!(lines[1].contains("金额"), "{explained}");
     // Found by the review filter (and only it), then marked as checked: the flag goes, the
     // timeline and the audit say who; a stale page's reason clears nothing.
     create_payment(base, "demo", "NOT-HELD", "1.00", None).await;
@@ -1384,7 +1408,8 @@ async fn a_payment_after_a_close_here_is_held_for_review() {
         &op,
         &form(&[
             ("csrf", &csrf),
-            ("review", review),
+            // A browser sends the hidden field's line break back as CRLF.
+            ("review", &review.replace('\n', "\r\n")),
             ("updated_at", &updated_at),
         ]),
     )

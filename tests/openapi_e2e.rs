@@ -405,7 +405,9 @@ mod back_office {
             .to_owned()
     }
 
-    async fn scenario(name: &str, database: Option<String>) {
+    /// `pg`: run on this cluster's `payhost` database instead of SQLite.
+    async fn scenario(name: &str, pg: Option<&PgCluster>) {
+        let database = pg.map(|pg| pg.create_database("payhost"));
         // The day's reconciliation is for today's Beijing date: a run that would cross Beijing
         // midnight (16:00 UTC) waits for the new day first, so its payments and its bill share one.
         let into_day = (payhost::domain::clock::now_unix() + 8 * 3600) % 86_400;
@@ -610,13 +612,32 @@ refund_after_s = 5
 
         // 4. The day's reconciliation. Planted: BO-E paid by a notify Alipay's bill does not
         // show (only_payhost); BO-F paid 30.00 while the bill says 31.00 (amount_mismatch); a
-        // bill row for an order payhost never had (only_alipay).
-        for (no, trade_no) in [
-            ("BO-E", "2026000000000000000000000005"),
-            ("BO-F", "2026000000000000000000000006"),
+        // bill row for an order payhost never had (only_alipay); BO-OLD created 12 days ago
+        // (within the 15-day pay window) and paid today (matched: it is the bill day's).
+        for (no, trade_no, fee) in [
+            ("BO-E", "2026000000000000000000000005", "5.00"),
+            ("BO-F", "2026000000000000000000000006", "30.00"),
+            ("BO-OLD", "2026000000000000000000000007", "7.00"),
         ] {
-            create(OPEN, no, if no == "BO-E" { "5.00" } else { "30.00" }).await;
-            let fee = if no == "BO-E" { "5.00" } else { "30.00" };
+            create(OPEN, no, fee).await;
+            if no == "BO-OLD" {
+                let then = payhost::store::format_unix(
+                    (payhost::domain::clock::now_unix() - 12 * 86_400) as u64,
+                );
+                let sql = format!(
+                    "UPDATE payments SET created_at = '{then}' WHERE merchant_id = '{OPEN}' AND out_trade_no = 'BO-OLD'"
+                );
+                match pg {
+                    Some(pg) => {
+                        pg.psql("payhost", &sql);
+                    }
+                    None => {
+                        let db = rusqlite::Connection::open(dir.join("payhost.db")).unwrap();
+                        db.busy_timeout(Duration::from_secs(10)).unwrap();
+                        assert_eq!(db.execute(&sql, []).unwrap(), 1);
+                    }
+                }
+            }
             let r = conformance::host::request(
                 "POST",
                 &host.url(&format!("/notify/{OPEN}")),
@@ -633,6 +654,7 @@ refund_after_s = 5
         for (no, trade_no, amount) in [
             ("BO-F", "2026000000000000000000000006", "31.00"),
             ("BO-GHOST", "2026000000000000000000000099", "9.99"),
+            ("BO-OLD", "2026000000000000000000000007", "7.00"),
         ] {
             let r = post_form(
                 &format!("{base}/openapi/bill-extra"),
@@ -672,6 +694,7 @@ refund_after_s = 5
             [
                 ("payment".into(), "BO-A".into(), s("25.00"), s("25.00")),
                 ("payment".into(), "BO-B".into(), s("12.34"), s("12.34")),
+                ("payment".into(), "BO-OLD".into(), s("7.00"), s("7.00")),
                 ("refund".into(), "BO-A".into(), s("10.00"), s("10.00")),
             ],
             "{rec}"
@@ -891,8 +914,7 @@ refund_after_s = 5
     #[tokio::test(flavor = "multi_thread")]
     async fn refund_sync_close_and_reconciliation_on_postgres() {
         let pg = PgCluster::start("openapi-back-office");
-        let url = pg.create_database("payhost");
-        scenario("openapi-back-office-pg", Some(url)).await;
+        scenario("openapi-back-office-pg", Some(&pg)).await;
         drop(pg);
     }
 }

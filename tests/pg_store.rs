@@ -1024,13 +1024,26 @@ async fn refund_rules(s: &dyn Store) {
         RefundApplied::Mismatch(_)
     ));
     assert_eq!(refunded("o1").await, (PARTIALLY_REFUNDED.to_owned(), 300));
-    assert!(s
+    let first = s.payment("m1", "o1").await.unwrap().unwrap().review;
+    assert!(first.is_some());
+    // A second one joins the first reason rather than replacing it.
+    assert!(matches!(
+        s.apply_refund_report(&effect_of("rn2b", "o1", report("", Some(702), None, true)))
+            .await
+            .unwrap(),
+        RefundApplied::Mismatch(_)
+    ));
+    let both = s
         .payment("m1", "o1")
         .await
         .unwrap()
         .unwrap()
         .review
-        .is_some());
+        .unwrap();
+    let reasons: Vec<&str> = both.lines().collect();
+    assert_eq!(reasons.len(), 2, "{both}");
+    assert_eq!(Some(reasons[0]), first.as_deref(), "{both}");
+    assert!(reasons[1].contains("7.02"), "{both}");
 
     // A refund started outside is recorded (started_by gateway), once per notify id.
     let outside = effect_of("rn3", "o1", report("elsewhere-1", Some(200), None, true));
@@ -1234,6 +1247,46 @@ async fn refund_rules(s: &dyn Store) {
         all.count >= 3 && all.paid_count >= 2 && all.refunded_fen > 0,
         "{all:?}"
     );
+
+    // A refund learned from the trade's refunded total has no number of its own; the provider's
+    // later report of it names one (a legacy batch notification): the same refund, named then,
+    // never counted twice.
+    let mut o3 = payment("m1", "o3");
+    o3.total_fen = 1000;
+    s.insert_payment(&o3).await.unwrap();
+    let mut paid_o3 = effect("n3", "TRADE_SUCCESS");
+    paid_o3.out_trade_no = "o3";
+    s.apply_notification(&paid_o3, &raw(), &record())
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.apply_refund_report(&effect_of("rt1", "o3", report("", None, Some(300), true)))
+            .await
+            .unwrap(),
+        RefundApplied::Recorded { .. }
+    ));
+    assert_eq!(refunded("o3").await, (PARTIALLY_REFUNDED.to_owned(), 300));
+    for notify_id in ["rt2", "rt3"] {
+        assert_eq!(
+            s.apply_refund_report(&effect_of(
+                notify_id,
+                "o3",
+                report("2026120500000001", Some(300), None, true)
+            ))
+            .await
+            .unwrap(),
+            RefundApplied::Known
+        );
+    }
+    assert_eq!(refunded("o3").await, (PARTIALLY_REFUNDED.to_owned(), 300));
+    let o3_refunds: Vec<(String, u64)> = s
+        .refunds_for("m1", "o3")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.request_no, r.amount_fen))
+        .collect();
+    assert_eq!(o3_refunds, [("2026120500000001".to_owned(), 300)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1288,6 +1341,15 @@ async fn paid_after_close(s: &dyn Store) {
         (p.status.as_str(), p.review.as_deref()),
         (TRADE_FINISHED, Some(review.as_str()))
     );
+    // Another reason joins it (the first stays), once however often it is given.
+    for _ in 0..2 {
+        s.flag_for_review("m1", "o1", "total_fee: 2.00 against the order's 1.00")
+            .await
+            .unwrap();
+    }
+    let p = s.payment("m1", "o1").await.unwrap().unwrap();
+    let review = format!("{review}\ntotal_fee: 2.00 against the order's 1.00");
+    assert_eq!(p.review.as_deref(), Some(review.as_str()));
     // The owner finds it by the review filter, and clears the reason they read (only that one).
     let held = async || -> Vec<String> {
         let f = payhost::store::ledger::PaymentFilter {

@@ -19,6 +19,10 @@ pub const MAX_BILL_BYTES: usize = 32 << 20;
 pub const MAX_UNZIPPED_BYTES: u64 = 256 << 20;
 /// The most files one bill archive may hold.
 const MAX_FILES: usize = 64;
+/// How long before its bill day a payment may have been created: an unpaid trade closes at most
+/// 15 days after it was made (`pay_expire`, `time_expire`: [OPENAPI §4.1]), plus a day for the
+/// Beijing day starting 8 hours before UTC's.
+const CREATED_BEFORE_PAID_S: i64 = 16 * 86_400;
 
 fn yuan(fen: u64) -> String {
     format!("{}.{:02}", fen / 100, fen % 100)
@@ -296,10 +300,12 @@ impl App {
         to: &str,
     ) -> Result<Vec<Line>, ApiError> {
         let mut lines = Vec::new();
-        // Paid that day may have been created the day before.
+        // Paid that day may have been created up to a pay window before.
         let mut f = PaymentFilter {
             merchant: Some(merchant_id.to_owned()),
-            from: Some(crate::store::format_unix((start - 86_400).max(0) as u64)),
+            from: Some(crate::store::format_unix(
+                (start - CREATED_BEFORE_PAID_S).max(0) as u64,
+            )),
             to: Some(to.to_owned()),
             limit: 1000,
             ..PaymentFilter::default()

@@ -120,9 +120,12 @@ pub fn plan_notification(payment: &Payment, e: &NotificationEffect<'_>, now: &st
         },
     };
     let review = (payment.status == super::state::TRADE_CLOSED && next != payment.status).then(|| {
-        format!(
-            "关闭后又收到付款（支付宝交易号 {0}），已按已支付处理：请发货或退款 / paid after it was closed here (trade {0}): now paid; fulfil or refund it",
-            e.trade_no
+        super::review::with_reason(
+            payment.review.as_deref(),
+            &format!(
+                "关闭后又收到付款（支付宝交易号 {0}），已按已支付处理：请发货或退款 / paid after it was closed here (trade {0}): now paid; fulfil or refund it",
+                e.trade_no
+            ),
         )
     });
     Some(Plan {

@@ -6,6 +6,7 @@ pub mod device;
 pub mod events;
 pub mod html;
 pub mod refunds;
+pub mod review;
 pub mod secret;
 pub mod state;
 pub mod zone;

@@ -16,6 +16,10 @@ pub const STARTED_BY_GATEWAY: &str = "gateway";
 /// How the detail of a refund given up here (FAILED without the provider saying so) begins.
 pub const GIVEN_UP: &str = "given up by ";
 
+/// How the request number begins of a refund recorded from a report that named none (a trade's
+/// refunded total): the number is made here.
+pub const UNNAMED: &str = "gateway-";
+
 /// What a stored refund contributes to the rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundLine {
@@ -26,6 +30,9 @@ pub struct RefundLine {
     /// FAILED because the owner gave it up unconfirmed, not because the provider refused it:
     /// the seller may still confirm it.
     pub given_up: bool,
+    /// Recorded from a report that named no request number ([`UNNAMED`]): a later report of
+    /// the same refund, with its number, is this one.
+    pub unnamed: bool,
 }
 
 /// The refunded amounts of one payment.
@@ -148,6 +155,9 @@ pub enum Decision {
     SettleFlagged { id: i64, reason: String },
     /// A refund started elsewhere, of `amount`, succeeded: recorded (`started_by` gateway).
     Record { amount: u64 },
+    /// The refund `id`, recorded earlier from a total without a number of its own, is the one
+    /// reported: it takes the report's request number (when it names one); nothing else changes.
+    Name { id: i64 },
     /// Nothing new: the refund is already known in this state (or a failure of nothing started
     /// here).
     Known,
@@ -204,6 +214,24 @@ pub fn decide(total: u64, lines: &[RefundLine], report: &Report) -> Decision {
     };
     if amount == 0 {
         return Decision::Known;
+    }
+    // A refund recorded from a total had no number then: a report of the same amount is that
+    // refund reported again (recorded twice, it would count money that left once); a smaller
+    // one may be part of it, which a person decides.
+    if report.amount.is_some() {
+        let unnamed = || lines.iter().filter(|l| l.unnamed && l.status == SUCCESS);
+        if let Some(l) = unnamed().find(|l| l.amount_fen == amount) {
+            return Decision::Name { id: l.id };
+        }
+        if let Some(l) = unnamed().find(|l| l.amount_fen > amount) {
+            return Decision::Mismatch {
+                reason: format!(
+                    "the provider reports a refund of {} that the {} recorded from the trade's refunded total may include: check the trade's refunds in the provider's portal",
+                    yuan(amount),
+                    yuan(l.amount_fen)
+                ),
+            };
+        }
     }
     // A total (a query, a legacy trade notification: no request number) settles by amount the
     // one refund started here it can only mean: the one still pending, else one given up here
@@ -332,6 +360,7 @@ mod tests {
             amount_fen: amount,
             status: status.into(),
             given_up: false,
+            unnamed: no.starts_with(UNNAMED),
         }
     }
 
@@ -549,6 +578,59 @@ mod tests {
         );
         let no = new_request_no(1_388_577_610);
         assert!(no.starts_with("20140101") && no.len() == 24);
+        assert!(!no.starts_with(UNNAMED));
         assert!(no.bytes().all(|b| b.is_ascii_digit()));
+    }
+
+    /// A refund recorded from the trade's refunded total had no number; the provider's later
+    /// report of it (its batch notification, say) names one: the same refund, never recorded a
+    /// second time.
+    #[test]
+    fn a_report_of_a_refund_recorded_from_a_total_is_not_recorded_again() {
+        let from_total = [
+            line(1, "a", 300, SUCCESS),
+            line(2, "gateway-1764900000000", 200, SUCCESS),
+        ];
+        assert_eq!(
+            decide(
+                1000,
+                &from_total,
+                &report("2026120500001", Some(200), None, true)
+            ),
+            Decision::Name { id: 2 }
+        );
+        // Without a number either, it is still the same refund.
+        assert_eq!(
+            decide(1000, &from_total, &report("", Some(200), None, true)),
+            Decision::Name { id: 2 }
+        );
+        // A smaller one may be part of the total: held for a person, not recorded.
+        match decide(
+            1000,
+            &from_total,
+            &report("2026120500002", Some(50), None, true),
+        ) {
+            Decision::Mismatch { reason } => assert!(reason.contains("0.50"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // A larger one cannot be it: recorded as started elsewhere.
+        assert_eq!(
+            decide(
+                1000,
+                &from_total,
+                &report("2026120500003", Some(400), None, true)
+            ),
+            Decision::Record { amount: 400 }
+        );
+        // A refund started elsewhere with its own number is not taken for one from a total.
+        let named = [line(1, "elsewhere-1", 200, SUCCESS)];
+        assert_eq!(
+            decide(
+                1000,
+                &named,
+                &report("2026120500004", Some(200), None, true)
+            ),
+            Decision::Record { amount: 200 }
+        );
     }
 }

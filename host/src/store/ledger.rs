@@ -138,6 +138,8 @@ impl Refund {
                     .detail
                     .as_deref()
                     .is_some_and(|d| d.starts_with(crate::domain::refunds::GIVEN_UP)),
+            unnamed: self.started_by == crate::domain::refunds::STARTED_BY_GATEWAY
+                && self.request_no.starts_with(crate::domain::refunds::UNNAMED),
         }
     }
 

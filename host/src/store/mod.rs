@@ -246,6 +246,8 @@ pub trait Payments: Send + Sync {
         created_before: &str,
         limit: u32,
     ) -> Result<Vec<Payment>>;
+    /// Adds `reason` to the payment's review note (the reasons already there stay:
+    /// [`crate::domain::review::with_reason`]).
     async fn flag_for_review(&self, merchant: &str, out_trade_no: &str, reason: &str)
         -> Result<()>;
 }

@@ -14,6 +14,7 @@ use super::rules::{NotifyTx, PaymentState};
 use super::{now_ms, now_rfc3339, Payment, PlannedWebhook};
 use crate::domain::events::event_id;
 use crate::domain::refunds::{self, RefundLine};
+use crate::domain::review;
 use crate::domain::state::{self, TradeEvent};
 use anyhow::Result;
 
@@ -51,6 +52,9 @@ pub trait RefundTx: NotifyTx {
         completed_at: &str,
         detail: Option<&str>,
     ) -> Result<()>;
+    /// Gives refund `id`, recorded without a request number of the provider's, the one a
+    /// later report of it names.
+    async fn name_refund(&mut self, merchant: &str, id: i64, request_no: &str) -> Result<()>;
     /// The payment's status and refunded total after a refund succeeded.
     async fn write_refunded(
         &mut self,
@@ -60,7 +64,7 @@ pub trait RefundTx: NotifyTx {
         refunded_fen: u64,
         updated_at: &str,
     ) -> Result<()>;
-    /// Holds the payment for review with `reason`.
+    /// Holds the payment for review with `note` (all its reasons: [`review::with_reason`]).
     async fn flag_payment(
         &mut self,
         merchant: &str,
@@ -269,6 +273,8 @@ pub enum RefundWrite {
     },
     /// Insert a SUCCESS refund started by the gateway with this amount.
     Insert { amount_fen: u64 },
+    /// Give refund `id` (recorded from a total) the report's request number.
+    Name { id: i64 },
     /// Nothing to write.
     Nothing,
     /// Flag the payment for review with this reason; nothing applied.
@@ -310,6 +316,7 @@ pub fn plan_report(lines: &[RefundLine], total: u64, report: &refunds::Report) -
             review: Some(reason),
         },
         refunds::Decision::Record { amount } => RefundWrite::Insert { amount_fen: amount },
+        refunds::Decision::Name { id } => RefundWrite::Name { id },
         refunds::Decision::Known => RefundWrite::Nothing,
         refunds::Decision::Mismatch { reason } => RefundWrite::Flag(reason),
     }
@@ -338,14 +345,22 @@ async fn apply_write<T: RefundTx>(
     let (m, no) = (payment.merchant_id.as_str(), payment.out_trade_no.as_str());
     let (id, status) = match write {
         RefundWrite::Nothing => return Ok(RefundApplied::Known),
+        RefundWrite::Name { id } => {
+            if !w.request_no.is_empty() {
+                tx.name_refund(m, id, w.request_no).await?;
+            }
+            return Ok(RefundApplied::Known);
+        }
         RefundWrite::Flag(reason) => {
-            tx.flag_payment(m, no, &reason, &now).await?;
+            let note = review::with_reason(payment.review.as_deref(), &reason);
+            tx.flag_payment(m, no, &note, &now).await?;
             return Ok(RefundApplied::Mismatch(reason));
         }
         RefundWrite::Update { id, status, review } => {
             tx.end_refund(m, id, status, done_at, w.detail).await?;
             if let Some(reason) = review {
-                tx.flag_payment(m, no, &reason, &now).await?;
+                let note = review::with_reason(payment.review.as_deref(), &reason);
+                tx.flag_payment(m, no, &note, &now).await?;
             }
             (id, status)
         }
@@ -354,7 +369,7 @@ async fn apply_write<T: RefundTx>(
             // request numbers are unique per merchant.
             let generated;
             let request_no = if w.request_no.is_empty() {
-                generated = format!("gateway-{}", now_ms());
+                generated = format!("{}{}", refunds::UNNAMED, now_ms());
                 generated.as_str()
             } else {
                 w.request_no

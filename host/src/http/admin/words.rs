@@ -376,6 +376,15 @@ pub fn audit_action(lang: Lang, action: &str) -> &str {
 /// match), some bilingual (`中文 / English`); the page shows the original beside this for
 /// support.
 pub fn review_explained(lang: Lang, raw: &str) -> String {
+    // A note holds one reason per line (`domain::review`): each explained on its own line.
+    crate::domain::review::reasons(raw)
+        .map(|reason| reason_explained(lang, reason))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One reason of a review note, explained.
+fn reason_explained(lang: Lang, raw: &str) -> String {
     let raw = raw.trim();
     // A bilingual reason: its own half in the page's language.
     if let Some((zh, en)) = raw.split_once(" / ") {
@@ -715,5 +724,12 @@ mod tests {
             assert!(said.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)), "{raw}: {said}");
             assert!(!said.contains("provider"), "{raw}: {said}");
         }
+        // A note of two reasons: each explained, on its own line, in order.
+        let note = crate::domain::review::with_reason(Some(bilingual), raw);
+        let said = review_explained(Lang::Zh, &note);
+        let lines: Vec<&str> = said.lines().collect();
+        assert_eq!(lines.len(), 2, "{said}");
+        assert!(lines[0].starts_with("关闭后又收到付款"), "{said}");
+        assert!(lines[1].contains("超过实付金额"), "{said}");
     }
 }

@@ -159,6 +159,15 @@ impl RefundTx for PgTx {
         Ok(())
     }
 
+    async fn name_refund(&mut self, merchant: &str, id: i64, request_no: &str) -> Result<()> {
+        self.execute(
+            "UPDATE refunds SET request_no = $3 WHERE merchant_id = $1 AND id = $2",
+            &[&merchant, &id, &request_no],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn write_refunded(
         &mut self,
         merchant: &str,

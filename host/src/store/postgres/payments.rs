@@ -1,6 +1,7 @@
 //! [`Payments`] on PostgreSQL.
 
 use super::*;
+use crate::domain::review;
 
 #[async_trait]
 impl Payments for PostgresStore {
@@ -127,11 +128,26 @@ impl Payments for PostgresStore {
         reason: &str,
     ) -> Result<()> {
         let args = [merchant, out_trade_no, reason].map(str::to_owned);
-        {
-            let c = self.client().await?;
-            c.execute("UPDATE payments SET review = $3, updated_at = $4 WHERE merchant_id = $1 AND out_trade_no = $2",
-                &[&args[0], &args[1], &args[2], &now_rfc3339()]).await?;
-            Ok(())
-        }
+        self.tx(move |tx| {
+            Box::pin(async move {
+                let Some(row) = tx
+                    .query_opt(
+                        "SELECT review FROM payments WHERE merchant_id = $1 AND out_trade_no = $2 FOR UPDATE",
+                        &[&args[0], &args[1]],
+                    )
+                    .await?
+                else {
+                    return Ok(());
+                };
+                let note = review::with_reason(row.get::<_, Option<String>>(0).as_deref(), &args[2]);
+                tx.execute(
+                    "UPDATE payments SET review = $3, updated_at = $4 WHERE merchant_id = $1 AND out_trade_no = $2",
+                    &[&args[0], &args[1], &note, &now_rfc3339()],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 }

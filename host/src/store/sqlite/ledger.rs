@@ -126,6 +126,15 @@ impl RefundTx for SqliteTx<'_> {
         Ok(())
     }
 
+    async fn name_refund(&mut self, merchant: &str, id: i64, request_no: &str) -> Result<()> {
+        self.0
+            .prepare_cached(
+                "UPDATE refunds SET request_no = ?3 WHERE merchant_id = ?1 AND id = ?2",
+            )?
+            .execute(params![merchant, id, request_no])?;
+        Ok(())
+    }
+
     async fn write_refunded(
         &mut self,
         merchant: &str,

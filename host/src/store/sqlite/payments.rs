@@ -1,6 +1,7 @@
 //! [`Payments`] on SQLite.
 
 use super::{payment_from_row, SqliteStore};
+use crate::domain::review;
 use crate::store::*;
 use anyhow::Context;
 use rusqlite::{params, OptionalExtension};
@@ -109,8 +110,17 @@ impl Payments for SqliteStore {
     ) -> Result<()> {
         let args = [merchant, out_trade_no, reason].map(str::to_owned);
         self.write(move |conn| {
+            // The writer is alone: nothing changes the note between this read and the write.
+            let Some(note) = conn
+                .prepare_cached("SELECT review FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2")?
+                .query_row(params![args[0], args[1]], |r| r.get::<_, Option<String>>(0))
+                .optional()?
+            else {
+                return Ok(());
+            };
+            let note = review::with_reason(note.as_deref(), &args[2]);
             conn.prepare_cached("UPDATE payments SET review = ?3, updated_at = ?4 WHERE merchant_id = ?1 AND out_trade_no = ?2")?
-                .execute(params![args[0], args[1], args[2], now_rfc3339()])?;
+                .execute(params![args[0], args[1], note, now_rfc3339()])?;
             Ok(())
         })
         .await
