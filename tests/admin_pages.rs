@@ -1169,14 +1169,32 @@ async fn refusals_say_why_in_the_owners_words() {
         .find(|a| a.ends_with("/abandon"))
         .unwrap_or_else(|| panic!("no 放弃 on a pending refund: {html}"))
         .to_owned();
-    let after = admin_post(base, &abandon, &op, &form(&[("csrf", &csrf)])).await;
+    // Asked first: the risk is said, and nothing is given up until confirmed.
+    let asked = admin_post(base, &abandon, &op, &form(&[("csrf", &csrf)])).await;
+    assert!(asked.contains("还没有放弃"), "{asked}");
+    assert!(asked.contains("id=\"abandon-confirm-card\""), "{asked}");
+    assert!(asked.contains("再退一次就会退两次"), "{asked}");
+    assert!(asked.contains("id=\"refundable\">¥1.50"), "{asked}");
+    let after = admin_post(
+        base,
+        &abandon,
+        &op,
+        &form(&[("csrf", &csrf), ("confirm", "1")]),
+    )
+    .await;
     assert!(after.contains("已放弃退款"), "{after}");
     assert!(after.contains("id=\"refundable\">¥2.00"), "{after}");
     assert!(
         !after.contains("/abandon\""),
         "nothing left to give up: {after}"
     );
-    let again = admin_post(base, &abandon, &op, &form(&[("csrf", &csrf)])).await;
+    let again = admin_post(
+        base,
+        &abandon,
+        &op,
+        &form(&[("csrf", &csrf), ("confirm", "1")]),
+    )
+    .await;
     assert!(again.contains("只有等待卖家确认的退款可以放弃"), "{again}");
     // The page calls it given up, by whom, not a failure the provider explained…
     for want in [
@@ -1768,4 +1786,22 @@ async fn a_day_is_reconciled_on_the_admin_page() {
     )
     .await;
     assert!(!html.contains("GHOST-1"), "another merchant's bill: {html}");
+    assert!(
+        html.contains("没有商户 open-shop"),
+        "said, not swapped: {html}"
+    );
+    // An unknown merchant and an empty date are said, and nothing is reconciled.
+    let (_, html) = page(
+        base,
+        &format!("/admin/reconcile?merchant=nosuch&date={today}"),
+        &op,
+    )
+    .await;
+    assert!(html.contains("没有商户 nosuch"), "{html}");
+    assert!(
+        !html.contains("旧版接口"),
+        "demo was not reconciled instead: {html}"
+    );
+    let (_, html) = page(base, "/admin/reconcile?merchant=open-shop&date=", &op).await;
+    assert!(html.contains("请选择要对账的日期"), "{html}");
 }

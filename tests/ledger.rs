@@ -359,6 +359,22 @@ mapi_url = "{sb}/sandbox/mapi"
     )
     .await;
     assert_error(&r, 400, Some("date"));
+    // A date given twice, or a parameter the route does not take, is named, never ignored.
+    let r = get(
+        &host.url("/v1/merchants/other/reconciliation?date=2024-01-02&date=2024-01-01"),
+        Some(&mt),
+    )
+    .await;
+    assert_error(&r, 400, Some("date"));
+    let r = get(
+        &host.url("/v1/merchants/other/reconciliation?date=2024-01-02&merchant=shop"),
+        Some(&mt),
+    )
+    .await;
+    assert_error(&r, 400, Some("merchant"));
+    // The CSV holds every matching payment: a page size is refused like a cursor.
+    let r = get(&host.url("/v1/payments.csv?limit=5"), Some(&mt)).await;
+    assert_error(&r, 400, Some("limit"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

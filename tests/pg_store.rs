@@ -1287,6 +1287,58 @@ async fn refund_rules(s: &dyn Store) {
         .map(|r| (r.request_no, r.amount_fen))
         .collect();
     assert_eq!(o3_refunds, [("2026120500000001".to_owned(), 300)]);
+
+    // A trade's total that cannot be told apart from a refund still pending here is held for
+    // review, and not taken as handled: once that refund has failed, the same answer (the same
+    // query id, as a Sync sends it) records the refund made outside.
+    let mut o4 = payment("m1", "o4");
+    o4.total_fen = 1000;
+    s.insert_payment(&o4).await.unwrap();
+    let mut paid_o4 = effect("n4", "TRADE_SUCCESS");
+    paid_o4.out_trade_no = "o4";
+    s.apply_notification(&paid_o4, &raw(), &record())
+        .await
+        .unwrap();
+    let RefundBegun::New(pending) = s
+        .begin_refund(&new("o4", Some("k-o4"), 600, "r-o4"))
+        .await
+        .unwrap()
+    else {
+        panic!("a new refund")
+    };
+    let query = || {
+        effect_of(
+            "query:o4:TRADE_SUCCESS:500",
+            "o4",
+            report("", None, Some(500), true),
+        )
+    };
+    for _ in 0..2 {
+        assert!(matches!(
+            s.apply_refund_report(&query()).await.unwrap(),
+            RefundApplied::Mismatch(_)
+        ));
+    }
+    let review = s
+        .payment("m1", "o4")
+        .await
+        .unwrap()
+        .unwrap()
+        .review
+        .unwrap();
+    assert_eq!(review.lines().count(), 1, "{review}");
+    s.settle_refund(&settle(pending.id, refunds::FAILED))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.apply_refund_report(&query()).await.unwrap(),
+        RefundApplied::Recorded { .. }
+    ));
+    assert_eq!(refunded("o4").await, (PARTIALLY_REFUNDED.to_owned(), 500));
+    assert_eq!(
+        s.apply_refund_report(&query()).await.unwrap(),
+        RefundApplied::Known
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

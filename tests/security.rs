@@ -162,6 +162,107 @@ async fn unknown_merchants_and_oversized_bodies_store_nothing() {
     assert_eq!(raw_count(&w), 0, "an oversized body is not stored");
 }
 
+/// A declared length above a route's limit is refused at once, before any of the body is sent
+/// (a client asking `Expect: 100-continue` is not told to go on), on the provider and the API
+/// routes; an admin form that large is a 413 page, not a wrong password that counts against the
+/// address.
+#[tokio::test(flavor = "multi_thread")]
+async fn declared_oversized_bodies_are_refused_before_they_are_sent() {
+    let w = world("sec-declared", "", "").await;
+    let head_only = |head: String| {
+        let addr = w.host.addr;
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                s.write_all(head.as_bytes()).unwrap();
+                let mut got = [0u8; 512];
+                let n = s.read(&mut got).unwrap_or(0);
+                String::from_utf8_lossy(&got[..n]).into_owned()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    for (path, length, extra) in [
+        ("/notify/shop", 40_000, ""),
+        ("/notify/shop", 10_000_000, "Expect: 100-continue\r\n"),
+        (
+            "/v1/merchants/shop/payments",
+            1_000_000,
+            "Content-Type: application/json\r\n",
+        ),
+    ] {
+        let extra = if path.starts_with("/v1/") {
+            format!("{extra}Authorization: Bearer {TOKEN}\r\n")
+        } else {
+            extra.to_owned()
+        };
+        let started = Instant::now();
+        let answer = head_only(format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n{extra}\r\n"
+        ))
+        .await;
+        assert!(
+            answer.starts_with("HTTP/1.1 413"),
+            "{path} with Content-Length {length}: {answer}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{path}: {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(raw_count(&w), 0);
+    // Six oversized login forms: each a 413, none counted (five failures would lock it).
+    let big = format!("password={}", "x".repeat(300 * 1024));
+    for _ in 0..6 {
+        let r = post_form(&w.host.url("/admin/login"), &big).await;
+        assert_eq!(r.status, 413, "{}", r.text());
+        assert!(r.text().contains("表单内容超过 256 KiB"), "{}", r.text());
+    }
+    let login = post_form(
+        &w.host.url("/admin/login"),
+        &format!("password={ADMIN_PASSWORD}"),
+    )
+    .await;
+    assert!(login.header("set-cookie").is_some(), "{}", login.text());
+}
+
+/// The login form has no CSRF token: a browser post without `Origin` is still refused when its
+/// `Sec-Fetch-Site` or `Referer` says another site sent it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_posted_from_another_site_without_origin_is_refused() {
+    let w = world("sec-login-site", "", "").await;
+    let url = w.host.url("/admin/login");
+    let own = w.host.url("/admin/login");
+    let body = format!("password={ADMIN_PASSWORD}").into_bytes();
+    let form = ("content-type", "application/x-www-form-urlencoded");
+    for headers in [
+        vec![form, ("sec-fetch-site", "cross-site")],
+        vec![form, ("sec-fetch-site", "same-site")],
+        vec![form, ("referer", "http://evil.example/login.html")],
+        vec![form, ("referer", "not a url")],
+    ] {
+        let r = request("POST", &url, &headers, body.clone()).await;
+        assert_eq!(r.status, 403, "{headers:?}: {}", r.text());
+        assert!(r.header("set-cookie").is_none(), "{headers:?}");
+    }
+    for headers in [
+        vec![form, ("sec-fetch-site", "same-origin")],
+        vec![form, ("referer", own.as_str())],
+        vec![form],
+    ] {
+        let r = request("POST", &url, &headers, body.clone()).await;
+        assert!(
+            r.header("set-cookie").is_some(),
+            "{headers:?}: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+}
+
 /// Finding 2: per-IP rate limit (configured low here) answers 429 with Retry-After.
 #[tokio::test(flavor = "multi_thread")]
 async fn notify_rate_limit_answers_429() {
@@ -608,6 +709,21 @@ async fn merchant_tokens_are_scoped_and_metrics_need_the_token() {
     }
     assert_eq!(get(&w.host.url("/metrics"), t).await.status, 401);
     assert_eq!(get(&w.host.url("/metrics"), None).await.status, 401);
+    // Two credentials: neither is believed, in either order.
+    let operator = format!("Bearer {TOKEN}");
+    for pair in [
+        [operator.as_str(), "Bearer x"],
+        ["Bearer x", operator.as_str()],
+    ] {
+        let r = request(
+            "GET",
+            &w.host.url("/v1/merchants"),
+            &[("authorization", pair[0]), ("authorization", pair[1])],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(r.status, 401, "{pair:?}: {}", r.text());
+    }
     let m = get(&w.host.url("/metrics"), Some(TOKEN)).await;
     assert_eq!(m.status, 200);
     assert!(m.text().contains("payhost_http_requests_total"));

@@ -47,7 +47,7 @@ pub async fn add(store: &dyn Store, new: &NewUser<'_>) -> Result<AdminUser, Vec<
     } else if !valid_user_name(name) {
         problems.push(problem(
             "name",
-            "用户名为 1 到 64 个字母、数字或 _ . @ - / 1 to 64 letters, digits, '_', '.', '@' or '-'",
+            "用户名为 1 到 64 个英文字母、数字或 _ . @ - / 1 to 64 ASCII letters, digits, '_', '.', '@' or '-'",
         ));
     } else if store.admin_user(name).await.ok().flatten().is_some() {
         problems.push(problem(
@@ -68,7 +68,7 @@ pub async fn add(store: &dyn Store, new: &NewUser<'_>) -> Result<AdminUser, Vec<
         None => problems.push(problem("role", "角色必须是 operator 或 owner / must be operator or owner")),
         Some(Role::Owner) if merchants.is_empty() => problems.push(problem(
             "merchants",
-            "店主至少要有一个商户 / an owner needs at least one merchant (--merchant ID)",
+            "店主至少要有一个商户 / an owner needs at least one merchant",
         )),
         Some(Role::Operator) if !merchants.is_empty() => problems.push(problem(
             "merchants",

@@ -838,8 +838,14 @@ impl App {
                 )
                 .with_seen(verified),
             ),
-            Ok(_) | Err(_) => {
-                let reason = "支付宝报告了一笔部分退款但没有金额，查询也未成功：请点「查询 Sync」 / a partial refund was reported without its amount and the trade query could not tell it: press Sync";
+            // The query's answer was held for review with its own reason: that one says why.
+            Ok(synced) if synced.outcome == NotifyOutcome::Mismatch.label() => None,
+            answered => {
+                let reason = if answered.is_ok() {
+                    "支付宝报告了一笔部分退款但没有金额，交易查询里还没有这笔退款：请稍后点「查询 Sync」 / a partial refund was reported without its amount and the trade query does not show it yet: press Sync later"
+                } else {
+                    "支付宝报告了一笔部分退款但没有金额，交易查询没有成功：请点「查询 Sync」 / a partial refund was reported without its amount and the trade query failed: press Sync"
+                };
                 tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no = %crate::log_limit::clean(&verified.out_trade_no), "ALERT: {reason}");
                 if let Err(e) = self
                     .store

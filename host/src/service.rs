@@ -92,10 +92,9 @@ pub(crate) fn plugin_error_to_api(e: PluginError) -> ApiError {
                 message: format!("{} (correlation id {id})", said.trim()),
             }
         }
-        // Timeouts and transport failures are described by the connection and the HTTP status
-        // alone, never by what came back. Anything else the provider (or whatever answered) sent
-        // is never echoed to the caller: a fixed message and a correlation id; the detail goes to
-        // the log under that id.
+        // Nothing the provider (or whatever answered) sent, nor the connection's description, is
+        // echoed to the caller: a fixed message and a correlation id; the detail goes to the log
+        // under that id.
         E::Timeout(m) => provider_unreachable(504, "gateway_timeout", &m),
         E::Transport(m) => provider_unreachable(502, "gateway_unreachable", &m),
         E::BadSignature(m) => upstream_error(
@@ -131,13 +130,36 @@ pub(crate) fn not_offered_by_api_family(e: &PluginError) -> Option<ApiError> {
     }
 }
 
-/// An API error for a provider that did not answer (timeout, refused connection, DNS): the
-/// connection's own description, also logged at WARN under a correlation id, so an operator
-/// whose firewall blocks the provider sees it in the log, not only the shop.
+/// An API error for a provider that did not answer (timeout, refused connection, DNS): a fixed
+/// message and a correlation id; the connection's own description (which names hosts and
+/// addresses the caller need not learn) is logged at WARN under that id, so an operator whose
+/// firewall blocks the provider finds it there.
 fn provider_unreachable(status: u16, code: &str, message: &str) -> ApiError {
     let id = correlation_id();
     tracing::warn!(correlation_id = %id, code, detail = %crate::log_limit::clean(message), "provider call failed: no answer");
-    ApiError::new(status, code, format!("{message} (correlation id {id})"))
+    let said = match (status, answered_status(message)) {
+        (504, _) => "the provider did not answer in time".to_owned(),
+        // An HTTP status says what happened without quoting anything the provider sent.
+        (_, Some(http)) => format!("the provider answered HTTP {http}"),
+        _ => "the provider could not be reached (no connection, or its name did not resolve)"
+            .to_owned(),
+    };
+    ApiError::new(
+        status,
+        code,
+        format!("{said} (correlation id {id}; the detail is in the payhost log)"),
+    )
+}
+
+/// The HTTP status a transport failure's description names (`… HTTP 500 …`), if any.
+fn answered_status(message: &str) -> Option<u16> {
+    message.match_indices("HTTP ").find_map(|(at, _)| {
+        let digits = message.get(at + 5..at + 8)?;
+        let after = message[at + 8..].chars().next();
+        (digits.bytes().all(|b| b.is_ascii_digit()) && !after.is_some_and(|c| c.is_ascii_digit()))
+            .then(|| digits.parse().ok())
+            .flatten()
+    })
 }
 
 /// An API error about the provider's answer: fixed text plus a correlation id; the detail is logged.
@@ -934,5 +956,46 @@ mod tests {
         assert!(s.ends_with(&expected));
         assert_eq!(mask("10000000000000000000000000000abc"), "****0abc");
         assert_eq!(mask("short"), "****");
+    }
+
+    /// A transport failure reaches the caller as a fixed sentence (with the HTTP status when
+    /// there was one): never the hosts, addresses or words of the connection's description.
+    #[test]
+    fn an_unreachable_provider_is_said_without_its_description() {
+        let e = provider_unreachable(
+            502,
+            "gateway_unreachable",
+            "create call to the gateway: cannot resolve pay.example.test: Name or service not known",
+        );
+        assert!(
+            e.message.starts_with("the provider could not be reached"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("pay.example.test"), "{}", e.message);
+        let e = provider_unreachable(
+            502,
+            "gateway_unreachable",
+            "the gateway answered HTTP 500 (10.0.0.5:8443)",
+        );
+        assert!(
+            e.message
+                .starts_with("the provider answered HTTP 500 (correlation id "),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("10.0.0.5"), "{}", e.message);
+        let e = provider_unreachable(
+            504,
+            "gateway_timeout",
+            "no answer from 10.0.0.5:8443 within 15 s",
+        );
+        assert!(
+            e.message.starts_with("the provider did not answer in time"),
+            "{}",
+            e.message
+        );
+        assert_eq!(answered_status("HTTP 5000"), None);
+        assert_eq!(answered_status("HTTP 404: not found"), Some(404));
     }
 }

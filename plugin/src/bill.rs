@@ -72,9 +72,13 @@ impl Columns {
 
 /// Every payment and refund line of the bill's files, in file order. A trade line whose amount
 /// is not a decimal, or that is shorter than its header, makes the bill malformed (naming the
-/// file and line): a bill read wrongly must not look reconciled.
+/// file and line): a bill read wrongly must not look reconciled. So does a bill none of whose
+/// files has the trade header (the summary file alone, or not a bill at all): read as "no
+/// business that day", it would look reconciled too. A day without business still has the
+/// header, with no line under it.
 pub fn parse(files: &[BillFile]) -> Result<Vec<BillEntry>, PluginError> {
     let mut entries = Vec::new();
+    let mut any_header = false;
     for file in files {
         let text = crate::gbk::decode(&file.content).map_err(|e| {
             PluginError::Malformed(format!("bill file {}: not GBK text ({e})", file.name))
@@ -88,6 +92,7 @@ pub fn parse(files: &[BillFile]) -> Result<Vec<BillEntry>, PluginError> {
             let row = cells(line);
             let Some(c) = &columns else {
                 columns = Columns::find(&row);
+                any_header |= columns.is_some();
                 continue;
             };
             let bad = |why: &str| {
@@ -118,6 +123,13 @@ pub fn parse(files: &[BillFile]) -> Result<Vec<BillEntry>, PluginError> {
                 finished_at: cell(c.finished)?.to_owned(),
             });
         }
+    }
+    if !any_header {
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        return Err(PluginError::Malformed(format!(
+            "the bill's files ({}) have no trade detail header ({TRADE_NO}, {OUT_TRADE_NO}, {KIND}, …): not an Alipay trade bill, or its detail file is missing",
+            names.join(", ")
+        )));
     }
     Ok(entries)
 }
@@ -224,5 +236,34 @@ mod tests {
             }]),
             Err(PluginError::Malformed(_))
         ));
+    }
+
+    /// The summary file alone, a CSV of something else, or no file: never "no business that
+    /// day". A detail file with its header and no line is one.
+    #[test]
+    fn a_bill_without_the_trade_header_is_malformed() {
+        let summary = BillFile {
+            name: "20160520_业务明细(汇总).csv".into(),
+            content: gbk("#支付宝业务汇总查询\n门店编号,门店名称,交易订单总笔数,退款订单总笔数,订单金额（元）\n,,0,0,0.00"),
+        };
+        let other = BillFile {
+            name: "x.csv".into(),
+            content: gbk("a,b,c\n1,2,3"),
+        };
+        for files in [vec![summary.clone()], vec![other], Vec::new()] {
+            match parse(&files) {
+                Err(PluginError::Malformed(m)) => {
+                    assert!(m.contains("no trade detail header"), "{m}")
+                }
+                got => panic!("{got:?}"),
+            }
+        }
+        let quiet_day = BillFile {
+            name: "20160520_业务明细.csv".into(),
+            content: gbk(&format!(
+                "#支付宝业务明细查询\n{HEADER_25}\n#业务明细列表结束"
+            )),
+        };
+        assert_eq!(parse(&[quiet_day, summary]).unwrap(), Vec::new());
     }
 }

@@ -465,21 +465,26 @@ pub fn match_order(
             "the notification names another order",
         ));
     }
-    let amounts_equal = match (
+    match (
         Amount::parse(&notification.total_fee),
         Amount::parse(&order.total_fee),
     ) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if !amounts_equal {
-        errors.push(FieldError::new(
+        (Ok(a), Ok(b)) if a == b => {}
+        // The caller's own expectation is not an amount: said as such, not as a difference.
+        (_, Err(e)) => errors.push(FieldError::new(
+            "total_fee",
+            format!(
+                "the order's expected total_fee {:?} is not an amount ({e}): pass it as yuan with at most two decimals, e.g. 10.00",
+                order.total_fee
+            ),
+        )),
+        _ => errors.push(FieldError::new(
             "total_fee",
             format!(
                 "the notification says {} but the order is {}",
                 notification.total_fee, order.total_fee
             ),
-        ));
+        )),
     }
     let expected = order.seller.trim();
     // An OpenAPI trade query names no seller: the answer is Alipay's, signed, about this app's

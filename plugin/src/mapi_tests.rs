@@ -940,6 +940,22 @@ fn query_paid_trade_maps_to_a_notification() {
         seller: "seller@example.com".into(),
     };
     connector::match_order(&n, &expect).unwrap();
+    // An expectation that is not an amount is said as the caller's mistake, not a difference;
+    // one of another amount is a difference.
+    for (expected, said) in [
+        ("0.010", "is not an amount"),
+        (" 0.01", "is not an amount"),
+        ("0.02", "the notification says 0.01 but the order is 0.02"),
+    ] {
+        let wrong = crate::model::OrderExpectation {
+            total_fee: expected.into(),
+            ..expect.clone()
+        };
+        let errors = connector::match_order(&n, &wrong).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "total_fee");
+        assert!(errors[0].reason.contains(said), "{expected}: {errors:?}");
+    }
     // The same state queried again gives the same id.
     let again = run_query(&md5_pairs(), &query_answer(PAID_TRADE, None)).unwrap();
     assert_eq!(again.notification.unwrap().notify_id, n.notify_id);

@@ -32,6 +32,11 @@ fn body_deadline() -> Duration {
 /// Reads the body up to `limit` bytes within the body deadline; a larger one is a 413, a late one
 /// a 408 (and the connection is closed, the rest of the body unread).
 pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    // A declared length above the limit is refused before a byte is read (nor is a client that
+    // asked `Expect: 100-continue` told to send it).
+    if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(too_large(limit));
+    }
     let read = tokio::time::timeout(body_deadline(), Limited::new(body, limit).collect()).await;
     let Ok(read) = read else {
         return Err(ApiError::new(
@@ -49,11 +54,7 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> 
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(ApiError::new(
-                413,
-                "body_too_large",
-                format!("the request body is larger than {limit} bytes"),
-            ))
+            Err(too_large(limit))
         }
         Err(e) => Err(ApiError::new(
             400,
@@ -61,6 +62,14 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> 
             format!("cannot read the request body: {e}"),
         )),
     }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        413,
+        "body_too_large",
+        format!("the request body is larger than {limit} bytes"),
+    )
 }
 
 pub fn text(status: u16, body: impl Into<String>) -> Response<Body> {

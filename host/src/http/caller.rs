@@ -18,11 +18,15 @@ pub enum Caller {
     Merchant(String),
 }
 
+/// The bearer token; none when `Authorization` is given twice (which one a proxy or a framework
+/// in front would have read cannot be told: neither is believed).
 pub(super) fn bearer(req: &Request<Incoming>) -> Option<&str> {
-    req.headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token)
+    let mut given = req.headers().get_all("authorization").iter();
+    let first = given.next()?;
+    if given.next().is_some() {
+        return None;
+    }
+    first.to_str().ok().and_then(bearer_token)
 }
 
 /// The token of an `Authorization` value: the scheme is case-insensitive (RFC 9110 section 11.1).

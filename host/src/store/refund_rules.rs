@@ -181,6 +181,12 @@ pub async fn apply_refund_report<T: RefundTx>(
     }
     let lines = lines_of(tx, &p).await?;
     let write = plan_report(&lines, p.total_fen, &e.report);
+    if matches!(write, RefundWrite::Flag(_)) {
+        // Held for review is not handled: the same report later (a Sync once nothing is
+        // pending, the provider's resend) is decided again, not skipped as known. Holding it
+        // again adds nothing: a note keeps each reason once.
+        tx.release_claim(e.merchant_id, e.notify_id).await?;
+    }
     apply_write(
         tx,
         &p,

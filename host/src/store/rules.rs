@@ -48,6 +48,8 @@ pub trait NotifyTx {
         out_trade_no: &str,
         at: &str,
     ) -> Result<bool>;
+    /// Gives back a claim made in this transaction: the notification was not taken as handled.
+    async fn release_claim(&mut self, merchant: &str, notify_id: &str) -> Result<()>;
     async fn write_payment_state(
         &mut self,
         merchant: &str,

@@ -28,7 +28,7 @@ mod view;
 mod words;
 
 use super::{html, Body};
-use crate::service::App;
+use crate::service::{ApiError, App};
 use crate::store::admin::Role;
 pub use csp::{content_security_policy, page_security_policy};
 use http::{Method, Request, Response};
@@ -229,6 +229,35 @@ fn not_found(app: &App, ctx: Option<&Ctx>, lang: Lang) -> Response<Body> {
     )
 }
 
+/// A posted form that could not be read (too large, too slow, malformed): its status, said as
+/// a page; nothing was done.
+fn unreadable_form(app: &App, lang: Lang, e: &ApiError) -> Response<Body> {
+    let (heading, message) = match e.status {
+        413 => (
+            ("提交的内容太大", "Too large"),
+            (
+                "表单内容超过 256 KiB，没有处理。请返回上一页检查后再提交。",
+                "The form is larger than 256 KiB; nothing was done. Go back, check it and submit it again.",
+            ),
+        ),
+        408 => (
+            ("提交超时", "Too slow"),
+            (
+                "表单内容没有按时送达，没有处理。请返回上一页再提交一次。",
+                "The form did not arrive in time; nothing was done. Go back and submit it again.",
+            ),
+        ),
+        _ => (
+            ("无法读取提交的内容", "Unreadable form"),
+            (
+                "表单内容无法读取，没有处理。请返回上一页再提交一次。",
+                "The form could not be read; nothing was done. Go back and submit it again.",
+            ),
+        ),
+    };
+    error_page(app, None, lang, e.status, heading, message)
+}
+
 fn forbidden(app: &App, ctx: Option<&Ctx>, lang: Lang, why: (&str, &str)) -> Response<Body> {
     error_page(app, ctx, lang, 403, ("不允许", "Forbidden"), why)
 }
@@ -350,7 +379,10 @@ async fn route(
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     if method == Method::POST {
-        let form = session::form_of(req).await;
+        let form = match session::form_of(req).await {
+            Ok(form) => form,
+            Err(e) => return unreadable_form(app, lang, &e),
+        };
         if !session::csrf_ok(&form, &state.csrf) {
             tracing::warn!(%ip, "admin post without a valid CSRF token refused");
             return forbidden(
@@ -495,7 +527,7 @@ async fn post(app: &Arc<App>, ctx: &Ctx, segs: &[&str], form: &Form) -> PostResu
             payments::refund(app, ctx, id, no, form).await
         }
         ["admin", "merchants", id, "payments", no, "refunds", rid, "abandon"] => {
-            payments::abandon_refund(app, ctx, id, no, rid).await
+            payments::abandon_refund(app, ctx, id, no, rid, form).await
         }
         ["admin", "merchants", id, "payments", no, "close"] => {
             payments::close(app, ctx, id, no, form).await

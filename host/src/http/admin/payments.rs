@@ -803,6 +803,7 @@ pub async fn abandon_refund(
     id: &str,
     no: &str,
     refund: &str,
+    form: &Form,
 ) -> PostResult {
     if !ctx.who.sees(id) {
         return PostResult::NotFound;
@@ -810,6 +811,21 @@ pub async fn abandon_refund(
     let Ok(refund_id) = refund.parse::<i64>() else {
         return PostResult::NotFound;
     };
+    // Giving up frees the amount to be refunded again: asked first, with the risk said.
+    if field(form, "confirm") != "1" {
+        let mut f = Flash::ok(format!(
+            "{} #{refund_id}",
+            ctx.t(
+                "还没有放弃：请在下面确认是否放弃退款",
+                "Nothing is given up yet: confirm below to give up refund"
+            )
+        ));
+        f.typed.insert("abandon".into(), refund_id.to_string());
+        return PostResult::Done(Posted::to(
+            format!("{}#abandon-confirm-card", payment_url(id, no)),
+            f,
+        ));
+    }
     let flash = match app
         .abandon_refund(id, no, refund_id, &format!("admin:{}", ctx.who.name))
         .await
@@ -876,8 +892,9 @@ pub async fn close(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) -
                 .unwrap_or(crate::store::TRADE_CLOSED)
                 .to_owned();
             Flash::ok(format!(
-                "{} {no}: {}",
+                "{} {no}{}{}",
                 ctx.t("订单已关闭", "Order closed"),
+                ctx.t("：", ": "),
                 super::view::status_word(ctx.lang, &status)
             ))
         }

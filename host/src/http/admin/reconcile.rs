@@ -102,20 +102,41 @@ fn refusal(ctx: &Ctx, date: &str, e: &crate::http::error::ApiError) -> String {
 pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
     let merchant_ids = super::merchants::visible_ids(app, ctx).await;
     let asked = ctx.q("merchant").trim().to_owned();
+    let mut error = None;
     let merchant = if merchant_ids.contains(&asked) {
         asked
     } else {
+        // A merchant the page does not offer (unknown, or another owner's) is said so, never
+        // quietly swapped for the first one.
+        if !asked.is_empty() {
+            error = Some(
+                ctx.t(
+                    &format!("没有商户 {asked}，或你的账号不能为它对账：请从列表中选择商户"),
+                    &format!("There is no merchant {asked}, or your login may not reconcile it: choose one from the list"),
+                )
+                .to_owned(),
+            );
+        }
         merchant_ids.first().cloned().unwrap_or_default()
     };
     let today = crate::domain::clock::beijing_day(crate::domain::clock::now_unix());
-    let date = match ctx.q("date").trim() {
+    let typed = ctx.q("date").trim().to_owned();
+    let submitted = ctx.query.iter().any(|(k, _)| k == "date");
+    if submitted && typed.is_empty() && error.is_none() {
+        error = Some(
+            ctx.t(
+                "日期：请选择要对账的日期（北京时间），如 2026-12-04",
+                "Date: choose the day to reconcile (Beijing time), such as 2026-12-04",
+            )
+            .to_owned(),
+        );
+    }
+    let date = match typed.as_str() {
         "" => crate::domain::clock::format_date(today - 1),
         d => d.to_owned(),
     };
     let mut result = Value::UNDEFINED;
-    let mut error = None;
-    // A merchant the page did not offer (another owner's) is never asked about.
-    if !ctx.q("date").is_empty() && !merchant.is_empty() && ctx.who.sees(&merchant) {
+    if error.is_none() && !typed.is_empty() && !merchant.is_empty() && ctx.who.sees(&merchant) {
         match app.reconcile(&merchant, &date).await {
             Ok(v) => {
                 let totals = &v["totals"];

@@ -3,7 +3,7 @@
 use super::view::Lang;
 use super::{frame, Who};
 use crate::http::{read_body, Body, MAX_API_BODY};
-use crate::service::App;
+use crate::service::{ApiError, App};
 use crate::store::admin::{AdminSession, Role};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -135,14 +135,31 @@ fn over_https(app: &App, remote: SocketAddr, req: &Request<Incoming>) -> bool {
 /// Refuses posts from other sites: an `Origin` must be `public_url`'s origin (scheme, host and
 /// port; `null`, sent by sandboxed frames and some redirects, is refused). Without a
 /// `public_url` (embedders only), it must name the request's `Host`. Browsers send Origin with
-/// every POST; other clients may leave it out and rely on the CSRF token.
+/// every POST; without one, a browser's `Sec-Fetch-Site` saying another site, or a `Referer`
+/// of another origin, refuses it too (the login form has no CSRF token to fall back on). Other
+/// clients may send none of them and rely on the CSRF token.
 pub fn same_origin(app: &App, req: &Request<Incoming>) -> bool {
-    let Some(origin) = req
-        .headers()
-        .get("origin")
-        .map(|o| o.to_str().unwrap_or(""))
-    else {
-        return true;
+    let headers = req.headers();
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .map(|v| v.to_str().unwrap_or("cross-site").to_ascii_lowercase());
+    if matches!(fetch_site.as_deref(), Some("cross-site" | "same-site")) {
+        return false;
+    }
+    let referer_origin;
+    let origin = match headers.get("origin") {
+        Some(o) => o.to_str().unwrap_or(""),
+        None => match headers.get("referer") {
+            // A Referer is a whole URL: its origin stands in for the missing Origin.
+            Some(r) => match r.to_str().ok().and_then(crate::config::origin_of) {
+                Some(o) => {
+                    referer_origin = o;
+                    referer_origin.as_str()
+                }
+                None => return false,
+            },
+            None => return true,
+        },
     };
     match public_origin(app) {
         // A bare origin (no path), the same scheme, host and port. A page opened on this
@@ -212,11 +229,12 @@ pub fn csrf_ok(form: &[(String, String)], expected: &str) -> bool {
         && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
-pub async fn form_of(req: Request<Incoming>) -> Vec<(String, String)> {
-    match read_body(req.into_body(), MAX_API_BODY).await {
-        Ok(b) => form_urlencoded::parse(&b).into_owned().collect(),
-        Err(_) => Vec::new(),
-    }
+/// A posted form's fields; a body too large (413), too slow (408) or unreadable (400) is an
+/// error the caller shows, never an empty form (which would read as a wrong password or a
+/// missing CSRF token).
+pub async fn form_of(req: Request<Incoming>) -> Result<Vec<(String, String)>, ApiError> {
+    let body = read_body(req.into_body(), MAX_API_BODY).await?;
+    Ok(form_urlencoded::parse(&body).into_owned().collect())
 }
 
 /// Whether anyone can log in: an admin user exists or payhost.toml has a password hash.
@@ -338,7 +356,7 @@ pub async fn logout(
             .flatten()
             .map(|s| s.csrf)
             .unwrap_or_default();
-        let allowed = csrf_ok(&form_of(req).await, &csrf);
+        let allowed = form_of(req).await.is_ok_and(|form| csrf_ok(&form, &csrf));
         if allowed {
             if let Err(e) = app.store.delete_session(hash).await {
                 tracing::error!(error = %e, "cannot delete an admin session");
@@ -366,7 +384,11 @@ pub async fn login(
     lang_url: &str,
 ) -> Response<Body> {
     let secure_cookie = over_https(app, remote, &req);
-    let form = form_of(req).await;
+    let form = match form_of(req).await {
+        Ok(form) => form,
+        // Not an attempt: nothing was checked, nothing counts against the address.
+        Err(e) => return super::unreadable_form(app, lang, &e),
+    };
     let next = safe_next(super::field(&form, "next")).unwrap_or_default();
     let view = LoginView {
         next,

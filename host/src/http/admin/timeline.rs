@@ -124,9 +124,15 @@ pub(super) fn note_words(lang: Lang, note: &str) -> Vec<String> {
     }
     let t = |zh: &str, en: &str| lang.pick(zh, en).to_owned();
     let mut out = Vec::new();
+    // A reason for review is last and one sentence (it may hold "; " itself), explained as the
+    // payment's review note is.
+    let (note, held) = match note.split_once("held for review: ") {
+        Some((head, why)) => (head, Some(why)),
+        None => (note, None),
+    };
     for part in note.split("; ") {
         // The query line says it came from a query already.
-        if part.starts_with("source: ") {
+        if part.is_empty() || part.starts_with("source: ") {
             continue;
         }
         let word = if let Some((from, to)) = part.split_once(" -> ") {
@@ -150,9 +156,6 @@ pub(super) fn note_words(lang: Lang, note: &str) -> Vec<String> {
                 _ if r == "already known" => t("退款已记录过", "refund already known"),
                 _ => part.to_owned(),
             }
-        } else if let Some(why) = part.strip_prefix("held for review: ") {
-            // The outcome (mismatch) says it is held for review already.
-            why.to_owned()
         } else {
             match part {
                 "the trade is still waiting" => t("交易仍在等待付款", part),
@@ -161,6 +164,10 @@ pub(super) fn note_words(lang: Lang, note: &str) -> Vec<String> {
             }
         };
         out.push(word);
+    }
+    // The outcome (mismatch) says it is held for review already: this says why.
+    if let Some(why) = held {
+        out.push(super::words::review_explained(lang, why));
     }
     out
 }
@@ -257,6 +264,14 @@ mod tests {
                 "started_by": "admin:alice",
                 "detail": "given up by admin:alice: the seller never confirmed it"}),
         ];
+        let held = format!(
+            "退款通知 | 待人工核对 · {}",
+            super::super::words::review_explained(
+                Lang::Zh,
+                "refund 42 was reported succeeded, now failed: x"
+            )
+        );
+        assert!(held.contains("支付宝又报告为失败"), "{held}");
         assert_eq!(
             lines(Lang::Zh, &entries),
             [
@@ -265,7 +280,7 @@ mod tests {
                 "向支付平台查询 | 待付款 · 无变化 · 交易仍在等待付款",
                 "关闭 | 仅在本地关闭，支付平台未关闭",
                 "关闭 | 已在支付平台关闭",
-                "退款通知 | 待人工核对 · refund 42 was reported succeeded, now failed: x",
+                held.as_str(),
                 "退款 | ¥2.00 · 失败 · 发起人 admin · 支付平台说明：ACQ.TRADE_HAS_FINISHED",
                 "商城通知 | payment.paid · 错误：connection refused",
                 "退款 | ¥1.00 · 已放弃（卖家未确认） · 发起人 admin:alice · 由 admin:alice 在 payhost 放弃（卖家一直没有在支付宝确认，不是支付宝的结果）",

@@ -48,13 +48,21 @@ pub fn payments_csv(who: &Caller, req: &Request<Incoming>) -> Response<Body> {
 /// refusal as a page).
 pub fn csv_filter(who: &Caller, req: &Request<Incoming>) -> Result<PaymentFilter, ApiError> {
     let mut f = ledger::parse_filter(req.uri().query(), own(who))?;
-    if f.cursor.is_some() {
-        return Err(ApiError::field(
+    let paging = |name: &str| {
+        ApiError::field(
             400,
             "invalid_request",
-            "cursor",
-            "cursor: the CSV holds every matching payment; leave cursor out",
-        ));
+            name,
+            format!("{name}: the CSV holds every matching payment; leave {name} out"),
+        )
+    };
+    if f.cursor.is_some() {
+        return Err(paging("cursor"));
+    }
+    let asked_limit = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .any(|(k, _)| k == "limit");
+    if asked_limit {
+        return Err(paging("limit"));
     }
     f.limit = CSV_BATCH;
     Ok(f)
@@ -213,9 +221,22 @@ pub async fn reconciliation(
     id: &str,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let date = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "date")
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    Ok(json(200, &app.reconcile(id, date.trim()).await?))
+    let mut date = None;
+    for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        let refused =
+            |rule: &str| ApiError::field(400, "invalid_request", &k, format!("{k}: {rule}"));
+        match k.as_ref() {
+            "date" if date.is_some() => return Err(refused("given more than once")),
+            "date" => date = Some(v.into_owned()),
+            _ => {
+                return Err(refused(
+                    "is not a parameter of the reconciliation (only date)",
+                ))
+            }
+        }
+    }
+    Ok(json(
+        200,
+        &app.reconcile(id, date.unwrap_or_default().trim()).await?,
+    ))
 }

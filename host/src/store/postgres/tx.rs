@@ -299,6 +299,15 @@ impl NotifyTx for PgTx {
         Ok(claimed == 1)
     }
 
+    async fn release_claim(&mut self, merchant: &str, notify_id: &str) -> Result<()> {
+        self.execute(
+            "DELETE FROM applied_notifications WHERE merchant_id = $1 AND notify_id = $2",
+            &[&merchant, &notify_id],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn write_payment_state(
         &mut self,
         merchant: &str,

@@ -77,6 +77,15 @@ impl NotifyTx for SqliteTx<'_> {
         Ok(claimed == 1)
     }
 
+    async fn release_claim(&mut self, merchant: &str, notify_id: &str) -> Result<()> {
+        self.0
+            .prepare_cached(
+                "DELETE FROM applied_notifications WHERE merchant_id = ?1 AND notify_id = ?2",
+            )?
+            .execute(params![merchant, notify_id])?;
+        Ok(())
+    }
+
     async fn write_payment_state(
         &mut self,
         merchant: &str,
