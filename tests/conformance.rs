@@ -510,6 +510,63 @@ fn the_flow_suite_passes_against_payhost_serve_and_names_the_case_a_broken_host_
     );
 }
 
+/// A host whose rate limit answers every notify `429` has not refused anything itself: the
+/// cases that expect a refusal fail, saying it was a rate limit and which limits to raise. (A
+/// proxy in front plays the limit: the host's `public_url` is the proxy, so the notify URLs in
+/// its trades lead there.)
+#[test]
+fn refusals_by_a_rate_limit_prove_nothing() {
+    let dir = temp_dir("conformance-limited");
+    let kit_port = free_port();
+    let origin = format!("http://127.0.0.1:{kit_port}");
+    let port = free_port();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let limited = proxy(&rt, format!("http://127.0.0.1:{port}"), |method, path| {
+        (method == "POST" && path.starts_with("/notify/")).then(|| {
+            let e = json!({"error": {"code": "rate_limited", "message": "too many notifies"}});
+            (429, e)
+        })
+    });
+    let config = config_head(port, TOKEN, "").replace(
+        &format!("public_url = \"http://127.0.0.1:{port}\""),
+        &format!("public_url = \"{limited}\""),
+    ) + &format!("\n[outbound]\nallowed_origins = [\"{origin}\"]\n");
+    let host = Payhost::start(&dir, &config);
+    let out = conformance(&[
+        "--against",
+        &host.url(""),
+        "--token",
+        TOKEN,
+        "--sandbox-listen",
+        &format!("127.0.0.1:{kit_port}"),
+        "--only",
+        "merchant.configured",
+        "--only",
+        "notify.amount_mismatch_not_paid",
+        "--only",
+        "notify.unconfirmed_not_paid",
+    ]);
+    let (lines, _, _) = report(&out);
+    let all = lines.join("\n");
+    for id in [
+        "notify.amount_mismatch_not_paid",
+        "notify.unconfirmed_not_paid",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("FAIL {id}")) && l.contains("notify_per_ip_per_s")),
+            "{id} fails, naming the limits:\n{all}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(out.status.code(), Some(1), "{all}");
+}
+
 fn block<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

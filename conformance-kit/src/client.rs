@@ -41,7 +41,19 @@ impl Reply {
         let text = self.text();
         let cut: String = text.chars().take(300).collect();
         let more = if cut.len() < text.len() { "…" } else { "" };
-        format!("HTTP {} {}{more}", self.status, cut.trim())
+        let hint = if self.status == 429 {
+            " (a rate limit answered before the host judged the request: raise the host's [limits], such as notify_per_ip_per_s and notify_per_merchant_per_s, for the kit's run)"
+        } else {
+            ""
+        };
+        format!("HTTP {} {}{more}{hint}", self.status, cut.trim())
+    }
+
+    /// Whether the host judged the request, rather than a rate limit or a missing route turning
+    /// it away first: a refusal that is one of those proves nothing. (A `5xx` can be a verdict: a
+    /// host may answer an unconfirmed notify `503` so that the provider sends it again.)
+    pub fn is_verdict(&self) -> bool {
+        self.status != 429 && self.status != 404
     }
 }
 

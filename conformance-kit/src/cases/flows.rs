@@ -1106,11 +1106,18 @@ impl Flow<'_> {
         let order = self.create("mismatch", "56.78").await?;
         self.pay_in_sandbox(&order).await?;
         let notify_id = self.sent_notify_id(&order).await?;
-        let mut trade = self.notify_of(&order, &notify_id);
+        let genuine = self.notify_of(&order, &notify_id);
+        let mut trade = genuine.clone();
         trade.total_fee = "0.01".into();
         let r = self
             .post_notify(&order, self.md5_body(&trade, Signing::Genuine))
             .await?;
+        ensure(r.is_verdict(), || {
+            format!(
+                "a genuine notify for another amount was answered {}: not the host's verdict, so the case proves nothing",
+                r.brief()
+            )
+        })?;
         self.ensure_unpaid(
             &order,
             &format!(
@@ -1123,8 +1130,21 @@ impl Flow<'_> {
         self.ensure_unpaid(&order, "a notify for another amount")
             .await?;
         self.no_webhook_yet(&order, "a notify for another amount")?;
-        self.expect_webhooks(&order, 0);
-        Ok(())
+        // The control: the notify as Alipay sent it, its amount the order's, is applied, so the
+        // refusal above was for the amount and nothing else.
+        let r = self
+            .post_notify(&order, self.md5_body(&genuine, Signing::Genuine))
+            .await?;
+        ensure(
+            r.text().trim() == ACK && self.wait_paid(&order).await?,
+            || {
+                format!(
+                    "the same notify with the order's amount was not applied either ({}): the refusal proves nothing",
+                    r.brief()
+                )
+            },
+        )?;
+        self.one_paid_webhook(&order).await
     }
 
     async fn unconfirmed(&mut self) -> Verdict {
@@ -1137,11 +1157,33 @@ impl Flow<'_> {
         ensure(r.text().trim() != ACK, || {
             "a notify that notify_verify did not confirm was acknowledged (Alipay would stop resending a notify the host did not apply)".to_owned()
         })?;
+        ensure(r.is_verdict(), || {
+            format!(
+                "the unconfirmed notify was answered {}: not the host's verdict, so the case proves nothing",
+                r.brief()
+            )
+        })?;
         self.ensure_unpaid(&order, "a notify that notify_verify answered false")
             .await?;
         self.no_webhook_yet(&order, "an unconfirmed notify")?;
-        self.expect_webhooks(&order, 0);
-        Ok(())
+        // The control: paid in the sandbox, the notify Alipay issued (confirmed by notify_verify)
+        // is applied, so the refusal above was for the confirmation and nothing else.
+        self.pay_in_sandbox(&order).await?;
+        let notify_id = self.sent_notify_id(&order).await?;
+        let confirmed = self.notify_of(&order, &notify_id);
+        let r = self
+            .post_notify(&order, self.md5_body(&confirmed, Signing::Genuine))
+            .await?;
+        ensure(
+            r.text().trim() == ACK && self.wait_paid(&order).await?,
+            || {
+                format!(
+                    "the notify Alipay issued for the same order was not applied either ({}): the refusal proves nothing",
+                    r.brief()
+                )
+            },
+        )?;
+        self.one_paid_webhook(&order).await
     }
 
     async fn unknown_merchant(&mut self) -> Verdict {

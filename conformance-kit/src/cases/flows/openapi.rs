@@ -531,6 +531,14 @@ impl Flow<'_> {
             ensure(r.text().trim() != ACK, || {
                 format!("an open-platform notify {what} was acknowledged with {ACK:?}")
             })?;
+            // A refusal in front of the check (a rate limit, a missing route) proves nothing;
+            // the genuine notify is applied in `openapi.notify.paid_once`.
+            ensure(r.is_verdict(), || {
+                format!(
+                    "an open-platform notify {what} was answered {}: not the host's verdict, so the case proves nothing",
+                    r.brief()
+                )
+            })?;
             self.ensure_unpaid(&order, &format!("an open-platform notify {what}"))
                 .await?;
         }
