@@ -909,6 +909,35 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
     ] {
         assert!(err.contains(needle), "{needle} missing from:\n{err}");
     }
+    // A refused call timeout is one problem: it is not used to check the merchants as well.
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:1\"\npublic_url = \"https://pay.example\"\napi_token = \"{TOKEN}\"\n[plugin]\nmanifest = \"{}\"\ncall_timeout_ms = 0\n\
+             [merchants.a]\npartner = \"{PARTNER}\"\nkey = \"{MD5_KEY}\"\nseller_email = \"{SELLER}\"\n\
+             [merchants.b]\npartner = \"{PARTNER}\"\nsign_type = \"RSA\"\nseller_email = \"{SELLER}\"\nprivate_key = \"x\"\nprivate_key_file = \"k.pem\"\n",
+            repo_root().join("plugin.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(conformance::host::payhost_binary())
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("plugin.call_timeout_ms: must be between 100 and 600000"),
+        "{err}"
+    );
+    assert!(!err.contains("merchants.a"), "{err}");
+    // A key's text and its file both given: named as such, not as a setting given twice.
+    assert!(
+        err.contains("merchants.b.private_key_file: private_key is given as well"),
+        "{err}"
+    );
+    assert!(!err.contains("given more than once"), "{err}");
     // Problems of the file, of a component that does not load and of a merchant's settings
     // (which the component that did load checks), all in one run.
     std::fs::write(

@@ -1021,6 +1021,20 @@ async fn provider_and_webhook_urls_cannot_reach_internal_services() {
             r.text()
         );
     }
+    // Every bad field in one answer: the URL outside the policy and what the component refuses.
+    let body = json!({"partner": "123", "key": "short", "seller_email": SELLER,
+        "gateway_url": internal_other_port.url("/gw")});
+    let r = send_json("PUT", &w.host.url("/v1/merchants/evil"), Some(TOKEN), &body).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let fields: Vec<String> = r.json()["fields"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", r.text()))
+        .iter()
+        .map(|f| f["field"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for field in ["gateway_url", "partner", "key"] {
+        assert!(fields.iter().any(|f| f == field), "{field}: {}", r.text());
+    }
     assert!(internal_other_port.requests().is_empty());
 
     // 2. An operator-configured URL may reach loopback, but what it answered is not echoed.

@@ -413,13 +413,22 @@ impl App {
             &settings.settings,
             settings.shop_webhook_url.as_deref(),
         ));
+        // Every bad field at once: the URLs outside the outbound policy and what the component
+        // refuses (it is pure: seeing a URL it may not reach costs nothing).
         let refused = self.check_provider_origins(&settings);
-        if !refused.is_empty() {
-            return Err(refused);
-        }
-        let normalised = self
+        let normalised = match self
             .validate_with_defaults(plugin, &mut settings.settings)
-            .await?;
+            .await
+        {
+            Ok(normalised) if refused.is_empty() => normalised,
+            Ok(_) => return Err(refused),
+            Err(mut invalid) => {
+                invalid.retain(|e| !refused.iter().any(|r| r.field == e.field));
+                let mut all = refused;
+                all.extend(invalid);
+                return Err(all);
+            }
+        };
         let stored = MerchantSettings {
             settings: normalised,
             ..settings

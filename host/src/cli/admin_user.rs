@@ -138,13 +138,14 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(p) => fail(format!(
-                    "{}: {}",
+                    "{}: {}{}",
                     if p.field == "name" {
                         "NAME"
                     } else {
                         "password"
                     },
-                    p.message
+                    p.message,
+                    not_set(generate)
                 )),
             }
         }
@@ -204,10 +205,22 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
                         };
                         eprintln!("error: {flag}: {}", p.message);
                     }
+                    if a.generate {
+                        eprintln!("error: {}", not_set(true).trim_start_matches("; "));
+                    }
                     ExitCode::from(2)
                 }
             }
         }
+    }
+}
+
+/// What a refusal adds when a generated password was already shown: it was not set.
+fn not_set(generated: bool) -> &'static str {
+    if generated {
+        "; the password printed above was NOT set (nothing was changed)"
+    } else {
+        ""
     }
 }
 

@@ -1,4 +1,4 @@
-//! `payhost serve`: payhost with a configuration file, until SIGTERM or SIGINT.
+//! `payhost serve`: payhost with a configuration file, until SIGTERM, SIGINT or SIGHUP.
 
 use super::{fail, init_logging, runtime};
 use payhost::config::Config;
@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Serves shops and payment providers with the given configuration until SIGTERM or SIGINT.
+/// Serves shops and payment providers with the given configuration until SIGTERM, SIGINT or SIGHUP (each stops it gracefully).
 ///
 /// Once listening it prints the admin page's URL and each merchant's notify URL to register
 /// with the provider, and warns when neither an admin password nor an admin user exists.

@@ -246,15 +246,26 @@ pub fn merchant_settings(
         .flatten()
         .map(|(k, v)| (format!("settings.{k}"), k, v));
     let flat = raw.flat.iter().map(|(k, v)| (k.clone(), k, v));
-    for (key, name, value) in nested.chain(flat) {
+    let all: Vec<_> = nested.chain(flat).collect();
+    for (key, name, value) in &all {
         let value = value.text().trim().to_owned();
         if value.is_empty() || mistyped.iter().any(|(k, _)| *k == key) {
             continue;
         }
         let Some(setting) = name.strip_suffix("_file") else {
-            settings.push((name.clone(), value));
+            settings.push(((*name).clone(), value));
             continue;
         };
+        // The text and its file both given: which one was meant cannot be told.
+        if all
+            .iter()
+            .any(|(_, n, v)| n.as_str() == setting && !v.text().trim().is_empty())
+        {
+            problems.push(format!(
+                "merchants.{id}.{key}: {setting} is given as well; give either {setting} (the PEM text) or {setting}_file (a file holding it), not both"
+            ));
+            continue;
+        }
         let Some(base) = base else {
             problems.push(format!(
                 "{name}: files are read only from payhost.toml; send the PEM text itself in {setting}"

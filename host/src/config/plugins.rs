@@ -48,17 +48,17 @@ pub(super) fn parse(
             BTreeMap::new()
         }
     };
-    check_timeout("plugin", single.call_timeout_ms, problems);
+    let single_timeout = check_timeout("plugin", single.call_timeout_ms, problems);
     let mut list = Vec::new();
     if single.manifest.is_some() || many.is_empty() {
         list.push(PluginSource {
             id: None,
             manifest: base.join(trimmed(&single.manifest).unwrap_or_else(|| "plugin.toml".into())),
-            call_timeout_ms: single.call_timeout_ms,
+            call_timeout_ms: single_timeout,
         });
     }
     for (id, p) in &many {
-        check_timeout(&format!("plugins.{id}"), p.call_timeout_ms, problems);
+        let timeout = check_timeout(&format!("plugins.{id}"), p.call_timeout_ms, problems);
         if !valid_merchant_id(id) {
             problems.push(format!(
                 "plugins.{id}: the id must be 1 to 64 letters, digits, '_' or '-' (the component's id)"
@@ -73,16 +73,20 @@ pub(super) fn parse(
         list.push(PluginSource {
             id: Some(id.clone()),
             manifest: base.join(manifest),
-            call_timeout_ms: p.call_timeout_ms.or(single.call_timeout_ms),
+            call_timeout_ms: timeout.or(single_timeout),
         });
     }
     list
 }
 
-fn check_timeout(table: &str, t: Option<u64>, problems: &mut Vec<String>) {
+/// The timeout when it is within its bounds; a refused one is a problem and is not used (so it
+/// cannot make a second, misleading problem where the merchants are checked with it).
+fn check_timeout(table: &str, t: Option<u64>, problems: &mut Vec<String>) -> Option<u64> {
     if t.is_some_and(|t| !(100..=600_000).contains(&t)) {
         problems.push(format!(
             "{table}.call_timeout_ms: must be between 100 and 600000 milliseconds"
         ));
+        return None;
     }
+    t
 }
