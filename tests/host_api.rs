@@ -883,6 +883,13 @@ async fn no_secret_appears_in_logs_or_answers() {
 async fn check_config_lists_every_problem_and_exits_non_zero() {
     let dir = temp_dir("check");
     let config = dir.join("bad.toml");
+    let check = || {
+        std::process::Command::new(conformance::host::payhost_binary())
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
     std::fs::write(
         &config,
         format!(
@@ -892,11 +899,7 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(conformance::host::payhost_binary())
-        .args(["check-config", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = check();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     for needle in [
@@ -920,11 +923,7 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(conformance::host::payhost_binary())
-        .args(["check-config", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = check();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -951,11 +950,7 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(conformance::host::payhost_binary())
-        .args(["check-config", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = check();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     for needle in [
@@ -978,11 +973,7 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(conformance::host::payhost_binary())
-        .args(["check-config", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = check();
     assert!(
         out.status.success(),
         "{}",
@@ -999,11 +990,7 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
     // check-config on `text` exits 2 naming `needle`, and never shows the database's password.
     let refused_with = |text: &str, needle: &str| {
         std::fs::write(&config, text).unwrap();
-        let out = std::process::Command::new(conformance::host::payhost_binary())
-            .args(["check-config", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
+        let out = check();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{text}: {err}");
         assert!(err.contains(needle), "{needle} missing from:\n{err}");
