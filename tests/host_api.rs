@@ -937,6 +937,35 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
         "{err}"
     );
     assert!(!err.contains("given more than once"), "{err}");
+    // Warnings are said and are not problems: a timeout the manifest overrides, a database other
+    // users can read.
+    let world = dir.join("world.db");
+    std::fs::write(&world, "").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&world, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:1\"\npublic_url = \"https://pay.example\"\napi_token = \"{TOKEN}\"\ndatabase = \"world.db\"\nadmin_password_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$iWh06vD8Fy27wf9npn6FXWiCX4K6pW6Ue1Bnzz07Z8A\"\n[plugin]\nmanifest = \"{}\"\ncall_timeout_ms = 50000\n\
+             [merchants.a]\npartner = \"{PARTNER}\"\nkey = \"{MD5_KEY}\"\nseller_email = \"{SELLER}\"\n",
+            repo_root().join("plugin.toml").display()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: plugin.call_timeout_ms = 50000 is looser than the manifest's"),
+        "{err}"
+    );
+    assert!(err.contains("world.db is readable by other users"), "{err}");
     // Problems of the file, of a component that does not load and of a merchant's settings
     // (which the component that did load checks), all in one run.
     std::fs::write(

@@ -57,26 +57,40 @@ async fn load_each_plugin(
     (Plugins::new(list, net), problems)
 }
 
+/// The table a component is configured in: `plugin` or `plugins.<id>`.
+fn source_table(source: &crate::config::PluginSource) -> String {
+    match &source.id {
+        Some(id) => format!("plugins.{id}"),
+        None => "plugin".to_owned(),
+    }
+}
+
+/// The operator may tighten the component's time limit, never loosen it: what is said (by
+/// `serve` in its log, by `check-config` as a warning) when asked to.
+pub fn looser_timeout(source: &crate::config::PluginSource, manifest: &Manifest) -> Option<String> {
+    let t = source.call_timeout_ms?;
+    (t > manifest.limits.call_timeout_ms).then(|| {
+        format!(
+            "{}.call_timeout_ms = {t} is looser than the manifest's {} ms ({}): the manifest's limit applies; call_timeout_ms can only tighten it",
+            source_table(source),
+            manifest.limits.call_timeout_ms,
+            source.manifest.display()
+        )
+    })
+}
+
 async fn load_plugin(
     source: &crate::config::PluginSource,
     loaded: &[PluginRuntime],
     net: &std::sync::Arc<crate::net::Client>,
     cache_dir: Option<&std::path::Path>,
 ) -> Result<PluginRuntime> {
-    let table = match &source.id {
-        Some(id) => format!("plugins.{id}"),
-        None => "plugin".to_owned(),
-    };
+    let table = source_table(source);
     let mut manifest =
         Manifest::load(&source.manifest).with_context(|| format!("{table}.manifest"))?;
     if let Some(t) = source.call_timeout_ms {
-        // The operator may tighten the component's limit, never loosen it; said when asked to.
-        if t > manifest.limits.call_timeout_ms {
-            tracing::warn!(
-                "{table}.call_timeout_ms = {t} is looser than the manifest's {} ms ({}): the manifest's limit applies; call_timeout_ms can only tighten it",
-                manifest.limits.call_timeout_ms,
-                source.manifest.display()
-            );
+        if let Some(w) = looser_timeout(source, &manifest) {
+            tracing::warn!("{w}");
         }
         manifest.limits.call_timeout_ms = manifest.limits.call_timeout_ms.min(t);
     }

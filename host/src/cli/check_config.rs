@@ -36,6 +36,15 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
             path.display()
         );
     }
+    for source in &config.plugins {
+        let manifest = payhost::manifest::Manifest::load(&source.manifest);
+        if let Some(w) = manifest
+            .ok()
+            .and_then(|m| payhost::server::looser_timeout(source, &m))
+        {
+            eprintln!("warning: {w}");
+        }
+    }
     runtime().block_on(async {
         let (plugins, plugin_problems) = payhost::server::load_plugins_checked(&config).await;
         if !plugin_problems.is_empty() {

@@ -1,7 +1,8 @@
 //! Warnings for secrets other users of the machine can read: `payhost.toml` holds the API token,
-//! merchant keys and webhook secrets, and a `<name>_file` setting may name a private key. payhost
-//! keeps its own database 0600 for the same reason; the operator's files are theirs to fix, so
-//! this warns (at start and in `check-config`) rather than refusing.
+//! merchant keys and webhook secrets, a `<name>_file` setting may name a private key, and the
+//! SQLite database holds the merchants' settings. payhost makes its own database 0600 when it
+//! opens it; the operator's files are theirs to fix, so this warns (at start and in
+//! `check-config`) rather than refusing.
 
 use std::path::Path;
 
@@ -11,6 +12,15 @@ pub(super) fn warnings(path: &Path, text: &str) -> Vec<String> {
     let mut files = vec![path.to_path_buf()];
     let base = path.parent().unwrap_or(Path::new("."));
     if let Ok(table) = text.parse::<toml::Table>() {
+        // The SQLite database holds the merchants' keys too (`payhost serve` makes it 0600
+        // when it opens it, and says so; `check-config` changes nothing, so it warns).
+        let database = table
+            .get("database")
+            .and_then(|d| d.as_str())
+            .map(str::trim);
+        if let Some(db) = database.filter(|d| !d.contains("://") && !d.is_empty()) {
+            files.push(base.join(db));
+        }
         let merchants = table.get("merchants").and_then(|m| m.as_table());
         for merchant in merchants.into_iter().flat_map(|m| m.values()) {
             let Some(merchant) = merchant.as_table() else {
@@ -88,6 +98,15 @@ mod tests {
         set(&config, 0o600);
         set(&key, 0o600);
         assert!(super::warnings(&config, text).is_empty());
+        // The SQLite database holds keys too; a PostgreSQL URL is no file.
+        let db = dir.join("d.db");
+        std::fs::write(&db, "x").unwrap();
+        set(&db, 0o644);
+        let with_db = format!("database = \"d.db\"\n{text}");
+        let w = super::warnings(&config, &with_db);
+        assert!(w.len() == 1 && w[0].contains("d.db"), "{w:?}");
+        let pg = format!("database = \"postgres://u@h/d\"\n{text}");
+        assert!(super::warnings(&config, &pg).is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -98,12 +98,27 @@ impl SqliteStore {
             Connection::open(path)
                 .with_context(|| format!("cannot open the database {}", path.display()))
         };
+        // Its mode before this open: a file SQLite creates now starts with the umask's.
+        #[cfg(unix)]
+        let before = {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777)
+        };
         let conn = open()?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            // The database holds merchant keys: readable by the owner only.
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+            // The database holds merchant keys: readable by the owner only (said when an
+            // existing one was not).
+            if std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).is_ok() {
+                match before {
+                    Ok(mode) if mode & 0o077 != 0 => tracing::warn!(
+                        "{} was readable by other users (mode {mode:o}) and holds merchant keys: made it 0600",
+                        path.display()
+                    ),
+                    _ => {}
+                }
+            }
         }
         configure(&conn).with_context(|| format!("the database {}", path.display()))?;
         migrate::migrate(&conn).with_context(|| format!("the database {}", path.display()))?;
