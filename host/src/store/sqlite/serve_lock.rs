@@ -33,9 +33,19 @@ impl ServeLock {
         options.create(true).truncate(false).write(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options
-            .open(&path)
-            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        let file = match options.open(&path) {
+            Ok(file) => file,
+            // Most often the folder is not this user's: said as such, with what to do.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+                "运行 payhost 的用户不能在 {dir} 中写文件 / this user cannot write in {dir} (the lock file {lock}, the database and its journal live there): make the folder and the database owned by the user payhost runs as (chown), or correct `database`",
+                dir = path.parent().unwrap_or(Path::new(".")).display(),
+                lock = path.display()
+            ),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot open the lock file {}", path.display()))
+            }
+        };
         match file.try_lock() {
             Ok(()) => Ok(ServeLock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => bail!(
