@@ -1519,6 +1519,11 @@ fn a_host_whose_public_url_the_kit_cannot_reach_cannot_start() {
     // What it made to learn the notify URL is gone.
     assert_eq!(merchant_status(&host, "conformance"), 404, "{err}");
     assert!(err.contains("removed merchant(s) conformance"), "{err}");
+    // The reason first, then what was removed again.
+    assert!(
+        err.find("public_url") < err.find("removed merchant(s)"),
+        "{err}"
+    );
     // The JUnit report says why instead of the older one.
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(

@@ -274,7 +274,8 @@ const AFTER_HELP: &str = "\
 Exit status:
   0  every case that ran passed, and at least one that was asked for did
   1  a case failed
-  2  the run could not start (nothing was changed): bad arguments or case names (a flag of the
+  2  the run could not start (nothing was changed, or what the kit made to find out was removed
+     again, as it says): bad arguments or case names (a flag of the
      other mode, such as --setting with --against or --keep with --component; a case --against
      never runs), a --setting the component does not take, a component that does not load, a
      host (--against) that cannot be reached, is not a payhost or refuses the token, a host whose
@@ -761,8 +762,11 @@ async fn start_and_run(
                 .await
                 .map_err(|e| format!("payhost conformance: {e}"))?;
             let report = kit::run_against(base, token, &opts).await;
-            if let Some(c) = &report.cleanup {
-                tell_cleanup(c);
+            // A run that could not start says why first, then what it removed again.
+            if report.not_started.is_none() {
+                if let Some(c) = &report.cleanup {
+                    tell_cleanup(c);
+                }
             }
             report
         }
@@ -772,10 +776,21 @@ async fn start_and_run(
         // Cases that ran before the stop (a component run reaches the flow suite after its own
         // cases) stay in the summary and the JUnit report, which adds the reason as `kit.start`.
         if report.cases.is_empty() {
-            return Err(format!("payhost conformance: {why}"));
+            let Some(c) = &report.cleanup else {
+                return Err(format!("payhost conformance: {why}"));
+            };
+            say(&format!("payhost conformance: {why}"));
+            tell_cleanup(c);
+            if let Some(j) = junit {
+                let _ = j.write(&kit::Report::not_started(why));
+            }
+            return Ok(ExitCode::from(2));
         }
         out.line(&report.summary());
         say(&format!("payhost conformance: {why}"));
+        if let Some(c) = &report.cleanup {
+            tell_cleanup(c);
+        }
         if let Some(j) = junit {
             let _ = j.write(&report);
         }
