@@ -187,6 +187,25 @@ fn a_component_whose_manifest_pins_another_build_is_refused() {
         "{}",
         stderr_of(&out)
     );
+    // A file cut short, and a core module, each said as what it is.
+    let dir = temp_dir("conformance-not-whole");
+    let whole = std::fs::read(wasm("alipay_wap_plugin.wasm")).unwrap();
+    let cut = dir.join("cut.wasm");
+    std::fs::write(&cut, &whole[..whole.len() / 10]).unwrap();
+    let core = dir.join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    for (file, said) in [
+        (&cut, "does not compile: is it whole?"),
+        (&core, "is a core WebAssembly module, not a component"),
+    ] {
+        let out = conformance(&["--component", file.to_str().unwrap()]);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(said) && err.contains(file.to_str().unwrap()),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -248,6 +248,12 @@ impl Manifest {
             );
         }
         if !is_component(&bytes) {
+            if bytes.len() >= 8 && bytes[0..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0] {
+                bail!(
+                    "{} is a core WebAssembly module, not a component: build it for wasm32-wasip2 (or make a component of it with `wasm-tools component new`)",
+                    path.display()
+                );
+            }
             bail!(
                 "{} is not a WebAssembly component (wrong binary header)",
                 path.display()

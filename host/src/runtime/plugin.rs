@@ -293,7 +293,15 @@ impl PluginRuntime {
         let engine = engine::new_engine(memory_bytes, limits.max_instances)?;
         engine::start_epoch_ticker(&engine);
         let (component, compile_source) =
-            engine::load_component(&engine, &bytes, &manifest.component.sha256, cache_dir)?;
+            engine::load_component(&engine, &bytes, &manifest.component.sha256, cache_dir)
+                .map_err(|e| {
+                    // A file cut short (a partial copy or download) reads as "out of bounds".
+                    e.context(format!(
+                        "the component {} ({} bytes) does not compile: is it whole?",
+                        manifest.component_path().display(),
+                        bytes.len()
+                    ))
+                })?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         link_runtime_imports(&mut linker)?;
         trap_unlinked_imports(&mut linker, &component, &engine)
