@@ -3478,7 +3478,24 @@ fn module_order_numbers_and_error_texts() {
             "{v}"
         );
         let timeout = v["timeout"].as_str().unwrap();
-        assert!(timeout.starts_with("payhost 响应超时"), "{v}");
+        assert!(
+            timeout.starts_with("payhost 响应超时")
+                && timeout.contains("payhost 是否正常运行")
+                && timeout.contains("「payhost 地址」"),
+            "{v}"
+        );
+        // One wait per page: the call after a timeout gives up at once.
+        let again = &v["again"];
+        assert_eq!(again["status"], 0, "{v}");
+        assert_eq!(again["code"], "timeout", "{v}");
+        assert!(
+            again["message"]
+                .as_str()
+                .unwrap()
+                .contains("an earlier call of this page")
+                && again["seconds"].as_f64().unwrap() < 0.5,
+            "{v}"
+        );
         assert!(
             v["refused"]
                 .as_str()

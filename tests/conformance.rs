@@ -187,8 +187,36 @@ fn a_component_whose_manifest_pins_another_build_is_refused() {
         "{}",
         stderr_of(&out)
     );
-    // A file cut short, and a core module, each said as what it is.
+    // A manifest of another name, at another contract version: named as the user named it,
+    // in the kit's own words.
     let dir = temp_dir("conformance-not-whole");
+    let renamed = dir.join("alipay-0.3.toml");
+    let text = std::fs::read_to_string("plugin.toml").unwrap();
+    assert!(
+        text.contains("version = \"0.4.0\""),
+        "the manifest's wit version moved"
+    );
+    std::fs::write(
+        &renamed,
+        text.replace("version = \"0.4.0\"", "version = \"0.3.0\""),
+    )
+    .unwrap();
+    let out = conformance(&[
+        "--component",
+        &wasm("alipay_wap_plugin.wasm"),
+        "--manifest",
+        renamed.to_str().unwrap(),
+    ]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+                "payhost conformance: {} says wit version 0.3.0, but the component exports payhost:payment/plugin@0.4.0",
+                renamed.display()
+            )),
+        "{err}"
+    );
+    // A file cut short, and a core module, each said as what it is.
     let whole = std::fs::read(wasm("alipay_wap_plugin.wasm")).unwrap();
     let cut = dir.join("cut.wasm");
     std::fs::write(&cut, &whole[..whole.len() / 10]).unwrap();

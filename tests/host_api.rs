@@ -694,6 +694,19 @@ async fn merchant_settings_through_the_api_are_trimmed_validated_and_masked() {
         assert!(fields.contains(&f.to_owned()), "{f} in {fields:?}");
     }
     assert_eq!(send_json("PUT", &url, None, &json!({})).await.status, 401);
+    // A settings-only PUT keeps the webhook URL and secret (it used to drop the URL, and the
+    // shop heard of no payment again); null removes the URL.
+    let settings = json!({"partner": PARTNER, "key": "10000000000000000000000000000abc", "seller_email": "a@b.cn"});
+    let r = send_json("PUT", &url, Some(TOKEN), &settings).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["shop_webhook_url"], "https://shop.example/hook");
+    assert_eq!(r.json()["shop_webhook_secret"], "****fXYZ");
+    let mut without = settings.clone();
+    without["shop_webhook_url"] = serde_json::Value::Null;
+    let r = send_json("PUT", &url, Some(TOKEN), &without).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["shop_webhook_url"].is_null(), "{}", r.text());
+    assert!(get(&url, Some(TOKEN)).await.json()["shop_webhook_url"].is_null());
 }
 
 /// A merchant of payhost.toml stays the file's even after a save through the API: it cannot be
@@ -1119,6 +1132,26 @@ async fn a_second_server_of_the_same_database_is_refused() {
         err.contains("another payhost already serves the database"),
         "{err}"
     );
+    // Another database on the first one's port: the port is named, and no database is made.
+    let third = w.host.dir.join("third.toml");
+    let database = text
+        .lines()
+        .find(|l| l.starts_with("database"))
+        .expect("a database line")
+        .to_owned();
+    std::fs::write(&third, text.replace(&database, "database = \"third.db\"")).unwrap();
+    let out = std::process::Command::new(payhost_binary())
+        .args(["serve", "--config"])
+        .arg(&third)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot listen on") && err.contains("has that port"),
+        "{err}"
+    );
+    assert!(!w.host.dir.join("third.db").exists(), "{err}");
     // The first one still serves.
     assert_eq!(create(&w, "shop", order("ONE-1", "1.00")).await.status, 201);
 }

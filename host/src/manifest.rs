@@ -29,6 +29,10 @@ pub struct Manifest {
     /// The folder of the manifest file; relative paths are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The manifest file as the operator named it, so that messages name their own file
+    /// (`alipay.toml says …`), not always `plugin.toml`.
+    #[serde(skip)]
+    pub file: PathBuf,
     /// Made up for a bare component (`payhost conformance --component X.wasm` without a
     /// manifest): identity and settings are taken from the component's `describe`.
     #[serde(skip)]
@@ -127,6 +131,7 @@ impl Manifest {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
+        m.file = path.to_path_buf();
         m.check()?;
         Ok(m)
     }
@@ -158,6 +163,7 @@ impl Manifest {
             },
             limits: Limits::default(),
             base_dir: PathBuf::from("/"),
+            file: PathBuf::from("the manifest made from the component's describe"),
             synthetic: true,
         })
     }
@@ -242,8 +248,9 @@ impl Manifest {
         let actual = sha256_hex(&bytes);
         if !actual.eq_ignore_ascii_case(&self.component.sha256) {
             bail!(
-                "the component {} has sha256 {actual}, but plugin.toml pins {}; rebuild it from this tree or run `payhost pin-component` after a deliberate change",
+                "the component {} has sha256 {actual}, but {} pins {}; rebuild it from this tree or run `payhost pin-component` after a deliberate change",
                 path.display(),
+                self.file.display(),
                 self.component.sha256
             );
         }

@@ -449,17 +449,21 @@ pub async fn start(
     app: Arc<App>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Running> {
-    let listener = TcpListener::bind(app.config.listen)
-        .await
-        .map_err(|e| {
-            let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
-                "; another program (perhaps another payhost) has that port: stop it, or choose another address (`listen` in payhost.toml, or `payhost demo --listen 127.0.0.1:8081`)"
-            } else {
-                ""
-            };
-            anyhow::anyhow!("cannot listen on {}: {e}{hint}", app.config.listen)
-        })?;
+    let listener = bind(app.config.listen).await?;
     start_on(app, listener, shutdown).await
+}
+
+/// Binds the address payhost serves on; a port in use is said with what to do. `payhost serve`
+/// binds before it opens the database, so a busy port leaves no new database behind.
+pub async fn bind(listen: std::net::SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(listen).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            "; another program (perhaps another payhost) has that port: stop it, or choose another address (`listen` in payhost.toml, or `payhost demo --listen 127.0.0.1:8081`)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("cannot listen on {listen}: {e}{hint}")
+    })
 }
 
 /// [`start`] on a listener bound already (an ephemeral port the caller wrote into `public_url`).

@@ -3,7 +3,7 @@
  * Test-only (no ecshop counterpart): the ecshop module's pure parts from the command line, for
  * tests/adapters.rs. `php ecshop_module_unit.php <adapter dir> <lang> <payhost URL>` prints JSON:
  * log_id_of() of a set of order numbers, error_text() of payhost answers, call() against
- * <payhost URL> with a 1 s timeout (the test points it at a server that never answers) and the
+ * <payhost URL> with a 1 s timeout (the test points it at a server that never answers), then a second call of the same page (given up at once) and the
  * transport it took (payhost_alipay_transport(): run with -d allow_url_fopen=0 it is curl), and
  * payhost_alipay_pick_transport() for PHP versions, settings and extensions this PHP is not
  * ("https,php,allow_url_fopen,https wrapper,curl" → 'fopen', 'curl' or ''), and the transport of an
@@ -37,6 +37,10 @@ $dashed = $m->log_id_of('SN-7-5-1000-2', 'SN-7 Tea');
 $no_subject = $m->log_id_of('2026112312345-5-1000-2', '');
 $s = $m->settings(array('payhost_url' => $argv[3], 'payhost_api_token' => 't', 'alipay_partner' => '2088000000000777'));
 list($status, $answer) = $m->call($s, 'GET', '/v1/merchants/x', null, 1);
+// The page's next call after a timeout gives up at once (one wait per page).
+$again_started = microtime(true);
+list($again_status, $again) = $m->call($s, 'PUT', '/v1/merchants/x', array('a' => 'b'), 1);
+$again_seconds = microtime(true) - $again_started;
 require(dirname(__FILE__) . '/transport_picks.php');
 $picks = transport_picks('payhost_alipay_pick_transport');
 $otn = '2026112399999-4294967295-9999999999-9';
@@ -81,6 +85,8 @@ echo json_encode(array(
         'message' => 'the shop has not saved its settings yet'))),
     'conflict' => $m->error_text(409, array('error' => array('code' => 'conflict', 'message' => 'seller x'))),
     'timeout' => $m->error_text($status, $answer),
+    'again' => array('status' => $again_status, 'code' => $again['error']['code'], 'message' => $again['error']['message'],
+        'seconds' => $again_seconds),
     'refused' => $m->error_text(0, null),
     'transport' => payhost_alipay_transport($argv[3]),
     'picks' => $picks,

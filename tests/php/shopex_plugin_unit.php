@@ -19,12 +19,18 @@ $system = $GLOBALS['system'];
 $m = new pay_payhost($system);
 $s = array('payhost_url' => $argv[2], 'payhost_api_token' => 't');
 list($status, $answer) = $m->payhost_call($s, 'GET', '/v1/merchants/x', null, 1);
+// The page's next call after a timeout gives up at once (one wait per page).
+$again_started = microtime(true);
+list($again_status, $again) = $m->payhost_call($s, 'PUT', '/v1/merchants/x', array('a' => 'b'), 1);
+$again_seconds = microtime(true) - $again_started;
 require(dirname(__FILE__) . '/transport_picks.php');
 $picks = transport_picks('pay_payhost_pick_transport');
 echo json_encode(array(
     'not_configured' => $m->payhost_error(409, array('error' => array('code' => 'merchant_not_configured', 'field' => 'settings',
         'message' => 'the shop has not saved its settings yet'))),
     'timeout' => $m->payhost_error($status, $answer),
+    'again' => array('status' => $again_status, 'code' => $again['error']['code'], 'message' => $again['error']['message'],
+        'seconds' => $again_seconds),
     'refused' => $m->payhost_error(0, null),
     'transport' => pay_payhost_transport($argv[2]),
     'picks' => $picks,

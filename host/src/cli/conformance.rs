@@ -229,10 +229,9 @@ fn about_the_users_manifest(e: anyhow::Error, copy: &Path, users: Option<&Path>)
     let text = format!("{e:#}");
     match users {
         Some(m) => {
-            let text = text.replace(&copy.display().to_string(), &m.display().to_string());
             anyhow::anyhow!(
                 "{}",
-                text.replace("plugin.toml pins", &format!("{} pins", m.display()))
+                text.replace(&copy.display().to_string(), &m.display().to_string())
             )
         }
         None => anyhow::anyhow!("{text}"),
@@ -691,10 +690,7 @@ pub async fn run(args: Args) -> std::process::ExitCode {
         Err(line) => {
             say(&line);
             if let Some(j) = &mut junit {
-                let why = line
-                    .strip_prefix("payhost conformance: ")
-                    .or_else(|| line.strip_prefix("error: "))
-                    .unwrap_or(&line);
+                let why = line.strip_prefix("payhost conformance: ").unwrap_or(&line);
                 // Best effort: when the file is what cannot be written, the line says so.
                 let _ = j.write(&kit::Report::not_started(why));
             }
@@ -799,7 +795,10 @@ async fn start_and_run(
     out.line(&report.summary());
     if let Some(j) = junit {
         if let Err(e) = j.write(&report) {
-            say(&format!("error: cannot write {}: {e}", j.path.display()));
+            say(&format!(
+                "payhost conformance: cannot write {}: {e}",
+                j.path.display()
+            ));
             return Ok(ExitCode::from(2));
         }
     }
@@ -813,10 +812,10 @@ async fn component_run(
     manifest: Option<&Path>,
     opts: &kit::Options,
 ) -> Result<kit::Report, String> {
-    let work = Scratch::create().map_err(|e| format!("error: {e}"))?;
+    let work = Scratch::create().map_err(|e| format!("payhost conformance: {e}"))?;
     let (loaded, manifest) = load(component, manifest, &work.0)
         .await
-        .map_err(|e| format!("error: {e:#}"))?;
+        .map_err(|e| format!("payhost conformance: {e:#}"))?;
     if let Some(settings) = &opts.example_settings {
         kit::check_settings(&loaded, settings)
             .await

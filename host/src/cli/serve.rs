@@ -28,15 +28,22 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
         Err(e) => return fail(e),
     };
     runtime().block_on(async {
+        // Before the database is opened (and perhaps made): a busy port changes nothing.
+        let listener = match payhost::server::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => return fail(e),
+        };
         let app = match payhost::server::build_app(config).await {
             Ok(a) => a,
             Err(e) => return fail(e),
         };
-        let running = match payhost::server::start(app, payhost::server::termination_signal()).await
-        {
-            Ok(r) => r,
-            Err(e) => return fail(e),
-        };
+        let running =
+            match payhost::server::start_on(app, listener, payhost::server::termination_signal())
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
         let merchants = running.app.store.merchant_ids().await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot list the merchants");
             Vec::new()

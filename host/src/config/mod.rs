@@ -369,6 +369,27 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> anyhow::Error {
         || message.contains("expected nothing")
     {
         (message.to_owned(), quotes)
+    } else if message.starts_with("duplicate key") {
+        // The span is the key (or the table's last name): a name, never a value.
+        let name = e
+            .span()
+            .and_then(|span| text.get(span))
+            .map(|k| k.trim().trim_matches('"'))
+            .filter(|k| {
+                !k.is_empty()
+                    && k.len() <= 64
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+        match name {
+            Some(k) => (
+                format!(
+                    "{k} is given twice (as a key or a table in the same place); keep one (同一处重复了 {k}，只保留一个)"
+                ),
+                "",
+            ),
+            None => (message.to_owned(), ""),
+        }
     } else {
         (message.to_owned(), "")
     };
@@ -492,6 +513,27 @@ mod tests {
         };
         assert!(e.contains("line 1, column"), "{e}");
         assert!(e.contains("double quotes"), "{e}");
+    }
+
+    #[test]
+    fn a_duplicate_key_or_table_is_named() {
+        for (text, said) in [
+            (
+                "listen = \"127.0.0.1:8080\"\nlisten = \"127.0.0.1:8081\"\n",
+                "line 2, column 1: listen is given twice",
+            ),
+            (
+                "[merchants.shop]\nkey = \"a\"\n[merchants.shop]\n",
+                "line 3, column 12: shop is given twice",
+            ),
+        ] {
+            let e = match Config::check(text, Path::new("/srv")) {
+                Err(e) => format!("{e:#}"),
+                Ok(_) => panic!("a duplicate was accepted"),
+            };
+            assert!(e.contains(said), "{e}");
+            assert!(!e.contains("127.0.0.1") && !e.contains("\"a\""), "{e}");
+        }
     }
 
     #[test]

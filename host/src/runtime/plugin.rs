@@ -324,7 +324,8 @@ impl PluginRuntime {
         let pre = Pre::new(version, pre).map_err(|e| {
             match bindings::exported_version(&component, &engine) {
                 Some(other) if other != version => anyhow::anyhow!(
-                    "plugin.toml says wit version {version}, but the component exports payhost:payment/plugin@{other}"
+                    "{} says wit version {version}, but the component exports payhost:payment/plugin@{other}",
+                    manifest.file.display()
                 ),
                 _ => e,
             }
@@ -515,16 +516,17 @@ pub struct InstanceStats {
 /// The manifest documents the settings schema; the component is the authority. They must agree on
 /// names, and on which fields are required and secret (secrets are masked from what the manifest says).
 fn check_manifest_agrees(manifest: &Manifest, info: &api::PluginInfo) -> Result<()> {
+    let file = manifest.file.display();
     if info.id != manifest.id {
         bail!(
-            "plugin.toml says id {:?} but the component says {:?}",
+            "{file} says id {:?} but the component says {:?}",
             manifest.id,
             info.id
         );
     }
     if info.version != manifest.version {
         bail!(
-            "plugin.toml says version {} but the component says {}",
+            "{file} says version {} but the component says {}",
             manifest.version,
             info.version
         );
@@ -532,9 +534,9 @@ fn check_manifest_agrees(manifest: &Manifest, info: &api::PluginInfo) -> Result<
     let mut problems = Vec::new();
     for field in &info.settings {
         match manifest.settings.iter().find(|d| d.name == field.name) {
-            None => problems.push(format!("setting {} is not documented in plugin.toml", field.name)),
+            None => problems.push(format!("setting {} is not documented in {file}", field.name)),
             Some(d) if d.secret != field.secret || d.required != field.required => problems.push(format!(
-                "setting {}: plugin.toml says required={} secret={}, the component says required={} secret={}",
+                "setting {}: {file} says required={} secret={}, the component says required={} secret={}",
                 field.name, d.required, d.secret, field.required, field.secret
             )),
             Some(_) => {}
@@ -543,7 +545,7 @@ fn check_manifest_agrees(manifest: &Manifest, info: &api::PluginInfo) -> Result<
     for d in &manifest.settings {
         if !info.settings.iter().any(|f| f.name == d.name) {
             problems.push(format!(
-                "plugin.toml documents setting {}, which the component does not have",
+                "{file} documents setting {}, which the component does not have",
                 d.name
             ));
         }
@@ -552,7 +554,7 @@ fn check_manifest_agrees(manifest: &Manifest, info: &api::PluginInfo) -> Result<
         Ok(())
     } else {
         bail!(
-            "plugin.toml and the component disagree:\n  - {}",
+            "{file} and the component disagree:\n  - {}",
             problems.join("\n  - ")
         )
     }

@@ -175,8 +175,10 @@ pub struct TokenInfo {
 /// What [`Store::delete_merchant`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MerchantRemoval {
-    /// The merchant and everything stored under it are gone (`payments` of them with it).
-    Removed { payments: u64 },
+    /// The merchant and everything stored under it are gone (`payments` of them with it), its
+    /// tokens and the owners' grants of it too (`owner_grants` of them): an id used again later
+    /// names another shop, which the earlier owner must not see.
+    Removed { payments: u64, owner_grants: u64 },
     /// Nothing was removed: the merchant has payments and they were not to go with it.
     HasPayments { payments: u64, paid: u64 },
     /// There is no such merchant.

@@ -81,15 +81,20 @@ pub async fn delete_merchant(
         .delete_merchant(id, purge_test).await
         .map_err(ApiError::internal)?
     {
-        MerchantRemoval::Removed { payments } => {
+        MerchantRemoval::Removed {
+            payments,
+            owner_grants,
+        } => {
             tracing::info!(
                 merchant = id,
                 test_payments_removed = payments,
+                owner_grants_removed = owner_grants,
                 "merchant removed"
             );
             Ok(json(
                 200,
-                &serde_json::json!({"id": id, "removed": true, "payments_removed": payments}),
+                &serde_json::json!({"id": id, "removed": true, "payments_removed": payments,
+                    "owner_grants_removed": owner_grants}),
             ))
         }
         MerchantRemoval::HasPayments { payments, paid } => Err(ApiError::new(

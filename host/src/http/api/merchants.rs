@@ -45,15 +45,20 @@ pub async fn put_merchant(
         )
     })?;
     // Webhooks are signed with the merchant's own secret: left out, the one it has (made with
-    // the merchant) is kept.
-    if raw.shop_webhook_secret.is_none() {
-        raw.shop_webhook_secret = app
-            .store
-            .merchant(id)
-            .await
-            .map_err(ApiError::internal)?
-            .and_then(|m| m.shop_webhook_secret)
-            .or_else(|| Some(crate::onboarding::new_shop_secret()));
+    // the merchant) is kept. So is its webhook URL when the body does not name it (a settings-only
+    // PUT must not silently stop the shop's webhooks); `"shop_webhook_url": null` removes it.
+    let names_webhook_url = serde_json::from_slice::<serde_json::Value>(&body)
+        .is_ok_and(|v| v.get("shop_webhook_url").is_some());
+    if raw.shop_webhook_secret.is_none() || !names_webhook_url {
+        let held = app.store.merchant(id).await.map_err(ApiError::internal)?;
+        if !names_webhook_url {
+            raw.shop_webhook_url = held.as_ref().and_then(|m| m.shop_webhook_url.clone());
+        }
+        if raw.shop_webhook_secret.is_none() {
+            raw.shop_webhook_secret = held
+                .and_then(|m| m.shop_webhook_secret)
+                .or_else(|| Some(crate::onboarding::new_shop_secret()));
+        }
     }
     let mut problems = Vec::new();
     // No file is opened for the API: `<name>_file` is refused, the PEM text goes in `<name>`.

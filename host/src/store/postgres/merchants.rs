@@ -125,7 +125,10 @@ impl Merchants for PostgresStore {
                 ] {
                     tx.execute(sql, &[&id]).await?;
                 }
-                Ok(MerchantRemoval::Removed { payments })
+                let owner_grants = tx
+                    .execute("DELETE FROM admin_user_merchants WHERE merchant_id = $1", &[&id])
+                    .await?;
+                Ok(MerchantRemoval::Removed { payments, owner_grants })
             }
         .await;
         let r = r?;

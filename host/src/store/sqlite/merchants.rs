@@ -129,7 +129,14 @@ impl Merchants for SqliteStore {
             ] {
                 conn.execute(sql, params![id])?;
             }
-            Ok(MerchantRemoval::Removed { payments })
+            let owner_grants = conn.execute(
+                "DELETE FROM admin_user_merchants WHERE merchant_id = ?1",
+                params![id],
+            )? as u64;
+            Ok(MerchantRemoval::Removed {
+                payments,
+                owner_grants,
+            })
         })
         .await
     }

@@ -47,27 +47,45 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
 pub(super) fn check_known(path: &std::path::Path) -> std::result::Result<(), String> {
     use rusqlite::OpenFlags;
     let shown = path.display();
-    // `immutable=1`: a read-only connection would still create (and, being read-only, leave)
-    // the -wal and -shm files, owned by whoever ran the check. Immutable reads the main file
-    // alone: what the last checkpoint holds, enough for the schema's version.
     let uri = file_uri(path);
+    let beside = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+    let wal = beside("-wal");
+    let has_wal = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+    // Commits not yet checkpointed live in the -wal file, and a checkpoint cut short (a stop
+    // during one) leaves the main file half old, half new: read through the log when there is
+    // one. With its -shm beside it, a read-only connection creates no file. Without one (or
+    // without a log) `immutable=1`: a read-only connection would create, and leave, the -wal and
+    // -shm files, owned by whoever ran the check; immutable reads the main file alone.
+    let through_log = has_wal && beside("-shm").is_file();
     let unreadable = |e: rusqlite::Error| {
         format!("database: cannot read {shown} ({e}): the file is damaged, or a running payhost was writing it as it was read (check again)")
     };
     let conn = Connection::open_with_flags(
-        format!("{uri}?mode=ro&immutable=1"),
+        if through_log {
+            format!("{uri}?mode=ro")
+        } else {
+            format!("{uri}?mode=ro&immutable=1")
+        },
         OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI,
     )
     .map_err(|e| format!("database: cannot open {shown} ({e})"))?;
-    let has_table: bool = conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(unreadable)?;
+    let has_table: bool = match conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')",
+        [],
+        |r| r.get(0),
+    ) {
+        Ok(has) => has,
+        // A log without its index: the main file alone may be what a cut-short checkpoint
+        // left, which SQLite's own open recovers from the log. Not called damaged here.
+        Err(_) if has_wal && !through_log => return Ok(()),
+        Err(e) => return Err(unreadable(e)),
+    };
     if !has_table {
         return Ok(());
     }
@@ -156,6 +174,71 @@ mod tests {
             damaged.contains("broken.db") && damaged.contains("damaged"),
             "{damaged}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A stop during a checkpoint leaves the main file half old, half new, and the log beside
+    /// it whole: SQLite reads the two together, and so must the check (it called such a file
+    /// damaged, and `payhost serve` refused to start).
+    #[test]
+    fn a_file_a_checkpoint_was_cut_short_in_is_read_through_its_log() {
+        let dir = std::env::temp_dir().join(format!("payhost-check-wal-{}", std::process::id()));
+        let live = dir.join("live");
+        let left = dir.join("left");
+        std::fs::create_dir_all(&live).unwrap();
+        std::fs::create_dir_all(&left).unwrap();
+        let db = live.join("payhost.db");
+        let with = |p: &std::path::Path, s: &str| {
+            let mut o = p.as_os_str().to_owned();
+            o.push(s);
+            std::path::PathBuf::from(o)
+        };
+        {
+            let c = Connection::open(&db).unwrap();
+            c.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+            migrate(&c).unwrap();
+            c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+        }
+        let old_main = std::fs::read(&db).unwrap();
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch("PRAGMA wal_autocheckpoint = 0;").unwrap();
+        for i in 0..60 {
+            c.execute_batch(&format!(
+                "CREATE TABLE t{i} (a TEXT, b TEXT, c TEXT, d TEXT);"
+            ))
+            .unwrap();
+        }
+        let log = std::fs::read(with(&db, "-wal")).unwrap();
+        let index = std::fs::read(with(&db, "-shm")).unwrap();
+        c.execute_batch("PRAGMA wal_checkpoint(PASSIVE);").unwrap();
+        let new_main = std::fs::read(&db).unwrap();
+        drop(c);
+        // The new first page (the schema's root) over the old rest: what a checkpoint stopped
+        // after its first page leaves.
+        let cut = left.join("payhost.db");
+        let mut half = new_main[..4096].to_vec();
+        half.extend_from_slice(&old_main[4096..]);
+        std::fs::write(&cut, &half).unwrap();
+        std::fs::write(with(&cut, "-wal"), &log).unwrap();
+        std::fs::write(with(&cut, "-shm"), &index).unwrap();
+        let immutable = Connection::open_with_flags(
+            format!("{}?mode=ro&immutable=1", file_uri(&cut)),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )
+        .unwrap();
+        assert!(
+            immutable
+                .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r
+                    .get::<_, i64>(0))
+                .is_err(),
+            "the main file alone must be unreadable for this test to mean anything"
+        );
+        assert_eq!(check_known(&cut), Ok(()));
+        // Without the log's index, the check cannot read the log without making one: it leaves
+        // the judgement to SQLite's own open, and makes no file.
+        std::fs::remove_file(with(&cut, "-shm")).unwrap();
+        assert_eq!(check_known(&cut), Ok(()));
+        assert!(!with(&cut, "-shm").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

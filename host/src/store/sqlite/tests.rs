@@ -1,6 +1,7 @@
 //! The SQLite store's own tests (the PostgreSQL one has the same in tests/pg_store.rs).
 
 use super::*;
+use crate::store::admin::AdminStore;
 
 fn payment(no: &str) -> Payment {
     Payment {
@@ -392,6 +393,17 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
         .unwrap();
     s.create_token("m1", "hash-m1", "").await.unwrap();
     s.create_token("m2", "hash-m2", "").await.unwrap();
+    // An owner of both shops: removing one takes that grant only.
+    s.add_admin_user(&crate::store::admin::AdminUser {
+        name: "owner".into(),
+        password_hash: "x".into(),
+        role: crate::store::admin::Role::Owner,
+        merchants: vec!["m1".into(), "m2".into()],
+        created_at: "2026-12-05T00:00:00Z".into(),
+        created_by: "test".into(),
+    })
+    .await
+    .unwrap();
     // Paid: the money record keeps the merchant.
     assert_eq!(
         s.delete_merchant("m1", false).await.unwrap(),
@@ -405,7 +417,10 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
     // Asked: everything under it goes, in one commit; the other merchant keeps its own.
     assert_eq!(
         s.delete_merchant("m1", true).await.unwrap(),
-        MerchantRemoval::Removed { payments: 1 }
+        MerchantRemoval::Removed {
+            payments: 1,
+            owner_grants: 1
+        }
     );
     assert!(s.merchant("m1").await.unwrap().is_none());
     assert!(s.payment("m1", "o1").await.unwrap().is_none());
@@ -421,10 +436,19 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
         s.token_merchant("hash-m2").await.unwrap().as_deref(),
         Some("m2")
     );
+    let owner = s.admin_user("owner").await.unwrap().unwrap();
+    assert_eq!(
+        owner.merchants,
+        ["m2"],
+        "an id made again later is another shop"
+    );
     // Without payments it goes without being asked.
     assert_eq!(
         s.delete_merchant("m2", false).await.unwrap(),
-        MerchantRemoval::Removed { payments: 0 }
+        MerchantRemoval::Removed {
+            payments: 0,
+            owner_grants: 1
+        }
     );
     drop(s);
     let _ = std::fs::remove_file(&path);

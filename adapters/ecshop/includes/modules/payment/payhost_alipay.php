@@ -162,6 +162,8 @@ class payhost_alipay
     /** respond(): while true, a request that ends is a database error's exit (guard_shutdown()). */
     var $guarded = false;
     var $guard_level = 0;
+    /** Set by a call that got no answer in time: the page's later calls give up at once. */
+    var $payhost_stuck = 0;
 
     /** PHP 5 and later call __construct; ecshop's own modules keep the PHP 4 name too. */
     function __construct()
@@ -217,6 +219,12 @@ class payhost_alipay
         if ($body !== null) {
             $headers[] = 'Content-Type: application/json';
         }
+        if ($this->payhost_stuck > 0) {
+            // One wait per page: an order page (get_code() makes up to five calls) is not held
+            // five times as long by a payhost that answers nothing.
+            return array(0, array('error' => array('code' => 'timeout',
+                'message' => 'no answer within ' . $this->payhost_stuck . ' s (an earlier call of this page)')));
+        }
         $status = 0;
         $raw = false;
         $started = microtime(true);
@@ -257,6 +265,7 @@ class payhost_alipay
         }
         if ($status == 0 && microtime(true) - $started >= $timeout - 0.2) {
             // Connected (a refused connection fails at once) but no answer in time.
+            $this->payhost_stuck = max(1, intval($timeout));
             return array(0, array('error' => array('code' => 'timeout', 'message' => 'no answer within ' . intval($timeout) . ' s')));
         }
         $decoded = ($raw === false || $raw === '') ? null : json_decode($raw, true);
@@ -443,6 +452,10 @@ class payhost_alipay
         // 5 s, as every call of the order page: get_order_detail() runs get_code() on each view of
         // an unpaid order, and a stuck payhost must not hold that page for long.
         list($status, $held) = $this->call($s, 'GET', $path, null, 5);
+        if ($status == 0) {
+            // Not reached, or no answer: sending the settings would only wait again.
+            return $this->error_text($status, $held);
+        }
         if ($status == 200 && isset($held['settings_digest']) && payhost_alipay_equals($digest, $held['settings_digest'])) {
             return true;
         }

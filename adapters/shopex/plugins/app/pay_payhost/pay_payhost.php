@@ -120,6 +120,8 @@ class pay_payhost extends paymentPlugin
     var $intro = 'payhost: 支付宝手机网站支付。先在服务器上运行 payhost，并在 payhost 为本店创建 API 令牌。';
     var $system;
     var $serverCallbackUrl;
+    /** Set by a call that got no answer in time: the page's later calls give up at once. */
+    var $payhost_stuck = 0;
 
     /** PHP 5 and later; ShopEx calls new pay_payhost($system) and, listing plugins, new pay_payhost. */
     function __construct(&$system = null)
@@ -241,6 +243,10 @@ class pay_payhost extends paymentPlugin
         $digest = $this->payhost_digest($s['secret'], $fields, $webhook);
         // 5 s each, as the create call: the buyer is waiting on the payment page.
         list($status, $held) = $this->payhost_call($s, 'GET', $path, null, 5);
+        if ($status == 0) {
+            // Not reached, or no answer: sending the settings would only wait again.
+            return $this->payhost_error($status, $held);
+        }
         if ($status == 200 && isset($held['settings_digest']) && pay_payhost_equals($digest, $held['settings_digest'])) {
             return true;
         }
@@ -268,6 +274,12 @@ class pay_payhost extends paymentPlugin
         $headers = array('Authorization: Bearer ' . $s['payhost_api_token'], 'Accept: application/json');
         if ($body !== null) {
             $headers[] = 'Content-Type: application/json';
+        }
+        if ($this->payhost_stuck > 0) {
+            // One wait per page: the payment page is not held once per call by a payhost that
+            // answers nothing.
+            return array(0, array('error' => array('code' => 'timeout',
+                'message' => 'no answer within ' . $this->payhost_stuck . ' s (an earlier call of this page)')));
         }
         $status = 0;
         $raw = false;
@@ -306,6 +318,7 @@ class pay_payhost extends paymentPlugin
         }
         if ($status == 0 && microtime(true) - $started >= $timeout - 0.2) {
             // Connected (a refused connection fails at once) but no answer in time.
+            $this->payhost_stuck = max(1, intval($timeout));
             return array(0, array('error' => array('code' => 'timeout', 'message' => 'no answer within ' . intval($timeout) . ' s')));
         }
         $decoded = ($raw === false || $raw === '') ? null : json_decode($raw, true);
@@ -326,7 +339,7 @@ class pay_payhost extends paymentPlugin
         if ($status == 0 && $code === 'no_http_client') {
             $text = '本服务器的 PHP 无法连接 payhost：需要 PHP 的 curl 扩展，或者 PHP 5.2.10 及以上并打开 allow_url_fopen（payhost 地址是 https 时还需要 openssl 扩展）。请服务器管理员安装 PHP 的 curl 扩展（例如 php-curl）。';
         } elseif ($status == 0 && $code === 'timeout') {
-            $text = 'payhost 响应超时：请稍后再试；一直出现时请检查 payhost 与支付宝之间的网络。';
+            $text = 'payhost 响应超时：payhost 没有及时答复。请稍后再试；一直出现时请商家检查 payhost 是否正常运行、「payhost 地址」是否指向它，以及 payhost 与支付宝之间的网络。';
         } elseif ($status == 0) {
             $text = '无法连接 payhost：请检查支付方式设置中的「payhost 地址」，并确认 payhost 正在运行。';
         } elseif ($status == 401) {
