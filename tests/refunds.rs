@@ -321,3 +321,92 @@ async fn a_refund_given_up_then_confirmed_beside_a_second_one_is_recorded() {
         .count();
     assert_eq!(refunded, 1);
 }
+
+/// A legacy partial refund that a trade query (Sync) recorded before its own notification
+/// arrived: the notification is a duplicate. Its query answers "duplicate" (the total is
+/// recorded); that was taken for "the query does not show it yet", so the payment was held for
+/// review and moved by the state machine a second time, with a second
+/// `payment.partially_refunded` webhook carrying no amount.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_partial_refund_synced_before_its_notify_is_a_duplicate() {
+    let dir = temp_dir("refund-synced-first");
+    let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
+    let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
+    let host = TestHost::start(&dir, |port| {
+        legacy_config(port, &sandbox.base, &shop.url("/hook"))
+    })
+    .await;
+    let payment = async || {
+        get(&host.url("/v1/merchants/ref/payments/RS1"), Some(TOKEN))
+            .await
+            .json()
+    };
+    pay(&host, &sandbox.base, "RS1", "10.00").await;
+    wait_for("paid", async || {
+        payment().await["status"] == "TRADE_SUCCESS"
+    })
+    .await;
+    sandbox.sandbox.set_faults(payhost_sandbox::Faults {
+        drop_all_notifies: true,
+        ..Default::default()
+    });
+    let r = post_form(
+        &format!("{}/sandbox/refund", sandbox.base),
+        &format!("partner={PARTNER}&out_trade_no=RS1&refund_fee=3.00"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = send_json(
+        "POST",
+        &host.url("/v1/merchants/ref/payments/RS1/sync"),
+        Some(TOKEN),
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(payment().await["refunded_amount"], "3.00");
+    // Notifies reach payhost again: the refund's is sent again, and acknowledged.
+    sandbox
+        .sandbox
+        .set_faults(payhost_sandbox::Faults::default());
+    let acknowledged = || {
+        sandbox.sandbox.state()["notifies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["out_trade_no"] == "RS1")
+            .all(|n| n["acknowledged"] == true)
+    };
+    wait_for("the refund's notification acknowledged", async || {
+        acknowledged()
+    })
+    .await;
+    let p = payment().await;
+    assert_eq!(p["refunded_amount"], "3.00", "{p}");
+    assert_eq!(p["status"], "PARTIALLY_REFUNDED", "{p}");
+    assert!(p["review"].is_null(), "not held for review: {p}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut hooks: Vec<(String, serde_json::Value)> = shop
+        .requests()
+        .iter()
+        .map(|s| serde_json::from_slice::<serde_json::Value>(&s.body).unwrap())
+        .map(|v| {
+            (
+                v["type"].as_str().unwrap().to_owned(),
+                v["refunded_amount"].clone(),
+            )
+        })
+        .collect();
+    hooks.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        hooks,
+        [
+            ("payment.paid".to_owned(), serde_json::Value::Null),
+            (
+                "payment.partially_refunded".to_owned(),
+                serde_json::Value::from("3.00")
+            ),
+        ],
+        "one webhook each"
+    );
+}

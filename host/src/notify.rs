@@ -556,11 +556,31 @@ impl App {
             Some(s) => format!("source: {s}; {d}"),
             None => d,
         };
-        if let Some(report) = &verified.refund {
+        let full = verified.event == crate::domain::state::TradeEvent::Refunded;
+        // A trade closed after it was paid was refunded in full, whether or not the message
+        // carries a refund report (an open-platform trade query of a refunded trade has none):
+        // the rest of the paid amount is recorded as refunded, never a REFUNDED payment with
+        // nothing refunded and the paid amount still refundable here.
+        let closed_after_paid;
+        let report = match &verified.refund {
+            Some(r) => Some(r),
+            None if full => {
+                closed_after_paid = crate::runtime::plugin_api::RefundReport {
+                    request_no: String::new(),
+                    amount: None,
+                    refunded_total: None,
+                    succeeded: true,
+                    detail: String::new(),
+                    time: None,
+                };
+                Some(&closed_after_paid)
+            }
+            None => None,
+        };
+        if let Some(report) = report {
             // A legacy trade_status_sync names no amount: a full refund's is the rest of the paid
             // amount; a partial one's is unknown, so only the state machine moves it (below).
             let amountless = is_amountless(report);
-            let full = verified.event == crate::domain::state::TradeEvent::Refunded;
             if !amountless || full {
                 return self
                     .apply_refund(merchant_id, merchant, verified, report, amountless, source)
@@ -840,12 +860,57 @@ impl App {
             ),
             // The query's answer was held for review with its own reason: that one says why.
             Ok(synced) if synced.outcome == NotifyOutcome::Mismatch.label() => None,
-            answered => {
-                let reason = if answered.is_ok() {
-                    "支付宝报告了一笔部分退款但没有金额，交易查询里还没有这笔退款：请稍后点「查询 Sync」 / a partial refund was reported without its amount and the trade query does not show it yet: press Sync later"
-                } else {
-                    "支付宝报告了一笔部分退款但没有金额，交易查询没有成功：请点「查询 Sync」 / a partial refund was reported without its amount and the trade query failed: press Sync"
+            // The query answered and added nothing: its refunded total is the one counted here.
+            // With refunds recorded, this refund is one of them (the query ran after it was
+            // made): a duplicate. With none, the query does not show it yet: held for review
+            // until a later Sync records it. Either way the state machine does not move the
+            // payment: a refund event without its report would tell the shop of a refund with
+            // no amount, and a second time.
+            Ok(_) => {
+                let counted: u64 = match self
+                    .store
+                    .refunds_for(merchant_id, &verified.out_trade_no)
+                    .await
+                {
+                    Ok(refunds) => refunds
+                        .iter()
+                        .filter(|r| r.status == crate::domain::refunds::SUCCESS)
+                        .map(|r| r.amount_fen)
+                        .sum(),
+                    Err(e) => {
+                        tracing::error!(merchant = merchant_id, error = %e, "cannot read a payment's refunds");
+                        0
+                    }
                 };
+                if counted > 0 {
+                    return Some(
+                        Processed::stop(
+                            NotifyOutcome::Duplicate,
+                            format!(
+                                "a partial refund without its amount: the trade query's refunded total ({}.{:02}) is already recorded here",
+                                counted / 100,
+                                counted % 100
+                            ),
+                        )
+                        .with_seen(verified),
+                    );
+                }
+                let reason = "支付宝报告了一笔部分退款但没有金额，交易查询里还没有这笔退款：请稍后点「查询 Sync」 / a partial refund was reported without its amount and the trade query does not show it yet: press Sync later";
+                tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no = %crate::log_limit::clean(&verified.out_trade_no), "ALERT: {reason}");
+                if let Err(e) = self
+                    .store
+                    .flag_for_review(merchant_id, &verified.out_trade_no, reason)
+                    .await
+                {
+                    tracing::error!(merchant = merchant_id, error = %e, "cannot flag a payment for review");
+                }
+                Some(
+                    Processed::stop(NotifyOutcome::Mismatch, format!("held for review: {reason}"))
+                        .with_seen(verified),
+                )
+            }
+            Err(_) => {
+                let reason = "支付宝报告了一笔部分退款但没有金额，交易查询没有成功：请点「查询 Sync」 / a partial refund was reported without its amount and the trade query failed: press Sync";
                 tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no = %crate::log_limit::clean(&verified.out_trade_no), "ALERT: {reason}");
                 if let Err(e) = self
                     .store

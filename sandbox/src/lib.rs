@@ -1381,6 +1381,7 @@ impl Sandbox {
             }
             (Method::POST, "/openapi/cashier/pay") => self.openapi_pay(&form),
             (Method::POST, "/openapi/cashier/cancel") => self.openapi_cancel(&form),
+            (Method::POST, "/openapi/refund") => self.openapi_portal_refund(&form),
             (Method::GET, "/openapi/bill/download") => self.bill_download(&query),
             (Method::POST, "/openapi/bill-extra") => self.bill_extra(&form),
             (Method::GET, "/state") => json(200, &self.state()),

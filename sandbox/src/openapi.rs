@@ -682,6 +682,25 @@ impl Sandbox {
         self.signed_answer(app, alg, method, node)
     }
 
+    /// A refund the merchant made in the open platform's own back office (not through payhost):
+    /// `app_id`, `out_trade_no`, `refund_amount`, `out_request_no`. Made as `alipay.trade.refund`
+    /// makes one: part of the trade notifies (`TRADE_SUCCESS` with the cumulative `refund_fee`
+    /// and `out_biz_no`), all of it closes the trade without a notify ([OPENAPI §6.6]).
+    pub(crate) fn openapi_portal_refund(&self, form: &[(String, String)]) -> Response<Body> {
+        let Some(app) = self
+            .openapi
+            .apps
+            .lock()
+            .unwrap()
+            .get(get(form, "app_id"))
+            .cloned()
+        else {
+            return crate::web::text(400, "unknown app_id");
+        };
+        let field = |k: &str| get(form, k).trim().to_owned();
+        self.refund_call(&app, Alg::Rsa2, &field)
+    }
+
     /// `alipay.trade.refund` ([OPENAPI §7.5]): idempotent per `out_request_no`; never above what was paid.
     fn refund_call(
         &self,

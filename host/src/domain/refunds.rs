@@ -212,6 +212,35 @@ pub fn decide(total: u64, lines: &[RefundLine], report: &Report) -> Decision {
             }
         }
     };
+    // A refund named by a number not started here, reported with the trade's total only (an
+    // open-platform partial-refund notify: `out_biz_no`, cumulative `refund_fee`): its amount is
+    // the total less what is counted here only when nothing is pending here and the total goes
+    // past what is counted. Otherwise (a pending refund may be in the total, or the total is older
+    // than refunds counted since) its amount cannot be told: held for review, never recorded
+    // as a guess, never dropped as known.
+    if report.amount.is_none() && !report.request_no.is_empty() {
+        let reported = report.refunded_total.unwrap_or_default();
+        if totals.pending > 0 {
+            return Decision::Mismatch {
+                reason: format!(
+                    "the provider reports refund {} with {} refunded in all; refunds of {} still pending here may or may not be part of it: check the trade's refunds in the provider's portal",
+                    report.request_no,
+                    yuan(reported),
+                    yuan(totals.pending)
+                ),
+            };
+        }
+        if amount == 0 {
+            return Decision::Mismatch {
+                reason: format!(
+                    "the provider reports refund {}, not recorded here, with {} refunded in all, and {} is counted here already: its amount cannot be told; check the trade's refunds in the provider's portal",
+                    report.request_no,
+                    yuan(reported),
+                    yuan(totals.succeeded)
+                ),
+            };
+        }
+    }
     if amount == 0 {
         return Decision::Known;
     }
@@ -580,6 +609,71 @@ mod tests {
         assert!(no.starts_with("20140101") && no.len() == 24);
         assert!(!no.starts_with(UNNAMED));
         assert!(no.bytes().all(|b| b.is_ascii_digit()));
+    }
+
+    /// An open-platform partial-refund notify of a refund made elsewhere (its `out_biz_no` not
+    /// one of ours) carries the trade's cumulative total, not its own amount: the total less
+    /// what is counted here is its amount only with nothing pending here and a total past what
+    /// is counted. Otherwise it was recorded as a guess (a pending 3.00 counted twice once it
+    /// settled) or dropped as known (a total older than a refund counted since).
+    #[test]
+    fn a_refund_named_elsewhere_with_only_a_total_is_recorded_only_when_it_can_be_told() {
+        // Nothing pending, the total past what is counted: recorded with the difference.
+        assert_eq!(
+            decide(
+                1000,
+                &[line(1, "a", 300, SUCCESS)],
+                &report("PORTAL1", None, Some(500), true)
+            ),
+            Decision::Record { amount: 200 }
+        );
+        // 3.00 pending here, 2.00 refunded in the portal: the total 5.00 may include the 3.00.
+        match decide(
+            1000,
+            &[line(1, "a", 300, PENDING)],
+            &report("PORTAL1", None, Some(500), true),
+        ) {
+            Decision::Mismatch { reason } => {
+                assert!(
+                    reason.contains("PORTAL1") && reason.contains("3.00"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // The portal's 2.00, its notify late, after 3.00 of ours succeeded: a total of 2.00
+        // says nothing new by arithmetic, but the refund is not counted here.
+        match decide(
+            1000,
+            &[line(1, "a", 300, SUCCESS)],
+            &report("PORTAL1", None, Some(200), true),
+        ) {
+            Decision::Mismatch { reason } => {
+                assert!(
+                    reason.contains("PORTAL1") && reason.contains("2.00"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // The same refund reported again once recorded under its number: known.
+        assert_eq!(
+            decide(
+                1000,
+                &[line(1, "PORTAL1", 200, SUCCESS)],
+                &report("PORTAL1", None, Some(200), true)
+            ),
+            Decision::Known
+        );
+        // A total without a number (a query) is unchanged: nothing new is known.
+        assert_eq!(
+            decide(
+                1000,
+                &[line(1, "a", 300, SUCCESS)],
+                &report("", None, Some(200), true)
+            ),
+            Decision::Known
+        );
     }
 
     /// A refund recorded from the trade's refunded total had no number; the provider's later
