@@ -18,8 +18,11 @@ enum Action {
     /// Creates a merchant slot before any provider settings exist: the component that pays for
     /// it, the shop origins it may use, and its per-merchant API token and shop secret, printed
     /// once. The shop saves its own provider settings with that token (PUT /v1/merchants/<id>):
-    /// the token reads and replaces this merchant's settings, creates and reads its payments, and
-    /// nothing else; webhook URLs, return URLs and cancel links must be on the shop origins.
+    /// the token reads (masked) and replaces this merchant's provider settings and webhook, and
+    /// creates, reads, refunds, closes and syncs its payments, with its notifications,
+    /// reconciliation and CSV; never another merchant, the plugin or the shop origins. Webhook
+    /// URLs, return URLs and cancel links must be on the shop origins. The shop secret signs
+    /// returns and webhooks until the shop saves a shop_webhook_secret of its own.
     Add {
         /// The merchant id (1 to 64 letters, digits, '_' or '-'), e.g. ecshop-<partner ID>.
         id: String,

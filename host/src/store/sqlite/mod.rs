@@ -32,6 +32,28 @@ use std::sync::Arc;
 pub struct SqliteStore {
     writer: writer::Writer,
     readers: Arc<readers::Readers>,
+    /// The database's folder: its file system's free space is part of readiness after a
+    /// write failed for want of room.
+    folder: std::path::PathBuf,
+}
+
+/// Free space below which a store whose last write failed stays not ready: the WAL alone grows
+/// by up to about 4 MiB between checkpoints (1,000 pages).
+const READY_FREE_BYTES: u64 = 8 << 20;
+
+/// The bytes an unprivileged user may still write on the file system of `folder` (statvfs(3));
+/// None when it cannot be told.
+fn free_bytes(folder: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(folder.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: statvfs(3) fills `st` from a NUL-terminated path that outlives the call.
+    if unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: initialised by the successful call above.
+    let st = unsafe { st.assume_init() };
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// Whether payhost could open `path`, changing nothing: an existing file is an SQLite database
@@ -130,6 +152,11 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: writer::Writer::start(conn)?,
             readers: Arc::new(readers),
+            folder: path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
         })
     }
 
@@ -167,13 +194,29 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn ready(&self) -> Result<()> {
         if self.writer.failing() {
-            // The last commit failed (a full disk): ready again only once one succeeds, so the
-            // probe writes (a row rewritten as it is) rather than reads, which still work.
+            // The last commit failed (a full disk): ready again only once there is room. A
+            // row rewritten as it was needs none (it committed on a full disk, and the store
+            // said ready between every failed insert): the file system must have room, and the
+            // probe commits a write that takes new pages (a row grown by 256 KiB, then given
+            // back its value in the same transaction: nothing changes).
+            if let Some(free) = free_bytes(&self.folder).filter(|f| *f < READY_FREE_BYTES) {
+                anyhow::bail!(
+                    "the database cannot commit: its file system ({}) has {} KiB free",
+                    self.folder.display(),
+                    free / 1024
+                );
+            }
             self.write(|conn| {
-                conn.prepare_cached(
-                    "UPDATE schema_migrations SET applied_at = applied_at WHERE version = 1",
-                )?
-                .execute([])?;
+                let was: String = conn.query_row(
+                    "SELECT applied_at FROM schema_migrations WHERE version = 1",
+                    [],
+                    |r| r.get(0),
+                )?;
+                let mut grown = was.clone();
+                grown.push_str(&" ".repeat(256 * 1024));
+                let set = "UPDATE schema_migrations SET applied_at = ?1 WHERE version = 1";
+                conn.execute(set, [&grown])?;
+                conn.execute(set, [&was])?;
                 Ok(())
             })
             .await

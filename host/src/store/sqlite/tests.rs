@@ -596,7 +596,32 @@ async fn a_write_without_room_makes_the_store_not_ready_until_one_commits() {
     let full = full.expect("the database ran out of pages");
     assert!(format!("{full:#}").contains("a full disk"), "{full:#}");
     assert!(store.writer.failing(), "a storage failure is remembered");
-    // The probe rewrites a row in place (no new page): it commits, and the store is ready again.
+    // Still no room: the probe needs new pages, as an insert does, and is refused too (a row
+    // rewritten in place committed, and the store said ready between failed inserts).
+    for _ in 0..3 {
+        assert!(store.ready().await.is_err(), "not ready while full");
+        assert!(store.writer.failing());
+    }
+    // Room again: the probe commits, changing nothing, and the store is ready.
+    store
+        .write(|c| {
+            c.query_row("PRAGMA max_page_count = 1000000", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+        .unwrap();
     store.ready().await.expect("ready once a commit succeeds");
     assert!(!store.writer.failing());
+    let applied: String = store
+        .write(|c| {
+            Ok(c.query_row(
+                "SELECT applied_at FROM schema_migrations WHERE version = 1",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert!(applied.len() < 64, "the probe leaves the row as it was");
+    assert!(free_bytes(std::path::Path::new("/")).is_some_and(|f| f > 0));
 }
