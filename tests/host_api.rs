@@ -1873,3 +1873,77 @@ async fn a_refused_merchant_body_quotes_no_value() {
     assert_eq!(v["error"]["code"], "invalid_json", "{v}");
     assert!(!r.text().contains("9876543210987654321"), "{}", r.text());
 }
+
+/// One shop whose webhook endpoint hangs does not hold back another shop's webhooks: the
+/// outbox sent up to 16 at a time and waited for the whole group, so a shop's webhook waited
+/// for the slowest send of another shop's (its timeout, 10 s by default).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_shop_does_not_hold_back_another_shops_webhooks() {
+    let (dir, alipay, fast) = stubs("webhook-fairness").await;
+    let slow = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
+    slow.delay(Duration::from_secs(3));
+    let merchant = |id: &str, hook: &str| {
+        format!(
+            r#"
+[merchants.{id}]
+partner = "{PARTNER}"
+key = "{MD5_KEY}"
+seller_email = "{SELLER}"
+gateway_url = "{gw}"
+notify_verify_url = "{verify}"
+shop_webhook_url = "{hook}"
+shop_webhook_secret = "{HOOK_SECRET}"
+"#,
+            gw = alipay.gateway_url(),
+            verify = alipay.verify_url(),
+        )
+    };
+    let host = TestHost::start(&dir, |port| {
+        config_head(port, TOKEN, "")
+            + "\n[webhooks]\ntimeout_ms = 3000\n"
+            + &merchant("slow", &slow.url("/hook"))
+            + &merchant("fast", &fast.url("/hook"))
+    })
+    .await;
+    let w = World {
+        host,
+        alipay,
+        shop: fast,
+    };
+    for i in 0..8 {
+        let no = format!("SLOW-{i}");
+        assert_eq!(create(&w, "slow", order(&no, "1.00")).await.status, 201);
+        let id = format!("slow-notify-{i}");
+        w.alipay.issue(&id);
+        let body = alipay::md5_notify_body(&trade(&no, "1.00", &id), MD5_KEY);
+        assert_eq!(notify(&w, "slow", &body).await.text(), "success");
+    }
+    // The slow shop's sends are under way.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        create(&w, "fast", order("FAST-1", "1.00")).await.status,
+        201
+    );
+    w.alipay.issue("fast-notify-1");
+    let body = alipay::md5_notify_body(&trade("FAST-1", "1.00", "fast-notify-1"), MD5_KEY);
+    let paid = std::time::Instant::now();
+    assert_eq!(notify(&w, "fast", &body).await.text(), "success");
+    conformance::wait_for(
+        "the fast shop's webhook",
+        Duration::from_secs(10),
+        async || !w.shop.requests().is_empty(),
+    )
+    .await;
+    let waited = paid.elapsed();
+    assert!(
+        waited < Duration::from_millis(1500),
+        "the fast shop waited {waited:?} for its webhook"
+    );
+    // The slow shop's webhooks arrive too, in the end.
+    conformance::wait_for(
+        "the slow shop's webhooks",
+        Duration::from_secs(20),
+        async || slow.requests().len() >= 8,
+    )
+    .await;
+}

@@ -295,6 +295,17 @@ async fn dead_letters_sessions_tokens_and_pruning() {
     assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 500"));
     assert!(!s.resend_webhook("other", job.id).await.unwrap());
     assert!(s.resend_webhook("m1", job.id).await.unwrap());
+    // A busy shop's are left to its sends in flight (and not leased); at most per_merchant of each.
+    assert!(s
+        .due_webhooks_fair(now_ms() + 1, 10, 10, &["m1".to_owned()])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .due_webhooks_fair(now_ms() + 1, 10, 0, &[])
+        .await
+        .unwrap()
+        .is_empty());
     let again = s.due_webhooks(now_ms() + 1, 10).await.unwrap();
     assert_eq!(again.len(), 1, "resent: due again, lease dropped");
     s.webhook_failed(again[0].id, now_ms() - 1, "timeout")

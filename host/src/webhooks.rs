@@ -10,6 +10,7 @@
 
 use crate::service::{hmac_hex, App};
 use crate::store::now_ms;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -17,110 +18,163 @@ use tokio::sync::Notify;
 /// The most of a shop's answer that is read.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 
-/// Runs until `stop` turns true.
+/// Sends in flight at most, over all shops.
+const MAX_IN_FLIGHT: usize = 16;
+/// Sends in flight at most for one shop: a shop whose endpoint hangs (each send waiting
+/// `timeout_ms`) holds these, never the others' (they waited for the slowest of a group of 16).
+const PER_SHOP: usize = 4;
+
+/// Runs until `stop` turns true: starts each due webhook as a slot frees, at most
+/// [`PER_SHOP`] of one shop at a time.
 pub async fn run(app: Arc<App>, wake: Arc<Notify>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut flying = tokio::task::JoinSet::new();
+    // Of each send in flight: its task, its outbox row and its shop.
+    let mut tasks: HashMap<tokio::task::Id, (i64, String)> = HashMap::new();
+    let mut per_shop: HashMap<String, usize> = HashMap::new();
     loop {
         if *stop.borrow() {
-            return;
+            break;
         }
-        let delivered_any = deliver_due(&app).await;
-        if delivered_any {
+        let mut started = false;
+        if flying.len() < MAX_IN_FLIGHT {
+            let busy: Vec<String> = per_shop
+                .iter()
+                .filter(|(_, n)| **n >= PER_SHOP)
+                .map(|(m, _)| m.clone())
+                .collect();
+            // SQLite returns the sends in flight again (PostgreSQL leases them): asked for as
+            // many more, and skipped.
+            let limit = (MAX_IN_FLIGHT - flying.len() + tasks.len()) as u32;
+            match app
+                .store
+                .due_webhooks_fair(now_ms(), limit, PER_SHOP as u32, &busy)
+                .await
+            {
+                Ok(jobs) => {
+                    for job in jobs {
+                        if flying.len() >= MAX_IN_FLIGHT {
+                            break;
+                        }
+                        if tasks.values().any(|(id, _)| *id == job.id) {
+                            continue;
+                        }
+                        *per_shop.entry(job.merchant_id.clone()).or_default() += 1;
+                        let (id, merchant) = (job.id, job.merchant_id.clone());
+                        let app = app.clone();
+                        let handle = flying.spawn(async move { deliver(&app, job).await });
+                        tasks.insert(handle.id(), (id, merchant));
+                        started = true;
+                    }
+                }
+                Err(e) => {
+                    // Polled five times a second: an outage of the database is said every 10 s,
+                    // not at every poll.
+                    static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(10_000);
+                    if let Some(unsaid) = SAY.allow() {
+                        tracing::error!(error = %e, unsaid, "cannot read the webhook outbox (said again every 10 s while it lasts)");
+                    }
+                }
+            }
+        }
+        if started {
             continue;
         }
         tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
+            Some(done) = flying.join_next_with_id(), if !flying.is_empty() => {
+                let task = match done {
+                    Ok((task, ())) => task,
+                    Err(e) => e.id(),
+                };
+                if let Some((_, merchant)) = tasks.remove(&task) {
+                    if let Some(n) = per_shop.get_mut(&merchant) {
+                        *n -= 1;
+                        if *n == 0 {
+                            per_shop.remove(&merchant);
+                        }
+                    }
+                }
+            }
             _ = wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
+    // Stopping: sends in flight get a moment, then are dropped; each is sent again after the
+    // restart (at least once, as every webhook).
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while flying.join_next().await.is_some() {}
+    })
+    .await;
+    flying.abort_all();
 }
 
-/// Delivers what is due; true if anything was attempted.
-async fn deliver_due(app: &Arc<App>) -> bool {
-    // Store calls wait for their commit without stalling the runtime (see store::sqlite).
-    let jobs = match app.store.due_webhooks(now_ms(), 16).await {
-        Ok(j) => j,
-        Err(e) => {
-            // Polled five times a second: an outage of the database is said every 10 s, not
-            // at every poll.
-            static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(10_000);
-            if let Some(unsaid) = SAY.allow() {
-                tracing::error!(error = %e, unsaid, "cannot read the webhook outbox (said again every 10 s while it lasts)");
-            }
-            return false;
-        }
+/// Sends one webhook and records how it went: delivered, to be retried after its backoff, or
+/// given up (dead letter).
+async fn deliver(app: &Arc<App>, job: crate::store::WebhookJob) {
+    // The merchant's current webhook URL: a retry follows a URL the shop corrected
+    // after the event was queued.
+    let (key, url) = match app.store.merchant(&job.merchant_id).await {
+        Ok(Some(m)) => (
+            app.shop_key(&job.merchant_id, &m),
+            m.shop_webhook_url
+                .clone()
+                .unwrap_or_else(|| job.url.clone()),
+        ),
+        _ => (
+            crate::onboarding::derived_shop_key(app.config.api_token.expose(), &job.merchant_id),
+            job.url.clone(),
+        ),
     };
-    if jobs.is_empty() {
-        return false;
+    let (http_status, result) = post(&app, &url, &job.event_id, &job.body, &key).await;
+    // Each attempt on the payment's timeline.
+    if let Some(no) = crate::store::ledger::webhook_order(&job.body) {
+        let attempt = crate::store::ledger::WebhookAttempt {
+            webhook_id: job.id,
+            event_type: serde_json::from_str::<serde_json::Value>(&job.body)
+                .ok()
+                .and_then(|v| v["type"].as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            at: crate::store::now_rfc3339(),
+            http_status,
+            error: result.as_ref().err().cloned(),
+        };
+        if let Err(e) = app
+            .store
+            .record_webhook_attempt(&job.merchant_id, &no, &attempt)
+            .await
+        {
+            tracing::warn!(event = %job.event_id, error = %e, "cannot record a webhook attempt");
+        }
     }
-    let mut tasks = Vec::new();
-    for job in jobs {
-        let app = app.clone();
-        tasks.push(tokio::spawn(async move {
-            // The merchant's current webhook URL: a retry follows a URL the shop corrected
-            // after the event was queued.
-            let (key, url) = match app.store.merchant(&job.merchant_id).await {
-                Ok(Some(m)) => (
-                    app.shop_key(&job.merchant_id, &m),
-                    m.shop_webhook_url.clone().unwrap_or_else(|| job.url.clone()),
-                ),
-                _ => (
-                    crate::onboarding::derived_shop_key(app.config.api_token.expose(), &job.merchant_id),
-                    job.url.clone(),
-                ),
+    match result {
+        Ok(()) => {
+            app.metrics.webhooks_delivered.inc();
+            tracing::info!(event = %job.event_id, merchant = %job.merchant_id, "webhook delivered");
+            if let Err(e) = app.store.webhook_delivered(job.id).await {
+                tracing::error!(event = %job.event_id, error = %e, "cannot mark a webhook delivered; it will be sent again");
+            }
+        }
+        Err(e) => {
+            app.metrics.webhooks_failed.inc();
+            let cfg = &app.config.webhooks;
+            let backoff = cfg
+                .retry_base_ms
+                .saturating_mul(1u64 << job.attempts.min(20))
+                .min(cfg.retry_max_ms);
+            tracing::warn!(event = %job.event_id, merchant = %job.merchant_id, attempt = job.attempts + 1, retry_in_ms = backoff, error = %e, "webhook not delivered");
+            let next = now_ms() + backoff as i64;
+            let recorded = if next - job.created_ms > cfg.give_up_after_ms as i64 {
+                app.metrics.webhooks_dead.inc();
+                tracing::error!(event = %job.event_id, merchant = %job.merchant_id, attempts = job.attempts + 1, "webhook given up after the retry window (dead letter); resend it from the admin page");
+                app.store.webhook_dead(job.id, &e).await
+            } else {
+                app.store.webhook_failed(job.id, next, &e).await
             };
-            let (http_status, result) = post(&app, &url, &job.event_id, &job.body, &key).await;
-            // Each attempt on the payment's timeline.
-            if let Some(no) = crate::store::ledger::webhook_order(&job.body) {
-                let attempt = crate::store::ledger::WebhookAttempt {
-                    webhook_id: job.id,
-                    event_type: serde_json::from_str::<serde_json::Value>(&job.body)
-                        .ok()
-                        .and_then(|v| v["type"].as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                    at: crate::store::now_rfc3339(),
-                    http_status,
-                    error: result.as_ref().err().cloned(),
-                };
-                if let Err(e) = app.store.record_webhook_attempt(&job.merchant_id, &no, &attempt).await {
-                    tracing::warn!(event = %job.event_id, error = %e, "cannot record a webhook attempt");
-                }
+            if let Err(err) = recorded {
+                tracing::error!(event = %job.event_id, error = %err, "cannot record a webhook failure");
             }
-            match result {
-                Ok(()) => {
-                    app.metrics.webhooks_delivered.inc();
-                    tracing::info!(event = %job.event_id, merchant = %job.merchant_id, "webhook delivered");
-                    if let Err(e) = app.store.webhook_delivered(job.id).await {
-                        tracing::error!(event = %job.event_id, error = %e, "cannot mark a webhook delivered; it will be sent again");
-                    }
-                }
-                Err(e) => {
-                    app.metrics.webhooks_failed.inc();
-                    let cfg = &app.config.webhooks;
-                    let backoff = cfg
-                        .retry_base_ms
-                        .saturating_mul(1u64 << job.attempts.min(20))
-                        .min(cfg.retry_max_ms);
-                    tracing::warn!(event = %job.event_id, merchant = %job.merchant_id, attempt = job.attempts + 1, retry_in_ms = backoff, error = %e, "webhook not delivered");
-                    let next = now_ms() + backoff as i64;
-                    let recorded = if next - job.created_ms > cfg.give_up_after_ms as i64 {
-                        app.metrics.webhooks_dead.inc();
-                        tracing::error!(event = %job.event_id, merchant = %job.merchant_id, attempts = job.attempts + 1, "webhook given up after the retry window (dead letter); resend it from the admin page");
-                        app.store.webhook_dead(job.id, &e).await
-                    } else {
-                        app.store.webhook_failed(job.id, next, &e).await
-                    };
-                    if let Err(err) = recorded {
-                        tracing::error!(event = %job.event_id, error = %err, "cannot record a webhook failure");
-                    }
-                }
-            }
-        }));
+        }
     }
-    for t in tasks {
-        let _ = t.await;
-    }
-    true
 }
 
 /// Posts one webhook; the shop's HTTP status (None when no answer came) and the error, if any.

@@ -304,7 +304,20 @@ pub trait Notifications: Send + Sync {
 /// The outbox of shop webhooks.
 #[async_trait]
 pub trait Webhooks: Send + Sync {
-    async fn due_webhooks(&self, now_ms: i64, limit: u32) -> Result<Vec<WebhookJob>>;
+    /// Up to `limit` webhooks due at `now_ms`, oldest first.
+    async fn due_webhooks(&self, now_ms: i64, limit: u32) -> Result<Vec<WebhookJob>> {
+        self.due_webhooks_fair(now_ms, limit, limit, &[]).await
+    }
+    /// [`Webhooks::due_webhooks`], at most `per_merchant` of each merchant and none of the
+    /// merchants in `busy` (their sends in flight already): a shop whose endpoint hangs does
+    /// not take every send of the outbox from the other shops.
+    async fn due_webhooks_fair(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        per_merchant: u32,
+        busy: &[String],
+    ) -> Result<Vec<WebhookJob>>;
     async fn webhook_delivered(&self, id: i64) -> Result<()>;
     async fn webhook_failed(&self, id: i64, next_attempt_ms: i64, error: &str) -> Result<()>;
     /// Gives up on a webhook (dead letter): it is no longer due, and listed on the admin page.

@@ -4,23 +4,50 @@ use super::*;
 
 #[async_trait]
 impl Webhooks for PostgresStore {
-    async fn due_webhooks(&self, now_ms: i64, limit: u32) -> Result<Vec<WebhookJob>> {
+    async fn due_webhooks_fair(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        per_merchant: u32,
+        busy: &[String],
+    ) -> Result<Vec<WebhookJob>> {
         let lease_ms = self.lease_ms;
         {
             let c = self.client().await?;
+            // The window picks the candidates (it cannot lock); the conditions are checked again
+            // on the row as locked, which skips one another replica leased or delivered meanwhile.
             let st = c
                 .prepare_cached(
                     "UPDATE webhook_outbox SET lease_until = clock_timestamp() + make_interval(secs => $3::bigint / 1000.0)
                  WHERE id IN (
                      SELECT id FROM webhook_outbox
-                      WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_ms <= $1
+                      WHERE id IN (
+                          SELECT id FROM (
+                              SELECT id, next_attempt_ms,
+                                     ROW_NUMBER() OVER (PARTITION BY merchant_id ORDER BY next_attempt_ms, id) AS n
+                                FROM webhook_outbox
+                               WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_ms <= $1
+                                 AND (lease_until IS NULL OR lease_until <= clock_timestamp())
+                                 AND merchant_id <> ALL($5::text[])) w
+                           WHERE n <= $4 ORDER BY next_attempt_ms, id LIMIT $2)
+                        AND delivered_at IS NULL AND dead_at IS NULL AND next_attempt_ms <= $1
                         AND (lease_until IS NULL OR lease_until <= clock_timestamp())
-                      ORDER BY next_attempt_ms, id LIMIT $2
                       FOR UPDATE SKIP LOCKED)
                  RETURNING id, event_id, merchant_id, url, body, attempts, created_ms, next_attempt_ms",
                 )
                 .await?;
-            let rows = c.query(&st, &[&now_ms, &(limit as i64), &lease_ms]).await?;
+            let rows = c
+                .query(
+                    &st,
+                    &[
+                        &now_ms,
+                        &(limit as i64),
+                        &lease_ms,
+                        &(per_merchant as i64),
+                        &busy,
+                    ],
+                )
+                .await?;
             let mut jobs: Vec<(i64, WebhookJob)> = rows
                 .iter()
                 .map(|r| {

@@ -6,14 +6,27 @@ use rusqlite::params;
 
 #[async_trait]
 impl Webhooks for SqliteStore {
-    async fn due_webhooks(&self, now_ms: i64, limit: u32) -> Result<Vec<WebhookJob>> {
+    async fn due_webhooks_fair(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        per_merchant: u32,
+        busy: &[String],
+    ) -> Result<Vec<WebhookJob>> {
+        let busy = serde_json::to_string(busy)?;
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, event_id, merchant_id, url, body, attempts, COALESCE(created_ms, next_attempt_ms) FROM webhook_outbox
-                 WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT ?2",
+                "SELECT id, event_id, merchant_id, url, body, attempts, created FROM (
+                     SELECT id, event_id, merchant_id, url, body, attempts, next_attempt_ms,
+                            COALESCE(created_ms, next_attempt_ms) AS created,
+                            ROW_NUMBER() OVER (PARTITION BY merchant_id ORDER BY next_attempt_ms, id) AS n
+                       FROM webhook_outbox
+                      WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_ms <= ?1
+                        AND merchant_id NOT IN (SELECT value FROM json_each(?4)))
+                  WHERE n <= ?3 ORDER BY next_attempt_ms, id LIMIT ?2",
             )?;
             let rows = stmt
-                .query_map(params![now_ms, limit], |r| {
+                .query_map(params![now_ms, limit, per_merchant, busy], |r| {
                     Ok(WebhookJob {
                         id: r.get(0)?,
                         event_id: r.get(1)?,
