@@ -1226,6 +1226,32 @@ async fn refund_rules(s: &dyn Store) {
     .collect();
     assert_eq!(events, want);
 
+    // Closed here, then a refund report arrives first (the trade was paid at the provider and
+    // refunded in part): paid and partly refunded, and held for review as a paid notification
+    // of it is (it was not).
+    let mut late = payment("m1", "closed-then-paid");
+    late.total_fen = 1000;
+    s.insert_payment(&late).await.unwrap();
+    assert!(s
+        .close_payment("m1", "closed-then-paid", hook)
+        .await
+        .unwrap());
+    s.apply_refund_report(&effect_of(
+        "n-closed-then-paid",
+        "closed-then-paid",
+        report("", None, Some(300), true),
+    ))
+    .await
+    .unwrap();
+    let p = s.payment("m1", "closed-then-paid").await.unwrap().unwrap();
+    assert_eq!(p.status, "PARTIALLY_REFUNDED", "{p:?}");
+    assert!(
+        p.review
+            .as_deref()
+            .is_some_and(|r| r.contains("paid after it was closed here") && r.contains("3.00")),
+        "{p:?}"
+    );
+
     // The admin list's 合计: every page of a filter (its limit and cursor ignored), the same as
     // its rows summed.
     let m1 = PaymentFilter {

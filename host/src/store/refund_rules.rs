@@ -349,6 +349,8 @@ async fn apply_write<T: RefundTx>(
     let now = now_rfc3339();
     let done_at = w.completed_at.unwrap_or(&now);
     let (m, no) = (payment.merchant_id.as_str(), payment.out_trade_no.as_str());
+    // The payment's review note as this transaction wrote it, if it did.
+    let mut flagged: Option<String> = None;
     let (id, status) = match write {
         RefundWrite::Nothing => return Ok(RefundApplied::Known),
         RefundWrite::Name { id } => {
@@ -367,6 +369,7 @@ async fn apply_write<T: RefundTx>(
             if let Some(reason) = review {
                 let note = review::with_reason(payment.review.as_deref(), &reason);
                 tx.flag_payment(m, no, &note, &now).await?;
+                flagged = Some(note);
             }
             (id, status)
         }
@@ -415,6 +418,16 @@ async fn apply_write<T: RefundTx>(
         refunds::Totals::of(&all.iter().map(Refund::line).collect::<Vec<_>>()).succeeded;
     let (next, hooks) = after_success(payment, &refund, succeeded, &now, w.webhook_url);
     tx.write_refunded(m, no, &next, succeeded, &now).await?;
+    // Closed here, and now known paid (its refund came first): held for review as a paid
+    // notification of it is, so the owner fulfils or refunds the rest.
+    if payment.status == state::TRADE_CLOSED && next != payment.status {
+        let reason = format!(
+            "关闭后又收到付款，并已退款 {0}：请发货或退还余款 / paid after it was closed here, and {0} refunded: fulfil or refund the rest",
+            refund.amount()
+        );
+        let note = review::with_reason(flagged.as_deref().or(payment.review.as_deref()), &reason);
+        tx.flag_payment(m, no, &note, &now).await?;
+    }
     for hook in &hooks {
         tx.enqueue_webhook_once(m, hook, now_ms()).await?;
     }
