@@ -390,12 +390,12 @@ pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn S
 }
 
 /// Whether the configured database can be reached, changing nothing (`payhost check-config`):
-/// PostgreSQL answers `SELECT 1`; an SQLite file that exists is a database payhost may read and
-/// write, and one that does not yet can be created in its folder.
+/// PostgreSQL answers `SELECT 1`; an SQLite file that exists is a whole database (every page read)
+/// payhost may read and write, and one that does not yet can be created in its folder.
 pub async fn check_reachable(config: &crate::config::Config) -> std::result::Result<(), String> {
     match &config.database_url {
         Some(url) => postgres::check_reachable(url.expose()).await,
-        None => sqlite::check_file(&config.database),
+        None => sqlite::check_file_thoroughly(&config.database),
     }
 }
 

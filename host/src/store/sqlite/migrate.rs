@@ -44,7 +44,10 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
 /// What `payhost check-config` can tell of an existing database without changing it: opened
 /// read-only, its schema must be one this payhost knows (a newer one is refused at start) and
 /// readable (a damaged file fails here, not at start).
-pub(super) fn check_known(path: &std::path::Path) -> std::result::Result<(), String> {
+pub(super) fn check_known(
+    path: &std::path::Path,
+    thorough: bool,
+) -> std::result::Result<(), String> {
     use rusqlite::OpenFlags;
     let shown = path.display();
     let uri = file_uri(path);
@@ -102,6 +105,16 @@ pub(super) fn check_known(path: &std::path::Path) -> std::result::Result<(), Str
             MIGRATIONS.len()
         ));
     }
+    if thorough {
+        let first: String = conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(unreadable)?;
+        if first != "ok" {
+            return Err(format!(
+                "database: {shown} is damaged ({first}): restore the last backup (README, \"Deployment: backup and restore\"); if the disk reported errors, check it first"
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -144,7 +157,7 @@ mod tests {
             f
         };
         let before = files();
-        assert_eq!(check_known(&db), Ok(()));
+        assert_eq!(check_known(&db, true), Ok(()));
         assert_eq!(files(), before, "nothing created");
         {
             let c = Connection::open(&db).unwrap();
@@ -155,7 +168,7 @@ mod tests {
             .unwrap();
             c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
         }
-        let newer = check_known(&db).unwrap_err();
+        let newer = check_known(&db, true).unwrap_err();
         assert!(
             newer.contains("version 99") && newer.contains("newer"),
             "{newer}"
@@ -167,11 +180,42 @@ mod tests {
         let odd = dir.join("a %3F?#b 中");
         std::fs::create_dir_all(&odd).unwrap();
         std::fs::copy(&db, odd.join("payhost.db")).unwrap();
-        let newer_too = check_known(&odd.join("payhost.db")).unwrap_err();
+        let newer_too = check_known(&odd.join("payhost.db"), true).unwrap_err();
         assert!(newer_too.contains("version 99"), "{newer_too}");
-        let damaged = check_known(&broken).unwrap_err();
+        let damaged = check_known(&broken, true).unwrap_err();
         assert!(
             damaged.contains("broken.db") && damaged.contains("damaged"),
+            "{damaged}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A file whose header is whole but whose pages are not: the thorough check (check-config)
+    /// reads every page and says what to do; serve's quick one reads the schema only.
+    #[test]
+    fn damaged_pages_are_found_by_the_thorough_check() {
+        let dir = std::env::temp_dir().join(format!("payhost-check-pages-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("payhost.db");
+        {
+            let c = Connection::open(&db).unwrap();
+            migrate(&c).unwrap();
+            c.execute_batch("CREATE TABLE filler (b TEXT);").unwrap();
+            for _ in 0..400 {
+                c.execute("INSERT INTO filler VALUES (?1)", [&"x".repeat(2000)])
+                    .unwrap();
+            }
+        }
+        let mut bytes = std::fs::read(&db).unwrap();
+        assert!(bytes.len() > 120 * 4096, "{}", bytes.len());
+        for (i, b) in bytes[100 * 4096..110 * 4096].iter_mut().enumerate() {
+            *b = (i * 131 % 251) as u8;
+        }
+        std::fs::write(&db, &bytes).unwrap();
+        assert_eq!(check_known(&db, false), Ok(()));
+        let damaged = check_known(&db, true).unwrap_err();
+        assert!(
+            damaged.contains("is damaged") && damaged.contains("restore the last backup"),
             "{damaged}"
         );
         let _ = std::fs::remove_dir_all(&dir);
@@ -233,11 +277,11 @@ mod tests {
                 .is_err(),
             "the main file alone must be unreadable for this test to mean anything"
         );
-        assert_eq!(check_known(&cut), Ok(()));
+        assert_eq!(check_known(&cut, true), Ok(()));
         // Without the log's index, the check cannot read the log without making one: it leaves
         // the judgement to SQLite's own open, and makes no file.
         std::fs::remove_file(with(&cut, "-shm")).unwrap();
-        assert_eq!(check_known(&cut), Ok(()));
+        assert_eq!(check_known(&cut, true), Ok(()));
         assert!(!with(&cut, "-shm").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -61,6 +61,17 @@ fn free_bytes(folder: &Path) -> Option<u64> {
 /// read and write; a missing one can be created (its folder exists and is writable: the journal
 /// files go there too).
 pub fn check_file(path: &Path) -> std::result::Result<(), String> {
+    check_file_with(path, false)
+}
+
+/// [`check_file`], and every page of an existing database read (`PRAGMA quick_check`):
+/// `payhost check-config`, the check of a restored file. A damaged page passed the header check,
+/// and `serve` started, failing only where the page was read.
+pub fn check_file_thoroughly(path: &Path) -> std::result::Result<(), String> {
+    check_file_with(path, true)
+}
+
+fn check_file_with(path: &Path, thorough: bool) -> std::result::Result<(), String> {
     let shown = path.display();
     let dir = path
         .parent()
@@ -98,7 +109,7 @@ pub fn check_file(path: &Path) -> std::result::Result<(), String> {
     if header.is_empty() {
         Ok(())
     } else if header == b"SQLite format 3\0" {
-        migrate::check_known(path)
+        migrate::check_known(path, thorough)
     } else {
         Err(format!("database: {shown} is not an SQLite database"))
     }
