@@ -853,6 +853,69 @@ async fn return_url_must_be_on_a_shop_origin() {
     assert_eq!(bad_origin.status, 400);
 }
 
+/// A shop refusing its webhooks is shown on the admin pages while they are retried, not only
+/// once they are given up on (3 days by default): the overview says so, and the dead letters'
+/// page and the merchant's page list each with its order and the shop's answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_being_retried_are_shown_before_they_are_given_up() {
+    let w = world(
+        "sec-retrying",
+        "",
+        "\n[webhooks]\nretry_base_ms = 60000\nretry_max_ms = 60000\n",
+    )
+    .await;
+    w.shop.answer(|_: &Seen| (500, b"down".to_vec()));
+    create(&w, "shop", "R1").await;
+    w.alipay.issue("n-R1");
+    let r = notify(
+        &w,
+        "shop",
+        &alipay::md5_notify_body(&trade("R1", "n-R1", "TRADE_SUCCESS"), MD5_KEY),
+    )
+    .await;
+    assert_eq!(r.text(), "success");
+    wait_for(|| !events(&w, "/hook").is_empty(), "the first attempt").await;
+    let (cookie, _) = admin_login(&w.host.url(""), ADMIN_PASSWORD).await;
+    let page = async |path: &str| {
+        request("GET", &w.host.url(path), &[("cookie", &cookie)], Vec::new())
+            .await
+            .text()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut overview = page("/admin").await;
+    while !overview.contains("id=\"webhooks-retrying\"") {
+        assert!(Instant::now() < deadline, "never shown: {overview}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        overview = page("/admin").await;
+    }
+    assert!(overview.contains("/admin/webhooks#retrying"), "{overview}");
+    for path in ["/admin/webhooks", "/admin/merchants/shop"] {
+        let text = page(path).await;
+        let table = text
+            .split("id=\"retrying-webhooks\"")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{path}: {text}"));
+        assert!(
+            table.contains(">R1</a>")
+                && table.contains("payment.paid")
+                && table.contains("HTTP 500"),
+            "{path}: {table}"
+        );
+    }
+    // Once the shop accepts it, it is no longer listed.
+    w.shop.answer(|_: &Seen| (200, b"ok".to_vec()));
+    let db = rusqlite::Connection::open(w.host.dir.join("payhost.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute("UPDATE webhook_outbox SET next_attempt_ms = 0", [])
+        .unwrap();
+    drop(db);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while page("/admin").await.contains("id=\"webhooks-retrying\"") {
+        assert!(Instant::now() < deadline, "still shown once delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Finding 7: failed webhooks are retried for the configured window, then dead-lettered and
 /// listed on the admin page, where "resend" queues them again; a huge answer is not read whole.
 #[tokio::test(flavor = "multi_thread")]

@@ -162,6 +162,21 @@ pub struct DeadWebhook {
     pub dead_at: String,
 }
 
+/// A webhook the shop has refused at least once and that is still being retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryingWebhook {
+    pub id: i64,
+    pub merchant_id: String,
+    pub event_type: String,
+    /// The order the event is about (from its body).
+    pub out_trade_no: Option<String>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// When it was queued, and when it is sent next (ms since the epoch).
+    pub created_ms: i64,
+    pub next_attempt_ms: i64,
+}
+
 /// A per-merchant API token (never its value: only its hash is stored).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
@@ -325,6 +340,13 @@ pub trait Webhooks: Send + Sync {
     /// Webhooks not delivered and not given up on.
     async fn pending_webhooks(&self) -> Result<u64>;
     async fn dead_webhooks(&self, merchant: Option<&str>, limit: u32) -> Result<Vec<DeadWebhook>>;
+    /// Webhooks the shop refused at least once, still being retried, oldest first (the admin
+    /// shows them long before they are given up on).
+    async fn retrying_webhooks(
+        &self,
+        merchant: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RetryingWebhook>>;
     /// Queues a dead-lettered webhook again (a fresh retry window); false if there is none.
     async fn resend_webhook(&self, merchant: &str, id: i64) -> Result<bool>;
 }

@@ -293,7 +293,42 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
             webhook_url, webhook_secret_placeholder, shop_origins,
             payments, notifications, tokens,
             dead => dead_views(app, Some(id)).await, dead_merchant => id,
+            retrying => retrying_views(app, Some(id)).await,
+            give_up => give_up_text(app),
         },
+    }
+}
+
+/// The webhooks a shop refused, still being retried: the owner sees a broken shop endpoint the
+/// same hour, not once it is given up on (3 days by default).
+pub(super) async fn retrying_views(app: &App, merchant: Option<&str>) -> Vec<Value> {
+    let zone = &app.config.admin.time_zone;
+    let at = |ms: i64| zone.show(&crate::store::format_unix((ms.max(0) / 1000) as u64));
+    app.store
+        .retrying_webhooks(merchant, 500)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|w| {
+            context! {
+                id => w.id, merchant_id => w.merchant_id, event_type => w.event_type,
+                url => w.out_trade_no.as_deref().map(|no| super::payments::payment_url(&w.merchant_id, no)),
+                out_trade_no => w.out_trade_no, attempts => w.attempts,
+                queued_at => at(w.created_ms), next_at => at(w.next_attempt_ms),
+                reason => w.last_error.unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// How long a webhook is retried before it is given up on, in words.
+pub(super) fn give_up_text(app: &App) -> String {
+    let s = app.config.webhooks.give_up_after_ms / 1000;
+    match s {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{} d", s / 86_400),
+        s if s >= 3_600 && s % 3_600 == 0 => format!("{} h", s / 3_600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
     }
 }
 
@@ -320,20 +355,21 @@ async fn dead_of(app: &App, merchant: Option<&str>) -> Vec<crate::store::DeadWeb
 }
 
 pub async fn dead_letters(app: &Arc<App>, ctx: &Ctx) -> Page {
-    let dead: Vec<Value> = match ctx.who.only() {
-        None => dead_views(app, None).await,
+    let (dead, retrying): (Vec<Value>, Vec<Value>) = match ctx.who.only() {
+        None => (dead_views(app, None).await, retrying_views(app, None).await),
         Some(mine) => {
-            let mut all = Vec::new();
+            let (mut dead, mut retrying) = (Vec::new(), Vec::new());
             for m in mine {
-                all.extend(dead_views(app, Some(m)).await);
+                dead.extend(dead_views(app, Some(m)).await);
+                retrying.extend(retrying_views(app, Some(m)).await);
             }
-            all
+            (dead, retrying)
         }
     };
     Page::View {
         template: "webhooks.html",
         section: "webhooks",
-        values: context! { dead, dead_merchant => () },
+        values: context! { dead, dead_merchant => (), retrying, give_up => give_up_text(app) },
     }
 }
 

@@ -374,10 +374,27 @@ pub async fn overview(app: &Arc<App>, ctx: &Ctx) -> Page {
             }
         })
         .collect();
+    // A shop refusing its webhooks is said here, not only once they are given up on.
+    let mut retrying: Vec<String> = Vec::new();
+    let mut retrying_count = 0usize;
+    for scope in &scopes {
+        for w in app
+            .store
+            .retrying_webhooks(scope.as_deref(), 500)
+            .await
+            .unwrap_or_default()
+        {
+            retrying_count += 1;
+            if !retrying.contains(&w.merchant_id) {
+                retrying.push(w.merchant_id);
+            }
+        }
+    }
     Page::View {
         template: "overview.html",
         section: "overview",
         values: context! {
+            retrying_count, retrying_merchants => retrying.join(", "),
             merchants,
             chart => context! { svg, days => table, total_count, total_amount => yuan(total_fen) },
             zone => "Asia/Shanghai (UTC+08:00)",

@@ -137,6 +137,38 @@ impl Webhooks for PostgresStore {
         }
     }
 
+    async fn retrying_webhooks(
+        &self,
+        merchant: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RetryingWebhook>> {
+        let merchant = merchant.map(str::to_owned);
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT id, merchant_id, COALESCE(event_type, ''), body, attempts, last_error,
+                        COALESCE(created_ms, next_attempt_ms), next_attempt_ms FROM webhook_outbox
+                 WHERE delivered_at IS NULL AND dead_at IS NULL AND attempts > 0
+                   AND ($1::text IS NULL OR merchant_id = $1)
+                 ORDER BY COALESCE(created_ms, next_attempt_ms), id LIMIT $2",
+                &[&merchant, &(limit as i64)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| RetryingWebhook {
+                id: r.get(0),
+                merchant_id: r.get(1),
+                event_type: r.get(2),
+                out_trade_no: crate::store::ledger::webhook_order(r.get::<_, &str>(3)),
+                attempts: r.get::<_, i32>(4) as u32,
+                last_error: r.get(5),
+                created_ms: r.get(6),
+                next_attempt_ms: r.get(7),
+            })
+            .collect())
+    }
+
     async fn resend_webhook(&self, merchant: &str, id: i64) -> Result<bool> {
         let merchant = merchant.to_owned();
         {
