@@ -41,6 +41,24 @@ pub struct SqliteStore {
 /// by up to about 4 MiB between checkpoints (1,000 pages).
 const READY_FREE_BYTES: u64 = 8 << 20;
 
+/// The folder of the database file `path` (its -wal, -shm and lock files go there too).
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// What to say of a file system with `free` bytes left, when that is too little for the
+/// database and its log to grow.
+fn room_problem(folder: &Path, free: Option<u64>) -> Option<String> {
+    let free = free.filter(|f| *f < READY_FREE_BYTES)?;
+    Some(format!(
+        "database: the file system of {} has {} KiB free (payhost needs room for the database and its write-ahead log): make room, then start payhost again",
+        folder.display(),
+        free / 1024
+    ))
+}
+
 /// The bytes an unprivileged user may still write on the file system of `folder` (statvfs(3));
 /// None when it cannot be told.
 fn free_bytes(folder: &Path) -> Option<u64> {
@@ -73,10 +91,7 @@ pub fn check_file_thoroughly(path: &Path) -> std::result::Result<(), String> {
 
 fn check_file_with(path: &Path, thorough: bool) -> std::result::Result<(), String> {
     let shown = path.display();
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     if !dir.is_dir() {
         return Err(format!(
             "database: the folder {} of {shown} does not exist (payhost creates the file, not its folder)",
@@ -88,6 +103,11 @@ fn check_file_with(path: &Path, thorough: bool) -> std::result::Result<(), Strin
             "database: this user cannot write in {} (the database {shown} and its journal go there)",
             dir.display()
         ));
+    }
+    if thorough {
+        if let Some(why) = room_problem(dir, free_bytes(dir)) {
+            return Err(why);
+        }
     }
     if !path.exists() {
         return Ok(());
@@ -127,6 +147,18 @@ impl SqliteStore {
     /// Opens (creating if need be) and migrates the database, and starts its writer thread. Needs
     /// no async runtime; its calls do.
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        // SQLite says a full disk as "disk I/O error" (it could not grow the -shm file) or
+        // "database or disk is full": the file system's room is said beside it.
+        Self::open_here(path).map_err(|e| {
+            let folder = folder_of(path);
+            match room_problem(folder, free_bytes(folder)) {
+                Some(why) => e.context(why),
+                None => e,
+            }
+        })
+    }
+
+    fn open_here(path: &Path) -> Result<SqliteStore> {
         let open = || {
             Connection::open(path)
                 .with_context(|| format!("cannot open the database {}", path.display()))
@@ -163,11 +195,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: writer::Writer::start(conn)?,
             readers: Arc::new(readers),
-            folder: path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .to_path_buf(),
+            folder: folder_of(path).to_path_buf(),
         })
     }
 

@@ -639,3 +639,19 @@ async fn a_write_without_room_makes_the_store_not_ready_until_one_commits() {
     assert!(applied.len() < 64, "the probe leaves the row as it was");
     assert!(free_bytes(std::path::Path::new("/")).is_some_and(|f| f > 0));
 }
+
+/// A file system without room is said with what to do (check-config, and a failed open): SQLite
+/// itself says "disk I/O error" (Error code 4874) when it cannot grow the -shm file.
+#[test]
+fn too_little_room_is_said_with_what_to_do() {
+    let folder = std::path::Path::new("/srv/payhost");
+    let said = room_problem(folder, Some(3 * 1024 * 1024)).unwrap();
+    assert!(
+        said.contains("/srv/payhost")
+            && said.contains("3072 KiB free")
+            && said.contains("make room"),
+        "{said}"
+    );
+    assert_eq!(room_problem(folder, Some(READY_FREE_BYTES)), None);
+    assert_eq!(room_problem(folder, None), None);
+}
