@@ -224,6 +224,15 @@ async fn an_online_backup_is_private_complete_and_restores() {
         200,
         "the live database still serves"
     );
+    // A missing folder, and a folder, are said in Chinese first, as the other refusals.
+    for (to, said) in [
+        (dir.join("no-such-folder/x.db"), "不存在，请先创建"),
+        (backups.clone(), "这是一个文件夹"),
+    ] {
+        let out = backup(&config, &to, false);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(said), "{}", text(&out));
+    }
 
     // --force replaces a file (here not even a database) with a checked copy.
     let junk = backups.join("junk.db");

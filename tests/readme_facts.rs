@@ -927,3 +927,30 @@ fn a_password_typed_at_a_terminal_is_asked_for_and_not_shown() {
         "the password was shown: {shown}"
     );
 }
+
+/// The systemd unit restarts payhost after any stop (SIGHUP exits 0: `on-failure` would leave
+/// it stopped), gives it longer than its 30 s drain, and starts a command `serve` takes.
+#[test]
+fn the_systemd_unit_restarts_after_a_clean_stop_and_runs_serve() {
+    let text = readme();
+    let unit = code_block_with(&text, "ini", "[Service]");
+    assert!(unit.contains("\nRestart=always\n"), "{unit}");
+    let stop: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .expect("TimeoutStopSec")
+        .parse()
+        .unwrap();
+    assert!(stop > 30, "{unit}");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
+    assert_eq!(args[..2], ["serve", "--config"], "{exec}");
+    let help = std::process::Command::new(payhost_binary())
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--config <FILE>"));
+}

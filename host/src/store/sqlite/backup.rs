@@ -37,7 +37,7 @@ const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
 pub fn backup(live: &Path, to: &Path, force: bool) -> Result<Summary> {
     if !live.is_file() {
         bail!(
-            "no database at {} (nothing to back up; is this the configuration `payhost serve` uses?)",
+            "{0} 不存在，没有可备份的数据库（这是 payhost serve 用的配置吗？）/ no database at {0} (nothing to back up; is this the configuration `payhost serve` uses?)",
             live.display()
         );
     }
@@ -48,12 +48,15 @@ pub fn backup(live: &Path, to: &Path, force: bool) -> Result<Summary> {
         );
     }
     if to.is_dir() {
-        bail!("--to {}: is a folder; name the backup file", to.display());
+        bail!(
+            "--to {0}：这是一个文件夹，请写出备份文件的名字 / --to {0}: is a folder; name the backup file",
+            to.display()
+        );
     }
     let dir = folder_of(to);
     if !dir.is_dir() {
         bail!(
-            "--to {}: the folder {} does not exist",
+            "--to {0}：文件夹 {1} 不存在，请先创建 / --to {0}: the folder {1} does not exist; create it first",
             to.display(),
             dir.display()
         );
