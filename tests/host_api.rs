@@ -694,6 +694,34 @@ async fn merchant_settings_through_the_api_are_trimmed_validated_and_masked() {
         assert!(fields.contains(&f.to_owned()), "{f} in {fields:?}");
     }
     assert_eq!(send_json("PUT", &url, None, &json!({})).await.status, 401);
+    // The file's own rules (a shop secret too short) and the component's (a key of 15
+    // characters) in one answer, each field an object as everywhere: the secret's refusal used
+    // to hide the key's until a second PUT, in a list of strings.
+    let both = send_json(
+        "PUT",
+        &url,
+        Some(TOKEN),
+        &json!({"partner": PARTNER, "key": "123456789012345", "seller_email": "a@b.cn",
+                "shop_webhook_secret": "short"}),
+    )
+    .await;
+    assert_eq!(both.status, 400, "{}", both.text());
+    let v = both.json();
+    let named: Vec<&str> = v["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            assert!(f["reason"].is_string(), "{v}");
+            f["field"].as_str().unwrap()
+        })
+        .collect();
+    assert!(
+        named.contains(&"shop_webhook_secret") && named.contains(&"key"),
+        "{v}"
+    );
+    assert_eq!(v["error"]["field"], "shop_webhook_secret", "{v}");
+    assert!(!both.text().contains("123456789012345"), "{v}");
     // A settings-only PUT keeps the webhook URL and secret (it used to drop the URL, and the
     // shop heard of no payment again); null removes the URL.
     let settings = json!({"partner": PARTNER, "key": "10000000000000000000000000000abc", "seller_email": "a@b.cn"});

@@ -373,9 +373,29 @@ impl App {
     pub async fn configure_merchant(
         &self,
         id: &str,
+        settings: MerchantSettings,
+    ) -> Result<MerchantSettings, Vec<FieldError>> {
+        self.configure_merchant_beside(id, settings, Vec::new())
+            .await
+    }
+
+    /// [`configure_merchant`](App::configure_merchant) of settings the caller already found
+    /// `earlier` problems in (its own checks, such as a shop secret too short): nothing is
+    /// saved then, but the policy and the component still check the rest, so every bad field is
+    /// said at once.
+    pub async fn configure_merchant_beside(
+        &self,
+        id: &str,
         mut settings: MerchantSettings,
+        earlier: Vec<FieldError>,
     ) -> Result<MerchantSettings, Vec<FieldError>> {
         let _permit = self.admission.enter(Class::Admin).await;
+        let with_earlier = |mut later: Vec<FieldError>| {
+            later.retain(|e| !earlier.iter().any(|x| x.field == e.field));
+            let mut all = earlier.clone();
+            all.extend(later);
+            all
+        };
         if settings.plugin_id.is_empty() {
             // One plugin: it is implied. Several: the merchant must name one.
             match self.plugins.ids().as_slice() {
@@ -420,13 +440,13 @@ impl App {
             .validate_with_defaults(plugin, &mut settings.settings)
             .await
         {
-            Ok(normalised) if refused.is_empty() => normalised,
-            Ok(_) => return Err(refused),
+            Ok(normalised) if refused.is_empty() && earlier.is_empty() => normalised,
+            Ok(_) => return Err(with_earlier(refused)),
             Err(mut invalid) => {
                 invalid.retain(|e| !refused.iter().any(|r| r.field == e.field));
                 let mut all = refused;
                 all.extend(invalid);
-                return Err(all);
+                return Err(with_earlier(all));
             }
         };
         let stored = MerchantSettings {

@@ -66,13 +66,23 @@ pub async fn put_merchant(
     if let Caller::Merchant(_) = who {
         bind_to_slot(&app.merchant(id).await?, &raw, &mut settings)?;
     }
-    if !problems.is_empty() {
-        return Ok(error_with_fields(
-            &ApiError::new(400, "invalid_settings", problems.join("; ")),
-            serde_json::json!(problems),
-        ));
-    }
-    match app.configure_merchant(id, settings).await {
+    // The file's rules (a shop secret too short, a URL that is not one) and the component's, in
+    // one answer of one shape: the component checks the rest even when these already refuse.
+    let prefix = format!("merchants.{id}.");
+    let earlier: Vec<crate::runtime::plugin_api::FieldError> = problems
+        .iter()
+        .map(|p| {
+            let p = p.strip_prefix(&prefix).unwrap_or(p);
+            match p.split_once(": ") {
+                Some((field, reason)) => crate::runtime::plugin_api::FieldError::new(
+                    field.strip_prefix("settings.").unwrap_or(field),
+                    reason.to_owned(),
+                ),
+                None => crate::runtime::plugin_api::FieldError::new("settings", p.to_owned()),
+            }
+        })
+        .collect();
+    match app.configure_merchant_beside(id, settings, earlier).await {
         Ok(stored) => Ok(json(200, &merchant_view(app, &stored))),
         Err(fields) => {
             let message = fields
