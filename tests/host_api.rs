@@ -762,6 +762,35 @@ async fn a_merchant_from_the_file_saved_through_the_api_is_still_not_removable()
     assert_eq!(removed.status, 409, "{}", removed.text());
     assert_eq!(removed.json()["error"]["code"], "merchant_in_config");
     assert_eq!(get(&url, Some(TOKEN)).await.status, 200);
+    // Its table removed from the file: still served (said at start, with how to stop it), and
+    // now removable (it was refused for ever: "remove its table there", which was done).
+    let (alipay, shop) = (w.alipay, w.shop);
+    let host = w
+        .host
+        .restart(|port| {
+            let full = config(port, &alipay, &shop);
+            let start = full.find("[merchants.market]").unwrap();
+            let end = full[start..].find("\n[merchants.rsa]").unwrap() + start;
+            format!("{}{}", &full[..start], &full[end..])
+        })
+        .await;
+    let url = host.url("/v1/merchants/market");
+    assert_eq!(get(&url, Some(TOKEN)).await.status, 200);
+    assert!(
+        host.log_text()
+            .contains("merchant market is no longer in payhost.toml but is still served"),
+        "{}",
+        host.log_text()
+    );
+    let removed = request(
+        "DELETE",
+        &url,
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{}", removed.text());
+    assert_eq!(get(&url, Some(TOKEN)).await.status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread")]

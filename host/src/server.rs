@@ -274,6 +274,19 @@ async fn seed_merchants(app: &App) -> Result<()> {
             tracing::info!(merchant = %id, plugin = %s.plugin_id, "merchant settings applied from the configuration");
         }
     }
+    // A table removed from the file does not remove its merchant (its payments are money
+    // records): said, with how to stop serving it.
+    for id in app.store.merchant_ids().await? {
+        if app.config.merchants.contains_key(&id) {
+            continue;
+        }
+        // Seeded by a table once (a save through the API since keeps the table's hash).
+        if let Some((source, hash)) = app.store.merchant_origin(&id).await? {
+            if source == "config" || hash.is_some() {
+                tracing::warn!(merchant = %id, "merchant {id} is no longer in payhost.toml but is still served from the database (its settings and tokens work): to stop it, remove it with DELETE /v1/merchants/{id} (refused while it has payments; revoke its tokens then), or put its table back");
+            }
+        }
+    }
     Ok(())
 }
 

@@ -10,8 +10,8 @@
 //!   cashier the buyer was sent to). Money can only have moved through an order paid elsewhere,
 //!   and such an order keeps the merchant. Anything else is 409 `not_a_test_merchant`, naming the
 //!   order or what is missing;
-//! * a merchant from payhost.toml is refused with 409 `merchant_in_config` (it would be seeded
-//!   again at the next start: remove its table there).
+//! * a merchant of payhost.toml is refused with 409 `merchant_in_config` (it would be seeded
+//!   again at the next start: remove its table there first; one whose table is gone may go).
 
 use crate::config::MerchantSettings;
 use crate::http::body::{json, Body};
@@ -51,16 +51,9 @@ pub async fn delete_merchant(
         }
     }
     let m = app.merchant(id).await?;
-    // In payhost.toml now, or seeded from it by an earlier start: either way the next start
-    // would seed it again. (A save through the API marks a seeded row `api`, so the stored
-    // source alone is not enough.)
-    let seeded = app
-        .store
-        .merchant_origin(id)
-        .await
-        .map_err(ApiError::internal)?
-        .is_some_and(|(source, _)| source == "config");
-    if seeded || app.config.merchants.contains_key(id) {
+    // In payhost.toml now: the next start would seed it again. One seeded by an earlier start
+    // whose table is gone since is not (serve warns of it at start, pointing here).
+    if app.config.merchants.contains_key(id) {
         return Err(ApiError::new(
             409,
             "merchant_in_config",
