@@ -1936,7 +1936,21 @@ async fn a_refused_merchant_body_quotes_no_value() {
 /// for the slowest send of another shop's (its timeout, 10 s by default).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hanging_shop_does_not_hold_back_another_shops_webhooks() {
-    let (dir, alipay, fast) = stubs("webhook-fairness").await;
+    a_hanging_shop_and_another("webhook-fairness", None).await;
+}
+
+/// The same on PostgreSQL, whose outbox is leased: a send leased but not started would wait out
+/// its lease.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_shop_does_not_hold_back_another_shops_webhooks_on_postgres() {
+    let pg = conformance::postgres::PgCluster::start("webhook-fairness-pg");
+    let url = pg.create_database("fairness");
+    a_hanging_shop_and_another("webhook-fairness-pg", Some(url)).await;
+    drop(pg);
+}
+
+async fn a_hanging_shop_and_another(name: &str, database: Option<String>) {
+    let (dir, alipay, fast) = stubs(name).await;
     let slow = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
     slow.delay(Duration::from_secs(3));
     let merchant = |id: &str, hook: &str| {
@@ -1956,10 +1970,17 @@ shop_webhook_secret = "{HOOK_SECRET}"
         )
     };
     let host = TestHost::start(&dir, |port| {
-        config_head(port, TOKEN, "")
+        let config = config_head(port, TOKEN, "")
             + "\n[webhooks]\ntimeout_ms = 3000\n"
             + &merchant("slow", &slow.url("/hook"))
-            + &merchant("fast", &fast.url("/hook"))
+            + &merchant("fast", &fast.url("/hook"));
+        match &database {
+            Some(url) => config.replace(
+                "database = \"payhost.db\"",
+                &format!("database = \"{url}\""),
+            ),
+            None => config,
+        }
     })
     .await;
     let w = World {
@@ -1967,7 +1988,7 @@ shop_webhook_secret = "{HOOK_SECRET}"
         alipay,
         shop: fast,
     };
-    for i in 0..8 {
+    for i in 0..12 {
         let no = format!("SLOW-{i}");
         assert_eq!(create(&w, "slow", order(&no, "1.00")).await.status, 201);
         let id = format!("slow-notify-{i}");
@@ -2000,7 +2021,7 @@ shop_webhook_secret = "{HOOK_SECRET}"
     conformance::wait_for(
         "the slow shop's webhooks",
         Duration::from_secs(20),
-        async || slow.requests().len() >= 8,
+        async || slow.requests().len() >= 12,
     )
     .await;
 }

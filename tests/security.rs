@@ -902,6 +902,34 @@ async fn webhooks_being_retried_are_shown_before_they_are_given_up() {
             "{path}: {table}"
         );
     }
+    // The owner of another merchant sees none of it.
+    payhost::admin_users::add(
+        w.host.app().store.as_ref(),
+        &payhost::admin_users::NewUser {
+            name: "owner-a",
+            role: "owner",
+            merchants: &["a".to_owned()],
+            password: "owner-a-password-0123",
+            created_by: "test",
+            configured: &[],
+        },
+    )
+    .await
+    .unwrap();
+    let (other, _) =
+        conformance::host::admin_login_as(&w.host.url(""), "owner-a", "owner-a-password-0123")
+            .await;
+    for path in ["/admin", "/admin/webhooks"] {
+        let text = request("GET", &w.host.url(path), &[("cookie", &other)], Vec::new())
+            .await
+            .text();
+        assert!(
+            !text.contains("webhooks-retrying")
+                && !text.contains("retrying-webhooks")
+                && !text.contains("R1"),
+            "{path}: {text}"
+        );
+    }
     // Once the shop accepts it, it is no longer listed.
     w.shop.answer(|_: &Seen| (200, b"ok".to_vec()));
     let db = rusqlite::Connection::open(w.host.dir.join("payhost.db")).unwrap();

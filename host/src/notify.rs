@@ -557,27 +557,7 @@ impl App {
             None => d,
         };
         let full = verified.event == crate::domain::state::TradeEvent::Refunded;
-        // A trade closed after it was paid was refunded in full, whether or not the message
-        // carries a refund report (an open-platform trade query of a refunded trade has none):
-        // the rest of the paid amount is recorded as refunded, never a REFUNDED payment with
-        // nothing refunded and the paid amount still refundable here.
-        let closed_after_paid;
-        let report = match &verified.refund {
-            Some(r) => Some(r),
-            None if full => {
-                closed_after_paid = crate::runtime::plugin_api::RefundReport {
-                    request_no: String::new(),
-                    amount: None,
-                    refunded_total: None,
-                    succeeded: true,
-                    detail: String::new(),
-                    time: None,
-                };
-                Some(&closed_after_paid)
-            }
-            None => None,
-        };
-        if let Some(report) = report {
+        if let Some(report) = &verified.refund {
             // A legacy trade_status_sync names no amount: a full refund's is the rest of the paid
             // amount; a partial one's is unknown, so only the state machine moves it (below).
             let amountless = is_amountless(report);
@@ -655,6 +635,31 @@ impl App {
                 .with_seen(verified);
             }
             return Processed::stop(NotifyOutcome::Mismatch, note(reason)).with_seen(verified);
+        }
+        // A trade closed after it was paid was refunded in full, whether or not the message
+        // carries a refund report (an open-platform trade query of a refunded trade has none):
+        // the rest of the paid amount is recorded as refunded, once the trade is known to be
+        // this order's (amount, seller), never a REFUNDED payment with nothing refunded and the
+        // paid amount still refundable here.
+        if full && verified.refund.is_none() {
+            let closed_after_paid = crate::runtime::plugin_api::RefundReport {
+                request_no: String::new(),
+                amount: None,
+                refunded_total: None,
+                succeeded: true,
+                detail: String::new(),
+                time: None,
+            };
+            return self
+                .apply_refund(
+                    merchant_id,
+                    merchant,
+                    verified,
+                    &closed_after_paid,
+                    true,
+                    source,
+                )
+                .await;
         }
         let effect = NotificationEffect {
             merchant_id,
@@ -861,33 +866,39 @@ impl App {
             // The query's answer was held for review with its own reason: that one says why.
             Ok(synced) if synced.outcome == NotifyOutcome::Mismatch.label() => None,
             // The query answered and added nothing: its refunded total is the one counted here.
-            // With refunds recorded, this refund is one of them (the query ran after it was
-            // made): a duplicate. With none, the query does not show it yet: held for review
-            // until a later Sync records it. Either way the state machine does not move the
-            // payment: a refund event without its report would tell the shop of a refund with
-            // no amount, and a second time.
+            // When a refund was recorded here at or after the time this one was made (the
+            // notify's `gmt_refund`), it is that one (recorded from a query run after it, or its
+            // own report): a duplicate. Otherwise the query may not show it yet (it lags): held
+            // for review until a later Sync records it. Either way the state machine does not
+            // move the payment: a refund event without its report would tell the shop of a
+            // refund with no amount, and a second time.
             Ok(_) => {
-                let counted: u64 = match self
+                let recorded = match self
                     .store
                     .refunds_for(merchant_id, &verified.out_trade_no)
                     .await
                 {
-                    Ok(refunds) => refunds
-                        .iter()
-                        .filter(|r| r.status == crate::domain::refunds::SUCCESS)
-                        .map(|r| r.amount_fen)
-                        .sum(),
+                    Ok(refunds) => refunds,
                     Err(e) => {
                         tracing::error!(merchant = merchant_id, error = %e, "cannot read a payment's refunds");
-                        0
+                        Vec::new()
                     }
                 };
-                if counted > 0 {
+                let succeeded = || {
+                    recorded
+                        .iter()
+                        .filter(|r| r.status == crate::domain::refunds::SUCCESS)
+                };
+                let counted: u64 = succeeded().map(|r| r.amount_fen).sum();
+                let recorded_at: Vec<&str> =
+                    succeeded().filter_map(|r| r.completed_at.as_deref()).collect();
+                let made = verified.refund.as_ref().and_then(|r| r.time.as_deref());
+                if recorded_since(&recorded_at, made) {
                     return Some(
                         Processed::stop(
                             NotifyOutcome::Duplicate,
                             format!(
-                                "a partial refund without its amount: the trade query's refunded total ({}.{:02}) is already recorded here",
+                                "a partial refund without its amount: the trade query's refunded total ({}.{:02}) is recorded here, the last of it after this refund was made",
                                 counted / 100,
                                 counted % 100
                             ),
@@ -1060,6 +1071,18 @@ impl App {
 
 /// A refund report that names no amount, no refunded total and no request number: a legacy
 /// trade notification's `refund_status` alone.
+/// Whether a refund was recorded here (`recorded_at`: its UTC completion times) at or after
+/// `made`, the provider's Beijing time of a refund it reports without an amount. Without either
+/// time it cannot be told: false.
+fn recorded_since(recorded_at: &[&str], made: Option<&str>) -> bool {
+    use crate::domain::clock::{beijing_text_to_utc, parse_rfc3339};
+    let made = made
+        .and_then(beijing_text_to_utc)
+        .and_then(|t| parse_rfc3339(&t));
+    let latest = recorded_at.iter().filter_map(|t| parse_rfc3339(t)).max();
+    matches!((made, latest), (Some(made), Some(latest)) if latest >= made)
+}
+
 fn is_amountless(report: &crate::runtime::plugin_api::RefundReport) -> bool {
     report.amount.is_none() && report.refunded_total.is_none() && report.request_no.is_empty()
 }
@@ -1067,6 +1090,20 @@ fn is_amountless(report: &crate::runtime::plugin_api::RefundReport) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A legacy partial refund without an amount is one recorded here only when a refund was
+    /// recorded at or after the time it was made (Beijing time, 8 hours ahead of UTC); a second
+    /// refund the lagging query does not show yet is later than every recorded one.
+    #[test]
+    fn a_refund_is_taken_for_one_recorded_here_only_when_recorded_since() {
+        let recorded = ["2026-12-05T02:00:00Z", "2026-12-05T03:00:00Z"];
+        assert!(recorded_since(&recorded, Some("2026-12-05 11:00:00")));
+        assert!(recorded_since(&recorded, Some("2026-12-05 10:59:59")));
+        assert!(!recorded_since(&recorded, Some("2026-12-05 11:00:01")));
+        assert!(!recorded_since(&recorded, None));
+        assert!(!recorded_since(&[], Some("2026-12-05 10:00:00")));
+        assert!(!recorded_since(&recorded, Some("garbage")));
+    }
 
     /// Every outcome, in `LABELS`' order.
     fn every_outcome() -> [NotifyOutcome; 15] {

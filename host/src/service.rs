@@ -401,22 +401,22 @@ impl App {
             match self.plugins.ids().as_slice() {
                 [only] => settings.plugin_id = only.clone(),
                 ids => {
-                    return Err(vec![FieldError::new(
+                    return Err(with_earlier(vec![FieldError::new(
                         "plugin",
                         format!("is required: one of {}", ids.join(", ")),
-                    )])
+                    )]))
                 }
             }
         }
         let Some(plugin) = self.plugins.get(&settings.plugin_id) else {
-            return Err(vec![FieldError::new(
+            return Err(with_earlier(vec![FieldError::new(
                 "plugin",
                 format!(
                     "{:?} is not loaded by this host (loaded: {})",
                     settings.plugin_id,
                     self.plugins.ids().join(", ")
                 ),
-            )]);
+            )]));
         };
         // Every merchant has its own shop secret: the one sent, else the stored one, else a new
         // one. The digest is taken over the settings as sent (before defaults are filled in).

@@ -19,9 +19,10 @@ use tokio::sync::Notify;
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 
 /// Sends in flight at most, over all shops.
-const MAX_IN_FLIGHT: usize = 16;
+const MAX_IN_FLIGHT: usize = 64;
 /// Sends in flight at most for one shop: a shop whose endpoint hangs (each send waiting
-/// `timeout_ms`) holds these, never the others' (they waited for the slowest of a group of 16).
+/// `timeout_ms`) holds these, never the others' slots (they waited for the slowest of a group
+/// of 16); it takes 16 such shops at once to fill every slot.
 const PER_SHOP: usize = 4;
 
 /// Runs until `stop` turns true: starts each due webhook as a slot frees, at most
@@ -30,34 +31,27 @@ pub async fn run(app: Arc<App>, wake: Arc<Notify>, mut stop: tokio::sync::watch:
     let mut flying = tokio::task::JoinSet::new();
     // Of each send in flight: its task, its outbox row and its shop.
     let mut tasks: HashMap<tokio::task::Id, (i64, String)> = HashMap::new();
-    let mut per_shop: HashMap<String, usize> = HashMap::new();
+    let mut per_shop: HashMap<String, u32> = HashMap::new();
     loop {
         if *stop.borrow() {
             break;
         }
         let mut started = false;
         if flying.len() < MAX_IN_FLIGHT {
-            let busy: Vec<String> = per_shop
-                .iter()
-                .filter(|(_, n)| **n >= PER_SHOP)
-                .map(|(m, _)| m.clone())
-                .collect();
-            // SQLite returns the sends in flight again (PostgreSQL leases them): asked for as
-            // many more, and skipped.
-            let limit = (MAX_IN_FLIGHT - flying.len() + tasks.len()) as u32;
+            let in_flight = crate::store::InFlight {
+                ids: tasks.values().map(|(id, _)| *id).collect(),
+                per_merchant: per_shop.iter().map(|(m, n)| (m.clone(), *n)).collect(),
+            };
+            // Only as many as can start: on PostgreSQL each one returned is leased to this
+            // replica, and one leased but not started would wait out its lease.
+            let free = (MAX_IN_FLIGHT - flying.len()) as u32;
             match app
                 .store
-                .due_webhooks_fair(now_ms(), limit, PER_SHOP as u32, &busy)
+                .due_webhooks_fair(now_ms(), free, PER_SHOP as u32, &in_flight)
                 .await
             {
                 Ok(jobs) => {
                     for job in jobs {
-                        if flying.len() >= MAX_IN_FLIGHT {
-                            break;
-                        }
-                        if tasks.values().any(|(id, _)| *id == job.id) {
-                            continue;
-                        }
                         *per_shop.entry(job.merchant_id.clone()).or_default() += 1;
                         let (id, merchant) = (job.id, job.merchant_id.clone());
                         let app = app.clone();

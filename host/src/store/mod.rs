@@ -162,6 +162,13 @@ pub struct DeadWebhook {
     pub dead_at: String,
 }
 
+/// The webhook sends a sender has under way: their outbox ids, and how many of each merchant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InFlight {
+    pub ids: Vec<i64>,
+    pub per_merchant: Vec<(String, u32)>,
+}
+
 /// A webhook the shop has refused at least once and that is still being retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryingWebhook {
@@ -321,17 +328,19 @@ pub trait Notifications: Send + Sync {
 pub trait Webhooks: Send + Sync {
     /// Up to `limit` webhooks due at `now_ms`, oldest first.
     async fn due_webhooks(&self, now_ms: i64, limit: u32) -> Result<Vec<WebhookJob>> {
-        self.due_webhooks_fair(now_ms, limit, limit, &[]).await
+        self.due_webhooks_fair(now_ms, limit, limit, &InFlight::default())
+            .await
     }
-    /// [`Webhooks::due_webhooks`], at most `per_merchant` of each merchant and none of the
-    /// merchants in `busy` (their sends in flight already): a shop whose endpoint hangs does
-    /// not take every send of the outbox from the other shops.
+    /// [`Webhooks::due_webhooks`] for a sender with `in_flight` sends under way: none of those,
+    /// and at most `per_merchant` of a merchant counting its sends in flight, so a shop whose
+    /// endpoint hangs does not take every send of the outbox from the other shops. On
+    /// PostgreSQL each one returned is leased to the caller, who starts them all.
     async fn due_webhooks_fair(
         &self,
         now_ms: i64,
         limit: u32,
         per_merchant: u32,
-        busy: &[String],
+        in_flight: &InFlight,
     ) -> Result<Vec<WebhookJob>>;
     async fn webhook_delivered(&self, id: i64) -> Result<()>;
     async fn webhook_failed(&self, id: i64, next_attempt_ms: i64, error: &str) -> Result<()>;

@@ -421,10 +421,14 @@ async fn apply_write<T: RefundTx>(
     // Closed here, and now known paid (its refund came first): held for review as a paid
     // notification of it is, so the owner fulfils or refunds the rest.
     if payment.status == state::TRADE_CLOSED && next != payment.status {
-        let reason = format!(
-            "关闭后又收到付款，并已退款 {0}：请发货或退还余款 / paid after it was closed here, and {0} refunded: fulfil or refund the rest",
-            refund.amount()
-        );
+        let reason = if succeeded >= payment.total_fen {
+            "关闭后又收到付款，并已全额退款：无需发货，请确认商城里这笔订单也显示已退款 / paid after it was closed here, and refunded in full: nothing to ship; check that the shop shows the order refunded".to_owned()
+        } else {
+            format!(
+                "关闭后又收到付款，并已退款 {0}：请发货或退还余款 / paid after it was closed here, and {0} refunded: fulfil or refund the rest",
+                refund.amount()
+            )
+        };
         let note = review::with_reason(flagged.as_deref().or(payment.review.as_deref()), &reason);
         tx.flag_payment(m, no, &note, &now).await?;
     }

@@ -9,13 +9,19 @@ impl Webhooks for PostgresStore {
         now_ms: i64,
         limit: u32,
         per_merchant: u32,
-        busy: &[String],
+        in_flight: &InFlight,
     ) -> Result<Vec<WebhookJob>> {
         let lease_ms = self.lease_ms;
+        let (merchants, counts): (Vec<String>, Vec<i64>) = in_flight
+            .per_merchant
+            .iter()
+            .map(|(m, n)| (m.clone(), i64::from(*n)))
+            .unzip();
         {
             let c = self.client().await?;
             // The window picks the candidates (it cannot lock); the conditions are checked again
             // on the row as locked, which skips one another replica leased or delivered meanwhile.
+            // Sends in flight are leased, so not candidates; they count against their merchant.
             let st = c
                 .prepare_cached(
                     "UPDATE webhook_outbox SET lease_until = clock_timestamp() + make_interval(secs => $3::bigint / 1000.0)
@@ -23,13 +29,15 @@ impl Webhooks for PostgresStore {
                      SELECT id FROM webhook_outbox
                       WHERE id IN (
                           SELECT id FROM (
-                              SELECT id, next_attempt_ms,
+                              SELECT id, merchant_id, next_attempt_ms,
                                      ROW_NUMBER() OVER (PARTITION BY merchant_id ORDER BY next_attempt_ms, id) AS n
                                 FROM webhook_outbox
                                WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_ms <= $1
                                  AND (lease_until IS NULL OR lease_until <= clock_timestamp())
-                                 AND merchant_id <> ALL($5::text[])) w
-                           WHERE n <= $4 ORDER BY next_attempt_ms, id LIMIT $2)
+                                 AND id <> ALL($7::bigint[])) w
+                           WHERE n + COALESCE((SELECT b.c FROM unnest($5::text[], $6::bigint[]) AS b(m, c)
+                                               WHERE b.m = w.merchant_id), 0) <= $4
+                           ORDER BY next_attempt_ms, id LIMIT $2)
                         AND delivered_at IS NULL AND dead_at IS NULL AND next_attempt_ms <= $1
                         AND (lease_until IS NULL OR lease_until <= clock_timestamp())
                       FOR UPDATE SKIP LOCKED)
@@ -44,7 +52,9 @@ impl Webhooks for PostgresStore {
                         &(limit as i64),
                         &lease_ms,
                         &(per_merchant as i64),
-                        &busy,
+                        &merchants,
+                        &counts,
+                        &in_flight.ids,
                     ],
                 )
                 .await?;

@@ -11,9 +11,16 @@ impl Webhooks for SqliteStore {
         now_ms: i64,
         limit: u32,
         per_merchant: u32,
-        busy: &[String],
+        in_flight: &InFlight,
     ) -> Result<Vec<WebhookJob>> {
-        let busy = serde_json::to_string(busy)?;
+        let ids = serde_json::to_string(&in_flight.ids)?;
+        let counts = serde_json::to_string(
+            &in_flight
+                .per_merchant
+                .iter()
+                .cloned()
+                .collect::<std::collections::BTreeMap<String, u32>>(),
+        )?;
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, event_id, merchant_id, url, body, attempts, created FROM (
@@ -22,11 +29,12 @@ impl Webhooks for SqliteStore {
                             ROW_NUMBER() OVER (PARTITION BY merchant_id ORDER BY next_attempt_ms, id) AS n
                        FROM webhook_outbox
                       WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_ms <= ?1
-                        AND merchant_id NOT IN (SELECT value FROM json_each(?4)))
-                  WHERE n <= ?3 ORDER BY next_attempt_ms, id LIMIT ?2",
+                        AND id NOT IN (SELECT value FROM json_each(?4)))
+                  WHERE n + COALESCE((SELECT value FROM json_each(?5) WHERE key = merchant_id), 0) <= ?3
+                  ORDER BY next_attempt_ms, id LIMIT ?2",
             )?;
             let rows = stmt
-                .query_map(params![now_ms, limit, per_merchant, busy], |r| {
+                .query_map(params![now_ms, limit, per_merchant, ids, counts], |r| {
                     Ok(WebhookJob {
                         id: r.get(0)?,
                         event_id: r.get(1)?,
