@@ -730,6 +730,14 @@ async fn webhook_outbox_is_leased_to_one_replica_and_expires_when_it_dies() {
         "the lease expired: another replica delivers"
     );
     assert_eq!(taken[0].event_id, leased[0].event_id);
+    // A replica that stops gives back what it leased and did not send: taken at once.
+    b.release_webhooks(&[taken[0].id]).await.unwrap();
+    let again = b.due_webhooks(now_ms(), 16).await.unwrap();
+    assert_eq!(
+        again.len(),
+        1,
+        "given back: due again before its lease ends"
+    );
     b.webhook_delivered(taken[0].id).await.unwrap();
     assert_eq!(b.pending_webhooks().await.unwrap(), 0);
 }

@@ -307,6 +307,50 @@ shop_webhook_secret = "{HOOK_SECRET}"
     assert_eq!(page.status, 200);
     assert!(page.text().contains("name=\"csrf\""), "logged in on B too");
 
+    // The database hangs (frozen: a network black hole, a stuck server): /readyz says so within
+    // its 1.5 s, where it waited for as long as the database hung; then answers again.
+    let postmaster: String = std::fs::read_to_string(r.pg.dir.join("data/postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    // The postmaster and its children (read from /proc: no pkill on a bare machine).
+    let signal = |sig: &str| {
+        let mut pids = vec![postmaster.clone()];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid …: the comm may hold spaces, so read after its ')'.
+            let ppid = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if ppid == Some(postmaster.as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        std::process::Command::new("kill")
+            .arg(sig)
+            .args(&pids)
+            .status()
+            .unwrap();
+    };
+    signal("-STOP");
+    for h in &r.hosts {
+        let asked = std::time::Instant::now();
+        let status = get(&h.url("/readyz"), None).await.status;
+        let took = asked.elapsed();
+        assert_eq!(status, 503, "a frozen database is not ready");
+        assert!(took < Duration::from_secs(3), "answered after {took:?}");
+    }
+    signal("-CONT");
+    for h in &r.hosts {
+        conformance::wait_for("ready again", Duration::from_secs(20), async || {
+            get(&h.url("/readyz"), None).await.status == 200
+        })
+        .await;
+    }
+
     // The database goes away: /readyz says so (the balancer stops sending), /healthz still ok.
     let mut r = r;
     r.pg.stop();

@@ -93,13 +93,24 @@ pub async fn run(app: Arc<App>, wake: Arc<Notify>, mut stop: tokio::sync::watch:
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
-    // Stopping: sends in flight get a moment, then are dropped; each is sent again after the
-    // restart (at least once, as every webhook).
+    // Stopping: sends in flight get a moment, then are dropped and given back (another replica
+    // sends them at once, not after their lease); each is sent again (at least once, as every
+    // webhook).
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while flying.join_next().await.is_some() {}
+        while let Some(done) = flying.join_next_with_id().await {
+            let task = match done {
+                Ok((task, ())) => task,
+                Err(e) => e.id(),
+            };
+            tasks.remove(&task);
+        }
     })
     .await;
     flying.abort_all();
+    let dropped: Vec<i64> = tasks.values().map(|(id, _)| *id).collect();
+    if let Err(e) = app.store.release_webhooks(&dropped).await {
+        tracing::warn!(error = %e, "cannot give back the webhook sends cut short; they wait for their lease");
+    }
 }
 
 /// Sends one webhook and records how it went: delivered, to be retried after its backoff, or

@@ -29,7 +29,9 @@ use std::process::ExitCode;
 /// Every command's log: `PAYHOST_LOG` (an `EnvFilter`) or info without wasmtime's chatter, on
 /// standard error.
 pub fn init_logging() {
-    let default = || tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn");
+    let default = || {
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn,tokio_postgres=warn")
+    };
     let filter = match std::env::var_os("PAYHOST_LOG") {
         None => default(),
         Some(_) => tracing_subscriber::EnvFilter::try_from_env("PAYHOST_LOG").unwrap_or_else(|e| {

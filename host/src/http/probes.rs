@@ -30,11 +30,23 @@ pub(super) async fn healthz(_app: &App) -> Response<Body> {
     text(200, "ok\n")
 }
 
+/// How long readiness waits for the database: a balancer checks every 2 s or so.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(1_500);
+
 /// Readiness, for load balancers: the database answers and the component is loaded (an `App`
 /// exists only once its component is compiled and instantiable). 503 otherwise, so the balancer
 /// sends requests to the other replicas.
 pub(super) async fn readyz(app: &App) -> Response<Body> {
-    match app.store.ready().await {
+    // A database that hangs (frozen, a network black hole) is not ready either: the probe
+    // waited for it, and so did the balancer, for as long as it hung.
+    let ready = match tokio::time::timeout(READY_WITHIN, app.store.ready()).await {
+        Ok(ready) => ready,
+        Err(_) => Err(anyhow::anyhow!(
+            "the database did not answer within {} ms",
+            READY_WITHIN.as_millis()
+        )),
+    };
+    match ready {
         Ok(()) => text(200, "ready\n"),
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "not ready: the database does not answer or cannot commit");

@@ -342,6 +342,11 @@ pub trait Webhooks: Send + Sync {
         per_merchant: u32,
         in_flight: &InFlight,
     ) -> Result<Vec<WebhookJob>>;
+    /// Gives back sends this sender started and dropped unfinished (it is stopping): on
+    /// PostgreSQL another replica may take them at once, not after their lease.
+    async fn release_webhooks(&self, _ids: &[i64]) -> Result<()> {
+        Ok(())
+    }
     async fn webhook_delivered(&self, id: i64) -> Result<()>;
     async fn webhook_failed(&self, id: i64, next_attempt_ms: i64, error: &str) -> Result<()>;
     /// Gives up on a webhook (dead letter): it is no longer due, and listed on the admin page.

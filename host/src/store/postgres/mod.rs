@@ -100,6 +100,18 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// One connection and `SELECT 1`, within 5 seconds; no migration, no pool.
+/// What PostgreSQL said (`database "x" does not exist`, `password authentication failed for
+/// user "y"`), not only tokio-postgres's "db error"; else the error and its cause.
+fn cause(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(source) if source.to_string() != e.to_string() => format!("{e}: {source}"),
+            _ => e.to_string(),
+        },
+    }
+}
+
 pub async fn check_reachable(url: &str) -> std::result::Result<(), String> {
     let shown = redact_url(url);
     let mut pg: tokio_postgres::Config = url
@@ -110,7 +122,7 @@ pub async fn check_reachable(url: &str) -> std::result::Result<(), String> {
     let (client, connection) = tokio::time::timeout(Duration::from_secs(5), connect)
         .await
         .map_err(|_| format!("database: {shown} did not answer within 5 s"))?
-        .map_err(|e| format!("database: cannot connect to {shown} ({e})"))?;
+        .map_err(|e| format!("database: cannot connect to {shown} ({})", cause(&e)))?;
     let connection = tokio::spawn(connection);
     let answered =
         tokio::time::timeout(Duration::from_secs(5), client.simple_query("SELECT 1")).await;
@@ -118,7 +130,7 @@ pub async fn check_reachable(url: &str) -> std::result::Result<(), String> {
     connection.abort();
     match answered {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("database: {shown} refused a query ({e})")),
+        Ok(Err(e)) => Err(format!("database: {shown} refused a query ({})", cause(&e))),
         Err(_) => Err(format!(
             "database: {shown} did not answer a query within 5 s"
         )),

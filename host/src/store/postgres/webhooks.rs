@@ -80,6 +80,20 @@ impl Webhooks for PostgresStore {
         }
     }
 
+    async fn release_webhooks(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let c = self.client().await?;
+        c.execute(
+            "UPDATE webhook_outbox SET lease_until = NULL
+              WHERE id = ANY($1) AND delivered_at IS NULL AND dead_at IS NULL",
+            &[&ids],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn webhook_delivered(&self, id: i64) -> Result<()> {
         {
             let c = self.client().await?;
