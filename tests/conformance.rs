@@ -191,7 +191,7 @@ fn a_component_whose_manifest_pins_another_build_is_refused() {
     // in the kit's own words.
     let dir = temp_dir("conformance-not-whole");
     let renamed = dir.join("alipay-0.3.toml");
-    let text = std::fs::read_to_string("plugin.toml").unwrap();
+    let text = std::fs::read_to_string(repo_root().join("plugin.toml")).unwrap();
     assert!(
         text.contains("version = \"0.4.0\""),
         "the manifest's wit version moved"

@@ -887,12 +887,16 @@ refund_after_s = 5
         assert_eq!(r.status, 502, "{}", r.text());
         sb.set_faults(Faults::default());
         portal("BO-Q", "2.00", "PORTAL-Q").await;
-        wait_for(
-            "the portal refund's notify held for review",
-            log,
-            async || !payment(OPEN, "BO-Q").await["review"].is_null(),
-        )
-        .await;
+        let portal_notify_seen = async || {
+            payment(OPEN, "BO-Q").await["notifications"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| !n["notify_id"].as_str().unwrap_or("").starts_with("query:"))
+                .count()
+                >= 2
+        };
+        wait_for("the portal refund's notify", log, portal_notify_seen).await;
         wait_for("the pending 3.00 settled by the sweep", log, async || {
             payment(OPEN, "BO-Q").await["refunds"][0]["status"] == "SUCCESS"
         })
@@ -900,13 +904,29 @@ refund_after_s = 5
         let r = post(OPEN, "/payments/BO-Q/sync", json!({})).await;
         assert_eq!(r.status, 200, "{}", r.text());
         let p = payment(OPEN, "BO-Q").await;
-        assert_eq!(p["refunded_amount"], "3.00", "{p}");
-        assert_eq!(p["refunds"].as_array().unwrap().len(), 1, "{p}");
-        let review = p["review"].as_str().unwrap();
-        assert!(
-            review.contains("PORTAL-Q") && review.contains("5.00"),
-            "{p}"
-        );
+        // Never 8.00. Held for review naming it when the notify came while the 3.00 was
+        // pending (as it does unless this machine is slow); recorded as the 2.00 it is when it
+        // came after the 3.00 settled (nothing pending: the total less what is counted).
+        match p["refunded_amount"].as_str().unwrap() {
+            "3.00" => {
+                assert_eq!(p["refunds"].as_array().unwrap().len(), 1, "{p}");
+                let review = p["review"].as_str().unwrap_or_default();
+                assert!(
+                    review.contains("PORTAL-Q") && review.contains("5.00"),
+                    "{p}"
+                );
+            }
+            "5.00" => {
+                let refunds = p["refunds"].as_array().unwrap();
+                assert!(
+                    refunds
+                        .iter()
+                        .any(|r| r["request_no"] == "PORTAL-Q" && r["amount"] == "2.00"),
+                    "{p}"
+                );
+            }
+            other => panic!("{other} refunded, Alipay has 5.00: {p}"),
+        }
         let at_alipay: u64 = sb
             .openapi_trade(APP_ID, "BO-Q")
             .unwrap()

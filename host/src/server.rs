@@ -466,17 +466,35 @@ pub async fn start(
     start_on(app, listener, shutdown).await
 }
 
-/// Binds the address payhost serves on; a port in use is said with what to do. `payhost serve`
-/// binds before it opens the database, so a busy port leaves no new database behind.
+/// Binds the address payhost serves on; a port in use is said with what to do.
 pub async fn bind(listen: std::net::SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(listen).await.map_err(|e| {
+    reserve(listen)?
+        .listen(1024)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))
+}
+
+/// The address bound but not yet listening: `payhost serve` takes it before it opens the
+/// database (a busy port leaves no new database behind) and listens once it can serve (a
+/// connection accepted before then would wait for the start, and an open port would look ready).
+pub fn reserve(listen: std::net::SocketAddr) -> Result<tokio::net::TcpSocket> {
+    let said = |e: std::io::Error| {
         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
             "; another program (perhaps another payhost) has that port: stop it, or choose another address (`listen` in payhost.toml, or `payhost demo --listen 127.0.0.1:8081`)"
         } else {
             ""
         };
         anyhow::anyhow!("cannot listen on {listen}: {e}{hint}")
-    })
+    };
+    let socket = if listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(said)?;
+    // As a listener bound at once is: a restart is not refused while old connections linger.
+    socket.set_reuseaddr(true).map_err(said)?;
+    socket.bind(listen).map_err(said)?;
+    Ok(socket)
 }
 
 /// [`start`] on a listener bound already (an ephemeral port the caller wrote into `public_url`).

@@ -28,14 +28,20 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
         Err(e) => return fail(e),
     };
     runtime().block_on(async {
-        // Before the database is opened (and perhaps made): a busy port changes nothing.
-        let listener = match payhost::server::bind(config.listen).await {
-            Ok(l) => l,
+        // Reserved before the database is opened (and perhaps made): a busy port changes
+        // nothing. Listening only once payhost can serve.
+        let listen = config.listen;
+        let socket = match payhost::server::reserve(listen) {
+            Ok(s) => s,
             Err(e) => return fail(e),
         };
         let app = match payhost::server::build_app(config).await {
             Ok(a) => a,
             Err(e) => return fail(e),
+        };
+        let listener = match socket.listen(1024) {
+            Ok(l) => l,
+            Err(e) => return fail(anyhow::anyhow!("cannot listen on {listen}: {e}")),
         };
         let running =
             match payhost::server::start_on(app, listener, payhost::server::termination_signal())
