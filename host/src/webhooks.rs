@@ -130,7 +130,7 @@ async fn deliver(app: &Arc<App>, job: crate::store::WebhookJob) {
             job.url.clone(),
         ),
     };
-    let (http_status, result) = post(&app, &url, &job.event_id, &job.body, &key).await;
+    let (http_status, result) = post(app, &url, &job.event_id, &job.body, &key).await;
     // Each attempt on the payment's timeline.
     if let Some(no) = crate::store::ledger::webhook_order(&job.body) {
         let attempt = crate::store::ledger::WebhookAttempt {

@@ -107,7 +107,7 @@ pub(super) fn check_known(
     }
     // A log without its index was not read (see above): the main file alone may be what a
     // cut-short checkpoint left, which SQLite's own open repairs from the log; not judged.
-    if thorough && !(has_wal && !through_log) {
+    if thorough && (through_log || !has_wal) {
         let first: String = conn
             .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
             .map_err(unreadable)?;

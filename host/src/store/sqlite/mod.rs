@@ -71,7 +71,10 @@ fn free_bytes(folder: &Path) -> Option<u64> {
     }
     // SAFETY: initialised by the successful call above.
     let st = unsafe { st.assume_init() };
-    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    // fsblkcnt_t and c_ulong are 64 bits here, narrower on 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
+    let (blocks, size) = (st.f_bavail as u64, st.f_frsize as u64);
+    Some(blocks.saturating_mul(size))
 }
 
 /// Whether payhost could open `path`, changing nothing: an existing file is an SQLite database
