@@ -357,6 +357,15 @@ shop_webhook_secret = "{HOOK_SECRET}"
     for h in &r.hosts {
         assert_eq!(get(&h.url("/readyz"), None).await.status, 503);
         assert_eq!(get(&h.url("/healthz"), None).await.status, 200);
+        // The API says the database cannot be reached (come back), not that payhost failed.
+        let r = get(&h.url("/v1/merchants/shop/payments/R-1"), Some(TOKEN)).await;
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(
+            r.json()["error"]["code"],
+            "database_unavailable",
+            "{}",
+            r.text()
+        );
     }
 }
 

@@ -39,7 +39,21 @@ impl ApiError {
         }
     }
 
-    pub fn internal(e: impl std::fmt::Display) -> Self {
+    pub fn internal<E: std::fmt::Display + 'static>(e: E) -> Self {
+        // A database that cannot be reached is not payhost's fault: come back (503).
+        if let Some(store) = (&e as &dyn std::any::Any).downcast_ref::<anyhow::Error>() {
+            if crate::store::is_unavailable(store) {
+                static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(10_000);
+                if let Some(unsaid) = SAY.allow() {
+                    tracing::error!(error = %format!("{store:#}"), unsaid, "the database cannot be reached (said again every 10 s while it lasts)");
+                }
+                return ApiError::new(
+                    503,
+                    "database_unavailable",
+                    "the database cannot be reached; try again shortly",
+                );
+            }
+        }
         // Escaped: the error can carry a component's text.
         tracing::error!(error = %crate::log_limit::clean(&e), "internal error");
         ApiError::new(500, "internal", "internal error; see the payhost log")

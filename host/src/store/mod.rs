@@ -162,6 +162,27 @@ pub struct DeadWebhook {
     pub dead_at: String,
 }
 
+/// The database cannot be reached (no connection to be had, or the one in use was closed):
+/// a request that needs it is told to come back (503), not that payhost failed (500).
+#[derive(Debug, Clone, Copy)]
+pub struct Unavailable;
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the database cannot be reached")
+    }
+}
+
+/// Whether a store error means the database cannot be reached ([`Unavailable`], or a
+/// PostgreSQL connection closed under a query).
+pub fn is_unavailable(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Unavailable>().is_some()
+        || e.chain().any(|c| {
+            c.downcast_ref::<tokio_postgres::Error>()
+                .is_some_and(|pg| pg.is_closed())
+        })
+}
+
 /// The webhook sends a sender has under way: their outbox ids, and how many of each merchant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InFlight {

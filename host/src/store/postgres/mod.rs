@@ -173,7 +173,10 @@ impl PostgresStore {
 
     /// A connection of the pool.
     async fn client(&self) -> Result<Object> {
-        self.pool.get().await.context("no database connection")
+        self.pool
+            .get()
+            .await
+            .map_err(|e| anyhow::Error::new(e).context(super::Unavailable))
     }
 
     /// Runs `f` with the pool (the ledger's and the admin pages' queries take their connection
