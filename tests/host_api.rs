@@ -722,6 +722,37 @@ async fn merchant_settings_through_the_api_are_trimmed_validated_and_masked() {
     );
     assert_eq!(v["error"]["field"], "shop_webhook_secret", "{v}");
     assert!(!both.text().contains("123456789012345"), "{v}");
+    // A webhook URL with a user name and password is refused when saved (the sender refused it
+    // every time, and showed the password wherever the URL was); an upper-case scheme is a scheme.
+    let with_password = send_json(
+        "PUT",
+        &url,
+        Some(TOKEN),
+        &json!({"partner": PARTNER, "key": "10000000000000000000000000000abc", "seller_email": "a@b.cn",
+                "shop_webhook_url": "https://hookuser:HOOKPASS123@shop.example/hook"}),
+    )
+    .await;
+    assert_eq!(with_password.status, 400, "{}", with_password.text());
+    assert_eq!(with_password.json()["error"]["field"], "shop_webhook_url");
+    assert!(!with_password.text().contains("HOOKPASS123"));
+    let upper = send_json(
+        "PUT",
+        &url,
+        Some(TOKEN),
+        &json!({"partner": PARTNER, "key": "10000000000000000000000000000abc", "seller_email": "a@b.cn",
+                "shop_webhook_url": "HTTPS://shop.example/hook"}),
+    )
+    .await;
+    assert_eq!(upper.status, 200, "{}", upper.text());
+    let lower = send_json(
+        "PUT",
+        &url,
+        Some(TOKEN),
+        &json!({"partner": PARTNER, "key": "10000000000000000000000000000abc", "seller_email": "a@b.cn",
+                "shop_webhook_url": "https://shop.example/hook"}),
+    )
+    .await;
+    assert_eq!(lower.status, 200, "{}", lower.text());
     // A settings-only PUT keeps the webhook URL and secret (it used to drop the URL, and the
     // shop heard of no payment again); null removes the URL.
     let settings = json!({"partner": PARTNER, "key": "10000000000000000000000000000abc", "seller_email": "a@b.cn"});

@@ -1139,19 +1139,43 @@ async fn provider_and_webhook_urls_cannot_reach_internal_services() {
         "the operator allowed this one"
     );
 
-    // 3. A shop webhook URL saved through the API that resolves to loopback (not allowed by the
-    //    operator) is refused at connect time: the payment is applied, the stub receives nothing.
+    // 3. A shop webhook URL on a loopback address the operator did not allow is refused when
+    //    saved (the sender would refuse every delivery: the owner sees why now, not in 3 days)...
+    let mut hooked = json!({"partner": PARTNER, "key": MD5_KEY, "seller_email": SELLER,
+            "gateway_url": w.alipay.gateway_url(), "notify_verify_url": w.alipay.verify_url(),
+            "shop_webhook_url": internal_other_port.url("/hook"),
+            "shop_webhook_secret": HOOK_SECRET});
     let r = send_json(
         "PUT",
         &w.host.url("/v1/merchants/hooked"),
         Some(TOKEN),
-        &json!({"partner": PARTNER, "key": MD5_KEY, "seller_email": SELLER,
-                "gateway_url": w.alipay.gateway_url(), "notify_verify_url": w.alipay.verify_url(),
-                "shop_webhook_url": internal_other_port.url("/hook"),
-                "shop_webhook_secret": HOOK_SECRET}),
+        &hooked,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.json()["error"]["field"],
+        "shop_webhook_url",
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains("non-public"), "{}", r.text());
+    // ...and one that reaches loopback all the same (a name resolving there, or a row saved
+    //    before this rule: written into the store here) is refused at connect time: the payment
+    //    is applied, the stub receives nothing.
+    hooked["shop_webhook_url"] = serde_json::Value::Null;
+    let r = send_json(
+        "PUT",
+        &w.host.url("/v1/merchants/hooked"),
+        Some(TOKEN),
+        &hooked,
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    let store = &w.host.app().store;
+    let mut m = store.merchant("hooked").await.unwrap().unwrap();
+    m.shop_webhook_url = Some(internal_other_port.url("/hook"));
+    store.save_merchant("hooked", &m).await.unwrap();
     create(&w, "hooked", "SSRF1").await;
     w.alipay.issue("n-SSRF1");
     let body = alipay::md5_notify_body(&trade("SSRF1", "n-SSRF1", "TRADE_SUCCESS"), MD5_KEY);

@@ -319,6 +319,30 @@ impl App {
         policy
     }
 
+    /// A webhook URL whose host is a non-public address (an IP literal, or `localhost`) the
+    /// operator did not allow: the sender refuses every delivery there (the outbound policy), so it
+    /// is refused when saved, where the shop's owner sees why, not three days later. A name is
+    /// judged when it is resolved, at each send.
+    fn check_webhook_address(&self, m: &MerchantSettings) -> Option<FieldError> {
+        let url = m.shop_webhook_url.as_deref()?;
+        let origin = Origin::parse(url).ok()?;
+        if self.operator_origins.contains(&origin) {
+            return None;
+        }
+        let private = match origin.host.parse::<std::net::IpAddr>() {
+            Ok(ip) => !crate::net::is_public(ip),
+            Err(_) => origin.host == "localhost" || origin.host.ends_with(".localhost"),
+        };
+        private.then(|| {
+            FieldError::new(
+                "shop_webhook_url",
+                format!(
+                    "{origin} 是内网地址，payhost 不会把通知发到这里，除非运营者在 payhost.toml 的 [outbound] allowed_origins 里允许它 / {origin} is a non-public address: payhost sends no webhook there unless the operator allows it in payhost.toml ([outbound] allowed_origins)"
+                ),
+            )
+        })
+    }
+
     /// Provider URLs that arrive through the API or the admin page must use an origin the
     /// operator allowed (or the manifest's): every other one is named with the rule.
     fn check_provider_origins(&self, m: &MerchantSettings) -> Vec<FieldError> {
@@ -435,7 +459,8 @@ impl App {
         ));
         // Every bad field at once: the URLs outside the outbound policy and what the component
         // refuses (it is pure: seeing a URL it may not reach costs nothing).
-        let refused = self.check_provider_origins(&settings);
+        let mut refused = self.check_provider_origins(&settings);
+        refused.extend(self.check_webhook_address(&settings));
         let normalised = match self
             .validate_with_defaults(plugin, &mut settings.settings)
             .await

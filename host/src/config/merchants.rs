@@ -169,8 +169,10 @@ pub fn valid_merchant_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-pub(super) fn is_http_url(u: &str) -> bool {
-    (u.starts_with("http://") || u.starts_with("https://"))
+pub fn is_http_url(u: &str) -> bool {
+    // A scheme is case-insensitive (`HTTP://` is http).
+    let starts = |p: &str| u.get(..p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p));
+    (starts("http://") || starts("https://"))
         && u.parse::<http::Uri>().is_ok_and(|x| x.host().is_some())
 }
 
@@ -303,6 +305,12 @@ pub fn merchant_settings(
         if !is_http_url(u) {
             problems.push(format!(
                 "merchants.{id}.shop_webhook_url: must be an absolute http or https URL"
+            ));
+        } else if u.contains('@') && crate::net::Origin::parse(u).is_err() {
+            // The sender refuses it, every time, until the webhooks are given up on; and the
+            // password would be shown wherever the URL is.
+            problems.push(format!(
+                "merchants.{id}.shop_webhook_url: must not carry a user name or password (webhooks are signed with shop_webhook_secret instead)"
             ));
         }
     }

@@ -19,7 +19,8 @@ mod tuning;
 mod validation_tests;
 
 pub use merchants::{
-    merchant_settings, origin_of, valid_merchant_id, MerchantSettings, RawMerchant, SettingValue,
+    is_http_url, merchant_settings, origin_of, valid_merchant_id, MerchantSettings, RawMerchant,
+    SettingValue,
 };
 pub use plugins::PluginSource;
 pub use tuning::{AdminConfig, Limits, Recovery, Retention, WebhookConfig};

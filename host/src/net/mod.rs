@@ -215,9 +215,9 @@ impl Client {
         let uri: http::Uri = request
             .url
             .parse()
-            .map_err(|_| self.refuse(format!("{:?} is not a URL", request.url)))?;
-        let origin =
-            Origin::of_uri(&uri).map_err(|e| self.refuse(format!("{}: {e}", request.url)))?;
+            .map_err(|_| self.refuse(format!("{:?} is not a URL", shown_url(&request.url))))?;
+        let origin = Origin::of_uri(&uri)
+            .map_err(|e| self.refuse(format!("{}: {e}", shown_url(&request.url))))?;
         if !policy.allows(&origin) {
             return Err(self.refuse(format!("{origin} is not an allowed origin")));
         }
@@ -317,6 +317,23 @@ impl Client {
     }
 }
 
+/// A URL as a refusal may say it (log lines, error answers, the admin's tables): a user name and
+/// password in it as `***`, the query and fragment (signed parameters) left out.
+pub fn shown_url(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{path}"),
+        None => format!("{scheme}://{authority}{path}"),
+    }
+}
+
 fn host_header(origin: &Origin) -> String {
     let default = if origin.https { 443 } else { 80 };
     let host = if origin.host.contains(':') {
@@ -349,6 +366,21 @@ async fn resolve(origin: &Origin, any_address: bool) -> Result<Vec<SocketAddr>, 
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod shown_url_tests {
+    use super::shown_url;
+
+    #[test]
+    fn a_refused_url_is_said_without_its_password_or_query() {
+        assert_eq!(
+            shown_url("http://hookuser:HOOKPASS123@127.0.0.1:19620/fail/shop2?a=1#f"),
+            "http://***@127.0.0.1:19620/fail/shop2"
+        );
+        assert_eq!(shown_url("https://a.example"), "https://a.example");
+        assert_eq!(shown_url("not a url?x"), "not a url");
+    }
 }
 
 #[cfg(test)]

@@ -682,12 +682,21 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
         errors.push(("shop_origins".into(), p));
     }
     if let Some(u) = &webhook_url {
-        if !(u.starts_with("http://") || u.starts_with("https://")) {
+        if !crate::config::is_http_url(u) {
             errors.push((
                 "shop_webhook_url".into(),
                 ctx.t(
                     "必须是 http 或 https 的完整地址",
                     "must be an absolute http or https URL",
+                )
+                .into(),
+            ));
+        } else if u.contains('@') && crate::net::Origin::parse(u).is_err() {
+            errors.push((
+                "shop_webhook_url".into(),
+                ctx.t(
+                    "地址里不能带用户名或密码（通知用「商城通知密钥」签名）",
+                    "must not carry a user name or password (webhooks are signed with the shop secret)",
                 )
                 .into(),
             ));
