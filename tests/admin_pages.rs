@@ -1206,7 +1206,7 @@ async fn refusals_say_why_in_the_owners_words() {
     // The page calls it given up, by whom, not a failure the provider explained…
     for want in [
         "已放弃（卖家未确认）",
-        "由 admin:admin_password 在 payhost 放弃",
+        "由 运营者（主密码登录） 在 payhost 放弃",
     ] {
         assert!(again.contains(want), "{want}: {again}");
     }

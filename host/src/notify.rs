@@ -955,7 +955,11 @@ impl App {
             .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| {
-                ApiError::new(404, "unknown_order", format!("no payment {out_trade_no:?}"))
+                ApiError::new(
+                    404,
+                    "unknown_order",
+                    format!("no payment {}", crate::domain::quoted_order(out_trade_no)),
+                )
             })?;
         // Refunds without an answer first: a trade's refunded total read beside refunds still
         // pending here cannot be attributed, and is held for review instead of applied.

@@ -652,6 +652,6 @@ fn unknown_payment(out_trade_no: &str) -> ApiError {
         404,
         "unknown_payment",
         "out_trade_no",
-        format!("no payment {out_trade_no:?}"),
+        format!("no payment {}", crate::domain::quoted_order(out_trade_no)),
     )
 }

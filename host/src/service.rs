@@ -757,7 +757,11 @@ impl App {
             .await
             .map_err(ApiError::internal)?
             .ok_or_else(|| {
-                ApiError::new(404, "unknown_order", format!("no payment {out_trade_no:?}"))
+                ApiError::new(
+                    404,
+                    "unknown_order",
+                    format!("no payment {}", crate::domain::quoted_order(out_trade_no)),
+                )
             })?;
         let mut session = self.plugin_for(&merchant)?.session().await?;
         let verified = session

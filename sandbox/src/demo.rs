@@ -707,6 +707,7 @@ fn status_label(s: &str) -> &'static str {
         "TRADE_SUCCESS" | "TRADE_FINISHED" => "已支付 paid",
         "TRADE_CLOSED" => "已关闭 closed",
         "REFUNDED" => "已退款 refunded",
+        "PARTIALLY_REFUNDED" => "部分退款 partly refunded",
         _ => "待支付 waiting",
     }
 }
@@ -714,6 +715,16 @@ fn status_label(s: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The demo shop's orders read as paid once paid: a partly refunded one was "waiting".
+    #[test]
+    fn a_partly_refunded_order_is_not_waiting() {
+        assert_eq!(
+            status_label("PARTIALLY_REFUNDED"),
+            "部分退款 partly refunded"
+        );
+        assert_eq!(status_label("WAIT_BUYER_PAY"), "待支付 waiting");
+    }
 
     #[test]
     fn builds_the_merchants_on_the_sandbox() {

@@ -293,15 +293,19 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
             webhook_url, webhook_secret_placeholder, shop_origins,
             payments, notifications, tokens,
             dead => dead_views(app, Some(id)).await, dead_merchant => id,
-            retrying => retrying_views(app, Some(id)).await,
-            give_up => give_up_text(app),
+            retrying => retrying_views(app, ctx.lang, Some(id)).await,
+            give_up => give_up_text(app, ctx.lang),
         },
     }
 }
 
 /// The webhooks a shop refused, still being retried: the owner sees a broken shop endpoint the
 /// same hour, not once it is given up on (3 days by default).
-pub(super) async fn retrying_views(app: &App, merchant: Option<&str>) -> Vec<Value> {
+pub(super) async fn retrying_views(
+    app: &App,
+    lang: super::view::Lang,
+    merchant: Option<&str>,
+) -> Vec<Value> {
     let zone = &app.config.admin.time_zone;
     let at = |ms: i64| zone.show(&crate::store::format_unix((ms.max(0) / 1000) as u64));
     app.store
@@ -313,6 +317,7 @@ pub(super) async fn retrying_views(app: &App, merchant: Option<&str>) -> Vec<Val
             context! {
                 id => w.id, merchant_id => w.merchant_id, event_type => w.event_type,
                 url => w.out_trade_no.as_deref().map(|no| super::payments::payment_url(&w.merchant_id, no)),
+                event_words => event_words(lang, &w.event_type),
                 out_trade_no => w.out_trade_no, attempts => w.attempts,
                 queued_at => at(w.created_ms), next_at => at(w.next_attempt_ms),
                 reason => w.last_error.unwrap_or_default(),
@@ -321,15 +326,37 @@ pub(super) async fn retrying_views(app: &App, merchant: Option<&str>) -> Vec<Val
         .collect()
 }
 
-/// How long a webhook is retried before it is given up on, in words.
-pub(super) fn give_up_text(app: &App) -> String {
-    let s = app.config.webhooks.give_up_after_ms / 1000;
-    match s {
-        s if s >= 86_400 && s % 86_400 == 0 => format!("{} d", s / 86_400),
-        s if s >= 3_600 && s % 3_600 == 0 => format!("{} h", s / 3_600),
-        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
-        s => format!("{s} s"),
+/// A webhook's event in the owner's words (the event's own name beside it, as the shop sees it).
+fn event_words(lang: super::view::Lang, event: &str) -> String {
+    let zh = lang == super::view::Lang::Zh;
+    let said = match event {
+        "payment.paid" => Some(if zh { "已付款" } else { "paid" }),
+        "payment.partially_refunded" => Some(if zh {
+            "部分退款"
+        } else {
+            "partly refunded"
+        }),
+        "payment.refunded" => Some(if zh { "已退款" } else { "refunded" }),
+        "payment.closed" => Some(if zh { "已关闭" } else { "closed" }),
+        _ => None,
+    };
+    match said {
+        Some(w) => format!("{w} ({event})"),
+        None => event.to_owned(),
     }
+}
+
+/// How long a webhook is retried before it is given up on, in words.
+pub(super) fn give_up_text(app: &App, lang: super::view::Lang) -> String {
+    let zh = lang == super::view::Lang::Zh;
+    let s = app.config.webhooks.give_up_after_ms / 1000;
+    let (n, unit) = match s {
+        s if s >= 86_400 && s % 86_400 == 0 => (s / 86_400, if zh { " 天" } else { " d" }),
+        s if s >= 3_600 && s % 3_600 == 0 => (s / 3_600, if zh { " 小时" } else { " h" }),
+        s if s >= 60 && s % 60 == 0 => (s / 60, if zh { " 分钟" } else { " min" }),
+        s => (s, if zh { " 秒" } else { " s" }),
+    };
+    format!("{n}{unit}")
 }
 
 async fn dead_views(app: &App, merchant: Option<&str>) -> Vec<Value> {
@@ -356,12 +383,15 @@ async fn dead_of(app: &App, merchant: Option<&str>) -> Vec<crate::store::DeadWeb
 
 pub async fn dead_letters(app: &Arc<App>, ctx: &Ctx) -> Page {
     let (dead, retrying): (Vec<Value>, Vec<Value>) = match ctx.who.only() {
-        None => (dead_views(app, None).await, retrying_views(app, None).await),
+        None => (
+            dead_views(app, None).await,
+            retrying_views(app, ctx.lang, None).await,
+        ),
         Some(mine) => {
             let (mut dead, mut retrying) = (Vec::new(), Vec::new());
             for m in mine {
                 dead.extend(dead_views(app, Some(m)).await);
-                retrying.extend(retrying_views(app, Some(m)).await);
+                retrying.extend(retrying_views(app, ctx.lang, Some(m)).await);
             }
             (dead, retrying)
         }
@@ -369,7 +399,7 @@ pub async fn dead_letters(app: &Arc<App>, ctx: &Ctx) -> Page {
     Page::View {
         template: "webhooks.html",
         section: "webhooks",
-        values: context! { dead, dead_merchant => (), retrying, give_up => give_up_text(app) },
+        values: context! { dead, dead_merchant => (), retrying, give_up => give_up_text(app, ctx.lang) },
     }
 }
 

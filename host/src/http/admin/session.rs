@@ -277,6 +277,14 @@ pub fn safe_next(next: &str) -> Option<&str> {
         && next.len() <= 2048
         && !next.contains("//")
         && !next.contains('\\')
+        // Dot segments (`/admin/../../x`), also percent-encoded: a browser resolves them out of
+        // the admin.
+        && !next
+            .split(['/', '?', '#'])
+            .any(|seg| {
+                let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+                seg == "." || seg == ".."
+            })
         && !next.chars().any(char::is_control)
         && !next.starts_with("/admin/login")
         && !next.starts_with("/admin/logout"))
@@ -578,6 +586,10 @@ mod tests {
             "/admin/logout",
             "/admin/login",
             "javascript:alert(1)",
+            "/admin/../../evil",
+            "/admin/./x",
+            "/admin/%2e%2e/x",
+            "/admin/%2E%2e/%2e%2E/evil",
         ] {
             assert_eq!(safe_next(bad), None, "{bad:?}");
         }

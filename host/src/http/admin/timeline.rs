@@ -65,7 +65,11 @@ fn words(lang: Lang, e: &serde_json::Value) -> (String, String) {
         parts.push(ev.to_owned());
     }
     if let Some(who) = text("started_by") {
-        parts.push(format!("{}{who}", t("发起人 ", "by ")));
+        parts.push(format!(
+            "{}{}",
+            t("发起人 ", "by "),
+            super::words::who(lang, who)
+        ));
     }
     match (kind, text("detail")) {
         _ if given_up.is_some() => parts.extend(given_up.map(|by| given_up_note(lang, by))),
@@ -219,9 +223,9 @@ mod tests {
                 "买家返回 | 已支付",
                 "支付平台通知 | 已支付 · 已处理 · 待付款 → 已支付",
                 "商城通知 | payment.paid · HTTP 200",
-                "退款 | ¥1.88 · 处理中 · 发起人 api:operator",
+                "退款 | ¥1.88 · 处理中 · 发起人 运营者（API）",
                 "退款通知 | 已处理 · 退款 #1 退款成功 · 订单部分退款",
-                "退款 | ¥1.88 · 退款成功 · 发起人 api:operator",
+                "退款 | ¥1.88 · 退款成功 · 发起人 运营者（API）",
                 "商城通知 | payment.partially_refunded · HTTP 200",
             ]
         );
@@ -236,9 +240,9 @@ mod tests {
                 "buyer returned | Paid",
                 "provider notify | Paid · applied · Awaiting payment → Paid",
                 "shop webhook | payment.paid · HTTP 200",
-                "refund | ¥1.88 · Pending · by api:operator",
+                "refund | ¥1.88 · Pending · by the operator (API)",
                 "refund notify | applied · refund #1 Refunded · payment Partly refunded",
-                "refund | ¥1.88 · Refunded · by api:operator",
+                "refund | ¥1.88 · Refunded · by the operator (API)",
                 "shop webhook | payment.partially_refunded · HTTP 200",
             ]
         );
@@ -283,7 +287,7 @@ mod tests {
                 held.as_str(),
                 "退款 | ¥2.00 · 失败 · 发起人 admin · 支付平台说明：ACQ.TRADE_HAS_FINISHED",
                 "商城通知 | payment.paid · 错误：connection refused",
-                "退款 | ¥1.00 · 已放弃（卖家未确认） · 发起人 admin:alice · 由 admin:alice 在 payhost 放弃（卖家一直没有在支付宝确认，不是支付宝的结果）",
+                "退款 | ¥1.00 · 已放弃（卖家未确认） · 发起人 管理员 alice · 由 管理员 alice 在 payhost 放弃（卖家一直没有在支付宝确认，不是支付宝的结果）",
             ]
         );
         // The English page keeps the component's reason for closing here only.

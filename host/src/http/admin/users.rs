@@ -21,7 +21,7 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         .map(|u| {
             context! {
                 name => u.name, role => u.role.as_str(), merchants => u.merchants,
-                created => zone.show(&u.created_at), created_by => u.created_by,
+                created => zone.show(&u.created_at), created_by => super::words::who(ctx.lang, &u.created_by),
             }
         })
         .collect();

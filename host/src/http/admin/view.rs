@@ -81,6 +81,7 @@ pub fn refund_word(lang: Lang, status: &str, detail: Option<&str>) -> String {
 
 /// What a refund given up here says: who gave it up, and that it is no word of the provider's.
 pub fn given_up_note(lang: Lang, by: &str) -> String {
+    let by = super::words::who(lang, by);
     match lang {
         Lang::Zh => format!("由 {by} 在 payhost 放弃（卖家一直没有在支付宝确认，不是支付宝的结果）"),
         Lang::En => format!("given up in payhost by {by} (the seller never confirmed it; not the provider's answer)"),
@@ -401,7 +402,7 @@ mod tests {
         );
         assert_eq!(
             given_up_note(Lang::Zh, "admin:alice"),
-            "由 admin:alice 在 payhost 放弃（卖家一直没有在支付宝确认，不是支付宝的结果）"
+            "由 管理员 alice 在 payhost 放弃（卖家一直没有在支付宝确认，不是支付宝的结果）"
         );
         // The provider's own failure, and anything not FAILED, keep their words.
         assert_eq!(given_up_by("FAILED", Some("ACQ.TRADE_HAS_FINISHED")), None);

@@ -6,6 +6,33 @@ use super::view::Lang;
 use crate::domain::amount::{Amount, AmountError};
 use crate::http::error::ApiError;
 
+/// Who started something (a refund's `started_by`, a user's creator) in the owner's words:
+/// `admin:admin_password` read as a password shown, and `api:operator` as a code.
+pub fn who(lang: Lang, by: &str) -> String {
+    let t = |zh: &str, en: &str| match lang {
+        Lang::Zh => zh.to_owned(),
+        Lang::En => en.to_owned(),
+    };
+    let password = crate::http::admin::session::PASSWORD_OPERATOR;
+    match by.split_once(':') {
+        _ if by == password => t("运营者（主密码登录）", "the operator (admin password)"),
+        Some(("admin", name)) if name == password => {
+            t("运营者（主密码登录）", "the operator (admin password)")
+        }
+        Some(("admin", name)) => format!("{}{name}", t("管理员 ", "admin user ")),
+        Some(("api", "operator")) => t("运营者（API）", "the operator (API)"),
+        Some(("api", rest)) => match rest.strip_prefix("merchant:") {
+            Some(m) => format!("{}{m}{}", t("商城（", "the shop ("), t("）", ")")),
+            None => by.to_owned(),
+        },
+        _ if by == crate::domain::refunds::STARTED_BY_GATEWAY => t(
+            "支付宝（在 payhost 之外发起）",
+            "Alipay (started outside payhost)",
+        ),
+        _ => by.to_owned(),
+    }
+}
+
 /// An amount as a Chinese keyboard types it: full-width digits and point (`０.５`, `１２．３`) are
 /// the same number as their half-width forms. Nothing else is changed, so every other mistake
 /// still reaches the amount rule and is named there.
@@ -731,5 +758,24 @@ mod tests {
         assert_eq!(lines.len(), 2, "{said}");
         assert!(lines[0].starts_with("关闭后又收到付款"), "{said}");
         assert!(lines[1].contains("超过实付金额"), "{said}");
+    }
+}
+
+#[cfg(test)]
+mod who_tests {
+    use super::*;
+
+    #[test]
+    fn who_started_a_refund_is_said_in_words_never_as_a_password_name() {
+        assert_eq!(
+            who(Lang::Zh, "admin:admin_password"),
+            "运营者（主密码登录）"
+        );
+        assert_eq!(who(Lang::Zh, "admin_password"), "运营者（主密码登录）");
+        assert_eq!(who(Lang::Zh, "admin:alice"), "管理员 alice");
+        assert_eq!(who(Lang::En, "api:operator"), "the operator (API)");
+        assert_eq!(who(Lang::Zh, "api:merchant:shop1"), "商城（shop1）");
+        assert_eq!(who(Lang::Zh, "gateway"), "支付宝（在 payhost 之外发起）");
+        assert_eq!(who(Lang::En, "something"), "something");
     }
 }

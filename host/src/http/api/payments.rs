@@ -74,7 +74,7 @@ pub(super) async fn get_payment(
                 404,
                 "unknown_payment",
                 "out_trade_no",
-                format!("no payment {out_trade_no:?}"),
+                format!("no payment {}", crate::domain::quoted_order(out_trade_no)),
             )
         })?;
     let notifications = app
