@@ -1170,6 +1170,8 @@ async fn refusals_say_why_in_the_owners_words() {
     // The legacy refund waits for the seller on Alipay's page; given up, its amount is free again.
     let (_, html) = page(base, path, &op).await;
     assert!(html.contains("id=\"refundable\">¥1.50"), "{html}");
+    // The amount waiting for the seller is shown beside what is left: the sums add up.
+    assert!(html.contains("id=\"refund-pending\">¥0.50"), "{html}");
     let abandon = html
         .split("action=\"")
         .filter_map(|a| a.split('"').next())

@@ -425,6 +425,9 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
         .map(|e| super::timeline::line(ctx.lang, zone, e))
         .collect();
     let refundable_fen = refundable_of(p, &refunds);
+    let pending_fen =
+        crate::domain::refunds::Totals::of(&refunds.iter().map(|r| r.line()).collect::<Vec<_>>())
+            .pending;
     let refund_waits_for_seller = app
         .store
         .merchant(id)
@@ -464,6 +467,8 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
                 amount => p.total_fee(),
                 review_explained => review_explained(ctx, p.review.as_deref()),
                 refunded => yuan(lp.refunded_fen), refundable => yuan(refundable_fen), refundable_fen,
+                pending => yuan(pending_fen), pending_fen,
+                no_refund_why => no_refund_why(ctx.lang, &p.status, refundable_fen, pending_fen),
                 subject => p.subject, seller => p.seller, buyer => p.buyer_email, trade_no => p.trade_no,
                 created => zone.show(&p.created_at), paid => p.paid_at.as_deref().map(|t| zone.show(t)),
                 closable => p.status == crate::store::WAIT_BUYER_PAY,
@@ -603,6 +608,66 @@ pub async fn clear_review(
         Err(e) => Flash::err(e.message),
     };
     PostResult::Done(Posted::to(payment_url(id, no), flash))
+}
+
+/// Why a paid payment's page has no refund form (None when it has one, or was never paid): a
+/// form that vanished without a word read as money gone.
+fn no_refund_why(
+    lang: super::view::Lang,
+    status: &str,
+    refundable_fen: u64,
+    pending_fen: u64,
+) -> Option<String> {
+    let t = |zh: &str, en: &str| match lang {
+        super::view::Lang::Zh => zh.to_owned(),
+        super::view::Lang::En => en.to_owned(),
+    };
+    if refundable_fen > 0 || !crate::domain::state::is_paid(status) {
+        return None;
+    }
+    Some(if status == crate::domain::state::TRADE_FINISHED {
+        t(
+            "交易已完结（超过了可退款期限），支付宝不再接受这笔交易的退款。",
+            "The trade is finished (past its refund period): Alipay takes no refund of it.",
+        )
+    } else if pending_fen > 0 {
+        format!(
+            "{}{}{}",
+            t("现在没有可退的金额：¥", "Nothing is left to refund now: ¥"),
+            yuan(pending_fen),
+            t(
+                " 的退款正在处理中（等待在支付宝确认）。确认完成后这里会更新；卖家没有确认的，可在下面的退款记录里放弃，金额就能再退。",
+                " is being refunded (waiting for confirmation at Alipay). This page updates once it completes; one the seller never confirms can be given up in the refunds below, and its amount is refundable again.",
+            )
+        )
+    } else {
+        t("这笔支付已全额退款。", "This payment is refunded in full.")
+    })
+}
+
+#[cfg(test)]
+mod no_refund_why_tests {
+    use super::no_refund_why;
+    use crate::http::admin::view::Lang;
+
+    /// A paid payment whose refund form is gone says why: everything is being refunded (the
+    /// sums on the page looked like money gone), refunded, or the trade is finished.
+    #[test]
+    fn a_paid_payment_without_a_refund_form_says_why() {
+        let pending = no_refund_why(Lang::Zh, "TRADE_SUCCESS", 0, 1280).unwrap();
+        assert!(
+            pending.contains("¥12.80") && pending.contains("放弃"),
+            "{pending}"
+        );
+        assert!(no_refund_why(Lang::Zh, "REFUNDED", 0, 0)
+            .unwrap()
+            .contains("已全额退款"));
+        assert!(no_refund_why(Lang::En, "TRADE_FINISHED", 0, 0)
+            .unwrap()
+            .contains("finished"));
+        assert_eq!(no_refund_why(Lang::Zh, "TRADE_SUCCESS", 100, 0), None);
+        assert_eq!(no_refund_why(Lang::Zh, "WAIT_BUYER_PAY", 0, 0), None);
+    }
 }
 
 /// What is left to refund of a payment with these refunds: paid, less what is refunded and
