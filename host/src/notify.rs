@@ -907,14 +907,8 @@ impl App {
                     );
                 }
                 let reason = "支付宝报告了一笔部分退款但没有金额，交易查询里还没有这笔退款：请稍后点「查询 Sync」 / a partial refund was reported without its amount and the trade query does not show it yet: press Sync later";
-                tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no = %crate::log_limit::clean(&verified.out_trade_no), "ALERT: {reason}");
-                if let Err(e) = self
-                    .store
-                    .flag_for_review(merchant_id, &verified.out_trade_no, reason)
-                    .await
-                {
-                    tracing::error!(merchant = merchant_id, error = %e, "cannot flag a payment for review");
-                }
+                self.hold_amountless_refund(merchant_id, verified, reason)
+                    .await;
                 Some(
                     Processed::stop(NotifyOutcome::Mismatch, format!("held for review: {reason}"))
                         .with_seen(verified),
@@ -922,16 +916,28 @@ impl App {
             }
             Err(_) => {
                 let reason = "支付宝报告了一笔部分退款但没有金额，交易查询没有成功：请点「查询 Sync」 / a partial refund was reported without its amount and the trade query failed: press Sync";
-                tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no = %crate::log_limit::clean(&verified.out_trade_no), "ALERT: {reason}");
-                if let Err(e) = self
-                    .store
-                    .flag_for_review(merchant_id, &verified.out_trade_no, reason)
-                    .await
-                {
-                    tracing::error!(merchant = merchant_id, error = %e, "cannot flag a payment for review");
-                }
+                self.hold_amountless_refund(merchant_id, verified, reason)
+                    .await;
                 None
             }
+        }
+    }
+
+    /// A partial refund without its amount that the trade query does not explain: said in the
+    /// log as an ALERT and held for review with `reason`.
+    async fn hold_amountless_refund(
+        &self,
+        merchant_id: &str,
+        verified: &Notification,
+        reason: &str,
+    ) {
+        tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no = %crate::log_limit::clean(&verified.out_trade_no), "ALERT: {reason}");
+        if let Err(e) = self
+            .store
+            .flag_for_review(merchant_id, &verified.out_trade_no, reason)
+            .await
+        {
+            tracing::error!(merchant = merchant_id, error = %e, "cannot flag a payment for review");
         }
     }
 

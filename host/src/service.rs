@@ -306,17 +306,27 @@ impl App {
     }
 
     /// Where a shop webhook may go: its own origin, public addresses only unless the operator
-    /// allowed that origin.
-    pub fn webhook_policy(&self, url: &str) -> Policy {
+    /// allowed that origin: in payhost.toml, or as one of the merchant's `shop_origins` (which
+    /// the operator binds; a shop's token cannot change them).
+    pub fn webhook_policy(&self, url: &str, shop_origins: &[String]) -> Policy {
         let mut policy = Policy::default();
         if let Ok(o) = Origin::parse(url) {
-            if self.operator_origins.contains(&o) {
+            if self.webhook_origin_allowed(&o, shop_origins) {
                 policy.allow_explicitly(o);
             } else {
                 policy.allow(o);
             }
         }
         policy
+    }
+
+    /// Whether the operator allowed a webhook `origin` wherever it resolves: in payhost.toml, or
+    /// as one of the merchant's bound `shop_origins`.
+    fn webhook_origin_allowed(&self, origin: &Origin, shop_origins: &[String]) -> bool {
+        self.operator_origins.contains(origin)
+            || shop_origins
+                .iter()
+                .any(|s| Origin::parse(s).is_ok_and(|o| &o == origin))
     }
 
     /// A webhook URL whose host is a non-public address (an IP literal, or `localhost`) the
@@ -326,7 +336,7 @@ impl App {
     fn check_webhook_address(&self, m: &MerchantSettings) -> Option<FieldError> {
         let url = m.shop_webhook_url.as_deref()?;
         let origin = Origin::parse(url).ok()?;
-        if self.operator_origins.contains(&origin) {
+        if self.webhook_origin_allowed(&origin, &m.shop_origins) {
             return None;
         }
         let private = match origin.host.parse::<std::net::IpAddr>() {

@@ -118,19 +118,22 @@ pub async fn run(app: Arc<App>, wake: Arc<Notify>, mut stop: tokio::sync::watch:
 async fn deliver(app: &Arc<App>, job: crate::store::WebhookJob) {
     // The merchant's current webhook URL: a retry follows a URL the shop corrected
     // after the event was queued.
-    let (key, url) = match app.store.merchant(&job.merchant_id).await {
+    let (key, url, shop_origins) = match app.store.merchant(&job.merchant_id).await {
         Ok(Some(m)) => (
             app.shop_key(&job.merchant_id, &m),
             m.shop_webhook_url
                 .clone()
                 .unwrap_or_else(|| job.url.clone()),
+            m.shop_origins.clone(),
         ),
         _ => (
             crate::onboarding::derived_shop_key(app.config.api_token.expose(), &job.merchant_id),
             job.url.clone(),
+            Vec::new(),
         ),
     };
-    let (http_status, result) = post(app, &url, &job.event_id, &job.body, &key).await;
+    let policy = app.webhook_policy(&url, &shop_origins);
+    let (http_status, result) = post(app, &policy, &url, &job.event_id, &job.body, &key).await;
     // Each attempt on the payment's timeline.
     if let Some(no) = crate::store::ledger::webhook_order(&job.body) {
         let attempt = crate::store::ledger::WebhookAttempt {
@@ -185,6 +188,7 @@ async fn deliver(app: &Arc<App>, job: crate::store::WebhookJob) {
 /// Posts one webhook; the shop's HTTP status (None when no answer came) and the error, if any.
 async fn post(
     app: &App,
+    policy: &crate::net::Policy,
     url: &str,
     event_id: &str,
     body: &str,
@@ -208,12 +212,7 @@ async fn post(
         max_response_bytes: MAX_REPLY_BYTES,
         truncate: true,
     };
-    let answer = match app
-        .plugins
-        .net()
-        .send(&app.webhook_policy(url), &request, limits)
-        .await
-    {
+    let answer = match app.plugins.net().send(policy, &request, limits).await {
         Ok(a) => a,
         Err(e) => return (None, Err(e.to_string())),
     };
