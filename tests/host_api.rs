@@ -661,14 +661,9 @@ async fn the_next_notify_sees_a_merchants_changed_key_and_its_removal() {
 async fn merchant_settings_through_the_api_are_trimmed_validated_and_masked() {
     let w = world("merchant").await;
     let url = w.host.url("/v1/merchants/newshop");
-    let r = send_json(
-        "PUT",
-        &url,
-        Some(TOKEN),
-        &json!({"partner": "  2088101122136241 \n", "key": " 10000000000000000000000000000abc\t", "seller_email": " a@b.cn ",
-                "shop_webhook_url": "https://shop.example/hook", "shop_webhook_secret": "0123456789abcdefXYZ"}),
-    )
-    .await;
+    let put = async |body: serde_json::Value| send_json("PUT", &url, Some(TOKEN), &body).await;
+    let r = put(json!({"partner": "  2088101122136241 \n", "key": " 10000000000000000000000000000abc\t", "seller_email": " a@b.cn ",
+                "shop_webhook_url": "https://shop.example/hook", "shop_webhook_secret": "0123456789abcdefXYZ"})).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let m = r.json();
     assert_eq!(m["partner"], PARTNER);
@@ -676,13 +671,7 @@ async fn merchant_settings_through_the_api_are_trimmed_validated_and_masked() {
     assert_eq!(m["shop_webhook_secret"], "****fXYZ");
     let again = get(&url, Some(TOKEN)).await;
     assert!(!again.text().contains("10000000000000000000000000000abc"));
-    let bad = send_json(
-        "PUT",
-        &url,
-        Some(TOKEN),
-        &json!({"partner": "12", "key": "short", "mode": "b2b"}),
-    )
-    .await;
+    let bad = put(json!({"partner": "12", "key": "short", "mode": "b2b"})).await;
     assert_eq!(bad.status, 400);
     let fields: Vec<String> = bad.json()["fields"]
         .as_array()
@@ -697,11 +686,8 @@ async fn merchant_settings_through_the_api_are_trimmed_validated_and_masked() {
     // The file's own rules (a shop secret too short) and the component's (a key of 15
     // characters) in one answer, each field an object as everywhere: the secret's refusal used
     // to hide the key's until a second PUT, in a list of strings.
-    let both = send_json(
-        "PUT",
-        &url,
-        Some(TOKEN),
-        &json!({"partner": PARTNER, "key": "123456789012345", "seller_email": "a@b.cn",
+    let both = put(
+        json!({"partner": PARTNER, "key": "123456789012345", "seller_email": "a@b.cn",
                 "shop_webhook_secret": "short"}),
     )
     .await;
@@ -724,45 +710,27 @@ async fn merchant_settings_through_the_api_are_trimmed_validated_and_masked() {
     assert!(!both.text().contains("123456789012345"), "{v}");
     // A webhook URL with a user name and password is refused when saved (the sender refused it
     // every time, and showed the password wherever the URL was); an upper-case scheme is a scheme.
-    let with_password = send_json(
-        "PUT",
-        &url,
-        Some(TOKEN),
-        &json!({"partner": PARTNER, "key": "10000000000000000000000000000abc", "seller_email": "a@b.cn",
-                "shop_webhook_url": "https://hookuser:HOOKPASS123@shop.example/hook"}),
-    )
-    .await;
+    let with_password = put(json!({"partner": PARTNER, "key": "10000000000000000000000000000abc", "seller_email": "a@b.cn",
+                "shop_webhook_url": "https://hookuser:HOOKPASS123@shop.example/hook"})).await;
     assert_eq!(with_password.status, 400, "{}", with_password.text());
     assert_eq!(with_password.json()["error"]["field"], "shop_webhook_url");
     assert!(!with_password.text().contains("HOOKPASS123"));
-    let upper = send_json(
-        "PUT",
-        &url,
-        Some(TOKEN),
-        &json!({"partner": PARTNER, "key": "10000000000000000000000000000abc", "seller_email": "a@b.cn",
-                "shop_webhook_url": "HTTPS://shop.example/hook"}),
-    )
-    .await;
+    let upper = put(json!({"partner": PARTNER, "key": "10000000000000000000000000000abc", "seller_email": "a@b.cn",
+                "shop_webhook_url": "HTTPS://shop.example/hook"})).await;
     assert_eq!(upper.status, 200, "{}", upper.text());
-    let lower = send_json(
-        "PUT",
-        &url,
-        Some(TOKEN),
-        &json!({"partner": PARTNER, "key": "10000000000000000000000000000abc", "seller_email": "a@b.cn",
-                "shop_webhook_url": "https://shop.example/hook"}),
-    )
-    .await;
+    let lower = put(json!({"partner": PARTNER, "key": "10000000000000000000000000000abc", "seller_email": "a@b.cn",
+                "shop_webhook_url": "https://shop.example/hook"})).await;
     assert_eq!(lower.status, 200, "{}", lower.text());
     // A settings-only PUT keeps the webhook URL and secret (it used to drop the URL, and the
     // shop heard of no payment again); null removes the URL.
     let settings = json!({"partner": PARTNER, "key": "10000000000000000000000000000abc", "seller_email": "a@b.cn"});
-    let r = send_json("PUT", &url, Some(TOKEN), &settings).await;
+    let r = put(settings.clone()).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["shop_webhook_url"], "https://shop.example/hook");
     assert_eq!(r.json()["shop_webhook_secret"], "****fXYZ");
     let mut without = settings.clone();
     without["shop_webhook_url"] = serde_json::Value::Null;
-    let r = send_json("PUT", &url, Some(TOKEN), &without).await;
+    let r = put(without).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.json()["shop_webhook_url"].is_null(), "{}", r.text());
     assert!(get(&url, Some(TOKEN)).await.json()["shop_webhook_url"].is_null());
