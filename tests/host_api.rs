@@ -751,13 +751,16 @@ async fn a_merchant_from_the_file_saved_through_the_api_is_still_not_removable()
     )
     .await;
     assert_eq!(saved.status, 200, "{}", saved.text());
-    let removed = request(
-        "DELETE",
-        &url,
-        &[("authorization", &format!("Bearer {TOKEN}"))],
-        Vec::new(),
-    )
-    .await;
+    let delete = async |url: &str| {
+        request(
+            "DELETE",
+            url,
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+            Vec::new(),
+        )
+        .await
+    };
+    let removed = delete(&url).await;
     assert_eq!(removed.status, 409, "{}", removed.text());
     assert_eq!(removed.json()["error"]["code"], "merchant_in_config");
     assert_eq!(get(&url, Some(TOKEN)).await.status, 200);
@@ -781,13 +784,7 @@ async fn a_merchant_from_the_file_saved_through_the_api_is_still_not_removable()
         "{}",
         host.log_text()
     );
-    let removed = request(
-        "DELETE",
-        &url,
-        &[("authorization", &format!("Bearer {TOKEN}"))],
-        Vec::new(),
-    )
-    .await;
+    let removed = delete(&url).await;
     assert_eq!(removed.status, 200, "{}", removed.text());
     assert_eq!(get(&url, Some(TOKEN)).await.status, 404);
 }

@@ -72,6 +72,29 @@ async fn pay(host: &TestHost, sandbox: &str, no: &str, fee: &str) {
     .await;
 }
 
+/// A world of one legacy merchant `ref` on the sandbox (its webhooks to a stub shop that
+/// answers `ok`), with order `no` of `fee` paid: the start of the single-order refund cases.
+async fn one_paid_legacy_order(
+    name: &str,
+    no: &str,
+    fee: &str,
+) -> (TestSandbox, StubServer, TestHost) {
+    let dir = temp_dir(name);
+    let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
+    let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
+    let host = TestHost::start(&dir, |port| {
+        legacy_config(port, &sandbox.base, &shop.url("/hook"))
+    })
+    .await;
+    pay(&host, &sandbox.base, no, fee).await;
+    let url = host.url(&format!("/v1/merchants/ref/payments/{no}"));
+    wait_for("paid", async || {
+        get(&url, Some(TOKEN)).await.json()["status"] == "TRADE_SUCCESS"
+    })
+    .await;
+    (sandbox, shop, host)
+}
+
 /// Two payments through the sandbox, one refunded in part and one in full, with `database` (a
 /// PostgreSQL URL) instead of the SQLite file when given.
 async fn partial_and_full_refunds(name: &str, database: Option<String>) {
@@ -231,23 +254,12 @@ async fn partial_and_full_refunds(name: &str, database: Option<String>) {
 /// left — with the payment held for review, the second ends failed; the shop hears of one refund.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refund_given_up_then_confirmed_beside_a_second_one_is_recorded() {
-    let dir = temp_dir("refund-given-up");
-    let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
-    let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
-    let host = TestHost::start(&dir, |port| {
-        legacy_config(port, &sandbox.base, &shop.url("/hook"))
-    })
-    .await;
+    let (sandbox, shop, host) = one_paid_legacy_order("refund-given-up", "GU1", "1.00").await;
     let payment = async || {
         get(&host.url("/v1/merchants/ref/payments/GU1"), Some(TOKEN))
             .await
             .json()
     };
-    pay(&host, &sandbox.base, "GU1", "1.00").await;
-    wait_for("paid", async || {
-        payment().await["status"] == "TRADE_SUCCESS"
-    })
-    .await;
     let refund = async |key: &str| {
         let r = send_json(
             "POST",
@@ -328,23 +340,12 @@ async fn a_refund_given_up_then_confirmed_beside_a_second_one_is_recorded() {
 /// webhook carrying no amount; now it never moves a payment on a refund without its report.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_legacy_partial_refund_synced_before_its_notify_moves_nothing_again() {
-    let dir = temp_dir("refund-synced-first");
-    let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
-    let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
-    let host = TestHost::start(&dir, |port| {
-        legacy_config(port, &sandbox.base, &shop.url("/hook"))
-    })
-    .await;
+    let (sandbox, shop, host) = one_paid_legacy_order("refund-synced-first", "RS1", "10.00").await;
     let payment = async || {
         get(&host.url("/v1/merchants/ref/payments/RS1"), Some(TOKEN))
             .await
             .json()
     };
-    pay(&host, &sandbox.base, "RS1", "10.00").await;
-    wait_for("paid", async || {
-        payment().await["status"] == "TRADE_SUCCESS"
-    })
-    .await;
     sandbox.sandbox.set_faults(payhost_sandbox::Faults {
         drop_all_notifies: true,
         ..Default::default()
