@@ -1335,6 +1335,23 @@ async fn merchant_token_reaches_its_own_slot_only() {
         (r.status, r.json()["error"]["field"].clone()),
         (403, json!("shop_webhook_url"))
     );
+    // A URL on its own origin that is not a URL (HTML in its query) is refused for what is
+    // wrong with it, not as another origin.
+    let mut unencoded = settings.clone();
+    unencoded["shop_webhook_url"] = format!("{origin}/payhost_notify.php?x=<b>1</b>").into();
+    let r = put("shop-a", &a.token, unencoded).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.json()["error"]["field"],
+        "shop_webhook_url",
+        "{}",
+        r.text()
+    );
+    assert!(
+        r.text().contains("percent-encode") && !r.text().contains("bound to this merchant"),
+        "{}",
+        r.text()
+    );
     let mut other_origin = settings.clone();
     other_origin["shop_origins"] = json!(["https://evil.example"]);
     assert_eq!(put("shop-a", &a.token, other_origin).await.status, 403);

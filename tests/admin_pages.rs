@@ -640,6 +640,20 @@ async fn the_open_platform_sandbox_gateway_is_one_click_on_the_merchant_page() {
     }
     // The legacy family's URL fields have no presets.
     assert!(!html.contains("id=\"gateway_url-presets\""));
+    // A Chinese page names each setting in Chinese, with its key beside it (what payhost.toml
+    // calls it), not the English label.
+    for english in [
+        "Seller mode",
+        "Signature type",
+        "Alipay seller account",
+        "App private key",
+    ] {
+        assert!(!html.contains(english), "{english} on the Chinese page");
+    }
+    assert!(
+        html.contains("<span class=\"rule\">mode — "),
+        "the mode field's key is shown beside its label"
+    );
 }
 
 /// The rows of the payment page's timeline: event and detail of each, as the page shows them.

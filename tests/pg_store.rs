@@ -305,6 +305,26 @@ async fn dead_letters_sessions_tokens_and_pruning() {
         1,
         "a failed attempt drops the lease"
     );
+    // Retried now on request (the shop is fixed): its merchant's only, and never one a replica
+    // is sending (leased).
+    // (The assertion above leased it again.)
+    s.webhook_failed(again[0].id, now_ms() + 3_600_000, "HTTP 500")
+        .await
+        .unwrap();
+    assert!(s.due_webhooks(now_ms() + 1, 10).await.unwrap().is_empty());
+    assert_eq!(s.retry_webhooks_now(Some("other")).await.unwrap(), 0);
+    assert_eq!(s.retry_webhooks_now(Some("m1")).await.unwrap(), 1);
+    let sending = s.due_webhooks(now_ms() + 1, 10).await.unwrap();
+    assert_eq!(sending.len(), 1);
+    s.webhook_failed(sending[0].id, now_ms() + 3_600_000, "HTTP 500")
+        .await
+        .unwrap();
+    let _lease = s.due_webhooks(now_ms() + 3_600_001, 10).await.unwrap();
+    assert_eq!(
+        s.retry_webhooks_now(None).await.unwrap(),
+        0,
+        "a leased row is being sent"
+    );
 
     s.create_session("h1", "csrf1", now_ms() + 60_000)
         .await

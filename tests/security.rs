@@ -875,7 +875,7 @@ async fn webhooks_being_retried_are_shown_before_they_are_given_up() {
     .await;
     assert_eq!(r.text(), "success");
     wait_for(|| !events(&w, "/hook").is_empty(), "the first attempt").await;
-    let (cookie, _) = admin_login(&w.host.url(""), ADMIN_PASSWORD).await;
+    let (cookie, csrf) = admin_login(&w.host.url(""), ADMIN_PASSWORD).await;
     let page = async |path: &str| {
         request("GET", &w.host.url(path), &[("cookie", &cookie)], Vec::new())
             .await
@@ -898,7 +898,8 @@ async fn webhooks_being_retried_are_shown_before_they_are_given_up() {
         assert!(
             table.contains(">R1</a>")
                 && table.contains("payment.paid")
-                && table.contains("HTTP 500"),
+                && table.contains("HTTP 500")
+                && table.contains("id=\"retry-now\""),
             "{path}: {table}"
         );
     }
@@ -930,13 +931,43 @@ async fn webhooks_being_retried_are_shown_before_they_are_given_up() {
             "{path}: {text}"
         );
     }
-    // Once the shop accepts it, it is no longer listed.
+    // Another merchant's owner cannot make them due.
+    let other_page = request(
+        "GET",
+        &w.host.url("/admin/webhooks"),
+        &[("cookie", &other)],
+        Vec::new(),
+    )
+    .await
+    .text();
+    let other_csrf = other_page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf: {other_page}"))
+        .to_owned();
+    let refused = request(
+        "POST",
+        &w.host.url("/admin/webhooks/retry-now"),
+        &[
+            ("cookie", &other),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={other_csrf}&merchant=shop").into_bytes(),
+    )
+    .await;
+    assert_eq!(refused.status, 404, "{}", refused.text());
+    // Once the shop is fixed, "send now" delivers them (the next interval is a minute away),
+    // and they are no longer listed.
     w.shop.answer(|_: &Seen| (200, b"ok".to_vec()));
-    let db = rusqlite::Connection::open(w.host.dir.join("payhost.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
-    db.execute("UPDATE webhook_outbox SET next_attempt_ms = 0", [])
-        .unwrap();
-    drop(db);
+    let sent = admin_post(
+        &w.host.url(""),
+        "/admin/webhooks/retry-now",
+        &cookie,
+        &format!("csrf={csrf}&merchant=shop"),
+    )
+    .await;
+    assert!(sent.contains("立即重发的通知数： 1"), "{sent}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while page("/admin").await.contains("id=\"webhooks-retrying\"") {
         assert!(Instant::now() < deadline, "still shown once delivered");

@@ -586,7 +586,10 @@ impl App {
                 400,
                 "invalid_request",
                 "return_url",
-                "return_url: must be an absolute http or https URL",
+                format!(
+                    "return_url: must be an absolute http or https URL{}",
+                    crate::config::url_encoding_hint(&return_url, false)
+                ),
             ));
         }
         // total_fee is a decimal string; a JSON number is accepted only as its exact text.

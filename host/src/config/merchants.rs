@@ -169,6 +169,24 @@ pub fn valid_merchant_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// What to add to "must be an absolute http or https URL" when `u` would be one but for a
+/// character a URL must carry percent-encoded (a space, `<`, `"`, a Chinese character…).
+pub fn url_encoding_hint(u: &str, lang_zh: bool) -> &'static str {
+    let bad = u.chars().any(|c| {
+        !c.is_ascii()
+            || c.is_ascii_whitespace()
+            || c.is_ascii_control()
+            || "<>\"{}|\\^`".contains(c)
+    });
+    match (bad, lang_zh) {
+        (false, _) => "",
+        (true, true) => "；空格、中文和 < > \" { } | \\ ^ ` 等字符须先做百分号编码（%XX）",
+        (true, false) => {
+            "; percent-encode (%XX) spaces, non-ASCII characters and < > \" { } | \\ ^ `"
+        }
+    }
+}
+
 pub fn is_http_url(u: &str) -> bool {
     // A scheme is case-insensitive (`HTTP://` is http).
     let starts = |p: &str| u.get(..p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p));
@@ -304,7 +322,8 @@ pub fn merchant_settings(
     if let Some(u) = &shop_webhook_url {
         if !is_http_url(u) {
             problems.push(format!(
-                "merchants.{id}.shop_webhook_url: must be an absolute http or https URL"
+                "merchants.{id}.shop_webhook_url: must be an absolute http or https URL{}",
+                url_encoding_hint(u, false)
             ));
         } else if u.contains('@') && crate::net::Origin::parse(u).is_err() {
             // The sender refuses it, every time, until the webhooks are given up on; and the

@@ -19,8 +19,8 @@ mod tuning;
 mod validation_tests;
 
 pub use merchants::{
-    is_http_url, merchant_settings, origin_of, valid_merchant_id, MerchantSettings, RawMerchant,
-    SettingValue,
+    is_http_url, merchant_settings, origin_of, url_encoding_hint, valid_merchant_id,
+    MerchantSettings, RawMerchant, SettingValue,
 };
 pub use plugins::PluginSource;
 pub use tuning::{AdminConfig, Limits, Recovery, Retention, WebhookConfig};
@@ -756,6 +756,29 @@ mod tests {
             text.contains(&format!("merchants.{long}: the id must be 1 to 64")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_url_with_unencoded_characters_is_told_what_to_encode() {
+        for bad in [
+            "https://shop.example/hook?x=<b>",
+            "https://shop.example/a b",
+            "https://shop.example/?q=\"x\"",
+        ] {
+            assert!(!is_http_url(bad), "{bad}");
+            assert!(
+                url_encoding_hint(bad, false).contains("percent-encode"),
+                "{bad}"
+            );
+            assert!(url_encoding_hint(bad, true).contains("百分号编码"), "{bad}");
+        }
+        for plain in [
+            "https://shop.example/hook?x=%3Cb%3E",
+            "ftp://x",
+            "shop.example",
+        ] {
+            assert_eq!(url_encoding_hint(plain, false), "", "{plain}");
+        }
     }
 
     #[test]

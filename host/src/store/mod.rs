@@ -384,6 +384,9 @@ pub trait Webhooks: Send + Sync {
     ) -> Result<Vec<RetryingWebhook>>;
     /// Queues a dead-lettered webhook again (a fresh retry window); false if there is none.
     async fn resend_webhook(&self, merchant: &str, id: i64) -> Result<bool>;
+    /// Makes the webhooks being retried (of one merchant, or all) due now, once the shop is
+    /// fixed, instead of at their next interval; a send in flight is left alone. How many.
+    async fn retry_webhooks_now(&self, merchant: Option<&str>) -> Result<u64>;
 }
 
 /// Who may call: admin sessions and per-merchant API tokens (both stored by hash).

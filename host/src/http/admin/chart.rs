@@ -40,13 +40,21 @@ fn nice(max: f64) -> f64 {
         .unwrap_or(10.0 * p)
 }
 
+/// The count axis' ceiling: four grid steps of a whole number each (a count of 1 would otherwise
+/// label its grid 0.3, 0.5, 0.8).
+fn count_ceiling(max: u64) -> f64 {
+    let step = nice(max as f64 / 4.0).max(1.0);
+    step * 4.0
+}
+
 /// The SVG of `days` (oldest first). `title` labels it for screen readers.
 pub fn svg(days: &[Day], title: &str, lang: super::Lang) -> String {
     let n = days.len().max(1) as f64;
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
-    let max_count = nice(days.iter().map(|d| d.count).max().unwrap_or(0) as f64);
-    let max_yuan = nice(days.iter().map(|d| d.fen).max().unwrap_or(0) as f64 / 100.0);
+    let max_count = count_ceiling(days.iter().map(|d| d.count).max().unwrap_or(0));
+    let max_yuan =
+        4.0 * nice(days.iter().map(|d| d.fen).max().unwrap_or(0) as f64 / 400.0).max(0.01);
     let slot = plot_w / n;
     let mut s = String::new();
     let _ = write!(
@@ -124,12 +132,11 @@ fn short_yuan(v: f64, lang: super::Lang) -> String {
     }
 }
 
+/// An axis value as short as it is exact: the grid's steps are 1, 2 or 5 of a power of ten,
+/// so two decimals say any of them down to a fen (0.25 is not "0.2").
 fn trim(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.1}")
-    }
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 #[cfg(test)]
@@ -163,6 +170,41 @@ mod tests {
         assert_eq!(nice(7.0), 10.0);
         assert_eq!(nice(0.0), 1.0);
         assert_eq!(nice(12.34), 20.0);
+    }
+
+    #[test]
+    fn the_count_axis_has_whole_numbers() {
+        for max in [0, 1, 3, 4, 5, 7, 9, 10, 33, 99, 101, 4_999] {
+            let top = count_ceiling(max);
+            assert!(top >= max as f64, "{max} fits under {top}");
+            for i in 0..=4 {
+                let tick = top * i as f64 / 4.0;
+                assert_eq!(tick.fract(), 0.0, "a count of {max}: tick {tick}");
+            }
+        }
+        assert_eq!(count_ceiling(1), 4.0);
+        assert_eq!(count_ceiling(7), 8.0);
+        assert_eq!(count_ceiling(33), 40.0);
+        let one = vec![Day {
+            date: "2026-12-01".into(),
+            count: 1,
+            fen: 100,
+        }];
+        let svg = svg(&one, "paid", super::super::Lang::Zh);
+        assert!(
+            !svg.contains("#1677ff\">0.") && svg.contains("#1677ff\">4<"),
+            "{svg}"
+        );
+        // The amount axis' grid is exact (it was 0.2 and 0.8 for 0.25 and 0.75).
+        for tick in [">0.5<", ">1<", ">1.5<", ">2<"] {
+            assert!(
+                svg.contains(&format!("fill=\"#c80\"{tick}")),
+                "{tick}: {svg}"
+            );
+        }
+        assert_eq!(trim(0.05), "0.05");
+        assert_eq!(trim(2.5), "2.5");
+        assert_eq!(trim(500.0), "500");
     }
 
     #[test]

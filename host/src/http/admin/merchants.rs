@@ -161,9 +161,13 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
             let hidden = when
                 .as_ref()
                 .is_some_and(|(setting, values)| !values.iter().any(|v| v.eq_ignore_ascii_case(&value_of(setting))));
+            // Beside the label: in Chinese the setting's own key (what payhost.toml and Alipay's
+            // documents call it), unless the label says it already; in English the Chinese label
+            // (what Alipay's Chinese back office calls it).
             let (label, label_other) = match ctx.lang {
-                super::Lang::Zh => (&s.label_zh, &s.label_en),
-                super::Lang::En => (&s.label_en, &s.label_zh),
+                super::Lang::Zh if s.label_zh.contains(s.name.as_str()) => (s.label_zh.clone(), String::new()),
+                super::Lang::Zh => (s.label_zh.clone(), s.name.clone()),
+                super::Lang::En => (s.label_en.clone(), s.label_zh.clone()),
             };
             let secret = is_secret(s);
             let kind = match s.kind {
@@ -715,11 +719,14 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
         if !crate::config::is_http_url(u) {
             errors.push((
                 "shop_webhook_url".into(),
-                ctx.t(
-                    "必须是 http 或 https 的完整地址",
-                    "must be an absolute http or https URL",
-                )
-                .into(),
+                format!(
+                    "{}{}",
+                    ctx.t(
+                        "必须是 http 或 https 的完整地址",
+                        "must be an absolute http or https URL",
+                    ),
+                    crate::config::url_encoding_hint(u, ctx.lang == super::Lang::Zh)
+                ),
             ));
         } else if u.contains('@') && crate::net::Origin::parse(u).is_err() {
             errors.push((
@@ -733,7 +740,12 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
         }
         let changed = bound.is_some_and(|slot| slot.shop_webhook_url.as_ref() != Some(u));
         if let Some(slot) = bound
-            .filter(|slot| changed && (slot.shop_origins.is_empty() || !slot.return_url_allowed(u)))
+            // (A URL that is not one is refused above, by what is wrong with it.)
+            .filter(|slot| {
+                changed
+                    && crate::config::is_http_url(u)
+                    && (slot.shop_origins.is_empty() || !slot.return_url_allowed(u))
+            })
         {
             let origins = if slot.shop_origins.is_empty() {
                 ctx.t(
@@ -964,6 +976,66 @@ pub async fn resend(app: &Arc<App>, ctx: &Ctx, id: &str, wid: &str) -> PostResul
         Flash::err(ctx.t("没有这个未送达的通知", "No such dead-lettered webhook."))
     };
     PostResult::Done(Posted::to(merchant_page(id), flash))
+}
+
+/// Sends the webhooks being retried now (the shop is fixed), instead of at their next interval:
+/// of one merchant (`merchant` field), else of all theirs.
+pub async fn retry_now(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
+    let one = field(form, "merchant").trim();
+    let merchants: Vec<Option<String>> = if !one.is_empty() {
+        if !ctx.who.sees(one) {
+            return PostResult::NotFound;
+        }
+        vec![Some(one.to_owned())]
+    } else {
+        match ctx.who.only() {
+            None => vec![None],
+            Some(mine) => mine.iter().cloned().map(Some).collect(),
+        }
+    };
+    let mut total = 0u64;
+    let mut failed = false;
+    for m in &merchants {
+        match app.store.retry_webhooks_now(m.as_deref()).await {
+            Ok(n) => {
+                total += n;
+                if n > 0 {
+                    audit(
+                        app,
+                        &ctx.who,
+                        "webhook.retry_now",
+                        m.as_deref(),
+                        &format!("{n} webhook(s)"),
+                    )
+                    .await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "webhooks could not be made due now");
+                failed = true;
+            }
+        }
+    }
+    if total > 0 {
+        app.webhook_wake.notify_one();
+    }
+    let location = if one.is_empty() {
+        "/admin/webhooks".to_owned()
+    } else {
+        merchant_page(one)
+    };
+    let flash = if failed {
+        Flash::err(ctx.t(
+            "数据库暂时不可用，请稍后再试",
+            "The database is unavailable; try again shortly.",
+        ))
+    } else {
+        Flash::ok(format!(
+            "{} {total}",
+            ctx.t("立即重发的通知数：", "Webhooks being sent now:")
+        ))
+    };
+    PostResult::Done(Posted::to(location, flash))
 }
 
 /// Queues every dead letter again: of one merchant (`merchant` field), else of all theirs.

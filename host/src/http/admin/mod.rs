@@ -520,6 +520,7 @@ async fn post(app: &Arc<App>, ctx: &Ctx, segs: &[&str], form: &Form) -> PostResu
             merchants::resend(app, ctx, id, wid).await
         }
         ["admin", "webhooks", "resend-all"] => merchants::resend_all(app, ctx, form).await,
+        ["admin", "webhooks", "retry-now"] => merchants::retry_now(app, ctx, form).await,
         ["admin", "merchants", id, "payments", no, "sync"] => {
             payments::sync(app, ctx, id, no).await
         }

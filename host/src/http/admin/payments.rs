@@ -418,12 +418,11 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
         .await
         .unwrap_or_default();
     // The ledger's timeline (the API's), in words and the zone's times.
-    let timeline: Vec<Value> = crate::ledger::timeline(app, p)
-        .await
-        .unwrap_or_default()
-        .iter()
-        .map(|e| super::timeline::line(ctx.lang, zone, e))
-        .collect();
+    let timeline: Vec<Value> = super::timeline::lines(
+        ctx.lang,
+        zone,
+        &crate::ledger::timeline(app, p).await.unwrap_or_default(),
+    );
     let refundable_fen = refundable_of(p, &refunds);
     let pending_fen =
         crate::domain::refunds::Totals::of(&refunds.iter().map(|r| r.line()).collect::<Vec<_>>())

@@ -9,14 +9,47 @@ use super::view::{given_up_by, given_up_note, refund_status_word, refund_word, s
 use crate::domain::zone::Zone;
 use minijinja::{context, Value};
 
-/// One line of the page's timeline: when, what, and the details.
-pub fn line(lang: Lang, zone: &Zone, e: &serde_json::Value) -> Value {
-    let (kind, detail) = words(lang, e);
-    context! {
-        at => e["at"].as_str().map(|t| zone.show(t)).unwrap_or_default(),
-        kind,
-        detail,
+/// The page's timeline: one line per entry, except that a webhook refused the same way several
+/// times in a row (a shop down for a day is dozens of attempts) is one line, counted, with its
+/// first and last time.
+pub fn lines(lang: Lang, zone: &Zone, entries: &[serde_json::Value]) -> Vec<Value> {
+    let same_failure = |a: &serde_json::Value, b: &serde_json::Value| {
+        a["kind"] == "webhook"
+            && b["kind"] == "webhook"
+            && a["webhook_id"] == b["webhook_id"]
+            && a["http_status"] == b["http_status"]
+            && a["error"] == b["error"]
+            && a["http_status"]
+                .as_u64()
+                .is_none_or(|h| !(200..300).contains(&h))
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < entries.len() {
+        let first = &entries[i];
+        let mut n = 1;
+        while i + n < entries.len() && same_failure(first, &entries[i + n]) {
+            n += 1;
+        }
+        let (kind, mut detail) = words(lang, first);
+        if n > 1 {
+            let last = entries[i + n - 1]["at"]
+                .as_str()
+                .map(|t| zone.show(t))
+                .unwrap_or_default();
+            detail.push_str(&match lang {
+                Lang::Zh => format!(" · 共 {n} 次，最后一次 {last}"),
+                Lang::En => format!(" · {n} times, the last at {last}"),
+            });
+        }
+        out.push(context! {
+            at => first["at"].as_str().map(|t| zone.show(t)).unwrap_or_default(),
+            kind,
+            detail,
+        });
+        i += n;
     }
+    out
 }
 
 /// The event's name and its details, in `lang`.
@@ -212,6 +245,63 @@ mod tests {
                 format!("{kind} | {detail}")
             })
             .collect()
+    }
+
+    #[test]
+    fn repeated_webhook_failures_are_one_line() {
+        let fail = |at: &str, id: u64, err: &str| {
+            json!({"at": at, "kind": "webhook", "event": "payment.paid", "http_status": null,
+                "error": err, "webhook_id": id})
+        };
+        let mut entries =
+            vec![json!({"at": "2026-12-03T16:00:00Z", "kind": "created", "detail": "1.00 s"})];
+        for m in 0..5 {
+            entries.push(fail(
+                &format!("2026-12-03T16:0{m}:10Z"),
+                1,
+                "connection refused",
+            ));
+        }
+        entries.push(fail("2026-12-03T16:06:10Z", 1, "timeout"));
+        entries.push(
+            json!({"at": "2026-12-03T16:07:10Z", "kind": "webhook", "event": "payment.paid",
+            "http_status": 200, "error": null, "webhook_id": 1}),
+        );
+        entries.push(
+            json!({"at": "2026-12-03T16:08:10Z", "kind": "webhook", "event": "payment.paid",
+            "http_status": 200, "error": null, "webhook_id": 1}),
+        );
+        let zone = Zone::parse("UTC").unwrap();
+        let shown: Vec<String> = super::lines(Lang::Zh, &zone, &entries)
+            .iter()
+            .map(|v| {
+                format!(
+                    "{} | {} | {}",
+                    v.get_attr("at").unwrap(),
+                    v.get_attr("kind").unwrap(),
+                    v.get_attr("detail").unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(shown.len(), 5, "{shown:#?}");
+        assert!(
+            shown[1].contains("错误：connection refused · 共 5 次，最后一次 "),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[1].contains(&zone.show("2026-12-03T16:04:10Z")),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[1].starts_with(&zone.show("2026-12-03T16:00:10Z")),
+            "{shown:#?}"
+        );
+        assert!(shown[2].ends_with("错误：timeout"), "{shown:#?}");
+        // A delivery is never folded: each is its own line.
+        assert!(
+            shown[3].ends_with("HTTP 200") && shown[4].ends_with("HTTP 200"),
+            "{shown:#?}"
+        );
     }
 
     #[test]

@@ -393,6 +393,7 @@ pub fn audit_action(lang: Lang, action: &str) -> &str {
         "user.password" => ("更换管理员密码", "admin password changed"),
         "webhook.resend" => ("重发商城通知", "webhook resent"),
         "webhook.resend_all" => ("全部重发商城通知", "all webhooks resent"),
+        "webhook.retry_now" => ("立即重试商城通知", "webhooks retried now"),
         other => (other, other),
     };
     lang.pick(zh, en)

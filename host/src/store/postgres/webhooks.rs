@@ -204,4 +204,21 @@ impl Webhooks for PostgresStore {
             Ok(n > 0)
         }
     }
+
+    async fn retry_webhooks_now(&self, merchant: Option<&str>) -> Result<u64> {
+        let merchant = merchant.map(str::to_owned);
+        let c = self.client().await?;
+        let at = now_ms();
+        // A row leased by a replica is being sent: left to it.
+        let n = c
+            .execute(
+                "UPDATE webhook_outbox SET next_attempt_ms = $2
+                 WHERE delivered_at IS NULL AND dead_at IS NULL AND attempts > 0
+                   AND next_attempt_ms > $2 AND ($1::text IS NULL OR merchant_id = $1)
+                   AND (lease_until IS NULL OR lease_until <= clock_timestamp())",
+                &[&merchant, &at],
+            )
+            .await?;
+        Ok(n)
+    }
 }

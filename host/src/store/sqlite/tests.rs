@@ -314,6 +314,16 @@ async fn dead_letters_sessions_tokens_and_pruning() {
     assert!(!s.resend_webhook("other", job.id).await.unwrap());
     assert!(s.resend_webhook("m1", job.id).await.unwrap());
     assert_eq!(s.due_webhooks(now_ms() + 1, 10).await.unwrap().len(), 1);
+    // A webhook being retried is made due now on request (the shop is fixed); of its own
+    // merchant only, and not one never tried.
+    s.webhook_failed(job.id, now_ms() + 3_600_000, "HTTP 500")
+        .await
+        .unwrap();
+    assert!(s.due_webhooks(now_ms() + 1, 10).await.unwrap().is_empty());
+    assert_eq!(s.retry_webhooks_now(Some("other")).await.unwrap(), 0);
+    assert_eq!(s.retry_webhooks_now(Some("m1")).await.unwrap(), 1);
+    assert_eq!(s.due_webhooks(now_ms() + 1, 10).await.unwrap().len(), 1);
+    assert_eq!(s.retry_webhooks_now(None).await.unwrap(), 0, "already due");
 
     s.create_session("h1", "csrf1", now_ms() + 60_000)
         .await

@@ -160,4 +160,19 @@ impl Webhooks for SqliteStore {
         })
         .await
     }
+
+    async fn retry_webhooks_now(&self, merchant: Option<&str>) -> Result<u64> {
+        let merchant = merchant.map(str::to_owned);
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE webhook_outbox SET next_attempt_ms = ?2
+                     WHERE delivered_at IS NULL AND dead_at IS NULL AND attempts > 0
+                       AND next_attempt_ms > ?2 AND (?1 IS NULL OR merchant_id = ?1)",
+                )?
+                .execute(params![merchant, now_ms()])?;
+            Ok(n as u64)
+        })
+        .await
+    }
 }
