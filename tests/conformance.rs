@@ -151,6 +151,34 @@ fn testpay_passes_the_contract_with_and_without_its_manifest() {
     }
 }
 
+/// Without settings it accepts, the cases that need them are skipped with the reason, never
+/// passed under settings the component refuses (every input would be refused for them).
+#[test]
+fn cases_that_need_accepted_settings_are_skipped_without_them() {
+    let out = conformance(&["--component", &wasm("testpay_plugin.wasm")]);
+    let (lines, _, failed) = report(&out);
+    assert!(out.status.success() && failed == 0, "{}", lines.join("\n"));
+    for id in [
+        "settings.example_accepted",
+        "hostile.notify.garbage",
+        "hostile.return.huge",
+        "limits.call_limit",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with("skip ")
+                && l.contains(id)
+                && l.contains("no settings the component accepts")),
+            "{id} is not skipped:\n{}",
+            lines.join("\n")
+        );
+    }
+    assert!(
+        passed_case(&lines, "hostile.notify.no_settings"),
+        "{}",
+        lines.join("\n")
+    );
+}
+
 #[test]
 fn a_component_whose_manifest_pins_another_build_is_refused() {
     // TestPay's file with the Alipay manifest: the pinned sha256 does not match.
@@ -453,6 +481,30 @@ fn serve_for_kit(name: &str) -> (Payhost, String) {
         &format!("http://127.0.0.1:{kit_port}"),
     );
     (host, format!("127.0.0.1:{kit_port}"))
+}
+
+/// A host that does not allow the kit's sandbox (the default `--sandbox-listen` is a new port
+/// each run) is a set-up problem: exit 2 with what to do, the host's words whole.
+#[test]
+fn a_host_that_refuses_the_kits_sandbox_is_a_run_that_could_not_start() {
+    let (host, _allowed) = serve_for_kit("conformance-origin-refused");
+    let out = conformance(&["--against", &host.url(""), "--token", TOKEN]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{err}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        err.contains("payhost conformance: the host refused the kit's merchant")
+            && err.contains("allowed_origins")
+            && err.contains("--sandbox-listen")
+            && !err.contains("…"),
+        "{err}"
+    );
+    // Nothing was left behind.
+    assert_eq!(merchant_status(&host, "conformance"), 404);
 }
 
 #[test]
@@ -1639,6 +1691,45 @@ fn a_run_that_cannot_start_writes_its_reason_as_junit() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let xml = std::fs::read_to_string(&fresh).unwrap();
     assert!(xml.contains("&quot;nope&quot;"), "{xml}");
+    // And arguments the command line itself refuses (a bad --setting, an address that is not
+    // one, --against without --token, an unknown flag): the green report is replaced too.
+    for (args, says) in [
+        (
+            vec!["--component", "x.wasm", "--setting", "foo"],
+            "--setting",
+        ),
+        (
+            vec![
+                "--component",
+                "x.wasm",
+                "--sandbox-listen",
+                "127.0.0.1:99999",
+            ],
+            "--sandbox-listen",
+        ),
+        (vec!["--against", "http://127.0.0.1:1"], "--token"),
+        (
+            vec!["--component", "x.wasm", "--no-such-flag"],
+            "--no-such-flag",
+        ),
+    ] {
+        std::fs::write(
+            &stale,
+            "<testsuites failures=\"0\"/> an older, green report",
+        )
+        .unwrap();
+        let mut all = args.clone();
+        all.extend(["--junit", stale.to_str().unwrap()]);
+        let out = conformance(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let xml = std::fs::read_to_string(&stale).unwrap();
+        assert!(
+            xml.contains("errors=\"1\"")
+                && xml.contains("the command line was refused")
+                && xml.contains(says),
+            "{args:?}: {xml}"
+        );
+    }
 }
 
 /// The flags of one mode are refused in the other, naming the flag and the mode.

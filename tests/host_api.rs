@@ -1244,7 +1244,9 @@ async fn serve_prints_the_admin_and_notify_urls_and_no_secret() {
     let out = w.host.log_text();
     assert!(out.contains(&format!("Admin: {base}/admin")), "{out}");
     assert!(
-        out.contains("to register with the provider (from public_url)"),
+        out.contains(
+            "nothing to enter at Alipay; it must be reachable from the provider) (from public_url)"
+        ),
         "{out}"
     );
     for m in ["market", "rsa", "shop"] {
@@ -1383,6 +1385,33 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
     )
     .await;
     assert!(tested.contains("连接正常"), "{tested}");
+    // An endpoint that answers something else: its words are not shown (an owner could read the
+    // start of any page on an allowed origin), the API's fixed words and a correlation id are.
+    w.shop.answer(|_: &Seen| {
+        (
+            200,
+            b"INTERNAL-SECRET-0123456789 not an Alipay answer".to_vec(),
+        )
+    });
+    let elsewhere = form.replace(
+        &form_urlencoded::byte_serialize(w.alipay.verify_url().as_bytes()).collect::<String>(),
+        &form_urlencoded::byte_serialize(w.shop.url("/mapi").as_bytes()).collect::<String>(),
+    );
+    let saved = admin_post(&base, "/admin/merchants/pasted", &cookie, &elsewhere).await;
+    assert!(saved.contains("已保存并校验"), "{saved}");
+    let tested = admin_post(
+        &base,
+        "/admin/merchants/pasted/test",
+        &cookie,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert!(
+        !tested.contains("INTERNAL-SECRET") && tested.contains("correlation id"),
+        "{tested}"
+    );
+    let saved = admin_post(&base, "/admin/merchants/pasted", &cookie, &form).await;
+    assert!(saved.contains("已保存并校验"), "{saved}");
     // A bad key is refused with the field named, and nothing is stored.
     let bad_form = format!("csrf={csrf}&partner=2088101122136241&key=short&seller_email=a%40b.cn");
     let refused = admin_post(&base, "/admin/merchants/other", &cookie, &bad_form).await;

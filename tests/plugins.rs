@@ -329,6 +329,66 @@ api_secret = "0123456789abcdef0123"
     );
 }
 
+/// A `[plugins.X]` table whose name is not its component's id: the fix is named where it is. A
+/// table named otherwise is told its name; a manifest whose id is not its component's is told
+/// that first (renaming the table after it would not help).
+#[test]
+fn a_plugin_table_and_its_manifest_are_told_apart() {
+    let check = |name: &str, table: &str, manifest: &std::path::Path| {
+        let dir = temp_dir(name);
+        let config = config_head(free_port(), TOKEN, "")
+            + &format!(
+                "\n[plugins.{table}]\nmanifest = \"{}\"\n",
+                manifest.display()
+            );
+        std::fs::write(dir.join("payhost.toml"), config).unwrap();
+        let out = std::process::Command::new(payhost_binary())
+            .args(["check-config", "--config"])
+            .arg(dir.join("payhost.toml"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let testpay = repo_root().join("tests/testpay/plugin.toml");
+    let said = check("plugins-table-name", "tp", &testpay);
+    assert!(said.contains("name the table [plugins.testpay]"), "{said}");
+    // The manifest says another id than its component: said of the manifest.
+    let dir = temp_dir("plugins-manifest-id");
+    let text = std::fs::read_to_string(&testpay).unwrap();
+    let component = conformance::target_dir().join("wasm32-wasip2/release/testpay_plugin.wasm");
+    let wrong = with_id(&text, "testpayy").replace(
+        "path = \"../../target/wasm32-wasip2/release/testpay_plugin.wasm\"",
+        &format!("path = \"{}\"", component.display()),
+    );
+    std::fs::write(dir.join("plugin.toml"), wrong).unwrap();
+    let said = check(
+        "plugins-manifest-id-config",
+        "testpayy",
+        &dir.join("plugin.toml"),
+    );
+    assert!(
+        said.contains("\"testpayy\"")
+            && said.contains("\"testpay\"")
+            && !said.contains("name the table"),
+        "{said}"
+    );
+}
+
+/// `text` with its top-level `id = "…"` line saying `id`.
+fn with_id(text: &str, id: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.starts_with("id = ") {
+                format!("id = \"{id}\"")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A database written by a payhost before several components: a config merchant edited through
 /// the API since (its table's hash taken the old way) keeps its edits, and a merchant saved through
 /// the API gets its component named in its row.

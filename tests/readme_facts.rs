@@ -313,6 +313,24 @@ fn an_address_space_limit_costs_the_bounds_checks_not_the_start() {
 #[test]
 fn exit_codes_are_the_ones_stated() {
     let text = readme();
+    // The demo's problems name the flag given, not the configuration key made from it.
+    let demo = payhost(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--api-token",
+        "short",
+        "--trusted-proxy",
+        "10.0.0.5/40",
+    ]);
+    assert_eq!(code_of(&demo), 2, "{}", text_of(&demo));
+    let said = text_of(&demo);
+    assert!(
+        said.contains("- --api-token: must be at least 16")
+            && said.contains("- --trusted-proxy [0]")
+            && !said.contains("api_token:"),
+        "{said}"
+    );
     let cache = conformance::target_dir().join("payhost-test-cache");
 
     // `payhost check-config …  # check everything, list every problem, exit 2 if any`

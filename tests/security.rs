@@ -548,9 +548,13 @@ async fn admin_sessions_csrf_and_throttling() {
     assert_eq!(other.status, 403);
     // The page says which address to open it at (a tunnel or the server's IP is the usual
     // cause), and the log says so too.
+    // The caller's origin is not repeated (another site's page would have the owner set
+    // public_url to it).
     let said = other.text();
     assert!(
-        said.contains("这个页面是从 https://evil.example 打开的") && said.contains("public_url"),
+        said.contains("跨站表单提交被拒绝")
+            && said.contains("public_url")
+            && !said.contains("evil.example"),
         "{said}"
     );
     assert!(w
@@ -585,6 +589,20 @@ async fn admin_sessions_csrf_and_throttling() {
         assert_eq!(logout(method, body.into()).await, 303, "{method}");
         assert!(logged_in().await, "{method} {body} logged out");
     }
+    // A post of another login's form does nothing, and says so by keeping the cookie: it used
+    // to clear the browser's cookie while the session stayed alive on the server.
+    let stale = request(
+        "POST",
+        &w.host.url("/admin/logout"),
+        &[
+            ("cookie", cookie.as_str()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        b"csrf=an-older-pages-token".to_vec(),
+    )
+    .await;
+    assert_eq!(stale.status, 303);
+    assert_eq!(stale.header("set-cookie"), None);
     assert_eq!(logout("POST", format!("csrf={csrf}")).await, 303);
     assert!(!logged_in().await, "back to the login page");
     assert_eq!(post(format!("csrf={csrf}&id=new2"), None).await.status, 401);
@@ -2259,4 +2277,66 @@ async fn logins_at_once_from_many_addresses_share_a_few_password_checks() {
     )
     .await;
     assert_eq!(own.status, 303, "{}", own.text());
+}
+
+/// Changing payhost.toml's admin password (a leaked one is rotated) ends the sessions made with
+/// the old one at the next start, and removing it ends them too; they used to live on until
+/// their TTL (8 hours by default).
+#[tokio::test(flavor = "multi_thread")]
+async fn rotating_the_admin_password_ends_its_sessions() {
+    let w = world("sec-rotate", "", "").await;
+    let (alipay, shop) = (&w.alipay, &w.shop);
+    let (cookie, _) = admin_login(&w.host.url(""), ADMIN_PASSWORD).await;
+    let users = async |host: &TestHost| {
+        request(
+            "GET",
+            &host.url("/admin/users"),
+            &[("cookie", cookie.as_str())],
+            Vec::new(),
+        )
+        .await
+        .status
+    };
+    assert_eq!(users(&w.host).await, 200);
+    // The same password after a restart: still logged in.
+    let host = w
+        .host
+        .restart(|port| config(port, "", "", alipay, shop))
+        .await;
+    assert_eq!(users(&host).await, 200);
+    let rotated = payhost::auth::hash_password("a-new-admin-password-4567").unwrap();
+    let host = host
+        .restart(|port| {
+            config(port, "", "", alipay, shop)
+                .replace(&conformance::host::admin_password_hash(), &rotated)
+        })
+        .await;
+    assert_ne!(users(&host).await, 200, "a session of the old password");
+    let (fresh, _) = admin_login(&host.url(""), "a-new-admin-password-4567").await;
+    let fresh_users = request(
+        "GET",
+        &host.url("/admin/users"),
+        &[("cookie", fresh.as_str())],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(fresh_users.status, 200);
+    // Removed: the login is off, and no session of it is an operator.
+    let host = host
+        .restart(|port| {
+            config(port, "", "", alipay, shop)
+                .lines()
+                .filter(|l| !l.starts_with("admin_password_hash"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .await;
+    let gone = request(
+        "GET",
+        &host.url("/admin/users"),
+        &[("cookie", fresh.as_str())],
+        Vec::new(),
+    )
+    .await;
+    assert_ne!(gone.status, 200);
 }

@@ -39,8 +39,25 @@ impl Reply {
     /// `status` and the start of the body, for failure messages.
     pub fn brief(&self) -> String {
         let text = self.text();
-        let cut: String = text.chars().take(300).collect();
-        let more = if cut.len() < text.len() { "…" } else { "" };
+        // payhost's error says what to do at its end: said whole, not cut mid-word.
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| {
+                let message = v["error"]["message"].as_str()?;
+                Some(match v["error"]["code"].as_str() {
+                    Some(code) => format!("{code}: {message}"),
+                    None => message.to_owned(),
+                })
+            })
+            .filter(|m| m.len() <= 2000);
+        let (cut, more) = match message {
+            Some(m) => (m, ""),
+            None => {
+                let cut: String = text.chars().take(300).collect();
+                let more = if cut.len() < text.len() { "…" } else { "" };
+                (cut, more)
+            }
+        };
         let hint = if self.status == 429 {
             " (a rate limit answered before the host judged the request: raise the host's [limits], such as notify_per_ip_per_s and notify_per_merchant_per_s, for the kit's run)"
         } else {

@@ -258,7 +258,7 @@ async fn component_suite(
     };
     contract::describe_cases(&mut runner, cut, &info).await;
     contract::settings_cases(&mut runner, &ctx, &info).await;
-    contract::hostile_cases(&mut runner, &ctx, &info).await;
+    contract::hostile_cases(&mut runner, &ctx).await;
     contract::limits_case(&mut runner, &ctx, &info).await;
 
     let Some(env) = env else {

@@ -37,6 +37,20 @@ fn problem(field: &'static str, message: &str) -> FieldProblem {
 
 /// Checks every field (all problems at once), hashes the password and stores the user.
 pub async fn add(store: &dyn Store, new: &NewUser<'_>) -> Result<AdminUser, Vec<FieldProblem>> {
+    let (name, role, merchants) = checked(store, new).await?;
+    add_checked(store, new, name, role, merchants).await
+}
+
+/// What [`add`] would refuse, without adding: `payhost admin-user add --generate` asks before it
+/// shows a password it may not set.
+pub async fn problems_of(store: &dyn Store, new: &NewUser<'_>) -> Vec<FieldProblem> {
+    checked(store, new).await.err().unwrap_or_default()
+}
+
+async fn checked<'a>(
+    store: &dyn Store,
+    new: &NewUser<'a>,
+) -> Result<(&'a str, Option<Role>, Vec<String>), Vec<FieldProblem>> {
     let mut problems = Vec::new();
     let name = new.name.trim();
     if name == RESERVED_NAME {
@@ -93,6 +107,16 @@ pub async fn add(store: &dyn Store, new: &NewUser<'_>) -> Result<AdminUser, Vec<
     if !problems.is_empty() {
         return Err(problems);
     }
+    Ok((name, role, merchants))
+}
+
+async fn add_checked(
+    store: &dyn Store,
+    new: &NewUser<'_>,
+    name: &str,
+    role: Option<Role>,
+    merchants: Vec<String>,
+) -> Result<AdminUser, Vec<FieldProblem>> {
     // argon2 takes tens of milliseconds: off the async workers.
     let password = new.password.to_owned();
     let hashed = tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))

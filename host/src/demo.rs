@@ -114,8 +114,24 @@ pub fn config_toml(demo: &Demo, opts: &Options) -> Result<String> {
 
 /// [`config_toml`], loaded (relative paths from the working directory, as on the command line).
 pub fn config(demo: &Demo, opts: &Options) -> Result<Config> {
-    Config::parse(&config_toml(demo, opts)?, Path::new("."))
-        .map_err(|e| e.context("the demo's configuration"))
+    Config::parse(&config_toml(demo, opts)?, Path::new(".")).map_err(|e| {
+        // The demo's configuration is made from its flags: a problem names the flag given.
+        let mut text = format!("{e:#}");
+        for (key, flag) in [
+            ("api_token:", "--api-token:"),
+            ("trusted_proxies[", "--trusted-proxy ["),
+            ("outbound.allowed_origins[", "--allow-origin ["),
+            ("public_url:", "--public-url:"),
+            ("listen:", "--listen:"),
+            ("database:", "--database:"),
+        ] {
+            text = text.replace(&format!("- {key}"), &format!("- {flag}"));
+        }
+        anyhow::anyhow!(
+            "{}",
+            text.replacen("configuration problems", "the demo's flags", 1)
+        )
+    })
 }
 
 /// payhost built from the demo's `config` with the sandbox under `/sandbox` and the shop under

@@ -47,7 +47,22 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        // A conformance run refused for its arguments still says so in its --junit file, never
+        // leaving an earlier run's report there for CI to read.
+        if e.use_stderr() {
+            // What clap says before its usage lines, on one line.
+            let text = e.render().to_string();
+            let said: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            cli::conformance::junit_for_refused_args(said.join(" ").trim_start_matches("error: "));
+        }
+        e.exit()
+    });
+    match cli.command {
         Command::Serve(args) => cli::serve::run(args),
         Command::CheckConfig(args) => cli::check_config::run(args),
         Command::Demo(args) => cli::demo::run(args),

@@ -241,14 +241,15 @@ impl Manifest {
         let path = self.component_path();
         let bytes = std::fs::read(&path).with_context(|| {
             format!(
-                "cannot read the component {} (build the component the manifest names first, e.g. `cargo build --release --target wasm32-wasip2 -p <its package>`, then `payhost pin-component`)",
-                path.display()
+                "cannot read the component {} (the path is relative to {}: copy the .wasm there with the manifest, or build it, e.g. `cargo build --release --target wasm32-wasip2 -p <its package>`; a build of unchanged source matches the pinned sha256)",
+                path.display(),
+                self.file.display()
             )
         })?;
         let actual = sha256_hex(&bytes);
         if !actual.eq_ignore_ascii_case(&self.component.sha256) {
             bail!(
-                "the component {} has sha256 {actual}, but {} pins {}; rebuild it from this tree or run `payhost pin-component` after a deliberate change",
+                "the component {} has sha256 {actual}, but {} pins {}: this is not the file the manifest was published with (copy that file here, or build it from the source the manifest came with); `payhost pin-component` is only for your own deliberate change to that source",
                 path.display(),
                 self.file.display(),
                 self.component.sha256

@@ -94,24 +94,28 @@ async fn load_plugin(
         }
         manifest.limits.call_timeout_ms = manifest.limits.call_timeout_ms.min(t);
     }
-    if let Some(id) = &source.id {
-        if *id != manifest.id {
-            bail!(
-                "{table}: the table is named {id:?} but {} is the manifest of {:?} (name the table after the component's id)",
-                source.manifest.display(),
-                manifest.id
-            );
-        }
-    }
     if loaded.iter().any(|p| p.info.id == manifest.id) {
         bail!(
             "{table}: the component {:?} is configured twice",
             manifest.id
         );
     }
-    PluginRuntime::load(&manifest, cache_dir, net.clone())
+    // Loaded first: a manifest whose id is not its component's is said as such (the fix is in
+    // the manifest), before the table's name is compared with an id both agree on.
+    let runtime = PluginRuntime::load(&manifest, cache_dir, net.clone())
         .await
-        .with_context(|| format!("{table}: cannot load {}", source.manifest.display()))
+        .with_context(|| format!("{table}: cannot load {}", source.manifest.display()))?;
+    if let Some(id) = &source.id {
+        if *id != manifest.id {
+            bail!(
+                "{table}: the table is named {id:?} but {} is the manifest of {:?}, as its component says (name the table [plugins.{}])",
+                source.manifest.display(),
+                manifest.id,
+                manifest.id
+            );
+        }
+    }
+    Ok(runtime)
 }
 
 /// What a program embedding payhost adds to it (`payhost demo`: its sandbox gateway and shop).

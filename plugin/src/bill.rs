@@ -76,15 +76,33 @@ impl Columns {
 /// files has the trade header (the summary file alone, or not a bill at all): read as "no
 /// business that day", it would look reconciled too. A day without business still has the
 /// header, with no line under it.
+///
+/// Memory: the component has 16 MiB (plugin.toml `[limits] memory_mib`) for the files, the
+/// entries and the answer. Lines are decoded one at a time (a GBK trail byte is never `\n`),
+/// never the whole file at once, and the entries are sized once per file.
 pub fn parse(files: &[BillFile]) -> Result<Vec<BillEntry>, PluginError> {
     let mut entries = Vec::new();
     let mut any_header = false;
+    let mut table: Option<crate::gbk::Table> = None;
     for file in files {
-        let text = crate::gbk::decode(&file.content).map_err(|e| {
-            PluginError::Malformed(format!("bill file {}: not GBK text ({e})", file.name))
-        })?;
         let mut columns: Option<Columns> = None;
-        for (i, line) in text.lines().enumerate() {
+        entries.reserve(file.content.iter().filter(|b| **b == b'\n').count() + 1);
+        for (i, bytes) in file.content.split(|b| *b == b'\n').enumerate() {
+            let decoded;
+            let line: &str = match std::str::from_utf8(bytes) {
+                Ok(ascii) if bytes.is_ascii() => ascii,
+                _ => {
+                    let table = table.get_or_insert_with(crate::gbk::Table::build);
+                    decoded = table.decode(bytes).map_err(|e| {
+                        PluginError::Malformed(format!(
+                            "bill file {} line {}: not GBK text ({e})",
+                            file.name,
+                            i + 1
+                        ))
+                    })?;
+                    &decoded
+                }
+            };
             let line = line.trim_end_matches('\r');
             if line.trim().is_empty() || line.starts_with('#') {
                 continue;
@@ -108,8 +126,19 @@ pub fn parse(files: &[BillFile]) -> Result<Vec<BillEntry>, PluginError> {
                 "退款" => BillEntryKind::Refund,
                 _ => BillEntryKind::Other,
             };
+            // A refund's line carries its amount negative; a payment's never does (one
+            // shown negative is not read as a payment of that much).
             let raw_amount = cell(c.amount)?;
-            let amount = Amount::parse(raw_amount.trim_start_matches('-'))
+            let unsigned = match (kind, raw_amount.strip_prefix('-')) {
+                (BillEntryKind::Payment, Some(_)) => {
+                    return Err(bad(&format!(
+                        "订单金额（元） {raw_amount:?} is negative on a payment (交易) line"
+                    )))
+                }
+                (_, Some(rest)) => rest,
+                (_, None) => raw_amount,
+            };
+            let amount = Amount::parse(unsigned)
                 .map_err(|e| bad(&format!("订单金额（元） {raw_amount:?} {e}")))?;
             entries.push(BillEntry {
                 kind,
@@ -236,6 +265,22 @@ mod tests {
             }]),
             Err(PluginError::Malformed(_))
         ));
+        // A payment shown negative is not a payment of that much; a refund's one minus is its
+        // sign, a second is not.
+        for (line, says) in [
+            ("X,Y,交易,z,a,b,,,,,c,-88.88,0", "negative on a payment"),
+            ("X,Y,退款,z,a,b,,,,,c,--88.88,0", "--88.88"),
+        ] {
+            match parse(&[BillFile {
+                name: "d.csv".into(),
+                content: gbk(&format!("{HEADER_25}\n{line}")),
+            }]) {
+                Err(PluginError::Malformed(m)) => {
+                    assert!(m.contains("d.csv line 2") && m.contains(says), "{m}")
+                }
+                other => panic!("{line}: {other:?}"),
+            }
+        }
     }
 
     /// The summary file alone, a CSV of something else, or no file: never "no business that

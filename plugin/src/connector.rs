@@ -765,7 +765,7 @@ pub fn close_trade(
     Ok(Step::Done(TradeClosed {
         at_provider: false,
         trade_no: String::new(),
-        detail: "the legacy API (api = mapi) has no close call for this product: close the order locally; an unpaid trade closes at Alipay when its pay_expire / it_b_pay runs out".into(),
+        detail: "the legacy API (api = mapi) has no close call for this product: close the order locally; Alipay does not know, and the buyer can still pay until the order's pay_expire / it_b_pay runs out (if it had one), so treat a later paid notification as one to review".into(),
     }))
 }
 

@@ -27,14 +27,10 @@ where
         .into_iter()
         .filter(|(k, v)| *k != "sign" && *k != "sign_type" && !v.is_empty())
         .collect();
-    // Insertion sort: parameter lists are short, and the generic sorts cost the component ~8 KiB.
-    for i in 1..kept.len() {
-        let mut j = i;
-        while j > 0 && kept[j - 1].0.as_bytes() > kept[j].0.as_bytes() {
-            kept.swap(j - 1, j);
-            j -= 1;
-        }
-    }
+    // A stable O(n log n) sort: the list is whatever a sender posted (thousands of fields fit
+    // the notify's 32 KiB), sorted before the signature is checked; an insertion sort took most
+    // of a call's fuel for 6,000 fields.
+    kept.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     join_pairs(&kept)
 }
 

@@ -122,6 +122,12 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
                 Ok(p) => p,
                 Err(code) => return code,
             };
+            // A generated password is shown only for a user that exists.
+            if generate && matches!(store.admin_user(name.trim()).await, Ok(None)) {
+                return fail(format!(
+                    "NAME: no admin user {name:?} (payhost admin-user list shows them)"
+                ));
+            }
             if let Err(code) = show_generated(generate, &password) {
                 return code;
             }
@@ -169,9 +175,6 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
                 Ok(p) => p,
                 Err(code) => return code,
             };
-            if let Err(code) = show_generated(a.generate, &password) {
-                return code;
-            }
             let configured: Vec<String> = config.merchants.keys().cloned().collect();
             let new = payhost::admin_users::NewUser {
                 name: &a.name,
@@ -181,6 +184,19 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
                 created_by: "payhost admin-user",
                 configured: &configured,
             };
+            // A generated password is shown only for a user that will be added.
+            let problems = if a.generate {
+                payhost::admin_users::problems_of(store.as_ref(), &new).await
+            } else {
+                Vec::new()
+            };
+            if !problems.is_empty() {
+                print_problems(problems);
+                return ExitCode::from(2);
+            }
+            if let Err(code) = show_generated(a.generate, &password) {
+                return code;
+            }
             match payhost::admin_users::add(store.as_ref(), &new).await {
                 Ok(user) => {
                     eprintln!(
@@ -196,15 +212,7 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(problems) => {
-                    for p in problems {
-                        let flag = match p.field {
-                            "name" => "NAME",
-                            "role" => "--role",
-                            "merchants" => "--merchant",
-                            _ => "password",
-                        };
-                        eprintln!("error: {flag}: {}", p.message);
-                    }
+                    print_problems(problems);
                     if a.generate {
                         eprintln!("error: {}", not_set(true).trim_start_matches("; "));
                     }
@@ -212,6 +220,19 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// Each refusal of `add`, naming its flag.
+fn print_problems(problems: Vec<payhost::admin_users::FieldProblem>) {
+    for p in problems {
+        let flag = match p.field {
+            "name" => "NAME",
+            "role" => "--role",
+            "merchants" => "--merchant",
+            _ => "password",
+        };
+        eprintln!("error: {flag}: {}", p.message);
     }
 }
 

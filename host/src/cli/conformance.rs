@@ -309,7 +309,7 @@ const TOKEN_ENV: &str = "PAYHOST_CONFORMANCE_TOKEN";
 ///
 /// The contract suite against a component (`--component`), or the
 /// flow suite against a running payhost through a sandbox the kit starts (`--against`). Prints
-/// one line per case and `N passed, N failed` last; exits 0 when every case that ran passed, 1
+/// one line per case and `N passed, N failed[, N skipped]` last; exits 0 when every case that ran passed, 1
 /// when a case failed, 2 when the run could not start, 3 when nothing was tested, and 130
 /// (SIGINT) or 143 (SIGTERM) when interrupted.
 #[derive(clap::Args)]
@@ -677,6 +677,24 @@ fn rewrite(file: &mut std::fs::File, text: &str) -> std::io::Result<()> {
     file.rewind()?;
     file.write_all(text.as_bytes())?;
     file.flush()
+}
+
+/// When the command line that clap refused is a conformance run with `--junit FILE` (or
+/// `--junit=FILE`), writes the one-case "could not start" report there, best effort.
+pub fn junit_for_refused_args(why: &str) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("conformance") {
+        return;
+    }
+    let path = args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--junit=")
+            .map(str::to_owned)
+            .or_else(|| (a == "--junit").then(|| args.get(i + 1).cloned()).flatten())
+    });
+    if let Some(path) = path.filter(|p| !p.is_empty() && !p.starts_with("--")) {
+        let why = format!("the command line was refused: {why} (see payhost conformance --help)");
+        let _ = std::fs::write(path, kit::Report::not_started(&why).junit());
+    }
 }
 
 /// Runs the kit; prints one line per case as it finishes and `N passed, N failed` last. Exit

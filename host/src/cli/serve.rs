@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 /// Serves shops and payment providers with the given configuration until SIGTERM, SIGINT or SIGHUP (each stops it gracefully).
 ///
-/// Once listening it prints the admin page's URL and each merchant's notify URL to register
-/// with the provider, and warns when neither an admin password nor an admin user exists.
+/// Once listening it prints the admin page's URL and each merchant's notify URL (sent with every
+/// payment: nothing to enter at the provider; it must be reachable from there), and warns when neither an admin password nor an admin user exists.
 #[derive(clap::Args)]
 pub struct Args {
     /// The configuration file (payhost.toml).
@@ -37,7 +37,8 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
         };
         let app = match payhost::server::build_app(config).await {
             Ok(a) => a,
-            Err(e) => return fail(e),
+            // Its problems are the file's keys: the file is named, as check-config names it.
+            Err(e) => return fail(e.context(format!("in {}", path.display()))),
         };
         let listener = match socket.listen(1024) {
             Ok(l) => l,
@@ -106,7 +107,7 @@ const NO_ADMIN_LOGIN: &str =
     "no admin password is set (admin_password_hash) and there is no admin user: nobody can log into the admin page";
 
 /// What the operator needs once payhost listens: where the admin page is, the notify URL of each
-/// merchant (to register with the provider), where those URLs come from, and whether the admin
+/// merchant (sent with every payment; the provider must reach it), where those URLs come from, and whether the admin
 /// page can be logged into. No secret is in it.
 fn summary(
     public_url: &str,
@@ -128,7 +129,7 @@ fn summary(
         out.push_str("  No merchant yet: add one in payhost.toml, the admin page or `payhost merchant add`.\n");
     } else {
         out.push_str(&format!(
-            "  Notify URL of each merchant, to register with the provider ({source}):\n"
+            "  Notify URL of each merchant, sent with every payment (nothing to enter at Alipay; it must be reachable from the provider) ({source}):\n"
         ));
         for m in merchants {
             out.push_str(&format!("    {m}: {base}/notify/{m}\n"));

@@ -188,8 +188,9 @@ pub fn close_request(
 }
 
 /// The close call's answer. `ACQ.TRADE_NOT_EXIST`: the buyer never opened the cashier, so the
-/// trade does not exist at Alipay yet; the host closes it locally and the order's `time_expire`
-/// keeps a late payment out ([OPENAPI §7.7]).
+/// trade does not exist at Alipay yet; the host closes it locally. The buyer may still open the
+/// cashier and pay until the order's `time_expire` ([OPENAPI §7.7]; none if the order had none),
+/// so a later paid notification is one for the host to review.
 pub fn read_close(
     settings: &OpenApiSettings,
     out_trade_no: &str,
@@ -202,7 +203,7 @@ pub fn read_close(
             return Ok(TradeClosed {
                 at_provider: false,
                 trade_no: String::new(),
-                detail: "Alipay has no such trade (the buyer never opened the cashier): close it locally; the order's time_expire keeps a late payment out".into(),
+                detail: "Alipay has no such trade (the buyer never opened the cashier): close it locally; the buyer can still pay until the order's time_expire (if it had one), so treat a later paid notification as one to review".into(),
             })
         }
         Answer::Refused { error, .. } => return Err(PluginError::Gateway(error)),

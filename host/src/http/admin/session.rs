@@ -82,9 +82,20 @@ fn session_end(admin: &crate::config::AdminConfig, created_ms: i64, now_ms: i64)
     idle.min(created_ms.saturating_add(admin.session_ttl_s as i64 * 1000))
 }
 
-/// Who a session belongs to; None when its user no longer exists.
+/// The end of a main-password session's CSRF token: `.` and 16 hex digits of the configured
+/// `admin_password_hash`'s sha256. None when no hash is configured (the login is off).
+fn main_password_mark(app: &App) -> Option<String> {
+    let hash = app.config.admin_password_hash.as_ref()?;
+    let digest = crate::manifest::sha256_hex(hash.expose().as_bytes());
+    Some(format!(".{}", &digest[..16]))
+}
+
+/// Who a session belongs to; None when its user no longer exists, or when it was made with
+/// payhost.toml's password and that password was changed or removed since (rotating a leaked
+/// password ends the sessions made with it).
 pub async fn who(app: &App, s: &AdminSession) -> Option<Who> {
     match &s.user {
+        None if !main_password_mark(app).is_some_and(|mark| s.csrf.ends_with(&mark)) => None,
         None => Some(Who {
             name: PASSWORD_OPERATOR.into(),
             role: Role::Operator,
@@ -198,9 +209,11 @@ pub fn cross_site_refusal(app: &App, req: &Request<Incoming>) -> (String, String
         tracing::warn!(origin = %crate::log_limit::clean(&origin), public_url = %app.config.public_url, unsaid, "refused an admin post from another origin than public_url");
     }
     match public_origin(app) {
+        // The caller's Origin is not repeated: it may be another site's page posting here, and
+        // "set public_url to it" would be that site's advice. The log has it for the operator.
         Some(public) if crate::config::origin_of(&origin).is_some() => (
-            format!("跨站表单提交被拒绝：这个页面是从 {origin} 打开的，而 payhost 的 public_url 是 {public}。请从 {public}/admin 打开管理页面；如果 payhost 实际就在 {origin}，请把 payhost.toml 的 public_url 改成它并重启。"),
-            format!("Cross-site form post refused: this page was opened at {origin}, but payhost's public_url is {public}. Open the admin page at {public}/admin; if payhost really is at {origin}, set public_url in payhost.toml to it and restart."),
+            format!("跨站表单提交被拒绝：表单不是从 payhost 的地址 {public} 提交的。请从 {public}/admin 打开管理页面；如果你确实从别的地址访问 payhost（SSH 隧道、代理），请运营者查看 payhost 日志并核对 payhost.toml 的 public_url。"),
+            format!("Cross-site form post refused: the form was not posted from payhost's address {public}. Open the admin page at {public}/admin; if you do reach payhost at another address (an SSH tunnel, a proxy), the operator finds it in payhost's log and checks public_url in payhost.toml."),
         ),
         _ => (
             "跨站表单提交被拒绝。".to_owned(),
@@ -365,12 +378,20 @@ pub async fn logout(
             .map(|s| s.csrf)
             .unwrap_or_default();
         let allowed = form_of(req).await.is_ok_and(|form| csrf_ok(&form, &csrf));
-        if allowed {
-            if let Err(e) = app.store.delete_session(hash).await {
-                tracing::error!(error = %e, "cannot delete an admin session");
-            }
-            tracing::info!("admin logged out");
+        if !allowed {
+            // Not this session's form (a page of an older login): nothing is done, and the
+            // cookie stays, so the page shows the owner still logged in rather than a logout
+            // that left the session alive on the server.
+            return Response::builder()
+                .status(303)
+                .header("location", "/admin")
+                .body(Body::default())
+                .expect("valid response");
         }
+        if let Err(e) = app.store.delete_session(hash).await {
+            tracing::error!(error = %e, "cannot delete an admin session");
+        }
+        tracing::info!("admin logged out");
     }
     Response::builder()
         .status(303)
@@ -483,7 +504,16 @@ pub async fn login(
     }
     app.guards.logins.succeeded(attempt);
     let id = crate::auth::random_token();
-    let csrf = crate::auth::random_token();
+    // A session of payhost.toml's password carries which password it was made with (see
+    // `main_password_mark`): a new or removed hash ends it.
+    let csrf = match &user {
+        None => format!(
+            "{}{}",
+            crate::auth::random_token(),
+            main_password_mark(app).unwrap_or_default()
+        ),
+        Some(_) => crate::auth::random_token(),
+    };
     let ttl = app.config.admin.session_ttl_s;
     let now = crate::store::now_ms();
     if let Err(e) = app
