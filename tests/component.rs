@@ -224,6 +224,27 @@ async fn describe_and_validate_settings() {
     );
 }
 
+/// An answer over 256 KiB (Alipay's are a few KiB) is a transport failure before it is parsed:
+/// 1 MiB of `a=b&` (within the host's 1 MiB bound) used to trap on the 16 MiB memory cap.
+#[tokio::test]
+async fn an_oversized_answer_is_a_transport_failure_not_a_trap() {
+    let rt = runtime().await;
+    let stub = StubServer::start(|_: &Seen| (200, b"a=b&".repeat(256 << 10))).await;
+    let policy = stub_policy(&rt, &stub);
+    let settings = md5_settings(&stub);
+    let mut s = rt.session().await.unwrap();
+    let refused = s
+        .start_payment(&policy, &settings, &order(&stub, "20140101000009", "0.1"))
+        .await
+        .expect("no trap");
+    match refused {
+        Err(PluginError::Transport(m)) => {
+            assert!(m.contains("more than the 256 KiB"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn start_payment_md5_and_gateway_errors() {
     let rt = runtime().await;

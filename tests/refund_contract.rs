@@ -527,3 +527,35 @@ async fn an_older_contract_has_no_refunds() {
         Err(CallError::Unsupported { .. })
     ));
 }
+
+/// A busy merchant's bill is read within the component's 16 MiB (plugin.toml's limits): lines
+/// are decoded one at a time, never the whole file. 40,000 lines (about 3 MiB of GBK) used to
+/// trap on memory; about 45,000 is the limit now (docs/EMBEDDING.md).
+#[tokio::test]
+async fn a_large_bill_is_read_within_the_components_memory() {
+    const HEADER: &str = "支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注";
+    let lines = 40_000;
+    let mut text = format!("#支付宝业务明细查询\r\n{HEADER}\r\n");
+    for i in 0..lines {
+        text.push_str(&format!(
+            "2024052022001400000{i:09}\t,ECS2024052{i:08}\t,交易,测试商品,2024-05-20 10:31:02,2024-05-20 10:31:05,,,,,tes***@example.com,88.88,88.88,0.00,0.00,0.00,0.00,0.00,,0.00,0.00,,-0.53,0.00,\r\n"
+        ));
+    }
+    let (gbk, _, _) = encoding_rs::GBK.encode(&text);
+    assert!(gbk.len() > 3 << 20, "{} bytes", gbk.len());
+    let rt = runtime().await;
+    let mut s = rt.session().await.unwrap();
+    let entries = s
+        .parse_bill(&[api::BillFile {
+            name: "20880000000000020156_20240520_业务明细.csv".into(),
+            content: gbk.into_owned(),
+        }])
+        .await
+        .expect("no trap")
+        .expect("a bill");
+    assert_eq!(entries.len(), lines);
+    assert_eq!(
+        entries[lines - 1].out_trade_no,
+        format!("ECS2024052{:08}", lines - 1)
+    );
+}

@@ -240,9 +240,21 @@ impl App {
                     &m,
                 )
             })?;
+            let unpacked: usize = files.iter().map(|f| f.content.len()).sum();
             session
                 .parse_bill(&files)
-                .await?
+                .await
+                .map_err(|e| match e {
+                    // The one limit a big day meets: said with what to change.
+                    crate::runtime::CallError::Memory(mib) => ApiError::new(
+                        502,
+                        "plugin_failed",
+                        format!(
+                            "the day's bill ({unpacked} bytes unpacked) is more than the component can read within its memory limit of {mib} MiB: raise [limits] memory_mib in its plugin.toml (Alipay's component needs about 1 MiB per 3,000 lines of the bill) and restart"
+                        ),
+                    ),
+                    e => e.into(),
+                })?
                 .map_err(plugin_error_to_api)?
         };
         let start = clock::beijing_day_start(day);
