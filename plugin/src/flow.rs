@@ -67,6 +67,9 @@ pub(crate) enum Continuation {
         query: bool,
         /// What the buyer paid (refund calls; empty for a query).
         total_fee: String,
+        /// This refund's amount (refund calls; empty for a query): an answer whose refunded
+        /// total is below it cannot include it.
+        amount: String,
     },
     /// `alipay.trade.close` for this order.
     Close {
@@ -225,11 +228,13 @@ impl Continuation {
                 request_no,
                 query,
                 total_fee,
+                amount,
             } => {
                 out.pair("out_trade_no", out_trade_no);
                 out.pair("request_no", request_no);
                 out.pair("query", if *query { "1" } else { "0" });
                 out.pair("total_fee", total_fee);
+                out.pair("amount", amount);
                 REFUND
             }
             Continuation::Close { out_trade_no } => {
@@ -300,6 +305,7 @@ impl Continuation {
                 request_no: need("request_no")?,
                 query: need("query")? == "1",
                 total_fee: need("total_fee")?,
+                amount: get("amount").unwrap_or_default(),
             }),
             CLOSE => Ok(Continuation::Close {
                 out_trade_no: need("out_trade_no")?,
@@ -350,6 +356,14 @@ mod tests {
                 request_no: "20240521001".into(),
                 query: true,
                 total_fee: String::new(),
+                amount: String::new(),
+            },
+            Continuation::Refund {
+                out_trade_no: "ECS1".into(),
+                request_no: "20240521002".into(),
+                query: false,
+                total_fee: "88.88".into(),
+                amount: "10.00".into(),
             },
             Continuation::Close {
                 out_trade_no: "ECS1".into(),

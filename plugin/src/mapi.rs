@@ -806,6 +806,13 @@ pub fn verify_batch_refund_notify(
         .parse::<u32>()
         .map_err(|_| PluginError::Malformed("success_num is not a number".into()))?;
     let details = require("result_details")?;
+    // payhost's refunds are batches of one (`batch_num=1`): a report of several trades is not
+    // one of them, and reading its first alone would drop the rest.
+    if details.contains('#') {
+        return Err(PluginError::Malformed(
+            "result_details reports more than one refund, and this component's refunds are batches of one (batch_num=1)".into(),
+        ));
+    }
     let detail = batch_detail(&details);
     if detail.trade_no.is_empty() || detail.result.is_empty() {
         return Err(PluginError::Malformed(

@@ -1674,6 +1674,16 @@ fn batch_refund_notify_is_verified_and_reported() {
         connector::verify_notification(&md5_pairs(), &forged),
         Err(PluginError::BadSignature(_))
     ));
+    // Signed, reporting two trades: payhost's refunds are batches of one, and the second
+    // would be dropped; refused as malformed.
+    let mut two = batch_notify("SUCCESS");
+    two[5].1 =
+        "2024052022001400000000000001^0.40^SUCCESS#2024052022001400000000000002^0.50^SUCCESS"
+            .into();
+    assert!(matches!(
+        connector::verify_notification(&md5_pairs(), &md5_signed(two)),
+        Err(PluginError::Malformed(m)) if m.contains("more than one refund")
+    ));
     // Signed but not a batch: refused as malformed.
     let mut no_success = batch_notify("SUCCESS");
     no_success.retain(|(k, _)| k != "success_num");

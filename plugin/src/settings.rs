@@ -471,10 +471,13 @@ pub fn is_http_url(s: &str) -> bool {
 /// The rule an http(s) URL breaks, said so a person can fix it; `None` when it breaks none.
 /// `query` says whether a query string (`?…`) is allowed.
 pub fn url_problem(s: &str, query: bool) -> Option<&'static str> {
-    let Some(rest) = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"))
-    else {
+    // A scheme is case-insensitive (RFC 3986 §3.1): `HTTPS://` is https.
+    let after = |scheme: &str| {
+        s.get(..scheme.len())
+            .filter(|head| head.eq_ignore_ascii_case(scheme))
+            .map(|_| &s[scheme.len()..])
+    };
+    let Some(rest) = after("https://").or_else(|| after("http://")) else {
         return Some("must be an absolute URL starting with http:// or https://");
     };
     let host_end = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -500,6 +503,14 @@ pub fn url_problem(s: &str, query: bool) -> Option<&'static str> {
         return Some("must not contain a query string (?…): Alipay appends its own parameters");
     }
     None
+}
+
+/// `u` with its scheme in lower case (`HTTPS://x` → `https://x`); `u` has passed [`url_problem`].
+pub fn with_lower_scheme(u: &str) -> String {
+    match u.split_once("://") {
+        Some((scheme, rest)) => format!("{}://{rest}", scheme.to_ascii_lowercase()),
+        None => u.to_owned(),
+    }
 }
 
 /// Trims every value as pasted (spaces and line breaks around it).
@@ -681,17 +692,18 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
         }
     };
 
+    // Alipay's endpoints take no query of the merchant's: the component adds its own
+    // parameters, and a query here would be sent beside them (`?service=…&service=…`).
     let mut url = |name: &str, default: &str| -> String {
         match get(name) {
             None => default.to_owned(),
-            Some(u) if is_http_url(u) => u.to_owned(),
-            Some(_) => {
-                errors.push(FieldError::new(
-                    name,
-                    "must be an absolute http or https URL",
-                ));
-                default.to_owned()
-            }
+            Some(u) => match url_problem(u, false) {
+                None => with_lower_scheme(u),
+                Some(rule) => {
+                    errors.push(FieldError::new(name, rule));
+                    default.to_owned()
+                }
+            },
         }
     };
     let gateway_url = url("gateway_url", DEFAULT_GATEWAY_URL);
@@ -859,6 +871,23 @@ mod tests {
             again, norm,
             "validating the normalised settings changes nothing"
         );
+        // A provider URL with a query is refused naming the field (it would be sent beside the
+        // component's own `service=`).
+        let errs = validate(&pairs(&[
+            ("partner", "2088101122136241"),
+            ("key", "10000000000000000000000000000000"),
+            ("seller_email", "shop@example.com"),
+            (
+                "notify_verify_url",
+                "https://mapi.alipay.com/gateway.do?service=evil",
+            ),
+        ]))
+        .unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.field == "notify_verify_url" && e.reason.contains("query")),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -949,5 +978,15 @@ mod tests {
         ] {
             assert!(!is_http_url(bad), "{bad}");
         }
+        // A scheme in capitals is a scheme; a provider URL with a query is refused, saying why.
+        assert!(is_http_url("HTTPS://MAPI.ALIPAY.COM/gateway.do"));
+        assert_eq!(
+            with_lower_scheme("HTTPS://MAPI.ALIPAY.COM/gateway.do"),
+            "https://MAPI.ALIPAY.COM/gateway.do"
+        );
+        assert!(
+            url_problem("https://mapi.alipay.com/gateway.do?service=x", false)
+                .is_some_and(|r| r.contains("query"))
+        );
     }
 }

@@ -117,6 +117,7 @@ pub fn start_refund(
             request_no: r.request_no.clone(),
             query: false,
             total_fee: checked.total_fee.to_string(),
+            amount: checked.amount.to_string(),
         }
         .encode(),
     }))
@@ -138,6 +139,7 @@ pub fn query_refund(
             request_no: request_no.to_owned(),
             query: true,
             total_fee: String::new(),
+            amount: String::new(),
         }
         .encode(),
     }))
@@ -154,6 +156,7 @@ pub fn resume_refund(
         request_no,
         query,
         total_fee,
+        amount,
     } = Continuation::decode(continuation)?
     else {
         return Err(flow::foreign_continuation("resume-refund"));
@@ -164,7 +167,15 @@ pub fn resume_refund(
     } else {
         let response = crate::connector::answered(refund::REFUND, response)?;
         let total = Amount::parse(&total_fee).ok();
-        refund::read_refund(&settings, &out_trade_no, &request_no, total, &response.body)
+        let this = Amount::parse(&amount).ok();
+        refund::read_refund(
+            &settings,
+            &out_trade_no,
+            &request_no,
+            total,
+            this,
+            &response.body,
+        )
     }
     .map(Step::Done)
 }

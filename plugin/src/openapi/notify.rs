@@ -83,9 +83,15 @@ pub fn verify_notification(
         .ok_or_else(|| PluginError::Malformed("the notification has no total_amount".into()))?;
     // `refund_fee` is read for its shape only here; the event mapping reads it from `fields`.
     // Zero is "nothing refunded": Alipay's own sample payment notify carries `refund_fee=0.00`.
+    // It is the trade's refunded total: never more than what was paid.
     if let Some(v) = field(form, "refund_fee") {
-        Amount::parse_or_zero(v)
+        let refunded = Amount::parse_or_zero(v)
             .map_err(|e| PluginError::Malformed(format!("refund_fee {v:?}: {e}")))?;
+        if Amount::parse(&total_fee).is_ok_and(|total| refunded.is_some_and(|r| r > total)) {
+            return Err(PluginError::Malformed(format!(
+                "refund_fee {v} is more than the trade's total_amount {total_fee}"
+            )));
+        }
     }
     let text = |name: &str| field(form, name).map(str::to_owned);
     Ok(Notification {
@@ -175,6 +181,22 @@ mod tests {
         let signature = sign(content.as_bytes(), &key, SignType::Rsa2).unwrap();
         f.push(("sign".into(), signature));
         f
+    }
+
+    /// A refunded total above the trade's total is not a refund report to believe.
+    #[test]
+    fn a_refund_fee_above_the_total_is_malformed() {
+        let (s, _) = validate(&settings_pairs()).unwrap();
+        let paid = form("notify/trade_success.txt");
+        let f = resigned(&paid, |f| {
+            f.push(("refund_fee".into(), "1000000.00".into()))
+        });
+        match verify_notification(&s, &f) {
+            Err(PluginError::Malformed(m)) => {
+                assert!(m.contains("more than the trade's total_amount"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     /// A payment notify may carry `refund_fee=0.00` (Alipay's own sample payment notify does):

@@ -73,6 +73,7 @@ pub fn read_refund(
     out_trade_no: &str,
     request_no: &str,
     total_fee: Option<Amount>,
+    this_refund: Option<Amount>,
     body: &[u8],
 ) -> Result<RefundState, PluginError> {
     let node = match read_answer(settings, REFUND, body)? {
@@ -101,6 +102,22 @@ pub fn read_refund(
         (Some(t), Some(total)) => Amount::parse(t).is_ok_and(|t| t >= total),
         _ => false,
     };
+    // The trade's refunded total below this refund's own amount: the answer cannot include this
+    // refund (an earlier refund's answer, replayed). Pending, to be asked again by its number.
+    if let (Some(t), Some(this)) = (&refunded_total, this_refund) {
+        if Amount::parse(t).is_ok_and(|t| t < this) {
+            return Ok(RefundState {
+                request_no: request_no.to_owned(),
+                status: RefundStatus::Pending,
+                confirm: None,
+                refunded_total: None,
+                fund_change: false,
+                detail: format!(
+                    "Alipay's answer counts {t} refunded on this trade, less than this refund's {this}: it is not this refund's answer; ask again under the same request number"
+                ),
+            });
+        }
+    }
     Ok(RefundState {
         request_no: request_no.to_owned(),
         status: if fund_change || whole_trade {
@@ -333,12 +350,41 @@ mod tests {
             "ECS20240520000123",
             "RF20240521001",
             total,
+            None,
             &testdata::read("responses/refund_success.json"),
         )
         .unwrap();
         assert_eq!(ok.status, RefundStatus::Succeeded);
         assert!(ok.fund_change);
         assert_eq!(ok.refunded_total.as_deref(), Some("10.00"));
+        // The same answer for a refund of 10.00 is its own; for a later refund of 20.00 (the
+        // first refund's answer replayed) it cannot be: pending, to be asked again.
+        let mine = read_refund(
+            &s,
+            "ECS20240520000123",
+            "RF20240521001",
+            total,
+            Amount::parse("10.00").ok(),
+            &testdata::read("responses/refund_success.json"),
+        )
+        .unwrap();
+        assert_eq!(mine.status, RefundStatus::Succeeded);
+        let stale = read_refund(
+            &s,
+            "ECS20240520000123",
+            "RF20240521002",
+            total,
+            Amount::parse("20.00").ok(),
+            &testdata::read("responses/refund_success.json"),
+        )
+        .unwrap();
+        assert_eq!(stale.status, RefundStatus::Pending);
+        assert!(!stale.fund_change && stale.refunded_total.is_none());
+        assert!(
+            stale.detail.contains("not this refund's answer"),
+            "{}",
+            stale.detail
+        );
         // A replay moves no money: pending until the query confirms it…
         let replay_body = testdata::read("responses/refund_replay_same_out_request_no.json");
         let replay = read_refund(
@@ -346,6 +392,7 @@ mod tests {
             "ECS20240520000123",
             "RF20240521001",
             total,
+            None,
             &replay_body,
         )
         .unwrap();
@@ -357,6 +404,7 @@ mod tests {
             "ECS20240520000123",
             "RF20240521001",
             Amount::parse("10.00").ok(),
+            None,
             &replay_body,
         )
         .unwrap();
@@ -366,6 +414,7 @@ mod tests {
             "ECS20240520000123",
             "RF20240521001",
             total,
+            None,
             &testdata::read("responses/refund_discordant_repeat.json"),
         ) {
             Err(PluginError::Gateway(g)) => {
@@ -381,6 +430,7 @@ mod tests {
             "ECS20240520000123",
             "RF20240521001",
             total,
+            None,
             &testdata::read("responses/refund_system_error.json"),
         )
         .unwrap();
@@ -391,7 +441,8 @@ mod tests {
             unknown.detail
         );
         let busy = br#"{"alipay_trade_refund_response":{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error","sub_msg":"x"}}"#;
-        let busy = read_refund(&s, "ECS20240520000123", "RF20240521001", total, busy).unwrap();
+        let busy =
+            read_refund(&s, "ECS20240520000123", "RF20240521001", total, None, busy).unwrap();
         assert_eq!(busy.status, RefundStatus::Pending);
         // An unsigned business refusal decides nothing ([OPENAPI §7.2] step 6): Alipay signs
         // those, so the refund may have been made; pending. The gateway's own refusals (here a
@@ -405,6 +456,7 @@ mod tests {
             "ECS20240520000123",
             "RF20240521001",
             total,
+            None,
             unsigned.as_bytes(),
         )
         .unwrap();
@@ -415,7 +467,14 @@ mod tests {
             unsigned.detail
         );
         let gateway = br#"{"error_response":{"code":"40002","msg":"Invalid Arguments","sub_code":"isv.invalid-signature","sub_msg":"x"}}"#;
-        match read_refund(&s, "ECS20240520000123", "RF20240521001", total, gateway) {
+        match read_refund(
+            &s,
+            "ECS20240520000123",
+            "RF20240521001",
+            total,
+            None,
+            gateway,
+        ) {
             Err(PluginError::Gateway(g)) => assert_eq!(g.sub_code, "isv.invalid-signature"),
             other => panic!("{other:?}"),
         }
@@ -429,6 +488,7 @@ mod tests {
                 "ECS20240520000123",
                 "RF20240521001",
                 total,
+                None,
                 forged.as_bytes()
             ),
             Err(PluginError::BadSignature(_))
@@ -439,6 +499,7 @@ mod tests {
                 "OTHER",
                 "RF20240521001",
                 total,
+                None,
                 &testdata::read("responses/refund_success.json")
             ),
             Err(PluginError::Malformed(_))
