@@ -23,7 +23,11 @@ pub fn hash_password(password: &str) -> Result<String> {
 
 /// Whether `hash` is a PHC string argon2 can check.
 pub fn check_password_hash(hash: &str) -> Result<()> {
-    let parsed = PasswordHash::new(hash).map_err(|e| anyhow!("{e}"))?;
+    // The parser's own words ("value to short") say nothing to an operator: what is wrong is
+    // that the string was cut or mistyped.
+    let parsed = PasswordHash::new(hash).map_err(|_| {
+        anyhow!("it does not read as $argon2id$v=19$m=…,t=…,p=…$salt$hash (cut short or mistyped when copied?)")
+    })?;
     if !parsed.algorithm.as_str().starts_with("argon2") {
         return Err(anyhow!("the algorithm is {}, not argon2", parsed.algorithm));
     }
@@ -233,6 +237,14 @@ mod tests {
         let cut = cut.rsplit_once('$').unwrap().0;
         assert!(check_password_hash(cut).is_err(), "{cut}");
         assert!(!verify_password("x", "plain"));
+        // A mistyped one is said in the operator's words, not the parser's ("value to short").
+        let said = check_password_hash("$argon2id$v=19$m=19456,t=2,p=1$a$b")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            said.contains("cut short or mistyped") && !said.contains("to short"),
+            "{said}"
+        );
     }
 
     #[test]

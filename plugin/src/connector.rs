@@ -66,6 +66,23 @@ pub fn describe() -> PluginInfo {
 pub fn validate_settings(
     pairs: &[(String, String)],
 ) -> Result<Vec<(String, String)>, Vec<FieldError>> {
+    validate_settings_of_family(pairs).map_err(|mut errors| {
+        // One refusal per field and reason: a certificate is read by two checks, and a caller
+        // shown the same line twice looks for two mistakes.
+        let mut seen: Vec<(String, String)> = Vec::new();
+        errors.retain(|e| {
+            let key = (e.field.clone(), e.reason.clone());
+            let new = !seen.contains(&key);
+            seen.push(key);
+            new
+        });
+        errors
+    })
+}
+
+fn validate_settings_of_family(
+    pairs: &[(String, String)],
+) -> Result<Vec<(String, String)>, Vec<FieldError>> {
     // A setting given twice is refused by both families' validation (`settings::repeated`),
     // together with every other bad field.
     if is_openapi(pairs) {
@@ -137,6 +154,40 @@ pub(crate) fn check_subject(subject: &str) -> Result<&str, PluginError> {
     Ok(subject)
 }
 
+/// The order's fields both API families read the same way: `request_id` (the WIT's rule),
+/// `out_user` and `cashier_code` (refused when bad, never silently dropped).
+pub fn check_order_extras(order: &PaymentRequest) -> Result<(), PluginError> {
+    let req_id = order.request_id.as_str();
+    if req_id.is_empty()
+        || req_id.len() > 32
+        || !req_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    {
+        return Err(invalid(
+            "request_id",
+            "must be 1 to 32 characters of 0-9 and a-z",
+        ));
+    }
+    if let Some(u) = order.out_user.as_deref() {
+        check_out_user(u)?;
+    }
+    if let Some(c) = order.cashier_code.as_deref() {
+        if c.is_empty()
+            || c.len() > 64
+            || !c
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(invalid(
+                "cashier_code",
+                "must be a cashier code such as DEBITCARD_ICBC (A-Z, 0-9, '_')",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks an order and resolves its seller; returns the `req_data` fields.
 pub fn validate_order<'a>(
     settings: &'a Settings,
@@ -172,22 +223,7 @@ pub fn validate_order<'a>(
             return Err(invalid("pay_expire", "must be between 1 and 21600 minutes"));
         }
     }
-    if let Some(u) = order.out_user.as_deref() {
-        check_out_user(u)?;
-    }
-    if let Some(c) = order.cashier_code.as_deref() {
-        if c.is_empty()
-            || c.len() > 64
-            || !c
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-        {
-            return Err(invalid(
-                "cashier_code",
-                "must be a cashier code such as DEBITCARD_ICBC (A-Z, 0-9, '_')",
-            ));
-        }
-    }
+    check_order_extras(order)?;
     Ok(CreateFields {
         notify_url: &order.notify_url,
         call_back_url: &order.return_url,
@@ -261,17 +297,6 @@ pub fn start_payment(
     let settings = load_settings(settings_pairs)?;
     let fields = validate_order(&settings, order)?;
     let req_id = order.request_id.as_str();
-    if req_id.is_empty()
-        || req_id.len() > 32
-        || !req_id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-    {
-        return Err(invalid(
-            "request_id",
-            "must be 1 to 32 characters of 0-9 and a-z",
-        ));
-    }
     if order.product != Product::Wap {
         let f = OrderFields {
             out_trade_no: fields.out_trade_no,

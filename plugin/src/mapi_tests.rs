@@ -1814,3 +1814,27 @@ fn settings_are_shown_per_family() {
         );
     }
 }
+
+/// Each refusal once: a certificate that does not parse is read by two checks (its serial
+/// number and its key) and was named twice.
+#[test]
+fn a_refusal_is_named_once() {
+    let mut pairs = crate::openapi::settings::tests::settings_pairs();
+    pairs.retain(|(k, _)| k != "alipay_public_key");
+    for cert in ["app_cert", "alipay_cert", "alipay_root_cert"] {
+        pairs.push((
+            cert.into(),
+            "-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----".into(),
+        ));
+    }
+    let errors = connector::validate_settings(&pairs).unwrap_err();
+    assert!(!errors.is_empty());
+    for (i, e) in errors.iter().enumerate() {
+        assert!(
+            !errors[..i]
+                .iter()
+                .any(|f| f.field == e.field && f.reason == e.reason),
+            "{errors:?}"
+        );
+    }
+}

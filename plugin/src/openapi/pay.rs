@@ -66,6 +66,13 @@ pub fn start(
         ("merchant_url", order.merchant_url.as_deref(), false),
     ] {
         match url.filter(|u| !u.is_empty()) {
+            // Alipay appends its own parameters to the notify and return URLs: no query of
+            // the caller's (as the legacy API's rule).
+            Some(u) if field != "merchant_url" => {
+                if let Some(rule) = crate::settings::url_problem(u, false) {
+                    return Err(invalid(field, rule));
+                }
+            }
             Some(u) if !is_http_url(u) => {
                 return Err(invalid(field, "must be an absolute http or https URL"))
             }
@@ -73,6 +80,7 @@ pub fn start(
             _ => {}
         }
     }
+    crate::connector::check_order_extras(order)?;
     let time_expire = match order.pay_expire {
         Some(0) => return Err(invalid("pay_expire", "must be at least 1 minute")),
         Some(m) if m > MAX_PAY_EXPIRE_MINUTES => {
@@ -335,6 +343,22 @@ mod tests {
         let mut o = order(Product::Wap);
         o.merchant_url = Some("javascript:alert(1)".into());
         assert_eq!(field(o), "merchant_url");
+        // The legacy API's rules, the same here: request_id per the contract, no query on the
+        // URLs Alipay appends to, a bad cashier code or buyer id refused (not dropped).
+        for bad in ["", "ABC", &"a".repeat(33)] {
+            let mut o = order(Product::Wap);
+            o.request_id = bad.into();
+            assert_eq!(field(o), "request_id", "{bad:?}");
+        }
+        let mut o = order(Product::Wap);
+        o.notify_url = "https://shop.example.com/notify?x=1".into();
+        assert_eq!(field(o), "notify_url");
+        let mut o = order(Product::Pc);
+        o.cashier_code = Some("x&y=z".into());
+        assert_eq!(field(o), "cashier_code");
+        let mut o = order(Product::Wap);
+        o.out_user = Some("u".repeat(300));
+        assert_eq!(field(o), "out_user");
         // C2C analogue: the order's own seller wins over the default.
         let mut o = order(Product::Wap);
         o.seller = Some("2088000000000009".into());
