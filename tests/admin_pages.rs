@@ -349,6 +349,16 @@ async fn an_owner_of_two_merchants_finds_the_payments_of_both() {
     assert_eq!(status, 200, "{html}");
     assert_eq!(listed(&html), ["TWO-MKT-1"], "{html}");
     assert!(!html.contains("没有符合条件的支付"), "{html}");
+    // Typed with a Chinese input method's full-width letters: the same order.
+    let full_width: String =
+        form_urlencoded::byte_serialize("ＴＷＯ－ＭＫＴ－１".as_bytes()).collect();
+    let (_, html) = page(
+        base,
+        &format!("/admin/payments?q={full_width}&merchant="),
+        &own,
+    )
+    .await;
+    assert_eq!(listed(&html), ["TWO-MKT-1"], "{html}");
     // Both merchants' orders and 合计, never another owner's merchant.
     let (_, html) = page(base, "/admin/payments?q=TWO-", &own).await;
     let mut rows = listed(&html);
@@ -1587,13 +1597,16 @@ async fn an_unused_session_ends_and_a_used_one_lives_on() {
         "{s:?}"
     );
 
+    // A session of payhost.toml's password carries its hash's mark at the end of its CSRF
+    // token (a rotated password ends it): the sessions made here carry the login's.
+    let csrf = s.csrf.clone();
     // A session about to end (29.5 min unused) is moved on by the page the owner opens.
     let (id, hash) = (
         "idle-session-in-use",
         payhost::auth::token_hash("idle-session-in-use"),
     );
     store
-        .create_user_session(&hash, "csrf", now() + 30_000, None)
+        .create_user_session(&hash, &csrf, now() + 30_000, None)
         .await
         .unwrap();
     let (status, html) = page(base, "/admin/payments", &format!("payhost_admin={id}")).await;
@@ -1621,7 +1634,7 @@ async fn an_unused_session_ends_and_a_used_one_lives_on() {
         payhost::auth::token_hash("idle-session-left"),
     );
     store
-        .create_user_session(&hash, "csrf", now() + 300, None)
+        .create_user_session(&hash, &csrf, now() + 300, None)
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;

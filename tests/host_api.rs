@@ -1407,7 +1407,7 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
     )
     .await;
     assert!(
-        !tested.contains("INTERNAL-SECRET") && tested.contains("correlation id"),
+        !tested.contains("INTERNAL-SECRET") && tested.contains("技术支持编号"),
         "{tested}"
     );
     let saved = admin_post(&base, "/admin/merchants/pasted", &cookie, &form).await;

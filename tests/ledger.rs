@@ -184,6 +184,20 @@ mapi_url = "{sb}/sandbox/mapi"
     assert_eq!(csv.status, 200, "{}", csv.text());
     assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
     assert!(csv.body.starts_with(&[0xEF, 0xBB, 0xBF]), "UTF-8 BOM");
+    // Its file name says what it holds (a folder of exports is not all `payments.csv`).
+    assert_eq!(
+        csv.header("content-disposition").as_deref(),
+        Some("attachment; filename=\"payments-shop.csv\"")
+    );
+    let dated = get(
+        &host.url("/v1/payments.csv?merchant=shop&from=2026-12-01&to=2026-12-05"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(
+        dated.header("content-disposition").as_deref(),
+        Some("attachment; filename=\"payments-shop-2026-12-01_2026-12-05.csv\"")
+    );
     let text = csv.text();
     let lines: Vec<&str> = text
         .trim_start_matches('\u{feff}')

@@ -140,6 +140,25 @@ fn compare(ours: Vec<Line>, theirs: Vec<Line>) -> Comparison {
                 k = f;
             }
         }
+        // A refund payhost learned of from a trade's refunded total (a query, a back-office
+        // refund) has a number made here (`gateway-…`): the bill's refund of that order and
+        // amount is it.
+        if t.kind == "refund" && mine.get(&k).is_none_or(|v| v.is_empty()) {
+            let unnamed = mine
+                .iter()
+                .find(|(_, v)| {
+                    v.iter().any(|l| {
+                        l.kind == "refund"
+                            && l.request_no.starts_with(crate::domain::refunds::UNNAMED)
+                            && l.out_trade_no == t.out_trade_no
+                            && l.fen == t.fen
+                    })
+                })
+                .map(|(k, _)| k.clone());
+            if let Some(f) = unnamed {
+                k = f;
+            }
+        }
         let ours = mine.get_mut(&k).and_then(|v| {
             let i = v.iter().position(|l| l.fen == t.fen).unwrap_or(0);
             (!v.is_empty()).then(|| v.remove(i))
@@ -408,6 +427,27 @@ mod tests {
         assert_eq!(c.only_gateway[0]["out_trade_no"], "D");
         assert_eq!(c.only_payhost.len(), 1);
         assert_eq!(c.only_payhost[0]["out_trade_no"], "C");
+    }
+
+    /// A refund recorded from a trade's refunded total has a number made here: it matches the
+    /// bill's refund of the same order and amount instead of being listed on both sides.
+    #[test]
+    fn a_refund_payhost_numbered_itself_matches_the_bills() {
+        let ours = vec![
+            l("payment", "P", "", 25_600),
+            l("refund", "P", "gateway-1796484431157", 25_600),
+            l("refund", "Q", "gateway-1796484431158", 100),
+        ];
+        let theirs = vec![
+            l("payment", "P", "", 25_600),
+            l("refund", "P", "portalP", 25_600),
+            l("refund", "Q", "portalQ", 200),
+        ];
+        let c = compare(ours, theirs);
+        assert_eq!(c.matched.len(), 2, "{:?}", c.matched);
+        // Another amount is not it: both sides say so.
+        assert_eq!(c.only_gateway.len(), 1, "{:?}", c.only_gateway);
+        assert_eq!(c.only_payhost.len(), 1, "{:?}", c.only_payhost);
     }
 
     #[test]

@@ -471,7 +471,7 @@ pub fn is_http_url(s: &str) -> bool {
 /// The rule an http(s) URL breaks, said so a person can fix it; `None` when it breaks none.
 /// `query` says whether a query string (`?…`) is allowed.
 pub fn url_problem(s: &str, query: bool) -> Option<&'static str> {
-    // A scheme is case-insensitive (RFC 3986 §3.1): `HTTPS://` is https.
+    // A scheme is case-insensitive (RFC 3986, section 3.1): `HTTPS://` is https.
     let after = |scheme: &str| {
         s.get(..scheme.len())
             .filter(|head| head.eq_ignore_ascii_case(scheme))

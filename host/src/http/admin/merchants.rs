@@ -872,7 +872,7 @@ pub async fn test_connection(app: &Arc<App>, ctx: &Ctx, id: &str) -> PostResult 
                     "连不上支付宝网关：请检查本机能否访问外网、网关地址是否正确",
                     "Cannot reach the gateway: check this server's network and the gateway URL"
                 ),
-                crate::service::plugin_error_to_api(e).message
+                super::words::provider_message(ctx.lang, &crate::service::plugin_error_to_api(e).message)
             )),
             Ok(Err(e @ E::Timeout(_))) => Flash::err(format!(
                 "{}（{}）",
@@ -880,7 +880,7 @@ pub async fn test_connection(app: &Arc<App>, ctx: &Ctx, id: &str) -> PostResult 
                     "支付宝网关没有及时回应，请稍后再试",
                     "The gateway did not answer in time; try again later"
                 ),
-                crate::service::plugin_error_to_api(e).message
+                super::words::provider_message(ctx.lang, &crate::service::plugin_error_to_api(e).message)
             )),
             Ok(Err(E::InvalidSettings(fields))) => Flash::err(format!(
                 "{}: {}",
@@ -897,7 +897,7 @@ pub async fn test_connection(app: &Arc<App>, ctx: &Ctx, id: &str) -> PostResult 
                     "支付宝的回应签名不对：请核对支付宝公钥（或 MD5 密钥）",
                     "The provider's answer has a signature that does not verify: check Alipay's public key (or the MD5 key)"
                 ),
-                crate::service::plugin_error_to_api(e).message
+                super::words::provider_message(ctx.lang, &crate::service::plugin_error_to_api(e).message)
             )),
             Ok(Err(e)) => Flash::err(format!(
                 "{}（{}）",
@@ -905,7 +905,7 @@ pub async fn test_connection(app: &Arc<App>, ctx: &Ctx, id: &str) -> PostResult 
                     "支付宝的回应无法识别：请核对网关地址",
                     "The provider's answer could not be understood: check the gateway URL"
                 ),
-                crate::service::plugin_error_to_api(e).message
+                super::words::provider_message(ctx.lang, &crate::service::plugin_error_to_api(e).message)
             )),
         },
     };

@@ -448,7 +448,7 @@ async fn route(
     // (another merchant's, a bad filter) is a page, as everywhere in the admin.
     if segs == ["admin", "payments.csv"] {
         return match payments::csv_filter(&ctx, &req) {
-            Ok(filter) => super::ledger::csv_export(filter),
+            Ok(filter) => super::ledger::csv_export(filter, req.uri().query()),
             Err(e) => {
                 let (zh, en) = payments::csv_refusal(&ctx, &e);
                 error_page(

@@ -70,6 +70,9 @@ fn filters(ctx: &Ctx) -> Filters {
             let v = match *name {
                 "merchant" => merchant_filter(ctx),
                 "min_amount" | "max_amount" => words::half_width_amount(ctx.q(name)),
+                // Order and trade numbers are ASCII: one typed with a Chinese input method's
+                // full-width letters (ＯＰ１２０５) is the same number.
+                "q" => words::half_width(ctx.q(name)).trim().to_owned(),
                 _ => ctx.q(name).trim().to_owned(),
             };
             (*name, v)
@@ -560,9 +563,9 @@ pub async fn sync(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
             ))
         }
         Err(e) => Flash::err(format!(
-            "{}: {}",
-            ctx.t("查询失败", "The trade query failed"),
-            e.message
+            "{}{}",
+            ctx.t("查询失败：", "The trade query failed: "),
+            super::words::provider_message(ctx.lang, &e.message)
         )),
     };
     PostResult::Done(Posted::to(payment_url(id, no), flash))
@@ -990,9 +993,9 @@ pub async fn close(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) -
             ))
         }
         Err(e) => Flash::err(format!(
-            "{}: {}",
-            ctx.t("无法关闭", "Cannot close it"),
-            e.message
+            "{}{}",
+            ctx.t("无法关闭：", "Cannot close it: "),
+            super::words::provider_message(ctx.lang, &e.message)
         )),
     };
     PostResult::Done(Posted::to(payment_url(id, no), flash))

@@ -33,6 +33,19 @@ pub fn who(lang: Lang, by: &str) -> String {
     }
 }
 
+/// `typed` with full-width ASCII (`ＡＢ１２`, U+FF01–U+FF5E) and the ideographic space as
+/// their half-width selves; everything else (Chinese words) as typed.
+pub fn half_width(typed: &str) -> String {
+    typed
+        .chars()
+        .map(|c| match c {
+            '\u{3000}' => ' ',
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            c => c,
+        })
+        .collect()
+}
+
 /// An amount as a Chinese keyboard types it: full-width digits and point (`０.５`, `１２．３`) are
 /// the same number as their half-width forms. Nothing else is changed, so every other mistake
 /// still reaches the amount rule and is named there.
@@ -228,6 +241,7 @@ pub fn filter_error(lang: Lang, e: &ApiError, typed: &dyn Fn(&str) -> String) ->
         "merchant" => "商户：请从列表中选择".to_owned(),
         "q" => "搜索：最多 128 个字".to_owned(),
         "cursor" => "翻页链接已失效，请回到第一页重新翻页".to_owned(),
+        "limit" => "导出：CSV 包含全部符合条件的支付，不需要 limit 参数，请去掉它".to_owned(),
         _ => e.message.clone(),
     }
 }
@@ -358,22 +372,71 @@ pub fn refund_error(lang: Lang, e: &ApiError, typed_amount: &str, now: PaymentNo
         ("merchant_not_configured", _) => {
             "这个商户还没有保存支付宝设置，不能退款：请先在商户页面保存设置".to_owned()
         }
-        ("not_supported", _) => format!("这个商户的支付接口不支持在这里退款（{}）", e.message),
+        ("not_supported", _) => format!(
+            "这个商户的支付接口不支持在这里退款（{}）",
+            provider_message(lang, &e.message)
+        ),
         // The component's own rules for what it sends: nothing reached the provider.
         ("invalid_order", field) => {
             refund_field_rule(field.unwrap_or_default(), typed_amount, e, now)
         }
         // The provider's own refusal: nothing was refunded.
         (code, _) if !refund_outcome_unknown(code) && code.starts_with("gateway_") => {
-            format!("支付宝拒绝了这笔退款，没有退款（{}）", e.message)
+            format!(
+                "支付宝拒绝了这笔退款，没有退款。可以点“向支付平台查询”核对这笔交易在支付宝的最新状态（{}）",
+                provider_message(lang, &e.message)
+            )
         }
         // Not answered, or not understood: the refund may have reached Alipay. It stays 处理中
         // with its amount held; starting another would refund twice.
         _ => format!(
             "退款结果未知（支付宝没有回应或回应无法识别），这笔退款保持“处理中”：请不要重复发起，也不要到支付宝后台手工退款；稍后刷新本页查看退款记录，或点“向支付平台查询”（{}）",
-            e.message
+            provider_message(lang, &e.message)
         ),
     }
+}
+
+/// An API error's message about the provider, in the page's language: the API's fixed English
+/// sentences (`service::provider_unreachable`, `upstream_error`, the gateway's refusal) said in
+/// Chinese, the support number kept; what Alipay itself said (its `sub_msg`, often Chinese) stays.
+pub fn provider_message(lang: Lang, message: &str) -> String {
+    if lang == Lang::En {
+        return message.to_owned();
+    }
+    let mut out = message.to_owned();
+    for (en, zh) in [
+        (
+            "the payment provider refused the request: ",
+            "支付宝拒绝了请求：",
+        ),
+        ("the provider did not answer in time", "支付宝没有及时回应"),
+        (
+            "the provider could not be reached (no connection, or its name did not resolve)",
+            "连不上支付宝（没有网络连接，或域名无法解析）",
+        ),
+        (
+            "the provider's answer could not be understood",
+            "支付宝的回应无法识别",
+        ),
+        (
+            "the provider's answer carries a signature that does not match the configured keys",
+            "支付宝回应的签名与设置的密钥不符",
+        ),
+        ("the provider answered HTTP ", "支付宝回应了 HTTP "),
+        (
+            "; the detail is in the payhost log)",
+            "，详情在 payhost 日志里）",
+        ),
+        (" (correlation id ", "（技术支持编号 "),
+    ] {
+        out = out.replace(en, zh);
+    }
+    // A support number without the log's words ends with the half-width parenthesis.
+    if out.contains("（技术支持编号 ") && out.ends_with(')') {
+        out.pop();
+        out.push('）');
+    }
+    out
 }
 
 /// An audit log action in words (the action's code stays beside it for support).
@@ -491,6 +554,36 @@ fn reason_explained(lang: Lang, raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The API's fixed provider sentences read in Chinese on a Chinese page, support number and
+    /// Alipay's own words kept; the English page keeps the API's.
+    #[test]
+    fn provider_messages_are_chinese_on_a_chinese_page() {
+        for (api, zh) in [
+            (
+                "the provider answered HTTP 500 (correlation id ab12; the detail is in the payhost log)",
+                "支付宝回应了 HTTP 500（技术支持编号 ab12，详情在 payhost 日志里）",
+            ),
+            (
+                "the payment provider refused the request: Business Failed (ACQ.TRADE_STATUS_ERROR) 交易状态不合法 (correlation id cd34)",
+                "支付宝拒绝了请求：Business Failed (ACQ.TRADE_STATUS_ERROR) 交易状态不合法（技术支持编号 cd34）",
+            ),
+            (
+                "the provider did not answer in time (correlation id ef56; the detail is in the payhost log)",
+                "支付宝没有及时回应（技术支持编号 ef56，详情在 payhost 日志里）",
+            ),
+        ] {
+            assert_eq!(provider_message(Lang::Zh, api), zh);
+            assert_eq!(provider_message(Lang::En, api), api);
+        }
+    }
+
+    #[test]
+    fn full_width_letters_and_digits_are_ascii() {
+        assert_eq!(half_width("ＯＰ１２０５０００５１"), "OP120500051");
+        assert_eq!(half_width("　ａｂ－１"), " ab-1");
+        assert_eq!(half_width("手工剪纸"), "手工剪纸");
+    }
 
     #[test]
     fn full_width_amounts_are_the_same_number() {

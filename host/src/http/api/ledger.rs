@@ -39,9 +39,37 @@ struct CsvExport(PaymentFilter);
 /// `GET /v1/payments.csv`: checked here; the rows are streamed by [`streaming`].
 pub fn payments_csv(who: &Caller, req: &Request<Incoming>) -> Response<Body> {
     match csv_filter(who, req) {
-        Ok(f) => csv_export(f),
+        Ok(f) => csv_export(f, req.uri().query()),
         Err(e) => error(&e),
     }
+}
+
+/// The CSV's file name: what it holds, for a folder of exports (`payments-demo-2026-12-01_2026-12-05.csv`).
+/// Only a merchant id and dates the filter accepted go into it.
+fn csv_file_name(f: &PaymentFilter, query: Option<&str>) -> String {
+    let mut name = "payments".to_owned();
+    if let Some(m) = f
+        .merchant
+        .as_deref()
+        .filter(|m| crate::config::valid_merchant_id(m))
+    {
+        name.push('-');
+        name.push_str(m);
+    }
+    let typed = |key: &str| {
+        form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.trim().to_owned())
+            .filter(|v| v.len() == 10 && v.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
+    };
+    match (typed("from"), typed("to")) {
+        (Some(from), Some(to)) => name.push_str(&format!("-{from}_{to}")),
+        (Some(from), None) => name.push_str(&format!("-from-{from}")),
+        (None, Some(to)) => name.push_str(&format!("-to-{to}")),
+        (None, None) => {}
+    }
+    name.push_str(".csv");
+    name
 }
 
 /// The CSV export's filter from the query, for this caller (the admin's link shows its own
@@ -69,13 +97,13 @@ pub fn csv_filter(who: &Caller, req: &Request<Incoming>) -> Result<PaymentFilter
 }
 
 /// The CSV's answer for a checked filter; its rows are streamed by [`streaming`].
-pub fn csv_export(f: PaymentFilter) -> Response<Body> {
+pub fn csv_export(f: PaymentFilter, query: Option<&str>) -> Response<Body> {
     let mut r = Response::builder()
         .status(200)
         .header("content-type", "text/csv; charset=utf-8")
         .header(
             "content-disposition",
-            "attachment; filename=\"payments.csv\"",
+            format!("attachment; filename=\"{}\"", csv_file_name(&f, query)),
         )
         .header("cache-control", "no-store")
         .body(Body::default())
