@@ -224,10 +224,10 @@ async fn describe_and_validate_settings() {
     );
 }
 
-/// An answer over 256 KiB (Alipay's are a few KiB) is a transport failure before it is parsed:
+/// An answer over 256 KiB (Alipay's are a few KiB) is malformed before it is parsed:
 /// 1 MiB of `a=b&` (within the host's 1 MiB bound) used to trap on the 16 MiB memory cap.
 #[tokio::test]
-async fn an_oversized_answer_is_a_transport_failure_not_a_trap() {
+async fn an_oversized_answer_is_malformed_not_a_trap() {
     let rt = runtime().await;
     let stub = StubServer::start(|_: &Seen| (200, b"a=b&".repeat(256 << 10))).await;
     let policy = stub_policy(&rt, &stub);
@@ -238,7 +238,8 @@ async fn an_oversized_answer_is_a_transport_failure_not_a_trap() {
         .await
         .expect("no trap");
     match refused {
-        Err(PluginError::Transport(m)) => {
+        // Malformed, not a network problem (the operator is not sent to check the network).
+        Err(PluginError::Malformed(m)) => {
             assert!(m.contains("more than the 256 KiB"), "{m}")
         }
         other => panic!("{other:?}"),

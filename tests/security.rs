@@ -605,6 +605,23 @@ async fn admin_sessions_csrf_and_throttling() {
     assert_eq!(stale.header("set-cookie"), None);
     assert_eq!(logout("POST", format!("csrf={csrf}")).await, 303);
     assert!(!logged_in().await, "back to the login page");
+    // A logout with the cookie of a session that is gone already clears the cookie.
+    let gone = request(
+        "POST",
+        &w.host.url("/admin/logout"),
+        &[
+            ("cookie", cookie.as_str()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        b"csrf=whatever".to_vec(),
+    )
+    .await;
+    assert!(
+        gone.header("set-cookie")
+            .is_some_and(|c| c.contains("Max-Age=0")),
+        "{:?}",
+        gone.header("set-cookie")
+    );
     assert_eq!(post(format!("csrf={csrf}&id=new2"), None).await.status, 401);
 
     // Throttling: 5 failures a minute, then 429 with Retry-After, even for the right password.

@@ -106,7 +106,11 @@ pub struct Comparison {
 
 /// Matches payments by order number, refunds by request number (or, when the bill names none,
 /// by order number and amount).
-fn compare(ours: Vec<Line>, theirs: Vec<Line>) -> Comparison {
+fn compare(
+    ours: Vec<Line>,
+    theirs: Vec<Line>,
+    issued: &std::collections::HashSet<String>,
+) -> Comparison {
     let mut c = Comparison {
         matched: Vec::new(),
         only_payhost: Vec::new(),
@@ -143,7 +147,10 @@ fn compare(ours: Vec<Line>, theirs: Vec<Line>) -> Comparison {
         // A refund payhost learned of from a trade's refunded total (a query, a back-office
         // refund) has a number made here (`gateway-…`): the bill's refund of that order and
         // amount is it.
-        if t.kind == "refund" && mine.get(&k).is_none_or(|v| v.is_empty()) {
+        if t.kind == "refund"
+            && !issued.contains(&t.request_no)
+            && mine.get(&k).is_none_or(|v| v.is_empty())
+        {
             let unnamed = mine
                 .iter()
                 .find(|(_, v)| {
@@ -308,7 +315,28 @@ impl App {
             "gateway_refunded": sum(&theirs, "refund"),
             "other_lines": entries.iter().filter(|e| e.kind == BillEntryKind::Other).count(),
         });
-        let c = compare(ours, theirs);
+        // The bill's refund numbers payhost issued itself, for the orders where payhost also has
+        // a refund it numbered itself: such a bill line is that refund of payhost's (perhaps still
+        // pending here), never the self-numbered one.
+        let mut issued = std::collections::HashSet::new();
+        let unnamed_orders: std::collections::HashSet<&str> = ours
+            .iter()
+            .filter(|l| {
+                l.kind == "refund" && l.request_no.starts_with(crate::domain::refunds::UNNAMED)
+            })
+            .map(|l| l.out_trade_no.as_str())
+            .collect();
+        for order in unnamed_orders {
+            for r in self
+                .store
+                .refunds_for(merchant_id, order)
+                .await
+                .map_err(ApiError::internal)?
+            {
+                issued.insert(r.request_no);
+            }
+        }
+        let c = compare(ours, theirs, &issued);
         Ok(serde_json::json!({
             "date": date,
             "matched": c.matched,
@@ -417,7 +445,7 @@ mod tests {
             l("payment", "D", "", 400),
             l("refund", "A", "", 50),
         ];
-        let c = compare(ours, theirs);
+        let c = compare(ours, theirs, &Default::default());
         assert_eq!(c.matched.len(), 2, "{:?}", c.matched);
         assert_eq!(c.amount_mismatch.len(), 1);
         assert_eq!(c.amount_mismatch[0]["out_trade_no"], "B");
@@ -443,11 +471,17 @@ mod tests {
             l("refund", "P", "portalP", 25_600),
             l("refund", "Q", "portalQ", 200),
         ];
-        let c = compare(ours, theirs);
+        let c = compare(ours.clone(), theirs.clone(), &Default::default());
         assert_eq!(c.matched.len(), 2, "{:?}", c.matched);
         // Another amount is not it: both sides say so.
         assert_eq!(c.only_gateway.len(), 1, "{:?}", c.only_gateway);
         assert_eq!(c.only_payhost.len(), 1, "{:?}", c.only_payhost);
+        // A bill refund payhost numbered (one still pending here) is that refund, never the
+        // self-numbered one.
+        let issued = ["portalP".to_owned()].into_iter().collect();
+        let c = compare(ours, theirs, &issued);
+        assert_eq!(c.matched.len(), 1, "{:?}", c.matched);
+        assert_eq!(c.only_gateway.len(), 2, "{:?}", c.only_gateway);
     }
 
     #[test]

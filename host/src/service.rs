@@ -246,11 +246,6 @@ pub struct SyncResult {
     pub refunds: Vec<serde_json::Value>,
 }
 
-fn is_http_url(u: &str) -> bool {
-    (u.starts_with("http://") || u.starts_with("https://"))
-        && u.parse::<http::Uri>().is_ok_and(|x| x.host().is_some())
-}
-
 impl App {
     pub async fn merchant(&self, id: &str) -> Result<MerchantSettings, ApiError> {
         match self.store.merchant(id).await {
@@ -581,7 +576,7 @@ impl App {
         let out_trade_no = required(&req.out_trade_no, "out_trade_no")?;
         let subject = required(&req.subject, "subject")?;
         let return_url = required(&req.return_url, "return_url")?;
-        if !is_http_url(&return_url) {
+        if !crate::config::is_http_url(&return_url) {
             return Err(ApiError::field(
                 400,
                 "invalid_request",

@@ -160,7 +160,7 @@ fn pending_out(p: Pending) -> wit::Pending {
 }
 
 /// The longest provider answer read: Alipay's answers (a create, a query, a refund, a bill's
-/// address) are a few KiB. A longer one is a transport failure before it is parsed, so a host
+/// address) are a few KiB. A longer one is malformed before it is parsed, so a host
 /// passing up to the documented 1 MiB never makes the component parse it into a trap under its
 /// 16 MiB memory.
 const MAX_ANSWER: usize = 256 << 10;
@@ -169,7 +169,7 @@ fn response_in(
     r: Result<wit::IncomingResponse, wit::SendFailure>,
 ) -> Result<HttpResponse, SendFailure> {
     match r {
-        Ok(r) if r.body.len() > MAX_ANSWER => Err(SendFailure::Failed(format!(
+        Ok(r) if r.body.len() > MAX_ANSWER => Err(SendFailure::TooLarge(format!(
             "the answer is {} bytes, more than the {} KiB any of Alipay's answers needs",
             r.body.len(),
             MAX_ANSWER >> 10

@@ -26,6 +26,7 @@ fn send_failure(what: &str, e: SendFailure) -> PluginError {
             PluginError::Transport(format!("{what}: the host refused the destination ({m})"))
         }
         SendFailure::Failed(m) => PluginError::Transport(format!("{what}: {m}")),
+        SendFailure::TooLarge(m) => PluginError::Malformed(format!("{what}: {m}")),
     }
 }
 

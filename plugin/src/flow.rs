@@ -28,6 +28,9 @@ pub enum SendFailure {
     Timeout(String),
     Refused(String),
     Failed(String),
+    /// An answer longer than any of the provider's (`component::MAX_ANSWER`): not read, and
+    /// not a network problem.
+    TooLarge(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -273,6 +273,16 @@ fn notification_from(
     let trade_status = require("trade_status")?;
     let total_fee = Amount::parse(&require("total_fee")?)
         .map_err(|e| PluginError::Malformed(format!("{what} total_fee {e}")))?;
+    // A refunded total (`refund_fee`) is never more than what was paid.
+    if let Some(v) = get("refund_fee").filter(|v| !v.is_empty()) {
+        let refunded = Amount::parse_or_zero(&v)
+            .map_err(|e| PluginError::Malformed(format!("{what} refund_fee {v:?}: {e}")))?;
+        if refunded.is_some_and(|r| r > total_fee) {
+            return Err(PluginError::Malformed(format!(
+                "{what} refund_fee {v} is more than the trade's total_fee {total_fee}"
+            )));
+        }
+    }
     let notify_id = match notify_id {
         Some(id) => id,
         None => require("notify_id")?,

@@ -496,6 +496,15 @@ fn flat_full_refund_notify_is_refunded() {
     let form = flat_form(&fin, &sign::md5_sign(&fin, KEY), "MD5");
     let n = verify_flat_notify(&settings(&md5_pairs()), &form).unwrap();
     assert_eq!(n.event(), TradeEvent::Finished);
+    // A refunded total above what was paid is not a report to believe.
+    let above = partial.replace("quantity=1&", "quantity=1&refund_fee=1000000.00&");
+    let form = flat_form(&above, &sign::md5_sign(&above, KEY), "MD5");
+    match verify_flat_notify(&settings(&md5_pairs()), &form) {
+        Err(PluginError::Malformed(m)) => {
+            assert!(m.contains("more than the trade's total_fee"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Empty values are left out of the signature ([EXTRA §1.4.2]), so an empty copy of a field put in

@@ -505,6 +505,28 @@ pub fn url_problem(s: &str, query: bool) -> Option<&'static str> {
     None
 }
 
+/// A provider URL as Alipay's own SDKs (and the shops built on them) wrote it is the same
+/// endpoint without its query: `…/gateway.do?`, `…/rest.htm?` and the verify URL's
+/// `…/gateway.do?service=notify_verify&` (the component adds that service itself). Any other
+/// query is left for [`url_problem`] to refuse.
+fn without_sdk_query(name: &str, u: &str) -> String {
+    let Some((base, query)) = u.split_once('?') else {
+        return u.to_owned();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            !(name == "notify_verify_url" && p.eq_ignore_ascii_case("service=notify_verify"))
+        })
+        .collect();
+    if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
 /// `u` with its scheme in lower case (`HTTPS://x` → `https://x`); `u` has passed [`url_problem`].
 pub fn with_lower_scheme(u: &str) -> String {
     match u.split_once("://") {
@@ -697,8 +719,8 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
     let mut url = |name: &str, default: &str| -> String {
         match get(name) {
             None => default.to_owned(),
-            Some(u) => match url_problem(u, false) {
-                None => with_lower_scheme(u),
+            Some(u) => match url_problem(&without_sdk_query(name, u), false) {
+                None => with_lower_scheme(&without_sdk_query(name, u)),
                 Some(rule) => {
                     errors.push(FieldError::new(name, rule));
                     default.to_owned()
@@ -888,6 +910,33 @@ mod tests {
                 .any(|e| e.field == "notify_verify_url" && e.reason.contains("query")),
             "{errs:?}"
         );
+        // The URLs as Alipay's PHP SDKs wrote them (and merchants pasted them from) are the same
+        // endpoints: accepted, stored without the query.
+        let (_, sdk) = validate(&pairs(&[
+            ("partner", "2088101122136241"),
+            ("key", "10000000000000000000000000000000"),
+            ("seller_email", "shop@example.com"),
+            (
+                "gateway_url",
+                "http://wappaygw.alipay.com/service/rest.htm?",
+            ),
+            (
+                "notify_verify_url",
+                "https://mapi.alipay.com/gateway.do?service=notify_verify&",
+            ),
+            ("mapi_url", "https://mapi.alipay.com/gateway.do?"),
+        ]))
+        .unwrap();
+        let stored = |k: &str| sdk.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        assert_eq!(
+            stored("gateway_url"),
+            "http://wappaygw.alipay.com/service/rest.htm"
+        );
+        assert_eq!(
+            stored("notify_verify_url"),
+            "https://mapi.alipay.com/gateway.do"
+        );
+        assert_eq!(stored("mapi_url"), "https://mapi.alipay.com/gateway.do");
     }
 
     #[test]

@@ -238,7 +238,7 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
                 errors.push(FieldError::new("gateway", rule));
                 String::new()
             }
-            None => u.to_owned(),
+            None => crate::settings::with_lower_scheme(u),
         },
     };
 

@@ -369,16 +369,17 @@ pub async fn logout(
     }
     // Revoked server-side: the old cookie is worthless even if it was copied.
     if let Some(hash) = session {
-        let csrf = app
+        let live = app
             .store
             .admin_session(hash, crate::store::now_ms())
             .await
             .ok()
-            .flatten()
-            .map(|s| s.csrf)
-            .unwrap_or_default();
+            .flatten();
+        let csrf = live.as_ref().map(|s| s.csrf.clone()).unwrap_or_default();
         let allowed = form_of(req).await.is_ok_and(|form| csrf_ok(&form, &csrf));
-        if !allowed {
+        // A session that is gone already (expired, its user removed, its password rotated):
+        // its cookie is cleared below, as a logout's.
+        if live.is_some() && !allowed {
             // Not this session's form (a page of an older login): nothing is done, and the
             // cookie stays, so the page shows the owner still logged in rather than a logout
             // that left the session alive on the server.
