@@ -991,20 +991,24 @@ pub async fn resend(app: &Arc<App>, ctx: &Ctx, id: &str, wid: &str) -> PostResul
     PostResult::Done(Posted::to(merchant_page(id), flash))
 }
 
+/// The merchants a webhook action reaches: `one` when named (None when this login may not see
+/// it), else all of theirs (`[None]`: every merchant, for an operator).
+fn webhook_scope(ctx: &Ctx, one: &str) -> Option<Vec<Option<String>>> {
+    if !one.is_empty() {
+        return ctx.who.sees(one).then(|| vec![Some(one.to_owned())]);
+    }
+    Some(match ctx.who.only() {
+        None => vec![None],
+        Some(mine) => mine.iter().cloned().map(Some).collect(),
+    })
+}
+
 /// Sends the webhooks being retried now (the shop is fixed), instead of at their next interval:
 /// of one merchant (`merchant` field), else of all theirs.
 pub async fn retry_now(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
     let one = field(form, "merchant").trim();
-    let merchants: Vec<Option<String>> = if !one.is_empty() {
-        if !ctx.who.sees(one) {
-            return PostResult::NotFound;
-        }
-        vec![Some(one.to_owned())]
-    } else {
-        match ctx.who.only() {
-            None => vec![None],
-            Some(mine) => mine.iter().cloned().map(Some).collect(),
-        }
+    let Some(merchants) = webhook_scope(ctx, one) else {
+        return PostResult::NotFound;
     };
     let mut total = 0u64;
     let mut failed = false;
@@ -1054,16 +1058,8 @@ pub async fn retry_now(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
 /// Queues every dead letter again: of one merchant (`merchant` field), else of all theirs.
 pub async fn resend_all(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
     let one = field(form, "merchant").trim();
-    let merchants: Vec<Option<String>> = if !one.is_empty() {
-        if !ctx.who.sees(one) {
-            return PostResult::NotFound;
-        }
-        vec![Some(one.to_owned())]
-    } else {
-        match ctx.who.only() {
-            None => vec![None],
-            Some(mine) => mine.iter().cloned().map(Some).collect(),
-        }
+    let Some(merchants) = webhook_scope(ctx, one) else {
+        return PostResult::NotFound;
     };
     let mut queued: BTreeMap<String, u32> = BTreeMap::new();
     for m in &merchants {
