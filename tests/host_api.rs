@@ -1377,13 +1377,16 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
         .json();
     assert_eq!(m["partner"], PARTNER);
     // Test connection against the stub gateway.
-    let tested = admin_post(
-        &base,
-        "/admin/merchants/pasted/test",
-        &cookie,
-        &format!("csrf={csrf}"),
-    )
-    .await;
+    let test_connection = async || {
+        admin_post(
+            &base,
+            "/admin/merchants/pasted/test",
+            &cookie,
+            &format!("csrf={csrf}"),
+        )
+        .await
+    };
+    let tested = test_connection().await;
     assert!(tested.contains("连接正常"), "{tested}");
     // An endpoint that answers something else: its words are not shown (an owner could read the
     // start of any page on an allowed origin), the API's fixed words and a correlation id are.
@@ -1399,13 +1402,7 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
     );
     let saved = admin_post(&base, "/admin/merchants/pasted", &cookie, &elsewhere).await;
     assert!(saved.contains("已保存并校验"), "{saved}");
-    let tested = admin_post(
-        &base,
-        "/admin/merchants/pasted/test",
-        &cookie,
-        &format!("csrf={csrf}"),
-    )
-    .await;
+    let tested = test_connection().await;
     assert!(
         !tested.contains("INTERNAL-SECRET") && tested.contains("技术支持编号"),
         "{tested}"

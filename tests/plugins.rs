@@ -306,14 +306,7 @@ merchant_no_file = "number.txt"
 api_secret = "0123456789abcdef0123"
 "#;
     std::fs::write(dir.join("number.txt"), "M7").unwrap();
-    std::fs::write(dir.join("payhost.toml"), config).unwrap();
-    let out = std::process::Command::new(payhost_binary())
-        .args(["check-config", "--config"])
-        .arg(dir.join("payhost.toml"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{text}");
+    let text = refused_by_check_config(&dir, &config);
     assert!(
         text.contains("merchants.unnamed.plugin: is required"),
         "{text}"
@@ -329,6 +322,19 @@ api_secret = "0123456789abcdef0123"
     );
 }
 
+/// What `payhost check-config` says of `config` written into `dir`, which it must refuse.
+fn refused_by_check_config(dir: &std::path::Path, config: &str) -> String {
+    std::fs::write(dir.join("payhost.toml"), config).unwrap();
+    let out = std::process::Command::new(payhost_binary())
+        .args(["check-config", "--config"])
+        .arg(dir.join("payhost.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{text}");
+    text
+}
+
 /// A `[plugins.X]` table whose name is not its component's id: the fix is named where it is. A
 /// table named otherwise is told its name; a manifest whose id is not its component's is told
 /// that first (renaming the table after it would not help).
@@ -341,14 +347,7 @@ fn a_plugin_table_and_its_manifest_are_told_apart() {
                 "\n[plugins.{table}]\nmanifest = \"{}\"\n",
                 manifest.display()
             );
-        std::fs::write(dir.join("payhost.toml"), config).unwrap();
-        let out = std::process::Command::new(payhost_binary())
-            .args(["check-config", "--config"])
-            .arg(dir.join("payhost.toml"))
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        refused_by_check_config(&dir, &config)
     };
     let testpay = repo_root().join("tests/testpay/plugin.toml");
     let said = check("plugins-table-name", "tp", &testpay);
