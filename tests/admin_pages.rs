@@ -1795,6 +1795,31 @@ async fn a_day_is_reconciled_on_the_admin_page() {
         .unwrap_or_else(|| panic!("no only-in-the-bill list: {html}"));
     assert!(only.contains("GHOST-1") && only.contains("9.99"), "{html}");
     assert!(html.contains("id=\"gateway-paid\">¥9.99"), "{html}");
+    // A legacy merchant has no bill to download: the page says so and shows payhost's own day
+    // (a payment paid today), to compare by hand with the bill from Alipay's back office.
+    let created = send_json(
+        "POST",
+        &format!("{base}/v1/merchants/demo/payments"),
+        Some(TOKEN),
+        &json!({"out_trade_no": "REC-LEGACY-1", "subject": "测试", "total_fee": "3.21",
+                "return_url": format!("{base}/shop/return")}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let pay_url = created.json()["pay_url"].as_str().unwrap().to_owned();
+    conformance::orders::pay_all(
+        base.trim_end_matches('/'),
+        &[pay_url],
+        1,
+        std::time::Duration::ZERO,
+    )
+    .await;
+    let paid_url = format!("{base}/v1/merchants/demo/payments/REC-LEGACY-1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while conformance::host::get(&paid_url, Some(TOKEN)).await.json()["status"] != "TRADE_SUCCESS" {
+        assert!(std::time::Instant::now() < deadline, "never paid");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let (_, html) = page(
         base,
         &format!("/admin/reconcile?merchant=demo&date={today}"),
@@ -1803,6 +1828,8 @@ async fn a_day_is_reconciled_on_the_admin_page() {
     .await;
     assert!(html.contains("id=\"reconcile-error\""), "{html}");
     assert!(html.contains("旧版接口"), "{html}");
+    assert!(html.contains("id=\"own-paid\">¥3.21（1 笔）"), "{html}");
+    assert!(html.contains("id=\"own-refunded\">¥0.00（0 笔）"), "{html}");
     // A day to come: said in Chinese, without the API's English.
     let (_, html) = page(
         base,

@@ -190,6 +190,19 @@ fn bill_refusal(e: crate::runtime::plugin_api::PluginError) -> ApiError {
     crate::service::not_offered_by_api_family(&e).unwrap_or_else(|| plugin_error_to_api(e))
 }
 
+/// A bill's day (Beijing time) from `date`: a date, today or before.
+fn bill_day(date: &str) -> Result<i64, ApiError> {
+    let bad = |m: &str| ApiError::field(400, "invalid_request", "date", format!("date: {m}"));
+    let day =
+        clock::parse_date(date).ok_or_else(|| bad("must be a date YYYY-MM-DD (Beijing time)"))?;
+    if day > clock::beijing_day(clock::now_unix()) {
+        return Err(bad(
+            "is in the future (Beijing time); a bill exists only for a day up to today",
+        ));
+    }
+    Ok(day)
+}
+
 impl App {
     /// `GET /v1/merchants/{id}/reconciliation?date=`: see the module documentation.
     pub async fn reconcile(
@@ -197,15 +210,7 @@ impl App {
         merchant_id: &str,
         date: &str,
     ) -> Result<serde_json::Value, ApiError> {
-        let bad = |m: &str| ApiError::field(400, "invalid_request", "date", format!("date: {m}"));
-        let day = clock::parse_date(date)
-            .ok_or_else(|| bad("must be a date YYYY-MM-DD (Beijing time)"))?;
-        let today = clock::beijing_day(clock::now_unix());
-        if day > today {
-            return Err(bad(
-                "is in the future (Beijing time); a bill exists only for a day up to today",
-            ));
-        }
+        let day = bill_day(date)?;
         let merchant = self.merchant(merchant_id).await?;
         let plugin = self.plugin_for(&merchant)?;
         let policy = self.merchant_policy(&merchant);
@@ -283,12 +288,7 @@ impl App {
                 })?
                 .map_err(plugin_error_to_api)?
         };
-        let start = clock::beijing_day_start(day);
-        let (from, to) = (
-            crate::store::format_unix(start.max(0) as u64),
-            crate::store::format_unix((start + 86_400).max(0) as u64),
-        );
-        let ours = self.day_lines(merchant_id, start, &from, &to).await?;
+        let ours = self.day_of(merchant_id, day).await?;
         let fen = |a: &str| crate::service::amount_minor(a).unwrap_or(0);
         let theirs: Vec<Line> = entries
             .iter()
@@ -351,6 +351,46 @@ impl App {
 
     /// The host's paid payments (by when they were paid, else created) and succeeded refunds of
     /// the Beijing day starting at `start`.
+    /// payhost's own lines of a Beijing day: payments by the day they were paid, refunds by the
+    /// day they were made.
+    async fn day_of(&self, merchant_id: &str, day: i64) -> Result<Vec<Line>, ApiError> {
+        let start = clock::beijing_day_start(day);
+        let (from, to) = (
+            crate::store::format_unix(start.max(0) as u64),
+            crate::store::format_unix((start + 86_400).max(0) as u64),
+        );
+        self.day_lines(merchant_id, start, &from, &to).await
+    }
+
+    /// payhost's own totals of a Beijing day, for a merchant whose provider has no bill to
+    /// download (the legacy API): what to compare by hand with the bill from Alipay's back
+    /// office. Paid and refunded amounts and how many of each.
+    pub async fn day_totals(
+        &self,
+        merchant_id: &str,
+        date: &str,
+    ) -> Result<serde_json::Value, ApiError> {
+        let day = bill_day(date)?;
+        self.merchant(merchant_id).await?;
+        let ours = self.day_of(merchant_id, day).await?;
+        let (mut paid, mut refunded) = ((0u64, 0usize), (0u64, 0usize));
+        for l in &ours {
+            let sum = if l.kind == "payment" {
+                &mut paid
+            } else {
+                &mut refunded
+            };
+            sum.0 += l.fen;
+            sum.1 += 1;
+        }
+        Ok(serde_json::json!({
+            "payhost_paid": yuan(paid.0),
+            "payhost_refunded": yuan(refunded.0),
+            "payments": paid.1,
+            "refunds": refunded.1,
+        }))
+    }
+
     async fn day_lines(
         &self,
         merchant_id: &str,
