@@ -349,6 +349,14 @@ async fn an_owner_of_two_merchants_finds_the_payments_of_both() {
     assert_eq!(status, 200, "{html}");
     assert_eq!(listed(&html), ["TWO-MKT-1"], "{html}");
     assert!(!html.contains("没有符合条件的支付"), "{html}");
+    // 退款处理中 lists the payments with a refund not yet confirmed: none here.
+    let (status, html) = page(base, "/admin/payments?status=REFUND_PENDING", &own).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("<option value=\"REFUND_PENDING\" selected>退款处理中</option>")
+            && html.contains("没有符合条件的支付"),
+        "{html}"
+    );
     // Typed with a Chinese input method's full-width letters: the same order.
     let full_width: String =
         form_urlencoded::byte_serialize("ＴＷＯ－ＭＫＴ－１".as_bytes()).collect();

@@ -302,6 +302,17 @@ mapi_url = "{sb}/sandbox/mapi"
         404,
         None,
     );
+    // A refund not yet confirmed (the legacy API's seller confirms it on Alipay's page) is found
+    // in the list without opening each order: `status=REFUND_PENDING`, on both backends.
+    let pending = refund("L1", serde_json::json!({"amount": "0.10"})).await;
+    assert_eq!(pending.status, 201, "{}", pending.text());
+    assert_eq!(pending.json()["status"], "PENDING", "{}", pending.text());
+    assert_eq!(
+        nos(&all_pages(&host, "status=refund_pending&limit=50", TOKEN).await),
+        ["L1"]
+    );
+    let totals = get(&host.url("/v1/payments?status=REFUND_PENDING"), Some(TOKEN)).await;
+    assert_eq!(totals.status, 200, "{}", totals.text());
 
     // A merchant token sees and acts on its own merchant only.
     let r = send_json(

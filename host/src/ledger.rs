@@ -8,6 +8,9 @@ use crate::service::{ApiError, App};
 use crate::store::ledger::{Cursor, LedgerPayment, PaymentFilter, MAX_PAGE};
 use crate::store::Payment;
 
+/// The `status` filter of payments with a refund not yet confirmed (whatever their own status).
+pub const REFUND_PENDING: &str = "REFUND_PENDING";
+
 /// The page size when none is asked for.
 pub const DEFAULT_PAGE: u32 = 50;
 /// Rows read per batch while the CSV streams.
@@ -59,13 +62,19 @@ pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<PaymentFil
             }
             "status" => {
                 let s = v.to_ascii_uppercase();
-                if !state::STATUSES.contains(&s.as_str()) {
+                if s == REFUND_PENDING {
+                    f.refund_pending = true;
+                } else if !state::STATUSES.contains(&s.as_str()) {
                     return Err(bad(
                         "status",
-                        &format!("must be one of {}", state::STATUSES.join(", ")),
+                        &format!(
+                            "must be one of {}, or {REFUND_PENDING} (a refund not yet confirmed)",
+                            state::STATUSES.join(", ")
+                        ),
                     ));
+                } else {
+                    f.status = Some(s);
                 }
-                f.status = Some(s);
             }
             "from" => f.from = Some(parse_time("from", &v, false)?),
             "to" => f.to = Some(parse_time("to", &v, true)?),

@@ -74,6 +74,9 @@ pub struct PaymentFilter {
     pub max_fen: Option<u64>,
     /// Only payments held for review (a reason in `review`).
     pub review: bool,
+    /// Only payments with a refund still pending (`status=REFUND_PENDING`): money promised back
+    /// and not yet confirmed, found without opening each order.
+    pub refund_pending: bool,
     /// Rows after this one.
     pub cursor: Option<Cursor>,
     /// At most this many rows (1 to [`MAX_PAGE`], or more for the CSV's batches).

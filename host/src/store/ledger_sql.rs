@@ -35,6 +35,8 @@ pub enum Clause {
     },
     /// `column IS NOT NULL`.
     Present { column: &'static str },
+    /// The payment has a refund still pending.
+    RefundPending,
     /// The row sorts after the cursor in the list's order (newest first): `(columns) < (values)`.
     Before {
         columns: &'static [&'static str],
@@ -105,6 +107,9 @@ impl PaymentQuery {
         }
         if f.review {
             clauses.push(Clause::Present { column: "review" });
+        }
+        if f.refund_pending {
+            clauses.push(Clause::RefundPending);
         }
         if let Some(q) = &f.q {
             clauses.push(Clause::Like {
@@ -186,6 +191,7 @@ impl PaymentQuery {
                     format!("{column} IN ({})", at.join(", "))
                 }
                 Clause::Present { column } => format!("{column} IS NOT NULL"),
+                Clause::RefundPending => "EXISTS (SELECT 1 FROM refunds WHERE refunds.merchant_id = payments.merchant_id AND refunds.out_trade_no = payments.out_trade_no AND refunds.status = 'PENDING')".to_owned(),
                 Clause::Before { columns, values } => {
                     let at: Vec<String> = values
                         .iter()
@@ -262,6 +268,7 @@ mod tests {
             min_fen: Some(100),
             max_fen: Some(999),
             review: true,
+            refund_pending: true,
             cursor: Some(Cursor {
                 created_at: "2024-05-20T08:00:00Z".into(),
                 merchant_id: "m1".into(),
@@ -309,6 +316,7 @@ mod tests {
                     value: SqlValue::Int(999)
                 },
                 Clause::Present { column: "review" },
+                Clause::RefundPending,
                 // The wildcards and the escape character are literal text of the search.
                 Clause::Like {
                     columns: &["out_trade_no", "trade_no", "buyer_email"],
@@ -330,6 +338,8 @@ mod tests {
             r.sql,
             " WHERE status = $1 AND created_at >= $2 AND created_at < $3 AND total_fen >= $4 \
              AND total_fen <= $5 AND review IS NOT NULL \
+             AND EXISTS (SELECT 1 FROM refunds WHERE refunds.merchant_id = payments.merchant_id \
+             AND refunds.out_trade_no = payments.out_trade_no AND refunds.status = 'PENDING') \
              AND (out_trade_no ILIKE $6 OR trade_no ILIKE $6 OR buyer_email ILIKE $6) \
              AND (created_at, merchant_id, out_trade_no) < ($7, $8, $9) \
              ORDER BY created_at DESC, merchant_id DESC, out_trade_no DESC LIMIT $10"

@@ -204,7 +204,7 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
             payments, f, merchant_ids, totals, notice,
             next_url => pages.next, prev_url => pages.prev, first_url => pages.first,
             filter_errors => errors,
-            statuses => crate::domain::state::STATUSES,
+            statuses => crate::domain::state::STATUSES.iter().copied().chain([crate::ledger::REFUND_PENDING]).collect::<Vec<_>>(),
             csv_url => csv_link(&typed),
         },
     }

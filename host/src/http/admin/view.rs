@@ -39,6 +39,8 @@ pub fn status_word(lang: Lang, status: &str) -> &str {
         "PARTIALLY_REFUNDED" => ("部分退款", "Partly refunded"),
         "REFUNDED" => ("已退款", "Refunded"),
         "TRADE_CLOSED" => ("已关闭", "Closed"),
+        // The list's filter of payments with a refund not yet confirmed.
+        "REFUND_PENDING" => ("退款处理中", "Refund pending"),
         other => (other, other),
     };
     lang.pick(zh, en)
