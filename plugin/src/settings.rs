@@ -509,9 +509,10 @@ pub fn url_problem(s: &str, query: bool) -> Option<&'static str> {
 /// endpoint without its query: `…/gateway.do?`, `…/rest.htm?` and the verify URL's
 /// `…/gateway.do?service=notify_verify&` (the component adds that service itself). Any other
 /// query is left for [`url_problem`] to refuse.
-fn without_sdk_query(name: &str, u: &str) -> String {
+fn without_sdk_query<'a>(name: &str, u: &'a str) -> std::borrow::Cow<'a, str> {
+    // Settings are read on every call: a URL without a query (the usual one) is not copied.
     let Some((base, query)) = u.split_once('?') else {
-        return u.to_owned();
+        return u.into();
     };
     let kept: Vec<&str> = query
         .split('&')
@@ -521,9 +522,9 @@ fn without_sdk_query(name: &str, u: &str) -> String {
         })
         .collect();
     if kept.is_empty() {
-        base.to_owned()
+        base.into()
     } else {
-        format!("{base}?{}", kept.join("&"))
+        format!("{base}?{}", kept.join("&")).into()
     }
 }
 
@@ -719,13 +720,16 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
     let mut url = |name: &str, default: &str| -> String {
         match get(name) {
             None => default.to_owned(),
-            Some(u) => match url_problem(&without_sdk_query(name, u), false) {
-                None => with_lower_scheme(&without_sdk_query(name, u)),
-                Some(rule) => {
-                    errors.push(FieldError::new(name, rule));
-                    default.to_owned()
+            Some(u) => {
+                let u = without_sdk_query(name, u);
+                match url_problem(&u, false) {
+                    None => with_lower_scheme(&u),
+                    Some(rule) => {
+                        errors.push(FieldError::new(name, rule));
+                        default.to_owned()
+                    }
                 }
-            },
+            }
         }
     };
     let gateway_url = url("gateway_url", DEFAULT_GATEWAY_URL);

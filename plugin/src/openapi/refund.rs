@@ -345,9 +345,11 @@ mod tests {
     fn refund_answers() {
         let (s, _) = validate(&settings_pairs()).unwrap();
         let total = Amount::parse("88.88").ok();
-        let ok = read_refund(
-            &s,
-            "ECS20240520000123",
+        // This order's refund answers, read as `resume-refund` reads them.
+        let answer = |request_no: &str, total, this, body: &[u8]| {
+            read_refund(&s, "ECS20240520000123", request_no, total, this, body)
+        };
+        let ok = answer(
             "RF20240521001",
             total,
             None,
@@ -359,9 +361,7 @@ mod tests {
         assert_eq!(ok.refunded_total.as_deref(), Some("10.00"));
         // The same answer for a refund of 10.00 is its own; for a later refund of 20.00 (the
         // first refund's answer replayed) it cannot be: pending, to be asked again.
-        let mine = read_refund(
-            &s,
-            "ECS20240520000123",
+        let mine = answer(
             "RF20240521001",
             total,
             Amount::parse("10.00").ok(),
@@ -369,9 +369,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(mine.status, RefundStatus::Succeeded);
-        let stale = read_refund(
-            &s,
-            "ECS20240520000123",
+        let stale = answer(
             "RF20240521002",
             total,
             Amount::parse("20.00").ok(),
@@ -387,21 +385,11 @@ mod tests {
         );
         // A replay moves no money: pending until the query confirms it…
         let replay_body = testdata::read("responses/refund_replay_same_out_request_no.json");
-        let replay = read_refund(
-            &s,
-            "ECS20240520000123",
-            "RF20240521001",
-            total,
-            None,
-            &replay_body,
-        )
-        .unwrap();
+        let replay = answer("RF20240521001", total, None, &replay_body).unwrap();
         assert_eq!(replay.status, RefundStatus::Pending);
         assert!(!replay.fund_change);
         // …unless the cumulative total shows the whole trade refunded.
-        let whole = read_refund(
-            &s,
-            "ECS20240520000123",
+        let whole = answer(
             "RF20240521001",
             Amount::parse("10.00").ok(),
             None,
@@ -409,9 +397,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(whole.status, RefundStatus::Succeeded);
-        match read_refund(
-            &s,
-            "ECS20240520000123",
+        match answer(
             "RF20240521001",
             total,
             None,
@@ -425,9 +411,7 @@ mod tests {
         }
         // "Outcome unknown" (ACQ.SYSTEM_ERROR, 20000): pending under its number, never failed
         // (signed here with the reference's Alipay test key; an unsigned 20000 alike).
-        let unknown = read_refund(
-            &s,
-            "ECS20240520000123",
+        let unknown = answer(
             "RF20240521001",
             total,
             None,
@@ -441,8 +425,7 @@ mod tests {
             unknown.detail
         );
         let busy = br#"{"alipay_trade_refund_response":{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error","sub_msg":"x"}}"#;
-        let busy =
-            read_refund(&s, "ECS20240520000123", "RF20240521001", total, None, busy).unwrap();
+        let busy = answer("RF20240521001", total, None, busy).unwrap();
         assert_eq!(busy.status, RefundStatus::Pending);
         // An unsigned business refusal decides nothing ([OPENAPI §7.2] step 6): Alipay signs
         // those, so the refund may have been made; pending. The gateway's own refusals (here a
@@ -451,15 +434,7 @@ mod tests {
             String::from_utf8(testdata::read("responses/refund_discordant_repeat.json")).unwrap();
         let node_end = discordant.rfind(",\"sign\"").unwrap();
         let unsigned = format!("{}}}", &discordant[..node_end]);
-        let unsigned = read_refund(
-            &s,
-            "ECS20240520000123",
-            "RF20240521001",
-            total,
-            None,
-            unsigned.as_bytes(),
-        )
-        .unwrap();
+        let unsigned = answer("RF20240521001", total, None, unsigned.as_bytes()).unwrap();
         assert_eq!(unsigned.status, RefundStatus::Pending);
         assert!(
             unsigned.detail.contains("ACQ.DISCORDANT_REPEAT_REQUEST"),
@@ -467,14 +442,7 @@ mod tests {
             unsigned.detail
         );
         let gateway = br#"{"error_response":{"code":"40002","msg":"Invalid Arguments","sub_code":"isv.invalid-signature","sub_msg":"x"}}"#;
-        match read_refund(
-            &s,
-            "ECS20240520000123",
-            "RF20240521001",
-            total,
-            None,
-            gateway,
-        ) {
+        match answer("RF20240521001", total, None, gateway) {
             Err(PluginError::Gateway(g)) => assert_eq!(g.sub_code, "isv.invalid-signature"),
             other => panic!("{other:?}"),
         }
@@ -483,14 +451,7 @@ mod tests {
             .unwrap()
             .replace("\"10.00\"", "\"88.88\"");
         assert!(matches!(
-            read_refund(
-                &s,
-                "ECS20240520000123",
-                "RF20240521001",
-                total,
-                None,
-                forged.as_bytes()
-            ),
+            answer("RF20240521001", total, None, forged.as_bytes()),
             Err(PluginError::BadSignature(_))
         ));
         assert!(matches!(
