@@ -427,6 +427,137 @@ async fn an_owner_of_two_merchants_finds_the_payments_of_both() {
     );
 }
 
+/// 退款记录: every refund of the filter with its 合计, whoever started it, linked to its order;
+/// a shop owner sees their own merchants' refunds only, and their CSV; the operator every one.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_refund_list_finds_every_refund_with_its_totals() {
+    let d = demo("admin-refund-list").await;
+    let base = d.url("");
+    let base = base.as_str();
+    let mut pay_urls = Vec::new();
+    for no in ["RL-1", "RL-2"] {
+        let created = send_json(
+            "POST",
+            &format!("{base}/v1/merchants/demo/payments"),
+            Some(TOKEN),
+            &json!({"out_trade_no": no, "subject": "退款记录", "total_fee": "5.00",
+                "return_url": format!("{base}/shop/return")}),
+        )
+        .await
+        .json();
+        pay_urls.push(created["pay_url"].as_str().unwrap().to_owned());
+    }
+    conformance::orders::pay_all(base, &pay_urls, 1, std::time::Duration::ZERO).await;
+    let refund = async |no: &str, amount: &str, key: &str| {
+        for _ in 0..50 {
+            let r = send_json(
+                "POST",
+                &format!("{base}/v1/merchants/demo/payments/{no}/refunds"),
+                Some(TOKEN),
+                &json!({"amount": amount, "reason": "协商退款", "refund_key": key}),
+            )
+            .await;
+            if r.status == 201 {
+                return;
+            }
+            // Not paid yet: the sandbox's notification is on its way.
+            assert_eq!(r.status, 409, "{}", r.text());
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{no} was never paid");
+    };
+    refund("RL-1", "1.25", "rl-a").await;
+    refund("RL-1", "0.75", "rl-b").await;
+    refund("RL-2", "5.00", "rl-c").await;
+    let (op, csrf) = admin_login(base, ADMIN_PASSWORD).await;
+
+    let (status, html) = page(base, "/admin/refunds?q=RL-", &op).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("id=\"nav-refunds\""), "{html}");
+    // Newest first, each linked to its order's page.
+    assert_eq!(listed(&html), ["RL-2", "RL-1", "RL-1"], "{html}");
+    assert!(
+        html.contains("href=\"/admin/merchants/demo/payments/RL-2\""),
+        "{html}"
+    );
+    assert!(
+        html.contains("运营者（API）") && html.contains("协商退款"),
+        "{html}"
+    );
+    let totals = totals_of(&html);
+    assert!(
+        totals.contains("共 <b>3</b> 笔，金额合计 ¥7.00"),
+        "{totals}"
+    );
+    // A status filter, and a date the refunds were not started on.
+    let (_, html) = page(base, "/admin/refunds?q=RL-1&status=PENDING", &op).await;
+    let (_, none) = page(base, "/admin/refunds?q=RL-&to=2000-01-01", &op).await;
+    assert!(none.contains("id=\"no-refunds\""), "{none}");
+    // The demo's merchant is the legacy API's: its refunds wait for the seller's password.
+    assert_eq!(listed(&html), ["RL-1", "RL-1"], "{html}");
+    assert!(
+        totals_of(&html).contains("处理中 <b>2</b> 笔 ¥2.00"),
+        "{html}"
+    );
+    let (_, html) = page(base, "/admin/refunds?q=RL-&status=SUCCESS", &op).await;
+    assert!(listed(&html).is_empty(), "{html}");
+    // A bad filter is named in the owner's words, and lists nothing.
+    let (_, bad) = page(base, "/admin/refunds?from=yesterday", &op).await;
+    assert!(
+        bad.contains("年-月-日") && bad.contains("请先修正上面的筛选条件"),
+        "{bad}"
+    );
+
+    // The CSV of the filter.
+    let csv = get_page(base, "/admin/refunds.csv?q=RL-", &op).await;
+    assert_eq!(csv.status, 200, "{}", csv.text());
+    assert_eq!(
+        csv.header("content-disposition").as_deref(),
+        Some("attachment; filename=\"refunds.csv\"")
+    );
+    let text = csv.text();
+    assert_eq!(
+        text.matches("\r\n").count(),
+        4,
+        "header and three refunds: {text}"
+    );
+    assert!(text.contains(",RL-2,") && text.contains(",5.00,"), "{text}");
+
+    // A shop owner of another merchant: none of these, and the CSV of demo refused.
+    let added = admin_post(
+        base,
+        "/admin/users",
+        &op,
+        &form(&[
+            ("csrf", &csrf),
+            ("name", "o-market"),
+            ("role", "owner"),
+            ("merchant", "market"),
+            ("password", "owner-password-0123"),
+        ]),
+    )
+    .await;
+    assert!(added.contains("已添加管理员 o-market"), "{added}");
+    let (own, _) = admin_login_as(base, "o-market", "owner-password-0123").await;
+    let (status, html) = page(base, "/admin/refunds?q=RL-", &own).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(listed(&html).is_empty(), "{html}");
+    let (_, html) = page(base, "/admin/refunds?merchant=demo", &own).await;
+    assert!(
+        listed(&html).is_empty() && html.contains("id=\"merchant-notice\""),
+        "{html}"
+    );
+    let refused = get_page(base, "/admin/refunds.csv?merchant=demo", &own).await;
+    assert_eq!(refused.status, 403);
+    assert!(
+        refused.text().contains("不能导出商户 demo 的退款记录"),
+        "{}",
+        refused.text()
+    );
+    let (_, csv) = page(base, "/admin/refunds.csv", &own).await;
+    assert!(!csv.contains("RL-"), "{csv}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_user_add_from_the_command_line_logs_in_as_an_owner() {
     let dir = temp_dir("admin-cli");

@@ -1503,9 +1503,9 @@ async fn every_route_answers_errors_in_one_shape() {
             "v1_create_payment" | "v1_app_result" | "v1_refunds" | "v1_put_merchant" => {
                 ("", b"{not json", false)
             }
-            "v1_notifications" | "v1_payments" => ("?limit=0", b"", false),
+            "v1_notifications" | "v1_payments" | "v1_refunds_list" => ("?limit=0", b"", false),
             "v1_reconciliation" => ("?date=yesterday", b"", false),
-            "v1_payments_csv" => ("?cursor=x", b"", false),
+            "v1_payments_csv" | "v1_refunds_csv" => ("?cursor=x", b"", false),
             "v1_get_payment" | "v1_sync_payment" | "v1_close" | "v1_tokens"
             | "v1_delete_merchant" | "v1_channels" | "v1_get_merchant" => ("", b"", true),
             other => panic!("route {other}: say what input it refuses"),

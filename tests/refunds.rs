@@ -246,6 +246,134 @@ async fn partial_and_full_refunds(name: &str, database: Option<String>) {
             ("RF2".to_owned(), "payment.refunded".to_owned()),
         ]
     );
+
+    refund_list(&host).await;
+}
+
+/// The refund list (`GET /v1/refunds`, its CSV) after [`partial_and_full_refunds`]: the two
+/// refunds made in Alipay's back office, and one started here and waiting for the seller.
+async fn refund_list(host: &TestHost) {
+    let started = send_json(
+        "POST",
+        &host.url("/v1/merchants/ref/payments/RF1/refunds"),
+        Some(TOKEN),
+        &serde_json::json!({"amount": "1.00", "reason": "少发一件", "refund_key": "list-1"}),
+    )
+    .await;
+    assert_eq!(started.status, 201, "{}", started.text());
+    let list = |query: &str| {
+        let url = host.url(&format!("/v1/refunds?{query}"));
+        async move {
+            let r = get(&url, Some(TOKEN)).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()
+        }
+    };
+    let rows = |v: &serde_json::Value| -> Vec<(String, String, String)> {
+        v["refunds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["out_trade_no"].as_str().unwrap().to_owned(),
+                    r["amount"].as_str().unwrap().to_owned(),
+                    r["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    // Newest first, whoever started them; each with its merchant and who started it.
+    let all = list("").await;
+    assert_eq!(
+        rows(&all),
+        [
+            ("RF1".into(), "1.00".into(), "PENDING".into()),
+            ("RF2".into(), "10.00".into(), "SUCCESS".into()),
+            ("RF1".into(), "3.00".into(), "SUCCESS".into()),
+        ],
+        "{all}"
+    );
+    let newest = &all["refunds"][0];
+    assert_eq!(newest["merchant_id"], "ref");
+    assert_eq!(newest["started_by"], "api:operator");
+    assert_eq!(newest["reason"], "少发一件");
+    assert_eq!(all["refunds"][1]["started_by"], "gateway");
+    assert!(all["next_cursor"].is_null());
+    // Filters: status, the order or request number, the day it was started.
+    assert_eq!(rows(&list("status=success").await).len(), 2);
+    assert_eq!(
+        rows(&list("q=rf2").await),
+        [("RF2".into(), "10.00".into(), "SUCCESS".into())]
+    );
+    let request_no = newest["request_no"].as_str().unwrap();
+    assert_eq!(rows(&list(&format!("q={request_no}")).await).len(), 1);
+    let today = payhost::domain::clock::format_date(payhost::domain::clock::beijing_day(
+        payhost::domain::clock::now_unix(),
+    ));
+    assert_eq!(
+        rows(&list(&format!("from={today}&to={today}")).await).len(),
+        3
+    );
+    assert!(rows(&list("to=2000-01-01").await).is_empty());
+    // Pages of one: every refund once, in the same order.
+    let mut paged = Vec::new();
+    let mut query = "limit=1".to_owned();
+    for _ in 0..5 {
+        let page = list(&query).await;
+        paged.extend(rows(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => query = format!("limit=1&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, rows(&all));
+    // Bad input is named.
+    for (q, field) in [
+        ("status=REFUNDED", "status"),
+        ("cursor=42", "cursor"),
+        ("limit=0", "limit"),
+        ("min_amount=1", "min_amount"),
+    ] {
+        let r = get(&host.url(&format!("/v1/refunds?{q}")), Some(TOKEN)).await;
+        assert_eq!(r.status, 400, "{q}: {}", r.text());
+        assert_eq!(r.json()["error"]["field"], field, "{q}: {}", r.text());
+    }
+    // The CSV: every refund of the filter, the documented columns, named by what it holds.
+    let csv = get(&host.url("/v1/refunds.csv?merchant=ref"), Some(TOKEN)).await;
+    assert_eq!(csv.status, 200, "{}", csv.text());
+    assert_eq!(
+        csv.header("content-disposition").as_deref(),
+        Some("attachment; filename=\"refunds-ref.csv\"")
+    );
+    let text = csv.text();
+    let lines: Vec<&str> = text
+        .trim_start_matches('\u{feff}')
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(lines[0], payhost::refund_list::CSV_COLUMNS.join(","));
+    assert_eq!(lines.len(), 4, "{text}");
+    let first: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(
+        (first[0], first[1], first[3], first[4], first[5]),
+        ("ref", "RF1", "1.00", "PENDING", "少发一件")
+    );
+    let r = get(&host.url("/v1/refunds.csv?limit=5"), Some(TOKEN)).await;
+    assert_eq!(r.json()["error"]["field"], "limit", "{}", r.text());
+    // A merchant's own token sees its refunds, never another merchant's.
+    let r = send_json(
+        "POST",
+        &host.url("/v1/merchants/ref/tokens"),
+        Some(TOKEN),
+        &serde_json::json!({"label": "refund list"}),
+    )
+    .await;
+    let mt = r.json()["token"].as_str().unwrap().to_owned();
+    let own = get(&host.url("/v1/refunds"), Some(&mt)).await;
+    assert_eq!(rows(&own.json()).len(), 3, "{}", own.text());
+    let other = get(&host.url("/v1/refunds?merchant=other"), Some(&mt)).await;
+    assert_eq!(other.status, 403, "{}", other.text());
 }
 
 /// A legacy refund given up here (its amount refundable again) that the seller confirms on

@@ -16,12 +16,12 @@ pub const DEFAULT_PAGE: u32 = 50;
 /// Rows read per batch while the CSV streams.
 pub const CSV_BATCH: u32 = 1000;
 
-fn bad(field: &str, rule: &str) -> ApiError {
+pub(crate) fn bad(field: &str, rule: &str) -> ApiError {
     ApiError::field(400, "invalid_request", field, format!("{field}: {rule}"))
 }
 
 /// An instant or a Beijing date; `end` makes a date mean the start of the next day.
-fn parse_time(field: &str, v: &str, end: bool) -> Result<String, ApiError> {
+pub(crate) fn parse_time(field: &str, v: &str, end: bool) -> Result<String, ApiError> {
     if let Some(days) = clock::parse_date(v) {
         let day = if end { days + 1 } else { days };
         return Ok(crate::store::format_unix(
@@ -137,7 +137,7 @@ pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<PaymentFil
     Ok(f)
 }
 
-fn another_merchant() -> ApiError {
+pub(crate) fn another_merchant() -> ApiError {
     ApiError::field(
         403,
         "forbidden",
@@ -150,17 +150,24 @@ fn another_merchant() -> ApiError {
 /// CSV): a `merchant` of theirs narrows to it, another's is a 403 as for a merchant token, and
 /// none means every one of theirs (never only the first).
 pub fn within(mut f: PaymentFilter, mine: &[String]) -> Result<PaymentFilter, ApiError> {
-    match &f.merchant {
-        Some(m) if !mine.contains(m) => Err(another_merchant()),
-        Some(_) => Ok(f),
-        None => {
-            f.merchants = Some(mine.to_vec());
-            Ok(f)
-        }
+    f.merchants = merchants_within(f.merchant.as_deref(), mine)?;
+    Ok(f)
+}
+
+/// The set of merchants a shop owner's list holds ([`within`]'s rule, for every list): None
+/// when `merchant` (one of theirs) narrows it already, all of `mine` when none is named.
+pub(crate) fn merchants_within(
+    merchant: Option<&str>,
+    mine: &[String],
+) -> Result<Option<Vec<String>>, ApiError> {
+    match merchant {
+        Some(m) if !mine.iter().any(|x| x == m) => Err(another_merchant()),
+        Some(_) => Ok(None),
+        None => Ok(Some(mine.to_vec())),
     }
 }
 
-fn yuan(fen: u64) -> String {
+pub(crate) fn yuan(fen: u64) -> String {
     format!("{}.{:02}", fen / 100, fen % 100)
 }
 
@@ -229,7 +236,7 @@ pub const CSV_COLUMNS: [&str; 14] = [
 
 /// A CSV field: quoted when it must be; text a spreadsheet would run as a formula (`=`, `+`,
 /// `-`, `@`, tab, CR) gets a leading `'`.
-fn csv_field(out: &mut String, v: &str, text: bool) {
+pub(crate) fn csv_field(out: &mut String, v: &str, text: bool) {
     let guarded;
     let v = if text && v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         guarded = format!("'{v}");

@@ -21,6 +21,7 @@ pub mod onboarding;
 pub mod proxy;
 pub mod reconciliation;
 pub mod recovery;
+pub mod refund_list;
 pub mod refunds;
 pub mod runtime;
 pub mod server;

@@ -205,6 +205,13 @@ try {
     });
     const mine = all.find((p) => p.out_trade_no === order.out_trade_no);
     if (mine.status !== 'PARTIALLY_REFUNDED' || mine.refunded_amount !== part) throw new Error(`the API shows ${JSON.stringify(mine)}`);
+    // 退款记录: the refund just made, found from the menu without opening its order.
+    await page.click('#nav-refunds');
+    const refundRow = page.locator('#refunds tbody tr', { hasText: order.out_trade_no });
+    await expectText(refundRow, part);
+    await expectText(refundRow, '退款成功');
+    await expectText(page.locator('#totals'), '退款成功');
+    if (name === 'phone') await fits(page, 'refund list');
     // The chart: 30 days, the paid ones counted.
     await page.goto(`${base}/admin`);
     if ((await page.locator('#chart rect.bar').count()) !== 30) throw new Error('the chart has no 30 bars');

@@ -30,6 +30,8 @@ pub enum ApiRoute {
     RevokeToken,
     Payments,
     PaymentsCsv,
+    RefundList,
+    RefundListCsv,
     Merchants,
     Refund,
     Close,
@@ -219,6 +221,18 @@ pub static ROUTES: &[Row] = &[
         &["v1", "payments.csv"],
         Api(A::PaymentsCsv, AnyMerchant),
         "v1_payments_csv",
+    ),
+    row(
+        "GET",
+        &["v1", "refunds"],
+        Api(A::RefundList, AnyMerchant),
+        "v1_refunds_list",
+    ),
+    row(
+        "GET",
+        &["v1", "refunds.csv"],
+        Api(A::RefundListCsv, AnyMerchant),
+        "v1_refunds_csv",
     ),
 ];
 
@@ -600,6 +614,14 @@ mod tests {
         assert_eq!(
             found(Method::GET, "/v1/payments.csv"),
             Some(("v1_payments_csv", vec![]))
+        );
+        assert_eq!(
+            found(Method::GET, "/v1/refunds"),
+            Some(("v1_refunds_list", vec![]))
+        );
+        assert_eq!(
+            found(Method::GET, "/v1/refunds.csv"),
+            Some(("v1_refunds_csv", vec![]))
         );
         assert_eq!(
             found(Method::POST, "/alipay/m1/notify"),

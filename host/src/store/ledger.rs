@@ -83,6 +83,53 @@ pub struct PaymentFilter {
     pub limit: u32,
 }
 
+/// The filters of `GET /v1/refunds` (and its CSV), checked already.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefundFilter {
+    /// One merchant, or all.
+    pub merchant: Option<String>,
+    /// Only these merchants, as [`PaymentFilter::merchants`].
+    pub merchants: Option<Vec<String>>,
+    /// `PENDING`, `SUCCESS` or `FAILED`.
+    pub status: Option<String>,
+    /// Started at or after (stored UTC form).
+    pub from: Option<String>,
+    /// Started before (stored UTC form).
+    pub to: Option<String>,
+    /// Part of the order number or of the refund's request number.
+    pub q: Option<String>,
+    /// Rows older than this refund (the cursor: a refund's id).
+    pub before_id: Option<i64>,
+    /// At most this many rows.
+    pub limit: u32,
+}
+
+/// What a refund filter holds, every page of it (the refund list's 合计 line).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RefundTotals {
+    pub count: u64,
+    pub amount_fen: u64,
+    pub succeeded_count: u64,
+    pub succeeded_fen: u64,
+    pub pending_count: u64,
+    pub pending_fen: u64,
+}
+
+impl RefundTotals {
+    /// From [`super::ledger_sql::refund_totals_sql`]'s columns, in its order.
+    pub fn from_columns([count, amount, ok, ok_fen, pending, pending_fen]: [i64; 6]) -> Self {
+        let n = |v: i64| v.max(0) as u64;
+        RefundTotals {
+            count: n(count),
+            amount_fen: n(amount),
+            succeeded_count: n(ok),
+            succeeded_fen: n(ok_fen),
+            pending_count: n(pending),
+            pending_fen: n(pending_fen),
+        }
+    }
+}
+
 /// A review flag as a person read it on the payment's page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReviewSeen {
@@ -303,6 +350,11 @@ pub trait Ledger: Send + Sync {
         to: &str,
     ) -> Result<Vec<DayTotal>>;
 
+    /// Refunds matching `f`, newest first, at most `f.limit` (the caller asks one more to know
+    /// whether a next page exists, as for payments).
+    async fn list_refunds(&self, f: &RefundFilter) -> Result<Vec<Refund>>;
+    /// Counts and sums of every refund matching `f` (its cursor and limit ignored).
+    async fn refund_totals(&self, f: &RefundFilter) -> Result<RefundTotals>;
     /// A payment's refunds, oldest first.
     async fn refunds_for(&self, merchant: &str, out_trade_no: &str) -> Result<Vec<Refund>>;
     /// One refund.

@@ -1,11 +1,11 @@
-//! The payment list's filter as SQL, written once for every backend (as the refund rules are in
-//! [`super::refund_rules`]): [`PaymentQuery::of`] turns a [`PaymentFilter`] into conditions with
-//! typed values — which column, which comparison, the text search and its escaping, the keyset
-//! cursor, the order and the limit — and [`PaymentQuery::render`] writes them with a backend's
-//! [`Dialect`] (its placeholders and its case-insensitive LIKE). The backend binds the values in
-//! the order given.
+//! The back office's lists as SQL, written once for every backend (as the refund rules are in
+//! [`super::refund_rules`]): [`ListQuery::payments`] turns a [`PaymentFilter`] (and
+//! [`ListQuery::refunds`] a [`RefundFilter`]) into conditions with typed values — which column,
+//! which comparison, the text search and its escaping, the keyset cursor, the order and the
+//! limit — and [`ListQuery::render`] writes them with a backend's [`Dialect`] (its placeholders
+//! and its case-insensitive LIKE). The backend binds the values in the order given.
 
-use super::ledger::PaymentFilter;
+use super::ledger::{PaymentFilter, RefundFilter};
 
 /// A value bound to a placeholder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +14,7 @@ pub enum SqlValue {
     Int(i64),
 }
 
-/// One condition of the payment list, over the `payments` table's columns.
+/// One condition of a list, over its table's columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Clause {
     /// `column op value`.
@@ -44,11 +44,17 @@ pub enum Clause {
     },
 }
 
-/// The list's order: newest first, then merchant and order number (the cursor's keys).
+/// The payment list's order: newest first, then merchant and order number (the cursor's keys).
 pub const ORDER_BY: &str = "created_at DESC, merchant_id DESC, out_trade_no DESC";
+
+/// The refund list's order: newest first by id (its cursor), the order refunds were stored in.
+pub const REFUND_ORDER_BY: &str = "id DESC";
 
 /// What `q` searches: the order number, the provider's trade number, the buyer.
 pub const SEARCHED: &[&str] = &["out_trade_no", "trade_no", "buyer_email"];
+
+/// What a refund list's `q` searches: the order number and the refund's request number.
+pub const REFUNDS_SEARCHED: &[&str] = &["out_trade_no", "request_no"];
 
 /// The cursor's keys within one merchant, and across merchants.
 const CURSOR_ONE_MERCHANT: &[&str] = &["created_at", "out_trade_no"];
@@ -62,10 +68,11 @@ pub trait Dialect {
     fn like(column: &str, placeholder: &str) -> String;
 }
 
-/// A page of the payment list as conditions, order and limit.
+/// A page of a list as conditions, order and limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PaymentQuery {
+pub struct ListQuery {
     pub clauses: Vec<Clause>,
+    pub order_by: &'static str,
     pub limit: u32,
 }
 
@@ -76,8 +83,8 @@ pub struct Rendered {
     pub values: Vec<SqlValue>,
 }
 
-impl PaymentQuery {
-    pub fn of(f: &PaymentFilter) -> PaymentQuery {
+impl ListQuery {
+    pub fn payments(f: &PaymentFilter) -> ListQuery {
         let text = |v: &String| SqlValue::Text(v.clone());
         let compare = |column, op, value| Clause::Compare { column, op, value };
         let mut clauses = Vec::new();
@@ -136,16 +143,64 @@ impl PaymentQuery {
                 }
             });
         }
-        PaymentQuery {
+        ListQuery {
             clauses,
+            order_by: ORDER_BY,
             limit: f.limit,
         }
     }
 
     /// The totals of a filter: every page of it (no cursor), as [`totals_sql`] counts them.
-    pub fn totals_of(f: &PaymentFilter) -> PaymentQuery {
-        PaymentQuery::of(&PaymentFilter {
+    pub fn payment_totals(f: &PaymentFilter) -> ListQuery {
+        ListQuery::payments(&PaymentFilter {
             cursor: None,
+            ..f.clone()
+        })
+    }
+
+    /// A page of the refund list (over the `refunds` table), newest first.
+    pub fn refunds(f: &RefundFilter) -> ListQuery {
+        let text = |v: &String| SqlValue::Text(v.clone());
+        let compare = |column, op, value| Clause::Compare { column, op, value };
+        let mut clauses = Vec::new();
+        if let Some(m) = &f.merchant {
+            clauses.push(compare("merchant_id", "=", text(m)));
+        }
+        if let Some(ms) = &f.merchants {
+            clauses.push(Clause::OneOf {
+                column: "merchant_id",
+                values: ms.clone(),
+            });
+        }
+        if let Some(s) = &f.status {
+            clauses.push(compare("status", "=", text(s)));
+        }
+        if let Some(v) = &f.from {
+            clauses.push(compare("created_at", ">=", text(v)));
+        }
+        if let Some(v) = &f.to {
+            clauses.push(compare("created_at", "<", text(v)));
+        }
+        if let Some(q) = &f.q {
+            clauses.push(Clause::Like {
+                columns: REFUNDS_SEARCHED,
+                pattern: like_pattern(q),
+            });
+        }
+        if let Some(id) = f.before_id {
+            clauses.push(compare("id", "<", SqlValue::Int(id)));
+        }
+        ListQuery {
+            clauses,
+            order_by: REFUND_ORDER_BY,
+            limit: f.limit,
+        }
+    }
+
+    /// The totals of a refund filter: every page of it, as [`refund_totals_sql`] counts them.
+    pub fn refund_totals(f: &RefundFilter) -> ListQuery {
+        ListQuery::refunds(&RefundFilter {
+            before_id: None,
             ..f.clone()
         })
     }
@@ -158,7 +213,7 @@ impl PaymentQuery {
         } = self.render_conditions::<D>();
         values.push(SqlValue::Int(i64::from(self.limit)));
         let limit = D::placeholder(values.len());
-        sql.push_str(&format!(" ORDER BY {ORDER_BY} LIMIT {limit}"));
+        sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", self.order_by));
         Rendered { sql, values }
     }
 
@@ -211,7 +266,7 @@ impl PaymentQuery {
 }
 
 /// The five columns of [`super::ledger::FilterTotals`] over `payments` and `tail` (a rendered
-/// [`PaymentQuery::totals_of`]): `paid` is the backend's list of paid statuses, `cast` what makes
+/// [`ListQuery::payment_totals`]): `paid` is the backend's list of paid statuses, `cast` what makes
 /// its sums 64-bit integers (PostgreSQL's `SUM` of a `BIGINT` is `NUMERIC`).
 pub fn totals_sql(paid: &str, cast: &str, tail: &str) -> String {
     format!(
@@ -220,6 +275,19 @@ pub fn totals_sql(paid: &str, cast: &str, tail: &str) -> String {
                 COALESCE(SUM(CASE WHEN status IN {paid} THEN total_fen ELSE 0 END), 0){cast},
                 COALESCE(SUM(refunded_fen), 0){cast}
          FROM payments{tail}"
+    )
+}
+
+/// The six columns of [`super::ledger::RefundTotals`] over `refunds` and `tail` (a rendered
+/// [`ListQuery::refund_totals`]); `cast` as for [`totals_sql`].
+pub fn refund_totals_sql(cast: &str, tail: &str) -> String {
+    format!(
+        "SELECT COUNT(*){cast}, COALESCE(SUM(amount_fen), 0){cast},
+                COALESCE(SUM(CASE WHEN status = 'SUCCESS' THEN 1 ELSE 0 END), 0){cast},
+                COALESCE(SUM(CASE WHEN status = 'SUCCESS' THEN amount_fen ELSE 0 END), 0){cast},
+                COALESCE(SUM(CASE WHEN status = 'PENDING' THEN 1 ELSE 0 END), 0){cast},
+                COALESCE(SUM(CASE WHEN status = 'PENDING' THEN amount_fen ELSE 0 END), 0){cast}
+         FROM refunds{tail}"
     )
 }
 
@@ -280,7 +348,7 @@ mod tests {
 
     #[test]
     fn every_field_is_one_clause_with_its_typed_value() {
-        let q = PaymentQuery::of(&every_field(Some("m1")));
+        let q = ListQuery::payments(&every_field(Some("m1")));
         assert_eq!(q.limit, 51);
         assert_eq!(
             q.clauses,
@@ -333,7 +401,7 @@ mod tests {
 
     #[test]
     fn renders_placeholders_in_binding_order() {
-        let r = PaymentQuery::of(&every_field(None)).render::<Numbered>();
+        let r = ListQuery::payments(&every_field(None)).render::<Numbered>();
         assert_eq!(
             r.sql,
             " WHERE status = $1 AND created_at >= $2 AND created_at < $3 AND total_fen >= $4 \
@@ -364,7 +432,7 @@ mod tests {
     #[test]
     fn a_set_of_merchants_is_one_in_clause_and_an_empty_set_matches_nothing() {
         let of = |merchants: Vec<&str>| {
-            PaymentQuery::of(&PaymentFilter {
+            ListQuery::payments(&PaymentFilter {
                 merchants: Some(merchants.into_iter().map(str::to_owned).collect()),
                 q: Some("A".into()),
                 limit: 5,
@@ -388,7 +456,7 @@ mod tests {
 
     #[test]
     fn no_filter_is_the_order_and_the_limit_only() {
-        let r = PaymentQuery::of(&PaymentFilter {
+        let r = ListQuery::payments(&PaymentFilter {
             limit: 1,
             ..PaymentFilter::default()
         })
@@ -398,6 +466,46 @@ mod tests {
             " ORDER BY created_at DESC, merchant_id DESC, out_trade_no DESC LIMIT $1"
         );
         assert_eq!(r.values, vec![SqlValue::Int(1)]);
+    }
+
+    #[test]
+    fn a_refund_filter_renders_over_the_refunds_columns_newest_first() {
+        let r = ListQuery::refunds(&RefundFilter {
+            merchant: None,
+            merchants: Some(vec!["m1".into()]),
+            status: Some("SUCCESS".into()),
+            from: Some("2024-05-01T00:00:00Z".into()),
+            to: Some("2024-06-01T00:00:00Z".into()),
+            q: Some("R_1".into()),
+            before_id: Some(42),
+            limit: 51,
+        })
+        .render::<Numbered>();
+        assert_eq!(
+            r.sql,
+            " WHERE merchant_id IN ($1) AND status = $2 AND created_at >= $3 AND created_at < $4 \
+             AND (out_trade_no ILIKE $5 OR request_no ILIKE $5) AND id < $6 ORDER BY id DESC LIMIT $7"
+        );
+        assert_eq!(
+            r.values,
+            vec![
+                text("m1"),
+                text("SUCCESS"),
+                text("2024-05-01T00:00:00Z"),
+                text("2024-06-01T00:00:00Z"),
+                text("%R\\_1%"),
+                SqlValue::Int(42),
+                SqlValue::Int(51),
+            ]
+        );
+        // The totals count every page: the cursor is not a condition of them.
+        let totals = ListQuery::refund_totals(&RefundFilter {
+            before_id: Some(42),
+            limit: 1,
+            ..RefundFilter::default()
+        })
+        .render_conditions::<Numbered>();
+        assert_eq!((totals.sql.as_str(), totals.values.len()), ("", 0));
     }
 
     #[test]

@@ -17,9 +17,11 @@
 
 mod chart;
 mod csp;
+mod list;
 mod merchants;
 mod payments;
 mod reconcile;
+mod refund_list;
 mod session;
 mod shown_once;
 mod timeline;
@@ -446,11 +448,24 @@ async fn route(
     };
     // The ledger's CSV export, for this session's merchants (streamed by the server); a refusal
     // (another merchant's, a bad filter) is a page, as everywhere in the admin.
-    if segs == ["admin", "payments.csv"] {
-        return match payments::csv_filter(&ctx, &req) {
-            Ok(filter) => super::ledger::csv_export(filter, req.uri().query()),
-            Err(e) => {
-                let (zh, en) = payments::csv_refusal(&ctx, &e);
+    let export = match segs.as_slice() {
+        ["admin", "payments.csv"] => Some(
+            payments::csv_filter(&ctx, &req)
+                .map(|f| super::ledger::csv_export(f, req.uri().query()))
+                .map_err(|e| (e, ("支付", "payments"))),
+        ),
+        ["admin", "refunds.csv"] => Some(
+            refund_list::csv_filter(&ctx, &req)
+                .map(|f| super::ledger::refunds_csv_export(f, req.uri().query()))
+                .map_err(|e| (e, ("退款", "refunds"))),
+        ),
+        _ => None,
+    };
+    if let Some(export) = export {
+        return match export {
+            Ok(response) => response,
+            Err((e, what)) => {
+                let (zh, en) = payments::csv_refusal(&ctx, &e, what);
                 error_page(
                     app,
                     Some(&ctx),
@@ -495,6 +510,7 @@ async fn get(app: &Arc<App>, ctx: &Ctx, segs: &[&str]) -> Page {
             payments::overview(app, ctx).await
         }
         ["admin", "payments"] => payments::list(app, ctx).await,
+        ["admin", "refunds"] => refund_list::page(app, ctx).await,
         ["admin", "reconcile"] => reconcile::page(app, ctx).await,
         ["admin", "merchants"] => merchants::list(app, ctx).await,
         ["admin", "merchants", id] => merchants::page(app, ctx, id).await,

@@ -4,6 +4,7 @@
 //! hold their merchants only.
 
 use super::chart::{self, Day};
+use super::list::{self, merchant_filter, not_theirs, pager, query_of};
 use super::view::Flash;
 use super::words;
 use super::{audit, enc, field, yuan, Ctx, Form, Page, PostResult, Posted};
@@ -36,22 +37,6 @@ const FILTER_FIELDS: [&str; 8] = [
     "max_amount",
     "review",
 ];
-
-/// The merchant a shop owner asked for that is not theirs (an old link, a typed URL): never
-/// shown, their own merchants are, and the page says so. None for an operator.
-fn not_theirs(ctx: &Ctx) -> Option<&str> {
-    let asked = ctx.q("merchant").trim();
-    (!asked.is_empty() && !ctx.who.sees(asked)).then_some(asked)
-}
-
-/// The merchant filter as the page applies it: as typed, but empty (all of a shop owner's
-/// merchants, see [`crate::ledger::within`]) in place of one that is not theirs.
-fn merchant_filter(ctx: &Ctx) -> String {
-    match not_theirs(ctx) {
-        Some(_) => String::new(),
-        None => ctx.q("merchant").trim().to_owned(),
-    }
-}
 
 /// The ledger's filter for this session: an operator's as it is, a shop owner's limited to
 /// their merchants.
@@ -108,18 +93,6 @@ fn filters(ctx: &Ctx) -> Filters {
         },
         errors,
     }
-}
-
-fn query_of(typed: &[(&str, String)], extra: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(
-            typed
-                .iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| (*k, v.as_str())),
-        )
-        .extend_pairs(extra.iter().copied())
-        .finish()
 }
 
 fn row(app: &App, ctx: &Ctx, lp: &LedgerPayment) -> Value {
@@ -186,6 +159,7 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         .flatten()
         .map(|last| Cursor::of(&last.payment).encode());
     let pages = pager(
+        &list::PAYMENTS,
         &typed,
         filter.cursor.as_ref().map(|_| ctx.q("cursor").trim()),
         ctx.q("back"),
@@ -210,70 +184,6 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
     }
 }
 
-/// The most earlier pages a list link remembers for 上一页 (each a cursor of about 60 to 150
-/// characters); past it the link says it forgot (`back=~`) and only 第一页 goes back.
-const MAX_BACK: usize = 30;
-
-/// The links of the list's pager.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Pages {
-    first: Option<String>,
-    prev: Option<String>,
-    next: Option<String>,
-}
-
-/// The pager of a page of the list. The list pages by cursor (where a page starts), which only
-/// goes forwards: each link carries the cursors of the pages before it (`back`, oldest first,
-/// joined by `.`, which base64url never holds) so that 上一页 is the link of the page before.
-/// `cursor` is this page's (None on the first page), `next` where the next page starts.
-fn pager(
-    typed: &[(&str, String)],
-    cursor: Option<&str>,
-    back: &str,
-    next: Option<String>,
-) -> Pages {
-    let link = |extra: &[(&str, &str)]| format!("/admin/payments?{}", query_of(typed, extra));
-    let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
-        return Pages {
-            next: next.map(|n| link(&[("cursor", &n)])),
-            ..Pages::default()
-        };
-    };
-    // The cursors of the pages before this one but the first (which has none); None when the
-    // link forgot them, or they are not cursors this page handed out.
-    let earlier: Option<Vec<&str>> = match back {
-        "~" => None,
-        "" => Some(Vec::new()),
-        b => {
-            let list: Vec<&str> = b.split('.').collect();
-            list.iter()
-                .all(|c| Cursor::decode(c).is_some())
-                .then_some(list)
-        }
-    };
-    let prev = earlier.as_ref().map(|e| match e.split_last() {
-        None => link(&[]),
-        Some((last, [])) => link(&[("cursor", last)]),
-        Some((last, before)) => link(&[("cursor", last), ("back", &before.join("."))]),
-    });
-    let next = next.map(|n| {
-        let back = match &earlier {
-            Some(e) if e.len() < MAX_BACK => {
-                let mut all = e.clone();
-                all.push(cursor);
-                all.join(".")
-            }
-            _ => "~".to_owned(),
-        };
-        link(&[("cursor", &n), ("back", &back)])
-    });
-    Pages {
-        first: Some(link(&[])),
-        prev,
-        next,
-    }
-}
-
 /// A payment's review reason explained in the page's language, or None without one.
 fn review_explained(ctx: &Ctx, review: Option<&str>) -> Option<String> {
     review
@@ -286,21 +196,26 @@ fn csv_link(typed: &[(&str, String)]) -> String {
     format!("/admin/payments.csv?{}", query_of(typed, &[]))
 }
 
-/// Why the CSV of the list's filter was refused, for a logged-in owner (Chinese, English): the
-/// ledger's API words talk about tokens.
-pub fn csv_refusal(ctx: &Ctx, e: &crate::http::error::ApiError) -> (String, String) {
+/// Why the CSV of a list's filter was refused, for a logged-in owner (Chinese, English): the
+/// ledger's API words talk about tokens. `what` names the list: ("支付", "payments") or
+/// ("退款", "refunds").
+pub fn csv_refusal(
+    ctx: &Ctx,
+    e: &crate::http::error::ApiError,
+    (zh, en): (&str, &str),
+) -> (String, String) {
     if e.code == "forbidden" {
         let asked = ctx.q("merchant").trim();
         let own = ctx.who.merchants.join("、");
         return (
-            format!("你的账号不能导出商户 {asked} 的支付记录，只能导出你自己的商户（{own}）。请回到支付列表，用“下载 CSV”导出。"),
-            format!("Your login cannot export merchant {asked}'s payments, only your own merchants' ({}). Go back to the payments list and use “Download CSV”.", ctx.who.merchants.join(", ")),
+            format!("你的账号不能导出商户 {asked} 的{zh}记录，只能导出你自己的商户（{own}）。请回到{zh}列表，用“下载 CSV”导出。"),
+            format!("Your login cannot export merchant {asked}'s {en}, only your own merchants' ({}). Go back to the {en} list and use “Download CSV”.", ctx.who.merchants.join(", ")),
         );
     }
     let typed = |name: &str| ctx.q(name).trim().to_owned();
     (
         format!(
-            "{}。请回到支付列表修正筛选条件后再下载。",
+            "{}。请回到{zh}列表修正筛选条件后再下载。",
             words::filter_error(super::Lang::Zh, e, &typed)
         ),
         e.message.clone(),
@@ -647,31 +562,6 @@ fn no_refund_why(
     })
 }
 
-#[cfg(test)]
-mod no_refund_why_tests {
-    use super::no_refund_why;
-    use crate::http::admin::view::Lang;
-
-    /// A paid payment whose refund form is gone says why: everything is being refunded (the
-    /// sums on the page looked like money gone), refunded, or the trade is finished.
-    #[test]
-    fn a_paid_payment_without_a_refund_form_says_why() {
-        let pending = no_refund_why(Lang::Zh, "TRADE_SUCCESS", 0, 1280).unwrap();
-        assert!(
-            pending.contains("¥12.80") && pending.contains("放弃"),
-            "{pending}"
-        );
-        assert!(no_refund_why(Lang::Zh, "REFUNDED", 0, 0)
-            .unwrap()
-            .contains("已全额退款"));
-        assert!(no_refund_why(Lang::En, "TRADE_FINISHED", 0, 0)
-            .unwrap()
-            .contains("finished"));
-        assert_eq!(no_refund_why(Lang::Zh, "TRADE_SUCCESS", 100, 0), None);
-        assert_eq!(no_refund_why(Lang::Zh, "WAIT_BUYER_PAY", 0, 0), None);
-    }
-}
-
 /// What is left to refund of a payment with these refunds: paid, less what is refunded and
 /// being refunded (none of a finished trade, which the provider refuses to refund).
 fn refundable_of(p: &crate::store::Payment, refunds: &[crate::store::ledger::Refund]) -> u64 {
@@ -1003,77 +893,25 @@ pub async fn close(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) -
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::no_refund_why;
+    use crate::http::admin::view::Lang;
 
-    fn cursor(no: &str) -> String {
-        Cursor {
-            created_at: "2026-12-04T00:00:00Z".into(),
-            merchant_id: "demo".into(),
-            out_trade_no: no.into(),
-        }
-        .encode()
-    }
-
-    /// The query values of a link.
-    fn q(link: &str, name: &str) -> String {
-        let query = link.split_once('?').map(|(_, q)| q).unwrap_or("");
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    }
-
-    /// Follows a link as the list would: its cursor and back.
-    fn page_of(typed: &[(&str, String)], link: &str, next: Option<String>) -> Pages {
-        let c = q(link, "cursor");
-        pager(
-            typed,
-            Some(c.as_str()).filter(|c| !c.is_empty()),
-            &q(link, "back"),
-            next,
-        )
-    }
-
+    /// A paid payment whose refund form is gone says why: everything is being refunded (the
+    /// sums on the page looked like money gone), refunded, or the trade is finished.
     #[test]
-    fn previous_page_goes_back_one_page_at_a_time() {
-        let typed = vec![("q", "x".to_owned()), ("status", String::new())];
-        // Page 1: no way back; its next link starts page 2.
-        let p1 = pager(&typed, None, "", Some(cursor("A")));
-        assert_eq!(p1.first, None);
-        assert_eq!(p1.prev, None);
-        let to2 = p1.next.clone().unwrap();
-        assert_eq!(q(&to2, "q"), "x", "the filters are kept");
-        // Page 2: back to page 1; on to page 3.
-        let p2 = page_of(&typed, &to2, Some(cursor("B")));
-        assert_eq!(p2.prev.as_deref(), Some("/admin/payments?q=x"));
-        assert_eq!(p2.first.as_deref(), Some("/admin/payments?q=x"));
-        let to3 = p2.next.clone().unwrap();
-        // Page 3: back to page 2 (the same link page 1 had), then on to 4 and back to 3.
-        let p3 = page_of(&typed, &to3, Some(cursor("C")));
-        assert_eq!(q(p3.prev.as_deref().unwrap(), "cursor"), q(&to2, "cursor"));
-        let back_at_2 = page_of(&typed, p3.prev.as_deref().unwrap(), Some(cursor("B")));
-        assert_eq!(back_at_2.next.as_deref(), Some(to3.as_str()));
-        let to4 = p3.next.clone().unwrap();
-        let p4 = page_of(&typed, &to4, None);
-        assert_eq!(p4.next, None);
-        assert_eq!(q(p4.prev.as_deref().unwrap(), "cursor"), q(&to3, "cursor"));
-        assert_eq!(q(p4.prev.as_deref().unwrap(), "back"), q(&to3, "back"));
-    }
-
-    #[test]
-    fn a_forgotten_or_altered_trail_has_no_previous_page() {
-        let typed = vec![("q", String::new())];
-        let c = cursor("A");
-        for back in ["~", "not-a-cursor!", "AAAA"] {
-            let p = pager(&typed, Some(&c), back, Some(cursor("B")));
-            assert_eq!(p.prev, None, "{back}");
-            assert!(p.first.is_some());
-            assert_eq!(q(p.next.as_deref().unwrap(), "back"), "~", "{back}");
-        }
-        // A long walk stops remembering rather than growing the link without end.
-        let long = vec![cursor("Z"); MAX_BACK].join(".");
-        let p = pager(&typed, Some(&c), &long, Some(cursor("B")));
-        assert!(p.prev.is_some());
-        assert_eq!(q(p.next.as_deref().unwrap(), "back"), "~");
+    fn a_paid_payment_without_a_refund_form_says_why() {
+        let pending = no_refund_why(Lang::Zh, "TRADE_SUCCESS", 0, 1280).unwrap();
+        assert!(
+            pending.contains("¥12.80") && pending.contains("放弃"),
+            "{pending}"
+        );
+        assert!(no_refund_why(Lang::Zh, "REFUNDED", 0, 0)
+            .unwrap()
+            .contains("已全额退款"));
+        assert!(no_refund_why(Lang::En, "TRADE_FINISHED", 0, 0)
+            .unwrap()
+            .contains("finished"));
+        assert_eq!(no_refund_why(Lang::Zh, "TRADE_SUCCESS", 100, 0), None);
+        assert_eq!(no_refund_why(Lang::Zh, "WAIT_BUYER_PAY", 0, 0), None);
     }
 }

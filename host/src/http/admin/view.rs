@@ -159,6 +159,7 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "overview.html",
     "payments.html",
     "payment.html",
+    "refunds.html",
     "reconcile.html",
     "merchants.html",
     "merchant.html",

@@ -1,12 +1,13 @@
-//! The ledger's routes: `GET /v1/payments` (filtered, cursor-paged), `GET /v1/payments.csv`
-//! (streamed), `GET /v1/merchants` (the operator's), refunds, close and reconciliation.
+//! The ledger's routes: `GET /v1/payments` and `GET /v1/refunds` (filtered, cursor-paged), their
+//! CSVs (streamed), `GET /v1/merchants` (the operator's), refunds, close and reconciliation.
 
 use crate::http::body::{json, read_body, Body, MAX_API_BODY};
 use crate::http::caller::Caller;
 use crate::http::error::error;
 use crate::ledger::{self, CSV_BATCH};
+use crate::refund_list;
 use crate::service::{ApiError, App};
-use crate::store::ledger::{Cursor, PaymentFilter};
+use crate::store::ledger::{Cursor, PaymentFilter, RefundFilter};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{combinators::BoxBody, BodyExt};
@@ -34,7 +35,49 @@ pub async fn list_payments(app: &App, who: &Caller, req: &Request<Incoming>) -> 
 
 /// Marks a response whose body [`streaming`] writes: the CSV of this filter.
 #[derive(Clone)]
-struct CsvExport(PaymentFilter);
+enum CsvExport {
+    Payments(PaymentFilter),
+    Refunds(RefundFilter),
+}
+
+impl CsvExport {
+    /// What the file starts with: the byte-order mark and the columns.
+    fn header(&self) -> String {
+        match self {
+            CsvExport::Payments(_) => ledger::csv_header(),
+            CsvExport::Refunds(_) => refund_list::csv_header(),
+        }
+    }
+
+    /// The next batch's lines, and whether another batch may follow (the filter's cursor moved
+    /// past this one).
+    async fn batch(&mut self, app: &App) -> anyhow::Result<(String, bool)> {
+        let mut chunk = String::new();
+        let more = match self {
+            CsvExport::Payments(f) => {
+                let rows = app.store.list_payments(f).await?;
+                chunk.reserve(rows.len() * 200);
+                for row in &rows {
+                    ledger::csv_row(&mut chunk, row);
+                }
+                let more = rows.len() == f.limit as usize;
+                f.cursor = rows.last().map(|last| Cursor::of(&last.payment));
+                more
+            }
+            CsvExport::Refunds(f) => {
+                let rows = app.store.list_refunds(f).await?;
+                chunk.reserve(rows.len() * 160);
+                for row in &rows {
+                    refund_list::csv_row(&mut chunk, row);
+                }
+                let more = rows.len() == f.limit as usize;
+                f.before_id = rows.last().map(|last| last.id);
+                more
+            }
+        };
+        Ok((chunk, more))
+    }
+}
 
 /// `GET /v1/payments.csv`: checked here; the rows are streamed by [`streaming`].
 pub fn payments_csv(who: &Caller, req: &Request<Incoming>) -> Response<Body> {
@@ -44,15 +87,31 @@ pub fn payments_csv(who: &Caller, req: &Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// The CSV's file name: what it holds, for a folder of exports (`payments-demo-2026-12-01_2026-12-05.csv`).
-/// Only a merchant id and dates the filter accepted go into it.
-fn csv_file_name(f: &PaymentFilter, query: Option<&str>) -> String {
-    let mut name = "payments".to_owned();
-    if let Some(m) = f
-        .merchant
-        .as_deref()
-        .filter(|m| crate::config::valid_merchant_id(m))
-    {
+/// `GET /v1/refunds`.
+pub async fn list_refunds(app: &App, who: &Caller, req: &Request<Incoming>) -> Response<Body> {
+    let r = match refund_list::parse_filter(req.uri().query(), own(who)) {
+        Ok(f) => refund_list::page(app, &f).await,
+        Err(e) => Err(e),
+    };
+    match r {
+        Ok(v) => json(200, &v),
+        Err(e) => error(&e),
+    }
+}
+
+/// `GET /v1/refunds.csv`: checked here; the rows are streamed by [`streaming`].
+pub fn refunds_csv(who: &Caller, req: &Request<Incoming>) -> Response<Body> {
+    match refunds_csv_filter(who, req) {
+        Ok(f) => refunds_csv_export(f, req.uri().query()),
+        Err(e) => error(&e),
+    }
+}
+
+/// The CSV's file name: what it holds, for a folder of exports (`payments-demo-2026-12-01_2026-12-05.csv`,
+/// `refunds-….csv`). Only a merchant id and dates the filter accepted go into it.
+fn csv_file_name(what: &str, merchant: Option<&str>, query: Option<&str>) -> String {
+    let mut name = what.to_owned();
+    if let Some(m) = merchant.filter(|m| crate::config::valid_merchant_id(m)) {
         name.push('-');
         name.push_str(m);
     }
@@ -72,43 +131,65 @@ fn csv_file_name(f: &PaymentFilter, query: Option<&str>) -> String {
     name
 }
 
+/// A CSV holds every row of its filter: a page's `cursor` or `limit` is refused, named (an
+/// empty `cursor=` is no cursor, as in the list).
+fn refuse_paging(query: Option<&str>, what: &str) -> Result<(), ApiError> {
+    for name in ["cursor", "limit"] {
+        let given = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .any(|(k, v)| k == name && (name == "limit" || !v.trim().is_empty()));
+        if given {
+            return Err(ApiError::field(
+                400,
+                "invalid_request",
+                name,
+                format!("{name}: the CSV holds every matching {what}; leave {name} out"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The CSV export's filter from the query, for this caller (the admin's link shows its own
 /// refusal as a page).
 pub fn csv_filter(who: &Caller, req: &Request<Incoming>) -> Result<PaymentFilter, ApiError> {
     let mut f = ledger::parse_filter(req.uri().query(), own(who))?;
-    let paging = |name: &str| {
-        ApiError::field(
-            400,
-            "invalid_request",
-            name,
-            format!("{name}: the CSV holds every matching payment; leave {name} out"),
-        )
-    };
-    if f.cursor.is_some() {
-        return Err(paging("cursor"));
-    }
-    let asked_limit = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-        .any(|(k, _)| k == "limit");
-    if asked_limit {
-        return Err(paging("limit"));
-    }
+    refuse_paging(req.uri().query(), "payment")?;
+    f.limit = CSV_BATCH;
+    Ok(f)
+}
+
+/// The refund CSV's filter from the query, for this caller.
+pub fn refunds_csv_filter(who: &Caller, req: &Request<Incoming>) -> Result<RefundFilter, ApiError> {
+    let mut f = refund_list::parse_filter(req.uri().query(), own(who))?;
+    refuse_paging(req.uri().query(), "refund")?;
     f.limit = CSV_BATCH;
     Ok(f)
 }
 
 /// The CSV's answer for a checked filter; its rows are streamed by [`streaming`].
 pub fn csv_export(f: PaymentFilter, query: Option<&str>) -> Response<Body> {
+    let name = csv_file_name("payments", f.merchant.as_deref(), query);
+    export_response(CsvExport::Payments(f), &name)
+}
+
+/// The refund CSV's answer for a checked filter; its rows are streamed by [`streaming`].
+pub fn refunds_csv_export(f: RefundFilter, query: Option<&str>) -> Response<Body> {
+    let name = csv_file_name("refunds", f.merchant.as_deref(), query);
+    export_response(CsvExport::Refunds(f), &name)
+}
+
+fn export_response(export: CsvExport, file_name: &str) -> Response<Body> {
     let mut r = Response::builder()
         .status(200)
         .header("content-type", "text/csv; charset=utf-8")
         .header(
             "content-disposition",
-            format!("attachment; filename=\"{}\"", csv_file_name(&f, query)),
+            format!("attachment; filename=\"{file_name}\""),
         )
         .header("cache-control", "no-store")
         .body(Body::default())
         .expect("valid response");
-    r.extensions_mut().insert(CsvExport(f));
+    r.extensions_mut().insert(export);
     r
 }
 
@@ -133,7 +214,7 @@ impl hyper::body::Body for ChannelBody {
 
 /// Turns a response into the server's body type; a CSV export starts streaming here.
 pub fn streaming(app: &Arc<App>, mut r: Response<Body>) -> Response<ServerBody> {
-    let Some(CsvExport(filter)) = r.extensions_mut().remove::<CsvExport>() else {
+    let Some(mut export) = r.extensions_mut().remove::<CsvExport>() else {
         return r.map(|b| b.map_err(|never| match never {}).boxed());
     };
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -141,35 +222,23 @@ pub fn streaming(app: &Arc<App>, mut r: Response<Body>) -> Response<ServerBody> 
     // The export is a task of its own; the channel's bound holds it back while the client
     // reads slowly.
     tokio::spawn(async move {
-        let mut f = filter;
-        if tx
-            .send(Ok(Bytes::from(ledger::csv_header())))
-            .await
-            .is_err()
-        {
+        if tx.send(Ok(Bytes::from(export.header()))).await.is_err() {
             return;
         }
         loop {
-            let rows = match app.store.list_payments(&f).await {
-                Ok(rows) => rows,
+            let (chunk, more) = match export.batch(&app).await {
+                Ok(batch) => batch,
                 Err(e) => {
-                    tracing::error!(error = %e, "the CSV export stopped: cannot read payments");
+                    tracing::error!(error = %e, "the CSV export stopped: cannot read the ledger");
                     let _ = tx.send(Err(std::io::Error::other("store failed"))).await;
                     return;
                 }
             };
-            let mut chunk = String::with_capacity(rows.len() * 200);
-            for row in &rows {
-                ledger::csv_row(&mut chunk, row);
-            }
             if !chunk.is_empty() && tx.send(Ok(Bytes::from(chunk))).await.is_err() {
                 return; // the client went away
             }
-            match rows.last() {
-                Some(last) if rows.len() == f.limit as usize => {
-                    f.cursor = Some(Cursor::of(&last.payment))
-                }
-                _ => return,
+            if !more {
+                return;
             }
         }
     });

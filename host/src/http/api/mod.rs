@@ -45,6 +45,8 @@ pub(super) async fn dispatch(
         ApiRoute::RevokeToken => tokens::revoke_token(app, id, p.get("tid")).await,
         ApiRoute::Payments => Ok(ledger::list_payments(app, who, &req).await),
         ApiRoute::PaymentsCsv => Ok(ledger::payments_csv(who, &req)),
+        ApiRoute::RefundList => Ok(ledger::list_refunds(app, who, &req).await),
+        ApiRoute::RefundListCsv => Ok(ledger::refunds_csv(who, &req)),
         ApiRoute::Merchants => ledger::list_merchants(app).await,
         ApiRoute::Refund => ledger::create_refund(app, who, id, &p.decoded("no"), req).await,
         ApiRoute::Close => ledger::close(app, id, &p.decoded("no")).await,

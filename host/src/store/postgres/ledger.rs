@@ -5,7 +5,7 @@
 use super::tx::{in_tx, PgTx};
 use super::{payment_from_row, PostgresStore, PAYMENT_COLUMNS};
 use crate::store::ledger::*;
-use crate::store::ledger_sql::{totals_sql, Dialect, PaymentQuery, SqlValue};
+use crate::store::ledger_sql::{refund_totals_sql, totals_sql, Dialect, ListQuery, SqlValue};
 use crate::store::refund_rules::{self, RefundRow, RefundTx};
 use crate::store::{now_rfc3339, Payment, PlannedWebhook};
 use anyhow::Result;
@@ -14,7 +14,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-/// The payment list's query ([`PaymentQuery`]) in PostgreSQL's words: `$n`, and ILIKE (its
+/// The payment list's query ([`ListQuery`]) in PostgreSQL's words: `$n`, and ILIKE (its
 /// escape is `\` by default).
 struct Postgres;
 
@@ -238,7 +238,7 @@ fn bound(values: &[SqlValue]) -> Vec<&(dyn ToSql + Sync)> {
 #[async_trait]
 impl Ledger for PostgresStore {
     async fn list_payments(&self, f: &PaymentFilter) -> Result<Vec<LedgerPayment>> {
-        let q = PaymentQuery::of(f).render::<Postgres>();
+        let q = ListQuery::payments(f).render::<Postgres>();
         self.run(|pool| async move {
             let sql = format!(
                 "SELECT {PAYMENT_COLUMNS}, refunded_fen FROM payments{}",
@@ -255,7 +255,7 @@ impl Ledger for PostgresStore {
     }
 
     async fn filter_totals(&self, f: &PaymentFilter) -> Result<FilterTotals> {
-        let q = PaymentQuery::totals_of(f).render_conditions::<Postgres>();
+        let q = ListQuery::payment_totals(f).render_conditions::<Postgres>();
         self.run(|pool| async move {
             let sql = totals_sql(PAID, "::BIGINT", &q.sql);
             let c = pool.get().await?;
@@ -419,6 +419,35 @@ impl Ledger for PostgresStore {
             .iter()
             .map(refund_from_row)
             .collect()
+        })
+        .await
+    }
+
+    async fn list_refunds(&self, f: &RefundFilter) -> Result<Vec<Refund>> {
+        let q = ListQuery::refunds(f).render::<Postgres>();
+        self.run(|pool| async move {
+            let sql = format!("SELECT * FROM refunds{}", q.sql);
+            let c = pool.get().await?;
+            c.query(&sql, &bound(&q.values))
+                .await?
+                .iter()
+                .map(refund_from_row)
+                .collect()
+        })
+        .await
+    }
+
+    async fn refund_totals(&self, f: &RefundFilter) -> Result<RefundTotals> {
+        let q = ListQuery::refund_totals(f).render_conditions::<Postgres>();
+        self.run(|pool| async move {
+            let sql = refund_totals_sql("::BIGINT", &q.sql);
+            let c = pool.get().await?;
+            let r = c.query_one(&sql, &bound(&q.values)).await?;
+            let mut cols = [0i64; 6];
+            for (i, v) in cols.iter_mut().enumerate() {
+                *v = r.try_get(i)?;
+            }
+            Ok(RefundTotals::from_columns(cols))
         })
         .await
     }

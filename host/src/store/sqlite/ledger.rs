@@ -5,7 +5,7 @@
 use super::tx::{run_rule, SqliteTx};
 use super::{payment_from_row, SqliteStore};
 use crate::store::ledger::*;
-use crate::store::ledger_sql::{totals_sql, Dialect, PaymentQuery, SqlValue};
+use crate::store::ledger_sql::{refund_totals_sql, totals_sql, Dialect, ListQuery, SqlValue};
 use crate::store::refund_rules::{self, RefundRow, RefundTx};
 use crate::store::{now_rfc3339, Payment, PlannedWebhook};
 use anyhow::Result;
@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-/// The payment list's query ([`PaymentQuery`]) in SQLite's words: `?n`, and LIKE (which ignores
+/// The payment list's query ([`ListQuery`]) in SQLite's words: `?n`, and LIKE (which ignores
 /// ASCII case) with its escape named.
 struct Sqlite;
 
@@ -197,7 +197,7 @@ fn bound(values: Vec<SqlValue>) -> impl Iterator<Item = Value> {
 #[async_trait]
 impl Ledger for SqliteStore {
     async fn list_payments(&self, f: &PaymentFilter) -> Result<Vec<LedgerPayment>> {
-        let q = PaymentQuery::of(f).render::<Sqlite>();
+        let q = ListQuery::payments(f).render::<Sqlite>();
         let sql = format!("SELECT * FROM payments{}", q.sql);
         let args = bound(q.values);
         self.read(move |conn| {
@@ -211,7 +211,7 @@ impl Ledger for SqliteStore {
     }
 
     async fn filter_totals(&self, f: &PaymentFilter) -> Result<FilterTotals> {
-        let q = PaymentQuery::totals_of(f).render_conditions::<Sqlite>();
+        let q = ListQuery::payment_totals(f).render_conditions::<Sqlite>();
         let sql = totals_sql(PAID, "", &q.sql);
         let args = bound(q.values);
         self.read(move |conn| {
@@ -354,6 +354,38 @@ impl Ledger for SqliteStore {
                 .query_map(params![after_id, before, limit], refund_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    async fn list_refunds(&self, f: &RefundFilter) -> Result<Vec<Refund>> {
+        let q = ListQuery::refunds(f).render::<Sqlite>();
+        let sql = format!("SELECT * FROM refunds{}", q.sql);
+        let args = bound(q.values);
+        self.read(move |conn| {
+            let mut st = conn.prepare_cached(&sql)?;
+            let rows = st
+                .query_map(params_from_iter(args), refund_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn refund_totals(&self, f: &RefundFilter) -> Result<RefundTotals> {
+        let q = ListQuery::refund_totals(f).render_conditions::<Sqlite>();
+        let sql = refund_totals_sql("", &q.sql);
+        let args = bound(q.values);
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_row(params_from_iter(args), |r| {
+                    let mut c = [0i64; 6];
+                    for (i, v) in c.iter_mut().enumerate() {
+                        *v = r.get(i)?;
+                    }
+                    Ok(RefundTotals::from_columns(c))
+                })?)
         })
         .await
     }

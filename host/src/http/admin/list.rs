@@ -1,0 +1,210 @@
+//! What the back office's lists share: the merchant filter as a shop owner may apply it, a
+//! link's query of the filters typed, and the pager that goes back as well as forwards over a
+//! list paged by cursor (the payments, the refunds).
+
+use super::Ctx;
+use crate::store::ledger::Cursor;
+
+/// A list the pager links to: its page and how to know one of its cursors.
+pub struct List {
+    pub path: &'static str,
+    pub is_cursor: fn(&str) -> bool,
+}
+
+pub const PAYMENTS: List = List {
+    path: "/admin/payments",
+    is_cursor: |c| Cursor::decode(c).is_some(),
+};
+
+pub const REFUNDS: List = List {
+    path: "/admin/refunds",
+    is_cursor: |c| crate::refund_list::decode_cursor(c).is_some(),
+};
+
+/// The merchant a shop owner asked for that is not theirs (an old link, a typed URL): never
+/// shown, their own merchants are, and the page says so. None for an operator.
+pub fn not_theirs(ctx: &Ctx) -> Option<&str> {
+    let asked = ctx.q("merchant").trim();
+    (!asked.is_empty() && !ctx.who.sees(asked)).then_some(asked)
+}
+
+/// The merchant filter as the page applies it: as typed, but empty (all of a shop owner's
+/// merchants, see [`crate::ledger::within`]) in place of one that is not theirs.
+pub fn merchant_filter(ctx: &Ctx) -> String {
+    match not_theirs(ctx) {
+        Some(_) => String::new(),
+        None => ctx.q("merchant").trim().to_owned(),
+    }
+}
+
+/// A list link's query: the filters typed (the empty ones left out), then `extra`.
+pub fn query_of(typed: &[(&str, String)], extra: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            typed
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (*k, v.as_str())),
+        )
+        .extend_pairs(extra.iter().copied())
+        .finish()
+}
+
+/// The most earlier pages a list link remembers for 上一页 (each a cursor of about 60 to 150
+/// characters); past it the link says it forgot (`back=~`) and only 第一页 goes back.
+const MAX_BACK: usize = 30;
+
+/// The links of the list's pager.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pages {
+    pub first: Option<String>,
+    pub prev: Option<String>,
+    pub next: Option<String>,
+}
+
+/// The pager of a page of a list. A list pages by cursor (where a page starts), which only
+/// goes forwards: each link carries the cursors of the pages before it (`back`, oldest first,
+/// joined by `.`, which no list's cursor holds) so that 上一页 is the link of the page before.
+/// `cursor` is this page's (None on the first page), `next` where the next page starts.
+pub fn pager(
+    list: &List,
+    typed: &[(&str, String)],
+    cursor: Option<&str>,
+    back: &str,
+    next: Option<String>,
+) -> Pages {
+    let link = |extra: &[(&str, &str)]| format!("{}?{}", list.path, query_of(typed, extra));
+    let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
+        return Pages {
+            next: next.map(|n| link(&[("cursor", &n)])),
+            ..Pages::default()
+        };
+    };
+    // The cursors of the pages before this one but the first (which has none); None when the
+    // link forgot them, or they are not cursors this page handed out.
+    let earlier: Option<Vec<&str>> = match back {
+        "~" => None,
+        "" => Some(Vec::new()),
+        b => {
+            let cursors: Vec<&str> = b.split('.').collect();
+            cursors
+                .iter()
+                .all(|c| (list.is_cursor)(c))
+                .then_some(cursors)
+        }
+    };
+    let prev = earlier.as_ref().map(|e| match e.split_last() {
+        None => link(&[]),
+        Some((last, [])) => link(&[("cursor", last)]),
+        Some((last, before)) => link(&[("cursor", last), ("back", &before.join("."))]),
+    });
+    let next = next.map(|n| {
+        let back = match &earlier {
+            Some(e) if e.len() < MAX_BACK => {
+                let mut all = e.clone();
+                all.push(cursor);
+                all.join(".")
+            }
+            _ => "~".to_owned(),
+        };
+        link(&[("cursor", &n), ("back", &back)])
+    });
+    Pages {
+        first: Some(link(&[])),
+        prev,
+        next,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cursor(no: &str) -> String {
+        Cursor {
+            created_at: "2026-12-04T00:00:00Z".into(),
+            merchant_id: "demo".into(),
+            out_trade_no: no.into(),
+        }
+        .encode()
+    }
+
+    /// The query values of a link.
+    fn q(link: &str, name: &str) -> String {
+        let query = link.split_once('?').map(|(_, q)| q).unwrap_or("");
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Follows a link as the list would: its cursor and back.
+    fn page_of(typed: &[(&str, String)], link: &str, next: Option<String>) -> Pages {
+        let c = q(link, "cursor");
+        pager(
+            &PAYMENTS,
+            typed,
+            Some(c.as_str()).filter(|c| !c.is_empty()),
+            &q(link, "back"),
+            next,
+        )
+    }
+
+    #[test]
+    fn previous_page_goes_back_one_page_at_a_time() {
+        let typed = vec![("q", "x".to_owned()), ("status", String::new())];
+        // Page 1: no way back; its next link starts page 2.
+        let p1 = pager(&PAYMENTS, &typed, None, "", Some(cursor("A")));
+        assert_eq!(p1.first, None);
+        assert_eq!(p1.prev, None);
+        let to2 = p1.next.clone().unwrap();
+        assert_eq!(q(&to2, "q"), "x", "the filters are kept");
+        // Page 2: back to page 1; on to page 3.
+        let p2 = page_of(&typed, &to2, Some(cursor("B")));
+        assert_eq!(p2.prev.as_deref(), Some("/admin/payments?q=x"));
+        assert_eq!(p2.first.as_deref(), Some("/admin/payments?q=x"));
+        let to3 = p2.next.clone().unwrap();
+        // Page 3: back to page 2 (the same link page 1 had), then on to 4 and back to 3.
+        let p3 = page_of(&typed, &to3, Some(cursor("C")));
+        assert_eq!(q(p3.prev.as_deref().unwrap(), "cursor"), q(&to2, "cursor"));
+        let back_at_2 = page_of(&typed, p3.prev.as_deref().unwrap(), Some(cursor("B")));
+        assert_eq!(back_at_2.next.as_deref(), Some(to3.as_str()));
+        let to4 = p3.next.clone().unwrap();
+        let p4 = page_of(&typed, &to4, None);
+        assert_eq!(p4.next, None);
+        assert_eq!(q(p4.prev.as_deref().unwrap(), "cursor"), q(&to3, "cursor"));
+        assert_eq!(q(p4.prev.as_deref().unwrap(), "back"), q(&to3, "back"));
+    }
+
+    #[test]
+    fn a_forgotten_or_altered_trail_has_no_previous_page() {
+        let typed = vec![("q", String::new())];
+        let c = cursor("A");
+        for back in ["~", "not-a-cursor!", "AAAA"] {
+            let p = pager(&PAYMENTS, &typed, Some(&c), back, Some(cursor("B")));
+            assert_eq!(p.prev, None, "{back}");
+            assert!(p.first.is_some());
+            assert_eq!(q(p.next.as_deref().unwrap(), "back"), "~", "{back}");
+        }
+        // A long walk stops remembering rather than growing the link without end.
+        let long = vec![cursor("Z"); MAX_BACK].join(".");
+        let p = pager(&PAYMENTS, &typed, Some(&c), &long, Some(cursor("B")));
+        assert!(p.prev.is_some());
+        assert_eq!(q(p.next.as_deref().unwrap(), "back"), "~");
+    }
+
+    #[test]
+    fn the_refund_list_pages_by_its_own_cursors() {
+        let typed = vec![("status", "SUCCESS".to_owned())];
+        let r = |id| crate::refund_list::encode_cursor(id);
+        let p = pager(&REFUNDS, &typed, Some(&r(90)), &r(140), Some(r(40)));
+        assert_eq!(
+            p.prev.as_deref(),
+            Some("/admin/refunds?status=SUCCESS&cursor=r140")
+        );
+        assert_eq!(q(p.next.as_deref().unwrap(), "back"), "r140.r90");
+        // A payment list's cursor is not one of the refund list's.
+        let p = pager(&REFUNDS, &typed, Some(&r(90)), &cursor("A"), None);
+        assert_eq!(p.prev, None);
+    }
+}

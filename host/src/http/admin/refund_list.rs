@@ -1,0 +1,171 @@
+//! Refunds (退款记录): every refund of the filter, newest first, whoever started it — the admin,
+//! the shop's API, or Alipay's own back office — with its totals, a pager and the CSV. The
+//! filters are `GET /v1/refunds`'s ([`crate::refund_list`]); a shop owner sees their merchants'.
+
+use super::list::{self, merchant_filter, not_theirs, pager, query_of};
+use super::payments::payment_url;
+use super::{words, yuan, Ctx, Page};
+use crate::service::App;
+use crate::store::ledger::{Refund, RefundFilter};
+use minijinja::{context, Value};
+use std::sync::Arc;
+
+/// Rows per page.
+const PAGE_ROWS: u32 = 50;
+
+const FILTER_FIELDS: [&str; 5] = ["q", "merchant", "status", "from", "to"];
+
+/// The page's filters as typed (kept in the form and the links) and as the ledger takes them.
+struct Filters {
+    typed: Vec<(&'static str, String)>,
+    filter: RefundFilter,
+    errors: Vec<String>,
+}
+
+/// The ledger's filter for this session: an operator's as it is, a shop owner's limited to
+/// their merchants.
+fn scoped(ctx: &Ctx, f: RefundFilter) -> Result<RefundFilter, crate::http::error::ApiError> {
+    match ctx.who.only() {
+        None => Ok(f),
+        Some(mine) => crate::refund_list::within(f, mine),
+    }
+}
+
+fn filters(ctx: &Ctx) -> Filters {
+    let typed: Vec<(&'static str, String)> = FILTER_FIELDS
+        .iter()
+        .map(|name| {
+            let v = match *name {
+                "merchant" => merchant_filter(ctx),
+                // Order and refund numbers are ASCII, whatever the input method typed.
+                "q" => words::half_width(ctx.q(name)).trim().to_owned(),
+                _ => ctx.q(name).trim().to_owned(),
+            };
+            (*name, v)
+        })
+        .collect();
+    let mut query = query_of(&typed, &[]);
+    let cursor = ctx.q("cursor");
+    if !cursor.is_empty() {
+        query.push_str(&format!("&cursor={}", super::enc(cursor)));
+    }
+    let parsed = crate::refund_list::parse_filter(Some(&query), None).and_then(|f| scoped(ctx, f));
+    let (filter, errors) = match parsed {
+        Ok(f) => (f, Vec::new()),
+        Err(e) => {
+            let typed_value = |name: &str| {
+                typed
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            (
+                RefundFilter::default(),
+                vec![words::filter_error(ctx.lang, &e, &typed_value)],
+            )
+        }
+    };
+    Filters {
+        typed,
+        filter: RefundFilter {
+            limit: PAGE_ROWS + 1,
+            ..filter
+        },
+        errors,
+    }
+}
+
+fn row(app: &App, ctx: &Ctx, r: &Refund) -> Value {
+    let zone = &app.config.admin.time_zone;
+    let given_up = super::view::given_up_by(&r.status, r.detail.as_deref());
+    context! {
+        url => payment_url(&r.merchant_id, &r.out_trade_no),
+        out_trade_no => r.out_trade_no, merchant_id => r.merchant_id, request_no => r.request_no,
+        amount => r.amount(), status => r.status, reason => r.reason,
+        status_word => super::view::refund_word(ctx.lang, &r.status, r.detail.as_deref()),
+        given_up_note => given_up.map(|by| super::view::given_up_note(ctx.lang, by)),
+        started_by => words::who(ctx.lang, &r.started_by),
+        created => zone.show(&r.created_at),
+        completed => r.completed_at.as_deref().map(|t| zone.show(t)),
+    }
+}
+
+/// `GET /admin/refunds`.
+pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
+    let Filters {
+        typed,
+        filter,
+        errors,
+    } = filters(ctx);
+    let notice = not_theirs(ctx).map(|asked| {
+        format!(
+            "{} {asked}{} {}",
+            ctx.t("你不能查看商户", "You cannot see merchant"),
+            ctx.t(
+                "，这里列出的是你自己的商户：",
+                "; these are your own merchants':"
+            ),
+            ctx.who.merchants.join(ctx.t("、", ", "))
+        )
+    });
+    let (mut rows, totals) = if errors.is_empty() {
+        let rows = app.store.list_refunds(&filter).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the admin refund list failed");
+            Vec::new()
+        });
+        let totals = app
+            .store
+            .refund_totals(&filter)
+            .await
+            .map_err(|e| tracing::error!(error = %e, "the admin refund list's totals failed"))
+            .ok()
+            .map(|t| {
+                context! {
+                    count => t.count, amount => yuan(t.amount_fen),
+                    succeeded_count => t.succeeded_count, succeeded_amount => yuan(t.succeeded_fen),
+                    pending_count => t.pending_count, pending_amount => yuan(t.pending_fen),
+                }
+            });
+        (rows, totals)
+    } else {
+        (Vec::new(), None)
+    };
+    let more = rows.len() > PAGE_ROWS as usize;
+    rows.truncate(PAGE_ROWS as usize);
+    let next_cursor = more
+        .then(|| rows.last())
+        .flatten()
+        .map(|last| crate::refund_list::encode_cursor(last.id));
+    let pages = pager(
+        &list::REFUNDS,
+        &typed,
+        filter.before_id.map(|_| ctx.q("cursor").trim()),
+        ctx.q("back"),
+        next_cursor,
+    );
+    let refunds: Vec<Value> = rows.iter().map(|r| row(app, ctx, r)).collect();
+    let merchant_ids = super::merchants::visible_ids(app, ctx).await;
+    let f: std::collections::BTreeMap<&str, String> = typed.iter().cloned().collect();
+    Page::View {
+        template: "refunds.html",
+        section: "refunds",
+        values: context! {
+            refunds, f, merchant_ids, totals, notice,
+            next_url => pages.next, prev_url => pages.prev, first_url => pages.first,
+            filter_errors => errors,
+            statuses => crate::refund_list::STATUSES,
+            csv_url => format!("/admin/refunds.csv?{}", query_of(&typed, &[])),
+        },
+    }
+}
+
+/// The refund CSV's filter for this session: the ledger's CSV rules (`/v1/refunds.csv`, as the
+/// operator), then a shop owner's merchants.
+pub fn csv_filter(
+    ctx: &Ctx,
+    req: &http::Request<hyper::body::Incoming>,
+) -> Result<RefundFilter, crate::http::error::ApiError> {
+    let f = crate::http::ledger::refunds_csv_filter(&crate::http::Caller::Operator, req)?;
+    scoped(ctx, f)
+}
