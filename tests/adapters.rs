@@ -708,6 +708,17 @@ async fn ecshop_return_before_notify_is_confirming_then_paid() {
             next.contains(&format!("payhost_wait={}", rechecks + 1)),
             "{next}"
         );
+        // The script's fallback (a browser that ignores the refresh) goes to the same URL: a
+        // JavaScript string, not HTML (an `&amp;` there stays in the URL).
+        let scripted = page
+            .split("location.replace(\"")
+            .nth(1)
+            .and_then(|s| s.split("\")").next())
+            .unwrap_or_else(|| panic!("no script in: {page}"))
+            .replace("\\x26", "&")
+            .replace("\\x3c", "<")
+            .replace("\\x3e", ">");
+        assert_eq!(scripted, next, "{page}");
         tokio::time::sleep(Duration::from_secs(2)).await;
         page = message_of(&get(&next, None).await.body, "utf-8");
         rechecks += 1;
@@ -2924,7 +2935,8 @@ async fn shopex_open_platform_is_configured_in_the_admin_and_paid_once() {
     assert!(!page.contains("payhost-error"), "{page}");
 }
 
-/// ecshop's language files (zh_cn, en_us) name the same entries: every field has both labels.
+/// ecshop's language files (zh_cn, en_us) name the same entries: every field has both labels; the
+/// English one is ASCII, so a GBK shop shows it as written.
 #[test]
 fn ecshop_language_files_label_every_field_in_both_languages() {
     let entries = |lang: &str| -> std::collections::BTreeSet<String> {
@@ -2941,6 +2953,17 @@ fn ecshop_language_files_label_every_field_in_both_languages() {
     let (zh, en, tw) = (entries("zh_cn"), entries("en_us"), entries("zh_tw"));
     assert_eq!(zh, en);
     assert_eq!(zh, tw);
+    // The README converts only the Chinese files for a GBK (or BIG5) shop: the English one is
+    // loaded as it is, so it must read the same in every charset (ASCII only: no "…" or "→").
+    let english = std::fs::read_to_string(
+        repo_root().join("adapters/ecshop/languages/en_us/payment/payhost_alipay.php"),
+    )
+    .unwrap();
+    assert!(
+        english.is_ascii(),
+        "not ASCII: {:?}",
+        english.lines().find(|l| !l.is_ascii())
+    );
     let module = std::fs::read_to_string(
         repo_root().join("adapters/ecshop/includes/modules/payment/payhost_alipay.php"),
     )
@@ -3243,6 +3266,52 @@ async fn ecshop_unpaid_order_pays_again_after_a_close_or_an_amount_change() {
             .iter()
             .all(|x| x["script"] != "/payhost_notify.php"),
         "payhost's requests start no visitor session: {s}"
+    );
+}
+
+/// The buyer changes an unpaid order's payment method (user.php act_edit_payment: the new
+/// method's fee in order_info.order_amount, its pay_log row untouched, as in ecshop 2.7.3): the pay
+/// button asks for the order's new amount, and that payment pays the order — the module brings
+/// the row to the amount it asks for (admin/order.php update_pay_log()'s statement), so
+/// lib_payment.php check_money() does not refuse what the buyer was told to pay.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_a_payment_method_changed_by_the_buyer_pays_the_new_amount() {
+    let dir = temp_dir("ecshop-edit-payment");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
+    ecshop_install(&shop, &d, "b2c", "", &creds).await;
+    let (log_id, _) = ecshop_checkout(&shop, 3).await;
+    assert_eq!(shop.state().await["pay_log"][&log_id]["order_amount"], "20.00");
+    let r = request(
+        "GET",
+        &shop.url("user.php?act=act_edit_payment&order_id=3&order_amount=20.20"),
+        &[("user-agent", PHONE_UA)],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    let page = ecshop_order_page(&shop, 3).await;
+    let asked = format!("2026112300003-{log_id}-2020");
+    assert_eq!(payhost_status(&d, ECSHOP_MERCHANT, &asked).await, "WAIT_BUYER_PAY");
+    assert_eq!(
+        shop.state().await["pay_log"][&log_id]["order_amount"],
+        "20.20",
+        "the row says what the button asks for"
+    );
+    let _ = pay_in_cashier(&pay_url_from_button(&page), &d).await;
+    wait_until(
+        || async { shop.state().await["pay_log"][&log_id]["is_paid"] == 1 },
+        "the webhook to pay the new amount",
+    )
+    .await;
+    let s = shop.state().await;
+    assert_eq!(s["order_info"]["3"]["pay_status"], 2, "{s}");
+    assert!(
+        ecshop_notes(&s, 3).iter().all(|n| !n.contains("金额")),
+        "no amount-differs note: {:?}",
+        ecshop_notes(&s, 3)
     );
 }
 
@@ -4249,6 +4318,54 @@ async fn shopex_webhook_needs_the_order_paid_and_the_return_checks_the_amount() 
     let s = shop.state().await;
     assert_ne!(s["payments"][&other_id]["status"], "succ", "{s}");
     assert_eq!(s["orders"]["20261123002"]["pay_status"], 0, "{s}");
+}
+
+/// ShopEx keeps amounts with three decimals (sdb_payments.money is decimal(20,3); a top-up with a
+/// percentage fee, ctl.paycenter.php recharge(), makes 33.495): the buyer is asked for 33.50 (half
+/// up, on the decimal text, not a float's 33.49499…), and that payment pays the order — the
+/// return and the webhook compare the same text. A refund of a top-up (no order, no order log)
+/// is acknowledged, not refused for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_an_amount_with_three_decimals_is_paid_and_a_top_up_refund_is_acknowledged() {
+    let dir = temp_dir("shopex-three-decimals");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let mut db = shopex_db();
+    db["orders"]["20261123002"]["total_amount"] = json!("33.495");
+    let shop = start_shop("shopex", &dir, "utf-8", &db, &[]);
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
+    let (payment_id, pay_url) = shopex_checkout(&shop, &cfg_id, "20261123002").await;
+    let p = get(
+        &format!("{d}/v1/merchants/{SHOPEX_MERCHANT}/payments/{payment_id}"),
+        Some(TOKEN),
+    )
+    .await
+    .json();
+    assert_eq!(p["total_fee"], "33.50", "{p}");
+    let landing = landing_from(&pay_in_cashier(&pay_url, &d).await).await;
+    wait_until(
+        || async { shop.state().await["payments"][&payment_id]["status"] == "succ" },
+        "the webhook to pay 33.495 with 33.50",
+    )
+    .await;
+    let page = get(&landing, None).await.text();
+    assert!(!page.contains("payhost-amount"), "{page}");
+    let s = shop.state().await;
+    assert_ne!(s["orders"]["20261123002"]["pay_status"], 0, "{s}");
+
+    // A top-up paid with this method (toCreate() of ctl.paycenter.php recharge(): no order).
+    let db_file = dir.join("shop-db.json");
+    let mut db: Value = serde_json::from_str(&std::fs::read_to_string(&db_file).unwrap()).unwrap();
+    db["payments"]["90001"] = json!({"payment_id": "90001", "order_id": null, "money": "20.000",
+        "cur_money": "20.000", "payment": cfg_id, "pay_type": "recharge", "status": "succ"});
+    std::fs::write(&db_file, db.to_string()).unwrap();
+    let hook = shop.url("plugins/app/pay_payhost/pay_payhost.server.php");
+    let event = json!({"id": "evt_topup_refund", "type": "payment.refunded", "out_trade_no": "90001",
+        "total_fee": "20.00", "refunded_amount": "5.00"});
+    let (status, text) = signed_webhook(&hook, &creds.secret, now_unix(), &event).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.starts_with("ignored"), "{text}");
 }
 
 /// ecshop 2.7.3's first-run wizard (admin/index.php?act=first, setting_first.htm) draws a

@@ -8,6 +8,10 @@
  *    PAY_ORDER)` (the unpaid pay_log row made at checkout, the same one every time), the module
  *    included and `get_code($order, unserialize_config($payment_info['pay_config']))`;
  *  - act=account_log (the balance page);
+ *  - act=act_edit_payment&order_id=N&order_amount=X (the buyer picks another payment method on an
+ *    unpaid order): as the real one, one `UPDATE order_info SET pay_id, pay_name, pay_fee,
+ *    order_amount` (the new method's fee in the amount; here the test gives the amount) and no
+ *    change to the order's pay_log row;
  *  - act=act_account (a balance top-up, 预付款): a user_account row (is_paid 0),
  *    `insert_pay_log($surplus['rec_id'], $amount, PAY_SURPLUS, 0)`, an $order with order_sn =
  *    rec_id, user_name, surplus_amount, order_amount and log_id (no order_id), and
@@ -36,6 +40,16 @@ if ($act == 'order_detail' || $act == 'account_log') {
     header('Content-type: text/html; charset=' . EC_CHARSET);
     echo '<html><body><div id="' . $act . '">' . ($o ? $o['order_sn'] . ' pay_status=' . $o['pay_status'] : 'account') . '</div>'
         . '<div id="pay_online">' . $pay_online . '</div></body></html>';
+    exit;
+}
+
+if ($act == 'act_edit_payment') {
+    $order_id = intval($_GET['order_id']);
+    $amount = number_format((float)$_GET['order_amount'], 2, '.', '');
+    hdb_tx(function (&$t) use ($order_id, $amount) {
+        $t['order_info'][$order_id]['order_amount'] = $amount;
+    });
+    header('Location: user.php?act=order_detail&order_id=' . $order_id);
     exit;
 }
 

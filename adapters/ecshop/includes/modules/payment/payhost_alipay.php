@@ -140,6 +140,19 @@ function payhost_alipay_transport($url)
 }
 
 /**
+ * $text as a JavaScript string literal inside a <script> element: quotes and backslashes escaped,
+ * and <, > and & as \x escapes, so the text can neither end the element nor be read as markup.
+ */
+function payhost_alipay_js_string($text)
+{
+    return '"' . str_replace(
+        array('\\', '"', "'", '<', '>', '&', "\r", "\n"),
+        array('\\\\', '\\"', "\\'", '\\x3c', '\\x3e', '\\x26', '\\r', '\\n'),
+        (string)$text
+    ) . '"';
+}
+
+/**
  * At most $max bytes of UTF-8 text, never cutting a character in two; bytes that are not UTF-8
  * (a header in another charset) are dropped first, as json_encode() refuses them.
  */
@@ -588,6 +601,7 @@ class payhost_alipay
                 return $this->message_box('payhost_pay_error', $this->error_text($status, $answer));
             }
             if (!empty($answer['pay_url'])) {
+                $this->align_pay_log($order);
                 return $this->pay_button($answer['pay_url']);
             }
             $state = isset($answer['status']) ? (string)$answer['status'] : '';
@@ -599,6 +613,28 @@ class payhost_alipay
             }
         }
         return $this->message_box('payhost_closed_too_often', '');
+    }
+
+    /**
+     * The unpaid pay_log row of an order brought to the amount the buyer is asked for. ecshop
+     * changes an unpaid order's amount without its row where the buyer does it (user.php
+     * act_edit_payment: another payment method and its fee; act_edit_surplus: part of the
+     * balance), and check_money() compares a payment with the row: the buyer would pay what the
+     * order page shows and the order stay unpaid. The owner's changes are brought in line by
+     * admin/order.php update_pay_log(); this is the same statement. A top-up's row (no order) is
+     * left as it is.
+     */
+    function align_pay_log($order)
+    {
+        $order_id = isset($order['order_id']) ? intval($order['order_id']) : 0;
+        $log_id = isset($order['log_id']) ? intval($order['log_id']) : 0;
+        if ($order_id <= 0 || $log_id <= 0) {
+            return;
+        }
+        $amount = number_format((float)$order['order_amount'], 2, '.', '');
+        $GLOBALS['db']->query('UPDATE ' . $GLOBALS['ecs']->table('pay_log') . " SET order_amount = '" . $amount
+            . "' WHERE log_id = '" . $log_id . "' AND order_id = '" . $order_id . "' AND order_type = '" . PAY_ORDER
+            . "' AND is_paid = 0");
     }
 
     /**
@@ -1152,7 +1188,8 @@ class payhost_alipay
         $url = $s['shop_url'] . 'respond.php?' . implode('&', $pairs);
         $GLOBALS['_LANG']['pay_fail'] = '<div id="payhost-pending">' . $this->lang('payhost_pending') . '</div>'
             . '<meta http-equiv="refresh" content="2;url=' . $this->esc($url) . '" />'
-            . '<script type="text/javascript">setTimeout(function () { location.replace("' . $this->esc(addslashes($url)) . '"); }, 2500);</script>';
+            // A script's text is not HTML: no entities there (an &amp; would stay in the URL).
+            . '<script type="text/javascript">setTimeout(function () { location.replace(' . payhost_alipay_js_string($url) . '); }, 2500);</script>';
     }
 
     /* ---------------------------------------------------------------- payhost's webhook */

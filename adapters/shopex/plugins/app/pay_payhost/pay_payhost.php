@@ -104,6 +104,39 @@ function pay_payhost_is_id($id)
     return is_string($id) && preg_match('/^[0-9]{1,20}$/', $id) === 1;
 }
 
+/**
+ * A ShopEx amount in yuan with two decimals, as payhost takes it: sdb_payments.money is
+ * decimal(20,3), and ShopEx leaves a third decimal where it does not round (ctl.paycenter.php
+ * recharge() with a percentage fee: money*(1+fee), 33 at 1.5 % is 33.495; mdl.order.php
+ * chgPayment()). Rounded half up on the decimal text itself, never through a float (33.495 as a
+ * float is 33.49499…): what the buyer is asked to pay, and what a paid payment is compared with,
+ * are the same text. A value that is not plain decimal text goes through number_format().
+ */
+function pay_payhost_amount($money)
+{
+    $text = trim((string)$money);
+    if (!preg_match('/^([0-9]+)(?:\.([0-9]*))?$/', $text, $m)) {
+        return number_format((float)$money, 2, '.', '');
+    }
+    $decimals = isset($m[2]) ? $m[2] : '';
+    $fen = $m[1] . substr(str_pad($decimals, 2, '0'), 0, 2);
+    if (strlen($decimals) > 2 && $decimals[2] >= '5') {
+        // One fen more, carried through the digits (no integer overflow on a 32-bit PHP).
+        for ($i = strlen($fen) - 1; $i >= 0; $i--) {
+            if ($fen[$i] !== '9') {
+                $fen[$i] = chr(ord($fen[$i]) + 1);
+                break;
+            }
+            $fen[$i] = '0';
+        }
+        if ($i < 0) {
+            $fen = '1' . $fen;
+        }
+    }
+    $fen = str_pad(ltrim($fen, '0'), 3, '0', STR_PAD_LEFT);
+    return substr($fen, 0, -2) . '.' . substr($fen, -2);
+}
+
 class pay_payhost extends paymentPlugin
 {
     var $name = '支付宝手机网站支付 (payhost)';
@@ -457,7 +490,7 @@ class pay_payhost extends paymentPlugin
         $request = array(
             'out_trade_no' => (string)$payment['M_OrderId'],
             'subject' => trim($shopName . ' ' . $payment['M_OrderNO']),
-            'total_fee' => number_format((float)$payment['M_Amount'], 2, '.', ''),
+            'total_fee' => pay_payhost_amount($payment['M_Amount']),
             'return_url' => $s['app_url'] . 'pay_payhost.php',
             // Where 取消 at the cashier brings the buyer: the order, or the top-up page.
             'merchant_url' => $this->payhost_cancel_url($s, $payment),
@@ -532,7 +565,7 @@ class pay_payhost extends paymentPlugin
         if ($state === 'TRADE_SUCCESS' || $state === 'TRADE_FINISHED') {
             // The amount, as the webhook checks it: progress() → setPayStatus() would record any.
             $record = $this->system->loadModel('trading/payment')->getById($id);
-            if (!$record || abs((float)$record['money'] - (float)$p['total_fee']) >= 0.005) {
+            if (!$record || pay_payhost_amount($record['money']) !== pay_payhost_amount($p['total_fee'])) {
                 $this->payhost_page(200, '金额不符', '<div class="payhost-error" id="payhost-amount" style="color:#c00">'
                     . '已付款，但金额与支付单不符，支付单暂未确认为已付款。请联系商家处理，不要重复付款。</div>');
             }
@@ -618,7 +651,7 @@ class pay_payhost extends paymentPlugin
         if (!$record) {
             $this->payhost_answer(404, 'unknown payment');
         }
-        if (abs((float)$record['money'] - (float)$event['total_fee']) >= 0.005) {
+        if (pay_payhost_amount($record['money']) !== pay_payhost_amount($event['total_fee'])) {
             $this->payhost_answer(409, 'amount differs from the payment');
         }
         $applied = true;
@@ -649,7 +682,7 @@ class pay_payhost extends paymentPlugin
             $this->payhost_answer(200, 'success');
         }
         if (!$applied && $oOrder->load($orderId)) {
-            $oOrder->addLog('【注意】支付单 ' . $id . ' 已收到支付宝付款（￥' . $this->esc(number_format((float)$record['money'], 2, '.', ''))
+            $oOrder->addLog('【注意】支付单 ' . $id . ' 已收到支付宝付款（￥' . $this->esc(pay_payhost_amount($record['money']))
                 . '）并记为支付成功，但订单没有改为已付款（ShopEx 更新订单失败）。请人工核对后在订单中确认收款。',
                 null, 'payhost', '付款');
         }
@@ -672,7 +705,15 @@ class pay_payhost extends paymentPlugin
         }
         $oPay = $this->system->loadModel('trading/payment');
         $record = $oPay->getById($id);
-        $orderId = $record ? (string)$record['order_id'] : '';
+        if (!$record) {
+            $this->payhost_answer(404, 'unknown payment');
+        }
+        $orderId = (string)$record['order_id'];
+        if ((isset($record['pay_type']) && $record['pay_type'] === 'recharge') || $orderId === '') {
+            // A top-up (预存款) has no order and no order log; the owner adjusts the member's
+            // balance. Acknowledged, so payhost stops retrying (a 404 was retried for ever).
+            $this->payhost_answer(200, 'ignored: a top-up has no order log');
+        }
         if (!pay_payhost_is_id($orderId)) {
             $this->payhost_answer(404, 'unknown payment');
         }
