@@ -3283,7 +3283,10 @@ async fn ecshop_a_payment_method_changed_by_the_buyer_pays_the_new_amount() {
     let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
     ecshop_install(&shop, &d, "b2c", "", &creds).await;
     let (log_id, _) = ecshop_checkout(&shop, 3).await;
-    assert_eq!(shop.state().await["pay_log"][&log_id]["order_amount"], "20.00");
+    assert_eq!(
+        shop.state().await["pay_log"][&log_id]["order_amount"],
+        "20.00"
+    );
     let r = request(
         "GET",
         &shop.url("user.php?act=act_edit_payment&order_id=3&order_amount=20.20"),
@@ -3294,7 +3297,10 @@ async fn ecshop_a_payment_method_changed_by_the_buyer_pays_the_new_amount() {
     assert_eq!(r.status, 302, "{}", r.text());
     let page = ecshop_order_page(&shop, 3).await;
     let asked = format!("2026112300003-{log_id}-2020");
-    assert_eq!(payhost_status(&d, ECSHOP_MERCHANT, &asked).await, "WAIT_BUYER_PAY");
+    assert_eq!(
+        payhost_status(&d, ECSHOP_MERCHANT, &asked).await,
+        "WAIT_BUYER_PAY"
+    );
     assert_eq!(
         shop.state().await["pay_log"][&log_id]["order_amount"],
         "20.20",

@@ -478,6 +478,85 @@ async fn refunds_reach_the_shop() {
     assert_eq!(refunded["refund_status"], "REFUND_SUCCESS");
 }
 
+/// A refund's report of a trade that is not this order's (another amount) does not make the order
+/// paid: after the pay notification of a 0.10 trade under the 1.00 order's number is held for
+/// review, its full refund (TRADE_CLOSED + REFUND_SUCCESS) is held too — not REFUNDED with 1.00
+/// "refunded" and a `payment.paid` sent. A refund report that arrives before its payment's own
+/// notification, of the order's own trade, records the payment with the trade's number, buyer and
+/// payment time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refund_report_of_another_trade_never_pays_the_order() {
+    let w = world("sec-refund-foreign", "", "").await;
+    create(&w, "shop", "F1").await;
+    let body =
+        |no: &'static str, fee: &'static str, nid: &'static str, st: &'static str, refund: bool| {
+            w.alipay.issue(nid);
+            let mut t = trade(no, nid, st);
+            t.total_fee = fee;
+            let extra: &[(&str, &str)] = if refund {
+                &[
+                    ("refund_status", "REFUND_SUCCESS"),
+                    ("gmt_refund", "2014-01-02 10:00:00"),
+                ]
+            } else {
+                &[]
+            };
+            alipay::md5_notify_body_extra(&t, MD5_KEY, extra)
+        };
+    notify(
+        &w,
+        "shop",
+        &body("F1", "0.10", "n-F1-paid", "TRADE_SUCCESS", false),
+    )
+    .await;
+    assert_eq!(status(&w, "shop", "F1").await, "WAIT_BUYER_PAY");
+    let refunded = body("F1", "0.10", "n-F1-refund", "TRADE_CLOSED", true);
+    notify(&w, "shop", &refunded).await;
+    let p = get(&w.host.url("/v1/merchants/shop/payments/F1"), Some(TOKEN))
+        .await
+        .json();
+    assert_eq!(p["status"], "WAIT_BUYER_PAY", "{p}");
+    assert_eq!(p["refunded_amount"], "0.00", "{p}");
+    assert!(
+        p["review"].as_str().unwrap_or("").contains("total_fee"),
+        "{p}"
+    );
+    let outcomes: Vec<&str> = p["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["mismatch", "mismatch"], "{p}");
+
+    // The order's own trade, its refund first: paid and refunded, the payment's facts kept.
+    create(&w, "shop", "F2").await;
+    let first = body("F2", "1.00", "n-F2-refund", "TRADE_CLOSED", true);
+    assert_eq!(notify(&w, "shop", &first).await.text(), "success");
+    let p = get(&w.host.url("/v1/merchants/shop/payments/F2"), Some(TOKEN))
+        .await
+        .json();
+    assert_eq!(p["status"], "REFUNDED", "{p}");
+    assert_eq!(p["refunded_amount"], "1.00", "{p}");
+    assert_eq!(p["trade_no"], "2014F2", "{p}");
+    assert_eq!(p["buyer_email"], "buyer@example.com", "{p}");
+    assert_eq!(p["paid_at"], "2014-01-01T04:00:10Z", "{p}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let shop_heard: Vec<(String, String)> = events(&w, "/hook")
+        .iter()
+        .map(|e| {
+            (
+                e["out_trade_no"].as_str().unwrap().to_owned(),
+                e["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        shop_heard.iter().all(|(no, _)| no == "F2"),
+        "nothing of F1 reached the shop: {shop_heard:?}"
+    );
+}
+
 /// Finding 6: sessions are revoked at logout, posts need the CSRF token and a same-site
 /// Origin, failed logins are throttled, the cookie is HttpOnly/SameSite=Strict (Secure only
 /// behind a trusted https proxy).

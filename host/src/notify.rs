@@ -563,7 +563,15 @@ impl App {
             let amountless = is_amountless(report);
             if !amountless || full {
                 return self
-                    .apply_refund(merchant_id, merchant, verified, report, amountless, source)
+                    .apply_refund(
+                        merchant_id,
+                        merchant,
+                        Some(session),
+                        verified,
+                        report,
+                        amountless,
+                        source,
+                    )
                     .await;
             }
         }
@@ -596,45 +604,11 @@ impl App {
                 .with_seen(verified)
             }
         };
-        let expectation = OrderExpectation {
-            out_trade_no: payment.out_trade_no.clone(),
-            total_fee: payment.total_fee(),
-            seller: payment.seller.clone(),
-        };
-        let started = std::time::Instant::now();
-        let matched = session.match_order(verified, &expectation).await;
-        self.metrics.notify_step(NotifyStep::Match, started);
-        let review = match matched {
-            Err(e) => return Processed::call_failed(e).with_seen(verified),
-            Ok(Err(mismatches)) => Some(
-                mismatches
-                    .iter()
-                    .map(|m| format!("{}: {}", m.field, m.reason))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ),
-            Ok(Ok(())) => None,
-        };
-        if let Some(reason) = review {
-            tracing::error!(
-                target: "payhost::alert",
-                merchant = merchant_id,
-                out_trade_no = %payment.out_trade_no,
-                reason = %crate::log_limit::clean(&reason),
-                "ALERT: a confirmed notification cannot be applied to its order; flagged for review, not paid"
-            );
-            if let Err(e) = self
-                .store
-                .flag_for_review(merchant_id, &payment.out_trade_no, &reason)
-                .await
-            {
-                return Processed::stop(
-                    NotifyOutcome::Retry(RetryCause::StoreFailed),
-                    e.to_string(),
-                )
-                .with_seen(verified);
-            }
-            return Processed::stop(NotifyOutcome::Mismatch, note(reason)).with_seen(verified);
+        if let Some(refused) = self
+            .refused_match(merchant_id, session, verified, &payment, source)
+            .await
+        {
+            return refused;
         }
         // A trade closed after it was paid was refunded in full, whether or not the message
         // carries a refund report (an open-platform trade query of a refunded trade has none):
@@ -654,6 +628,8 @@ impl App {
                 .apply_refund(
                     merchant_id,
                     merchant,
+                    // Matched above.
+                    None,
                     verified,
                     &closed_after_paid,
                     true,
@@ -720,10 +696,64 @@ impl App {
     /// A verified report about a refund (a notification's or a queried trade's `refund`): matched
     /// to the refund started here by its request number, recorded as started elsewhere, or held
     /// for review; once per notify id. A legacy batch-refund notify names only the trade number.
+    /// Matches a verified notification against its order (amount, seller: the component's
+    /// `match-order`); None when it is this order's. Otherwise the payment is flagged for review
+    /// and the outcome is `mismatch` (or the call's failure): nothing is applied.
+    async fn refused_match(
+        &self,
+        merchant_id: &str,
+        session: &mut Session<'_>,
+        verified: &Notification,
+        payment: &crate::store::Payment,
+        source: Option<&str>,
+    ) -> Option<Processed> {
+        let expectation = OrderExpectation {
+            out_trade_no: payment.out_trade_no.clone(),
+            total_fee: payment.total_fee(),
+            seller: payment.seller.clone(),
+        };
+        let started = std::time::Instant::now();
+        let matched = session.match_order(verified, &expectation).await;
+        self.metrics.notify_step(NotifyStep::Match, started);
+        let reason = match matched {
+            Err(e) => return Some(Processed::call_failed(e).with_seen(verified)),
+            Ok(Ok(())) => return None,
+            Ok(Err(mismatches)) => mismatches
+                .iter()
+                .map(|m| format!("{}: {}", m.field, m.reason))
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        tracing::error!(
+            target: "payhost::alert",
+            merchant = merchant_id,
+            out_trade_no = %payment.out_trade_no,
+            reason = %crate::log_limit::clean(&reason),
+            "ALERT: a confirmed notification cannot be applied to its order; flagged for review, not paid"
+        );
+        if let Err(e) = self
+            .store
+            .flag_for_review(merchant_id, &payment.out_trade_no, &reason)
+            .await
+        {
+            return Some(
+                Processed::stop(NotifyOutcome::Retry(RetryCause::StoreFailed), e.to_string())
+                    .with_seen(verified),
+            );
+        }
+        let detail = match source {
+            Some(s) => format!("source: {s}; {reason}"),
+            None => reason,
+        };
+        Some(Processed::stop(NotifyOutcome::Mismatch, detail).with_seen(verified))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn apply_refund(
         &self,
         merchant_id: &str,
         merchant: &MerchantSettings,
+        unmatched: Option<&mut Session<'_>>,
         verified: &Notification,
         report: &crate::runtime::plugin_api::RefundReport,
         whole_rest: bool,
@@ -757,6 +787,18 @@ impl App {
                 .with_seen(verified)
             }
         };
+        // A refund of a payment not paid here (its own notification not seen yet, or refused)
+        // says the trade was paid: it is this order's only when the trade is (amount, seller),
+        // as a payment's notification must be. Otherwise it is held, never a paid order.
+        if let Some(session) = unmatched.filter(|_| !crate::domain::state::is_paid(&payment.status))
+        {
+            if let Some(refused) = self
+                .refused_match(merchant_id, session, verified, &payment, source)
+                .await
+            {
+                return refused;
+            }
+        }
         let mut report = report.clone();
         if whole_rest {
             // Refunded in full: the refunded total is the paid amount.
@@ -767,7 +809,12 @@ impl App {
                 merchant_id,
                 merchant,
                 &payment.out_trade_no,
-                &verified.trade_no,
+                crate::store::ledger::PaidFacts {
+                    trade_no: &verified.trade_no,
+                    buyer_email: verified.buyer_email.as_deref(),
+                    // The payment's own time only (a refund's notify_time is not it).
+                    paid_at: verified.gmt_payment.as_deref(),
+                },
                 &verified.notify_id,
                 &report,
             )

@@ -535,7 +535,7 @@ impl App {
         merchant_id: &str,
         merchant: &crate::config::MerchantSettings,
         out_trade_no: &str,
-        trade_no: &str,
+        paid: crate::store::ledger::PaidFacts<'_>,
         notify_id: &str,
         report: &api::RefundReport,
     ) -> anyhow::Result<RefundApplied> {
@@ -557,7 +557,7 @@ impl App {
                     detail: report.detail.clone(),
                 },
                 notify_id,
-                trade_no,
+                paid,
                 completed_at: completed.as_deref(),
                 webhook_url: merchant.shop_webhook_url.as_deref(),
             })

@@ -259,6 +259,16 @@ pub struct RefundResult<'a> {
     pub webhook_url: Option<&'a str>,
 }
 
+/// What a provider's message says of the payment itself: kept where the payment has none yet
+/// (a refund's report that arrived before the payment's own notification), never overwritten.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PaidFacts<'a> {
+    pub trade_no: &'a str,
+    pub buyer_email: Option<&'a str>,
+    /// As the provider gave it (`gmt_payment`, Beijing wall-clock text), as a notification's.
+    pub paid_at: Option<&'a str>,
+}
+
 /// A provider's refund report to apply (from a notification or a query).
 #[derive(Debug, Clone)]
 pub struct ReportEffect<'a> {
@@ -267,7 +277,7 @@ pub struct ReportEffect<'a> {
     pub report: refunds::Report,
     /// The notification's id: the key that makes a replay change nothing.
     pub notify_id: &'a str,
-    pub trade_no: &'a str,
+    pub paid: PaidFacts<'a>,
     pub completed_at: Option<&'a str>,
     pub webhook_url: Option<&'a str>,
 }

@@ -9,7 +9,9 @@
 //! [`crate::domain::refunds`]'s (integer fen, never floats); the backends supply only the
 //! statements of [`RefundTx`].
 
-use super::ledger::{NewRefund, Refund, RefundApplied, RefundBegun, RefundResult, ReportEffect};
+use super::ledger::{
+    NewRefund, PaidFacts, Refund, RefundApplied, RefundBegun, RefundResult, ReportEffect,
+};
 use super::rules::{NotifyTx, PaymentState};
 use super::{now_ms, now_rfc3339, Payment, PlannedWebhook};
 use crate::domain::events::event_id;
@@ -72,12 +74,12 @@ pub trait RefundTx: NotifyTx {
         reason: &str,
         at: &str,
     ) -> Result<()>;
-    /// Keeps the provider's trade number when the payment has none yet.
-    async fn fill_trade_no(
+    /// Keeps the provider's trade number, buyer and payment time where the payment has none yet.
+    async fn fill_paid(
         &mut self,
         merchant: &str,
         out_trade_no: &str,
-        trade_no: &str,
+        paid: &PaidFacts<'_>,
     ) -> Result<()>;
     /// Queues a webhook due at `at_ms` unless its event id was queued before (the shop was told
     /// that event of this payment already); false then.
@@ -175,9 +177,8 @@ pub async fn apply_refund_report<T: RefundTx>(
     {
         return Ok(RefundApplied::Known);
     }
-    if !e.trade_no.is_empty() {
-        tx.fill_trade_no(e.merchant_id, e.out_trade_no, e.trade_no)
-            .await?;
+    if !e.paid.trade_no.is_empty() || e.paid.buyer_email.is_some() || e.paid.paid_at.is_some() {
+        tx.fill_paid(e.merchant_id, e.out_trade_no, &e.paid).await?;
     }
     let lines = lines_of(tx, &p).await?;
     let write = plan_report(&lines, p.total_fen, &e.report);

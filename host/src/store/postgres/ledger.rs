@@ -199,10 +199,10 @@ impl RefundTx for PgTx {
         Ok(())
     }
 
-    async fn fill_trade_no(&mut self, merchant: &str, no: &str, trade_no: &str) -> Result<()> {
+    async fn fill_paid(&mut self, merchant: &str, no: &str, paid: &PaidFacts<'_>) -> Result<()> {
         self.execute(
-            "UPDATE payments SET trade_no = COALESCE(trade_no, $3) WHERE merchant_id = $1 AND out_trade_no = $2",
-            &[&merchant, &no, &trade_no],
+            "UPDATE payments SET trade_no = COALESCE(trade_no, NULLIF($3, '')), buyer_email = COALESCE(buyer_email, NULLIF($4, '')), paid_at = COALESCE(paid_at, NULLIF($5, '')) WHERE merchant_id = $1 AND out_trade_no = $2",
+            &[&merchant, &no, &paid.trade_no, &paid.buyer_email, &paid.paid_at],
         )
         .await?;
         Ok(())

@@ -164,11 +164,11 @@ impl RefundTx for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn fill_trade_no(&mut self, merchant: &str, no: &str, trade_no: &str) -> Result<()> {
+    async fn fill_paid(&mut self, merchant: &str, no: &str, paid: &PaidFacts<'_>) -> Result<()> {
         self.0.prepare_cached(
-            "UPDATE payments SET trade_no = COALESCE(trade_no, ?3) WHERE merchant_id = ?1 AND out_trade_no = ?2",
+            "UPDATE payments SET trade_no = COALESCE(trade_no, NULLIF(?3, '')), buyer_email = COALESCE(buyer_email, NULLIF(?4, '')), paid_at = COALESCE(paid_at, NULLIF(?5, '')) WHERE merchant_id = ?1 AND out_trade_no = ?2",
         )?
-        .execute(params![merchant, no, trade_no])?;
+        .execute(params![merchant, no, paid.trade_no, paid.buyer_email, paid.paid_at])?;
         Ok(())
     }
 
@@ -452,7 +452,12 @@ impl Ledger for SqliteStore {
     }
 
     async fn apply_refund_report(&self, e: &ReportEffect<'_>) -> Result<RefundApplied> {
-        let strings = [e.merchant_id, e.out_trade_no, e.notify_id, e.trade_no].map(str::to_owned);
+        let strings =
+            [e.merchant_id, e.out_trade_no, e.notify_id, e.paid.trade_no].map(str::to_owned);
+        let (buyer, paid_at) = (
+            e.paid.buyer_email.map(str::to_owned),
+            e.paid.paid_at.map(str::to_owned),
+        );
         let report = e.report.clone();
         let completed = e.completed_at.map(str::to_owned);
         let hook = e.webhook_url.map(str::to_owned);
@@ -463,7 +468,11 @@ impl Ledger for SqliteStore {
                 out_trade_no: no,
                 report,
                 notify_id,
-                trade_no,
+                paid: PaidFacts {
+                    trade_no,
+                    buyer_email: buyer.as_deref(),
+                    paid_at: paid_at.as_deref(),
+                },
                 completed_at: completed.as_deref(),
                 webhook_url: hook.as_deref(),
             };
