@@ -949,7 +949,10 @@ async fn refund_rules(s: &dyn Store) {
         out_trade_no: no,
         report: r,
         notify_id,
-        trade_no: "2014",
+        paid: payhost::store::ledger::PaidFacts {
+            trade_no: "2014",
+            ..Default::default()
+        },
         completed_at: Some("2014-01-02T03:04:05Z"),
         webhook_url: hook,
     };
