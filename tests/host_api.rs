@@ -244,6 +244,26 @@ async fn create_pay_notify_webhook_and_return() {
         .collect::<Vec<_>>()
         .join("&");
     assert_eq!(get_p("sign"), hmac_hex(HOOK_SECRET, canonical.as_bytes()));
+    // The same return link opened again (a reload, or anyone replaying it): still sent on, and
+    // the timeline keeps one `return` entry, not a row per replay.
+    for _ in 0..5 {
+        let again = get(
+            &w.host.url(&format!(
+                "/alipay/shop/return?{}",
+                alipay::md5_return_query("A1", MD5_KEY)
+            )),
+            None,
+        )
+        .await;
+        assert_eq!(again.status, 302, "{}", again.text());
+    }
+    let returns = payment(&w, "shop", "A1").await["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "return")
+        .count();
+    assert_eq!(returns, 1);
 
     // A forged return: an error page, nothing changes.
     let forged = alipay::md5_return_query("A1", "20000000000000000000000000000000");

@@ -1426,6 +1426,7 @@ async fn refund_rules_on_sqlite() {
     let dir = conformance::host::temp_dir("refund-rules-sqlite");
     let s = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();
     refund_rules(&s).await;
+    timeline_once(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1433,6 +1434,43 @@ async fn refund_rules_on_postgres() {
     let pg = PgCluster::start("refund-rules");
     let s = open(&pg.create_database("refunds")).await;
     refund_rules(&s).await;
+    timeline_once(&s).await;
+}
+
+/// A timeline entry kept `once` is one row per kind and detail however often it is recorded (a
+/// buyer's return link replayed); one without `once` is a row each time.
+async fn timeline_once(s: &dyn Store) {
+    for _ in 0..3 {
+        s.record_event("m1", "ev1", "return", Some("success"), true)
+            .await
+            .unwrap();
+        s.record_event("m1", "ev1", "return", None, true)
+            .await
+            .unwrap();
+        s.record_event("m1", "ev1", "sync", Some("x"), false)
+            .await
+            .unwrap();
+    }
+    s.record_event("m1", "ev1", "return", Some("fail"), true)
+        .await
+        .unwrap();
+    let kinds: Vec<(String, Option<String>)> = s
+        .events_for("m1", "ev1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, e.detail))
+        .collect();
+    let count = |k: &str, d: Option<&str>| {
+        kinds
+            .iter()
+            .filter(|(kind, detail)| kind == k && detail.as_deref() == d)
+            .count()
+    };
+    assert_eq!(count("return", Some("success")), 1, "{kinds:?}");
+    assert_eq!(count("return", None), 1, "{kinds:?}");
+    assert_eq!(count("return", Some("fail")), 1, "{kinds:?}");
+    assert_eq!(count("sync", Some("x")), 3, "{kinds:?}");
 }
 
 /// Money for an order closed here makes it paid and flags it for review in the same commit: no

@@ -322,9 +322,32 @@ pub async fn clear_review(
 
 /// Adds an entry to a payment's timeline; a failure is logged, never the request's.
 pub async fn note(app: &App, merchant: &str, out_trade_no: &str, kind: &str, detail: Option<&str>) {
+    record(app, merchant, out_trade_no, kind, detail, false).await
+}
+
+/// [`note`], only when the payment has no entry of this kind and detail yet: for what anyone
+/// holding a link can repeat (a buyer's return), one row, not one per replay.
+pub async fn note_once(
+    app: &App,
+    merchant: &str,
+    out_trade_no: &str,
+    kind: &str,
+    detail: Option<&str>,
+) {
+    record(app, merchant, out_trade_no, kind, detail, true).await
+}
+
+async fn record(
+    app: &App,
+    merchant: &str,
+    out_trade_no: &str,
+    kind: &str,
+    detail: Option<&str>,
+    once: bool,
+) {
     if let Err(e) = app
         .store
-        .record_event(merchant, out_trade_no, kind, detail)
+        .record_event(merchant, out_trade_no, kind, detail, once)
         .await
     {
         tracing::warn!(merchant, out_trade_no, kind, error = %e, "cannot record a timeline entry");

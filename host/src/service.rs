@@ -862,7 +862,9 @@ impl App {
                 )
             })?;
         self.metrics.returns("verified");
-        crate::ledger::note(
+        // A return link works as often as it is opened (anyone holding it can replay it): the
+        // timeline keeps the first of each result.
+        crate::ledger::note_once(
             self,
             merchant_id,
             &payment.out_trade_no,

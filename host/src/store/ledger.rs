@@ -427,13 +427,16 @@ pub trait Ledger: Send + Sync {
         by: &str,
     ) -> Result<bool>;
 
-    /// Adds an entry to a payment's timeline.
+    /// Adds an entry to a payment's timeline; with `once`, only when the payment has no entry
+    /// of this kind and detail yet (what anyone can repeat at will, a buyer's return, is kept
+    /// once, not a row per replay).
     async fn record_event(
         &self,
         merchant: &str,
         out_trade_no: &str,
         kind: &str,
         detail: Option<&str>,
+        once: bool,
     ) -> Result<()>;
     async fn events_for(&self, merchant: &str, out_trade_no: &str) -> Result<Vec<PaymentEvent>>;
     /// Keeps one delivery attempt of a webhook.

@@ -560,6 +560,7 @@ impl Ledger for PostgresStore {
         no: &str,
         kind: &str,
         detail: Option<&str>,
+        once: bool,
     ) -> Result<()> {
         let args = (
             merchant.to_owned(),
@@ -569,11 +570,13 @@ impl Ledger for PostgresStore {
         );
         self.run(|pool| async move {
             let c = pool.get().await?;
-            c.execute(
-                "INSERT INTO payment_events (merchant_id, out_trade_no, at, kind, detail) VALUES ($1, $2, $3, $4, $5)",
-                &[&args.0, &args.1, &now_rfc3339(), &args.2, &args.3],
-            )
-            .await?;
+            let sql = if once {
+                "INSERT INTO payment_events (merchant_id, out_trade_no, at, kind, detail) SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM payment_events WHERE merchant_id = $1 AND out_trade_no = $2 AND kind = $4 AND detail IS NOT DISTINCT FROM $5)"
+            } else {
+                "INSERT INTO payment_events (merchant_id, out_trade_no, at, kind, detail) VALUES ($1, $2, $3, $4, $5)"
+            };
+            c.execute(sql, &[&args.0, &args.1, &now_rfc3339(), &args.2, &args.3])
+                .await?;
             Ok(())
         })
         .await

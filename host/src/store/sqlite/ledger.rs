@@ -537,6 +537,7 @@ impl Ledger for SqliteStore {
         no: &str,
         kind: &str,
         detail: Option<&str>,
+        once: bool,
     ) -> Result<()> {
         let args = (
             merchant.to_owned(),
@@ -545,7 +546,12 @@ impl Ledger for SqliteStore {
             detail.map(str::to_owned),
         );
         self.write(move |conn| {
-            conn.prepare_cached("INSERT INTO payment_events (merchant_id, out_trade_no, at, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            let sql = if once {
+                "INSERT INTO payment_events (merchant_id, out_trade_no, at, kind, detail) SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM payment_events WHERE merchant_id = ?1 AND out_trade_no = ?2 AND kind = ?4 AND detail IS ?5)"
+            } else {
+                "INSERT INTO payment_events (merchant_id, out_trade_no, at, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)"
+            };
+            conn.prepare_cached(sql)?
                 .execute(params![args.0, args.1, now_rfc3339(), args.2, args.3])?;
             Ok(())
         })
