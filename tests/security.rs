@@ -719,6 +719,14 @@ async fn login_guesses_at_once_get_no_more_checks_than_the_limit() {
     let checked = statuses.iter().filter(|s| **s == 401).count();
     let throttled = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!((checked, throttled), (5, 15), "{statuses:?}");
+    // A guesser writes no log of its own: refusals are said once a second, with a count.
+    let said = w
+        .host
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("admin login refused") || l.contains("admin login throttled"))
+        .count();
+    assert!(said <= 4, "{said} lines for 20 guesses");
 
     let w = world("sec-login-own", "", "").await;
     let url = w.host.url("/admin/login");
@@ -820,6 +828,28 @@ async fn merchant_tokens_are_scoped_and_metrics_need_the_token() {
     let m = get(&w.host.url("/metrics"), Some(TOKEN)).await;
     assert_eq!(m.status, 200);
     assert!(m.text().contains("payhost_http_requests_total"));
+    // The admin and /metrics answer their own paths only: another way of writing them
+    // (`//admin`, `/admin/%75sers`, a trailing slash) would walk around a balancer's
+    // `path_beg /admin` access list, so it is a 404.
+    for path in ["//metrics", "/metrics/"] {
+        assert_eq!(
+            get(&w.host.url(path), Some(TOKEN)).await.status,
+            404,
+            "{path}"
+        );
+    }
+    let (cookie, _) = admin_login(&w.host.url(""), ADMIN_PASSWORD).await;
+    for (path, status) in [
+        ("/admin/users", 200),
+        ("//admin/users", 404),
+        ("/admin//users", 404),
+        ("/admin/%75sers", 404),
+        ("/admin/users/", 404),
+        ("//admin", 404),
+    ] {
+        let r = request("GET", &w.host.url(path), &[("cookie", &cookie)], Vec::new()).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+    }
 
     // The CLI: printed once, usable at once (the running host reads the same database).
     let out = std::process::Command::new(conformance::host::payhost_binary())

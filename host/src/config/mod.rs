@@ -173,7 +173,7 @@ impl Config {
         let listen = top::listen(&raw, p);
         let mut warnings = Vec::new();
         let public_url = top::public_url(&raw, p, &mut warnings);
-        let api_token = top::api_token(&raw, p);
+        let api_token = top::api_token(&raw, p, &mut warnings);
         let admin_password_hash = top::admin_password_hash(&raw, p);
         let metrics_listen = top::metrics_listen(&raw, listen, p);
         let trusted_proxies = top::trusted_proxies(&raw, &mut warnings, p);
@@ -711,6 +711,39 @@ mod tests {
             assert!(text.contains(needle), "{needle} missing from {text}");
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_guessable_api_token_is_said_and_a_random_one_is_not() {
+        let with = |token: &str| {
+            let text =
+                format!("public_url = \"https://pay.example.com\"\napi_token = \"{token}\"\n");
+            Config::parse(&text, Path::new("/srv")).unwrap().warnings
+        };
+        for weak in [
+            "aaaaaaaaaaaaaaaa",
+            "password12345678",
+            "1212121212121212",
+            "Qwerty-Qwerty-2024",
+        ] {
+            let w = with(weak);
+            assert!(
+                w.iter()
+                    .any(|w| w.starts_with("api_token: is easy to guess")),
+                "{weak}: {w:?}"
+            );
+            assert!(
+                w.iter().all(|w| !w.contains(weak)),
+                "the token is never repeated: {w:?}"
+            );
+        }
+        for strong in [
+            "0123456789abcdef0123",
+            "760bdzec6y9goq7ctyx96ezkz78287de",
+            "ledger-api-token-0123456789",
+        ] {
+            assert!(with(strong).is_empty(), "{strong}");
+        }
     }
 
     #[test]

@@ -97,8 +97,31 @@ fn is_example_token(token: &str) -> bool {
             .is_some_and(|p| p.eq_ignore_ascii_case("replace-me"))
 }
 
-/// `api_token`: required, 16 characters or more, no spaces, not an example of the READMEs.
-pub(super) fn api_token(raw: &RawTop, problems: &mut Vec<String>) -> Secret {
+/// Whether an operator token is easy to guess though long enough: few distinct characters
+/// (`aaaaaaaaaaaaaaaa`), or a password everybody tries first. The API answers a wrong token in
+/// about 30 µs, thousands of guesses a second from one address; a random token is out of reach,
+/// these are not.
+pub fn guessable_token(token: &str) -> bool {
+    let distinct: std::collections::BTreeSet<char> = token.chars().collect();
+    let lower = token.to_ascii_lowercase();
+    distinct.len() < 10
+        || ["password", "passwd", "qwerty", "letmein", "changeme"]
+            .iter()
+            .any(|w| lower.contains(w))
+}
+
+/// `api_token`: required, 16 characters or more, no spaces, not an example of the READMEs; one
+/// easy to guess is said (a warning: refusing it would stop an upgraded host from starting).
+pub(super) fn api_token(
+    raw: &RawTop,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Secret {
+    if let Some(t) = trimmed(&raw.api_token).filter(|t| guessable_token(t)) {
+        warnings.push(
+            "api_token: is easy to guess (few different characters, or a common password); anyone who guesses it reaches every merchant — generate your own: openssl rand -hex 32".into(),
+        );
+    }
     match trimmed(&raw.api_token) {
         Some(t) if is_example_token(&t) => {
             problems.push(

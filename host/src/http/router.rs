@@ -367,6 +367,28 @@ fn decoded_names_an_invalid_merchant(path: &str, segs: &[&str]) -> bool {
     names_an_invalid_merchant(&decoded)
 }
 
+/// Whether a path to the admin pages or `/metrics` is written another way than payhost's own:
+/// an empty segment (`//admin`), a trailing slash, or a percent-encoded letter, digit, `-`, `.`
+/// or `_` (the admin decodes them: `/admin/%75sers` is `/admin/users`). Those paths are 404, so
+/// a balancer's access list (`path_beg /admin`, `path /metrics`) reads every path to them as
+/// payhost does and cannot be walked around. (`~` is left alone: the admin's own links encode it.)
+fn walks_around_an_access_list(path: &str, segs: &[&str]) -> bool {
+    if !matches!(segs.first(), Some(&"admin") | Some(&"metrics")) {
+        return false;
+    }
+    if path.len() != segs.iter().map(|s| s.len() + 1).sum::<usize>() {
+        return true; // not "/" + segments joined by "/"
+    }
+    let bytes = path.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
+                .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
+    })
+}
+
 /// Routes one request. Never panics on input; every error is an answer.
 pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
@@ -432,7 +454,10 @@ async fn route(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let segs = segments(&path);
-    if names_an_invalid_merchant(&segs) || decoded_names_an_invalid_merchant(&path, &segs) {
+    if names_an_invalid_merchant(&segs)
+        || decoded_names_an_invalid_merchant(&path, &segs)
+        || walks_around_an_access_list(&path, &segs)
+    {
         return ("other", not_found(&method, &path));
     }
     let api = segs.first() == Some(&"v1");
@@ -602,6 +627,37 @@ mod tests {
                     && !decoded_names_an_invalid_merchant(path, &segs),
                 "{path}"
             );
+        }
+    }
+
+    #[test]
+    fn admin_and_metrics_answer_their_canonical_paths_only() {
+        let around = |p: &str| walks_around_an_access_list(p, &segments(p));
+        for p in [
+            "/admin",
+            "/admin/users",
+            "/admin/merchants/demo/payments/A%2F1",
+            "/admin/merchants/demo/payments/A%7E1",
+            "/admin/merchants/demo/payments/%E8%AE%A2",
+            "/metrics",
+            "/v1//payments",
+            "//notify/shop/",
+            "/",
+        ] {
+            assert!(!around(p), "{p}");
+        }
+        for p in [
+            "//admin",
+            "/admin/",
+            "/admin//users",
+            "///admin/login",
+            "/admin/%75sers",
+            "/admin/merchants/%2Ddemo",
+            "/admin/merchants/demo%2e",
+            "//metrics",
+            "/metrics/",
+        ] {
+            assert!(around(p), "{p}");
         }
     }
 

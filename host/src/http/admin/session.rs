@@ -432,7 +432,11 @@ pub async fn login(
     let attempt = match app.guards.logins.attempt(key) {
         Ok(attempt) => attempt,
         Err(wait) => {
-            tracing::warn!(%ip, "admin login throttled");
+            // Once a second at most, with how many went unsaid: a guesser writes no log of its own.
+            static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(1_000);
+            if let Some(unsaid) = SAY.allow() {
+                tracing::warn!(%ip, unsaid, "admin login throttled");
+            }
             app.metrics.rate_limited.inc();
             let msg = format!(
                 "{} {wait} {}",
@@ -494,7 +498,10 @@ pub async fn login(
     let ok = ok && known;
     if !ok {
         // The attempt stays counted as a failure.
-        tracing::warn!(%ip, "admin login refused");
+        static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(1_000);
+        if let Some(unsaid) = SAY.allow() {
+            tracing::warn!(%ip, unsaid, "admin login refused");
+        }
         let msg = lang.pick("用户名或密码不正确", "Wrong user name or password");
         let view = LoginView {
             error: Some(msg),
