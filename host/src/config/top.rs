@@ -117,7 +117,7 @@ pub(super) fn api_token(
     problems: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) -> Secret {
-    if let Some(t) = trimmed(&raw.api_token).filter(|t| guessable_token(t)) {
+    if trimmed(&raw.api_token).is_some_and(|t| guessable_token(&t)) {
         warnings.push(
             "api_token: is easy to guess (few different characters, or a common password); anyone who guesses it reaches every merchant — generate your own: openssl rand -hex 32".into(),
         );
