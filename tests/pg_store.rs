@@ -154,7 +154,7 @@ async fn same_semantics_as_sqlite() {
     );
     assert_eq!(
         pg.psql("semantics", "SELECT COUNT(*) FROM schema_migrations"),
-        "5"
+        "6"
     );
     assert_eq!(
         pg.psql("semantics", "SHOW synchronous_commit"),
@@ -502,7 +502,7 @@ async fn concurrent_duplicates_over_two_replicas_make_one_transition() {
     }
     assert_eq!(
         pg.psql("dupes", "SELECT COUNT(*) FROM schema_migrations"),
-        "5"
+        "6"
     );
     let (a, b) = (stores[0].clone(), stores[1].clone());
     for i in 0..8 {
@@ -1427,6 +1427,7 @@ async fn refund_rules_on_sqlite() {
     let s = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();
     refund_rules(&s).await;
     timeline_once(&s).await;
+    refund_numbers_per_trade(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1435,6 +1436,54 @@ async fn refund_rules_on_postgres() {
     let s = open(&pg.create_database("refunds")).await;
     refund_rules(&s).await;
     timeline_once(&s).await;
+    refund_numbers_per_trade(&s).await;
+}
+
+/// Another system's refunds of two trades numbered alike (`out_request_no` "R1" on each, as the
+/// provider allows: the number is unique per trade): each report is recorded on its own trade;
+/// before, the second failed on a unique key for ever and its money went unrecorded.
+async fn refund_numbers_per_trade(s: &dyn Store) {
+    use payhost::domain::refunds::Report;
+    use payhost::store::ledger::*;
+    for no in ["rt1", "rt2"] {
+        let mut p = payment("m1", no);
+        p.total_fen = 500;
+        s.insert_payment(&p).await.unwrap();
+        let mut paid = effect("", "TRADE_SUCCESS");
+        let nid = format!("n-{no}");
+        paid.notify_id = &nid;
+        paid.out_trade_no = no;
+        s.apply_notification(&paid, &raw(), &record())
+            .await
+            .unwrap();
+    }
+    for no in ["rt1", "rt2"] {
+        let nid = format!("refund-{no}");
+        let applied = s
+            .apply_refund_report(&ReportEffect {
+                merchant_id: "m1",
+                out_trade_no: no,
+                report: Report {
+                    request_no: "R1".into(),
+                    amount: Some(200),
+                    refunded_total: Some(200),
+                    succeeded: true,
+                    detail: String::new(),
+                },
+                notify_id: &nid,
+                paid: PaidFacts::default(),
+                completed_at: None,
+                webhook_url: None,
+            })
+            .await
+            .unwrap();
+        assert!(
+            matches!(applied, RefundApplied::Recorded { .. }),
+            "{no}: {applied:?}"
+        );
+        let p = s.ledger_payment("m1", no).await.unwrap().unwrap();
+        assert_eq!(p.refunded_fen, 200, "{no}");
+    }
 }
 
 /// A timeline entry kept `once` is one row per kind and detail however often it is recorded (a

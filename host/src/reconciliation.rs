@@ -104,8 +104,8 @@ pub struct Comparison {
     pub amount_mismatch: Vec<serde_json::Value>,
 }
 
-/// Matches payments by order number, refunds by request number (or, when the bill names none,
-/// by order number and amount).
+/// Matches payments by order number, refunds by request number and order (or, when the bill
+/// names no number, by order number and amount).
 fn compare(
     ours: Vec<Line>,
     theirs: Vec<Line>,
@@ -166,8 +166,16 @@ fn compare(
                 k = f;
             }
         }
+        // Request numbers are unique per trade, not per merchant (another system may number
+        // two trades' refunds both "1"): of the lines under one number, the same order's first.
         let ours = mine.get_mut(&k).and_then(|v| {
-            let i = v.iter().position(|l| l.fen == t.fen).unwrap_or(0);
+            let same_order = |l: &Line| l.out_trade_no == t.out_trade_no;
+            let i = v
+                .iter()
+                .position(|l| same_order(l) && l.fen == t.fen)
+                .or_else(|| v.iter().position(same_order))
+                .or_else(|| v.iter().position(|l| l.fen == t.fen))
+                .unwrap_or(0);
             (!v.is_empty()).then(|| v.remove(i))
         });
         match ours {
@@ -522,6 +530,29 @@ mod tests {
         let c = compare(ours, theirs, &issued);
         assert_eq!(c.matched.len(), 1, "{:?}", c.matched);
         assert_eq!(c.only_gateway.len(), 2, "{:?}", c.only_gateway);
+    }
+
+    /// Two trades' refunds under the same number (another system's `out_request_no` "1"):
+    /// each bill refund is its own order's, never the other's.
+    #[test]
+    fn refunds_of_two_trades_under_one_number_match_their_own_orders() {
+        let ours = vec![l("refund", "or1", "R1", 200), l("refund", "or2", "R1", 200)];
+        // The bill's lines carry their trade numbers: a match shows the bill's.
+        let billed = |no: &str| Line {
+            trade_no: format!("T-{no}"),
+            ..l("refund", no, "R1", 200)
+        };
+        let theirs = vec![billed("or2"), billed("or1")];
+        let c = compare(ours, theirs, &Default::default());
+        assert_eq!(c.matched.len(), 2, "{:?}", c.matched);
+        for m in &c.matched {
+            assert_eq!(
+                m["trade_no"].as_str().unwrap(),
+                format!("T-{}", m["out_trade_no"].as_str().unwrap()),
+                "{m}"
+            );
+        }
+        assert!(c.only_gateway.is_empty() && c.only_payhost.is_empty());
     }
 
     #[test]

@@ -375,11 +375,16 @@ async fn apply_write<T: RefundTx>(
             (id, status)
         }
         RefundWrite::Insert { amount_fen } => {
-            // A report without a number (a legacy notify, a query's total) gets one of its own:
-            // request numbers are unique per merchant.
+            // A report without a number (a legacy notify, a query's total) gets one of its own,
+            // unique however many arrive in the same millisecond (a random part).
             let generated;
             let request_no = if w.request_no.is_empty() {
-                generated = format!("{}{}", refunds::UNNAMED, now_ms());
+                generated = format!(
+                    "{}{}-{:08x}",
+                    refunds::UNNAMED,
+                    now_ms(),
+                    rand::random::<u32>()
+                );
                 generated.as_str()
             } else {
                 w.request_no

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0003_ledger_refunds.sql"),
     include_str!("../../../migrations/postgres/0004_admin_users_audit.sql"),
     include_str!("../../../migrations/postgres/0005_refund_sends.sql"),
+    include_str!("../../../migrations/postgres/0006_refund_numbers_per_trade.sql"),
 ];
 
 /// The advisory lock key of the migrations ("payhost" in ASCII).

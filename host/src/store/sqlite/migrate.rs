@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0004_ledger_refunds.sql"),
     include_str!("../../../migrations/0005_admin_users_audit.sql"),
     include_str!("../../../migrations/0006_refund_sends.sql"),
+    include_str!("../../../migrations/0007_refund_numbers_per_trade.sql"),
 ];
 
 pub(super) fn migrate(conn: &Connection) -> Result<()> {
@@ -139,6 +140,59 @@ fn file_uri(path: &std::path::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Version 7 makes a refund's number unique per trade: a database of version 6 keeps its
+    /// refunds and their ids; afterwards two trades' refunds reported under one number are both
+    /// kept, while a number payhost issued stays unique per merchant.
+    #[test]
+    fn refund_numbers_become_unique_per_trade_and_keep_their_rows() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            .unwrap();
+        for (i, sql) in MIGRATIONS.iter().enumerate().take(6) {
+            c.execute_batch(sql).unwrap();
+            c.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 'x')",
+                [i as i64 + 1],
+            )
+            .unwrap();
+        }
+        let insert = |id: Option<i64>, no: &str, req: &str, by: &str| {
+            c.execute(
+                "INSERT INTO refunds (id, merchant_id, out_trade_no, request_no, amount_fen, reason, started_by, status, created_at)
+                 VALUES (?1, 'm', ?2, ?3, 100, '', ?4, 'SUCCESS', 'x')",
+                params![id, no, req, by],
+            )
+        };
+        insert(Some(41), "or1", "R1", "gateway").unwrap();
+        assert!(
+            insert(None, "or2", "R1", "gateway").is_err(),
+            "version 6: one per merchant"
+        );
+        migrate(&c).unwrap();
+        let kept: (i64, String) = c
+            .query_row(
+                "SELECT id, out_trade_no FROM refunds WHERE request_no = 'R1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(kept, (41, "or1".to_owned()));
+        insert(None, "or2", "R1", "gateway").unwrap();
+        assert!(
+            insert(None, "or2", "R1", "gateway").is_err(),
+            "one per trade"
+        );
+        let next: i64 = c
+            .query_row("SELECT MAX(id) FROM refunds", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(next, 42, "ids go on from the kept ones");
+        insert(None, "or3", "2026120500000001", "admin:alice").unwrap();
+        assert!(
+            insert(None, "or4", "2026120500000001", "api:operator").is_err(),
+            "a number payhost issued stays unique per merchant"
+        );
+    }
 
     #[test]
     fn the_check_reads_the_schema_version_and_leaves_no_file_behind() {
