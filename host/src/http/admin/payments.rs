@@ -592,6 +592,20 @@ async fn payment_now(app: &App, id: &str, no: &str) -> Option<(String, u64)> {
 /// posts the same fields with `confirm=1` and the form's `refund_key`, and only then does the
 /// refund start. A second confirm (a double click, a reload) is the same refund_key: the same
 /// refund, never a second one. Its 返回修改 (`edit=1`) goes back to the form as typed.
+/// What the page says when a refund's form comes again after the refund started.
+fn already_started(ctx: &Ctx, r: &crate::store::ledger::Refund) -> Flash {
+    Flash::ok(format!(
+        "{}#{} ¥{} ({})",
+        ctx.t(
+            "这笔退款已经发起过，没有重复退款：",
+            "This refund was already started, nothing was repeated: "
+        ),
+        r.id,
+        r.amount(),
+        super::view::refund_status_word(ctx.lang, &r.status)
+    ))
+}
+
 pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) -> PostResult {
     if !ctx.who.sees(id) {
         return PostResult::NotFound;
@@ -650,6 +664,17 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
             f.typed.insert("refund_key".into(), refund_key.clone());
         }
         return PostResult::Done(Posted::to(to_form.clone(), f));
+    }
+    // The form of a refund already started, sent again (the back button, a reload of the form
+    // page): that refund, said so — not the checks of a new one against what is left now.
+    if !refund_key.is_empty() {
+        let started = app.store.refunds_for(id, no).await.unwrap_or_default();
+        if let Some(r) = started
+            .iter()
+            .find(|r| r.refund_key.as_deref() == Some(refund_key.as_str()))
+        {
+            return PostResult::Done(Posted::to(to, already_started(ctx, r)));
+        }
     }
     if field(form, "confirm") != "1" {
         // The checks this page can make before asking; the refund's own rules run again when it
@@ -712,22 +737,8 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
         .start_refund(id, no, cmd, &format!("admin:{}", ctx.who.name))
         .await
     {
-        Ok((200, r)) => {
-            // The same form sent again (its refund_key): the refund already started, nothing new.
-            PostResult::Done(Posted::to(
-                to,
-                Flash::ok(format!(
-                    "{}#{} ¥{} ({})",
-                    ctx.t(
-                        "这笔退款已经发起过，没有重复退款：",
-                        "This refund was already started, nothing was repeated: "
-                    ),
-                    r.id,
-                    r.amount(),
-                    super::view::refund_status_word(ctx.lang, &r.status)
-                )),
-            ))
-        }
+        // The same form sent again (its refund_key): the refund already started, nothing new.
+        Ok((200, r)) => PostResult::Done(Posted::to(to, already_started(ctx, &r))),
         Ok((_, r)) => {
             audit(
                 app,
