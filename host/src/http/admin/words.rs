@@ -338,6 +338,21 @@ fn refund_field_rule(field: &str, typed_amount: &str, e: &ApiError, now: Payment
 /// `now` is the payment as the page now reads it.
 pub fn refund_error(lang: Lang, e: &ApiError, typed_amount: &str, now: PaymentNow<'_>) -> String {
     if lang == Lang::En {
+        // The API's words, with what to do next where the provider is concerned (as the
+        // Chinese page says it).
+        let code = e.code.as_str();
+        if refund_outcome_unknown(code) {
+            return format!(
+                "The refund's outcome is unknown (Alipay did not answer, or its answer was not understood); it stays “being processed”: do not start it again, nor refund by hand in Alipay's back office; reload this page later, or press “Sync with the provider” ({})",
+                e.message
+            );
+        }
+        if code.starts_with("gateway_") {
+            return format!(
+                "Alipay refused this refund; nothing was refunded. Press “Sync with the provider” to see the trade as Alipay has it now ({})",
+                e.message
+            );
+        }
         return e.message.clone();
     }
     match (e.code.as_str(), e.field.as_deref()) {
@@ -676,7 +691,23 @@ mod tests {
                 "{code}: {said}"
             );
             assert!(refund_outcome_unknown(code), "{code}");
+            // The English page says the same: unknown, do not start it again.
+            let en = refund_error(Lang::En, &e, "1", now("TRADE_SUCCESS", 100));
+            assert!(
+                en.contains("outcome is unknown") && en.contains("do not start it again"),
+                "{code}: {en}"
+            );
         }
+        let en = refund_error(Lang::En, &refused, "1", now("TRADE_SUCCESS", 100));
+        assert!(
+            en.contains("nothing was refunded") && en.contains("Sync with the provider"),
+            "{en}"
+        );
+        assert_eq!(
+            refund_error(Lang::En, &over, "5", now("TRADE_SUCCESS", 400)),
+            over.message,
+            "the API's own words where the provider is not concerned"
+        );
         for code in [
             "invalid_request",
             "invalid_order",
