@@ -325,6 +325,16 @@ mapi_url = "{sb}/sandbox/mapi"
     assert_eq!(r.status, 201, "{}", r.text());
     let mt = r.json()["token"].as_str().unwrap().to_owned();
     assert_eq!(nos(&all_pages(&host, "limit=50", &mt).await), ["O1"]);
+    // The refund list too: the operator sees shop's pending refund, other's token none of it.
+    let refunds_of = async |token: &str| -> Vec<serde_json::Value> {
+        let r = get(&host.url("/v1/refunds"), Some(token)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["refunds"].as_array().unwrap().clone()
+    };
+    assert_eq!(nos(&refunds_of(TOKEN).await), ["L1"]);
+    assert!(refunds_of(&mt).await.is_empty());
+    let csv = get(&host.url("/v1/refunds.csv"), Some(&mt)).await;
+    assert_eq!(csv.text().matches("\r\n").count(), 1, "the header only");
     let r = get(&host.url("/v1/payments?merchant=shop"), Some(&mt)).await;
     assert_error(&r, 403, Some("merchant"));
     let csv = get(&host.url("/v1/payments.csv"), Some(&mt)).await;

@@ -548,3 +548,80 @@ async fn a_legacy_partial_refund_synced_before_its_notify_moves_nothing_again() 
         "one webhook each"
     );
 }
+
+/// A legacy refund started here waits for the seller's password; meanwhile the same amount is
+/// refunded in Alipay's back office. The back office's notification names no refund, and the
+/// trade's total (3.00) is taken for the pending refund. When the seller confirms and the
+/// refund's own batch notification comes, it finds that refund settled already: the trade's
+/// query then shows 6.00 refunded, and the other 3.00 is recorded as made in the back office.
+/// Before, payhost counted 3.00 of Alipay's 6.00, with nothing flagged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_back_office_refund_beside_a_seller_confirmed_one_is_counted_too() {
+    let (sandbox, _shop, host) = one_paid_legacy_order("refunds-beside", "RB1", "10.00").await;
+    let url = host.url("/v1/merchants/ref/payments/RB1");
+    let started = send_json(
+        "POST",
+        &format!("{url}/refunds"),
+        Some(TOKEN),
+        &serde_json::json!({"amount": "3.00", "reason": "缺货", "refund_key": "rb-1"}),
+    )
+    .await;
+    assert_eq!(started.status, 201, "{}", started.text());
+    let confirm = started.json()["confirm_url"].as_str().unwrap().to_owned();
+    // The back office refunds 3.00 of the trade.
+    let r = post_form(
+        &format!("{}/sandbox/refund", sandbox.base),
+        &format!("partner={PARTNER}&out_trade_no=RB1&refund_fee=3.00"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_for("the back office's refund counted", async || {
+        get(&url, Some(TOKEN)).await.json()["refunded_amount"] == "3.00"
+    })
+    .await;
+    // The seller confirms the refund started here.
+    let page = get(&confirm, None).await;
+    let token = page
+        .text()
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let done = post_form(
+        &format!("{}/sandbox/mapi/refund/confirm", sandbox.base),
+        &format!(
+            "token={token}&password={}",
+            payhost_sandbox::refund::DEMO_PASSWORD
+        ),
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.text());
+    wait_for("both refunds counted", async || {
+        get(&url, Some(TOKEN)).await.json()["refunded_amount"] == "6.00"
+    })
+    .await;
+    let p = get(&url, Some(TOKEN)).await.json();
+    let mut refunds: Vec<(String, String, String)> = p["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["amount"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+                r["started_by"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    refunds.sort();
+    assert_eq!(
+        refunds,
+        [
+            ("3.00".into(), "SUCCESS".into(), "api:operator".into()),
+            ("3.00".into(), "SUCCESS".into(), "gateway".into()),
+        ],
+        "{p}"
+    );
+    assert_eq!(p["status"], "PARTIALLY_REFUNDED", "{p}");
+}

@@ -555,6 +555,20 @@ async fn a_refund_report_of_another_trade_never_pays_the_order() {
         shop_heard.iter().all(|(no, _)| no == "F2"),
         "nothing of F1 reached the shop: {shop_heard:?}"
     );
+    // The shop's webhooks say what the refund's report told of the payment.
+    wait_for(
+        || {
+            events(&w, "/hook")
+                .iter()
+                .any(|e| e["type"] == "payment.refunded")
+        },
+        "the refund's webhook",
+    )
+    .await;
+    for e in events(&w, "/hook") {
+        assert_eq!(e["trade_no"], "2014F2", "{e}");
+        assert_eq!(e["paid_at"], "2014-01-01T04:00:10Z", "{e}");
+    }
 }
 
 /// Finding 6: sessions are revoked at logout, posts need the CSRF token and a same-site

@@ -25,6 +25,15 @@ INSERT INTO refunds_v7 (id, merchant_id, out_trade_no, request_no, refund_key, a
     SELECT id, merchant_id, out_trade_no, request_no, refund_key, amount_fen, reason,
            started_by, status, confirm_url, detail, created_at, completed_at, last_sent_at
     FROM refunds;
+-- The ids go on from where they were, not from the highest one left (refunds of a removed
+-- merchant are deleted): an id once handed out (an audit line, a shop's webhook) is never
+-- given again.
+DELETE FROM sqlite_sequence WHERE name = 'refunds_v7';
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'refunds_v7', MAX(seq) FROM (
+        SELECT seq FROM sqlite_sequence WHERE name = 'refunds'
+        UNION ALL SELECT COALESCE(MAX(id), 0) FROM refunds_v7
+    );
 DROP TABLE refunds;
 ALTER TABLE refunds_v7 RENAME TO refunds;
 CREATE UNIQUE INDEX refunds_issued ON refunds (merchant_id, request_no) WHERE started_by <> 'gateway';

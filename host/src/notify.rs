@@ -693,9 +693,6 @@ impl App {
         }
     }
 
-    /// A verified report about a refund (a notification's or a queried trade's `refund`): matched
-    /// to the refund started here by its request number, recorded as started elsewhere, or held
-    /// for review; once per notify id. A legacy batch-refund notify names only the trade number.
     /// Matches a verified notification against its order (amount, seller: the component's
     /// `match-order`); None when it is this order's. Otherwise the payment is flagged for review
     /// and the outcome is `mismatch` (or the call's failure): nothing is applied.
@@ -748,6 +745,11 @@ impl App {
         Some(Processed::stop(NotifyOutcome::Mismatch, detail).with_seen(verified))
     }
 
+    /// A verified report about a refund (a notification's or a queried trade's `refund`): matched
+    /// to the refund started here by its request number, recorded as started elsewhere, or held
+    /// for review; once per notify id. A legacy batch-refund notify names only the trade number.
+    /// `unmatched`: the session to match the trade against its order with, when that has not
+    /// been done (a payment not paid here is matched first).
     #[allow(clippy::too_many_arguments)]
     async fn apply_refund(
         &self,
@@ -854,6 +856,24 @@ impl App {
             ),
             R::UnknownPayment => (NotifyOutcome::UnknownOrder, "unknown order".to_owned()),
         };
+        // A refund's own report (its number) that finds it settled already may have been
+        // settled from the trade's refunded total alone — which can have been another refund of
+        // the same amount, made in the provider's back office meanwhile (a legacy total names
+        // no refund). The trade's total now tells: more than is counted here is recorded.
+        if matches!(applied, R::Known) && source.is_none() && !report.request_no.is_empty() {
+            // Boxed: the query's answer comes back through this path (never to this branch: it
+            // is a query's, `source` set).
+            let synced = Box::pin(self.sync_payment(merchant_id, &payment.out_trade_no)).await;
+            match synced {
+                Ok(synced) if synced.outcome == NotifyOutcome::Applied.label() => {
+                    tracing::info!(merchant = merchant_id, out_trade_no = %payment.out_trade_no, "a refund's own report came after it was settled from the trade's total: the trade's query recorded more");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(merchant = merchant_id, out_trade_no = %payment.out_trade_no, error = %e.message, "cannot query the trade after a refund's own report")
+                }
+            }
+        }
         let mut seen = Seen::of(verified);
         seen.out_trade_no = payment.out_trade_no.clone();
         let mut p = Processed::stop(

@@ -167,16 +167,20 @@ fn compare(
             }
         }
         // Request numbers are unique per trade, not per merchant (another system may number
-        // two trades' refunds both "1"): of the lines under one number, the same order's first.
+        // two trades' refunds both "1"): a bill refund that names its order is only that
+        // order's refund, never another's under the same number.
         let ours = mine.get_mut(&k).and_then(|v| {
             let same_order = |l: &Line| l.out_trade_no == t.out_trade_no;
-            let i = v
-                .iter()
-                .position(|l| same_order(l) && l.fen == t.fen)
-                .or_else(|| v.iter().position(same_order))
-                .or_else(|| v.iter().position(|l| l.fen == t.fen))
-                .unwrap_or(0);
-            (!v.is_empty()).then(|| v.remove(i))
+            let i = if t.kind == "refund" && !t.out_trade_no.is_empty() {
+                v.iter()
+                    .position(|l| same_order(l) && l.fen == t.fen)
+                    .or_else(|| v.iter().position(same_order))
+            } else {
+                v.iter()
+                    .position(|l| l.fen == t.fen)
+                    .or((!v.is_empty()).then_some(0))
+            };
+            i.map(|i| v.remove(i))
         });
         match ours {
             Some(o) if o.fen == t.fen => c.matched.push(row(t.kind, Some(&o), Some(&t))),
@@ -553,6 +557,16 @@ mod tests {
             );
         }
         assert!(c.only_gateway.is_empty() && c.only_payhost.is_empty());
+        // Only the other order's refund under that number on the bill: one on each side, not
+        // a match across two orders.
+        let c = compare(
+            vec![l("refund", "or1", "R1", 200)],
+            vec![billed("or2")],
+            &Default::default(),
+        );
+        assert!(c.matched.is_empty(), "{:?}", c.matched);
+        assert_eq!(c.only_gateway[0]["out_trade_no"], "or2");
+        assert_eq!(c.only_payhost[0]["out_trade_no"], "or1");
     }
 
     #[test]

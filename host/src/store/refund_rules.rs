@@ -164,7 +164,7 @@ pub async fn apply_refund_report<T: RefundTx>(
     tx: &mut T,
     e: &ReportEffect<'_>,
 ) -> Result<RefundApplied> {
-    let Some(p) = tx
+    let Some(mut p) = tx
         .load_payment_for_update(e.merchant_id, e.out_trade_no)
         .await?
     else {
@@ -179,6 +179,11 @@ pub async fn apply_refund_report<T: RefundTx>(
     }
     if !e.paid.trade_no.is_empty() || e.paid.buyer_email.is_some() || e.paid.paid_at.is_some() {
         tx.fill_paid(e.merchant_id, e.out_trade_no, &e.paid).await?;
+        // As stored (only what was missing): the webhooks below say it.
+        let given = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_owned);
+        p.trade_no = p.trade_no.or_else(|| given(Some(e.paid.trade_no)));
+        p.buyer_email = p.buyer_email.or_else(|| given(e.paid.buyer_email));
+        p.paid_at = p.paid_at.or_else(|| given(e.paid.paid_at));
     }
     let lines = lines_of(tx, &p).await?;
     let write = plan_report(&lines, p.total_fen, &e.report);

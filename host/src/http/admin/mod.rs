@@ -283,9 +283,9 @@ pub async fn handle(
     remote: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    // One spelling of each path (`//admin/`, `/admin//payments`): the router reads extra
-    // slashes as one, and links built from the path (the language switch) must not start `//`,
-    // which a browser takes for another host.
+    // One spelling of each path: the router answers another one (`//admin`, `/admin/`) 404
+    // before it comes here, and links built from the path (the language switch) must never
+    // start `//`, which a browser takes for another host.
     let path = format!("/{}", super::router::segments(req.uri().path()).join("/"));
     let method = req.method().clone();
     let query: Vec<(String, String)> = req

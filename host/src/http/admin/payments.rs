@@ -586,12 +586,6 @@ async fn payment_now(app: &App, id: &str, no: &str) -> Option<(String, u64)> {
     Some((p.status, left))
 }
 
-/// A refund in two posts, so that one mistyped amount never refunds at once. The form (or its
-/// 全额退款 button, `full=1`: what is left to refund) leads to the payment page asking to
-/// confirm the amount and the order, after the checks this page can make; that page's button
-/// posts the same fields with `confirm=1` and the form's `refund_key`, and only then does the
-/// refund start. A second confirm (a double click, a reload) is the same refund_key: the same
-/// refund, never a second one. Its 返回修改 (`edit=1`) goes back to the form as typed.
 /// What the page says when a refund's form comes again after the refund started.
 fn already_started(ctx: &Ctx, r: &crate::store::ledger::Refund) -> Flash {
     Flash::ok(format!(
@@ -606,6 +600,13 @@ fn already_started(ctx: &Ctx, r: &crate::store::ledger::Refund) -> Flash {
     ))
 }
 
+/// A refund in two posts, so that one mistyped amount never refunds at once. The form (or its
+/// 全额退款 button, `full=1`: what is left to refund) leads to the payment page asking to
+/// confirm the amount and the order, after the checks this page can make; that page's button
+/// posts the same fields with `confirm=1` and the form's `refund_key`, and only then does the
+/// refund start. A form whose refund_key started a refund already (a double click, a reload,
+/// the back button) is that refund, said so, never a second one. Its 返回修改 (`edit=1`) goes
+/// back to the form as typed.
 pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) -> PostResult {
     if !ctx.who.sees(id) {
         return PostResult::NotFound;
@@ -655,7 +656,7 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
     if field(form, "edit") == "1" {
         // The same refund_key goes back into the form: should the confirmation have gone
         // through after all (its answer lost), the form sent again is that refund, never a
-        // second one (the same amount returns it, another amount is refused).
+        // second one (whatever amount it now says: the refund already started is shown).
         let mut f = with_typed(Flash::ok(ctx.t(
             "没有退款，可以修改后重新提交",
             "Nothing was refunded: change the form and send it again",

@@ -169,6 +169,9 @@ mod tests {
             insert(None, "or2", "R1", "gateway").is_err(),
             "version 6: one per merchant"
         );
+        // A removed merchant's refunds went with it: their ids are not handed out again.
+        insert(Some(90), "gone", "G1", "gateway").unwrap();
+        c.execute("DELETE FROM refunds WHERE id = 90", []).unwrap();
         migrate(&c).unwrap();
         let kept: (i64, String) = c
             .query_row(
@@ -186,7 +189,7 @@ mod tests {
         let next: i64 = c
             .query_row("SELECT MAX(id) FROM refunds", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(next, 42, "ids go on from the kept ones");
+        assert_eq!(next, 91, "ids go on from where they were");
         insert(None, "or3", "2026120500000001", "admin:alice").unwrap();
         assert!(
             insert(None, "or4", "2026120500000001", "api:operator").is_err(),
