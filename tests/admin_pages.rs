@@ -476,9 +476,17 @@ async fn the_refund_list_finds_every_refund_with_its_totals() {
     assert!(html.contains("id=\"nav-refunds\""), "{html}");
     // Newest first, each linked to its order's page.
     assert_eq!(listed(&html), ["RL-2", "RL-1", "RL-1"], "{html}");
+    // To the refund's own line on its payment's page.
+    let rl2 = html
+        .split("href=\"/admin/merchants/demo/payments/RL-2#refund-")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("{html}"))
+        .to_owned();
+    let (_, payment_page) = page(base, "/admin/merchants/demo/payments/RL-2", &op).await;
     assert!(
-        html.contains("href=\"/admin/merchants/demo/payments/RL-2\""),
-        "{html}"
+        payment_page.contains(&format!("<tr id=\"refund-{rl2}\">")),
+        "{payment_page}"
     );
     assert!(
         html.contains("运营者（API）") && html.contains("协商退款"),
@@ -486,7 +494,7 @@ async fn the_refund_list_finds_every_refund_with_its_totals() {
     );
     let totals = totals_of(&html);
     assert!(
-        totals.contains("共 <b>3</b> 笔，金额合计 ¥7.00"),
+        totals.contains("共 <b>3</b> 笔：退款成功 <b>0</b> 笔 ¥0.00，处理中 <b>3</b> 笔 ¥7.00，失败（没有退款）<b>0</b> 笔 ¥0.00"),
         "{totals}"
     );
     // A status filter, and a date the refunds were not started on.
@@ -522,6 +530,14 @@ async fn the_refund_list_finds_every_refund_with_its_totals() {
         "header and three refunds: {text}"
     );
     assert!(text.contains(",RL-2,") && text.contains(",5.00,"), "{text}");
+    // The page's language switch (`lang=`) is the admin's, not a filter of the export.
+    for path in [
+        "/admin/refunds.csv?q=RL-&lang=en",
+        "/admin/payments.csv?lang=en",
+    ] {
+        let r = get_page(base, path, &op).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+    }
 
     // A shop owner of another merchant: none of these, and the CSV of demo refused.
     let added = admin_post(

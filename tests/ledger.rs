@@ -304,6 +304,16 @@ mapi_url = "{sb}/sandbox/mapi"
     );
     // A refund not yet confirmed (the legacy API's seller confirms it on Alipay's page) is found
     // in the list without opening each order: `status=REFUND_PENDING`, on both backends.
+    // A reason on two lines is refused before anything is kept (the provider takes one line).
+    assert_error(
+        &refund(
+            "L1",
+            serde_json::json!({"amount": "0.10", "reason": "退货\n原因", "refund_key": "two-lines"}),
+        )
+        .await,
+        400,
+        Some("reason"),
+    );
     let pending = refund("L1", serde_json::json!({"amount": "0.10"})).await;
     assert_eq!(pending.status, 201, "{}", pending.text());
     assert_eq!(pending.json()["status"], "PENDING", "{}", pending.text());

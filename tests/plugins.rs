@@ -140,6 +140,24 @@ async fn a_second_provider_loads_beside_alipay_with_its_own_settings_form_and_no
         .json();
     assert_eq!(p["status"], "TRADE_SUCCESS", "{p}");
     assert_eq!(p["trade_no"], "TP0001", "{p}");
+    // Its contract (0.2.0) has no refunds: refused before anything is sent, and nothing is
+    // kept — no refund listed, and the key free for when the component can refund.
+    let refused = send_json(
+        "POST",
+        &host.url("/v1/merchants/tp/payments/T1/refunds"),
+        auth,
+        &json!({"amount": "1.00", "reason": "r", "refund_key": "tp-1"}),
+    )
+    .await;
+    assert!(refused.status >= 400, "{}", refused.text());
+    let listed = get(&host.url("/v1/refunds?merchant=tp"), Some(TOKEN))
+        .await
+        .json();
+    assert_eq!(listed["refunds"], json!([]), "{listed}");
+    let p = get(&host.url("/v1/merchants/tp/payments/T1"), Some(TOKEN))
+        .await
+        .json();
+    assert_eq!(p["refunds"], json!([]), "{p}");
 
     // Forged: refused with the component's retry reply, nothing paid.
     let forged = [

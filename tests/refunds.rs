@@ -624,4 +624,13 @@ async fn a_back_office_refund_beside_a_seller_confirmed_one_is_counted_too() {
         "{p}"
     );
     assert_eq!(p["status"], "PARTIALLY_REFUNDED", "{p}");
+    // Done: the words of its wait for the seller are gone from it.
+    assert!(
+        p["refunds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["detail"].is_null()),
+        "{p}"
+    );
 }

@@ -88,12 +88,14 @@ impl App {
         }
         .map_err(|e| ApiError::field(400, "invalid_request", "amount", format!("amount: {e}")))?;
         let reason = cmd.reason.unwrap_or_default().trim().to_owned();
-        if reason.chars().count() > MAX_REASON {
+        if reason.chars().count() > MAX_REASON || reason.chars().any(char::is_control) {
             return Err(ApiError::field(
                 400,
                 "invalid_request",
                 "reason",
-                format!("reason: at most {MAX_REASON} characters"),
+                format!(
+                    "reason: at most {MAX_REASON} characters, on one line (no control characters)"
+                ),
             ));
         }
         let key = cmd.refund_key.map(|k| k.trim().to_owned());
@@ -163,6 +165,24 @@ impl App {
         tracing::info!(merchant = merchant_id, out_trade_no, refund = refund.id, amount = %refund.amount(), started_by, "refund started");
         let request = self.refund_request(merchant_id, &payment, &refund, now);
         let answer = self.send_refund(plugin, &merchant, &request).await;
+        // Refused by the component before anything was sent (its rules for the reason, say, or
+        // a product without refunds): no refund existed. Nothing is kept, so it is not listed
+        // and a retry with the same refund_key, corrected, is a refund of its own.
+        let never_sent = match &answer {
+            Err(e @ crate::runtime::CallError::Unsupported { .. }) => {
+                Some(ApiError::from(e.clone()))
+            }
+            Ok(Err(e @ api::PluginError::InvalidOrder(_))) => Some(plugin_error_to_api(e.clone())),
+            _ => None,
+        };
+        if let Some(e) = never_sent {
+            self.store
+                .discard_refund(merchant_id, refund.id)
+                .await
+                .map_err(ApiError::internal)?;
+            tracing::info!(merchant = merchant_id, out_trade_no, refund = refund.id, code = %e.code, "refund refused before it was sent; nothing kept");
+            return Err(e);
+        }
         self.apply_refund_answer(merchant_id, &merchant, refund.id, answer)
             .await?;
         let stored = self

@@ -113,11 +113,19 @@ pub struct RefundTotals {
     pub succeeded_fen: u64,
     pub pending_count: u64,
     pub pending_fen: u64,
+    /// Refused, or given up: no money moved.
+    pub failed_count: u64,
+    pub failed_fen: u64,
 }
 
 impl RefundTotals {
+    /// The number of [`super::ledger_sql::refund_totals_sql`]'s columns.
+    pub const COLUMNS: usize = 8;
+
     /// From [`super::ledger_sql::refund_totals_sql`]'s columns, in its order.
-    pub fn from_columns([count, amount, ok, ok_fen, pending, pending_fen]: [i64; 6]) -> Self {
+    pub fn from_columns(
+        [count, amount, ok, ok_fen, pending, pending_fen, failed, failed_fen]: [i64; Self::COLUMNS],
+    ) -> Self {
         let n = |v: i64| v.max(0) as u64;
         RefundTotals {
             count: n(count),
@@ -126,6 +134,8 @@ impl RefundTotals {
             succeeded_fen: n(ok_fen),
             pending_count: n(pending),
             pending_fen: n(pending_fen),
+            failed_count: n(failed),
+            failed_fen: n(failed_fen),
         }
     }
 }
@@ -399,6 +409,10 @@ pub trait Ledger: Send + Sync {
         confirm_url: Option<&str>,
         detail: Option<&str>,
     ) -> Result<()>;
+    /// Removes a refund still PENDING that never reached the provider (the component refused
+    /// what it was asked to send): no refund existed, so none is listed and its refund_key is
+    /// free again. False when it is not PENDING any more.
+    async fn discard_refund(&self, merchant: &str, id: i64) -> Result<bool>;
     /// Ends a PENDING (or FAILED, when it succeeded after all) refund; a success moves the payment
     /// (PARTIALLY_REFUNDED or REFUNDED) and queues its webhook, in one transaction.
     async fn settle_refund(&self, r: &RefundResult<'_>) -> Result<RefundApplied>;

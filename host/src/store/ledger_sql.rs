@@ -278,16 +278,20 @@ pub fn totals_sql(paid: &str, cast: &str, tail: &str) -> String {
     )
 }
 
-/// The six columns of [`super::ledger::RefundTotals`] over `refunds` and `tail` (a rendered
-/// [`ListQuery::refund_totals`]); `cast` as for [`totals_sql`].
+/// The columns of [`super::ledger::RefundTotals`] (`COLUMNS` of them) over `refunds` and `tail`
+/// (a rendered [`ListQuery::refund_totals`]); `cast` as for [`totals_sql`].
 pub fn refund_totals_sql(cast: &str, tail: &str) -> String {
+    let by = |status: &str| {
+        format!(
+            "COALESCE(SUM(CASE WHEN status = '{status}' THEN 1 ELSE 0 END), 0){cast},
+             COALESCE(SUM(CASE WHEN status = '{status}' THEN amount_fen ELSE 0 END), 0){cast}"
+        )
+    };
     format!(
-        "SELECT COUNT(*){cast}, COALESCE(SUM(amount_fen), 0){cast},
-                COALESCE(SUM(CASE WHEN status = 'SUCCESS' THEN 1 ELSE 0 END), 0){cast},
-                COALESCE(SUM(CASE WHEN status = 'SUCCESS' THEN amount_fen ELSE 0 END), 0){cast},
-                COALESCE(SUM(CASE WHEN status = 'PENDING' THEN 1 ELSE 0 END), 0){cast},
-                COALESCE(SUM(CASE WHEN status = 'PENDING' THEN amount_fen ELSE 0 END), 0){cast}
-         FROM refunds{tail}"
+        "SELECT COUNT(*){cast}, COALESCE(SUM(amount_fen), 0){cast}, {}, {}, {} FROM refunds{tail}",
+        by("SUCCESS"),
+        by("PENDING"),
+        by("FAILED")
     )
 }
 

@@ -37,6 +37,16 @@ pub fn merchant_filter(ctx: &Ctx) -> String {
     }
 }
 
+/// A query without the admin's own `lang` (the language switch adds it to any page's link; the
+/// ledger's filters would refuse it as unknown).
+pub fn without_lang(query: Option<&str>) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            form_urlencoded::parse(query.unwrap_or("").as_bytes()).filter(|(k, _)| k != "lang"),
+        )
+        .finish()
+}
+
 /// A list link's query: the filters typed (the empty ones left out), then `extra`.
 pub fn query_of(typed: &[(&str, String)], extra: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new())

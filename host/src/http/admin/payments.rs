@@ -229,7 +229,10 @@ pub fn csv_filter(
     ctx: &Ctx,
     req: &http::Request<hyper::body::Incoming>,
 ) -> Result<PaymentFilter, crate::http::error::ApiError> {
-    let f = crate::http::ledger::csv_filter(&crate::http::Caller::Operator, req)?;
+    let f = crate::http::ledger::csv_filter(
+        &crate::http::Caller::Operator,
+        Some(&super::list::without_lang(req.uri().query())),
+    )?;
     scoped(ctx, f)
 }
 

@@ -79,12 +79,21 @@ fn filters(ctx: &Ctx) -> Filters {
 fn row(app: &App, ctx: &Ctx, r: &Refund) -> Value {
     let zone = &app.config.admin.time_zone;
     let given_up = super::view::given_up_by(&r.status, r.detail.as_deref());
+    // Why one failed, when the provider (or a person) said: the payment page's words.
+    let failed_why = (r.status == crate::domain::refunds::FAILED && given_up.is_none())
+        .then(|| r.detail.as_deref())
+        .flatten()
+        .filter(|d| !d.is_empty())
+        .map(|d| words::provider_message(ctx.lang, d));
     context! {
-        url => payment_url(&r.merchant_id, &r.out_trade_no),
+        // To its line on the payment's page.
+        url => format!("{}#refund-{}", payment_url(&r.merchant_id, &r.out_trade_no), r.id),
+        id => r.id,
         out_trade_no => r.out_trade_no, merchant_id => r.merchant_id, request_no => r.request_no,
         amount => r.amount(), status => r.status, reason => r.reason,
         status_word => super::view::refund_word(ctx.lang, &r.status, r.detail.as_deref()),
         given_up_note => given_up.map(|by| super::view::given_up_note(ctx.lang, by)),
+        failed_why,
         started_by => words::who(ctx.lang, &r.started_by),
         created => zone.show(&r.created_at),
         completed => r.completed_at.as_deref().map(|t| zone.show(t)),
@@ -122,9 +131,10 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
             .ok()
             .map(|t| {
                 context! {
-                    count => t.count, amount => yuan(t.amount_fen),
+                    count => t.count,
                     succeeded_count => t.succeeded_count, succeeded_amount => yuan(t.succeeded_fen),
                     pending_count => t.pending_count, pending_amount => yuan(t.pending_fen),
+                    failed_count => t.failed_count, failed_amount => yuan(t.failed_fen),
                 }
             });
         (rows, totals)
@@ -166,6 +176,9 @@ pub fn csv_filter(
     ctx: &Ctx,
     req: &http::Request<hyper::body::Incoming>,
 ) -> Result<RefundFilter, crate::http::error::ApiError> {
-    let f = crate::http::ledger::refunds_csv_filter(&crate::http::Caller::Operator, req)?;
+    let f = crate::http::ledger::refunds_csv_filter(
+        &crate::http::Caller::Operator,
+        Some(&super::list::without_lang(req.uri().query())),
+    )?;
     scoped(ctx, f)
 }

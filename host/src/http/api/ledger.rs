@@ -81,7 +81,7 @@ impl CsvExport {
 
 /// `GET /v1/payments.csv`: checked here; the rows are streamed by [`streaming`].
 pub fn payments_csv(who: &Caller, req: &Request<Incoming>) -> Response<Body> {
-    match csv_filter(who, req) {
+    match csv_filter(who, req.uri().query()) {
         Ok(f) => csv_export(f, req.uri().query()),
         Err(e) => error(&e),
     }
@@ -101,7 +101,7 @@ pub async fn list_refunds(app: &App, who: &Caller, req: &Request<Incoming>) -> R
 
 /// `GET /v1/refunds.csv`: checked here; the rows are streamed by [`streaming`].
 pub fn refunds_csv(who: &Caller, req: &Request<Incoming>) -> Response<Body> {
-    match refunds_csv_filter(who, req) {
+    match refunds_csv_filter(who, req.uri().query()) {
         Ok(f) => refunds_csv_export(f, req.uri().query()),
         Err(e) => error(&e),
     }
@@ -151,17 +151,17 @@ fn refuse_paging(query: Option<&str>, what: &str) -> Result<(), ApiError> {
 
 /// The CSV export's filter from the query, for this caller (the admin's link shows its own
 /// refusal as a page).
-pub fn csv_filter(who: &Caller, req: &Request<Incoming>) -> Result<PaymentFilter, ApiError> {
-    let mut f = ledger::parse_filter(req.uri().query(), own(who))?;
-    refuse_paging(req.uri().query(), "payment")?;
+pub fn csv_filter(who: &Caller, query: Option<&str>) -> Result<PaymentFilter, ApiError> {
+    let mut f = ledger::parse_filter(query, own(who))?;
+    refuse_paging(query, "payment")?;
     f.limit = CSV_BATCH;
     Ok(f)
 }
 
 /// The refund CSV's filter from the query, for this caller.
-pub fn refunds_csv_filter(who: &Caller, req: &Request<Incoming>) -> Result<RefundFilter, ApiError> {
-    let mut f = refund_list::parse_filter(req.uri().query(), own(who))?;
-    refuse_paging(req.uri().query(), "refund")?;
+pub fn refunds_csv_filter(who: &Caller, query: Option<&str>) -> Result<RefundFilter, ApiError> {
+    let mut f = refund_list::parse_filter(query, own(who))?;
+    refuse_paging(query, "refund")?;
     f.limit = CSV_BATCH;
     Ok(f)
 }

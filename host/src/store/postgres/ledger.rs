@@ -152,7 +152,7 @@ impl RefundTx for PgTx {
         detail: Option<&str>,
     ) -> Result<()> {
         self.execute(
-            "UPDATE refunds SET status = $3, completed_at = $4, detail = COALESCE($5, detail) WHERE merchant_id = $1 AND id = $2",
+            "UPDATE refunds SET status = $3, completed_at = $4, detail = CASE WHEN $3 = 'SUCCESS' AND (detail IS NULL OR detail NOT LIKE 'given up by %') THEN $5 ELSE COALESCE($5, detail) END WHERE merchant_id = $1 AND id = $2",
             &[&merchant, &id, &status, &completed_at, &detail],
         )
         .await?;
@@ -443,7 +443,7 @@ impl Ledger for PostgresStore {
             let sql = refund_totals_sql("::BIGINT", &q.sql);
             let c = pool.get().await?;
             let r = c.query_one(&sql, &bound(&q.values)).await?;
-            let mut cols = [0i64; 6];
+            let mut cols = [0i64; RefundTotals::COLUMNS];
             for (i, v) in cols.iter_mut().enumerate() {
                 *v = r.try_get(i)?;
             }
@@ -492,6 +492,21 @@ impl Ledger for PostgresStore {
             )
             .await?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn discard_refund(&self, merchant: &str, id: i64) -> Result<bool> {
+        let m = merchant.to_owned();
+        self.run(|pool| async move {
+            let c = pool.get().await?;
+            let n = c
+                .execute(
+                    "DELETE FROM refunds WHERE merchant_id = $1 AND id = $2 AND status = 'PENDING'",
+                    &[&m, &id],
+                )
+                .await?;
+            Ok(n == 1)
         })
         .await
     }

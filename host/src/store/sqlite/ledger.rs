@@ -120,7 +120,7 @@ impl RefundTx for SqliteTx<'_> {
         detail: Option<&str>,
     ) -> Result<()> {
         self.0.prepare_cached(
-            "UPDATE refunds SET status = ?3, completed_at = ?4, detail = COALESCE(?5, detail) WHERE merchant_id = ?1 AND id = ?2",
+            "UPDATE refunds SET status = ?3, completed_at = ?4, detail = CASE WHEN ?3 = 'SUCCESS' AND (detail IS NULL OR detail NOT LIKE 'given up by %') THEN ?5 ELSE COALESCE(?5, detail) END WHERE merchant_id = ?1 AND id = ?2",
         )?
         .execute(params![merchant, id, status, completed_at, detail])?;
         Ok(())
@@ -380,7 +380,7 @@ impl Ledger for SqliteStore {
             Ok(conn
                 .prepare_cached(&sql)?
                 .query_row(params_from_iter(args), |r| {
-                    let mut c = [0i64; 6];
+                    let mut c = [0i64; RefundTotals::COLUMNS];
                     for (i, v) in c.iter_mut().enumerate() {
                         *v = r.get(i)?;
                     }
@@ -428,6 +428,19 @@ impl Ledger for SqliteStore {
             conn.prepare_cached("UPDATE refunds SET confirm_url = COALESCE(?3, confirm_url), detail = COALESCE(?4, detail) WHERE merchant_id = ?1 AND id = ?2 AND status = 'PENDING'")?
                 .execute(params![m, id, c, d])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn discard_refund(&self, merchant: &str, id: i64) -> Result<bool> {
+        let m = merchant.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "DELETE FROM refunds WHERE merchant_id = ?1 AND id = ?2 AND status = 'PENDING'",
+                )?
+                .execute(params![m, id])?;
+            Ok(n == 1)
         })
         .await
     }
