@@ -81,7 +81,7 @@ fn row(app: &App, ctx: &Ctx, r: &Refund) -> Value {
     let given_up = super::view::given_up_by(&r.status, r.detail.as_deref());
     // Why one failed, when the provider (or a person) said: the payment page's words.
     let failed_why = (r.status == crate::domain::refunds::FAILED && given_up.is_none())
-        .then(|| r.detail.as_deref())
+        .then_some(r.detail.as_deref())
         .flatten()
         .filter(|d| !d.is_empty())
         .map(|d| words::provider_message(ctx.lang, d));
