@@ -359,7 +359,9 @@ pub fn refund_error(lang: Lang, e: &ApiError, typed_amount: &str, now: PaymentNo
         ("invalid_request", Some("amount")) => {
             refund_amount_refusal(lang, typed_amount, now.refundable_fen)
         }
-        ("invalid_request", Some("reason")) => "退款原因：最多 256 个字，写在一行内".to_owned(),
+        ("invalid_request", Some("reason")) => {
+            "退款原因：最多 256 个字，写在一行内，不能包含换行、制表符等控制字符".to_owned()
+        }
         ("invalid_request", Some("refund_key")) => {
             "这个退款表单已失效，请重新打开页面再退款".to_owned()
         }
