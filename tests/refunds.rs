@@ -72,6 +72,29 @@ async fn pay(host: &TestHost, sandbox: &str, no: &str, fee: &str) {
     .await;
 }
 
+/// The seller opens a legacy refund's `confirm_url` on the sandbox and enters the payment
+/// password (the refund's batch notification follows).
+async fn confirm_as_seller(sandbox: &str, confirm_url: &str) {
+    let page = get(confirm_url, None).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let token = page
+        .text()
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let done = post_form(
+        &format!("{sandbox}/sandbox/mapi/refund/confirm"),
+        &format!(
+            "token={token}&password={}",
+            payhost_sandbox::refund::DEMO_PASSWORD
+        ),
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.text());
+}
+
 /// A world of one legacy merchant `ref` on the sandbox (its webhooks to a stub shop that
 /// answers `ok`), with order `no` of `fee` paid: the start of the single-order refund cases.
 async fn one_paid_legacy_order(
@@ -408,24 +431,7 @@ async fn a_refund_given_up_then_confirmed_beside_a_second_one_is_recorded() {
     let second = refund("gu-b").await;
     // The seller confirms both pages: the first refunds 1.00, the second is refused.
     for r in [&first, &second] {
-        let page = get(r["confirm_url"].as_str().unwrap(), None).await;
-        assert_eq!(page.status, 200, "{}", page.text());
-        let token = page
-            .text()
-            .split("name=\"token\" value=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap()
-            .to_owned();
-        let done = post_form(
-            &format!("{}/sandbox/mapi/refund/confirm", sandbox.base),
-            &format!(
-                "token={token}&password={}",
-                payhost_sandbox::refund::DEMO_PASSWORD
-            ),
-        )
-        .await;
-        assert_eq!(done.status, 200, "{}", done.text());
+        confirm_as_seller(&sandbox.base, r["confirm_url"].as_str().unwrap()).await;
     }
     wait_for("both batch notifies", async || {
         let p = payment().await;
@@ -580,23 +586,7 @@ async fn a_back_office_refund_beside_a_seller_confirmed_one_is_counted_too() {
     })
     .await;
     // The seller confirms the refund started here.
-    let page = get(&confirm, None).await;
-    let token = page
-        .text()
-        .split("name=\"token\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_owned();
-    let done = post_form(
-        &format!("{}/sandbox/mapi/refund/confirm", sandbox.base),
-        &format!(
-            "token={token}&password={}",
-            payhost_sandbox::refund::DEMO_PASSWORD
-        ),
-    )
-    .await;
-    assert_eq!(done.status, 200, "{}", done.text());
+    confirm_as_seller(&sandbox.base, &confirm).await;
     wait_for("both refunds counted", async || {
         get(&url, Some(TOKEN)).await.json()["refunded_amount"] == "6.00"
     })

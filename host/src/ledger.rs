@@ -37,6 +37,49 @@ pub(crate) fn parse_time(field: &str, v: &str, end: bool) -> Result<String, ApiE
     }
 }
 
+/// A list's query as pairs, each value trimmed: a name given twice is refused (named), an empty
+/// value is no filter (a form's empty field).
+pub(crate) fn filter_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut pairs = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if !seen.insert(k.to_string()) {
+            return Err(bad(&k, "given more than once"));
+        }
+        let v = v.trim();
+        if !v.is_empty() {
+            pairs.push((k.into_owned(), v.to_owned()));
+        }
+    }
+    Ok(pairs)
+}
+
+/// `merchant`: a merchant id.
+pub(crate) fn merchant_value(v: String) -> Result<String, ApiError> {
+    if crate::config::valid_merchant_id(&v) {
+        Ok(v)
+    } else {
+        Err(bad("merchant", "1 to 64 letters, digits, '_' or '-'"))
+    }
+}
+
+/// `q`: a search text of at most 128 characters.
+pub(crate) fn q_value(v: String) -> Result<String, ApiError> {
+    if v.chars().count() > 128 {
+        Err(bad("q", "at most 128 characters"))
+    } else {
+        Ok(v)
+    }
+}
+
+/// `limit`: a page size, 1 to [`MAX_PAGE`].
+pub(crate) fn limit_value(v: &str) -> Result<u32, ApiError> {
+    match v.parse::<u32>() {
+        Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        _ => Err(bad("limit", "must be a whole number from 1 to 200")),
+    }
+}
+
 /// The filters of `GET /v1/payments` (and `/v1/payments.csv`) from the query string. `own` is a
 /// merchant token's merchant: it sees only its own (another `merchant` is a 403).
 pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<PaymentFilter, ApiError> {
@@ -44,22 +87,9 @@ pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<PaymentFil
         limit: DEFAULT_PAGE,
         ..PaymentFilter::default()
     };
-    let mut seen = std::collections::HashSet::new();
-    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        let v = v.trim().to_owned();
-        if !seen.insert(k.to_string()) {
-            return Err(bad(&k, "given more than once"));
-        }
-        if v.is_empty() {
-            continue;
-        }
-        match k.as_ref() {
-            "merchant" => {
-                if !crate::config::valid_merchant_id(&v) {
-                    return Err(bad("merchant", "1 to 64 letters, digits, '_' or '-'"));
-                }
-                f.merchant = Some(v);
-            }
+    for (k, v) in filter_pairs(query)? {
+        match k.as_str() {
+            "merchant" => f.merchant = Some(merchant_value(v)?),
             "status" => {
                 let s = v.to_ascii_uppercase();
                 if s == REFUND_PENDING {
@@ -78,12 +108,7 @@ pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<PaymentFil
             }
             "from" => f.from = Some(parse_time("from", &v, false)?),
             "to" => f.to = Some(parse_time("to", &v, true)?),
-            "q" => {
-                if v.chars().count() > 128 {
-                    return Err(bad("q", "at most 128 characters"));
-                }
-                f.q = Some(v);
-            }
+            "q" => f.q = Some(q_value(v)?),
             "min_amount" | "max_amount" => {
                 let a = Amount::parse(&v).map_err(|e| bad(&k, &e.to_string()))?;
                 if k == "min_amount" {
@@ -99,12 +124,7 @@ pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<PaymentFil
                     _ => return Err(bad("review", "must be 1 (only payments held for review) or 0")),
                 }
             }
-            "limit" => {
-                f.limit = match v.parse::<u32>() {
-                    Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-                    _ => return Err(bad("limit", "must be a whole number from 1 to 200")),
-                }
-            }
+            "limit" => f.limit = limit_value(&v)?,
             "cursor" => {
                 f.cursor = Some(Cursor::decode(&v).ok_or_else(|| {
                     bad("cursor", "is not a next_cursor this API handed out")
@@ -123,18 +143,28 @@ pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<PaymentFil
             return Err(bad("min_amount", "must not be more than max_amount"));
         }
     }
-    if let (Some(a), Some(b)) = (&f.from, &f.to) {
+    f.merchant = range_and_owner(&f.from, &f.to, f.merchant.take(), own)?;
+    Ok(f)
+}
+
+/// What every list checks last: `from` before `to`, and a merchant token's own merchant (the
+/// list's merchant: its own when it names none, another is a 403).
+pub(crate) fn range_and_owner(
+    from: &Option<String>,
+    to: &Option<String>,
+    merchant: Option<String>,
+    own: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    if let (Some(a), Some(b)) = (from, to) {
         if a >= b {
             return Err(bad("from", "must be before to"));
         }
     }
-    if let Some(own) = own {
-        match &f.merchant {
-            Some(m) if m != own => return Err(another_merchant()),
-            _ => f.merchant = Some(own.to_owned()),
-        }
+    match (own, merchant) {
+        (Some(own), Some(m)) if m != own => Err(another_merchant()),
+        (Some(own), _) => Ok(Some(own.to_owned())),
+        (None, m) => Ok(m),
     }
-    Ok(f)
 }
 
 pub(crate) fn another_merchant() -> ApiError {

@@ -4,9 +4,12 @@
 //! the admin, by the shop's API or in Alipay's own back office — without opening each order.
 
 use crate::domain::{clock, refunds};
-use crate::ledger::{bad, csv_field, merchants_within, parse_time, yuan, DEFAULT_PAGE};
+use crate::ledger::{
+    bad, csv_field, filter_pairs, limit_value, merchant_value, merchants_within, parse_time,
+    q_value, range_and_owner, yuan, DEFAULT_PAGE,
+};
 use crate::service::{ApiError, App};
-use crate::store::ledger::{Refund, RefundFilter, MAX_PAGE};
+use crate::store::ledger::{Refund, RefundFilter};
 
 /// The statuses a refund can have, as the `status` filter takes them.
 pub const STATUSES: [&str; 3] = [refunds::PENDING, refunds::SUCCESS, refunds::FAILED];
@@ -21,22 +24,9 @@ pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<RefundFilt
         limit: DEFAULT_PAGE,
         ..RefundFilter::default()
     };
-    let mut seen = std::collections::HashSet::new();
-    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        let v = v.trim().to_owned();
-        if !seen.insert(k.to_string()) {
-            return Err(bad(&k, "given more than once"));
-        }
-        if v.is_empty() {
-            continue;
-        }
-        match k.as_ref() {
-            "merchant" => {
-                if !crate::config::valid_merchant_id(&v) {
-                    return Err(bad("merchant", "1 to 64 letters, digits, '_' or '-'"));
-                }
-                f.merchant = Some(v);
-            }
+    for (k, v) in filter_pairs(query)? {
+        match k.as_str() {
+            "merchant" => f.merchant = Some(merchant_value(v)?),
             "status" => {
                 let s = v.to_ascii_uppercase();
                 if !STATUSES.contains(&s.as_str()) {
@@ -49,18 +39,8 @@ pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<RefundFilt
             }
             "from" => f.from = Some(parse_time("from", &v, false)?),
             "to" => f.to = Some(parse_time("to", &v, true)?),
-            "q" => {
-                if v.chars().count() > 128 {
-                    return Err(bad("q", "at most 128 characters"));
-                }
-                f.q = Some(v);
-            }
-            "limit" => {
-                f.limit = match v.parse::<u32>() {
-                    Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-                    _ => return Err(bad("limit", "must be a whole number from 1 to 200")),
-                }
-            }
+            "q" => f.q = Some(q_value(v)?),
+            "limit" => f.limit = limit_value(&v)?,
             "cursor" => {
                 f.before_id = Some(
                     decode_cursor(&v)
@@ -75,17 +55,7 @@ pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<RefundFilt
             }
         }
     }
-    if let (Some(a), Some(b)) = (&f.from, &f.to) {
-        if a >= b {
-            return Err(bad("from", "must be before to"));
-        }
-    }
-    if let Some(own) = own {
-        match &f.merchant {
-            Some(m) if m != own => return Err(crate::ledger::another_merchant()),
-            _ => f.merchant = Some(own.to_owned()),
-        }
-    }
+    f.merchant = range_and_owner(&f.from, &f.to, f.merchant.take(), own)?;
     Ok(f)
 }
 

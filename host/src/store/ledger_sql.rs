@@ -83,29 +83,51 @@ pub struct Rendered {
     pub values: Vec<SqlValue>,
 }
 
+/// The filters both lists have, over columns of the same names (`merchant_id`, `status`,
+/// `created_at`).
+struct Shared<'a> {
+    merchant: &'a Option<String>,
+    merchants: &'a Option<Vec<String>>,
+    status: &'a Option<String>,
+    from: &'a Option<String>,
+    to: &'a Option<String>,
+}
+
+fn shared_clauses(f: Shared<'_>) -> Vec<Clause> {
+    let text = |v: &String| SqlValue::Text(v.clone());
+    let compare = |column, op, value| Clause::Compare { column, op, value };
+    let mut clauses = Vec::new();
+    if let Some(m) = f.merchant {
+        clauses.push(compare("merchant_id", "=", text(m)));
+    }
+    if let Some(ms) = f.merchants {
+        clauses.push(Clause::OneOf {
+            column: "merchant_id",
+            values: ms.clone(),
+        });
+    }
+    if let Some(s) = f.status {
+        clauses.push(compare("status", "=", text(s)));
+    }
+    if let Some(v) = f.from {
+        clauses.push(compare("created_at", ">=", text(v)));
+    }
+    if let Some(v) = f.to {
+        clauses.push(compare("created_at", "<", text(v)));
+    }
+    clauses
+}
+
 impl ListQuery {
     pub fn payments(f: &PaymentFilter) -> ListQuery {
-        let text = |v: &String| SqlValue::Text(v.clone());
         let compare = |column, op, value| Clause::Compare { column, op, value };
-        let mut clauses = Vec::new();
-        if let Some(m) = &f.merchant {
-            clauses.push(compare("merchant_id", "=", text(m)));
-        }
-        if let Some(ms) = &f.merchants {
-            clauses.push(Clause::OneOf {
-                column: "merchant_id",
-                values: ms.clone(),
-            });
-        }
-        if let Some(s) = &f.status {
-            clauses.push(compare("status", "=", text(s)));
-        }
-        if let Some(v) = &f.from {
-            clauses.push(compare("created_at", ">=", text(v)));
-        }
-        if let Some(v) = &f.to {
-            clauses.push(compare("created_at", "<", text(v)));
-        }
+        let mut clauses = shared_clauses(Shared {
+            merchant: &f.merchant,
+            merchants: &f.merchants,
+            status: &f.status,
+            from: &f.from,
+            to: &f.to,
+        });
         if let Some(v) = f.min_fen {
             clauses.push(compare("total_fen", ">=", SqlValue::Int(v as i64)));
         }
@@ -160,27 +182,14 @@ impl ListQuery {
 
     /// A page of the refund list (over the `refunds` table), newest first.
     pub fn refunds(f: &RefundFilter) -> ListQuery {
-        let text = |v: &String| SqlValue::Text(v.clone());
         let compare = |column, op, value| Clause::Compare { column, op, value };
-        let mut clauses = Vec::new();
-        if let Some(m) = &f.merchant {
-            clauses.push(compare("merchant_id", "=", text(m)));
-        }
-        if let Some(ms) = &f.merchants {
-            clauses.push(Clause::OneOf {
-                column: "merchant_id",
-                values: ms.clone(),
-            });
-        }
-        if let Some(s) = &f.status {
-            clauses.push(compare("status", "=", text(s)));
-        }
-        if let Some(v) = &f.from {
-            clauses.push(compare("created_at", ">=", text(v)));
-        }
-        if let Some(v) = &f.to {
-            clauses.push(compare("created_at", "<", text(v)));
-        }
+        let mut clauses = shared_clauses(Shared {
+            merchant: &f.merchant,
+            merchants: &f.merchants,
+            status: &f.status,
+            from: &f.from,
+            to: &f.to,
+        });
         if let Some(q) = &f.q {
             clauses.push(Clause::Like {
                 columns: REFUNDS_SEARCHED,

@@ -2,7 +2,7 @@
 //! link's query of the filters typed, and the pager that goes back as well as forwards over a
 //! list paged by cursor (the payments, the refunds).
 
-use super::Ctx;
+use super::{words, Ctx};
 use crate::store::ledger::Cursor;
 
 /// A list the pager links to: its page and how to know one of its cursors.
@@ -35,6 +35,49 @@ pub fn merchant_filter(ctx: &Ctx) -> String {
         Some(_) => String::new(),
         None => ctx.q("merchant").trim().to_owned(),
     }
+}
+
+/// A list's filters as typed (kept in the form and the links: the merchant as
+/// [`merchant_filter`] applies it, amounts and search text typed with a Chinese input method's
+/// full-width characters as their half-width selves), and the query the ledger parses: those
+/// and the page's cursor.
+pub fn typed_filters(ctx: &Ctx, fields: &[&'static str]) -> (Vec<(&'static str, String)>, String) {
+    let typed: Vec<(&'static str, String)> = fields
+        .iter()
+        .map(|name| {
+            let v = match *name {
+                "merchant" => merchant_filter(ctx),
+                "min_amount" | "max_amount" => words::half_width_amount(ctx.q(name)),
+                // Order, trade and refund numbers are ASCII: one typed with full-width letters
+                // (ＯＰ１２０５) is the same number.
+                "q" => words::half_width(ctx.q(name)).trim().to_owned(),
+                _ => ctx.q(name).trim().to_owned(),
+            };
+            (*name, v)
+        })
+        .collect();
+    let mut query = query_of(&typed, &[]);
+    let cursor = ctx.q("cursor");
+    if !cursor.is_empty() {
+        query.push_str(&format!("&cursor={}", super::enc(cursor)));
+    }
+    (typed, query)
+}
+
+/// A refused filter in the page's words, naming the field as the page labels it.
+pub fn filter_refusal(
+    ctx: &Ctx,
+    typed: &[(&'static str, String)],
+    e: &crate::http::error::ApiError,
+) -> String {
+    let typed_value = |name: &str| {
+        typed
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    words::filter_error(ctx.lang, e, &typed_value)
 }
 
 /// A query without the admin's own `lang` (the language switch adds it to any page's link; the

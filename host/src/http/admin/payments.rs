@@ -4,7 +4,7 @@
 //! hold their merchants only.
 
 use super::chart::{self, Day};
-use super::list::{self, merchant_filter, not_theirs, pager, query_of};
+use super::list::{self, not_theirs, pager, query_of};
 use super::view::Flash;
 use super::words;
 use super::{audit, enc, field, yuan, Ctx, Form, Page, PostResult, Posted};
@@ -49,41 +49,16 @@ fn scoped(ctx: &Ctx, f: PaymentFilter) -> Result<PaymentFilter, crate::http::err
 
 /// The page's filters, checked by the ledger's own rules (the same as `GET /v1/payments`).
 fn filters(ctx: &Ctx) -> Filters {
-    let typed: Vec<(&'static str, String)> = FILTER_FIELDS
-        .iter()
-        .map(|name| {
-            let v = match *name {
-                "merchant" => merchant_filter(ctx),
-                "min_amount" | "max_amount" => words::half_width_amount(ctx.q(name)),
-                // Order and trade numbers are ASCII: one typed with a Chinese input method's
-                // full-width letters (ＯＰ１２０５) is the same number.
-                "q" => words::half_width(ctx.q(name)).trim().to_owned(),
-                _ => ctx.q(name).trim().to_owned(),
-            };
-            (*name, v)
-        })
-        .collect();
-    let mut query = query_of(&typed, &[]);
-    let cursor = ctx.q("cursor");
-    if !cursor.is_empty() {
-        query.push_str(&format!("&cursor={}", enc(cursor)));
-    }
+    let (typed, query) = list::typed_filters(ctx, &FILTER_FIELDS);
     let parsed = crate::ledger::parse_filter(Some(&query), None).and_then(|f| scoped(ctx, f));
     let (filter, errors) = match parsed {
         Ok(f) => (f, Vec::new()),
-        Err(e) => {
-            // No list until the filter is fixed: a list without it would show payments the
-            // owner did not ask for (another merchant's, another day's) as if they matched.
-            let typed_value = |name: &str| {
-                typed
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default()
-            };
-            let said = words::filter_error(ctx.lang, &e, &typed_value);
-            (PaymentFilter::default(), vec![said])
-        }
+        // No list until the filter is fixed: a list without it would show payments the owner
+        // did not ask for (another merchant's, another day's) as if they matched.
+        Err(e) => (
+            PaymentFilter::default(),
+            vec![list::filter_refusal(ctx, &typed, &e)],
+        ),
     };
     Filters {
         typed,

@@ -2,7 +2,7 @@
 //! the shop's API, or Alipay's own back office — with its totals, a pager and the CSV. The
 //! filters are `GET /v1/refunds`'s ([`crate::refund_list`]); a shop owner sees their merchants'.
 
-use super::list::{self, merchant_filter, not_theirs, pager, query_of};
+use super::list::{self, not_theirs, pager, query_of};
 use super::payments::payment_url;
 use super::{words, yuan, Ctx, Page};
 use crate::service::App;
@@ -31,40 +31,16 @@ fn scoped(ctx: &Ctx, f: RefundFilter) -> Result<RefundFilter, crate::http::error
     }
 }
 
+/// The page's filters, checked by the ledger's own rules (the same as `GET /v1/refunds`).
 fn filters(ctx: &Ctx) -> Filters {
-    let typed: Vec<(&'static str, String)> = FILTER_FIELDS
-        .iter()
-        .map(|name| {
-            let v = match *name {
-                "merchant" => merchant_filter(ctx),
-                // Order and refund numbers are ASCII, whatever the input method typed.
-                "q" => words::half_width(ctx.q(name)).trim().to_owned(),
-                _ => ctx.q(name).trim().to_owned(),
-            };
-            (*name, v)
-        })
-        .collect();
-    let mut query = query_of(&typed, &[]);
-    let cursor = ctx.q("cursor");
-    if !cursor.is_empty() {
-        query.push_str(&format!("&cursor={}", super::enc(cursor)));
-    }
+    let (typed, query) = list::typed_filters(ctx, &FILTER_FIELDS);
     let parsed = crate::refund_list::parse_filter(Some(&query), None).and_then(|f| scoped(ctx, f));
     let (filter, errors) = match parsed {
         Ok(f) => (f, Vec::new()),
-        Err(e) => {
-            let typed_value = |name: &str| {
-                typed
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default()
-            };
-            (
-                RefundFilter::default(),
-                vec![words::filter_error(ctx.lang, &e, &typed_value)],
-            )
-        }
+        Err(e) => (
+            RefundFilter::default(),
+            vec![list::filter_refusal(ctx, &typed, &e)],
+        ),
     };
     Filters {
         typed,
