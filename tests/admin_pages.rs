@@ -461,7 +461,19 @@ async fn the_refund_list_finds_every_refund_with_its_totals() {
                 return;
             }
             // Not paid yet: the sandbox's notification is on its way.
-            assert_eq!(r.status, 409, "{}", r.text());
+            if r.status != 409 {
+                let p = get(
+                    &format!("{base}/v1/merchants/demo/payments/{no}"),
+                    Some(TOKEN),
+                )
+                .await;
+                panic!(
+                    "{no}: {}\nPAYMENT {}\nLOG {}",
+                    r.text(),
+                    p.text(),
+                    d.log_text()
+                );
+            }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         panic!("{no} was never paid");

@@ -725,6 +725,11 @@ mod tests {
             "password12345678",
             "1212121212121212",
             "Qwerty-Qwerty-2024",
+            "1234567890123456",
+            "abcdefghijklmnopqrstuvwxyz",
+            "0123456789abcdef0123456789abcdef0",
+            "P@ssw0rd12345678",
+            "Passw0rd-Admin-2024",
         ] {
             let w = with(weak);
             assert!(
@@ -738,7 +743,7 @@ mod tests {
             );
         }
         for strong in [
-            "0123456789abcdef0123",
+            "7f3a9c2e5b8d1f4a6c0e",
             "760bdzec6y9goq7ctyx96ezkz78287de",
             "ledger-api-token-0123456789",
         ] {
@@ -750,7 +755,7 @@ mod tests {
     fn trusted_proxies_and_the_older_trust_proxy() {
         let head = r#"
             public_url = "https://pay.example.com"
-            api_token = "0123456789abcdef0123"
+            api_token = "7f3a9c2e5b8d1f4a6c0e"
         "#;
         let c = Config::parse(
             &format!("{head}\ntrusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\"]"),

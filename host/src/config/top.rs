@@ -98,16 +98,38 @@ fn is_example_token(token: &str) -> bool {
 }
 
 /// Whether an operator token is easy to guess though long enough: few distinct characters
-/// (`aaaaaaaaaaaaaaaa`), or a password everybody tries first. The API answers a wrong token in
-/// about 30 µs, thousands of guesses a second from one address; a random token is out of reach,
-/// these are not.
+/// (`aaaaaaaaaaaaaaaa`), mostly a run (`1234567890123456`, `abcdefghijklmnop`, the README's
+/// `0123456789abcdef…` with more after it), or a password everybody tries first, also spelt
+/// with digits and signs (`P@ssw0rd…`). The API answers a wrong token in about 30 µs, thousands
+/// of guesses a second from one address; a random token is out of reach, these are not.
 pub fn guessable_token(token: &str) -> bool {
     let distinct: std::collections::BTreeSet<char> = token.chars().collect();
+    let bytes = token.as_bytes();
+    // Steps of one (`a`→`b`, `7`→`8`, and `9`→`0` of a repeated digit run): three in four
+    // neighbours of a run, about one in forty of a random hex token.
+    let steps = bytes
+        .windows(2)
+        .filter(|w| w[1] == w[0].wrapping_add(1) || (w[0] == b'9' && w[1] == b'0'))
+        .count();
+    let mostly_a_run = steps * 4 >= bytes.len().saturating_sub(1) * 3;
     let lower = token.to_ascii_lowercase();
+    let unleet: String = lower
+        .chars()
+        .map(|c| match c {
+            '@' | '4' => 'a',
+            '0' => 'o',
+            '1' | '!' => 'i',
+            '3' => 'e',
+            '$' | '5' => 's',
+            '7' => 't',
+            c => c,
+        })
+        .collect();
     distinct.len() < 10
+        || mostly_a_run
         || ["password", "passwd", "qwerty", "letmein", "changeme"]
             .iter()
-            .any(|w| lower.contains(w))
+            .any(|w| lower.contains(w) || unleet.contains(w))
 }
 
 /// `api_token`: required, 16 characters or more, no spaces, not an example of the READMEs; one

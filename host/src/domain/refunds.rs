@@ -202,6 +202,23 @@ pub fn decide(total: u64, lines: &[RefundLine], report: &Report) -> Decision {
     if !report.succeeded {
         return Decision::Known;
     }
+    // A total alone (a legacy trade query: the provider's state now) below what is counted
+    // here: payhost counts money the provider says it did not refund. A person looks.
+    if let (None, Some(t), true) = (
+        report.amount,
+        report.refunded_total,
+        report.request_no.is_empty(),
+    ) {
+        if t < totals.succeeded {
+            return Decision::Mismatch {
+                reason: format!(
+                    "the provider reports {} refunded in all, {} is counted here as refunded: check the trade's refunds in the provider's portal",
+                    yuan(t),
+                    yuan(totals.succeeded)
+                ),
+            };
+        }
+    }
     let amount = match (report.amount, report.refunded_total) {
         (Some(a), _) => a,
         (None, Some(t)) => t.saturating_sub(totals.succeeded),
@@ -274,11 +291,18 @@ pub fn decide(total: u64, lines: &[RefundLine], report: &Report) -> Decision {
                 _ => None,
             }
         };
-        let settled = only(&|l| l.status == PENDING)
-            .or_else(|| only(&|l| l.status == FAILED && l.given_up))
-            .and_then(|id| lines.iter().find(|l| l.id == id))
-            .map(|l| settle_success(lines, total, l))
-            .filter(|d| !matches!(d, Decision::Mismatch { .. }));
+        // A pending refund and one given up unconfirmed, both of this amount: either may be the
+        // one the seller confirmed; taking one could count both once the other's own report
+        // comes. Neither is taken (held below, as any total beside a pending refund).
+        let pending = only(&|l| l.status == PENDING);
+        let given_up = only(&|l| l.status == FAILED && l.given_up);
+        let settled = match (pending, given_up) {
+            (Some(_), Some(_)) => None,
+            (p, g) => p.or(g),
+        }
+        .and_then(|id| lines.iter().find(|l| l.id == id))
+        .map(|l| settle_success(lines, total, l))
+        .filter(|d| !matches!(d, Decision::Mismatch { .. }));
         if let Some(decision) = settled {
             return decision;
         }
@@ -442,6 +466,24 @@ mod tests {
         assert_eq!(event_after(1000, 1), TradeEvent::PartiallyRefunded);
     }
 
+    /// A refund given up unconfirmed, and its replacement of the same amount pending: a trade's
+    /// total of that amount may be either (the seller may have confirmed the old one after
+    /// all). Taking the pending one counted both once the old one's own report came: 6.00 of a
+    /// trade refunded 3.00. Neither is taken; the total is held for a person.
+    #[test]
+    fn a_total_that_fits_a_given_up_refund_and_its_replacement_settles_neither() {
+        let lines = [given_up(1, "old", 300), line(2, "new", 300, PENDING)];
+        assert!(matches!(
+            decide(1000, &lines, &report("", None, Some(300), true)),
+            Decision::Mismatch { .. }
+        ));
+        // The old one's own report settles it; the replacement stays pending.
+        assert!(matches!(
+            decide(1000, &lines, &report("old", Some(300), None, true)),
+            Decision::Settle { id: 1, .. } | Decision::SettleFlagged { id: 1, .. }
+        ));
+    }
+
     #[test]
     fn a_refund_given_up_here_and_confirmed_later_settles_instead_of_a_second_one() {
         // A legacy full refund, given up unconfirmed (FAILED here); the seller confirms it after
@@ -495,10 +537,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        // The same through the refunded total (no request number): a is the one it means.
+        // The same through the refunded total (no request number): a or b, it cannot tell;
+        // held (taking b counted a twice once a's own report came).
         assert!(matches!(
             decide(100, &lines, &report("", None, Some(100), true)),
-            Decision::Settle { id: 2, .. }
+            Decision::Mismatch { .. }
         ));
         let only_given_up = [given_up(1, "a", 100), line(2, "b", 60, PENDING)];
         assert!(matches!(
@@ -531,10 +574,16 @@ mod tests {
 
     #[test]
     fn a_total_that_pending_refunds_may_be_part_of_is_held_not_counted_twice() {
-        // A pending refund of the same amount is the one a total names.
+        // A pending refund and a given-up one of the same amount: the total may be either.
         let both = [given_up(1, "a", 400), line(2, "b", 400, PENDING)];
-        assert_eq!(
+        assert!(matches!(
             decide(1000, &both, &report("", None, Some(400), true)),
+            Decision::Mismatch { .. }
+        ));
+        // A pending refund alone of the amount is the one the total names.
+        let pending = [line(2, "b", 400, PENDING)];
+        assert_eq!(
+            decide(1000, &pending, &report("", None, Some(400), true)),
             Decision::Settle {
                 id: 2,
                 status: SUCCESS
@@ -665,15 +714,16 @@ mod tests {
             ),
             Decision::Known
         );
-        // A total without a number (a query) is unchanged: nothing new is known.
-        assert_eq!(
+        // A total without a number (a query: the provider's state now) below what is counted
+        // here: held for a person, never taken as nothing new.
+        assert!(matches!(
             decide(
                 1000,
                 &[line(1, "a", 300, SUCCESS)],
                 &report("", None, Some(200), true)
             ),
-            Decision::Known
-        );
+            Decision::Mismatch { .. }
+        ));
     }
 
     /// A refund recorded from the trade's refunded total had no number; the provider's later

@@ -78,6 +78,9 @@ pub fn valid_user_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
+        // `.` and `..` are path segments to a browser: the users page's remove button of such
+        // a user would post somewhere else.
+        && !name.bytes().all(|b| b == b'.')
 }
 
 #[async_trait::async_trait]
@@ -126,4 +129,19 @@ pub trait AdminStore: Send + Sync + 'static {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_are_one_path_segment_of_their_own() {
+        for ok in ["alice", "a.b", "owner-market", "x@shop.example", "..a"] {
+            assert!(valid_user_name(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "...", "a b", "a/b", &"x".repeat(65)] {
+            assert!(!valid_user_name(bad), "{bad}");
+        }
+    }
 }
