@@ -64,6 +64,55 @@ pub fn typed_filters(ctx: &Ctx, fields: &[&'static str]) -> (Vec<(&'static str, 
     (typed, query)
 }
 
+/// A list's filters as typed (kept in the form and the links) and as the ledger takes them;
+/// refused, the ledger's default (no list is shown) and the page's words for why.
+pub struct Filters<F> {
+    pub typed: Vec<(&'static str, String)>,
+    pub filter: F,
+    pub errors: Vec<String>,
+}
+
+/// A ledger filter for this session: an operator's as it is, a shop owner's limited to their
+/// merchants (`within`: the list's rule for that).
+pub fn scoped<F>(
+    ctx: &Ctx,
+    f: F,
+    within: fn(F, &[String]) -> Result<F, crate::http::error::ApiError>,
+) -> Result<F, crate::http::error::ApiError> {
+    match ctx.who.only() {
+        None => Ok(f),
+        Some(mine) => within(f, mine),
+    }
+}
+
+/// A list page's filters: `fields` as typed, checked by the ledger's own `parse` (the API's
+/// rules) and scoped to the session's merchants. No list until a refused filter is fixed: a list
+/// without it would show rows the owner did not ask for (another merchant's, another day's) as
+/// if they matched.
+pub fn checked_filters<F: Default>(
+    ctx: &Ctx,
+    fields: &[&'static str],
+    parse: fn(Option<&str>, Option<&str>) -> Result<F, crate::http::error::ApiError>,
+    within: fn(F, &[String]) -> Result<F, crate::http::error::ApiError>,
+) -> Filters<F> {
+    let (typed, query) = typed_filters(ctx, fields);
+    match parse(Some(&query), None).and_then(|f| scoped(ctx, f, within)) {
+        Ok(filter) => Filters {
+            typed,
+            filter,
+            errors: Vec::new(),
+        },
+        Err(e) => {
+            let said = filter_refusal(ctx, &typed, &e);
+            Filters {
+                typed,
+                filter: F::default(),
+                errors: vec![said],
+            }
+        }
+    }
+}
+
 /// A refused filter in the page's words, naming the field as the page labels it.
 pub fn filter_refusal(
     ctx: &Ctx,

@@ -20,13 +20,6 @@ pub fn payment_url(merchant: &str, no: &str) -> String {
     format!("/admin/merchants/{}/payments/{}", enc(merchant), enc(no))
 }
 
-/// The list's filters as typed (kept in the form and the links) and as the ledger takes them.
-struct Filters {
-    typed: Vec<(&'static str, String)>,
-    filter: PaymentFilter,
-    errors: Vec<String>,
-}
-
 const FILTER_FIELDS: [&str; 8] = [
     "q",
     "merchant",
@@ -38,35 +31,20 @@ const FILTER_FIELDS: [&str; 8] = [
     "review",
 ];
 
-/// The ledger's filter for this session: an operator's as it is, a shop owner's limited to
-/// their merchants.
-fn scoped(ctx: &Ctx, f: PaymentFilter) -> Result<PaymentFilter, crate::http::error::ApiError> {
-    match ctx.who.only() {
-        None => Ok(f),
-        Some(mine) => crate::ledger::within(f, mine),
-    }
-}
-
 /// The page's filters, checked by the ledger's own rules (the same as `GET /v1/payments`).
-fn filters(ctx: &Ctx) -> Filters {
-    let (typed, query) = list::typed_filters(ctx, &FILTER_FIELDS);
-    let parsed = crate::ledger::parse_filter(Some(&query), None).and_then(|f| scoped(ctx, f));
-    let (filter, errors) = match parsed {
-        Ok(f) => (f, Vec::new()),
-        // No list until the filter is fixed: a list without it would show payments the owner
-        // did not ask for (another merchant's, another day's) as if they matched.
-        Err(e) => (
-            PaymentFilter::default(),
-            vec![list::filter_refusal(ctx, &typed, &e)],
-        ),
-    };
-    Filters {
-        typed,
+fn filters(ctx: &Ctx) -> list::Filters<PaymentFilter> {
+    let f = list::checked_filters(
+        ctx,
+        &FILTER_FIELDS,
+        crate::ledger::parse_filter,
+        crate::ledger::within,
+    );
+    list::Filters {
         filter: PaymentFilter {
             limit: PAGE_ROWS + 1,
-            ..filter
+            ..f.filter
         },
-        errors,
+        ..f
     }
 }
 
@@ -85,7 +63,7 @@ fn row(app: &App, ctx: &Ctx, lp: &LedgerPayment) -> Value {
 }
 
 pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
-    let Filters {
+    let list::Filters {
         typed,
         filter,
         errors,
@@ -208,7 +186,7 @@ pub fn csv_filter(
         &crate::http::Caller::Operator,
         Some(&super::list::without_lang(req.uri().query())),
     )?;
-    scoped(ctx, f)
+    list::scoped(ctx, f, crate::ledger::within)
 }
 
 pub async fn overview(app: &Arc<App>, ctx: &Ctx) -> Page {

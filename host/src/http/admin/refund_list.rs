@@ -15,40 +15,20 @@ const PAGE_ROWS: u32 = 50;
 
 const FILTER_FIELDS: [&str; 5] = ["q", "merchant", "status", "from", "to"];
 
-/// The page's filters as typed (kept in the form and the links) and as the ledger takes them.
-struct Filters {
-    typed: Vec<(&'static str, String)>,
-    filter: RefundFilter,
-    errors: Vec<String>,
-}
-
-/// The ledger's filter for this session: an operator's as it is, a shop owner's limited to
-/// their merchants.
-fn scoped(ctx: &Ctx, f: RefundFilter) -> Result<RefundFilter, crate::http::error::ApiError> {
-    match ctx.who.only() {
-        None => Ok(f),
-        Some(mine) => crate::refund_list::within(f, mine),
-    }
-}
-
 /// The page's filters, checked by the ledger's own rules (the same as `GET /v1/refunds`).
-fn filters(ctx: &Ctx) -> Filters {
-    let (typed, query) = list::typed_filters(ctx, &FILTER_FIELDS);
-    let parsed = crate::refund_list::parse_filter(Some(&query), None).and_then(|f| scoped(ctx, f));
-    let (filter, errors) = match parsed {
-        Ok(f) => (f, Vec::new()),
-        Err(e) => (
-            RefundFilter::default(),
-            vec![list::filter_refusal(ctx, &typed, &e)],
-        ),
-    };
-    Filters {
-        typed,
+fn filters(ctx: &Ctx) -> list::Filters<RefundFilter> {
+    let f = list::checked_filters(
+        ctx,
+        &FILTER_FIELDS,
+        crate::refund_list::parse_filter,
+        crate::refund_list::within,
+    );
+    list::Filters {
         filter: RefundFilter {
             limit: PAGE_ROWS + 1,
-            ..filter
+            ..f.filter
         },
-        errors,
+        ..f
     }
 }
 
@@ -78,7 +58,7 @@ fn row(app: &App, ctx: &Ctx, r: &Refund) -> Value {
 
 /// `GET /admin/refunds`.
 pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
-    let Filters {
+    let list::Filters {
         typed,
         filter,
         errors,
@@ -156,5 +136,5 @@ pub fn csv_filter(
         &crate::http::Caller::Operator,
         Some(&super::list::without_lang(req.uri().query())),
     )?;
-    scoped(ctx, f)
+    list::scoped(ctx, f, crate::refund_list::within)
 }
