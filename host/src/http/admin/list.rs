@@ -28,6 +28,22 @@ pub fn not_theirs(ctx: &Ctx) -> Option<&str> {
     (!asked.is_empty() && !ctx.who.sees(asked)).then_some(asked)
 }
 
+/// What a list says to a shop owner who asked for another merchant's rows (an old link, a typed
+/// URL): they see their own merchants', and are told so rather than left to wonder.
+pub fn not_theirs_notice(ctx: &Ctx) -> Option<String> {
+    not_theirs(ctx).map(|asked| {
+        format!(
+            "{} {asked}{} {}",
+            ctx.t("你不能查看商户", "You cannot see merchant"),
+            ctx.t(
+                "，这里列出的是你自己的商户：",
+                "; these are your own merchants':"
+            ),
+            ctx.who.merchants.join(ctx.t("、", ", "))
+        )
+    })
+}
+
 /// The merchant filter as the page applies it: as typed, but empty (all of a shop owner's
 /// merchants, see [`crate::ledger::within`]) in place of one that is not theirs.
 pub fn merchant_filter(ctx: &Ctx) -> String {

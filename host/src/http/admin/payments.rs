@@ -4,7 +4,7 @@
 //! hold their merchants only.
 
 use super::chart::{self, Day};
-use super::list::{self, not_theirs, pager, query_of};
+use super::list::{self, pager, query_of};
 use super::view::Flash;
 use super::words;
 use super::{audit, enc, field, yuan, Ctx, Form, Page, PostResult, Posted};
@@ -68,19 +68,7 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         filter,
         errors,
     } = filters(ctx);
-    // A shop owner who asked for another merchant's list (an old link, a typed URL) sees their
-    // own, and is told so rather than left to wonder.
-    let notice = not_theirs(ctx).map(|asked| {
-        format!(
-            "{} {asked}{} {}",
-            ctx.t("你不能查看商户", "You cannot see merchant"),
-            ctx.t(
-                "，这里列出的是你自己的商户：",
-                "; these are your own merchants':"
-            ),
-            ctx.who.merchants.join(ctx.t("、", ", "))
-        )
-    });
+    let notice = list::not_theirs_notice(ctx);
     let mut rows = if errors.is_empty() {
         app.store.list_payments(&filter).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "the admin payments list failed");

@@ -2,7 +2,7 @@
 //! the shop's API, or Alipay's own back office — with its totals, a pager and the CSV. The
 //! filters are `GET /v1/refunds`'s ([`crate::refund_list`]); a shop owner sees their merchants'.
 
-use super::list::{self, not_theirs, pager, query_of};
+use super::list::{self, pager, query_of};
 use super::payments::payment_url;
 use super::{words, yuan, Ctx, Page};
 use crate::service::App;
@@ -63,17 +63,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
         filter,
         errors,
     } = filters(ctx);
-    let notice = not_theirs(ctx).map(|asked| {
-        format!(
-            "{} {asked}{} {}",
-            ctx.t("你不能查看商户", "You cannot see merchant"),
-            ctx.t(
-                "，这里列出的是你自己的商户：",
-                "; these are your own merchants':"
-            ),
-            ctx.who.merchants.join(ctx.t("、", ", "))
-        )
-    });
+    let notice = list::not_theirs_notice(ctx);
     let (mut rows, totals) = if errors.is_empty() {
         let rows = app.store.list_refunds(&filter).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "the admin refund list failed");
