@@ -624,3 +624,44 @@ async fn a_back_office_refund_beside_a_seller_confirmed_one_is_counted_too() {
         "{p}"
     );
 }
+
+/// A refund asked for while the payment's notification is on its way is either refused as not
+/// paid yet (409) or started with the trade's number. Before, the payment was read before the
+/// refund was admitted: a notification committed in between let the refund in, but the request
+/// was built from the older read, without the trade number, and the component refused it (a
+/// 400 `invalid_order` naming `trade_no`). The window is short, so the race is run many times.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refund_racing_the_payments_notification_is_started_or_not_yet_paid() {
+    let dir = temp_dir("refunds-race");
+    let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
+    let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
+    let host = TestHost::start(&dir, |port| {
+        legacy_config(port, &sandbox.base, &shop.url("/hook"))
+    })
+    .await;
+    for i in 0..24 {
+        let no = format!("RACE-{i}");
+        pay(&host, &sandbox.base, &no, "2.00").await;
+        let url = host.url(&format!("/v1/merchants/ref/payments/{no}/refunds"));
+        // Two askers at once, as a shop's retries would be, until one is started.
+        let ask = async || loop {
+            let r = send_json(
+                "POST",
+                &url,
+                Some(TOKEN),
+                &serde_json::json!({"amount": "1.00", "reason": "竞争", "refund_key": format!("race-{i}")}),
+            )
+            .await;
+            match r.status {
+                200 | 201 => return,
+                409 => tokio::task::yield_now().await,
+                _ => panic!("{no}: {} {}", r.status, r.text()),
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), async {
+            tokio::join!(ask(), ask())
+        })
+        .await
+        .expect("the refund started within 20 s");
+    }
+}

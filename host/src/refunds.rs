@@ -110,12 +110,6 @@ impl App {
                 format!("refund_key: 1 to {MAX_KEY} bytes, no control characters"),
             ));
         }
-        let payment = self
-            .store
-            .payment(merchant_id, out_trade_no)
-            .await
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| unknown_payment(out_trade_no))?;
         let now = clock::now_unix();
         let begun = self
             .store
@@ -163,6 +157,15 @@ impl App {
             }
         };
         tracing::info!(merchant = merchant_id, out_trade_no, refund = refund.id, amount = %refund.amount(), started_by, "refund started");
+        // Read after the refund is admitted, not before: a payment paid in between (its
+        // notification committed while this request waited) has its trade number only now, and
+        // a request built from the older read would be refused for the lack of it.
+        let payment = self
+            .store
+            .payment(merchant_id, out_trade_no)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| unknown_payment(out_trade_no))?;
         let request = self.refund_request(merchant_id, &payment, &refund, now);
         let answer = self.send_refund(plugin, &merchant, &request).await;
         // Refused by the component before anything was sent (its rules for the reason, say, or
