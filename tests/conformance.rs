@@ -1186,6 +1186,16 @@ fn deleting_a_merchant_keeps_money_records() {
             "{}",
             r.text()
         );
+        // Waiting at the real cashier: it could be paid while the removal runs, so it keeps the
+        // merchant too.
+        let r = delete(v1("/merchants/mixed?purge=test"), TOKEN).await;
+        assert_eq!(r.status, 409, "{}", r.text());
+        assert!(
+            r.text().contains("order M-1 is waiting for payment")
+                && r.text().contains("provider's own host"),
+            "{}",
+            r.text()
+        );
         stub.issue("nid-m1");
         let notify = alipay::md5_notify_body(
             &Trade {

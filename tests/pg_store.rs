@@ -73,7 +73,30 @@ fn raw() -> RawNotification<'static> {
     }
 }
 
+/// A store at `url` whose merchants "m1" and "m2" exist (a payment needs its merchant).
 async fn open(url: &str) -> PostgresStore {
+    let s = open_bare(url).await;
+    with_merchants(&s).await;
+    s
+}
+
+/// Merchants "m1" and "m2", for the payments of the tests.
+async fn with_merchants(s: &dyn Store) {
+    let m = payhost::config::MerchantSettings {
+        settings: vec![("partner".into(), "2088".into())],
+        plugin_id: String::new(),
+        from_files: Vec::new(),
+        shop_webhook_url: None,
+        shop_webhook_secret: None,
+        shop_origins: Vec::new(),
+        settings_digest: None,
+    };
+    for id in ["m1", "m2"] {
+        s.save_merchant(id, &m).await.unwrap();
+    }
+}
+
+async fn open_bare(url: &str) -> PostgresStore {
     PostgresStore::open(
         url,
         &PgOptions {
@@ -241,7 +264,7 @@ async fn same_semantics_as_sqlite() {
     assert!(!s.seed_merchant("shop", &settings, "h1").await.unwrap());
     s.save_merchant("shop", &settings).await.unwrap();
     assert!(s.seed_merchant("shop", &settings, "h2").await.unwrap());
-    assert_eq!(s.merchant_ids().await.unwrap(), ["shop"]);
+    assert_eq!(s.merchant_ids().await.unwrap(), ["m1", "m2", "shop"]);
     assert!(s.merchant("shop").await.unwrap().is_some());
     assert!(s.merchant("other").await.unwrap().is_none());
 
@@ -584,6 +607,7 @@ async fn a_notification_is_whole_and_a_cancelled_one_leaves_no_open_transaction(
         .await
         .unwrap(),
     );
+    with_merchants(&*s).await;
     s.insert_payment(&payment("m1", "o1")).await.unwrap();
     let count = |sql: &str| pg.psql("pipeline", sql);
 
@@ -831,7 +855,7 @@ async fn unreachable_database_is_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_merchant_goes_with_its_payments_only_when_asked() {
     let pg = PgCluster::start("delete-merchant");
-    let s = open(&pg.create_database("delete_merchant")).await;
+    let s = open_bare(&pg.create_database("delete_merchant")).await;
     let m = payhost::config::MerchantSettings {
         settings: vec![("partner".into(), "2088".into())],
         plugin_id: String::new(),
@@ -884,6 +908,13 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
     );
     assert!(s.merchant("m1").await.unwrap().is_none());
     assert!(s.payment("m1", "o1").await.unwrap().is_none());
+    // A payment started before the removal and inserted after it is not kept: nothing could
+    // reach it (a notification of a merchant that is gone is refused).
+    assert!(matches!(
+        s.insert_payment(&payment("m1", "o2")).await.unwrap(),
+        Inserted::UnknownMerchant
+    ));
+    assert!(s.payment("m1", "o2").await.unwrap().is_none());
     assert!(s
         .recent_notifications(Some("m1"), None, 10)
         .await
@@ -1425,6 +1456,7 @@ async fn refund_rules(s: &dyn Store) {
 async fn refund_rules_on_sqlite() {
     let dir = conformance::host::temp_dir("refund-rules-sqlite");
     let s = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();
+    with_merchants(&s).await;
     refund_rules(&s).await;
     timeline_once(&s).await;
     refund_numbers_per_trade(&s).await;
@@ -1618,6 +1650,7 @@ async fn paid_after_close(s: &dyn Store) {
 async fn paid_after_close_on_sqlite() {
     let dir = conformance::host::temp_dir("paid-after-close-sqlite");
     let s = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();
+    with_merchants(&s).await;
     paid_after_close(&s).await;
 }
 
@@ -1685,6 +1718,7 @@ async fn owners_merchants(s: &dyn Store) {
 async fn owners_merchants_on_sqlite() {
     let dir = conformance::host::temp_dir("owners-merchants-sqlite");
     let s = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();
+    with_merchants(&s).await;
     owners_merchants(&s).await;
 }
 
@@ -1750,6 +1784,7 @@ async fn fair_outbox(s: &dyn Store) {
 async fn the_outbox_is_fair_on_sqlite() {
     let dir = conformance::host::temp_dir("fair-outbox-sqlite");
     let s = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();
+    with_merchants(&s).await;
     fair_outbox(&s).await;
 }
 

@@ -665,3 +665,62 @@ async fn a_refund_racing_the_payments_notification_is_started_or_not_yet_paid() 
         .expect("the refund started within 20 s");
     }
 }
+
+/// The same race on the shop's side: an order asked for again while its notification is on its
+/// way comes back waiting with a form to pay, or paid without one (PC pay: its form is made
+/// without a call to the provider, so the window is the component's call). Before, an order paid while
+/// its form was being made again came back `TRADE_SUCCESS` with that new form, asking the
+/// buyer to pay a second time.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_asked_again_while_it_is_paid_has_no_form_once_paid() {
+    let dir = temp_dir("refunds-create-race");
+    let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
+    let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
+    let host = TestHost::start(&dir, |port| {
+        legacy_config(port, &sandbox.base, &shop.url("/hook"))
+    })
+    .await;
+    let url = host.url("/v1/merchants/ref/payments");
+    let create = async |no: &str| {
+        let order = serde_json::json!({"out_trade_no": no, "subject": "再次下单", "total_fee": "2.00", "return_url": "https://shop.example/r", "product": "pc"});
+        send_json("POST", &url, Some(TOKEN), &order).await
+    };
+    for i in 0..24 {
+        let no = format!("AGAIN-{i}");
+        let first = create(&no).await;
+        assert_eq!(first.status, 201, "{}", first.text());
+        let page = get(first.json()["pay_url"].as_str().unwrap(), None).await;
+        let token = cashier_token(&page.text());
+        let (cashier, form) = (
+            format!("{}/sandbox/cashier/pay", sandbox.base),
+            format!("token={token}"),
+        );
+        let pay = post_form(&cashier, &form);
+        let again = async {
+            loop {
+                let r = create(&no).await;
+                // The provider may have the trade paid before payhost has its notification,
+                // and refuse to start it again: no form either.
+                if r.status == 502 && r.json()["error"]["code"] == "gateway_0010" {
+                    continue;
+                }
+                assert_eq!(r.status, 200, "{}", r.text());
+                let p = r.json();
+                if p["status"] == "WAIT_BUYER_PAY" {
+                    assert!(p["pay_form"].is_string(), "{p}");
+                    continue;
+                }
+                assert!(
+                    p["pay_form"].is_null()
+                        && p["pay_url"].is_null()
+                        && p["order_string"].is_null(),
+                    "{no}: paid, yet a form to pay: {p}"
+                );
+                return;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), async { tokio::join!(pay, again) })
+            .await
+            .expect("paid within 20 s");
+    }
+}

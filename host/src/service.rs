@@ -744,8 +744,18 @@ impl App {
                     .await
                     .map_err(ApiError::internal)?
                     .unwrap_or(*existing);
+                // Paid or closed while this was being started: the new form would only ask the
+                // buyer to pay again.
+                if refreshed.status != store::WAIT_BUYER_PAY {
+                    return Ok((200, created(&refreshed)));
+                }
                 Ok((200, created_now(&refreshed, product, &started)))
             }
+            Inserted::UnknownMerchant => Err(ApiError::new(
+                404,
+                "unknown_merchant",
+                format!("no merchant {merchant_id:?} (it was removed while this payment was being started; nothing was kept)"),
+            )),
         }
     }
 

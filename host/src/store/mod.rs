@@ -231,6 +231,8 @@ pub enum MerchantRemoval {
 pub enum Inserted {
     New,
     Existing(Box<Payment>),
+    /// Its merchant is gone (removed while the payment was being started): nothing inserted.
+    UnknownMerchant,
 }
 
 /// Merchants: their settings, where they came from, and their removal.

@@ -7,8 +7,9 @@
 //!   own provider URLs is on an origin the operator allowed (`[outbound] allowed_origins`, e.g. a
 //!   sandbox) that is not one of the component's own hosts (the manifest's, i.e. the real
 //!   provider), and every payment that was paid was paid at such an origin (its `pay_url`: the
-//!   cashier the buyer was sent to). Money can only have moved through an order paid elsewhere,
-//!   and such an order keeps the merchant. Anything else is 409 `not_a_test_merchant`, naming the
+//!   cashier the buyer was sent to), and so was every order still waiting (it can be paid while
+//!   the removal runs). Money can only have moved through an order paid elsewhere, and such an
+//!   order, paid or waiting, keeps the merchant. Anything else is 409 `not_a_test_merchant`, naming the
 //!   order or what is missing;
 //! * a merchant of payhost.toml is refused with 409 `merchant_in_config` (it would be seeded
 //!   again at the next start: remove its table there first; one whose table is gone may go).
@@ -144,13 +145,26 @@ async fn not_a_test_merchant(
         .recent_payments(Some(id), u32::MAX)
         .await
         .map_err(ApiError::internal)?;
-    for p in payments.iter().filter(|p| is_paid(p)) {
+    // A waiting order counts as much as a paid one: it can be paid between this check and the
+    // removal. Only an order closed unpaid can no longer move money.
+    for p in payments.iter() {
+        let paid = is_paid(p);
+        if !paid && p.status == crate::domain::state::TRADE_CLOSED {
+            continue;
+        }
         let at = match p.pay_url.as_deref() {
             Some(url) => test_origin(url).err(),
-            None => Some("it was paid without a pay_url".into()),
+            None => Some("it has no pay_url to tell where it is paid".into()),
         };
         if let Some(why) = at {
-            return Ok(Some(format!("order {} was paid: {why}", p.out_trade_no)));
+            return Ok(Some(if paid {
+                format!("order {} was paid: {why}", p.out_trade_no)
+            } else {
+                format!(
+                    "order {} is waiting for payment and could still be paid (close it first): {why}",
+                    p.out_trade_no
+                )
+            }));
         }
     }
     Ok(None)

@@ -9,9 +9,14 @@ impl Payments for PostgresStore {
         let p = p.clone();
         {
             let c = self.client().await?;
+            // Only while its merchant exists. The share lock waits for a removal in progress
+            // (it locks the merchant's row first) and sees its outcome; a removal that comes
+            // after waits for this insert, and then counts the payment.
             let st = c.prepare_cached("INSERT INTO payments (merchant_id, out_trade_no, subject, total_fen, seller, return_url, status,
                      request_token, pay_url, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT DO NOTHING").await?;
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10
+                 WHERE EXISTS (SELECT 1 FROM merchants WHERE id = $1 FOR SHARE)
+                 ON CONFLICT DO NOTHING").await?;
             let n = c
                 .execute(
                     &st,
@@ -37,11 +42,10 @@ impl Payments for PostgresStore {
                     "SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = $1 AND out_trade_no = $2"
                 ))
                 .await?;
-            let row = c
-                .query_opt(&st, &[&p.merchant_id, &p.out_trade_no])
-                .await?
-                .context("payment vanished while inserting")?;
-            Ok(Inserted::Existing(Box::new(payment_from_row(&row)?)))
+            match c.query_opt(&st, &[&p.merchant_id, &p.out_trade_no]).await? {
+                Some(row) => Ok(Inserted::Existing(Box::new(payment_from_row(&row)?))),
+                None => Ok(Inserted::UnknownMerchant),
+            }
         }
     }
 

@@ -3,7 +3,6 @@
 use super::{payment_from_row, SqliteStore};
 use crate::domain::review;
 use crate::store::*;
-use anyhow::Context;
 use rusqlite::{params, OptionalExtension};
 
 #[async_trait]
@@ -11,9 +10,12 @@ impl Payments for SqliteStore {
     async fn insert_payment(&self, p: &Payment) -> Result<Inserted> {
         let p = p.clone();
         self.write(move |conn| {
+            // Only while its merchant exists: a merchant removed after the payment's start read
+            // it would leave a payment (and a buyer's money) nobody's notification can reach.
             let n = conn.prepare_cached("INSERT OR IGNORE INTO payments (merchant_id, out_trade_no, subject, total_fen, seller, return_url, status,
                      request_token, pay_url, trade_no, buyer_email, paid_at, review, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, NULL, NULL, ?10, ?10)")?
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, NULL, NULL, ?10, ?10
+                 WHERE EXISTS (SELECT 1 FROM merchants WHERE id = ?1)")?
                 .execute(params![
                     p.merchant_id,
                     p.out_trade_no,
@@ -32,8 +34,18 @@ impl Payments for SqliteStore {
             let existing = conn
                 .prepare_cached("SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2")?
                 .query_row(params![p.merchant_id, p.out_trade_no], payment_from_row)
-                .context("payment vanished while inserting")?;
-            Ok(Inserted::Existing(Box::new(existing)))
+                .optional()?;
+            match existing {
+                Some(existing) => Ok(Inserted::Existing(Box::new(existing))),
+                None => {
+                    let merchant: bool = conn
+                        .prepare_cached("SELECT EXISTS (SELECT 1 FROM merchants WHERE id = ?1)")?
+                        .query_row(params![p.merchant_id], |r| r.get(0))?;
+                    // OR IGNORE skips a CHECK's refusal too: that is an error, not a removal.
+                    anyhow::ensure!(!merchant, "the payment was refused by the schema's checks");
+                    Ok(Inserted::UnknownMerchant)
+                }
+            }
         })
         .await
     }

@@ -69,7 +69,7 @@ fn raw() -> RawNotification<'static> {
 async fn one_transition_per_notify_id_and_one_webhook() {
     let dir = std::env::temp_dir().join(format!("payhost-store-{}", std::process::id()));
     let _ = std::fs::remove_file(&dir);
-    let s = SqliteStore::open(&dir).unwrap();
+    let s = seeded(&dir);
     assert!(matches!(
         s.insert_payment(&payment("o1")).await.unwrap(),
         Inserted::New
@@ -120,7 +120,7 @@ async fn one_transition_per_notify_id_and_one_webhook() {
     assert_eq!(s.pending_webhooks().await.unwrap(), 1);
     // Reopening keeps everything (migrations are not applied twice).
     drop(s);
-    let s = SqliteStore::open(&dir).unwrap();
+    let s = seeded(&dir);
     assert_eq!(
         s.payment("m1", "o1").await.unwrap().unwrap().status,
         TRADE_FINISHED
@@ -150,7 +150,7 @@ async fn one_transition_per_notify_id_and_one_webhook() {
 async fn concurrent_writes_share_commits_and_a_failed_write_spoils_only_itself() {
     let path = std::env::temp_dir().join(format!("payhost-group-{}", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    let s = std::sync::Arc::new(SqliteStore::open(&path).unwrap());
+    let s = std::sync::Arc::new(seeded(&path));
     let before = s.commit_count();
     let threads: Vec<_> = (0..32)
         .map(|t| {
@@ -180,7 +180,7 @@ async fn concurrent_writes_share_commits_and_a_failed_write_spoils_only_itself()
     // 32 × 20 × 3 writes; with 32 writers at a time they share commits.
     assert!(commits < 32 * 20 * 3, "{commits} commits");
     drop(s);
-    let s = SqliteStore::open(&path).unwrap();
+    let s = seeded(&path);
     assert_eq!(
         s.recent_payments(Some("m1"), 1000).await.unwrap().len(),
         640
@@ -196,10 +196,24 @@ async fn concurrent_writes_share_commits_and_a_failed_write_spoils_only_itself()
     let _ = std::fs::remove_file(&path);
 }
 
+/// A store at `path` whose merchants "m1", "a" and "a_b" exist (a payment needs its merchant).
+fn seeded(path: &std::path::Path) -> SqliteStore {
+    let s = SqliteStore::open(path).unwrap();
+    let c = rusqlite::Connection::open(path).unwrap();
+    for id in ["m1", "a", "a_b"] {
+        c.execute(
+            "INSERT OR IGNORE INTO merchants (id, settings, source, updated_at) VALUES (?1, '{}', 'api', '')",
+            [id],
+        )
+        .unwrap();
+    }
+    s
+}
+
 fn open_temp(name: &str) -> (SqliteStore, std::path::PathBuf) {
     let path = std::env::temp_dir().join(format!("payhost-{name}-{}", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    (SqliteStore::open(&path).unwrap(), path)
+    (seeded(&path), path)
 }
 
 #[tokio::test]
@@ -434,6 +448,13 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
     );
     assert!(s.merchant("m1").await.unwrap().is_none());
     assert!(s.payment("m1", "o1").await.unwrap().is_none());
+    // A payment started before the removal and inserted after it is not kept: nothing could
+    // reach it (a notification of a merchant that is gone is refused).
+    assert!(matches!(
+        s.insert_payment(&payment("o2")).await.unwrap(),
+        Inserted::UnknownMerchant
+    ));
+    assert!(s.payment("m1", "o2").await.unwrap().is_none());
     assert!(s
         .recent_notifications(Some("m1"), None, 10)
         .await
