@@ -1173,6 +1173,73 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
         "the check creates no folder"
     );
     assert!(!dir.join("postgress:").exists());
+
+    // An older schema (this payhost's, with its last step taken back): check-config says what
+    // `serve` will do and what to do first; a command beside a running (older) server refuses
+    // it, and changes nothing.
+    let older = dir.join("older.db");
+    std::fs::write(
+        &config,
+        format!("database = \"{}\"\n{without_cache}", older.display()),
+    )
+    .unwrap();
+    let command = |args: &[&str]| {
+        std::process::Command::new(conformance::host::payhost_binary())
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let made = command(&["token", "create", "--merchant", "a"]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let version = || -> i64 {
+        rusqlite::Connection::open(&older)
+            .unwrap()
+            .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    let latest = version();
+    rusqlite::Connection::open(&older)
+        .unwrap()
+        .execute("DELETE FROM schema_migrations WHERE version = ?1", [latest])
+        .unwrap();
+    let out = check();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains(&format!(
+            "schema version {}; `payhost serve` will upgrade it to {latest}",
+            latest - 1
+        )) && said.contains("payhost backup --to"),
+        "{said}"
+    );
+    for args in [
+        &["token", "list"][..],
+        &["token", "create", "--merchant", "a"],
+    ] {
+        let out = command(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "schema is version {} and this payhost's is {latest}",
+                latest - 1
+            )) && err.contains("`payhost serve` upgrades it"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(version(), latest - 1, "nothing migrated");
 }
 
 /// One `payhost serve` per SQLite file: a second one on the same database (a leftover process,

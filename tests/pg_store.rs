@@ -1794,3 +1794,97 @@ async fn the_outbox_is_fair_on_postgres() {
     let s = open(&pg.create_database("fair")).await;
     fair_outbox(&s).await;
 }
+
+/// An upgrade from schema 5. A command other than `serve` refuses it and changes nothing (an
+/// older replica may still be serving it). `serve`'s open migrates it, but gives way to a
+/// session holding a table the step changes: while a report held `refunds`, the migration's
+/// queued `ALTER TABLE` stopped every other read of that table until the report ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_schema_is_migrated_by_serve_only_and_gives_way_to_a_held_table() {
+    let pg = PgCluster::start("upgrade");
+    let url = pg.create_database("upgrade");
+    pg.psql(
+        "upgrade",
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+    );
+    for (i, sql) in [
+        include_str!("../host/migrations/postgres/0001_init.sql"),
+        include_str!("../host/migrations/postgres/0002_refused_notifications.sql"),
+        include_str!("../host/migrations/postgres/0003_ledger_refunds.sql"),
+        include_str!("../host/migrations/postgres/0004_admin_users_audit.sql"),
+        include_str!("../host/migrations/postgres/0005_refund_sends.sql"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        pg.psql("upgrade", sql);
+        pg.psql(
+            "upgrade",
+            &format!("INSERT INTO schema_migrations VALUES ({}, 'x')", i + 1),
+        );
+    }
+    let opts = PgOptions {
+        pool_size: 2,
+        lease: Duration::from_secs(2),
+    };
+    let refused = PostgresStore::open_with(&url, &opts, Upgrade::Refuse)
+        .await
+        .err()
+        .expect("a command does not upgrade");
+    let text = format!("{refused:#}");
+    assert!(
+        text.contains("schema is version 5 and this payhost's is 6"),
+        "{text}"
+    );
+    let version = || pg.psql("upgrade", "SELECT MAX(version) FROM schema_migrations");
+    assert_eq!(version(), "5");
+
+    let mut report = pg.session("upgrade");
+    report.send("BEGIN; LOCK TABLE refunds IN ACCESS SHARE MODE; SELECT 1;");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let opening = tokio::spawn({
+        let url = url.clone();
+        async move { PostgresStore::open_with(&url, &opts, Upgrade::Apply).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Another reader of the table (an older replica): served once the migration gives way,
+    // not held until the report ends.
+    let asked = std::time::Instant::now();
+    let count = tokio::task::spawn_blocking({
+        let url = pg.url("upgrade");
+        move || {
+            std::process::Command::new(conformance::postgres::pg_bin().join("psql"))
+                .args([
+                    "-X",
+                    "-A",
+                    "-t",
+                    "-d",
+                    &url,
+                    "-c",
+                    "SELECT COUNT(*) FROM refunds",
+                ])
+                .output()
+                .unwrap()
+        }
+    });
+    let read = tokio::time::timeout(Duration::from_secs(20), count)
+        .await
+        .expect("the read was answered")
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), "0");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "a read of the table waited {:?} behind the migration",
+        asked.elapsed()
+    );
+    assert!(!opening.is_finished(), "the migration waits for the report");
+    assert_eq!(version(), "5");
+    report.send("COMMIT;");
+    let s = tokio::time::timeout(Duration::from_secs(30), opening)
+        .await
+        .expect("migrated once the table was free")
+        .unwrap()
+        .unwrap();
+    s.ready().await.unwrap();
+    assert_eq!(version(), "6");
+}

@@ -145,7 +145,9 @@ pub async fn build_app_with(config: Config, extras: Extras) -> Result<Arc<App>> 
     }
     let started = Instant::now();
     let plugins = load_plugins(&config).await?;
-    let store: Arc<dyn Store> = crate::store::open(&config).await?;
+    let store: Arc<dyn Store> = crate::store::open(&config)
+        .await
+        .map_err(|e| anyhow::Error::new(DatabaseError(format!("{e:#}"))))?;
     let problems = check_merchants(&config, &plugins).await;
     if !problems.is_empty() {
         bail!(
@@ -631,3 +633,16 @@ pub async fn termination_signal() {
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
 }
+
+/// The database could not be opened (or migrated) at start: the database's problem, not one of
+/// the configuration file's keys, so `serve` does not name the file before it.
+#[derive(Debug)]
+pub struct DatabaseError(pub String);
+
+impl std::fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DatabaseError {}

@@ -62,9 +62,13 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
         problems.extend(plugin_problems);
         problems.extend(payhost::server::check_merchants(&config, &plugins).await);
         // The database is reached, not changed: no file is created, no migration runs.
-        if let Err(p) = payhost::store::check_reachable(&config).await {
-            problems.push(p);
-        }
+        let upgrade = match payhost::store::check_reachable(&config).await {
+            Ok(note) => note,
+            Err(p) => {
+                problems.push(p);
+                None
+            }
+        };
         if problems.is_empty() {
             let components: Vec<String> = plugins
                 .iter()
@@ -75,6 +79,9 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
                 config.merchants.len(),
                 components.join(", ")
             );
+            if let Some(note) = upgrade {
+                say!("{note}");
+            }
             ExitCode::SUCCESS
         } else {
             eprintln!(

@@ -80,7 +80,8 @@ pub fn write_line_or_exit(args: std::fmt::Arguments<'_>) {
 /// The store of a command that only reads or changes what is there (`token list`, `admin-user
 /// remove`…): a missing SQLite file is refused rather than created, since a new database made
 /// here belongs to whoever ran the command (root, say), which `payhost serve`'s user may then be
-/// unable to open, and a misspelt `--config` would only list nothing.
+/// unable to open, and a misspelt `--config` would only list nothing. Nor is an older schema
+/// migrated: only `payhost serve` upgrades a database ([`payhost::store::Upgrade`]).
 pub async fn open_existing_store(
     config: &payhost::config::Config,
 ) -> anyhow::Result<std::sync::Arc<dyn payhost::store::Store>> {
@@ -90,7 +91,7 @@ pub async fn open_existing_store(
             config.database.display()
         );
     }
-    payhost::store::open(config).await
+    payhost::store::open_without_upgrade(config).await
 }
 
 /// Reports an error and gives the exit status of every command that stops on one (README: `2`).

@@ -37,6 +37,8 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
         };
         let app = match payhost::server::build_app(config).await {
             Ok(a) => a,
+            // The database's own problem (a migration refused, say) is not the file's.
+            Err(e) if e.is::<payhost::server::DatabaseError>() => return fail(e),
             // Its problems are the file's keys: the file is named, as check-config names it.
             Err(e) => return fail(e.context(format!("in {}", path.display()))),
         };

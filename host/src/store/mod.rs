@@ -434,9 +434,51 @@ pub mod prelude {
     pub use super::{Access, Merchants, Notifications, Payments, Store, Webhooks};
 }
 
+/// Whether opening a store may bring an older schema up to this payhost's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upgrade {
+    /// `payhost serve` (and the demo): migrate, once, logged before and after.
+    Apply,
+    /// Every other command: a new database is made whole, but an older schema is refused. A
+    /// command run beside a running older payhost (`token list`, say) must not upgrade the
+    /// database under it: that payhost would refuse to start again on the newer schema.
+    Refuse,
+}
+
+/// Why a command refuses a database of an older schema (see [`Upgrade::Refuse`]).
+pub fn schema_behind(current: i64, latest: usize) -> String {
+    format!(
+        "the database's schema is version {current} and this payhost's is {latest}: `payhost serve` upgrades it when it starts (back it up first: `payhost backup --to FILE`; README, \"Deployment: upgrading\"); other commands do not, so an older payhost still serving it keeps working"
+    )
+}
+
+/// What `check-config` says of a database of schema `current` (0: none yet) when this payhost's
+/// is `latest`: nothing when it is current or new.
+pub fn upgrade_note(current: i64, latest: usize) -> Option<String> {
+    (current > 0 && (current as usize) < latest).then(|| {
+        format!(
+            "database: schema version {current}; `payhost serve` will upgrade it to {latest} when it starts, after which an older payhost refuses it: back it up first (`payhost backup --to FILE`; README, \"Deployment: upgrading\")"
+        )
+    })
+}
+
 /// Opens the store the configuration names: PostgreSQL for a `postgres://` URL, else the SQLite
-/// file.
+/// file; an older schema is migrated (`payhost serve`).
 pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>> {
+    open_with(config, Upgrade::Apply).await
+}
+
+/// [`open`] for a command other than `serve`: an older schema is refused, not migrated.
+pub async fn open_without_upgrade(
+    config: &crate::config::Config,
+) -> Result<std::sync::Arc<dyn Store>> {
+    open_with(config, Upgrade::Refuse).await
+}
+
+async fn open_with(
+    config: &crate::config::Config,
+    upgrade: Upgrade,
+) -> Result<std::sync::Arc<dyn Store>> {
     Ok(match &config.database_url {
         Some(url) => {
             // A webhook is leased for longer than one attempt can take (connect + answer).
@@ -445,16 +487,21 @@ pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn S
                 pool_size: config.database_pool_size,
                 lease: attempt * 2 + std::time::Duration::from_secs(5),
             };
-            std::sync::Arc::new(postgres::PostgresStore::open(url.expose(), &opts).await?)
+            std::sync::Arc::new(
+                postgres::PostgresStore::open_with(url.expose(), &opts, upgrade).await?,
+            )
         }
-        None => std::sync::Arc::new(sqlite::SqliteStore::open(&config.database)?),
+        None => std::sync::Arc::new(sqlite::SqliteStore::open_with(&config.database, upgrade)?),
     })
 }
 
 /// Whether the configured database can be reached, changing nothing (`payhost check-config`):
 /// PostgreSQL answers `SELECT 1`; an SQLite file that exists is a whole database (every page read)
 /// payhost may read and write, and one that does not yet can be created in its folder.
-pub async fn check_reachable(config: &crate::config::Config) -> std::result::Result<(), String> {
+/// Ok(Some(note)): what `serve` will do to it (an older schema migrated).
+pub async fn check_reachable(
+    config: &crate::config::Config,
+) -> std::result::Result<Option<String>, String> {
     match &config.database_url {
         Some(url) => postgres::check_reachable(url.expose()).await,
         None => sqlite::check_file_thoroughly(&config.database),

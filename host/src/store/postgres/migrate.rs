@@ -15,10 +15,20 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0006_refund_numbers_per_trade.sql"),
 ];
 
+/// This payhost's schema version.
+pub(super) fn latest() -> usize {
+    MIGRATIONS.len()
+}
+
 /// The advisory lock key of the migrations ("payhost" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0070_6179_686f_7374;
 
-pub(super) async fn migrate(pool: &Pool) -> Result<()> {
+/// How long one migration waits for its tables' locks before it gives way and tries again:
+/// while an `ALTER TABLE` waits, every other query of that table (an older replica still
+/// serving, say) queues behind it.
+const LOCK_WAIT: &str = "5s";
+
+pub(super) async fn migrate(pool: &Pool, upgrade: crate::store::Upgrade) -> Result<()> {
     let mut client = pool.get().await.context("no database connection")?;
     // A session-level lock: replicas starting together wait here while the first migrates.
     client
@@ -37,17 +47,55 @@ pub(super) async fn migrate(pool: &Pool) -> Result<()> {
         if current as usize > MIGRATIONS.len() {
             bail!("the database schema (version {current}) is newer than this payhost knows; upgrade payhost");
         }
+        let behind = current > 0 && (current as usize) < MIGRATIONS.len();
+        if behind && upgrade == crate::store::Upgrade::Refuse {
+            bail!(crate::store::schema_behind(current.into(), MIGRATIONS.len()));
+        }
+        if behind {
+            tracing::info!(
+                from = current,
+                to = MIGRATIONS.len(),
+                "migrating the database schema; do not stop payhost until it says it migrated (each step commits whole or not at all)"
+            );
+        }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            let tx = client.transaction().await?;
-            tx.batch_execute(sql)
-                .await
-                .with_context(|| format!("migration {}", i + 1))?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                &[&(i as i32 + 1), &now_rfc3339()],
-            )
-            .await?;
-            tx.commit().await?;
+            let version = i as i32 + 1;
+            let mut waits = 0u32;
+            loop {
+                let tx = client.transaction().await?;
+                tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+                    .await?;
+                let applied = tx.batch_execute(sql).await;
+                match applied {
+                    Ok(()) => {
+                        tx.execute(
+                            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                            &[&version, &now_rfc3339()],
+                        )
+                        .await?;
+                        tx.commit().await?;
+                        break;
+                    }
+                    // Another session holds a lock on a table this step changes (a long report,
+                    // an older replica's transaction): give way, say so, try again.
+                    Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+                        drop(tx);
+                        waits += 1;
+                        tracing::warn!(
+                            migration = version,
+                            waits,
+                            "a migration waited {LOCK_WAIT} for a table another session holds (see pg_locks and pg_stat_activity); it gives way and tries again in 2 s"
+                        );
+                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    }
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e).context(format!("migration {version}")))
+                    }
+                }
+            }
+            if behind {
+                tracing::info!(from = current, to = version, "migrated the database schema");
+            }
         }
         let sync: String = client
             .query_one("SHOW synchronous_commit", &[])

@@ -112,7 +112,9 @@ fn cause(e: &tokio_postgres::Error) -> String {
     }
 }
 
-pub async fn check_reachable(url: &str) -> std::result::Result<(), String> {
+/// Whether the server answers, changing nothing; Ok(Some(note)) when its schema is older than
+/// this payhost's (`serve` will migrate it). A newer one is refused, as `serve` refuses it.
+pub async fn check_reachable(url: &str) -> std::result::Result<Option<String>, String> {
     let shown = redact_url(url);
     let mut pg: tokio_postgres::Config = url
         .parse()
@@ -124,22 +126,43 @@ pub async fn check_reachable(url: &str) -> std::result::Result<(), String> {
         .map_err(|_| format!("database: {shown} did not answer within 5 s"))?
         .map_err(|e| format!("database: cannot connect to {shown} ({})", cause(&e)))?;
     let connection = tokio::spawn(connection);
+    // No table yet (a new database) reads as version 0.
+    let version = "SELECT CASE WHEN to_regclass('schema_migrations') IS NULL THEN 0
+        ELSE (SELECT COALESCE(MAX(version), 0) FROM schema_migrations) END";
     let answered =
-        tokio::time::timeout(Duration::from_secs(5), client.simple_query("SELECT 1")).await;
+        tokio::time::timeout(Duration::from_secs(5), client.query_one(version, &[])).await;
     drop(client);
     connection.abort();
-    match answered {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("database: {shown} refused a query ({})", cause(&e))),
-        Err(_) => Err(format!(
-            "database: {shown} did not answer a query within 5 s"
-        )),
+    let current: i32 = match answered {
+        Ok(Ok(row)) => row.get(0),
+        Ok(Err(e)) => return Err(format!("database: {shown} refused a query ({})", cause(&e))),
+        Err(_) => {
+            return Err(format!(
+                "database: {shown} did not answer a query within 5 s"
+            ))
+        }
+    };
+    let latest = migrate::latest();
+    if current as usize > latest {
+        return Err(format!(
+            "database: the schema of {shown} (version {current}) is newer than this payhost knows ({latest}): run the payhost that wrote it, or upgrade"
+        ));
     }
+    Ok(crate::store::upgrade_note(current.into(), latest))
 }
 
 impl PostgresStore {
     /// Connects, checks the server and applies the migrations (under an advisory lock).
     pub async fn open(url: &str, opts: &PgOptions) -> Result<PostgresStore> {
+        Self::open_with(url, opts, crate::store::Upgrade::Apply).await
+    }
+
+    /// [`PostgresStore::open`], an older schema migrated or refused as `upgrade` says.
+    pub async fn open_with(
+        url: &str,
+        opts: &PgOptions,
+        upgrade: crate::store::Upgrade,
+    ) -> Result<PostgresStore> {
         let mut pg: tokio_postgres::Config = url
             .parse()
             .with_context(|| format!("database: not a PostgreSQL URL: {}", redact_url(url)))?;
@@ -162,7 +185,7 @@ impl PostgresStore {
             .create_timeout(Some(Duration::from_secs(10)))
             .build()
             .context("cannot build the PostgreSQL pool")?;
-        migrate::migrate(&pool)
+        migrate::migrate(&pool, upgrade)
             .await
             .with_context(|| format!("cannot open the database {}", redact_url(url)))?;
         Ok(PostgresStore {

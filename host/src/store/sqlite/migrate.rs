@@ -15,7 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0007_refund_numbers_per_trade.sql"),
 ];
 
-pub(super) fn migrate(conn: &Connection) -> Result<()> {
+pub(super) fn migrate(conn: &Connection, upgrade: crate::store::Upgrade) -> Result<()> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")?;
     let current: i64 = conn.query_row(
         "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
@@ -24,6 +24,18 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
     )?;
     if current as usize > MIGRATIONS.len() {
         bail!("the database schema (version {current}) is newer than this payhost knows; upgrade payhost");
+    }
+    let behind = current > 0 && (current as usize) < MIGRATIONS.len();
+    if behind && upgrade == crate::store::Upgrade::Refuse {
+        bail!(crate::store::schema_behind(current, MIGRATIONS.len()));
+    }
+    if behind {
+        // Before, not only after: a long migration (a table rebuilt) must not look like a hang.
+        tracing::info!(
+            from = current,
+            to = MIGRATIONS.len(),
+            "migrating the database schema; do not stop payhost until it says it migrated (each step commits whole or not at all)"
+        );
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.unchecked_transaction()?;
@@ -44,11 +56,12 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
 
 /// What `payhost check-config` can tell of an existing database without changing it: opened
 /// read-only, its schema must be one this payhost knows (a newer one is refused at start) and
-/// readable (a damaged file fails here, not at start).
+/// readable (a damaged file fails here, not at start). Ok(Some(note)): an older schema, which
+/// `serve` will migrate.
 pub(super) fn check_known(
     path: &std::path::Path,
     thorough: bool,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<Option<String>, String> {
     use rusqlite::OpenFlags;
     let shown = path.display();
     let uri = file_uri(path);
@@ -87,11 +100,11 @@ pub(super) fn check_known(
         Ok(has) => has,
         // A log without its index: the main file alone may be what a cut-short checkpoint
         // left, which SQLite's own open recovers from the log. Not called damaged here.
-        Err(_) if has_wal && !through_log => return Ok(()),
+        Err(_) if has_wal && !through_log => return Ok(None),
         Err(e) => return Err(unreadable(e)),
     };
     if !has_table {
-        return Ok(());
+        return Ok(None);
     }
     let current: i64 = conn
         .query_row(
@@ -118,7 +131,7 @@ pub(super) fn check_known(
             ));
         }
     }
-    Ok(())
+    Ok(crate::store::upgrade_note(current, MIGRATIONS.len()))
 }
 
 /// An SQLite `file:` URI of `path`: absolute (a relative path, or one starting `//`, would be
@@ -157,6 +170,21 @@ mod tests {
             )
             .unwrap();
         }
+        // A command other than serve leaves it as it is (an older payhost may be serving it).
+        let refused = migrate(&c, crate::store::Upgrade::Refuse).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("schema is version 6 and this payhost's is 7")
+                && refused.to_string().contains("payhost backup"),
+            "{refused}"
+        );
+        let version: i64 = c
+            .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(version, 6);
         let insert = |id: Option<i64>, no: &str, req: &str, by: &str| {
             c.execute(
                 "INSERT INTO refunds (id, merchant_id, out_trade_no, request_no, amount_fen, reason, started_by, status, created_at)
@@ -172,7 +200,7 @@ mod tests {
         // A removed merchant's refunds went with it: their ids are not handed out again.
         insert(Some(90), "gone", "G1", "gateway").unwrap();
         c.execute("DELETE FROM refunds WHERE id = 90", []).unwrap();
-        migrate(&c).unwrap();
+        migrate(&c, crate::store::Upgrade::Apply).unwrap();
         let kept: (i64, String) = c
             .query_row(
                 "SELECT id, out_trade_no FROM refunds WHERE request_no = 'R1'",
@@ -205,7 +233,7 @@ mod tests {
         {
             let c = Connection::open(&db).unwrap();
             c.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
-            migrate(&c).unwrap();
+            migrate(&c, crate::store::Upgrade::Apply).unwrap();
         }
         let files = || {
             let mut f: Vec<_> = std::fs::read_dir(&dir)
@@ -216,7 +244,7 @@ mod tests {
             f
         };
         let before = files();
-        assert_eq!(check_known(&db, true), Ok(()));
+        assert_eq!(check_known(&db, true), Ok(None));
         assert_eq!(files(), before, "nothing created");
         {
             let c = Connection::open(&db).unwrap();
@@ -258,7 +286,7 @@ mod tests {
         let db = dir.join("payhost.db");
         {
             let c = Connection::open(&db).unwrap();
-            migrate(&c).unwrap();
+            migrate(&c, crate::store::Upgrade::Apply).unwrap();
             c.execute_batch("CREATE TABLE filler (b TEXT);").unwrap();
             for _ in 0..400 {
                 c.execute("INSERT INTO filler VALUES (?1)", [&"x".repeat(2000)])
@@ -271,7 +299,7 @@ mod tests {
             *b = (i * 131 % 251) as u8;
         }
         std::fs::write(&db, &bytes).unwrap();
-        assert_eq!(check_known(&db, false), Ok(()));
+        assert_eq!(check_known(&db, false), Ok(None));
         let damaged = check_known(&db, true).unwrap_err();
         assert!(
             damaged.contains("is damaged") && damaged.contains("restore the last backup"),
@@ -299,7 +327,7 @@ mod tests {
         {
             let c = Connection::open(&db).unwrap();
             c.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
-            migrate(&c).unwrap();
+            migrate(&c, crate::store::Upgrade::Apply).unwrap();
             c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
         }
         let old_main = std::fs::read(&db).unwrap();
@@ -336,11 +364,11 @@ mod tests {
                 .is_err(),
             "the main file alone must be unreadable for this test to mean anything"
         );
-        assert_eq!(check_known(&cut, true), Ok(()));
+        assert_eq!(check_known(&cut, true), Ok(None));
         // Without the log's index, the check cannot read the log without making one: it leaves
         // the judgement to SQLite's own open, and makes no file.
         std::fs::remove_file(with(&cut, "-shm")).unwrap();
-        assert_eq!(check_known(&cut, true), Ok(()));
+        assert_eq!(check_known(&cut, true), Ok(None));
         assert!(!with(&cut, "-shm").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }

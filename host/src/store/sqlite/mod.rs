@@ -82,17 +82,18 @@ fn free_bytes(folder: &Path) -> Option<u64> {
 /// read and write; a missing one can be created (its folder exists and is writable: the journal
 /// files go there too).
 pub fn check_file(path: &Path) -> std::result::Result<(), String> {
-    check_file_with(path, false)
+    check_file_with(path, false).map(drop)
 }
 
 /// [`check_file`], and every page of an existing database read (`PRAGMA quick_check`):
 /// `payhost check-config`, the check of a restored file. A damaged page passed the header check,
-/// and `serve` started, failing only where the page was read.
-pub fn check_file_thoroughly(path: &Path) -> std::result::Result<(), String> {
+/// and `serve` started, failing only where the page was read. Ok(Some(note)): what `serve` will
+/// do to it (an older schema migrated).
+pub fn check_file_thoroughly(path: &Path) -> std::result::Result<Option<String>, String> {
     check_file_with(path, true)
 }
 
-fn check_file_with(path: &Path, thorough: bool) -> std::result::Result<(), String> {
+fn check_file_with(path: &Path, thorough: bool) -> std::result::Result<Option<String>, String> {
     let shown = path.display();
     let dir = folder_of(path);
     if !dir.is_dir() {
@@ -113,7 +114,7 @@ fn check_file_with(path: &Path, thorough: bool) -> std::result::Result<(), Strin
         }
     }
     if !path.exists() {
-        return Ok(());
+        return Ok(None);
     }
     if !may(path, libc::R_OK | libc::W_OK) {
         return Err(format!("database: this user cannot read and write {shown}"));
@@ -130,7 +131,7 @@ fn check_file_with(path: &Path, thorough: bool) -> std::result::Result<(), Strin
     .map_err(|e| format!("database: cannot read {shown} ({e})"))?;
     // An empty file is an empty database to SQLite.
     if header.is_empty() {
-        Ok(())
+        Ok(None)
     } else if header == b"SQLite format 3\0" {
         migrate::check_known(path, thorough)
     } else {
@@ -150,9 +151,14 @@ impl SqliteStore {
     /// Opens (creating if need be) and migrates the database, and starts its writer thread. Needs
     /// no async runtime; its calls do.
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        Self::open_with(path, crate::store::Upgrade::Apply)
+    }
+
+    /// [`SqliteStore::open`], an older schema migrated or refused as `upgrade` says.
+    pub fn open_with(path: &Path, upgrade: crate::store::Upgrade) -> Result<SqliteStore> {
         // SQLite says a full disk as "disk I/O error" (it could not grow the -shm file) or
         // "database or disk is full": the file system's room is said beside it.
-        Self::open_here(path).map_err(|e| {
+        Self::open_here(path, upgrade).map_err(|e| {
             let folder = folder_of(path);
             match room_problem(folder, free_bytes(folder)) {
                 Some(why) => e.context(why),
@@ -161,7 +167,7 @@ impl SqliteStore {
         })
     }
 
-    fn open_here(path: &Path) -> Result<SqliteStore> {
+    fn open_here(path: &Path, upgrade: crate::store::Upgrade) -> Result<SqliteStore> {
         let open = || {
             Connection::open(path)
                 .with_context(|| format!("cannot open the database {}", path.display()))
@@ -189,7 +195,8 @@ impl SqliteStore {
             }
         }
         configure(&conn).with_context(|| format!("the database {}", path.display()))?;
-        migrate::migrate(&conn).with_context(|| format!("the database {}", path.display()))?;
+        migrate::migrate(&conn, upgrade)
+            .with_context(|| format!("the database {}", path.display()))?;
         let readers = readers::Readers::open(|| {
             let r = open()?;
             configure(&r)?;
