@@ -51,7 +51,9 @@ const { values: args } = parseArgs({
  * overwrite each other's files) and imports its `plugin` export. The directory is removed at exit.
  */
 async function load(path) {
-  const bytes = await readFile(path);
+  const bytes = await readFile(path).catch((e) => {
+    throw new Failure(`cannot read the component ${path} (${e.code ?? e.message}): build it (cargo build --release --target wasm32-wasip2 -p alipay-wap-plugin) or pass --component PATH`);
+  });
   const { files, exports } = await transpile(bytes, { name: 'plugin', noTypescript: true, quiet: true });
   await mkdir(join(here, 'out'), { recursive: true });
   const out = await mkdtemp(join(here, 'out', 'run-'));
@@ -321,6 +323,20 @@ async function main() {
     }
     check(forgedError?.tag === 'bad-signature', `verify-notification: a forged amount was not refused: ${JSON.stringify(forgedError)}`);
     console.log('node: a forged notification is refused (bad-signature)');
+
+    // Alipay does not confirm it (`notify_verify` answers `false`: a replayed or made-up
+    // notify_id): the same well-signed notification is refused, never taken as paid.
+    const asked = call('verify-notification', () => plugin.verifyNotification(settings, form));
+    check(asked.tag === 'send', 'verify-notification: no notify_verify request');
+    const denied = { tag: 'ok', val: { status: 200, headers: [], body: new TextEncoder().encode('false') } };
+    let unconfirmed = null;
+    try {
+      plugin.resumeNotification(settings, asked.val.continuation, denied);
+    } catch (e) {
+      unconfirmed = errorOf(e);
+    }
+    check(unconfirmed?.tag === 'notify-not-confirmed', `resume-notification: a notification Alipay did not confirm was not refused: ${JSON.stringify(unconfirmed)}`);
+    console.log('node: a notification Alipay does not confirm is refused (notify-not-confirmed)');
 
     // Per-call cost on this one instance: the calls a notification costs an embedder, the
     // notify_verify answer replayed (no network in the loop).

@@ -72,6 +72,9 @@ class Plugin:
 
     def __init__(self, path):
         self.engine = Engine()
+        if not os.path.isfile(path):
+            raise Failure(f"cannot read the component {path}: build it (cargo build --release --target "
+                          "wasm32-wasip2 -p alipay-wap-plugin) or pass --component PATH")
         self.component = Component.from_file(self.engine, path)
         linker = Linker(self.engine)
         # The component imports only what Rust's std needs on wasm32-wasip2 (stdio, environment,
@@ -337,6 +340,16 @@ def main():
     check(isinstance(r, Variant) and r.tag == "err" and r.payload.tag == "bad-signature",
           f"verify-notification: a forged amount was not refused: {r!r}")
     print("python: a forged notification is refused (bad-signature)")
+
+    # Alipay does not confirm it (`notify_verify` answers `false`: a replayed or made-up
+    # notify_id): the same well-signed notification is refused, never taken as paid.
+    asked = unwrap(plugin.call("verify-notification", settings, plugin.kv(form)), "verify-notification")
+    check(asked.tag == "send", "verify-notification: no notify_verify request")
+    denied = record(status=200, headers=[], body=b"false")
+    r = plugin.call("resume-notification", settings, asked.payload.continuation, denied)
+    check(isinstance(r, Variant) and r.tag == "err" and r.payload.tag == "notify-not-confirmed",
+          f"resume-notification: a notification Alipay did not confirm was not refused: {r!r}")
+    print("python: a notification Alipay does not confirm is refused (notify-not-confirmed)")
 
     # Per-call cost on this one instance: the calls a notification costs an embedder, the
     # notify_verify answer replayed (no network in the loop).
