@@ -1496,6 +1496,48 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
     );
     let saved = admin_post(&base, "/admin/merchants/pasted", &cookie, &form).await;
     assert!(saved.contains("已保存并校验"), "{saved}");
+    // A page opened before someone else saved the merchant does not save over their change:
+    // the form carries the version it showed.
+    let version_of = |html: &str| {
+        html.split("name=\"version\" value=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_else(|| panic!("no version on the page: {html}"))
+            .to_owned()
+    };
+    let opened = version_of(&saved);
+    let theirs = admin_post(
+        &base,
+        "/admin/merchants/pasted",
+        &cookie,
+        &format!("{elsewhere}&version={opened}"),
+    )
+    .await;
+    assert!(theirs.contains("已保存并校验"), "{theirs}");
+    assert_ne!(version_of(&theirs), opened);
+    let stale = admin_post(
+        &base,
+        "/admin/merchants/pasted",
+        &cookie,
+        &format!("{form}&version={opened}"),
+    )
+    .await;
+    assert!(
+        stale.contains("未保存：你打开本页之后，这个商户已被别人修改或删除"),
+        "{stale}"
+    );
+    let kept = get(&w.host.url("/v1/merchants/pasted"), Some(TOKEN))
+        .await
+        .json();
+    assert_eq!(kept["mapi_url"], w.shop.url("/mapi"), "{kept}");
+    let saved = admin_post(
+        &base,
+        "/admin/merchants/pasted",
+        &cookie,
+        &format!("{form}&version={}", version_of(&stale)),
+    )
+    .await;
+    assert!(saved.contains("已保存并校验"), "{saved}");
     // A bad key is refused with the field named, and nothing is stored.
     let bad_form = format!("csrf={csrf}&partner=2088101122136241&key=short&seller_email=a%40b.cn");
     let refused = admin_post(&base, "/admin/merchants/other", &cookie, &bad_form).await;

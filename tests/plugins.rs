@@ -436,11 +436,19 @@ async fn rows_of_an_older_payhost_keep_their_edits_and_get_their_plugin_named() 
             .unwrap());
         // …then edited through the API.
         store
-            .save_merchant("shop", &settings("edited@example.com"))
+            .save_merchant(
+                "shop",
+                &settings("edited@example.com"),
+                payhost::store::Expected::Anything,
+            )
             .await
             .unwrap();
         store
-            .save_merchant("api-only", &settings("api@example.com"))
+            .save_merchant(
+                "api-only",
+                &settings("api@example.com"),
+                payhost::store::Expected::Anything,
+            )
             .await
             .unwrap();
     }

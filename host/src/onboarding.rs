@@ -91,10 +91,16 @@ pub async fn add_merchant(
         shop_origins: origins,
         settings_digest: None,
     };
-    store
-        .save_merchant(id, &slot)
+    let created = store
+        .save_merchant(id, &slot, crate::store::Expected::Absent)
         .await
         .map_err(|e| format!("cannot save the merchant: {e:#}"))?;
+    // Made by another request since the check above (two connects at once): theirs stays.
+    if !created {
+        return Err(format!(
+            "id: merchant {id:?} exists already (another token for it: payhost token create --merchant {id})"
+        ));
+    }
     let token = crate::auth::new_merchant_token();
     let label: String = label.trim().chars().take(100).collect();
     let token_id = store

@@ -246,6 +246,10 @@ pub struct SyncResult {
     pub refunds: Vec<serde_json::Value>,
 }
 
+/// The "field" of a merchant save refused because the row changed since it was read (see
+/// [`App::configure_merchant`]).
+pub const CHANGED_MEANWHILE: &str = "merchant";
+
 impl App {
     pub async fn merchant(&self, id: &str) -> Result<MerchantSettings, ApiError> {
         match self.store.merchant(id).await {
@@ -399,24 +403,45 @@ impl App {
     /// Validates settings with the merchant's component and stores them (trimmed, normalised).
     /// Settings the embedder gives every merchant (`default_settings`, e.g. the demo's sandbox
     /// URLs) fill in what is left out.
+    /// The settings replace whatever the merchant has when this is called.
     pub async fn configure_merchant(
         &self,
         id: &str,
         settings: MerchantSettings,
     ) -> Result<MerchantSettings, Vec<FieldError>> {
-        self.configure_merchant_beside(id, settings, Vec::new())
+        let before = self
+            .store
+            .merchant_stored(id)
+            .await
+            .map_err(|e| vec![FieldError::new("store", e.to_string())])?;
+        self.configure_merchant_beside(id, settings, Vec::new(), before.as_deref())
+            .await
+    }
+
+    /// [`configure_merchant`](App::configure_merchant) of settings built from the merchant's
+    /// row as the caller read it earlier (`before`: [`store::Merchants::merchant_stored`]'s text,
+    /// `None` for no merchant yet): saved only if nobody changed or removed it since, else the
+    /// one error [`CHANGED_MEANWHILE`].
+    pub async fn configure_merchant_after(
+        &self,
+        id: &str,
+        settings: MerchantSettings,
+        before: Option<&str>,
+    ) -> Result<MerchantSettings, Vec<FieldError>> {
+        self.configure_merchant_beside(id, settings, Vec::new(), before)
             .await
     }
 
     /// [`configure_merchant`](App::configure_merchant) of settings the caller already found
     /// `earlier` problems in (its own checks, such as a shop secret too short): nothing is
     /// saved then, but the policy and the component still check the rest, so every bad field is
-    /// said at once.
+    /// said at once. `before` as for [`configure_merchant_after`](App::configure_merchant_after).
     pub async fn configure_merchant_beside(
         &self,
         id: &str,
         mut settings: MerchantSettings,
         earlier: Vec<FieldError>,
+        before: Option<&str>,
     ) -> Result<MerchantSettings, Vec<FieldError>> {
         let _permit = self.admission.enter(Class::Admin).await;
         let with_earlier = |mut later: Vec<FieldError>| {
@@ -450,7 +475,7 @@ impl App {
         // Every merchant has its own shop secret: the one sent, else the stored one, else a new
         // one. The digest is taken over the settings as sent (before defaults are filled in).
         if settings.shop_webhook_secret.is_none() {
-            let stored = self.store.merchant(id).await.ok().flatten();
+            let stored = before.and_then(|text| store::parse_merchant(text).ok());
             settings.shop_webhook_secret = Some(
                 stored
                     .and_then(|m| m.shop_webhook_secret)
@@ -483,10 +508,17 @@ impl App {
             settings: normalised,
             ..settings
         };
-        self.store
-            .save_merchant(id, &stored)
+        let saved = self
+            .store
+            .save_merchant(id, &stored, store::Expected::from_read(before))
             .await
             .map_err(|e| vec![FieldError::new("store", e.to_string())])?;
+        if !saved {
+            return Err(vec![FieldError::new(
+                CHANGED_MEANWHILE,
+                "changed or removed by another request while this one was checked: nothing was saved; read the merchant again and send the change again",
+            )]);
+        }
         tracing::info!(merchant = id, plugin = %stored.plugin_id, "merchant settings saved");
         Ok(stored)
     }

@@ -235,6 +235,26 @@ pub enum Inserted {
     UnknownMerchant,
 }
 
+/// What a merchant's row must hold for [`Merchants::save_merchant`] to write (a compare-and-set:
+/// settings are saved whole, so a save built from an older read would undo what another request
+/// changed since: narrowed shop origins, a rotated key, a removal).
+#[derive(Clone, Copy, Debug)]
+pub enum Expected<'a> {
+    /// Whatever is there (seeding, tests).
+    Anything,
+    /// No merchant of this id: a new one.
+    Absent,
+    /// Exactly this stored text (what [`Merchants::merchant_stored`] read).
+    Stored(&'a str),
+}
+
+impl<'a> Expected<'a> {
+    /// The row as read before a change: absent, or this text.
+    pub fn from_read(stored: Option<&'a str>) -> Expected<'a> {
+        stored.map_or(Expected::Absent, Expected::Stored)
+    }
+}
+
 /// Merchants: their settings, where they came from, and their removal.
 #[async_trait]
 pub trait Merchants: Send + Sync {
@@ -243,8 +263,14 @@ pub trait Merchants: Send + Sync {
     /// parsed settings compares it to know whether they changed since.
     async fn merchant_stored(&self, id: &str) -> Result<Option<String>>;
     async fn merchant_ids(&self) -> Result<Vec<String>>;
-    /// Saves settings from the admin page or the API.
-    async fn save_merchant(&self, id: &str, settings: &MerchantSettings) -> Result<()>;
+    /// Saves settings from the admin page or the API, if the row is still what `expected` says
+    /// (false, and nothing written, when another request changed or removed it meanwhile).
+    async fn save_merchant(
+        &self,
+        id: &str,
+        settings: &MerchantSettings,
+        expected: Expected<'_>,
+    ) -> Result<bool>;
     /// How a merchant row came to be: its source (`config` or `api`) and the hash of the
     /// payhost.toml table it was last seeded from.
     async fn merchant_origin(&self, id: &str) -> Result<Option<(String, Option<String>)>>;

@@ -8,7 +8,7 @@ use super::{audit, enc, field, yuan, Ctx, Form, Page, PostResult, Posted};
 use crate::config::{valid_merchant_id, MerchantSettings};
 use crate::runtime::plugin_api::{FieldError, FieldKind, SettingField};
 use crate::runtime::PluginRuntime;
-use crate::service::{mask, App};
+use crate::service::{mask, App, CHANGED_MEANWHILE};
 use minijinja::{context, Value};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -122,11 +122,29 @@ pub async fn visible_ids(app: &App, ctx: &Ctx) -> Vec<String> {
     }
 }
 
+/// A short digest of a merchant's stored row (`new`: none yet), carried by its settings form: a
+/// save from a page opened before someone else changed the merchant is refused, not taken over
+/// their change (the form sends every setting, as it was on that page).
+fn row_version(stored: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    match stored {
+        Some(text) => Sha256::digest(text.as_bytes())[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        None => "new".into(),
+    }
+}
+
 pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
     if !ctx.who.sees(id) || !valid_merchant_id(id) {
         return Page::NotFound;
     }
-    let merchant = app.store.merchant(id).await.ok().flatten();
+    let stored = app.store.merchant_stored(id).await.ok().flatten();
+    let version = row_version(stored.as_deref());
+    let merchant = stored
+        .as_deref()
+        .and_then(|text| crate::store::parse_merchant(text).ok());
     // A new merchant's empty form is the operator's to fill; an owner sees existing ones only.
     if merchant.is_none() && !ctx.who.operator() {
         return Page::NotFound;
@@ -290,7 +308,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
         template: "merchant.html",
         section: "merchants",
         values: context! {
-            id, exists => m.is_some(), fields, errors,
+            id, exists => m.is_some(), fields, errors, version,
             plugin => PluginView { id: plugin.info.id.clone(), name: plugin.info.name.clone() },
             notify_url => app.config.notify_url(id), return_url => app.config.return_url(id),
             sandbox => sandbox_defaults(app),
@@ -625,11 +643,21 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
     if !ctx.who.sees(id) || !valid_merchant_id(id) {
         return PostResult::NotFound;
     }
-    let existing = app.store.merchant(id).await.ok().flatten();
+    // Read once; the save goes through only if the row is still this (settings are saved
+    // whole, and the secrets left empty here are filled from it).
+    let before = app.store.merchant_stored(id).await.ok().flatten();
+    let existing = before
+        .as_deref()
+        .and_then(|text| crate::store::parse_merchant(text).ok());
     if existing.is_none() && !ctx.who.operator() {
         return PostResult::NotFound;
     }
     let page_url = merchant_page(id);
+    // A form without a version (an older page, a script) is checked at the save only.
+    let shown = field(form, "version").trim();
+    if !shown.is_empty() && shown != row_version(before.as_deref()) {
+        return PostResult::Done(Posted::to(page_url, changed_meanwhile(ctx)));
+    }
     // A shop owner's slot is bound by the operator, as a merchant token's is in the API
     // (`api::merchants::bind_to_slot`): the component and the shop origins stay as the operator
     // set them, and a webhook URL the owner changes must be on those origins.
@@ -788,7 +816,10 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
         settings_digest: None,
     };
     if errors.is_empty() {
-        match app.configure_merchant(id, settings.clone()).await {
+        match app
+            .configure_merchant_after(id, settings.clone(), before.as_deref())
+            .await
+        {
             Ok(_) => {
                 audit(
                     app,
@@ -802,6 +833,9 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
                     page_url,
                     Flash::ok(ctx.t("已保存并校验", "Saved and validated.")),
                 ));
+            }
+            Err(fields) if fields.iter().any(|f| f.field == CHANGED_MEANWHILE) => {
+                return PostResult::Done(Posted::to(page_url, changed_meanwhile(ctx)));
             }
             Err(fields) => errors.extend(fields.into_iter().map(|f| (f.field, f.reason))),
         }
@@ -821,6 +855,14 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
         errors,
         typed,
     )
+}
+
+/// Why a save was refused whose page (or check) saw an older merchant.
+fn changed_meanwhile(ctx: &Ctx) -> Flash {
+    Flash::err(ctx.t(
+        "未保存：你打开本页之后，这个商户已被别人修改或删除。下面是它现在的设置，请重新填写你的修改再保存。",
+        "Not saved: someone else changed or removed this merchant after you opened this page. Its settings now are below: enter your change again.",
+    ))
 }
 
 pub async fn test_connection(app: &Arc<App>, ctx: &Ctx, id: &str) -> PostResult {

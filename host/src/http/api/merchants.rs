@@ -4,7 +4,7 @@
 use crate::http::body::{json, read_body, Body, MAX_API_BODY};
 use crate::http::caller::Caller;
 use crate::http::error::error_with_fields;
-use crate::service::{masked_settings, ApiError, App};
+use crate::service::{masked_settings, ApiError, App, CHANGED_MEANWHILE};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -49,8 +49,21 @@ pub async fn put_merchant(
     // PUT must not silently stop the shop's webhooks); `"shop_webhook_url": null` removes it.
     let names_webhook_url = serde_json::from_slice::<serde_json::Value>(&body)
         .is_ok_and(|v| v.get("shop_webhook_url").is_some());
+    // Read once: what is kept from it, the slot a merchant token is bound to, and the row the
+    // save must still find (settings are saved whole: a save from an older read would undo a
+    // change made meanwhile, or bring back a merchant removed meanwhile).
+    let before = app
+        .store
+        .merchant_stored(id)
+        .await
+        .map_err(ApiError::internal)?;
+    let held = before
+        .as_deref()
+        .map(crate::store::parse_merchant)
+        .transpose()
+        .map_err(ApiError::internal)?;
     if raw.shop_webhook_secret.is_none() || !names_webhook_url {
-        let held = app.store.merchant(id).await.map_err(ApiError::internal)?;
+        let held = held.clone();
         if !names_webhook_url {
             raw.shop_webhook_url = held.as_ref().and_then(|m| m.shop_webhook_url.clone());
         }
@@ -64,7 +77,10 @@ pub async fn put_merchant(
     // No file is opened for the API: `<name>_file` is refused, the PEM text goes in `<name>`.
     let mut settings = crate::config::merchant_settings(id, &raw, None, &mut problems);
     if let Caller::Merchant(_) = who {
-        bind_to_slot(&app.merchant(id).await?, &raw, &mut settings)?;
+        let slot = held
+            .as_ref()
+            .ok_or_else(|| ApiError::new(404, "unknown_merchant", format!("no merchant {id:?}")))?;
+        bind_to_slot(slot, &raw, &mut settings)?;
     }
     // The file's rules (a shop secret too short, a URL that is not one) and the component's, in
     // one answer of one shape: the component checks the rest even when these already refuse.
@@ -82,8 +98,16 @@ pub async fn put_merchant(
             }
         })
         .collect();
-    match app.configure_merchant_beside(id, settings, earlier).await {
+    match app
+        .configure_merchant_beside(id, settings, earlier, before.as_deref())
+        .await
+    {
         Ok(stored) => Ok(json(200, &merchant_view(app, &stored))),
+        Err(fields) if fields.iter().any(|f| f.field == CHANGED_MEANWHILE) => Err(ApiError::new(
+            409,
+            "merchant_changed",
+            format!("merchant {id:?} was changed or removed by another request while this one was checked: nothing was saved; GET it again and send the change again"),
+        )),
         Err(fields) => {
             let message = fields
                 .iter()

@@ -25,16 +25,27 @@ impl Merchants for PostgresStore {
         }
     }
 
-    async fn save_merchant(&self, id: &str, settings: &MerchantSettings) -> Result<()> {
+    async fn save_merchant(
+        &self,
+        id: &str,
+        settings: &MerchantSettings,
+        expected: Expected<'_>,
+    ) -> Result<bool> {
         let json = serde_json::to_string(settings)?;
-        let id = id.to_owned();
-        {
-            let c = self.client().await?;
-            c.execute("INSERT INTO merchants (id, settings, source, config_hash, updated_at) VALUES ($1, $2, 'api', NULL, $3)
+        let c = self.client().await?;
+        let now = now_rfc3339();
+        let n = match expected {
+            Expected::Anything => c.execute("INSERT INTO merchants (id, settings, source, config_hash, updated_at) VALUES ($1, $2, 'api', NULL, $3)
                  ON CONFLICT (id) DO UPDATE SET settings = excluded.settings, source = 'api', updated_at = excluded.updated_at",
-                &[&id, &json, &now_rfc3339()]).await?;
-            Ok(())
-        }
+                &[&id, &json, &now]).await?,
+            Expected::Absent => c.execute("INSERT INTO merchants (id, settings, source, config_hash, updated_at) VALUES ($1, $2, 'api', NULL, $3)
+                 ON CONFLICT (id) DO NOTHING",
+                &[&id, &json, &now]).await?,
+            // One statement: the row is locked while it is compared and written.
+            Expected::Stored(old) => c.execute("UPDATE merchants SET settings = $2, source = 'api', updated_at = $3 WHERE id = $1 AND settings = $4",
+                &[&id, &json, &now, &old]).await?,
+        };
+        Ok(n == 1)
     }
 
     async fn merchant_origin(&self, id: &str) -> Result<Option<(String, Option<String>)>> {

@@ -35,14 +35,28 @@ impl Merchants for SqliteStore {
         .await
     }
 
-    async fn save_merchant(&self, id: &str, settings: &MerchantSettings) -> Result<()> {
+    async fn save_merchant(
+        &self,
+        id: &str,
+        settings: &MerchantSettings,
+        expected: Expected<'_>,
+    ) -> Result<bool> {
         let json = serde_json::to_string(settings)?;
         let id = id.to_owned();
+        let (sql, old) = match expected {
+            Expected::Anything => ("INSERT INTO merchants (id, settings, source, config_hash, updated_at) VALUES (?1, ?2, 'api', NULL, ?3)
+                 ON CONFLICT(id) DO UPDATE SET settings = excluded.settings, source = 'api', updated_at = excluded.updated_at", None),
+            Expected::Absent => ("INSERT INTO merchants (id, settings, source, config_hash, updated_at) VALUES (?1, ?2, 'api', NULL, ?3)
+                 ON CONFLICT(id) DO NOTHING", None),
+            Expected::Stored(old) => ("UPDATE merchants SET settings = ?2, source = 'api', updated_at = ?3 WHERE id = ?1 AND settings = ?4", Some(old.to_owned())),
+        };
         self.write(move |conn| {
-            conn.prepare_cached("INSERT INTO merchants (id, settings, source, config_hash, updated_at) VALUES (?1, ?2, 'api', NULL, ?3)
-                 ON CONFLICT(id) DO UPDATE SET settings = excluded.settings, source = 'api', updated_at = excluded.updated_at")?
-                .execute(params![id, json, now_rfc3339()])?;
-            Ok(())
+            let mut st = conn.prepare_cached(sql)?;
+            let n = match &old {
+                Some(old) => st.execute(params![id, json, now_rfc3339(), old])?,
+                None => st.execute(params![id, json, now_rfc3339()])?,
+            };
+            Ok(n == 1)
         })
         .await
     }
