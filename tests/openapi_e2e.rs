@@ -743,6 +743,18 @@ refund_after_s = 5
         };
         let r = refund_of("bo-a-lost", "2.00").await;
         assert_eq!(r.status, 502, "{}", r.text());
+        // The error says the outcome is unknown and carries the refund it kept: a shop must
+        // not take it for "not refunded" and start another (Alipay made this one).
+        let lost = r.json();
+        assert_eq!(lost["refund"]["status"], "PENDING", "{lost}");
+        assert_eq!(lost["refund"]["amount"], "2.00", "{lost}");
+        assert!(
+            lost["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("outcome is unknown"),
+            "{lost}"
+        );
         assert_eq!(sb.openapi_trade(APP_ID, "BO-A").unwrap().refunds.len(), 2);
         let p = payment(OPEN, "BO-A").await;
         assert_eq!(p["refunded_amount"], "10.00", "{p}");

@@ -724,3 +724,66 @@ async fn an_order_asked_again_while_it_is_paid_has_no_form_once_paid() {
             .expect("paid within 20 s");
     }
 }
+
+/// A legacy refund whose start was cut short (a crash after it was stored, before the seller's
+/// page was): the sync makes its page again under its number, the seller confirms it, and it
+/// ends SUCCESS. Before, it stayed PENDING for ever with no page: the legacy API has no refund
+/// query, so nothing asked about it again, and its amount was held, so the order could never be
+/// refunded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_refund_cut_short_before_its_page_gets_one() {
+    let (sandbox, _shop, host) = one_paid_legacy_order("refunds-cut-short", "CS1", "10.00").await;
+    use payhost::store::ledger::{NewRefund, RefundBegun};
+    let begun =
+        host.app()
+            .store
+            .begin_refund(&NewRefund {
+                merchant_id: "ref".into(),
+                out_trade_no: "CS1".into(),
+                request_no: payhost::domain::refunds::new_request_no(
+                    payhost::domain::clock::now_unix(),
+                ),
+                refund_key: Some("cs-1".into()),
+                amount_fen: 400,
+                reason: "缺货".into(),
+                started_by: "api:operator".into(),
+            })
+            .await
+            .unwrap();
+    let RefundBegun::New(refund) = begun else {
+        panic!("{begun:?}")
+    };
+    // Stored a minute ago, as the crash left it.
+    rusqlite::Connection::open(host.dir.join("payhost.db"))
+        .unwrap()
+        .execute(
+            "UPDATE refunds SET created_at = ?1 WHERE id = ?2",
+            rusqlite::params![
+                payhost::store::format_unix(payhost::domain::clock::now_unix() as u64 - 60),
+                refund.id
+            ],
+        )
+        .unwrap();
+    let url = host.url("/v1/merchants/ref/payments/CS1");
+    let synced = send_json(
+        "POST",
+        &format!("{url}/sync"),
+        Some(TOKEN),
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(synced.status, 200, "{}", synced.text());
+    let p = get(&url, Some(TOKEN)).await.json();
+    let confirm = p["refunds"][0]["confirm_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no page for the seller: {p}"))
+        .to_owned();
+    confirm_as_seller(&sandbox.base, &confirm).await;
+    wait_for("the refund confirmed", async || {
+        get(&url, Some(TOKEN)).await.json()["refunds"][0]["status"] == "SUCCESS"
+    })
+    .await;
+    let p = get(&url, Some(TOKEN)).await.json();
+    assert_eq!(p["refunded_amount"], "4.00", "{p}");
+    assert_eq!(p["refunds"].as_array().unwrap().len(), 1, "{p}");
+}

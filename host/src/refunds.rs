@@ -153,6 +153,7 @@ impl App {
                     .into(),
                     field: field.map(str::to_owned),
                     message: why.to_string(),
+                    about: None,
                 });
             }
         };
@@ -186,8 +187,27 @@ impl App {
             tracing::info!(merchant = merchant_id, out_trade_no, refund = refund.id, code = %e.code, "refund refused before it was sent; nothing kept");
             return Err(e);
         }
-        self.apply_refund_answer(merchant_id, &merchant, refund.id, answer)
-            .await?;
+        if let Err(mut e) = self
+            .apply_refund_answer(merchant_id, &merchant, refund.id, answer)
+            .await
+        {
+            // No answer, or none understood: the refund may have reached the provider. It is
+            // kept PENDING (the provider's report or a query settles it), and the error says so
+            // and carries it: a shop that took the error for "not refunded" and started another
+            // refund refunded twice.
+            if let Ok(Some(kept)) = self.store.refund(merchant_id, refund.id).await {
+                if kept.status == refunds::PENDING {
+                    e.message = format!(
+                        "{} The refund's outcome is unknown: it may have reached the provider, so it is kept as refund {} (request_no {}, PENDING) and settled by the provider's report or a query. Do not start another refund for it: read the payment later, or send this request again with the same refund_key",
+                        e.message.trim_end_matches('.').to_owned() + ".",
+                        kept.id,
+                        kept.request_no
+                    );
+                    e.about = Some(Box::new(("refund", refund_json(&kept))));
+                }
+            }
+            return Err(e);
+        }
         let stored = self
             .store
             .refund(merchant_id, refund.id)
@@ -362,10 +382,12 @@ impl App {
         match queried {
             Err(crate::runtime::CallError::Unsupported { .. }) => return Ok(false),
             Err(e) => return Err(ApiError::from(e)),
-            // The legacy API has no refund query: its refunds report by notification.
-            Ok(Err(api::PluginError::InvalidOrder(f))) if f.field == "request_no" => {
-                return Ok(false)
-            }
+            // The legacy API has no refund query: its refunds report by notification, once the
+            // seller confirmed them on their page. A pending one without that page (its start
+            // was cut short: a crash, a trap, a timeout of the call) never reached anyone, so it
+            // is started again under its number below: the page is made again (nothing is
+            // sent; the number keeps a second confirmation from refunding twice).
+            Ok(Err(api::PluginError::InvalidOrder(f))) if f.field == "request_no" => {}
             Ok(Err(e)) => return Err(plugin_error_to_api(e)),
             Ok(Ok(state)) if state.status != RefundStatus::Pending => {
                 tracing::info!(merchant = merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, status = state.status.as_str(), "refund query settled a pending refund");
@@ -402,7 +424,7 @@ impl App {
         }
         let request = self.refund_request(merchant_id, &payment, &refund, now);
         let answer = self.send_refund(plugin, &merchant, &request).await;
-        tracing::info!(merchant = merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, "refund sent again under its number: the provider had no success for it");
+        tracing::info!(merchant = merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, "refund started again under its number: the provider had no success for it, or its start was cut short");
         match self
             .apply_refund_answer(merchant_id, &merchant, refund.id, answer)
             .await

@@ -90,6 +90,7 @@ pub(crate) fn plugin_error_to_api(e: PluginError) -> ApiError {
                 field: None,
                 // `detail` is the component's plain-language help for the error.
                 message: format!("{} (correlation id {id})", said.trim()),
+                about: None,
             }
         }
         // Nothing the provider (or whatever answered) sent, nor the connection's description, is

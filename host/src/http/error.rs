@@ -18,6 +18,9 @@ pub struct ApiError {
     pub code: String,
     pub field: Option<String>,
     pub message: String,
+    /// A record the error is about, answered beside `error` under its name (a refund whose
+    /// outcome is unknown: `"refund": {…}`).
+    pub about: Option<Box<(&'static str, serde_json::Value)>>,
 }
 
 impl ApiError {
@@ -27,6 +30,7 @@ impl ApiError {
             code: code.into(),
             field: None,
             message: message.into(),
+            about: None,
         }
     }
 
@@ -36,6 +40,7 @@ impl ApiError {
             code: code.into(),
             field: Some(field.into()),
             message: message.into(),
+            about: None,
         }
     }
 
@@ -60,7 +65,12 @@ impl ApiError {
     }
 
     pub(super) fn body(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.code, "field": self.field, "message": self.message}})
+        let mut body = serde_json::json!({"error": {"code": self.code, "field": self.field, "message": self.message}});
+        if let Some(about) = &self.about {
+            let (name, value) = &**about;
+            body[*name] = value.clone();
+        }
+        body
     }
 }
 
