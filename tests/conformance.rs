@@ -171,6 +171,19 @@ fn cases_that_need_accepted_settings_are_skipped_without_them() {
             lines.join("\n")
         );
     }
+    // The skip names the flag that gives them, and the green run says last what it did not test.
+    assert!(
+        lines.iter().any(|l| l.contains("--setting NAME=VALUE")),
+        "{}",
+        lines.join("\n")
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("every case that ran passed, but")
+            && err.contains("of the cases asked for were not tested")
+            && err.contains("skipped: no settings the component accepts"),
+        "{err}"
+    );
     // What needs no accepted settings runs: limits.call_limit's validate-settings half too.
     for id in ["hostile.notify.no_settings", "limits.call_limit"] {
         assert!(passed_case(&lines, id), "{id}: {}", lines.join("\n"));

@@ -84,6 +84,26 @@ impl Report {
                 .any(|c| c.outcome == Outcome::Passed && selection.asked_for(&c.id))
     }
 
+    /// The cases asked for that were skipped, by reason (most first): what a green run did not
+    /// test.
+    pub fn not_covered(&self, selection: &crate::Selection) -> Vec<(String, usize)> {
+        let mut by: Vec<(String, usize)> = Vec::new();
+        for c in &self.cases {
+            if let Outcome::Skipped(why) = &c.outcome {
+                if !selection.asked_for(&c.id) {
+                    continue;
+                }
+                let why = one_line(why);
+                match by.iter_mut().find(|(w, _)| *w == why) {
+                    Some((_, n)) => *n += 1,
+                    None => by.push((why, 1)),
+                }
+            }
+        }
+        by.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+        by
+    }
+
     pub fn passed(&self) -> usize {
         self.count(|o| matches!(o, Outcome::Passed))
     }

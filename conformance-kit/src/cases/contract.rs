@@ -460,7 +460,7 @@ pub const SHAPED_FIELDS: &[&str] = &[
 ];
 
 /// Why a case that needs settings the component accepts is skipped.
-const NO_SETTINGS: &str = "no settings the component accepts: it has required settings without defaults (give the kit example settings)";
+const NO_SETTINGS: &str = "no settings the component accepts: it has required settings without defaults (give them with --setting NAME=VALUE, once per setting)";
 
 /// The hostile cases: `hostile.notify.<input>`, `hostile.notify.no_settings`,
 /// `hostile.return.<input>`.

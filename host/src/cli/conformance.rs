@@ -271,7 +271,8 @@ fn manifest_from_describe(m: &Manifest, info: &api::PluginInfo, wit_version: &st
 /// What `--help` says last: the exit codes and the clean-up.
 const AFTER_HELP: &str = "\
 Exit status:
-  0  every case that ran passed, and at least one that was asked for did
+  0  every case that ran passed, and at least one that was asked for did (cases asked for and
+     skipped are counted last, on standard error, by reason: read them)
   1  a case failed
   2  the run could not start (nothing was changed, or what the kit made to find out was removed
      again, as it says): bad arguments or case names (a flag of the
@@ -868,6 +869,19 @@ fn exit_status(
         ));
         ExitCode::from(3)
     } else {
+        // Green, and what it did not test said last: a run that skipped most cases (a component
+        // without example settings, a provider the kit has no sandbox for) must not read as one
+        // that tested them.
+        let not_covered = report.not_covered(selection);
+        if !not_covered.is_empty() {
+            let n: usize = not_covered.iter().map(|(_, n)| n).sum();
+            say(&format!(
+                "payhost conformance: every case that ran passed, but {n} of the cases asked for were not tested:"
+            ));
+            for (why, n) in not_covered {
+                say(&format!("  {n} skipped: {why}"));
+            }
+        }
         ExitCode::SUCCESS
     }
 }
