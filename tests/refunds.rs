@@ -787,3 +787,50 @@ async fn a_legacy_refund_cut_short_before_its_page_gets_one() {
     assert_eq!(p["refunded_amount"], "4.00", "{p}");
     assert_eq!(p["refunds"].as_array().unwrap().len(), 1, "{p}");
 }
+
+/// A legacy refund the seller confirmed whose notification is lost (payhost down for longer
+/// than Alipay resends it): the recovery sweep queries the trade from `seller_refund_after_s`
+/// after the refund started, and its refunded total settles it. Before, nothing asked: it stayed
+/// PENDING until someone pressed Sync or gave it up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confirmed_legacy_refund_whose_notification_is_lost_is_found_by_the_sweep() {
+    let dir = temp_dir("refunds-seller-sweep");
+    let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
+    let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
+    let host = TestHost::start(&dir, |port| {
+        legacy_config(port, &sandbox.base, &shop.url("/hook"))
+            + "\n[recovery]\ninterval_s = 1\nseller_refund_after_s = 2\n"
+    })
+    .await;
+    pay(&host, &sandbox.base, "SW1", "10.00").await;
+    let url = host.url("/v1/merchants/ref/payments/SW1");
+    wait_for("paid", async || {
+        get(&url, Some(TOKEN)).await.json()["status"] == "TRADE_SUCCESS"
+    })
+    .await;
+    sandbox.sandbox.set_faults(payhost_sandbox::Faults {
+        drop_all_notifies: true,
+        ..payhost_sandbox::Faults::default()
+    });
+    let started = send_json(
+        "POST",
+        &format!("{url}/refunds"),
+        Some(TOKEN),
+        &serde_json::json!({"amount": "3.00", "reason": "缺货", "refund_key": "sw-1"}),
+    )
+    .await;
+    assert_eq!(started.status, 201, "{}", started.text());
+    confirm_as_seller(
+        &sandbox.base,
+        started.json()["confirm_url"].as_str().unwrap(),
+    )
+    .await;
+    wait_for("the sweep settled the refund", async || {
+        get(&url, Some(TOKEN)).await.json()["refunds"][0]["status"] == "SUCCESS"
+    })
+    .await;
+    let p = get(&url, Some(TOKEN)).await.json();
+    assert_eq!(p["refunded_amount"], "3.00", "{p}");
+    assert_eq!(p["status"], "PARTIALLY_REFUNDED", "{p}");
+    assert_eq!(p["refunds"].as_array().unwrap().len(), 1, "{p}");
+}

@@ -6,7 +6,9 @@
 //! Refunds whose answer is missing (lost, not understood, or "still being processed") are asked
 //! about the same way ([`App::resolve_refund`]: the refund query, then the same request again
 //! under its number), from `refund_after_s` (default 10 s) after they were started, so a refund never waits
-//! for a notification that may not come ([OPENAPI §7.5], [OPENAPI §6.6]).
+//! for a notification that may not come ([OPENAPI §7.5], [OPENAPI §6.6]). A legacy refund that
+//! waits for the seller has its trade queried instead, from `seller_refund_after_s`, in case
+//! its batch notification was lost.
 //!
 //! The schedule is per process: with several replicas each may query the same payment; the
 //! store's notify dedupe keeps the effect single, and the provider refunds a request number once.
@@ -101,6 +103,10 @@ async fn refund_round(app: &Arc<App>, sweep: &mut RefundSweep) {
         .retain(|k, _| k.1 <= from || k.1 > to || keys.contains(k));
     let schedule = &mut sweep.due;
     for (refund, key) in pending.iter().zip(keys) {
+        if refund.confirm_url.is_some() {
+            seller_refund(app, schedule, refund, key, now_s).await;
+            continue;
+        }
         let due = *schedule.entry(key.clone()).or_insert(Due {
             at_s: now_s,
             attempts: 0,
@@ -142,6 +148,55 @@ async fn refund_round(app: &Arc<App>, sweep: &mut RefundSweep) {
             },
         );
     }
+}
+
+/// A refund waiting for the seller's confirmation (the legacy API): its report is a
+/// notification, which can be lost (payhost down for longer than Alipay resends it), and it has
+/// no refund query. Its trade is queried instead ([`App::sync_payment`]: the refunded total
+/// settles it), from `seller_refund_after_s` after it started, the gaps doubling from that up to
+/// 6 hours, until it ends (confirmed, or given up here).
+async fn seller_refund(
+    app: &Arc<App>,
+    schedule: &mut HashMap<(String, i64), Due>,
+    refund: &crate::store::ledger::Refund,
+    key: (String, i64),
+    now_s: u64,
+) {
+    let wait = app.config.recovery.seller_refund_after_s;
+    let started_s = crate::domain::clock::parse_rfc3339(&refund.created_at)
+        .and_then(|t| u64::try_from(t).ok())
+        .unwrap_or(now_s);
+    let due = *schedule.entry(key.clone()).or_insert(Due {
+        at_s: started_s.saturating_add(wait),
+        attempts: 0,
+    });
+    if due.at_s > now_s {
+        return;
+    }
+    match app
+        .sync_payment(&refund.merchant_id, &refund.out_trade_no)
+        .await
+    {
+        Ok(_) => {
+            if let Ok(Some(r)) = app.store.refund(&refund.merchant_id, refund.id).await {
+                if r.status != crate::domain::refunds::PENDING {
+                    tracing::info!(merchant = %refund.merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, status = %r.status, "recovery: the trade's query settled a refund waiting for the seller");
+                    schedule.remove(&key);
+                    return;
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(merchant = %refund.merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, code = %e.code, error = %crate::log_limit::clean(&e.message), "recovery: cannot query the trade of a refund waiting for the seller; trying later")
+        }
+    }
+    schedule.insert(
+        key,
+        Due {
+            at_s: now_s + gap_after(wait, due.attempts),
+            attempts: due.attempts + 1,
+        },
+    );
 }
 
 /// The waiting payments' schedule (with each one's creation time), and where the next page

@@ -75,7 +75,9 @@ pub struct Retention {
 /// waiting `after_s` after it was created is queried, then again with doubling gaps (from
 /// `interval_s`, at most 6 hours), until it is paid, closed or older than `max_age_s`. A refund
 /// left pending without a seller to confirm it (its answer lost or not final) is asked about from
-/// `refund_after_s` after it started, on the same gaps.
+/// `refund_after_s` after it started, on the same gaps; one waiting for the seller's confirmation
+/// (the legacy API) has its trade queried from `seller_refund_after_s` after it started, its gaps
+/// doubling from that up to 6 hours, in case its notification was lost.
 #[derive(Debug, Clone)]
 pub struct Recovery {
     pub enabled: bool,
@@ -83,6 +85,7 @@ pub struct Recovery {
     pub interval_s: u64,
     pub max_age_s: u64,
     pub refund_after_s: u64,
+    pub seller_refund_after_s: u64,
 }
 
 impl Default for Recovery {
@@ -98,6 +101,9 @@ impl Default for Recovery {
             max_age_s: 2 * 86_400,
             // Alipay advises querying a refund at least 10 s after starting it ([OPENAPI §7.6]).
             refund_after_s: 10,
+            // A seller confirms within minutes or not at all; Alipay resends the batch
+            // notification for about a day. Its trade query is the check that it was not lost.
+            seller_refund_after_s: 3_600,
         }
     }
 }
@@ -346,6 +352,7 @@ struct RawRecovery {
     interval_s: Option<u64>,
     max_age_s: Option<u64>,
     refund_after_s: Option<u64>,
+    seller_refund_after_s: Option<u64>,
 }
 
 /// `[recovery]`: the first gap at least 1 s.
@@ -367,6 +374,13 @@ pub(super) fn recovery(value: Option<&toml::Value>, problems: &mut Vec<String>) 
             "recovery.refund_after_s",
             raw.refund_after_s,
             d.refund_after_s,
+            1,
+            problems,
+        ),
+        seller_refund_after_s: at_least(
+            "recovery.seller_refund_after_s",
+            raw.seller_refund_after_s,
+            d.seller_refund_after_s,
             1,
             problems,
         ),

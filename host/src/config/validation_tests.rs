@@ -505,6 +505,7 @@ fn a_value_below_its_floor_is_refused_not_raised() {
         ("retention", "prune_interval_s", "1"),
         ("recovery", "interval_s", "1"),
         ("recovery", "refund_after_s", "1"),
+        ("recovery", "seller_refund_after_s", "1"),
     ] {
         let p = problems(&format!("[{table}]\n{key} = 0"));
         let r = about(&p, &format!("{table}.{key}"));

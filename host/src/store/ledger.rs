@@ -390,9 +390,9 @@ pub trait Ledger: Send + Sync {
         quiet_before: &str,
         now: &str,
     ) -> Result<bool>;
-    /// Refunds of every merchant still PENDING that wait for no seller (no `confirm_url`), with
-    /// an id above `after_id`, created before `before` (stored UTC), by id: the ones whose
-    /// answer is missing, a page at a time.
+    /// Refunds of every merchant still PENDING (those waiting for the seller, with a
+    /// `confirm_url`, too), with an id above `after_id`, created before `before` (stored UTC),
+    /// by id: the ones whose answer is missing, a page at a time.
     async fn pending_refunds(&self, after_id: i64, before: &str, limit: u32)
         -> Result<Vec<Refund>>;
     /// Refunds completed (SUCCESS) in [from, to) (stored UTC), of one merchant.

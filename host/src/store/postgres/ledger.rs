@@ -412,7 +412,7 @@ impl Ledger for PostgresStore {
         self.run(|pool| async move {
             let c = pool.get().await?;
             c.query(
-                "SELECT * FROM refunds WHERE status = 'PENDING' AND confirm_url IS NULL AND id > $1 AND created_at < $2 ORDER BY id LIMIT $3",
+                "SELECT * FROM refunds WHERE status = 'PENDING' AND id > $1 AND created_at < $2 ORDER BY id LIMIT $3",
                 &[&after_id, &before, &limit],
             )
             .await?

@@ -55,7 +55,7 @@ fn ledger_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerPayment> {
 }
 
 /// [`Ledger::pending_refunds`](crate::store::ledger::Ledger::pending_refunds).
-const PENDING_REFUNDS: &str = "SELECT * FROM refunds WHERE status = 'PENDING' AND confirm_url IS NULL AND id > ?1 AND created_at < ?2 ORDER BY id LIMIT ?3";
+const PENDING_REFUNDS: &str = "SELECT * FROM refunds WHERE status = 'PENDING' AND id > ?1 AND created_at < ?2 ORDER BY id LIMIT ?3";
 
 /// [`Ledger::claim_refund_send`](crate::store::ledger::Ledger::claim_refund_send).
 const CLAIM_REFUND_SEND: &str = "UPDATE refunds SET last_sent_at = ?4 WHERE merchant_id = ?1 AND id = ?2 AND status = 'PENDING' AND confirm_url IS NULL AND created_at < ?3 AND (last_sent_at IS NULL OR last_sent_at < ?3)";
