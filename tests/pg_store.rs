@@ -786,6 +786,14 @@ async fn webhook_outbox_is_leased_to_one_replica_and_expires_when_it_dies() {
     );
     b.webhook_delivered(taken[0].id).await.unwrap();
     assert_eq!(b.pending_webhooks().await.unwrap(), 0);
+    // The first replica, slow, reports its own send as failed or given up after the other one
+    // delivered it: the delivery stands, and it is never listed among the given-up webhooks.
+    b.webhook_failed(taken[0].id, now_ms(), "HTTP 500")
+        .await
+        .unwrap();
+    b.webhook_dead(taken[0].id, "HTTP 500").await.unwrap();
+    assert_eq!(b.pending_webhooks().await.unwrap(), 0);
+    assert!(b.dead_webhooks(None, 10).await.unwrap().is_empty());
 }
 
 /// The store runs on its caller's runtime: a multi-threaded one and a current-thread one alike,

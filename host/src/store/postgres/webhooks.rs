@@ -107,7 +107,8 @@ impl Webhooks for PostgresStore {
         let error = error.to_owned();
         {
             let c = self.client().await?;
-            c.execute("UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = $2, last_error = $3, lease_until = NULL WHERE id = $1",
+            // Not over a delivery: another replica may have sent it once this one's lease ran out.
+            c.execute("UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = $2, last_error = $3, lease_until = NULL WHERE id = $1 AND delivered_at IS NULL",
                 &[&id, &next_attempt_ms, &error]).await?;
             Ok(())
         }
@@ -117,7 +118,8 @@ impl Webhooks for PostgresStore {
         let error = error.to_owned();
         {
             let c = self.client().await?;
-            c.execute("UPDATE webhook_outbox SET attempts = attempts + 1, dead_at = $2, last_error = $3, lease_until = NULL WHERE id = $1",
+            // A webhook another replica delivered is never listed as given up.
+            c.execute("UPDATE webhook_outbox SET attempts = attempts + 1, dead_at = $2, last_error = $3, lease_until = NULL WHERE id = $1 AND delivered_at IS NULL",
                 &[&id, &now_rfc3339(), &error]).await?;
             Ok(())
         }

@@ -63,7 +63,7 @@ impl Webhooks for SqliteStore {
     async fn webhook_failed(&self, id: i64, next_attempt_ms: i64, error: &str) -> Result<()> {
         let error = error.to_owned();
         self.write(move |conn| {
-            conn.prepare_cached("UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1")?
+            conn.prepare_cached("UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1 AND delivered_at IS NULL")?
                 .execute(params![id, next_attempt_ms, error])?;
             Ok(())
         })
@@ -73,7 +73,7 @@ impl Webhooks for SqliteStore {
     async fn webhook_dead(&self, id: i64, error: &str) -> Result<()> {
         let error = error.to_owned();
         self.write(move |conn| {
-            conn.prepare_cached("UPDATE webhook_outbox SET attempts = attempts + 1, dead_at = ?2, last_error = ?3 WHERE id = ?1")?
+            conn.prepare_cached("UPDATE webhook_outbox SET attempts = attempts + 1, dead_at = ?2, last_error = ?3 WHERE id = ?1 AND delivered_at IS NULL")?
                 .execute(params![id, now_rfc3339(), error])?;
             Ok(())
         })
