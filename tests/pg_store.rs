@@ -1837,6 +1837,11 @@ async fn the_outbox_is_fair_on_postgres() {
 async fn an_older_schema_is_migrated_by_serve_only_and_gives_way_to_a_held_table() {
     let pg = PgCluster::start("upgrade");
     let url = pg.create_database("upgrade");
+    // check-config on a new, empty database: nothing to say (it read a table not there yet).
+    assert_eq!(
+        payhost::store::postgres::check_reachable(&url).await,
+        Ok(None)
+    );
     pg.psql(
         "upgrade",
         "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
@@ -1872,6 +1877,15 @@ async fn an_older_schema_is_migrated_by_serve_only_and_gives_way_to_a_held_table
     );
     let version = || pg.psql("upgrade", "SELECT MAX(version) FROM schema_migrations");
     assert_eq!(version(), "5");
+    let note = payhost::store::postgres::check_reachable(&url)
+        .await
+        .unwrap()
+        .expect("an upgrade is due");
+    assert!(
+        note.contains("schema version 5; `payhost serve` will upgrade it to 6")
+            && note.contains("pg_dump"),
+        "{note}"
+    );
 
     let mut report = pg.session("upgrade");
     report.send("BEGIN; LOCK TABLE refunds IN ACCESS SHARE MODE; SELECT 1;");

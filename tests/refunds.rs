@@ -734,22 +734,23 @@ async fn an_order_asked_again_while_it_is_paid_has_no_form_once_paid() {
 async fn a_legacy_refund_cut_short_before_its_page_gets_one() {
     let (sandbox, _shop, host) = one_paid_legacy_order("refunds-cut-short", "CS1", "10.00").await;
     use payhost::store::ledger::{NewRefund, RefundBegun};
-    let begun =
-        host.app()
-            .store
-            .begin_refund(&NewRefund {
-                merchant_id: "ref".into(),
-                out_trade_no: "CS1".into(),
-                request_no: payhost::domain::refunds::new_request_no(
-                    payhost::domain::clock::now_unix(),
-                ),
-                refund_key: Some("cs-1".into()),
-                amount_fen: 400,
-                reason: "缺货".into(),
-                started_by: "api:operator".into(),
-            })
-            .await
-            .unwrap();
+    let begun = host
+        .app()
+        .store
+        .begin_refund(&NewRefund {
+            merchant_id: "ref".into(),
+            out_trade_no: "CS1".into(),
+            // Numbered yesterday: the crash was before midnight.
+            request_no: payhost::domain::refunds::new_request_no(
+                payhost::domain::clock::now_unix() - 86_400,
+            ),
+            refund_key: Some("cs-1".into()),
+            amount_fen: 400,
+            reason: "缺货".into(),
+            started_by: "api:operator".into(),
+        })
+        .await
+        .unwrap();
     let RefundBegun::New(refund) = begun else {
         panic!("{begun:?}")
     };
@@ -778,6 +779,14 @@ async fn a_legacy_refund_cut_short_before_its_page_gets_one() {
         .as_str()
         .unwrap_or_else(|| panic!("no page for the seller: {p}"))
         .to_owned();
+    // Under a number of today (Alipay wants a batch_no of the day); the old one reached nobody.
+    let today = payhost::domain::clock::beijing_compact_date(payhost::domain::clock::now_unix());
+    let renumbered = p["refunds"][0]["request_no"].as_str().unwrap();
+    assert!(
+        renumbered.starts_with(&today) && renumbered != refund.request_no,
+        "{p}"
+    );
+    assert!(confirm.contains(renumbered), "{confirm}");
     confirm_as_seller(&sandbox.base, &confirm).await;
     wait_for("the refund confirmed", async || {
         get(&url, Some(TOKEN)).await.json()["refunds"][0]["status"] == "SUCCESS"

@@ -176,7 +176,9 @@ impl App {
             Err(e @ crate::runtime::CallError::Unsupported { .. }) => {
                 Some(ApiError::from(e.clone()))
             }
-            Ok(Err(e @ api::PluginError::InvalidOrder(_))) => Some(plugin_error_to_api(e.clone())),
+            Ok(Err(
+                e @ (api::PluginError::InvalidOrder(_) | api::PluginError::InvalidSettings(_)),
+            )) => Some(plugin_error_to_api(e.clone())),
             _ => None,
         };
         if let Some(e) = never_sent {
@@ -197,8 +199,14 @@ impl App {
             // refund refunded twice.
             if let Ok(Some(kept)) = self.store.refund(merchant_id, refund.id).await {
                 if kept.status == refunds::PENDING {
+                    // Sent again without a key, the request would be a second refund.
+                    let again = if kept.refund_key.is_some() {
+                        "read the payment later, or send this request again with the same refund_key"
+                    } else {
+                        "read the payment later to see how it ended (this request had no refund_key: sent again, it would be a second refund)"
+                    };
                     e.message = format!(
-                        "{} The refund's outcome is unknown: it may have reached the provider, so it is kept as refund {} (request_no {}, PENDING) and settled by the provider's report or a query. Do not start another refund for it: read the payment later, or send this request again with the same refund_key",
+                        "{} The refund's outcome is unknown: it may have reached the provider, so it is kept as refund {} (request_no {}, PENDING) and settled by the provider's report or a query. Do not start another refund for it: {again}",
                         e.message.trim_end_matches('.').to_owned() + ".",
                         kept.id,
                         kept.request_no
@@ -343,8 +351,10 @@ impl App {
     /// last send again, claimed in the store before sending ([`claim_refund_send`]: never two
     /// senders at once, whichever replica, sweep or admin's sync). By then "no success under this
     /// number" means it was not received or failed, so a refusal of the send again ends it
-    /// FAILED: nothing moved. A refund that waits for the seller's confirmation (legacy), or a
-    /// component without a refund query, is left as it is: `Ok(false)`. `Ok(true)`: the provider
+    /// FAILED: nothing moved. A refund that waits for the seller's confirmation (legacy), or one
+    /// of a component without refunds, is left as it is: `Ok(false)`; a legacy one whose start
+    /// was cut short before its page was made is started again under a new number of the day.
+    /// `Ok(true)`: the provider
     /// was asked; the refund as stored tells how it stands. Always acts on the refund as stored
     /// now, never on the caller's older copy.
     ///
@@ -361,9 +371,10 @@ impl App {
                 .map_err(ApiError::internal)
                 .map(|r| r.filter(|r| r.status == refunds::PENDING && r.confirm_url.is_none()))
         };
-        let Some(refund) = still_pending().await? else {
+        let Some(mut refund) = still_pending().await? else {
             return Ok(false);
         };
+        let mut renumber = false;
         let merchant = self.merchant(merchant_id).await?;
         let plugin = self.plugin_for(&merchant)?;
         let policy = self.merchant_policy(&merchant);
@@ -384,10 +395,12 @@ impl App {
             Err(e) => return Err(ApiError::from(e)),
             // The legacy API has no refund query: its refunds report by notification, once the
             // seller confirmed them on their page. A pending one without that page (its start
-            // was cut short: a crash, a trap, a timeout of the call) never reached anyone, so it
-            // is started again under its number below: the page is made again (nothing is
-            // sent; the number keeps a second confirmation from refunding twice).
-            Ok(Err(api::PluginError::InvalidOrder(f))) if f.field == "request_no" => {}
+            // was cut short: a crash, a trap, a timeout of the call) never reached anyone: it is
+            // started again below, its page made again under a new number of today (Alipay
+            // wants a batch_no of the day; the old one was never shown to anybody).
+            Ok(Err(api::PluginError::InvalidOrder(f))) if f.field == "request_no" => {
+                renumber = true;
+            }
             Ok(Err(e)) => return Err(plugin_error_to_api(e)),
             Ok(Ok(state)) if state.status != RefundStatus::Pending => {
                 tracing::info!(merchant = merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, status = state.status.as_str(), "refund query settled a pending refund");
@@ -421,6 +434,18 @@ impl App {
             .map_err(ApiError::internal)?
         {
             return Ok(true);
+        }
+        if renumber {
+            let no = refunds::new_request_no(now);
+            if !self
+                .store
+                .renumber_refund(merchant_id, refund.id, &no)
+                .await
+                .map_err(ApiError::internal)?
+            {
+                return Ok(true);
+            }
+            refund.request_no = no;
         }
         let request = self.refund_request(merchant_id, &payment, &refund, now);
         let answer = self.send_refund(plugin, &merchant, &request).await;

@@ -404,7 +404,8 @@ impl App {
     /// Validates settings with the merchant's component and stores them (trimmed, normalised).
     /// Settings the embedder gives every merchant (`default_settings`, e.g. the demo's sandbox
     /// URLs) fill in what is left out.
-    /// The settings replace whatever the merchant has when this is called.
+    /// The settings replace whatever the merchant has when this is called (another request's
+    /// change made while they are checked is not undone: the one error [`CHANGED_MEANWHILE`]).
     pub async fn configure_merchant(
         &self,
         id: &str,

@@ -413,6 +413,10 @@ pub trait Ledger: Send + Sync {
     /// what it was asked to send): no refund existed, so none is listed and its refund_key is
     /// free again. False when it is not PENDING any more.
     async fn discard_refund(&self, merchant: &str, id: i64) -> Result<bool>;
+    /// Gives a PENDING refund that has no seller's page yet (its start was cut short) a new
+    /// request number: the legacy API wants a `batch_no` of the day it is confirmed, and the old
+    /// number never reached anyone. False when it has a page, or ended.
+    async fn renumber_refund(&self, merchant: &str, id: i64, request_no: &str) -> Result<bool>;
     /// Ends a PENDING (or FAILED, when it succeeded after all) refund; a success moves the payment
     /// (PARTIALLY_REFUNDED or REFUNDED) and queues its webhook, in one transaction.
     async fn settle_refund(&self, r: &RefundResult<'_>) -> Result<RefundApplied>;

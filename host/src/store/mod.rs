@@ -471,19 +471,24 @@ pub enum Upgrade {
     Refuse,
 }
 
-/// Why a command refuses a database of an older schema (see [`Upgrade::Refuse`]).
-pub fn schema_behind(current: i64, latest: usize) -> String {
+/// How to back up each backend before an upgrade.
+pub const BACKUP_SQLITE: &str = "`payhost backup --to FILE`";
+pub const BACKUP_POSTGRES: &str = "`pg_dump`";
+
+/// Why a command refuses a database of an older schema (see [`Upgrade::Refuse`]); `backup`
+/// says how to back this backend up.
+pub fn schema_behind(current: i64, latest: usize, backup: &str) -> String {
     format!(
-        "the database's schema is version {current} and this payhost's is {latest}: `payhost serve` upgrades it when it starts (back it up first: `payhost backup --to FILE`; README, \"Deployment: upgrading\"); other commands do not, so an older payhost still serving it keeps working"
+        "the database's schema is version {current} and this payhost's is {latest}: `payhost serve` upgrades it when it starts (back it up first: {backup}; README, \"Deployment: upgrading\"); other commands do not, so an older payhost still serving it keeps working"
     )
 }
 
 /// What `check-config` says of a database of schema `current` (0: none yet) when this payhost's
 /// is `latest`: nothing when it is current or new.
-pub fn upgrade_note(current: i64, latest: usize) -> Option<String> {
+pub fn upgrade_note(current: i64, latest: usize, backup: &str) -> Option<String> {
     (current > 0 && (current as usize) < latest).then(|| {
         format!(
-            "database: schema version {current}; `payhost serve` will upgrade it to {latest} when it starts, after which an older payhost refuses it: back it up first (`payhost backup --to FILE`; README, \"Deployment: upgrading\")"
+            "database: schema version {current}; `payhost serve` will upgrade it to {latest} when it starts, after which an older payhost refuses it: back it up first ({backup}; README, \"Deployment: upgrading\")"
         )
     })
 }

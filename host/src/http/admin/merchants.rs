@@ -645,7 +645,20 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
     }
     // Read once; the save goes through only if the row is still this (settings are saved
     // whole, and the secrets left empty here are filled from it).
-    let before = app.store.merchant_stored(id).await.ok().flatten();
+    let before = match app.store.merchant_stored(id).await {
+        Ok(before) => before,
+        // Not "no merchant": a save from that would be refused as changed meanwhile.
+        Err(e) => {
+            tracing::error!(merchant = id, error = %format!("{e:#}"), "admin: cannot read a merchant to save it");
+            return PostResult::Done(Posted::to(
+                merchant_page(id),
+                Flash::err(ctx.t(
+                    "未保存：暂时读不到数据库，请稍后再试",
+                    "Not saved: the database could not be read; try again shortly",
+                )),
+            ));
+        }
+    };
     let existing = before
         .as_deref()
         .and_then(|text| crate::store::parse_merchant(text).ok());

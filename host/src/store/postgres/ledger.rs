@@ -511,6 +511,21 @@ impl Ledger for PostgresStore {
         .await
     }
 
+    async fn renumber_refund(&self, merchant: &str, id: i64, request_no: &str) -> Result<bool> {
+        let (m, no) = (merchant.to_owned(), request_no.to_owned());
+        self.run(|pool| async move {
+            let c = pool.get().await?;
+            let n = c
+                .execute(
+                    "UPDATE refunds SET request_no = $3 WHERE merchant_id = $1 AND id = $2 AND status = 'PENDING' AND confirm_url IS NULL",
+                    &[&m, &id, &no],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn settle_refund(&self, r: &RefundResult<'_>) -> Result<RefundApplied> {
         in_tx!(self, |tx| refund_rules::settle_refund(tx, r))
     }

@@ -26,7 +26,7 @@ const MIGRATION_LOCK: i64 = 0x0070_6179_686f_7374;
 /// How long one migration waits for its tables' locks before it gives way and tries again:
 /// while an `ALTER TABLE` waits, every other query of that table (an older replica still
 /// serving, say) queues behind it.
-const LOCK_WAIT: &str = "5s";
+const LOCK_WAIT: &str = "2s";
 
 pub(super) async fn migrate(pool: &Pool, upgrade: crate::store::Upgrade) -> Result<()> {
     let mut client = pool.get().await.context("no database connection")?;
@@ -49,7 +49,11 @@ pub(super) async fn migrate(pool: &Pool, upgrade: crate::store::Upgrade) -> Resu
         }
         let behind = current > 0 && (current as usize) < MIGRATIONS.len();
         if behind && upgrade == crate::store::Upgrade::Refuse {
-            bail!(crate::store::schema_behind(current.into(), MIGRATIONS.len()));
+            bail!(crate::store::schema_behind(
+                current.into(),
+                MIGRATIONS.len(),
+                crate::store::BACKUP_POSTGRES
+            ));
         }
         if behind {
             tracing::info!(

@@ -126,15 +126,29 @@ pub async fn check_reachable(url: &str) -> std::result::Result<Option<String>, S
         .map_err(|_| format!("database: {shown} did not answer within 5 s"))?
         .map_err(|e| format!("database: cannot connect to {shown} ({})", cause(&e)))?;
     let connection = tokio::spawn(connection);
-    // No table yet (a new database) reads as version 0.
-    let version = "SELECT CASE WHEN to_regclass('schema_migrations') IS NULL THEN 0
-        ELSE (SELECT COALESCE(MAX(version), 0) FROM schema_migrations) END";
-    let answered =
-        tokio::time::timeout(Duration::from_secs(5), client.query_one(version, &[])).await;
+    // No table yet (a new database) is version 0. Two statements: PostgreSQL resolves every
+    // table a statement names before running it, so one that reads a missing table fails.
+    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        let has: bool = client
+            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        if !has {
+            return Ok(0);
+        }
+        let row = client
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await?;
+        Ok::<i32, tokio_postgres::Error>(row.get(0))
+    })
+    .await;
     drop(client);
     connection.abort();
     let current: i32 = match answered {
-        Ok(Ok(row)) => row.get(0),
+        Ok(Ok(version)) => version,
         Ok(Err(e)) => return Err(format!("database: {shown} refused a query ({})", cause(&e))),
         Err(_) => {
             return Err(format!(
@@ -148,7 +162,11 @@ pub async fn check_reachable(url: &str) -> std::result::Result<Option<String>, S
             "database: the schema of {shown} (version {current}) is newer than this payhost knows ({latest}): run the payhost that wrote it, or upgrade"
         ));
     }
-    Ok(crate::store::upgrade_note(current.into(), latest))
+    Ok(crate::store::upgrade_note(
+        current.into(),
+        latest,
+        crate::store::BACKUP_POSTGRES,
+    ))
 }
 
 impl PostgresStore {

@@ -9,13 +9,14 @@ impl Payments for PostgresStore {
         let p = p.clone();
         {
             let c = self.client().await?;
-            // Only while its merchant exists. The share lock waits for a removal in progress
-            // (it locks the merchant's row first) and sees its outcome; a removal that comes
-            // after waits for this insert, and then counts the payment.
+            // Only while its merchant exists. The key-share lock waits for a removal in progress
+            // (it locks the merchant's row FOR UPDATE first) and sees its outcome; a removal that
+            // comes after waits for this insert, and then counts the payment. A settings save
+            // (an UPDATE of no key) does not wait for it, nor it for one.
             let st = c.prepare_cached("INSERT INTO payments (merchant_id, out_trade_no, subject, total_fen, seller, return_url, status,
                      request_token, pay_url, created_at, updated_at)
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10
-                 WHERE EXISTS (SELECT 1 FROM merchants WHERE id = $1 FOR SHARE)
+                 WHERE EXISTS (SELECT 1 FROM merchants WHERE id = $1 FOR KEY SHARE)
                  ON CONFLICT DO NOTHING").await?;
             let n = c
                 .execute(

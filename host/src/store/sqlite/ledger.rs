@@ -445,6 +445,19 @@ impl Ledger for SqliteStore {
         .await
     }
 
+    async fn renumber_refund(&self, merchant: &str, id: i64, request_no: &str) -> Result<bool> {
+        let (m, no) = (merchant.to_owned(), request_no.to_owned());
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE refunds SET request_no = ?3 WHERE merchant_id = ?1 AND id = ?2 AND status = 'PENDING' AND confirm_url IS NULL",
+                )?
+                .execute(params![m, id, no])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn settle_refund(&self, r: &RefundResult<'_>) -> Result<RefundApplied> {
         let (merchant, id, status) = (r.merchant_id.to_owned(), r.refund_id, r.status);
         let detail = r.detail.map(str::to_owned);

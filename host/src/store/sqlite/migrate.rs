@@ -27,7 +27,11 @@ pub(super) fn migrate(conn: &Connection, upgrade: crate::store::Upgrade) -> Resu
     }
     let behind = current > 0 && (current as usize) < MIGRATIONS.len();
     if behind && upgrade == crate::store::Upgrade::Refuse {
-        bail!(crate::store::schema_behind(current, MIGRATIONS.len()));
+        bail!(crate::store::schema_behind(
+            current,
+            MIGRATIONS.len(),
+            crate::store::BACKUP_SQLITE
+        ));
     }
     if behind {
         // Before, not only after: a long migration (a table rebuilt) must not look like a hang.
@@ -131,7 +135,11 @@ pub(super) fn check_known(
             ));
         }
     }
-    Ok(crate::store::upgrade_note(current, MIGRATIONS.len()))
+    Ok(crate::store::upgrade_note(
+        current,
+        MIGRATIONS.len(),
+        crate::store::BACKUP_SQLITE,
+    ))
 }
 
 /// An SQLite `file:` URI of `path`: absolute (a relative path, or one starting `//`, would be
