@@ -80,9 +80,9 @@ async fn open(url: &str) -> PostgresStore {
     s
 }
 
-/// Merchants "m1" and "m2", for the payments of the tests.
-async fn with_merchants(s: &dyn Store) {
-    let m = payhost::config::MerchantSettings {
+/// A merchant's settings, the least a store keeps.
+fn merchant_settings() -> payhost::config::MerchantSettings {
+    payhost::config::MerchantSettings {
         settings: vec![("partner".into(), "2088".into())],
         plugin_id: String::new(),
         from_files: Vec::new(),
@@ -90,7 +90,12 @@ async fn with_merchants(s: &dyn Store) {
         shop_webhook_secret: None,
         shop_origins: Vec::new(),
         settings_digest: None,
-    };
+    }
+}
+
+/// Merchants "m1" and "m2", for the payments of the tests.
+async fn with_merchants(s: &dyn Store) {
+    let m = merchant_settings();
     for id in ["m1", "m2"] {
         s.save_merchant(id, &m, Expected::Anything).await.unwrap();
     }
@@ -866,45 +871,13 @@ async fn unreachable_database_is_an_error() {
 async fn a_merchant_goes_with_its_payments_only_when_asked() {
     let pg = PgCluster::start("delete-merchant");
     let s = open_bare(&pg.create_database("delete_merchant")).await;
-    let m = payhost::config::MerchantSettings {
-        settings: vec![("partner".into(), "2088".into())],
-        plugin_id: String::new(),
-        from_files: Vec::new(),
-        shop_webhook_url: None,
-        shop_webhook_secret: None,
-        shop_origins: Vec::new(),
-        settings_digest: None,
-    };
+    let m = merchant_settings();
     assert_eq!(
         s.delete_merchant("m1", false).await.unwrap(),
         MerchantRemoval::Unknown
     );
     s.save_merchant("m1", &m, Expected::Anything).await.unwrap();
     s.save_merchant("m2", &m, Expected::Anything).await.unwrap();
-    // Saved whole only over the row the change was made from: another request's change since
-    // (or a removal) is not undone, and a new merchant is not made twice.
-    let read = s.merchant_stored("m1").await.unwrap().unwrap();
-    let mut other = m.clone();
-    other.shop_origins = vec!["https://narrowed.example".into()];
-    assert!(s
-        .save_merchant("m1", &other, Expected::Stored(&read))
-        .await
-        .unwrap());
-    assert!(!s
-        .save_merchant("m1", &m, Expected::Stored(&read))
-        .await
-        .unwrap());
-    assert_eq!(
-        s.merchant("m1").await.unwrap().unwrap().shop_origins,
-        ["https://narrowed.example"]
-    );
-    assert!(!s.save_merchant("m1", &m, Expected::Absent).await.unwrap());
-    assert!(!s
-        .save_merchant("gone", &m, Expected::Stored(&read))
-        .await
-        .unwrap());
-    assert!(s.merchant("gone").await.unwrap().is_none());
-    assert!(s.save_merchant("m1", &m, Expected::Anything).await.unwrap());
     s.insert_payment(&payment("m1", "o1")).await.unwrap();
     s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
         .await
@@ -1812,6 +1785,49 @@ async fn fair_outbox(s: &dyn Store) {
     };
     let one = s.due_webhooks_fair(later, 1, 10, &in_flight).await.unwrap();
     assert_eq!(one.len(), 1, "{one:?}");
+}
+
+/// A merchant's settings are saved whole only over the row the change was made from: another
+/// request's change since (or a removal) is not undone, and a new merchant is not made twice.
+async fn merchant_saves_compare_and_set(s: &dyn Store) {
+    let m = merchant_settings();
+    let read = s.merchant_stored("m1").await.unwrap().unwrap();
+    let mut other = m.clone();
+    other.shop_origins = vec!["https://narrowed.example".into()];
+    assert!(s
+        .save_merchant("m1", &other, Expected::Stored(&read))
+        .await
+        .unwrap());
+    assert!(!s
+        .save_merchant("m1", &m, Expected::Stored(&read))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.merchant("m1").await.unwrap().unwrap().shop_origins,
+        ["https://narrowed.example"]
+    );
+    assert!(!s.save_merchant("m1", &m, Expected::Absent).await.unwrap());
+    assert!(!s
+        .save_merchant("gone", &m, Expected::Stored(&read))
+        .await
+        .unwrap());
+    assert!(s.merchant("gone").await.unwrap().is_none());
+    assert!(s.save_merchant("m1", &m, Expected::Anything).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merchant_saves_compare_and_set_on_sqlite() {
+    let dir = conformance::host::temp_dir("merchant-cas-sqlite");
+    let s = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();
+    with_merchants(&s).await;
+    merchant_saves_compare_and_set(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merchant_saves_compare_and_set_on_postgres() {
+    let pg = PgCluster::start("merchant-cas");
+    let s = open(&pg.create_database("cas")).await;
+    merchant_saves_compare_and_set(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -161,12 +161,7 @@ impl App {
         // Read after the refund is admitted, not before: a payment paid in between (its
         // notification committed while this request waited) has its trade number only now, and
         // a request built from the older read would be refused for the lack of it.
-        let payment = self
-            .store
-            .payment(merchant_id, out_trade_no)
-            .await
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| unknown_payment(out_trade_no))?;
+        let payment = self.stored_payment(merchant_id, out_trade_no).await?;
         let request = self.refund_request(merchant_id, &payment, &refund, now);
         let answer = self.send_refund(plugin, &merchant, &request).await;
         // Refused by the component before anything was sent (its rules for the reason, say, or
@@ -223,6 +218,19 @@ impl App {
             .map_err(ApiError::internal)?
             .unwrap_or(refund);
         Ok((201, stored))
+    }
+
+    /// The payment as stored now, or the API's 404 for an unknown one.
+    async fn stored_payment(
+        &self,
+        merchant_id: &str,
+        out_trade_no: &str,
+    ) -> Result<crate::store::Payment, ApiError> {
+        self.store
+            .payment(merchant_id, out_trade_no)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| unknown_payment(out_trade_no))
     }
 
     /// The component's `start-refund` flow for `request`, its requests sent under the
@@ -415,11 +423,8 @@ impl App {
         let quiet_before =
             crate::store::format_unix(u64::try_from(now).unwrap_or(0).saturating_sub(quiet));
         let payment = self
-            .store
-            .payment(merchant_id, &refund.out_trade_no)
-            .await
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| unknown_payment(&refund.out_trade_no))?;
+            .stored_payment(merchant_id, &refund.out_trade_no)
+            .await?;
         // Claimed in one statement: still PENDING (not settled while the provider was asked), and
         // no send of it (the first, or one again by anybody) within the quiet time.
         if !self
@@ -646,12 +651,7 @@ impl App {
         out_trade_no: &str,
     ) -> Result<serde_json::Value, ApiError> {
         let merchant = self.merchant(merchant_id).await?;
-        let payment = self
-            .store
-            .payment(merchant_id, out_trade_no)
-            .await
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| unknown_payment(out_trade_no))?;
+        let payment = self.stored_payment(merchant_id, out_trade_no).await?;
         if payment.status != crate::domain::state::WAIT_BUYER_PAY {
             return Err(ApiError::new(
                 409,

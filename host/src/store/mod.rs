@@ -483,6 +483,30 @@ pub fn schema_behind(current: i64, latest: usize, backup: &str) -> String {
     )
 }
 
+/// Before migrating a database of schema `current` to `latest`: refused for a command other than
+/// `serve` when it is older ([`Upgrade::Refuse`]), and said in the log before the first step
+/// when it is upgraded (a long step, a table rebuilt, must not look like a hang). Whether it is
+/// an upgrade (not a new database, not current).
+pub(crate) fn before_migrating(
+    current: i64,
+    latest: usize,
+    upgrade: Upgrade,
+    backup: &str,
+) -> Result<bool> {
+    let behind = current > 0 && (current as usize) < latest;
+    if behind && upgrade == Upgrade::Refuse {
+        anyhow::bail!(schema_behind(current, latest, backup));
+    }
+    if behind {
+        tracing::info!(
+            from = current,
+            to = latest,
+            "migrating the database schema; do not stop payhost until it says it migrated (each step commits whole or not at all)"
+        );
+    }
+    Ok(behind)
+}
+
 /// What `check-config` says of a database of schema `current` (0: none yet) when this payhost's
 /// is `latest`: nothing when it is current or new.
 pub fn upgrade_note(current: i64, latest: usize, backup: &str) -> Option<String> {

@@ -47,21 +47,12 @@ pub(super) async fn migrate(pool: &Pool, upgrade: crate::store::Upgrade) -> Resu
         if current as usize > MIGRATIONS.len() {
             bail!("the database schema (version {current}) is newer than this payhost knows; upgrade payhost");
         }
-        let behind = current > 0 && (current as usize) < MIGRATIONS.len();
-        if behind && upgrade == crate::store::Upgrade::Refuse {
-            bail!(crate::store::schema_behind(
-                current.into(),
-                MIGRATIONS.len(),
-                crate::store::BACKUP_POSTGRES
-            ));
-        }
-        if behind {
-            tracing::info!(
-                from = current,
-                to = MIGRATIONS.len(),
-                "migrating the database schema; do not stop payhost until it says it migrated (each step commits whole or not at all)"
-            );
-        }
+        let behind = crate::store::before_migrating(
+            current.into(),
+            MIGRATIONS.len(),
+            upgrade,
+            crate::store::BACKUP_POSTGRES,
+        )?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
             let version = i as i32 + 1;
             let mut waits = 0u32;

@@ -25,22 +25,12 @@ pub(super) fn migrate(conn: &Connection, upgrade: crate::store::Upgrade) -> Resu
     if current as usize > MIGRATIONS.len() {
         bail!("the database schema (version {current}) is newer than this payhost knows; upgrade payhost");
     }
-    let behind = current > 0 && (current as usize) < MIGRATIONS.len();
-    if behind && upgrade == crate::store::Upgrade::Refuse {
-        bail!(crate::store::schema_behind(
-            current,
-            MIGRATIONS.len(),
-            crate::store::BACKUP_SQLITE
-        ));
-    }
-    if behind {
-        // Before, not only after: a long migration (a table rebuilt) must not look like a hang.
-        tracing::info!(
-            from = current,
-            to = MIGRATIONS.len(),
-            "migrating the database schema; do not stop payhost until it says it migrated (each step commits whole or not at all)"
-        );
-    }
+    let behind = crate::store::before_migrating(
+        current,
+        MIGRATIONS.len(),
+        upgrade,
+        crate::store::BACKUP_SQLITE,
+    )?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(sql)
@@ -51,7 +41,7 @@ pub(super) fn migrate(conn: &Connection, upgrade: crate::store::Upgrade) -> Resu
         )?;
         tx.commit()?;
         // An upgrade is worth a line in the log (a new database's creation is not).
-        if current > 0 {
+        if behind {
             tracing::info!(from = current, to = i + 1, "migrated the database schema");
         }
     }

@@ -411,30 +411,6 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
     );
     s.save_merchant("m1", &m, Expected::Anything).await.unwrap();
     s.save_merchant("m2", &m, Expected::Anything).await.unwrap();
-    // Saved whole only over the row the change was made from: another request's change since
-    // (or a removal) is not undone, and a new merchant is not made twice.
-    let read = s.merchant_stored("m1").await.unwrap().unwrap();
-    let mut other = m.clone();
-    other.shop_origins = vec!["https://narrowed.example".into()];
-    assert!(s
-        .save_merchant("m1", &other, Expected::Stored(&read))
-        .await
-        .unwrap());
-    assert!(!s
-        .save_merchant("m1", &m, Expected::Stored(&read))
-        .await
-        .unwrap());
-    assert_eq!(
-        s.merchant("m1").await.unwrap().unwrap().shop_origins,
-        ["https://narrowed.example"]
-    );
-    assert!(!s.save_merchant("m1", &m, Expected::Absent).await.unwrap());
-    assert!(!s
-        .save_merchant("gone", &m, Expected::Stored(&read))
-        .await
-        .unwrap());
-    assert!(s.merchant("gone").await.unwrap().is_none());
-    assert!(s.save_merchant("m1", &m, Expected::Anything).await.unwrap());
     s.insert_payment(&payment("o1")).await.unwrap();
     s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
         .await
