@@ -808,7 +808,7 @@ async fn a_confirmed_legacy_refund_whose_notification_is_lost_is_found_by_the_sw
     let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
     let host = TestHost::start(&dir, |port| {
         legacy_config(port, &sandbox.base, &shop.url("/hook"))
-            + "\n[recovery]\ninterval_s = 1\nseller_refund_after_s = 2\n"
+            + "\n[recovery]\ninterval_s = 1\nrefund_after_s = 1\nseller_refund_after_s = 2\n"
     })
     .await;
     pay(&host, &sandbox.base, "SW1", "10.00").await;
@@ -842,4 +842,46 @@ async fn a_confirmed_legacy_refund_whose_notification_is_lost_is_found_by_the_sw
     assert_eq!(p["refunded_amount"], "3.00", "{p}");
     assert_eq!(p["status"], "PARTIALLY_REFUNDED", "{p}");
     assert_eq!(p["refunds"].as_array().unwrap().len(), 1, "{p}");
+
+    // Beside other pending refunds the total is not taken for one of them: with 5.00, 2.00 and
+    // 3.00 pending and the 2.00 and 3.00 confirmed, Alipay's 5.00 is not the 5.00 refund.
+    sandbox
+        .sandbox
+        .set_faults(payhost_sandbox::Faults::default());
+    pay(&host, &sandbox.base, "SW2", "10.00").await;
+    let url = host.url("/v1/merchants/ref/payments/SW2");
+    wait_for("paid", async || {
+        get(&url, Some(TOKEN)).await.json()["status"] == "TRADE_SUCCESS"
+    })
+    .await;
+    sandbox.sandbox.set_faults(payhost_sandbox::Faults {
+        drop_all_notifies: true,
+        ..payhost_sandbox::Faults::default()
+    });
+    let mut pages = Vec::new();
+    for (amount, key) in [("5.00", "sw-5"), ("2.00", "sw-2"), ("3.00", "sw-3")] {
+        let r = send_json(
+            "POST",
+            &format!("{url}/refunds"),
+            Some(TOKEN),
+            &serde_json::json!({"amount": amount, "reason": "缺货", "refund_key": key}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        pages.push(r.json()["confirm_url"].as_str().unwrap().to_owned());
+    }
+    confirm_as_seller(&sandbox.base, &pages[1]).await;
+    confirm_as_seller(&sandbox.base, &pages[2]).await;
+    // Due 2 s after they started; a few rounds go by.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let p = get(&url, Some(TOKEN)).await.json();
+    assert_eq!(p["refunded_amount"], "0.00", "{p}");
+    assert!(
+        p["refunds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "PENDING"),
+        "{p}"
+    );
 }

@@ -154,7 +154,10 @@ async fn refund_round(app: &Arc<App>, sweep: &mut RefundSweep) {
 /// notification, which can be lost (payhost down for longer than Alipay resends it), and it has
 /// no refund query. Its trade is queried instead ([`App::sync_payment`]: the refunded total
 /// settles it), from `seller_refund_after_s` after it started, the gaps doubling from that up to
-/// 6 hours, until it ends (confirmed, or given up here).
+/// 6 hours, until it ends (confirmed, or given up here) or is older than `max_age_s` (Alipay
+/// resends a notification for about a day). Only the payment's one pending refund is settled
+/// so: beside another, the total could be theirs together (5.00 pending, and 2.00 and 3.00
+/// confirmed), and a person decides (its Sync button, or the report of each).
 async fn seller_refund(
     app: &Arc<App>,
     schedule: &mut HashMap<(String, i64), Due>,
@@ -173,10 +176,38 @@ async fn seller_refund(
     if due.at_s > now_s {
         return;
     }
-    match app
-        .sync_payment(&refund.merchant_id, &refund.out_trade_no)
+    let cfg = &app.config.recovery;
+    if now_s.saturating_sub(started_s) > cfg.max_age_s.max(wait) {
+        schedule.insert(
+            key,
+            Due {
+                at_s: u64::MAX,
+                attempts: due.attempts,
+            },
+        );
+        return;
+    }
+    let alone = match app
+        .store
+        .refunds_for(&refund.merchant_id, &refund.out_trade_no)
         .await
     {
+        Ok(all) => {
+            all.iter()
+                .filter(|r| r.status == crate::domain::refunds::PENDING)
+                .count()
+                == 1
+        }
+        Err(_) => false,
+    };
+    let synced = if alone {
+        app.sync_payment(&refund.merchant_id, &refund.out_trade_no)
+            .await
+            .map(drop)
+    } else {
+        Ok(())
+    };
+    match synced {
         Ok(_) => {
             if let Ok(Some(r)) = app.store.refund(&refund.merchant_id, refund.id).await {
                 if r.status != crate::domain::refunds::PENDING {

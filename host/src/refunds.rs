@@ -171,9 +171,7 @@ impl App {
             Err(e @ crate::runtime::CallError::Unsupported { .. }) => {
                 Some(ApiError::from(e.clone()))
             }
-            Ok(Err(
-                e @ (api::PluginError::InvalidOrder(_) | api::PluginError::InvalidSettings(_)),
-            )) => Some(plugin_error_to_api(e.clone())),
+            Ok(Err(e @ api::PluginError::InvalidOrder(_))) => Some(plugin_error_to_api(e.clone())),
             _ => None,
         };
         if let Some(e) = never_sent {
@@ -185,7 +183,7 @@ impl App {
             return Err(e);
         }
         if let Err(mut e) = self
-            .apply_refund_answer(merchant_id, &merchant, refund.id, answer)
+            .apply_refund_answer(merchant_id, &merchant, &refund, answer)
             .await
         {
             // No answer, or none understood: the refund may have reached the provider. It is
@@ -277,9 +275,10 @@ impl App {
         &self,
         merchant_id: &str,
         merchant: &crate::config::MerchantSettings,
-        id: i64,
+        refund: &Refund,
         answer: Result<Result<api::RefundState, api::PluginError>, crate::runtime::CallError>,
     ) -> Result<(), ApiError> {
+        let id = refund.id;
         let state = match answer {
             Err(e @ crate::runtime::CallError::Unsupported { .. }) => {
                 // Nothing was sent: the refund failed here, its amount free again.
@@ -291,7 +290,13 @@ impl App {
                 // The component did not answer: the refund stays PENDING under its number (a
                 // retry with the same refund_key returns it; the provider never saw it twice).
                 self.store
-                    .refund_started(merchant_id, id, None, Some(&e.to_string()))
+                    .refund_started(
+                        merchant_id,
+                        id,
+                        &refund.request_no,
+                        None,
+                        Some(&e.to_string()),
+                    )
                     .await
                     .map_err(ApiError::internal)?;
                 return Err(ApiError::from(e));
@@ -320,7 +325,13 @@ impl App {
                     }
                 } else {
                     self.store
-                        .refund_started(merchant_id, id, None, Some(&api_error.message))
+                        .refund_started(
+                            merchant_id,
+                            id,
+                            &refund.request_no,
+                            None,
+                            Some(&api_error.message),
+                        )
                         .await
                         .map_err(ApiError::internal)?;
                 }
@@ -333,7 +344,13 @@ impl App {
         match state.status {
             RefundStatus::Pending => self
                 .store
-                .refund_started(merchant_id, id, confirm.as_deref(), detail)
+                .refund_started(
+                    merchant_id,
+                    id,
+                    &refund.request_no,
+                    confirm.as_deref(),
+                    detail,
+                )
                 .await
                 .map_err(ApiError::internal),
             RefundStatus::Succeeded => self
@@ -412,7 +429,7 @@ impl App {
             Ok(Err(e)) => return Err(plugin_error_to_api(e)),
             Ok(Ok(state)) if state.status != RefundStatus::Pending => {
                 tracing::info!(merchant = merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, status = state.status.as_str(), "refund query settled a pending refund");
-                self.apply_refund_answer(merchant_id, &merchant, refund.id, Ok(Ok(state)))
+                self.apply_refund_answer(merchant_id, &merchant, &refund, Ok(Ok(state)))
                     .await?;
                 return Ok(true);
             }
@@ -456,7 +473,7 @@ impl App {
         let answer = self.send_refund(plugin, &merchant, &request).await;
         tracing::info!(merchant = merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, "refund started again under its number: the provider had no success for it, or its start was cut short");
         match self
-            .apply_refund_answer(merchant_id, &merchant, refund.id, answer)
+            .apply_refund_answer(merchant_id, &merchant, &refund, answer)
             .await
         {
             Ok(()) => Ok(true),

@@ -294,7 +294,10 @@ pub fn decide(total: u64, lines: &[RefundLine], report: &Report) -> Decision {
         // A pending refund and one given up unconfirmed, both of this amount: either may be the
         // one the seller confirmed; taking one could count both once the other's own report
         // comes. Neither is taken (held below, as any total beside a pending refund).
-        let pending = only(&|l| l.status == PENDING);
+        // Nor is a pending refund of the amount when other pending refunds add up to it too
+        // (5.00 pending, and 2.00 and 3.00 confirmed: Alipay's 5.00 is theirs).
+        let pending = only(&|l| l.status == PENDING)
+            .filter(|id| !others_pending_add_up_to(lines, *id, amount));
         let given_up = only(&|l| l.status == FAILED && l.given_up);
         let settled = match (pending, given_up) {
             (Some(_), Some(_)) => None,
@@ -377,6 +380,28 @@ pub fn success_fit(
 }
 
 /// The decision for a success the provider reports for `line` ([`success_fit`]).
+/// Whether some of the pending refunds other than `except` add up to `amount` (so a total of
+/// `amount` may be theirs). More than 16 of them are taken to (too many to try).
+fn others_pending_add_up_to(lines: &[RefundLine], except: i64, amount: u64) -> bool {
+    let others: Vec<u64> = lines
+        .iter()
+        .filter(|l| l.status == PENDING && l.id != except)
+        .map(|l| l.amount_fen)
+        .collect();
+    if others.len() > 16 {
+        return true;
+    }
+    (1u32..(1 << others.len())).any(|mask| {
+        others
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, a)| a)
+            .sum::<u64>()
+            == amount
+    })
+}
+
 fn settle_success(lines: &[RefundLine], total: u64, line: &RefundLine) -> Decision {
     match success_fit(lines, total, line) {
         Ok(None) => Decision::Settle {
@@ -578,6 +603,16 @@ mod tests {
         let both = [given_up(1, "a", 400), line(2, "b", 400, PENDING)];
         assert!(matches!(
             decide(1000, &both, &report("", None, Some(400), true)),
+            Decision::Mismatch { .. }
+        ));
+        // 5.00, 2.00 and 3.00 pending, 5.00 in all: the 2.00 and 3.00 together, or the 5.00.
+        let three = [
+            line(1, "a", 500, PENDING),
+            line(2, "b", 200, PENDING),
+            line(3, "c", 300, PENDING),
+        ];
+        assert!(matches!(
+            decide(1000, &three, &report("", None, Some(500), true)),
             Decision::Mismatch { .. }
         ));
         // A pending refund alone of the amount is the one the total names.

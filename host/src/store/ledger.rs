@@ -400,12 +400,14 @@ pub trait Ledger: Send + Sync {
     /// In one transaction: the same refund_key returns its refund; otherwise the money rules
     /// decide and the refund is stored PENDING.
     async fn begin_refund(&self, new: &NewRefund) -> Result<RefundBegun>;
-    /// Keeps where the seller confirms the refund, and the provider's words, while it is PENDING (a late
-    /// answer never rewrites a settled refund).
+    /// Keeps where the seller confirms the refund, and the provider's words, while it is PENDING
+    /// under `request_no` (a late answer never rewrites a settled refund, nor one numbered again
+    /// meanwhile: its page would name a number payhost no longer knows).
     async fn refund_started(
         &self,
         merchant: &str,
         id: i64,
+        request_no: &str,
         confirm_url: Option<&str>,
         detail: Option<&str>,
     ) -> Result<()>;

@@ -476,19 +476,21 @@ impl Ledger for PostgresStore {
         &self,
         merchant: &str,
         id: i64,
+        request_no: &str,
         confirm_url: Option<&str>,
         detail: Option<&str>,
     ) -> Result<()> {
-        let (m, cu, d) = (
+        let (m, no, cu, d) = (
             merchant.to_owned(),
+            request_no.to_owned(),
             confirm_url.map(str::to_owned),
             detail.map(str::to_owned),
         );
         self.run(|pool| async move {
             let c = pool.get().await?;
             c.execute(
-                "UPDATE refunds SET confirm_url = COALESCE($3, confirm_url), detail = COALESCE($4, detail) WHERE merchant_id = $1 AND id = $2 AND status = 'PENDING'",
-                &[&m, &id, &cu, &d],
+                "UPDATE refunds SET confirm_url = COALESCE($3, confirm_url), detail = COALESCE($4, detail) WHERE merchant_id = $1 AND id = $2 AND status = 'PENDING' AND request_no = $5",
+                &[&m, &id, &cu, &d, &no],
             )
             .await?;
             Ok(())

@@ -416,17 +416,19 @@ impl Ledger for SqliteStore {
         &self,
         merchant: &str,
         id: i64,
+        request_no: &str,
         confirm_url: Option<&str>,
         detail: Option<&str>,
     ) -> Result<()> {
-        let (m, c, d) = (
+        let (m, no, c, d) = (
             merchant.to_owned(),
+            request_no.to_owned(),
             confirm_url.map(str::to_owned),
             detail.map(str::to_owned),
         );
         self.write(move |conn| {
-            conn.prepare_cached("UPDATE refunds SET confirm_url = COALESCE(?3, confirm_url), detail = COALESCE(?4, detail) WHERE merchant_id = ?1 AND id = ?2 AND status = 'PENDING'")?
-                .execute(params![m, id, c, d])?;
+            conn.prepare_cached("UPDATE refunds SET confirm_url = COALESCE(?3, confirm_url), detail = COALESCE(?4, detail) WHERE merchant_id = ?1 AND id = ?2 AND status = 'PENDING' AND request_no = ?5")?
+                .execute(params![m, id, c, d, no])?;
             Ok(())
         })
         .await
