@@ -95,13 +95,9 @@ async fn confirm_as_seller(sandbox: &str, confirm_url: &str) {
     assert_eq!(done.status, 200, "{}", done.text());
 }
 
-/// A world of one legacy merchant `ref` on the sandbox (its webhooks to a stub shop that
-/// answers `ok`), with order `no` of `fee` paid: the start of the single-order refund cases.
-async fn one_paid_legacy_order(
-    name: &str,
-    no: &str,
-    fee: &str,
-) -> (TestSandbox, StubServer, TestHost) {
+/// A world of one legacy merchant `ref` on the sandbox, its webhooks to a stub shop that
+/// answers `ok`.
+async fn legacy_world(name: &str) -> (TestSandbox, StubServer, TestHost) {
     let dir = temp_dir(name);
     let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
     let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
@@ -109,6 +105,16 @@ async fn one_paid_legacy_order(
         legacy_config(port, &sandbox.base, &shop.url("/hook"))
     })
     .await;
+    (sandbox, shop, host)
+}
+
+/// [`legacy_world`] with order `no` of `fee` paid: the start of the single-order refund cases.
+async fn one_paid_legacy_order(
+    name: &str,
+    no: &str,
+    fee: &str,
+) -> (TestSandbox, StubServer, TestHost) {
+    let (sandbox, shop, host) = legacy_world(name).await;
     pay(&host, &sandbox.base, no, fee).await;
     let url = host.url(&format!("/v1/merchants/ref/payments/{no}"));
     wait_for("paid", async || {
@@ -632,13 +638,7 @@ async fn a_back_office_refund_beside_a_seller_confirmed_one_is_counted_too() {
 /// 400 `invalid_order` naming `trade_no`). The window is short, so the race is run many times.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refund_racing_the_payments_notification_is_started_or_not_yet_paid() {
-    let dir = temp_dir("refunds-race");
-    let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
-    let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
-    let host = TestHost::start(&dir, |port| {
-        legacy_config(port, &sandbox.base, &shop.url("/hook"))
-    })
-    .await;
+    let (sandbox, _shop, host) = legacy_world("refunds-race").await;
     for i in 0..24 {
         let no = format!("RACE-{i}");
         pay(&host, &sandbox.base, &no, "2.00").await;
@@ -673,13 +673,7 @@ async fn a_refund_racing_the_payments_notification_is_started_or_not_yet_paid() 
 /// buyer to pay a second time.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_order_asked_again_while_it_is_paid_has_no_form_once_paid() {
-    let dir = temp_dir("refunds-create-race");
-    let sandbox = TestSandbox::md5(PARTNER, MD5_KEY, 600.0).await;
-    let shop = StubServer::start(|_: &Seen| (200, b"ok".to_vec())).await;
-    let host = TestHost::start(&dir, |port| {
-        legacy_config(port, &sandbox.base, &shop.url("/hook"))
-    })
-    .await;
+    let (sandbox, _shop, host) = legacy_world("refunds-create-race").await;
     let url = host.url("/v1/merchants/ref/payments");
     let create = async |no: &str| {
         let order = serde_json::json!({"out_trade_no": no, "subject": "再次下单", "total_fee": "2.00", "return_url": "https://shop.example/r", "product": "pc"});
