@@ -84,12 +84,7 @@ async fn open(url: &str) -> PostgresStore {
 fn merchant_settings() -> payhost::config::MerchantSettings {
     payhost::config::MerchantSettings {
         settings: vec![("partner".into(), "2088".into())],
-        plugin_id: String::new(),
-        from_files: Vec::new(),
-        shop_webhook_url: None,
-        shop_webhook_secret: None,
-        shop_origins: Vec::new(),
-        settings_digest: None,
+        ..Default::default()
     }
 }
 
@@ -259,11 +254,7 @@ async fn same_semantics_as_sqlite() {
     let settings = payhost::config::MerchantSettings {
         settings: vec![("partner".into(), "2088".into())],
         plugin_id: "alipay-wap".into(),
-        from_files: Vec::new(),
-        shop_webhook_url: None,
-        shop_webhook_secret: None,
-        shop_origins: Vec::new(),
-        settings_digest: None,
+        ..Default::default()
     };
     assert!(s.seed_merchant("shop", &settings, "h1").await.unwrap());
     assert!(!s.seed_merchant("shop", &settings, "h1").await.unwrap());

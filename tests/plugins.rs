@@ -420,12 +420,7 @@ async fn rows_of_an_older_payhost_keep_their_edits_and_get_their_plugin_named() 
             ("key".into(), MD5_KEY.into()),
             ("seller_email".into(), seller.into()),
         ],
-        plugin_id: String::new(),
-        from_files: Vec::new(),
-        shop_webhook_url: None,
-        shop_webhook_secret: None,
-        shop_origins: Vec::new(),
-        settings_digest: None,
+        ..Default::default()
     };
     {
         let store = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();

@@ -72,6 +72,17 @@ async fn pay(host: &TestHost, sandbox: &str, no: &str, fee: &str) {
     .await;
 }
 
+/// [`pay`], then waits until payhost has it paid; the payment's API URL.
+async fn paid(host: &TestHost, sandbox: &str, no: &str, fee: &str) -> String {
+    pay(host, sandbox, no, fee).await;
+    let url = host.url(&format!("/v1/merchants/ref/payments/{no}"));
+    wait_for("paid", async || {
+        get(&url, Some(TOKEN)).await.json()["status"] == "TRADE_SUCCESS"
+    })
+    .await;
+    url
+}
+
 /// The seller opens a legacy refund's `confirm_url` on the sandbox and enters the payment
 /// password (the refund's batch notification follows).
 async fn confirm_as_seller(sandbox: &str, confirm_url: &str) {
@@ -115,12 +126,7 @@ async fn one_paid_legacy_order(
     fee: &str,
 ) -> (TestSandbox, StubServer, TestHost) {
     let (sandbox, shop, host) = legacy_world(name).await;
-    pay(&host, &sandbox.base, no, fee).await;
-    let url = host.url(&format!("/v1/merchants/ref/payments/{no}"));
-    wait_for("paid", async || {
-        get(&url, Some(TOKEN)).await.json()["status"] == "TRADE_SUCCESS"
-    })
-    .await;
+    paid(&host, &sandbox.base, no, fee).await;
     (sandbox, shop, host)
 }
 
@@ -805,12 +811,7 @@ async fn a_confirmed_legacy_refund_whose_notification_is_lost_is_found_by_the_sw
             + "\n[recovery]\ninterval_s = 1\nrefund_after_s = 1\nseller_refund_after_s = 2\n"
     })
     .await;
-    pay(&host, &sandbox.base, "SW1", "10.00").await;
-    let url = host.url("/v1/merchants/ref/payments/SW1");
-    wait_for("paid", async || {
-        get(&url, Some(TOKEN)).await.json()["status"] == "TRADE_SUCCESS"
-    })
-    .await;
+    let url = paid(&host, &sandbox.base, "SW1", "10.00").await;
     sandbox.sandbox.set_faults(payhost_sandbox::Faults {
         drop_all_notifies: true,
         ..payhost_sandbox::Faults::default()
@@ -842,12 +843,7 @@ async fn a_confirmed_legacy_refund_whose_notification_is_lost_is_found_by_the_sw
     sandbox
         .sandbox
         .set_faults(payhost_sandbox::Faults::default());
-    pay(&host, &sandbox.base, "SW2", "10.00").await;
-    let url = host.url("/v1/merchants/ref/payments/SW2");
-    wait_for("paid", async || {
-        get(&url, Some(TOKEN)).await.json()["status"] == "TRADE_SUCCESS"
-    })
-    .await;
+    let url = paid(&host, &sandbox.base, "SW2", "10.00").await;
     sandbox.sandbox.set_faults(payhost_sandbox::Faults {
         drop_all_notifies: true,
         ..payhost_sandbox::Faults::default()

@@ -85,11 +85,9 @@ pub async fn add_merchant(
     let slot = MerchantSettings {
         settings: Vec::new(),
         plugin_id: plugin_id.to_owned(),
-        from_files: Vec::new(),
-        shop_webhook_url: None,
         shop_webhook_secret: Some(shop_secret.clone()),
         shop_origins: origins,
-        settings_digest: None,
+        ..MerchantSettings::default()
     };
     let created = store
         .save_merchant(id, &slot, crate::store::Expected::Absent)

@@ -79,8 +79,8 @@ impl RawMerchant {
 }
 
 /// The plugin settings of a merchant (keys of the component's settings schema) and the host's own
-/// per-merchant settings.
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// per-merchant settings. `Default`: no settings, the host's first component, nothing else.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MerchantSettings {
     /// The component's settings, passed with every call. (Stored under the key `plugin`, as
     /// older versions did, so their rows and seed hashes stay valid.)

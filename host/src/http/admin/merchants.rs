@@ -822,11 +822,10 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
     let settings = MerchantSettings {
         settings: plugin,
         plugin_id: runtime.info.id.clone(),
-        from_files: Vec::new(),
         shop_webhook_url: webhook_url,
         shop_webhook_secret: webhook_secret,
         shop_origins,
-        settings_digest: None,
+        ..MerchantSettings::default()
     };
     if errors.is_empty() {
         match app

@@ -398,12 +398,7 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
     let s = SqliteStore::open(&path).unwrap();
     let m = MerchantSettings {
         settings: vec![("partner".into(), "2088".into())],
-        plugin_id: String::new(),
-        from_files: Vec::new(),
-        shop_webhook_url: None,
-        shop_webhook_secret: None,
-        shop_origins: Vec::new(),
-        settings_digest: None,
+        ..Default::default()
     };
     assert_eq!(
         s.delete_merchant("m1", false).await.unwrap(),
