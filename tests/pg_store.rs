@@ -307,7 +307,7 @@ async fn dead_letters_sessions_tokens_and_pruning() {
         .await
         .unwrap();
     let job = s.due_webhooks(now_ms() + 1, 10).await.unwrap().remove(0);
-    s.webhook_dead(job.id, "HTTP 500").await.unwrap();
+    s.webhook_dead(job.taken(), "HTTP 500").await.unwrap();
     assert_eq!(s.pending_webhooks().await.unwrap(), 0);
     assert!(s.due_webhooks(now_ms() + 1, 10).await.unwrap().is_empty());
     let dead = s.dead_webhooks(Some("m1"), 10).await.unwrap();
@@ -318,18 +318,14 @@ async fn dead_letters_sessions_tokens_and_pruning() {
     assert!(s.resend_webhook("m1", job.id).await.unwrap());
     let again = s.due_webhooks(now_ms() + 1, 10).await.unwrap();
     assert_eq!(again.len(), 1, "resent: due again, lease dropped");
-    s.webhook_failed(again[0].id, now_ms() - 1, "timeout")
+    s.webhook_failed(again[0].taken(), now_ms() - 1, "timeout")
         .await
         .unwrap();
-    assert_eq!(
-        s.due_webhooks(now_ms() + 1, 10).await.unwrap().len(),
-        1,
-        "a failed attempt drops the lease"
-    );
+    let relet = s.due_webhooks(now_ms() + 1, 10).await.unwrap();
+    assert_eq!(relet.len(), 1, "a failed attempt drops the lease");
     // Retried now on request (the shop is fixed): its merchant's only, and never one a replica
     // is sending (leased).
-    // (The assertion above leased it again.)
-    s.webhook_failed(again[0].id, now_ms() + 3_600_000, "HTTP 500")
+    s.webhook_failed(relet[0].taken(), now_ms() + 3_600_000, "HTTP 500")
         .await
         .unwrap();
     assert!(s.due_webhooks(now_ms() + 1, 10).await.unwrap().is_empty());
@@ -337,7 +333,7 @@ async fn dead_letters_sessions_tokens_and_pruning() {
     assert_eq!(s.retry_webhooks_now(Some("m1")).await.unwrap(), 1);
     let sending = s.due_webhooks(now_ms() + 1, 10).await.unwrap();
     assert_eq!(sending.len(), 1);
-    s.webhook_failed(sending[0].id, now_ms() + 3_600_000, "HTTP 500")
+    s.webhook_failed(sending[0].taken(), now_ms() + 3_600_000, "HTTP 500")
         .await
         .unwrap();
     let _lease = s.due_webhooks(now_ms() + 3_600_001, 10).await.unwrap();
@@ -772,8 +768,20 @@ async fn webhook_outbox_is_leased_to_one_replica_and_expires_when_it_dies() {
         "the lease expired: another replica delivers"
     );
     assert_eq!(taken[0].event_id, leased[0].event_id);
+    // The replica that died was only slow: its report of a failed send, under the lease it
+    // held, leaves alone the lease the other replica took since (not due again, not delayed).
+    b.webhook_failed(leased[0].taken(), now_ms(), "HTTP 500")
+        .await
+        .unwrap();
+    b.webhook_dead(leased[0].taken(), "HTTP 500").await.unwrap();
+    b.release_webhooks(&[leased[0].taken()]).await.unwrap();
+    assert!(
+        b.due_webhooks(now_ms(), 16).await.unwrap().is_empty(),
+        "still leased to the replica sending it"
+    );
+    assert!(b.dead_webhooks(None, 10).await.unwrap().is_empty());
     // A replica that stops gives back what it leased and did not send: taken at once.
-    b.release_webhooks(&[taken[0].id]).await.unwrap();
+    b.release_webhooks(&[taken[0].taken()]).await.unwrap();
     let again = b.due_webhooks(now_ms(), 16).await.unwrap();
     assert_eq!(
         again.len(),
@@ -782,12 +790,12 @@ async fn webhook_outbox_is_leased_to_one_replica_and_expires_when_it_dies() {
     );
     b.webhook_delivered(taken[0].id).await.unwrap();
     assert_eq!(b.pending_webhooks().await.unwrap(), 0);
-    // The first replica, slow, reports its own send as failed or given up after the other one
-    // delivered it: the delivery stands, and it is never listed among the given-up webhooks.
-    b.webhook_failed(taken[0].id, now_ms(), "HTTP 500")
+    // A replica, slow, reports its own send as failed or given up after another one delivered
+    // it: the delivery stands, and it is never listed among the given-up webhooks.
+    b.webhook_failed(again[0].taken(), now_ms(), "HTTP 500")
         .await
         .unwrap();
-    b.webhook_dead(taken[0].id, "HTTP 500").await.unwrap();
+    b.webhook_dead(again[0].taken(), "HTTP 500").await.unwrap();
     assert_eq!(b.pending_webhooks().await.unwrap(), 0);
     assert!(b.dead_webhooks(None, 10).await.unwrap().is_empty());
 }

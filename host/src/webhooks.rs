@@ -30,7 +30,7 @@ const PER_SHOP: usize = 4;
 pub async fn run(app: Arc<App>, wake: Arc<Notify>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut flying = tokio::task::JoinSet::new();
     // Of each send in flight: its task, its outbox row and its shop.
-    let mut tasks: HashMap<tokio::task::Id, (i64, String)> = HashMap::new();
+    let mut tasks: HashMap<tokio::task::Id, (crate::store::Taken, String)> = HashMap::new();
     let mut per_shop: HashMap<String, u32> = HashMap::new();
     loop {
         if *stop.borrow() {
@@ -39,7 +39,7 @@ pub async fn run(app: Arc<App>, wake: Arc<Notify>, mut stop: tokio::sync::watch:
         let mut started = false;
         if flying.len() < MAX_IN_FLIGHT {
             let in_flight = crate::store::InFlight {
-                ids: tasks.values().map(|(id, _)| *id).collect(),
+                ids: tasks.values().map(|(taken, _)| taken.id).collect(),
                 per_merchant: per_shop.iter().map(|(m, n)| (m.clone(), *n)).collect(),
             };
             // Only as many as can start: on PostgreSQL each one returned is leased to this
@@ -53,10 +53,10 @@ pub async fn run(app: Arc<App>, wake: Arc<Notify>, mut stop: tokio::sync::watch:
                 Ok(jobs) => {
                     for job in jobs {
                         *per_shop.entry(job.merchant_id.clone()).or_default() += 1;
-                        let (id, merchant) = (job.id, job.merchant_id.clone());
+                        let (taken, merchant) = (job.taken(), job.merchant_id.clone());
                         let app = app.clone();
                         let handle = flying.spawn(async move { deliver(&app, job).await });
-                        tasks.insert(handle.id(), (id, merchant));
+                        tasks.insert(handle.id(), (taken, merchant));
                         started = true;
                     }
                 }
@@ -107,7 +107,7 @@ pub async fn run(app: Arc<App>, wake: Arc<Notify>, mut stop: tokio::sync::watch:
     })
     .await;
     flying.abort_all();
-    let dropped: Vec<i64> = tasks.values().map(|(id, _)| *id).collect();
+    let dropped: Vec<crate::store::Taken> = tasks.values().map(|(taken, _)| *taken).collect();
     if let Err(e) = app.store.release_webhooks(&dropped).await {
         tracing::warn!(error = %e, "cannot give back the webhook sends cut short; they wait for their lease");
     }
@@ -174,9 +174,9 @@ async fn deliver(app: &Arc<App>, job: crate::store::WebhookJob) {
             let recorded = if next - job.created_ms > cfg.give_up_after_ms as i64 {
                 app.metrics.webhooks_dead.inc();
                 tracing::error!(event = %job.event_id, merchant = %job.merchant_id, attempts = job.attempts + 1, "webhook given up after the retry window (dead letter); resend it from the admin page");
-                app.store.webhook_dead(job.id, &e).await
+                app.store.webhook_dead(job.taken(), &e).await
             } else {
-                app.store.webhook_failed(job.id, next, &e).await
+                app.store.webhook_failed(job.taken(), next, &e).await
             };
             if let Err(err) = recorded {
                 tracing::error!(event = %job.event_id, error = %err, "cannot record a webhook failure");

@@ -148,6 +148,28 @@ pub struct WebhookJob {
     pub attempts: u32,
     /// When it was queued (or last resent from the admin page), ms since the epoch.
     pub created_ms: i64,
+    /// On PostgreSQL, the lease this sender holds on the row (its `lease_until` when taken,
+    /// µs since the epoch); `None` on SQLite (one sender, no leases).
+    pub lease: Option<i64>,
+}
+
+impl WebhookJob {
+    /// The row as this sender took it, for reporting how its send went.
+    pub fn taken(&self) -> Taken {
+        Taken {
+            id: self.id,
+            lease: self.lease,
+        }
+    }
+}
+
+/// An outbox row as one sender took it. A report of a failure or a give-back carries the lease
+/// it was sent under, and changes nothing once another replica has leased the row since (this
+/// sender was slower than its lease): the other's send is not made due again under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Taken {
+    pub id: i64,
+    pub lease: Option<i64>,
 }
 
 /// A webhook given up on after the retry window.
@@ -393,13 +415,14 @@ pub trait Webhooks: Send + Sync {
     ) -> Result<Vec<WebhookJob>>;
     /// Gives back sends this sender started and dropped unfinished (it is stopping): on
     /// PostgreSQL another replica may take them at once, not after their lease.
-    async fn release_webhooks(&self, _ids: &[i64]) -> Result<()> {
+    async fn release_webhooks(&self, _taken: &[Taken]) -> Result<()> {
         Ok(())
     }
+    /// A delivery stands whoever holds the row's lease: the shop has the event.
     async fn webhook_delivered(&self, id: i64) -> Result<()>;
-    async fn webhook_failed(&self, id: i64, next_attempt_ms: i64, error: &str) -> Result<()>;
+    async fn webhook_failed(&self, job: Taken, next_attempt_ms: i64, error: &str) -> Result<()>;
     /// Gives up on a webhook (dead letter): it is no longer due, and listed on the admin page.
-    async fn webhook_dead(&self, id: i64, error: &str) -> Result<()>;
+    async fn webhook_dead(&self, job: Taken, error: &str) -> Result<()>;
     /// Webhooks not delivered and not given up on.
     async fn pending_webhooks(&self) -> Result<u64>;
     async fn dead_webhooks(&self, merchant: Option<&str>, limit: u32) -> Result<Vec<DeadWebhook>>;

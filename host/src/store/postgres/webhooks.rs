@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// A row's lease as a token: its `lease_until` in µs (a timestamp's whole precision; the row
+/// lock orders two leases of one row, so two never share a value).
+const LEASE_TOKEN: &str = "(extract(epoch FROM lease_until) * 1000000)::bigint";
+
 #[async_trait]
 impl Webhooks for PostgresStore {
     async fn due_webhooks_fair(
@@ -24,7 +28,7 @@ impl Webhooks for PostgresStore {
             // Sends in flight are leased, so not candidates; they count against their merchant.
             let st = c
                 .prepare_cached(
-                    "UPDATE webhook_outbox SET lease_until = clock_timestamp() + make_interval(secs => $3::bigint / 1000.0)
+                    &"UPDATE webhook_outbox SET lease_until = clock_timestamp() + make_interval(secs => $3::bigint / 1000.0)
                  WHERE id IN (
                      SELECT id FROM webhook_outbox
                       WHERE id IN (
@@ -41,7 +45,8 @@ impl Webhooks for PostgresStore {
                         AND delivered_at IS NULL AND dead_at IS NULL AND next_attempt_ms <= $1
                         AND (lease_until IS NULL OR lease_until <= clock_timestamp())
                       FOR UPDATE SKIP LOCKED)
-                 RETURNING id, event_id, merchant_id, url, body, attempts, created_ms, next_attempt_ms",
+                 RETURNING id, event_id, merchant_id, url, body, attempts, created_ms, next_attempt_ms, LEASE_TOKEN"
+                    .replace("LEASE_TOKEN", LEASE_TOKEN),
                 )
                 .await?;
             let rows = c
@@ -71,6 +76,7 @@ impl Webhooks for PostgresStore {
                             body: r.get(4),
                             attempts: r.get::<_, i32>(5) as u32,
                             created_ms: r.get(6),
+                            lease: Some(r.get(8)),
                         },
                     )
                 })
@@ -80,15 +86,21 @@ impl Webhooks for PostgresStore {
         }
     }
 
-    async fn release_webhooks(&self, ids: &[i64]) -> Result<()> {
-        if ids.is_empty() {
+    async fn release_webhooks(&self, taken: &[Taken]) -> Result<()> {
+        if taken.is_empty() {
             return Ok(());
         }
+        let (ids, leases): (Vec<i64>, Vec<Option<i64>>) =
+            taken.iter().map(|t| (t.id, t.lease)).unzip();
         let c = self.client().await?;
         c.execute(
-            "UPDATE webhook_outbox SET lease_until = NULL
-              WHERE id = ANY($1) AND delivered_at IS NULL AND dead_at IS NULL",
-            &[&ids],
+            &format!(
+                "UPDATE webhook_outbox SET lease_until = NULL
+                  FROM unnest($1::bigint[], $2::bigint[]) AS t(id, lease)
+                 WHERE webhook_outbox.id = t.id AND {LEASE_TOKEN} = t.lease
+                   AND delivered_at IS NULL AND dead_at IS NULL"
+            ),
+            &[&ids, &leases],
         )
         .await?;
         Ok(())
@@ -103,26 +115,33 @@ impl Webhooks for PostgresStore {
         }
     }
 
-    async fn webhook_failed(&self, id: i64, next_attempt_ms: i64, error: &str) -> Result<()> {
-        let error = error.to_owned();
-        {
-            let c = self.client().await?;
-            // Not over a delivery: another replica may have sent it once this one's lease ran out.
-            c.execute("UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = $2, last_error = $3, lease_until = NULL WHERE id = $1 AND delivered_at IS NULL",
-                &[&id, &next_attempt_ms, &error]).await?;
-            Ok(())
-        }
+    async fn webhook_failed(&self, job: Taken, next_attempt_ms: i64, error: &str) -> Result<()> {
+        let c = self.client().await?;
+        // Not over a delivery, nor over another replica's lease: it took the row once this
+        // one's lease ran out, and may be sending or have sent it.
+        c.execute(
+            &format!(
+                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = $2, last_error = $3, lease_until = NULL
+                  WHERE id = $1 AND delivered_at IS NULL AND {LEASE_TOKEN} IS NOT DISTINCT FROM $4"
+            ),
+            &[&job.id, &next_attempt_ms, &error, &job.lease],
+        )
+        .await?;
+        Ok(())
     }
 
-    async fn webhook_dead(&self, id: i64, error: &str) -> Result<()> {
-        let error = error.to_owned();
-        {
-            let c = self.client().await?;
-            // A webhook another replica delivered is never listed as given up.
-            c.execute("UPDATE webhook_outbox SET attempts = attempts + 1, dead_at = $2, last_error = $3, lease_until = NULL WHERE id = $1 AND delivered_at IS NULL",
-                &[&id, &now_rfc3339(), &error]).await?;
-            Ok(())
-        }
+    async fn webhook_dead(&self, job: Taken, error: &str) -> Result<()> {
+        let c = self.client().await?;
+        // Never over a delivery or another replica's lease (as `webhook_failed`).
+        c.execute(
+            &format!(
+                "UPDATE webhook_outbox SET attempts = attempts + 1, dead_at = $2, last_error = $3, lease_until = NULL
+                  WHERE id = $1 AND delivered_at IS NULL AND {LEASE_TOKEN} IS NOT DISTINCT FROM $4"
+            ),
+            &[&job.id, &now_rfc3339(), &error, &job.lease],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn pending_webhooks(&self) -> Result<u64> {

@@ -319,7 +319,7 @@ async fn dead_letters_sessions_tokens_and_pruning() {
         .await
         .unwrap();
     let job = s.due_webhooks(now_ms() + 1, 10).await.unwrap().remove(0);
-    s.webhook_dead(job.id, "HTTP 500").await.unwrap();
+    s.webhook_dead(job.taken(), "HTTP 500").await.unwrap();
     assert_eq!(s.pending_webhooks().await.unwrap(), 0);
     assert!(s.due_webhooks(now_ms() + 1, 10).await.unwrap().is_empty());
     let dead = s.dead_webhooks(Some("m1"), 10).await.unwrap();
@@ -330,7 +330,7 @@ async fn dead_letters_sessions_tokens_and_pruning() {
     assert_eq!(s.due_webhooks(now_ms() + 1, 10).await.unwrap().len(), 1);
     // A webhook being retried is made due now on request (the shop is fixed); of its own
     // merchant only, and not one never tried.
-    s.webhook_failed(job.id, now_ms() + 3_600_000, "HTTP 500")
+    s.webhook_failed(job.taken(), now_ms() + 3_600_000, "HTTP 500")
         .await
         .unwrap();
     assert!(s.due_webhooks(now_ms() + 1, 10).await.unwrap().is_empty());

@@ -43,6 +43,7 @@ impl Webhooks for SqliteStore {
                         body: r.get(4)?,
                         attempts: r.get::<_, i64>(5)? as u32,
                         created_ms: r.get(6)?,
+                        lease: None,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -60,8 +61,8 @@ impl Webhooks for SqliteStore {
         .await
     }
 
-    async fn webhook_failed(&self, id: i64, next_attempt_ms: i64, error: &str) -> Result<()> {
-        let error = error.to_owned();
+    async fn webhook_failed(&self, job: Taken, next_attempt_ms: i64, error: &str) -> Result<()> {
+        let (id, error) = (job.id, error.to_owned());
         self.write(move |conn| {
             conn.prepare_cached("UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1 AND delivered_at IS NULL")?
                 .execute(params![id, next_attempt_ms, error])?;
@@ -70,8 +71,8 @@ impl Webhooks for SqliteStore {
         .await
     }
 
-    async fn webhook_dead(&self, id: i64, error: &str) -> Result<()> {
-        let error = error.to_owned();
+    async fn webhook_dead(&self, job: Taken, error: &str) -> Result<()> {
+        let (id, error) = (job.id, error.to_owned());
         self.write(move |conn| {
             conn.prepare_cached("UPDATE webhook_outbox SET attempts = attempts + 1, dead_at = ?2, last_error = ?3 WHERE id = ?1 AND delivered_at IS NULL")?
                 .execute(params![id, now_rfc3339(), error])?;
