@@ -1975,6 +1975,52 @@ async fn a_day_is_reconciled_on_the_admin_page() {
         .unwrap_or_else(|| panic!("no only-in-the-bill list: {html}"));
     assert!(only.contains("GHOST-1") && only.contains("9.99"), "{html}");
     assert!(html.contains("id=\"gateway-paid\">¥9.99"), "{html}");
+    assert!(
+        !html.contains("known-order"),
+        "payhost has no GHOST-1: {html}"
+    );
+    assert!(!html.contains("id=\"other-lines\""), "{html}");
+    // A bill payment of an order payhost has but did not count (here never paid at payhost) is
+    // linked and says so; a line that is neither a payment nor a refund is counted aloud.
+    let created = send_json(
+        "POST",
+        &format!("{base}/v1/merchants/open-shop/payments"),
+        Some(TOKEN),
+        &json!({"out_trade_no": "REC-KNOWN-1", "subject": "测试", "total_fee": "4.56",
+                "return_url": format!("{base}/shop/return")}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    for extra in [
+        "trade_no=2026000000000000000000000778&out_trade_no=REC-KNOWN-1&amount=4.56".to_owned(),
+        "kind=冻结&trade_no=2026000000000000000000000779&out_trade_no=FREEZE-1&amount=1.00"
+            .to_owned(),
+    ] {
+        let planted = conformance::host::post_form(
+            &format!("{base}/sandbox/openapi/bill-extra"),
+            &format!("app_id={app_id}&bill_date={today}&{extra}"),
+        )
+        .await;
+        assert_eq!(planted.status, 200, "{}", planted.text());
+    }
+    let (_, html) = page(
+        base,
+        &format!("/admin/reconcile?merchant=open-shop&date={today}"),
+        &op,
+    )
+    .await;
+    let only = html.split("id=\"only-alipay\"").nth(1).unwrap();
+    let known = only
+        .split("REC-KNOWN-1")
+        .nth(2)
+        .unwrap_or_else(|| panic!("{html}"));
+    assert!(
+        known.starts_with(
+            "</a><br><span class=\"muted known-order\">payhost 有此订单：待付款，未算在这一天"
+        ),
+        "{html}"
+    );
+    assert!(html.contains("id=\"other-lines\">账单另有 1 行"), "{html}");
     // A legacy merchant has no bill to download: the page says so and shows payhost's own day
     // (a payment paid today), to compare by hand with the bill from Alipay's back office.
     let created = send_json(

@@ -28,7 +28,15 @@ pub(crate) fn parse_time(field: &str, v: &str, end: bool) -> Result<String, ApiE
             clock::beijing_day_start(day).max(0) as u64,
         ));
     }
-    match clock::parse_rfc3339(v) {
+    // An unencoded `+` of a query string reads as a space: `…T08:00:00+08:00` typed into a URL
+    // arrives as `…T08:00:00 08:00`, and means the offset.
+    let offset_restored = v
+        .rsplit_once(' ')
+        .filter(|(_, off)| off.len() == 5 && off.as_bytes()[2] == b':')
+        .map(|(t, off)| format!("{t}+{off}"));
+    match clock::parse_rfc3339(v)
+        .or_else(|| offset_restored.as_deref().and_then(clock::parse_rfc3339))
+    {
         Some(t) if t >= 0 => Ok(crate::store::format_unix(t as u64)),
         _ => Err(bad(
             field,
@@ -487,6 +495,14 @@ mod tests {
         assert!(parse_filter(Some("review=1"), None).unwrap().review);
         assert!(parse_filter(Some("review=TRUE"), None).unwrap().review);
         assert!(!parse_filter(Some("review=0"), None).unwrap().review);
+        // LEDGER.md's example typed into a URL as it is: its `+` arrives as a space.
+        for q in [
+            "from=2026-12-06T08:00:00+08:00",
+            "from=2026-12-06T08:00:00%2B08:00",
+        ] {
+            let f = parse_filter(Some(q), None).unwrap();
+            assert_eq!(f.from.as_deref(), Some("2026-12-06T00:00:00Z"), "{q}");
+        }
         for (q, field) in [
             ("limit=0", "limit"),
             ("limit=201", "limit"),

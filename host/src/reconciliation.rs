@@ -71,6 +71,9 @@ pub fn unpack(body: &[u8]) -> Result<Vec<BillFile>, String> {
 }
 
 /// One side of a comparison row.
+/// How many of a day's bill payments payhost did not count are looked up among its orders.
+const KNOWN_ORDERS_LOOKED_UP: usize = 500;
+
 #[derive(Debug, Clone)]
 struct Line {
     kind: &'static str,
@@ -128,6 +131,10 @@ fn compare(
     for l in ours {
         mine.entry(key(&l)).or_default().push(l);
     }
+    // The bill's numbered refunds first: an unnumbered one (older layouts) takes whatever refund
+    // of its order and amount is left, never one a numbered line of the same bill names.
+    let mut theirs = theirs;
+    theirs.sort_by_key(|t| t.kind == "refund" && t.request_no.is_empty());
     for t in theirs {
         let mut k = key(&t);
         // A refund line without its number: the order's refund of the same amount.
@@ -348,7 +355,8 @@ impl App {
                 issued.insert(r.request_no);
             }
         }
-        let c = compare(ours, theirs, &issued);
+        let mut c = compare(ours, theirs, &issued);
+        self.known_orders(merchant_id, &mut c.only_gateway).await?;
         Ok(serde_json::json!({
             "date": date,
             "matched": c.matched,
@@ -359,6 +367,38 @@ impl App {
             "bill_empty": location.empty,
             "totals": totals,
         }))
+    }
+
+    /// Of the bill's payments payhost did not count that day, those whose order it has: its
+    /// status and review there (`payhost_status`, `payhost_review`), so a payment held for
+    /// review, or counted on another day, reads as such and not as unknown. At most
+    /// [`KNOWN_ORDERS_LOOKED_UP`] are looked up.
+    async fn known_orders(
+        &self,
+        merchant_id: &str,
+        only_gateway: &mut [serde_json::Value],
+    ) -> Result<(), ApiError> {
+        let payments = only_gateway
+            .iter_mut()
+            .filter(|r| r["kind"] == "payment")
+            .take(KNOWN_ORDERS_LOOKED_UP);
+        for r in payments {
+            let Some(no) = r["out_trade_no"].as_str().filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            if let Some(p) = self
+                .store
+                .payment(merchant_id, no)
+                .await
+                .map_err(ApiError::internal)?
+            {
+                r["payhost_status"] = serde_json::json!(p.status);
+                if let Some(review) = p.review {
+                    r["payhost_review"] = serde_json::json!(review);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The host's paid payments (by when they were paid, else created) and succeeded refunds of
@@ -567,6 +607,28 @@ mod tests {
         assert!(c.matched.is_empty(), "{:?}", c.matched);
         assert_eq!(c.only_gateway[0]["out_trade_no"], "or2");
         assert_eq!(c.only_payhost[0]["out_trade_no"], "or1");
+    }
+
+    /// An unnumbered bill refund before a numbered one of the same order and amount: the
+    /// numbered one is payhost's refund, and the unnumbered one is listed as the bill's alone.
+    #[test]
+    fn an_unnumbered_bill_refund_never_takes_a_refund_the_bill_names() {
+        let ours = vec![l("payment", "R2", "", 500), l("refund", "R2", "A", 300)];
+        for theirs in [
+            vec![l("refund", "R2", "", 300), l("refund", "R2", "A", 300)],
+            vec![l("refund", "R2", "A", 300), l("refund", "R2", "", 300)],
+        ] {
+            let c = compare(ours.clone(), theirs, &Default::default());
+            assert_eq!(c.matched.len(), 1, "{:?}", c.matched);
+            assert_eq!(c.matched[0]["request_no"], "A");
+            assert_eq!(c.only_gateway.len(), 1, "{:?}", c.only_gateway);
+            assert!(
+                c.only_gateway[0].get("request_no").is_none(),
+                "{:?}",
+                c.only_gateway
+            );
+            assert_eq!(c.only_payhost.len(), 1, "the payment: {:?}", c.only_payhost);
+        }
     }
 
     #[test]

@@ -292,10 +292,11 @@ impl Sandbox {
             .filter(|k| !k.is_empty())
             .unwrap_or_else(|| "交易".into());
         let amount = get("amount");
-        if !matches!(kind.as_str(), "交易" | "退款") || fen_of(&amount) <= 0 {
+        // 冻结 (a freeze) stands for the bill's lines that are neither payments nor refunds.
+        if !matches!(kind.as_str(), "交易" | "退款" | "冻结") || fen_of(&amount) <= 0 {
             return text(
                 400,
-                "kind must be 交易 or 退款, amount a positive yuan amount",
+                "kind must be 交易, 退款 or 冻结, amount a positive yuan amount",
             );
         }
         let time = format!("{date} 12:00:00");

@@ -103,9 +103,14 @@ impl Zone {
         )
     }
 
-    /// A stored UTC time (RFC 3339) as local text; anything else is shown as it is.
+    /// A stored time as local text: a UTC time (RFC 3339), or a provider's Beijing wall-clock
+    /// text kept as received (`gmt_payment`, `gmt_refund`: `YYYY-MM-DD HH:MM:SS`); anything else
+    /// is shown as it is.
     pub fn show(&self, stored: &str) -> String {
         parse_utc(stored)
+            .or_else(|| {
+                crate::domain::clock::beijing_text_to_utc(stored).and_then(|t| parse_utc(&t))
+            })
             .map(|t| self.local(t))
             .unwrap_or_else(|| stored.to_owned())
     }
@@ -199,6 +204,11 @@ mod tests {
         assert_eq!(z.day_start("2026-12-04"), parse_utc("2026-12-03T16:00:00Z"));
         assert_eq!(z.day_start("2026-02-30"), None);
         assert_eq!(z.show("not a time"), "not a time");
+        // A provider's Beijing text (a payment's `gmt_payment`) is that instant, in any zone.
+        assert_eq!(z.show("2026-12-06 08:26:24"), "2026-12-06 08:26:24");
+        let utc = Zone::parse("UTC").unwrap();
+        assert_eq!(utc.show("2026-12-06 08:26:24"), "2026-12-06 00:26:24");
+        assert_eq!(utc.show("2026-12-06T00:26:24Z"), "2026-12-06 00:26:24");
     }
 
     #[test]

@@ -173,6 +173,7 @@ fn frame(app: &App, ctx: Option<&Ctx>, lang: Lang, lang_url: &str, section: &'st
         }),
         section,
         zone: app.config.admin.time_zone.to_string(),
+        zone_is_beijing: app.config.admin.time_zone.offset_min == 480,
         flash: ctx.and_then(|c| c.flash.as_ref()).map(Into::into),
     }
 }

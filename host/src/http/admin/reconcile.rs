@@ -33,6 +33,10 @@ fn rows(ctx: &Ctx, merchant: &str, list: &serde_json::Value) -> Vec<Value> {
                 url => payment_url(merchant, &text(r, "out_trade_no")),
                 trade_no => text(r, "trade_no"), request_no => text(r, "request_no"),
                 payhost_amount => text(r, "payhost_amount"), gateway_amount => text(r, "gateway_amount"),
+                // An order payhost has but did not count that day (held for review, paid on
+                // another day): linked, with why.
+                payhost_status => r["payhost_status"].as_str().map(|s| super::view::status_word(ctx.lang, s)),
+                held => r["payhost_review"].as_str().is_some(),
             }
         })
         .collect()
@@ -148,6 +152,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
                     only_alipay => rows(ctx, &merchant, &v["only_alipay"]),
                     amount_mismatch => rows(ctx, &merchant, &v["amount_mismatch"]),
                     bill_empty => v["bill_empty"].as_bool().unwrap_or(false),
+                    other_lines => totals["other_lines"].as_u64().unwrap_or(0),
                     payhost_paid => t("payhost_paid"), payhost_refunded => t("payhost_refunded"),
                     gateway_paid => t("gateway_paid"), gateway_refunded => t("gateway_refunded"),
                 };

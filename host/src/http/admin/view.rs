@@ -264,6 +264,8 @@ pub struct Frame {
     pub who: Option<WhoView>,
     pub section: &'static str,
     pub zone: String,
+    /// The zone's days are Beijing's: the date filters and the 30 days need no note.
+    pub zone_is_beijing: bool,
     pub flash: Option<FlashView>,
 }
 
@@ -320,6 +322,7 @@ mod tests {
             who: None,
             section: "",
             zone: "Asia/Shanghai".into(),
+            zone_is_beijing: true,
             flash: None,
         }
     }
