@@ -418,6 +418,18 @@ async fn ecshop_install(
     sellers: &str,
     creds: &Creds,
 ) -> Value {
+    ecshop_install_keyed(shop, demo, mode, sellers, creds, KEY).await
+}
+
+/// [`ecshop_install`] with `key` as the Alipay key (交易安全校验码).
+async fn ecshop_install_keyed(
+    shop: &Shop,
+    demo: &str,
+    mode: &str,
+    sellers: &str,
+    creds: &Creds,
+    key: &str,
+) -> Value {
     let form = get(
         &shop.url("admin/payment.php?act=install&code=payhost_alipay"),
         None,
@@ -434,7 +446,7 @@ async fn ecshop_install(
                 String::new()
             }
             "alipay_account" => " shop@ecshop.example ".to_owned(),
-            "alipay_key" => format!(" {KEY}\n"),
+            "alipay_key" => format!(" {key}\n"),
             "alipay_partner" => format!("  {PARTNER} "),
             "alipay_mode" => mode.to_owned(),
             "c2c_sellers" => sellers.to_owned(),
@@ -1830,6 +1842,37 @@ async fn send_form(url: &str, body: &str) -> String {
     )
     .await
     .text()
+}
+
+/// A ShopEx payment of another method (here 预存款, a deposit) is never this app's to pay.
+/// ShopEx's getConf() reads the configuration of whatever method a payment was made with; for a
+/// deposit that has none of the app's fields, and the app once derived its key from empty text,
+/// which anyone can compute: a webhook signed with it paid the deposit's order.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_webhook_for_another_methods_payment_is_refused() {
+    let dir = temp_dir("shopex-other-method");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let mut db = shopex_db();
+    db["payment_cfg"] = json!({"1": {"id": 1, "custom_name": "预存款", "pay_type": "deposit",
+        "config": "a:0:{}", "disabled": "false"}});
+    db["payments"] = json!({"17640000001234": {"payment_id": "17640000001234",
+        "order_id": "20261123002", "money": "15.00", "cur_money": "15.00", "currency": "CNY",
+        "payment": 1, "pay_type": "online", "status": "ready", "memo": ""}});
+    let shop = start_shop("shopex", &dir, "utf-8", &db, &[]);
+    let creds = connect_with_cli(&dir, SHOPEX_MERCHANT, &shop.base);
+    shopex_install(&shop, &d, &creds).await;
+    let anyones = payhost::service::hmac_hex("", b"payhost-shop-webhook:shopex-");
+    let hook = shop.url("plugins/app/pay_payhost/pay_payhost.server.php");
+    let event =
+        json!({"type": "payment.paid", "out_trade_no": "17640000001234", "total_fee": "15.00"});
+    for key in [anyones.as_str(), creds.secret.as_str()] {
+        let (status, text) = signed_webhook(&hook, key, now_unix(), &event).await;
+        assert_eq!(status, 404, "{text}");
+    }
+    let s = shop.state().await;
+    assert_eq!(s["payments"]["17640000001234"]["status"], "ready", "{s}");
+    assert!(s["payed_calls"].as_array().unwrap().is_empty(), "{s}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -3330,6 +3373,124 @@ fn ecshop_notes(s: &Value, order_id: u64) -> Vec<String> {
         .filter(|a| a["order_id"] == order_id)
         .map(|a| a["action_note"].as_str().unwrap_or_default().to_owned())
         .collect()
+}
+
+/// The owner's 付款 and 设为未付款 buttons on an order (harness of admin/order.php act=operate,
+/// operation 'pay' and 'unpay', neither of which touches pay_log) around payhost's payments. An
+/// order marked paid by hand and then paid at Alipay too: the payment is noted as a second one
+/// (refund it), and order_paid() never runs (it would set money_paid to the order's amount, 0 by
+/// then). An order paid through payhost and set back to unpaid has no unpaid pay_log row
+/// (get_paylog_id() finds none): the order page makes one, and its payment pays the order.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_orders_marked_paid_or_unpaid_by_the_owner() {
+    let dir = temp_dir("ecshop-marked");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
+    ecshop_install(&shop, &d, "b2c", "", &creds).await;
+    let operate = |op: &str, order: u32| {
+        shop.url(&format!(
+            "admin/order.php?act=operate&operation={op}&order_id={order}"
+        ))
+    };
+
+    let (log_id, page) = ecshop_checkout(&shop, 1).await;
+    let no = format!("2026112312345-{log_id}-1250");
+    let pay = pay_url_from_button(&page);
+    assert_eq!(get(&operate("pay", 1), None).await.text(), "ok");
+    let _ = pay_in_cashier(&pay, &d).await;
+    wait_until(
+        || async {
+            ecshop_notes(&shop.state().await, 1)
+                .iter()
+                .any(|n| n.contains(&format!("[payhost extra {no}]")))
+        },
+        "the Alipay payment noted as a second one",
+    )
+    .await;
+    wait_until(
+        || async { demo_log(&demo).contains("webhook delivered") },
+        "payhost to see the webhook answered",
+    )
+    .await;
+    let s = shop.state().await;
+    assert_eq!(s["order_info"]["1"]["money_paid"], "12.50", "{s}");
+    assert_eq!(s["order_info"]["1"]["pay_status"], 2, "{s}");
+    assert_eq!(s["pay_log"][&log_id]["is_paid"], 0, "no order_paid(): {s}");
+    assert!(
+        ecshop_notes(&s, 1)
+            .iter()
+            .all(|n| !n.contains("[payhost paid ")),
+        "{s}"
+    );
+
+    let (log2, page) = ecshop_checkout(&shop, 2).await;
+    let _ = pay_in_cashier(&pay_url_from_button(&page), &d).await;
+    wait_until(
+        || async { shop.state().await["pay_log"][&log2]["is_paid"] == 1 },
+        "order 2 paid through payhost",
+    )
+    .await;
+    assert_eq!(get(&operate("unpay", 2), None).await.text(), "ok");
+    let page = ecshop_order_page(&shop, 2).await;
+    let pay = pay_url_from_button(&page);
+    let s = shop.state().await;
+    let fresh: Vec<String> = s["pay_log"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["order_id"] == 2 && r["is_paid"] == 0)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(fresh.len(), 1, "one new unpaid row: {s}");
+    assert_ne!(fresh[0], log2);
+    assert_eq!(s["pay_log"][&fresh[0]]["order_amount"], "3.00", "{s}");
+    let _ = pay_in_cashier(&pay, &d).await;
+    wait_until(
+        || async { shop.state().await["pay_log"][&fresh[0]]["is_paid"] == 1 },
+        "the payment of the new row to pay the order again",
+    )
+    .await;
+    let s = shop.state().await;
+    assert_eq!(s["order_info"]["2"]["pay_status"], 2, "{s}");
+    assert_eq!(s["order_info"]["2"]["money_paid"], "3.00", "{s}");
+}
+
+/// A module saved before its key fields were filled in (no payhost shop secret, no Alipay key)
+/// verifies nothing: a webhook or a return signed with a key derived from empty text (which
+/// anyone can compute) pays no order, and the order page says what to fill in.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_module_without_a_key_trusts_no_webhook() {
+    let dir = temp_dir("ecshop-nokey");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
+    let creds = Creds {
+        token: "phm_unset".into(),
+        secret: String::new(),
+    };
+    ecshop_install_keyed(&shop, &d, "b2c", "", &creds, "").await;
+    let (log_id, page) = ecshop_checkout(&shop, 1).await;
+    assert!(page.contains("payhost 商户密钥"), "{page}");
+    let anyones = payhost::service::hmac_hex(
+        "",
+        format!("payhost-shop-webhook:ecshop-{PARTNER}").as_bytes(),
+    );
+    let event = json!({"id": "evt_forged", "type": "payment.paid",
+        "out_trade_no": format!("2026112312345-{log_id}-1250"),
+        "subject": "2026112312345 Tea", "total_fee": "12.50"});
+    let (status, text) = signed_webhook(
+        &shop.url("payhost_notify.php"),
+        &anyones,
+        now_unix(),
+        &event,
+    )
+    .await;
+    assert_eq!(status, 503, "{text}");
+    let s = shop.state().await;
+    assert_eq!(s["pay_log"][&log_id]["is_paid"], 0, "{s}");
+    assert_eq!(s["order_info"]["1"]["pay_status"], 0, "{s}");
 }
 
 /// Several payhost payments can point at one pay_log row (an amount changed while the buyer kept

@@ -5,10 +5,20 @@
  * update_pay_log($order_id): the order's unpaid pay_log row (order_type PAY_ORDER, is_paid 0)
  * keeps its log_id and takes the new amount (`UPDATE pay_log SET order_amount = … WHERE log_id =
  * …`); only when there is none is a new row inserted. Here: ?act=step_post&order_id=N&
- * order_amount=X. Written for the tests; no ecshop code.
+ * order_amount=X.
+ *
+ * Also the order page's 付款 and 设为未付款 buttons (act=operate, then operation 'pay' and
+ * 'unpay'), which never touch pay_log:
+ *  - operation=pay: `pay_status = PS_PAYED, pay_time = now, money_paid = money_paid +
+ *    order_amount, order_amount = 0` (and OS_CONFIRMED), then order_action();
+ *  - operation=unpay: `pay_status = PS_UNPAYED, pay_time = 0, money_paid = 0, order_amount =
+ *    money_paid` (its unpaid amount back), then order_action(); a paid pay_log row stays paid,
+ *    so get_paylog_id() finds none afterwards.
+ * Here: ?act=operate&operation=pay|unpay&order_id=N. Written for the tests; no ecshop code.
  */
 define('IN_ECS', true);
 require(dirname(dirname(__FILE__)) . '/includes/init.php');
+require(ROOT_PATH . 'includes/lib_order.php');
 
 if (isset($_GET['act']) && $_GET['act'] === 'step_post') {
     $order_id = intval($_GET['order_id']);
@@ -27,6 +37,29 @@ if (isset($_GET['act']) && $_GET['act'] === 'step_post') {
         return $id;
     });
     echo 'ok ' . $log_id;
+} elseif (isset($_GET['act'], $_GET['operation']) && $_GET['act'] === 'operate'
+    && in_array($_GET['operation'], array('pay', 'unpay'), true)) {
+    $order_id = intval($_GET['order_id']);
+    $pay = $_GET['operation'] === 'pay';
+    $o = hdb_tx(function (&$t) use ($order_id, $pay) {
+        $o = &$t['order_info'][$order_id];
+        $paid = isset($o['money_paid']) ? (float)$o['money_paid'] : 0.0;
+        if ($pay) {
+            $o['order_status'] = OS_CONFIRMED;
+            $o['pay_status'] = PS_PAYED;
+            $o['pay_time'] = time();
+            $o['money_paid'] = number_format($paid + (float)$o['order_amount'], 2, '.', '');
+            $o['order_amount'] = '0.00';
+        } else {
+            $o['pay_status'] = 0;
+            $o['pay_time'] = 0;
+            $o['order_amount'] = number_format($paid, 2, '.', '');
+            $o['money_paid'] = '0.00';
+        }
+        return $o;
+    });
+    order_action($o['order_sn'], $o['order_status'], 0, $o['pay_status'], '', 'admin');
+    echo 'ok';
 } else {
     http_response_code(404);
 }

@@ -210,10 +210,17 @@ class payhost_alipay
         // The key of payhost's signed returns and webhooks: the merchant's own secret, created with
         // the merchant (payhost merchant add). A module installed before that has none: it keeps
         // the key it derived from the Alipay key. Either way configure() gives payhost this key,
-        // so a secret pasted later replaces the derived one there too.
-        $s['webhook_secret'] = $s['payhost_shop_secret'] === ''
-            ? hash_hmac('sha256', 'payhost-shop-webhook:' . $s['merchant'], $s['openapi'] ? $s['alipay_app_private_key'] : $s['alipay_key'])
-            : $s['payhost_shop_secret'];
+        // so a secret pasted later replaces the derived one there too. Neither (a module saved before
+        // its fields were filled in): no key at all, never one derived from empty text, which
+        // anyone could compute and sign a forged webhook with; nothing is verified until one is.
+        $derive_from = $s['openapi'] ? $s['alipay_app_private_key'] : $s['alipay_key'];
+        if ($s['payhost_shop_secret'] !== '') {
+            $s['webhook_secret'] = $s['payhost_shop_secret'];
+        } elseif ($derive_from !== '' && $s['merchant'] !== 'ecshop-') {
+            $s['webhook_secret'] = hash_hmac('sha256', 'payhost-shop-webhook:' . $s['merchant'], $derive_from);
+        } else {
+            $s['webhook_secret'] = '';
+        }
         return $s;
     }
 
@@ -535,9 +542,22 @@ class payhost_alipay
         if ($s['shop_url'] === '') {
             return $this->message_box('payhost_shop_url_error', '');
         }
+        if ($s['webhook_secret'] === '') {
+            return $this->message_box('payhost_no_secret', '');
+        }
         $configured = $this->configure($s);
         if ($configured !== true) {
             return $this->message_box('payhost_config_error', $configured);
+        }
+        // An unpaid order without an unpaid pay_log row: the owner set it back to unpaid in the
+        // admin (admin/order.php operation 'unpay' leaves its row paid), so get_paylog_id() found
+        // none (0). A payment under row 0 could never be applied (settle() finds no row): a new
+        // row is made, as update_pay_log() does when there is none.
+        if (intval($order['log_id']) <= 0 && !empty($order['order_id'])) {
+            $order['log_id'] = $this->new_pay_log($order);
+            if (intval($order['log_id']) <= 0) {
+                return $this->message_box('payhost_config_error', 'pay_log');
+            }
         }
         // out_trade_no = order_sn-log_id-amount in fen: ecshop keeps the log_id when the amount of
         // an unpaid order changes (admin/order.php update_pay_log(), user.php act=pay), and
@@ -635,6 +655,21 @@ class payhost_alipay
         $GLOBALS['db']->query('UPDATE ' . $GLOBALS['ecs']->table('pay_log') . " SET order_amount = '" . $amount
             . "' WHERE log_id = '" . $log_id . "' AND order_id = '" . $order_id . "' AND order_type = '" . PAY_ORDER
             . "' AND is_paid = 0");
+    }
+
+    /**
+     * A new unpaid pay_log row of an order (lib_clips.php insert_pay_log(), as flow.php and
+     * admin/order.php update_pay_log() make one); its log_id, 0 when it cannot be made.
+     */
+    function new_pay_log($order)
+    {
+        if (!function_exists('insert_pay_log') && file_exists(ROOT_PATH . 'includes/lib_clips.php')) {
+            include_once(ROOT_PATH . 'includes/lib_clips.php');
+        }
+        if (!function_exists('insert_pay_log')) {
+            return 0;
+        }
+        return intval(insert_pay_log(intval($order['order_id']), $order['order_amount'], PAY_ORDER, 0));
     }
 
     /**
@@ -811,6 +846,20 @@ class payhost_alipay
         }
         $before = $GLOBALS['db']->getOne($read);
         $noted = true;
+        $order = ($before === '0' || $before === 0) ? $this->order_of_log($log_id) : null;
+        if ($order === false) {
+            $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
+            return 'busy';
+        }
+        if (is_array($order) && $order['pay_status'] == PS_PAYED) {
+            // The owner marked the order paid in the admin (admin/order.php operation 'pay' sets
+            // pay_status and money_paid, and leaves the pay_log row unpaid): this payment is a
+            // second one. order_paid() would pay the row and set money_paid to the order's
+            // amount, 0 by then. A note asks the owner to refund it, once per payment.
+            $seen = $this->paid_elsewhere($order, $out_trade_no, $total_fee);
+            $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
+            return ($seen !== false && $seen > 0) ? 'paid' : 'busy';
+        }
         if ($before === '0' || $before === 0) {
             // A paid row is not compared: a second payment may be of an amount before a change.
             if (!check_money($log_id, $total_fee)) {
@@ -983,6 +1032,22 @@ class payhost_alipay
     }
 
     /**
+     * A payment of an order marked paid in the admin (settle()): the extra payment's note, once;
+     * how many such notes the order has (false when the database could not tell).
+     */
+    function paid_elsewhere($order, $out_trade_no, $total_fee)
+    {
+        $marker = '[payhost extra ' . $out_trade_no . ']';
+        $seen = $this->notes_with($order['order_id'], $marker);
+        if ($seen !== false && $seen == 0) {
+            order_action($order['order_sn'], $order['order_status'], $order['shipping_status'], $order['pay_status'],
+                addslashes($this->extra_note($out_trade_no, $total_fee)), 'payhost');
+            $seen = $this->notes_with($order['order_id'], $marker);
+        }
+        return $seen;
+    }
+
+    /**
      * A payment of an unpaid pay_log row whose amount is not the row's (under settle()'s lock): an
      * order_action note naming the amount paid and the order's amount, asking the owner to check
      * it by hand (payhost's admin page has the payment; the order stays unpaid), once per
@@ -1138,6 +1203,10 @@ class payhost_alipay
         if (!isset($params['sign'], $params['out_trade_no'], $params['ts'], $params['merchant'])) {
             return false;
         }
+        if ($s['webhook_secret'] === '') {
+            // Not configured: no key to verify with (settings()).
+            return false;
+        }
         $expected = hash_hmac('sha256', $this->signed_string($params), $s['webhook_secret']);
         if (!payhost_alipay_equals($expected, $params['sign']) || $params['merchant'] !== $s['merchant']) {
             return false;
@@ -1207,6 +1276,10 @@ class payhost_alipay
             return array(503, 'payment module not enabled');
         }
         $s = $this->settings($payment);
+        if ($s['webhook_secret'] === '') {
+            // Not configured yet (settings()): payhost retries until the owner saves the secret.
+            return array(503, 'payment module not configured: no key to verify webhooks with');
+        }
         $t = null;
         $v1 = null;
         foreach (explode(',', (string)$header) as $part) {

@@ -43,6 +43,7 @@ $_LANG['payhost_c2c_mixed'] = 'This order has goods of several suppliers; please
 $_LANG['payhost_pending'] = 'Confirming the payment, please wait... the page refreshes itself.';
 $_LANG['payhost_pending_later'] = 'The payment is still being confirmed. Once Alipay confirms it the order turns paid by itself; check My orders later and do not pay again.';
 $_LANG['payhost_shop_url_error'] = 'The Alipay settings are wrong: fill in the shop URL in the payment method\'s settings (e.g. https://shop.example/).';
+$_LANG['payhost_no_secret'] = 'The Alipay settings are wrong: fill in the payhost shop secret (phs_..., given with the token) in the payment method\'s settings.';
 $_LANG['payhost_return_expired'] = 'This payment return link has expired. Check in My orders whether the order is paid; do not pay again.';
 $_LANG['payhost_err_unreachable'] = 'Cannot reach payhost: check "payhost address" in the payment settings and that payhost is running.';
 $_LANG['payhost_err_token'] = 'payhost does not accept the "payhost API token": enter the token the operator created for this merchant (phm_...), not the operator token.';

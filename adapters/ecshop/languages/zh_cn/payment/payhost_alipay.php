@@ -43,6 +43,7 @@ $_LANG['payhost_c2c_mixed'] = '该订单包含多个供货商的商品，请按�
 $_LANG['payhost_pending'] = '支付结果确认中，请稍候……页面会自动刷新。';
 $_LANG['payhost_pending_later'] = '支付结果仍在确认中。支付宝确认后订单会自动更新为已付款，请稍后在“我的订单”中查看，不要重复付款。';
 $_LANG['payhost_shop_url_error'] = '支付宝设置有误：请在支付方式设置中填写本店网址（例如 https://shop.example/）。';
+$_LANG['payhost_no_secret'] = '支付宝设置有误：请在支付方式设置中填写 payhost 商户密钥（phs_…，与令牌一起给出）。';
 $_LANG['payhost_return_expired'] = '该支付返回链接已过期。订单是否已付款请在“我的订单”中查看，不要重复付款。';
 $_LANG['payhost_err_unreachable'] = '无法连接 payhost：请检查支付方式设置中的「payhost 地址」，并确认 payhost 正在运行。';
 $_LANG['payhost_err_token'] = 'payhost 不认可「payhost API 令牌」：请填写运营者为本商户创建的 API 令牌（phm_ 开头），不要填写运营者令牌。';

@@ -43,6 +43,7 @@ $_LANG['payhost_c2c_mixed'] = '該訂單包含多個供貨商的商品，請按�
 $_LANG['payhost_pending'] = '支付結果確認中，請稍候……頁面會自動重新整理。';
 $_LANG['payhost_pending_later'] = '支付結果仍在確認中。支付寶確認後訂單會自動更新為已付款，請稍後在「我的訂單」中查看，不要重複付款。';
 $_LANG['payhost_shop_url_error'] = '支付寶設定有誤：請在支付方式設定中填寫本店網址（例如 https://shop.example/）。';
+$_LANG['payhost_no_secret'] = '支付寶設定有誤：請在支付方式設定中填寫 payhost 商戶密鑰（phs_…，與令牌一起給出）。';
 $_LANG['payhost_return_expired'] = '該支付返回連結已過期。訂單是否已付款請在「我的訂單」中查看，不要重複付款。';
 $_LANG['payhost_err_unreachable'] = '無法連線 payhost：請檢查支付方式設定中的「payhost 位址」，並確認 payhost 正在執行。';
 $_LANG['payhost_err_token'] = 'payhost 不認可「payhost API 權杖」：請填寫營運者為本商戶建立的 API 權杖（phm_ 開頭），不要填寫營運者權杖。';

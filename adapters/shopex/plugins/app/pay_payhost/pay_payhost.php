@@ -212,10 +212,18 @@ class pay_payhost extends paymentPlugin
         // The key of payhost's signed returns and webhooks: the merchant's own secret, created with
         // the merchant (payhost merchant add). An app configured before that has none: it keeps the
         // key it derived from the Alipay key. Either way payhost_configure() gives payhost this
-        // key, so a secret pasted later replaces the derived one there too.
-        $s['secret'] = $s['payhost_shop_secret'] === ''
-            ? hash_hmac('sha256', 'payhost-shop-webhook:' . $s['merchant'], $s['openapi'] ? $s['app_private_key'] : $s['PrivateKey'])
-            : $s['payhost_shop_secret'];
+        // key, so a secret pasted later replaces the derived one there too. Neither (a method saved
+        // before its fields were filled in, or a payment of another method, whose configuration
+        // has none of these fields): no key at all, never one derived from empty text, which
+        // anyone could compute and sign a forged webhook with.
+        $derive_from = $s['openapi'] ? $s['app_private_key'] : $s['PrivateKey'];
+        if ($s['payhost_shop_secret'] !== '') {
+            $s['secret'] = $s['payhost_shop_secret'];
+        } elseif ($derive_from !== '' && $s['merchant'] !== 'shopex-') {
+            $s['secret'] = hash_hmac('sha256', 'payhost-shop-webhook:' . $s['merchant'], $derive_from);
+        } else {
+            $s['secret'] = '';
+        }
         $s['app_url'] = $s['shop_url'] . 'plugins/app/pay_payhost/';
         return $s;
     }
@@ -534,6 +542,23 @@ class pay_payhost extends paymentPlugin
         return ($status == 200 && is_array($p) && isset($p['status'])) ? $p : null;
     }
 
+    /**
+     * Whether ShopEx payment $id was made with this app's method (sdb_payments.payment names a
+     * sdb_payment_cfg row whose pay_type is 'payhost'). getConf() reads the configuration of
+     * whatever method a payment was made with: a deposit (预存款) or another gateway's payment
+     * must never be paid by a webhook or a return signed for this app.
+     */
+    function payhost_owns($id)
+    {
+        $oPay = $this->system->loadModel('trading/payment');
+        $record = $oPay->getById($id);
+        if (!$record || !isset($record['payment'])) {
+            return false;
+        }
+        $cfg = $oPay->getPaymentById($record['payment']);
+        return is_array($cfg) && isset($cfg['pay_type']) && $cfg['pay_type'] === 'payhost';
+    }
+
     /** The buyer's return (the app dispatcher, then progress()): payhost's signed query. */
     function callback($in = null, &$paymentId = null, &$money = null, &$message = null, &$tradeno = null)
     {
@@ -543,6 +568,10 @@ class pay_payhost extends paymentPlugin
             $this->payhost_page(400, '验证失败', '<div class="payhost-error" style="color:#c00">返回参数验证失败，请到会员中心查看订单状态。</div>');
         }
         $s = $this->payhost_settings($id);
+        if ($s['secret'] === '' || !$this->payhost_owns($id)) {
+            // No key to verify with, or not a payment of this method: nothing is trusted.
+            $this->payhost_page(400, '验证失败', '<div class="payhost-error" style="color:#c00">返回参数验证失败，请到会员中心查看订单状态。</div>');
+        }
         $params = $in;
         unset($params['sign'], $params['payhost_wait']);
         ksort($params);
@@ -624,7 +653,15 @@ class pay_payhost extends paymentPlugin
             // Not a ShopEx payment id: refused before the database is asked anything.
             $this->payhost_answer(404, 'unknown payment');
         }
+        if (!$this->payhost_owns($id)) {
+            // Another method's payment (a deposit, another gateway) or none: never this app's to pay.
+            $this->payhost_answer(404, 'unknown payment');
+        }
         $s = $this->payhost_settings($id);
+        if ($s['secret'] === '') {
+            // Not configured yet: payhost retries until the owner saves the secret.
+            $this->payhost_answer(503, 'payment method not configured: no key to verify webhooks with');
+        }
         $t = null;
         $v1 = null;
         foreach (explode(',', $header) as $part) {
