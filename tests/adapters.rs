@@ -1375,6 +1375,23 @@ async fn merchant_token_reaches_its_own_slot_only() {
         "{}",
         r.text()
     );
+    // A webhook URL the operator set (here off the shop's origin) is kept by the shop's own
+    // saves that name none: the token is not asked to justify what it did not send.
+    let operator_url = "https://hooks.operator.example/payhost";
+    let mut by_operator = settings.clone();
+    by_operator["shop_webhook_url"] = operator_url.into();
+    let r = put("shop-b", TOKEN, by_operator).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut own_save = settings.clone();
+    own_save.as_object_mut().unwrap().remove("shop_webhook_url");
+    own_save["seller_email"] = "b@example.com".into();
+    let r = put("shop-b", &b.token, own_save).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let view = get(&format!("{d}/v1/merchants/shop-b"), Some(&b.token))
+        .await
+        .json();
+    assert_eq!(view["shop_webhook_url"], operator_url, "{view}");
+    assert_eq!(view["seller_email"], "b@example.com", "{view}");
     let mut other_origin = settings.clone();
     other_origin["shop_origins"] = json!(["https://evil.example"]);
     assert_eq!(put("shop-a", &a.token, other_origin).await.status, 403);

@@ -1349,6 +1349,22 @@ async fn refusals_say_why_in_the_owners_words() {
         1,
         "one refund, one audit line: {audit}"
     );
+    // Shops see that an admin started it, never the admin's login name.
+    for url in [
+        format!(
+            "{base}{}",
+            path.replace("/admin/merchants/", "/v1/merchants/")
+        ),
+        format!("{base}/v1/refunds"),
+    ] {
+        let seen = get(&url, Some(TOKEN)).await.text();
+        assert!(seen.contains("\"started_by\":\"admin\""), "{url}: {seen}");
+        assert!(
+            seen.match_indices("admin:")
+                .all(|(i, _)| seen[i + "admin:".len()..].starts_with(' ')),
+            "no login name after admin: {url}: {seen}"
+        );
+    }
 
     // 全额退款: what is left, asked like any other; 返回修改 goes back to the form as typed.
     let full = form(&[
@@ -1428,7 +1444,7 @@ async fn refusals_say_why_in_the_owners_words() {
         assert!(again.contains(want), "{want}: {again}");
     }
     assert!(!again.contains("支付平台说明：given up"), "{again}");
-    // …while the API and the store keep what they said.
+    // …while the API keeps what it said.
     let view = get(
         &format!("{base}/v1/merchants/demo/payments/WORDS-PAID"),
         Some(TOKEN),
@@ -1445,7 +1461,8 @@ async fn refusals_say_why_in_the_owners_words() {
     assert!(
         given_up["detail"]
             .as_str()
-            .is_some_and(|d| d.starts_with("given up by admin:admin_password")),
+            // Who, as the API shows it: an admin, never the admin's login name.
+            .is_some_and(|d| d == "given up by admin: the seller never confirmed it"),
         "{view}"
     );
 

@@ -1430,6 +1430,17 @@ async fn channels_are_listed_from_the_gbk_response() {
     assert_eq!(c["channels"][0]["name"], "借记卡快捷支付");
     assert_eq!(c["channels"][1]["cashier_code"], "DEBITCARD_ICBC");
     assert_eq!(c["channels"][1]["parent"], "DEBITCARD");
+    // An out_user the component refuses is the caller's to fix: 400 naming it, not a 502.
+    for bad in ["%00%01", &"a".repeat(5000)] {
+        let r = get(
+            &w.host
+                .url(&format!("/v1/merchants/shop/channels?out_user={bad}")),
+            Some(TOKEN),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.json()["error"]["field"], "out_user", "{}", r.text());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

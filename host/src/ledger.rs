@@ -71,10 +71,13 @@ pub(crate) fn merchant_value(v: String) -> Result<String, ApiError> {
     }
 }
 
-/// `q`: a search text of at most 128 characters.
+/// `q`: a search text of at most 128 characters, without control characters (a NUL matched
+/// every row).
 pub(crate) fn q_value(v: String) -> Result<String, ApiError> {
     if v.chars().count() > 128 {
         Err(bad("q", "at most 128 characters"))
+    } else if v.chars().any(char::is_control) {
+        Err(bad("q", "must not contain control characters"))
     } else {
         Ok(v)
     }
@@ -495,6 +498,8 @@ mod tests {
         assert!(parse_filter(Some("review=1"), None).unwrap().review);
         assert!(parse_filter(Some("review=TRUE"), None).unwrap().review);
         assert!(!parse_filter(Some("review=0"), None).unwrap().review);
+        let e = parse_filter(Some("q=%00"), None).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("q"));
         // LEDGER.md's example typed into a URL as it is: its `+` arrives as a space.
         for q in [
             "from=2026-12-06T08:00:00+08:00",

@@ -16,6 +16,29 @@ pub const STARTED_BY_GATEWAY: &str = "gateway";
 /// How the detail of a refund given up here (FAILED without the provider saying so) begins.
 pub const GIVEN_UP: &str = "given up by ";
 
+/// `started_by` as shops see it (the API, webhooks): an admin's refund says only `admin`. The
+/// admin's login name is half of a credential, and a shop's token is not the admin's business.
+pub fn started_by_for_shops(started_by: &str) -> &str {
+    if started_by.starts_with("admin:") {
+        "admin"
+    } else {
+        started_by
+    }
+}
+
+/// A refund's detail as shops see it: "given up by admin:<name>: why" says `admin` alone (as
+/// [`started_by_for_shops`]).
+pub fn detail_for_shops(detail: &str) -> std::borrow::Cow<'_, str> {
+    match detail
+        .strip_prefix(GIVEN_UP)
+        .and_then(|rest| rest.strip_prefix("admin:"))
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((_, why)) => format!("{GIVEN_UP}admin: {why}").into(),
+        None => detail.into(),
+    }
+}
+
 /// How the request number begins of a refund recorded from a report that named none (a trade's
 /// refunded total): the number is made here.
 pub const UNNAMED: &str = "gateway-";
@@ -430,6 +453,17 @@ pub fn new_request_no(unix: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shops_never_see_an_admins_name() {
+        assert_eq!(started_by_for_shops("admin:ops.alice"), "admin");
+        assert_eq!(started_by_for_shops("api:operator"), "api:operator");
+        assert_eq!(
+            detail_for_shops("given up by admin:ops.alice: the seller never confirmed it"),
+            "given up by admin: the seller never confirmed it"
+        );
+        assert_eq!(detail_for_shops("refused: ACQ.X"), "refused: ACQ.X");
+    }
 
     fn line(id: i64, no: &str, amount: u64, status: &str) -> RefundLine {
         RefundLine {

@@ -239,6 +239,7 @@ pub fn filter_error(lang: Lang, e: &ApiError, typed: &dyn Fn(&str) -> String) ->
         "status" => "状态：请从列表中选择".to_owned(),
         "review" => "需要人工核对：请从列表中选择".to_owned(),
         "merchant" => "商户：请从列表中选择".to_owned(),
+        "q" if e.message.contains("control") => "搜索：不能包含换行、制表符等控制字符".to_owned(),
         "q" => "搜索：最多 128 个字".to_owned(),
         "cursor" => "翻页链接已失效，请回到第一页重新翻页".to_owned(),
         "limit" => "导出：CSV 包含全部符合条件的支付，不需要 limit 参数，请去掉它".to_owned(),

@@ -162,11 +162,14 @@ fn bind_to_slot(
     }
     settings.plugin_id = slot.plugin_id.clone();
     settings.shop_origins = slot.shop_origins.clone();
-    // A URL that is not one is refused with the file's rules, by what is wrong with it.
+    // A URL that is not one is refused with the file's rules, by what is wrong with it. The URL
+    // it already has (the operator's, kept when the body names none) is not the token's to
+    // justify: only a change is checked.
     if let Some(url) = settings
         .shop_webhook_url
         .as_ref()
         .filter(|u| crate::config::is_http_url(u))
+        .filter(|u| slot.shop_webhook_url.as_ref() != Some(*u))
     {
         if slot.shop_origins.is_empty() || !slot.return_url_allowed(url) {
             return Err(ApiError::field(

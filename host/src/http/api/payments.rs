@@ -93,7 +93,16 @@ pub(super) async fn get_payment(
         .refunds_for(id, out_trade_no)
         .await
         .map_err(ApiError::internal)?;
-    let timeline = crate::ledger::timeline(app, &p).await?;
+    let mut timeline = crate::ledger::timeline(app, &p).await?;
+    // The admin's login names stay in the admin (its timeline is this one, unredacted).
+    for item in &mut timeline {
+        if let Some(by) = item["started_by"].as_str() {
+            item["started_by"] = crate::domain::refunds::started_by_for_shops(by).into();
+        }
+        if let Some(d) = item["detail"].as_str().filter(|_| item["kind"] == "refund") {
+            item["detail"] = crate::domain::refunds::detail_for_shops(d).into();
+        }
+    }
     Ok(json(
         200,
         &serde_json::json!({
@@ -226,8 +235,13 @@ pub(super) async fn channels(
         .map_err(|e| match crate::service::not_offered_by_api_family(&e) {
             // The open platform has no channel list: the provider was not asked.
             Some(refusal) => refusal,
-            // A stored setting the component cannot use (a broken key): as on every route.
-            None if matches!(e, PluginError::InvalidSettings(_)) => {
+            // A stored setting the component cannot use (a broken key), or an `out_user` it
+            // refuses (the caller's to fix, a 400 naming it): as on every route.
+            None if matches!(
+                e,
+                PluginError::InvalidSettings(_) | PluginError::InvalidOrder(_)
+            ) =>
+            {
                 crate::service::plugin_error_to_api(e)
             }
             None => crate::service::upstream_error(
