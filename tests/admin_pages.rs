@@ -2038,6 +2038,71 @@ async fn a_day_is_reconciled_on_the_admin_page() {
         "{html}"
     );
     assert!(html.contains("id=\"other-lines\">账单另有 1 行"), "{html}");
+    // A payment and a refund payhost counts today, on yesterday's bill (a refund whose answer
+    // came after midnight): each says so, and the day payhost counts it on.
+    let created = send_json(
+        "POST",
+        &format!("{base}/v1/merchants/open-shop/payments"),
+        Some(TOKEN),
+        &json!({"out_trade_no": "REC-DAY-1", "subject": "测试", "total_fee": "6.00",
+                "return_url": format!("{base}/shop/return")}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let pay_url = created.json()["pay_url"].as_str().unwrap().to_owned();
+    let token = conformance::alipay::cashier_token(&get(&pay_url, None).await.text());
+    conformance::host::post_form(
+        &format!("{base}/sandbox/openapi/cashier/pay"),
+        &format!("token={token}"),
+    )
+    .await;
+    let paid_url = format!("{base}/v1/merchants/open-shop/payments/REC-DAY-1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while conformance::host::get(&paid_url, Some(TOKEN)).await.json()["status"] != "TRADE_SUCCESS" {
+        assert!(std::time::Instant::now() < deadline, "never paid");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let refunded = send_json(
+        "POST",
+        &format!("{paid_url}/refunds"),
+        Some(TOKEN),
+        &json!({"amount": "1.00", "reason": "测试"}),
+    )
+    .await;
+    assert_eq!(refunded.json()["status"], "SUCCESS", "{}", refunded.text());
+    let request_no = refunded.json()["request_no"].as_str().unwrap().to_owned();
+    let yesterday = payhost::domain::clock::format_date(
+        payhost::domain::clock::beijing_day(payhost::domain::clock::now_unix()) - 1,
+    );
+    for extra in [
+        "trade_no=2026000000000000000000000780&out_trade_no=REC-DAY-1&amount=6.00".to_owned(),
+        format!("kind=退款&trade_no=2026000000000000000000000780&out_trade_no=REC-DAY-1&amount=1.00&request_no={request_no}"),
+    ] {
+        let planted = conformance::host::post_form(
+            &format!("{base}/sandbox/openapi/bill-extra"),
+            &format!("app_id={app_id}&bill_date={yesterday}&{extra}"),
+        )
+        .await;
+        assert_eq!(planted.status, 200, "{}", planted.text());
+    }
+    let (_, html) = page(
+        base,
+        &format!("/admin/reconcile?merchant=open-shop&date={yesterday}"),
+        &op,
+    )
+    .await;
+    let only = html
+        .split("id=\"only-alipay\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{html}"));
+    assert!(
+        only.contains(&format!("payhost 有此订单：部分退款，记在 {today}")),
+        "{only}"
+    );
+    assert!(
+        only.contains(&format!("payhost 有此退款：退款成功，记在 {today}")),
+        "{only}"
+    );
     // A legacy merchant has no bill to download: the page says so and shows payhost's own day
     // (a payment paid today), to compare by hand with the bill from Alipay's back office.
     let created = send_json(

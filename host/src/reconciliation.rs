@@ -369,32 +369,57 @@ impl App {
         }))
     }
 
-    /// Of the bill's payments payhost did not count that day, those whose order it has: its
-    /// status and review there (`payhost_status`, `payhost_review`), so a payment held for
-    /// review, or counted on another day, reads as such and not as unknown. At most
+    /// Of the bill's lines payhost did not count that day, those it has: a payment's order or a
+    /// refund under the bill's number, with its status there (`payhost_status`, `payhost_review`)
+    /// and the Beijing day payhost counts it on (`payhost_day`: a payment paid, or a refund
+    /// settled, on another day; a refund whose answer came after midnight). So a payment held
+    /// for review, or a line counted on another day, reads as such and not as unknown. At most
     /// [`KNOWN_ORDERS_LOOKED_UP`] are looked up.
     async fn known_orders(
         &self,
         merchant_id: &str,
         only_gateway: &mut [serde_json::Value],
     ) -> Result<(), ApiError> {
-        let payments = only_gateway
-            .iter_mut()
-            .filter(|r| r["kind"] == "payment")
-            .take(KNOWN_ORDERS_LOOKED_UP);
-        for r in payments {
+        let day_of = |stored: &str| {
+            clock::shown_utc(stored)
+                .and_then(|t| clock::parse_rfc3339(&t))
+                .map(|t| clock::format_date(clock::beijing_day(t)))
+        };
+        for r in only_gateway.iter_mut().take(KNOWN_ORDERS_LOOKED_UP) {
             let Some(no) = r["out_trade_no"].as_str().filter(|n| !n.is_empty()) else {
                 continue;
             };
-            if let Some(p) = self
+            let no = no.to_owned();
+            if r["kind"] == "payment" {
+                if let Some(p) = self
+                    .store
+                    .payment(merchant_id, &no)
+                    .await
+                    .map_err(ApiError::internal)?
+                {
+                    r["payhost_status"] = serde_json::json!(p.status);
+                    if let Some(review) = p.review {
+                        r["payhost_review"] = serde_json::json!(review);
+                    }
+                    if let Some(day) = p.paid_at.as_deref().and_then(day_of) {
+                        r["payhost_day"] = serde_json::json!(day);
+                    }
+                }
+                continue;
+            }
+            let Some(request_no) = r["request_no"].as_str().filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            let request_no = request_no.to_owned();
+            let refunds = self
                 .store
-                .payment(merchant_id, no)
+                .refunds_for(merchant_id, &no)
                 .await
-                .map_err(ApiError::internal)?
-            {
-                r["payhost_status"] = serde_json::json!(p.status);
-                if let Some(review) = p.review {
-                    r["payhost_review"] = serde_json::json!(review);
+                .map_err(ApiError::internal)?;
+            if let Some(refund) = refunds.iter().find(|x| x.request_no == request_no) {
+                r["payhost_status"] = serde_json::json!(refund.status);
+                if let Some(day) = refund.completed_at.as_deref().and_then(day_of) {
+                    r["payhost_day"] = serde_json::json!(day);
                 }
             }
         }

@@ -35,8 +35,13 @@ fn rows(ctx: &Ctx, merchant: &str, list: &serde_json::Value) -> Vec<Value> {
                 payhost_amount => text(r, "payhost_amount"), gateway_amount => text(r, "gateway_amount"),
                 // An order payhost has but did not count that day (held for review, paid on
                 // another day): linked, with why.
-                payhost_status => r["payhost_status"].as_str().map(|s| super::view::status_word(ctx.lang, s)),
+                payhost_status => r["payhost_status"].as_str().map(|s| if kind == "refund" {
+                    super::view::refund_status_word(ctx.lang, s)
+                } else {
+                    super::view::status_word(ctx.lang, s)
+                }),
                 held => r["payhost_review"].as_str().is_some(),
+                payhost_day => r["payhost_day"].as_str(),
             }
         })
         .collect()
