@@ -280,6 +280,30 @@ async fn owners_see_their_merchants_only_and_every_action_is_audited() {
     }
     assert!(!audit.contains("phm_"), "no token in the audit log");
 
+    // 吊销 asks first (one tap on a phone revoked a shop's token); the token works until the
+    // owner confirms.
+    let value = first
+        .split("id=\"new-token\">")
+        .nth(1)
+        .and_then(|v| v.split('<').next())
+        .unwrap()
+        .to_owned();
+    let tid = tokens.json()["tokens"][0]["id"].as_i64().unwrap();
+    let works = || async {
+        get(&format!("{base}/v1/merchants/market"), Some(&value))
+            .await
+            .status
+    };
+    assert_eq!(works().await, 200);
+    let revoke = format!("/admin/merchants/market/tokens/{tid}/revoke");
+    let asked = admin_post(base, &revoke, &own, &format!("csrf={own_csrf}")).await;
+    assert!(asked.contains("id=\"revoke-confirm\""), "{asked}");
+    assert!(asked.contains("吊销不能撤回"), "{asked}");
+    assert_eq!(works().await, 200, "not revoked before the confirmation");
+    let done = admin_post(base, &revoke, &own, &format!("csrf={own_csrf}&confirm=1")).await;
+    assert!(done.contains("令牌已吊销"), "{done}");
+    assert_eq!(works().await, 401, "revoked once confirmed");
+
     // English on request (kept in a cookie), Chinese by default; statuses in words.
     let r = request(
         "GET",
@@ -1322,7 +1346,58 @@ async fn refusals_say_why_in_the_owners_words() {
         0,
         "nothing refunded before the confirmation: {view}"
     );
-    let confirm = format!("{}&confirm=1", refund("0.50", "k-1"));
+    // A double tap on 发起退款: its second tap lands on 确认退款 as the page comes up. Asked
+    // again, nothing refunded; a confirmation after a pause goes through.
+    let asked = admin_post(
+        base,
+        &format!("{path}/refunds"),
+        &op,
+        &refund("0.50", "k-1"),
+    )
+    .await;
+    let asked_at = |page: &str| {
+        page.split("name=\"asked_at\" value=\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .unwrap_or_else(|| panic!("{page}"))
+            .to_owned()
+    };
+    let tapped = admin_post(
+        base,
+        &format!("{path}/refunds"),
+        &op,
+        &format!(
+            "{}&confirm=1&asked_at={}",
+            refund("0.50", "k-1"),
+            asked_at(&asked)
+        ),
+    )
+    .await;
+    assert!(tapped.contains("确认来得太快"), "{tapped}");
+    assert!(tapped.contains("id=\"refund-confirm\""), "{tapped}");
+    let refunds = get(
+        &format!(
+            "{base}{}",
+            path.replace("/admin/merchants/", "/v1/merchants/")
+        ),
+        Some(TOKEN),
+    )
+    .await
+    .json();
+    assert!(
+        refunds["refunds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "FAILED"),
+        "nothing refunded by the double tap: {refunds}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let confirm = format!(
+        "{}&confirm=1&asked_at={}",
+        refund("0.50", "k-1"),
+        asked_at(&tapped)
+    );
     let first = admin_post(base, &format!("{path}/refunds"), &op, &confirm).await;
     assert!(first.contains("已发起退款 ¥0.50"), "{first}");
     // The confirmation sent again (a double click, a reload): the same refund.

@@ -147,6 +147,15 @@ mapi_url = "{sb}/sandbox/mapi"
     paid.sort();
     assert_eq!(paid, ["L1", "L2", "L3"]);
     assert_eq!(nos(&all_pages(&host, "q=l4", TOKEN).await), ["L4"]);
+    // The subject too: an owner remembers what was bought, not the number.
+    assert_eq!(
+        all_pages(&host, "q=%E8%B4%A6%E6%9C%AC", TOKEN).await.len(),
+        all_pages(&host, "", TOKEN).await.len(),
+        "every payment here is 账本"
+    );
+    assert!(all_pages(&host, "q=%E9%92%B1%E5%8C%85", TOKEN)
+        .await
+        .is_empty());
     let mut mid = nos(&all_pages(&host, "min_amount=2&max_amount=4.00", TOKEN).await);
     mid.sort();
     assert_eq!(mid, ["L2", "L3", "L4"]);

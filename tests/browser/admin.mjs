@@ -140,6 +140,8 @@ try {
       if (!shown) throw new Error('the refund confirmation button is below the fold');
     }
     await shot(page, `admin-refund-ask-${name}`);
+    // As a person who reads it: a confirmation quicker than 1.2 s is taken for a double tap.
+    await page.waitForTimeout(1300);
     await page.click('#refund-confirm');
     await expectText(page.locator('#flash'), part);
     await page.locator('a.confirm-refund').first().click();

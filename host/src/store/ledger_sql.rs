@@ -50,8 +50,9 @@ pub const ORDER_BY: &str = "created_at DESC, merchant_id DESC, out_trade_no DESC
 /// The refund list's order: newest first by id (its cursor), the order refunds were stored in.
 pub const REFUND_ORDER_BY: &str = "id DESC";
 
-/// What `q` searches: the order number, the provider's trade number, the buyer.
-pub const SEARCHED: &[&str] = &["out_trade_no", "trade_no", "buyer_email"];
+/// What `q` searches: the order number, the provider's trade number, the buyer, the subject (a
+/// shop owner remembers "the wallet order", not its number).
+pub const SEARCHED: &[&str] = &["out_trade_no", "trade_no", "buyer_email", "subject"];
 
 /// What a refund list's `q` searches: the order number and the refund's request number.
 pub const REFUNDS_SEARCHED: &[&str] = &["out_trade_no", "request_no"];
@@ -400,7 +401,7 @@ mod tests {
                 Clause::RefundPending,
                 // The wildcards and the escape character are literal text of the search.
                 Clause::Like {
-                    columns: &["out_trade_no", "trade_no", "buyer_email"],
+                    columns: &["out_trade_no", "trade_no", "buyer_email", "subject"],
                     pattern: "%50\\%\\_a\\\\b%".into()
                 },
                 // One merchant: the cursor's merchant is not compared.
@@ -421,7 +422,7 @@ mod tests {
              AND total_fen <= $5 AND review IS NOT NULL \
              AND EXISTS (SELECT 1 FROM refunds WHERE refunds.merchant_id = payments.merchant_id \
              AND refunds.out_trade_no = payments.out_trade_no AND refunds.status = 'PENDING') \
-             AND (out_trade_no ILIKE $6 OR trade_no ILIKE $6 OR buyer_email ILIKE $6) \
+             AND (out_trade_no ILIKE $6 OR trade_no ILIKE $6 OR buyer_email ILIKE $6 OR subject ILIKE $6) \
              AND (created_at, merchant_id, out_trade_no) < ($7, $8, $9) \
              ORDER BY created_at DESC, merchant_id DESC, out_trade_no DESC LIMIT $10"
         );
@@ -456,13 +457,13 @@ mod tests {
         let two = of(vec!["m1", "m2"]);
         assert_eq!(
             two.sql,
-            " WHERE merchant_id IN ($1, $2) AND (out_trade_no ILIKE $3 OR trade_no ILIKE $3 OR buyer_email ILIKE $3)"
+            " WHERE merchant_id IN ($1, $2) AND (out_trade_no ILIKE $3 OR trade_no ILIKE $3 OR buyer_email ILIKE $3 OR subject ILIKE $3)"
         );
         assert_eq!(two.values, vec![text("m1"), text("m2"), text("%A%")]);
         let none = of(vec![]);
         assert_eq!(
             none.sql,
-            " WHERE 1 = 0 AND (out_trade_no ILIKE $1 OR trade_no ILIKE $1 OR buyer_email ILIKE $1)"
+            " WHERE 1 = 0 AND (out_trade_no ILIKE $1 OR trade_no ILIKE $1 OR buyer_email ILIKE $1 OR subject ILIKE $1)"
         );
         assert_eq!(none.values, vec![text("%A%")]);
     }

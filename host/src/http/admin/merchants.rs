@@ -260,6 +260,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
             .map(|p| context! {
                 url => format!("/admin/merchants/{}/payments/{}", enc(id), enc(&p.out_trade_no)),
                 out_trade_no => p.out_trade_no, amount => p.total_fee(), status => p.status,
+                review_explained => p.review.as_deref().map(|r| super::words::review_explained(ctx.lang, r)),
                 review => p.review, created => zone.show(&p.created_at),
             })
             .collect()
@@ -304,6 +305,12 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
         Vec::new()
     };
     let _ = typed;
+    // A token asked to be revoked: its row asks to confirm.
+    let revoke_asked = ctx
+        .flash
+        .as_ref()
+        .and_then(|f| f.typed.get("revoke").cloned())
+        .unwrap_or_default();
     Page::View {
         template: "merchant.html",
         section: "merchants",
@@ -313,7 +320,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
             notify_url => app.config.notify_url(id), return_url => app.config.return_url(id),
             sandbox => sandbox_defaults(app),
             webhook_url, webhook_secret_placeholder, shop_origins,
-            payments, notifications, tokens,
+            payments, notifications, tokens, revoke_asked,
             dead => dead_views(app, Some(id)).await, dead_merchant => id,
             retrying => retrying_views(app, ctx.lang, Some(id)).await,
             give_up => give_up_text(app, ctx.lang),
@@ -996,9 +1003,25 @@ pub async fn new_token(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> Post
     PostResult::Done(Posted::to(merchant_page(id), flash))
 }
 
-pub async fn revoke_token(app: &Arc<App>, ctx: &Ctx, id: &str, tid: &str) -> PostResult {
+/// Revokes a token in two posts, as closing an order: a token's shop stops working the moment it
+/// is revoked, and the button sits among others on a long page (one tap on a phone did it).
+pub async fn revoke_token(
+    app: &Arc<App>,
+    ctx: &Ctx,
+    id: &str,
+    tid: &str,
+    form: &super::Form,
+) -> PostResult {
     if !ctx.who.sees(id) {
         return PostResult::NotFound;
+    }
+    if super::field(form, "confirm") != "1" {
+        let mut f = Flash::ok(ctx.t(
+            "还没有吊销：请在下面确认要吊销的令牌",
+            "Not revoked yet: confirm the token below",
+        ));
+        f.typed.insert("revoke".into(), tid.to_owned());
+        return PostResult::Done(Posted::to(format!("{}#tokens", merchant_page(id)), f));
     }
     let ok = match tid.parse::<i64>() {
         Ok(t) => app.store.revoke_token(t, Some(id)).await.unwrap_or(false),

@@ -531,7 +531,7 @@ async fn post(app: &Arc<App>, ctx: &Ctx, segs: &[&str], form: &Form) -> PostResu
         ["admin", "merchants", id, "test"] => merchants::test_connection(app, ctx, id).await,
         ["admin", "merchants", id, "tokens"] => merchants::new_token(app, ctx, id, form).await,
         ["admin", "merchants", id, "tokens", tid, "revoke"] => {
-            merchants::revoke_token(app, ctx, id, tid).await
+            merchants::revoke_token(app, ctx, id, tid, form).await
         }
         ["admin", "merchants", id, "webhooks", wid, "resend"] => {
             merchants::resend(app, ctx, id, wid).await

@@ -544,6 +544,10 @@ fn already_started(ctx: &Ctx, r: &crate::store::ledger::Refund) -> Flash {
     ))
 }
 
+/// How long after the confirmation page is asked for a confirmation counts as the owner's: a
+/// quicker one is the second tap of a double tap (250–400 ms apart on a phone).
+const CONFIRM_PAUSE_MS: i64 = 1_200;
+
 /// A refund in two posts, so that one mistyped amount never refunds at once. The form (or its
 /// 全额退款 button, `full=1`: what is left to refund) leads to the payment page asking to
 /// confirm the amount and the order, after the checks this page can make; that page's button
@@ -668,6 +672,28 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
         f.typed.insert("reason".into(), reason.clone());
         f.typed.insert("refund_key".into(), refund_key.clone());
         f.typed.insert("confirm".into(), "1".into());
+        f.typed
+            .insert("asked_at".into(), crate::store::now_ms().to_string());
+        if full {
+            f.typed.insert("full".into(), "1".into());
+        }
+        return PostResult::Done(Posted::to(to_confirm, f));
+    }
+    // A confirmation sent right after the page asking for it came up: a double tap on 发起退款
+    // or 全额退款, whose second tap lands on 确认退款 (on a phone it takes their place). Asked
+    // again, so that nothing is refunded that the owner did not see.
+    let asked_at = field(form, "asked_at").parse::<i64>().ok();
+    if asked_at.is_some_and(|at| (0..CONFIRM_PAUSE_MS).contains(&(crate::store::now_ms() - at))) {
+        let mut f = Flash::err(ctx.t(
+            "还没有退款：确认来得太快（可能是连点了两下），请核对下面的金额和订单后再点“确认退款”",
+            "Nothing is refunded yet: the confirmation came too quickly (a double tap?); check the amount and the order below, then press “Confirm the refund”",
+        ));
+        f.typed.insert("amount".into(), amount.clone());
+        f.typed.insert("reason".into(), reason.clone());
+        f.typed.insert("refund_key".into(), refund_key.clone());
+        f.typed.insert("confirm".into(), "1".into());
+        f.typed
+            .insert("asked_at".into(), crate::store::now_ms().to_string());
         if full {
             f.typed.insert("full".into(), "1".into());
         }

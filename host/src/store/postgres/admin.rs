@@ -204,11 +204,14 @@ impl AdminStore for PostgresStore {
         let id_hash = id_hash.to_owned();
         self.run(|pool| async move {
             let c = pool.get().await?;
-            // One statement: the old value is returned as it is cleared.
+            // One statement: the old value is returned as it is cleared. The row is locked as it
+            // is read, so a second request at once re-reads `flash` after the first clears it
+            // (a plain self-join re-checks only the updated copy, and both returned it).
             Ok(c.query_opt(
-                "UPDATE admin_sessions s SET flash = NULL FROM admin_sessions o \
-                     WHERE s.id_hash = $1 AND o.id_hash = s.id_hash AND o.flash IS NOT NULL \
-                     RETURNING o.flash",
+                "WITH o AS (SELECT id_hash, flash FROM admin_sessions \
+                     WHERE id_hash = $1 AND flash IS NOT NULL FOR UPDATE) \
+                 UPDATE admin_sessions s SET flash = NULL FROM o \
+                     WHERE s.id_hash = o.id_hash RETURNING o.flash",
                 &[&id_hash],
             )
             .await?

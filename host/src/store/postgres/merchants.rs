@@ -111,6 +111,16 @@ impl Merchants for PostgresStore {
                 if row.is_none() {
                     return Ok(MerchantRemoval::Unknown);
                 }
+                // Then its payments, before anything else of theirs: every other writer locks a
+                // payment before its refunds, notifications and outbox rows, so a notification or
+                // refund under way finishes first (and what it wrote is deleted below), or waits
+                // and finds no payment. Deleting refunds first would take their locks in the
+                // other order (a deadlock with a refund being settled).
+                tx.execute(
+                    "SELECT 1 FROM payments WHERE merchant_id = $1 ORDER BY out_trade_no FOR UPDATE",
+                    &[&id],
+                )
+                .await?;
                 let counts = tx
                     .query_one(
                         "SELECT COUNT(*), COUNT(*) FILTER (WHERE paid_at IS NOT NULL OR status IN ('TRADE_SUCCESS', 'TRADE_FINISHED', 'REFUNDED')) FROM payments WHERE merchant_id = $1",
