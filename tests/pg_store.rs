@@ -376,7 +376,14 @@ async fn dead_letters_sessions_tokens_and_pruning() {
         .unwrap();
     assert_eq!(s.admin_session("h2", now_ms()).await.unwrap(), None);
 
-    let id = s.create_token("m1", "hash1", "ecshop").await.unwrap();
+    // A token is made only for a stored merchant (one removed meanwhile has none).
+    assert_eq!(s.create_token("gone", "hash0", "").await.unwrap(), None);
+    assert_eq!(s.token_merchant("hash0").await.unwrap(), None);
+    let id = s
+        .create_token("m1", "hash1", "ecshop")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         s.token_merchant("hash1").await.unwrap().as_deref(),
         Some("m1")
@@ -1950,4 +1957,72 @@ async fn an_older_schema_is_migrated_by_serve_only_and_gives_way_to_a_held_table
         .unwrap();
     s.ready().await.unwrap();
     assert_eq!(version(), "6");
+}
+
+/// A merchant removed while another replica writes for one of its payments (a notification
+/// being applied: the payment locked, its outbox row not yet committed). The removal waits for
+/// it and takes what it wrote too: nothing of the merchant is left to send a webhook for. (It
+/// locks the payments before anything else of theirs, the order every other writer takes, so it
+/// never deadlocks with a refund being settled either.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_waits_for_a_payments_writer_and_leaves_nothing_behind() {
+    let pg = PgCluster::start("removal");
+    let url = pg.create_database("removal");
+    let s = open(&url).await;
+    s.insert_payment(&payment("m1", "o1")).await.unwrap();
+    let mut writer = pg.session("removal");
+    writer.send(
+        "BEGIN; SELECT 1 FROM payments WHERE merchant_id = 'm1' AND out_trade_no = 'o1' FOR UPDATE;",
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let removing = tokio::spawn(async move { s.delete_merchant("m1", true).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!removing.is_finished(), "waits for the payment's writer");
+    writer.send(
+        "INSERT INTO webhook_outbox (event_id, merchant_id, url, body, next_attempt_ms, created_ms) \
+         VALUES ('evt_late', 'm1', 'https://shop.example/hook', '{}', 0, 0); COMMIT;",
+    );
+    let removed = tokio::time::timeout(Duration::from_secs(20), removing)
+        .await
+        .expect("the removal finished")
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(removed, MerchantRemoval::Removed { payments: 1, .. }),
+        "{removed:?}"
+    );
+    assert_eq!(
+        pg.psql(
+            "removal",
+            "SELECT COUNT(*) FROM webhook_outbox WHERE merchant_id = 'm1'"
+        ),
+        "0",
+        "the writer's outbox row went with the merchant"
+    );
+}
+
+/// A token asked for while its merchant is being removed on another replica waits for the
+/// removal and is not made: it would outlive its merchant and reach whoever gets the id next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_never_made_beside_its_merchants_removal() {
+    let pg = PgCluster::start("token-removal");
+    let url = pg.create_database("token-removal");
+    let s = open(&url).await;
+    let mut remover = pg.session("token-removal");
+    remover.send("BEGIN; SELECT 1 FROM merchants WHERE id = 'm2' FOR UPDATE;");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let making = tokio::spawn(async move { s.create_token("m2", "hash-late", "").await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!making.is_finished(), "waits for the removal in progress");
+    remover.send("DELETE FROM merchants WHERE id = 'm2'; COMMIT;");
+    let made = tokio::time::timeout(Duration::from_secs(20), making)
+        .await
+        .expect("answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(made, None);
+    assert_eq!(
+        pg.psql("token-removal", "SELECT COUNT(*) FROM api_tokens"),
+        "0"
+    );
 }

@@ -104,7 +104,8 @@ pub async fn add_merchant(
     let token_id = store
         .create_token(id, &crate::auth::token_hash(&token), &label)
         .await
-        .map_err(|e| format!("cannot save the token: {e:#}"))?;
+        .map_err(|e| format!("cannot save the token: {e:#}"))?
+        .ok_or_else(|| format!("id: merchant {id:?} was removed as it was being made"))?;
     tracing::info!(
         merchant = id,
         plugin = plugin_id,

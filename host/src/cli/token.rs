@@ -69,15 +69,22 @@ async fn token(action: Action) -> Result<()> {
         Action::Create {
             merchant, label, ..
         } => {
-            let known = store.merchant(&merchant).await.ok().flatten().is_some()
-                || config.merchants.contains_key(&merchant);
-            if !known {
+            let stored = store.merchant(&merchant).await.ok().flatten().is_some();
+            if !stored && !config.merchants.contains_key(&merchant) {
                 bail!("no merchant {merchant:?}");
             }
             let token = payhost::auth::new_merchant_token();
-            let id = store
-                .create_token(&merchant, &payhost::auth::token_hash(&token), label.trim())
-                .await?;
+            let hash = payhost::auth::token_hash(&token);
+            let id = if stored {
+                store
+                    .create_token(&merchant, &hash, label.trim())
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("merchant {merchant:?} was removed meanwhile"))?
+            } else {
+                store
+                    .create_token_for_configured(&merchant, &hash, label.trim())
+                    .await?
+            };
             eprintln!("token #{id} for merchant {merchant} (shown only this once):");
             if let Err(e) = super::write_line(format_args!("{token}")) {
                 // Shown nowhere else: a token nobody could read is not left live.

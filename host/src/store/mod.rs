@@ -448,8 +448,23 @@ pub trait Access: Send + Sync {
     /// The session's CSRF token, if the session exists and has not expired.
     async fn session(&self, id_hash: &str, now_ms: i64) -> Result<Option<String>>;
     async fn delete_session(&self, id_hash: &str) -> Result<()>;
-    /// Per-merchant API tokens, stored by hash.
-    async fn create_token(&self, merchant: &str, token_hash: &str, label: &str) -> Result<i64>;
+    /// Per-merchant API tokens, stored by hash. Made only while the merchant is stored: `None`
+    /// when it is not (removed meanwhile: a token made beside a removal would outlive it, and
+    /// reach whoever is given its id next).
+    async fn create_token(
+        &self,
+        merchant: &str,
+        token_hash: &str,
+        label: &str,
+    ) -> Result<Option<i64>>;
+    /// A token for a merchant of payhost.toml that `serve` has not stored yet (the command
+    /// line, before the first start).
+    async fn create_token_for_configured(
+        &self,
+        merchant: &str,
+        token_hash: &str,
+        label: &str,
+    ) -> Result<i64>;
     /// The merchant of a live (unrevoked) token.
     async fn token_merchant(&self, token_hash: &str) -> Result<Option<String>>;
     async fn tokens(&self, merchant: Option<&str>) -> Result<Vec<TokenInfo>>;

@@ -42,7 +42,9 @@ pub async fn new_merchant_token(
         .store
         .create_token(id, &crate::auth::token_hash(&token), &label)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::internal)?
+        // Removed since the caller checked it.
+        .ok_or_else(|| ApiError::new(404, "unknown_merchant", format!("no merchant {id:?}")))?;
     tracing::info!(merchant = id, token_id = tid, "merchant API token created");
     Ok((tid, token))
 }

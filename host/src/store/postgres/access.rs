@@ -48,14 +48,37 @@ impl Access for PostgresStore {
         }
     }
 
-    async fn create_token(&self, merchant: &str, token_hash: &str, label: &str) -> Result<i64> {
-        let args = [merchant, token_hash, label].map(str::to_owned);
-        {
-            let c = self.client().await?;
-            let row = c.query_one("INSERT INTO api_tokens (merchant_id, token_sha256, label, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-                &[&args[0], &args[1], &args[2], &now_rfc3339()]).await?;
-            Ok(row.get(0))
-        }
+    async fn create_token(
+        &self,
+        merchant: &str,
+        token_hash: &str,
+        label: &str,
+    ) -> Result<Option<i64>> {
+        let c = self.client().await?;
+        // Under a key-share lock of the merchant's row, as a payment's insert: a removal in
+        // progress (it locks the row FOR UPDATE) is waited for and its outcome seen.
+        let row = c
+            .query_opt(
+                "INSERT INTO api_tokens (merchant_id, token_sha256, label, created_at)
+                 SELECT $1, $2, $3, $4
+                 WHERE EXISTS (SELECT 1 FROM merchants WHERE id = $1 FOR KEY SHARE)
+                 RETURNING id",
+                &[&merchant, &token_hash, &label, &now_rfc3339()],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn create_token_for_configured(
+        &self,
+        merchant: &str,
+        token_hash: &str,
+        label: &str,
+    ) -> Result<i64> {
+        let c = self.client().await?;
+        let row = c.query_one("INSERT INTO api_tokens (merchant_id, token_sha256, label, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            &[&merchant, &token_hash, &label, &now_rfc3339()]).await?;
+        Ok(row.get(0))
     }
 
     async fn token_merchant(&self, token_hash: &str) -> Result<Option<String>> {

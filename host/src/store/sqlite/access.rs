@@ -42,7 +42,32 @@ impl Access for SqliteStore {
         .await
     }
 
-    async fn create_token(&self, merchant: &str, token_hash: &str, label: &str) -> Result<i64> {
+    async fn create_token(
+        &self,
+        merchant: &str,
+        token_hash: &str,
+        label: &str,
+    ) -> Result<Option<i64>> {
+        let args = [merchant, token_hash, label].map(str::to_owned);
+        self.write(move |conn| {
+            // Checked in the writer's statement: a removal is another write, before or after.
+            let n = conn
+                .prepare_cached(
+                    "INSERT INTO api_tokens (merchant_id, token_sha256, label, created_at)
+                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM merchants WHERE id = ?1)",
+                )?
+                .execute(params![args[0], args[1], args[2], now_rfc3339()])?;
+            Ok((n > 0).then(|| conn.last_insert_rowid()))
+        })
+        .await
+    }
+
+    async fn create_token_for_configured(
+        &self,
+        merchant: &str,
+        token_hash: &str,
+        label: &str,
+    ) -> Result<i64> {
         let args = [merchant, token_hash, label].map(str::to_owned);
         self.write(move |conn| {
             conn.prepare_cached("INSERT INTO api_tokens (merchant_id, token_sha256, label, created_at) VALUES (?1, ?2, ?3, ?4)")?

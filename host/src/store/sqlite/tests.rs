@@ -351,7 +351,14 @@ async fn dead_letters_sessions_tokens_and_pruning() {
     s.delete_session("h1").await.unwrap();
     assert_eq!(s.session("h1", now_ms()).await.unwrap(), None, "revoked");
 
-    let id = s.create_token("m1", "hash1", "ecshop").await.unwrap();
+    // A token is made only for a stored merchant (one removed meanwhile has none).
+    assert_eq!(s.create_token("gone", "hash0", "").await.unwrap(), None);
+    assert_eq!(s.token_merchant("hash0").await.unwrap(), None);
+    let id = s
+        .create_token("m1", "hash1", "ecshop")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         s.token_merchant("hash1").await.unwrap().as_deref(),
         Some("m1")
