@@ -1819,6 +1819,30 @@ async fn merchant_saves_compare_and_set(s: &dyn Store) {
         .unwrap());
     assert!(s.merchant("gone").await.unwrap().is_none());
     assert!(s.save_merchant("m1", &m, Expected::Anything).await.unwrap());
+    // A replica starting (seeding from payhost.toml) writes only over what it read: a save
+    // another replica made meanwhile stands.
+    let read = s.merchant_stored("m1").await.unwrap().unwrap();
+    assert!(s
+        .save_merchant("m1", &other, Expected::Stored(&read))
+        .await
+        .unwrap());
+    assert!(!s
+        .update_merchant("m1", &m, Some("v2:seeded"), &read)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.merchant("m1").await.unwrap().unwrap().shop_origins,
+        ["https://narrowed.example"]
+    );
+    let now = s.merchant_stored("m1").await.unwrap().unwrap();
+    assert!(s
+        .update_merchant("m1", &m, Some("v2:seeded"), &now)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.merchant_origin("m1").await.unwrap().unwrap().1.as_deref(),
+        Some("v2:seeded")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

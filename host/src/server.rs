@@ -212,72 +212,14 @@ async fn seed_merchants(app: &App) -> Result<()> {
             s.settings = normalised;
         }
         let hash = config_hash(settings)?;
-        // A row seeded by an older version carries a hash taken another way: whether the table
-        // changed cannot be told from it. Same settings, or settings edited since through the API
-        // or the admin page: keep the row, take the new hash. A row still as seeded but with other
-        // settings: the table changed, apply it.
-        if let Some((source, Some(old))) = app.store.merchant_origin(id).await? {
-            if !old.starts_with("v2:") {
-                let stored = app.store.merchant(id).await?;
-                let same = stored.as_ref().is_some_and(|m| {
-                    let (mut a, mut b) = (m.settings.clone(), s.settings.clone());
-                    a.sort();
-                    b.sort();
-                    a == b
-                        && m.shop_webhook_url == s.shop_webhook_url
-                        && m.shop_webhook_secret == s.shop_webhook_secret
-                        && m.shop_origins == s.shop_origins
-                });
-                if let Some(mut stored) = stored.filter(|_| same || source == "api") {
-                    if stored.plugin_id.is_empty() {
-                        stored.plugin_id = s.plugin_id.clone();
-                    }
-                    app.store.update_merchant(id, &stored, Some(&hash)).await?;
-                    if !same {
-                        tracing::warn!(merchant = %id, "kept the settings saved through the API or the admin page: this table was last applied by an older payhost, so a change to it in payhost.toml cannot be told apart (save the merchant again to apply the file's values)");
-                    }
-                    continue;
-                }
+        // Read, decided and written again if another replica saved the merchant meanwhile (a
+        // replica starting while others serve): a save made then is never undone by this one.
+        let mut attempts = 0;
+        while !seed_one(app, id, &s, &hash).await? {
+            attempts += 1;
+            if attempts == 5 {
+                bail!("merchant {id}: its settings kept changing while the configuration was applied (saved on another replica five times over); start again");
             }
-        }
-        // A merchant made with `payhost merchant add` (or saved through the API or the admin
-        // page) that a table now configures: what the table leaves out (the shop's origins, its
-        // webhook, and the shop secret its returns and webhooks are signed with, printed once)
-        // stays as it was, and the row stays the API's, so the next change of the table keeps
-        // them too. A row the table made itself is the table's: what it drops is dropped.
-        if let Some(("api", recorded)) = app
-            .store
-            .merchant_origin(id)
-            .await?
-            .as_ref()
-            .map(|(source, h)| (source.as_str(), h.as_deref()))
-        {
-            if recorded == Some(hash.as_str()) {
-                continue; // this table was applied already; the API's edits since are kept
-            }
-            if let Some(stored) = app.store.merchant(id).await? {
-                let mut kept = Vec::new();
-                if s.shop_origins.is_empty() && !stored.shop_origins.is_empty() {
-                    s.shop_origins = stored.shop_origins;
-                    kept.push("shop_origins");
-                }
-                if s.shop_webhook_url.is_none() && stored.shop_webhook_url.is_some() {
-                    s.shop_webhook_url = stored.shop_webhook_url;
-                    kept.push("shop_webhook_url");
-                }
-                if s.shop_webhook_secret.is_none() && stored.shop_webhook_secret.is_some() {
-                    s.shop_webhook_secret = stored.shop_webhook_secret;
-                    kept.push("the shop secret");
-                }
-                if !kept.is_empty() {
-                    app.store.update_merchant(id, &s, Some(&hash)).await?;
-                    tracing::warn!(merchant = %id, plugin = %s.plugin_id, kept = %kept.join(", "), "merchant settings applied from the configuration over a merchant made with `payhost merchant add` or saved on the admin page; what its table leaves out was kept");
-                    continue;
-                }
-            }
-        }
-        if app.store.seed_merchant(id, &s, &hash).await? {
-            tracing::info!(merchant = %id, plugin = %s.plugin_id, "merchant settings applied from the configuration");
         }
     }
     // A table removed from the file does not remove its merchant (its payments are money
@@ -296,6 +238,100 @@ async fn seed_merchants(app: &App) -> Result<()> {
     Ok(())
 }
 
+/// Applies one merchant table (`s`, its hash `hash`) over what is stored: see
+/// [`seed_merchants`]. False when the row changed between its read and the write (nothing
+/// written: the caller reads and decides again).
+async fn seed_one(
+    app: &App,
+    id: &str,
+    table: &crate::config::MerchantSettings,
+    hash: &str,
+) -> Result<bool> {
+    let mut s = table.clone();
+    let raw = app.store.merchant_stored(id).await?;
+    let stored = raw
+        .as_deref()
+        .map(crate::store::parse_merchant)
+        .transpose()?;
+    // A row seeded by an older version carries a hash taken another way: whether the table
+    // changed cannot be told from it. Same settings, or settings edited since through the API
+    // or the admin page: keep the row, take the new hash. A row still as seeded but with other
+    // settings: the table changed, apply it.
+    if let (Some((source, Some(old))), Some(raw)) =
+        (app.store.merchant_origin(id).await?, raw.as_deref())
+    {
+        if !old.starts_with("v2:") {
+            let same = stored.as_ref().is_some_and(|m| {
+                let (mut a, mut b) = (m.settings.clone(), s.settings.clone());
+                a.sort();
+                b.sort();
+                a == b
+                    && m.shop_webhook_url == s.shop_webhook_url
+                    && m.shop_webhook_secret == s.shop_webhook_secret
+                    && m.shop_origins == s.shop_origins
+            });
+            if let Some(mut kept) = stored.clone().filter(|_| same || source == "api") {
+                if kept.plugin_id.is_empty() {
+                    kept.plugin_id = s.plugin_id.clone();
+                }
+                if !app
+                    .store
+                    .update_merchant(id, &kept, Some(hash), raw)
+                    .await?
+                {
+                    return Ok(false);
+                }
+                if !same {
+                    tracing::warn!(merchant = %id, "kept the settings saved through the API or the admin page: this table was last applied by an older payhost, so a change to it in payhost.toml cannot be told apart (save the merchant again to apply the file's values)");
+                }
+                return Ok(true);
+            }
+        }
+    }
+    // A merchant made with `payhost merchant add` (or saved through the API or the admin
+    // page) that a table now configures: what the table leaves out (the shop's origins, its
+    // webhook, and the shop secret its returns and webhooks are signed with, printed once)
+    // stays as it was, and the row stays the API's, so the next change of the table keeps
+    // them too. A row the table made itself is the table's: what it drops is dropped.
+    if let Some(("api", recorded)) = app
+        .store
+        .merchant_origin(id)
+        .await?
+        .as_ref()
+        .map(|(source, h)| (source.as_str(), h.as_deref()))
+    {
+        if recorded == Some(hash) {
+            return Ok(true); // this table was applied already; the API's edits since are kept
+        }
+        if let (Some(stored), Some(raw)) = (stored, raw.as_deref()) {
+            let mut kept = Vec::new();
+            if s.shop_origins.is_empty() && !stored.shop_origins.is_empty() {
+                s.shop_origins = stored.shop_origins;
+                kept.push("shop_origins");
+            }
+            if s.shop_webhook_url.is_none() && stored.shop_webhook_url.is_some() {
+                s.shop_webhook_url = stored.shop_webhook_url;
+                kept.push("shop_webhook_url");
+            }
+            if s.shop_webhook_secret.is_none() && stored.shop_webhook_secret.is_some() {
+                s.shop_webhook_secret = stored.shop_webhook_secret;
+                kept.push("the shop secret");
+            }
+            if !kept.is_empty() {
+                if !app.store.update_merchant(id, &s, Some(hash), raw).await? {
+                    return Ok(false);
+                }
+                tracing::warn!(merchant = %id, plugin = %s.plugin_id, kept = %kept.join(", "), "merchant settings applied from the configuration over a merchant made with `payhost merchant add` or saved on the admin page; what its table leaves out was kept");
+                return Ok(true);
+            }
+        }
+    }
+    if app.store.seed_merchant(id, &s, hash).await? {
+        tracing::info!(merchant = %id, plugin = %s.plugin_id, "merchant settings applied from the configuration");
+    }
+    Ok(true)
+}
+
 /// Rows saved by versions that knew one component name none: they belong to the component of the
 /// `[plugin]` table (or the only one), and are named now, once, so adding components later
 /// cannot move them. With several components and no `[plugin]` table, the operator must say.
@@ -307,16 +343,21 @@ async fn name_plugins_of_older_rows(app: &App) -> Result<()> {
     };
     let mut unnamed = Vec::new();
     for id in app.store.merchant_ids().await? {
-        let Some(mut m) = app.store.merchant(&id).await? else {
+        let Some(raw) = app.store.merchant_stored(&id).await? else {
             continue;
         };
+        let mut m = crate::store::parse_merchant(&raw)?;
         if !m.plugin_id.is_empty() {
             continue;
         }
         match legacy_owner {
             Some(p) => {
                 m.plugin_id = p.info.id.clone();
-                app.store.update_merchant(&id, &m, None).await?;
+                // Saved meanwhile on another replica (which named it too, or the owner saved it):
+                // that save stands.
+                if !app.store.update_merchant(&id, &m, None, &raw).await? {
+                    continue;
+                }
                 tracing::info!(merchant = %id, plugin = %m.plugin_id, "merchant stored by an older payhost: its plugin is named");
             }
             None => unnamed.push(id),

@@ -296,14 +296,17 @@ pub trait Merchants: Send + Sync {
     /// How a merchant row came to be: its source (`config` or `api`) and the hash of the
     /// payhost.toml table it was last seeded from.
     async fn merchant_origin(&self, id: &str) -> Result<Option<(String, Option<String>)>>;
-    /// Rewrites a merchant's stored settings without changing its source; `config_hash` replaces
-    /// the recorded hash when given (an upgrade that only changed how the hash is computed).
+    /// Rewrites a merchant's stored settings without changing its source, if they are still
+    /// `expected` (the text [`Merchants::merchant_stored`] read: false, nothing written, when a
+    /// save on another replica changed them meanwhile); `config_hash` replaces the recorded hash
+    /// when given (an upgrade that only changed how the hash is computed).
     async fn update_merchant(
         &self,
         id: &str,
         settings: &MerchantSettings,
         config_hash: Option<&str>,
-    ) -> Result<()>;
+        expected: &str,
+    ) -> Result<bool>;
     /// Seeds a merchant from payhost.toml: applied when new, or when the table changed since the
     /// last seed (settings saved through the API are otherwise kept).
     async fn seed_merchant(

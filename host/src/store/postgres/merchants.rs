@@ -66,18 +66,17 @@ impl Merchants for PostgresStore {
         id: &str,
         settings: &MerchantSettings,
         config_hash: Option<&str>,
-    ) -> Result<()> {
+        expected: &str,
+    ) -> Result<bool> {
         let json = serde_json::to_string(settings)?;
-        let (id, config_hash) = (id.to_owned(), config_hash.map(str::to_owned));
-        {
-            let c = self.client().await?;
-            c.execute(
-                "UPDATE merchants SET settings = $2, config_hash = COALESCE($3, config_hash), updated_at = $4 WHERE id = $1",
-                &[&id, &json, &config_hash, &now_rfc3339()],
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "UPDATE merchants SET settings = $2, config_hash = COALESCE($3, config_hash), updated_at = $4 WHERE id = $1 AND settings = $5",
+                &[&id, &json, &config_hash, &now_rfc3339(), &expected],
             )
             .await?;
-            Ok(())
-        }
+        Ok(n == 1)
     }
 
     async fn seed_merchant(

@@ -78,13 +78,18 @@ impl Merchants for SqliteStore {
         id: &str,
         settings: &MerchantSettings,
         config_hash: Option<&str>,
-    ) -> Result<()> {
+        expected: &str,
+    ) -> Result<bool> {
         let json = serde_json::to_string(settings)?;
-        let (id, config_hash) = (id.to_owned(), config_hash.map(str::to_owned));
+        let (id, config_hash, expected) = (
+            id.to_owned(),
+            config_hash.map(str::to_owned),
+            expected.to_owned(),
+        );
         self.write(move |conn| {
-            conn.prepare_cached("UPDATE merchants SET settings = ?2, config_hash = COALESCE(?3, config_hash), updated_at = ?4 WHERE id = ?1")?
-                .execute(params![id, json, config_hash, now_rfc3339()])?;
-            Ok(())
+            let n = conn.prepare_cached("UPDATE merchants SET settings = ?2, config_hash = COALESCE(?3, config_hash), updated_at = ?4 WHERE id = ?1 AND settings = ?5")?
+                .execute(params![id, json, config_hash, now_rfc3339(), expected])?;
+            Ok(n == 1)
         })
         .await
     }
