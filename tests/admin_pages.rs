@@ -1400,10 +1400,11 @@ async fn refusals_say_why_in_the_owners_words() {
     );
     let first = admin_post(base, &format!("{path}/refunds"), &op, &confirm).await;
     assert!(first.contains("已发起退款 ¥0.50"), "{first}");
-    // The confirmation sent again (a double click, a reload): the same refund.
+    // The confirmation sent again (a double click, a reload): the same refund, said as done
+    // (the answer of the second tap is the one the owner sees).
     let again = admin_post(base, &format!("{path}/refunds"), &op, &confirm).await;
     assert!(
-        again.contains("这笔退款已经发起过，没有重复退款：#"),
+        again.contains("已发起退款 ¥0.50") && again.contains("确认点了两次，只退了一次"),
         "{again}"
     );
     // The first form sent again (the back button): the same words, not a new refund's checks.
@@ -1449,6 +1450,19 @@ async fn refusals_say_why_in_the_owners_words() {
         ("full", "1"),
     ]);
     let asked = admin_post(base, &format!("{path}/refunds"), &op, &full).await;
+    assert!(!asked.contains("没有使用"), "{asked}");
+    // Pressed with an amount typed: said that the amount is not used.
+    let typed_too = form(&[
+        ("csrf", &csrf),
+        ("amount", "0.10"),
+        ("refund_key", "k-full"),
+        ("full", "1"),
+    ]);
+    let said = admin_post(base, &format!("{path}/refunds"), &op, &typed_too).await;
+    assert!(
+        said.contains("你填写的 0.10 没有使用：全额退款是全部可退金额"),
+        "{said}"
+    );
     assert!(
         asked.contains("id=\"confirm-amount\" class=\"big\">¥1.50"),
         "{asked}"

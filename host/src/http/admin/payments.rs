@@ -531,7 +531,24 @@ async fn payment_now(app: &App, id: &str, no: &str) -> Option<(String, u64)> {
 }
 
 /// What the page says when a refund's form comes again after the refund started.
-fn already_started(ctx: &Ctx, r: &crate::store::ledger::Refund) -> Flash {
+fn already_started(ctx: &Ctx, r: &crate::store::ledger::Refund, confirmed: bool) -> Flash {
+    // A confirmation of this login's own refund of the last minute: a double tap on 确认退款,
+    // whose second tap's answer is the one shown. Said as done (it was), not as a refusal.
+    let just_now = confirmed
+        && crate::domain::clock::parse_rfc3339(&r.created_at)
+            .is_some_and(|at| crate::domain::clock::now_unix() - at < 60);
+    if just_now && r.started_by == format!("admin:{}", ctx.who.name) {
+        return Flash::ok(format!(
+            "{} ¥{} ({}){}",
+            ctx.t("已发起退款", "Refund started:"),
+            r.amount(),
+            super::view::refund_status_word(ctx.lang, &r.status),
+            ctx.t(
+                "：确认点了两次，只退了一次",
+                ": the confirmation was sent twice, and refunded once"
+            )
+        ));
+    }
     Flash::ok(format!(
         "{}#{} ¥{} ({})",
         ctx.t(
@@ -622,7 +639,10 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
             .iter()
             .find(|r| r.refund_key.as_deref() == Some(refund_key.as_str()))
         {
-            return PostResult::Done(Posted::to(to, already_started(ctx, r)));
+            return PostResult::Done(Posted::to(
+                to,
+                already_started(ctx, r, field(form, "confirm") == "1"),
+            ));
         }
     }
     if field(form, "confirm") != "1" {
@@ -664,10 +684,23 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
         if let Some(why) = words::reason_refusal(ctx.lang, &reason) {
             return refused("reason", why, false);
         }
-        let mut f = Flash::ok(ctx.t(
-            "还没有退款：请核对下面的金额和订单，点“确认退款”后才会退款",
-            "Nothing is refunded yet: check the amount and the order below, then press “Confirm the refund”",
-        ));
+        let mut said = ctx
+            .t(
+                "还没有退款：请核对下面的金额和订单，点“确认退款”后才会退款",
+                "Nothing is refunded yet: check the amount and the order below, then press “Confirm the refund”",
+            )
+            .to_owned();
+        // 全额退款 pressed with an amount typed: the amount is not what is asked about.
+        let typed = words::half_width_amount(field(form, "amount"));
+        if full && !typed.is_empty() && typed != parsed.to_string() {
+            said.push_str(&match ctx.lang {
+                super::Lang::Zh => format!("（你填写的 {typed} 没有使用：全额退款是全部可退金额）"),
+                super::Lang::En => format!(
+                    " (the {typed} you typed is not used: a full refund is everything left)"
+                ),
+            });
+        }
+        let mut f = Flash::ok(said);
         f.typed.insert("amount".into(), parsed.to_string());
         f.typed.insert("reason".into(), reason.clone());
         f.typed.insert("refund_key".into(), refund_key.clone());
@@ -709,7 +742,7 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
         .await
     {
         // The same form sent again (its refund_key): the refund already started, nothing new.
-        Ok((200, r)) => PostResult::Done(Posted::to(to, already_started(ctx, &r))),
+        Ok((200, r)) => PostResult::Done(Posted::to(to, already_started(ctx, &r, true))),
         Ok((_, r)) => {
             audit(
                 app,
