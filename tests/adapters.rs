@@ -1861,6 +1861,53 @@ async fn send_form(url: &str, body: &str) -> String {
     .text()
 }
 
+/// A second payment of an order ShopEx has paid (the buyer kept a second cashier open): ShopEx
+/// takes it without a word (mdl_order::payed() never checks), so the order's log says it, once,
+/// for the owner to refund.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_a_second_payment_of_a_paid_order_is_logged_once() {
+    let dir = temp_dir("shopex-second");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &[]);
+    let creds = connect_with_cli(&dir, SHOPEX_MERCHANT, &shop.base);
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
+    shopex_checkout(&shop, &cfg_id, "20261123002").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // ids are time() and a random
+    shopex_checkout(&shop, &cfg_id, "20261123002").await;
+    let mut ids: Vec<String> = shop.state().await["payments"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, p)| p["order_id"] == "20261123002")
+        .map(|(k, _)| k.clone())
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 2, "two cashiers, two payments: {ids:?}");
+    let (first, second) = (ids[0].clone(), ids[1].clone());
+    let hook = shop.url("plugins/app/pay_payhost/pay_payhost.server.php");
+    for id in [&first, &second, &second] {
+        let event = json!({"type": "payment.paid", "out_trade_no": id, "total_fee": "15.00"});
+        let (status, text) = signed_webhook(&hook, &creds.secret, now_unix(), &event).await;
+        assert_eq!(status, 200, "{text}");
+    }
+    let s = shop.state().await;
+    let notes: Vec<&str> = s["order_log"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|r| r["log_text"].as_str())
+                .filter(|t| t.contains("此订单此前已付款"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(notes.len(), 1, "{s}");
+    assert!(
+        notes[0].contains(&second) && notes[0].contains("15.00"),
+        "{s}"
+    );
+}
+
 /// A ShopEx payment of another method (here 预存款, a deposit) is never this app's to pay.
 /// ShopEx's getConf() reads the configuration of whatever method a payment was made with; for a
 /// deposit that has none of the app's fields, and the app once derived its key from empty text,

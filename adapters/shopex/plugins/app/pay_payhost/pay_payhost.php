@@ -693,10 +693,28 @@ class pay_payhost extends paymentPlugin
         }
         $applied = true;
         if ($record['status'] !== 'succ') {
+            // The order paid already by another payment (a second cashier the buyer kept open):
+            // mdl_order::payed() takes this one too without a word; the log says so, once (only
+            // on this payment's own change to paid).
+            $before = '';
+            $orderOf = isset($record['order_id']) ? (string)$record['order_id'] : '';
+            if ($orderOf !== '' && pay_payhost_is_id($orderOf)
+                && !(isset($record['pay_type']) && $record['pay_type'] === 'recharge')) {
+                $paid = $this->system->loadModel('trading/order')->getFieldById($orderOf, array('pay_status'));
+                $before = (is_array($paid) && isset($paid['pay_status'])) ? (string)$paid['pay_status'] : '';
+            }
             $info = array('money' => $record['money'], 'memo' => 'payhost ' . $event['type'],
                 'trade_no' => isset($event['trade_no']) ? (string)$event['trade_no'] : '');
             $applied = $oPay->setPayStatus($id, PAY_SUCCESS, $info) ? true : false;
             $record = $oPay->getById($id);
+            if ($applied && ($before === '1' || $before === '2')) {
+                $oSecond = $this->system->loadModel('trading/order');
+                if ($oSecond->load($orderOf)) {
+                    $oSecond->addLog('【注意】此订单此前已付款，又收到支付单 ' . $id . ' 的支付宝付款（￥'
+                        . $this->esc(pay_payhost_amount($record['money'])) . '）：请在 payhost 管理页面核对这笔支付并退款。',
+                        null, 'payhost', '付款');
+                }
+            }
         }
         if (!$record || $record['status'] !== 'succ') {
             $this->payhost_answer(503, 'not applied, retry');
