@@ -537,6 +537,25 @@ async fn the_refund_list_finds_every_refund_with_its_totals() {
     let (_, html) = page(base, "/admin/refunds?q=RL-1&status=PENDING", &op).await;
     let (_, none) = page(base, "/admin/refunds?q=RL-&to=2000-01-01", &op).await;
     assert!(none.contains("id=\"no-refunds\""), "{none}");
+    // By the day they ended: these wait for the seller, so none has ended.
+    let today = payhost::domain::clock::format_date(payhost::domain::clock::beijing_day(
+        payhost::domain::clock::now_unix(),
+    ));
+    let (_, ended) = page(
+        base,
+        &format!("/admin/refunds?q=RL-&completed_from={today}&completed_to={today}"),
+        &op,
+    )
+    .await;
+    assert!(ended.contains("id=\"no-refunds\""), "{ended}");
+    assert!(
+        ended.contains(&format!(
+            "id=\"f-completed-from\" name=\"completed_from\" type=\"date\" value=\"{today}\""
+        )),
+        "{ended}"
+    );
+    let (_, bad) = page(base, "/admin/refunds?completed_to=2026-02-30", &op).await;
+    assert!(bad.contains("没有 2026-02-30 这一天"), "{bad}");
     // The demo's merchant is the legacy API's: its refunds wait for the seller's password.
     assert_eq!(listed(&html), ["RL-1", "RL-1"], "{html}");
     assert!(

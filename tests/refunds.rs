@@ -351,6 +351,15 @@ async fn refund_list(host: &TestHost) {
         3
     );
     assert!(rows(&list("to=2000-01-01").await).is_empty());
+    // By the day it ended (the bill's day): the two that did, today; the pending one has not.
+    assert_eq!(
+        rows(&list(&format!("completed_from={today}&completed_to={today}")).await),
+        [
+            ("RF2".into(), "10.00".into(), "SUCCESS".into()),
+            ("RF1".into(), "3.00".into(), "SUCCESS".into()),
+        ]
+    );
+    assert!(rows(&list("completed_to=2000-01-01").await).is_empty());
     // Pages of one: every refund once, in the same order.
     let mut paged = Vec::new();
     let mut query = "limit=1".to_owned();
@@ -369,6 +378,11 @@ async fn refund_list(host: &TestHost) {
         ("cursor=42", "cursor"),
         ("limit=0", "limit"),
         ("min_amount=1", "min_amount"),
+        ("completed_from=yesterday", "completed_from"),
+        (
+            "completed_from=2026-12-05&completed_to=2026-12-01",
+            "completed_from",
+        ),
     ] {
         let r = get(&host.url(&format!("/v1/refunds?{q}")), Some(TOKEN)).await;
         assert_eq!(r.status, 400, "{q}: {}", r.text());

@@ -15,7 +15,8 @@ use crate::store::ledger::{Refund, RefundFilter};
 pub const STATUSES: [&str; 3] = [refunds::PENDING, refunds::SUCCESS, refunds::FAILED];
 
 /// The filter's parameters, named in the refusal of an unknown one.
-const PARAMETERS: &str = "merchant, status, from, to, q, limit, cursor";
+const PARAMETERS: &str =
+    "merchant, status, from, to, completed_from, completed_to, q, limit, cursor";
 
 /// The filters of `GET /v1/refunds` (and `/v1/refunds.csv`) from the query string. `own` is a
 /// merchant token's merchant: it sees only its own (another `merchant` is a 403).
@@ -39,6 +40,9 @@ pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<RefundFilt
             }
             "from" => f.from = Some(parse_time("from", &v, false)?),
             "to" => f.to = Some(parse_time("to", &v, true)?),
+            // When it ended, as Alipay's bill of a day counts a refund (a date is a Beijing day).
+            "completed_from" => f.completed_from = Some(parse_time("completed_from", &v, false)?),
+            "completed_to" => f.completed_to = Some(parse_time("completed_to", &v, true)?),
             "q" => f.q = Some(q_value(v)?),
             "limit" => f.limit = limit_value(&v)?,
             "cursor" => {
@@ -53,6 +57,11 @@ pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<RefundFilt
                     &format!("unknown filter of the refund list ({PARAMETERS})"),
                 ))
             }
+        }
+    }
+    if let (Some(a), Some(b)) = (&f.completed_from, &f.completed_to) {
+        if a >= b {
+            return Err(bad("completed_from", "must be before completed_to"));
         }
     }
     f.merchant = range_and_owner(&f.from, &f.to, f.merchant.take(), own)?;

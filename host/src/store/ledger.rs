@@ -96,6 +96,10 @@ pub struct RefundFilter {
     pub from: Option<String>,
     /// Started before (stored UTC form).
     pub to: Option<String>,
+    /// Completed (settled, either way) at or after (stored UTC form): the day a bill counts it on.
+    pub completed_from: Option<String>,
+    /// Completed before (stored UTC form).
+    pub completed_to: Option<String>,
     /// Part of the order number or of the refund's request number.
     pub q: Option<String>,
     /// Rows older than this refund (the cursor: a refund's id).

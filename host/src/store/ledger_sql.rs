@@ -191,6 +191,12 @@ impl ListQuery {
             from: &f.from,
             to: &f.to,
         });
+        if let Some(t) = &f.completed_from {
+            clauses.push(compare("completed_at", ">=", SqlValue::Text(t.clone())));
+        }
+        if let Some(t) = &f.completed_to {
+            clauses.push(compare("completed_at", "<", SqlValue::Text(t.clone())));
+        }
         if let Some(q) = &f.q {
             clauses.push(Clause::Like {
                 columns: REFUNDS_SEARCHED,
@@ -490,6 +496,8 @@ mod tests {
             status: Some("SUCCESS".into()),
             from: Some("2024-05-01T00:00:00Z".into()),
             to: Some("2024-06-01T00:00:00Z".into()),
+            completed_from: Some("2024-05-02T00:00:00Z".into()),
+            completed_to: Some("2024-06-02T00:00:00Z".into()),
             q: Some("R_1".into()),
             before_id: Some(42),
             limit: 51,
@@ -498,7 +506,8 @@ mod tests {
         assert_eq!(
             r.sql,
             " WHERE merchant_id IN ($1) AND status = $2 AND created_at >= $3 AND created_at < $4 \
-             AND (out_trade_no ILIKE $5 OR request_no ILIKE $5) AND id < $6 ORDER BY id DESC LIMIT $7"
+             AND completed_at >= $5 AND completed_at < $6 \
+             AND (out_trade_no ILIKE $7 OR request_no ILIKE $7) AND id < $8 ORDER BY id DESC LIMIT $9"
         );
         assert_eq!(
             r.values,
@@ -507,6 +516,8 @@ mod tests {
                 text("SUCCESS"),
                 text("2024-05-01T00:00:00Z"),
                 text("2024-06-01T00:00:00Z"),
+                text("2024-05-02T00:00:00Z"),
+                text("2024-06-02T00:00:00Z"),
                 text("%R\\_1%"),
                 SqlValue::Int(42),
                 SqlValue::Int(51),

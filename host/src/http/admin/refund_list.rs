@@ -13,7 +13,15 @@ use std::sync::Arc;
 /// Rows per page.
 const PAGE_ROWS: u32 = 50;
 
-const FILTER_FIELDS: [&str; 5] = ["q", "merchant", "status", "from", "to"];
+const FILTER_FIELDS: [&str; 7] = [
+    "q",
+    "merchant",
+    "status",
+    "from",
+    "to",
+    "completed_from",
+    "completed_to",
+];
 
 /// The page's filters, checked by the ledger's own rules (the same as `GET /v1/refunds`).
 fn filters(ctx: &Ctx) -> list::Filters<RefundFilter> {

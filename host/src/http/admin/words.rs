@@ -228,9 +228,11 @@ pub fn filter_error(lang: Lang, e: &ApiError, typed: &dyn Fn(&str) -> String) ->
                 format!("{label}：{}", amount_rule(lang, &value))
             }
         }
-        "from" | "to" => {
+        "from" | "to" | "completed_from" | "completed_to" => {
             // The ledger's one rule between the two (`ledger::parse_filter`).
-            if e.message.ends_with("must be before to") {
+            if e.message.ends_with("must be before to")
+                || e.message.ends_with("must be before completed_to")
+            {
                 "日期：开始日期不能晚于结束日期".to_owned()
             } else {
                 date_rule(&typed(field))
