@@ -138,13 +138,18 @@ pub fn parse(files: &[BillFile]) -> Result<Vec<BillEntry>, PluginError> {
                 (_, Some(rest)) => rest,
                 (_, None) => raw_amount,
             };
-            let amount = Amount::parse(unsigned)
-                .map_err(|e| bad(&format!("订单金额（元） {raw_amount:?} {e}")))?;
+            let amount = match (kind, Amount::parse(unsigned)) {
+                (_, Ok(a)) => a.to_string(),
+                // A line that is neither a payment nor a refund (a freeze, a fee, a transfer) is
+                // only counted: its amount (0.00, or empty, on some) never fails the day's bill.
+                (BillEntryKind::Other, Err(_)) => "0.00".to_owned(),
+                (_, Err(e)) => return Err(bad(&format!("订单金额（元） {raw_amount:?} {e}"))),
+            };
             entries.push(BillEntry {
                 kind,
                 out_trade_no: cell(c.out_trade_no)?.to_owned(),
                 trade_no: cell(c.trade_no)?.to_owned(),
-                amount: amount.to_string(),
+                amount,
                 request_no: match (kind, c.request_no) {
                     (BillEntryKind::Refund, Some(at)) => cell(at)?.to_owned(),
                     _ => String::new(),
@@ -228,6 +233,9 @@ mod tests {
             "2016052021001004000000000001\t,SHOP1\t,交易,\"商品,大号\",2016-05-20 10:00:00,2016-05-20 10:00:09,,,,,a***@b.cn,0.10,0.10,0.00,0.00,0.00,0.00,,0.00,0.00,,",
             "2016052021001004000000000001\t,SHOP1\t,退款,\"商品,大号\",2016-05-20 10:00:00,2016-05-21 11:00:00,,,,,a***@b.cn,-0.03,-0.03,0.00,0.00,0.00,0.00,2016052101001\t,0.00,0.00,,",
             "2016052021001004000000000002\t,SHOP2\t,冻结,x,2016-05-20 10:00:00,2016-05-20 12:00:00,,,,,a***@b.cn,1.00,1.00,0.00,0.00,0.00,0.00,,0.00,0.00,,",
+            // Lines only counted: an amount of 0.00, or none, never fails the day's bill.
+            "2016052021001004000000000003\t,\t,收费,x,2016-05-20 10:00:00,2016-05-20 12:00:00,,,,,a***@b.cn,0.00,0.00,0.00,0.00,0.00,0.00,,0.00,0.00,,",
+            "2016052021001004000000000004\t,\t,转账,x,2016-05-20 10:00:00,2016-05-20 12:00:00,,,,,a***@b.cn,,,,,,,,,,,",
         ]
         .join("\n");
         assert_eq!(text.lines().nth(1).unwrap().split(',').count(), 22);
@@ -236,7 +244,8 @@ mod tests {
             content: gbk(&text),
         }])
         .unwrap();
-        assert_eq!(e.len(), 3);
+        assert_eq!(e.len(), 5);
+        assert!(e[3..].iter().all(|x| x.kind == BillEntryKind::Other));
         assert_eq!(
             (e[0].kind, e[0].amount.as_str(), e[0].out_trade_no.as_str()),
             (BillEntryKind::Payment, "0.10", "SHOP1")
