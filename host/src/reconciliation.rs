@@ -70,10 +70,10 @@ pub fn unpack(body: &[u8]) -> Result<Vec<BillFile>, String> {
     Ok(files)
 }
 
-/// One side of a comparison row.
-/// How many of a day's bill payments payhost did not count are looked up among its orders.
+/// How many of a day's bill lines payhost did not count are looked up among its own.
 const KNOWN_ORDERS_LOOKED_UP: usize = 500;
 
+/// One side of a comparison row.
 #[derive(Debug, Clone)]
 struct Line {
     kind: &'static str,
@@ -356,7 +356,8 @@ impl App {
             }
         }
         let mut c = compare(ours, theirs, &issued);
-        self.known_orders(merchant_id, &mut c.only_gateway).await?;
+        self.known_orders(merchant_id, date, &mut c.only_gateway)
+            .await?;
         Ok(serde_json::json!({
             "date": date,
             "matched": c.matched,
@@ -378,12 +379,15 @@ impl App {
     async fn known_orders(
         &self,
         merchant_id: &str,
+        date: &str,
         only_gateway: &mut [serde_json::Value],
     ) -> Result<(), ApiError> {
+        // The day payhost counts a line on, when it counts it and not on this one.
         let day_of = |stored: &str| {
             clock::shown_utc(stored)
                 .and_then(|t| clock::parse_rfc3339(&t))
                 .map(|t| clock::format_date(clock::beijing_day(t)))
+                .filter(|day| day != date)
         };
         for r in only_gateway.iter_mut().take(KNOWN_ORDERS_LOOKED_UP) {
             let Some(no) = r["out_trade_no"].as_str().filter(|n| !n.is_empty()) else {
@@ -401,7 +405,12 @@ impl App {
                     if let Some(review) = p.review {
                         r["payhost_review"] = serde_json::json!(review);
                     }
-                    if let Some(day) = p.paid_at.as_deref().and_then(day_of) {
+                    if let Some(day) = p
+                        .paid_at
+                        .as_deref()
+                        .filter(|_| state::is_paid(&p.status))
+                        .and_then(day_of)
+                    {
                         r["payhost_day"] = serde_json::json!(day);
                     }
                 }
@@ -418,7 +427,12 @@ impl App {
                 .map_err(ApiError::internal)?;
             if let Some(refund) = refunds.iter().find(|x| x.request_no == request_no) {
                 r["payhost_status"] = serde_json::json!(refund.status);
-                if let Some(day) = refund.completed_at.as_deref().and_then(day_of) {
+                if let Some(day) = refund
+                    .completed_at
+                    .as_deref()
+                    .filter(|_| refund.status == crate::domain::refunds::SUCCESS)
+                    .and_then(day_of)
+                {
                     r["payhost_day"] = serde_json::json!(day);
                 }
             }

@@ -149,13 +149,23 @@ pub fn csv_row(out: &mut String, r: &Refund) {
         (yuan(r.amount_fen), false),
         (r.status.clone(), false),
         (r.reason.clone(), true),
-        (r.started_by.clone(), true),
+        // As the API shows them: no admin's login name (the admin's pages have it).
+        (
+            crate::domain::refunds::started_by_for_shops(&r.started_by).to_owned(),
+            true,
+        ),
         (beijing(Some(&r.created_at)), false),
         (r.created_at.clone(), false),
         (beijing(r.completed_at.as_deref()), false),
         (r.completed_at.clone().unwrap_or_default(), false),
         (r.id.to_string(), false),
-        (r.detail.clone().unwrap_or_default(), true),
+        (
+            r.detail
+                .as_deref()
+                .map(|d| crate::domain::refunds::detail_for_shops(d).into_owned())
+                .unwrap_or_default(),
+            true,
+        ),
     ];
     for (i, (v, text)) in cells.iter().enumerate() {
         if i > 0 {
@@ -271,7 +281,8 @@ mod tests {
         csv_row(&mut out, &r);
         assert_eq!(
             out,
-            "m1,\"A,1\",R1,10.05,SUCCESS,'=cmd(),admin:alice,2024-05-01 08:00:00,2024-05-01T00:00:00Z,\
+            // An admin's refund says `admin` (its login name stays in the admin's pages).
+            "m1,\"A,1\",R1,10.05,SUCCESS,'=cmd(),admin,2024-05-01 08:00:00,2024-05-01T00:00:00Z,\
              2024-05-01 08:01:00,2024-05-01T00:01:00Z,9,\r\n"
         );
         assert_eq!(

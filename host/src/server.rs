@@ -343,24 +343,28 @@ async fn name_plugins_of_older_rows(app: &App) -> Result<()> {
     };
     let mut unnamed = Vec::new();
     for id in app.store.merchant_ids().await? {
-        let Some(raw) = app.store.merchant_stored(&id).await? else {
-            continue;
-        };
-        let mut m = crate::store::parse_merchant(&raw)?;
-        if !m.plugin_id.is_empty() {
-            continue;
-        }
-        match legacy_owner {
-            Some(p) => {
-                m.plugin_id = p.info.id.clone();
-                // Saved meanwhile on another replica (which named it too, or the owner saved it):
-                // that save stands.
-                if !app.store.update_merchant(&id, &m, None, &raw).await? {
-                    continue;
-                }
-                tracing::info!(merchant = %id, plugin = %m.plugin_id, "merchant stored by an older payhost: its plugin is named");
+        // Read and named again when another replica saved the row meanwhile (it may have named
+        // it too; a save of an older replica leaves it unnamed).
+        for attempt in 1..=5 {
+            let Some(raw) = app.store.merchant_stored(&id).await? else {
+                break;
+            };
+            let mut m = crate::store::parse_merchant(&raw)?;
+            if !m.plugin_id.is_empty() {
+                break;
             }
-            None => unnamed.push(id),
+            let Some(p) = legacy_owner else {
+                unnamed.push(id.clone());
+                break;
+            };
+            m.plugin_id = p.info.id.clone();
+            if app.store.update_merchant(&id, &m, None, &raw).await? {
+                tracing::info!(merchant = %id, plugin = %m.plugin_id, "merchant stored by an older payhost: its plugin is named");
+                break;
+            }
+            if attempt == 5 {
+                bail!("merchant {id}: saved on another replica five times while its plugin was being named; start again");
+            }
         }
     }
     if !unnamed.is_empty() {

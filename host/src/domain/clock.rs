@@ -146,7 +146,7 @@ pub fn shown_utc_or_as_is(text: &str) -> String {
 pub fn beijing_text_to_utc(text: &str) -> Option<String> {
     let t = text.trim();
     // Bytes are sliced below: ASCII only (a provider's or a component's text may be anything).
-    if t.len() != 19 || !t.is_ascii() {
+    if t.len() != 19 || !t.is_ascii() || t.as_bytes()[10] != b' ' {
         return None;
     }
     let iso = format!("{}T{}+08:00", &t[..10], &t[11..]);

@@ -16,8 +16,9 @@ pub const STARTED_BY_GATEWAY: &str = "gateway";
 /// How the detail of a refund given up here (FAILED without the provider saying so) begins.
 pub const GIVEN_UP: &str = "given up by ";
 
-/// `started_by` as shops see it (the API, webhooks): an admin's refund says only `admin`. The
-/// admin's login name is half of a credential, and a shop's token is not the admin's business.
+/// `started_by` as shops see it (the API, its CSV, webhooks): an admin's refund says only
+/// `admin`. The admin's login name is half of a credential, and not the shop's business; the
+/// admin's pages and audit log keep it.
 pub fn started_by_for_shops(started_by: &str) -> &str {
     if started_by.starts_with("admin:") {
         "admin"
@@ -26,17 +27,27 @@ pub fn started_by_for_shops(started_by: &str) -> &str {
     }
 }
 
-/// A refund's detail as shops see it: "given up by admin:<name>: why" says `admin` alone (as
-/// [`started_by_for_shops`]).
+/// Stored words as shops see them: every `admin:<name>` (a refund given up, a review cleared:
+/// "given up by admin:alice: …") says `admin` alone, as [`started_by_for_shops`].
 pub fn detail_for_shops(detail: &str) -> std::borrow::Cow<'_, str> {
-    match detail
-        .strip_prefix(GIVEN_UP)
-        .and_then(|rest| rest.strip_prefix("admin:"))
-        .and_then(|rest| rest.split_once(": "))
-    {
-        Some((_, why)) => format!("{GIVEN_UP}admin: {why}").into(),
-        None => detail.into(),
+    const ADMIN: &str = "admin:";
+    if !detail.contains(ADMIN) {
+        return detail.into();
     }
+    let mut out = String::with_capacity(detail.len());
+    let mut rest = detail;
+    while let Some(at) = rest.find(ADMIN) {
+        out.push_str(&rest[..at]);
+        out.push_str("admin");
+        let after = &rest[at + ADMIN.len()..];
+        // The name runs to the next ':' or white space (names have neither).
+        let end = after
+            .find(|c: char| c == ':' || c.is_whitespace())
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out.into()
 }
 
 /// How the request number begins of a refund recorded from a report that named none (a trade's
@@ -463,6 +474,11 @@ mod tests {
             "given up by admin: the seller never confirmed it"
         );
         assert_eq!(detail_for_shops("refused: ACQ.X"), "refused: ACQ.X");
+        assert_eq!(
+            detail_for_shops("cleared by admin:ops.alice: checked with the buyer"),
+            "cleared by admin: checked with the buyer"
+        );
+        assert_eq!(detail_for_shops("admin:bob"), "admin");
     }
 
     fn line(id: i64, no: &str, amount: u64, status: &str) -> RefundLine {

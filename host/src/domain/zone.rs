@@ -209,6 +209,8 @@ mod tests {
         let utc = Zone::parse("UTC").unwrap();
         assert_eq!(utc.show("2026-12-06 08:26:24"), "2026-12-06 00:26:24");
         assert_eq!(utc.show("2026-12-06T00:26:24Z"), "2026-12-06 00:26:24");
+        // A time of no zone in another shape is not taken for Beijing's.
+        assert_eq!(utc.show("2026-12-06T08:26:24"), "2026-12-06T08:26:24");
     }
 
     #[test]

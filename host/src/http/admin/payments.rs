@@ -692,7 +692,8 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
             .to_owned();
         // 全额退款 pressed with an amount typed: the amount is not what is asked about.
         let typed = words::half_width_amount(field(form, "amount"));
-        if full && !typed.is_empty() && typed != parsed.to_string() {
+        let typed_fen = crate::domain::amount::Amount::parse(&typed).map(|a| a.minor());
+        if full && !typed.is_empty() && typed_fen != Ok(parsed.minor()) {
             said.push_str(&match ctx.lang {
                 super::Lang::Zh => format!("（你填写的 {typed} 没有使用：全额退款是全部可退金额）"),
                 super::Lang::En => format!(

@@ -99,7 +99,7 @@ pub(super) async fn get_payment(
         if let Some(by) = item["started_by"].as_str() {
             item["started_by"] = crate::domain::refunds::started_by_for_shops(by).into();
         }
-        if let Some(d) = item["detail"].as_str().filter(|_| item["kind"] == "refund") {
+        if let Some(d) = item["detail"].as_str() {
             item["detail"] = crate::domain::refunds::detail_for_shops(d).into();
         }
     }

@@ -846,11 +846,9 @@ class payhost_alipay
         }
         $before = $GLOBALS['db']->getOne($read);
         $noted = true;
+        // false (no order row: deleted by the owner; or the database could not tell): paid as
+        // before this check existed, never held as busy for ever.
         $order = ($before === '0' || $before === 0) ? $this->order_of_log($log_id) : null;
-        if ($order === false) {
-            $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
-            return 'busy';
-        }
         if (is_array($order) && $order['pay_status'] == PS_PAYED) {
             // The owner marked the order paid in the admin (admin/order.php operation 'pay' sets
             // pay_status and money_paid, and leaves the pay_log row unpaid): this payment is a

@@ -694,26 +694,24 @@ class pay_payhost extends paymentPlugin
         $applied = true;
         if ($record['status'] !== 'succ') {
             // The order paid already by another payment (a second cashier the buyer kept open):
-            // mdl_order::payed() takes this one too without a word; the log says so, once (only
-            // on this payment's own change to paid).
-            $before = '';
+            // mdl_order::payed() takes this one too without a word, so the order's log says so.
+            // The order's status is read first, then the payment again: paid by now, it was this
+            // payment (the buyer's return, at the same moment) that paid the order, not another.
             $orderOf = isset($record['order_id']) ? (string)$record['order_id'] : '';
+            $second = false;
             if ($orderOf !== '' && pay_payhost_is_id($orderOf)
                 && !(isset($record['pay_type']) && $record['pay_type'] === 'recharge')) {
                 $paid = $this->system->loadModel('trading/order')->getFieldById($orderOf, array('pay_status'));
                 $before = (is_array($paid) && isset($paid['pay_status'])) ? (string)$paid['pay_status'] : '';
+                $again = $oPay->getById($id);
+                $second = ($before === '1' || $before === '2') && $again && $again['status'] !== 'succ';
             }
             $info = array('money' => $record['money'], 'memo' => 'payhost ' . $event['type'],
                 'trade_no' => isset($event['trade_no']) ? (string)$event['trade_no'] : '');
             $applied = $oPay->setPayStatus($id, PAY_SUCCESS, $info) ? true : false;
             $record = $oPay->getById($id);
-            if ($applied && ($before === '1' || $before === '2')) {
-                $oSecond = $this->system->loadModel('trading/order');
-                if ($oSecond->load($orderOf)) {
-                    $oSecond->addLog('【注意】此订单此前已付款，又收到支付单 ' . $id . ' 的支付宝付款（￥'
-                        . $this->esc(pay_payhost_amount($record['money'])) . '）：请在 payhost 管理页面核对这笔支付并退款。',
-                        null, 'payhost', '付款');
-                }
+            if ($applied && $second) {
+                $this->payhost_second_payment($orderOf, $id, $record);
             }
         }
         if (!$record || $record['status'] !== 'succ') {
@@ -808,6 +806,42 @@ class pay_payhost extends paymentPlugin
             $db->selectrow("SELECT RELEASE_LOCK('" . $lock . "') AS released");
         }
         $this->payhost_answer($answer[0], $answer[1]);
+    }
+
+    /**
+     * The order's log line for a second payment of a paid order (pay_payhost_callback()), once
+     * per payment: two deliveries of one event at once find each other's line under a MySQL named
+     * lock per payment (as payhost_refund()).
+     */
+    function payhost_second_payment($orderId, $id, $record)
+    {
+        $oOrder = $this->system->loadModel('trading/order');
+        if (!$oOrder->load($orderId)) {
+            return;
+        }
+        $db = method_exists($this->system, 'database') ? $this->system->database() : null;
+        $lock = 'payhost_second_' . md5($id);
+        if (is_object($db)) {
+            $got = $db->selectrow("SELECT GET_LOCK('" . $lock . "', 10) AS got");
+            if (!is_array($got) || !isset($got['got']) || $got['got'] != 1) {
+                return;
+            }
+        }
+        $marker = '[payhost second ' . $id . ']';
+        $seen = false;
+        foreach ((array)$oOrder->getLogs($orderId) as $log) {
+            if (isset($log['log_text']) && strpos((string)$log['log_text'], $marker) !== false) {
+                $seen = true;
+            }
+        }
+        if (!$seen) {
+            $oOrder->addLog('【注意】此订单此前已付款，又收到支付单 ' . $id . ' 的支付宝付款（￥'
+                . $this->esc(pay_payhost_amount($record['money'])) . '）：请在 payhost 管理页面核对这笔支付并退款。 ' . $marker,
+                null, 'payhost', '付款');
+        }
+        if (is_object($db)) {
+            $db->selectrow("SELECT RELEASE_LOCK('" . $lock . "') AS released");
+        }
     }
 
     /** The webhook's answer: the shop's earlier output dropped, the status, the text; the end. */
