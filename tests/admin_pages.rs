@@ -2070,6 +2070,35 @@ async fn an_unknown_refund_outcome_is_never_called_not_started() {
     }
 }
 
+/// Plants rows in the sandbox's bill of `day` for `app_id` (each a form of `/openapi/bill-extra`).
+async fn plant_bill_rows(base: &str, app_id: &str, day: &str, rows: &[String]) {
+    for row in rows {
+        let planted = conformance::host::post_form(
+            &format!("{base}/sandbox/openapi/bill-extra"),
+            &format!("app_id={app_id}&bill_date={day}&{row}"),
+        )
+        .await;
+        assert_eq!(planted.status, 200, "{}", planted.text());
+    }
+}
+
+/// The admin's reconciliation of `day` for the open-platform merchant: the page, and its list of
+/// lines only in the bill.
+async fn reconciled(base: &str, cookie: &str, day: &str) -> (String, String) {
+    let (_, html) = page(
+        base,
+        &format!("/admin/reconcile?merchant=open-shop&date={day}"),
+        cookie,
+    )
+    .await;
+    let only = html
+        .split("id=\"only-alipay\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no only-in-the-bill list: {html}"))
+        .to_owned();
+    (html, only)
+}
+
 /// 对账 on the admin page: the shop owner reconciles a day without curl. The open-platform
 /// merchant's bill (the sandbox's, with a row planted that payhost never had) is compared line by
 /// line; a legacy merchant is told in Chinese why it has no bill.
@@ -2082,26 +2111,18 @@ async fn a_day_is_reconciled_on_the_admin_page() {
     let today = payhost::domain::clock::format_date(payhost::domain::clock::beijing_day(
         payhost::domain::clock::now_unix(),
     ));
-    let planted = conformance::host::post_form(
-        &format!("{base}/sandbox/openapi/bill-extra"),
-        &format!("app_id={app_id}&bill_date={today}&trade_no=2026000000000000000000000777&out_trade_no=GHOST-1&amount=9.99"),
+    plant_bill_rows(
+        base,
+        &app_id,
+        &today,
+        &["trade_no=2026000000000000000000000777&out_trade_no=GHOST-1&amount=9.99".to_owned()],
     )
     .await;
-    assert_eq!(planted.status, 200, "{}", planted.text());
     let (op, csrf) = admin_login(base, ADMIN_PASSWORD).await;
     let (status, html) = page(base, "/admin/reconcile", &op).await;
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("id=\"reconcile-form\""), "{html}");
-    let (_, html) = page(
-        base,
-        &format!("/admin/reconcile?merchant=open-shop&date={today}"),
-        &op,
-    )
-    .await;
-    let only = html
-        .split("id=\"only-alipay\"")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no only-in-the-bill list: {html}"));
+    let (html, only) = reconciled(base, &op, &today).await;
     assert!(only.contains("GHOST-1") && only.contains("9.99"), "{html}");
     assert!(html.contains("id=\"gateway-paid\">¥9.99"), "{html}");
     assert!(
@@ -2120,25 +2141,18 @@ async fn a_day_is_reconciled_on_the_admin_page() {
     )
     .await;
     assert_eq!(created.status, 201, "{}", created.text());
-    for extra in [
-        "trade_no=2026000000000000000000000778&out_trade_no=REC-KNOWN-1&amount=4.56".to_owned(),
-        "kind=冻结&trade_no=2026000000000000000000000779&out_trade_no=FREEZE-1&amount=1.00"
-            .to_owned(),
-    ] {
-        let planted = conformance::host::post_form(
-            &format!("{base}/sandbox/openapi/bill-extra"),
-            &format!("app_id={app_id}&bill_date={today}&{extra}"),
-        )
-        .await;
-        assert_eq!(planted.status, 200, "{}", planted.text());
-    }
-    let (_, html) = page(
+    plant_bill_rows(
         base,
-        &format!("/admin/reconcile?merchant=open-shop&date={today}"),
-        &op,
+        &app_id,
+        &today,
+        &[
+            "trade_no=2026000000000000000000000778&out_trade_no=REC-KNOWN-1&amount=4.56".to_owned(),
+            "kind=冻结&trade_no=2026000000000000000000000779&out_trade_no=FREEZE-1&amount=1.00"
+                .to_owned(),
+        ],
     )
     .await;
-    let only = html.split("id=\"only-alipay\"").nth(1).unwrap();
+    let (html, only) = reconciled(base, &op, &today).await;
     let known = only
         .split("REC-KNOWN-1")
         .nth(2)
@@ -2186,27 +2200,17 @@ async fn a_day_is_reconciled_on_the_admin_page() {
     let yesterday = payhost::domain::clock::format_date(
         payhost::domain::clock::beijing_day(payhost::domain::clock::now_unix()) - 1,
     );
-    for extra in [
-        "trade_no=2026000000000000000000000780&out_trade_no=REC-DAY-1&amount=6.00".to_owned(),
-        format!("kind=退款&trade_no=2026000000000000000000000780&out_trade_no=REC-DAY-1&amount=1.00&request_no={request_no}"),
-    ] {
-        let planted = conformance::host::post_form(
-            &format!("{base}/sandbox/openapi/bill-extra"),
-            &format!("app_id={app_id}&bill_date={yesterday}&{extra}"),
-        )
-        .await;
-        assert_eq!(planted.status, 200, "{}", planted.text());
-    }
-    let (_, html) = page(
+    plant_bill_rows(
         base,
-        &format!("/admin/reconcile?merchant=open-shop&date={yesterday}"),
-        &op,
+        &app_id,
+        &yesterday,
+        &[
+            "trade_no=2026000000000000000000000780&out_trade_no=REC-DAY-1&amount=6.00".to_owned(),
+            format!("kind=退款&trade_no=2026000000000000000000000780&out_trade_no=REC-DAY-1&amount=1.00&request_no={request_no}"),
+        ],
     )
     .await;
-    let only = html
-        .split("id=\"only-alipay\"")
-        .nth(1)
-        .unwrap_or_else(|| panic!("{html}"));
+    let (_, only) = reconciled(base, &op, &yesterday).await;
     assert!(
         only.contains(&format!("payhost 有此订单：部分退款，记在 {today}")),
         "{only}"
