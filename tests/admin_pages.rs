@@ -65,7 +65,14 @@ fn form(pairs: &[(&str, &str)]) -> String {
         .finish()
 }
 
-async fn create_payment(base: &str, merchant: &str, no: &str, fee: &str, seller: Option<&str>) {
+/// A payment made through the API (subject 测试); its JSON (the `pay_url` to pay it).
+async fn create_payment(
+    base: &str,
+    merchant: &str,
+    no: &str,
+    fee: &str,
+    seller: Option<&str>,
+) -> serde_json::Value {
     let mut order = json!({"out_trade_no": no, "subject": "测试", "total_fee": fee, "return_url": format!("{base}/shop/return")});
     if let Some(s) = seller {
         order["seller_email"] = json!(s);
@@ -78,6 +85,7 @@ async fn create_payment(base: &str, merchant: &str, no: &str, fee: &str, seller:
     )
     .await;
     assert!(r.status == 200 || r.status == 201, "{}", r.text());
+    r.json()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1969,20 +1977,8 @@ async fn an_unknown_refund_outcome_is_never_called_not_started() {
     let (op, csrf) = admin_login(base, ADMIN_PASSWORD).await;
     let mut paths = Vec::new();
     for no in ["OPEN-LOST-1", "OPEN-FULL-1"] {
-        let created = send_json(
-            "POST",
-            &format!("{base}/v1/merchants/open-shop/payments"),
-            Some(TOKEN),
-            &json!({"out_trade_no": no, "subject": "测试", "total_fee": "2.00",
-                "return_url": format!("{base}/shop/return"), "merchant_url": format!("{base}/shop")}),
-        )
-        .await;
-        assert!(
-            created.status == 200 || created.status == 201,
-            "{}",
-            created.text()
-        );
-        let pay_url = created.json()["pay_url"].as_str().unwrap().to_owned();
+        let created = create_payment(base, "open-shop", no, "2.00", None).await;
+        let pay_url = created["pay_url"].as_str().unwrap().to_owned();
         let token = conformance::alipay::cashier_token(&get(&pay_url, None).await.text());
         conformance::host::post_form(
             &format!("{base}/sandbox/openapi/cashier/pay"),
@@ -2132,15 +2128,7 @@ async fn a_day_is_reconciled_on_the_admin_page() {
     assert!(!html.contains("id=\"other-lines\""), "{html}");
     // A bill payment of an order payhost has but did not count (here never paid at payhost) is
     // linked and says so; a line that is neither a payment nor a refund is counted aloud.
-    let created = send_json(
-        "POST",
-        &format!("{base}/v1/merchants/open-shop/payments"),
-        Some(TOKEN),
-        &json!({"out_trade_no": "REC-KNOWN-1", "subject": "测试", "total_fee": "4.56",
-                "return_url": format!("{base}/shop/return")}),
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.text());
+    create_payment(base, "open-shop", "REC-KNOWN-1", "4.56", None).await;
     plant_bill_rows(
         base,
         &app_id,
@@ -2166,16 +2154,8 @@ async fn a_day_is_reconciled_on_the_admin_page() {
     assert!(html.contains("id=\"other-lines\">账单另有 1 行"), "{html}");
     // A payment and a refund payhost counts today, on yesterday's bill (a refund whose answer
     // came after midnight): each says so, and the day payhost counts it on.
-    let created = send_json(
-        "POST",
-        &format!("{base}/v1/merchants/open-shop/payments"),
-        Some(TOKEN),
-        &json!({"out_trade_no": "REC-DAY-1", "subject": "测试", "total_fee": "6.00",
-                "return_url": format!("{base}/shop/return")}),
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.text());
-    let pay_url = created.json()["pay_url"].as_str().unwrap().to_owned();
+    let created = create_payment(base, "open-shop", "REC-DAY-1", "6.00", None).await;
+    let pay_url = created["pay_url"].as_str().unwrap().to_owned();
     let token = conformance::alipay::cashier_token(&get(&pay_url, None).await.text());
     conformance::host::post_form(
         &format!("{base}/sandbox/openapi/cashier/pay"),
@@ -2221,16 +2201,8 @@ async fn a_day_is_reconciled_on_the_admin_page() {
     );
     // A legacy merchant has no bill to download: the page says so and shows payhost's own day
     // (a payment paid today), to compare by hand with the bill from Alipay's back office.
-    let created = send_json(
-        "POST",
-        &format!("{base}/v1/merchants/demo/payments"),
-        Some(TOKEN),
-        &json!({"out_trade_no": "REC-LEGACY-1", "subject": "测试", "total_fee": "3.21",
-                "return_url": format!("{base}/shop/return")}),
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.text());
-    let pay_url = created.json()["pay_url"].as_str().unwrap().to_owned();
+    let created = create_payment(base, "demo", "REC-LEGACY-1", "3.21", None).await;
+    let pay_url = created["pay_url"].as_str().unwrap().to_owned();
     conformance::orders::pay_all(
         base.trim_end_matches('/'),
         &[pay_url],
