@@ -151,7 +151,7 @@ pub fn csv_row(out: &mut String, r: &Refund) {
         (r.reason.clone(), true),
         // As the API shows them: no admin's login name (the admin's pages have it).
         (
-            crate::domain::refunds::started_by_for_shops(&r.started_by).to_owned(),
+            crate::domain::refunds::without_admin_names(&r.started_by).into_owned(),
             true,
         ),
         (beijing(Some(&r.created_at)), false),
@@ -162,7 +162,7 @@ pub fn csv_row(out: &mut String, r: &Refund) {
         (
             r.detail
                 .as_deref()
-                .map(|d| crate::domain::refunds::detail_for_shops(d).into_owned())
+                .map(|d| crate::domain::refunds::without_admin_names(d).into_owned())
                 .unwrap_or_default(),
             true,
         ),

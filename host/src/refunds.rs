@@ -35,7 +35,7 @@ pub fn refund_json(r: &Refund) -> serde_json::Value {
         "amount": r.amount(),
         "reason": r.reason,
         "status": r.status,
-        "started_by": crate::domain::refunds::started_by_for_shops(&r.started_by),
+        "started_by": crate::domain::refunds::without_admin_names(&r.started_by),
         "created_at": r.created_at,
         "completed_at": r.completed_at,
         "request_no": r.request_no,
@@ -44,7 +44,7 @@ pub fn refund_json(r: &Refund) -> serde_json::Value {
         v["confirm_url"] = serde_json::json!(u);
     }
     if let Some(d) = r.detail.as_deref().filter(|d| !d.is_empty()) {
-        v["detail"] = serde_json::json!(crate::domain::refunds::detail_for_shops(d));
+        v["detail"] = serde_json::json!(crate::domain::refunds::without_admin_names(d));
     }
     v
 }

@@ -16,20 +16,11 @@ pub const STARTED_BY_GATEWAY: &str = "gateway";
 /// How the detail of a refund given up here (FAILED without the provider saying so) begins.
 pub const GIVEN_UP: &str = "given up by ";
 
-/// `started_by` as shops see it (the API, its CSV, webhooks): an admin's refund says only
-/// `admin`. The admin's login name is half of a credential, and not the shop's business; the
+/// Stored words as shops see them (the API, its CSV, webhooks): every `admin:<name>` (a refund's
+/// `started_by`, a refund given up, a review cleared: "given up by admin:alice: …") says `admin`
+/// alone. The admin's login name is half of a credential, and not the shop's business; the
 /// admin's pages and audit log keep it.
-pub fn started_by_for_shops(started_by: &str) -> &str {
-    if started_by.starts_with("admin:") {
-        "admin"
-    } else {
-        started_by
-    }
-}
-
-/// Stored words as shops see them: every `admin:<name>` (a refund given up, a review cleared:
-/// "given up by admin:alice: …") says `admin` alone, as [`started_by_for_shops`].
-pub fn detail_for_shops(detail: &str) -> std::borrow::Cow<'_, str> {
+pub fn without_admin_names(detail: &str) -> std::borrow::Cow<'_, str> {
     const ADMIN: &str = "admin:";
     if !detail.contains(ADMIN) {
         return detail.into();
@@ -467,18 +458,18 @@ mod tests {
 
     #[test]
     fn shops_never_see_an_admins_name() {
-        assert_eq!(started_by_for_shops("admin:ops.alice"), "admin");
-        assert_eq!(started_by_for_shops("api:operator"), "api:operator");
+        assert_eq!(without_admin_names("admin:ops.alice"), "admin");
+        assert_eq!(without_admin_names("api:operator"), "api:operator");
         assert_eq!(
-            detail_for_shops("given up by admin:ops.alice: the seller never confirmed it"),
+            without_admin_names("given up by admin:ops.alice: the seller never confirmed it"),
             "given up by admin: the seller never confirmed it"
         );
-        assert_eq!(detail_for_shops("refused: ACQ.X"), "refused: ACQ.X");
+        assert_eq!(without_admin_names("refused: ACQ.X"), "refused: ACQ.X");
         assert_eq!(
-            detail_for_shops("cleared by admin:ops.alice: checked with the buyer"),
+            without_admin_names("cleared by admin:ops.alice: checked with the buyer"),
             "cleared by admin: checked with the buyer"
         );
-        assert_eq!(detail_for_shops("admin:bob"), "admin");
+        assert_eq!(without_admin_names("admin:bob"), "admin");
     }
 
     fn line(id: i64, no: &str, amount: u64, status: &str) -> RefundLine {

@@ -522,7 +522,7 @@ pub fn refund_webhook(
             "id": refund.id,
             "amount": refund.amount(),
             "request_no": refund.request_no,
-            "started_by": refunds::started_by_for_shops(&refund.started_by),
+            "started_by": refunds::without_admin_names(&refund.started_by),
             "status": refund.status,
         },
         "seller_email": payment.seller,

@@ -614,6 +614,17 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
         }
         PostResult::Done(Posted::to(to_form.clone(), f))
     };
+    // The confirmation page's fields: what is asked about, and when it was asked (a
+    // confirmation within CONFIRM_PAUSE_MS of it is a double tap's second tap).
+    let ask_to_confirm = |mut f: Flash, amount: &str| {
+        f.typed.insert("amount".into(), amount.to_owned());
+        f.typed.insert("reason".into(), reason.clone());
+        f.typed.insert("refund_key".into(), refund_key.clone());
+        f.typed.insert("confirm".into(), "1".into());
+        f.typed
+            .insert("asked_at".into(), crate::store::now_ms().to_string());
+        f
+    };
     let now = words::PaymentNow {
         status: &status,
         refundable_fen,
@@ -701,13 +712,7 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
                 ),
             });
         }
-        let mut f = Flash::ok(said);
-        f.typed.insert("amount".into(), parsed.to_string());
-        f.typed.insert("reason".into(), reason.clone());
-        f.typed.insert("refund_key".into(), refund_key.clone());
-        f.typed.insert("confirm".into(), "1".into());
-        f.typed
-            .insert("asked_at".into(), crate::store::now_ms().to_string());
+        let mut f = ask_to_confirm(Flash::ok(said), &parsed.to_string());
         if full {
             f.typed.insert("full".into(), "1".into());
         }
@@ -718,19 +723,13 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
     // again, so that nothing is refunded that the owner did not see.
     let asked_at = field(form, "asked_at").parse::<i64>().ok();
     if asked_at.is_some_and(|at| (0..CONFIRM_PAUSE_MS).contains(&(crate::store::now_ms() - at))) {
-        let mut f = Flash::err(ctx.t(
-            "还没有退款：确认来得太快（可能是连点了两下），请核对下面的金额和订单后再点“确认退款”",
-            "Nothing is refunded yet: the confirmation came too quickly (a double tap?); check the amount and the order below, then press “Confirm the refund”",
-        ));
-        f.typed.insert("amount".into(), amount.clone());
-        f.typed.insert("reason".into(), reason.clone());
-        f.typed.insert("refund_key".into(), refund_key.clone());
-        f.typed.insert("confirm".into(), "1".into());
-        f.typed
-            .insert("asked_at".into(), crate::store::now_ms().to_string());
-        if full {
-            f.typed.insert("full".into(), "1".into());
-        }
+        let f = ask_to_confirm(
+            Flash::err(ctx.t(
+                "还没有退款：确认来得太快（可能是连点了两下），请核对下面的金额和订单后再点“确认退款”",
+                "Nothing is refunded yet: the confirmation came too quickly (a double tap?); check the amount and the order below, then press “Confirm the refund”",
+            )),
+            &amount,
+        );
         return PostResult::Done(Posted::to(to_confirm, f));
     }
     let cmd = crate::refunds::RefundCommand {

@@ -97,10 +97,10 @@ pub(super) async fn get_payment(
     // The admin's login names stay in the admin (its timeline is this one, unredacted).
     for item in &mut timeline {
         if let Some(by) = item["started_by"].as_str() {
-            item["started_by"] = crate::domain::refunds::started_by_for_shops(by).into();
+            item["started_by"] = crate::domain::refunds::without_admin_names(by).into();
         }
         if let Some(d) = item["detail"].as_str() {
-            item["detail"] = crate::domain::refunds::detail_for_shops(d).into();
+            item["detail"] = crate::domain::refunds::without_admin_names(d).into();
         }
     }
     Ok(json(
