@@ -140,6 +140,21 @@ fn testpay_passes_the_contract_with_and_without_its_manifest() {
             assert!(passed_case(&lines, id), "{id}:\n{}", lines.join("\n"));
         }
         assert!(passed_case(&lines, "hostile.notify.no_settings") || passed > 10);
+        // Its payment flow, driven by the kit: a redirect at once (TestPay asks for no request,
+        // so there is nothing to fail), bad amounts and made-up continuations refused.
+        for id in [
+            "start.example_order",
+            "start.bad_amounts_refused",
+            "start.foreign_continuation_refused",
+        ] {
+            assert!(passed_case(&lines, id), "{id}:\n{}", lines.join("\n"));
+        }
+        assert!(
+            lines.iter().any(|l| l
+                == "skip start.request_failures: the example order asks for no request: there is nothing to fail"),
+            "{}",
+            lines.join("\n")
+        );
         // No sandbox for this provider: the flow cases are skipped, said so, never "passed".
         assert!(
             lines

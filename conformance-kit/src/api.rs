@@ -42,6 +42,112 @@ pub trait ComponentUnderTest: Send + Sync {
     /// The wall-clock limit of one call (the manifest's `limits.call_timeout_ms`, or the host's
     /// tighter one): no call may take longer.
     fn call_limit(&self) -> Duration;
+
+    /// The origins the component's manifest lets it call (`outbound.allowed_hosts`), besides the
+    /// URLs its settings name. A request to any other origin would be refused by a host.
+    fn allowed_hosts(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// `start-payment` with this order: one call, nothing sent. `None`: this implementation
+    /// cannot drive flows step by step (the `start.*` cases are skipped).
+    fn start_payment<'a>(
+        &'a self,
+        _settings: &'a Pairs,
+        _order: &'a KitOrder,
+    ) -> BoxFuture<'a, Option<FlowStep>> {
+        Box::pin(async { None })
+    }
+
+    /// `resume-payment` with a continuation [`FlowStep::Send`] returned and the kit's answer.
+    fn resume_payment<'a>(
+        &'a self,
+        _settings: &'a Pairs,
+        _continuation: &'a str,
+        _answer: &'a KitAnswer,
+    ) -> BoxFuture<'a, Option<FlowStep>> {
+        Box::pin(async { None })
+    }
+
+    /// The first step of `verify-notification`, with the continuation when it asks to send
+    /// (the cases that answer the provider's confirmation themselves). `None`: not supported.
+    fn notification_step<'a>(
+        &'a self,
+        _settings: &'a Pairs,
+        _form: &'a Pairs,
+    ) -> BoxFuture<'a, Option<FlowStep>> {
+        Box::pin(async { None })
+    }
+
+    /// `resume-notification` with a continuation and the kit's answer.
+    fn resume_notification<'a>(
+        &'a self,
+        _settings: &'a Pairs,
+        _continuation: &'a str,
+        _answer: &'a KitAnswer,
+    ) -> BoxFuture<'a, Option<FlowStep>> {
+        Box::pin(async { None })
+    }
+}
+
+/// An order for `start-payment`, in the kit's terms (the contract's `payment-request`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KitOrder {
+    /// `wap`, `pc` or `app`.
+    pub product: String,
+    pub out_trade_no: String,
+    pub subject: String,
+    /// Decimal text, as a shop sends it (the cases also send bad ones).
+    pub total_fee: String,
+    pub seller: Option<String>,
+    pub return_url: String,
+    pub notify_url: String,
+    /// At most 32 characters of `[0-9a-z]`.
+    pub request_id: String,
+}
+
+/// A request a flow asks the host to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AskedRequest {
+    /// `GET` or `POST`.
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// What the kit gives a flow's `resume-*` call in place of a sent request's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KitAnswer {
+    Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// `send-failure.timeout`.
+    Timeout(String),
+    /// `send-failure.refused`: the host's outbound policy refused the destination.
+    Refused(String),
+    /// `send-failure.failed`: connection, TLS or protocol failure.
+    Failed(String),
+}
+
+/// One step of a flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowStep {
+    /// The component asks for `request`, then `resume-*` with `continuation` (opaque, passed
+    /// back unchanged).
+    Send {
+        request: AskedRequest,
+        continuation: String,
+    },
+    /// The flow finished: for a payment where the buyer goes (the redirect's URL, or its form's
+    /// action; the order string for `app`), for a notification its trade status.
+    Done(String),
+    /// A plugin error, with its reason.
+    Refused(String),
+    /// The call trapped, ran out of fuel or time.
+    Trapped(String),
 }
 
 /// What one call into the component concluded.

@@ -320,6 +320,27 @@ pub fn origin(url: &str, what: &str) -> Result<String, String> {
     Ok(bare)
 }
 
+/// The origin a request to `url` goes to, `scheme://host[:port]` in lower case (a default port
+/// left out, user info dropped); `None` when `url` is not an absolute http(s) URL with a host.
+pub fn origin_of(url: &str) -> Option<String> {
+    let uri: http::Uri = url.trim().parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let authority = uri.authority()?;
+    let host = authority.host().to_ascii_lowercase();
+    if host.is_empty() {
+        return None;
+    }
+    Some(match authority.port_u16() {
+        Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    })
+}
+
 /// The shop API of one host, as the operator (or a shop) calls it.
 #[derive(Clone)]
 pub struct HostApi {

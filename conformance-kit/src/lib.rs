@@ -2,7 +2,8 @@
 //!
 //! * [`run_component`]: the contract suite on a component, called directly through
 //!   [`ComponentUnderTest`] (any provider): `describe`, `validate-settings`, hostile
-//!   notifications and returns, the call limit. For an Alipay component, its signature rules with
+//!   notifications and returns, the call limit, the payment flow driven step by step (the kit
+//!   answers its requests). For an Alipay component, its signature rules with
 //!   messages the kit signs itself, then the flow suite against a host the [`HostLauncher`]
 //!   starts around it (allowing the kit's origin). For other providers the Alipay and flow cases
 //!   are reported as skipped.
@@ -53,8 +54,9 @@ mod runner;
 mod sandbox_setup;
 
 pub use api::{
-    BoxFuture, CallOutcome, ComponentUnderTest, FieldError, HostLauncher, OnCase, OnSandboxReady,
-    Options, Pairs, PluginInfo, RunningHost, SettingField, Validated,
+    AskedRequest, BoxFuture, CallOutcome, ComponentUnderTest, FieldError, FlowStep, HostLauncher,
+    KitAnswer, KitOrder, OnCase, OnSandboxReady, Options, Pairs, PluginInfo, RunningHost,
+    SettingField, Validated,
 };
 pub use catalogue::{cases, cases_of, CaseInfo, Mode, Selection};
 pub use report::{CaseResult, Cleanup, Outcome, Report};
@@ -65,6 +67,8 @@ use sandbox_setup::KitEnv;
 
 /// The flow suite's case ids, in order.
 pub const FLOW_CASES: &[&str] = flows::CASES;
+/// The payment flow cases' ids (part of the contract suite), in order.
+pub const START_CASES: &[&str] = cases::start::CASES;
 /// The Alipay component cases' ids, in order.
 pub const ALIPAY_COMPONENT_CASES: &[&str] = component_alipay::CASES;
 
@@ -92,6 +96,7 @@ pub fn contract_cases() -> Vec<String> {
     ids.push("hostile.notify.no_settings".into());
     ids.extend(inputs.iter().map(|name| format!("hostile.return.{name}")));
     ids.push("limits.call_limit".into());
+    ids.extend(cases::start::CASES.iter().map(|id| (*id).to_owned()));
     ids
 }
 
@@ -260,6 +265,7 @@ async fn component_suite(
     contract::settings_cases(&mut runner, &ctx, &info).await;
     contract::hostile_cases(&mut runner, &ctx).await;
     contract::limits_case(&mut runner, &ctx, &info).await;
+    cases::start::cases(&mut runner, &ctx, &info, env.as_ref()).await;
 
     let Some(env) = env else {
         let why = if alipay {

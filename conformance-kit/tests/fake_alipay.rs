@@ -5,14 +5,17 @@
 //! reason and the flow cases are skipped.
 
 use payhost_conformance::{
-    run_component, BoxFuture, CallOutcome, ComponentUnderTest, FieldError, HostLauncher, Options,
-    Outcome, Pairs, PluginInfo, Report, RunningHost, SettingField, Validated,
+    run_component, AskedRequest, BoxFuture, CallOutcome, ComponentUnderTest, FieldError, FlowStep,
+    HostLauncher, KitAnswer, KitOrder, Options, Outcome, Pairs, PluginInfo, Report, RunningHost,
+    SettingField, Validated,
 };
 use payhost_sandbox::wire::{self, Keys};
 use std::time::Duration;
 
 struct FakeAlipay {
     skips_signature_check: bool,
+    /// Any HTTP 200 from notify_verify confirms a notify (not only `true`).
+    confirms_any_200: bool,
 }
 
 fn field(
@@ -182,6 +185,84 @@ impl ComponentUnderTest for FakeAlipay {
     fn call_limit(&self) -> Duration {
         Duration::from_secs(2)
     }
+
+    /// Like Alipay's desktop product: a signed redirect at once, no request.
+    fn start_payment<'a>(
+        &'a self,
+        settings: &'a Pairs,
+        order: &'a KitOrder,
+    ) -> BoxFuture<'a, Option<FlowStep>> {
+        Box::pin(async move {
+            let fee = &order.total_fee;
+            let two_places = fee.split_once('.').is_some_and(|(y, f)| {
+                !y.is_empty()
+                    && f.len() == 2
+                    && (y.to_owned() + f).bytes().all(|b| b.is_ascii_digit())
+            });
+            if !two_places || fee.trim_start_matches(['0', '.']).is_empty() {
+                return Some(FlowStep::Refused("invalid order: total_fee".into()));
+            }
+            Some(FlowStep::Done(format!(
+                "{}?out_trade_no={}",
+                Self::setting(settings, "gateway_url"),
+                order.out_trade_no
+            )))
+        })
+    }
+
+    fn resume_payment<'a>(
+        &'a self,
+        _: &'a Pairs,
+        _: &'a str,
+        _: &'a KitAnswer,
+    ) -> BoxFuture<'a, Option<FlowStep>> {
+        Box::pin(async { Some(FlowStep::Refused("malformed continuation".into())) })
+    }
+
+    fn notification_step<'a>(
+        &'a self,
+        settings: &'a Pairs,
+        form: &'a Pairs,
+    ) -> BoxFuture<'a, Option<FlowStep>> {
+        Box::pin(async move {
+            Some(match self.verify_notification(settings, form).await {
+                CallOutcome::WantsToSend { url } => FlowStep::Send {
+                    request: AskedRequest {
+                        method: "GET".into(),
+                        url,
+                        headers: vec![],
+                        body: vec![],
+                    },
+                    continuation: "fake-notify".into(),
+                },
+                CallOutcome::Verified => FlowStep::Done("TRADE_SUCCESS".into()),
+                CallOutcome::Refused(why) => FlowStep::Refused(why),
+                CallOutcome::Trapped(why) => FlowStep::Trapped(why),
+            })
+        })
+    }
+
+    fn resume_notification<'a>(
+        &'a self,
+        _: &'a Pairs,
+        continuation: &'a str,
+        answer: &'a KitAnswer,
+    ) -> BoxFuture<'a, Option<FlowStep>> {
+        Box::pin(async move {
+            if continuation != "fake-notify" {
+                return Some(FlowStep::Refused("malformed continuation".into()));
+            }
+            Some(match answer {
+                KitAnswer::Response { status: 200, .. } if self.confirms_any_200 => {
+                    FlowStep::Done("TRADE_SUCCESS".into())
+                }
+                KitAnswer::Response {
+                    status: 200, body, ..
+                } if body.trim_ascii() == b"true" => FlowStep::Done("TRADE_SUCCESS".into()),
+                other => FlowStep::Refused(format!("not confirmed: {other:?}")),
+            })
+        })
+    }
 }
 
 struct NoHost;
@@ -197,14 +278,15 @@ impl HostLauncher for NoHost {
 }
 
 async fn run(skips_signature_check: bool) -> (Report, String) {
-    let report = run_component(
-        &FakeAlipay {
-            skips_signature_check,
-        },
-        &NoHost,
-        &Options::default(),
-    )
-    .await;
+    run_fake(FakeAlipay {
+        skips_signature_check,
+        confirms_any_200: false,
+    })
+    .await
+}
+
+async fn run_fake(fake: FakeAlipay) -> (Report, String) {
+    let report = run_component(&fake, &NoHost, &Options::default()).await;
     let mut out = Vec::new();
     report.print(&mut out).unwrap();
     (report, String::from_utf8(out).unwrap())
@@ -225,6 +307,17 @@ async fn a_correct_alipay_component_passes_its_signature_cases() {
         .map(String::as_str)
         .chain(payhost_conformance::ALIPAY_COMPONENT_CASES.iter().copied())
     {
+        if id == "start.request_failures" {
+            // Like Alipay's desktop product, its payments ask for nothing.
+            assert_eq!(
+                outcome(&report, id),
+                &Outcome::Skipped(
+                    "the example order asks for no request: there is nothing to fail".into()
+                ),
+                "{text}"
+            );
+            continue;
+        }
         assert_eq!(outcome(&report, id), &Outcome::Passed, "{id}:\n{text}");
     }
     assert!(
@@ -264,6 +357,32 @@ async fn skipping_the_signature_check_fails_the_forged_notify_cases() {
     );
     assert!(
         text.contains("FAIL alipay.notify.wrong_key_refused: a notify signed with another key was not refused: the component went on to ask http://127.0.0.1:"),
+        "{text}"
+    );
+}
+
+/// notify_verify's answer decides: a component that takes any HTTP 200 as a confirmation
+/// (Alipay answers `false` with 200 for a notify it did not send) fails the one case for it.
+#[tokio::test]
+async fn confirming_without_true_fails_the_unconfirmed_case() {
+    let (report, text) = run_fake(FakeAlipay {
+        skips_signature_check: false,
+        confirms_any_200: true,
+    })
+    .await;
+    let failed: Vec<&str> = report
+        .cases
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::Failed(_)))
+        .map(|c| c.id.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        vec!["alipay.notify.unconfirmed_refused", "host.started"],
+        "{text}"
+    );
+    assert!(
+        text.contains("FAIL alipay.notify.unconfirmed_refused: notify_verify answering false confirmed the notify: only a 200 whose body is true may; notify_verify answering an empty body confirmed"),
         "{text}"
     );
 }

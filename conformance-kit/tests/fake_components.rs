@@ -2,8 +2,9 @@
 //! deliberately broken one fails the case that names its fault (and only such cases).
 
 use payhost_conformance::{
-    run_component, BoxFuture, CallOutcome, ComponentUnderTest, FieldError, HostLauncher, Options,
-    Outcome, Pairs, PluginInfo, Report, RunningHost, SettingField, Validated,
+    run_component, BoxFuture, CallOutcome, ComponentUnderTest, FieldError, FlowStep, HostLauncher,
+    KitAnswer, KitOrder, Options, Outcome, Pairs, PluginInfo, Report, RunningHost, SettingField,
+    Validated,
 };
 use std::time::Duration;
 
@@ -22,11 +23,22 @@ enum Fault {
     AcceptsUnknownSettings,
     /// A garbage notification makes it ask to send a request (before any check).
     SendsForGarbage,
+    /// A payment's create call that failed still ends in a redirect.
+    StartsDespiteFailure,
+    /// The create call goes to an origin neither the manifest nor a setting names.
+    AsksUnconfiguredOrigin,
+    /// The amount is not checked before the create call.
+    AcceptsBadAmounts,
+    /// Every answer makes it ask for the create call again.
+    AsksForever,
+    /// A continuation it did not make traps it.
+    TrapsOnForeignContinuation,
 }
 
 /// "fakepay": settings `api_key` (secret, required), `mode` (select live/test, default test),
 /// `endpoint` (url, default). A notification or return is genuine when `sig` is the api key
-/// followed by `:` and `id`.
+/// followed by `:` and `id`. A payment POSTs `<endpoint>/create`; an answer `200 token=…` makes
+/// the redirect `<endpoint>/pay?token=…`.
 struct Fake(Fault);
 
 const LIMIT: Duration = Duration::from_millis(400);
@@ -185,6 +197,114 @@ impl ComponentUnderTest for Fake {
 
     fn call_limit(&self) -> Duration {
         LIMIT
+    }
+
+    fn allowed_hosts(&self) -> Vec<String> {
+        vec!["https://api.fakepay.example".into()]
+    }
+
+    fn start_payment<'a>(
+        &'a self,
+        settings: &'a Pairs,
+        order: &'a KitOrder,
+    ) -> BoxFuture<'a, Option<FlowStep>> {
+        Box::pin(async move {
+            if let Err(e) = self.validate(settings) {
+                return Some(FlowStep::Refused(format!("settings: {e:?}")));
+            }
+            if self.0 != Fault::AcceptsBadAmounts && !amount_ok(&order.total_fee) {
+                return Some(FlowStep::Refused("invalid order: total_fee".into()));
+            }
+            let endpoint = if self.0 == Fault::AsksUnconfiguredOrigin {
+                "https://collector.elsewhere.example".to_owned()
+            } else {
+                endpoint(settings)
+            };
+            Some(FlowStep::Send {
+                request: payhost_conformance::AskedRequest {
+                    method: "POST".into(),
+                    url: format!("{endpoint}/create"),
+                    headers: vec![],
+                    body: format!("order={}&amount={}", order.out_trade_no, order.total_fee)
+                        .into_bytes(),
+                },
+                continuation: format!("fakepay:create:{}", order.out_trade_no),
+            })
+        })
+    }
+
+    fn resume_payment<'a>(
+        &'a self,
+        settings: &'a Pairs,
+        continuation: &'a str,
+        answer: &'a KitAnswer,
+    ) -> BoxFuture<'a, Option<FlowStep>> {
+        Box::pin(async move {
+            let Some(order) = continuation.strip_prefix("fakepay:create:") else {
+                return Some(if self.0 == Fault::TrapsOnForeignContinuation {
+                    FlowStep::Trapped("wasm trap: unreachable".into())
+                } else {
+                    FlowStep::Refused("malformed: not a fakepay continuation".into())
+                });
+            };
+            let pay = format!("{}/pay", endpoint(settings));
+            match (self.0, answer) {
+                (Fault::AsksForever, _) => Some(FlowStep::Send {
+                    request: payhost_conformance::AskedRequest {
+                        method: "POST".into(),
+                        url: format!("{}/create", endpoint(settings)),
+                        headers: vec![],
+                        body: vec![],
+                    },
+                    continuation: continuation.to_owned(),
+                }),
+                (Fault::StartsDespiteFailure, _) => {
+                    Some(FlowStep::Done(format!("{pay}?order={order}")))
+                }
+                (
+                    _,
+                    KitAnswer::Response {
+                        status: 200, body, ..
+                    },
+                ) => {
+                    match std::str::from_utf8(body)
+                        .ok()
+                        .and_then(|b| b.strip_prefix("token="))
+                    {
+                        Some(token) if !token.is_empty() && token.len() < 64 => {
+                            Some(FlowStep::Done(format!("{pay}?token={token}")))
+                        }
+                        _ => Some(FlowStep::Refused("malformed create answer".into())),
+                    }
+                }
+                (_, other) => Some(FlowStep::Refused(
+                    format!("transport: {other:?}").chars().take(80).collect(),
+                )),
+            }
+        })
+    }
+}
+
+fn endpoint(settings: &Pairs) -> String {
+    settings
+        .iter()
+        .find(|(k, _)| k == "endpoint")
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_else(|| "https://api.fakepay.example".into())
+}
+
+/// Two decimal places, above zero.
+fn amount_ok(fee: &str) -> bool {
+    match fee.split_once('.') {
+        Some((yuan, fen)) => {
+            !yuan.is_empty()
+                && yuan.bytes().all(|b| b.is_ascii_digit())
+                && fen.len() == 2
+                && fen.bytes().all(|b| b.is_ascii_digit())
+                && fee != "0.00"
+                && yuan.trim_start_matches('0').len() + fen.trim_start_matches('0').len() > 0
+        }
+        None => false,
     }
 }
 
@@ -485,4 +605,80 @@ async fn a_trap_in_the_settings_check_is_left_to_the_cases() {
         payhost_conformance::check_settings(&Traps, &settings).await,
         Ok(())
     );
+}
+
+/// The payment flow, driven by the kit: a correct fakepay passes every `start.*` case (above);
+/// each broken one fails the case that names its fault, and only that one (and the example
+/// order too, for a flow that never ends).
+#[tokio::test]
+async fn each_payment_flow_fault_fails_its_start_case() {
+    for (fault, cases, says) in [
+        (
+            Fault::StartsDespiteFailure,
+            vec!["start.request_failures"],
+            "FAIL start.request_failures: after no answer in time, it answered a redirect (https://api.fakepay.example/pay?order=",
+        ),
+        (
+            Fault::AsksUnconfiguredOrigin,
+            vec!["start.example_order"],
+            "FAIL start.example_order: the component asked for POST https://collector.elsewhere.example/create: https://collector.elsewhere.example is neither in its manifest's outbound.allowed_hosts nor named by a setting",
+        ),
+        (
+            Fault::AcceptsBadAmounts,
+            vec!["start.bad_amounts_refused"],
+            "FAIL start.bad_amounts_refused: total_fee \"0.00\" was not refused before sending: it asked for POST https://api.fakepay.example/create",
+        ),
+        (
+            Fault::AsksForever,
+            vec!["start.example_order", "start.request_failures"],
+            "FAIL start.example_order: the flow asked for more than 4 requests",
+        ),
+        (
+            Fault::TrapsOnForeignContinuation,
+            vec!["start.foreign_continuation_refused"],
+            "FAIL start.foreign_continuation_refused: an empty continuation trapped it: wasm trap: unreachable",
+        ),
+    ] {
+        let report = run(fault).await;
+        let text = printed(&report);
+        assert_eq!(failed_ids(&report), cases, "{fault:?}:\n{text}");
+        assert!(text.contains(says), "{fault:?}:\n{text}");
+    }
+}
+
+/// An implementation that cannot drive flows (the trait's defaults) skips the `start.*` cases,
+/// saying why; it never passes them.
+#[tokio::test]
+async fn an_implementation_without_flow_steps_skips_the_start_cases() {
+    struct Plain;
+    impl ComponentUnderTest for Plain {
+        fn info(&self) -> BoxFuture<'_, Result<PluginInfo, String>> {
+            Box::pin(async { Ok(Fake(Fault::None).describe()) })
+        }
+        fn validate_settings<'a>(&'a self, s: &'a Pairs) -> BoxFuture<'a, Validated> {
+            Box::pin(async move { Fake(Fault::None).validate(s) })
+        }
+        fn verify_notification<'a>(
+            &'a self,
+            s: &'a Pairs,
+            f: &'a Pairs,
+        ) -> BoxFuture<'a, CallOutcome> {
+            Box::pin(async move { Fake(Fault::None).verify_notification(s, f).await })
+        }
+        fn verify_return<'a>(&'a self, s: &'a Pairs, q: &'a Pairs) -> BoxFuture<'a, CallOutcome> {
+            Box::pin(async move { Fake(Fault::None).verify_return(s, q).await })
+        }
+        fn call_limit(&self) -> Duration {
+            LIMIT
+        }
+    }
+    let report = run_component(&Plain, &NoLauncher, &opts()).await;
+    let text = printed(&report);
+    assert_eq!(report.failed(), 0, "{text}");
+    for id in payhost_conformance::START_CASES {
+        assert!(
+            matches!(&report.case(id).unwrap().outcome, Outcome::Skipped(why) if why.contains("cannot be driven step by step")),
+            "{id}:\n{text}"
+        );
+    }
 }

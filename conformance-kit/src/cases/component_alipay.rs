@@ -5,9 +5,9 @@
 
 use super::contract::timed;
 use crate::alipay::{self, NotifyTrade, Signing};
-use crate::api::{CallOutcome, ComponentUnderTest};
+use crate::api::{CallOutcome, ComponentUnderTest, FlowStep, KitAnswer};
 use crate::receiver::unix_now;
-use crate::runner::{Runner, Verdict};
+use crate::runner::{Runner, Stop, Verdict};
 use crate::sandbox_setup::KitEnv;
 
 pub const CASES: &[&str] = &[
@@ -17,7 +17,10 @@ pub const CASES: &[&str] = &[
     "alipay.notify.tampered_refused",
     "alipay.return.genuine_verified",
     "alipay.return.tampered_refused",
+    "alipay.notify.unconfirmed_refused",
 ];
+
+const NOT_DRIVEN: &str = "the component under test cannot be driven step by step here (ComponentUnderTest::notification_step)";
 
 fn trade(env: &KitEnv) -> NotifyTrade {
     NotifyTrade {
@@ -147,6 +150,71 @@ pub async fn run(runner: &mut Runner, cut: &dyn ComponentUnderTest, env: &KitEnv
                 must_refuse(what, outcome)?;
             }
             Ok(())
+        })
+        .await;
+    runner
+        .case(CASES[6], async {
+            let form = notify(Signing::Genuine);
+            let (first, _) = timed(limit, cut.notification_step(&settings, &form)).await?;
+            let continuation = match first.ok_or_else(|| Stop::Skip(NOT_DRIVEN.into()))? {
+                FlowStep::Send { continuation, .. } => continuation,
+                other => {
+                    return Err(format!(
+                        "a genuine, correctly signed notify was not sent on to notify_verify: {other:?}"
+                    )
+                    .into())
+                }
+            };
+            let answer = |status: u16, body: &[u8]| KitAnswer::Response {
+                status,
+                headers: vec![("content-type".into(), "text/plain".into())],
+                body: body.to_vec(),
+            };
+            let mut problems = Vec::new();
+            for (what, reply) in [
+                ("no answer in time", KitAnswer::Timeout("the kit's timeout".into())),
+                ("the outbound policy's refusal", KitAnswer::Refused("not allowed".into())),
+                ("a connection failure", KitAnswer::Failed("connection reset".into())),
+                ("HTTP 500 whose body says true", answer(500, b"true")),
+                ("false", answer(200, b"false")),
+                ("an empty body", answer(200, b"")),
+                ("invalid", answer(200, b"invalid")),
+                ("truex", answer(200, b"truex")),
+                ("bytes that are not UTF-8", answer(200, &[0xff, 0x74, 0x72, 0x75, 0x65])),
+            ] {
+                let (step, _) =
+                    timed(limit, cut.resume_notification(&settings, &continuation, &reply)).await?;
+                match step.ok_or_else(|| Stop::Skip(NOT_DRIVEN.into()))? {
+                    FlowStep::Refused(_) => {}
+                    FlowStep::Done(_) => problems.push(format!(
+                        "notify_verify answering {what} confirmed the notify: only a 200 whose body is true may"
+                    )),
+                    FlowStep::Send { request, .. } => problems.push(format!(
+                        "notify_verify answering {what} made it ask again ({})",
+                        request.url
+                    )),
+                    FlowStep::Trapped(why) => {
+                        problems.push(format!("notify_verify answering {what} trapped it: {why}"))
+                    }
+                }
+            }
+            // The positive control: the same continuation with Alipay's confirmation verifies.
+            let (step, _) = timed(
+                limit,
+                cut.resume_notification(&settings, &continuation, &answer(200, b"true")),
+            )
+            .await?;
+            match step.ok_or_else(|| Stop::Skip(NOT_DRIVEN.into()))? {
+                FlowStep::Done(_) => {}
+                other => problems.push(format!(
+                    "notify_verify answering true did not confirm the genuine notify: {other:?}"
+                )),
+            }
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(Stop::Fail(problems.join("; ")))
+            }
         })
         .await;
 }

@@ -16,6 +16,8 @@ use std::time::Duration;
 /// production).
 pub struct Loaded {
     pub runtime: PluginRuntime,
+    /// Byte continuations (contract 0.2.0) that are not UTF-8, by the name the kit was given.
+    pub kept: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
 }
 
 fn kit_info(i: api::PluginInfo) -> kit::PluginInfo {
@@ -116,6 +118,194 @@ impl kit::ComponentUnderTest for Loaded {
 
     fn call_limit(&self) -> Duration {
         Duration::from_millis(self.runtime.manifest().limits.call_timeout_ms)
+    }
+
+    fn allowed_hosts(&self) -> Vec<String> {
+        self.runtime.manifest().outbound.allowed_hosts.clone()
+    }
+
+    fn start_payment<'a>(
+        &'a self,
+        settings: &'a kit::Pairs,
+        order: &'a kit::KitOrder,
+    ) -> kit::BoxFuture<'a, Option<kit::FlowStep>> {
+        Box::pin(async move {
+            let Some(product) = product(&order.product) else {
+                return Some(kit::FlowStep::Refused(format!(
+                    "invalid order: product: {:?} is not wap, pc or app",
+                    order.product
+                )));
+            };
+            let request = api::PaymentRequest {
+                product,
+                out_trade_no: order.out_trade_no.clone(),
+                subject: order.subject.clone(),
+                total_fee: order.total_fee.clone(),
+                seller: order.seller.clone(),
+                return_url: order.return_url.clone(),
+                notify_url: order.notify_url.clone(),
+                merchant_url: None,
+                pay_expire: None,
+                out_user: None,
+                cashier_code: None,
+                request_id: order.request_id.clone(),
+            };
+            let mut s = match self.runtime.session().await {
+                Ok(s) => s,
+                Err(e) => return Some(kit::FlowStep::Trapped(e.to_string())),
+            };
+            Some(self.step(s.start_payment_step(settings, &request).await, started_to))
+        })
+    }
+
+    fn resume_payment<'a>(
+        &'a self,
+        settings: &'a kit::Pairs,
+        continuation: &'a str,
+        answer: &'a kit::KitAnswer,
+    ) -> kit::BoxFuture<'a, Option<kit::FlowStep>> {
+        Box::pin(async move {
+            let mut s = match self.runtime.session().await {
+                Ok(s) => s,
+                Err(e) => return Some(kit::FlowStep::Trapped(e.to_string())),
+            };
+            let step = s
+                .resume_payment_step(
+                    settings,
+                    &self.continuation(continuation),
+                    &answer_of(answer),
+                )
+                .await;
+            Some(self.step(step, started_to))
+        })
+    }
+
+    fn notification_step<'a>(
+        &'a self,
+        settings: &'a kit::Pairs,
+        form: &'a kit::Pairs,
+    ) -> kit::BoxFuture<'a, Option<kit::FlowStep>> {
+        Box::pin(async move {
+            let mut s = match self.runtime.session().await {
+                Ok(s) => s,
+                Err(e) => return Some(kit::FlowStep::Trapped(e.to_string())),
+            };
+            Some(self.step(s.notification_step(settings, form).await, |n| {
+                n.trade_status
+            }))
+        })
+    }
+
+    fn resume_notification<'a>(
+        &'a self,
+        settings: &'a kit::Pairs,
+        continuation: &'a str,
+        answer: &'a kit::KitAnswer,
+    ) -> kit::BoxFuture<'a, Option<kit::FlowStep>> {
+        Box::pin(async move {
+            let mut s = match self.runtime.session().await {
+                Ok(s) => s,
+                Err(e) => return Some(kit::FlowStep::Trapped(e.to_string())),
+            };
+            let step = s
+                .resume_notification_step(
+                    settings,
+                    &self.continuation(continuation),
+                    &answer_of(answer),
+                )
+                .await;
+            Some(self.step(step, |n| n.trade_status))
+        })
+    }
+}
+
+fn product(name: &str) -> Option<api::Product> {
+    match name {
+        "wap" => Some(api::Product::Wap),
+        "pc" => Some(api::Product::Pc),
+        "app" => Some(api::Product::App),
+        _ => None,
+    }
+}
+
+/// Where a started payment sends the buyer: the redirect's URL, its form's action, or the app's
+/// order string.
+fn started_to(p: api::PaymentStarted) -> String {
+    if !p.redirect.url.is_empty() {
+        p.redirect.url
+    } else if !p.redirect.action.is_empty() {
+        p.redirect.action
+    } else {
+        p.order_string.unwrap_or_default()
+    }
+}
+
+fn answer_of(answer: &kit::KitAnswer) -> Result<api::IncomingResponse, api::SendFailure> {
+    match answer {
+        kit::KitAnswer::Response {
+            status,
+            headers,
+            body,
+        } => Ok(api::IncomingResponse {
+            status: *status,
+            headers: headers.clone(),
+            body: body.clone().into(),
+        }),
+        kit::KitAnswer::Timeout(why) => Err(api::SendFailure::Timeout(why.clone())),
+        kit::KitAnswer::Refused(why) => Err(api::SendFailure::Refused(why.clone())),
+        kit::KitAnswer::Failed(why) => Err(api::SendFailure::Failed(why.clone())),
+    }
+}
+
+impl Loaded {
+    /// A flow's step in the kit's terms; a byte continuation (contract 0.2.0) that is not
+    /// UTF-8 is kept here under a name the kit passes back.
+    fn step<T>(
+        &self,
+        step: Result<Result<api::Step<T>, api::PluginError>, payhost::runtime::CallError>,
+        done: impl FnOnce(T) -> String,
+    ) -> kit::FlowStep {
+        match step {
+            Ok(Ok(api::Step::Done(d))) => kit::FlowStep::Done(done(d)),
+            Ok(Ok(api::Step::Send(p))) => kit::FlowStep::Send {
+                request: kit::AskedRequest {
+                    method: match p.request.method {
+                        api::HttpMethod::Get => "GET",
+                        api::HttpMethod::Post => "POST",
+                    }
+                    .to_owned(),
+                    url: p.request.url,
+                    headers: p.request.headers,
+                    body: p.request.body,
+                },
+                continuation: self.keep(p.continuation),
+            },
+            Ok(Err(e)) => kit::FlowStep::Refused(e.to_string()),
+            Err(e) => kit::FlowStep::Trapped(e.to_string()),
+        }
+    }
+
+    fn keep(&self, c: api::Continuation) -> String {
+        match c {
+            api::Continuation::Text(s) => s,
+            api::Continuation::Bytes(b) => match String::from_utf8(b) {
+                Ok(s) => s,
+                Err(e) => {
+                    let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+                    let name = format!("payhost-kept-continuation-{}", kept.len());
+                    kept.push((name.clone(), e.into_bytes()));
+                    name
+                }
+            },
+        }
+    }
+
+    fn continuation(&self, text: &str) -> api::Continuation {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        match kept.iter().find(|(name, _)| name == text) {
+            Some((_, bytes)) => api::Continuation::Bytes(bytes.clone()),
+            None => api::Continuation::Text(text.to_owned()),
+        }
     }
 }
 
@@ -220,7 +410,13 @@ pub async fn load(
     }
     .await
     .map_err(|e| about_the_users_manifest(e, &manifest_path, manifest))?;
-    Ok((Loaded { runtime }, manifest_path))
+    Ok((
+        Loaded {
+            runtime,
+            kept: Default::default(),
+        },
+        manifest_path,
+    ))
 }
 
 /// An error about the kit's copy of the manifest, told about the user's manifest: the copy is

@@ -817,6 +817,44 @@ impl Session<'_> {
     }
 }
 
+/// A flow's calls one at a time, nothing sent: the caller answers each request itself (the
+/// conformance kit's `start.*` and `alipay.notify.unconfirmed_refused` cases).
+impl Session<'_> {
+    pub async fn start_payment_step(
+        &mut self,
+        settings: &(impl SettingsInput + ?Sized),
+        order: &api::PaymentRequest,
+    ) -> Result<Result<api::Step<api::PaymentStarted>, api::PluginError>, CallError> {
+        call_export!(self, start_payment, settings, order)
+    }
+
+    pub async fn resume_payment_step(
+        &mut self,
+        settings: &(impl SettingsInput + ?Sized),
+        continuation: &api::Continuation,
+        answer: &Result<api::IncomingResponse, api::SendFailure>,
+    ) -> Result<Result<api::Step<api::PaymentStarted>, api::PluginError>, CallError> {
+        call_export!(self, resume_payment, settings, continuation, answer)
+    }
+
+    pub async fn notification_step(
+        &mut self,
+        settings: &(impl SettingsInput + ?Sized),
+        form: &[(String, String)],
+    ) -> Result<Result<api::Step<api::Notification>, api::PluginError>, CallError> {
+        call_export!(self, verify_notification, settings, form)
+    }
+
+    pub async fn resume_notification_step(
+        &mut self,
+        settings: &(impl SettingsInput + ?Sized),
+        continuation: &api::Continuation,
+        answer: &Result<api::IncomingResponse, api::SendFailure>,
+    ) -> Result<Result<api::Step<api::Notification>, api::PluginError>, CallError> {
+        call_export!(self, resume_notification, settings, continuation, answer)
+    }
+}
+
 /// Contract 0.4.0's flows: refunds, closing a trade, the day's bill. A component of an older
 /// contract answers [`CallError::Unsupported`] before anything is called.
 impl Session<'_> {
