@@ -13,6 +13,10 @@ const KIND: &str = "业务类型";
 const AMOUNT: &str = "订单金额（元）";
 const FINISHED: &str = "完成时间";
 const REQUEST_NO: &str = "退款批次号/请求号";
+/// A bill line's longest: 25 columns, a product name of at most 256 characters among them,
+/// stay far below it. A longer "line" is not a bill's, and decoding it whole could outgrow the
+/// component's memory (a trap instead of an answer).
+const MAX_LINE_BYTES: usize = 16 << 10;
 
 /// A header cell's name, comparable: trimmed, `\t` gone, ASCII parentheses as Alipay's full-width.
 fn name(cell: &str) -> String {
@@ -88,6 +92,14 @@ pub fn parse(files: &[BillFile]) -> Result<Vec<BillEntry>, PluginError> {
         let mut columns: Option<Columns> = None;
         entries.reserve(file.content.iter().filter(|b| **b == b'\n').count() + 1);
         for (i, bytes) in file.content.split(|b| *b == b'\n').enumerate() {
+            if bytes.len() > MAX_LINE_BYTES {
+                return Err(PluginError::Malformed(format!(
+                    "bill file {} line {} is {} bytes long: a bill line is a few hundred (at most {MAX_LINE_BYTES} are read), so this is not an Alipay bill",
+                    file.name,
+                    i + 1,
+                    bytes.len()
+                )));
+            }
             let decoded;
             let line: &str = match std::str::from_utf8(bytes) {
                 Ok(ascii) if bytes.is_ascii() => ascii,
@@ -290,6 +302,35 @@ mod tests {
                 other => panic!("{line}: {other:?}"),
             }
         }
+    }
+
+    /// A megabyte without a line break is not a bill line: refused by its length, before it is
+    /// decoded (whole, it could outgrow the component's memory and trap).
+    #[test]
+    fn a_line_longer_than_any_bill_line_is_malformed() {
+        let mut content = gbk(&format!("{HEADER_25}\n"));
+        content.extend(std::iter::repeat_n(0xB0, 1 << 20));
+        match parse(&[BillFile {
+            name: "e.csv".into(),
+            content,
+        }]) {
+            Err(PluginError::Malformed(m)) => {
+                assert!(m.contains("e.csv line 2 is 1048576 bytes long"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A long product name is still a line.
+        let name = "商".repeat(256);
+        let line = format!("X,Y,交易,{name},a,b,,,,,c,1.00,0");
+        assert_eq!(
+            parse(&[BillFile {
+                name: "f.csv".into(),
+                content: gbk(&format!("{HEADER_25}\n{line}")),
+            }])
+            .unwrap()
+            .len(),
+            1
+        );
     }
 
     /// The summary file alone, a CSV of something else, or no file: never "no business that

@@ -367,6 +367,15 @@ pub fn resume_payment(
         return Err(flow::foreign_continuation("resume-payment"));
     };
     let response = answered("create call to the gateway", response)?;
+    // Alipay's answer names the request it answers ([WAP §3.2]): another payment's answer (a
+    // host's mix-up) would carry that payment's token, and so its amount, to this buyer.
+    if let Some(answered) = wire::create_response_req_id(&response.body) {
+        if answered != request_id {
+            return Err(PluginError::Malformed(format!(
+                "the create call's answer is for req_id {answered:?}, not this payment's {request_id:?}: it answers another payment"
+            )));
+        }
+    }
     let token = wire::parse_create_response(&settings, &response.body)?;
     let redirect = wire::auth_redirect(&settings, &request_id, &token)?;
     Ok(Step::Done(PaymentStarted {

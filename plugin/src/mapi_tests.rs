@@ -1847,3 +1847,60 @@ fn a_refusal_is_named_once() {
         );
     }
 }
+
+/// A create call's answer names its request (`req_id`): another payment's answer is refused, so
+/// its token (and its amount) never reaches this buyer. An answer without `req_id` (unsigned
+/// 2012-style) is still read.
+#[test]
+fn a_create_answer_for_another_request_is_refused() {
+    let start = |total: &str, id: &str| {
+        let o = PaymentRequest {
+            total_fee: total.into(),
+            request_id: id.into(),
+            out_trade_no: format!("order-{id}"),
+            ..order(Product::Wap)
+        };
+        match connector::start_payment(&md5_pairs(), &o).unwrap() {
+            Step::Send(p) => p,
+            Step::Done(_) => panic!("wap asks for the create call"),
+        }
+    };
+    let a = start("0.01", "reqa1");
+    let answer = |req_id: Option<&str>| {
+        let res = "<?xml version=\"1.0\" encoding=\"utf-8\"?><direct_trade_create_res><request_token>TOKENB</request_token></direct_trade_create_res>";
+        let mut pairs = vec![
+            ("res_data".to_owned(), res.to_owned()),
+            (
+                "service".to_owned(),
+                "alipay.wap.trade.create.direct".to_owned(),
+            ),
+            ("sec_id".to_owned(), "MD5".to_owned()),
+            ("partner".to_owned(), "2088000000000001".to_owned()),
+        ];
+        if let Some(id) = req_id {
+            pairs.push(("req_id".to_owned(), id.to_owned()));
+        }
+        pairs.push(("v".to_owned(), "2.0".to_owned()));
+        let content = sign::sorted_link_string(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        pairs.push(("sign".to_owned(), sign::md5_sign(&content, KEY)));
+        crate::transformers::form_encode(&pairs)
+    };
+    match connector::resume_payment(&md5_pairs(), &a.continuation, ok(&answer(Some("reqb1")))) {
+        Err(PluginError::Malformed(m)) => assert!(
+            m.contains("req_id \"reqb1\", not this payment's \"reqa1\""),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let own = done(
+        connector::resume_payment(&md5_pairs(), &a.continuation, ok(&answer(Some("reqa1"))))
+            .unwrap(),
+    );
+    assert_eq!(
+        (own.token.as_str(), own.total_fee.as_str()),
+        ("TOKENB", "0.01")
+    );
+    let unnamed =
+        done(connector::resume_payment(&md5_pairs(), &a.continuation, ok(&answer(None))).unwrap());
+    assert_eq!(unnamed.request_id, "reqa1");
+}

@@ -662,13 +662,7 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
                 None
             }
             Some(k) if k.len() != 32 || !k.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-                errors.push(FieldError::new(
-                    "key",
-                    format!(
-                        "must be exactly 32 ASCII letters or digits (got {} characters)",
-                        k.chars().count()
-                    ),
-                ));
+                errors.push(FieldError::new("key", md5_key_problem(k)));
                 None
             }
             Some(k) => Some(Signer::Md5 { key: k.to_owned() }),
@@ -799,8 +793,51 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
     ))
 }
 
+/// What is wrong with an MD5 key, without quoting any of it (it is a secret): its length, and
+/// what kinds of characters other than ASCII letters and digits it holds (a space, a quote or a
+/// full-width character pasted with it).
+fn md5_key_problem(k: &str) -> String {
+    let count = k.chars().count();
+    let mut kinds = Vec::new();
+    if k.chars().any(char::is_whitespace) {
+        kinds.push("spaces");
+    }
+    if !k.is_ascii() {
+        kinds.push("non-ASCII (full-width?) characters");
+    }
+    if k.chars().any(|c| c.is_ascii_punctuation()) {
+        kinds.push("punctuation such as quotes");
+    }
+    let bad = k.chars().filter(|c| !c.is_ascii_alphanumeric()).count();
+    if bad == 0 {
+        format!("must be exactly 32 ASCII letters or digits (got {count} characters)")
+    } else {
+        format!(
+            "must be exactly 32 ASCII letters or digits (got {count} characters, {bad} of them not a letter or digit: {})",
+            kinds.join(", ")
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    /// A pasted key with a stray character is told what kind, never quoted.
+    #[test]
+    fn a_bad_md5_key_is_described_not_quoted() {
+        let key = "abcdefghijklmnopqrstuvwxyz0123“5";
+        let said = md5_key_problem(key);
+        assert_eq!(
+            said,
+            "must be exactly 32 ASCII letters or digits (got 32 characters, 1 of them not a letter or digit: non-ASCII (full-width?) characters)"
+        );
+        assert!(!said.contains("abcdef"));
+        assert_eq!(
+            md5_key_problem("short"),
+            "must be exactly 32 ASCII letters or digits (got 5 characters)"
+        );
+        assert!(md5_key_problem(" ab\"").contains("spaces, punctuation such as quotes"));
+    }
+
     use super::*;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {

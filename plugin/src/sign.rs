@@ -198,6 +198,11 @@ impl From<rsa::PublicKey> for PublicKey {
 /// tolerated, as keys are pasted by hand.
 pub fn parse_private_key(text: &str) -> Result<PrivateKey, RsaError> {
     let (label, der) = pem_body(text)?;
+    // Measured before parsing: reading (and checking) a 16384-bit key costs seconds of the
+    // component's time, and every private-key step of a larger key costs more than a call's fuel.
+    if der.len() > MAX_PRIVATE_KEY_DER {
+        return Err(RsaError::BadKey(KEY_SIZE_RULE));
+    }
     let pkcs8 = || rsa::PrivateKey::from_pkcs8_der(&der).ok();
     let pkcs1 = || rsa::PrivateKey::from_pkcs1_der(&der).ok();
     let key = match label.as_deref() {
@@ -214,13 +219,35 @@ pub fn parse_private_key(text: &str) -> Result<PrivateKey, RsaError> {
             "the base64 body is neither PKCS#8 nor PKCS#1",
         )),
     }?;
+    check_bits(key.size())?;
     Ok(PrivateKey(key))
+}
+
+/// Alipay's keys: 1024-bit (the legacy interfaces' RSA) and 2048-bit (the open platform's RSA2)
+/// [WAP §5.2], [OPENAPI §3.2].
+pub const MIN_KEY_BITS: usize = 1024;
+pub const MAX_KEY_BITS: usize = 2048;
+const KEY_SIZE_RULE: &str = "the key must be a 1024-bit (RSA) or 2048-bit (RSA2) RSA key, as Alipay issues them; this one is larger or smaller";
+/// A 2048-bit private key's DER is about 1,190–1,220 bytes (PKCS#1 or PKCS#8); a public key's
+/// about 294. The limits leave room for encoding differences, never for a larger key.
+const MAX_PRIVATE_KEY_DER: usize = 1_400;
+const MAX_PUBLIC_KEY_DER: usize = 600;
+
+fn check_bits(size_bytes: usize) -> Result<(), RsaError> {
+    if (MIN_KEY_BITS..=MAX_KEY_BITS).contains(&(size_bytes * 8)) {
+        Ok(())
+    } else {
+        Err(RsaError::BadKey(KEY_SIZE_RULE))
+    }
 }
 
 /// Parses a public key: SPKI (`BEGIN PUBLIC KEY`), PKCS#1 (`BEGIN RSA PUBLIC KEY`), or the bare
 /// base64 body (as published by Alipay, sometimes with stray spaces or uneven lines).
 pub fn parse_public_key(text: &str) -> Result<PublicKey, RsaError> {
     let (label, der) = pem_body(text)?;
+    if der.len() > MAX_PUBLIC_KEY_DER {
+        return Err(RsaError::BadKey(KEY_SIZE_RULE));
+    }
     let spki = || rsa::PublicKey::from_public_key_der(&der).ok();
     let pkcs1 = || rsa::PublicKey::from_pkcs1_der(&der).ok();
     let key = match label.as_deref() {
@@ -235,6 +262,7 @@ pub fn parse_public_key(text: &str) -> Result<PublicKey, RsaError> {
             "the base64 body is neither SPKI nor PKCS#1",
         )),
     }?;
+    check_bits(key.size())?;
     Ok(PublicKey(key))
 }
 
@@ -385,6 +413,42 @@ pub fn notify_sign_ok(verified: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Alipay's keys are 1024 or 2048 bits: a 4096-bit key (every private-key step over a
+    /// call's fuel) and a 512-bit one are refused with the rule, a larger one before it is even
+    /// parsed (a 16384-bit key took seconds to read).
+    #[test]
+    fn keys_of_sizes_alipay_does_not_issue_are_refused() {
+        for (what, result) in [
+            (
+                "4096-bit private",
+                parse_private_key(include_str!("../testdata/oversized_4096_priv.pem")).err(),
+            ),
+            (
+                "512-bit private",
+                parse_private_key(include_str!("../testdata/undersized_512_priv.pem")).err(),
+            ),
+            (
+                "4096-bit public",
+                parse_public_key(include_str!("../testdata/oversized_4096_pub.pem")).err(),
+            ),
+        ] {
+            match result {
+                Some(RsaError::BadKey(why)) => assert_eq!(why, KEY_SIZE_RULE, "{what}"),
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        // 16 KiB of key body: refused by its length, before any parsing.
+        let huge = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----",
+            "A".repeat(16 << 10)
+        );
+        assert!(matches!(
+            parse_private_key(&huge),
+            Err(RsaError::BadKey(KEY_SIZE_RULE))
+        ));
+        assert!(parse_private_key(include_str!("../testdata/test_priv.pem")).is_ok());
+    }
 
     const KEY: &str = "10000000000000000000000000000000";
     const TEST_PRIV: &str = include_str!("../testdata/test_priv.pem");

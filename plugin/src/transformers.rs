@@ -169,6 +169,11 @@ pub fn auth_redirect(
 
 /// Parses the create call's response ([WAP §3.2]): a form string in no particular order holding
 /// `res_data` (with `sign`) or `res_error` (no sign). Returns the `request_token`.
+/// The `req_id` a create call's answer names, if it names one (a signed answer signs it).
+pub fn create_response_req_id(body: &[u8]) -> Option<String> {
+    find(&form_decode(body), "req_id").map(str::to_owned)
+}
+
 pub fn parse_create_response(settings: &Settings, body: &[u8]) -> Result<String, PluginError> {
     let pairs = form_decode(body);
     if let Some(err_xml) = find(&pairs, "res_error") {
