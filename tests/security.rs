@@ -1191,6 +1191,46 @@ async fn webhooks_are_dead_lettered_then_resent_from_the_admin_page() {
     .await;
 }
 
+/// "Resend all" resends all: the page lists 500 dead letters at most, and the button went
+/// through only those (a second click for the rest, and the count said 500).
+#[tokio::test(flavor = "multi_thread")]
+async fn resend_all_resends_more_than_one_page_of_dead_letters() {
+    let w = world("sec-dead-many", "", "").await;
+    w.shop.answer(|_: &Seen| (200, b"ok".to_vec()));
+    let db = rusqlite::Connection::open(w.host.dir.join("payhost.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let url = w.shop.url("/hook");
+    let tx = db.unchecked_transaction().unwrap();
+    for i in 0..510 {
+        tx.execute(
+            "INSERT INTO webhook_outbox (event_id, merchant_id, url, body, attempts, next_attempt_ms, last_error, created_ms, dead_at, event_type)
+             VALUES (?1, 'shop', ?2, '{}', 3, 0, 'down', 0, '2026-12-01T00:00:00Z', 'payment.paid')",
+            rusqlite::params![format!("evt_many_{i}"), url],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    let dead = || {
+        db.query_row(
+            "SELECT COUNT(*) FROM webhook_outbox WHERE dead_at IS NOT NULL AND delivered_at IS NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(dead(), 510);
+    let (cookie, csrf) = admin_login(&w.host.url(""), ADMIN_PASSWORD).await;
+    let said = admin_post(
+        &w.host.url(""),
+        "/admin/webhooks/resend-all",
+        &cookie,
+        &format!("csrf={csrf}&merchant=shop"),
+    )
+    .await;
+    assert_eq!(dead(), 0, "{said}");
+    assert!(said.contains("510"), "{said}");
+}
+
 /// Finding 7: the compile cache is deserialised only when it matches the sha256 beside it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tampered_compile_cache_is_recompiled_not_loaded() {

@@ -117,20 +117,33 @@ pub async fn run(app: Arc<App>, wake: Arc<Notify>, mut stop: tokio::sync::watch:
 /// given up (dead letter).
 async fn deliver(app: &Arc<App>, job: crate::store::WebhookJob) {
     // The merchant's current webhook URL: a retry follows a URL the shop corrected
-    // after the event was queued.
+    // after the event was queued. Nothing is sent without it: a shop that removed its URL (a
+    // lost domain, say) gets nothing more there, and a merchant that cannot be read is tried
+    // again later rather than signed for with another key.
     let (key, url, shop_origins) = match app.store.merchant(&job.merchant_id).await {
-        Ok(Some(m)) => (
-            app.shop_key(&job.merchant_id, &m),
-            m.shop_webhook_url
-                .clone()
-                .unwrap_or_else(|| job.url.clone()),
-            m.shop_origins.clone(),
-        ),
-        _ => (
-            crate::onboarding::derived_shop_key(app.config.api_token.expose(), &job.merchant_id),
-            job.url.clone(),
-            Vec::new(),
-        ),
+        Ok(Some(m)) => match m.shop_webhook_url.clone() {
+            Some(url) => (
+                app.shop_key(&job.merchant_id, &m),
+                url,
+                m.shop_origins.clone(),
+            ),
+            None => {
+                return not_sent(app, &job, "the shop's webhook URL was removed: nothing was sent (set it again, then resend)", true).await;
+            }
+        },
+        Ok(None) => {
+            return not_sent(
+                app,
+                &job,
+                "the merchant no longer exists: nothing was sent",
+                true,
+            )
+            .await;
+        }
+        Err(e) => {
+            let why = format!("cannot read the merchant, nothing was sent: {e}");
+            return not_sent(app, &job, &why, false).await;
+        }
     };
     let policy = app.webhook_policy(&url, &shop_origins);
     let (http_status, result) = post(app, &policy, &url, &job.event_id, &job.body, &key).await;
@@ -164,24 +177,43 @@ async fn deliver(app: &Arc<App>, job: crate::store::WebhookJob) {
         }
         Err(e) => {
             app.metrics.webhooks_failed.inc();
-            let cfg = &app.config.webhooks;
-            let backoff = cfg
-                .retry_base_ms
-                .saturating_mul(1u64 << job.attempts.min(20))
-                .min(cfg.retry_max_ms);
-            tracing::warn!(event = %job.event_id, merchant = %job.merchant_id, attempt = job.attempts + 1, retry_in_ms = backoff, error = %e, "webhook not delivered");
-            let next = now_ms() + backoff as i64;
-            let recorded = if next - job.created_ms > cfg.give_up_after_ms as i64 {
-                app.metrics.webhooks_dead.inc();
-                tracing::error!(event = %job.event_id, merchant = %job.merchant_id, attempts = job.attempts + 1, "webhook given up after the retry window (dead letter); resend it from the admin page");
-                app.store.webhook_dead(job.taken(), &e).await
-            } else {
-                app.store.webhook_failed(job.taken(), next, &e).await
-            };
-            if let Err(err) = recorded {
-                tracing::error!(event = %job.event_id, error = %err, "cannot record a webhook failure");
-            }
+            retry_or_give_up(app, &job, &e).await;
         }
+    }
+}
+
+/// A webhook that was not sent: given up at once (`dead`: there is nowhere to send it), or
+/// retried after its backoff like a failed send.
+async fn not_sent(app: &Arc<App>, job: &crate::store::WebhookJob, why: &str, dead: bool) {
+    if !dead {
+        return retry_or_give_up(app, job, why).await;
+    }
+    app.metrics.webhooks_dead.inc();
+    tracing::warn!(event = %job.event_id, merchant = %job.merchant_id, reason = why, "webhook not sent (dead letter)");
+    if let Err(err) = app.store.webhook_dead(job.taken(), why).await {
+        tracing::error!(event = %job.event_id, error = %err, "cannot record a webhook failure");
+    }
+}
+
+/// After a failed attempt: the next one after the backoff, or the dead letter once the retry
+/// window is over.
+async fn retry_or_give_up(app: &Arc<App>, job: &crate::store::WebhookJob, error: &str) {
+    let cfg = &app.config.webhooks;
+    let backoff = cfg
+        .retry_base_ms
+        .saturating_mul(1u64 << job.attempts.min(20))
+        .min(cfg.retry_max_ms);
+    let next = now_ms() + backoff as i64;
+    let recorded = if next - job.created_ms > cfg.give_up_after_ms as i64 {
+        app.metrics.webhooks_dead.inc();
+        tracing::error!(event = %job.event_id, merchant = %job.merchant_id, attempts = job.attempts + 1, error = %error, "webhook given up after the retry window (dead letter); resend it from the admin page");
+        app.store.webhook_dead(job.taken(), error).await
+    } else {
+        tracing::warn!(event = %job.event_id, merchant = %job.merchant_id, attempt = job.attempts + 1, retry_in_ms = backoff, error = %error, "webhook not delivered");
+        app.store.webhook_failed(job.taken(), next, error).await
+    };
+    if let Err(err) = recorded {
+        tracing::error!(event = %job.event_id, error = %err, "cannot record a webhook failure");
     }
 }
 

@@ -118,6 +118,18 @@ pub fn beijing_compact_date(unix: i64) -> String {
     format_date(beijing_day(unix)).replace('-', "")
 }
 
+/// An event's time in milliseconds (webhooks' `created_at_ms`), consistent with its stored
+/// second `at` (`YYYY-MM-DDTHH:MM:SSZ`): now, when now is still within that second; else that
+/// second's last millisecond (the text was made just before a second turned).
+pub fn event_ms(at: &str) -> i64 {
+    let now = crate::store::now_ms();
+    match parse_rfc3339(at) {
+        Some(secs) if now.div_euclid(1000) == secs => now,
+        Some(secs) => secs * 1000 + 999,
+        None => now,
+    }
+}
+
 /// Now, as Unix seconds.
 pub fn now_unix() -> i64 {
     crate::store::now_ms() / 1000

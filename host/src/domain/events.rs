@@ -73,6 +73,8 @@ pub fn plan_notification(payment: &Payment, e: &NotificationEffect<'_>, now: &st
         }))
     };
     let mut webhooks = Vec::new();
+    // One time for all of this notification's events (they say the same status).
+    let at_ms = super::clock::event_ms(now);
     if let Some(url) = e.webhook_url {
         for event in &t.events {
             let kind = event.name();
@@ -99,6 +101,9 @@ pub fn plan_notification(payment: &Payment, e: &NotificationEffect<'_>, now: &st
                 "refund_status": e.refund_status,
                 "gmt_refund": e.gmt_refund,
                 "created_at": now,
+                // Orders two events of one payment made in the same second (a shop lets the
+                // later win); one notification's two events share it and say the same status.
+                "created_at_ms": at_ms,
             })
             .to_string();
             webhooks.push(PlannedWebhook {

@@ -534,6 +534,7 @@ pub fn refund_webhook(
         "refund_status": "REFUND_SUCCESS",
         "gmt_refund": refund.completed_at,
         "created_at": now,
+        "created_at_ms": crate::domain::clock::event_ms(now),
     })
     .to_string()
 }

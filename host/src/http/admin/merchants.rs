@@ -403,9 +403,12 @@ async fn dead_views(app: &App, merchant: Option<&str>) -> Vec<Value> {
         .collect()
 }
 
+/// The most dead letters one page lists (per merchant).
+const DEAD_PAGE: u32 = 500;
+
 async fn dead_of(app: &App, merchant: Option<&str>) -> Vec<crate::store::DeadWebhook> {
     app.store
-        .dead_webhooks(merchant, 500)
+        .dead_webhooks(merchant, DEAD_PAGE)
         .await
         .unwrap_or_default()
 }
@@ -1140,14 +1143,24 @@ pub async fn resend_all(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
     };
     let mut queued: BTreeMap<String, u32> = BTreeMap::new();
     for m in &merchants {
-        for w in dead_of(app, m.as_deref()).await {
-            if app
-                .store
-                .resend_webhook(&w.merchant_id, w.id)
-                .await
-                .unwrap_or(false)
-            {
-                *queued.entry(w.merchant_id.clone()).or_default() += 1;
+        // The page lists 500 at most; "all" is all: page after page until none is left (or a
+        // page of which nothing could be queued).
+        loop {
+            let page = dead_of(app, m.as_deref()).await;
+            let mut moved = 0;
+            for w in &page {
+                if app
+                    .store
+                    .resend_webhook(&w.merchant_id, w.id)
+                    .await
+                    .unwrap_or(false)
+                {
+                    *queued.entry(w.merchant_id.clone()).or_default() += 1;
+                    moved += 1;
+                }
+            }
+            if moved == 0 || page.len() < DEAD_PAGE as usize {
+                break;
             }
         }
     }
