@@ -35,10 +35,16 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
             Ok(s) => s,
             Err(e) => return fail(e),
         };
+        let store = config.store_description();
         let app = match payhost::server::build_app(config).await {
             Ok(a) => a,
             // The database's own problem (a migration refused, say) is not the file's.
             Err(e) if e.is::<payhost::server::DatabaseError>() => return fail(e),
+            Err(e) if payhost::store::is_unavailable(&e) => {
+                return fail(e.context(format!(
+                    "the database ({store}) cannot be written now: make room on its file system, end the other process holding it, or give payhost more memory, then start payhost again"
+                )))
+            }
             // Its problems are the file's keys: the file is named, as check-config names it.
             Err(e) => return fail(e.context(format!("in {}", path.display()))),
         };
@@ -69,6 +75,7 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
         if !admin_login {
             tracing::warn!("{NO_ADMIN_LOGIN}");
         }
+        warn_of_a_low_open_files_limit(running.app.config.limits.max_connections);
         // A server keeps serving when nobody reads its start-up summary (stdout closed).
         let _ = super::write_line(format_args!(
             "{}",
@@ -144,6 +151,28 @@ fn summary(
         ));
     }
     out
+}
+
+/// Every connection is a file descriptor, and so are the database, its readers and the
+/// outbound connections: a limit below `max_connections` turns connections away with EMFILE
+/// before payhost's own limit does.
+fn warn_of_a_low_open_files_limit(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given and reads nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let needed = max_connections as u64 + 256;
+    if limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur < needed {
+        tracing::warn!(
+            open_files_limit = limit.rlim_cur,
+            max_connections,
+            "the process's open-files limit is below [limits] max_connections plus payhost's own files ({needed}): connections past it are refused by the system, not by payhost; raise it (LimitNOFILE= in the systemd unit, or ulimit -n)"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -382,7 +382,17 @@ pub async fn serve(
                 let (stream, remote) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
+                        // Out of file descriptors keeps failing every 50 ms: said once a
+                        // minute, with what to do.
+                        static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(60_000);
+                        if let Some(unsaid) = SAY.allow() {
+                            let hint = if e.raw_os_error() == Some(24) {
+                                " (the process's open-files limit is reached: raise it, e.g. LimitNOFILE= in the systemd unit, above [limits] max_connections)"
+                            } else {
+                                ""
+                            };
+                            tracing::warn!(error = %e, unsaid, "accept failed{hint} (said again every minute while it lasts)");
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }

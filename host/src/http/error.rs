@@ -50,12 +50,12 @@ impl ApiError {
             if crate::store::is_unavailable(store) {
                 static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(10_000);
                 if let Some(unsaid) = SAY.allow() {
-                    tracing::error!(error = %format!("{store:#}"), unsaid, "the database cannot be reached (said again every 10 s while it lasts)");
+                    tracing::error!(error = %format!("{store:#}"), unsaid, "the database cannot be reached or written (said again every 10 s while it lasts)");
                 }
                 return ApiError::new(
                     503,
                     "database_unavailable",
-                    "the database cannot be reached; try again shortly",
+                    "the database cannot be reached or written now; try again shortly",
                 );
             }
         }

@@ -42,7 +42,14 @@ pub fn new_engine(memory_bytes: usize, max_instances: u32) -> Result<Engine> {
             // An address-space limit (`ulimit -v`, some hosting plans) can refuse the pool's
             // reservation: the component then runs with bounds checks rather than not at all.
             tracing::warn!(error = %format!("{e:#}"), "the address space for whole-memory reservations was refused (is `ulimit -v` set?); the component runs with bounds checks, about 15 % slower");
-            with_memory_slot(&mut config, CHECKED_MEMORY, memory_bytes)
+            with_memory_slot(&mut config, CHECKED_MEMORY, memory_bytes).map_err(|e| {
+                let pool_mib = u64::from(max_instances) * MEMORIES_PER_INSTANCE
+                    * (memory_bytes as u64 >> 20);
+                e.context(format!(
+                    "the address-space limit (ulimit -v) is too low even for bounds-checked memories: the pool reserves {pool_mib} MiB ([limits] max_instances {max_instances} × {MEMORIES_PER_INSTANCE} memories × memory_mib {}); lower max_instances in plugin.toml (the reservation shrinks with it) or raise the limit",
+                    memory_bytes >> 20
+                ))
+            })
         }
         built => built,
     }

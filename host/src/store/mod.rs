@@ -195,13 +195,32 @@ impl std::fmt::Display for Unavailable {
     }
 }
 
-/// Whether a store error means the database cannot be reached ([`Unavailable`], or a
-/// PostgreSQL connection closed under a query).
+impl std::error::Error for Unavailable {}
+
+/// Whether a store error means the database cannot be reached or written now ([`Unavailable`];
+/// a PostgreSQL connection closed under a query; SQLite's full disk, lock held elsewhere past
+/// the busy timeout, I/O error, read-only file or lack of memory): the request may succeed
+/// later, so it is told to come back (503), not that payhost failed (500).
 pub fn is_unavailable(e: &anyhow::Error) -> bool {
+    use rusqlite::ErrorCode as C;
     e.downcast_ref::<Unavailable>().is_some()
         || e.chain().any(|c| {
             c.downcast_ref::<tokio_postgres::Error>()
                 .is_some_and(|pg| pg.is_closed())
+                || c.downcast_ref::<rusqlite::Error>()
+                    .and_then(rusqlite::Error::sqlite_error_code)
+                    .is_some_and(|code| {
+                        matches!(
+                            code,
+                            C::DiskFull
+                                | C::DatabaseBusy
+                                | C::DatabaseLocked
+                                | C::SystemIoFailure
+                                | C::ReadOnly
+                                | C::CannotOpen
+                                | C::OutOfMemory
+                        )
+                    })
         })
 }
 
@@ -727,6 +746,33 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SQLite's conditions that pass (a full disk, a lock held elsewhere, memory) are told to
+    /// come back (503), however they reach the caller: a job's own error, or the writer's
+    /// commit refused; a request's own mistake (a constraint) is not.
+    #[test]
+    fn passing_sqlite_conditions_are_unavailable() {
+        let sqlite = |code| {
+            anyhow::Error::new(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+        };
+        for code in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_NOMEM,
+            rusqlite::ffi::SQLITE_READONLY,
+        ] {
+            assert!(is_unavailable(&sqlite(code).context("a write")), "{code}");
+        }
+        assert!(!is_unavailable(&sqlite(rusqlite::ffi::SQLITE_CONSTRAINT)));
+        let commit = anyhow::Error::new(Unavailable)
+            .context("the store could not commit: database or disk is full");
+        assert!(is_unavailable(&commit));
+        assert!(format!("{commit:#}")
+            .starts_with("the store could not commit: database or disk is full"));
+    }
 
     #[test]
     fn dates() {

@@ -242,6 +242,11 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ready(&self) -> Result<()> {
+        if self.writer.wal_lost() {
+            anyhow::bail!(
+                "the database's -wal file was deleted or replaced while payhost runs: commits are copied into the database file one by one; restart payhost gracefully (SIGTERM, never kill -9)"
+            );
+        }
         if self.writer.failing() {
             // The last commit failed (a full disk): ready again only once there is room. A
             // row rewritten as it was needs none (it committed on a full disk, and the store
@@ -281,7 +286,12 @@ fn configure(conn: &Connection) -> Result<()> {
     if mode != "wal" {
         bail!("the database cannot use WAL journaling (journal_mode is {mode})");
     }
-    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+    // A reader that holds the WAL back (a long `sqlite3` session beside payhost) lets it grow;
+    // once it is let go, the next reset shrinks the file back to this (64 MiB), instead of
+    // keeping its peak on the disk for good.
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA journal_size_limit=67108864;",
+    )?;
     Ok(())
 }
 

@@ -674,3 +674,35 @@ fn too_little_room_is_said_with_what_to_do() {
     assert_eq!(room_problem(folder, Some(READY_FREE_BYTES)), None);
     assert_eq!(room_problem(folder, None), None);
 }
+
+/// The `-wal` file deleted while payhost runs (an operator "cleaning up"): SQLite goes on
+/// committing into the deleted file, and a crash would take those commits with it. Each commit
+/// is then copied into the database file before it is reported durable, and readiness says why.
+#[tokio::test]
+async fn a_deleted_wal_file_never_leaves_a_commit_only_in_it() {
+    let (s, path) = open_temp("wal-deleted");
+    s.insert_payment(&payment("w1")).await.unwrap();
+    s.ready().await.unwrap();
+    std::fs::remove_file(format!("{}-wal", path.display())).unwrap();
+    let _ = std::fs::remove_file(format!("{}-shm", path.display()));
+    s.insert_payment(&payment("w2")).await.unwrap();
+    let e = s.ready().await.unwrap_err();
+    assert!(format!("{e:#}").contains("-wal file was deleted"), "{e:#}");
+    // What a crash now would leave: the database file alone.
+    let copy = path.with_extension("after-crash");
+    std::fs::copy(&path, &copy).unwrap();
+    let c = rusqlite::Connection::open(&copy).unwrap();
+    let kept: i64 = c
+        .query_row(
+            "SELECT count(*) FROM payments WHERE out_trade_no IN ('w1', 'w2')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept, 2);
+    drop(c);
+    drop(s);
+    for p in [path.clone(), copy] {
+        let _ = std::fs::remove_file(&p);
+    }
+}

@@ -41,6 +41,9 @@ struct Health {
     /// A job of the group under way failed for want of storage (set by the job, read and
     /// cleared when its group ends: a group that commits nothing else still commits).
     storage_error: AtomicBool,
+    /// The database's `-wal` file was deleted or replaced while payhost runs ([`WalGuard`]):
+    /// readiness fails until a restart.
+    wal_lost: AtomicBool,
 }
 
 impl Writer {
@@ -69,6 +72,10 @@ impl Writer {
         self.health.failing.load(Ordering::Relaxed)
     }
 
+    pub(super) fn wal_lost(&self) -> bool {
+        self.health.wal_lost.load(Ordering::Relaxed)
+    }
+
     /// Runs `f` on the writer's connection in the next group; returns once the group is durable.
     pub(super) async fn run<R: Send + 'static>(
         &self,
@@ -79,7 +86,8 @@ impl Writer {
         let job: Job = Box::new(move |conn| {
             let result = match conn {
                 Some(conn) => f(conn),
-                None => Err(anyhow!("the store could not start a transaction")),
+                None => Err(anyhow::Error::new(crate::store::Unavailable)
+                    .context("the store could not start a transaction")),
             };
             if result.as_ref().err().is_some_and(is_storage_failure) {
                 health.storage_error.store(true, Ordering::Relaxed);
@@ -88,7 +96,10 @@ impl Writer {
             let finish: Finish = Box::new(move |committed| {
                 let _ = tx.send(match committed {
                     Ok(()) => result,
-                    Err(e) => Err(anyhow!("the store could not commit: {e}")),
+                    // BEGIN or COMMIT refused, or the group rolled back by SQLite: a full
+                    // disk, a lock held elsewhere, an I/O error (nothing the request asked).
+                    Err(e) => Err(anyhow::Error::new(crate::store::Unavailable)
+                        .context(format!("the store could not commit: {e}"))),
                 });
             });
             (ok, finish)
@@ -121,6 +132,7 @@ fn write_loop(
     commits: Arc<AtomicUsize>,
     health: Arc<Health>,
 ) {
+    let mut wal = WalGuard::new(&conn);
     while let Some(first) = queue.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -155,7 +167,7 @@ fn write_loop(
             let (ok, finish) = job(savepoint.is_ok().then_some(&conn));
             finishes.push(finish);
             if conn.is_autocommit() {
-                lost = Some("SQLite rolled the group's transaction back (a full disk or an I/O error); nothing of it was written".into());
+                lost = Some("SQLite rolled the group's transaction back (a full disk, an I/O error or too little memory); nothing of it was written".into());
                 continue;
             }
             if savepoint.is_err() {
@@ -179,12 +191,16 @@ fn write_loop(
         }
         let committed = match lost {
             Some(e) => Err(e),
-            None => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
+            None => conn
+                .execute_batch("COMMIT")
+                .map_err(|e| e.to_string())
+                .and_then(|()| wal.check(&conn)),
         };
         let storage_error = health.storage_error.swap(false, Ordering::Relaxed);
         health
             .failing
             .store(committed.is_err() || storage_error, Ordering::Relaxed);
+        health.wal_lost.store(wal.lost(), Ordering::Relaxed);
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         } else {
@@ -193,5 +209,71 @@ fn write_loop(
         for finish in finishes {
             finish(committed.clone());
         }
+    }
+}
+
+/// Watches the database's `-wal` file: SQLite commits into the file it opened, so one deleted
+/// (or replaced) while payhost runs would take every later commit with it when the process dies
+/// (an acknowledged notification lost). Once that is seen, each commit is copied into the
+/// database file itself (a full checkpoint) before anyone is told it is durable, and readiness
+/// fails until payhost is restarted (which makes a new `-wal`).
+struct WalGuard {
+    path: Option<std::path::PathBuf>,
+    /// The file's device and inode, as first seen after a commit.
+    seen: Option<(u64, u64)>,
+    lost: bool,
+}
+
+impl WalGuard {
+    fn new(conn: &Connection) -> WalGuard {
+        WalGuard {
+            path: conn
+                .path()
+                .filter(|p| !p.is_empty())
+                .map(|p| std::path::PathBuf::from(format!("{p}-wal"))),
+            seen: None,
+            lost: false,
+        }
+    }
+
+    /// After a commit: Ok when it is durable (its `-wal` is the one SQLite writes, or the
+    /// commit was copied into the database file).
+    fn check(&mut self, conn: &Connection) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        if !self.lost {
+            let now = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+            match (self.seen, now) {
+                (_, None) => self.lost = true,
+                (None, Some(id)) => self.seen = Some(id),
+                (Some(seen), Some(id)) => self.lost = seen != id,
+            }
+            if !self.lost {
+                return Ok(());
+            }
+            tracing::error!(
+                wal = %path.display(),
+                "the database's -wal file was deleted or replaced while payhost runs: every commit is now copied into the database file before it is acknowledged (slower), and readiness fails. Restart payhost gracefully (SIGTERM, never kill -9) to make a new one; never delete payhost.db-wal or payhost.db-shm"
+            );
+        }
+        // (busy, WAL frames, frames checkpointed): durable when nothing is left behind.
+        let copied = conn.query_row("PRAGMA wal_checkpoint(FULL)", [], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        });
+        match copied {
+            Ok((0, frames, done)) if done >= frames => Ok(()),
+            Ok(_) => Err("the database's -wal file was deleted while payhost runs, and this commit could not be copied into the database file yet (a reader holds it): it is not acknowledged".into()),
+            Err(e) => Err(format!("the database's -wal file was deleted while payhost runs, and this commit could not be copied into the database file: {e}")),
+        }
+    }
+
+    fn lost(&self) -> bool {
+        self.lost
     }
 }
