@@ -2187,3 +2187,112 @@ shop_webhook_secret = "{HOOK_SECRET}"
     )
     .await;
 }
+
+/// A shop that removes its webhook URL (a lost domain, say) gets nothing more there: an event
+/// still being retried is given up at once, said why, instead of going to the old URL for days.
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_the_webhook_url_stops_the_retries_to_the_old_one() {
+    let w = world("hook-removed").await;
+    w.shop.answer(|_| (503, b"down".to_vec()));
+    let url = w.host.url("/v1/merchants/gone");
+    let body = |hook: serde_json::Value| {
+        json!({"partner": PARTNER, "key": MD5_KEY, "seller_email": SELLER,
+               "gateway_url": w.alipay.gateway_url(), "notify_verify_url": w.alipay.verify_url(),
+               "shop_webhook_url": hook, "shop_webhook_secret": "0123456789abcdefXYZ"})
+    };
+    let r = send_json("PUT", &url, Some(TOKEN), &body(json!(w.shop.url("/hook")))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(create(&w, "gone", order("G1", "1.00")).await.status, 201);
+    w.alipay.issue("n-G1");
+    let r = notify(
+        &w,
+        "gone",
+        &alipay::md5_notify_body(&trade("G1", "1.00", "n-G1"), MD5_KEY),
+    )
+    .await;
+    assert_eq!(r.text(), "success");
+    wait_for(|| !hooks(&w).is_empty(), "a first (refused) attempt").await;
+    let event: serde_json::Value = serde_json::from_slice(&hooks(&w)[0].body).unwrap();
+    // Whole seconds, and the millisecond within them that orders events of one payment.
+    let secs =
+        payhost::domain::clock::parse_rfc3339(event["created_at"].as_str().unwrap()).unwrap();
+    let ms = event["created_at_ms"].as_i64().expect("created_at_ms");
+    assert_eq!(ms.div_euclid(1000), secs, "{event}");
+
+    let r = send_json("PUT", &url, Some(TOKEN), &body(serde_json::Value::Null)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let store = w.host.app().store.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let dead = store.dead_webhooks(Some("gone"), 10).await.unwrap();
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(Instant::now() < deadline, "{}", w.host.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("the shop's webhook URL was removed"),
+        "{dead:?}"
+    );
+    let sent = hooks(&w).len();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(hooks(&w).len(), sent, "nothing more went to the old URL");
+}
+
+/// `merchant add` run as root in a folder that belongs to payhost's user (as the README's
+/// deployment sets it up) gives the database it creates to that user: `payhost serve`, running
+/// as that user, can open it. Run as anyone else, the test has nothing to show.
+#[test]
+fn a_database_made_by_root_belongs_to_the_owner_of_its_folder() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = temp_dir("db-owner");
+    let probe = dir.join("probe");
+    std::fs::write(&probe, "").unwrap();
+    if std::fs::metadata(&probe).unwrap().uid() != 0 {
+        eprintln!("not root: nothing to show");
+        return;
+    }
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let config = dir.join("payhost.toml");
+    std::fs::write(&config, config_head(free_port(), TOKEN, "")).unwrap();
+    let out = std::process::Command::new(payhost_binary())
+        .args([
+            "merchant",
+            "add",
+            "m1",
+            "--shop-origin",
+            "https://m1.example",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("gave it to the owner of its folder (uid 65534)"),
+        "{err}"
+    );
+    let db = std::fs::metadata(dir.join("payhost.db")).unwrap();
+    assert_eq!((db.uid(), db.gid()), (65534, 65534));
+    // A database that was there already is left as it is.
+    let again = std::process::Command::new(payhost_binary())
+        .args([
+            "merchant",
+            "add",
+            "m2",
+            "--shop-origin",
+            "https://m2.example",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("gave it"));
+}

@@ -481,3 +481,59 @@ seller_email = "file@example.com"
         "named in the row, so adding components later cannot move it"
     );
 }
+
+/// A manifest copied with its component (`target/…` beside it) is found although
+/// `CARGO_TARGET_DIR` is set to somewhere else, empty or holding another build: the place whose
+/// file has the pinned sha256 is taken. With neither, the error names both places.
+#[test]
+fn a_relocated_target_dir_does_not_hide_the_component_beside_its_manifest() {
+    let dir = temp_dir("relocated-target");
+    let installed = dir.join("target/wasm32-wasip2/release");
+    std::fs::create_dir_all(&installed).unwrap();
+    std::fs::copy(repo_root().join("plugin.toml"), dir.join("plugin.toml")).unwrap();
+    let wasm = conformance::target_dir().join("wasm32-wasip2/release/alipay_wap_plugin.wasm");
+    std::fs::copy(&wasm, installed.join("alipay_wap_plugin.wasm")).unwrap();
+    std::fs::write(
+        dir.join("payhost.toml"),
+        format!(
+            "listen = \"127.0.0.1:{}\"\npublic_url = \"https://pay.example\"\napi_token = \"{TOKEN}\"\n[plugin]\nmanifest = \"plugin.toml\"\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let elsewhere = temp_dir("relocated-target-elsewhere");
+    let check = |target_dir: &std::path::Path| {
+        std::process::Command::new(payhost_binary())
+            .args(["check-config", "--config"])
+            .arg(dir.join("payhost.toml"))
+            .env("CARGO_TARGET_DIR", target_dir)
+            .output()
+            .unwrap()
+    };
+    let out = check(&elsewhere);
+    assert!(out.status.success(), "{out:?}");
+    // Another build under CARGO_TARGET_DIR: the pinned file beside the manifest still wins.
+    let other = elsewhere.join("wasm32-wasip2/release");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(
+        other.join("alipay_wap_plugin.wasm"),
+        b"\0asm\x0d\0\x01\0other build",
+    )
+    .unwrap();
+    let out = check(&elsewhere);
+    assert!(out.status.success(), "{out:?}");
+    // Neither place has it: both are named.
+    std::fs::remove_file(other.join("alipay_wap_plugin.wasm")).unwrap();
+    std::fs::remove_file(installed.join("alipay_wap_plugin.wasm")).unwrap();
+    let out = check(&elsewhere);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot read the component {}",
+            installed.join("alipay_wap_plugin.wasm").display()
+        )) && err.contains("looked for under CARGO_TARGET_DIR")
+            && err.contains(&elsewhere.display().to_string()),
+        "{err}"
+    );
+}

@@ -211,11 +211,13 @@ impl Manifest {
         }
     }
 
-    /// The component file. A relative path into `target/` (cargo's default target directory,
-    /// also as `../../target/…` from a manifest deeper in the workspace) follows
-    /// `CARGO_TARGET_DIR` when that is set, so a build with a relocated target directory is found.
-    pub fn component_path(&self) -> PathBuf {
+    /// Where the component file may be: a relative path into `target/` (cargo's default target
+    /// directory, also as `../../target/…` from a manifest deeper in the workspace) is looked
+    /// for first under `CARGO_TARGET_DIR` when that is set (a build with a relocated target
+    /// directory), then beside the manifest as written (a copy installed with it).
+    pub fn component_paths(&self) -> Vec<PathBuf> {
         let path = Path::new(&self.component.path);
+        let plain = self.base_dir.join(path);
         let ups = path
             .components()
             .take_while(|c| matches!(c, std::path::Component::ParentDir))
@@ -231,25 +233,61 @@ impl Manifest {
             for _ in 0..ups {
                 root.pop();
             }
-            return root.join(dir).join(rest);
+            let relocated = root.join(dir).join(rest);
+            if relocated != plain {
+                return vec![relocated, plain];
+            }
         }
-        self.base_dir.join(path)
+        vec![plain]
     }
 
-    /// Reads the component and checks its checksum and binary header.
+    /// The component file: the first of [`Manifest::component_paths`] that exists (the first
+    /// when none does).
+    pub fn component_path(&self) -> PathBuf {
+        let paths = self.component_paths();
+        paths
+            .iter()
+            .find(|p| p.is_file())
+            .unwrap_or(&paths[0])
+            .clone()
+    }
+
+    /// Reads the component and checks its checksum and binary header. Of the places it may be
+    /// ([`Manifest::component_paths`]), the first whose file has the pinned sha256 is taken.
     pub fn read_component(&self) -> Result<Vec<u8>> {
-        let path = self.component_path();
-        let bytes = std::fs::read(&path).with_context(|| {
+        let paths = self.component_paths();
+        let found: Vec<(PathBuf, Vec<u8>)> = paths
+            .iter()
+            .filter_map(|p| std::fs::read(p).ok().map(|b| (p.clone(), b)))
+            .collect();
+        let relocated = if paths.len() > 1 {
             format!(
-                "cannot read the component {} (the path is relative to {}: copy the .wasm there with the manifest, or build it, e.g. `cargo build --release --target wasm32-wasip2 -p <its package>`; a build of unchanged source matches the pinned sha256)",
-                path.display(),
-                self.file.display()
+                " (looked for under CARGO_TARGET_DIR, {}, first)",
+                paths[0].display()
             )
-        })?;
+        } else {
+            String::new()
+        };
+        let Some(first) = found.first() else {
+            let path = paths.last().expect("one path at least");
+            let e = std::fs::read(path).expect_err("not found above");
+            return Err(anyhow::Error::new(e)).with_context(|| {
+                format!(
+                    "cannot read the component {}{relocated} (the path is relative to {}: copy the .wasm there with the manifest, or build it, e.g. `cargo build --release --target wasm32-wasip2 -p <its package>`; a build of unchanged source matches the pinned sha256)",
+                    path.display(),
+                    self.file.display()
+                )
+            });
+        };
+        let (path, bytes) = found
+            .iter()
+            .find(|(_, b)| sha256_hex(b).eq_ignore_ascii_case(&self.component.sha256))
+            .unwrap_or(first);
+        let (path, bytes) = (path.clone(), bytes.clone());
         let actual = sha256_hex(&bytes);
         if !actual.eq_ignore_ascii_case(&self.component.sha256) {
             bail!(
-                "the component {} has sha256 {actual}, but {} pins {}: this is not the file the manifest was published with (copy that file here, or build it from the source the manifest came with); `payhost pin-component` is only for your own deliberate change to that source",
+                "the component {}{relocated} has sha256 {actual}, but {} pins {}: this is not the file the manifest was published with (copy that file here, or build it from the source the manifest came with); `payhost pin-component` is only for your own deliberate change to that source",
                 path.display(),
                 self.file.display(),
                 self.component.sha256

@@ -96,7 +96,7 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
         Err(e) => return fail(format!("{e:#}")),
     };
     let opened = match action {
-        AdminUserAction::Add(_) => payhost::store::open_without_upgrade(&config).await,
+        AdminUserAction::Add(_) => super::open_store_creating(&config).await,
         // Listing or changing admin users of a database that does not exist is a mistake.
         _ => super::open_existing_store(&config).await,
     };

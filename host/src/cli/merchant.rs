@@ -83,7 +83,7 @@ async fn add(action: Action) -> Result<()> {
             ids.join(", ")
         ),
     };
-    let store = payhost::store::open_without_upgrade(&config).await?;
+    let store = super::open_store_creating(&config).await?;
     let m = payhost::onboarding::add_merchant(store.as_ref(), &id, &plugin, &shop_origins, &label)
         .await
         .map_err(|e| anyhow!("{}", in_flag_terms(&id, &e)))?;

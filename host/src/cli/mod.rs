@@ -94,6 +94,62 @@ pub async fn open_existing_store(
     payhost::store::open_without_upgrade(config).await
 }
 
+/// The store of a command that may be the first to use it (`merchant add`, `token create`,
+/// `admin-user add`): a SQLite database it creates is given to the owner of its folder, the
+/// user `payhost serve` runs as, when the command ran as someone else (root, say); otherwise
+/// `payhost serve` could not open the file it made.
+pub async fn open_store_creating(
+    config: &payhost::config::Config,
+) -> anyhow::Result<std::sync::Arc<dyn payhost::store::Store>> {
+    let new_file = config.database_url.is_none() && !config.database.exists();
+    let store = payhost::store::open_without_upgrade(config).await?;
+    if new_file {
+        give_to_folder_owner(&config.database);
+    }
+    Ok(store)
+}
+
+/// Gives a new database file (and its `-wal`, `-shm`) to the owner of its folder when they
+/// differ; says so, or why it could not.
+fn give_to_folder_owner(db: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let folder = match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let (Ok(dir), Ok(file)) = (std::fs::metadata(&folder), std::fs::metadata(db)) else {
+        return;
+    };
+    if dir.uid() == file.uid() {
+        return;
+    }
+    let mut done = true;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let path = std::path::PathBuf::from(name);
+        if path.exists() {
+            done &= std::os::unix::fs::chown(&path, Some(dir.uid()), Some(dir.gid())).is_ok();
+        }
+    }
+    if done {
+        eprintln!(
+            "note: made the database {} and gave it to the owner of its folder (uid {}), the user payhost serve runs as",
+            db.display(),
+            dir.uid()
+        );
+    } else {
+        eprintln!(
+            "warning: made the database {} as uid {}, but cannot give it to the owner of its folder (uid {}): run `chown {} {}*` before payhost serve, or run this command as the user payhost serve runs as",
+            db.display(),
+            file.uid(),
+            dir.uid(),
+            dir.uid(),
+            db.display()
+        );
+    }
+}
+
 /// Reports an error and gives the exit status of every command that stops on one (README: `2`).
 pub fn fail(e: anyhow::Error) -> ExitCode {
     eprintln!("error: {e:#}");

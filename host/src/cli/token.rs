@@ -62,7 +62,7 @@ async fn token(action: Action) -> Result<()> {
     let config = Config::load(config)?;
     let store = match action {
         // A token is made for a merchant that may so far exist only in payhost.toml.
-        Action::Create { .. } => payhost::store::open_without_upgrade(&config).await?,
+        Action::Create { .. } => super::open_store_creating(&config).await?,
         Action::List { .. } | Action::Revoke { .. } => super::open_existing_store(&config).await?,
     };
     match action {
