@@ -12,6 +12,7 @@
 // See docs/EMBEDDING.md for the type mapping and the imports.
 
 import { transpile } from '@bytecodealliance/jco';
+import { _setArgs, _setEnv, environment } from '@bytecodealliance/preview2-shim/cli';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
 import { createServer, request as httpRequest } from 'node:http';
@@ -63,7 +64,12 @@ async function load(path) {
     await writeFile(join(out, name), data);
   }
   // The glue imports the WASI interfaces from @bytecodealliance/preview2-shim (cli, clocks, io,
-  // random): nothing else is needed, the component performs no I/O.
+  // random): nothing else is needed, the component performs no I/O. But the shim hands it this
+  // process's own environment (process.env, with any secret in it) and arguments: give it none.
+  // The shim is one module per process, so this holds for every component this process runs.
+  _setEnv({});
+  _setArgs([]);
+  check(environment.getEnvironment().length === 0 && environment.getArguments().length === 0, 'the component would see this process\'s environment');
   const module = await import(pathToFileURL(join(out, 'plugin.js')).href);
   const contract = CONTRACTS.find((v) => exports.some(([name]) => name === `payhost:payment/plugin@${v}`));
   check(contract, 'the component exports no payhost:payment/plugin this example knows');
