@@ -497,6 +497,17 @@ async fn sandbox_notifies_are_signed_in_the_fixed_order_not_sorted() {
     )
     .await;
     assert_eq!(v.text(), "true");
+    // Alipay confirms a notify only for the partner it was sent for: another merchant's
+    // (a notification routed to the wrong merchant's settings) is not confirmed.
+    let v = get(
+        &format!(
+            "{}/mapi?service=notify_verify&partner=2088000000005555&notify_id={id}",
+            s.base
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(v.text(), "false");
     let v = get(
         &format!(
             "{}/mapi?service=notify_verify&partner={PARTNER}&notify_id=forged",

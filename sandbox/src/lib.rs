@@ -101,6 +101,10 @@ pub struct Trade {
 #[derive(Debug, Clone, Serialize)]
 pub struct NotifyDelivery {
     pub notify_id: String,
+    /// Whose notification it is: Alipay's `notify_verify` confirms a notify_id only for the
+    /// partner it was sent for (empty: the open platform's, which has no `notify_verify`).
+    #[serde(default)]
+    pub partner: String,
     pub out_trade_no: String,
     pub trade_status: String,
     pub url: String,
@@ -744,6 +748,7 @@ impl Sandbox {
     fn push_notify(&self, notify_id: String, t: &Trade, status: &str, url: String, body: String) {
         self.notifies.lock().unwrap().push(NotifyDelivery {
             notify_id,
+            partner: t.partner.clone(),
             out_trade_no: t.out_trade_no.clone(),
             trade_status: status.into(),
             url,
@@ -860,13 +865,16 @@ impl Sandbox {
                 if get("partner").is_empty() || id.is_empty() {
                     return text(200, "invalid");
                 }
-                // true for an issued notify_id not yet acknowledged with `success`.
-                let genuine = self
-                    .notifies
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .any(|n| n.notify_id == id && !n.acknowledged && (n.sends > 0 || n.in_flight));
+                // true for a notify_id issued for this partner and not yet acknowledged with
+                // `success`: another merchant's notify (a shop routed to the wrong merchant)
+                // is not confirmed.
+                let partner = get("partner");
+                let genuine = self.notifies.lock().unwrap().iter().any(|n| {
+                    n.notify_id == id
+                        && n.partner == partner
+                        && !n.acknowledged
+                        && (n.sends > 0 || n.in_flight)
+                });
                 text(200, if genuine { "true" } else { "false" })
             }
             "mobile.merchant.paychannel" => {

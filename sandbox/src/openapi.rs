@@ -573,6 +573,7 @@ impl Sandbox {
         s.append_pair("sign", &sign);
         self.notifies.lock().unwrap().push(NotifyDelivery {
             notify_id,
+            partner: String::new(),
             out_trade_no: t.out_trade_no.clone(),
             trade_status: t.status.clone(),
             url,

@@ -341,6 +341,7 @@ impl Sandbox {
         let body = Self::signed_pc_form(&merchant.keys, fields);
         self.notifies.lock().unwrap().push(NotifyDelivery {
             notify_id,
+            partner: batch.partner.clone(),
             out_trade_no: first_trade
                 .as_ref()
                 .map(|t| t.out_trade_no.clone())
