@@ -2296,3 +2296,40 @@ fn a_database_made_by_root_belongs_to_the_owner_of_its_folder() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&again.stderr).contains("gave it"));
 }
+
+/// Every connection is a file descriptor: an open-files limit below `[limits] max_connections`
+/// turns connections away with EMFILE before payhost's own limit, so `serve` says so at start.
+#[test]
+fn serve_warns_of_an_open_files_limit_below_its_connections() {
+    let dir = temp_dir("low-nofile");
+    let config = dir.join("payhost.toml");
+    std::fs::write(&config, config_head(free_port(), TOKEN, "")).unwrap();
+    let log = dir.join("serve.log");
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 300 && exec '{}' serve --config '{}' 2>'{}'",
+            payhost_binary().display(),
+            config.display(),
+            log.display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("open-files limit") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        text.contains("open_files_limit=300")
+            && text.contains("LimitNOFILE=")
+            && text.contains("max_connections=1024"),
+        "{text}"
+    );
+}
