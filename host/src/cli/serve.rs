@@ -133,7 +133,17 @@ fn summary(
     } else {
         (public_url.to_owned(), "from public_url")
     };
-    let mut out = format!("\npayhost is listening on {addr}.\n  Admin: {base}/admin\n");
+    // Under a path (`https://shop.example/pay`) the admin's own links and forms, which start at
+    // `/admin`, would miss it: said here as well as in the warning.
+    let under_a_path = base
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .is_some_and(|(_, path)| !path.trim_matches('/').is_empty());
+    let mut out = if under_a_path {
+        format!("\npayhost is listening on {addr}.\n  Admin: {base}/admin (not under a path: open it at the server's own origin, http://{addr}/admin through an SSH tunnel, or serve payhost at a domain's root)\n")
+    } else {
+        format!("\npayhost is listening on {addr}.\n  Admin: {base}/admin\n")
+    };
     if merchants.is_empty() {
         out.push_str("  No merchant yet: add one in payhost.toml, the admin page or `payhost merchant add`.\n");
     } else {
@@ -199,6 +209,18 @@ mod tests {
         );
         assert!(s.contains("rsa: https://pay.example.com/notify/rsa"), "{s}");
         assert!(!s.contains("Warning"), "{s}");
+        assert!(!s.contains("not under a path"), "{s}");
+        let s = summary(
+            "https://shop.example.com/pay",
+            addr,
+            &merchants,
+            true,
+            Path::new("payhost.toml"),
+        );
+        assert!(
+            s.contains("Admin: https://shop.example.com/pay/admin (not under a path: open it at the server's own origin, http://127.0.0.1:8080/admin"),
+            "{s}"
+        );
         let s = summary("", addr, &merchants, false, Path::new("/etc/payhost.toml"));
         assert!(s.contains("Admin: http://127.0.0.1:8080/admin"), "{s}");
         assert!(s.contains("from the listen address"), "{s}");
