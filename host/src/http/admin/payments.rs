@@ -252,10 +252,27 @@ pub async fn overview(app: &Arc<App>, ctx: &Ctx) -> Page {
             }
         }
     }
+    // A database that cannot commit (a full disk, say) is said where everybody looks first:
+    // notifications are refused meanwhile (Alipay sends them again), orders paid at Alipay
+    // still show unpaid here.
+    let store_problem =
+        match tokio::time::timeout(std::time::Duration::from_millis(1500), app.store.ready()).await
+        {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{e:#}")),
+            Err(_) => Some(
+                ctx.t(
+                    "数据库 1.5 秒内没有响应",
+                    "the database did not answer within 1.5 s",
+                )
+                .to_owned(),
+            ),
+        };
     Page::View {
         template: "overview.html",
         section: "overview",
         values: context! {
+            store_problem,
             retrying_count, retrying_merchants => retrying.join(", "),
             merchants,
             chart => context! { svg, days => table, total_count, total_amount => yuan(total_fen) },
