@@ -2295,6 +2295,34 @@ fn a_database_made_by_root_belongs_to_the_owner_of_its_folder() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&again.stderr).contains("gave it"));
+
+    // The folder's owner plants `payhost.db` as a link to a file root would make for them
+    // (/etc/ld.so.preload, say): no database is made through it, nothing is handed over.
+    let planted = temp_dir("db-owner-planted");
+    std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+    let target = temp_dir("db-owner-target").join("preload");
+    std::os::unix::fs::symlink(&target, planted.join("payhost.db")).unwrap();
+    let config = planted.join("payhost.toml");
+    std::fs::write(&config, config_head(free_port(), TOKEN, "")).unwrap();
+    let out = std::process::Command::new(payhost_binary())
+        .args([
+            "merchant",
+            "add",
+            "m1",
+            "--shop-origin",
+            "https://m1.example",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("is a symbolic link to a file that does not exist"),
+        "{err}"
+    );
+    assert!(!target.exists(), "a file was made through the link");
 }
 
 /// Every connection is a file descriptor: an open-files limit below `[limits] max_connections`

@@ -1269,6 +1269,8 @@ async fn refund_rules(s: &dyn Store) {
         .iter()
         .map(|j| {
             let v: serde_json::Value = serde_json::from_str(&j.body).unwrap();
+            // Every event, a close's too, carries the millisecond that orders it.
+            assert!(v["created_at_ms"].as_i64().is_some_and(|ms| ms > 0), "{v}");
             (
                 v["out_trade_no"].as_str().unwrap().to_owned(),
                 v["type"].as_str().unwrap().to_owned(),

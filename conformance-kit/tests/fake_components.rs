@@ -33,6 +33,10 @@ enum Fault {
     AsksForever,
     /// A continuation it did not make traps it.
     TrapsOnForeignContinuation,
+    /// Every order is refused before anything is asked.
+    RefusesEveryOrder,
+    /// A failed create call is tried again at an origin nobody configured.
+    FallsBackElsewhere,
 }
 
 /// "fakepay": settings `api_key` (secret, required), `mode` (select live/test, default test),
@@ -212,6 +216,9 @@ impl ComponentUnderTest for Fake {
             if let Err(e) = self.validate(settings) {
                 return Some(FlowStep::Refused(format!("settings: {e:?}")));
             }
+            if self.0 == Fault::RefusesEveryOrder {
+                return Some(FlowStep::Refused("invalid order: product".into()));
+            }
             if self.0 != Fault::AcceptsBadAmounts && !amount_ok(&order.total_fee) {
                 return Some(FlowStep::Refused("invalid order: total_fee".into()));
             }
@@ -240,6 +247,9 @@ impl ComponentUnderTest for Fake {
         answer: &'a KitAnswer,
     ) -> BoxFuture<'a, Option<FlowStep>> {
         Box::pin(async move {
+            if continuation.starts_with("fakepay:fallback:") {
+                return Some(FlowStep::Refused("the fallback failed too".into()));
+            }
             let Some(order) = continuation.strip_prefix("fakepay:create:") else {
                 return Some(if self.0 == Fault::TrapsOnForeignContinuation {
                     FlowStep::Trapped("wasm trap: unreachable".into())
@@ -257,6 +267,15 @@ impl ComponentUnderTest for Fake {
                         body: vec![],
                     },
                     continuation: continuation.to_owned(),
+                }),
+                (Fault::FallsBackElsewhere, KitAnswer::Timeout(_)) => Some(FlowStep::Send {
+                    request: payhost_conformance::AskedRequest {
+                        method: "POST".into(),
+                        url: "https://fallback.elsewhere.example/create".into(),
+                        headers: vec![],
+                        body: vec![],
+                    },
+                    continuation: format!("fakepay:fallback:{order}"),
                 }),
                 (Fault::StartsDespiteFailure, _) => {
                     Some(FlowStep::Done(format!("{pay}?order={order}")))
@@ -620,7 +639,7 @@ async fn each_payment_flow_fault_fails_its_start_case() {
         ),
         (
             Fault::AsksUnconfiguredOrigin,
-            vec!["start.example_order"],
+            vec!["start.example_order", "start.request_failures"],
             "FAIL start.example_order: the component asked for POST https://collector.elsewhere.example/create: https://collector.elsewhere.example is neither in its manifest's outbound.allowed_hosts nor named by a setting",
         ),
         (
@@ -632,6 +651,11 @@ async fn each_payment_flow_fault_fails_its_start_case() {
             Fault::AsksForever,
             vec!["start.example_order", "start.request_failures"],
             "FAIL start.example_order: the flow asked for more than 4 requests",
+        ),
+        (
+            Fault::FallsBackElsewhere,
+            vec!["start.request_failures"],
+            "FAIL start.request_failures: after no answer in time: the component asked for POST https://fallback.elsewhere.example/create",
         ),
         (
             Fault::TrapsOnForeignContinuation,
@@ -678,6 +702,21 @@ async fn an_implementation_without_flow_steps_skips_the_start_cases() {
     for id in payhost_conformance::START_CASES {
         assert!(
             matches!(&report.case(id).unwrap().outcome, Outcome::Skipped(why) if why.contains("cannot be driven step by step")),
+            "{id}:\n{text}"
+        );
+    }
+}
+
+/// A component that refuses the kit's good order as well as the bad ones shows nothing: the cases
+/// that need a started order are skipped, said why, never passed.
+#[tokio::test]
+async fn refusing_every_order_passes_no_start_case() {
+    let report = run(Fault::RefusesEveryOrder).await;
+    let text = printed(&report);
+    assert_eq!(report.failed(), 0, "{text}");
+    for id in ["start.example_order", "start.bad_amounts_refused"] {
+        assert!(
+            matches!(&report.case(id).unwrap().outcome, Outcome::Skipped(why) if why.contains("invalid order: product")),
             "{id}:\n{text}"
         );
     }

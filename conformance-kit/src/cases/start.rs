@@ -64,8 +64,14 @@ impl Answers<'_> {
         match self {
             Answers::Always(a) => a.clone(),
             Answers::Sandbox(env) => {
+                // Only the sandbox's own paths: the kit's webhook receiver and shop pages on
+                // the same listener are not the provider's.
                 let ours = env.is_some_and(|env| {
                     client::origin_of(&request.url) == client::origin_of(&env.origin)
+                        && request
+                            .url
+                            .strip_prefix(&env.sandbox_url())
+                            .is_some_and(|rest| rest.starts_with('/'))
                 });
                 if !ours {
                     return KitAnswer::Refused(format!(
@@ -249,8 +255,13 @@ pub async fn cases(
                     "the example order, with the kit's sandbox merchant, was refused: {why}"
                 )
                 .into()),
-                // Without the provider's sandbox a refusal (its create call refused here) is
-                // all a component can answer.
+                // Without the provider's sandbox a refusal after its request (refused here) is
+                // all a component can answer; one before any request says the kit's order is
+                // not one it takes, which shows nothing.
+                End::Refused(why) if run.asked.is_empty() => Err(Stop::Skip(format!(
+                    "the component refused the kit's example order before asking anything: {}",
+                    cut_text(&why, 200)
+                ))),
                 End::Refused(_) => Ok(()),
                 End::Trapped(why) => Err(format!("start-payment trapped: {why}").into()),
                 End::Endless => Err(endless(&run.asked)),
@@ -298,9 +309,13 @@ pub async fn cases(
                     "the example order asks for no request: there is nothing to fail".into(),
                 ));
             }
+            let allowed = allowed_origins(cut, info, settings);
             let mut problems = Vec::new();
             for (what, answer) in &failures {
                 let run = drive(cut, settings, &example_order(env), Answers::Always(answer)).await?;
+                if let Err(Stop::Fail(why)) = origins_allowed(&run.asked, &allowed) {
+                    problems.push(format!("after {what}: {why}"));
+                }
                 match run.end {
                     End::Refused(_) => {}
                     End::Started(to) => problems.push(format!(
@@ -320,6 +335,15 @@ pub async fn cases(
 
     runner
         .case(CASES[2], async {
+            // A component that refuses the kit's good order outright refuses every order: its
+            // refusing these shows nothing.
+            let baseline = drive(cut, settings, &example_order(env), Answers::Sandbox(env)).await?;
+            if let (End::Refused(why), true) = (&baseline.end, baseline.asked.is_empty()) {
+                return Err(Stop::Skip(format!(
+                    "the component refuses the kit's example order too, so a refusal of a bad amount shows nothing: {}",
+                    cut_text(why, 200)
+                )));
+            }
             let mut problems = Vec::new();
             for amount in BAD_AMOUNTS {
                 let order = KitOrder {

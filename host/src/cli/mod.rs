@@ -101,7 +101,20 @@ pub async fn open_existing_store(
 pub async fn open_store_creating(
     config: &payhost::config::Config,
 ) -> anyhow::Result<std::sync::Arc<dyn payhost::store::Store>> {
-    let new_file = config.database_url.is_none() && !config.database.exists();
+    // `symlink_metadata`: a link is there even when what it names is not. A database is never
+    // made through a link someone else could have put in the folder (SQLite would create the
+    // file it names, as whoever runs this command).
+    let there = std::fs::symlink_metadata(&config.database);
+    if config.database_url.is_none()
+        && there.as_ref().is_ok_and(|m| m.file_type().is_symlink())
+        && !config.database.exists()
+    {
+        anyhow::bail!(
+            "{} is a symbolic link to a file that does not exist: no database is made through it (remove the link, or point `database` at the real file)",
+            config.database.display()
+        );
+    }
+    let new_file = config.database_url.is_none() && there.is_err();
     let store = payhost::store::open_without_upgrade(config).await?;
     if new_file {
         give_to_folder_owner(&config.database);
@@ -110,17 +123,19 @@ pub async fn open_store_creating(
 }
 
 /// Gives a new database file (and its `-wal`, `-shm`) to the owner of its folder when they
-/// differ; says so, or why it could not.
+/// differ; says so, or why it could not. Links are never followed: each file is changed by
+/// `lchown` and only while it is a plain file, so one swapped for a link (the folder's owner
+/// can do that) changes the link alone, never what it names.
 fn give_to_folder_owner(db: &std::path::Path) {
     use std::os::unix::fs::MetadataExt;
     let folder = match db.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let (Ok(dir), Ok(file)) = (std::fs::metadata(&folder), std::fs::metadata(db)) else {
+    let (Ok(dir), Ok(file)) = (std::fs::metadata(&folder), std::fs::symlink_metadata(db)) else {
         return;
     };
-    if dir.uid() == file.uid() {
+    if dir.uid() == file.uid() || !file.is_file() {
         return;
     }
     let mut done = true;
@@ -128,8 +143,8 @@ fn give_to_folder_owner(db: &std::path::Path) {
         let mut name = db.as_os_str().to_owned();
         name.push(suffix);
         let path = std::path::PathBuf::from(name);
-        if path.exists() {
-            done &= std::os::unix::fs::chown(&path, Some(dir.uid()), Some(dir.gid())).is_ok();
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            done &= std::os::unix::fs::lchown(&path, Some(dir.uid()), Some(dir.gid())).is_ok();
         }
     }
     if done {

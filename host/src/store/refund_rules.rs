@@ -248,7 +248,7 @@ pub async fn close_payment<T: RefundTx>(
                 "id": id, "type": kind, "merchant_id": merchant, "out_trade_no": out_trade_no,
                 "subject": p.subject, "status": next, "previous_status": p.status,
                 "total_fee": p.total_fee(), "seller_email": p.seller, "trade_no": p.trade_no,
-                "created_at": now,
+                "created_at": now, "created_at_ms": crate::domain::clock::event_ms(&now),
             })
             .to_string();
             let w = PlannedWebhook {

@@ -202,13 +202,10 @@ fn copy_into(live: &Path, dest: &Path) -> Result<()> {
             .with_context(|| format!("cannot start copying {}", live.display()))?;
         let deadline = Instant::now() + BUSY_FOR;
         loop {
-            match backup.step(-1).with_context(|| {
-                format!(
-                    "copying {} into {} (a full disk here is the copy's folder's)",
-                    live.display(),
-                    dest.display()
-                )
-            })? {
+            match backup
+                .step(-1)
+                .with_context(|| format!("copying {} into {}", live.display(), dest.display()))?
+            {
                 StepResult::Done => break,
                 StepResult::More => {}
                 _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),

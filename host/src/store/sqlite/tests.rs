@@ -706,3 +706,50 @@ async fn a_deleted_wal_file_never_leaves_a_commit_only_in_it() {
         let _ = std::fs::remove_file(&p);
     }
 }
+
+/// With the `-wal` file deleted, a commit a reader holds back cannot be copied into the database
+/// file: it is reported as not safe (stored, not acknowledged), and nothing more is written
+/// until it is copied; once the reader lets go, writes go on, each durable.
+#[tokio::test]
+async fn a_commit_a_reader_holds_back_is_not_acknowledged_and_holds_the_next() {
+    let (s, path) = open_temp("wal-held");
+    s.insert_payment(&payment("h1")).await.unwrap();
+    // A reader (another process, say) that opened the -wal before it was deleted, and whose
+    // snapshot began before the next commit.
+    let reader = rusqlite::Connection::open(&path).unwrap();
+    let _: i64 = reader
+        .query_row("SELECT count(*) FROM payments", [], |r| r.get(0))
+        .unwrap();
+    std::fs::remove_file(format!("{}-wal", path.display())).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT count(*) FROM payments", [], |r| r.get(0))
+        .unwrap();
+    let Err(e) = s.insert_payment(&payment("h2")).await else {
+        panic!("a commit only in the deleted -wal was acknowledged");
+    };
+    assert!(format!("{e:#}").contains("not safe on disk"), "{e:#}");
+    assert!(crate::store::is_unavailable(&e));
+    let Err(e) = s.insert_payment(&payment("h3")).await else {
+        panic!("written while the last commit is not safe");
+    };
+    assert!(format!("{e:#}").contains("not safe on disk"), "{e:#}");
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    s.insert_payment(&payment("h4")).await.unwrap();
+    let copy = path.with_extension("after-crash");
+    std::fs::copy(&path, &copy).unwrap();
+    let c = rusqlite::Connection::open(&copy).unwrap();
+    let kept: Vec<String> = c
+        .prepare("SELECT out_trade_no FROM payments ORDER BY out_trade_no")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(kept, ["h1", "h2", "h4"]);
+    drop(c);
+    drop(s);
+    let _ = std::fs::remove_file(&copy);
+    let _ = std::fs::remove_file(&path);
+}

@@ -141,9 +141,16 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        // A commit of an earlier group is still only in a deleted -wal file: nothing more is
+        // written (and so nothing acknowledged, a duplicate's record included) until it is
+        // copied into the database file.
+        let behind = wal.catch_up(&conn).err();
+        if let Some(e) = behind.or_else(|| {
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .err()
+                .map(|e| e.to_string())
+        }) {
             health.failing.store(true, Ordering::Relaxed);
-            let e = e.to_string();
             for job in group {
                 // Not run: answered with the error, the database untouched.
                 let (_, finish) = job(None);
@@ -215,14 +222,21 @@ fn write_loop(
 /// Watches the database's `-wal` file: SQLite commits into the file it opened, so one deleted
 /// (or replaced) while payhost runs would take every later commit with it when the process dies
 /// (an acknowledged notification lost). Once that is seen, each commit is copied into the
-/// database file itself (a full checkpoint) before anyone is told it is durable, and readiness
-/// fails until payhost is restarted (which makes a new `-wal`).
+/// database file itself (a checkpoint) before anyone is told it is durable, and readiness fails
+/// until payhost is restarted (which makes a new `-wal`). A commit that cannot be copied yet (a
+/// reader holds the frames back) is reported as not durable, and nothing more is written until
+/// it is: its callers are told to try again (each write payhost makes is idempotent).
 struct WalGuard {
     path: Option<std::path::PathBuf>,
     /// The file's device and inode, as first seen after a commit.
     seen: Option<(u64, u64)>,
     lost: bool,
+    /// A commit is still only in the deleted file.
+    behind: bool,
 }
+
+/// What a caller whose commit is only in the deleted `-wal` file is told.
+const NOT_COPIED: &str = "the database's -wal file was deleted while payhost runs, and the last commit could not be copied into the database file yet (a reader holds it): it is stored but not safe on disk, so it is not acknowledged; try again";
 
 impl WalGuard {
     fn new(conn: &Connection) -> WalGuard {
@@ -233,6 +247,7 @@ impl WalGuard {
                 .map(|p| std::path::PathBuf::from(format!("{p}-wal"))),
             seen: None,
             lost: false,
+            behind: false,
         }
     }
 
@@ -258,8 +273,19 @@ impl WalGuard {
                 "the database's -wal file was deleted or replaced while payhost runs: every commit is now copied into the database file before it is acknowledged (slower), and readiness fails. Restart payhost gracefully (SIGTERM, never kill -9) to make a new one; never delete payhost.db-wal or payhost.db-shm"
             );
         }
+        self.behind = true;
+        self.catch_up(conn)
+    }
+
+    /// Before a group, and after each commit once the file is lost: copies what is only in the
+    /// deleted file into the database file. A passive checkpoint: it never waits for a reader
+    /// (a full one would hold every write for the busy timeout).
+    fn catch_up(&mut self, conn: &Connection) -> Result<(), String> {
+        if !self.behind {
+            return Ok(());
+        }
         // (busy, WAL frames, frames checkpointed): durable when nothing is left behind.
-        let copied = conn.query_row("PRAGMA wal_checkpoint(FULL)", [], |r| {
+        let copied = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
@@ -267,9 +293,12 @@ impl WalGuard {
             ))
         });
         match copied {
-            Ok((0, frames, done)) if done >= frames => Ok(()),
-            Ok(_) => Err("the database's -wal file was deleted while payhost runs, and this commit could not be copied into the database file yet (a reader holds it): it is not acknowledged".into()),
-            Err(e) => Err(format!("the database's -wal file was deleted while payhost runs, and this commit could not be copied into the database file: {e}")),
+            Ok((0, frames, done)) if done >= frames => {
+                self.behind = false;
+                Ok(())
+            }
+            Ok(_) => Err(NOT_COPIED.into()),
+            Err(e) => Err(format!("{NOT_COPIED} ({e})")),
         }
     }
 
