@@ -241,19 +241,32 @@ impl Manifest {
         vec![plain]
     }
 
-    /// The component file: the first of [`Manifest::component_paths`] that exists (the first
-    /// when none does).
+    /// The component file: the first of [`Manifest::component_paths`] whose file has the pinned
+    /// sha256, else the first that exists, else the first (what [`Manifest::read_component`]
+    /// reads, and names in its errors).
     pub fn component_path(&self) -> PathBuf {
         let paths = self.component_paths();
-        paths
+        let found: Vec<(PathBuf, Vec<u8>)> = paths
             .iter()
-            .find(|p| p.is_file())
-            .unwrap_or(&paths[0])
-            .clone()
+            .filter_map(|p| std::fs::read(p).ok().map(|b| (p.clone(), b)))
+            .collect();
+        self.pick(&found)
+            .map(|(p, _)| p.clone())
+            .unwrap_or_else(|| paths[0].clone())
+    }
+
+    /// Of the files found, the first with the pinned sha256, else the first.
+    fn pick<'a>(&self, found: &'a [(PathBuf, Vec<u8>)]) -> Option<&'a (PathBuf, Vec<u8>)> {
+        found
+            .iter()
+            .find(|(_, b)| sha256_hex(b).eq_ignore_ascii_case(&self.component.sha256))
+            .or(found.first())
     }
 
     /// Reads the component and checks its checksum and binary header. Of the places it may be
-    /// ([`Manifest::component_paths`]), the first whose file has the pinned sha256 is taken.
+    /// ([`Manifest::component_paths`]), the first whose file has the pinned sha256 is taken; a
+    /// build under `CARGO_TARGET_DIR` passed over for the pinned copy beside the manifest is
+    /// said in the log (a rebuild not pinned yet runs the older copy).
     pub fn read_component(&self) -> Result<Vec<u8>> {
         let paths = self.component_paths();
         let found: Vec<(PathBuf, Vec<u8>)> = paths
@@ -268,9 +281,11 @@ impl Manifest {
         } else {
             String::new()
         };
-        let Some(first) = found.first() else {
+        let Some((path, bytes)) = self.pick(&found) else {
             let path = paths.last().expect("one path at least");
-            let e = std::fs::read(path).expect_err("not found above");
+            let e = std::fs::read(path).err().unwrap_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "it appeared meanwhile")
+            });
             return Err(anyhow::Error::new(e)).with_context(|| {
                 format!(
                     "cannot read the component {}{relocated} (the path is relative to {}: copy the .wasm there with the manifest, or build it, e.g. `cargo build --release --target wasm32-wasip2 -p <its package>`; a build of unchanged source matches the pinned sha256)",
@@ -279,10 +294,14 @@ impl Manifest {
                 )
             });
         };
-        let (path, bytes) = found
-            .iter()
-            .find(|(_, b)| sha256_hex(b).eq_ignore_ascii_case(&self.component.sha256))
-            .unwrap_or(first);
+        if let Some((skipped, _)) = found.first().filter(|(p, _)| p != path) {
+            tracing::warn!(
+                used = %path.display(),
+                skipped = %skipped.display(),
+                manifest = %self.file.display(),
+                "the component under CARGO_TARGET_DIR is not the one the manifest pins: the pinned copy beside the manifest runs (after a deliberate rebuild, `payhost pin-component`)"
+            );
+        }
         let (path, bytes) = (path.clone(), bytes.clone());
         let actual = sha256_hex(&bytes);
         if !actual.eq_ignore_ascii_case(&self.component.sha256) {
@@ -333,7 +352,13 @@ pub fn pin_component(manifest_path: &Path) -> Result<String> {
         .parent()
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    let path = m.component_path();
+    // The newest build: under CARGO_TARGET_DIR when it is there (not the pinned copy).
+    let paths = m.component_paths();
+    let path = paths
+        .iter()
+        .find(|p| p.is_file())
+        .unwrap_or(&paths[0])
+        .clone();
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     if !is_component(&bytes) {
         bail!(

@@ -147,26 +147,7 @@ async fn deliver(app: &Arc<App>, job: crate::store::WebhookJob) {
     };
     let policy = app.webhook_policy(&url, &shop_origins);
     let (http_status, result) = post(app, &policy, &url, &job.event_id, &job.body, &key).await;
-    // Each attempt on the payment's timeline.
-    if let Some(no) = crate::store::ledger::webhook_order(&job.body) {
-        let attempt = crate::store::ledger::WebhookAttempt {
-            webhook_id: job.id,
-            event_type: serde_json::from_str::<serde_json::Value>(&job.body)
-                .ok()
-                .and_then(|v| v["type"].as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            at: crate::store::now_rfc3339(),
-            http_status,
-            error: result.as_ref().err().cloned(),
-        };
-        if let Err(e) = app
-            .store
-            .record_webhook_attempt(&job.merchant_id, &no, &attempt)
-            .await
-        {
-            tracing::warn!(event = %job.event_id, error = %e, "cannot record a webhook attempt");
-        }
-    }
+    record_attempt(app, &job, http_status, result.as_ref().err().cloned()).await;
     match result {
         Ok(()) => {
             app.metrics.webhooks_delivered.inc();
@@ -185,13 +166,44 @@ async fn deliver(app: &Arc<App>, job: crate::store::WebhookJob) {
 /// A webhook that was not sent: given up at once (`dead`: there is nowhere to send it), or
 /// retried after its backoff like a failed send.
 async fn not_sent(app: &Arc<App>, job: &crate::store::WebhookJob, why: &str, dead: bool) {
+    record_attempt(app, job, None, Some(why.to_owned())).await;
     if !dead {
+        app.metrics.webhooks_failed.inc();
         return retry_or_give_up(app, job, why).await;
     }
     app.metrics.webhooks_dead.inc();
     tracing::warn!(event = %job.event_id, merchant = %job.merchant_id, reason = why, "webhook not sent (dead letter)");
     if let Err(err) = app.store.webhook_dead(job.taken(), why).await {
         tracing::error!(event = %job.event_id, error = %err, "cannot record a webhook failure");
+    }
+}
+
+/// Each attempt on the payment's timeline (one not sent too, with why).
+async fn record_attempt(
+    app: &Arc<App>,
+    job: &crate::store::WebhookJob,
+    http_status: Option<u16>,
+    error: Option<String>,
+) {
+    let Some(no) = crate::store::ledger::webhook_order(&job.body) else {
+        return;
+    };
+    let attempt = crate::store::ledger::WebhookAttempt {
+        webhook_id: job.id,
+        event_type: serde_json::from_str::<serde_json::Value>(&job.body)
+            .ok()
+            .and_then(|v| v["type"].as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        at: crate::store::now_rfc3339(),
+        http_status,
+        error,
+    };
+    if let Err(e) = app
+        .store
+        .record_webhook_attempt(&job.merchant_id, &no, &attempt)
+        .await
+    {
+        tracing::warn!(event = %job.event_id, error = %e, "cannot record a webhook attempt");
     }
 }
 

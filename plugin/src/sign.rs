@@ -198,6 +198,11 @@ impl From<rsa::PublicKey> for PublicKey {
 /// tolerated, as keys are pasted by hand.
 pub fn parse_private_key(text: &str) -> Result<PrivateKey, RsaError> {
     let (label, der) = pem_body(text)?;
+    if matches!(label.as_deref(), Some("PUBLIC KEY" | "RSA PUBLIC KEY")) {
+        return Err(RsaError::BadKey(
+            "this is a public key (BEGIN PUBLIC KEY): paste the private key here",
+        ));
+    }
     // Measured before parsing: reading (and checking) a 16384-bit key costs seconds of the
     // component's time, and every private-key step of a larger key costs more than a call's fuel.
     if der.len() > MAX_PRIVATE_KEY_DER {
@@ -228,10 +233,11 @@ pub fn parse_private_key(text: &str) -> Result<PrivateKey, RsaError> {
 pub const MIN_KEY_BITS: usize = 1024;
 pub const MAX_KEY_BITS: usize = 2048;
 const KEY_SIZE_RULE: &str = "the key must be a 1024-bit (RSA) or 2048-bit (RSA2) RSA key, as Alipay issues them; this one is larger or smaller";
-/// A 2048-bit private key's DER is about 1,190–1,220 bytes (PKCS#1 or PKCS#8); a public key's
-/// about 294. The limits leave room for encoding differences, never for a larger key.
+/// A 2048-bit private key's DER is about 1,190–1,220 bytes (PKCS#1 or PKCS#8), a 3072-bit one's
+/// about 1,800; a 2048-bit public key's 270 (PKCS#1) or 294 (SPKI), a 3072-bit one's 422. The
+/// limits leave room for encoding differences, not for a larger key.
 const MAX_PRIVATE_KEY_DER: usize = 1_400;
-const MAX_PUBLIC_KEY_DER: usize = 600;
+const MAX_PUBLIC_KEY_DER: usize = 400;
 
 fn check_bits(size_bytes: usize) -> Result<(), RsaError> {
     if (MIN_KEY_BITS..=MAX_KEY_BITS).contains(&(size_bytes * 8)) {
@@ -245,6 +251,11 @@ fn check_bits(size_bytes: usize) -> Result<(), RsaError> {
 /// base64 body (as published by Alipay, sometimes with stray spaces or uneven lines).
 pub fn parse_public_key(text: &str) -> Result<PublicKey, RsaError> {
     let (label, der) = pem_body(text)?;
+    if matches!(label.as_deref(), Some("PRIVATE KEY" | "RSA PRIVATE KEY")) {
+        return Err(RsaError::BadKey(
+            "this is a private key (BEGIN PRIVATE KEY): paste Alipay's public key here (BEGIN PUBLIC KEY), and never give anyone a private key",
+        ));
+    }
     if der.len() > MAX_PUBLIC_KEY_DER {
         return Err(RsaError::BadKey(KEY_SIZE_RULE));
     }
@@ -448,6 +459,18 @@ mod tests {
             Err(RsaError::BadKey(KEY_SIZE_RULE))
         ));
         assert!(parse_private_key(include_str!("../testdata/test_priv.pem")).is_ok());
+        // A key pasted into the other field is told so, before its size.
+        let big_private = include_str!("../testdata/oversized_4096_priv.pem");
+        match parse_public_key(big_private) {
+            Err(RsaError::BadKey(why)) => {
+                assert!(why.starts_with("this is a private key"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_private_key(include_str!("../testdata/test_pub.pem")) {
+            Err(RsaError::BadKey(why)) => assert!(why.starts_with("this is a public key"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     const KEY: &str = "10000000000000000000000000000000";

@@ -405,6 +405,8 @@ async fn dead_views(app: &App, merchant: Option<&str>) -> Vec<Value> {
 
 /// The most dead letters one page lists (per merchant).
 const DEAD_PAGE: u32 = 500;
+/// The most "Resend all" queues in one click (per merchant): beyond any real backlog.
+const RESEND_ALL_AT_MOST: u32 = 100_000;
 
 async fn dead_of(app: &App, merchant: Option<&str>) -> Vec<crate::store::DeadWebhook> {
     app.store
@@ -1143,24 +1145,21 @@ pub async fn resend_all(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
     };
     let mut queued: BTreeMap<String, u32> = BTreeMap::new();
     for m in &merchants {
-        // The page lists 500 at most; "all" is all: page after page until none is left (or a
-        // page of which nothing could be queued).
-        loop {
-            let page = dead_of(app, m.as_deref()).await;
-            let mut moved = 0;
-            for w in &page {
-                if app
-                    .store
-                    .resend_webhook(&w.merchant_id, w.id)
-                    .await
-                    .unwrap_or(false)
-                {
-                    *queued.entry(w.merchant_id.clone()).or_default() += 1;
-                    moved += 1;
-                }
-            }
-            if moved == 0 || page.len() < DEAD_PAGE as usize {
-                break;
+        // The page lists 500 at most; "all" is all, each once: the list is read once (one sent
+        // again and given up at once, say for a removed URL, is not met a second time).
+        let all = app
+            .store
+            .dead_webhooks(m.as_deref(), RESEND_ALL_AT_MOST)
+            .await
+            .unwrap_or_default();
+        for w in &all {
+            if app
+                .store
+                .resend_webhook(&w.merchant_id, w.id)
+                .await
+                .unwrap_or(false)
+            {
+                *queued.entry(w.merchant_id.clone()).or_default() += 1;
             }
         }
     }
