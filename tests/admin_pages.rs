@@ -2313,3 +2313,47 @@ async fn the_overview_says_when_the_database_cannot_be_written() {
         .unwrap();
     assert_eq!(kept, 1);
 }
+
+/// The owner's words for what the shop's end did: a dead letter's reason and type say what
+/// happened and what to do (the sender's own words after them, for support); `/admin/` (a
+/// trailing slash typed by hand) leads to the admin, not to a JSON 404.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_failures_are_told_in_the_owners_words() {
+    let d = demo("admin-webhook-words").await;
+    let base = d.url("");
+    let base = base.as_str();
+    let r = request("GET", &format!("{base}/admin/"), &[], Vec::new()).await;
+    assert!((300..400).contains(&r.status), "{}", r.status);
+    assert_eq!(r.header("location").as_deref(), Some("/admin"));
+    let db = rusqlite::Connection::open(d.dir.join("demo.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    for (i, why) in [
+        "the shop answered HTTP 404",
+        "http://127.0.0.1:9: connect: Connection refused (os error 111)",
+        "the shop's webhook URL was removed: nothing was sent (set it again, then resend)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        db.execute(
+            "INSERT INTO webhook_outbox (event_id, merchant_id, url, body, attempts, next_attempt_ms, last_error, created_ms, dead_at, event_type)
+             VALUES (?1, 'demo', 'http://127.0.0.1:9/hook', '{}', 3, 0, ?2, 0, '2026-12-01T00:00:00Z', 'payment.paid')",
+            rusqlite::params![format!("evt_words_{i}"), why],
+        )
+        .unwrap();
+    }
+    let (cookie, _) = admin_login(base, ADMIN_PASSWORD).await;
+    let (_, html) = page(base, "/admin/webhooks", &cookie).await;
+    for said in [
+        "商城拒收（HTTP 404）：请检查商城通知地址",
+        "连不上商城（连接被拒绝）",
+        "商城通知地址已删除，没有发送",
+        "已付款 (payment.paid)",
+    ] {
+        assert!(html.contains(said), "{said}:\n{html}");
+    }
+    // The English page keeps the sender's words.
+    let (_, html) = page(base, "/admin/webhooks?lang=en", &cookie).await;
+    assert!(html.contains("the shop answered HTTP 404"), "{html}");
+    assert!(!html.contains("商城拒收"), "{html}");
+}

@@ -1567,6 +1567,28 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
         "{key_error}"
     );
     assert!(refused.contains("2088 开头的 16 位数字"), "{refused}");
+    // A component reason with a non-ASCII character ("2088…") still gets the Chinese rule first;
+    // an address the operator did not allow is said as that, not as "type a full address".
+    let odd_form = format!(
+        "csrf={csrf}&partner=2088101122136241&key={MD5_KEY}&seller_email=not-an-account&gateway_url={}",
+        "https%3A%2F%2Fevil.example.com%2Fgateway.do"
+    );
+    let odd = admin_post(&base, "/admin/merchants/other", &cookie, &odd_form).await;
+    let error_of = |field: &str| {
+        odd.split(&format!("id=\"{field}-error\">"))
+            .nth(1)
+            .and_then(|r| r.split("</div>").next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        error_of("seller_email").starts_with("请按要求填写：邮箱、11 位手机号"),
+        "{odd}"
+    );
+    assert!(
+        error_of("gateway_url").starts_with("这个地址不在允许范围内"),
+        "{odd}"
+    );
     assert!(refused.contains("value=\"2088101122136241\""), "{refused}");
     assert!(!refused.contains("value=\"short\""), "{refused}");
     assert_eq!(

@@ -453,6 +453,10 @@ async fn route(
     }
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    // The one slip people make typing the admin's address: sent to it, not to a JSON 404.
+    if path == "/admin/" && method == Method::GET {
+        return ("admin", redirect("/admin"));
+    }
     let segs = segments(&path);
     if names_an_invalid_merchant(&segs)
         || decoded_names_an_invalid_merchant(&path, &segs)

@@ -218,8 +218,17 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
                 _ => s.rule.clone(),
             };
             let error = error_of(&s.name).map(|reason| match (ctx.lang, &s.rule_zh) {
-                // (The host's own refusals are in Chinese already.)
-                (super::Lang::Zh, Some(zh)) if reason.is_ascii() => {
+                // The operator's origin list refused it: the rule was kept, the address is not
+                // one this host may call.
+                (super::Lang::Zh, _) if reason.starts_with("the origin ") && reason.contains("is not allowed") => {
+                    format!("这个地址不在允许范围内：一般请留空，用默认的正式地址；确需使用其他地址，请运营者在 payhost.toml 的 [outbound] allowed_origins 里加上它（{reason}）")
+                }
+                (super::Lang::Zh, _) if reason.starts_with("must be empty") => {
+                    format!("此项应留空（{reason}）")
+                }
+                // (The host's own refusals are in Chinese already; the component's are not,
+                // "…" and all.)
+                (super::Lang::Zh, Some(zh)) if !has_chinese(&reason) => {
                     format!("请按要求填写：{zh}（{reason}）")
                 }
                 _ => reason,
@@ -321,7 +330,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
             sandbox => sandbox_defaults(app),
             webhook_url, webhook_secret_placeholder, shop_origins,
             payments, notifications, tokens, revoke_asked,
-            dead => dead_views(app, Some(id)).await, dead_merchant => id,
+            dead => dead_views(app, ctx.lang, Some(id)).await, dead_merchant => id,
             retrying => retrying_views(app, ctx.lang, Some(id)).await,
             give_up => give_up_text(app, ctx.lang),
         },
@@ -349,7 +358,7 @@ pub(super) async fn retrying_views(
                 event_words => event_words(lang, &w.event_type),
                 out_trade_no => w.out_trade_no, attempts => w.attempts,
                 queued_at => at(w.created_ms), next_at => at(w.next_attempt_ms),
-                reason => w.last_error.unwrap_or_default(),
+                reason => super::timeline::webhook_failure_words(lang, w.last_error.as_deref().unwrap_or_default()),
             }
         })
         .collect()
@@ -388,16 +397,17 @@ pub(super) fn give_up_text(app: &App, lang: super::view::Lang) -> String {
     format!("{n}{unit}")
 }
 
-async fn dead_views(app: &App, merchant: Option<&str>) -> Vec<Value> {
+async fn dead_views(app: &App, lang: super::view::Lang, merchant: Option<&str>) -> Vec<Value> {
     dead_of(app, merchant)
         .await
         .into_iter()
         .map(|w| {
             context! {
                 id => w.id, merchant_id => w.merchant_id, event_id => w.event_id,
-                event_type => w.event_type, attempts => w.attempts,
+                event_type => w.event_type, event_words => event_words(lang, &w.event_type),
+                attempts => w.attempts,
                 dead_at => app.config.admin.time_zone.show(&w.dead_at),
-                reason => w.last_error.unwrap_or_default(),
+                reason => super::timeline::webhook_failure_words(lang, w.last_error.as_deref().unwrap_or_default()),
             }
         })
         .collect()
@@ -418,13 +428,13 @@ async fn dead_of(app: &App, merchant: Option<&str>) -> Vec<crate::store::DeadWeb
 pub async fn dead_letters(app: &Arc<App>, ctx: &Ctx) -> Page {
     let (dead, retrying): (Vec<Value>, Vec<Value>) = match ctx.who.only() {
         None => (
-            dead_views(app, None).await,
+            dead_views(app, ctx.lang, None).await,
             retrying_views(app, ctx.lang, None).await,
         ),
         Some(mine) => {
             let (mut dead, mut retrying) = (Vec::new(), Vec::new());
             for m in mine {
-                dead.extend(dead_views(app, Some(m)).await);
+                dead.extend(dead_views(app, ctx.lang, Some(m)).await);
                 retrying.extend(retrying_views(app, ctx.lang, Some(m)).await);
             }
             (dead, retrying)
@@ -435,6 +445,16 @@ pub async fn dead_letters(app: &Arc<App>, ctx: &Ctx) -> Page {
         section: "webhooks",
         values: context! { dead, dead_merchant => (), retrying, give_up => give_up_text(app, ctx.lang) },
     }
+}
+
+/// Whether a text holds Chinese (a CJK ideograph or full-width punctuation): the host's own
+/// refusals do, the component's do not.
+fn has_chinese(text: &str) -> bool {
+    text.chars().any(|c| {
+        ('\u{4e00}'..='\u{9fff}').contains(&c)
+            || ('\u{3000}'..='\u{303f}').contains(&c)
+            || ('\u{ff00}'..='\u{ffef}').contains(&c)
+    })
 }
 
 fn merchant_page(id: &str) -> String {

@@ -122,9 +122,42 @@ fn words(lang: Lang, e: &serde_json::Value) -> (String, String) {
         parts.push(format!("HTTP {h}"));
     }
     if let Some(err) = text("error") {
-        parts.push(format!("{}{err}", t("错误：", "error: ")));
+        if kind == "webhook" {
+            parts.push(webhook_failure_words(lang, err));
+        } else {
+            parts.push(format!("{}{err}", t("错误：", "error: ")));
+        }
     }
     (name, parts.join(" · "))
+}
+
+/// Why a webhook did not reach the shop, in the owner's words with what to do; the sender's own
+/// words on the English page, and for a cause not known here.
+pub(super) fn webhook_failure_words(lang: Lang, error: &str) -> String {
+    if lang == Lang::En {
+        return error.to_owned();
+    }
+    let has = |s: &str| error.contains(s);
+    let said = if let Some(status) = error.strip_prefix("the shop answered HTTP ") {
+        format!("商城拒收（HTTP {status}）：请检查商城通知地址和商城的密钥设置，修好后点“重发”")
+    } else if has("webhook URL was removed") {
+        "商城通知地址已删除，没有发送：重新填写地址后点“重发”".to_owned()
+    } else if has("merchant no longer exists") {
+        "商户已删除，没有发送".to_owned()
+    } else if has("cannot read the merchant") {
+        "读不到商户设置（数据库出错），没有发送，稍后自动重试".to_owned()
+    } else if has("Connection refused") {
+        "连不上商城（连接被拒绝）：请确认商城网站在运行，修好后点“重发”".to_owned()
+    } else if has("no answer in time") || has("timed out") {
+        "商城没有及时回应：请确认商城网站在运行、不太慢，稍后会自动重试".to_owned()
+    } else if has("non-public address") || has("refused by the outbound policy") {
+        "商城地址指向内网或不允许的地址，没有发送：请改成商城的公网地址".to_owned()
+    } else if has("resolve") || has("lookup") {
+        "商城域名无法解析：请检查商城通知地址里的域名".to_owned()
+    } else {
+        return format!("错误：{error}");
+    };
+    format!("{said}（{error}）")
 }
 
 /// Where a redirect went: `scheme://host/…`, or the text as it is when it is no URL.
@@ -150,7 +183,28 @@ pub(super) fn outcome_word(lang: Lang, outcome: &str) -> String {
         "verify_unreachable" => ("无法验证，等待重发", "cannot verify, awaiting a resend"),
         "merchant_misconfigured" => ("商户设置有误", "merchant misconfigured"),
         "plugin_failed" => ("支付组件出错", "the component failed"),
-        "store_failed" => ("保存失败", "could not be stored"),
+        "store_failed" => (
+            "保存失败，等待重发",
+            "could not be stored, awaiting a resend",
+        ),
+        // Refused before anything changed: said so, and what it usually means.
+        "bad_signature" => (
+            "签名不符，已拒收（订单没有改变；反复出现请核对密钥，不是支付宝发来的可以不管）",
+            "bad signature, refused (nothing changed; if it repeats, check the keys)",
+        ),
+        "malformed" => (
+            "格式不对，已拒收（订单没有改变）",
+            "malformed, refused (nothing changed)",
+        ),
+        "unknown_merchant" => ("商户不存在，已拒收", "no such merchant, refused"),
+        "rate_limited" => (
+            "来得太频繁，已拒收（支付宝会稍后重发）",
+            "too many at once, refused (Alipay sends it again)",
+        ),
+        "refused_body" => (
+            "内容太大或不是表单，已拒收",
+            "body too large or not a form, refused",
+        ),
         other => return other.to_owned(),
     };
     lang.pick(zh, en).to_owned()
