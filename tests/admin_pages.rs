@@ -279,6 +279,36 @@ async fn owners_see_their_merchants_only_and_every_action_is_audited() {
     )
     .await;
     assert!(tested.contains("连接正常"), "{tested}");
+    // Alipay's gateway failing (HTTP 500) was reached: it is not this server's network, and the
+    // settings need no change.
+    let r = send_json(
+        "POST",
+        &format!("{base}/sandbox/faults"),
+        None,
+        &json!({"answer_500": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let failing = admin_post(
+        base,
+        "/admin/merchants/market/test",
+        &own,
+        &format!("csrf={own_csrf}"),
+    )
+    .await;
+    assert!(
+        failing.contains("支付宝网关暂时出错：设置无需修改")
+            && !failing.contains("连不上支付宝网关"),
+        "{failing}"
+    );
+    let r = send_json(
+        "POST",
+        &format!("{base}/sandbox/faults"),
+        None,
+        &json!({"answer_500": false}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
 
     // The operator's audit log: who, what, which merchant.
     let (s, audit) = page(base, "/admin/audit", &op).await;

@@ -952,14 +952,35 @@ pub async fn test_connection(app: &Arc<App>, ctx: &Ctx, id: &str) -> PostResult 
             // Nothing the endpoint answered is shown (an owner could otherwise read the start of
             // any page on an allowed origin): the API's fixed words and a correlation id, the
             // detail in the log.
-            Ok(Err(e @ E::Transport(_))) => Flash::err(format!(
-                "{}（{}）",
-                ctx.t(
-                    "连不上支付宝网关：请检查本机能否访问外网、网关地址是否正确",
-                    "Cannot reach the gateway: check this server's network and the gateway URL"
-                ),
-                super::words::provider_message(ctx.lang, &crate::service::plugin_error_to_api(e).message)
-            )),
+            Ok(Err(e @ E::Transport(_))) => {
+                // An HTTP error is an answer: the gateway was reached.
+                let answered = match &e {
+                    E::Transport(m) => m
+                        .split("answered HTTP ")
+                        .nth(1)
+                        .and_then(|r| r.get(..3))
+                        .and_then(|c| c.parse::<u16>().ok()),
+                    _ => None,
+                };
+                let lead = match answered {
+                    Some(code) if code >= 500 => ctx.t(
+                        "支付宝网关暂时出错：设置无需修改，请几分钟后再试",
+                        "The gateway failed for now: the settings need no change; try again in a few minutes",
+                    ),
+                    Some(_) => ctx.t(
+                        "支付宝网关不接受这个地址：请核对网关地址（一般留空，用默认的正式地址）",
+                        "The gateway refused the address: check the gateway URL (usually left empty, for the default)",
+                    ),
+                    None => ctx.t(
+                        "连不上支付宝网关：请检查本机能否访问外网、网关地址是否正确",
+                        "Cannot reach the gateway: check this server's network and the gateway URL",
+                    ),
+                };
+                Flash::err(format!(
+                    "{lead}（{}）",
+                    super::words::provider_message(ctx.lang, &crate::service::plugin_error_to_api(e).message)
+                ))
+            }
             Ok(Err(e @ E::Timeout(_))) => Flash::err(format!(
                 "{}（{}）",
                 ctx.t(

@@ -109,7 +109,11 @@ fn words(lang: Lang, e: &serde_json::Value) -> (String, String) {
         // A refund's stored words are the provider's: its instruction while pending (stale once
         // ended), its reason when it failed.
         ("refund", Some(d)) if status == Some("FAILED") => {
-            parts.push(format!("{}{d}", t("支付平台说明：", "provider: ")));
+            parts.push(format!(
+                "{}{}",
+                t("支付平台说明：", "provider: "),
+                super::words::provider_message(lang, d)
+            ));
         }
         ("refund", _) | (_, None) => {}
         ("return", Some(d)) => parts.push(status_word(lang, d).to_owned()),

@@ -423,6 +423,21 @@ pub fn provider_message(lang: Lang, message: &str) -> String {
     if lang == Lang::En {
         return message.to_owned();
     }
+    // A refund whose outcome is unknown: the API's instruction to the shop (refund_key, request
+    // it again) is not the owner's; what it means for them is.
+    if let Some((head, tail)) = message.split_once(" The refund's outcome is unknown:") {
+        let id: String = tail
+            .split("kept as refund ")
+            .nth(1)
+            .unwrap_or_default()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        return format!(
+            "{}；退款结果未知：可能已到达支付宝，已记为退款 #{id}（处理中），等支付宝的通知或查询确定结果。请不要为它再发起退款。",
+            provider_message(lang, head.trim_end_matches('.'))
+        );
+    }
     let mut out = message.to_owned();
     for (en, zh) in [
         (
@@ -445,8 +460,9 @@ pub fn provider_message(lang: Lang, message: &str) -> String {
         ("the provider answered HTTP ", "支付宝回应了 HTTP "),
         (
             "; the detail is in the payhost log)",
-            "，详情在 payhost 日志里）",
+            "；需要时请把编号发给运营者，详情在 payhost 日志里）",
         ),
+        ("Business Failed", "业务处理失败"),
         (" (correlation id ", "（技术支持编号 "),
     ] {
         out = out.replace(en, zh);
@@ -582,20 +598,30 @@ mod tests {
         for (api, zh) in [
             (
                 "the provider answered HTTP 500 (correlation id ab12; the detail is in the payhost log)",
-                "支付宝回应了 HTTP 500（技术支持编号 ab12，详情在 payhost 日志里）",
+                "支付宝回应了 HTTP 500（技术支持编号 ab12；需要时请把编号发给运营者，详情在 payhost 日志里）",
             ),
             (
                 "the payment provider refused the request: Business Failed (ACQ.TRADE_STATUS_ERROR) 交易状态不合法 (correlation id cd34)",
-                "支付宝拒绝了请求：Business Failed (ACQ.TRADE_STATUS_ERROR) 交易状态不合法（技术支持编号 cd34）",
+                "支付宝拒绝了请求：业务处理失败 (ACQ.TRADE_STATUS_ERROR) 交易状态不合法（技术支持编号 cd34）",
             ),
             (
                 "the provider did not answer in time (correlation id ef56; the detail is in the payhost log)",
-                "支付宝没有及时回应（技术支持编号 ef56，详情在 payhost 日志里）",
+                "支付宝没有及时回应（技术支持编号 ef56；需要时请把编号发给运营者，详情在 payhost 日志里）",
             ),
         ] {
             assert_eq!(provider_message(Lang::Zh, api), zh);
             assert_eq!(provider_message(Lang::En, api), api);
         }
+        // A refund of unknown outcome: what it means for the owner, not the shop's instruction.
+        let unknown = "the provider answered HTTP 500 (correlation id ab12; the detail is in the payhost log). The refund's outcome is unknown: it may have reached the provider, so it is kept as refund 4 (request_no r4, PENDING) and settled by the provider's report or a query. Do not start another refund for it: read the payment later, or send this request again with the same refund_key";
+        let said = provider_message(Lang::Zh, unknown);
+        assert!(
+            said.starts_with("支付宝回应了 HTTP 500（技术支持编号 ab12")
+                && said.contains("已记为退款 #4（处理中）")
+                && said.ends_with("请不要为它再发起退款。")
+                && !said.contains("refund_key"),
+            "{said}"
+        );
     }
 
     #[test]
