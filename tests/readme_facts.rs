@@ -762,6 +762,30 @@ fn the_conformance_kit_readme_states_its_defaults() {
     );
 }
 
+/// Every case the kit runs is in its README's tables (or, for `hostile.*`, named by its input there).
+#[test]
+fn the_conformance_kit_readme_lists_every_case() {
+    let text = std::fs::read_to_string(repo_root().join("conformance-kit/README.md")).unwrap();
+    let mut missing = Vec::new();
+    for case in payhost_conformance::cases() {
+        let listed = match case.id.strip_prefix("hostile.") {
+            // `hostile.notify.<input>`: the input is listed under "Inputs".
+            Some(rest) if !text.contains(&format!("`{}`", case.id)) => {
+                let input = rest.split_once('.').map_or(rest, |(_, input)| input);
+                text.contains(&format!("`{input}`"))
+            }
+            _ => text.contains(&format!("`{}`", case.id)),
+        };
+        if !listed {
+            missing.push(case.id);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "conformance-kit/README.md does not list {missing:?}"
+    );
+}
+
 /// The PHP source of an adapter's module, where its README's numbers live.
 fn adapter_source(platform: &str) -> String {
     let path = match platform {
