@@ -284,6 +284,34 @@ async fn notify_rate_limit_answers_429() {
     );
 }
 
+/// The admin's own limit (`admin_per_ip_per_s`) answers a shop owner's browser with a page in
+/// their language that says to wait, not the API's JSON; `Retry-After` as everywhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_rate_limit_is_a_page_in_the_owners_words() {
+    let w = world("sec-admin-rate", "", "\n[limits]\nadmin_per_ip_per_s = 3\n").await;
+    let mut limited = None;
+    for _ in 0..30 {
+        let r = get(&w.host.url("/admin/login"), None).await;
+        if r.status == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("30 quick admin pages from one address: one is limited");
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+    assert!(
+        r.header("content-type")
+            .is_some_and(|t| t.starts_with("text/html")),
+        "{:?}",
+        r.header("content-type")
+    );
+    let text = r.text();
+    assert!(text.contains("请求太频繁"), "{text}");
+    assert!(!text.contains("rate_limited"), "{text}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_ne!(get(&w.host.url("/admin/login"), None).await.status, 429);
+}
+
 /// Finding 3: connections whose body never arrives are closed at the body deadline, the
 /// connection cap is logged when reached, and /healthz keeps answering.
 /// One address holds at most `max_connections_per_ip` connections: its next one is closed at once,
@@ -2357,6 +2385,8 @@ async fn encoded_admin_paths_get_the_merchant_id_check_first() {
     for path in paths {
         let r = get(&w.host.url(path), None).await;
         assert_eq!(r.status, 404, "{path} without a session: {}", r.text());
+        // The admin's own 404 page, in the owner's language, not the API's JSON.
+        assert!(r.text().contains("找不到"), "{path}: {}", r.text());
     }
     let (cookie, csrf) = admin_login(&base, ADMIN_PASSWORD).await;
     for path in paths {

@@ -462,6 +462,9 @@ async fn route(
         || decoded_names_an_invalid_merchant(&path, &segs)
         || walks_around_an_access_list(&path, &segs)
     {
+        if segs.first() == Some(&"admin") && method == Method::GET {
+            return ("other", admin::path_not_found(app, &req));
+        }
         return ("other", not_found(&method, &path));
     }
     let api = segs.first() == Some(&"v1");
@@ -510,10 +513,7 @@ async fn route(
             let ip = caller::client_ip(app, remote, &req);
             if !app.guards.admin_ip.allow(&crate::proxy::limit_key(ip)) {
                 app.metrics.rate_limited.inc();
-                return (
-                    label,
-                    too_many("too many admin requests from this address", 1),
-                );
+                return (label, admin::too_many_requests(app, &req));
             }
             admin::handle(app, ip, remote, req).await
         }

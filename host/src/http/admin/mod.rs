@@ -208,6 +208,7 @@ fn error_page(
     let error_id = match status {
         403 => "forbidden",
         404 => "not-found",
+        429 => "too-many",
         _ => "error",
     };
     render(
@@ -230,6 +231,40 @@ fn not_found(app: &App, ctx: Option<&Ctx>, lang: Lang) -> Response<Body> {
             "There is no such page, or it is not one of your merchants'.",
         ),
     )
+}
+
+/// The language a request's page is in, from its `?lang=` or its cookie (no session read).
+fn language_of(req: &Request<Incoming>) -> Lang {
+    let query: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    session::language(req, &query).0
+}
+
+/// An admin path the router refuses before the admin reads it (a merchant id that is not one, a
+/// path written another way than payhost's own): the admin's own 404 page, not the API's JSON.
+pub fn path_not_found(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    not_found(app, None, language_of(req))
+}
+
+/// An address over `[admin]`'s request limit: a page that says to wait, with `Retry-After`.
+pub fn too_many_requests(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    let mut r = error_page(
+        app,
+        None,
+        language_of(req),
+        429,
+        ("请求太频繁", "Too many requests"),
+        (
+            "这个地址在短时间内打开了太多管理页面，请稍等几秒再刷新。",
+            "This address opened too many admin pages in a short time; wait a few seconds and reload.",
+        ),
+    );
+    r.headers_mut()
+        .insert("retry-after", http::HeaderValue::from_static("1"));
+    r
 }
 
 /// A posted form that could not be read (too large, too slow, malformed): its status, said as
