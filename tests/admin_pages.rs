@@ -2387,3 +2387,48 @@ async fn webhook_failures_are_told_in_the_owners_words() {
     assert!(html.contains("the shop answered HTTP 404"), "{html}");
     assert!(!html.contains("商城拒收"), "{html}");
 }
+
+/// A refused settings form lists each error under the message by what the page calls the field
+/// (the component's Chinese label, or the host's own), not by its key alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_settings_are_listed_by_the_fields_labels() {
+    let d = demo("admin-refused-labels").await;
+    let base = d.url("");
+    let base = base.as_str();
+    let (op, csrf) = admin_login(base, ADMIN_PASSWORD).await;
+    let after = admin_post(
+        base,
+        "/admin/merchants/labelled",
+        &op,
+        &form(&[
+            ("csrf", &csrf),
+            ("partner", "1234"),
+            ("shop_webhook_url", "not a url"),
+        ]),
+    )
+    .await;
+    let listed = after
+        .split("<ul id=\"errors\">")
+        .nth(1)
+        .and_then(|t| t.split("</ul>").next())
+        .unwrap_or_else(|| panic!("no error list: {after}"));
+    // The component's label already names its key: not twice.
+    assert!(listed.contains("<li>合作者身份ID (partner): "), "{listed}");
+    assert!(
+        listed.contains("<li>商城通知地址 (<code>shop_webhook_url</code>): "),
+        "{listed}"
+    );
+    // In English (the language cookie), the English labels.
+    let english = format!("{op}; payhost_lang=en");
+    let after = admin_post(
+        base,
+        "/admin/merchants/labelled",
+        &english,
+        &form(&[("csrf", &csrf), ("partner", "1234")]),
+    )
+    .await;
+    assert!(
+        after.contains("<li>Partner ID (<code>partner</code>): "),
+        "{after}"
+    );
+}

@@ -461,8 +461,30 @@ fn merchant_page(id: &str) -> String {
     format!("/admin/merchants/{}", enc(id))
 }
 
+/// What the merchant pages call a field, in the page's language: the host's own fields, then
+/// the component's settings (its `label_zh` / `label_en`). Empty when the field is neither.
+fn field_label(ctx: &Ctx, runtime: Option<&PluginRuntime>, field: &str) -> String {
+    let host = match field {
+        "id" | "slot_id" => Some(("商户编号", "Merchant id")),
+        "plugin" => Some(("插件", "Component")),
+        "shop_origins" => Some(("商城地址", "Shop origins")),
+        "label" => Some(("标签", "Label")),
+        "shop_webhook_url" => Some(("商城通知地址", "Shop webhook URL")),
+        "shop_webhook_secret" => Some(("商城通知密钥", "Shop webhook secret")),
+        _ => None,
+    };
+    if let Some((zh, en)) = host {
+        return ctx.t(zh, en).to_owned();
+    }
+    runtime
+        .and_then(|r| r.info.field(field))
+        .map(|s| ctx.t(&s.label_zh, &s.label_en).to_owned())
+        .unwrap_or_default()
+}
+
 /// A refused form: its errors by field, what was typed (no secrets), and where to show it.
 fn refused(
+    (ctx, runtime): (&Ctx, Option<&PluginRuntime>),
     location: String,
     text: &str,
     errors: Vec<(String, String)>,
@@ -485,6 +507,7 @@ fn refused(
         .iter()
         .map(|(f, m)| super::view::ListedError {
             field: f.clone(),
+            label: field_label(ctx, runtime, f),
             message: m.clone(),
         })
         .collect();
@@ -503,6 +526,7 @@ pub async fn add(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
     let id = field(form, "id").trim().to_owned();
     if !valid_merchant_id(&id) {
         return refused(
+            (ctx, None),
             "/admin/merchants".into(),
             ctx.t("未添加", "Not added"),
             vec![(
@@ -573,7 +597,13 @@ pub async fn connect_shop(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult 
     if app.plugins.get(&plugin).is_none() {
         errors.push((
             "plugin".to_owned(),
-            format!("{plugin:?} is not loaded by this host"),
+            format!(
+                "{} {plugin:?}",
+                ctx.t(
+                    "本机没有加载这个插件：",
+                    "this host has not loaded the component"
+                )
+            ),
         ));
     }
     let origins: Vec<String> = field(form, "shop_origins")
@@ -594,6 +624,7 @@ pub async fn connect_shop(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult 
     }
     if !errors.is_empty() {
         return refused(
+            (ctx, None),
             "/admin/merchants".into(),
             ctx.t("未创建", "Not created"),
             errors,
@@ -647,6 +678,7 @@ pub async fn connect_shop(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult 
                 "slot_id"
             };
             refused(
+                (ctx, None),
                 "/admin/merchants".into(),
                 ctx.t("未创建", "Not created"),
                 vec![(field.to_owned(), e)],
@@ -891,6 +923,7 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
         }
     }
     refused(
+        (ctx, Some(runtime)),
         page_url,
         ctx.t(
             "未保存，请修改标出的字段",

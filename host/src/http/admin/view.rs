@@ -125,6 +125,9 @@ pub struct ShownOnce {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ListedError {
     pub field: String,
+    /// What the page calls the field, in the page's language (empty: only its name is known).
+    #[serde(default)]
+    pub label: String,
     pub message: String,
 }
 
