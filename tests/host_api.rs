@@ -1552,7 +1552,8 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
     // A bad key is refused with the field named, and nothing is stored.
     let bad_form = format!("csrf={csrf}&partner=2088101122136241&key=short&seller_email=a%40b.cn");
     let refused = admin_post(&base, "/admin/merchants/other", &cookie, &bad_form).await;
-    assert!(refused.contains("<code>key</code>"), "{refused}");
+    // Listed by its label (which names the key already), not by the key alone.
+    assert!(refused.contains("<li>交易安全校验码 (key): "), "{refused}");
     // Next to its field too, with what was typed kept (never the key itself).
     assert!(refused.contains("id=\"key-error\""), "{refused}");
     // In the owner's language first (the manifest's rule_zh), the component's words after it;
@@ -2265,6 +2266,64 @@ async fn removing_the_webhook_url_stops_the_retries_to_the_old_one() {
     let sent = hooks(&w).len();
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(hooks(&w).len(), sent, "nothing more went to the old URL");
+}
+
+/// A shop answering 503 with `Retry-After` is not tried again before then (the backoff alone,
+/// `retry_base_ms` = 50 here, would retry at once), and the timeline says so in the owner's words.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shops_retry_after_is_waited_for() {
+    // `retry_max_ms` (400 in the other tests) caps a shop's Retry-After: room for 2 s here.
+    let (dir, alipay, shop) = stubs("hook-retry-after").await;
+    let host = TestHost::start(&dir, |port| {
+        config(port, &alipay, &shop).replace("retry_max_ms = 400", "retry_max_ms = 5000")
+    })
+    .await;
+    let w = World { host, alipay, shop };
+    w.shop.answer(|_| (503, b"busy".to_vec()));
+    w.shop.answer_headers(&[("retry-after", "2")]);
+    let url = w.host.url("/v1/merchants/busy");
+    let r = send_json(
+        "PUT",
+        &url,
+        Some(TOKEN),
+        &json!({"partner": PARTNER, "key": MD5_KEY, "seller_email": SELLER,
+               "gateway_url": w.alipay.gateway_url(), "notify_verify_url": w.alipay.verify_url(),
+               "shop_webhook_url": w.shop.url("/hook"), "shop_webhook_secret": "0123456789abcdefXYZ"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(create(&w, "busy", order("RA1", "1.00")).await.status, 201);
+    w.alipay.issue("n-RA1");
+    let r = notify(
+        &w,
+        "busy",
+        &alipay::md5_notify_body(&trade("RA1", "1.00", "n-RA1"), MD5_KEY),
+    )
+    .await;
+    assert_eq!(r.text(), "success");
+    wait_for(|| !hooks(&w).is_empty(), "a first (busy) attempt").await;
+    let first = Instant::now();
+    w.shop.answer(|_| (200, b"ok".to_vec()));
+    w.shop.answer_headers(&[]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        hooks(&w).len(),
+        1,
+        "tried again before the shop's Retry-After"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hooks(&w).len() < 2 {
+        assert!(Instant::now() < deadline, "{}", w.host.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(first.elapsed() >= Duration::from_millis(1900));
+    assert!(
+        w.host
+            .log_text()
+            .contains("the shop answered HTTP 503 (Retry-After: 2 s)"),
+        "{}",
+        w.host.log_text()
+    );
 }
 
 /// `merchant add` run as root in a folder that belongs to payhost's user (as the README's

@@ -146,7 +146,8 @@ async fn deliver(app: &Arc<App>, job: crate::store::WebhookJob) {
         }
     };
     let policy = app.webhook_policy(&url, &shop_origins);
-    let (http_status, result) = post(app, &policy, &url, &job.event_id, &job.body, &key).await;
+    let sent = post(app, &policy, &url, &job.event_id, &job.body, &key).await;
+    let (http_status, result) = (sent.status, sent.result);
     record_attempt(app, &job, http_status, result.as_ref().err().cloned()).await;
     match result {
         Ok(()) => {
@@ -158,7 +159,7 @@ async fn deliver(app: &Arc<App>, job: crate::store::WebhookJob) {
         }
         Err(e) => {
             app.metrics.webhooks_failed.inc();
-            retry_or_give_up(app, &job, &e).await;
+            retry_or_give_up(app, &job, &e, sent.retry_after_ms).await;
         }
     }
 }
@@ -169,7 +170,7 @@ async fn not_sent(app: &Arc<App>, job: &crate::store::WebhookJob, why: &str, dea
     record_attempt(app, job, None, Some(why.to_owned())).await;
     if !dead {
         app.metrics.webhooks_failed.inc();
-        return retry_or_give_up(app, job, why).await;
+        return retry_or_give_up(app, job, why, None).await;
     }
     app.metrics.webhooks_dead.inc();
     tracing::warn!(event = %job.event_id, merchant = %job.merchant_id, reason = why, "webhook not sent (dead letter)");
@@ -207,13 +208,20 @@ async fn record_attempt(
     }
 }
 
-/// After a failed attempt: the next one after the backoff, or the dead letter once the retry
+/// After a failed attempt: the next one after the backoff — or later, when the shop asked for
+/// that (`Retry-After`), never later than `retry_max_ms` — or the dead letter once the retry
 /// window is over.
-async fn retry_or_give_up(app: &Arc<App>, job: &crate::store::WebhookJob, error: &str) {
+async fn retry_or_give_up(
+    app: &Arc<App>,
+    job: &crate::store::WebhookJob,
+    error: &str,
+    retry_after_ms: Option<u64>,
+) {
     let cfg = &app.config.webhooks;
     let backoff = cfg
         .retry_base_ms
         .saturating_mul(1u64 << job.attempts.min(20))
+        .max(retry_after_ms.unwrap_or(0))
         .min(cfg.retry_max_ms);
     let next = now_ms() + backoff as i64;
     let recorded = if next - job.created_ms > cfg.give_up_after_ms as i64 {
@@ -229,7 +237,29 @@ async fn retry_or_give_up(app: &Arc<App>, job: &crate::store::WebhookJob, error:
     }
 }
 
-/// Posts one webhook; the shop's HTTP status (None when no answer came) and the error, if any.
+/// What one send of a webhook came to.
+struct Sent {
+    /// The shop's HTTP status; `None` when no answer came.
+    status: Option<u16>,
+    result: Result<(), String>,
+    /// When a shop answering 429 or 503 asked to be tried again (`Retry-After`).
+    retry_after_ms: Option<u64>,
+}
+
+/// A `Retry-After` value (delay-seconds, or an HTTP date) as milliseconds from `now`; `None`
+/// when it is neither, or already past.
+fn retry_after_ms(value: &str, now: std::time::SystemTime) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds.saturating_mul(1000));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    at.duration_since(now)
+        .ok()
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Posts one webhook.
 async fn post(
     app: &App,
     policy: &crate::net::Policy,
@@ -237,7 +267,7 @@ async fn post(
     event_id: &str,
     body: &str,
     key: &str,
-) -> (Option<u16>, Result<(), String>) {
+) -> Sent {
     let signature = signature_header(key, now_ms() / 1000, body.as_bytes());
     let request = crate::net::Request {
         method: crate::net::Method::Post,
@@ -258,15 +288,40 @@ async fn post(
     };
     let answer = match app.plugins.net().send(policy, &request, limits).await {
         Ok(a) => a,
-        Err(e) => return (None, Err(e.to_string())),
+        Err(e) => {
+            return Sent {
+                status: None,
+                result: Err(e.to_string()),
+                retry_after_ms: None,
+            }
+        }
     };
+    let status = Some(answer.status);
     if (200..300).contains(&answer.status) {
-        (Some(answer.status), Ok(()))
-    } else {
-        (
-            Some(answer.status),
-            Err(format!("the shop answered HTTP {}", answer.status)),
-        )
+        return Sent {
+            status,
+            result: Ok(()),
+            retry_after_ms: None,
+        };
+    }
+    // Only a shop saying it is busy or down is asked when to come back.
+    let retry_after = matches!(answer.status, 429 | 503)
+        .then(|| {
+            answer
+                .headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
+                .and_then(|(_, v)| retry_after_ms(v, std::time::SystemTime::now()))
+        })
+        .flatten();
+    let mut said = format!("the shop answered HTTP {}", answer.status);
+    if let Some(ms) = retry_after {
+        said.push_str(&format!(" (Retry-After: {} s)", ms / 1000));
+    }
+    Sent {
+        status,
+        result: Err(said),
+        retry_after_ms: retry_after,
     }
 }
 
@@ -310,6 +365,20 @@ pub fn verify_signature_header(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_784_000_000);
+        assert_eq!(retry_after_ms("120", now), Some(120_000));
+        assert_eq!(retry_after_ms(" 0 ", now), Some(0));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(retry_after_ms(&later, now), Some(90_000));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(retry_after_ms(&earlier, now), None);
+        for bad in ["", "-5", "1.5", "soon", "99999999999999999999999"] {
+            assert_eq!(retry_after_ms(bad, now), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn signature_header_is_hmac_of_t_dot_body_and_expires() {

@@ -53,6 +53,7 @@ pub struct StubServer {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     handler: Arc<Mutex<Handler>>,
     delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    extra_headers: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl StubServer {
@@ -66,16 +67,20 @@ impl StubServer {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Mutex<Handler>> = Arc::new(Mutex::new(Arc::new(handler)));
         let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let extra_headers: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
         let (seen2, handler2, delay2) = (seen.clone(), handler.clone(), delay_ms.clone());
+        let extra2 = extra_headers.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 let (seen, handler, delay) = (seen2.clone(), handler2.clone(), delay2.clone());
+                let extra = extra2.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let (seen, handler, delay) = (seen.clone(), handler.clone(), delay.clone());
+                        let extra = extra.lock().unwrap().clone();
                         async move {
                             let method = req.method().to_string();
                             let path = req.uri().path().to_string();
@@ -111,11 +116,12 @@ impl StubServer {
                             }
                             let h = handler.lock().unwrap().clone();
                             let (status, body) = h(&s);
+                            let mut answer = hyper::Response::builder().status(status);
+                            for (name, value) in &extra {
+                                answer = answer.header(name.as_str(), value.as_str());
+                            }
                             Ok::<_, std::convert::Infallible>(
-                                hyper::Response::builder()
-                                    .status(status)
-                                    .body(Full::new(Bytes::from(body)))
-                                    .unwrap(),
+                                answer.body(Full::new(Bytes::from(body))).unwrap(),
                             )
                         }
                     });
@@ -130,7 +136,16 @@ impl StubServer {
             seen,
             handler,
             delay_ms,
+            extra_headers,
         }
+    }
+
+    /// Adds these headers to every answer from now on (`Retry-After`, say).
+    pub fn answer_headers(&self, headers: &[(&str, &str)]) {
+        *self.extra_headers.lock().unwrap() = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
     }
 
     /// Replaces how the stub answers.

@@ -142,8 +142,20 @@ pub(super) fn webhook_failure_words(lang: Lang, error: &str) -> String {
         return error.to_owned();
     }
     let has = |s: &str| error.contains(s);
-    let said = if let Some(status) = error.strip_prefix("the shop answered HTTP ") {
-        format!("商城拒收（HTTP {status}）：请检查商城通知地址和商城的密钥设置，修好后点“重发”")
+    let said = if let Some(rest) = error.strip_prefix("the shop answered HTTP ") {
+        let (status, asked) = match rest.split_once(" (Retry-After: ") {
+            Some((status, after)) => (status, after.strip_suffix(')')),
+            None => (rest, None),
+        };
+        match asked {
+            Some(after) => format!(
+                "商城暂时忙（HTTP {status}），要求 {} 后再发：到时会自动重试",
+                after.replace(" s", " 秒")
+            ),
+            None => format!(
+                "商城拒收（HTTP {status}）：请检查商城通知地址和商城的密钥设置，修好后点“重发”"
+            ),
+        }
     } else if has("webhook URL was removed") {
         "商城通知地址已删除，没有发送：重新填写地址后点“重发”".to_owned()
     } else if has("merchant no longer exists") {
