@@ -481,7 +481,19 @@ impl App {
                 self.store.record_notification(&raw, &record).await
             };
             if let Err(e) = stored {
-                tracing::error!(merchant = merchant_id, error = %e, "cannot store a notification; asking the provider to retry");
+                // Which notification (when it was verified), so the operator can find it in the
+                // provider's retries once the store is back.
+                let (notify_id, out_trade_no) = processed.seen.as_ref().map_or(("", ""), |s| {
+                    (s.notify_id.as_str(), s.out_trade_no.as_str())
+                });
+                tracing::error!(
+                    merchant = merchant_id,
+                    notify_id = %crate::log_limit::clean(notify_id),
+                    out_trade_no = %crate::log_limit::clean(out_trade_no),
+                    outcome = processed.outcome.label(),
+                    error = %e,
+                    "cannot store a notification; asking the provider to retry"
+                );
                 outcome = NotifyOutcome::Retry(RetryCause::StoreFailed);
             }
         }
