@@ -47,26 +47,26 @@ impl GatewayError {
             || (code.len() == 5 && code.bytes().all(|b| b.is_ascii_digit()));
         if open_platform {
             match sub {
-                "isv.invalid-signature" => "— the signature was refused: the app private key (应用私钥) does not belong to this APPID, or it is not the key whose public half was uploaded to the app (应用私钥与APPID不匹配，或上传到开放平台的不是它的公钥).",
-                "isv.invalid-app-id" => "— the APPID is not an app of this Alipay account, or the app is not online yet (APPID不正确或应用未上线).",
-                "isv.invalid-timestamp" => "— the request's time was refused: check this server's clock (服务器时间不准).",
-                _ if code == "40006" => "— the app has not signed for this product, or the product is not added to the app (应用未签约该产品，或未在应用中添加该功能).",
+                "isv.invalid-signature" => "— 签名被拒绝：应用私钥与 APPID 不匹配，或上传到开放平台的不是它的公钥 (the signature was refused: the app private key does not belong to this APPID, or its public half is not the one uploaded to the app).",
+                "isv.invalid-app-id" => "— APPID 不正确或应用未上线 (the APPID is not an app of this Alipay account, or the app is not online yet).",
+                "isv.invalid-timestamp" => "— 请求时间被拒绝：请校准本服务器的时钟 (the request's time was refused: check this server's clock).",
+                _ if code == "40006" => "— 应用未签约该产品，或未在应用中添加该功能 (the app has not signed for this product, or the product is not added to the app).",
                 _ => "",
             }
         } else if code == "ILLEGAL_PARTNER" || sub.eq_ignore_ascii_case("ILLEGAL_PARTNER") {
-            "— the partner ID is not an Alipay partner: copy the 16-digit 合作者身份ID (PID, starting 2088) from the merchant service again (合作者身份ID不正确)."
+            "— 合作者身份ID不正确：请从支付宝商家服务重新复制以 2088 开头的 16 位合作者身份ID (PID) (the partner ID is not an Alipay partner: copy the 16-digit PID, starting 2088, from the merchant service again)."
         } else if code.contains("HAS_NO_PRIVILEGE")
             || msg.contains("partner illegal")
             || code == "0005"
         {
-            "— the partner ID has no permission for the WAP-pay interface: check the signed contract type in the Alipay merchant service (合同列表) and that the partner ID is the one of that contract (请确认签约的接口类型与合作者身份ID)."
+            "— 该合作者身份ID没有开通这个接口：请在支付宝商家服务的合同列表中确认签约的接口类型，以及合作者身份ID是该合同的 (the partner ID has no permission for this interface: check the signed contract type in the merchant service and that the partner ID is the contract's)."
         } else if code.contains("SIGN")
             || sub.to_ascii_uppercase().contains("SIGN")
             || msg.contains("sign")
         {
-            "— the signature was refused: the key does not belong to this partner ID, or it was pasted with extra characters (交易安全校验码与合作者身份ID不匹配，粘贴时不要带空格)."
+            "— 签名被拒绝：交易安全校验码 (key) 与合作者身份ID不匹配，或粘贴时带了多余的字符 (the signature was refused: the key does not belong to this partner ID, or it was pasted with extra characters)."
         } else if code == "0001" || msg.contains("params illegal") {
-            "— a required parameter was missing or malformed."
+            "— 缺少必填参数或参数格式不正确 (a required parameter was missing or malformed)."
         } else {
             ""
         }
