@@ -296,6 +296,31 @@ fn unreadable_form(app: &App, lang: Lang, e: &ApiError) -> Response<Body> {
     error_page(app, None, lang, e.status, heading, message)
 }
 
+/// A form whose page is older than the session (its token is not this session's): 403, nothing
+/// done, and a link back to the page to fill it in again.
+fn stale_form(app: &App, ctx: &Ctx, back: &str) -> Response<Body> {
+    let lang = ctx.lang;
+    // The post's address is no page: the language switch leads to the page it came from.
+    let sep = if back.contains('?') { '&' } else { '?' };
+    let other = if lang == Lang::En { "zh" } else { "en" };
+    let lang_url = format!("{back}{sep}lang={other}");
+    render(
+        403,
+        "error.html",
+        &frame(app, Some(ctx), lang, &lang_url, ""),
+        minijinja::context! {
+            heading => lang.pick("页面已过期", "This page has expired"),
+            message => lang.pick(
+                "刚才提交的操作没有执行（没有退款，也没有保存任何修改）：这个页面是在你退出或重新登录之前打开的。请回到原页面，重新填写后再提交。",
+                "What you submitted was not done (no refund, nothing saved): the page was opened before you logged out or in again. Go back to it, fill it in again and submit.",
+            ),
+            error_id => "stale-form",
+            back,
+            back_text => lang.pick("回到原页面", "Back to the page"),
+        },
+    )
+}
+
 fn forbidden(app: &App, ctx: Option<&Ctx>, lang: Lang, why: (&str, &str)) -> Response<Body> {
     error_page(app, ctx, lang, 403, ("不允许", "Forbidden"), why)
 }
@@ -421,18 +446,6 @@ async fn route(
             Ok(form) => form,
             Err(e) => return unreadable_form(app, lang, &e),
         };
-        if !session::csrf_ok(&form, &state.csrf) {
-            tracing::warn!(%ip, "admin post without a valid CSRF token refused");
-            return forbidden(
-                app,
-                None,
-                lang,
-                (
-                    "表单的 CSRF 令牌缺失或不对：请刷新页面再试。",
-                    "The form's CSRF token is missing or wrong: reload the page and try again.",
-                ),
-            );
-        }
         let ctx = Ctx {
             who,
             csrf: state.csrf.clone(),
@@ -442,6 +455,18 @@ async fn route(
             flash: None,
             query,
         };
+        if !session::csrf_ok(&form, &state.csrf) {
+            // A form from a page older than this login (logged out and in again in another
+            // tab): nothing was done, said in the owner's words, with the way back to that page.
+            tracing::warn!(%ip, "admin post without a valid CSRF token refused");
+            let back = session::return_to(&path, &method, &ctx.query);
+            let back = if back.is_empty() {
+                "/admin".to_owned()
+            } else {
+                back
+            };
+            return stale_form(app, &ctx, &back);
+        }
         let result = post(app, &ctx, &segs, &form).await;
         return match result {
             PostResult::Done(mut p) => {
@@ -569,7 +594,7 @@ async fn post(app: &Arc<App>, ctx: &Ctx, segs: &[&str], form: &Form) -> PostResu
             merchants::revoke_token(app, ctx, id, tid, form).await
         }
         ["admin", "merchants", id, "webhooks", wid, "resend"] => {
-            merchants::resend(app, ctx, id, wid).await
+            merchants::resend(app, ctx, id, wid, form).await
         }
         ["admin", "webhooks", "resend-all"] => merchants::resend_all(app, ctx, form).await,
         ["admin", "webhooks", "retry-now"] => merchants::retry_now(app, ctx, form).await,
