@@ -332,7 +332,9 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
     let attempt_views: Vec<Value> = attempts
         .iter()
         .map(|a| context! {
-            at => zone.show(&a.at), event_type => a.event_type, http_status => a.http_status, error => a.error,
+            at => zone.show(&a.at), event_type => super::merchants::event_words(ctx.lang, &a.event_type),
+            http_status => a.http_status,
+            error => a.error.as_deref().map(|e| super::timeline::webhook_failure_words(ctx.lang, e)),
         })
         .collect();
     Page::View {
