@@ -179,6 +179,8 @@ pub struct DeadWebhook {
     pub event_id: String,
     pub merchant_id: String,
     pub event_type: String,
+    /// The order the event is about (from its body).
+    pub out_trade_no: Option<String>,
     pub attempts: u32,
     pub last_error: Option<String>,
     pub dead_at: String,

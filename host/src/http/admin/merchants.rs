@@ -365,7 +365,7 @@ pub(super) async fn retrying_views(
 }
 
 /// A webhook's event in the owner's words (the event's own name beside it, as the shop sees it).
-fn event_words(lang: super::view::Lang, event: &str) -> String {
+pub(super) fn event_words(lang: super::view::Lang, event: &str) -> String {
     let zh = lang == super::view::Lang::Zh;
     let said = match event {
         "payment.paid" => Some(if zh { "已付款" } else { "paid" }),
@@ -404,6 +404,8 @@ async fn dead_views(app: &App, lang: super::view::Lang, merchant: Option<&str>) 
         .map(|w| {
             context! {
                 id => w.id, merchant_id => w.merchant_id, event_id => w.event_id,
+                url => w.out_trade_no.as_deref().map(|no| super::payments::payment_url(&w.merchant_id, no)),
+                out_trade_no => w.out_trade_no,
                 event_type => w.event_type, event_words => event_words(lang, &w.event_type),
                 attempts => w.attempts,
                 dead_at => app.config.admin.time_zone.show(&w.dead_at),
@@ -1122,9 +1124,33 @@ pub async fn revoke_token(
     PostResult::Done(Posted::to(merchant_page(id), flash))
 }
 
-pub async fn resend(app: &Arc<App>, ctx: &Ctx, id: &str, wid: &str) -> PostResult {
+/// Whether a merchant has a webhook URL to send to (a resend without one is given up at once).
+async fn has_webhook_url(app: &App, id: &str) -> bool {
+    matches!(app.store.merchant(id).await, Ok(Some(m)) if m.shop_webhook_url.is_some())
+}
+
+fn no_webhook_url(ctx: &Ctx, id: &str) -> String {
+    format!(
+        "{id}: {}",
+        ctx.t(
+            "商城通知地址是空的，重发也送不到：请先在商户设置里填写商城通知地址并保存，再重发",
+            "the shop webhook URL is empty, so a resend cannot arrive: set it in the merchant's settings first, then resend",
+        )
+    )
+}
+
+pub async fn resend(app: &Arc<App>, ctx: &Ctx, id: &str, wid: &str, form: &Form) -> PostResult {
     if !ctx.who.sees(id) {
         return PostResult::NotFound;
+    }
+    // Back to the list the button was on.
+    let location = if field(form, "back") == "webhooks" {
+        "/admin/webhooks".to_owned()
+    } else {
+        merchant_page(id)
+    };
+    if !has_webhook_url(app, id).await {
+        return PostResult::Done(Posted::to(location, Flash::err(no_webhook_url(ctx, id))));
     }
     let ok = match wid.parse::<i64>() {
         Ok(w) => app.store.resend_webhook(id, w).await.unwrap_or(false),
@@ -1144,7 +1170,7 @@ pub async fn resend(app: &Arc<App>, ctx: &Ctx, id: &str, wid: &str) -> PostResul
     } else {
         Flash::err(ctx.t("没有这个未送达的通知", "No such dead-lettered webhook."))
     };
-    PostResult::Done(Posted::to(merchant_page(id), flash))
+    PostResult::Done(Posted::to(location, flash))
 }
 
 /// The merchants a webhook action reaches: `one` when named (None when this login may not see
@@ -1218,6 +1244,9 @@ pub async fn resend_all(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
         return PostResult::NotFound;
     };
     let mut queued: BTreeMap<String, u32> = BTreeMap::new();
+    // Merchants without a webhook URL: their dead letters stay, said so (sent again, they
+    // would be given up at once).
+    let mut without_url: BTreeMap<String, bool> = BTreeMap::new();
     for m in &merchants {
         // The page lists 500 at most; "all" is all, each once: the list is read once (one sent
         // again and given up at once, say for a removed URL, is not met a second time).
@@ -1227,6 +1256,17 @@ pub async fn resend_all(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
             .await
             .unwrap_or_default();
         for w in &all {
+            let has_url = match without_url.get(&w.merchant_id) {
+                Some(missing) => !missing,
+                None => {
+                    let has = has_webhook_url(app, &w.merchant_id).await;
+                    without_url.insert(w.merchant_id.clone(), !has);
+                    has
+                }
+            };
+            if !has_url {
+                continue;
+            }
             if app
                 .store
                 .resend_webhook(&w.merchant_id, w.id)
@@ -1253,11 +1293,23 @@ pub async fn resend_all(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
     } else {
         merchant_page(one)
     };
-    PostResult::Done(Posted::to(
-        location,
-        Flash::ok(format!(
-            "{} {total}",
-            ctx.t("已重新排队的通知数：", "Webhooks queued again:")
-        )),
-    ))
+    let mut said = format!(
+        "{} {total}",
+        ctx.t("已重新排队的通知数：", "Webhooks queued again:")
+    );
+    let skipped: Vec<&String> = without_url
+        .iter()
+        .filter(|(_, missing)| **missing)
+        .map(|(m, _)| m)
+        .collect();
+    for m in &skipped {
+        said.push_str(ctx.t("；", "; "));
+        said.push_str(&no_webhook_url(ctx, m));
+    }
+    let flash = if skipped.is_empty() {
+        Flash::ok(said)
+    } else {
+        Flash::err(said)
+    };
+    PostResult::Done(Posted::to(location, flash))
 }

@@ -163,7 +163,7 @@ impl Webhooks for PostgresStore {
         {
             let c = self.client().await?;
             let rows = c.query(
-                "SELECT id, event_id, merchant_id, COALESCE(event_type, ''), attempts, last_error, dead_at FROM webhook_outbox
+                "SELECT id, event_id, merchant_id, COALESCE(event_type, ''), attempts, last_error, dead_at, body FROM webhook_outbox
                  WHERE dead_at IS NOT NULL AND delivered_at IS NULL AND ($1::text IS NULL OR merchant_id = $1) ORDER BY id DESC LIMIT $2",
                 &[&merchant, &(limit as i64)],
             ).await?;
@@ -174,6 +174,7 @@ impl Webhooks for PostgresStore {
                     event_id: r.get(1),
                     merchant_id: r.get(2),
                     event_type: r.get(3),
+                    out_trade_no: crate::store::ledger::webhook_order(r.get::<_, &str>(7)),
                     attempts: r.get::<_, i32>(4) as u32,
                     last_error: r.get(5),
                     dead_at: r.get(6),
