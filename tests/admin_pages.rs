@@ -313,7 +313,12 @@ async fn owners_see_their_merchants_only_and_every_action_is_audited() {
     // The operator's audit log: who, what, which merchant.
     let (s, audit) = page(base, "/admin/audit", &op).await;
     assert_eq!(s, 200);
-    for want in ["user.add", "token.create", "o-market", "admin_password"] {
+    for want in [
+        "user.add",
+        "token.create",
+        "o-market",
+        "运营者（主密码登录）",
+    ] {
         assert!(audit.contains(want), "{want} missing: {audit}");
     }
     assert!(!audit.contains("phm_"), "no token in the audit log");
@@ -1478,7 +1483,7 @@ async fn refusals_say_why_in_the_owners_words() {
     );
     let (_, audit) = page(base, "/admin/audit", &op).await;
     assert_eq!(
-        audit.matches("WORDS-PAID: ¥0.50").count(),
+        audit.matches("WORDS-PAID：¥0.50").count(),
         1,
         "one refund, one audit line: {audit}"
     );
@@ -2431,4 +2436,127 @@ async fn refused_settings_are_listed_by_the_fields_labels() {
         after.contains("<li>Partner ID (<code>partner</code>): "),
         "{after}"
     );
+}
+
+/// A form from a page opened before the owner logged out and in again (another tab): refused
+/// (403) with nothing done, in the owner's words — never "CSRF" — and a link back to that page.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_form_from_before_the_last_login_says_nothing_was_done() {
+    let d = demo("admin-stale-form").await;
+    let base = d.url("");
+    let base = base.as_str();
+    create_payment(base, "demo", "STALE-1", "1.00", None).await;
+    let (_, old_csrf) = admin_login(base, ADMIN_PASSWORD).await;
+    let (cookie, _) = admin_login(base, ADMIN_PASSWORD).await;
+    let payment = "/admin/merchants/demo/payments/STALE-1";
+    let r = request(
+        "POST",
+        &format!("{base}{payment}/refunds"),
+        &[
+            ("cookie", &cookie),
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("origin", base),
+        ],
+        form(&[("csrf", &old_csrf), ("amount", "1.00"), ("refund_key", "k")]).into_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let html = r.text();
+    assert!(html.contains("页面已过期"), "{html}");
+    assert!(html.contains("没有退款"), "{html}");
+    assert!(!html.contains("CSRF"), "{html}");
+    assert!(
+        html.contains(&format!("<a href=\"{payment}\" id=\"error-back\">")),
+        "{html}"
+    );
+    // The menu is there (the session is fine), and the language switch leads to the page.
+    assert!(html.contains("id=\"nav-merchants\""), "{html}");
+    assert!(html.contains(&format!("{payment}?lang=en")), "{html}");
+}
+
+/// Dead letters name their order (linked), and "Resend" for a merchant with no webhook URL says
+/// it cannot arrive and leaves the letter where it is (sent again, it would be given up at
+/// once), on the list the button was on.
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_name_their_order_and_no_url_is_not_resent() {
+    let d = demo("admin-dead-orders").await;
+    let base = d.url("");
+    let base = base.as_str();
+    let value = |k: &str| demo_setting(&d, "demo", k);
+    let (op, csrf) = admin_login(base, ADMIN_PASSWORD).await;
+    let saved = admin_post(
+        base,
+        "/admin/merchants/nohook",
+        &op,
+        &form(&[
+            ("csrf", &csrf),
+            ("partner", &value("partner")),
+            ("key", &value("key")),
+            ("seller_email", &value("seller_email")),
+        ]),
+    )
+    .await;
+    assert!(saved.contains("已保存并校验"), "{saved}");
+    let db = rusqlite::Connection::open(d.dir.join("demo.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute(
+        "INSERT INTO webhook_outbox (event_id, merchant_id, url, body, attempts, next_attempt_ms, last_error, created_ms, dead_at, event_type)
+         VALUES ('evt_nohook', 'nohook', 'http://127.0.0.1:9/hook', '{\"out_trade_no\":\"NOHOOK-1\"}', 3, 0, 'down', 0, '2026-12-01T00:00:00Z', 'payment.paid')",
+        [],
+    )
+    .unwrap();
+    let wid: i64 = db
+        .query_row(
+            "SELECT id FROM webhook_outbox WHERE event_id = 'evt_nohook'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let (_, html) = page(base, "/admin/webhooks", &op).await;
+    assert!(
+        html.contains("<a href=\"/admin/merchants/nohook/payments/NOHOOK-1\">NOHOOK-1</a>"),
+        "{html}"
+    );
+    let form_at = html
+        .find(&format!("/admin/merchants/nohook/webhooks/{wid}/resend"))
+        .unwrap_or_else(|| panic!("no resend button: {html}"));
+    assert!(
+        html[form_at..]
+            .split("</form>")
+            .next()
+            .unwrap()
+            .contains("name=\"back\" value=\"webhooks\""),
+        "{html}"
+    );
+    let to = admin_post_location(
+        base,
+        &format!("/admin/merchants/nohook/webhooks/{wid}/resend"),
+        &op,
+        &format!("csrf={csrf}&back=webhooks"),
+    )
+    .await;
+    assert!(to.starts_with("/admin/webhooks"), "{to}");
+    let (_, after) = page(base, &to, &op).await;
+    assert!(
+        after.contains("商城通知地址是空的，重发也送不到"),
+        "{after}"
+    );
+    let still_dead = || {
+        db.query_row(
+            "SELECT COUNT(*) FROM webhook_outbox WHERE event_id = 'evt_nohook' AND dead_at IS NOT NULL AND attempts = 3",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(still_dead(), 1);
+    let after = admin_post(
+        base,
+        "/admin/webhooks/resend-all",
+        &op,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert!(after.contains("nohook: 商城通知地址是空的"), "{after}");
+    assert_eq!(still_dead(), 1);
 }

@@ -150,9 +150,10 @@ pub async fn audit(app: &Arc<App>, ctx: &Ctx) -> Page {
         .into_iter()
         .map(|a| {
             context! {
-                id => a.id, at => zone.show(&a.at), actor => a.actor,
-                action_word => super::words::audit_action(ctx.lang, &a.action), action => a.action,
-                merchant_id => a.merchant_id, detail => a.detail,
+                id => a.id, at => zone.show(&a.at), actor => super::words::who(ctx.lang, &a.actor),
+                action_word => super::words::audit_action(ctx.lang, &a.action),
+                detail => super::words::audit_detail(ctx.lang, &a.action, &a.detail),
+                action => a.action, merchant_id => a.merchant_id,
             }
         })
         .collect();

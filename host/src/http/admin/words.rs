@@ -498,6 +498,45 @@ pub fn audit_action(lang: Lang, action: &str) -> &str {
     lang.pick(zh, en)
 }
 
+/// An audit entry's detail in the owner's words. The details are written in a fixed English form
+/// when the action is logged (`{no}: ¥1.00 #3 SUCCESS`, `plugin alipay-wap`, `3 webhook(s)`,
+/// `token #2 ecshop`, `name owner market`); on the Chinese page each known word is said in
+/// Chinese, order numbers, amounts and names as they are.
+pub fn audit_detail(lang: Lang, action: &str, detail: &str) -> String {
+    if lang == Lang::En {
+        return detail.to_owned();
+    }
+    let word = |w: &str| -> String {
+        let payment = super::view::status_word(lang, w);
+        if payment != w {
+            return payment.to_owned();
+        }
+        let refund = super::view::refund_status_word(lang, w);
+        if refund != w {
+            return refund.to_owned();
+        }
+        match w {
+            "plugin" => "插件".to_owned(),
+            "token" => "令牌".to_owned(),
+            "webhook" => "商城通知".to_owned(),
+            "webhook(s)" => "条商城通知".to_owned(),
+            "owner" if action.starts_with("user.") => "店主".to_owned(),
+            "operator" if action.starts_with("user.") => "运营者".to_owned(),
+            other => other.to_owned(),
+        }
+    };
+    // The order number comes first, before `: `; it is never translated.
+    let (head, rest) = match detail.split_once(": ") {
+        Some((no, rest)) if action.starts_with("refund.") || action.starts_with("payment.") => {
+            (format!("{no}："), rest)
+        }
+        _ => (String::new(), detail),
+    };
+    let said: Vec<String> = rest.split(' ').map(word).collect();
+    // `3 webhook(s)` reads `3 条商城通知`.
+    format!("{head}{}", said.join(" "))
+}
+
 /// Why a payment is held for review (需要人工核对), explained for the owner with what to do. The
 /// reasons are written in English by the money rules (`domain::refunds`, the notification's
 /// match), some bilingual (`中文 / English`); the page shows the original beside this for
@@ -928,6 +967,35 @@ mod who_tests {
             "运营者（主密码登录）"
         );
         assert_eq!(who(Lang::Zh, "admin_password"), "运营者（主密码登录）");
+        assert_eq!(
+            audit_detail(Lang::Zh, "refund.start", "DEMO1: ¥20.00 #9 SUCCESS"),
+            "DEMO1：¥20.00 #9 退款成功"
+        );
+        assert_eq!(
+            audit_detail(Lang::Zh, "payment.sync", "DEMO1: WAIT_BUYER_PAY"),
+            "DEMO1：待付款"
+        );
+        assert_eq!(
+            audit_detail(Lang::Zh, "settings.save", "plugin alipay-wap"),
+            "插件 alipay-wap"
+        );
+        assert_eq!(
+            audit_detail(Lang::Zh, "webhook.resend_all", "3 webhook(s)"),
+            "3 条商城通知"
+        );
+        assert_eq!(
+            audit_detail(Lang::Zh, "user.add", "zhangsan owner market"),
+            "zhangsan 店主 market"
+        );
+        // A review reason is the reason, not a status word.
+        assert_eq!(
+            audit_detail(Lang::Zh, "payment.review_cleared", "DEMO1: amount mismatch"),
+            "DEMO1：amount mismatch"
+        );
+        assert_eq!(
+            audit_detail(Lang::En, "refund.start", "DEMO1: ¥20.00 #9 SUCCESS"),
+            "DEMO1: ¥20.00 #9 SUCCESS"
+        );
         assert_eq!(who(Lang::Zh, "admin:alice"), "管理员 alice");
         assert_eq!(who(Lang::En, "api:operator"), "the operator (API)");
         assert_eq!(who(Lang::Zh, "api:merchant:shop1"), "商城（shop1）");
