@@ -315,7 +315,7 @@ async fn post(
         })
         .flatten();
     let mut said = format!("the shop answered HTTP {}", answer.status);
-    if let Some(ms) = retry_after {
+    if let Some(ms) = retry_after.filter(|ms| *ms >= 1000) {
         said.push_str(&format!(" (Retry-After: {} s)", ms / 1000));
     }
     Sent {

@@ -358,7 +358,7 @@ pub(super) async fn retrying_views(
                 event_words => event_words(lang, &w.event_type),
                 out_trade_no => w.out_trade_no, attempts => w.attempts,
                 queued_at => at(w.created_ms), next_at => at(w.next_attempt_ms),
-                reason => super::timeline::webhook_failure_words(lang, w.last_error.as_deref().unwrap_or_default()),
+                reason => super::timeline::webhook_failure_words(lang, w.last_error.as_deref().unwrap_or_default(), false),
             }
         })
         .collect()
@@ -409,7 +409,7 @@ async fn dead_views(app: &App, lang: super::view::Lang, merchant: Option<&str>) 
                 event_type => w.event_type, event_words => event_words(lang, &w.event_type),
                 attempts => w.attempts,
                 dead_at => app.config.admin.time_zone.show(&w.dead_at),
-                reason => super::timeline::webhook_failure_words(lang, w.last_error.as_deref().unwrap_or_default()),
+                reason => super::timeline::webhook_failure_words(lang, w.last_error.as_deref().unwrap_or_default(), true),
             }
         })
         .collect()
@@ -1124,19 +1124,25 @@ pub async fn revoke_token(
     PostResult::Done(Posted::to(merchant_page(id), flash))
 }
 
-/// Whether a merchant has a webhook URL to send to (a resend without one is given up at once).
-async fn has_webhook_url(app: &App, id: &str) -> bool {
-    matches!(app.store.merchant(id).await, Ok(Some(m)) if m.shop_webhook_url.is_some())
-}
-
-fn no_webhook_url(ctx: &Ctx, id: &str) -> String {
-    format!(
-        "{id}: {}",
-        ctx.t(
+/// Why a merchant's dead letters cannot be sent again now (a resend would be given up at once,
+/// or cannot be signed), in the owner's words; None when they can.
+async fn cannot_resend(app: &App, ctx: &Ctx, id: &str) -> Option<String> {
+    let why = match app.store.merchant(id).await {
+        Ok(Some(m)) if m.shop_webhook_url.is_some() => return None,
+        Ok(Some(_)) => ctx.t(
             "商城通知地址是空的，重发也送不到：请先在商户设置里填写商城通知地址并保存，再重发",
             "the shop webhook URL is empty, so a resend cannot arrive: set it in the merchant's settings first, then resend",
-        )
-    )
+        ),
+        Ok(None) => ctx.t(
+            "商户已删除，无法重发",
+            "the merchant was removed: nothing can be resent",
+        ),
+        Err(_) => ctx.t(
+            "暂时读不到商户设置（数据库出错），没有重发，请稍后再试",
+            "the merchant's settings cannot be read now (a database error): nothing was resent, try again later",
+        ),
+    };
+    Some(format!("{id}: {why}"))
 }
 
 pub async fn resend(app: &Arc<App>, ctx: &Ctx, id: &str, wid: &str, form: &Form) -> PostResult {
@@ -1149,8 +1155,8 @@ pub async fn resend(app: &Arc<App>, ctx: &Ctx, id: &str, wid: &str, form: &Form)
     } else {
         merchant_page(id)
     };
-    if !has_webhook_url(app, id).await {
-        return PostResult::Done(Posted::to(location, Flash::err(no_webhook_url(ctx, id))));
+    if let Some(why) = cannot_resend(app, ctx, id).await {
+        return PostResult::Done(Posted::to(location, Flash::err(why)));
     }
     let ok = match wid.parse::<i64>() {
         Ok(w) => app.store.resend_webhook(id, w).await.unwrap_or(false),
@@ -1244,9 +1250,9 @@ pub async fn resend_all(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
         return PostResult::NotFound;
     };
     let mut queued: BTreeMap<String, u32> = BTreeMap::new();
-    // Merchants without a webhook URL: their dead letters stay, said so (sent again, they
-    // would be given up at once).
-    let mut without_url: BTreeMap<String, bool> = BTreeMap::new();
+    // Merchants whose letters cannot be sent again now (no webhook URL: sent again, they would
+    // be given up at once): their dead letters stay, said why.
+    let mut refused: BTreeMap<String, Option<String>> = BTreeMap::new();
     for m in &merchants {
         // The page lists 500 at most; "all" is all, each once: the list is read once (one sent
         // again and given up at once, say for a removed URL, is not met a second time).
@@ -1256,15 +1262,11 @@ pub async fn resend_all(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
             .await
             .unwrap_or_default();
         for w in &all {
-            let has_url = match without_url.get(&w.merchant_id) {
-                Some(missing) => !missing,
-                None => {
-                    let has = has_webhook_url(app, &w.merchant_id).await;
-                    without_url.insert(w.merchant_id.clone(), !has);
-                    has
-                }
-            };
-            if !has_url {
+            if !refused.contains_key(&w.merchant_id) {
+                let why = cannot_resend(app, ctx, &w.merchant_id).await;
+                refused.insert(w.merchant_id.clone(), why);
+            }
+            if refused.get(&w.merchant_id).is_some_and(Option::is_some) {
                 continue;
             }
             if app
@@ -1297,14 +1299,10 @@ pub async fn resend_all(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
         "{} {total}",
         ctx.t("已重新排队的通知数：", "Webhooks queued again:")
     );
-    let skipped: Vec<&String> = without_url
-        .iter()
-        .filter(|(_, missing)| **missing)
-        .map(|(m, _)| m)
-        .collect();
-    for m in &skipped {
+    let skipped: Vec<&String> = refused.values().flatten().collect();
+    for why in &skipped {
         said.push_str(ctx.t("；", "; "));
-        said.push_str(&no_webhook_url(ctx, m));
+        said.push_str(why);
     }
     let flash = if skipped.is_empty() {
         Flash::ok(said)

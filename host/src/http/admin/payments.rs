@@ -334,7 +334,7 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
         .map(|a| context! {
             at => zone.show(&a.at), event_type => super::merchants::event_words(ctx.lang, &a.event_type),
             http_status => a.http_status,
-            error => a.error.as_deref().map(|e| super::timeline::webhook_failure_words(ctx.lang, e)),
+            error => a.error.as_deref().map(|e| super::timeline::webhook_failure_words(ctx.lang, e, false)),
         })
         .collect();
     Page::View {

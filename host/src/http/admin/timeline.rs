@@ -127,7 +127,7 @@ fn words(lang: Lang, e: &serde_json::Value) -> (String, String) {
     }
     if let Some(err) = text("error") {
         if kind == "webhook" {
-            parts.push(webhook_failure_words(lang, err));
+            parts.push(webhook_failure_words(lang, err, false));
         } else {
             parts.push(format!("{}{err}", t("错误：", "error: ")));
         }
@@ -136,44 +136,74 @@ fn words(lang: Lang, e: &serde_json::Value) -> (String, String) {
 }
 
 /// Why a webhook did not reach the shop, in the owner's words with what to do; the sender's own
-/// words on the English page, and for a cause not known here.
-pub(super) fn webhook_failure_words(lang: Lang, error: &str) -> String {
+/// words on the English page, and for a cause not known here. `dead`: payhost gave up on it (a
+/// dead letter), so nothing is retried unless someone resends it.
+pub(super) fn webhook_failure_words(lang: Lang, error: &str, dead: bool) -> String {
     if lang == Lang::En {
         return error.to_owned();
     }
     let has = |s: &str| error.contains(s);
-    let said = if let Some(rest) = error.strip_prefix("the shop answered HTTP ") {
-        let (status, asked) = match rest.split_once(" (Retry-After: ") {
-            Some((status, after)) => (status, after.strip_suffix(')')),
-            None => (rest, None),
+    // What happened, and what to do while it is retried (None: nothing; the retry is said).
+    let (what, todo): (String, Option<&str>) =
+        if let Some(rest) = error.strip_prefix("the shop answered HTTP ") {
+            let (status, asked) = match rest.split_once(" (Retry-After: ") {
+                Some((status, after)) => (status, after.strip_suffix(" s)")),
+                None => (rest, None),
+            };
+            match asked {
+                Some(after) => (
+                    format!("商城暂时忙（HTTP {status}，要求 {after} 秒后再发）"),
+                    None,
+                ),
+                None => (
+                    format!("商城拒收（HTTP {status}）"),
+                    Some("请检查商城通知地址和商城的密钥设置，修好后点“重发”"),
+                ),
+            }
+        } else if has("webhook URL was removed") {
+            (
+                "商城通知地址已删除，没有发送".to_owned(),
+                Some("重新填写地址后点“重发”"),
+            )
+        } else if has("merchant no longer exists") {
+            ("商户已删除，没有发送".to_owned(), Some(""))
+        } else if has("cannot read the merchant") {
+            ("读不到商户设置（数据库出错），没有发送".to_owned(), None)
+        } else if has("Connection refused") {
+            (
+                "连不上商城（连接被拒绝）".to_owned(),
+                Some("请确认商城网站在运行，修好后点“重发”"),
+            )
+        } else if has("no answer in time") || has("timed out") {
+            (
+                "商城没有及时回应".to_owned(),
+                Some("请确认商城网站在运行、不太慢"),
+            )
+        } else if has("non-public address") || has("refused by the outbound policy") {
+            (
+                "商城地址指向内网或不允许的地址，没有发送".to_owned(),
+                Some("请改成商城的公网地址"),
+            )
+        } else if has("resolve") || has("lookup") {
+            (
+                "商城域名无法解析".to_owned(),
+                Some("请检查商城通知地址里的域名"),
+            )
+        } else {
+            return format!("错误：{error}");
         };
-        match asked {
-            Some(after) => format!(
-                "商城暂时忙（HTTP {status}），要求 {} 后再发：到时会自动重试",
-                after.replace(" s", " 秒")
-            ),
-            None => format!(
-                "商城拒收（HTTP {status}）：请检查商城通知地址和商城的密钥设置，修好后点“重发”"
-            ),
-        }
-    } else if has("webhook URL was removed") {
-        "商城通知地址已删除，没有发送：重新填写地址后点“重发”".to_owned()
-    } else if has("merchant no longer exists") {
-        "商户已删除，没有发送".to_owned()
-    } else if has("cannot read the merchant") {
-        "读不到商户设置（数据库出错），没有发送，稍后自动重试".to_owned()
-    } else if has("Connection refused") {
-        "连不上商城（连接被拒绝）：请确认商城网站在运行，修好后点“重发”".to_owned()
-    } else if has("no answer in time") || has("timed out") {
-        "商城没有及时回应：请确认商城网站在运行、不太慢，稍后会自动重试".to_owned()
-    } else if has("non-public address") || has("refused by the outbound policy") {
-        "商城地址指向内网或不允许的地址，没有发送：请改成商城的公网地址".to_owned()
-    } else if has("resolve") || has("lookup") {
-        "商城域名无法解析：请检查商城通知地址里的域名".to_owned()
-    } else {
-        return format!("错误：{error}");
+    let then = match (dead, todo) {
+        // A dead letter is sent again only by 重发.
+        (true, Some("")) => String::new(),
+        (true, Some(todo)) if todo.contains("重发") => format!("：{todo}"),
+        (true, Some(todo)) => format!("：{todo}，修好后点“重发”"),
+        (true, None) => "：已放弃，商城恢复后点“重发”".to_owned(),
+        (false, Some("")) => String::new(),
+        (false, Some(todo)) if todo.contains("重发") => format!("：{todo}"),
+        (false, Some(todo)) => format!("：{todo}，稍后会自动重试"),
+        (false, None) => "：稍后会自动重试".to_owned(),
     };
-    format!("{said}（{error}）")
+    format!("{what}{then}（{error}）")
 }
 
 /// Where a redirect went: `scheme://host/…`, or the text as it is when it is no URL.
@@ -297,6 +327,38 @@ pub(super) fn note_words(lang: Lang, note: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A failure still being retried promises the retry; a dead letter never does (only 重发
+    /// sends it again), and a shop's Retry-After is said as it asked.
+    #[test]
+    fn webhook_failures_promise_a_retry_only_while_there_is_one() {
+        let busy = "the shop answered HTTP 503 (Retry-After: 120 s)";
+        let retrying = webhook_failure_words(Lang::Zh, busy, false);
+        assert!(
+            retrying.starts_with("商城暂时忙（HTTP 503，要求 120 秒后再发）：稍后会自动重试"),
+            "{retrying}"
+        );
+        let dead = webhook_failure_words(Lang::Zh, busy, true);
+        assert!(
+            dead.starts_with(
+                "商城暂时忙（HTTP 503，要求 120 秒后再发）：已放弃，商城恢复后点“重发”"
+            ),
+            "{dead}"
+        );
+        let slow = webhook_failure_words(Lang::Zh, "no answer in time: 10 s", true);
+        assert!(
+            !slow.contains("自动重试") && slow.contains("重发"),
+            "{slow}"
+        );
+        let slow = webhook_failure_words(Lang::Zh, "no answer in time: 10 s", false);
+        assert!(slow.contains("稍后会自动重试"), "{slow}");
+        let refused = webhook_failure_words(Lang::Zh, "the shop answered HTTP 404", true);
+        assert!(
+            refused.starts_with("商城拒收（HTTP 404）：请检查商城通知地址"),
+            "{refused}"
+        );
+        assert_eq!(webhook_failure_words(Lang::En, busy, true), busy);
+    }
 
     /// The ledger's timeline of a legacy payment refunded in part (as `payhost demo` records it:
     /// paid, returned, a refund confirmed on the seller's page, its batch notify, the webhooks).
