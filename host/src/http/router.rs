@@ -458,11 +458,20 @@ async fn route(
         return ("admin", redirect("/admin"));
     }
     let segs = segments(&path);
-    if names_an_invalid_merchant(&segs)
+    let walks_around = walks_around_an_access_list(&path, &segs);
+    if walks_around
+        || names_an_invalid_merchant(&segs)
         || decoded_names_an_invalid_merchant(&path, &segs)
-        || walks_around_an_access_list(&path, &segs)
     {
-        if segs.first() == Some(&"admin") && method == Method::GET {
+        // A merchant id mistyped into the admin's address gets the admin's own 404 page, within
+        // the admin's request limit; a path spelled to get around a balancer's access list
+        // (`//admin`, `/admin/%75sers`) gets the bare 404, nothing of the admin.
+        if !walks_around && segs.first() == Some(&"admin") && method == Method::GET {
+            let ip = caller::client_ip(app, remote, &req);
+            if !app.guards.admin_ip.allow(&crate::proxy::limit_key(ip)) {
+                app.metrics.rate_limited.inc();
+                return ("other", admin::too_many_requests(app, &req));
+            }
             return ("other", admin::path_not_found(app, &req));
         }
         return ("other", not_found(&method, &path));
