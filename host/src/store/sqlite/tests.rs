@@ -325,6 +325,11 @@ async fn dead_letters_sessions_tokens_and_pruning() {
     let dead = s.dead_webhooks(Some("m1"), 10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].event_type, "payment.paid");
+    assert_eq!(
+        dead[0].out_trade_no.as_deref(),
+        Some("o1"),
+        "the order, read from the body"
+    );
     assert!(!s.resend_webhook("other", job.id).await.unwrap());
     assert!(s.resend_webhook("m1", job.id).await.unwrap());
     assert_eq!(s.due_webhooks(now_ms() + 1, 10).await.unwrap().len(), 1);

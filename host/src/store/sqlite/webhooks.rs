@@ -95,7 +95,9 @@ impl Webhooks for SqliteStore {
         let merchant = merchant.map(str::to_owned);
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, event_id, merchant_id, COALESCE(event_type, ''), attempts, last_error, dead_at, body FROM webhook_outbox
+                // The order from the body in SQL: "Resend all" reads up to 100,000 of these.
+                "SELECT id, event_id, merchant_id, COALESCE(event_type, ''), attempts, last_error, dead_at,
+                        CASE WHEN json_valid(body) THEN json_extract(body, '$.out_trade_no') END FROM webhook_outbox
                  WHERE dead_at IS NOT NULL AND delivered_at IS NULL AND (?1 IS NULL OR merchant_id = ?1) ORDER BY id DESC LIMIT ?2",
             )?;
             let rows = stmt
@@ -105,7 +107,7 @@ impl Webhooks for SqliteStore {
                         event_id: r.get(1)?,
                         merchant_id: r.get(2)?,
                         event_type: r.get(3)?,
-                        out_trade_no: crate::store::ledger::webhook_order(&r.get::<_, String>(7)?),
+                        out_trade_no: r.get::<_, Option<String>>(7).ok().flatten(),
                         attempts: r.get::<_, i64>(4)? as u32,
                         last_error: r.get(5)?,
                         dead_at: r.get(6)?,
