@@ -499,42 +499,56 @@ pub fn audit_action(lang: Lang, action: &str) -> &str {
 }
 
 /// An audit entry's detail in the owner's words. The details are written in a fixed English form
-/// when the action is logged (`{no}: ¥1.00 #3 SUCCESS`, `plugin alipay-wap`, `3 webhook(s)`,
-/// `token #2 ecshop`, `name owner market`); on the Chinese page each known word is said in
-/// Chinese, order numbers, amounts and names as they are.
+/// when the action is logged; on the Chinese page only the words payhost wrote are said in
+/// Chinese, by their place in each action's form — what someone typed (a label, a name, an order
+/// number, a review reason) stays exactly as recorded.
 pub fn audit_detail(lang: Lang, action: &str, detail: &str) -> String {
     if lang == Lang::En {
         return detail.to_owned();
     }
-    let word = |w: &str| -> String {
-        let payment = super::view::status_word(lang, w);
-        if payment != w {
-            return payment.to_owned();
-        }
-        let refund = super::view::refund_status_word(lang, w);
-        if refund != w {
-            return refund.to_owned();
-        }
-        match w {
-            "plugin" => "插件".to_owned(),
-            "token" => "令牌".to_owned(),
-            "webhook" => "商城通知".to_owned(),
-            "webhook(s)" => "条商城通知".to_owned(),
-            "owner" if action.starts_with("user.") => "店主".to_owned(),
-            "operator" if action.starts_with("user.") => "运营者".to_owned(),
-            other => other.to_owned(),
-        }
+    // `{no}: …`: the order number is never translated.
+    let after_order = |f: &dyn Fn(&str) -> String| match detail.split_once(": ") {
+        Some((no, rest)) => format!("{no}：{}", f(rest)),
+        None => detail.to_owned(),
     };
-    // The order number comes first, before `: `; it is never translated.
-    let (head, rest) = match detail.split_once(": ") {
-        Some((no, rest)) if action.starts_with("refund.") || action.starts_with("payment.") => {
-            (format!("{no}："), rest)
-        }
-        _ => (String::new(), detail),
+    let first_word = |zh: &str| match detail.split_once(' ') {
+        Some((_, rest)) => format!("{zh} {rest}"),
+        None => detail.to_owned(),
     };
-    let said: Vec<String> = rest.split(' ').map(word).collect();
-    // `3 webhook(s)` reads `3 条商城通知`.
-    format!("{head}{}", said.join(" "))
+    match action {
+        // `{no}: ¥1.00 #3 SUCCESS`: the refund's status, last.
+        "refund.start" => after_order(&|rest| match rest.rsplit_once(' ') {
+            Some((head, status)) => {
+                format!("{head} {}", super::view::refund_status_word(lang, status))
+            }
+            None => rest.to_owned(),
+        }),
+        // `{no}: WAIT_BUYER_PAY`: the payment's status.
+        "payment.sync" => after_order(&|rest| super::view::status_word(lang, rest).to_owned()),
+        "refund.abandon" | "payment.review_cleared" => after_order(&str::to_owned),
+        "settings.save" if detail.starts_with("plugin ") => first_word("插件"),
+        "token.create" | "token.revoke" | "merchant.connect" if detail.starts_with("token ") => {
+            first_word("令牌")
+        }
+        "webhook.resend" if detail.starts_with("webhook ") => first_word("商城通知"),
+        "webhook.resend_all" | "webhook.retry_now" => match detail.strip_suffix(" webhook(s)") {
+            Some(n) => format!("{n} 条商城通知"),
+            None => detail.to_owned(),
+        },
+        // `{name} {role} {merchants…}`: the role, second.
+        "user.add" => {
+            let mut words: Vec<String> = detail.split(' ').map(str::to_owned).collect();
+            if let Some(role) = words.get_mut(1) {
+                match role.as_str() {
+                    "owner" => *role = "店主".to_owned(),
+                    "operator" => *role = "运营者".to_owned(),
+                    _ => {}
+                }
+            }
+            words.join(" ")
+        }
+        _ => detail.to_owned(),
+    }
 }
 
 /// Why a payment is held for review (需要人工核对), explained for the owner with what to do. The
@@ -987,10 +1001,31 @@ mod who_tests {
             audit_detail(Lang::Zh, "user.add", "zhangsan owner market"),
             "zhangsan 店主 market"
         );
-        // A review reason is the reason, not a status word.
+        // What someone typed or wrote is kept as recorded: a review reason, a token's label, a
+        // user named like a role, an order numbered like a status.
         assert_eq!(
-            audit_detail(Lang::Zh, "payment.review_cleared", "DEMO1: amount mismatch"),
-            "DEMO1：amount mismatch"
+            audit_detail(
+                Lang::Zh,
+                "payment.review_cleared",
+                "DEMO1: TRADE_CLOSED paid"
+            ),
+            "DEMO1：TRADE_CLOSED paid"
+        );
+        assert_eq!(
+            audit_detail(Lang::Zh, "token.create", "token #2 owner SUCCESS"),
+            "令牌 #2 owner SUCCESS"
+        );
+        assert_eq!(
+            audit_detail(Lang::Zh, "user.remove", "operator"),
+            "operator"
+        );
+        assert_eq!(
+            audit_detail(Lang::Zh, "payment.close", "REFUNDED"),
+            "REFUNDED"
+        );
+        assert_eq!(
+            audit_detail(Lang::Zh, "user.add", "owner owner market"),
+            "owner 店主 market"
         );
         assert_eq!(
             audit_detail(Lang::En, "refund.start", "DEMO1: ¥20.00 #9 SUCCESS"),
