@@ -59,7 +59,7 @@ impl GatewayError {
             || msg.contains("partner illegal")
             || code == "0005"
         {
-            "— 该合作者身份ID没有开通这个接口：请在支付宝商家服务的合同列表中确认签约的接口类型，以及合作者身份ID是该合同的 (the partner ID has no permission for this interface: check the signed contract type in the merchant service and that the partner ID is the contract's)."
+            "— 该合作者身份ID没有开通这个接口：请在支付宝商家服务的合同列表中确认签约的接口类型，并确认合作者身份ID就是该合同的合作者身份ID (the partner ID has no permission for this interface: check the signed contract type in the merchant service and that the partner ID is the contract's)."
         } else if code.contains("SIGN")
             || sub.to_ascii_uppercase().contains("SIGN")
             || msg.contains("sign")
