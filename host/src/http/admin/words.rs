@@ -981,56 +981,73 @@ mod who_tests {
             "运营者（主密码登录）"
         );
         assert_eq!(who(Lang::Zh, "admin_password"), "运营者（主密码登录）");
-        assert_eq!(
-            audit_detail(Lang::Zh, "refund.start", "DEMO1: ¥20.00 #9 SUCCESS"),
-            "DEMO1：¥20.00 #9 退款成功"
-        );
-        assert_eq!(
-            audit_detail(Lang::Zh, "payment.sync", "DEMO1: WAIT_BUYER_PAY"),
-            "DEMO1：待付款"
-        );
-        assert_eq!(
-            audit_detail(Lang::Zh, "settings.save", "plugin alipay-wap"),
-            "插件 alipay-wap"
-        );
-        assert_eq!(
-            audit_detail(Lang::Zh, "webhook.resend_all", "3 webhook(s)"),
-            "3 条商城通知"
-        );
-        assert_eq!(
-            audit_detail(Lang::Zh, "user.add", "zhangsan owner market"),
-            "zhangsan 店主 market"
-        );
-        // What someone typed or wrote is kept as recorded: a review reason, a token's label, a
-        // user named like a role, an order numbered like a status.
-        assert_eq!(
-            audit_detail(
+        // (language, action, detail as recorded, as shown). What someone typed or wrote is kept
+        // as recorded: a review reason, a token's label, a user named like a role, an order
+        // numbered like a status.
+        for (lang, action, recorded, shown) in [
+            (
+                Lang::Zh,
+                "refund.start",
+                "DEMO1: ¥20.00 #9 SUCCESS",
+                "DEMO1：¥20.00 #9 退款成功",
+            ),
+            (
+                Lang::Zh,
+                "payment.sync",
+                "DEMO1: WAIT_BUYER_PAY",
+                "DEMO1：待付款",
+            ),
+            (
+                Lang::Zh,
+                "settings.save",
+                "plugin alipay-wap",
+                "插件 alipay-wap",
+            ),
+            (
+                Lang::Zh,
+                "webhook.resend_all",
+                "3 webhook(s)",
+                "3 条商城通知",
+            ),
+            (
+                Lang::Zh,
+                "user.add",
+                "zhangsan owner market",
+                "zhangsan 店主 market",
+            ),
+            (
                 Lang::Zh,
                 "payment.review_cleared",
-                "DEMO1: TRADE_CLOSED paid"
+                "DEMO1: TRADE_CLOSED paid",
+                "DEMO1：TRADE_CLOSED paid",
             ),
-            "DEMO1：TRADE_CLOSED paid"
-        );
-        assert_eq!(
-            audit_detail(Lang::Zh, "token.create", "token #2 owner SUCCESS"),
-            "令牌 #2 owner SUCCESS"
-        );
-        assert_eq!(
-            audit_detail(Lang::Zh, "user.remove", "operator"),
-            "operator"
-        );
-        assert_eq!(
-            audit_detail(Lang::Zh, "payment.close", "REFUNDED"),
-            "REFUNDED"
-        );
-        assert_eq!(
-            audit_detail(Lang::Zh, "user.add", "owner owner market"),
-            "owner 店主 market"
-        );
-        assert_eq!(
-            audit_detail(Lang::En, "refund.start", "DEMO1: ¥20.00 #9 SUCCESS"),
-            "DEMO1: ¥20.00 #9 SUCCESS"
-        );
+            (
+                Lang::Zh,
+                "token.create",
+                "token #2 owner SUCCESS",
+                "令牌 #2 owner SUCCESS",
+            ),
+            (Lang::Zh, "user.remove", "operator", "operator"),
+            (Lang::Zh, "payment.close", "REFUNDED", "REFUNDED"),
+            (
+                Lang::Zh,
+                "user.add",
+                "owner owner market",
+                "owner 店主 market",
+            ),
+            (
+                Lang::En,
+                "refund.start",
+                "DEMO1: ¥20.00 #9 SUCCESS",
+                "DEMO1: ¥20.00 #9 SUCCESS",
+            ),
+        ] {
+            assert_eq!(
+                audit_detail(lang, action, recorded),
+                shown,
+                "{action}: {recorded}"
+            );
+        }
         assert_eq!(who(Lang::Zh, "admin:alice"), "管理员 alice");
         assert_eq!(who(Lang::En, "api:operator"), "the operator (API)");
         assert_eq!(who(Lang::Zh, "api:merchant:shop1"), "商城（shop1）");
