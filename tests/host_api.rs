@@ -2337,6 +2337,17 @@ async fn a_shops_retry_after_is_waited_for() {
     );
 }
 
+/// `payhost merchant add ID --shop-origin https://ID.example --config CONFIG`.
+fn merchant_add(config: &std::path::Path, id: &str) -> std::process::Output {
+    std::process::Command::new(payhost_binary())
+        .args(["merchant", "add", id, "--shop-origin"])
+        .arg(format!("https://{id}.example"))
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 /// `merchant add` run as root in a folder that belongs to payhost's user (as the README's
 /// deployment sets it up) gives the database it creates to that user: `payhost serve`, running
 /// as that user, can open it. Run as anyone else, the test has nothing to show.
@@ -2353,18 +2364,7 @@ fn a_database_made_by_root_belongs_to_the_owner_of_its_folder() {
     std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
     let config = dir.join("payhost.toml");
     std::fs::write(&config, config_head(free_port(), TOKEN, "")).unwrap();
-    let out = std::process::Command::new(payhost_binary())
-        .args([
-            "merchant",
-            "add",
-            "m1",
-            "--shop-origin",
-            "https://m1.example",
-            "--config",
-        ])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = merchant_add(&config, "m1");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -2374,18 +2374,7 @@ fn a_database_made_by_root_belongs_to_the_owner_of_its_folder() {
     let db = std::fs::metadata(dir.join("payhost.db")).unwrap();
     assert_eq!((db.uid(), db.gid()), (65534, 65534));
     // A database that was there already is left as it is.
-    let again = std::process::Command::new(payhost_binary())
-        .args([
-            "merchant",
-            "add",
-            "m2",
-            "--shop-origin",
-            "https://m2.example",
-            "--config",
-        ])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let again = merchant_add(&config, "m2");
     assert!(!String::from_utf8_lossy(&again.stderr).contains("gave it"));
 
     // The folder's owner plants `payhost.db` as a link to a file root would make for them
@@ -2396,18 +2385,7 @@ fn a_database_made_by_root_belongs_to_the_owner_of_its_folder() {
     std::os::unix::fs::symlink(&target, planted.join("payhost.db")).unwrap();
     let config = planted.join("payhost.toml");
     std::fs::write(&config, config_head(free_port(), TOKEN, "")).unwrap();
-    let out = std::process::Command::new(payhost_binary())
-        .args([
-            "merchant",
-            "add",
-            "m1",
-            "--shop-origin",
-            "https://m1.example",
-            "--config",
-        ])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = merchant_add(&config, "m1");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
