@@ -233,14 +233,17 @@ fn not_found(app: &App, ctx: Option<&Ctx>, lang: Lang) -> Response<Body> {
     )
 }
 
-/// The language a request's page is in, from its `?lang=` or its cookie (no session read).
-fn language_of(req: &Request<Incoming>) -> Lang {
-    let query: Vec<(String, String)> = req
-        .uri()
+/// A request's query, decoded.
+fn query_of(req: &Request<Incoming>) -> Vec<(String, String)> {
+    req.uri()
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    session::language(req, &query).0
+        .unwrap_or_default()
+}
+
+/// The language a request's page is in, from its `?lang=` or its cookie (no session read).
+fn language_of(req: &Request<Incoming>) -> Lang {
+    session::language(req, &query_of(req)).0
 }
 
 /// An admin path the router refuses before the admin reads it (a merchant id that is not one, a
@@ -349,11 +352,7 @@ pub async fn handle(
     // start `//`, which a browser takes for another host.
     let path = format!("/{}", super::router::segments(req.uri().path()).join("/"));
     let method = req.method().clone();
-    let query: Vec<(String, String)> = req
-        .uri()
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
+    let query = query_of(&req);
     let (lang, set_lang) = session::language(&req, &query);
     let lang_url = {
         let other = if lang == Lang::En { "zh" } else { "en" };
