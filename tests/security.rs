@@ -1396,6 +1396,29 @@ async fn provider_and_webhook_urls_cannot_reach_internal_services() {
         r.text()
     );
     assert!(r.text().contains("non-public"), "{}", r.text());
+    // The same address in the older numeric spellings the system resolver still reads without a
+    // lookup (inet_aton's): refused as well, not accepted to fail at every send.
+    let port = internal_other_port.addr.port();
+    for host in [
+        "127.1",
+        "2130706433",
+        "0x7f000001",
+        "0177.0.0.1",
+        "127.0.0.01",
+    ] {
+        let mut spelled = hooked.clone();
+        spelled["shop_webhook_url"] = json!(format!("http://{host}:{port}/hook"));
+        let r = send_json(
+            "PUT",
+            &w.host.url("/v1/merchants/hooked"),
+            Some(TOKEN),
+            &spelled,
+        )
+        .await;
+        assert_eq!(r.status, 400, "{host}: {}", r.text());
+        assert_eq!(r.json()["error"]["field"], "shop_webhook_url", "{host}");
+        assert!(r.text().contains("non-public"), "{host}: {}", r.text());
+    }
     // ...and one that reaches loopback all the same (a name resolving there, or a row saved
     //    before this rule: written into the store here) is refused at connect time: the payment
     //    is applied, the stub receives nothing.

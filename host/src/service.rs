@@ -339,9 +339,9 @@ impl App {
         if self.webhook_origin_allowed(&origin, &m.shop_origins) {
             return None;
         }
-        let private = match origin.host.parse::<std::net::IpAddr>() {
-            Ok(ip) => !crate::net::is_public(ip),
-            Err(_) => origin.host == "localhost" || origin.host.ends_with(".localhost"),
+        let private = match crate::net::numeric_host(&origin.host) {
+            Some(ip) => !crate::net::is_public(ip),
+            None => origin.host == "localhost" || origin.host.ends_with(".localhost"),
         };
         private.then(|| {
             FieldError::new(

@@ -446,6 +446,9 @@ pub fn spawn_payhost(dir: &Path, args: &[&str]) -> Demo {
     let f = std::fs::File::create(&log).unwrap();
     let mut child = Command::new(payhost_binary())
         .current_dir(repo_root())
+        // What payhost keeps in the temporary folder (the demo's database when none is given)
+        // stays in the test's folder: the child is killed, and never removes it.
+        .env("TMPDIR", dir)
         .args(args)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::from(f.try_clone().unwrap()))

@@ -14,7 +14,7 @@
 mod address;
 pub mod pool;
 
-pub use address::is_public;
+pub use address::{is_public, numeric_host};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

@@ -68,7 +68,7 @@ fn raw() -> RawNotification<'static> {
 #[tokio::test]
 async fn one_transition_per_notify_id_and_one_webhook() {
     let dir = std::env::temp_dir().join(format!("payhost-store-{}", std::process::id()));
-    let _ = std::fs::remove_file(&dir);
+    remove_db(&dir);
     let s = seeded(&dir);
     assert!(matches!(
         s.insert_payment(&payment("o1")).await.unwrap(),
@@ -143,13 +143,13 @@ async fn one_transition_per_notify_id_and_one_webhook() {
         ],
         "each apply records its result in the same transaction"
     );
-    let _ = std::fs::remove_file(&dir);
+    remove_db(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_share_commits_and_a_failed_write_spoils_only_itself() {
     let path = std::env::temp_dir().join(format!("payhost-group-{}", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    remove_db(&path);
     let s = std::sync::Arc::new(seeded(&path));
     let before = s.commit_count();
     let threads: Vec<_> = (0..32)
@@ -193,7 +193,16 @@ async fn concurrent_writes_share_commits_and_a_failed_write_spoils_only_itself()
             .len(),
         640
     );
-    let _ = std::fs::remove_file(&path);
+    remove_db(&path);
+}
+
+/// Removes a test's database with its `-wal` and `-shm` (left in the temporary folder otherwise).
+fn remove_db(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(name);
+    }
 }
 
 /// A store at `path` whose merchants "m1", "a" and "a_b" exist (a payment needs its merchant).
@@ -210,10 +219,32 @@ fn seeded(path: &std::path::Path) -> SqliteStore {
     s
 }
 
-fn open_temp(name: &str) -> (SqliteStore, std::path::PathBuf) {
+/// A test's database file, removed with its `-wal` and `-shm` when this is dropped.
+struct TempDb(std::path::PathBuf);
+
+impl std::ops::Deref for TempDb {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDb {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        remove_db(&self.0);
+    }
+}
+
+fn open_temp(name: &str) -> (SqliteStore, TempDb) {
     let path = std::env::temp_dir().join(format!("payhost-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    (seeded(&path), path)
+    remove_db(&path);
+    (seeded(&path), TempDb(path))
 }
 
 #[tokio::test]
@@ -244,7 +275,7 @@ async fn event_ids_are_unambiguous_and_colliding_ids_never_drop_a_webhook() {
     let jobs = s.due_webhooks(now_ms() + 1, 10).await.unwrap();
     assert_eq!(jobs.len(), 2, "both shops get their webhook");
     drop(s);
-    let _ = std::fs::remove_file(&path);
+    remove_db(&path);
 }
 
 #[tokio::test]
@@ -307,7 +338,7 @@ async fn refunds_move_a_paid_payment_to_refunded_with_webhooks() {
         ]
     );
     drop(s);
-    let _ = std::fs::remove_file(&path);
+    remove_db(&path);
 }
 
 #[tokio::test]
@@ -400,13 +431,13 @@ async fn dead_letters_sessions_tokens_and_pruning() {
     );
     assert_eq!(s.raw_notification_count().await.unwrap(), 0);
     drop(s);
-    let _ = std::fs::remove_file(&path);
+    remove_db(&path);
 }
 
 #[tokio::test]
 async fn a_merchant_goes_with_its_payments_only_when_asked() {
     let path = std::env::temp_dir().join(format!("payhost-delete-{}", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    remove_db(&path);
     let s = SqliteStore::open(&path).unwrap();
     let m = MerchantSettings {
         settings: vec![("partner".into(), "2088".into())],
@@ -489,7 +520,7 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
         }
     );
     drop(s);
-    let _ = std::fs::remove_file(&path);
+    remove_db(&path);
 }
 
 #[tokio::test]
@@ -573,7 +604,7 @@ async fn refused_notifications_are_bounded_records_within_a_quota() {
     );
     assert_eq!(s.raw_notification_count().await.unwrap(), 1);
     drop(s);
-    let _ = std::fs::remove_file(&path);
+    remove_db(&path);
 }
 
 #[tokio::test]
@@ -606,7 +637,7 @@ async fn the_ledgers_search_takes_wildcards_literally_and_ignores_case() {
         assert_eq!(found, want, "q={q}");
     }
     drop(s);
-    let _ = std::fs::remove_file(&path);
+    remove_db(&path);
 }
 
 /// A write the database has no room for makes the store not ready (`/readyz` 503, so a balancer
@@ -707,9 +738,7 @@ async fn a_deleted_wal_file_never_leaves_a_commit_only_in_it() {
     assert_eq!(kept, 2);
     drop(c);
     drop(s);
-    for p in [path.clone(), copy] {
-        let _ = std::fs::remove_file(&p);
-    }
+    remove_db(&copy);
 }
 
 /// With the `-wal` file deleted, a commit a reader holds back cannot be copied into the database
@@ -756,5 +785,5 @@ async fn a_commit_a_reader_holds_back_is_not_acknowledged_and_holds_the_next() {
     drop(c);
     drop(s);
     let _ = std::fs::remove_file(&copy);
-    let _ = std::fs::remove_file(&path);
+    remove_db(&path);
 }
