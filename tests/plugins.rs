@@ -392,6 +392,34 @@ fn a_plugin_table_and_its_manifest_are_told_apart() {
     );
 }
 
+/// A vendor's manifest with several mistakes: `check-config` names every one in one run (serde
+/// alone stopped at the first).
+#[test]
+fn every_mistake_of_a_manifest_is_named_in_one_run() {
+    let dir = temp_dir("plugins-manifest-shape");
+    let text = std::fs::read_to_string(repo_root().join("tests/testpay/plugin.toml")).unwrap();
+    let broken = text
+        .replacen("\nname = ", "\nnmae = ", 1)
+        .replacen("world = \"payment-plugin\"\n", "", 1)
+        .replacen("memory_mib = 16", "memory_mib = \"16\"", 1);
+    assert_ne!(broken, text);
+    std::fs::write(dir.join("plugin.toml"), broken).unwrap();
+    let config = config_head(free_port(), TOKEN, "")
+        + &format!(
+            "\n[plugins.testpay]\nmanifest = \"{}\"\n",
+            dir.join("plugin.toml").display()
+        );
+    let said = refused_by_check_config(&dir, &config);
+    for problem in [
+        "name: is required (a string)",
+        "nmae: is not a manifest key; did you mean name?",
+        "wit.world: is required (a string)",
+        "limits.memory_mib: must be a whole number, not a string",
+    ] {
+        assert!(said.contains(problem), "{problem}: {said}");
+    }
+}
+
 /// `text` with its top-level `id = "…"` line saying `id`.
 fn with_id(text: &str, id: &str) -> String {
     text.lines()

@@ -487,7 +487,7 @@ fn rule_of(e: &toml::de::Error) -> String {
 
 /// The known name nearest to a mistyped `key`, when one is near enough to be what was meant
 /// (Jaro similarity over 0.8, as a mistyped flag gets from clap).
-pub(super) fn did_you_mean<'a>(key: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn did_you_mean<'a>(key: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     known
         .map(|k| (strsim::jaro(key, k), k))
         .filter(|(score, _)| *score > 0.8)

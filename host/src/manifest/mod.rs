@@ -1,6 +1,8 @@
 //! `plugin.toml`: the payment component's manifest (identity, contract version, component file and
 //! checksum, settings schema, outbound hosts, resource limits). See the comments in `plugin.toml`.
 
+mod shape;
+
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -121,12 +123,29 @@ impl Default for Limits {
     }
 }
 
+/// Reads a manifest's text: TOML, then its shape (every missing key, wrong type and unknown key
+/// listed at once), then its fields.
+fn parse(text: &str, path: &Path) -> Result<Manifest> {
+    let doc: toml::Table = toml::from_str(text)
+        .with_context(|| format!("{} is not a valid plugin manifest", path.display()))?;
+    let problems = shape::problems(&doc);
+    if !problems.is_empty() {
+        bail!(
+            "{} is not a valid plugin manifest: {} problem(s):\n  - {}",
+            path.display(),
+            problems.len(),
+            problems.join("\n  - ")
+        );
+    }
+    Manifest::deserialize(doc)
+        .with_context(|| format!("{} is not a valid plugin manifest", path.display()))
+}
+
 impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the plugin manifest {}", path.display()))?;
-        let mut m: Manifest = toml::from_str(&text)
-            .with_context(|| format!("{} is not a valid plugin manifest", path.display()))?;
+        let mut m = parse(&text, path)?;
         m.base_dir = path
             .parent()
             .map(Path::to_path_buf)
@@ -346,8 +365,7 @@ pub fn pin_component(manifest_path: &Path) -> Result<String> {
             manifest_path.display()
         )
     })?;
-    let mut m: Manifest = toml::from_str(&text)
-        .with_context(|| format!("{} is not a valid plugin manifest", manifest_path.display()))?;
+    let mut m = parse(&text, manifest_path)?;
     m.base_dir = manifest_path
         .parent()
         .unwrap_or(Path::new("."))
