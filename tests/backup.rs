@@ -290,6 +290,20 @@ async fn an_online_backup_is_private_complete_and_restores() {
     // The restore, as README.md says: stop payhost, move the database and its -wal and -shm away,
     // put the backup in place as payhost.db (0600), start.
     assert!(host.terminate().success(), "{}", host.log_text());
+    // After a clean stop the database file alone holds every commit (payhost checkpoints it as it
+    // stops): a copy of payhost.db without its -wal misses nothing, and a -wal left is empty.
+    let alone = dir.join("alone.db");
+    std::fs::copy(&live, &alone).unwrap();
+    assert!(
+        orders(&alone).iter().any(|(no, _)| no == "AFTER"),
+        "the last order is only in the -wal after a clean stop: {:?}",
+        orders(&alone)
+    );
+    let wal = dir.join("payhost.db-wal");
+    assert!(
+        !wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0,
+        "a -wal with pages in it after a clean stop"
+    );
     let old = dir.join("old");
     std::fs::create_dir(&old).unwrap();
     for name in ["payhost.db", "payhost.db-wal", "payhost.db-shm"] {

@@ -800,7 +800,7 @@ async fn a_merchant_from_the_file_saved_through_the_api_is_still_not_removable()
     assert_eq!(get(&url, Some(TOKEN)).await.status, 200);
     assert!(
         host.log_text()
-            .contains("merchant market is no longer in payhost.toml but is still served"),
+            .contains("merchant market is no longer in the configuration file (its [merchants.market] table was removed) but is still served"),
         "{}",
         host.log_text()
     );

@@ -23,7 +23,8 @@ use std::process::ExitCode;
                   (/admin). It knows no provider: each component describes itself. Every command exits 0 when \
                   it succeeds and 2 when it stops with an error (`payhost conformance` also 1 and 3, and 130 or 143 when interrupted).",
     after_help = "The log goes to standard error; PAYHOST_LOG sets its filter (default \
-                  info,wasmtime=warn,cranelift=warn,tokio_postgres=warn; e.g. PAYHOST_LOG=debug or PAYHOST_LOG=info,payhost=debug)."
+                  info,wasmtime=warn,cranelift=warn,tokio_postgres=warn; e.g. PAYHOST_LOG=info,payhost=debug to troubleshoot: plain debug also turns on the \
+                  compiler's debug log, tens of thousands of lines each time the component is compiled)."
 )]
 struct Cli {
     #[command(subcommand)]

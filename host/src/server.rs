@@ -231,7 +231,7 @@ async fn seed_merchants(app: &App) -> Result<()> {
         // Seeded by a table once (a save through the API since keeps the table's hash).
         if let Some((source, hash)) = app.store.merchant_origin(&id).await? {
             if source == "config" || hash.is_some() {
-                tracing::warn!(merchant = %id, "merchant {id} is no longer in payhost.toml but is still served from the database (its settings and tokens work): to stop it, remove it with DELETE /v1/merchants/{id} (refused while it has payments; revoke its tokens then), or put its table back");
+                tracing::warn!(merchant = %id, "merchant {id} is no longer in the configuration file (its [merchants.{id}] table was removed) but is still served from the database (its settings and tokens work): to stop it, remove it with DELETE /v1/merchants/{id} (refused while it has payments; revoke its tokens then), or put its table back");
             }
         }
     }
@@ -491,6 +491,7 @@ impl Running {
         let result = self.server.await?;
         let _ = self.stop.send(true);
         let _ = self.worker.await;
+        flush_store(&self.app).await;
         result
     }
 
@@ -504,7 +505,16 @@ impl Running {
         let _ = self.stop.send(true);
         let result = self.server.await?;
         let _ = self.worker.await;
+        flush_store(&self.app).await;
         result
+    }
+}
+
+/// Nothing writes any more: the database's file is made whole on its own (SQLite's `-wal`
+/// copied into it).
+async fn flush_store(app: &App) {
+    if let Err(e) = app.store.flush_for_stop().await {
+        tracing::warn!(error = %format!("{e:#}"), "at the stop");
     }
 }
 

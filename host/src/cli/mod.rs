@@ -36,7 +36,7 @@ pub fn init_logging() {
         None => default(),
         Some(_) => tracing_subscriber::EnvFilter::try_from_env("PAYHOST_LOG").unwrap_or_else(|e| {
             // Said, not silently replaced: whoever set it expects the log they asked for.
-            eprintln!("warning: PAYHOST_LOG is not a log filter ({e}); logging at the default level (e.g. PAYHOST_LOG=debug or PAYHOST_LOG=info,payhost=debug)");
+            eprintln!("warning: PAYHOST_LOG is not a log filter ({e}); logging at the default level (e.g. PAYHOST_LOG=info,payhost=debug)");
             default()
         }),
     };

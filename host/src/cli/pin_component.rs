@@ -5,6 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Writes the component's current sha256 into the manifest (after a deliberate rebuild).
+///
+/// Only for a component you built yourself from this source: pinning makes payhost accept
+/// whatever the file is, so never pin one sent to you or downloaded. The file must be a whole,
+/// valid WebAssembly component; its contents are not otherwise checked.
 #[derive(clap::Args)]
 pub struct Args {
     /// The plugin manifest to update.

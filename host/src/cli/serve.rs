@@ -103,6 +103,12 @@ pub(super) fn serve_lock(
         Some(_) => Ok(None),
         None => {
             let lock = payhost::store::sqlite::serve_lock::ServeLock::acquire(&config.database)?;
+            if !config.database.exists() {
+                tracing::info!(
+                    database = %config.database.display(),
+                    "no database at this path yet: making a new, empty one"
+                );
+            }
             // Then what `check-config` says of the file (a folder this user cannot write in, a
             // file that is not SQLite, a newer schema), clearer than SQLite's "unable to open
             // database file"; read once no other payhost can be writing it.

@@ -64,6 +64,18 @@ pub(super) fn parse(
             "database: a value starting with \"{scheme}:\" looks like a URL but is not a postgres:// or postgresql:// one; give a PostgreSQL URL starting with postgres:// or a SQLite file name such as payhost.db"
         ));
     }
+    // libpq's `host=… user=… password=…` form would otherwise name a SQLite file after it, the
+    // password in the file's name and in the log line that names the store. Only the keys are shown.
+    if let Some(keys) = name
+        .as_deref()
+        .filter(|_| url.is_none())
+        .and_then(connection_string_keys)
+    {
+        problems.push(format!(
+            "database: looks like a PostgreSQL key=value connection string ({}); payhost takes a URL instead: postgres://USER:PASSWORD@HOST:PORT/DBNAME (percent-encode special characters in the password)",
+            keys.join("=…, ") + "=…"
+        ));
+    }
     if let Some(url) = &url {
         if let Err(e) = url.parse::<tokio_postgres::Config>() {
             problems.push(format!(
@@ -77,8 +89,10 @@ pub(super) fn parse(
     // With PostgreSQL the compile cache defaults to payhost.db.cache beside the config (per
     // replica: each machine compiles once).
     let file = base.join(
-        name.filter(|n| url.is_none() && !looks_like_a_url(n))
-            .unwrap_or_else(|| "payhost.db".into()),
+        name.filter(|n| {
+            url.is_none() && !looks_like_a_url(n) && connection_string_keys(n).is_none()
+        })
+        .unwrap_or_else(|| "payhost.db".into()),
     );
     Database {
         file,
@@ -102,6 +116,33 @@ fn looks_like_a_url(name: &str) -> bool {
     }
 }
 
+/// The keys of a libpq key=value connection string (`host=db user=payhost password=…`), when
+/// `name` is one: a word of the form `key=` with a key libpq knows. No file name of ours has one.
+fn connection_string_keys(name: &str) -> Option<Vec<&str>> {
+    const KEYS: &[&str] = &[
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "user",
+        "password",
+        "passfile",
+        "sslmode",
+        "sslrootcert",
+        "application_name",
+        "connect_timeout",
+        "options",
+        "target_session_attrs",
+    ];
+    let keys: Vec<&str> = name
+        .split_whitespace()
+        .filter_map(|word| word.split_once('='))
+        .map(|(key, _)| key.trim())
+        .filter(|key| KEYS.contains(key))
+        .collect();
+    (!keys.is_empty()).then_some(keys)
+}
+
 /// `cache_dir` (relative to the configuration), else `<database>.cache`.
 pub(super) fn cache_dir(raw: &RawTop, db: &Database, base: &Path) -> PathBuf {
     match trimmed(&raw.cache_dir) {
@@ -116,7 +157,33 @@ pub(super) fn cache_dir(raw: &RawTop, db: &Database, base: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::looks_like_a_url;
+    use super::{connection_string_keys, looks_like_a_url};
+
+    #[test]
+    fn a_libpq_connection_string_is_refused_without_its_values() {
+        let mut problems = Vec::new();
+        let value = toml::Value::String(
+            "host=127.0.0.1 port=5432 user=payhost password=KVSECRET dbname=payhost".into(),
+        );
+        let db = super::parse(
+            Some(&value),
+            std::path::Path::new("/etc/payhost"),
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains(
+                "key=value connection string (host=…, port=…, user=…, password=…, dbname=…)"
+            ) && problems[0].contains("postgres://USER:PASSWORD@HOST:PORT/DBNAME")
+                && !problems[0].contains("KVSECRET"),
+            "{problems:?}"
+        );
+        assert_eq!(db.file, std::path::Path::new("/etc/payhost/payhost.db"));
+        assert!(db.url.is_none());
+        for file in ["payhost.db", "data/a=b.db", "/var/lib/payhost/pay host.db"] {
+            assert_eq!(connection_string_keys(file), None, "{file}");
+        }
+    }
 
     #[test]
     fn a_mistyped_postgres_url_is_not_a_file_name() {

@@ -384,6 +384,15 @@ pub fn pin_component(manifest_path: &Path) -> Result<String> {
             m.component.path.display()
         );
     }
+    // A cut-short or damaged file would be pinned and then refused by every start: said now.
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(&bytes)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not a whole, valid WebAssembly component ({e}); nothing was pinned: build it again",
+                path.display()
+            )
+        })?;
     let sum = sha256_hex(&bytes);
     let old = format!("sha256 = \"{}\"", m.component.sha256);
     if !text.contains(&old) {
@@ -392,4 +401,40 @@ pub fn pin_component(manifest_path: &Path) -> Result<String> {
     let new_text = text.replacen(&old, &format!("sha256 = \"{sum}\""), 1);
     crate::files::replace(manifest_path, &new_text)?;
     Ok(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    /// A file that starts as a component but is cut short (a copy interrupted, a build killed) is
+    /// refused, and the manifest keeps its checksum.
+    #[test]
+    fn a_cut_short_component_is_not_pinned() {
+        let dir = std::env::temp_dir().join(format!("payhost-pin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
+        bytes.extend_from_slice(&[0x01, 0x40, 0x00]); // a section cut off in its middle
+        std::fs::write(dir.join("cut.wasm"), &bytes).unwrap();
+        let manifest = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/testpay/plugin.toml"),
+        )
+        .unwrap();
+        let start = manifest.find("path = ").unwrap();
+        let end = start + manifest[start..].find('\n').unwrap();
+        let manifest = format!(
+            "{}path = \"cut.wasm\"{}",
+            &manifest[..start],
+            &manifest[end..]
+        );
+        std::fs::write(dir.join("plugin.toml"), &manifest).unwrap();
+        let e = super::pin_component(&dir.join("plugin.toml")).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("not a whole, valid WebAssembly component"),
+            "{e:#}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("plugin.toml")).unwrap(),
+            manifest
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

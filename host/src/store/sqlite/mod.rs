@@ -35,6 +35,8 @@ pub struct SqliteStore {
     /// The database's folder: its file system's free space is part of readiness after a
     /// write failed for want of room.
     folder: std::path::PathBuf,
+    /// The database file (the checkpoint at a clean stop opens it).
+    file: std::path::PathBuf,
 }
 
 /// Free space below which a store whose last write failed stays not ready: the WAL alone grows
@@ -114,7 +116,13 @@ fn check_file_with(path: &Path, thorough: bool) -> std::result::Result<Option<St
         }
     }
     if !path.exists() {
-        return Ok(None);
+        // Right for a first start; wrong after a restore to another name or a typo, where
+        // `payhost serve` would start on an empty database: said, not refused.
+        return Ok(thorough.then(|| {
+            format!(
+                "note: there is no database at {shown} yet: payhost serve will make a new, empty one there (a restored backup must be at exactly this path)"
+            )
+        }));
     }
     if !may(path, libc::R_OK | libc::W_OK) {
         return Err(format!("database: this user cannot read and write {shown}"));
@@ -206,6 +214,7 @@ impl SqliteStore {
             writer: writer::Writer::start(conn)?,
             readers: Arc::new(readers),
             folder: folder_of(path).to_path_buf(),
+            file: path.to_path_buf(),
         })
     }
 
@@ -241,7 +250,38 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    /// A TRUNCATE checkpoint on a connection of its own, once the writer is idle: every commit
+    /// copied from the `-wal` into the database file, and the `-wal` emptied. SQLite does the
+    /// same when the last connection closes, but the process may end before its threads close
+    /// theirs, and the README's restore (and a `cp` after stopping) count on the file alone.
+    async fn flush_for_stop(&self) -> Result<()> {
+        if self.writer.db_moved() {
+            return Ok(()); // the file at the path is not this store's
+        }
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let c = rusqlite::Connection::open(&file)?;
+            c.busy_timeout(std::time::Duration::from_secs(2))?;
+            let (busy, frames, copied): (i64, i64, i64) =
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+            if busy != 0 || copied < frames {
+                anyhow::bail!(
+                    "the database's -wal could not be copied into the database file at the stop ({copied} of {frames} pages; a reader held it): it stays beside payhost.db, which needs it"
+                );
+            }
+            Ok(())
+        })
+        .await?
+    }
+
     async fn ready(&self) -> Result<()> {
+        if self.writer.db_moved() {
+            anyhow::bail!(
+                "the database file was moved or replaced while payhost runs (a backup restored while payhost was running?): nothing more is written to it; stop payhost and start it again"
+            );
+        }
         if self.writer.wal_lost() {
             anyhow::bail!(
                 "the database's -wal file was deleted or replaced while payhost runs: commits are copied into the database file one by one; restart payhost gracefully (SIGTERM, never kill -9)"

@@ -35,6 +35,12 @@ impl ServeLock {
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = match options.open(&path) {
             Ok(file) => file,
+            // The lock file exists and is another user's (payhost once run as root): that file,
+            // not the folder, is what to give back.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && path.exists() => bail!(
+                "运行 payhost 的用户不能写锁文件 {lock}（它属于另一个用户，比如曾以 root 运行过 payhost）/ this user cannot write the lock file {lock} (another user's, e.g. from running payhost as root once): give it to the user payhost runs as (chown), as the database and its -wal and -shm files",
+                lock = path.display()
+            ),
             // Most often the folder is not this user's: said as such, with what to do.
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
                 "运行 payhost 的用户不能在 {dir} 中写文件 / this user cannot write in {dir} (the lock file {lock}, the database and its journal live there): make the folder and the database owned by the user payhost runs as (chown), or correct `database`",

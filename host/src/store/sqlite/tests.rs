@@ -741,6 +741,44 @@ async fn a_deleted_wal_file_never_leaves_a_commit_only_in_it() {
     remove_db(&copy);
 }
 
+/// A backup restored while payhost runs: the database file and its `-wal` moved away and a copy
+/// put at the path. Nothing more is written into the moved file (the write that finds it is not
+/// acknowledged), and readiness says why; the restored file is untouched.
+#[tokio::test]
+async fn a_database_file_replaced_while_payhost_runs_takes_no_more_writes() {
+    let (s, path) = open_temp("db-replaced");
+    s.insert_payment(&payment("r1")).await.unwrap();
+    let moved = path.with_extension("moved");
+    let restored = path.with_extension("restored");
+    // The backup: payhost's own, made beside the running store (its -wal included).
+    super::backup::backup(&path, &restored, false).unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::rename(
+            format!("{}{suffix}", path.display()),
+            format!("{}{suffix}", moved.display()),
+        );
+    }
+    std::fs::rename(&restored, &*path).unwrap();
+    for no in ["r2", "r3"] {
+        let e = s.insert_payment(&payment(no)).await.err().expect("refused");
+        assert!(format!("{e:#}").contains("moved or replaced"), "{e:#}");
+    }
+    let e = s.ready().await.unwrap_err();
+    assert!(format!("{e:#}").contains("moved or replaced"), "{e:#}");
+    drop(s);
+    let c = rusqlite::Connection::open(&*path).unwrap();
+    let rows: Vec<String> = c
+        .prepare("SELECT out_trade_no FROM payments ORDER BY out_trade_no")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows, ["r1"], "the restored file is as restored");
+    drop(c);
+    remove_db(&moved);
+}
+
 /// With the `-wal` file deleted, a commit a reader holds back cannot be copied into the database
 /// file: it is reported as not safe (stored, not acknowledged), and nothing more is written
 /// until it is copied; once the reader lets go, writes go on, each durable.

@@ -44,6 +44,9 @@ struct Health {
     /// The database's `-wal` file was deleted or replaced while payhost runs ([`WalGuard`]):
     /// readiness fails until a restart.
     wal_lost: AtomicBool,
+    /// The database file itself was moved or replaced while payhost runs (a restore while it
+    /// runs): nothing more is written, readiness fails until a restart.
+    db_moved: AtomicBool,
 }
 
 impl Writer {
@@ -74,6 +77,10 @@ impl Writer {
 
     pub(super) fn wal_lost(&self) -> bool {
         self.health.wal_lost.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn db_moved(&self) -> bool {
+        self.health.db_moved.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on the writer's connection in the next group; returns once the group is durable.
@@ -208,6 +215,7 @@ fn write_loop(
             .failing
             .store(committed.is_err() || storage_error, Ordering::Relaxed);
         health.wal_lost.store(wal.lost(), Ordering::Relaxed);
+        health.db_moved.store(wal.moved, Ordering::Relaxed);
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         } else {
@@ -226,6 +234,11 @@ fn write_loop(
 /// until payhost is restarted (which makes a new `-wal`). A commit that cannot be copied yet (a
 /// reader holds the frames back) is reported as not durable, and nothing more is written until
 /// it is: its callers are told to try again (each write payhost makes is idempotent).
+///
+/// It watches the database file too: one moved away and replaced (a backup restored while payhost
+/// runs) would take every later commit into the moved file, acknowledged and then gone from the
+/// restored one. Once that is seen, nothing more is written: each write is refused (its callers
+/// try again, against the restarted payhost), and readiness fails until a restart.
 struct WalGuard {
     path: Option<std::path::PathBuf>,
     /// The file's device and inode, as first seen after a commit.
@@ -233,13 +246,25 @@ struct WalGuard {
     lost: bool,
     /// A commit is still only in the deleted file.
     behind: bool,
+    /// The database file, and its device and inode when opened.
+    db: Option<(std::path::PathBuf, (u64, u64))>,
+    /// The file at the database's path is not the one open.
+    moved: bool,
 }
+
+/// What a caller is told once the database file was moved or replaced.
+const MOVED: &str = "the database file payhost opened was moved or replaced while payhost runs (a backup restored while payhost was running?): nothing more is written to it; stop payhost and start it again on the file now at its path";
 
 /// What a caller whose commit is only in the deleted `-wal` file is told.
 const NOT_COPIED: &str = "the database's -wal file was deleted while payhost runs, and the last commit could not be copied into the database file yet (a reader holds it): it is stored but not safe on disk, so it is not acknowledged; try again";
 
 impl WalGuard {
     fn new(conn: &Connection) -> WalGuard {
+        let db = conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+            .and_then(|p| identity(&p).map(|id| (p, id)));
         WalGuard {
             path: conn
                 .path()
@@ -248,13 +273,38 @@ impl WalGuard {
             seen: None,
             lost: false,
             behind: false,
+            db,
+            moved: false,
         }
+    }
+
+    /// Whether the file at the database's path is still the one open (one `stat`); once it is
+    /// not, it stays so until a restart.
+    fn database_in_place(&mut self) -> bool {
+        if self.moved {
+            return false;
+        }
+        if let Some((path, opened)) = &self.db {
+            if identity(path) != Some(*opened) {
+                self.moved = true;
+                tracing::error!(
+                    database = %path.display(),
+                    "{MOVED}"
+                );
+            }
+        }
+        !self.moved
     }
 
     /// After a commit: Ok when it is durable (its `-wal` is the one SQLite writes, or the
     /// commit was copied into the database file).
     fn check(&mut self, conn: &Connection) -> Result<(), String> {
         use std::os::unix::fs::MetadataExt;
+        if !self.database_in_place() {
+            // Committed into the moved file: not acknowledged (each write payhost makes is
+            // idempotent, so its caller's retry lands in the file at the path, after a restart).
+            return Err(MOVED.into());
+        }
         let Some(path) = &self.path else {
             return Ok(());
         };
@@ -281,6 +331,9 @@ impl WalGuard {
     /// deleted file into the database file. A passive checkpoint: it never waits for a reader
     /// (a full one would hold every write for the busy timeout).
     fn catch_up(&mut self, conn: &Connection) -> Result<(), String> {
+        if self.moved {
+            return Err(MOVED.into());
+        }
         if !self.behind {
             return Ok(());
         }
@@ -305,4 +358,10 @@ impl WalGuard {
     fn lost(&self) -> bool {
         self.lost
     }
+}
+
+/// A file's device and inode.
+fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
