@@ -18,6 +18,8 @@ pub struct NewMerchant {
     pub token: Secret,
     /// The merchant's own key for signed returns and webhooks (`phs_…`).
     pub shop_secret: Secret,
+    /// The shop origins as stored (`https://shop.example/` is kept as `https://shop.example`).
+    pub shop_origins: Vec<String>,
 }
 
 /// A new shop secret: `phs_` and 64 hex digits.
@@ -86,7 +88,7 @@ pub async fn add_merchant(
         settings: Vec::new(),
         plugin_id: plugin_id.to_owned(),
         shop_webhook_secret: Some(shop_secret.clone()),
-        shop_origins: origins,
+        shop_origins: origins.clone(),
         ..MerchantSettings::default()
     };
     let created = store
@@ -116,6 +118,7 @@ pub async fn add_merchant(
         token_id,
         token: Secret::new(token),
         shop_secret: Secret::new(shop_secret),
+        shop_origins: origins,
     })
 }
 
@@ -178,5 +181,27 @@ mod tests {
         assert_ne!(derived_shop_key("op", "m1"), derived_shop_key("op", "m2"));
         assert_ne!(derived_shop_key("op", "m1"), "op");
         assert!(new_shop_secret().starts_with("phs_") && new_shop_secret().len() == 68);
+    }
+
+    /// What `payhost merchant add` echoes is what was stored, not what was typed.
+    #[tokio::test]
+    async fn a_new_merchant_says_its_origins_as_stored() {
+        let path = std::env::temp_dir().join(format!("payhost-onboard-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let store = crate::store::sqlite::SqliteStore::open(&path).unwrap();
+        let m = add_merchant(
+            &store,
+            "m1",
+            "alipay-wap",
+            &["https://shop.example/".into()],
+            "",
+        )
+        .await
+        .unwrap();
+        assert_eq!(m.shop_origins, ["https://shop.example"]);
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 }

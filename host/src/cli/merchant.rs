@@ -89,7 +89,7 @@ async fn add(action: Action) -> Result<()> {
         .map_err(|e| anyhow!("{}", in_flag_terms(&id, &e)))?;
     eprintln!(
         "merchant {id} created (plugin {plugin}, shop origins {}). Shown only this once: put both into the shop's payment settings; the operator's api_token stays here.",
-        shop_origins.join(", ")
+        m.shop_origins.join(", ")
     );
     let shown = super::write_line(format_args!("token: {}", m.token.expose()))
         .and_then(|()| super::write_line(format_args!("shop_secret: {}", m.shop_secret.expose())));
