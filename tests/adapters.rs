@@ -2028,7 +2028,7 @@ async fn shopex_cancel_returns_to_the_order_and_old_returns_are_refused() {
     let back = cancel_in_cashier(&format!("{action}?{}", q.finish()), &d).await;
     assert_eq!(
         back,
-        shop.url("index.php?member-orderdetail-20261123002.html")
+        shop.url("index.php?member-20261123002-orderdetail.html")
     );
     let order = get(&back, None).await.text();
     assert!(order.contains("20261123002 pay_status=0"), "{order}");
@@ -2060,6 +2060,28 @@ async fn shopex_cancel_returns_to_the_order_and_old_returns_are_refused() {
         "{}",
         foreign.text()
     );
+
+    // The payment closed at payhost: its return marks ShopEx's payment failed, and the payment
+    // keeps its amount (setPayStatus() writes money whatever the status, and sdb_payments.money is
+    // NOT NULL: the harness refuses a NULL as a strict MySQL does).
+    let r = send_json(
+        "POST",
+        &format!("{d}/v1/merchants/{SHOPEX_MERCHANT}/payments/{payment_id}/close"),
+        Some(&creds.token),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let money = shop.state().await["payments"][&payment_id]["money"].clone();
+    assert!(!money.is_null());
+    let closed = get(
+        &signed_return(&base, &creds.secret, SHOPEX_MERCHANT, &payment_id, 0),
+        None,
+    )
+    .await;
+    let row = shop.state().await["payments"][&payment_id].clone();
+    assert_eq!(row["status"], "failed", "{row} {}", closed.text());
+    assert_eq!(row["money"], money, "{row}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

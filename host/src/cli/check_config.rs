@@ -61,13 +61,18 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
         }
         problems.extend(plugin_problems);
         problems.extend(payhost::server::check_merchants(&config, &plugins).await);
-        // The database is reached, not changed: no file is created, no migration runs.
-        let upgrade = match payhost::store::check_reachable(&config).await {
-            Ok(note) => note,
-            Err(p) => {
-                problems.push(p);
-                None
-            }
+        // The database is reached, not changed: no file is created, no migration runs. Not when
+        // its key has a problem already (a URL that does not parse would be said twice).
+        let database_said = problems.iter().any(|p| p.starts_with("database"));
+        let upgrade = match database_said {
+            true => None,
+            false => match payhost::store::check_reachable(&config).await {
+                Ok(note) => note,
+                Err(p) => {
+                    problems.push(p);
+                    None
+                }
+            },
         };
         if problems.is_empty() {
             let components: Vec<String> = plugins

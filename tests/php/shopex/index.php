@@ -7,9 +7,12 @@
  *  - act=recharge (payment, money; 预存款充值): ctl.paycenter.php recharge(): _init() of the method,
  *    the payment's pay_type 'recharge' and no order, then doPay('recharge') (getPaymentInfo():
  *    M_Method 'recharge', M_OrderNO the payment id);
- *  - ?member-orderdetail-<order_id>.html (`core/shop/controller/ctl.member.php` orderdetail()):
- *    the buyer's order page (here the order id and its pay_status);
- *  - ?member-deposit.html (ctl.member.php deposit()): the member centre's 预存款充值 page;
+ *  - a query routed as `core/kernel.php` parse() routes it (controller, then arguments, the method
+ *    last unless the last segment is a number): ?member-<order_id>-orderdetail.html
+ *    (`core/shop/controller/ctl.member.php` orderdetail()): the buyer's order page (here the order id
+ *    and its pay_status); ?member-deposit.html (deposit()): the member centre's 预存款充值 page; any
+ *    other member-… (index(), e.g. member-orderdetail-<id>.html, whose numeric last segment makes
+ *    `orderdetail` an argument): the member centre's index;
  *  - act=result (payment_id): the result page (`core/shop/view/paycenter/result.html`): succ
  *    "支付成功", progress "支付成功 … 已经收到付款，请等待发货", failed/error/cancel/timeout "支付失败",
  *    ready "请稍候 支付过程尚未开始".
@@ -22,17 +25,37 @@ require(CORE_INCLUDE_DIR . '/shopCore.php');
 require_once(CORE_DIR . '/model_v5/trading/mdl.payment.php');
 $system = new shopCore();
 $req = array_merge($_GET, $_POST);
-if (preg_match('/^member-orderdetail-([0-9]+)\.html$/', isset($_SERVER['QUERY_STRING']) ? $_SERVER['QUERY_STRING'] : '', $m)) {
-    // ?member-orderdetail-<order_id>.html (mkUrl('member', 'orderdetail', array(id))): the order page.
-    $t = hdb_read();
-    header('Content-Type: text/html; charset=utf-8');
-    echo '<div id="orderdetail">' . $m[1] . ' pay_status=' . $t['orders'][$m[1]]['pay_status'] . '</div>';
-    exit;
+/* kernel::parse(): `ctl-arg…-act.ext`; the last segment is the method unless it is a number. */
+function harness_parse($query)
+{
+    if ($pos = strpos($query, '.')) {
+        $query = substr($query, 0, $pos);
+    }
+    $args = explode('-', str_replace('~', '-', $query));
+    $act = 'index';
+    $ctl = array_shift($args);
+    if ($ctl && $ctl != 'index') {
+        $c = count($args);
+        if ($c > 0 && !is_numeric($args[$c - 1])) {
+            $act = array_pop($args);
+        }
+    }
+    return array($ctl, $act, $args);
 }
-if (isset($_SERVER['QUERY_STRING']) && $_SERVER['QUERY_STRING'] === 'member-deposit.html') {
-    // ?member-deposit.html (mkUrl('member', 'deposit')): the top-up page.
+$route = harness_parse(isset($_SERVER['QUERY_STRING']) ? $_SERVER['QUERY_STRING'] : '');
+if ($route[0] === 'member') {
     header('Content-Type: text/html; charset=utf-8');
-    exit('<div id="deposit">预存款充值</div>');
+    if ($route[1] === 'orderdetail' && isset($route[2][0])) {
+        // ctl.member.php orderdetail($order_id): the order page.
+        $t = hdb_read();
+        exit('<div id="orderdetail">' . $route[2][0] . ' pay_status=' . $t['orders'][$route[2][0]]['pay_status'] . '</div>');
+    }
+    if ($route[1] === 'deposit') {
+        // ctl.member.php deposit(): the top-up page.
+        exit('<div id="deposit">预存款充值</div>');
+    }
+    // ctl.member.php index() (an unknown method, or one taken for an argument).
+    exit('<div id="member-index">会员中心</div>');
 }
 if (isset($req['act']) && $req['act'] === 'recharge') {
     $oPay = $system->loadModel('trading/payment');

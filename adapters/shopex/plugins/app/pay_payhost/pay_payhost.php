@@ -469,7 +469,10 @@ class pay_payhost extends paymentPlugin
     /**
      * The page 取消 at the cashier brings the buyer back to (merchant_url). An order's payment
      * (ctl.paycenter.php order() → doPay('', order_id)): the order in the member centre,
-     * index.php?member-orderdetail-<order id>.html (ctl.member.php orderdetail()). A deposit top-up
+     * index.php?member-<order id>-orderdetail.html (ctl.member.php orderdetail()), as the shop's own
+     * templates link it (<{link ctl=member act=orderdetail arg0=…}> → kernel::getLink(): the arguments
+     * first, the method last when the last argument is a number; kernel::parse() reads a numeric last
+     * segment as an argument, so member-orderdetail-<id> would be the member centre's index). A deposit top-up
      * (预存款充值: ctl.paycenter.php recharge() → doPay('recharge')) has no order:
      * mdl_payment::getPaymentInfo('recharge') sets M_Method to 'recharge' and M_OrderNO to the
      * payment id, so the buyer goes back to the member centre's 预存款充值 page,
@@ -480,7 +483,7 @@ class pay_payhost extends paymentPlugin
         if (isset($payment['M_Method']) && $payment['M_Method'] === 'recharge') {
             return $s['shop_url'] . 'index.php?member-deposit.html';
         }
-        return $s['shop_url'] . 'index.php?member-orderdetail-' . rawurlencode((string)$payment['M_OrderNO']) . '.html';
+        return $s['shop_url'] . 'index.php?member-' . rawurlencode((string)$payment['M_OrderNO']) . '-orderdetail.html';
     }
 
     /** doPay(): the fields of the cashier's GET form; an error is shown on the page. */
@@ -599,13 +602,20 @@ class pay_payhost extends paymentPlugin
                     . '已付款，但金额与支付单不符，支付单暂未确认为已付款。请联系商家处理，不要重复付款。</div>');
             }
             $paymentId = $p['out_trade_no'];
-            $money = $p['total_fee'];
+            // The payment's own amount (equal, checked above): progress() → setPayStatus() writes
+            // it back, and payhost's two decimals would round ShopEx's three (33.495 → 33.50).
+            $money = $record['money'];
             $tradeno = isset($p['trade_no']) ? $p['trade_no'] : '';
             $message = 'payhost ' . $state;
             return PAY_SUCCESS;
         }
         if ($state === 'TRADE_CLOSED') {
             $paymentId = $id;
+            // setPayStatus() writes money whatever the status: left null it would write NULL into
+            // sdb_payments.money (NOT NULL: refused by a strict MySQL, 0.000 otherwise).
+            $record = $this->system->loadModel('trading/payment')->getById($id);
+            $money = $record ? $record['money'] : $p['total_fee'];
+            $tradeno = isset($p['trade_no']) ? $p['trade_no'] : '';
             $message = 'payhost TRADE_CLOSED';
             return PAY_FAILED;
         }

@@ -122,6 +122,11 @@ class mdl_payment
             if ($row['status'] === 'succ') {
                 return 0;
             }
+            if (array_key_exists('money', $info) && $info['money'] === null) {
+                // db_get_update_sql() writes `money`=null, and sdb_payments.money is NOT NULL
+                // (core/schemas/payments.php 'required'): a strict MySQL refuses the UPDATE.
+                return false;
+            }
             foreach ($info as $k => $v) {
                 if ($v !== null) {
                     $row[$k] = $v;
