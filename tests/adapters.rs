@@ -409,6 +409,25 @@ fn ecshop_db(shop_name: &[u8]) -> Value {
     })
 }
 
+/// What ecshop 2.7.3's install form (`admin/payment.php` act=install → payment_edit.htm) sends
+/// besides the config items when 确定 is clicked: the save path is `isset($_POST['Submit'])`, and it
+/// refuses an empty pay_name; pay_id is empty when installing, is_cod / is_online are the form's
+/// hidden fields from the module's array.
+fn ecshop_install_form_head(body: &mut form_urlencoded::Serializer<'_, String>, form: &Value) {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    body.append_pair("pay_id", "");
+    body.append_pair("pay_code", "payhost_alipay");
+    body.append_pair("pay_name", form["name"].as_str().unwrap());
+    body.append_pair("pay_desc", form["desc"].as_str().unwrap_or_default());
+    body.append_pair("pay_fee", "0");
+    body.append_pair("is_cod", &text(&form["is_cod"]));
+    body.append_pair("is_online", &text(&form["is_online"]));
+    body.append_pair("Submit", " 确定 ");
+}
+
 /// The admin installs the module (payment list → install → the fields, as pasted): the Alipay
 /// fields, the shop's URL, payhost's address and the merchant's token and secret.
 async fn ecshop_install(
@@ -437,7 +456,7 @@ async fn ecshop_install_keyed(
     .await
     .json();
     let mut body = form_urlencoded::Serializer::new(String::new());
-    body.append_pair("pay_code", "payhost_alipay");
+    ecshop_install_form_head(&mut body, &form);
     for f in form["fields"].as_array().unwrap() {
         let name = f["name"].as_str().unwrap();
         let value = match name {
@@ -462,7 +481,7 @@ async fn ecshop_install_keyed(
     }
     let r = request(
         "POST",
-        &shop.url("admin/payment.php?act=insert"),
+        &shop.url("admin/payment.php"),
         &[("content-type", "application/x-www-form-urlencoded")],
         body.finish().into_bytes(),
     )
@@ -1197,7 +1216,7 @@ async fn ecshop_install_value(shop: &Shop, name: &str, value: &str, demo: &str, 
     .await
     .json();
     let mut body = form_urlencoded::Serializer::new(String::new());
-    body.append_pair("pay_code", "payhost_alipay");
+    ecshop_install_form_head(&mut body, &form);
     for f in form["fields"].as_array().unwrap() {
         let n = f["name"].as_str().unwrap();
         let v = match n {
@@ -1223,7 +1242,7 @@ async fn ecshop_install_value(shop: &Shop, name: &str, value: &str, demo: &str, 
     }
     let r = request(
         "POST",
-        &shop.url("admin/payment.php?act=update"),
+        &shop.url("admin/payment.php"),
         &[("content-type", "application/x-www-form-urlencoded")],
         body.finish().into_bytes(),
     )
@@ -2292,7 +2311,7 @@ fn assert_paid_once(payment: &Value, total_fee: &str) {
 /// `payhost merchant add`; the admin installs the module choosing 新版开放平台 and pastes the
 /// APPID, the app private key (one line, as Alipay's key tool shows it), Alipay's public key, the
 /// 合作者身份ID (the seller) and the gateway (here the sandbox's), with stray spaces
-/// (`admin/payment.php` act=install / act=insert); a phone checks out (`flow.php` step=done →
+/// (`admin/payment.php` act=install, then 确定); a phone checks out (`flow.php` step=done →
 /// `get_code()`), pays in the open-platform cashier (`alipay.trade.wap.pay`), and the order is
 /// paid once by payhost's webhook (`payhost_notify.php` → `webhook()` → `order_paid()`); the
 /// return (`respond.php` → `respond()`) shows success.
@@ -2361,7 +2380,7 @@ async fn ecshop_open_platform_is_configured_in_the_admin_and_paid_once() {
 }
 
 /// The admin installs the module for the open platform (`admin/payment.php` act=install,
-/// act=insert): 新版开放平台, the seller, the APPID, the given keys as pasted, the sandbox's
+/// then 确定): 新版开放平台, the seller, the APPID, the given keys as pasted, the sandbox's
 /// gateway, with stray spaces around some fields.
 async fn ecshop_install_open(
     shop: &Shop,
@@ -2378,7 +2397,7 @@ async fn ecshop_install_open(
     .json();
     let gateway = open.gateway();
     let mut body = form_urlencoded::Serializer::new(String::new());
-    body.append_pair("pay_code", "payhost_alipay");
+    ecshop_install_form_head(&mut body, &form);
     for f in form["fields"].as_array().unwrap() {
         let name = f["name"].as_str().unwrap();
         let value = match name {
@@ -2402,7 +2421,7 @@ async fn ecshop_install_open(
     }
     let r = request(
         "POST",
-        &shop.url("admin/payment.php?act=insert"),
+        &shop.url("admin/payment.php"),
         &[("content-type", "application/x-www-form-urlencoded")],
         body.finish().into_bytes(),
     )
@@ -2949,7 +2968,7 @@ async fn ecshop_admin_form_shows_keys_in_textareas_and_saves_them_intact() {
     ecshop_submit_edit_page(&shop, &page).await;
     assert_eq!(ecshop_stored_config(&shop.state().await), saved);
     let row = &shop.state().await["payment"]["payhost_alipay"];
-    assert_eq!(row["pay_name"], "payhost_alipay", "{row}");
+    assert_eq!(row["pay_name"], "支付宝手机网站支付 (payhost)", "{row}");
     assert_eq!(row["enabled"], 1, "{row}");
 
     // The keys as the form saved them sign and verify: the order is paid once, and a second
@@ -3280,6 +3299,21 @@ async fn ecshop_unpaid_order_pays_again_after_a_close_or_an_amount_change() {
     let page = ecshop_order_page(&shop, 1).await;
     assert!(!page.contains("该订单已支付"), "{page}");
     assert!(page.contains("立即使用支付宝支付"), "{page}");
+
+    // An unpaid order with nothing left to pay (paid from the balance, then set back to unpaid in
+    // the admin: order_amount = money_paid = 0): get_order_detail() still asks for its button;
+    // none is shown, no error either, and no payment of 0.00 is made.
+    let _ = get(
+        &shop.url("user.php?act=act_edit_payment&order_id=3&order_amount=0"),
+        None,
+    )
+    .await;
+    let nothing = ecshop_order_page(&shop, 3).await;
+    assert!(
+        nothing.contains("<div id=\"pay_online\"></div>"),
+        "{nothing}"
+    );
+
     let retry = format!("{first}-2");
     assert_eq!(
         payhost_status(&d, ECSHOP_MERCHANT, &retry).await,

@@ -28,7 +28,10 @@ if ($act == 'order_detail' || $act == 'account_log') {
     $t = hdb_read();
     $o = $act == 'order_detail' ? $t['order_info'][intval($_GET['order_id'])] : null;
     $pay_online = '';
-    if ($o && $o['pay_status'] == PS_UNPAYED && $o['order_amount'] > 0) {
+    // get_order_detail(): the button of any unpaid, unconfirmed or confirmed order, whatever its
+    // amount (0 when it was paid from the balance and then set back to unpaid in the admin).
+    $status = ($o && isset($o['order_status'])) ? (int)$o['order_status'] : OS_UNCONFIRMED;
+    if ($o && $o['pay_status'] == PS_UNPAYED && ($status == OS_UNCONFIRMED || $status == OS_CONFIRMED)) {
         $payment_info = payment_info($o['pay_id']);
         if ($payment_info !== false) {
             $o['log_id'] = get_paylog_id($o['order_id'], PAY_ORDER);

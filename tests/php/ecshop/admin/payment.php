@@ -21,8 +21,10 @@
  *    selected); any other type gets no value control, while every item gets its hidden cfg_name[],
  *    cfg_type[] and cfg_lang[] after the row; answered with make_json_result($config):
  *    {"error":0,"message":"","content":…};
- *  - the save path, act=insert / act=update or the edit form's own POST (`isset($_POST['Submit'])`,
- *    pay_code, pay_name, pay_desc, pay_fee, cfg_name[], cfg_type[], cfg_value[]): after init.php's
+ *  - the save path, the form's own POST (`isset($_POST['Submit'])`: there is no act=insert or
+ *    act=update), pay_id (empty when installing), pay_code, pay_name (empty: refused, "支付方式名称
+ *    不能为空"; the name of another installed method: refused), pay_desc, pay_fee, is_cod and
+ *    is_online (the install form's hidden fields), cfg_name[], cfg_type[], cfg_value[]: after init.php's
  *    addslashes_deep, each entry becomes array(name => trim, type => trim, value => trim), the list
  *    is serialize()d and written into the payment row inside a SQL string literal, so MySQL strips
  *    the backslashes again (emulated with stripslashes on the serialized text); the payment is
@@ -46,9 +48,12 @@ if ($act === 'install') {
             'desc' => isset($_LANG[$c['name'] . '_desc']) ? $_LANG[$c['name'] . '_desc'] : null,
             'range' => isset($_LANG[$c['name'] . '_range']) ? $_LANG[$c['name'] . '_range'] : null);
     }
+    // The install form's content as JSON (the real page is payment_edit.htm, as act=edit shows it):
+    // its name, description, hidden is_cod / is_online, and config items.
     header('Content-Type: application/json');
     $json = json_encode(array('code' => $modules[0]['code'], 'name' => $_LANG[$modules[0]['code']],
-        'desc' => $_LANG[$modules[0]['desc']], 'fields' => $fields), JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE);
+        'desc' => $_LANG[$modules[0]['desc']], 'is_cod' => $modules[0]['is_cod'],
+        'is_online' => $modules[0]['is_online'], 'fields' => $fields), JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE);
     echo $json;
 } elseif ($act === 'get_config') {
     $code = $_REQUEST['code'];
@@ -114,7 +119,16 @@ if ($act === 'install') {
     }
     header('Content-type: text/html; charset=' . EC_CHARSET);
     include(ROOT_PATH . 'admin/templates/payment_edit.htm.php');
-} elseif ($act === 'insert' || $act === 'update' || isset($_POST['Submit'])) {
+} elseif (isset($_POST['Submit'])) {
+    if (empty($_POST['pay_name'])) {
+        exit($_LANG['payment_name'] . $_LANG['empty']);
+    }
+    $t = hdb_read();
+    foreach ($t['payment'] as $other) {
+        if ($other['pay_name'] === stripslashes($_POST['pay_name']) && $other['pay_code'] !== stripslashes($_POST['pay_code'])) {
+            exit($_LANG['payment_name'] . $_LANG['repeat']);
+        }
+    }
     $pay_config = array();
     for ($i = 0; isset($_POST['cfg_value']) && $i < count($_POST['cfg_value']); $i++) {
         $pay_config[] = array('name' => trim($_POST['cfg_name'][$i]), 'type' => trim($_POST['cfg_type'][$i]),
@@ -122,18 +136,23 @@ if ($act === 'install') {
     }
     $stored = stripslashes(serialize($pay_config));
     $code = stripslashes($_POST['pay_code']);
-    // The form's name, description and fee (act=insert / act=update send none: the code, '', 0).
+    // The form's name, description and fee; is_cod / is_online from an install's hidden fields
+    // (an edit, or a method installed before, keeps the row's).
     $row = array(
-        'pay_name' => isset($_POST['pay_name']) ? stripslashes($_POST['pay_name']) : $code,
+        'pay_name' => stripslashes($_POST['pay_name']),
         'pay_desc' => isset($_POST['pay_desc']) ? stripslashes($_POST['pay_desc']) : '',
         'pay_fee' => empty($_POST['pay_fee']) ? 0 : stripslashes($_POST['pay_fee']),
+        'is_cod' => isset($_POST['is_cod']) ? (int)$_POST['is_cod'] : 0,
+        'is_online' => isset($_POST['is_online']) ? (int)$_POST['is_online'] : 0,
     );
     hdb_tx(function (&$t) use ($code, $stored, $row) {
         // An update keeps the row (and its pay_id) of an installed module.
-        $id = isset($t['payment'][$code]) ? $t['payment'][$code]['pay_id'] : count($t['payment']) + 1;
+        $old = isset($t['payment'][$code]) ? $t['payment'][$code] : null;
+        $id = $old ? $old['pay_id'] : count($t['payment']) + 1;
         $t['payment'][$code] = array('pay_id' => $id, 'pay_code' => $code, 'pay_name' => $row['pay_name'],
             'pay_desc' => $row['pay_desc'], 'pay_fee' => $row['pay_fee'], 'pay_config' => $stored,
-            'enabled' => 1, 'is_cod' => 0, 'is_online' => 1);
+            'enabled' => 1, 'is_cod' => $old ? $old['is_cod'] : $row['is_cod'],
+            'is_online' => $old ? $old['is_online'] : $row['is_online']);
     });
     echo 'ok';
 } else {

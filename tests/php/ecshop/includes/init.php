@@ -39,6 +39,7 @@ define('PAY_SURPLUS', 1);
 define('PS_UNPAYED', 0);
 define('PS_PAYING', 1);
 define('PS_PAYED', 2);
+define('OS_UNCONFIRMED', 0);
 define('OS_CONFIRMED', 1);
 
 require(ROOT_PATH . 'includes/lib_base.php');

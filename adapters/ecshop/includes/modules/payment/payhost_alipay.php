@@ -538,6 +538,12 @@ class payhost_alipay
      */
     function get_code($order, $payment)
     {
+        // Nothing to pay online: lib_transaction.php get_order_detail() asks for the button of any
+        // unpaid order, also one whose amount due is 0 (paid from the balance, then set back to
+        // unpaid in the admin: order_amount = money_paid = 0). No payment of 0.00 is made.
+        if ((float)$order['order_amount'] <= 0) {
+            return '';
+        }
         $s = $this->settings($payment);
         if ($s['shop_url'] === '') {
             return $this->message_box('payhost_shop_url_error', '');

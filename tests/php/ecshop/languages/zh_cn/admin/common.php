@@ -8,3 +8,5 @@ $_LANG['no'] = '否';
 $_LANG['button_submit'] = ' 确定 ';
 $_LANG['button_reset'] = ' 重置 ';
 $_LANG['form_notice'] = '点击此处查看提示信息';
+$_LANG['empty'] = '不能为空';
+$_LANG['repeat'] = '已存在';
