@@ -299,7 +299,6 @@ impl WalGuard {
     /// After a commit: Ok when it is durable (its `-wal` is the one SQLite writes, or the
     /// commit was copied into the database file).
     fn check(&mut self, conn: &Connection) -> Result<(), String> {
-        use std::os::unix::fs::MetadataExt;
         if !self.database_in_place() {
             // Committed into the moved file: not acknowledged (each write payhost makes is
             // idempotent, so its caller's retry lands in the file at the path, after a restart).
@@ -309,8 +308,7 @@ impl WalGuard {
             return Ok(());
         };
         if !self.lost {
-            let now = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
-            match (self.seen, now) {
+            match (self.seen, identity(path)) {
                 (_, None) => self.lost = true,
                 (None, Some(id)) => self.seen = Some(id),
                 (Some(seen), Some(id)) => self.lost = seen != id,
