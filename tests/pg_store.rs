@@ -896,14 +896,17 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
     s.create_token("m1", "hash-m1", "").await.unwrap();
     s.create_token("m2", "hash-m2", "").await.unwrap();
     // An owner of both shops: removing one takes that grant only.
-    s.add_admin_user(&payhost::store::admin::AdminUser {
-        name: "owner".into(),
-        password_hash: "x".into(),
-        role: payhost::store::admin::Role::Owner,
-        merchants: vec!["m1".into(), "m2".into()],
-        created_at: "2026-12-05T00:00:00Z".into(),
-        created_by: "test".into(),
-    })
+    s.add_admin_user(
+        &payhost::store::admin::AdminUser {
+            name: "owner".into(),
+            password_hash: "x".into(),
+            role: payhost::store::admin::Role::Owner,
+            merchants: vec!["m1".into(), "m2".into()],
+            created_at: "2026-12-05T00:00:00Z".into(),
+            created_by: "test".into(),
+        },
+        &[],
+    )
     .await
     .unwrap();
     // Paid: the money record keeps the merchant.
@@ -926,6 +929,29 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
     );
     assert!(s.merchant("m1").await.unwrap().is_none());
     assert!(s.payment("m1", "o1").await.unwrap().is_none());
+    // An owner given m1 after its check but as it was removed: refused by the insert itself, so
+    // no grant outlives the merchant (and reaches a later one of that id); taken when m1 is one
+    // of payhost.toml's merchants not stored yet.
+    let late = payhost::store::admin::AdminUser {
+        name: "late".into(),
+        password_hash: "x".into(),
+        role: payhost::store::admin::Role::Owner,
+        merchants: vec!["m1".into(), "m2".into()],
+        created_at: "2026-12-05T00:00:00Z".into(),
+        created_by: "test".into(),
+    };
+    let refused = s.add_admin_user(&late, &[]).await.unwrap_err();
+    assert_eq!(
+        refused.downcast_ref::<payhost::store::admin::NoSuchMerchant>(),
+        Some(&payhost::store::admin::NoSuchMerchant("m1".into()))
+    );
+    assert!(s.admin_user("late").await.unwrap().is_none());
+    s.add_admin_user(&late, &["m1".into()]).await.unwrap();
+    assert_eq!(
+        s.admin_user("late").await.unwrap().unwrap().merchants,
+        ["m1", "m2"]
+    );
+    assert!(s.remove_admin_user("late").await.unwrap());
     // A payment started before the removal and inserted after it is not kept: nothing could
     // reach it (a notification of a merchant that is gone is refused).
     assert!(matches!(
@@ -2055,5 +2081,90 @@ async fn a_token_is_never_made_beside_its_merchants_removal() {
     assert_eq!(
         pg.psql("token-removal", "SELECT COUNT(*) FROM api_tokens"),
         "0"
+    );
+}
+
+/// An owner given a merchant while another replica removes it waits for the removal and is not
+/// added: the grant would outlive its merchant and reach whoever gets the id next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_is_never_given_a_merchant_beside_its_removal() {
+    let pg = PgCluster::start("grant-removal");
+    let url = pg.create_database("grant-removal");
+    let s = open(&url).await;
+    let mut remover = pg.session("grant-removal");
+    remover.send("BEGIN; SELECT 1 FROM merchants WHERE id = 'm2' FOR UPDATE;");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let adding = tokio::spawn(async move {
+        let owner = payhost::store::admin::AdminUser {
+            name: "late".into(),
+            password_hash: "x".into(),
+            role: payhost::store::admin::Role::Owner,
+            merchants: vec!["m1".into(), "m2".into()],
+            created_at: "2026-12-06T00:00:00Z".into(),
+            created_by: "test".into(),
+        };
+        s.add_admin_user(&owner, &[]).await
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!adding.is_finished(), "waits for the removal in progress");
+    remover.send(
+        "DELETE FROM admin_user_merchants WHERE merchant_id = 'm2'; DELETE FROM merchants WHERE id = 'm2'; COMMIT;",
+    );
+    let refused = tokio::time::timeout(Duration::from_secs(20), adding)
+        .await
+        .expect("answered")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        refused.downcast_ref::<payhost::store::admin::NoSuchMerchant>(),
+        Some(&payhost::store::admin::NoSuchMerchant("m2".into()))
+    );
+    assert_eq!(
+        pg.psql(
+            "grant-removal",
+            "SELECT (SELECT COUNT(*) FROM admin_user_merchants) + (SELECT COUNT(*) FROM admin_users)"
+        ),
+        "0"
+    );
+}
+
+/// A timeline entry kept `once` by two replicas at the same moment (a buyer's return answered by
+/// each) is one row: the second waits for the first's commit and finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_kept_once_by_two_replicas_at_once_is_one_row() {
+    let pg = PgCluster::start("event-once");
+    let url = pg.create_database("event-once");
+    let s = open(&url).await;
+    s.insert_payment(&payment("m1", "o1")).await.unwrap();
+    // The other replica's `record_event(once)`, between its insert and its commit.
+    let mut other = pg.session("event-once");
+    other.send(
+        "BEGIN; SELECT 1 FROM payments WHERE merchant_id = 'm1' AND out_trade_no = 'o1' FOR NO KEY UPDATE; \
+         INSERT INTO payment_events (merchant_id, out_trade_no, at, kind, detail) \
+         VALUES ('m1', 'o1', '2026-12-06T00:00:00Z', 'return', 'success');",
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    use payhost::store::ledger::Ledger;
+    let keeping = tokio::spawn(async move {
+        s.record_event("m1", "o1", "return", Some("success"), true)
+            .await
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !keeping.is_finished(),
+        "waits for the other replica's commit"
+    );
+    other.send("COMMIT;");
+    tokio::time::timeout(Duration::from_secs(20), keeping)
+        .await
+        .expect("answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        pg.psql(
+            "event-once",
+            "SELECT COUNT(*) FROM payment_events WHERE out_trade_no = 'o1' AND kind = 'return'"
+        ),
+        "1"
     );
 }

@@ -2,7 +2,7 @@
 //! a role, an owner's merchants (each must exist), a password of 12 characters or more (kept as
 //! its argon2 hash only).
 
-use crate::store::admin::{valid_user_name, AdminUser, Role};
+use crate::store::admin::{valid_user_name, AdminUser, NoSuchMerchant, Role};
 use crate::store::Store;
 
 /// The audit log's name for whoever logs in with payhost.toml's `admin_password_hash`: no
@@ -94,7 +94,7 @@ async fn checked<'a>(
         if !new.configured.contains(m) && store.merchant(m).await.ok().flatten().is_none() {
             problems.push(FieldProblem {
                 field: "merchants",
-                message: format!("没有商户 {m} / no merchant {m:?}"),
+                message: no_merchant(m),
             });
         }
     }
@@ -108,6 +108,10 @@ async fn checked<'a>(
         return Err(problems);
     }
     Ok((name, role, merchants))
+}
+
+fn no_merchant(m: &str) -> String {
+    format!("没有商户 {m} / no merchant {m:?}")
 }
 
 async fn add_checked(
@@ -137,9 +141,16 @@ async fn add_checked(
         created_by: new.created_by.to_owned(),
     };
     store
-        .add_admin_user(&user)
+        .add_admin_user(&user, new.configured)
         .await
-        .map_err(|e| vec![problem("name", &e.to_string())])?;
+        .map_err(|e| match e.downcast_ref::<NoSuchMerchant>() {
+            // Removed since `checked` found it.
+            Some(NoSuchMerchant(m)) => vec![FieldProblem {
+                field: "merchants",
+                message: no_merchant(m),
+            }],
+            None => vec![problem("name", &e.to_string())],
+        })?;
     let detail = format!(
         "{} {} {}",
         user.name,

@@ -71,6 +71,19 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// An owner's merchant that is not in the store when the user is stored: removed since it was
+/// checked (the grant would otherwise outlive the merchant, and reach a later one of that id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoSuchMerchant(pub String);
+
+impl std::fmt::Display for NoSuchMerchant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no merchant {:?}", self.0)
+    }
+}
+
+impl std::error::Error for NoSuchMerchant {}
+
 /// A user name: letters, digits and `_ . @ -`, 1 to 64.
 pub fn valid_user_name(name: &str) -> bool {
     !name.is_empty()
@@ -85,8 +98,11 @@ pub fn valid_user_name(name: &str) -> bool {
 
 #[async_trait::async_trait]
 pub trait AdminStore: Send + Sync + 'static {
-    /// Adds a user; an error when the name is taken.
-    async fn add_admin_user(&self, user: &AdminUser) -> Result<()>;
+    /// Adds a user; an error when the name is taken, and [`NoSuchMerchant`] when one of an
+    /// owner's merchants is not in the store at that moment, unless it is in `seeded_later`
+    /// (payhost.toml's merchants, stored when `serve` starts). Checked in the same transaction
+    /// as the insert, so a merchant removed meanwhile keeps no grant.
+    async fn add_admin_user(&self, user: &AdminUser, seeded_later: &[String]) -> Result<()>;
     async fn admin_user(&self, name: &str) -> Result<Option<AdminUser>>;
     async fn admin_users(&self) -> Result<Vec<AdminUser>>;
     /// Removes a user, their merchants and every session of theirs (logged out at once).

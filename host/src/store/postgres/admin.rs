@@ -1,7 +1,7 @@
 //! [`AdminStore`] on PostgreSQL: admin users, session users and messages, the audit log.
 
 use super::*;
-use crate::store::admin::{AdminSession, AdminStore, AdminUser, AuditEntry, Role};
+use crate::store::admin::{AdminSession, AdminStore, AdminUser, AuditEntry, NoSuchMerchant, Role};
 use anyhow::{anyhow, bail};
 
 async fn user_of(c: &deadpool_postgres::Client, r: &Row) -> Result<AdminUser> {
@@ -32,10 +32,21 @@ const USER_COLUMNS: &str =
 
 #[async_trait]
 impl AdminStore for PostgresStore {
-    async fn add_admin_user(&self, user: &AdminUser) -> Result<()> {
-        let user = user.clone();
+    async fn add_admin_user(&self, user: &AdminUser, seeded_later: &[String]) -> Result<()> {
+        let (user, seeded_later) = (user.clone(), seeded_later.to_vec());
         self.tx(move |tx| {
             Box::pin(async move {
+                // A key-share lock of each merchant's row until commit: a removal under way
+                // (it locks the row first) finishes before, and then the row is gone; one that
+                // starts after waits, and its delete of the merchant's grants sees this one.
+                for m in user.merchants.iter().filter(|m| !seeded_later.contains(m)) {
+                    let row = tx
+                        .query_opt("SELECT 1 FROM merchants WHERE id = $1 FOR KEY SHARE", &[m])
+                        .await?;
+                    if row.is_none() {
+                        return Err(NoSuchMerchant(m.clone()).into());
+                    }
+                }
                 let inserted = tx
                     .execute(
                         "INSERT INTO admin_users (name, password_hash, role, created_at, created_by) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",

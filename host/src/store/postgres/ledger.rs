@@ -601,14 +601,32 @@ impl Ledger for PostgresStore {
             detail.map(str::to_owned),
         );
         self.run(|pool| async move {
-            let c = pool.get().await?;
-            let sql = if once {
-                "INSERT INTO payment_events (merchant_id, out_trade_no, at, kind, detail) SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM payment_events WHERE merchant_id = $1 AND out_trade_no = $2 AND kind = $4 AND detail IS NOT DISTINCT FROM $5)"
-            } else {
-                "INSERT INTO payment_events (merchant_id, out_trade_no, at, kind, detail) VALUES ($1, $2, $3, $4, $5)"
-            };
-            c.execute(sql, &[&args.0, &args.1, &now_rfc3339(), &args.2, &args.3])
+            let mut c = pool.get().await?;
+            let values: [&(dyn ToSql + Sync); 5] =
+                [&args.0, &args.1, &now_rfc3339(), &args.2, &args.3];
+            if !once {
+                c.execute(
+                    "INSERT INTO payment_events (merchant_id, out_trade_no, at, kind, detail) VALUES ($1, $2, $3, $4, $5)",
+                    &values,
+                )
                 .await?;
+                return Ok(());
+            }
+            // Two replicas keeping the same event at once would each find none (READ COMMITTED):
+            // the payment's row, locked first as every writer of a payment's rows does, puts
+            // them one after the other, and the second finds the first's.
+            let tx = c.transaction().await?;
+            tx.execute(
+                "SELECT 1 FROM payments WHERE merchant_id = $1 AND out_trade_no = $2 FOR NO KEY UPDATE",
+                &[&args.0, &args.1],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO payment_events (merchant_id, out_trade_no, at, kind, detail) SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM payment_events WHERE merchant_id = $1 AND out_trade_no = $2 AND kind = $4 AND detail IS NOT DISTINCT FROM $5)",
+                &values,
+            )
+            .await?;
+            anyhow::Context::context(tx.commit().await, "the database could not commit")?;
             Ok(())
         })
         .await

@@ -1,7 +1,7 @@
 //! [`AdminStore`] on SQLite: admin users, session users and messages, the audit log.
 
 use super::SqliteStore;
-use crate::store::admin::{AdminSession, AdminStore, AdminUser, AuditEntry, Role};
+use crate::store::admin::{AdminSession, AdminStore, AdminUser, AuditEntry, NoSuchMerchant, Role};
 use crate::store::*;
 use anyhow::{anyhow, bail};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -34,9 +34,19 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, 
 
 #[async_trait]
 impl AdminStore for SqliteStore {
-    async fn add_admin_user(&self, user: &AdminUser) -> Result<()> {
-        let user = user.clone();
+    async fn add_admin_user(&self, user: &AdminUser, seeded_later: &[String]) -> Result<()> {
+        let (user, seeded_later) = (user.clone(), seeded_later.to_vec());
         self.write(move |conn| {
+            // In the writer, after any removal queued before: one still there stays until this
+            // commits, and its removal then takes the grant too.
+            for m in user.merchants.iter().filter(|m| !seeded_later.contains(m)) {
+                let exists: bool = conn
+                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM merchants WHERE id = ?1)")?
+                    .query_row([m], |r| r.get(0))?;
+                if !exists {
+                    return Err(NoSuchMerchant(m.clone()).into());
+                }
+            }
             let taken: bool = conn
                 .prepare_cached("SELECT EXISTS (SELECT 1 FROM admin_users WHERE name = ?1)")?
                 .query_row([&user.name], |r| r.get(0))?;
