@@ -651,6 +651,66 @@ async fn a_back_office_refund_beside_a_seller_confirmed_one_is_counted_too() {
     );
 }
 
+/// A legacy refund started here waits for the seller (6.00) while Alipay's back office refunds
+/// another amount (5.00): the back office's notification names no amount, and the trade's
+/// refunded total fits no refund pending here. It is held for review, and the payment does not
+/// move: before, it became PARTIALLY_REFUNDED with 0.00 refunded and the shop got a
+/// `payment.partially_refunded` webhook for a refund of nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_back_office_refund_that_fits_no_pending_one_is_held_without_moving_the_payment() {
+    let (sandbox, shop, host) = one_paid_legacy_order("refunds-held", "RH1", "10.00").await;
+    let url = host.url("/v1/merchants/ref/payments/RH1");
+    let started = send_json(
+        "POST",
+        &format!("{url}/refunds"),
+        Some(TOKEN),
+        &serde_json::json!({"amount": "6.00", "reason": "缺货", "refund_key": "rh-1"}),
+    )
+    .await;
+    assert_eq!(started.status, 201, "{}", started.text());
+    let r = post_form(
+        &format!("{}/sandbox/refund", sandbox.base),
+        &format!("partner={PARTNER}&out_trade_no=RH1&refund_fee=5.00"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_for("the back office's notification acknowledged", async || {
+        let state = sandbox.sandbox.state();
+        let notifies: Vec<&serde_json::Value> = state["notifies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["out_trade_no"] == "RH1")
+            .collect();
+        notifies.len() >= 2 && notifies.iter().all(|n| n["acknowledged"] == true)
+    })
+    .await;
+    let p = get(&url, Some(TOKEN)).await.json();
+    assert_eq!(p["status"], "TRADE_SUCCESS", "{p}");
+    assert_eq!(p["refunded_amount"], "0.00", "{p}");
+    assert!(p["review"].is_string(), "{p}");
+    let outcomes: Vec<&str> = p["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["outcome"].as_str())
+        .collect();
+    assert!(outcomes.contains(&"mismatch"), "{p}");
+    assert!(!p.to_string().contains("-> PARTIALLY_REFUNDED"), "{p}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hooks: Vec<String> = shop
+        .requests()
+        .iter()
+        .map(|s| serde_json::from_slice::<serde_json::Value>(&s.body).unwrap())
+        .map(|v| v["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        hooks,
+        ["payment.paid"],
+        "no webhook for a refund of nothing"
+    );
+}
+
 /// A refund asked for while the payment's notification is on its way is either refused as not
 /// paid yet (409) or started with the trade's number. Before, the payment was read before the
 /// refund was admitted: a notification committed in between let the refund in, but the request

@@ -537,9 +537,7 @@ impl App {
         let partial = verified.event != crate::domain::state::TradeEvent::Refunded
             && verified.refund.as_ref().is_some_and(is_amountless);
         if partial {
-            if let Some(learned) = self.partial_refund_from_query(merchant_id, &verified).await {
-                return learned;
-            }
+            return self.partial_refund_from_query(merchant_id, &verified).await;
         }
         self.apply_verified(
             merchant_id,
@@ -899,14 +897,15 @@ impl App {
         p
     }
 
-    /// A legacy partial-refund notification names no amount: the trade query does. `None` when
-    /// the query cannot tell (then the state machine moves the payment, and it is flagged for
-    /// review until someone syncs it).
+    /// A legacy partial-refund notification names no amount: the trade query does. When the
+    /// query cannot tell, the payment is flagged for review until someone syncs it, and does not
+    /// move: the state machine never moves a payment on a refund without its amount (the shop
+    /// would be told of a refund of nothing, and again once the amount is known).
     async fn partial_refund_from_query(
         &self,
         merchant_id: &str,
         verified: &Notification,
-    ) -> Option<Processed> {
+    ) -> Processed {
         // Alipay sends a notification again until it reads `success`: one this path learned
         // before is a duplicate (the query's own id is what was claimed then, so the query would
         // now answer "duplicate", which cannot tell an older answer from a known refund).
@@ -920,20 +919,17 @@ impl App {
                     && r.outcome.as_deref() == Some(NotifyOutcome::Applied.label())
             });
             if learned {
-                return Some(
-                    Processed::stop(
-                        NotifyOutcome::Duplicate,
-                        "a partial refund without its amount, applied before from the trade query",
-                    )
-                    .with_seen(verified),
-                );
+                return Processed::stop(
+                    NotifyOutcome::Duplicate,
+                    "a partial refund without its amount, applied before from the trade query",
+                )
+                .with_seen(verified);
             }
         }
         match self.sync_payment(merchant_id, &verified.out_trade_no).await {
             // The query's total recorded the refund: learned. (An answer that changed nothing
             // may be older than the refund: not taken for it.)
-            Ok(synced) if synced.outcome == NotifyOutcome::Applied.label() => Some(
-                Processed::stop(
+            Ok(synced) if synced.outcome == NotifyOutcome::Applied.label() => Processed::stop(
                     NotifyOutcome::Applied,
                     format!(
                         "a partial refund without its amount: applied from the trade query ({}; payment {})",
@@ -941,9 +937,14 @@ impl App {
                     ),
                 )
                 .with_seen(verified),
-            ),
-            // The query's answer was held for review with its own reason: that one says why.
-            Ok(synced) if synced.outcome == NotifyOutcome::Mismatch.label() => None,
+            // The query's answer was held for review with its own reason (a total that fits no
+            // refund pending here): that one says why. The payment does not move: a refund
+            // event without its amount would show the shop a refund of nothing.
+            Ok(synced) if synced.outcome == NotifyOutcome::Mismatch.label() => Processed::stop(
+                    NotifyOutcome::Mismatch,
+                    "held for review: a partial refund without its amount, and the trade query's refunded total was held for review too (its own reason is on the payment)",
+                )
+                .with_seen(verified),
             // The query answered and added nothing: its refunded total is the one counted here.
             // When a refund was recorded here at or after the time this one was made (the
             // notify's `gmt_refund`), it is that one (recorded from a query run after it, or its
@@ -973,8 +974,7 @@ impl App {
                     succeeded().filter_map(|r| r.completed_at.as_deref()).collect();
                 let made = verified.refund.as_ref().and_then(|r| r.time.as_deref());
                 if recorded_since(&recorded_at, made) {
-                    return Some(
-                        Processed::stop(
+                    return Processed::stop(
                             NotifyOutcome::Duplicate,
                             format!(
                                 "a partial refund without its amount: the trade query's refunded total ({}.{:02}) is recorded here, the last of it after this refund was made",
@@ -982,22 +982,20 @@ impl App {
                                 counted % 100
                             ),
                         )
-                        .with_seen(verified),
-                    );
+                        .with_seen(verified);
                 }
                 let reason = "支付宝报告了一笔部分退款但没有金额，交易查询里还没有这笔退款：请稍后点「查询 Sync」 / a partial refund was reported without its amount and the trade query does not show it yet: press Sync later";
                 self.hold_amountless_refund(merchant_id, verified, reason)
                     .await;
-                Some(
-                    Processed::stop(NotifyOutcome::Mismatch, format!("held for review: {reason}"))
-                        .with_seen(verified),
-                )
+                Processed::stop(NotifyOutcome::Mismatch, format!("held for review: {reason}"))
+                    .with_seen(verified)
             }
             Err(_) => {
                 let reason = "支付宝报告了一笔部分退款但没有金额，交易查询没有成功：请点「查询 Sync」 / a partial refund was reported without its amount and the trade query failed: press Sync";
                 self.hold_amountless_refund(merchant_id, verified, reason)
                     .await;
-                None
+                Processed::stop(NotifyOutcome::Mismatch, format!("held for review: {reason}"))
+                    .with_seen(verified)
             }
         }
     }
