@@ -711,6 +711,87 @@ async fn a_back_office_refund_that_fits_no_pending_one_is_held_without_moving_th
     );
 }
 
+/// An order asked for twice before it is paid has two cashier pages; a buyer who pays both (the
+/// sandbox lets them: two trades of one order number) paid twice. The second trade's notification
+/// is held for review naming both trades: the payment keeps its first trade and is not paid
+/// "again". Before, it was `no_change`, and the second payment went unnoticed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_trade_paying_the_same_order_is_held_for_review() {
+    let (sandbox, shop, host) = legacy_world("refunds-paid-twice").await;
+    let order = serde_json::json!({"out_trade_no": "TWICE", "subject": "两次", "total_fee": "4.00", "return_url": "https://shop.example/r"});
+    let mut tokens = Vec::new();
+    for expected in [201, 200] {
+        let r = send_json(
+            "POST",
+            &host.url("/v1/merchants/ref/payments"),
+            Some(TOKEN),
+            &order,
+        )
+        .await;
+        assert_eq!(r.status, expected, "{}", r.text());
+        let page = get(r.json()["pay_url"].as_str().unwrap(), None).await;
+        tokens.push(cashier_token(&page.text()));
+    }
+    assert_ne!(tokens[0], tokens[1]);
+    let url = host.url("/v1/merchants/ref/payments/TWICE");
+    for token in &tokens {
+        let r = post_form(
+            &format!("{}/sandbox/cashier/pay", sandbox.base),
+            &format!("token={token}"),
+        )
+        .await;
+        assert!(r.status < 400, "{}", r.text());
+    }
+    wait_for("both trades' notifications answered", async || {
+        let p = get(&url, Some(TOKEN)).await.json();
+        p["notifications"].as_array().is_some_and(|n| n.len() >= 2)
+    })
+    .await;
+    let p = get(&url, Some(TOKEN)).await.json();
+    assert_eq!(p["status"], "TRADE_SUCCESS", "{p}");
+    let notes = p["notifications"].as_array().unwrap();
+    let first = notes
+        .iter()
+        .find(|n| n["outcome"] == "applied")
+        .expect("the first trade applied");
+    let held = notes
+        .iter()
+        .find(|n| n["outcome"] == "mismatch")
+        .unwrap_or_else(|| panic!("the second trade held: {p}"));
+    let review = p["review"].as_str().unwrap_or_else(|| panic!("{p}"));
+    let trade = p["trade_no"].as_str().unwrap();
+    let other = sandbox.sandbox.state()["trades"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["out_trade_no"] == "TWICE")
+        .filter_map(|t| t["trade_no"].as_str().map(str::to_owned))
+        .find(|t| t != trade)
+        .unwrap_or_else(|| {
+            panic!(
+                "the sandbox has a second trade: {}",
+                sandbox.sandbox.state()
+            )
+        });
+    assert!(
+        review.contains(trade) && review.contains(&other),
+        "the review names both trades: {review}"
+    );
+    assert!(held["detail"].as_str().unwrap().contains(&other), "{held}");
+    assert_eq!(
+        first["detail"], "WAIT_BUYER_PAY -> TRADE_SUCCESS",
+        "{first}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hooks: Vec<String> = shop
+        .requests()
+        .iter()
+        .map(|s| serde_json::from_slice::<serde_json::Value>(&s.body).unwrap())
+        .map(|v| v["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(hooks, ["payment.paid"], "paid once to the shop");
+}
+
 /// A refund asked for while the payment's notification is on its way is either refused as not
 /// paid yet (409) or started with the trade's number. Before, the payment was read before the
 /// refund was admitted: a notification committed in between let the refund in, but the request

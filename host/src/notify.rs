@@ -213,6 +213,7 @@ impl NotifyOutcome {
             Applied::NoChange => NotifyOutcome::NoChange,
             Applied::Duplicate => NotifyOutcome::Duplicate,
             Applied::UnknownOrder => NotifyOutcome::UnknownOrder,
+            Applied::OtherTrade { .. } => NotifyOutcome::Mismatch,
         }
     }
 
@@ -614,6 +615,12 @@ impl App {
                 .with_seen(verified)
             }
         };
+        if let Some(held) = self
+            .other_trade(merchant_id, verified, &payment, source)
+            .await
+        {
+            return held;
+        }
         if let Some(refused) = self
             .refused_match(merchant_id, session, verified, &payment, source)
             .await
@@ -701,6 +708,45 @@ impl App {
             Err(e) => Processed::stop(NotifyOutcome::Retry(RetryCause::StoreFailed), e.to_string())
                 .with_seen(verified),
         }
+    }
+
+    /// A verified message of another trade than the one the payment recorded (the order paid
+    /// twice, two trades of one order number; or that other trade's refund or close): nothing is
+    /// applied to this payment, which is flagged for review naming both trades. None when it is
+    /// the recorded trade, or none is recorded yet (the commit checks that again under the
+    /// payment's lock: `domain::events::plan_notification`).
+    async fn other_trade(
+        &self,
+        merchant_id: &str,
+        verified: &Notification,
+        payment: &crate::store::Payment,
+        source: Option<&str>,
+    ) -> Option<Processed> {
+        let recorded = crate::domain::events::other_trade(payment, &verified.trade_no)?;
+        let reason = crate::domain::events::other_trade_reason(recorded, &verified.trade_no);
+        tracing::error!(
+            target: "payhost::alert",
+            merchant = merchant_id,
+            out_trade_no = %payment.out_trade_no,
+            recorded_trade = %crate::log_limit::clean(recorded),
+            other_trade = %crate::log_limit::clean(&verified.trade_no),
+            "ALERT: another trade reports on an order with a recorded trade (paid twice?); flagged for review, nothing applied"
+        );
+        if let Err(e) = self
+            .store
+            .flag_for_review(merchant_id, &payment.out_trade_no, &reason)
+            .await
+        {
+            return Some(
+                Processed::stop(NotifyOutcome::Retry(RetryCause::StoreFailed), e.to_string())
+                    .with_seen(verified),
+            );
+        }
+        let detail = match source {
+            Some(s) => format!("source: {s}; held for review: {reason}"),
+            None => format!("held for review: {reason}"),
+        };
+        Some(Processed::stop(NotifyOutcome::Mismatch, detail).with_seen(verified))
     }
 
     /// Matches a verified notification against its order (amount, seller: the component's
@@ -799,6 +845,12 @@ impl App {
                 .with_seen(verified)
             }
         };
+        if let Some(held) = self
+            .other_trade(merchant_id, verified, &payment, source)
+            .await
+        {
+            return held;
+        }
         // A refund of a payment not paid here (its own notification not seen yet, or refused)
         // says the trade was paid: it is this order's only when the trade is (amount, seller),
         // as a payment's notification must be. Otherwise it is held, never a paid order.

@@ -15,6 +15,24 @@ pub enum Applied {
     Duplicate,
     /// The payment does not exist.
     UnknownOrder,
+    /// The notification is of another trade than the one the payment recorded: the order was
+    /// paid twice (two trades of one order number). Nothing moves; the payment is flagged.
+    OtherTrade { recorded: String, other: String },
+}
+
+/// Why a payment is flagged when a trade other than its recorded one reports on it.
+pub fn other_trade_reason(recorded: &str, other: &str) -> String {
+    format!(
+        "另一笔支付宝交易 {other} 也报告了这个订单（已记录的交易是 {recorded}）：订单可能被支付了两次，请在支付宝核对两笔交易并退回多收的一笔 / another trade ({other}) reports on this order, whose recorded trade is {recorded}: it may have been paid twice; check both in the provider's portal and refund the extra one"
+    )
+}
+
+/// The trade recorded for `payment` when `trade_no` (a notification's, non-empty) is another.
+pub fn other_trade<'a>(payment: &'a Payment, trade_no: &str) -> Option<&'a str> {
+    payment
+        .trade_no
+        .as_deref()
+        .filter(|recorded| !recorded.is_empty() && !trade_no.is_empty() && *recorded != trade_no)
 }
 
 impl Applied {
@@ -27,6 +45,10 @@ impl Applied {
             Applied::Recorded { status, events } => {
                 Some(format!("{status}: {}", events.join(", ")))
             }
+            Applied::OtherTrade { recorded, other } => Some(format!(
+                "held for review: {}",
+                other_trade_reason(recorded, other)
+            )),
             Applied::NoChange | Applied::Duplicate | Applied::UnknownOrder => None,
         };
         (label, detail)
@@ -58,6 +80,23 @@ pub struct Plan {
 /// The transition of `payment` by the notification `e` (whose notify_id was just claimed), with
 /// the webhooks to queue; None when it does not move the payment.
 pub fn plan_notification(payment: &Payment, e: &NotificationEffect<'_>, now: &str) -> Option<Plan> {
+    // Checked here too, under the payment's lock: two trades' notifications read before either
+    // committed both found no trade recorded.
+    if let Some(recorded) = other_trade(payment, e.trade_no) {
+        return Some(Plan {
+            next: payment.status.clone(),
+            paid_at: payment.paid_at.clone(),
+            webhooks: Vec::new(),
+            applied: Applied::OtherTrade {
+                recorded: recorded.to_owned(),
+                other: e.trade_no.to_owned(),
+            },
+            review: Some(super::review::with_reason(
+                payment.review.as_deref(),
+                &other_trade_reason(recorded, e.trade_no),
+            )),
+        });
+    }
     let t = crate::domain::state::transition(&payment.status, e.event);
     if t.is_none() {
         return None;

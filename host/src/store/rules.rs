@@ -181,13 +181,16 @@ pub async fn apply_notification<T: NotifyTx>(
     let (outcome, detail) = applied.outcome();
     record.outcome = Some(outcome.to_owned());
     record.detail = detail.or(record.detail);
+    // Another trade's notification only flags the payment: its trade and buyer are not this
+    // payment's.
+    let own_trade = !matches!(applied, Applied::OtherTrade { .. });
     let moved = plan.as_ref().map(|(plan, now)| PaymentMove {
         merchant: effect.merchant_id,
         out_trade_no: effect.out_trade_no,
         state: PaymentState {
             status: &plan.next,
-            trade_no: Some(effect.trade_no).filter(|t| !t.is_empty()),
-            buyer_email: effect.buyer_email,
+            trade_no: Some(effect.trade_no).filter(|t| own_trade && !t.is_empty()),
+            buyer_email: effect.buyer_email.filter(|_| own_trade),
             paid_at: plan.paid_at.as_deref(),
             updated_at: now,
             review: plan.review.as_deref(),

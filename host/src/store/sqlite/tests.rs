@@ -111,9 +111,27 @@ async fn one_transition_per_notify_id_and_one_webhook() {
         s.apply_notification(&e, &raw(), &record()).await.unwrap(),
         Applied::UnknownOrder
     );
+    // Another trade of the same order (paid twice): held for review, nothing of it written
+    // into the payment (`domain::events::plan_notification`, under the payment's lock).
+    let mut e = effect("n5", "TRADE_SUCCESS");
+    e.trade_no = "2015";
+    e.buyer_email = Some("other@example.com");
+    assert_eq!(
+        s.apply_notification(&e, &raw(), &record()).await.unwrap(),
+        Applied::OtherTrade {
+            recorded: "2014".into(),
+            other: "2015".into()
+        }
+    );
     let p = s.payment("m1", "o1").await.unwrap().unwrap();
     assert_eq!(p.status, TRADE_FINISHED);
     assert_eq!(p.paid_at.as_deref(), Some("2014-01-01 12:00:10"));
+    assert_eq!(p.trade_no.as_deref(), Some("2014"));
+    assert_eq!(p.buyer_email.as_deref(), Some("b@example.com"));
+    assert!(
+        p.review.as_deref().is_some_and(|r| r.contains("2015")),
+        "{p:?}"
+    );
     let jobs = s.due_webhooks(now_ms() + 1, 10).await.unwrap();
     assert_eq!(jobs.len(), 2);
     s.webhook_delivered(jobs[0].id).await.unwrap();
@@ -127,7 +145,7 @@ async fn one_transition_per_notify_id_and_one_webhook() {
     );
     assert_eq!(
         s.raw_notification_count().await.unwrap(),
-        5,
+        6,
         "each with its raw form"
     );
     let recorded = s.notifications_for("m1", "o1").await.unwrap();
@@ -139,7 +157,8 @@ async fn one_transition_per_notify_id_and_one_webhook() {
             "duplicate",
             "no_change",
             "applied",
-            "unknown_order"
+            "unknown_order",
+            "mismatch"
         ],
         "each apply records its result in the same transaction"
     );
