@@ -718,9 +718,10 @@ async fn a_back_office_refund_that_fits_no_pending_one_is_held_without_moving_th
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_trade_paying_the_same_order_is_held_for_review() {
     let (sandbox, shop, host) = legacy_world("refunds-paid-twice").await;
-    let order = serde_json::json!({"out_trade_no": "TWICE", "subject": "两次", "total_fee": "4.00", "return_url": "https://shop.example/r"});
     let mut tokens = Vec::new();
-    for expected in [201, 200] {
+    // The second time with another subject: the cashier still shows the stored one.
+    for (expected, subject) in [(201, "两次"), (200, "两次（改）")] {
+        let order = serde_json::json!({"out_trade_no": "TWICE", "subject": subject, "total_fee": "4.00", "return_url": "https://shop.example/r"});
         let r = send_json(
             "POST",
             &host.url("/v1/merchants/ref/payments"),
@@ -773,6 +774,20 @@ async fn a_second_trade_paying_the_same_order_is_held_for_review() {
                 sandbox.sandbox.state()
             )
         });
+    let state = sandbox.sandbox.state();
+    let subjects: Vec<&str> = state["trades"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["out_trade_no"] == "TWICE")
+        .filter_map(|t| t["subject"].as_str())
+        .collect();
+    assert_eq!(
+        subjects,
+        ["两次", "两次"],
+        "the stored subject on both pages"
+    );
+    assert_eq!(p["subject"], "两次", "{p}");
     assert!(
         review.contains(trade) && review.contains(&other),
         "the review names both trades: {review}"

@@ -650,7 +650,7 @@ impl App {
                 format!("total_fee: {reason}"),
             )
         })?;
-        let order = api::PaymentRequest {
+        let mut order = api::PaymentRequest {
             product,
             out_trade_no: out_trade_no.clone(),
             subject: subject.clone(),
@@ -697,6 +697,10 @@ impl App {
             if existing.status != store::WAIT_BUYER_PAY {
                 return Ok((200, created(&existing)));
             }
+            // The existing payment is what the buyer pays: its subject on the new cashier page,
+            // whatever this request says (the stored one is what the shop, the admin and the
+            // reconciliation show).
+            order.subject = existing.subject.clone();
         }
 
         let policy = self.merchant_policy(&merchant);
