@@ -2337,6 +2337,34 @@ async fn a_shops_retry_after_is_waited_for() {
     );
 }
 
+/// `merchant add` refuses an id that payhost.toml configures: `serve` applies the table over the
+/// slot at every start, so the slot's origins would be replaced without a word.
+#[test]
+fn merchant_add_refuses_a_merchant_the_configuration_defines() {
+    let dir = temp_dir("add-configured");
+    let config = dir.join("payhost.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[merchants.shop1]\npartner = \"2088101122136241\"\nkey = \"{}\"\nseller_email = \"seller@example.com\"\nshop_origins = [\"https://myshop.example\"]\n",
+            config_head(free_port(), TOKEN, ""),
+            conformance::alipay::MD5_KEY
+        ),
+    )
+    .unwrap();
+    let out = merchant_add(&config, "shop1");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("shop1 is configured in") && err.contains("[merchants.shop1]"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no token printed");
+    // Another id is added as before.
+    let other = merchant_add(&config, "shop2");
+    assert!(other.status.success(), "{other:?}");
+}
+
 /// `payhost merchant add ID --shop-origin https://ID.example --config CONFIG`.
 fn merchant_add(config: &std::path::Path, id: &str) -> std::process::Output {
     std::process::Command::new(payhost_binary())

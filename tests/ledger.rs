@@ -296,6 +296,16 @@ mapi_url = "{sb}/sandbox/mapi"
         400,
         Some("amount"),
     );
+    // Another JSON type says what an amount is, not that it is empty.
+    let typed = refund("L1", serde_json::json!({"amount": true})).await;
+    assert_error(&typed, 400, Some("amount"));
+    assert!(
+        typed.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("decimal string")),
+        "{}",
+        typed.text()
+    );
     assert_error(
         &refund("L1", serde_json::json!({"amount": "1.01"})).await,
         409,

@@ -84,7 +84,14 @@ impl App {
                     "amount: is required (a decimal such as \"3.00\")",
                 ))
             }
-            Some(_) => Amount::parse(""),
+            Some(_) => {
+                return Err(ApiError::field(
+                    400,
+                    "invalid_request",
+                    "amount",
+                    "amount: must be a decimal string such as \"3.00\"",
+                ))
+            }
         }
         .map_err(|e| ApiError::field(400, "invalid_request", "amount", format!("amount: {e}")))?;
         let reason = cmd.reason.unwrap_or_default().trim().to_owned();

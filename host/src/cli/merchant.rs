@@ -69,7 +69,16 @@ async fn add(action: Action) -> Result<()> {
         label,
         config,
     } = action;
-    let config = Config::load(&config)?;
+    let path = config;
+    let config = Config::load(&path)?;
+    // `payhost serve` applies a configured merchant's table over its slot at every start: a
+    // slot made here for it would be replaced without a word (its origins, its settings).
+    if config.merchants.contains_key(&id) {
+        bail!(
+            "ID (the merchant id): {id} is configured in {} ([merchants.{id}]), which `payhost serve` applies over any slot made here; edit its shop_origins and settings there, or remove that table to manage {id} with `merchant add` and the API",
+            path.display()
+        );
+    }
     let ids = plugin_ids(&config)?;
     let plugin = match (plugin, ids.as_slice()) {
         (Some(p), _) if ids.contains(&p) => p,

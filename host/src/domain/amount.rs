@@ -37,7 +37,8 @@ impl fmt::Display for AmountError {
 impl std::error::Error for AmountError {}
 
 impl Amount {
-    /// Parses `0.01`, `12`, `12.5`, `100000000.00`. Refuses signs, exponents, spaces, a lone
+    /// Parses `0.01`, `12`, `12.5`, `100000000.00`. Refuses signs, exponents, spaces (the API trims a
+    /// field's surrounding whitespace first, as for every text field), a lone
     /// dot, more than two decimals (even `0.010`) and anything outside [0.01, 100000000.00].
     pub fn parse(s: &str) -> Result<Amount, AmountError> {
         if s.is_empty() {
