@@ -827,6 +827,26 @@ fn list_prints_every_case_with_what_it_checks() {
     );
 }
 
+/// `--list --against URL` contacts nothing, so it needs no token; a run against a host does, and
+/// says so naming the flag and the environment variable.
+#[test]
+fn listing_the_flow_cases_needs_no_token_and_a_run_does() {
+    let out = conformance(&["--list", "--against", "http://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("notify.paid_once"));
+    let out = std::process::Command::new(payhost_binary())
+        .args(["conformance", "--against", "http://127.0.0.1:1"])
+        .env_remove("PAYHOST_CONFORMANCE_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--against needs --token") && err.contains("PAYHOST_CONFORMANCE_TOKEN"),
+        "{err}"
+    );
+}
+
 #[test]
 fn help_tells_the_exit_codes_and_the_clean_up() {
     let out = conformance(&["--help"]);

@@ -2365,6 +2365,29 @@ fn merchant_add_refuses_a_merchant_the_configuration_defines() {
     assert!(other.status.success(), "{other:?}");
 }
 
+/// The commands that may make the database say what is wrong with its folder, as `serve` and
+/// `check-config` do, instead of SQLite's "unable to open database file … Error code 14".
+#[test]
+fn a_command_that_makes_the_database_names_a_missing_folder() {
+    let dir = temp_dir("no-db-folder");
+    let config = dir.join("payhost.toml");
+    std::fs::write(
+        &config,
+        config_head(free_port(), TOKEN, "").replace(
+            "database = \"payhost.db\"",
+            "database = \"nodir/payhost.db\"",
+        ),
+    )
+    .unwrap();
+    let out = merchant_add(&config, "m1");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("nodir") && err.contains("does not exist") && !err.contains("code 14"),
+        "{err}"
+    );
+}
+
 /// `payhost merchant add ID --shop-origin https://ID.example --config CONFIG`.
 fn merchant_add(config: &std::path::Path, id: &str) -> std::process::Output {
     std::process::Command::new(payhost_binary())

@@ -527,8 +527,9 @@ pub struct Args {
     pub manifest: Option<PathBuf>,
     /// A running payhost to run the flow suite against (`https://host:port`). Its operator must
     /// allow the kit's origin (`[outbound] allowed_origins`, or `payhost demo --allow-origin`),
-    /// and its public_url must be reachable from here (the kit posts notifies there).
-    #[arg(long, value_name = "URL", requires = "token")]
+    /// and its public_url must be reachable from here (the kit posts notifies there). Needs
+    /// --token (not with --list, which contacts nothing).
+    #[arg(long, value_name = "URL")]
     pub against: Option<String>,
     /// That host's operator API token (or the environment variable, which `ps` does not show).
     /// With --against only.
@@ -941,6 +942,11 @@ async fn start_and_run(
     if mode.is_none() {
         return Err("payhost conformance: give --component FILE or --against URL --token TOKEN (or --list); see --help".into());
     }
+    if args.against.is_some() && args.token.is_none() {
+        return Err(format!(
+            "payhost conformance: --against needs --token TOKEN (the host's operator api_token), or the environment variable {TOKEN_ENV}"
+        ));
+    }
     check_args(args).map_err(|e| format!("payhost conformance: {e}"))?;
     if let Some(j) = junit {
         j.open().map_err(|e| format!("payhost conformance: {e}"))?;
@@ -956,9 +962,12 @@ async fn start_and_run(
         merchant: merchant.to_owned(),
         example_settings: (!args.settings.is_empty()).then(|| args.settings.clone()),
         on_case: Some(print_case),
-        on_sandbox_ready: Some(std::sync::Arc::new(|origin: &str| {
-            say(&format!("the kit's sandbox gateway and webhook receiver: {origin} (the host must be allowed to reach it)"));
-        })),
+        // Only a host the kit did not start has to be allowed to reach it.
+        on_sandbox_ready: args.against.is_some().then(|| -> kit::OnSandboxReady {
+            std::sync::Arc::new(|origin: &str| {
+                say(&format!("the kit's sandbox gateway and webhook receiver: {origin} (the host must be allowed to reach it)"));
+            })
+        }),
         selection,
         keep: args.keep,
         stop: Some(out.stop.subscribe()),

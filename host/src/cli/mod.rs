@@ -91,7 +91,22 @@ pub async fn open_existing_store(
             config.database.display()
         );
     }
+    usable_sqlite_file(config)?;
     payhost::store::open_without_upgrade(config).await
+}
+
+/// A SQLite database's folder and file as `check-config` checks them (the folder there and
+/// writable, the file readable and writable by this user): said in those words, instead of
+/// SQLite's "unable to open database file".
+fn usable_sqlite_file(config: &payhost::config::Config) -> anyhow::Result<()> {
+    if config.database_url.is_none() {
+        payhost::store::sqlite::check_file(&config.database).map_err(|why| {
+            anyhow::anyhow!(
+                "{why} — is this the configuration `payhost serve` uses, and the user it runs as?"
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// The store of a command that may be the first to use it (`merchant add`, `token create`,
@@ -114,6 +129,7 @@ pub async fn open_store_creating(
             config.database.display()
         );
     }
+    usable_sqlite_file(config)?;
     let new_file = config.database_url.is_none() && there.is_err();
     let store = payhost::store::open_without_upgrade(config).await?;
     if new_file {
