@@ -2113,7 +2113,41 @@ async fn a_refused_merchant_body_quotes_no_value() {
     assert_eq!(r.status, 400, "{}", r.text());
     let v = r.json();
     assert_eq!(v["error"]["code"], "invalid_json", "{v}");
+    assert_eq!(v["error"]["field"], "shop_webhook_secret", "{v}");
     assert!(!r.text().contains("9876543210987654321"), "{}", r.text());
+}
+
+/// A body of the wrong shape names the field refused, as every other 400 does: a value of the
+/// wrong type, a key the route does not take.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_body_names_its_field() {
+    let w = world("json-field").await;
+    let create = w.host.url("/v1/merchants/shop/payments");
+    for (body, field) in [
+        (
+            json!({"out_trade_no": 5, "subject": "s", "total_fee": "1.00", "return_url": "https://shop.example/r"}),
+            "out_trade_no",
+        ),
+        (
+            json!({"out_trade_no": "F1", "subject": "s", "total_fee": "1.00", "return_url": "https://shop.example/r", "currency": "USD"}),
+            "currency",
+        ),
+    ] {
+        let r = send_json("POST", &create, Some(TOKEN), &body).await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["error"]["code"], "invalid_json", "{v}");
+        assert_eq!(v["error"]["field"], field, "{v}");
+    }
+    let r = send_json(
+        "POST",
+        &w.host.url("/v1/merchants/shop/payments/F1/refunds"),
+        Some(TOKEN),
+        &json!({"amount": "0.01", "refund_key": 5}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["field"], "refund_key", "{}", r.text());
 }
 
 /// One shop whose webhook endpoint hangs does not hold back another shop's webhooks: the

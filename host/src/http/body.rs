@@ -72,6 +72,42 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
+/// A JSON body as `T`: refused with `400 invalid_json`, `what` (the object expected) and serde's
+/// reason, naming the field refused (its path: `refund_key`, `settings.partner`, an unknown
+/// key) where serde can tell. `quiet` leaves the refused value out of the message (it may be
+/// a secret).
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+    quiet: bool,
+) -> Result<T, ApiError> {
+    let said = |reason: String| match quiet {
+        true => crate::config::unquoted(&reason),
+        false => reason,
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let reason = said(e.inner().to_string());
+        let path = e.path().to_string();
+        // The path names the refused value, an unknown key included; "." is the object itself.
+        let field = (path != ".").then_some(path);
+        let message = format!("the body is not {what}: {reason}");
+        match field {
+            Some(f) => ApiError::field(400, "invalid_json", &f, format!("{f}: {message}")),
+            None => ApiError::new(400, "invalid_json", message),
+        }
+    })?;
+    // Anything after the object (a second one, stray text).
+    de.end().map_err(|e| {
+        ApiError::new(
+            400,
+            "invalid_json",
+            format!("the body is not {what}: {}", said(e.to_string())),
+        )
+    })?;
+    Ok(value)
+}
+
 pub fn text(status: u16, body: impl Into<String>) -> Response<Body> {
     Response::builder()
         .status(status)

@@ -292,13 +292,11 @@ pub async fn create_refund(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let body = read_body(req.into_body(), MAX_API_BODY).await?;
-    let cmd: crate::refunds::RefundCommand = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            400,
-            "invalid_json",
-            format!("the body is not the expected JSON object {{\"amount\", \"reason\", \"refund_key\"?}}: {e}"),
-        )
-    })?;
+    let cmd: crate::refunds::RefundCommand = crate::http::body::parse_json(
+        &body,
+        "the expected JSON object {\"amount\", \"reason\", \"refund_key\"?}",
+        false,
+    )?;
     let started_by = match who {
         Caller::Operator => "api:operator".to_owned(),
         Caller::Merchant(m) => format!("api:merchant:{m}"),

@@ -33,17 +33,9 @@ pub async fn put_merchant(
         ));
     }
     let body = read_body(req.into_body(), MAX_API_BODY).await?;
-    let mut raw: crate::config::RawMerchant = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            400,
-            "invalid_json",
-            // serde quotes the value it refused, which may be a secret: left out.
-            format!(
-                "the body is not a merchant settings object: {}",
-                crate::config::unquoted(&e.to_string())
-            ),
-        )
-    })?;
+    // serde quotes the value it refused, which may be a secret: left out (`quiet`).
+    let mut raw: crate::config::RawMerchant =
+        crate::http::body::parse_json(&body, "a merchant settings object", true)?;
     // Webhooks are signed with the merchant's own secret: left out, the one it has (made with
     // the merchant) is kept. So is its webhook URL when the body does not name it (a settings-only
     // PUT must not silently stop the shop's webhooks); `"shop_webhook_url": null` removes it.

@@ -15,13 +15,8 @@ pub(super) async fn create_payment(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let body = read_body(req.into_body(), MAX_API_BODY).await?;
-    let request: CreatePayment = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            400,
-            "invalid_json",
-            format!("the body is not the expected JSON object: {e}"),
-        )
-    })?;
+    let request: CreatePayment =
+        crate::http::body::parse_json(&body, "the expected JSON object", false)?;
     if let Some(url) = request.return_url.as_deref().map(str::trim) {
         if let Ok(m) = app.merchant(id).await {
             if !m.return_url_allowed(url) {
