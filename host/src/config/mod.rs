@@ -287,8 +287,20 @@ fn without_echoes(problems: Vec<String>) -> Vec<String> {
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the configuration {}", path.display()))
+    std::fs::read_to_string(path).with_context(|| {
+        // A bare name is the commands' default (`--config payhost.toml`) looked up in the
+        // current folder, which is seldom where the file is.
+        let hint = match std::path::Path::new(path).components().count() {
+            1 if !path.exists() => format!(
+                " (looked for in the current folder, {}: pass --config /path/to/payhost.toml)",
+                std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|_| "unknown".into())
+            ),
+            _ => String::new(),
+        };
+        format!("cannot read the configuration {}{hint}", path.display())
+    })
 }
 
 fn base_of(path: &Path) -> &Path {
@@ -985,5 +997,20 @@ mod tests {
             "{shown}"
         );
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_missing_default_configuration_says_where_it_was_looked_for() {
+        let e = super::read(std::path::Path::new("no-such-payhost.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("looked for in the current folder") && e.contains("--config"),
+            "{e}"
+        );
+        let e = super::read(std::path::Path::new("/no/such/payhost.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("current folder"), "{e}");
     }
 }
