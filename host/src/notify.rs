@@ -1042,12 +1042,18 @@ impl App {
                 Processed::stop(NotifyOutcome::Mismatch, format!("held for review: {reason}"))
                     .with_seen(verified)
             }
-            Err(_) => {
+            // The query failed (perhaps for a moment): the provider is asked to send the
+            // notification again, whose query may then record the refund; the owner is told
+            // meanwhile, in case it never does.
+            Err(e) => {
                 let reason = "支付宝报告了一笔部分退款但没有金额，交易查询没有成功：请点「查询 Sync」 / a partial refund was reported without its amount and the trade query failed: press Sync";
                 self.hold_amountless_refund(merchant_id, verified, reason)
                     .await;
-                Processed::stop(NotifyOutcome::Mismatch, format!("held for review: {reason}"))
-                    .with_seen(verified)
+                Processed::stop(
+                    NotifyOutcome::Retry(RetryCause::VerifyUnreachable),
+                    format!("{reason} ({})", e.message),
+                )
+                .with_seen(verified)
             }
         }
     }

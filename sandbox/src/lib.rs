@@ -1416,7 +1416,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot listen on {listen}")))?;
     serve_on(sandbox, listener, shutdown).await
 }
 

@@ -944,7 +944,7 @@ async fn start_and_run(
     }
     if args.against.is_some() && args.token.is_none() {
         return Err(format!(
-            "payhost conformance: --against needs --token TOKEN (the host's operator api_token), or the environment variable {TOKEN_ENV}"
+            "payhost conformance: the command line was refused: --against needs --token TOKEN (the host's operator api_token), or the environment variable {TOKEN_ENV}"
         ));
     }
     check_args(args).map_err(|e| format!("payhost conformance: {e}"))?;

@@ -147,7 +147,19 @@ pub fn run(args: Args) -> ExitCode {
             .await
         {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(e),
+            Err(e) => {
+                let in_use = e
+                    .chain()
+                    .filter_map(|c| c.downcast_ref::<std::io::Error>())
+                    .any(|io| io.kind() == std::io::ErrorKind::AddrInUse);
+                fail(match in_use {
+                    true => e.context(format!(
+                        "port {} is taken by another program (perhaps another sandbox or payhost): stop it, or choose another address with --listen",
+                        args.listen.port()
+                    )),
+                    false => e,
+                })
+            }
         }
     })
 }

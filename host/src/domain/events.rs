@@ -27,12 +27,15 @@ pub fn other_trade_reason(recorded: &str, other: &str) -> String {
     )
 }
 
-/// The trade recorded for `payment` when `trade_no` (a notification's, non-empty) is another.
+/// The trade that paid `payment` when `trade_no` (a notification's, non-empty) is another. Only a
+/// trade that paid counts: an unpaid trade closed by the provider records its number too, and
+/// the order's other cashier page may still be paid (a close, then money: paid, and flagged as
+/// such by the state machine).
 pub fn other_trade<'a>(payment: &'a Payment, trade_no: &str) -> Option<&'a str> {
-    payment
-        .trade_no
-        .as_deref()
-        .filter(|recorded| !recorded.is_empty() && !trade_no.is_empty() && *recorded != trade_no)
+    let paid = payment.paid_at.is_some() || crate::domain::state::is_paid(&payment.status);
+    payment.trade_no.as_deref().filter(|recorded| {
+        paid && !recorded.is_empty() && !trade_no.is_empty() && *recorded != trade_no
+    })
 }
 
 impl Applied {
@@ -254,6 +257,30 @@ mod tests {
             assert_eq!(body["paid_at"], want, "{body}");
             assert_eq!(body["created_at"], now);
         }
+    }
+
+    #[test]
+    fn another_trade_is_held_only_once_a_trade_paid_the_order() {
+        // Paid by trade 1999…: trade 2026… paying it too is held, nothing moves.
+        let mut p = payment(crate::domain::state::TRADE_SUCCESS);
+        p.trade_no = Some("1999".into());
+        p.paid_at = Some("2026-12-06T00:00:00Z".into());
+        let plan = plan_notification(&p, &paid(), "now").expect("a plan");
+        assert_eq!(plan.next, p.status);
+        assert!(plan.webhooks.is_empty());
+        assert!(matches!(plan.applied, Applied::OtherTrade { .. }));
+        assert!(plan.review.is_some_and(|r| r.contains("1999")));
+        // Closed by the provider while unpaid (its trade number recorded), then paid through
+        // the order's other page: paid, as money after a close is.
+        let mut closed = payment(TRADE_CLOSED);
+        closed.trade_no = Some("1999".into());
+        let plan = plan_notification(&closed, &paid(), "now").expect("moves");
+        assert!(
+            matches!(plan.applied, Applied::Changed { .. }),
+            "{:?}",
+            plan.applied
+        );
+        assert_eq!(plan.webhooks.len(), 1);
     }
 
     #[test]

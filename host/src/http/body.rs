@@ -89,8 +89,11 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let reason = said(e.inner().to_string());
         let path = e.path().to_string();
-        // The path names the refused value, an unknown key included; "." is the object itself.
-        let field = (path != ".").then_some(path);
+        // The path names the refused value, an unknown key included. No field when it starts
+        // at no key: "." is the object itself, `[0]` a list given for it, and a `?` segment a
+        // syntax error before any key was read (a trailing comma).
+        let keyed = path.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
+        let field = (keyed && !path.contains('?')).then_some(path);
         let message = format!("the body is not {what}: {reason}");
         match field {
             Some(f) => ApiError::field(400, "invalid_json", &f, format!("{f}: {message}")),
@@ -146,4 +149,34 @@ pub fn redirect(location: &str) -> Response<Body> {
         .header("location", location)
         .body(Full::new(Bytes::new()))
         .expect("valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Order {
+        out_trade_no: String,
+    }
+
+    #[test]
+    fn a_refused_body_names_its_field_and_a_syntax_error_none() {
+        let field = |body: &str| {
+            super::parse_json::<Order>(body.as_bytes(), "an order", false)
+                .unwrap_err()
+                .field
+        };
+        assert_eq!(
+            field(r#"{"out_trade_no":5}"#).as_deref(),
+            Some("out_trade_no")
+        );
+        assert_eq!(
+            field(r#"{"out_trade_no":"A","currency":"USD"}"#).as_deref(),
+            Some("currency")
+        );
+        assert_eq!(field(r#"{"out_trade_no":"A",}"#), None);
+        assert_eq!(field(r#"{"out_trade_no":"A"} x"#), None);
+        assert_eq!(field("[1]"), None);
+    }
 }

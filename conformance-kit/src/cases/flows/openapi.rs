@@ -40,6 +40,9 @@ pub(super) struct OpenState {
     order: Option<(Order, String)>,
     /// Whether `openapi.notify.paid_once` saw it paid.
     paid: bool,
+    /// The trade number of the kit's notifies of that order: one trade, as Alipay's refund
+    /// notifies name the trade they refund (a host may hold another trade's message).
+    trade_no: Option<String>,
     /// The order paid in the sandbox's cashier and recovered by sync (refunded next).
     paid_at_gateway: Option<Order>,
     /// The `out_biz_no` of the partial refund the kit notified (the gateway never made it).
@@ -467,22 +470,30 @@ impl Flow<'_> {
         )
     }
 
-    /// The kit's notify for the wap order (a fresh notify_id), as Alipay would sign it.
+    /// The kit's notify for the wap order (a fresh notify_id, the order's one trade), as Alipay
+    /// would sign it.
     fn open_notify(
-        &self,
+        &mut self,
         order: &Order,
         refund: Option<(String, String)>,
     ) -> Result<OpenNotify, Stop> {
+        let trade_no = self
+            .open
+            .trade_no
+            .get_or_insert_with(|| {
+                format!(
+                    "2026{}{:08}",
+                    unix_now(),
+                    rand::random::<u32>() % 100_000_000
+                )
+            })
+            .clone();
         let app = self.open_app()?;
         Ok(OpenNotify {
             app_id: app.app_id.clone(),
             seller_id: app.seller_id.clone(),
             out_trade_no: order.out_trade_no.clone(),
-            trade_no: format!(
-                "2026{}{:08}",
-                unix_now(),
-                rand::random::<u32>() % 100_000_000
-            ),
+            trade_no,
             subject: "conformance 开放平台".into(),
             total_amount: order.total_fee.clone(),
             trade_status: "TRADE_SUCCESS".into(),
