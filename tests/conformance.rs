@@ -513,8 +513,23 @@ fn serve_for_kit(name: &str) -> (Payhost, String) {
 /// each run) is a set-up problem: exit 2 with what to do, the host's words whole.
 #[test]
 fn a_host_that_refuses_the_kits_sandbox_is_a_run_that_could_not_start() {
-    let (host, _allowed) = serve_for_kit("conformance-origin-refused");
-    let out = conformance(&["--against", &host.url(""), "--token", TOKEN]);
+    let (host, allowed) = serve_for_kit("conformance-origin-refused");
+    // A port other than the allowed one, named: a port the kit picked itself could be the one
+    // just freed for the host's allowed origin.
+    let other = loop {
+        let p = format!("127.0.0.1:{}", free_port());
+        if p != allowed {
+            break p;
+        }
+    };
+    let out = conformance(&[
+        "--against",
+        &host.url(""),
+        "--token",
+        TOKEN,
+        "--sandbox-listen",
+        &other,
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),

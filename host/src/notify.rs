@@ -538,7 +538,9 @@ impl App {
         let partial = verified.event != crate::domain::state::TradeEvent::Refunded
             && verified.refund.as_ref().is_some_and(is_amountless);
         if partial {
-            return self.partial_refund_from_query(merchant_id, &verified).await;
+            if let Some(learned) = self.partial_refund_from_query(merchant_id, &verified).await {
+                return learned;
+            }
         }
         self.apply_verified(
             merchant_id,
@@ -732,21 +734,44 @@ impl App {
             other_trade = %crate::log_limit::clean(&verified.trade_no),
             "ALERT: another trade reports on an order with a recorded trade (paid twice?); flagged for review, nothing applied"
         );
+        Some(
+            self.held_for_review(
+                merchant_id,
+                verified,
+                payment,
+                &reason,
+                source,
+                "held for review: ",
+            )
+            .await,
+        )
+    }
+
+    /// Flags `payment` for review with `reason` and stops the notification as `mismatch` (its
+    /// detail `source: …; ` + `lead` + the reason), or as a store failure to retry when the flag
+    /// cannot be written: nothing of it is applied either way.
+    async fn held_for_review(
+        &self,
+        merchant_id: &str,
+        verified: &Notification,
+        payment: &crate::store::Payment,
+        reason: &str,
+        source: Option<&str>,
+        lead: &str,
+    ) -> Processed {
         if let Err(e) = self
             .store
-            .flag_for_review(merchant_id, &payment.out_trade_no, &reason)
+            .flag_for_review(merchant_id, &payment.out_trade_no, reason)
             .await
         {
-            return Some(
-                Processed::stop(NotifyOutcome::Retry(RetryCause::StoreFailed), e.to_string())
-                    .with_seen(verified),
-            );
+            return Processed::stop(NotifyOutcome::Retry(RetryCause::StoreFailed), e.to_string())
+                .with_seen(verified);
         }
         let detail = match source {
-            Some(s) => format!("source: {s}; held for review: {reason}"),
-            None => format!("held for review: {reason}"),
+            Some(s) => format!("source: {s}; {lead}{reason}"),
+            None => format!("{lead}{reason}"),
         };
-        Some(Processed::stop(NotifyOutcome::Mismatch, detail).with_seen(verified))
+        Processed::stop(NotifyOutcome::Mismatch, detail).with_seen(verified)
     }
 
     /// Matches a verified notification against its order (amount, seller: the component's
@@ -784,21 +809,10 @@ impl App {
             reason = %crate::log_limit::clean(&reason),
             "ALERT: a confirmed notification cannot be applied to its order; flagged for review, not paid"
         );
-        if let Err(e) = self
-            .store
-            .flag_for_review(merchant_id, &payment.out_trade_no, &reason)
-            .await
-        {
-            return Some(
-                Processed::stop(NotifyOutcome::Retry(RetryCause::StoreFailed), e.to_string())
-                    .with_seen(verified),
-            );
-        }
-        let detail = match source {
-            Some(s) => format!("source: {s}; {reason}"),
-            None => reason,
-        };
-        Some(Processed::stop(NotifyOutcome::Mismatch, detail).with_seen(verified))
+        Some(
+            self.held_for_review(merchant_id, verified, payment, &reason, source, "")
+                .await,
+        )
     }
 
     /// A verified report about a refund (a notification's or a queried trade's `refund`): matched
@@ -950,14 +964,16 @@ impl App {
     }
 
     /// A legacy partial-refund notification names no amount: the trade query does. When the
-    /// query cannot tell, the payment is flagged for review until someone syncs it, and does not
-    /// move: the state machine never moves a payment on a refund without its amount (the shop
-    /// would be told of a refund of nothing, and again once the amount is known).
+    /// query answers but cannot tell (its total fits no refund here, or shows nothing new), the
+    /// payment is flagged for review until someone syncs it and does not move (the shop would be
+    /// told of a refund of nothing, and again once the amount is known). `None` when the query
+    /// fails: then only the provider's word is known, and the state machine moves the payment
+    /// on it, flagged for review.
     async fn partial_refund_from_query(
         &self,
         merchant_id: &str,
         verified: &Notification,
-    ) -> Processed {
+    ) -> Option<Processed> {
         // Alipay sends a notification again until it reads `success`: one this path learned
         // before is a duplicate (the query's own id is what was claimed then, so the query would
         // now answer "duplicate", which cannot tell an older answer from a known refund).
@@ -971,14 +987,16 @@ impl App {
                     && r.outcome.as_deref() == Some(NotifyOutcome::Applied.label())
             });
             if learned {
-                return Processed::stop(
-                    NotifyOutcome::Duplicate,
-                    "a partial refund without its amount, applied before from the trade query",
-                )
-                .with_seen(verified);
+                return Some(
+                    Processed::stop(
+                        NotifyOutcome::Duplicate,
+                        "a partial refund without its amount, applied before from the trade query",
+                    )
+                    .with_seen(verified),
+                );
             }
         }
-        match self.sync_payment(merchant_id, &verified.out_trade_no).await {
+        let processed = match self.sync_payment(merchant_id, &verified.out_trade_no).await {
             // The query's total recorded the refund: learned. (An answer that changed nothing
             // may be older than the refund: not taken for it.)
             Ok(synced) if synced.outcome == NotifyOutcome::Applied.label() => Processed::stop(
@@ -1026,7 +1044,7 @@ impl App {
                     succeeded().filter_map(|r| r.completed_at.as_deref()).collect();
                 let made = verified.refund.as_ref().and_then(|r| r.time.as_deref());
                 if recorded_since(&recorded_at, made) {
-                    return Processed::stop(
+                    return Some(Processed::stop(
                             NotifyOutcome::Duplicate,
                             format!(
                                 "a partial refund without its amount: the trade query's refunded total ({}.{:02}) is recorded here, the last of it after this refund was made",
@@ -1034,7 +1052,7 @@ impl App {
                                 counted % 100
                             ),
                         )
-                        .with_seen(verified);
+                        .with_seen(verified));
                 }
                 let reason = "支付宝报告了一笔部分退款但没有金额，交易查询里还没有这笔退款：请稍后点「查询 Sync」 / a partial refund was reported without its amount and the trade query does not show it yet: press Sync later";
                 self.hold_amountless_refund(merchant_id, verified, reason)
@@ -1042,20 +1060,17 @@ impl App {
                 Processed::stop(NotifyOutcome::Mismatch, format!("held for review: {reason}"))
                     .with_seen(verified)
             }
-            // The query failed (perhaps for a moment): the provider is asked to send the
-            // notification again, whose query may then record the refund; the owner is told
-            // meanwhile, in case it never does.
-            Err(e) => {
+            // The query failed (perhaps for good: a legacy merchant without the trade query's
+            // contract): the state machine moves the payment, as the provider's word says, and
+            // the owner is told to look.
+            Err(_) => {
                 let reason = "支付宝报告了一笔部分退款但没有金额，交易查询没有成功：请点「查询 Sync」 / a partial refund was reported without its amount and the trade query failed: press Sync";
                 self.hold_amountless_refund(merchant_id, verified, reason)
                     .await;
-                Processed::stop(
-                    NotifyOutcome::Retry(RetryCause::VerifyUnreachable),
-                    format!("{reason} ({})", e.message),
-                )
-                .with_seen(verified)
+                return None;
             }
-        }
+        };
+        Some(processed)
     }
 
     /// A partial refund without its amount that the trade query does not explain: said in the
