@@ -106,6 +106,29 @@ async fn confirm_as_seller(sandbox: &str, confirm_url: &str) {
     assert_eq!(done.status, 200, "{}", done.text());
 }
 
+/// Starts a refund of `amount` under `key` on the payment at `url` (201); its answer.
+async fn start_refund(url: &str, amount: &str, key: &str) -> serde_json::Value {
+    let started = send_json(
+        "POST",
+        &format!("{url}/refunds"),
+        Some(TOKEN),
+        &serde_json::json!({"amount": amount, "reason": "缺货", "refund_key": key}),
+    )
+    .await;
+    assert_eq!(started.status, 201, "{}", started.text());
+    started.json()
+}
+
+/// Alipay's back office refunds `fee` of order `no`'s trade (its notification names no amount).
+async fn back_office_refund(sandbox: &str, no: &str, fee: &str) {
+    let r = post_form(
+        &format!("{sandbox}/sandbox/refund"),
+        &format!("partner={PARTNER}&out_trade_no={no}&refund_fee={fee}"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
 /// A world of one legacy merchant `ref` on the sandbox, its webhooks to a stub shop that
 /// answers `ok`.
 async fn legacy_world(name: &str) -> (TestSandbox, StubServer, TestHost) {
@@ -591,22 +614,10 @@ async fn a_legacy_partial_refund_synced_before_its_notify_moves_nothing_again() 
 async fn a_back_office_refund_beside_a_seller_confirmed_one_is_counted_too() {
     let (sandbox, _shop, host) = one_paid_legacy_order("refunds-beside", "RB1", "10.00").await;
     let url = host.url("/v1/merchants/ref/payments/RB1");
-    let started = send_json(
-        "POST",
-        &format!("{url}/refunds"),
-        Some(TOKEN),
-        &serde_json::json!({"amount": "3.00", "reason": "缺货", "refund_key": "rb-1"}),
-    )
-    .await;
-    assert_eq!(started.status, 201, "{}", started.text());
-    let confirm = started.json()["confirm_url"].as_str().unwrap().to_owned();
+    let started = start_refund(&url, "3.00", "rb-1").await;
+    let confirm = started["confirm_url"].as_str().unwrap().to_owned();
     // The back office refunds 3.00 of the trade.
-    let r = post_form(
-        &format!("{}/sandbox/refund", sandbox.base),
-        &format!("partner={PARTNER}&out_trade_no=RB1&refund_fee=3.00"),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    back_office_refund(&sandbox.base, "RB1", "3.00").await;
     wait_for("the back office's refund counted", async || {
         get(&url, Some(TOKEN)).await.json()["refunded_amount"] == "3.00"
     })
@@ -660,20 +671,8 @@ async fn a_back_office_refund_beside_a_seller_confirmed_one_is_counted_too() {
 async fn a_back_office_refund_that_fits_no_pending_one_is_held_without_moving_the_payment() {
     let (sandbox, shop, host) = one_paid_legacy_order("refunds-held", "RH1", "10.00").await;
     let url = host.url("/v1/merchants/ref/payments/RH1");
-    let started = send_json(
-        "POST",
-        &format!("{url}/refunds"),
-        Some(TOKEN),
-        &serde_json::json!({"amount": "6.00", "reason": "缺货", "refund_key": "rh-1"}),
-    )
-    .await;
-    assert_eq!(started.status, 201, "{}", started.text());
-    let r = post_form(
-        &format!("{}/sandbox/refund", sandbox.base),
-        &format!("partner={PARTNER}&out_trade_no=RH1&refund_fee=5.00"),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    start_refund(&url, "6.00", "rh-1").await;
+    back_office_refund(&sandbox.base, "RH1", "5.00").await;
     wait_for("the back office's notification acknowledged", async || {
         let state = sandbox.sandbox.state();
         let notifies: Vec<&serde_json::Value> = state["notifies"]
