@@ -1188,6 +1188,26 @@ async fn refund_rules(s: &dyn Store) {
     );
     assert_eq!(refunded("o1").await, (PARTIALLY_REFUNDED.to_owned(), 500));
 
+    // Another trade's refund report (the order paid twice) is held under the payment's lock,
+    // whatever was read before the transaction: nothing recorded, the payment flagged.
+    let mut foreign = effect_of("rn-other", "o1", report("other-1", Some(100), None, true));
+    foreign.paid.trade_no = "2015";
+    let held = s.apply_refund_report(&foreign).await.unwrap();
+    assert!(
+        matches!(&held, RefundApplied::Mismatch(r) if r.contains("2015") && r.contains("2014")),
+        "{held:?}"
+    );
+    assert_eq!(refunded("o1").await, (PARTIALLY_REFUNDED.to_owned(), 500));
+    assert_eq!(
+        s.payment("m1", "o1")
+            .await
+            .unwrap()
+            .unwrap()
+            .trade_no
+            .as_deref(),
+        Some("2014")
+    );
+
     // A failed refund gives its amount back; the rest refunded makes it REFUNDED.
     let RefundBegun::New(failing) = s
         .begin_refund(&new("o1", Some("k2"), 500, "r5"))

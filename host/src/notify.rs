@@ -694,6 +694,11 @@ impl App {
                         tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no = %crate::log_limit::clean(&verified.out_trade_no), "ALERT: an order closed here was paid; flagged for review");
                     }
                 }
+                // Another trade, found only under the payment's lock (its paid notification
+                // committed meanwhile): held by the commit, said as the check before it says it.
+                if let Applied::OtherTrade { recorded, other } = &applied {
+                    tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no = %crate::log_limit::clean(&verified.out_trade_no), recorded_trade = %crate::log_limit::clean(recorded), other_trade = %crate::log_limit::clean(other), "ALERT: another trade reports on an order with a recorded trade (paid twice?); flagged for review, nothing applied");
+                }
                 // A webhook was queued with the change: the outbox delivers it now, not at its
                 // next poll.
                 if effect.webhook_url.is_some()

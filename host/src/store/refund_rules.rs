@@ -177,7 +177,14 @@ pub async fn apply_refund_report<T: RefundTx>(
     {
         return Ok(RefundApplied::Known);
     }
-    if !e.paid.trade_no.is_empty() || e.paid.buyer_email.is_some() || e.paid.paid_at.is_some() {
+    // Another trade's refund (the order paid twice): held, as the notify path holds it before
+    // the transaction; checked here under the payment's lock too, for a report that raced the
+    // paid notification of the order's first trade.
+    let other_trade = crate::domain::events::other_trade(&p, e.paid.trade_no)
+        .map(|recorded| crate::domain::events::other_trade_reason(recorded, e.paid.trade_no));
+    if other_trade.is_none()
+        && (!e.paid.trade_no.is_empty() || e.paid.buyer_email.is_some() || e.paid.paid_at.is_some())
+    {
         tx.fill_paid(e.merchant_id, e.out_trade_no, &e.paid).await?;
         // As stored (only what was missing): the webhooks below say it.
         let given = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_owned);
@@ -186,7 +193,10 @@ pub async fn apply_refund_report<T: RefundTx>(
         p.paid_at = p.paid_at.or_else(|| given(e.paid.paid_at));
     }
     let lines = lines_of(tx, &p).await?;
-    let write = plan_report(&lines, p.total_fen, &e.report);
+    let write = match other_trade {
+        Some(reason) => RefundWrite::Flag(reason),
+        None => plan_report(&lines, p.total_fen, &e.report),
+    };
     if matches!(write, RefundWrite::Flag(_)) {
         // Held for review is not handled: the same report later (a Sync once nothing is
         // pending, the provider's resend) is decided again, not skipped as known. Holding it
