@@ -662,6 +662,53 @@ async fn a_back_office_refund_beside_a_seller_confirmed_one_is_counted_too() {
     );
 }
 
+/// Two first requests for one order at the same instant, each with its own subject: both start
+/// a page before either is kept, and the one kept second finds the first's payment. Its buyer's
+/// page is started again with the stored subject, as a repeated request's is: every page of the
+/// order shows what the shop, the admin and the reconciliation show. (The gateway's answers wait
+/// 300 ms so that both requests are past the look-up before either is kept.)
+#[tokio::test(flavor = "multi_thread")]
+async fn two_first_requests_at_once_show_the_stored_subject_on_both_pages() {
+    let (sandbox, _shop, host) = legacy_world("refunds-first-twice").await;
+    sandbox.sandbox.set_faults(payhost_sandbox::Faults {
+        delay_ms: 300,
+        ..Default::default()
+    });
+    let create = async |subject: &str| {
+        let order = serde_json::json!({"out_trade_no": "RACE", "subject": subject, "total_fee": "3.00", "return_url": "https://shop.example/r"});
+        send_json(
+            "POST",
+            &host.url("/v1/merchants/ref/payments"),
+            Some(TOKEN),
+            &order,
+        )
+        .await
+    };
+    let (a, b) = tokio::join!(create("甲"), create("乙"));
+    sandbox
+        .sandbox
+        .set_faults(payhost_sandbox::Faults::default());
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [200, 201], "{} / {}", a.text(), b.text());
+    let stored = get(&host.url("/v1/merchants/ref/payments/RACE"), Some(TOKEN))
+        .await
+        .json()["subject"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for r in [&a, &b] {
+        let page = get(r.json()["pay_url"].as_str().unwrap(), None).await;
+        let token = cashier_token(&page.text());
+        let trade = sandbox.sandbox.trade(&token).expect("the page's trade");
+        assert_eq!(
+            trade.subject, stored,
+            "the page answered {} shows the stored subject",
+            r.status
+        );
+    }
+}
+
 /// A legacy refund started here waits for the seller (6.00) while Alipay's back office refunds
 /// another amount (5.00): the back office's notification names no amount, and the trade's
 /// refunded total fits no refund pending here. It is held for review, and the payment does not

@@ -55,6 +55,28 @@ impl From<CallError> for ApiError {
     }
 }
 
+/// A payment the component would not start. Settings that were valid when saved but do not
+/// allow this payment (the app product with an MD5 merchant) are a 400 naming the setting and
+/// its rule: the request asks for what the merchant cannot do.
+fn start_refused(e: PluginError) -> ApiError {
+    match e {
+        PluginError::InvalidSettings(fields) => {
+            let first = fields.first().map(|f| f.field.clone()).unwrap_or_default();
+            ApiError::field(
+                400,
+                "invalid_request",
+                &first,
+                fields
+                    .iter()
+                    .map(|f| format!("{}: {}", f.field, f.reason))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        }
+        e => plugin_error_to_api(e),
+    }
+}
+
 pub(crate) fn plugin_error_to_api(e: PluginError) -> ApiError {
     use PluginError as E;
     match e {
@@ -705,28 +727,10 @@ impl App {
 
         let policy = self.merchant_policy(&merchant);
         let mut session = plugin.session().await?;
-        let started = session
+        let mut started = session
             .start_payment(&policy, &merchant.settings, &order)
             .await?
-            .map_err(|e| match e {
-                // Settings that were valid when saved but do not allow this payment (the app
-                // product with an MD5 merchant): the request asks for what the merchant cannot
-                // do, a 400 naming the setting and its rule.
-                PluginError::InvalidSettings(fields) => {
-                    let first = fields.first().map(|f| f.field.clone()).unwrap_or_default();
-                    ApiError::field(
-                        400,
-                        "invalid_request",
-                        &first,
-                        fields
-                            .iter()
-                            .map(|f| format!("{}: {}", f.field, f.reason))
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    )
-                }
-                e => plugin_error_to_api(e),
-            })?;
+            .map_err(start_refused)?;
         let now = store::now_rfc3339();
         let payment = Payment {
             merchant_id: merchant_id.to_owned(),
@@ -766,6 +770,16 @@ impl App {
                         "out_trade_no",
                         "out_trade_no exists with another amount or seller",
                     ));
+                }
+                // Another request kept this order first, under its own subject: the buyer's
+                // page is started again with the stored one (what the shop, the admin and the
+                // reconciliation show), as for a repeated request above.
+                if existing.subject != order.subject {
+                    order.subject = existing.subject.clone();
+                    started = session
+                        .start_payment(&policy, &merchant.settings, &order)
+                        .await?
+                        .map_err(start_refused)?;
                 }
                 self.store
                     .set_payment_token(
