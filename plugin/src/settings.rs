@@ -206,7 +206,7 @@ const FIELDS: &[FieldSpec] = &[
         kind: FieldKind::Pem,
         required: false,
         secret: true,
-        rule: "PEM (PKCS#8 or PKCS#1) or its base64 body; required when sign_type is RSA",
+        rule: "PEM (PKCS#8 or PKCS#1) or its base64 body, a 1024-bit key; required when sign_type is RSA",
         options: &[],
         default_value: None,
     },
@@ -349,7 +349,7 @@ const FIELDS: &[FieldSpec] = &[
         kind: FieldKind::Text,
         required: false,
         secret: false,
-        rule: "16 digits starting with 2088; the default seller of api openapi (an order's seller_id overrides it)",
+        rule: "16 digits starting with 2088; the default seller of api openapi (an order's seller_id overrides it; without it, every order must name its seller)",
         options: &[],
         default_value: None,
     },
@@ -677,6 +677,18 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
                 None
             }
             Some(pem) => match sign::parse_private_key(pem) {
+                // A 2048-bit key would cost a forged notify_data of a few KiB more than a call's
+                // fuel to decrypt, and a real notify nearly as much (issue 21's flood).
+                Ok(k) if k.size() != sign::LEGACY_RSA_KEY_BYTES => {
+                    errors.push(FieldError::new(
+                        "private_key",
+                        format!(
+                            "must be a 1024-bit key for sign_type RSA (this one is {}-bit): Alipay's legacy interfaces encrypt notify_data for it in 128-byte blocks; a 2048-bit key is the open platform's (api = openapi, RSA2, app_private_key)",
+                            k.size() * 8
+                        ),
+                    ));
+                    None
+                }
                 Ok(k) => Some(k),
                 Err(e) => {
                     errors.push(FieldError::new("private_key", e.to_string()));
@@ -1028,6 +1040,33 @@ mod tests {
         assert_eq!(s.signer.sec_id(), "0001");
         assert_eq!(s.mode, Mode::C2c);
         assert_eq!(s.seller_email, None);
+    }
+
+    /// A legacy RSA merchant's own key is 1024-bit: a 2048-bit one (the open platform's size)
+    /// is refused with the rule, since a notify_data of its blocks costs a call's fuel.
+    #[test]
+    fn a_legacy_rsa_private_key_is_1024_bit() {
+        let errs = validate(&pairs(&[
+            ("partner", "2088101122136241"),
+            ("sign_type", "RSA"),
+            ("seller_email", "seller@example.com"),
+            (
+                "private_key",
+                include_str!("../testdata/openapi/keys/app_test_private_pkcs8.pem"),
+            ),
+            (
+                "alipay_public_key",
+                include_str!("../testdata/test_pub.pem"),
+            ),
+        ]))
+        .unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "private_key");
+        assert!(
+            errs[0].reason.contains("1024-bit") && errs[0].reason.contains("this one is 2048-bit"),
+            "{}",
+            errs[0].reason
+        );
     }
 
     #[test]

@@ -238,6 +238,12 @@ const KEY_SIZE_RULE: &str = "the key must be a 1024-bit (RSA) or 2048-bit (RSA2)
 /// limits leave room for encoding differences, not for a larger key.
 const MAX_PRIVATE_KEY_DER: usize = 1_400;
 const MAX_PUBLIC_KEY_DER: usize = 400;
+/// A 1024-bit public key's DER is 140 bytes (PKCS#1) or 162 (SPKI); a 512-bit one's 74 or 94.
+const MIN_PUBLIC_KEY_DER: usize = 140;
+const SMALL_KEY_RULE: &str = "the key is shorter than 1024 bits (or cut short): Alipay's keys are 1024-bit (RSA) or 2048-bit (RSA2)";
+/// The legacy interfaces' RSA key (`sign_type` RSA, `api` mapi) is 1024-bit: Alipay encrypts
+/// `notify_data` and `res_data` for it in 128-byte blocks ([WAP §5.2]; every demo reads 128).
+pub const LEGACY_RSA_KEY_BYTES: usize = 128;
 
 fn check_bits(size_bytes: usize) -> Result<(), RsaError> {
     if (MIN_KEY_BITS..=MAX_KEY_BITS).contains(&(size_bytes * 8)) {
@@ -272,7 +278,16 @@ pub fn parse_public_key(text: &str) -> Result<PublicKey, RsaError> {
         None => spki().or_else(pkcs1).ok_or(RsaError::BadKey(
             "the base64 body is neither SPKI nor PKCS#1",
         )),
-    }?;
+    }
+    // The `rsa` crate refuses to read a key below 1024 bits at all: a DER shorter than the
+    // smallest 1024-bit one is named for its size, not as unreadable.
+    .map_err(|e| {
+        if der.len() < MIN_PUBLIC_KEY_DER {
+            RsaError::BadKey(SMALL_KEY_RULE)
+        } else {
+            e
+        }
+    })?;
     check_bits(key.size())?;
     Ok(PublicKey(key))
 }
@@ -448,6 +463,11 @@ mod tests {
                 Some(RsaError::BadKey(why)) => assert_eq!(why, KEY_SIZE_RULE, "{what}"),
                 other => panic!("{what}: {other:?}"),
             }
+        }
+        // The `rsa` crate will not read a 512-bit public key at all: named for its size too.
+        match parse_public_key(include_str!("../testdata/undersized_512_pub.pem")) {
+            Err(RsaError::BadKey(why)) => assert_eq!(why, SMALL_KEY_RULE),
+            other => panic!("512-bit public: {other:?}"),
         }
         // 16 KiB of key body: refused by its length, before any parsing.
         let huge = format!(
