@@ -1599,6 +1599,16 @@ async fn refusals_say_why_in_the_owners_words() {
         assert!(again.contains(want), "{want}: {again}");
     }
     assert!(!again.contains("支付平台说明：given up"), "{again}");
+    // The timeline keeps the give-up as a step of its own (a later confirmation ends the
+    // refund's row SUCCESS).
+    let timeline = again
+        .split("id=\"timeline\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no timeline: {again}"));
+    assert!(
+        timeline.contains("\">放弃退款</td><td data-label=\"说明\">¥0.50 · 由 运营者（主密码登录） 在 payhost 放弃"),
+        "{timeline}"
+    );
     // …while the API keeps what it said.
     let view = get(
         &format!("{base}/v1/merchants/demo/payments/WORDS-PAID"),

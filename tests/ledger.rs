@@ -650,4 +650,115 @@ mod open_platform {
         assert_eq!(payment(&d, &never).await["status"], "TRADE_CLOSED");
         assert_eq!(close(&never).await.status, 409, "closed once");
     }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_payment_read_during_refunds_is_one_snapshot() {
+        let dir = temp_dir("ledger-snapshot");
+        let db = dir.join("demo.db").display().to_string();
+        reads_during_refunds(&dir, &db).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_payment_read_during_refunds_is_one_snapshot_on_postgres() {
+        let pg = PgCluster::start("ledger-snapshot-pg");
+        let url = pg.create_database("snapshot");
+        reads_during_refunds(&temp_dir("ledger-snapshot-pg"), &url).await;
+        drop(pg);
+    }
+
+    /// A shop polls `GET …/payments/{no}` while refunds of 1.00 succeed one after another: every
+    /// answer is one moment of the books. Its `refunded_amount` is what its SUCCESS refunds add
+    /// up to, and its status says refunded exactly when something was. (The payment, its total
+    /// and its refunds were separate reads, and an answer could straddle a refund's commit:
+    /// TRADE_SUCCESS beside a refund already SUCCESS.)
+    async fn reads_during_refunds(dir: &std::path::Path, db: &str) {
+        let d = spawn_payhost(
+            dir,
+            &[
+                "demo",
+                "--api-token",
+                DEMO_TOKEN,
+                "--admin-password",
+                ADMIN_PASSWORD,
+                "--database",
+                db,
+            ],
+        );
+        let (no, pay_url) = buy(&d).await;
+        let token = cashier_token(&get(&pay_url, None).await.text());
+        post_form(
+            &format!("{}/sandbox/openapi/cashier/pay", d.base),
+            &format!("token={token}"),
+        )
+        .await;
+        wait_for("paid", async || {
+            payment(&d, &no).await["status"] == "TRADE_SUCCESS"
+        })
+        .await;
+        let fen = |v: &serde_json::Value| -> u64 {
+            let s = v.as_str().unwrap_or_else(|| panic!("{v}"));
+            let (y, f) = s.split_once('.').unwrap();
+            y.parse::<u64>().unwrap() * 100 + f.parse::<u64>().unwrap()
+        };
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (base, no, done) = (d.base.clone(), no.clone(), done.clone());
+                tokio::spawn(async move {
+                    let (mut reads, mut torn) = (0, Vec::new());
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        let p = get(
+                            &format!("{base}/v1/merchants/{M}/payments/{no}"),
+                            Some(DEMO_TOKEN),
+                        )
+                        .await
+                        .json();
+                        let refunded = fen(&p["refunded_amount"]);
+                        let succeeded: u64 = p["refunds"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .filter(|r| r["status"] == "SUCCESS")
+                            .map(|r| fen(&r["amount"]))
+                            .sum();
+                        let says_refunded = matches!(
+                            p["status"].as_str(),
+                            Some("PARTIALLY_REFUNDED" | "REFUNDED")
+                        );
+                        if refunded != succeeded || says_refunded != (refunded > 0) {
+                            torn.push(format!(
+                                "{} refunded {} with SUCCESS refunds of {succeeded}",
+                                p["status"], p["refunded_amount"]
+                            ));
+                        }
+                        reads += 1;
+                    }
+                    (reads, torn)
+                })
+            })
+            .collect();
+        for i in 0..12 {
+            let r = refund(
+                &d,
+                &no,
+                serde_json::json!({"amount": "1.00", "reason": "分批", "refund_key": format!("snap-{i}")}),
+            )
+            .await;
+            assert_eq!(r.status, 201, "{}", r.text());
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut reads, mut torn) = (0, Vec::new());
+        for r in readers {
+            let (n, t) = r.await.unwrap();
+            reads += n;
+            torn.extend(t);
+        }
+        assert!(reads > 12, "the readers ran ({reads} reads)");
+        assert!(
+            torn.is_empty(),
+            "{} of {reads} answers torn: {torn:?}",
+            torn.len()
+        );
+        assert_eq!(payment(&d, &no).await["refunded_amount"], "12.00");
+    }
 }

@@ -499,6 +499,24 @@ async fn a_refund_given_up_then_confirmed_beside_a_second_one_is_recorded() {
         .map(|r| r["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["SUCCESS", "FAILED"], "{p}");
+    // The refund that left says so, not "never confirmed"; the give-up stays on the timeline.
+    assert_eq!(
+        p["refunds"][0]["detail"],
+        "given up by test (then the seller confirmed it on the provider's page)",
+        "{p}"
+    );
+    let given_up: Vec<&serde_json::Value> = p["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "refund_given_up")
+        .collect();
+    assert_eq!(given_up.len(), 1, "{p}");
+    assert_eq!(
+        given_up[0]["detail"],
+        format!("#{} 1.00 test", first["id"]),
+        "{p}"
+    );
     assert!(
         p["review"]
             .as_str()

@@ -361,6 +361,9 @@ pub async fn clear_review(
     Ok(())
 }
 
+/// The timeline entry of a refund given up here: its detail is `#<refund id> <amount> <who>`.
+pub const REFUND_GIVEN_UP: &str = "refund_given_up";
+
 /// Adds an entry to a payment's timeline; a failure is logged, never the request's.
 pub async fn note(app: &App, merchant: &str, out_trade_no: &str, kind: &str, detail: Option<&str>) {
     record(app, merchant, out_trade_no, kind, detail, false).await
@@ -397,31 +400,21 @@ async fn record(
 
 /// A payment's timeline, oldest first: created, each redirect, every notification with its
 /// outcome, returns, query syncs, closes, refunds and each webhook attempt.
-pub async fn timeline(app: &App, p: &Payment) -> Result<Vec<serde_json::Value>, ApiError> {
-    let (m, no) = (&p.merchant_id, &p.out_trade_no);
+pub fn timeline(record: &crate::store::ledger::PaymentRecord) -> Vec<serde_json::Value> {
+    let p = &record.ledger.payment;
     let mut items: Vec<(String, u8, serde_json::Value)> = vec![(
         p.created_at.clone(),
         0,
         serde_json::json!({"at": p.created_at, "kind": "created", "detail": format!("{} {}", p.total_fee(), p.subject)}),
     )];
-    for e in app
-        .store
-        .events_for(m, no)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    for e in &record.events {
         items.push((
             e.at.clone(),
             1,
             serde_json::json!({"at": e.at, "kind": e.kind, "detail": e.detail}),
         ));
     }
-    for n in app
-        .store
-        .notifications_for(m, no)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    for n in &record.notifications {
         let query = n
             .detail
             .as_deref()
@@ -439,12 +432,7 @@ pub async fn timeline(app: &App, p: &Payment) -> Result<Vec<serde_json::Value>, 
             }),
         ));
     }
-    for r in app
-        .store
-        .refunds_for(m, no)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    for r in &record.refunds {
         items.push((
             r.created_at.clone(),
             3,
@@ -460,12 +448,7 @@ pub async fn timeline(app: &App, p: &Payment) -> Result<Vec<serde_json::Value>, 
             ));
         }
     }
-    for a in app
-        .store
-        .webhook_attempts_for(m, no)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    for a in &record.webhook_attempts {
         items.push((
             a.at.clone(),
             5,
@@ -474,7 +457,7 @@ pub async fn timeline(app: &App, p: &Payment) -> Result<Vec<serde_json::Value>, 
         ));
     }
     items.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    Ok(items.into_iter().map(|(_, _, v)| v).collect())
+    items.into_iter().map(|(_, _, v)| v).collect()
 }
 
 #[cfg(test)]

@@ -594,6 +594,17 @@ impl App {
             by,
             "refund given up"
         );
+        // On the payment's timeline too: should the seller confirm it after all, the refund's
+        // row ends SUCCESS, and this is where the give-up (its amount refundable again meanwhile)
+        // stays visible.
+        crate::ledger::note(
+            self,
+            merchant_id,
+            out_trade_no,
+            crate::ledger::REFUND_GIVEN_UP,
+            Some(&format!("#{id} {} {by}", refund.amount())),
+        )
+        .await;
         self.store
             .refund(merchant_id, id)
             .await

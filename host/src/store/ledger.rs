@@ -160,6 +160,18 @@ pub struct LedgerPayment {
     pub refunded_fen: u64,
 }
 
+/// A payment and everything its page shows, read from one snapshot of the database
+/// ([`Ledger::payment_record`]).
+#[derive(Debug, Clone)]
+pub struct PaymentRecord {
+    pub ledger: LedgerPayment,
+    /// Oldest first, as each `…_for` read answers.
+    pub notifications: Vec<super::NotificationRecord>,
+    pub refunds: Vec<Refund>,
+    pub events: Vec<PaymentEvent>,
+    pub webhook_attempts: Vec<WebhookAttempt>,
+}
+
 /// A merchant with its counts (`GET /v1/merchants`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct MerchantCounts {
@@ -381,6 +393,14 @@ pub trait Ledger: Send + Sync {
     async fn refund_totals(&self, f: &RefundFilter) -> Result<RefundTotals>;
     /// A payment's refunds, oldest first.
     async fn refunds_for(&self, merchant: &str, out_trade_no: &str) -> Result<Vec<Refund>>;
+    /// A payment with its refunded total, notifications, refunds, events and webhook attempts,
+    /// all read in one transaction: a page never shows a refund's success beside the payment
+    /// as it was before it (separate reads could straddle the refund's commit).
+    async fn payment_record(
+        &self,
+        merchant: &str,
+        out_trade_no: &str,
+    ) -> Result<Option<PaymentRecord>>;
     /// One refund.
     async fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>>;
     /// Claims the send again of a PENDING refund that waits for no seller: true (and

@@ -285,24 +285,17 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
     if !ctx.who.sees(id) {
         return Page::NotFound;
     }
-    let Ok(Some(lp)) = app.store.ledger_payment(id, no).await else {
+    // One read of everything shown: the status, the refunded total and the refunds agree.
+    let Ok(Some(record)) = app.store.payment_record(id, no).await else {
         return Page::NotFound;
     };
     let zone = &app.config.admin.time_zone;
+    let (lp, refunds, attempts) = (&record.ledger, &record.refunds, &record.webhook_attempts);
     let p = &lp.payment;
-    let refunds = app.store.refunds_for(id, no).await.unwrap_or_default();
-    let attempts = app
-        .store
-        .webhook_attempts_for(id, no)
-        .await
-        .unwrap_or_default();
     // The ledger's timeline (the API's), in words and the zone's times.
-    let timeline: Vec<Value> = super::timeline::lines(
-        ctx.lang,
-        zone,
-        &crate::ledger::timeline(app, p).await.unwrap_or_default(),
-    );
-    let refundable_fen = refundable_of(p, &refunds);
+    let timeline: Vec<Value> =
+        super::timeline::lines(ctx.lang, zone, &crate::ledger::timeline(&record));
+    let refundable_fen = refundable_of(p, refunds);
     let pending_fen =
         crate::domain::refunds::Totals::of(&refunds.iter().map(|r| r.line()).collect::<Vec<_>>())
             .pending;

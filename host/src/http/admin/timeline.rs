@@ -71,6 +71,7 @@ fn words(lang: Lang, e: &serde_json::Value) -> (String, String) {
         "return" => t("买家返回", "buyer returned"),
         "close" | "closed" => t("关闭", "closed"),
         "review" => t("人工核对", "review"),
+        crate::ledger::REFUND_GIVEN_UP => t("放弃退款", "refund given up"),
         other => format!("{} {other}", t("记录", "entry")),
     };
     // A refund given up here (放弃) is stored FAILED with the host's words, not the provider's.
@@ -116,6 +117,14 @@ fn words(lang: Lang, e: &serde_json::Value) -> (String, String) {
             ));
         }
         ("refund", _) | (_, None) => {}
+        (crate::ledger::REFUND_GIVEN_UP, Some(d)) => {
+            // `#<id> <amount> <who>`
+            let mut it = d.splitn(3, ' ');
+            if let (Some(_), Some(amount), Some(by)) = (it.next(), it.next(), it.next()) {
+                parts.push(format!("¥{amount}"));
+                parts.push(given_up_note(lang, by));
+            }
+        }
         ("return", Some(d)) => parts.push(status_word(lang, d).to_owned()),
         // The cashier's signed URL runs to a dozen lines on a phone and tells the owner nothing
         // but where the buyer was sent: its origin.

@@ -59,9 +59,10 @@ pub(super) async fn get_payment(
     out_trade_no: &str,
 ) -> Result<Response<Body>, ApiError> {
     app.merchant(id).await?;
-    let p = app
+    // One read of everything shown: the status, the refunded total and the refunds agree.
+    let record = app
         .store
-        .payment(id, out_trade_no)
+        .payment_record(id, out_trade_no)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| {
@@ -72,23 +73,9 @@ pub(super) async fn get_payment(
                 format!("no payment {}", crate::domain::quoted_order(out_trade_no)),
             )
         })?;
-    let notifications = app
-        .store
-        .notifications_for(id, out_trade_no)
-        .await
-        .map_err(ApiError::internal)?;
-    let refunded_fen = app
-        .store
-        .ledger_payment(id, out_trade_no)
-        .await
-        .map_err(ApiError::internal)?
-        .map_or(0, |l| l.refunded_fen);
-    let refunds = app
-        .store
-        .refunds_for(id, out_trade_no)
-        .await
-        .map_err(ApiError::internal)?;
-    let mut timeline = crate::ledger::timeline(app, &p).await?;
+    let mut timeline = crate::ledger::timeline(&record);
+    let (p, refunded_fen) = (&record.ledger.payment, record.ledger.refunded_fen);
+    let (notifications, refunds) = (&record.notifications, &record.refunds);
     // The admin's login names stay in the admin (its timeline is this one, unredacted).
     for item in &mut timeline {
         if let Some(by) = item["started_by"].as_str() {
@@ -108,7 +95,7 @@ pub(super) async fn get_payment(
             "seller_email": p.seller,
             "trade_no": p.trade_no,
             "buyer_email": p.buyer_email,
-            "paid_at": crate::ledger::paid_at_utc(&p),
+            "paid_at": crate::ledger::paid_at_utc(p),
             "review": p.review,
             "created_at": p.created_at,
             "refunded_amount": format!("{}.{:02}", refunded_fen / 100, refunded_fen % 100),

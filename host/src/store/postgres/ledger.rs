@@ -88,6 +88,53 @@ const INSERT_REFUND: &str = concat!(
     refund_columns!()
 );
 
+async fn ledger_payment_in(
+    c: &impl GenericClient,
+    merchant: &str,
+    no: &str,
+) -> Result<Option<LedgerPayment>> {
+    c.query_opt(
+        &format!("SELECT {PAYMENT_COLUMNS}, refunded_fen FROM payments WHERE merchant_id = $1 AND out_trade_no = $2"),
+        &[&merchant, &no],
+    )
+    .await?
+    .as_ref()
+    .map(ledger_from_row)
+    .transpose()
+}
+
+async fn events_in(c: &impl GenericClient, merchant: &str, no: &str) -> Result<Vec<PaymentEvent>> {
+    c.query(
+        "SELECT at, kind, detail FROM payment_events WHERE merchant_id = $1 AND out_trade_no = $2 ORDER BY id",
+        &[&merchant, &no],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(PaymentEvent {
+            at: r.try_get(0)?,
+            kind: r.try_get(1)?,
+            detail: r.try_get(2)?,
+        })
+    })
+    .collect()
+}
+
+async fn attempts_in(
+    c: &impl GenericClient,
+    merchant: &str,
+    no: &str,
+) -> Result<Vec<WebhookAttempt>> {
+    c.query(
+        "SELECT webhook_id, event_type, at, http_status, error FROM webhook_attempts WHERE merchant_id = $1 AND out_trade_no = $2 ORDER BY id",
+        &[&merchant, &no],
+    )
+    .await?
+    .iter()
+    .map(attempt_from_row)
+    .collect()
+}
+
 async fn refunds_in(c: &impl GenericClient, merchant: &str, no: &str) -> Result<Vec<Refund>> {
     c.query(REFUNDS_OF, &[&merchant, &no])
         .await?
@@ -152,7 +199,7 @@ impl RefundTx for PgTx {
         detail: Option<&str>,
     ) -> Result<()> {
         self.execute(
-            "UPDATE refunds SET status = $3, completed_at = $4, detail = CASE WHEN $3 = 'SUCCESS' AND (detail IS NULL OR detail NOT LIKE 'given up by %') THEN $5 ELSE COALESCE($5, detail) END WHERE merchant_id = $1 AND id = $2",
+            "UPDATE refunds SET status = $3, completed_at = $4, detail = CASE WHEN $3 = 'SUCCESS' AND detail LIKE 'given up by %' THEN REPLACE(detail, ': the seller never confirmed it', ' (then the seller confirmed it on the provider''s page)') || COALESCE('; ' || $5::text, '') WHEN $3 = 'SUCCESS' THEN $5 ELSE COALESCE($5, detail) END WHERE merchant_id = $1 AND id = $2",
             &[&merchant, &id, &status, &completed_at, &detail],
         )
         .await?;
@@ -270,19 +317,7 @@ impl Ledger for PostgresStore {
     }
 
     async fn ledger_payment(&self, merchant: &str, no: &str) -> Result<Option<LedgerPayment>> {
-        let (m, n) = (merchant.to_owned(), no.to_owned());
-        self.run(|pool| async move {
-            let c = pool.get().await?;
-            c.query_opt(
-                &format!("SELECT {PAYMENT_COLUMNS}, refunded_fen FROM payments WHERE merchant_id = $1 AND out_trade_no = $2"),
-                &[&m, &n],
-            )
-            .await?
-            .as_ref()
-            .map(ledger_from_row)
-            .transpose()
-        })
-        .await
+        ledger_payment_in(&self.client().await?, merchant, no).await
     }
 
     async fn payment_by_trade_no(&self, merchant: &str, trade_no: &str) -> Result<Option<Payment>> {
@@ -376,6 +411,28 @@ impl Ledger for PostgresStore {
         self.run(|pool| async move {
             let c = pool.get().await?;
             refunds_in(&c, &m, &n).await
+        })
+        .await
+    }
+
+    async fn payment_record(&self, merchant: &str, no: &str) -> Result<Option<PaymentRecord>> {
+        let (m, n) = (merchant.to_owned(), no.to_owned());
+        self.tx(move |t| {
+            Box::pin(async move {
+                // One snapshot for every read below (READ COMMITTED takes one per statement).
+                t.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .await?;
+                let Some(ledger) = ledger_payment_in(t, &m, &n).await? else {
+                    return Ok(None);
+                };
+                Ok(Some(PaymentRecord {
+                    ledger,
+                    notifications: super::notifications::notifications_in(t, &m, &n).await?,
+                    refunds: refunds_in(t, &m, &n).await?,
+                    events: events_in(t, &m, &n).await?,
+                    webhook_attempts: attempts_in(t, &m, &n).await?,
+                }))
+            })
         })
         .await
     }
@@ -633,25 +690,7 @@ impl Ledger for PostgresStore {
     }
 
     async fn events_for(&self, merchant: &str, no: &str) -> Result<Vec<PaymentEvent>> {
-        let (m, n) = (merchant.to_owned(), no.to_owned());
-        self.run(|pool| async move {
-            let c = pool.get().await?;
-            c.query(
-                "SELECT at, kind, detail FROM payment_events WHERE merchant_id = $1 AND out_trade_no = $2 ORDER BY id",
-                &[&m, &n],
-            )
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(PaymentEvent {
-                    at: r.try_get(0)?,
-                    kind: r.try_get(1)?,
-                    detail: r.try_get(2)?,
-                })
-            })
-            .collect()
-        })
-        .await
+        events_in(&self.client().await?, merchant, no).await
     }
 
     async fn record_webhook_attempt(
@@ -674,18 +713,6 @@ impl Ledger for PostgresStore {
     }
 
     async fn webhook_attempts_for(&self, merchant: &str, no: &str) -> Result<Vec<WebhookAttempt>> {
-        let (m, n) = (merchant.to_owned(), no.to_owned());
-        self.run(|pool| async move {
-            let c = pool.get().await?;
-            c.query(
-                "SELECT webhook_id, event_type, at, http_status, error FROM webhook_attempts WHERE merchant_id = $1 AND out_trade_no = $2 ORDER BY id",
-                &[&m, &n],
-            )
-            .await?
-            .iter()
-            .map(attempt_from_row)
-            .collect()
-        })
-        .await
+        attempts_in(&self.client().await?, merchant, no).await
     }
 }

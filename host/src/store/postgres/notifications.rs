@@ -40,20 +40,7 @@ impl Notifications for PostgresStore {
         merchant: &str,
         out_trade_no: &str,
     ) -> Result<Vec<NotificationRecord>> {
-        let args = [merchant, out_trade_no].map(str::to_owned);
-        {
-            let c = self.client().await?;
-            let st = c
-                .prepare_cached(&format!(
-                    "{NOTIFICATION_SELECT} WHERE r.merchant_id = $1 AND r.out_trade_no = $2 ORDER BY n.id"
-                ))
-                .await?;
-            c.query(&st, &[&args[0], &args[1]])
-                .await?
-                .iter()
-                .map(notification_from_row)
-                .collect()
-        }
+        notifications_in(&self.client().await?, merchant, out_trade_no).await
     }
 
     async fn recent_notifications(
@@ -168,4 +155,22 @@ impl Notifications for PostgresStore {
         tx.commit().await.context("the database could not commit")?;
         Ok(r)
     }
+}
+
+/// A payment's notifications, oldest first.
+pub(super) async fn notifications_in(
+    c: &impl deadpool_postgres::GenericClient,
+    merchant: &str,
+    out_trade_no: &str,
+) -> Result<Vec<NotificationRecord>> {
+    let st = c
+        .prepare_cached(&format!(
+            "{NOTIFICATION_SELECT} WHERE r.merchant_id = $1 AND r.out_trade_no = $2 ORDER BY n.id"
+        ))
+        .await?;
+    c.query(&st, &[&merchant, &out_trade_no])
+        .await?
+        .iter()
+        .map(notification_from_row)
+        .collect()
 }

@@ -60,6 +60,43 @@ const PENDING_REFUNDS: &str = "SELECT * FROM refunds WHERE status = 'PENDING' AN
 /// [`Ledger::claim_refund_send`](crate::store::ledger::Ledger::claim_refund_send).
 const CLAIM_REFUND_SEND: &str = "UPDATE refunds SET last_sent_at = ?4 WHERE merchant_id = ?1 AND id = ?2 AND status = 'PENDING' AND confirm_url IS NULL AND created_at < ?3 AND (last_sent_at IS NULL OR last_sent_at < ?3)";
 
+fn ledger_payment_in(conn: &Connection, merchant: &str, no: &str) -> Result<Option<LedgerPayment>> {
+    Ok(conn
+        .prepare_cached("SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2")?
+        .query_row(params![merchant, no], ledger_from_row)
+        .optional()?)
+}
+
+fn events_in(conn: &Connection, merchant: &str, no: &str) -> Result<Vec<PaymentEvent>> {
+    let mut st = conn.prepare_cached("SELECT at, kind, detail FROM payment_events WHERE merchant_id = ?1 AND out_trade_no = ?2 ORDER BY id")?;
+    let rows = st
+        .query_map(params![merchant, no], |r| {
+            Ok(PaymentEvent {
+                at: r.get(0)?,
+                kind: r.get(1)?,
+                detail: r.get(2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+fn attempts_in(conn: &Connection, merchant: &str, no: &str) -> Result<Vec<WebhookAttempt>> {
+    let mut st = conn.prepare_cached("SELECT webhook_id, event_type, at, http_status, error FROM webhook_attempts WHERE merchant_id = ?1 AND out_trade_no = ?2 ORDER BY id")?;
+    let rows = st
+        .query_map(params![merchant, no], |r| {
+            Ok(WebhookAttempt {
+                webhook_id: r.get(0)?,
+                event_type: r.get(1)?,
+                at: r.get(2)?,
+                http_status: r.get(3)?,
+                error: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
 fn refunds_in(conn: &Connection, merchant: &str, no: &str) -> Result<Vec<Refund>> {
     let mut st = conn.prepare_cached(
         "SELECT * FROM refunds WHERE merchant_id = ?1 AND out_trade_no = ?2 ORDER BY id",
@@ -120,7 +157,7 @@ impl RefundTx for SqliteTx<'_> {
         detail: Option<&str>,
     ) -> Result<()> {
         self.0.prepare_cached(
-            "UPDATE refunds SET status = ?3, completed_at = ?4, detail = CASE WHEN ?3 = 'SUCCESS' AND (detail IS NULL OR detail NOT LIKE 'given up by %') THEN ?5 ELSE COALESCE(?5, detail) END WHERE merchant_id = ?1 AND id = ?2",
+            "UPDATE refunds SET status = ?3, completed_at = ?4, detail = CASE WHEN ?3 = 'SUCCESS' AND detail LIKE 'given up by %' THEN REPLACE(detail, ': the seller never confirmed it', ' (then the seller confirmed it on the provider''s page)') || COALESCE('; ' || ?5, '') WHEN ?3 = 'SUCCESS' THEN ?5 ELSE COALESCE(?5, detail) END WHERE merchant_id = ?1 AND id = ?2",
         )?
         .execute(params![merchant, id, status, completed_at, detail])?;
         Ok(())
@@ -230,15 +267,8 @@ impl Ledger for SqliteStore {
 
     async fn ledger_payment(&self, merchant: &str, no: &str) -> Result<Option<LedgerPayment>> {
         let (merchant, no) = (merchant.to_owned(), no.to_owned());
-        self.read(move |conn| {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2",
-                )?
-                .query_row(params![merchant, no], ledger_from_row)
-                .optional()?)
-        })
-        .await
+        self.read(move |conn| ledger_payment_in(conn, &merchant, &no))
+            .await
     }
 
     async fn payment_by_trade_no(&self, merchant: &str, trade_no: &str) -> Result<Option<Payment>> {
@@ -317,6 +347,27 @@ impl Ledger for SqliteStore {
         let (merchant, no) = (merchant.to_owned(), no.to_owned());
         self.read(move |conn| refunds_in(conn, &merchant, &no))
             .await
+    }
+
+    async fn payment_record(&self, merchant: &str, no: &str) -> Result<Option<PaymentRecord>> {
+        let (merchant, no) = (merchant.to_owned(), no.to_owned());
+        self.read(move |conn| {
+            // One read transaction: WAL gives it one snapshot, whatever commits meanwhile.
+            let tx = conn.unchecked_transaction()?;
+            let Some(ledger) = ledger_payment_in(&tx, &merchant, &no)? else {
+                return Ok(None);
+            };
+            let record = PaymentRecord {
+                ledger,
+                notifications: super::notifications::notifications_in(&tx, &merchant, &no)?,
+                refunds: refunds_in(&tx, &merchant, &no)?,
+                events: events_in(&tx, &merchant, &no)?,
+                webhook_attempts: attempts_in(&tx, &merchant, &no)?,
+            };
+            tx.finish()?;
+            Ok(Some(record))
+        })
+        .await
     }
 
     async fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>> {
@@ -587,22 +638,8 @@ impl Ledger for SqliteStore {
     }
 
     async fn events_for(&self, merchant: &str, no: &str) -> Result<Vec<PaymentEvent>> {
-        let merchant = merchant.to_owned();
-        let no = no.to_owned();
-        self.read(move |conn| {
-        let mut st = conn.prepare_cached("SELECT at, kind, detail FROM payment_events WHERE merchant_id = ?1 AND out_trade_no = ?2 ORDER BY id")?;
-        let rows = st
-            .query_map(params![merchant, no], |r| {
-                Ok(PaymentEvent {
-                    at: r.get(0)?,
-                    kind: r.get(1)?,
-                    detail: r.get(2)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
-        })
-        .await
+        let (merchant, no) = (merchant.to_owned(), no.to_owned());
+        self.read(move |conn| events_in(conn, &merchant, &no)).await
     }
 
     async fn record_webhook_attempt(
@@ -621,23 +658,8 @@ impl Ledger for SqliteStore {
     }
 
     async fn webhook_attempts_for(&self, merchant: &str, no: &str) -> Result<Vec<WebhookAttempt>> {
-        let merchant = merchant.to_owned();
-        let no = no.to_owned();
-        self.read(move |conn| {
-        let mut st = conn.prepare_cached("SELECT webhook_id, event_type, at, http_status, error FROM webhook_attempts WHERE merchant_id = ?1 AND out_trade_no = ?2 ORDER BY id")?;
-        let rows = st
-            .query_map(params![merchant, no], |r| {
-                Ok(WebhookAttempt {
-                    webhook_id: r.get(0)?,
-                    event_type: r.get(1)?,
-                    at: r.get(2)?,
-                    http_status: r.get(3)?,
-                    error: r.get(4)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
-        })
-        .await
+        let (merchant, no) = (merchant.to_owned(), no.to_owned());
+        self.read(move |conn| attempts_in(conn, &merchant, &no))
+            .await
     }
 }

@@ -4,7 +4,7 @@
 use super::tx::{run_rule, SqliteTx};
 use super::SqliteStore;
 use crate::store::*;
-use rusqlite::params;
+use rusqlite::{params, Connection};
 
 const NOTIFICATION_SELECT: &str = "SELECT n.id, n.merchant_id, n.received_at, r.notify_id, r.out_trade_no, r.trade_status, r.outcome, r.detail
      FROM raw_notifications n LEFT JOIN notification_results r ON r.raw_id = n.id";
@@ -74,17 +74,8 @@ impl Notifications for SqliteStore {
         merchant: &str,
         out_trade_no: &str,
     ) -> Result<Vec<NotificationRecord>> {
-        let args = [merchant, out_trade_no].map(str::to_owned);
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "{NOTIFICATION_SELECT} WHERE r.merchant_id = ?1 AND r.out_trade_no = ?2 ORDER BY n.id"
-            ))?;
-            let rows = stmt
-                .query_map(params![args[0], args[1]], notification_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
-        .await
+        let [m, no] = [merchant, out_trade_no].map(str::to_owned);
+        self.read(move |c| notifications_in(c, &m, &no)).await
     }
 
     async fn recent_notifications(
@@ -164,4 +155,19 @@ impl Notifications for SqliteStore {
         })
         .await
     }
+}
+
+/// A payment's notifications, oldest first.
+pub(super) fn notifications_in(
+    c: &Connection,
+    merchant: &str,
+    out_trade_no: &str,
+) -> Result<Vec<NotificationRecord>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "{NOTIFICATION_SELECT} WHERE r.merchant_id = ?1 AND r.out_trade_no = ?2 ORDER BY n.id"
+    ))?;
+    let rows = stmt
+        .query_map(params![merchant, out_trade_no], notification_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
 }
