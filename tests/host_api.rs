@@ -1197,6 +1197,14 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
+    // A merchant that is not there: named, with the ones that are.
+    let unknown = command(&["token", "create", "--merchant", "nosuch"]);
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--merchant \"nosuch\": no such merchant (the merchants are: a"),
+        "{err}"
+    );
     let version = || -> i64 {
         rusqlite::Connection::open(&older)
             .unwrap()

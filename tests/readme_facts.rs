@@ -304,9 +304,29 @@ fn an_address_space_limit_costs_the_bounds_checks_not_the_start() {
     );
     // No admin password in it: said, as `payhost serve` would, though not a problem of the file.
     assert!(
-        text_of(&out).contains("warning: admin_password_hash: not set"),
+        text_of(&out)
+            .contains("warning: admin_password_hash: not set and the database has no admin user"),
         "{}",
         text_of(&out)
+    );
+    // An admin user in the database is a way in: nothing to warn of.
+    let added = payhost(&[
+        "admin-user",
+        "add",
+        "ops",
+        "--role",
+        "operator",
+        "--generate",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(code_of(&added), 0, "{}", text_of(&added));
+    let again = payhost(&["check-config", "--config", path.to_str().unwrap()]);
+    assert_eq!(code_of(&again), 0, "{}", text_of(&again));
+    assert!(
+        !text_of(&again).contains("admin_password_hash"),
+        "{}",
+        text_of(&again)
     );
 }
 
@@ -327,7 +347,8 @@ fn exit_codes_are_the_ones_stated() {
     let said = text_of(&demo);
     assert!(
         said.contains("- --api-token: must be at least 16")
-            && said.contains("- --trusted-proxy [0]")
+            && said.contains("- --trusted-proxy: \"10.0.0.5/40\" is not an address block")
+            && !said.contains("[0]")
             && !said.contains("api_token:"),
         "{said}"
     );

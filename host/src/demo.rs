@@ -118,20 +118,50 @@ pub fn config(demo: &Demo, opts: &Options) -> Result<Config> {
         // The demo's configuration is made from its flags: a problem names the flag given.
         let mut text = format!("{e:#}");
         for (key, flag) in [
-            ("api_token:", "--api-token:"),
-            ("trusted_proxies[", "--trusted-proxy ["),
-            ("outbound.allowed_origins[", "--allow-origin ["),
-            ("public_url:", "--public-url:"),
-            ("listen:", "--listen:"),
-            ("database:", "--database:"),
+            ("api_token", "--api-token"),
+            ("trusted_proxies", "--trusted-proxy"),
+            ("outbound.allowed_origins", "--allow-origin"),
+            ("public_url", "--public-url"),
+            ("listen", "--listen"),
+            ("database", "--database"),
         ] {
-            text = text.replace(&format!("- {key}"), &format!("- {flag}"));
+            text = flag_named(&text, key, flag);
         }
         anyhow::anyhow!(
             "{}",
             text.replacen("configuration problems", "the demo's flags", 1)
         )
     })
+}
+
+/// `text` with each problem line's `- key:` or `- key[n]:` named as the flag: a repeated flag's
+/// problem quotes the value given, so its position in the list would only puzzle.
+fn flag_named(text: &str, key: &str, flag: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let Some(rest) = line
+                .trim_start()
+                .strip_prefix("- ")
+                .and_then(|r| r.strip_prefix(key))
+            else {
+                return line.to_owned();
+            };
+            let rest = match rest.strip_prefix('[') {
+                Some(r) => r
+                    .trim_start_matches(|c: char| c.is_ascii_digit())
+                    .strip_prefix(']'),
+                None => Some(rest),
+            };
+            match rest.filter(|r| r.starts_with(':')) {
+                Some(r) => {
+                    let indent = &line[..line.len() - line.trim_start().len()];
+                    format!("{indent}- {flag}{r}")
+                }
+                None => line.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// payhost built from the demo's `config` with the sandbox under `/sandbox` and the shop under

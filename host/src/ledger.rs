@@ -83,6 +83,9 @@ pub(crate) fn q_value(v: String) -> Result<String, ApiError> {
     }
 }
 
+/// The end of a list's known filters: its paging, which a CSV (every row) does not take.
+pub(crate) const PAGING: &str = ", limit, cursor";
+
 /// `limit`: a page size, 1 to [`MAX_PAGE`].
 pub(crate) fn limit_value(v: &str) -> Result<u32, ApiError> {
     match v.parse::<u32>() {
@@ -144,7 +147,7 @@ pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<PaymentFil
             other => {
                 return Err(bad(
                     other,
-                    "unknown filter (merchant, status, from, to, q, min_amount, max_amount, review, limit, cursor)",
+                    &format!("unknown filter (merchant, status, from, to, q, min_amount, max_amount, review{PAGING})"),
                 ))
             }
         }

@@ -15,8 +15,7 @@ use crate::store::ledger::{Refund, RefundFilter};
 pub const STATUSES: [&str; 3] = [refunds::PENDING, refunds::SUCCESS, refunds::FAILED];
 
 /// The filter's parameters, named in the refusal of an unknown one.
-const PARAMETERS: &str =
-    "merchant, status, from, to, completed_from, completed_to, q, limit, cursor";
+const PARAMETERS: &str = "merchant, status, from, to, completed_from, completed_to, q";
 
 /// The filters of `GET /v1/refunds` (and `/v1/refunds.csv`) from the query string. `own` is a
 /// merchant token's merchant: it sees only its own (another `merchant` is a 403).
@@ -54,7 +53,10 @@ pub fn parse_filter(query: Option<&str>, own: Option<&str>) -> Result<RefundFilt
             other => {
                 return Err(bad(
                     other,
-                    &format!("unknown filter of the refund list ({PARAMETERS})"),
+                    &format!(
+                        "unknown filter of the refund list ({PARAMETERS}{})",
+                        crate::ledger::PAGING
+                    ),
                 ))
             }
         }

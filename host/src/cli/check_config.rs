@@ -28,14 +28,6 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }
-    if config.admin_password_hash.is_none() {
-        // Not a problem of the file (admin users may exist in the database, which this command
-        // does not open), but `payhost serve` would say the same when there are none.
-        eprintln!(
-            "warning: admin_password_hash: not set; unless the database has an admin user (`payhost admin-user list --config {0}`), nobody can log into the admin page: set one with `payhost admin-password --config {0}`",
-            path.display()
-        );
-    }
     for source in &config.plugins {
         let manifest = payhost::manifest::Manifest::load(&source.manifest);
         if let Some(w) = manifest
@@ -74,6 +66,21 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
                 }
             },
         };
+        // Not a problem of the file, but `payhost serve` says the same when nobody can log in:
+        // no admin password, and no admin user in the database (read, not changed).
+        if config.admin_password_hash.is_none() {
+            match payhost::store::has_admin_user(&config).await {
+                Some(true) => {}
+                Some(false) => eprintln!(
+                    "warning: admin_password_hash: not set and the database has no admin user: nobody can log into the admin page: set a password with `payhost admin-password --config {0}` or add a user with `payhost admin-user add --config {0}`",
+                    path.display()
+                ),
+                None => eprintln!(
+                    "warning: admin_password_hash: not set; unless the database has an admin user (`payhost admin-user list --config {0}`), nobody can log into the admin page: set one with `payhost admin-password --config {0}`",
+                    path.display()
+                ),
+            }
+        }
         if problems.is_empty() {
             let components: Vec<String> = plugins
                 .iter()

@@ -71,7 +71,16 @@ async fn token(action: Action) -> Result<()> {
         } => {
             let stored = store.merchant(&merchant).await.ok().flatten().is_some();
             if !stored && !config.merchants.contains_key(&merchant) {
-                bail!("no merchant {merchant:?}");
+                let mut known: Vec<String> = store.merchant_ids().await.unwrap_or_default();
+                known.extend(config.merchants.keys().cloned());
+                known.sort();
+                known.dedup();
+                let hint = if known.is_empty() {
+                    "there is none yet: add one with `payhost merchant add` or a [merchants.<id>] table in payhost.toml".to_owned()
+                } else {
+                    format!("the merchants are: {}", known.join(", "))
+                };
+                bail!("--merchant {merchant:?}: no such merchant ({hint})");
             }
             let token = payhost::auth::new_merchant_token();
             let hash = payhost::auth::token_hash(&token);

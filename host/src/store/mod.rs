@@ -619,6 +619,15 @@ async fn open_with(
     })
 }
 
+/// Whether the configured database has an admin user, read without changing anything (`None`
+/// when that cannot be told).
+pub async fn has_admin_user(config: &crate::config::Config) -> Option<bool> {
+    match &config.database_url {
+        Some(url) => postgres::has_admin_user(url.expose()).await,
+        None => sqlite::has_admin_user(&config.database),
+    }
+}
+
 /// Whether the configured database can be reached, changing nothing (`payhost check-config`):
 /// PostgreSQL answers `SELECT 1`; an SQLite file that exists is a whole database (every page read)
 /// payhost may read and write, and one that does not yet can be created in its folder.

@@ -149,19 +149,25 @@ fn refuse_paging(query: Option<&str>, what: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A filter's refusal as the CSV says it: its list of known filters without the paging.
+fn without_paging(mut e: ApiError) -> ApiError {
+    e.message = e.message.replace(ledger::PAGING, "");
+    e
+}
+
 /// The CSV export's filter from the query, for this caller (the admin's link shows its own
 /// refusal as a page).
 pub fn csv_filter(who: &Caller, query: Option<&str>) -> Result<PaymentFilter, ApiError> {
-    let mut f = ledger::parse_filter(query, own(who))?;
     refuse_paging(query, "payment")?;
+    let mut f = ledger::parse_filter(query, own(who)).map_err(without_paging)?;
     f.limit = CSV_BATCH;
     Ok(f)
 }
 
 /// The refund CSV's filter from the query, for this caller.
 pub fn refunds_csv_filter(who: &Caller, query: Option<&str>) -> Result<RefundFilter, ApiError> {
-    let mut f = refund_list::parse_filter(query, own(who))?;
     refuse_paging(query, "refund")?;
+    let mut f = refund_list::parse_filter(query, own(who)).map_err(without_paging)?;
     f.limit = CSV_BATCH;
     Ok(f)
 }
@@ -334,4 +340,37 @@ pub async fn reconciliation(
         200,
         &app.reconcile(id, date.unwrap_or_default().trim()).await?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CSV's refusal names what it takes: paging is the list's, so an unknown filter's
+    /// message leaves it out, and a page's `limit` or `cursor` is refused as such.
+    #[test]
+    fn a_csv_names_the_filters_it_takes() {
+        let e = csv_filter(&Caller::Operator, Some("page=2")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("page"));
+        assert!(e.message.contains("review)"), "{}", e.message);
+        assert!(!e.message.contains("limit"), "{}", e.message);
+        let e = refunds_csv_filter(&Caller::Operator, Some("page=2")).unwrap_err();
+        assert!(e.message.contains("completed_to, q)"), "{}", e.message);
+        assert!(!e.message.contains("cursor"), "{}", e.message);
+        for q in ["limit=0", "limit=50", "cursor=zzz"] {
+            let e = csv_filter(&Caller::Operator, Some(q)).unwrap_err();
+            assert!(
+                e.message.contains("the CSV holds every"),
+                "{q}: {}",
+                e.message
+            );
+        }
+        // The list itself still names its paging.
+        let e = ledger::parse_filter(Some("page=2"), None).unwrap_err();
+        assert!(
+            e.message.contains("review, limit, cursor)"),
+            "{}",
+            e.message
+        );
+    }
 }

@@ -114,6 +114,36 @@ fn cause(e: &tokio_postgres::Error) -> String {
 
 /// Whether the server answers, changing nothing; Ok(Some(note)) when its schema is older than
 /// this payhost's (`serve` will migrate it). A newer one is refused, as `serve` refuses it.
+/// Whether the database has an admin user (`None` when that cannot be told within 5 s; no such
+/// table yet is `Some(false)`). Reads only.
+pub async fn has_admin_user(url: &str) -> Option<bool> {
+    let mut pg: tokio_postgres::Config = url.parse().ok()?;
+    pg.connect_timeout(Duration::from_secs(5));
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(5), pg.connect(NoTls))
+        .await
+        .ok()?
+        .ok()?;
+    let connection = tokio::spawn(connection);
+    // Two statements, as in check_reachable: a missing table fails the statement naming it.
+    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        let has: bool = client
+            .query_one("SELECT to_regclass('admin_users') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        if !has {
+            return Ok(false);
+        }
+        let row = client
+            .query_one("SELECT EXISTS (SELECT 1 FROM admin_users)", &[])
+            .await?;
+        Ok::<bool, tokio_postgres::Error>(row.get(0))
+    })
+    .await;
+    drop(client);
+    connection.abort();
+    answered.ok()?.ok()
+}
+
 pub async fn check_reachable(url: &str) -> std::result::Result<Option<String>, String> {
     let shown = redact_url(url);
     let mut pg: tokio_postgres::Config = url

@@ -48,33 +48,23 @@ pub(super) fn migrate(conn: &Connection, upgrade: crate::store::Upgrade) -> Resu
     Ok(())
 }
 
-/// What `payhost check-config` can tell of an existing database without changing it: opened
-/// read-only, its schema must be one this payhost knows (a newer one is refused at start) and
-/// readable (a damaged file fails here, not at start). Ok(Some(note)): an older schema, which
-/// `serve` will migrate.
-pub(super) fn check_known(
-    path: &std::path::Path,
-    thorough: bool,
-) -> std::result::Result<Option<String>, String> {
+/// An existing database opened read-only without leaving a file beside it, with whether it
+/// has a log (`-wal`) and whether it is read through it.
+fn open_to_check(path: &std::path::Path) -> rusqlite::Result<(Connection, bool, bool)> {
     use rusqlite::OpenFlags;
-    let shown = path.display();
     let uri = file_uri(path);
     let beside = |suffix: &str| {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
         std::path::PathBuf::from(p)
     };
-    let wal = beside("-wal");
-    let has_wal = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+    let has_wal = std::fs::metadata(beside("-wal")).is_ok_and(|m| m.len() > 0);
     // Commits not yet checkpointed live in the -wal file, and a checkpoint cut short (a stop
     // during one) leaves the main file half old, half new: read through the log when there is
     // one. With its -shm beside it, a read-only connection creates no file. Without one (or
     // without a log) `immutable=1`: a read-only connection would create, and leave, the -wal and
     // -shm files, owned by whoever ran the check; immutable reads the main file alone.
     let through_log = has_wal && beside("-shm").is_file();
-    let unreadable = |e: rusqlite::Error| {
-        format!("database: cannot read {shown} ({e}): the file is damaged, or a running payhost was writing it as it was read (check again)")
-    };
     let conn = Connection::open_with_flags(
         if through_log {
             format!("{uri}?mode=ro")
@@ -84,8 +74,47 @@ pub(super) fn check_known(
         OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI,
-    )
-    .map_err(|e| format!("database: cannot open {shown} ({e})"))?;
+    )?;
+    Ok((conn, has_wal, through_log))
+}
+
+/// Whether an existing database has an admin user, read as [`check_known`] reads (`None` when
+/// that cannot be told; no database or no such table yet is `Some(false)`).
+pub(super) fn has_admin_user(path: &std::path::Path) -> Option<bool> {
+    if !path.exists() {
+        return Some(false);
+    }
+    let (conn, _, _) = open_to_check(path).ok()?;
+    let has_table: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'admin_users')",
+            [],
+            |r| r.get(0),
+        )
+        .ok()?;
+    if !has_table {
+        return Some(false);
+    }
+    conn.query_row("SELECT EXISTS (SELECT 1 FROM admin_users)", [], |r| {
+        r.get(0)
+    })
+    .ok()
+}
+
+/// What `payhost check-config` can tell of an existing database without changing it: opened
+/// read-only, its schema must be one this payhost knows (a newer one is refused at start) and
+/// readable (a damaged file fails here, not at start). Ok(Some(note)): an older schema, which
+/// `serve` will migrate.
+pub(super) fn check_known(
+    path: &std::path::Path,
+    thorough: bool,
+) -> std::result::Result<Option<String>, String> {
+    let shown = path.display();
+    let unreadable = |e: rusqlite::Error| {
+        format!("database: cannot read {shown} ({e}): the file is damaged, or a running payhost was writing it as it was read (check again)")
+    };
+    let (conn, has_wal, through_log) =
+        open_to_check(path).map_err(|e| format!("database: cannot open {shown} ({e})"))?;
     let has_table: bool = match conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')",
         [],

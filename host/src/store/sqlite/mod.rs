@@ -87,6 +87,11 @@ pub fn check_file(path: &Path) -> std::result::Result<(), String> {
     check_file_with(path, false).map(drop)
 }
 
+/// Whether the database at `path` has an admin user ([`migrate::has_admin_user`]).
+pub fn has_admin_user(path: &Path) -> Option<bool> {
+    migrate::has_admin_user(path)
+}
+
 /// [`check_file`], and every page of an existing database read (`PRAGMA quick_check`):
 /// `payhost check-config`, the check of a restored file. A damaged page passed the header check,
 /// and `serve` started, failing only where the page was read. Ok(Some(note)): what `serve` will
