@@ -17,8 +17,8 @@
 use base64::Engine as _;
 use conformance::alipay::cashier_token;
 use conformance::host::{
-    admin_login, admin_post, config_head, csrf_of, free_port, get, payhost_binary, request,
-    send_json, spawn_payhost, temp_dir, Demo, Payhost,
+    admin_login, admin_post, config_head, csrf_of, free_port, get, payhost_binary, post_form,
+    request, send_json, spawn_payhost, temp_dir, Demo, Payhost,
 };
 use conformance::repo_root;
 use serde_json::{json, Value};
@@ -797,6 +797,120 @@ async fn ecshop_refused_webhook_is_retried_and_applied() {
     .await;
     let s = shop.state().await;
     assert_eq!(s["order_action"].as_array().unwrap().len(), 1, "{s}");
+}
+
+/// Cashier pages paid after the shop changed the order (ecshop's legacy API has no close call,
+/// so an opened page stays payable): order 1's buyer picked another payment method (user.php
+/// act_edit_payment: order_info.order_amount 12.50 -> 15.00, the pay_log row left at 12.50), and
+/// order 2 was cancelled in the admin (OS_CANCELED). Neither order becomes paid; each gets a note
+/// for the owner, and payhost's webhook is acknowledged.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_an_old_page_paid_after_the_order_changed_leaves_it_unpaid() {
+    let dir = temp_dir("ecshop-changed");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
+    ecshop_install(&shop, &d, "b2c", "", &creds).await;
+    let (log_1, page_1) = ecshop_checkout(&shop, 1).await;
+    let (log_2, page_2) = ecshop_checkout(&shop, 2).await;
+    get(
+        &shop.url("user.php?act=act_edit_payment&order_id=1&order_amount=15.00"),
+        None,
+    )
+    .await;
+    get(&shop.url("_state.php?order_status=2:2"), None).await;
+    for page in [&page_1, &page_2] {
+        let _ = pay_in_cashier(&pay_url_from_button(page), &d).await;
+    }
+    let notes = async |order_id: u64, marker: &str| -> Vec<String> {
+        shop.state().await["order_action"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["order_id"] == order_id)
+            .filter_map(|a| a["action_note"].as_str().map(str::to_owned))
+            .filter(|n| n.contains(marker))
+            .collect()
+    };
+    wait_until(
+        || async {
+            !notes(1, "[payhost amount").await.is_empty()
+                && !notes(2, "[payhost cancelled").await.is_empty()
+        },
+        "a note on each order",
+    )
+    .await;
+    let s = shop.state().await;
+    assert_eq!(s["pay_log"][&log_1]["is_paid"], 0, "{s}");
+    assert_eq!(s["pay_log"][&log_2]["is_paid"], 0, "{s}");
+    assert_eq!(s["order_info"]["1"]["pay_status"], 0, "{s}");
+    assert_eq!(s["order_info"]["2"]["pay_status"], 0, "{s}");
+    assert_eq!(
+        s["order_info"]["2"]["order_status"], 2,
+        "still cancelled: {s}"
+    );
+    let amount_note = &notes(1, "[payhost amount").await[0];
+    assert!(
+        amount_note.contains("￥12.50") && amount_note.contains("￥15.00"),
+        "the note names what was paid and what is due: {amount_note}"
+    );
+    assert!(
+        notes(2, "[payhost cancelled").await[0].contains("已取消或无效"),
+        "{s}"
+    );
+}
+
+/// The "paid" event refused by the shop (closed for a moment) while the payment is refunded in
+/// full at Alipay: when the shop takes deliveries again, the order is not made paid for money
+/// that went back. payhost's status is asked first; the order gets a note instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_a_paid_event_retried_after_a_full_refund_leaves_the_order_unpaid() {
+    let dir = temp_dir("ecshop-refunded-first");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
+    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
+    ecshop_install(&shop, &d, "b2c", "", &creds).await;
+    let (log_id, page) = ecshop_checkout(&shop, 1).await;
+    get(&shop.url("_state.php?shop_closed=1"), None).await;
+    let _ = pay_in_cashier(&pay_url_from_button(&page), &d).await;
+    let out_trade_no = format!("2026112312345-{log_id}-1250");
+    wait_until(
+        || async { payhost_status(&d, ECSHOP_MERCHANT, &out_trade_no).await == "TRADE_SUCCESS" },
+        "payhost to get Alipay's notify",
+    )
+    .await;
+    let r = post_form(
+        &format!("{d}/sandbox/refund"),
+        &format!("partner={PARTNER}&out_trade_no={out_trade_no}&refund_fee=12.50"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_until(
+        || async { payhost_status(&d, ECSHOP_MERCHANT, &out_trade_no).await == "REFUNDED" },
+        "payhost to get the refund's notify",
+    )
+    .await;
+    get(&shop.url("_state.php?shop_closed=0"), None).await;
+    wait_until(
+        || async {
+            shop.state().await["order_action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| {
+                    a["action_note"]
+                        .as_str()
+                        .is_some_and(|n| n.contains("[payhost refunded "))
+                })
+        },
+        "the note of a payment refunded before the shop took it",
+    )
+    .await;
+    let s = shop.state().await;
+    assert_eq!(s["pay_log"][&log_id]["is_paid"], 0, "{s}");
+    assert_eq!(s["order_info"]["1"]["pay_status"], 0, "{s}");
 }
 
 /// A balance top-up paid by the return and two webhooks at the same moment, with order_paid()'s
@@ -1968,6 +2082,60 @@ async fn shopex_app_works_under_the_stock_dispatcher() {
     shopex_flow(true).await;
 }
 
+/// ShopEx's database refusing writes while the payment is refunded in full at Alipay: the
+/// "paid" event retried afterwards does not make the order paid for money that went back;
+/// payhost's status is asked first, and the order's log says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_a_paid_event_retried_after_a_full_refund_leaves_the_order_unpaid() {
+    let dir = temp_dir("shopex-refunded-first");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &[]);
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
+    let (payment_id, pay_url) = shopex_checkout(&shop, &cfg_id, "20261123001").await;
+    get(&shop.url("_state.php?db_down=1"), None).await;
+    let _ = pay_in_cashier(&pay_url, &d).await;
+    wait_until(
+        || async { demo_log(&demo).contains("the shop answered HTTP 503") },
+        "a refused delivery",
+    )
+    .await;
+    let fee = shop.state().await["payments"][&payment_id]["money"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = post_form(
+        &format!("{d}/sandbox/refund"),
+        &format!("partner={PARTNER}&out_trade_no={payment_id}&refund_fee={fee}"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_until(
+        || async { payhost_status(&d, SHOPEX_MERCHANT, &payment_id).await == "REFUNDED" },
+        "payhost to get the refund's notify",
+    )
+    .await;
+    get(&shop.url("_state.php?db_down=0"), None).await;
+    let marker = format!("[payhost refunded {payment_id}]");
+    wait_until(
+        || async {
+            shop.state().await["order_log"].as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|r| r["log_text"].as_str().is_some_and(|t| t.contains(&marker)))
+            })
+        },
+        "the log line of a payment refunded before the shop took it",
+    )
+    .await;
+    let s = shop.state().await;
+    assert_eq!(s["payments"][&payment_id]["status"], "ready", "{s}");
+    assert!(
+        s["payed_calls"].as_array().is_none_or(|c| c.is_empty()),
+        "the order never paid: {s}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn shopex_return_before_notify_is_confirming_then_paid() {
     let dir = temp_dir("shopex-early");
@@ -2140,8 +2308,8 @@ async fn shopex_errors_are_shown_on_the_page() {
     let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &[]);
     let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
     let wrong = Creds {
-        token: "wrong-token-0000000000".into(),
-        secret: creds.secret,
+        token: format!("phm_{}", "0".repeat(64)),
+        secret: creds.secret.clone(),
     };
     let (cfg_id, _) = shopex_install(&shop, &d, &wrong).await;
     let r = get(
@@ -2167,6 +2335,29 @@ async fn shopex_errors_are_shown_on_the_page() {
     // The page is the whole answer: ShopEx's debugger (shopCore::shutdown() without _succ) does
     // not print the PHP messages it collected, with the server's file paths.
     assert!(!page.contains("class=\"err_"), "{page}");
+    // The operator's token where the merchant's goes: refused before payhost is asked.
+    let operator = Creds {
+        token: TOKEN.into(),
+        secret: creds.secret,
+    };
+    let other = start_shop(
+        "shopex",
+        &temp_dir("shopex-errors-operator"),
+        "utf-8",
+        &shopex_db(),
+        &[],
+    );
+    let (cfg_id, _) = shopex_install(&other, &d, &operator).await;
+    let page = get(
+        &other.url(&format!(
+            "index.php?ctl=paycenter&act=order&order_id=20261123001&payment={cfg_id}"
+        )),
+        None,
+    )
+    .await
+    .text();
+    assert!(page.contains("不要填写运营者令牌"), "{page}");
+    assert!(!page.contains("<form"), "{page}");
 }
 
 // ----------------------------------------------------------- the open platform (APPID + RSA2)
@@ -3902,8 +4093,12 @@ fn assert_transport_picks(v: &Value) {
     assert_eq!(picks.len(), 2 * 4 * 3 * 2 * 2, "{v}");
     for (key, pick) in picks {
         let f: Vec<&str> = key.split(',').collect();
-        let fopen =
-            f[2] == "1" && !["5.2.0", "5.2.9"].contains(&f[1]) && (f[0] == "0" || f[3] == "1");
+        // Before 5.6 an https stream checks no certificate: curl whenever it is there.
+        let unchecked_https = f[0] == "1" && f[1] != "8.2.0" && f[4] == "1";
+        let fopen = f[2] == "1"
+            && !["5.2.0", "5.2.9"].contains(&f[1])
+            && (f[0] == "0" || f[3] == "1")
+            && !unchecked_https;
         let expected = if fopen {
             "fopen"
         } else if f[4] == "1" {
@@ -3918,6 +4113,14 @@ fn assert_transport_picks(v: &Value) {
     assert_eq!(
         picks["1,8.2.0,1,0,1"], "curl",
         "https without openssl: curl"
+    );
+    assert_eq!(
+        picks["1,5.2.10,1,1,1"], "curl",
+        "https before PHP 5.6: curl"
+    );
+    assert_eq!(
+        picks["0,5.2.10,1,1,1"], "fopen",
+        "http before PHP 5.6: fopen"
     );
     // This PHP: an https URL goes through file_get_contents() while PHP has its https wrapper
     // (openssl), through curl once it has none (stream_wrapper_unregister('https')).
@@ -4123,6 +4326,17 @@ async fn ecshop_secret_pasted_later_reaches_payhost_and_errors_are_chinese() {
     ecshop_install_value(&shop, "payhost_url", "http://127.0.0.1:9", &d, &creds).await;
     let (_, page) = ecshop_checkout(&shop, 3).await;
     assert!(page.contains("无法连接 payhost"), "{page}");
+    // A shop URL typed without its scheme: said so, not "fill it in".
+    ecshop_install_value(&shop, "shop_url", "www.shop.example/", &d, &creds).await;
+    let (_, page) = ecshop_checkout(&shop, 3).await;
+    assert!(page.contains("不是以 http:// 或 https:// 开头"), "{page}");
+    // The operator's token pasted where the merchant's goes: refused before payhost is asked.
+    let saves = settings_saves(&demo);
+    ecshop_install_value(&shop, "payhost_api_token", TOKEN, &d, &creds).await;
+    let (_, page) = ecshop_checkout(&shop, 3).await;
+    assert!(page.contains("不要填写运营者令牌"), "{page}");
+    assert!(!page.contains("立即使用支付宝支付"), "{page}");
+    assert_eq!(settings_saves(&demo), saves, "nothing sent with it");
 
     ecshop_install(&shop, &d, "b2c", "", &creds).await;
     let long_ua = format!("{PHONE_UA} {}", "x".repeat(2000));

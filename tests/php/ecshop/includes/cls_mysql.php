@@ -198,7 +198,7 @@ class cls_mysql
             return isset($t['pay_log'][$m[2]]) ? array('order_id' => (string)$t['pay_log'][$m[2]]['order_id'],
                 'order_type' => (string)$t['pay_log'][$m[2]]['order_type']) : false;
         }
-        if (preg_match("/^SELECT order_id, order_sn, order_status, shipping_status, pay_status FROM (\S+) WHERE order_id = '(\d+)'$/", $sql, $m) && $this->table_name($m[1]) === 'order_info') {
+        if (preg_match("/^SELECT order_id, order_sn, order_status, shipping_status, pay_status, order_amount FROM (\S+) WHERE order_id = '(\d+)'$/", $sql, $m) && $this->table_name($m[1]) === 'order_info') {
             $t = hdb_read();
             if (!isset($t['order_info'][$m[2]])) {
                 return false;
@@ -207,7 +207,8 @@ class cls_mysql
             return array('order_id' => (string)$o['order_id'], 'order_sn' => (string)$o['order_sn'],
                 'order_status' => isset($o['order_status']) ? (string)$o['order_status'] : '0',
                 'shipping_status' => isset($o['shipping_status']) ? (string)$o['shipping_status'] : '0',
-                'pay_status' => (string)$o['pay_status']);
+                'pay_status' => (string)$o['pay_status'],
+                'order_amount' => isset($o['order_amount']) ? (string)$o['order_amount'] : '0.00');
         }
         throw new Exception('harness cls_mysql: unexpected statement: ' . $sql);
     }

@@ -41,6 +41,8 @@ define('PS_PAYING', 1);
 define('PS_PAYED', 2);
 define('OS_UNCONFIRMED', 0);
 define('OS_CONFIRMED', 1);
+define('OS_CANCELED', 2);
+define('OS_INVALID', 3);
 
 require(ROOT_PATH . 'includes/lib_base.php');
 require(ROOT_PATH . 'includes/cls_mysql.php');

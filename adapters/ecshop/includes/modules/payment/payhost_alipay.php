@@ -98,6 +98,12 @@ if (isset($set_modules) && $set_modules == true) {
     return;
 }
 
+/** Whether two amounts in yuan ('12.5', '12.50') are the same number of fen. */
+function payhost_alipay_same_amount($a, $b)
+{
+    return (int)round((float)$a * 100) === (int)round((float)$b * 100);
+}
+
 /** Constant-time comparison of two strings (PHP 5.2 has no hash_equals). */
 function payhost_alipay_equals($known, $given)
 {
@@ -116,15 +122,20 @@ function payhost_alipay_equals($known, $given)
  * How call() reaches $url: 'fopen' (file_get_contents() with a stream context), 'curl', or '' when
  * this PHP has neither. file_get_contents() only on PHP >= 5.2.10 (the stream option ignore_errors,
  * without which a 4xx answer's body is dropped, and get_code() reads payhost's 404 unknown_payment
- * body), with allow_url_fopen on and, for an https URL, PHP's https stream wrapper (openssl);
- * otherwise curl when the extension is loaded. The facts are parameters so the choice can be
+ * body), with allow_url_fopen on and, for an https URL, PHP's https stream wrapper (openssl) and
+ * PHP 5.6 or later when curl is there (an older https stream checks no certificate); otherwise
+ * curl when the extension is loaded. The facts are parameters so the choice can be
  * checked for any PHP (tests/php/ecshop_module_unit.php).
  */
 function payhost_alipay_pick_transport($https, $php_version, $allow_url_fopen, $https_wrapper, $has_curl)
 {
     $fopen = strtolower(trim((string)$allow_url_fopen));
     $fopen_on = $fopen !== '' && $fopen !== '0' && $fopen !== 'off' && $fopen !== 'false' && $fopen !== 'no';
-    if ($fopen_on && version_compare($php_version, '5.2.10', '>=') && (!$https || $https_wrapper)) {
+    // Before PHP 5.6 an https stream checks no certificate (the API token and the settings would
+    // go to whoever answers): curl, which checks it, whenever it is there.
+    $unchecked = $https && version_compare($php_version, '5.6.0', '<');
+    if ($fopen_on && version_compare($php_version, '5.2.10', '>=') && (!$https || $https_wrapper)
+        && !($unchecked && $has_curl)) {
         return 'fopen';
     }
     return $has_curl ? 'curl' : '';
@@ -548,6 +559,10 @@ class payhost_alipay
         if ($s['shop_url'] === '') {
             return $this->message_box('payhost_shop_url_error', '');
         }
+        if (strpos($s['payhost_api_token'], 'phm_') !== 0) {
+            // The operator's token reaches every merchant: a shop's database must not hold it.
+            return $this->message_box('payhost_token_not_merchant', '');
+        }
         if ($s['webhook_secret'] === '') {
             return $this->message_box('payhost_no_secret', '');
         }
@@ -864,10 +879,22 @@ class payhost_alipay
             $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
             return ($seen !== false && $seen > 0) ? 'paid' : 'busy';
         }
+        if (is_array($order) && ($order['order_status'] == OS_CANCELED || $order['order_status'] == OS_INVALID)) {
+            // Cancelled or made invalid in the shop (lib_order.php: its stock, balance and bonus
+            // given back): a cashier page opened before (the legacy API has no close call) was
+            // paid. order_paid() would make it confirmed and paid again; the order stays as the
+            // owner left it, and a note asks for a refund, once per payment.
+            $seen = $this->note_once($order, '[payhost cancelled ' . $out_trade_no . ']', $this->cancelled_note($out_trade_no, $total_fee));
+            $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
+            return ($seen !== false && $seen > 0) ? 'cancelled_noted' : 'busy';
+        }
         if ($before === '0' || $before === 0) {
             // A paid row is not compared: a second payment may be of an amount before a change.
-            if (!check_money($log_id, $total_fee)) {
-                $result = $this->amount_differs($log_id, $out_trade_no, $total_fee);
+            // An order's amount due is compared too: user.php act_edit_payment (the buyer picks
+            // another payment method) changes order_info.order_amount and leaves the row's.
+            $due = is_array($order) ? $order['order_amount'] : null;
+            if (!check_money($log_id, $total_fee) || ($due !== null && !payhost_alipay_same_amount($due, $total_fee))) {
+                $result = $this->amount_differs($log_id, $out_trade_no, $total_fee, $due);
                 $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
                 return $result;
             }
@@ -974,7 +1001,7 @@ class payhost_alipay
             . " WHERE order_id = '" . intval($order_id) . "' AND action_note LIKE '%" . addslashes($like) . "%'");
     }
 
-    /** The order (order_info: id, sn and statuses) a PAY_ORDER pay_log row pays; null for a top-up, false when unknown. */
+    /** The order (order_info: id, sn, statuses and amount due) a PAY_ORDER pay_log row pays; null for a top-up, false when unknown. */
     function order_of_log($log_id)
     {
         $db = $GLOBALS['db'];
@@ -985,7 +1012,7 @@ class payhost_alipay
         if ($log['order_type'] != PAY_ORDER) {
             return null;
         }
-        $order = $db->getRow('SELECT order_id, order_sn, order_status, shipping_status, pay_status FROM '
+        $order = $db->getRow('SELECT order_id, order_sn, order_status, shipping_status, pay_status, order_amount FROM '
             . $GLOBALS['ecs']->table('order_info') . " WHERE order_id = '" . intval($log['order_id']) . "'");
         return (is_array($order) && isset($order['order_sn'])) ? $order : false;
     }
@@ -1041,14 +1068,62 @@ class payhost_alipay
      */
     function paid_elsewhere($order, $out_trade_no, $total_fee)
     {
-        $marker = '[payhost extra ' . $out_trade_no . ']';
+        return $this->note_once($order, '[payhost extra ' . $out_trade_no . ']', $this->extra_note($out_trade_no, $total_fee));
+    }
+
+    /**
+     * An order_action note holding $marker, written unless one is there: how many there are
+     * then (false when the database could not tell).
+     */
+    function note_once($order, $marker, $note)
+    {
         $seen = $this->notes_with($order['order_id'], $marker);
         if ($seen !== false && $seen == 0) {
             order_action($order['order_sn'], $order['order_status'], $order['shipping_status'], $order['pay_status'],
-                addslashes($this->extra_note($out_trade_no, $total_fee)), 'payhost');
+                addslashes($note), 'payhost');
             $seen = $this->notes_with($order['order_id'], $marker);
         }
         return $seen;
+    }
+
+    /**
+     * A "paid" event of a payment that payhost now says is refunded in full or closed (webhook()):
+     * the order is left unpaid, with a note once per payment (under no lock: it writes only the
+     * note). 200 once the note is there (or for a balance top-up, which has no order to note it
+     * on), 404 for an order this shop does not know, 503 when the database could not tell.
+     */
+    function refunded_before_paid($out_trade_no, $subject, $status)
+    {
+        $log_id = $this->log_id_of($out_trade_no, $subject);
+        $paid = $log_id === null ? '' : $GLOBALS['db']->getOne('SELECT is_paid FROM ' . $GLOBALS['ecs']->table('pay_log')
+            . " WHERE log_id = '" . intval($log_id) . "'");
+        if ($paid === false || $paid === null || $paid === '') {
+            return array(404, 'unknown order');
+        }
+        if ($paid == 1) {
+            // Taken by the shop before the refund: the refund's own event notes it.
+            return array(200, 'ok');
+        }
+        $order = $this->order_of_log($log_id);
+        if ($order === null) {
+            return array(200, 'refunded before the shop took the payment: balance not credited');
+        }
+        if ($order === false) {
+            return array(503, 'busy, retry');
+        }
+        $note = $this->fit_note(sprintf($this->lang('payhost_refunded_note'), $out_trade_no, $this->esc($status)),
+            '[payhost refunded ' . $out_trade_no . ']');
+        $seen = $this->note_once($order, '[payhost refunded ' . $out_trade_no . ']', $note);
+        return ($seen !== false && $seen > 0)
+            ? array(200, 'refunded before the shop took the payment: noted, order left unpaid')
+            : array(503, 'busy, retry');
+    }
+
+    /** The note of a payment of an order cancelled or made invalid in the shop (settle()). */
+    function cancelled_note($out_trade_no, $total_fee)
+    {
+        return $this->fit_note(sprintf($this->lang('payhost_cancelled_payment'), $out_trade_no,
+            $this->esc(number_format((float)$total_fee, 2, '.', ''))), '[payhost cancelled ' . $out_trade_no . ']');
     }
 
     /**
@@ -1060,7 +1135,7 @@ class payhost_alipay
      * retries). A balance top-up has no order to note it on: 'amount' (payhost keeps retrying,
      * then lists the webhook as undelivered on its admin page).
      */
-    function amount_differs($log_id, $out_trade_no, $total_fee)
+    function amount_differs($log_id, $out_trade_no, $total_fee, $due = null)
     {
         $order = $this->order_of_log($log_id);
         if ($order === null) {
@@ -1077,6 +1152,10 @@ class payhost_alipay
         if ($seen == 0) {
             $expected = $GLOBALS['db']->getOne('SELECT order_amount FROM ' . $GLOBALS['ecs']->table('pay_log')
                 . " WHERE log_id = '" . intval($log_id) . "'");
+            if ($due !== null && payhost_alipay_same_amount($expected, $total_fee)) {
+                // The row's amount was paid; the order's is what is due now.
+                $expected = $due;
+            }
             $note = $this->amount_note($out_trade_no, $total_fee, $expected);
             order_action($order['order_sn'], $order['order_status'], $order['shipping_status'], $order['pay_status'],
                 addslashes($note), 'payhost');
@@ -1111,7 +1190,7 @@ class payhost_alipay
             // A balance top-up has no order to note it on; payhost's admin page lists the refund.
             return array(200, 'ignored: not an order');
         }
-        $order = $db->getRow('SELECT order_id, order_sn, order_status, shipping_status, pay_status FROM '
+        $order = $db->getRow('SELECT order_id, order_sn, order_status, shipping_status, pay_status, order_amount FROM '
             . $GLOBALS['ecs']->table('order_info') . " WHERE order_id = '" . intval($log['order_id']) . "'");
         if (!is_array($order) || !isset($order['order_sn'])) {
             return array(404, 'unknown order');
@@ -1232,6 +1311,10 @@ class payhost_alipay
                 $GLOBALS['_LANG']['pay_fail'] = '<div id="payhost-amount">' . $this->lang('payhost_paid_amount_differs') . '</div>';
                 return false;
             }
+            if ($result === 'cancelled_noted') {
+                $GLOBALS['_LANG']['pay_fail'] = '<div id="payhost-cancelled">' . $this->lang('payhost_paid_order_cancelled') . '</div>';
+                return false;
+            }
             if ($result !== 'busy') {
                 return false;
             }
@@ -1313,9 +1396,24 @@ class payhost_alipay
         }
         $subject = isset($event['subject']) ? $event['subject'] : '';
         $fee = isset($event['total_fee']) ? $event['total_fee'] : '';
+        // An event is retried until the shop takes it, and a refund may have happened meanwhile
+        // (payhost: the payment's status is authoritative). A payment refunded in full before the
+        // shop took its "paid" does not make the order paid: a note says why.
+        list($code, $now_at) = $this->call($s, 'GET', '/v1/merchants/' . rawurlencode($s['merchant']) . '/payments/'
+            . rawurlencode($event['out_trade_no']), null, 10);
+        if ($code == 200 && is_array($now_at) && isset($now_at['status'])) {
+            if ($now_at['status'] === 'REFUNDED' || $now_at['status'] === 'TRADE_CLOSED') {
+                return $this->refunded_before_paid($event['out_trade_no'], $subject, $now_at['status']);
+            }
+        } elseif ($code != 404) {
+            // 404: payhost keeps no such payment any more; the event's own word is all there is.
+            return array(503, 'payhost did not answer the payment\'s status, retry');
+        }
         switch ($this->settle($event['out_trade_no'], $subject, $fee)) {
             case 'paid':
                 return array(200, 'ok');
+            case 'cancelled_noted':
+                return array(200, 'the order is cancelled or invalid in the shop: noted for the owner to refund, order left as it is');
             case 'amount_noted':
                 // Not paid in the shop, but nothing a retry could change: the owner has the note.
                 return array(200, 'amount differs from the order: noted on the order for the owner, order left unpaid');

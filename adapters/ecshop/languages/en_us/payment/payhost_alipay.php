@@ -42,7 +42,7 @@ $_LANG['payhost_c2c_unmapped'] = 'The supplier of this order has no Alipay accou
 $_LANG['payhost_c2c_mixed'] = 'This order has goods of several suppliers; please order them separately, then pay.';
 $_LANG['payhost_pending'] = 'Confirming the payment, please wait... the page refreshes itself.';
 $_LANG['payhost_pending_later'] = 'The payment is still being confirmed. Once Alipay confirms it the order turns paid by itself; check My orders later and do not pay again.';
-$_LANG['payhost_shop_url_error'] = 'The Alipay settings are wrong: fill in the shop URL in the payment method\'s settings (e.g. https://shop.example/).';
+$_LANG['payhost_shop_url_error'] = 'The Alipay settings are wrong: the shop URL is missing or does not start with http:// or https:// (e.g. https://shop.example/).';
 $_LANG['payhost_no_secret'] = 'The Alipay settings are wrong: fill in the payhost shop secret (phs_..., given with the token) in the payment method\'s settings.';
 $_LANG['payhost_return_expired'] = 'This payment return link has expired. Check in My orders whether the order is paid; do not pay again.';
 $_LANG['payhost_err_unreachable'] = 'Cannot reach payhost: check "payhost address" in the payment settings and that payhost is running.';
@@ -69,3 +69,7 @@ $_LANG['payhost_paid_confirming'] = 'Alipay has received this payment; the order
 // %3$s the order's) and, with the longest numbers and amounts, leaves the note 248 characters long.
 $_LANG['payhost_amount_note'] = '[Warning] Alipay payment of CNY %2$s does not match the order amount (CNY %3$s); the order stays unpaid. Check it on the payhost admin page, then confirm it by hand or refund it:';
 $_LANG['payhost_db_error'] = 'The shop cannot process the payment result right now. The payment is not lost and the order updates later; check My orders later and do not pay again.';
+$_LANG['payhost_cancelled_payment'] = '[Warning] This order is cancelled or invalid, and an Alipay payment %s (CNY %s) arrived; the order stays unpaid. Check it on the payhost admin page and refund it.';
+$_LANG['payhost_paid_order_cancelled'] = 'Paid, but this order is cancelled, so it is not marked paid. Please ask the shop for a refund; do not pay again.';
+$_LANG['payhost_refunded_note'] = '[Warning] Alipay payment %s was refunded in full before the shop confirmed it (payhost status %s); the order stays unpaid.';
+$_LANG['payhost_token_not_merchant'] = 'The Alipay settings are wrong: the payhost API token must be this merchant\'s own token (phm_..., given by payhost merchant add or payhost token create), never the operator\'s.';

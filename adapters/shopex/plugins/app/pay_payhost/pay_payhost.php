@@ -72,15 +72,20 @@ function pay_payhost_utf8_cut($text, $max)
  * How payhost_call() reaches $url: 'fopen' (file_get_contents() with a stream context), 'curl', or
  * '' when this PHP has neither. file_get_contents() only on PHP >= 5.2.10 (the stream option
  * ignore_errors, without which a 4xx answer's body, payhost's error, is dropped), with
- * allow_url_fopen on and, for an https URL, PHP's https stream wrapper (openssl); otherwise curl
- * when the extension is loaded. The facts are parameters so the choice can be checked for any PHP
+ * allow_url_fopen on and, for an https URL, PHP's https stream wrapper (openssl) and PHP 5.6 or
+ * later when curl is there (an older https stream checks no certificate); otherwise curl when the
+ * extension is loaded. The facts are parameters so the choice can be checked for any PHP
  * (tests/php/shopex_plugin_unit.php).
  */
 function pay_payhost_pick_transport($https, $php_version, $allow_url_fopen, $https_wrapper, $has_curl)
 {
     $fopen = strtolower(trim((string)$allow_url_fopen));
     $fopen_on = $fopen !== '' && $fopen !== '0' && $fopen !== 'off' && $fopen !== 'false' && $fopen !== 'no';
-    if ($fopen_on && version_compare($php_version, '5.2.10', '>=') && (!$https || $https_wrapper)) {
+    // Before PHP 5.6 an https stream checks no certificate (the API token and the settings would
+    // go to whoever answers): curl, which checks it, whenever it is there.
+    $unchecked = $https && version_compare($php_version, '5.6.0', '<');
+    if ($fopen_on && version_compare($php_version, '5.2.10', '>=') && (!$https || $https_wrapper)
+        && !($unchecked && $has_curl)) {
         return 'fopen';
     }
     return $has_curl ? 'curl' : '';
@@ -492,7 +497,14 @@ class pay_payhost extends paymentPlugin
     function toSubmit($payment = null)
     {
         $s = $this->payhost_settings($payment['M_OrderId']);
-        $configured = $s['shop_url'] === '' ? '请在支付方式设置中填写商店网址（例如 https://shop.example/）' : $this->payhost_configure($s);
+        if ($s['shop_url'] === '') {
+            $configured = '商店网址没有填写，或不是以 http:// 或 https:// 开头的网址（例如 https://shop.example/）';
+        } elseif (strpos($s['payhost_api_token'], 'phm_') !== 0) {
+            // The operator's token reaches every merchant: a shop's database must not hold it.
+            $configured = '「payhost API 令牌」应填本商户的令牌（phm_ 开头，由 payhost merchant add 或 payhost token create 给出），不要填写运营者令牌';
+        } else {
+            $configured = $this->payhost_configure($s);
+        }
         if ($configured !== true) {
             $this->payhost_page(502, '支付宝设置有误', '<div class="payhost-error" style="color:#c00">支付宝设置有误：'
                 . $this->esc($configured) . '</div><p><a href="javascript:history.back()">返回</a></p>');
@@ -703,6 +715,19 @@ class pay_payhost extends paymentPlugin
         }
         $applied = true;
         if ($record['status'] !== 'succ') {
+            // An event is retried until the shop takes it, and a refund may have happened
+            // meanwhile (payhost: the payment's status is authoritative). Money that went back
+            // in full does not make the order paid: a line in its log says why.
+            list($code, $now) = $this->payhost_call($s, 'GET', '/v1/merchants/' . rawurlencode($s['merchant'])
+                . '/payments/' . rawurlencode($id), null, 10);
+            if ($code == 200 && is_array($now) && isset($now['status'])) {
+                if ($now['status'] === 'REFUNDED' || $now['status'] === 'TRADE_CLOSED') {
+                    $this->payhost_refunded_first($id, $record, $now['status']);
+                }
+            } elseif ($code != 404) {
+                // 404: payhost keeps no such payment any more; the event's own word is all there is.
+                $this->payhost_answer(503, 'payhost did not answer the payment\'s status, retry');
+            }
             // The order paid already by another payment (a second cashier the buyer kept open):
             // mdl_order::payed() takes this one too without a word, so the order's log says so.
             // The order's status is read first, then the payment again: paid by now, it was this
@@ -852,6 +877,35 @@ class pay_payhost extends paymentPlugin
         if (is_object($db)) {
             $db->selectrow("SELECT RELEASE_LOCK('" . $lock . "') AS released");
         }
+    }
+
+    /**
+     * A "paid" event of a payment payhost says is refunded in full or closed, not yet taken by
+     * the shop (pay_payhost_callback()): the payment stays unpaid, and the order's log says why,
+     * once per payment. Answers and ends the request: 200 once the line is there (a top-up has
+     * no order log), 503 when it could not be written.
+     */
+    function payhost_refunded_first($id, $record, $status)
+    {
+        $orderId = isset($record['order_id']) ? (string)$record['order_id'] : '';
+        if ((isset($record['pay_type']) && $record['pay_type'] === 'recharge') || $orderId === '') {
+            $this->payhost_answer(200, 'refunded before the shop took the payment: deposit not credited');
+        }
+        $oOrder = $this->system->loadModel('trading/order');
+        if (!pay_payhost_is_id($orderId) || !$oOrder->load($orderId)) {
+            $this->payhost_answer(404, 'unknown order');
+        }
+        $marker = '[payhost refunded ' . $id . ']';
+        foreach ((array)$oOrder->getLogs($orderId) as $log) {
+            if (isset($log['log_text']) && strpos((string)$log['log_text'], $marker) !== false) {
+                $this->payhost_answer(200, 'refunded before the shop took the payment: noted, order left unpaid');
+            }
+        }
+        if (!$oOrder->addLog('【注意】支付单 ' . $id . ' 的支付宝付款在商店确认收款之前已全额退款（payhost 状态 '
+            . $this->esc($status) . '），订单没有改为已付款。 ' . $marker, null, 'payhost', '付款')) {
+            $this->payhost_answer(503, 'not recorded, retry');
+        }
+        $this->payhost_answer(200, 'refunded before the shop took the payment: noted, order left unpaid');
     }
 
     /** The webhook's answer: the shop's earlier output dropped, the status, the text; the end. */
