@@ -859,6 +859,12 @@ async fn ecshop_an_old_page_paid_after_the_order_changed_leaves_it_unpaid() {
         notes(2, "[payhost cancelled").await[0].contains("已取消或无效"),
         "{s}"
     );
+    // The buyer's order page says the same: paid, but not this amount; never "being confirmed".
+    let detail = get(&shop.url("user.php?act=order_detail&order_id=1"), None)
+        .await
+        .text();
+    assert!(detail.contains("金额与订单不符"), "{detail}");
+    assert!(!detail.contains("稍后会自动更新"), "{detail}");
 }
 
 /// The "paid" event refused by the shop (closed for a moment) while the payment is refunded in

@@ -141,6 +141,18 @@ async fn b2c_c2c_and_rsa_through_the_sandbox() {
         .unwrap()
         .iter()
         .any(|x| x["cashier_code"] == "DEBITCARD_ABC" && x["parent"] == "DEBITCARD"));
+    // A shop's Chinese buyer id: the query declares GBK, and the sandbox reads and checks it as
+    // Alipay does, over GBK bytes (a UTF-8 signature is ILLEGAL_SIGN there).
+    let channels = get(
+        &format!(
+            "{}/v1/merchants/demo/channels?out_user=%E7%94%A8%E6%88%B7%E4%B8%80",
+            d.base
+        ),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(channels.status, 200, "{}", channels.text());
+    assert_eq!(channels.json()["channels"][0]["name"], "信用卡快捷支付");
     // Admin shows the payments and notifications.
     let (cookie, _) = admin_login(&d.base, ADMIN_PASSWORD).await;
     let admin = request(

@@ -773,10 +773,16 @@ impl App {
                 }
                 // Another request kept this order first, under its own subject: the buyer's
                 // page is started again with the stored one (what the shop, the admin and the
-                // reconciliation show), as for a repeated request above.
-                if existing.subject != order.subject {
+                // reconciliation show), as for a repeated request above. A new request id (the
+                // WAP `req_id`: Alipay refuses one it has seen) and a session of its own (the
+                // first one's deadline is partly spent); a paid or closed order needs no page.
+                if existing.status == store::WAIT_BUYER_PAY && existing.subject != order.subject {
+                    drop(session);
                     order.subject = existing.subject.clone();
-                    started = session
+                    order.request_id = new_request_id();
+                    started = plugin
+                        .session()
+                        .await?
                         .start_payment(&policy, &merchant.settings, &order)
                         .await?
                         .map_err(start_refused)?;

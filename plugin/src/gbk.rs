@@ -81,6 +81,39 @@ impl Table {
     }
 }
 
+impl Table {
+    /// Encodes `text` as GBK: ASCII as it is, `€` as 0x80, every other character as the first
+    /// two-byte code that decodes to it; `Err(c)` for a character GBK has no code for.
+    pub fn encode(&self, text: &str) -> Result<Vec<u8>, char> {
+        let mut out = Vec::with_capacity(text.len());
+        for c in text.chars() {
+            if c.is_ascii() {
+                out.push(c as u8);
+                continue;
+            }
+            if c == '\u{20AC}' {
+                out.push(0x80);
+                continue;
+            }
+            let code = u16::try_from(u32::from(c)).map_err(|_| c)?;
+            let i = self.0.iter().position(|&v| v == code).ok_or(c)? as u32;
+            // index()'s inverse: 190 trail bytes a lead byte, 0x7F skipped.
+            let t = (i % TRAILS) as u8;
+            out.push(0x81 + (i / TRAILS) as u8);
+            out.push(if t < 0x3F { 0x40 + t } else { 0x41 + t });
+        }
+        Ok(out)
+    }
+}
+
+/// Encodes text as GBK (builds the table only when the text is not ASCII).
+pub fn encode(text: &str) -> Result<Vec<u8>, char> {
+    if text.is_ascii() {
+        return Ok(text.as_bytes().to_vec());
+    }
+    Table::build().encode(text)
+}
+
 /// Decodes GBK bytes (builds the table for this one use).
 pub fn decode(bytes: &[u8]) -> Result<String, &'static str> {
     if bytes.is_ascii() {
@@ -92,6 +125,33 @@ pub fn decode(bytes: &[u8]) -> Result<String, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every character of the table encodes as encoding_rs's GBK encoder writes it, and back.
+    #[test]
+    fn encoding_matches_encoding_rs() {
+        let table = Table::build();
+        let mut checked = 0;
+        for &code in table.0.iter().filter(|&&v| v != 0) {
+            let Some(c) = char::from_u32(u32::from(code)) else {
+                continue;
+            };
+            let text = c.to_string();
+            let (expected, _, unmappable) = encoding_rs::GBK.encode(&text);
+            if unmappable {
+                continue;
+            }
+            let ours = table.encode(&text).unwrap();
+            assert_eq!(ours, expected.as_ref(), "{c:?}");
+            assert_eq!(table.decode(&ours).unwrap(), text);
+            checked += 1;
+        }
+        assert!(checked > 21_000, "{checked}");
+        assert_eq!(
+            encode("用户一 abc").unwrap(),
+            encoding_rs::GBK.encode("用户一 abc").0.as_ref()
+        );
+        assert_eq!(encode("😀"), Err('😀'));
+    }
 
     #[test]
     fn every_two_byte_code_matches_encoding_rs() {

@@ -635,6 +635,35 @@ fn url_and_out_user_errors_name_the_rule_broken() {
     assert!(connector::list_channels(&md5_pairs(), Some("buyer-1")).is_ok());
 }
 
+/// [WAP §9]: the pay-channel query declares `_input_charset=GBK`, so an `out_user` beyond ASCII
+/// is sent and signed in GBK. The known answer is Python's: `md5(content.encode('gbk') + key)`
+/// and `quote_plus('用户一'.encode('gbk'))`. A character GBK cannot write is refused.
+#[test]
+fn a_chinese_out_user_is_sent_and_signed_in_gbk() {
+    let q = sent(connector::list_channels(&md5_pairs(), Some("用户一")).unwrap());
+    let url = q.request.url;
+    assert!(url.contains("&out_user=%D3%C3%BB%A7%D2%BB&"), "{url}");
+    assert!(
+        url.contains("&sign=76c16ab16680627860a94dd7481b92b5&"),
+        "{url}"
+    );
+    assert!(url.ends_with("&sign_type=MD5"), "{url}");
+    // ASCII as before: nothing to convert.
+    let q = sent(connector::list_channels(&md5_pairs(), Some("buyer 1")).unwrap());
+    assert!(
+        q.request.url.contains("out_user=buyer+1&"),
+        "{}",
+        q.request.url
+    );
+    match connector::list_channels(&md5_pairs(), Some("买家😀")) {
+        Err(PluginError::InvalidOrder(e)) => {
+            assert_eq!(e.field, "out_user");
+            assert!(e.reason.contains("GBK"), "{}", e.reason);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// [EXTRA §6.3]: two real generation-B app notifies, verified with Alipay's built-in common mapi key;
 /// the wire order fails.
 #[test]

@@ -333,9 +333,14 @@ fn without_whitespace(s: &str) -> Cow<'_, str> {
 /// SHA1withRSA (PKCS#1 v1.5) over UTF-8 bytes, standard base64. Blinded; the signature is
 /// deterministic all the same.
 pub fn rsa_sign(content: &str, key: &PrivateKey) -> Result<String, RsaError> {
+    rsa_sign_bytes(content.as_bytes(), key)
+}
+
+/// [`rsa_sign`] over raw bytes (a GBK request is signed over its GBK bytes).
+pub fn rsa_sign_bytes(content: &[u8], key: &PrivateKey) -> Result<String, RsaError> {
     let sig = key
         .0
-        .pkcs1v15_sign::<Sha1>(content.as_bytes())
+        .pkcs1v15_sign::<Sha1>(content)
         .map_err(|_| RsaError::BadKey("key cannot sign"))?;
     Ok(BASE64.encode(sig))
 }

@@ -33,14 +33,21 @@ fn find<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 
 /// Signs a string with the merchant's signer (MD5 hex or RSA base64).
 pub fn sign_string(signer: &Signer, content: &str) -> Result<String, PluginError> {
+    sign_bytes(signer, content.as_bytes())
+}
+
+/// [`sign_string`] over raw bytes (the GBK pay-channel query is signed over its GBK bytes).
+pub fn sign_bytes(signer: &Signer, content: &[u8]) -> Result<String, PluginError> {
     match signer {
-        Signer::Md5 { key } => Ok(sign::md5_sign(content, key)),
-        Signer::Rsa { private_key, .. } => sign::rsa_sign(content, private_key).map_err(|e| {
-            PluginError::InvalidSettings(vec![crate::model::FieldError::new(
-                "private_key",
-                e.to_string(),
-            )])
-        }),
+        Signer::Md5 { key } => Ok(sign::md5_sign_bytes(content, key.as_bytes())),
+        Signer::Rsa { private_key, .. } => {
+            sign::rsa_sign_bytes(content, private_key).map_err(|e| {
+                PluginError::InvalidSettings(vec![crate::model::FieldError::new(
+                    "private_key",
+                    e.to_string(),
+                )])
+            })
+        }
     }
 }
 
@@ -451,6 +458,9 @@ pub fn notify_verify_confirms(body: &[u8]) -> bool {
 }
 
 /// The `mobile.merchant.paychannel` query URL ([WAP §9]), signed over the sorted parameters.
+/// The query declares `_input_charset=GBK`, as ECStore's and Ralipay's do: Alipay reads its
+/// values as GBK and checks the signature over GBK bytes, so an `out_user` beyond ASCII is sent
+/// and signed in GBK (a character GBK cannot write is refused, naming `out_user`).
 pub fn paychannel_url(settings: &Settings, out_user: Option<&str>) -> Result<String, PluginError> {
     let mut params = vec![
         pair("service", SERVICE_PAYCHANNEL),
@@ -460,20 +470,30 @@ pub fn paychannel_url(settings: &Settings, out_user: Option<&str>) -> Result<Str
     if let Some(u) = out_user.filter(|u| !u.is_empty()) {
         params.push(pair("out_user", u));
     }
+    let gbk = |text: &str| {
+        crate::gbk::encode(text).map_err(|c| {
+            PluginError::InvalidOrder(crate::model::FieldError::new(
+                "out_user",
+                format!("{c:?} has no GBK code (the pay-channel query is sent in GBK)"),
+            ))
+        })
+    };
     let content = sign::sorted_link_string(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let signature = sign_string(&settings.signer, &content)?;
-    params.push(pair("sign", &signature));
-    params.push(pair(
-        "sign_type",
-        match settings.signer {
-            Signer::Md5 { .. } => "MD5",
-            Signer::Rsa { .. } => "0001",
-        },
-    ));
-    Ok(url_with_query(
-        &settings.paychannel_url,
-        &form_encode(&params),
-    ))
+    let signature = sign_bytes(&settings.signer, &gbk(&content)?)?;
+    let mut query = String::new();
+    for (k, v) in &params {
+        let value: String = form_urlencoded::byte_serialize(&gbk(v)?).collect();
+        query.push_str(&format!("{k}={value}&"));
+    }
+    let sign_type = match settings.signer {
+        Signer::Md5 { .. } => "MD5",
+        Signer::Rsa { .. } => "0001",
+    };
+    query.push_str(&form_encode(&[
+        pair("sign", &signature),
+        pair("sign_type", sign_type),
+    ]));
+    Ok(url_with_query(&settings.paychannel_url, &query))
 }
 
 /// The raw bytes between `<tag>` and `</tag>`. Safe on GBK bytes: `<` and `/` are never GBK

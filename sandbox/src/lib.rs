@@ -221,6 +221,9 @@ pub struct Sandbox {
     /// Unix seconds at the start: the legacy notifies' times count from it.
     started_unix: u64,
     counter: Mutex<u64>,
+    /// Each partner's create calls' `req_id`s: Alipay refuses one it has seen ([WAP §2]:
+    /// "支付宝限制来自同一个partner的请求号必须唯一").
+    req_ids: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Sandbox {
@@ -248,6 +251,7 @@ impl Sandbox {
             counter: Mutex::new(
                 rand_core::RngCore::next_u64(&mut rand_core::OsRng) % 1_000_000_000,
             ),
+            req_ids: Mutex::default(),
         })
     }
 
@@ -468,6 +472,22 @@ impl Sandbox {
             get("sign").unwrap_or(""),
         ) {
             return Err((codes::SIGN, "签名错误".into()));
+        }
+        // Only a call that passed every check counts as seen.
+        if service == "alipay.wap.trade.create.direct"
+            && !self
+                .req_ids
+                .lock()
+                .unwrap()
+                .insert((partner.to_owned(), get("req_id").unwrap_or("").to_owned()))
+        {
+            return Err((
+                codes::PARAMS,
+                format!(
+                    "请求号重复：req_id {} was used before (it must be unique per partner)",
+                    get("req_id").unwrap_or("")
+                ),
+            ));
         }
         Ok(merchant)
     }
@@ -882,8 +902,14 @@ impl Sandbox {
                 let Some(m) = self.merchants.lock().unwrap().get(partner).cloned() else {
                     return text(200, "<?xml version=\"1.0\" encoding=\"GBK\"?><alipay><is_success>F</is_success><error>NOT_EXIST_PARTNER_TYPE_CODE</error></alipay>");
                 };
+                // Read and signed in the charset the query declares ([WAP §9]: GBK).
                 let presign = wire::presign_sorted(params);
-                if !wire::verify_merchant(&m.keys, &presign, get("sign")) {
+                let signed = if get("_input_charset").eq_ignore_ascii_case("gbk") {
+                    encoding_rs::GBK.encode(&presign).0.into_owned()
+                } else {
+                    presign.into_bytes()
+                };
+                if !wire::verify_merchant_bytes(&m.keys, &signed, get("sign")) {
                     return text(200, "<?xml version=\"1.0\" encoding=\"GBK\"?><alipay><is_success>F</is_success><error>ILLEGAL_SIGN</error></alipay>");
                 }
                 web::xml(
@@ -1350,7 +1376,7 @@ impl Sandbox {
         let query: Vec<(String, String)> = req
             .uri()
             .query()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .map(|q| web::query_pairs(q.as_bytes()))
             .unwrap_or_default();
         let body = match web::read_body(req.into_body(), 1 << 20).await {
             Ok(body) => body,

@@ -84,9 +84,14 @@ pub fn sign_as_alipay(keys: &Keys, text: &[u8]) -> String {
 
 /// Checks a merchant's signature over `text`.
 pub fn verify_merchant(keys: &Keys, text: &str, sign: &str) -> bool {
+    verify_merchant_bytes(keys, text.as_bytes(), sign)
+}
+
+/// [`verify_merchant`] over raw bytes (a GBK request is signed over its GBK bytes).
+pub fn verify_merchant_bytes(keys: &Keys, text: &[u8], sign: &str) -> bool {
     match keys {
         Keys::Md5(key) => {
-            let expected = md5_hex(format!("{text}{key}").as_bytes());
+            let expected = md5_hex(&[text, key.as_bytes()].concat());
             use subtle::ConstantTimeEq;
             expected.len() == sign.len()
                 && bool::from(
@@ -101,7 +106,7 @@ pub fn verify_merchant(keys: &Keys, text: &str, sign: &str) -> bool {
             let Ok(sig) = B64.decode(sign.trim()) else {
                 return false;
             };
-            let digest = Sha1::digest(text.as_bytes());
+            let digest = Sha1::digest(text);
             merchant_public
                 .verify(Pkcs1v15Sign::new::<Sha1>(), &digest, &sig)
                 .is_ok()

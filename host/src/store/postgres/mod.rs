@@ -112,8 +112,6 @@ fn cause(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Whether the server answers, changing nothing; Ok(Some(note)) when its schema is older than
-/// this payhost's (`serve` will migrate it). A newer one is refused, as `serve` refuses it.
 /// Whether the database has an admin user (`None` when that cannot be told within 5 s; no such
 /// table yet is `Some(false)`). Reads only.
 pub async fn has_admin_user(url: &str) -> Option<bool> {
@@ -144,6 +142,8 @@ pub async fn has_admin_user(url: &str) -> Option<bool> {
     answered.ok()?.ok()
 }
 
+/// Whether the server answers, changing nothing; Ok(Some(note)) when its schema is older than
+/// this payhost's (`serve` will migrate it). A newer one is refused, as `serve` refuses it.
 pub async fn check_reachable(url: &str) -> std::result::Result<Option<String>, String> {
     let shown = redact_url(url);
     let mut pg: tokio_postgres::Config = url

@@ -777,6 +777,12 @@ class payhost_alipay
         if ($fee !== '' && (string)$amount !== '' && abs((float)$fee - (float)$amount) >= 0.005) {
             return $this->message_box('payhost_paid_amount_differs', '');
         }
+        // The order's amount due too, as settle() compares it (act_edit_payment changes it and
+        // leaves the row): that payment will never pay this order.
+        if ($fee !== '' && !empty($order['order_id']) && isset($order['order_amount'])
+            && !payhost_alipay_same_amount($order['order_amount'], $fee)) {
+            return $this->message_box('payhost_paid_amount_differs', '');
+        }
         return $this->message_box('payhost_paid_confirming', '');
     }
 
@@ -828,9 +834,11 @@ class payhost_alipay
 
     /**
      * Pays the pay_log row of out_trade_no (see log_id_of()) once. Returns 'paid' (now or before),
-     * 'amount_noted' (the amount is not the row's: noted on the order for the owner, row left
-     * unpaid), 'amount' (the same for a balance top-up, which has no order to note it on),
-     * 'unknown' or 'busy' (the database could not tell or write: payhost retries).
+     * 'amount_noted' (the amount is not the row's or the order's amount due: noted on the order
+     * for the owner, row left unpaid), 'amount' (the same for a balance top-up, which has no
+     * order to note it on), 'cancelled_noted' (the order is cancelled or invalid in the shop:
+     * noted, left as it is), 'unknown' or 'busy' (the database could not tell or write: payhost
+     * retries).
      *
      * order_paid() reads is_paid and writes it later, so two requests at once could both pay (a
      * balance top-up would credit twice). MyISAM has no transactions; a MySQL named lock per row
@@ -1109,7 +1117,8 @@ class payhost_alipay
             return array(200, 'refunded before the shop took the payment: balance not credited');
         }
         if ($order === false) {
-            return array(503, 'busy, retry');
+            // No order row (deleted by the owner): nothing to pay or note, never busy for ever.
+            return array(200, 'refunded before the shop took the payment: no such order in the shop');
         }
         $note = $this->fit_note(sprintf($this->lang('payhost_refunded_note'), $out_trade_no, $this->esc($status)),
             '[payhost refunded ' . $out_trade_no . ']');
@@ -1353,8 +1362,9 @@ class payhost_alipay
     /**
      * payhost_notify.php: checks X-Payhost-Signature (t=<unix>,v1=<HMAC-SHA256 of "<t>.<body>">,
      * t within 300 s) and applies the event. Returns array(HTTP status, text); 2xx only when the
-     * shop has the payment, or, for a payment whose amount is not the order's, once the note for
-     * the owner is written (settle()); payhost retries everything else.
+     * shop has the payment, or, for a payment whose amount is not the order's, of a cancelled
+     * order, or that payhost says was refunded in full before the shop took it, once the note for
+     * the owner is written (settle(), refunded_before_paid()); payhost retries everything else.
      */
     function webhook($body, $header, $now)
     {
@@ -1397,17 +1407,14 @@ class payhost_alipay
         $subject = isset($event['subject']) ? $event['subject'] : '';
         $fee = isset($event['total_fee']) ? $event['total_fee'] : '';
         // An event is retried until the shop takes it, and a refund may have happened meanwhile
-        // (payhost: the payment's status is authoritative). A payment refunded in full before the
-        // shop took its "paid" does not make the order paid: a note says why.
+        // (payhost: the payment's status is authoritative). A payment payhost says is refunded in
+        // full does not make the order paid: a note says why. Any other answer (payhost slow, a
+        // token replaced) leaves the signed event's word: a paid order is never held back on it.
         list($code, $now_at) = $this->call($s, 'GET', '/v1/merchants/' . rawurlencode($s['merchant']) . '/payments/'
-            . rawurlencode($event['out_trade_no']), null, 10);
-        if ($code == 200 && is_array($now_at) && isset($now_at['status'])) {
-            if ($now_at['status'] === 'REFUNDED' || $now_at['status'] === 'TRADE_CLOSED') {
-                return $this->refunded_before_paid($event['out_trade_no'], $subject, $now_at['status']);
-            }
-        } elseif ($code != 404) {
-            // 404: payhost keeps no such payment any more; the event's own word is all there is.
-            return array(503, 'payhost did not answer the payment\'s status, retry');
+            . rawurlencode($event['out_trade_no']), null, 4);
+        if ($code == 200 && is_array($now_at) && isset($now_at['status'])
+            && ($now_at['status'] === 'REFUNDED' || $now_at['status'] === 'TRADE_CLOSED')) {
+            return $this->refunded_before_paid($event['out_trade_no'], $subject, $now_at['status']);
         }
         switch ($this->settle($event['out_trade_no'], $subject, $fee)) {
             case 'paid':
