@@ -195,14 +195,20 @@ async fn create_pay_return_and_notify_with_retries() {
     assert!(body.contains("\"drop_all_notifies\":true"), "{body}");
 }
 
-/// The unsigned parameters of an `alipay.wap.trade.create.direct` call carrying `req_data`.
+/// The unsigned parameters of an `alipay.wap.trade.create.direct` call carrying `req_data`, with
+/// a `req_id` of its own (the gateway refuses one it has seen).
 fn create_params(req_data: &str) -> Vec<(String, String)> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let req_id = format!(
+        "r{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     [
         ("service", "alipay.wap.trade.create.direct"),
         ("format", "xml"),
         ("v", "2.0"),
         ("partner", PARTNER),
-        ("req_id", "r1"),
+        ("req_id", req_id.as_str()),
         ("sec_id", "MD5"),
         ("req_data", req_data),
     ]
@@ -240,6 +246,41 @@ async fn create(
     let res_data = wire::parse_req_data(get(&answer, "res_data"), "direct_trade_create_res")
         .unwrap_or_else(|e| panic!("{e}: {body}"));
     Ok(res_data[0].1.clone())
+}
+
+/// [WAP §2]: a partner's `req_id` is unique; a create call that repeats one is refused (0001),
+/// also with another order in it, and the first one's token is unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeated_req_id_is_refused() {
+    let sandbox = Sandbox::new("/sandbox", "http://127.0.0.1:9/sandbox", 1.0);
+    sandbox.add_merchant(SandboxMerchant {
+        partner: PARTNER.into(),
+        keys: Keys::Md5(KEY.into()),
+        privileged: true,
+    });
+    let keys = Keys::Md5(KEY.into());
+    let signed = |out_trade_no: &str| {
+        let req_data = format!(
+            "<direct_trade_create_req><subject>tea</subject><out_trade_no>{out_trade_no}</out_trade_no>\
+             <total_fee>1.00</total_fee><seller_account_name>s@example.com</seller_account_name>\
+             <call_back_url>http://shop.example/cb</call_back_url></direct_trade_create_req>"
+        );
+        let mut params = create_params(&req_data);
+        for p in params.iter_mut().filter(|(k, _)| k == "req_id") {
+            p.1 = "same-id".into();
+        }
+        let sign = wire::sign_as_alipay(&keys, wire::presign_sorted(&params).as_bytes());
+        params.push(("sign".into(), sign));
+        form(&params)
+    };
+    for (no, refused) in [("R1", false), ("R2", true), ("R1", true)] {
+        let (_, _, body) = call(&sandbox, "POST", "/sandbox/gateway", signed(no)).await;
+        let error = get(&parse(&body), "res_error").to_owned();
+        assert_eq!(!error.is_empty(), refused, "{no}: {body}");
+        if refused {
+            assert!(error.contains("<code>0001</code>"), "{error}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
