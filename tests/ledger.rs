@@ -517,8 +517,9 @@ mod open_platform {
         drop(pg);
     }
 
-    /// `payhost demo` on `database` (a SQLite file or a PostgreSQL URL).
-    async fn refund_and_close(dir: &std::path::Path, db: &str) {
+    /// `payhost demo` on `database` (a SQLite file or a PostgreSQL URL), with one order of the
+    /// demo shop paid (25.00) in the open platform's cashier: the demo and the order's number.
+    async fn demo_with_a_paid_order(dir: &std::path::Path, db: &str) -> (Demo, String) {
         let d = spawn_payhost(
             dir,
             &[
@@ -531,7 +532,6 @@ mod open_platform {
                 db,
             ],
         );
-        // Paid: 25.00.
         let (no, pay_url) = buy(&d).await;
         let token = cashier_token(&get(&pay_url, None).await.text());
         post_form(
@@ -543,6 +543,13 @@ mod open_platform {
             payment(&d, &no).await["status"] == "TRADE_SUCCESS"
         })
         .await;
+        (d, no)
+    }
+
+    /// Refunds and close on `database` (a SQLite file or a PostgreSQL URL).
+    async fn refund_and_close(dir: &std::path::Path, db: &str) {
+        // Paid: 25.00.
+        let (d, no) = demo_with_a_paid_order(dir, db).await;
 
         // A partial refund: alipay.trade.refund moves money at once (fund_change Y).
         let r = refund(
@@ -672,29 +679,7 @@ mod open_platform {
     /// and its refunds were separate reads, and an answer could straddle a refund's commit:
     /// TRADE_SUCCESS beside a refund already SUCCESS.)
     async fn reads_during_refunds(dir: &std::path::Path, db: &str) {
-        let d = spawn_payhost(
-            dir,
-            &[
-                "demo",
-                "--api-token",
-                DEMO_TOKEN,
-                "--admin-password",
-                ADMIN_PASSWORD,
-                "--database",
-                db,
-            ],
-        );
-        let (no, pay_url) = buy(&d).await;
-        let token = cashier_token(&get(&pay_url, None).await.text());
-        post_form(
-            &format!("{}/sandbox/openapi/cashier/pay", d.base),
-            &format!("token={token}"),
-        )
-        .await;
-        wait_for("paid", async || {
-            payment(&d, &no).await["status"] == "TRADE_SUCCESS"
-        })
-        .await;
+        let (d, no) = demo_with_a_paid_order(dir, db).await;
         let fen = |v: &serde_json::Value| -> u64 {
             let s = v.as_str().unwrap_or_else(|| panic!("{v}"));
             let (y, f) = s.split_once('.').unwrap();

@@ -1941,6 +1941,11 @@ async fn an_older_schema_is_migrated_by_serve_only_and_gives_way_to_a_held_table
         payhost::store::postgres::check_reachable(&url).await,
         Ok(None)
     );
+    // Nor a table of admin users: nobody to log in with, said as such (not "cannot tell").
+    assert_eq!(
+        payhost::store::postgres::has_admin_user(&url).await,
+        Some(false)
+    );
     pg.psql(
         "upgrade",
         "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
@@ -1976,6 +1981,23 @@ async fn an_older_schema_is_migrated_by_serve_only_and_gives_way_to_a_held_table
     );
     let version = || pg.psql("upgrade", "SELECT MAX(version) FROM schema_migrations");
     assert_eq!(version(), "5");
+    assert_eq!(
+        payhost::store::postgres::has_admin_user(&url).await,
+        Some(false)
+    );
+    pg.psql(
+        "upgrade",
+        "INSERT INTO admin_users VALUES ('ops', 'x', 'operator', 'now', 'test')",
+    );
+    assert_eq!(
+        payhost::store::postgres::has_admin_user(&url).await,
+        Some(true)
+    );
+    assert_eq!(
+        payhost::store::postgres::has_admin_user("postgres://127.0.0.1:1/none").await,
+        None,
+        "nothing answers: cannot tell"
+    );
     let note = payhost::store::postgres::check_reachable(&url)
         .await
         .unwrap()

@@ -112,33 +112,68 @@ fn cause(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Whether the database has an admin user (`None` when that cannot be told within 5 s; no such
-/// table yet is `Some(false)`). Reads only.
-pub async fn has_admin_user(url: &str) -> Option<bool> {
-    let mut pg: tokio_postgres::Config = url.parse().ok()?;
+/// A connection for a check (`check-config`), made within 5 s, with its driver's task (the
+/// caller aborts it when done).
+async fn check_connection(
+    url: &str,
+) -> std::result::Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), CheckConnect> {
+    let mut pg: tokio_postgres::Config = url.parse().map_err(|_| CheckConnect::NotAUrl)?;
     pg.connect_timeout(Duration::from_secs(5));
     let (client, connection) = tokio::time::timeout(Duration::from_secs(5), pg.connect(NoTls))
         .await
-        .ok()?
-        .ok()?;
-    let connection = tokio::spawn(connection);
-    // Two statements, as in check_reachable: a missing table fails the statement naming it.
-    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        .map_err(|_| CheckConnect::Silent)?
+        .map_err(CheckConnect::Refused)?;
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok((client, driver))
+}
+
+/// Why [`check_connection`] made none.
+enum CheckConnect {
+    NotAUrl,
+    Silent,
+    Refused(tokio_postgres::Error),
+}
+
+/// `query`'s one value, or `absent` while `table` does not exist (a new database), within 5 s.
+/// Two statements: PostgreSQL resolves every table a statement names before running it, so
+/// one that reads a missing table fails.
+async fn value_if_table<T>(
+    client: &tokio_postgres::Client,
+    table: &'static str,
+    query: &str,
+    absent: T,
+) -> std::result::Result<std::result::Result<T, tokio_postgres::Error>, tokio::time::error::Elapsed>
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    tokio::time::timeout(Duration::from_secs(5), async {
         let has: bool = client
-            .query_one("SELECT to_regclass('admin_users') IS NOT NULL", &[])
+            .query_one(&format!("SELECT to_regclass('{table}') IS NOT NULL"), &[])
             .await?
             .get(0);
         if !has {
-            return Ok(false);
+            return Ok(absent);
         }
-        let row = client
-            .query_one("SELECT EXISTS (SELECT 1 FROM admin_users)", &[])
-            .await?;
-        Ok::<bool, tokio_postgres::Error>(row.get(0))
+        Ok(client.query_one(query, &[]).await?.get(0))
     })
+    .await
+}
+
+/// Whether the database has an admin user (`None` when that cannot be told within 5 s; no such
+/// table yet is `Some(false)`). Reads only.
+pub async fn has_admin_user(url: &str) -> Option<bool> {
+    let (client, driver) = check_connection(url).await.ok()?;
+    let answered = value_if_table(
+        &client,
+        "admin_users",
+        "SELECT EXISTS (SELECT 1 FROM admin_users)",
+        false,
+    )
     .await;
     drop(client);
-    connection.abort();
+    driver.abort();
     answered.ok()?.ok()
 }
 
@@ -146,37 +181,23 @@ pub async fn has_admin_user(url: &str) -> Option<bool> {
 /// this payhost's (`serve` will migrate it). A newer one is refused, as `serve` refuses it.
 pub async fn check_reachable(url: &str) -> std::result::Result<Option<String>, String> {
     let shown = redact_url(url);
-    let mut pg: tokio_postgres::Config = url
-        .parse()
-        .map_err(|_| format!("database: not a PostgreSQL URL: {shown}"))?;
-    pg.connect_timeout(Duration::from_secs(5));
-    let connect = pg.connect(NoTls);
-    let (client, connection) = tokio::time::timeout(Duration::from_secs(5), connect)
-        .await
-        .map_err(|_| format!("database: {shown} did not answer within 5 s"))?
-        .map_err(|e| format!("database: cannot connect to {shown} ({})", cause(&e)))?;
-    let connection = tokio::spawn(connection);
-    // No table yet (a new database) is version 0. Two statements: PostgreSQL resolves every
-    // table a statement names before running it, so one that reads a missing table fails.
-    let answered = tokio::time::timeout(Duration::from_secs(5), async {
-        let has: bool = client
-            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
-            .await?
-            .get(0);
-        if !has {
-            return Ok(0);
+    let (client, driver) = check_connection(url).await.map_err(|e| match e {
+        CheckConnect::NotAUrl => format!("database: not a PostgreSQL URL: {shown}"),
+        CheckConnect::Silent => format!("database: {shown} did not answer within 5 s"),
+        CheckConnect::Refused(e) => {
+            format!("database: cannot connect to {shown} ({})", cause(&e))
         }
-        let row = client
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                &[],
-            )
-            .await?;
-        Ok::<i32, tokio_postgres::Error>(row.get(0))
-    })
+    })?;
+    // No table yet (a new database) is version 0.
+    let answered = value_if_table(
+        &client,
+        "schema_migrations",
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        0i32,
+    )
     .await;
     drop(client);
-    connection.abort();
+    driver.abort();
     let current: i32 = match answered {
         Ok(Ok(version)) => version,
         Ok(Err(e)) => return Err(format!("database: {shown} refused a query ({})", cause(&e))),
