@@ -764,17 +764,23 @@ async fn ecshop_return_before_notify_is_confirming_then_paid() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn ecshop_refused_webhook_is_retried_and_applied() {
-    let dir = temp_dir("ecshop-retry");
+/// `payhost demo` and a UTF-8 ecshop ("Tea") with the module installed (B2C) for it.
+async fn ecshop_b2c(name: &str) -> (Demo, Shop) {
+    let dir = temp_dir(name);
     let demo = start_demo(&dir, 1);
-    let d = demo.base.clone();
     let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
     let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
-    ecshop_install(&shop, &d, "b2c", "", &creds).await;
+    ecshop_install(&shop, &demo.base, "b2c", "", &creds).await;
+    (demo, shop)
+}
+
+/// [`ecshop_b2c`] with order 1 (12.50) paid while the shop is closed (init.php prints its
+/// "closed" page and exits), so payhost has the payment and the shop does not: its log_id and
+/// out_trade_no.
+async fn ecshop_paid_while_closed(name: &str) -> (Demo, Shop, String, String) {
+    let (demo, shop) = ecshop_b2c(name).await;
+    let d = demo.base.clone();
     let (log_id, page) = ecshop_checkout(&shop, 1).await;
-    // The shop is closed for a moment (init.php prints its "closed" page and exits): the webhook
-    // endpoint must not let payhost take that for a delivery.
     get(&shop.url("_state.php?shop_closed=1"), None).await;
     let _ = pay_in_cashier(&pay_url_from_button(&page), &d).await;
     let out_trade_no = format!("2026112312345-{log_id}-1250");
@@ -783,6 +789,14 @@ async fn ecshop_refused_webhook_is_retried_and_applied() {
         "payhost to get Alipay's notify",
     )
     .await;
+    (demo, shop, log_id, out_trade_no)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_refused_webhook_is_retried_and_applied() {
+    // The shop is closed for a moment: the webhook endpoint must not let payhost take its
+    // "closed" page for a delivery.
+    let (demo, shop, log_id, _) = ecshop_paid_while_closed("ecshop-retry").await;
     wait_until(
         || async { demo_log(&demo).contains("the shop answered HTTP 503") },
         "a refused delivery",
@@ -806,12 +820,8 @@ async fn ecshop_refused_webhook_is_retried_and_applied() {
 /// for the owner, and payhost's webhook is acknowledged.
 #[tokio::test(flavor = "multi_thread")]
 async fn ecshop_an_old_page_paid_after_the_order_changed_leaves_it_unpaid() {
-    let dir = temp_dir("ecshop-changed");
-    let demo = start_demo(&dir, 1);
+    let (demo, shop) = ecshop_b2c("ecshop-changed").await;
     let d = demo.base.clone();
-    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
-    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
-    ecshop_install(&shop, &d, "b2c", "", &creds).await;
     let (log_1, page_1) = ecshop_checkout(&shop, 1).await;
     let (log_2, page_2) = ecshop_checkout(&shop, 2).await;
     get(
@@ -872,21 +882,9 @@ async fn ecshop_an_old_page_paid_after_the_order_changed_leaves_it_unpaid() {
 /// that went back. payhost's status is asked first; the order gets a note instead.
 #[tokio::test(flavor = "multi_thread")]
 async fn ecshop_a_paid_event_retried_after_a_full_refund_leaves_the_order_unpaid() {
-    let dir = temp_dir("ecshop-refunded-first");
-    let demo = start_demo(&dir, 1);
+    let (demo, shop, log_id, out_trade_no) =
+        ecshop_paid_while_closed("ecshop-refunded-first").await;
     let d = demo.base.clone();
-    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
-    let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
-    ecshop_install(&shop, &d, "b2c", "", &creds).await;
-    let (log_id, page) = ecshop_checkout(&shop, 1).await;
-    get(&shop.url("_state.php?shop_closed=1"), None).await;
-    let _ = pay_in_cashier(&pay_url_from_button(&page), &d).await;
-    let out_trade_no = format!("2026112312345-{log_id}-1250");
-    wait_until(
-        || async { payhost_status(&d, ECSHOP_MERCHANT, &out_trade_no).await == "TRADE_SUCCESS" },
-        "payhost to get Alipay's notify",
-    )
-    .await;
     let r = post_form(
         &format!("{d}/sandbox/refund"),
         &format!("partner={PARTNER}&out_trade_no={out_trade_no}&refund_fee=12.50"),
