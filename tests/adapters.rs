@@ -764,21 +764,29 @@ async fn ecshop_return_before_notify_is_confirming_then_paid() {
     );
 }
 
-/// `payhost demo` and a UTF-8 ecshop ("Tea") with the module installed (B2C) for it.
-async fn ecshop_b2c(name: &str) -> (Demo, Shop) {
+/// `payhost demo` and a UTF-8 ecshop ("Tea") run with `env`, with the module installed (B2C) for it.
+async fn ecshop_b2c(name: &str, env: &[(&str, &str)]) -> (Demo, Shop, Creds) {
     let dir = temp_dir(name);
     let demo = start_demo(&dir, 1);
-    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
+    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), env);
     let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
     ecshop_install(&shop, &demo.base, "b2c", "", &creds).await;
-    (demo, shop)
+    (demo, shop, creds)
+}
+
+/// A payment payhost has and the shop has not taken (see [`ecshop_paid_while_closed`]).
+struct UntakenPayment {
+    demo: Demo,
+    shop: Shop,
+    creds: Creds,
+    log_id: String,
+    out_trade_no: String,
 }
 
 /// [`ecshop_b2c`] with order 1 (12.50) paid while the shop is closed (init.php prints its
-/// "closed" page and exits), so payhost has the payment and the shop does not: its log_id and
-/// out_trade_no.
-async fn ecshop_paid_while_closed(name: &str) -> (Demo, Shop, String, String) {
-    let (demo, shop) = ecshop_b2c(name).await;
+/// "closed" page and exits), so payhost has the payment and the shop does not.
+async fn ecshop_paid_while_closed(name: &str, env: &[(&str, &str)]) -> UntakenPayment {
+    let (demo, shop, creds) = ecshop_b2c(name, env).await;
     let d = demo.base.clone();
     let (log_id, page) = ecshop_checkout(&shop, 1).await;
     get(&shop.url("_state.php?shop_closed=1"), None).await;
@@ -789,14 +797,22 @@ async fn ecshop_paid_while_closed(name: &str) -> (Demo, Shop, String, String) {
         "payhost to get Alipay's notify",
     )
     .await;
-    (demo, shop, log_id, out_trade_no)
+    UntakenPayment {
+        demo,
+        shop,
+        creds,
+        log_id,
+        out_trade_no,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ecshop_refused_webhook_is_retried_and_applied() {
     // The shop is closed for a moment: the webhook endpoint must not let payhost take its
     // "closed" page for a delivery.
-    let (demo, shop, log_id, _) = ecshop_paid_while_closed("ecshop-retry").await;
+    let UntakenPayment {
+        demo, shop, log_id, ..
+    } = ecshop_paid_while_closed("ecshop-retry", &[]).await;
     wait_until(
         || async { demo_log(&demo).contains("the shop answered HTTP 503") },
         "a refused delivery",
@@ -820,7 +836,7 @@ async fn ecshop_refused_webhook_is_retried_and_applied() {
 /// for the owner, and payhost's webhook is acknowledged.
 #[tokio::test(flavor = "multi_thread")]
 async fn ecshop_an_old_page_paid_after_the_order_changed_leaves_it_unpaid() {
-    let (demo, shop) = ecshop_b2c("ecshop-changed").await;
+    let (demo, shop, _) = ecshop_b2c("ecshop-changed", &[]).await;
     let d = demo.base.clone();
     let (log_1, page_1) = ecshop_checkout(&shop, 1).await;
     let (log_2, page_2) = ecshop_checkout(&shop, 2).await;
@@ -877,44 +893,91 @@ async fn ecshop_an_old_page_paid_after_the_order_changed_leaves_it_unpaid() {
     assert!(!detail.contains("稍后会自动更新"), "{detail}");
 }
 
+/// [`ecshop_paid_while_closed`], then refunded in full at Alipay: payhost says REFUNDED while the
+/// shop still has the "paid" event to take.
+async fn ecshop_refunded_while_closed(name: &str, env: &[(&str, &str)]) -> UntakenPayment {
+    let p = ecshop_paid_while_closed(name, env).await;
+    let d = p.demo.base.clone();
+    let r = post_form(
+        &format!("{d}/sandbox/refund"),
+        &format!(
+            "partner={PARTNER}&out_trade_no={}&refund_fee=12.50",
+            p.out_trade_no
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_until(
+        || async { payhost_status(&d, ECSHOP_MERCHANT, &p.out_trade_no).await == "REFUNDED" },
+        "payhost to get the refund's notify",
+    )
+    .await;
+    p
+}
+
+/// The order_action notes of ecshop's state that contain `marker`.
+fn notes_marked(state: &Value, marker: &str) -> usize {
+    state["order_action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| {
+            a["action_note"]
+                .as_str()
+                .is_some_and(|n| n.contains(marker))
+        })
+        .count()
+}
+
 /// The "paid" event refused by the shop (closed for a moment) while the payment is refunded in
 /// full at Alipay: when the shop takes deliveries again, the order is not made paid for money
 /// that went back. payhost's status is asked first; the order gets a note instead.
 #[tokio::test(flavor = "multi_thread")]
 async fn ecshop_a_paid_event_retried_after_a_full_refund_leaves_the_order_unpaid() {
-    let (demo, shop, log_id, out_trade_no) =
-        ecshop_paid_while_closed("ecshop-refunded-first").await;
-    let d = demo.base.clone();
-    let r = post_form(
-        &format!("{d}/sandbox/refund"),
-        &format!("partner={PARTNER}&out_trade_no={out_trade_no}&refund_fee=12.50"),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    wait_until(
-        || async { payhost_status(&d, ECSHOP_MERCHANT, &out_trade_no).await == "REFUNDED" },
-        "payhost to get the refund's notify",
-    )
-    .await;
+    let UntakenPayment { shop, log_id, .. } =
+        ecshop_refunded_while_closed("ecshop-refunded-first", &[]).await;
     get(&shop.url("_state.php?shop_closed=0"), None).await;
     wait_until(
-        || async {
-            shop.state().await["order_action"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|a| {
-                    a["action_note"]
-                        .as_str()
-                        .is_some_and(|n| n.contains("[payhost refunded "))
-                })
-        },
+        || async { notes_marked(&shop.state().await, "[payhost refunded ") > 0 },
         "the note of a payment refunded before the shop took it",
     )
     .await;
     let s = shop.state().await;
     assert_eq!(s["pay_log"][&log_id]["is_paid"], 0, "{s}");
     assert_eq!(s["order_info"]["1"]["pay_status"], 0, "{s}");
+}
+
+/// The same "paid" event of a payment refunded in full, delivered twice at the same moment with
+/// the shop's writes slowed (RACE_WINDOW_MS): the order gets one note, not two.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_a_refunded_payment_delivered_twice_at_once_is_noted_once() {
+    let p =
+        ecshop_refunded_while_closed("ecshop-refunded-twice", &[("RACE_WINDOW_MS", "400")]).await;
+    let payment = get(
+        &format!(
+            "{}/v1/merchants/{ECSHOP_MERCHANT}/payments/{}",
+            p.demo.base, p.out_trade_no
+        ),
+        Some(TOKEN),
+    )
+    .await
+    .json();
+    let event = json!({"type": "payment.paid", "out_trade_no": p.out_trade_no,
+        "subject": payment["subject"], "total_fee": "12.50"});
+    let hook = p.shop.url("payhost_notify.php");
+    get(&p.shop.url("_state.php?shop_closed=0"), None).await;
+    let (a, b) = tokio::join!(
+        signed_webhook(&hook, &p.creds.secret, now_unix(), &event),
+        async {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            signed_webhook(&hook, &p.creds.secret, now_unix(), &event).await
+        },
+    );
+    assert_eq!(a.0, 200, "{}", a.1);
+    assert_eq!(b.0, 200, "{}", b.1);
+    let s = p.shop.state().await;
+    assert_eq!(notes_marked(&s, "[payhost refunded "), 1, "{s}");
+    assert_eq!(s["pay_log"][&p.log_id]["is_paid"], 0, "{s}");
 }
 
 /// A balance top-up paid by the return and two webhooks at the same moment, with order_paid()'s
@@ -2086,15 +2149,17 @@ async fn shopex_app_works_under_the_stock_dispatcher() {
     shopex_flow(true).await;
 }
 
-/// ShopEx's database refusing writes while the payment is refunded in full at Alipay: the
-/// "paid" event retried afterwards does not make the order paid for money that went back;
-/// payhost's status is asked first, and the order's log says why.
-#[tokio::test(flavor = "multi_thread")]
-async fn shopex_a_paid_event_retried_after_a_full_refund_leaves_the_order_unpaid() {
-    let dir = temp_dir("shopex-refunded-first");
+/// A ShopEx payment paid while the shop's database refused writes, then refunded in full at
+/// Alipay: payhost says REFUNDED while the shop still has the "paid" event to take. The demo,
+/// the shop (run with `env`, its database down), the credentials, the payment's id and amount.
+async fn shopex_refunded_while_down(
+    name: &str,
+    env: &[(&str, &str)],
+) -> (Demo, Shop, Creds, String, String) {
+    let dir = temp_dir(name);
     let demo = start_demo(&dir, 1);
     let d = demo.base.clone();
-    let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &[]);
+    let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), env);
     let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
     let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
     let (payment_id, pay_url) = shopex_checkout(&shop, &cfg_id, "20261123001").await;
@@ -2120,15 +2185,29 @@ async fn shopex_a_paid_event_retried_after_a_full_refund_leaves_the_order_unpaid
         "payhost to get the refund's notify",
     )
     .await;
+    (demo, shop, creds, payment_id, fee)
+}
+
+/// The lines of ShopEx's order log that contain `marker`.
+fn log_lines_marked(state: &Value, marker: &str) -> usize {
+    state["order_log"].as_array().map_or(0, |l| {
+        l.iter()
+            .filter(|r| r["log_text"].as_str().is_some_and(|t| t.contains(marker)))
+            .count()
+    })
+}
+
+/// ShopEx's database refusing writes while the payment is refunded in full at Alipay: the
+/// "paid" event retried afterwards does not make the order paid for money that went back;
+/// payhost's status is asked first, and the order's log says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_a_paid_event_retried_after_a_full_refund_leaves_the_order_unpaid() {
+    let (_demo, shop, _, payment_id, _) =
+        shopex_refunded_while_down("shopex-refunded-first", &[]).await;
     get(&shop.url("_state.php?db_down=0"), None).await;
     let marker = format!("[payhost refunded {payment_id}]");
     wait_until(
-        || async {
-            shop.state().await["order_log"].as_array().is_some_and(|l| {
-                l.iter()
-                    .any(|r| r["log_text"].as_str().is_some_and(|t| t.contains(&marker)))
-            })
-        },
+        || async { log_lines_marked(&shop.state().await, &marker) > 0 },
         "the log line of a payment refunded before the shop took it",
     )
     .await;
@@ -2138,6 +2217,30 @@ async fn shopex_a_paid_event_retried_after_a_full_refund_leaves_the_order_unpaid
         s["payed_calls"].as_array().is_none_or(|c| c.is_empty()),
         "the order never paid: {s}"
     );
+}
+
+/// The same "paid" event of a payment refunded in full, delivered twice at the same moment with
+/// the shop's log writes slowed (RACE_WINDOW_MS): one line in the order's log, not two.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_a_refunded_payment_delivered_twice_at_once_is_logged_once() {
+    let (_demo, shop, creds, payment_id, fee) =
+        shopex_refunded_while_down("shopex-refunded-twice", &[("RACE_WINDOW_MS", "400")]).await;
+    let event = json!({"type": "payment.paid", "out_trade_no": payment_id, "total_fee": fee});
+    let hook = shop.url("plugins/app/pay_payhost/pay_payhost.server.php");
+    get(&shop.url("_state.php?db_down=0"), None).await;
+    let (a, b) = tokio::join!(
+        signed_webhook(&hook, &creds.secret, now_unix(), &event),
+        async {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            signed_webhook(&hook, &creds.secret, now_unix(), &event).await
+        },
+    );
+    assert_eq!(a.0, 200, "{}", a.1);
+    assert_eq!(b.0, 200, "{}", b.1);
+    let s = shop.state().await;
+    let marker = format!("[payhost refunded {payment_id}]");
+    assert_eq!(log_lines_marked(&s, &marker), 1, "{s}");
+    assert_eq!(s["payments"][&payment_id]["status"], "ready", "{s}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,7 +9,7 @@
  * escapes it), so MySQL's unescaping is emulated with stripslashes(), and the column,
  * action_note varchar(255) (ecshop 2.7.3's schema, in the edition's charset), keeps its first 255
  * characters as MySQL does with sql_mode '' (cls_mysql sets it): a longer note is cut without an
- * error. Virtual goods: order_goods
+ * error; RACE_WINDOW_MS delays the insert (a busy MySQL). Virtual goods: order_goods
  * rows with extension_code 'virtual_card' (is_real 0, goods_number, send_number) and the
  * virtual_card table (card_sn, card_password, end_date, is_saled, order_sn; stored in clear here,
  * the real table holds them encrypted and virtual_card_result() decrypts them): get_virtual_goods(
@@ -61,6 +61,11 @@ function insert_pay_log($id, $amount, $type = PAY_SURPLUS, $is_paid = 0)
 
 function order_action($order_sn, $order_status, $shipping_status, $pay_status, $note = '', $username = null)
 {
+    // RACE_WINDOW_MS: a busy MySQL's INSERT, so two notes written at once by a module meet.
+    $window = (int)getenv('RACE_WINDOW_MS');
+    if ($window > 0) {
+        usleep($window * 1000);
+    }
     hdb_tx(function (&$t) use ($order_sn, $order_status, $shipping_status, $pay_status, $note, $username) {
         $order_id = null;
         foreach ($t['order_info'] as $o) {

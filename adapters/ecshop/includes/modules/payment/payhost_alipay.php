@@ -1096,15 +1096,17 @@ class payhost_alipay
 
     /**
      * A "paid" event of a payment that payhost now says is refunded in full or closed (webhook()):
-     * the order is left unpaid, with a note once per payment (under no lock: it writes only the
-     * note). 200 once the note is there (or for a balance top-up, which has no order to note it
-     * on), 404 for an order this shop does not know, 503 when the database could not tell.
+     * the order is left unpaid, with a note once per payment. The note is written under settle()'s
+     * lock of the pay_log row, so two deliveries at once write one note, and a payment settling
+     * the same row at that moment is seen. 200 once the note is there (or for a balance top-up,
+     * which has no order to note it on), 404 for an order this shop does not know, 503 when the
+     * database could not tell or the lock was busy.
      */
     function refunded_before_paid($out_trade_no, $subject, $status)
     {
         $log_id = $this->log_id_of($out_trade_no, $subject);
-        $paid = $log_id === null ? '' : $GLOBALS['db']->getOne('SELECT is_paid FROM ' . $GLOBALS['ecs']->table('pay_log')
-            . " WHERE log_id = '" . intval($log_id) . "'");
+        $read = 'SELECT is_paid FROM ' . $GLOBALS['ecs']->table('pay_log') . " WHERE log_id = '" . intval($log_id) . "'";
+        $paid = $log_id === null ? '' : $GLOBALS['db']->getOne($read);
         if ($paid === false || $paid === null || $paid === '') {
             return array(404, 'unknown order');
         }
@@ -1120,9 +1122,19 @@ class payhost_alipay
             // No order row (deleted by the owner): nothing to pay or note, never busy for ever.
             return array(200, 'refunded before the shop took the payment: no such order in the shop');
         }
+        $lock = $this->lock_name(intval($log_id));
+        if ($GLOBALS['db']->getOne("SELECT GET_LOCK('" . $lock . "', 10)") != 1) {
+            return array(503, 'busy, retry');
+        }
+        if ($GLOBALS['db']->getOne($read) == 1) {
+            // Paid by another payment of the row while this one waited: its own events note it.
+            $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
+            return array(200, 'ok');
+        }
         $note = $this->fit_note(sprintf($this->lang('payhost_refunded_note'), $out_trade_no, $this->esc($status)),
             '[payhost refunded ' . $out_trade_no . ']');
         $seen = $this->note_once($order, '[payhost refunded ' . $out_trade_no . ']', $note);
+        $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
         return ($seen !== false && $seen > 0)
             ? array(200, 'refunded before the shop took the payment: noted, order left unpaid')
             : array(503, 'busy, retry');

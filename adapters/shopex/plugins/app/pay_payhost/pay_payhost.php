@@ -879,8 +879,10 @@ class pay_payhost extends paymentPlugin
     /**
      * A "paid" event of a payment payhost says is refunded in full or closed, not yet taken by
      * the shop (pay_payhost_callback()): the payment stays unpaid, and the order's log says why,
-     * once per payment. Answers and ends the request: 200 once the line is there (a top-up has
-     * no order log), 503 when it could not be written.
+     * once per payment. Two deliveries at once look and write under a MySQL named lock per
+     * payment (as payhost_second_payment()), so the second finds the first's line. Answers and
+     * ends the request: 200 once the line is there (a top-up has no order log), 503 when it could
+     * not be written or the lock was busy.
      */
     function payhost_refunded_first($id, $record, $status)
     {
@@ -892,17 +894,30 @@ class pay_payhost extends paymentPlugin
         if (!pay_payhost_is_id($orderId) || !$oOrder->load($orderId)) {
             $this->payhost_answer(404, 'unknown order');
         }
-        $marker = '[payhost refunded ' . $id . ']';
-        foreach ((array)$oOrder->getLogs($orderId) as $log) {
-            if (isset($log['log_text']) && strpos((string)$log['log_text'], $marker) !== false) {
-                $this->payhost_answer(200, 'refunded before the shop took the payment: noted, order left unpaid');
+        $db = method_exists($this->system, 'database') ? $this->system->database() : null;
+        $lock = 'payhost_refunded_' . md5($id);
+        if (is_object($db)) {
+            $got = $db->selectrow("SELECT GET_LOCK('" . $lock . "', 10) AS got");
+            if (!is_array($got) || !isset($got['got']) || $got['got'] != 1) {
+                $this->payhost_answer(503, 'busy, retry');
             }
         }
-        if (!$oOrder->addLog('【注意】支付单 ' . $id . ' 的支付宝付款在商店确认收款之前已全额退款（payhost 状态 '
-            . $this->esc($status) . '），订单没有改为已付款。 ' . $marker, null, 'payhost', '付款')) {
-            $this->payhost_answer(503, 'not recorded, retry');
+        $marker = '[payhost refunded ' . $id . ']';
+        $seen = false;
+        foreach ((array)$oOrder->getLogs($orderId) as $log) {
+            if (isset($log['log_text']) && strpos((string)$log['log_text'], $marker) !== false) {
+                $seen = true;
+            }
         }
-        $this->payhost_answer(200, 'refunded before the shop took the payment: noted, order left unpaid');
+        $answer = array(200, 'refunded before the shop took the payment: noted, order left unpaid');
+        if (!$seen && !$oOrder->addLog('【注意】支付单 ' . $id . ' 的支付宝付款在商店确认收款之前已全额退款（payhost 状态 '
+            . $this->esc($status) . '），订单没有改为已付款。 ' . $marker, null, 'payhost', '付款')) {
+            $answer = array(503, 'not recorded, retry');
+        }
+        if (is_object($db)) {
+            $db->selectrow("SELECT RELEASE_LOCK('" . $lock . "') AS released");
+        }
+        $this->payhost_answer($answer[0], $answer[1]);
     }
 
     /** The webhook's answer: the shop's earlier output dropped, the status, the text; the end. */
