@@ -2243,6 +2243,77 @@ async fn shopex_a_refunded_payment_delivered_twice_at_once_is_logged_once() {
     assert_eq!(s["payments"][&payment_id]["status"], "ready", "{s}");
 }
 
+/// Cashier pages paid after the owner changed the order in the ShopEx admin (stock ShopEx checks
+/// an order only when a payment starts, and mdl_order::payed() takes whatever arrives): order
+/// 20261123001 cancelled (status dead) stays unpaid with its payment, and the buyer's return says
+/// so; order 20261123002, its total lowered from 15.00 to 12.00, is paid as ShopEx pays it, and
+/// its log names the 3.00 to refund. One line each, whichever of the return and the webhook
+/// comes first.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_an_old_page_paid_after_the_order_changed_is_held_or_noted() {
+    let dir = temp_dir("shopex-changed");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &[]);
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
+    let (dead_id, dead_url) = shopex_checkout(&shop, &cfg_id, "20261123001").await;
+    let (lower_id, lower_url) = shopex_checkout(&shop, &cfg_id, "20261123002").await;
+    get(&shop.url("_state.php?order=20261123001&status=dead"), None).await;
+    get(
+        &shop.url("_state.php?order=20261123002&final_amount=12.00"),
+        None,
+    )
+    .await;
+    let landing = landing_from(&pay_in_cashier(&dead_url, &d).await).await;
+    wait_until(
+        || async { payhost_status(&d, SHOPEX_MERCHANT, &dead_id).await == "TRADE_SUCCESS" },
+        "payhost to get Alipay's notify",
+    )
+    .await;
+    let dead_page = get(&landing, None).await.text();
+    assert!(dead_page.contains("订单已作废"), "{dead_page}");
+    let _ = pay_in_cashier(&lower_url, &d).await;
+    let dead_marker = format!("[payhost dead {dead_id}]");
+    let over_marker = format!("[payhost over {lower_id}]");
+    wait_until(
+        || async {
+            let s = shop.state().await;
+            log_lines_marked(&s, &over_marker) > 0 && s["orders"]["20261123002"]["pay_status"] == 1
+        },
+        "order 2 paid, with its note",
+    )
+    .await;
+    // Both webhooks delivered: nothing left for payhost to retry.
+    wait_until(
+        || async { demo_log(&demo).matches("webhook delivered").count() >= 2 },
+        "both webhooks acknowledged",
+    )
+    .await;
+    let s = shop.state().await;
+    assert_eq!(s["payments"][&dead_id]["status"], "ready", "{s}");
+    assert_eq!(s["orders"]["20261123001"]["pay_status"], 0, "{s}");
+    assert_eq!(log_lines_marked(&s, &dead_marker), 1, "{s}");
+    assert_eq!(log_lines_marked(&s, &over_marker), 1, "{s}");
+    let over = s["order_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["log_text"].as_str())
+        .find(|t| t.contains(&over_marker))
+        .unwrap();
+    assert!(
+        over.contains("￥15.00") && over.contains("￥12.00") && over.contains("多 ￥3.00"),
+        "{over}"
+    );
+    assert_eq!(s["payments"][&lower_id]["status"], "succ", "{s}");
+    assert_eq!(
+        s["payed_calls"].as_array().unwrap().len(),
+        1,
+        "only order 2 paid: {s}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn shopex_return_before_notify_is_confirming_then_paid() {
     let dir = temp_dir("shopex-early");

@@ -1,7 +1,8 @@
 <?php
 /* Test-only (no ShopEx counterpart): the harness database as JSON; ?db_down=1|0 switches failing
    writes, ?deprecated=1|0 PHP's E_DEPRECATED messages while ShopEx's core loads, ?payed_fails=1|0
-   mdl_order::payed() failing (the order's update refused). */
+   mdl_order::payed() failing (the order's update refused), ?order=<id>&status=…|final_amount=… an
+   order changed in the admin. */
 require(dirname(__FILE__) . '/core/include_v5/harness_db.php');
 if (isset($_GET['db_down'])) {
     $v = (int)$_GET['db_down'];
@@ -14,6 +15,17 @@ if (isset($_GET['deprecated'])) {
 if (isset($_GET['payed_fails'])) {
     $v = (int)$_GET['payed_fails'];
     hdb_tx(function (&$t) use ($v) { $t['payed_fails'] = $v; });
+}
+if (isset($_GET['order'])) {
+    // ?order=<id>&status=dead (mdl_order::toCancel()) or &final_amount=8.00 (the owner edits the
+    // order's total in the admin).
+    $id = (string)$_GET['order'];
+    $set = array_intersect_key($_GET, array('status' => 1, 'final_amount' => 1));
+    hdb_tx(function (&$t) use ($id, $set) {
+        foreach ($set as $k => $v) {
+            $t['orders'][$id][$k] = (string)$v;
+        }
+    });
 }
 header('Content-Type: application/json');
 echo json_encode(hdb_read(), JSON_UNESCAPED_UNICODE);

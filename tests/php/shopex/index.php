@@ -2,8 +2,9 @@
 /*
  * Harness of ShopEx 4.8.5's shop front for paying: `core/shop/controller/ctl.paycenter.php`
  *  - act=order (order_id, payment): the method must be one the checkout offers (getMethods():
- *    enabled), then _init(): the payment method (sdb_payment_cfg row), its pay_type as the
- *    model's type, then doPay();
+ *    enabled) and the order active (a dead or finished order: "订单状态锁定，不能支付！"), then
+ *    _init(): the payment method (sdb_payment_cfg row), its pay_type as the model's type, then
+ *    doPay() of what is owed (final_amount, or total_amount without one, less payed);
  *  - act=recharge (payment, money; 预存款充值): ctl.paycenter.php recharge(): _init() of the method,
  *    the payment's pay_type 'recharge' and no order, then doPay('recharge') (getPaymentInfo():
  *    M_Method 'recharge', M_OrderNO the payment id);
@@ -81,10 +82,18 @@ if (isset($req['act']) && $req['act'] === 'order') {
     }
     $t = hdb_read();
     $order = $t['orders'][$req['order_id']];
+    if (isset($order['status']) && $order['status'] !== 'active') {
+        // ctl.paycenter.php order(): a cancelled or finished order is not paid.
+        header('Content-Type: text/html; charset=utf-8');
+        exit('<div id="result">订单状态锁定，不能支付！</div>');
+    }
     $oPay->type = $cfg['pay_type'];
     $oPay->payment = $cfg['id'];
     $oPay->order_id = $order['order_id'];
-    $oPay->money = $order['total_amount'];
+    // ctl.paycenter.php order(): what is still owed (final_amount - payed).
+    $final = isset($order['final_amount']) ? $order['final_amount'] : $order['total_amount'];
+    $payed = isset($order['payed']) ? (float)$order['payed'] : 0.0;
+    $oPay->money = $payed > 0 ? number_format((float)$final - $payed, 3, '.', '') : $final;
     $oPay->doPay('', $order['order_id']);
 } elseif (isset($req['act']) && $req['act'] === 'result') {
     $p = $system->loadModel('trading/payment')->getById($req['payment_id']);

@@ -142,6 +142,18 @@ function pay_payhost_amount($money)
     return substr($fen, 0, -2) . '.' . substr($fen, -2);
 }
 
+/** A ShopEx amount in fen: pay_payhost_amount()'s text without its point. */
+function pay_payhost_fen($money)
+{
+    return (int)str_replace('.', '', pay_payhost_amount($money));
+}
+
+/** Fen as yuan text with two decimals. */
+function pay_payhost_yuan($fen)
+{
+    return number_format($fen / 100, 2, '.', '');
+}
+
 class pay_payhost extends paymentPlugin
 {
     var $name = '支付宝手机网站支付 (payhost)';
@@ -613,6 +625,21 @@ class pay_payhost extends paymentPlugin
                 $this->payhost_page(200, '金额不符', '<div class="payhost-error" id="payhost-amount" style="color:#c00">'
                     . '已付款，但金额与支付单不符，支付单暂未确认为已付款。请联系商家处理，不要重复付款。</div>');
             }
+            if ($record['status'] !== 'succ') {
+                // The webhook's checks of the order (pay_payhost_callback()), before progress()
+                // → setPayStatus() pays it.
+                $order = $this->payhost_order_state($record);
+                if ($order !== null && $order['status'] === 'dead') {
+                    $this->payhost_log_once($order['order_id'], '[payhost dead ' . $id . ']',
+                        '【注意】订单已作废，又收到支付单 ' . $id . ' 的支付宝付款（￥' . $this->esc(pay_payhost_amount($record['money']))
+                        . '）；订单和支付单都没有改为已付款。请在 payhost 管理页面核对并退款。', '付款');
+                    $this->payhost_page(200, '订单已作废', '<div class="payhost-error" id="payhost-dead" style="color:#c00">'
+                        . '已付款，但订单已作废，没有改为已付款。请联系商家退款，不要重复付款。</div>');
+                }
+                if ($order !== null) {
+                    $this->payhost_note_overpaid($order, $id, $record);
+                }
+            }
             $paymentId = $p['out_trade_no'];
             // The payment's own amount (equal, checked above): progress() → setPayStatus() writes
             // it back, and payhost's two decimals would round ShopEx's three (33.495 → 33.50).
@@ -725,25 +752,33 @@ class pay_payhost extends paymentPlugin
                 && ($now['status'] === 'REFUNDED' || $now['status'] === 'TRADE_CLOSED')) {
                 $this->payhost_refunded_first($id, $record, $now['status']);
             }
+            // The order as ShopEx's own pay check sees it. A cancelled (dead) order:
+            // mdl_order::payed() would make it paid and leave it dead, where the admin can
+            // neither ship nor refund it; the payment stays unpaid and the order's log says so.
+            $order = $this->payhost_order_state($record);
+            if ($order !== null && $order['status'] === 'dead') {
+                $noted = $this->payhost_log_once($order['order_id'], '[payhost dead ' . $id . ']',
+                    '【注意】订单已作废，又收到支付单 ' . $id . ' 的支付宝付款（￥' . $this->esc(pay_payhost_amount($record['money']))
+                    . '）；订单和支付单都没有改为已付款。请在 payhost 管理页面核对并退款。', '付款');
+                $this->payhost_answer($noted ? 200 : 503, $noted ? 'order cancelled in the shop: noted, payment left unpaid' : 'not recorded, retry');
+            }
             // The order paid already by another payment (a second cashier the buyer kept open):
             // mdl_order::payed() takes this one too without a word, so the order's log says so.
             // The order's status is read first, then the payment again: paid by now, it was this
             // payment (the buyer's return, at the same moment) that paid the order, not another.
-            $orderOf = isset($record['order_id']) ? (string)$record['order_id'] : '';
             $second = false;
-            if ($orderOf !== '' && pay_payhost_is_id($orderOf)
-                && !(isset($record['pay_type']) && $record['pay_type'] === 'recharge')) {
-                $paid = $this->system->loadModel('trading/order')->getFieldById($orderOf, array('pay_status'));
-                $before = (is_array($paid) && isset($paid['pay_status'])) ? (string)$paid['pay_status'] : '';
+            if ($order !== null) {
                 $again = $oPay->getById($id);
-                $second = ($before === '1' || $before === '2') && $again && $again['status'] !== 'succ';
+                $second = ($order['pay_status'] === '1' || $order['pay_status'] === '2') && $again && $again['status'] !== 'succ';
             }
             $info = array('money' => $record['money'], 'memo' => 'payhost ' . $event['type'],
                 'trade_no' => isset($event['trade_no']) ? (string)$event['trade_no'] : '');
             $applied = $oPay->setPayStatus($id, PAY_SUCCESS, $info) ? true : false;
             $record = $oPay->getById($id);
             if ($applied && $second) {
-                $this->payhost_second_payment($orderOf, $id, $record);
+                $this->payhost_second_payment($order['order_id'], $id, $record);
+            } elseif ($applied && $order !== null) {
+                $this->payhost_note_overpaid($order, $id, $record);
             }
         }
         if (!$record || $record['status'] !== 'succ') {
@@ -841,25 +876,74 @@ class pay_payhost extends paymentPlugin
     }
 
     /**
-     * The order's log line for a second payment of a paid order (pay_payhost_callback()), once
-     * per payment: two deliveries of one event at once find each other's line under a MySQL named
-     * lock per payment (as payhost_refund()).
+     * The order a payment of this app is for, as ShopEx's own pay check reads it (mdl.order.php
+     * checkOrderStatus('pay') and toPayed(); payed() reads the same fields): array(order_id,
+     * status: active, dead or finish; pay_status: 0 unpaid … 5 refunded; owed_fen: final_amount
+     * less payed, in fen; cur_rate). Null for a top-up (no order) or an order the database does
+     * not give: the payment is then applied as before.
      */
-    function payhost_second_payment($orderId, $id, $record)
+    function payhost_order_state($record)
+    {
+        $orderId = isset($record['order_id']) ? (string)$record['order_id'] : '';
+        if ($orderId === '' || !pay_payhost_is_id($orderId)
+            || (isset($record['pay_type']) && $record['pay_type'] === 'recharge')) {
+            return null;
+        }
+        $o = $this->system->loadModel('trading/order')->getFieldById($orderId,
+            array('status', 'pay_status', 'final_amount', 'payed', 'cur_rate'));
+        if (!is_array($o) || !isset($o['pay_status'])) {
+            return null;
+        }
+        $rate = (isset($o['cur_rate']) && (float)$o['cur_rate'] > 0) ? (float)$o['cur_rate'] : 1.0;
+        $owed = isset($o['final_amount']) ? pay_payhost_fen($o['final_amount'])
+            - pay_payhost_fen(isset($o['payed']) ? $o['payed'] : '0') : null;
+        return array('order_id' => $orderId, 'status' => isset($o['status']) ? (string)$o['status'] : 'active',
+            'pay_status' => (string)$o['pay_status'], 'owed_fen' => $owed, 'cur_rate' => $rate);
+    }
+
+    /**
+     * A payment of more than its order still owed (the owner lowered the order's total after the
+     * cashier page was opened, or it was partly paid meanwhile): mdl_order::payed() sets payed
+     * to final_amount and the difference is lost without a word (ShopEx's own toPayed() refuses
+     * an amount above what is owed). The order is paid as ShopEx pays it; its log says how much
+     * more was paid, once per payment, so the owner refunds the difference at payhost.
+     */
+    function payhost_note_overpaid($order, $id, $record)
+    {
+        if ($order['owed_fen'] === null || ($order['pay_status'] !== '0' && $order['pay_status'] !== '3')) {
+            return;
+        }
+        $paid = (int)round(pay_payhost_fen($record['money']) * $order['cur_rate']);
+        $over = $paid - $order['owed_fen'];
+        if ($over <= 0) {
+            return;
+        }
+        $this->payhost_log_once($order['order_id'], '[payhost over ' . $id . ']',
+            '【注意】支付单 ' . $id . ' 收到支付宝付款 ￥' . pay_payhost_yuan($paid) . '，比订单当时未付的 ￥'
+            . pay_payhost_yuan(max(0, $order['owed_fen'])) . ' 多 ￥' . pay_payhost_yuan($over)
+            . '（订单金额在买家付款前被修改）。请在 payhost 管理页面退还差额。', '付款');
+    }
+
+    /**
+     * A line in order $orderId's log (mdl_order::addLog(), 订单日志, operator payhost) ending
+     * with $marker, written unless one is there. Two requests at once look and write under a
+     * MySQL named lock per marker (GET_LOCK through the kernel's database(): selectrow()), so
+     * the second finds the first's line. True once the line is there.
+     */
+    function payhost_log_once($orderId, $marker, $text, $behavior)
     {
         $oOrder = $this->system->loadModel('trading/order');
         if (!$oOrder->load($orderId)) {
-            return;
+            return false;
         }
         $db = method_exists($this->system, 'database') ? $this->system->database() : null;
-        $lock = 'payhost_second_' . md5($id);
+        $lock = 'payhost_log_' . md5($marker);
         if (is_object($db)) {
             $got = $db->selectrow("SELECT GET_LOCK('" . $lock . "', 10) AS got");
             if (!is_array($got) || !isset($got['got']) || $got['got'] != 1) {
-                return;
+                return false;
             }
         }
-        $marker = '[payhost second ' . $id . ']';
         $seen = false;
         foreach ((array)$oOrder->getLogs($orderId) as $log) {
             if (isset($log['log_text']) && strpos((string)$log['log_text'], $marker) !== false) {
@@ -867,22 +951,28 @@ class pay_payhost extends paymentPlugin
             }
         }
         if (!$seen) {
-            $oOrder->addLog('【注意】此订单此前已付款，又收到支付单 ' . $id . ' 的支付宝付款（￥'
-                . $this->esc(pay_payhost_amount($record['money'])) . '）：请在 payhost 管理页面核对这笔支付并退款。 ' . $marker,
-                null, 'payhost', '付款');
+            $seen = $oOrder->addLog($text . ' ' . $marker, null, 'payhost', $behavior) ? true : false;
         }
         if (is_object($db)) {
             $db->selectrow("SELECT RELEASE_LOCK('" . $lock . "') AS released");
         }
+        return $seen;
+    }
+
+    /** The order's log line for a second payment of a paid order (pay_payhost_callback()), once per payment. */
+    function payhost_second_payment($orderId, $id, $record)
+    {
+        $this->payhost_log_once($orderId, '[payhost second ' . $id . ']',
+            '【注意】此订单此前已付款，又收到支付单 ' . $id . ' 的支付宝付款（￥'
+            . $this->esc(pay_payhost_amount($record['money'])) . '）：请在 payhost 管理页面核对这笔支付并退款。', '付款');
     }
 
     /**
      * A "paid" event of a payment payhost says is refunded in full or closed, not yet taken by
      * the shop (pay_payhost_callback()): the payment stays unpaid, and the order's log says why,
-     * once per payment. Two deliveries at once look and write under a MySQL named lock per
-     * payment (as payhost_second_payment()), so the second finds the first's line. Answers and
-     * ends the request: 200 once the line is there (a top-up has no order log), 503 when it could
-     * not be written or the lock was busy.
+     * once per payment (payhost_log_once(): two deliveries at once write one line). Answers and
+     * ends the request: 200 once the line is there (a top-up has no order log), 404 for an order
+     * the shop does not have, 503 when it could not be written or the lock was busy.
      */
     function payhost_refunded_first($id, $record, $status)
     {
@@ -890,34 +980,14 @@ class pay_payhost extends paymentPlugin
         if ((isset($record['pay_type']) && $record['pay_type'] === 'recharge') || $orderId === '') {
             $this->payhost_answer(200, 'refunded before the shop took the payment: deposit not credited');
         }
-        $oOrder = $this->system->loadModel('trading/order');
-        if (!pay_payhost_is_id($orderId) || !$oOrder->load($orderId)) {
+        if (!pay_payhost_is_id($orderId) || !$this->system->loadModel('trading/order')->load($orderId)) {
             $this->payhost_answer(404, 'unknown order');
         }
-        $db = method_exists($this->system, 'database') ? $this->system->database() : null;
-        $lock = 'payhost_refunded_' . md5($id);
-        if (is_object($db)) {
-            $got = $db->selectrow("SELECT GET_LOCK('" . $lock . "', 10) AS got");
-            if (!is_array($got) || !isset($got['got']) || $got['got'] != 1) {
-                $this->payhost_answer(503, 'busy, retry');
-            }
-        }
-        $marker = '[payhost refunded ' . $id . ']';
-        $seen = false;
-        foreach ((array)$oOrder->getLogs($orderId) as $log) {
-            if (isset($log['log_text']) && strpos((string)$log['log_text'], $marker) !== false) {
-                $seen = true;
-            }
-        }
-        $answer = array(200, 'refunded before the shop took the payment: noted, order left unpaid');
-        if (!$seen && !$oOrder->addLog('【注意】支付单 ' . $id . ' 的支付宝付款在商店确认收款之前已全额退款（payhost 状态 '
-            . $this->esc($status) . '），订单没有改为已付款。 ' . $marker, null, 'payhost', '付款')) {
-            $answer = array(503, 'not recorded, retry');
-        }
-        if (is_object($db)) {
-            $db->selectrow("SELECT RELEASE_LOCK('" . $lock . "') AS released");
-        }
-        $this->payhost_answer($answer[0], $answer[1]);
+        $noted = $this->payhost_log_once($orderId, '[payhost refunded ' . $id . ']',
+            '【注意】支付单 ' . $id . ' 的支付宝付款在商店确认收款之前已全额退款（payhost 状态 '
+            . $this->esc($status) . '），订单没有改为已付款。', '付款');
+        $this->payhost_answer($noted ? 200 : 503,
+            $noted ? 'refunded before the shop took the payment: noted, order left unpaid' : 'not recorded, retry');
     }
 
     /** The webhook's answer: the shop's earlier output dropped, the status, the text; the end. */

@@ -11,7 +11,8 @@
  * ('http://' . HTTP_HOST . PHP_SELF up to its last '/'), getConf('system.shopname' and
  * 'site.decimal_digit'), loadModel('trading/payment'), 'system/addons', 'system/appmgr' and
  * loadModel('trading/order') (whose payed()
- * marks the order paid and counts the calls — or, while the test has switched payed_fails on
+ * pays the order as stock payed() does — fully or partly by final_amount - payed, a dead order
+ * too — and counts the calls — or, while the test has switched payed_fails on
  * (_state.php?payed_fails=1), returns false without writing, as mdl.order.php payed() does when
  * its toEdit() of the order fails ("更新订单失败"); load($order_id), getFieldById($order_id,
  * $fields) (`SELECT <fields> FROM sdb_orders WHERE order_id='…'`: the row's fields, or false),
@@ -212,7 +213,11 @@ class harness_order
         if (!isset($t['orders'][(string)$order_id])) {
             return false;
         }
-        $row = $t['orders'][(string)$order_id];
+        // sdb_orders' defaults (core/schemas/orders.php) for what a test's order leaves out.
+        $row = $t['orders'][(string)$order_id] + array('status' => 'active', 'payed' => '0.000', 'cur_rate' => '1.0000');
+        if (!isset($row['final_amount']) && isset($row['total_amount'])) {
+            $row['final_amount'] = $row['total_amount'];
+        }
         $out = array();
         foreach ($fields as $f) {
             $out[$f] = isset($row[$f]) ? (string)$row[$f] : null;
@@ -220,6 +225,12 @@ class harness_order
         return $out;
     }
 
+    /**
+     * mdl.order.php payed(): what is owed (final_amount - payed) against the payment's money times
+     * the order's cur_rate: owed covered, pay_status 1 and payed = final_amount (an overpayment's
+     * difference is not kept anywhere); not covered, pay_status 3 and payed grows by the money.
+     * A dead order is paid the same way and stays dead ("死单被支付的情况").
+     */
     function payed($info, &$message)
     {
         return hdb_tx(function (&$t) use ($info, &$message) {
@@ -227,7 +238,17 @@ class harness_order
                 $message .= '更新订单失败';
                 return false;
             }
-            $t['orders'][$info['order_id']]['pay_status'] = 1;
+            $o = &$t['orders'][$info['order_id']];
+            $final = isset($o['final_amount']) ? (float)$o['final_amount'] : (float)$o['total_amount'];
+            $payed = isset($o['payed']) ? (float)$o['payed'] : 0.0;
+            $rate = isset($o['cur_rate']) ? (float)$o['cur_rate'] : 1.0;
+            if (round($final - $payed, 3) <= round((float)$info['money'] * $rate, 3)) {
+                $o['pay_status'] = 1;
+                $o['payed'] = number_format($final, 3, '.', '');
+            } else {
+                $o['pay_status'] = 3;
+                $o['payed'] = number_format($payed + (float)$info['money'], 3, '.', '');
+            }
             $t['payed_calls'][] = $info['payment_id'];
             return true;
         });
