@@ -689,9 +689,20 @@ fn refusals_by_a_rate_limit_prove_nothing() {
         "notify.amount_mismatch_not_paid",
         "--only",
         "notify.unconfirmed_not_paid",
+        "--only",
+        "payment.created",
+        "--only",
+        "notify.paid_once",
     ]);
     let (lines, _, _) = report(&out);
     let all = lines.join("\n");
+    // An order that is not paid says what the host answered the sandbox's notify.
+    assert!(
+        lines.iter().any(|l| l.starts_with("FAIL notify.paid_once")
+            && l.contains("HTTP 429")
+            && l.contains("notify_per_ip_per_s")),
+        "notify.paid_once names the rate limit:\n{all}"
+    );
     for id in [
         "notify.amount_mismatch_not_paid",
         "notify.unconfirmed_not_paid",
@@ -705,6 +716,46 @@ fn refusals_by_a_rate_limit_prove_nothing() {
         );
     }
     assert_eq!(out.status.code(), Some(1), "{all}");
+}
+
+/// A host whose notify limit stops a case after its order was paid (the replays of
+/// `notify.replayed_once` answered 429): that case fails naming the limit, and the order's one
+/// webhook is counted as owed, not reported as a webhook for an order nobody paid.
+#[test]
+fn an_order_paid_by_a_case_a_rate_limit_stopped_is_owed_its_one_webhook() {
+    let dir = temp_dir("conformance-limited-replays");
+    let kit_port = free_port();
+    let port = free_port();
+    let config = config_head(port, TOKEN, "")
+        + &format!(
+            "\n[outbound]\nallowed_origins = [\"http://127.0.0.1:{kit_port}\"]\n\n[limits]\nnotify_per_ip_per_s = 1\nnotify_per_merchant_per_s = 1\n"
+        );
+    let host = Payhost::start(&dir, &config);
+    let out = conformance(&[
+        "--against",
+        &host.url(""),
+        "--token",
+        TOKEN,
+        "--sandbox-listen",
+        &format!("127.0.0.1:{kit_port}"),
+        "--only",
+        "merchant.configured",
+        "--only",
+        "notify.replayed_once",
+        "--only",
+        "webhooks.exactly_once",
+    ]);
+    let (lines, _, _) = report(&out);
+    let all = lines.join("\n");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("FAIL notify.replayed_once") && l.contains("HTTP 429")),
+        "{all}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(passed_case(&lines, "webhooks.exactly_once"), "{all}");
+    assert!(!all.contains("nobody paid"), "{all}");
 }
 
 fn block<F: std::future::Future>(f: F) -> F::Output {

@@ -115,6 +115,9 @@ pub struct NotifyDelivery {
     /// Sandbox seconds of each send.
     pub sent_at: Vec<u64>,
     pub last_reply: Option<String>,
+    /// The HTTP status of the merchant's last answer (a rate limit's 429 says why a notify was
+    /// not taken).
+    pub last_status: Option<u16>,
     #[serde(skip)]
     pub body: String,
     /// Being sent right now (so two loops never send the same attempt).
@@ -344,14 +347,16 @@ impl Sandbox {
             }
             entry.sends += 1;
             entry.sent_at.push(now);
-            entry.acknowledged = reply.as_deref() == Some("success");
-            entry.last_reply = reply;
+            entry.acknowledged = reply.as_ref().is_some_and(|(_, r)| r == "success");
+            entry.last_status = reply.as_ref().map(|(status, _)| *status);
+            entry.last_reply = reply.map(|(_, r)| r);
             entry.in_flight = false;
         }
     }
 
-    /// One send; `None` when it was dropped or the merchant did not answer.
-    async fn send_notify(&self, n: &NotifyDelivery) -> Option<String> {
+    /// One send: the answer's status and body; `None` when it was dropped or the merchant did
+    /// not answer.
+    async fn send_notify(&self, n: &NotifyDelivery) -> Option<(u16, String)> {
         {
             let faults = self.faults.lock().unwrap().clone();
             let mut dropped = self.dropped.lock().unwrap();
@@ -377,7 +382,10 @@ impl Sandbox {
             faults.lose_replies -= 1;
             return None;
         }
-        Some(String::from_utf8_lossy(&answer.body).into_owned())
+        Some((
+            answer.status,
+            String::from_utf8_lossy(&answer.body).into_owned(),
+        ))
     }
 
     fn res_error(&self, code: (&str, &str), detail: &str, partner: &str) -> Response<Body> {
@@ -777,6 +785,7 @@ impl Sandbox {
             acknowledged: false,
             sent_at: Vec::new(),
             last_reply: None,
+            last_status: None,
             body,
             in_flight: false,
         });

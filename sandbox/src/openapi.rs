@@ -582,6 +582,7 @@ impl Sandbox {
             acknowledged: false,
             sent_at: Vec::new(),
             last_reply: None,
+            last_status: None,
             body: s.finish(),
             in_flight: false,
         });

@@ -353,6 +353,7 @@ impl Sandbox {
             acknowledged: false,
             sent_at: Vec::new(),
             last_reply: None,
+            last_status: None,
             body,
             in_flight: false,
         });
