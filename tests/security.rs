@@ -366,6 +366,105 @@ async fn one_address_cannot_hold_every_connection() {
     assert_eq!(get(&w.host.url("/healthz"), None).await.status, 200);
 }
 
+/// A connection from `127.0.0.<last>` to the host.
+async fn connect_from(w: &World, last: u8) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(format!("127.0.0.{last}:0").parse().unwrap())
+        .unwrap();
+    socket.connect(w.host.addr).await.unwrap()
+}
+
+/// Every slot taken by connections that never finish their request head, from several
+/// addresses (each within its own cap) and each dripping a header line every 300 ms, beside
+/// idle keep-alive connections: a new client finds no slot, and the host closes connections
+/// that have had no request for a second or more, so it is served at once rather than at the
+/// 30 s header deadline. A request in flight is never closed for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_without_a_request_are_shed_when_the_slots_run_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = world(
+        "sec-shed",
+        "",
+        "\n[limits]\nmax_connections = 20\nmax_connections_per_ip = 5\nheader_read_timeout_ms = 30000\nkeep_alive_idle_ms = 60000\n",
+    )
+    .await;
+    // One request in flight: its head sent, its body not yet.
+    let mut busy = connect_from(&w, 9).await;
+    busy.write_all(b"POST /notify/shop HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 12\r\n\r\nsign")
+        .await
+        .unwrap();
+    // Two idle keep-alive connections, each after one answered request.
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let mut c = connect_from(&w, 8).await;
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        idle.push(c);
+    }
+    // Seventeen stalling heads from four addresses, dripping: the twenty slots are taken.
+    let mut drippers = Vec::new();
+    for i in 0..17u8 {
+        let mut c = connect_from(&w, 2 + i % 4).await;
+        drippers.push(tokio::spawn(async move {
+            if c.write_all(b"POST /notify/shop HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            for n in 0..200 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if c.write_all(format!("X-Drip-{n}: 1\r\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut c = connect_from(&w, 10).await;
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        c.read_to_end(&mut answer).await.unwrap();
+        answer
+    })
+    .await
+    .expect("a new client is served while stalling connections hold every slot");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    eprintln!("served after {:?}", started.elapsed());
+    // The request in flight was not closed: its body completes and it is answered.
+    busy.write_all(b"=x&a=bcd").await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(5), busy.read(&mut buf))
+        .await
+        .expect("the request in flight is answered")
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 "),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert!(w.host.log_text().contains("connection limit reached"));
+    for d in drippers {
+        d.abort();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_bodies_are_closed_and_healthz_answers() {
     let w = world(

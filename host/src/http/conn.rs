@@ -25,7 +25,7 @@ struct GuardedIo {
     inner: tokio::net::TcpStream,
     idle: Duration,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
-    busy: Arc<std::sync::atomic::AtomicUsize>,
+    busy: Arc<ConnState>,
     write: WriteDeadline,
     /// hyper's bare answer to a request it could not parse, being written in its JSON version
     /// (`parse_errors`).
@@ -47,7 +47,7 @@ impl GuardedIo {
     fn new(
         inner: tokio::net::TcpStream,
         idle: Duration,
-        busy: Arc<std::sync::atomic::AtomicUsize>,
+        busy: Arc<ConnState>,
         write_stall: Duration,
     ) -> GuardedIo {
         GuardedIo {
@@ -123,9 +123,7 @@ impl tokio::io::AsyncRead for GuardedIo {
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                if self.busy.load(std::sync::atomic::Ordering::Acquire) == 0
-                    && self.deadline.as_mut().poll(cx).is_ready()
-                {
+                if self.busy.in_flight() == 0 && self.deadline.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "idle connection closed",
@@ -224,19 +222,127 @@ impl tokio::io::AsyncWrite for GuardedIo {
     }
 }
 
+/// One open connection as the accept loop sees it: its requests in flight, since when it has
+/// had none, and the signal that closes it when the connections run out ([`Open::shed_waiting`]).
+struct ConnState {
+    busy: std::sync::atomic::AtomicUsize,
+    /// Milliseconds since [`clock_ms`]'s start when its last request ended (or it was accepted).
+    waiting_since_ms: std::sync::atomic::AtomicU64,
+    shed: tokio::sync::Notify,
+}
+
+impl ConnState {
+    fn new() -> ConnState {
+        ConnState {
+            busy: std::sync::atomic::AtomicUsize::new(0),
+            waiting_since_ms: std::sync::atomic::AtomicU64::new(clock_ms()),
+            shed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.busy.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Milliseconds on a monotonic clock started at the first call.
+fn clock_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
 /// Counts a request as in flight on its connection while it lives.
-struct Busy(Arc<std::sync::atomic::AtomicUsize>);
+struct Busy(Arc<ConnState>);
 
 impl Busy {
-    fn new(counter: &Arc<std::sync::atomic::AtomicUsize>) -> Busy {
-        counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        Busy(counter.clone())
+    fn new(conn: &Arc<ConnState>) -> Busy {
+        conn.busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Busy(conn.clone())
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if self
+            .0
+            .busy
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.0
+                .waiting_since_ms
+                .store(clock_ms(), std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
+/// How long a connection must have been without a request before it may be shed.
+const SHED_AFTER_MS: u64 = 1_000;
+/// The most connections shed at once (nginx drains its reusable connections 32 at a time).
+const SHED_AT_ONCE: usize = 32;
+
+/// The open connections, for shedding when there is no slot left.
+#[derive(Clone, Default)]
+struct Open {
+    conns: Arc<std::sync::Mutex<std::collections::HashMap<u64, Arc<ConnState>>>>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A connection's entry in [`Open`], removed when dropped.
+struct Listed {
+    id: u64,
+    open: Open,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        let mut conns = self.open.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.remove(&self.id);
+    }
+}
+
+impl Open {
+    fn list(&self, state: Arc<ConnState>) -> Listed {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.insert(id, state);
+        Listed {
+            id,
+            open: self.clone(),
+        }
+    }
+
+    /// Every slot is taken: closes up to [`SHED_AT_ONCE`] connections that have had no request
+    /// in flight for [`SHED_AFTER_MS`] or more, the longest waiting first. Those are keep-alive
+    /// connections between requests and connections whose request head is still not complete
+    /// (a client stalling or dripping its headers): what nginx closes when it runs out of
+    /// connections. A client sending its request at once, and every request being handled, is
+    /// never shed. How many were shed.
+    fn shed_waiting(&self) -> usize {
+        let now = clock_ms();
+        let mut waiting: Vec<(u64, Arc<ConnState>)> = {
+            let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            conns
+                .values()
+                .filter(|c| c.in_flight() == 0)
+                .map(|c| {
+                    let since = c
+                        .waiting_since_ms
+                        .load(std::sync::atomic::Ordering::Acquire);
+                    (since, c.clone())
+                })
+                .filter(|(since, _)| now.saturating_sub(*since) >= SHED_AFTER_MS)
+                .collect()
+        };
+        waiting.sort_by_key(|(since, _)| *since);
+        waiting.truncate(SHED_AT_ONCE);
+        for (_, c) in &waiting {
+            c.shed.notify_one();
+        }
+        waiting.len()
     }
 }
 
@@ -337,8 +443,9 @@ impl Drop for Held {
 ///
 /// Each connection has a header deadline (`[limits] header_read_timeout_ms`), a body deadline
 /// (`body_read_timeout_ms`, in [`super::read_body`]) and an idle deadline between requests
-/// (`keep_alive_idle_ms`); at most `max_connections` are open at once: past that, new
-/// connections wait in the listen backlog until one closes (logged). One client address holds at
+/// (`keep_alive_idle_ms`); at most `max_connections` are open at once: past that, connections
+/// without a request for a second are shed ([`Open::shed_waiting`]) and new connections wait in
+/// the listen backlog until one closes (logged). One client address holds at
 /// most `max_connections_per_ip` of them: past that, its new connections are closed (logged).
 /// Behind a trusted proxy, whose connections every client shares, one client (its address from
 /// `X-Forwarded-For`; IPv6 per /64) has at most `max_connections_per_ip` requests in flight: past
@@ -357,23 +464,32 @@ pub async fn serve(
     let mut last_client_log: Option<std::time::Instant> = None;
     let per_client = PerClient::new(limits.max_connections_per_ip);
     let in_flight = PerClient::new(limits.max_connections_per_ip);
+    let open = Open::default();
     tokio::pin!(shutdown);
     loop {
         let permit = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
                 app.metrics.connections_refused.inc();
+                let shed = open.shed_waiting();
                 if last_full_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                     tracing::warn!(
                         max_connections = limits.max_connections,
-                        "connection limit reached: {} connections open; new connections wait until one closes ([limits] max_connections)",
+                        shed,
+                        "connection limit reached: {} connections open; connections without a request for 1 s are closed, new connections wait until one closes ([limits] max_connections)",
                         limits.max_connections
                     );
                     last_full_log = Some(std::time::Instant::now());
                 }
-                tokio::select! {
-                    p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-                    _ = &mut shutdown => break,
+                // Waits for a slot, shedding again every 250 ms while none frees up.
+                loop {
+                    tokio::select! {
+                        p = slots.clone().acquire_owned() => break p.expect("the semaphore is never closed"),
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                            open.shed_waiting();
+                        }
+                        _ = &mut shutdown => return finish(listener, graceful).await,
+                    }
                 }
             }
         };
@@ -410,7 +526,9 @@ pub async fn serve(
                 let in_flight = in_flight.clone();
                 let from_proxy = in_flight.max > 0
                     && app.config.trusted_proxies.iter().any(|c| c.contains(remote.ip()));
-                let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let busy = Arc::new(ConnState::new());
+                let listed = open.list(busy.clone());
+                let state = busy.clone();
                 let idle = Duration::from_millis(limits.keep_alive_idle_ms);
                 let io = GuardedIo::new(stream, idle, busy.clone(), WRITE_STALL);
                 let service = hyper::service::service_fn(move |req| {
@@ -439,7 +557,12 @@ pub async fn serve(
                     .serve_connection(TokioIo::new(io), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    tokio::select! {
+                        _ = conn => {}
+                        // Dropping the connection closes its socket.
+                        _ = state.shed.notified() => {}
+                    }
+                    drop(listed);
                     drop(held);
                     drop(permit);
                 });
@@ -447,6 +570,14 @@ pub async fn serve(
             _ = &mut shutdown => break,
         }
     }
+    finish(listener, graceful).await
+}
+
+/// Stops accepting and lets in-flight requests finish (up to 30 s).
+async fn finish(
+    listener: TcpListener,
+    graceful: hyper_util::server::graceful::GracefulShutdown,
+) -> anyhow::Result<()> {
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
     tokio::select! {
@@ -499,8 +630,7 @@ pub async fn serve_metrics(
 
 #[cfg(test)]
 mod tests {
-    use super::GuardedIo;
-    use std::sync::atomic::AtomicUsize;
+    use super::{ConnState, GuardedIo};
     use std::sync::Arc;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -512,7 +642,8 @@ mod tests {
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         // A request in flight: the idle deadline does not apply, the write deadline does.
-        let busy = Arc::new(AtomicUsize::new(1));
+        let busy = Arc::new(ConnState::new());
+        busy.busy.store(1, std::sync::atomic::Ordering::Release);
         let io = GuardedIo::new(server, Duration::from_secs(600), busy, stall);
         (io, client)
     }
