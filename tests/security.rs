@@ -2039,6 +2039,11 @@ async fn unknown_routes_are_404_for_every_caller() {
         assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{answer}");
         let (top, body) = answer.split_once("\r\n\r\n").unwrap();
         assert!(top.contains("content-type: application/json"), "{top}");
+        // The headers every answer carries, hyper's included.
+        assert!(
+            top.contains("x-content-type-options: nosniff") && top.contains("cache-control: no-store"),
+            "{top}"
+        );
         let json: serde_json::Value = serde_json::from_str(body).expect(body);
         assert_eq!(json["error"]["code"], code, "{body}");
     }

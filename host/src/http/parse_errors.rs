@@ -53,7 +53,8 @@ pub fn with_json_body(head: &[u8]) -> Option<Vec<u8>> {
     }
     let body = described(status)?.body().to_string();
     let mut out = format!(
-        "{status_line}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n",
+        // The two headers every other answer carries (router::handle).
+        "{status_line}\r\ncontent-type: application/json\r\nx-content-type-options: nosniff\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
     );
     if let Some(date) = date {
@@ -95,6 +96,11 @@ mod tests {
                 "{top}"
             );
             assert!(top.contains("\r\nconnection: close\r\n"), "{top}");
+            assert!(
+                top.contains("\r\nx-content-type-options: nosniff\r\n")
+                    && top.contains("\r\ncache-control: no-store\r\n"),
+                "{top}"
+            );
             assert!(top.ends_with(DATE), "{top}");
             assert!(top.contains(&format!("\r\ncontent-length: {}\r\n", body.len())));
             let json: serde_json::Value = serde_json::from_str(body).unwrap();
@@ -105,7 +111,7 @@ mod tests {
         // HTTP/1.0 (after a keep-alive HTTP/1.0 request): no `connection` header of hyper's.
         let head = format!("HTTP/1.0 400 Bad Request\r\ncontent-length: 0\r\n{DATE}\r\n\r\n");
         let out = String::from_utf8(with_json_body(head.as_bytes()).unwrap()).unwrap();
-        assert!(out.starts_with("HTTP/1.0 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"), "{out}");
+        assert!(out.starts_with("HTTP/1.0 400 Bad Request\r\ncontent-type: application/json\r\nx-content-type-options: nosniff\r\ncache-control: no-store\r\nconnection: close\r\n"), "{out}");
         assert!(out.ends_with("}"), "{out}");
     }
 
