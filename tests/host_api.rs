@@ -1078,6 +1078,24 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
     ] {
         assert!(err.contains(needle), "{needle} missing from:\n{err}");
     }
+    // No component written at all, and no plugin.toml beside the configuration: said where it
+    // was looked for, and the merchant's line does not list an empty set.
+    std::fs::write(
+        &config,
+        format!(
+            "public_url = \"https://pay.example\"\napi_token = \"{TOKEN}\"\ncache_dir = \"{}\"\n[merchants.a]\nplugin = \"alipay-wap\"\npartner = \"{PARTNER}\"\n",
+            target_dir().join("payhost-test-cache").display(),
+        ),
+    )
+    .unwrap();
+    let out = check();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("plugin.manifest (none is given, so plugin.toml beside the configuration was looked for"),
+        "{err}"
+    );
+    assert!(!err.contains("(configured: )"), "{err}");
     // A good one passes.
     std::fs::write(
         &config,

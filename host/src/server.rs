@@ -87,7 +87,14 @@ async fn load_plugin(
 ) -> Result<PluginRuntime> {
     let table = source_table(source);
     let mut manifest =
-        Manifest::load(&source.manifest).with_context(|| format!("{table}.manifest"))?;
+        Manifest::load(&source.manifest).with_context(|| {
+            if source.defaulted {
+                // Said, since the operator wrote no manifest and may not know one is needed.
+                format!("{table}.manifest (none is given, so plugin.toml beside the configuration was looked for; write [plugin] manifest = \"<path of the component's plugin.toml>\")")
+            } else {
+                format!("{table}.manifest")
+            }
+        })?;
     if let Some(t) = source.call_timeout_ms {
         if let Some(w) = looser_timeout(source, &manifest) {
             tracing::warn!("{w}");
@@ -426,10 +433,14 @@ pub async fn check_merchants(config: &Config, plugins: &Plugins) -> Vec<String> 
             continue;
         }
         let Some(plugin) = plugins.for_merchant(m) else {
+            let configured = if ids.is_empty() {
+                "no component loaded".to_owned()
+            } else {
+                format!("configured: {}", ids.join(", "))
+            };
             problems.push(format!(
-                "merchants.{id}.plugin: {:?} is not configured (configured: {})",
-                m.plugin_id,
-                ids.join(", ")
+                "merchants.{id}.plugin: {:?} is not configured ({configured})",
+                m.plugin_id
             ));
             continue;
         };

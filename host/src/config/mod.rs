@@ -336,7 +336,17 @@ fn section<T: DeserializeOwned + Default>(
                 } else {
                     format!("{name}.{key}")
                 };
-                problems.push(format!("{at}: {}", rule_of(&e)));
+                let rule = match v {
+                    // A merchant's flat-form key holding a table: a mistyped [<id>.settings].
+                    toml::Value::Table(_) if e.message().contains("untagged enum SettingValue") => {
+                        let hint = did_you_mean(key, ["settings"].into_iter())
+                            .map(|k| format!("; did you mean [{name}.{k}]?"))
+                            .unwrap_or_default();
+                        format!("unknown table{hint} (a merchant's settings go in [{name}.settings], or directly under [{name}] as text, numbers or true/false)")
+                    }
+                    _ => rule_of(&e),
+                };
+                problems.push(format!("{at}: {rule}"));
             }
         }
     }
@@ -526,6 +536,22 @@ mod tests {
         };
         assert!(e.contains("line 1, column"), "{e}");
         assert!(e.contains("double quotes"), "{e}");
+    }
+
+    #[test]
+    fn a_mistyped_settings_table_is_named_as_one() {
+        let text = "[merchants.shop1]\nplugin = \"alipay-wap\"\n[merchants.shop1.setting]\npartner = \"2088000000000001\"\n";
+        let e = match Config::parse(text, Path::new("/srv")) {
+            Err(e) => format!("{e:#}"),
+            Ok(_) => panic!("a mistyped settings table was accepted"),
+        };
+        assert!(
+            e.contains(
+                "merchants.shop1.setting: unknown table; did you mean [merchants.shop1.settings]?"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains("must be text, a whole number"), "{e}");
     }
 
     #[test]

@@ -18,6 +18,9 @@ struct RawPlugin {
 pub struct PluginSource {
     /// The table's key; None for the single `[plugin]` table (the id is the manifest's).
     pub id: Option<String>,
+    /// No manifest was written (no `[plugin]` nor `[plugins.<id>]` table, or `[plugin]`
+    /// without `manifest`): `plugin.toml` beside the configuration is what is looked for.
+    pub defaulted: bool,
     pub manifest: PathBuf,
     /// A tighter wall-clock limit per call than the manifest's (never a looser one).
     pub call_timeout_ms: Option<u64>,
@@ -53,6 +56,7 @@ pub(super) fn parse(
     if single.manifest.is_some() || many.is_empty() {
         list.push(PluginSource {
             id: None,
+            defaulted: trimmed(&single.manifest).is_none(),
             manifest: base.join(trimmed(&single.manifest).unwrap_or_else(|| "plugin.toml".into())),
             call_timeout_ms: single_timeout,
         });
@@ -72,6 +76,7 @@ pub(super) fn parse(
         };
         list.push(PluginSource {
             id: Some(id.clone()),
+            defaulted: false,
             manifest: base.join(manifest),
             call_timeout_ms: timeout.or(single_timeout),
         });
