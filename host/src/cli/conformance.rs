@@ -541,7 +541,7 @@ pub struct Args {
     )]
     pub token: Option<String>,
     /// Where the kit's sandbox gateway and webhook receiver listen.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0", value_parser = super::listen_address)]
     pub sandbox_listen: std::net::SocketAddr,
     /// The origin the host reaches the kit at, when not the listen address
     /// (`http://kit.example:8099`: http or https, no path).

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     /// Where to listen.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR", value_parser = super::listen_address)]
     listen: std::net::SocketAddr,
     /// The plugin manifest.
     #[arg(long, default_value = "plugin.toml", value_name = "FILE")]

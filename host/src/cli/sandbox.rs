@@ -11,7 +11,7 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     /// Where to listen.
-    #[arg(long, default_value = "127.0.0.1:8090", value_name = "ADDR")]
+    #[arg(long, default_value = "127.0.0.1:8090", value_name = "ADDR", value_parser = super::listen_address)]
     listen: std::net::SocketAddr,
     /// An MD5 merchant the gateway knows, as PARTNER:KEY (repeatable).
     #[arg(long = "md5-merchant", value_name = "PARTNER:KEY")]
