@@ -934,8 +934,13 @@ fn notes_marked(state: &Value, marker: &str) -> usize {
 /// that went back. payhost's status is asked first; the order gets a note instead.
 #[tokio::test(flavor = "multi_thread")]
 async fn ecshop_a_paid_event_retried_after_a_full_refund_leaves_the_order_unpaid() {
-    let UntakenPayment { shop, log_id, .. } =
-        ecshop_refunded_while_closed("ecshop-refunded-first", &[]).await;
+    // The demo kept alive: its retry is what delivers the event.
+    let UntakenPayment {
+        demo: _demo,
+        shop,
+        log_id,
+        ..
+    } = ecshop_refunded_while_closed("ecshop-refunded-first", &[]).await;
     get(&shop.url("_state.php?shop_closed=0"), None).await;
     wait_until(
         || async { notes_marked(&shop.state().await, "[payhost refunded ") > 0 },

@@ -386,7 +386,7 @@ async fn connections_without_a_request_are_shed_when_the_slots_run_out() {
     let w = world(
         "sec-shed",
         "",
-        "\n[limits]\nmax_connections = 20\nmax_connections_per_ip = 5\nheader_read_timeout_ms = 30000\nkeep_alive_idle_ms = 60000\n",
+        "\n[limits]\nmax_connections = 20\nmax_connections_per_ip = 5\nheader_read_timeout_ms = 30000\nkeep_alive_idle_ms = 60000\nbody_read_timeout_ms = 60000\n",
     )
     .await;
     // One request in flight: its head sent, its body not yet.
@@ -429,6 +429,22 @@ async fn connections_without_a_request_are_shed_when_the_slots_run_out() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Every slot taken and nobody waiting: nothing is shed (an idle keep-alive connection still
+    // takes a request).
+    idle[0]
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), idle[0].read(&mut buf))
+        .await
+        .expect("the idle connection answers")
+        .unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "an idle connection was shed with no client waiting: {:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
     let started = Instant::now();
     let answer = tokio::time::timeout(Duration::from_secs(5), async {
         let mut c = connect_from(&w, 10).await;

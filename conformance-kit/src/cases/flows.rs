@@ -122,7 +122,7 @@ struct Flow<'a> {
     expected_webhooks: Vec<(String, usize)>,
     orders_made: usize,
     /// (out_trade_no, merchant) of every order the kit asked the host to create.
-    made: Vec<(String, String)>,
+    order_merchants: Vec<(String, String)>,
     /// The open-platform merchant and its orders (`openapi.*`).
     open: openapi::OpenState,
     /// The merchants the host stored the kit's settings for, in order: removed at the end
@@ -144,7 +144,7 @@ pub async fn run(runner: &mut Runner, base: &str, token: &str, env: &KitEnv, opt
         unpaid: None,
         expected_webhooks: Vec::new(),
         orders_made: 0,
-        made: Vec::new(),
+        order_merchants: Vec::new(),
         open: openapi::OpenState::default(),
         touched: std::sync::Mutex::new(Vec::new()),
     };
@@ -423,7 +423,8 @@ impl Flow<'_> {
         total_fee: &str,
     ) -> Result<Order, Stop> {
         let out_trade_no = self.next_order_no(role);
-        self.made.push((out_trade_no.clone(), merchant.to_owned()));
+        self.order_merchants
+            .push((out_trade_no.clone(), merchant.to_owned()));
         let r = self
             .create_request_for(merchant, &out_trade_no, total_fee)
             .await?;
@@ -606,7 +607,7 @@ impl Flow<'_> {
                 reply.trim()
             ),
             None => format!(
-                " (the sandbox sent its notify {sends} time(s) and got no answer from the host)"
+                " (the sandbox sent its notify {sends} time(s) and has no answer to show: the host did not answer, or the kit's faults dropped it)"
             ),
         }
     }
@@ -1397,7 +1398,7 @@ impl Flow<'_> {
         let counted = self.expected_webhooks.len() + unexpected.len();
         for no in unexpected {
             let merchant = self
-                .made
+                .order_merchants
                 .iter()
                 .find(|(made, _)| *made == no)
                 .map_or_else(|| self.merchant.clone(), |(_, m)| m.clone());
@@ -1407,7 +1408,15 @@ impl Flow<'_> {
                 total_fee: String::new(),
                 pay_url: String::new(),
             };
-            let status = self.status(&order).await?;
+            // Said as a problem beside the others, never stopping the check.
+            let status = match self.status(&order).await {
+                Ok(status) => status,
+                Err(Stop::Fail(why)) => {
+                    problems.push(format!("{no}: {why}"));
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
             let paid = self
                 .env
                 .webhooks

@@ -254,6 +254,33 @@ fn clock_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// An answer's body that keeps its request counted as in flight ([`Busy`]) until hyper has
+/// written it or dropped it: a long answer (a CSV export to a slow reader) is never shed.
+struct InFlightBody {
+    body: ledger::ServerBody,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for InFlightBody {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Counts a request as in flight on its connection while it lives.
 struct Busy(Arc<ConnState>);
 
@@ -467,6 +494,39 @@ pub async fn serve(
     let open = Open::default();
     tokio::pin!(shutdown);
     loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors keeps failing every 50 ms: said once a minute,
+                    // with what to do.
+                    static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(60_000);
+                    if let Some(unsaid) = SAY.allow() {
+                        let hint = if e.raw_os_error() == Some(24) {
+                            " (the process's open-files limit is reached: raise it, e.g. LimitNOFILE= in the systemd unit, above [limits] max_connections)"
+                        } else {
+                            ""
+                        };
+                        tracing::warn!(error = %e, unsaid, "accept failed{hint} (said again every minute while it lasts)");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Some(held) = per_client.admit(&app, remote.ip()) else {
+            // Closed at once: one address does not hold the slots everybody shares.
+            app.metrics.connections_refused.inc();
+            if last_client_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                tracing::warn!(client = %remote.ip(), max_connections_per_ip = limits.max_connections_per_ip, "a client address reached its connection limit; its new connections are closed ([limits] max_connections_per_ip)");
+                last_client_log = Some(std::time::Instant::now());
+            }
+            continue;
+        };
+        // A slot for the connection just accepted. None free: connections without a request
+        // are shed (only now, when a client is waiting), and this one waits while the next
+        // ones wait in the listen backlog.
         let permit = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
@@ -481,7 +541,7 @@ pub async fn serve(
                     );
                     last_full_log = Some(std::time::Instant::now());
                 }
-                // Waits for a slot, shedding again every 250 ms while none frees up.
+                // Shedding again every 250 ms while no slot frees up.
                 loop {
                     tokio::select! {
                         p = slots.clone().acquire_owned() => break p.expect("the semaphore is never closed"),
@@ -493,82 +553,64 @@ pub async fn serve(
                 }
             }
         };
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, remote) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors keeps failing every 50 ms: said once a
-                        // minute, with what to do.
-                        static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(60_000);
-                        if let Some(unsaid) = SAY.allow() {
-                            let hint = if e.raw_os_error() == Some(24) {
-                                " (the process's open-files limit is reached: raise it, e.g. LimitNOFILE= in the systemd unit, above [limits] max_connections)"
-                            } else {
-                                ""
-                            };
-                            tracing::warn!(error = %e, unsaid, "accept failed{hint} (said again every minute while it lasts)");
-                        }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
+        let app = app.clone();
+        let in_flight = in_flight.clone();
+        let from_proxy = in_flight.max > 0
+            && app
+                .config
+                .trusted_proxies
+                .iter()
+                .any(|c| c.contains(remote.ip()));
+        let state = Arc::new(ConnState::new());
+        let listed = open.list(state.clone());
+        let idle = Duration::from_millis(limits.keep_alive_idle_ms);
+        let io = GuardedIo::new(stream, idle, state.clone(), WRITE_STALL);
+        let busy = state.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let app = app.clone();
+            // In flight until its answer's body is written (or dropped): never shed meanwhile.
+            let guard = Busy::new(&busy);
+            // Counted until its answer is made (its body read): a client's requests through
+            // the proxy, as its connections are counted when direct.
+            let slot = from_proxy.then(|| {
+                let ip = super::caller::client_ip(&app, remote, &req);
+                in_flight.hold(crate::proxy::limit_key(ip)).ok_or(())
+            });
+            async move {
+                let r = match slot {
+                    Some(Err(())) => too_many_in_flight(&app),
+                    _ => handle(app.clone(), remote, req).await,
                 };
-                let Some(held) = per_client.admit(&app, remote.ip()) else {
-                    // Closed at once: one address does not hold the slots everybody shares.
-                    app.metrics.connections_refused.inc();
-                    if last_client_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                        tracing::warn!(client = %remote.ip(), max_connections_per_ip = limits.max_connections_per_ip, "a client address reached its connection limit; its new connections are closed ([limits] max_connections_per_ip)");
-                        last_client_log = Some(std::time::Instant::now());
-                    }
-                    continue;
-                };
-                let app = app.clone();
-                let in_flight = in_flight.clone();
-                let from_proxy = in_flight.max > 0
-                    && app.config.trusted_proxies.iter().any(|c| c.contains(remote.ip()));
-                let busy = Arc::new(ConnState::new());
-                let listed = open.list(busy.clone());
-                let state = busy.clone();
-                let idle = Duration::from_millis(limits.keep_alive_idle_ms);
-                let io = GuardedIo::new(stream, idle, busy.clone(), WRITE_STALL);
-                let service = hyper::service::service_fn(move |req| {
-                    let app = app.clone();
-                    let guard = Busy::new(&busy);
-                    // Counted until its answer is made (its body read): a client's requests
-                    // through the proxy, as its connections are counted when direct.
-                    let slot = from_proxy.then(|| {
-                        let ip = super::caller::client_ip(&app, remote, &req);
-                        in_flight.hold(crate::proxy::limit_key(ip)).ok_or(())
-                    });
-                    async move {
-                        let r = match slot {
-                            Some(Err(())) => too_many_in_flight(&app),
-                            _ => handle(app.clone(), remote, req).await,
-                        };
-                        drop(slot);
-                        drop(guard);
-                        Ok::<_, Infallible>(ledger::streaming(&app, r))
-                    }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
-                    .max_header_size(MAX_HEAD_BYTES)
-                    .serve_connection(TokioIo::new(io), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = conn => {}
-                        // Dropping the connection closes its socket.
-                        _ = state.shed.notified() => {}
-                    }
-                    drop(listed);
-                    drop(held);
-                    drop(permit);
-                });
+                drop(slot);
+                Ok::<_, Infallible>(
+                    ledger::streaming(&app, r).map(|body| InFlightBody { body, _busy: guard }),
+                )
             }
-            _ = &mut shutdown => break,
-        }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+            .max_header_size(MAX_HEAD_BYTES)
+            .serve_connection(TokioIo::new(io), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            tokio::pin!(conn);
+            loop {
+                tokio::select! {
+                    _ = &mut conn => break,
+                    // Dropping the connection closes its socket. The count is exact here: a
+                    // request is counted and uncounted only inside this task's poll of `conn`.
+                    // A request whose bytes arrived but are not parsed yet is lost with it, as
+                    // with any keep-alive connection a server closes; its client sends it again.
+                    _ = state.shed.notified() => if state.in_flight() == 0 {
+                        break;
+                    },
+                }
+            }
+            drop(listed);
+            drop(held);
+            drop(permit);
+        });
     }
     finish(listener, graceful).await
 }

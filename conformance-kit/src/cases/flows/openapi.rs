@@ -327,6 +327,7 @@ impl Flow<'_> {
         product: &str,
     ) -> Result<(String, client::Reply), Stop> {
         let no = self.next_order_no(role);
+        self.order_merchants.push((no.clone(), self.open_id()));
         let r = self
             .host
             .v1(

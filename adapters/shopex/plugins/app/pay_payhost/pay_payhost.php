@@ -142,10 +142,13 @@ function pay_payhost_amount($money)
     return substr($fen, 0, -2) . '.' . substr($fen, -2);
 }
 
-/** A ShopEx amount in fen: pay_payhost_amount()'s text without its point. */
-function pay_payhost_fen($money)
+/**
+ * A ShopEx amount in thousandths (decimal(20,3): 10.004 is 10004), as a float holding a whole
+ * number (exact far beyond any shop's amounts, and no 32-bit integer limit).
+ */
+function pay_payhost_milli($money)
 {
-    return (int)str_replace('.', '', pay_payhost_amount($money));
+    return round((float)trim((string)$money) * 1000);
 }
 
 /** Fen as yuan text with two decimals. */
@@ -895,10 +898,12 @@ class pay_payhost extends paymentPlugin
             return null;
         }
         $rate = (isset($o['cur_rate']) && (float)$o['cur_rate'] > 0) ? (float)$o['cur_rate'] : 1.0;
-        $owed = isset($o['final_amount']) ? pay_payhost_fen($o['final_amount'])
-            - pay_payhost_fen(isset($o['payed']) ? $o['payed'] : '0') : null;
+        // What is owed, in the order's thousandths, subtracted before any rounding (payed()
+        // compares final_amount - payed with money * cur_rate).
+        $owed = isset($o['final_amount']) ? pay_payhost_milli($o['final_amount'])
+            - pay_payhost_milli(isset($o['payed']) ? $o['payed'] : '0') : null;
         return array('order_id' => $orderId, 'status' => isset($o['status']) ? (string)$o['status'] : 'active',
-            'pay_status' => (string)$o['pay_status'], 'owed_fen' => $owed, 'cur_rate' => $rate);
+            'pay_status' => (string)$o['pay_status'], 'owed_milli' => $owed, 'cur_rate' => $rate);
     }
 
     /**
@@ -910,17 +915,19 @@ class pay_payhost extends paymentPlugin
      */
     function payhost_note_overpaid($order, $id, $record)
     {
-        if ($order['owed_fen'] === null || ($order['pay_status'] !== '0' && $order['pay_status'] !== '3')) {
+        if ($order['owed_milli'] === null || ($order['pay_status'] !== '0' && $order['pay_status'] !== '3')) {
             return;
         }
-        $paid = (int)round(pay_payhost_fen($record['money']) * $order['cur_rate']);
-        $over = $paid - $order['owed_fen'];
-        if ($over <= 0) {
+        // In the payment's money (what Alipay took and payhost refunds): the order's owed amount
+        // divided by its rate, the difference in whole fen.
+        $owed = max(0, $order['owed_milli'] / $order['cur_rate']);
+        $over = round((pay_payhost_milli($record['money']) - $owed) / 10);
+        if ($over < 1) {
             return;
         }
         $this->payhost_log_once($order['order_id'], '[payhost over ' . $id . ']',
-            '【注意】支付单 ' . $id . ' 收到支付宝付款 ￥' . pay_payhost_yuan($paid) . '，比订单当时未付的 ￥'
-            . pay_payhost_yuan(max(0, $order['owed_fen'])) . ' 多 ￥' . pay_payhost_yuan($over)
+            '【注意】支付单 ' . $id . ' 收到支付宝付款 ￥' . $this->esc(pay_payhost_amount($record['money']))
+            . '，比订单当时未付的 ￥' . pay_payhost_yuan(round($owed / 10)) . ' 多 ￥' . pay_payhost_yuan($over)
             . '（订单金额在买家付款前被修改）。请在 payhost 管理页面退还差额。', '付款');
     }
 
