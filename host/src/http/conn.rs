@@ -54,12 +54,14 @@ impl GuardedIo {
             inner,
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
-            busy,
             write: WriteDeadline {
                 stall: write_stall,
                 sleep: Box::pin(tokio::time::sleep(write_stall)),
                 armed: false,
+                conn: busy.clone(),
+                unwritten: None,
             },
+            busy,
             swapped: None,
         }
     }
@@ -75,6 +77,11 @@ struct WriteDeadline {
     stall: Duration,
     sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
     armed: bool,
+    conn: Arc<ConnState>,
+    /// While a write waits, the connection counts as having a request in flight: hyper drops
+    /// an answer's body once it has queued its bytes, not once they are written, and an answer
+    /// still being written to a slow reader is never shed nor idle.
+    unwritten: Option<Busy>,
 }
 
 impl WriteDeadline {
@@ -89,10 +96,12 @@ impl WriteDeadline {
         use std::task::Poll;
         if r.is_ready() {
             self.armed = false;
+            self.unwritten = None;
             return r;
         }
         if !self.armed {
             self.armed = true;
+            self.unwritten = Some(Busy::new(&self.conn));
             let at = tokio::time::Instant::now() + self.stall;
             self.sleep.as_mut().reset(at);
         }
@@ -255,7 +264,8 @@ fn clock_ms() -> u64 {
 }
 
 /// An answer's body that keeps its request counted as in flight ([`Busy`]) until hyper has
-/// written it or dropped it: a long answer (a CSV export to a slow reader) is never shed.
+/// taken all of it (or dropped it); bytes hyper has taken but not yet written keep it counted
+/// through [`WriteDeadline`]. So a long answer (a CSV export to a slow reader) is never shed.
 struct InFlightBody {
     body: ledger::ServerBody,
     _busy: Busy,
@@ -706,6 +716,50 @@ mod tests {
         .expect("the write deadline woke the writer and failed the write");
         assert_eq!(failed.kind(), std::io::ErrorKind::TimedOut);
         assert!(started.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn an_answer_waiting_for_the_client_to_read_counts_as_in_flight() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let state = Arc::new(ConnState::new());
+        let mut io = GuardedIo::new(
+            server,
+            Duration::from_secs(600),
+            state.clone(),
+            Duration::from_secs(600),
+        );
+        // Written until the socket's buffers are full and the write waits.
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut written = 0;
+        while tokio::time::timeout(Duration::from_millis(200), io.write_all(&chunk))
+            .await
+            .is_ok()
+        {
+            written += chunk.len();
+        }
+        assert_eq!(state.in_flight(), 1, "a waiting write is in flight");
+        // The client reads it all: the next write goes through and nothing is in flight.
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut got = 0;
+            while let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(500), client.read(&mut buf)).await
+            {
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            got
+        });
+        io.write_all(b"end").await.unwrap();
+        io.flush().await.unwrap();
+        assert_eq!(state.in_flight(), 0, "written: nothing in flight");
+        assert!(reader.await.unwrap() >= written);
     }
 
     #[tokio::test]
