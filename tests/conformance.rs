@@ -650,6 +650,24 @@ fn the_flow_suite_passes_against_payhost_serve_and_names_the_case_a_broken_host_
     );
 }
 
+/// The flow suite against `host` with its sandbox on `kit_port`, only the cases `only`.
+fn kit_against(host: &Payhost, kit_port: u16, only: &[&str]) -> Output {
+    let url = host.url("");
+    let listen = format!("127.0.0.1:{kit_port}");
+    let mut args = vec![
+        "--against",
+        url.as_str(),
+        "--token",
+        TOKEN,
+        "--sandbox-listen",
+        listen.as_str(),
+    ];
+    for id in only {
+        args.extend(["--only", id]);
+    }
+    conformance(&args)
+}
+
 /// A host whose rate limit answers every notify `429` has not refused anything itself: the
 /// cases that expect a refusal fail, saying it was a rate limit and which limits to raise. (A
 /// proxy in front plays the limit: the host's `public_url` is the proxy, so the notify URLs in
@@ -676,24 +694,17 @@ fn refusals_by_a_rate_limit_prove_nothing() {
         &format!("public_url = \"{limited}\""),
     ) + &format!("\n[outbound]\nallowed_origins = [\"{origin}\"]\n");
     let host = Payhost::start(&dir, &config);
-    let out = conformance(&[
-        "--against",
-        &host.url(""),
-        "--token",
-        TOKEN,
-        "--sandbox-listen",
-        &format!("127.0.0.1:{kit_port}"),
-        "--only",
-        "merchant.configured",
-        "--only",
-        "notify.amount_mismatch_not_paid",
-        "--only",
-        "notify.unconfirmed_not_paid",
-        "--only",
-        "payment.created",
-        "--only",
-        "notify.paid_once",
-    ]);
+    let out = kit_against(
+        &host,
+        kit_port,
+        &[
+            "merchant.configured",
+            "notify.amount_mismatch_not_paid",
+            "notify.unconfirmed_not_paid",
+            "payment.created",
+            "notify.paid_once",
+        ],
+    );
     let (lines, _, _) = report(&out);
     let all = lines.join("\n");
     // An order that is not paid says what the host answered the sandbox's notify.
@@ -731,20 +742,15 @@ fn an_order_paid_by_a_case_a_rate_limit_stopped_is_owed_its_one_webhook() {
             "\n[outbound]\nallowed_origins = [\"http://127.0.0.1:{kit_port}\"]\n\n[limits]\nnotify_per_ip_per_s = 1\nnotify_per_merchant_per_s = 1\n"
         );
     let host = Payhost::start(&dir, &config);
-    let out = conformance(&[
-        "--against",
-        &host.url(""),
-        "--token",
-        TOKEN,
-        "--sandbox-listen",
-        &format!("127.0.0.1:{kit_port}"),
-        "--only",
-        "merchant.configured",
-        "--only",
-        "notify.replayed_once",
-        "--only",
-        "webhooks.exactly_once",
-    ]);
+    let out = kit_against(
+        &host,
+        kit_port,
+        &[
+            "merchant.configured",
+            "notify.replayed_once",
+            "webhooks.exactly_once",
+        ],
+    );
     let (lines, _, _) = report(&out);
     let all = lines.join("\n");
     assert!(
