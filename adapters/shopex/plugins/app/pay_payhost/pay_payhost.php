@@ -633,9 +633,7 @@ class pay_payhost extends paymentPlugin
                 // → setPayStatus() pays it.
                 $order = $this->payhost_order_state($record);
                 if ($order !== null && $order['status'] === 'dead') {
-                    $this->payhost_log_once($order['order_id'], '[payhost dead ' . $id . ']',
-                        '【注意】订单已作废，又收到支付单 ' . $id . ' 的支付宝付款（￥' . $this->esc(pay_payhost_amount($record['money']))
-                        . '）；订单和支付单都没有改为已付款。请在 payhost 管理页面核对并退款。', '付款');
+                    $this->payhost_note_dead($order, $id, $record);
                     $this->payhost_page(200, '订单已作废', '<div class="payhost-error" id="payhost-dead" style="color:#c00">'
                         . '已付款，但订单已作废，没有改为已付款。请联系商家退款，不要重复付款。</div>');
                 }
@@ -760,9 +758,7 @@ class pay_payhost extends paymentPlugin
             // neither ship nor refund it; the payment stays unpaid and the order's log says so.
             $order = $this->payhost_order_state($record);
             if ($order !== null && $order['status'] === 'dead') {
-                $noted = $this->payhost_log_once($order['order_id'], '[payhost dead ' . $id . ']',
-                    '【注意】订单已作废，又收到支付单 ' . $id . ' 的支付宝付款（￥' . $this->esc(pay_payhost_amount($record['money']))
-                    . '）；订单和支付单都没有改为已付款。请在 payhost 管理页面核对并退款。', '付款');
+                $noted = $this->payhost_note_dead($order, $id, $record);
                 $this->payhost_answer($noted ? 200 : 503, $noted ? 'order cancelled in the shop: noted, payment left unpaid' : 'not recorded, retry');
             }
             // The order paid already by another payment (a second cashier the buyer kept open):
@@ -904,6 +900,17 @@ class pay_payhost extends paymentPlugin
             - pay_payhost_milli(isset($o['payed']) ? $o['payed'] : '0') : null;
         return array('order_id' => $orderId, 'status' => isset($o['status']) ? (string)$o['status'] : 'active',
             'pay_status' => (string)$o['pay_status'], 'owed_milli' => $owed, 'cur_rate' => $rate);
+    }
+
+    /**
+     * The order's log line for a payment of a cancelled (dead) order, left unpaid with its order
+     * (the return and the webhook, whichever comes first), once per payment. True once it is there.
+     */
+    function payhost_note_dead($order, $id, $record)
+    {
+        return $this->payhost_log_once($order['order_id'], '[payhost dead ' . $id . ']',
+            '【注意】订单已作废，又收到支付单 ' . $id . ' 的支付宝付款（￥' . $this->esc(pay_payhost_amount($record['money']))
+            . '）；订单和支付单都没有改为已付款。请在 payhost 管理页面核对并退款。', '付款');
     }
 
     /**
