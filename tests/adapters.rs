@@ -850,14 +850,7 @@ async fn ecshop_an_old_page_paid_after_the_order_changed_leaves_it_unpaid() {
         let _ = pay_in_cashier(&pay_url_from_button(page), &d).await;
     }
     let notes = async |order_id: u64, marker: &str| -> Vec<String> {
-        shop.state().await["order_action"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|a| a["order_id"] == order_id)
-            .filter_map(|a| a["action_note"].as_str().map(str::to_owned))
-            .filter(|n| n.contains(marker))
-            .collect()
+        ecshop_notes_with(&shop.state().await, order_id, marker)
     };
     wait_until(
         || async {
@@ -915,20 +908,6 @@ async fn ecshop_refunded_while_closed(name: &str, env: &[(&str, &str)]) -> Untak
     p
 }
 
-/// The order_action notes of ecshop's state that contain `marker`.
-fn notes_marked(state: &Value, marker: &str) -> usize {
-    state["order_action"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| {
-            a["action_note"]
-                .as_str()
-                .is_some_and(|n| n.contains(marker))
-        })
-        .count()
-}
-
 /// The "paid" event refused by the shop (closed for a moment) while the payment is refunded in
 /// full at Alipay: when the shop takes deliveries again, the order is not made paid for money
 /// that went back. payhost's status is asked first; the order gets a note instead.
@@ -943,7 +922,7 @@ async fn ecshop_a_paid_event_retried_after_a_full_refund_leaves_the_order_unpaid
     } = ecshop_refunded_while_closed("ecshop-refunded-first", &[]).await;
     get(&shop.url("_state.php?shop_closed=0"), None).await;
     wait_until(
-        || async { notes_marked(&shop.state().await, "[payhost refunded ") > 0 },
+        || async { !ecshop_notes_with(&shop.state().await, 1, "[payhost refunded ").is_empty() },
         "the note of a payment refunded before the shop took it",
     )
     .await;
@@ -981,7 +960,11 @@ async fn ecshop_a_refunded_payment_delivered_twice_at_once_is_noted_once() {
     assert_eq!(a.0, 200, "{}", a.1);
     assert_eq!(b.0, 200, "{}", b.1);
     let s = p.shop.state().await;
-    assert_eq!(notes_marked(&s, "[payhost refunded "), 1, "{s}");
+    assert_eq!(
+        ecshop_notes_with(&s, 1, "[payhost refunded ").len(),
+        1,
+        "{s}"
+    );
     assert_eq!(s["pay_log"][&p.log_id]["is_paid"], 0, "{s}");
 }
 
@@ -2097,15 +2080,7 @@ async fn shopex_a_second_payment_of_a_paid_order_is_logged_once() {
         assert_eq!(status, 200, "{text}");
     }
     let s = shop.state().await;
-    let notes: Vec<&str> = s["order_log"]
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .filter_map(|r| r["log_text"].as_str())
-                .filter(|t| t.contains("此订单此前已付款"))
-                .collect()
-        })
-        .unwrap_or_default();
+    let notes = shopex_log_lines(&s, "此订单此前已付款");
     assert_eq!(notes.len(), 1, "{s}");
     assert!(
         notes[0].contains(&second) && notes[0].contains("15.00"),
@@ -2193,13 +2168,18 @@ async fn shopex_refunded_while_down(
     (demo, shop, creds, payment_id, fee)
 }
 
-/// The lines of ShopEx's order log that contain `marker`.
-fn log_lines_marked(state: &Value, marker: &str) -> usize {
-    state["order_log"].as_array().map_or(0, |l| {
-        l.iter()
-            .filter(|r| r["log_text"].as_str().is_some_and(|t| t.contains(marker)))
-            .count()
-    })
+/// The lines of ShopEx's order log (every order's) that contain `text`.
+fn shopex_log_lines(state: &Value, text: &str) -> Vec<String> {
+    state["order_log"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|r| r["log_text"].as_str())
+                .filter(|t| t.contains(text))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// ShopEx's database refusing writes while the payment is refunded in full at Alipay: the
@@ -2212,7 +2192,7 @@ async fn shopex_a_paid_event_retried_after_a_full_refund_leaves_the_order_unpaid
     get(&shop.url("_state.php?db_down=0"), None).await;
     let marker = format!("[payhost refunded {payment_id}]");
     wait_until(
-        || async { log_lines_marked(&shop.state().await, &marker) > 0 },
+        || async { !shopex_log_lines(&shop.state().await, &marker).is_empty() },
         "the log line of a payment refunded before the shop took it",
     )
     .await;
@@ -2244,7 +2224,7 @@ async fn shopex_a_refunded_payment_delivered_twice_at_once_is_logged_once() {
     assert_eq!(b.0, 200, "{}", b.1);
     let s = shop.state().await;
     let marker = format!("[payhost refunded {payment_id}]");
-    assert_eq!(log_lines_marked(&s, &marker), 1, "{s}");
+    assert_eq!(shopex_log_lines(&s, &marker).len(), 1, "{s}");
     assert_eq!(s["payments"][&payment_id]["status"], "ready", "{s}");
 }
 
@@ -2284,7 +2264,8 @@ async fn shopex_an_old_page_paid_after_the_order_changed_is_held_or_noted() {
     wait_until(
         || async {
             let s = shop.state().await;
-            log_lines_marked(&s, &over_marker) > 0 && s["orders"]["20261123002"]["pay_status"] == 1
+            !shopex_log_lines(&s, &over_marker).is_empty()
+                && s["orders"]["20261123002"]["pay_status"] == 1
         },
         "order 2 paid, with its note",
     )
@@ -2298,15 +2279,9 @@ async fn shopex_an_old_page_paid_after_the_order_changed_is_held_or_noted() {
     let s = shop.state().await;
     assert_eq!(s["payments"][&dead_id]["status"], "ready", "{s}");
     assert_eq!(s["orders"]["20261123001"]["pay_status"], 0, "{s}");
-    assert_eq!(log_lines_marked(&s, &dead_marker), 1, "{s}");
-    assert_eq!(log_lines_marked(&s, &over_marker), 1, "{s}");
-    let over = s["order_log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|l| l["log_text"].as_str())
-        .find(|t| t.contains(&over_marker))
-        .unwrap();
+    assert_eq!(shopex_log_lines(&s, &dead_marker).len(), 1, "{s}");
+    assert_eq!(shopex_log_lines(&s, &over_marker).len(), 1, "{s}");
+    let over = &shopex_log_lines(&s, &over_marker)[0];
     assert!(
         over.contains("￥15.00") && over.contains("￥12.00") && over.contains("多 ￥3.00"),
         "{over}"
@@ -3866,6 +3841,14 @@ fn ecshop_notes(s: &Value, order_id: u64) -> Vec<String> {
         .iter()
         .filter(|a| a["order_id"] == order_id)
         .map(|a| a["action_note"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// [`ecshop_notes`] that contain `marker`.
+fn ecshop_notes_with(s: &Value, order_id: u64, marker: &str) -> Vec<String> {
+    ecshop_notes(s, order_id)
+        .into_iter()
+        .filter(|n| n.contains(marker))
         .collect()
 }
 
