@@ -403,11 +403,8 @@ async fn connections_without_a_request_are_shed_when_the_slots_run_out() {
         "\n[limits]\nmax_connections = 20\nmax_connections_per_ip = 5\nheader_read_timeout_ms = 30000\nkeep_alive_idle_ms = 60000\nbody_read_timeout_ms = 60000\n",
     )
     .await;
-    // One request in flight: its head sent, its body not yet.
-    let mut busy = connect_from(&w, 9).await;
-    busy.write_all(b"POST /notify/shop HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 12\r\n\r\nsign")
-        .await
-        .unwrap();
+    // One request being handled: a notification whose verification takes six seconds.
+    let mut busy = notification_being_verified(&w, 9, "SHED1").await;
     // Two idle keep-alive connections, each after one answered request.
     let mut idle = Vec::new();
     for _ in 0..2 {
@@ -466,22 +463,117 @@ async fn connections_without_a_request_are_shed_when_the_slots_run_out() {
         String::from_utf8_lossy(&answer)
     );
     eprintln!("served after {:?}", started.elapsed());
-    // The request in flight was not closed: its body completes and it is answered.
-    busy.write_all(b"=x&a=bcd").await.unwrap();
-    let mut buf = [0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(5), busy.read(&mut buf))
-        .await
-        .expect("the request in flight is answered")
-        .unwrap();
-    assert!(
-        buf[..n].starts_with(b"HTTP/1.1 "),
-        "{}",
-        String::from_utf8_lossy(&buf[..n])
-    );
+    // The request being handled was not closed: it is answered.
+    assert_answered_success(&mut busy).await;
     assert!(w.host.log_text().contains("connection limit reached"));
     for d in drippers {
         d.abort();
     }
+}
+
+/// A signed notification for a new payment `no`, sent whole from 127.0.0.`last` while the
+/// stub's `notify_verify` answers six seconds late: a request being handled for that long.
+async fn notification_being_verified(w: &World, last: u8, no: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    create(w, "shop", no).await;
+    let nid = format!("n-{no}");
+    w.alipay.issue(&nid);
+    w.alipay.server.delay(Duration::from_secs(6));
+    let body = alipay::md5_notify_body(&trade(no, &nid, "TRADE_SUCCESS"), MD5_KEY);
+    let mut c = connect_from(w, last).await;
+    c.write_all(
+        format!(
+            "POST /notify/shop HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    c
+}
+
+/// The answer on `c` is a 200 whose body is `success` (within 8 s).
+async fn assert_answered_success(c: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(8), async {
+        while !answer.ends_with(b"success") {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("success"),
+        "the request being handled was not answered `success`: {text:?}"
+    );
+}
+
+/// Every slot but one held by shop API requests whose body is dripped a byte every 300 ms, from four
+/// addresses (each within its own cap), the body deadline a minute away, and one notification
+/// being verified: a new client finds no slot, and the host closes the requests whose body has
+/// been arriving for a second or more, so it is served at once. The notification being handled
+/// is not closed for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_bodies_are_shed_when_the_slots_run_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = world(
+        "sec-shed-body",
+        "",
+        "\n[limits]\nmax_connections = 20\nmax_connections_per_ip = 5\nheader_read_timeout_ms = 30000\nkeep_alive_idle_ms = 60000\nbody_read_timeout_ms = 60000\n",
+    )
+    .await;
+    let mut busy = notification_being_verified(&w, 9, "SHED2").await;
+    let mut drippers = Vec::new();
+    for i in 0..19u8 {
+        let mut c = connect_from(&w, 2 + i % 4).await;
+        drippers.push(tokio::spawn(async move {
+            // The shop API's payment creation, authorized: its body is read under the body
+            // deadline (a notification past the merchant's admission would be refused before).
+            let head = format!("POST /v1/merchants/shop/payments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{{");
+            if c.write_all(head.as_bytes()).await.is_err() {
+                return false;
+            }
+            for _ in 0..200 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if c.write_all(b"x").await.is_err() {
+                    return true;
+                }
+            }
+            false
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Served within three seconds: before the notification's answer (and its connection's
+    // second without a request) could free a slot.
+    let answer = tokio::time::timeout(Duration::from_secs(3), async {
+        let mut c = connect_from(&w, 10).await;
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        c.read_to_end(&mut answer).await.unwrap();
+        answer
+    })
+    .await
+    .expect("a new client is served while slow bodies hold every other slot");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_answered_success(&mut busy).await;
+    let mut closed = 0;
+    for d in drippers {
+        d.abort();
+        closed += usize::from(matches!(d.await, Ok(true)));
+    }
+    assert!(closed > 0, "no slow body was closed");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -232,11 +232,14 @@ impl tokio::io::AsyncWrite for GuardedIo {
 }
 
 /// One open connection as the accept loop sees it: its requests in flight, since when it has
-/// had none, and the signal that closes it when the connections run out ([`Open::shed_waiting`]).
+/// had none, since when its request's body is being read, and the signal that closes it when
+/// the connections run out ([`Open::shed_waiting`]).
 struct ConnState {
     busy: std::sync::atomic::AtomicUsize,
     /// Milliseconds since [`clock_ms`]'s start when its last request ended (or it was accepted).
     waiting_since_ms: std::sync::atomic::AtomicU64,
+    /// Since when (as above, plus one) its request's body is being read; 0 when none is.
+    body_since_ms: std::sync::atomic::AtomicU64,
     shed: tokio::sync::Notify,
 }
 
@@ -245,12 +248,68 @@ impl ConnState {
         ConnState {
             busy: std::sync::atomic::AtomicUsize::new(0),
             waiting_since_ms: std::sync::atomic::AtomicU64::new(clock_ms()),
+            body_since_ms: std::sync::atomic::AtomicU64::new(0),
             shed: tokio::sync::Notify::new(),
         }
     }
 
     fn in_flight(&self) -> usize {
         self.busy.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Since when its request's body is being read, if one is.
+    fn body_since(&self) -> Option<u64> {
+        match self
+            .body_since_ms
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            0 => None,
+            at => Some(at - 1),
+        }
+    }
+
+    /// Since when it may be shed: it has no request in flight, or its one request is still
+    /// reading its body. `None` while a request is being handled or answered.
+    fn sheddable_since(&self) -> Option<u64> {
+        match self.in_flight() {
+            0 => Some(
+                self.waiting_since_ms
+                    .load(std::sync::atomic::Ordering::Acquire),
+            ),
+            1 => self.body_since(),
+            _ => None,
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The connection whose request the current task is handling (set around the router).
+    static CONNECTION: Arc<ConnState>;
+}
+
+/// A request body being read, marked on its connection until dropped: a request whose body
+/// has not arrived after [`SHED_AFTER_MS`] may be shed like a stalled head.
+pub(super) struct ReadingBody(Option<Arc<ConnState>>);
+
+impl ReadingBody {
+    /// Marks the current connection's request as reading its body (nothing outside a
+    /// connection's task: a unit test).
+    pub(super) fn start() -> ReadingBody {
+        let conn = CONNECTION.try_with(Arc::clone).ok();
+        if let Some(c) = &conn {
+            c.body_since_ms
+                .store(clock_ms() + 1, std::sync::atomic::Ordering::Release);
+        }
+        ReadingBody(conn)
+    }
+}
+
+impl Drop for ReadingBody {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.body_since_ms
+                .store(0, std::sync::atomic::Ordering::Release);
+        }
     }
 }
 
@@ -353,24 +412,20 @@ impl Open {
     }
 
     /// Every slot is taken: closes up to [`SHED_AT_ONCE`] connections that have had no request
-    /// in flight for [`SHED_AFTER_MS`] or more, the longest waiting first. Those are keep-alive
-    /// connections between requests and connections whose request head is still not complete
-    /// (a client stalling or dripping its headers): what nginx closes when it runs out of
-    /// connections. A client sending its request at once, and every request being handled, is
-    /// never shed. How many were shed.
+    /// in flight, or a request still reading its body, for [`SHED_AFTER_MS`] or more, the
+    /// longest waiting first. Those are keep-alive connections between requests, connections
+    /// whose request head is still not complete (a client stalling or dripping its headers) and
+    /// requests whose body has not arrived (a provider's notification arrives in one piece):
+    /// what nginx closes when it runs out of connections, and the slow bodies that would
+    /// otherwise hold a slot until the body deadline. A client sending its request at once, and
+    /// every request being handled or answered, is never shed. How many were shed.
     fn shed_waiting(&self) -> usize {
         let now = clock_ms();
         let mut waiting: Vec<(u64, Arc<ConnState>)> = {
             let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
             conns
                 .values()
-                .filter(|c| c.in_flight() == 0)
-                .map(|c| {
-                    let since = c
-                        .waiting_since_ms
-                        .load(std::sync::atomic::Ordering::Acquire);
-                    (since, c.clone())
-                })
+                .filter_map(|c| c.sheddable_since().map(|since| (since, c.clone())))
                 .filter(|(since, _)| now.saturating_sub(*since) >= SHED_AFTER_MS)
                 .collect()
         };
@@ -481,8 +536,9 @@ impl Drop for Held {
 /// Each connection has a header deadline (`[limits] header_read_timeout_ms`), a body deadline
 /// (`body_read_timeout_ms`, in [`super::read_body`]) and an idle deadline between requests
 /// (`keep_alive_idle_ms`); at most `max_connections` are open at once: past that, connections
-/// without a request for a second are shed ([`Open::shed_waiting`]) and new connections wait in
-/// the listen backlog until one closes (logged). One client address holds at
+/// without a request, or whose request's body is still arriving, for a second are shed
+/// ([`Open::shed_waiting`]) and new connections wait in the listen backlog until one closes
+/// (logged). One client address holds at
 /// most `max_connections_per_ip` of them: past that, its new connections are closed (logged).
 /// Behind a trusted proxy, whose connections every client shares, one client (its address from
 /// `X-Forwarded-For`; IPv6 per /64) has at most `max_connections_per_ip` requests in flight: past
@@ -546,7 +602,7 @@ pub async fn serve(
                     tracing::warn!(
                         max_connections = limits.max_connections,
                         shed,
-                        "connection limit reached: {} connections open; connections without a request for 1 s are closed, new connections wait until one closes ([limits] max_connections)",
+                        "connection limit reached: {} connections open; connections without a request (or still sending its body) for 1 s are closed, new connections wait until one closes ([limits] max_connections)",
                         limits.max_connections
                     );
                     last_full_log = Some(std::time::Instant::now());
@@ -578,7 +634,9 @@ pub async fn serve(
         let busy = state.clone();
         let service = hyper::service::service_fn(move |req| {
             let app = app.clone();
-            // In flight until its answer's body is written (or dropped): never shed meanwhile.
+            let busy = busy.clone();
+            // In flight until its answer's body is written (or dropped): never shed meanwhile,
+            // unless it is still reading its body ([`ReadingBody`]).
             let guard = Busy::new(&busy);
             // Counted until its answer is made (its body read): a client's requests through
             // the proxy, as its connections are counted when direct.
@@ -589,7 +647,11 @@ pub async fn serve(
             async move {
                 let r = match slot {
                     Some(Err(())) => too_many_in_flight(&app),
-                    _ => handle(app.clone(), remote, req).await,
+                    _ => {
+                        CONNECTION
+                            .scope(busy.clone(), handle(app.clone(), remote, req))
+                            .await
+                    }
                 };
                 drop(slot);
                 Ok::<_, Infallible>(
@@ -608,11 +670,13 @@ pub async fn serve(
             loop {
                 tokio::select! {
                     _ = &mut conn => break,
-                    // Dropping the connection closes its socket. The count is exact here: a
-                    // request is counted and uncounted only inside this task's poll of `conn`.
-                    // A request whose bytes arrived but are not parsed yet is lost with it, as
-                    // with any keep-alive connection a server closes; its client sends it again.
-                    _ = state.shed.notified() => if state.in_flight() == 0 {
+                    // Dropping the connection closes its socket. The count and the body mark
+                    // are exact here: both change only inside this task's poll of `conn`, so a
+                    // request marked as reading its body has done nothing else yet and is
+                    // dropped whole (its client sees the connection closed). A request whose
+                    // bytes arrived but are not parsed yet is lost with it, as with any
+                    // keep-alive connection a server closes; its client sends it again.
+                    _ = state.shed.notified() => if state.sheddable_since().is_some() {
                         break;
                     },
                 }
