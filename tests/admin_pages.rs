@@ -2010,6 +2010,66 @@ async fn an_unused_session_ends_and_a_used_one_lives_on() {
     assert!(store.admin_session(&hash, now()).await.unwrap().is_none());
 }
 
+/// An open-platform payment of 2.00 `no` created and paid in the sandbox's cashier; its admin
+/// page's path, once the page offers a refund.
+async fn open_shop_paid(base: &str, op: &str, no: &str) -> String {
+    let created = create_payment(base, "open-shop", no, "2.00", None).await;
+    let pay_url = created["pay_url"].as_str().unwrap().to_owned();
+    let token = conformance::alipay::cashier_token(&get(&pay_url, None).await.text());
+    conformance::host::post_form(
+        &format!("{base}/sandbox/openapi/cashier/pay"),
+        &format!("token={token}"),
+    )
+    .await;
+    let path = format!("/admin/merchants/open-shop/payments/{no}");
+    for _ in 0..100 {
+        if page(base, &path, op).await.1.contains("id=\"refund-form\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    path
+}
+
+/// A refund asked on one order (its confirmation card to come) while another page of the same
+/// login is loaded first (a second tab): that page shows no card and nothing of the refund, and
+/// the order it was asked on still asks. Before, whichever page came next took the question and
+/// drew the card for its own order: confirming it refunded the wrong order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refund_asked_on_one_order_is_never_confirmed_on_another() {
+    let d = demo("admin-refund-other-tab").await;
+    let base = d.url("");
+    let base = base.as_str();
+    let (op, csrf) = admin_login(base, ADMIN_PASSWORD).await;
+    let asked_on = open_shop_paid(base, &op, "TAB-A").await;
+    let other = open_shop_paid(base, &op, "TAB-B").await;
+    let ask = form(&[
+        ("csrf", &csrf),
+        ("amount", "0.30"),
+        ("refund_key", "k-tab-a"),
+        ("reason", "给A的退款"),
+    ]);
+    let to = admin_post_location(base, &format!("{asked_on}/refunds"), &op, &ask).await;
+    let (_, elsewhere) = page(base, &other, &op).await;
+    assert!(
+        !elsewhere.contains("refund-confirm-card") && !elsewhere.contains("给A的退款"),
+        "another order's page took the refund's question: {elsewhere}"
+    );
+    let to = to.split('#').next().unwrap();
+    assert_eq!(to, asked_on);
+    let (_, own) = page(base, to, &op).await;
+    assert!(
+        own.contains("id=\"refund-confirm-card\"")
+            && own.contains("给A的退款")
+            && own.contains("¥0.30")
+            && own.contains("TAB-A"),
+        "the order the refund was asked on asks for its confirmation: {own}"
+    );
+    // Shown once: loaded again, the page asks nothing.
+    let (_, again) = page(base, to, &op).await;
+    assert!(!again.contains("refund-confirm-card"), "{again}");
+}
+
 /// An open-platform refund whose answer is lost (the sandbox makes it, then answers HTTP 500):
 /// the page says the outcome is unknown and not to refund again, never "not started", and the
 /// form keeps its refund_key (sent again, it is the same refund). An order refunded in full
@@ -2022,26 +2082,7 @@ async fn an_unknown_refund_outcome_is_never_called_not_started() {
     let (op, csrf) = admin_login(base, ADMIN_PASSWORD).await;
     let mut paths = Vec::new();
     for no in ["OPEN-LOST-1", "OPEN-FULL-1"] {
-        let created = create_payment(base, "open-shop", no, "2.00", None).await;
-        let pay_url = created["pay_url"].as_str().unwrap().to_owned();
-        let token = conformance::alipay::cashier_token(&get(&pay_url, None).await.text());
-        conformance::host::post_form(
-            &format!("{base}/sandbox/openapi/cashier/pay"),
-            &format!("token={token}"),
-        )
-        .await;
-        let path = format!("/admin/merchants/open-shop/payments/{no}");
-        for _ in 0..100 {
-            if page(base, &path, &op)
-                .await
-                .1
-                .contains("id=\"refund-form\"")
-            {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        paths.push(path);
+        paths.push(open_shop_paid(base, &op, no).await);
     }
     let faults = send_json(
         "POST",
@@ -2073,6 +2114,13 @@ async fn an_unknown_refund_outcome_is_never_called_not_started() {
     assert!(
         after.contains("name=\"refund_key\" value=\"k-lost\""),
         "the form keeps the refund's key: {after}"
+    );
+    // The refund kept is in the audit log, as every refund an admin started.
+    let (_, audit) = page(base, "/admin/audit", &op).await;
+    assert_eq!(
+        audit.matches("OPEN-LOST-1：¥0.50 #").count(),
+        1,
+        "the refund whose outcome is unknown is audited once: {audit}"
     );
 
     // Refunded in full (全额退款, confirmed): a stale form says so.

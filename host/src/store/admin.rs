@@ -129,6 +129,8 @@ pub trait AdminStore: Send + Sync + 'static {
     async fn set_session_flash(&self, id_hash: &str, flash: &str) -> Result<()>;
     /// The session's message, removed as it is read.
     async fn take_session_flash(&self, id_hash: &str) -> Result<Option<String>>;
+    /// Puts a message taken by a page it was not for back, unless a newer one was kept since.
+    async fn restore_session_flash(&self, id_hash: &str, flash: &str) -> Result<()>;
 
     async fn record_audit(
         &self,

@@ -140,6 +140,28 @@ pub enum Page {
     Forbidden,
 }
 
+/// How long a post's message waits for its page to be loaded (its redirect not followed: the
+/// owner went elsewhere) before it is dropped.
+const FLASH_WAITS_SECS: u64 = 600;
+
+/// A page's address as a post's message names it: the path's segments, decoded, without the
+/// query (a redirect's `%E8…` and the browser's own spelling of it are the same page).
+fn page_of(location: &str) -> String {
+    let path = location.split(['?', '#']).next().unwrap_or("");
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(super::percent_decode)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// What a post answers: the page to go to and what that page shows once.
 pub struct Posted {
     pub location: String,
@@ -470,6 +492,8 @@ async fn route(
         return match result {
             PostResult::Done(mut p) => {
                 if let Some(f) = &mut p.flash {
+                    f.page = Some(page_of(&p.location));
+                    f.kept_at = now_secs();
                     shown_once::seal_flash(f, seal_key.as_ref(), lang);
                     let text = serde_json::to_string(f).unwrap_or_default();
                     if let Err(e) = app.store.set_session_flash(&sid, &text).await {
@@ -485,18 +509,24 @@ async fn route(
     if method != Method::GET && method != Method::HEAD {
         return not_found(app, None, lang);
     }
-    // The message of the post that led here, shown once.
-    let flash = app
-        .store
-        .take_session_flash(&sid)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|f| serde_json::from_str::<Flash>(&f).ok())
-        .map(|mut f| {
-            shown_once::open_flash(&mut f, seal_key.as_ref(), lang);
-            f
-        });
+    // The message of the post that led here, shown once: on the page it is for. Another page
+    // (a second tab loaded meanwhile) puts it back for that page; one older than
+    // `FLASH_WAITS_SECS` is dropped.
+    let mut flash = None;
+    if let Ok(Some(text)) = app.store.take_session_flash(&sid).await {
+        if let Ok(mut f) = serde_json::from_str::<Flash>(&text) {
+            let fresh = now_secs().saturating_sub(f.kept_at) <= FLASH_WAITS_SECS;
+            let here = f.page.as_deref().is_none_or(|p| p == page_of(&path));
+            if here {
+                shown_once::open_flash(&mut f, seal_key.as_ref(), lang);
+                flash = Some(f);
+            } else if fresh {
+                if let Err(e) = app.store.restore_session_flash(&sid, &text).await {
+                    tracing::error!(error = %e, "cannot keep the admin page's message for its page");
+                }
+            }
+        }
+    }
     let ctx = Ctx {
         who,
         csrf: state.csrf,

@@ -776,6 +776,23 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
             PostResult::Done(Posted::to(to, f))
         }
         Err(e) => {
+            // A refund whose outcome is unknown was kept (it may have reached the provider):
+            // started by this owner, so audited as any refund started.
+            if let Some(("refund", kept)) = e.about.as_deref().map(|(k, v)| (*k, v)) {
+                audit(
+                    app,
+                    &ctx.who,
+                    "refund.start",
+                    Some(id),
+                    &format!(
+                        "{no}: ¥{} #{} {}",
+                        kept["amount"].as_str().unwrap_or(&amount),
+                        kept["id"],
+                        kept["status"].as_str().unwrap_or("PENDING"),
+                    ),
+                )
+                .await;
+            }
             let name = match e.field.as_deref() {
                 Some("reason") => "reason",
                 _ => "amount",

@@ -113,6 +113,13 @@ pub struct Flash {
     /// Several values of one field (checkboxes).
     #[serde(default)]
     pub typed_lists: BTreeMap<String, Vec<String>>,
+    /// The page it is for (the post's redirect): another page of the same session (a second
+    /// tab) leaves it for that page, so a refund asked on one order is never confirmed on
+    /// another. And when it was kept (seconds since the epoch): one waiting longer is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+    #[serde(default)]
+    pub kept_at: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -211,6 +211,20 @@ impl AdminStore for PostgresStore {
         .await
     }
 
+    async fn restore_session_flash(&self, id_hash: &str, flash: &str) -> Result<()> {
+        let (id_hash, flash) = (id_hash.to_owned(), flash.to_owned());
+        self.run(|pool| async move {
+            let c = pool.get().await?;
+            c.execute(
+                "UPDATE admin_sessions SET flash = $2 WHERE id_hash = $1 AND flash IS NULL",
+                &[&id_hash, &flash],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn take_session_flash(&self, id_hash: &str) -> Result<Option<String>> {
         let id_hash = id_hash.to_owned();
         self.run(|pool| async move {

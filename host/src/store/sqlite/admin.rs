@@ -182,6 +182,18 @@ impl AdminStore for SqliteStore {
         .await
     }
 
+    async fn restore_session_flash(&self, id_hash: &str, flash: &str) -> Result<()> {
+        let (id_hash, flash) = (id_hash.to_owned(), flash.to_owned());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE admin_sessions SET flash = ?2 WHERE id_hash = ?1 AND flash IS NULL",
+            )?
+            .execute(params![id_hash, flash])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn take_session_flash(&self, id_hash: &str) -> Result<Option<String>> {
         let id_hash = id_hash.to_owned();
         self.write(move |conn| {
