@@ -716,6 +716,50 @@ async fn refunds_reach_the_shop() {
     assert_eq!(refunded["refund_status"], "REFUND_SUCCESS");
 }
 
+/// A trade closed after it was paid here, its message showing neither the payment nor a refund (a
+/// bare `TRADE_CLOSED`, which the component reports as a close): refunded in full, the whole paid
+/// amount recorded refunded and nothing left to refund. Before, the payment went REFUNDED with
+/// 0.00 refunded, and a new refund of the whole amount was still accepted and sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bare_close_of_a_paid_order_is_a_full_refund() {
+    let w = world("sec-bare-close", "", "").await;
+    create(&w, "shop", "BC1").await;
+    w.alipay.issue("n-BC1-paid");
+    let paid = alipay::md5_notify_body(&trade("BC1", "n-BC1-paid", "TRADE_SUCCESS"), MD5_KEY);
+    assert_eq!(notify(&w, "shop", &paid).await.text(), "success");
+    w.alipay.issue("n-BC1-closed");
+    let closed = alipay::md5_notify_body_without(
+        &trade("BC1", "n-BC1-closed", "TRADE_CLOSED"),
+        MD5_KEY,
+        &["gmt_payment"],
+    );
+    assert_eq!(notify(&w, "shop", &closed).await.text(), "success");
+    let p = get(&w.host.url("/v1/merchants/shop/payments/BC1"), Some(TOKEN))
+        .await
+        .json();
+    assert_eq!(p["status"], "REFUNDED", "{p}");
+    assert_eq!(p["refunded_amount"], "1.00", "{p}");
+    let more = send_json(
+        "POST",
+        &w.host.url("/v1/merchants/shop/payments/BC1/refunds"),
+        Some(TOKEN),
+        &json!({"amount": "0.50", "refund_key": "k-bc1"}),
+    )
+    .await;
+    assert_eq!(
+        more.status / 100,
+        4,
+        "nothing is left to refund: {}",
+        more.text()
+    );
+    // The same close again changes nothing.
+    assert_eq!(notify(&w, "shop", &closed).await.text(), "success");
+    let again = get(&w.host.url("/v1/merchants/shop/payments/BC1"), Some(TOKEN))
+        .await
+        .json();
+    assert_eq!(again["refunded_amount"], "1.00", "{again}");
+}
+
 /// A refund's report of a trade that is not this order's (another amount) does not make the order
 /// paid: after the pay notification of a 0.10 trade under the 1.00 order's number is held for
 /// review, its full refund (TRADE_CLOSED + REFUND_SUCCESS) is held too — not REFUNDED with 1.00

@@ -630,11 +630,15 @@ impl App {
             return refused;
         }
         // A trade closed after it was paid was refunded in full, whether or not the message
-        // carries a refund report (an open-platform trade query of a refunded trade has none):
-        // the rest of the paid amount is recorded as refunded, once the trade is known to be
-        // this order's (amount, seller), never a REFUNDED payment with nothing refunded and the
-        // paid amount still refundable here.
-        if full && verified.refund.is_none() {
+        // carries a refund report (an open-platform trade query of a refunded trade has none)
+        // or shows the payment (a bare `TRADE_CLOSED`, which the component calls a close, of
+        // an order paid here): the rest of the paid amount is recorded as refunded, once the
+        // trade is known to be this order's (amount, seller), never a REFUNDED payment with
+        // nothing refunded and the paid amount still refundable here.
+        let closed_after_paid_here = verified.event == crate::domain::state::TradeEvent::Closed
+            && crate::domain::state::is_paid(&payment.status)
+            && payment.status != crate::domain::state::REFUNDED;
+        if (full && verified.refund.is_none()) || closed_after_paid_here {
             let closed_after_paid = crate::runtime::plugin_api::RefundReport {
                 request_no: String::new(),
                 amount: None,

@@ -229,6 +229,19 @@ pub fn md5_notify_body_extra(t: &Trade<'_>, key: &str, extra: &[(&str, &str)]) -
     )
 }
 
+/// [`md5_notify_body`] without the named elements of `notify_data` (a bare `TRADE_CLOSED`
+/// without `gmt_payment`).
+pub fn md5_notify_body_without(t: &Trade<'_>, key: &str, drop: &[&str]) -> String {
+    let mut data = notify_data(t);
+    for k in drop {
+        let (open, close) = (format!("<{k}>"), format!("</{k}>"));
+        if let (Some(a), Some(b)) = (data.find(&open), data.find(&close)) {
+            data.replace_range(a..b + close.len(), "");
+        }
+    }
+    md5_notify_body_of(data, key)
+}
+
 /// The form body of an MD5 notification, in captured wire order, signed in the fixed order.
 pub fn md5_notify_body(t: &Trade<'_>, key: &str) -> String {
     md5_notify_body_of(notify_data(t), key)
