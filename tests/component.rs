@@ -224,6 +224,30 @@ async fn describe_and_validate_settings() {
     );
 }
 
+/// Thousands of unknown settings (a form passed straight from an admin page) are each refused
+/// within the manifest's fuel: the one-line-per-mistake check was quadratic, and 10,000 keys
+/// trapped on fuel instead of answering `invalid-settings`.
+#[tokio::test]
+async fn thousands_of_unknown_settings_are_refused_not_a_trap() {
+    let rt = runtime().await;
+    let mut s = rt.session().await.unwrap();
+    let many = pairs(
+        (0..20_000)
+            .map(|i| (format!("unknown_{i}"), "x".to_owned()))
+            .chain([("partner".to_owned(), PARTNER.to_owned())]),
+    );
+    let refused = s
+        .validate_settings(&many)
+        .await
+        .expect("answered within the manifest's limits, not a trap")
+        .expect_err("unknown keys are refused");
+    let unknown = refused
+        .iter()
+        .filter(|f| f.field.starts_with("unknown_"))
+        .count();
+    assert_eq!(unknown, 20_000, "each unknown key named once");
+}
+
 /// An answer over 256 KiB (Alipay's are a few KiB) is malformed before it is parsed:
 /// 1 MiB of `a=b&` (within the host's 1 MiB bound) used to trap on the 16 MiB memory cap.
 #[tokio::test]

@@ -224,6 +224,8 @@ async fn garbage_from_the_gateway_is_a_clear_502_never_a_crash() {
         ("an empty body", 200, Vec::new()),
         ("4 MiB of nothing", 200, huge),
         ("an unsigned token", 200, b"res_data=%3Cdirect_trade_create_res%3E%3Crequest_token%3Et%3C%2Frequest_token%3E%3C%2Fdirect_trade_create_res%3E&sign=00000000000000000000000000000000".to_vec()),
+        // No sign at all (Alipay signs every successful answer): anybody's token.
+        ("a token without a sign", 200, b"res_data=%3Cdirect_trade_create_res%3E%3Crequest_token%3Et%3C%2Frequest_token%3E%3C%2Fdirect_trade_create_res%3E&v=2.0".to_vec()),
         ("HTTP 500", 500, b"Internal Server Error".to_vec()),
         ("HTTP 503", 503, Vec::new()),
     ];

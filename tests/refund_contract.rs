@@ -529,8 +529,8 @@ async fn an_older_contract_has_no_refunds() {
 }
 
 /// A busy merchant's bill is read within the component's 16 MiB (plugin.toml's limits): lines
-/// are decoded one at a time, never the whole file. 40,000 lines (about 3 MiB of GBK) used to
-/// trap on memory; about 45,000 is the limit now (docs/EMBEDDING.md).
+/// are decoded one at a time, never the whole file. 40,000 lines (about 7 MiB of GBK) used to
+/// trap on memory; about 44,000 is the limit now (docs/EMBEDDING.md).
 #[tokio::test]
 async fn a_large_bill_is_read_within_the_components_memory() {
     const HEADER: &str = "支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注";

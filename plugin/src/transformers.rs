@@ -221,14 +221,19 @@ pub fn parse_create_response(settings: &Settings, body: &[u8]) -> Result<String,
             Cow::Owned(authenticated_plaintext(plain, verified, "res_data")?)
         }
         None => {
-            if let Some(received) = received {
-                let content =
-                    sign::sorted_link_string(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                if !verify_string(&settings.signer, &content, received) {
-                    return Err(PluginError::BadSignature(
-                        "the create response's sign does not match (check the key or the Alipay public key)".into(),
-                    ));
-                }
+            // Alipay signs every successful answer (only `res_error` replies are unsigned,
+            // [WAP §3.2]): one without a sign is anybody's token, refused like a wrong sign.
+            let Some(received) = received else {
+                return Err(PluginError::BadSignature(
+                    "the create response carries a request_token but no sign: Alipay signs every successful answer, so it was not Alipay's (check what stands between the host and the gateway)".into(),
+                ));
+            };
+            let content =
+                sign::sorted_link_string(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            if !verify_string(&settings.signer, &content, received) {
+                return Err(PluginError::BadSignature(
+                    "the create response's sign does not match (check the key or the Alipay public key)".into(),
+                ));
             }
             Cow::Borrowed(res_data)
         }
@@ -741,11 +746,32 @@ mod tests {
             parse_create_response(&s, tampered.as_bytes()),
             Err(PluginError::BadSignature(_))
         ));
-        // Unsigned responses (2012 demos do not check) are accepted.
-        let unsigned = form_encode(&[pair("res_data", res), pair("v", "2.0")]);
-        assert!(parse_create_response(&s, unsigned.as_bytes()).is_ok());
-        // The doc-style raw, sorted sample: unencoded XML inside the value.
-        let raw = "partner=2088101000137799&req_id=1282889689836&res_data=<?xml version=\"1.0\" encoding=\"utf-8\"?><direct_trade_create_res><request_token>20100830e8085e3e0868a466b822350ede5886e8</request_token></direct_trade_create_res>&sec_id=MD5&service=alipay.wap.trade.create.direct&v=2.0";
+        // Unsigned: the 2012 demos would take it ([WAP §3.3]), but Alipay signs every successful
+        // answer (every capture has `sign`), so one without is anybody's token.
+        for unsigned in [
+            form_encode(&[pair("res_data", res), pair("v", "2.0")]),
+            body.split("&sign=").next().unwrap().to_owned() + "&v=2.0",
+        ] {
+            assert!(
+                matches!(
+                    parse_create_response(&s, unsigned.as_bytes()),
+                    Err(PluginError::BadSignature(ref m)) if m.contains("no sign")
+                ),
+                "{unsigned}"
+            );
+        }
+        // The doc-style raw, sorted sample: unencoded XML inside the value, signed here with the
+        // test key (its own sign is over another partner's key).
+        let raw_unsigned = "partner=2088101000137799&req_id=1282889689836&res_data=<?xml version=\"1.0\" encoding=\"utf-8\"?><direct_trade_create_res><request_token>20100830e8085e3e0868a466b822350ede5886e8</request_token></direct_trade_create_res>&sec_id=MD5&service=alipay.wap.trade.create.direct&v=2.0";
+        let raw_sign = sign::md5_sign(
+            &sign::sorted_link_string(
+                raw_unsigned
+                    .split('&')
+                    .map(|kv| kv.split_once('=').unwrap()),
+            ),
+            KEY,
+        );
+        let raw = format!("{raw_unsigned}&sign={raw_sign}");
         assert_eq!(
             parse_create_response(&s, raw.as_bytes()).unwrap(),
             "20100830e8085e3e0868a466b822350ede5886e8"
