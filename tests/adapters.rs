@@ -886,6 +886,233 @@ async fn ecshop_an_old_page_paid_after_the_order_changed_leaves_it_unpaid() {
     assert!(!detail.contains("稍后会自动更新"), "{detail}");
 }
 
+/// user.php act=act_account (a balance top-up of user 5, 预付款, through the module): (log_id, page).
+async fn ecshop_topup(shop: &Shop, amount: &str) -> (String, String) {
+    let page = get(
+        &shop.url(&format!(
+            "user.php?act=act_account&user_id=5&amount={amount}&payment_id=1"
+        )),
+        None,
+    )
+    .await
+    .text();
+    (log_id_of(&page), page)
+}
+
+/// Balance top-ups the shop no longer expects, paid from a cashier page opened before: top-up 30
+/// cancelled by the buyer (user.php act=cancel → lib_clips.php del_user_account(): the
+/// user_account row deleted, its pay_log row kept), top-up 31 credited by the admin by hand
+/// (admin/user_account.php act=action is_paid=1: log_account_change(), the pay_log row left
+/// unpaid). lib_payment.php order_paid() would credit nobody or skip them, and the webhook used to
+/// answer 200 and the return "支付成功". Now neither payment is credited, each webhook is refused
+/// (404, 409: payhost keeps it and lists it for a refund), both returns say the top-up was
+/// cancelled or credited, and top-up 31 gets one zero-amount account_log line for the owner. A
+/// second payment of a paid top-up (32, another number of its row) is refused the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_a_late_payment_of_a_cancelled_or_hand_credited_top_up_is_refused() {
+    let (demo, shop, creds) = ecshop_b2c("ecshop-topup-gone", &[]).await;
+    let d = demo.base.clone();
+    let (log_30, page_30) = ecshop_topup(&shop, "50.00").await;
+    let (log_31, page_31) = ecshop_topup(&shop, "20.00").await;
+    let r = get(&shop.url("user.php?act=cancel&id=30&user_id=5"), None).await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    let r = get(
+        &shop.url("admin/user_account.php?act=action&id=31&is_paid=1&admin_note=bank"),
+        None,
+    )
+    .await
+    .text();
+    assert_eq!(r, "ok");
+    let s = shop.state().await;
+    assert!(s["user_account"].get("30").is_none(), "{s}");
+    assert_eq!(
+        s["users"]["5"]["user_money"], "20.00",
+        "credited by hand: {s}"
+    );
+    let back_30 = landing_from(&pay_in_cashier(&pay_url_from_button(&page_30), &d).await).await;
+    let back_31 = landing_from(&pay_in_cashier(&pay_url_from_button(&page_31), &d).await).await;
+    for no in [format!("30-{log_30}-5000"), format!("31-{log_31}-2000")] {
+        wait_until(
+            || async { payhost_status(&d, ECSHOP_MERCHANT, &no).await == "TRADE_SUCCESS" },
+            "payhost to get Alipay's notify",
+        )
+        .await;
+    }
+    wait_until(
+        || async {
+            let log = demo_log(&demo);
+            log.contains("the shop answered HTTP 404") && log.contains("the shop answered HTTP 409")
+        },
+        "both deliveries refused",
+    )
+    .await;
+    for back in [&back_30, &back_31] {
+        let msg = message_of(&get(back, None).await.body, "utf-8");
+        assert!(
+            msg.contains("id=\"payhost-topup\"") && msg.contains("这笔充值已取消或已入账"),
+            "{msg}"
+        );
+        assert!(
+            !msg.contains("支付操作失败") && !msg.contains("已成功"),
+            "{msg}"
+        );
+    }
+    let s = shop.state().await;
+    assert_eq!(s["users"]["5"]["user_money"], "20.00", "{s}");
+    assert_eq!(s["pay_log"][&log_30]["is_paid"], 0, "{s}");
+    assert_eq!(s["pay_log"][&log_31]["is_paid"], 0, "{s}");
+    // The admin's credit, and one line of 0.00 naming the payment of the top-up credited by hand.
+    let lines = s["account_log"].as_array().unwrap();
+    assert_eq!(lines.len(), 2, "{s}");
+    let noted: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["change_desc"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("[payhost topup 31-{log_31}-2000]"))
+        })
+        .collect();
+    assert_eq!(noted.len(), 1, "{s}");
+    assert_eq!(noted[0]["user_money"], "0.00", "{s}");
+    assert!(
+        noted[0]["change_desc"]
+            .as_str()
+            .unwrap()
+            .contains("此前已入账"),
+        "{s}"
+    );
+
+    // Top-up 32 paid, then another number of its row paid too: refused, never reported paid.
+    let (log_32, page_32) = ecshop_topup(&shop, "10.00").await;
+    let _ = pay_in_cashier(&pay_url_from_button(&page_32), &d).await;
+    wait_until(
+        || async { shop.state().await["pay_log"][&log_32]["is_paid"] == 1 },
+        "the top-up paid",
+    )
+    .await;
+    let hook = shop.url("payhost_notify.php");
+    let paid = format!("32-{log_32}-1000");
+    let event = |no: &str| json!({"type": "payment.paid", "out_trade_no": no, "subject": "32 Tea", "total_fee": "10.00"});
+    let (status, text) =
+        signed_webhook(&hook, &creds.secret, now_unix(), &event(paid.as_str())).await;
+    assert_eq!((status, text.as_str()), (200, "ok"));
+    let (status, text) = signed_webhook(
+        &hook,
+        &creds.secret,
+        now_unix(),
+        &event(format!("{paid}-2").as_str()),
+    )
+    .await;
+    assert_eq!(status, 409, "{text}");
+    let s = shop.state().await;
+    assert_eq!(s["users"]["5"]["user_money"], "30.00", "{s}");
+}
+
+/// ecshop's 合并订单 (admin/order.php act=ajax_merge_order → lib_order.php merge_order()): a new
+/// order takes both orders' goods and both orders and their pay_log rows are deleted. Order 1's
+/// cashier page, opened before, is paid: the webhook stays refused (404, payhost keeps the event for
+/// a refund), and the return says the shop no longer has the order — never "支付操作失败，请返回重试",
+/// which invites a second payment.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_an_order_merged_away_and_paid_late_is_refused_and_the_return_says_so() {
+    let (demo, shop, _) = ecshop_b2c("ecshop-merged", &[]).await;
+    let d = demo.base.clone();
+    let (log_1, page_1) = ecshop_checkout(&shop, 1).await;
+    let (log_2, _) = ecshop_checkout(&shop, 2).await;
+    let r = get(
+        &shop.url(
+            "admin/order.php?act=ajax_merge_order&from_order_sn=2026112312345&to_order_sn=2026112354321",
+        ),
+        None,
+    )
+    .await
+    .text();
+    assert_eq!(r, "ok");
+    let s = shop.state().await;
+    assert!(
+        s["pay_log"].get(&log_1).is_none() && s["pay_log"].get(&log_2).is_none(),
+        "{s}"
+    );
+    let back = landing_from(&pay_in_cashier(&pay_url_from_button(&page_1), &d).await).await;
+    let no = format!("2026112312345-{log_1}-1250");
+    wait_until(
+        || async { payhost_status(&d, ECSHOP_MERCHANT, &no).await == "TRADE_SUCCESS" },
+        "payhost to get Alipay's notify",
+    )
+    .await;
+    wait_until(
+        || async { demo_log(&demo).contains("the shop answered HTTP 404") },
+        "the delivery refused",
+    )
+    .await;
+    let msg = message_of(&get(&back, None).await.body, "utf-8");
+    assert!(
+        msg.contains("id=\"payhost-gone\"") && msg.contains("合并或删除"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("支付操作失败") && !msg.contains("已成功"),
+        "{msg}"
+    );
+    let s = shop.state().await;
+    for (id, o) in s["order_info"].as_object().unwrap() {
+        assert_eq!(o["pay_status"], 0, "order {id}: {s}");
+    }
+    assert!(s["order_action"].as_array().unwrap().is_empty(), "{s}");
+}
+
+/// A cancelled order the admin then removed (admin/order.php act=remove_order: its order_info,
+/// order_goods and order_action rows deleted, its pay_log row kept), paid from a cashier page
+/// opened before: order_paid() would only run UPDATEs that match nothing, and the webhook used to
+/// answer 200 and the return "支付成功". Now the webhook is refused (404), the return says the shop
+/// no longer has the order, no order row is made up and nothing is written. An invalid order (无效,
+/// OS_INVALID) paid the same way is noted as before, and its return calls it invalid, not cancelled.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_a_removed_order_paid_late_is_refused_and_an_invalid_one_is_called_invalid() {
+    let (demo, shop, _) = ecshop_b2c("ecshop-removed", &[]).await;
+    let d = demo.base.clone();
+    let (log_2, page_2) = ecshop_checkout(&shop, 2).await;
+    let (_, page_3) = ecshop_checkout(&shop, 3).await;
+    get(&shop.url("_state.php?order_status=2:2"), None).await;
+    get(&shop.url("_state.php?order_status=3:3"), None).await;
+    let r = get(&shop.url("admin/order.php?act=remove_order&id=2"), None)
+        .await
+        .text();
+    assert_eq!(r, "ok");
+    let back_2 = landing_from(&pay_in_cashier(&pay_url_from_button(&page_2), &d).await).await;
+    let back_3 = landing_from(&pay_in_cashier(&pay_url_from_button(&page_3), &d).await).await;
+    wait_until(
+        || async {
+            demo_log(&demo).contains("the shop answered HTTP 404")
+                && !ecshop_notes_with(&shop.state().await, 3, "[payhost cancelled").is_empty()
+        },
+        "the removed order's delivery refused, the invalid one's noted",
+    )
+    .await;
+    let msg = message_of(&get(&back_2, None).await.body, "utf-8");
+    assert!(
+        msg.contains("id=\"payhost-gone\"") && msg.contains("合并或删除"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("支付操作失败") && !msg.contains("已成功"),
+        "{msg}"
+    );
+    let msg = message_of(&get(&back_3, None).await.body, "utf-8");
+    assert!(
+        msg.contains("id=\"payhost-invalid\"") && msg.contains("这个订单已无效"),
+        "{msg}"
+    );
+    assert!(!msg.contains("已取消"), "{msg}");
+    let s = shop.state().await;
+    assert!(s["order_info"].get("2").is_none(), "no order made up: {s}");
+    assert_eq!(s["pay_log"][&log_2]["is_paid"], 0, "{s}");
+    assert!(ecshop_notes(&s, 2).is_empty(), "{s}");
+    assert_eq!(s["order_info"]["3"]["pay_status"], 0, "{s}");
+    assert_eq!(s["order_info"]["3"]["order_status"], 3, "{s}");
+}
+
 /// [`ecshop_paid_while_closed`], then refunded in full at Alipay: payhost says REFUNDED while the
 /// shop still has the "paid" event to take.
 async fn ecshop_refunded_while_closed(name: &str, env: &[(&str, &str)]) -> UntakenPayment {

@@ -12,10 +12,18 @@
  *    unpaid order): as the real one, one `UPDATE order_info SET pay_id, pay_name, pay_fee,
  *    order_amount` (the new method's fee in the amount; here the test gives the amount) and no
  *    change to the order's pay_log row;
- *  - act=act_account (a balance top-up, 预付款): a user_account row (is_paid 0),
- *    `insert_pay_log($surplus['rec_id'], $amount, PAY_SURPLUS, 0)`, an $order with order_sn =
- *    rec_id, user_name, surplus_amount, order_amount and log_id (no order_id), and
- *    get_code($order, unserialize_config($payment_info['pay_config'])).
+ *  - act=act_account (a balance top-up, 预付款): `$amount = floatval($_POST['amount'])`, a
+ *    user_account row (lib_clips.php insert_user_account(): is_paid 0, process_type 0, the
+ *    method's pay_name, empty admin_note and user_note), an $order with order_sn = rec_id,
+ *    user_name, surplus_amount = $amount and `order_amount = $amount + pay_fee($payment_id,
+ *    $amount, 0)` (lib_order.php pay_fee(): the method's fee), `insert_pay_log($surplus['rec_id'],
+ *    $order['order_amount'], PAY_SURPLUS, 0)` as log_id (no order_id), and get_code($order,
+ *    unserialize_config($payment_info['pay_config'])). Here ?user_id=&amount=&payment_id= (the
+ *    real one takes the user from the session and the rest from the POSTed form);
+ *  - act=cancel&id=N (the buyer's 取消 of an unpaid top-up on the account_log page):
+ *    lib_clips.php del_user_account($id, $user_id) deletes the user_account row (is_paid 0 only)
+ *    and keeps its pay_log row, then back to act=account_log. Here ?user_id= stands for the
+ *    session's user.
  * No ecshop code.
  */
 define('IN_ECS', true);
@@ -56,15 +64,29 @@ if ($act == 'act_edit_payment') {
     exit;
 }
 
+if ($act == 'cancel') {
+    $id = isset($_GET['id']) ? intval($_GET['id']) : 0;
+    $user_id = isset($_GET['user_id']) ? intval($_GET['user_id']) : 0;
+    if ($id > 0 && $user_id > 0) {
+        del_user_account($id, $user_id);
+    }
+    header('Location: user.php?act=account_log');
+    exit;
+}
+
 $user_id = intval($_GET['user_id']);
-$amount = $_GET['amount'];
-$rec_id = hdb_tx(function (&$t) use ($user_id, $amount) {
+$amount = isset($_GET['amount']) ? floatval($_GET['amount']) : 0;
+$payment_id = intval($_GET['payment_id']);
+$payment_info = payment_info($payment_id);
+$rec_id = hdb_tx(function (&$t) use ($user_id, $amount, $payment_info) {
     $id = $t['next_account_id']++;
-    $t['user_account'][$id] = array('id' => $id, 'user_id' => $user_id, 'amount' => $amount, 'is_paid' => 0);
+    $t['user_account'][$id] = array('id' => $id, 'user_id' => $user_id, 'amount' => number_format($amount, 2, '.', ''),
+        'admin_note' => '', 'user_note' => '', 'process_type' => 0, 'payment' => $payment_info['pay_name'], 'is_paid' => 0);
     return $id;
 });
-$payment_info = payment_info($_GET['payment_id']);
-$order = array('order_sn' => $rec_id, 'user_name' => 'buyer', 'surplus_amount' => $amount, 'order_amount' => $amount);
+$order = array('order_sn' => $rec_id, 'user_name' => 'buyer', 'surplus_amount' => $amount);
+$payment_info['pay_fee'] = pay_fee($payment_id, $order['surplus_amount'], 0);
+$order['order_amount'] = $amount + $payment_info['pay_fee'];
 $order['log_id'] = insert_pay_log($rec_id, $order['order_amount'], PAY_SURPLUS, 0);
 include_once(ROOT_PATH . 'includes/modules/payment/' . $payment_info['pay_code'] . '.php');
 $pay_obj = new $payment_info['pay_code'];

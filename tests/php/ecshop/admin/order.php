@@ -14,7 +14,16 @@
  *  - operation=unpay: `pay_status = PS_UNPAYED, pay_time = 0, money_paid = 0, order_amount =
  *    money_paid` (its unpaid amount back), then order_action(); a paid pay_log row stays paid,
  *    so get_paylog_id() finds none afterwards.
- * Here: ?act=operate&operation=pay|unpay&order_id=N. Written for the tests; no ecshop code.
+ * Here: ?act=operate&operation=pay|unpay&order_id=N.
+ *
+ * Also act=remove_order&id=N (the order list's 移除; operation 'remove' of act=operate does the
+ * same): allowed only where operable_list() offers 'remove', a cancelled (OS_CANCELED) or invalid
+ * (OS_INVALID) order, else "Hacking attempt"; then `DELETE FROM order_info`, `order_goods` and
+ * `order_action WHERE order_id = …`. The order's pay_log row stays.
+ *
+ * And act=ajax_merge_order&from_order_sn=…&to_order_sn=… (订单 → 合并订单): lib_order.php
+ * merge_order() (see there: a new order, both old orders and their pay_log rows deleted); "ok"
+ * or the refusal. Written for the tests; no ecshop code.
  */
 define('IN_ECS', true);
 require(dirname(dirname(__FILE__)) . '/includes/init.php');
@@ -60,6 +69,29 @@ if (isset($_GET['act']) && $_GET['act'] === 'step_post') {
     });
     order_action($o['order_sn'], $o['order_status'], 0, $o['pay_status'], '', 'admin');
     echo 'ok';
+} elseif (isset($_GET['act']) && $_GET['act'] === 'remove_order') {
+    $order_id = intval($_GET['id']);
+    $t = hdb_read();
+    $status = isset($t['order_info'][$order_id]['order_status']) ? (int)$t['order_info'][$order_id]['order_status'] : -1;
+    if ($status != OS_CANCELED && $status != OS_INVALID) {
+        echo 'Hacking attempt';
+        exit;
+    }
+    hdb_tx(function (&$t) use ($order_id) {
+        unset($t['order_info'][$order_id]);
+        foreach (array('order_goods', 'order_action') as $table) {
+            foreach ($t[$table] as $i => $row) {
+                if (isset($row['order_id']) && $row['order_id'] == $order_id) {
+                    unset($t[$table][$i]);
+                }
+            }
+            $t[$table] = array_values($t[$table]);
+        }
+    });
+    echo 'ok';
+} elseif (isset($_GET['act']) && $_GET['act'] === 'ajax_merge_order') {
+    $result = merge_order(stripslashes($_GET['from_order_sn']), stripslashes($_GET['to_order_sn']));
+    echo $result === true ? 'ok' : $result;
 } else {
     http_response_code(404);
 }

@@ -115,6 +115,25 @@ class cls_mysql
             }
             return (string)$n;
         }
+        // Whether a row is there (the module's row_missing()): COUNT(*) of order_info by order_id,
+        // of user_account by id.
+        if (preg_match("/^SELECT COUNT\(\*\) FROM (\S+) WHERE (order_id|id) = '(\d+)'$/", $sql, $m)
+            && in_array($this->table_name($m[1]) . '.' . $m[2], array('order_info.order_id', 'user_account.id'), true)) {
+            $t = hdb_read();
+            return isset($t[$this->table_name($m[1])][$m[3]]) ? '1' : '0';
+        }
+        // The module's zero-amount account_log lines, looked up by their marker.
+        if (preg_match("/^SELECT COUNT\(\*\) FROM (\S+) WHERE user_id = '(\d+)' AND change_desc LIKE '((?:[^'\\\\]|\\\\.)*)'$/s", $sql, $m) && $this->table_name($m[1]) === 'account_log') {
+            $regex = $this->like_regex(stripslashes($m[3]));
+            $t = hdb_read();
+            $n = 0;
+            foreach ($t['account_log'] as $row) {
+                if ((string)$row['user_id'] === $m[2] && isset($row['change_desc']) && preg_match($regex, $row['change_desc'])) {
+                    $n++;
+                }
+            }
+            return (string)$n;
+        }
         if (preg_match("/^SELECT GET_LOCK\('((?:[^'\\\\]|\\\\.)*)', (\d+)\)$/", $sql, $m)) {
             return $this->get_lock(stripslashes($m[1]), (int)$m[2]);
         }
@@ -210,6 +229,17 @@ class cls_mysql
                 'pay_status' => (string)$o['pay_status'],
                 'order_amount' => isset($o['order_amount']) ? (string)$o['order_amount'] : '0.00');
         }
+        // The user_account row (预付款) of a top-up's pay_log row.
+        if (preg_match("/^SELECT id, user_id, amount, is_paid, admin_note FROM (\S+) WHERE id = '(\d+)'$/", $sql, $m) && $this->table_name($m[1]) === 'user_account') {
+            $t = hdb_read();
+            if (!isset($t['user_account'][$m[2]])) {
+                return false;
+            }
+            $a = $t['user_account'][$m[2]];
+            return array('id' => (string)$a['id'], 'user_id' => (string)$a['user_id'],
+                'amount' => number_format((float)$a['amount'], 2, '.', ''), 'is_paid' => (string)$a['is_paid'],
+                'admin_note' => isset($a['admin_note']) ? (string)$a['admin_note'] : '');
+        }
         throw new Exception('harness cls_mysql: unexpected statement: ' . $sql);
     }
     function getAll($sql) { throw new Exception('harness cls_mysql: unexpected statement: ' . $sql); }
@@ -225,6 +255,20 @@ class cls_mysql
                 $row = isset($t['pay_log'][$m[3]]) ? $t['pay_log'][$m[3]] : null;
                 if ($row && (string)$row['order_id'] === $m[4] && (string)$row['order_type'] === $m[5] && $row['is_paid'] == 0) {
                     $t['pay_log'][$m[3]]['order_amount'] = $m[2];
+                    $self->affected = 1;
+                }
+                return true;
+            });
+        }
+        // The module's mark_topup_paid(): the paying payment in an empty admin_note (varchar(255)).
+        if (preg_match("/^UPDATE (\S+) SET admin_note = '((?:[^'\\\\]|\\\\.)*)' WHERE id = '(\d+)' AND admin_note = ''$/s", $sql, $m)
+            && $this->table_name($m[1]) === 'user_account') {
+            $self = $this;
+            return hdb_tx(function (&$t) use ($m, $self) {
+                $self->affected = 0;
+                if (isset($t['user_account'][$m[3]])
+                    && (!isset($t['user_account'][$m[3]]['admin_note']) || (string)$t['user_account'][$m[3]]['admin_note'] === '')) {
+                    $t['user_account'][$m[3]]['admin_note'] = harness_varchar(stripslashes($m[2]), 255);
                     $self->affected = 1;
                 }
                 return true;

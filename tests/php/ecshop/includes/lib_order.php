@@ -1,11 +1,13 @@
 <?php
 /*
- * Harness of ecshop 2.7.3 `includes/lib_order.php` (unserialize_config(), payment_info()) and of
- * `includes/lib_clips.php` insert_pay_log() / get_paylog_id() and `includes/lib_common.php`
+ * Harness of ecshop 2.7.3 `includes/lib_order.php` (unserialize_config(), payment_info(), pay_fee(),
+ * merge_order(), get_order_sn()) and of `includes/lib_clips.php` insert_pay_log() /
+ * get_paylog_id() / del_user_account() and `includes/lib_common.php`
  * order_action() / log_account_change() / get_virtual_goods() / virtual_goods_ship() /
  * virtual_card_result(), over the harness database. order_action($order_sn,
  * $order_status, $shipping_status, $pay_status, $note, $username) inserts an order_action row of
- * the order with that order_sn; the note goes into the SQL string as it is given (the caller
+ * the order with that order_sn (the real one is `INSERT INTO order_action (…) SELECT order_id, …
+ * FROM order_info WHERE order_sn = '$order_sn'`: no such order, no row); the note goes into the SQL string as it is given (the caller
  * escapes it), so MySQL's unescaping is emulated with stripslashes(), and the column,
  * action_note varchar(255) (ecshop 2.7.3's schema, in the edition's charset), keeps its first 255
  * characters as MySQL does with sql_mode '' (cls_mysql sets it): a longer note is cut without an
@@ -67,15 +69,13 @@ function order_action($order_sn, $order_status, $shipping_status, $pay_status, $
         usleep($window * 1000);
     }
     hdb_tx(function (&$t) use ($order_sn, $order_status, $shipping_status, $pay_status, $note, $username) {
-        $order_id = null;
         foreach ($t['order_info'] as $o) {
             if ((string)$o['order_sn'] === (string)$order_sn) {
-                $order_id = $o['order_id'];
+                $t['order_action'][] = array('order_id' => $o['order_id'], 'order_sn' => $order_sn, 'order_status' => $order_status,
+                    'shipping_status' => $shipping_status, 'pay_status' => $pay_status,
+                    'action_note' => harness_varchar(stripslashes((string)$note), 255), 'action_user' => $username);
             }
         }
-        $t['order_action'][] = array('order_id' => $order_id, 'order_sn' => $order_sn, 'order_status' => $order_status,
-            'shipping_status' => $shipping_status, 'pay_status' => $pay_status, 'action_note' => harness_varchar(stripslashes((string)$note), 255),
-            'action_user' => $username);
     });
 }
 
@@ -94,13 +94,128 @@ function get_paylog_id($surplus_id, $pay_type = PAY_SURPLUS)
         " WHERE order_id = '$surplus_id' AND order_type = '$pay_type' AND is_paid = 0");
 }
 
-/** log_account_change(): adds to users.user_money and writes account_log. */
+/**
+ * lib_common.php log_account_change(): an account_log row (autoExecute() INSERT: the values go
+ * into the SQL as given, so the caller escapes change_desc and MySQL unescapes it; user_id
+ * mediumint and user_money decimal(10,2), where MySQL with sql_mode '' stores '' as 0; change_desc
+ * varchar(255) keeps its first 255 characters), then `UPDATE users SET user_money = user_money +
+ * … WHERE user_id = '$user_id'`, which changes no row for a user that is not there.
+ */
 function log_account_change($user_id, $user_money = 0, $frozen_money = 0, $rank_points = 0, $pay_points = 0, $change_desc = '', $change_type = 99)
 {
-    hdb_tx(function (&$t) use ($user_id, $user_money, $change_desc) {
-        $t['users'][$user_id]['user_money'] = number_format((float)$t['users'][$user_id]['user_money'] + (float)$user_money, 2, '.', '');
-        $t['account_log'][] = array('user_id' => $user_id, 'user_money' => $user_money, 'change_desc' => $change_desc);
+    hdb_tx(function (&$t) use ($user_id, $user_money, $change_desc, $change_type) {
+        $t['account_log'][] = array('user_id' => (int)$user_id, 'user_money' => number_format((float)$user_money, 2, '.', ''),
+            'change_desc' => harness_varchar(stripslashes((string)$change_desc), 255), 'change_type' => $change_type);
+        if (isset($t['users'][$user_id])) {
+            $t['users'][$user_id]['user_money'] = number_format((float)$t['users'][$user_id]['user_money'] + (float)$user_money, 2, '.', '');
+        }
     });
+}
+
+/**
+ * lib_order.php pay_fee($payment_id, $order_amount, $cod_fee): the payment method's fee, a
+ * number or a percentage of the amount (`$order_amount * $val / (1 - $val)`), rounded to fen.
+ */
+function pay_fee($payment_id, $order_amount, $cod_fee = null)
+{
+    $payment = payment_info($payment_id);
+    $rate = ($payment['is_cod'] && !is_null($cod_fee)) ? $cod_fee : $payment['pay_fee'];
+    if (strpos((string)$rate, '%') !== false) {
+        $val = floatval($rate) / 100;
+        $pay_fee = $val > 0 ? $order_amount * $val / (1 - $val) : 0;
+    } else {
+        $pay_fee = floatval($rate);
+    }
+    return round($pay_fee, 2);
+}
+
+/**
+ * lib_clips.php del_user_account($rec_id, $user_id) (user.php act=cancel: the buyer cancels a
+ * top-up): `DELETE FROM user_account WHERE is_paid = 0 AND id = '$rec_id' AND user_id =
+ * '$user_id'`; its pay_log row stays.
+ */
+function del_user_account($rec_id, $user_id)
+{
+    return hdb_tx(function (&$t) use ($rec_id, $user_id) {
+        if (isset($t['user_account'][$rec_id]) && $t['user_account'][$rec_id]['is_paid'] == 0
+            && (string)$t['user_account'][$rec_id]['user_id'] === (string)$user_id) {
+            unset($t['user_account'][$rec_id]);
+        }
+        return true;
+    });
+}
+
+/** lib_order.php get_order_sn(): date('Ymd') and 5 random digits. */
+function get_order_sn()
+{
+    return date('Ymd') . str_pad(mt_rand(1, 99999), 5, '0', STR_PAD_LEFT);
+}
+
+/**
+ * lib_order.php merge_order($from_order_sn, $to_order_sn) (admin/order.php act=ajax_merge_order,
+ * 合并订单): both orders must be unconfirmed or confirmed, unpaid and unshipped, of the same user;
+ * a new order (to_order's row with a new order_id and order_sn from get_order_sn()) takes both
+ * orders' goods (UPDATE order_goods SET order_id) and the sum of their amounts (the real one adds
+ * up goods, discounts and fees; the harness orders have only order_amount), gets its own pay_log
+ * row (insert_pay_log(…, PAY_ORDER)), then `DELETE FROM order_info` and `DELETE FROM pay_log
+ * WHERE order_id IN (from, to)`: the old orders and their pay_log rows are gone. Returns true or
+ * the refusal's text.
+ */
+function merge_order($from_order_sn, $to_order_sn)
+{
+    if (trim($from_order_sn) == '' || trim($to_order_sn) == '' || $from_order_sn == $to_order_sn) {
+        return 'order_sn';
+    }
+    $t = hdb_read();
+    $from = null;
+    $to = null;
+    foreach ($t['order_info'] as $o) {
+        if ((string)$o['order_sn'] === (string)$from_order_sn) {
+            $from = $o;
+        }
+        if ((string)$o['order_sn'] === (string)$to_order_sn) {
+            $to = $o;
+        }
+    }
+    if (!$from || !$to) {
+        return 'order_not_exist';
+    }
+    foreach (array($from, $to) as $o) {
+        $os = isset($o['order_status']) ? (int)$o['order_status'] : OS_UNCONFIRMED;
+        $ss = isset($o['shipping_status']) ? (int)$o['shipping_status'] : 0;
+        if (($os != OS_UNCONFIRMED && $os != OS_CONFIRMED) || $o['pay_status'] != PS_UNPAYED || $ss != 0) {
+            return 'status';
+        }
+    }
+    if ($from['user_id'] != $to['user_id']) {
+        return 'order_user_not_same';
+    }
+    $order = $to;
+    $order['order_amount'] = number_format((float)$to['order_amount'] + (float)$from['order_amount'], 2, '.', '');
+    $order['order_sn'] = get_order_sn();
+    $order_id = hdb_tx(function (&$t) use ($order, $from, $to) {
+        $order_id = max(array_map('intval', array_keys($t['order_info']))) + 1;
+        $order['order_id'] = $order_id;
+        $t['order_info'][$order_id] = $order;
+        foreach ($t['order_goods'] as $i => $og) {
+            if ($og['order_id'] == $from['order_id'] || $og['order_id'] == $to['order_id']) {
+                $t['order_goods'][$i]['order_id'] = $order_id;
+            }
+        }
+        return $order_id;
+    });
+    insert_pay_log($order_id, $order['order_amount'], PAY_ORDER);
+    hdb_tx(function (&$t) use ($from, $to) {
+        foreach (array($from['order_id'], $to['order_id']) as $id) {
+            unset($t['order_info'][$id]);
+            foreach ($t['pay_log'] as $log_id => $row) {
+                if ($row['order_id'] == $id) {
+                    unset($t['pay_log'][$log_id]);
+                }
+            }
+        }
+    });
+    return true;
 }
 
 /** lib_common.php get_virtual_goods($order_id, $shipping): extension_code => list of goods. */

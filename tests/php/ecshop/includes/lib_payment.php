@@ -12,7 +12,15 @@
  *    cards to the template as `virtual_card`), or credits the balance top-up (PAY_SURPLUS, guarded
  *    only by a read of user_account.is_paid). Between the read and the writes nothing is locked:
  *    two requests can both pass. RACE_WINDOW_MS widens each read-then-write gap (pay_log, then
- *    user_account) so the tests see what a busy MySQL would do;
+ *    user_account) so the tests see what a busy MySQL would do. The real function only runs
+ *    UPDATEs (and INSERT ... SELECT) on what it finds, and so does this one: an order that is not
+ *    there (deleted by the admin) is not made up — its UPDATE order_info matches nothing and
+ *    order_action()'s INSERT ... SELECT FROM order_info inserts nothing; a top-up whose
+ *    user_account row is not there (cancelled, deleted) passes the `is_paid = 1` check, its
+ *    UPDATE matches nothing, `SELECT user_id, amount` gives no row, and log_account_change('',
+ *    '', …) inserts an account_log row of user 0 and 0.00 (MySQL's '' in those int and decimal
+ *    columns, sql_mode '') and updates no user; a top-up already paid (credited by the admin by
+ *    hand, admin/user_account.php act=action) is skipped. Either way the pay_log row is paid;
  *  - order_paid() on a row that is already paid (the `else` branch of lib_payment.php
  *    order_paid(), lines 242-289 of 2.7.3): nothing is written; the virtual goods already shipped
  *    (get_virtual_goods($pay_log['order_id'], true)) are shown again — within 12 hours of the
@@ -71,17 +79,25 @@ function order_paid($log_id, $pay_status = PS_PAYED, $note = '')
     harness_race_window();
     hdb_tx(function (&$t) use ($log_id) { $t['pay_log'][$log_id]['is_paid'] = 1; });
     if ($pay_log['order_type'] == PAY_ORDER) {
-        $order_sn = hdb_tx(function (&$t) use ($pay_log, $pay_status) {
-            $o = &$t['order_info'][$pay_log['order_id']];
+        // SELECT order_id, order_sn, … FROM order_info WHERE order_id = '$pay_log[order_id]'
+        $t = hdb_read();
+        $order = isset($t['order_info'][$pay_log['order_id']]) ? $t['order_info'][$pay_log['order_id']] : false;
+        $order_id = $order ? $order['order_id'] : null;
+        $order_sn = $order ? $order['order_sn'] : null;
+        // UPDATE order_info SET … WHERE order_id = '$order_id': no row, no change.
+        hdb_tx(function (&$t) use ($order_id, $pay_status) {
+            if ($order_id === null || !isset($t['order_info'][$order_id])) {
+                return;
+            }
+            $o = &$t['order_info'][$order_id];
             $o['order_status'] = OS_CONFIRMED;
             $o['pay_status'] = $pay_status;
             $o['pay_time'] = time();
             $o['money_paid'] = $o['order_amount'];
             $o['order_amount'] = '0.00';
-            return $o['order_sn'];
         });
         order_action($order_sn, OS_CONFIRMED, 0, $pay_status, $note, 'buyer');
-        $virtual_goods = get_virtual_goods($pay_log['order_id']);
+        $virtual_goods = get_virtual_goods($order_id);
         if (!empty($virtual_goods)) {
             $msg = '';
             if (!virtual_goods_ship($virtual_goods, $msg, $order_sn, true)) {
@@ -89,12 +105,23 @@ function order_paid($log_id, $pay_status = PS_PAYED, $note = '')
             }
         }
     } elseif ($pay_log['order_type'] == PAY_SURPLUS) {
+        // SELECT id FROM user_account WHERE id = '$pay_log[order_id]' AND is_paid = 1 LIMIT 1
         $t = hdb_read();
-        $account = $t['user_account'][$pay_log['order_id']];
-        if ($account['is_paid'] != 1) {
+        $id = $pay_log['order_id'];
+        $paid = isset($t['user_account'][$id]) && $t['user_account'][$id]['is_paid'] == 1;
+        if (!$paid) {
             harness_race_window();
-            hdb_tx(function (&$t) use ($pay_log) { $t['user_account'][$pay_log['order_id']]['is_paid'] = 1; });
-            log_account_change($account['user_id'], $account['amount'], 0, 0, 0, 'surplus_type_0');
+            // UPDATE user_account SET paid_time = …, is_paid = 1 WHERE id = … LIMIT 1
+            hdb_tx(function (&$t) use ($id) {
+                if (isset($t['user_account'][$id])) {
+                    $t['user_account'][$id]['is_paid'] = 1;
+                    $t['user_account'][$id]['paid_time'] = time();
+                }
+            });
+            // SELECT user_id, amount FROM user_account WHERE id = …: false when there is none.
+            $t = hdb_read();
+            $arr = isset($t['user_account'][$id]) ? $t['user_account'][$id] : false;
+            log_account_change($arr ? $arr['user_id'] : '', $arr ? $arr['amount'] : '', 0, 0, 0, 'surplus_type_0', 0);
         }
     }
 }

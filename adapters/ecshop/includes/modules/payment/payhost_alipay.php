@@ -25,16 +25,21 @@
  * - respond() (respond.php?code=payhost_alipay): the buyer's return, signed by payhost with this
  *   merchant's secret (merchant id, order, status and time signed; older than 10 minutes is
  *   refused). It asks payhost for the payment's status; while Alipay's notify is still pending the
- *   buyer is told the payment is being confirmed and the page re-checks a few times, never "failed".
+ *   buyer is told the payment is being confirmed and the page re-checks a few times, never "failed";
+ *   a payment the shop cannot take (an order merged away or deleted, a top-up cancelled or already
+ *   credited) is named as such: paid, contact the shop.
  * - webhook() (payhost_notify.php, its own endpoint): payhost's signed webhook. It answers 2xx only
  *   when the order is paid in the shop, or when a payment that cannot pay it (another amount than
  *   the order's) is noted on the order for the owner, so payhost retries anything that could not
- *   be applied.
+ *   be applied, and lists for the operator what never can be (an order or top-up the shop no
+ *   longer has or expects: see settle()).
  *
  * The order is paid once: order_paid() runs under a MySQL named lock per pay_log row, and only the
  * caller that saw pay_log.is_paid change from 0 to 1 counts as having paid it (see settle()); a
  * second payment of a paid row is noted on the order for the owner (extra_payment()), and so is a
- * payment of an amount the order no longer has (amount_differs()), which leaves it unpaid.
+ * payment of an amount the order no longer has (amount_differs()), which leaves it unpaid. A
+ * payment ecshop's order_paid() would swallow (a deleted order, or a balance top-up whose
+ * user_account row is deleted or already credited) never reaches it (settle()).
  * Every signature is compared in constant time (payhost_alipay_equals()); no secret is logged.
  */
 
@@ -836,20 +841,28 @@ class payhost_alipay
      * Pays the pay_log row of out_trade_no (see log_id_of()) once. Returns 'paid' (now or before),
      * 'amount_noted' (the amount is not the row's or the order's amount due: noted on the order
      * for the owner, row left unpaid), 'amount' (the same for a balance top-up, which has no
-     * order to note it on), 'cancelled_noted' (the order is cancelled or invalid in the shop:
-     * noted, left as it is), 'unknown' or 'busy' (the database could not tell or write: payhost
-     * retries).
+     * order to note it on), 'cancelled_noted' / 'invalid_noted' (the order is cancelled / invalid
+     * in the shop: noted, left as it is), 'unknown' (the shop has no such pay_log row: the order
+     * was merged into another, lib_order.php merge_order() deletes both orders and their rows),
+     * 'order_gone' (the row's order was deleted: admin/order.php removes a cancelled or invalid
+     * order and keeps its row), 'topup_gone' / 'topup_taken' / 'topup_extra' (a balance top-up
+     * the shop no longer expects: its user_account row deleted, already credited by the admin by
+     * hand, or already credited by another payment; see topup_open()), or 'busy' (the database
+     * could not tell or write: payhost retries). Money is never credited and no order is paid
+     * for the 'unknown', '*_gone', 'topup_*' answers: the webhook answers non-2xx, so payhost
+     * keeps the event as undelivered and lists it for the operator to refund.
      *
      * order_paid() reads is_paid and writes it later, so two requests at once could both pay (a
      * balance top-up would credit twice). MyISAM has no transactions; a MySQL named lock per row
      * serialises this for the module, and the row's is_paid going 0 -> 1 under the lock tells
      * which call paid it. That call's order_action note (order_paid()'s $note) names the
-     * out_trade_no that paid it. A row paid before: by this same payment (the webhook came first,
-     * this is the buyer's return, or a retry), order_paid() runs again: on a paid row ecshop's
-     * order_paid() changes nothing and shows the order's virtual cards on the return page, as
-     * stock alipay.php's respond() gets on every return; by another payment (several payhost
-     * payments can point at one row: an amount changed, a retry after a close, a number of the
-     * version before), a warning note instead (extra_payment()). Both answer 'paid'.
+     * out_trade_no that paid it (a top-up: the user_account row's admin_note, mark_topup_paid()).
+     * A row paid before: by this same payment (the webhook came first, this is the buyer's
+     * return, or a retry), order_paid() runs again: on a paid row ecshop's order_paid() changes
+     * nothing and shows the order's virtual cards on the return page, as stock alipay.php's
+     * respond() gets on every return; by another payment (several payhost payments can point at
+     * one row: an amount changed, a retry after a close, a number of the version before), a
+     * warning note instead (extra_payment()). Both answer 'paid' for an order.
      *
      * An unpaid row whose amount check_money() refuses (the owner changed the order's amount after
      * the pay button was shown, and the buyer paid the old one): the money is at Alipay, the order
@@ -866,7 +879,10 @@ class payhost_alipay
         $before = $GLOBALS['db']->getOne($read);
         // cls_mysql::getOne(): '' when there is no such row. (A failed query never comes back:
         // ecshop's cls_mysql::query() prints the error and exits; false is for other classes.)
-        if ($before === false || $before === null || $before === '') {
+        if ($before === false || $before === null) {
+            return 'busy';
+        }
+        if ($before === '') {
             return 'unknown';
         }
         $lock = $this->lock_name(intval($log_id));
@@ -874,10 +890,31 @@ class payhost_alipay
             return 'busy';
         }
         $before = $GLOBALS['db']->getOne($read);
+        if ($before === '') {
+            // Deleted while this waited (the orders merged meanwhile).
+            $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
+            return 'unknown';
+        }
         $noted = true;
-        // false (no order row: deleted by the owner; or the database could not tell): paid as
-        // before this check existed, never held as busy for ever.
         $order = ($before === '0' || $before === 0) ? $this->order_of_log($log_id) : null;
+        $account = null;
+        if (($before === '0' || $before === 0) && !is_array($order)) {
+            // false: the database could not tell (a class whose failed query comes back): retry,
+            // never pay blind. 'gone': the order row is not there. ecshop deletes an order only
+            // where nothing may be paid any more (admin/order.php 'remove' / act=remove_order: a
+            // cancelled or invalid order; 'cancel_order' of an order the admin was adding, whose
+            // row has no amount), so order_paid() would only run UPDATEs that match nothing.
+            // null: a balance top-up, paid below when its user_account row still expects it.
+            $open = $order === false ? 'busy' : ($order === 'gone' ? 'order_gone' : '');
+            if ($order === null) {
+                $account = $this->account_of_log($log_id);
+                $open = $this->topup_open($account, $out_trade_no, $total_fee);
+            }
+            if ($open !== '') {
+                $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
+                return $open;
+            }
+        }
         if (is_array($order) && $order['pay_status'] == PS_PAYED) {
             // The owner marked the order paid in the admin (admin/order.php operation 'pay' sets
             // pay_status and money_paid, and leaves the pay_log row unpaid): this payment is a
@@ -894,7 +931,10 @@ class payhost_alipay
             // owner left it, and a note asks for a refund, once per payment.
             $seen = $this->note_once($order, '[payhost cancelled ' . $out_trade_no . ']', $this->cancelled_note($out_trade_no, $total_fee));
             $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
-            return ($seen !== false && $seen > 0) ? 'cancelled_noted' : 'busy';
+            if ($seen === false || $seen == 0) {
+                return 'busy';
+            }
+            return $order['order_status'] == OS_INVALID ? 'invalid_noted' : 'cancelled_noted';
         }
         if ($before === '0' || $before === 0) {
             // A paid row is not compared: a second payment may be of an amount before a change.
@@ -907,6 +947,9 @@ class payhost_alipay
                 return $result;
             }
             order_paid($log_id, 2, addslashes($this->paid_note($out_trade_no)));
+            if (is_array($account)) {
+                $this->mark_topup_paid($account, $out_trade_no);
+            }
         } elseif ($before == 1) {
             $earlier = $this->extra_payment($log_id, $out_trade_no, $total_fee);
             if ($earlier === 'same') {
@@ -914,11 +957,136 @@ class payhost_alipay
                 // (and its shipping messages) for the return page.
                 order_paid($log_id, 2, '');
             }
+            if (in_array($earlier, array('order_gone', 'topup_gone', 'topup_extra'), true)) {
+                $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
+                return $earlier;
+            }
             $noted = $earlier !== false;
         }
         $after = $GLOBALS['db']->getOne($read);
         $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
         return ($after == 1 && $noted) ? 'paid' : 'busy';
+    }
+
+    /**
+     * Whether the unpaid row's balance top-up may be credited (under settle()'s lock): '' when
+     * its user_account row (the order_id of a PAY_SURPLUS pay_log row) is there and not yet
+     * paid. Otherwise lib_payment.php order_paid() would swallow the payment: its PAY_SURPLUS
+     * branch updates a row that is not there and credits nobody, or skips a row already paid.
+     * 'topup_gone': the row is not there (the buyer cancelled the top-up, user.php act=cancel →
+     * lib_clips.php del_user_account(); or the admin deleted it, admin/user_account.php
+     * act=remove), and the shop no longer knows whose it was. 'topup_taken': the admin already
+     * credited it by hand (admin/user_account.php act=action is_paid=1: log_account_change(),
+     * pay_log left unpaid); a zero-amount account_log line (the user's 账目明细 in the admin)
+     * names the payment for the owner, once (topup_note_once()). 'busy': the database could
+     * not tell.
+     */
+    function topup_open($account, $out_trade_no, $total_fee)
+    {
+        if ($account === false) {
+            return 'busy';
+        }
+        if ($account === 'gone') {
+            return 'topup_gone';
+        }
+        if ($account['is_paid'] == 1) {
+            $this->topup_note_once($account, $out_trade_no, $total_fee);
+            return 'topup_taken';
+        }
+        return '';
+    }
+
+    /**
+     * The user_account row (会员预付款) a PAY_SURPLUS pay_log row credits: id, user_id, amount,
+     * is_paid and admin_note; 'gone' when there is none (MySQL counts 0), false when the
+     * database could not tell.
+     */
+    function account_of_log($log_id)
+    {
+        $db = $GLOBALS['db'];
+        $log = $db->getRow('SELECT order_id, order_type FROM ' . $GLOBALS['ecs']->table('pay_log') . " WHERE log_id = '" . intval($log_id) . "'");
+        if (!is_array($log) || !isset($log['order_id'])) {
+            return false;
+        }
+        $account = $db->getRow('SELECT id, user_id, amount, is_paid, admin_note FROM ' . $GLOBALS['ecs']->table('user_account')
+            . " WHERE id = '" . intval($log['order_id']) . "'");
+        if (is_array($account) && isset($account['id'])) {
+            return $account;
+        }
+        return $this->row_missing('user_account', 'id', $log['order_id']) ? 'gone' : false;
+    }
+
+    /**
+     * True only when MySQL says the table has no row of this id. ecshop's cls_mysql::getRow()
+     * returns false for no row; a database class whose failed query comes back returns false
+     * for an error too, which must not be taken for a deleted row.
+     */
+    function row_missing($table, $column, $id)
+    {
+        $n = $GLOBALS['db']->getOne('SELECT COUNT(*) FROM ' . $GLOBALS['ecs']->table($table) . ' WHERE ' . $column
+            . " = '" . intval($id) . "'");
+        return $n === '0' || $n === 0;
+    }
+
+    /**
+     * After order_paid() credited a top-up: the payment that paid it, in the user_account row's
+     * admin_note (管理员备注; order_paid() writes no note of its own there and the admin's
+     * act=action leaves a paid row alone), so that a later payment of the same row is told
+     * apart from this one's retries and return (topup_extra()). Only an empty admin_note is
+     * written (an admin's own note is kept; that row is then treated as one paid before this
+     * version was installed).
+     */
+    function mark_topup_paid($account, $out_trade_no)
+    {
+        $GLOBALS['db']->query('UPDATE ' . $GLOBALS['ecs']->table('user_account') . " SET admin_note = '"
+            . addslashes($this->paid_note($out_trade_no)) . "' WHERE id = '" . intval($account['id']) . "' AND admin_note = ''");
+    }
+
+    /**
+     * A payment of a top-up whose pay_log row is paid (extra_payment()): 'same' when it is the
+     * payment that paid it (its marker in admin_note, mark_topup_paid(); or no payment marked
+     * there, a row paid before this version), 'topup_extra' when another payment paid it (a
+     * zero-amount account_log line names this one for the owner, once), 'topup_gone' when the
+     * user_account row is not there any more, false when the database could not tell.
+     */
+    function topup_extra($log_id, $out_trade_no, $total_fee)
+    {
+        $account = $this->account_of_log($log_id);
+        if ($account === false) {
+            return false;
+        }
+        if ($account === 'gone') {
+            return 'topup_gone';
+        }
+        $note = isset($account['admin_note']) ? (string)$account['admin_note'] : '';
+        if (strpos($note, $this->paid_marker($out_trade_no)) !== false || strpos($note, '[payhost paid ') === false) {
+            return 'same';
+        }
+        $this->topup_note_once($account, $out_trade_no, $total_fee);
+        return 'topup_extra';
+    }
+
+    /**
+     * A zero-amount line in the user's account log (lib_common.php log_account_change(): an
+     * account_log row, 账目明细 in the admin's user list; the buyer's own page lists only lines
+     * that change the balance) naming a top-up payment the shop did not credit, once per
+     * out_trade_no. It credits nothing: user_money 0.
+     */
+    function topup_note_once($account, $out_trade_no, $total_fee)
+    {
+        if (!function_exists('log_account_change')) {
+            return;
+        }
+        $marker = '[payhost topup ' . $out_trade_no . ']';
+        $like = str_replace(array('\\', '%', '_'), array('\\\\', '\\%', '\\_'), $marker);
+        $seen = $GLOBALS['db']->getOne('SELECT COUNT(*) FROM ' . $GLOBALS['ecs']->table('account_log') . " WHERE user_id = '"
+            . intval($account['user_id']) . "' AND change_desc LIKE '%" . addslashes($like) . "%'");
+        if ($seen === false || $seen === null || $seen === '' || $seen > 0) {
+            return;
+        }
+        $note = $this->fit_note(sprintf($this->lang('payhost_topup_note'), $out_trade_no,
+            $this->esc(number_format((float)$total_fee, 2, '.', ''))), $marker);
+        log_account_change(intval($account['user_id']), 0, 0, 0, 0, addslashes($note), defined('ACT_OTHER') ? ACT_OTHER : 99);
     }
 
     /** The text of the order_action note of the payment that paid a row (searched with LIKE). */
@@ -1009,7 +1177,11 @@ class payhost_alipay
             . " WHERE order_id = '" . intval($order_id) . "' AND action_note LIKE '%" . addslashes($like) . "%'");
     }
 
-    /** The order (order_info: id, sn, statuses and amount due) a PAY_ORDER pay_log row pays; null for a top-up, false when unknown. */
+    /**
+     * The order (order_info: id, sn, statuses and amount due) a PAY_ORDER pay_log row pays; null
+     * for a top-up; 'gone' when the row's order is not there (MySQL counts 0: deleted by the
+     * admin); false when the database could not tell.
+     */
     function order_of_log($log_id)
     {
         $db = $GLOBALS['db'];
@@ -1022,7 +1194,10 @@ class payhost_alipay
         }
         $order = $db->getRow('SELECT order_id, order_sn, order_status, shipping_status, pay_status, order_amount FROM '
             . $GLOBALS['ecs']->table('order_info') . " WHERE order_id = '" . intval($log['order_id']) . "'");
-        return (is_array($order) && isset($order['order_sn'])) ? $order : false;
+        if (is_array($order) && isset($order['order_sn'])) {
+            return $order;
+        }
+        return $this->row_missing('order_info', 'order_id', $log['order_id']) ? 'gone' : false;
     }
 
     /**
@@ -1030,15 +1205,18 @@ class payhost_alipay
      * the row (its note, paid_marker(); a row paid before this version has no such note, and a
      * number of that version, order_sn . log_id, is then taken as the one that paid). 'noted':
      * another payment, for which an order_action note asks the owner to check it at payhost and
-     * refund it, once per out_trade_no. 'none': a balance top-up (no order to note it on;
-     * payhost's admin page lists the payment). False when the database could not tell (the
-     * caller answers 'busy', payhost retries).
+     * refund it, once per out_trade_no. A balance top-up: topup_extra() ('same', 'topup_extra'
+     * or 'topup_gone'). 'order_gone': the order row is not there any more. False when the
+     * database could not tell (the caller answers 'busy', payhost retries).
      */
     function extra_payment($log_id, $out_trade_no, $total_fee)
     {
         $order = $this->order_of_log($log_id);
         if ($order === null) {
-            return 'none';
+            return $this->topup_extra($log_id, $out_trade_no, $total_fee);
+        }
+        if ($order === 'gone') {
+            return 'order_gone';
         }
         if ($order === false) {
             return false;
@@ -1118,9 +1296,12 @@ class payhost_alipay
         if ($order === null) {
             return array(200, 'refunded before the shop took the payment: balance not credited');
         }
-        if ($order === false) {
+        if ($order === 'gone') {
             // No order row (deleted by the owner): nothing to pay or note, never busy for ever.
             return array(200, 'refunded before the shop took the payment: no such order in the shop');
+        }
+        if ($order === false) {
+            return array(503, 'database busy, retry');
         }
         $lock = $this->lock_name(intval($log_id));
         if ($GLOBALS['db']->getOne("SELECT GET_LOCK('" . $lock . "', 10)") != 1) {
@@ -1162,7 +1343,7 @@ class payhost_alipay
         if ($order === null) {
             return 'amount';
         }
-        if ($order === false) {
+        if (!is_array($order)) {
             return 'busy';
         }
         $marker = '[payhost amount ' . $out_trade_no . ']';
@@ -1336,6 +1517,21 @@ class payhost_alipay
                 $GLOBALS['_LANG']['pay_fail'] = '<div id="payhost-cancelled">' . $this->lang('payhost_paid_order_cancelled') . '</div>';
                 return false;
             }
+            if ($result === 'invalid_noted') {
+                $GLOBALS['_LANG']['pay_fail'] = '<div id="payhost-invalid">' . $this->lang('payhost_paid_order_invalid') . '</div>';
+                return false;
+            }
+            if ($result === 'unknown' || $result === 'order_gone') {
+                // Paid at Alipay, but the shop has no pay_log row (orders merged) or no order of it
+                // (deleted): nothing was paid in the shop; never "failed, try again".
+                $GLOBALS['_LANG']['pay_fail'] = '<div id="payhost-gone">' . $this->lang('payhost_paid_order_gone') . '</div>';
+                return false;
+            }
+            if ($result === 'topup_gone' || $result === 'topup_taken' || $result === 'topup_extra') {
+                // A top-up cancelled, deleted or already credited: the balance was not credited.
+                $GLOBALS['_LANG']['pay_fail'] = '<div id="payhost-topup">' . $this->lang('payhost_paid_topup_gone') . '</div>';
+                return false;
+            }
             if ($result !== 'busy') {
                 return false;
             }
@@ -1376,7 +1572,10 @@ class payhost_alipay
      * t within 300 s) and applies the event. Returns array(HTTP status, text); 2xx only when the
      * shop has the payment, or, for a payment whose amount is not the order's, of a cancelled
      * order, or that payhost says was refunded in full before the shop took it, once the note for
-     * the owner is written (settle(), refunded_before_paid()); payhost retries everything else.
+     * the owner is written (settle(), refunded_before_paid()); payhost retries everything else. A
+     * payment the shop can never take (no pay_log row: orders merged; the order deleted; a top-up
+     * cancelled, deleted or already credited) is 404 or 409 every time: payhost keeps it as
+     * undelivered (then a dead letter on its admin page) for the operator to refund.
      */
     function webhook($body, $header, $now)
     {
@@ -1432,6 +1631,7 @@ class payhost_alipay
             case 'paid':
                 return array(200, 'ok');
             case 'cancelled_noted':
+            case 'invalid_noted':
                 return array(200, 'the order is cancelled or invalid in the shop: noted for the owner to refund, order left as it is');
             case 'amount_noted':
                 // Not paid in the shop, but nothing a retry could change: the owner has the note.
@@ -1439,7 +1639,16 @@ class payhost_alipay
             case 'amount':
                 return array(409, 'amount differs from the order');
             case 'unknown':
-                return array(404, 'unknown order');
+                // Also the orders merged in the admin (merge_order() deletes both rows): never 2xx,
+                // so payhost keeps the event as undelivered and lists it for a refund.
+                return array(404, 'unknown order: the shop has no pay_log row of this payment (e.g. orders merged); not applied, refund it');
+            case 'order_gone':
+                return array(404, 'the order of this payment was deleted in the shop; not applied, refund it');
+            case 'topup_gone':
+                return array(404, 'the balance top-up was cancelled or deleted in the shop; balance not credited, refund it');
+            case 'topup_taken':
+            case 'topup_extra':
+                return array(409, 'the balance top-up was already credited; not credited again, refund it');
             default:
                 return array(503, 'busy, retry');
         }
