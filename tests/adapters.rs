@@ -983,8 +983,17 @@ async fn ecshop_a_late_payment_of_a_cancelled_or_hand_credited_top_up_is_refused
         "{s}"
     );
 
-    // Top-up 32 paid, then another number of its row paid too: refused, never reported paid.
+    // Top-up 32, with a note the admin saved while it waited (审核 with is_paid=0), paid; then
+    // another number of its row paid too: refused, never reported paid (the note kept, the
+    // paying payment after it).
     let (log_32, page_32) = ecshop_topup(&shop, "10.00").await;
+    let r = get(
+        &shop.url("admin/user_account.php?act=action&id=32&is_paid=0&admin_note=%E5%B7%B2%E8%81%94%E7%B3%BB%E4%B9%B0%E5%AE%B6"),
+        None,
+    )
+    .await
+    .text();
+    assert_eq!(r, "ok");
     let _ = pay_in_cashier(&pay_url_from_button(&page_32), &d).await;
     wait_until(
         || async { shop.state().await["pay_log"][&log_32]["is_paid"] == 1 },
@@ -1007,6 +1016,27 @@ async fn ecshop_a_late_payment_of_a_cancelled_or_hand_credited_top_up_is_refused
     assert_eq!(status, 409, "{text}");
     let s = shop.state().await;
     assert_eq!(s["users"]["5"]["user_money"], "30.00", "{s}");
+    let note = s["user_account"]["32"]["admin_note"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        note.starts_with("已联系买家") && note.contains(&format!("[payhost paid {paid}]")),
+        "{s}"
+    );
+    // The paid top-up's record deleted by the admin (act=remove), then the paying payment's
+    // webhook again: it credited the balance, so it is answered paid, never "refund it".
+    let r = get(&shop.url("admin/user_account.php?act=remove&id=32"), None)
+        .await
+        .text();
+    assert_eq!(r, "ok");
+    let (status, text) =
+        signed_webhook(&hook, &creds.secret, now_unix(), &event(paid.as_str())).await;
+    assert_eq!((status, text.as_str()), (200, "ok"));
+    assert_eq!(
+        shop.state().await["users"]["5"]["user_money"],
+        "30.00",
+        "credited once"
+    );
 }
 
 /// ecshop's 合并订单 (admin/order.php act=ajax_merge_order → lib_order.php merge_order()): a new

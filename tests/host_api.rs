@@ -1577,8 +1577,12 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
     // A bad key is refused with the field named, and nothing is stored.
     let bad_form = format!("csrf={csrf}&partner=2088101122136241&key=short&seller_email=a%40b.cn");
     let refused = admin_post(&base, "/admin/merchants/other", &cookie, &bad_form).await;
-    // Listed by its label (which names the key already), not by the key alone.
-    assert!(refused.contains("<li>交易安全校验码 (key): "), "{refused}");
+    // Listed by its label (which names the key already), not by the key alone, and in the
+    // owner's words as beside the field (the list said the component's English).
+    assert!(
+        refused.contains("<li>交易安全校验码 (key): 请按要求填写：32 位字母或数字"),
+        "{refused}"
+    );
     // Next to its field too, with what was typed kept (never the key itself).
     assert!(refused.contains("id=\"key-error\""), "{refused}");
     // In the owner's language first (the manifest's rule_zh), the component's words after it;
@@ -1614,6 +1618,15 @@ async fn admin_login_save_with_stray_spaces_then_masked() {
     assert!(
         error_of("gateway_url").starts_with("这个地址不在允许范围内"),
         "{odd}"
+    );
+    let listed = odd
+        .split("<ul id=\"errors\">")
+        .nth(1)
+        .and_then(|r| r.split("</ul>").next())
+        .unwrap_or_default();
+    assert!(
+        listed.contains(": 这个地址不在允许范围内") && listed.contains(": 请按要求填写：邮箱"),
+        "the list above says what the fields say: {listed}"
     );
     assert!(refused.contains("value=\"2088101122136241\""), "{refused}");
     assert!(!refused.contains("value=\"short\""), "{refused}");

@@ -760,6 +760,36 @@ async fn a_bare_close_of_a_paid_order_is_a_full_refund() {
     assert_eq!(again["refunded_amount"], "1.00", "{again}");
 }
 
+/// A close naming no trade, for an order paid by a trade (an earlier cashier page of the same
+/// order, never paid, expired after the order was paid through another): nothing changes. It is
+/// not the paid trade's refund, which names its trade; recorded as such, the shop would be told
+/// the money went back, and nothing would be left to refund.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_close_naming_no_trade_leaves_a_paid_order_paid() {
+    let w = world("sec-close-no-trade", "", "").await;
+    create(&w, "shop", "BC2").await;
+    w.alipay.issue("n-BC2-paid");
+    let paid = alipay::md5_notify_body(&trade("BC2", "n-BC2-paid", "TRADE_SUCCESS"), MD5_KEY);
+    assert_eq!(notify(&w, "shop", &paid).await.text(), "success");
+    w.alipay.issue("n-BC2-closed");
+    let closed = alipay::md5_notify_body_without(
+        &trade("BC2", "n-BC2-closed", "TRADE_CLOSED"),
+        MD5_KEY,
+        &["gmt_payment", "trade_no"],
+    );
+    assert_eq!(notify(&w, "shop", &closed).await.text(), "success");
+    let p = get(&w.host.url("/v1/merchants/shop/payments/BC2"), Some(TOKEN))
+        .await
+        .json();
+    assert_eq!(p["status"], "TRADE_SUCCESS", "{p}");
+    assert_eq!(p["refunded_amount"], "0.00", "{p}");
+    let told: Vec<String> = events(&w, "/hook")
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(!told.iter().any(|t| t.contains("refund")), "{told:?}");
+}
+
 /// A refund's report of a trade that is not this order's (another amount) does not make the order
 /// paid: after the pay notification of a 0.10 trade under the 1.00 order's number is held for
 /// review, its full refund (TRADE_CLOSED + REFUND_SUCCESS) is held too — not REFUNDED with 1.00

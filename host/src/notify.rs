@@ -638,6 +638,19 @@ impl App {
         let closed_after_paid_here = verified.event == crate::domain::state::TradeEvent::Closed
             && crate::domain::state::is_paid(&payment.status)
             && payment.status != crate::domain::state::REFUNDED;
+        if closed_after_paid_here && verified.trade_no.is_empty() {
+            // A close naming no trade: not the trade that paid (a refunded trade keeps its
+            // number), but an earlier attempt never paid (an older cashier page that expired).
+            // Another trade's number is held above (`other_trade`).
+            return Processed::stop(
+                NotifyOutcome::NoChange,
+                note(format!(
+                    "a close naming no trade, for an order paid by trade {}: an earlier attempt that was never paid; nothing changed",
+                    payment.trade_no.as_deref().unwrap_or("-")
+                )),
+            )
+            .with_seen(verified);
+        }
         if (full && verified.refund.is_none()) || closed_after_paid_here {
             let closed_after_paid = crate::runtime::plugin_api::RefundReport {
                 request_no: String::new(),

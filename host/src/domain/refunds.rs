@@ -381,7 +381,8 @@ pub fn success_fit(
             0
         };
     let was = if line.status == FAILED {
-        "after it had failed"
+        // FAILED here is also a refund the owner gave up (its detail says which).
+        "after it had failed or been given up here"
     } else {
         "as started"
     };

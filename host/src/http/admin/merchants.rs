@@ -217,22 +217,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
                 (super::Lang::Zh, Some(zh)) => zh.clone(),
                 _ => s.rule.clone(),
             };
-            let error = error_of(&s.name).map(|reason| match (ctx.lang, &s.rule_zh) {
-                // The operator's origin list refused it: the rule was kept, the address is not
-                // one this host may call.
-                (super::Lang::Zh, _) if reason.starts_with("the origin ") && reason.contains("is not allowed") => {
-                    format!("这个地址不在允许范围内：一般请留空，用默认的正式地址；确需使用其他地址，请运营者在 payhost.toml 的 [outbound] allowed_origins 里加上它（{reason}）")
-                }
-                (super::Lang::Zh, _) if reason.starts_with("must be empty") => {
-                    format!("此项应留空（{reason}）")
-                }
-                // (The host's own refusals are in Chinese already; the component's are not,
-                // "…" and all.)
-                (super::Lang::Zh, Some(zh)) if !has_chinese(&reason) => {
-                    format!("请按要求填写：{zh}（{reason}）")
-                }
-                _ => reason,
-            });
+            let error = error_of(&s.name).map(|reason| setting_error_words(ctx, Some(s), reason));
             context! {
                 name => s.name, label, label_other, rule, kind, secret, placeholder, options,
                 // A secret is never put back into the page, typed or saved.
@@ -484,6 +469,35 @@ fn field_label(ctx: &Ctx, runtime: Option<&PluginRuntime>, field: &str) -> Strin
         .unwrap_or_default()
 }
 
+/// Why a setting was refused, in the page's language: the component's reasons are English, so on
+/// the Chinese page they come after the setting's Chinese rule (and the origin and must-be-empty
+/// refusals in words of their own). The same words beside the field and in the list above.
+fn setting_error_words(
+    ctx: &Ctx,
+    setting: Option<&crate::runtime::plugin_api::SettingField>,
+    reason: String,
+) -> String {
+    let rule_zh = setting.and_then(|s| s.rule_zh.as_ref());
+    match (ctx.lang, rule_zh) {
+        // The operator's origin list refused it: the rule was kept, the address is not
+        // one this host may call.
+        (super::Lang::Zh, _)
+            if reason.starts_with("the origin ") && reason.contains("is not allowed") =>
+        {
+            format!("这个地址不在允许范围内：一般请留空，用默认的正式地址；确需使用其他地址，请运营者在 payhost.toml 的 [outbound] allowed_origins 里加上它（{reason}）")
+        }
+        (super::Lang::Zh, _) if reason.starts_with("must be empty") => {
+            format!("此项应留空（{reason}）")
+        }
+        // (The host's own refusals are in Chinese already; the component's are not,
+        // "…" and all.)
+        (super::Lang::Zh, Some(zh)) if !has_chinese(&reason) => {
+            format!("请按要求填写：{zh}（{reason}）")
+        }
+        _ => reason,
+    }
+}
+
 /// A refused form: its errors by field, what was typed (no secrets), and where to show it.
 fn refused(
     (ctx, runtime): (&Ctx, Option<&PluginRuntime>),
@@ -510,7 +524,7 @@ fn refused(
         .map(|(f, m)| super::view::ListedError {
             field: f.clone(),
             label: field_label(ctx, runtime, f),
-            message: m.clone(),
+            message: setting_error_words(ctx, runtime.and_then(|r| r.info.field(f)), m.clone()),
         })
         .collect();
     flash.field_errors = field_errors;

@@ -199,12 +199,23 @@ fn looks_like_a_date(typed: &str) -> bool {
         })
 }
 
-/// Why a date was refused: the format, or a day that does not exist.
-fn date_rule(typed: &str) -> String {
+/// Why a date was refused, after its field's `label`: the format, or a day that does not exist.
+fn date_rule(label: &str, typed: &str) -> String {
     if looks_like_a_date(typed) && crate::domain::clock::parse_date(typed).is_none() {
-        format!("日期：没有 {typed} 这一天（请检查月份和日期，如 2 月没有 30 日）")
+        format!("{label}：没有 {typed} 这一天（请检查月份和日期，如 2 月没有 30 日）")
     } else {
-        "日期：请按 年-月-日 填写，如 2026-12-04".to_owned()
+        format!("{label}：请按 年-月-日 填写，如 2026-12-04")
+    }
+}
+
+/// A date filter's name as the pages end their labels (payments' 下单日期从, refunds' 发起日期从 and
+/// 完成日期从): the lists have two pairs of dates, so a refusal says which.
+fn date_label(field: &str) -> &'static str {
+    match field {
+        "from" => "日期从",
+        "to" => "日期到",
+        "completed_from" => "完成日期从",
+        _ => "完成日期到",
     }
 }
 
@@ -230,12 +241,12 @@ pub fn filter_error(lang: Lang, e: &ApiError, typed: &dyn Fn(&str) -> String) ->
         }
         "from" | "to" | "completed_from" | "completed_to" => {
             // The ledger's one rule between the two (`ledger::parse_filter`).
-            if e.message.ends_with("must be before to")
-                || e.message.ends_with("must be before completed_to")
-            {
-                "日期：开始日期不能晚于结束日期".to_owned()
+            if e.message.ends_with("must be before to") {
+                "日期从：不能晚于日期到".to_owned()
+            } else if e.message.ends_with("must be before completed_to") {
+                "完成日期从：不能晚于完成日期到".to_owned()
             } else {
-                date_rule(&typed(field))
+                date_rule(date_label(field), &typed(field))
             }
         }
         "status" => "状态：请从列表中选择".to_owned(),
@@ -598,6 +609,13 @@ fn reason_explained(lang: Lang, raw: &str) -> String {
             "支付宝的退款通知既没有退款金额也没有已退总额，无法记入：请点“向支付平台查询”，仍不清楚时到支付宝商家后台核对".to_owned(),
             "A refund report named neither its amount nor the refunded total: press Sync, or check the trade in Alipay's merchant portal.",
         ))
+    } else if raw.starts_with("refund ") && raw.contains("still pending here no longer fit") {
+        // `domain::refunds::success_fit`: applied, with other refunds left that cannot all
+        // succeed beside it.
+        Some((
+            format!("一笔退款在支付宝退款成功（包括先前失败或已在这里放弃、卖家后来又确认的），已经记入；这里还在处理中的其他退款加上它会超过实付金额，支付宝应会拒绝它们。{CHECK}"),
+            "A refund succeeded at Alipay (one that had failed or was given up here included, later confirmed by the seller) and was applied; the refunds still pending here would exceed the amount paid beside it, so Alipay should refuse them. Check the trade's refunds in Alipay's merchant portal.",
+        ))
     } else if raw.starts_with("the provider reports") && raw.contains("still pending here") {
         Some((
             format!("支付宝报告的已退款总额无法分辨是否包含这里还在处理中的退款，所以没有记入。{CHECK}"),
@@ -721,10 +739,35 @@ mod tests {
         let order =
             crate::ledger::parse_filter(Some("from=2026-12-05&to=2026-12-01"), None).unwrap_err();
         let none = |_: &str| String::new();
-        assert!(filter_error(Lang::Zh, &order, &none).contains("不能晚于"));
+        assert_eq!(
+            filter_error(Lang::Zh, &order, &none),
+            "日期从：不能晚于日期到"
+        );
         assert_eq!(filter_error(Lang::En, &order, &none), order.message);
         let bad_date = crate::ledger::parse_filter(Some("from=yesterday"), None).unwrap_err();
         assert!(filter_error(Lang::Zh, &bad_date, &none).contains("年-月-日"));
+        // Which of the four dates: the refunds list has two pairs.
+        let typed_abc = |_: &str| "abc".to_owned();
+        for (query, said) in [
+            ("completed_to=abc", "完成日期到：请按 年-月-日"),
+            ("to=abc", "日期到：请按 年-月-日"),
+        ] {
+            let e = crate::refund_list::parse_filter(Some(query), None).unwrap_err();
+            assert!(
+                filter_error(Lang::Zh, &e, &typed_abc).starts_with(said),
+                "{query}: {}",
+                filter_error(Lang::Zh, &e, &typed_abc)
+            );
+        }
+        let completed = crate::refund_list::parse_filter(
+            Some("completed_from=2026-12-08&completed_to=2026-12-01"),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            filter_error(Lang::Zh, &completed, &none),
+            "完成日期从：不能晚于完成日期到"
+        );
     }
 
     fn now(status: &str, refundable_fen: u64) -> PaymentNow<'_> {
@@ -945,6 +988,13 @@ mod tests {
         let bilingual = "关闭后又收到付款（支付宝交易号 2026），已按已支付处理：请发货或退款 / paid after it was closed here (trade 2026): now paid; fulfil or refund it";
         assert!(review_explained(Lang::Zh, bilingual).starts_with("关闭后又收到付款"));
         assert!(review_explained(Lang::En, bilingual).starts_with("paid after"));
+        // A refund given up here, then confirmed by the seller: applied, the others held.
+        let given_up = "refund 2026120400000000000000006 succeeded at the provider after it had failed or been given up here; refunds of 10.00 still pending here no longer fit the paid 10.00 beside it: the provider should refuse them, check them in its portal";
+        let said = review_explained(Lang::Zh, given_up);
+        assert!(
+            said.contains("已在这里放弃") && said.contains("已经记入"),
+            "{said}"
+        );
         let mismatch = "total_fee: the notification says 1.00 but the order is 2.00; seller_email: the notification pays a / b but the order's seller is c";
         let said = review_explained(Lang::Zh, mismatch);
         assert!(said.contains("金额不一致、收款账号不一致"), "{said}");

@@ -260,14 +260,15 @@ class cls_mysql
                 return true;
             });
         }
-        // The module's mark_topup_paid(): the paying payment in an empty admin_note (varchar(255)).
-        if (preg_match("/^UPDATE (\S+) SET admin_note = '((?:[^'\\\\]|\\\\.)*)' WHERE id = '(\d+)' AND admin_note = ''$/s", $sql, $m)
+        // The module's mark_topup_paid(): the paying payment in admin_note (varchar(255)), if the
+        // note is still the one it read.
+        if (preg_match("/^UPDATE (\S+) SET admin_note = '((?:[^'\\\\]|\\\\.)*)' WHERE id = '(\d+)' AND admin_note = '((?:[^'\\\\]|\\\\.)*)'$/s", $sql, $m)
             && $this->table_name($m[1]) === 'user_account') {
             $self = $this;
             return hdb_tx(function (&$t) use ($m, $self) {
                 $self->affected = 0;
-                if (isset($t['user_account'][$m[3]])
-                    && (!isset($t['user_account'][$m[3]]['admin_note']) || (string)$t['user_account'][$m[3]]['admin_note'] === '')) {
+                $was = isset($t['user_account'][$m[3]]['admin_note']) ? (string)$t['user_account'][$m[3]]['admin_note'] : '';
+                if (isset($t['user_account'][$m[3]]) && $was === stripslashes($m[4])) {
                     $t['user_account'][$m[3]]['admin_note'] = harness_varchar(stripslashes($m[2]), 255);
                     $self->affected = 1;
                 }

@@ -957,7 +957,7 @@ class payhost_alipay
                 // (and its shipping messages) for the return page.
                 order_paid($log_id, 2, '');
             }
-            if (in_array($earlier, array('order_gone', 'topup_gone', 'topup_extra'), true)) {
+            if ($earlier === 'topup_extra') {
                 $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
                 return $earlier;
             }
@@ -1032,22 +1032,25 @@ class payhost_alipay
      * After order_paid() credited a top-up: the payment that paid it, in the user_account row's
      * admin_note (管理员备注; order_paid() writes no note of its own there and the admin's
      * act=action leaves a paid row alone), so that a later payment of the same row is told
-     * apart from this one's retries and return (topup_extra()). Only an empty admin_note is
-     * written (an admin's own note is kept; that row is then treated as one paid before this
-     * version was installed).
+     * apart from this one's retries and return (topup_extra()). An admin's own note (act=action
+     * saves one on an unpaid top-up) is kept, the marker after it (cut to fit varchar(255));
+     * written only if the note is still the one read, so an edit meanwhile is never overwritten.
      */
     function mark_topup_paid($account, $out_trade_no)
     {
+        $note = isset($account['admin_note']) ? (string)$account['admin_note'] : '';
+        $text = $note === '' ? $this->paid_note($out_trade_no) : $this->fit_note($note, $this->paid_marker($out_trade_no));
         $GLOBALS['db']->query('UPDATE ' . $GLOBALS['ecs']->table('user_account') . " SET admin_note = '"
-            . addslashes($this->paid_note($out_trade_no)) . "' WHERE id = '" . intval($account['id']) . "' AND admin_note = ''");
+            . addslashes($text) . "' WHERE id = '" . intval($account['id']) . "' AND admin_note = '" . addslashes($note) . "'");
     }
 
     /**
      * A payment of a top-up whose pay_log row is paid (extra_payment()): 'same' when it is the
      * payment that paid it (its marker in admin_note, mark_topup_paid(); or no payment marked
      * there, a row paid before this version), 'topup_extra' when another payment paid it (a
-     * zero-amount account_log line names this one for the owner, once), 'topup_gone' when the
-     * user_account row is not there any more, false when the database could not tell.
+     * zero-amount account_log line names this one for the owner, once; 'same' too when the
+     * user_account row was deleted since, the balance credited), false when the database could
+     * not tell.
      */
     function topup_extra($log_id, $out_trade_no, $total_fee)
     {
@@ -1056,7 +1059,10 @@ class payhost_alipay
             return false;
         }
         if ($account === 'gone') {
-            return 'topup_gone';
+            // The row is paid: the balance was credited, then the admin deleted the top-up's
+            // record (admin/user_account.php act=remove). Taken for the payment that paid it (a
+            // retry or its return), never "not credited, refund it": that would refund twice.
+            return 'same';
         }
         $note = isset($account['admin_note']) ? (string)$account['admin_note'] : '';
         if (strpos($note, $this->paid_marker($out_trade_no)) !== false || strpos($note, '[payhost paid ') === false) {
@@ -1205,9 +1211,9 @@ class payhost_alipay
      * the row (its note, paid_marker(); a row paid before this version has no such note, and a
      * number of that version, order_sn . log_id, is then taken as the one that paid). 'noted':
      * another payment, for which an order_action note asks the owner to check it at payhost and
-     * refund it, once per out_trade_no. A balance top-up: topup_extra() ('same', 'topup_extra'
-     * or 'topup_gone'). 'order_gone': the order row is not there any more. False when the
-     * database could not tell (the caller answers 'busy', payhost retries).
+     * refund it, once per out_trade_no. A balance top-up: topup_extra() ('same' or
+     * 'topup_extra'). An order removed since the row was paid: 'same'. False when the database
+     * could not tell (the caller answers 'busy', payhost retries).
      */
     function extra_payment($log_id, $out_trade_no, $total_fee)
     {
@@ -1216,7 +1222,9 @@ class payhost_alipay
             return $this->topup_extra($log_id, $out_trade_no, $total_fee);
         }
         if ($order === 'gone') {
-            return 'order_gone';
+            // The row is paid and its order was removed since: taken for the payment that paid
+            // it (a retry or its return), as a top-up's (topup_extra()).
+            return 'same';
         }
         if ($order === false) {
             return false;
