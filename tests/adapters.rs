@@ -2133,6 +2133,34 @@ async fn shopex_checkout_as(
     (payment_id, format!("{action}?{}", q.finish()))
 }
 
+/// Member `member_id` tops up 20.00 of deposit (预存款充值: ctl.paycenter.php recharge() →
+/// doPay('recharge'), no order): (payment_id, the browser's URL to the cashier).
+async fn shopex_top_up(shop: &Shop, cfg_id: &str, member_id: &str) -> (String, String) {
+    let page = get(
+        &shop.url(&format!(
+            "index.php?ctl=paycenter&act=recharge&payment={cfg_id}&money=20.00&member_id={member_id}"
+        )),
+        None,
+    )
+    .await
+    .text();
+    let (action, method, fields) = form_of(&page);
+    assert_eq!(method, "get", "doPay reads $payObj->method: {page}");
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &fields {
+        q.append_pair(k, v);
+    }
+    let state = shop.state().await;
+    let payment_id = state["payments"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, p)| p["pay_type"] == "recharge" && p["member_id"] == member_id)
+        .map(|(k, _)| k.clone())
+        .unwrap_or_else(|| panic!("a top-up of member {member_id}: {state}"));
+    (payment_id, format!("{action}?{}", q.finish()))
+}
+
 async fn shopex_flow(stock_dispatcher: bool) {
     let dir = temp_dir(if stock_dispatcher {
         "shopex-stock"
@@ -2549,6 +2577,217 @@ async fn shopex_an_old_page_paid_after_the_order_changed_is_held_or_noted() {
         1,
         "only order 2 paid: {s}"
     );
+}
+
+/// Money the shop cannot book is never shown as paid. A deposit top-up (预存款充值) of a member
+/// deleted meanwhile: setPayStatus() writes succ, then onSuccess() → mdl_advance::add() credits
+/// nobody (checkAccount() finds no sdb_members row) and setPayStatus() answers true at once ever
+/// after; only the deposit's log (sdb_advance_logs, this payment_id) proves a credit, so the buyer
+/// is told and the webhook is refused (payhost retries, then lists it). A top-up of a member who
+/// exists is credited and shows ShopEx's result page. A payment deleted with its order (the
+/// recycle bin emptied: mdl_order::toRemove() deletes the order's payments): the return, signed
+/// by the merchant of the app's method, tells the buyer to ask for a refund; the webhook's 404 says
+/// why when it is signed, and nothing more when it is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_a_top_up_crediting_nobody_or_a_deleted_payment_is_never_shown_paid() {
+    let dir = temp_dir("shopex-uncredited");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let mut db = shopex_db();
+    db["members"] = json!({"7": {"member_id": 7, "advance": "0.000"}});
+    let shop = start_shop("shopex", &dir, "utf-8", &db, &[]);
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
+    let hook = shop.url("plugins/app/pay_payhost/pay_payhost.server.php");
+
+    // Member 7 exists: credited, and the return leads to the result page.
+    let (credited_id, credited_url) = shopex_top_up(&shop, &cfg_id, "7").await;
+    let landing = landing_from(&pay_in_cashier(&credited_url, &d).await).await;
+    wait_until(
+        || async { payhost_status(&d, SHOPEX_MERCHANT, &credited_id).await == "TRADE_SUCCESS" },
+        "payhost to get Alipay's notify",
+    )
+    .await;
+    let page = get(&landing, None).await.text();
+    let (action, _, _) = form_of(&page);
+    assert_eq!(
+        action,
+        shop.url("index.php?ctl=paycenter&act=result"),
+        "{page}"
+    );
+    let s = shop.state().await;
+    assert_eq!(s["members"]["7"]["advance"], "20.000", "{s}");
+
+    // Member 9 is gone: paid at Alipay, recorded succ by ShopEx, credited to nobody.
+    tokio::time::sleep(Duration::from_millis(1100)).await; // ids are time() and a random
+    let (gone_id, gone_url) = shopex_top_up(&shop, &cfg_id, "9").await;
+    let landing = landing_from(&pay_in_cashier(&gone_url, &d).await).await;
+    wait_until(
+        || async { payhost_status(&d, SHOPEX_MERCHANT, &gone_id).await == "TRADE_SUCCESS" },
+        "payhost to get Alipay's notify",
+    )
+    .await;
+    let page = get(&landing, None).await.text();
+    assert!(page.contains("id=\"payhost-not-credited\""), "{page}");
+    assert!(
+        page.contains("已付款，但预存款尚未入账，请联系商家"),
+        "{page}"
+    );
+    assert!(!page.contains("act=result"), "no result page: {page}");
+    let s = shop.state().await;
+    assert_eq!(s["payments"][&gone_id]["status"], "succ", "{s}");
+    assert!(s["members"].get("9").is_none(), "{s}");
+    let credits: Vec<&Value> = s["advance_logs"].as_array().unwrap().iter().collect();
+    assert_eq!(credits.len(), 1, "{s}");
+    assert_eq!(credits[0]["payment_id"], credited_id.as_str(), "{s}");
+    let event = json!({"type": "payment.paid", "out_trade_no": gone_id, "total_fee": "20.00"});
+    let (status, text) = signed_webhook(&hook, &creds.secret, now_unix(), &event).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("no member was credited"), "{text}");
+
+    // Order 20261123001's cashier opened, then the order deleted and the recycle bin emptied.
+    let (deleted_id, deleted_url) = shopex_checkout(&shop, &cfg_id, "20261123001").await;
+    get(&shop.url("_state.php?remove_order=20261123001"), None).await;
+    let landing = landing_from(&pay_in_cashier(&deleted_url, &d).await).await;
+    wait_until(
+        || async { payhost_status(&d, SHOPEX_MERCHANT, &deleted_id).await == "TRADE_SUCCESS" },
+        "payhost to get Alipay's notify",
+    )
+    .await;
+    let r = get(&landing, None).await;
+    let page = r.text();
+    assert_eq!(r.status, 200, "{page}");
+    assert!(page.contains("id=\"payhost-payment-deleted\""), "{page}");
+    assert!(
+        page.contains("已付款，但商店中已没有这笔支付单（订单可能已被删除），请联系商家退款"),
+        "{page}"
+    );
+    wait_until(
+        || async { demo_log(&demo).contains("the shop answered HTTP 404") },
+        "payhost's webhook refused",
+    )
+    .await;
+    let event = json!({"type": "payment.paid", "out_trade_no": deleted_id, "total_fee": "8.80"});
+    let (status, text) = signed_webhook(&hook, &creds.secret, now_unix(), &event).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (404, "payment deleted in the shop: refund it at payhost")
+    );
+    let (status, text) = signed_webhook(&hook, "not-the-secret-0000", now_unix(), &event).await;
+    assert_eq!((status, text.as_str()), (404, "unknown payment"));
+    let s = shop.state().await;
+    assert!(s["payments"].get(&deleted_id).is_none(), "{s}");
+    assert!(s["payed_calls"].as_array().unwrap().is_empty(), "{s}");
+}
+
+/// Cashier pages of an order the owner deleted, or that another payment paid, are told, not shown
+/// as paid. Order 20261123001 moved to the admin's recycle bin (删除: objectPage::recycle(),
+/// disabled 'true'), which mdl_order::payed() would pay all the same: left unpaid with its
+/// payment, one line in its log, the buyer told to ask for a refund, the webhook acknowledged.
+/// Order 20261123002 paid by one cashier while the buyer pays a second, whose return reaches the
+/// shop before its webhook is taken (refused while the database was down): the return applies it
+/// as the webhook would, writes the order's one 「此订单此前已付款」 line and tells the buyer; the
+/// webhooks afterwards write no second line.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_an_order_deleted_or_paid_already_is_told_on_the_return() {
+    let dir = temp_dir("shopex-deleted-or-paid");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &[]);
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
+    let (deleted_id, deleted_url) = shopex_checkout(&shop, &cfg_id, "20261123001").await;
+    let (_, first_url) = shopex_checkout(&shop, &cfg_id, "20261123002").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // ids are time() and a random
+    let (_, second_url) = shopex_checkout(&shop, &cfg_id, "20261123002").await;
+    // The second cashier's payment: the later id (shopex_checkout finds the first one's).
+    let mut ids: Vec<String> = shop.state().await["payments"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, p)| p["order_id"] == "20261123002")
+        .map(|(k, _)| k.clone())
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 2, "two cashiers, two payments: {ids:?}");
+    let second = ids[1].clone();
+    let hook = shop.url("plugins/app/pay_payhost/pay_payhost.server.php");
+
+    get(
+        &shop.url("_state.php?order=20261123001&disabled=true"),
+        None,
+    )
+    .await;
+    let landing = landing_from(&pay_in_cashier(&deleted_url, &d).await).await;
+    wait_until(
+        || async { payhost_status(&d, SHOPEX_MERCHANT, &deleted_id).await == "TRADE_SUCCESS" },
+        "payhost to get Alipay's notify",
+    )
+    .await;
+    let page = get(&landing, None).await.text();
+    assert!(page.contains("id=\"payhost-deleted\""), "{page}");
+    assert!(page.contains("订单已被商家删除"), "{page}");
+    wait_until(
+        || async { demo_log(&demo).contains("webhook delivered") },
+        "the webhook acknowledged",
+    )
+    .await;
+    let s = shop.state().await;
+    assert_eq!(s["payments"][&deleted_id]["status"], "ready", "{s}");
+    assert_eq!(s["orders"]["20261123001"]["pay_status"], 0, "{s}");
+    let marker = format!("[payhost deleted {deleted_id}]");
+    assert_eq!(shopex_log_lines(&s, &marker).len(), 1, "{s}");
+    assert!(
+        shopex_log_lines(&s, &marker)[0].contains("订单已删除（回收站）"),
+        "{s}"
+    );
+    assert!(s["payed_calls"].as_array().unwrap().is_empty(), "{s}");
+
+    // The first cashier pays order 2; the second's webhook is refused while the database is down.
+    let _ = pay_in_cashier(&first_url, &d).await;
+    wait_until(
+        || async { shop.state().await["orders"]["20261123002"]["pay_status"] == 1 },
+        "order 2 paid by the first cashier",
+    )
+    .await;
+    get(&shop.url("_state.php?db_down=1"), None).await;
+    let landing = landing_from(&pay_in_cashier(&second_url, &d).await).await;
+    // Refused five times: the next attempt is 8 s away, time for the return to come first.
+    wait_until(
+        || async { demo_log(&demo).contains("retry_in_ms=8000") },
+        "the second payment's webhook refused",
+    )
+    .await;
+    get(&shop.url("_state.php?db_down=0"), None).await;
+    let page = get(&landing, None).await.text();
+    assert!(page.contains("id=\"payhost-second\""), "{page}");
+    assert!(
+        page.contains("此订单已付款，这笔付款请联系商家退款"),
+        "{page}"
+    );
+    let s = shop.state().await;
+    // Applied by the return (its memo), not by the webhook.
+    assert_eq!(s["payments"][&second]["status"], "succ", "{s}");
+    assert_eq!(
+        s["payments"][&second]["memo"], "payhost TRADE_SUCCESS",
+        "{s}"
+    );
+    let notes = shopex_log_lines(&s, "此订单此前已付款");
+    assert_eq!(notes.len(), 1, "{s}");
+    assert!(
+        notes[0].contains(&second) && notes[0].contains("15.00"),
+        "{s}"
+    );
+    let event = json!({"type": "payment.paid", "out_trade_no": second, "total_fee": "15.00"});
+    let (status, text) = signed_webhook(&hook, &creds.secret, now_unix(), &event).await;
+    assert_eq!((status, text.as_str()), (200, "success"));
+    wait_until(
+        || async { demo_log(&demo).matches("webhook delivered").count() >= 3 },
+        "payhost's retried webhook acknowledged",
+    )
+    .await;
+    let s = shop.state().await;
+    assert_eq!(shopex_log_lines(&s, "此订单此前已付款").len(), 1, "{s}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1209,7 +1209,7 @@ async fn refusals_say_why_in_the_owners_words() {
         "a bad filter listed payments: {html}"
     );
     let (_, html) = page(base, "/admin/payments?from=2026-12-05&to=2026-12-01", &op).await;
-    assert!(html.contains("开始日期不能晚于结束日期"), "{html}");
+    assert!(html.contains("日期从：不能晚于日期到"), "{html}");
     // English pages keep the API's words.
     let (_, html) = page(base, "/admin/payments?min_amount=abc&lang=en", &op).await;
     assert!(html.contains("min_amount: "), "{html}");
@@ -1231,6 +1231,23 @@ async fn refusals_say_why_in_the_owners_words() {
     assert!(
         totals.contains("<b>2</b>") && totals.contains("¥5.00"),
         "{totals}"
+    );
+    // The CSV of the same filter typed full-width by hand (a bookmarked link) exports those
+    // rows too (it refused the amount, and found nothing for the search).
+    let (status, csv) = page(
+        base,
+        &format!(
+            "/admin/payments.csv?q={}&min_amount={}",
+            enc("ＷＯＲＤＳ"),
+            enc("０.５")
+        ),
+        &op,
+    )
+    .await;
+    assert_eq!(status, 200, "{csv}");
+    assert!(
+        csv.contains("WORDS-UNPAID") && csv.contains("WORDS-PAID"),
+        "{csv}"
     );
 
     // A refund of an unpaid order: no form is drawn, the reason is.
@@ -2290,6 +2307,26 @@ async fn a_day_is_reconciled_on_the_admin_page() {
     );
     assert!(
         only.contains(&format!("payhost 有此退款：退款成功，记在 {today}")),
+        "{only}"
+    );
+    // A refund made in Alipay's portal (payhost never heard of it) of an order payhost has: the
+    // order is linked, and the line says to sync it (it was plain text).
+    plant_bill_rows(
+        base,
+        &app_id,
+        &yesterday,
+        &["kind=退款&trade_no=2026000000000000000000000780&out_trade_no=REC-DAY-1&amount=2.00&request_no=PORTAL1".to_owned()],
+    )
+    .await;
+    let (_, only) = reconciled(base, &op, &yesterday).await;
+    let portal = only
+        .split("PORTAL1")
+        .next()
+        .and_then(|row| row.rsplit("<tr>").next())
+        .unwrap_or_default();
+    assert!(
+        portal.contains("href=\"/admin/merchants/open-shop/payments/REC-DAY-1\"")
+            && portal.contains("没有这笔退款：请打开订单点“向支付平台查询”"),
         "{only}"
     );
     // A legacy merchant has no bill to download: the page says so and shows payhost's own day

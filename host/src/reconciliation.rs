@@ -435,6 +435,15 @@ impl App {
                 {
                     r["payhost_day"] = serde_json::json!(day);
                 }
+            } else if let Some(p) = self
+                .store
+                .payment(merchant_id, &no)
+                .await
+                .map_err(ApiError::internal)?
+            {
+                // A refund payhost never heard of, of an order it has (made in Alipay's
+                // portal): the order's status, so the page links it and says to sync it.
+                r["payhost_order_status"] = serde_json::json!(p.status);
             }
         }
         Ok(())

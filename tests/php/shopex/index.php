@@ -5,9 +5,10 @@
  *    enabled) and the order active (a dead or finished order: "订单状态锁定，不能支付！"), then
  *    _init(): the payment method (sdb_payment_cfg row), its pay_type as the model's type, then
  *    doPay() of what is owed (final_amount, or total_amount without one, less payed);
- *  - act=recharge (payment, money; 预存款充值): ctl.paycenter.php recharge(): _init() of the method,
- *    the payment's pay_type 'recharge' and no order, then doPay('recharge') (getPaymentInfo():
- *    M_Method 'recharge', M_OrderNO the payment id);
+ *  - act=recharge (payment, money, member_id; 预存款充值): ctl.paycenter.php recharge(): _init() of
+ *    the method, the payment's pay_type 'recharge', no order, the member_id posted and paycost 0
+ *    (no fee), then doPay('recharge') (getPaymentInfo(): M_Method 'recharge', M_OrderNO the
+ *    payment id);
  *  - a query routed as `core/kernel.php` parse() routes it (controller, then arguments, the method
  *    last unless the last segment is a number): ?member-<order_id>-orderdetail.html
  *    (`core/shop/controller/ctl.member.php` orderdetail()): the buyer's order page (here the order id
@@ -65,6 +66,10 @@ if (isset($req['act']) && $req['act'] === 'recharge') {
     $oPay->payment = $cfg['id'];
     $oPay->pay_type = 'recharge';
     $oPay->order_id = null;
+    // 会员id采用传入的方式: the member to credit is the posted member_id; no fee configured
+    // (config method neither 1 nor 2), so paycost 0 and the money as posted.
+    $oPay->member_id = isset($req['member_id']) ? $req['member_id'] : null;
+    $oPay->paycost = 0;
     $oPay->money = $req['money'];
     $oPay->doPay('recharge');
 }

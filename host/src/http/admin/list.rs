@@ -145,12 +145,23 @@ pub fn filter_refusal(
     words::filter_error(ctx.lang, e, &typed_value)
 }
 
-/// A query without the admin's own `lang` (the language switch adds it to any page's link; the
-/// ledger's filters would refuse it as unknown).
+/// A CSV link's query as the ledger takes it: without the admin's own `lang` (the language
+/// switch adds it to any page's link; the ledger's filters would refuse it as unknown), and
+/// amounts and search text typed full-width taken as their half-width selves, as the list
+/// does ([`typed_filters`]): a hand-typed or bookmarked link exports what the list shows.
 pub fn without_lang(query: Option<&str>) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(
-            form_urlencoded::parse(query.unwrap_or("").as_bytes()).filter(|(k, _)| k != "lang"),
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .filter(|(k, _)| k != "lang")
+                .map(|(k, v)| {
+                    let v = match k.as_ref() {
+                        "min_amount" | "max_amount" => words::half_width_amount(&v),
+                        "q" => words::half_width(&v).trim().to_owned(),
+                        _ => v.into_owned(),
+                    };
+                    (k, v)
+                }),
         )
         .finish()
 }

@@ -41,6 +41,8 @@ fn rows(ctx: &Ctx, merchant: &str, list: &serde_json::Value) -> Vec<Value> {
                     super::view::status_word(ctx.lang, s)
                 }),
                 held => r["payhost_review"].as_str().is_some(),
+                // A refund payhost does not have, of an order it has.
+                payhost_order_status => r["payhost_order_status"].as_str().map(|s| super::view::status_word(ctx.lang, s)),
                 payhost_day => r["payhost_day"].as_str(),
             }
         })

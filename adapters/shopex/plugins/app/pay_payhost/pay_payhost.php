@@ -20,11 +20,13 @@
  *   request (ShopEx's base_url() is the request's Host header).
  * - callback(): the buyer's return, signed by payhost with this merchant's secret (merchant id,
  *   order, status and time signed; older than 10 minutes is refused); while Alipay's notify is
- *   pending the buyer sees "being confirmed" and the page re-checks, never "failed".
+ *   pending the buyer sees "being confirmed" and the page re-checks, never "failed". A paid
+ *   top-up that credited nobody, an order cancelled, deleted (recycle bin) or paid already by
+ *   another payment, and a payment the shop no longer has are each told in words, not as "paid".
  * - pay_payhost_callback() (pay_payhost.server.php): payhost's signed webhook; it applies the payment
  *   with setPayStatus() and answers 2xx only when the order itself is paid in ShopEx (setPayStatus()
  *   writes the payment's succ before mdl_order::payed(), which can fail), so payhost retries
- *   everything else.
+ *   everything else (a top-up: only once the member's deposit log has the payment).
  *
  * No syntax newer than PHP 5.2; reaching payhost needs PHP 5.2.10 or later with allow_url_fopen on
  * (file_get_contents() reads payhost's 4xx answers only with the stream option ignore_errors,
@@ -210,12 +212,19 @@ class pay_payhost extends paymentPlugin
         );
     }
 
-    /** The saved fields of the payment's method, trimmed; the merchant id and the webhook key. */
-    function payhost_settings($paymentId)
+    /**
+     * The saved fields of the payment's method, trimmed; the merchant id and the webhook key. With
+     * $conf (a method's unserialize()d sdb_payment_cfg.config), that method's instead.
+     */
+    function payhost_settings($paymentId, $conf = null)
     {
         $s = array();
         foreach (array_keys($this->getfields()) as $name) {
-            $s[$name] = trim((string)$this->getConf($paymentId, $name));
+            if (is_array($conf)) {
+                $s[$name] = trim(isset($conf[$name]) ? (string)$conf[$name] : '');
+            } else {
+                $s[$name] = trim((string)$this->getConf($paymentId, $name));
+            }
         }
         // An app saved before the choice existed has no alipay_api: the legacy interface.
         $s['openapi'] = $s['alipay_api'] === 'openapi';
@@ -589,18 +598,37 @@ class pay_payhost extends paymentPlugin
         return is_array($cfg) && isset($cfg['pay_type']) && $cfg['pay_type'] === 'payhost';
     }
 
-    /** The buyer's return (the app dispatcher, then progress()): payhost's signed query. */
-    function callback($in = null, &$paymentId = null, &$money = null, &$message = null, &$tradeno = null)
+    /**
+     * The settings of every payment method of this app (mdl_payment::getAllMethods(): the enabled
+     * and the disabled ones) that has a key, for a return or a webhook whose payment ShopEx no
+     * longer has (getConf() finds a method only through the payment).
+     */
+    function payhost_methods()
     {
-        $id = isset($in['out_trade_no']) && is_string($in['out_trade_no']) ? $in['out_trade_no'] : '';
-        if (!pay_payhost_is_id($id)) {
-            // Not a ShopEx payment id: refused before the database is asked anything.
-            $this->payhost_page(400, '验证失败', '<div class="payhost-error" style="color:#c00">返回参数验证失败，请到会员中心查看订单状态。</div>');
+        $list = array();
+        $oPay = $this->system->loadModel('trading/payment');
+        $rows = method_exists($oPay, 'getAllMethods') ? $oPay->getAllMethods() : array();
+        foreach ((array)$rows as $row) {
+            if (!is_array($row) || !isset($row['pay_type']) || $row['pay_type'] !== 'payhost' || !isset($row['config'])) {
+                continue;
+            }
+            $conf = @unserialize((string)$row['config']);
+            if (!is_array($conf)) {
+                continue;
+            }
+            $s = $this->payhost_settings('', $conf);
+            if ($s['secret'] !== '') {
+                $list[] = $s;
+            }
         }
-        $s = $this->payhost_settings($id);
-        if ($s['secret'] === '' || !$this->payhost_owns($id)) {
-            // No key to verify with, or not a payment of this method: nothing is trusted.
-            $this->payhost_page(400, '验证失败', '<div class="payhost-error" style="color:#c00">返回参数验证失败，请到会员中心查看订单状态。</div>');
+        return $list;
+    }
+
+    /** Whether the buyer's return $in is signed by payhost with the key of settings $s, for its merchant. */
+    function payhost_return_signed($in, $s)
+    {
+        if ($s['secret'] === '' || !isset($in['sign'], $in['ts'], $in['merchant'])) {
+            return false;
         }
         $params = $in;
         unset($params['sign'], $params['payhost_wait']);
@@ -609,37 +637,128 @@ class pay_payhost extends paymentPlugin
         foreach ($params as $k => $v) {
             $parts[] = $k . '=' . $v;
         }
-        if ($id === '' || !isset($in['sign'], $in['ts'], $in['merchant'])
-            || !pay_payhost_equals(hash_hmac('sha256', implode('&', $parts), $s['secret']), (string)$in['sign'])
-            || (string)$in['merchant'] !== $s['merchant']) {
-            // Not touching any payment: the id of an unsigned query cannot be trusted.
-            $this->payhost_page(400, '验证失败', '<div class="payhost-error" style="color:#c00">返回参数验证失败，请到会员中心查看订单状态。</div>');
-        }
+        return pay_payhost_equals(hash_hmac('sha256', implode('&', $parts), $s['secret']), (string)$in['sign'])
+            && (string)$in['merchant'] === $s['merchant'];
+    }
+
+    /** The page of a signed return older than 10 minutes (a link kept or shared), unless it is fresh. */
+    function payhost_return_fresh($in)
+    {
         if (!preg_match('/^[0-9]{1,12}$/', (string)$in['ts']) || abs(time() - (int)$in['ts']) > 600) {
             // An old signed return (a link kept or shared): nothing is changed.
             $this->payhost_page(400, '链接已过期', '<div class="payhost-error" id="payhost-expired" style="color:#c00">该支付返回链接已过期，请到会员中心查看订单状态，不要重复付款。</div>');
         }
+    }
+
+    /**
+     * The buyer's return for a payment ShopEx no longer has (emptying the admin's recycle bin,
+     * mdl_order::toRemove(), deletes the order's payments): the method is the one whose merchant
+     * signed the return; the buyer is told to ask the shop for a refund. Ends the request.
+     */
+    function payhost_deleted_return($in, $id)
+    {
+        $found = null;
+        foreach ($this->payhost_methods() as $s) {
+            if ($this->payhost_return_signed($in, $s)) {
+                $found = $s;
+                break;
+            }
+        }
+        if ($found === null) {
+            $this->payhost_page(400, '验证失败', '<div class="payhost-error" style="color:#c00">返回参数验证失败，请到会员中心查看订单状态。</div>');
+        }
+        $this->payhost_return_fresh($in);
+        $p = $this->payhost_payment($found, $id);
+        $state = $p === null ? '' : $p['status'];
+        if ($state === 'TRADE_SUCCESS' || $state === 'TRADE_FINISHED') {
+            $text = '已付款，但商店中已没有这笔支付单（订单可能已被删除），请联系商家退款，不要重复付款。';
+        } else {
+            $text = '商店中已没有这笔支付单（订单可能已被删除）。如果已经付款，请联系商家退款，不要重复付款。';
+        }
+        $this->payhost_page(200, '支付单不存在', '<div class="payhost-error" id="payhost-payment-deleted" style="color:#c00">'
+            . $text . '</div>');
+    }
+
+    /** The buyer's return (the app dispatcher, then progress()): payhost's signed query. */
+    function callback($in = null, &$paymentId = null, &$money = null, &$message = null, &$tradeno = null)
+    {
+        $id = isset($in['out_trade_no']) && is_string($in['out_trade_no']) ? $in['out_trade_no'] : '';
+        if (!pay_payhost_is_id($id)) {
+            // Not a ShopEx payment id: refused before the database is asked anything.
+            $this->payhost_page(400, '验证失败', '<div class="payhost-error" style="color:#c00">返回参数验证失败，请到会员中心查看订单状态。</div>');
+        }
+        $oPay = $this->system->loadModel('trading/payment');
+        if (!$oPay->getById($id)) {
+            // Deleted in the shop: the return is checked with the key of the merchant it names.
+            $this->payhost_deleted_return($in, $id);
+        }
+        $s = $this->payhost_settings($id);
+        if ($s['secret'] === '' || !$this->payhost_owns($id)) {
+            // No key to verify with, or not a payment of this method: nothing is trusted.
+            $this->payhost_page(400, '验证失败', '<div class="payhost-error" style="color:#c00">返回参数验证失败，请到会员中心查看订单状态。</div>');
+        }
+        if (!$this->payhost_return_signed($in, $s)) {
+            // Not touching any payment: the id of an unsigned query cannot be trusted.
+            $this->payhost_page(400, '验证失败', '<div class="payhost-error" style="color:#c00">返回参数验证失败，请到会员中心查看订单状态。</div>');
+        }
+        $this->payhost_return_fresh($in);
         $p = $this->payhost_payment($s, $id);
         $state = $p === null ? '' : $p['status'];
         if ($state === 'TRADE_SUCCESS' || $state === 'TRADE_FINISHED') {
             // The amount, as the webhook checks it: progress() → setPayStatus() would record any.
-            $record = $this->system->loadModel('trading/payment')->getById($id);
+            $record = $oPay->getById($id);
             if (!$record || pay_payhost_amount($record['money']) !== pay_payhost_amount($p['total_fee'])) {
                 $this->payhost_page(200, '金额不符', '<div class="payhost-error" id="payhost-amount" style="color:#c00">'
                     . '已付款，但金额与支付单不符，支付单暂未确认为已付款。请联系商家处理，不要重复付款。</div>');
             }
-            if ($record['status'] !== 'succ') {
+            $info = array('money' => $record['money'], 'memo' => 'payhost ' . $state,
+                'trade_no' => isset($p['trade_no']) ? (string)$p['trade_no'] : '');
+            if (isset($record['pay_type']) && $record['pay_type'] === 'recharge') {
+                // A top-up (预存款充值): applied here, as progress() would, so that the buyer is
+                // told whether anyone was credited. setPayStatus() writes succ before onSuccess()
+                // → mdl_advance::add(), which credits nobody when the member is gone, and returns
+                // true at once on succ ever after: only the deposit's log row proves the credit.
+                if ($record['status'] !== 'succ') {
+                    $oPay->setPayStatus($id, PAY_SUCCESS, $info);
+                }
+                $credited = $this->payhost_topup_credited($id);
+                for ($i = 0; $i < 4 && $credited === false; $i++) {
+                    // The webhook may be crediting it at this moment (it wrote succ first).
+                    usleep(500000);
+                    $credited = $this->payhost_topup_credited($id);
+                }
+                if ($credited === false) {
+                    $this->payhost_page(200, '预存款尚未入账', '<div class="payhost-error" id="payhost-not-credited" style="color:#c00">'
+                        . '已付款，但预存款尚未入账，请联系商家，不要重复充值。</div>');
+                }
+            } elseif ($record['status'] !== 'succ') {
                 // The webhook's checks of the order (pay_payhost_callback()), before progress()
                 // → setPayStatus() pays it.
                 $order = $this->payhost_order_state($record);
+                if ($order !== null && $order['disabled']) {
+                    $this->payhost_note_deleted($order, $id, $record);
+                    $this->payhost_page(200, '订单已删除', '<div class="payhost-error" id="payhost-deleted" style="color:#c00">'
+                        . '已付款，但订单已被商家删除，没有改为已付款。请联系商家退款，不要重复付款。</div>');
+                }
                 if ($order !== null && $order['status'] === 'dead') {
                     $this->payhost_note_dead($order, $id, $record);
                     $this->payhost_page(200, '订单已作废', '<div class="payhost-error" id="payhost-dead" style="color:#c00">'
                         . '已付款，但订单已作废，没有改为已付款。请联系商家退款，不要重复付款。</div>');
                 }
+                if ($this->payhost_is_second($order, $id)) {
+                    // Paid already by another payment (before the webhook of this one): applied
+                    // as the webhook applies it, the order's log says so, the buyer is told.
+                    if ($oPay->setPayStatus($id, PAY_SUCCESS, $info)) {
+                        $this->payhost_second_payment($order['order_id'], $id, $oPay->getById($id));
+                    }
+                    $this->payhost_second_page();
+                }
                 if ($order !== null) {
                     $this->payhost_note_overpaid($order, $id, $record);
                 }
+            } elseif ($this->payhost_logged($record, '[payhost second ' . $id . ']')) {
+                // Taken by the webhook first as a second payment of a paid order.
+                $this->payhost_second_page();
             }
             $paymentId = $p['out_trade_no'];
             // The payment's own amount (equal, checked above): progress() → setPayStatus() writes
@@ -687,8 +806,11 @@ class pay_payhost extends paymentPlugin
      * returns at once on succ, so the payment record alone proves nothing. When this call's
      * setPayStatus() failed that way, a line in the order's log asks the owner to confirm the
      * payment by hand; the retries stay unanswered until the order is paid (or payhost lists the
-     * webhook as undelivered). A deposit top-up (pay_type recharge) has no order: setPayStatus()'s
-     * own answer (onSuccess() → advance add) decides.
+     * webhook as undelivered). A deposit top-up (pay_type recharge) has no order: 2xx only when
+     * the deposit's log (sdb_advance_logs) has this payment, as mdl_advance::add() writes it once the
+     * member is credited (it credits nobody when the member is gone, and setPayStatus() never
+     * tries again once succ). A payment ShopEx no longer has (deleted with its order) is refused
+     * with 404, naming the refund, when one of this app's methods signed it.
      */
     function pay_payhost_callback($in, &$paymentId, &$money, &$message, &$tradeno)
     {
@@ -703,8 +825,21 @@ class pay_payhost extends paymentPlugin
             // Not a ShopEx payment id: refused before the database is asked anything.
             $this->payhost_answer(404, 'unknown payment');
         }
+        if (!$this->system->loadModel('trading/payment')->getById($id)) {
+            // Deleted in the shop (emptying the recycle bin deletes an order's payments): signed
+            // with the key of one of this app's methods, the money is for the owner to refund.
+            foreach ($this->payhost_methods() as $s) {
+                if ($this->payhost_webhook_signed($header, $body, $s['secret'])) {
+                    if ($event['type'] === 'payment.paid' || $event['type'] === 'payment.finished') {
+                        $this->payhost_answer(404, 'payment deleted in the shop: refund it at payhost');
+                    }
+                    $this->payhost_answer(200, 'ignored: payment deleted in the shop');
+                }
+            }
+            $this->payhost_answer(404, 'unknown payment');
+        }
         if (!$this->payhost_owns($id)) {
-            // Another method's payment (a deposit, another gateway) or none: never this app's to pay.
+            // Another method's payment (a deposit, another gateway): never this app's to pay.
             $this->payhost_answer(404, 'unknown payment');
         }
         $s = $this->payhost_settings($id);
@@ -712,18 +847,7 @@ class pay_payhost extends paymentPlugin
             // Not configured yet: payhost retries until the owner saves the secret.
             $this->payhost_answer(503, 'payment method not configured: no key to verify webhooks with');
         }
-        $t = null;
-        $v1 = null;
-        foreach (explode(',', $header) as $part) {
-            $kv = explode('=', trim($part), 2);
-            if (count($kv) == 2 && $kv[0] === 't' && preg_match('/^[0-9]{1,12}$/', $kv[1])) {
-                $t = (int)$kv[1];
-            } elseif (count($kv) == 2 && $kv[0] === 'v1') {
-                $v1 = $kv[1];
-            }
-        }
-        if ($t === null || $v1 === null || abs(time() - $t) > 300
-            || !pay_payhost_equals(hash_hmac('sha256', $t . '.' . $body, $s['secret']), $v1)) {
+        if (!$this->payhost_webhook_signed($header, $body, $s['secret'])) {
             $this->payhost_answer(401, 'bad signature');
         }
         if ($event['type'] === 'payment.refunded' || $event['type'] === 'payment.partially_refunded') {
@@ -757,19 +881,19 @@ class pay_payhost extends paymentPlugin
             // mdl_order::payed() would make it paid and leave it dead, where the admin can
             // neither ship nor refund it; the payment stays unpaid and the order's log says so.
             $order = $this->payhost_order_state($record);
+            if ($order !== null && $order['disabled']) {
+                // In the admin's recycle bin (deleted): payed() would pay it all the same.
+                $noted = $this->payhost_note_deleted($order, $id, $record);
+                $this->payhost_answer($noted ? 200 : 503, $noted ? 'order deleted in the shop (recycle bin): noted, payment left unpaid' : 'not recorded, retry');
+            }
             if ($order !== null && $order['status'] === 'dead') {
                 $noted = $this->payhost_note_dead($order, $id, $record);
                 $this->payhost_answer($noted ? 200 : 503, $noted ? 'order cancelled in the shop: noted, payment left unpaid' : 'not recorded, retry');
             }
             // The order paid already by another payment (a second cashier the buyer kept open):
-            // mdl_order::payed() takes this one too without a word, so the order's log says so.
-            // The order's status is read first, then the payment again: paid by now, it was this
-            // payment (the buyer's return, at the same moment) that paid the order, not another.
-            $second = false;
-            if ($order !== null) {
-                $again = $oPay->getById($id);
-                $second = ($order['pay_status'] === '1' || $order['pay_status'] === '2') && $again && $again['status'] !== 'succ';
-            }
+            // mdl_order::payed() takes this one too without a word, so the order's log says so
+            // (the buyer's return does the same when it comes first).
+            $second = $this->payhost_is_second($order, $id);
             $info = array('money' => $record['money'], 'memo' => 'payhost ' . $event['type'],
                 'trade_no' => isset($event['trade_no']) ? (string)$event['trade_no'] : '');
             $applied = $oPay->setPayStatus($id, PAY_SUCCESS, $info) ? true : false;
@@ -784,7 +908,16 @@ class pay_payhost extends paymentPlugin
             $this->payhost_answer(503, 'not applied, retry');
         }
         $orderId = isset($record['order_id']) ? (string)$record['order_id'] : '';
-        if ((isset($record['pay_type']) && $record['pay_type'] === 'recharge') || $orderId === '') {
+        if (isset($record['pay_type']) && $record['pay_type'] === 'recharge') {
+            // A top-up: credited only when the deposit's log has this payment (mdl_advance::add()
+            // fails, after setPayStatus() wrote succ, for a member who is gone).
+            $credited = $this->payhost_topup_credited($id);
+            if ($credited === null ? $applied : $credited) {
+                $this->payhost_answer(200, 'success');
+            }
+            $this->payhost_answer(503, 'top-up paid but no member was credited (member deleted?): credit or refund it by hand');
+        }
+        if ($orderId === '') {
             $this->payhost_answer($applied ? 200 : 503, $applied ? 'success' : 'not applied, retry');
         }
         if (!pay_payhost_is_id($orderId)) {
@@ -806,6 +939,25 @@ class pay_payhost extends paymentPlugin
                 null, 'payhost', '付款');
         }
         $this->payhost_answer(503, 'payment recorded but the order is not paid, retry');
+    }
+
+    /** Whether X-Payhost-Signature $header signs $body with $secret, its t within 300 s. */
+    function payhost_webhook_signed($header, $body, $secret)
+    {
+        $t = null;
+        $v1 = null;
+        foreach (explode(',', $header) as $part) {
+            $kv = explode('=', trim($part), 2);
+            if (count($kv) == 2 && $kv[0] === 't' && preg_match('/^[0-9]{1,12}$/', $kv[1])) {
+                $t = (int)$kv[1];
+            } elseif (count($kv) == 2 && $kv[0] === 'v1') {
+                $v1 = $kv[1];
+            }
+        }
+        if ($secret === '' || $t === null || $v1 === null || abs(time() - $t) > 300) {
+            return false;
+        }
+        return pay_payhost_equals(hash_hmac('sha256', $t . '.' . $body, $secret), $v1);
     }
 
     /**
@@ -877,8 +1029,10 @@ class pay_payhost extends paymentPlugin
     /**
      * The order a payment of this app is for, as ShopEx's own pay check reads it (mdl.order.php
      * checkOrderStatus('pay') and toPayed(); payed() reads the same fields): array(order_id,
-     * status: active, dead or finish; pay_status: 0 unpaid … 5 refunded; owed_fen: final_amount
-     * less payed, in fen; cur_rate). Null for a top-up (no order) or an order the database does
+     * status: active, dead or finish; pay_status: 0 unpaid … 5 refunded; owed_milli: final_amount
+     * less payed, in thousandths; cur_rate; disabled: true for an order in the admin's recycle bin,
+     * objectPage::recycle() → shopObject::recycle(), disabled = 'true', which payed() pays all the
+     * same). Null for a top-up (no order) or an order the database does
      * not give: the payment is then applied as before.
      */
     function payhost_order_state($record)
@@ -889,7 +1043,7 @@ class pay_payhost extends paymentPlugin
             return null;
         }
         $o = $this->system->loadModel('trading/order')->getFieldById($orderId,
-            array('status', 'pay_status', 'final_amount', 'payed', 'cur_rate'));
+            array('status', 'pay_status', 'final_amount', 'payed', 'cur_rate', 'disabled'));
         if (!is_array($o) || !isset($o['pay_status'])) {
             return null;
         }
@@ -899,7 +1053,8 @@ class pay_payhost extends paymentPlugin
         $owed = isset($o['final_amount']) ? pay_payhost_milli($o['final_amount'])
             - pay_payhost_milli(isset($o['payed']) ? $o['payed'] : '0') : null;
         return array('order_id' => $orderId, 'status' => isset($o['status']) ? (string)$o['status'] : 'active',
-            'pay_status' => (string)$o['pay_status'], 'owed_milli' => $owed, 'cur_rate' => $rate);
+            'pay_status' => (string)$o['pay_status'], 'owed_milli' => $owed, 'cur_rate' => $rate,
+            'disabled' => isset($o['disabled']) && (string)$o['disabled'] === 'true');
     }
 
     /**
@@ -911,6 +1066,69 @@ class pay_payhost extends paymentPlugin
         return $this->payhost_log_once($order['order_id'], '[payhost dead ' . $id . ']',
             '【注意】订单已作废，又收到支付单 ' . $id . ' 的支付宝付款（￥' . $this->esc(pay_payhost_amount($record['money']))
             . '）；订单和支付单都没有改为已付款。请在 payhost 管理页面核对并退款。', '付款');
+    }
+
+    /**
+     * The order's log line for a payment of an order in the admin's recycle bin (deleted:
+     * disabled 'true'), left unpaid with its order, once per payment. True once it is there.
+     */
+    function payhost_note_deleted($order, $id, $record)
+    {
+        return $this->payhost_log_once($order['order_id'], '[payhost deleted ' . $id . ']',
+            '【注意】订单已删除（回收站），又收到支付单 ' . $id . ' 的支付宝付款（￥' . $this->esc(pay_payhost_amount($record['money']))
+            . '）；订单和支付单都没有改为已付款。请在 payhost 管理页面核对并退款（还原订单也不会改为已付款）。', '付款');
+    }
+
+    /**
+     * Whether payment $id is a second payment of an order paid already (pay_status 1, or 2 paid to
+     * Alipay's escrow): the order's status is read first ($order), then the payment again, so a
+     * payment paid by now is the one that paid the order (the return and the webhook at the same
+     * moment), not another.
+     */
+    function payhost_is_second($order, $id)
+    {
+        if ($order === null || ($order['pay_status'] !== '1' && $order['pay_status'] !== '2')) {
+            return false;
+        }
+        $again = $this->system->loadModel('trading/payment')->getById($id);
+        return $again && $again['status'] !== 'succ';
+    }
+
+    /** Whether the log of the order of payment $record has a line with $marker. */
+    function payhost_logged($record, $marker)
+    {
+        $orderId = isset($record['order_id']) ? (string)$record['order_id'] : '';
+        if (!pay_payhost_is_id($orderId)) {
+            return false;
+        }
+        foreach ((array)$this->system->loadModel('trading/order')->getLogs($orderId) as $log) {
+            if (isset($log['log_text']) && strpos((string)$log['log_text'], $marker) !== false) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The buyer's page for a second payment of a paid order; the end of the request. */
+    function payhost_second_page()
+    {
+        $this->payhost_page(200, '订单已付款', '<div class="payhost-error" id="payhost-second" style="color:#c00">'
+            . '已收到这笔支付宝付款，但此订单已付款，这笔付款请联系商家退款，不要重复付款。</div>');
+    }
+
+    /**
+     * Whether top-up (预存款充值) payment $id credited its member: a row of sdb_advance_logs with this
+     * payment_id, which mdl_advance::add() writes (log()) only after the member's balance was
+     * raised. Null when the kernel gives no database to ask.
+     */
+    function payhost_topup_credited($id)
+    {
+        $db = method_exists($this->system, 'database') ? $this->system->database() : null;
+        if (!is_object($db) || !pay_payhost_is_id($id)) {
+            return null;
+        }
+        $row = $db->selectrow("SELECT log_id FROM sdb_advance_logs WHERE payment_id='" . $id . "'");
+        return is_array($row) && isset($row['log_id']);
     }
 
     /**

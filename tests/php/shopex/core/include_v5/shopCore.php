@@ -15,12 +15,15 @@
  * too — and counts the calls — or, while the test has switched payed_fails on
  * (_state.php?payed_fails=1), returns false without writing, as mdl.order.php payed() does when
  * its toEdit() of the order fails ("更新订单失败"); load($order_id), getFieldById($order_id,
- * $fields) (`SELECT <fields> FROM sdb_orders WHERE order_id='…'`: the row's fields, or false),
+ * $fields) (`SELECT <fields> FROM sdb_orders WHERE order_id='…'`: the row's fields, or false;
+ * disabled 'true' for an order in the admin's recycle bin, 'false' by default),
  * addLog($message, $op_id, $op_name, $behavior, $result) and getLogs($order_id): the order's
  * sdb_order_log rows); database(): the
  * kernel's database object, whose selectrow($sql) runs MySQL's GET_LOCK(name, timeout) and
  * RELEASE_LOCK(name) (one flock'd file per name, released at RELEASE_LOCK or when the request —
- * the connection — ends; HARNESS_NO_LOCKS=1 locks nothing); other statements throw.
+ * the connection — ends; HARNESS_NO_LOCKS=1 locks nothing) and `SELECT log_id FROM
+ * sdb_advance_logs WHERE payment_id='…'`; other statements throw. loadModel('member/advance'):
+ * harness_advance (mdl_advance::add()).
  * RACE_WINDOW_MS also widens addLog()'s gap before its write.
  *
  * PHP's messages: on PHP 5.3 and later ShopEx 4.8.5's core raises E_DEPRECATED while it is loaded
@@ -116,6 +119,8 @@ class shopCore
                 $this->models[$name] = new $class();
             } elseif ($name === 'trading/order') {
                 $this->models[$name] = new harness_order();
+            } elseif ($name === 'member/advance') {
+                $this->models[$name] = new harness_advance();
             } else {
                 throw new Exception('harness: no model ' . $name);
             }
@@ -155,6 +160,16 @@ class harness_database
             fclose($this->locks[$m[1]]);
             unset($this->locks[$m[1]]);
             return array($m[2] => '1');
+        }
+        if (preg_match("/^SELECT log_id FROM sdb_advance_logs WHERE payment_id='([0-9]{1,20})'$/", $sql, $m)) {
+            // AloneDB::selectrow(): the first row, or null when there is none.
+            $t = hdb_read();
+            foreach (isset($t['advance_logs']) ? $t['advance_logs'] : array() as $row) {
+                if ((string)$row['payment_id'] === $m[1]) {
+                    return array('log_id' => (string)$row['log_id']);
+                }
+            }
+            return null;
         }
         throw new Exception('harness database: unexpected statement: ' . $sql);
     }
@@ -214,7 +229,8 @@ class harness_order
             return false;
         }
         // sdb_orders' defaults (core/schemas/orders.php) for what a test's order leaves out.
-        $row = $t['orders'][(string)$order_id] + array('status' => 'active', 'payed' => '0.000', 'cur_rate' => '1.0000');
+        $row = $t['orders'][(string)$order_id] + array('status' => 'active', 'payed' => '0.000', 'cur_rate' => '1.0000',
+            'disabled' => 'false');
         if (!isset($row['final_amount']) && isset($row['total_amount'])) {
             $row['final_amount'] = $row['total_amount'];
         }
@@ -250,6 +266,39 @@ class harness_order
                 $o['payed'] = number_format($payed + (float)$info['money'], 3, '.', '');
             }
             $t['payed_calls'][] = $info['payment_id'];
+            return true;
+        });
+    }
+}
+
+/**
+ * mdl.advance.php (class mdl_advance, the members' deposit 预存款): add() checks the member's
+ * account (checkAccount(): `SELECT advance,member_id FROM sdb_members WHERE member_id=…`; no row,
+ * "预存款帐户不存在" and false), raises its advance, then log() writes an sdb_advance_logs row
+ * (log_id, member_id, money, message, payment_id, order_id, paymethod, memo, import_money,
+ * member_advance). The harness's members are the state's `members`; `db_down` refuses the write.
+ */
+class harness_advance
+{
+    function add($member_id, $money, $message, &$errMsg, $payment_id = '', $order_id = '', $paymethod = '', $memo = '', $type = 0)
+    {
+        return hdb_tx(function (&$t) use ($member_id, $money, $message, &$errMsg, $payment_id, $order_id, $paymethod, $memo) {
+            $m = (string)intval($member_id);
+            if (!isset($t['members'][$m])) {
+                $errMsg .= '预存款帐户不存在';
+                return false;
+            }
+            if (!empty($t['db_down'])) {
+                $errMsg .= '更新预存款帐户失败';
+                return false;
+            }
+            $advance = number_format((float)$t['members'][$m]['advance'] + (float)$money, 3, '.', '');
+            $t['members'][$m]['advance'] = $advance;
+            $logs = isset($t['advance_logs']) ? $t['advance_logs'] : array();
+            $t['advance_logs'][] = array('log_id' => count($logs) + 1, 'member_id' => (int)$m, 'money' => (string)$money,
+                'mtime' => time(), 'message' => $message, 'payment_id' => (string)$payment_id,
+                'order_id' => $order_id ? $order_id : null, 'paymethod' => $paymethod, 'memo' => $memo,
+                'import_money' => (float)$money > 0 ? (string)$money : '0', 'member_advance' => $advance);
             return true;
         });
     }

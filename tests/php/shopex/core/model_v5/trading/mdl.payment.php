@@ -23,6 +23,13 @@
  *    `UPDATE ... WHERE payment_id = .. AND status != 'succ'` and onSuccess() (order payed()) runs only
  *    when that changed one row — the platform's own "paid once" guard. RACE_WINDOW_MS widens the gap
  *    between the read and the update;
+ *  - onSuccess($info): an order's payment → mdl_order::payed(); a top-up (pay_type recharge) →
+ *    mdl_advance::add() of the member (money less paycost; no escrow, pay_assure), which fails
+ *    when the member's row is gone (checkAccount()) and otherwise writes an sdb_advance_logs row
+ *    with the payment_id (log());
+ *  - toCreate(): the row also holds member_id, paycost and paymethod (the method's custom_name),
+ *    as toCreate() inserts the model's properties;
+ *  - getAllMethods(): every sdb_payment_cfg row, enabled or not;
  *  - progress(): setPayStatus(), then the auto-posting form to the payment centre's result page;
  *  - updatePay(): the plugin's getfields(); for each field, `if ($aData[$key] <> '')` the
  *    submitted value trim()med, else the value saved before (`$d_config[$key]`): a field
@@ -55,6 +62,8 @@ class mdl_payment
     var $order_id;
     var $currency = 'CNY';
     var $pay_type = 'online';
+    var $member_id;
+    var $paycost = 0;
     var $cur_trading;
 
     function __construct(&$system) { $this->system = &$system; }
@@ -147,8 +156,26 @@ class mdl_payment
 
     function onSuccess($info, &$message)
     {
+        if ($info['pay_type'] == 'recharge') {
+            // A top-up: the member's deposit (CNY, the default currency: no rate), less the fee.
+            $info['money'] = number_format((float)$info['money'] - (float)(isset($info['paycost']) ? $info['paycost'] : 0), 3, '.', '');
+            $message .= '预存款充值：支付单号{' . $info['payment_id'] . '}';
+            $advance = $this->system->loadModel('member/advance');
+            if (empty($info['pay_assure'])) {
+                return $advance->add(isset($info['member_id']) ? $info['member_id'] : null, $info['money'], $message, $message,
+                    $info['payment_id'], '', isset($info['paymethod']) ? $info['paymethod'] : '', '在线充值');
+            }
+            return true;
+        }
         $order = $this->system->loadModel('trading/order');
         return $order->payed($info, $message);
+    }
+
+    /** getAllMethods(): every payment method, enabled or not (`SELECT * FROM sdb_payment_cfg`). */
+    function getAllMethods($type = '')
+    {
+        $t = hdb_read();
+        return array_values(isset($t['payment_cfg']) ? (array)$t['payment_cfg'] : array());
     }
 
     function progress($paymentId, $status, $info)
@@ -165,8 +192,10 @@ class mdl_payment
     function toCreate()
     {
         $payment_id = time() . str_pad(rand(1, 9999), 4, '0', STR_PAD_LEFT);
-        $row = array('payment_id' => $payment_id, 'order_id' => $this->order_id, 'money' => $this->money,
-            'cur_money' => $this->money, 'currency' => $this->currency, 'payment' => $this->payment,
+        $cfg = $this->getPaymentById($this->payment);
+        $row = array('payment_id' => $payment_id, 'order_id' => $this->order_id, 'member_id' => $this->member_id,
+            'money' => $this->money, 'cur_money' => $this->money, 'currency' => $this->currency, 'payment' => $this->payment,
+            'paycost' => number_format((float)$this->paycost, 3, '.', ''), 'paymethod' => $cfg ? $cfg['custom_name'] : '',
             'pay_type' => $this->pay_type, 'status' => 'ready', 'memo' => '');
         hdb_tx(function (&$t) use ($row) { $t['payments'][$row['payment_id']] = $row; });
         $this->payment_id = $payment_id;
