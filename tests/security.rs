@@ -788,6 +788,35 @@ async fn a_close_naming_no_trade_leaves_a_paid_order_paid() {
         .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert!(!told.iter().any(|t| t.contains("refund")), "{told:?}");
+    // An order paid by a notify that named no trade: a close naming one cannot be told to be its
+    // refund, so it is held for review, the order left paid.
+    create(&w, "shop", "BC3").await;
+    w.alipay.issue("n-BC3-paid");
+    let paid = alipay::md5_notify_body_without(
+        &trade("BC3", "n-BC3-paid", "TRADE_SUCCESS"),
+        MD5_KEY,
+        &["trade_no"],
+    );
+    assert_eq!(notify(&w, "shop", &paid).await.text(), "success");
+    w.alipay.issue("n-BC3-closed");
+    let closed = alipay::md5_notify_body_without(
+        &trade("BC3", "n-BC3-closed", "TRADE_CLOSED"),
+        MD5_KEY,
+        &["gmt_payment"],
+    );
+    assert_eq!(notify(&w, "shop", &closed).await.text(), "success");
+    let p = get(&w.host.url("/v1/merchants/shop/payments/BC3"), Some(TOKEN))
+        .await
+        .json();
+    assert_eq!(p["status"], "TRADE_SUCCESS", "{p}");
+    assert_eq!(p["refunded_amount"], "0.00", "{p}");
+    assert!(
+        p["review"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot be told"),
+        "{p}"
+    );
 }
 
 /// A refund's report of a trade that is not this order's (another amount) does not make the order

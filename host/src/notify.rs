@@ -651,6 +651,24 @@ impl App {
             )
             .with_seen(verified);
         }
+        if closed_after_paid_here && payment.trade_no.as_deref().is_none_or(str::is_empty) {
+            // The trade that paid was never named (a legacy notify may leave `trade_no` out):
+            // whether this close is its refund or an earlier attempt's cannot be told. Held.
+            let reason = format!(
+                "支付宝交易 {t} 的关闭通知无法确认是否为这笔已付款订单的全额退款（付款时没有记录交易号），请在支付宝核对 / a close of trade {t} for an order paid by an unrecorded trade: it cannot be told to be this order's refund; check it in the provider's portal",
+                t = crate::log_limit::clean(&verified.trade_no)
+            );
+            return self
+                .held_for_review(
+                    merchant_id,
+                    verified,
+                    &payment,
+                    &reason,
+                    source,
+                    "held for review: ",
+                )
+                .await;
+        }
         if (full && verified.refund.is_none()) || closed_after_paid_here {
             let closed_after_paid = crate::runtime::plugin_api::RefundReport {
                 request_no: String::new(),

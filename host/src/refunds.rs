@@ -211,6 +211,11 @@ impl App {
                         kept.id,
                         kept.request_no
                     );
+                }
+                // The refund kept, pending or settled meanwhile by a report or a query (money
+                // may have gone out): the caller learns it exists, and the admin audits it. One
+                // the provider refused moved nothing.
+                if kept.status != refunds::FAILED {
                     e.about = Some(Box::new(("refund", refund_json(&kept))));
                 }
             }

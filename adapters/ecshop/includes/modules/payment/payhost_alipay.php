@@ -957,7 +957,7 @@ class payhost_alipay
                 // (and its shipping messages) for the return page.
                 order_paid($log_id, 2, '');
             }
-            if ($earlier === 'topup_extra') {
+            if ($earlier === 'topup_extra' || $earlier === 'record_gone') {
                 $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
                 return $earlier;
             }
@@ -1060,9 +1060,11 @@ class payhost_alipay
         }
         if ($account === 'gone') {
             // The row is paid: the balance was credited, then the admin deleted the top-up's
-            // record (admin/user_account.php act=remove). Taken for the payment that paid it (a
-            // retry or its return), never "not credited, refund it": that would refund twice.
-            return 'same';
+            // record (admin/user_account.php act=remove) and with it the note naming the payment
+            // that paid it. This one may be that payment (a retry, its return) or a second one:
+            // neither "paid" (a second payment would be kept silently) nor "refund it" (the
+            // paying one would be refunded too). A person checks: 'record_gone'.
+            return 'record_gone';
         }
         $note = isset($account['admin_note']) ? (string)$account['admin_note'] : '';
         if (strpos($note, $this->paid_marker($out_trade_no)) !== false || strpos($note, '[payhost paid ') === false) {
@@ -1222,9 +1224,9 @@ class payhost_alipay
             return $this->topup_extra($log_id, $out_trade_no, $total_fee);
         }
         if ($order === 'gone') {
-            // The row is paid and its order was removed since: taken for the payment that paid
-            // it (a retry or its return), as a top-up's (topup_extra()).
-            return 'same';
+            // The row is paid and its order was removed since, its notes with it: which payment
+            // paid it cannot be told, as for a top-up (topup_extra()): 'record_gone'.
+            return 'record_gone';
         }
         if ($order === false) {
             return false;
@@ -1535,6 +1537,10 @@ class payhost_alipay
                 $GLOBALS['_LANG']['pay_fail'] = '<div id="payhost-gone">' . $this->lang('payhost_paid_order_gone') . '</div>';
                 return false;
             }
+            if ($result === 'record_gone') {
+                $GLOBALS['_LANG']['pay_fail'] = '<div id="payhost-record-gone">' . $this->lang('payhost_paid_record_gone') . '</div>';
+                return false;
+            }
             if ($result === 'topup_gone' || $result === 'topup_taken' || $result === 'topup_extra') {
                 // A top-up cancelled, deleted or already credited: the balance was not credited.
                 $GLOBALS['_LANG']['pay_fail'] = '<div id="payhost-topup">' . $this->lang('payhost_paid_topup_gone') . '</div>';
@@ -1657,6 +1663,9 @@ class payhost_alipay
             case 'topup_taken':
             case 'topup_extra':
                 return array(409, 'the balance top-up was already credited; not credited again, refund it');
+            case 'record_gone':
+                // Never 2xx: payhost keeps it and lists it for a person to check.
+                return array(409, 'the order or top-up was paid and its record deleted in the shop since: whether this payment is the one that paid it cannot be told here; check it (refund it if it is a second payment)');
             default:
                 return array(503, 'busy, retry');
         }

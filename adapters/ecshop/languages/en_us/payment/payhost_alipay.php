@@ -74,6 +74,7 @@ $_LANG['payhost_paid_order_cancelled'] = 'Paid, but this order is cancelled, so 
 $_LANG['payhost_paid_order_invalid'] = 'Paid, but this order is invalid, so it is not marked paid. Please ask the shop for a refund; do not pay again.';
 $_LANG['payhost_paid_order_gone'] = 'Paid, but the shop no longer has the order of this payment (it may have been merged or deleted), so no order was marked paid. Please contact the shop; do not pay again.';
 $_LANG['payhost_paid_topup_gone'] = 'Paid, but this top-up was cancelled or already credited, so this payment was not added to your balance. Please ask the shop for a refund; do not pay again.';
+$_LANG['payhost_paid_record_gone'] = 'Paid, but the shop deleted the record of this order or top-up after it was paid, so whether this payment was credited cannot be told. Please ask the shop to check it; do not pay again.';
 $_LANG['payhost_topup_note'] = '[Warning] Alipay payment %s (CNY %s) for a top-up already credited; balance not credited again. Check it on the payhost admin page and refund it.';
 $_LANG['payhost_refunded_note'] = '[Warning] Alipay payment %s was refunded in full before the shop confirmed it (payhost status %s); the order stays unpaid.';
 $_LANG['payhost_token_not_merchant'] = 'The Alipay settings are wrong: the payhost API token must be this merchant\'s own token (phm_..., given by payhost merchant add or payhost token create), never the operator\'s.';

@@ -71,6 +71,7 @@ $_LANG['payhost_paid_order_cancelled'] = '已付款，但这个订单已取消�
 $_LANG['payhost_paid_order_invalid'] = '已付款，但这个订单已无效，订单没有改为已付款。请联系商家退款，不要重复付款。';
 $_LANG['payhost_paid_order_gone'] = '已付款，但商店里已没有这笔付款对应的订单（订单可能已被合并或删除），没有订单因此改为已付款。请联系商家处理，不要重复付款。';
 $_LANG['payhost_paid_topup_gone'] = '已付款，但这笔充值已取消或已入账，这笔付款没有存入您的余额。请联系商家退款，不要重复付款。';
+$_LANG['payhost_paid_record_gone'] = '已付款，但商店里这笔订单或充值的记录已在付款后被删除，无法确认这笔付款是否已入账。请联系商家核对，不要重复付款。';
 $_LANG['payhost_topup_note'] = '【注意】收到支付宝付款 %s（￥%s），但这笔充值此前已入账，本次没有存入余额。请在 payhost 管理页面核对并退款。';
 $_LANG['payhost_refunded_note'] = '【注意】支付宝付款 %s 在商店确认收款之前已全额退款（payhost 状态 %s），订单没有改为已付款。';
 $_LANG['payhost_token_not_merchant'] = '支付宝设置有误：「payhost API 令牌」应填本商户的令牌（phm_ 开头，由 payhost merchant add 或 payhost token create 给出），不要填写运营者令牌。';

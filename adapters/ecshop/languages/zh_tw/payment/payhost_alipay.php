@@ -71,6 +71,7 @@ $_LANG['payhost_paid_order_cancelled'] = '已付款，但這個訂單已取消�
 $_LANG['payhost_paid_order_invalid'] = '已付款，但這個訂單已無效，訂單沒有改為已付款。請聯繫商家退款，不要重複付款。';
 $_LANG['payhost_paid_order_gone'] = '已付款，但商店裡已沒有這筆付款對應的訂單（訂單可能已被合併或刪除），沒有訂單因此改為已付款。請聯繫商家處理，不要重複付款。';
 $_LANG['payhost_paid_topup_gone'] = '已付款，但這筆充值已取消或已入帳，這筆付款沒有存入您的餘額。請聯繫商家退款，不要重複付款。';
+$_LANG['payhost_paid_record_gone'] = '已付款，但商店裡這筆訂單或充值的記錄已在付款後被刪除，無法確認這筆付款是否已入帳。請聯繫商家核對，不要重複付款。';
 $_LANG['payhost_topup_note'] = '【注意】收到支付寶付款 %s（￥%s），但這筆充值此前已入帳，本次沒有存入餘額。請在 payhost 管理頁面核對並退款。';
 $_LANG['payhost_refunded_note'] = '【注意】支付寶付款 %s 在商店確認收款之前已全額退款（payhost 狀態 %s），訂單沒有改為已付款。';
 $_LANG['payhost_token_not_merchant'] = '支付寶設定有誤：「payhost API 令牌」應填本商戶的令牌（phm_ 開頭，由 payhost merchant add 或 payhost token create 給出），不要填寫運營者令牌。';
