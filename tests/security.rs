@@ -723,20 +723,7 @@ async fn refunds_reach_the_shop() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bare_close_of_a_paid_order_is_a_full_refund() {
     let w = world("sec-bare-close", "", "").await;
-    create(&w, "shop", "BC1").await;
-    w.alipay.issue("n-BC1-paid");
-    let paid = alipay::md5_notify_body(&trade("BC1", "n-BC1-paid", "TRADE_SUCCESS"), MD5_KEY);
-    assert_eq!(notify(&w, "shop", &paid).await.text(), "success");
-    w.alipay.issue("n-BC1-closed");
-    let closed = alipay::md5_notify_body_without(
-        &trade("BC1", "n-BC1-closed", "TRADE_CLOSED"),
-        MD5_KEY,
-        &["gmt_payment"],
-    );
-    assert_eq!(notify(&w, "shop", &closed).await.text(), "success");
-    let p = get(&w.host.url("/v1/merchants/shop/payments/BC1"), Some(TOKEN))
-        .await
-        .json();
+    let (p, closed) = paid_then_closed(&w, "BC1", &[], &["gmt_payment"]).await;
     assert_eq!(p["status"], "REFUNDED", "{p}");
     assert_eq!(p["refunded_amount"], "1.00", "{p}");
     let more = send_json(
@@ -754,10 +741,45 @@ async fn a_bare_close_of_a_paid_order_is_a_full_refund() {
     );
     // The same close again changes nothing.
     assert_eq!(notify(&w, "shop", &closed).await.text(), "success");
-    let again = get(&w.host.url("/v1/merchants/shop/payments/BC1"), Some(TOKEN))
-        .await
-        .json();
+    let again = payment_json(&w, "BC1").await;
     assert_eq!(again["refunded_amount"], "1.00", "{again}");
+}
+
+/// Payment `no` (1.00) created, paid by a notification without the `paid_without` elements of its
+/// `notify_data`, then closed by a `TRADE_CLOSED` without the `closed_without` ones: the payment
+/// as the API reads it, and the close's body.
+async fn paid_then_closed(
+    w: &World,
+    no: &str,
+    paid_without: &[&str],
+    closed_without: &[&str],
+) -> (serde_json::Value, String) {
+    create(w, "shop", no).await;
+    let (paid_id, closed_id) = (format!("n-{no}-paid"), format!("n-{no}-closed"));
+    w.alipay.issue(&paid_id);
+    let paid = alipay::md5_notify_body_without(
+        &trade(no, &paid_id, "TRADE_SUCCESS"),
+        MD5_KEY,
+        paid_without,
+    );
+    assert_eq!(notify(w, "shop", &paid).await.text(), "success");
+    w.alipay.issue(&closed_id);
+    let closed = alipay::md5_notify_body_without(
+        &trade(no, &closed_id, "TRADE_CLOSED"),
+        MD5_KEY,
+        closed_without,
+    );
+    assert_eq!(notify(w, "shop", &closed).await.text(), "success");
+    (payment_json(w, no).await, closed)
+}
+
+async fn payment_json(w: &World, no: &str) -> serde_json::Value {
+    get(
+        &w.host.url(&format!("/v1/merchants/shop/payments/{no}")),
+        Some(TOKEN),
+    )
+    .await
+    .json()
 }
 
 /// A close naming no trade, for an order paid by a trade (an earlier cashier page of the same
@@ -767,20 +789,7 @@ async fn a_bare_close_of_a_paid_order_is_a_full_refund() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_close_naming_no_trade_leaves_a_paid_order_paid() {
     let w = world("sec-close-no-trade", "", "").await;
-    create(&w, "shop", "BC2").await;
-    w.alipay.issue("n-BC2-paid");
-    let paid = alipay::md5_notify_body(&trade("BC2", "n-BC2-paid", "TRADE_SUCCESS"), MD5_KEY);
-    assert_eq!(notify(&w, "shop", &paid).await.text(), "success");
-    w.alipay.issue("n-BC2-closed");
-    let closed = alipay::md5_notify_body_without(
-        &trade("BC2", "n-BC2-closed", "TRADE_CLOSED"),
-        MD5_KEY,
-        &["gmt_payment", "trade_no"],
-    );
-    assert_eq!(notify(&w, "shop", &closed).await.text(), "success");
-    let p = get(&w.host.url("/v1/merchants/shop/payments/BC2"), Some(TOKEN))
-        .await
-        .json();
+    let (p, _) = paid_then_closed(&w, "BC2", &[], &["gmt_payment", "trade_no"]).await;
     assert_eq!(p["status"], "TRADE_SUCCESS", "{p}");
     assert_eq!(p["refunded_amount"], "0.00", "{p}");
     let told: Vec<String> = events(&w, "/hook")
@@ -790,24 +799,7 @@ async fn a_close_naming_no_trade_leaves_a_paid_order_paid() {
     assert!(!told.iter().any(|t| t.contains("refund")), "{told:?}");
     // An order paid by a notify that named no trade: a close naming one cannot be told to be its
     // refund, so it is held for review, the order left paid.
-    create(&w, "shop", "BC3").await;
-    w.alipay.issue("n-BC3-paid");
-    let paid = alipay::md5_notify_body_without(
-        &trade("BC3", "n-BC3-paid", "TRADE_SUCCESS"),
-        MD5_KEY,
-        &["trade_no"],
-    );
-    assert_eq!(notify(&w, "shop", &paid).await.text(), "success");
-    w.alipay.issue("n-BC3-closed");
-    let closed = alipay::md5_notify_body_without(
-        &trade("BC3", "n-BC3-closed", "TRADE_CLOSED"),
-        MD5_KEY,
-        &["gmt_payment"],
-    );
-    assert_eq!(notify(&w, "shop", &closed).await.text(), "success");
-    let p = get(&w.host.url("/v1/merchants/shop/payments/BC3"), Some(TOKEN))
-        .await
-        .json();
+    let (p, _) = paid_then_closed(&w, "BC3", &["trade_no"], &["gmt_payment"]).await;
     assert_eq!(p["status"], "TRADE_SUCCESS", "{p}");
     assert_eq!(p["refunded_amount"], "0.00", "{p}");
     assert!(

@@ -531,7 +531,7 @@ fn refused(
     flash.typed = typed;
     PostResult::Done(Posted {
         location,
-        flash: Some(flash),
+        flash: Some(Box::new(flash)),
     })
 }
 

@@ -162,17 +162,18 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// What a post answers: the page to go to and what that page shows once.
+/// What a post answers: the page to go to and what that page shows once (boxed: a message with
+/// what was typed is large beside the other answers).
 pub struct Posted {
     pub location: String,
-    pub flash: Option<Flash>,
+    pub flash: Option<Box<Flash>>,
 }
 
 impl Posted {
     pub fn to(location: impl Into<String>, flash: Flash) -> Posted {
         Posted {
             location: location.into(),
-            flash: Some(flash),
+            flash: Some(Box::new(flash)),
         }
     }
 }

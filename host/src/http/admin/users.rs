@@ -93,7 +93,7 @@ pub async fn add(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult {
             flash.typed_lists = BTreeMap::from([("merchant".to_owned(), merchants)]);
             PostResult::Done(Posted {
                 location: "/admin/users".into(),
-                flash: Some(flash),
+                flash: Some(Box::new(flash)),
             })
         }
     }
