@@ -2120,7 +2120,17 @@ async fn shopex_checkout_as(
     )
     .await
     .text();
-    let (action, method, fields) = form_of(&page);
+    shopex_cashier(shop, &page, |p| p["order_id"] == order_id).await
+}
+
+/// The paycenter's page `page` (its doPay form): (the id of the payment record `is_it` picks,
+/// the browser's URL to the cashier).
+async fn shopex_cashier(
+    shop: &Shop,
+    page: &str,
+    is_it: impl Fn(&Value) -> bool,
+) -> (String, String) {
+    let (action, method, fields) = form_of(page);
     assert_eq!(method, "get", "doPay reads $payObj->method: {page}");
     let mut q = form_urlencoded::Serializer::new(String::new());
     for (k, v) in &fields {
@@ -2131,9 +2141,9 @@ async fn shopex_checkout_as(
         .as_object()
         .unwrap()
         .iter()
-        .find(|(_, p)| p["order_id"] == order_id)
+        .find(|(_, p)| is_it(p))
         .map(|(k, _)| k.clone())
-        .unwrap();
+        .unwrap_or_else(|| panic!("no such payment record: {state}"));
     (payment_id, format!("{action}?{}", q.finish()))
 }
 
@@ -2148,21 +2158,10 @@ async fn shopex_top_up(shop: &Shop, cfg_id: &str, member_id: &str) -> (String, S
     )
     .await
     .text();
-    let (action, method, fields) = form_of(&page);
-    assert_eq!(method, "get", "doPay reads $payObj->method: {page}");
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in &fields {
-        q.append_pair(k, v);
-    }
-    let state = shop.state().await;
-    let payment_id = state["payments"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .find(|(_, p)| p["pay_type"] == "recharge" && p["member_id"] == member_id)
-        .map(|(k, _)| k.clone())
-        .unwrap_or_else(|| panic!("a top-up of member {member_id}: {state}"));
-    (payment_id, format!("{action}?{}", q.finish()))
+    shopex_cashier(shop, &page, |p| {
+        p["pay_type"] == "recharge" && p["member_id"] == member_id
+    })
+    .await
 }
 
 async fn shopex_flow(stock_dispatcher: bool) {

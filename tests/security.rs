@@ -396,7 +396,7 @@ async fn healthz_kept_alive(c: &mut tokio::net::TcpStream) -> String {
 /// 30 s header deadline. A request in flight is never closed for it.
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_without_a_request_are_shed_when_the_slots_run_out() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let w = world(
         "sec-shed",
         "",
@@ -446,8 +446,27 @@ async fn connections_without_a_request_are_shed_when_the_slots_run_out() {
         "an idle connection was shed with no client waiting: {answer:?}"
     );
     let started = Instant::now();
-    let answer = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut c = connect_from(&w, 10).await;
+    new_client_served_within(
+        &w,
+        Duration::from_secs(5),
+        "a new client is served while stalling connections hold every slot",
+    )
+    .await;
+    eprintln!("served after {:?}", started.elapsed());
+    // The request being handled was not closed: it is answered.
+    assert_answered_success(&mut busy).await;
+    assert!(w.host.log_text().contains("connection limit reached"));
+    for d in drippers {
+        d.abort();
+    }
+}
+
+/// A new client (127.0.0.10) asks `/healthz` and is answered 200 within `limit` (else `what`
+/// fails the test).
+async fn new_client_served_within(w: &World, limit: Duration, what: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let answer = tokio::time::timeout(limit, async {
+        let mut c = connect_from(w, 10).await;
         c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
@@ -456,19 +475,12 @@ async fn connections_without_a_request_are_shed_when_the_slots_run_out() {
         answer
     })
     .await
-    .expect("a new client is served while stalling connections hold every slot");
+    .expect(what);
     assert!(
         answer.starts_with(b"HTTP/1.1 200"),
         "{}",
         String::from_utf8_lossy(&answer)
     );
-    eprintln!("served after {:?}", started.elapsed());
-    // The request being handled was not closed: it is answered.
-    assert_answered_success(&mut busy).await;
-    assert!(w.host.log_text().contains("connection limit reached"));
-    for d in drippers {
-        d.abort();
-    }
 }
 
 /// A signed notification for a new payment `no`, sent whole from 127.0.0.`last` while the
@@ -521,7 +533,7 @@ async fn assert_answered_success(c: &mut tokio::net::TcpStream) {
 /// is not closed for it.
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_bodies_are_shed_when_the_slots_run_out() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let w = world(
         "sec-shed-body",
         "",
@@ -551,22 +563,12 @@ async fn slow_bodies_are_shed_when_the_slots_run_out() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Served within three seconds: before the notification's answer (and its connection's
     // second without a request) could free a slot.
-    let answer = tokio::time::timeout(Duration::from_secs(3), async {
-        let mut c = connect_from(&w, 10).await;
-        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = Vec::new();
-        c.read_to_end(&mut answer).await.unwrap();
-        answer
-    })
-    .await
-    .expect("a new client is served while slow bodies hold every other slot");
-    assert!(
-        answer.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
+    new_client_served_within(
+        &w,
+        Duration::from_secs(3),
+        "a new client is served while slow bodies hold every other slot",
+    )
+    .await;
     assert_answered_success(&mut busy).await;
     let mut closed = 0;
     for d in drippers {
