@@ -1208,8 +1208,25 @@ async fn refusals_say_why_in_the_owners_words() {
         !html.contains("WORDS-UNPAID"),
         "a bad filter listed payments: {html}"
     );
+    // The refused field, and only it, is marked in the form (red, and read out with its error).
+    let marked = |html: &str| -> Vec<String> {
+        html.split("<div class=\"has-error\"><label for=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(marked(&html), ["f-min"], "{html}");
+    assert!(
+        html.contains(
+            r#"id="f-min" name="min_amount" aria-invalid="true" aria-describedby="filter-error""#
+        ) && html.contains(r#"<div class="field-error" id="filter-error">最小金额："#),
+        "{html}"
+    );
     let (_, html) = page(base, "/admin/payments?from=2026-12-05&to=2026-12-01", &op).await;
     assert!(html.contains("日期从：不能晚于日期到"), "{html}");
+    assert_eq!(marked(&html), ["f-from"], "{html}");
+    let (_, html) = page(base, "/admin/refunds?completed_to=2026-02-30", &op).await;
+    assert_eq!(marked(&html), ["f-completed-to"], "{html}");
     // English pages keep the API's words.
     let (_, html) = page(base, "/admin/payments?min_amount=abc&lang=en", &op).await;
     assert!(html.contains("min_amount: "), "{html}");
@@ -1221,6 +1238,7 @@ async fn refusals_say_why_in_the_owners_words() {
     )
     .await;
     assert!(!html.contains("class=\"field-error\""), "{html}");
+    assert!(marked(&html).is_empty(), "{html}");
     assert!(html.contains("WORDS-UNPAID"), "{html}");
     // The filter's 合计, every page of it.
     let totals = html

@@ -1115,6 +1115,13 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
         !dir.join("payhost.db").exists(),
         "check-config creates no database"
     );
+    // Nobody could log in: the warning's commands run as written.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`payhost admin-password --config ")
+            && err.contains("`payhost admin-user add NAME --role operator --config "),
+        "{err}"
+    );
 
     // The database is reached without being changed: a folder that is not there, a file that is
     // not SQLite, a PostgreSQL server that does not answer, each named.

@@ -2482,6 +2482,25 @@ async fn a_slot_without_settings_is_not_a_server_fault() {
     }
 }
 
+/// `payhost demo --listen 0.0.0.0:PORT` alone would hand browsers `http://0.0.0.0:PORT/…` (the
+/// shop's pages, the sandbox's redirects) and refuse every admin login from a real address: it
+/// is refused before it starts, saying to add `--public-url`.
+#[test]
+fn the_demo_on_every_address_without_a_public_url_says_to_give_one() {
+    let out = std::process::Command::new(conformance::host::payhost_binary())
+        .current_dir(conformance::repo_root())
+        .args(["demo", "--listen", &format!("0.0.0.0:{}", free_port())])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("add --public-url http://<this machine's address>:")
+            && err.contains("127.0.0.1:"),
+        "{err}"
+    );
+}
+
 /// `payhost demo --public-url --trusted-proxy` behind a real balancer (haproxy, `option
 /// forwardfor`): the login throttle counts each client, not the balancer; a browser's login
 /// through the balancer's origin is accepted; the URLs the demo prints and hands out are the

@@ -258,6 +258,7 @@ async fn component_suite(
         .or_else(|| (!required_without_default).then(|| contract::defaults(&info)));
     let ctx = contract::Context {
         cut,
+        example_is_sandbox: opts.example_settings.is_none() && env.is_some(),
         example,
         may_send_for_garbage: !alipay,
     };

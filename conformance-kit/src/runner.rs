@@ -128,11 +128,13 @@ impl Runner {
         }
     }
 
-    /// Records a case that does not run (when it is selected).
+    /// Records a case that does not run (when it is selected). After a stop the reason is the
+    /// stop: "needs openapi.merchant.configured" would read as if that case had failed.
     pub fn skip(&mut self, id: &str, why: &str) {
         if !self.selected(id) {
             return;
         }
+        let why = if self.stopped() { STOPPED } else { why };
         self.push(CaseResult {
             id: id.to_owned(),
             outcome: Outcome::Skipped(why.to_owned()),

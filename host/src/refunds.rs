@@ -170,6 +170,29 @@ impl App {
         // a request built from the older read would be refused for the lack of it.
         let payment = self.stored_payment(merchant_id, out_trade_no).await?;
         let request = self.refund_request(merchant_id, &payment, &refund, now);
+        // Claimed before it is sent: a recovery sweep (another replica's, this request having
+        // waited long on its way here) that found it unsent took it and sends it; a second send
+        // of the same number could race the first one's answer.
+        if !self
+            .store
+            .claim_first_refund_send(merchant_id, refund.id)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            tracing::info!(
+                merchant = merchant_id,
+                out_trade_no,
+                refund = refund.id,
+                "refund already sent by the recovery sweep; not sent again"
+            );
+            let stored = self
+                .store
+                .refund(merchant_id, refund.id)
+                .await
+                .map_err(ApiError::internal)?
+                .unwrap_or(refund);
+            return Ok((201, stored));
+        }
         let answer = self.send_refund(plugin, &merchant, &request).await;
         // Refused by the component before anything was sent (its rules for the reason, say, or
         // a product without refunds): no refund existed. Nothing is kept, so it is not listed
@@ -449,21 +472,15 @@ impl App {
         }
         let quiet = plugin.call_timeout().as_secs() + self.config.recovery.refund_after_s.max(10);
         let now = clock::now_unix();
-        let quiet_before =
-            crate::store::format_unix(u64::try_from(now).unwrap_or(0).saturating_sub(quiet));
         let payment = self
             .stored_payment(merchant_id, &refund.out_trade_no)
             .await?;
         // Claimed in one statement: still PENDING (not settled while the provider was asked), and
-        // no send of it (the first, or one again by anybody) within the quiet time.
+        // no send of it (the first, or one again by anybody) within the quiet time, by the
+        // store's clock.
         if !self
             .store
-            .claim_refund_send(
-                merchant_id,
-                refund.id,
-                &quiet_before,
-                &crate::store::format_unix(u64::try_from(now).unwrap_or(0)),
-            )
+            .claim_refund_send(merchant_id, refund.id, quiet)
             .await
             .map_err(ApiError::internal)?
         {

@@ -13,6 +13,9 @@ pub struct Context<'a> {
     pub cut: &'a dyn ComponentUnderTest,
     /// Settings the component should accept (None: the kit has none to offer).
     pub example: Option<Vec<(String, String)>>,
+    /// Whether `example` is the kit's own sandbox merchant (not `--setting`s the caller gave,
+    /// whose requests go to their provider, where the kit does not send them).
+    pub example_is_sandbox: bool,
     /// Whether a well-formed input may legitimately make the component ask to send a request
     /// (a provider that confirms notifications by calling back); false for Alipay, which must
     /// check the signature before anything is sent.

@@ -378,11 +378,18 @@ impl Flow<'_> {
             } else {
                 String::new()
             };
-            let why = format!("the host refused the kit's merchant: {}{hint}", r.brief());
             if about_origin {
-                self.origin_refused = Some(why.clone());
+                // A set-up problem, not the host's fault: the run could not start (exit 2),
+                // said once, not once per URL setting the host named.
+                self.origin_refused = Some(format!(
+                    "the host refused the kit's merchant (HTTP {}): its URL settings point at {origin}, an origin the host does not allow{hint}",
+                    r.status
+                ));
+                return Err(Stop::Skip(
+                    "the host does not let the kit's sandbox in: the run could not start (see the message below)".into(),
+                ));
             }
-            return Err(why.into());
+            return Err(format!("the host refused the kit's merchant: {}", r.brief()).into());
         }
         let got = self.host.v1("GET", &self.merchant_path(""), None).await?;
         ensure(got.status == 200, || {
@@ -1129,9 +1136,19 @@ impl Flow<'_> {
             let r = self
                 .post_notify(&order, self.md5_body(&trade, signing))
                 .await?;
-            ensure(r.text().trim() != ACK, || {
-                format!("a notify {what} was acknowledged with {ACK:?}")
-            })?;
+            if r.text().trim() == ACK {
+                // Where the fault lies, for the vendor: the order's state after it says how far
+                // the forged notify got.
+                let now = self
+                    .status(&order)
+                    .await
+                    .unwrap_or_else(|_| "unknown".into());
+                return Err(format!(
+                    "a notify {what} was acknowledged with {ACK:?}, and order {} is now {now}: the host (its component's verify-notification) accepted a signature that does not verify with the merchant's key",
+                    order.out_trade_no
+                )
+                .into());
+            }
             self.ensure_unpaid(&order, &format!("a notify {what}"))
                 .await?;
         }

@@ -39,7 +39,10 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
     }
     runtime().block_on(async {
         let (plugins, plugin_problems) = payhost::server::load_plugins_checked(&config).await;
-        if !plugin_problems.is_empty() {
+        // The component's problem first: the merchants it leaves unchecked follow from it.
+        let unloaded = !plugin_problems.is_empty();
+        problems.extend(plugin_problems);
+        if unloaded {
             // A merchant whose component did not load cannot have its settings checked.
             config.merchants.retain(|id, m| {
                 let loaded = plugins.for_merchant(m).is_some();
@@ -51,7 +54,6 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
                 loaded
             });
         }
-        problems.extend(plugin_problems);
         problems.extend(payhost::server::check_merchants(&config, &plugins).await);
         // The database is reached, not changed: no file is created, no migration runs. Not when
         // its key has a problem already (a URL that does not parse would be said twice).
@@ -72,7 +74,7 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
             match payhost::store::has_admin_user(&config).await {
                 Some(true) => {}
                 Some(false) => eprintln!(
-                    "warning: admin_password_hash: not set and the database has no admin user: nobody can log into the admin page: set a password with `payhost admin-password --config {0}` or add a user with `payhost admin-user add --config {0}`",
+                    "warning: admin_password_hash: not set and the database has no admin user: nobody can log into the admin page: set a password with `payhost admin-password --config {0}` or add a user with `payhost admin-user add NAME --role operator --config {0}`",
                     path.display()
                 ),
                 None => eprintln!(

@@ -101,6 +101,14 @@ pub fn run(args: Args) -> ExitCode {
             return fail(anyhow::anyhow!("--public-url {u:?}: {rule}"));
         }
     }
+    // Every address is not one a browser can be sent to: the shop's pages, the sandbox's
+    // redirects and the admin's login are all built on the public URL.
+    if listen.ip().is_unspecified() && public_url.is_none() {
+        return fail(anyhow::anyhow!(
+            "--listen {listen}: listens on every address, but the demo's pages, the sandbox's redirects and the admin's login are built on one address browsers can reach: add --public-url http://<this machine's address>:{port} (e.g. its LAN address), or listen on 127.0.0.1:{port} to use it on this machine only",
+            port = listen.port()
+        ));
+    }
     if !manifest.is_file() {
         let here = std::env::current_dir().map_or_else(|_| ".".into(), |d| d.display().to_string());
         return fail(anyhow::anyhow!(

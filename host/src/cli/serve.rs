@@ -106,7 +106,7 @@ pub(super) fn serve_lock(
             if !config.database.exists() {
                 tracing::info!(
                     database = %config.database.display(),
-                    "no database at this path yet: making a new, empty one"
+                    "no database at this path yet: a new, empty one will be made once the configuration is checked"
                 );
             }
             // Then what `check-config` says of the file (a folder this user cannot write in, a

@@ -790,6 +790,28 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_api_token_is_not_also_called_easy_to_guess() {
+        for refused in ["aaaa", "aaaa aaaa aaaa aaaa"] {
+            let text =
+                format!("public_url = \"https://pay.example.com\"\napi_token = \"{refused}\"\n");
+            let checked = Config::check(&text, Path::new("/srv")).unwrap();
+            assert!(
+                checked
+                    .problems
+                    .iter()
+                    .any(|p| p.starts_with("api_token: must be")),
+                "{:?}",
+                checked.problems
+            );
+            assert!(
+                checked.config.warnings.is_empty(),
+                "{:?}",
+                checked.config.warnings
+            );
+        }
+    }
+
+    #[test]
     fn trusted_proxies_and_the_older_trust_proxy() {
         let head = r#"
             public_url = "https://pay.example.com"

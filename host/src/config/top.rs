@@ -139,7 +139,10 @@ pub(super) fn api_token(
     problems: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) -> Secret {
-    if trimmed(&raw.api_token).is_some_and(|t| guessable_token(&t)) {
+    // Said only of a token that is taken: a refused one has its own problem below.
+    let taken =
+        |t: &str| t.len() >= 16 && !t.chars().any(char::is_whitespace) && !is_example_token(t);
+    if trimmed(&raw.api_token).is_some_and(|t| taken(&t) && guessable_token(&t)) {
         warnings.push(
             "api_token: is easy to guess (few different characters, or a common password); anyone who guesses it reaches every merchant — generate your own: openssl rand -hex 32".into(),
         );

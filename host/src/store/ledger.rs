@@ -403,17 +403,16 @@ pub trait Ledger: Send + Sync {
     ) -> Result<Option<PaymentRecord>>;
     /// One refund.
     async fn refund(&self, merchant: &str, id: i64) -> Result<Option<Refund>>;
+    /// Claims the first send of a refund just begun: true (and `last_sent_at` set to the store's
+    /// clock) only while it is PENDING and nobody has sent it; false when a recovery sweep (this
+    /// process's, another replica's) found it unsent and claimed it first: that sweep sends it.
+    async fn claim_first_refund_send(&self, merchant: &str, id: i64) -> Result<bool>;
     /// Claims the send again of a PENDING refund that waits for no seller: true (and
-    /// `last_sent_at` set to `now`) only when it was created, and last sent again, before
-    /// `quiet_before` (stored UTC); false when it ended, or a send may still be on its way (this
-    /// process's, another replica's).
-    async fn claim_refund_send(
-        &self,
-        merchant: &str,
-        id: i64,
-        quiet_before: &str,
-        now: &str,
-    ) -> Result<bool>;
+    /// `last_sent_at` set to the store's clock) only when it was created, and last sent, more
+    /// than `quiet_s` seconds ago; false when it ended, or a send may still be on its way (this
+    /// process's, another replica's). The store's clock — PostgreSQL's, for replicas — decides,
+    /// so a replica whose clock runs ahead cannot take a send still on its way elsewhere.
+    async fn claim_refund_send(&self, merchant: &str, id: i64, quiet_s: u64) -> Result<bool>;
     /// Refunds of every merchant still PENDING (those waiting for the seller, with a
     /// `confirm_url`, too), with an id above `after_id`, created before `before` (stored UTC),
     /// by id: the ones whose answer is missing, a page at a time.

@@ -86,6 +86,8 @@ pub struct Filters<F> {
     pub typed: Vec<(&'static str, String)>,
     pub filter: F,
     pub errors: Vec<String>,
+    /// The refused filter's field (`from`, `min_amount`, …): the form marks it.
+    pub bad_field: Option<String>,
 }
 
 /// A ledger filter for this session: an operator's as it is, a shop owner's limited to their
@@ -117,6 +119,7 @@ pub fn checked_filters<F: Default>(
             typed,
             filter,
             errors: Vec::new(),
+            bad_field: None,
         },
         Err(e) => {
             let said = filter_refusal(ctx, &typed, &e);
@@ -124,6 +127,7 @@ pub fn checked_filters<F: Default>(
                 typed,
                 filter: F::default(),
                 errors: vec![said],
+                bad_field: e.field.clone(),
             }
         }
     }

@@ -67,6 +67,7 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         typed,
         filter,
         errors,
+        bad_field,
     } = filters(ctx);
     let notice = list::not_theirs_notice(ctx);
     let mut rows = if errors.is_empty() {
@@ -118,7 +119,7 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         values: context! {
             payments, f, merchant_ids, totals, notice,
             next_url => pages.next, prev_url => pages.prev, first_url => pages.first,
-            filter_errors => errors,
+            filter_errors => errors, bad_filter => bad_field,
             statuses => crate::domain::state::STATUSES.iter().copied().chain([crate::ledger::REFUND_PENDING]).collect::<Vec<_>>(),
             csv_url => csv_link(&typed),
         },

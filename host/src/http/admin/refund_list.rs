@@ -70,6 +70,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
         typed,
         filter,
         errors,
+        bad_field,
     } = filters(ctx);
     let notice = list::not_theirs_notice(ctx);
     let (mut rows, totals) = if errors.is_empty() {
@@ -117,7 +118,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
         values: context! {
             refunds, f, merchant_ids, totals, notice,
             next_url => pages.next, prev_url => pages.prev, first_url => pages.first,
-            filter_errors => errors,
+            filter_errors => errors, bad_filter => bad_field,
             statuses => crate::refund_list::STATUSES,
             csv_url => format!("/admin/refunds.csv?{}", query_of(&typed, &[])),
         },

@@ -12,6 +12,12 @@ use anyhow::Result;
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
+
+/// The database's clock now, as payhost stores times (`YYYY-MM-DDTHH:MM:SSZ`, UTC).
+const DB_NOW: &str =
+    r#"to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"#;
+/// The database's clock `$3` seconds ago, in the same form.
+const DB_QUIET_BEFORE: &str = r#"to_char((clock_timestamp() - make_interval(secs => $3::float8)) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"#;
 use tokio_postgres::Row;
 
 /// The payment list's query ([`ListQuery`]) in PostgreSQL's words: `$n`, and ILIKE (its
@@ -441,19 +447,28 @@ impl Ledger for PostgresStore {
         refund_in(&self.client().await?, merchant, id).await
     }
 
-    async fn claim_refund_send(
-        &self,
-        merchant: &str,
-        id: i64,
-        quiet_before: &str,
-        now: &str,
-    ) -> Result<bool> {
+    async fn claim_first_refund_send(&self, merchant: &str, id: i64) -> Result<bool> {
         let claimed = self
             .client()
             .await?
             .execute(
-                "UPDATE refunds SET last_sent_at = $4 WHERE merchant_id = $1 AND id = $2 AND status = 'PENDING' AND confirm_url IS NULL AND created_at < $3 AND (last_sent_at IS NULL OR last_sent_at < $3)",
-                &[&merchant, &id, &quiet_before, &now],
+                &format!("UPDATE refunds SET last_sent_at = {DB_NOW} WHERE merchant_id = $1 AND id = $2 AND status = 'PENDING' AND last_sent_at IS NULL"),
+                &[&merchant, &id],
+            )
+            .await?;
+        Ok(claimed == 1)
+    }
+
+    async fn claim_refund_send(&self, merchant: &str, id: i64, quiet_s: u64) -> Result<bool> {
+        // The database's clock, as the webhook outbox's leases: a replica whose clock runs ahead
+        // must not find a send still on its way elsewhere quiet already.
+        let quiet = quiet_s as f64;
+        let claimed = self
+            .client()
+            .await?
+            .execute(
+                &format!("UPDATE refunds SET last_sent_at = {DB_NOW} WHERE merchant_id = $1 AND id = $2 AND status = 'PENDING' AND confirm_url IS NULL AND created_at < {DB_QUIET_BEFORE} AND (last_sent_at IS NULL OR last_sent_at < {DB_QUIET_BEFORE})"),
+                &[&merchant, &id, &quiet],
             )
             .await?;
         Ok(claimed == 1)

@@ -60,6 +60,9 @@ const PENDING_REFUNDS: &str = "SELECT * FROM refunds WHERE status = 'PENDING' AN
 /// [`Ledger::claim_refund_send`](crate::store::ledger::Ledger::claim_refund_send).
 const CLAIM_REFUND_SEND: &str = "UPDATE refunds SET last_sent_at = ?4 WHERE merchant_id = ?1 AND id = ?2 AND status = 'PENDING' AND confirm_url IS NULL AND created_at < ?3 AND (last_sent_at IS NULL OR last_sent_at < ?3)";
 
+/// [`Ledger::claim_first_refund_send`](crate::store::ledger::Ledger::claim_first_refund_send).
+const CLAIM_FIRST_REFUND_SEND: &str = "UPDATE refunds SET last_sent_at = ?3 WHERE merchant_id = ?1 AND id = ?2 AND status = 'PENDING' AND last_sent_at IS NULL";
+
 fn ledger_payment_in(conn: &Connection, merchant: &str, no: &str) -> Result<Option<LedgerPayment>> {
     Ok(conn
         .prepare_cached("SELECT * FROM payments WHERE merchant_id = ?1 AND out_trade_no = ?2")?
@@ -375,18 +378,29 @@ impl Ledger for SqliteStore {
         self.read(move |conn| refund_in(conn, &merchant, id)).await
     }
 
-    async fn claim_refund_send(
-        &self,
-        merchant: &str,
-        id: i64,
-        quiet_before: &str,
-        now: &str,
-    ) -> Result<bool> {
-        let args = (merchant.to_owned(), quiet_before.to_owned(), now.to_owned());
+    async fn claim_first_refund_send(&self, merchant: &str, id: i64) -> Result<bool> {
+        let merchant = merchant.to_owned();
         self.write(move |conn| {
+            // One process owns an SQLite store: its clock is the store's.
             let claimed = conn
-                .prepare_cached(CLAIM_REFUND_SEND)?
-                .execute(params![args.0, id, args.1, args.2])?;
+                .prepare_cached(CLAIM_FIRST_REFUND_SEND)?
+                .execute(params![merchant, id, crate::store::now_rfc3339()])?;
+            Ok(claimed == 1)
+        })
+        .await
+    }
+
+    async fn claim_refund_send(&self, merchant: &str, id: i64, quiet_s: u64) -> Result<bool> {
+        let merchant = merchant.to_owned();
+        self.write(move |conn| {
+            let now = u64::try_from(crate::domain::clock::now_unix()).unwrap_or(0);
+            let quiet_before = crate::store::format_unix(now.saturating_sub(quiet_s));
+            let claimed = conn.prepare_cached(CLAIM_REFUND_SEND)?.execute(params![
+                merchant,
+                id,
+                quiet_before,
+                crate::store::format_unix(now)
+            ])?;
             Ok(claimed == 1)
         })
         .await
