@@ -2066,6 +2066,89 @@ async fn open_shop_paid(base: &str, op: &str, no: &str) -> String {
     path
 }
 
+/// What a token changes through the API is in the audit log, as what someone does on the pages
+/// is: a shop server taken over is found out by what its token did (SECURITY.md). Each line
+/// names the token's holder and the merchant, and a settings save names the fields that changed,
+/// never a value.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_token_changes_through_the_api_is_audited() {
+    let d = demo("admin-api-audit").await;
+    let base = d.url("");
+    let base = base.as_str();
+    let (op, _) = admin_login(base, ADMIN_PASSWORD).await;
+    let merchant = format!("{base}/v1/merchants/audited");
+    let settings = |key: &str| json!({"partner": "2088101122136241", "key": key, "seller_email": "seller@example.com"});
+    let old_key = "50000000000000000000000000000abc";
+    let new_key = "60000000000000000000000000000def";
+    let r = send_json("PUT", &merchant, Some(TOKEN), &settings(old_key)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = send_json(
+        "POST",
+        &format!("{merchant}/tokens"),
+        Some(TOKEN),
+        &json!({"label": "shop server"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let (tid, shop_token) = (
+        r.json()["id"].as_i64().unwrap(),
+        r.json()["token"].as_str().unwrap().to_owned(),
+    );
+    // The shop's own token replaces the key (a stolen one could).
+    let r = send_json("PUT", &merchant, Some(&shop_token), &settings(new_key)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = request(
+        "DELETE",
+        &format!("{merchant}/tokens/{tid}"),
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A refund and a close through the API.
+    let path = open_shop_paid(base, &op, "API-AUDIT-1").await;
+    assert!(path.ends_with("API-AUDIT-1"));
+    let r = send_json(
+        "POST",
+        &format!("{base}/v1/merchants/open-shop/payments/API-AUDIT-1/refunds"),
+        Some(TOKEN),
+        &json!({"amount": "0.50", "reason": "api"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    create_payment(base, "demo", "API-AUDIT-2", "1.00", None).await;
+    let r = send_json(
+        "POST",
+        &format!("{base}/v1/merchants/demo/payments/API-AUDIT-2/close"),
+        Some(TOKEN),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let (_, audit) = page(base, "/admin/audit?lang=en", &op).await;
+    for want in [
+        "plugin alipay-wap; new merchant",
+        "the shop (audited)",
+        "plugin alipay-wap; changed: key",
+        &format!("token #{tid} shop server"),
+        &format!("token #{tid}<"),
+        "API-AUDIT-1: ¥0.50 #",
+        "API-AUDIT-2",
+        "the operator (API)",
+    ] {
+        assert!(audit.contains(want), "{want} missing: {audit}");
+    }
+    for secret in [old_key, new_key, shop_token.as_str()] {
+        assert!(
+            !audit.contains(secret),
+            "a secret in the audit log: {audit}"
+        );
+    }
+    let (_, zh) = page(base, "/admin/audit", &op).await;
+    assert!(zh.contains("插件 alipay-wap；改动：key"), "{zh}");
+}
+
 /// A refund asked on one order (its confirmation card to come) while another page of the same
 /// login is loaded first (a second tab): that page shows no card and nothing of the refund, and
 /// the order it was asked on still asks. Before, whichever page came next took the question and

@@ -491,6 +491,7 @@ pub fn audit_action(lang: Lang, action: &str) -> &str {
     let (zh, en) = match action {
         "settings.save" => ("保存设置", "settings saved"),
         "merchant.connect" => ("连接商城", "shop connected"),
+        "merchant.remove" => ("删除商户", "merchant removed"),
         "refund.start" => ("发起退款", "refund started"),
         "refund.abandon" => ("放弃退款", "refund given up"),
         "payment.sync" => ("向支付平台查询", "synced with the provider"),
@@ -537,7 +538,15 @@ pub fn audit_detail(lang: Lang, action: &str, detail: &str) -> String {
         // `{no}: WAIT_BUYER_PAY`: the payment's status.
         "payment.sync" => after_order(&|rest| super::view::status_word(lang, rest).to_owned()),
         "refund.abandon" | "payment.review_cleared" => after_order(&str::to_owned),
-        "settings.save" if detail.starts_with("plugin ") => first_word("插件"),
+        // `plugin {id}; changed: key, shop_webhook_url` (a save through the API).
+        "settings.save" if detail.starts_with("plugin ") => first_word("插件")
+            .replace("; changed: nothing", "；没有改动")
+            .replace("; new merchant", "；新商户")
+            .replace("; changed: ", "；改动："),
+        "merchant.remove" => match detail.strip_suffix(" test payment(s) removed") {
+            Some(n) => format!("同时删除 {n} 笔测试支付"),
+            None => detail.to_owned(),
+        },
         "token.create" | "token.revoke" | "merchant.connect" if detail.starts_with("token ") => {
             first_word("令牌")
         }

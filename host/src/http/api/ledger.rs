@@ -307,13 +307,46 @@ pub async fn create_refund(
         Caller::Operator => "api:operator".to_owned(),
         Caller::Merchant(m) => format!("api:merchant:{m}"),
     };
-    let (status, refund) = app.start_refund(id, no, cmd, &started_by).await?;
-    Ok(json(status, &crate::refunds::refund_json(&refund)))
+    match app.start_refund(id, no, cmd, &started_by).await {
+        Ok((status, refund)) => {
+            // A refund asked again under its key (200) was audited when it started.
+            if status == 201 {
+                let detail = format!(
+                    "{no}: ¥{} #{} {}",
+                    refund.amount(),
+                    refund.id,
+                    refund.status
+                );
+                super::audit::record(app, who, "refund.start", id, &detail).await;
+            }
+            Ok(json(status, &crate::refunds::refund_json(&refund)))
+        }
+        Err(e) => {
+            // A refund kept though its answer was lost (money may have gone out) is audited too.
+            if let Some(("refund", kept)) = e.about.as_deref().map(|(k, v)| (*k, v)) {
+                let detail = format!(
+                    "{no}: ¥{} #{} {}",
+                    kept["amount"].as_str().unwrap_or_default(),
+                    kept["id"],
+                    kept["status"].as_str().unwrap_or_default()
+                );
+                super::audit::record(app, who, "refund.start", id, &detail).await;
+            }
+            Err(e)
+        }
+    }
 }
 
 /// `POST /v1/merchants/{id}/payments/{no}/close`.
-pub async fn close(app: &Arc<App>, id: &str, no: &str) -> Result<Response<Body>, ApiError> {
-    Ok(json(200, &app.close_payment(id, no).await?))
+pub async fn close(
+    app: &Arc<App>,
+    who: &Caller,
+    id: &str,
+    no: &str,
+) -> Result<Response<Body>, ApiError> {
+    let closed = app.close_payment(id, no).await?;
+    super::audit::record(app, who, "payment.close", id, no).await;
+    Ok(json(200, &closed))
 }
 
 /// `GET /v1/merchants/{id}/reconciliation?date=YYYY-MM-DD`.

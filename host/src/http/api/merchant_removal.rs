@@ -26,6 +26,7 @@ use std::sync::Arc;
 /// `DELETE /v1/merchants/{id}`; `query` is the request's query string.
 pub async fn delete_merchant(
     app: &Arc<App>,
+    who: &crate::http::caller::Caller,
     id: &str,
     query: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
@@ -85,6 +86,14 @@ pub async fn delete_merchant(
                 owner_grants_removed = owner_grants,
                 "merchant removed"
             );
+            super::audit::record(
+                app,
+                who,
+                "merchant.remove",
+                id,
+                &format!("{payments} test payment(s) removed"),
+            )
+            .await;
             Ok(json(
                 200,
                 &serde_json::json!({"id": id, "removed": true, "payments_removed": payments,

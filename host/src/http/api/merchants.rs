@@ -94,7 +94,11 @@ pub async fn put_merchant(
         .configure_merchant_beside(id, settings, earlier, before.as_deref())
         .await
     {
-        Ok(stored) => Ok(json(200, &merchant_view(app, &stored))),
+        Ok(stored) => {
+            let detail = super::audit::settings_saved(held.as_ref(), &stored);
+            super::audit::record(app, who, "settings.save", id, &detail).await;
+            Ok(json(200, &merchant_view(app, &stored)))
+        }
         Err(fields) if fields.iter().any(|f| f.field == CHANGED_MEANWHILE) => Err(ApiError::new(
             409,
             "merchant_changed",

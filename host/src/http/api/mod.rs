@@ -1,6 +1,7 @@
 //! The shop API (`/v1`): one module per resource. The router has checked the route, the token
 //! and its scope; [`dispatch`] calls the route's handler.
 
+pub mod audit;
 pub mod ledger;
 pub mod merchant_removal;
 pub mod merchants;
@@ -38,18 +39,18 @@ pub(super) async fn dispatch(
         ApiRoute::PutMerchant => merchants::put_merchant(app, who, id, req).await,
         ApiRoute::GetMerchant => merchants::get_merchant(app, id).await,
         ApiRoute::DeleteMerchant => {
-            merchant_removal::delete_merchant(app, id, req.uri().query()).await
+            merchant_removal::delete_merchant(app, who, id, req.uri().query()).await
         }
-        ApiRoute::CreateToken => tokens::create_token(app, id, req).await,
+        ApiRoute::CreateToken => tokens::create_token(app, who, id, req).await,
         ApiRoute::ListTokens => tokens::list_tokens(app, id).await,
-        ApiRoute::RevokeToken => tokens::revoke_token(app, id, p.get("tid")).await,
+        ApiRoute::RevokeToken => tokens::revoke_token(app, who, id, p.get("tid")).await,
         ApiRoute::Payments => Ok(ledger::list_payments(app, who, &req).await),
         ApiRoute::PaymentsCsv => Ok(ledger::payments_csv(who, &req)),
         ApiRoute::RefundList => Ok(ledger::list_refunds(app, who, &req).await),
         ApiRoute::RefundListCsv => Ok(ledger::refunds_csv(who, &req)),
         ApiRoute::Merchants => ledger::list_merchants(app).await,
         ApiRoute::Refund => ledger::create_refund(app, who, id, &p.decoded("no"), req).await,
-        ApiRoute::Close => ledger::close(app, id, &p.decoded("no")).await,
+        ApiRoute::Close => ledger::close(app, who, id, &p.decoded("no")).await,
         ApiRoute::Reconciliation => ledger::reconciliation(app, id, &req).await,
     })
 }

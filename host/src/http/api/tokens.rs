@@ -2,6 +2,7 @@
 //! `DELETE /v1/merchants/{id}/tokens/{tid}` (the operator's).
 
 use crate::http::body::{json, read_body, Body, MAX_API_BODY};
+use crate::http::caller::Caller;
 use crate::service::{ApiError, App};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 /// `POST /v1/merchants/{id}/tokens` `{"label"?}`: a new per-merchant token, shown once.
 pub(super) async fn create_token(
     app: &Arc<App>,
+    who: &Caller,
     id: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
@@ -24,6 +26,15 @@ pub(super) async fn create_token(
             .unwrap_or_default()
     };
     let (tid, token) = new_merchant_token(app, id, &label).await?;
+    let shown: String = label.trim().chars().take(100).collect();
+    super::audit::record(
+        app,
+        who,
+        "token.create",
+        id,
+        &format!("token #{tid} {shown}"),
+    )
+    .await;
     Ok(json(
         201,
         &serde_json::json!({"id": tid, "merchant_id": id, "token": token, "label": label}),
@@ -68,6 +79,7 @@ pub(super) async fn list_tokens(app: &Arc<App>, id: &str) -> Result<Response<Bod
 /// `DELETE /v1/merchants/{id}/tokens/{tid}`.
 pub(super) async fn revoke_token(
     app: &Arc<App>,
+    who: &Caller,
     id: &str,
     tid: &str,
 ) -> Result<Response<Body>, ApiError> {
@@ -81,6 +93,7 @@ pub(super) async fn revoke_token(
         .map_err(ApiError::internal)?
     {
         tracing::info!(merchant = id, token_id = tid, "merchant API token revoked");
+        super::audit::record(app, who, "token.revoke", id, &format!("token #{tid}")).await;
         Ok(json(200, &serde_json::json!({"id": tid, "revoked": true})))
     } else {
         Err(ApiError::new(404, "unknown_token", "no such live token"))
