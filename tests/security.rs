@@ -1835,6 +1835,40 @@ fn behind_haproxy(
     (host, lb)
 }
 
+/// A notify refused for its declared size (413) behind haproxy: the answer reaches the client.
+/// Closed with the body unread, the connection was reset under the answer, and haproxy often
+/// passed on nothing at all (an empty reply instead of the 413). The refused body is read
+/// (up to a bound) and thrown away before the answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_notify_behind_haproxy_gets_its_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_host, lb) = behind_haproxy("sec-413", "", "");
+    for size in [70 * 1024, 300 * 1024] {
+        for attempt in 0..8 {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", lb.port))
+                .await
+                .unwrap();
+            let head = format!(
+                "POST /notify/shop HTTP/1.1\r\nHost: pay.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            // The client sends its whole body (as a real client does), whatever comes back.
+            let _ = s.write_all(&vec![b'a'; size]).await;
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                s.read_to_end(&mut answer),
+            )
+            .await;
+            let text = String::from_utf8_lossy(&answer);
+            assert!(
+                text.starts_with("HTTP/1.1 413"),
+                "{size} bytes, attempt {attempt}: {text:?}"
+            );
+        }
+    }
+}
+
 /// Finding 1 (issue 22): forged notifies to a known merchant are kept as bounded records (first
 /// 1 KiB, size, SHA-256, reason, source address), at most the quota per merchant (the newest).
 #[tokio::test(flavor = "multi_thread")]

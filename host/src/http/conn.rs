@@ -72,6 +72,59 @@ impl GuardedIo {
     }
 }
 
+impl Drop for GuardedIo {
+    fn drop(&mut self) {
+        linger_if_unread(&self.inner);
+    }
+}
+
+/// How much of a request left unread a closing connection still reads, and for how long.
+const LINGER_BYTES: usize = 1024 * 1024;
+const LINGER_FOR: Duration = Duration::from_secs(2);
+
+/// A connection closed while its client still sends (a body refused for its size, or not read
+/// because its request was answered early) is reset by the kernel when the next bytes arrive,
+/// and the reset can overtake the answer still on its way: behind a balancer the client then got
+/// no answer at all instead of its 413. So, unless the client has closed its side already, the
+/// socket outlives this handle (a second descriptor of it): its sending side is shut (the answer,
+/// then the end), and what the client still sends is read and thrown away until it closes too
+/// (at most [`LINGER_BYTES`] within [`LINGER_FOR`]), as web servers' "lingering close" does.
+fn linger_if_unread(stream: &tokio::net::TcpStream) {
+    use std::os::fd::AsFd;
+    let Ok(fd) = stream.as_fd().try_clone_to_owned() else {
+        return;
+    };
+    let socket = std::net::TcpStream::from(fd);
+    // The descriptor shares the connection's non-blocking mode: a client that closed reads as
+    // 0 bytes (nothing to wait for); one still there as bytes or WouldBlock.
+    match socket.peek(&mut [0u8; 1]) {
+        Ok(n) if n > 0 => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        _ => return,
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let _ = socket.shutdown(std::net::Shutdown::Write);
+        let Ok(mut socket) = tokio::net::TcpStream::from_std(socket) else {
+            return;
+        };
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut left = LINGER_BYTES;
+        let _ = tokio::time::timeout(LINGER_FOR, async {
+            use tokio::io::AsyncReadExt;
+            while left > 0 {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        })
+        .await;
+    });
+}
+
 /// The write deadline: armed when a write first waits, disarmed by any progress.
 struct WriteDeadline {
     stall: Duration,
