@@ -2521,13 +2521,29 @@ async fn a_slot_without_settings_is_not_a_server_fault() {
 /// is refused before it starts, saying to add `--public-url`.
 #[test]
 fn the_demo_on_every_address_without_a_public_url_says_to_give_one() {
-    let out = std::process::Command::new(conformance::host::payhost_binary())
+    let mut child = std::process::Command::new(conformance::host::payhost_binary())
         .current_dir(conformance::repo_root())
         .args(["demo", "--listen", &format!("0.0.0.0:{}", free_port())])
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    // Refused before it builds anything: a demo that started serving instead is killed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("payhost demo on 0.0.0.0 without --public-url was not refused: it ran");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
     assert!(
         err.contains("add --public-url http://<this machine's address>:")
             && err.contains("127.0.0.1:"),

@@ -168,17 +168,25 @@ impl App {
         // Read after the refund is admitted, not before: a payment paid in between (its
         // notification committed while this request waited) has its trade number only now, and
         // a request built from the older read would be refused for the lack of it.
-        let payment = self.stored_payment(merchant_id, out_trade_no).await?;
+        // From here on the refund is kept: a failure says so (the recovery sweep sends a kept
+        // refund that was never sent), never a bare error the shop could take for "not refunded".
+        let payment = match self.stored_payment(merchant_id, out_trade_no).await {
+            Ok(p) => p,
+            Err(e) => return Err(self.kept(merchant_id, &refund, e).await),
+        };
         let request = self.refund_request(merchant_id, &payment, &refund, now);
         // Claimed before it is sent: a recovery sweep (another replica's, this request having
         // waited long on its way here) that found it unsent took it and sends it; a second send
         // of the same number could race the first one's answer.
-        if !self
+        let claimed = match self
             .store
             .claim_first_refund_send(merchant_id, refund.id)
             .await
-            .map_err(ApiError::internal)?
         {
+            Ok(c) => c,
+            Err(e) => return Err(self.kept(merchant_id, &refund, ApiError::internal(e)).await),
+        };
+        if !claimed {
             tracing::info!(
                 merchant = merchant_id,
                 out_trade_no,
@@ -212,37 +220,13 @@ impl App {
             tracing::info!(merchant = merchant_id, out_trade_no, refund = refund.id, code = %e.code, "refund refused before it was sent; nothing kept");
             return Err(e);
         }
-        if let Err(mut e) = self
+        if let Err(e) = self
             .apply_refund_answer(merchant_id, &merchant, &refund, answer)
             .await
         {
             // No answer, or none understood: the refund may have reached the provider. It is
-            // kept PENDING (the provider's report or a query settles it), and the error says so
-            // and carries it: a shop that took the error for "not refunded" and started another
-            // refund refunded twice.
-            if let Ok(Some(kept)) = self.store.refund(merchant_id, refund.id).await {
-                if kept.status == refunds::PENDING {
-                    // Sent again without a key, the request would be a second refund.
-                    let again = if kept.refund_key.is_some() {
-                        "read the payment later, or send this request again with the same refund_key"
-                    } else {
-                        "read the payment later to see how it ended (this request had no refund_key: sent again, it would be a second refund)"
-                    };
-                    e.message = format!(
-                        "{} The refund's outcome is unknown: it may have reached the provider, so it is kept as refund {} (request_no {}, PENDING) and settled by the provider's report or a query. Do not start another refund for it: {again}",
-                        e.message.trim_end_matches('.').to_owned() + ".",
-                        kept.id,
-                        kept.request_no
-                    );
-                }
-                // The refund kept, pending or settled meanwhile by a report or a query (money
-                // may have gone out): the caller learns it exists, and the admin audits it. One
-                // the provider refused moved nothing.
-                if kept.status != refunds::FAILED {
-                    e.about = Some(Box::new(("refund", refund_json(&kept))));
-                }
-            }
-            return Err(e);
+            // kept PENDING (the provider's report or a query settles it).
+            return Err(self.kept(merchant_id, &refund, e).await);
         }
         let stored = self
             .store
@@ -251,6 +235,37 @@ impl App {
             .map_err(ApiError::internal)?
             .unwrap_or(refund);
         Ok((201, stored))
+    }
+
+    /// `e` for a refund that is kept (it may reach, or have reached, the provider): the error says
+    /// so and carries it — a shop that took the error for "not refunded" and started another
+    /// refund refunded twice — and the admin audits it. The refund as stored now (pending, or
+    /// settled meanwhile by a report or a query); as begun when it cannot be read. One the
+    /// provider refused moved nothing and is not carried.
+    async fn kept(&self, merchant_id: &str, begun: &Refund, mut e: ApiError) -> ApiError {
+        let kept = match self.store.refund(merchant_id, begun.id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return e,
+            Err(_) => begun.clone(),
+        };
+        if kept.status == refunds::PENDING {
+            // Sent again without a key, the request would be a second refund.
+            let again = if kept.refund_key.is_some() {
+                "read the payment later, or send this request again with the same refund_key"
+            } else {
+                "read the payment later to see how it ended (this request had no refund_key: sent again, it would be a second refund)"
+            };
+            e.message = format!(
+                "{} The refund's outcome is unknown: it may have reached the provider, so it is kept as refund {} (request_no {}, PENDING) and settled by the provider's report or a query. Do not start another refund for it: {again}",
+                e.message.trim_end_matches('.').to_owned() + ".",
+                kept.id,
+                kept.request_no
+            );
+        }
+        if kept.status != refunds::FAILED {
+            e.about = Some(Box::new(("refund", refund_json(&kept))));
+        }
+        e
     }
 
     /// The payment as stored now, or the API's 404 for an unknown one.

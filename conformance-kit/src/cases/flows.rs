@@ -361,8 +361,11 @@ impl Flow<'_> {
             .await?;
         if r.status != 200 {
             let origin = &self.env.origin;
-            let about_origin = r.text().contains(origin.as_str())
-                || [
+            // A refusal of the settings that names the kit's origin: the host does not allow
+            // it (any other refusal is the host's to answer for, in its own words).
+            let about_origin = r.status == 400
+                && r.text().contains(origin.as_str())
+                && [
                     "gateway_url",
                     "notify_verify_url",
                     "paychannel_url",
@@ -381,8 +384,20 @@ impl Flow<'_> {
             if about_origin {
                 // A set-up problem, not the host's fault: the run could not start (exit 2),
                 // said once, not once per URL setting the host named.
+                // The host's first reason: the same one follows for each URL setting.
+                let message = r.json()["error"]["message"]
+                    .as_str()
+                    .map(|m| {
+                        m.split("; ")
+                            .next()
+                            .unwrap_or(m)
+                            .chars()
+                            .take(300)
+                            .collect::<String>()
+                    })
+                    .unwrap_or_default();
                 self.origin_refused = Some(format!(
-                    "the host refused the kit's merchant (HTTP {}): its URL settings point at {origin}, an origin the host does not allow{hint}",
+                    "the host refused the kit's merchant (HTTP {}: {message}): its URL settings point at {origin}, an origin the host does not allow{hint}",
                     r.status
                 ));
                 return Err(Stop::Skip(
