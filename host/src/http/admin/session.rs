@@ -212,8 +212,8 @@ pub fn cross_site_refusal(app: &App, req: &Request<Incoming>) -> (String, String
         // The caller's Origin is not repeated: it may be another site's page posting here, and
         // "set public_url to it" would be that site's advice. The log has it for the operator.
         Some(public) if crate::config::origin_of(&origin).is_some() => (
-            format!("跨站表单提交被拒绝：表单不是从 payhost 的地址 {public} 提交的。请从 {public}/admin 打开管理页面；如果你确实从别的地址访问 payhost（SSH 隧道、代理），请运营者查看 payhost 日志并核对 payhost.toml 的 public_url。"),
-            format!("Cross-site form post refused: the form was not posted from payhost's address {public}. Open the admin page at {public}/admin; if you do reach payhost at another address (an SSH tunnel, a proxy), the operator finds it in payhost's log and checks public_url in payhost.toml."),
+            format!("跨站表单提交被拒绝：表单不是从 payhost 的地址 {public} 提交的。请从 {public}/admin 打开管理页面；如果你确实从别的地址访问 payhost（SSH 隧道、代理），请运营者查看 payhost 日志并核对 payhost.toml 的 public_url（payhost demo 用 --public-url 指定）。"),
+            format!("Cross-site form post refused: the form was not posted from payhost's address {public}. Open the admin page at {public}/admin; if you do reach payhost at another address (an SSH tunnel, a proxy), the operator finds it in payhost's log and checks public_url in payhost.toml (payhost demo: --public-url)."),
         ),
         _ => (
             "跨站表单提交被拒绝。".to_owned(),
