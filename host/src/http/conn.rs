@@ -74,13 +74,45 @@ impl GuardedIo {
 
 impl Drop for GuardedIo {
     fn drop(&mut self) {
-        linger_if_unread(&self.inner);
+        // A connection shed to make room is closed at once: it held nothing being answered.
+        if !self
+            .busy
+            .shed_closed
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            linger_if_unread(&self.inner);
+        }
     }
 }
 
 /// How much of a request left unread a closing connection still reads, and for how long.
 const LINGER_BYTES: usize = 1024 * 1024;
 const LINGER_FOR: Duration = Duration::from_secs(2);
+/// Sockets lingering at once, at most: beyond, a connection closes at once as before (clients
+/// that never close their side cannot pile up open sockets).
+const MAX_LINGERING: usize = 256;
+static LINGERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One lingering socket counted while it lingers.
+struct Lingering;
+
+impl Lingering {
+    fn start() -> Option<Lingering> {
+        use std::sync::atomic::Ordering;
+        LINGERING
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_LINGERING).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Lingering)
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        LINGERING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
 
 /// A connection closed while its client still sends (a body refused for its size, or not read
 /// because its request was answered early) is reset by the kernel when the next bytes arrive,
@@ -105,7 +137,11 @@ fn linger_if_unread(stream: &tokio::net::TcpStream) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    let Some(counted) = Lingering::start() else {
+        return;
+    };
     runtime.spawn(async move {
+        let _counted = counted;
         let _ = socket.shutdown(std::net::Shutdown::Write);
         let Ok(mut socket) = tokio::net::TcpStream::from_std(socket) else {
             return;
@@ -294,6 +330,8 @@ struct ConnState {
     /// Since when (as above, plus one) its request's body is being read; 0 when none is.
     body_since_ms: std::sync::atomic::AtomicU64,
     shed: tokio::sync::Notify,
+    /// Set when it is closed to make room (no lingering close for it).
+    shed_closed: std::sync::atomic::AtomicBool,
 }
 
 impl ConnState {
@@ -303,6 +341,7 @@ impl ConnState {
             waiting_since_ms: std::sync::atomic::AtomicU64::new(clock_ms()),
             body_since_ms: std::sync::atomic::AtomicU64::new(0),
             shed: tokio::sync::Notify::new(),
+            shed_closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -730,6 +769,7 @@ pub async fn serve(
                     // bytes arrived but are not parsed yet is lost with it, as with any
                     // keep-alive connection a server closes; its client sends it again.
                     _ = state.shed.notified() => if state.sheddable_since().is_some() {
+                        state.shed_closed.store(true, std::sync::atomic::Ordering::Release);
                         break;
                     },
                 }
@@ -800,6 +840,17 @@ pub async fn serve_metrics(
 #[cfg(test)]
 mod tests {
     use super::{ConnState, GuardedIo};
+
+    #[test]
+    fn lingering_sockets_are_bounded() {
+        let held: Vec<super::Lingering> = std::iter::from_fn(super::Lingering::start)
+            .take(super::MAX_LINGERING + 10)
+            .collect();
+        assert_eq!(held.len(), super::MAX_LINGERING);
+        drop(held);
+        assert!(super::Lingering::start().is_some(), "counted back down");
+    }
+
     use std::sync::Arc;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
