@@ -130,29 +130,11 @@ impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
     }
 }
 
-/// Failed admin logins per IP in the last minute, and per account over [`ACCOUNT_WINDOW`].
+/// Failed admin logins per IP in the last minute.
 pub struct LoginThrottle {
     max_failures: u32,
     window: Duration,
     failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
-    accounts: Mutex<HashMap<String, Account>>,
-}
-
-/// An account's failed logins (from every address) over this time...
-const ACCOUNT_WINDOW: Duration = Duration::from_secs(600);
-/// ...beyond which its password is checked at most once per [`ACCOUNT_GAP`], whoever asks: a
-/// guesser with many addresses (each under the per-address limit) guesses one account's
-/// password at most this fast. Not a lockout: the owner's own login waits seconds, not minutes.
-const ACCOUNT_FAILURES: usize = 20;
-const ACCOUNT_GAP: Duration = Duration::from_secs(3);
-
-#[derive(Default)]
-struct Account {
-    failures: VecDeque<Instant>,
-    /// When the next check of this account may start, once it is slowed.
-    next: Option<Instant>,
-    /// When it was last said in the log that it is slowed.
-    said: Option<Instant>,
 }
 
 impl LoginThrottle {
@@ -161,123 +143,48 @@ impl LoginThrottle {
             max_failures: max_failures_per_minute.max(1),
             window: Duration::from_secs(60),
             failures: Mutex::new(HashMap::new()),
-            accounts: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Starts a check of `account`'s password (a user name; empty for payhost.toml's
-    /// password): `Err(seconds to wait)` while the account is slowed. Counted as a failure from
-    /// its start, as [`attempt`](Self::attempt) counts.
-    fn account_attempt(&self, account: &str, now: Instant) -> Result<String, u64> {
-        let key: String = account.chars().take(64).collect::<String>().to_lowercase();
-        let mut map = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 10_000 {
-            map.retain(|_, a| {
-                a.failures
-                    .back()
-                    .is_some_and(|t| now.duration_since(*t) < ACCOUNT_WINDOW)
-            });
-        }
-        let a = map.entry(key.clone()).or_default();
-        while a
-            .failures
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= ACCOUNT_WINDOW)
-        {
-            a.failures.pop_front();
-        }
-        if a.failures.len() >= ACCOUNT_FAILURES {
-            if let Some(next) = a.next.filter(|n| *n > now) {
-                return Err(next.duration_since(now).as_secs().max(1));
-            }
-            a.next = Some(now + ACCOUNT_GAP);
-            if a.said
-                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
-            {
-                a.said = Some(now);
-                tracing::warn!(
-                    user = %key,
-                    failures = a.failures.len(),
-                    "admin logins of this account failed many times in 10 minutes: its password is checked once every 3 s at most"
-                );
-            }
-        } else {
-            a.next = None;
-        }
-        a.failures.push_back(now);
-        Ok(key)
-    }
-
-    /// Starts a login attempt from `ip` for `account`: `Err(seconds to wait)` when the address
-    /// has failed too often in the last minute, or the account is slowed
-    /// ([`ACCOUNT_FAILURES`]). An attempt counts as a failure from the moment it starts, so
-    /// guesses sent at once cannot all pass this check before the first of them has failed; only
-    /// the attempt that succeeds is taken back ([`succeeded`](Self::succeeded)). One refused
-    /// here counts nowhere: it checked nothing.
-    pub fn attempt(&self, ip: IpAddr, account: &str) -> Result<LoginAttempt, u64> {
+    /// Starts a login attempt from `ip`: `Err(seconds to wait)` when it has failed too often in
+    /// the last minute. An attempt counts as a failure from the moment it starts, so guesses sent
+    /// at once cannot all pass this check before the first of them has failed; only the attempt
+    /// that succeeds is taken back ([`succeeded`](Self::succeeded)).
+    pub fn attempt(&self, ip: IpAddr) -> Result<LoginAttempt, u64> {
         let now = Instant::now();
-        {
-            let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-            if map.len() > 100_000 {
-                let window = self.window;
-                map.retain(|_, l| l.back().is_some_and(|t| now.duration_since(*t) < window));
-            }
-            let list = map.entry(ip).or_default();
-            while list
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= self.window)
-            {
-                list.pop_front();
-            }
-            if list.len() as u32 >= self.max_failures {
-                let oldest = *list.front().expect("not empty");
-                let wait = self.window.saturating_sub(now.duration_since(oldest));
-                return Err(wait.as_secs().max(1));
-            }
-            list.push_back(now);
-        }
-        match self.account_attempt(account, now) {
-            Ok(account) => Ok(LoginAttempt {
-                ip,
-                account,
-                started: now,
-            }),
-            Err(wait) => {
-                self.take_back_ip(ip, now);
-                Err(wait)
-            }
-        }
-    }
-
-    fn take_back_ip(&self, ip: IpAddr, started: Instant) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(list) = map.get_mut(&ip) {
-            if let Some(i) = list.iter().rposition(|t| *t == started) {
-                list.remove(i);
-            }
-            if list.is_empty() {
-                map.remove(&ip);
-            }
+        if map.len() > 100_000 {
+            let window = self.window;
+            map.retain(|_, l| l.back().is_some_and(|t| now.duration_since(*t) < window));
         }
-    }
-
-    fn take_back_account(&self, account: &str, started: Instant) {
-        let mut map = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(a) = map.get_mut(account) {
-            if let Some(i) = a.failures.iter().rposition(|t| *t == started) {
-                a.failures.remove(i);
-            }
-            if a.failures.is_empty() {
-                map.remove(account);
-            }
+        let list = map.entry(ip).or_default();
+        while list
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            list.pop_front();
         }
+        if list.len() as u32 >= self.max_failures {
+            let oldest = *list.front().expect("not empty");
+            let wait = self.window.saturating_sub(now.duration_since(oldest));
+            return Err(wait.as_secs().max(1));
+        }
+        list.push_back(now);
+        Ok(LoginAttempt { ip, started: now })
     }
 
     /// Takes back a successful attempt. The address's other failures stay: a login of one's own
     /// does not buy more guesses at someone else's password.
     pub fn succeeded(&self, attempt: LoginAttempt) {
-        self.take_back_account(&attempt.account, attempt.started);
-        self.take_back_ip(attempt.ip, attempt.started);
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = map.get_mut(&attempt.ip) {
+            if let Some(i) = list.iter().position(|t| *t == attempt.started) {
+                list.remove(i);
+            }
+            if list.is_empty() {
+                map.remove(&attempt.ip);
+            }
+        }
     }
 }
 
@@ -285,7 +192,6 @@ impl LoginThrottle {
 #[derive(Debug)]
 pub struct LoginAttempt {
     ip: IpAddr,
-    account: String,
     started: Instant,
 }
 
@@ -357,11 +263,11 @@ mod tests {
         let t = LoginThrottle::new(3);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..3 {
-            t.attempt(ip, "").expect("not yet throttled");
+            t.attempt(ip).expect("not yet throttled");
         }
-        let wait = t.attempt(ip, "").unwrap_err();
+        let wait = t.attempt(ip).unwrap_err();
         assert!((1..=60).contains(&wait));
-        assert!(t.attempt("10.0.0.2".parse().unwrap(), "").is_ok());
+        assert!(t.attempt("10.0.0.2".parse().unwrap()).is_ok());
     }
 
     #[test]
@@ -369,32 +275,8 @@ mod tests {
         let t = LoginThrottle::new(5);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         // Twenty guesses started together, none finished: only five get a password check.
-        let started = (0..20).filter(|_| t.attempt(ip, "").is_ok()).count();
+        let started = (0..20).filter(|_| t.attempt(ip).is_ok()).count();
         assert_eq!(started, 5);
-    }
-
-    #[test]
-    fn one_account_guessed_from_many_addresses_is_slowed_not_locked() {
-        let t = LoginThrottle::new(5);
-        // Twenty addresses, one guess each (none is limited on its own).
-        for i in 0..20 {
-            let ip: IpAddr = format!("10.0.1.{i}").parse().unwrap();
-            t.attempt(ip, "Alice").expect("under every limit");
-        }
-        // The next check of alice (any case, any address) goes ahead; the one after must wait.
-        t.attempt("10.0.2.1".parse().unwrap(), "alice")
-            .expect("one check now");
-        let wait = t.attempt("10.0.2.2".parse().unwrap(), "alice").unwrap_err();
-        assert!((1..=3).contains(&wait), "{wait}");
-        // Another account is not slowed by it.
-        t.attempt("10.0.2.3".parse().unwrap(), "bob").expect("bob");
-        // A refused attempt is no failure of the account's or the address's.
-        assert_eq!(t.accounts.lock().unwrap()["alice"].failures.len(), 21);
-        assert!(!t
-            .failures
-            .lock()
-            .unwrap()
-            .contains_key(&"10.0.2.2".parse::<IpAddr>().unwrap()));
     }
 
     #[test]
@@ -402,13 +284,13 @@ mod tests {
         let t = LoginThrottle::new(5);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..4 {
-            t.attempt(ip, "").unwrap(); // four wrong guesses
+            t.attempt(ip).unwrap(); // four wrong guesses
         }
-        let own = t.attempt(ip, "").unwrap();
+        let own = t.attempt(ip).unwrap();
         t.succeeded(own); // a login of one's own from the same address
-        t.attempt(ip, "").unwrap(); // the fifth guess
+        t.attempt(ip).unwrap(); // the fifth guess
         assert!(
-            t.attempt(ip, "").is_err(),
+            t.attempt(ip).is_err(),
             "the four earlier failures still count after a success"
         );
     }

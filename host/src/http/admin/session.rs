@@ -427,14 +427,9 @@ pub async fn login(
     if !login_enabled(app).await {
         return login_page(app, 403, view, lang, lang_url).await;
     }
-    // Failures count per address (an IPv6 caller per /64), each attempt from its start, and per
-    // account (many addresses guessing one user's password are slowed together).
+    // Failures count per address (an IPv6 caller per /64), each attempt from its start.
     let key = crate::proxy::limit_key(ip);
-    let attempt = match app
-        .guards
-        .logins
-        .attempt(key, super::field(&form, "user").trim())
-    {
+    let attempt = match app.guards.logins.attempt(key) {
         Ok(attempt) => attempt,
         Err(wait) => {
             // Once a second at most, with how many went unsaid: a guesser writes no log of its own.
