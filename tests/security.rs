@@ -1837,8 +1837,8 @@ fn behind_haproxy(
 
 /// A notify refused for its declared size (413) behind haproxy: the answer reaches the client.
 /// Closed with the body unread, the connection was reset under the answer, and haproxy often
-/// passed on nothing at all (an empty reply instead of the 413). The refused body is read
-/// (up to a bound) and thrown away before the answer.
+/// passed on nothing at all (an empty reply instead of the 413). After the answer, what the
+/// client still sends is read (up to a bound) and thrown away before the connection closes.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_oversized_notify_behind_haproxy_gets_its_413() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

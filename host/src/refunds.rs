@@ -172,7 +172,7 @@ impl App {
         // refund that was never sent), never a bare error the shop could take for "not refunded".
         let payment = match self.stored_payment(merchant_id, out_trade_no).await {
             Ok(p) => p,
-            Err(e) => return Err(self.kept(merchant_id, &refund, e).await),
+            Err(e) => return Err(self.kept(merchant_id, &refund, e, true).await),
         };
         let request = self.refund_request(merchant_id, &payment, &refund, now);
         // Claimed before it is sent: a recovery sweep (another replica's, this request having
@@ -184,7 +184,11 @@ impl App {
             .await
         {
             Ok(c) => c,
-            Err(e) => return Err(self.kept(merchant_id, &refund, ApiError::internal(e)).await),
+            Err(e) => {
+                return Err(self
+                    .kept(merchant_id, &refund, ApiError::internal(e), true)
+                    .await)
+            }
         };
         if !claimed {
             tracing::info!(
@@ -193,13 +197,12 @@ impl App {
                 refund = refund.id,
                 "refund already sent by the recovery sweep; not sent again"
             );
-            let stored = self
-                .store
-                .refund(merchant_id, refund.id)
-                .await
-                .map_err(ApiError::internal)?
-                .unwrap_or(refund);
-            return Ok((201, stored));
+            return match self.store.refund(merchant_id, refund.id).await {
+                Ok(stored) => Ok((201, stored.unwrap_or(refund))),
+                Err(e) => Err(self
+                    .kept(merchant_id, &refund, ApiError::internal(e), false)
+                    .await),
+            };
         }
         let answer = self.send_refund(plugin, &merchant, &request).await;
         // Refused by the component before anything was sent (its rules for the reason, say, or
@@ -213,10 +216,12 @@ impl App {
             _ => None,
         };
         if let Some(e) = never_sent {
-            self.store
-                .discard_refund(merchant_id, refund.id)
-                .await
-                .map_err(ApiError::internal)?;
+            if let Err(failed) = self.store.discard_refund(merchant_id, refund.id).await {
+                // Still stored (and claimed): the sweep asks the provider about it in time.
+                return Err(self
+                    .kept(merchant_id, &refund, ApiError::internal(failed), false)
+                    .await);
+            }
             tracing::info!(merchant = merchant_id, out_trade_no, refund = refund.id, code = %e.code, "refund refused before it was sent; nothing kept");
             return Err(e);
         }
@@ -226,27 +231,35 @@ impl App {
         {
             // No answer, or none understood: the refund may have reached the provider. It is
             // kept PENDING (the provider's report or a query settles it).
-            return Err(self.kept(merchant_id, &refund, e).await);
+            return Err(self.kept(merchant_id, &refund, e, false).await);
         }
-        let stored = self
-            .store
-            .refund(merchant_id, refund.id)
-            .await
-            .map_err(ApiError::internal)?
-            .unwrap_or(refund);
-        Ok((201, stored))
+        match self.store.refund(merchant_id, refund.id).await {
+            Ok(stored) => Ok((201, stored.unwrap_or(refund))),
+            Err(e) => Err(self
+                .kept(merchant_id, &refund, ApiError::internal(e), false)
+                .await),
+        }
     }
 
     /// `e` for a refund that is kept (it may reach, or have reached, the provider): the error says
     /// so and carries it — a shop that took the error for "not refunded" and started another
     /// refund refunded twice — and the admin audits it. The refund as stored now (pending, or
-    /// settled meanwhile by a report or a query); as begun when it cannot be read. One the
-    /// provider refused moved nothing and is not carried.
-    async fn kept(&self, merchant_id: &str, begun: &Refund, mut e: ApiError) -> ApiError {
+    /// settled meanwhile by a report or a query). One the provider refused moved nothing and is
+    /// not carried. When it cannot be read: as begun if it was never sent (`unsent`: it is
+    /// PENDING, and the sweep sends it), else nothing is said of it (it may have ended either
+    /// way).
+    async fn kept(
+        &self,
+        merchant_id: &str,
+        begun: &Refund,
+        mut e: ApiError,
+        unsent: bool,
+    ) -> ApiError {
         let kept = match self.store.refund(merchant_id, begun.id).await {
             Ok(Some(r)) => r,
             Ok(None) => return e,
-            Err(_) => begun.clone(),
+            Err(_) if unsent => begun.clone(),
+            Err(_) => return e,
         };
         if kept.status == refunds::PENDING {
             // Sent again without a key, the request would be a second refund.

@@ -35,6 +35,7 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> 
     // A declared length above the limit is refused before a byte is read (nor is a client that
     // asked `Expect: 100-continue` told to send it).
     if hyper::body::Body::size_hint(&body).lower() > limit as u64 {
+        super::conn::body_left_unread();
         return Err(too_large(limit));
     }
     // Marked on its connection while it arrives: a body that has not arrived after a second
@@ -58,6 +59,7 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> 
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
+            super::conn::body_left_unread();
             Err(too_large(limit))
         }
         Err(e) => Err(ApiError::new(

@@ -75,12 +75,9 @@ impl GuardedIo {
 impl Drop for GuardedIo {
     fn drop(&mut self) {
         // A connection shed to make room is closed at once: it held nothing being answered.
-        if !self
-            .busy
-            .shed_closed
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            linger_if_unread(&self.inner);
+        use std::sync::atomic::Ordering;
+        if !self.busy.shed_closed.load(Ordering::Acquire) {
+            linger_if_unread(&self.inner, self.busy.body_unread.load(Ordering::Acquire));
         }
     }
 }
@@ -117,11 +114,13 @@ impl Drop for Lingering {
 /// A connection closed while its client still sends (a body refused for its size, or not read
 /// because its request was answered early) is reset by the kernel when the next bytes arrive,
 /// and the reset can overtake the answer still on its way: behind a balancer the client then got
-/// no answer at all instead of its 413. So, unless the client has closed its side already, the
-/// socket outlives this handle (a second descriptor of it): its sending side is shut (the answer,
-/// then the end), and what the client still sends is read and thrown away until it closes too
-/// (at most [`LINGER_BYTES`] within [`LINGER_FOR`]), as web servers' "lingering close" does.
-fn linger_if_unread(stream: &tokio::net::TcpStream) {
+/// no answer at all instead of its 413. So when bytes wait, or a body was refused unread
+/// (`body_unread`: more may be on the way) and the client has not closed its side, the socket
+/// outlives this handle (a second descriptor of it): its sending side is shut (the answer, then
+/// the end), and what the client still sends is read and thrown away until it closes too (at
+/// most [`LINGER_BYTES`] within [`LINGER_FOR`]), as web servers' "lingering close" does. Any
+/// other connection (an idle one closed, a `Connection: close` answered) closes at once.
+fn linger_if_unread(stream: &tokio::net::TcpStream, body_unread: bool) {
     use std::os::fd::AsFd;
     let Ok(fd) = stream.as_fd().try_clone_to_owned() else {
         return;
@@ -131,7 +130,7 @@ fn linger_if_unread(stream: &tokio::net::TcpStream) {
     // 0 bytes (nothing to wait for); one still there as bytes or WouldBlock.
     match socket.peek(&mut [0u8; 1]) {
         Ok(n) if n > 0 => {}
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(e) if body_unread && e.kind() == std::io::ErrorKind::WouldBlock => {}
         _ => return,
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -332,6 +331,8 @@ struct ConnState {
     shed: tokio::sync::Notify,
     /// Set when it is closed to make room (no lingering close for it).
     shed_closed: std::sync::atomic::AtomicBool,
+    /// Set when a request's body was refused unread ([`body_left_unread`]).
+    body_unread: std::sync::atomic::AtomicBool,
 }
 
 impl ConnState {
@@ -342,6 +343,7 @@ impl ConnState {
             body_since_ms: std::sync::atomic::AtomicU64::new(0),
             shed: tokio::sync::Notify::new(),
             shed_closed: std::sync::atomic::AtomicBool::new(false),
+            body_unread: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -402,6 +404,15 @@ impl Drop for ReadingBody {
             c.body_since_ms
                 .store(0, std::sync::atomic::Ordering::Release);
         }
+    }
+}
+
+/// Marks the current connection as answering a request whose body it leaves unread (refused for
+/// its size): it closes with a lingering close ([`linger_if_unread`]).
+pub(super) fn body_left_unread() {
+    if let Ok(c) = CONNECTION.try_with(Arc::clone) {
+        c.body_unread
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 }
 
