@@ -757,21 +757,16 @@ async fn paid_then_closed(
     closed_without: &[&str],
 ) -> (serde_json::Value, String) {
     create(w, "shop", no).await;
-    let (paid_id, closed_id) = (format!("n-{no}-paid"), format!("n-{no}-closed"));
-    w.alipay.issue(&paid_id);
-    let paid = alipay::md5_notify_body_without(
-        &trade(no, &paid_id, "TRADE_SUCCESS"),
-        MD5_KEY,
-        paid_without,
-    );
-    assert_eq!(notify(w, "shop", &paid).await.text(), "success");
-    w.alipay.issue(&closed_id);
-    let closed = alipay::md5_notify_body_without(
-        &trade(no, &closed_id, "TRADE_CLOSED"),
-        MD5_KEY,
-        closed_without,
-    );
-    assert_eq!(notify(w, "shop", &closed).await.text(), "success");
+    // One notify of `status` for the order, issued by the stub, without the fields `without`.
+    let send = async |status: &str, without: &[&str]| {
+        let id = format!("n-{no}-{status}");
+        w.alipay.issue(&id);
+        let body = alipay::md5_notify_body_without(&trade(no, &id, status), MD5_KEY, without);
+        assert_eq!(notify(w, "shop", &body).await.text(), "success");
+        body
+    };
+    send("TRADE_SUCCESS", paid_without).await;
+    let closed = send("TRADE_CLOSED", closed_without).await;
     (payment_json(w, no).await, closed)
 }
 

@@ -8,7 +8,7 @@ use crate::config::MerchantSettings;
 use crate::http::caller::Caller;
 use crate::service::App;
 
-/// The audit log's actor for `who`.
+/// The audit log's actor for `who`, and a refund's `started_by` when a token starts it.
 pub fn actor(who: &Caller) -> String {
     match who {
         Caller::Operator => "api:operator".to_owned(),

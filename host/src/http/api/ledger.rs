@@ -303,10 +303,8 @@ pub async fn create_refund(
         "the expected JSON object {\"amount\", \"reason\", \"refund_key\"?}",
         false,
     )?;
-    let started_by = match who {
-        Caller::Operator => "api:operator".to_owned(),
-        Caller::Merchant(m) => format!("api:merchant:{m}"),
-    };
+    // The token's holder, as the audit log names it.
+    let started_by = super::audit::actor(who);
     match app.start_refund(id, no, cmd, &started_by).await {
         Ok((status, refund)) => {
             // A refund asked again under its key (200) was audited when it started.
