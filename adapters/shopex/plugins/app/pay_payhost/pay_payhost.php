@@ -924,8 +924,14 @@ class pay_payhost extends paymentPlugin
             $this->payhost_answer(503, 'order unknown, retry');
         }
         $oOrder = $this->system->loadModel('trading/order');
-        $order = $oOrder->getFieldById($orderId, array('pay_status'));
-        $payStatus = (is_array($order) && isset($order['pay_status'])) ? (string)$order['pay_status'] : '';
+        $payStatus = $this->payhost_pay_status($oOrder, $orderId);
+        for ($i = 0; $i < 4 && !$applied && ($payStatus === '' || $payStatus === '0'); $i++) {
+            // The payment says succ but this call did not write it: the buyer's return (or a
+            // retry) won setPayStatus() at this moment and is inside onSuccess() → payed().
+            // Waited for, so that the order's log does not call a race ShopEx's failure.
+            usleep(500000);
+            $payStatus = $this->payhost_pay_status($oOrder, $orderId);
+        }
         // 1 paid, 2 paid to Alipay's escrow, 3 partly paid, 4 and 5 refunded: the money reached the
         // order. Except when this call's setPayStatus() failed on an order that was not fully paid
         // (partly paid before, say): its status then says nothing of this payment.
@@ -939,6 +945,13 @@ class pay_payhost extends paymentPlugin
                 null, 'payhost', '付款');
         }
         $this->payhost_answer(503, 'payment recorded but the order is not paid, retry');
+    }
+
+    /** The order's pay_status as ShopEx reads it (getFieldById()), '' when it cannot be read. */
+    function payhost_pay_status($oOrder, $orderId)
+    {
+        $order = $oOrder->getFieldById($orderId, array('pay_status'));
+        return (is_array($order) && isset($order['pay_status'])) ? (string)$order['pay_status'] : '';
     }
 
     /** Whether X-Payhost-Signature $header signs $body with $secret, its t within 300 s. */

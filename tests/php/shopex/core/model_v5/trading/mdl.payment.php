@@ -22,7 +22,9 @@
  *    it is already succ; otherwise the new status is written with
  *    `UPDATE ... WHERE payment_id = .. AND status != 'succ'` and onSuccess() (order payed()) runs only
  *    when that changed one row — the platform's own "paid once" guard. RACE_WINDOW_MS widens the gap
- *    between the read and the update;
+ *    between the read and the update, PAYED_WINDOW_MS the gap between the update and onSuccess()
+ *    (two statements, no transaction: a concurrent caller reads the payment succ and the order
+ *    unpaid in it);
  *  - onSuccess($info): an order's payment → mdl_order::payed(); a top-up (pay_type recharge) →
  *    mdl_advance::add() of the member (money less paycost; no escrow, pay_assure), which fails
  *    when the member's row is gone (checkAccount()) and otherwise writes an sdb_advance_logs row
@@ -145,6 +147,10 @@ class mdl_payment
         });
         if ($affected === 1) {
             if ($status == PAY_PROGRESS || $status == PAY_SUCCESS) {
+                $gap = (int)getenv('PAYED_WINDOW_MS');
+                if ($gap > 0) {
+                    usleep($gap * 1000);
+                }
                 if (!$this->onSuccess($aPayInfo, $payInfo['memo'])) {
                     return false;
                 }
