@@ -2756,3 +2756,124 @@ async fn dead_letters_name_their_order_and_no_url_is_not_resent() {
     assert!(after.contains("nohook: 商城通知地址是空的"), "{after}");
     assert_eq!(still_dead(), 1);
 }
+
+/// One account's password guessed from many addresses, each under its own per-address limit (a
+/// botnet): after 20 failures in 10 minutes, browsers that never logged in to that account are
+/// refused (429) whoever they are, while the owner's browser, which logged in before (its device
+/// cookie), still gets in. A forged device cookie is not the owner's, and the owner's browser
+/// itself gets ten failures of its own, not the account's.
+#[tokio::test(flavor = "multi_thread")]
+async fn guesses_from_many_addresses_lock_out_only_browsers_the_account_never_used() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = demo("admin-login-botnet").await;
+    let port: u16 = d
+        .url("")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap();
+    let login = |from: String, password: &'static str, cookie: String| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let mut s = socket
+            .connect(format!("127.0.0.1:{port}").parse().unwrap())
+            .await
+            .unwrap();
+        let body = format!("user=&password={password}");
+        let cookie = if cookie.is_empty() {
+            String::new()
+        } else {
+            format!("Cookie: {cookie}\r\n")
+        };
+        let req = format!(
+            "POST /admin/login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{cookie}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let set_cookie = |answer: &str, name: &str| {
+        answer
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .map(|(_, v)| v.trim().to_owned())
+            .find(|v| v.starts_with(&format!("{name}=")))
+    };
+    // The owner logs in once: the session's cookie first, then the browser remembered.
+    let a = login("127.0.2.1".into(), ADMIN_PASSWORD, String::new()).await;
+    assert!(a.starts_with("HTTP/1.1 303"), "{a}");
+    let first = a
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap();
+    assert!(first.contains("payhost_admin="), "{a}");
+    let device = set_cookie(&a, "payhost_device").expect("a device cookie");
+    for attr in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/admin",
+        "Max-Age=15552000",
+    ] {
+        assert!(device.contains(attr), "{device}");
+    }
+    let device = device.split(';').next().unwrap().to_owned();
+
+    // Twenty addresses, one wrong guess each: each is checked.
+    for i in 0..20 {
+        let a = login(
+            format!("127.0.3.{}", i + 1),
+            "wrong-guess-123",
+            String::new(),
+        )
+        .await;
+        assert!(a.starts_with("HTTP/1.1 401"), "{a}");
+    }
+    // The account is closed to every browser it has not seen, the right password too.
+    for (from, password) in [
+        ("127.0.4.1", "wrong-guess-123"),
+        ("127.0.4.2", ADMIN_PASSWORD),
+    ] {
+        let a = login(from.into(), password, String::new()).await;
+        assert!(a.starts_with("HTTP/1.1 429"), "{a}");
+        assert!(a.contains("这个账号的登录失败次数过多"), "{a}");
+        assert!(a.to_ascii_lowercase().contains("retry-after:"), "{a}");
+        assert!(set_cookie(&a, "payhost_admin").is_none(), "{a}");
+    }
+    // A forged proof (the MAC changed) is a browser it has not seen.
+    let forged = {
+        let last = if device.ends_with('0') { '1' } else { '0' };
+        format!("{}{last}", &device[..device.len() - 1])
+    };
+    let a = login("127.0.4.3".into(), ADMIN_PASSWORD, forged).await;
+    assert!(a.starts_with("HTTP/1.1 429"), "{a}");
+
+    // The owner's browser, from a new address, gets in.
+    let a = login("127.0.4.4".into(), ADMIN_PASSWORD, device.clone()).await;
+    assert!(a.starts_with("HTTP/1.1 303"), "{a}");
+    assert!(set_cookie(&a, "payhost_admin").is_some(), "{a}");
+    let device = set_cookie(&a, "payhost_device")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    // Its own mistakes count for it alone: ten, then it waits too.
+    for i in 0..10 {
+        let a = login(
+            format!("127.0.5.{}", i + 1),
+            "wrong-guess-123",
+            device.clone(),
+        )
+        .await;
+        assert!(a.starts_with("HTTP/1.1 401"), "{i}: {a}");
+    }
+    let a = login("127.0.5.99".into(), ADMIN_PASSWORD, device).await;
+    assert!(a.starts_with("HTTP/1.1 429"), "{a}");
+    assert!(
+        a.contains("登录失败次数过多") && !a.contains("这个账号"),
+        "{a}"
+    );
+}

@@ -1,6 +1,6 @@
 //! Credentials and abuse limits: the admin password (argon2), admin sessions and their CSRF
 //! tokens (random, stored hashed in the database), per-merchant API tokens (random, stored as
-//! SHA-256), login throttling per IP, and token-bucket rate limits per IP and per merchant.
+//! SHA-256), login throttling per IP, per account and per device cookie, and token-bucket rate limits per IP and per merchant.
 
 use anyhow::{anyhow, Result};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -59,11 +59,24 @@ pub const MAX_PASSWORD_CHECKS: usize = 4;
 static PASSWORD_CHECKS: tokio::sync::Semaphore =
     tokio::sync::Semaphore::const_new(MAX_PASSWORD_CHECKS);
 
-/// [`verify_password`] off the async workers, at most [`MAX_PASSWORD_CHECKS`] at once; `None`
-/// (nothing checked) when that many are running. The place is held by the check itself, so a
-/// client that hangs up does not free it before the memory is.
-pub async fn verify_password_limited(password: String, hash: String) -> Option<bool> {
-    let place = PASSWORD_CHECKS.try_acquire().ok()?;
+/// One more check kept for browsers that logged in to the account before (a device cookie,
+/// http/admin/device.rs): guessers from many addresses keeping the others busy do not keep the
+/// owner out.
+static KNOWN_BROWSER_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// [`verify_password`] off the async workers, at most [`MAX_PASSWORD_CHECKS`] at once (and one
+/// more for a `known_browser`); `None` (nothing checked) when that many are running. The place is
+/// held by the check itself, so a client that hangs up does not free it before the memory is.
+pub async fn verify_password_limited(
+    password: String,
+    hash: String,
+    known_browser: bool,
+) -> Option<bool> {
+    let place = match PASSWORD_CHECKS.try_acquire() {
+        Ok(place) => place,
+        Err(_) if known_browser => KNOWN_BROWSER_CHECKS.try_acquire().ok()?,
+        Err(_) => return None,
+    };
     let checked = tokio::task::spawn_blocking(move || {
         let ok = verify_password(&password, &hash);
         drop(place);
@@ -130,34 +143,54 @@ impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
     }
 }
 
-/// Failed admin logins per IP in the last minute.
-pub struct LoginThrottle {
+/// Failed admin logins per key (a client address, an account, a device cookie) within a
+/// window: after `max_failures` the key's attempts are refused until the oldest failure is
+/// `window` old.
+pub struct FailureWindow<K> {
     max_failures: u32,
     window: Duration,
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    failures: Mutex<HashMap<K, VecDeque<Instant>>>,
 }
 
-impl LoginThrottle {
-    pub fn new(max_failures_per_minute: u32) -> Self {
-        LoginThrottle {
-            max_failures: max_failures_per_minute.max(1),
-            window: Duration::from_secs(60),
+/// Failed admin logins per IP in the last minute.
+pub type LoginThrottle = FailureWindow<IpAddr>;
+
+/// Failed logins to one account (a user name; the empty name is payhost.toml's password) from
+/// browsers that never logged in to it, from any address: a botnet guessing one password, each
+/// address under its own limit. Browsers that logged in to it before count apart, per device
+/// cookie (http/admin/device.rs), so guessers cannot lock the owner out.
+pub const ACCOUNT_FAILURES: u32 = 20;
+/// Failed logins from one device cookie: one stolen cookie buys no more than an address does.
+pub const DEVICE_FAILURES: u32 = 10;
+/// The window of [`ACCOUNT_FAILURES`] and [`DEVICE_FAILURES`].
+pub const ACCOUNT_WINDOW: Duration = Duration::from_secs(600);
+
+impl<K: std::hash::Hash + Eq + Clone> FailureWindow<K> {
+    pub fn new(max_failures: u32, window: Duration) -> Self {
+        FailureWindow {
+            max_failures: max_failures.max(1),
+            window,
             failures: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Starts a login attempt from `ip`: `Err(seconds to wait)` when it has failed too often in
-    /// the last minute. An attempt counts as a failure from the moment it starts, so guesses sent
+    /// `max_failures_per_minute` failures a minute.
+    pub fn per_minute(max_failures_per_minute: u32) -> Self {
+        Self::new(max_failures_per_minute, Duration::from_secs(60))
+    }
+
+    /// Starts a login attempt of `key`: `Err(seconds to wait)` when it has failed too often in
+    /// the window. An attempt counts as a failure from the moment it starts, so guesses sent
     /// at once cannot all pass this check before the first of them has failed; only the attempt
     /// that succeeds is taken back ([`succeeded`](Self::succeeded)).
-    pub fn attempt(&self, ip: IpAddr) -> Result<LoginAttempt, u64> {
+    pub fn attempt(&self, key: K) -> Result<Attempt<K>, u64> {
         let now = Instant::now();
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 100_000 {
             let window = self.window;
             map.retain(|_, l| l.back().is_some_and(|t| now.duration_since(*t) < window));
         }
-        let list = map.entry(ip).or_default();
+        let list = map.entry(key.clone()).or_default();
         while list
             .front()
             .is_some_and(|t| now.duration_since(*t) >= self.window)
@@ -170,28 +203,28 @@ impl LoginThrottle {
             return Err(wait.as_secs().max(1));
         }
         list.push_back(now);
-        Ok(LoginAttempt { ip, started: now })
+        Ok(Attempt { key, started: now })
     }
 
-    /// Takes back a successful attempt. The address's other failures stay: a login of one's own
+    /// Takes back a successful attempt. The key's other failures stay: a login of one's own
     /// does not buy more guesses at someone else's password.
-    pub fn succeeded(&self, attempt: LoginAttempt) {
+    pub fn succeeded(&self, attempt: Attempt<K>) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(list) = map.get_mut(&attempt.ip) {
+        if let Some(list) = map.get_mut(&attempt.key) {
             if let Some(i) = list.iter().position(|t| *t == attempt.started) {
                 list.remove(i);
             }
             if list.is_empty() {
-                map.remove(&attempt.ip);
+                map.remove(&attempt.key);
             }
         }
     }
 }
 
-/// A login attempt in progress, counted as a failure until [`LoginThrottle::succeeded`].
+/// A login attempt in progress, counted as a failure until [`FailureWindow::succeeded`].
 #[derive(Debug)]
-pub struct LoginAttempt {
-    ip: IpAddr,
+pub struct Attempt<K> {
+    key: K,
     started: Instant,
 }
 
@@ -203,6 +236,10 @@ pub struct Guards {
     pub admin_ip: RateLimiter<IpAddr>,
     pub api_ip: RateLimiter<IpAddr>,
     pub logins: LoginThrottle,
+    /// Failed logins per account from browsers without its device cookie ([`ACCOUNT_FAILURES`]).
+    pub account_logins: FailureWindow<String>,
+    /// Failed logins per device cookie ([`DEVICE_FAILURES`]).
+    pub device_logins: FailureWindow<String>,
 }
 
 impl Guards {
@@ -214,7 +251,9 @@ impl Guards {
             return_ip: RateLimiter::new(l.return_per_ip_per_s),
             admin_ip: RateLimiter::new(l.admin_per_ip_per_s),
             api_ip: RateLimiter::new(l.api_per_ip_per_s),
-            logins: LoginThrottle::new(config.admin.login_failures_per_minute),
+            logins: LoginThrottle::per_minute(config.admin.login_failures_per_minute),
+            account_logins: FailureWindow::new(ACCOUNT_FAILURES, ACCOUNT_WINDOW),
+            device_logins: FailureWindow::new(DEVICE_FAILURES, ACCOUNT_WINDOW),
         }
     }
 }
@@ -260,7 +299,7 @@ mod tests {
 
     #[test]
     fn logins_are_throttled_after_failures() {
-        let t = LoginThrottle::new(3);
+        let t = LoginThrottle::per_minute(3);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..3 {
             t.attempt(ip).expect("not yet throttled");
@@ -272,7 +311,7 @@ mod tests {
 
     #[test]
     fn attempts_at_once_count_before_any_of_them_fails() {
-        let t = LoginThrottle::new(5);
+        let t = LoginThrottle::per_minute(5);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         // Twenty guesses started together, none finished: only five get a password check.
         let started = (0..20).filter(|_| t.attempt(ip).is_ok()).count();
@@ -281,7 +320,7 @@ mod tests {
 
     #[test]
     fn a_success_takes_back_only_its_own_attempt() {
-        let t = LoginThrottle::new(5);
+        let t = LoginThrottle::per_minute(5);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..4 {
             t.attempt(ip).unwrap(); // four wrong guesses

@@ -17,6 +17,7 @@
 
 mod chart;
 mod csp;
+mod device;
 mod list;
 mod merchants;
 mod payments;

@@ -414,6 +414,7 @@ pub async fn login(
     lang_url: &str,
 ) -> Response<Body> {
     let secure_cookie = over_https(app, remote, &req);
+    let device_cookie = cookie(&req, super::device::COOKIE).map(str::to_owned);
     let form = match form_of(req).await {
         Ok(form) => form,
         // Not an attempt: nothing was checked, nothing counts against the address.
@@ -474,13 +475,73 @@ pub async fn login(
             None => (None, None),
         }
     };
+    // Per account too: a browser that logged in to it before counts on its own; any other
+    // counts with every other browser, so guessers from many addresses lock out only those.
+    let device = hash
+        .as_deref()
+        .and_then(|h| super::device::known(device_cookie.as_deref(), &name, h));
+    let gate = match &device {
+        Some(nonce) => app.guards.device_logins.attempt(nonce.clone()),
+        None => app.guards.account_logins.attempt(name.clone()),
+    };
+    let gate = match gate {
+        Ok(gate) => gate,
+        Err(wait) => {
+            // Once a minute at most: the owner learns which account is being guessed at.
+            static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(60_000);
+            if let Some(unsaid) = SAY.allow() {
+                tracing::warn!(
+                    account = if name.is_empty() {
+                        PASSWORD_OPERATOR
+                    } else {
+                        name.as_str()
+                    },
+                    from_a_known_browser = device.is_some(),
+                    unsaid,
+                    "admin logins to one account refused: too many failures"
+                );
+            }
+            app.metrics.rate_limited.inc();
+            let msg = if device.is_some() {
+                format!(
+                    "{} {wait} {}",
+                    lang.pick(
+                        "登录失败次数过多，请在",
+                        "Too many failed logins: try again in"
+                    ),
+                    lang.pick("秒后再试", "s")
+                )
+            } else {
+                format!(
+                    "{} {wait} {}",
+                    lang.pick(
+                        "这个账号的登录失败次数过多。请在以前登录过的浏览器上登录，或在",
+                        "Too many failed logins to this account. Log in from a browser you logged in with before, or try again in"
+                    ),
+                    lang.pick("秒后再试", "s")
+                )
+            };
+            let view = LoginView {
+                error: Some(&msg),
+                user: &name,
+                ..view
+            };
+            let mut r = login_page(app, 429, view, lang, lang_url).await;
+            r.headers_mut()
+                .insert("retry-after", http::HeaderValue::from(wait));
+            return r;
+        }
+    };
     let known = hash.is_some();
     let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
+    // The device cookie's key, kept for the answer to a password that matches.
+    let device_key = known.then(|| hash.clone());
     // argon2 takes tens of milliseconds and ≈ 19 MiB: off the async workers, a few at once.
-    let Some(ok) = crate::auth::verify_password_limited(given, hash).await else {
+    let Some(ok) = crate::auth::verify_password_limited(given, hash, device.is_some()).await else {
         // Nothing was checked: not a failed guess (others keeping the checks busy must not lock
         // the owner out).
         app.guards.logins.succeeded(attempt);
+        gate_succeeded(app, device.is_some(), gate);
         let msg = lang.pick(
             "登录的人太多，请稍后再试",
             "Too many logins at once: try again shortly",
@@ -511,6 +572,7 @@ pub async fn login(
         return login_page(app, 401, view, lang, lang_url).await;
     }
     app.guards.logins.succeeded(attempt);
+    gate_succeeded(app, device.is_some(), gate);
     let id = crate::auth::random_token();
     // A session of payhost.toml's password carries which password it was made with (see
     // `main_password_mark`): a new or removed hash ends it.
@@ -556,12 +618,27 @@ pub async fn login(
     if secure_cookie {
         c.push_str("; Secure");
     }
-    Response::builder()
+    let mut r = Response::builder()
         .status(303)
         .header("location", if next.is_empty() { "/admin" } else { next })
-        .header("set-cookie", c)
-        .body(Body::default())
-        .expect("valid response")
+        .header("set-cookie", c);
+    // The session's cookie first (clients that read one Set-Cookie take it), then this
+    // browser remembered for the account.
+    if let Some(v) =
+        device_key.and_then(|key| super::device::after_login(device_cookie.as_deref(), &name, &key))
+    {
+        r = r.header("set-cookie", super::device::set_cookie(&v, secure_cookie));
+    }
+    r.body(Body::default()).expect("valid response")
+}
+
+/// Takes back the per-account (or per-device) count of an attempt that was not a wrong guess.
+fn gate_succeeded(app: &App, from_a_known_browser: bool, gate: crate::auth::Attempt<String>) {
+    if from_a_known_browser {
+        app.guards.device_logins.succeeded(gate);
+    } else {
+        app.guards.account_logins.succeeded(gate);
+    }
 }
 
 /// A hash no password matches, made once: unknown names are checked against it.
