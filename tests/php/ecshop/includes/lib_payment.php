@@ -84,7 +84,11 @@ function order_paid($log_id, $pay_status = PS_PAYED, $note = '')
         $order = isset($t['order_info'][$pay_log['order_id']]) ? $t['order_info'][$pay_log['order_id']] : false;
         $order_id = $order ? $order['order_id'] : null;
         $order_sn = $order ? $order['order_sn'] : null;
-        // UPDATE order_info SET … WHERE order_id = '$order_id': no row, no change.
+        // UPDATE order_info SET … WHERE order_id = '$order_id': no row, no change. Through
+        // cls_mysql, whose error report ends the request (a statement the test made fail).
+        $GLOBALS['db']->check('UPDATE ' . $GLOBALS['ecs']->table('order_info') . " SET order_status = '" . OS_CONFIRMED
+            . "', confirm_time = '" . time() . "', pay_status = '$pay_status', pay_time = '" . time()
+            . "', money_paid = order_amount, order_amount = 0 WHERE order_id = '$order_id'");
         hdb_tx(function (&$t) use ($order_id, $pay_status) {
             if ($order_id === null || !isset($t['order_info'][$order_id])) {
                 return;

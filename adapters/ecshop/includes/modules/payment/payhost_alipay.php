@@ -1243,6 +1243,23 @@ class payhost_alipay
         if ($noted > 0) {
             return 'noted';
         }
+        if (intval($order['pay_status']) != PS_PAYED) {
+            $any = $this->notes_with($order['order_id'], '[payhost paid ');
+            if ($any === false) {
+                return false;
+            }
+            if ($any == 0) {
+                // The row says paid, its order does not, and no payment of it was noted:
+                // order_paid() set is_paid and its request ended before it updated the order
+                // (cls_mysql exits on a database error). order_paid() skips a paid row, so
+                // nothing here can pay it again: the owner is told so, once, instead of being
+                // told to refund the only payment.
+                $marker = '[payhost unpaid ' . $out_trade_no . ']';
+                $seen = $this->note_once($order, $marker, $this->fit_note(sprintf($this->lang('payhost_unpaid_note'),
+                    $out_trade_no, $this->esc(number_format((float)$total_fee, 2, '.', ''))), $marker));
+                return ($seen !== false && $seen > 0) ? 'noted' : false;
+            }
+        }
         if ($out_trade_no === $order['order_sn'] . intval($log_id)) {
             $any = $this->notes_with($order['order_id'], '[payhost paid ');
             if ($any === false) {

@@ -61,6 +61,7 @@ $_LANG['payhost_err_not_configured'] = 'payhost has no Alipay settings for this 
 $_LANG['payhost_err_timeout'] = 'payhost did not answer in time; please try again later. If it persists, the shop should check that payhost is running, that the payhost URL setting points at it, and the network between payhost and Alipay.';
 $_LANG['payhost_paid_note'] = 'Paid with Alipay (payhost order number %s)';
 $_LANG['payhost_extra_payment'] = '[Warning] This order was already paid and another Alipay payment %s (CNY %s) arrived: check it on the payhost admin page and refund it.';
+$_LANG['payhost_unpaid_note'] = '[Warning] Alipay payment %s (CNY %s) arrived and its payment record says paid, but the order was not marked paid (the shop stopped while updating it): check it and confirm the payment on the order by hand; do not refund it.';
 $_LANG['payhost_err_no_http_client'] = 'This server\'s PHP cannot reach payhost: it needs PHP\'s curl extension, or PHP 5.2.10 or later with allow_url_fopen on (and the openssl extension for an https payhost address). Ask the server\'s administrator to install PHP\'s curl extension (e.g. php-curl).';
 $_LANG['payhost_paid_amount_differs'] = 'Paid, but the amount does not match the order, so the order is not confirmed as paid yet. Please contact the shop; do not pay again.';
 $_LANG['payhost_paid_confirming'] = 'Alipay has received this payment; the order turns paid shortly. Do not pay again.';

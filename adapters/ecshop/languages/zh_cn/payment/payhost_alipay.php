@@ -61,6 +61,7 @@ $_LANG['payhost_err_not_configured'] = 'payhost 上还没有本商户的支付�
 $_LANG['payhost_err_timeout'] = 'payhost 响应超时：payhost 没有及时答复。请稍后再试；一直出现时请商家检查 payhost 是否正常运行、「payhost 地址」是否指向它，以及 payhost 与支付宝之间的网络。';
 $_LANG['payhost_paid_note'] = '支付宝付款（payhost 订单号 %s）';
 $_LANG['payhost_extra_payment'] = '【注意】此订单已付款，又收到一笔支付宝付款 %s（￥%s），请在 payhost 管理页面核对并退款。';
+$_LANG['payhost_unpaid_note'] = '【注意】支付宝付款 %s（￥%s）已到账，支付记录已记为已付款，但订单没有改为已付款（商店更新订单时中断）。请人工核对后在订单中确认收款，不要退款。';
 $_LANG['payhost_err_no_http_client'] = '本服务器的 PHP 无法连接 payhost：需要 PHP 的 curl 扩展，或者 PHP 5.2.10 及以上并打开 allow_url_fopen（payhost 地址是 https 时还需要 openssl 扩展）。请服务器管理员安装 PHP 的 curl 扩展（例如 php-curl）。';
 $_LANG['payhost_paid_amount_differs'] = '已付款，但金额与订单不符，订单暂未确认为已付款。请联系商家处理，不要重复付款。';
 $_LANG['payhost_paid_confirming'] = '支付宝已收到这笔付款，订单稍后会自动更新为已付款，请不要重复付款。';

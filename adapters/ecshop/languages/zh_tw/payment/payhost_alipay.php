@@ -61,6 +61,7 @@ $_LANG['payhost_err_not_configured'] = 'payhost 上還沒有本商戶的支付�
 $_LANG['payhost_err_timeout'] = 'payhost 回應逾時：payhost 沒有及時答覆。請稍後再試；一直出現時請商家檢查 payhost 是否正常運行、「payhost 位址」是否指向它，以及 payhost 與支付寶之間的網路。';
 $_LANG['payhost_paid_note'] = '支付寶付款（payhost 訂單號 %s）';
 $_LANG['payhost_extra_payment'] = '【注意】此訂單已付款，又收到一筆支付寶付款 %s（￥%s），請在 payhost 管理頁面核對並退款。';
+$_LANG['payhost_unpaid_note'] = '【注意】支付寶付款 %s（￥%s）已到帳，支付記錄已記為已付款，但訂單沒有改為已付款（商店更新訂單時中斷）。請人工核對後在訂單中確認收款，不要退款。';
 $_LANG['payhost_err_no_http_client'] = '本伺服器的 PHP 無法連線 payhost：需要 PHP 的 curl 擴充，或者 PHP 5.2.10 以上並開啟 allow_url_fopen（payhost 位址是 https 時還需要 openssl 擴充）。請伺服器管理員安裝 PHP 的 curl 擴充（例如 php-curl）。';
 $_LANG['payhost_paid_amount_differs'] = '已付款，但金額與訂單不符，訂單暫未確認為已付款。請聯繫商家處理，不要重複付款。';
 $_LANG['payhost_paid_confirming'] = '支付寶已收到這筆付款，訂單稍後會自動更新為已付款，請不要重複付款。';

@@ -875,8 +875,15 @@ class pay_payhost extends paymentPlugin
                 . '/payments/' . rawurlencode($id), null, 4);
             if ($code == 200 && is_array($now) && isset($now['status'])
                 && ($now['status'] === 'REFUNDED' || $now['status'] === 'TRADE_CLOSED')) {
+                // Answers and ends, unless the buyer's return paid the payment while this asked
+                // payhost (then it is taken as paid, as it is).
                 $this->payhost_refunded_first($id, $record, $now['status']);
+                $record = $oPay->getById($id);
             }
+        }
+        // The order as this call found it before paying it, when it pays it.
+        $before = null;
+        if ($record && $record['status'] !== 'succ') {
             // The order as ShopEx's own pay check sees it. A cancelled (dead) order:
             // mdl_order::payed() would make it paid and leave it dead, where the admin can
             // neither ship nor refund it; the payment stays unpaid and the order's log says so.
@@ -896,6 +903,7 @@ class pay_payhost extends paymentPlugin
             $second = $this->payhost_is_second($order, $id);
             $info = array('money' => $record['money'], 'memo' => 'payhost ' . $event['type'],
                 'trade_no' => isset($event['trade_no']) ? (string)$event['trade_no'] : '');
+            $before = $order;
             $applied = $oPay->setPayStatus($id, PAY_SUCCESS, $info) ? true : false;
             $record = $oPay->getById($id);
             if ($applied && $second) {
@@ -912,6 +920,11 @@ class pay_payhost extends paymentPlugin
             // A top-up: credited only when the deposit's log has this payment (mdl_advance::add()
             // fails, after setPayStatus() wrote succ, for a member who is gone).
             $credited = $this->payhost_topup_credited($id);
+            for ($i = 0; $i < 4 && $credited === false; $i++) {
+                // The buyer's return may be crediting it at this moment (it wrote succ first).
+                usleep(500000);
+                $credited = $this->payhost_topup_credited($id);
+            }
             if ($credited === null ? $applied : $credited) {
                 $this->payhost_answer(200, 'success');
             }
@@ -925,24 +938,37 @@ class pay_payhost extends paymentPlugin
         }
         $oOrder = $this->system->loadModel('trading/order');
         $payStatus = $this->payhost_pay_status($oOrder, $orderId);
-        for ($i = 0; $i < 4 && !$applied && ($payStatus === '' || $payStatus === '0'); $i++) {
-            // The payment says succ but this call did not write it: the buyer's return (or a
-            // retry) won setPayStatus() at this moment and is inside onSuccess() → payed().
-            // Waited for, so that the order's log does not call a race ShopEx's failure.
-            usleep(500000);
+        $moved = false;
+        if (!$applied && $before !== null) {
+            // This call's setPayStatus() failed: either another call (the buyer's return, a retry)
+            // won its update at this moment and is inside onSuccess() → payed(), or this call's own
+            // payed() failed. Waited for up to 2 s: the order moving from what this call read
+            // before is the other call paying it.
+            for ($i = 0; $i < 5 && !$moved; $i++) {
+                if ($i > 0) {
+                    usleep(500000);
+                }
+                $o = $this->payhost_order_state($record);
+                $moved = $o !== null && ($o['pay_status'] !== $before['pay_status']
+                    || $o['owed_milli'] !== $before['owed_milli']);
+            }
             $payStatus = $this->payhost_pay_status($oOrder, $orderId);
         }
         // 1 paid, 2 paid to Alipay's escrow, 3 partly paid, 4 and 5 refunded: the money reached the
-        // order. Except when this call's setPayStatus() failed on an order that was not fully paid
-        // (partly paid before, say): its status then says nothing of this payment.
+        // order. Except when this call's setPayStatus() failed and the order did not move (partly
+        // paid before, say): its status then says nothing of this payment.
         $fullyPaid = ($payStatus === '1' || $payStatus === '2');
-        if ($payStatus !== '' && $payStatus !== '0' && ($applied || $fullyPaid)) {
+        if ($payStatus !== '' && $payStatus !== '0' && ($applied || $fullyPaid || $moved)) {
             $this->payhost_answer(200, 'success');
         }
-        if (!$applied && $oOrder->load($orderId)) {
-            $oOrder->addLog('【注意】支付单 ' . $id . ' 已收到支付宝付款（￥' . $this->esc(pay_payhost_amount($record['money']))
-                . '）并记为支付成功，但订单没有改为已付款（ShopEx 更新订单失败）。请人工核对后在订单中确认收款。',
-                null, 'payhost', '付款');
+        // The owner is told once: after this call's own payed() failed, or when the payment has
+        // said succ for over a minute (whoever wrote it) with the order still unpaid. A payment
+        // the buyer's return is paying at this moment is neither.
+        $old = isset($record['t_end']) && (int)$record['t_end'] > 0 && time() - (int)$record['t_end'] > 60;
+        if ((!$applied && $before !== null) || $old) {
+            $this->payhost_log_once($orderId, '[payhost unpaid ' . $id . ']',
+                '【注意】支付单 ' . $id . ' 已收到支付宝付款（￥' . $this->esc(pay_payhost_amount($record['money']))
+                . '）并记为支付成功，但订单没有改为已付款（ShopEx 更新订单失败）。请人工核对后在订单中确认收款。', '付款');
         }
         $this->payhost_answer(503, 'payment recorded but the order is not paid, retry');
     }
@@ -1227,6 +1253,11 @@ class pay_payhost extends paymentPlugin
         }
         if (!pay_payhost_is_id($orderId) || !$this->system->loadModel('trading/order')->load($orderId)) {
             $this->payhost_answer(404, 'unknown order');
+        }
+        $now = $this->system->loadModel('trading/payment')->getById($id);
+        if ($now && $now['status'] === 'succ') {
+            // Paid meanwhile by the buyer's return (payhost said paid then): not this case.
+            return;
         }
         $noted = $this->payhost_log_once($orderId, '[payhost refunded ' . $id . ']',
             '【注意】支付单 ' . $id . ' 的支付宝付款在商店确认收款之前已全额退款（payhost 状态 '
