@@ -5708,4 +5708,23 @@ async fn ecshop_a_payment_cut_off_between_the_row_and_the_order_is_not_called_ex
         ecshop_notes_with(&s, 1, "[payhost extra ").is_empty(),
         "{s}"
     );
+    // The owner confirms it by hand (付款); the payment's later events are still not extra.
+    let pay = shop.url("admin/order.php?act=operate&operation=pay&order_id=1");
+    assert_eq!(get(&pay, None).await.text(), "ok");
+    let finished = json!({"id": "evt_cut_fin", "type": "payment.finished", "out_trade_no": out_trade_no,
+        "subject": "2026112312345 Tea", "total_fee": "12.50"});
+    let (status, text) = signed_webhook(
+        &shop.url("payhost_notify.php"),
+        &creds.secret,
+        now_unix(),
+        &finished,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let s = shop.state().await;
+    assert_eq!(s["order_info"]["1"]["pay_status"], 2, "{s}");
+    assert!(
+        ecshop_notes_with(&s, 1, "[payhost extra ").is_empty(),
+        "{s}"
+    );
 }

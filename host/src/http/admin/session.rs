@@ -17,6 +17,19 @@ const LANG_COOKIE: &str = "payhost_lang";
 /// The audit log's name for whoever logs in with payhost.toml's `admin_password_hash`.
 pub const PASSWORD_OPERATOR: &str = "admin_password";
 
+/// Every non-empty value of the cookie `name`, in the order the request gives them.
+fn cookies<'a>(req: &'a Request<Incoming>, name: &str) -> Vec<&'a str> {
+    req.headers()
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .filter(|(k, v)| *k == name && !v.is_empty())
+        .map(|(_, v)| v)
+        .collect()
+}
+
 fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     req.headers()
         .get_all("cookie")
@@ -414,7 +427,9 @@ pub async fn login(
     lang_url: &str,
 ) -> Response<Body> {
     let secure_cookie = over_https(app, remote, &req);
-    let device_cookie = cookie(&req, super::device::COOKIE).map(str::to_owned);
+    // Every value of the cookie: another one (a related site's, a longer path's) may come first.
+    let device_cookie =
+        Some(cookies(&req, super::device::COOKIE).join("~")).filter(|v| !v.is_empty());
     let form = match form_of(req).await {
         Ok(form) => form,
         // Not an attempt: nothing was checked, nothing counts against the address.
@@ -482,7 +497,11 @@ pub async fn login(
         .and_then(|h| super::device::known(device_cookie.as_deref(), &name, h));
     let gate = match &device {
         Some(nonce) => app.guards.device_logins.attempt(nonce.clone()),
-        None => app.guards.account_logins.attempt(name.clone()),
+        // Keyed by the name's digest: a name is whatever the form says, up to its size limit.
+        None => app
+            .guards
+            .account_logins
+            .attempt(crate::auth::token_hash(&name)),
     };
     let gate = match gate {
         Ok(gate) => gate,
@@ -502,6 +521,9 @@ pub async fn login(
                 );
             }
             app.metrics.rate_limited.inc();
+            // Nothing was checked: not a failure of this address (a colleague's browser behind
+            // the same address, locked out of the account, must not use up the owner's).
+            app.guards.logins.succeeded(attempt);
             let msg = if device.is_some() {
                 format!(
                     "{} {wait} {}",

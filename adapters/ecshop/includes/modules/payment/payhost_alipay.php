@@ -1243,7 +1243,26 @@ class payhost_alipay
         if ($noted > 0) {
             return 'noted';
         }
-        if (intval($order['pay_status']) != PS_PAYED) {
+        $unpaid = $this->notes_with($order['order_id'], '[payhost unpaid ' . $out_trade_no . ']');
+        if ($unpaid === false) {
+            return false;
+        }
+        if ($unpaid > 0) {
+            // Told already that this payment is owed to its order (below): whatever the owner did
+            // since (paid it by hand, say), it is not an extra payment.
+            return 'noted';
+        }
+        if ($out_trade_no === $order['order_sn'] . intval($log_id)) {
+            $any = $this->notes_with($order['order_id'], '[payhost paid ');
+            if ($any === false) {
+                return false;
+            }
+            if ($any == 0) {
+                return 'same';
+            }
+        }
+        if (intval($order['pay_status']) != PS_PAYED && intval($order['order_status']) != OS_CANCELED
+            && intval($order['order_status']) != OS_INVALID) {
             $any = $this->notes_with($order['order_id'], '[payhost paid ');
             if ($any === false) {
                 return false;
@@ -1258,15 +1277,6 @@ class payhost_alipay
                 $seen = $this->note_once($order, $marker, $this->fit_note(sprintf($this->lang('payhost_unpaid_note'),
                     $out_trade_no, $this->esc(number_format((float)$total_fee, 2, '.', ''))), $marker));
                 return ($seen !== false && $seen > 0) ? 'noted' : false;
-            }
-        }
-        if ($out_trade_no === $order['order_sn'] . intval($log_id)) {
-            $any = $this->notes_with($order['order_id'], '[payhost paid ');
-            if ($any === false) {
-                return false;
-            }
-            if ($any == 0) {
-                return 'same';
             }
         }
         $note = $this->extra_note($out_trade_no, $total_fee);
