@@ -2,9 +2,13 @@
 // describe, validate-settings, a WAP payment (start-payment, the create call sent here,
 // resume-payment), the sandbox cashier's payment, the signed notification received on this
 // script's own HTTP server, verify-notification (its notify_verify request sent here), resume,
-// match-order, and the reply the provider expects. Then it times the calls on the same instance.
+// match-order, and the reply the provider expects; the buyer's signed return (verify-return).
+// Before any of it, the component is checked against its manifest (plugin.toml: its sha256, the
+// contract version, id, version and settings), as payhost does. Then it times the calls on the
+// same instance.
 //
-//   node run.mjs --sandbox http://127.0.0.1:8090/sandbox [--component X.wasm] [--iterations 2000]
+//   node run.mjs --sandbox http://127.0.0.1:8090/sandbox [--component X.wasm] [--manifest plugin.toml]
+//                [--iterations 2000]
 //
 // The component's path defaults to target/wasm32-wasip2/release/alipay_wap_plugin.wasm at the
 // repository's root, or $PAYHOST_COMPONENT. The merchant (--partner, --key) must be one the
@@ -12,6 +16,7 @@
 // See docs/EMBEDDING.md for the type mapping and the imports.
 
 import { transpile } from '@bytecodealliance/jco';
+import { createHash } from 'node:crypto';
 import { _setArgs, _setEnv, environment } from '@bytecodealliance/preview2-shim/cli';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
@@ -39,6 +44,7 @@ const { values: args } = parseArgs({
       type: 'string',
       default: process.env.PAYHOST_COMPONENT ?? join(root, 'target/wasm32-wasip2/release/alipay_wap_plugin.wasm'),
     },
+    manifest: { type: 'string', default: process.env.PAYHOST_MANIFEST ?? join(root, 'plugin.toml') },
     sandbox: { type: 'string', default: process.env.PAYHOST_SANDBOX },
     partner: { type: 'string', default: '2088000000009999' },
     key: { type: 'string', default: 'abcdefghijklmnopqrstuvwxyz012345' },
@@ -73,7 +79,46 @@ async function load(path) {
   const module = await import(pathToFileURL(join(out, 'plugin.js')).href);
   const contract = CONTRACTS.find((v) => exports.some(([name]) => name === `payhost:payment/plugin@${v}`));
   check(contract, 'the component exports no payhost:payment/plugin this example knows');
-  return { plugin: module[`payhost:payment/plugin@${contract}`], contract };
+  return { plugin: module[`payhost:payment/plugin@${contract}`], contract, bytes };
+}
+
+/**
+ * The pins of a manifest (plugin.toml) that an embedder checks: top-level `id` and `version`,
+ * `[wit] version`, `[component] sha256` and each `[[settings]]` `name`. A reader for those keys
+ * only (one `key = "value"` per line, as plugin.toml writes them); use a TOML library for more.
+ */
+async function readManifest(path) {
+  const text = await readFile(path, 'utf8').catch((e) => {
+    throw new Failure(`cannot read the manifest ${path} (${e.code ?? e.message}): pass --manifest PATH (plugin.toml, shipped with the component)`);
+  });
+  const m = { settings: [] };
+  let section = '';
+  for (const line of text.split(/\r?\n/)) {
+    const header = line.match(/^\s*\[\[?([A-Za-z0-9_.-]+)\]\]?\s*(#.*)?$/);
+    if (header) {
+      section = header[1];
+      continue;
+    }
+    const kv = line.match(/^\s*([A-Za-z0-9_-]+)\s*=\s*"([^"\\]*)"\s*(#.*)?$/);
+    if (!kv) continue;
+    const [, key, value] = kv;
+    if (section === '' && (key === 'id' || key === 'version')) m[key] = value;
+    if (section === 'wit' && key === 'version') m.contract = value;
+    if (section === 'component' && key === 'sha256') m.sha256 = value.toLowerCase();
+    if (section === 'settings' && key === 'name') m.settings.push(value);
+  }
+  return m;
+}
+
+/** Refuses a component its manifest does not describe, naming what differs (payhost refuses to
+ * start on the same checks). */
+function checkManifest(path, m, bytes, contract, info) {
+  const sha = createHash('sha256').update(bytes).digest('hex');
+  check(m.sha256 === sha, `manifest ${path}: the component's sha256 is ${sha}, the manifest pins ${m.sha256}: another build than the one the manifest was made for`);
+  check(m.contract === contract, `manifest ${path}: [wit] version ${m.contract}, the component exports payhost:payment/plugin@${contract}`);
+  check(m.id === info.id && m.version === info.version, `manifest ${path}: ${m.id} ${m.version}, the component describes itself as ${info.id} ${info.version}`);
+  const described = info.settings.map((f) => f.name);
+  check(JSON.stringify(m.settings) === JSON.stringify(described), `manifest ${path}: settings ${m.settings.join(', ')}; the component's: ${described.join(', ')}`);
 }
 
 /** Settings, a form or a query as the contract takes them: since 0.3.0 one form-encoded string
@@ -233,11 +278,14 @@ async function main() {
   check(args.sandbox, '--sandbox (or PAYHOST_SANDBOX) is required');
   const sandbox = args.sandbox.replace(/\/+$/, '');
   const t0 = performance.now();
-  const { plugin, contract } = await load(args.component);
+  const manifest = await readManifest(args.manifest);
+  const { plugin, contract, bytes } = await load(args.component);
   const kv = kvFor(contract);
   const info = plugin.describe();
   console.log(`node: ${info.id} ${info.version}, contract payhost:payment@${contract}, loaded in ${(performance.now() - t0).toFixed(0)} ms`);
   check(info.id === 'alipay-wap', `describe: id ${info.id}`);
+  checkManifest(args.manifest, manifest, bytes, contract, info);
+  console.log(`node: the component is the one its manifest pins (sha256, contract ${contract}, ${info.settings.length} settings)`);
 
   // validate-settings returns the settings to store: trimmed, select values spelled as the schema
   // does, every setting that has a default present with it (paychannel_url is left out here, so it
@@ -295,7 +343,7 @@ async function main() {
 
     const notified = receiver.next(10_000);
     const paid = await postForm(`${sandbox}/cashier/pay`, { token: started.token });
-    check(paid.status === 200 || paid.status === 302, `cashier pay: HTTP ${paid.status}`);
+    check(paid.status === 302, `cashier pay: HTTP ${paid.status}`);
     const { form: received, reply } = await notified;
     const form = kv(received);
 
@@ -319,6 +367,23 @@ async function main() {
       throw e;
     }
     console.log(`node: notification verified and confirmed (trade ${notification.tradeNo}, ${notification.tradeStatus}), order matched, replied ${JSON.stringify(notification.reply)}`);
+
+    // The buyer's return: the cashier sends the browser to return_url with a signed query. Its
+    // request_token is not compared with start-payment's token: Alipay's real returns carry the
+    // literal `requestToken` (docs/protocol/WAP.md), and so does the sandbox.
+    const location = paid.headers.find((h) => h.key.toLowerCase() === 'location')?.value ?? '';
+    check(location.startsWith(order.returnUrl), `cashier pay: the buyer is sent to ${location}, not the return_url`);
+    const query = [...new URL(location).searchParams].map(([key, value]) => ({ key, value }));
+    const returned = call('verify-return', () => plugin.verifyReturn(settings, kv(query)));
+    check(returned.outTradeNo === outTradeNo && returned.result === 'success' && returned.tradeNo === notification.tradeNo, `verify-return: ${JSON.stringify(returned)}`);
+    let forgedReturn = null;
+    try {
+      plugin.verifyReturn(settings, kv(query.map((p) => (p.key === 'out_trade_no' ? { ...p, value: `${p.value}9` } : p))));
+    } catch (e) {
+      forgedReturn = errorOf(e);
+    }
+    check(forgedReturn?.tag === 'bad-signature', `verify-return: a changed return was not refused: ${JSON.stringify(forgedReturn)}`);
+    console.log('node: the buyer\'s return verified; a changed one refused (bad-signature)');
 
     const forged = kv(received.map((p) => (p.key === 'notify_data' ? { ...p, value: p.value.replace('0.01', '9.99') } : p)));
     let forgedError = null;

@@ -3,9 +3,12 @@
 `payhost sandbox`: describe, validate-settings, a WAP payment (start-payment, the create call sent
 here, resume-payment), the sandbox cashier's payment, the signed notification received on this
 script's own HTTP server, verify-notification (its notify_verify request sent here), resume,
-match-order, and the reply the provider expects. Then it times the calls on the same instance.
+match-order, and the reply the provider expects; the buyer's signed return (verify-return). Before
+any of it, the component is checked against its manifest (plugin.toml: its sha256, the contract
+version, id, version and settings), as payhost does. Then it times the calls on the same instance.
 
-    python3 run.py --sandbox http://127.0.0.1:8090/sandbox [--component X.wasm] [--iterations 200]
+    python3 run.py --sandbox http://127.0.0.1:8090/sandbox [--component X.wasm] [--manifest plugin.toml]
+                   [--iterations 200]
 
 The component's path defaults to target/wasm32-wasip2/release/alipay_wap_plugin.wasm at the
 repository's root, or $PAYHOST_COMPONENT. The merchant (--partner, --key) must be one the sandbox
@@ -13,10 +16,12 @@ knows (`payhost sandbox --md5-merchant PARTNER:KEY`). Exits non-zero on any fail
 See docs/EMBEDDING.md for the type mapping and the imports.
 """
 import argparse
+import hashlib
 import http.client
 import http.server
 import os
 import queue
+import re
 import socket
 import statistics
 import sys
@@ -29,6 +34,7 @@ from wasmtime.component import Component, Linker, Record, Variant
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEFAULT_COMPONENT = os.path.join(ROOT, "target/wasm32-wasip2/release/alipay_wap_plugin.wasm")
+DEFAULT_MANIFEST = os.path.join(ROOT, "plugin.toml")
 # The newest contract first: the flow code below works with both (it never looks inside a
 # continuation, whether bytes in 0.2.0 or a string since 0.3.0; 0.4.0 adds refunds, close and
 # bills, which this payment flow does not call).
@@ -107,6 +113,55 @@ class Plugin:
             index = self.instance.get_export_index(self.store, name, self.iface)
             f = self.funcs[name] = self.instance.get_func(self.store, index)
         return f(self.store, *args)
+
+
+def read_manifest(path):
+    """The pins of a manifest (plugin.toml) that an embedder checks: top-level `id` and `version`,
+    `[wit] version`, `[component] sha256` and each `[[settings]]` `name`. A reader for those keys
+    only (one `key = "value"` per line, as plugin.toml writes them; tomllib reads all of it on
+    Python 3.11 and later)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise Failure(f"cannot read the manifest {path} ({e.strerror}): pass --manifest PATH "
+                      "(plugin.toml, shipped with the component)")
+    m = {"settings": []}
+    section = ""
+    for line in text.splitlines():
+        header = re.match(r"^\s*\[\[?([A-Za-z0-9_.-]+)\]\]?\s*(#.*)?$", line)
+        if header:
+            section = header.group(1)
+            continue
+        kv = re.match(r'^\s*([A-Za-z0-9_-]+)\s*=\s*"([^"\\]*)"\s*(#.*)?$', line)
+        if not kv:
+            continue
+        key, value = kv.group(1), kv.group(2)
+        if section == "" and key in ("id", "version"):
+            m[key] = value
+        elif section == "wit" and key == "version":
+            m["contract"] = value
+        elif section == "component" and key == "sha256":
+            m["sha256"] = value.lower()
+        elif section == "settings" and key == "name":
+            m["settings"].append(value)
+    return m
+
+
+def check_manifest(path, m, component_path, contract, info):
+    """Refuses a component its manifest does not describe, naming what differs (payhost refuses to
+    start on the same checks)."""
+    with open(component_path, "rb") as f:
+        sha = hashlib.sha256(f.read()).hexdigest()
+    check(m.get("sha256") == sha, f"manifest {path}: the component's sha256 is {sha}, the manifest pins "
+          f"{m.get('sha256')}: another build than the one the manifest was made for")
+    check(m.get("contract") == contract,
+          f"manifest {path}: [wit] version {m.get('contract')}, the component exports payhost:payment/plugin@{contract}")
+    check(m.get("id") == info.id and m.get("version") == info.version,
+          f"manifest {path}: {m.get('id')} {m.get('version')}, the component describes itself as {info.id} {info.version}")
+    described = [f.name for f in info.settings]
+    check(m["settings"] == described,
+          f"manifest {path}: settings {', '.join(m['settings'])}; the component's: {', '.join(described)}")
 
 
 def unwrap(result, call):
@@ -249,6 +304,7 @@ def timed(n, fn):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--component", default=os.environ.get("PAYHOST_COMPONENT", DEFAULT_COMPONENT))
+    ap.add_argument("--manifest", default=os.environ.get("PAYHOST_MANIFEST", DEFAULT_MANIFEST))
     ap.add_argument("--sandbox", default=os.environ.get("PAYHOST_SANDBOX"),
                     help="the sandbox's base URL, e.g. http://127.0.0.1:8090/sandbox")
     ap.add_argument("--partner", default="2088000000009999")
@@ -258,6 +314,7 @@ def main():
     check(a.sandbox, "--sandbox (or PAYHOST_SANDBOX) is required")
     sandbox = a.sandbox.rstrip("/")
 
+    manifest = read_manifest(a.manifest)
     t = time.perf_counter()
     plugin = Plugin(a.component)
     load_ms = (time.perf_counter() - t) * 1000
@@ -265,6 +322,9 @@ def main():
     print(f"python: {info.id} {info.version}, contract payhost:payment@{plugin.contract}, "
           f"loaded in {load_ms:.0f} ms")
     check(info.id == "alipay-wap", f"describe: id {info.id!r}")
+    check_manifest(a.manifest, manifest, a.component, plugin.contract, info)
+    print(f"python: the component is the one its manifest pins (sha256, contract {plugin.contract}, "
+          f"{len(info.settings)} settings)")
 
     # validate-settings returns the settings to store: trimmed, select values spelled as the
     # schema does, every setting that has a default present with it (paychannel_url is left out
@@ -311,7 +371,7 @@ def main():
     print(f"python: start-payment ok (token {started.token[:12]}…, redirect to the cashier)")
 
     status, headers = post_form(f"{sandbox}/cashier/pay", {"token": started.token})
-    check(status in (200, 302), f"cashier pay: HTTP {status}")
+    check(status == 302, f"cashier pay: HTTP {status}")
     try:
         form, answer = receiver.forms.get(timeout=10)
     except queue.Empty:
@@ -334,6 +394,25 @@ def main():
         raise
     print(f"python: notification verified and confirmed (trade {field(notification, 'trade_no')}, "
           f"{field(notification, 'trade_status')}), order matched, replied {notification.reply!r}")
+
+    # The buyer's return: the cashier sends the browser to return_url with a signed query. Its
+    # request_token is not compared with start-payment's token: Alipay's real returns carry the
+    # literal `requestToken` (docs/protocol/WAP.md), and so does the sandbox.
+    location = next((v for k, v in headers.items() if k.lower() == "location"), "")
+    check(location.startswith(field(order, "return_url")),
+          f"cashier pay: the buyer is sent to {location!r}, not the return_url")
+    query = urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query, keep_blank_values=True)
+    returned = unwrap(plugin.call("verify-return", settings, plugin.kv(query)), "verify-return")
+    check(field(returned, "out_trade_no") == out_trade_no and getattr(returned, "result") == "success"
+          and field(returned, "trade_no") == field(notification, "trade_no"), f"verify-return: {returned!r}")
+    changed = [(k, v + "9" if k == "out_trade_no" else v) for k, v in query]
+    r = plugin.call("verify-return", settings, plugin.kv(changed))
+    # result<record, variant>: wasmtime-py gives the record for ok and the error variant itself
+    # for err (no 'ok'/'err' wrapper when the two cases' types differ in kind).
+    err = r.payload if isinstance(r, Variant) and r.tag == "err" else r
+    check(isinstance(err, Variant) and err.tag == "bad-signature",
+          f"verify-return: a changed return was not refused: {r!r}")
+    print("python: the buyer's return verified; a changed one refused (bad-signature)")
 
     forged = [(k, v.replace("0.01", "9.99") if k == "notify_data" else v) for k, v in form]
     r = plugin.call("verify-notification", settings, plugin.kv(forged))
