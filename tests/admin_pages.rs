@@ -2116,6 +2116,25 @@ async fn what_a_token_changes_through_the_api_is_audited() {
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.text());
+    // The rest refunded in the open platform's own back office (payhost not told): the next
+    // refund through the API is refused by the provider, and still audited.
+    let app_id = demo_setting(&d, "open-shop", "app_id");
+    let r = conformance::host::post_form(
+        &format!("{base}/sandbox/openapi/refund"),
+        &format!("app_id={app_id}&out_trade_no=API-AUDIT-1&refund_amount=1.50&out_request_no=PORTAL-AUDIT"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = send_json(
+        "POST",
+        &format!("{base}/v1/merchants/open-shop/payments/API-AUDIT-1/refunds"),
+        Some(TOKEN),
+        &json!({"amount": "0.20", "reason": "api"}),
+    )
+    .await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    let refused_code = r.json()["error"]["code"].as_str().unwrap().to_owned();
+    assert!(refused_code.starts_with("gateway_"), "{}", r.text());
     create_payment(base, "demo", "API-AUDIT-2", "1.00", None).await;
     let r = send_json(
         "POST",
@@ -2134,6 +2153,7 @@ async fn what_a_token_changes_through_the_api_is_audited() {
         &format!("token #{tid} shop server"),
         &format!("token #{tid}<"),
         "API-AUDIT-1: ¥0.50 #",
+        &format!("API-AUDIT-1: ¥0.20 FAILED ({refused_code})"),
         "API-AUDIT-2",
         "the operator (API)",
     ] {

@@ -305,6 +305,12 @@ pub async fn create_refund(
     )?;
     // The token's holder, as the audit log names it.
     let started_by = super::audit::actor(who);
+    let asked = cmd
+        .amount
+        .as_ref()
+        .and_then(|a| a.as_str())
+        .map(|a| format!(" ¥{}", a.chars().take(32).collect::<String>()))
+        .unwrap_or_default();
     match app.start_refund(id, no, cmd, &started_by).await {
         Ok((status, refund)) => {
             // A refund asked again under its key (200) was audited when it started.
@@ -328,6 +334,11 @@ pub async fn create_refund(
                     kept["id"],
                     kept["status"].as_str().unwrap_or_default()
                 );
+                super::audit::record(app, who, "refund.start", id, &detail).await;
+            } else if e.code.starts_with("gateway_") {
+                // Refused by the provider: the refund is kept FAILED (nothing moved), and the
+                // attempt is the token's all the same.
+                let detail = format!("{no}:{asked} FAILED ({})", e.code);
                 super::audit::record(app, who, "refund.start", id, &detail).await;
             }
             Err(e)
