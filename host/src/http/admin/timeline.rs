@@ -541,7 +541,7 @@ mod tests {
                 "关闭 | 仅在本地关闭，支付平台未关闭",
                 "关闭 | 已在支付平台关闭",
                 held.as_str(),
-                "退款 | ¥2.00 · 失败 · 发起人 admin · 支付平台说明：ACQ.TRADE_HAS_FINISHED",
+                "退款 | ¥2.00 · 失败 · 发起人 admin · 支付平台说明：ACQ.TRADE_HAS_FINISHED（交易已结束，超过了可退款的期限，不能再退款）",
                 "商城通知 | payment.paid · 错误：connection refused",
                 "退款 | ¥1.00 · 已放弃（卖家未确认） · 发起人 管理员 alice · 由 管理员 alice 在 payhost 放弃（卖家一直没有在支付宝确认，不是支付宝的结果）",
             ]

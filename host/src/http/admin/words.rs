@@ -234,7 +234,11 @@ pub fn filter_error(lang: Lang, e: &ApiError, typed: &dyn Fn(&str) -> String) ->
             };
             let value = typed(field);
             if Amount::parse(&value).is_ok() {
-                format!("{label}：最小金额不能大于最大金额")
+                if field == "min_amount" {
+                    format!("{label}：不能大于最大金额 ¥{}", typed("max_amount"))
+                } else {
+                    format!("{label}：不能小于最小金额 ¥{}", typed("min_amount"))
+                }
             } else {
                 format!("{label}：{}", amount_rule(lang, &value))
             }
@@ -483,7 +487,41 @@ pub fn provider_message(lang: Lang, message: &str) -> String {
         out.pop();
         out.push('）');
     }
+    // Alipay's refusal code, said after it in words the owner need not look up: "(CODE：…)" inside
+    // the parenthesis it came in, "CODE（…）" on its own.
+    let found = out
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .find_map(|code| provider_code_meaning(code).map(|m| (code.to_owned(), m)));
+    if let Some((code, meaning)) = found {
+        if let Some(at) = out.find(&code).map(|i| i + code.len()) {
+            let said = if out[at..].starts_with(')') {
+                format!("：{meaning}")
+            } else {
+                format!("（{meaning}）")
+            };
+            out.insert_str(at, &said);
+        }
+    }
     out
+}
+
+/// What one of Alipay's refusal codes of a refund or a trade means for the owner ([OPENAPI §7.3]'s
+/// `ACQ.*` sub-codes; a legacy refund's result says the same words without `ACQ.`).
+fn provider_code_meaning(code: &str) -> Option<&'static str> {
+    Some(match code.strip_prefix("ACQ.").unwrap_or(code) {
+        "TRADE_STATUS_ERROR" => "交易状态不允许这样操作，可能已全额退款、已关闭或还没有付款，例如已在支付宝后台退过款；请点“向支付平台查询”核对",
+        "TRADE_NOT_EXIST" => "支付宝没有这笔交易",
+        "TRADE_HAS_FINISHED" => "交易已结束，超过了可退款的期限，不能再退款",
+        "TRADE_NOT_ALLOW_REFUND" => "这笔交易不允许退款",
+        "SELLER_BALANCE_NOT_ENOUGH" => "商户的支付宝账户余额不足，充值后再退款",
+        "REFUND_AMT_NOT_EQUAL_TOTAL" | "DISCORDANT_REPEAT_REQUEST" => {
+            "同一个退款单号以前退过不同的金额或内容"
+        }
+        "REASON_TRADE_BEEN_FREEZEN" => "交易已被支付宝冻结",
+        "REASON_TRADE_REFUND_FEE_ERR" | "REFUND_FEE_ERROR" => "退款金额不对，可能超过了可退的金额",
+        "SYSTEM_ERROR" => "支付宝系统繁忙，稍后再试",
+        _ => return None,
+    })
 }
 
 /// An audit log action in words (the action's code stays beside it for support).
@@ -674,6 +712,24 @@ mod tests {
     /// The API's fixed provider sentences read in Chinese on a Chinese page, support number and
     /// Alipay's own words kept; the English page keeps the API's.
     #[test]
+    fn a_bare_refusal_code_is_said_in_words() {
+        let said = provider_message(Lang::Zh, "TRADE_STATUS_ERROR");
+        assert!(
+            said.starts_with("TRADE_STATUS_ERROR（交易状态不允许这样操作")
+                && said.ends_with("核对）"),
+            "{said}"
+        );
+        assert_eq!(
+            provider_message(Lang::En, "TRADE_STATUS_ERROR"),
+            "TRADE_STATUS_ERROR"
+        );
+        assert_eq!(
+            provider_message(Lang::Zh, "SOMETHING_ELSE"),
+            "SOMETHING_ELSE"
+        );
+    }
+
+    #[test]
     fn provider_messages_are_chinese_on_a_chinese_page() {
         for (api, zh) in [
             (
@@ -682,7 +738,7 @@ mod tests {
             ),
             (
                 "the payment provider refused the request: Business Failed (ACQ.TRADE_STATUS_ERROR) 交易状态不合法 (correlation id cd34)",
-                "支付宝拒绝了请求：业务处理失败 (ACQ.TRADE_STATUS_ERROR) 交易状态不合法（技术支持编号 cd34）",
+                "支付宝拒绝了请求：业务处理失败 (ACQ.TRADE_STATUS_ERROR：交易状态不允许这样操作，可能已全额退款、已关闭或还没有付款，例如已在支付宝后台退过款；请点“向支付平台查询”核对) 交易状态不合法（技术支持编号 cd34）",
             ),
             (
                 "the provider did not answer in time (correlation id ef56; the detail is in the payhost log)",
