@@ -93,6 +93,12 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
     };
     let config = match payhost::config::Config::load(&path) {
         Ok(c) => c,
+        // `payhost demo` writes no configuration: its users are added on its own admin page.
+        Err(e) if !path.exists() => {
+            return fail(format!(
+                "{e:#}\n(payhost demo has no configuration file: add the demo's admin users on its admin page, 管理员 / Admin users)"
+            ))
+        }
         Err(e) => return fail(format!("{e:#}")),
     };
     let opened = match action {
