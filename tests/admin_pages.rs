@@ -2253,6 +2253,20 @@ async fn an_unknown_refund_outcome_is_never_called_not_started() {
         after.contains("name=\"refund_key\" value=\"k-lost\""),
         "the form keeps the refund's key: {after}"
     );
+    // The admin's refunds CSV says which admin started it, as its pages do; the API's says
+    // `admin`.
+    let (_, own_csv) = page(base, "/admin/refunds.csv?q=OPEN-LOST-1", &op).await;
+    assert!(own_csv.contains(",admin:admin_password,"), "{own_csv}");
+    let api_csv = conformance::host::get(
+        &format!("{base}/v1/refunds.csv?merchant=open-shop"),
+        Some(TOKEN),
+    )
+    .await
+    .text();
+    assert!(
+        api_csv.contains(",admin,") && !api_csv.contains("admin:"),
+        "{api_csv}"
+    );
     // The refund kept is in the audit log, as every refund an admin started.
     let (_, audit) = page(base, "/admin/audit", &op).await;
     assert_eq!(

@@ -141,8 +141,16 @@ pub fn csv_header() -> String {
     format!("\u{feff}{}\r\n", CSV_COLUMNS.join(","))
 }
 
-/// One refund as a CSV line (CRLF-terminated).
-pub fn csv_row(out: &mut String, r: &Refund) {
+/// One refund as a CSV line (CRLF-terminated). `admin_names`: the admin's own export, which says
+/// which admin started or gave up a refund (`admin:alice`), as its pages do; the API's says `admin`.
+pub fn csv_row(out: &mut String, r: &Refund, admin_names: bool) {
+    let shown = |words: &str| -> String {
+        if admin_names {
+            words.to_owned()
+        } else {
+            crate::domain::refunds::without_admin_names(words).into_owned()
+        }
+    };
     let beijing = |utc: Option<&str>| utc.and_then(clock::stored_to_beijing).unwrap_or_default();
     let cells: [(String, bool); 13] = [
         (r.merchant_id.clone(), true),
@@ -151,23 +159,13 @@ pub fn csv_row(out: &mut String, r: &Refund) {
         (yuan(r.amount_fen), false),
         (r.status.clone(), false),
         (r.reason.clone(), true),
-        // As the API shows them: no admin's login name (the admin's pages have it).
-        (
-            crate::domain::refunds::without_admin_names(&r.started_by).into_owned(),
-            true,
-        ),
+        (shown(&r.started_by), true),
         (beijing(Some(&r.created_at)), false),
         (r.created_at.clone(), false),
         (beijing(r.completed_at.as_deref()), false),
         (r.completed_at.clone().unwrap_or_default(), false),
         (r.id.to_string(), false),
-        (
-            r.detail
-                .as_deref()
-                .map(|d| crate::domain::refunds::without_admin_names(d).into_owned())
-                .unwrap_or_default(),
-            true,
-        ),
+        (r.detail.as_deref().map(shown).unwrap_or_default(), true),
     ];
     for (i, (v, text)) in cells.iter().enumerate() {
         if i > 0 {
@@ -280,13 +278,17 @@ mod tests {
             completed_at: Some("2024-05-01T00:01:00Z".into()),
         };
         let mut out = String::new();
-        csv_row(&mut out, &r);
+        csv_row(&mut out, &r, false);
         assert_eq!(
             out,
             // An admin's refund says `admin` (its login name stays in the admin's pages).
             "m1,\"A,1\",R1,10.05,SUCCESS,'=cmd(),admin,2024-05-01 08:00:00,2024-05-01T00:00:00Z,\
              2024-05-01 08:01:00,2024-05-01T00:01:00Z,9,\r\n"
         );
+        // The admin's own export names the admin, as its pages do.
+        let mut own = String::new();
+        csv_row(&mut own, &r, true);
+        assert!(own.contains(",'=cmd(),admin:alice,"), "{own}");
         assert_eq!(
             out.trim_end().split(',').count(),
             CSV_COLUMNS.len() + 1,

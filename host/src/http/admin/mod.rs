@@ -548,7 +548,7 @@ async fn route(
         ),
         ["admin", "refunds.csv"] => Some(
             refund_list::csv_filter(&ctx, &req)
-                .map(|f| super::ledger::refunds_csv_export(f, req.uri().query()))
+                .map(|f| super::ledger::refunds_csv_export(f, req.uri().query(), true))
                 .map_err(|e| (e, ("退款", "refunds"))),
         ),
         _ => None,

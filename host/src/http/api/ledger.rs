@@ -37,7 +37,8 @@ pub async fn list_payments(app: &App, who: &Caller, req: &Request<Incoming>) -> 
 #[derive(Clone)]
 enum CsvExport {
     Payments(PaymentFilter),
-    Refunds(RefundFilter),
+    /// And whether it names the admins (the admin's own export).
+    Refunds(RefundFilter, bool),
 }
 
 impl CsvExport {
@@ -45,7 +46,7 @@ impl CsvExport {
     fn header(&self) -> String {
         match self {
             CsvExport::Payments(_) => ledger::csv_header(),
-            CsvExport::Refunds(_) => refund_list::csv_header(),
+            CsvExport::Refunds(..) => refund_list::csv_header(),
         }
     }
 
@@ -64,11 +65,11 @@ impl CsvExport {
                 f.cursor = rows.last().map(|last| Cursor::of(&last.payment));
                 more
             }
-            CsvExport::Refunds(f) => {
+            CsvExport::Refunds(f, admin_names) => {
                 let rows = app.store.list_refunds(f).await?;
                 chunk.reserve(rows.len() * 160);
                 for row in &rows {
-                    refund_list::csv_row(&mut chunk, row);
+                    refund_list::csv_row(&mut chunk, row, *admin_names);
                 }
                 let more = rows.len() == f.limit as usize;
                 f.before_id = rows.last().map(|last| last.id);
@@ -102,7 +103,7 @@ pub async fn list_refunds(app: &App, who: &Caller, req: &Request<Incoming>) -> R
 /// `GET /v1/refunds.csv`: checked here; the rows are streamed by [`streaming`].
 pub fn refunds_csv(who: &Caller, req: &Request<Incoming>) -> Response<Body> {
     match refunds_csv_filter(who, req.uri().query()) {
-        Ok(f) => refunds_csv_export(f, req.uri().query()),
+        Ok(f) => refunds_csv_export(f, req.uri().query(), false),
         Err(e) => error(&e),
     }
 }
@@ -179,9 +180,14 @@ pub fn csv_export(f: PaymentFilter, query: Option<&str>) -> Response<Body> {
 }
 
 /// The refund CSV's answer for a checked filter; its rows are streamed by [`streaming`].
-pub fn refunds_csv_export(f: RefundFilter, query: Option<&str>) -> Response<Body> {
+/// `admin_names`: the admin's own export (admins named, as its pages name them).
+pub fn refunds_csv_export(
+    f: RefundFilter,
+    query: Option<&str>,
+    admin_names: bool,
+) -> Response<Body> {
     let name = csv_file_name("refunds", f.merchant.as_deref(), query);
-    export_response(CsvExport::Refunds(f), &name)
+    export_response(CsvExport::Refunds(f, admin_names), &name)
 }
 
 fn export_response(export: CsvExport, file_name: &str) -> Response<Body> {
