@@ -2153,7 +2153,7 @@ async fn what_a_token_changes_through_the_api_is_audited() {
         &format!("token #{tid} shop server"),
         &format!("token #{tid}<"),
         "API-AUDIT-1: ¥0.50 #",
-        &format!("API-AUDIT-1: ¥0.20 FAILED ({refused_code})"),
+        &format!("API-AUDIT-1: ¥0.20 ({refused_code}) FAILED"),
         "API-AUDIT-2",
         "the operator (API)",
     ] {
@@ -2167,6 +2167,11 @@ async fn what_a_token_changes_through_the_api_is_audited() {
     }
     let (_, zh) = page(base, "/admin/audit", &op).await;
     assert!(zh.contains("插件 alipay-wap；改动：key"), "{zh}");
+    assert!(
+        zh.contains(&format!("API-AUDIT-1：¥0.20 ({refused_code}) 失败")),
+        "{}",
+        zh.split("API-AUDIT-1").nth(2).unwrap_or(&zh)
+    );
 }
 
 /// A refund asked on one order (its confirmation card to come) while another page of the same

@@ -117,8 +117,9 @@ function checkManifest(path, m, bytes, contract, info) {
   check(m.sha256 === sha, `manifest ${path}: the component's sha256 is ${sha}, the manifest pins ${m.sha256}: another build than the one the manifest was made for`);
   check(m.contract === contract, `manifest ${path}: [wit] version ${m.contract}, the component exports payhost:payment/plugin@${contract}`);
   check(m.id === info.id && m.version === info.version, `manifest ${path}: ${m.id} ${m.version}, the component describes itself as ${info.id} ${info.version}`);
+  // The same names, in any order (payhost's check ignores the order).
   const described = info.settings.map((f) => f.name);
-  check(JSON.stringify(m.settings) === JSON.stringify(described), `manifest ${path}: settings ${m.settings.join(', ')}; the component's: ${described.join(', ')}`);
+  check(JSON.stringify([...m.settings].sort()) === JSON.stringify([...described].sort()), `manifest ${path}: settings ${m.settings.join(', ')}; the component's: ${described.join(', ')}`);
 }
 
 /** Settings, a form or a query as the contract takes them: since 0.3.0 one form-encoded string

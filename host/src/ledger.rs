@@ -422,9 +422,12 @@ pub fn timeline(record: &crate::store::ledger::PaymentRecord) -> Vec<serde_json:
             .detail
             .as_deref()
             .is_some_and(|d| d.starts_with("source: query"));
+        // A refund's report (no trade status) within the second its refund started comes after
+        // that start, as it did.
+        let rank = if n.trade_status.is_none() { 4 } else { 2 };
         items.push((
             n.received_at.clone(),
-            2,
+            rank,
             serde_json::json!({
                 "at": n.received_at,
                 "kind": if query { "query" } else { "notify" },

@@ -41,6 +41,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 pub use view::{status_word, Lang};
 use view::{Flash, Frame, WhoView};
+pub use words::UNKNOWN_OUTCOME;
 
 /// HTML-escapes text for element bodies and attribute values.
 pub fn esc(s: &str) -> String {

@@ -79,8 +79,11 @@ fn words(lang: Lang, e: &serde_json::Value) -> (String, String) {
         .filter(|_| kind == "refund")
         .and_then(|s| given_up_by(s, text("detail")));
     let mut parts: Vec<String> = Vec::new();
-    if let Some(a) = text("amount") {
-        parts.push(format!("¥{a}"));
+    // A refund's number, as its table and the refund list give it: two of one amount apart.
+    match (e["refund_id"].as_i64(), text("amount")) {
+        (Some(id), Some(a)) => parts.push(format!("#{id} ¥{a}")),
+        (_, Some(a)) => parts.push(format!("¥{a}")),
+        _ => {}
     }
     if let Some(s) = status {
         parts.push(refund_word(
@@ -468,9 +471,9 @@ mod tests {
                 "买家返回 | 已支付",
                 "支付平台通知 | 已支付 · 已处理 · 待付款 → 已支付",
                 "商城通知 | payment.paid · HTTP 200",
-                "退款 | ¥1.88 · 处理中 · 发起人 运营者（API）",
+                "退款 | #1 ¥1.88 · 处理中 · 发起人 运营者（API）",
                 "退款通知 | 已处理 · 退款 #1 退款成功 · 订单部分退款",
-                "退款 | ¥1.88 · 退款成功 · 发起人 运营者（API）",
+                "退款 | #1 ¥1.88 · 退款成功 · 发起人 运营者（API）",
                 "商城通知 | payment.partially_refunded · HTTP 200",
             ]
         );
@@ -496,9 +499,9 @@ mod tests {
                 "buyer returned | Paid",
                 "provider notify | Paid · applied · Awaiting payment → Paid",
                 "shop webhook | payment.paid · HTTP 200",
-                "refund | ¥1.88 · Pending · by the operator (API)",
+                "refund | #1 ¥1.88 · Pending · by the operator (API)",
                 "refund notify | applied · refund #1 Refunded · payment Partly refunded",
-                "refund | ¥1.88 · Refunded · by the operator (API)",
+                "refund | #1 ¥1.88 · Refunded · by the operator (API)",
                 "shop webhook | payment.partially_refunded · HTTP 200",
             ]
         );

@@ -266,7 +266,7 @@ pub fn filter_error(lang: Lang, e: &ApiError, typed: &dyn Fn(&str) -> String) ->
 
 /// Codes after which a refund may have reached the provider (no answer, or one not understood):
 /// see `refunds.rs`, which keeps such a refund PENDING.
-const UNKNOWN_OUTCOME: [&str; 4] = [
+pub const UNKNOWN_OUTCOME: [&str; 4] = [
     "gateway_unreachable",
     "gateway_timeout",
     "gateway_malformed",
@@ -488,19 +488,32 @@ pub fn provider_message(lang: Lang, message: &str) -> String {
         out.push('）');
     }
     // Alipay's refusal code, said after it in words the owner need not look up: "(CODE：…)" inside
-    // the parenthesis it came in, "CODE（…）" on its own.
-    let found = out
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
-        .find_map(|code| provider_code_meaning(code).map(|m| (code.to_owned(), m)));
-    if let Some((code, meaning)) = found {
-        if let Some(at) = out.find(&code).map(|i| i + code.len()) {
-            let said = if out[at..].starts_with(')') {
-                format!("：{meaning}")
-            } else {
-                format!("（{meaning}）")
-            };
-            out.insert_str(at, &said);
+    // the parenthesis it came in, "CODE（…）" on its own. Tokens are runs of the codes' characters,
+    // each found where it is (a code inside a longer word is not one).
+    let is_code_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+    let mut found = None;
+    let mut start = None;
+    for (i, c) in out.char_indices().chain(std::iter::once((out.len(), ' '))) {
+        match (is_code_char(c), start) {
+            (true, None) => start = Some(i),
+            (false, Some(from)) => {
+                let token = out[from..i].trim_end_matches('.');
+                if let Some(meaning) = provider_code_meaning(token) {
+                    found = Some((from + token.len(), meaning));
+                    break;
+                }
+                start = None;
+            }
+            _ => {}
         }
+    }
+    if let Some((at, meaning)) = found {
+        let said = if out[at..].starts_with(')') {
+            format!("：{meaning}")
+        } else {
+            format!("（{meaning}）")
+        };
+        out.insert_str(at, &said);
     }
     out
 }
@@ -509,16 +522,18 @@ pub fn provider_message(lang: Lang, message: &str) -> String {
 /// `ACQ.*` sub-codes; a legacy refund's result says the same words without `ACQ.`).
 fn provider_code_meaning(code: &str) -> Option<&'static str> {
     Some(match code.strip_prefix("ACQ.").unwrap_or(code) {
-        "TRADE_STATUS_ERROR" => "交易状态不允许这样操作，可能已全额退款、已关闭或还没有付款，例如已在支付宝后台退过款；请点“向支付平台查询”核对",
+        "TRADE_STATUS_ERROR" => {
+            "交易状态不允许这样操作，例如已全额退款、已关闭或已经付款；请点“向支付平台查询”核对"
+        }
         "TRADE_NOT_EXIST" => "支付宝没有这笔交易",
         "TRADE_HAS_FINISHED" => "交易已结束，超过了可退款的期限，不能再退款",
         "TRADE_NOT_ALLOW_REFUND" => "这笔交易不允许退款",
         "SELLER_BALANCE_NOT_ENOUGH" => "商户的支付宝账户余额不足，充值后再退款",
-        "REFUND_AMT_NOT_EQUAL_TOTAL" | "DISCORDANT_REPEAT_REQUEST" => {
-            "同一个退款单号以前退过不同的金额或内容"
-        }
+        "DISCORDANT_REPEAT_REQUEST" => "同一个退款单号以前退过不同的金额或内容",
         "REASON_TRADE_BEEN_FREEZEN" => "交易已被支付宝冻结",
-        "REASON_TRADE_REFUND_FEE_ERR" | "REFUND_FEE_ERROR" => "退款金额不对，可能超过了可退的金额",
+        "REFUND_AMT_NOT_EQUAL_TOTAL" | "REASON_TRADE_REFUND_FEE_ERR" | "REFUND_FEE_ERROR" => {
+            "退款金额不对，可能超过了可退的金额"
+        }
         "SYSTEM_ERROR" => "支付宝系统繁忙，稍后再试",
         _ => return None,
     })
@@ -727,6 +742,13 @@ mod tests {
             provider_message(Lang::Zh, "SOMETHING_ELSE"),
             "SOMETHING_ELSE"
         );
+        // A code inside a longer word is not that code; one before a full stop is.
+        assert_eq!(
+            provider_message(Lang::Zh, "(isp.SYSTEM_ERROR_RETRY) x"),
+            "(isp.SYSTEM_ERROR_RETRY) x"
+        );
+        let said = provider_message(Lang::Zh, "(isp.X) ACQ.TRADE_NOT_EXIST.");
+        assert_eq!(said, "(isp.X) ACQ.TRADE_NOT_EXIST（支付宝没有这笔交易）.");
     }
 
     #[test]
@@ -738,7 +760,7 @@ mod tests {
             ),
             (
                 "the payment provider refused the request: Business Failed (ACQ.TRADE_STATUS_ERROR) 交易状态不合法 (correlation id cd34)",
-                "支付宝拒绝了请求：业务处理失败 (ACQ.TRADE_STATUS_ERROR：交易状态不允许这样操作，可能已全额退款、已关闭或还没有付款，例如已在支付宝后台退过款；请点“向支付平台查询”核对) 交易状态不合法（技术支持编号 cd34）",
+                "支付宝拒绝了请求：业务处理失败 (ACQ.TRADE_STATUS_ERROR：交易状态不允许这样操作，例如已全额退款、已关闭或已经付款；请点“向支付平台查询”核对) 交易状态不合法（技术支持编号 cd34）",
             ),
             (
                 "the provider did not answer in time (correlation id ef56; the detail is in the payhost log)",

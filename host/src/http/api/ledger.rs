@@ -315,7 +315,8 @@ pub async fn create_refund(
         .amount
         .as_ref()
         .and_then(|a| a.as_str())
-        .map(|a| format!(" ¥{}", a.chars().take(32).collect::<String>()))
+        .and_then(|a| crate::domain::amount::Amount::parse(a.trim()).ok())
+        .map(|a| format!(" ¥{a}"))
         .unwrap_or_default();
     match app.start_refund(id, no, cmd, &started_by).await {
         Ok((status, refund)) => {
@@ -341,10 +342,12 @@ pub async fn create_refund(
                     kept["status"].as_str().unwrap_or_default()
                 );
                 super::audit::record(app, who, "refund.start", id, &detail).await;
-            } else if e.code.starts_with("gateway_") {
+            } else if e.code.starts_with("gateway_")
+                && !crate::http::admin::UNKNOWN_OUTCOME.contains(&e.code.as_str())
+            {
                 // Refused by the provider: the refund is kept FAILED (nothing moved), and the
                 // attempt is the token's all the same.
-                let detail = format!("{no}:{asked} FAILED ({})", e.code);
+                let detail = format!("{no}:{asked} ({}) FAILED", e.code);
                 super::audit::record(app, who, "refund.start", id, &detail).await;
             }
             Err(e)
