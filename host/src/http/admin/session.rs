@@ -454,22 +454,7 @@ pub async fn login(
                 tracing::warn!(%ip, unsaid, "admin login throttled");
             }
             app.metrics.rate_limited.inc();
-            let msg = format!(
-                "{} {wait} {}",
-                lang.pick(
-                    "登录失败次数过多，请在",
-                    "Too many failed logins: try again in"
-                ),
-                lang.pick("秒后再试", "s")
-            );
-            let view = LoginView {
-                error: Some(&msg),
-                ..view
-            };
-            let mut r = login_page(app, 429, view, lang, lang_url).await;
-            r.headers_mut()
-                .insert("retry-after", http::HeaderValue::from(wait));
-            return r;
+            return throttled(app, view, lang, lang_url, wait, false).await;
         }
     };
     let name = super::field(&form, "user").trim().to_owned();
@@ -524,34 +509,11 @@ pub async fn login(
             // Nothing was checked: not a failure of this address (a colleague's browser behind
             // the same address, locked out of the account, must not use up the owner's).
             app.guards.logins.succeeded(attempt);
-            let msg = if device.is_some() {
-                format!(
-                    "{} {wait} {}",
-                    lang.pick(
-                        "登录失败次数过多，请在",
-                        "Too many failed logins: try again in"
-                    ),
-                    lang.pick("秒后再试", "s")
-                )
-            } else {
-                format!(
-                    "{} {wait} {}",
-                    lang.pick(
-                        "这个账号的登录失败次数过多。请在以前登录过的浏览器上登录，或在",
-                        "Too many failed logins to this account. Log in from a browser you logged in with before, or try again in"
-                    ),
-                    lang.pick("秒后再试", "s")
-                )
-            };
             let view = LoginView {
-                error: Some(&msg),
                 user: &name,
                 ..view
             };
-            let mut r = login_page(app, 429, view, lang, lang_url).await;
-            r.headers_mut()
-                .insert("retry-after", http::HeaderValue::from(wait));
-            return r;
+            return throttled(app, view, lang, lang_url, wait, device.is_none()).await;
         }
     };
     let known = hash.is_some();
@@ -652,6 +614,38 @@ pub async fn login(
         r = r.header("set-cookie", super::device::set_cookie(&v, secure_cookie));
     }
     r.body(Body::default()).expect("valid response")
+}
+
+/// The login page answering 429 with `Retry-After: wait`: too many failures from this address or
+/// this browser, or (`account`) at this account from browsers it has never seen.
+async fn throttled(
+    app: &App,
+    view: LoginView<'_>,
+    lang: Lang,
+    lang_url: &str,
+    wait: u64,
+    account: bool,
+) -> Response<Body> {
+    let why = if account {
+        lang.pick(
+            "这个账号的登录失败次数过多。请在以前登录过的浏览器上登录，或在",
+            "Too many failed logins to this account. Log in from a browser you logged in with before, or try again in",
+        )
+    } else {
+        lang.pick(
+            "登录失败次数过多，请在",
+            "Too many failed logins: try again in",
+        )
+    };
+    let msg = format!("{why} {wait} {}", lang.pick("秒后再试", "s"));
+    let view = LoginView {
+        error: Some(&msg),
+        ..view
+    };
+    let mut r = login_page(app, 429, view, lang, lang_url).await;
+    r.headers_mut()
+        .insert("retry-after", http::HeaderValue::from(wait));
+    r
 }
 
 /// Takes back the per-account (or per-device) count of an attempt that was not a wrong guess.
