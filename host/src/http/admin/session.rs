@@ -30,16 +30,9 @@ fn cookies<'a>(req: &'a Request<Incoming>, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The first non-empty value of the cookie `name`.
 fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
-    req.headers()
-        .get_all("cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
+    cookies(req, name).into_iter().next()
 }
 
 /// The key that seals this session's values shown once (shown_once.rs): from the session
