@@ -2803,35 +2803,21 @@ async fn dead_letters_name_their_order_and_no_url_is_not_resent() {
 /// itself gets ten failures of its own, not the account's.
 #[tokio::test(flavor = "multi_thread")]
 async fn guesses_from_many_addresses_lock_out_only_browsers_the_account_never_used() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let d = demo("admin-login-botnet").await;
-    let port: u16 = d
-        .url("")
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .unwrap();
-    let login = |from: String, password: &'static str, cookie: String| async move {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
-        let mut s = socket
-            .connect(format!("127.0.0.1:{port}").parse().unwrap())
-            .await
-            .unwrap();
-        let body = format!("user=&password={password}");
-        let cookie = if cookie.is_empty() {
-            String::new()
-        } else {
-            format!("Cookie: {cookie}\r\n")
-        };
-        let req = format!(
-            "POST /admin/login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{cookie}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut answer = Vec::new();
-        s.read_to_end(&mut answer).await.unwrap();
-        String::from_utf8_lossy(&answer).into_owned()
+    let url = d.url("/admin/login");
+    // The whole answer (status line, headers, body) of a login from the address `from`.
+    let login = |from: String, password: &'static str, cookie: String| {
+        let url = url.clone();
+        async move {
+            let body = format!("user=&password={password}");
+            let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+            if !cookie.is_empty() {
+                headers.push(("Cookie", cookie.as_str()));
+            }
+            let (_, head, body) =
+                conformance::host::request_from(&from, &url, "POST", &headers, &body).await;
+            format!("{head}\r\n\r\n{body}")
+        }
     };
     let set_cookie = |answer: &str, name: &str| {
         answer

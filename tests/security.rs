@@ -8,8 +8,8 @@
 
 use conformance::alipay::{self, AlipayStub, Trade, MD5_KEY};
 use conformance::host::{
-    admin_login, admin_post, config_head, free_port, get, post_form, request, send_json, temp_dir,
-    Payhost, ADMIN_PASSWORD,
+    admin_login, admin_post, config_head, free_port, get, post_form, request, request_from,
+    send_json, temp_dir, Payhost, ADMIN_PASSWORD,
 };
 use conformance::stub::{Seen, StubServer};
 use conformance::testhost::{Served, TestHost};
@@ -1768,47 +1768,6 @@ async fn provider_and_webhook_urls_cannot_reach_internal_services() {
 
 // ---------------------------------------------------------------------------------------------
 // Issue 22: the black-box probe's findings.
-
-/// One HTTP/1.1 request from the local address `from` (another loopback address than the
-/// proxy's), `Connection: close`: the status, the headers as text and the body.
-async fn request_from(
-    from: &str,
-    url: &str,
-    method: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let uri: http::Uri = url.parse().unwrap();
-    let authority = uri.authority().unwrap().to_string();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
-    let mut stream = socket
-        .connect(authority.parse().unwrap())
-        .await
-        .expect("connect");
-    let mut head = format!(
-        "{method} {} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        uri.path_and_query().unwrap(),
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    head.push_str(body);
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
-    let text = String::from_utf8_lossy(&answer).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_owned(), body.to_owned())
-}
 
 /// A host behind haproxy (`option forwardfor`), as the README suggests: `top` lines and `tables`
 /// are added to the host's configuration.

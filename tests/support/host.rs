@@ -462,3 +462,44 @@ pub fn spawn_payhost(dir: &Path, args: &[&str]) -> Demo {
         child,
     }
 }
+
+/// One HTTP/1.1 request from the local address `from` (another loopback address, so that per-address limits
+/// count it apart), `Connection: close`: the status, the headers as text and the body.
+pub async fn request_from(
+    from: &str,
+    url: &str,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let uri: http::Uri = url.parse().unwrap();
+    let authority = uri.authority().unwrap().to_string();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut stream = socket
+        .connect(authority.parse().unwrap())
+        .await
+        .expect("connect");
+    let mut head = format!(
+        "{method} {} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        uri.path_and_query().unwrap(),
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.push_str(body);
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
