@@ -180,9 +180,7 @@ async fn owners_see_their_merchants_only_and_every_action_is_audited() {
         assert_eq!(page(base, path, &other).await.0, 404, "{path}");
         assert_eq!(page(base, path, &own).await.0, 200, "{path}");
     }
-    for path in ["/admin/users", "/admin/audit"] {
-        assert_eq!(page(base, path, &other).await.0, 403, "{path}");
-    }
+    assert_eq!(page(base, "/admin/users", &other).await.0, 403);
     // The CSV: another merchant's is refused (the ledger's rule), their own holds only theirs.
     let refused_csv = get_page(base, "/admin/payments.csv?merchant=market", &other).await;
     assert_eq!(refused_csv.status, 403);
@@ -322,6 +320,89 @@ async fn owners_see_their_merchants_only_and_every_action_is_audited() {
         assert!(audit.contains(want), "{want} missing: {audit}");
     }
     assert!(!audit.contains("phm_"), "no token in the audit log");
+    // Every login is there, with its address; a browser's first login to an account says so.
+    // The table's rows (the action filter above it names every action).
+    let rows = |page: &str| {
+        page.split("id=\"audit\"")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let logins = rows(&page(base, "/admin/audit?action=login", &op).await.1);
+    for want in [
+        "o-market",
+        "o-demo",
+        "来自 127.0.0.1",
+        "第一次在此浏览器登录",
+    ] {
+        assert!(logins.contains(want), "{want} missing: {logins}");
+    }
+    assert!(
+        !logins.contains("token.create"),
+        "filtered by action: {logins}"
+    );
+    // A shop owner reads their merchants' entries and their own logins, nobody else's.
+    let (s, whole) = page(base, "/admin/audit", &own).await;
+    assert_eq!(s, 200, "{whole}");
+    assert!(!whole.contains("id=\"nav-users\""), "{whole}");
+    let theirs = rows(&whole);
+    assert!(
+        theirs.contains("token.create") && theirs.contains("o-market"),
+        "{theirs}"
+    );
+    for other_entry in ["o-demo", "user.add", "运营者（主密码登录）"] {
+        assert!(
+            !theirs.contains(other_entry),
+            "{other_entry} shown to an owner: {theirs}"
+        );
+    }
+    let (_, asked) = page(base, "/admin/audit?merchant=demo", &own).await;
+    assert!(
+        asked.contains("id=\"merchant-notice\"") && !rows(&asked).contains("o-demo"),
+        "{asked}"
+    );
+    // A session cookie planted ahead of the real one (another site of the domain, a longer
+    // path) does not hide it.
+    let tossed = format!("payhost_admin=planted-by-a-sibling; {op}");
+    assert_eq!(page(base, "/admin/audit", &tossed).await.0, 200);
+    // A bad filter is named, and nothing is listed.
+    let (_, bad) = page(base, "/admin/audit?action=DROP%20TABLE", &op).await;
+    assert!(
+        bad.contains("id=\"filter-error\"") && bad.contains("操作：请从列表中选择"),
+        "{bad}"
+    );
+    // The CSV holds what the page finds, every page of it, for the same reader.
+    let csv = get_page(base, "/admin/audit.csv", &own).await;
+    assert_eq!(csv.status, 200);
+    let text = csv.text();
+    assert!(
+        text.starts_with("\u{feff}id,at_utc,at_beijing,actor,action,merchant_id,detail\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(",o-market,login,,from 127.0.0.1") && text.contains(",token.create,market,"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("o-demo") && !text.contains("user.add"),
+        "{text}"
+    );
+    let csv = get_page(base, "/admin/audit.csv?action=user.add", &op)
+        .await
+        .text();
+    assert_eq!(
+        csv.lines().count(),
+        3,
+        "the header and the two owners added: {csv}"
+    );
+    let long_who = format!("/admin/audit.csv?who={}", "x".repeat(201));
+    let refused = get_page(base, &long_who, &op).await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.text().contains("操作人：最多 200 个字符"),
+        "{}",
+        refused.text()
+    );
 
     // 吊销 asks first (one tap on a phone revoked a shop's token); the token works until the
     // owner confirms.

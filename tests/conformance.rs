@@ -305,6 +305,61 @@ fn a_component_whose_manifest_pins_another_build_is_refused() {
             )),
         "{err}"
     );
+    // Every problem of the user's manifest at once, the file named; and limits too small for
+    // the component, named as the manifest's field.
+    let wrong = dir.join("wrong.toml");
+    std::fs::write(
+        &wrong,
+        text.replace("version = \"0.4.0\"", "version = \"0.9.0\"")
+            .replace("world = \"payment-plugin\"", "world = \"nope\""),
+    )
+    .unwrap();
+    let small = dir.join("small.toml");
+    assert!(
+        text.contains("memory_mib = "),
+        "the manifest's limits moved"
+    );
+    let small_text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("memory_mib = ") {
+                "memory_mib = 1"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&small, small_text).unwrap();
+    for (manifest, said) in [
+        (
+            &wrong,
+            vec![
+                format!("{} is not a usable plugin manifest: 2 problem(s)", wrong.display()),
+                "wit.world is \"nope\"; every version of payhost:payment has one world, payment-plugin".to_owned(),
+                "wit.version 0.9.0 is not supported".to_owned(),
+            ],
+        ),
+        (
+            &small,
+            vec![format!(
+                "needs more memory than {} allows (limits.memory_mib = 1): raise it",
+                small.display()
+            )],
+        ),
+    ] {
+        let out = conformance(&[
+            "--component",
+            &wasm("alipay_wap_plugin.wasm"),
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ]);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        for s in said {
+            assert!(err.contains(&s), "{s}: {err}");
+        }
+    }
     // A file cut short, and a core module, each said as what it is.
     let whole = std::fs::read(wasm("alipay_wap_plugin.wasm")).unwrap();
     let cut = dir.join("cut.wasm");
@@ -1619,6 +1674,8 @@ fn options_that_cannot_work_stop_the_run_before_it_changes_anything() {
     let unwritable = host.dir.join("no-such-folder/junit.xml");
     let unwritable = unwritable.to_str().unwrap();
     for (extra, flag) in [
+        // A port chosen at random, which the host cannot have allowed.
+        (vec![], "--against needs --sandbox-listen ADDR:PORT"),
         (vec!["--sandbox-listen", busy.as_str()], "--sandbox-listen"),
         (
             vec!["--sandbox-listen", &listen, "--junit", unwritable],
@@ -1683,6 +1740,8 @@ fn ctrl_c_stops_the_run_and_the_kit_still_cleans_up() {
         .current_dir(repo_root())
         .args(["conformance", "--against", &host.url(""), "--token", TOKEN])
         .args(["--sandbox-listen", &listen])
+        .arg("--junit")
+        .arg(host.dir.join("stopped.xml"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1705,6 +1764,13 @@ fn ctrl_c_stops_the_run_and_the_kit_still_cleans_up() {
     );
     assert!(err.contains("removed merchant(s) conformance"), "{err}");
     assert_eq!(merchant_status(&host, "conformance"), 404, "{err}");
+    // The JUnit report of the partial run is not green: the stop is an errored case.
+    let junit = std::fs::read_to_string(host.dir.join("stopped.xml")).unwrap();
+    assert!(
+        junit.contains("name=\"kit.stopped\"")
+            && junit.contains("SIGINT: the run was stopped before every case ran"),
+        "{junit}"
+    );
 
     // `--component`: the temporary folder of the host it started goes too.
     let mut child = Command::new(payhost_binary())

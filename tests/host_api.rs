@@ -2193,6 +2193,23 @@ async fn a_refused_body_names_its_field() {
     .await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["error"]["field"], "refund_key", "{}", r.text());
+    // A return URL whose port a browser reads differently (another host, or none at all) is
+    // refused: the buyer would be sent where the shop's origin check did not look.
+    for return_url in [
+        "https://shop.example:443.evil.example/r",
+        "https://shop.example:99999/r",
+        "https://shop.example:0/r",
+    ] {
+        let r = send_json(
+            "POST",
+            &create,
+            Some(TOKEN),
+            &json!({"out_trade_no": "F2", "subject": "s", "total_fee": "1.00", "return_url": return_url}),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{return_url}: {}", r.text());
+        assert_eq!(r.json()["error"]["field"], "return_url", "{}", r.text());
+    }
 }
 
 /// One shop whose webhook endpoint hangs does not hold back another shop's webhooks: the

@@ -157,7 +157,14 @@ async fn send_now(
         let stream = tokio_rustls::TlsConnector::from(tls_config())
             .connect(name, stream)
             .await
-            .map_err(|e| format!("TLS: {e}"))?;
+            .map_err(|e| {
+                // A plain-HTTP server answers TLS's hello with HTTP: the URL's scheme is wrong.
+                if e.to_string().contains("InvalidContentType") {
+                    format!("TLS: {e}: the server does not speak TLS; if it serves plain HTTP (payhost does unless a proxy in front adds TLS), use http://")
+                } else {
+                    format!("TLS: {e}")
+                }
+            })?;
         exchange(TokioIo::new(stream), request).await
     } else {
         exchange(TokioIo::new(stream), request).await

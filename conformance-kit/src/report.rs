@@ -47,6 +47,9 @@ pub struct Report {
     /// reached from where the kit runs): no case after that point ran, what the kit made was
     /// cleaned up as at the end of a run, and the caller exits as for bad arguments (2).
     pub not_started: Option<String>,
+    /// Why the run ended before every case ran, when it did (a signal): the JUnit report says
+    /// so as an errored case, so a partial run never reads green.
+    pub stopped: Option<String>,
 }
 
 /// The merchants the flow suite configured in the host it tested (its own: it never touches
@@ -149,7 +152,7 @@ impl Report {
     /// system shows it red, never as an empty or an older report.
     pub fn junit(&self) -> String {
         let total: Duration = self.cases.iter().map(|c| c.elapsed).sum();
-        let errors = usize::from(self.not_started.is_some());
+        let errors = usize::from(self.not_started.is_some()) + usize::from(self.stopped.is_some());
         let tests = self.cases.len() + errors;
         let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         x.push_str(&format!(
@@ -188,6 +191,13 @@ impl Report {
         if let Some(why) = &self.not_started {
             x.push_str(&format!(
                 "    <testcase classname=\"kit\" name=\"kit.start\" time=\"0.000\">\n      <error message=\"{}\" type=\"not_started\">{}</error>\n    </testcase>\n",
+                xml_escape(&one_line(why)),
+                xml_escape(why)
+            ));
+        }
+        if let Some(why) = &self.stopped {
+            x.push_str(&format!(
+                "    <testcase classname=\"kit\" name=\"kit.stopped\" time=\"0.000\">\n      <error message=\"{}\" type=\"stopped\">{}</error>\n    </testcase>\n",
                 xml_escape(&one_line(why)),
                 xml_escape(why)
             ));
@@ -325,5 +335,20 @@ mod tests {
         // A run that started has no error.
         assert!(sample().junit().contains("errors=\"0\""));
         assert!(!sample().junit().contains("<error"));
+    }
+
+    #[test]
+    fn a_run_stopped_by_a_signal_is_never_green_in_junit() {
+        let mut r = sample();
+        r.stopped = Some("SIGINT: the run was stopped before every case ran".into());
+        let x = r.junit();
+        assert!(
+            x.contains("tests=\"4\" failures=\"1\" errors=\"1\" skipped=\"1\""),
+            "{x}"
+        );
+        assert!(
+            x.contains("<testcase classname=\"kit\" name=\"kit.stopped\" time=\"0.000\">\n      <error message=\"SIGINT: the run was stopped before every case ran\" type=\"stopped\">"),
+            "{x}"
+        );
     }
 }

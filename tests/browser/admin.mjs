@@ -245,10 +245,17 @@ try {
     const r = await page.goto(`${base}${path}`);
     if (r.status() !== 404) throw new Error(`${path}: ${r.status()} for another merchant's owner`);
   }
-  for (const path of ['/admin/users', '/admin/audit']) {
-    const r = await page.goto(`${base}${path}`);
-    if (r.status() !== 403) throw new Error(`${path}: ${r.status()} for a shop owner`);
+  const users = await page.goto(`${base}/admin/users`);
+  if (users.status() !== 403) throw new Error(`/admin/users: ${users.status()} for a shop owner`);
+  // Their audit log: their own login, nothing of the other merchant's owner or refunds.
+  await page.click('#nav-audit');
+  await page.locator('#audit').waitFor();
+  const entries = await page.locator('#audit tbody tr').allInnerTexts();
+  if (!entries.some((e) => e.includes('owner-demo'))) throw new Error(`the owner's own login is not in their audit log: ${entries}`);
+  if (entries.some((e) => e.includes('owner-market') || e.includes(secret))) {
+    throw new Error(`another merchant's entries in an owner's audit log: ${entries}`);
   }
+  await fits(page, 'audit log');
   const csv = await page.evaluate(async (u) => (await fetch(u)).text(), `${base}/admin/payments.csv?merchant=market`);
   if (csv.includes(secret) || /^market,/m.test(csv)) throw new Error('another merchant\'s rows in the CSV');
   // A refund posted to another merchant's payment is refused (404), nothing started.

@@ -492,6 +492,8 @@ The kit posts notifies and follows the buyer's returns where the host tells the 
 send them, its public_url, not to the --against URL: that address must be reachable from where
 the kit runs. Before the cases, the kit saves its merchant, creates one order to learn that
 URL and connects to it; when it cannot, the run stops (exit 2) and what it made is removed.
+With --component, the host the kit starts writes its log to standard error only when
+PAYHOST_LOG is set (e.g. PAYHOST_LOG=info): a failure that names a correlation id is found there.
 When the output is closed (e.g. `| head`), the run stops quietly: the case under way is
 abandoned, the kit still removes what it made, and the exit status is 0. Ctrl-C stops it the
 same way (press it again to leave at once, without the clean-up).";
@@ -540,7 +542,9 @@ pub struct Args {
         hide_env_values = true
     )]
     pub token: Option<String>,
-    /// Where the kit's sandbox gateway and webhook receiver listen.
+    /// Where the kit's sandbox gateway and webhook receiver listen. With --against, a fixed
+    /// port the host allows (its `allowed_origins`) is required; with --component, any free port
+    /// by default.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0", value_parser = super::listen_address)]
     pub sandbox_listen: std::net::SocketAddr,
     /// The origin the host reaches the kit at, when not the listen address
@@ -900,6 +904,11 @@ pub fn junit_for_refused_args(why: &str) {
 /// interrupted (see AFTER_HELP). A run that could not start says why in one line, and in the
 /// `--junit` file when one was given.
 pub async fn run(args: Args) -> std::process::ExitCode {
+    // The host --component starts logs only when asked: its log would bury the report (a
+    // negative case's ALERT is expected), and a failure's correlation id finds its lines.
+    if std::env::var_os("PAYHOST_LOG").is_some() {
+        super::init_logging();
+    }
     let mut junit = args.junit.as_deref().map(Junit::new);
     match start_and_run(&args, &mut junit).await {
         Ok(code) => code,
@@ -973,7 +982,7 @@ async fn start_and_run(
         stop: Some(out.stop.subscribe()),
         ..kit::Options::default()
     };
-    let report = match (&args.component, &args.against) {
+    let mut report = match (&args.component, &args.against) {
         (Some(component), _) => component_run(component, args.manifest.as_deref(), &opts).await?,
         (None, Some(base)) => {
             let base = base.trim_end_matches('/');
@@ -981,6 +990,14 @@ async fn start_and_run(
             kit::check_host(base, token, merchant)
                 .await
                 .map_err(|e| format!("payhost conformance: {e}"))?;
+            // The host allows the kit's one origin, port included: one chosen at random here
+            // could never have been allowed, and the run would stop only once its merchant was
+            // saved, after listing every case as skipped.
+            if args.sandbox_listen.port() == 0 && args.sandbox_public_url.is_none() {
+                return Err(format!(
+                    "payhost conformance: --against needs --sandbox-listen ADDR:PORT (or --sandbox-public-url URL): the host at {base} must allow the kit's sandbox origin, port included; e.g. --sandbox-listen 127.0.0.1:8099 with allowed_origins = [\"http://127.0.0.1:8099\"] in its payhost.toml (payhost demo: --allow-origin http://127.0.0.1:8099)"
+                ));
+            }
             let report = kit::run_against(base, token, &opts).await;
             // A run that could not start says why first, then what it removed again.
             if report.not_started.is_none() {
@@ -992,6 +1009,12 @@ async fn start_and_run(
         }
         (None, None) => unreachable!("checked above"),
     };
+    if let Some(code) = out.interrupted() {
+        let signal = if code == 143 { "SIGTERM" } else { "SIGINT" };
+        report.stopped = Some(format!(
+            "{signal}: the run was stopped before every case ran; this report is partial"
+        ));
+    }
     if let Some(why) = &report.not_started {
         // Cases that ran before the stop (a component run reaches the flow suite after its own
         // cases) stay in the summary and the JUnit report, which adds the reason as `kit.start`.
@@ -1017,6 +1040,10 @@ async fn start_and_run(
         return Ok(ExitCode::from(2));
     }
     out.line(&report.summary());
+    if args.component.is_some() && report.failed() > 0 && std::env::var_os("PAYHOST_LOG").is_none()
+    {
+        say("payhost conformance: the host the kit started logs nothing by default: run again with PAYHOST_LOG=info (a failure's correlation id names its lines)");
+    }
     if let Some(j) = junit {
         if let Err(e) = j.write(&report) {
             say(&format!(

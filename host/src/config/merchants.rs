@@ -150,6 +150,9 @@ pub fn origin_of(url: &str) -> Option<String> {
     if scheme != "http" && scheme != "https" {
         return None;
     }
+    if !crate::net::port_is_plain(uri.authority()?) {
+        return None;
+    }
     let host = uri.host()?.to_ascii_lowercase();
     let port = uri
         .port_u16()
@@ -191,7 +194,9 @@ pub fn is_http_url(u: &str) -> bool {
     // A scheme is case-insensitive (`HTTP://` is http).
     let starts = |p: &str| u.get(..p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p));
     (starts("http://") || starts("https://"))
-        && u.parse::<http::Uri>().is_ok_and(|x| x.host().is_some())
+        && u.parse::<http::Uri>().is_ok_and(|x| {
+            x.host().is_some() && x.authority().is_some_and(crate::net::port_is_plain)
+        })
 }
 
 /// The host's own keys of a merchant table that are long enough to be told from a mistyped

@@ -106,7 +106,12 @@ pub fn method_not_allowed(method: &Method, path: &str, allow: &[&str]) -> Respon
         "method_not_allowed",
         format!(
             "{method} is not allowed on {} (allowed: {})",
-            super::admin::esc(path),
+            // CONNECT's target is an authority, with no path: payhost is no proxy.
+            if path.is_empty() {
+                "this server".to_owned()
+            } else {
+                super::admin::esc(path)
+            },
             allow.join(", ")
         ),
     ));

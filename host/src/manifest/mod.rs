@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 /// v0.1.0 (the component did its own `wasi:http` I/O) is retired: see CHANGELOG.md.
 pub const SUPPORTED_WIT_VERSIONS: &[&str] = crate::runtime::VERSIONS;
 pub const WIT_PACKAGE: &str = "payhost:payment";
+/// The contract's one world (every version names it so).
+pub const WIT_WORLD: &str = "payment-plugin";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,7 +172,7 @@ impl Manifest {
             wit: WitRef {
                 package: WIT_PACKAGE.into(),
                 version: SUPPORTED_WIT_VERSIONS[0].into(),
-                world: "payment-plugin".into(),
+                world: WIT_WORLD.into(),
             },
             component: ComponentRef {
                 path,
@@ -194,6 +196,12 @@ impl Manifest {
             problems.push(format!(
                 "wit.package is {:?}; this host implements {WIT_PACKAGE}",
                 self.wit.package
+            ));
+        }
+        if self.wit.world != WIT_WORLD {
+            problems.push(format!(
+                "wit.world is {:?}; every version of {WIT_PACKAGE} has one world, {WIT_WORLD}",
+                self.wit.world
             ));
         }
         if !SUPPORTED_WIT_VERSIONS.contains(&self.wit.version.as_str()) {
@@ -226,7 +234,12 @@ impl Manifest {
         if problems.is_empty() {
             Ok(())
         } else {
-            bail!("plugin manifest problems:\n  - {}", problems.join("\n  - "))
+            bail!(
+                "{} is not a usable plugin manifest: {} problem(s):\n  - {}",
+                self.file.display(),
+                problems.len(),
+                problems.join("\n  - ")
+            )
         }
     }
 

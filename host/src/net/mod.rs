@@ -32,6 +32,31 @@ pub struct Origin {
     pub port: u16,
 }
 
+/// Whether the port an authority writes is one a browser reads the same way: none, empty (the
+/// scheme's default), or a number from 1 to 65535. The URI parser takes `host:443.evil.example`
+/// and `host:99999` as a host without a port, where a browser refuses the URL or reads another
+/// host: a URL payhost stores and a browser follows must mean one thing.
+pub fn port_is_plain(authority: &http::uri::Authority) -> bool {
+    let text = authority.as_str();
+    let after_user = text.rsplit_once('@').map_or(text, |(_, h)| h);
+    let port = match after_user.strip_prefix('[') {
+        // An IPv6 literal keeps its own colons inside the brackets.
+        Some(rest) => match rest.split_once(']') {
+            Some((_, tail)) => tail.strip_prefix(':'),
+            None => return false,
+        },
+        None => after_user.split_once(':').map(|(_, p)| p),
+    };
+    match port {
+        None | Some("") => true,
+        Some(p) => {
+            p.len() <= 5
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
+        }
+    }
+}
+
 impl Origin {
     /// Parses `https://host`, `http://host:8080`, or a whole URL (path and query are ignored).
     pub fn parse(s: &str) -> Result<Origin, String> {
@@ -73,6 +98,9 @@ impl Origin {
             .to_ascii_lowercase();
         if host.is_empty() {
             return Err("has no host".into());
+        }
+        if !port_is_plain(authority) {
+            return Err("has a port that is not a number from 1 to 65535".into());
         }
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         Ok(Origin { https, host, port })
@@ -386,6 +414,32 @@ mod shown_url_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_a_browser_would_read_otherwise_is_refused() {
+        for bad in [
+            "http://127.0.0.1:47101.evil.example/",
+            "https://gw.partner.example:443.x/",
+            "https://shop.example:99999/r",
+            "https://shop.example:0/r",
+            "https://[::1]:7x/",
+        ] {
+            assert!(Origin::parse(bad).is_err(), "{bad}");
+            assert_eq!(crate::config::origin_of(bad), None, "{bad}");
+            assert!(!crate::config::is_http_url(bad), "{bad}");
+        }
+        for good in [
+            "https://shop.example/r",
+            "https://shop.example:/r",
+            "https://shop.example:8443/r",
+            "http://[::1]:8080/",
+            "http://[::1]/",
+        ] {
+            assert!(Origin::parse(good).is_ok(), "{good}");
+            assert!(crate::config::origin_of(good).is_some(), "{good}");
+            assert!(crate::config::is_http_url(good), "{good}");
+        }
+    }
 
     #[test]
     fn origins_parse_and_compare_exactly() {

@@ -82,11 +82,13 @@ impl ResourceLimiter for Limiter {
 /// Why a call into the component failed (as opposed to the plugin answering with an error).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
-    #[error("the payment component did not finish within {0:?}")]
+    #[error(
+        "the payment component did not finish within {0:?} (its manifest's limits.call_timeout_ms)"
+    )]
     Timeout(Duration),
-    #[error("the payment component used up its CPU budget ({0} instructions)")]
+    #[error("the payment component used up its CPU budget ({0} instructions: its manifest's limits.fuel_per_call)")]
     Cpu(u64),
-    #[error("the payment component exceeded its memory limit of {0} MiB")]
+    #[error("the payment component exceeded its memory limit of {0} MiB (its manifest's limits.memory_mib)")]
     Memory(u32),
     #[error("the payment component trapped: {0}")]
     Trap(String),
@@ -295,6 +297,16 @@ impl PluginRuntime {
         let (component, compile_source) =
             engine::load_component(&engine, &bytes, &manifest.component.sha256, cache_dir)
                 .map_err(|e| {
+                    // A memory that starts larger than the limit: the manifest's number, not
+                    // the file, is what to change.
+                    if format!("{e:#}").contains("exceeds the limit") {
+                        return e.context(format!(
+                            "the component {} needs more memory than {} allows (limits.memory_mib = {}): raise it",
+                            manifest.component_path().display(),
+                            manifest.file.display(),
+                            limits.memory_mib
+                        ));
+                    }
                     // A file cut short (a partial copy or download) reads as "out of bounds".
                     e.context(format!(
                         "the component {} ({} bytes) does not compile: is it whole?",

@@ -71,6 +71,22 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// Which audit entries a page or an export reads: every condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// An owner's view: the entries of these merchants, and their own (their logins). None:
+    /// every entry (an operator's).
+    pub scope: Option<(Vec<String>, String)>,
+    pub merchant: Option<String>,
+    /// Who did it: a user name, `admin_password`, `api:…`, `payhost admin-user`.
+    pub actor: Option<String>,
+    /// `refund.start`, `login`, …
+    pub action: Option<String>,
+    /// Older than this entry (its id).
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
 /// An owner's merchant that is not in the store when the user is stored: removed since it was
 /// checked (the grant would otherwise outlive the merchant, and reach a later one of that id).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,14 +155,8 @@ pub trait AdminStore: Send + Sync + 'static {
         merchant: Option<&str>,
         detail: &str,
     ) -> Result<i64>;
-    /// Newest first, older than `before` (an entry id) when given; of these merchants only when
-    /// given.
-    async fn audit_log(
-        &self,
-        merchants: Option<&[String]>,
-        before: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<AuditEntry>>;
+    /// The entries `q` asks for, newest first.
+    async fn audit_log(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>>;
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! form carries the session's CSRF token, and a post with a foreign or `null` Origin is refused.
 //! Failed logins are throttled per IP (`[admin] login_failures_per_minute`, then 429).
 
+mod audit;
 mod chart;
 mod csp;
 mod device;
@@ -33,6 +34,7 @@ mod words;
 use super::{html, Body};
 use crate::service::{ApiError, App};
 use crate::store::admin::Role;
+pub use audit::{csv_header as audit_csv_header, csv_row as audit_csv_row};
 pub use csp::{content_security_policy, page_security_policy};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
@@ -416,11 +418,15 @@ async fn route(
         return session::login(app, ip, remote, req, lang, &lang_url).await;
     }
     let current = session::current(app, &req).await;
-    let seal_key = session::seal_key(&req);
     if path == "/admin/logout" {
-        return session::logout(app, req, current.as_ref().map(|(s, _)| s)).await;
+        return session::logout(app, req, current.as_ref().map(|c| &c.hash)).await;
     }
-    let Some((sid, state)) = current else {
+    let Some(session::Current {
+        hash: sid,
+        state,
+        seal_key,
+    }) = current
+    else {
         // A cookie that no longer names a session (expired, or ended elsewhere), or a post
         // without one: the owner was working, so the page says why it asks to log in again, and
         // the login returns to the page they were on (never replaying the post).
@@ -497,7 +503,7 @@ async fn route(
                 if let Some(f) = &mut p.flash {
                     f.page = Some(page_of(&p.location));
                     f.kept_at = now_secs();
-                    shown_once::seal_flash(f, seal_key.as_ref(), lang);
+                    shown_once::seal_flash(f, Some(&seal_key), lang);
                     let text = serde_json::to_string(f).unwrap_or_default();
                     if let Err(e) = app.store.set_session_flash(&sid, &text).await {
                         tracing::error!(error = %e, "cannot keep the admin page's message");
@@ -521,7 +527,7 @@ async fn route(
             let fresh = now_secs().saturating_sub(f.kept_at) <= FLASH_WAITS_SECS;
             let here = f.page.as_deref().is_none_or(|p| p == page_of(&path));
             if here {
-                shown_once::open_flash(&mut f, seal_key.as_ref(), lang);
+                shown_once::open_flash(&mut f, Some(&seal_key), lang);
                 flash = Some(f);
             } else if fresh {
                 if let Err(e) = app.store.restore_session_flash(&sid, &text).await {
@@ -554,6 +560,20 @@ async fn route(
         ),
         _ => None,
     };
+    if let ["admin", "audit.csv"] = segs.as_slice() {
+        return match audit::csv_query(&ctx) {
+            Ok(q) => super::ledger::audit_csv_export(q),
+            // Already in the page's language.
+            Err((_, message)) => error_page(
+                app,
+                Some(&ctx),
+                lang,
+                400,
+                ("无法导出", "Cannot export"),
+                (&message, &message),
+            ),
+        };
+    }
     if let Some(export) = export {
         return match export {
             Ok(response) => response,
@@ -610,7 +630,7 @@ async fn get(app: &Arc<App>, ctx: &Ctx, segs: &[&str]) -> Page {
         ["admin", "merchants", id, "payments", no] => payments::one(app, ctx, id, no).await,
         ["admin", "webhooks"] => merchants::dead_letters(app, ctx).await,
         ["admin", "users"] => users::list(app, ctx).await,
-        ["admin", "audit"] => users::audit(app, ctx).await,
+        ["admin", "audit"] => audit::page(app, ctx).await,
         _ => Page::NotFound,
     }
 }

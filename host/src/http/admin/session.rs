@@ -35,11 +35,9 @@ fn cookie<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
     cookies(req, name).into_iter().next()
 }
 
-/// The key that seals this session's values shown once (shown_once.rs): from the session
-/// cookie, which the store keeps only as a hash.
-pub fn seal_key(req: &Request<Incoming>) -> Option<super::shown_once::SealKey> {
-    cookie(req, COOKIE).map(super::shown_once::SealKey::of_cookie)
-}
+/// The most session cookies a request's are tried of: a browser sends one, or a second another
+/// site of the domain planted (a longer path's comes first).
+const SESSION_COOKIES_TRIED: usize = 4;
 
 /// The page language: `?lang=` (kept in a cookie), else the cookie, else Chinese.
 pub fn language(req: &Request<Incoming>, query: &[(String, String)]) -> (Lang, Option<String>) {
@@ -63,12 +61,27 @@ pub fn language(req: &Request<Incoming>, query: &[(String, String)]) -> (Lang, O
     }
 }
 
-/// The session of a request (its id hash and state), if it has a live one.
-pub async fn current(app: &App, req: &Request<Incoming>) -> Option<(String, AdminSession)> {
-    let id = cookie(req, COOKIE)?;
-    let hash = crate::auth::token_hash(id);
+/// A request's live session: its id hash, its state, and the key that seals its values shown
+/// once (shown_once.rs; from the cookie, which the store keeps only as a hash).
+pub struct Current {
+    pub hash: String,
+    pub state: AdminSession,
+    pub seal_key: super::shown_once::SealKey,
+}
+
+/// The session of a request, if one of its session cookies names a live one: a cookie another
+/// site of the domain planted with a longer path comes first, and must not hide the real one.
+pub async fn current(app: &App, req: &Request<Incoming>) -> Option<Current> {
     let now = crate::store::now_ms();
-    let s = app.store.admin_session(&hash, now).await.ok().flatten()?;
+    let mut found = None;
+    for id in cookies(req, COOKIE).into_iter().take(SESSION_COOKIES_TRIED) {
+        let hash = crate::auth::token_hash(id);
+        if let Some(s) = app.store.admin_session(&hash, now).await.ok().flatten() {
+            found = Some((id, hash, s));
+            break;
+        }
+    }
+    let (id, hash, s) = found?;
     // In use: its end moves on. Written once a minute at most (half the idle time when that is
     // shorter), not on every page.
     let end = session_end(&app.config.admin, s.created_ms, now);
@@ -78,7 +91,11 @@ pub async fn current(app: &App, req: &Request<Incoming>) -> Option<(String, Admi
             tracing::warn!(error = %e, "cannot extend an admin session");
         }
     }
-    Some((hash, s))
+    Some(Current {
+        hash,
+        state: s,
+        seal_key: super::shown_once::SealKey::of_cookie(id),
+    })
 }
 
 /// When a session created at `created_ms` and used at `now_ms` ends: `[admin] session_idle_s`
@@ -591,6 +608,20 @@ pub async fn login(
         .await;
     }
     tracing::info!(%ip, user = user.as_deref().unwrap_or(PASSWORD_OPERATOR), "admin logged in");
+    // In the audit log too: a shop owner sees when and from where their account was used.
+    let who = user.as_deref().unwrap_or(PASSWORD_OPERATOR);
+    let new_browser = if device.is_some() {
+        ""
+    } else {
+        super::words::NEW_BROWSER
+    };
+    if let Err(e) = app
+        .store
+        .record_audit(who, "login", None, &format!("from {ip}{new_browser}"))
+        .await
+    {
+        tracing::error!(error = %e, "cannot write the admin audit log");
+    }
     let mut c = format!("{COOKIE}={id}; Path=/admin; Max-Age={ttl}; HttpOnly; SameSite=Strict");
     if secure_cookie {
         c.push_str("; Secure");

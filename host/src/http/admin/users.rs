@@ -1,4 +1,4 @@
-//! The operator's pages: admin users (list, add, remove) and the audit log.
+//! The operator's pages: admin users (list, add, remove).
 
 use super::view::Flash;
 use super::{Ctx, Form, Page, PostResult, Posted};
@@ -129,37 +129,4 @@ pub async fn remove(app: &Arc<App>, ctx: &Ctx, name: &str) -> PostResult {
         }
     };
     PostResult::Done(Posted::to("/admin/users", flash))
-}
-
-pub async fn audit(app: &Arc<App>, ctx: &Ctx) -> Page {
-    if !ctx.who.operator() {
-        return Page::Forbidden;
-    }
-    const PAGE: u32 = 100;
-    let before = ctx.q("before").parse::<i64>().ok();
-    let zone = &app.config.admin.time_zone;
-    let rows = app
-        .store
-        .audit_log(None, before, PAGE)
-        .await
-        .unwrap_or_default();
-    let next_url = (rows.len() as u32 == PAGE)
-        .then(|| rows.last().map(|r| format!("/admin/audit?before={}", r.id)))
-        .flatten();
-    let entries: Vec<Value> = rows
-        .into_iter()
-        .map(|a| {
-            context! {
-                id => a.id, at => zone.show(&a.at), actor => super::words::who(ctx.lang, &a.actor),
-                action_word => super::words::audit_action(ctx.lang, &a.action),
-                detail => super::words::audit_detail(ctx.lang, &a.action, &a.detail),
-                action => a.action, merchant_id => a.merchant_id,
-            }
-        })
-        .collect();
-    Page::View {
-        template: "audit.html",
-        section: "audit",
-        values: context! { entries, next_url },
-    }
 }

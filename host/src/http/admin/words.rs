@@ -539,9 +539,31 @@ fn provider_code_meaning(code: &str) -> Option<&'static str> {
     })
 }
 
+/// The audit log's actions, as the page's action filter offers them.
+pub const AUDIT_ACTIONS: &[&str] = &[
+    "login",
+    "settings.save",
+    "merchant.connect",
+    "merchant.remove",
+    "refund.start",
+    "refund.abandon",
+    "payment.sync",
+    "payment.close",
+    "payment.review_cleared",
+    "token.create",
+    "token.revoke",
+    "user.add",
+    "user.remove",
+    "user.password",
+    "webhook.resend",
+    "webhook.resend_all",
+    "webhook.retry_now",
+];
+
 /// An audit log action in words (the action's code stays beside it for support).
 pub fn audit_action(lang: Lang, action: &str) -> &str {
     let (zh, en) = match action {
+        "login" => ("登录", "logged in"),
         "settings.save" => ("保存设置", "settings saved"),
         "merchant.connect" => ("连接商城", "shop connected"),
         "merchant.remove" => ("删除商户", "merchant removed"),
@@ -563,6 +585,9 @@ pub fn audit_action(lang: Lang, action: &str) -> &str {
     lang.pick(zh, en)
 }
 
+/// A login's detail when the browser had not logged in to the account before.
+pub const NEW_BROWSER: &str = "; a browser new to this account";
+
 /// An audit entry's detail in the owner's words. The details are written in a fixed English form
 /// when the action is logged; on the Chinese page only the words payhost wrote are said in
 /// Chinese, by their place in each action's form — what someone typed (a label, a name, an order
@@ -581,6 +606,10 @@ pub fn audit_detail(lang: Lang, action: &str, detail: &str) -> String {
         None => detail.to_owned(),
     };
     match action {
+        // `from {address}`, and `; a browser new to this account` the first time.
+        "login" => detail
+            .replacen("from ", "来自 ", 1)
+            .replace(NEW_BROWSER, "（这个账号第一次在此浏览器登录）"),
         // `{no}: ¥1.00 #3 SUCCESS`: the refund's status, last.
         "refund.start" => after_order(&|rest| match rest.rsplit_once(' ') {
             Some((head, status)) => {
@@ -723,6 +752,23 @@ fn reason_explained(lang: Lang, raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The action filter offers every action in words, and a login's detail reads in Chinese.
+    #[test]
+    fn every_audit_action_the_filter_offers_is_said_in_words() {
+        for a in AUDIT_ACTIONS {
+            assert_ne!(audit_action(Lang::Zh, a), *a, "{a}");
+            assert_ne!(audit_action(Lang::En, a), *a, "{a}");
+        }
+        assert_eq!(
+            audit_detail(Lang::Zh, "login", &format!("from 192.0.2.7{NEW_BROWSER}")),
+            "来自 192.0.2.7（这个账号第一次在此浏览器登录）"
+        );
+        assert_eq!(
+            audit_detail(Lang::En, "login", "from 192.0.2.7"),
+            "from 192.0.2.7"
+        );
+    }
 
     /// The API's fixed provider sentences read in Chinese on a Chinese page, support number and
     /// Alipay's own words kept; the English page keeps the API's.

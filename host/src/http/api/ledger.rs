@@ -39,6 +39,8 @@ enum CsvExport {
     Payments(PaymentFilter),
     /// And whether it names the admins (the admin's own export).
     Refunds(RefundFilter, bool),
+    /// The admin's audit log.
+    Audit(crate::store::admin::AuditQuery),
 }
 
 impl CsvExport {
@@ -47,6 +49,7 @@ impl CsvExport {
         match self {
             CsvExport::Payments(_) => ledger::csv_header(),
             CsvExport::Refunds(..) => refund_list::csv_header(),
+            CsvExport::Audit(_) => crate::http::admin::audit_csv_header(),
         }
     }
 
@@ -73,6 +76,16 @@ impl CsvExport {
                 }
                 let more = rows.len() == f.limit as usize;
                 f.before_id = rows.last().map(|last| last.id);
+                more
+            }
+            CsvExport::Audit(q) => {
+                let rows = app.store.audit_log(q).await?;
+                chunk.reserve(rows.len() * 120);
+                for row in &rows {
+                    crate::http::admin::audit_csv_row(&mut chunk, row);
+                }
+                let more = rows.len() == q.limit as usize;
+                q.before = rows.last().map(|last| last.id);
                 more
             }
         };
@@ -188,6 +201,12 @@ pub fn refunds_csv_export(
 ) -> Response<Body> {
     let name = csv_file_name("refunds", f.merchant.as_deref(), query);
     export_response(CsvExport::Refunds(f, admin_names), &name)
+}
+
+/// The admin's audit log as CSV, for a checked query; its rows are streamed by [`streaming`].
+pub fn audit_csv_export(q: crate::store::admin::AuditQuery) -> Response<Body> {
+    let name = csv_file_name("audit", q.merchant.as_deref(), None);
+    export_response(CsvExport::Audit(q), &name)
 }
 
 fn export_response(export: CsvExport, file_name: &str) -> Response<Body> {

@@ -1,7 +1,9 @@
 //! [`AdminStore`] on PostgreSQL: admin users, session users and messages, the audit log.
 
 use super::*;
-use crate::store::admin::{AdminSession, AdminStore, AdminUser, AuditEntry, NoSuchMerchant, Role};
+use crate::store::admin::{
+    AdminSession, AdminStore, AdminUser, AuditEntry, AuditQuery, NoSuchMerchant, Role,
+};
 use anyhow::{anyhow, bail};
 
 async fn user_of(c: &deadpool_postgres::Client, r: &Row) -> Result<AdminUser> {
@@ -267,23 +269,33 @@ impl AdminStore for PostgresStore {
         .await
     }
 
-    async fn audit_log(
-        &self,
-        merchants: Option<&[String]>,
-        before: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<AuditEntry>> {
-        let only = merchants.map(<[String]>::to_vec);
-        let limit = limit as i64;
+    async fn audit_log(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let (scope, me) = match &q.scope {
+            Some((merchants, me)) => (Some(merchants.clone()), Some(me.clone())),
+            None => (None, None),
+        };
+        let q = q.clone();
+        let limit = q.limit as i64;
         self.run(|pool| async move {
             let c = pool.get().await?;
             let rows = c
                 .query(
                     "SELECT id, at, actor, action, merchant_id, detail FROM admin_audit \
                      WHERE ($1::BIGINT IS NULL OR id < $1) \
-                       AND ($2::TEXT[] IS NULL OR merchant_id = ANY($2)) \
-                     ORDER BY id DESC LIMIT $3",
-                    &[&before, &only, &limit],
+                       AND ($2::TEXT[] IS NULL OR merchant_id = ANY($2) OR actor = $3::TEXT) \
+                       AND ($4::TEXT IS NULL OR merchant_id = $4) \
+                       AND ($5::TEXT IS NULL OR actor = $5) \
+                       AND ($6::TEXT IS NULL OR action = $6) \
+                     ORDER BY id DESC LIMIT $7",
+                    &[
+                        &q.before,
+                        &scope,
+                        &me,
+                        &q.merchant,
+                        &q.actor,
+                        &q.action,
+                        &limit,
+                    ],
                 )
                 .await?;
             Ok(rows

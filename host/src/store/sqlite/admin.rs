@@ -1,7 +1,9 @@
 //! [`AdminStore`] on SQLite: admin users, session users and messages, the audit log.
 
 use super::SqliteStore;
-use crate::store::admin::{AdminSession, AdminStore, AdminUser, AuditEntry, NoSuchMerchant, Role};
+use crate::store::admin::{
+    AdminSession, AdminStore, AdminUser, AuditEntry, AuditQuery, NoSuchMerchant, Role,
+};
 use crate::store::*;
 use anyhow::{anyhow, bail};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -228,32 +230,40 @@ impl AdminStore for SqliteStore {
         .await
     }
 
-    async fn audit_log(
-        &self,
-        merchants: Option<&[String]>,
-        before: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<AuditEntry>> {
-        // An owner's list: their merchants only, as a JSON array SQLite reads with json_each.
-        let only = merchants.map(|m| serde_json::to_string(m).unwrap_or_default());
+    async fn audit_log(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        // An owner's merchants as a JSON array SQLite reads with json_each.
+        let (scope, me) = match &q.scope {
+            Some((merchants, me)) => (
+                Some(serde_json::to_string(merchants).unwrap_or_default()),
+                Some(me.clone()),
+            ),
+            None => (None, None),
+        };
+        let q = q.clone();
         self.read(move |conn| {
             let rows = conn
                 .prepare_cached(
                     "SELECT id, at, actor, action, merchant_id, detail FROM admin_audit \
                  WHERE (?1 IS NULL OR id < ?1) \
-                   AND (?2 IS NULL OR merchant_id IN (SELECT value FROM json_each(?2))) \
-                 ORDER BY id DESC LIMIT ?3",
+                   AND (?2 IS NULL OR merchant_id IN (SELECT value FROM json_each(?2)) OR actor = ?3) \
+                   AND (?4 IS NULL OR merchant_id = ?4) \
+                   AND (?5 IS NULL OR actor = ?5) \
+                   AND (?6 IS NULL OR action = ?6) \
+                 ORDER BY id DESC LIMIT ?7",
                 )?
-                .query_map(params![before, only, limit], |r| {
-                    Ok(AuditEntry {
-                        id: r.get(0)?,
-                        at: r.get(1)?,
-                        actor: r.get(2)?,
-                        action: r.get(3)?,
-                        merchant_id: r.get(4)?,
-                        detail: r.get(5)?,
-                    })
-                })?
+                .query_map(
+                    params![q.before, scope, me, q.merchant, q.actor, q.action, q.limit],
+                    |r| {
+                        Ok(AuditEntry {
+                            id: r.get(0)?,
+                            at: r.get(1)?,
+                            actor: r.get(2)?,
+                            action: r.get(3)?,
+                            merchant_id: r.get(4)?,
+                            detail: r.get(5)?,
+                        })
+                    },
+                )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
