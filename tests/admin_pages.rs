@@ -158,6 +158,7 @@ async fn owners_see_their_merchants_only_and_every_action_is_audited() {
     // The owner finds their order; the other owner finds nothing and may open none of it.
     let (s, list) = page(base, "/admin/payments?q=MKT-ADMIN", &own).await;
     assert_eq!(s, 200);
+    assert!(list.contains("id=\"page-of\">第 1 / 1 页<"), "{list}");
     assert!(
         list.contains("MKT-ADMIN-1") && !list.contains("DEMO-ADMIN-1"),
         "{list}"
@@ -333,13 +334,25 @@ async fn owners_see_their_merchants_only_and_every_action_is_audited() {
         "o-market",
         "o-demo",
         "来自 127.0.0.1",
-        "第一次在此浏览器登录",
+        "新浏览器：此前没有登录过这个账号",
     ] {
         assert!(logins.contains(want), "{want} missing: {logins}");
     }
     assert!(
         !logins.contains("token.create"),
         "filtered by action: {logins}"
+    );
+    // A name is a link to everything that account did (by its stored name).
+    assert!(
+        logins.contains("href=\"/admin/audit?who=admin_password\">运营者（主密码登录）<"),
+        "{logins}"
+    );
+    let by_owner = rows(&page(base, "/admin/audit?who=o-market", &op).await.1);
+    assert!(
+        by_owner.contains("o-market")
+            && !by_owner.contains("o-demo")
+            && !by_owner.contains("运营者"),
+        "{by_owner}"
     );
     // A shop owner reads their merchants' entries and their own logins, nobody else's.
     let (s, whole) = page(base, "/admin/audit", &own).await;
@@ -365,6 +378,11 @@ async fn owners_see_their_merchants_only_and_every_action_is_audited() {
     // path) does not hide it.
     let tossed = format!("payhost_admin=planted-by-a-sibling; {op}");
     assert_eq!(page(base, "/admin/audit", &tossed).await.0, 200);
+    // Two live ones (another account's session planted ahead): neither is used, rather than
+    // the operator working in an owner's session unknowingly.
+    let two = format!("{own}; {op}");
+    let (s, both) = page(base, "/admin/users", &two).await;
+    assert_eq!(s, 401, "{both}");
     // A bad filter is named, and nothing is listed.
     let (_, bad) = page(base, "/admin/audit?action=DROP%20TABLE", &op).await;
     assert!(
@@ -386,6 +404,15 @@ async fn owners_see_their_merchants_only_and_every_action_is_audited() {
     assert!(
         !text.contains("o-demo") && !text.contains("user.add"),
         "{text}"
+    );
+    let refused = get_page(base, "/admin/audit.csv?merchant=demo", &own).await;
+    assert_eq!(refused.status, 403);
+    assert!(
+        refused
+            .text()
+            .contains("你的账号不能导出商户 demo 的操作日志"),
+        "{}",
+        refused.text()
     );
     let csv = get_page(base, "/admin/audit.csv?action=user.add", &op)
         .await

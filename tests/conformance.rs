@@ -1200,9 +1200,17 @@ fn a_closed_output_ends_the_run_quietly_and_it_still_cleans_up() {
     // Kept: the run stopped long before the RSA merchant (a later case) was made.
     head_1(&["--keep"]);
     assert_eq!(merchant_status(&host, "conformance-rsa"), 404);
-    // Not kept: what it made (and what the run before kept) is removed even after a stop.
-    head_1(&[]);
+    // Not kept: what it made (and what the run before kept) is removed even after a stop;
+    // its JUnit report says it is partial.
+    let junit = dir.join("closed.xml");
+    head_1(&["--junit", junit.to_str().unwrap()]);
     assert_eq!(merchant_status(&host, "conformance"), 404);
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        junit.contains("name=\"kit.stopped\"")
+            && junit.contains("the output was closed: the run was stopped before every case ran ("),
+        "{junit}"
+    );
 }
 
 #[test]
@@ -1675,7 +1683,10 @@ fn options_that_cannot_work_stop_the_run_before_it_changes_anything() {
     let unwritable = unwritable.to_str().unwrap();
     for (extra, flag) in [
         // A port chosen at random, which the host cannot have allowed.
-        (vec![], "--against needs --sandbox-listen ADDR:PORT"),
+        (
+            vec![],
+            "--against needs --sandbox-listen ADDR:PORT with a fixed port",
+        ),
         (vec!["--sandbox-listen", busy.as_str()], "--sandbox-listen"),
         (
             vec!["--sandbox-listen", &listen, "--junit", unwritable],
@@ -1768,7 +1779,7 @@ fn ctrl_c_stops_the_run_and_the_kit_still_cleans_up() {
     let junit = std::fs::read_to_string(host.dir.join("stopped.xml")).unwrap();
     assert!(
         junit.contains("name=\"kit.stopped\"")
-            && junit.contains("SIGINT: the run was stopped before every case ran"),
+            && junit.contains("SIGINT: the run was stopped before every case ran ("),
         "{junit}"
     );
 

@@ -1806,6 +1806,111 @@ async fn owners_merchants_on_postgres() {
     owners_merchants(&s).await;
 }
 
+/// A shop owner's audit log: their merchants' entries and their own logins since their user was
+/// made — not what an earlier user of the same name did, nor their own actions elsewhere.
+async fn owners_audit(s: &dyn Store) {
+    use payhost::store::admin::{AdminUser, AuditQuery, Role};
+    let user = |role: Role, merchants: &[&str]| AdminUser {
+        name: "alice".into(),
+        password_hash: "x".into(),
+        role,
+        merchants: merchants.iter().map(|m| m.to_string()).collect(),
+        created_at: String::new(),
+        created_by: "test".into(),
+    };
+    s.add_admin_user(&user(Role::Operator, &[]), &[])
+        .await
+        .unwrap();
+    s.record_audit("alice", "login", None, "from 192.0.2.1")
+        .await
+        .unwrap();
+    s.record_audit("alice", "token.create", Some("m2"), "token 1")
+        .await
+        .unwrap();
+    assert!(s.remove_admin_user("alice").await.unwrap());
+    // The stored times have whole seconds: the new user is made a second later.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    s.add_admin_user(&user(Role::Owner, &["m1"]), &[])
+        .await
+        .unwrap();
+    for (actor, action, merchant, detail) in [
+        ("alice", "login", None, "from 192.0.2.2"),
+        ("bob", "refund.start", Some("m1"), "O1: ¥1.00"),
+        ("bob", "login", None, "from 192.0.2.3"),
+        ("alice", "login", Some("m2"), "on another merchant"),
+        ("alice", "settings.save", Some("m2"), "plugin x"),
+    ] {
+        s.record_audit(actor, action, merchant, detail)
+            .await
+            .unwrap();
+    }
+    let read = |q: AuditQuery| async move {
+        s.audit_log(&q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| format!("{} {}", a.actor, a.detail))
+            .collect::<Vec<_>>()
+    };
+    let owner = AuditQuery {
+        scope: Some((vec!["m1".into()], "alice".into())),
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    assert_eq!(
+        read(owner.clone()).await,
+        ["bob O1: ¥1.00", "alice from 192.0.2.2"]
+    );
+    // The filters narrow the owner's view, never widen it.
+    let logins = AuditQuery {
+        action: Some("login".into()),
+        ..owner.clone()
+    };
+    assert_eq!(read(logins).await, ["alice from 192.0.2.2"]);
+    let elsewhere = AuditQuery {
+        merchant: Some("m2".into()),
+        ..owner.clone()
+    };
+    assert!(read(elsewhere).await.is_empty());
+    // An operator's: every entry, newest first, paged by id.
+    let all = AuditQuery {
+        limit: 2,
+        ..AuditQuery::default()
+    };
+    let first = s.audit_log(&all).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let older = AuditQuery {
+        before: Some(first[1].id),
+        actor: Some("alice".into()),
+        limit: 10,
+        ..AuditQuery::default()
+    };
+    assert_eq!(
+        read(older).await,
+        [
+            "alice from 192.0.2.2",
+            "alice token 1",
+            "alice from 192.0.2.1"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_audit_on_sqlite() {
+    let dir = conformance::host::temp_dir("owners-audit-sqlite");
+    let s = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();
+    with_merchants(&s).await;
+    owners_audit(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_audit_on_postgres() {
+    let pg = PgCluster::start("owners-audit");
+    let s = open(&pg.create_database("audit")).await;
+    with_merchants(&s).await;
+    owners_audit(&s).await;
+}
+
 /// The outbox's due webhooks for a sender with sends in flight: never one in flight, at most
 /// `per_merchant` of a merchant counting its sends in flight, the others' still taken (a shop
 /// with a backlog does not take every send), and no more than asked for (on PostgreSQL each one

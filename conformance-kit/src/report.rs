@@ -120,6 +120,11 @@ impl Report {
         self.count(|o| matches!(o, Outcome::Skipped(_)))
     }
 
+    /// The cases a stop left out (the one under way included): a report with any is partial.
+    pub fn abandoned(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Skipped(why) if why == crate::runner::STOPPED))
+    }
+
     fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
         self.cases.iter().filter(|c| f(&c.outcome)).count()
     }

@@ -42,7 +42,8 @@ pub fn ensure(ok: bool, why: impl FnOnce() -> String) -> Verdict {
 }
 
 /// Why the cases after a stop are not run.
-const STOPPED: &str = "the run was stopped (its output was closed, or it was interrupted)";
+pub(crate) const STOPPED: &str =
+    "the run was stopped (its output was closed, or it was interrupted)";
 
 pub struct Runner {
     report: Report,

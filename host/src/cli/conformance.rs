@@ -993,9 +993,10 @@ async fn start_and_run(
             // The host allows the kit's one origin, port included: one chosen at random here
             // could never have been allowed, and the run would stop only once its merchant was
             // saved, after listing every case as skipped.
-            if args.sandbox_listen.port() == 0 && args.sandbox_public_url.is_none() {
+            // (Behind --sandbox-public-url too: a forwarder cannot know a random port either.)
+            if args.sandbox_listen.port() == 0 {
                 return Err(format!(
-                    "payhost conformance: --against needs --sandbox-listen ADDR:PORT (or --sandbox-public-url URL): the host at {base} must allow the kit's sandbox origin, port included; e.g. --sandbox-listen 127.0.0.1:8099 with allowed_origins = [\"http://127.0.0.1:8099\"] in its payhost.toml (payhost demo: --allow-origin http://127.0.0.1:8099)"
+                    "payhost conformance: --against needs --sandbox-listen ADDR:PORT with a fixed port: the host at {base} must allow the kit's sandbox origin, port included; e.g. --sandbox-listen 127.0.0.1:8099 with allowed_origins = [\"http://127.0.0.1:8099\"] in its payhost.toml (payhost demo: --allow-origin http://127.0.0.1:8099)"
                 ));
             }
             let report = kit::run_against(base, token, &opts).await;
@@ -1009,10 +1010,17 @@ async fn start_and_run(
         }
         (None, None) => unreachable!("checked above"),
     };
-    if let Some(code) = out.interrupted() {
-        let signal = if code == 143 { "SIGTERM" } else { "SIGINT" };
+    // A stop (a signal, or nobody reading the output any more) that left cases out makes the
+    // report partial, which its JUnit says; one during the clean-up left none out.
+    let abandoned = report.abandoned();
+    if abandoned > 0 {
+        let why = match out.interrupted() {
+            Some(143) => "SIGTERM",
+            Some(_) => "SIGINT",
+            None => "the output was closed",
+        };
         report.stopped = Some(format!(
-            "{signal}: the run was stopped before every case ran; this report is partial"
+            "{why}: the run was stopped before every case ran ({abandoned} not run); this report is partial"
         ));
     }
     if let Some(why) = &report.not_started {

@@ -42,7 +42,12 @@ pub fn port_is_plain(authority: &http::uri::Authority) -> bool {
     let port = match after_user.strip_prefix('[') {
         // An IPv6 literal keeps its own colons inside the brackets.
         Some(rest) => match rest.split_once(']') {
-            Some((_, tail)) => tail.strip_prefix(':'),
+            Some((_, "")) => None,
+            Some((_, tail)) => match tail.strip_prefix(':') {
+                Some(port) => Some(port),
+                // `[::1]x:8080`: no port, but no host a browser reads either.
+                None => return false,
+            },
             None => return false,
         },
         None => after_user.split_once(':').map(|(_, p)| p),
@@ -423,6 +428,7 @@ mod tests {
             "https://shop.example:99999/r",
             "https://shop.example:0/r",
             "https://[::1]:7x/",
+            "http://[::1]x:8080/",
         ] {
             assert!(Origin::parse(bad).is_err(), "{bad}");
             assert_eq!(crate::config::origin_of(bad), None, "{bad}");

@@ -300,11 +300,14 @@ impl PluginRuntime {
                     // A memory that starts larger than the limit: the manifest's number, not
                     // the file, is what to change.
                     if format!("{e:#}").contains("exceeds the limit") {
+                        let fix = if manifest.synthetic {
+                            "the default limit: give a manifest (plugin.toml) with a larger limits.memory_mib".to_owned()
+                        } else {
+                            format!("{} allows (limits.memory_mib = {}): raise it", manifest.file.display(), limits.memory_mib)
+                        };
                         return e.context(format!(
-                            "the component {} needs more memory than {} allows (limits.memory_mib = {}): raise it",
+                            "the component {} needs more memory than {fix}",
                             manifest.component_path().display(),
-                            manifest.file.display(),
-                            limits.memory_mib
                         ));
                     }
                     // A file cut short (a partial copy or download) reads as "out of bounds".

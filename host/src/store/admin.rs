@@ -74,8 +74,9 @@ pub struct AuditEntry {
 /// Which audit entries a page or an export reads: every condition given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditQuery {
-    /// An owner's view: the entries of these merchants, and their own (their logins). None:
-    /// every entry (an operator's).
+    /// An owner's view: the entries of these merchants, and the logins of this name since the
+    /// user of that name was made (a removed user's name given again does not bring along what
+    /// the earlier one did elsewhere). None: every entry (an operator's).
     pub scope: Option<(Vec<String>, String)>,
     pub merchant: Option<String>,
     /// Who did it: a user name, `admin_password`, `api:…`, `payhost admin-user`.

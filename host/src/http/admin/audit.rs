@@ -115,8 +115,13 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
     let entries: Vec<Value> = rows
         .into_iter()
         .map(|a| {
+            // Who did it, as a link to everything they did (the filter takes the stored name).
+            let who_url = format!(
+                "/admin/audit?{}",
+                list::query_of(&[("who", a.actor.clone())], &[])
+            );
             context! {
-                id => a.id, at => zone.show(&a.at), actor => words::who(ctx.lang, &a.actor),
+                id => a.id, at => zone.show(&a.at), actor => words::who(ctx.lang, &a.actor), who_url,
                 action_word => words::audit_action(ctx.lang, &a.action),
                 detail => words::audit_detail(ctx.lang, &a.action, &a.detail),
                 action => a.action, merchant_id => a.merchant_id,
@@ -145,11 +150,30 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
 }
 
 /// The CSV export's query for this session (every entry the page's filters find, oldest pages
-/// included), or the filter's refusal: the field and the message.
-pub fn csv_query(ctx: &Ctx) -> Result<AuditQuery, (&'static str, String)> {
+/// included), or its refusal: the status and the message. Another merchant's is refused, as the
+/// payments' CSV does (the page shows a notice; a file cannot).
+pub fn csv_query(ctx: &Ctx) -> Result<AuditQuery, (u16, String)> {
+    if let Some(asked) = list::not_theirs(ctx) {
+        return Err((
+            403,
+            format!(
+                "{}{asked}{}{}{}",
+                ctx.t(
+                    "你的账号不能导出商户 ",
+                    "Your login cannot export merchant "
+                ),
+                ctx.t(
+                    " 的操作日志，只能导出你自己的商户（",
+                    "'s audit log, only your own merchants' ("
+                ),
+                ctx.who.merchants.join(ctx.t("、", ", ")),
+                ctx.t("）。", ")."),
+            ),
+        ));
+    }
     let f = filters(ctx);
-    if let Some(e) = f.error {
-        return Err(e);
+    if let Some((_, message)) = f.error {
+        return Err((400, message));
     }
     Ok(AuditQuery {
         before: None,

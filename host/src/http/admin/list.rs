@@ -193,6 +193,13 @@ pub struct Pages {
     pub first: Option<String>,
     pub prev: Option<String>,
     pub next: Option<String>,
+    /// Which page this is (1 for the first), when the link still knows the pages before it.
+    pub number: Option<usize>,
+}
+
+/// How many pages `total` rows fill, `per_page` to a page (one, empty, for none).
+pub fn page_count(total: u64, per_page: u32) -> u64 {
+    total.div_ceil(u64::from(per_page.max(1))).max(1)
 }
 
 /// The pager of a page of a list. A list pages by cursor (where a page starts), which only
@@ -210,6 +217,7 @@ pub fn pager(
     let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
         return Pages {
             next: next.map(|n| link(&[("cursor", &n)])),
+            number: Some(1),
             ..Pages::default()
         };
     };
@@ -244,6 +252,7 @@ pub fn pager(
     });
     Pages {
         first: Some(link(&[])),
+        number: earlier.as_ref().map(|e| e.len() + 2),
         prev,
         next,
     }
@@ -304,6 +313,11 @@ mod tests {
         assert_eq!(back_at_2.next.as_deref(), Some(to3.as_str()));
         let to4 = p3.next.clone().unwrap();
         let p4 = page_of(&typed, &to4, None);
+        assert_eq!(
+            [p1.number, p2.number, p3.number, back_at_2.number, p4.number],
+            [Some(1), Some(2), Some(3), Some(2), Some(4)],
+            "each page knows its number"
+        );
         assert_eq!(p4.next, None);
         assert_eq!(q(p4.prev.as_deref().unwrap(), "cursor"), q(&to3, "cursor"));
         assert_eq!(q(p4.prev.as_deref().unwrap(), "back"), q(&to3, "back"));
@@ -316,6 +330,7 @@ mod tests {
         for back in ["~", "not-a-cursor!", "AAAA"] {
             let p = pager(&PAYMENTS, &typed, Some(&c), back, Some(cursor("B")));
             assert_eq!(p.prev, None, "{back}");
+            assert_eq!(p.number, None, "{back}: which page is not known");
             assert!(p.first.is_some());
             assert_eq!(q(p.next.as_deref().unwrap(), "back"), "~", "{back}");
         }
@@ -324,6 +339,15 @@ mod tests {
         let p = pager(&PAYMENTS, &typed, Some(&c), &long, Some(cursor("B")));
         assert!(p.prev.is_some());
         assert_eq!(q(p.next.as_deref().unwrap(), "back"), "~");
+    }
+
+    #[test]
+    fn pages_are_counted_up() {
+        assert_eq!(page_count(0, 50), 1);
+        assert_eq!(page_count(1, 50), 1);
+        assert_eq!(page_count(50, 50), 1);
+        assert_eq!(page_count(51, 50), 2);
+        assert_eq!(page_count(1_000_001, 50), 20_001);
     }
 
     #[test]

@@ -564,11 +564,11 @@ async fn route(
         return match audit::csv_query(&ctx) {
             Ok(q) => super::ledger::audit_csv_export(q),
             // Already in the page's language.
-            Err((_, message)) => error_page(
+            Err((status, message)) => error_page(
                 app,
                 Some(&ctx),
                 lang,
-                400,
+                status,
                 ("无法导出", "Cannot export"),
                 (&message, &message),
             ),

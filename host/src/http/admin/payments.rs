@@ -79,20 +79,26 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         Vec::new()
     };
     // Every page of the filter: what the owner holds against the provider's statement.
-    let totals = if errors.is_empty() {
+    let counted = if errors.is_empty() {
         app.store
             .filter_totals(&filter)
             .await
             .map_err(|e| tracing::error!(error = %e, "the admin list's totals failed"))
             .ok()
-            .map(|t| {
-                context! {
-                    count => t.count, amount => yuan(t.total_fen), paid_count => t.paid_count,
-                    paid_amount => yuan(t.paid_fen), refunded_amount => yuan(t.refunded_fen),
-                }
-            })
     } else {
         None
+    };
+    let page_count = counted
+        .as_ref()
+        .filter(|t| t.count > 0)
+        .map(|t| list::page_count(t.count, PAGE_ROWS));
+    let totals = {
+        counted.map(|t| {
+            context! {
+                count => t.count, amount => yuan(t.total_fen), paid_count => t.paid_count,
+                paid_amount => yuan(t.paid_fen), refunded_amount => yuan(t.refunded_fen),
+            }
+        })
     };
     let more = rows.len() > PAGE_ROWS as usize;
     rows.truncate(PAGE_ROWS as usize);
@@ -119,6 +125,7 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         values: context! {
             payments, f, merchant_ids, totals, notice,
             next_url => pages.next, prev_url => pages.prev, first_url => pages.first,
+            page_no => pages.number, page_count => page_count,
             filter_errors => errors, bad_filter => bad_field,
             statuses => crate::domain::state::STATUSES.iter().copied().chain([crate::ledger::REFUND_PENDING]).collect::<Vec<_>>(),
             csv_url => csv_link(&typed),

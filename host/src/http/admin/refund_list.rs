@@ -73,28 +73,32 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
         bad_field,
     } = filters(ctx);
     let notice = list::not_theirs_notice(ctx);
-    let (mut rows, totals) = if errors.is_empty() {
+    let (mut rows, totals, page_count) = if errors.is_empty() {
         let rows = app.store.list_refunds(&filter).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "the admin refund list failed");
             Vec::new()
         });
-        let totals = app
+        let counted = app
             .store
             .refund_totals(&filter)
             .await
             .map_err(|e| tracing::error!(error = %e, "the admin refund list's totals failed"))
-            .ok()
-            .map(|t| {
-                context! {
-                    count => t.count,
-                    succeeded_count => t.succeeded_count, succeeded_amount => yuan(t.succeeded_fen),
-                    pending_count => t.pending_count, pending_amount => yuan(t.pending_fen),
-                    failed_count => t.failed_count, failed_amount => yuan(t.failed_fen),
-                }
-            });
-        (rows, totals)
+            .ok();
+        let page_count = counted
+            .as_ref()
+            .filter(|t| t.count > 0)
+            .map(|t| list::page_count(t.count, PAGE_ROWS));
+        let totals = counted.map(|t| {
+            context! {
+                count => t.count,
+                succeeded_count => t.succeeded_count, succeeded_amount => yuan(t.succeeded_fen),
+                pending_count => t.pending_count, pending_amount => yuan(t.pending_fen),
+                failed_count => t.failed_count, failed_amount => yuan(t.failed_fen),
+            }
+        });
+        (rows, totals, page_count)
     } else {
-        (Vec::new(), None)
+        (Vec::new(), None, None)
     };
     let more = rows.len() > PAGE_ROWS as usize;
     rows.truncate(PAGE_ROWS as usize);
@@ -118,6 +122,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
         values: context! {
             refunds, f, merchant_ids, totals, notice,
             next_url => pages.next, prev_url => pages.prev, first_url => pages.first,
+            page_no => pages.number, page_count => page_count,
             filter_errors => errors, bad_filter => bad_field,
             statuses => crate::refund_list::STATUSES,
             csv_url => format!("/admin/refunds.csv?{}", query_of(&typed, &[])),

@@ -69,16 +69,27 @@ pub struct Current {
     pub seal_key: super::shown_once::SealKey,
 }
 
-/// The session of a request, if one of its session cookies names a live one: a cookie another
-/// site of the domain planted with a longer path comes first, and must not hide the real one.
+/// The session of a request, if exactly one of its session cookies names a live one. A cookie
+/// another site of the domain planted with a longer path comes first: a dead one must not hide
+/// the real session, and a live one (the planter's own login) must not have the owner work in
+/// the planter's session unknowingly, so two live ones are no session at all.
 pub async fn current(app: &App, req: &Request<Incoming>) -> Option<Current> {
     let now = crate::store::now_ms();
     let mut found = None;
     for id in cookies(req, COOKIE).into_iter().take(SESSION_COOKIES_TRIED) {
         let hash = crate::auth::token_hash(id);
         if let Some(s) = app.store.admin_session(&hash, now).await.ok().flatten() {
+            if found.is_some() {
+                static SAY: crate::log_limit::Every = crate::log_limit::Every::ms(60_000);
+                if let Some(unsaid) = SAY.allow() {
+                    tracing::warn!(
+                        unsaid,
+                        "an admin request carried two live session cookies (one planted by another site of the domain?): treated as logged out"
+                    );
+                }
+                return None;
+            }
             found = Some((id, hash, s));
-            break;
         }
     }
     let (id, hash, s) = found?;

@@ -585,7 +585,8 @@ pub fn audit_action(lang: Lang, action: &str) -> &str {
     lang.pick(zh, en)
 }
 
-/// A login's detail when the browser had not logged in to the account before.
+/// A login's detail when the browser holds no proof of an earlier login to the account with its
+/// present password (device.rs): new to it, or the password was changed since.
 pub const NEW_BROWSER: &str = "; a browser new to this account";
 
 /// An audit entry's detail in the owner's words. The details are written in a fixed English form
@@ -607,9 +608,10 @@ pub fn audit_detail(lang: Lang, action: &str, detail: &str) -> String {
     };
     match action {
         // `from {address}`, and `; a browser new to this account` the first time.
-        "login" => detail
-            .replacen("from ", "来自 ", 1)
-            .replace(NEW_BROWSER, "（这个账号第一次在此浏览器登录）"),
+        "login" => detail.replacen("from ", "来自 ", 1).replace(
+            NEW_BROWSER,
+            "（新浏览器：此前没有登录过这个账号，或账号换过密码）",
+        ),
         // `{no}: ¥1.00 #3 SUCCESS`: the refund's status, last.
         "refund.start" => after_order(&|rest| match rest.rsplit_once(' ') {
             Some((head, status)) => {
@@ -762,7 +764,7 @@ mod tests {
         }
         assert_eq!(
             audit_detail(Lang::Zh, "login", &format!("from 192.0.2.7{NEW_BROWSER}")),
-            "来自 192.0.2.7（这个账号第一次在此浏览器登录）"
+            "来自 192.0.2.7（新浏览器：此前没有登录过这个账号，或账号换过密码）"
         );
         assert_eq!(
             audit_detail(Lang::En, "login", "from 192.0.2.7"),

@@ -282,7 +282,9 @@ impl AdminStore for PostgresStore {
                 .query(
                     "SELECT id, at, actor, action, merchant_id, detail FROM admin_audit \
                      WHERE ($1::BIGINT IS NULL OR id < $1) \
-                       AND ($2::TEXT[] IS NULL OR merchant_id = ANY($2) OR actor = $3::TEXT) \
+                       AND ($2::TEXT[] IS NULL OR merchant_id = ANY($2) \
+                            OR (actor = $3::TEXT AND action = 'login' AND merchant_id IS NULL \
+                                AND at >= (SELECT created_at FROM admin_users WHERE name = $3::TEXT))) \
                        AND ($4::TEXT IS NULL OR merchant_id = $4) \
                        AND ($5::TEXT IS NULL OR actor = $5) \
                        AND ($6::TEXT IS NULL OR action = $6) \

@@ -245,7 +245,9 @@ impl AdminStore for SqliteStore {
                 .prepare_cached(
                     "SELECT id, at, actor, action, merchant_id, detail FROM admin_audit \
                  WHERE (?1 IS NULL OR id < ?1) \
-                   AND (?2 IS NULL OR merchant_id IN (SELECT value FROM json_each(?2)) OR actor = ?3) \
+                   AND (?2 IS NULL OR merchant_id IN (SELECT value FROM json_each(?2)) \
+                        OR (actor = ?3 AND action = 'login' AND merchant_id IS NULL \
+                            AND at >= (SELECT created_at FROM admin_users WHERE name = ?3))) \
                    AND (?4 IS NULL OR merchant_id = ?4) \
                    AND (?5 IS NULL OR actor = ?5) \
                    AND (?6 IS NULL OR action = ?6) \
