@@ -1221,6 +1221,26 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
+    // In the audit log, as a token made on the admin page or through the API is.
+    let (actor, action, merchant): (String, String, String) = rusqlite::Connection::open(&older)
+        .unwrap()
+        .query_row(
+            "SELECT actor, action, merchant_id FROM admin_audit ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (actor.as_str(), action.as_str(), merchant.as_str()),
+        ("payhost token", "token.create", "a")
+    );
+    // check-config counts the database's merchants beside the file's.
+    let out = check();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("merchant(s) in ") && said.contains("(the database holds "),
+        "{said}"
+    );
     // A merchant that is not there: named, with the ones that are.
     let unknown = command(&["token", "create", "--merchant", "nosuch"]);
     let err = String::from_utf8_lossy(&unknown.stderr);

@@ -567,6 +567,8 @@ async fn the_sandbox_alone_pays_rsa_merchants_and_open_platform_apps() {
     let keys_arg = keys.display().to_string();
     let args = [
         "sandbox",
+        "--md5-merchant",
+        "2088000000006666:abcdefghijklmnopqrstuvwxyz012345",
         "--rsa-merchant",
         RSA_PARTNER,
         "--openapi-app",
@@ -579,6 +581,12 @@ async fn the_sandbox_alone_pays_rsa_merchants_and_open_platform_apps() {
     }
     let sb = spawn_payhost(&dir.join("first"), &args);
     let printed = std::fs::read_to_string(&sb.log).unwrap();
+    // An MD5 merchant's settings too (its key as given, never printed).
+    assert!(
+        printed.contains("MD5 merchant 2088000000006666: settings partner=2088000000006666 sign_type=MD5 key=<the key given> seller_email=seller@sandbox.example gateway_url=http://")
+            && !printed.contains("abcdefghijklmnopqrstuvwxyz012345"),
+        "{printed}"
+    );
     assert!(
         printed.contains(&format!("RSA merchant {RSA_PARTNER}: settings partner={RSA_PARTNER} sign_type=RSA seller_email=seller@sandbox.example private_key=<{keys_arg}/{RSA_PARTNER}/merchant_private.pem>")),
         "{printed}"

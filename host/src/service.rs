@@ -159,8 +159,22 @@ pub(crate) fn not_offered_by_api_family(e: &PluginError) -> Option<ApiError> {
 /// firewall blocks the provider finds it there.
 fn provider_unreachable(status: u16, code: &str, message: &str) -> ApiError {
     let id = correlation_id();
-    tracing::warn!(correlation_id = %id, code, detail = %crate::log_limit::clean(message), "provider call failed: no answer");
-    let said = match (status, answered_status(message)) {
+    let answered = answered_status(message);
+    // An HTTP error status is an answer (a wrong gateway URL answers 404): the log line says
+    // which, and the setting to check, rather than "no answer".
+    match answered {
+        Some(http) => tracing::warn!(
+            correlation_id = %id, code, http,
+            detail = %crate::log_limit::clean(message),
+            "provider call failed: the provider's URL answered HTTP {http} (check the merchant's gateway URL settings)"
+        ),
+        None => tracing::warn!(
+            correlation_id = %id, code,
+            detail = %crate::log_limit::clean(message),
+            "provider call failed: no answer"
+        ),
+    }
+    let said = match (status, answered) {
         (504, _) => "the provider did not answer in time".to_owned(),
         // An HTTP status says what happened without quoting anything the provider sent.
         (_, Some(http)) => format!("the provider answered HTTP {http}"),

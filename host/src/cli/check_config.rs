@@ -5,10 +5,12 @@ use payhost::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Checks a configuration, its components and every merchant's settings; lists every problem.
+/// Checks a configuration, its components and its merchants' settings; lists every problem.
 ///
-/// Reads the file, loads each plugin manifest and component, has each merchant's settings
-/// validated by its component, and reaches the database without changing it; lists every problem in one run (each naming the key and the rule)
+/// Reads the file, loads each plugin manifest and component, has the settings of each merchant
+/// of the file validated by its component (merchants added with `payhost merchant add` or the
+/// API were checked when they were saved; the database's count of merchants is printed), and
+/// reaches the database without changing it; lists every problem in one run (each naming the key and the rule)
 /// and exits 2 if there is any, 0 (printing `configuration OK`) if none.
 #[derive(clap::Args)]
 pub struct Args {
@@ -88,9 +90,21 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
                 .iter()
                 .map(|p| format!("{} {}", p.info.id, p.info.version))
                 .collect();
+            // The file's merchants, and the database's (those added with `payhost merchant add`
+            // or the API live only there: a restored database has them).
+            let stored = match upgrade {
+                // An older schema: its tables are read once `serve` has migrated them.
+                Some(_) => None,
+                None if problems.is_empty() => payhost::store::stored_merchants(&config).await,
+                None => None,
+            };
+            let stored = stored
+                .map(|n| format!(" (the database holds {n} merchant(s))"))
+                .unwrap_or_default();
             say!(
-                "configuration OK: {} merchant(s), component(s) {}",
+                "configuration OK: {} merchant(s) in {}{stored}, component(s) {}",
                 config.merchants.len(),
+                path.display(),
                 components.join(", ")
             );
             if let Some(note) = upgrade {

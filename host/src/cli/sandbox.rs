@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 /// Runs only the payhost-sandbox gateway (create, cashier, notify and retries, notify_verify,
 /// pay channels, the open platform's gateway.do) under /sandbox, for vendors driving the
-/// component themselves (docs/EMBEDDING.md). Prints, for each RSA merchant and open-platform
+/// component themselves (docs/EMBEDDING.md). Prints, for each merchant (MD5 and RSA) and open-platform
 /// app, the settings to give the component.
 #[derive(clap::Args)]
 pub struct Args {
@@ -69,6 +69,12 @@ pub fn run(args: Args) -> ExitCode {
             Ok(pk) => pk,
             Err(e) => return fail(e),
         };
+        // The settings a merchant of payhost needs to use this gateway (the key as given).
+        say!(
+            "MD5 merchant {partner}: settings partner={partner} sign_type=MD5 key=<the key given> \
+             seller_email=seller@sandbox.example gateway_url={base}/gateway \
+             notify_verify_url={base}/mapi paychannel_url={base}/mapi mapi_url={base}/mapi"
+        );
         sandbox.add_merchant(payhost_sandbox::SandboxMerchant {
             partner,
             keys: payhost_sandbox::wire::Keys::Md5(key),

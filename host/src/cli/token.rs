@@ -102,6 +102,14 @@ async fn token(action: Action) -> Result<()> {
                 })?;
                 bail!("cannot write the token to standard output ({e}); token #{id} was revoked: run this again where its output can be read");
             }
+            let shown: String = label.trim().chars().take(100).collect();
+            audit(
+                store.as_ref(),
+                "token.create",
+                Some(&merchant),
+                &format!("token #{id} {shown}"),
+            )
+            .await;
         }
         Action::List { merchant, .. } => {
             if let Some(m) = merchant.as_deref() {
@@ -122,11 +130,40 @@ async fn token(action: Action) -> Result<()> {
             }
         }
         Action::Revoke { id, .. } => {
+            let merchant = store
+                .tokens(None)
+                .await
+                .ok()
+                .and_then(|all| all.into_iter().find(|t| t.id == id))
+                .map(|t| t.merchant_id);
             if !store.revoke_token(id, None).await? {
                 bail!("no live token #{id}");
             }
             say!("token #{id} revoked");
+            audit(
+                store.as_ref(),
+                "token.revoke",
+                merchant.as_deref(),
+                &format!("token #{id}"),
+            )
+            .await;
         }
     }
     Ok(())
+}
+
+/// The audit log's line of a change made here (actor `payhost token`, as the admin's and the
+/// API's changes are logged); a failure is said, the change stays made.
+async fn audit(
+    store: &dyn payhost::store::Store,
+    action: &str,
+    merchant: Option<&str>,
+    detail: &str,
+) {
+    if let Err(e) = store
+        .record_audit("payhost token", action, merchant, detail)
+        .await
+    {
+        eprintln!("warning: cannot write the audit log ({e:#}); the token change is made");
+    }
 }

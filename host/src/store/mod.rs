@@ -628,6 +628,16 @@ pub async fn has_admin_user(config: &crate::config::Config) -> Option<bool> {
     }
 }
 
+/// How many merchants the configured database holds, reading only (`payhost check-config`: those
+/// added with `payhost merchant add` or the API are not in payhost.toml). None when that cannot
+/// be told.
+pub async fn stored_merchants(config: &crate::config::Config) -> Option<i64> {
+    match &config.database_url {
+        Some(url) => postgres::stored_merchants(url.expose()).await,
+        None => sqlite::stored_merchants(&config.database),
+    }
+}
+
 /// Whether the configured database can be reached, changing nothing (`payhost check-config`):
 /// PostgreSQL answers `SELECT 1`; an SQLite file that exists is a whole database (every page read)
 /// payhost may read and write, and one that does not yet can be created in its folder.

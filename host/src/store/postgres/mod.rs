@@ -177,6 +177,22 @@ pub async fn has_admin_user(url: &str) -> Option<bool> {
     answered.ok()?.ok()
 }
 
+/// How many merchants the database holds (`None` when that cannot be told within 5 s; no
+/// such table yet is `Some(0)`). Reads only.
+pub async fn stored_merchants(url: &str) -> Option<i64> {
+    let (client, driver) = check_connection(url).await.ok()?;
+    let answered = value_if_table(
+        &client,
+        "merchants",
+        "SELECT COUNT(*) FROM merchants",
+        0_i64,
+    )
+    .await;
+    drop(client);
+    driver.abort();
+    answered.ok()?.ok()
+}
+
 /// Whether the server answers, changing nothing; Ok(Some(note)) when its schema is older than
 /// this payhost's (`serve` will migrate it). A newer one is refused, as `serve` refuses it.
 pub async fn check_reachable(url: &str) -> std::result::Result<Option<String>, String> {

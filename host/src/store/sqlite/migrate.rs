@@ -101,6 +101,17 @@ pub(super) fn has_admin_user(path: &std::path::Path) -> Option<bool> {
     .ok()
 }
 
+/// How many merchants the database holds (None when that cannot be told; no file yet is 0).
+/// Reads only.
+pub(super) fn stored_merchants(path: &std::path::Path) -> Option<i64> {
+    if !path.exists() {
+        return Some(0);
+    }
+    let (conn, _, _) = open_to_check(path).ok()?;
+    conn.query_row("SELECT COUNT(*) FROM merchants", [], |r| r.get(0))
+        .ok()
+}
+
 /// What `payhost check-config` can tell of an existing database without changing it: opened
 /// read-only, its schema must be one this payhost knows (a newer one is refused at start) and
 /// readable (a damaged file fails here, not at start). Ok(Some(note)): an older schema, which

@@ -37,6 +37,9 @@ pub struct SqliteStore {
     folder: std::path::PathBuf,
     /// The database file (the checkpoint at a clean stop opens it).
     file: std::path::PathBuf,
+    /// That file's device and inode when it was opened: readiness sees a restore made while
+    /// payhost runs at once, not only at the next write.
+    opened: Option<(u64, u64)>,
 }
 
 /// Free space below which a store whose last write failed stays not ready: the WAL alone grows
@@ -90,6 +93,11 @@ pub fn check_file(path: &Path) -> std::result::Result<(), String> {
 /// Whether the database at `path` has an admin user ([`migrate::has_admin_user`]).
 pub fn has_admin_user(path: &Path) -> Option<bool> {
     migrate::has_admin_user(path)
+}
+
+/// How many merchants the database holds, reading only (`payhost check-config`).
+pub fn stored_merchants(path: &Path) -> Option<i64> {
+    migrate::stored_merchants(path)
 }
 
 /// [`check_file`], and every page of an existing database read (`PRAGMA quick_check`):
@@ -216,6 +224,7 @@ impl SqliteStore {
             Ok(r)
         })?;
         Ok(SqliteStore {
+            opened: writer::identity(path),
             writer: writer::Writer::start(conn)?,
             readers: Arc::new(readers),
             folder: folder_of(path).to_path_buf(),
@@ -282,7 +291,11 @@ impl Store for SqliteStore {
     }
 
     async fn ready(&self) -> Result<()> {
-        if self.writer.db_moved() {
+        // The writer stops writing once it sees the file replaced, at its next commit; a quiet
+        // night would say nothing until then.
+        if self.writer.db_moved()
+            || (self.opened.is_some() && writer::identity(&self.file) != self.opened)
+        {
             anyhow::bail!(
                 "the database file was moved or replaced while payhost runs (a backup restored while payhost was running?): nothing more is written to it; stop payhost and start it again"
             );

@@ -804,6 +804,9 @@ async fn a_database_file_replaced_while_payhost_runs_takes_no_more_writes() {
         );
     }
     std::fs::rename(&restored, &*path).unwrap();
+    // Readiness says so at once, before any write finds it (a quiet night).
+    let e = s.ready().await.unwrap_err();
+    assert!(format!("{e:#}").contains("moved or replaced"), "{e:#}");
     for no in ["r2", "r3"] {
         let e = s.insert_payment(&payment(no)).await.err().expect("refused");
         assert!(format!("{e:#}").contains("moved or replaced"), "{e:#}");

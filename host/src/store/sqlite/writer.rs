@@ -359,7 +359,7 @@ impl WalGuard {
 }
 
 /// A file's device and inode.
-fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
+pub(super) fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
