@@ -163,10 +163,16 @@ fn provider_unreachable(status: u16, code: &str, message: &str) -> ApiError {
     // An HTTP error status is an answer (a wrong gateway URL answers 404): the log line says
     // which, and the setting to check, rather than "no answer".
     match answered {
-        Some(http) => tracing::warn!(
+        // 404 and 405 are a wrong URL in the merchant's settings; 5xx the provider's trouble.
+        Some(http @ (404 | 405)) => tracing::warn!(
             correlation_id = %id, code, http,
             detail = %crate::log_limit::clean(message),
             "provider call failed: the provider's URL answered HTTP {http} (check the merchant's gateway URL settings)"
+        ),
+        Some(http) => tracing::warn!(
+            correlation_id = %id, code, http,
+            detail = %crate::log_limit::clean(message),
+            "provider call failed: the provider answered HTTP {http}"
         ),
         None => tracing::warn!(
             correlation_id = %id, code,

@@ -92,13 +92,8 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
                 .collect();
             // The file's merchants, and the database's (those added with `payhost merchant add`
             // or the API live only there: a restored database has them).
-            let stored = match upgrade {
-                // An older schema: its tables are read once `serve` has migrated them.
-                Some(_) => None,
-                None if problems.is_empty() => payhost::store::stored_merchants(&config).await,
-                None => None,
-            };
-            let stored = stored
+            let stored = payhost::store::stored_merchants(&config)
+                .await
                 .map(|n| format!(" (the database holds {n} merchant(s))"))
                 .unwrap_or_default();
             say!(

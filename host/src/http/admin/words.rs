@@ -25,6 +25,12 @@ pub fn who(lang: Lang, by: &str) -> String {
             Some(m) => format!("{}{m}{}", t("商城（", "the shop ("), t("）", ")")),
             None => by.to_owned(),
         },
+        // A command run on the server (`payhost token`, `payhost merchant`, `payhost admin-user`).
+        _ if by.starts_with("payhost ") => format!(
+            "{}{by}{}",
+            t("运营者（命令行 ", "the operator (command line: "),
+            t("）", ")")
+        ),
         _ if by == crate::domain::refunds::STARTED_BY_GATEWAY => t(
             "支付宝（在 payhost 之外发起）",
             "Alipay (started outside payhost)",
@@ -769,6 +775,15 @@ mod tests {
         assert_eq!(
             audit_detail(Lang::En, "login", "from 192.0.2.7"),
             "from 192.0.2.7"
+        );
+        // A command run on the server is the operator's.
+        assert_eq!(
+            who(Lang::Zh, "payhost token"),
+            "运营者（命令行 payhost token）"
+        );
+        assert_eq!(
+            who(Lang::En, "payhost admin-user"),
+            "the operator (command line: payhost admin-user)"
         );
     }
 

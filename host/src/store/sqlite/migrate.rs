@@ -101,11 +101,11 @@ pub(super) fn has_admin_user(path: &std::path::Path) -> Option<bool> {
     .ok()
 }
 
-/// How many merchants the database holds (None when that cannot be told; no file yet is 0).
-/// Reads only.
+/// How many merchants the database holds (None when that cannot be told, or there is no file
+/// yet). Reads only; the table is there in every schema.
 pub(super) fn stored_merchants(path: &std::path::Path) -> Option<i64> {
     if !path.exists() {
-        return Some(0);
+        return None;
     }
     let (conn, _, _) = open_to_check(path).ok()?;
     conn.query_row("SELECT COUNT(*) FROM merchants", [], |r| r.get(0))

@@ -225,7 +225,7 @@ impl SqliteStore {
         })?;
         Ok(SqliteStore {
             opened: writer::identity(path),
-            writer: writer::Writer::start(conn)?,
+            writer: writer::Writer::start(conn, path)?,
             readers: Arc::new(readers),
             folder: folder_of(path).to_path_buf(),
             file: path.to_path_buf(),

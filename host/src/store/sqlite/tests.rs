@@ -827,6 +827,39 @@ async fn a_database_file_replaced_while_payhost_runs_takes_no_more_writes() {
     remove_db(&moved);
 }
 
+/// A database configured through a symbolic link, restored by pointing the link at a copy: the
+/// next start would open the copy, so the file SQLite still has open takes no more writes, and
+/// readiness and the writer say so alike.
+#[tokio::test]
+async fn a_database_link_pointed_at_another_file_takes_no_more_writes() {
+    let dir = std::env::temp_dir().join(format!("payhost-db-link-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (real, other, link) = (
+        dir.join("real.db"),
+        dir.join("other.db"),
+        dir.join("link.db"),
+    );
+    drop(SqliteStore::open(&real).unwrap());
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let s = SqliteStore::open(&link).unwrap();
+    s.insert_payment(&payment("l1")).await.unwrap();
+    s.ready().await.unwrap();
+    super::backup::backup(&link, &other, false).unwrap();
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&other, &link).unwrap();
+    let e = s.ready().await.unwrap_err();
+    assert!(format!("{e:#}").contains("moved or replaced"), "{e:#}");
+    let e = s
+        .insert_payment(&payment("l2"))
+        .await
+        .err()
+        .expect("refused");
+    assert!(format!("{e:#}").contains("moved or replaced"), "{e:#}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// With the `-wal` file deleted, a commit a reader holds back cannot be copied into the database
 /// file: it is reported as not safe (stored, not acknowledged), and nothing more is written
 /// until it is copied; once the reader lets go, writes go on, each durable.

@@ -50,14 +50,17 @@ struct Health {
 }
 
 impl Writer {
-    pub(super) fn start(conn: Connection) -> Result<Writer> {
+    /// `path`: the database as configured (a symbolic link is followed at each check: a link
+    /// re-pointed at a restored copy is a replaced database, as readiness sees it).
+    pub(super) fn start(conn: Connection, path: &std::path::Path) -> Result<Writer> {
+        let path = path.to_path_buf();
         let (queue, jobs) = mpsc::channel::<Job>(QUEUE);
         let commits = Arc::new(AtomicUsize::new(0));
         let health = Arc::new(Health::default());
         let (counter, health_of_loop) = (commits.clone(), health.clone());
         std::thread::Builder::new()
             .name("payhost-store-writer".into())
-            .spawn(move || write_loop(conn, jobs, counter, health_of_loop))
+            .spawn(move || write_loop(conn, &path, jobs, counter, health_of_loop))
             .context("cannot start the store's writer thread")?;
         Ok(Writer {
             queue,
@@ -135,11 +138,12 @@ fn is_storage_failure(e: &anyhow::Error) -> bool {
 /// Ends when the store is dropped (the queue closes).
 fn write_loop(
     conn: Connection,
+    path: &std::path::Path,
     mut queue: mpsc::Receiver<Job>,
     commits: Arc<AtomicUsize>,
     health: Arc<Health>,
 ) {
-    let mut wal = WalGuard::new(&conn);
+    let mut wal = WalGuard::new(&conn, path);
     while let Some(first) = queue.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -259,12 +263,13 @@ const MOVED: &str = "the database file payhost opened was moved or replaced whil
 const NOT_COPIED: &str = "the database's -wal file was deleted while payhost runs, and the last commit could not be copied into the database file yet (a reader holds it): it is stored but not safe on disk, so it is not acknowledged; try again";
 
 impl WalGuard {
-    fn new(conn: &Connection) -> WalGuard {
+    fn new(conn: &Connection, configured: &std::path::Path) -> WalGuard {
+        // The configured path, not the file SQLite resolved it to: restarted, payhost opens
+        // whatever is at that path then.
         let db = conn
             .path()
             .filter(|p| !p.is_empty())
-            .map(std::path::PathBuf::from)
-            .and_then(|p| identity(&p).map(|id| (p, id)));
+            .and_then(|_| identity(configured).map(|id| (configured.to_path_buf(), id)));
         WalGuard {
             path: conn
                 .path()
