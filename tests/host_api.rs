@@ -1241,6 +1241,49 @@ async fn check_config_lists_every_problem_and_exits_non_zero() {
         said.contains("merchant(s) in ") && said.contains("(the database holds "),
         "{said}"
     );
+    // A merchant the database holds beyond the file's: a slot waiting for its shop's settings is
+    // fine; stored settings its component refuses (a new component, say) are a problem, named
+    // with where to fix them.
+    let added = command(&[
+        "merchant",
+        "add",
+        "zz",
+        "--shop-origin",
+        "https://shop.example",
+    ]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let out = check();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("1 waiting for their shop's settings"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rusqlite::Connection::open(&older)
+        .unwrap()
+        .execute(
+            "UPDATE merchants SET settings = json_set(settings, '$.plugin', json('[[\"partner\",\"123\"]]')) WHERE id = 'zz'",
+            [],
+        )
+        .unwrap();
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("merchant zz (in the database): partner:")
+            && err.contains("save its settings again on the admin page (/admin/merchants/zz)"),
+        "{err}"
+    );
+    rusqlite::Connection::open(&older)
+        .unwrap()
+        .execute_batch(
+            "DELETE FROM api_tokens WHERE merchant_id = 'zz'; DELETE FROM merchants WHERE id = 'zz';",
+        )
+        .unwrap();
     // A merchant that is not there: named, with the ones that are.
     let unknown = command(&["token", "create", "--merchant", "nosuch"]);
     let err = String::from_utf8_lossy(&unknown.stderr);

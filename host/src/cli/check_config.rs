@@ -8,9 +8,8 @@ use std::process::ExitCode;
 /// Checks a configuration, its components and its merchants' settings; lists every problem.
 ///
 /// Reads the file, loads each plugin manifest and component, has the settings of each merchant
-/// of the file validated by its component (merchants added with `payhost merchant add` or the
-/// API were checked when they were saved; the database's count of merchants is printed), and
-/// reaches the database without changing it; lists every problem in one run (each naming the key and the rule)
+/// validated by its component (the file's, and those the database holds: added with `payhost
+/// merchant add` or the API), and reaches the database without changing it; lists every problem in one run (each naming the key and the rule)
 /// and exits 2 if there is any, 0 (printing `configuration OK`) if none.
 #[derive(clap::Args)]
 pub struct Args {
@@ -70,6 +69,19 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
                 }
             },
         };
+        // The merchants the database holds beyond the file's (`payhost merchant add`, the API, a
+        // restored backup): each checked by its component as stored, since a new component may
+        // refuse settings an older one took. Of an older schema they are counted only (`serve`
+        // migrates them first).
+        let stored = match problems.iter().any(|p| p.starts_with("database")) {
+            true => None,
+            false => payhost::store::stored_merchants(&config).await,
+        };
+        if let (Some(stored), None, false) = (&stored, &upgrade, unloaded) {
+            for (id, text) in stored.iter().filter(|(id, _)| !config.merchants.contains_key(id)) {
+                problems.extend(check_stored(id, text, &plugins).await);
+            }
+        }
         // Not a problem of the file, but `payhost serve` says the same when nobody can log in:
         // no admin password, and no admin user in the database (read, not changed).
         if config.admin_password_hash.is_none() {
@@ -92,9 +104,22 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
                 .collect();
             // The file's merchants, and the database's (those added with `payhost merchant add`
             // or the API live only there: a restored database has them).
-            let stored = payhost::store::stored_merchants(&config)
-                .await
-                .map(|n| format!(" (the database holds {n} merchant(s))"))
+            let stored = stored
+                .map(|all| {
+                    let waiting = all
+                        .iter()
+                        .filter(|(_, text)| {
+                            payhost::store::parse_merchant(text).is_ok_and(|m| m.settings.is_empty())
+                        })
+                        .count();
+                    match waiting {
+                        0 => format!(" (the database holds {} merchant(s))", all.len()),
+                        w => format!(
+                            " (the database holds {} merchant(s), {w} waiting for their shop's settings)",
+                            all.len()
+                        ),
+                    }
+                })
                 .unwrap_or_default();
             say!(
                 "configuration OK: {} merchant(s) in {}{stored}, component(s) {}",
@@ -116,4 +141,44 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
             ExitCode::from(FAILED)
         }
     })
+}
+
+/// The problems of a merchant the database holds, as its component judges its stored settings
+/// (named as stored, with where to fix them).
+async fn check_stored(id: &str, text: &str, plugins: &payhost::runtime::Plugins) -> Vec<String> {
+    let fix = format!(
+        "save its settings again on the admin page (/admin/merchants/{id}) or with PUT /v1/merchants/{id}"
+    );
+    let m = match payhost::store::parse_merchant(text) {
+        Ok(m) => m,
+        Err(e) => return vec![format!("merchant {id} (in the database): {e:#}")],
+    };
+    // A slot `payhost merchant add` made, waiting for its shop's settings: nothing to check.
+    if m.settings.is_empty() {
+        return Vec::new();
+    }
+    let Some(plugin) = plugins.for_merchant(&m) else {
+        return vec![format!(
+            "merchant {id} (in the database): its component {:?} is not configured (configured: {}); configure it, or remove the merchant",
+            m.plugin_id,
+            plugins.ids().join(", ")
+        )];
+    };
+    let mut session = match plugin.session().await {
+        Ok(s) => s,
+        Err(e) => return vec![format!("merchant {id} (in the database): {e}")],
+    };
+    match session.validate_settings(&m.settings).await {
+        Ok(Ok(_)) => Vec::new(),
+        Ok(Err(fields)) => fields
+            .iter()
+            .map(|f| {
+                format!(
+                    "merchant {id} (in the database): {}: {} ({} refuses its stored settings: {fix})",
+                    f.field, f.reason, plugin.info.id
+                )
+            })
+            .collect(),
+        Err(e) => vec![format!("merchant {id} (in the database): {e}")],
+    }
 }

@@ -628,10 +628,10 @@ pub async fn has_admin_user(config: &crate::config::Config) -> Option<bool> {
     }
 }
 
-/// How many merchants the configured database holds, reading only (`payhost check-config`: those
-/// added with `payhost merchant add` or the API are not in payhost.toml). None when that cannot
-/// be told.
-pub async fn stored_merchants(config: &crate::config::Config) -> Option<i64> {
+/// The merchants the configured database holds, each id with its stored settings, reading only
+/// (`payhost check-config`: those added with `payhost merchant add` or the API are not in
+/// payhost.toml). None when they cannot be read, or there is no database yet.
+pub async fn stored_merchants(config: &crate::config::Config) -> Option<Vec<(String, String)>> {
     match &config.database_url {
         Some(url) => postgres::stored_merchants(url.expose()).await,
         None => sqlite::stored_merchants(&config.database),

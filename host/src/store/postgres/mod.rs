@@ -177,16 +177,23 @@ pub async fn has_admin_user(url: &str) -> Option<bool> {
     answered.ok()?.ok()
 }
 
-/// How many merchants the database holds (`None` when that cannot be told within 5 s; no
-/// such table yet is `Some(0)`). Reads only.
-pub async fn stored_merchants(url: &str) -> Option<i64> {
+/// The merchants the database holds with their stored settings (`None` when they cannot be
+/// read within 5 s; no such table yet is none). Reads only.
+pub async fn stored_merchants(url: &str) -> Option<Vec<(String, String)>> {
     let (client, driver) = check_connection(url).await.ok()?;
-    let answered = value_if_table(
-        &client,
-        "merchants",
-        "SELECT COUNT(*) FROM merchants",
-        0_i64,
-    )
+    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        let has: bool = client
+            .query_one("SELECT to_regclass('merchants') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        if !has {
+            return Ok(Vec::new());
+        }
+        let rows = client
+            .query("SELECT id, settings FROM merchants ORDER BY id", &[])
+            .await?;
+        Ok::<_, tokio_postgres::Error>(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    })
     .await;
     drop(client);
     driver.abort();

@@ -101,15 +101,22 @@ pub(super) fn has_admin_user(path: &std::path::Path) -> Option<bool> {
     .ok()
 }
 
-/// How many merchants the database holds (None when that cannot be told, or there is no file
-/// yet). Reads only; the table is there in every schema.
-pub(super) fn stored_merchants(path: &std::path::Path) -> Option<i64> {
+/// The merchants the database holds, each id with its stored settings (None when they cannot
+/// be read, or there is no file yet). Reads only; the table is there in every schema.
+pub(super) fn stored_merchants(path: &std::path::Path) -> Option<Vec<(String, String)>> {
     if !path.exists() {
         return None;
     }
     let (conn, _, _) = open_to_check(path).ok()?;
-    conn.query_row("SELECT COUNT(*) FROM merchants", [], |r| r.get(0))
-        .ok()
+    let mut stmt = conn
+        .prepare("SELECT id, settings FROM merchants ORDER BY id")
+        .ok()?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .ok()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .ok();
+    rows
 }
 
 /// What `payhost check-config` can tell of an existing database without changing it: opened

@@ -95,8 +95,9 @@ pub fn has_admin_user(path: &Path) -> Option<bool> {
     migrate::has_admin_user(path)
 }
 
-/// How many merchants the database holds, reading only (`payhost check-config`).
-pub fn stored_merchants(path: &Path) -> Option<i64> {
+/// The merchants the database holds with their stored settings, reading only (`payhost
+/// check-config`).
+pub fn stored_merchants(path: &Path) -> Option<Vec<(String, String)>> {
     migrate::stored_merchants(path)
 }
 
