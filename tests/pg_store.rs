@@ -2062,6 +2062,11 @@ async fn an_older_schema_is_migrated_by_serve_only_and_gives_way_to_a_held_table
         payhost::store::postgres::has_admin_user(&url).await,
         Some(false)
     );
+    // Nor merchants (check-config's merchants of the database).
+    assert_eq!(
+        payhost::store::postgres::stored_merchants(&url).await,
+        Some(Vec::new())
+    );
     pg.psql(
         "upgrade",
         "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
@@ -2104,6 +2109,14 @@ async fn an_older_schema_is_migrated_by_serve_only_and_gives_way_to_a_held_table
     pg.psql(
         "upgrade",
         "INSERT INTO admin_users VALUES ('ops', 'x', 'operator', 'now', 'test')",
+    );
+    pg.psql(
+        "upgrade",
+        "INSERT INTO merchants (id, settings, source, updated_at) VALUES ('m9', '{\"plugin\":[]}', 'api', 'now')",
+    );
+    assert_eq!(
+        payhost::store::postgres::stored_merchants(&url).await,
+        Some(vec![("m9".to_owned(), "{\"plugin\":[]}".to_owned())])
     );
     assert_eq!(
         payhost::store::postgres::has_admin_user(&url).await,
