@@ -256,14 +256,18 @@ pub fn cross_site_refusal(app: &App, req: &Request<Incoming>) -> (String, String
     }
 }
 
-/// Whether two origins are this machine (`localhost`, 127.0.0.0/8, `[::1]`) under the same
-/// scheme and port: the same payhost reached by another loopback name.
+/// Whether two origins are this machine's usual names (`localhost`, `127.0.0.1`, `[::1]`)
+/// under the same scheme and port: the same payhost reached by another loopback name. Not all
+/// of 127.0.0.0/8: another service may listen on 127.0.0.2 at the same port.
 fn same_loopback_site(a: &str, b: &str) -> bool {
     let parts = |o: &str| {
         let uri = o.parse::<http::Uri>().ok()?;
         let host = uri.host()?.trim_matches(['[', ']']).to_ascii_lowercase();
-        let loopback =
-            host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        let loopback = host == "localhost"
+            || host.parse::<IpAddr>().is_ok_and(|ip| {
+                ip == IpAddr::from([127, 0, 0, 1])
+                    || ip == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+            });
         loopback.then(|| (uri.scheme_str().map(str::to_owned), uri.port_u16()))
     };
     parts(a).is_some_and(|pa| parts(b) == Some(pa))
@@ -819,6 +823,11 @@ mod tests {
         ));
         assert!(!same_loopback_site(
             "http://evil.example:8080",
+            "http://127.0.0.1:8080"
+        ));
+        // Another loopback address is another service's, even on the same port.
+        assert!(!same_loopback_site(
+            "http://127.9.9.9:8080",
             "http://127.0.0.1:8080"
         ));
     }
