@@ -73,13 +73,20 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
         // restored backup): each checked by its component as stored, since a new component may
         // refuse settings an older one took. Of an older schema they are counted only (`serve`
         // migrates them first).
-        let stored = match problems.iter().any(|p| p.starts_with("database")) {
+        let stored: Option<Vec<_>> = match problems.iter().any(|p| p.starts_with("database")) {
             true => None,
-            false => payhost::store::stored_merchants(&config).await,
+            false => payhost::store::stored_merchants(&config).await.map(|all| {
+                all.into_iter()
+                    .map(|(id, text)| {
+                        let m = payhost::store::parse_merchant(&text).map_err(|e| format!("{e:#}"));
+                        (id, m)
+                    })
+                    .collect()
+            }),
         };
         if let (Some(stored), None, false) = (&stored, &upgrade, unloaded) {
-            for (id, text) in stored.iter().filter(|(id, _)| !config.merchants.contains_key(id)) {
-                problems.extend(check_stored(id, text, &plugins).await);
+            for (id, m) in stored.iter().filter(|(id, _)| !config.merchants.contains_key(id)) {
+                problems.extend(check_stored(id, m, &plugins).await);
             }
         }
         // Not a problem of the file, but `payhost serve` says the same when nobody can log in:
@@ -108,9 +115,7 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
                 .map(|all| {
                     let waiting = all
                         .iter()
-                        .filter(|(_, text)| {
-                            payhost::store::parse_merchant(text).is_ok_and(|m| m.settings.is_empty())
-                        })
+                        .filter(|(_, m)| m.as_ref().is_ok_and(|m| m.settings.is_empty()))
                         .count();
                     match waiting {
                         0 => format!(" (the database holds {} merchant(s))", all.len()),
@@ -145,19 +150,23 @@ pub fn run(Args { config: path }: Args) -> ExitCode {
 
 /// The problems of a merchant the database holds, as its component judges its stored settings
 /// (named as stored, with where to fix them).
-async fn check_stored(id: &str, text: &str, plugins: &payhost::runtime::Plugins) -> Vec<String> {
+async fn check_stored(
+    id: &str,
+    m: &Result<payhost::config::MerchantSettings, String>,
+    plugins: &payhost::runtime::Plugins,
+) -> Vec<String> {
     let fix = format!(
         "save its settings again on the admin page (/admin/merchants/{id}) or with PUT /v1/merchants/{id}"
     );
-    let m = match payhost::store::parse_merchant(text) {
+    let m = match m {
         Ok(m) => m,
-        Err(e) => return vec![format!("merchant {id} (in the database): {e:#}")],
+        Err(e) => return vec![format!("merchant {id} (in the database): {e}")],
     };
     // A slot `payhost merchant add` made, waiting for its shop's settings: nothing to check.
     if m.settings.is_empty() {
         return Vec::new();
     }
-    let Some(plugin) = plugins.for_merchant(&m) else {
+    let Some(plugin) = plugins.for_merchant(m) else {
         return vec![format!(
             "merchant {id} (in the database): its component {:?} is not configured (configured: {}); configure it, or remove the merchant",
             m.plugin_id,

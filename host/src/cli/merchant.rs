@@ -117,17 +117,14 @@ async fn add(action: Action) -> Result<()> {
         bail!("cannot write the merchant's token and shop secret to standard output ({e}); merchant {id} was not kept: run this again where its output can be read");
     }
     // In the audit log as the admin's and the API's merchants are.
-    if let Err(e) = store
-        .record_audit(
-            "payhost merchant",
-            "merchant.connect",
-            Some(&id),
-            &format!("token #{}", m.token_id),
-        )
-        .await
-    {
-        eprintln!("warning: cannot write the audit log ({e:#}); merchant {id} is made");
-    }
+    super::audit(
+        store.as_ref(),
+        "payhost merchant",
+        "merchant.connect",
+        Some(&id),
+        &format!("token #{}", m.token_id),
+    )
+    .await;
     Ok(())
 }
 

@@ -63,6 +63,20 @@ pub fn init_logging() {
         .init();
 }
 
+/// Writes the audit log's line of a change a command made (actor `payhost <command>`, as the
+/// admin's and the API's changes are logged); a failure is said, the change stays made.
+pub async fn audit(
+    store: &dyn payhost::store::Store,
+    actor: &str,
+    action: &str,
+    merchant: Option<&str>,
+    detail: &str,
+) {
+    if let Err(e) = store.record_audit(actor, action, merchant, detail).await {
+        eprintln!("warning: cannot write the audit log ({e:#}); the change itself is made");
+    }
+}
+
 /// The async runtime of the commands that need one.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -103,8 +103,9 @@ async fn token(action: Action) -> Result<()> {
                 bail!("cannot write the token to standard output ({e}); token #{id} was revoked: run this again where its output can be read");
             }
             let shown: String = label.trim().chars().take(100).collect();
-            audit(
+            super::audit(
                 store.as_ref(),
+                "payhost token",
                 "token.create",
                 Some(&merchant),
                 &format!("token #{id} {shown}"),
@@ -140,8 +141,9 @@ async fn token(action: Action) -> Result<()> {
                 bail!("no live token #{id}");
             }
             say!("token #{id} revoked");
-            audit(
+            super::audit(
                 store.as_ref(),
+                "payhost token",
                 "token.revoke",
                 merchant.as_deref(),
                 &format!("token #{id}"),
@@ -150,20 +152,4 @@ async fn token(action: Action) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The audit log's line of a change made here (actor `payhost token`, as the admin's and the
-/// API's changes are logged); a failure is said, the change stays made.
-async fn audit(
-    store: &dyn payhost::store::Store,
-    action: &str,
-    merchant: Option<&str>,
-    detail: &str,
-) {
-    if let Err(e) = store
-        .record_audit("payhost token", action, merchant, detail)
-        .await
-    {
-        eprintln!("warning: cannot write the audit log ({e:#}); the token change is made");
-    }
 }

@@ -149,16 +149,23 @@ where
     T: for<'a> tokio_postgres::types::FromSql<'a>,
 {
     tokio::time::timeout(Duration::from_secs(5), async {
-        let has: bool = client
-            .query_one(&format!("SELECT to_regclass('{table}') IS NOT NULL"), &[])
-            .await?
-            .get(0);
-        if !has {
+        if !table_exists(client, table).await? {
             return Ok(absent);
         }
         Ok(client.query_one(query, &[]).await?.get(0))
     })
     .await
+}
+
+/// Whether the database has `table` yet (a new one has none).
+async fn table_exists(
+    client: &tokio_postgres::Client,
+    table: &'static str,
+) -> std::result::Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_one(&format!("SELECT to_regclass('{table}') IS NOT NULL"), &[])
+        .await?
+        .get(0))
 }
 
 /// Whether the database has an admin user (`None` when that cannot be told within 5 s; no such
@@ -182,11 +189,7 @@ pub async fn has_admin_user(url: &str) -> Option<bool> {
 pub async fn stored_merchants(url: &str) -> Option<Vec<(String, String)>> {
     let (client, driver) = check_connection(url).await.ok()?;
     let answered = tokio::time::timeout(Duration::from_secs(5), async {
-        let has: bool = client
-            .query_one("SELECT to_regclass('merchants') IS NOT NULL", &[])
-            .await?
-            .get(0);
-        if !has {
+        if !table_exists(&client, "merchants").await? {
             return Ok(Vec::new());
         }
         let rows = client
