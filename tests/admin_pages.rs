@@ -881,10 +881,25 @@ async fn admin_user_add_from_the_command_line_logs_in_as_an_owner() {
     )
     .await;
     assert_eq!(old.status, 401);
-    let (cookie, _) = admin_login_as(base, "shop-owner", "shop-owner-password-2").await;
-    // Removed: logged out at once, gone from the list; a second removal names the problem.
+    let (cookie, owner_csrf) = admin_login_as(base, "shop-owner", "shop-owner-password-2").await;
+    let made = admin_post(
+        base,
+        "/admin/merchants/shop/tokens",
+        &cookie,
+        &form(&[("csrf", &owner_csrf), ("label", "owners-shop")]),
+    )
+    .await;
+    assert!(made.contains("id=\"new-token\">phm_"), "{made}");
+    // Removed: logged out at once, gone from the list, the token they made revoked (said); a
+    // second removal names the problem.
     let removed = add(&["remove", "shop-owner"], "");
     assert!(removed.status.success(), "{removed:?}");
+    let said = String::from_utf8_lossy(&removed.stderr);
+    assert!(
+        said.contains("revoked the API token(s) they made: #")
+            && said.contains("(shop, owners-shop)"),
+        "{said}"
+    );
     assert_eq!(page(base, "/admin/merchants/shop", &cookie).await.0, 401);
     assert!(!String::from_utf8_lossy(&add(&["list"], "").stdout).contains("shop-owner"));
     let again = add(&["remove", "shop-owner"], "");
@@ -912,8 +927,37 @@ async fn an_operator_removes_an_admin_user_on_the_page() {
         }
         admin_post(base, "/admin/users", &op, &form(&fields)).await;
     }
-    let (leaver, _) = admin_login_as(base, "leaver", "a-long-password-0123").await;
+    let (leaver, leaver_csrf) = admin_login_as(base, "leaver", "a-long-password-0123").await;
     assert_eq!(page(base, "/admin/merchants/demo", &leaver).await.0, 200);
+    // The owner makes a token for their shop; the operator makes one too. The list says whose
+    // each is.
+    let made = |who: String, csrf: String, label: &'static str| async move {
+        let page = admin_post(
+            base,
+            "/admin/merchants/demo/tokens",
+            &who,
+            &form(&[("csrf", &csrf), ("label", label)]),
+        )
+        .await;
+        page.split("id=\"new-token\">")
+            .nth(1)
+            .and_then(|v| v.split('<').next())
+            .unwrap_or_else(|| panic!("{page}"))
+            .to_owned()
+    };
+    let leavers = made(leaver.clone(), leaver_csrf.clone(), "leaver-shop").await;
+    let operators = made(op.clone(), csrf.clone(), "ops-shop").await;
+    let works = |token: String| async move {
+        get(&format!("{base}/v1/merchants/demo"), Some(&token))
+            .await
+            .status
+    };
+    assert_eq!(works(leavers.clone()).await, 200);
+    let listed = page(base, "/admin/merchants/demo", &op).await.1;
+    assert!(
+        listed.contains(">leaver</td>") && listed.contains("运营者（主密码登录）"),
+        "each token's maker: {listed}"
+    );
     let (ops2, ops2_csrf) = admin_login_as(base, "ops-2", "a-long-password-0123").await;
     let users = page(base, "/admin/users", &ops2).await.1;
     assert!(
@@ -930,6 +974,13 @@ async fn an_operator_removes_an_admin_user_on_the_page() {
     .await;
     assert!(after.contains("已删除管理员 leaver"), "{after}");
     assert_eq!(page(base, "/admin/merchants/demo", &leaver).await.0, 401);
+    // The token the owner made ends with their login (it could refund); the operator's stays.
+    assert!(
+        after.contains("其创建的 API 令牌已吊销") && after.contains("(demo, leaver-shop)"),
+        "{after}"
+    );
+    assert_eq!(works(leavers).await, 401);
+    assert_eq!(works(operators).await, 200);
     let mine = admin_post(
         base,
         "/admin/users/ops-2/remove",
@@ -967,6 +1018,7 @@ async fn an_operator_removes_an_admin_user_on_the_page() {
     );
     let audit = page(base, "/admin/audit", &op).await.1;
     assert!(audit.contains("user.remove"), "{audit}");
+    assert!(audit.contains("made by leaver, removed"), "{audit}");
     // The audit log's name for payhost.toml's password is nobody's user name.
     let taken = admin_post(
         base,

@@ -382,10 +382,13 @@ async fn dead_letters_sessions_tokens_and_pruning() {
     assert_eq!(s.admin_session("h2", now_ms()).await.unwrap(), None);
 
     // A token is made only for a stored merchant (one removed meanwhile has none).
-    assert_eq!(s.create_token("gone", "hash0", "").await.unwrap(), None);
+    assert_eq!(
+        s.create_token("gone", "hash0", "", "test").await.unwrap(),
+        None
+    );
     assert_eq!(s.token_merchant("hash0").await.unwrap(), None);
     let id = s
-        .create_token("m1", "hash1", "ecshop")
+        .create_token("m1", "hash1", "ecshop", "test")
         .await
         .unwrap()
         .unwrap();
@@ -893,8 +896,8 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
     s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
         .await
         .unwrap();
-    s.create_token("m1", "hash-m1", "").await.unwrap();
-    s.create_token("m2", "hash-m2", "").await.unwrap();
+    s.create_token("m1", "hash-m1", "", "test").await.unwrap();
+    s.create_token("m2", "hash-m2", "", "test").await.unwrap();
     // An owner of both shops: removing one takes that grant only.
     s.add_admin_user(
         &payhost::store::admin::AdminUser {
@@ -951,7 +954,7 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
         s.admin_user("late").await.unwrap().unwrap().merchants,
         ["m1", "m2"]
     );
-    assert!(s.remove_admin_user("late").await.unwrap());
+    assert!(s.remove_admin_user("late").await.unwrap().is_some());
     // A payment started before the removal and inserted after it is not kept: nothing could
     // reach it (a notification of a merchant that is gone is refused).
     assert!(matches!(
@@ -1827,7 +1830,7 @@ async fn owners_audit(s: &dyn Store) {
     s.record_audit("alice", "token.create", Some("m2"), "token 1")
         .await
         .unwrap();
-    assert!(s.remove_admin_user("alice").await.unwrap());
+    assert!(s.remove_admin_user("alice").await.unwrap().is_some());
     // The stored times have whole seconds: the new user is made a second later.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     s.add_admin_user(&user(Role::Owner, &["m1"]), &[])
@@ -1909,6 +1912,101 @@ async fn owners_audit_on_postgres() {
     let s = open(&pg.create_database("audit")).await;
     with_merchants(&s).await;
     owners_audit(&s).await;
+}
+
+/// Removing an admin user revokes the live tokens they made (a token outliving its maker's login
+/// keeps their access: it can refund), and no one else's: not the operator's, not another user's,
+/// not one an earlier user of the same name made before this one was added.
+async fn removed_users_tokens(s: &dyn Store) {
+    use payhost::store::admin::{AdminUser, Role};
+    let user = |name: &str| AdminUser {
+        name: name.into(),
+        password_hash: "x".into(),
+        role: Role::Owner,
+        merchants: vec!["m1".into()],
+        created_at: String::new(),
+        created_by: "test".into(),
+    };
+    // Made by a "dave" before the user dave below was added (another person of that name).
+    let earlier = s
+        .create_token("m1", "hash-dave-0", "", "dave")
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    for name in ["alice", "dave"] {
+        s.add_admin_user(&user(name), &[]).await.unwrap();
+    }
+    let alices = s
+        .create_token("m1", "hash-alice", "ecshop", "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    let also = s
+        .create_token("m2", "hash-alice-2", "", "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    s.create_token("m1", "hash-operator", "", "admin_password")
+        .await
+        .unwrap()
+        .unwrap();
+    s.create_token("m1", "hash-api", "", "api:operator")
+        .await
+        .unwrap()
+        .unwrap();
+    s.revoke_token(also, None).await.unwrap();
+    let revoked = s
+        .remove_admin_user("alice")
+        .await
+        .unwrap()
+        .expect("alice existed");
+    // Only the live one: a token revoked before keeps its time.
+    assert_eq!(revoked.iter().map(|t| t.id).collect::<Vec<_>>(), [alices]);
+    assert_eq!(revoked[0].label, "ecshop");
+    assert_eq!(revoked[0].created_by.as_deref(), Some("alice"));
+    assert!(revoked[0].revoked_at.is_some());
+    assert_eq!(s.token_merchant("hash-alice").await.unwrap(), None);
+    for live in ["hash-operator", "hash-api", "hash-dave-0"] {
+        assert_eq!(
+            s.token_merchant(live).await.unwrap().as_deref(),
+            Some("m1"),
+            "{live}"
+        );
+    }
+    assert_eq!(s.remove_admin_user("dave").await.unwrap().unwrap(), []);
+    assert_eq!(
+        s.token_merchant("hash-dave-0").await.unwrap().as_deref(),
+        Some("m1")
+    );
+    assert!(s.remove_admin_user("nobody").await.unwrap().is_none());
+    // The lists say who made each.
+    let listed = s.tokens(Some("m1")).await.unwrap();
+    let by = |id: i64| {
+        listed
+            .iter()
+            .find(|t| t.id == id)
+            .unwrap()
+            .created_by
+            .clone()
+    };
+    assert_eq!(by(earlier).as_deref(), Some("dave"));
+    assert_eq!(by(alices).as_deref(), Some("alice"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_users_tokens_on_sqlite() {
+    let dir = conformance::host::temp_dir("removed-users-tokens");
+    let s = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();
+    with_merchants(&s).await;
+    removed_users_tokens(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_users_tokens_on_postgres() {
+    let pg = PgCluster::start("removed-users-tokens");
+    let s = open(&pg.create_database("tokens")).await;
+    removed_users_tokens(&s).await;
 }
 
 /// The outbox's due webhooks for a sender with sends in flight: never one in flight, at most
@@ -2239,7 +2337,7 @@ async fn a_token_is_never_made_beside_its_merchants_removal() {
     let mut remover = pg.session("token-removal");
     remover.send("BEGIN; SELECT 1 FROM merchants WHERE id = 'm2' FOR UPDATE;");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let making = tokio::spawn(async move { s.create_token("m2", "hash-late", "").await });
+    let making = tokio::spawn(async move { s.create_token("m2", "hash-late", "", "test").await });
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!making.is_finished(), "waits for the removal in progress");
     remover.send("DELETE FROM merchants WHERE id = 'm2'; COMMIT;");

@@ -166,16 +166,48 @@ async fn add_checked(
     Ok(user)
 }
 
-/// Removes an admin user (their sessions end at once), from `payhost admin-user remove` and the
-/// operator's page; written to the audit log as `user.remove` by `by`. False: no such user.
-pub async fn remove(store: &dyn Store, name: &str, by: &str) -> anyhow::Result<bool> {
-    let removed = store.remove_admin_user(name.trim()).await?;
-    if removed {
-        if let Err(e) = store.record_audit(by, "user.remove", None, name).await {
-            tracing::error!(error = %e, "cannot write the audit log");
+/// Removes an admin user (their sessions end at once, the API tokens they made are revoked),
+/// from `payhost admin-user remove` and the operator's page; written to the audit log as
+/// `user.remove` by `by`, and each token as `token.revoke` under its merchant. Returns the tokens
+/// revoked; None: no such user.
+pub async fn remove(
+    store: &dyn Store,
+    name: &str,
+    by: &str,
+) -> anyhow::Result<Option<Vec<crate::store::TokenInfo>>> {
+    let name = name.trim();
+    let removed = store.remove_admin_user(name).await?;
+    if let Some(tokens) = &removed {
+        let mut entries = vec![("user.remove", None, name.to_owned())];
+        entries.extend(tokens.iter().map(|t| {
+            (
+                "token.revoke",
+                Some(t.merchant_id.as_str()),
+                format!("token #{} {}: made by {name}, removed", t.id, t.label),
+            )
+        }));
+        for (action, merchant, detail) in entries {
+            if let Err(e) = store
+                .record_audit(by, action, merchant, detail.trim())
+                .await
+            {
+                tracing::error!(error = %e, "cannot write the audit log");
+            }
         }
     }
     Ok(removed)
+}
+
+/// The revoked tokens as a list for a message: `#3 (shop-a, ecshop)`, comma-separated.
+pub fn token_list(tokens: &[crate::store::TokenInfo]) -> String {
+    tokens
+        .iter()
+        .map(|t| match t.label.is_empty() {
+            true => format!("#{} ({})", t.id, t.merchant_id),
+            false => format!("#{} ({}, {})", t.id, t.merchant_id, t.label),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Gives an admin user a new password (12 characters or more; their sessions end at once), from

@@ -47,6 +47,7 @@ pub async fn add_merchant(
     plugin_id: &str,
     shop_origins: &[String],
     label: &str,
+    created_by: &str,
 ) -> Result<NewMerchant, String> {
     if !valid_merchant_id(id) {
         return Err(format!(
@@ -104,7 +105,7 @@ pub async fn add_merchant(
     let token = crate::auth::new_merchant_token();
     let label: String = label.trim().chars().take(100).collect();
     let token_id = store
-        .create_token(id, &crate::auth::token_hash(&token), &label)
+        .create_token(id, &crate::auth::token_hash(&token), &label, created_by)
         .await
         .map_err(|e| format!("cannot save the token: {e:#}"))?
         .ok_or_else(|| format!("id: merchant {id:?} was removed as it was being made"))?;
@@ -195,6 +196,7 @@ mod tests {
             "alipay-wap",
             &["https://shop.example/".into()],
             "",
+            "payhost merchant",
         )
         .await
         .unwrap();

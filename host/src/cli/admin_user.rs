@@ -113,11 +113,17 @@ async fn admin_user(action: AdminUserAction) -> ExitCode {
     match action {
         AdminUserAction::Remove { name, .. } => {
             match payhost::admin_users::remove(store.as_ref(), &name, "payhost admin-user").await {
-                Ok(true) => {
+                Ok(Some(tokens)) => {
                     eprintln!("admin user {name} removed; their sessions have ended");
+                    if !tokens.is_empty() {
+                        eprintln!(
+                            "revoked the API token(s) they made: {}; a shop that used one needs a new token (payhost token create --merchant ID, or the merchant's admin page)",
+                            payhost::admin_users::token_list(&tokens)
+                        );
+                    }
                     ExitCode::SUCCESS
                 }
-                Ok(false) => fail(format!(
+                Ok(None) => fail(format!(
                     "NAME: no admin user {name:?} (payhost admin-user list shows them)"
                 )),
                 Err(e) => fail(format!("{e:#}")),

@@ -93,9 +93,16 @@ async fn add(action: Action) -> Result<()> {
         ),
     };
     let store = super::open_store_creating(&config).await?;
-    let m = payhost::onboarding::add_merchant(store.as_ref(), &id, &plugin, &shop_origins, &label)
-        .await
-        .map_err(|e| anyhow!("{}", in_flag_terms(&id, &e)))?;
+    let m = payhost::onboarding::add_merchant(
+        store.as_ref(),
+        &id,
+        &plugin,
+        &shop_origins,
+        &label,
+        "payhost merchant",
+    )
+    .await
+    .map_err(|e| anyhow!("{}", in_flag_terms(&id, &e)))?;
     eprintln!(
         "merchant {id} created (plugin {plugin}, shop origins {}). Shown only this once: put both into the shop's payment settings; the operator's api_token stays here.",
         m.shop_origins.join(", ")

@@ -27,8 +27,9 @@ enum Action {
         #[arg(long, default_value = "payhost.toml", value_name = "FILE")]
         config: PathBuf,
     },
-    /// Lists the tokens, one a line: id, merchant, label, created, and when revoked (or `live`),
-    /// separated by tabs.
+    /// Lists the tokens, one a line: id, merchant, label, created, when revoked (or `live`), and
+    /// who made it (an admin user's name, `admin_password`, `api:…`, a command; `-` when made by
+    /// an older payhost), separated by tabs. Removing an admin user revokes the tokens they made.
     List {
         /// Only this merchant's tokens.
         #[arg(long, value_name = "ID")]
@@ -86,12 +87,12 @@ async fn token(action: Action) -> Result<()> {
             let hash = payhost::auth::token_hash(&token);
             let id = if stored {
                 store
-                    .create_token(&merchant, &hash, label.trim())
+                    .create_token(&merchant, &hash, label.trim(), "payhost token")
                     .await?
                     .ok_or_else(|| anyhow::anyhow!("merchant {merchant:?} was removed meanwhile"))?
             } else {
                 store
-                    .create_token_for_configured(&merchant, &hash, label.trim())
+                    .create_token_for_configured(&merchant, &hash, label.trim(), "payhost token")
                     .await?
             };
             eprintln!("token #{id} for merchant {merchant} (shown only this once):");
@@ -121,12 +122,13 @@ async fn token(action: Action) -> Result<()> {
             }
             for t in store.tokens(merchant.as_deref()).await? {
                 say!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}",
                     t.id,
                     t.merchant_id,
                     t.label,
                     t.created_at,
-                    t.revoked_at.as_deref().unwrap_or("live")
+                    t.revoked_at.as_deref().unwrap_or("live"),
+                    t.created_by.as_deref().unwrap_or("-")
                 );
             }
         }

@@ -122,9 +122,12 @@ pub trait AdminStore: Send + Sync + 'static {
     async fn add_admin_user(&self, user: &AdminUser, seeded_later: &[String]) -> Result<()>;
     async fn admin_user(&self, name: &str) -> Result<Option<AdminUser>>;
     async fn admin_users(&self) -> Result<Vec<AdminUser>>;
-    /// Removes a user, their merchants and every session of theirs (logged out at once).
-    /// False when there was no such user.
-    async fn remove_admin_user(&self, name: &str) -> Result<bool>;
+    /// Removes a user, their merchants and every session of theirs (logged out at once), and
+    /// revokes the live API tokens they made (a token outliving its maker's login would keep
+    /// their access: it can refund). Returns the tokens revoked; None when there was no such
+    /// user. A token is theirs when it names them and was made since they were added (an
+    /// earlier user of the same name is another person).
+    async fn remove_admin_user(&self, name: &str) -> Result<Option<Vec<crate::store::TokenInfo>>>;
     /// Replaces a user's password hash and ends every session of theirs. False when there was
     /// no such user.
     async fn set_admin_password(&self, name: &str, password_hash: &str) -> Result<bool>;

@@ -256,6 +256,9 @@ pub struct TokenInfo {
     pub label: String,
     pub created_at: String,
     pub revoked_at: Option<String>,
+    /// Who made it, as the audit log names them (a user's name, `admin_password`, `api:…`, a
+    /// command); None for a token made before schema version 8 (SQLite) / 7 (PostgreSQL).
+    pub created_by: Option<String>,
 }
 
 /// What [`Store::delete_merchant`] did.
@@ -480,6 +483,7 @@ pub trait Access: Send + Sync {
         merchant: &str,
         token_hash: &str,
         label: &str,
+        created_by: &str,
     ) -> Result<Option<i64>>;
     /// A token for a merchant of payhost.toml that `serve` has not stored yet (the command
     /// line, before the first start).
@@ -488,6 +492,7 @@ pub trait Access: Send + Sync {
         merchant: &str,
         token_hash: &str,
         label: &str,
+        created_by: &str,
     ) -> Result<i64>;
     /// The merchant of a live (unrevoked) token.
     async fn token_merchant(&self, token_hash: &str) -> Result<Option<String>>;

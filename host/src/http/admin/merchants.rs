@@ -292,6 +292,8 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx, id: &str) -> Page {
                 context! {
                     id => t.id, label => t.label, created => zone.show(&t.created_at),
                     revoked => t.revoked_at.map(|r| zone.show(&r)),
+                    // Removing that admin user revokes it: the list says whose it is.
+                    by => t.created_by.map(|b| super::words::who(ctx.lang, &b)),
                 }
             })
             .collect()
@@ -653,6 +655,7 @@ pub async fn connect_shop(app: &Arc<App>, ctx: &Ctx, form: &Form) -> PostResult 
         &plugin,
         &origins,
         field(form, "label"),
+        &ctx.who.name,
     )
     .await
     {
@@ -1072,29 +1075,30 @@ pub async fn new_token(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> Post
     if !ctx.who.sees(id) || app.store.merchant(id).await.ok().flatten().is_none() {
         return PostResult::NotFound;
     }
-    let flash = match crate::http::new_merchant_token(app, id, field(form, "label")).await {
-        Ok((tid, token)) => {
-            audit(
-                app,
-                &ctx.who,
-                "token.create",
-                Some(id),
-                &format!("token #{tid} {}", field(form, "label").trim()),
-            )
-            .await;
-            let mut f = Flash::ok(ctx.t(
-                "新的 API 令牌只显示这一次，请存入商城",
-                "The new API token is shown only this once: store it in the shop",
-            ));
-            f.secrets = vec![ShownOnce {
-                id: "new-token".into(),
-                label: format!("#{tid}"),
-                value: token,
-            }];
-            f
-        }
-        Err(e) => Flash::err(e.message),
-    };
+    let flash =
+        match crate::http::new_merchant_token(app, id, field(form, "label"), &ctx.who.name).await {
+            Ok((tid, token)) => {
+                audit(
+                    app,
+                    &ctx.who,
+                    "token.create",
+                    Some(id),
+                    &format!("token #{tid} {}", field(form, "label").trim()),
+                )
+                .await;
+                let mut f = Flash::ok(ctx.t(
+                    "新的 API 令牌只显示这一次，请存入商城",
+                    "The new API token is shown only this once: store it in the shop",
+                ));
+                f.secrets = vec![ShownOnce {
+                    id: "new-token".into(),
+                    label: format!("#{tid}"),
+                    value: token,
+                }];
+                f
+            }
+            Err(e) => Flash::err(e.message),
+        };
     PostResult::Done(Posted::to(merchant_page(id), flash))
 }
 

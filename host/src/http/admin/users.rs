@@ -113,12 +113,27 @@ pub async fn remove(app: &Arc<App>, ctx: &Ctx, name: &str) -> PostResult {
         ))
     } else {
         match crate::admin_users::remove(app.store.as_ref(), name, &ctx.who.name).await {
-            Ok(true) => Flash::ok(format!(
-                "{} {name}{}",
+            Ok(Some(tokens)) => Flash::ok(format!(
+                "{} {name}{}{}",
                 ctx.t("已删除管理员", "Admin user removed:"),
-                ctx.t("，其登录已全部失效", "; their sessions have ended")
+                ctx.t("，其登录已全部失效", "; their sessions have ended"),
+                match tokens.is_empty() {
+                    true => String::new(),
+                    false => format!(
+                        "{}{}{}",
+                        ctx.t(
+                            "。其创建的 API 令牌已吊销：",
+                            ". The API tokens they made are revoked: "
+                        ),
+                        crate::admin_users::token_list(&tokens),
+                        ctx.t(
+                            "；用这些令牌的商城需要新令牌（在商户页新建）",
+                            "; a shop that used one needs a new token (made on the merchant's page)"
+                        )
+                    ),
+                }
             )),
-            Ok(false) => Flash::err(format!(
+            Ok(None) => Flash::err(format!(
                 "{} {name}",
                 ctx.t("没有这个管理员：", "No such admin user:")
             )),

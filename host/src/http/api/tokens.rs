@@ -25,7 +25,7 @@ pub(super) async fn create_token(
             .and_then(|v| v.get("label").and_then(|l| l.as_str()).map(str::to_owned))
             .unwrap_or_default()
     };
-    let (tid, token) = new_merchant_token(app, id, &label).await?;
+    let (tid, token) = new_merchant_token(app, id, &label, &super::audit::actor(who)).await?;
     let shown: String = label.trim().chars().take(100).collect();
     super::audit::record(
         app,
@@ -41,17 +41,19 @@ pub(super) async fn create_token(
     ))
 }
 
-/// Creates and stores (hashed) a per-merchant token; returns its id and value.
+/// Creates and stores (hashed) a per-merchant token, made by `created_by` (the audit log's name
+/// for them); returns its id and value.
 pub async fn new_merchant_token(
     app: &App,
     id: &str,
     label: &str,
+    created_by: &str,
 ) -> Result<(i64, String), ApiError> {
     let token = crate::auth::new_merchant_token();
     let label: String = label.trim().chars().take(100).collect();
     let tid = app
         .store
-        .create_token(id, &crate::auth::token_hash(&token), &label)
+        .create_token(id, &crate::auth::token_hash(&token), &label, created_by)
         .await
         .map_err(ApiError::internal)?
         // Removed since the caller checked it.
@@ -71,7 +73,8 @@ pub(super) async fn list_tokens(app: &Arc<App>, id: &str) -> Result<Response<Bod
     Ok(json(
         200,
         &serde_json::json!({"tokens": list.iter().map(|t| serde_json::json!({
-            "id": t.id, "label": t.label, "created_at": t.created_at, "revoked_at": t.revoked_at
+            "id": t.id, "label": t.label, "created_at": t.created_at, "revoked_at": t.revoked_at,
+            "created_by": t.created_by
         })).collect::<Vec<_>>()}),
     ))
 }

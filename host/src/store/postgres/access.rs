@@ -53,17 +53,18 @@ impl Access for PostgresStore {
         merchant: &str,
         token_hash: &str,
         label: &str,
+        created_by: &str,
     ) -> Result<Option<i64>> {
         let c = self.client().await?;
         // Under a key-share lock of the merchant's row, as a payment's insert: a removal in
         // progress (it locks the row FOR UPDATE) is waited for and its outcome seen.
         let row = c
             .query_opt(
-                "INSERT INTO api_tokens (merchant_id, token_sha256, label, created_at)
-                 SELECT $1, $2, $3, $4
+                "INSERT INTO api_tokens (merchant_id, token_sha256, label, created_at, created_by)
+                 SELECT $1, $2, $3, $4, $5
                  WHERE EXISTS (SELECT 1 FROM merchants WHERE id = $1 FOR KEY SHARE)
                  RETURNING id",
-                &[&merchant, &token_hash, &label, &now_rfc3339()],
+                &[&merchant, &token_hash, &label, &now_rfc3339(), &created_by],
             )
             .await?;
         Ok(row.map(|r| r.get(0)))
@@ -74,10 +75,11 @@ impl Access for PostgresStore {
         merchant: &str,
         token_hash: &str,
         label: &str,
+        created_by: &str,
     ) -> Result<i64> {
         let c = self.client().await?;
-        let row = c.query_one("INSERT INTO api_tokens (merchant_id, token_sha256, label, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-            &[&merchant, &token_hash, &label, &now_rfc3339()]).await?;
+        let row = c.query_one("INSERT INTO api_tokens (merchant_id, token_sha256, label, created_at, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            &[&merchant, &token_hash, &label, &now_rfc3339(), &created_by]).await?;
         Ok(row.get(0))
     }
 
@@ -99,7 +101,7 @@ impl Access for PostgresStore {
         {
             let c = self.client().await?;
             let rows = c.query(
-                "SELECT id, merchant_id, label, created_at, revoked_at FROM api_tokens WHERE ($1::text IS NULL OR merchant_id = $1) ORDER BY id",
+                "SELECT id, merchant_id, label, created_at, revoked_at, created_by FROM api_tokens WHERE ($1::text IS NULL OR merchant_id = $1) ORDER BY id",
                 &[&merchant],
             ).await?;
             Ok(rows
@@ -110,6 +112,7 @@ impl Access for PostgresStore {
                     label: r.get(2),
                     created_at: r.get(3),
                     revoked_at: r.get(4),
+                    created_by: r.get(5),
                 })
                 .collect())
         }

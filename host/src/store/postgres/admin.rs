@@ -71,10 +71,29 @@ impl AdminStore for PostgresStore {
         .await
     }
 
-    async fn remove_admin_user(&self, name: &str) -> Result<bool> {
+    async fn remove_admin_user(&self, name: &str) -> Result<Option<Vec<TokenInfo>>> {
         let name = name.to_owned();
         self.tx(move |tx| {
             Box::pin(async move {
+                let revoked = tx
+                    .query(
+                        "UPDATE api_tokens SET revoked_at = $2
+                         WHERE created_by = $1 AND revoked_at IS NULL
+                           AND created_at >= (SELECT created_at FROM admin_users WHERE name = $1)
+                         RETURNING id, merchant_id, label, created_at, revoked_at, created_by",
+                        &[&name, &now_rfc3339()],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| TokenInfo {
+                        id: r.get(0),
+                        merchant_id: r.get(1),
+                        label: r.get(2),
+                        created_at: r.get(3),
+                        revoked_at: r.get(4),
+                        created_by: r.get(5),
+                    })
+                    .collect::<Vec<_>>();
                 tx.execute("DELETE FROM admin_sessions WHERE user_name = $1", &[&name])
                     .await?;
                 tx.execute(
@@ -85,7 +104,7 @@ impl AdminStore for PostgresStore {
                 let removed = tx
                     .execute("DELETE FROM admin_users WHERE name = $1", &[&name])
                     .await?;
-                Ok(removed == 1)
+                Ok((removed == 1).then_some(revoked))
             })
         })
         .await

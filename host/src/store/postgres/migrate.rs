@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0004_admin_users_audit.sql"),
     include_str!("../../../migrations/postgres/0005_refund_sends.sql"),
     include_str!("../../../migrations/postgres/0006_refund_numbers_per_trade.sql"),
+    include_str!("../../../migrations/postgres/0007_token_creator.sql"),
 ];
 
 /// This payhost's schema version.

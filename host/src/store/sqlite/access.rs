@@ -47,16 +47,17 @@ impl Access for SqliteStore {
         merchant: &str,
         token_hash: &str,
         label: &str,
+        created_by: &str,
     ) -> Result<Option<i64>> {
-        let args = [merchant, token_hash, label].map(str::to_owned);
+        let args = [merchant, token_hash, label, created_by].map(str::to_owned);
         self.write(move |conn| {
             // Checked in the writer's statement: a removal is another write, before or after.
             let n = conn
                 .prepare_cached(
-                    "INSERT INTO api_tokens (merchant_id, token_sha256, label, created_at)
-                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM merchants WHERE id = ?1)",
+                    "INSERT INTO api_tokens (merchant_id, token_sha256, label, created_at, created_by)
+                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM merchants WHERE id = ?1)",
                 )?
-                .execute(params![args[0], args[1], args[2], now_rfc3339()])?;
+                .execute(params![args[0], args[1], args[2], now_rfc3339(), args[3]])?;
             Ok((n > 0).then(|| conn.last_insert_rowid()))
         })
         .await
@@ -67,11 +68,12 @@ impl Access for SqliteStore {
         merchant: &str,
         token_hash: &str,
         label: &str,
+        created_by: &str,
     ) -> Result<i64> {
-        let args = [merchant, token_hash, label].map(str::to_owned);
+        let args = [merchant, token_hash, label, created_by].map(str::to_owned);
         self.write(move |conn| {
-            conn.prepare_cached("INSERT INTO api_tokens (merchant_id, token_sha256, label, created_at) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![args[0], args[1], args[2], now_rfc3339()])?;
+            conn.prepare_cached("INSERT INTO api_tokens (merchant_id, token_sha256, label, created_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                .execute(params![args[0], args[1], args[2], now_rfc3339(), args[3]])?;
             Ok(conn.last_insert_rowid())
         })
         .await
@@ -93,7 +95,7 @@ impl Access for SqliteStore {
         let merchant = merchant.map(str::to_owned);
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, merchant_id, label, created_at, revoked_at FROM api_tokens WHERE (?1 IS NULL OR merchant_id = ?1) ORDER BY id",
+                "SELECT id, merchant_id, label, created_at, revoked_at, created_by FROM api_tokens WHERE (?1 IS NULL OR merchant_id = ?1) ORDER BY id",
             )?;
             let rows = stmt
                 .query_map(params![merchant], |r| {
@@ -103,6 +105,7 @@ impl Access for SqliteStore {
                         label: r.get(2)?,
                         created_at: r.get(3)?,
                         revoked_at: r.get(4)?,
+                        created_by: r.get(5)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -91,9 +91,28 @@ impl AdminStore for SqliteStore {
         .await
     }
 
-    async fn remove_admin_user(&self, name: &str) -> Result<bool> {
+    async fn remove_admin_user(&self, name: &str) -> Result<Option<Vec<TokenInfo>>> {
         let name = name.to_owned();
         self.write(move |conn| {
+            let now = now_rfc3339();
+            let revoked = conn
+                .prepare_cached(
+                    "UPDATE api_tokens SET revoked_at = ?2
+                     WHERE created_by = ?1 AND revoked_at IS NULL
+                       AND created_at >= (SELECT created_at FROM admin_users WHERE name = ?1)
+                     RETURNING id, merchant_id, label, created_at, revoked_at, created_by",
+                )?
+                .query_map(params![name, now], |r| {
+                    Ok(TokenInfo {
+                        id: r.get(0)?,
+                        merchant_id: r.get(1)?,
+                        label: r.get(2)?,
+                        created_at: r.get(3)?,
+                        revoked_at: r.get(4)?,
+                        created_by: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
             conn.prepare_cached("DELETE FROM admin_sessions WHERE user_name = ?1")?
                 .execute([&name])?;
             conn.prepare_cached("DELETE FROM admin_user_merchants WHERE user_name = ?1")?
@@ -101,7 +120,7 @@ impl AdminStore for SqliteStore {
             let removed = conn
                 .prepare_cached("DELETE FROM admin_users WHERE name = ?1")?
                 .execute([&name])?;
-            Ok(removed == 1)
+            Ok((removed == 1).then_some(revoked))
         })
         .await
     }
