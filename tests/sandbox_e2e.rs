@@ -706,3 +706,40 @@ gateway = "{base}/openapi/gateway.do"
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not alipay_public.pem"), "{err}");
 }
+
+/// Creates of one new order racing with two amounts: the provider refuses the loser's as its
+/// duplicate, and the shop hears the conflict (409 on `out_trade_no`), as without the race, not
+/// a gateway error; every 2xx names the amount stored. (A review sent 10 at once: 502s.)
+#[tokio::test(flavor = "multi_thread")]
+async fn racing_creates_of_one_order_with_two_amounts_are_a_conflict() {
+    let d = demo("create-race", 1);
+    let url = format!("{}/v1/merchants/demo/payments", d.base);
+    for round in 0..3 {
+        let no = format!("RACE-{round}");
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..10 {
+            let (url, no, base) = (url.clone(), no.clone(), d.base.clone());
+            let fee = if i % 2 == 0 { "5.00" } else { "6.00" };
+            calls.spawn(async move {
+                let body = json!({"out_trade_no": no, "subject": "race", "total_fee": fee,
+                    "return_url": format!("{base}/shop/return")});
+                (fee, send_json("POST", &url, Some(TOKEN), &body).await)
+            });
+        }
+        let answers = calls.join_all().await;
+        let stored = get(&format!("{url}/{no}"), Some(TOKEN)).await.json()["total_fee"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for (fee, r) in &answers {
+            match r.status {
+                200 | 201 => assert_eq!(*fee, stored, "{}", r.text()),
+                409 => {
+                    assert_ne!(*fee, stored, "{}", r.text());
+                    assert_eq!(r.json()["error"]["field"], "out_trade_no", "{}", r.text());
+                }
+                other => panic!("{no} at {fee}: {other} {}", r.text()),
+            }
+        }
+    }
+}

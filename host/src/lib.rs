@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod onboarding;
+pub mod order_locks;
 pub mod proxy;
 pub mod reconciliation;
 pub mod recovery;

@@ -177,6 +177,7 @@ pub async fn build_app_with(config: Config, extras: Extras) -> Result<Arc<App>> 
         webhook_wake: Arc::new(Notify::new()),
         guards,
         merchant_cache: Default::default(),
+        order_locks: Default::default(),
     });
     seed_merchants(&app).await?;
     name_plugins_of_older_rows(&app).await?;

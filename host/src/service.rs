@@ -40,6 +40,8 @@ pub struct App {
     pub guards: crate::auth::Guards,
     /// Merchants prepared once for notifications, kept while their stored settings are unchanged.
     pub merchant_cache: crate::notify::MerchantCache,
+    /// One creation at a time per order in this process (a second waits, then finds the first).
+    pub order_locks: crate::order_locks::OrderLocks,
 }
 
 /// The API's one error type (its JSON shape is `http::error`'s).
@@ -711,6 +713,9 @@ impl App {
             request_id: new_request_id(),
         };
 
+        // Held until the payment is stored: a request for this order racing this one waits here,
+        // then finds it below.
+        let _creating = self.order_locks.lock(merchant_id, &out_trade_no).await;
         // The same out_trade_no again: same amount (and the same seller, when the request names
         // one) → the existing payment; else 409.
         if let Some(existing) = self
@@ -747,10 +752,33 @@ impl App {
 
         let policy = self.merchant_policy(&merchant);
         let mut session = plugin.session().await?;
-        let mut started = session
+        let mut started = match session
             .start_payment(&policy, &merchant.settings, &order)
             .await?
-            .map_err(start_refused)?;
+        {
+            Ok(started) => started,
+            Err(refused) => {
+                // Another replica's request with another amount kept the order meanwhile, and
+                // the provider refused ours as its duplicate: the shop's mistake is the
+                // conflict (409, as without the race), not the gateway.
+                if let Ok(Some(existing)) = self.store.payment(merchant_id, &out_trade_no).await {
+                    if existing.total_fen != total_fen
+                        || order
+                            .seller
+                            .as_deref()
+                            .is_some_and(|s| !existing.seller.eq_ignore_ascii_case(s))
+                    {
+                        return Err(ApiError::field(
+                            409,
+                            "conflict",
+                            "out_trade_no",
+                            "out_trade_no exists with another amount or seller",
+                        ));
+                    }
+                }
+                return Err(start_refused(refused));
+            }
+        };
         let now = store::now_rfc3339();
         let payment = Payment {
             merchant_id: merchant_id.to_owned(),
