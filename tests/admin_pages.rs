@@ -1383,8 +1383,11 @@ async fn refusals_say_why_in_the_owners_words() {
         "{html}"
     );
     let (_, html) = page(base, "/admin/payments?from=2026-12-05&to=2026-12-01", &op).await;
-    assert!(html.contains("日期从：不能晚于日期到"), "{html}");
+    assert!(html.contains("下单日期从：不能晚于下单日期到"), "{html}");
     assert_eq!(marked(&html), ["f-from"], "{html}");
+    // The refund list's first pair is when a refund was started, as its page labels it.
+    let (_, html) = page(base, "/admin/refunds?from=2026-12-08&to=2026-12-01", &op).await;
+    assert!(html.contains("发起日期从：不能晚于发起日期到"), "{html}");
     let (_, html) = page(base, "/admin/refunds?completed_to=2026-02-30", &op).await;
     assert_eq!(marked(&html), ["f-completed-to"], "{html}");
     // English pages keep the API's words.

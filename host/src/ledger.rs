@@ -422,9 +422,14 @@ pub fn timeline(record: &crate::store::ledger::PaymentRecord) -> Vec<serde_json:
             .detail
             .as_deref()
             .is_some_and(|d| d.starts_with("source: query"));
-        // A refund's report (no trade status) within the second its refund started comes after
-        // that start, as it did.
-        let rank = if n.trade_status.is_none() { 4 } else { 2 };
+        // A refund's report within the second its refund started comes after that start, as it
+        // did: a legacy batch notify names no trade status, an open-platform refund notice names
+        // the trade's (TRADE_SUCCESS), and the result of either names the refund.
+        let refund_report = n.trade_status.is_none()
+            || n.detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with("refund "));
+        let rank = if refund_report { 4 } else { 2 };
         items.push((
             n.received_at.clone(),
             rank,
@@ -469,6 +474,94 @@ pub fn timeline(record: &crate::store::ledger::PaymentRecord) -> Vec<serde_json:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An open-platform refund's notice (it names the trade's status) in the second its refund
+    /// started comes after that start, as a legacy batch notify (no trade status) does; a paid
+    /// notice of that second stays before it.
+    #[test]
+    fn a_refunds_report_follows_its_start_in_one_second() {
+        use crate::store::{ledger::*, NotificationRecord, Payment};
+        let at = "2026-12-07T10:00:00Z".to_owned();
+        let note = |id: i64, status: Option<&str>, detail: &str| NotificationRecord {
+            raw_id: id,
+            merchant_id: "m".into(),
+            received_at: at.clone(),
+            notify_id: Some(format!("n{id}")),
+            out_trade_no: Some("O1".into()),
+            trade_status: status.map(str::to_owned),
+            outcome: Some("applied".into()),
+            detail: Some(detail.into()),
+        };
+        let record = PaymentRecord {
+            ledger: LedgerPayment {
+                payment: Payment {
+                    merchant_id: "m".into(),
+                    out_trade_no: "O1".into(),
+                    subject: "s".into(),
+                    total_fen: 1000,
+                    seller: "s".into(),
+                    return_url: String::new(),
+                    status: "PARTIALLY_REFUNDED".into(),
+                    request_token: None,
+                    pay_url: None,
+                    trade_no: None,
+                    buyer_email: None,
+                    paid_at: None,
+                    review: None,
+                    created_at: at.clone(),
+                    updated_at: at.clone(),
+                },
+                refunded_fen: 200,
+            },
+            notifications: vec![
+                note(1, Some("TRADE_SUCCESS"), "WAIT_BUYER_PAY -> TRADE_SUCCESS"),
+                note(
+                    2,
+                    Some("TRADE_SUCCESS"),
+                    "refund 2 SUCCESS; payment PARTIALLY_REFUNDED",
+                ),
+                note(3, None, "refund already known"),
+            ],
+            refunds: vec![Refund {
+                id: 2,
+                merchant_id: "m".into(),
+                out_trade_no: "O1".into(),
+                request_no: "r2".into(),
+                refund_key: None,
+                amount_fen: 200,
+                reason: String::new(),
+                started_by: "admin:alice".into(),
+                status: "SUCCESS".into(),
+                confirm_url: None,
+                detail: None,
+                created_at: at.clone(),
+                completed_at: Some(at.clone()),
+            }],
+            events: Vec::new(),
+            webhook_attempts: Vec::new(),
+        };
+        let order: Vec<String> = timeline(&record)
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["kind"].as_str().unwrap(),
+                    e["detail"].as_str().or(e["status"].as_str()).unwrap_or("")
+                )
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "created 10.00 s",
+                "notify WAIT_BUYER_PAY -> TRADE_SUCCESS",
+                "refund PENDING",
+                "notify refund 2 SUCCESS; payment PARTIALLY_REFUNDED",
+                "notify refund already known",
+                "refund SUCCESS",
+            ]
+        );
+    }
 
     #[test]
     fn filters_name_the_bad_field() {

@@ -146,7 +146,12 @@ pub fn filter_refusal(
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
-    words::filter_error(ctx.lang, e, &typed_value)
+    // The refund list is the one with completion dates.
+    let dates = match typed.iter().any(|(k, _)| *k == "completed_from") {
+        true => words::REFUND_DATES,
+        false => words::PAYMENT_DATES,
+    };
+    words::filter_error(ctx.lang, e, &typed_value, dates)
 }
 
 /// A CSV link's query as the ledger takes it: without the admin's own `lang` (the language

@@ -165,7 +165,15 @@ pub fn csv_refusal(
     (
         format!(
             "{}。请回到{zh}列表修正筛选条件后再下载。",
-            words::filter_error(super::Lang::Zh, e, &typed)
+            words::filter_error(
+                super::Lang::Zh,
+                e,
+                &typed,
+                match zh {
+                    "退款" => words::REFUND_DATES,
+                    _ => words::PAYMENT_DATES,
+                }
+            )
         ),
         e.message.clone(),
     )
@@ -780,6 +788,13 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
             ));
             if r.confirm_url.is_some() && r.status == "PENDING" {
                 f.text.push_str(ctx.t("。请点击“去支付宝确认”，在支付宝页面输入支付密码完成退款。", ". Press “Confirm on Alipay” and enter the payment password on Alipay's page to finish it."));
+            } else if r.status == "PENDING" {
+                // Alipay has not said yet: what happens next, and what not to do meanwhile (a
+                // second refund, here or in Alipay's back office, would refund twice).
+                f.text.push_str(ctx.t(
+                    "。支付宝还没有给出结果：payhost 会自动向支付宝查询，结果出来后本页会显示。请不要再次退款，也不要在支付宝后台另行退款；几分钟后刷新本页查看。",
+                    ". Alipay has not answered yet: payhost asks Alipay by itself and this page shows the outcome once known. Do not refund again, here or in Alipay's back office; reload this page in a few minutes.",
+                ));
             }
             PostResult::Done(Posted::to(to, f))
         }

@@ -99,7 +99,8 @@ fn words(lang: Lang, e: &serde_json::Value) -> (String, String) {
         parts.push(outcome_word(lang, o));
     }
     if let Some(ev) = text("event") {
-        parts.push(ev.to_owned());
+        // As the page's webhook table says it: the owner's word, the shop's name beside it.
+        parts.push(super::merchants::event_words(lang, ev));
     }
     if let Some(who) = text("started_by") {
         parts.push(format!(
@@ -470,11 +471,11 @@ mod tests {
                 "创建 | 8.88 手工剪纸",
                 "买家返回 | 已支付",
                 "支付平台通知 | 已支付 · 已处理 · 待付款 → 已支付",
-                "商城通知 | payment.paid · HTTP 200",
+                "商城通知 | 已付款 (payment.paid) · HTTP 200",
                 "退款 | #1 ¥1.88 · 处理中 · 发起人 运营者（API）",
                 "退款通知 | 已处理 · 退款 #1 退款成功 · 订单部分退款",
                 "退款 | #1 ¥1.88 · 退款成功 · 发起人 运营者（API）",
-                "商城通知 | payment.partially_refunded · HTTP 200",
+                "商城通知 | 部分退款 (payment.partially_refunded) · HTTP 200",
             ]
         );
     }
@@ -498,11 +499,11 @@ mod tests {
                 "created | 8.88 手工剪纸",
                 "buyer returned | Paid",
                 "provider notify | Paid · applied · Awaiting payment → Paid",
-                "shop webhook | payment.paid · HTTP 200",
+                "shop webhook | paid (payment.paid) · HTTP 200",
                 "refund | #1 ¥1.88 · Pending · by the operator (API)",
                 "refund notify | applied · refund #1 Refunded · payment Partly refunded",
                 "refund | #1 ¥1.88 · Refunded · by the operator (API)",
-                "shop webhook | payment.partially_refunded · HTTP 200",
+                "shop webhook | partly refunded (payment.partially_refunded) · HTTP 200",
             ]
         );
     }
@@ -545,7 +546,7 @@ mod tests {
                 "关闭 | 已在支付平台关闭",
                 held.as_str(),
                 "退款 | ¥2.00 · 失败 · 发起人 admin · 支付平台说明：ACQ.TRADE_HAS_FINISHED（交易已结束，超过了可退款的期限，不能再退款）",
-                "商城通知 | payment.paid · 错误：connection refused",
+                "商城通知 | 已付款 (payment.paid) · 错误：connection refused",
                 "退款 | ¥1.00 · 已放弃（卖家未确认） · 发起人 管理员 alice · 由 管理员 alice 在 payhost 放弃（卖家一直没有在支付宝确认，不是支付宝的结果）",
             ]
         );

@@ -214,19 +214,30 @@ fn date_rule(label: &str, typed: &str) -> String {
     }
 }
 
-/// A date filter's name as the pages end their labels (payments' 下单日期从, refunds' 发起日期从 and
-/// 完成日期从): the lists have two pairs of dates, so a refusal says which.
-fn date_label(field: &str) -> &'static str {
+/// A date filter's name as the pages label it (payments' 下单日期从, refunds' 发起日期从 and
+/// 完成日期从): the refund list has two pairs of dates, so a refusal says which. `dates` is the
+/// list's first pair (下单日期 or 发起日期).
+fn date_label(field: &str, dates: &str) -> String {
     match field {
-        "from" => "日期从",
-        "to" => "日期到",
-        "completed_from" => "完成日期从",
-        _ => "完成日期到",
+        "from" => format!("{dates}从"),
+        "to" => format!("{dates}到"),
+        "completed_from" => "完成日期从".into(),
+        _ => "完成日期到".into(),
     }
 }
 
-/// A refused filter of the payments list, naming the field as the page labels it.
-pub fn filter_error(lang: Lang, e: &ApiError, typed: &dyn Fn(&str) -> String) -> String {
+/// The first pair of dates of a list, as its page labels it: payments' 下单日期, refunds' 发起日期.
+pub const PAYMENT_DATES: &str = "下单日期";
+pub const REFUND_DATES: &str = "发起日期";
+
+/// A refused filter of a list, naming the field as the page labels it (`dates`: the list's
+/// first pair of dates, [`PAYMENT_DATES`] or [`REFUND_DATES`]).
+pub fn filter_error(
+    lang: Lang,
+    e: &ApiError,
+    typed: &dyn Fn(&str) -> String,
+    dates: &str,
+) -> String {
     if lang == Lang::En {
         return e.message.clone();
     }
@@ -252,11 +263,11 @@ pub fn filter_error(lang: Lang, e: &ApiError, typed: &dyn Fn(&str) -> String) ->
         "from" | "to" | "completed_from" | "completed_to" => {
             // The ledger's one rule between the two (`ledger::parse_filter`).
             if e.message.ends_with("must be before to") {
-                "日期从：不能晚于日期到".to_owned()
+                format!("{dates}从：不能晚于{dates}到")
             } else if e.message.ends_with("must be before completed_to") {
                 "完成日期从：不能晚于完成日期到".to_owned()
             } else {
-                date_rule(date_label(field), &typed(field))
+                date_rule(&date_label(field, dates), &typed(field))
             }
         }
         "status" => "状态：请从列表中选择".to_owned(),
@@ -884,29 +895,32 @@ mod tests {
                 String::new()
             }
         };
-        assert!(filter_error(Lang::Zh, &e, &typed).starts_with("最小金额："));
+        assert!(filter_error(Lang::Zh, &e, &typed, PAYMENT_DATES).starts_with("最小金额："));
         // The ledger's own refusals, as the page gets them.
         let order =
             crate::ledger::parse_filter(Some("from=2026-12-05&to=2026-12-01"), None).unwrap_err();
         let none = |_: &str| String::new();
         assert_eq!(
-            filter_error(Lang::Zh, &order, &none),
-            "日期从：不能晚于日期到"
+            filter_error(Lang::Zh, &order, &none, PAYMENT_DATES),
+            "下单日期从：不能晚于下单日期到"
         );
-        assert_eq!(filter_error(Lang::En, &order, &none), order.message);
+        assert_eq!(
+            filter_error(Lang::En, &order, &none, PAYMENT_DATES),
+            order.message
+        );
         let bad_date = crate::ledger::parse_filter(Some("from=yesterday"), None).unwrap_err();
-        assert!(filter_error(Lang::Zh, &bad_date, &none).contains("年-月-日"));
+        assert!(filter_error(Lang::Zh, &bad_date, &none, PAYMENT_DATES).contains("年-月-日"));
         // Which of the four dates: the refunds list has two pairs.
         let typed_abc = |_: &str| "abc".to_owned();
         for (query, said) in [
             ("completed_to=abc", "完成日期到：请按 年-月-日"),
-            ("to=abc", "日期到：请按 年-月-日"),
+            ("to=abc", "下单日期到：请按 年-月-日"),
         ] {
             let e = crate::refund_list::parse_filter(Some(query), None).unwrap_err();
             assert!(
-                filter_error(Lang::Zh, &e, &typed_abc).starts_with(said),
+                filter_error(Lang::Zh, &e, &typed_abc, PAYMENT_DATES).starts_with(said),
                 "{query}: {}",
-                filter_error(Lang::Zh, &e, &typed_abc)
+                filter_error(Lang::Zh, &e, &typed_abc, PAYMENT_DATES)
             );
         }
         let completed = crate::refund_list::parse_filter(
@@ -915,7 +929,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(
-            filter_error(Lang::Zh, &completed, &none),
+            filter_error(Lang::Zh, &completed, &none, PAYMENT_DATES),
             "完成日期从：不能晚于完成日期到"
         );
     }
@@ -1118,12 +1132,15 @@ mod tests {
                 String::new()
             }
         };
-        let said = filter_error(Lang::Zh, &e, &typed);
+        let said = filter_error(Lang::Zh, &e, &typed, PAYMENT_DATES);
         assert!(said.contains("没有 2026-02-30 这一天"), "{said}");
         assert!(!said.contains("请按 年-月-日"), "{said}");
         // A wrong shape still gets the format.
         let e = crate::ledger::parse_filter(Some("from=2026/02/03"), None).unwrap_err();
-        assert!(filter_error(Lang::Zh, &e, &|_: &str| "2026/02/03".into()).contains("年-月-日"));
+        assert!(
+            filter_error(Lang::Zh, &e, &|_: &str| "2026/02/03".into(), PAYMENT_DATES)
+                .contains("年-月-日")
+        );
     }
 
     #[test]
