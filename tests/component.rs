@@ -121,6 +121,12 @@ fn gateway(rsa: bool) -> impl Fn(&Seen) -> (u16, Vec<u8>) + Send + Sync + 'stati
             );
         }
         let req_data = p("req_data");
+        if req_data.contains("<total_fee>998.00</total_fee>") {
+            // A gateway (or whoever answers in its place) with 15 KB in each part of its error (its answer within the 256 KiB any is let in).
+            let big = "错".repeat(5_000);
+            let err = format!("<err><code>{big}</code><sub_code>{big}</sub_code><msg>{big}</msg><detail>{big}</detail></err>");
+            return (200, form_encode(&[("res_error".into(), err)]).into_bytes());
+        }
         if req_data.contains("<total_fee>999.00</total_fee>") {
             let err = "<?xml version=\"1.0\" encoding=\"utf-8\"?><err><code>0005</code><sub_code>0005</sub_code><msg>partner illegal</msg><detail>合作伙伴没有开通接口访问权限</detail></err>";
             return (
@@ -167,6 +173,19 @@ async fn describe_and_validate_settings() {
             .unwrap()
             .secret
     );
+
+    // plugin.toml says each setting as the component describes it (vendors read the file; a
+    // review found a rule and a label that differed).
+    let manifest = Manifest::load(&repo_root().join("plugin.toml")).unwrap();
+    for d in &manifest.settings {
+        let f = rt.info.settings.iter().find(|f| f.name == d.name).unwrap();
+        assert_eq!(
+            (&d.label_zh, &d.label_en, &d.rule),
+            (&f.label_zh, &f.label_en, &f.rule),
+            "{}",
+            d.name
+        );
+    }
 
     let mut s = rt.session().await.unwrap();
     let ok = s
@@ -337,6 +356,30 @@ async fn start_payment_md5_and_gateway_errors() {
         PluginError::Gateway(g) => {
             assert_eq!(g.code, "0005");
             assert_eq!(g.msg, "partner illegal");
+        }
+        other => panic!("{other:?}"),
+    }
+    // What the provider says is bounded (an embedder logs it): cut with "…".
+    let mut s = rt.session().await.unwrap();
+    let err = s
+        .start_payment(
+            &policy,
+            &settings,
+            &order(&stub, "20140101000005", "998.00"),
+        )
+        .await
+        .unwrap()
+        .unwrap_err();
+    match err {
+        PluginError::Gateway(g) => {
+            let n = |s: &str| s.chars().count();
+            assert_eq!((n(&g.code), n(&g.sub_code), n(&g.msg)), (65, 65, 513));
+            assert!(
+                n(&g.detail) <= 1025 && g.detail.starts_with("错错"),
+                "{}",
+                n(&g.detail)
+            );
+            assert!(g.msg.ends_with('…'));
         }
         other => panic!("{other:?}"),
     }

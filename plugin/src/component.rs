@@ -39,24 +39,45 @@ fn field_error(e: model::FieldError) -> wit::FieldError {
     }
 }
 
+/// At most `max` characters of a text the provider chose (an error's code, message or detail):
+/// an embedder logs these, and a 200 KB `<msg>` would be 200 KB in each log line. Cut with `…`.
+fn bounded(s: String, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s,
+        Some((at, _)) => format!("{}…", &s[..at]),
+    }
+}
+
+/// The bounds of a gateway error's parts, and of any other error's message.
+const CODE_CHARS: usize = 64;
+const MSG_CHARS: usize = 512;
+const DETAIL_CHARS: usize = 1024;
+
 fn plugin_error(e: model::PluginError) -> wit::PluginError {
     use model::PluginError as E;
+    let b = |m: String| bounded(m, DETAIL_CHARS);
     match e {
         E::InvalidSettings(v) => {
             wit::PluginError::InvalidSettings(v.into_iter().map(field_error).collect())
         }
         E::InvalidOrder(f) => wit::PluginError::InvalidOrder(field_error(f)),
-        E::Gateway(g) => wit::PluginError::Gateway(wit::GatewayError {
-            detail: g.detail_with_hint(),
-            code: g.code,
-            sub_code: g.sub_code,
-            msg: g.msg,
-        }),
-        E::BadSignature(m) => wit::PluginError::BadSignature(m),
-        E::NotifyNotConfirmed(m) => wit::PluginError::NotifyNotConfirmed(m),
-        E::Transport(m) => wit::PluginError::Transport(m),
-        E::Timeout(m) => wit::PluginError::Timeout(m),
-        E::Malformed(m) => wit::PluginError::Malformed(m),
+        E::Gateway(g) => {
+            // The hint is the component's own words, read from the whole error: never cut.
+            let hint = g.hint();
+            wit::PluginError::Gateway(wit::GatewayError {
+                detail: format!("{} {hint}", bounded(g.detail, DETAIL_CHARS))
+                    .trim()
+                    .to_owned(),
+                code: bounded(g.code, CODE_CHARS),
+                sub_code: bounded(g.sub_code, CODE_CHARS),
+                msg: bounded(g.msg, MSG_CHARS),
+            })
+        }
+        E::BadSignature(m) => wit::PluginError::BadSignature(b(m)),
+        E::NotifyNotConfirmed(m) => wit::PluginError::NotifyNotConfirmed(b(m)),
+        E::Transport(m) => wit::PluginError::Transport(b(m)),
+        E::Timeout(m) => wit::PluginError::Timeout(b(m)),
+        E::Malformed(m) => wit::PluginError::Malformed(b(m)),
     }
 }
 

@@ -71,11 +71,6 @@ impl GatewayError {
             ""
         }
     }
-
-    /// `detail` with the hint after it.
-    pub fn detail_with_hint(&self) -> String {
-        format!("{} {}", self.detail, self.hint()).trim().to_owned()
-    }
 }
 
 /// Every way a plugin call can fail.

@@ -121,6 +121,17 @@ fn push_reference(r: &BytesRef<'_>, out: &mut String) -> Result<(), XmlError> {
     Ok(())
 }
 
+/// Adds a child, refusing a name given before: these documents name each field once, and a
+/// second `<total_fee>` would be read as the first one, whatever the other says (a repeated form
+/// field is refused the same way).
+fn push_child(out: &mut FlatElements, name: String, value: String) -> Result<(), XmlError> {
+    if out.children.iter().any(|(k, _)| *k == name) {
+        return Err(XmlError(format!("element <{name}> appears more than once")));
+    }
+    out.children.push((name, value));
+    Ok(())
+}
+
 /// Parses a flat document whose root element must be `expected_root`.
 pub fn parse_flat(xml: &str, expected_root: &str) -> Result<FlatElements, XmlError> {
     let mut reader = Reader::from_str(xml.strip_prefix('\u{feff}').unwrap_or(xml));
@@ -182,7 +193,7 @@ pub fn parse_flat(xml: &str, expected_root: &str) -> Result<FlatElements, XmlErr
                     }
                     State::Prolog => return Err(wrong_root()),
                     State::Root => {
-                        out.children.push((name_of(&e)?.to_owned(), String::new()));
+                        push_child(&mut out, name_of(&e)?.to_owned(), String::new())?;
                         State::Root
                     }
                     State::Child(name) => return Err(nested(&name)),
@@ -193,7 +204,7 @@ pub fn parse_flat(xml: &str, expected_root: &str) -> Result<FlatElements, XmlErr
             Event::End(_) => {
                 state = match state {
                     State::Child(name) => {
-                        out.children.push((name, std::mem::take(&mut value)));
+                        push_child(&mut out, name, std::mem::take(&mut value))?;
                         State::Root
                     }
                     State::Root => State::Done,
@@ -430,6 +441,9 @@ mod tests {
             "<notify><a x=1>1</a></notify>",
             "<notify><a>1</a",
             "<notify><![CDATA[x</notify>",
+            // A field twice: the first would be read, whatever the second says.
+            "<notify><total_fee>10.00</total_fee><total_fee>0.01</total_fee></notify>",
+            "<notify><out_trade_no>a</out_trade_no><x/><out_trade_no/></notify>",
         ];
         for a in attacks {
             assert!(parse_flat(a, "notify").is_err(), "accepted: {a}");
