@@ -235,24 +235,36 @@ class NotifyReceiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def refuse(self, status):
+                self.close_connection = True
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", "4")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(b"fail")
+
             def do_POST(self):
+                # Read by Content-Length only (Alipay sends one): a chunked body is refused, never
+                # taken as an empty form.
+                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                    return self.refuse(411)
                 # Bounded as payhost bounds it: the component takes any size (docs/EMBEDDING.md).
                 try:
                     length = int(self.headers.get("Content-Length", "0"))
                 except ValueError:
                     length = -1
                 if not 0 <= length <= MAX_NOTIFY_BODY:
-                    self.close_connection = True
-                    self.send_response(413 if length > MAX_NOTIFY_BODY else 400)
-                    self.send_header("Content-Type", "text/plain")
-                    self.send_header("Content-Length", "4")
-                    self.send_header("Connection", "close")
-                    self.end_headers()
-                    self.wfile.write(b"fail")
-                    return
+                    return self.refuse(413 if length > MAX_NOTIFY_BODY else 400)
                 body = self.rfile.read(length)
+                # A notify is UTF-8 (the form names `_input_charset`); other bytes are refused with
+                # an answer, not a crashed handler.
+                try:
+                    text = body.decode("utf-8")
+                except UnicodeDecodeError:
+                    return self.refuse(400)
                 # Received order matters: the provider signs in wire order.
-                form = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+                form = urllib.parse.parse_qsl(text, keep_blank_values=True)
                 answer = queue.Queue()
                 receiver.forms.put((form, answer))
                 try:
