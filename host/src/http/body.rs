@@ -99,7 +99,17 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
         // at no key: "." is the object itself, `[0]` a list given for it, and a `?` segment a
         // syntax error before any key was read (a trailing comma).
         let keyed = path.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
-        let field = (keyed && !path.contains('?')).then_some(path);
+        // A key given twice is refused at the object ("."): serde names it in its reason.
+        let twice = e
+            .inner()
+            .to_string()
+            .strip_prefix("duplicate field `")
+            .and_then(|r| r.split('`').next())
+            .map(|k| match path.as_str() {
+                "." => k.to_owned(),
+                p => format!("{p}.{k}"),
+            });
+        let field = (keyed && !path.contains('?')).then_some(path).or(twice);
         let message = format!("the body is not {what}: {reason}");
         match field {
             Some(f) => ApiError::field(400, "invalid_json", &f, format!("{f}: {message}")),
@@ -180,6 +190,11 @@ mod tests {
         assert_eq!(
             field(r#"{"out_trade_no":"A","currency":"USD"}"#).as_deref(),
             Some("currency")
+        );
+        // A key twice: named, as its message names it.
+        assert_eq!(
+            field(r#"{"out_trade_no":"A","out_trade_no":"B"}"#).as_deref(),
+            Some("out_trade_no")
         );
         assert_eq!(field(r#"{"out_trade_no":"A",}"#), None);
         assert_eq!(field(r#"{"out_trade_no":"A"} x"#), None);
