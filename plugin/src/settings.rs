@@ -488,6 +488,9 @@ pub fn url_problem(s: &str, query: bool) -> Option<&'static str> {
     if authority.contains('@') {
         return Some("must not carry a user name or password (user@host)");
     }
+    if let Some(problem) = authority_problem(authority) {
+        return Some(problem);
+    }
     if s.len() > 1024 {
         return Some("must be at most 1024 characters");
     }
@@ -503,6 +506,42 @@ pub fn url_problem(s: &str, query: bool) -> Option<&'static str> {
         return Some("must not contain a query string (?…): Alipay appends its own parameters");
     }
     None
+}
+
+/// The rule a URL's `host[:port]` breaks as a browser (and the host's origin checks) read it: a
+/// bracketed IPv6 address closed and followed by nothing or `:port`, a host, and a port (when one
+/// is written) of digits from 1 to 65535. `host:99999` or `host:443.evil.example` names another
+/// place than it seems, or none.
+fn authority_problem(authority: &str) -> Option<&'static str> {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            None => return Some("must close a bracketed IPv6 address with ']'"),
+            Some((addr, "")) => (addr, None),
+            Some((addr, tail)) => match tail.strip_prefix(':') {
+                Some(port) => (addr, Some(port)),
+                None => return Some("must have nothing but :port after a bracketed IPv6 address"),
+            },
+        },
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Some("must name a host after http:// or https://");
+    }
+    match port {
+        // Empty: the scheme's default port, as a browser reads `https://host:/`.
+        None | Some("") => None,
+        Some(p)
+            if p.len() <= 5
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n)) =>
+        {
+            None
+        }
+        Some(_) => Some("must have a port from 1 to 65535 (digits only) after the host's ':'"),
+    }
 }
 
 /// A provider URL as Alipay's own SDKs (and the shops built on them) wrote it is the same
@@ -577,6 +616,19 @@ pub type Validated = (Settings, Vec<(String, String)>);
 /// or every bad field with its reason.
 pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>> {
     let mut errors = repeated(pairs);
+    // Open-platform settings reach here only through a step of the legacy API (the others go
+    // to `openapi::settings`): one error saying so, not "must be mapi or openapi" and every
+    // open-platform setting listed as foreign.
+    if errors.is_empty()
+        && pairs
+            .iter()
+            .any(|(k, v)| k == "api" && v.trim().eq_ignore_ascii_case("openapi"))
+    {
+        return Err(vec![FieldError::new(
+            "api",
+            "is openapi, but this is a step of the legacy API (api = mapi): call it with the settings its flow started with",
+        )]);
+    }
     for (k, v) in pairs {
         if crate::openapi::settings::OPENAPI_ONLY.contains(&k.as_str()) {
             errors.push(FieldError::new(
@@ -1093,6 +1145,34 @@ mod tests {
         }
     }
 
+    /// A legacy step given an open-platform merchant's settings says so in one error (a vendor's
+    /// review read "api: must be mapi or openapi" for `api = openapi`, and every open-platform
+    /// setting listed as foreign); a repeated `api` is still a repeated field.
+    #[test]
+    fn open_platform_settings_in_a_legacy_step() {
+        let pairs = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let errors = validate(&pairs(&[
+            ("api", "openapi"),
+            ("app_id", "2021000000000001"),
+            ("partner", "2088101122136241"),
+        ]))
+        .unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "api");
+        assert!(errors[0].reason.contains("legacy API"), "{errors:?}");
+        let twice = validate(&pairs(&[("api", "openapi"), ("api", "mapi")])).unwrap_err();
+        assert!(
+            twice
+                .iter()
+                .any(|e| e.reason.contains("more than once") || e.reason.contains("twice")),
+            "{twice:?}"
+        );
+    }
+
     #[test]
     fn urls() {
         assert!(is_http_url("http://127.0.0.1:8080/alipay/m1/notify"));
@@ -1104,8 +1184,23 @@ mod tests {
             "https://",
             "https://u@evil.com/",
             "http://a b/",
+            // A port a browser reads otherwise, or no host at all (a vendor's review).
+            "https://example.com:99999/gw",
+            "https://example.com:0/gw",
+            "https://example.com:443.evil.example/gw",
+            "https://[::1/",
+            "https://[::1]x:8080/",
+            "https://:8080/",
         ] {
             assert!(!is_http_url(bad), "{bad}");
+        }
+        for good in [
+            "https://[::1]:8443/gw",
+            "http://[2001:db8::1]/n",
+            "https://example.com:/gw",
+            "https://example.com:65535/gw",
+        ] {
+            assert!(is_http_url(good), "{good}");
         }
         // A scheme in capitals is a scheme; a provider URL with a query is refused, saying why.
         assert!(is_http_url("HTTPS://MAPI.ALIPAY.COM/gateway.do"));
