@@ -9,10 +9,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{Mutex as OrderLock, OwnedMutexGuard};
 
+/// An order: its merchant and its `out_trade_no`.
+type OrderKey = (String, String);
+
 /// The locks of the orders being created now (an entry dies with its last holder or waiter).
 #[derive(Default)]
 pub struct OrderLocks {
-    held: Mutex<HashMap<(String, String), Weak<OrderLock<()>>>>,
+    held: Mutex<HashMap<OrderKey, Weak<OrderLock<()>>>>,
 }
 
 impl OrderLocks {
