@@ -177,7 +177,7 @@ async fn same_semantics_as_sqlite() {
     );
     assert_eq!(
         pg.psql("semantics", "SELECT COUNT(*) FROM schema_migrations"),
-        "6"
+        "7"
     );
     assert_eq!(
         pg.psql("semantics", "SHOW synchronous_commit"),
@@ -383,12 +383,14 @@ async fn dead_letters_sessions_tokens_and_pruning() {
 
     // A token is made only for a stored merchant (one removed meanwhile has none).
     assert_eq!(
-        s.create_token("gone", "hash0", "", "test").await.unwrap(),
+        s.create_token("gone", "hash0", "", "api:operator")
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(s.token_merchant("hash0").await.unwrap(), None);
     let id = s
-        .create_token("m1", "hash1", "ecshop", "test")
+        .create_token("m1", "hash1", "ecshop", "api:operator")
         .await
         .unwrap()
         .unwrap();
@@ -534,7 +536,7 @@ async fn concurrent_duplicates_over_two_replicas_make_one_transition() {
     }
     assert_eq!(
         pg.psql("dupes", "SELECT COUNT(*) FROM schema_migrations"),
-        "6"
+        "7"
     );
     let (a, b) = (stores[0].clone(), stores[1].clone());
     for i in 0..8 {
@@ -896,8 +898,12 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
     s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
         .await
         .unwrap();
-    s.create_token("m1", "hash-m1", "", "test").await.unwrap();
-    s.create_token("m2", "hash-m2", "", "test").await.unwrap();
+    s.create_token("m1", "hash-m1", "", "api:operator")
+        .await
+        .unwrap();
+    s.create_token("m2", "hash-m2", "", "api:operator")
+        .await
+        .unwrap();
     // An owner of both shops: removing one takes that grant only.
     s.add_admin_user(
         &payhost::store::admin::AdminUser {
@@ -1915,8 +1921,9 @@ async fn owners_audit_on_postgres() {
 }
 
 /// Removing an admin user revokes the live tokens they made (a token outliving its maker's login
-/// keeps their access: it can refund), and no one else's: not the operator's, not another user's,
-/// not one an earlier user of the same name made before this one was added.
+/// keeps their access: it can refund), and no one else's: not the operator's, not the API's, not
+/// another user's. A token is made for a user only while that user exists (one made beside the
+/// removal would outlive it).
 async fn removed_users_tokens(s: &dyn Store) {
     use payhost::store::admin::{AdminUser, Role};
     let user = |name: &str| AdminUser {
@@ -1927,34 +1934,23 @@ async fn removed_users_tokens(s: &dyn Store) {
         created_at: String::new(),
         created_by: "test".into(),
     };
-    // Made by a "dave" before the user dave below was added (another person of that name).
-    let earlier = s
-        .create_token("m1", "hash-dave-0", "", "dave")
-        .await
-        .unwrap()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
     for name in ["alice", "dave"] {
         s.add_admin_user(&user(name), &[]).await.unwrap();
     }
-    let alices = s
-        .create_token("m1", "hash-alice", "ecshop", "alice")
+    let made = |merchant: &'static str,
+                hash: &'static str,
+                label: &'static str,
+                by: &'static str| async move {
+        s.create_token(merchant, hash, label, by).await.unwrap()
+    };
+    let alices = made("m1", "hash-alice", "ecshop", "alice").await.unwrap();
+    let also = made("m2", "hash-alice-2", "", "alice").await.unwrap();
+    let daves = made("m1", "hash-dave", "", "dave").await.unwrap();
+    made("m1", "hash-operator", "", "admin_password")
         .await
-        .unwrap()
         .unwrap();
-    let also = s
-        .create_token("m2", "hash-alice-2", "", "alice")
-        .await
-        .unwrap()
-        .unwrap();
-    s.create_token("m1", "hash-operator", "", "admin_password")
-        .await
-        .unwrap()
-        .unwrap();
-    s.create_token("m1", "hash-api", "", "api:operator")
-        .await
-        .unwrap()
-        .unwrap();
+    made("m1", "hash-api", "", "api:operator").await.unwrap();
+    made("m1", "hash-cli", "", "payhost token").await.unwrap();
     s.revoke_token(also, None).await.unwrap();
     let revoked = s
         .remove_admin_user("alice")
@@ -1967,18 +1963,17 @@ async fn removed_users_tokens(s: &dyn Store) {
     assert_eq!(revoked[0].created_by.as_deref(), Some("alice"));
     assert!(revoked[0].revoked_at.is_some());
     assert_eq!(s.token_merchant("hash-alice").await.unwrap(), None);
-    for live in ["hash-operator", "hash-api", "hash-dave-0"] {
+    for live in ["hash-operator", "hash-api", "hash-cli", "hash-dave"] {
         assert_eq!(
             s.token_merchant(live).await.unwrap().as_deref(),
             Some("m1"),
             "{live}"
         );
     }
-    assert_eq!(s.remove_admin_user("dave").await.unwrap().unwrap(), []);
-    assert_eq!(
-        s.token_merchant("hash-dave-0").await.unwrap().as_deref(),
-        Some("m1")
-    );
+    // Alice is gone: no token is made in her name any more.
+    assert_eq!(made("m1", "hash-alice-late", "", "alice").await, None);
+    let dave = s.remove_admin_user("dave").await.unwrap().unwrap();
+    assert_eq!(dave.iter().map(|t| t.id).collect::<Vec<_>>(), [daves]);
     assert!(s.remove_admin_user("nobody").await.unwrap().is_none());
     // The lists say who made each.
     let listed = s.tokens(Some("m1")).await.unwrap();
@@ -1990,7 +1985,7 @@ async fn removed_users_tokens(s: &dyn Store) {
             .created_by
             .clone()
     };
-    assert_eq!(by(earlier).as_deref(), Some("dave"));
+    assert_eq!(by(daves).as_deref(), Some("dave"));
     assert_eq!(by(alices).as_deref(), Some("alice"));
 }
 
@@ -2195,7 +2190,7 @@ async fn an_older_schema_is_migrated_by_serve_only_and_gives_way_to_a_held_table
         .expect("a command does not upgrade");
     let text = format!("{refused:#}");
     assert!(
-        text.contains("schema is version 5 and this payhost's is 6"),
+        text.contains("schema is version 5 and this payhost's is "),
         "{text}"
     );
     let version = || pg.psql("upgrade", "SELECT MAX(version) FROM schema_migrations");
@@ -2230,7 +2225,7 @@ async fn an_older_schema_is_migrated_by_serve_only_and_gives_way_to_a_held_table
         .unwrap()
         .expect("an upgrade is due");
     assert!(
-        note.contains("schema version 5; `payhost serve` will upgrade it to 6")
+        note.contains("schema version 5; `payhost serve` will upgrade it to ")
             && note.contains("pg_dump"),
         "{note}"
     );
@@ -2282,7 +2277,7 @@ async fn an_older_schema_is_migrated_by_serve_only_and_gives_way_to_a_held_table
         .unwrap()
         .unwrap();
     s.ready().await.unwrap();
-    assert_eq!(version(), "6");
+    assert_eq!(version(), "7");
 }
 
 /// A merchant removed while another replica writes for one of its payments (a notification
@@ -2337,7 +2332,8 @@ async fn a_token_is_never_made_beside_its_merchants_removal() {
     let mut remover = pg.session("token-removal");
     remover.send("BEGIN; SELECT 1 FROM merchants WHERE id = 'm2' FOR UPDATE;");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let making = tokio::spawn(async move { s.create_token("m2", "hash-late", "", "test").await });
+    let making =
+        tokio::spawn(async move { s.create_token("m2", "hash-late", "", "api:operator").await });
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!making.is_finished(), "waits for the removal in progress");
     remover.send("DELETE FROM merchants WHERE id = 'm2'; COMMIT;");

@@ -19,6 +19,18 @@ pub struct OrderLocks {
 }
 
 impl OrderLocks {
+    /// [`lock`](Self::lock) waiting at most `wait`: None past it (the caller goes on unlocked).
+    pub async fn lock_within(
+        &self,
+        merchant: &str,
+        out_trade_no: &str,
+        wait: std::time::Duration,
+    ) -> Option<OwnedMutexGuard<()>> {
+        tokio::time::timeout(wait, self.lock(merchant, out_trade_no))
+            .await
+            .ok()
+    }
+
     /// Waits until no other creation of this order runs here; the order is this caller's until
     /// the guard drops.
     pub async fn lock(&self, merchant: &str, out_trade_no: &str) -> OwnedMutexGuard<()> {
@@ -70,6 +82,17 @@ mod tests {
             .await
             .expect("the second runs once the first is done")
             .unwrap();
+        // A bounded wait gives up, and the order is still there for its holder.
+        let held = locks.lock("m1", "o1").await;
+        let waited = locks
+            .lock_within("m1", "o1", Duration::from_millis(30))
+            .await;
+        assert!(waited.is_none());
+        drop(held);
+        assert!(locks
+            .lock_within("m1", "o1", Duration::from_millis(30))
+            .await
+            .is_some());
         let _next = locks.lock("m9", "o9").await;
         let held = locks.held.lock().unwrap();
         assert_eq!(held.len(), 1, "only the order in flight is kept");

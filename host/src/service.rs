@@ -16,6 +16,9 @@ use sha2::Sha256;
 use std::sync::Arc;
 
 /// Everything a request handler needs.
+/// How long a payment creation waits for another creation of its order (see `order_locks`).
+const ORDER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct App {
     pub config: Config,
     /// The loaded components, by id; each merchant names one.
@@ -612,7 +615,8 @@ impl App {
         merchant_id: &str,
         req: CreatePayment,
     ) -> Result<(u16, PaymentCreated), ApiError> {
-        let _permit = self.admission.enter(Class::Shop).await;
+        // The shop API's admission is taken once this request's order is its own (below): a
+        // request waiting for another creation of its order holds no slot other shops need.
         let merchant = self.merchant(merchant_id).await?;
         let plugin = self.plugin_for(&merchant)?;
         let required = |v: &Option<String>, name: &str| -> Result<String, ApiError> {
@@ -714,8 +718,14 @@ impl App {
         };
 
         // Held until the payment is stored: a request for this order racing this one waits here,
-        // then finds it below.
-        let _creating = self.order_locks.lock(merchant_id, &out_trade_no).await;
+        // then finds it below. The wait is bounded: past it (many copies of one request, each
+        // calling the provider in turn), this one goes on as before the lock, and the store's
+        // insert decides.
+        let _creating = self
+            .order_locks
+            .lock_within(merchant_id, &out_trade_no, ORDER_WAIT)
+            .await;
+        let _permit = self.admission.enter(Class::Shop).await;
         // The same out_trade_no again: same amount (and the same seller, when the request names
         // one) → the existing payment; else 409.
         if let Some(existing) = self

@@ -467,6 +467,12 @@ pub trait Webhooks: Send + Sync {
     async fn retry_webhooks_now(&self, merchant: Option<&str>) -> Result<u64>;
 }
 
+/// Whether a token's maker is an admin user (whose removal revokes it): a user name, not
+/// `admin_password`, `api:…` or a command (`payhost token`), which no user name can be.
+pub fn maker_is_user(created_by: &str) -> bool {
+    admin::valid_user_name(created_by) && created_by != crate::admin_users::RESERVED_NAME
+}
+
 /// Who may call: admin sessions and per-merchant API tokens (both stored by hash).
 #[async_trait]
 pub trait Access: Send + Sync {
@@ -475,9 +481,10 @@ pub trait Access: Send + Sync {
     /// The session's CSRF token, if the session exists and has not expired.
     async fn session(&self, id_hash: &str, now_ms: i64) -> Result<Option<String>>;
     async fn delete_session(&self, id_hash: &str) -> Result<()>;
-    /// Per-merchant API tokens, stored by hash. Made only while the merchant is stored: `None`
-    /// when it is not (removed meanwhile: a token made beside a removal would outlive it, and
-    /// reach whoever is given its id next).
+    /// Per-merchant API tokens, stored by hash. Made only while the merchant is stored, and,
+    /// when `created_by` is an admin user ([`maker_is_user`]), while that user is: `None` when
+    /// not (removed meanwhile: a token made beside a removal would outlive it, and reach whoever
+    /// is given its id next, or keep the access of a user who is gone).
     async fn create_token(
         &self,
         merchant: &str,

@@ -56,15 +56,24 @@ impl Access for PostgresStore {
         created_by: &str,
     ) -> Result<Option<i64>> {
         let c = self.client().await?;
-        // Under a key-share lock of the merchant's row, as a payment's insert: a removal in
-        // progress (it locks the row FOR UPDATE) is waited for and its outcome seen.
+        let user = crate::store::maker_is_user(created_by);
+        // Under key-share locks of the merchant's row, as a payment's insert, and of the making
+        // user's: a removal in progress (it deletes the row) is waited for and its outcome seen.
         let row = c
             .query_opt(
                 "INSERT INTO api_tokens (merchant_id, token_sha256, label, created_at, created_by)
                  SELECT $1, $2, $3, $4, $5
                  WHERE EXISTS (SELECT 1 FROM merchants WHERE id = $1 FOR KEY SHARE)
+                   AND (NOT $6 OR EXISTS (SELECT 1 FROM admin_users WHERE name = $5 FOR KEY SHARE))
                  RETURNING id",
-                &[&merchant, &token_hash, &label, &now_rfc3339(), &created_by],
+                &[
+                    &merchant,
+                    &token_hash,
+                    &label,
+                    &now_rfc3339(),
+                    &created_by,
+                    &user,
+                ],
             )
             .await?;
         Ok(row.map(|r| r.get(0)))

@@ -50,14 +50,17 @@ impl Access for SqliteStore {
         created_by: &str,
     ) -> Result<Option<i64>> {
         let args = [merchant, token_hash, label, created_by].map(str::to_owned);
+        let user = crate::store::maker_is_user(created_by);
         self.write(move |conn| {
-            // Checked in the writer's statement: a removal is another write, before or after.
+            // Checked in the writer's statement: a removal (of the merchant, or of the user
+            // making it) is another write, before or after.
             let n = conn
                 .prepare_cached(
                     "INSERT INTO api_tokens (merchant_id, token_sha256, label, created_at, created_by)
-                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM merchants WHERE id = ?1)",
+                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM merchants WHERE id = ?1)
+                       AND (NOT ?6 OR EXISTS (SELECT 1 FROM admin_users WHERE name = ?5))",
                 )?
-                .execute(params![args[0], args[1], args[2], now_rfc3339(), args[3]])?;
+                .execute(params![args[0], args[1], args[2], now_rfc3339(), args[3], user])?;
             Ok((n > 0).then(|| conn.last_insert_rowid()))
         })
         .await

@@ -408,12 +408,14 @@ async fn dead_letters_sessions_tokens_and_pruning() {
 
     // A token is made only for a stored merchant (one removed meanwhile has none).
     assert_eq!(
-        s.create_token("gone", "hash0", "", "test").await.unwrap(),
+        s.create_token("gone", "hash0", "", "api:operator")
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(s.token_merchant("hash0").await.unwrap(), None);
     let id = s
-        .create_token("m1", "hash1", "ecshop", "test")
+        .create_token("m1", "hash1", "ecshop", "api:operator")
         .await
         .unwrap()
         .unwrap();
@@ -475,8 +477,12 @@ async fn a_merchant_goes_with_its_payments_only_when_asked() {
     s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
         .await
         .unwrap();
-    s.create_token("m1", "hash-m1", "", "test").await.unwrap();
-    s.create_token("m2", "hash-m2", "", "test").await.unwrap();
+    s.create_token("m1", "hash-m1", "", "api:operator")
+        .await
+        .unwrap();
+    s.create_token("m2", "hash-m2", "", "api:operator")
+        .await
+        .unwrap();
     // An owner of both shops: removing one takes that grant only.
     s.add_admin_user(
         &crate::store::admin::AdminUser {
