@@ -965,6 +965,11 @@ async fn an_operator_removes_an_admin_user_on_the_page() {
             && !users.contains("action=\"/admin/users/ops-2/remove\""),
         "a remove button for others only: {users}"
     );
+    // The button says what removing the owner also does.
+    assert!(
+        users.contains("删除（并吊销其创建的 1 个 API 令牌）"),
+        "{users}"
+    );
     let after = admin_post(
         base,
         "/admin/users/leaver/remove",

@@ -183,7 +183,10 @@ pub async fn remove(
             (
                 "token.revoke",
                 Some(t.merchant_id.as_str()),
-                format!("token #{} {}: made by {name}, removed", t.id, t.label),
+                match t.label.is_empty() {
+                    true => format!("token #{}: made by {name}, removed", t.id),
+                    false => format!("token #{} {}: made by {name}, removed", t.id, t.label),
+                },
             )
         }));
         for (action, merchant, detail) in entries {

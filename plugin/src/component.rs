@@ -42,9 +42,9 @@ fn field_error(e: model::FieldError) -> wit::FieldError {
 /// At most `max` characters of a text the provider chose (an error's code, message or detail):
 /// an embedder logs these, and a 200 KB `<msg>` would be 200 KB in each log line. Cut with `…`.
 fn bounded(s: String, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        None => s,
-        Some((at, _)) => format!("{}…", &s[..at]),
+    match model::cut(&s, max) {
+        std::borrow::Cow::Borrowed(_) => s,
+        cut => cut.into_owned(),
     }
 }
 

@@ -73,6 +73,14 @@ impl GatewayError {
     }
 }
 
+/// At most `max` characters of `s` (a text the provider chose), cut with `…`.
+pub fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => s.into(),
+        Some((at, _)) => format!("{}…", &s[..at]).into(),
+    }
+}
+
 /// Every way a plugin call can fail.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PluginError {

@@ -516,6 +516,11 @@ fn authority_problem(authority: &str) -> Option<&'static str> {
     let (host, port) = match authority.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
             None => return Some("must close a bracketed IPv6 address with ']'"),
+            // Brackets hold an IPv6 address and nothing else (`[127.0.0.1]` or `[example.com]`
+            // is no URL to a browser, though some clients read it).
+            Some((addr, _)) if addr.parse::<std::net::Ipv6Addr>().is_err() => {
+                return Some("must hold an IPv6 address between '[' and ']'")
+            }
             Some((addr, "")) => (addr, None),
             Some((addr, tail)) => match tail.strip_prefix(':') {
                 Some(port) => (addr, Some(port)),
@@ -1191,6 +1196,9 @@ mod tests {
             "https://[::1/",
             "https://[::1]x:8080/",
             "https://:8080/",
+            "https://[openapi.alipay.com]/gateway.do",
+            "http://[127.0.0.1]:8080/n",
+            "http://[fe80::1%25eth0]/n",
         ] {
             assert!(!is_http_url(bad), "{bad}");
         }

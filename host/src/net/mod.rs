@@ -40,8 +40,10 @@ pub fn port_is_plain(authority: &http::uri::Authority) -> bool {
     let text = authority.as_str();
     let after_user = text.rsplit_once('@').map_or(text, |(_, h)| h);
     let port = match after_user.strip_prefix('[') {
-        // An IPv6 literal keeps its own colons inside the brackets.
+        // An IPv6 literal keeps its own colons inside the brackets, and brackets hold nothing
+        // else (`[127.0.0.1]` is no URL to a browser, though some clients read it).
         Some(rest) => match rest.split_once(']') {
+            Some((addr, _)) if addr.parse::<std::net::Ipv6Addr>().is_err() => return false,
             Some((_, "")) => None,
             Some((_, tail)) => match tail.strip_prefix(':') {
                 Some(port) => Some(port),
@@ -429,6 +431,8 @@ mod tests {
             "https://shop.example:0/r",
             "https://[::1]:7x/",
             "http://[::1]x:8080/",
+            "http://[127.0.0.1]:8080/",
+            "https://[shop.example]/r",
         ] {
             assert!(Origin::parse(bad).is_err(), "{bad}");
             assert_eq!(crate::config::origin_of(bad), None, "{bad}");

@@ -87,11 +87,14 @@ pub fn read_refund(
                 confirm: None,
                 refunded_total: None,
                 fund_change: false,
+                // Alipay's words bounded (an embedder stores and shows this detail).
                 detail: format!(
                     "Alipay answered {} {} ({}): the outcome is unknown; ask again under the same request number",
-                    error.code, error.sub_code, error.msg
+                    crate::model::cut(&error.code, 64),
+                    crate::model::cut(&error.sub_code, 64),
+                    crate::model::cut(&error.msg, 512)
                 ),
-            })
+            });
         }
         Answer::Refused { error, .. } => return Err(PluginError::Gateway(error)),
     };

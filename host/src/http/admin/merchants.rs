@@ -363,6 +363,11 @@ pub(super) fn event_words(lang: super::view::Lang, event: &str) -> String {
         }),
         "payment.refunded" => Some(if zh { "已退款" } else { "refunded" }),
         "payment.closed" => Some(if zh { "已关闭" } else { "closed" }),
+        "payment.finished" => Some(if zh {
+            "交易完成（不能再退款）"
+        } else {
+            "finished (no more refunds)"
+        }),
         _ => None,
     };
     match said {

@@ -61,8 +61,14 @@ fn words(lang: Lang, e: &serde_json::Value) -> (String, String) {
     let status = text("status");
     let name = match kind {
         "created" => t("创建", "created"),
-        // The legacy batch refund notify names no trade status.
-        "notify" if trade_status.is_none() => t("退款通知", "refund notify"),
+        // The legacy batch refund notify names no trade status; an open-platform refund notice
+        // names the trade's, and its result the refund.
+        "notify"
+            if trade_status.is_none()
+                || text("detail").is_some_and(|d| d.starts_with("refund ")) =>
+        {
+            t("退款通知", "refund notify")
+        }
         "notify" => t("支付平台通知", "provider notify"),
         "query" => t("向支付平台查询", "query"),
         "refund" => t("退款", "refund"),

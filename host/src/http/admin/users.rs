@@ -12,6 +12,15 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         return Page::Forbidden;
     }
     let zone = &app.config.admin.time_zone;
+    // The live tokens each user made: removing the user revokes them (their shops stop), so the
+    // remove button says how many.
+    let tokens = app.store.tokens(None).await.unwrap_or_default();
+    let made_by = |name: &str| {
+        tokens
+            .iter()
+            .filter(|t| t.revoked_at.is_none() && t.created_by.as_deref() == Some(name))
+            .count()
+    };
     let users: Vec<Value> = app
         .store
         .admin_users()
@@ -20,6 +29,7 @@ pub async fn list(app: &Arc<App>, ctx: &Ctx) -> Page {
         .into_iter()
         .map(|u| {
             context! {
+                tokens => made_by(&u.name),
                 name => u.name, role => u.role.as_str(), merchants => u.merchants,
                 created => zone.show(&u.created_at), created_by => super::words::who(ctx.lang, &u.created_by),
             }
