@@ -17,14 +17,60 @@ pub struct RawMerchant {
     pub plugin: Option<String>,
     /// The component's settings. `<name>_file` reads a setting of kind `pem` from a file
     /// (relative to payhost.toml; not through the API).
+    #[serde(default, deserialize_with = "unique_settings")]
     pub settings: Option<BTreeMap<String, SettingValue>>,
     pub shop_webhook_url: Option<String>,
     pub shop_webhook_secret: Option<String>,
     /// Origins (`https://shop.example`) a payment's `return_url` may point to; any when empty.
     pub shop_origins: Option<Vec<String>>,
     /// The older flat form: every other key is a setting.
-    #[serde(flatten)]
+    #[serde(flatten, deserialize_with = "unique_flat")]
     pub flat: BTreeMap<String, SettingValue>,
+}
+
+/// Settings whose names are each given once. JSON lets a key repeat, and a map keeps the last:
+/// `"partner"` twice would store whichever came second, unseen by the one who sent it (the
+/// component refuses a repeated setting for the same reason). TOML refuses it itself.
+struct UniqueSettings(BTreeMap<String, SettingValue>);
+
+impl<'de> Deserialize<'de> for UniqueSettings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = UniqueSettings;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("settings by name")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<String, SettingValue>()? {
+                    if out.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!(
+                            "setting `{k}` is given more than once"
+                        )));
+                    }
+                    out.insert(k, v);
+                }
+                Ok(UniqueSettings(out))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+fn unique_settings<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, SettingValue>>, D::Error> {
+    Ok(Option::<UniqueSettings>::deserialize(d)?.map(|u| u.0))
+}
+
+fn unique_flat<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, SettingValue>, D::Error> {
+    Ok(UniqueSettings::deserialize(d)?.0)
 }
 
 /// A setting's value as written: text, or a number or boolean taken as its text.
@@ -477,4 +523,32 @@ pub(super) fn parse(
         merchants.insert(id.clone(), read);
     }
     (merchants, written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RawMerchant;
+
+    /// A setting named twice is refused, in either form; once each is read as before.
+    #[test]
+    fn a_setting_given_twice_is_refused() {
+        let read = |json: &str| serde_json::from_str::<RawMerchant>(json);
+        for twice in [
+            r#"{"settings": {"partner": "2088000000000009", "partner": "2088000000000001"}}"#,
+            r#"{"partner": "2088000000000009", "key": "k", "partner": "2088000000000001"}"#,
+        ] {
+            let e = read(twice).unwrap_err().to_string();
+            assert!(
+                e.contains("setting `partner` is given more than once"),
+                "{e}"
+            );
+        }
+        let once =
+            read(r#"{"plugin": "p", "settings": {"partner": "2088", "mode": 1}, "key": "k"}"#)
+                .unwrap();
+        assert_eq!(once.plugin.as_deref(), Some("p"));
+        assert_eq!(once.settings.unwrap()["mode"].text(), "1");
+        assert_eq!(once.flat["key"].text(), "k");
+        assert!(read(r#"{"plugin": "p"}"#).unwrap().settings.is_none());
+    }
 }
