@@ -247,10 +247,13 @@ fn start_shop_with_php(
     std::fs::write(&db_file, db.to_string()).unwrap();
     run_readme(platform, "install", &root);
     if charset == "gbk" {
-        // The GBK edition of the shop ships its language files in GBK; the README converts ours.
-        let common = root.join("languages/zh_cn/common.php");
-        let text = std::fs::read_to_string(&common).unwrap();
-        std::fs::write(&common, encoding_rs::GBK.encode(&text).0).unwrap();
+        // The GBK edition of the shop ships its language files in GBK, the Simplified (zh_cn) and
+        // the Traditional (zh_tw) ones; the README converts ours.
+        for lang in ["zh_cn", "zh_tw"] {
+            let common = root.join(format!("languages/{lang}/common.php"));
+            let text = std::fs::read_to_string(&common).unwrap();
+            std::fs::write(&common, encoding_rs::GBK.encode(&text).0).unwrap();
+        }
         run_readme(platform, "install-gbk", &root);
     }
     // The port the demo was told to allow (start_demo), once; else any free one.
@@ -1334,7 +1337,8 @@ async fn ecshop_gbk_shop_errors_visible_and_paid() {
     let shop = start_shop("ecshop", &dir, "gbk", &ecshop_db(&gbk_name), &[]);
     let creds = connect_with_cli(&dir, ECSHOP_MERCHANT, &shop.base);
 
-    // A wrong API token: the owner sees payhost's refusal, in GBK, not an empty box.
+    // A wrong API token: the buyer is told the settings are wrong, in GBK, not an empty box and
+    // not which setting; the owner reads the reason in the admin log (管理员日志), in GBK too.
     let wrong = Creds {
         token: "wrong-token-0000000000".into(),
         secret: creds.secret.clone(),
@@ -1346,8 +1350,16 @@ async fn ecshop_gbk_shop_errors_visible_and_paid() {
         .split("class=\"payhost-error\"")
         .nth(1)
         .unwrap_or_else(|| panic!("no error box: {page}"));
-    assert!(shown.contains("支付宝设置有误："), "{page}");
-    assert!(shown.len() > "支付宝设置有误：".len() + 20, "{page}");
+    assert!(
+        shown.contains("支付宝设置有误，暂时无法付款，请联系商家。"),
+        "{page}"
+    );
+    assert!(!shown.contains("令牌"), "{page}");
+    let logged = ecshop_admin_log(&shop.state().await, "gbk");
+    assert!(
+        logged.iter().any(|l| l.contains("不要填写运营者令牌")),
+        "{logged:?}"
+    );
 
     ecshop_install(&shop, &d, "b2c", "", &creds).await;
     let r = get(&shop.url("flow.php?step=done&order_id=2"), None).await;
@@ -2427,6 +2439,15 @@ async fn shopex_refunded_while_down(
     name: &str,
     env: &[(&str, &str)],
 ) -> (Demo, Shop, Creds, String, String) {
+    shopex_refunded_while_down_by(name, env, None).await
+}
+
+/// [`shopex_refunded_while_down`]; with `part`, refunded by that amount only (PARTIALLY_REFUNDED).
+async fn shopex_refunded_while_down_by(
+    name: &str,
+    env: &[(&str, &str)],
+    part: Option<&str>,
+) -> (Demo, Shop, Creds, String, String) {
     let dir = temp_dir(name);
     let demo = start_demo(&dir, 1);
     let d = demo.base.clone();
@@ -2447,12 +2468,20 @@ async fn shopex_refunded_while_down(
         .to_owned();
     let r = post_form(
         &format!("{d}/sandbox/refund"),
-        &format!("partner={PARTNER}&out_trade_no={payment_id}&refund_fee={fee}"),
+        &format!(
+            "partner={PARTNER}&out_trade_no={payment_id}&refund_fee={}",
+            part.unwrap_or(&fee)
+        ),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    let refunded = if part.is_some() {
+        "PARTIALLY_REFUNDED"
+    } else {
+        "REFUNDED"
+    };
     wait_until(
-        || async { payhost_status(&d, SHOPEX_MERCHANT, &payment_id).await == "REFUNDED" },
+        || async { payhost_status(&d, SHOPEX_MERCHANT, &payment_id).await == refunded },
         "payhost to get the refund's notify",
     )
     .await;
@@ -2473,6 +2502,23 @@ fn shopex_log_lines(state: &Value, text: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The owner's notes of every ShopEx order that contain `text`: the lines of the orders' admin
+/// remark (sdb_orders.mark_text, 订单备注, which only the admin shows; mdl_order::saveMarkText()).
+fn shopex_owner_notes(state: &Value, text: &str) -> Vec<String> {
+    state["orders"]
+        .as_object()
+        .map(|orders| {
+            orders
+                .values()
+                .filter_map(|o| o["mark_text"].as_str())
+                .flat_map(|m| m.lines())
+                .filter(|l| l.contains(text))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// ShopEx's database refusing writes while the payment is refunded in full at Alipay: the
 /// "paid" event retried afterwards does not make the order paid for money that went back;
 /// payhost's status is asked first, and the order's log says why.
@@ -2483,7 +2529,7 @@ async fn shopex_a_paid_event_retried_after_a_full_refund_leaves_the_order_unpaid
     get(&shop.url("_state.php?db_down=0"), None).await;
     let marker = format!("[payhost refunded {payment_id}]");
     wait_until(
-        || async { !shopex_log_lines(&shop.state().await, &marker).is_empty() },
+        || async { !shopex_owner_notes(&shop.state().await, &marker).is_empty() },
         "the log line of a payment refunded before the shop took it",
     )
     .await;
@@ -2515,7 +2561,14 @@ async fn shopex_a_refunded_payment_delivered_twice_at_once_is_logged_once() {
     assert_eq!(b.0, 200, "{}", b.1);
     let s = shop.state().await;
     let marker = format!("[payhost refunded {payment_id}]");
-    assert_eq!(shopex_log_lines(&s, &marker).len(), 1, "{s}");
+    assert_eq!(shopex_owner_notes(&s, &marker).len(), 1, "{s}");
+    // The line of this case only: the refund's own event (payment.refunded, refused while the
+    // database was down) may be retried and logged at this moment too (支付宝已全额退款：…).
+    assert_eq!(
+        shopex_log_lines(&s, "在商店确认收款之前已全额退款").len(),
+        1,
+        "{s}"
+    );
     assert_eq!(s["payments"][&payment_id]["status"], "ready", "{s}");
 }
 
@@ -2555,7 +2608,7 @@ async fn shopex_an_old_page_paid_after_the_order_changed_is_held_or_noted() {
     wait_until(
         || async {
             let s = shop.state().await;
-            !shopex_log_lines(&s, &over_marker).is_empty()
+            !shopex_owner_notes(&s, &over_marker).is_empty()
                 && s["orders"]["20261123002"]["pay_status"] == 1
         },
         "order 2 paid, with its note",
@@ -2570,9 +2623,9 @@ async fn shopex_an_old_page_paid_after_the_order_changed_is_held_or_noted() {
     let s = shop.state().await;
     assert_eq!(s["payments"][&dead_id]["status"], "ready", "{s}");
     assert_eq!(s["orders"]["20261123001"]["pay_status"], 0, "{s}");
-    assert_eq!(shopex_log_lines(&s, &dead_marker).len(), 1, "{s}");
-    assert_eq!(shopex_log_lines(&s, &over_marker).len(), 1, "{s}");
-    let over = &shopex_log_lines(&s, &over_marker)[0];
+    assert_eq!(shopex_owner_notes(&s, &dead_marker).len(), 1, "{s}");
+    assert_eq!(shopex_owner_notes(&s, &over_marker).len(), 1, "{s}");
+    let over = &shopex_owner_notes(&s, &over_marker)[0];
     assert!(
         over.contains("￥15.00") && over.contains("￥12.00") && over.contains("多 ￥3.00"),
         "{over}"
@@ -2742,9 +2795,9 @@ async fn shopex_an_order_deleted_or_paid_already_is_told_on_the_return() {
     assert_eq!(s["payments"][&deleted_id]["status"], "ready", "{s}");
     assert_eq!(s["orders"]["20261123001"]["pay_status"], 0, "{s}");
     let marker = format!("[payhost deleted {deleted_id}]");
-    assert_eq!(shopex_log_lines(&s, &marker).len(), 1, "{s}");
+    assert_eq!(shopex_owner_notes(&s, &marker).len(), 1, "{s}");
     assert!(
-        shopex_log_lines(&s, &marker)[0].contains("订单已删除（回收站）"),
+        shopex_owner_notes(&s, &marker)[0].contains("订单已删除（回收站）"),
         "{s}"
     );
     assert!(s["payed_calls"].as_array().unwrap().is_empty(), "{s}");
@@ -2981,13 +3034,25 @@ async fn shopex_errors_are_shown_on_the_page() {
     .await;
     let page = r.text();
     assert!(page.contains("class=\"payhost-error\""), "{page}");
-    assert!(page.contains("支付宝设置有误："), "{page}");
-    // In Chinese, saying what to do; payhost's own words after it for support.
+    // The buyer: the settings are wrong, contact the shop; nothing of which setting.
     assert!(
-        page.contains("payhost 不认可「payhost API 令牌」"),
+        page.contains("支付宝设置有误，暂时无法付款，请联系商家。"),
         "{page}"
     );
-    assert!(page.contains("(payhost HTTP 401 unauthorized"), "{page}");
+    assert!(
+        !page.contains("令牌") && !page.contains("payhost HTTP"),
+        "{page}"
+    );
+    // The owner, in the shop's log: in Chinese, saying what to do; payhost's own words after it.
+    let logged = shopex_admin_log(&shop);
+    assert!(
+        logged.contains("payhost 不认可「payhost API 令牌」"),
+        "{logged}"
+    );
+    assert!(
+        logged.contains("(payhost HTTP 401 unauthorized"),
+        "{logged}"
+    );
     assert!(
         !page.contains("<form"),
         "no hidden-field form posted to action=\"\": {page}"
@@ -3016,7 +3081,16 @@ async fn shopex_errors_are_shown_on_the_page() {
     )
     .await
     .text();
-    assert!(page.contains("不要填写运营者令牌"), "{page}");
+    assert!(
+        page.contains("支付宝设置有误，暂时无法付款，请联系商家。"),
+        "{page}"
+    );
+    assert!(!page.contains("运营者令牌"), "{page}");
+    assert!(
+        shopex_admin_log(&other).contains("不要填写运营者令牌"),
+        "{}",
+        shopex_admin_log(&other)
+    );
     assert!(!page.contains("<form"), "{page}");
 }
 
@@ -4346,6 +4420,32 @@ fn ecshop_notes(s: &Value, order_id: u64) -> Vec<String> {
         .collect()
 }
 
+/// The lines of ecshop's admin log (管理员日志: admin/admin_logs.php lists the admin_log table),
+/// decoded from the shop's charset.
+fn ecshop_admin_log(s: &Value, charset: &str) -> Vec<String> {
+    s["admin_log"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|l| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(l["log_info_b64"].as_str().unwrap_or_default())
+                .unwrap();
+            if charset == "gbk" {
+                encoding_rs::GBK.decode(&bytes).0.into_owned()
+            } else {
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        })
+        .collect()
+}
+
+/// The ShopEx app's log for the owner, `home/logs/payhost.log.php` ('' while there is none).
+fn shopex_admin_log(shop: &Shop) -> String {
+    std::fs::read_to_string(shop.root.join("home/logs/payhost.log.php")).unwrap_or_default()
+}
+
 /// [`ecshop_notes`] that contain `marker`.
 fn ecshop_notes_with(s: &Value, order_id: u64, marker: &str) -> Vec<String> {
     ecshop_notes(s, order_id)
@@ -4451,7 +4551,16 @@ async fn ecshop_module_without_a_key_trusts_no_webhook() {
     };
     ecshop_install_keyed(&shop, &d, "b2c", "", &creds, "").await;
     let (log_id, page) = ecshop_checkout(&shop, 1).await;
-    assert!(page.contains("payhost 商户密钥"), "{page}");
+    assert!(
+        page.contains("支付宝设置有误，暂时无法付款，请联系商家。"),
+        "{page}"
+    );
+    assert!(
+        ecshop_admin_log(&shop.state().await, "utf-8")
+            .iter()
+            .any(|l| l.contains("payhost 商户密钥")),
+        "what to fill in, for the owner"
+    );
     let anyones = payhost::service::hmac_hex(
         "",
         format!("payhost-shop-webhook:ecshop-{PARTNER}").as_bytes(),
@@ -4735,6 +4844,24 @@ fn module_order_numbers_and_error_texts() {
                 .starts_with("无法连接 payhost"),
             "{v}"
         );
+        // What the buyer is told of each: payhost down or busy → "unavailable, try later"; what
+        // only the owner can fix → "settings wrong, contact the shop"; the rest as it is.
+        for (answer, kind) in [
+            ("timeout", "down"),
+            ("refused", "down"),
+            ("429", "down"),
+            ("503", "down"),
+            ("no_http_client", "settings"),
+            ("401", "settings"),
+            ("403", "settings"),
+            ("404_merchant", "settings"),
+            ("400_field", "settings"),
+            ("409_not_configured", "settings"),
+            ("409_conflict", "other"),
+            ("502", "down"),
+        ] {
+            assert_eq!(v["kinds"][answer], kind, "{answer}: {v}");
+        }
     };
     texts(&e);
     assert!(
@@ -4985,24 +5112,57 @@ async fn ecshop_secret_pasted_later_reaches_payhost_and_errors_are_chinese() {
     let _ = ecshop_checkout(&shop, 2).await;
     assert_eq!(settings_saves(&demo), 1);
 
-    // A wrong key: payhost names the field; the owner reads its Chinese label.
+    // A wrong key: payhost names the field; the owner reads its Chinese label in the admin log,
+    // the buyer only that the settings are wrong.
+    let logged = async || ecshop_admin_log(&shop.state().await, "utf-8").join("\n");
     ecshop_install_value(&shop, "alipay_key", "short", &d, &creds).await;
     let (_, page) = ecshop_checkout(&shop, 3).await;
-    assert!(page.contains("「交易安全校验码」有误"), "{page}");
-    assert!(page.contains("(payhost HTTP 400"), "{page}");
-    // payhost not reachable.
+    assert!(
+        page.contains("支付宝设置有误，暂时无法付款，请联系商家。"),
+        "{page}"
+    );
+    assert!(!page.contains("交易安全校验码"), "{page}");
+    assert!(
+        logged().await.contains("「交易安全校验码」有误"),
+        "{}",
+        logged().await
+    );
+    assert!(
+        logged().await.contains("(payhost HTTP 400"),
+        "{}",
+        logged().await
+    );
+    // payhost not reachable: unavailable for now, for the buyer.
     ecshop_install_value(&shop, "payhost_url", "http://127.0.0.1:9", &d, &creds).await;
     let (_, page) = ecshop_checkout(&shop, 3).await;
-    assert!(page.contains("无法连接 payhost"), "{page}");
-    // A shop URL typed without its scheme: said so, not "fill it in".
+    assert!(page.contains("支付暂时不可用，请稍后再试。"), "{page}");
+    assert!(
+        logged().await.contains("无法连接 payhost"),
+        "{}",
+        logged().await
+    );
+    // A shop URL typed without its scheme: said so to the owner, not "fill it in".
     ecshop_install_value(&shop, "shop_url", "www.shop.example/", &d, &creds).await;
     let (_, page) = ecshop_checkout(&shop, 3).await;
-    assert!(page.contains("不是以 http:// 或 https:// 开头"), "{page}");
+    assert!(
+        page.contains("支付宝设置有误，暂时无法付款，请联系商家。"),
+        "{page}"
+    );
+    assert!(
+        logged().await.contains("不是以 http:// 或 https:// 开头"),
+        "{}",
+        logged().await
+    );
     // The operator's token pasted where the merchant's goes: refused before payhost is asked.
     let saves = settings_saves(&demo);
     ecshop_install_value(&shop, "payhost_api_token", TOKEN, &d, &creds).await;
     let (_, page) = ecshop_checkout(&shop, 3).await;
-    assert!(page.contains("不要填写运营者令牌"), "{page}");
+    assert!(!page.contains("运营者令牌"), "{page}");
+    assert!(
+        logged().await.contains("不要填写运营者令牌"),
+        "{}",
+        logged().await
+    );
     assert!(!page.contains("立即使用支付宝支付"), "{page}");
     assert_eq!(settings_saves(&demo), saves, "nothing sent with it");
 
@@ -5131,7 +5291,13 @@ async fn shopex_refund_deliveries_at_once_log_once() {
         assert_eq!((status, text.as_str()), (200, "ok"));
     }
     let s = shop.state().await;
-    assert_eq!(logs(&s), 2, "{s}");
+    // The same amounts again: the buyer's line is not repeated; the event is noted for the owner once.
+    assert_eq!(logs(&s), 1, "{s}");
+    assert_eq!(
+        shopex_owner_notes(&s, "[payhost evt_refund_at_once]").len(),
+        1,
+        "{s}"
+    );
 }
 
 /// ShopEx: the owner first saves without the shop secret and adds it later (updatePay() keeps
@@ -5219,7 +5385,16 @@ async fn shopex_secret_refunds_messages_and_foreign_ids() {
         let (status, text) = signed_webhook(&hook, &creds.secret, now_unix(), &refund).await;
         assert_eq!((status, text.as_str()), (200, "ok"));
     }
-    assert_eq!(logs(&shop.state().await).len(), 2);
+    // The buyer's line (the amounts only) is not repeated for the same amounts; the owner's note
+    // names the event, once.
+    let s = shop.state().await;
+    assert_eq!(logs(&s).len(), 1, "{s}");
+    assert!(!logs(&s)[0].contains("[payhost"), "{s}");
+    assert_eq!(
+        shopex_owner_notes(&s, "[payhost evt_refund_twice]").len(),
+        1,
+        "{s}"
+    );
 
     // Foreign ids: refused before getById() builds its SQL.
     let injected = "1' OR '1'='1";
@@ -5453,17 +5628,10 @@ async fn shopex_webhook_needs_the_order_paid_and_the_return_checks_the_amount() 
     let (status, text) = signed_webhook(&hook, &creds.secret, now_unix(), &event).await;
     assert_eq!(status, 503, "{text}");
     let s = shop.state().await;
-    let lines: Vec<&Value> = s["order_log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l["log_text"].as_str().unwrap_or("").contains("人工核对"))
-        .collect();
-    assert_eq!(lines.len(), 1, "one line for the owner: {s}");
-    assert!(
-        lines[0]["log_text"].as_str().unwrap().contains(&payment_id),
-        "{s}"
-    );
+    let lines = shopex_owner_notes(&s, "人工核对");
+    assert_eq!(lines.len(), 1, "one note for the owner: {s}");
+    assert!(lines[0].contains(&payment_id), "{s}");
+    assert!(!s["order_log"].to_string().contains("人工核对"), "{s}");
     get(&shop.url("_state.php?payed_fails=0"), None).await;
 
     // Order 2: its payment record says 15.00; payhost's payment (and Alipay's) another amount.
@@ -5727,4 +5895,1223 @@ async fn ecshop_a_payment_cut_off_between_the_row_and_the_order_is_not_called_ex
         ecshop_notes_with(&s, 1, "[payhost extra ").is_empty(),
         "{s}"
     );
+}
+
+// ------------------------------------------------------------------------ review fixes (2026-11)
+
+/// A stand-in for payhost that answers every request with HTTP `status` and payhost's error body
+/// with `code`, as payhost answers when it is busy (429, 503) or refuses the token (401). Its
+/// thread lives as long as the test.
+fn fake_payhost(status: u16, code: &str) -> String {
+    fake_payhost_error(
+        status,
+        json!({"code": code, "message": "fake payhost answer"}),
+    )
+}
+
+/// [`fake_payhost`] answering `error` as payhost's error object (`code`, `field`, `message`).
+fn fake_payhost_error(status: u16, error: Value) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let body = json!({ "error": error }).to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let body = body.clone();
+            std::thread::spawn(move || {
+                use std::io::{Read as _, Write as _};
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut seen = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // The request's head, then as many bytes as its Content-Length says.
+                loop {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => seen.extend_from_slice(&chunk[..n]),
+                    }
+                    if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&seen[..end]).to_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if seen.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} Fake\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    url
+}
+
+/// What a shop holds when payhost itself is not what the test is about.
+fn review_creds() -> Creds {
+    Creds {
+        token: "phm_review_token".into(),
+        secret: "phs_review_secret".into(),
+    }
+}
+
+/// ShopEx: the form of 支付方式 → 编辑 of method `cfg_id` with only payhost's address changed.
+async fn shopex_set_payhost_url(shop: &Shop, cfg_id: &str, url: &str) {
+    let saved = send_form(
+        &shop.url("shopadmin/index.php?ctl=trading/payment&act=savePayment"),
+        &format!(
+            "id={cfg_id}&pay_type=payhost&payhost_url={}",
+            form_urlencoded::byte_serialize(url.as_bytes()).collect::<String>()
+        ),
+    )
+    .await;
+    assert!(saved.contains("保存成功"), "{saved}");
+}
+
+/// Review fix 1. ShopEx makes a new payment id at every doPay(): a buyer whose first payment was
+/// paid at Alipay while the shop never took it (its webhook refused, the return never followed)
+/// and who comes back to pay the order again is not given a second cashier. The app finds the
+/// order's earlier payment of this method (mdl_payment::getOrderBillList()), asks payhost, applies
+/// it as the return does (setPayStatus(), once) and tells the buyer the order is paid.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_a_paid_earlier_payment_is_applied_instead_of_a_second_cashier() {
+    let dir = temp_dir("shopex-earlier-paid");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &[]);
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
+    let (first, pay_url) = shopex_checkout(&shop, &cfg_id, "20261123002").await;
+    get(&shop.url("_state.php?db_down=1"), None).await;
+    let _ = pay_in_cashier(&pay_url, &d).await;
+    // Refused five times: the next attempt is 8 s away, time for the buyer to come back first.
+    wait_until(
+        || async { demo_log(&demo).contains("retry_in_ms=8000") },
+        "the first payment's webhook refused",
+    )
+    .await;
+    get(&shop.url("_state.php?db_down=0"), None).await;
+    assert_eq!(shop.state().await["payments"][&first]["status"], "ready");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await; // ids are time() and a random
+    let page = get(
+        &shop.url(&format!(
+            "index.php?ctl=paycenter&act=order&order_id=20261123002&payment={cfg_id}"
+        )),
+        None,
+    )
+    .await
+    .text();
+    assert!(page.contains("id=\"payhost-paid\""), "{page}");
+    assert!(page.contains("该订单已支付"), "{page}");
+    assert!(!page.contains("<form"), "no second cashier: {page}");
+    let s = shop.state().await;
+    assert_eq!(s["payments"][&first]["status"], "succ", "{s}");
+    assert_eq!(s["orders"]["20261123002"]["pay_status"], 1, "{s}");
+    assert_eq!(s["payed_calls"].as_array().unwrap().len(), 1, "{s}");
+    let later: Vec<String> = s["payments"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| **k != first)
+        .cloned()
+        .collect();
+    assert_eq!(later.len(), 1, "{s}");
+    let r = get(
+        &format!("{d}/v1/merchants/{SHOPEX_MERCHANT}/payments/{}", later[0]),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(r.status, 404, "no payment made at payhost: {}", r.text());
+
+    // payhost's retry of the first payment's webhook: taken as paid, nothing added.
+    wait_until(
+        || async { demo_log(&demo).contains("webhook delivered") },
+        "the retried webhook acknowledged",
+    )
+    .await;
+    let s = shop.state().await;
+    assert_eq!(s["payed_calls"].as_array().unwrap().len(), 1, "{s}");
+    assert!(shopex_owner_notes(&s, "[payhost").is_empty(), "{s}");
+}
+
+/// Review fix 2. ecshop: a payment paid at payhost whose webhook never reached the shop (the
+/// shop closed while payhost retried) and whose buyer never came back through respond.php. The
+/// order page (get_code()) used to say "订单稍后会自动更新" for ever; it now pays the order with the
+/// same locked, idempotent settle() the webhook and the return use, and says it is paid. The
+/// webhook's later retry is the same payment: nothing more.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_the_order_page_pays_an_order_whose_webhook_never_came() {
+    let UntakenPayment {
+        demo,
+        shop,
+        log_id,
+        out_trade_no,
+        ..
+    } = ecshop_paid_while_closed("ecshop-order-page-settles", &[]).await;
+    wait_until(
+        || async { demo_log(&demo).contains("retry_in_ms=8000") },
+        "the webhook refused five times",
+    )
+    .await;
+    get(&shop.url("_state.php?shop_closed=0"), None).await;
+    let page = ecshop_order_page(&shop, 1).await;
+    assert!(page.contains("该订单已支付"), "{page}");
+    assert!(!page.contains("稍后会自动更新"), "{page}");
+    let s = shop.state().await;
+    assert_eq!(s["pay_log"][&log_id]["is_paid"], 1, "{s}");
+    assert_eq!(s["order_info"]["1"]["pay_status"], 2, "{s}");
+    let paid = format!("[payhost paid {out_trade_no}]");
+    assert_eq!(ecshop_notes_with(&s, 1, &paid).len(), 1, "{s}");
+    wait_until(
+        || async { demo_log(&demo).contains("webhook delivered") },
+        "payhost's retry acknowledged",
+    )
+    .await;
+    let s = shop.state().await;
+    assert_eq!(
+        ecshop_notes(&s, 1).len(),
+        1,
+        "paid once, nothing extra: {s}"
+    );
+}
+
+/// Review fix 3. payhost down (nothing listening, no answer within the 5 s, 429, 503) is not a
+/// settings problem: buyers of both shops read "支付暂时不可用，请稍后再试", and what the owner
+/// should check goes to the shop's log only (ecshop: the admin log, 管理员日志; ShopEx:
+/// home/logs/payhost.log.php). A token payhost refuses (401) is a settings problem: the buyer is
+/// told the settings are wrong, never which one.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_and_shopex_tell_buyers_payhost_is_unavailable_and_log_the_detail() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hanging = format!("http://{}", silent.local_addr().unwrap());
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let down = [
+        (closed, "无法连接 payhost"),
+        (hanging, "payhost 响应超时"),
+        (fake_payhost(429, "rate_limited"), "payhost 繁忙"),
+        (fake_payhost(503, "busy"), "payhost 繁忙"),
+    ];
+    let refused = fake_payhost(401, "unauthorized");
+    let creds = review_creds();
+
+    // ecshop
+    let dir = temp_dir("ecshop-unavailable");
+    let shop = start_shop("ecshop", &dir, "utf-8", &ecshop_db(b"Tea"), &[]);
+    for (url, detail) in &down {
+        ecshop_install_value(&shop, "payhost_url", url, url, &creds).await;
+        let (_, page) = ecshop_checkout(&shop, 1).await;
+        assert!(
+            page.contains("支付暂时不可用，请稍后再试。"),
+            "{url}: {page}"
+        );
+        for leak in ["设置有误", "payhost 地址", "payhost HTTP", "payhost 繁忙"] {
+            assert!(!page.contains(leak), "{url}: {leak} in {page}");
+        }
+        let logged = ecshop_admin_log(&shop.state().await, "utf-8");
+        assert!(
+            logged.iter().any(|l| l.contains(detail)),
+            "{url}: {logged:?}"
+        );
+    }
+    ecshop_install_value(&shop, "payhost_url", &refused, &refused, &creds).await;
+    let (_, page) = ecshop_checkout(&shop, 1).await;
+    assert!(
+        page.contains("支付宝设置有误，暂时无法付款，请联系商家。"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("令牌") && !page.contains("payhost HTTP"),
+        "{page}"
+    );
+    let logged = ecshop_admin_log(&shop.state().await, "utf-8");
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains("payhost 不认可「payhost API 令牌」")),
+        "{logged:?}"
+    );
+    // The same failure again within minutes: one line, not one per page view.
+    let before = ecshop_admin_log(&shop.state().await, "utf-8").len();
+    let _ = ecshop_checkout(&shop, 1).await;
+    assert_eq!(ecshop_admin_log(&shop.state().await, "utf-8").len(), before);
+
+    // ShopEx
+    let shop = start_shop(
+        "shopex",
+        &temp_dir("shopex-unavailable"),
+        "utf-8",
+        &shopex_db(),
+        &[],
+    );
+    let (cfg_id, _) = shopex_install(&shop, &refused, &creds).await;
+    let pay = shop.url(&format!(
+        "index.php?ctl=paycenter&act=order&order_id=20261123001&payment={cfg_id}"
+    ));
+    for (url, detail) in &down {
+        shopex_set_payhost_url(&shop, &cfg_id, url).await;
+        let page = get(&pay, None).await.text();
+        assert!(page.contains("id=\"payhost-unavailable\""), "{url}: {page}");
+        assert!(
+            page.contains("支付暂时不可用，请稍后再试。"),
+            "{url}: {page}"
+        );
+        for leak in ["设置有误", "payhost 地址", "payhost HTTP", "payhost 繁忙"] {
+            assert!(!page.contains(leak), "{url}: {leak} in {page}");
+        }
+        let logged = shopex_admin_log(&shop);
+        assert!(logged.starts_with("<?php exit()?>\n"), "{logged}");
+        assert!(logged.contains(detail), "{url}: {logged}");
+    }
+    shopex_set_payhost_url(&shop, &cfg_id, &refused).await;
+    let page = get(&pay, None).await.text();
+    assert!(
+        page.contains("支付宝设置有误，暂时无法付款，请联系商家。"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("令牌") && !page.contains("payhost HTTP"),
+        "{page}"
+    );
+    assert!(
+        shopex_admin_log(&shop).contains("payhost 不认可「payhost API 令牌」"),
+        "{}",
+        shopex_admin_log(&shop)
+    );
+    drop(silent);
+}
+
+/// Review fix 4. The buyer's return asks payhost for the payment's status; a payhost that
+/// accepts the connection and never answers holds the page 5 s (as the order page's calls), not
+/// 20 s — the "being confirmed" page reloads itself up to five times.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_and_shopex_returns_wait_at_most_5_s_for_a_stuck_payhost() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hanging = format!("http://{}", silent.local_addr().unwrap());
+    let creds = review_creds();
+    let timed = async |url: String| -> (Duration, String) {
+        let started = std::time::Instant::now();
+        let page = get(&url, None).await.text();
+        (started.elapsed(), page)
+    };
+
+    let shop = start_shop(
+        "ecshop",
+        &temp_dir("ecshop-stuck-return"),
+        "utf-8",
+        &ecshop_db(b"Tea"),
+        &[],
+    );
+    ecshop_install_value(&shop, "payhost_url", &hanging, &hanging, &creds).await;
+    let (took, page) = timed(signed_return(
+        &shop.url("respond.php?code=payhost_alipay"),
+        &creds.secret,
+        ECSHOP_MERCHANT,
+        "2026112312345-7-1250",
+        0,
+    ))
+    .await;
+    assert!(page.contains("支付结果确认中"), "{page}");
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(9),
+        "ecshop's return took {took:?}"
+    );
+
+    let shop = start_shop(
+        "shopex",
+        &temp_dir("shopex-stuck-return"),
+        "utf-8",
+        &shopex_db(),
+        &[],
+    );
+    let (cfg_id, _) = shopex_install(&shop, &hanging, &creds).await;
+    // The payment page waits its 5 s too; its payment record is made first (doPay()).
+    let _ = get(
+        &shop.url(&format!(
+            "index.php?ctl=paycenter&act=order&order_id=20261123001&payment={cfg_id}"
+        )),
+        None,
+    )
+    .await;
+    let s = shop.state().await;
+    let id = s["payments"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let (took, page) = timed(signed_return(
+        &shop.url("plugins/app/pay_payhost/pay_payhost.php"),
+        &creds.secret,
+        SHOPEX_MERCHANT,
+        &id,
+        0,
+    ))
+    .await;
+    assert!(page.contains("id=\"payhost-pending\""), "{page}");
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(9),
+        "ShopEx's return took {took:?}"
+    );
+    drop(silent);
+}
+
+/// Review fix 5, ecshop. A payment refunded at Alipay before the shop took it, the buyer's return
+/// arriving afterwards: refunded in part (PARTIALLY_REFUNDED) — the money was paid, so the order
+/// is paid, and the owner gets a note naming the refund; refunded in full (REFUNDED) — never
+/// paid, the buyer reads "已全额退款" (not "支付结果确认中…不要重复付款" for ever), the owner a note.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_a_return_after_a_refund_is_paid_or_refunded_never_confirming() {
+    let p = ecshop_paid_while_closed("ecshop-partly-refunded-return", &[]).await;
+    let d = p.demo.base.clone();
+    let r = post_form(
+        &format!("{d}/sandbox/refund"),
+        &format!(
+            "partner={PARTNER}&out_trade_no={}&refund_fee=2.50",
+            p.out_trade_no
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_until(
+        || async {
+            payhost_status(&d, ECSHOP_MERCHANT, &p.out_trade_no).await == "PARTIALLY_REFUNDED"
+        },
+        "payhost to get the refund's notify",
+    )
+    .await;
+    get(&p.shop.url("_state.php?shop_closed=0"), None).await;
+    let back = signed_return(
+        &p.shop.url("respond.php?code=payhost_alipay"),
+        &p.creds.secret,
+        ECSHOP_MERCHANT,
+        &p.out_trade_no,
+        0,
+    );
+    let msg = message_of(&get(&back, None).await.body, "utf-8");
+    assert!(msg.starts_with("您此次的支付操作已成功！"), "{msg}");
+    let s = p.shop.state().await;
+    assert_eq!(s["pay_log"][&p.log_id]["is_paid"], 1, "{s}");
+    let noted = ecshop_notes_with(
+        &s,
+        1,
+        &format!("[payhost partly-refunded {}]", p.out_trade_no),
+    );
+    assert_eq!(noted.len(), 1, "{s}");
+    assert!(
+        noted[0].contains("2.50") && noted[0].contains("部分退款"),
+        "{s}"
+    );
+
+    let q = ecshop_refunded_while_closed("ecshop-fully-refunded-return", &[]).await;
+    get(&q.shop.url("_state.php?shop_closed=0"), None).await;
+    let back = signed_return(
+        &q.shop.url("respond.php?code=payhost_alipay"),
+        &q.creds.secret,
+        ECSHOP_MERCHANT,
+        &q.out_trade_no,
+        0,
+    );
+    for _ in 0..2 {
+        let msg = message_of(&get(&back, None).await.body, "utf-8");
+        assert!(msg.contains("id=\"payhost-refunded\""), "{msg}");
+        assert!(msg.contains("已全额退款"), "{msg}");
+        assert!(!msg.contains("确认中") && !msg.contains("已成功"), "{msg}");
+    }
+    let s = q.shop.state().await;
+    assert_eq!(s["pay_log"][&q.log_id]["is_paid"], 0, "{s}");
+    assert_eq!(s["order_info"]["1"]["pay_status"], 0, "{s}");
+    assert_eq!(
+        ecshop_notes_with(&s, 1, "[payhost refunded ").len(),
+        1,
+        "{s}"
+    );
+}
+
+/// Review fix 5, ShopEx: the same two returns. PARTIALLY_REFUNDED pays the payment and its order
+/// (ShopEx's result page follows), the order's log names the refund; REFUNDED leaves both unpaid
+/// and says so, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_a_return_after_a_refund_is_paid_or_refunded_never_confirming() {
+    let (demo, shop, creds, payment_id, _) =
+        shopex_refunded_while_down_by("shopex-partly-refunded-return", &[], Some("3.00")).await;
+    let d = demo.base.clone();
+    assert_eq!(
+        payhost_status(&d, SHOPEX_MERCHANT, &payment_id).await,
+        "PARTIALLY_REFUNDED"
+    );
+    get(&shop.url("_state.php?db_down=0"), None).await;
+    let back = signed_return(
+        &shop.url("plugins/app/pay_payhost/pay_payhost.php"),
+        &creds.secret,
+        SHOPEX_MERCHANT,
+        &payment_id,
+        0,
+    );
+    let page = get(&back, None).await.text();
+    assert!(!page.contains("payhost-pending"), "{page}");
+    assert!(page.contains("act=result"), "ShopEx's result page: {page}");
+    let s = shop.state().await;
+    assert_eq!(s["payments"][&payment_id]["status"], "succ", "{s}");
+    assert_eq!(s["orders"]["20261123001"]["pay_status"], 1, "{s}");
+    let marker = format!("[payhost partly-refunded {payment_id}]");
+    assert_eq!(shopex_owner_notes(&s, &marker).len(), 1, "{s}");
+    let lines = shopex_log_lines(&s, "已部分退款");
+    assert!(
+        lines.len() == 1 && lines[0].contains("3.00") && !lines[0].contains("[payhost"),
+        "{s}"
+    );
+
+    let (_demo, shop, creds, payment_id, _) =
+        shopex_refunded_while_down("shopex-fully-refunded-return", &[]).await;
+    get(&shop.url("_state.php?db_down=0"), None).await;
+    let back = signed_return(
+        &shop.url("plugins/app/pay_payhost/pay_payhost.php"),
+        &creds.secret,
+        SHOPEX_MERCHANT,
+        &payment_id,
+        0,
+    );
+    for _ in 0..2 {
+        let page = get(&back, None).await.text();
+        assert!(page.contains("id=\"payhost-refunded\""), "{page}");
+        assert!(page.contains("已全额退款"), "{page}");
+        assert!(!page.contains("payhost-pending"), "{page}");
+    }
+    let s = shop.state().await;
+    assert_eq!(s["payments"][&payment_id]["status"], "ready", "{s}");
+    assert!(
+        s["payed_calls"].as_array().is_none_or(|c| c.is_empty()),
+        "{s}"
+    );
+    let marker = format!("[payhost refunded {payment_id}]");
+    assert_eq!(shopex_owner_notes(&s, &marker).len(), 1, "{s}");
+}
+
+/// Review fix 6. ShopEx's member order page (ctl.member.php orderdetail() → getLogs(),
+/// member/orderdetail.html) lists every line of the order's log, as it is: the app's lines there
+/// say what happened in words for the buyer, without instructions for the owner or markers; the
+/// owner's note (what to check, refund, confirm by hand) and its marker go into the order's admin
+/// remark (mark_text, 订单备注), which only the admin shows.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_order_log_lines_suit_the_buyer_and_owner_notes_are_in_the_admin_remark() {
+    let dir = temp_dir("shopex-buyer-lines");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &[]);
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
+    let (dead_id, _) = shopex_checkout(&shop, &cfg_id, "20261123001").await;
+    let (unpaid_id, _) = shopex_checkout(&shop, &cfg_id, "20261123002").await;
+    let hook = shop.url("plugins/app/pay_payhost/pay_payhost.server.php");
+    // Order 1 cancelled in the admin, then its payment arrives.
+    get(&shop.url("_state.php?order=20261123001&status=dead"), None).await;
+    let event = json!({"type": "payment.paid", "out_trade_no": dead_id, "total_fee": "8.80"});
+    let (status, text) = signed_webhook(&hook, &creds.secret, now_unix(), &event).await;
+    assert_eq!(status, 200, "{text}");
+    // Order 2: ShopEx's payed() fails after the payment is written succ.
+    get(&shop.url("_state.php?payed_fails=1"), None).await;
+    let event = json!({"type": "payment.paid", "out_trade_no": unpaid_id, "total_fee": "15.00"});
+    let (status, text) = signed_webhook(&hook, &creds.secret, now_unix(), &event).await;
+    assert_eq!(status, 503, "{text}");
+    get(&shop.url("_state.php?payed_fails=0"), None).await;
+
+    for (order, id, said) in [
+        ("20261123001", &dead_id, "订单已作废"),
+        ("20261123002", &unpaid_id, "已收到"),
+    ] {
+        let page = get(
+            &shop.url(&format!("index.php?member-{order}-orderdetail.html")),
+            None,
+        )
+        .await
+        .text();
+        let lines = page
+            .split("<ol id=\"orderlogs\">")
+            .nth(1)
+            .unwrap_or_default();
+        assert!(
+            lines.contains(id.as_str()) && lines.contains(said),
+            "{page}"
+        );
+        for owner_only in [
+            "【注意】",
+            "[payhost",
+            "payhost 管理页面",
+            "人工核对",
+            "ShopEx 更新订单失败",
+        ] {
+            assert!(
+                !lines.contains(owner_only),
+                "{owner_only} shown to the buyer: {page}"
+            );
+        }
+    }
+    let s = shop.state().await;
+    let dead = shopex_owner_notes(&s, &format!("[payhost dead {dead_id}]"));
+    assert_eq!(dead.len(), 1, "{s}");
+    assert!(dead[0].contains("请在 payhost 管理页面核对并退款"), "{s}");
+    let unpaid = shopex_owner_notes(&s, &format!("[payhost unpaid {unpaid_id}]"));
+    assert_eq!(unpaid.len(), 1, "{s}");
+    assert!(unpaid[0].contains("人工核对"), "{s}");
+    assert_eq!(s["orders"]["20261123001"]["mark_type"], "b1", "{s}");
+}
+
+/// Two payments of one ShopEx order (two cashiers, the buyer paid both), their webhooks at the
+/// same moment with the gap between the payment's succ and mdl_order::payed() widened
+/// (PAYED_WINDOW_MS; with `no_locks`, GET_LOCK locks nothing: HARNESS_NO_LOCKS). Both answered
+/// 200, the order paid; the owner's notes naming a second payment.
+async fn shopex_two_payments_at_once(no_locks: bool) -> Vec<String> {
+    let dir = temp_dir(if no_locks {
+        "shopex-two-at-once-unlocked"
+    } else {
+        "shopex-two-at-once"
+    });
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let mut env = vec![("PAYED_WINDOW_MS", "800")];
+    if no_locks {
+        env.push(("HARNESS_NO_LOCKS", "1"));
+    }
+    let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &env);
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
+    shopex_checkout(&shop, &cfg_id, "20261123002").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // ids are time() and a random
+    shopex_checkout(&shop, &cfg_id, "20261123002").await;
+    let mut ids: Vec<String> = shop.state().await["payments"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let hook = shop.url("plugins/app/pay_payhost/pay_payhost.server.php");
+    let send = |id: String| {
+        let hook = hook.clone();
+        let secret = creds.secret.clone();
+        async move {
+            let event = json!({"type": "payment.paid", "out_trade_no": id, "total_fee": "15.00"});
+            signed_webhook(&hook, &secret, now_unix(), &event).await
+        }
+    };
+    let (a, b) = tokio::join!(send(ids[0].clone()), async {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        send(ids[1].clone()).await
+    });
+    assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+    let s = shop.state().await;
+    assert_eq!(s["orders"]["20261123002"]["pay_status"], 1, "{s}");
+    let second = shopex_owner_notes(&s, "[payhost second ");
+    for note in &second {
+        assert!(note.contains(&ids[0]) || note.contains(&ids[1]), "{s}");
+    }
+    second
+}
+
+/// Review fix 7. Without a lock both webhooks of two payments of one order found the order unpaid
+/// and the second was taken without a word. Under the order's MySQL named lock
+/// (payhost_order_<order id>, taken around payhost_is_second() and setPayStatus()) one pays the
+/// order and the other is named for the owner as a second payment, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_two_payments_of_one_order_at_once_are_one_payment_and_one_second() {
+    let second = shopex_two_payments_at_once(false).await;
+    assert_eq!(
+        second.len(),
+        1,
+        "one of the two named for a refund: {second:?}"
+    );
+}
+
+/// The negative control of the test above: with GET_LOCK locking nothing, the same two webhooks
+/// both find the order unpaid and neither is named, which is the race the lock closes.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_race_control_without_the_order_lock_names_no_second_payment() {
+    let second = shopex_two_payments_at_once(true).await;
+    assert!(second.is_empty(), "{second:?}");
+}
+
+/// Review fix 8. ecshop's GBK edition ships its Traditional Chinese language (languages/zh_tw)
+/// in GBK too: the README's install-gbk step converts the module's zh_tw file as well, so a GBK
+/// shop in zh_tw shows the module's texts, not UTF-8 bytes read as GBK.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_gbk_shop_in_traditional_chinese_reads_the_module_in_gbk() {
+    let dir = temp_dir("ecshop-gbk-zh-tw");
+    let (name, _, _) = encoding_rs::GBK.encode("茶香小舖");
+    let mut db = ecshop_db(&name);
+    db["shop_config"]["lang"] = "zh_tw".into();
+    let shop = start_shop("ecshop", &dir, "gbk", &db, &[]);
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let creds = review_creds();
+    ecshop_install_value(&shop, "shop_url", "www.shop.example/", &closed, &creds).await;
+    let r = get(&shop.url("flow.php?step=done&order_id=2"), None).await;
+    let (page, _, bad) = encoding_rs::GBK.decode(&r.body);
+    assert!(!bad, "the page is GBK: {page}");
+    assert!(page.contains("支付寶設定有誤"), "{page}");
+    ecshop_install_value(&shop, "payhost_url", &closed, &closed, &creds).await;
+    let r = get(&shop.url("flow.php?step=done&order_id=2"), None).await;
+    let (page, _, bad) = encoding_rs::GBK.decode(&r.body);
+    assert!(!bad, "the page is GBK: {page}");
+    assert!(page.contains("支付暫時不可用，請稍後再試。"), "{page}");
+    let logged = ecshop_admin_log(&shop.state().await, "gbk");
+    assert!(
+        logged.iter().any(|l| l.contains("無法連線 payhost")),
+        "{logged:?}"
+    );
+}
+
+// ---------------------------------------------------------------- second review fixes (2026-11)
+
+/// Second review, fix 1. ShopEx's return of a paid payment applies it under the order's lock
+/// (payhost_take()). When the lock is not had — another request holds it past GET_LOCK's 10 s;
+/// here the harness's GET_LOCK answers 0 (`_state.php?locks_busy=1`) — callback() fell through to
+/// PAY_SUCCESS and the dispatcher's progress() ran setPayStatus() itself, outside the lock and
+/// without its checks: a cancelled order was paid. It now shows "支付结果确认中" and asks again;
+/// with the lock free the return says the order is cancelled, and nothing is paid.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_a_return_without_the_orders_lock_pays_nothing() {
+    let dir = temp_dir("shopex-return-lock-busy");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &[]);
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
+    let (payment_id, pay_url) = shopex_checkout(&shop, &cfg_id, "20261123001").await;
+    get(&shop.url("_state.php?locks_busy=1"), None).await;
+    let callback = pay_in_cashier(&pay_url, &d).await;
+    wait_until(
+        || async { payhost_status(&d, SHOPEX_MERCHANT, &payment_id).await == "TRADE_SUCCESS" },
+        "payhost to get Alipay's notify",
+    )
+    .await;
+    get(&shop.url("_state.php?order=20261123001&status=dead"), None).await;
+    let back = landing_from(&callback).await;
+    let unpaid = |s: &Value| {
+        assert_eq!(s["payments"][&payment_id]["status"], "ready", "{s}");
+        assert!(
+            s["payed_calls"].as_array().is_none_or(|c| c.is_empty()),
+            "{s}"
+        );
+        assert_eq!(s["orders"]["20261123001"]["pay_status"], 0, "{s}");
+    };
+    let page = get(&back, None).await.text();
+    assert!(page.contains("id=\"payhost-pending\""), "{page}");
+    assert!(
+        page.contains("content=\"2;url="),
+        "the page asks again: {page}"
+    );
+    assert!(
+        !page.contains("act=result"),
+        "not ShopEx's result page: {page}"
+    );
+    unpaid(&shop.state().await);
+
+    get(&shop.url("_state.php?locks_busy=0"), None).await;
+    let page = get(&back, None).await.text();
+    assert!(page.contains("id=\"payhost-dead\""), "{page}");
+    unpaid(&shop.state().await);
+}
+
+/// Second review, fix 2 (and a fatal error while a lock is held). MySQL's named locks belong to
+/// the server: ShopEx's order lock `payhost_order_<order id>` was the same for two shops on one
+/// shared MySQL, whose order ids (dates and a counter) meet. The name now carries a hash of the
+/// shop's DB_NAME and DB_PREFIX (config/config.php), within MySQL's 64 characters; and a request
+/// that dies while it holds the lock releases it (a shutdown function): ShopEx's persistent
+/// connections (DB_PCONNECT) would keep it held after the request.
+#[test]
+fn shopex_order_locks_are_named_per_shop_database_and_released_on_a_fatal_error() {
+    let root = repo_root().display().to_string();
+    let run = |db: &str, prefix: &str, fatal: bool| -> Vec<String> {
+        let mut cmd = Command::new("php");
+        cmd.args(["-d", "display_errors=0"])
+            .arg(repo_root().join("tests/php/shopex_lock_unit.php"))
+            .args([root.as_str(), db, prefix]);
+        if fatal {
+            cmd.arg("fatal");
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&out.stderr)));
+        v["statements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let lock_of = |statements: &[String]| -> String {
+        let get = statements
+            .iter()
+            .find_map(|s| s.strip_prefix("SELECT GET_LOCK('"))
+            .unwrap_or_else(|| panic!("no GET_LOCK: {statements:?}"));
+        get.split('\'').next().unwrap().to_owned()
+    };
+    let long_db = "d".repeat(64);
+    let shops = [
+        ("shop_a", "sdb_"),
+        ("shop_b", "sdb_"),
+        ("shop_a", "shop2_"),
+        (long_db.as_str(), "sdb_"),
+    ];
+    let mut names = Vec::new();
+    for (db, prefix) in shops {
+        let statements = run(db, prefix, false);
+        let name = lock_of(&statements);
+        assert!(
+            name.starts_with("payhost_order_")
+                && name.ends_with("_20261123001")
+                && name.len() <= 64,
+            "{db} {prefix}: {name}"
+        );
+        assert!(
+            statements.contains(&format!("SELECT RELEASE_LOCK('{name}') AS released"))
+                && statements.last().unwrap() == "result paid",
+            "{statements:?}"
+        );
+        names.push(name);
+    }
+    assert_eq!(run("shop_a", "sdb_", false), run("shop_a", "sdb_", false));
+    let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
+    assert_eq!(distinct.len(), names.len(), "one name per shop: {names:?}");
+
+    let died = run("shop_a", "sdb_", true);
+    let name = lock_of(&died);
+    assert!(
+        died.contains(&format!("SELECT RELEASE_LOCK('{name}') AS released")),
+        "the lock released after the fatal error: {died:?}"
+    );
+}
+
+/// Second review, fix 3. While payhost was down each try of the buyer made a new ShopEx payment
+/// (doPay() writes it before toSubmit() fails): five tries pushed the payment paid at Alipay out
+/// of the newest five the payment page asked payhost about, and the buyer got a second cashier.
+/// Every earlier payment of the method is asked now (up to 20, within 6 s; payhost answers 404 at
+/// once for the tries it never saw): the paid one is applied and the buyer told the order is paid.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_a_paid_payment_behind_failed_tries_is_applied_not_paid_twice() {
+    let dir = temp_dir("shopex-earlier-behind-tries");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop("shopex", &dir, "utf-8", &shopex_db(), &[]);
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
+    let (first, pay_url) = shopex_checkout(&shop, &cfg_id, "20261123002").await;
+    get(&shop.url("_state.php?db_down=1"), None).await;
+    let _ = pay_in_cashier(&pay_url, &d).await;
+    // Refused five times: the next attempt is 8 s away, time for the tries and the last visit.
+    wait_until(
+        || async { demo_log(&demo).contains("retry_in_ms=8000") },
+        "the first payment's webhook refused",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // ids are time() and a random
+    let pay = shop.url(&format!(
+        "index.php?ctl=paycenter&act=order&order_id=20261123002&payment={cfg_id}"
+    ));
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    shopex_set_payhost_url(&shop, &cfg_id, &closed).await;
+    for _ in 0..5 {
+        let page = get(&pay, None).await.text();
+        assert!(page.contains("id=\"payhost-unavailable\""), "{page}");
+    }
+    shopex_set_payhost_url(&shop, &cfg_id, &d).await;
+    get(&shop.url("_state.php?db_down=0"), None).await;
+    let page = get(&pay, None).await.text();
+    assert!(page.contains("id=\"payhost-paid\""), "{page}");
+    assert!(!page.contains("<form"), "no second cashier: {page}");
+    let s = shop.state().await;
+    assert_eq!(s["payments"].as_object().unwrap().len(), 7, "{s}");
+    assert_eq!(s["payments"][&first]["status"], "succ", "{s}");
+    assert_eq!(s["orders"]["20261123002"]["pay_status"], 1, "{s}");
+    assert_eq!(s["payed_calls"].as_array().unwrap().len(), 1, "{s}");
+}
+
+/// Second review, fix 4, the classes: what a failed call means for the buyer is read from
+/// payhost's error.code (host/src/http/error.rs, service.rs). Alipay refusing the merchant's
+/// signature or app (502 gateway_bad_signature, gateway_isv.*, 40006, the legacy ILLEGAL_PARTNER
+/// and *SIGN*, an isv.* sub code named in payhost's message) is a settings problem; the order's
+/// own data refused (invalid_order, invalid_request of the amount or subject) is the order's, not
+/// a setting to correct; any other 5xx is payhost unavailable. Both modules, and the owner's
+/// words of an order refused.
+#[test]
+fn module_errors_are_classed_by_payhosts_code() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let run = |script: &str, args: &[&str]| -> Value {
+        let out = Command::new("php")
+            .arg(repo_root().join("tests/php").join(script))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let adapter = repo_root().join("adapters/ecshop").display().to_string();
+    let root = repo_root().display().to_string();
+    for v in [
+        run("ecshop_module_unit.php", &[&adapter, "zh_cn", &url]),
+        run("shopex_plugin_unit.php", &[&root, &url]),
+    ] {
+        for (answer, kind) in [
+            ("bad_signature", "settings"),
+            ("isv_in_message", "settings"),
+            ("isv_code", "settings"),
+            ("not_signed", "settings"),
+            ("illegal_partner", "settings"),
+            ("illegal_sign", "settings"),
+            ("misconfigured", "settings"),
+            ("invalid_settings", "settings"),
+            ("request_return_url", "settings"),
+            ("order_total_fee", "order"),
+            ("order_subject", "order"),
+            ("gateway_refused", "down"),
+            ("gateway_timeout", "down"),
+            ("gateway_malformed", "down"),
+            ("plugin_failed", "down"),
+            ("internal", "down"),
+            ("database_unavailable", "down"),
+        ] {
+            assert_eq!(v["kinds"][answer], kind, "{answer}: {v}");
+        }
+        let order = v["order_text"].as_str().unwrap();
+        assert!(
+            order.starts_with("订单信息不符合支付宝的要求")
+                && !order.contains("支付方式设置中改正"),
+            "{v}"
+        );
+    }
+    drop(silent);
+}
+
+/// Second review, fix 4, the pages: payhost's answers relayed as they are (its message carries
+/// Alipay's words and a correlation id) reached the buyer of both shops for every answer not
+/// classed as down or settings. The buyer now reads one of the fixed sentences — settings wrong,
+/// this order cannot be paid, unavailable, or for an amount conflict the Chinese words alone —
+/// and the owner's log has payhost's status, code and words for every kind, the conflict too.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_and_shopex_buyers_never_read_payhosts_words_or_its_correlation_id() {
+    let cases = [
+        (
+            502,
+            json!({"code": "gateway_bad_signature", "message": "the provider's answer carries a signature that does not match the configured keys (correlation id 0123456789abcdef; the detail is in the payhost log)"}),
+            "settings",
+        ),
+        (
+            502,
+            json!({"code": "gateway_40002", "message": "the payment provider refused the request: Invalid Arguments (isv.invalid-app-id) (correlation id 0123456789abcdef)"}),
+            "settings",
+        ),
+        (
+            400,
+            json!({"code": "invalid_order", "field": "total_fee", "message": "total_fee: must be at most 100000000.00"}),
+            "order",
+        ),
+        (
+            500,
+            json!({"code": "internal", "message": "internal error; see the payhost log"}),
+            "down",
+        ),
+        (
+            409,
+            json!({"code": "conflict", "field": "out_trade_no", "message": "out_trade_no exists with another amount or seller"}),
+            "other",
+        ),
+    ];
+    let leaks = [
+        "correlation",
+        "0123456789abcdef",
+        "payhost HTTP",
+        "Invalid Arguments",
+        "isv.",
+        "must be at most",
+        "internal error",
+        "another amount",
+        "有误，请在支付方式设置中改正",
+    ];
+    let creds = review_creds();
+    let ecshop = start_shop(
+        "ecshop",
+        &temp_dir("ecshop-payhost-words"),
+        "utf-8",
+        &ecshop_db(b"Tea"),
+        &[],
+    );
+    let shopex = start_shop(
+        "shopex",
+        &temp_dir("shopex-payhost-words"),
+        "utf-8",
+        &shopex_db(),
+        &[],
+    );
+    let (cfg_id, _) = shopex_install(&shopex, &fake_payhost(401, "unauthorized"), &creds).await;
+    let shopex_pay = shopex.url(&format!(
+        "index.php?ctl=paycenter&act=order&order_id=20261123001&payment={cfg_id}"
+    ));
+    for (status, error, kind) in cases {
+        let code = error["code"].as_str().unwrap().to_owned();
+        let url = fake_payhost_error(status, error);
+        let said = match kind {
+            "settings" => "支付宝设置有误，暂时无法付款，请联系商家。",
+            "order" => "这笔订单暂时无法发起支付宝支付，请联系商家。",
+            "down" => "支付暂时不可用，请稍后再试。",
+            _ => "金额不同",
+        };
+        let detail = format!("(payhost HTTP {status} {code}");
+
+        ecshop_install_value(&ecshop, "payhost_url", &url, &url, &creds).await;
+        let (_, page) = ecshop_checkout(&ecshop, 1).await;
+        assert!(page.contains(said), "ecshop {code}: {page}");
+        for leak in leaks {
+            assert!(!page.contains(leak), "ecshop {code}: {leak} shown: {page}");
+        }
+        let logged = ecshop_admin_log(&ecshop.state().await, "utf-8");
+        assert!(
+            logged.iter().any(|l| l.contains(&detail)),
+            "ecshop {code}: {logged:?}"
+        );
+
+        shopex_set_payhost_url(&shopex, &cfg_id, &url).await;
+        let page = get(&shopex_pay, None).await.text();
+        assert!(page.contains(said), "ShopEx {code}: {page}");
+        for leak in leaks {
+            assert!(!page.contains(leak), "ShopEx {code}: {leak} shown: {page}");
+        }
+        let logged = shopex_admin_log(&shopex);
+        assert!(logged.contains(&detail), "ShopEx {code}: {logged}");
+    }
+}
+
+/// Second review, fix 5. ShopEx's log for the owner (home/logs/payhost.log.php) got its
+/// `<?php exit()?>` header only when the file did not exist: an empty file left by a first write
+/// that failed was filled without it (readable from the web, and run as PHP: payhost's words
+/// relayed in a line could hold `<?php`). It grew without bound and wrote every repeat. Now: the
+/// header whenever the file is empty (looked at under the write's lock); each line one line, with
+/// no way to open PHP (`<` followed by a space); the same merchant and text once in 10 minutes;
+/// past 1 MiB one last line saying the log is full, then nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_owner_log_keeps_its_header_runs_nothing_repeats_nothing_and_is_capped() {
+    let shop = start_shop(
+        "shopex",
+        &temp_dir("shopex-owner-log"),
+        "utf-8",
+        &shopex_db(),
+        &[],
+    );
+    let said = fake_payhost_error(
+        401,
+        json!({"code": "unauthorized", "message": "<?php echo 'ran' . 'code'; ?>\nsecond line <script language=\"php\">echo 1;</script>"}),
+    );
+    let (cfg_id, _) = shopex_install(&shop, &said, &review_creds()).await;
+    let log = shop.root.join("home/logs/payhost.log.php");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::fs::write(&log, "").unwrap();
+    let pay = shop.url(&format!(
+        "index.php?ctl=paycenter&act=order&order_id=20261123001&payment={cfg_id}"
+    ));
+    for _ in 0..3 {
+        let page = get(&pay, None).await.text();
+        assert!(page.contains("支付宝设置有误"), "{page}");
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("<?php exit()?>\n"), "{text}");
+    assert_eq!(
+        text.matches("<?").count(),
+        1,
+        "only the header opens PHP: {text}"
+    );
+    assert!(!text.contains("<script"), "{text}");
+    let lines: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(lines.len(), 1, "one line for three pages: {text}");
+    assert!(
+        lines[0].contains(&format!("\t{SHOPEX_MERCHANT}\t"))
+            && lines[0].contains("second line")
+            && lines[0].contains("payhost 不认可「payhost API 令牌」"),
+        "{text}"
+    );
+    let ran = Command::new("php").arg(&log).output().unwrap();
+    assert!(
+        ran.stdout.is_empty(),
+        "run as PHP it prints nothing: {}",
+        String::from_utf8_lossy(&ran.stdout)
+    );
+
+    // A log past 1 MiB: one line saying so, then nothing more.
+    let old_line = "2026-01-01 00:00:00\tshopex-2088000000000777\tan old problem\n";
+    let big = format!(
+        "<?php exit()?>\n{}",
+        old_line.repeat((1 << 20) / old_line.len() + 1)
+    );
+    std::fs::write(&log, &big).unwrap();
+    let _ = get(&pay, None).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let added = &text[big.len()..];
+    assert!(
+        added.contains("日志已满") && added.lines().count() == 1,
+        "{added}"
+    );
+    shopex_set_payhost_url(&shop, &cfg_id, &fake_payhost(403, "forbidden")).await;
+    let _ = get(&pay, None).await;
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), text);
+}
+
+/// Second review, fix 6. ecshop's admin log page (admin/templates/admin_logs.htm) prints
+/// `{$list.log_info}` as it is, and the module's lines carry payhost's words, which relay
+/// Alipay's: they are stored HTML-escaped.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_admin_log_keeps_payhosts_words_as_text() {
+    let shop = start_shop(
+        "ecshop",
+        &temp_dir("ecshop-admin-log-escaped"),
+        "utf-8",
+        &ecshop_db(b"Tea"),
+        &[],
+    );
+    let said = fake_payhost_error(
+        401,
+        json!({"code": "unauthorized", "message": "<img src=x onerror=alert(1)> & \"more\""}),
+    );
+    ecshop_install_value(&shop, "payhost_url", &said, &said, &review_creds()).await;
+    let _ = ecshop_checkout(&shop, 1).await;
+    let logged = ecshop_admin_log(&shop.state().await, "utf-8");
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains("&lt;img src=x onerror=alert(1)&gt; &amp; &quot;more&quot;")),
+        "{logged:?}"
+    );
+    assert!(logged.iter().all(|l| !l.contains('<')), "{logged:?}");
+}
+
+/// Second review, fix 7. ecshop's order page (user.php act=order_detail → get_code()) now pays a
+/// payment whose webhook never came (paid_message() → settle()): a query that fails there printed
+/// ecshop's "MySQL server error report", with the SQL, to the buyer. paid_message() is guarded as
+/// respond() is: the buyer reads "check your orders later", nothing of the database.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_a_database_error_on_the_order_page_shows_no_sql() {
+    let p = ecshop_paid_while_closed("ecshop-order-page-db-error", &[]).await;
+    get(&p.shop.url("_state.php?fail_sql=SELECT%20is_paid"), None).await;
+    get(&p.shop.url("_state.php?shop_closed=0"), None).await;
+    let page = ecshop_order_page(&p.shop, 1).await;
+    assert!(page.contains("id=\"payhost-db-error\""), "{page}");
+    assert!(page.contains("不要重复付款"), "{page}");
+    for leak in ["MySQL", "SELECT", "pay_log", "crashed"] {
+        assert!(!page.contains(leak), "{leak} shown to the buyer: {page}");
+    }
+    assert_eq!(p.shop.state().await["pay_log"][&p.log_id]["is_paid"], 0);
+}
+
+/// Second review, fix 8. mdl_order::saveMarkText() replaces the whole admin remark: the app read
+/// it before writing the order's log line (slow here: RACE_WINDOW_MS) and wrote that copy back
+/// with its note, so a remark the owner saved meanwhile was lost. The remark is read again just
+/// before the write. And the buyer's line of a payment whose order ShopEx failed to update no
+/// longer says its status "稍后更新": that case waits for the owner.
+#[tokio::test(flavor = "multi_thread")]
+async fn shopex_an_owners_remark_saved_meanwhile_is_kept_and_the_unpaid_line_is_true() {
+    let dir = temp_dir("shopex-remark-kept");
+    let demo = start_demo(&dir, 1);
+    let d = demo.base.clone();
+    let shop = start_shop(
+        "shopex",
+        &dir,
+        "utf-8",
+        &shopex_db(),
+        &[("RACE_WINDOW_MS", "1500")],
+    );
+    let creds = connect_with_admin(&d, SHOPEX_MERCHANT, &shop.base).await;
+    let (cfg_id, _) = shopex_install(&shop, &d, &creds).await;
+    let (dead_id, _) = shopex_checkout(&shop, &cfg_id, "20261123001").await;
+    let (unpaid_id, _) = shopex_checkout(&shop, &cfg_id, "20261123002").await;
+    let hook = shop.url("plugins/app/pay_payhost/pay_payhost.server.php");
+    get(&shop.url("_state.php?order=20261123001&status=dead"), None).await;
+    let event = json!({"type": "payment.paid", "out_trade_no": dead_id, "total_fee": "8.80"});
+    let owner = "店主备注：周末发货";
+    let ((status, text), _) = tokio::join!(
+        signed_webhook(&hook, &creds.secret, now_unix(), &event),
+        async {
+            // While the app writes the order's log line (1.5 s), the owner saves a remark.
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            get(
+                &shop.url(&format!(
+                    "_state.php?order=20261123001&mark_text={}",
+                    form_urlencoded::byte_serialize(owner.as_bytes()).collect::<String>()
+                )),
+                None,
+            )
+            .await
+        }
+    );
+    assert_eq!(status, 200, "{text}");
+    let s = shop.state().await;
+    let remark = s["orders"]["20261123001"]["mark_text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(remark.contains(owner), "the owner's remark kept: {s}");
+    assert!(
+        remark.contains(&format!("[payhost dead {dead_id}]")),
+        "and the app's note: {s}"
+    );
+
+    get(&shop.url("_state.php?payed_fails=1"), None).await;
+    let event = json!({"type": "payment.paid", "out_trade_no": unpaid_id, "total_fee": "15.00"});
+    let (status, text) = signed_webhook(&hook, &creds.secret, now_unix(), &event).await;
+    assert_eq!(status, 503, "{text}");
+    let lines = shopex_log_lines(&shop.state().await, &unpaid_id);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("待商家确认") && !lines[0].contains("稍后"),
+        "{lines:?}"
+    );
+}
+
+/// Second review, fix 9. ecshop's note of a payment refunded in part (partly_refunded()) was
+/// looked for and written after settle() had released the pay_log row's lock: two returns at the
+/// same moment (the shop's writes slowed: RACE_WINDOW_MS) each found none and wrote one. The look
+/// and the write are under the row's lock now: one note.
+#[tokio::test(flavor = "multi_thread")]
+async fn ecshop_a_partly_refunded_payment_returned_twice_at_once_is_noted_once() {
+    let p = ecshop_paid_while_closed("ecshop-partly-refunded-twice", &[("RACE_WINDOW_MS", "400")])
+        .await;
+    let d = p.demo.base.clone();
+    let r = post_form(
+        &format!("{d}/sandbox/refund"),
+        &format!(
+            "partner={PARTNER}&out_trade_no={}&refund_fee=2.50",
+            p.out_trade_no
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_until(
+        || async {
+            payhost_status(&d, ECSHOP_MERCHANT, &p.out_trade_no).await == "PARTIALLY_REFUNDED"
+        },
+        "payhost to get the refund's notify",
+    )
+    .await;
+    get(&p.shop.url("_state.php?shop_closed=0"), None).await;
+    let back = signed_return(
+        &p.shop.url("respond.php?code=payhost_alipay"),
+        &p.creds.secret,
+        ECSHOP_MERCHANT,
+        &p.out_trade_no,
+        0,
+    );
+    let (a, b) = tokio::join!(get(&back, None), get(&back, None));
+    for r in [a, b] {
+        let msg = message_of(&r.body, "utf-8");
+        assert!(msg.starts_with("您此次的支付操作已成功！"), "{msg}");
+    }
+    let s = p.shop.state().await;
+    assert_eq!(s["pay_log"][&p.log_id]["is_paid"], 1, "{s}");
+    let marker = format!("[payhost partly-refunded {}]", p.out_trade_no);
+    assert_eq!(ecshop_notes_with(&s, 1, &marker).len(), 1, "{s}");
 }

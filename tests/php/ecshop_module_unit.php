@@ -8,7 +8,8 @@
  * payhost_alipay_pick_transport() for PHP versions, settings and extensions this PHP is not
  * ("https,php,allow_url_fopen,https wrapper,curl" → 'fopen', 'curl' or ''), and the transport of an
  * https URL with this PHP's https stream wrapper and after stream_wrapper_unregister('https') (a
- * PHP without openssl has none), and the length of each order_action note in each language.
+ * PHP without openssl has none), payhost_alipay_failure_kind() of payhost answers (what the buyer is
+ * told: 'down', 'settings' or 'other'), and the length of each order_action note in each language.
  *
  * The notes (order_action.action_note is varchar(255), 255 characters on MySQL 4.1 and later) are
  * built for the longest numbers ecshop makes: order_sn 13 characters (lib_order.php
@@ -57,6 +58,9 @@ foreach (array('zh_cn', 'zh_tw', 'en_us') as $note_lang) {
             sprintf($_LANG['payhost_amount_note'], $otn, '100000000.00', '99999999.99'), '[payhost amount ' . $otn . ']'),
         'refund' => array($m->refund_note('payment.partially_refunded', '100000000.00', '100000000.00', $event),
             sprintf($_LANG['payhost_refund_partial'], '100000000.00', '100000000.00'), '[payhost ' . $event . ']'),
+        'partly_refunded' => array($m->partly_refunded_note($otn, '100000000.00', '100000000.00'),
+            sprintf($_LANG['payhost_partly_refunded_note'], $otn, '100000000.00', '100000000.00'),
+            '[payhost partly-refunded ' . $otn . ']'),
     );
     foreach ($notes as $kind => $n) {
         $length = count($m->note_chars($n[0]));
@@ -95,4 +99,48 @@ echo json_encode(array(
     'https_without_openssl' => stream_wrapper_unregister('https') ? payhost_alipay_transport('https://payhost.example') : 'not unregistered',
     'no_http_client' => $m->error_text(0, array('error' => array('code' => 'no_http_client', 'message' => 'x'))),
     'note_lengths' => $note_lengths,
+    // What each failure means for the buyer (down: try later; settings: contact the shop).
+    'kinds' => array(
+        'timeout' => payhost_alipay_failure_kind(0, array('error' => array('code' => 'timeout'))),
+        'refused' => payhost_alipay_failure_kind(0, null),
+        'no_http_client' => payhost_alipay_failure_kind(0, array('error' => array('code' => 'no_http_client'))),
+        '429' => payhost_alipay_failure_kind(429, null),
+        '503' => payhost_alipay_failure_kind(503, array('error' => array('code' => 'busy'))),
+        '401' => payhost_alipay_failure_kind(401, array('error' => array('code' => 'unauthorized'))),
+        '403' => payhost_alipay_failure_kind(403, array('error' => array('code' => 'forbidden'))),
+        '404_merchant' => payhost_alipay_failure_kind(404, array('error' => array('code' => 'unknown_merchant'))),
+        '400_field' => payhost_alipay_failure_kind(400, array('error' => array('code' => 'invalid_settings', 'field' => 'key'))),
+        '409_not_configured' => payhost_alipay_failure_kind(409, array('error' => array('code' => 'merchant_not_configured'))),
+        '409_conflict' => payhost_alipay_failure_kind(409, array('error' => array('code' => 'conflict'))),
+        '502' => payhost_alipay_failure_kind(502, null),
+        // By payhost's error.code (host/src/http/error.rs, service.rs), whatever the status.
+        'bad_signature' => payhost_alipay_failure_kind(502, array('error' => array('code' => 'gateway_bad_signature',
+            'message' => 'the provider\'s answer carries a signature that does not match the configured keys (correlation id 0123456789abcdef; the detail is in the payhost log)'))),
+        'isv_in_message' => payhost_alipay_failure_kind(502, array('error' => array('code' => 'gateway_40002',
+            'message' => 'the payment provider refused the request: Invalid Arguments (isv.invalid-app-id) (correlation id 0123456789abcdef)'))),
+        'isv_code' => payhost_alipay_failure_kind(502, array('error' => array('code' => 'gateway_isv.invalid-signature', 'message' => 'x'))),
+        'not_signed' => payhost_alipay_failure_kind(502, array('error' => array('code' => 'gateway_40006', 'message' => 'x'))),
+        'illegal_partner' => payhost_alipay_failure_kind(502, array('error' => array('code' => 'gateway_ILLEGAL_PARTNER', 'message' => 'x'))),
+        'illegal_sign' => payhost_alipay_failure_kind(502, array('error' => array('code' => 'gateway_ILLEGAL_SIGN', 'message' => 'x'))),
+        'gateway_refused' => payhost_alipay_failure_kind(502, array('error' => array('code' => 'gateway_40004',
+            'message' => 'the payment provider refused the request: Business Failed (ACQ.SYSTEM_ERROR) (correlation id 0123456789abcdef)'))),
+        'gateway_timeout' => payhost_alipay_failure_kind(504, array('error' => array('code' => 'gateway_timeout', 'message' => 'x'))),
+        'gateway_malformed' => payhost_alipay_failure_kind(502, array('error' => array('code' => 'gateway_malformed', 'message' => 'x'))),
+        'plugin_failed' => payhost_alipay_failure_kind(502, array('error' => array('code' => 'plugin_failed', 'message' => 'x'))),
+        'internal' => payhost_alipay_failure_kind(500, array('error' => array('code' => 'internal', 'message' => 'x'))),
+        'database_unavailable' => payhost_alipay_failure_kind(503, array('error' => array('code' => 'database_unavailable', 'message' => 'x'))),
+        'misconfigured' => payhost_alipay_failure_kind(500, array('error' => array('code' => 'merchant_misconfigured', 'field' => 'plugin',
+            'message' => 'x'))),
+        'invalid_settings' => payhost_alipay_failure_kind(400, array('error' => array('code' => 'invalid_settings', 'field' => 'app_id',
+            'message' => 'x'))),
+        'order_total_fee' => payhost_alipay_failure_kind(400, array('error' => array('code' => 'invalid_order', 'field' => 'total_fee',
+            'message' => 'total_fee: x'))),
+        'order_subject' => payhost_alipay_failure_kind(400, array('error' => array('code' => 'invalid_request', 'field' => 'subject',
+            'message' => 'subject: x'))),
+        'request_return_url' => payhost_alipay_failure_kind(400, array('error' => array('code' => 'invalid_request', 'field' => 'return_url',
+            'message' => 'return_url: x'))),
+    ),
+    // The owner's words of an order refused: the order, not a setting to correct.
+    'order_text' => $m->error_text(400, array('error' => array('code' => 'invalid_order', 'field' => 'total_fee',
+        'message' => 'total_fee: must be at most 100000000.00'))),
 ));

@@ -3,8 +3,11 @@
    writes, ?deprecated=1|0 PHP's E_DEPRECATED messages while ShopEx's core loads, ?payed_fails=1|0
    mdl_order::payed() failing (the order's update refused), ?order=<id>&status=…|final_amount=…|
    disabled=true an order changed in the admin (cancelled, its total edited, moved to the recycle
-   bin), ?remove_order=<id> the recycle bin emptied (mdl_order::toRemove(): the order, its log and
-   its payments deleted), ?remove_member=<id> a member deleted (sdb_members). */
+   bin), &mark_text=… the owner's 订单备注 form saved (ctl.order.php saveMarkText() →
+   mdl_order::saveMarkText(): the whole remark replaced by the form's text), ?remove_order=<id> the
+   recycle bin emptied (mdl_order::toRemove(): the order, its log and its payments deleted),
+   ?remove_member=<id> a member deleted (sdb_members), ?locks_busy=1|0 every MySQL named lock held
+   by another connection (GET_LOCK answers 0). */
 require(dirname(__FILE__) . '/core/include_v5/harness_db.php');
 if (isset($_GET['db_down'])) {
     $v = (int)$_GET['db_down'];
@@ -23,7 +26,7 @@ if (isset($_GET['order'])) {
     // order's total in the admin) or &disabled=true (删除: the admin's recycle bin,
     // objectPage::recycle() → shopObject::recycle(); disabled=false restores it, active()).
     $id = (string)$_GET['order'];
-    $set = array_intersect_key($_GET, array('status' => 1, 'final_amount' => 1, 'disabled' => 1));
+    $set = array_intersect_key($_GET, array('status' => 1, 'final_amount' => 1, 'disabled' => 1, 'mark_text' => 1));
     hdb_tx(function (&$t) use ($id, $set) {
         foreach ($set as $k => $v) {
             $t['orders'][$id][$k] = (string)$v;
@@ -45,6 +48,10 @@ if (isset($_GET['remove_order'])) {
             $t['order_log'] = array_values($t['order_log']);
         }
     });
+}
+if (isset($_GET['locks_busy'])) {
+    $v = (int)$_GET['locks_busy'];
+    hdb_tx(function (&$t) use ($v) { $t['locks_busy'] = $v; });
 }
 if (isset($_GET['remove_member'])) {
     $id = (string)$_GET['remove_member'];

@@ -12,7 +12,9 @@
  *  - a query routed as `core/kernel.php` parse() routes it (controller, then arguments, the method
  *    last unless the last segment is a number): ?member-<order_id>-orderdetail.html
  *    (`core/shop/controller/ctl.member.php` orderdetail()): the buyer's order page (here the order id
- *    and its pay_status); ?member-deposit.html (deposit()): the member centre's 预存款充值 page; any
+ *    and its pay_status, then, as member/orderdetail.html shows `$orderlogs` — getLogs() through
+ *    alterOrderLog() — every line of the order's log, log_text as it is, unescaped; never the
+ *    admin's remark, mark_text); ?member-deposit.html (deposit()): the member centre's 预存款充值 page; any
  *    other member-… (index(), e.g. member-orderdetail-<id>.html, whose numeric last segment makes
  *    `orderdetail` an argument): the member centre's index;
  *  - act=result (payment_id): the result page (`core/shop/view/paycenter/result.html`): succ
@@ -50,7 +52,15 @@ if ($route[0] === 'member') {
     if ($route[1] === 'orderdetail' && isset($route[2][0])) {
         // ctl.member.php orderdetail($order_id): the order page.
         $t = hdb_read();
-        exit('<div id="orderdetail">' . $route[2][0] . ' pay_status=' . $t['orders'][$route[2][0]]['pay_status'] . '</div>');
+        $logs = '';
+        foreach (isset($t['order_log']) ? $t['order_log'] : array() as $log) {
+            if ((string)$log['order_id'] === (string)$route[2][0]) {
+                $logs .= '<li><span class="date">' . date('Y-m-d H:i', $log['acttime']) . '</span>&nbsp;&nbsp;&nbsp;&nbsp;'
+                    . $log['log_text'] . '</li>';
+            }
+        }
+        exit('<div id="orderdetail">' . $route[2][0] . ' pay_status=' . $t['orders'][$route[2][0]]['pay_status'] . '</div>'
+            . '<div class="note"><ol id="orderlogs">' . $logs . '</ol></div>');
     }
     if ($route[1] === 'deposit') {
         // ctl.member.php deposit(): the top-up page.

@@ -18,7 +18,10 @@
  *   payhost returns, creates the payment (out_trade_no = order_sn-log_id-fen[-n], see get_code();
  *   a cancel link back to the order page) and renders the pay button (a plain link on ecshop's
  *   mobile/ pages). Before a new number of a pay_log row, its other payments are looked up at
- *   payhost (older_payments()).
+ *   payhost (older_payments()); one paid there and not yet in the shop is applied with settle()
+ *   (paid_message()). On an error the buyer reads "unavailable, try later", "settings wrong,
+ *   contact the shop" or "this order cannot be paid, contact the shop", never which setting nor
+ *   payhost's own words; what to check goes to the admin log (admin_log()).
  * - Every URL the module hands payhost is built from the shop URL in its own settings, never from
  *   the request: ecshop's $ecs->url() takes X-Forwarded-Host first and the path of the running
  *   script, so a phone (redirected to mobile/) or one forged header would move the webhook.
@@ -109,6 +112,66 @@ function payhost_alipay_same_amount($a, $b)
     return (int)round((float)$a * 100) === (int)round((float)$b * 100);
 }
 
+/**
+ * What a failed call to payhost means for the buyer, by payhost's error.code (host/src/http/
+ * error.rs, service.rs) before its HTTP status:
+ * - 'settings', what only the owner can fix: the token refused (401 unauthorized, 403 forbidden),
+ *   a merchant payhost does not have or that has no settings yet, settings payhost refuses
+ *   (invalid_settings, merchant_misconfigured), Alipay refusing the merchant's keys or app
+ *   (payhost_alipay_gateway_settings()), a request field built from a setting (the shop URL, a
+ *   C2C seller), a PHP that cannot reach payhost at all;
+ * - 'order', this order's data refused (invalid_order, invalid_request: the amount, the subject…);
+ * - 'down', payhost not answering (nothing listening, no answer in time), busy (429) or failing
+ *   (any other 5xx: its database, Alipay not reachable or not understood) — try again later;
+ * - 'other', the rest (an amount conflict, 409).
+ * Whatever the kind, the buyer never reads payhost's own words nor its correlation id (its
+ * message relays Alipay's text): those go to the admin's log (payhost_alipay::admin_log()).
+ */
+function payhost_alipay_failure_kind($status, $answer)
+{
+    $error = (is_array($answer) && isset($answer['error']) && is_array($answer['error'])) ? $answer['error'] : array();
+    $code = isset($error['code']) ? (string)$error['code'] : '';
+    $field = isset($error['field']) ? (string)$error['field'] : '';
+    $message = isset($error['message']) ? (string)$error['message'] : '';
+    if ($status == 0) {
+        return $code === 'no_http_client' ? 'settings' : 'down';
+    }
+    if ($status == 401 || $status == 403 || in_array($code, array('unauthorized', 'forbidden', 'unknown_merchant',
+        'merchant_not_configured', 'merchant_misconfigured', 'invalid_settings', 'gateway_bad_signature'), true)
+        || payhost_alipay_gateway_settings($code, $message)) {
+        return 'settings';
+    }
+    if ($code === 'invalid_request' && in_array($field, array('return_url', 'merchant_url', 'shop_webhook_url',
+        'seller_email', 'seller_id'), true)) {
+        // Built from the settings (本店网址, the C2C sellers), not from the order.
+        return 'settings';
+    }
+    if ($code === 'invalid_order' || $code === 'invalid_request') {
+        return 'order';
+    }
+    if ($status == 429 || $status >= 500) {
+        return 'down';
+    }
+    return 'other';
+}
+
+/**
+ * Whether payhost's gateway_<code> is Alipay refusing the merchant rather than the payment: an
+ * open-platform ISV error (sub code isv.*: the APPID, the app's key or signature, the server's
+ * clock; payhost names it in its message, "… (isv.invalid-signature) …", or in the code),
+ * 40006 (the app has not signed for the product), and the legacy interface's ILLEGAL_PARTNER,
+ * *SIGN* and HAS_NO_PRIVILEGE (plugin/src/model.rs GatewayError::hint() names the same ones).
+ */
+function payhost_alipay_gateway_settings($code, $message)
+{
+    if (strpos($code, 'gateway_') !== 0) {
+        return false;
+    }
+    $c = strtoupper(substr($code, 8));
+    return strpos($c, 'ISV.') === 0 || stripos($message, '(isv.') !== false || $c === '40006'
+        || $c === 'ILLEGAL_PARTNER' || strpos($c, 'SIGN') !== false || strpos($c, 'HAS_NO_PRIVILEGE') !== false;
+}
+
 /** Constant-time comparison of two strings (PHP 5.2 has no hash_equals). */
 function payhost_alipay_equals($known, $given)
 {
@@ -188,9 +251,10 @@ function payhost_alipay_utf8_cut($text, $max)
 
 class payhost_alipay
 {
-    /** respond(): while true, a request that ends is a database error's exit (guard_shutdown()). */
+    /** While true, a request that ends is a database error's exit (guard_begin(), guard_shutdown()). */
     var $guarded = false;
     var $guard_level = 0;
+    var $guard_registered = false;
     /** Set by a call that got no answer in time: the page's later calls give up at once. */
     var $payhost_stuck = 0;
 
@@ -243,11 +307,11 @@ class payhost_alipay
     /**
      * One JSON call to payhost: array(HTTP status or 0, decoded body or null). file_get_contents()
      * or curl, as payhost_alipay_transport() picks; neither usable → 0 with error.code
-     * "no_http_client" (shown as what this PHP lacks). No answer within $timeout seconds (the
-     * order page's calls wait 5 s, not the buyer's patience): 0 with error.code "timeout" (shown
-     * as "payhost did not answer in time").
+     * "no_http_client" (shown as what this PHP lacks). No answer within $timeout seconds (5 s:
+     * the order page's calls and the buyer's return, not the buyer's patience): 0 with error.code
+     * "timeout" (shown as "payhost did not answer in time").
      */
-    function call($s, $method, $path, $body = null, $timeout = 20)
+    function call($s, $method, $path, $body = null, $timeout = 5)
     {
         $url = $s['payhost_url'] . $path;
         $content = $body === null ? '' : json_encode($body);
@@ -309,46 +373,75 @@ class payhost_alipay
     }
 
     /**
-     * What went wrong, in the shop's charset: a text of the language file chosen by the HTTP
-     * status and payhost's error.code (naming the admin field when payhost names one), then
-     * payhost's own English words in brackets for support. A 409's message names the seller: only
-     * its code is kept (an amount conflict; merchant_not_configured: the settings were never saved).
+     * What went wrong, for the admin's log (shop charset): error_words(), then payhost's own
+     * English words in brackets for support (its status, code and message; a 409's message names
+     * the seller: only its code is kept).
      */
     function error_text($status, $answer)
+    {
+        $error = (is_array($answer) && isset($answer['error']) && is_array($answer['error'])) ? $answer['error'] : array();
+        $code = isset($error['code']) ? (string)$error['code'] : '';
+        $message = isset($error['message']) ? (string)$error['message'] : '';
+        if ($status == 409) {
+            $message = '';
+        }
+        $detail = 'payhost HTTP ' . intval($status) . ($code !== '' ? ' ' . $code : '') . ($message !== '' ? ': ' . $message : '');
+        return $this->error_words($status, $answer) . ' (' . $this->from_utf8($detail) . ')';
+    }
+
+    /**
+     * What went wrong, in the shop's charset: a text of the language file chosen by the HTTP
+     * status and payhost's error.code (naming the admin field when payhost names one); none of
+     * payhost's own words (merchant_not_configured: the settings were never saved).
+     */
+    function error_words($status, $answer)
     {
         $error = (is_array($answer) && isset($answer['error']) && is_array($answer['error'])) ? $answer['error'] : array();
         $code = isset($error['code']) ? (string)$error['code'] : '';
         $field = isset($error['field']) ? (string)$error['field'] : '';
         $message = isset($error['message']) ? (string)$error['message'] : '';
         if ($status == 0 && $code === 'no_http_client') {
-            $text = $this->lang('payhost_err_no_http_client');
-        } elseif ($status == 0 && $code === 'timeout') {
-            $text = $this->lang('payhost_err_timeout');
-        } elseif ($status == 0) {
-            $text = $this->lang('payhost_err_unreachable');
-        } elseif ($status == 401) {
-            $text = $this->lang('payhost_err_token');
-        } elseif ($status == 403 && $field === '') {
-            $text = $this->lang('payhost_err_forbidden');
-        } elseif ($code === 'unknown_merchant') {
-            $text = $this->lang('payhost_err_unknown_merchant');
-        } elseif ($code === 'merchant_not_configured') {
-            // A merchant slot whose shop has not saved its Alipay settings yet.
-            $text = $this->lang('payhost_err_not_configured');
-        } elseif ($status == 409) {
-            $text = $this->lang('payhost_err_conflict');
-            $message = '';
-        } elseif ($field !== '' && ($status == 400 || $status == 403 || $code === 'merchant_misconfigured')) {
-            $text = sprintf($this->lang('payhost_err_field'), $this->field_label($field));
-        } elseif ($status == 429 || $status == 503) {
-            $text = $this->lang('payhost_err_busy');
-        } elseif ($status == 502 || $status == 504) {
-            $text = $this->lang('payhost_err_gateway');
-        } else {
-            $text = sprintf($this->lang('payhost_err_other'), intval($status));
+            return $this->lang('payhost_err_no_http_client');
         }
-        $detail = 'payhost HTTP ' . intval($status) . ($code !== '' ? ' ' . $code : '') . ($message !== '' ? ': ' . $message : '');
-        return $text . ' (' . $this->from_utf8($detail) . ')';
+        if ($status == 0 && $code === 'timeout') {
+            return $this->lang('payhost_err_timeout');
+        }
+        if ($status == 0) {
+            return $this->lang('payhost_err_unreachable');
+        }
+        if ($status == 401) {
+            return $this->lang('payhost_err_token');
+        }
+        if ($status == 403 && $field === '') {
+            return $this->lang('payhost_err_forbidden');
+        }
+        if ($code === 'unknown_merchant') {
+            return $this->lang('payhost_err_unknown_merchant');
+        }
+        if ($code === 'merchant_not_configured') {
+            // A merchant slot whose shop has not saved its Alipay settings yet.
+            return $this->lang('payhost_err_not_configured');
+        }
+        if ($status == 409) {
+            return $this->lang('payhost_err_conflict');
+        }
+        if ($code === 'invalid_order' || ($code === 'invalid_request' && payhost_alipay_failure_kind($status, $answer) === 'order')) {
+            // This order's data (the amount, the subject…), not the settings.
+            return sprintf($this->lang('payhost_err_order'), $this->from_utf8($field));
+        }
+        if ($field !== '' && ($status == 400 || $status == 403 || $code === 'merchant_misconfigured')) {
+            return sprintf($this->lang('payhost_err_field'), $this->field_label($field));
+        }
+        if (payhost_alipay_gateway_settings($code, $message) || $code === 'gateway_bad_signature') {
+            return $this->lang('payhost_err_gateway_settings');
+        }
+        if ($status == 429 || $status == 503) {
+            return $this->lang('payhost_err_busy');
+        }
+        if ($status == 502 || $status == 504) {
+            return $this->lang('payhost_err_gateway');
+        }
+        return sprintf($this->lang('payhost_err_other'), intval($status));
     }
 
     /** The admin label (shop charset) of the setting behind a field payhost names. */
@@ -425,6 +518,65 @@ class payhost_alipay
     }
 
     /**
+     * The buyer's message for a call to payhost that failed (payhost_alipay_failure_kind()):
+     * payhost not answering, busy or failing → "支付暂时不可用，请稍后再试"; the settings → "支付宝
+     * 设置有误…请联系商家", never which setting; this order's data refused → "这笔订单暂时无法发起
+     * 支付…请联系商家"; anything else (an amount conflict) $lang_key and error_words(). Never
+     * payhost's own words nor its correlation id (its message relays Alipay's text): every kind
+     * goes to the admin's log with them (error_text(), admin_log()).
+     */
+    function failure_box($status, $answer, $lang_key)
+    {
+        $kind = payhost_alipay_failure_kind($status, $answer);
+        $this->admin_log($this->lang($lang_key) . $this->error_text($status, $answer));
+        if ($kind === 'down') {
+            return $this->message_box('payhost_unavailable', '');
+        }
+        if ($kind === 'settings') {
+            return $this->message_box('payhost_settings_wrong', '');
+        }
+        if ($kind === 'order') {
+            return $this->message_box('payhost_order_refused', '');
+        }
+        return $this->message_box($lang_key, $this->error_words($status, $answer));
+    }
+
+    /** A settings problem the module finds itself: the text $lang_key in the admin's log, the buyer told only "settings wrong". */
+    function settings_box($lang_key)
+    {
+        $this->admin_log($this->lang($lang_key));
+        return $this->message_box('payhost_settings_wrong', '');
+    }
+
+    /**
+     * A line for the shop's admins only: ecshop's admin log (管理员日志: admin/admin_logs.php lists
+     * the admin_log table, under the logs_manage privilege; admin/includes/lib_main.php
+     * admin_log() writes it, the front end has no such function), user_id 0 (no admin: its
+     * LEFT JOIN on admin_user shows no name). log_info is varchar(255): cut to fit (never inside
+     * a character). The same line within 10 minutes is not written again: an order page is
+     * viewed again and again while payhost is down. Never a secret: error_text() names the
+     * setting to check, payhost's status, code and words. Stored HTML-escaped (esc()): ecshop's
+     * admin/templates/admin_logs.htm prints {$list.log_info} as it is, and the line carries
+     * payhost's words, which relay Alipay's; an entity cut at the 255th character is dropped.
+     */
+    function admin_log($text)
+    {
+        $db = $GLOBALS['db'];
+        $table = $GLOBALS['ecs']->table('admin_log');
+        $info = implode('', array_slice($this->note_chars($this->esc('payhost_alipay: ' . str_replace(array("\r", "\n"), ' ', $text))), 0, 255));
+        $info = preg_replace('/&[#0-9a-z]*$/', '', $info);
+        $now = function_exists('gmtime') ? gmtime() : time();
+        $seen = $db->getOne('SELECT COUNT(*) FROM ' . $table . " WHERE log_info = '" . addslashes($info) . "' AND log_time > '"
+            . ($now - 600) . "'");
+        if ($seen === false || $seen === null || $seen === '' || $seen > 0) {
+            return;
+        }
+        $ip = function_exists('real_ip') ? real_ip() : (isset($_SERVER['REMOTE_ADDR']) ? $_SERVER['REMOTE_ADDR'] : '');
+        $db->query('INSERT INTO ' . $table . " (log_time, user_id, log_info, ip_address) VALUES ('" . $now . "', 0, '"
+            . addslashes($info) . "', '" . addslashes(substr((string)$ip, 0, 15)) . "')");
+    }
+
+    /**
      * payhost's settings_digest of these settings: hex HMAC-SHA256 (key: the shop secret) over
      * "name=value\n" for each non-empty setting sorted by name, then "shop_webhook_url=<url>\n".
      */
@@ -475,8 +627,8 @@ class payhost_alipay
 
     /**
      * Gives payhost the fields of the admin form when they changed: payhost returns the digest of
-     * the settings it holds, and they are sent (PUT) only when it differs from theirs. True or
-     * payhost's message.
+     * the settings it holds, and they are sent (PUT) only when it differs from theirs. True, or
+     * payhost's answer array(HTTP status, body) for failure_box().
      */
     function configure($s)
     {
@@ -490,7 +642,7 @@ class payhost_alipay
         list($status, $held) = $this->call($s, 'GET', $path, null, 5);
         if ($status == 0) {
             // Not reached, or no answer: sending the settings would only wait again.
-            return $this->error_text($status, $held);
+            return array($status, $held);
         }
         if ($status == 200 && isset($held['settings_digest']) && payhost_alipay_equals($digest, $held['settings_digest'])) {
             return true;
@@ -503,7 +655,7 @@ class payhost_alipay
         $body['shop_webhook_secret'] = $s['webhook_secret'];
         list($status, $answer) = $this->call($s, 'PUT', $path, $body, 5);
         if ($status != 200) {
-            return $this->error_text($status, $answer);
+            return array($status, $answer);
         }
         return true;
     }
@@ -560,20 +712,22 @@ class payhost_alipay
         if ((float)$order['order_amount'] <= 0) {
             return '';
         }
+        // What is wrong with the settings is for the owner (the admin's log, admin_log()); the
+        // buyer is told only that the settings are wrong, or that paying is unavailable for now.
         $s = $this->settings($payment);
         if ($s['shop_url'] === '') {
-            return $this->message_box('payhost_shop_url_error', '');
+            return $this->settings_box('payhost_shop_url_error');
         }
         if (strpos($s['payhost_api_token'], 'phm_') !== 0) {
             // The operator's token reaches every merchant: a shop's database must not hold it.
-            return $this->message_box('payhost_token_not_merchant', '');
+            return $this->settings_box('payhost_token_not_merchant');
         }
         if ($s['webhook_secret'] === '') {
-            return $this->message_box('payhost_no_secret', '');
+            return $this->settings_box('payhost_no_secret');
         }
         $configured = $this->configure($s);
         if ($configured !== true) {
-            return $this->message_box('payhost_config_error', $configured);
+            return $this->failure_box($configured[0], $configured[1], 'payhost_config_error');
         }
         // An unpaid order without an unpaid pay_log row: the owner set it back to unpaid in the
         // admin (admin/order.php operation 'unpay' leaves its row paid), so get_paylog_id() found
@@ -582,7 +736,8 @@ class payhost_alipay
         if (intval($order['log_id']) <= 0 && !empty($order['order_id'])) {
             $order['log_id'] = $this->new_pay_log($order);
             if (intval($order['log_id']) <= 0) {
-                return $this->message_box('payhost_config_error', 'pay_log');
+                $this->admin_log('pay_log: no unpaid row of order ' . intval($order['order_id']) . ' could be made');
+                return $this->message_box('payhost_unavailable', '');
             }
         }
         // out_trade_no = order_sn-log_id-amount in fen: ecshop keeps the log_id when the amount of
@@ -635,7 +790,7 @@ class payhost_alipay
                     return $older;
                 }
             } elseif ($state === '') {
-                return $this->message_box('payhost_pay_error', $this->error_text($status, $known));
+                return $this->failure_box($status, $known, 'payhost_pay_error');
             }
             list($status, $answer) = $this->call($s, 'POST', $path, $request, 5);
             if ($status == 400 && isset($answer['error']['message']) && strpos($answer['error']['message'], 'unknown field') !== false) {
@@ -644,7 +799,7 @@ class payhost_alipay
                 list($status, $answer) = $this->call($s, 'POST', $path, $request, 5);
             }
             if ($status != 201 && $status != 200) {
-                return $this->message_box('payhost_pay_error', $this->error_text($status, $answer));
+                return $this->failure_box($status, $answer, 'payhost_pay_error');
             }
             if (!empty($answer['pay_url'])) {
                 $this->align_pay_log($order);
@@ -655,7 +810,10 @@ class payhost_alipay
                 return $this->paid_message($order, $answer);
             }
             if ($state !== 'TRADE_CLOSED' && $state !== 'REFUNDED') {
-                return $this->message_box('payhost_pay_error', $this->error_text($status, $answer));
+                // An answer this module does not know: its words are for the admin's log only.
+                $this->admin_log($this->lang('payhost_pay_error') . $this->from_utf8('payhost HTTP ' . intval($status)
+                    . ($state !== '' ? ' status ' . $state : '') . ': no pay_url'));
+                return $this->message_box('payhost_unavailable', '');
             }
         }
         return $this->message_box('payhost_closed_too_often', '');
@@ -751,7 +909,7 @@ class payhost_alipay
                         $p = $now;
                     }
                 } elseif ($status != 200) {
-                    return $this->message_box('payhost_pay_error', $this->error_text($status, $answer));
+                    return $this->failure_box($status, $answer, 'payhost_pay_error');
                 }
             }
             if ($state === 'TRADE_SUCCESS' || $state === 'TRADE_FINISHED' || $state === 'PARTIALLY_REFUNDED') {
@@ -763,12 +921,28 @@ class payhost_alipay
 
     /**
      * What the order page says when payhost has a paid payment of this pay_log row (no new payment
-     * is made): "该订单已支付" only when the shop has the row paid; a payment whose amount is not
-     * the row's (the amount the owner changed after the pay button was shown; settle() noted it
-     * on the order and left it unpaid) → paid, amount differs, contact the shop; the right amount
-     * not applied yet (payhost's webhook on its way) → paid, the order updates soon.
+     * is made). A row the shop has not paid yet is paid here, by the same locked, idempotent
+     * settle() the webhook and the buyer's return use: payhost's webhook may have been given up
+     * (dead-lettered after days of a closed shop) and the buyer may never come back through
+     * respond.php, and nothing else would ever pay the order. Then "该订单已支付"; a payment that
+     * cannot pay the row (its amount is not the row's or the order's, settle() noted it for the
+     * owner and left it unpaid; an order cancelled, deleted, merged; a top-up no longer expected)
+     * says so as the return page does; the database busy → paid, the order updates soon.
+     * PARTIALLY_REFUNDED is a payment made, refunded in part since: it pays the row, and the owner
+     * is told of the refund (partly_refunded()).
      */
     function paid_message($order, $p)
+    {
+        // The order page (user.php, flow.php) writes payments here: a query that fails must not
+        // show the buyer ecshop's "MySQL server error report" with its SQL (guard_begin()).
+        $guard = $this->guard_begin();
+        $box = $this->paid_message_checked($order, $p);
+        $this->guard_end($guard);
+        return $box;
+    }
+
+    /** paid_message() itself. */
+    function paid_message_checked($order, $p)
     {
         $log_id = intval($order['log_id']);
         $table = $GLOBALS['ecs']->table('pay_log');
@@ -776,19 +950,60 @@ class payhost_alipay
         if ($is_paid == 1) {
             return $this->message_box('payhost_already_paid', '');
         }
-        // As check_money() compares (lib_payment.php is not loaded on every page that shows the button).
-        $amount = $GLOBALS['db']->getOne('SELECT order_amount FROM ' . $table . " WHERE log_id = '" . $log_id . "'");
-        $fee = (is_array($p) && isset($p['total_fee'])) ? (string)$p['total_fee'] : '';
-        if ($fee !== '' && (string)$amount !== '' && abs((float)$fee - (float)$amount) >= 0.005) {
-            return $this->message_box('payhost_paid_amount_differs', '');
+        if (!is_array($p) || !isset($p['out_trade_no'], $p['subject'], $p['total_fee'])) {
+            return $this->message_box('payhost_paid_confirming', '');
         }
-        // The order's amount due too, as settle() compares it (act_edit_payment changes it and
-        // leaves the row): that payment will never pay this order.
-        if ($fee !== '' && !empty($order['order_id']) && isset($order['order_amount'])
-            && !payhost_alipay_same_amount($order['order_amount'], $fee)) {
-            return $this->message_box('payhost_paid_amount_differs', '');
+        // settle() needs lib_payment.php (check_money(), order_paid()), which respond.php loads
+        // and not every page that shows the button does.
+        if (!function_exists('order_paid') && file_exists(ROOT_PATH . 'includes/lib_payment.php')) {
+            include_once(ROOT_PATH . 'includes/lib_payment.php');
         }
-        return $this->message_box('payhost_paid_confirming', '');
+        if (!function_exists('order_paid') || !function_exists('check_money')) {
+            return $this->message_box('payhost_paid_confirming', '');
+        }
+        $result = $this->settle($p['out_trade_no'], $p['subject'], $p['total_fee']);
+        if ($result === 'paid' && isset($p['status']) && $p['status'] === 'PARTIALLY_REFUNDED') {
+            $this->partly_refunded($p);
+        }
+        $texts = array('paid' => 'payhost_already_paid', 'amount' => 'payhost_paid_amount_differs',
+            'amount_noted' => 'payhost_paid_amount_differs', 'cancelled_noted' => 'payhost_paid_order_cancelled',
+            'invalid_noted' => 'payhost_paid_order_invalid', 'unknown' => 'payhost_paid_order_gone',
+            'order_gone' => 'payhost_paid_order_gone', 'record_gone' => 'payhost_paid_record_gone',
+            'topup_gone' => 'payhost_paid_topup_gone', 'topup_taken' => 'payhost_paid_topup_gone',
+            'topup_extra' => 'payhost_paid_topup_gone');
+        return $this->message_box(isset($texts[$result]) ? $texts[$result] : 'payhost_paid_confirming', '');
+    }
+
+    /**
+     * A payment payhost says is PARTIALLY_REFUNDED that paid its row (the order page, the return):
+     * one order_action note for the owner naming the refunded amount, once per payment (the
+     * refund's own webhook notes each refund too, when it gets through). A top-up has no order to
+     * note it on. The look and the write are under the pay_log row's lock, as settle()'s notes:
+     * settle() has released it by now, and a return and the order page at the same moment would
+     * each find no note and write one. The lock not had within 10 s: no note this time (a
+     * later return of the payment writes it; the refund's own webhook notes the refund too).
+     */
+    function partly_refunded($p)
+    {
+        $log_id = $this->log_id_of($p['out_trade_no'], $p['subject']);
+        $order = $log_id === null ? null : $this->order_of_log($log_id);
+        if (!is_array($order)) {
+            return;
+        }
+        $lock = $this->lock_name(intval($log_id));
+        if ($GLOBALS['db']->getOne("SELECT GET_LOCK('" . $lock . "', 10)") != 1) {
+            return;
+        }
+        $this->note_once($order, '[payhost partly-refunded ' . $p['out_trade_no'] . ']', $this->partly_refunded_note($p['out_trade_no'],
+            isset($p['refunded_amount']) ? (string)$p['refunded_amount'] : '?', (string)$p['total_fee']));
+        $GLOBALS['db']->getOne("SELECT RELEASE_LOCK('" . $lock . "')");
+    }
+
+    /** The note of a payment refunded in part that paid its row (partly_refunded()). */
+    function partly_refunded_note($out_trade_no, $refunded, $total)
+    {
+        return $this->fit_note(sprintf($this->lang('payhost_partly_refunded_note'), $out_trade_no, $this->esc($refunded),
+            $this->esc($total)), '[payhost partly-refunded ' . $out_trade_no . ']');
     }
 
     /** ecshop's pay button (a plain link on the mobile/ pages: phone browsers block window.open). */
@@ -802,8 +1017,12 @@ class payhost_alipay
             . '\')" value="' . $this->esc($this->lang('pay_button')) . '" /></div>';
     }
 
-    /** payhost's view of a payment: the decoded body, or null. */
-    function payment_at_payhost($s, $out_trade_no, $timeout = 20)
+    /**
+     * payhost's view of a payment: the decoded body, or null. 5 s, as every call of the order
+     * page: the buyer's return waits on it too, and its "being confirmed" page asks again up to
+     * five times.
+     */
+    function payment_at_payhost($s, $out_trade_no, $timeout = 5)
     {
         list($status, $p) = $this->call($s, 'GET', '/v1/merchants/' . rawurlencode($s['merchant']) . '/payments/' . rawurlencode($out_trade_no), null, $timeout);
         return ($status == 200 && is_array($p) && isset($p['status'])) ? $p : null;
@@ -1478,24 +1697,51 @@ class payhost_alipay
      *
      * A query that fails in ecshop's cls_mysql::query() does not come back: ErrorMsg() prints
      * "MySQL server error report" with the SQL and MySQL's error, then exits. What the module
-     * runs here is buffered and a shutdown function (run before PHP flushes the buffers) drops
-     * that report and shows the buyer a plain "check your orders later" instead.
+     * runs here is guarded (guard_begin()): the buyer reads a plain "check your orders later".
      */
     function respond()
     {
+        $guard = $this->guard_begin();
+        $paid = $this->respond_checked();
+        $this->guard_end($guard);
+        return $paid;
+    }
+
+    /**
+     * From here until guard_end(), a request that ends is a database error's exit: what the
+     * module runs is buffered, and guard_shutdown() (a shutdown function, run before PHP flushes
+     * the buffers) drops ecshop's "MySQL server error report" with its SQL and shows the buyer a
+     * plain "check your orders later". False when a guard is on already (respond(), then a
+     * nested call): only the outer one ends it.
+     */
+    function guard_begin()
+    {
+        if ($this->guarded) {
+            return false;
+        }
         $this->guarded = true;
         ob_start();
         $this->guard_level = ob_get_level();
-        register_shutdown_function(array($this, 'guard_shutdown'));
-        $paid = $this->respond_checked();
+        if (!$this->guard_registered) {
+            register_shutdown_function(array($this, 'guard_shutdown'));
+            $this->guard_registered = true;
+        }
+        return true;
+    }
+
+    /** The end of what guard_begin() guards (when it started a guard: $guard). */
+    function guard_end($guard)
+    {
+        if (!$guard) {
+            return;
+        }
         $this->guarded = false;
         if (ob_get_level() >= $this->guard_level) {
             ob_end_flush();
         }
-        return $paid;
     }
 
-    /** respond()'s shutdown function: the request ended inside respond() (a database error's exit). */
+    /** guard_begin()'s shutdown function: the request ended inside a guard (a database error's exit). */
     function guard_shutdown()
     {
         if (empty($this->guarded)) {
@@ -1540,9 +1786,22 @@ class payhost_alipay
         }
         $p = $this->payment_at_payhost($s, $params['out_trade_no']);
         $status = $p === null ? '' : $p['status'];
-        if ($status === 'TRADE_SUCCESS' || $status === 'TRADE_FINISHED') {
+        if ($status === 'REFUNDED') {
+            // Refunded in full at Alipay: never "paid" and never "being confirmed" (the page
+            // would re-check for ever). Not taken by the shop yet: it stays unpaid, with the
+            // owner's note, as a webhook retried after the refund leaves it (refunded_before_paid()).
+            $this->refunded_before_paid($p['out_trade_no'], isset($p['subject']) ? $p['subject'] : '', $status);
+            $GLOBALS['_LANG']['pay_fail'] = '<div id="payhost-refunded">' . $this->lang('payhost_paid_refunded') . '</div>';
+            return false;
+        }
+        if ($status === 'TRADE_SUCCESS' || $status === 'TRADE_FINISHED' || $status === 'PARTIALLY_REFUNDED') {
+            // PARTIALLY_REFUNDED: paid, then refunded in part (perhaps before the shop took it):
+            // the payment was made, so it pays the order; the owner is told of the refund.
             $result = $this->settle($p['out_trade_no'], $p['subject'], $p['total_fee']);
             if ($result === 'paid') {
+                if ($status === 'PARTIALLY_REFUNDED') {
+                    $this->partly_refunded($p);
+                }
                 return true;
             }
             if ($result === 'amount' || $result === 'amount_noted') {

@@ -14,9 +14,12 @@
  * - toSubmit(): saves the settings at payhost (PUT /v1/merchants/{id}) only when their digest
  *   differs from the one payhost returns, creates the payment (a cancel link back to the order; a
  *   deposit top-up's to the 预存款充值 page) and hands doPay() the cashier's GET form (submitUrl,
- *   $method = 'get', the fields); on an error
- *   the owner and the buyer see the message on the page, as ShopEx's own Alipay plugin shows its
- *   errors. Every URL given to payhost is built from the shop URL of the settings, never from the
+ *   $method = 'get', the fields); an earlier payment of the order paid at payhost and not taken by
+ *   the shop is applied instead (payhost_earlier()). On an error the buyer sees a message on the
+ *   page, as ShopEx's own Alipay plugin shows its errors: "unavailable, try later", "settings
+ *   wrong, contact the shop" or "this order cannot be paid, contact the shop", never which
+ *   setting nor payhost's own words; what to check goes to the shop's log (payhost_admin_log()).
+ *   Every URL given to payhost is built from the shop URL of the settings, never from the
  *   request (ShopEx's base_url() is the request's Host header).
  * - callback(): the buyer's return, signed by payhost with this merchant's secret (merchant id,
  *   order, status and time signed; older than 10 minutes is refused); while Alipay's notify is
@@ -27,6 +30,10 @@
  *   with setPayStatus() and answers 2xx only when the order itself is paid in ShopEx (setPayStatus()
  *   writes the payment's succ before mdl_order::payed(), which can fail), so payhost retries
  *   everything else (a top-up: only once the member's deposit log has the payment).
+ * - The return, the webhook and the payment page apply a payment the same way, under a MySQL named
+ *   lock per order (payhost_take()). The order's log is shown to the buyer too (ShopEx's member
+ *   order page lists it): lines there are plain facts; the owner's notes, with their markers, go
+ *   into the order's admin remark (payhost_log_once()).
  *
  * No syntax newer than PHP 5.2; reaching payhost needs PHP 5.2.10 or later with allow_url_fopen on
  * (file_get_contents() reads payhost's 4xx answers only with the stream option ignore_errors,
@@ -159,6 +166,66 @@ function pay_payhost_yuan($fen)
     return number_format($fen / 100, 2, '.', '');
 }
 
+/**
+ * What a failed call to payhost means for the buyer, by payhost's error.code (host/src/http/
+ * error.rs, service.rs) before its HTTP status:
+ * - 'settings', what only the owner can fix: the token refused (401 unauthorized, 403 forbidden),
+ *   a merchant payhost does not have or that has no settings yet, settings payhost refuses
+ *   (invalid_settings, merchant_misconfigured), Alipay refusing the merchant's keys or app
+ *   (pay_payhost_gateway_settings()), a request field built from a setting (the shop URL), a PHP
+ *   that cannot reach payhost at all;
+ * - 'order', this order's data refused (invalid_order, invalid_request: the amount, the subject…);
+ * - 'down', payhost not answering (nothing listening, no answer in time), busy (429) or failing
+ *   (any other 5xx: its database, Alipay not reachable or not understood) — try again later;
+ * - 'other', the rest (an amount conflict, 409).
+ * Whatever the kind, the buyer never reads payhost's own words nor its correlation id (its
+ * message relays Alipay's text): those go to the shop's log (payhost_admin_log()).
+ */
+function pay_payhost_failure_kind($status, $answer)
+{
+    $error = (is_array($answer) && isset($answer['error']) && is_array($answer['error'])) ? $answer['error'] : array();
+    $code = isset($error['code']) ? (string)$error['code'] : '';
+    $field = isset($error['field']) ? (string)$error['field'] : '';
+    $message = isset($error['message']) ? (string)$error['message'] : '';
+    if ($status == 0) {
+        return $code === 'no_http_client' ? 'settings' : 'down';
+    }
+    if ($status == 401 || $status == 403 || in_array($code, array('unauthorized', 'forbidden', 'unknown_merchant',
+        'merchant_not_configured', 'merchant_misconfigured', 'invalid_settings', 'gateway_bad_signature'), true)
+        || pay_payhost_gateway_settings($code, $message)) {
+        return 'settings';
+    }
+    if ($code === 'invalid_request' && in_array($field, array('return_url', 'merchant_url', 'shop_webhook_url',
+        'seller_email', 'seller_id'), true)) {
+        // Built from the settings (商店网址, the seller), not from the order.
+        return 'settings';
+    }
+    if ($code === 'invalid_order' || $code === 'invalid_request') {
+        return 'order';
+    }
+    if ($status == 429 || $status >= 500) {
+        return 'down';
+    }
+    return 'other';
+}
+
+/**
+ * Whether payhost's gateway_<code> is Alipay refusing the merchant rather than the payment: an
+ * open-platform ISV error (sub code isv.*: the APPID, the app's key or signature, the server's
+ * clock; payhost names it in its message, "… (isv.invalid-signature) …", or in the code),
+ * 40006 (the app has not signed for the product), and the legacy interface's ILLEGAL_PARTNER,
+ * *SIGN* and HAS_NO_PRIVILEGE (plugin/src/model.rs GatewayError::hint() names the same ones).
+ */
+function pay_payhost_gateway_settings($code, $message)
+{
+    if (strpos($code, 'gateway_') !== 0) {
+        return false;
+    }
+    $c = strtoupper(substr($code, 8));
+    return strpos($c, 'ISV.') === 0 || stripos($message, '(isv.') !== false || $c === '40006'
+        || $c === 'ILLEGAL_PARTNER' || strpos($c, 'SIGN') !== false || strpos($c, 'HAS_NO_PRIVILEGE') !== false;
+}
+
 class pay_payhost extends paymentPlugin
 {
     var $name = '支付宝手机网站支付 (payhost)';
@@ -177,6 +244,12 @@ class pay_payhost extends paymentPlugin
     var $serverCallbackUrl;
     /** Set by a call that got no answer in time: the page's later calls give up at once. */
     var $payhost_stuck = 0;
+    /** The MySQL named locks this request holds: name => how often taken (payhost_lock()). */
+    var $payhost_locks = array();
+    /** Whether payhost_unlock_all() is registered as a shutdown function (payhost_lock()). */
+    var $payhost_unlock_registered = false;
+    /** The payhost merchant of the page's payment method, named in the shop's log (payhost_admin_log()). */
+    var $payhost_log_merchant = '';
 
     /** PHP 5 and later; ShopEx calls new pay_payhost($system) and, listing plugins, new pay_payhost. */
     function __construct(&$system = null)
@@ -304,7 +377,10 @@ class pay_payhost extends paymentPlugin
         return $fields;
     }
 
-    /** Gives payhost the settings when they changed (its digest differs); true or its message. */
+    /**
+     * Gives payhost the settings when they changed (its digest differs): true, or payhost's
+     * answer array(HTTP status, body) for payhost_failed().
+     */
     function payhost_configure($s)
     {
         $fields = $this->payhost_fields($s);
@@ -315,7 +391,7 @@ class pay_payhost extends paymentPlugin
         list($status, $held) = $this->payhost_call($s, 'GET', $path, null, 5);
         if ($status == 0) {
             // Not reached, or no answer: sending the settings would only wait again.
-            return $this->payhost_error($status, $held);
+            return array($status, $held);
         }
         if ($status == 200 && isset($held['settings_digest']) && pay_payhost_equals($digest, $held['settings_digest'])) {
             return true;
@@ -327,17 +403,18 @@ class pay_payhost extends paymentPlugin
         $body['shop_webhook_url'] = $webhook;
         $body['shop_webhook_secret'] = $s['secret'];
         list($status, $answer) = $this->payhost_call($s, 'PUT', $path, $body, 5);
-        return $status == 200 ? true : $this->payhost_error($status, $answer);
+        return $status == 200 ? true : array($status, $answer);
     }
 
     /**
      * One JSON call to payhost: array(HTTP status or 0, decoded body or null). file_get_contents()
      * or curl, as pay_payhost_transport() picks; neither usable → 0 with error.code
      * "no_http_client" (shown as what this PHP lacks). No
-     * answer within $timeout seconds (the payment page's create call waits 5 s): 0 with error.code
-     * "timeout" (shown as "payhost did not answer in time").
+     * answer within $timeout seconds (5 s: a buyer waits on the payment page and on the return,
+     * which re-checks up to five times): 0 with error.code "timeout" (shown as "payhost did not
+     * answer in time").
      */
-    function payhost_call($s, $method, $path, $body = null, $timeout = 20)
+    function payhost_call($s, $method, $path, $body = null, $timeout = 5)
     {
         $url = $s['payhost_url'] . $path;
         $content = $body === null ? '' : json_encode($body);
@@ -396,44 +473,74 @@ class pay_payhost extends paymentPlugin
     }
 
     /**
-     * What went wrong, in Chinese, chosen by the HTTP status and payhost's error.code (naming the
-     * setting when payhost names a field), then payhost's own English words in brackets for
-     * support. A 409's message names the seller: only its code is kept.
+     * What went wrong, for the owner's log: payhost_error_words(), then payhost's own English
+     * words in brackets for support (its status, code and message; a 409's message names the
+     * seller: only its code is kept).
      */
     function payhost_error($status, $answer)
+    {
+        $error = (is_array($answer) && isset($answer['error']) && is_array($answer['error'])) ? $answer['error'] : array();
+        $code = isset($error['code']) ? (string)$error['code'] : '';
+        $message = isset($error['message']) ? (string)$error['message'] : '';
+        if ($status == 409) {
+            $message = '';
+        }
+        return $this->payhost_error_words($status, $answer) . ' (payhost HTTP ' . intval($status)
+            . ($code !== '' ? ' ' . $code : '') . ($message !== '' ? ': ' . $message : '') . ')';
+    }
+
+    /**
+     * What went wrong, in Chinese, chosen by the HTTP status and payhost's error.code (naming the
+     * setting when payhost names a field); none of payhost's own words.
+     */
+    function payhost_error_words($status, $answer)
     {
         $error = (is_array($answer) && isset($answer['error']) && is_array($answer['error'])) ? $answer['error'] : array();
         $code = isset($error['code']) ? (string)$error['code'] : '';
         $field = isset($error['field']) ? (string)$error['field'] : '';
         $message = isset($error['message']) ? (string)$error['message'] : '';
         if ($status == 0 && $code === 'no_http_client') {
-            $text = '本服务器的 PHP 无法连接 payhost：需要 PHP 的 curl 扩展，或者 PHP 5.2.10 及以上并打开 allow_url_fopen（payhost 地址是 https 时还需要 openssl 扩展）。请服务器管理员安装 PHP 的 curl 扩展（例如 php-curl）。';
-        } elseif ($status == 0 && $code === 'timeout') {
-            $text = 'payhost 响应超时：payhost 没有及时答复。请稍后再试；一直出现时请商家检查 payhost 是否正常运行、「payhost 地址」是否指向它，以及 payhost 与支付宝之间的网络。';
-        } elseif ($status == 0) {
-            $text = '无法连接 payhost：请检查支付方式设置中的「payhost 地址」，并确认 payhost 正在运行。';
-        } elseif ($status == 401) {
-            $text = 'payhost 不认可「payhost API 令牌」：请填写运营者为本商户创建的 API 令牌（phm_ 开头），不要填写运营者令牌。';
-        } elseif ($status == 403 && $field === '') {
-            $text = '「payhost API 令牌」不属于这个商户：请确认「合作者身份(parterID)」（新版开放平台为 APPID）与令牌是运营者为同一个商户给出的。';
-        } elseif ($code === 'unknown_merchant') {
-            $text = 'payhost 上没有这个商户：请运营者用 payhost merchant add shopex-合作者身份ID（新版开放平台：shopex-APPID）创建，或检查「合作者身份(parterID)」/「APPID」。';
-        } elseif ($code === 'merchant_not_configured') {
-            // A merchant slot whose shop has not saved its Alipay settings yet.
-            $text = 'payhost 上还没有本商户的支付宝设置。本应用在买家付款时才把设置交给 payhost（后台保存只存在商店里，不会联系 payhost）：请确认「支付方式」中本支付方式的各项都已填写，然后重新付款；仍然出现时请联系 payhost 运营者。';
-        } elseif ($status == 409) {
-            $text = '该支付单号已用于另一笔金额不同的支付，请联系商家。';
-            $message = '';
-        } elseif ($field !== '' && ($status == 400 || $status == 403 || $code === 'merchant_misconfigured')) {
-            $text = '「' . $this->payhost_label($field) . '」有误，请在支付方式设置中改正：';
-        } elseif ($status == 429 || $status == 503) {
-            $text = 'payhost 繁忙，请稍后再试。';
-        } elseif ($status == 502 || $status == 504) {
-            $text = '支付宝暂时无法处理这个请求，请稍后再试；一直出现时请把下面的信息告诉商家。';
-        } else {
-            $text = 'payhost 出错（HTTP ' . intval($status) . '），请稍后再试或联系商家。';
+            return '本服务器的 PHP 无法连接 payhost：需要 PHP 的 curl 扩展，或者 PHP 5.2.10 及以上并打开 allow_url_fopen（payhost 地址是 https 时还需要 openssl 扩展）。请服务器管理员安装 PHP 的 curl 扩展（例如 php-curl）。';
         }
-        return $text . ' (payhost HTTP ' . intval($status) . ($code !== '' ? ' ' . $code : '') . ($message !== '' ? ': ' . $message : '') . ')';
+        if ($status == 0 && $code === 'timeout') {
+            return 'payhost 响应超时：payhost 没有及时答复。请稍后再试；一直出现时请商家检查 payhost 是否正常运行、「payhost 地址」是否指向它，以及 payhost 与支付宝之间的网络。';
+        }
+        if ($status == 0) {
+            return '无法连接 payhost：请检查支付方式设置中的「payhost 地址」，并确认 payhost 正在运行。';
+        }
+        if ($status == 401) {
+            return 'payhost 不认可「payhost API 令牌」：请填写运营者为本商户创建的 API 令牌（phm_ 开头），不要填写运营者令牌。';
+        }
+        if ($status == 403 && $field === '') {
+            return '「payhost API 令牌」不属于这个商户：请确认「合作者身份(parterID)」（新版开放平台为 APPID）与令牌是运营者为同一个商户给出的。';
+        }
+        if ($code === 'unknown_merchant') {
+            return 'payhost 上没有这个商户：请运营者用 payhost merchant add shopex-合作者身份ID（新版开放平台：shopex-APPID）创建，或检查「合作者身份(parterID)」/「APPID」。';
+        }
+        if ($code === 'merchant_not_configured') {
+            // A merchant slot whose shop has not saved its Alipay settings yet.
+            return 'payhost 上还没有本商户的支付宝设置。本应用在买家付款时才把设置交给 payhost（后台保存只存在商店里，不会联系 payhost）：请确认「支付方式」中本支付方式的各项都已填写，然后重新付款；仍然出现时请联系 payhost 运营者。';
+        }
+        if ($status == 409) {
+            return '该支付单号已用于另一笔金额不同的支付，请联系商家。';
+        }
+        if ($code === 'invalid_order' || ($code === 'invalid_request' && pay_payhost_failure_kind($status, $answer) === 'order')) {
+            // This order's data (the amount, the subject…), not the settings.
+            return '订单信息不符合支付宝的要求' . ($field !== '' ? '（「' . $field . '」）' : '') . '，没有发起支付：';
+        }
+        if ($field !== '' && ($status == 400 || $status == 403 || $code === 'merchant_misconfigured')) {
+            return '「' . $this->payhost_label($field) . '」有误，请在支付方式设置中改正：';
+        }
+        if (pay_payhost_gateway_settings($code, $message) || $code === 'gateway_bad_signature') {
+            return '支付宝拒绝了本商户的设置（APPID、密钥、签名或签约的产品）：请按括号中 payhost 转达的支付宝说明检查支付方式设置；';
+        }
+        if ($status == 429 || $status == 503) {
+            return 'payhost 繁忙，请稍后再试。';
+        }
+        if ($status == 502 || $status == 504) {
+            return '支付宝暂时无法处理这个请求（没有答复，或答复无法识别）；一直出现时请把括号中的信息告诉 payhost 运营者。';
+        }
+        return 'payhost 出错（HTTP ' . intval($status) . '），请稍后再试；一直出现时请把括号中的信息告诉 payhost 运营者。';
     }
 
     /** The admin label of the setting behind a field payhost names (the label before its note). */
@@ -521,18 +628,22 @@ class pay_payhost extends paymentPlugin
     function toSubmit($payment = null)
     {
         $s = $this->payhost_settings($payment['M_OrderId']);
+        $this->payhost_log_merchant = $s['merchant'];
         if ($s['shop_url'] === '') {
-            $configured = '商店网址没有填写，或不是以 http:// 或 https:// 开头的网址（例如 https://shop.example/）';
-        } elseif (strpos($s['payhost_api_token'], 'phm_') !== 0) {
+            $this->payhost_settings_page('商店网址没有填写，或不是以 http:// 或 https:// 开头的网址（例如 https://shop.example/）');
+        }
+        if (strpos($s['payhost_api_token'], 'phm_') !== 0) {
             // The operator's token reaches every merchant: a shop's database must not hold it.
-            $configured = '「payhost API 令牌」应填本商户的令牌（phm_ 开头，由 payhost merchant add 或 payhost token create 给出），不要填写运营者令牌';
-        } else {
-            $configured = $this->payhost_configure($s);
+            $this->payhost_settings_page('「payhost API 令牌」应填本商户的令牌（phm_ 开头，由 payhost merchant add 或 payhost token create 给出），不要填写运营者令牌');
         }
+        $configured = $this->payhost_configure($s);
         if ($configured !== true) {
-            $this->payhost_page(502, '支付宝设置有误', '<div class="payhost-error" style="color:#c00">支付宝设置有误：'
-                . $this->esc($configured) . '</div><p><a href="javascript:history.back()">返回</a></p>');
+            $this->payhost_failed($configured[0], $configured[1], '支付宝设置有误：');
         }
+        // Each doPay() is a new payment id: an earlier payment of this order may have been paid
+        // at Alipay while the shop never heard of it (its webhook dead-lettered, the buyer's
+        // browser closed before the return). Applied here instead of a second cashier.
+        $this->payhost_earlier($s, $payment);
         $shopName = (string)$this->system->getConf('system.shopname');
         $request = array(
             'out_trade_no' => (string)$payment['M_OrderId'],
@@ -552,18 +663,22 @@ class pay_payhost extends paymentPlugin
             unset($request['user_agent'], $request['product']);
             list($status, $answer) = $this->payhost_call($s, 'POST', $path, $request, 5);
         }
-        if (($status != 201 && $status != 200) || empty($answer['pay_url'])) {
+        if ($status != 201 && $status != 200) {
+            $this->payhost_failed($status, $answer, '无法发起支付宝支付：');
+        }
+        if (empty($answer['pay_url'])) {
             // Each doPay() is a new ShopEx payment id: an answer without pay_url is this payment's
             // own state (paid, or closed: then the buyer pays again from the order).
             $state = isset($answer['status']) ? (string)$answer['status'] : '';
-            if ($status != 201 && $status != 200) {
-                $text = $this->payhost_error($status, $answer);
-            } elseif ($state === 'TRADE_SUCCESS' || $state === 'TRADE_FINISHED' || $state === 'PARTIALLY_REFUNDED') {
+            if ($state === 'TRADE_SUCCESS' || $state === 'TRADE_FINISHED' || $state === 'PARTIALLY_REFUNDED') {
                 $text = '该支付单已支付。';
             } elseif ($state === 'TRADE_CLOSED' || $state === 'REFUNDED') {
                 $text = '该支付单已关闭，请回到订单重新付款。';
             } else {
-                $text = $this->payhost_error($status, $answer);
+                // An answer this app does not know: its words are for the owner's log only.
+                $this->payhost_admin_log('无法发起支付宝支付：payhost 的答复没有收银台地址 (payhost HTTP ' . intval($status)
+                    . ($state !== '' ? ' status ' . $state : '') . ')');
+                $this->payhost_unavailable_page();
             }
             $this->payhost_page(502, '无法发起支付', '<div class="payhost-error" style="color:#c00">无法发起支付宝支付：'
                 . $this->esc($text) . '</div><p><a href="javascript:history.back()">返回</a></p>');
@@ -574,10 +689,227 @@ class pay_payhost extends paymentPlugin
         return $this->payhost_query(isset($parts[1]) ? $parts[1] : '');
     }
 
-    /** payhost's view of a payment, or null. */
+    /**
+     * A call to payhost that failed on the payment page (pay_payhost_failure_kind()). The buyer
+     * reads only what the buyer can do: payhost not answering, busy or failing → "支付暂时不可用，
+     * 请稍后再试"; the settings → "支付宝设置有误…请联系商家", never which setting; this order's data
+     * refused → "这笔订单暂时无法发起支付…请联系商家"; anything else (an amount conflict) in Chinese
+     * words only. Never payhost's own words nor its correlation id (its message relays Alipay's
+     * text): every kind goes to the shop's log with them, for the owner (payhost_admin_log()).
+     * Ends the request.
+     */
+    function payhost_failed($status, $answer, $prefix)
+    {
+        $kind = pay_payhost_failure_kind($status, $answer);
+        $this->payhost_admin_log($prefix . $this->payhost_error($status, $answer));
+        if ($kind === 'down') {
+            $this->payhost_unavailable_page();
+        }
+        if ($kind === 'settings') {
+            $this->payhost_settings_page(null);
+        }
+        if ($kind === 'order') {
+            $this->payhost_page(502, '无法发起支付', '<div class="payhost-error" id="payhost-order" style="color:#c00">'
+                . '这笔订单暂时无法发起支付宝支付，请联系商家。</div><p><a href="javascript:history.back()">返回</a></p>');
+        }
+        $this->payhost_page(502, '无法发起支付', '<div class="payhost-error" style="color:#c00">'
+            . $this->esc($prefix . $this->payhost_error_words($status, $answer))
+            . '</div><p><a href="javascript:history.back()">返回</a></p>');
+    }
+
+    /** The buyer's page while payhost cannot be used: "try again later". Ends the request. */
+    function payhost_unavailable_page()
+    {
+        $this->payhost_page(502, '支付暂时不可用', '<div class="payhost-error" id="payhost-unavailable" style="color:#c00">'
+            . '支付暂时不可用，请稍后再试。</div><p><a href="javascript:history.back()">返回</a></p>');
+    }
+
+    /**
+     * The buyer's page of a settings problem: "支付宝设置有误", no detail ($detail, what the owner
+     * must change, goes to the shop's log; null when it is there already). Ends the request.
+     */
+    function payhost_settings_page($detail)
+    {
+        if ($detail !== null) {
+            $this->payhost_admin_log('支付宝设置有误：' . $detail);
+        }
+        $this->payhost_page(502, '支付宝设置有误', '<div class="payhost-error" id="payhost-settings" style="color:#c00">'
+            . '支付宝设置有误，暂时无法付款，请联系商家。</div><p><a href="javascript:history.back()">返回</a></p>');
+    }
+
+    /**
+     * A line for the shop owner only, in HOME_DIR/logs/payhost.log.php (ShopEx's own logs live in
+     * home/logs, e.g. the crontab's access.log.php): the time, the payhost merchant of the
+     * payment method the page was using ('-' before it is known) and $text, tab-separated. Never a
+     * secret: $text is what payhost_error() says (the setting to check, payhost's status, code and
+     * words). The file is a .php file whose first line exits, so the web server never shows it:
+     * - the header is written whenever the file is empty, checked under the same flock as the
+     *   write (a first write that failed after creating the file must not leave it without one);
+     * - $text is one line with every '<' followed by a space and control characters as spaces
+     *   (payhost relays Alipay's words: a '<?php' or '<script language="php">' in them must
+     *   never become code after the header);
+     * - the same merchant and text within 10 minutes is not written again (a payment page is
+     *   opened again and again while payhost is down), as the ecshop module's admin_log();
+     * - past 1 MiB nothing more is appended but one last line saying so: the log cannot fill
+     *   the disk; the owner empties or deletes it (it is made again).
+     */
+    function payhost_admin_log($text)
+    {
+        if (!defined('HOME_DIR')) {
+            return;
+        }
+        $dir = HOME_DIR . '/logs';
+        $file = $dir . '/payhost.log.php';
+        if (!is_dir($dir)) {
+            @mkdir($dir, 0755, true);
+        }
+        $said = str_replace('<', '< ', preg_replace('/[\x00-\x1F\x7F]+/', ' ', (string)$text));
+        $merchant = $this->payhost_log_merchant !== '' ? $this->payhost_log_merchant : '-';
+        $entry = $merchant . "\t" . $said;
+        $fp = @fopen($file, 'a+');
+        if (!$fp) {
+            return;
+        }
+        if (!flock($fp, LOCK_EX)) {
+            fclose($fp);
+            return;
+        }
+        $stat = fstat($fp);
+        $size = is_array($stat) ? (int)$stat['size'] : 0;
+        $full = '日志已满（1 MiB），之后的问题不再记录：请下载后清空或删除这个文件（会重新建立）。';
+        $out = '';
+        if ($size == 0) {
+            $out = "<?php exit()?>\n";
+        }
+        $tail = '';
+        if ($size > 0) {
+            // The lines of the last 10 minutes are in the file's tail.
+            fseek($fp, max(0, $size - 65536));
+            $tail = (string)fread($fp, 65536);
+        }
+        if ($size >= 1048576) {
+            if (strpos($tail, $full) === false) {
+                $out = date('Y-m-d H:i:s') . "\t-\t" . $full . "\n";
+            }
+        } elseif (!$this->payhost_logged_lately($tail, $entry)) {
+            $out .= date('Y-m-d H:i:s') . "\t" . $entry . "\n";
+        }
+        if ($out !== '') {
+            fwrite($fp, $out);
+            fflush($fp);
+        }
+        flock($fp, LOCK_UN);
+        fclose($fp);
+    }
+
+    /** Whether the log's $tail has a line "<time>\t$entry" written within the last 10 minutes. */
+    function payhost_logged_lately($tail, $entry)
+    {
+        $since = time() - 600;
+        foreach (explode("\n", $tail) as $line) {
+            $parts = explode("\t", $line, 2);
+            if (count($parts) == 2 && $parts[1] === $entry) {
+                $at = strtotime($parts[0]);
+                if ($at !== false && $at !== -1 && $at >= $since) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    /**
+     * Before a new payment of an order: its earlier payments of this payment method that ShopEx
+     * has not taken (mdl_payment::getOrderBillList(), the order's sdb_payments rows; newest
+     * first, up to 20 within 6 s, each asked at payhost). One paid at payhost (its webhook given
+     * up, the buyer gone before the return) is applied as the return applies it (payhost_take()) and the buyer is
+     * told the order is paid, instead of getting a second cashier. Ends the request then;
+     * returns otherwise (none paid, a top-up, payhost not answering: a new payment as before).
+     */
+    function payhost_earlier($s, $payment)
+    {
+        if (isset($payment['M_Method']) && $payment['M_Method'] === 'recharge') {
+            return;
+        }
+        $orderId = isset($payment['M_OrderNO']) ? (string)$payment['M_OrderNO'] : '';
+        $current = isset($payment['M_OrderId']) ? (string)$payment['M_OrderId'] : '';
+        $oPay = $this->system->loadModel('trading/payment');
+        if (!pay_payhost_is_id($orderId) || !method_exists($oPay, 'getOrderBillList')) {
+            return;
+        }
+        $mine = $oPay->getById($current);
+        $method = is_array($mine) && isset($mine['payment']) ? (string)$mine['payment'] : '';
+        $ids = array();
+        foreach ((array)$oPay->getOrderBillList($orderId) as $row) {
+            if (!is_array($row) || !isset($row['payment_id'], $row['status']) || (string)$row['payment_id'] === $current
+                || !pay_payhost_is_id((string)$row['payment_id']) || $row['status'] === 'succ'
+                || !isset($row['payment']) || (string)$row['payment'] !== $method
+                || (isset($row['pay_type']) && $row['pay_type'] === 'recharge')) {
+                continue;
+            }
+            $ids[] = (string)$row['payment_id'];
+        }
+        // Payment ids are time() and four digits: the newest first. Every one of them, not the
+        // newest few: while payhost was down each try of the buyer made a new payment id (doPay()
+        // writes it before toSubmit() fails), so the paid one can be far down the list. payhost
+        // answers 404 at once for an id it never saw, so the tries cost little; a bound (20) and
+        // one budget for them all (6 s; one call without an answer makes the page's later calls
+        // give up at once, payhost_call()) keep the buyer's page from waiting on a long list.
+        rsort($ids, SORT_STRING);
+        $started = microtime(true);
+        foreach (array_slice($ids, 0, 20) as $id) {
+            if (microtime(true) - $started > 6) {
+                break;
+            }
+            $p = $this->payhost_payment($s, $id);
+            $state = $p === null ? '' : (string)$p['status'];
+            if ($state !== 'TRADE_SUCCESS' && $state !== 'TRADE_FINISHED' && $state !== 'PARTIALLY_REFUNDED') {
+                continue;
+            }
+            $record = $oPay->getById($id);
+            if (!$record || pay_payhost_amount($record['money']) !== pay_payhost_amount($p['total_fee'])) {
+                // Not what this payment asked for: the return and the webhook refuse it too.
+                continue;
+            }
+            $info = array('money' => $record['money'], 'memo' => 'payhost ' . $state,
+                'trade_no' => isset($p['trade_no']) ? (string)$p['trade_no'] : '');
+            list($result) = $this->payhost_take($id, $record, $info);
+            if ($state === 'PARTIALLY_REFUNDED' && ($result === 'paid' || $result === 'second')) {
+                $this->payhost_note_partly_refunded($record, $id, $p);
+            }
+            $this->payhost_taken_page($result, $id);
+        }
+    }
+
+    /**
+     * The buyer's page after payhost_take() applied (or refused) an earlier payment of the order
+     * on the payment page; the end of the request.
+     */
+    function payhost_taken_page($result, $id)
+    {
+        if ($result === 'deleted') {
+            $this->payhost_page(200, '订单已删除', '<div class="payhost-error" id="payhost-deleted" style="color:#c00">'
+                . '已付款，但订单已被商家删除，没有改为已付款。请联系商家退款，不要重复付款。</div>');
+        }
+        if ($result === 'dead') {
+            $this->payhost_page(200, '订单已作废', '<div class="payhost-error" id="payhost-dead" style="color:#c00">'
+                . '已付款，但订单已作废，没有改为已付款。请联系商家退款，不要重复付款。</div>');
+        }
+        if ($result === 'second') {
+            $this->payhost_second_page();
+        }
+        if ($result === 'paid') {
+            $this->payhost_page(200, '订单已支付', '<div id="payhost-paid">该订单已支付（支付单 ' . $this->esc($id)
+                . ' 的支付宝付款已确认），不需要再付款。</div>');
+        }
+        $this->payhost_page(200, '支付结果确认中', '<div id="payhost-pending">支付宝已收到这笔付款，订单稍后会自动更新为已付款，请不要重复付款。</div>');
+    }
+
+    /** payhost's view of a payment, or null. 5 s, as the payment page's calls: the buyer waits on it. */
     function payhost_payment($s, $outTradeNo)
     {
-        list($status, $p) = $this->payhost_call($s, 'GET', '/v1/merchants/' . rawurlencode($s['merchant']) . '/payments/' . rawurlencode($outTradeNo));
+        list($status, $p) = $this->payhost_call($s, 'GET', '/v1/merchants/' . rawurlencode($s['merchant']) . '/payments/'
+            . rawurlencode($outTradeNo), null, 5);
         return ($status == 200 && is_array($p) && isset($p['status'])) ? $p : null;
     }
 
@@ -704,7 +1036,24 @@ class pay_payhost extends paymentPlugin
         $this->payhost_return_fresh($in);
         $p = $this->payhost_payment($s, $id);
         $state = $p === null ? '' : $p['status'];
-        if ($state === 'TRADE_SUCCESS' || $state === 'TRADE_FINISHED') {
+        if ($state === 'REFUNDED') {
+            // Refunded in full at Alipay: never "paid", never "being confirmed" (the page would
+            // re-check for ever). Not yet taken by the shop: it stays unpaid, and the order's log
+            // says so once, as the webhook's retry would (payhost_refunded_first()).
+            $record = $oPay->getById($id);
+            $taken = $record && $record['status'] === 'succ';
+            $orderId = $record && isset($record['order_id']) ? (string)$record['order_id'] : '';
+            if ($record && !$taken && pay_payhost_is_id($orderId)
+                && !(isset($record['pay_type']) && $record['pay_type'] === 'recharge')) {
+                $this->payhost_note_refunded_first($orderId, $id, $state);
+            }
+            $this->payhost_page(200, '已退款', '<div class="payhost-error" id="payhost-refunded" style="color:#c00">'
+                . '这笔支付宝付款已全额退款' . ($taken ? '。' : '，没有改为已付款。') . '如有疑问请联系商家，不要重复付款。</div>');
+        }
+        if ($state === 'TRADE_SUCCESS' || $state === 'TRADE_FINISHED' || $state === 'PARTIALLY_REFUNDED') {
+            // PARTIALLY_REFUNDED: paid, then part of it refunded at Alipay (perhaps before the
+            // shop took it): the payment was made, so it pays the order, and the owner is told
+            // of the refund (payhost_note_partly_refunded()).
             // The amount, as the webhook checks it: progress() → setPayStatus() would record any.
             $record = $oPay->getById($id);
             if (!$record || pay_payhost_amount($record['money']) !== pay_payhost_amount($p['total_fee'])) {
@@ -732,33 +1081,32 @@ class pay_payhost extends paymentPlugin
                         . '已付款，但预存款尚未入账，请联系商家，不要重复充值。</div>');
                 }
             } elseif ($record['status'] !== 'succ') {
-                // The webhook's checks of the order (pay_payhost_callback()), before progress()
-                // → setPayStatus() pays it.
-                $order = $this->payhost_order_state($record);
-                if ($order !== null && $order['disabled']) {
-                    $this->payhost_note_deleted($order, $id, $record);
-                    $this->payhost_page(200, '订单已删除', '<div class="payhost-error" id="payhost-deleted" style="color:#c00">'
-                        . '已付款，但订单已被商家删除，没有改为已付款。请联系商家退款，不要重复付款。</div>');
+                // The webhook's checks of the order and its setPayStatus(), under the order's
+                // lock (payhost_take()): a cancelled or deleted order is left unpaid, a second
+                // payment of a paid order is named. progress() then finds the payment succ.
+                list($result) = $this->payhost_take($id, $record, $info);
+                if ($state === 'PARTIALLY_REFUNDED' && ($result === 'paid' || $result === 'second')) {
+                    $this->payhost_note_partly_refunded($record, $id, $p);
                 }
-                if ($order !== null && $order['status'] === 'dead') {
-                    $this->payhost_note_dead($order, $id, $record);
-                    $this->payhost_page(200, '订单已作废', '<div class="payhost-error" id="payhost-dead" style="color:#c00">'
-                        . '已付款，但订单已作废，没有改为已付款。请联系商家退款，不要重复付款。</div>');
+                if ($result === 'deleted' || $result === 'dead' || $result === 'second') {
+                    $this->payhost_taken_page($result, $id);
                 }
-                if ($this->payhost_is_second($order, $id)) {
-                    // Paid already by another payment (before the webhook of this one): applied
-                    // as the webhook applies it, the order's log says so, the buyer is told.
-                    if ($oPay->setPayStatus($id, PAY_SUCCESS, $info)) {
-                        $this->payhost_second_payment($order['order_id'], $id, $oPay->getById($id));
-                    }
-                    $this->payhost_second_page();
-                }
-                if ($order !== null) {
-                    $this->payhost_note_overpaid($order, $id, $record);
+                if ($result !== 'paid') {
+                    // 'busy' (the order's lock not had within 10 s: another request is applying
+                    // a payment of this order) or 'failed' (setPayStatus() false: another call
+                    // took it at this moment, or mdl_order::payed() failed). PAY_SUCCESS would
+                    // make the dispatcher's progress() run setPayStatus() itself, outside the
+                    // lock and without payhost_take()'s checks (a cancelled or deleted order
+                    // paid, a second payment taken without a word): "being confirmed", and the
+                    // page asks again.
+                    $this->payhost_pending_page($s, $in);
                 }
             } elseif ($this->payhost_logged($record, '[payhost second ' . $id . ']')) {
                 // Taken by the webhook first as a second payment of a paid order.
                 $this->payhost_second_page();
+            } elseif ($state === 'PARTIALLY_REFUNDED') {
+                // Taken before (the webhook), refunded in part since.
+                $this->payhost_note_partly_refunded($record, $id, $p);
             }
             $paymentId = $p['out_trade_no'];
             // The payment's own amount (equal, checked above): progress() → setPayStatus() writes
@@ -779,6 +1127,15 @@ class pay_payhost extends paymentPlugin
             return PAY_FAILED;
         }
         // Paid at Alipay, the notify not confirmed yet (or payhost briefly unreachable).
+        $this->payhost_pending_page($s, $in);
+    }
+
+    /**
+     * The buyer's "支付结果确认中" page of return $in, reloading itself every 2 s with payhost_wait
+     * counted up; after five times it says to look later. Ends the request.
+     */
+    function payhost_pending_page($s, $in)
+    {
         $wait = isset($in['payhost_wait']) ? intval($in['payhost_wait']) : 0;
         if ($wait >= 5) {
             $this->payhost_page(200, '支付结果确认中', '<div id="payhost-pending">支付结果仍在确认中。支付宝确认后订单会自动更新为已付款，请稍后在会员中心查看，不要重复付款。</div>');
@@ -884,33 +1241,22 @@ class pay_payhost extends paymentPlugin
         // The order as this call found it before paying it, when it pays it.
         $before = null;
         if ($record && $record['status'] !== 'succ') {
-            // The order as ShopEx's own pay check sees it. A cancelled (dead) order:
-            // mdl_order::payed() would make it paid and leave it dead, where the admin can
-            // neither ship nor refund it; the payment stays unpaid and the order's log says so.
-            $order = $this->payhost_order_state($record);
-            if ($order !== null && $order['disabled']) {
-                // In the admin's recycle bin (deleted): payed() would pay it all the same.
-                $noted = $this->payhost_note_deleted($order, $id, $record);
-                $this->payhost_answer($noted ? 200 : 503, $noted ? 'order deleted in the shop (recycle bin): noted, payment left unpaid' : 'not recorded, retry');
-            }
-            if ($order !== null && $order['status'] === 'dead') {
-                $noted = $this->payhost_note_dead($order, $id, $record);
-                $this->payhost_answer($noted ? 200 : 503, $noted ? 'order cancelled in the shop: noted, payment left unpaid' : 'not recorded, retry');
-            }
-            // The order paid already by another payment (a second cashier the buyer kept open):
-            // mdl_order::payed() takes this one too without a word, so the order's log says so
-            // (the buyer's return does the same when it comes first).
-            $second = $this->payhost_is_second($order, $id);
+            // The order's checks and setPayStatus() under the order's lock (payhost_take()): a
+            // cancelled (dead) or deleted order stays unpaid with its payment and the order's log
+            // says so; a second payment of a paid order is applied and named.
             $info = array('money' => $record['money'], 'memo' => 'payhost ' . $event['type'],
                 'trade_no' => isset($event['trade_no']) ? (string)$event['trade_no'] : '');
-            $before = $order;
-            $applied = $oPay->setPayStatus($id, PAY_SUCCESS, $info) ? true : false;
-            $record = $oPay->getById($id);
-            if ($applied && $second) {
-                $this->payhost_second_payment($order['order_id'], $id, $record);
-            } elseif ($applied && $order !== null) {
-                $this->payhost_note_overpaid($order, $id, $record);
+            list($result, $before, $applied, $noted) = $this->payhost_take($id, $record, $info);
+            if ($result === 'deleted') {
+                $this->payhost_answer($noted ? 200 : 503, $noted ? 'order deleted in the shop (recycle bin): noted, payment left unpaid' : 'not recorded, retry');
             }
+            if ($result === 'dead') {
+                $this->payhost_answer($noted ? 200 : 503, $noted ? 'order cancelled in the shop: noted, payment left unpaid' : 'not recorded, retry');
+            }
+            if ($result === 'busy') {
+                $this->payhost_answer(503, 'busy, retry');
+            }
+            $record = $oPay->getById($id);
         }
         if (!$record || $record['status'] !== 'succ') {
             $this->payhost_answer(503, 'not applied, retry');
@@ -966,9 +1312,11 @@ class pay_payhost extends paymentPlugin
         // the buyer's return is paying at this moment is neither.
         $old = isset($record['t_end']) && (int)$record['t_end'] > 0 && time() - (int)$record['t_end'] > 60;
         if ((!$applied && $before !== null) || $old) {
+            $amount = $this->esc(pay_payhost_amount($record['money']));
             $this->payhost_log_once($orderId, '[payhost unpaid ' . $id . ']',
-                '【注意】支付单 ' . $id . ' 已收到支付宝付款（￥' . $this->esc(pay_payhost_amount($record['money']))
-                . '）并记为支付成功，但订单没有改为已付款（ShopEx 更新订单失败）。请人工核对后在订单中确认收款。', '付款');
+                '支付单 ' . $id . ' 的支付宝付款（￥' . $amount . '）已收到，订单的付款状态待商家确认。', '付款',
+                '【注意】支付单 ' . $id . ' 已收到支付宝付款（￥' . $amount
+                . '）并记为支付成功，但订单没有改为已付款（ShopEx 更新订单失败）。请人工核对后在订单中确认收款。');
         }
         $this->payhost_answer(503, 'payment recorded but the order is not paid, retry');
     }
@@ -1001,10 +1349,10 @@ class pay_payhost extends paymentPlugin
 
     /**
      * A refund at Alipay (payment.refunded, payment.partially_refunded): a line in the order's log
-     * (mdl_order::addLog(), the order's 订单日志 in the admin) saying how much has been refunded,
-     * once per event (a retried webhook finds its event id in the log). Two deliveries of one event
-     * at the same moment: the look and the line are made under a MySQL named lock per event
-     * (GET_LOCK through the kernel's database(): selectrow()), so the second finds the first's line.
+     * (mdl_order::addLog(), the order's 订单日志) saying how much has been refunded, once per event
+     * (payhost_log_once(): the event id is the marker of the owner's note, in the order's admin
+     * remark, so a retried webhook adds nothing; two deliveries of one event at the same moment
+     * look and write under the order's MySQL named lock, so the second finds the first's note).
      * The order's statuses are left to the owner. Answers and ends the request.
      */
     function payhost_refund($s, $id, $event)
@@ -1031,38 +1379,19 @@ class pay_payhost extends paymentPlugin
         if ($p === null || !isset($p['refunded_amount'])) {
             $this->payhost_answer(503, 'payhost not reachable, retry');
         }
-        $oOrder = $this->system->loadModel('trading/order');
-        if (!$oOrder->load($orderId)) {
+        if (!$this->system->loadModel('trading/order')->load($orderId)) {
             $this->payhost_answer(404, 'unknown order');
         }
-        $db = method_exists($this->system, 'database') ? $this->system->database() : null;
-        // The event id is [0-9A-Za-z_] (checked above); MySQL 5.7 takes names of 64 characters.
-        $lock = 'payhost_refund_' . md5($eventId);
-        if (is_object($db)) {
-            $got = $db->selectrow("SELECT GET_LOCK('" . $lock . "', 10) AS got");
-            if (!is_array($got) || !isset($got['got']) || $got['got'] != 1) {
-                $this->payhost_answer(503, 'busy, retry');
-            }
+        // The line the buyer sees too (ShopEx's member order page lists the order's log): the
+        // amounts only; the event id, which makes a retry a no-op, goes with the owner's copy
+        // into the order's admin remark (payhost_log_once()).
+        $text = ($event['type'] === 'payment.refunded' ? '支付宝已全额退款' : '支付宝部分退款')
+            . '：累计退款 ' . $this->esc($p['refunded_amount']) . ' 元（支付单 ' . $id . '，支付 ' . $this->esc($p['total_fee'])
+            . ' 元）';
+        if (!$this->payhost_log_once($orderId, '[payhost ' . $eventId . ']', $text, '退款')) {
+            $this->payhost_answer(503, 'not recorded, retry');
         }
-        $answer = array(200, 'ok');
-        $seen = false;
-        foreach ((array)$oOrder->getLogs($orderId) as $log) {
-            if (isset($log['log_text']) && strpos((string)$log['log_text'], $eventId) !== false) {
-                $seen = true;
-            }
-        }
-        if (!$seen) {
-            $text = ($event['type'] === 'payment.refunded' ? '支付宝已全额退款' : '支付宝部分退款')
-                . '：累计退款 ' . $this->esc($p['refunded_amount']) . ' 元（支付单 ' . $id . '，支付 ' . $this->esc($p['total_fee'])
-                . ' 元） [payhost ' . $eventId . ']';
-            if (!$oOrder->addLog($text, null, 'payhost', '退款')) {
-                $answer = array(503, 'not recorded, retry');
-            }
-        }
-        if (is_object($db)) {
-            $db->selectrow("SELECT RELEASE_LOCK('" . $lock . "') AS released");
-        }
-        $this->payhost_answer($answer[0], $answer[1]);
+        $this->payhost_answer(200, 'ok');
     }
 
     /**
@@ -1097,32 +1426,39 @@ class pay_payhost extends paymentPlugin
     }
 
     /**
-     * The order's log line for a payment of a cancelled (dead) order, left unpaid with its order
-     * (the return and the webhook, whichever comes first), once per payment. True once it is there.
+     * The log line for a payment of a cancelled (dead) order, left unpaid with its order (the
+     * return and the webhook, whichever comes first), once per payment. True once it is there.
      */
     function payhost_note_dead($order, $id, $record)
     {
+        $amount = $this->esc(pay_payhost_amount($record['money']));
         return $this->payhost_log_once($order['order_id'], '[payhost dead ' . $id . ']',
-            '【注意】订单已作废，又收到支付单 ' . $id . ' 的支付宝付款（￥' . $this->esc(pay_payhost_amount($record['money']))
-            . '）；订单和支付单都没有改为已付款。请在 payhost 管理页面核对并退款。', '付款');
+            '支付单 ' . $id . ' 收到支付宝付款（￥' . $amount . '）时订单已作废，订单和支付单都没有改为已付款，这笔付款由商家处理退款。',
+            '付款',
+            '【注意】订单已作废，又收到支付单 ' . $id . ' 的支付宝付款（￥' . $amount
+            . '）；订单和支付单都没有改为已付款。请在 payhost 管理页面核对并退款。');
     }
 
     /**
-     * The order's log line for a payment of an order in the admin's recycle bin (deleted:
-     * disabled 'true'), left unpaid with its order, once per payment. True once it is there.
+     * The log line for a payment of an order in the admin's recycle bin (deleted: disabled
+     * 'true'), left unpaid with its order, once per payment. True once it is there.
      */
     function payhost_note_deleted($order, $id, $record)
     {
+        $amount = $this->esc(pay_payhost_amount($record['money']));
         return $this->payhost_log_once($order['order_id'], '[payhost deleted ' . $id . ']',
-            '【注意】订单已删除（回收站），又收到支付单 ' . $id . ' 的支付宝付款（￥' . $this->esc(pay_payhost_amount($record['money']))
-            . '）；订单和支付单都没有改为已付款。请在 payhost 管理页面核对并退款（还原订单也不会改为已付款）。', '付款');
+            '支付单 ' . $id . ' 收到支付宝付款（￥' . $amount . '）时订单已删除，订单和支付单都没有改为已付款，这笔付款由商家处理退款。',
+            '付款',
+            '【注意】订单已删除（回收站），又收到支付单 ' . $id . ' 的支付宝付款（￥' . $amount
+            . '）；订单和支付单都没有改为已付款。请在 payhost 管理页面核对并退款（还原订单也不会改为已付款）。');
     }
 
     /**
      * Whether payment $id is a second payment of an order paid already (pay_status 1, or 2 paid to
      * Alipay's escrow): the order's status is read first ($order), then the payment again, so a
      * payment paid by now is the one that paid the order (the return and the webhook at the same
-     * moment), not another.
+     * moment), not another. Asked under the order's lock (payhost_take()): two payments of one
+     * order checked at the same moment would each find the order unpaid.
      */
     function payhost_is_second($order, $id)
     {
@@ -1133,14 +1469,147 @@ class pay_payhost extends paymentPlugin
         return $again && $again['status'] !== 'succ';
     }
 
-    /** Whether the log of the order of payment $record has a line with $marker. */
+    /**
+     * Applies payment $id (paid at payhost; $record its row as read, not succ) as the return, the
+     * webhook and the payment page all do: under a MySQL named lock per order
+     * (payhost_lock(payhost_order_lock())), the order is read, a cancelled (dead) or deleted
+     * one is left unpaid and noted, then whether the order is paid already by another payment,
+     * then setPayStatus(). Without the lock two payments of one order (two cashiers, the buyer
+     * paid both) could each read the order unpaid, and the second would be taken without a word.
+     * Returns array(result, the order as read under the lock or null, whether setPayStatus()
+     * succeeded, whether the note of a dead or deleted order is there): result 'deleted', 'dead',
+     * 'second' (applied, noted), 'paid' (applied), 'failed' (setPayStatus() false: another call
+     * took it, or mdl_order::payed() failed) or 'busy' (the lock not had within 10 s).
+     */
+    function payhost_take($id, $record, $info)
+    {
+        $orderId = isset($record['order_id']) ? (string)$record['order_id'] : '';
+        $lock = '';
+        if (pay_payhost_is_id($orderId) && !(isset($record['pay_type']) && $record['pay_type'] === 'recharge')) {
+            $lock = $this->payhost_order_lock($orderId);
+            if (!$this->payhost_lock($lock)) {
+                return array('busy', null, false, false);
+            }
+        }
+        $oPay = $this->system->loadModel('trading/payment');
+        $order = $this->payhost_order_state($record);
+        $result = null;
+        $noted = false;
+        if ($order !== null && $order['disabled']) {
+            // In the admin's recycle bin (deleted): payed() would pay it all the same.
+            $noted = $this->payhost_note_deleted($order, $id, $record);
+            $result = 'deleted';
+        } elseif ($order !== null && $order['status'] === 'dead') {
+            // mdl_order::payed() would make it paid and leave it dead, where the admin can neither
+            // ship nor refund it.
+            $noted = $this->payhost_note_dead($order, $id, $record);
+            $result = 'dead';
+        }
+        if ($result !== null) {
+            $this->payhost_unlock($lock);
+            return array($result, $order, false, $noted);
+        }
+        // The order paid already by another payment (a second cashier the buyer kept open):
+        // mdl_order::payed() takes this one too without a word, so the order's log says so.
+        $second = $this->payhost_is_second($order, $id);
+        $applied = $oPay->setPayStatus($id, PAY_SUCCESS, $info) ? true : false;
+        if ($applied && $second) {
+            $this->payhost_second_payment($order['order_id'], $id, $oPay->getById($id));
+        } elseif ($applied && $order !== null) {
+            $this->payhost_note_overpaid($order, $id, $oPay->getById($id));
+        }
+        $this->payhost_unlock($lock);
+        return array($applied ? ($second ? 'second' : 'paid') : 'failed', $order, $applied, false);
+    }
+
+    /**
+     * The name of order $orderId's MySQL named lock: payhost_order_, a hash of this shop's
+     * database and table prefix (config/config.php DB_NAME and DB_PREFIX; 'sdb_' when not
+     * defined, as ShopEx's installer takes it), '_' and the order id. Named locks belong to the
+     * MySQL server, not to a database: two shops on one shared server would otherwise wait on
+     * each other's order of the same id (ShopEx's order ids are dates and a counter), as the
+     * ecshop module's lock_name() hashes its `db`.`prefix_pay_log`. 14 + 10 + 1 + at most 20
+     * digits: at most 45 characters, within MySQL 5.7's 64.
+     */
+    function payhost_order_lock($orderId)
+    {
+        $shop = (defined('DB_NAME') ? (string)DB_NAME : '') . '.' . (defined('DB_PREFIX') ? (string)DB_PREFIX : 'sdb_');
+        return 'payhost_order_' . substr(md5($shop), 0, 10) . '_' . $orderId;
+    }
+
+    /**
+     * MySQL's GET_LOCK($name) through the kernel's database() (selectrow()), held by this object
+     * until as many payhost_unlock($name): taken again while held (payhost_log_once() inside
+     * payhost_take()) it is only counted. MySQL before 5.7 lets a connection hold one named lock,
+     * and a GET_LOCK of another name releases it, so nothing here takes a second name while one
+     * is held. True once held; without a database to ask, true (nothing to lock with).
+     */
+    function payhost_lock($name)
+    {
+        if (isset($this->payhost_locks[$name])) {
+            $this->payhost_locks[$name]++;
+            return true;
+        }
+        $db = method_exists($this->system, 'database') ? $this->system->database() : null;
+        if (is_object($db)) {
+            $got = $db->selectrow("SELECT GET_LOCK('" . $name . "', 10) AS got");
+            if (!is_array($got) || !isset($got['got']) || $got['got'] != 1) {
+                return false;
+            }
+            if (!$this->payhost_unlock_registered) {
+                // A fatal error while a lock is held ends the request without payhost_unlock():
+                // MySQL frees a named lock when its connection closes, but ShopEx's persistent
+                // connection (config.php DB_PCONNECT) outlives the request, and every later
+                // payment of that order would wait 10 s and be refused.
+                register_shutdown_function(array(&$this, 'payhost_unlock_all'));
+                $this->payhost_unlock_registered = true;
+            }
+        }
+        $this->payhost_locks[$name] = 1;
+        return true;
+    }
+
+    /** The shutdown function of payhost_lock(): releases what this request still holds. */
+    function payhost_unlock_all()
+    {
+        foreach (array_keys($this->payhost_locks) as $name) {
+            $this->payhost_locks[$name] = 1;
+            $this->payhost_unlock($name);
+        }
+    }
+
+    /** Undoes one payhost_lock($name); RELEASE_LOCK when the last is undone. '' does nothing. */
+    function payhost_unlock($name)
+    {
+        if ($name === '' || !isset($this->payhost_locks[$name])) {
+            return;
+        }
+        if (--$this->payhost_locks[$name] > 0) {
+            return;
+        }
+        unset($this->payhost_locks[$name]);
+        $db = method_exists($this->system, 'database') ? $this->system->database() : null;
+        if (is_object($db)) {
+            $db->selectrow("SELECT RELEASE_LOCK('" . $name . "') AS released");
+        }
+    }
+
+    /**
+     * Whether the order of payment $record has the owner's note with $marker (its admin remark;
+     * a version before this one wrote the marker into the order's log).
+     */
     function payhost_logged($record, $marker)
     {
         $orderId = isset($record['order_id']) ? (string)$record['order_id'] : '';
         if (!pay_payhost_is_id($orderId)) {
             return false;
         }
-        foreach ((array)$this->system->loadModel('trading/order')->getLogs($orderId) as $log) {
+        $oOrder = $this->system->loadModel('trading/order');
+        $remark = $oOrder->getFieldById($orderId, array('mark_text', 'mark_type'));
+        if (is_array($remark) && isset($remark['mark_text']) && strpos((string)$remark['mark_text'], $marker) !== false) {
+            return true;
+        }
+        foreach ((array)$oOrder->getLogs($orderId) as $log) {
             if (isset($log['log_text']) && strpos((string)$log['log_text'], $marker) !== false) {
                 return true;
             }
@@ -1175,7 +1644,7 @@ class pay_payhost extends paymentPlugin
      * cashier page was opened, or it was partly paid meanwhile): mdl_order::payed() sets payed
      * to final_amount and the difference is lost without a word (ShopEx's own toPayed() refuses
      * an amount above what is owed). The order is paid as ShopEx pays it; its log says how much
-     * more was paid, once per payment, so the owner refunds the difference at payhost.
+     * more was paid, once per payment, and the owner's note asks for the difference's refund.
      */
     function payhost_note_overpaid($order, $id, $record)
     {
@@ -1189,61 +1658,110 @@ class pay_payhost extends paymentPlugin
         if ($over < 1) {
             return;
         }
-        $this->payhost_log_once($order['order_id'], '[payhost over ' . $id . ']',
-            '【注意】支付单 ' . $id . ' 收到支付宝付款 ￥' . $this->esc(pay_payhost_amount($record['money']))
+        $said = '支付单 ' . $id . ' 收到支付宝付款 ￥' . $this->esc(pay_payhost_amount($record['money']))
             . '，比订单当时未付的 ￥' . pay_payhost_yuan(round($owed / 10)) . ' 多 ￥' . pay_payhost_yuan($over)
-            . '（订单金额在买家付款前被修改）。请在 payhost 管理页面退还差额。', '付款');
+            . '（订单金额在付款前被修改）';
+        $this->payhost_log_once($order['order_id'], '[payhost over ' . $id . ']', $said . '，多付的款项由商家处理退款。', '付款',
+            '【注意】' . $said . '。请在 payhost 管理页面退还差额。');
     }
 
     /**
-     * A line in order $orderId's log (mdl_order::addLog(), 订单日志, operator payhost) ending
-     * with $marker, written unless one is there. Two requests at once look and write under a
-     * MySQL named lock per marker (GET_LOCK through the kernel's database(): selectrow()), so
-     * the second finds the first's line. True once the line is there.
+     * A line in order $orderId's log (mdl_order::addLog(), 订单日志, operator payhost), and the
+     * owner's note: $note ($text when null) and $marker in the order's admin remark
+     * (mdl_order::saveMarkText(): sdb_orders.mark_text, the 订单备注 only the admin shows). The
+     * order's log is also the buyer's: ShopEx's member order page (ctl.member.php orderdetail() →
+     * getLogs(), member/orderdetail.html) lists every line as it is, so $text says what happened in
+     * words a buyer may read, and what the owner must do, with the marker, goes to the remark only.
+     * Once per marker: the look and the writes are under the order's lock (payhost_lock()), so two
+     * requests at once write one line; the line itself is not written again when a first attempt
+     * wrote it and its remark failed. True once the owner's note is there.
      */
-    function payhost_log_once($orderId, $marker, $text, $behavior)
+    function payhost_log_once($orderId, $marker, $text, $behavior, $note = null)
     {
         $oOrder = $this->system->loadModel('trading/order');
-        if (!$oOrder->load($orderId)) {
+        if (!pay_payhost_is_id((string)$orderId) || !$oOrder->load($orderId)) {
             return false;
         }
-        $db = method_exists($this->system, 'database') ? $this->system->database() : null;
-        $lock = 'payhost_log_' . md5($marker);
-        if (is_object($db)) {
-            $got = $db->selectrow("SELECT GET_LOCK('" . $lock . "', 10) AS got");
-            if (!is_array($got) || !isset($got['got']) || $got['got'] != 1) {
-                return false;
-            }
+        $lock = $this->payhost_order_lock($orderId);
+        if (!$this->payhost_lock($lock)) {
+            return false;
         }
-        $seen = false;
+        $remark = $oOrder->getFieldById($orderId, array('mark_text', 'mark_type'));
+        $old = (is_array($remark) && isset($remark['mark_text'])) ? (string)$remark['mark_text'] : '';
+        $seen = strpos($old, $marker) !== false;
+        $logged = false;
         foreach ((array)$oOrder->getLogs($orderId) as $log) {
-            if (isset($log['log_text']) && strpos((string)$log['log_text'], $marker) !== false) {
-                $seen = true;
-            }
+            $line = isset($log['log_text']) ? (string)$log['log_text'] : '';
+            // A version before this one wrote the marker into the log line itself.
+            $seen = $seen || strpos($line, $marker) !== false;
+            $logged = $logged || $line === $text;
         }
-        if (!$seen) {
-            $seen = $oOrder->addLog($text . ' ' . $marker, null, 'payhost', $behavior) ? true : false;
+        if (!$seen && !$logged && $text !== '') {
+            $logged = $oOrder->addLog($text, null, 'payhost', $behavior) ? true : false;
         }
-        if (is_object($db)) {
-            $db->selectrow("SELECT RELEASE_LOCK('" . $lock . "') AS released");
+        if (!$seen && ($logged || $text === '')) {
+            // saveMarkText() replaces the whole remark: read again just before writing (the
+            // order's log was written since the first read), so an owner's remark saved in the
+            // meantime is kept, the note after it. The owner's 订单备注 form can still replace the
+            // note (README, known limits); its marker was looked for in the first read.
+            $remark = $oOrder->getFieldById($orderId, array('mark_text', 'mark_type'));
+            $old = (is_array($remark) && isset($remark['mark_text'])) ? (string)$remark['mark_text'] : '';
+            $line = ($note === null ? $text : $note) . ' ' . $marker;
+            $type = (is_array($remark) && isset($remark['mark_type']) && (string)$remark['mark_type'] !== '')
+                ? (string)$remark['mark_type'] : 'b1';
+            $seen = $oOrder->saveMarkText($orderId, array('mark_text' => ($old === '' ? '' : $old . "\n") . $line,
+                'mark_type' => $type)) ? true : false;
         }
+        $this->payhost_unlock($lock);
         return $seen;
     }
 
-    /** The order's log line for a second payment of a paid order (pay_payhost_callback()), once per payment. */
+    /** The log line for a second payment of a paid order, once per payment. */
     function payhost_second_payment($orderId, $id, $record)
     {
+        $amount = $this->esc(pay_payhost_amount($record['money']));
         $this->payhost_log_once($orderId, '[payhost second ' . $id . ']',
-            '【注意】此订单此前已付款，又收到支付单 ' . $id . ' 的支付宝付款（￥'
-            . $this->esc(pay_payhost_amount($record['money'])) . '）：请在 payhost 管理页面核对这笔支付并退款。', '付款');
+            '此订单此前已付款，又收到支付单 ' . $id . ' 的支付宝付款（￥' . $amount . '），这笔付款由商家处理退款。', '付款',
+            '【注意】此订单此前已付款，又收到支付单 ' . $id . ' 的支付宝付款（￥' . $amount
+            . '）：请在 payhost 管理页面核对这笔支付并退款。');
+    }
+
+    /**
+     * A payment payhost says was refunded in part (PARTIALLY_REFUNDED: paid, so it pays the
+     * order): the refunded amount in the order's log and the owner's note, once per payment.
+     */
+    function payhost_note_partly_refunded($record, $id, $p)
+    {
+        $orderId = isset($record['order_id']) ? (string)$record['order_id'] : '';
+        if (!pay_payhost_is_id($orderId) || (isset($record['pay_type']) && $record['pay_type'] === 'recharge')) {
+            return;
+        }
+        $said = '支付单 ' . $id . ' 的支付宝付款已部分退款：累计退款 '
+            . $this->esc(isset($p['refunded_amount']) ? (string)$p['refunded_amount'] : '?') . ' 元（支付 '
+            . $this->esc(isset($p['total_fee']) ? (string)$p['total_fee'] : '?') . ' 元）';
+        $this->payhost_log_once($orderId, '[payhost partly-refunded ' . $id . ']', $said . '。', '退款',
+            '【注意】' . $said . '，订单按已付款处理。请核对订单的金额与发货。');
+    }
+
+    /**
+     * The log line of a payment payhost says is refunded in full or closed, not taken by the
+     * shop, left unpaid with its order (the webhook's retry, the buyer's return), once per
+     * payment. True once it is there.
+     */
+    function payhost_note_refunded_first($orderId, $id, $status)
+    {
+        return $this->payhost_log_once($orderId, '[payhost refunded ' . $id . ']',
+            '支付单 ' . $id . ' 的支付宝付款在商店确认收款之前已全额退款，订单没有改为已付款。', '付款',
+            '【注意】支付单 ' . $id . ' 的支付宝付款在商店确认收款之前已全额退款（payhost 状态 '
+            . $this->esc($status) . '），订单没有改为已付款。');
     }
 
     /**
      * A "paid" event of a payment payhost says is refunded in full or closed, not yet taken by
      * the shop (pay_payhost_callback()): the payment stays unpaid, and the order's log says why,
-     * once per payment (payhost_log_once(): two deliveries at once write one line). Answers and
-     * ends the request: 200 once the line is there (a top-up has no order log), 404 for an order
-     * the shop does not have, 503 when it could not be written or the lock was busy.
+     * once per payment (payhost_note_refunded_first()). Answers and ends the request: 200 once the
+     * line is there (a top-up has no order log), 404 for an order the shop does not have, 503
+     * when it could not be written or the lock was busy.
      */
     function payhost_refunded_first($id, $record, $status)
     {
@@ -1259,9 +1777,7 @@ class pay_payhost extends paymentPlugin
             // Paid meanwhile by the buyer's return (payhost said paid then): not this case.
             return;
         }
-        $noted = $this->payhost_log_once($orderId, '[payhost refunded ' . $id . ']',
-            '【注意】支付单 ' . $id . ' 的支付宝付款在商店确认收款之前已全额退款（payhost 状态 '
-            . $this->esc($status) . '），订单没有改为已付款。', '付款');
+        $noted = $this->payhost_note_refunded_first($orderId, $id, $status);
         $this->payhost_answer($noted ? 200 : 503,
             $noted ? 'refunded before the shop took the payment: noted, order left unpaid' : 'not recorded, retry');
     }

@@ -18,10 +18,19 @@
  * $fields) (`SELECT <fields> FROM sdb_orders WHERE order_id='…'`: the row's fields, or false;
  * disabled 'true' for an order in the admin's recycle bin, 'false' by default),
  * addLog($message, $op_id, $op_name, $behavior, $result) and getLogs($order_id): the order's
- * sdb_order_log rows); database(): the
+ * sdb_order_log rows; saveMarkText($orderid, $aData): the order's admin remark, sdb_orders
+ * mark_text and mark_type (订单备注: shown by the admin's order pages only — ctl.order.php,
+ * order/order_detail.html, od_mark.html — never by the shop's member pages), written as
+ * mdl.order.php saveMarkText() writes it (both columns replaced; false when the update fails);
+ * getFieldById() gives mark_type 'b1' (core/schemas/orders.php) and mark_text null by default);
+ * database(): the
  * kernel's database object, whose selectrow($sql) runs MySQL's GET_LOCK(name, timeout) and
  * RELEASE_LOCK(name) (one flock'd file per name, released at RELEASE_LOCK or when the request —
- * the connection — ends; HARNESS_NO_LOCKS=1 locks nothing) and `SELECT log_id FROM
+ * the connection — ends; HARNESS_NO_LOCKS=1 locks nothing) as MySQL before 5.7 (ShopEx 4.8.5's
+ * MySQL 5.0/5.1) does: a connection holds one named lock, and GET_LOCK of another name first
+ * releases the one it holds; while the test has switched `locks_busy` on (_state.php?locks_busy=1),
+ * GET_LOCK answers 0 at once, as MySQL does after the timeout when another connection holds the
+ * name; and `SELECT log_id FROM
  * sdb_advance_logs WHERE payment_id='…'`; other statements throw. loadModel('member/advance'):
  * harness_advance (mdl_advance::add()).
  * RACE_WINDOW_MS also widens addLog()'s gap before its write.
@@ -140,6 +149,19 @@ class harness_database
             if (getenv('HARNESS_NO_LOCKS') === '1') {
                 return array($m[3] => '1');
             }
+            $state = hdb_read();
+            if (!empty($state['locks_busy'])) {
+                // Another connection holds every name (_state.php?locks_busy=1): GET_LOCK's
+                // answer once its timeout has passed, given at once.
+                return array($m[3] => '0');
+            }
+            foreach ($this->locks as $name => $held) {
+                // MySQL before 5.7: one named lock per connection; a new GET_LOCK releases it
+                // (the same name again: released and taken again).
+                flock($held, LOCK_UN);
+                fclose($held);
+                unset($this->locks[$name]);
+            }
             $fp = fopen(dirname(getenv('SHOP_DB')) . '/mysql-lock-' . md5($m[1]), 'c');
             $deadline = microtime(true) + (int)$m[2];
             while (!flock($fp, LOCK_EX | LOCK_NB)) {
@@ -210,6 +232,20 @@ class harness_order
         });
     }
 
+    /** mdl.order.php saveMarkText(): the order's mark_text and mark_type (the admin's 订单备注). */
+    function saveMarkText($orderid, $aData)
+    {
+        $id = (string)$orderid;
+        return hdb_tx(function (&$t) use ($id, $aData) {
+            if (!empty($t['db_down']) || !isset($t['orders'][$id])) {
+                return false;
+            }
+            $t['orders'][$id]['mark_text'] = isset($aData['mark_text']) ? $aData['mark_text'] : null;
+            $t['orders'][$id]['mark_type'] = isset($aData['mark_type']) ? $aData['mark_type'] : null;
+            return true;
+        });
+    }
+
     function getLogs($order_id)
     {
         $t = hdb_read();
@@ -230,7 +266,7 @@ class harness_order
         }
         // sdb_orders' defaults (core/schemas/orders.php) for what a test's order leaves out.
         $row = $t['orders'][(string)$order_id] + array('status' => 'active', 'payed' => '0.000', 'cur_rate' => '1.0000',
-            'disabled' => 'false');
+            'disabled' => 'false', 'mark_type' => 'b1');
         if (!isset($row['final_amount']) && isset($row['total_amount'])) {
             $row['final_amount'] = $row['total_amount'];
         }

@@ -43,6 +43,9 @@
  *    default 'false' (core/schemas/payment_cfg.php): the new method is offered at once;
  *  - startApp($id): `update sdb_payment_cfg set disabled='false'`; disApp($id): 'true';
  *    getMethods(): the methods with disabled = 'false' (what the checkout offers);
+ *  - getOrderBillList($orderid): `SELECT * FROM sdb_payments WHERE order_id = '.$orderid` (the id
+ *    unescaped, recorded in `unsafe_sql` unless plain digits): every payment of the order, of any
+ *    method and status;
  *  - getPaymentInfo($method): M_OrderId the payment id; M_OrderNO the order id, or for a deposit
  *    top-up (ctl.paycenter.php recharge() → doPay('recharge')) the payment id; M_Method $method.
  * Written for the tests from the model's behaviour; no ShopEx code.
@@ -88,6 +91,22 @@ class mdl_payment
         }
         $t = hdb_read();
         return isset($t['payments'][(string)$paymentId]) ? $t['payments'][(string)$paymentId] : false;
+    }
+
+    function getOrderBillList($orderid)
+    {
+        if (!preg_match('/^[0-9]+$/', (string)$orderid)) {
+            $sql = 'SELECT * FROM sdb_payments WHERE order_id = ' . $orderid;
+            hdb_tx(function (&$t) use ($sql) { $t['unsafe_sql'][] = $sql; });
+        }
+        $t = hdb_read();
+        $rows = array();
+        foreach (isset($t['payments']) ? $t['payments'] : array() as $row) {
+            if ((string)$row['order_id'] === (string)$orderid) {
+                $rows[] = $row;
+            }
+        }
+        return $rows;
     }
 
     function getPaymentById($id)
