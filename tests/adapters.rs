@@ -1155,21 +1155,27 @@ async fn ecshop_a_removed_order_paid_late_is_refused_and_an_invalid_one_is_calle
 async fn ecshop_refunded_while_closed(name: &str, env: &[(&str, &str)]) -> UntakenPayment {
     let p = ecshop_paid_while_closed(name, env).await;
     let d = p.demo.base.clone();
-    let r = post_form(
-        &format!("{d}/sandbox/refund"),
-        &format!(
+    sandbox_refund(
+        &d,
+        format!(
             "partner={PARTNER}&out_trade_no={}&refund_fee=12.50",
             p.out_trade_no
         ),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.text());
     wait_until(
         || async { payhost_status(&d, ECSHOP_MERCHANT, &p.out_trade_no).await == "REFUNDED" },
         "payhost to get the refund's notify",
     )
     .await;
     p
+}
+
+/// Refunds in the sandbox (`partner=…&out_trade_no=…[&refund_fee=…]`) as a seller does in Alipay's
+/// back office; the refund's notify follows.
+async fn sandbox_refund(demo: &str, form: String) {
+    let r = post_form(&format!("{demo}/sandbox/refund"), &form).await;
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 /// The "paid" event refused by the shop (closed for a moment) while the payment is refunded in
@@ -2466,15 +2472,14 @@ async fn shopex_refunded_while_down_by(
         .as_str()
         .unwrap()
         .to_owned();
-    let r = post_form(
-        &format!("{d}/sandbox/refund"),
-        &format!(
+    sandbox_refund(
+        &d,
+        format!(
             "partner={PARTNER}&out_trade_no={payment_id}&refund_fee={}",
             part.unwrap_or(&fee)
         ),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.text());
     let refunded = if part.is_some() {
         "PARTIALLY_REFUNDED"
     } else {
@@ -4262,14 +4267,11 @@ async fn ecshop_unpaid_order_pays_again_after_a_close_or_an_amount_change() {
     let s = shop.state().await;
     assert_eq!(s["order_info"]["1"]["pay_status"], 2, "{s}");
     // Its refund is noted on the order too.
-    let r = request(
-        "POST",
-        &format!("{d}/sandbox/refund"),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        format!("partner={PARTNER}&out_trade_no={retry}&refund_fee=2.50").into_bytes(),
+    sandbox_refund(
+        &d,
+        format!("partner={PARTNER}&out_trade_no={retry}&refund_fee=2.50"),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.text());
     wait_until(
         || async {
             shop.state().await["order_action"]
@@ -5034,14 +5036,11 @@ async fn ecshop_refunds_are_noted_on_the_order_once() {
             .filter(|n| n.contains("退款"))
             .collect()
     };
-    let r = request(
-        "POST",
-        &format!("{d}/sandbox/refund"),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        format!("partner={PARTNER}&out_trade_no={no}&refund_fee=2.50").into_bytes(),
+    sandbox_refund(
+        &d,
+        format!("partner={PARTNER}&out_trade_no={no}&refund_fee=2.50"),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.text());
     wait_until(
         || async { !notes(&shop.state().await).is_empty() },
         "the partial refund noted",
@@ -5064,14 +5063,7 @@ async fn ecshop_refunds_are_noted_on_the_order_once() {
     let s = shop.state().await;
     assert_eq!(notes(&s).len(), 2, "{s}");
     // The rest refunded: noted as a full refund of 12.50.
-    let r = request(
-        "POST",
-        &format!("{d}/sandbox/refund"),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        format!("partner={PARTNER}&out_trade_no={no}").into_bytes(),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    sandbox_refund(&d, format!("partner={PARTNER}&out_trade_no={no}")).await;
     wait_until(
         || async {
             notes(&shop.state().await)
@@ -5259,14 +5251,11 @@ async fn shopex_refund_deliveries_at_once_log_once() {
         "paid",
     )
     .await;
-    let r = request(
-        "POST",
-        &format!("{d}/sandbox/refund"),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        format!("partner={PARTNER}&out_trade_no={payment_id}&refund_fee=5.00").into_bytes(),
+    sandbox_refund(
+        &d,
+        format!("partner={PARTNER}&out_trade_no={payment_id}&refund_fee=5.00"),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.text());
     let logs = |s: &Value| -> usize {
         s["order_log"]
             .as_array()
@@ -5351,14 +5340,11 @@ async fn shopex_secret_refunds_messages_and_foreign_ids() {
     get(&shop.url("_state.php?deprecated=0"), None).await;
 
     // A partial refund: logged on the order with the amount; the same event twice, one line.
-    let r = request(
-        "POST",
-        &format!("{d}/sandbox/refund"),
-        &[("content-type", "application/x-www-form-urlencoded")],
-        format!("partner={PARTNER}&out_trade_no={payment_id}&refund_fee=5.00").into_bytes(),
+    sandbox_refund(
+        &d,
+        format!("partner={PARTNER}&out_trade_no={payment_id}&refund_fee=5.00"),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.text());
     let logs = |s: &Value| -> Vec<String> {
         s["order_log"]
             .as_array()
@@ -6270,15 +6256,14 @@ async fn ecshop_and_shopex_returns_wait_at_most_5_s_for_a_stuck_payhost() {
 async fn ecshop_a_return_after_a_refund_is_paid_or_refunded_never_confirming() {
     let p = ecshop_paid_while_closed("ecshop-partly-refunded-return", &[]).await;
     let d = p.demo.base.clone();
-    let r = post_form(
-        &format!("{d}/sandbox/refund"),
-        &format!(
+    sandbox_refund(
+        &d,
+        format!(
             "partner={PARTNER}&out_trade_no={}&refund_fee=2.50",
             p.out_trade_no
         ),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.text());
     wait_until(
         || async {
             payhost_status(&d, ECSHOP_MERCHANT, &p.out_trade_no).await == "PARTIALLY_REFUNDED"
@@ -7081,15 +7066,14 @@ async fn ecshop_a_partly_refunded_payment_returned_twice_at_once_is_noted_once()
     let p = ecshop_paid_while_closed("ecshop-partly-refunded-twice", &[("RACE_WINDOW_MS", "400")])
         .await;
     let d = p.demo.base.clone();
-    let r = post_form(
-        &format!("{d}/sandbox/refund"),
-        &format!(
+    sandbox_refund(
+        &d,
+        format!(
             "partner={PARTNER}&out_trade_no={}&refund_fee=2.50",
             p.out_trade_no
         ),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.text());
     wait_until(
         || async {
             payhost_status(&d, ECSHOP_MERCHANT, &p.out_trade_no).await == "PARTIALLY_REFUNDED"

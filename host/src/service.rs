@@ -60,6 +60,25 @@ impl From<CallError> for ApiError {
     }
 }
 
+/// The 409 for a create of an order stored with another amount, or another seller when the
+/// request names one; None when the request is the stored order again.
+fn order_conflict(existing: &Payment, total_fen: u64, seller: Option<&str>) -> Option<ApiError> {
+    let other_seller = seller.is_some_and(|s| !existing.seller.eq_ignore_ascii_case(s));
+    (existing.total_fen != total_fen || other_seller).then(|| {
+        ApiError::field(
+            409,
+            "conflict",
+            "out_trade_no",
+            format!(
+                "out_trade_no {} exists with total_fee {} and seller {}",
+                existing.out_trade_no,
+                existing.total_fee(),
+                existing.seller
+            ),
+        )
+    })
+}
+
 /// A payment the component would not start. Settings that were valid when saved but do not
 /// allow this payment (the app product with an MD5 merchant) are a 400 naming the setting and
 /// its rule: the request asks for what the merchant cannot do.
@@ -734,22 +753,8 @@ impl App {
             .await
             .map_err(ApiError::internal)?
         {
-            if existing.total_fen != total_fen
-                || order
-                    .seller
-                    .as_deref()
-                    .is_some_and(|s| !existing.seller.eq_ignore_ascii_case(s))
-            {
-                return Err(ApiError::field(
-                    409,
-                    "conflict",
-                    "out_trade_no",
-                    format!(
-                        "out_trade_no {out_trade_no} exists with total_fee {} and seller {}",
-                        existing.total_fee(),
-                        existing.seller
-                    ),
-                ));
+            if let Some(conflict) = order_conflict(&existing, total_fen, order.seller.as_deref()) {
+                return Err(conflict);
             }
             if existing.status != store::WAIT_BUYER_PAY {
                 return Ok((200, created(&existing)));
@@ -772,18 +777,10 @@ impl App {
                 // the provider refused ours as its duplicate: the shop's mistake is the
                 // conflict (409, as without the race), not the gateway.
                 if let Ok(Some(existing)) = self.store.payment(merchant_id, &out_trade_no).await {
-                    if existing.total_fen != total_fen
-                        || order
-                            .seller
-                            .as_deref()
-                            .is_some_and(|s| !existing.seller.eq_ignore_ascii_case(s))
+                    if let Some(conflict) =
+                        order_conflict(&existing, total_fen, order.seller.as_deref())
                     {
-                        return Err(ApiError::field(
-                            409,
-                            "conflict",
-                            "out_trade_no",
-                            "out_trade_no exists with another amount or seller",
-                        ));
+                        return Err(conflict);
                     }
                 }
                 return Err(start_refused(refused));

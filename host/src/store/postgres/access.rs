@@ -113,17 +113,7 @@ impl Access for PostgresStore {
                 "SELECT id, merchant_id, label, created_at, revoked_at, created_by FROM api_tokens WHERE ($1::text IS NULL OR merchant_id = $1) ORDER BY id",
                 &[&merchant],
             ).await?;
-            Ok(rows
-                .iter()
-                .map(|r| TokenInfo {
-                    id: r.get(0),
-                    merchant_id: r.get(1),
-                    label: r.get(2),
-                    created_at: r.get(3),
-                    revoked_at: r.get(4),
-                    created_by: r.get(5),
-                })
-                .collect())
+            Ok(rows.iter().map(token_info).collect())
         }
     }
 
@@ -135,5 +125,17 @@ impl Access for PostgresStore {
                 &[&id, &merchant, &now_rfc3339()]).await?;
             Ok(n > 0)
         }
+    }
+}
+
+/// A token of a row of `id, merchant_id, label, created_at, revoked_at, created_by`.
+pub(super) fn token_info(r: &tokio_postgres::Row) -> TokenInfo {
+    TokenInfo {
+        id: r.get(0),
+        merchant_id: r.get(1),
+        label: r.get(2),
+        created_at: r.get(3),
+        revoked_at: r.get(4),
+        created_by: r.get(5),
     }
 }

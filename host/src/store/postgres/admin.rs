@@ -85,14 +85,7 @@ impl AdminStore for PostgresStore {
                     )
                     .await?
                     .iter()
-                    .map(|r| TokenInfo {
-                        id: r.get(0),
-                        merchant_id: r.get(1),
-                        label: r.get(2),
-                        created_at: r.get(3),
-                        revoked_at: r.get(4),
-                        created_by: r.get(5),
-                    })
+                    .map(super::access::token_info)
                     .collect::<Vec<_>>();
                 tx.execute("DELETE FROM admin_sessions WHERE user_name = $1", &[&name])
                     .await?;

@@ -101,16 +101,7 @@ impl Access for SqliteStore {
                 "SELECT id, merchant_id, label, created_at, revoked_at, created_by FROM api_tokens WHERE (?1 IS NULL OR merchant_id = ?1) ORDER BY id",
             )?;
             let rows = stmt
-                .query_map(params![merchant], |r| {
-                    Ok(TokenInfo {
-                        id: r.get(0)?,
-                        merchant_id: r.get(1)?,
-                        label: r.get(2)?,
-                        created_at: r.get(3)?,
-                        revoked_at: r.get(4)?,
-                        created_by: r.get(5)?,
-                    })
-                })?
+                .query_map(params![merchant], token_info)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
         })
@@ -127,4 +118,16 @@ impl Access for SqliteStore {
         })
         .await
     }
+}
+
+/// A token of a row of `id, merchant_id, label, created_at, revoked_at, created_by`.
+pub(super) fn token_info(r: &rusqlite::Row) -> rusqlite::Result<TokenInfo> {
+    Ok(TokenInfo {
+        id: r.get(0)?,
+        merchant_id: r.get(1)?,
+        label: r.get(2)?,
+        created_at: r.get(3)?,
+        revoked_at: r.get(4)?,
+        created_by: r.get(5)?,
+    })
 }

@@ -102,16 +102,7 @@ impl AdminStore for SqliteStore {
                        AND created_at >= (SELECT created_at FROM admin_users WHERE name = ?1)
                      RETURNING id, merchant_id, label, created_at, revoked_at, created_by",
                 )?
-                .query_map(params![name, now], |r| {
-                    Ok(TokenInfo {
-                        id: r.get(0)?,
-                        merchant_id: r.get(1)?,
-                        label: r.get(2)?,
-                        created_at: r.get(3)?,
-                        revoked_at: r.get(4)?,
-                        created_by: r.get(5)?,
-                    })
-                })?
+                .query_map(params![name, now], super::access::token_info)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             conn.prepare_cached("DELETE FROM admin_sessions WHERE user_name = ?1")?
                 .execute([&name])?;
