@@ -15,10 +15,10 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::sync::Arc;
 
-/// Everything a request handler needs.
 /// How long a payment creation waits for another creation of its order (see `order_locks`).
 const ORDER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Everything a request handler needs.
 pub struct App {
     pub config: Config,
     /// The loaded components, by id; each merchant names one.
