@@ -786,6 +786,35 @@ struct UntakenPayment {
     out_trade_no: String,
 }
 
+/// The payment of [`ecshop_paid_while_closed`] refunded 2.50 at Alipay before the shop took it
+/// (payhost has it PARTIALLY_REFUNDED), the shop open again: the buyer's signed return to it.
+async fn ecshop_part_refunded_then_returned(p: &UntakenPayment) -> String {
+    let d = p.demo.base.clone();
+    sandbox_refund(
+        &d,
+        format!(
+            "partner={PARTNER}&out_trade_no={}&refund_fee=2.50",
+            p.out_trade_no
+        ),
+    )
+    .await;
+    wait_until(
+        || async {
+            payhost_status(&d, ECSHOP_MERCHANT, &p.out_trade_no).await == "PARTIALLY_REFUNDED"
+        },
+        "payhost to get the refund's notify",
+    )
+    .await;
+    get(&p.shop.url("_state.php?shop_closed=0"), None).await;
+    signed_return(
+        &p.shop.url("respond.php?code=payhost_alipay"),
+        &p.creds.secret,
+        ECSHOP_MERCHANT,
+        &p.out_trade_no,
+        0,
+    )
+}
+
 /// [`ecshop_b2c`] with order 1 (12.50) paid while the shop is closed (init.php prints its
 /// "closed" page and exits), so payhost has the payment and the shop does not.
 async fn ecshop_paid_while_closed(name: &str, env: &[(&str, &str)]) -> UntakenPayment {
@@ -6255,30 +6284,7 @@ async fn ecshop_and_shopex_returns_wait_at_most_5_s_for_a_stuck_payhost() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ecshop_a_return_after_a_refund_is_paid_or_refunded_never_confirming() {
     let p = ecshop_paid_while_closed("ecshop-partly-refunded-return", &[]).await;
-    let d = p.demo.base.clone();
-    sandbox_refund(
-        &d,
-        format!(
-            "partner={PARTNER}&out_trade_no={}&refund_fee=2.50",
-            p.out_trade_no
-        ),
-    )
-    .await;
-    wait_until(
-        || async {
-            payhost_status(&d, ECSHOP_MERCHANT, &p.out_trade_no).await == "PARTIALLY_REFUNDED"
-        },
-        "payhost to get the refund's notify",
-    )
-    .await;
-    get(&p.shop.url("_state.php?shop_closed=0"), None).await;
-    let back = signed_return(
-        &p.shop.url("respond.php?code=payhost_alipay"),
-        &p.creds.secret,
-        ECSHOP_MERCHANT,
-        &p.out_trade_no,
-        0,
-    );
+    let back = ecshop_part_refunded_then_returned(&p).await;
     let msg = message_of(&get(&back, None).await.body, "utf-8");
     assert!(msg.starts_with("您此次的支付操作已成功！"), "{msg}");
     let s = p.shop.state().await;
@@ -7065,30 +7071,7 @@ async fn shopex_an_owners_remark_saved_meanwhile_is_kept_and_the_unpaid_line_is_
 async fn ecshop_a_partly_refunded_payment_returned_twice_at_once_is_noted_once() {
     let p = ecshop_paid_while_closed("ecshop-partly-refunded-twice", &[("RACE_WINDOW_MS", "400")])
         .await;
-    let d = p.demo.base.clone();
-    sandbox_refund(
-        &d,
-        format!(
-            "partner={PARTNER}&out_trade_no={}&refund_fee=2.50",
-            p.out_trade_no
-        ),
-    )
-    .await;
-    wait_until(
-        || async {
-            payhost_status(&d, ECSHOP_MERCHANT, &p.out_trade_no).await == "PARTIALLY_REFUNDED"
-        },
-        "payhost to get the refund's notify",
-    )
-    .await;
-    get(&p.shop.url("_state.php?shop_closed=0"), None).await;
-    let back = signed_return(
-        &p.shop.url("respond.php?code=payhost_alipay"),
-        &p.creds.secret,
-        ECSHOP_MERCHANT,
-        &p.out_trade_no,
-        0,
-    );
+    let back = ecshop_part_refunded_then_returned(&p).await;
     let (a, b) = tokio::join!(get(&back, None), get(&back, None));
     for r in [a, b] {
         let msg = message_of(&r.body, "utf-8");
