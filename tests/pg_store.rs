@@ -28,6 +28,7 @@ fn payment(merchant: &str, no: &str) -> Payment {
         review: None,
         created_at: now_rfc3339(),
         updated_at: now_rfc3339(),
+        finished_at: None,
     }
 }
 
@@ -1747,6 +1748,122 @@ async fn paid_after_close_on_postgres() {
     paid_after_close(&s).await;
 }
 
+/// A trade the provider finished takes no refund whatever its status says: partly refunded,
+/// then finished, it stays PARTIALLY_REFUNDED and refuses the next refund; finished, then its
+/// earlier partial refund reported late, it moves on and still refuses one. The fact is stored
+/// once, with no webhook of its own.
+async fn finished_trades(s: &dyn Store) {
+    use payhost::domain::refunds::Refusal;
+    use payhost::store::ledger::{NewRefund, RefundBegun};
+    let refund = |no: &str, request_no: &str| NewRefund {
+        merchant_id: "m1".into(),
+        out_trade_no: no.into(),
+        request_no: request_no.into(),
+        refund_key: None,
+        amount_fen: 1,
+        reason: String::new(),
+        started_by: "api:operator".into(),
+    };
+    let partial = |notify_id: &'static str, no: &'static str| {
+        let mut e = effect(notify_id, "TRADE_SUCCESS");
+        e.out_trade_no = no;
+        e.event = TradeEvent::PartiallyRefunded;
+        e.refund_status = Some("REFUND_SUCCESS");
+        e
+    };
+    let finished = |notify_id: &'static str, no: &'static str| {
+        let mut e = effect(notify_id, "TRADE_FINISHED");
+        e.out_trade_no = no;
+        e
+    };
+    let mut paid = payment("m1", "o1");
+    paid.total_fen = 1000;
+    s.insert_payment(&paid).await.unwrap();
+    s.apply_notification(&effect("p1", "TRADE_SUCCESS"), &raw(), &record())
+        .await
+        .unwrap();
+    s.apply_notification(&partial("p2", "o1"), &raw(), &record())
+        .await
+        .unwrap();
+    let webhooks = s.pending_webhooks().await.unwrap();
+    assert!(
+        matches!(
+            s.begin_refund(&refund("o1", "r1")).await.unwrap(),
+            RefundBegun::New(_)
+        ),
+        "partly refunded and not finished: refundable"
+    );
+    assert_eq!(
+        s.apply_notification(&finished("p3", "o1"), &raw(), &record())
+            .await
+            .unwrap(),
+        Applied::Finished {
+            status: PARTIALLY_REFUNDED.into()
+        }
+    );
+    let p = s.payment("m1", "o1").await.unwrap().unwrap();
+    assert_eq!(p.status, PARTIALLY_REFUNDED);
+    assert!(p.finished_at.is_some() && p.is_finished());
+    assert_eq!(
+        s.pending_webhooks().await.unwrap(),
+        webhooks,
+        "the shop's status did not change: no webhook"
+    );
+    match s.begin_refund(&refund("o1", "r2")).await.unwrap() {
+        RefundBegun::Refused(Refusal::Finished) => {}
+        other => panic!("a finished trade took a refund: {other:?}"),
+    }
+    // Once: another TRADE_FINISHED changes nothing.
+    assert_eq!(
+        s.apply_notification(&finished("p4", "o1"), &raw(), &record())
+            .await
+            .unwrap(),
+        Applied::NoChange
+    );
+    let again = s.payment("m1", "o1").await.unwrap().unwrap();
+    assert_eq!(again.finished_at, p.finished_at);
+
+    // Finished first, its earlier partial refund reported after: the status moves on, the trade
+    // stays final.
+    let mut second = payment("m1", "o2");
+    second.total_fen = 1000;
+    s.insert_payment(&second).await.unwrap();
+    let mut pay = effect("q1", "TRADE_SUCCESS");
+    pay.out_trade_no = "o2";
+    s.apply_notification(&pay, &raw(), &record()).await.unwrap();
+    assert!(matches!(
+        s.apply_notification(&finished("q2", "o2"), &raw(), &record())
+            .await
+            .unwrap(),
+        Applied::Changed { .. }
+    ));
+    s.apply_notification(&partial("q3", "o2"), &raw(), &record())
+        .await
+        .unwrap();
+    let p = s.payment("m1", "o2").await.unwrap().unwrap();
+    assert_eq!(p.status, PARTIALLY_REFUNDED);
+    assert!(p.finished_at.is_some());
+    assert!(matches!(
+        s.begin_refund(&refund("o2", "r3")).await.unwrap(),
+        RefundBegun::Refused(Refusal::Finished)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_trades_on_sqlite() {
+    let dir = conformance::host::temp_dir("finished-sqlite");
+    let s = payhost::store::sqlite::SqliteStore::open(&dir.join("payhost.db")).unwrap();
+    with_merchants(&s).await;
+    finished_trades(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_trades_on_postgres() {
+    let pg = PgCluster::start("finished");
+    let s = open(&pg.create_database("finished")).await;
+    finished_trades(&s).await;
+}
+
 /// A shop owner's merchants as one filter (the admin's 全部): their payments only, paged by
 /// cursor across them, the same rows counted by the totals; an empty set matches nothing.
 async fn owners_merchants(s: &dyn Store) {
@@ -2277,7 +2394,7 @@ async fn an_older_schema_is_migrated_by_serve_only_and_gives_way_to_a_held_table
         .unwrap()
         .unwrap();
     s.ready().await.unwrap();
-    assert_eq!(version(), "7");
+    assert_eq!(version(), "8");
 }
 
 /// A merchant removed while another replica writes for one of its payments (a notification

@@ -118,7 +118,7 @@ shop_webhook_secret = "{HOOK_SECRET}"
         assert_eq!(get(&h.url("/readyz"), None).await.status, 200);
         assert_eq!(get(&h.url("/healthz"), None).await.status, 200);
     }
-    assert_eq!(r.count("SELECT COUNT(*) FROM schema_migrations"), 7);
+    assert_eq!(r.count("SELECT COUNT(*) FROM schema_migrations"), 8);
 
     // Create through the balancer; the same order again (the other replica) finds it.
     let created = send_json(

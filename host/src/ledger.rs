@@ -237,6 +237,7 @@ pub fn payment_json(lp: &LedgerPayment) -> serde_json::Value {
         "review": p.review,
         "created_at": p.created_at,
         "updated_at": p.updated_at,
+        "finished_at": p.finished_at,
     })
 }
 
@@ -510,6 +511,7 @@ mod tests {
                     review: None,
                     created_at: at.clone(),
                     updated_at: at.clone(),
+                    finished_at: None,
                 },
                 refunded_fen: 200,
             },

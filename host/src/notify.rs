@@ -209,7 +209,9 @@ impl NotifyOutcome {
     /// The outcome of a notification the store applied (also the label the store records).
     pub fn from_applied(a: &Applied) -> NotifyOutcome {
         match a {
-            Applied::Changed { .. } | Applied::Recorded { .. } => NotifyOutcome::Applied,
+            Applied::Changed { .. } | Applied::Recorded { .. } | Applied::Finished { .. } => {
+                NotifyOutcome::Applied
+            }
             Applied::NoChange => NotifyOutcome::NoChange,
             Applied::Duplicate => NotifyOutcome::Duplicate,
             Applied::UnknownOrder => NotifyOutcome::UnknownOrder,
@@ -728,6 +730,9 @@ impl App {
                     if from == crate::domain::state::TRADE_CLOSED {
                         tracing::error!(target: "payhost::alert", merchant = merchant_id, out_trade_no = %crate::log_limit::clean(&verified.out_trade_no), "ALERT: an order closed here was paid; flagged for review");
                     }
+                }
+                if let Applied::Finished { status } = &applied {
+                    tracing::info!(merchant = merchant_id, out_trade_no = %crate::log_limit::clean(&verified.out_trade_no), %status, "trade finished at the provider: no more refunds");
                 }
                 // Another trade, found only under the payment's lock (its paid notification
                 // committed meanwhile): held by the commit, said as the check before it says it.

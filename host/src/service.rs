@@ -803,6 +803,7 @@ impl App {
             review: None,
             created_at: now.clone(),
             updated_at: now,
+            finished_at: None,
         };
         match self
             .store

@@ -9,6 +9,9 @@ pub enum Applied {
     Changed { from: String, to: String },
     /// The status stays, but an event was recorded (a partial refund); webhooks queued.
     Recorded { status: String, events: Vec<String> },
+    /// The status stays (a refund moved it on), but the provider finished the trade: no refund
+    /// can start any more. No webhook: the shop's status is unchanged.
+    Finished { status: String },
     /// Genuine and new, but it does not move the payment (e.g. TRADE_SUCCESS after TRADE_FINISHED).
     NoChange,
     /// This notify_id was applied before: nothing changed.
@@ -48,6 +51,9 @@ impl Applied {
             Applied::Recorded { status, events } => {
                 Some(format!("{status}: {}", events.join(", ")))
             }
+            Applied::Finished { status } => Some(format!(
+                "{status}: trade finished (TRADE_FINISHED), no more refunds"
+            )),
             Applied::OtherTrade { recorded, other } => Some(format!(
                 "held for review: {}",
                 other_trade_reason(recorded, other)
@@ -78,6 +84,8 @@ pub struct Plan {
     /// Why the owner must look at the payment, written with the move: money for an order closed
     /// here (a close that reached only payhost leaves the buyer's open cashier payable).
     pub review: Option<String>,
+    /// When the trade was reported finished, written with the move (once: a stored time stays).
+    pub finished_at: Option<String>,
 }
 
 /// The transition of `payment` by the notification `e` (whose notify_id was just claimed), with
@@ -98,11 +106,28 @@ pub fn plan_notification(payment: &Payment, e: &NotificationEffect<'_>, now: &st
                 payment.review.as_deref(),
                 &other_trade_reason(recorded, e.trade_no),
             )),
+            finished_at: None,
         });
     }
     let t = crate::domain::state::transition(&payment.status, e.event);
+    // Finished is a fact apart from the status: a trade partly refunded, then finished, stays
+    // PARTIALLY_REFUNDED and takes no refund any more (nor does a finished trade whose earlier
+    // partial refund is reported late). A fully refunded one has nothing left to refund.
+    let finished_at = (e.event == crate::domain::state::TradeEvent::Finished
+        && payment.finished_at.is_none()
+        && payment.status != super::state::REFUNDED)
+        .then(|| now.to_owned());
     if t.is_none() {
-        return None;
+        return finished_at.map(|finished_at| Plan {
+            next: payment.status.clone(),
+            paid_at: payment.paid_at.clone(),
+            webhooks: Vec::new(),
+            applied: Applied::Finished {
+                status: payment.status.clone(),
+            },
+            review: None,
+            finished_at: Some(finished_at),
+        });
     }
     let next = t.to.unwrap_or(payment.status.as_str()).to_owned();
     let paid_at = if next == super::state::TRADE_CLOSED {
@@ -181,6 +206,7 @@ pub fn plan_notification(payment: &Payment, e: &NotificationEffect<'_>, now: &st
         webhooks,
         applied,
         review,
+        finished_at,
     })
 }
 
@@ -222,6 +248,7 @@ mod tests {
             review: None,
             created_at: String::new(),
             updated_at: String::new(),
+            finished_at: None,
         }
     }
 
@@ -295,6 +322,41 @@ mod tests {
             "{review}"
         );
         assert_eq!(plan.webhooks.len(), 1);
+    }
+
+    #[test]
+    fn a_finished_trade_is_a_fact_kept_once_apart_from_the_status() {
+        use crate::domain::state::{PARTIALLY_REFUNDED, REFUNDED, TRADE_FINISHED, TRADE_SUCCESS};
+        let finished = NotificationEffect {
+            trade_status: "TRADE_FINISHED",
+            event: TradeEvent::Finished,
+            ..paid()
+        };
+        // Moved to TRADE_FINISHED, with the fact.
+        let plan = plan_notification(&payment(TRADE_SUCCESS), &finished, "t1").expect("moves");
+        assert_eq!(
+            (plan.next.as_str(), plan.finished_at.as_deref()),
+            (TRADE_FINISHED, Some("t1"))
+        );
+        // Partly refunded, then finished: the status stays, the fact is written, no webhook.
+        let plan = plan_notification(&payment(PARTIALLY_REFUNDED), &finished, "t2").expect("kept");
+        assert_eq!(plan.next, PARTIALLY_REFUNDED);
+        assert_eq!(plan.finished_at.as_deref(), Some("t2"));
+        assert!(plan.webhooks.is_empty());
+        assert_eq!(
+            plan.applied,
+            Applied::Finished {
+                status: PARTIALLY_REFUNDED.into()
+            }
+        );
+        // Known already, or nothing left to refund: nothing to write.
+        let mut known = payment(PARTIALLY_REFUNDED);
+        known.finished_at = Some("t0".into());
+        assert!(plan_notification(&known, &finished, "t3").is_none());
+        assert!(plan_notification(&payment(REFUNDED), &finished, "t3").is_none());
+        // Another event writes no finish.
+        let paid_plan = plan_notification(&payment(WAIT_BUYER_PAY), &paid(), "t4").expect("moves");
+        assert_eq!(paid_plan.finished_at, None);
     }
 
     #[test]

@@ -107,7 +107,7 @@ impl std::fmt::Display for Refusal {
         match self {
             Refusal::NotPaid { status } => write!(f, "the payment is not paid (status {status})"),
             Refusal::Finished => f.write_str(
-                "the trade is finished (TRADE_FINISHED): the provider accepts no refund of it",
+                "the provider reported the trade finished (TRADE_FINISHED): it accepts no refund of it",
             ),
             Refusal::Exceeds {
                 paid,
@@ -125,14 +125,16 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// Whether a refund of `amount` may start on a payment of `status` and `total` with `lines`.
+/// Whether a refund of `amount` may start on a payment of `status` (`finished` when the provider
+/// reported the trade finished, whatever its status now) and `total` with `lines`.
 pub fn check_start(
     status: &str,
+    finished: bool,
     total: u64,
     lines: &[RefundLine],
     amount: u64,
 ) -> Result<(), Refusal> {
-    if status == state::TRADE_FINISHED {
+    if finished || status == state::TRADE_FINISHED {
         return Err(Refusal::Finished);
     }
     if !state::is_paid(status) {
@@ -504,9 +506,12 @@ mod tests {
     #[test]
     fn the_refunded_total_never_exceeds_the_paid_amount() {
         let lines = [line(1, "a", 300, SUCCESS), line(2, "b", 200, PENDING)];
-        assert_eq!(check_start("TRADE_SUCCESS", 1000, &lines, 500), Ok(()));
         assert_eq!(
-            check_start("PARTIALLY_REFUNDED", 1000, &lines, 501),
+            check_start("TRADE_SUCCESS", false, 1000, &lines, 500),
+            Ok(())
+        );
+        assert_eq!(
+            check_start("PARTIALLY_REFUNDED", false, 1000, &lines, 501),
             Err(Refusal::Exceeds {
                 paid: 1000,
                 committed: 500,
@@ -515,20 +520,32 @@ mod tests {
         );
         // A failed refund gives its amount back.
         let lines = [line(1, "a", 1000, FAILED)];
-        assert_eq!(check_start("TRADE_SUCCESS", 1000, &lines, 1000), Ok(()));
+        assert_eq!(
+            check_start("TRADE_SUCCESS", false, 1000, &lines, 1000),
+            Ok(())
+        );
         assert!(matches!(
-            check_start("WAIT_BUYER_PAY", 1000, &[], 1),
+            check_start("WAIT_BUYER_PAY", false, 1000, &[], 1),
             Err(Refusal::NotPaid { .. })
         ));
         assert!(matches!(
-            check_start("TRADE_CLOSED", 1000, &[], 1),
+            check_start("TRADE_CLOSED", false, 1000, &[], 1),
             Err(Refusal::NotPaid { .. })
         ));
         assert_eq!(
-            check_start("TRADE_FINISHED", 1000, &[], 1),
+            check_start("TRADE_FINISHED", false, 1000, &[], 1),
             Err(Refusal::Finished)
         );
-        assert!(check_start("REFUNDED", 1000, &[line(1, "a", 1000, SUCCESS)], 1).is_err());
+        // Partly refunded, then finished: the provider refuses any more, and so does payhost.
+        assert_eq!(
+            check_start("PARTIALLY_REFUNDED", false, 1000, &[], 1),
+            Ok(())
+        );
+        assert_eq!(
+            check_start("PARTIALLY_REFUNDED", true, 1000, &[], 1),
+            Err(Refusal::Finished)
+        );
+        assert!(check_start("REFUNDED", false, 1000, &[line(1, "a", 1000, SUCCESS)], 1).is_err());
         assert_eq!(event_after(1000, 1000), TradeEvent::Refunded);
         assert_eq!(event_after(1000, 1), TradeEvent::PartiallyRefunded);
     }

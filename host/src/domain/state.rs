@@ -35,6 +35,10 @@
 //! | any                  | waiting             | (unchanged)          | —                                            |
 //!
 //! The status names are the shop API's (`status` of a payment and of a webhook).
+//!
+//! "Finished" is also kept apart from the status (`finished_at`, written by
+//! `domain::events::plan_notification`): a partial refund reported before or after it moves the
+//! status on, and the trade still takes no refund (`domain::refunds::check_start`).
 
 pub const WAIT_BUYER_PAY: &str = "WAIT_BUYER_PAY";
 pub const TRADE_SUCCESS: &str = "TRADE_SUCCESS";

@@ -50,9 +50,17 @@ pub struct Payment {
     pub review: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// When the provider reported the trade finished (TRADE_FINISHED): no refund can start
+    /// afterwards, whatever the status (a refund reported around it moves the status on).
+    pub finished_at: Option<String>,
 }
 
 impl Payment {
+    /// Whether the provider finished the trade (no refund of it is possible any more).
+    pub fn is_finished(&self) -> bool {
+        self.finished_at.is_some() || self.status == TRADE_FINISHED
+    }
+
     pub fn total_fee(&self) -> String {
         format!("{}.{:02}", self.total_fen / 100, self.total_fen % 100)
     }

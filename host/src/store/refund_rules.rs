@@ -108,7 +108,13 @@ pub async fn begin_refund<T: RefundTx>(tx: &mut T, new: &NewRefund) -> Result<Re
         }
     }
     let lines: Vec<_> = existing.iter().map(Refund::line).collect();
-    if let Err(why) = refunds::check_start(&p.status, p.total_fen, &lines, new.amount_fen) {
+    if let Err(why) = refunds::check_start(
+        &p.status,
+        p.is_finished(),
+        p.total_fen,
+        &lines,
+        new.amount_fen,
+    ) {
         return Ok(RefundBegun::Refused(why));
     }
     let stored = tx
@@ -247,6 +253,7 @@ pub async fn close_payment<T: RefundTx>(
             paid_at: p.paid_at.as_deref(),
             updated_at: &now,
             review: None,
+            finished_at: None,
         },
     )
     .await?;

@@ -21,6 +21,8 @@ pub struct PaymentState<'a> {
     pub updated_at: &'a str,
     /// A reason for the owner to review the payment, set with the move (else the stored one stays).
     pub review: Option<&'a str>,
+    /// When the trade was reported finished, set with the move (a time already stored stays).
+    pub finished_at: Option<&'a str>,
 }
 
 /// The statements the rules need, inside one open transaction of a backend. None of them decides
@@ -194,6 +196,7 @@ pub async fn apply_notification<T: NotifyTx>(
             paid_at: plan.paid_at.as_deref(),
             updated_at: now,
             review: plan.review.as_deref(),
+            finished_at: plan.finished_at.as_deref(),
         },
         webhooks: &plan.webhooks,
         at_ms: now_ms(),

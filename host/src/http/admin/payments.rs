@@ -357,7 +357,7 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
                 review_explained => review_explained(ctx, p.review.as_deref()),
                 refunded => yuan(lp.refunded_fen), refundable => yuan(refundable_fen), refundable_fen,
                 pending => yuan(pending_fen), pending_fen,
-                no_refund_why => no_refund_why(ctx.lang, &p.status, refundable_fen, pending_fen),
+                no_refund_why => no_refund_why(ctx.lang, &p.status, p.is_finished(), refundable_fen, pending_fen),
                 subject => p.subject, seller => p.seller, buyer => p.buyer_email, trade_no => p.trade_no,
                 created => zone.show(&p.created_at), paid => p.paid_at.as_deref().map(|t| zone.show(t)),
                 closable => p.status == crate::store::WAIT_BUYER_PAY,
@@ -504,6 +504,7 @@ pub async fn clear_review(
 fn no_refund_why(
     lang: super::view::Lang,
     status: &str,
+    finished: bool,
     refundable_fen: u64,
     pending_fen: u64,
 ) -> Option<String> {
@@ -514,7 +515,7 @@ fn no_refund_why(
     if refundable_fen > 0 || !crate::domain::state::is_paid(status) {
         return None;
     }
-    Some(if status == crate::domain::state::TRADE_FINISHED {
+    Some(if finished {
         t(
             "交易已完结（超过了可退款期限），支付宝不再接受这笔交易的退款。",
             "The trade is finished (past its refund period): Alipay takes no refund of it.",
@@ -538,9 +539,7 @@ fn no_refund_why(
 /// being refunded (none of a finished trade, which the provider refuses to refund).
 fn refundable_of(p: &crate::store::Payment, refunds: &[crate::store::ledger::Refund]) -> u64 {
     let status = p.status.as_str();
-    if !crate::domain::state::is_paid(status)
-        || status == crate::store::REFUNDED
-        || status == crate::domain::state::TRADE_FINISHED
+    if !crate::domain::state::is_paid(status) || status == crate::store::REFUNDED || p.is_finished()
     {
         return 0;
     }
@@ -550,12 +549,14 @@ fn refundable_of(p: &crate::store::Payment, refunds: &[crate::store::ledger::Ref
     p.total_fen.saturating_sub(committed)
 }
 
-/// The payment's status and what is left to refund, as the page reads them now.
-async fn payment_now(app: &App, id: &str, no: &str) -> Option<(String, u64)> {
+/// The payment's status, whether its trade is finished, and what is left to refund, as the page
+/// reads them now.
+async fn payment_now(app: &App, id: &str, no: &str) -> Option<(String, bool, u64)> {
     let p = app.store.payment(id, no).await.ok().flatten()?;
     let refunds = app.store.refunds_for(id, no).await.unwrap_or_default();
     let left = refundable_of(&p, &refunds);
-    Some((p.status, left))
+    let finished = p.is_finished();
+    Some((p.status, finished, left))
 }
 
 /// What the page says when a refund's form comes again after the refund started.
@@ -604,7 +605,7 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
     if !ctx.who.sees(id) {
         return PostResult::NotFound;
     }
-    let Some((status, refundable_fen)) = payment_now(app, id, no).await else {
+    let Some((status, finished, refundable_fen)) = payment_now(app, id, no).await else {
         return PostResult::NotFound;
     };
     let to = payment_url(id, no);
@@ -655,6 +656,7 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
     };
     let now = words::PaymentNow {
         status: &status,
+        finished,
         refundable_fen,
     };
     if field(form, "edit") == "1" {
@@ -821,11 +823,14 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
                 _ => "amount",
             };
             // The payment as it is now (the refund may have moved it).
-            let (status, refundable_fen) = payment_now(app, id, no)
-                .await
-                .unwrap_or((status.clone(), refundable_fen));
+            let (status, finished, refundable_fen) = payment_now(app, id, no).await.unwrap_or((
+                status.clone(),
+                finished,
+                refundable_fen,
+            ));
             let now = words::PaymentNow {
                 status: &status,
+                finished,
                 refundable_fen,
             };
             refused(
@@ -908,7 +913,7 @@ pub async fn close(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) -
     if !ctx.who.sees(id) {
         return PostResult::NotFound;
     }
-    let Some((status, _)) = payment_now(app, id, no).await else {
+    let Some((status, _, _)) = payment_now(app, id, no).await else {
         return PostResult::NotFound;
     };
     if field(form, "confirm") != "1" && status == crate::store::WAIT_BUYER_PAY {
@@ -967,18 +972,26 @@ mod tests {
     /// sums on the page looked like money gone), refunded, or the trade is finished.
     #[test]
     fn a_paid_payment_without_a_refund_form_says_why() {
-        let pending = no_refund_why(Lang::Zh, "TRADE_SUCCESS", 0, 1280).unwrap();
+        let pending = no_refund_why(Lang::Zh, "TRADE_SUCCESS", false, 0, 1280).unwrap();
         assert!(
             pending.contains("¥12.80") && pending.contains("放弃"),
             "{pending}"
         );
-        assert!(no_refund_why(Lang::Zh, "REFUNDED", 0, 0)
+        assert!(no_refund_why(Lang::Zh, "REFUNDED", false, 0, 0)
             .unwrap()
             .contains("已全额退款"));
-        assert!(no_refund_why(Lang::En, "TRADE_FINISHED", 0, 0)
+        assert!(no_refund_why(Lang::En, "TRADE_FINISHED", true, 0, 0)
             .unwrap()
             .contains("finished"));
-        assert_eq!(no_refund_why(Lang::Zh, "TRADE_SUCCESS", 100, 0), None);
-        assert_eq!(no_refund_why(Lang::Zh, "WAIT_BUYER_PAY", 0, 0), None);
+        // Partly refunded, then finished at the provider: the status says partly refunded, the
+        // page says why nothing more can be.
+        assert!(no_refund_why(Lang::Zh, "PARTIALLY_REFUNDED", true, 0, 0)
+            .unwrap()
+            .contains("已完结"));
+        assert_eq!(
+            no_refund_why(Lang::Zh, "TRADE_SUCCESS", false, 100, 0),
+            None
+        );
+        assert_eq!(no_refund_why(Lang::Zh, "WAIT_BUYER_PAY", false, 0, 0), None);
     }
 }

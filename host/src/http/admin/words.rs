@@ -319,6 +319,8 @@ pub fn refund_outcome_unknown(code: &str) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub struct PaymentNow<'a> {
     pub status: &'a str,
+    /// The provider reported the trade finished (whatever the status says now).
+    pub finished: bool,
     /// What is left to refund (paid, less refunded and being refunded).
     pub refundable_fen: u64,
 }
@@ -333,9 +335,7 @@ pub fn nothing_left_to_refund(lang: Lang, now: PaymentNow<'_>) -> Option<String>
             "这笔订单已全额退款，不能再退款".to_owned(),
             "This order is fully refunded: nothing is left to refund".to_owned(),
         )
-    } else if crate::domain::state::is_paid(now.status)
-        && now.status != crate::domain::state::TRADE_FINISHED
-    {
+    } else if crate::domain::state::is_paid(now.status) && !now.finished {
         (
             "这笔订单的金额已全部退款或正在退款中，不能再退款（处理中的退款失败或放弃后才能重新退款）".to_owned(),
             "The whole amount is refunded or being refunded: nothing is left to refund".to_owned(),
@@ -412,7 +412,7 @@ pub fn refund_error(lang: Lang, e: &ApiError, typed_amount: &str, now: PaymentNo
             "退款金额超过了可退金额：最多还能退 ¥{}（已退款和退款处理中的金额不能再退）",
             super::yuan(now.refundable_fen)
         ),
-        ("not_refundable", _) if now.status == crate::domain::state::TRADE_FINISHED => {
+        ("not_refundable", _) if now.finished => {
             "这笔交易已完结（TRADE_FINISHED），支付宝不再接受退款".to_owned()
         }
         ("not_refundable", _) => format!(
@@ -937,6 +937,7 @@ mod tests {
     fn now(status: &str, refundable_fen: u64) -> PaymentNow<'_> {
         PaymentNow {
             status,
+            finished: status == crate::domain::state::TRADE_FINISHED,
             refundable_fen,
         }
     }

@@ -98,6 +98,7 @@ pub(super) async fn get_payment(
             "paid_at": crate::ledger::paid_at_utc(p),
             "review": p.review,
             "created_at": p.created_at,
+            "finished_at": p.finished_at,
             "refunded_amount": format!("{}.{:02}", refunded_fen / 100, refunded_fen % 100),
             "refunds": refunds.iter().map(crate::refunds::refund_json).collect::<Vec<_>>(),
             "timeline": timeline,

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0005_refund_sends.sql"),
     include_str!("../../../migrations/postgres/0006_refund_numbers_per_trade.sql"),
     include_str!("../../../migrations/postgres/0007_token_creator.sql"),
+    include_str!("../../../migrations/postgres/0008_trade_finished.sql"),
 ];
 
 /// This payhost's schema version.

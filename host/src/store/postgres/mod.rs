@@ -356,10 +356,11 @@ fn payment_from_row(r: &Row) -> Result<Payment> {
         review: r.try_get("review")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        finished_at: r.try_get("finished_at")?,
     })
 }
 
-const PAYMENT_COLUMNS: &str = "merchant_id, out_trade_no, subject, total_fen, seller, return_url, status, request_token, pay_url, trade_no, buyer_email, paid_at, review, created_at, updated_at";
+const PAYMENT_COLUMNS: &str = "merchant_id, out_trade_no, subject, total_fen, seller, return_url, status, request_token, pay_url, trade_no, buyer_email, paid_at, review, created_at, updated_at, finished_at";
 
 #[cfg(test)]
 mod tests {

@@ -183,14 +183,14 @@ static LOCK_AND_CLAIM: LazyLock<String> = LazyLock::new(|| {
 });
 
 const WRITE_PAYMENT_STATE: &str = "UPDATE payments SET status = $3, trade_no = COALESCE($4, trade_no), buyer_email = COALESCE($5, buyer_email),
-     paid_at = $6, updated_at = $7, review = COALESCE($8, review) WHERE merchant_id = $1 AND out_trade_no = $2";
+     paid_at = $6, updated_at = $7, review = COALESCE($8, review), finished_at = COALESCE(finished_at, $9) WHERE merchant_id = $1 AND out_trade_no = $2";
 
 /// [`WRITE_PAYMENT_STATE`]'s arguments.
 fn state_args<'a>(
     merchant: &'a &'a str,
     out_trade_no: &'a &'a str,
     s: &'a PaymentState<'a>,
-) -> [&'a (dyn ToSql + Sync); 8] {
+) -> [&'a (dyn ToSql + Sync); 9] {
     [
         merchant,
         out_trade_no,
@@ -200,6 +200,7 @@ fn state_args<'a>(
         &s.paid_at,
         &s.updated_at,
         &s.review,
+        &s.finished_at,
     ]
 }
 

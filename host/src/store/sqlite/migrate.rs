@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/0006_refund_sends.sql"),
     include_str!("../../../migrations/0007_refund_numbers_per_trade.sql"),
     include_str!("../../../migrations/0008_token_creator.sql"),
+    include_str!("../../../migrations/0009_trade_finished.sql"),
 ];
 
 pub(super) fn migrate(conn: &Connection, upgrade: crate::store::Upgrade) -> Result<()> {

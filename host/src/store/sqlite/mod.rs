@@ -371,5 +371,6 @@ fn payment_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Payment> {
         review: r.get("review")?,
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
+        finished_at: r.get("finished_at")?,
     })
 }

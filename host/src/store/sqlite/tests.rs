@@ -20,6 +20,7 @@ fn payment(no: &str) -> Payment {
         review: None,
         created_at: now_rfc3339(),
         updated_at: now_rfc3339(),
+        finished_at: None,
     }
 }
 

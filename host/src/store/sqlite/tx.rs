@@ -93,8 +93,8 @@ impl NotifyTx for SqliteTx<'_> {
         s: &PaymentState<'_>,
     ) -> Result<()> {
         self.0.prepare_cached("UPDATE payments SET status = ?3, trade_no = COALESCE(?4, trade_no), buyer_email = COALESCE(?5, buyer_email),
-             paid_at = ?6, updated_at = ?7, review = COALESCE(?8, review) WHERE merchant_id = ?1 AND out_trade_no = ?2")?
-            .execute(params![merchant, out_trade_no, s.status, s.trade_no, s.buyer_email, s.paid_at, s.updated_at, s.review])?;
+             paid_at = ?6, updated_at = ?7, review = COALESCE(?8, review), finished_at = COALESCE(finished_at, ?9) WHERE merchant_id = ?1 AND out_trade_no = ?2")?
+            .execute(params![merchant, out_trade_no, s.status, s.trade_no, s.buyer_email, s.paid_at, s.updated_at, s.review, s.finished_at])?;
         Ok(())
     }
 

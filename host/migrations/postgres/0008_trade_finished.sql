@@ -1,0 +1,6 @@
+-- payhost schema (PostgreSQL), version 8: when the provider reported the trade finished
+-- (TRADE_FINISHED: no refund of it is possible any more), kept apart from the status because a
+-- refund reported around it moves the status to PARTIALLY_REFUNDED or REFUNDED, and the trade
+-- stays final. Payments finished before version 8 take it from their status.
+ALTER TABLE payments ADD COLUMN finished_at TEXT;
+UPDATE payments SET finished_at = updated_at WHERE status = 'TRADE_FINISHED';
