@@ -682,8 +682,8 @@ pub(crate) fn check_refund(r: &RefundRequest) -> Result<CheckedRefund<'_>, Plugi
     })
 }
 
-/// `YYYY-MM-DD HH:MM:SS`.
-fn is_beijing_time(s: &str) -> bool {
+/// The shape `YYYY-MM-DD HH:MM:SS` (digits and separators only).
+fn is_beijing_time_shape(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 19
         && b.iter().enumerate().all(|(i, c)| match i {
@@ -692,6 +692,54 @@ fn is_beijing_time(s: &str) -> bool {
             13 | 16 => *c == b':',
             _ => c.is_ascii_digit(),
         })
+}
+
+/// True when year, month and day (digits) name a day of the Gregorian calendar (no 30 February,
+/// 29 February only in a leap year). No crate the plugin depends on offers this for a plain date
+/// (`x509-cert`'s `der::DateTime` is ASN.1 time from 1970 on), so it is written here.
+pub(crate) fn is_calendar_day(year: &str, month: &str, day: &str) -> bool {
+    let (Ok(y), Ok(m), Ok(d)) = (
+        year.parse::<u32>(),
+        month.parse::<u32>(),
+        day.parse::<u32>(),
+    ) else {
+        return false;
+    };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&d)
+}
+
+/// Checks a refund's `request_time` (the legacy refund's `refund_date`,
+/// [`mapi::RefundFields`]): the shape `YYYY-MM-DD HH:MM:SS`, then a real date and time (month
+/// 01–12, a day the month has, hour 00–23, minute and second 00–59; no leap second).
+fn check_request_time(s: &str) -> Result<(), PluginError> {
+    if !is_beijing_time_shape(s) {
+        return Err(invalid(
+            "request_time",
+            "must be Beijing time YYYY-MM-DD HH:MM:SS",
+        ));
+    }
+    let in_range = |at: usize, max: u32| s[at..at + 2].parse::<u32>().is_ok_and(|n| n <= max);
+    if !is_calendar_day(&s[..4], &s[5..7], &s[8..10])
+        || !in_range(11, 23)
+        || !in_range(14, 59)
+        || !in_range(17, 59)
+    {
+        return Err(invalid(
+            "request_time",
+            format!(
+                "must be a real Beijing date and time YYYY-MM-DD HH:MM:SS (month 01-12, a day the month has, 29 February only in a leap year, hour 00-23, minute and second 00-59); {s} is not"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Starts a refund:
@@ -723,12 +771,7 @@ pub fn start_refund(
             "must be Alipay's trade number (digits): a legacy refund names the trade by it",
         ));
     }
-    if !is_beijing_time(&refund.request_time) {
-        return Err(invalid(
-            "request_time",
-            "must be Beijing time YYYY-MM-DD HH:MM:SS",
-        ));
-    }
+    check_request_time(&refund.request_time)?;
     if let Some(rule) = settings::url_problem(&refund.notify_url, false) {
         return Err(invalid("notify_url", rule));
     }

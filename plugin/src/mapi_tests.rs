@@ -1645,6 +1645,62 @@ fn legacy_refund_requests_are_checked() {
     );
 }
 
+/// `request_time` is a real date and time, not only its shape: month 13, 30 February, 29
+/// February of a common year, hour 24, minute or second 60 are refused naming the field and the
+/// rule; 29 February of a leap year and the last second of a day pass.
+#[test]
+fn legacy_refund_request_time_is_a_real_date_and_time() {
+    let start = |t: &str| {
+        let mut r = refund_request();
+        r.request_time = t.into();
+        connector::start_refund(&md5_pairs(), &r)
+    };
+    for bad in [
+        "2026-13-45 25:61:61",
+        "2026-13-01 09:00:00",
+        "2026-00-01 09:00:00",
+        "2026-02-30 09:00:00",
+        "2026-02-29 09:00:00",
+        "2100-02-29 09:00:00",
+        "2026-04-31 09:00:00",
+        "2026-01-00 09:00:00",
+        "2026-05-21 24:00:00",
+        "2026-05-21 09:60:00",
+        "2026-05-21 09:00:60",
+    ] {
+        match start(bad) {
+            Err(PluginError::InvalidOrder(e)) => {
+                assert_eq!(e.field, "request_time", "{bad}");
+                assert_eq!(
+                    e.reason,
+                    format!("must be a real Beijing date and time YYYY-MM-DD HH:MM:SS (month 01-12, a day the month has, 29 February only in a leap year, hour 00-23, minute and second 00-59); {bad} is not"),
+                );
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    for good in [
+        "2028-02-29 09:00:00",
+        "2000-02-29 00:00:00",
+        "2026-12-31 23:59:59",
+        "2026-04-30 12:30:45",
+    ] {
+        let state = done(start(good).unwrap_or_else(|e| panic!("{good}: {e:?}")));
+        assert_eq!(
+            find(&state.confirm.unwrap().fields, "refund_date"),
+            Some(good)
+        );
+    }
+    // The shape keeps its own rule.
+    match start("2024-05-21 9:00:00") {
+        Err(PluginError::InvalidOrder(e)) => assert_eq!(
+            (e.field.as_str(), e.reason.as_str()),
+            ("request_time", "must be Beijing time YYYY-MM-DD HH:MM:SS")
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
 fn batch_notify(result: &str) -> Pairs {
     vec![
         p("notify_time", "2024-05-21 09:01:00"),

@@ -208,26 +208,6 @@ pub fn resume_close(
     refund::read_close(&settings, &out_trade_no, &response.body).map(Step::Done)
 }
 
-/// True when year, month and day (digits) name a day of the Gregorian calendar (no 30 February).
-fn is_calendar_day(year: &str, month: &str, day: &str) -> bool {
-    let (Ok(y), Ok(m), Ok(d)) = (
-        year.parse::<u32>(),
-        month.parse::<u32>(),
-        day.parse::<u32>(),
-    ) else {
-        return false;
-    };
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return false,
-    };
-    (1..=days).contains(&d)
-}
-
 /// `YYYY-MM-DD` (the day's bill; [OPENAPI §7.8]).
 fn check_bill_date(date: &str) -> Result<&str, PluginError> {
     let b = date.as_bytes();
@@ -236,7 +216,7 @@ fn check_bill_date(date: &str) -> Result<&str, PluginError> {
             4 | 7 => *c == b'-',
             _ => c.is_ascii_digit(),
         })
-        && is_calendar_day(&date[..4], &date[5..7], &date[8..10]);
+        && crate::connector::is_calendar_day(&date[..4], &date[5..7], &date[8..10]);
     if ok {
         Ok(date)
     } else {

@@ -49,6 +49,32 @@ pub struct OpenApiSettings {
     pub sign_type: SignType,
 }
 
+/// The smallest key `sign_type = RSA2` takes, in bits. The references here say RSA2 keys are
+/// 2048-bit, Alipay's key tool's default, and the app private key "RSA-2048" ([OPENAPI §3.2]); Alipay's
+/// open-platform documentation (opendocs.alipay.com, the key-generation and signing pages; not quoted
+/// in docs/protocol/, restated here from knowledge) requires a key length of 2048 bits for RSA2. A
+/// 1024-bit app private key, Alipay public key or `alipay_cert` key is therefore refused under RSA2,
+/// when the settings are saved and, since every call validates the stored settings again
+/// ([`super::connector::load`]), at every use too, with the same error. `sign_type = RSA`
+/// (SHA1withRSA) keeps an older app's 1024-bit key ([OPENAPI §3.2]: "1024 (old apps) or 2048"), and
+/// the legacy API (`api = mapi`, MD5 or RSA) is not concerned: its RSA key is 1024-bit
+/// ([WAP §5.2], [`crate::settings`]).
+pub const RSA2_MIN_KEY_BITS: usize = 2048;
+
+/// The rule [`RSA2_MIN_KEY_BITS`] gives a key of `bits` bits under `sign_type`, if it breaks it.
+fn rsa2_key_problem(sign_type: SignType, bits: usize, holds: bool) -> Option<String> {
+    (sign_type == SignType::Rsa2 && bits < RSA2_MIN_KEY_BITS).then(|| {
+        let (rule, this) = if holds {
+            ("must hold a key of", format!("this one holds a {bits}-bit key"))
+        } else {
+            ("must be", format!("this one is {bits}-bit"))
+        };
+        format!(
+            "{rule} at least {RSA2_MIN_KEY_BITS} bits for sign_type RSA2 ({this}): Alipay's open platform requires 2048-bit RSA2 keys (RSA2 密钥长度须为 2048 位); only an older app set up for sign_type RSA (SHA1withRSA) keeps a 1024-bit key"
+        )
+    })
+}
+
 /// Validated settings and the normalised pairs to store.
 pub type Validated = (OpenApiSettings, Vec<(String, String)>);
 
@@ -132,7 +158,14 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
         // wasm) runs when the settings are saved (`connector::validate_settings`), not on every
         // protocol call, where anyone's return or notification would pay for it.
         Some(text) => match parse_private_key(text) {
-            Ok(k) => Some(k),
+            Ok(k) => {
+                // The key is kept (the other fields are still compared with it); the error
+                // alone refuses the settings.
+                if let Some(rule) = rsa2_key_problem(sign_type, k.size() * 8, false) {
+                    errors.push(FieldError::new("app_private_key", rule));
+                }
+                Some(k)
+            }
             Err(e) => {
                 errors.push(FieldError::new("app_private_key", e.to_string()));
                 None
@@ -191,7 +224,12 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
                     "alipay_cert",
                     "holds the app's own public key: paste 支付宝公钥证书 (alipayCertPublicKey_RSA2.crt), not the app's certificate",
                 )),
-                Ok(k) => alipay_key = Some(k),
+                Ok(k) => {
+                    if let Some(rule) = rsa2_key_problem(sign_type, k.size() * 8, true) {
+                        errors.push(FieldError::new("alipay_cert", rule));
+                    }
+                    alipay_key = Some(k);
+                }
                 Err(e) => errors.push(FieldError::new("alipay_cert", e.to_string())),
             }
         }
@@ -213,7 +251,12 @@ pub fn validate(pairs: &[(String, String)]) -> Result<Validated, Vec<FieldError>
                     "alipay_public_key",
                     "is the app's own public key (应用公钥): paste 支付宝公钥, shown by the console after the app key is uploaded",
                 )),
-                Ok(k) => alipay_key = Some(k),
+                Ok(k) => {
+                    if let Some(rule) = rsa2_key_problem(sign_type, k.size() * 8, false) {
+                        errors.push(FieldError::new("alipay_public_key", rule));
+                    }
+                    alipay_key = Some(k);
+                }
                 Err(e) => errors.push(FieldError::new("alipay_public_key", e.to_string())),
             },
         }
@@ -360,6 +403,167 @@ pub(crate) mod tests {
         let e = errors(&[("api".into(), "openapi".into())]);
         let fields: Vec<&str> = e.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(fields, ["app_id", "app_private_key", "alipay_public_key"]);
+    }
+
+    /// chloerei's 1024-bit test pair ([WAP §12]): the size of the legacy interfaces' keys.
+    const PRIV_1024: &str = include_str!("../../testdata/test_priv.pem");
+    const PUB_1024: &str = include_str!("../../testdata/test_pub.pem");
+    /// A self-signed test-only certificate of a 1024-bit key (`openssl req -x509 -newkey
+    /// rsa:1024`), for `alipay_cert` in certificate mode.
+    const CERT_1024: &str = "-----BEGIN CERTIFICATE-----
+MIICeDCCAeGgAwIBAgIUYxr2ZyzOuQWhaqGh2h5GF34dL+cwDQYJKoZIhvcNAQEL
+BQAwTTELMAkGA1UEBhMCQ04xFTATBgNVBAoMDHBheWhvc3QgdGVzdDEnMCUGA1UE
+AwwedGVzdC1vbmx5IDEwMjQtYml0IGFsaXBheSBjZXJ0MCAXDTI2MTIwNzExNTEz
+N1oYDzIxMjYxMTEzMTE1MTM3WjBNMQswCQYDVQQGEwJDTjEVMBMGA1UECgwMcGF5
+aG9zdCB0ZXN0MScwJQYDVQQDDB50ZXN0LW9ubHkgMTAyNC1iaXQgYWxpcGF5IGNl
+cnQwgZ8wDQYJKoZIhvcNAQEBBQADgY0AMIGJAoGBAM3sPeCQUpQxGqUqJWkWbkYD
+bYkge5wuSVsTi6eeF8C4pGK/NtXmEe57z83uNYKm8l7iPVpI+PvGJYtIDk4rHxNB
+iEtvpTrcBCREqXTVzRUBxwTs/9kcLqqBNvNBZzFT1MrxjF3iz77yxBOPLp/nMaCp
+Vv02/nJnkOZfYqJeyskvAgMBAAGjUzBRMB0GA1UdDgQWBBQkCLpdGLG+mkLu9SlK
+QEyTSiL0hDAfBgNVHSMEGDAWgBQkCLpdGLG+mkLu9SlKQEyTSiL0hDAPBgNVHRMB
+Af8EBTADAQH/MA0GCSqGSIb3DQEBCwUAA4GBACIyfaJixyBWIBuXEuFH2dRl9rdk
+d9dcty9fjXX5vMu7XlreiB+YznaB8gGupVYXeODHUTH6kZ10axt1mYkYuypUkkm9
+nB870LZqIdKANz48AAFY0VXzsGHjdJjaSVE4CctWdCzs+DbNgRW1y/x4B0fWnWmL
+VNaVcki9klvcBjxc
+-----END CERTIFICATE-----";
+
+    /// [`RSA2_MIN_KEY_BITS`]: under RSA2 (the default and spelled out) a 1024-bit app private key
+    /// or Alipay public key is refused naming its field and the rule, in one answer with every
+    /// other bad field; 2048-bit keys pass.
+    #[test]
+    fn rsa2_refuses_keys_under_2048_bits() {
+        assert!(validate(&settings_pairs()).is_ok());
+        assert!(validate(&with(settings_pairs(), "sign_type", "RSA2")).is_ok());
+        for sign_type in [None, Some("RSA2"), Some("rsa2")] {
+            let base = match sign_type {
+                None => settings_pairs(),
+                Some(t) => with(settings_pairs(), "sign_type", t),
+            };
+            let e = errors(&with(base.clone(), "app_private_key", PRIV_1024));
+            assert_eq!(
+                e,
+                [(
+                    "app_private_key".to_owned(),
+                    "must be at least 2048 bits for sign_type RSA2 (this one is 1024-bit): Alipay's open platform requires 2048-bit RSA2 keys (RSA2 密钥长度须为 2048 位); only an older app set up for sign_type RSA (SHA1withRSA) keeps a 1024-bit key".to_owned()
+                )],
+                "{sign_type:?}"
+            );
+            let e = errors(&with(base.clone(), "alipay_public_key", PUB_1024));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert_eq!(e[0].0, "alipay_public_key");
+            assert!(
+                e[0].1.starts_with(
+                    "must be at least 2048 bits for sign_type RSA2 (this one is 1024-bit): "
+                ),
+                "{}",
+                e[0].1
+            );
+            // Both at once, beside another bad field: each named.
+            let both = with(
+                with(
+                    with(base, "app_private_key", PRIV_1024),
+                    "alipay_public_key",
+                    PUB_1024,
+                ),
+                "app_id",
+                "2021",
+            );
+            let fields: Vec<String> = errors(&both).into_iter().map(|(f, _)| f).collect();
+            assert_eq!(fields, ["app_id", "app_private_key", "alipay_public_key"]);
+        }
+        // sign_type RSA (SHA1withRSA) keeps an older app's 1024-bit keys ([OPENAPI §3.2]).
+        let v = testdata::vectors();
+        let rsa1 = with(settings_pairs(), "sign_type", "RSA");
+        let old_app_key = with(
+            with(rsa1.clone(), "app_private_key", PRIV_1024),
+            "alipay_public_key",
+            v.key("alipay_public"),
+        );
+        let (s, _) = validate(&old_app_key).unwrap();
+        assert_eq!((s.sign_type, s.private_key.size()), (SignType::Rsa, 128));
+        let old_alipay_key = with(rsa1, "alipay_public_key", PUB_1024);
+        assert_eq!(validate(&old_alipay_key).unwrap().0.alipay_key.size(), 128);
+    }
+
+    /// Certificate mode: under RSA2 the key inside `alipay_cert` is held to the same rule.
+    #[test]
+    fn rsa2_refuses_a_1024_bit_alipay_certificate() {
+        let pem = |rel: &str| String::from_utf8(testdata::read(rel)).unwrap();
+        let mut pairs = settings_pairs();
+        pairs.retain(|(k, _)| k != "alipay_public_key");
+        pairs.push(("app_cert".into(), pem("certs/test_app_cert.crt")));
+        pairs.push(("alipay_cert".into(), CERT_1024.into()));
+        pairs.push((
+            "alipay_root_cert".into(),
+            pem("certs/alipay_root_cert_real.crt"),
+        ));
+        let e = errors(&pairs);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, "alipay_cert");
+        assert!(
+            e[0].1.starts_with("must hold a key of at least 2048 bits for sign_type RSA2 (this one holds a 1024-bit key): "),
+            "{}",
+            e[0].1
+        );
+        assert!(validate(&with(pairs, "sign_type", "RSA")).is_ok());
+    }
+
+    /// The legacy API is not concerned: its RSA merchant key is 1024-bit ([WAP §5.2]) and still
+    /// taken.
+    #[test]
+    fn legacy_rsa_keeps_1024_bit_keys() {
+        let pairs: Vec<(String, String)> = [
+            ("partner", "2088101122136241"),
+            ("sign_type", "RSA"),
+            ("seller_email", "seller@example.com"),
+            ("private_key", PRIV_1024),
+            ("alipay_public_key", PUB_1024),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let (s, _) = crate::settings::validate(&pairs).unwrap();
+        assert_eq!(s.signer.sec_id(), "0001");
+        crate::connector::validate_settings(&pairs).unwrap();
+    }
+
+    /// Settings stored before the rule (here: valid under RSA, then switched to RSA2 as a stored
+    /// blob would be) are validated again by every call: each answers `invalid-settings` with the
+    /// same field and rule, never a panic.
+    #[test]
+    fn a_stored_rsa2_blob_with_a_1024_bit_key_is_refused_at_use() {
+        use crate::connector;
+        use crate::model::{PaymentRequest, PluginError, Product, RefundRequest};
+        let stored = with(settings_pairs(), "app_private_key", PRIV_1024);
+        let at_save = connector::validate_settings(&stored).unwrap_err();
+        assert_eq!(at_save.len(), 1);
+        let same = |r: PluginError| match r {
+            PluginError::InvalidSettings(e) => assert_eq!(e, at_save),
+            other => panic!("{other:?}"),
+        };
+        let order = PaymentRequest {
+            product: Product::Wap,
+            out_trade_no: "ECS20240520000123".into(),
+            subject: "x".into(),
+            total_fee: "1.00".into(),
+            return_url: "https://shop.example.com/return".into(),
+            notify_url: "https://shop.example.com/notify".into(),
+            request_id: "abc".into(),
+            ..Default::default()
+        };
+        same(connector::start_payment(&stored, &order).unwrap_err());
+        same(connector::verify_notification(&stored, &[]).unwrap_err());
+        same(connector::verify_return(&stored, &[]).unwrap_err());
+        same(connector::query_trade(&stored, "ECS20240520000123").unwrap_err());
+        let refund = RefundRequest {
+            out_trade_no: "ECS20240520000123".into(),
+            amount: "1.00".into(),
+            total_fee: "1.00".into(),
+            request_no: "R1".into(),
+            ..Default::default()
+        };
+        same(connector::start_refund(&stored, &refund).unwrap_err());
+        same(connector::close_trade(&stored, "ECS20240520000123").unwrap_err());
     }
 
     #[test]
