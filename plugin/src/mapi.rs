@@ -721,8 +721,7 @@ pub struct RefundFields<'a> {
 pub fn is_batch_no(s: &str) -> bool {
     (11..=32).contains(&s.len())
         && s.bytes().all(|b| b.is_ascii_digit())
-        && matches!(s[4..6].parse::<u8>(), Ok(1..=12))
-        && matches!(s[6..8].parse::<u8>(), Ok(1..=31))
+        && crate::connector::is_calendar_day(&s[..4], &s[4..6], &s[6..8])
 }
 
 /// `detail_data`'s separators (`^` between fields, `#` between refunds, `|` between a refund's

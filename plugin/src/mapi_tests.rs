@@ -1989,3 +1989,21 @@ fn a_create_answer_for_another_request_is_refused() {
         done(connector::resume_payment(&md5_pairs(), &a.continuation, ok(&answer(None))).unwrap());
     assert_eq!(unnamed.request_id, "reqa1");
 }
+
+/// A `batch_no` starts with a date that exists ([EXTRA §4.2]): 30 February is not one.
+#[test]
+fn a_batch_no_starts_with_a_real_date() {
+    use super::is_batch_no;
+    assert!(is_batch_no("20261207001"));
+    assert!(is_batch_no("20280229001"));
+    for bad in [
+        "20260230001",
+        "20260229001",
+        "20261301001",
+        "20260431001",
+        "20261200001",
+        "2026120700",
+    ] {
+        assert!(!is_batch_no(bad), "{bad}");
+    }
+}

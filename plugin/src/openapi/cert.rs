@@ -25,6 +25,9 @@ pub enum CertError {
     NotRsa,
     /// A root bundle with no RSA-signed certificate.
     NoRsaRoot,
+    /// The certificate's RSA key is outside the sizes Alipay issues (1024 to 2048 bits), as a
+    /// pasted key would be ([`crate::sign::MIN_KEY_BITS`], [`crate::sign::MAX_KEY_BITS`]).
+    KeySize(usize),
 }
 
 impl std::fmt::Display for CertError {
@@ -34,6 +37,12 @@ impl std::fmt::Display for CertError {
             CertError::Unreadable(why) => write!(f, "the certificate does not parse: {why}"),
             CertError::NotRsa => f.write_str("the certificate's key is not an RSA key"),
             CertError::NoRsaRoot => f.write_str("the root bundle holds no RSA-signed certificate"),
+            CertError::KeySize(bits) => write!(
+                f,
+                "the certificate's key is {bits}-bit: Alipay's keys are {}-bit (RSA) or {}-bit (RSA2)",
+                crate::sign::MIN_KEY_BITS,
+                crate::sign::MAX_KEY_BITS
+            ),
         }
     }
 }
@@ -146,8 +155,15 @@ pub fn public_key(pem: &str) -> Result<PublicKey, CertError> {
         .subject_public_key
         .as_bytes()
         .ok_or(CertError::Unreadable("the key bits are not whole bytes"))?;
-    let key = rsa::PublicKey::from_pkcs1_der(key_der).map_err(|_| CertError::NotRsa)?;
-    Ok(PublicKey::from(key))
+    let key = PublicKey::from(
+        rsa::PublicKey::from_pkcs1_der(key_der).map_err(|_| CertError::NotRsa)?,
+    );
+    // The same bounds as a pasted key: a larger one makes every verification dearer.
+    let bits = key.size() * 8;
+    if !(crate::sign::MIN_KEY_BITS..=crate::sign::MAX_KEY_BITS).contains(&bits) {
+        return Err(CertError::KeySize(bits));
+    }
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -224,5 +240,14 @@ mod tests {
             cert_sn("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"),
             Err(CertError::Unreadable(_))
         ));
+    }
+
+    /// A certificate's key has the bounds of a pasted key: a 4096-bit one is refused, named.
+    #[test]
+    fn a_certificate_key_larger_than_alipay_issues_is_refused() {
+        let big = include_str!("../../testdata/oversized_4096_cert.pem");
+        let err = public_key(big).err().expect("refused");
+        assert_eq!(err, CertError::KeySize(4096));
+        assert!(err.to_string().contains("4096-bit"), "{err}");
     }
 }
