@@ -2715,6 +2715,276 @@ async fn a_day_is_reconciled_on_the_admin_page() {
     assert!(html.contains("请选择要对账的日期"), "{html}");
 }
 
+/// An open-platform payment `no` of `fee` created and paid in the sandbox's cashier, once payhost
+/// has it paid: its JSON from the API (its `trade_no`).
+async fn open_shop_paid_of(base: &str, no: &str, fee: &str) -> serde_json::Value {
+    let created = create_payment(base, "open-shop", no, fee, None).await;
+    let pay_url = created["pay_url"].as_str().unwrap().to_owned();
+    let token = conformance::alipay::cashier_token(&get(&pay_url, None).await.text());
+    conformance::host::post_form(
+        &format!("{base}/sandbox/openapi/cashier/pay"),
+        &format!("token={token}"),
+    )
+    .await;
+    let url = format!("{base}/v1/merchants/open-shop/payments/{no}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let p = get(&url, Some(TOKEN)).await.json();
+        if p["status"] == "TRADE_SUCCESS" {
+            return p;
+        }
+        assert!(std::time::Instant::now() < deadline, "{no} never paid: {p}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// 对账's result as CSV (`/admin/reconcile.csv`, the page's query): one line per row of every
+/// list the page shows, in the page's order, with machine column names; what the bill says is
+/// guarded against a spreadsheet's formulas; refused as a page, in the page's words, for a day
+/// that is no date and for a merchant the session does not reconcile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reconciled_day_downloads_as_csv() {
+    let d = demo("admin-reconcile-csv").await;
+    let base = d.url("");
+    let base = base.as_str();
+    let app_id = demo_setting(&d, "open-shop", "app_id");
+    let today = payhost::domain::clock::format_date(payhost::domain::clock::beijing_day(
+        payhost::domain::clock::now_unix(),
+    ));
+    let (op, csrf) = admin_login(base, ADMIN_PASSWORD).await;
+    // Matched: a payment of 6.00 and its refund of 1.00, in the sandbox's bill as in payhost.
+    let paid = open_shop_paid_of(base, "REC-CSV-1", "6.00").await;
+    let trade_no = paid["trade_no"].as_str().unwrap().to_owned();
+    let refunded = send_json(
+        "POST",
+        &format!("{base}/v1/merchants/open-shop/payments/REC-CSV-1/refunds"),
+        Some(TOKEN),
+        &json!({"amount": "1.00", "reason": "测试"}),
+    )
+    .await;
+    assert_eq!(refunded.json()["status"], "SUCCESS", "{}", refunded.text());
+    let request_no = refunded.json()["request_no"].as_str().unwrap().to_owned();
+    // Amounts differ: the bill says 2.00, payhost (its row changed here) 2.50.
+    let other = open_shop_paid_of(base, "REC-CSV-2", "2.00").await;
+    let other_trade_no = other["trade_no"].as_str().unwrap().to_owned();
+    {
+        let db = rusqlite::Connection::open(d.dir.join("demo.db")).unwrap();
+        db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        let changed = db
+            .execute(
+                "UPDATE payments SET total_fen = 250 WHERE merchant_id = 'open-shop' AND out_trade_no = 'REC-CSV-2'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+    // Only in the bill: hostile numbers a spreadsheet would run as formulas.
+    // (The sandbox writes an order number as it is, so one with a comma or a quote would not be
+    // read back as one.)
+    let hostile = "=cmd|' /C calc'!A0";
+    plant_bill_rows(
+        base,
+        &app_id,
+        &today,
+        &[
+            form(&[
+                ("trade_no", "2026000000000000000000000901"),
+                ("out_trade_no", hostile),
+                ("amount", "9.99"),
+            ]),
+            form(&[
+                ("kind", "退款"),
+                ("trade_no", "+2026"),
+                ("out_trade_no", "@SUM(A1)"),
+                ("request_no", "-2+3"),
+                ("amount", "0.50"),
+            ]),
+        ],
+    )
+    .await;
+
+    // The page's result links its CSV; no result, no link.
+    let csv_path = format!("/admin/reconcile.csv?merchant=open-shop&date={today}");
+    let (_, html) = page(
+        base,
+        &format!("/admin/reconcile?merchant=open-shop&date={today}"),
+        &op,
+    )
+    .await;
+    assert!(html.contains("id=\"amount-mismatch\""), "{html}");
+    assert!(
+        html.contains(&format!(
+            "id=\"reconcile-csv\" href=\"{}\">下载 CSV</a>",
+            csv_path.replace('&', "&amp;")
+        )),
+        "{html}"
+    );
+    let (_, html) = page(
+        base,
+        &format!("/admin/reconcile?merchant=open-shop&date={today}&lang=en"),
+        &op,
+    )
+    .await;
+    assert!(html.contains(">Download CSV</a>"), "{html}");
+    let (_, html) = page(base, "/admin/reconcile", &op).await;
+    assert!(!html.contains("reconcile-csv"), "{html}");
+
+    let csv = get_page(base, &csv_path, &op).await;
+    assert_eq!(csv.status, 200, "{}", csv.text());
+    assert_eq!(
+        csv.header("content-type").as_deref(),
+        Some("text/csv; charset=utf-8")
+    );
+    assert_eq!(
+        csv.header("content-disposition"),
+        Some(format!(
+            "attachment; filename=\"reconcile-open-shop-{today}.csv\""
+        ))
+    );
+    let text = csv.text();
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    let want = [
+        "\u{feff}merchant_id,date,section,kind,out_trade_no,trade_no,request_no,payhost_amount,gateway_amount,payhost_status,payhost_review,payhost_order_status,payhost_day".to_owned(),
+        format!("open-shop,{today},amount_mismatch,payment,REC-CSV-2,{other_trade_no},,2.50,2.00,,,,"),
+        format!("open-shop,{today},only_gateway,payment,'=cmd|' /C calc'!A0,2026000000000000000000000901,,,9.99,,,,"),
+        format!("open-shop,{today},only_gateway,refund,'@SUM(A1),'+2026,'-2+3,,0.50,,,,"),
+        format!("open-shop,{today},matched,payment,REC-CSV-1,{trade_no},,6.00,6.00,,,,"),
+        format!("open-shop,{today},matched,refund,REC-CSV-1,{trade_no},{request_no},1.00,1.00,,,,"),
+        String::new(),
+    ];
+    assert_eq!(lines, want, "{text}");
+    // GET only: a post to it is no page.
+    assert_eq!(
+        post_status(base, &csv_path, &op, &form(&[("csrf", &csrf)])).await,
+        404
+    );
+
+    // A day that is no date, a day to come, no day: refused as a page naming it.
+    for (date, said) in [
+        ("2026-02-30", "日期：没有 2026-02-30 这一天"),
+        ("2999-01-01", "日期：2999-01-01 还没到"),
+        ("", "日期：请选择要对账的日期"),
+    ] {
+        let r = get_page(
+            base,
+            &format!("/admin/reconcile.csv?merchant=open-shop&date={date}"),
+            &op,
+        )
+        .await;
+        assert_eq!(r.status, 400, "{date}: {}", r.text());
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("text/html; charset=utf-8")
+        );
+        let html = r.text();
+        assert!(html.contains("无法导出") && html.contains(said), "{html}");
+        assert!(
+            html.contains(&format!(
+                "href=\"/admin/reconcile?merchant=open-shop&amp;date={date}\" id=\"error-back\""
+            )) || date.is_empty(),
+            "{html}"
+        );
+    }
+    let r = get_page(
+        base,
+        "/admin/reconcile.csv?merchant=open-shop&date=2026-02-30&lang=en",
+        &op,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("Cannot export") && r.text().contains("date: must be a date"),
+        "{}",
+        r.text()
+    );
+    // An unknown merchant: the operator is told there is none.
+    let r = get_page(
+        base,
+        &format!("/admin/reconcile.csv?merchant=nosuch&date={today}"),
+        &op,
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("没有商户 nosuch"), "{}", r.text());
+
+    // The provider failing: refused as the page says it, never an empty file.
+    let faults = |on: bool| json!({ "answer_500": on });
+    let r = send_json(
+        "POST",
+        &format!("{base}/sandbox/faults"),
+        None,
+        &faults(true),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = get_page(base, &csv_path, &op).await;
+    assert!(r.status >= 500, "{} {}", r.status, r.text());
+    let html = r.text();
+    assert!(
+        html.contains("无法导出") && html.contains("支付宝") && !html.contains("REC-CSV"),
+        "{html}"
+    );
+    let r = send_json(
+        "POST",
+        &format!("{base}/sandbox/faults"),
+        None,
+        &faults(false),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // A shop owner exports their own merchants' days only: another's (or none) is refused, the
+    // same either way, and nothing of it is shown.
+    admin_post(
+        base,
+        "/admin/users",
+        &op,
+        &form(&[
+            ("csrf", &csrf),
+            ("name", "o-demo"),
+            ("role", "owner"),
+            ("merchant", "demo"),
+            ("password", "a-long-password-0123"),
+        ]),
+    )
+    .await;
+    let (owner, _) = admin_login_as(base, "o-demo", "a-long-password-0123").await;
+    for asked in ["open-shop", "nosuch"] {
+        let r = get_page(
+            base,
+            &format!("/admin/reconcile.csv?merchant={asked}&date={today}"),
+            &owner,
+        )
+        .await;
+        assert_eq!(r.status, 403, "{}", r.text());
+        let html = r.text();
+        assert!(
+            html.contains("无法导出")
+                && html.contains(&format!("没有商户 {asked}，或你的账号不能为它对账"))
+                && html.contains("（demo）"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("REC-CSV") && !html.contains("calc"),
+            "{html}"
+        );
+    }
+    // Their own merchant (legacy: no bill to download) is reconciled, and refused as the page
+    // says why.
+    let r = get_page(
+        base,
+        &format!("/admin/reconcile.csv?merchant=demo&date={today}"),
+        &owner,
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("旧版接口"), "{}", r.text());
+    // Without a session: the login page, never the file.
+    let r = get_page(base, &csv_path, "").await;
+    assert_eq!(r.status, 401);
+    assert!(!r.text().contains("REC-CSV"), "{}", r.text());
+}
+
 /// A database that cannot be written is said at the top of the overview, in the owner's words
 /// (notifications wait, paid orders may show unpaid, have it fixed): here its `-wal` file was
 /// deleted while payhost ran, after which every commit is copied into the database file and

@@ -625,6 +625,7 @@ async fn get(app: &Arc<App>, ctx: &Ctx, segs: &[&str]) -> Page {
         ["admin", "payments"] => payments::list(app, ctx).await,
         ["admin", "refunds"] => refund_list::page(app, ctx).await,
         ["admin", "reconcile"] => reconcile::page(app, ctx).await,
+        ["admin", "reconcile.csv"] => reconcile::csv(app, ctx).await,
         ["admin", "merchants"] => merchants::list(app, ctx).await,
         ["admin", "merchants", id] => merchants::page(app, ctx, id).await,
         ["admin", "merchants", id, "payments", no] => payments::one(app, ctx, id, no).await,

@@ -1,10 +1,12 @@
 //! 对账 (Reconcile a day): the merchant's bill of one Beijing day from the provider against
 //! payhost's payments and refunds, as `GET /v1/merchants/{id}/reconciliation` answers it
 //! ([`App::reconcile`]), for the shop owner who has no curl. An owner reconciles their
-//! merchants only.
+//! merchants only. The result downloads as CSV (`GET /admin/reconcile.csv`, the page's query):
+//! one line per row of each of the page's lists.
 
-use super::{payments::payment_url, Ctx, Page};
+use super::{payments::payment_url, Body, Ctx, Page};
 use crate::service::App;
+use http::Response;
 use minijinja::{context, Value};
 use std::sync::Arc;
 
@@ -12,19 +14,9 @@ use std::sync::Arc;
 /// before its refunds, refunds by their number. (The bill lists in its own order; the rows
 /// carry no time, and an order number is what the owner looks for.)
 fn rows(ctx: &Ctx, merchant: &str, list: &serde_json::Value) -> Vec<Value> {
-    let mut rows: Vec<&serde_json::Value> = list
-        .as_array()
-        .map(|r| r.iter().collect())
-        .unwrap_or_default();
     let text = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_owned();
-    rows.sort_by_key(|r| {
-        (
-            text(r, "out_trade_no"),
-            text(r, "kind") == "refund",
-            text(r, "request_no"),
-        )
-    });
-    rows.into_iter()
+    sorted(list)
+        .into_iter()
         .map(|r| {
             let kind = text(r, "kind");
             context! {
@@ -47,6 +39,24 @@ fn rows(ctx: &Ctx, merchant: &str, list: &serde_json::Value) -> Vec<Value> {
             }
         })
         .collect()
+}
+
+/// A list of the comparison in the page's order: by order number, a payment before its refunds,
+/// refunds by their number (the CSV's rows are in the same order).
+fn sorted(list: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let mut rows: Vec<&serde_json::Value> = list
+        .as_array()
+        .map(|r| r.iter().collect())
+        .unwrap_or_default();
+    let text = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_owned();
+    rows.sort_by_key(|r| {
+        (
+            text(r, "out_trade_no"),
+            text(r, "kind") == "refund",
+            text(r, "request_no"),
+        )
+    });
+    rows
 }
 
 /// The support number an API error carries (`correlation id …`), to quote in Chinese.
@@ -162,6 +172,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
                     other_lines => totals["other_lines"].as_u64().unwrap_or(0),
                     payhost_paid => t("payhost_paid"), payhost_refunded => t("payhost_refunded"),
                     gateway_paid => t("gateway_paid"), gateway_refunded => t("gateway_refunded"),
+                    csv_url => csv_link(&merchant, &date),
                 };
             }
             Err(e) => {
@@ -185,6 +196,209 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
         template: "reconcile.html",
         section: "reconcile",
         values: context! { merchant_ids, merchant, date, result, error, own_totals },
+    }
+}
+
+/// The lists of the comparison as the CSV names them (`section`), in the page's order; each is
+/// the API's list of that name.
+const SECTIONS: [&str; 4] = ["amount_mismatch", "only_gateway", "only_payhost", "matched"];
+
+/// The CSV's columns: the day's merchant and date, the list (`section`), and the row as the API
+/// answers it (`GET /v1/merchants/{id}/reconciliation`); statuses are payhost's codes.
+pub const CSV_COLUMNS: [&str; 13] = [
+    "merchant_id",
+    "date",
+    "section",
+    "kind",
+    "out_trade_no",
+    "trade_no",
+    "request_no",
+    "payhost_amount",
+    "gateway_amount",
+    "payhost_status",
+    "payhost_review",
+    "payhost_order_status",
+    "payhost_day",
+];
+
+/// The page's link to its result as CSV.
+fn csv_link(merchant: &str, date: &str) -> String {
+    format!(
+        "/admin/reconcile.csv?{}",
+        super::list::query_of(
+            &[("merchant", merchant.to_owned()), ("date", date.to_owned())],
+            &[]
+        )
+    )
+}
+
+/// The CSV's file name: `reconcile-<merchant>-<date>.csv`, of characters safe in a header and
+/// a file system only.
+fn csv_file_name(merchant: &str, date: &str) -> String {
+    let safe = |s: &str, extra: &[char]| -> String {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+            .collect()
+    };
+    format!(
+        "reconcile-{}-{}.csv",
+        safe(merchant, &['_', '-']),
+        safe(date, &['-'])
+    )
+}
+
+/// A reconciliation (the API's answer) as CSV: the UTF-8 byte-order mark (so Excel reads UTF-8),
+/// the columns, then one CRLF-terminated line per row of every list, in the page's order. What
+/// the bill or an order says (order, trade and refund numbers, review notes) is guarded against
+/// a spreadsheet running it as a formula.
+fn csv_body(merchant: &str, v: &serde_json::Value) -> String {
+    let mut out = format!("\u{feff}{}\r\n", CSV_COLUMNS.join(","));
+    let date = v["date"].as_str().unwrap_or_default();
+    for section in SECTIONS {
+        for r in sorted(&v[section]) {
+            let text = |k: &str| r[k].as_str().unwrap_or_default();
+            let kind = if text("kind") == "refund" {
+                "refund"
+            } else {
+                "payment"
+            };
+            let cells: [(&str, bool); 13] = [
+                (merchant, true),
+                (date, true),
+                (section, false),
+                (kind, false),
+                (text("out_trade_no"), true),
+                (text("trade_no"), true),
+                (text("request_no"), true),
+                (text("payhost_amount"), false),
+                (text("gateway_amount"), false),
+                (text("payhost_status"), true),
+                (text("payhost_review"), true),
+                (text("payhost_order_status"), true),
+                (text("payhost_day"), true),
+            ];
+            for (i, (cell, is_text)) in cells.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                crate::ledger::csv_field(&mut out, cell, *is_text);
+            }
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
+/// Why the CSV of a merchant the session does not reconcile is refused: the page's words, with
+/// the owner's own merchants. An owner is refused the same (403) whether the merchant is
+/// another's or none at all.
+fn not_offered(ctx: &Ctx, asked: &str) -> (u16, String) {
+    if asked.is_empty() {
+        return (
+            404,
+            ctx.t("还没有可以对账的商户", "There is no merchant to reconcile")
+                .to_owned(),
+        );
+    }
+    if ctx.who.operator() {
+        return (
+            404,
+            ctx.t(
+                &format!("没有商户 {asked}：请回到对账页面，从列表中选择商户"),
+                &format!("There is no merchant {asked}: go back to Reconcile and choose one from the list"),
+            )
+            .to_owned(),
+        );
+    }
+    (
+        403,
+        ctx.t(
+            &format!(
+                "没有商户 {asked}，或你的账号不能为它对账：只能为你自己的商户（{}）对账",
+                ctx.who.merchants.join("、")
+            ),
+            &format!(
+                "There is no merchant {asked}, or your login may not reconcile it: only your own merchants ({})",
+                ctx.who.merchants.join(", ")
+            ),
+        )
+        .to_owned(),
+    )
+}
+
+/// The CSV of the page's query for this session, or its refusal (the status and the message, in
+/// the page's language).
+async fn csv_export(app: &Arc<App>, ctx: &Ctx) -> Result<Response<Body>, (u16, String)> {
+    let merchant_ids = super::merchants::visible_ids(app, ctx).await;
+    let asked = ctx.q("merchant").trim();
+    // No merchant named: the page's default, the first of the session's.
+    let merchant = match asked {
+        "" => merchant_ids.first(),
+        a => merchant_ids.iter().find(|m| *m == a),
+    };
+    let Some(merchant) = merchant.filter(|m| ctx.who.sees(m)) else {
+        return Err(not_offered(ctx, asked));
+    };
+    let date = ctx.q("date").trim();
+    if date.is_empty() {
+        return Err((
+            400,
+            ctx.t(
+                "日期：请选择要对账的日期（北京时间），如 2026-12-04",
+                "Date: choose the day to reconcile (Beijing time), such as 2026-12-04",
+            )
+            .to_owned(),
+        ));
+    }
+    let v = app
+        .reconcile(merchant, date)
+        .await
+        .map_err(|e| (e.status, refusal(ctx, date, &e)))?;
+    Ok(Response::builder()
+        .status(200)
+        .header("content-type", "text/csv; charset=utf-8")
+        .header(
+            "content-disposition",
+            format!("attachment; filename=\"{}\"", csv_file_name(merchant, date)),
+        )
+        .header("cache-control", "no-store")
+        .header("x-content-type-options", "nosniff")
+        .body(Body::from(csv_body(merchant, &v)))
+        .expect("valid response"))
+}
+
+/// `GET /admin/reconcile.csv?merchant=&date=`: the page's result as a file, one row per line of
+/// each of its lists; refused as the page's refusals are worded, as a page (as every CSV of the
+/// admin), with the way back to the page.
+pub async fn csv(app: &Arc<App>, ctx: &Ctx) -> Page {
+    match csv_export(app, ctx).await {
+        Ok(r) => Page::Raw(r),
+        Err((status, message)) => {
+            let back = format!(
+                "/admin/reconcile?{}",
+                super::list::query_of(
+                    &[
+                        ("merchant", ctx.q("merchant").trim().to_owned()),
+                        ("date", ctx.q("date").trim().to_owned()),
+                    ],
+                    &[]
+                )
+            );
+            let error_id = match status {
+                403 => "forbidden",
+                404 => "not-found",
+                _ => "error",
+            };
+            Page::Raw(super::render(
+                status,
+                "error.html",
+                &super::frame(app, Some(ctx), ctx.lang, &ctx.lang_url, "reconcile"),
+                context! {
+                    heading => ctx.t("无法导出", "Cannot export"), message, error_id, back,
+                    back_text => ctx.t("回到对账页面", "Back to Reconcile"),
+                },
+            ))
+        }
     }
 }
 
@@ -278,6 +492,65 @@ mod tests {
         assert!(
             said.contains("次日上午") && !said.contains("只有今天及以前"),
             "{said}"
+        );
+    }
+
+    #[test]
+    fn the_csv_has_a_line_per_row_of_every_list_guarded_and_quoted() {
+        let v = serde_json::json!({
+            "date": "2026-12-04",
+            "matched": [
+                {"kind": "refund", "out_trade_no": "B", "trade_no": "T2", "request_no": "r1",
+                 "payhost_amount": "1.00", "gateway_amount": "1.00"},
+                {"kind": "payment", "out_trade_no": "B", "trade_no": "T2",
+                 "payhost_amount": "3.00", "gateway_amount": "3.00"},
+            ],
+            "only_payhost": [
+                {"kind": "payment", "out_trade_no": "C", "trade_no": "T3", "payhost_amount": "4.00"},
+            ],
+            "only_alipay": [{"kind": "payment", "out_trade_no": "ignored: the CSV reads only_gateway"}],
+            "only_gateway": [
+                {"kind": "payment", "out_trade_no": "=HYPERLINK(\"http://x\",\"y\")", "trade_no": "+1",
+                 "gateway_amount": "9.99", "payhost_status": "WAIT_BUYER_PAY",
+                 "payhost_review": "-paid after a close, here", "payhost_day": "2026-12-05"},
+                {"kind": "refund", "out_trade_no": "D", "trade_no": "T4", "request_no": "@r",
+                 "gateway_amount": "2.00", "payhost_order_status": "TRADE_SUCCESS"},
+            ],
+            "amount_mismatch": [
+                {"kind": "payment", "out_trade_no": "A", "trade_no": "T1",
+                 "payhost_amount": "2.50", "gateway_amount": "2.00"},
+            ],
+        });
+        let csv = csv_body("shop-1", &v);
+        let lines: Vec<&str> = csv.split("\r\n").collect();
+        assert_eq!(
+            lines,
+            [
+                "\u{feff}merchant_id,date,section,kind,out_trade_no,trade_no,request_no,payhost_amount,gateway_amount,payhost_status,payhost_review,payhost_order_status,payhost_day",
+                "shop-1,2026-12-04,amount_mismatch,payment,A,T1,,2.50,2.00,,,,",
+                "shop-1,2026-12-04,only_gateway,payment,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",'+1,,,9.99,WAIT_BUYER_PAY,\"'-paid after a close, here\",,2026-12-05",
+                "shop-1,2026-12-04,only_gateway,refund,D,T4,'@r,,2.00,,,TRADE_SUCCESS,",
+                "shop-1,2026-12-04,only_payhost,payment,C,T3,,4.00,,,,,",
+                "shop-1,2026-12-04,matched,payment,B,T2,,3.00,3.00,,,,",
+                "shop-1,2026-12-04,matched,refund,B,T2,r1,1.00,1.00,,,,",
+                "",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_csv_file_name_names_merchant_and_date_safely() {
+        assert_eq!(
+            csv_file_name("open-shop", "2026-12-04"),
+            "reconcile-open-shop-2026-12-04.csv"
+        );
+        assert_eq!(
+            csv_file_name("a\"b;c/d", "2026-12-04\r\nx: y"),
+            "reconcile-abcd-2026-12-04xy.csv"
+        );
+        assert_eq!(
+            csv_link("open-shop", "2026-12-04"),
+            "/admin/reconcile.csv?merchant=open-shop&date=2026-12-04"
         );
     }
 
