@@ -2485,6 +2485,27 @@ async fn an_unknown_refund_outcome_is_never_called_not_started() {
 }
 
 /// Plants rows in the sandbox's bill of `day` for `app_id` (each a form of `/openapi/bill-extra`).
+/// The operator (`op`, `csrf`) adds the shop owner `o-demo` of the merchant `demo`, who logs in:
+/// their session cookie.
+async fn owner_of_demo(base: &str, op: &str, csrf: &str) -> String {
+    admin_post(
+        base,
+        "/admin/users",
+        op,
+        &form(&[
+            ("csrf", csrf),
+            ("name", "o-demo"),
+            ("role", "owner"),
+            ("merchant", "demo"),
+            ("password", "a-long-password-0123"),
+        ]),
+    )
+    .await;
+    admin_login_as(base, "o-demo", "a-long-password-0123")
+        .await
+        .0
+}
+
 async fn plant_bill_rows(base: &str, app_id: &str, day: &str, rows: &[String]) {
     for row in rows {
         let planted = conformance::host::post_form(
@@ -2674,20 +2695,7 @@ async fn a_day_is_reconciled_on_the_admin_page() {
     assert!(html.contains("2999-01-01 还没到"), "{html}");
     assert!(!html.contains("is in the future"), "{html}");
     // A shop owner reconciles their own merchant only.
-    admin_post(
-        base,
-        "/admin/users",
-        &op,
-        &form(&[
-            ("csrf", &csrf),
-            ("name", "o-demo"),
-            ("role", "owner"),
-            ("merchant", "demo"),
-            ("password", "a-long-password-0123"),
-        ]),
-    )
-    .await;
-    let (owner, _) = admin_login_as(base, "o-demo", "a-long-password-0123").await;
+    let owner = owner_of_demo(base, &op, &csrf).await;
     let (_, html) = page(
         base,
         &format!("/admin/reconcile?merchant=open-shop&date={today}"),
@@ -2935,20 +2943,7 @@ async fn a_reconciled_day_downloads_as_csv() {
 
     // A shop owner exports their own merchants' days only: another's (or none) is refused, the
     // same either way, and nothing of it is shown.
-    admin_post(
-        base,
-        "/admin/users",
-        &op,
-        &form(&[
-            ("csrf", &csrf),
-            ("name", "o-demo"),
-            ("role", "owner"),
-            ("merchant", "demo"),
-            ("password", "a-long-password-0123"),
-        ]),
-    )
-    .await;
-    let (owner, _) = admin_login_as(base, "o-demo", "a-long-password-0123").await;
+    let owner = owner_of_demo(base, &op, &csrf).await;
     for asked in ["open-shop", "nosuch"] {
         let r = get_page(
             base,
