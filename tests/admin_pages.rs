@@ -2216,14 +2216,7 @@ async fn an_unused_session_ends_and_a_used_one_lives_on() {
 /// An open-platform payment of 2.00 `no` created and paid in the sandbox's cashier; its admin
 /// page's path, once the page offers a refund.
 async fn open_shop_paid(base: &str, op: &str, no: &str) -> String {
-    let created = create_payment(base, "open-shop", no, "2.00", None).await;
-    let pay_url = created["pay_url"].as_str().unwrap().to_owned();
-    let token = conformance::alipay::cashier_token(&get(&pay_url, None).await.text());
-    conformance::host::post_form(
-        &format!("{base}/sandbox/openapi/cashier/pay"),
-        &format!("token={token}"),
-    )
-    .await;
+    pay_in_open_cashier(base, no, "2.00").await;
     let path = format!("/admin/merchants/open-shop/payments/{no}");
     for _ in 0..100 {
         if page(base, &path, op).await.1.contains("id=\"refund-form\"") {
@@ -2593,23 +2586,10 @@ async fn a_day_is_reconciled_on_the_admin_page() {
     assert!(html.contains("id=\"other-lines\">账单另有 1 行"), "{html}");
     // A payment and a refund payhost counts today, on yesterday's bill (a refund whose answer
     // came after midnight): each says so, and the day payhost counts it on.
-    let created = create_payment(base, "open-shop", "REC-DAY-1", "6.00", None).await;
-    let pay_url = created["pay_url"].as_str().unwrap().to_owned();
-    let token = conformance::alipay::cashier_token(&get(&pay_url, None).await.text());
-    conformance::host::post_form(
-        &format!("{base}/sandbox/openapi/cashier/pay"),
-        &format!("token={token}"),
-    )
-    .await;
-    let paid_url = format!("{base}/v1/merchants/open-shop/payments/REC-DAY-1");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while conformance::host::get(&paid_url, Some(TOKEN)).await.json()["status"] != "TRADE_SUCCESS" {
-        assert!(std::time::Instant::now() < deadline, "never paid");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    open_shop_paid_of(base, "REC-DAY-1", "6.00").await;
     let refunded = send_json(
         "POST",
-        &format!("{paid_url}/refunds"),
+        &format!("{base}/v1/merchants/open-shop/payments/REC-DAY-1/refunds"),
         Some(TOKEN),
         &json!({"amount": "1.00", "reason": "测试"}),
     )
@@ -2723,9 +2703,9 @@ async fn a_day_is_reconciled_on_the_admin_page() {
     assert!(html.contains("请选择要对账的日期"), "{html}");
 }
 
-/// An open-platform payment `no` of `fee` created and paid in the sandbox's cashier, once payhost
-/// has it paid: its JSON from the API (its `trade_no`).
-async fn open_shop_paid_of(base: &str, no: &str, fee: &str) -> serde_json::Value {
+/// Creates the open-platform payment `no` of `fee` and pays it in the sandbox's cashier (payhost
+/// learns it by the notification that follows).
+async fn pay_in_open_cashier(base: &str, no: &str, fee: &str) {
     let created = create_payment(base, "open-shop", no, fee, None).await;
     let pay_url = created["pay_url"].as_str().unwrap().to_owned();
     let token = conformance::alipay::cashier_token(&get(&pay_url, None).await.text());
@@ -2734,6 +2714,12 @@ async fn open_shop_paid_of(base: &str, no: &str, fee: &str) -> serde_json::Value
         &format!("token={token}"),
     )
     .await;
+}
+
+/// An open-platform payment `no` of `fee` created and paid in the sandbox's cashier, once payhost
+/// has it paid: its JSON from the API (its `trade_no`).
+async fn open_shop_paid_of(base: &str, no: &str, fee: &str) -> serde_json::Value {
+    pay_in_open_cashier(base, no, fee).await;
     let url = format!("{base}/v1/merchants/open-shop/payments/{no}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
