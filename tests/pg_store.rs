@@ -1847,6 +1847,43 @@ async fn finished_trades(s: &dyn Store) {
         s.begin_refund(&refund("o2", "r3")).await.unwrap(),
         RefundBegun::Refused(Refusal::Finished)
     ));
+
+    // The finishing message carries its refund (an amount): the refund is recorded as a report
+    // and the finish is kept with it.
+    let mut third = payment("m1", "o3");
+    third.total_fen = 1000;
+    s.insert_payment(&third).await.unwrap();
+    let mut pay = effect("t1", "TRADE_SUCCESS");
+    pay.out_trade_no = "o3";
+    s.apply_notification(&pay, &raw(), &record()).await.unwrap();
+    s.apply_refund_report(&payhost::store::ledger::ReportEffect {
+        merchant_id: "m1",
+        out_trade_no: "o3",
+        report: payhost::domain::refunds::Report {
+            request_no: "202612070000000001".into(),
+            amount: Some(300),
+            refunded_total: Some(300),
+            succeeded: true,
+            detail: String::new(),
+        },
+        notify_id: "t2",
+        paid: payhost::store::ledger::PaidFacts {
+            trade_no: "2014",
+            finished: true,
+            ..Default::default()
+        },
+        completed_at: Some("2014-01-02T03:04:05Z"),
+        webhook_url: Some("https://shop/hook"),
+    })
+    .await
+    .unwrap();
+    let p = s.payment("m1", "o3").await.unwrap().unwrap();
+    assert_eq!(p.status, PARTIALLY_REFUNDED);
+    assert!(p.finished_at.is_some(), "the finish came with the refund");
+    assert!(matches!(
+        s.begin_refund(&refund("o3", "r4")).await.unwrap(),
+        RefundBegun::Refused(Refusal::Finished)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

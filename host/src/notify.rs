@@ -209,9 +209,10 @@ impl NotifyOutcome {
     /// The outcome of a notification the store applied (also the label the store records).
     pub fn from_applied(a: &Applied) -> NotifyOutcome {
         match a {
-            Applied::Changed { .. } | Applied::Recorded { .. } | Applied::Finished { .. } => {
-                NotifyOutcome::Applied
-            }
+            Applied::Changed { .. } | Applied::Recorded { .. } => NotifyOutcome::Applied,
+            // Kept, and nothing the shop sees moved: a trade query answering "finished" has not
+            // told of a refund (`partial_refund_from_query` reads `applied` as that).
+            Applied::Finished { .. } => NotifyOutcome::NoChange,
             Applied::NoChange => NotifyOutcome::NoChange,
             Applied::Duplicate => NotifyOutcome::Duplicate,
             Applied::UnknownOrder => NotifyOutcome::UnknownOrder,
@@ -937,6 +938,7 @@ impl App {
                     buyer_email: verified.buyer_email.as_deref(),
                     // The payment's own time only (a refund's notify_time is not it).
                     paid_at: verified.gmt_payment.as_deref(),
+                    finished: verified.event == crate::domain::state::TradeEvent::Finished,
                 },
                 &verified.notify_id,
                 &report,

@@ -23,6 +23,9 @@ pub enum Applied {
     OtherTrade { recorded: String, other: String },
 }
 
+/// The detail of [`Applied::Finished`], after the status (the admin's timeline words it).
+pub const FINISHED_NOTE: &str = ": trade finished (TRADE_FINISHED), no more refunds";
+
 /// Why a payment is flagged when a trade other than its recorded one reports on it.
 pub fn other_trade_reason(recorded: &str, other: &str) -> String {
     format!(
@@ -51,9 +54,7 @@ impl Applied {
             Applied::Recorded { status, events } => {
                 Some(format!("{status}: {}", events.join(", ")))
             }
-            Applied::Finished { status } => Some(format!(
-                "{status}: trade finished (TRADE_FINISHED), no more refunds"
-            )),
+            Applied::Finished { status } => Some(format!("{status}{FINISHED_NOTE}")),
             Applied::OtherTrade { recorded, other } => Some(format!(
                 "held for review: {}",
                 other_trade_reason(recorded, other)

@@ -293,6 +293,9 @@ pub struct PaidFacts<'a> {
     pub buyer_email: Option<&'a str>,
     /// As the provider gave it (`gmt_payment`, Beijing wall-clock text), as a notification's.
     pub paid_at: Option<&'a str>,
+    /// The message says the trade is finished (`TRADE_FINISHED`): no refund of it any more
+    /// (kept as the payment's `finished_at`, also when the message's refund is what it applies).
+    pub finished: bool,
 }
 
 /// A provider's refund report to apply (from a notification or a query).

@@ -75,11 +75,14 @@ pub trait RefundTx: NotifyTx {
         at: &str,
     ) -> Result<()>;
     /// Keeps the provider's trade number, buyer and payment time where the payment has none yet.
+    /// Keeps what the payment has none of yet (its trade, buyer, payment time) and, when the
+    /// message says the trade is finished, `finished_at = at` unless it was known.
     async fn fill_paid(
         &mut self,
         merchant: &str,
         out_trade_no: &str,
         paid: &PaidFacts<'_>,
+        at: &str,
     ) -> Result<()>;
     /// Queues a webhook due at `at_ms` unless its event id was queued before (the shop was told
     /// that event of this payment already); false then.
@@ -189,9 +192,14 @@ pub async fn apply_refund_report<T: RefundTx>(
     let other_trade = crate::domain::events::other_trade(&p, e.paid.trade_no)
         .map(|recorded| crate::domain::events::other_trade_reason(recorded, e.paid.trade_no));
     if other_trade.is_none()
-        && (!e.paid.trade_no.is_empty() || e.paid.buyer_email.is_some() || e.paid.paid_at.is_some())
+        && (!e.paid.trade_no.is_empty()
+            || e.paid.buyer_email.is_some()
+            || e.paid.paid_at.is_some()
+            || e.paid.finished)
     {
-        tx.fill_paid(e.merchant_id, e.out_trade_no, &e.paid).await?;
+        tx.fill_paid(e.merchant_id, e.out_trade_no, &e.paid, &now)
+            .await?;
+
         // As stored (only what was missing): the webhooks below say it.
         let given = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_owned);
         p.trade_no = p.trade_no.or_else(|| given(Some(e.paid.trade_no)));

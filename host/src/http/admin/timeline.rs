@@ -305,7 +305,16 @@ pub(super) fn note_words(lang: Lang, note: &str) -> Vec<String> {
         if part.is_empty() || part.starts_with("source: ") {
             continue;
         }
-        let word = if let Some((from, to)) = part.split_once(" -> ") {
+        let word = if let Some(status) = part.strip_suffix(crate::domain::events::FINISHED_NOTE) {
+            format!(
+                "{}{}",
+                status_word(lang, status),
+                t(
+                    "；交易已完结（TRADE_FINISHED），不能再退款",
+                    ": trade finished (TRADE_FINISHED), no more refunds"
+                )
+            )
+        } else if let Some((from, to)) = part.split_once(" -> ") {
             format!("{} → {}", status_word(lang, from), status_word(lang, to))
         } else if let Some(p) = part.strip_prefix("payment ") {
             format!("{}{}", t("订单", "payment "), status_word(lang, p))
@@ -512,6 +521,24 @@ mod tests {
                 "shop webhook | partly refunded (payment.partially_refunded) · HTTP 200",
             ]
         );
+    }
+
+    /// A partly refunded trade that the provider then finished: said in the owner's words.
+    #[test]
+    fn a_finished_trade_is_said_in_words() {
+        let e = [
+            json!({"at": "t", "kind": "notify", "trade_status": "TRADE_FINISHED",
+            "outcome": "no_change",
+            "detail": format!("PARTIALLY_REFUNDED{}", crate::domain::events::FINISHED_NOTE)}),
+        ];
+        let zh = lines(Lang::Zh, &e).join("\n");
+        assert!(
+            zh.contains("交易已完结（TRADE_FINISHED），不能再退款"),
+            "{zh}"
+        );
+        assert!(!zh.contains("no more refunds"), "{zh}");
+        let en = lines(Lang::En, &e).join("\n");
+        assert!(en.contains("no more refunds"), "{en}");
     }
 
     #[test]

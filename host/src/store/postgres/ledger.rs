@@ -252,10 +252,17 @@ impl RefundTx for PgTx {
         Ok(())
     }
 
-    async fn fill_paid(&mut self, merchant: &str, no: &str, paid: &PaidFacts<'_>) -> Result<()> {
+    async fn fill_paid(
+        &mut self,
+        merchant: &str,
+        no: &str,
+        paid: &PaidFacts<'_>,
+        at: &str,
+    ) -> Result<()> {
+        let finished_at = paid.finished.then_some(at);
         self.execute(
-            "UPDATE payments SET trade_no = COALESCE(trade_no, NULLIF($3, '')), buyer_email = COALESCE(buyer_email, NULLIF($4, '')), paid_at = COALESCE(paid_at, NULLIF($5, '')) WHERE merchant_id = $1 AND out_trade_no = $2",
-            &[&merchant, &no, &paid.trade_no, &paid.buyer_email, &paid.paid_at],
+            "UPDATE payments SET trade_no = COALESCE(trade_no, NULLIF($3, '')), buyer_email = COALESCE(buyer_email, NULLIF($4, '')), paid_at = COALESCE(paid_at, NULLIF($5, '')), finished_at = COALESCE(finished_at, $6) WHERE merchant_id = $1 AND out_trade_no = $2",
+            &[&merchant, &no, &paid.trade_no, &paid.buyer_email, &paid.paid_at, &finished_at],
         )
         .await?;
         Ok(())

@@ -204,11 +204,18 @@ impl RefundTx for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn fill_paid(&mut self, merchant: &str, no: &str, paid: &PaidFacts<'_>) -> Result<()> {
+    async fn fill_paid(
+        &mut self,
+        merchant: &str,
+        no: &str,
+        paid: &PaidFacts<'_>,
+        at: &str,
+    ) -> Result<()> {
+        let finished_at = paid.finished.then_some(at);
         self.0.prepare_cached(
-            "UPDATE payments SET trade_no = COALESCE(trade_no, NULLIF(?3, '')), buyer_email = COALESCE(buyer_email, NULLIF(?4, '')), paid_at = COALESCE(paid_at, NULLIF(?5, '')) WHERE merchant_id = ?1 AND out_trade_no = ?2",
+            "UPDATE payments SET trade_no = COALESCE(trade_no, NULLIF(?3, '')), buyer_email = COALESCE(buyer_email, NULLIF(?4, '')), paid_at = COALESCE(paid_at, NULLIF(?5, '')), finished_at = COALESCE(finished_at, ?6) WHERE merchant_id = ?1 AND out_trade_no = ?2",
         )?
-        .execute(params![merchant, no, paid.trade_no, paid.buyer_email, paid.paid_at])?;
+        .execute(params![merchant, no, paid.trade_no, paid.buyer_email, paid.paid_at, finished_at])?;
         Ok(())
     }
 
@@ -547,9 +554,10 @@ impl Ledger for SqliteStore {
     async fn apply_refund_report(&self, e: &ReportEffect<'_>) -> Result<RefundApplied> {
         let strings =
             [e.merchant_id, e.out_trade_no, e.notify_id, e.paid.trade_no].map(str::to_owned);
-        let (buyer, paid_at) = (
+        let (buyer, paid_at, finished) = (
             e.paid.buyer_email.map(str::to_owned),
             e.paid.paid_at.map(str::to_owned),
+            e.paid.finished,
         );
         let report = e.report.clone();
         let completed = e.completed_at.map(str::to_owned);
@@ -565,6 +573,7 @@ impl Ledger for SqliteStore {
                     trade_no,
                     buyer_email: buyer.as_deref(),
                     paid_at: paid_at.as_deref(),
+                    finished,
                 },
                 completed_at: completed.as_deref(),
                 webhook_url: hook.as_deref(),
