@@ -718,6 +718,60 @@ async fn refunds_reach_the_shop() {
     assert_eq!(refunded["refund_status"], "REFUND_SUCCESS");
 }
 
+/// A partly refunded trade that Alipay then finishes takes no refund here any more (the provider
+/// refuses them): its status stays PARTIALLY_REFUNDED, `finished_at` says so, and a refund is
+/// `409 not_refundable`. Both ways the finish arrives: a bare `TRADE_FINISHED`, and one carrying
+/// its refund (`refund_status`, `refund_fee`), which takes the refund report's path.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partly_refunded_trade_once_finished_takes_no_refund() {
+    let w = world("sec-finished", "", "").await;
+    for (no, finish_extra) in [
+        ("FIN1", &[][..]),
+        (
+            "FIN2",
+            &[
+                ("refund_status", "REFUND_SUCCESS"),
+                ("refund_fee", "0.30"),
+                ("gmt_refund", "2014-01-02 10:00:00"),
+            ][..],
+        ),
+    ] {
+        create(&w, "shop", no).await;
+        let send = |nid: String, st: &'static str, extra: &[(&str, &str)]| {
+            w.alipay.issue(&nid);
+            alipay::md5_notify_body_extra(&trade(no, &nid, st), MD5_KEY, extra)
+        };
+        let paid = send(format!("n-{no}-paid"), "TRADE_SUCCESS", &[]);
+        assert_eq!(notify(&w, "shop", &paid).await.text(), "success");
+        let partial = send(
+            format!("n-{no}-partial"),
+            "TRADE_SUCCESS",
+            &[
+                ("refund_status", "REFUND_SUCCESS"),
+                ("gmt_refund", "2014-01-02 10:00:00"),
+            ],
+        );
+        assert_eq!(notify(&w, "shop", &partial).await.text(), "success");
+        assert_eq!(status(&w, "shop", no).await, "PARTIALLY_REFUNDED");
+        assert!(payment_json(&w, no).await["finished_at"].is_null());
+        let finished = send(format!("n-{no}-finished"), "TRADE_FINISHED", finish_extra);
+        assert_eq!(notify(&w, "shop", &finished).await.text(), "success");
+        let p = payment_json(&w, no).await;
+        assert_eq!(p["status"], "PARTIALLY_REFUNDED", "{no}: {p}");
+        assert!(p["finished_at"].is_string(), "{no}: {p}");
+        let more = send_json(
+            "POST",
+            &w.host
+                .url(&format!("/v1/merchants/shop/payments/{no}/refunds")),
+            Some(TOKEN),
+            &json!({"amount": "0.10", "refund_key": format!("k-{no}")}),
+        )
+        .await;
+        assert_eq!(more.status, 409, "{no}: {}", more.text());
+        assert_eq!(more.json()["error"]["code"], "not_refundable", "{no}");
+    }
+}
+
 /// A trade closed after it was paid here, its message showing neither the payment nor a refund (a
 /// bare `TRADE_CLOSED`, which the component reports as a close): refunded in full, the whole paid
 /// amount recorded refunded and nothing left to refund. Before, the payment went REFUNDED with
