@@ -578,6 +578,71 @@ async fn slow_bodies_are_shed_when_the_slots_run_out() {
     assert!(closed > 0, "no slow body was closed");
 }
 
+/// A merchant under a flood of refused notifications admits one at a time, and the rest queue
+/// for their turn. Every slot but one held by such queued notifications, from four addresses
+/// (each within its own cap), while the one admitted is being verified: a new client finds no
+/// slot, and the host closes connections whose notification has waited for its turn a second
+/// or more (nothing was done for them; the provider sends them again), so it is served at once.
+/// Before, a notification waiting for its turn was never shed: a few addresses keeping one
+/// queued on each connection held every slot (the security probe of session 34).
+#[tokio::test(flavor = "multi_thread")]
+async fn notifications_waiting_for_their_turn_are_shed_when_the_slots_run_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = world(
+        "sec-shed-turn",
+        "",
+        "\n[limits]\nmax_connections = 20\nmax_connections_per_ip = 5\nheader_read_timeout_ms = 30000\nkeep_alive_idle_ms = 60000\nbody_read_timeout_ms = 60000\n",
+    )
+    .await;
+    // Three refused: the merchant is suspect, one notification at a time.
+    for i in 0..3 {
+        let forged = alipay::md5_notify_body(
+            &trade("SHED3", &format!("n-forged-{i}"), "TRADE_SUCCESS"),
+            "20000000000000000000000000000000",
+        );
+        assert_eq!(notify(&w, "shop", &forged).await.text(), "fail");
+    }
+    let mut busy = notification_being_verified(&w, 9, "SHED3").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut queued = Vec::new();
+    for i in 0..19u8 {
+        let mut c = connect_from(&w, 2 + i % 4).await;
+        let body = alipay::md5_notify_body(
+            &trade("SHED3", &format!("n-queued-{i}"), "TRADE_SUCCESS"),
+            MD5_KEY,
+        );
+        c.write_all(
+            format!(
+                "POST /notify/shop HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        queued.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Served within three seconds: before the notification being verified (six seconds) let the
+    // queue move.
+    new_client_served_within(
+        &w,
+        Duration::from_secs(3),
+        "a new client is served while queued notifications hold every other slot",
+    )
+    .await;
+    assert_answered_success(&mut busy).await;
+    let mut closed = 0;
+    for mut c in queued {
+        let mut buf = [0u8; 256];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(100), c.read(&mut buf)).await
+        {
+            closed += 1;
+        }
+    }
+    assert!(closed > 0, "no queued notification's connection was closed");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_bodies_are_closed_and_healthz_answers() {
     let w = world(

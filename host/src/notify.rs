@@ -236,6 +236,18 @@ impl NotifyOutcome {
     }
 }
 
+/// The longest a notification waits for its turn ([`App::notify_turn`]): far above a genuine
+/// one's wait under load (milliseconds), and below the provider's own patience, which sends it
+/// again later.
+pub const NOTIFY_TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A notification's turn: its permits, and whether its merchant was suspect when it was let in
+/// (then its work goes to the notification pool from the start).
+pub struct NotifyTurn {
+    permit: crate::admission::NotifyPermit,
+    suspect: bool,
+}
+
 /// A notification's outcome with the body the provider receives (the component's word for "got
 /// it" or for "send it again").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,8 +422,33 @@ impl App {
         )
     }
 
+    /// Waits for a notification's turn: its merchant's permit, then the overall one (a merchant
+    /// whose recent notifications were mostly refused admits one at a time). Nothing is done
+    /// for it meanwhile, so a wait past [`NOTIFY_TURN_WAIT`] is refused as `rate_limited`
+    /// (429, the provider sends it again), and the HTTP layer may shed its connection while it
+    /// waits.
+    pub async fn notify_turn(
+        &self,
+        merchant_id: &str,
+        merchant: &KnownMerchant,
+    ) -> Result<NotifyTurn, NotifyAnswer> {
+        let suspect = !merchant.recent.mostly_acknowledged();
+        match tokio::time::timeout(
+            NOTIFY_TURN_WAIT,
+            self.admission.enter_notify(merchant_id, suspect),
+        )
+        .await
+        {
+            Ok(permit) => Ok(NotifyTurn { permit, suspect }),
+            Err(_) => {
+                self.metrics.rate_limited.inc();
+                Err(self.notify_answer(NotifyOutcome::RateLimited, None))
+            }
+        }
+    }
+
     /// Processes an asynchronous notification for a merchant [`notify_admit`](App::notify_admit)
-    /// let in: verified (and confirmed, when the component asks the provider), matched against
+    /// let in, in its turn ([`notify_turn`](App::notify_turn)): verified (and confirmed, when the component asks the provider), matched against
     /// the order and applied once; stored raw with its outcome in one commit (with the effect,
     /// when there is one). It is acknowledged only once that commit is durable and nothing is
     /// left to retry; one whose processing is cut short is not, so the provider sends it again.
@@ -423,11 +460,11 @@ impl App {
         self: &Arc<Self>,
         merchant_id: &str,
         merchant: Arc<KnownMerchant>,
+        turn: NotifyTurn,
         remote: Option<String>,
         body: bytes::Bytes,
     ) -> NotifyAnswer {
-        let suspect = !merchant.recent.mostly_acknowledged();
-        let permit = self.admission.enter_notify(merchant_id, suspect).await;
+        let NotifyTurn { permit, suspect } = turn;
         let (app, id, known) = (self.clone(), merchant_id.to_owned(), merchant.clone());
         // The permits go with the work: a notification moved to the pool is finished (and
         // committed) after the provider's connection closes, and must still count.

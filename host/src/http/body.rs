@@ -40,7 +40,7 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> 
     }
     // Marked on its connection while it arrives: a body that has not arrived after a second
     // may be shed when every connection slot is taken (`conn::Open::shed_waiting`).
-    let reading = super::conn::ReadingBody::start();
+    let reading = super::conn::WaitingRequest::start();
     let read = tokio::time::timeout(body_deadline(), Limited::new(body, limit).collect()).await;
     drop(reading);
     let Ok(read) = read else {

@@ -381,24 +381,27 @@ tokio::task_local! {
     static CONNECTION: Arc<ConnState>;
 }
 
-/// A request body being read, marked on its connection until dropped: a request whose body
-/// has not arrived after [`SHED_AFTER_MS`] may be shed like a stalled head.
-pub(super) struct ReadingBody(Option<Arc<ConnState>>);
+/// A request waiting, marked on its connection until dropped: for its body to arrive, or for
+/// its turn (a provider's notification waiting for a permit, nothing done for it yet). One that
+/// has waited [`SHED_AFTER_MS`] may be shed like a stalled head when every slot is taken: else
+/// a few addresses keeping a queued notification on each of their connections would hold every
+/// slot for as long as they like.
+pub(super) struct WaitingRequest(Option<Arc<ConnState>>);
 
-impl ReadingBody {
-    /// Marks the current connection's request as reading its body (nothing outside a
-    /// connection's task: a unit test).
-    pub(super) fn start() -> ReadingBody {
+impl WaitingRequest {
+    /// Marks the current connection's request as waiting (nothing outside a connection's task:
+    /// a unit test).
+    pub(super) fn start() -> WaitingRequest {
         let conn = CONNECTION.try_with(Arc::clone).ok();
         if let Some(c) = &conn {
             c.body_since_ms
                 .store(clock_ms() + 1, std::sync::atomic::Ordering::Release);
         }
-        ReadingBody(conn)
+        WaitingRequest(conn)
     }
 }
 
-impl Drop for ReadingBody {
+impl Drop for WaitingRequest {
     fn drop(&mut self) {
         if let Some(c) = &self.0 {
             c.body_since_ms
@@ -739,7 +742,7 @@ pub async fn serve(
             let app = app.clone();
             let busy = busy.clone();
             // In flight until its answer's body is written (or dropped): never shed meanwhile,
-            // unless it is still reading its body ([`ReadingBody`]).
+            // unless it is still waiting for its body or its turn ([`WaitingRequest`]).
             let guard = Busy::new(&busy);
             // Counted until its answer is made (its body read): a client's requests through
             // the proxy, as its connections are counted when direct.

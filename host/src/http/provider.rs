@@ -26,8 +26,18 @@ pub(super) async fn notify(
         Ok(merchant) => match read_body(req.into_body(), MAX_NOTIFY_BODY).await {
             Err(e) => app.notify_body_refused(&merchant, e.status),
             Ok(body) => {
-                app.notify_for(id, merchant, Some(ip.to_string()), body)
-                    .await
+                // Waiting for its turn, nothing done for it yet: its connection may be shed
+                // meanwhile when every slot is taken (the provider sends it again).
+                let waiting = super::conn::WaitingRequest::start();
+                let turn = app.notify_turn(id, &merchant).await;
+                drop(waiting);
+                match turn {
+                    Ok(turn) => {
+                        app.notify_for(id, merchant, turn, Some(ip.to_string()), body)
+                            .await
+                    }
+                    Err(refused) => refused,
+                }
             }
         },
     };
