@@ -94,6 +94,11 @@ impl Limits {
     }
 }
 
+/// The longest a notification waits for its turn ([`Admission::enter_notify`]): far above a
+/// genuine one's wait under load (milliseconds), and below the provider's own patience; it
+/// sends a refused one again later.
+pub const NOTIFY_TURN_WAIT: Duration = Duration::from_secs(10);
+
 /// Most notifications in flight at once, however many cores.
 pub const MAX_NOTIFY: usize = 64;
 
@@ -176,8 +181,26 @@ impl Admission {
     /// Waits for a notification permit: the merchant's first (a flood for one merchant waits
     /// there, not in front of the others), then the overall one. A `suspect` one (its merchant's
     /// recent notifications were mostly refused) takes several of its merchant's permits, so at
-    /// most [`Limits::notify_suspect_per_merchant`] of them are in flight.
-    pub async fn enter_notify(&self, merchant_id: &str, suspect: bool) -> NotifyPermit {
+    /// most [`Limits::notify_suspect_per_merchant`] of them are in flight. `None` after
+    /// [`NOTIFY_TURN_WAIT`]: nothing was done for it, and the provider sends it again.
+    pub async fn enter_notify(&self, merchant_id: &str, suspect: bool) -> Option<NotifyPermit> {
+        self.enter_notify_within(merchant_id, suspect, NOTIFY_TURN_WAIT)
+            .await
+    }
+
+    /// [`Self::enter_notify`], waiting at most `wait`.
+    async fn enter_notify_within(
+        &self,
+        merchant_id: &str,
+        suspect: bool,
+        wait: Duration,
+    ) -> Option<NotifyPermit> {
+        tokio::time::timeout(wait, self.wait_notify(merchant_id, suspect))
+            .await
+            .ok()
+    }
+
+    async fn wait_notify(&self, merchant_id: &str, suspect: bool) -> NotifyPermit {
         let mine = {
             let mut merchants = self.merchants.lock().unwrap_or_else(|e| e.into_inner());
             // Semaphores nobody holds or waits on any more are dropped: merchants removed since
@@ -353,6 +376,27 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), admission.enter_notify("b", true))
             .await
             .expect("another merchant's permits are its own");
+    }
+
+    /// A notification waits for its turn a bounded time: behind a suspect one of its merchant
+    /// held for good, it gives up after its wait (`NOTIFY_TURN_WAIT` when it comes from the
+    /// provider), not before; another merchant's gets in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_notification_waits_for_its_turn_a_bounded_time() {
+        let admission = Admission::new(limits()).unwrap();
+        let _held = admission.enter_notify("a", true).await.expect("first in");
+        let wait = Duration::from_millis(300);
+        let started = Instant::now();
+        assert!(admission
+            .enter_notify_within("a", true, wait)
+            .await
+            .is_none());
+        assert!(started.elapsed() >= wait);
+        assert!(admission
+            .enter_notify_within("b", true, wait)
+            .await
+            .is_some());
+        assert_eq!(NOTIFY_TURN_WAIT, Duration::from_secs(10));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -236,11 +236,6 @@ impl NotifyOutcome {
     }
 }
 
-/// The longest a notification waits for its turn ([`App::notify_turn`]): far above a genuine
-/// one's wait under load (milliseconds), and below the provider's own patience, which sends it
-/// again later.
-pub const NOTIFY_TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// A notification's turn: its permits, and whether its merchant was suspect when it was let in
 /// (then its work goes to the notification pool from the start).
 pub struct NotifyTurn {
@@ -424,7 +419,7 @@ impl App {
 
     /// Waits for a notification's turn: its merchant's permit, then the overall one (a merchant
     /// whose recent notifications were mostly refused admits one at a time). Nothing is done
-    /// for it meanwhile, so a wait past [`NOTIFY_TURN_WAIT`] is refused as `rate_limited`
+    /// for it meanwhile, so a wait past [`crate::admission::NOTIFY_TURN_WAIT`] is refused as `rate_limited`
     /// (429, the provider sends it again), and the HTTP layer may shed its connection while it
     /// waits.
     pub async fn notify_turn(
@@ -433,14 +428,9 @@ impl App {
         merchant: &KnownMerchant,
     ) -> Result<NotifyTurn, NotifyAnswer> {
         let suspect = !merchant.recent.mostly_acknowledged();
-        match tokio::time::timeout(
-            NOTIFY_TURN_WAIT,
-            self.admission.enter_notify(merchant_id, suspect),
-        )
-        .await
-        {
-            Ok(permit) => Ok(NotifyTurn { permit, suspect }),
-            Err(_) => {
+        match self.admission.enter_notify(merchant_id, suspect).await {
+            Some(permit) => Ok(NotifyTurn { permit, suspect }),
+            None => {
                 self.metrics.rate_limited.inc();
                 Err(self.notify_answer(NotifyOutcome::RateLimited, None))
             }
