@@ -178,7 +178,7 @@ async fn same_semantics_as_sqlite() {
     );
     assert_eq!(
         pg.psql("semantics", "SELECT COUNT(*) FROM schema_migrations"),
-        "7"
+        "8"
     );
     assert_eq!(
         pg.psql("semantics", "SHOW synchronous_commit"),
@@ -537,7 +537,7 @@ async fn concurrent_duplicates_over_two_replicas_make_one_transition() {
     }
     assert_eq!(
         pg.psql("dupes", "SELECT COUNT(*) FROM schema_migrations"),
-        "7"
+        "8"
     );
     let (a, b) = (stores[0].clone(), stores[1].clone());
     for i in 0..8 {

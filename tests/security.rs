@@ -824,6 +824,19 @@ async fn a_partly_refunded_trade_once_finished_takes_no_refund() {
         let p = payment_json(&w, no).await;
         assert_eq!(p["status"], "PARTIALLY_REFUNDED", "{no}: {p}");
         assert!(p["finished_at"].is_string(), "{no}: {p}");
+        // The finishing notification says so, whichever path applied it.
+        let said = p["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["notify_id"] == format!("n-{no}-finished"))
+            .unwrap_or_else(|| panic!("{no}: {p}"));
+        assert!(
+            said["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("no more refunds")),
+            "{no}: {said}"
+        );
         let more = send_json(
             "POST",
             &w.host

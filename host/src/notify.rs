@@ -432,7 +432,10 @@ impl App {
             Some(permit) => Ok(NotifyTurn { permit, suspect }),
             None => {
                 self.metrics.rate_limited.inc();
-                Err(self.notify_answer(NotifyOutcome::RateLimited, None))
+                Err(self.notify_answer(
+                    NotifyOutcome::RateLimited,
+                    self.plugins.for_merchant(&merchant.settings),
+                ))
             }
         }
     }
@@ -1005,6 +1008,14 @@ impl App {
                 format!("held for review: {reason}"),
             ),
             R::UnknownPayment => (NotifyOutcome::UnknownOrder, "unknown order".to_owned()),
+        };
+        // A finishing message kept the finish with its refund (`fill_paid`): said too.
+        let detail = if verified.event == crate::domain::state::TradeEvent::Finished
+            && !matches!(applied, R::UnknownPayment)
+        {
+            format!("{detail}; {}", crate::domain::events::FINISHED_WORDS)
+        } else {
+            detail
         };
         // A refund's own report (its number) that finds it settled already may have been
         // settled from the trade's refunded total alone — which can have been another refund of

@@ -925,20 +925,51 @@ impl App {
         })
     }
 
+    /// Waits for a buyer's return's turn (its class's permit), at most
+    /// [`crate::admission::NOTIFY_TURN_WAIT`]: nothing is done for it meanwhile, so past that
+    /// it is a 503 (the buyer opens the link again), and the HTTP layer may shed its connection
+    /// while it waits (a flood of forged returns must not hold every connection slot).
+    pub async fn return_turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        tokio::time::timeout(
+            crate::admission::NOTIFY_TURN_WAIT,
+            self.admission.enter(Class::Return),
+        )
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                503,
+                "busy",
+                "too many returns are being checked; open the return link again",
+            )
+        })
+    }
+
     /// Verifies the buyer's return ([WAP §6], [EXTRA §2.3]) and builds the signed redirect to the shop's return_url:
     /// `merchant` (the merchant id, so one shop's signed return is worth nothing to another),
     /// `out_trade_no`, `result` (the provider's), `status` (the host's, from confirmed
     /// notifications only), `total_fee`, `ts` (unix seconds: shops refuse an old one), `sign` =
     /// hex HMAC-SHA256 over the sorted `k=v&…` string, keyed with the merchant's shop secret.
     ///
-    /// Admitted in its own class and checked where notifications are (`admission`): anyone may
-    /// send a return, and a flood of them must not slow the shop API.
+    /// Admitted in its own class ([`return_turn`](App::return_turn)) and checked where
+    /// notifications are (`admission`): anyone may send a return, and a flood of them must not
+    /// slow the shop API.
     pub async fn handle_return(
         self: &Arc<Self>,
         merchant_id: &str,
         query: &[u8],
     ) -> Result<String, ApiError> {
-        let permit = self.admission.enter(Class::Return).await;
+        let permit = self.return_turn().await?;
+        self.handle_return_in_turn(merchant_id, permit, query).await
+    }
+
+    /// [`handle_return`](App::handle_return) once its turn came
+    /// ([`return_turn`](App::return_turn)'s permit).
+    pub async fn handle_return_in_turn(
+        self: &Arc<Self>,
+        merchant_id: &str,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        query: &[u8],
+    ) -> Result<String, ApiError> {
         let (app, id, query) = (self.clone(), merchant_id.to_owned(), query.to_vec());
         // The permit goes with the work: a check moved to the pool runs on after the buyer's
         // connection closes, and must still count.

@@ -23,8 +23,9 @@ pub enum Applied {
     OtherTrade { recorded: String, other: String },
 }
 
-/// The detail of [`Applied::Finished`], after the status (the admin's timeline words it).
-pub const FINISHED_NOTE: &str = ": trade finished (TRADE_FINISHED), no more refunds";
+/// What a notification that finished the trade says in its detail (after the status in
+/// [`Applied::Finished`]'s; the admin's timeline words it).
+pub const FINISHED_WORDS: &str = "trade finished (TRADE_FINISHED), no more refunds";
 
 /// Why a payment is flagged when a trade other than its recorded one reports on it.
 pub fn other_trade_reason(recorded: &str, other: &str) -> String {
@@ -54,7 +55,7 @@ impl Applied {
             Applied::Recorded { status, events } => {
                 Some(format!("{status}: {}", events.join(", ")))
             }
-            Applied::Finished { status } => Some(format!("{status}{FINISHED_NOTE}")),
+            Applied::Finished { status } => Some(format!("{status}: {FINISHED_WORDS}")),
             Applied::OtherTrade { recorded, other } => Some(format!(
                 "held for review: {}",
                 other_trade_reason(recorded, other)

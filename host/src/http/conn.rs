@@ -326,7 +326,8 @@ struct ConnState {
     busy: std::sync::atomic::AtomicUsize,
     /// Milliseconds since [`clock_ms`]'s start when its last request ended (or it was accepted).
     waiting_since_ms: std::sync::atomic::AtomicU64,
-    /// Since when (as above, plus one) its request's body is being read; 0 when none is.
+    /// Since when (as above, plus one) its request has been waiting ([`WaitingRequest`]: for its
+    /// body, or for its turn); 0 when it is not.
     body_since_ms: std::sync::atomic::AtomicU64,
     shed: tokio::sync::Notify,
     /// Set when it is closed to make room (no lingering close for it).
@@ -363,7 +364,8 @@ impl ConnState {
     }
 
     /// Since when it may be shed: it has no request in flight, or its one request is still
-    /// reading its body. `None` while a request is being handled or answered.
+    /// waiting (for its body, or for its turn). `None` while a request is being handled or
+    /// answered.
     fn sheddable_since(&self) -> Option<u64> {
         match self.in_flight() {
             0 => Some(
@@ -518,12 +520,13 @@ impl Open {
     }
 
     /// Every slot is taken: closes up to [`SHED_AT_ONCE`] connections that have had no request
-    /// in flight, or a request still reading its body, for [`SHED_AFTER_MS`] or more, the
-    /// longest waiting first. Those are keep-alive connections between requests, connections
-    /// whose request head is still not complete (a client stalling or dripping its headers) and
-    /// requests whose body has not arrived (a provider's notification arrives in one piece):
-    /// what nginx closes when it runs out of connections, and the slow bodies that would
-    /// otherwise hold a slot until the body deadline. A client sending its request at once, and
+    /// in flight, or a request still waiting for its body or its turn, for [`SHED_AFTER_MS`] or
+    /// more, the longest waiting first. Those are keep-alive connections between requests,
+    /// connections whose request head is still not complete (a client stalling or dripping its
+    /// headers), requests whose body has not arrived (a provider's notification arrives in one
+    /// piece) and notifications or returns queued for their turn (nothing done for them yet):
+    /// what nginx closes when it runs out of connections, and the slow bodies and queues that
+    /// would otherwise hold a slot. A client sending its request at once, and
     /// every request being handled or answered, is never shed. How many were shed.
     fn shed_waiting(&self) -> usize {
         let now = clock_ms();
@@ -708,7 +711,7 @@ pub async fn serve(
                     tracing::warn!(
                         max_connections = limits.max_connections,
                         shed,
-                        "connection limit reached: {} connections open; connections without a request (or still sending its body) for 1 s are closed, new connections wait until one closes ([limits] max_connections)",
+                        "connection limit reached: {} connections open; connections without a request (or still sending its body, or a notification or return waiting for its turn) for 1 s are closed, new connections wait until one closes ([limits] max_connections)",
                         limits.max_connections
                     );
                     last_full_log = Some(std::time::Instant::now());

@@ -60,7 +60,15 @@ pub(super) async fn buyer_return(
     if query.len() > MAX_RETURN_QUERY {
         return not_confirmed(414);
     }
-    match app.handle_return(id, &query).await {
+    // Waiting for its turn, nothing done for it yet: its connection may be shed meanwhile.
+    let waiting = super::conn::WaitingRequest::start();
+    let turn = app.return_turn().await;
+    drop(waiting);
+    let handled = match turn {
+        Ok(permit) => app.handle_return_in_turn(id, permit, &query).await,
+        Err(e) => Err(e),
+    };
+    match handled {
         Ok(location) => redirect(&location),
         Err(e) => not_confirmed(e.status),
     }

@@ -197,7 +197,13 @@ pub async fn apply_refund_report<T: RefundTx>(
             || e.paid.paid_at.is_some()
             || e.paid.finished)
     {
-        tx.fill_paid(e.merchant_id, e.out_trade_no, &e.paid, &now)
+        // A fully refunded payment has nothing left to refund: no finish to keep (as the state
+        // machine's path keeps none).
+        let paid = PaidFacts {
+            finished: e.paid.finished && p.status != state::REFUNDED,
+            ..e.paid
+        };
+        tx.fill_paid(e.merchant_id, e.out_trade_no, &paid, &now)
             .await?;
 
         // As stored (only what was missing): the webhooks below say it.

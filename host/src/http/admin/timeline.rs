@@ -305,15 +305,17 @@ pub(super) fn note_words(lang: Lang, note: &str) -> Vec<String> {
         if part.is_empty() || part.starts_with("source: ") {
             continue;
         }
-        let word = if let Some(status) = part.strip_suffix(crate::domain::events::FINISHED_NOTE) {
-            format!(
-                "{}{}",
-                status_word(lang, status),
-                t(
-                    "；交易已完结（TRADE_FINISHED），不能再退款",
-                    ": trade finished (TRADE_FINISHED), no more refunds"
-                )
-            )
+        let finished = t(
+            "交易已完结（TRADE_FINISHED），不能再退款",
+            crate::domain::events::FINISHED_WORDS,
+        );
+        let word = if part == crate::domain::events::FINISHED_WORDS {
+            finished
+        } else if let Some(status) = part
+            .strip_suffix(crate::domain::events::FINISHED_WORDS)
+            .and_then(|s| s.strip_suffix(": "))
+        {
+            format!("{}{}{finished}", status_word(lang, status), t("；", ": "))
         } else if let Some((from, to)) = part.split_once(" -> ") {
             format!("{} → {}", status_word(lang, from), status_word(lang, to))
         } else if let Some(p) = part.strip_prefix("payment ") {
@@ -529,11 +531,16 @@ mod tests {
         let e = [
             json!({"at": "t", "kind": "notify", "trade_status": "TRADE_FINISHED",
             "outcome": "no_change",
-            "detail": format!("PARTIALLY_REFUNDED{}", crate::domain::events::FINISHED_NOTE)}),
+            "detail": format!("PARTIALLY_REFUNDED: {}", crate::domain::events::FINISHED_WORDS)}),
+            json!({"at": "t", "kind": "notify", "trade_status": "TRADE_FINISHED",
+            "outcome": "duplicate",
+            "detail": format!("refund already known; {}", crate::domain::events::FINISHED_WORDS)}),
         ];
         let zh = lines(Lang::Zh, &e).join("\n");
-        assert!(
-            zh.contains("交易已完结（TRADE_FINISHED），不能再退款"),
+        assert_eq!(
+            zh.matches("交易已完结（TRADE_FINISHED），不能再退款")
+                .count(),
+            2,
             "{zh}"
         );
         assert!(!zh.contains("no more refunds"), "{zh}");
