@@ -483,15 +483,29 @@ async fn new_client_served_within(w: &World, limit: Duration, what: &str) {
     );
 }
 
+/// A second and a half after every other slot was taken, a new client is served within three
+/// seconds (before the notification being verified, six seconds, could free a slot), and that
+/// notification (`busy`) is still answered `success`: nothing being handled was shed for it.
+async fn served_while_busy_is_answered(w: &World, busy: &mut tokio::net::TcpStream, what: &str) {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    new_client_served_within(w, Duration::from_secs(3), what).await;
+    assert_answered_success(busy).await;
+}
+
 /// A signed notification for a new payment `no`, sent whole from 127.0.0.`last` while the
 /// stub's `notify_verify` answers six seconds late: a request being handled for that long.
 async fn notification_being_verified(w: &World, last: u8, no: &str) -> tokio::net::TcpStream {
-    use tokio::io::AsyncWriteExt;
     create(w, "shop", no).await;
     let nid = format!("n-{no}");
     w.alipay.issue(&nid);
     w.alipay.server.delay(Duration::from_secs(6));
     let body = alipay::md5_notify_body(&trade(no, &nid, "TRADE_SUCCESS"), MD5_KEY);
+    notify_sent_whole(w, last, &body).await
+}
+
+/// A connection from 127.0.0.`last` that sent merchant `shop`'s notification `body` whole.
+async fn notify_sent_whole(w: &World, last: u8, body: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
     let mut c = connect_from(w, last).await;
     c.write_all(
         format!(
@@ -560,16 +574,12 @@ async fn slow_bodies_are_shed_when_the_slots_run_out() {
             false
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    // Served within three seconds: before the notification's answer (and its connection's
-    // second without a request) could free a slot.
-    new_client_served_within(
+    served_while_busy_is_answered(
         &w,
-        Duration::from_secs(3),
+        &mut busy,
         "a new client is served while slow bodies hold every other slot",
     )
     .await;
-    assert_answered_success(&mut busy).await;
     let mut closed = 0;
     for d in drippers {
         d.abort();
@@ -587,7 +597,7 @@ async fn slow_bodies_are_shed_when_the_slots_run_out() {
 /// queued on each connection held every slot (the security probe of session 34).
 #[tokio::test(flavor = "multi_thread")]
 async fn notifications_waiting_for_their_turn_are_shed_when_the_slots_run_out() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let w = world(
         "sec-shed-turn",
         "",
@@ -606,32 +616,18 @@ async fn notifications_waiting_for_their_turn_are_shed_when_the_slots_run_out() 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut queued = Vec::new();
     for i in 0..19u8 {
-        let mut c = connect_from(&w, 2 + i % 4).await;
         let body = alipay::md5_notify_body(
             &trade("SHED3", &format!("n-queued-{i}"), "TRADE_SUCCESS"),
             MD5_KEY,
         );
-        c.write_all(
-            format!(
-                "POST /notify/shop HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-        queued.push(c);
+        queued.push(notify_sent_whole(&w, 2 + i % 4, &body).await);
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    // Served within three seconds: before the notification being verified (six seconds) let the
-    // queue move.
-    new_client_served_within(
+    served_while_busy_is_answered(
         &w,
-        Duration::from_secs(3),
+        &mut busy,
         "a new client is served while queued notifications hold every other slot",
     )
     .await;
-    assert_answered_success(&mut busy).await;
     let mut closed = 0;
     for mut c in queued {
         let mut buf = [0u8; 256];
