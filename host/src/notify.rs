@@ -419,9 +419,9 @@ impl App {
 
     /// Waits for a notification's turn: its merchant's permit, then the overall one (a merchant
     /// whose recent notifications were mostly refused admits one at a time). Nothing is done
-    /// for it meanwhile, so a wait past [`crate::admission::NOTIFY_TURN_WAIT`] is refused as `rate_limited`
-    /// (429, the provider sends it again), and the HTTP layer may shed its connection while it
-    /// waits.
+    /// for it meanwhile, so a wait past [`crate::admission::NOTIFY_TURN_WAIT`] is refused as
+    /// `rate_limited` (429, the provider sends it again), and the HTTP layer may shed its
+    /// connection while it waits.
     pub async fn notify_turn(
         &self,
         merchant_id: &str,
@@ -441,10 +441,11 @@ impl App {
     }
 
     /// Processes an asynchronous notification for a merchant [`notify_admit`](App::notify_admit)
-    /// let in, in its turn ([`notify_turn`](App::notify_turn)): verified (and confirmed, when the component asks the provider), matched against
-    /// the order and applied once; stored raw with its outcome in one commit (with the effect,
-    /// when there is one). It is acknowledged only once that commit is durable and nothing is
-    /// left to retry; one whose processing is cut short is not, so the provider sends it again.
+    /// let in, in its turn ([`notify_turn`](App::notify_turn)): verified (and confirmed, when the
+    /// component asks the provider), matched against the order and applied once; stored raw
+    /// with its outcome in one commit (with the effect, when there is one). It is acknowledged
+    /// only once that commit is durable and nothing is left to retry; one whose processing is
+    /// cut short is not, so the provider sends it again.
     ///
     /// Admitted per merchant and overall (`admission`); started on the request's thread and
     /// moved to the notification pool once it proves expensive, or worked on there from the
@@ -1009,9 +1010,10 @@ impl App {
             ),
             R::UnknownPayment => (NotifyOutcome::UnknownOrder, "unknown order".to_owned()),
         };
-        // A finishing message kept the finish with its refund (`fill_paid`): said too.
+        // A finishing message kept the finish with its refund (`fill_paid`): said too. (Not of
+        // one held for review: another trade's keeps no finish.)
         let detail = if verified.event == crate::domain::state::TradeEvent::Finished
-            && !matches!(applied, R::UnknownPayment)
+            && !matches!(applied, R::UnknownPayment | R::Mismatch(_))
         {
             format!("{detail}; {}", crate::domain::events::FINISHED_WORDS)
         } else {
