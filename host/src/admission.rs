@@ -94,10 +94,11 @@ impl Limits {
     }
 }
 
-/// The longest a notification waits for its turn ([`Admission::enter_notify`]): far above a
-/// genuine one's wait under load (milliseconds), and below the provider's own patience; it
-/// sends a refused one again later.
-pub const NOTIFY_TURN_WAIT: Duration = Duration::from_secs(10);
+/// The longest a provider's notification or a buyer's return waits for its turn
+/// ([`Admission::enter_notify`], [`Admission::enter_return`]): far above a genuine one's wait
+/// under load (milliseconds), and below the provider's and a browser's patience; a refused one
+/// is sent (or opened) again later.
+pub const TURN_WAIT: Duration = Duration::from_secs(10);
 
 /// Most notifications in flight at once, however many cores.
 pub const MAX_NOTIFY: usize = 64;
@@ -164,6 +165,14 @@ impl Admission {
         })
     }
 
+    /// Waits for a buyer's return's permit, at most [`TURN_WAIT`] (`None` past it: nothing was
+    /// done for it).
+    pub async fn enter_return(&self) -> Option<OwnedSemaphorePermit> {
+        tokio::time::timeout(TURN_WAIT, self.enter(Class::Return))
+            .await
+            .ok()
+    }
+
     /// Waits for a permit of `class`.
     pub async fn enter(&self, class: Class) -> OwnedSemaphorePermit {
         let semaphore = match class {
@@ -182,9 +191,9 @@ impl Admission {
     /// there, not in front of the others), then the overall one. A `suspect` one (its merchant's
     /// recent notifications were mostly refused) takes several of its merchant's permits, so at
     /// most [`Limits::notify_suspect_per_merchant`] of them are in flight. `None` after
-    /// [`NOTIFY_TURN_WAIT`]: nothing was done for it, and the provider sends it again.
+    /// [`TURN_WAIT`]: nothing was done for it, and the provider sends it again.
     pub async fn enter_notify(&self, merchant_id: &str, suspect: bool) -> Option<NotifyPermit> {
-        self.enter_notify_within(merchant_id, suspect, NOTIFY_TURN_WAIT)
+        self.enter_notify_within(merchant_id, suspect, TURN_WAIT)
             .await
     }
 
@@ -379,7 +388,7 @@ mod tests {
     }
 
     /// A notification waits for its turn a bounded time: behind a suspect one of its merchant
-    /// held for good, it gives up after its wait (`NOTIFY_TURN_WAIT` when it comes from the
+    /// held for good, it gives up after its wait (`TURN_WAIT` when it comes from the
     /// provider), not before; another merchant's gets in.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_notification_waits_for_its_turn_a_bounded_time() {
@@ -396,7 +405,7 @@ mod tests {
             .enter_notify_within("b", true, wait)
             .await
             .is_some());
-        assert_eq!(NOTIFY_TURN_WAIT, Duration::from_secs(10));
+        assert_eq!(TURN_WAIT, Duration::from_secs(10));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -419,7 +419,7 @@ impl App {
 
     /// Waits for a notification's turn: its merchant's permit, then the overall one (a merchant
     /// whose recent notifications were mostly refused admits one at a time). Nothing is done
-    /// for it meanwhile, so a wait past [`crate::admission::NOTIFY_TURN_WAIT`] is refused as
+    /// for it meanwhile, so a wait past [`crate::admission::TURN_WAIT`] is refused as
     /// `rate_limited` (429, the provider sends it again), and the HTTP layer may shed its
     /// connection while it waits.
     pub async fn notify_turn(

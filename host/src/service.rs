@@ -926,16 +926,11 @@ impl App {
     }
 
     /// Waits for a buyer's return's turn (its class's permit), at most
-    /// [`crate::admission::NOTIFY_TURN_WAIT`]: nothing is done for it meanwhile, so past that
+    /// [`crate::admission::TURN_WAIT`]: nothing is done for it meanwhile, so past that
     /// it is a 503 (the buyer opens the link again), and the HTTP layer may shed its connection
     /// while it waits (a flood of forged returns must not hold every connection slot).
     pub async fn return_turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-        tokio::time::timeout(
-            crate::admission::NOTIFY_TURN_WAIT,
-            self.admission.enter(Class::Return),
-        )
-        .await
-        .map_err(|_| {
+        self.admission.enter_return().await.ok_or_else(|| {
             ApiError::new(
                 503,
                 "busy",

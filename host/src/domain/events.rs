@@ -117,8 +117,8 @@ pub fn plan_notification(payment: &Payment, e: &NotificationEffect<'_>, now: &st
     // partial refund is reported late). A fully refunded one has nothing left to refund.
     let finished_at = (e.event == crate::domain::state::TradeEvent::Finished
         && payment.finished_at.is_none()
-        && payment.status != super::state::REFUNDED)
-        .then(|| now.to_owned());
+        && super::state::keeps_finish(&payment.status))
+    .then(|| now.to_owned());
     if t.is_none() {
         return finished_at.map(|finished_at| Plan {
             next: payment.status.clone(),

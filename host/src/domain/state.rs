@@ -136,6 +136,12 @@ impl Transition {
     }
 }
 
+/// Whether the provider's finish of a trade is kept on a payment of `status` (`finished_at`): not
+/// on a fully refunded one, which has nothing left to refund.
+pub fn keeps_finish(status: &str) -> bool {
+    status != REFUNDED
+}
+
 /// Whether a status counts as paid (money was received at some point).
 pub fn is_paid(status: &str) -> bool {
     matches!(

@@ -403,6 +403,15 @@ impl WaitingRequest {
     }
 }
 
+/// Awaits `turn` (a permit, nothing done for the request yet) with the current connection's
+/// request marked as waiting: sheddable meanwhile when every slot is taken.
+pub(super) async fn waiting_for_turn<F: std::future::Future>(turn: F) -> F::Output {
+    let waiting = WaitingRequest::start();
+    let got = turn.await;
+    drop(waiting);
+    got
+}
+
 impl Drop for WaitingRequest {
     fn drop(&mut self) {
         if let Some(c) = &self.0 {

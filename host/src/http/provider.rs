@@ -26,12 +26,9 @@ pub(super) async fn notify(
         Ok(merchant) => match read_body(req.into_body(), MAX_NOTIFY_BODY).await {
             Err(e) => app.notify_body_refused(&merchant, e.status),
             Ok(body) => {
-                // Waiting for its turn, nothing done for it yet: its connection may be shed
-                // meanwhile when every slot is taken (the provider sends it again).
-                let waiting = super::conn::WaitingRequest::start();
-                let turn = app.notify_turn(id, &merchant).await;
-                drop(waiting);
-                match turn {
+                // Nothing done for it yet: its connection may be shed meanwhile when every slot
+                // is taken (the provider sends it again).
+                match super::conn::waiting_for_turn(app.notify_turn(id, &merchant)).await {
                     Ok(turn) => {
                         app.notify_for(id, merchant, turn, Some(ip.to_string()), body)
                             .await
@@ -60,11 +57,8 @@ pub(super) async fn buyer_return(
     if query.len() > MAX_RETURN_QUERY {
         return not_confirmed(414);
     }
-    // Waiting for its turn, nothing done for it yet: its connection may be shed meanwhile.
-    let waiting = super::conn::WaitingRequest::start();
-    let turn = app.return_turn().await;
-    drop(waiting);
-    let handled = match turn {
+    // Nothing done for it yet: its connection may be shed meanwhile.
+    let handled = match super::conn::waiting_for_turn(app.return_turn()).await {
         Ok(permit) => app.handle_return_in_turn(id, permit, &query).await,
         Err(e) => Err(e),
     };

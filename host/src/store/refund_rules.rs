@@ -197,10 +197,9 @@ pub async fn apply_refund_report<T: RefundTx>(
             || e.paid.paid_at.is_some()
             || e.paid.finished)
     {
-        // A fully refunded payment has nothing left to refund: no finish to keep (as the state
-        // machine's path keeps none).
+        // The state machine's rule for which payments keep a finish.
         let paid = PaidFacts {
-            finished: e.paid.finished && p.status != state::REFUNDED,
+            finished: e.paid.finished && state::keeps_finish(&p.status),
             ..e.paid
         };
         tx.fill_paid(e.merchant_id, e.out_trade_no, &paid, &now)
