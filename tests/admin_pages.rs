@@ -3321,3 +3321,63 @@ async fn guesses_from_many_addresses_lock_out_only_browsers_the_account_never_us
         "{a}"
     );
 }
+
+/// A partly refunded payment whose trade Alipay then finishes (its refundable period ended):
+/// Sync on its page says so in words, not as "no change", and the refund form is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_of_a_finished_trade_says_it_takes_no_refund() {
+    let d = demo("admin-finished").await;
+    let base = d.url("");
+    let base = base.as_str();
+    let created = create_payment(base, "demo", "FIN-ADMIN", "10.00", None).await;
+    let token = conformance::alipay::cashier_token(
+        &get(created["pay_url"].as_str().unwrap(), None).await.text(),
+    );
+    let paid = conformance::host::post_form(
+        &format!("{base}/sandbox/cashier/pay"),
+        &format!("token={token}"),
+    )
+    .await;
+    assert!(paid.status == 302 || paid.status == 303, "{}", paid.text());
+    let url = format!("{base}/v1/merchants/demo/payments/FIN-ADMIN");
+    // Waits until the payment's JSON satisfies `done`.
+    let until = async |what: &str, done: &dyn Fn(&serde_json::Value) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let p = get(&url, Some(TOKEN)).await.json();
+            if done(&p) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "never {what}: {p}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    until("paid", &|p| p["status"] == "TRADE_SUCCESS").await;
+    let partner = payhost_sandbox::demo::B2C_PARTNER;
+    for (path, extra) in [("refund", "&refund_fee=3.00"), ("finish", "")] {
+        let r = conformance::host::post_form(
+            &format!("{base}/sandbox/{path}"),
+            &format!("partner={partner}&out_trade_no=FIN-ADMIN{extra}"),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        if path == "refund" {
+            until("refunded", &|p| p["refunded_amount"] == "3.00").await;
+        }
+    }
+    until("finished", &|p| p["finished_at"].is_string()).await;
+    let (op, _) = admin_login(base, ADMIN_PASSWORD).await;
+    let path = "/admin/merchants/demo/payments/FIN-ADMIN";
+    let (_, html) = page(base, path, &op).await;
+    let synced = admin_post(
+        base,
+        &format!("{path}/sync"),
+        &op,
+        &format!("csrf={}", csrf_of(&html)),
+    )
+    .await;
+    assert_eq!(
+        flash_of(&synced),
+        "查询完成 FIN-ADMIN：支付宝上这笔交易已结束（TRADE_FINISHED），不能再退款；订单仍是部分退款"
+    );
+}

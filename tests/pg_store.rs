@@ -1884,6 +1884,61 @@ async fn finished_trades(s: &dyn Store) {
         s.begin_refund(&refund("o3", "r4")).await.unwrap(),
         RefundBegun::Refused(Refusal::Finished)
     ));
+
+    // The finish alone (its message's amountless refund decided by the trade query): kept once,
+    // on the payment's own trade only, never on a fully refunded payment.
+    let mut fourth = payment("m1", "o4");
+    fourth.total_fen = 1000;
+    s.insert_payment(&fourth).await.unwrap();
+    let mut pay = effect("f1", "TRADE_SUCCESS");
+    pay.out_trade_no = "o4";
+    s.apply_notification(&pay, &raw(), &record()).await.unwrap();
+    s.apply_notification(&partial("f2", "o4"), &raw(), &record())
+        .await
+        .unwrap();
+    assert!(!s.keep_finish("m1", "o4", "another-trade").await.unwrap());
+    assert!(s
+        .payment("m1", "o4")
+        .await
+        .unwrap()
+        .unwrap()
+        .finished_at
+        .is_none());
+    assert!(s.keep_finish("m1", "o4", "2014").await.unwrap());
+    let p = s.payment("m1", "o4").await.unwrap().unwrap();
+    assert_eq!(p.status, PARTIALLY_REFUNDED);
+    assert!(p.finished_at.is_some());
+    assert!(!s.keep_finish("m1", "o4", "2014").await.unwrap(), "once");
+    assert!(matches!(
+        s.begin_refund(&refund("o4", "r5")).await.unwrap(),
+        RefundBegun::Refused(Refusal::Finished)
+    ));
+    let mut fifth = payment("m1", "o5");
+    fifth.total_fen = 1000;
+    s.insert_payment(&fifth).await.unwrap();
+    let mut pay = effect("g1", "TRADE_SUCCESS");
+    pay.out_trade_no = "o5";
+    s.apply_notification(&pay, &raw(), &record()).await.unwrap();
+    let mut refunded = effect("g2", "TRADE_CLOSED");
+    refunded.out_trade_no = "o5";
+    refunded.event = TradeEvent::Refunded;
+    refunded.refund_status = Some("REFUND_SUCCESS");
+    s.apply_notification(&refunded, &raw(), &record())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.payment("m1", "o5").await.unwrap().unwrap().status,
+        REFUNDED
+    );
+    assert!(!s.keep_finish("m1", "o5", "2014").await.unwrap());
+    assert!(s
+        .payment("m1", "o5")
+        .await
+        .unwrap()
+        .unwrap()
+        .finished_at
+        .is_none());
+    assert!(!s.keep_finish("m1", "nothing", "2014").await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -622,6 +622,89 @@ async fn a_legacy_partial_refund_synced_before_its_notify_moves_nothing_again() 
     );
 }
 
+/// Alipay finishes a partly refunded trade when its refundable period ends: the legacy notify is
+/// `TRADE_FINISHED` + `refund_status=REFUND_SUCCESS`, no amount ([EXTRA §4.2], §4.3), so payhost
+/// asks the trade query. Either way the query answers, the finish is kept (`finished_at`) and a
+/// refund is `409 not_refundable` (the provider would refuse it):
+/// * the query shows the trade finished, with the refunded total recorded here: nothing new, and
+///   nothing held for review (before, it was held: the amountless refund could not be told from
+///   a new one);
+/// * the query lags behind the notify (it still shows the trade before its finish,
+///   `stale_queries`): the refund cannot be told from a new one and is held for review, yet the
+///   finish is kept (before, it was lost on that path).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partly_refunded_trade_alipay_finishes_takes_no_more_refunds() {
+    let (sandbox, _shop, host) = legacy_world("refund-finished").await;
+    for (no, lagging) in [("FIN1", false), ("FIN2", true)] {
+        let url = paid(&host, &sandbox.base, no, "10.00").await;
+        back_office_refund(&sandbox.base, no, "3.00").await;
+        wait_for("the back office's refund recorded", async || {
+            get(&url, Some(TOKEN)).await.json()["refunded_amount"] == "3.00"
+        })
+        .await;
+        if lagging {
+            sandbox.sandbox.set_faults(payhost_sandbox::Faults {
+                stale_queries: 1,
+                ..Default::default()
+            });
+        }
+        let r = post_form(
+            &format!("{}/sandbox/finish", sandbox.base),
+            &format!("partner={PARTNER}&out_trade_no={no}"),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        wait_for("the finish's notification acknowledged", async || {
+            let state = sandbox.sandbox.state();
+            let of_order: Vec<&serde_json::Value> = state["notifies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["out_trade_no"] == no)
+                .collect();
+            of_order.len() >= 3 && of_order.iter().all(|n| n["acknowledged"] == true)
+        })
+        .await;
+        assert_eq!(
+            sandbox.sandbox.faults().stale_queries,
+            0,
+            "{no}: the lagging answer was asked for"
+        );
+        let p = get(&url, Some(TOKEN)).await.json();
+        assert_eq!(p["status"], "PARTIALLY_REFUNDED", "{no}: {p}");
+        assert_eq!(p["refunded_amount"], "3.00", "{no}: {p}");
+        assert!(p["finished_at"].is_string(), "{no}: {p}");
+        let review = p["review"].as_str().unwrap_or_default();
+        if lagging {
+            assert!(review.contains("press Sync later"), "{no}: {p}");
+        } else {
+            assert_eq!(review, "", "{no}: {p}");
+        }
+        let more = send_json(
+            "POST",
+            &format!("{url}/refunds"),
+            Some(TOKEN),
+            &serde_json::json!({"amount": "1.00", "refund_key": format!("k-{no}")}),
+        )
+        .await;
+        assert_eq!(more.status, 409, "{no}: {}", more.text());
+        assert_eq!(more.json()["error"]["code"], "not_refundable", "{no}");
+        // The trade query, asked now (it no longer lags), says the trade is finished.
+        let synced = send_json(
+            "POST",
+            &format!("{url}/sync"),
+            Some(TOKEN),
+            &serde_json::json!({}),
+        )
+        .await;
+        assert_eq!(synced.status, 200, "{}", synced.text());
+        let synced = synced.json();
+        assert_eq!(synced["trade_status"], "TRADE_FINISHED", "{no}: {synced}");
+        assert_eq!(synced["finished"], true, "{no}: {synced}");
+        assert_eq!(synced["status"], "PARTIALLY_REFUNDED", "{no}: {synced}");
+    }
+}
+
 /// A legacy refund started here waits for the seller's password; meanwhile the same amount is
 /// refunded in Alipay's back office. The back office's notification names no refund, and the
 /// trade's total (3.00) is taken for the pending refund. When the seller confirms and the

@@ -573,7 +573,7 @@ impl App {
             && verified.refund.as_ref().is_some_and(is_amountless);
         if partial {
             if let Some(learned) = self.partial_refund_from_query(merchant_id, &verified).await {
-                return learned;
+                return self.with_finish_kept(merchant_id, &verified, learned).await;
             }
         }
         self.apply_verified(
@@ -1050,6 +1050,42 @@ impl App {
         p
     }
 
+    /// A finishing message (`TRADE_FINISHED`) whose amountless refund the trade query decided:
+    /// the query's answer can lag behind the finish (or the refund was a duplicate, or is held
+    /// until the query shows it), yet the trade is finished all the same, and refunds of it are
+    /// refused by the provider. Kept here ([`crate::store::Ledger::keep_finish`]: never on
+    /// another trade's payment) and said in the detail when it is new.
+    async fn with_finish_kept(
+        &self,
+        merchant_id: &str,
+        verified: &Notification,
+        mut processed: Processed,
+    ) -> Processed {
+        if verified.event != crate::domain::state::TradeEvent::Finished
+            || matches!(processed.outcome, NotifyOutcome::Retry(_))
+        {
+            return processed;
+        }
+        match self
+            .store
+            .keep_finish(merchant_id, &verified.out_trade_no, &verified.trade_no)
+            .await
+        {
+            Ok(true) => {
+                let detail = processed.detail.take().unwrap_or_default();
+                processed.detail = Some(format!(
+                    "{detail}; {}",
+                    crate::domain::events::FINISHED_WORDS
+                ));
+                processed
+            }
+            Ok(false) => processed,
+            // Not acknowledged: the provider sends it again, and the finish is kept then.
+            Err(e) => Processed::stop(NotifyOutcome::Retry(RetryCause::StoreFailed), e.to_string())
+                .with_seen(verified),
+        }
+    }
+
     /// A legacy partial-refund notification names no amount: the trade query does. When the
     /// query answers but cannot tell (its total fits no refund here, or shows nothing new), the
     /// payment is flagged for review until someone syncs it and does not move (the shop would be
@@ -1109,7 +1145,21 @@ impl App {
             // for review until a later Sync records it. Either way the state machine does not
             // move the payment: a refund event without its report would tell the shop of a
             // refund with no amount, and a second time.
-            Ok(_) => {
+            Ok(synced) => {
+                // A finishing message whose query answers the trade finished too: the query is
+                // not behind it (nothing is refunded after a finish), so the refund it shows is
+                // in the query's total, which is the one counted here.
+                if verified.event == crate::domain::state::TradeEvent::Finished
+                    && synced.trade_status.as_deref() == Some(crate::store::TRADE_FINISHED)
+                {
+                    return Some(
+                        Processed::stop(
+                            NotifyOutcome::Duplicate,
+                            "a partial refund without its amount on the trade's finish: the trade query shows the trade finished, and its refunded total is recorded here",
+                        )
+                        .with_seen(verified),
+                    );
+                }
                 let recorded = match self
                     .store
                     .refunds_for(merchant_id, &verified.out_trade_no)
@@ -1236,6 +1286,7 @@ impl App {
                 found: false,
                 trade_status: None,
                 outcome: "not_found".into(),
+                finished: payment.is_finished(),
                 status: payment.status,
                 refunds,
             });
@@ -1299,18 +1350,19 @@ impl App {
                 .await
                 .map_err(ApiError::internal)?;
         }
-        let status = self
+        let (finished, status) = self
             .store
             .payment(merchant_id, out_trade_no)
             .await
             .map_err(ApiError::internal)?
-            .map(|p| p.status)
+            .map(|p| (p.is_finished(), p.status))
             .unwrap_or_default();
         Ok(SyncResult {
             found: true,
             trade_status: Some(verified.trade_status),
             outcome: processed.outcome.label().to_owned(),
             status,
+            finished,
             refunds,
         })
     }

@@ -308,6 +308,9 @@ pub struct SyncResult {
     pub outcome: String,
     /// The payment's status after the query.
     pub status: String,
+    /// Whether the provider finished the trade, as recorded after the query (`finished_at`, or
+    /// the status `TRADE_FINISHED`): no refund of it is possible any more.
+    pub finished: bool,
     /// The payment's pending refunds the provider was asked about first (the refund query, then
     /// the same request again under its number), as they stand afterwards.
     pub refunds: Vec<serde_json::Value>,

@@ -17,7 +17,8 @@
 //!   20 `notify_data` fields) and redirects to `call_back_url` with the signed return.
 //! * `GET {base}/mapi?service=notify_verify` (and `mobile.merchant.paychannel`,
 //!   `single_trade_query`, `create_direct_pay_by_user`: the PC cashier).
-//! * `POST {base}/app/pay` — the app SDK's stand-in; `POST {base}/refund` — a back-office refund.
+//! * `POST {base}/app/pay` — the app SDK's stand-in; `POST {base}/refund` — a back-office refund;
+//!   `POST {base}/finish` — the end of a trade's refundable period (`TRADE_FINISHED`).
 //! * `GET {base}/mapi?service=refund_fastpay_by_platform_pwd` — the seller's refund page (payment
 //!   password, then the batch notify; [`refund`]).
 //! * Notify retries on Alipay's schedule (2m, 10m, 10m, 1h, 2h, 6h, 15h after the first; at most 8
@@ -149,6 +150,9 @@ pub struct Faults {
     /// The next N answers to a notify are lost on the way back: the merchant processed the
     /// notify, and the sandbox sends it again as Alipay does until it reads `success`.
     pub lose_replies: u32,
+    /// The next N `single_trade_query` answers show a trade as it stood before its last refund
+    /// or finish here: Alipay's query lagging behind the notify it sent.
+    pub stale_queries: u32,
 }
 
 /// The legacy API's trades by token, with an index by order: a `create` looks up the merchant's
@@ -210,6 +214,9 @@ pub struct Sandbox {
     merchants: Mutex<HashMap<String, SandboxMerchant>>,
     trades: Mutex<Trades>,
     notifies: Mutex<Vec<NotifyDelivery>>,
+    /// Each trade (by token) as it stood before its last refund or finish: what a lagging query
+    /// answers (`Faults::stale_queries`).
+    before_change: Mutex<HashMap<String, Trade>>,
     faults: Mutex<Faults>,
     dropped: Mutex<u32>,
     /// The open platform's apps and trades (`{base}/openapi/…`).
@@ -237,6 +244,7 @@ impl Sandbox {
             merchants: Mutex::default(),
             trades: Mutex::default(),
             notifies: Mutex::default(),
+            before_change: Mutex::default(),
             faults: Mutex::default(),
             dropped: Mutex::new(0),
             openapi: openapi::OpenApiState::default(),
@@ -1071,6 +1079,10 @@ impl Sandbox {
             if fee == 0 || before + fee > total {
                 return text(409, "REFUND_AMOUNT_EXCEEDED");
             }
+            self.before_change
+                .lock()
+                .unwrap()
+                .insert(t.token.clone(), t.clone());
             t.refund_status = Some("REFUND_SUCCESS".into());
             t.refund_fee = Some(refund::yuan(before + fee));
             if before + fee == total {
@@ -1080,6 +1092,56 @@ impl Sandbox {
         };
         self.queue_notify(&updated, &updated.status);
         json(200, &serde_json::to_value(&updated).expect("serialisable"))
+    }
+
+    /// Alipay ends a paid trade's refundable period ([EXTRA §4.3]): `partner` and `out_trade_no`
+    /// of a `TRADE_SUCCESS` trade become `TRADE_FINISHED`, and its notify goes to the original
+    /// `notify_url` — with `refund_status` (and no amount, [EXTRA §4.2]) when part of it was
+    /// refunded. No refund of it is possible any more.
+    fn finish(&self, form: Vec<(String, String)>) -> Response<Body> {
+        let get = |k: &str| {
+            form.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        let (partner, out_trade_no) = (get("partner"), get("out_trade_no"));
+        let updated = {
+            let mut trades = self.trades.lock().unwrap();
+            let Some(t) = trades
+                .values_mut()
+                .find(|t| t.partner == partner && t.out_trade_no == out_trade_no)
+            else {
+                return text(404, "TRADE_NOT_EXIST");
+            };
+            if t.status != "TRADE_SUCCESS" {
+                return text(409, format!("cannot finish a trade in {}", t.status));
+            }
+            self.before_change
+                .lock()
+                .unwrap()
+                .insert(t.token.clone(), t.clone());
+            t.status = "TRADE_FINISHED".into();
+            t.clone()
+        };
+        self.queue_notify(&updated, &updated.status);
+        json(200, &serde_json::to_value(&updated).expect("serialisable"))
+    }
+
+    /// What the trade query answers of `t`: as it stood before its last change while
+    /// `stale_queries` lasts (one used per answer), else as it is.
+    fn as_queried(&self, t: Trade) -> Trade {
+        let mut faults = self.faults.lock().unwrap();
+        if faults.stale_queries == 0 {
+            return t;
+        }
+        match self.before_change.lock().unwrap().get(&t.token) {
+            Some(before) => {
+                faults.stale_queries -= 1;
+                before.clone()
+            }
+            None => t,
+        }
     }
 
     /// PC instant pay ([EXTRA §2.1], [EXTRA §2.2]): the buyer's browser arrives with the signed
@@ -1271,7 +1333,7 @@ impl Sandbox {
                 })
                 .cloned()
         };
-        let Some(t) = found.map(|t| self.close_if_expired(t)) else {
+        let Some(t) = found.map(|t| self.as_queried(self.close_if_expired(t))) else {
             return error("TRADE_NOT_EXIST");
         };
         let when = self.beijing_time(t.created_at);
@@ -1417,6 +1479,7 @@ impl Sandbox {
             (Method::POST, "/cashier/pay") => self.pay(form).await,
             (Method::POST, "/cashier/cancel") => self.cancel(form),
             (Method::POST, "/refund") => self.refund(form),
+            (Method::POST, "/finish") => self.finish(form),
             (Method::POST, "/mapi/refund/confirm") => self.legacy_refund_confirm(&form),
             (Method::POST, "/app/pay") => self.app_pay(form),
             (Method::GET | Method::POST, "/openapi/gateway.do") => {

@@ -237,6 +237,36 @@ pub async fn apply_refund_report<T: RefundTx>(
     .await
 }
 
+/// Keeps the provider's finish of trade `trade_no` on the payment (`finished_at`) when nothing
+/// else of its message was applied here: the state machine's rule for which payments keep one,
+/// and never on a payment another trade paid. False when nothing was written (no such payment,
+/// finished already, fully refunded, another trade's).
+pub async fn keep_finish<T: RefundTx>(
+    tx: &mut T,
+    merchant: &str,
+    out_trade_no: &str,
+    trade_no: &str,
+) -> Result<bool> {
+    let Some(p) = tx.load_payment_for_update(merchant, out_trade_no).await? else {
+        return Ok(false);
+    };
+    if p.finished_at.is_some()
+        || !state::keeps_finish(&p.status)
+        || crate::domain::events::other_trade(&p, trade_no).is_some()
+    {
+        return Ok(false);
+    }
+    let finish_only = PaidFacts {
+        trade_no: "",
+        buyer_email: None,
+        paid_at: None,
+        finished: true,
+    };
+    tx.fill_paid(merchant, out_trade_no, &finish_only, &now_rfc3339())
+        .await?;
+    Ok(true)
+}
+
 /// Closes an unpaid payment here (`TRADE_CLOSED`, `payment.closed` queued); false when it was not
 /// waiting any more (paid or closed meanwhile: the stored status wins).
 pub async fn close_payment<T: RefundTx>(

@@ -430,7 +430,21 @@ pub async fn sync(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
             // A trade still waiting changed nothing: said as what it means, not as a status.
             let waiting = r.trade_status.as_deref() == Some(crate::store::WAIT_BUYER_PAY)
                 && r.outcome == "no_change";
-            let said = if waiting {
+            // A finish that moved no status (a partly refunded trade; its refund known already)
+            // is still news: no refund of it is possible any more.
+            let finished_only = r.finished
+                && r.trade_status.as_deref() == Some(crate::store::TRADE_FINISHED)
+                && matches!(r.outcome.as_str(), "no_change" | "duplicate");
+            let said = if finished_only {
+                format!(
+                    "{}{}",
+                    ctx.t(
+                        "支付宝上这笔交易已结束（TRADE_FINISHED），不能再退款；订单仍是",
+                        "Alipay finished this trade (TRADE_FINISHED): it takes no refund any more; the order stays ",
+                    ),
+                    super::view::status_word(ctx.lang, &r.status)
+                )
+            } else if waiting {
                 ctx.t(
                     "支付宝上这笔交易仍在等待买家付款（买家还没有付款），订单仍是待付款",
                     "Alipay's trade still waits for the buyer (not paid yet); the order stays awaiting payment",

@@ -615,6 +615,12 @@ impl Ledger for PostgresStore {
         in_tx!(self, |tx| refund_rules::apply_refund_report(tx, e))
     }
 
+    async fn keep_finish(&self, merchant: &str, no: &str, trade_no: &str) -> Result<bool> {
+        in_tx!(self, |tx| refund_rules::keep_finish(
+            tx, merchant, no, trade_no
+        ))
+    }
+
     async fn close_payment(
         &self,
         merchant: &str,

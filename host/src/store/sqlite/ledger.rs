@@ -583,6 +583,20 @@ impl Ledger for SqliteStore {
         .await
     }
 
+    async fn keep_finish(&self, merchant: &str, no: &str, trade_no: &str) -> Result<bool> {
+        let args = [merchant, no, trade_no].map(str::to_owned);
+        self.write(move |conn| {
+            let [merchant, no, trade_no] = &args;
+            run_rule(refund_rules::keep_finish(
+                &mut SqliteTx(conn),
+                merchant,
+                no,
+                trade_no,
+            ))
+        })
+        .await
+    }
+
     async fn close_payment(
         &self,
         merchant: &str,
