@@ -1886,7 +1886,7 @@ async fn finished_trades(s: &dyn Store) {
     ));
 
     // The finish alone (its message's amountless refund decided by the trade query): kept once,
-    // on the payment's own trade only, never on a fully refunded payment.
+    // on a payment paid by that very trade only, never on a fully refunded or unpaid one.
     let mut fourth = payment("m1", "o4");
     fourth.total_fen = 1000;
     s.insert_payment(&fourth).await.unwrap();
@@ -1939,6 +1939,18 @@ async fn finished_trades(s: &dyn Store) {
         .finished_at
         .is_none());
     assert!(!s.keep_finish("m1", "nothing", "2014").await.unwrap());
+    // Not paid here (its match against the order was never made): no finish.
+    let mut unpaid = payment("m1", "o6");
+    unpaid.total_fen = 1000;
+    s.insert_payment(&unpaid).await.unwrap();
+    assert!(!s.keep_finish("m1", "o6", "2014").await.unwrap());
+    assert!(s
+        .payment("m1", "o6")
+        .await
+        .unwrap()
+        .unwrap()
+        .finished_at
+        .is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -364,6 +364,17 @@ async fn one_address_cannot_hold_every_connection() {
     drop(held.pop());
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(get(&w.host.url("/healthz"), None).await.status, 200);
+    // Counted for the operator: the sixth, closed at once.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let metrics = get(&w.host.url("/metrics"), Some(TOKEN)).await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("payhost_connections_refused_total ")
+                && l != "payhost_connections_refused_total 0"),
+        "{metrics}"
+    );
 }
 
 /// A connection from `127.0.0.<last>` to the host.
@@ -637,6 +648,19 @@ async fn notifications_waiting_for_their_turn_are_shed_when_the_slots_run_out() 
         }
     }
     assert!(closed > 0, "no queued notification's connection was closed");
+    // The operator sees it on /metrics, not only in the log.
+    let metrics = get(&w.host.url("/metrics"), Some(TOKEN)).await.text();
+    let counted = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}: {metrics}"))
+    };
+    assert!(
+        counted("payhost_connections_shed_total") >= closed,
+        "{metrics}"
+    );
+    assert!(counted("payhost_connections_waited_total") > 0, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,6 +12,10 @@ impl Counter {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -68,7 +72,12 @@ pub struct Metrics {
     pub webhooks_failed: Counter,
     pub webhooks_dead: Counter,
     pub rate_limited: Counter,
+    /// Connections closed at once: their client address held `max_connections_per_ip`.
     pub connections_refused: Counter,
+    /// Connections that found every slot (`max_connections`) taken and waited for one.
+    pub connections_waited: Counter,
+    /// Connections closed to make room for those ([`crate::http::conn`]'s shedding).
+    pub connections_shed: Counter,
 }
 
 impl Metrics {
@@ -182,6 +191,14 @@ impl Metrics {
             self.webhooks_failed.get(),
             self.webhooks_dead.get(),
             self.rate_limited.get()
+        ));
+        out.push_str(&format!(
+            "# HELP payhost_connections_refused_total Connections closed at once: their client address held max_connections_per_ip.\n# TYPE payhost_connections_refused_total counter\npayhost_connections_refused_total {}\n\
+             # HELP payhost_connections_waited_total Connections that found every slot (max_connections) taken and waited for one.\n# TYPE payhost_connections_waited_total counter\npayhost_connections_waited_total {}\n\
+             # HELP payhost_connections_shed_total Connections closed to make room: idle, still sending their request, or a notification or return waiting for its turn.\n# TYPE payhost_connections_shed_total counter\npayhost_connections_shed_total {}\n",
+            self.connections_refused.get(),
+            self.connections_waited.get(),
+            self.connections_shed.get()
         ));
         out
     }

@@ -1053,8 +1053,8 @@ impl App {
     /// A finishing message (`TRADE_FINISHED`) whose amountless refund the trade query decided:
     /// the query's answer can lag behind the finish (or the refund was a duplicate, or is held
     /// until the query shows it), yet the trade is finished all the same, and refunds of it are
-    /// refused by the provider. Kept here ([`crate::store::Ledger::keep_finish`]: never on
-    /// another trade's payment) and said in the detail when it is new.
+    /// refused by the provider. Kept here ([`crate::store::Ledger::keep_finish`]: only on a payment
+    /// paid by this very trade) and said in the detail when it is new.
     async fn with_finish_kept(
         &self,
         merchant_id: &str,
@@ -1146,11 +1146,14 @@ impl App {
             // move the payment: a refund event without its report would tell the shop of a
             // refund with no amount, and a second time.
             Ok(synced) => {
-                // A finishing message whose query answers the trade finished too: the query is
-                // not behind it (nothing is refunded after a finish), so the refund it shows is
-                // in the query's total, which is the one counted here.
+                // A finishing message whose query answers the trade finished too, with its
+                // refunded total: the query is not behind it (nothing is refunded after a
+                // finish), so the refund it shows is in that total, which is the one counted here
+                // (a total that differs was applied or held above). An answer without a total
+                // tells nothing of the refund.
                 if verified.event == crate::domain::state::TradeEvent::Finished
                     && synced.trade_status.as_deref() == Some(crate::store::TRADE_FINISHED)
+                    && synced.refund_total_shown
                 {
                     return Some(
                         Processed::stop(
@@ -1285,6 +1288,7 @@ impl App {
             return Ok(SyncResult {
                 found: false,
                 trade_status: None,
+                refund_total_shown: false,
                 outcome: "not_found".into(),
                 finished: payment.is_finished(),
                 status: payment.status,
@@ -1359,6 +1363,10 @@ impl App {
             .unwrap_or_default();
         Ok(SyncResult {
             found: true,
+            refund_total_shown: verified
+                .refund
+                .as_ref()
+                .is_some_and(|r| r.refunded_total.is_some()),
             trade_status: Some(verified.trade_status),
             outcome: processed.outcome.label().to_owned(),
             status,

@@ -304,6 +304,10 @@ pub struct SyncResult {
     /// False when the provider has no such trade (the buyer never opened the cashier).
     pub found: bool,
     pub trade_status: Option<String>,
+    /// Whether the answer reported the trade's refunded total (for the notify path, which asks
+    /// the query about a refund reported without its amount).
+    #[serde(skip)]
+    pub refund_total_shown: bool,
     /// `applied`, `duplicate`, `no_change`, `mismatch` or `not_found`.
     pub outcome: String,
     /// The payment's status after the query.

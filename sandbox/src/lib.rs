@@ -150,8 +150,9 @@ pub struct Faults {
     /// The next N answers to a notify are lost on the way back: the merchant processed the
     /// notify, and the sandbox sends it again as Alipay does until it reads `success`.
     pub lose_replies: u32,
-    /// The next N `single_trade_query` answers show a trade as it stood before its last refund
-    /// or finish here: Alipay's query lagging behind the notify it sent.
+    /// The next N `single_trade_query` answers about a trade refunded or finished here show it as
+    /// it stood before that change: Alipay's query lagging behind the notify it sent. (Queries
+    /// of trades never refunded nor finished answer as they are and use none of N.)
     pub stale_queries: u32,
 }
 
@@ -1079,10 +1080,7 @@ impl Sandbox {
             if fee == 0 || before + fee > total {
                 return text(409, "REFUND_AMOUNT_EXCEEDED");
             }
-            self.before_change
-                .lock()
-                .unwrap()
-                .insert(t.token.clone(), t.clone());
+            self.remember_before_change(t);
             t.refund_status = Some("REFUND_SUCCESS".into());
             t.refund_fee = Some(refund::yuan(before + fee));
             if before + fee == total {
@@ -1117,10 +1115,7 @@ impl Sandbox {
             if t.status != "TRADE_SUCCESS" {
                 return text(409, format!("cannot finish a trade in {}", t.status));
             }
-            self.before_change
-                .lock()
-                .unwrap()
-                .insert(t.token.clone(), t.clone());
+            self.remember_before_change(t);
             t.status = "TRADE_FINISHED".into();
             t.clone()
         };
@@ -1128,8 +1123,17 @@ impl Sandbox {
         json(200, &serde_json::to_value(&updated).expect("serialisable"))
     }
 
-    /// What the trade query answers of `t`: as it stood before its last change while
-    /// `stale_queries` lasts (one used per answer), else as it is.
+    /// Keeps `t` as it stands, before a refund or a finish changes it: what a lagging query
+    /// answers.
+    fn remember_before_change(&self, t: &Trade) {
+        self.before_change
+            .lock()
+            .unwrap()
+            .insert(t.token.clone(), t.clone());
+    }
+
+    /// What the trade query answers of `t`: as it stood before its last refund or finish while
+    /// `stale_queries` lasts (one used per such answer), else as it is.
     fn as_queried(&self, t: Trade) -> Trade {
         let mut faults = self.faults.lock().unwrap();
         if faults.stale_queries == 0 {

@@ -303,6 +303,7 @@ impl Sandbox {
                         if refunded + d.amount_fen > total {
                             "REFUND_AMOUNT_EXCEEDED"
                         } else {
+                            self.remember_before_change(t);
                             t.refund_fee = Some(yuan(refunded + d.amount_fen));
                             t.refund_status = Some("REFUND_SUCCESS".into());
                             if refunded + d.amount_fen == total {

@@ -714,8 +714,9 @@ pub async fn serve(
         let permit = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                app.metrics.connections_refused.inc();
+                app.metrics.connections_waited.inc();
                 let shed = open.shed_waiting();
+                app.metrics.connections_shed.add(shed as u64);
                 if last_full_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                     tracing::warn!(
                         max_connections = limits.max_connections,
@@ -730,7 +731,7 @@ pub async fn serve(
                     tokio::select! {
                         p = slots.clone().acquire_owned() => break p.expect("the semaphore is never closed"),
                         _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                            open.shed_waiting();
+                            app.metrics.connections_shed.add(open.shed_waiting() as u64);
                         }
                         _ = &mut shutdown => return finish(listener, graceful).await,
                     }

@@ -452,8 +452,8 @@ pub trait Ledger: Send + Sync {
     /// gateway, or held for review (the payment flagged); once per `notify_id`.
     async fn apply_refund_report(&self, e: &ReportEffect<'_>) -> Result<RefundApplied>;
 
-    /// Keeps the provider's finish of trade `trade_no` on a payment whose finishing message
-    /// applied nothing else ([`super::refund_rules::keep_finish`]); false when nothing was written.
+    /// Keeps the provider's finish of trade `trade_no` on a payment paid by that trade, whose
+    /// finishing message applied nothing else ([`super::refund_rules::keep_finish`]); false when nothing was written.
     async fn keep_finish(&self, merchant: &str, out_trade_no: &str, trade_no: &str)
         -> Result<bool>;
 

@@ -238,9 +238,10 @@ pub async fn apply_refund_report<T: RefundTx>(
 }
 
 /// Keeps the provider's finish of trade `trade_no` on the payment (`finished_at`) when nothing
-/// else of its message was applied here: the state machine's rule for which payments keep one,
-/// and never on a payment another trade paid. False when nothing was written (no such payment,
-/// finished already, fully refunded, another trade's).
+/// else of its message was applied here (its match against the order was never made): only on
+/// a payment paid here by that very trade (its recorded `trade_no`, matched when it paid), and
+/// by the state machine's rule for which payments keep one. False when nothing was written (no
+/// such payment, not paid, another trade's, finished already, fully refunded).
 pub async fn keep_finish<T: RefundTx>(
     tx: &mut T,
     merchant: &str,
@@ -250,10 +251,10 @@ pub async fn keep_finish<T: RefundTx>(
     let Some(p) = tx.load_payment_for_update(merchant, out_trade_no).await? else {
         return Ok(false);
     };
-    if p.finished_at.is_some()
-        || !state::keeps_finish(&p.status)
-        || crate::domain::events::other_trade(&p, trade_no).is_some()
-    {
+    let paid_by_it = state::is_paid(&p.status)
+        && !trade_no.is_empty()
+        && p.trade_no.as_deref() == Some(trade_no);
+    if !paid_by_it || p.finished_at.is_some() || !state::keeps_finish(&p.status) {
         return Ok(false);
     }
     let finish_only = PaidFacts {
