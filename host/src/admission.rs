@@ -168,7 +168,12 @@ impl Admission {
     /// Waits for a buyer's return's permit, at most [`TURN_WAIT`] (`None` past it: nothing was
     /// done for it).
     pub async fn enter_return(&self) -> Option<OwnedSemaphorePermit> {
-        tokio::time::timeout(TURN_WAIT, self.enter(Class::Return))
+        self.enter_return_within(TURN_WAIT).await
+    }
+
+    /// [`Self::enter_return`], waiting at most `wait`.
+    async fn enter_return_within(&self, wait: Duration) -> Option<OwnedSemaphorePermit> {
+        tokio::time::timeout(wait, self.enter(Class::Return))
             .await
             .ok()
     }
@@ -406,6 +411,20 @@ mod tests {
             .await
             .is_some());
         assert_eq!(TURN_WAIT, Duration::from_secs(10));
+    }
+
+    /// A buyer's return waits for its turn as long as a notification does, no longer: then it is
+    /// answered 503 (nothing was done for it), and the next one is let in once a turn frees.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_return_waits_for_its_turn_a_bounded_time() {
+        let admission = Admission::new(limits()).unwrap();
+        let held = admission.enter_return().await.expect("first in");
+        let wait = Duration::from_millis(300);
+        let started = Instant::now();
+        assert!(admission.enter_return_within(wait).await.is_none());
+        assert!(started.elapsed() >= wait);
+        drop(held);
+        assert!(admission.enter_return_within(wait).await.is_some());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
