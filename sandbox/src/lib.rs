@@ -1048,48 +1048,29 @@ impl Sandbox {
     /// (`TRADE_CLOSED` + `refund_status=REFUND_SUCCESS`); part of it keeps it `TRADE_SUCCESS` with
     /// `REFUND_SUCCESS`. Either way a notify goes to the original `notify_url`.
     fn refund(&self, form: Vec<(String, String)>) -> Response<Body> {
-        let get = |k: &str| {
-            form.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.trim().to_owned())
-                .unwrap_or_default()
-        };
-        let (partner, out_trade_no) = (get("partner"), get("out_trade_no"));
-        let updated = {
-            let mut trades = self.trades.lock().unwrap();
-            let Some(t) = trades
-                .values_mut()
-                .find(|t| t.partner == partner && t.out_trade_no == out_trade_no)
-            else {
-                return text(404, "TRADE_NOT_EXIST");
-            };
-            if t.status != "TRADE_SUCCESS" {
-                return text(409, format!("cannot refund a trade in {}", t.status));
-            }
+        let fee = form_value(&form, "refund_fee");
+        self.change_paid_trade(&form, "refund", |t| {
             // `refund_fee` is the trade's refunded total, as Alipay's query reports it: it grows
             // with each refund, never past the paid amount.
             let total = refund::fen(&t.total_fee).unwrap_or(0);
             let before = t.refund_fee.as_deref().and_then(refund::fen).unwrap_or(0);
-            let fee = match Some(get("refund_fee")).filter(|f| !f.is_empty()) {
+            let fee = match Some(fee).filter(|f| !f.is_empty()) {
                 None => total - before,
                 Some(f) => match refund::fen(&f) {
                     Some(f) => f,
-                    None => return text(400, format!("refund_fee: {f:?} is not an amount")),
+                    None => return Err(text(400, format!("refund_fee: {f:?} is not an amount"))),
                 },
             };
             if fee == 0 || before + fee > total {
-                return text(409, "REFUND_AMOUNT_EXCEEDED");
+                return Err(text(409, "REFUND_AMOUNT_EXCEEDED"));
             }
-            self.remember_before_change(t);
             t.refund_status = Some("REFUND_SUCCESS".into());
             t.refund_fee = Some(refund::yuan(before + fee));
             if before + fee == total {
                 t.status = "TRADE_CLOSED".into();
             }
-            t.clone()
-        };
-        self.queue_notify(&updated, &updated.status);
-        json(200, &serde_json::to_value(&updated).expect("serialisable"))
+            Ok(())
+        })
     }
 
     /// Alipay ends a paid trade's refundable period ([EXTRA §4.3]): `partner` and `out_trade_no`
@@ -1097,13 +1078,26 @@ impl Sandbox {
     /// `notify_url` — with `refund_status` (and no amount, [EXTRA §4.2]) when part of it was
     /// refunded. No refund of it is possible any more.
     fn finish(&self, form: Vec<(String, String)>) -> Response<Body> {
-        let get = |k: &str| {
-            form.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.trim().to_owned())
-                .unwrap_or_default()
-        };
-        let (partner, out_trade_no) = (get("partner"), get("out_trade_no"));
+        self.change_paid_trade(&form, "finish", |t| {
+            t.status = "TRADE_FINISHED".into();
+            Ok(())
+        })
+    }
+
+    /// A change Alipay makes to a paid trade, the one of `partner` and `out_trade_no` in `form`:
+    /// `change` applies it to the `TRADE_SUCCESS` trade or refuses with its answer. The trade as
+    /// it stood is kept for lagging queries, and the notify of its new status goes to the
+    /// original `notify_url`; the answer is the changed trade.
+    fn change_paid_trade(
+        &self,
+        form: &[(String, String)],
+        what: &str,
+        change: impl FnOnce(&mut Trade) -> Result<(), Response<Body>>,
+    ) -> Response<Body> {
+        let (partner, out_trade_no) = (
+            form_value(form, "partner"),
+            form_value(form, "out_trade_no"),
+        );
         let updated = {
             let mut trades = self.trades.lock().unwrap();
             let Some(t) = trades
@@ -1113,10 +1107,13 @@ impl Sandbox {
                 return text(404, "TRADE_NOT_EXIST");
             };
             if t.status != "TRADE_SUCCESS" {
-                return text(409, format!("cannot finish a trade in {}", t.status));
+                return text(409, format!("cannot {what} a trade in {}", t.status));
             }
-            self.remember_before_change(t);
-            t.status = "TRADE_FINISHED".into();
+            let before = t.clone();
+            if let Err(refused) = change(t) {
+                return refused;
+            }
+            self.remember_before_change(&before);
             t.clone()
         };
         self.queue_notify(&updated, &updated.status);
@@ -1560,6 +1557,14 @@ pub async fn serve_on(
             _ = &mut shutdown => return Ok(()),
         }
     }
+}
+
+/// A posted form's value of `key`, trimmed (empty when absent).
+fn form_value(form: &[(String, String)], key: &str) -> String {
+    form.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
