@@ -121,12 +121,18 @@ async fn start_refund(url: &str, amount: &str, key: &str) -> serde_json::Value {
 
 /// Alipay's back office refunds `fee` of order `no`'s trade (its notification names no amount).
 async fn back_office_refund(sandbox: &str, no: &str, fee: &str) {
+    alipay_changes(sandbox, "refund", no, &format!("&refund_fee={fee}")).await;
+}
+
+/// Alipay changes order `no`'s paid trade (`POST /sandbox/{action}`: `refund`, `finish`; `extra`
+/// form fields after the order's), and notifies.
+async fn alipay_changes(sandbox: &str, action: &str, no: &str, extra: &str) {
     let r = post_form(
-        &format!("{sandbox}/sandbox/refund"),
-        &format!("partner={PARTNER}&out_trade_no={no}&refund_fee={fee}"),
+        &format!("{sandbox}/sandbox/{action}"),
+        &format!("partner={PARTNER}&out_trade_no={no}{extra}"),
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.status, 200, "{action} {no}: {}", r.text());
 }
 
 /// A world of one legacy merchant `ref` on the sandbox, its webhooks to a stub shop that
@@ -205,12 +211,7 @@ async fn partial_and_full_refunds(name: &str, database: Option<String>) {
         lose_replies: 1,
         ..Default::default()
     });
-    let r = post_form(
-        &format!("{}/sandbox/refund", sandbox.base),
-        &format!("partner={PARTNER}&out_trade_no=RF1&refund_fee=3.00"),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    back_office_refund(&sandbox.base, "RF1", "3.00").await;
     wait_for("the partial refund webhook", async || {
         types().contains(&("RF1".into(), "payment.partially_refunded".into()))
     })
@@ -263,12 +264,7 @@ async fn partial_and_full_refunds(name: &str, database: Option<String>) {
     assert_eq!(p["status"], "PARTIALLY_REFUNDED", "{p}");
     assert!(p["review"].is_null(), "not flagged for review: {p}");
     // A full refund closes the trade: refunded, never unpaid.
-    let r = post_form(
-        &format!("{}/sandbox/refund", sandbox.base),
-        &format!("partner={PARTNER}&out_trade_no=RF2"),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    alipay_changes(&sandbox.base, "refund", "RF2", "").await;
     wait_for("the refund webhook", async || {
         types().contains(&("RF2".into(), "payment.refunded".into()))
     })
@@ -551,12 +547,7 @@ async fn a_legacy_partial_refund_synced_before_its_notify_moves_nothing_again() 
         drop_all_notifies: true,
         ..Default::default()
     });
-    let r = post_form(
-        &format!("{}/sandbox/refund", sandbox.base),
-        &format!("partner={PARTNER}&out_trade_no=RS1&refund_fee=3.00"),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    back_office_refund(&sandbox.base, "RS1", "3.00").await;
     let r = send_json(
         "POST",
         &host.url("/v1/merchants/ref/payments/RS1/sync"),
@@ -648,12 +639,7 @@ async fn a_partly_refunded_trade_alipay_finishes_takes_no_more_refunds() {
                 ..Default::default()
             });
         }
-        let r = post_form(
-            &format!("{}/sandbox/finish", sandbox.base),
-            &format!("partner={PARTNER}&out_trade_no={no}"),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text());
+        alipay_changes(&sandbox.base, "finish", no, "").await;
         wait_for("the finish's notification acknowledged", async || {
             let state = sandbox.sandbox.state();
             let of_order: Vec<&serde_json::Value> = state["notifies"]
