@@ -1058,11 +1058,11 @@ impl Sandbox {
                 None => total - before,
                 Some(f) => match refund::fen(&f) {
                     Some(f) => f,
-                    None => return Err(text(400, format!("refund_fee: {f:?} is not an amount"))),
+                    None => return Err((400, format!("refund_fee: {f:?} is not an amount"))),
                 },
             };
             if fee == 0 || before + fee > total {
-                return Err(text(409, "REFUND_AMOUNT_EXCEEDED"));
+                return Err((409, "REFUND_AMOUNT_EXCEEDED".into()));
             }
             t.refund_status = Some("REFUND_SUCCESS".into());
             t.refund_fee = Some(refund::yuan(before + fee));
@@ -1085,14 +1085,14 @@ impl Sandbox {
     }
 
     /// A change Alipay makes to a paid trade, the one of `partner` and `out_trade_no` in `form`:
-    /// `change` applies it to the `TRADE_SUCCESS` trade or refuses with its answer. The trade as
+    /// `change` applies it to the `TRADE_SUCCESS` trade or refuses (an HTTP status and its text). The trade as
     /// it stood is kept for lagging queries, and the notify of its new status goes to the
     /// original `notify_url`; the answer is the changed trade.
     fn change_paid_trade(
         &self,
         form: &[(String, String)],
         what: &str,
-        change: impl FnOnce(&mut Trade) -> Result<(), Response<Body>>,
+        change: impl FnOnce(&mut Trade) -> Result<(), (u16, String)>,
     ) -> Response<Body> {
         let (partner, out_trade_no) = (
             form_value(form, "partner"),
@@ -1110,8 +1110,8 @@ impl Sandbox {
                 return text(409, format!("cannot {what} a trade in {}", t.status));
             }
             let before = t.clone();
-            if let Err(refused) = change(t) {
-                return refused;
+            if let Err((status, why)) = change(t) {
+                return text(status, why);
             }
             self.remember_before_change(&before);
             t.clone()
