@@ -551,10 +551,10 @@ pub async fn bind(listen: std::net::SocketAddr) -> Result<TcpListener> {
 /// connection accepted before then would wait for the start, and an open port would look ready).
 pub fn reserve(listen: std::net::SocketAddr) -> Result<tokio::net::TcpSocket> {
     let said = |e: std::io::Error| {
-        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
-            "; another program (perhaps another payhost) has that port: stop it, or choose another address (`listen` in payhost.toml, or `payhost demo --listen 127.0.0.1:8081`)"
-        } else {
-            ""
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => "; another program (perhaps another payhost) has that port: stop it, or choose another address (`listen` in payhost.toml, or `payhost demo --listen 127.0.0.1:8081`)",
+            std::io::ErrorKind::AddrNotAvailable => "; this machine has no such address: listen on one of its own (`ip addr` lists them), 127.0.0.1 behind a proxy on the same machine, or 0.0.0.0 for all of them (`listen` in payhost.toml)",
+            _ => "",
         };
         anyhow::anyhow!("cannot listen on {listen}: {e}{hint}")
     };

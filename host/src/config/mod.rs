@@ -554,6 +554,22 @@ mod tests {
         assert!(!e.contains("must be text, a whole number"), "{e}");
     }
 
+    /// `[plugin.<id>]` written for `[plugins.<id>]` is named as that slip, not as a key of
+    /// `[plugin]` (which read as if `manifest` were missing).
+    #[test]
+    fn a_component_table_under_plugin_is_named_as_plugins() {
+        let text = "[plugin.alipay-wap]\nmanifest = \"plugin.toml\"\n";
+        let e = match Config::parse(text, Path::new("/srv")) {
+            Err(e) => format!("{e:#}"),
+            Ok(_) => panic!("[plugin.alipay-wap] was accepted"),
+        };
+        assert!(
+            e.contains("plugin.alipay-wap: [plugin] takes only manifest and call_timeout_ms; did you mean [plugins.alipay-wap]"),
+            "{e}"
+        );
+        assert!(!e.contains("unknown key (expected"), "{e}");
+    }
+
     #[test]
     fn a_duplicate_key_or_table_is_named() {
         for (text, said) in [

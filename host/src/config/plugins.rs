@@ -34,7 +34,25 @@ pub(super) fn parse(
     base: &Path,
     problems: &mut Vec<String>,
 ) -> Vec<PluginSource> {
-    let single: RawPlugin = section("plugin", plugin, problems);
+    // `[plugin.<id>]` for `[plugins.<id>]`: said as that slip, once (serde would call it an
+    // unknown key of `[plugin]`, as if `manifest` were what is missing).
+    let plugin = plugin.map(|v| match v {
+        toml::Value::Table(t) => {
+            let mut kept = t.clone();
+            kept.retain(|id, value| {
+                let nested = value.is_table();
+                if nested {
+                    problems.push(format!(
+                        "plugin.{id}: [plugin] takes only manifest and call_timeout_ms; did you mean [plugins.{id}] (a table per component)?"
+                    ));
+                }
+                !nested
+            });
+            toml::Value::Table(kept)
+        }
+        other => other.clone(),
+    });
+    let single: RawPlugin = section("plugin", plugin.as_ref(), problems);
     let many: BTreeMap<String, RawPlugin> = match plugins {
         None => BTreeMap::new(),
         Some(toml::Value::Table(t)) => t

@@ -68,8 +68,9 @@ pub(super) fn public_url(
             u
         }
         Some(_) => {
-            problems
-                .push("public_url: must be an absolute http or https URL without a query".into());
+            problems.push(
+                "public_url: must be an absolute http or https URL without a query, such as https://pay.example.com (the address buyers, Alipay and the admin's browser reach payhost at)".into(),
+            );
             String::new()
         }
         None => {
@@ -156,11 +157,11 @@ pub(super) fn api_token(
         }
         Some(t) if t.len() >= 16 && !t.chars().any(char::is_whitespace) => Secret::new(t),
         Some(_) => {
-            problems.push("api_token: must be at least 16 characters without spaces".into());
+            problems.push("api_token: must be at least 16 characters without spaces (make one: openssl rand -hex 32)".into());
             Secret::default()
         }
         None => {
-            problems.push("api_token: is required (the operator's bearer token of the /v1 API; 16+ characters)".into());
+            problems.push("api_token: is required (the operator's bearer token of the /v1 API; 16+ characters: make one with openssl rand -hex 32)".into());
             Secret::default()
         }
     }

@@ -920,15 +920,10 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
             .configure_merchant_after(id, settings.clone(), before.as_deref())
             .await
         {
-            Ok(_) => {
-                audit(
-                    app,
-                    &ctx.who,
-                    "settings.save",
-                    Some(id),
-                    &format!("plugin {}", runtime.info.id),
-                )
-                .await;
+            Ok(stored) => {
+                // As a save through the API is: the names of what changed, never a value.
+                let detail = crate::http::api::audit::settings_saved(existing.as_ref(), &stored);
+                audit(app, &ctx.who, "settings.save", Some(id), &detail).await;
                 return PostResult::Done(Posted::to(
                     page_url,
                     Flash::ok(ctx.t("已保存并校验", "Saved and validated.")),

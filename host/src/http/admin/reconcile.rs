@@ -103,7 +103,7 @@ fn refusal(ctx: &Ctx, date: &str, e: &crate::http::error::ApiError) -> String {
         ("outbound_refused", _) => "账单的下载地址不在这个商户允许访问的地址范围内，请联系运营者检查出站设置".to_owned(),
         ("gateway_unreachable", _) => "连不上支付宝，账单没有下载成功，请稍后再试".to_owned(),
         ("gateway_malformed" | "gateway_bad_signature", _) => {
-            "支付宝的回应无法识别，账单没有下载成功，请稍后再试；一直这样请联系技术支持".to_owned()
+            "支付宝的回应无法识别，账单没有下载成功，请稍后再试；一直这样请联系运营者（运行 payhost 的人）".to_owned()
         }
         // No bill yet (Alipay makes a day's bill the next morning): the settings are fine.
         (code, _) if code.starts_with("gateway_") && bill_not_made_yet(&e.message) => {
@@ -112,7 +112,7 @@ fn refusal(ctx: &Ctx, date: &str, e: &crate::http::error::ApiError) -> String {
         (code, _) if code.starts_with("gateway_") => {
             "支付宝拒绝提供这一天的账单，请核对商户设置（应用 ID、密钥）后再试".to_owned()
         }
-        _ => "对账失败，请稍后再试；一直这样请联系技术支持".to_owned(),
+        _ => "对账失败，请稍后再试；一直这样请联系运营者（运行 payhost 的人）".to_owned(),
     };
     if let Some(id) = correlation_id(&e.message) {
         zh.push_str(&format!("（技术支持编号 {id}）"));

@@ -360,7 +360,8 @@ fn refund_field_rule(field: &str, typed_amount: &str, e: &ApiError, now: Payment
                 .to_owned()
         }
         "total_fee" => {
-            "订单金额不符合支付宝的规则，这笔订单不能在这里退款，请联系技术支持".to_owned()
+            "订单金额不符合支付宝的规则，这笔订单不能在这里退款，请联系运营者（运行 payhost 的人）"
+                .to_owned()
         }
         other => format!(
             "退款的“{other}”不符合支付宝接口的规则，没有退款（{}）",
@@ -693,7 +694,7 @@ fn reason_explained(lang: Lang, raw: &str) -> String {
             return lang.pick(zh.trim(), en.trim()).to_owned();
         }
     }
-    const CHECK: &str = "请到支付宝商家后台核对这笔交易的退款，核对后如需更正请联系技术支持";
+    const CHECK: &str = "请到支付宝商家后台核对这笔交易的退款，核对后如需更正请联系运营者（运行 payhost 的人），并把下面的原文发给他";
     let known: Option<(String, &str)> = if raw.starts_with("refund ")
         && raw.contains("reported succeeded after failing would exceed the paid")
     {
@@ -728,8 +729,8 @@ fn reason_explained(lang: Lang, raw: &str) -> String {
         ))
     } else if raw.starts_with("the provider reports") && raw.contains("still pending here") {
         Some((
-            format!("支付宝报告的已退款总额无法分辨是否包含这里还在处理中的退款，所以没有记入。{CHECK}"),
-            "Alipay's refunded total may or may not include the refunds still pending here, so it was not applied. Check the trade's refunds in Alipay's merchant portal.",
+            "支付宝报告的已退款总额无法分辨是否包含这里还在处理中的退款，所以没有记入。请先点“向支付平台查询”：处理中的退款会先向支付宝查询；还在等卖家确认的退款，若在支付宝商家后台看到它并没有退成（例如交易已全额退款或已关闭），在下面的退款记录里点它的“放弃”，再查询一次，支付宝的已退总额就会记入。".to_owned(),
+            "Alipay's refunded total may or may not include the refunds still pending here, so it was not applied. Press Sync first: pending refunds are asked about first; for one still waiting for the seller that Alipay's merchant portal shows was not made (the trade was refunded in full or closed, say), press its Give up below, then Sync again, and Alipay's refunded total is applied.",
         ))
     } else if raw.starts_with("the provider reports a refund of") {
         Some((
@@ -761,7 +762,7 @@ fn reason_explained(lang: Lang, raw: &str) -> String {
         Some((zh, en)) => lang.pick(&zh, en).to_owned(),
         None => lang
             .pick(
-                "这笔支付有异常，需要人工核对：请到支付宝商家后台核对这笔交易，必要时把下面的原文发给技术支持",
+                "这笔支付有异常，需要人工核对：请到支付宝商家后台核对这笔交易，必要时把下面的原文发给运营者（运行 payhost 的人）",
                 "This payment needs a person to check it in Alipay's merchant portal; send the original text below to support if needed.",
             )
             .to_owned(),
