@@ -2306,6 +2306,17 @@ async fn what_a_token_changes_through_the_api_is_audited() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
 
+    // The refund the provider refused says why on its row of the payment's page, as on the
+    // refund list (an owner's walk found only 失败 there).
+    for at in [path.as_str(), "/admin/refunds?q=API-AUDIT-1"] {
+        let (_, html) = page(base, at, &op).await;
+        let why = html
+            .split("class=\"muted failed-why\">")
+            .nth(1)
+            .and_then(|w| w.split('<').next())
+            .unwrap_or_else(|| panic!("no reason for the failed refund on {at}: {html}"));
+        assert!(why.starts_with("支付宝"), "{at}: {why}");
+    }
     let (_, audit) = page(base, "/admin/audit?lang=en", &op).await;
     for want in [
         "plugin alipay-wap; new merchant",

@@ -332,6 +332,7 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
                 id => r.id, amount => r.amount(), status => r.status, reason => r.reason,
                 status_word => super::view::refund_word(ctx.lang, &r.status, r.detail.as_deref()),
                 given_up_note => given_up.map(|by| super::view::given_up_note(ctx.lang, by)),
+                failed_why => super::view::refund_failed_why(ctx.lang, &r.status, r.detail.as_deref()),
                 started_by => words::who(ctx.lang, &r.started_by), created => zone.show(&r.created_at),
                 completed => r.completed_at.as_deref().map(|t| zone.show(t)),
                 confirm_url => r.confirm_url.clone().filter(|_| r.status == "PENDING"),

@@ -43,12 +43,6 @@ fn filters(ctx: &Ctx) -> list::Filters<RefundFilter> {
 fn row(app: &App, ctx: &Ctx, r: &Refund) -> Value {
     let zone = &app.config.admin.time_zone;
     let given_up = super::view::given_up_by(&r.status, r.detail.as_deref());
-    // Why one failed, when the provider (or a person) said: the payment page's words.
-    let failed_why = (r.status == crate::domain::refunds::FAILED && given_up.is_none())
-        .then_some(r.detail.as_deref())
-        .flatten()
-        .filter(|d| !d.is_empty())
-        .map(|d| words::provider_message(ctx.lang, d));
     context! {
         // To its line on the payment's page.
         url => format!("{}#refund-{}", payment_url(&r.merchant_id, &r.out_trade_no), r.id),
@@ -57,7 +51,7 @@ fn row(app: &App, ctx: &Ctx, r: &Refund) -> Value {
         amount => r.amount(), status => r.status, reason => r.reason,
         status_word => super::view::refund_word(ctx.lang, &r.status, r.detail.as_deref()),
         given_up_note => given_up.map(|by| super::view::given_up_note(ctx.lang, by)),
-        failed_why,
+        failed_why => super::view::refund_failed_why(ctx.lang, &r.status, r.detail.as_deref()),
         started_by => words::who(ctx.lang, &r.started_by),
         created => zone.show(&r.created_at),
         completed => r.completed_at.as_deref().map(|t| zone.show(t)),

@@ -81,6 +81,16 @@ pub fn refund_word(lang: Lang, status: &str, detail: Option<&str>) -> String {
     }
 }
 
+/// Why a refund failed, when the provider (or a person) said, in the page's words; none for one
+/// given up here (its own note says so).
+pub fn refund_failed_why(lang: Lang, status: &str, detail: Option<&str>) -> Option<String> {
+    (status == crate::domain::refunds::FAILED && given_up_by(status, detail).is_none())
+        .then_some(detail)
+        .flatten()
+        .filter(|d| !d.is_empty())
+        .map(|d| super::words::provider_message(lang, d))
+}
+
 /// What a refund given up here says: who gave it up, and that it is no word of the provider's.
 pub fn given_up_note(lang: Lang, by: &str) -> String {
     let by = super::words::who(lang, by);
