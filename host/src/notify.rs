@@ -1111,11 +1111,8 @@ impl App {
             });
             if learned {
                 return Some(
-                    Processed::stop(
-                        NotifyOutcome::Duplicate,
-                        "a partial refund without its amount, applied before from the trade query",
-                    )
-                    .with_seen(verified),
+                    Processed::stop(NotifyOutcome::Duplicate, amountless::LEARNED_BEFORE)
+                        .with_seen(verified),
                 );
             }
         }
@@ -1124,10 +1121,7 @@ impl App {
             // may be older than the refund: not taken for it.)
             Ok(synced) if synced.outcome == NotifyOutcome::Applied.label() => Processed::stop(
                     NotifyOutcome::Applied,
-                    format!(
-                        "a partial refund without its amount: applied from the trade query ({}; payment {})",
-                        synced.outcome, synced.status
-                    ),
+                    format!("{}; payment {}", amountless::APPLIED, synced.status),
                 )
                 .with_seen(verified),
             // The query's answer was held for review with its own reason (a total that fits no
@@ -1158,7 +1152,7 @@ impl App {
                     return Some(
                         Processed::stop(
                             NotifyOutcome::Duplicate,
-                            "a partial refund without its amount on the trade's finish: the trade query shows the trade finished, and its refunded total is recorded here",
+                            amountless::ON_FINISH,
                         )
                         .with_seen(verified),
                     );
@@ -1187,9 +1181,11 @@ impl App {
                     return Some(Processed::stop(
                             NotifyOutcome::Duplicate,
                             format!(
-                                "a partial refund without its amount: the trade query's refunded total ({}.{:02}) is recorded here, the last of it after this refund was made",
+                                "{}{}.{:02}{}",
+                                amountless::RECORDED_TOTAL,
                                 counted / 100,
-                                counted % 100
+                                counted % 100,
+                                amountless::RECORDED_SINCE
                             ),
                         )
                         .with_seen(verified));
@@ -1374,6 +1370,22 @@ impl App {
             refunds,
         })
     }
+}
+
+/// What became of a legacy partial refund reported without its amount, as a notification's
+/// detail says it (worded for the owner by the admin's timeline).
+pub mod amountless {
+    /// The trade query's refunded total recorded it (then `; payment <status>`).
+    pub const APPLIED: &str = "a partial refund without its amount: applied from the trade query";
+    /// Sent again: the query recorded it the first time.
+    pub const LEARNED_BEFORE: &str =
+        "a partial refund without its amount, applied before from the trade query";
+    /// Reported with the trade's finish, whose query shows its total recorded here.
+    pub const ON_FINISH: &str = "a partial refund without its amount on the trade's finish: the trade query shows the trade finished, and its refunded total is recorded here";
+    /// [`RECORDED_TOTAL`], the total (`3.00`), [`RECORDED_SINCE`]: recorded here since it was made.
+    pub const RECORDED_TOTAL: &str =
+        "a partial refund without its amount: the trade query's refunded total ";
+    pub const RECORDED_SINCE: &str = " is recorded here, the last of it after this refund was made";
 }
 
 /// A refund report that names no amount, no refunded total and no request number: a legacy

@@ -7,6 +7,7 @@
 
 use super::view::{given_up_by, given_up_note, refund_status_word, refund_word, status_word, Lang};
 use crate::domain::zone::Zone;
+use crate::notify::amountless;
 use minijinja::{context, Value};
 
 /// The page's timeline: one line per entry, except that a webhook refused the same way several
@@ -337,10 +338,24 @@ pub(super) fn note_words(lang: Lang, note: &str) -> Vec<String> {
                 _ if r == "already known" => t("退款已记录过", "refund already known"),
                 _ => part.to_owned(),
             }
+        } else if let Some(total) = part
+            .strip_prefix(amountless::RECORDED_TOTAL)
+            .and_then(|rest| rest.strip_suffix(amountless::RECORDED_SINCE))
+        {
+            match lang {
+                Lang::Zh => format!("没有金额的部分退款：交易查询的已退总额 ¥{total} 这里已记入，最后一笔在这笔退款之后记入"),
+                Lang::En => part.to_owned(),
+            }
         } else {
             match part {
                 "the trade is still waiting" => t("交易仍在等待付款", part),
                 "unknown order" => t("未知订单", part),
+                amountless::APPLIED => t("没有金额的部分退款：已按交易查询的已退总额记入", part),
+                amountless::LEARNED_BEFORE => t("没有金额的部分退款：此前已按交易查询记入", part),
+                amountless::ON_FINISH => t(
+                    "交易完结时报告的部分退款（没有金额）：交易查询显示交易已完结，它的已退总额这里已记入",
+                    part,
+                ),
                 _ => part.to_owned(),
             }
         };
@@ -546,6 +561,36 @@ mod tests {
         assert!(!zh.contains("no more refunds"), "{zh}");
         let en = lines(Lang::En, &e).join("\n");
         assert!(en.contains("no more refunds"), "{en}");
+    }
+
+    /// A legacy partial refund reported without its amount: what became of it, in the owner's
+    /// words (an owner's walk found the English sentences and a status in brackets).
+    #[test]
+    fn an_amountless_partial_refund_is_said_in_words() {
+        let e = [
+            json!({"at": "t", "kind": "notify", "trade_status": "TRADE_SUCCESS", "outcome": "applied",
+            "detail": format!("{}; payment PARTIALLY_REFUNDED", amountless::APPLIED)}),
+            json!({"at": "t", "kind": "notify", "trade_status": "TRADE_SUCCESS", "outcome": "duplicate",
+            "detail": amountless::LEARNED_BEFORE}),
+            json!({"at": "t", "kind": "notify", "trade_status": "TRADE_FINISHED", "outcome": "duplicate",
+            "detail": format!("{}; {}", amountless::ON_FINISH, crate::domain::events::FINISHED_WORDS)}),
+            json!({"at": "t", "kind": "notify", "trade_status": "TRADE_SUCCESS", "outcome": "duplicate",
+            "detail": format!("{}3.00{}", amountless::RECORDED_TOTAL, amountless::RECORDED_SINCE)}),
+        ];
+        let zh = lines(Lang::Zh, &e).join("\n");
+        for want in [
+            "没有金额的部分退款：已按交易查询的已退总额记入",
+            "订单部分退款",
+            "没有金额的部分退款：此前已按交易查询记入",
+            "交易查询显示交易已完结",
+            "交易已完结（TRADE_FINISHED），不能再退款",
+            "交易查询的已退总额 ¥3.00 这里已记入",
+        ] {
+            assert!(zh.contains(want), "{want}: {zh}");
+        }
+        for english in ["partial refund", "PARTIALLY_REFUNDED)", "trade query"] {
+            assert!(!zh.contains(english), "{english}: {zh}");
+        }
     }
 
     #[test]
