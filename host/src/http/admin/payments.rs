@@ -452,10 +452,24 @@ pub async fn sync(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> PostResult {
                 )
                 .to_owned()
             } else {
+                // What the query did, said for a button the owner pressed (not a notification's
+                // "duplicate").
+                let did = match r.outcome.as_str() {
+                    "applied" => ctx
+                        .t("已按支付宝的状态更新", "updated from Alipay")
+                        .to_owned(),
+                    "duplicate" | "no_change" => ctx
+                        .t(
+                            "与支付宝一致，没有变化",
+                            "as Alipay has it, nothing changed",
+                        )
+                        .to_owned(),
+                    other => super::timeline::outcome_word(ctx.lang, other),
+                };
                 format!(
-                    "{} ({})",
+                    "{}{}{did}",
                     super::view::status_word(ctx.lang, &r.status),
-                    super::timeline::outcome_word(ctx.lang, &r.outcome)
+                    ctx.t("，", ", ")
                 )
             };
             Flash::ok(format!(
