@@ -3393,6 +3393,15 @@ async fn sync_of_a_finished_trade_says_it_takes_no_refund() {
                 sync().await,
                 "查询完成 FIN-ADMIN：部分退款，与支付宝一致，没有变化"
             );
+            // A refund started here that waits for the seller when Alipay finishes the trade.
+            let started = send_json(
+                "POST",
+                &format!("{url}/refunds"),
+                Some(TOKEN),
+                &json!({"amount": "1.00", "refund_key": "fin-admin-1"}),
+            )
+            .await;
+            assert_eq!(started.status, 201, "{}", started.text());
         }
     }
     until("finished", &|p| p["finished_at"].is_string()).await;
@@ -3404,6 +3413,20 @@ async fn sync_of_a_finished_trade_says_it_takes_no_refund() {
     assert_eq!(
         sync().await,
         "查询完成 FIN-ADMIN：支付宝上这笔交易已结束（TRADE_FINISHED），不能再退款；订单仍是部分退款"
+    );
+    // The refund waiting for the seller can only fail now: no page to confirm it on, and the
+    // row says to give it up.
+    let (_, html) = page(base, path, &op).await;
+    let row = html
+        .split("id=\"refunds\"")
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+        .unwrap_or_else(|| panic!("no refunds: {html}"));
+    assert!(!row.contains("confirm-refund"), "{row}");
+    assert!(row.contains("abandon-refund"), "{row}");
+    assert!(
+        row.contains("支付宝已完结这笔交易，不会再做这笔退款：请点“放弃”"),
+        "{row}"
     );
 }
 

@@ -323,6 +323,8 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
         .flatten()
         .is_some_and(|m| refund_waits_for_seller(&m));
     let (errors, typed, _) = ctx.form_state();
+    let waits_for_seller =
+        |r: &crate::store::ledger::Refund| r.status == "PENDING" && r.confirm_url.is_some();
     let refund_views: Vec<Value> = refunds
         .iter()
         .rev()
@@ -335,7 +337,14 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
                 failed_why => super::view::refund_failed_why(ctx.lang, &r.status, r.detail.as_deref()),
                 started_by => words::who(ctx.lang, &r.started_by), created => zone.show(&r.created_at),
                 completed => r.completed_at.as_deref().map(|t| zone.show(t)),
-                confirm_url => r.confirm_url.clone().filter(|_| r.status == "PENDING"),
+                // A refund waiting for the seller can be given up; once Alipay finished the
+                // trade its page can only fail (TRADE_STATUS_ERROR), so it is not offered.
+                abandonable => waits_for_seller(r),
+                confirm_url => r.confirm_url.clone().filter(|_| waits_for_seller(r) && !p.is_finished()),
+                finished_note => (waits_for_seller(r) && p.is_finished()).then(|| ctx.t(
+                    "支付宝已完结这笔交易，不会再做这笔退款：请点“放弃”",
+                    "Alipay finished this trade and will not make this refund: give it up",
+                )),
             }
         })
         .collect();
