@@ -3478,7 +3478,8 @@ async fn a_settings_save_on_the_page_names_what_changed() {
     let base = d.url("");
     let base = base.as_str();
     let (op, _) = admin_login(base, ADMIN_PASSWORD).await;
-    let save = async |seller: &str| {
+    // The page's form posted with `changes`; the page that comes back.
+    let save = async |changes: &[(&str, &str)]| {
         let (_, html) = page(base, "/admin/merchants/demo", &op).await;
         let form_html = html
             .split("id=\"settings\">")
@@ -3487,19 +3488,30 @@ async fn a_settings_save_on_the_page_names_what_changed() {
             .unwrap_or_else(|| panic!("no settings form: {html}"));
         let mut values = form_values(form_html);
         for (name, value) in values.iter_mut() {
-            if name == "seller_email" {
-                *value = seller.to_owned();
+            if let Some((_, new)) = changes.iter().find(|(n, _)| n == name) {
+                *value = (*new).to_owned();
             }
         }
         let pairs: Vec<(&str, &str)> = values
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let saved = admin_post(base, "/admin/merchants/demo", &op, &form(&pairs)).await;
-        assert!(saved.contains("已保存并校验"), "{saved}");
+        admin_post(base, "/admin/merchants/demo", &op, &form(&pairs)).await
     };
-    save("seller-two@demo.example").await;
-    save("seller-two@demo.example").await;
+    for _ in 0..2 {
+        let saved = save(&[("seller_email", "seller-two@demo.example")]).await;
+        assert!(saved.contains("已保存并校验"), "{saved}");
+    }
+    // Shop origins that are none: said once, in the page's words, naming each.
+    let refused = save(&[("shop_origins", "not a url\nhttps://ok.example")]).await;
+    assert!(
+        refused.contains("不是网站的来源地址（只写协议和域名，一行一个，例如 https://shop.example）：“not”、“a”、“url”"),
+        "{refused}"
+    );
+    assert!(
+        !refused.contains("merchants.demo.shop_origins"),
+        "{refused}"
+    );
     let (_, audit) = page(base, "/admin/audit?lang=en&action=settings.save", &op).await;
     for want in [
         "plugin alipay-wap; changed: seller_email",

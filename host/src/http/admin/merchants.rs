@@ -834,15 +834,35 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
         .filter(|o| !o.is_empty())
         .map(str::to_owned)
         .collect();
-    let probe = crate::config::RawMerchant {
-        shop_origins: Some(raw_origins),
-        ..Default::default()
-    };
-    let mut problems = Vec::new();
-    let shop_origins =
-        crate::config::merchant_settings(id, &probe, None, &mut problems).shop_origins;
-    for p in problems {
-        errors.push(("shop_origins".into(), p));
+    // Each entry by the configuration's rule; those refused said once, in the page's words (the
+    // rule's text names payhost.toml's path).
+    let mut shop_origins = Vec::new();
+    let mut not_origins = Vec::new();
+    for o in raw_origins {
+        let probe = crate::config::RawMerchant {
+            shop_origins: Some(vec![o.clone()]),
+            ..Default::default()
+        };
+        let mut problems = Vec::new();
+        let read = crate::config::merchant_settings(id, &probe, None, &mut problems).shop_origins;
+        if problems.is_empty() {
+            shop_origins.extend(read);
+        } else {
+            not_origins.push(format!("“{o}”"));
+        }
+    }
+    if !not_origins.is_empty() {
+        errors.push((
+            "shop_origins".into(),
+            format!(
+                "{}{}",
+                ctx.t(
+                    "不是网站的来源地址（只写协议和域名，一行一个，例如 https://shop.example）：",
+                    "not an origin (scheme and host only, one per line, such as https://shop.example): "
+                ),
+                not_origins.join(ctx.t("、", ", "))
+            ),
+        ));
     }
     if let Some(u) = &webhook_url {
         if !crate::config::is_http_url(u) {
