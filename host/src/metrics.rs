@@ -12,10 +12,6 @@ impl Counter {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -76,7 +72,8 @@ pub struct Metrics {
     pub connections_refused: Counter,
     /// Connections that found every slot (`max_connections`) taken and waited for one.
     pub connections_waited: Counter,
-    /// Connections closed to make room for those ([`crate::http::conn`]'s shedding).
+    /// Connections closed to make room for those ([`crate::http::conn`]'s shedding), counted as
+    /// each closes (one asked to close that started a request meanwhile is not).
     pub connections_shed: Counter,
 }
 

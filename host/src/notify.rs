@@ -1190,7 +1190,7 @@ impl App {
                         )
                         .with_seen(verified));
                 }
-                let reason = "支付宝报告了一笔部分退款但没有金额，交易查询里还没有这笔退款：请稍后点「查询 Sync」 / a partial refund was reported without its amount and the trade query does not show it yet: press Sync later";
+                let reason = "支付宝报告了一笔部分退款但没有金额，交易查询里还没有这笔退款：请稍后在订单页点「向支付平台查询」 / a partial refund was reported without its amount and the trade query does not show it yet: press Sync later";
                 self.hold_amountless_refund(merchant_id, verified, reason)
                     .await;
                 Processed::stop(NotifyOutcome::Mismatch, format!("held for review: {reason}"))
@@ -1200,7 +1200,7 @@ impl App {
             // contract): the state machine moves the payment, as the provider's word says, and
             // the owner is told to look.
             Err(_) => {
-                let reason = "支付宝报告了一笔部分退款但没有金额，交易查询没有成功：请点「查询 Sync」 / a partial refund was reported without its amount and the trade query failed: press Sync";
+                let reason = "支付宝报告了一笔部分退款但没有金额，交易查询没有成功：请在订单页点「向支付平台查询」 / a partial refund was reported without its amount and the trade query failed: press Sync";
                 self.hold_amountless_refund(merchant_id, verified, reason)
                     .await;
                 return None;

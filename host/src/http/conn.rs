@@ -716,7 +716,6 @@ pub async fn serve(
             Err(_) => {
                 app.metrics.connections_waited.inc();
                 let shed = open.shed_waiting();
-                app.metrics.connections_shed.add(shed as u64);
                 if last_full_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                     tracing::warn!(
                         max_connections = limits.max_connections,
@@ -731,7 +730,7 @@ pub async fn serve(
                     tokio::select! {
                         p = slots.clone().acquire_owned() => break p.expect("the semaphore is never closed"),
                         _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                            app.metrics.connections_shed.add(open.shed_waiting() as u64);
+                            open.shed_waiting();
                         }
                         _ = &mut shutdown => return finish(listener, graceful).await,
                     }
@@ -751,6 +750,7 @@ pub async fn serve(
         let idle = Duration::from_millis(limits.keep_alive_idle_ms);
         let io = GuardedIo::new(stream, idle, state.clone(), WRITE_STALL);
         let busy = state.clone();
+        let metrics_of_task = app.clone();
         let service = hyper::service::service_fn(move |req| {
             let app = app.clone();
             let busy = busy.clone();
@@ -797,6 +797,7 @@ pub async fn serve(
                     // keep-alive connection a server closes; its client sends it again.
                     _ = state.shed.notified() => if state.sheddable_since().is_some() {
                         state.shed_closed.store(true, std::sync::atomic::Ordering::Release);
+                        metrics_of_task.metrics.connections_shed.inc();
                         break;
                     },
                 }

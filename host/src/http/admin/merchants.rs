@@ -848,7 +848,10 @@ pub async fn save(app: &Arc<App>, ctx: &Ctx, id: &str, form: &Form) -> PostResul
         if problems.is_empty() {
             shop_origins.extend(read);
         } else {
-            not_origins.push(format!("“{o}”"));
+            not_origins.push(match ctx.lang {
+                super::Lang::Zh => format!("“{o}”"),
+                super::Lang::En => format!("{o:?}"),
+            });
         }
     }
     if !not_origins.is_empty() {

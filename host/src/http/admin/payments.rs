@@ -368,6 +368,7 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
                 refunded => yuan(lp.refunded_fen), refundable => yuan(refundable_fen), refundable_fen,
                 pending => yuan(pending_fen), pending_fen,
                 no_refund_why => no_refund_why(ctx.lang, &p.status, p.is_finished(), refundable_fen, pending_fen),
+                finished => p.is_finished(),
                 subject => p.subject, seller => p.seller, buyer => p.buyer_email, trade_no => p.trade_no,
                 created => zone.show(&p.created_at), paid => p.paid_at.as_deref().map(|t| zone.show(t)),
                 closable => p.status == crate::store::WAIT_BUYER_PAY,

@@ -694,7 +694,7 @@ fn reason_explained(lang: Lang, raw: &str) -> String {
             return lang.pick(zh.trim(), en.trim()).to_owned();
         }
     }
-    const CHECK: &str = "请到支付宝商家后台核对这笔交易的退款，核对后如需更正请联系运营者（运行 payhost 的人），并把下面的原文发给他";
+    const CHECK: &str = "请到支付宝商家后台核对这笔交易的退款，核对后如需更正请联系运营者（运行 payhost 的人），并把订单页上的原文发给他";
     let known: Option<(String, &str)> = if raw.starts_with("refund ")
         && raw.contains("reported succeeded after failing would exceed the paid")
     {
@@ -729,7 +729,7 @@ fn reason_explained(lang: Lang, raw: &str) -> String {
         ))
     } else if raw.starts_with("the provider reports") && raw.contains("still pending here") {
         Some((
-            "支付宝报告的已退款总额无法分辨是否包含这里还在处理中的退款，所以没有记入。请先点“向支付平台查询”：处理中的退款会先向支付宝查询；还在等卖家确认的退款，若在支付宝商家后台看到它并没有退成（例如交易已全额退款或已关闭），在下面的退款记录里点它的“放弃”，再查询一次，支付宝的已退总额就会记入。".to_owned(),
+            "支付宝报告的已退款总额无法分辨是否包含这里还在处理中的退款，所以没有记入。请先在订单页点“向支付平台查询”：处理中的退款会先向支付宝查询；还在等卖家确认的退款，若在支付宝商家后台看到它并没有退成（例如交易已全额退款或已关闭），在订单页的退款记录里点它的“放弃”，再查询一次，支付宝的已退总额就会记入。".to_owned(),
             "Alipay's refunded total may or may not include the refunds still pending here, so it was not applied. Press Sync first: pending refunds are asked about first; for one still waiting for the seller that Alipay's merchant portal shows was not made (the trade was refunded in full or closed, say), press its Give up below, then Sync again, and Alipay's refunded total is applied.",
         ))
     } else if raw.starts_with("the provider reports a refund of") {
@@ -762,7 +762,7 @@ fn reason_explained(lang: Lang, raw: &str) -> String {
         Some((zh, en)) => lang.pick(&zh, en).to_owned(),
         None => lang
             .pick(
-                "这笔支付有异常，需要人工核对：请到支付宝商家后台核对这笔交易，必要时把下面的原文发给运营者（运行 payhost 的人）",
+                "这笔支付有异常，需要人工核对：请到支付宝商家后台核对这笔交易，必要时把订单页上的原文发给运营者（运行 payhost 的人）",
                 "This payment needs a person to check it in Alipay's merchant portal; send the original text below to support if needed.",
             )
             .to_owned(),
