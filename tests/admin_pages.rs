@@ -2561,6 +2561,11 @@ async fn a_day_is_reconciled_on_the_admin_page() {
     let (status, html) = page(base, "/admin/reconcile", &op).await;
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("id=\"reconcile-form\""), "{html}");
+    // It starts on a merchant that has a bill (the open platform's), not the first listed.
+    assert!(
+        html.contains("<option value=\"open-shop\" selected>"),
+        "{html}"
+    );
     let (html, only) = reconciled(base, &op, &today).await;
     assert!(only.contains("GHOST-1") && only.contains("9.99"), "{html}");
     assert!(html.contains("id=\"gateway-paid\">¥9.99"), "{html}");

@@ -120,6 +120,19 @@ fn refusal(ctx: &Ctx, date: &str, e: &crate::http::error::ApiError) -> String {
     zh
 }
 
+/// The merchant the page starts on: the first that has a bill to download (the open platform's;
+/// the legacy API has none), else the first.
+async fn first_with_a_bill(app: &App, merchant_ids: &[String]) -> String {
+    for id in merchant_ids {
+        if let Ok(Some(m)) = app.store.merchant(id).await {
+            if m.get("api") == Some("openapi") {
+                return id.clone();
+            }
+        }
+    }
+    merchant_ids.first().cloned().unwrap_or_default()
+}
+
 pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
     let merchant_ids = super::merchants::visible_ids(app, ctx).await;
     let asked = ctx.q("merchant").trim().to_owned();
@@ -138,7 +151,7 @@ pub async fn page(app: &Arc<App>, ctx: &Ctx) -> Page {
                 .to_owned(),
             );
         }
-        merchant_ids.first().cloned().unwrap_or_default()
+        first_with_a_bill(app, &merchant_ids).await
     };
     let today = crate::domain::clock::beijing_day(crate::domain::clock::now_unix());
     let typed = ctx.q("date").trim().to_owned();
