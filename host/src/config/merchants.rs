@@ -430,6 +430,9 @@ pub(super) struct Written {
     pub keys: BTreeMap<String, String>,
     /// The settings whose `<name>_file` could not be read (that problem is listed already).
     pub unread: BTreeSet<String>,
+    /// The settings were written in a mistyped table (`[merchants.<id>.setings]`, said once):
+    /// the ones the component requires are not also said missing.
+    pub settings_table_mistyped: bool,
 }
 
 impl Written {
@@ -450,6 +453,7 @@ impl Written {
                 .filter_map(|(k, _)| k.strip_suffix("_file").map(str::to_owned))
                 .filter(|s| !read.from_files.contains(s))
                 .collect(),
+            settings_table_mistyped: false,
         }
     }
 }
@@ -517,9 +521,22 @@ pub(super) fn parse(
             continue;
         }
         let table = without_misplaced(id, table, problems);
+        let settings_table_mistyped = table.as_table().is_some_and(|t| {
+            t.iter().any(|(k, v)| {
+                k != "settings"
+                    && v.is_table()
+                    && super::did_you_mean(k, ["settings"].into_iter()).is_some()
+            })
+        });
         let raw: RawMerchant = section(&format!("merchants.{id}"), Some(&table), problems);
         let read = merchant_settings(id, &raw, Some(base), problems);
-        written.insert(id.clone(), Written::of(&raw, &read));
+        written.insert(
+            id.clone(),
+            Written {
+                settings_table_mistyped,
+                ..Written::of(&raw, &read)
+            },
+        );
         merchants.insert(id.clone(), read);
     }
     (merchants, written)

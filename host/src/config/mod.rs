@@ -250,10 +250,10 @@ impl Config {
         reason: &str,
         known: &[&str],
     ) -> Option<String> {
-        if self
-            .written
-            .get(id)
-            .is_some_and(|w| w.unread.contains(name))
+        let written = self.written.get(id);
+        if written.is_some_and(|w| w.unread.contains(name))
+            || (written.is_some_and(|w| w.settings_table_mistyped)
+                && reason.starts_with("is required"))
         {
             return None;
         }

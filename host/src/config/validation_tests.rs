@@ -544,3 +544,46 @@ fn an_allowed_origin_is_an_origin_alone() {
         );
     }
 }
+
+/// Settings written in a mistyped table (`[merchants.<id>.setings]`) are that one slip: the
+/// settings the component requires are not also said missing (each under a key the file never
+/// had); another rule of theirs still is.
+#[test]
+fn a_mistyped_settings_table_does_not_make_every_setting_missing() {
+    let checked = Config::check(
+        &format!(
+            "{HEAD}
+            [merchants.shop1]
+            plugin = \"alipay-wap\"
+            [merchants.shop1.setings]
+            partner = \"2088000000000001\"
+            [merchants.shop2]
+            plugin = \"alipay-wap\"
+            "
+        ),
+        Path::new("/srv"),
+    )
+    .unwrap();
+    assert!(
+        checked
+            .problems
+            .iter()
+            .any(|p| p.contains("did you mean [merchants.shop1.settings]?")),
+        "{:?}",
+        checked.problems
+    );
+    let c = &checked.config;
+    let known = ["partner", "key", "seller_email"];
+    assert_eq!(
+        c.setting_problem("shop1", "partner", "is required (16 digits)", &known),
+        None
+    );
+    assert!(c
+        .setting_problem("shop1", "partner", "must be 16 digits", &known)
+        .is_some());
+    assert_eq!(
+        c.setting_problem("shop2", "partner", "is required (16 digits)", &known)
+            .as_deref(),
+        Some("merchants.shop2.partner: is required (16 digits)")
+    );
+}
