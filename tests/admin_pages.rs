@@ -3427,6 +3427,23 @@ async fn sync_of_a_finished_trade_says_it_takes_no_refund() {
         .nth(1)
         .and_then(|t| t.split("</table>").next())
         .unwrap_or_else(|| panic!("no refunds: {html}"));
+    // The finish its status does not show is said beside it, on the page and in the list.
+    assert!(
+        html.contains("class=\"muted finished-beside\">（已完结）"),
+        "{html}"
+    );
+    let (_, list) = page(base, "/admin/payments", &op).await;
+    let listed = list
+        .split("FIN-ADMIN")
+        .nth(2)
+        .unwrap_or_else(|| panic!("FIN-ADMIN not listed: {list}"));
+    assert!(
+        listed
+            .split("</tr>")
+            .next()
+            .is_some_and(|r| r.contains("finished-beside")),
+        "{list}"
+    );
     assert!(!row.contains("confirm-refund"), "{row}");
     assert!(row.contains("abandon-refund"), "{row}");
     assert!(

@@ -55,6 +55,8 @@ fn row(app: &App, ctx: &Ctx, lp: &LedgerPayment) -> Value {
         url => payment_url(&p.merchant_id, &p.out_trade_no),
         out_trade_no => p.out_trade_no, merchant_id => p.merchant_id,
         amount => p.total_fee(), refunded => yuan(lp.refunded_fen), status => p.status,
+        // A finish the status does not show (a partly refunded trade Alipay then finished).
+        finished_beside => p.finished_at.is_some() && p.status != crate::store::TRADE_FINISHED,
         review => p.review, review_explained => review_explained(ctx, p.review.as_deref()),
         buyer => p.buyer_email,
         created => zone.show(&p.created_at),
