@@ -119,6 +119,19 @@ async fn start_refund(url: &str, amount: &str, key: &str) -> serde_json::Value {
     started.json()
 }
 
+/// `POST {url}/sync` (the payment's API URL): the trade query's answer (200).
+async fn sync(url: &str) -> serde_json::Value {
+    let r = send_json(
+        "POST",
+        &format!("{url}/sync"),
+        Some(TOKEN),
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
 /// Alipay's back office refunds `fee` of order `no`'s trade (its notification names no amount).
 async fn back_office_refund(sandbox: &str, no: &str, fee: &str) {
     alipay_changes(sandbox, "refund", no, &format!("&refund_fee={fee}")).await;
@@ -276,16 +289,9 @@ async fn partial_and_full_refunds(name: &str, database: Option<String>) {
     assert!(!p["paid_at"].is_null(), "refunded, never unpaid: {p}");
 
     // The trade query agrees and changes nothing.
-    let r = send_json(
-        "POST",
-        &host.url("/v1/merchants/ref/payments/RF2/sync"),
-        Some(TOKEN),
-        &serde_json::json!({}),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["trade_status"], "TRADE_CLOSED");
-    assert_eq!(r.json()["status"], "REFUNDED");
+    let r = sync(&host.url("/v1/merchants/ref/payments/RF2")).await;
+    assert_eq!(r["trade_status"], "TRADE_CLOSED");
+    assert_eq!(r["status"], "REFUNDED");
 
     // Once the outbox is empty: each event exactly once.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -548,14 +554,7 @@ async fn a_legacy_partial_refund_synced_before_its_notify_moves_nothing_again() 
         ..Default::default()
     });
     back_office_refund(&sandbox.base, "RS1", "3.00").await;
-    let r = send_json(
-        "POST",
-        &host.url("/v1/merchants/ref/payments/RS1/sync"),
-        Some(TOKEN),
-        &serde_json::json!({}),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    sync(&host.url("/v1/merchants/ref/payments/RS1")).await;
     assert_eq!(payment().await["refunded_amount"], "3.00");
     // Notifies reach payhost again: the refund's is sent again, and acknowledged.
     sandbox
@@ -676,15 +675,7 @@ async fn a_partly_refunded_trade_alipay_finishes_takes_no_more_refunds() {
         assert_eq!(more.status, 409, "{no}: {}", more.text());
         assert_eq!(more.json()["error"]["code"], "not_refundable", "{no}");
         // The trade query, asked now (it no longer lags), says the trade is finished.
-        let synced = send_json(
-            "POST",
-            &format!("{url}/sync"),
-            Some(TOKEN),
-            &serde_json::json!({}),
-        )
-        .await;
-        assert_eq!(synced.status, 200, "{}", synced.text());
-        let synced = synced.json();
+        let synced = sync(&url).await;
         assert_eq!(synced["trade_status"], "TRADE_FINISHED", "{no}: {synced}");
         assert_eq!(synced["finished"], true, "{no}: {synced}");
         assert_eq!(synced["status"], "PARTIALLY_REFUNDED", "{no}: {synced}");
@@ -1069,14 +1060,7 @@ async fn a_legacy_refund_cut_short_before_its_page_gets_one() {
         )
         .unwrap();
     let url = host.url("/v1/merchants/ref/payments/CS1");
-    let synced = send_json(
-        "POST",
-        &format!("{url}/sync"),
-        Some(TOKEN),
-        &serde_json::json!({}),
-    )
-    .await;
-    assert_eq!(synced.status, 200, "{}", synced.text());
+    sync(&url).await;
     let p = get(&url, Some(TOKEN)).await.json();
     let confirm = p["refunds"][0]["confirm_url"]
         .as_str()
