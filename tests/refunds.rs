@@ -613,7 +613,7 @@ async fn a_legacy_partial_refund_synced_before_its_notify_moves_nothing_again() 
 }
 
 /// Alipay finishes a partly refunded trade when its refundable period ends: the legacy notify is
-/// `TRADE_FINISHED` + `refund_status=REFUND_SUCCESS`, no amount ([EXTRA §4.2], §4.3), so payhost
+/// `TRADE_FINISHED` + `refund_status=REFUND_SUCCESS`, no amount ([EXTRA §4.2], [EXTRA §4.3]), so payhost
 /// asks the trade query. Either way the query answers, the finish is kept (`finished_at`) and a
 /// refund is `409 not_refundable` (the provider would refuse it):
 /// * the query shows the trade finished, with the refunded total recorded here: nothing new, and
