@@ -1071,10 +1071,12 @@ impl App {
             .keep_finish(merchant_id, &verified.out_trade_no, &verified.trade_no)
             .await
         {
+            // Said first: a detail held for review ends with its reason, which the timeline reads
+            // as one sentence to its end.
             Ok(true) => {
                 let detail = processed.detail.take().unwrap_or_default();
                 processed.detail = Some(format!(
-                    "{detail}; {}",
+                    "{}; {detail}",
                     crate::domain::events::FINISHED_WORDS
                 ));
                 processed

@@ -576,6 +576,9 @@ mod tests {
             "detail": format!("{}; {}", amountless::ON_FINISH, crate::domain::events::FINISHED_WORDS)}),
             json!({"at": "t", "kind": "notify", "trade_status": "TRADE_SUCCESS", "outcome": "duplicate",
             "detail": format!("{}3.00{}", amountless::RECORDED_TOTAL, amountless::RECORDED_SINCE)}),
+            // Finished while its refund is held: both said.
+            json!({"at": "t", "kind": "notify", "trade_status": "TRADE_FINISHED", "outcome": "mismatch",
+            "detail": format!("{}; held for review: 支付宝报告了一笔部分退款但没有金额 / a partial refund was reported without its amount", crate::domain::events::FINISHED_WORDS)}),
         ];
         let zh = lines(Lang::Zh, &e).join("\n");
         for want in [
@@ -585,10 +588,21 @@ mod tests {
             "交易查询显示交易已完结",
             "交易已完结（TRADE_FINISHED），不能再退款",
             "交易查询的已退总额 ¥3.00 这里已记入",
+            "支付宝报告了一笔部分退款但没有金额",
         ] {
             assert!(zh.contains(want), "{want}: {zh}");
         }
-        for english in ["partial refund", "PARTIALLY_REFUNDED)", "trade query"] {
+        assert_eq!(
+            zh.matches("交易已完结（TRADE_FINISHED）").count(),
+            2,
+            "{zh}"
+        );
+        for english in [
+            "partial refund",
+            "PARTIALLY_REFUNDED)",
+            "trade query",
+            "no more refunds",
+        ] {
             assert!(!zh.contains(english), "{english}: {zh}");
         }
     }
