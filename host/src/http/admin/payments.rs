@@ -55,8 +55,7 @@ fn row(app: &App, ctx: &Ctx, lp: &LedgerPayment) -> Value {
         url => payment_url(&p.merchant_id, &p.out_trade_no),
         out_trade_no => p.out_trade_no, merchant_id => p.merchant_id,
         amount => p.total_fee(), refunded => yuan(lp.refunded_fen), status => p.status,
-        // A finish the status does not show (a partly refunded trade Alipay then finished).
-        finished_beside => p.finished_at.is_some() && p.status != crate::store::TRADE_FINISHED,
+        finished_beside => super::view::finished_beside_status(p),
         review => p.review, review_explained => review_explained(ctx, p.review.as_deref()),
         buyer => p.buyer_email,
         created => zone.show(&p.created_at),
@@ -371,6 +370,7 @@ pub async fn one(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str) -> Page {
                 pending => yuan(pending_fen), pending_fen,
                 no_refund_why => no_refund_why(ctx.lang, &p.status, p.is_finished(), refundable_fen, pending_fen),
                 finished => p.is_finished(),
+                finished_beside => super::view::finished_beside_status(p),
                 subject => p.subject, seller => p.seller, buyer => p.buyer_email, trade_no => p.trade_no,
                 created => zone.show(&p.created_at), paid => p.paid_at.as_deref().map(|t| zone.show(t)),
                 closable => p.status == crate::store::WAIT_BUYER_PAY,

@@ -81,6 +81,12 @@ pub fn refund_word(lang: Lang, status: &str, detail: Option<&str>) -> String {
     }
 }
 
+/// Whether the provider finished the trade while its status says otherwise (a partly refunded
+/// trade Alipay then finished): said beside the status, on the payment's page and in the list.
+pub fn finished_beside_status(p: &crate::store::Payment) -> bool {
+    p.is_finished() && p.status != crate::store::TRADE_FINISHED
+}
+
 /// Why a refund failed, when the provider (or a person) said, in the page's words; none for one
 /// given up here (its own note says so).
 pub fn refund_failed_why(lang: Lang, status: &str, detail: Option<&str>) -> Option<String> {
