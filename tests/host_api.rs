@@ -756,6 +756,187 @@ async fn merchant_settings_through_the_api_are_trimmed_validated_and_masked() {
     assert!(get(&url, Some(TOKEN)).await.json()["shop_webhook_url"].is_null());
 }
 
+/// The webhook signature of `hook` verifies with `secret`.
+fn signed_with(hook: &Seen, secret: &str) -> bool {
+    let sig = hook.headers_signature();
+    let Some((t, v1)) = sig.strip_prefix("t=").and_then(|r| r.split_once(",v1=")) else {
+        return false;
+    };
+    let mut signed = format!("{t}.").into_bytes();
+    signed.extend_from_slice(&hook.body);
+    v1 == hmac_hex(secret, &signed)
+}
+
+/// A merchant made through the API without a shop secret gets one the shop can use (it is in
+/// the answer once: the shop could not check its webhooks before), a webhook secret changes
+/// without the provider keys sent again, and a token of a merchant with no shop origin comes
+/// with a warning.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_merchant_gets_a_shop_secret_it_can_read_once() {
+    let w = world("api-secret").await;
+    let url = w.host.url("/v1/merchants/fresh");
+    let settings = json!({"partner": PARTNER, "key": MD5_KEY, "seller_email": SELLER,
+        "gateway_url": w.alipay.gateway_url(), "notify_verify_url": w.alipay.verify_url()});
+    let r = send_json(
+        "PUT",
+        &url,
+        Some(TOKEN),
+        &json!({"settings": settings, "shop_webhook_url": w.shop.url("/fresh-hook")}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let secret = r.json()["shop_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(secret.starts_with("phs_"), "{}", r.text());
+    // Once: neither a read nor the next save shows it again.
+    assert!(get(&url, Some(TOKEN))
+        .await
+        .json()
+        .get("shop_secret")
+        .is_none());
+    let again = send_json("PUT", &url, Some(TOKEN), &json!({"settings": settings})).await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert!(
+        again.json().get("shop_secret").is_none(),
+        "{}",
+        again.text()
+    );
+    let fresh_hooks = || -> Vec<Seen> {
+        w.shop
+            .requests()
+            .into_iter()
+            .filter(|s| s.path == "/fresh-hook")
+            .collect()
+    };
+    let pay = async |no: &str| {
+        assert_eq!(create(&w, "fresh", order(no, "1.00")).await.status, 201);
+        let id = format!("n-{no}");
+        w.alipay.issue(&id);
+        let r = notify(
+            &w,
+            "fresh",
+            &alipay::md5_notify_body(&trade(no, "1.00", &id), MD5_KEY),
+        )
+        .await;
+        assert_eq!((r.status, r.text().as_str()), (200, "success"));
+    };
+    pay("S1").await;
+    wait_for(|| fresh_hooks().len() == 1, "the first webhook").await;
+    assert!(
+        signed_with(&fresh_hooks()[0], &secret),
+        "signed with the secret answered"
+    );
+
+    // Only the webhook secret: the provider keys need not be sent again.
+    let rotated = "rotated-secret-0123456789";
+    let r = send_json(
+        "PUT",
+        &url,
+        Some(TOKEN),
+        &json!({"shop_webhook_secret": rotated}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["settings"]["partner"], PARTNER, "{}", r.text());
+    assert_eq!(r.json()["shop_webhook_url"], w.shop.url("/fresh-hook"));
+    pay("S2").await;
+    wait_for(|| fresh_hooks().len() == 2, "the second webhook").await;
+    assert!(
+        signed_with(&fresh_hooks()[1], rotated),
+        "the new secret signs"
+    );
+
+    // This merchant has no shop origin, so nothing holds its token's return addresses: the
+    // token's answer says so; with an origin bound it does not.
+    let token_for = async |id: &str| {
+        let made = send_json(
+            "POST",
+            &w.host.url(&format!("/v1/merchants/{id}/tokens")),
+            Some(TOKEN),
+            &json!({"label": "shop"}),
+        )
+        .await;
+        assert_eq!(made.status, 201, "{}", made.text());
+        made.json()
+    };
+    let warned = token_for("fresh").await;
+    assert!(
+        warned["warning"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no shop_origins"),
+        "{warned}"
+    );
+    let r = send_json(
+        "PUT",
+        &url,
+        Some(TOKEN),
+        &json!({"shop_origins": ["https://shop.example"]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(token_for("fresh").await.get("warning").is_none());
+}
+
+/// A token's body is read as the API's other bodies are: what it cannot take is refused,
+/// naming the field, not made into a token with a label nobody sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_body_it_cannot_take_is_refused() {
+    let w = world("token-body").await;
+    let url = w.host.url("/v1/merchants/shop/tokens");
+    let post = async |body: &str| {
+        conformance::host::request(
+            "POST",
+            &url,
+            &[
+                ("authorization", &format!("Bearer {TOKEN}")),
+                ("content-type", "application/json"),
+            ],
+            body.as_bytes().to_vec(),
+        )
+        .await
+    };
+    for (body, field) in [
+        ("garbage{", None),
+        (r#"{"label":42}"#, Some("label")),
+        (r#"{"lable":"x"}"#, Some("lable")),
+        (r#"{"label":"one\ntwo"}"#, Some("label")),
+        (
+            &format!(r#"{{"label":"{}"}}"#, "x".repeat(101)),
+            Some("label"),
+        ),
+    ] {
+        let r = post(body).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert_eq!(
+            r.json()["error"]["field"].as_str(),
+            field,
+            "{body}: {}",
+            r.text()
+        );
+    }
+    let listed = get(&url, Some(TOKEN)).await.json();
+    assert!(listed["tokens"].as_array().unwrap().is_empty(), "{listed}");
+    // What it takes: no body, or a label of one line.
+    assert_eq!(post("").await.status, 201);
+    let named = post(r#"{"label":"ecshop"}"#).await;
+    assert_eq!(
+        (named.status, named.json()["label"].as_str()),
+        (201, Some("ecshop"))
+    );
+    // The notifications' filters are refused when mistyped, as the ledger's are.
+    let r = get(
+        &w.host
+            .url("/v1/merchants/shop/notifications?outcom=applied"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["field"], "outcom");
+}
+
 /// A merchant of payhost.toml stays the file's even after a save through the API: it cannot be
 /// removed through the API (the next start would seed it again), so a tool that saves then
 /// removes a merchant by name (the conformance kit did) cannot take a real one away.

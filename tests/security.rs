@@ -2744,6 +2744,37 @@ async fn the_demo_behind_a_balancer_sees_each_client() {
     assert_eq!(created.status, 201, "{}", created.text());
     let pay_url = created.json()["pay_url"].as_str().unwrap().to_owned();
     assert!(pay_url.starts_with(&format!("{public}/")), "{pay_url}");
+
+    // The sandbox's controls (lost notifies, back-office refunds, every trade's state) answer
+    // this machine only: a client of the balancer's elsewhere (as the balancer, the trusted
+    // proxy, forwards it) gets 403; the buyer's cashier is still everybody's.
+    let direct = format!("http://127.0.0.1:{listen}");
+    let remote = [("x-forwarded-for", "203.0.113.9")];
+    for (method, path) in [
+        ("GET", "/sandbox/state"),
+        ("POST", "/sandbox/faults"),
+        ("POST", "/sandbox/refund"),
+        ("POST", "/sandbox/finish"),
+        ("POST", "/sandbox/openapi/refund"),
+        ("POST", "/sandbox/openapi/bill-extra"),
+    ] {
+        let r =
+            conformance::host::request(method, &format!("{direct}{path}"), &remote, b"{}".to_vec())
+                .await;
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+        assert!(r.text().contains("only this machine"), "{}", r.text());
+    }
+    let cashier = conformance::host::request(
+        "POST",
+        &format!("{direct}/sandbox/cashier/pay"),
+        &remote,
+        Vec::new(),
+    )
+    .await;
+    assert_ne!(cashier.status, 403, "{}", cashier.text());
+    let here = get(&format!("{direct}/sandbox/state"), None).await;
+    assert_eq!(here.status, 200, "{}", here.text());
+    assert!(here.text().contains("LB-1"), "{}", here.text());
 }
 
 /// A `sign_type` with a newline in it, quoted by the component in its refusal, cannot forge a

@@ -173,7 +173,15 @@ pub async fn build_app(demo: &Demo, config: Config) -> Result<Arc<App>> {
         mounts: Mounts::new()
             .mount("/sandbox", move |req| {
                 let sandbox = sandbox.clone();
-                async move { sandbox.handle(req).await }
+                async move {
+                    if controls_the_sandbox(req.uri().path()) && !from_this_machine(&req) {
+                        return crate::http::body::text(
+                            403,
+                            "the sandbox's controls (faults, state, back-office refunds and finishes, bill rows) answer only this machine: send them from it",
+                        );
+                    }
+                    sandbox.handle(req).await
+                }
             })
             .mount("/shop", move |req| {
                 let shop = shop.clone();
@@ -187,6 +195,23 @@ pub async fn build_app(demo: &Demo, config: Config) -> Result<Arc<App>> {
     let app = crate::server::build_app_with(config, extras).await?;
     demo.sandbox.start_delivery();
     Ok(app)
+}
+
+/// The sandbox's routes that play Alipay's back office or the test's hand (lost notifies, a
+/// refund nobody asked for, every trade's state), not a buyer's: a demo served to other machines
+/// (`--public-url`, behind a balancer) keeps them to this one.
+fn controls_the_sandbox(path: &str) -> bool {
+    matches!(
+        path.strip_prefix("/sandbox").unwrap_or(path),
+        "/faults" | "/state" | "/refund" | "/finish" | "/openapi/refund" | "/openapi/bill-extra"
+    )
+}
+
+/// Whether the request comes from this machine (a loopback client, through trusted proxies).
+fn from_this_machine<B>(req: &http::Request<B>) -> bool {
+    req.extensions()
+        .get::<crate::http::mount::ClientIp>()
+        .is_some_and(|ip| ip.0.is_loopback() || ip.0.to_canonical().is_loopback())
 }
 
 /// The demo's compile cache: private to this user, never a fixed shared path (another local user

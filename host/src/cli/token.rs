@@ -83,6 +83,12 @@ async fn token(action: Action) -> Result<()> {
                 };
                 bail!("--merchant {merchant:?}: no such merchant ({hint})");
             }
+            // `token list` shows a token a line, its fields separated by tabs.
+            if label.trim().chars().count() > 100 || label.trim().chars().any(char::is_control) {
+                bail!(
+                    "--label: at most 100 characters, on one line (no tabs or control characters)"
+                );
+            }
             let token = payhost::auth::new_merchant_token();
             let hash = payhost::auth::token_hash(&token);
             let id = if stored {

@@ -49,7 +49,7 @@ impl<'de> Deserialize<'de> for UniqueSettings {
                 while let Some((k, v)) = map.next_entry::<String, SettingValue>()? {
                     if out.contains_key(&k) {
                         return Err(serde::de::Error::custom(format!(
-                            "setting `{k}` is given more than once"
+                            "setting {k} is given more than once (give each setting once)"
                         )));
                     }
                     out.insert(k, v);
@@ -555,10 +555,7 @@ mod tests {
             r#"{"partner": "2088000000000009", "key": "k", "partner": "2088000000000001"}"#,
         ] {
             let e = read(twice).unwrap_err().to_string();
-            assert!(
-                e.contains("setting `partner` is given more than once"),
-                "{e}"
-            );
+            assert!(e.contains("setting partner is given more than once"), "{e}");
         }
         let once =
             read(r#"{"plugin": "p", "settings": {"partner": "2088", "mode": 1}, "key": "k"}"#)

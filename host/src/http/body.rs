@@ -88,9 +88,18 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
     quiet: bool,
 ) -> Result<T, ApiError> {
     let said = |reason: String| match quiet {
-        true => crate::config::unquoted(&reason),
-        false => reason,
+        true => crate::config::unquoted(&plain_reason(&reason)),
+        false => plain_reason(&reason),
     };
+    // serde also reads a struct from a list of its fields in order: every body here is an
+    // object, and a list is refused as one, not as its first element's type.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::new(
+            400,
+            "invalid_json",
+            format!("the body is not {what}: a list was sent, a JSON object is expected"),
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let reason = said(e.inner().to_string());
@@ -125,6 +134,32 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
         )
     })?;
     Ok(value)
+}
+
+/// serde's reason in the API's words: what is expected, not the Rust type behind it
+/// (`expected struct CreatePayment with 11 elements`, `expected u32`).
+fn plain_reason(reason: &str) -> String {
+    let Some((head, expected)) = reason.split_once("expected ") else {
+        return reason.to_owned();
+    };
+    // The rest after the type: serde_json's " at line 1 column 7".
+    let (ty, rest) = match expected.find(" at line ") {
+        Some(at) => expected.split_at(at),
+        None => (expected, ""),
+    };
+    let said = if ty.starts_with("struct ") || ty == "map" {
+        "a JSON object"
+    } else if matches!(ty, "u8" | "u16" | "u32" | "u64" | "usize") {
+        "a whole number, 0 or more"
+    } else if matches!(ty, "i8" | "i16" | "i32" | "i64" | "isize") {
+        "a whole number"
+    } else {
+        return reason.to_owned();
+    };
+    let head = head
+        .replace("invalid type: sequence", "invalid type: a list")
+        .replace("invalid type: map", "invalid type: an object");
+    format!("{head}expected {said}{rest}")
 }
 
 pub fn text(status: u16, body: impl Into<String>) -> Response<Body> {
@@ -199,5 +234,43 @@ mod tests {
         assert_eq!(field(r#"{"out_trade_no":"A",}"#), None);
         assert_eq!(field(r#"{"out_trade_no":"A"} x"#), None);
         assert_eq!(field("[1]"), None);
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Expiring {
+        pay_expire: Option<u32>,
+    }
+
+    /// What is refused is said as the API's caller knows it, not as the Rust type behind it.
+    #[test]
+    fn a_refused_body_names_no_rust_type() {
+        let message = |body: &str| {
+            super::parse_json::<Expiring>(body.as_bytes(), "a payment", false)
+                .unwrap_err()
+                .message
+        };
+        let list = message(r#"["a"]"#);
+        assert!(
+            list.contains("a list was sent, a JSON object is expected"),
+            "{list}"
+        );
+        let text = message(r#""a""#);
+        assert!(text.contains("expected a JSON object"), "{text}");
+        assert!(!text.contains("Expiring"), "{text}");
+        let word = message(r#"{"pay_expire":"abc"}"#);
+        assert!(
+            word.contains("expected a whole number, 0 or more"),
+            "{word}"
+        );
+        assert!(!word.contains("u32"), "{word}");
+        let negative = message(r#"{"pay_expire":-5}"#);
+        assert!(
+            negative.contains("expected a whole number, 0 or more"),
+            "{negative}"
+        );
+        // serde's own words stay where they are already plain.
+        let text = message(r#"{"pay_expire":1"#);
+        assert!(text.contains("EOF while parsing"), "{text}");
     }
 }

@@ -11,6 +11,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+/// The client's address (through the trusted proxies), on every request a mount is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub std::net::IpAddr);
+
 /// What a mounted handler returns.
 pub type MountFuture = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
 

@@ -496,7 +496,11 @@ async fn route(
         // What payhost does not serve itself may belong to a mount (the demo's sandbox and
         // shop); never under `/v1`, so an unknown API route is a 404 for everybody.
         Lookup::NotFound => match app.mounts.find(&path).filter(|_| !api) {
-            Some(mount) => return ("mount", (mount.handler)(req).await),
+            Some(mount) => {
+                let ip = caller::client_ip(app, remote, &req);
+                req.extensions_mut().insert(super::mount::ClientIp(ip));
+                return ("mount", (mount.handler)(req).await);
+            }
             None => return (unmatched, not_found(&method, &path)),
         },
     };

@@ -309,6 +309,10 @@ pub async fn close_payment<T: RefundTx>(
                 "id": id, "type": kind, "merchant_id": merchant, "out_trade_no": out_trade_no,
                 "subject": p.subject, "status": next, "previous_status": p.status,
                 "total_fee": p.total_fee(), "seller_email": p.seller, "trade_no": p.trade_no,
+                // The keys every payment event has (a notification's `payment.closed` too):
+                // an unpaid order closed by the shop has none of these values.
+                "buyer_email": p.buyer_email, "paid_at": null, "refund_status": null,
+                "gmt_refund": null,
                 "created_at": now, "created_at_ms": crate::domain::clock::event_ms(&now),
             })
             .to_string();

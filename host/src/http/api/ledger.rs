@@ -325,7 +325,7 @@ pub async fn create_refund(
     let body = read_body(req.into_body(), MAX_API_BODY).await?;
     let cmd: crate::refunds::RefundCommand = crate::http::body::parse_json(
         &body,
-        "the expected JSON object {\"amount\", \"reason\", \"refund_key\"?}",
+        "the expected JSON object {\"amount\", \"reason\"?, \"refund_key\"?}",
         false,
     )?;
     // The token's holder, as the audit log names it.

@@ -54,20 +54,32 @@ pub async fn put_merchant(
         .map(crate::store::parse_merchant)
         .transpose()
         .map_err(ApiError::internal)?;
-    if raw.shop_webhook_secret.is_none() || !names_webhook_url {
-        let held = held.clone();
-        if !names_webhook_url {
-            raw.shop_webhook_url = held.as_ref().and_then(|m| m.shop_webhook_url.clone());
-        }
-        if raw.shop_webhook_secret.is_none() {
-            raw.shop_webhook_secret = held
-                .and_then(|m| m.shop_webhook_secret)
-                .or_else(|| Some(crate::onboarding::new_shop_secret()));
-        }
+    if !names_webhook_url {
+        raw.shop_webhook_url = held.as_ref().and_then(|m| m.shop_webhook_url.clone());
+    }
+    // A merchant that has no secret yet gets its own, which the shop must hold to check its
+    // webhooks and returns: it is in this answer once (`shop_secret`), as `merchant add` prints it.
+    let mut made_secret = None;
+    if raw.shop_webhook_secret.is_none() {
+        raw.shop_webhook_secret = held
+            .as_ref()
+            .and_then(|m| m.shop_webhook_secret.clone())
+            .or_else(|| {
+                let made = crate::onboarding::new_shop_secret();
+                made_secret = Some(made.clone());
+                Some(made)
+            });
     }
     let mut problems = Vec::new();
     // No file is opened for the API: `<name>_file` is refused, the PEM text goes in `<name>`.
     let mut settings = crate::config::merchant_settings(id, &raw, None, &mut problems);
+    // A body that names no setting (only a webhook URL or secret, say) keeps the stored
+    // settings: a platform need not hold a shop's provider keys to rotate its webhook secret.
+    if raw.settings.is_none() && raw.flat.is_empty() {
+        if let Some(held) = held.as_ref().filter(|m| !m.settings.is_empty()) {
+            settings.settings = held.settings.clone();
+        }
+    }
     if let Caller::Merchant(_) = who {
         let slot = held
             .as_ref()
@@ -97,7 +109,11 @@ pub async fn put_merchant(
         Ok(stored) => {
             let detail = super::audit::settings_saved(held.as_ref(), &stored);
             super::audit::record(app, who, "settings.save", id, &detail).await;
-            Ok(json(200, &merchant_view(app, &stored)))
+            let mut view = merchant_view(app, &stored);
+            if let (Some(secret), Some(object)) = (made_secret, view.as_object_mut()) {
+                object.insert("shop_secret".into(), secret.into());
+            }
+            Ok(json(200, &view))
         }
         Err(fields) if fields.iter().any(|f| f.field == CHANGED_MEANWHILE) => Err(ApiError::new(
             409,

@@ -17,29 +17,24 @@ pub(super) async fn create_payment(
     let body = read_body(req.into_body(), MAX_API_BODY).await?;
     let request: CreatePayment =
         crate::http::body::parse_json(&body, "the expected JSON object", false)?;
-    if let Some(url) = request.return_url.as_deref().map(str::trim) {
-        if let Ok(m) = app.merchant(id).await {
-            if !m.return_url_allowed(url) {
-                return Err(ApiError::field(
-                    400,
-                    "invalid_request",
-                    "return_url",
-                    "return_url: must be on one of the merchant's shop_origins",
-                ));
+    // The return and the cashier's cancel link send the buyer there: the shop's own pages only.
+    // (An unknown merchant is answered by the create below.)
+    let merchant = app.merchant(id).await.ok();
+    for (field, url) in [
+        ("return_url", request.return_url.as_deref()),
+        ("merchant_url", request.merchant_url.as_deref()),
+    ] {
+        let url = url.map(str::trim).filter(|u| !u.is_empty());
+        if let (Some(url), Some(m)) = (url, merchant.as_ref()) {
+            if m.return_url_allowed(url) {
+                continue;
             }
-        }
-    }
-    // The cashier's cancel link sends the buyer there: the shop's own pages only.
-    if let Some(url) = request.merchant_url.as_deref().map(str::trim) {
-        if let Ok(m) = app.merchant(id).await {
-            if !url.is_empty() && !m.return_url_allowed(url) {
-                return Err(ApiError::field(
-                    400,
-                    "invalid_request",
-                    "merchant_url",
-                    "merchant_url: must be on one of the merchant's shop_origins",
-                ));
-            }
+            return Err(ApiError::field(
+                400,
+                "invalid_request",
+                field,
+                format!("{field}: must be on one of the merchant's shop_origins"),
+            ));
         }
     }
     let (status, created) = app.create_payment(id, request).await?;
@@ -134,6 +129,15 @@ pub(super) async fn list_notifications(
                 .map(|(_, v)| v.into_owned())
         })
     };
+    // A mistyped filter (`?outcom=`) would list everything, as if it had matched.
+    if let Some(other) = req.uri().query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k != "limit" && k != "outcome")
+    }) {
+        return Err(crate::ledger::bad(
+            &other.0,
+            "unknown filter (limit, outcome)",
+        ));
+    }
     // `?outcome=unknown_order`: e.g. after restoring an older backup, the notifications of orders
     // it does not hold, however old.
     let outcome = param("outcome");

@@ -8,6 +8,16 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use std::sync::Arc;
 
+/// The body of `POST /v1/merchants/{id}/tokens`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    label: Option<String>,
+}
+
+/// The longest label kept.
+const MAX_LABEL: usize = 100;
+
 /// `POST /v1/merchants/{id}/tokens` `{"label"?}`: a new per-merchant token, shown once.
 pub(super) async fn create_token(
     app: &Arc<App>,
@@ -15,30 +25,41 @@ pub(super) async fn create_token(
     id: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    app.merchant(id).await?;
+    let merchant = app.merchant(id).await?;
     let body = read_body(req.into_body(), MAX_API_BODY).await?;
-    let label = if body.is_empty() {
+    let label = if body.iter().all(u8::is_ascii_whitespace) {
         String::new()
     } else {
-        serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("label").and_then(|l| l.as_str()).map(str::to_owned))
-            .unwrap_or_default()
+        let new: NewToken = crate::http::body::parse_json(&body, "{\"label\"?}", false)?;
+        new.label.unwrap_or_default()
     };
+    let label = label.trim().to_owned();
+    // `payhost token list` shows a token a line, its fields separated by tabs.
+    if label.chars().count() > MAX_LABEL || label.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            400,
+            "invalid_request",
+            "label",
+            format!("label: at most {MAX_LABEL} characters, on one line (no tabs or control characters)"),
+        ));
+    }
     let (tid, token) = new_merchant_token(app, id, &label, &super::audit::actor(who)).await?;
-    let shown: String = label.trim().chars().take(100).collect();
     super::audit::record(
         app,
         who,
         "token.create",
         id,
-        &format!("token #{tid} {shown}"),
+        &format!("token #{tid} {label}"),
     )
     .await;
-    Ok(json(
-        201,
-        &serde_json::json!({"id": tid, "merchant_id": id, "token": token, "label": label}),
-    ))
+    let mut answer =
+        serde_json::json!({"id": tid, "merchant_id": id, "token": token, "label": label});
+    // The token's return and cancel URLs are held to the shop's origins: with none bound,
+    // nothing holds them.
+    if merchant.shop_origins.is_empty() {
+        answer["warning"] = format!("merchant {id:?} has no shop_origins: this token's payments may send buyers to any return_url; bind the shop's origin (shop_origins in payhost.toml, or PUT /v1/merchants/{id} with the operator's token)").into();
+    }
+    Ok(json(201, &answer))
 }
 
 /// Creates and stores (hashed) a per-merchant token, made by `created_by` (the audit log's name
@@ -50,7 +71,13 @@ pub async fn new_merchant_token(
     created_by: &str,
 ) -> Result<(i64, String), ApiError> {
     let token = crate::auth::new_merchant_token();
-    let label: String = label.trim().chars().take(100).collect();
+    // The admin's form is not the API: its label is kept on one line rather than refused.
+    let label: String = label
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_LABEL)
+        .collect();
     let tid = app
         .store
         .create_token(id, &crate::auth::token_hash(&token), &label, created_by)
