@@ -754,6 +754,23 @@ async fn merchant_settings_through_the_api_are_trimmed_validated_and_masked() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.json()["shop_webhook_url"].is_null(), "{}", r.text());
     assert!(get(&url, Some(TOKEN)).await.json()["shop_webhook_url"].is_null());
+    // An id no merchant can have is named as the segment refused, not as a missing route.
+    for id in ["a.b", &"x".repeat(65)] {
+        let r = send_json(
+            "PUT",
+            &w.host.url(&format!("/v1/merchants/{id}")),
+            Some(TOKEN),
+            &settings,
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.json()["error"]["field"].as_str()),
+            (404, Some("id")),
+            "{}",
+            r.text()
+        );
+        assert!(r.text().contains("1 to 64 letters"), "{}", r.text());
+    }
 }
 
 /// The webhook signature of `hook` verifies with `secret`.
@@ -1960,6 +1977,8 @@ async fn every_route_answers_errors_in_one_shape() {
             "v1_payments_csv" | "v1_refunds_csv" => ("?cursor=x", b"", false),
             "v1_get_payment" | "v1_sync_payment" | "v1_close" | "v1_tokens"
             | "v1_delete_merchant" | "v1_channels" | "v1_get_merchant" => ("", b"", true),
+            // No refund 999999 of `NO-SUCH`: 404 naming none.
+            "v1_refund_abandon" => ("", b"", false),
             other => panic!("route {other}: say what input it refuses"),
         }
     };
@@ -1972,7 +1991,7 @@ async fn every_route_answers_errors_in_one_shape() {
             .map(|s| match *s {
                 "{id}" => "shop",
                 "{no}" => "NO-SUCH",
-                "{tid}" => "999999",
+                "{tid}" | "{rid}" => "999999",
                 s => s,
             })
             .collect();

@@ -475,10 +475,38 @@ async fn a_refund_given_up_then_confirmed_beside_a_second_one_is_recorded() {
         r.json()
     };
     let first = refund("gu-a").await;
-    host.app()
-        .abandon_refund("ref", "GU1", first["id"].as_i64().unwrap(), "test")
+    // Given up through the API (the admin's 放弃): once; the refund it names must be one of
+    // this order's.
+    let abandon = async |rid: &str| {
+        send_json(
+            "POST",
+            &host.url(&format!(
+                "/v1/merchants/ref/payments/GU1/refunds/{rid}/abandon"
+            )),
+            Some(TOKEN),
+            &serde_json::json!({}),
+        )
         .await
-        .unwrap();
+    };
+    for rid in ["999999", "x"] {
+        let r = abandon(rid).await;
+        assert_eq!(
+            (r.status, r.json()["error"]["code"].as_str()),
+            (404, Some("unknown_refund")),
+            "{}",
+            r.text()
+        );
+    }
+    let given_up = abandon(&first["id"].to_string()).await;
+    assert_eq!(given_up.status, 200, "{}", given_up.text());
+    assert_eq!(given_up.json()["status"], "FAILED", "{}", given_up.text());
+    let again = abandon(&first["id"].to_string()).await;
+    assert_eq!(
+        (again.status, again.json()["error"]["code"].as_str()),
+        (409, Some("not_abandonable")),
+        "{}",
+        again.text()
+    );
     let second = refund("gu-b").await;
     // The seller confirms both pages: the first refunds 1.00, the second is refused.
     for r in [&first, &second] {
@@ -504,7 +532,7 @@ async fn a_refund_given_up_then_confirmed_beside_a_second_one_is_recorded() {
     // The refund that left says so, not "never confirmed"; the give-up stays on the timeline.
     assert_eq!(
         p["refunds"][0]["detail"],
-        "given up by test (then the seller confirmed it on the provider's page)",
+        "given up by api:operator (then the seller confirmed it on the provider's page)",
         "{p}"
     );
     let given_up: Vec<&serde_json::Value> = p["timeline"]
@@ -516,7 +544,7 @@ async fn a_refund_given_up_then_confirmed_beside_a_second_one_is_recorded() {
     assert_eq!(given_up.len(), 1, "{p}");
     assert_eq!(
         given_up[0]["detail"],
-        format!("#{} 1.00 test", first["id"]),
+        format!("#{} 1.00 api:operator", first["id"]),
         "{p}"
     );
     assert!(

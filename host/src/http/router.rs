@@ -34,6 +34,7 @@ pub enum ApiRoute {
     RefundListCsv,
     Merchants,
     Refund,
+    AbandonRefund,
     Close,
     Reconciliation,
 }
@@ -143,6 +144,21 @@ pub static ROUTES: &[Row] = &[
         &["v1", "merchants", "{id}", "payments", "{no}", "refunds"],
         Api(A::Refund, OwnMerchant),
         "v1_refunds",
+    ),
+    row(
+        "POST",
+        &[
+            "v1",
+            "merchants",
+            "{id}",
+            "payments",
+            "{no}",
+            "refunds",
+            "{rid}",
+            "abandon",
+        ],
+        Api(A::AbandonRefund, OwnMerchant),
+        "v1_refund_abandon",
     ),
     row(
         "POST",
@@ -473,6 +489,21 @@ async fn route(
                 return ("other", admin::too_many_requests(app, &req));
             }
             return ("other", admin::path_not_found(app, &req));
+        }
+        // An API caller is told which segment no route takes.
+        if !walks_around && segs.first() == Some(&"v1") {
+            return (
+                "other",
+                error(&ApiError::field(
+                    404,
+                    "not_found",
+                    "id",
+                    format!(
+                        "no route {method} {}: a merchant id is 1 to 64 letters, digits, '_' or '-'",
+                        admin::esc(&path)
+                    ),
+                )),
+            );
         }
         return ("other", not_found(&method, &path));
     }

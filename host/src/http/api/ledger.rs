@@ -374,6 +374,31 @@ pub async fn create_refund(
     }
 }
 
+/// `POST /v1/merchants/{id}/payments/{no}/refunds/{rid}/abandon`: gives up a legacy refund the
+/// seller never confirmed on the provider's page (the admin's 放弃), its amount refundable again.
+pub async fn abandon_refund(
+    app: &Arc<App>,
+    who: &Caller,
+    id: &str,
+    no: &str,
+    rid: &str,
+) -> Result<Response<Body>, ApiError> {
+    let unknown = || {
+        ApiError::new(
+            404,
+            "unknown_refund",
+            format!("no refund {rid:?} of {no:?}"),
+        )
+    };
+    let rid = rid.parse::<i64>().map_err(|_| unknown())?;
+    let refund = app
+        .abandon_refund(id, no, rid, &super::audit::actor(who))
+        .await?;
+    let detail = format!("{no}: ¥{} #{}", refund.amount(), refund.id);
+    super::audit::record(app, who, "refund.abandon", id, &detail).await;
+    Ok(json(200, &crate::refunds::refund_json(&refund)))
+}
+
 /// `POST /v1/merchants/{id}/payments/{no}/close`.
 pub async fn close(
     app: &Arc<App>,

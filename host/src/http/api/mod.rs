@@ -51,6 +51,9 @@ pub(super) async fn dispatch(
         ApiRoute::RefundListCsv => Ok(ledger::refunds_csv(who, &req)),
         ApiRoute::Merchants => ledger::list_merchants(app).await,
         ApiRoute::Refund => ledger::create_refund(app, who, id, &p.decoded("no"), req).await,
+        ApiRoute::AbandonRefund => {
+            ledger::abandon_refund(app, who, id, &p.decoded("no"), p.get("rid")).await
+        }
         ApiRoute::Close => ledger::close(app, who, id, &p.decoded("no")).await,
         ApiRoute::Reconciliation => ledger::reconciliation(app, id, &req).await,
     })
