@@ -276,9 +276,13 @@ impl Sandbox {
         (self.started.elapsed().as_secs_f64() * self.speed) as u64
     }
 
-    /// A sandbox time (seconds since start) as Alipay writes it: Beijing wall-clock time.
+    /// A sandbox time (seconds since start) as Alipay writes it: Beijing wall-clock time. The
+    /// sandbox's clock runs `speed` times faster (retry schedules compressed), so its seconds are
+    /// mapped back to the real clock: a payment made now is written as made now, never in the
+    /// future, as the open platform's times are.
     fn beijing_time(&self, at: u64) -> String {
-        web::alipay_time(self.started_unix + at + 8 * 3600)
+        let real = (at as f64 / self.speed) as u64;
+        web::alipay_time(self.started_unix + real + 8 * 3600)
     }
 
     /// When the buyer paid a trade, as Alipay writes it (`gmt_payment`): never before the trade
