@@ -649,23 +649,38 @@ async fn a_legacy_partial_refund_synced_before_its_notify_moves_nothing_again() 
 ///   a new one);
 /// * the query lags behind the notify (it still shows the trade before its finish,
 ///   `stale_queries`): the refund cannot be told from a new one and is held for review, yet the
-///   finish is kept (before, it was lost on that path).
+///   finish is kept (before, it was lost on that path);
+/// * the query shows the trade finished without its refunded total (`queries_without_refund_fee`):
+///   the finish is kept, and the refund it names is the one recorded here since it was made (its
+///   `gmt_refund`), so nothing is held.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partly_refunded_trade_alipay_finishes_takes_no_more_refunds() {
     let (sandbox, _shop, host) = legacy_world("refund-finished").await;
-    for (no, lagging) in [("FIN1", false), ("FIN2", true)] {
+    // How the trade query answers the finish's notification: as it is, lagging behind it, or
+    // finished but without its refunded total.
+    #[derive(PartialEq)]
+    enum Query {
+        Current,
+        Lagging,
+        Untotalled,
+    }
+    for (no, query) in [
+        ("FIN1", Query::Current),
+        ("FIN2", Query::Lagging),
+        ("FIN3", Query::Untotalled),
+    ] {
+        let lagging = query == Query::Lagging;
         let url = paid(&host, &sandbox.base, no, "10.00").await;
         back_office_refund(&sandbox.base, no, "3.00").await;
         wait_for("the back office's refund recorded", async || {
             get(&url, Some(TOKEN)).await.json()["refunded_amount"] == "3.00"
         })
         .await;
-        if lagging {
-            sandbox.sandbox.set_faults(payhost_sandbox::Faults {
-                stale_queries: 1,
-                ..Default::default()
-            });
-        }
+        sandbox.sandbox.set_faults(payhost_sandbox::Faults {
+            stale_queries: u32::from(lagging),
+            queries_without_refund_fee: u32::from(query == Query::Untotalled),
+            ..Default::default()
+        });
         alipay_changes(&sandbox.base, "finish", no, "").await;
         wait_for("the finish's notification acknowledged", async || {
             let state = sandbox.sandbox.state();
@@ -678,10 +693,11 @@ async fn a_partly_refunded_trade_alipay_finishes_takes_no_more_refunds() {
             of_order.len() >= 3 && of_order.iter().all(|n| n["acknowledged"] == true)
         })
         .await;
+        let faults = sandbox.sandbox.faults();
         assert_eq!(
-            sandbox.sandbox.faults().stale_queries,
-            0,
-            "{no}: the lagging answer was asked for"
+            (faults.stale_queries, faults.queries_without_refund_fee),
+            (0, 0),
+            "{no}: the answer of its kind was asked for"
         );
         let p = get(&url, Some(TOKEN)).await.json();
         assert_eq!(p["status"], "PARTIALLY_REFUNDED", "{no}: {p}");

@@ -154,6 +154,9 @@ pub struct Faults {
     /// it stood before that change: Alipay's query lagging behind the notify it sent. (Queries
     /// of trades never refunded nor finished answer as they are and use none of N.)
     pub stale_queries: u32,
+    /// The next N `single_trade_query` answers about a refunded trade name its `refund_status`
+    /// but leave out its refunded total (`refund_fee`), as an answer of Alipay's may.
+    pub queries_without_refund_fee: u32,
 }
 
 /// The legacy API's trades by token, with an index by order: a `create` looks up the merchant's
@@ -1133,6 +1136,15 @@ impl Sandbox {
             .insert(t.token.clone(), t.clone());
     }
 
+    /// Uses one of a counted fault's N: whether it applies to this answer.
+    fn take_fault(&self, counter: impl FnOnce(&mut Faults) -> &mut u32) -> bool {
+        let mut faults = self.faults.lock().unwrap();
+        let left = counter(&mut faults);
+        let applies = *left > 0;
+        *left = left.saturating_sub(1);
+        applies
+    }
+
     /// What the trade query answers of `t`: as it stood before its last refund or finish while
     /// `stale_queries` lasts (one used per such answer), else as it is.
     fn as_queried(&self, t: Trade) -> Trade {
@@ -1382,9 +1394,11 @@ impl Sandbox {
         ];
         if let (Some(status), Some(fee)) = (&t.refund_status, &t.refund_fee) {
             fields.push(("refund_status", status.clone()));
-            fields.push(("refund_fee", fee.clone()));
-            fields.retain(|(k, _)| *k != "to_buyer_fee");
-            fields.push(("to_buyer_fee", fee.clone()));
+            if !self.take_fault(|f| &mut f.queries_without_refund_fee) {
+                fields.push(("refund_fee", fee.clone()));
+                fields.retain(|(k, _)| *k != "to_buyer_fee");
+                fields.push(("to_buyer_fee", fee.clone()));
+            }
         }
         if paid {
             fields.push(("gmt_payment", self.paid_time(&t)));
