@@ -895,6 +895,38 @@ async fn an_api_merchant_gets_a_shop_secret_it_can_read_once() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(token_for("fresh").await.get("warning").is_none());
+    // A later save that leaves them out keeps them (and the component).
+    let r = send_json(
+        "PUT",
+        &url,
+        Some(TOKEN),
+        &json!({"shop_webhook_secret": "another-secret-0123456789"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["shop_origins"],
+        json!(["https://shop.example"]),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.json()["plugin"], "alipay-wap", "{}", r.text());
+    // An empty secret is none: the one made instead is answered too.
+    let r = send_json(
+        "PUT",
+        &w.host.url("/v1/merchants/fresh2"),
+        Some(TOKEN),
+        &json!({"settings": settings, "shop_webhook_secret": " "}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.json()["shop_secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("phs_")),
+        "{}",
+        r.text()
+    );
 }
 
 /// A token's body is read as the API's other bodies are: what it cannot take is refused,

@@ -191,25 +191,6 @@ async fn notifies_are_retried_on_the_real_schedule_until_acknowledged() {
     faults(&d, json!({"drop_first_notifies": 3})).await;
     let (no, _) = buy_and_pay(&d, "tea").await;
     wait_status(&d, "demo", &no, "TRADE_SUCCESS").await;
-    // The sped-up clock compresses the retries, not the payment's time: Alipay's gmt_payment
-    // (the payment's paid_at) is the real time it was paid, not minutes ahead.
-    let paid = get(
-        &format!("{}/v1/merchants/demo/payments/{no}", d.base),
-        Some(TOKEN),
-    )
-    .await;
-    let paid_at = paid.json()["paid_at"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    assert!(
-        !paid_at.is_empty() && paid_at <= payhost::store::format_unix(now + 2),
-        "paid_at {paid_at} is ahead of the real clock"
-    );
     let state = sandbox_state(&d).await;
     let n = &state["notifies"][0];
     assert_eq!(n["sends"], 4);

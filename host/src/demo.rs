@@ -207,11 +207,11 @@ fn controls_the_sandbox(path: &str) -> bool {
     )
 }
 
-/// Whether the request comes from this machine (a loopback client, through trusted proxies).
+/// Whether the request comes from this machine (see [`crate::http::mount::FromThisMachine`]).
 fn from_this_machine<B>(req: &http::Request<B>) -> bool {
     req.extensions()
-        .get::<crate::http::mount::ClientIp>()
-        .is_some_and(|ip| ip.0.is_loopback() || ip.0.to_canonical().is_loopback())
+        .get::<crate::http::mount::FromThisMachine>()
+        .is_some_and(|here| here.0)
 }
 
 /// The demo's compile cache: private to this user, never a fixed shared path (another local user

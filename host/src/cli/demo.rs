@@ -29,7 +29,9 @@ pub struct Args {
     /// The admin page's password (default: random, printed at start).
     #[arg(long, value_name = "PASSWORD")]
     admin_password: Option<String>,
-    /// Sandbox seconds per real second, at least 1 (notify retries: 2m, 10m, … compressed).
+    /// Sandbox seconds per real second, at least 1 (notify retries: 2m, 10m, … compressed). The
+    /// legacy API's times (gmt_payment, notify_time, gmt_refund) run on that clock too: above 1
+    /// they read ahead of the real time.
     #[arg(long, default_value_t = 1.0, value_name = "N")]
     sandbox_speed: f64,
     /// Another MD5 merchant the sandbox knows, as PARTNER:KEY (repeatable): for shops that

@@ -29,6 +29,8 @@ pub struct Args {
     #[arg(long, default_value = "sandbox-keys", value_name = "DIR")]
     keys_dir: PathBuf,
     /// Sandbox seconds per real second, at least 1 (60 makes the notify retries' minutes seconds).
+    /// The legacy API's times (gmt_payment, notify_time, gmt_refund) run on that clock too: above
+    /// 1 they read ahead of the real time.
     #[arg(long, default_value_t = 1.0, value_name = "N")]
     speed: f64,
 }

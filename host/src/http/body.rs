@@ -250,27 +250,20 @@ mod tests {
                 .unwrap_err()
                 .message
         };
-        let list = message(r#"["a"]"#);
-        assert!(
-            list.contains("a list was sent, a JSON object is expected"),
-            "{list}"
-        );
-        let text = message(r#""a""#);
-        assert!(text.contains("expected a JSON object"), "{text}");
-        assert!(!text.contains("Expiring"), "{text}");
-        let word = message(r#"{"pay_expire":"abc"}"#);
-        assert!(
-            word.contains("expected a whole number, 0 or more"),
-            "{word}"
-        );
-        assert!(!word.contains("u32"), "{word}");
-        let negative = message(r#"{"pay_expire":-5}"#);
-        assert!(
-            negative.contains("expected a whole number, 0 or more"),
-            "{negative}"
-        );
-        // serde's own words stay where they are already plain.
-        let text = message(r#"{"pay_expire":1"#);
-        assert!(text.contains("EOF while parsing"), "{text}");
+        for (body, said) in [
+            (r#"["a"]"#, "a list was sent, a JSON object is expected"),
+            (r#""a""#, "expected a JSON object"),
+            (
+                r#"{"pay_expire":"abc"}"#,
+                "expected a whole number, 0 or more",
+            ),
+            (r#"{"pay_expire":-5}"#, "expected a whole number, 0 or more"),
+            // serde's own words stay where they are already plain.
+            (r#"{"pay_expire":1"#, "EOF while parsing"),
+        ] {
+            let m = message(body);
+            assert!(m.contains(said), "{body}: {m}");
+            assert!(!m.contains("Expiring") && !m.contains("u32"), "{body}: {m}");
+        }
     }
 }

@@ -11,9 +11,26 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-/// The client's address (through the trusted proxies), on every request a mount is given.
+/// Whether a request a mount is given comes from this machine: its connection is a loopback
+/// one and every address a proxy named for it (`X-Forwarded-For`) is loopback too. Stricter than
+/// the client address of the limits: a proxy on this machine whose `X-Forwarded-For` payhost
+/// does not trust, or a trusted one a client sent `127.0.0.1` through, is not this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientIp(pub std::net::IpAddr);
+pub struct FromThisMachine(pub bool);
+
+impl FromThisMachine {
+    pub fn of<B>(remote: std::net::SocketAddr, req: &Request<B>) -> FromThisMachine {
+        let loopback = |ip: std::net::IpAddr| ip.to_canonical().is_loopback();
+        let forwarded_here = req.headers().get("forwarded").is_none()
+            && req.headers().get_all("x-forwarded-for").iter().all(|v| {
+                v.to_str().is_ok_and(|text| {
+                    text.split(',')
+                        .all(|e| e.trim().parse().is_ok_and(loopback))
+                })
+            });
+        FromThisMachine(loopback(remote.ip()) && forwarded_here)
+    }
+}
 
 /// What a mounted handler returns.
 pub type MountFuture = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
@@ -122,6 +139,35 @@ mod tests {
         assert!(m.find("/v1/merchants").is_none());
         assert_eq!(m.root_redirect(), Some("/shop"));
         assert!(Mounts::new().root_redirect().is_none());
+    }
+
+    /// Only a loopback connection whose forwarded addresses are all loopback is this machine.
+    #[test]
+    fn this_machine_is_loopback_all_the_way() {
+        let here = |peer: &str, headers: &[(&str, &str)]| {
+            let mut req = Request::builder().uri("/sandbox/state");
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            FromThisMachine::of(peer.parse().unwrap(), &req.body(()).unwrap()).0
+        };
+        assert!(here("127.0.0.1:5000", &[]));
+        assert!(here("[::1]:5000", &[]));
+        assert!(here("[::ffff:127.0.0.2]:5000", &[]));
+        assert!(here(
+            "127.0.0.1:5000",
+            &[("x-forwarded-for", "127.0.0.3, ::1")]
+        ));
+        assert!(!here("10.0.0.5:5000", &[]));
+        // A trusted balancer elsewhere, sent `127.0.0.1` by its client: not this machine.
+        assert!(!here("10.0.0.5:5000", &[("x-forwarded-for", "127.0.0.1")]));
+        // A proxy on this machine forwarding a remote client.
+        assert!(!here(
+            "127.0.0.1:5000",
+            &[("x-forwarded-for", "127.0.0.1, 203.0.113.9")]
+        ));
+        assert!(!here("127.0.0.1:5000", &[("x-forwarded-for", "unknown")]));
+        assert!(!here("127.0.0.1:5000", &[("forwarded", "for=203.0.113.9")]));
     }
 
     #[test]

@@ -528,8 +528,8 @@ async fn route(
         // shop); never under `/v1`, so an unknown API route is a 404 for everybody.
         Lookup::NotFound => match app.mounts.find(&path).filter(|_| !api) {
             Some(mount) => {
-                let ip = caller::client_ip(app, remote, &req);
-                req.extensions_mut().insert(super::mount::ClientIp(ip));
+                let here = super::mount::FromThisMachine::of(remote, &req);
+                req.extensions_mut().insert(here);
                 return ("mount", (mount.handler)(req).await);
             }
             None => return (unmatched, not_found(&method, &path)),

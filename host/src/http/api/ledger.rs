@@ -391,12 +391,33 @@ pub async fn abandon_refund(
         )
     };
     let rid = rid.parse::<i64>().map_err(|_| unknown())?;
-    let refund = app
+    match app
         .abandon_refund(id, no, rid, &super::audit::actor(who))
-        .await?;
-    let detail = format!("{no}: ¥{} #{}", refund.amount(), refund.id);
-    super::audit::record(app, who, "refund.abandon", id, &detail).await;
-    Ok(json(200, &crate::refunds::refund_json(&refund)))
+        .await
+    {
+        Ok(refund) => {
+            let detail = format!("{no}: ¥{} #{}", refund.amount(), refund.id);
+            super::audit::record(app, who, "refund.abandon", id, &detail).await;
+            Ok(json(200, &crate::refunds::refund_json(&refund)))
+        }
+        // Asked again (its answer was lost): the refund as the first ask left it.
+        Err(e) if e.code == "not_abandonable" => match app
+            .store
+            .refund(id, rid)
+            .await
+            .map_err(ApiError::internal)?
+            .filter(|r| {
+                r.out_trade_no == no
+                    && r.status == crate::domain::refunds::FAILED
+                    && r.detail
+                        .as_deref()
+                        .is_some_and(|d| d.starts_with(crate::domain::refunds::GIVEN_UP))
+            }) {
+            Some(given_up) => Ok(json(200, &crate::refunds::refund_json(&given_up))),
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    }
 }
 
 /// `POST /v1/merchants/{id}/payments/{no}/close`.

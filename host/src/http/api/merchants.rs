@@ -57,10 +57,24 @@ pub async fn put_merchant(
     if !names_webhook_url {
         raw.shop_webhook_url = held.as_ref().and_then(|m| m.shop_webhook_url.clone());
     }
+    // The component and the shop origins left out are the merchant's own, kept: a save of the
+    // settings or of a webhook secret must not unbind the shop's origins.
+    if let Some(held) = held.as_ref() {
+        if raw.shop_origins.is_none() {
+            raw.shop_origins = Some(held.shop_origins.clone());
+        }
+        if raw.plugin.as_deref().is_none_or(|p| p.trim().is_empty()) && !held.plugin_id.is_empty() {
+            raw.plugin = Some(held.plugin_id.clone());
+        }
+    }
     // A merchant that has no secret yet gets its own, which the shop must hold to check its
     // webhooks and returns: it is in this answer once (`shop_secret`), as `merchant add` prints it.
     let mut made_secret = None;
-    if raw.shop_webhook_secret.is_none() {
+    if raw
+        .shop_webhook_secret
+        .as_deref()
+        .is_none_or(|s| s.trim().is_empty())
+    {
         raw.shop_webhook_secret = held
             .as_ref()
             .and_then(|m| m.shop_webhook_secret.clone())
@@ -75,7 +89,7 @@ pub async fn put_merchant(
     let mut settings = crate::config::merchant_settings(id, &raw, None, &mut problems);
     // A body that names no setting (only a webhook URL or secret, say) keeps the stored
     // settings: a platform need not hold a shop's provider keys to rotate its webhook secret.
-    if raw.settings.is_none() && raw.flat.is_empty() {
+    if raw.settings.as_ref().is_none_or(|s| s.is_empty()) && raw.flat.is_empty() {
         if let Some(held) = held.as_ref().filter(|m| !m.settings.is_empty()) {
             settings.settings = held.settings.clone();
         }
