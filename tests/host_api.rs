@@ -2415,6 +2415,29 @@ fn listing_commands_create_no_database_and_name_an_unknown_merchant() {
             "{args:?} created the database"
         );
     }
+    // A label `token list` could not show on one line is refused before anything is made.
+    for label in ["a\tb", "one\ntwo", &"x".repeat(101)] {
+        let out = Command::new(payhost_binary())
+            .args([
+                "token",
+                "create",
+                "--merchant",
+                "m1",
+                "--label",
+                label,
+                "--config",
+            ])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{label:?}: {err}");
+        assert!(err.contains("--label: at most 100 characters"), "{err}");
+        assert!(
+            !dir.join("payhost.db").exists(),
+            "{label:?}: the database was made"
+        );
+    }
     let add = Command::new(payhost_binary())
         .args([
             "merchant",

@@ -60,6 +60,13 @@ async fn token(action: Action) -> Result<()> {
     let (Action::Create { config, .. }
     | Action::List { config, .. }
     | Action::Revoke { config, .. }) = &action;
+    // `token list` shows a token a line, its fields separated by tabs: checked before anything
+    // is opened or made.
+    if let Action::Create { label, .. } = &action {
+        if label.trim().chars().count() > 100 || label.trim().chars().any(char::is_control) {
+            bail!("--label: at most 100 characters, on one line (no tabs or control characters)");
+        }
+    }
     let config = Config::load(config)?;
     let store = match action {
         // A token is made for a merchant that may so far exist only in payhost.toml.
@@ -82,12 +89,6 @@ async fn token(action: Action) -> Result<()> {
                     format!("the merchants are: {}", known.join(", "))
                 };
                 bail!("--merchant {merchant:?}: no such merchant ({hint})");
-            }
-            // `token list` shows a token a line, its fields separated by tabs.
-            if label.trim().chars().count() > 100 || label.trim().chars().any(char::is_control) {
-                bail!(
-                    "--label: at most 100 characters, on one line (no tabs or control characters)"
-                );
             }
             let token = payhost::auth::new_merchant_token();
             let hash = payhost::auth::token_hash(&token);
