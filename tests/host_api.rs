@@ -807,6 +807,13 @@ async fn an_api_merchant_gets_a_shop_secret_it_can_read_once() {
         .unwrap_or_default()
         .to_owned();
     assert!(secret.starts_with("phs_"), "{}", r.text());
+    // Made, and what it still lacks is said: no shop origin is bound.
+    assert_eq!(r.json()["created"], true, "{}", r.text());
+    let warnings = r.json()["warnings"].to_string();
+    assert!(
+        warnings.contains("no shop_origins") && !warnings.contains("no shop_webhook_url"),
+        "{warnings}"
+    );
     // Once: neither a read nor the next save shows it again.
     assert!(get(&url, Some(TOKEN))
         .await
@@ -894,6 +901,8 @@ async fn an_api_merchant_gets_a_shop_secret_it_can_read_once() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["created"], false, "{}", r.text());
+    assert!(r.json().get("warnings").is_none(), "{}", r.text());
     assert!(token_for("fresh").await.get("warning").is_none());
     // A later save that leaves them out keeps them (and the component).
     let r = send_json(

@@ -124,8 +124,15 @@ pub async fn put_merchant(
             let detail = super::audit::settings_saved(held.as_ref(), &stored);
             super::audit::record(app, who, "settings.save", id, &detail).await;
             let mut view = merchant_view(app, &stored);
-            if let (Some(secret), Some(object)) = (made_secret, view.as_object_mut()) {
-                object.insert("shop_secret".into(), secret.into());
+            if let Some(object) = view.as_object_mut() {
+                if let Some(secret) = made_secret {
+                    object.insert("shop_secret".into(), secret.into());
+                }
+                object.insert("created".into(), held.is_none().into());
+                let warnings = next_steps(&stored);
+                if !warnings.is_empty() {
+                    object.insert("warnings".into(), warnings.into());
+                }
             }
             Ok(json(200, &view))
         }
@@ -153,6 +160,19 @@ pub async fn put_merchant(
             ))
         }
     }
+}
+
+/// What a saved merchant still lacks to serve a shop well, said with the save (the operator
+/// may mean it: these are warnings, not refusals).
+fn next_steps(m: &crate::config::MerchantSettings) -> Vec<String> {
+    let mut said = Vec::new();
+    if m.shop_webhook_url.is_none() {
+        said.push("no shop_webhook_url: the shop hears of no payment by webhook (only by asking); set one".to_owned());
+    }
+    if m.shop_origins.is_empty() {
+        said.push("no shop_origins: a payment's return_url and merchant_url may be any address; bind the shop's origin".to_owned());
+    }
+    said
 }
 
 /// A merchant token's settings stay inside its slot: the operator's plugin and shop origins
