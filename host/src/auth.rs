@@ -91,6 +91,18 @@ pub fn random_token() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
+/// The longest label a merchant token keeps.
+pub const MAX_TOKEN_LABEL: usize = 100;
+
+/// Why a token's label (trimmed) cannot be kept as given, naming the rule: `payhost token list`
+/// shows a token a line, its fields separated by tabs.
+pub fn token_label_refused(label: &str) -> Option<String> {
+    let label = label.trim();
+    (label.chars().count() > MAX_TOKEN_LABEL || label.chars().any(char::is_control)).then(|| {
+        format!("at most {MAX_TOKEN_LABEL} characters, on one line (no tabs or control characters)")
+    })
+}
+
 /// A new per-merchant API token: `phm_` and 64 hex digits.
 pub fn new_merchant_token() -> String {
     format!("phm_{}", random_token())

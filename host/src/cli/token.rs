@@ -60,11 +60,10 @@ async fn token(action: Action) -> Result<()> {
     let (Action::Create { config, .. }
     | Action::List { config, .. }
     | Action::Revoke { config, .. }) = &action;
-    // `token list` shows a token a line, its fields separated by tabs: checked before anything
-    // is opened or made.
+    // Checked before anything is opened or made.
     if let Action::Create { label, .. } = &action {
-        if label.trim().chars().count() > 100 || label.trim().chars().any(char::is_control) {
-            bail!("--label: at most 100 characters, on one line (no tabs or control characters)");
+        if let Some(rule) = payhost::auth::token_label_refused(label) {
+            bail!("--label: {rule}");
         }
     }
     let config = Config::load(config)?;
@@ -110,13 +109,12 @@ async fn token(action: Action) -> Result<()> {
                 })?;
                 bail!("cannot write the token to standard output ({e}); token #{id} was revoked: run this again where its output can be read");
             }
-            let shown: String = label.trim().chars().take(100).collect();
             super::audit(
                 store.as_ref(),
                 "payhost token",
                 "token.create",
                 Some(&merchant),
-                &format!("token #{id} {shown}"),
+                &format!("token #{id} {}", label.trim()),
             )
             .await;
         }

@@ -15,9 +15,6 @@ struct NewToken {
     label: Option<String>,
 }
 
-/// The longest label kept.
-const MAX_LABEL: usize = 100;
-
 /// `POST /v1/merchants/{id}/tokens` `{"label"?}`: a new per-merchant token, shown once.
 pub(super) async fn create_token(
     app: &Arc<App>,
@@ -34,13 +31,12 @@ pub(super) async fn create_token(
         new.label.unwrap_or_default()
     };
     let label = label.trim().to_owned();
-    // `payhost token list` shows a token a line, its fields separated by tabs.
-    if label.chars().count() > MAX_LABEL || label.chars().any(char::is_control) {
+    if let Some(rule) = crate::auth::token_label_refused(&label) {
         return Err(ApiError::field(
             400,
             "invalid_request",
             "label",
-            format!("label: at most {MAX_LABEL} characters, on one line (no tabs or control characters)"),
+            format!("label: {rule}"),
         ));
     }
     let (tid, token) = new_merchant_token(app, id, &label, &super::audit::actor(who)).await?;
@@ -76,7 +72,7 @@ pub async fn new_merchant_token(
         .trim()
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_LABEL)
+        .take(crate::auth::MAX_TOKEN_LABEL)
         .collect();
     let tid = app
         .store
