@@ -721,6 +721,83 @@ async fn a_notification_is_whole_and_a_cancelled_one_leaves_no_open_transaction(
 
 /// Two replicas poll the outbox at once: every event is leased to exactly one of them; an event
 /// leased by a replica that dies (never reports) is taken by the other once the lease expires.
+/// A refund report and the message that carried it commit together (as in the SQLite store's
+/// `a_refund_report_commits_with_its_message_or_not_at_all`): the message's record refused, the
+/// refund is not applied and its notify id stays free; the resend applies it once, stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_report_commits_with_its_message_or_not_at_all() {
+    use payhost::store::ledger::{Ledger, PaidFacts, RefundApplied, ReportEffect, ReportRecord};
+    let pg = PgCluster::start("report-whole");
+    let s = open(&pg.create_database("whole")).await;
+    let sql = |q: &str| pg.psql("whole", q);
+    s.insert_payment(&Payment {
+        total_fen: 1000,
+        ..payment("m1", "o1")
+    })
+    .await
+    .unwrap();
+    s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
+        .await
+        .unwrap();
+    let carried = || ReportEffect {
+        merchant_id: "m1",
+        out_trade_no: "o1",
+        report: payhost::domain::refunds::Report {
+            request_no: "r1".into(),
+            amount: Some(300),
+            refunded_total: None,
+            succeeded: true,
+            detail: String::new(),
+        },
+        notify_id: "rn1",
+        paid: PaidFacts {
+            trade_no: "2014",
+            ..Default::default()
+        },
+        completed_at: None,
+        webhook_url: Some("https://shop/hook"),
+        record: Some(ReportRecord {
+            raw: raw(),
+            record: NotificationRecord {
+                notify_id: Some("rn1".into()),
+                ..record()
+            },
+            finished: false,
+            source: None,
+        }),
+    };
+    sql("CREATE FUNCTION no_room() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no room'; END $$; \
+         CREATE TRIGGER no_results BEFORE INSERT ON notification_results FOR EACH ROW EXECUTE FUNCTION no_room()");
+    assert!(s.apply_refund_report(&carried()).await.is_err());
+    assert_eq!(sql("SELECT COUNT(*) FROM refunds"), "0");
+    assert_eq!(sql("SELECT COUNT(*) FROM raw_notifications"), "1");
+    assert_eq!(sql("SELECT COUNT(*) FROM applied_notifications"), "1");
+    assert_eq!(
+        s.payment("m1", "o1").await.unwrap().unwrap().status,
+        TRADE_SUCCESS
+    );
+
+    sql("DROP TRIGGER no_results ON notification_results");
+    assert!(matches!(
+        s.apply_refund_report(&carried()).await.unwrap(),
+        RefundApplied::Recorded { .. }
+    ));
+    assert_eq!(s.refunds_for("m1", "o1").await.unwrap().len(), 1);
+    assert_eq!(
+        sql("SELECT outcome FROM notification_results WHERE notify_id = 'rn1'"),
+        "applied"
+    );
+    assert_eq!(
+        s.apply_refund_report(&carried()).await.unwrap(),
+        RefundApplied::Known
+    );
+    assert_eq!(
+        sql("SELECT string_agg(outcome, ',' ORDER BY raw_id) FROM notification_results WHERE notify_id = 'rn1'"),
+        "applied,duplicate"
+    );
+    assert_eq!(s.refunds_for("m1", "o1").await.unwrap().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_outbox_is_leased_to_one_replica_and_expires_when_it_dies() {
     let pg = PgCluster::start("lease");
@@ -1040,6 +1117,7 @@ async fn refund_rules(s: &dyn Store) {
         },
         completed_at: Some("2014-01-02T03:04:05Z"),
         webhook_url: hook,
+        record: None,
     };
     let settle = |id: i64, status: &'static str| RefundResult {
         merchant_id: "m1",
@@ -1593,6 +1671,7 @@ async fn refund_numbers_per_trade(s: &dyn Store) {
                 paid: PaidFacts::default(),
                 completed_at: None,
                 webhook_url: None,
+                record: None,
             })
             .await
             .unwrap();
@@ -1874,6 +1953,7 @@ async fn finished_trades(s: &dyn Store) {
         },
         completed_at: Some("2014-01-02T03:04:05Z"),
         webhook_url: Some("https://shop/hook"),
+        record: None,
     })
     .await
     .unwrap();

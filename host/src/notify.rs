@@ -615,6 +615,7 @@ impl App {
                         merchant,
                         Some(session),
                         verified,
+                        raw,
                         report,
                         amountless,
                         source,
@@ -719,6 +720,7 @@ impl App {
                     // Matched above.
                     None,
                     verified,
+                    raw,
                     &closed_after_paid,
                     true,
                     source,
@@ -904,6 +906,7 @@ impl App {
         merchant: &MerchantSettings,
         unmatched: Option<&mut Session<'_>>,
         verified: &Notification,
+        raw: &RawNotification<'_>,
         report: &crate::runtime::plugin_api::RefundReport,
         whole_rest: bool,
         source: Option<&str>,
@@ -959,6 +962,22 @@ impl App {
             // Refunded in full: the refunded total is the paid amount.
             report.refunded_total = Some(payment.total_fee());
         }
+        let finished = verified.event == crate::domain::state::TradeEvent::Finished;
+        let mut seen = Seen::of(verified);
+        seen.out_trade_no = payment.out_trade_no.clone();
+        // The message is stored with what its report did, in the report's transaction.
+        let pending = Processed {
+            outcome: NotifyOutcome::Applied,
+            detail: None,
+            seen: Some(seen),
+            stored: false,
+        };
+        let record = crate::store::ledger::ReportRecord {
+            raw: *raw,
+            record: record_of(merchant_id, &pending),
+            finished,
+            source,
+        };
         let applied = match self
             .apply_refund_report(
                 merchant_id,
@@ -969,10 +988,11 @@ impl App {
                     buyer_email: verified.buyer_email.as_deref(),
                     // The payment's own time only (a refund's notify_time is not it).
                     paid_at: verified.gmt_payment.as_deref(),
-                    finished: verified.event == crate::domain::state::TradeEvent::Finished,
+                    finished,
                 },
                 &verified.notify_id,
                 &report,
+                Some(record),
             )
             .await
         {
@@ -985,40 +1005,7 @@ impl App {
                 .with_seen(verified)
             }
         };
-        let (outcome, detail) = match &applied {
-            R::Settled {
-                refund_id,
-                status,
-                payment_status,
-            } => (
-                NotifyOutcome::Applied,
-                format!("refund {refund_id} {status}; payment {payment_status}"),
-            ),
-            R::Recorded {
-                refund_id,
-                payment_status,
-            } => (
-                NotifyOutcome::Applied,
-                format!(
-                    "refund {refund_id} started outside payhost recorded; payment {payment_status}"
-                ),
-            ),
-            R::Known => (NotifyOutcome::Duplicate, "refund already known".to_owned()),
-            R::Mismatch(reason) => (
-                NotifyOutcome::Mismatch,
-                format!("held for review: {reason}"),
-            ),
-            R::UnknownPayment => (NotifyOutcome::UnknownOrder, "unknown order".to_owned()),
-        };
-        // A finishing message kept the finish with its refund (`fill_paid`): said too. (Not of
-        // one held for review: another trade's keeps no finish.)
-        let detail = if verified.event == crate::domain::state::TradeEvent::Finished
-            && !matches!(applied, R::UnknownPayment | R::Mismatch(_))
-        {
-            format!("{detail}; {}", crate::domain::events::FINISHED_WORDS)
-        } else {
-            detail
-        };
+        let (outcome, detail) = applied.outcome(finished, source);
         // A refund's own report (its number) that finds it settled already may have been
         // settled from the trade's refunded total alone — which can have been another refund of
         // the same amount, made in the provider's back office meanwhile (a legacy total names
@@ -1037,17 +1024,12 @@ impl App {
                 }
             }
         }
-        let mut seen = Seen::of(verified);
-        seen.out_trade_no = payment.out_trade_no.clone();
-        let mut p = Processed::stop(
+        Processed {
             outcome,
-            match source {
-                Some(s) => format!("source: {s}; {detail}"),
-                None => detail,
-            },
-        );
-        p.seen = Some(seen);
-        p
+            detail: Some(detail),
+            stored: true,
+            ..pending
+        }
     }
 
     /// A finishing message (`TRADE_FINISHED`) whose amountless refund the trade query decided:

@@ -689,7 +689,9 @@ impl App {
     }
 
     /// Applies a provider's refund report (a verified notification's or query's), once per
-    /// `notify_id`; returns what it did.
+    /// `notify_id`; returns what it did. `record`: the message that carried it, stored in the
+    /// same commit.
+    #[allow(clippy::too_many_arguments)]
     pub async fn apply_refund_report(
         &self,
         merchant_id: &str,
@@ -698,6 +700,7 @@ impl App {
         paid: crate::store::ledger::PaidFacts<'_>,
         notify_id: &str,
         report: &api::RefundReport,
+        record: Option<crate::store::ledger::ReportRecord<'_>>,
     ) -> anyhow::Result<RefundApplied> {
         let fen = |s: &Option<String>| -> Option<u64> {
             s.as_deref()
@@ -720,6 +723,7 @@ impl App {
                 paid,
                 completed_at: completed.as_deref(),
                 webhook_url: merchant.shop_webhook_url.as_deref(),
+                record,
             })
             .await?;
         if let RefundApplied::Mismatch(reason) = &applied {

@@ -309,6 +309,73 @@ pub struct ReportEffect<'a> {
     pub paid: PaidFacts<'a>,
     pub completed_at: Option<&'a str>,
     pub webhook_url: Option<&'a str>,
+    /// The message the report came in, stored with its outcome in the report's own
+    /// transaction (None: the caller stores nothing, or stores it itself).
+    pub record: Option<ReportRecord<'a>>,
+}
+
+/// The notification (or trade query's answer) that carried a refund report: stored as received
+/// with what the report did, in the transaction that applied it, so a crash keeps both or
+/// neither (and the provider's resend then applies it).
+#[derive(Debug, Clone)]
+pub struct ReportRecord<'a> {
+    pub raw: super::RawNotification<'a>,
+    /// Its record; the outcome and detail are filled in from what the report did
+    /// ([`RefundApplied::outcome`]).
+    pub record: super::NotificationRecord,
+    /// The message finished the trade (`TRADE_FINISHED`): said in the detail.
+    pub finished: bool,
+    /// Where the report came from (`query`), said first in the detail.
+    pub source: Option<&'a str>,
+}
+
+impl RefundApplied {
+    /// The outcome and detail recorded for the message that carried the report.
+    pub fn outcome(
+        &self,
+        finished: bool,
+        source: Option<&str>,
+    ) -> (crate::notify::NotifyOutcome, String) {
+        use crate::notify::NotifyOutcome as O;
+        let (outcome, detail) = match self {
+            RefundApplied::Settled {
+                refund_id,
+                status,
+                payment_status,
+            } => (
+                O::Applied,
+                format!("refund {refund_id} {status}; payment {payment_status}"),
+            ),
+            RefundApplied::Recorded {
+                refund_id,
+                payment_status,
+            } => (
+                O::Applied,
+                format!(
+                    "refund {refund_id} started outside payhost recorded; payment {payment_status}"
+                ),
+            ),
+            RefundApplied::Known => (O::Duplicate, "refund already known".to_owned()),
+            RefundApplied::Mismatch(reason) => (O::Mismatch, format!("held for review: {reason}")),
+            RefundApplied::UnknownPayment => (O::UnknownOrder, "unknown order".to_owned()),
+        };
+        // A finishing message kept the finish with its refund (`fill_paid`): said too. (Not of
+        // one held for review: another trade's keeps no finish.)
+        let detail = if finished
+            && !matches!(
+                self,
+                RefundApplied::UnknownPayment | RefundApplied::Mismatch(_)
+            ) {
+            format!("{detail}; {}", crate::domain::events::FINISHED_WORDS)
+        } else {
+            detail
+        };
+        let detail = match source {
+            Some(s) => format!("source: {s}; {detail}"),
+            None => detail,
+        };
+        (outcome, detail)
+    }
 }
 
 /// One entry of a payment's own timeline (beside notifications, refunds and webhook attempts).

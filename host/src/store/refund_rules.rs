@@ -13,7 +13,7 @@ use super::ledger::{
     NewRefund, PaidFacts, Refund, RefundApplied, RefundBegun, RefundResult, ReportEffect,
 };
 use super::rules::{NotifyTx, PaymentState};
-use super::{now_ms, now_rfc3339, Payment, PlannedWebhook};
+use super::{now_ms, now_rfc3339, NotificationRecord, Payment, PlannedWebhook};
 use crate::domain::events::event_id;
 use crate::domain::refunds::{self, RefundLine};
 use crate::domain::review;
@@ -168,11 +168,27 @@ pub async fn settle_refund<T: RefundTx>(tx: &mut T, r: &RefundResult<'_>) -> Res
 
 /// Applies a provider's refund report once per notify id: matched to the refund started here by
 /// its request number, recorded as started outside, or held for review (the payment flagged,
-/// nothing applied) when it would take the refunded total past the paid amount.
+/// nothing applied) when it would take the refunded total past the paid amount. The message
+/// that carried it, when given, is stored with its outcome last, in the same transaction.
 pub async fn apply_refund_report<T: RefundTx>(
     tx: &mut T,
     e: &ReportEffect<'_>,
 ) -> Result<RefundApplied> {
+    let applied = apply_report(tx, e).await?;
+    if let Some(r) = &e.record {
+        let (outcome, detail) = applied.outcome(r.finished, r.source);
+        let record = NotificationRecord {
+            outcome: Some(outcome.label().to_owned()),
+            detail: Some(detail),
+            ..r.record.clone()
+        };
+        tx.finish_notification(None, &r.raw, &now_rfc3339(), &record)
+            .await?;
+    }
+    Ok(applied)
+}
+
+async fn apply_report<T: RefundTx>(tx: &mut T, e: &ReportEffect<'_>) -> Result<RefundApplied> {
     let Some(mut p) = tx
         .load_payment_for_update(e.merchant_id, e.out_trade_no)
         .await?

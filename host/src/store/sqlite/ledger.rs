@@ -7,7 +7,7 @@ use super::{payment_from_row, SqliteStore};
 use crate::store::ledger::*;
 use crate::store::ledger_sql::{refund_totals_sql, totals_sql, Dialect, ListQuery, SqlValue};
 use crate::store::refund_rules::{self, RefundRow, RefundTx};
-use crate::store::{now_rfc3339, Payment, PlannedWebhook};
+use crate::store::{now_rfc3339, OwnedRaw, Payment, PlannedWebhook};
 use anyhow::Result;
 use async_trait::async_trait;
 use rusqlite::types::Value;
@@ -562,8 +562,24 @@ impl Ledger for SqliteStore {
         let report = e.report.clone();
         let completed = e.completed_at.map(str::to_owned);
         let hook = e.webhook_url.map(str::to_owned);
+        let record = e.record.as_ref().map(|r| {
+            (
+                OwnedRaw::new(&r.raw),
+                r.record.clone(),
+                r.finished,
+                r.source.map(str::to_owned),
+            )
+        });
         self.write(move |conn| {
             let [merchant, no, notify_id, trade_no] = &strings;
+            let record = record
+                .as_ref()
+                .map(|(raw, record, finished, source)| ReportRecord {
+                    raw: raw.borrow(),
+                    record: record.clone(),
+                    finished: *finished,
+                    source: source.as_deref(),
+                });
             let e = ReportEffect {
                 merchant_id: merchant,
                 out_trade_no: no,
@@ -577,6 +593,7 @@ impl Ledger for SqliteStore {
                 },
                 completed_at: completed.as_deref(),
                 webhook_url: hook.as_deref(),
+                record,
             };
             run_rule(refund_rules::apply_refund_report(&mut SqliteTx(conn), &e))
         })

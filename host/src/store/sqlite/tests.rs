@@ -361,6 +361,103 @@ async fn refunds_move_a_paid_payment_to_refunded_with_webhooks() {
     remove_db(&path);
 }
 
+/// A refund report and the message that carried it commit together: when storing the message
+/// fails, the refund is not applied and its notify id stays free, so the provider's resend
+/// applies it once, stored with its outcome.
+#[tokio::test]
+async fn a_refund_report_commits_with_its_message_or_not_at_all() {
+    use crate::store::ledger::{Ledger, PaidFacts, RefundApplied, ReportEffect, ReportRecord};
+    let (s, path) = open_temp("report-whole");
+    let mut p = payment("o1");
+    p.total_fen = 1000;
+    s.insert_payment(&p).await.unwrap();
+    s.apply_notification(&effect("n1", "TRADE_SUCCESS"), &raw(), &record())
+        .await
+        .unwrap();
+    let report = crate::domain::refunds::Report {
+        request_no: "r1".into(),
+        amount: Some(300),
+        refunded_total: None,
+        succeeded: true,
+        detail: String::new(),
+    };
+    let body = b"notify_id=rn1&out_trade_no=o1";
+    let message = RawNotification {
+        merchant_id: "m1",
+        remote: Some("127.0.0.1"),
+        body,
+    };
+    let carried = || ReportEffect {
+        merchant_id: "m1",
+        out_trade_no: "o1",
+        report: report.clone(),
+        notify_id: "rn1",
+        paid: PaidFacts {
+            trade_no: "2014",
+            ..Default::default()
+        },
+        completed_at: None,
+        webhook_url: Some("https://shop/hook"),
+        record: Some(ReportRecord {
+            raw: message,
+            record: NotificationRecord {
+                notify_id: Some("rn1".into()),
+                ..record()
+            },
+            finished: false,
+            source: None,
+        }),
+    };
+    let stored = s.raw_notification_count().await.unwrap();
+    let c = rusqlite::Connection::open(&*path).unwrap();
+    c.execute_batch(
+        "CREATE TRIGGER no_results BEFORE INSERT ON notification_results BEGIN SELECT RAISE(ABORT, 'no room'); END;",
+    )
+    .unwrap();
+    assert!(s.apply_refund_report(&carried()).await.is_err());
+    assert!(s.refunds_for("m1", "o1").await.unwrap().is_empty());
+    assert_eq!(
+        s.payment("m1", "o1").await.unwrap().unwrap().status,
+        TRADE_SUCCESS
+    );
+    assert_eq!(s.raw_notification_count().await.unwrap(), stored);
+
+    c.execute_batch("DROP TRIGGER no_results").unwrap();
+    let applied = s.apply_refund_report(&carried()).await.unwrap();
+    let RefundApplied::Recorded { refund_id, .. } = applied else {
+        panic!("the resend applies it: {applied:?}");
+    };
+    assert_eq!(s.raw_notification_count().await.unwrap(), stored + 1);
+    let refunds = s.refunds_for("m1", "o1").await.unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0].amount_fen, 300);
+    let kept = s.notifications_for("m1", "o1").await.unwrap();
+    let last = kept.last().unwrap();
+    assert_eq!(last.notify_id.as_deref(), Some("rn1"));
+    assert_eq!(last.outcome.as_deref(), Some("applied"));
+    assert_eq!(
+        last.detail.as_deref(),
+        Some(
+            format!(
+                "refund {refund_id} started outside payhost recorded; payment PARTIALLY_REFUNDED"
+            )
+            .as_str()
+        )
+    );
+
+    // The provider's next copy changes nothing and is kept as the duplicate it is.
+    assert_eq!(
+        s.apply_refund_report(&carried()).await.unwrap(),
+        RefundApplied::Known
+    );
+    assert_eq!(s.refunds_for("m1", "o1").await.unwrap().len(), 1);
+    let kept = s.notifications_for("m1", "o1").await.unwrap();
+    assert_eq!(kept.last().unwrap().outcome.as_deref(), Some("duplicate"));
+    assert_eq!(s.raw_notification_count().await.unwrap(), stored + 2);
+    drop(s);
+    remove_db(&path);
+}
+
 #[tokio::test]
 async fn dead_letters_sessions_tokens_and_pruning() {
     let (s, path) = open_temp("hardening");
