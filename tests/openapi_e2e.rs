@@ -947,6 +947,99 @@ refund_after_s = 5
             .map(|r| r.amount_fen)
             .sum();
         assert_eq!(at_alipay, 500);
+        // (iii) All of it refunded there, then a refund asked of payhost: Alipay refuses it (the
+        // trade is closed), and payhost asks about the trade at once, so the payment is
+        // REFUNDED without anyone pressing Sync, and the shop hears it.
+        let refunded_here = async |no: &str| {
+            let p = payment(OPEN, no).await;
+            let refunds: Vec<(String, String, String)> = p["refunds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["amount"].as_str().unwrap().to_owned(),
+                        r["status"].as_str().unwrap().to_owned(),
+                        r["started_by"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            (p, refunds)
+        };
+        pay_open(&create(OPEN, "BO-R", "10.00").await).await;
+        wait_for("BO-R paid", log, async || {
+            payment(OPEN, "BO-R").await["status"] == "TRADE_SUCCESS"
+        })
+        .await;
+        portal("BO-R", "10.00", "PORTAL-R").await;
+        let r = post(
+            OPEN,
+            "/payments/BO-R/refunds",
+            json!({"amount": "3.00", "refund_key": "bo-r-1"}),
+        )
+        .await;
+        assert_eq!(r.status, 502, "refused by Alipay: {}", r.text());
+        let (p, refunds) = refunded_here("BO-R").await;
+        assert_eq!(p["status"], "REFUNDED", "{p}");
+        assert_eq!(p["refunded_amount"], "10.00", "{p}");
+        assert_eq!(refunds.len(), 2, "{p}");
+        assert_eq!(refunds[0].0, "3.00", "{p}");
+        assert_eq!(refunds[0].1, "FAILED", "{p}");
+        assert_eq!(
+            refunds[1],
+            ("10.00".into(), "SUCCESS".into(), "gateway".into()),
+            "{p}"
+        );
+        // (iv) The same while one of payhost's never reached Alipay (HTTP 500 before anything was
+        // made): it stays PENDING, the trade is closed there, and the recovery sweep's send
+        // again is refused. The sweep then asks about the trade: REFUNDED, nobody pressing Sync.
+        pay_open(&create(OPEN, "BO-S", "10.00").await).await;
+        wait_for("BO-S paid", log, async || {
+            payment(OPEN, "BO-S").await["status"] == "TRADE_SUCCESS"
+        })
+        .await;
+        sb.set_faults(Faults {
+            answer_500: true,
+            ..Faults::default()
+        });
+        let r = post(
+            OPEN,
+            "/payments/BO-S/refunds",
+            json!({"amount": "3.00", "refund_key": "bo-s-1"}),
+        )
+        .await;
+        assert_eq!(r.status, 502, "{}", r.text());
+        sb.set_faults(Faults::default());
+        assert_eq!(
+            payment(OPEN, "BO-S").await["refunds"][0]["status"],
+            "PENDING"
+        );
+        portal("BO-S", "10.00", "PORTAL-S").await;
+        wait_for(
+            "the sweep's refused send, then the trade's query",
+            log,
+            async || payment(OPEN, "BO-S").await["status"] == "REFUNDED",
+        )
+        .await;
+        let (p, refunds) = refunded_here("BO-S").await;
+        assert_eq!(p["refunded_amount"], "10.00", "{p}");
+        assert_eq!(refunds.len(), 2, "{p}");
+        assert_eq!(refunds[0].1, "FAILED", "{p}");
+        assert_eq!(
+            refunds[1],
+            ("10.00".into(), "SUCCESS".into(), "gateway".into()),
+            "{p}"
+        );
+        for no in ["BO-R", "BO-S"] {
+            let at_alipay: u64 = sb
+                .openapi_trade(APP_ID, no)
+                .unwrap()
+                .refunds
+                .iter()
+                .map(|r| r.amount_fen)
+                .sum();
+            assert_eq!(at_alipay, 1000, "{no}: refunded once, in the portal");
+        }
 
         // 5. The legacy API: refund_fastpay_by_platform_pwd. The refund waits for the seller's
         // password on Alipay's page (confirm_url); the batch notify then settles it.

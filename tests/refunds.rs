@@ -892,6 +892,72 @@ async fn a_back_office_refund_that_fits_no_pending_one_is_held_without_moving_th
     );
 }
 
+/// A full refund made in Alipay's back office while one of payhost's waits for the seller: its
+/// notification is held (the pending 6.00 could be part of it), and the payment stays paid. Once
+/// the owner gives the 6.00 up, payhost asks about the trade at once and counts the 10.00: the
+/// payment is REFUNDED and the shop hears it, without anyone pressing Sync.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_back_office_refund_is_counted_once_the_pending_one_is_given_up() {
+    let (sandbox, shop, host) = one_paid_legacy_order("refunds-closed", "RC1", "10.00").await;
+    let url = host.url("/v1/merchants/ref/payments/RC1");
+    let pending = start_refund(&url, "6.00", "rc-1").await;
+    assert!(pending["confirm_url"].is_string(), "{pending}");
+    back_office_refund(&sandbox.base, "RC1", "10.00").await;
+    wait_for("the back office's notification acknowledged", async || {
+        let state = sandbox.sandbox.state();
+        let notifies: Vec<&serde_json::Value> = state["notifies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["out_trade_no"] == "RC1")
+            .collect();
+        notifies.len() >= 2 && notifies.iter().all(|n| n["acknowledged"] == true)
+    })
+    .await;
+    let p = get(&url, Some(TOKEN)).await.json();
+    assert_eq!(p["status"], "TRADE_SUCCESS", "held: {p}");
+    assert_eq!(p["refunded_amount"], "0.00", "{p}");
+
+    let given_up = send_json(
+        "POST",
+        &format!("{url}/refunds/{}/abandon", pending["id"]),
+        Some(TOKEN),
+        &serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(given_up.status, 200, "{}", given_up.text());
+    let p = get(&url, Some(TOKEN)).await.json();
+    assert_eq!(p["status"], "REFUNDED", "{p}");
+    assert_eq!(p["refunded_amount"], "10.00", "{p}");
+    let refunds: Vec<(&str, &str, &str)> = p["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["amount"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+                r["started_by"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refunds,
+        [
+            ("6.00", "FAILED", "api:operator"),
+            ("10.00", "SUCCESS", "gateway")
+        ],
+        "{p}"
+    );
+    wait_for("payment.refunded at the shop", async || {
+        shop.requests()
+            .iter()
+            .filter_map(|s| serde_json::from_slice::<serde_json::Value>(&s.body).ok())
+            .any(|v| v["type"] == "payment.refunded")
+    })
+    .await;
+}
+
 /// An order asked for twice before it is paid has two cashier pages; a buyer who pays both (the
 /// sandbox lets them: two trades of one order number) paid twice. The second trade's notification
 /// is held for review naming both trades: the payment keeps its first trade and is not paid

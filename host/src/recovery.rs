@@ -121,6 +121,7 @@ async fn refund_round(app: &Arc<App>, sweep: &mut RefundSweep) {
                     if r.status != crate::domain::refunds::PENDING {
                         tracing::info!(merchant = %refund.merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, status = %r.status, "recovery: the provider settled a pending refund");
                         schedule.remove(&key);
+                        app.query_trade_if_failed(&refund.merchant_id, r).await;
                         continue;
                     }
                 }
