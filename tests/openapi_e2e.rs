@@ -948,8 +948,8 @@ refund_after_s = 5
             .sum();
         assert_eq!(at_alipay, 500);
         // (iii) All of it refunded there, then a refund asked of payhost: Alipay refuses it (the
-        // trade is closed), and payhost asks about the trade at once, so the payment is
-        // REFUNDED without anyone pressing Sync, and the shop hears it.
+        // trade is closed), and payhost asks about the trade right after, so the payment is
+        // REFUNDED without anyone pressing Sync.
         let refunded_here = async |no: &str| {
             let p = payment(OPEN, no).await;
             let refunds: Vec<(String, String, String)> = p["refunds"]
@@ -979,8 +979,11 @@ refund_after_s = 5
         )
         .await;
         assert_eq!(r.status, 502, "refused by Alipay: {}", r.text());
+        wait_for("the refused refund's trade queried", log, async || {
+            payment(OPEN, "BO-R").await["status"] == "REFUNDED"
+        })
+        .await;
         let (p, refunds) = refunded_here("BO-R").await;
-        assert_eq!(p["status"], "REFUNDED", "{p}");
         assert_eq!(p["refunded_amount"], "10.00", "{p}");
         assert_eq!(refunds.len(), 2, "{p}");
         assert_eq!(refunds[0].0, "3.00", "{p}");

@@ -719,8 +719,6 @@ async fn a_notification_is_whole_and_a_cancelled_one_leaves_no_open_transaction(
     );
 }
 
-/// Two replicas poll the outbox at once: every event is leased to exactly one of them; an event
-/// leased by a replica that dies (never reports) is taken by the other once the lease expires.
 /// A refund report and the message that carried it commit together (as in the SQLite store's
 /// `a_refund_report_commits_with_its_message_or_not_at_all`): the message's record refused, the
 /// refund is not applied and its notify id stays free; the resend applies it once, stored.
@@ -798,6 +796,8 @@ async fn a_refund_report_commits_with_its_message_or_not_at_all() {
     assert_eq!(s.refunds_for("m1", "o1").await.unwrap().len(), 1);
 }
 
+/// Two replicas poll the outbox at once: every event is leased to exactly one of them; an event
+/// leased by a replica that dies (never reports) is taken by the other once the lease expires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_outbox_is_leased_to_one_replica_and_expires_when_it_dies() {
     let pg = PgCluster::start("lease");

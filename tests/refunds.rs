@@ -292,6 +292,31 @@ async fn partial_and_full_refunds(name: &str, database: Option<String>) {
     let r = sync(&host.url("/v1/merchants/ref/payments/RF2")).await;
     assert_eq!(r["trade_status"], "TRADE_CLOSED");
     assert_eq!(r["status"], "REFUNDED");
+    // Each message kept once, the refund's with its outcome (stored in its own commit, never
+    // again after it): the paid notification, the refund's, the query's.
+    let p = get(&host.url("/v1/merchants/ref/payments/RF2"), Some(TOKEN))
+        .await
+        .json();
+    let kept: Vec<(&str, &str)> = p["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["trade_status"].as_str().unwrap_or_default(),
+                n["outcome"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("TRADE_SUCCESS", "applied"),
+            ("TRADE_CLOSED", "applied"),
+            ("TRADE_CLOSED", "duplicate")
+        ],
+        "{p}"
+    );
 
     // Once the outbox is empty: each event exactly once.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -926,8 +951,11 @@ async fn a_full_back_office_refund_is_counted_once_the_pending_one_is_given_up()
     )
     .await;
     assert_eq!(given_up.status, 200, "{}", given_up.text());
+    wait_for("the trade queried after the give-up", async || {
+        get(&url, Some(TOKEN)).await.json()["status"] == "REFUNDED"
+    })
+    .await;
     let p = get(&url, Some(TOKEN)).await.json();
-    assert_eq!(p["status"], "REFUNDED", "{p}");
     assert_eq!(p["refunded_amount"], "10.00", "{p}");
     let refunds: Vec<(&str, &str, &str)> = p["refunds"]
         .as_array()
@@ -949,6 +977,16 @@ async fn a_full_back_office_refund_is_counted_once_the_pending_one_is_given_up()
         ],
         "{p}"
     );
+    let ids: Vec<&str> = p["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["notify_id"].as_str())
+        .collect();
+    let mut once = ids.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(once.len(), ids.len(), "each message kept once: {p}");
     wait_for("payment.refunded at the shop", async || {
         shop.requests()
             .iter()

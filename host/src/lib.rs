@@ -28,6 +28,7 @@ pub mod runtime;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod trade_queries;
 pub mod webhooks;
 
 /// payhost inside the calling program (tests, embedders): builds it from `config` and serves on

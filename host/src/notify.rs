@@ -1006,6 +1006,14 @@ impl App {
             }
         };
         let (outcome, detail) = applied.outcome(finished, source);
+        // A refund the provider reports failed (a legacy batch notify: the seller's
+        // confirmation refused) may have failed because the trade was closed: asked about
+        // (not from a query: that was the asking).
+        if source.is_none()
+            && matches!(&applied, R::Settled { status, .. } if status == crate::domain::refunds::FAILED)
+        {
+            self.trade_queries.ask(merchant_id, &payment.out_trade_no);
+        }
         // A refund's own report (its number) that finds it settled already may have been
         // settled from the trade's refunded total alone — which can have been another refund of
         // the same amount, made in the provider's back office meanwhile (a legacy total names

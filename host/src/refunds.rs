@@ -664,27 +664,14 @@ impl App {
             .ok_or_else(|| ApiError::new(404, "unknown_refund", format!("no refund {id}")))
     }
 
-    /// When refund `refund` ended FAILED (the provider refused it, or it was given up), asks the
-    /// provider about its trade once, as the admin's Sync does. A refund is refused when the trade
-    /// was refunded in full or closed meanwhile in the provider's own back office, which the
-    /// open platform says in no notification ([OPENAPI §6.6]); and a report of such a refund
-    /// that came while this one was pending was held, not counted. Without the query the
-    /// payment stayed paid here, and refundable, until someone pressed Sync. Never called
-    /// inside a sync (the sync queries the trade itself).
+    /// When refund `refund` ended FAILED (the provider refused it, or it was given up), queues
+    /// its trade to be asked about once, as the admin's Sync does ([`crate::trade_queries`]):
+    /// a trade refunded in full or closed meanwhile in the provider's back office is then
+    /// counted, where the payment stayed paid here, and refundable, until someone pressed Sync.
     pub(crate) async fn query_trade_if_failed(&self, merchant_id: &str, refund: &Refund) {
-        let failed = matches!(
-            self.store.refund(merchant_id, refund.id).await,
-            Ok(Some(r)) if r.status == refunds::FAILED
-        );
-        if !failed {
-            return;
-        }
-        match self.sync_payment(merchant_id, &refund.out_trade_no).await {
-            Ok(synced) => {
-                tracing::info!(merchant = merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, outcome = %synced.outcome, status = %synced.status, "a failed refund's trade queried")
-            }
-            Err(e) => {
-                tracing::warn!(merchant = merchant_id, out_trade_no = %refund.out_trade_no, refund = refund.id, code = %e.code, error = %crate::log_limit::clean(&e.message), "cannot query the trade of a failed refund; its Sync asks again")
+        if let Ok(Some(r)) = self.store.refund(merchant_id, refund.id).await {
+            if r.status == refunds::FAILED {
+                self.trade_queries.ask(merchant_id, &r.out_trade_no);
             }
         }
     }

@@ -178,6 +178,7 @@ pub async fn build_app_with(config: Config, extras: Extras) -> Result<Arc<App>> 
         guards,
         merchant_cache: Default::default(),
         order_locks: Default::default(),
+        trade_queries: Default::default(),
     });
     seed_merchants(&app).await?;
     name_plugins_of_older_rows(&app).await?;
@@ -585,6 +586,7 @@ pub async fn start_on(
     ));
     tokio::spawn(prune_loop(app.clone(), stop_rx.clone()));
     tokio::spawn(crate::recovery::run(app.clone(), stop_rx.clone()));
+    tokio::spawn(crate::trade_queries::run(app.clone(), stop_rx.clone()));
     if let Some(metrics_addr) = app.config.metrics_listen {
         let metrics_listener = TcpListener::bind(metrics_addr)
             .await

@@ -45,6 +45,8 @@ pub struct App {
     pub merchant_cache: crate::notify::MerchantCache,
     /// One creation at a time per order in this process (a second waits, then finds the first).
     pub order_locks: crate::order_locks::OrderLocks,
+    /// Trades to ask the provider about soon (a refund ended FAILED), off the caller's path.
+    pub trade_queries: crate::trade_queries::TradeQueries,
 }
 
 /// The API's one error type (its JSON shape is `http::error`'s).
