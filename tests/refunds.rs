@@ -533,6 +533,16 @@ async fn a_refund_given_up_then_confirmed_beside_a_second_one_is_recorded() {
         "{}",
         again.text()
     );
+    // The give-up asks Alipay about the trade (nothing refunded there yet): waited for, so
+    // its answer never lands between the seller's confirmations below.
+    wait_for("the trade queried after the give-up", async || {
+        payment().await["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["notify_id"].as_str().unwrap_or("").starts_with("query:"))
+    })
+    .await;
     let second = refund("gu-b").await;
     // The seller confirms both pages: the first refunds 1.00, the second is refused.
     for r in [&first, &second] {
@@ -919,7 +929,7 @@ async fn a_back_office_refund_that_fits_no_pending_one_is_held_without_moving_th
 
 /// A full refund made in Alipay's back office while one of payhost's waits for the seller: its
 /// notification is held (the pending 6.00 could be part of it), and the payment stays paid. Once
-/// the owner gives the 6.00 up, payhost asks about the trade at once and counts the 10.00: the
+/// the owner gives the 6.00 up, payhost asks about the trade right after and counts the 10.00: the
 /// payment is REFUNDED and the shop hears it, without anyone pressing Sync.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_back_office_refund_is_counted_once_the_pending_one_is_given_up() {

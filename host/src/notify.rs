@@ -1012,7 +1012,7 @@ impl App {
         if source.is_none()
             && matches!(&applied, R::Settled { status, .. } if status == crate::domain::refunds::FAILED)
         {
-            self.trade_queries.ask(merchant_id, &payment.out_trade_no);
+            self.query_trade_soon(merchant_id, &payment.out_trade_no);
         }
         // A refund's own report (its number) that finds it settled already may have been
         // settled from the trade's refunded total alone — which can have been another refund of

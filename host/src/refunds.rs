@@ -671,8 +671,16 @@ impl App {
     pub(crate) async fn query_trade_if_failed(&self, merchant_id: &str, refund: &Refund) {
         if let Ok(Some(r)) = self.store.refund(merchant_id, refund.id).await {
             if r.status == refunds::FAILED {
-                self.trade_queries.ask(merchant_id, &r.out_trade_no);
+                self.query_trade_soon(merchant_id, &r.out_trade_no);
             }
+        }
+    }
+
+    /// Queues order `out_trade_no`'s trade for [`crate::trade_queries`] (not when the operator
+    /// turned payhost's own queries off: `[recovery] enabled = false`).
+    pub(crate) fn query_trade_soon(&self, merchant_id: &str, out_trade_no: &str) {
+        if self.config.recovery.enabled {
+            self.trade_queries.ask(merchant_id, out_trade_no);
         }
     }
 

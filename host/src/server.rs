@@ -496,6 +496,9 @@ pub struct Running {
     stop: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<Result<()>>,
     worker: tokio::task::JoinHandle<()>,
+    /// The failed refunds' trade queries ([`crate::trade_queries`]): waited for (a while) at the
+    /// stop, so a query does not write after the store is made whole.
+    queries: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -504,6 +507,7 @@ impl Running {
         let result = self.server.await?;
         let _ = self.stop.send(true);
         let _ = self.worker.await;
+        end_queries(self.queries).await;
         flush_store(&self.app).await;
         result
     }
@@ -518,8 +522,17 @@ impl Running {
         let _ = self.stop.send(true);
         let result = self.server.await?;
         let _ = self.worker.await;
+        end_queries(self.queries).await;
         flush_store(&self.app).await;
         result
+    }
+}
+
+/// Waits for the trade queries' worker to end: it stops before the next trade, and cuts the
+/// one under way short after a few seconds ([`crate::trade_queries::run`]).
+async fn end_queries(queries: tokio::task::JoinHandle<()>) {
+    if let Err(e) = queries.await {
+        tracing::warn!(error = %e, "at the stop: the trade queries' worker ended badly");
     }
 }
 
@@ -586,7 +599,7 @@ pub async fn start_on(
     ));
     tokio::spawn(prune_loop(app.clone(), stop_rx.clone()));
     tokio::spawn(crate::recovery::run(app.clone(), stop_rx.clone()));
-    tokio::spawn(crate::trade_queries::run(app.clone(), stop_rx.clone()));
+    let queries = tokio::spawn(crate::trade_queries::run(app.clone(), stop_rx.clone()));
     if let Some(metrics_addr) = app.config.metrics_listen {
         let metrics_listener = TcpListener::bind(metrics_addr)
             .await
@@ -615,6 +628,7 @@ pub async fn start_on(
         stop,
         server,
         worker,
+        queries,
     })
 }
 
