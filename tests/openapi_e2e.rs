@@ -952,18 +952,7 @@ refund_after_s = 5
         // REFUNDED without anyone pressing Sync.
         let refunded_here = async |no: &str| {
             let p = payment(OPEN, no).await;
-            let refunds: Vec<(String, String, String)> = p["refunds"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| {
-                    (
-                        r["amount"].as_str().unwrap().to_owned(),
-                        r["status"].as_str().unwrap().to_owned(),
-                        r["started_by"].as_str().unwrap_or_default().to_owned(),
-                    )
-                })
-                .collect();
+            let refunds = conformance::host::refund_rows(&p);
             (p, refunds)
         };
         pay_open(&create(OPEN, "BO-R", "10.00").await).await;

@@ -380,6 +380,20 @@ pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Ve
     }
 }
 
+/// A payment's refunds as the API shows them (`GET …/payments/{no}`): (amount, status,
+/// started_by) in the answer's order.
+pub fn refund_rows(payment: &serde_json::Value) -> Vec<(String, String, String)> {
+    let text = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_owned();
+    payment["refunds"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .map(|r| (text(r, "amount"), text(r, "status"), text(r, "started_by")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub async fn get(url: &str, token: Option<&str>) -> Reply {
     let auth = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
