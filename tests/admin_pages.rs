@@ -2227,6 +2227,81 @@ async fn open_shop_paid(base: &str, op: &str, no: &str) -> String {
     path
 }
 
+/// A refund asked on the page of a trade the owner already refunded in full in the open
+/// platform's own back office (which sends payhost no notification): Alipay refuses it, the page
+/// says so and that payhost is asking Alipay about the trade, and the payment turns 已退款 by
+/// itself, the 2.00 counted as refunded there, without the owner pressing 向支付平台查询.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refund_refused_for_a_trade_refunded_in_alipay_is_followed_by_a_query() {
+    let d = demo("admin-refused-closed").await;
+    let base = d.url("");
+    let base = base.as_str();
+    let (op, csrf) = admin_login(base, ADMIN_PASSWORD).await;
+    let path = open_shop_paid(base, &op, "CLOSED-THERE-1").await;
+    let app_id = demo_setting(&d, "open-shop", "app_id");
+    let r = conformance::host::post_form(
+        &format!("{base}/sandbox/openapi/refund"),
+        &format!("app_id={app_id}&out_trade_no=CLOSED-THERE-1&refund_amount=2.00&out_request_no=PORTAL-ALL"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let refund = form(&[
+        ("csrf", &csrf),
+        ("amount", "0.50"),
+        ("refund_key", "k-closed"),
+        ("reason", "测试"),
+    ]);
+    let asked = admin_post(base, &format!("{path}/refunds"), &op, &refund).await;
+    let asked_at = asked
+        .split("name=\"asked_at\" value=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .unwrap_or_else(|| panic!("{asked}"))
+        .to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let said = admin_post(
+        base,
+        &format!("{path}/refunds"),
+        &op,
+        &format!("{refund}&confirm=1&asked_at={asked_at}"),
+    )
+    .await;
+    let headline = flash_of(&said);
+    assert!(
+        said.contains("支付宝拒绝了这笔退款") && said.contains("payhost 正在向支付宝查询这笔交易"),
+        "{headline}\n{said}"
+    );
+    let api = format!("{base}/v1/merchants/open-shop/payments/CLOSED-THERE-1");
+    let mut p = serde_json::Value::Null;
+    for _ in 0..100 {
+        p = get(&api, Some(TOKEN)).await.json();
+        if p["status"] == "REFUNDED" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(p["status"], "REFUNDED", "{p}");
+    assert_eq!(p["refunded_amount"], "2.00", "{p}");
+    assert_eq!(
+        conformance::host::refund_rows(&p),
+        [
+            ("0.50".to_owned(), "FAILED".to_owned(), "admin".to_owned()),
+            (
+                "2.00".to_owned(),
+                "SUCCESS".to_owned(),
+                "gateway".to_owned()
+            )
+        ],
+        "{p}"
+    );
+    let (_, html) = page(base, &path, &op).await;
+    assert!(html.contains("已退款"), "{html}");
+    assert!(
+        !html.contains("id=\"refund-form\""),
+        "nothing left to refund: {html}"
+    );
+}
+
 /// What a token changes through the API is in the audit log, as what someone does on the pages
 /// is: a shop server taken over is found out by what its token did (SECURITY.md). Each line
 /// names the token's holder and the merchant, and a settings save names the fields that changed,

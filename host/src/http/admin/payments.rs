@@ -874,11 +874,11 @@ pub async fn refund(app: &Arc<App>, ctx: &Ctx, id: &str, no: &str, form: &Form) 
                 finished,
                 refundable_fen,
             };
-            refused(
-                name,
-                words::refund_error(ctx.lang, &e, &amount, now),
-                words::refund_outcome_unknown(&e.code),
-            )
+            let mut said = words::refund_error(ctx.lang, &e, &amount, now);
+            if words::refused_by_provider(&e.code) && app.config.recovery.enabled {
+                said.push_str(words::asking_about_the_trade(ctx.lang));
+            }
+            refused(name, said, words::refund_outcome_unknown(&e.code))
         }
     }
 }

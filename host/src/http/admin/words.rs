@@ -315,6 +315,20 @@ pub fn refund_outcome_unknown(code: &str) -> bool {
     !code.starts_with("gateway_") || UNKNOWN_OUTCOME.contains(&code)
 }
 
+/// Whether the provider itself refused the refund (nothing was refunded): after such a refusal
+/// payhost asks about the trade by itself ([`crate::trade_queries`]).
+pub fn refused_by_provider(code: &str) -> bool {
+    code.starts_with("gateway_") && !refund_outcome_unknown(code)
+}
+
+/// What the page adds to a provider's refusal while payhost asks about the trade.
+pub fn asking_about_the_trade(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Zh => "。payhost 正在向支付宝查询这笔交易（例如是否已在支付宝后台退过款），查到的结果稍后显示在本页",
+        Lang::En => ". payhost is asking Alipay about this trade now (was it refunded in Alipay's back office meanwhile?); this page shows what it finds in a moment",
+    }
+}
+
 /// The payment as the page reads it after a refused refund.
 #[derive(Debug, Clone, Copy)]
 pub struct PaymentNow<'a> {
@@ -434,7 +448,7 @@ pub fn refund_error(lang: Lang, e: &ApiError, typed_amount: &str, now: PaymentNo
             refund_field_rule(field.unwrap_or_default(), typed_amount, e, now)
         }
         // The provider's own refusal: nothing was refunded.
-        (code, _) if !refund_outcome_unknown(code) && code.starts_with("gateway_") => {
+        (code, _) if refused_by_provider(code) => {
             format!(
                 "支付宝拒绝了这笔退款，没有退款。可以点“向支付平台查询”核对这笔交易在支付宝的最新状态（{}）",
                 provider_message(lang, &e.message)
