@@ -1620,13 +1620,6 @@ async fn refusals_say_why_in_the_owners_words() {
         &refund("0.50", "k-1"),
     )
     .await;
-    let asked_at = |page: &str| {
-        page.split("name=\"asked_at\" value=\"")
-            .nth(1)
-            .and_then(|v| v.split('"').next())
-            .unwrap_or_else(|| panic!("{page}"))
-            .to_owned()
-    };
     let tapped = admin_post(
         base,
         &format!("{path}/refunds"),
@@ -2227,6 +2220,29 @@ async fn open_shop_paid(base: &str, op: &str, no: &str) -> String {
     path
 }
 
+/// The open platform's own back office refunds `amount` of open-shop's order `no` (payhost is not
+/// told: the sandbox's portal control).
+async fn portal_refund(d: &TestHost, no: &str, amount: &str, request_no: &str) {
+    let app_id = demo_setting(d, "open-shop", "app_id");
+    let r = conformance::host::post_form(
+        &d.url("/sandbox/openapi/refund"),
+        &format!(
+            "app_id={app_id}&out_trade_no={no}&refund_amount={amount}&out_request_no={request_no}"
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// The `asked_at` of a refund's confirmation card (the time its first tap was answered).
+fn asked_at(page: &str) -> String {
+    page.split("name=\"asked_at\" value=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .unwrap_or_else(|| panic!("no confirmation card: {page}"))
+        .to_owned()
+}
+
 /// A refund asked on the page of a trade the owner already refunded in full in the open
 /// platform's own back office (which sends payhost no notification): Alipay refuses it, the page
 /// says so and that payhost is asking Alipay about the trade, and the payment turns 已退款 by
@@ -2238,13 +2254,7 @@ async fn a_refund_refused_for_a_trade_refunded_in_alipay_is_followed_by_a_query(
     let base = base.as_str();
     let (op, csrf) = admin_login(base, ADMIN_PASSWORD).await;
     let path = open_shop_paid(base, &op, "CLOSED-THERE-1").await;
-    let app_id = demo_setting(&d, "open-shop", "app_id");
-    let r = conformance::host::post_form(
-        &format!("{base}/sandbox/openapi/refund"),
-        &format!("app_id={app_id}&out_trade_no=CLOSED-THERE-1&refund_amount=2.00&out_request_no=PORTAL-ALL"),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    portal_refund(&d, "CLOSED-THERE-1", "2.00", "PORTAL-ALL").await;
     let refund = form(&[
         ("csrf", &csrf),
         ("amount", "0.50"),
@@ -2252,12 +2262,7 @@ async fn a_refund_refused_for_a_trade_refunded_in_alipay_is_followed_by_a_query(
         ("reason", "测试"),
     ]);
     let asked = admin_post(base, &format!("{path}/refunds"), &op, &refund).await;
-    let asked_at = asked
-        .split("name=\"asked_at\" value=\"")
-        .nth(1)
-        .and_then(|v| v.split('"').next())
-        .unwrap_or_else(|| panic!("{asked}"))
-        .to_owned();
+    let asked_at = asked_at(&asked);
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
     let said = admin_post(
         base,
@@ -2354,13 +2359,7 @@ async fn what_a_token_changes_through_the_api_is_audited() {
     assert_eq!(r.status, 201, "{}", r.text());
     // The rest refunded in the open platform's own back office (payhost not told): the next
     // refund through the API is refused by the provider, and still audited.
-    let app_id = demo_setting(&d, "open-shop", "app_id");
-    let r = conformance::host::post_form(
-        &format!("{base}/sandbox/openapi/refund"),
-        &format!("app_id={app_id}&out_trade_no=API-AUDIT-1&refund_amount=1.50&out_request_no=PORTAL-AUDIT"),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    portal_refund(&d, "API-AUDIT-1", "1.50", "PORTAL-AUDIT").await;
     let r = send_json(
         "POST",
         &format!("{base}/v1/merchants/open-shop/payments/API-AUDIT-1/refunds"),
